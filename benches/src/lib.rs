@@ -1,0 +1,1 @@
+//! Shared setup for Serin's criterion benches and scenario harness.

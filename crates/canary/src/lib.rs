@@ -1,0 +1,1 @@
+//! serin-canary (being written).

@@ -1,0 +1,1 @@
+//! serin-compat (being written).

@@ -1,0 +1,1 @@
+//! serin-traffic (being written).

@@ -1,0 +1,2 @@
+//! Placeholder until the traffic crate lands.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Runnable examples of Serin live beside this crate as `[[example]]` targets.
