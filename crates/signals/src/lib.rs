@@ -22,6 +22,7 @@
 //! # Ok::<(), serin_signals::Error>(())
 //! ```
 
+pub mod duration;
 mod error;
 mod health;
 mod metric;
