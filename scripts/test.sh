@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The project's test command: starts on loopback the real services the integration tests need,
+# then runs every gate CI runs: formatting, clippy with -D warnings, all tests, and the docs.
+#
+#   scripts/test.sh            # everything (installs missing Debian packages; needs root for that)
+#   SERIN_NO_SERVICES=1 scripts/test.sh   # the same gates without real services (their tests skip)
+#
+# Each service script is idempotent and prints the `export` lines that enable its tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export SERIN_SERVICES_DIR="${SERIN_SERVICES_DIR:-/tmp/serin-services}"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+if [ -z "${SERIN_NO_SERVICES:-}" ]; then
+    for service in scripts/services/*.sh; do
+        step "starting $(basename "$service" .sh)"
+        exports=$("$service")
+        eval "$exports"
+        printf '%s\n' "$exports" >&2
+    done
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, all features, -D warnings)"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "cargo doc (no warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
+
+step "cargo test (all features)"
+cargo test --workspace --all-features
