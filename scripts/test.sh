@@ -16,6 +16,7 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 
 if [ -z "${SERIN_NO_SERVICES:-}" ]; then
     for service in scripts/services/*.sh; do
+        [ -e "$service" ] || continue
         step "starting $(basename "$service" .sh)"
         exports=$("$service")
         eval "$exports"
