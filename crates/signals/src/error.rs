@@ -16,6 +16,72 @@ pub enum Error {
         /// Why it was rejected.
         reason: String,
     },
+
+    /// A query template was rejected when a source was built; nothing was built.
+    #[error("invalid query template for metric `{metric}`: {reason} (template `{template}`)")]
+    InvalidTemplate {
+        /// The metric (and part, such as `error_rate.errors`) the template is for.
+        metric: String,
+        /// The template as given.
+        template: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// The metrics store rejected a query as malformed or impossible to evaluate (Prometheus'
+    /// `bad_data` or `execution` errors). Retrying cannot help: fix the query or its template.
+    #[error("query `{query}` was rejected: {reason}")]
+    BadQuery {
+        /// The query as sent.
+        query: String,
+        /// What the store said, with its error type.
+        reason: String,
+    },
+
+    /// A source could not be reached or kept failing (connection refused, 5xx, 429, injected
+    /// outage) after every retry. The measurement is unknown, never zero.
+    #[error("metrics source `{source_name}` is unavailable: {reason}")]
+    Unavailable {
+        /// The source's name (see `MetricsSource::name`).
+        source_name: String,
+        /// The last failure seen, with the number of attempts made.
+        reason: String,
+    },
+
+    /// A source did not answer a query within its per-request timeout, on every attempt.
+    #[error("metrics source `{source_name}` timed out after {after:?} on query `{query}`")]
+    Timeout {
+        /// The source's name.
+        source_name: String,
+        /// The query as sent.
+        query: String,
+        /// The per-request timeout that elapsed.
+        after: std::time::Duration,
+    },
+
+    /// A source answered with something this crate cannot read (not JSON, an unexpected result
+    /// type, several series where one was expected). Not retried: the same query would get the
+    /// same answer.
+    #[error(
+        "metrics source `{source_name}` gave an unreadable answer to query `{query}`: {reason}"
+    )]
+    BadResponse {
+        /// The source's name.
+        source_name: String,
+        /// The query as sent.
+        query: String,
+        /// What was wrong with the answer.
+        reason: String,
+    },
+
+    /// A source was asked for something it was not configured or able to answer.
+    #[error("metrics source `{source_name}` does not support {what}")]
+    Unsupported {
+        /// The source's name.
+        source_name: String,
+        /// What was asked, e.g. ``metric `queue_depth` (no query template configured)``.
+        what: String,
+    },
 }
 
 impl Error {

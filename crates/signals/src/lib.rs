@@ -25,16 +25,24 @@
 pub mod duration;
 mod error;
 mod health;
+mod health_source;
+mod memory;
 mod metric;
 mod observation;
 mod sketch;
+mod source;
+#[cfg(any(feature = "testkit", test))]
+pub mod testkit;
 mod time;
 mod track;
 
 pub use error::{Error, Result};
 pub use health::{HealthSignal, Probe, ProbeStatus};
+pub use health_source::{HealthSource, InMemoryHealth};
+pub use memory::InMemorySource;
 pub use metric::Metric;
 pub use observation::{Counts, Gauge, Measurement, Observation};
 pub use sketch::LatencySketch;
+pub use source::{MAX_RANGE_STEPS, MetricQuery, MetricsSource};
 pub use time::{Timestamp, Window};
 pub use track::{Arm, Track};

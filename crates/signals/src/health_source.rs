@@ -1,0 +1,273 @@
+//! Where probe results come from: the [`HealthSource`] trait and [`InMemoryHealth`].
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::health::{HealthSignal, Probe, ProbeStatus};
+use crate::memory::{Faults, lock};
+use crate::track::Track;
+
+/// A source of readiness, liveness, startup and dependency probe results.
+///
+/// It reports the **latest** result it holds; it never invents one. A probe that was never run
+/// has no result (`None`), which callers treat as unknown, never healthy. Object-safe; `Arc<T>`
+/// and `Box<T>` forward to `T`.
+#[async_trait]
+pub trait HealthSource: Send + Sync {
+    /// A short name for errors and evidence.
+    fn name(&self) -> &str;
+
+    /// The latest result of `probe` on `track`, summarised over instances: among the latest
+    /// result of each instance, the worst one (`Fail`, then `Unknown`, then `Pass`; the most
+    /// recent on a tie). `None` when the probe never ran on that track.
+    async fn probe(&self, track: &Track, probe: &Probe) -> Result<Option<HealthSignal>>;
+
+    /// The latest result of every probe (readiness, liveness, startup, each dependency) and
+    /// every instance of `track`, ordered by probe then instance. Empty for an unknown track.
+    async fn signals(&self, track: &Track) -> Result<Vec<HealthSignal>>;
+}
+
+#[async_trait]
+impl<T: HealthSource + ?Sized> HealthSource for Arc<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    async fn probe(&self, track: &Track, probe: &Probe) -> Result<Option<HealthSignal>> {
+        (**self).probe(track, probe).await
+    }
+
+    async fn signals(&self, track: &Track) -> Result<Vec<HealthSignal>> {
+        (**self).signals(track).await
+    }
+}
+
+#[async_trait]
+impl<T: HealthSource + ?Sized> HealthSource for Box<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    async fn probe(&self, track: &Track, probe: &Probe) -> Result<Option<HealthSignal>> {
+        (**self).probe(track, probe).await
+    }
+
+    async fn signals(&self, track: &Track) -> Result<Vec<HealthSignal>> {
+        (**self).signals(track).await
+    }
+}
+
+/// How bad a status is, for picking the worst instance.
+fn severity(status: ProbeStatus) -> u8 {
+    match status {
+        ProbeStatus::Pass => 0,
+        ProbeStatus::Unknown => 1,
+        ProbeStatus::Fail => 2,
+    }
+}
+
+/// A sortable key for a probe (the probe type itself is not `Ord`).
+fn probe_key(probe: &Probe) -> (u8, String) {
+    match probe {
+        Probe::Readiness => (0, String::new()),
+        Probe::Liveness => (1, String::new()),
+        Probe::Startup => (2, String::new()),
+        Probe::Dependency(name) => (3, name.clone()),
+    }
+}
+
+type Key = (Track, (u8, String), Option<String>);
+
+#[derive(Debug, Default)]
+struct HealthState {
+    latest: BTreeMap<Key, HealthSignal>,
+    faults: Faults,
+}
+
+/// A [`HealthSource`] whose results are scripted by pushing signals in.
+///
+/// For each track, probe and instance it keeps the result with the latest `at` (the later push on
+/// a tie), so results that arrive out of order never roll the state back.
+///
+/// ```
+/// use serin_signals::{HealthSignal, HealthSource, InMemoryHealth, Probe, ProbeStatus, Timestamp, Track};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let health = InMemoryHealth::new();
+/// let at = Timestamp::from_millis;
+/// health.record(HealthSignal::new(Track::Green, Probe::Readiness, ProbeStatus::Pass, at(10)).with_instance("green-0"));
+/// health.record(HealthSignal::new(Track::Green, Probe::Readiness, ProbeStatus::Fail, at(12)).with_instance("green-1"));
+///
+/// let worst = health.probe(&Track::Green, &Probe::Readiness).await?.unwrap();
+/// assert_eq!(worst.status, ProbeStatus::Fail);
+/// assert_eq!(health.probe(&Track::Blue, &Probe::Readiness).await?, None);
+/// # Ok::<(), serin_signals::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct InMemoryHealth {
+    name: String,
+    state: Mutex<HealthState>,
+}
+
+impl Default for InMemoryHealth {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InMemoryHealth {
+    /// An empty source named `in-memory-health`.
+    pub fn new() -> Self {
+        Self::named("in-memory-health")
+    }
+
+    /// An empty source with its own name.
+    pub fn named(name: impl Into<String>) -> Self {
+        InMemoryHealth {
+            name: name.into(),
+            state: Mutex::new(HealthState::default()),
+        }
+    }
+
+    /// Records a probe result; an older result than the one held for the same track, probe and
+    /// instance is ignored.
+    pub fn record(&self, signal: HealthSignal) {
+        let key = (
+            signal.track.clone(),
+            probe_key(&signal.probe),
+            signal.instance.clone(),
+        );
+        let mut state = lock(&self.state);
+        match state.latest.get(&key) {
+            Some(held) if held.at > signal.at => {}
+            _ => {
+                state.latest.insert(key, signal);
+            }
+        }
+    }
+
+    /// Forgets every result of `track` (a retired track).
+    pub fn forget(&self, track: &Track) {
+        lock(&self.state).latest.retain(|(t, _, _), _| t != track);
+    }
+
+    /// Makes the next `n` calls fail with [`Error::Unavailable`](crate::Error::Unavailable).
+    pub fn fail_next(&self, n: u64) {
+        lock(&self.state).faults.fail_next(n);
+    }
+
+    /// While `true`, every call fails with [`Error::Unavailable`](crate::Error::Unavailable).
+    pub fn set_unavailable(&self, unavailable: bool) {
+        lock(&self.state).faults.set_unavailable(unavailable);
+    }
+}
+
+#[async_trait]
+impl HealthSource for InMemoryHealth {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn probe(&self, track: &Track, probe: &Probe) -> Result<Option<HealthSignal>> {
+        let mut state = lock(&self.state);
+        state.faults.check(&self.name)?;
+        let wanted = probe_key(probe);
+        Ok(state
+            .latest
+            .iter()
+            .filter(|((t, p, _), _)| t == track && *p == wanted)
+            .map(|(_, s)| s)
+            .max_by_key(|s| (severity(s.status), s.at))
+            .cloned())
+    }
+
+    async fn signals(&self, track: &Track) -> Result<Vec<HealthSignal>> {
+        let mut state = lock(&self.state);
+        state.faults.check(&self.name)?;
+        Ok(state
+            .latest
+            .iter()
+            .filter(|((t, _, _), _)| t == track)
+            .map(|(_, s)| s.clone())
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::time::Timestamp;
+
+    fn sig(track: Track, probe: Probe, status: ProbeStatus, at: u64) -> HealthSignal {
+        HealthSignal::new(track, probe, status, Timestamp::from_millis(at))
+    }
+
+    #[tokio::test]
+    async fn older_results_never_replace_newer_ones() {
+        let h = InMemoryHealth::new();
+        h.record(sig(Track::Blue, Probe::Liveness, ProbeStatus::Fail, 20));
+        h.record(sig(Track::Blue, Probe::Liveness, ProbeStatus::Pass, 10));
+        let got = h
+            .probe(&Track::Blue, &Probe::Liveness)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (got.status, got.at),
+            (ProbeStatus::Fail, Timestamp::from_millis(20))
+        );
+        h.record(sig(Track::Blue, Probe::Liveness, ProbeStatus::Pass, 30));
+        let got = h
+            .probe(&Track::Blue, &Probe::Liveness)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.status, ProbeStatus::Pass);
+    }
+
+    #[tokio::test]
+    async fn signals_list_dependencies_and_forget_clears_a_track() {
+        let h = InMemoryHealth::new();
+        h.record(sig(
+            Track::Canary,
+            Probe::Dependency("db".into()),
+            ProbeStatus::Unknown,
+            5,
+        ));
+        h.record(sig(Track::Canary, Probe::Readiness, ProbeStatus::Pass, 5));
+        h.record(sig(Track::Stable, Probe::Readiness, ProbeStatus::Pass, 5));
+        let got = h.signals(&Track::Canary).await.unwrap();
+        let probes: Vec<Probe> = got.into_iter().map(|s| s.probe).collect();
+        assert_eq!(
+            probes,
+            vec![Probe::Readiness, Probe::Dependency("db".into())]
+        );
+        h.forget(&Track::Canary);
+        assert!(h.signals(&Track::Canary).await.unwrap().is_empty());
+        assert_eq!(h.signals(&Track::Stable).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn injected_outage_is_unavailable() {
+        let h = InMemoryHealth::named("probes");
+        h.fail_next(1);
+        let err = h.signals(&Track::Blue).await.unwrap_err();
+        assert!(
+            matches!(err, Error::Unavailable { ref source_name, .. } if source_name == "probes")
+        );
+        assert!(h.signals(&Track::Blue).await.is_ok());
+        h.set_unavailable(true);
+        assert!(h.probe(&Track::Blue, &Probe::Startup).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn conformance() {
+        let fixture = crate::testkit::InMemoryHealthFixture::new();
+        crate::testkit::check_health_source_all(fixture.source().as_ref(), &fixture).await;
+    }
+}

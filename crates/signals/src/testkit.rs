@@ -1,0 +1,626 @@
+//! Conformance suites for [`MetricsSource`] and [`HealthSource`] backends (feature `testkit`).
+//!
+//! Every backend's tests call the same checks, so an in-memory source, a simulation, an embedded
+//! proxy and Prometheus all answer alike. A check needs to know the truth it compares against, so
+//! each takes the source under test **and a fixture** that arranges known data for it: the
+//! in-memory fixtures record observations; a Prometheus test drives an exporter that Prometheus
+//! scrapes. Each check starts from fresh tracks or fresh windows, and panics with a message that
+//! names the source, the query and what differed.
+//!
+//! ```
+//! use serin_signals::testkit::{self, InMemoryFixture, InMemoryHealthFixture, MetricsFixture};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! let fixture = InMemoryFixture::new();
+//! testkit::check_metrics_source_all(fixture.source().as_ref(), &fixture).await;
+//!
+//! let health = InMemoryHealthFixture::new();
+//! testkit::check_health_source_all(health.source().as_ref(), &health).await;
+//! # });
+//! ```
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::health::{HealthSignal, Probe, ProbeStatus};
+use crate::health_source::{HealthSource, InMemoryHealth};
+use crate::memory::{InMemorySource, lock};
+use crate::metric::Metric;
+use crate::observation::{Counts, Measurement, Observation};
+use crate::sketch::LatencySketch;
+use crate::source::{MetricQuery, MetricsSource};
+use crate::time::{Timestamp, Window};
+use crate::track::Track;
+
+/// Arranges known data for the [`MetricsSource`] under test.
+#[async_trait]
+pub trait MetricsFixture: Send + Sync {
+    /// Two distinct tracks data can be arranged on: (baseline, canary).
+    fn tracks(&self) -> (Track, Track);
+
+    /// A track on which nothing is ever arranged.
+    fn unknown_track(&self) -> Track {
+        Track::Named("serin-testkit-unknown".into())
+    }
+
+    /// A window in which nothing was or will be arranged, on any track.
+    fn quiet_window(&self) -> Window;
+
+    /// Arranges that each listed track served the given [`Metric::ErrorRate`] counts, all in one
+    /// period, and returns a window that holds that period and no other arranged data. Later
+    /// arrangements must fall after the returned window.
+    async fn arrange_counts(&self, counts: &[(Track, Counts)]) -> Result<Window>;
+
+    /// Arranges that `track` served requests with these latencies (milliseconds) and returns a
+    /// window that holds them and nothing else arranged; `Ok(None)` when the source does not
+    /// report latency (the latency check is then skipped).
+    async fn arrange_latency(&self, track: &Track, millis: &[f64]) -> Result<Option<Window>>;
+
+    /// The step for range checks; arrangement windows must be whole steps long for exact
+    /// sources.
+    fn range_step(&self) -> Duration;
+
+    /// Relative tolerance on counts (`0.0` = exact). Sources that extrapolate, such as
+    /// Prometheus' `increase()`, need a little.
+    fn count_tolerance(&self) -> f64 {
+        0.0
+    }
+
+    /// Relative tolerance on latency quantiles on top of
+    /// [`LatencySketch::RELATIVE_ACCURACY`].
+    fn latency_tolerance(&self) -> f64 {
+        0.0
+    }
+}
+
+/// Arranges known probe results for the [`HealthSource`] under test.
+#[async_trait]
+pub trait HealthFixture: Send + Sync {
+    /// Makes `signal` the newest result of its track, probe and instance.
+    async fn arrange(&self, signal: HealthSignal) -> Result<()>;
+
+    /// A track name the check may use, unique to `purpose`, on which nothing was arranged yet.
+    fn fresh_track(&self, purpose: &str) -> Track {
+        Track::Named(format!("tk-{purpose}"))
+    }
+}
+
+fn close(got: u64, want: u64, tolerance: f64) -> bool {
+    let (g, w) = (got as f64, want as f64);
+    (g - w).abs() <= tolerance * w.max(1.0)
+}
+
+async fn ask(source: &dyn MetricsSource, query: &MetricQuery) -> Observation {
+    match source.query(query).await {
+        Ok(o) => o,
+        Err(e) => panic!("{}: query {query:?} failed: {e}", source.name()),
+    }
+}
+
+fn counts_of(source: &dyn MetricsSource, o: &Observation) -> Counts {
+    match &o.measurement {
+        Measurement::Counts(c) => *c,
+        other => panic!(
+            "{}: expected counts for {} of {} over {}, got {other:?}",
+            source.name(),
+            o.metric,
+            o.track,
+            o.window
+        ),
+    }
+}
+
+fn assert_counts(
+    source: &dyn MetricsSource,
+    fixture: &dyn MetricsFixture,
+    o: &Observation,
+    want: Counts,
+) {
+    let got = counts_of(source, o);
+    let tol = fixture.count_tolerance();
+    assert!(
+        close(got.requests(), want.requests(), tol) && close(got.errors(), want.errors(), tol),
+        "{}: {} of {} over {}: got {got:?}, arranged {want:?} (tolerance {tol})",
+        source.name(),
+        o.metric,
+        o.track,
+        o.window
+    );
+}
+
+/// Counts come back as arranged, per track: two arms with different counts in the same window
+/// are kept apart, and the answer carries the query's metric, track and window.
+pub async fn check_counts_per_track(source: &dyn MetricsSource, fixture: &dyn MetricsFixture) {
+    let (a, b) = fixture.tracks();
+    let (ca, cb) = (counts(1_000, 10), counts(400, 40));
+    let window = arrange(fixture, &[(a.clone(), ca), (b.clone(), cb)]).await;
+    for (track, want) in [(a, ca), (b, cb)] {
+        let query = MetricQuery::new(Metric::ErrorRate, track, window);
+        let o = ask(source, &query).await;
+        assert_eq!(
+            (&o.metric, &o.track, o.window),
+            (&query.metric, &query.track, query.window),
+            "{}: the observation must describe the query",
+            source.name()
+        );
+        assert_counts(source, fixture, &o, want);
+    }
+}
+
+/// Nothing measured is [`Measurement::NoData`], never zero: a track nothing was arranged on,
+/// and a window in which nothing was arranged.
+pub async fn check_no_data(source: &dyn MetricsSource, fixture: &dyn MetricsFixture) {
+    let (a, _) = fixture.tracks();
+    let window = arrange(fixture, &[(a.clone(), counts(50, 1))]).await;
+    let unknown = MetricQuery::new(Metric::ErrorRate, fixture.unknown_track(), window);
+    let o = ask(source, &unknown).await;
+    assert!(
+        o.measurement.is_no_data(),
+        "{}: unknown track {} must be NoData, got {:?}",
+        source.name(),
+        unknown.track,
+        o.measurement
+    );
+    let quiet = MetricQuery::new(Metric::ErrorRate, a, fixture.quiet_window());
+    let o = ask(source, &quiet).await;
+    assert!(
+        o.measurement.is_no_data(),
+        "{}: quiet window {} must be NoData, got {:?}",
+        source.name(),
+        quiet.window,
+        o.measurement
+    );
+}
+
+/// Windows are respected: data arranged in one window does not show in another, and a window
+/// spanning both holds the sum.
+pub async fn check_windows_respected(source: &dyn MetricsSource, fixture: &dyn MetricsFixture) {
+    let (a, _) = fixture.tracks();
+    let (first, second) = (counts(300, 3), counts(700, 70));
+    let w1 = arrange(fixture, &[(a.clone(), first)]).await;
+    let w2 = arrange(fixture, &[(a.clone(), second)]).await;
+    assert!(
+        w1.end() <= w2.start(),
+        "fixture: arrangement windows must not overlap ({w1} then {w2})"
+    );
+    for (window, want) in [(w1, first), (w2, second)] {
+        let o = ask(
+            source,
+            &MetricQuery::new(Metric::ErrorRate, a.clone(), window),
+        )
+        .await;
+        assert_counts(source, fixture, &o, want);
+    }
+    let both = span(w1, w2);
+    let o = ask(source, &MetricQuery::new(Metric::ErrorRate, a, both)).await;
+    assert_counts(source, fixture, &o, first.saturating_add(second));
+}
+
+/// Latency quantiles come back within the sketch's bound (plus the fixture's tolerance); skipped
+/// when the fixture says the source reports no latency.
+pub async fn check_latency_quantiles(source: &dyn MetricsSource, fixture: &dyn MetricsFixture) {
+    let (_, b) = fixture.tracks();
+    // Blocks of equal values, with the checked quantiles well inside a block, so the true
+    // quantile is unambiguous: 50 × 10 ms, 40 × 50 ms, 9 × 250 ms, 1 × 1000 ms.
+    let mut values = Vec::with_capacity(100);
+    for (v, n) in [(10.0, 50), (50.0, 40), (250.0, 9), (1_000.0, 1)] {
+        values.extend(std::iter::repeat_n(v, n));
+    }
+    let window = match fixture.arrange_latency(&b, &values).await {
+        Ok(Some(w)) => w,
+        Ok(None) => return,
+        Err(e) => panic!("fixture: arranging latency failed: {e}"),
+    };
+    let o = ask(source, &MetricQuery::new(Metric::Latency, b, window)).await;
+    let Measurement::Latency(sketch) = &o.measurement else {
+        panic!(
+            "{}: expected a latency sketch, got {:?}",
+            source.name(),
+            o.measurement
+        )
+    };
+    let bound = LatencySketch::RELATIVE_ACCURACY + fixture.latency_tolerance();
+    for (q, exact) in [(0.25, 10.0), (0.75, 50.0), (0.95, 250.0)] {
+        let got = sketch.quantile(q);
+        assert!(
+            got.is_some_and(|g| (g - exact).abs() <= exact * bound * 1.001),
+            "{}: latency q{q} = {got:?}, true {exact} ms (bound {bound})",
+            source.name()
+        );
+    }
+}
+
+/// Range queries return one observation per step, oldest first, contiguous, ending at the query
+/// window's end, adding up to what was arranged; a zero step is an error.
+pub async fn check_range_steps(source: &dyn MetricsSource, fixture: &dyn MetricsFixture) {
+    let (a, _) = fixture.tracks();
+    let step = fixture.range_step();
+    let (first, second) = (counts(120, 12), counts(80, 0));
+    let w1 = arrange(fixture, &[(a.clone(), first)]).await;
+    let w2 = arrange(fixture, &[(a.clone(), second)]).await;
+    let both = span(w1, w2);
+    // Widen the window backwards to whole steps so no arranged data falls in a dropped remainder.
+    let step_ms = u64::try_from(step.as_millis()).unwrap_or(u64::MAX).max(1);
+    let len_ms = u64::try_from(both.length().as_millis()).unwrap_or(u64::MAX);
+    let whole = Duration::from_millis(len_ms.div_ceil(step_ms).saturating_mul(step_ms));
+    let window = Window::ending_at(both.end(), whole);
+    let query = MetricQuery::new(Metric::ErrorRate, a, window);
+    let got = match source.query_range(&query, step).await {
+        Ok(v) => v,
+        Err(e) => panic!(
+            "{}: range query {query:?} step {step:?} failed: {e}",
+            source.name()
+        ),
+    };
+    let expected = query.steps(step).unwrap_or_default();
+    let windows: Vec<Window> = got.iter().map(|o| o.window).collect();
+    assert_eq!(
+        windows,
+        expected,
+        "{}: range steps must be ordered, contiguous and end at the window's end",
+        source.name()
+    );
+    let mut total = Counts::default();
+    for o in &got {
+        assert_eq!(
+            o.track,
+            query.track,
+            "{}: range step on the wrong track",
+            source.name()
+        );
+        if let Measurement::Counts(c) = o.measurement {
+            total = total.saturating_add(c);
+        }
+    }
+    let want = first.saturating_add(second);
+    let tol = fixture.count_tolerance();
+    assert!(
+        close(total.requests(), want.requests(), tol) && close(total.errors(), want.errors(), tol),
+        "{}: range steps add up to {total:?}, arranged {want:?} (tolerance {tol})",
+        source.name()
+    );
+    assert!(
+        source.query_range(&query, Duration::ZERO).await.is_err(),
+        "{}: a zero step must be an error",
+        source.name()
+    );
+}
+
+/// Runs every [`MetricsSource`] check in turn.
+pub async fn check_metrics_source_all(source: &dyn MetricsSource, fixture: &dyn MetricsFixture) {
+    check_counts_per_track(source, fixture).await;
+    check_no_data(source, fixture).await;
+    check_windows_respected(source, fixture).await;
+    check_latency_quantiles(source, fixture).await;
+    check_range_steps(source, fixture).await;
+}
+
+fn counts(requests: u64, errors: u64) -> Counts {
+    Counts::new(requests, errors).unwrap_or_default()
+}
+
+fn span(first: Window, second: Window) -> Window {
+    Window::new(first.start(), second.end()).unwrap_or(second)
+}
+
+async fn arrange(fixture: &dyn MetricsFixture, counts: &[(Track, Counts)]) -> Window {
+    match fixture.arrange_counts(counts).await {
+        Ok(w) => w,
+        Err(e) => panic!("fixture: arranging counts failed: {e}"),
+    }
+}
+
+async fn probe(source: &dyn HealthSource, track: &Track, p: &Probe) -> Option<HealthSignal> {
+    match source.probe(track, p).await {
+        Ok(s) => s,
+        Err(e) => panic!("{}: probe {p:?} of {track} failed: {e}", source.name()),
+    }
+}
+
+async fn signals(source: &dyn HealthSource, track: &Track) -> Vec<HealthSignal> {
+    match source.signals(track).await {
+        Ok(s) => s,
+        Err(e) => panic!("{}: signals of {track} failed: {e}", source.name()),
+    }
+}
+
+async fn put(fixture: &dyn HealthFixture, signal: HealthSignal) {
+    if let Err(e) = fixture.arrange(signal).await {
+        panic!("fixture: arranging a probe result failed: {e}");
+    }
+}
+
+/// The newest result of a probe is the one reported; a track never probed reports nothing
+/// (`None` and no signals), not a pass.
+pub async fn check_health_latest(source: &dyn HealthSource, fixture: &dyn HealthFixture) {
+    let track = fixture.fresh_track("latest");
+    assert_eq!(
+        probe(source, &track, &Probe::Readiness).await,
+        None,
+        "{}: a probe that never ran must report nothing",
+        source.name()
+    );
+    assert!(signals(source, &track).await.is_empty());
+    let at = Timestamp::from_millis;
+    put(
+        fixture,
+        HealthSignal::new(
+            track.clone(),
+            Probe::Readiness,
+            ProbeStatus::Pass,
+            at(1_000),
+        ),
+    )
+    .await;
+    put(
+        fixture,
+        HealthSignal::new(
+            track.clone(),
+            Probe::Readiness,
+            ProbeStatus::Fail,
+            at(2_000),
+        ),
+    )
+    .await;
+    let got = probe(source, &track, &Probe::Readiness).await;
+    assert_eq!(
+        got.map(|s| (s.status, s.at)),
+        Some((ProbeStatus::Fail, at(2_000))),
+        "{}: the newest readiness result must win",
+        source.name()
+    );
+}
+
+/// Tracks are kept apart: a failure on one track never shows on another.
+pub async fn check_health_tracks_apart(source: &dyn HealthSource, fixture: &dyn HealthFixture) {
+    let (sick, well) = (fixture.fresh_track("sick"), fixture.fresh_track("well"));
+    let at = Timestamp::from_millis(5_000);
+    put(
+        fixture,
+        HealthSignal::new(sick.clone(), Probe::Liveness, ProbeStatus::Fail, at),
+    )
+    .await;
+    put(
+        fixture,
+        HealthSignal::new(well.clone(), Probe::Liveness, ProbeStatus::Pass, at),
+    )
+    .await;
+    for (track, want) in [(sick, ProbeStatus::Fail), (well, ProbeStatus::Pass)] {
+        let got = probe(source, &track, &Probe::Liveness)
+            .await
+            .map(|s| s.status);
+        assert_eq!(got, Some(want), "{}: liveness of {track}", source.name());
+        let all = signals(source, &track).await;
+        assert!(
+            all.iter().all(|s| s.track == track) && all.len() == 1,
+            "{}: signals of {track} must hold exactly its own result, got {all:?}",
+            source.name()
+        );
+    }
+}
+
+/// Dependency probes are reported by name, and a track's probe summary is its worst instance.
+pub async fn check_health_dependencies_and_instances(
+    source: &dyn HealthSource,
+    fixture: &dyn HealthFixture,
+) {
+    let track = fixture.fresh_track("deps");
+    let at = Timestamp::from_millis(9_000);
+    let db = Probe::Dependency("postgres".into());
+    let cache = Probe::Dependency("redis".into());
+    put(
+        fixture,
+        HealthSignal::new(track.clone(), db.clone(), ProbeStatus::Fail, at)
+            .with_detail("connection refused"),
+    )
+    .await;
+    put(
+        fixture,
+        HealthSignal::new(track.clone(), cache.clone(), ProbeStatus::Pass, at),
+    )
+    .await;
+    for (instance, status) in [("i-0", ProbeStatus::Pass), ("i-1", ProbeStatus::Unknown)] {
+        put(
+            fixture,
+            HealthSignal::new(track.clone(), Probe::Readiness, status, at).with_instance(instance),
+        )
+        .await;
+    }
+    assert_eq!(
+        probe(source, &track, &db).await.map(|s| s.status),
+        Some(ProbeStatus::Fail),
+        "{}: dependency `postgres`",
+        source.name()
+    );
+    assert_eq!(
+        probe(source, &track, &cache).await.map(|s| s.status),
+        Some(ProbeStatus::Pass),
+        "{}: dependency `redis`",
+        source.name()
+    );
+    assert_eq!(
+        probe(source, &track, &Probe::Readiness)
+            .await
+            .map(|s| s.status),
+        Some(ProbeStatus::Unknown),
+        "{}: readiness must report the worst instance",
+        source.name()
+    );
+    let all = signals(source, &track).await;
+    for wanted in [&db, &cache, &Probe::Readiness] {
+        assert!(
+            all.iter().any(|s| &s.probe == wanted),
+            "{}: signals must list {wanted:?}, got {all:?}",
+            source.name()
+        );
+    }
+    assert_eq!(
+        all.len(),
+        4,
+        "{}: one signal per probe and instance, got {all:?}",
+        source.name()
+    );
+}
+
+/// Runs every [`HealthSource`] check in turn.
+pub async fn check_health_source_all(source: &dyn HealthSource, fixture: &dyn HealthFixture) {
+    check_health_latest(source, fixture).await;
+    check_health_tracks_apart(source, fixture).await;
+    check_health_dependencies_and_instances(source, fixture).await;
+}
+
+/// A [`MetricsFixture`] over an [`InMemorySource`]: each arrangement is recorded over the next
+/// ten-second window of a virtual clock, so windows never overlap and no clock is read.
+#[derive(Debug)]
+pub struct InMemoryFixture {
+    source: Arc<InMemorySource>,
+    next_start: Mutex<Timestamp>,
+}
+
+impl Default for InMemoryFixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InMemoryFixture {
+    const SLOT: Duration = Duration::from_secs(10);
+
+    /// A fixture over a fresh source.
+    pub fn new() -> Self {
+        Self::over(Arc::new(InMemorySource::new()))
+    }
+
+    /// A fixture that arranges data in `source` (say, one wrapped by a decorator under test).
+    /// Arrangements start at one hour past the epoch; the first hour stays quiet.
+    pub fn over(source: Arc<InMemorySource>) -> Self {
+        InMemoryFixture {
+            source,
+            next_start: Mutex::new(Timestamp::from_millis(3_600_000)),
+        }
+    }
+
+    /// The source this fixture arranges data in.
+    pub fn source(&self) -> &Arc<InMemorySource> {
+        &self.source
+    }
+
+    fn next_window(&self) -> Window {
+        let mut next = lock(&self.next_start);
+        let window = Window::ending_at(next.saturating_add(Self::SLOT), Self::SLOT);
+        *next = window.end();
+        window
+    }
+}
+
+#[async_trait]
+impl MetricsFixture for InMemoryFixture {
+    fn tracks(&self) -> (Track, Track) {
+        (Track::Stable, Track::Canary)
+    }
+
+    fn quiet_window(&self) -> Window {
+        Window::ending_at(
+            Timestamp::from_millis(3_600_000),
+            Duration::from_secs(3_600),
+        )
+    }
+
+    async fn arrange_counts(&self, counts: &[(Track, Counts)]) -> Result<Window> {
+        let window = self.next_window();
+        for (track, c) in counts {
+            self.source.record_counts(
+                track.clone(),
+                Metric::ErrorRate,
+                window,
+                c.requests(),
+                c.errors(),
+            )?;
+        }
+        Ok(window)
+    }
+
+    async fn arrange_latency(&self, track: &Track, millis: &[f64]) -> Result<Option<Window>> {
+        let window = self.next_window();
+        self.source.record_latency(track.clone(), window, millis)?;
+        Ok(Some(window))
+    }
+
+    fn range_step(&self) -> Duration {
+        Self::SLOT
+    }
+}
+
+/// A [`HealthFixture`] over an [`InMemoryHealth`].
+#[derive(Debug, Default)]
+pub struct InMemoryHealthFixture {
+    source: Arc<InMemoryHealth>,
+}
+
+impl InMemoryHealthFixture {
+    /// A fixture over a fresh source.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The source this fixture arranges results in.
+    pub fn source(&self) -> &Arc<InMemoryHealth> {
+        &self.source
+    }
+}
+
+#[async_trait]
+impl HealthFixture for InMemoryHealthFixture {
+    async fn arrange(&self, signal: HealthSignal) -> Result<()> {
+        self.source.record(signal);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source that answers zero for everything: the suite must reject it.
+    struct Zeroes;
+
+    #[async_trait]
+    impl MetricsSource for Zeroes {
+        fn name(&self) -> &str {
+            "zeroes"
+        }
+        async fn query(&self, q: &MetricQuery) -> Result<Observation> {
+            Ok(Observation::new(
+                q.metric.clone(),
+                q.track.clone(),
+                q.window,
+                Measurement::Counts(Counts::default()),
+            ))
+        }
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "must be NoData")]
+    async fn a_source_that_reports_zero_for_nothing_fails_the_suite() {
+        check_no_data(&Zeroes, &InMemoryFixture::new()).await;
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "arranged")]
+    async fn a_source_that_loses_counts_fails_the_suite() {
+        check_counts_per_track(&Zeroes, &InMemoryFixture::new()).await;
+    }
+
+    #[tokio::test]
+    async fn the_suite_runs_through_arc_and_box() {
+        let fixture = InMemoryFixture::new();
+        let boxed: Box<dyn MetricsSource> = Box::new(Arc::clone(fixture.source()));
+        check_metrics_source_all(&boxed, &fixture).await;
+        let health = InMemoryHealthFixture::new();
+        let shared: Arc<dyn HealthSource> = Arc::clone(health.source()) as Arc<dyn HealthSource>;
+        check_health_source_all(&shared, &health).await;
+    }
+}
