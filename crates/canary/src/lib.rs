@@ -11,6 +11,7 @@
 //! Everything here is pure and synchronous: no clock, no I/O; `now` is always a parameter.
 
 pub mod judge;
+pub mod kayenta;
 
 /// Everything that can go wrong in `serin-canary`: a rejected configuration or a rejected input.
 ///

@@ -1,0 +1,230 @@
+//! [`KayentaJudge`]: Kayenta's metric classifier run as a [`Judge`] over a growing (or sliding)
+//! window of per-interval points, as Kayenta's multi-judgement runs do.
+
+use serde::{Deserialize, Serialize};
+use serin_signals::{Metric, Timestamp, Window};
+
+use crate::judge::{
+    ArmValues, Effect, Evidence, Interval, Judge, Judgement, Sample, Severity, Verdict,
+    check_metric,
+};
+use crate::kayenta::classify::{CONFIDENCE, Classification, Label, MetricConfig, classify};
+use crate::kayenta::point::Quantity;
+use crate::{Error, Result};
+
+/// The settings of one [`KayentaJudge`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KayentaConfig {
+    /// The metric judged.
+    pub metric: Metric,
+    /// Which number of each observation is a point.
+    pub quantity: Quantity,
+    /// Kayenta's per-metric settings.
+    #[serde(default)]
+    pub metric_config: MetricConfig,
+    /// Points each arm needs before the first judgement (before that: inconclusive). Kayenta
+    /// itself judges any sample; runs are advised to gather ≥ 50. Default 10.
+    #[serde(default = "default_min_points")]
+    pub min_points: usize,
+    /// Judge only the last this-many points (Kayenta's `lookbackMins` in steps); `None` is the
+    /// growing window (`lookbackMins = 0`).
+    #[serde(default)]
+    pub lookback_points: Option<usize>,
+}
+
+fn default_min_points() -> usize {
+    10
+}
+
+impl KayentaConfig {
+    /// The defaults for `metric` judged by `quantity`.
+    pub fn new(metric: Metric, quantity: Quantity) -> Self {
+        KayentaConfig {
+            metric,
+            quantity,
+            metric_config: MetricConfig::default(),
+            min_points: default_min_points(),
+            lookback_points: None,
+        }
+    }
+
+    /// Checks every number, naming the path (`kayentaConfig.minPoints`).
+    pub fn validate(&self) -> Result<()> {
+        self.quantity.validate("kayentaConfig.quantity")?;
+        self.metric_config.validate("kayentaConfig.metricConfig")?;
+        if self.min_points == 0 {
+            return Err(Error::invalid_config(
+                "kayentaConfig.minPoints",
+                0,
+                "at least one point per arm is needed",
+            ));
+        }
+        if self.lookback_points == Some(0) {
+            return Err(Error::invalid_config(
+                "kayentaConfig.lookbackPoints",
+                0,
+                "a sliding window needs at least one point (omit it for a growing window)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Kayenta's `NetflixACAJudge` metric classification as a judge: every observed sample adds one
+/// point per arm (no data is a missing point, handled by the NaN strategy), and every judgement
+/// classifies the window with Mann-Whitney at confidence 0.98 and tolerance 0.25.
+///
+/// Verdicts: `High`/`Low` (in a judged direction) fail — critically for a critical metric —,
+/// `Pass` passes, and `Nodata`, `NodataFailMetric` and `Error` are inconclusive (the label is in
+/// the evidence, and [`score`](crate::kayenta::score) keeps Kayenta's run-level rules for them).
+/// Fewer than `minPoints` points per arm is inconclusive.
+///
+/// This judge is for parity and comparison: re-judging a growing window is repeated testing
+/// without correction, so its false-rollback rate grows with the number of looks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KayentaJudge {
+    config: KayentaConfig,
+    baseline: Vec<Option<f64>>,
+    canary: Vec<Option<f64>>,
+    window: Option<Window>,
+}
+
+impl KayentaJudge {
+    /// Name used in evidence.
+    pub const NAME: &'static str = "kayenta";
+
+    /// A judge with `config`, after validating it.
+    pub fn new(config: KayentaConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(KayentaJudge {
+            config,
+            baseline: Vec::new(),
+            canary: Vec::new(),
+            window: None,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &KayentaConfig {
+        &self.config
+    }
+
+    /// Adds one point per arm directly (`None` = missing), for callers that already hold
+    /// per-interval values.
+    pub fn push_points(&mut self, baseline: Option<f64>, canary: Option<f64>) {
+        self.baseline.push(baseline.filter(|v| v.is_finite()));
+        self.canary.push(canary.filter(|v| v.is_finite()));
+    }
+
+    fn windowed(&self) -> (&[Option<f64>], &[Option<f64>]) {
+        let n = self.baseline.len();
+        let start = self
+            .config
+            .lookback_points
+            .map_or(0, |k| n.saturating_sub(k));
+        (
+            self.baseline.get(start..).unwrap_or(&[]),
+            self.canary.get(start..).unwrap_or(&[]),
+        )
+    }
+
+    /// Kayenta's classification of the current window.
+    pub fn classification(&self) -> Classification {
+        let (b, c) = self.windowed();
+        classify(&self.config.metric_config, b, c)
+    }
+}
+
+fn mean_of(points: &[Option<f64>]) -> Option<f64> {
+    let v: Vec<f64> = points.iter().flatten().copied().collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+impl Judge for KayentaJudge {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn metric(&self) -> &Metric {
+        &self.config.metric
+    }
+
+    fn observe(&mut self, sample: &Sample<'_>) -> Result<Judgement> {
+        check_metric(Self::NAME, &self.config.metric, sample)?;
+        let q = self.config.quantity;
+        self.push_points(
+            q.of(&sample.baseline().measurement),
+            q.of(&sample.canary().measurement),
+        );
+        let w = sample.window();
+        self.window = Some(match self.window {
+            Some(prev) => Window::new(prev.start().min(w.start()), prev.end().max(w.end()))?,
+            None => w,
+        });
+        Ok(self.judgement(sample.now()))
+    }
+
+    fn judgement(&self, now: Timestamp) -> Judgement {
+        let (b, c) = self.windowed();
+        let mut ev = Evidence::empty(Self::NAME, self.config.metric.clone(), now);
+        ev.window = self.window;
+        let present = |p: &[Option<f64>]| p.iter().flatten().count();
+        ev.sample_size = ArmValues::new(present(b) as u64, present(c) as u64);
+        ev.estimates = ArmValues::new(mean_of(b), mean_of(c));
+        let min = self.config.min_points;
+        let quantity = self.config.quantity.describe();
+        if b.len() < min {
+            return Judgement::inconclusive(
+                ev,
+                format!(
+                    "{} of {min} points of {quantity} so far; Kayenta's judge waits for {min}",
+                    b.len()
+                ),
+            );
+        }
+        let cls = classify(&self.config.metric_config, b, c);
+        if let Some(ci) = cls.interval {
+            ev.effects.push(Effect {
+                name: "hodgesLehmannShift".into(),
+                estimate: ci.estimate,
+                interval: Some(Interval {
+                    lower: ci.lower,
+                    upper: ci.upper,
+                    level: CONFIDENCE,
+                }),
+            });
+            ev.threshold = Some(crate::kayenta::TOLERANCE * ci.estimate.abs());
+        }
+        let effect_name = match self.config.metric_config.effect_size.measure {
+            crate::kayenta::EffectMeasure::MeanRatio => "meanRatio",
+            crate::kayenta::EffectMeasure::Cles => "cles",
+        };
+        ev.effects.push(Effect {
+            name: effect_name.into(),
+            estimate: cls.effect,
+            interval: None,
+        });
+        let verdict = match cls.label {
+            Label::High | Label::Low if cls.critical => Verdict::Fail(Severity::Critical),
+            Label::High | Label::Low => Verdict::Fail(Severity::Warning),
+            Label::Pass => Verdict::Pass,
+            Label::Nodata | Label::NodataFailMetric | Label::Error => Verdict::Inconclusive,
+        };
+        ev.summary = format!(
+            "Kayenta label {} on {} ({} baseline, {} canary points): {}",
+            cls.label, quantity, cls.points.0, cls.points.1, cls.reason
+        );
+        Judgement {
+            verdict,
+            evidence: ev,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.baseline.clear();
+        self.canary.clear();
+        self.window = None;
+    }
+}

@@ -1,0 +1,105 @@
+//! How one observation becomes one number: the per-interval point that the Kayenta and threshold
+//! judges compare.
+
+use serde::{Deserialize, Serialize};
+use serin_signals::Measurement;
+
+use crate::{Error, Result};
+
+/// Which number of an observation a point-based judge looks at.
+///
+/// Serialized in camelCase: `"errorRate"`, `"successRatePercent"`, `{"latencyQuantile": 0.99}`,
+/// `"latencyMean"`, `"value"`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum Quantity {
+    /// `errors / requests` of a counts observation, as a fraction (`0.005` = 0.5%).
+    ErrorRate,
+    /// `100 · (1 − errors / requests)`, as Flagger's built-in `request-success-rate` reports it.
+    SuccessRatePercent,
+    /// The mean latency in milliseconds of a latency sketch.
+    LatencyMean,
+    /// A latency quantile in milliseconds (`0.99` = p99, Flagger's `request-duration`).
+    LatencyQuantile(f64),
+    /// A gauge's value (CPU, memory, a custom metric).
+    Value,
+}
+
+impl Quantity {
+    /// Checks the quantile of [`Quantity::LatencyQuantile`]; `path` names the field in errors.
+    pub fn validate(&self, path: &str) -> Result<()> {
+        if let Quantity::LatencyQuantile(q) = self
+            && !(0.0..=1.0).contains(q)
+        {
+            return Err(Error::invalid_config(
+                format!("{path}.latencyQuantile"),
+                q,
+                "a quantile must lie in [0, 1]",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The point of `measurement`, or `None` when it holds no usable number: no data, an empty
+    /// window, or a measurement of another kind (which is no data for this quantity, never zero).
+    pub fn of(&self, measurement: &Measurement) -> Option<f64> {
+        let v = match (self, measurement) {
+            (Quantity::ErrorRate, Measurement::Counts(c)) => c.error_rate(),
+            (Quantity::SuccessRatePercent, Measurement::Counts(c)) => {
+                c.error_rate().map(|r| 100.0 * (1.0 - r))
+            }
+            (Quantity::LatencyMean, Measurement::Latency(s)) => s.mean(),
+            (Quantity::LatencyQuantile(q), Measurement::Latency(s)) => s.quantile(*q),
+            (Quantity::Value, Measurement::Gauge(g)) => Some(g.value()),
+            _ => None,
+        };
+        v.filter(|x| x.is_finite())
+    }
+
+    /// A short name for evidence.
+    pub fn describe(&self) -> String {
+        match self {
+            Quantity::ErrorRate => "error rate".into(),
+            Quantity::SuccessRatePercent => "success rate (%)".into(),
+            Quantity::LatencyMean => "mean latency (ms)".into(),
+            Quantity::LatencyQuantile(q) => format!("p{} latency (ms)", q * 100.0),
+            Quantity::Value => "value".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serin_signals::{Counts, Gauge, LatencySketch};
+
+    #[test]
+    fn points_come_from_the_matching_measurement_only() {
+        let c = Measurement::Counts(Counts::new(200, 2).unwrap());
+        assert_eq!(Quantity::ErrorRate.of(&c), Some(0.01));
+        assert_eq!(Quantity::SuccessRatePercent.of(&c), Some(99.0));
+        assert_eq!(Quantity::LatencyMean.of(&c), None);
+        assert_eq!(Quantity::ErrorRate.of(&Measurement::NoData), None);
+        assert_eq!(
+            Quantity::ErrorRate.of(&Measurement::Counts(Counts::default())),
+            None
+        );
+        let mut s = LatencySketch::new();
+        s.add_n(100.0, 10).unwrap();
+        let l = Measurement::Latency(s);
+        assert!((Quantity::LatencyQuantile(0.99).of(&l).unwrap() - 100.0).abs() <= 1.0);
+        assert_eq!(
+            Quantity::Value.of(&Measurement::Gauge(Gauge::new(2.5).unwrap())),
+            Some(2.5)
+        );
+    }
+
+    #[test]
+    fn quantiles_out_of_range_are_rejected_by_path() {
+        let msg = Quantity::LatencyQuantile(1.5)
+            .validate("flagger.quantity")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("flagger.quantity.latencyQuantile") && msg.contains("1.5"));
+    }
+}

@@ -1,0 +1,306 @@
+//! Kayenta's canary score (`scorers/WeightedSumScorer.scala`, `ScoringHelper.scala`,
+//! `classifiers/score/ThresholdScoreClassifier.scala`): group scores, group weights, the forced
+//! zero for critical failures and for mostly-missing data, and the pass / marginal thresholds.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::kayenta::classify::{Classification, Label};
+use crate::{Error, Result};
+
+/// Kayenta's `NODATA_THRESHOLD`: at least this percentage of `Nodata` metrics zeroes the score.
+pub const NODATA_THRESHOLD: f64 = 50.0;
+
+/// One metric's classification, with the group it is scored in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricResult {
+    /// The metric's name.
+    pub name: String,
+    /// The group the metric belongs to.
+    pub group: String,
+    /// Muted metrics are reported but not scored.
+    pub muted: bool,
+    /// The classification.
+    pub classification: Classification,
+}
+
+/// The scoring settings (Kayenta's `classifier` block and the run's score thresholds).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScoreConfig {
+    /// Weights per group, summing to at most 100; groups without a weight share the remainder.
+    #[serde(default)]
+    pub group_weights: BTreeMap<String, f64>,
+    /// A score at or above this passes (Kayenta's examples use 75).
+    pub pass: f64,
+    /// A score at or above this is marginal, below fails (Kayenta's examples use 50).
+    pub marginal: f64,
+}
+
+impl Default for ScoreConfig {
+    fn default() -> Self {
+        ScoreConfig {
+            group_weights: BTreeMap::new(),
+            pass: 75.0,
+            marginal: 50.0,
+        }
+    }
+}
+
+impl ScoreConfig {
+    /// Checks thresholds and weights, naming the path (`scoreConfig.groupWeights.latency`).
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [("pass", self.pass), ("marginal", self.marginal)] {
+            if !(0.0..=100.0).contains(&v) {
+                return Err(Error::invalid_config(
+                    format!("scoreConfig.{name}"),
+                    v,
+                    "a score threshold must lie in [0, 100]",
+                ));
+            }
+        }
+        if self.marginal > self.pass {
+            return Err(Error::invalid_config(
+                "scoreConfig.marginal",
+                self.marginal,
+                format!("exceeds scoreConfig.pass ({})", self.pass),
+            ));
+        }
+        let mut sum = 0.0;
+        for (group, w) in &self.group_weights {
+            if !(w.is_finite() && *w >= 0.0) {
+                return Err(Error::invalid_config(
+                    format!("scoreConfig.groupWeights.{group}"),
+                    w,
+                    "a weight must be a finite number ≥ 0",
+                ));
+            }
+            sum += w;
+        }
+        if sum > 100.0 + 1e-9 {
+            return Err(Error::invalid_config(
+                "scoreConfig.groupWeights",
+                sum,
+                "weights must sum to at most 100",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The run's verdict from its score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ScoreVerdict {
+    /// Score ≥ pass.
+    Pass,
+    /// marginal ≤ score < pass.
+    Marginal,
+    /// Score < marginal.
+    Fail,
+}
+
+/// The canary score with its parts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryScore {
+    /// The summary score, 0..=100, rounded to two decimals.
+    pub score: f64,
+    /// Each group's score, 0..=100.
+    pub group_scores: BTreeMap<String, f64>,
+    /// Pass, marginal or fail.
+    pub verdict: ScoreVerdict,
+    /// Why the score was forced to 0, if it was.
+    pub forced_zero: Option<String>,
+}
+
+/// Scores a set of metric classifications as Kayenta does.
+///
+/// ```
+/// use serin_canary::kayenta::{classify, score, MetricConfig, MetricResult, ScoreConfig, ScoreVerdict};
+///
+/// let same: Vec<Option<f64>> = (0..20).map(|i| Some(f64::from(i))).collect();
+/// let result = MetricResult {
+///     name: "latency".into(),
+///     group: "performance".into(),
+///     muted: false,
+///     classification: classify(&MetricConfig::default(), &same, &same),
+/// };
+/// let s = score(&[result], &ScoreConfig::default())?;
+/// assert_eq!((s.score, s.verdict), (100.0, ScoreVerdict::Pass));
+/// # Ok::<(), serin_canary::Error>(())
+/// ```
+pub fn score(results: &[MetricResult], config: &ScoreConfig) -> Result<CanaryScore> {
+    config.validate()?;
+    let scored: Vec<&MetricResult> = results.iter().filter(|r| !r.muted).collect();
+
+    // Group scores: Nodata and Error are not counted; a group with nothing counted scores 100.
+    let mut tallies: BTreeMap<&str, (u32, u32)> = BTreeMap::new();
+    for r in &scored {
+        let t = tallies.entry(r.group.as_str()).or_default();
+        match r.classification.label {
+            Label::Pass => {
+                t.0 += 1;
+                t.1 += 1;
+            }
+            Label::High | Label::Low | Label::NodataFailMetric => t.1 += 1,
+            Label::Nodata | Label::Error => {}
+        }
+    }
+    let group_scores: BTreeMap<String, f64> = tallies
+        .iter()
+        .map(|(g, (pass, counted))| {
+            let s = if *counted == 0 {
+                100.0
+            } else {
+                100.0 * f64::from(*pass) / f64::from(*counted)
+            };
+            ((*g).to_owned(), s)
+        })
+        .collect();
+
+    // Weights: explicit ones for present groups; the rest share the remainder equally.
+    let explicit: f64 = group_scores
+        .keys()
+        .filter_map(|g| config.group_weights.get(g))
+        .sum();
+    let unweighted = group_scores
+        .keys()
+        .filter(|g| !config.group_weights.contains_key(*g))
+        .count();
+    let share = if unweighted > 0 {
+        (100.0 - explicit).max(0.0) / unweighted as f64
+    } else {
+        0.0
+    };
+    let raw: f64 = group_scores
+        .iter()
+        .map(|(g, s)| s * config.group_weights.get(g).copied().unwrap_or(share) / 100.0)
+        .sum();
+    let mut total = (raw * 100.0).round() / 100.0;
+
+    let critical = scored
+        .iter()
+        .find(|r| r.classification.critical && r.classification.label != Label::Pass);
+    let nodata = scored
+        .iter()
+        .filter(|r| r.classification.label == Label::Nodata)
+        .count();
+    let forced_zero = if let Some(r) = critical {
+        Some(format!(
+            "critical metric `{}` is {}",
+            r.name, r.classification.label
+        ))
+    } else if !scored.is_empty() && 100.0 * nodata as f64 / scored.len() as f64 >= NODATA_THRESHOLD
+    {
+        Some(format!(
+            "{nodata} of {} metrics have no data (threshold {NODATA_THRESHOLD}%)",
+            scored.len()
+        ))
+    } else {
+        None
+    };
+    if forced_zero.is_some() {
+        total = 0.0;
+    }
+    let verdict = if total >= config.pass {
+        ScoreVerdict::Pass
+    } else if total >= config.marginal {
+        ScoreVerdict::Marginal
+    } else {
+        ScoreVerdict::Fail
+    };
+    Ok(CanaryScore {
+        score: total,
+        group_scores,
+        verdict,
+        forced_zero,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(name: &str, group: &str, label: Label, critical: bool) -> MetricResult {
+        MetricResult {
+            name: name.into(),
+            group: group.into(),
+            muted: false,
+            classification: Classification {
+                label,
+                critical,
+                interval: None,
+                effect: f64::NAN,
+                deviation: f64::NAN,
+                points: (10, 10),
+                reason: String::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn one_high_among_ten_scores_ninety() {
+        let mut rs: Vec<_> = (0..9)
+            .map(|i| result(&format!("m{i}"), "g", Label::Pass, false))
+            .collect();
+        rs.push(result("bad", "g", Label::High, false));
+        let s = score(&rs, &ScoreConfig::default()).unwrap();
+        assert_eq!((s.score, s.verdict), (90.0, ScoreVerdict::Pass));
+    }
+
+    #[test]
+    fn weighted_groups_and_the_remainder() {
+        let rs = vec![
+            result("a", "errors", Label::High, false),
+            result("b", "latency", Label::Pass, false),
+            result("c", "cpu", Label::Pass, false),
+            result("d", "cpu", Label::Error, false),
+        ];
+        let cfg = ScoreConfig {
+            group_weights: BTreeMap::from([("errors".to_owned(), 60.0)]),
+            ..ScoreConfig::default()
+        };
+        // errors 0 × 60, latency 100 × 20, cpu 100 × 20 (Error not counted).
+        let s = score(&rs, &cfg).unwrap();
+        assert_eq!((s.score, s.verdict), (40.0, ScoreVerdict::Fail));
+        assert_eq!(s.group_scores.get("cpu"), Some(&100.0));
+    }
+
+    #[test]
+    fn critical_failures_and_missing_data_force_zero() {
+        let rs = vec![
+            result("a", "g", Label::Pass, false),
+            result("b", "g", Label::High, true),
+        ];
+        let s = score(&rs, &ScoreConfig::default()).unwrap();
+        assert_eq!(s.score, 0.0);
+        assert!(s.forced_zero.unwrap().contains('b'));
+        let rs = vec![
+            result("a", "g", Label::Pass, false),
+            result("b", "g", Label::Nodata, false),
+        ];
+        let s = score(&rs, &ScoreConfig::default()).unwrap();
+        assert_eq!((s.score, s.verdict), (0.0, ScoreVerdict::Fail));
+        let rs = vec![
+            result("a", "g", Label::Pass, false),
+            result("b", "g", Label::Pass, false),
+            result("c", "g", Label::NodataFailMetric, false),
+        ];
+        let s = score(&rs, &ScoreConfig::default()).unwrap();
+        assert_eq!((s.score, s.verdict), (66.67, ScoreVerdict::Marginal));
+    }
+
+    #[test]
+    fn bad_thresholds_are_named() {
+        let cfg = ScoreConfig {
+            pass: 40.0,
+            marginal: 50.0,
+            ..ScoreConfig::default()
+        };
+        let msg = score(&[], &cfg).unwrap_err().to_string();
+        assert!(msg.contains("scoreConfig.marginal") && msg.contains("50"));
+    }
+}
