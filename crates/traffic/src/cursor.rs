@@ -1,0 +1,217 @@
+//! [`PlanCursor`]: where an execution of a [`Plan`] stands, and what is due next.
+//!
+//! The cursor is pure like the plan: it is told when a step was applied and when an approval
+//! came, and given `now` it answers what to do — it never sleeps or reads a clock. The executor
+//! (the orchestrator) does the waiting and the applying, and can journal the cursor (it is
+//! serializable) to resume after a crash.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::plan::Plan;
+
+/// What is due next in a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Next {
+    /// Apply step `step` now.
+    Apply {
+        /// The step's index.
+        step: usize,
+    },
+    /// The applied step is holding; nothing to do before `until_millis`.
+    Wait {
+        /// When the hold ends, in milliseconds since the Unix epoch.
+        until_millis: u64,
+    },
+    /// The applied step has held long enough and waits for approval.
+    AwaitApproval {
+        /// The step's index.
+        step: usize,
+    },
+    /// The last step is applied, held and (if asked) approved.
+    Done,
+}
+
+/// How far the execution of a plan has got: which step was applied last, when, and whether it
+/// was approved. Times are milliseconds since the Unix epoch (as `serin-signals`' `Timestamp`).
+///
+/// ```
+/// use std::time::Duration;
+/// use serin_traffic::{Next, Plan, PlanCursor, Strategy, TrafficSplit, Weight};
+///
+/// let from = TrafficSplit::all_to("stable", &["canary"])?;
+/// let plan = Plan::shift(&from, "canary", &Strategy::gradual(Weight::from_percent(50)?, Duration::from_secs(30))?)?;
+/// let mut cursor = PlanCursor::new();
+/// assert_eq!(cursor.next(&plan, 0), Next::Apply { step: 0 });
+/// cursor.applied(&plan, 0, 1_000)?;
+/// assert_eq!(cursor.next(&plan, 2_000), Next::Wait { until_millis: 31_000 });
+/// assert_eq!(cursor.next(&plan, 31_000), Next::Apply { step: 1 });
+/// cursor.applied(&plan, 1, 31_000)?;
+/// assert_eq!(cursor.next(&plan, 31_000), Next::Done);
+/// # Ok::<(), serin_traffic::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlanCursor {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    applied: Option<Applied>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Applied {
+    step: usize,
+    at_millis: u64,
+    approved: bool,
+}
+
+impl PlanCursor {
+    /// A cursor before the first step.
+    pub fn new() -> Self {
+        PlanCursor { applied: None }
+    }
+
+    /// The step applied last, if any.
+    pub fn last_applied(&self) -> Option<usize> {
+        self.applied.map(|a| a.step)
+    }
+
+    /// What is due in `plan` at `now_millis`.
+    pub fn next(&self, plan: &Plan, now_millis: u64) -> Next {
+        let Some(a) = self.applied else {
+            return Next::Apply { step: 0 };
+        };
+        let Some(step) = plan.step(a.step) else {
+            return Next::Done;
+        };
+        let hold = u64::try_from(step.hold().as_millis()).unwrap_or(u64::MAX);
+        let until = a.at_millis.saturating_add(hold);
+        if now_millis < until {
+            Next::Wait {
+                until_millis: until,
+            }
+        } else if step.await_approval() && !a.approved {
+            Next::AwaitApproval { step: a.step }
+        } else if a.step + 1 < plan.len() {
+            Next::Apply { step: a.step + 1 }
+        } else {
+            Next::Done
+        }
+    }
+
+    /// Records that step `step` of `plan` was applied at `at_millis`. Only the step that is due
+    /// (the first, or the one after the last applied) is accepted; anything else is refused and
+    /// changes nothing.
+    pub fn applied(&mut self, plan: &Plan, step: usize, at_millis: u64) -> Result<()> {
+        let expected = self.applied.map_or(0, |a| a.step + 1);
+        if step != expected || step >= plan.len() {
+            return Err(Error::invalid(
+                "step",
+                step,
+                if expected >= plan.len() {
+                    format!("the plan's {} steps are all applied", plan.len())
+                } else {
+                    format!("the next step to apply is {expected}")
+                },
+            ));
+        }
+        self.applied = Some(Applied {
+            step,
+            at_millis,
+            approved: false,
+        });
+        Ok(())
+    }
+
+    /// Records the approval of step `step`, which must be the step applied last and one that
+    /// awaits approval. Approving before its hold ends is allowed: the hold still runs out.
+    pub fn approve(&mut self, plan: &Plan, step: usize) -> Result<()> {
+        match (&mut self.applied, plan.step(step)) {
+            (Some(a), Some(s)) if a.step == step && s.await_approval() => {
+                a.approved = true;
+                Ok(())
+            }
+            (Some(a), Some(_)) if a.step == step => {
+                Err(Error::invalid("step", step, "does not await approval"))
+            }
+            _ => Err(Error::invalid(
+                "step",
+                step,
+                match self.applied {
+                    Some(a) => format!("only the step applied last ({}) can be approved", a.step),
+                    None => "no step has been applied yet".to_owned(),
+                },
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::split::TrafficSplit;
+    use crate::strategy::{Pause, Strategy, WeightedStep};
+    use crate::weight::Weight;
+
+    fn plan() -> Plan {
+        let from = TrafficSplit::all_to("stable", &["canary"]).unwrap();
+        let s = Strategy::weighted(vec![
+            WeightedStep::new(Weight::from_percent(10).unwrap(), Duration::from_secs(10))
+                .with_pause(Pause::UntilApproved),
+            WeightedStep::new(Weight::from_percent(50).unwrap(), Duration::from_secs(5)),
+        ])
+        .unwrap();
+        Plan::shift(&from, "canary", &s).unwrap()
+    }
+
+    #[test]
+    fn walks_holds_and_approvals() {
+        let plan = plan();
+        let mut c = PlanCursor::new();
+        assert!(c.approve(&plan, 0).is_err());
+        assert!(c.applied(&plan, 1, 0).is_err());
+        c.applied(&plan, 0, 1_000).unwrap();
+        assert_eq!(
+            c.next(&plan, 5_000),
+            Next::Wait {
+                until_millis: 11_000
+            }
+        );
+        assert_eq!(c.next(&plan, 11_000), Next::AwaitApproval { step: 0 });
+        c.approve(&plan, 0).unwrap();
+        assert_eq!(c.next(&plan, 11_000), Next::Apply { step: 1 });
+        c.applied(&plan, 1, 12_000).unwrap();
+        assert!(c.approve(&plan, 1).is_err());
+        assert_eq!(
+            c.next(&plan, 16_999),
+            Next::Wait {
+                until_millis: 17_000
+            }
+        );
+        assert_eq!(c.next(&plan, 17_000), Next::Apply { step: 2 });
+        c.applied(&plan, 2, 17_000).unwrap();
+        assert_eq!(c.next(&plan, 17_000), Next::Done);
+        let err = c.applied(&plan, 3, 18_000).unwrap_err();
+        assert!(err.to_string().contains("all applied"), "{err}");
+        assert_eq!(c.last_applied(), Some(2));
+    }
+
+    #[test]
+    fn early_approval_still_waits_for_the_hold_and_cursor_round_trips() {
+        let plan = plan();
+        let mut c = PlanCursor::new();
+        c.applied(&plan, 0, 0).unwrap();
+        c.approve(&plan, 0).unwrap();
+        assert_eq!(
+            c.next(&plan, 9_999),
+            Next::Wait {
+                until_millis: 10_000
+            }
+        );
+        assert_eq!(c.next(&plan, 10_000), Next::Apply { step: 1 });
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<PlanCursor>(&json).unwrap(), c);
+    }
+}

@@ -1,0 +1,625 @@
+//! [`Plan`]: the ordered steps from the current split to the target, as a value.
+//!
+//! Plans are pure: building one reads no clock and touches no router, so a plan can be printed
+//! for a dry run, journalled, tested exhaustively and executed step by step by someone else (the
+//! orchestrator), who decides when to apply each step and when to wait.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration;
+use crate::error::{Error, Result};
+use crate::split::TrafficSplit;
+use crate::strategy::Strategy;
+use crate::weight::Weight;
+
+/// One step of a [`Plan`]: apply `split`, hold it for `hold`, then (if `await_approval`) wait
+/// for approval before the next step.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlanStep {
+    split: TrafficSplit,
+    #[serde(with = "duration")]
+    hold: Duration,
+    #[serde(default)]
+    await_approval: bool,
+}
+
+impl PlanStep {
+    /// The split to apply.
+    pub fn split(&self) -> &TrafficSplit {
+        &self.split
+    }
+
+    /// How long to hold the split once applied (zero: go on at once).
+    pub fn hold(&self) -> Duration {
+        self.hold
+    }
+
+    /// Whether to wait for approval after the hold.
+    pub fn await_approval(&self) -> bool {
+        self.await_approval
+    }
+}
+
+/// The ordered steps from a starting split to a target split.
+///
+/// Build one with [`Plan::shift`] — moving all traffic to one backend (stable → canary,
+/// blue → green), the common case. A plan always has at least one step, its last step's split is
+/// the target exactly, and [`Plan::rollback`] / [`Plan::rollback_from`] give the one-step plan
+/// back to the starting (stable) split exactly.
+///
+/// ```
+/// use std::time::Duration;
+/// use serin_traffic::{Plan, Strategy, TrafficSplit, Weight};
+///
+/// let stable = TrafficSplit::from_percents([("stable", 100), ("canary", 0)])?;
+/// let plan = Plan::shift(&stable, "canary", &Strategy::gradual(Weight::from_percent(25)?, Duration::from_secs(30))?)?;
+/// assert_eq!(plan.len(), 4);
+/// assert_eq!(plan.step(0).map(|s| s.split().weight_of("canary")), Some(Some(Weight::from_percent(25)?)));
+/// assert_eq!(plan.target(), &TrafficSplit::from_percents([("stable", 0), ("canary", 100)])?);
+/// assert_eq!(plan.rollback_from(1)?.target(), &stable);
+/// println!("{plan}"); // a table for a dry run
+/// # Ok::<(), serin_traffic::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RawPlan", into = "RawPlan")]
+pub struct Plan {
+    from: TrafficSplit,
+    steps: Vec<PlanStep>,
+}
+
+impl Plan {
+    /// The plan that moves all traffic from `from` to backend `to` following `strategy`.
+    ///
+    /// - `to` must be a backend of `from` (it may already carry some weight: the plan starts
+    ///   from there, and weighted steps at or below that weight are skipped as already passed).
+    /// - Every step's weights add up to 100%; the target's weight only rises and every other
+    ///   backend's only falls. When `from` has several other backends they give up weight in
+    ///   proportion to their starting weights (rounded to the basis point, never rising).
+    /// - Intermediate steps keep `from`'s match routes, mirror and sticky sessions; the last
+    ///   step is the plain target: 100% on `to`, the other backends listed at 0%, nothing else.
+    /// - Gradual steps hold for the interval; weighted steps hold for their duration plus any
+    ///   timed pause and may await approval; the last step of a gradual or immediate plan holds
+    ///   for zero (there is nothing after it to wait for).
+    ///
+    /// Errors name the field: `to` (no such backend) or the strategy's (`strategy.increment`,
+    /// `strategy.steps[1].weight`).
+    pub fn shift(from: &TrafficSplit, to: &str, strategy: &Strategy) -> Result<Plan> {
+        strategy.validate()?;
+        let Some(to_idx) = from.backends().iter().position(|b| b.name().as_str() == to) else {
+            let names = from
+                .backends()
+                .iter()
+                .map(|b| b.name().as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(Error::invalid(
+                "to",
+                to,
+                format!("is not a backend of the starting split ({names})"),
+            ));
+        };
+        let start: Vec<u16> = from.backends().iter().map(|b| b.weight().bps()).collect();
+        let w0 = start.get(to_idx).copied().unwrap_or(0);
+        let full = Weight::TOTAL_BPS;
+
+        // (target weight in bps, hold, await approval), strictly increasing, ending at 100%.
+        let mut marks: Vec<(u16, Duration, bool)> = Vec::new();
+        match strategy {
+            Strategy::Immediate => {}
+            Strategy::Gradual {
+                increment,
+                interval,
+            } => {
+                let mut w = w0;
+                loop {
+                    w = w.saturating_add(increment.bps()).min(full);
+                    if w >= full {
+                        break;
+                    }
+                    marks.push((w, *interval, false));
+                }
+            }
+            Strategy::Weighted { steps } => {
+                for s in steps.iter().filter(|s| s.weight.bps() > w0) {
+                    let (extra, approval) = match s.pause {
+                        crate::strategy::Pause::None => (Duration::ZERO, false),
+                        crate::strategy::Pause::Timed(d) => (d, false),
+                        crate::strategy::Pause::UntilApproved => (Duration::ZERO, true),
+                    };
+                    marks.push((s.weight.bps(), s.duration.saturating_add(extra), approval));
+                }
+            }
+        }
+        // The final step is always the plain target; a weighted 100% step lends it its hold.
+        let (final_hold, final_approval) = match marks.last() {
+            Some(&(w, hold, approval)) if w >= full => {
+                marks.pop();
+                (hold, approval)
+            }
+            _ => (Duration::ZERO, false),
+        };
+
+        let mut steps = Vec::with_capacity(marks.len() + 1);
+        let mut current = start.clone();
+        for (w, hold, await_approval) in marks {
+            current = step_toward(&current, &start, to_idx, w);
+            let weights: Vec<Weight> = current
+                .iter()
+                .map(|&b| Weight::from_bps(b))
+                .collect::<Result<_>>()?;
+            steps.push(PlanStep {
+                split: from.reweighted(&weights)?,
+                hold,
+                await_approval,
+            });
+        }
+        let target_weights: Vec<Weight> = (0..start.len())
+            .map(|i| {
+                if i == to_idx {
+                    Weight::FULL
+                } else {
+                    Weight::ZERO
+                }
+            })
+            .collect();
+        steps.push(PlanStep {
+            split: from.plain().reweighted(&target_weights)?,
+            hold: final_hold,
+            await_approval: final_approval,
+        });
+        Ok(Plan {
+            from: from.clone(),
+            steps,
+        })
+    }
+
+    /// The split the plan starts from (the stable split a rollback returns to).
+    pub fn from(&self) -> &TrafficSplit {
+        &self.from
+    }
+
+    /// The split the plan ends at: the last step's.
+    pub fn target(&self) -> &TrafficSplit {
+        // A plan always has at least one step (checked by every constructor); `from` is only a
+        // fallback that cannot be reached.
+        self.steps.last().map(|s| &s.split).unwrap_or(&self.from)
+    }
+
+    /// The steps, in order.
+    pub fn steps(&self) -> &[PlanStep] {
+        &self.steps
+    }
+
+    /// Step `index` (0-based), if there is one.
+    pub fn step(&self, index: usize) -> Option<&PlanStep> {
+        self.steps.get(index)
+    }
+
+    /// The number of steps (at least one).
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Always `false`: a plan has at least one step.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// The sum of all holds: the least time the plan takes, approvals aside.
+    pub fn total_hold(&self) -> Duration {
+        self.steps
+            .iter()
+            .fold(Duration::ZERO, |acc, s| acc.saturating_add(s.hold))
+    }
+
+    /// How many steps wait for approval.
+    pub fn approvals(&self) -> usize {
+        self.steps.iter().filter(|s| s.await_approval).count()
+    }
+
+    /// The one-step plan from the target back to the starting split, exactly.
+    pub fn rollback(&self) -> Plan {
+        Plan {
+            from: self.target().clone(),
+            steps: vec![PlanStep {
+                split: self.from.clone(),
+                hold: Duration::ZERO,
+                await_approval: false,
+            }],
+        }
+    }
+
+    /// The one-step plan from step `index`'s split back to the starting split, exactly — for a
+    /// rollback in the middle of the plan. An index past the end is refused.
+    pub fn rollback_from(&self, index: usize) -> Result<Plan> {
+        let Some(step) = self.steps.get(index) else {
+            return Err(Error::invalid(
+                "step",
+                index,
+                format!(
+                    "the plan has {} steps, numbered 0 to {}",
+                    self.steps.len(),
+                    self.steps.len().saturating_sub(1)
+                ),
+            ));
+        };
+        Ok(Plan {
+            from: step.split.clone(),
+            steps: vec![PlanStep {
+                split: self.from.clone(),
+                hold: Duration::ZERO,
+                await_approval: false,
+            }],
+        })
+    }
+}
+
+/// The weights after raising `to_idx` to `target` bps from `prev`: the other backends give up
+/// the difference one basis point at a time, each time the one furthest above its proportional
+/// share of what is left (proportions from `start`), so no weight ever rises.
+fn step_toward(prev: &[u16], start: &[u16], to_idx: usize, target: u16) -> Vec<u16> {
+    let mut next = prev.to_vec();
+    let have = prev.get(to_idx).copied().unwrap_or(0);
+    if target <= have {
+        return next;
+    }
+    if let Some(t) = next.get_mut(to_idx) {
+        *t = target;
+    }
+    let full = i64::from(Weight::TOTAL_BPS);
+    let start_rest = full - i64::from(start.get(to_idx).copied().unwrap_or(0));
+    let left = full - i64::from(target);
+    if left == 0 || start_rest == 0 {
+        for (i, w) in next.iter_mut().enumerate() {
+            if i != to_idx {
+                *w = 0;
+            }
+        }
+        return next;
+    }
+    for _ in 0..(target - have) {
+        // excess_i ∝ prev_i / left - start_i / start_rest, scaled by start_rest * left.
+        let pick = next
+            .iter()
+            .zip(start)
+            .enumerate()
+            .filter(|&(i, (&w, _))| i != to_idx && w > 0)
+            .max_by(|&(i, (&a, &sa)), &(j, (&b, &sb))| {
+                let ea = i64::from(a) * start_rest - i64::from(sa) * left;
+                let eb = i64::from(b) * start_rest - i64::from(sb) * left;
+                // Ties go to the earlier backend.
+                ea.cmp(&eb).then(j.cmp(&i))
+            })
+            .map(|(i, _)| i);
+        match pick.and_then(|i| next.get_mut(i)) {
+            Some(w) => *w -= 1,
+            None => break,
+        }
+    }
+    next
+}
+
+impl fmt::Display for Plan {
+    /// A table for a dry run: one row per step with every backend's weight, the hold and what
+    /// comes after; routes, mirror and sticky sessions in a last column when any step has them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self
+            .from
+            .backends()
+            .iter()
+            .map(|b| b.name().as_str())
+            .collect();
+        let extras = |s: &TrafficSplit| {
+            let mut parts: Vec<String> = s.routes().iter().map(ToString::to_string).collect();
+            parts.extend(s.mirror().map(ToString::to_string));
+            parts.extend(s.sticky().map(ToString::to_string));
+            parts.join("; ")
+        };
+        let show_extras = !self.from.is_plain() || self.steps.iter().any(|s| !s.split.is_plain());
+
+        let mut header = vec!["step".to_owned()];
+        header.extend(names.iter().map(|n| (*n).to_owned()));
+        header.extend(["hold".to_owned(), "then".to_owned()]);
+        if show_extras {
+            header.push("also".to_owned());
+        }
+        let weights = |s: &TrafficSplit| -> Vec<String> {
+            names
+                .iter()
+                .map(|n| {
+                    s.weight_of(n)
+                        .map_or_else(|| "-".to_owned(), |w| w.to_string())
+                })
+                .collect()
+        };
+        let mut rows = vec![header];
+        let mut start = vec!["start".to_owned()];
+        start.extend(weights(&self.from));
+        start.extend(["-".to_owned(), String::new()]);
+        if show_extras {
+            start.push(extras(&self.from));
+        }
+        rows.push(start);
+        for (i, s) in self.steps.iter().enumerate() {
+            let last = i + 1 == self.steps.len();
+            let mut row = vec![i.to_string()];
+            row.extend(weights(&s.split));
+            row.push(if s.hold.is_zero() {
+                "-".to_owned()
+            } else {
+                duration::human(s.hold)
+            });
+            row.push(
+                match (s.await_approval, last) {
+                    (true, false) => "await approval",
+                    (true, true) => "await approval, done",
+                    (false, false) => "next",
+                    (false, true) => "done",
+                }
+                .to_owned(),
+            );
+            if show_extras {
+                row.push(extras(&s.split));
+            }
+            rows.push(row);
+        }
+
+        let columns = rows.first().map_or(0, Vec::len);
+        let widths: Vec<usize> = (0..columns)
+            .map(|c| {
+                rows.iter()
+                    .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        writeln!(
+            f,
+            "plan: {} step(s) from [{}] to [{}], holding {} in all{}",
+            self.steps.len(),
+            self.from,
+            self.target(),
+            duration::human(self.total_hold()),
+            match self.approvals() {
+                0 => String::new(),
+                n => format!(", {n} approval(s)"),
+            }
+        )?;
+        for row in &rows {
+            let mut line = String::new();
+            for (c, (cell, width)) in row.iter().zip(&widths).enumerate() {
+                if c > 0 {
+                    line.push_str("  ");
+                }
+                // Weights and holds right-aligned, words left-aligned.
+                let numeric = c > 0 && c <= names.len() + 1;
+                if numeric {
+                    line.push_str(&format!("{cell:>width$}"));
+                } else {
+                    line.push_str(&format!("{cell:<width$}"));
+                }
+            }
+            writeln!(f, "{}", line.trim_end())?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawPlan {
+    from: TrafficSplit,
+    steps: Vec<PlanStep>,
+}
+
+impl TryFrom<RawPlan> for Plan {
+    type Error = Error;
+    fn try_from(raw: RawPlan) -> Result<Self> {
+        if raw.steps.is_empty() {
+            return Err(Error::invalid(
+                "steps",
+                "[]",
+                "a plan has at least one step",
+            ));
+        }
+        Ok(Plan {
+            from: raw.from,
+            steps: raw.steps,
+        })
+    }
+}
+
+impl From<Plan> for RawPlan {
+    fn from(p: Plan) -> Self {
+        RawPlan {
+            from: p.from,
+            steps: p.steps,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::{MatchRoute, ValueMatch};
+    use crate::strategy::{Pause, WeightedStep};
+
+    fn pct(p: u8) -> Weight {
+        Weight::from_percent(p).unwrap()
+    }
+
+    fn canary_weights(plan: &Plan) -> Vec<u16> {
+        plan.steps()
+            .iter()
+            .map(|s| s.split().weight_of("canary").unwrap().bps() / 100)
+            .collect()
+    }
+
+    #[test]
+    fn gradual_ten_percent_every_thirty_seconds() {
+        let from = TrafficSplit::all_to("stable", &["canary"]).unwrap();
+        let s = Strategy::gradual(pct(10), Duration::from_secs(30)).unwrap();
+        let plan = Plan::shift(&from, "canary", &s).unwrap();
+        assert_eq!(
+            canary_weights(&plan),
+            (1..=10).map(|i| i * 10).collect::<Vec<_>>()
+        );
+        assert_eq!(plan.total_hold(), Duration::from_secs(270));
+        assert_eq!(plan.step(9).unwrap().hold(), Duration::ZERO);
+        assert!(plan.step(10).is_none());
+        assert_eq!(
+            plan.target(),
+            &TrafficSplit::from_percents([("stable", 0), ("canary", 100)]).unwrap()
+        );
+    }
+
+    #[test]
+    fn gradual_starts_from_weight_already_on_target_and_caps_at_full() {
+        let from = TrafficSplit::from_percents([("stable", 75), ("canary", 25)]).unwrap();
+        let s = Strategy::gradual(pct(30), Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            canary_weights(&Plan::shift(&from, "canary", &s).unwrap()),
+            [55, 85, 100]
+        );
+    }
+
+    #[test]
+    fn immediate_is_one_step() {
+        let from = TrafficSplit::all_to("blue", &["green"]).unwrap();
+        let plan = Plan::shift(&from, "green", &Strategy::immediate()).unwrap();
+        assert_eq!(plan.len(), 1);
+        assert_eq!(plan.target().weight_of("green"), Some(Weight::FULL));
+        assert_eq!(plan.target().weight_of("blue"), Some(Weight::ZERO));
+        assert_eq!(plan.rollback().target(), &from);
+        assert_eq!(plan.rollback().from(), plan.target());
+    }
+
+    #[test]
+    fn weighted_steps_skip_passed_weights_and_end_at_full() {
+        let from = TrafficSplit::from_percents([("stable", 80), ("canary", 20)]).unwrap();
+        let s = Strategy::weighted(vec![
+            WeightedStep::new(pct(10), Duration::from_secs(60)),
+            WeightedStep::new(pct(20), Duration::from_secs(60)),
+            WeightedStep::new(pct(50), Duration::from_secs(60)).with_pause(Pause::UntilApproved),
+            WeightedStep::new(pct(80), Duration::from_secs(60))
+                .with_pause(Pause::Timed(Duration::from_secs(240))),
+        ])
+        .unwrap();
+        let plan = Plan::shift(&from, "canary", &s).unwrap();
+        assert_eq!(canary_weights(&plan), [50, 80, 100]);
+        assert!(plan.step(0).unwrap().await_approval());
+        assert_eq!(plan.step(1).unwrap().hold(), Duration::from_secs(300));
+        assert_eq!(plan.approvals(), 1);
+
+        let to_full = Strategy::weighted(vec![
+            WeightedStep::new(pct(50), Duration::ZERO),
+            WeightedStep::new(pct(100), Duration::from_secs(9)).with_pause(Pause::UntilApproved),
+        ])
+        .unwrap();
+        let plan = Plan::shift(&from, "canary", &to_full).unwrap();
+        assert_eq!(canary_weights(&plan), [50, 100]);
+        assert_eq!(plan.step(1).unwrap().hold(), Duration::from_secs(9));
+        assert!(plan.step(1).unwrap().await_approval());
+    }
+
+    #[test]
+    fn other_backends_shrink_in_proportion_without_rising() {
+        let from = TrafficSplit::from_percents([("a", 60), ("b", 30), ("canary", 10)]).unwrap();
+        let s = Strategy::gradual(pct(10), Duration::ZERO).unwrap();
+        let plan = Plan::shift(&from, "canary", &s).unwrap();
+        let first = plan.step(0).unwrap().split();
+        // 80% left, split 2:1.
+        assert_eq!(first.weight_of("a").unwrap().bps(), 5333);
+        assert_eq!(first.weight_of("b").unwrap().bps(), 2667);
+        let mut prev = (6000, 3000);
+        for s in plan.steps() {
+            let now = (
+                s.split().weight_of("a").unwrap().bps(),
+                s.split().weight_of("b").unwrap().bps(),
+            );
+            assert!(now.0 <= prev.0 && now.1 <= prev.1, "{prev:?} -> {now:?}");
+            prev = now;
+        }
+    }
+
+    #[test]
+    fn routes_stay_until_the_plain_target() {
+        let from = TrafficSplit::all_to("stable", &["canary"])
+            .unwrap()
+            .with_route(
+                MatchRoute::header("x-canary", ValueMatch::Exact("always".into()), "canary")
+                    .unwrap(),
+            )
+            .unwrap();
+        let s = Strategy::gradual(pct(50), Duration::from_secs(30)).unwrap();
+        let plan = Plan::shift(&from, "canary", &s).unwrap();
+        assert_eq!(plan.step(0).unwrap().split().routes().len(), 1);
+        assert!(plan.target().is_plain());
+        let table = plan.to_string();
+        assert!(
+            table.contains("header x-canary=always -> canary"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn bad_input_names_the_field() {
+        let from = TrafficSplit::all_to("stable", &["canary"]).unwrap();
+        let e = Plan::shift(&from, "green", &Strategy::immediate()).unwrap_err();
+        assert!(e.to_string().contains("stable, canary"), "{e}");
+        assert!(matches!(e, Error::InvalidField { ref field, .. } if field == "to"));
+        let bad = Strategy::Gradual {
+            increment: Weight::ZERO,
+            interval: Duration::from_secs(1),
+        };
+        let e = Plan::shift(&from, "canary", &bad).unwrap_err();
+        assert!(
+            matches!(e, Error::InvalidField { ref field, .. } if field == "strategy.increment")
+        );
+        let plan = Plan::shift(&from, "canary", &Strategy::immediate()).unwrap();
+        let e = plan.rollback_from(1).unwrap_err();
+        assert!(e.to_string().contains("numbered 0 to 0"), "{e}");
+    }
+
+    #[test]
+    fn already_at_target_is_one_reapply() {
+        let from = TrafficSplit::from_percents([("stable", 0), ("canary", 100)]).unwrap();
+        let s = Strategy::gradual(pct(10), Duration::from_secs(1)).unwrap();
+        let plan = Plan::shift(&from, "canary", &s).unwrap();
+        assert_eq!(plan.len(), 1);
+        assert_eq!(plan.target(), &from);
+    }
+
+    #[test]
+    fn table_lists_every_step() {
+        let from = TrafficSplit::all_to("stable", &["canary"]).unwrap();
+        let s = Strategy::gradual(pct(25), Duration::from_secs(30)).unwrap();
+        let table = Plan::shift(&from, "canary", &s).unwrap().to_string();
+        let expected = "\
+plan: 4 step(s) from [stable 100%, canary 0%] to [stable 0%, canary 100%], holding 1m 30s in all
+step   stable  canary  hold  then
+start    100%      0%     -
+0         75%     25%   30s  next
+1         50%     50%   30s  next
+2         25%     75%   30s  next
+3          0%    100%     -  done
+";
+        assert_eq!(table, expected);
+    }
+
+    #[test]
+    fn plans_round_trip_and_refuse_empty() {
+        let from = TrafficSplit::all_to("stable", &["canary"]).unwrap();
+        let s = Strategy::gradual(pct(40), Duration::from_secs(30)).unwrap();
+        let plan = Plan::shift(&from, "canary", &s).unwrap();
+        let json = serde_json::to_string(&plan).unwrap();
+        assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
+        let empty = r#"{"from":{"backends":[{"name":"a","weight":100}]},"steps":[]}"#;
+        let msg = serde_json::from_str::<Plan>(empty).unwrap_err().to_string();
+        assert!(msg.contains("steps"), "{msg}");
+    }
+}

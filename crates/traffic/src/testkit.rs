@@ -1,0 +1,246 @@
+//! The conformance suite for [`TrafficRouter`] implementations (feature `testkit`).
+//!
+//! Every router's tests call [`check_all`] (or the `check_*` functions one by one) on a router
+//! they built; each check panics with a message on failure, like an assertion. The suite routes
+//! to backends named `stable` and `canary`, and mirrors to `shadow`: a router under test must
+//! accept those names. Each check starts by applying a plain split, so it does not depend on
+//! what the router held before; it is tailored to the router's own
+//! [`capabilities`](TrafficRouter::capabilities): what the router claims must be accepted and
+//! read back exactly, what it does not claim must be refused with
+//! [`Error::Unsupported`] leaving the applied split unchanged.
+//!
+//! ```
+//! # #[cfg(feature = "testkit")] {
+//! use serin_traffic::{Capabilities, InMemoryRouter};
+//! # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     let waker = std::task::Waker::noop();
+//! #     let mut cx = std::task::Context::from_waker(waker);
+//! #     let mut f = std::pin::pin!(f);
+//! #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+//! # }
+//! block_on(serin_traffic::testkit::check_all(&InMemoryRouter::new()));
+//! block_on(serin_traffic::testkit::check_all(
+//!     &InMemoryRouter::with_capabilities(Capabilities::switch_only()),
+//! ));
+//! # }
+//! ```
+
+use std::time::Duration;
+
+use crate::capabilities::Capability;
+use crate::error::Error;
+use crate::router::TrafficRouter;
+use crate::routes::{MatchRoute, Mirror, StickySession, ValueMatch};
+use crate::split::TrafficSplit;
+use crate::weight::Weight;
+
+/// Runs every check of the suite on `router`.
+pub async fn check_all(router: &dyn TrafficRouter) {
+    check_round_trip(router).await;
+    check_idempotent(router).await;
+    check_invalid_splits_refused(router).await;
+    check_finest_weights(router).await;
+    check_capability_honesty(router).await;
+}
+
+/// All traffic on `stable` (`canary` at 0%): a split every router can apply.
+fn base() -> TrafficSplit {
+    must(
+        TrafficSplit::all_to("stable", &["canary"]),
+        "the base split",
+    )
+}
+
+/// One granularity step on `canary`, the rest on `stable`.
+fn one_step(router: &dyn TrafficRouter) -> TrafficSplit {
+    let g = router.capabilities().weight_granularity();
+    must(
+        TrafficSplit::new([("stable", g.complement()), ("canary", g)]),
+        "a split at the router's granularity",
+    )
+}
+
+fn must<T>(r: Result<T, Error>, what: &str) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("testkit could not build {what}: {e}"),
+    }
+}
+
+async fn apply_ok(router: &dyn TrafficRouter, split: &TrafficSplit) {
+    if let Err(e) = router.apply(split).await {
+        panic!(
+            "router `{}` refused [{split}], which it should accept: {e}",
+            router.name()
+        );
+    }
+}
+
+async fn current(router: &dyn TrafficRouter) -> Option<TrafficSplit> {
+    match router.current().await {
+        Ok(c) => c,
+        Err(e) => panic!("router `{}` failed to read its split: {e}", router.name()),
+    }
+}
+
+async fn assert_current(router: &dyn TrafficRouter, want: &TrafficSplit, after: &str) {
+    let got = current(router).await;
+    assert_eq!(
+        got.as_ref(),
+        Some(want),
+        "router `{}` reads back a different split after {after}",
+        router.name()
+    );
+}
+
+/// Applies `split`, which needs `capability` the router does not claim, and checks that it is
+/// refused with [`Error::Unsupported`] naming the capability and the router, and that the split
+/// in force is unchanged.
+async fn assert_refused(router: &dyn TrafficRouter, split: &TrafficSplit, capability: Capability) {
+    let before = current(router).await;
+    match router.apply(split).await {
+        Ok(()) => panic!(
+            "router `{}` accepted [{split}] although it does not claim {capability}",
+            router.name()
+        ),
+        Err(Error::Unsupported {
+            capability: got,
+            router: name,
+            ..
+        }) => {
+            assert_eq!(
+                got,
+                capability,
+                "router `{}` refused [{split}] for the wrong capability",
+                router.name()
+            );
+            assert_eq!(
+                name,
+                router.name(),
+                "the refusal should name the router that refused"
+            );
+        }
+        Err(other) => panic!(
+            "router `{}` refused [{split}] with {other:?}; expected Unsupported({capability:?})",
+            router.name()
+        ),
+    }
+    assert_eq!(
+        current(router).await,
+        before,
+        "router `{}` changed its split although it refused [{split}]",
+        router.name()
+    );
+}
+
+/// Apply, then read back exactly; a second split replaces the first; going back works.
+pub async fn check_round_trip(router: &dyn TrafficRouter) {
+    let a = base();
+    let b = one_step(router);
+    apply_ok(router, &a).await;
+    assert_current(router, &a, "applying the base split").await;
+    apply_ok(router, &b).await;
+    assert_current(router, &b, "applying a second split").await;
+    apply_ok(router, &a).await;
+    assert_current(router, &a, "going back to the base split").await;
+}
+
+/// Applying the split in force again succeeds and changes nothing.
+pub async fn check_idempotent(router: &dyn TrafficRouter) {
+    let a = base();
+    let b = one_step(router);
+    apply_ok(router, &a).await;
+    apply_ok(router, &b).await;
+    apply_ok(router, &b).await;
+    assert_current(router, &b, "applying the same split twice").await;
+    apply_ok(router, &a).await;
+    apply_ok(router, &a).await;
+    assert_current(router, &a, "applying the base split twice").await;
+}
+
+/// Splits that are invalid never reach a router (their constructors and the deserializer refuse
+/// them), and a split finer than the router's granularity is refused with the split in force
+/// unchanged.
+pub async fn check_invalid_splits_refused(router: &dyn TrafficRouter) {
+    assert!(TrafficSplit::from_percents([("stable", 90), ("canary", 20)]).is_err());
+    assert!(TrafficSplit::from_percents([("stable", 50), ("stable", 50)]).is_err());
+    assert!(TrafficSplit::from_percents([("Stable", 100)]).is_err());
+    assert!(TrafficSplit::new(Vec::<(&str, Weight)>::new()).is_err());
+
+    apply_ok(router, &base()).await;
+    let g = router.capabilities().weight_granularity();
+    if g.bps() > 1 {
+        let finer = must(
+            Weight::from_bps(Weight::TOTAL_BPS - 1).and_then(|rest| {
+                TrafficSplit::new([("stable", rest), ("canary", Weight::ONE_BPS)])
+            }),
+            "a split finer than the granularity",
+        );
+        // stable 99.99%, canary 0.01%: not a multiple of any granularity above one basis point.
+        assert_refused(router, &finer, Capability::WeightGranularity).await;
+    }
+}
+
+/// Weights exactly at the router's granularity are accepted and read back exactly, at both ends.
+pub async fn check_finest_weights(router: &dyn TrafficRouter) {
+    let g = router.capabilities().weight_granularity();
+    let low = one_step(router);
+    let high = must(
+        TrafficSplit::new([("stable", g), ("canary", g.complement())]),
+        "a split one step short of full",
+    );
+    for split in [low, high, base()] {
+        apply_ok(router, &split).await;
+        assert_current(
+            router,
+            &split,
+            "applying weights at the router's granularity",
+        )
+        .await;
+    }
+}
+
+/// What the router claims is accepted and read back exactly; what it does not claim is refused
+/// with the split in force unchanged.
+pub async fn check_capability_honesty(router: &dyn TrafficRouter) {
+    let caps = router.capabilities();
+    let header = must(
+        base().with_route(must(
+            MatchRoute::header("x-canary", ValueMatch::Exact("always".into()), "canary"),
+            "a header route",
+        )),
+        "a split with a header route",
+    );
+    let cookie = must(
+        base().with_route(must(
+            MatchRoute::cookie("canary", ValueMatch::Prefix("yes".into()), "canary"),
+            "a cookie route",
+        )),
+        "a split with a cookie route",
+    );
+    let mirror = base().with_mirror(must(Mirror::new("shadow", Weight::FULL), "a mirror"));
+    let sticky = base().with_sticky(must(
+        StickySession::new("serin-backend", Duration::from_secs(3600)),
+        "sticky sessions",
+    ));
+    for (split, capability) in [
+        (header, Capability::HeaderRouting),
+        (cookie, Capability::CookieRouting),
+        (mirror, Capability::Mirroring),
+        (sticky, Capability::StickySessions),
+    ] {
+        apply_ok(router, &base()).await;
+        if caps.supports(capability) {
+            apply_ok(router, &split).await;
+            assert_current(
+                router,
+                &split,
+                &format!("applying a split with {capability}"),
+            )
+            .await;
+        } else {
+            assert_refused(router, &split, capability).await;
+        }
+    }
+    apply_ok(router, &base()).await;
+}
