@@ -12,6 +12,7 @@
 
 pub mod judge;
 pub mod kayenta;
+pub mod threshold;
 
 /// Everything that can go wrong in `serin-canary`: a rejected configuration or a rejected input.
 ///

@@ -1,0 +1,302 @@
+//! [`ArgoJudge`]: Argo Rollouts' analysis semantics for one metric (`EvaluateResult` and
+//! `assessMetricStatus` in argoproj/argo-rollouts).
+
+use serde::{Deserialize, Serialize};
+use serin_signals::{Metric, Timestamp};
+
+use crate::judge::{
+    ArmValues, Evidence, Judge, Judgement, Sample, Severity, Statistic, Verdict, check_metric,
+};
+use crate::kayenta::Quantity;
+use crate::threshold::bounds::Range;
+use crate::{Error, Result};
+
+/// One metric of an Argo `AnalysisTemplate`, with Argo's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ArgoConfig {
+    /// The metric judged (Argo measures the canary alone, not against the baseline).
+    pub metric: Metric,
+    /// Which number of the canary's observation is the measurement's `result`.
+    pub quantity: Quantity,
+    /// `successCondition` as bounds on the result.
+    #[serde(default)]
+    pub success_condition: Option<Range>,
+    /// `failureCondition` as bounds on the result (inside the range = the condition holds).
+    #[serde(default)]
+    pub failure_condition: Option<Range>,
+    /// Failed when failed measurements exceed this; −1 disables (Argo default 0).
+    #[serde(default)]
+    pub failure_limit: i64,
+    /// Inconclusive when inconclusive measurements exceed this (Argo default 0).
+    #[serde(default)]
+    pub inconclusive_limit: u32,
+    /// Error when consecutive errored measurements exceed this (Argo default 4).
+    #[serde(default = "default_consecutive_error_limit")]
+    pub consecutive_error_limit: u32,
+    /// Successful once this many consecutive measurements succeed; 0 = off (Argo ≥ 1.8).
+    #[serde(default)]
+    pub consecutive_success_limit: u32,
+    /// Successful after this many measurements; `None` = runs until stopped.
+    #[serde(default)]
+    pub count: Option<u32>,
+}
+
+fn default_consecutive_error_limit() -> u32 {
+    4
+}
+
+impl ArgoConfig {
+    /// Argo's defaults for `metric` measured as `quantity`, with no conditions.
+    pub fn new(metric: Metric, quantity: Quantity) -> Self {
+        ArgoConfig {
+            metric,
+            quantity,
+            success_condition: None,
+            failure_condition: None,
+            failure_limit: 0,
+            inconclusive_limit: 0,
+            consecutive_error_limit: default_consecutive_error_limit(),
+            consecutive_success_limit: 0,
+            count: None,
+        }
+    }
+
+    /// Checks the configuration, naming the path (`argoConfig.failureLimit`).
+    pub fn validate(&self) -> Result<()> {
+        self.quantity.validate("argoConfig.quantity")?;
+        if let Some(r) = &self.success_condition {
+            r.validate("argoConfig.successCondition")?;
+        }
+        if let Some(r) = &self.failure_condition {
+            r.validate("argoConfig.failureCondition")?;
+        }
+        if self.failure_limit < -1 {
+            return Err(Error::invalid_config(
+                "argoConfig.failureLimit",
+                self.failure_limit,
+                "must be ≥ 0, or −1 to disable",
+            ));
+        }
+        if self.count == Some(0) {
+            return Err(Error::invalid_config(
+                "argoConfig.count",
+                0,
+                "must be at least 1 (omit it to run until stopped)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The phase of one measurement or of the metric's run, as Argo names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ArgoPhase {
+    /// Still measuring.
+    Running,
+    /// The run (or measurement) succeeded.
+    Successful,
+    /// Failed measurements exceeded `failureLimit`.
+    Failed,
+    /// Consecutive errors exceeded `consecutiveErrorLimit`.
+    Error,
+    /// Inconclusive measurements exceeded `inconclusiveLimit` (Argo pauses for a human).
+    Inconclusive,
+}
+
+/// Argo Rollouts' analysis of one metric as a [`Judge`]: each sample is one measurement of the
+/// canary (the baseline is ignored, as in Argo).
+///
+/// A measurement is `Error` when the canary has no data (an empty or NaN query result). With
+/// neither condition it is `Successful`; with only a success condition, not matching it fails;
+/// with only a failure condition, not matching it succeeds; with both, matching neither is
+/// `Inconclusive` (upstream `EvaluateResult`). The run is `Failed` when failures exceed
+/// `failureLimit`, `Inconclusive` when inconclusive measurements exceed `inconclusiveLimit`,
+/// `Error` when consecutive errors exceed `consecutiveErrorLimit`, and `Successful` after
+/// `consecutiveSuccessLimit` successes in a row or `count` measurements.
+///
+/// Verdicts: `Failed` fails (warning severity). Argo aborts a rollout on an `Error` run; here,
+/// as everywhere in Serin, missing evidence is **inconclusive**, never a failure or a pass, and
+/// the evidence says that Argo would have aborted. Otherwise the judge passes while the last
+/// measurement succeeded and is inconclusive before any measurement or after an inconclusive or
+/// errored one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArgoJudge {
+    config: ArgoConfig,
+    count: u32,
+    failed: u32,
+    inconclusive: u32,
+    errors: u32,
+    consecutive_errors: u32,
+    consecutive_successes: u32,
+    last: Option<(ArgoPhase, Option<f64>)>,
+}
+
+impl ArgoJudge {
+    /// Name used in evidence.
+    pub const NAME: &'static str = "argo";
+
+    /// A judge with `config`, after validating it.
+    pub fn new(config: ArgoConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(ArgoJudge {
+            config,
+            count: 0,
+            failed: 0,
+            inconclusive: 0,
+            errors: 0,
+            consecutive_errors: 0,
+            consecutive_successes: 0,
+            last: None,
+        })
+    }
+
+    /// The phase of one measurement of `result` (`None` = no data).
+    pub fn evaluate(&self, result: Option<f64>) -> ArgoPhase {
+        let Some(v) = result else {
+            return ArgoPhase::Error;
+        };
+        let c = &self.config;
+        let mut success = c.success_condition.is_some_and(|r| r.contains(v));
+        let mut fail = c.failure_condition.is_some_and(|r| r.contains(v));
+        match (&c.success_condition, &c.failure_condition) {
+            (None, None) => return ArgoPhase::Successful,
+            (Some(_), None) => fail = !success,
+            (None, Some(_)) => success = !fail,
+            (Some(_), Some(_)) => {}
+        }
+        if fail {
+            ArgoPhase::Failed
+        } else if success {
+            ArgoPhase::Successful
+        } else {
+            ArgoPhase::Inconclusive
+        }
+    }
+
+    /// Records one measurement of `result` (`None` = no data) and returns its phase.
+    pub fn measure(&mut self, result: Option<f64>) -> ArgoPhase {
+        let result = result.filter(|v| v.is_finite());
+        let phase = self.evaluate(result);
+        self.count += 1;
+        match phase {
+            ArgoPhase::Error => {
+                self.errors += 1;
+                self.consecutive_errors += 1;
+                self.consecutive_successes = 0;
+            }
+            ArgoPhase::Failed => {
+                self.failed += 1;
+                self.consecutive_errors = 0;
+                self.consecutive_successes = 0;
+            }
+            ArgoPhase::Inconclusive => {
+                self.inconclusive += 1;
+                self.consecutive_errors = 0;
+                self.consecutive_successes = 0;
+            }
+            ArgoPhase::Successful | ArgoPhase::Running => {
+                self.consecutive_errors = 0;
+                self.consecutive_successes += 1;
+            }
+        }
+        self.last = Some((phase, result));
+        phase
+    }
+
+    /// The run's phase after the measurements so far (`assessMetricStatus`).
+    pub fn phase(&self) -> ArgoPhase {
+        let c = &self.config;
+        if self.count == 0 {
+            return ArgoPhase::Running;
+        }
+        if c.failure_limit >= 0 && i64::from(self.failed) > c.failure_limit {
+            ArgoPhase::Failed
+        } else if self.inconclusive > c.inconclusive_limit {
+            ArgoPhase::Inconclusive
+        } else if self.consecutive_errors > c.consecutive_error_limit {
+            ArgoPhase::Error
+        } else if c.consecutive_success_limit > 0
+            && self.consecutive_successes >= c.consecutive_success_limit
+            || c.count.is_some_and(|n| self.count >= n)
+        {
+            ArgoPhase::Successful
+        } else {
+            ArgoPhase::Running
+        }
+    }
+}
+
+impl Judge for ArgoJudge {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn metric(&self) -> &Metric {
+        &self.config.metric
+    }
+
+    fn observe(&mut self, sample: &Sample<'_>) -> Result<Judgement> {
+        check_metric(Self::NAME, &self.config.metric, sample)?;
+        self.measure(self.config.quantity.of(&sample.canary().measurement));
+        Ok(self.judgement(sample.now()))
+    }
+
+    fn judgement(&self, now: Timestamp) -> Judgement {
+        let mut ev = Evidence::empty(Self::NAME, self.config.metric.clone(), now);
+        ev.sample_size = ArmValues::new(0, u64::from(self.count));
+        ev.estimates = ArmValues::new(None, self.last.and_then(|(_, v)| v));
+        ev.statistic = Some(Statistic::Score(f64::from(self.failed)));
+        ev.threshold = Some(self.config.failure_limit as f64);
+        let phase = self.phase();
+        let last = self.last.map(|(p, _)| p);
+        let counts = format!(
+            "{} measurements: {} failed (limit {}), {} inconclusive (limit {}), {} consecutive \
+             errors (limit {})",
+            self.count,
+            self.failed,
+            self.config.failure_limit,
+            self.inconclusive,
+            self.config.inconclusive_limit,
+            self.consecutive_errors,
+            self.config.consecutive_error_limit
+        );
+        let (verdict, why) = match (phase, last) {
+            (ArgoPhase::Failed, _) => (Verdict::Fail(Severity::Warning), "run Failed".to_owned()),
+            (ArgoPhase::Error, _) => (
+                Verdict::Inconclusive,
+                "run Error (Argo would abort; missing data is inconclusive here)".to_owned(),
+            ),
+            (ArgoPhase::Inconclusive, _) => (Verdict::Inconclusive, "run Inconclusive".to_owned()),
+            (_, Some(ArgoPhase::Successful)) => (
+                Verdict::Pass,
+                format!("run {phase:?}, last measurement successful"),
+            ),
+            (_, Some(p)) => (
+                Verdict::Inconclusive,
+                format!("run {phase:?}, last measurement {p:?}"),
+            ),
+            (_, None) => (Verdict::Inconclusive, "no measurement yet".to_owned()),
+        };
+        ev.summary = format!("Argo: {why}; {counts}");
+        Judgement {
+            verdict,
+            evidence: ev,
+        }
+    }
+
+    fn reset(&mut self) {
+        *self = ArgoJudge {
+            config: self.config.clone(),
+            count: 0,
+            failed: 0,
+            inconclusive: 0,
+            errors: 0,
+            consecutive_errors: 0,
+            consecutive_successes: 0,
+            last: None,
+        };
+    }
+}

@@ -1,0 +1,193 @@
+//! [`FlaggerJudge`]: Flagger's per-interval metric checks (`thresholdRange`, `threshold` of failed
+//! checks) for one metric (`pkg/controller/scheduler.go` in fluxcd/flagger).
+
+use serde::{Deserialize, Serialize};
+use serin_signals::{Metric, Timestamp};
+
+use crate::judge::{
+    ArmValues, Evidence, Judge, Judgement, Sample, Severity, Statistic, Verdict, check_metric,
+};
+use crate::kayenta::Quantity;
+use crate::threshold::bounds::Range;
+use crate::{Error, Result};
+
+/// One metric of a Flagger `Canary` analysis, with Flagger's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FlaggerConfig {
+    /// The metric judged (Flagger checks the canary alone).
+    pub metric: Metric,
+    /// Which number of the canary's observation is checked (`successRatePercent` for the
+    /// built-in `request-success-rate`, `{"latencyQuantile": 0.99}` for `request-duration`).
+    pub quantity: Quantity,
+    /// The accepted range of the value.
+    pub threshold_range: Range,
+    /// Failed checks before rollback (Flagger's `threshold`, default 1).
+    #[serde(default = "default_threshold")]
+    pub threshold: u32,
+    /// Flagger parity: an interval without data counts as a failed check, as Flagger does
+    /// ("no values found"). Off by default, because Serin treats missing data as inconclusive:
+    /// it neither fails nor passes a check.
+    #[serde(default)]
+    pub no_data_fails: bool,
+}
+
+fn default_threshold() -> u32 {
+    1
+}
+
+impl FlaggerConfig {
+    /// Flagger's defaults with `range` on `quantity` of `metric`.
+    pub fn new(metric: Metric, quantity: Quantity, range: Range) -> Self {
+        FlaggerConfig {
+            metric,
+            quantity,
+            threshold_range: range,
+            threshold: default_threshold(),
+            no_data_fails: false,
+        }
+    }
+
+    /// Checks the configuration, naming the path (`flaggerConfig.threshold`).
+    pub fn validate(&self) -> Result<()> {
+        self.quantity.validate("flaggerConfig.quantity")?;
+        self.threshold_range
+            .validate("flaggerConfig.thresholdRange")?;
+        if self.threshold == 0 {
+            return Err(Error::invalid_config(
+                "flaggerConfig.threshold",
+                0,
+                "at least one failed check must be allowed to trigger a rollback",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What one check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CheckOutcome {
+    /// The value was inside the range.
+    Passed,
+    /// The value was outside the range (or, in parity mode, missing).
+    Failed,
+    /// No data, not counted (Serin's default).
+    NoData,
+}
+
+/// Flagger's analysis of one metric as a [`Judge`]: each sample is one interval's check of the
+/// canary's value against `thresholdRange`; failed checks accumulate for the whole analysis and
+/// the judge fails once they reach `threshold`.
+///
+/// No data is inconclusive and not counted, unless `noDataFails` (Flagger parity) is set, in
+/// which case it is a failed check as in Flagger. Until the threshold is reached, the judge passes
+/// after a passed check and is inconclusive after a failed or missing one (Flagger halts
+/// advancement on a failed check).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlaggerJudge {
+    config: FlaggerConfig,
+    checks: u32,
+    failed_checks: u32,
+    last: Option<(CheckOutcome, Option<f64>)>,
+}
+
+impl FlaggerJudge {
+    /// Name used in evidence.
+    pub const NAME: &'static str = "flagger";
+
+    /// A judge with `config`, after validating it.
+    pub fn new(config: FlaggerConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(FlaggerJudge {
+            config,
+            checks: 0,
+            failed_checks: 0,
+            last: None,
+        })
+    }
+
+    /// Records one interval's check of `value` (`None` = no data) and returns its outcome.
+    pub fn check(&mut self, value: Option<f64>) -> CheckOutcome {
+        let value = value.filter(|v| v.is_finite());
+        let outcome = match value {
+            Some(v) if self.config.threshold_range.contains(v) => CheckOutcome::Passed,
+            Some(_) => CheckOutcome::Failed,
+            None if self.config.no_data_fails => CheckOutcome::Failed,
+            None => CheckOutcome::NoData,
+        };
+        self.checks += 1;
+        if outcome == CheckOutcome::Failed {
+            self.failed_checks += 1;
+        }
+        self.last = Some((outcome, value));
+        outcome
+    }
+
+    /// Failed checks so far (Flagger's `status.failedChecks`).
+    pub fn failed_checks(&self) -> u32 {
+        self.failed_checks
+    }
+
+    /// Whether Flagger would roll back now.
+    pub fn rolls_back(&self) -> bool {
+        self.failed_checks >= self.config.threshold
+    }
+}
+
+impl Judge for FlaggerJudge {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn metric(&self) -> &Metric {
+        &self.config.metric
+    }
+
+    fn observe(&mut self, sample: &Sample<'_>) -> Result<Judgement> {
+        check_metric(Self::NAME, &self.config.metric, sample)?;
+        self.check(self.config.quantity.of(&sample.canary().measurement));
+        Ok(self.judgement(sample.now()))
+    }
+
+    fn judgement(&self, now: Timestamp) -> Judgement {
+        let mut ev = Evidence::empty(Self::NAME, self.config.metric.clone(), now);
+        ev.sample_size = ArmValues::new(0, u64::from(self.checks));
+        ev.estimates = ArmValues::new(None, self.last.and_then(|(_, v)| v));
+        ev.statistic = Some(Statistic::Score(f64::from(self.failed_checks)));
+        ev.threshold = Some(f64::from(self.config.threshold));
+        let range = self.config.threshold_range;
+        let verdict = if self.rolls_back() {
+            Verdict::Fail(Severity::Warning)
+        } else {
+            match self.last {
+                Some((CheckOutcome::Passed, _)) => Verdict::Pass,
+                _ => Verdict::Inconclusive,
+            }
+        };
+        let last = match self.last {
+            Some((o, Some(v))) => format!("last check {o:?} with {v}"),
+            Some((o, None)) => format!("last check {o:?} without data"),
+            None => "no check yet".to_owned(),
+        };
+        ev.summary = format!(
+            "Flagger: {} failed checks of {} (threshold {}) against {} of {}; {last}",
+            self.failed_checks,
+            self.checks,
+            self.config.threshold,
+            range,
+            self.config.quantity.describe()
+        );
+        Judgement {
+            verdict,
+            evidence: ev,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.checks = 0;
+        self.failed_checks = 0;
+        self.last = None;
+    }
+}
