@@ -10,6 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::plan::Plan;
 use crate::routes::MatchOn;
 use crate::split::TrafficSplit;
 use crate::weight::Weight;
@@ -233,6 +234,31 @@ impl Capabilities {
         }
         Ok(())
     }
+
+    /// Checks every split `plan` may ask a router to apply — each step, and the starting split
+    /// a rollback returns to — so a plan the router cannot follow is refused before its first
+    /// step rather than halfway. The error's reason names the step.
+    pub fn check_plan(&self, plan: &Plan, router: &str) -> Result<()> {
+        let at = |place: String, e: Error| match e {
+            Error::Unsupported {
+                capability,
+                router,
+                reason,
+            } => Error::Unsupported {
+                capability,
+                router,
+                reason: format!("{place}: {reason}"),
+            },
+            other => other,
+        };
+        self.check(plan.from(), router)
+            .map_err(|e| at("the starting split (the rollback target)".to_owned(), e))?;
+        for (i, step) in plan.steps().iter().enumerate() {
+            self.check(step.split(), router)
+                .map_err(|e| at(format!("step {i}"), e))?;
+        }
+        Ok(())
+    }
 }
 
 impl Default for Capabilities {
@@ -254,6 +280,38 @@ mod tests {
             Error::Unsupported { capability, .. } => capability,
             other => panic!("expected Unsupported, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn plans_are_checked_step_by_step() {
+        use crate::strategy::Strategy;
+        let from = TrafficSplit::all_to("stable", &["canary"]).unwrap();
+        let gradual =
+            Strategy::gradual(Weight::from_percent(10).unwrap(), Duration::from_secs(1)).unwrap();
+        let plan = Plan::shift(&from, "canary", &gradual).unwrap();
+        Capabilities::weights_only()
+            .check_plan(&plan, "lb")
+            .unwrap();
+        let e = Capabilities::switch_only()
+            .check_plan(&plan, "svc")
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("step 0: backend stable's weight 90%"),
+            "{e}"
+        );
+        let immediate = Plan::shift(&from, "canary", &Strategy::immediate()).unwrap();
+        Capabilities::switch_only()
+            .check_plan(&immediate, "svc")
+            .unwrap();
+        let sticky_from = from
+            .clone()
+            .with_sticky(StickySession::new("s", Duration::from_secs(1)).unwrap());
+        let plan = Plan::shift(&sticky_from, "canary", &Strategy::immediate()).unwrap();
+        let e = Capabilities::weights_only()
+            .check_plan(&plan, "lb")
+            .unwrap_err();
+        assert!(e.to_string().contains("rollback target"), "{e}");
     }
 
     #[test]

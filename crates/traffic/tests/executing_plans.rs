@@ -1,0 +1,179 @@
+//! Behaviour: plans executed against the in-memory router the way an executor would — with a
+//! `PlanCursor`, `tokio::time` (paused in these tests) and a rollback when the router fails.
+
+use std::time::Duration;
+
+use serin_traffic::{
+    Capabilities, Capability, Error, InMemoryRouter, MatchRoute, Next, Plan, PlanCursor, Strategy,
+    TrafficRouter, TrafficSplit, ValueMatch, Weight, WeightedStep,
+};
+use tokio::time::Instant;
+
+/// A minimal executor: applies each due step, sleeps through holds, approves when `approve`
+/// says so, and on a router error rolls back to the plan's starting split.
+async fn execute(
+    router: &dyn TrafficRouter,
+    plan: &Plan,
+    approve: impl Fn(usize) -> bool,
+) -> Result<Vec<(Duration, TrafficSplit)>, Error> {
+    let origin = Instant::now();
+    let now_ms = || u64::try_from(origin.elapsed().as_millis()).unwrap();
+    let mut cursor = PlanCursor::new();
+    let mut log = Vec::new();
+    loop {
+        match cursor.next(plan, now_ms()) {
+            Next::Apply { step } => {
+                let split = plan.step(step).unwrap().split();
+                if let Err(e) = router.apply(split).await {
+                    let back = match cursor.last_applied() {
+                        Some(i) => plan.rollback_from(i)?,
+                        None => plan.rollback(),
+                    };
+                    router.apply(back.target()).await?;
+                    return Err(e);
+                }
+                assert_eq!(router.current().await?.as_ref(), Some(split));
+                cursor.applied(plan, step, now_ms())?;
+                log.push((origin.elapsed(), split.clone()));
+            }
+            Next::Wait { until_millis } => {
+                tokio::time::sleep(Duration::from_millis(until_millis - now_ms())).await;
+            }
+            Next::AwaitApproval { step } => {
+                if !approve(step) {
+                    return Ok(log);
+                }
+                cursor.approve(plan, step)?;
+            }
+            Next::Done => return Ok(log),
+        }
+    }
+}
+
+fn stable() -> TrafficSplit {
+    TrafficSplit::from_percents([("stable", 100), ("canary", 0)]).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn gradual_plan_runs_on_schedule() {
+    let router = InMemoryRouter::new();
+    router.apply(&stable()).await.unwrap();
+    let strategy =
+        Strategy::gradual(Weight::from_percent(10).unwrap(), Duration::from_secs(30)).unwrap();
+    let plan = Plan::shift(&stable(), "canary", &strategy).unwrap();
+
+    let log = execute(&router, &plan, |_| true).await.unwrap();
+
+    let times: Vec<u64> = log.iter().map(|(t, _)| t.as_secs()).collect();
+    assert_eq!(times, (0..10).map(|i| i * 30).collect::<Vec<_>>());
+    let mut expected = vec![stable()];
+    expected.extend(plan.steps().iter().map(|s| s.split().clone()));
+    assert_eq!(router.history(), expected);
+    assert_eq!(
+        router.current().await.unwrap().as_ref(),
+        Some(plan.target())
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn approval_gate_stops_the_plan_until_given() {
+    let router = InMemoryRouter::new();
+    let strategy = Strategy::weighted(vec![
+        WeightedStep::new(Weight::from_percent(5).unwrap(), Duration::from_secs(60)),
+        WeightedStep::new(Weight::from_percent(50).unwrap(), Duration::from_secs(60))
+            .with_pause(serin_traffic::Pause::UntilApproved),
+    ])
+    .unwrap();
+    let plan = Plan::shift(&stable(), "canary", &strategy).unwrap();
+
+    let log = execute(&router, &plan, |_| false).await.unwrap();
+    assert_eq!(log.len(), 2);
+    let held = router.current().await.unwrap().unwrap();
+    assert_eq!(
+        held.weight_of("canary"),
+        Some(Weight::from_percent(50).unwrap())
+    );
+
+    let log = execute(&InMemoryRouter::new(), &plan, |_| true)
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 3);
+    assert_eq!(log[2].0, Duration::from_secs(120));
+}
+
+#[tokio::test(start_paused = true)]
+async fn router_failure_mid_plan_rolls_back_to_stable_exactly() {
+    let router = InMemoryRouter::new();
+    router.apply(&stable()).await.unwrap();
+    let strategy =
+        Strategy::gradual(Weight::from_percent(25).unwrap(), Duration::from_secs(10)).unwrap();
+    let plan = Plan::shift(&stable(), "canary", &strategy).unwrap();
+
+    // Let two steps through, then the router fails.
+    let partial = execute(&router, &plan, |_| true);
+    let failer = async {
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        router.fail_next_apply("upstream API unavailable");
+    };
+    let (result, ()) = tokio::join!(partial, failer);
+    match result {
+        Err(Error::Backend { message, .. }) => assert_eq!(message, "upstream API unavailable"),
+        other => panic!("expected a backend error, got {other:?}"),
+    }
+    assert_eq!(router.current().await.unwrap(), Some(stable()));
+    let history = router.history();
+    assert_eq!(history.len(), 4, "{history:?}");
+    assert_eq!(history.last(), Some(&stable()));
+}
+
+#[tokio::test]
+async fn a_plan_the_router_cannot_follow_is_refused_up_front() {
+    let router = InMemoryRouter::with_capabilities(Capabilities::weights_only()).named("lb");
+    let from = stable()
+        .with_route(
+            MatchRoute::header("x-canary", ValueMatch::Exact("always".into()), "canary").unwrap(),
+        )
+        .unwrap();
+    let strategy =
+        Strategy::gradual(Weight::from_percent(50).unwrap(), Duration::from_secs(1)).unwrap();
+    let plan = Plan::shift(&from, "canary", &strategy).unwrap();
+    match router.capabilities().check_plan(&plan, router.name()) {
+        Err(Error::Unsupported {
+            capability,
+            router: name,
+            ..
+        }) => {
+            assert_eq!(capability, Capability::HeaderRouting);
+            assert_eq!(name, "lb");
+        }
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+    // Applying a step anyway is refused and changes nothing.
+    assert!(router.apply(plan.step(0).unwrap().split()).await.is_err());
+    assert_eq!(router.current().await.unwrap(), None);
+    // The plain final step is fine.
+    router.apply(plan.target()).await.unwrap();
+}
+
+#[test]
+fn dry_run_table_shows_routes_and_approvals() {
+    let from = stable()
+        .with_route(
+            MatchRoute::header("x-canary", ValueMatch::Exact("always".into()), "canary").unwrap(),
+        )
+        .unwrap();
+    let strategy = Strategy::weighted(vec![
+        WeightedStep::new(Weight::from_bps(1250).unwrap(), Duration::from_secs(300))
+            .with_pause(serin_traffic::Pause::UntilApproved),
+    ])
+    .unwrap();
+    let table = Plan::shift(&from, "canary", &strategy).unwrap().to_string();
+    let expected = "\
+plan: 2 step(s) from [stable 100%, canary 0%; header x-canary=always -> canary] to [stable 0%, canary 100%], holding 5m in all, 1 approval(s)
+step   stable  canary  hold  then            also
+start    100%      0%     -                  header x-canary=always -> canary
+0       87.5%   12.5%    5m  await approval  header x-canary=always -> canary
+1          0%    100%     -  done
+";
+    assert_eq!(table, expected);
+}
