@@ -1,1 +1,89 @@
-//! serin-triggers (being written).
+//! # serin-triggers
+//!
+//! Rollback triggers that watch a deployment — during a rollout and after promotion — and ask
+//! for a rollback (or a warning, or a hold) when its health degrades. Pure and synchronous: the
+//! [`Engine`] is fed [`Observation`](serin_signals::Observation)s,
+//! [`HealthSignal`](serin_signals::HealthSignal)s and `now`, and answers [`Event`]s with
+//! [`Evidence`]; it never reads a clock, sleeps or does I/O.
+//!
+//! Trigger kinds, each configured from serde ([`TriggerConfig`], camelCase, durations as `30s`
+//! or milliseconds):
+//!
+//! - **metricThreshold** — any metric against a value with an operator (`gt`, `ge`, `lt`, `le`,
+//!   `eq`, `ne`), held for `duration` (Prometheus `for:`), with an optional warn level.
+//! - **healthCheck** — `failureThreshold` consecutive failing readiness / liveness / startup
+//!   probes per instance, or a share of instances failing.
+//! - **errorSpike** — error rate above a fixed or learned baseline, by a Bernoulli
+//!   [`Cusum`] whose false-alarm rate is stated as an average run length, or by the simple ratio
+//!   rule.
+//! - **dependencyFailure** — a dependency failing its checks; a failure the baseline track sees
+//!   too is a shared outage and answers *hold* instead of rolling back every deployment.
+//! - **resourceUsage** — CPU or memory above a percentage of capacity for a duration.
+//!
+//! [`defaults::alert_table`] builds the product's alert table (error rate, latency p99,
+//! throughput, CPU, memory with warn and rollback levels).
+//!
+//! ## States and timing
+//!
+//! Each trigger moves `Ok → Pending → Firing → Cooldown → Ok` ([`TriggerState`]):
+//!
+//! - a breach is *pending* until it has held, on every input, for the trigger's `duration`
+//!   (measured in data time: the window end of observations, the completion time of probes);
+//! - *firing* asks for the action once and is latched while the condition holds;
+//! - after firing, a fire of the same or a lower action is suppressed until `cooldown` has passed
+//!   since the fire (*cooldown*); a more severe action (a rollback after a warning) is never
+//!   suppressed, and cooldowns are per trigger, so they never hide another trigger's condition;
+//! - no usable data for longer than `staleAfter` is *stale*, which asks once for the trigger's
+//!   `onMissingData` action (`hold` by default, `warn`, or `fire` = rollback). Missing data is
+//!   never taken as healthy.
+//!
+//! ```
+//! use std::time::Duration;
+//! use serin_signals::{HealthSignal, Probe, ProbeStatus, Timestamp, Track};
+//! use serin_triggers::{Action, Engine, EngineConfig, TriggerState};
+//!
+//! let config: EngineConfig = serde_json::from_str(r#"{"triggers": [{
+//!     "kind": "healthCheck", "id": "ready", "serviceName": "app",
+//!     "checkType": "readiness", "failureThreshold": 3, "checkInterval": 5000
+//! }]}"#)?;
+//! let mut engine = Engine::new(config, Timestamp::EPOCH)?;
+//! for s in [5, 10, 15] {
+//!     let at = Timestamp::from_millis(s * 1_000);
+//!     engine.observe_health(&HealthSignal::new(Track::Canary, Probe::Readiness, ProbeStatus::Fail, at));
+//! }
+//! assert!(matches!(engine.state("ready"), Some(TriggerState::Firing { action: Action::Rollback, .. })));
+//! let fired = engine.drain_events().find(|e| e.action.is_some()).expect("fired");
+//! println!("{}", fired.evidence);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod action;
+mod buckets;
+mod config;
+pub mod defaults;
+mod dependency;
+mod engine;
+mod error;
+mod evidence;
+mod health;
+mod lifecycle;
+mod operator;
+mod spike;
+mod threshold;
+mod trigger;
+
+pub use action::{Action, MissingData};
+pub use config::{
+    CheckType, DependencyFailureConfig, Detector, ErrorSpikeConfig, HealthCheckConfig,
+    MetricThresholdConfig, Resource, ResourceUsageConfig, SharedOutage, TriggerConfig,
+};
+pub use dependency::DependencyFailureTrigger;
+pub use engine::{Engine, EngineConfig, Event};
+pub use error::{Error, Result};
+pub use evidence::{Evidence, TriggerKind};
+pub use health::HealthCheckTrigger;
+pub use lifecycle::{TriggerState, Verdict};
+pub use operator::Operator;
+pub use spike::{Cusum, ErrorSpikeTrigger};
+pub use threshold::{MetricThresholdTrigger, ResourceUsageTrigger};
+pub use trigger::Trigger;

@@ -1,0 +1,856 @@
+//! Trigger configuration as users write it (camelCase, durations as `30s` or milliseconds),
+//! validated on load with errors that name the path.
+//!
+//! ```
+//! use serin_triggers::TriggerConfig;
+//!
+//! // The brief's metric trigger, as JSON (YAML and TOML read the same way).
+//! let t: TriggerConfig = serde_json::from_str(r#"{
+//!     "kind": "metricThreshold", "id": "error-rate",
+//!     "metric": "error_rate", "operator": "gt", "value": 0.10,
+//!     "duration": 30000, "cooldown": "1m"
+//! }"#)?;
+//! t.validate("triggers[0]")?;
+//! assert_eq!(t.id(), "error-rate");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serin_signals::{Metric, Probe, Track};
+
+use crate::action::{Action, MissingData};
+use crate::error::{Error, Result};
+use crate::evidence::TriggerKind;
+use crate::lifecycle::Timing;
+use crate::operator::Operator;
+
+fn canary() -> Track {
+    Track::Canary
+}
+fn stable() -> Track {
+    Track::Stable
+}
+fn rollback() -> Action {
+    Action::Rollback
+}
+fn one_minute() -> Duration {
+    Duration::from_secs(60)
+}
+fn two_minutes() -> Duration {
+    Duration::from_secs(120)
+}
+fn five_seconds() -> Duration {
+    Duration::from_secs(5)
+}
+fn three() -> u32 {
+    3
+}
+fn fifty() -> f64 {
+    50.0
+}
+fn ten() -> u64 {
+    10
+}
+fn hundred() -> u64 {
+    100
+}
+fn arl() -> f64 {
+    10_000.0
+}
+fn sixty_four() -> usize {
+    64
+}
+
+/// One trigger, tagged by `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum TriggerConfig {
+    /// A metric compared with a threshold for a duration.
+    MetricThreshold(MetricThresholdConfig),
+    /// Consecutive failing probes of the watched track.
+    HealthCheck(HealthCheckConfig),
+    /// Error rate above a baseline.
+    ErrorSpike(ErrorSpikeConfig),
+    /// An external dependency failing its checks.
+    DependencyFailure(DependencyFailureConfig),
+    /// CPU or memory above a share of capacity for a duration.
+    ResourceUsage(ResourceUsageConfig),
+}
+
+/// A metric compared with a threshold (`error_rate gt 0.10 for 30s`), like a Prometheus alert
+/// rule with `for:`.
+///
+/// The value read from each observation: counts give the error rate (requests per second for
+/// `throughput`), a latency sketch gives its `quantile` in milliseconds, a gauge its value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricThresholdConfig {
+    /// Unique id, named in events.
+    pub id: String,
+    /// The watched track (default `canary`).
+    #[serde(default = "canary")]
+    pub track: Track,
+    /// The metric read.
+    pub metric: Metric,
+    /// The comparison that counts as a breach.
+    pub operator: Operator,
+    /// The threshold of `action`. Ratios are fractions (`0.10` = 10%), latency milliseconds.
+    pub value: f64,
+    /// The action asked for when `value` is breached for `duration` (default `rollback`).
+    #[serde(default = "rollback")]
+    pub action: Action,
+    /// An optional, less severe level that only warns (error rate: warn at `0.10`, roll back at
+    /// `0.20`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn_value: Option<f64>,
+    /// The quantile read from latency sketches (default `0.99`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantile: Option<f64>,
+    /// How long the breach must hold before firing (Prometheus `for:`; default 0).
+    #[serde(default, with = "serin_signals::duration")]
+    pub duration: Duration,
+    /// After firing, no fire of the same or a lower level for this long (default 1m).
+    #[serde(default = "one_minute", with = "serin_signals::duration")]
+    pub cooldown: Duration,
+    /// What to do when data is missing (default `hold`).
+    #[serde(default)]
+    pub on_missing_data: MissingData,
+    /// No usable data for longer than this is *stale* (default 1m).
+    #[serde(default = "one_minute", with = "serin_signals::duration")]
+    pub stale_after: Duration,
+}
+
+/// Which probe a health-check trigger watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CheckType {
+    /// Readiness probes.
+    Readiness,
+    /// Liveness probes.
+    Liveness,
+    /// Startup probes.
+    Startup,
+}
+
+impl CheckType {
+    /// The probe this check type reads.
+    pub fn probe(self) -> Probe {
+        match self {
+            CheckType::Readiness => Probe::Readiness,
+            CheckType::Liveness => Probe::Liveness,
+            CheckType::Startup => Probe::Startup,
+        }
+    }
+}
+
+/// Consecutive failing probes of the watched track (per instance), or a share of its instances
+/// failing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    /// Unique id, named in events.
+    pub id: String,
+    /// The watched track (default `canary`).
+    #[serde(default = "canary")]
+    pub track: Track,
+    /// The service checked, named in evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    /// Which probe is read.
+    pub check_type: CheckType,
+    /// Consecutive failures of one instance that count as failing (default 3).
+    #[serde(default = "three")]
+    pub failure_threshold: u32,
+    /// How often probes run (default 5s); staleness defaults to three intervals.
+    #[serde(default = "five_seconds", with = "serin_signals::duration")]
+    pub check_interval: Duration,
+    /// If set, fire only when at least this fraction (`0.5` = half) of the instances seen
+    /// recently are failing; if unset, one failing instance is enough.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_share: Option<f64>,
+    /// Instances remembered at most (default 64); the least recently seen is forgotten first.
+    #[serde(default = "sixty_four")]
+    pub max_instances: usize,
+    /// The action asked for (default `rollback`).
+    #[serde(default = "rollback")]
+    pub action: Action,
+    /// After firing, no fire of the same or a lower level for this long (default 1m).
+    #[serde(default = "one_minute", with = "serin_signals::duration")]
+    pub cooldown: Duration,
+    /// What to do when probe results are missing (default `hold`).
+    #[serde(default)]
+    pub on_missing_data: MissingData,
+    /// No usable probe result for longer than this is *stale* (default 3 × `checkInterval`).
+    #[serde(
+        default,
+        with = "serin_signals::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub stale_after: Option<Duration>,
+}
+
+/// The detector an error-spike trigger runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Detector {
+    /// Bernoulli CUSUM on the counts of each observation (the default): its average run length
+    /// to a false alarm is at least `averageRunLength` observations when the true error rate is
+    /// the baseline.
+    #[default]
+    Cusum,
+    /// The simple rule: error rate over `windowSize` above baseline × (1 + increase).
+    Ratio,
+}
+
+/// Error rate above a baseline by `increasePercentage` percent.
+///
+/// The baseline is exactly one of: `baselineErrorRate` (fixed), `baselineTrack` (learned from
+/// that track's counts over `windowSize`, e.g. `stable`), or `learnFor` (learned from the watched
+/// track's own first `learnFor` of data: the pre-deploy window, judged healthy by definition).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ErrorSpikeConfig {
+    /// Unique id, named in events.
+    pub id: String,
+    /// The watched track (default `canary`); its `error_rate` observations must hold counts.
+    #[serde(default = "canary")]
+    pub track: Track,
+    /// A fixed baseline error rate, as a fraction (`0.02` = 2%).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_error_rate: Option<f64>,
+    /// Learn the baseline from this track's error rate over `windowSize`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_track: Option<Track>,
+    /// Learn the baseline from the watched track's first `learnFor` of data.
+    #[serde(
+        default,
+        with = "serin_signals::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub learn_for: Option<Duration>,
+    /// The increase over the baseline that is a spike, in percent (`50` = 1.5 × baseline;
+    /// default 50).
+    #[serde(default = "fifty")]
+    pub increase_percentage: f64,
+    /// The window the ratio rule and `minErrorCount` look at (default 1m).
+    #[serde(default = "one_minute", with = "serin_signals::duration")]
+    pub window_size: Duration,
+    /// Fewer errors than this in the window never fire (default 10).
+    #[serde(default = "ten")]
+    pub min_error_count: u64,
+    /// A learned baseline needs at least this many requests (default 100); with fewer the
+    /// trigger has no data.
+    #[serde(default = "hundred")]
+    pub min_baseline_requests: u64,
+    /// The detector (default `cusum`).
+    #[serde(default)]
+    pub detector: Detector,
+    /// CUSUM only: the average number of observations between false alarms when nothing changed
+    /// (default 10000); the CUSUM threshold is its natural logarithm.
+    #[serde(default = "arl")]
+    pub average_run_length: f64,
+    /// How long the spike must hold before firing (default 0).
+    #[serde(default, with = "serin_signals::duration")]
+    pub duration: Duration,
+    /// After firing, no fire of the same or a lower level for this long (default 2m).
+    #[serde(default = "two_minutes", with = "serin_signals::duration")]
+    pub cooldown: Duration,
+    /// The action asked for (default `rollback`).
+    #[serde(default = "rollback")]
+    pub action: Action,
+    /// What to do when data is missing (default `hold`).
+    #[serde(default)]
+    pub on_missing_data: MissingData,
+    /// No usable data for longer than this is *stale* (default 1m).
+    #[serde(default = "one_minute", with = "serin_signals::duration")]
+    pub stale_after: Duration,
+}
+
+/// What a dependency failure seen by both arms leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SharedOutage {
+    /// Hold (the default): the dependency is down for everyone, rolling back would not help.
+    #[default]
+    Hold,
+    /// Roll back anyway.
+    Rollback,
+}
+
+/// An external dependency failing `failureThreshold` consecutive checks from the watched track.
+///
+/// Checks are `dependency(<name>)` probes and, if `callMetric` is set, observations of the error
+/// rate of calls to it (a check fails above `maxCallErrorRate`). The baseline track's view of the
+/// same dependency tells the cases apart: if the baseline still passes, the new version broke its
+/// use of the dependency and the trigger asks for `action`; if the baseline fails too or has no
+/// recent result, the dependency is down for everyone and the trigger asks for `onSharedOutage`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DependencyFailureConfig {
+    /// Unique id, named in events.
+    pub id: String,
+    /// The watched track (default `canary`).
+    #[serde(default = "canary")]
+    pub track: Track,
+    /// The dependency's name, as in `Probe::Dependency`.
+    pub dependency: String,
+    /// The track whose view of the dependency is the reference (default `stable`).
+    #[serde(default = "stable")]
+    pub baseline_track: Track,
+    /// Consecutive failed checks that count as failing (default 3).
+    #[serde(default = "three")]
+    pub failure_threshold: u32,
+    /// A metric carrying the counts of calls to the dependency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_metric: Option<Metric>,
+    /// The call error rate (fraction) above which a call observation is a failed check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_call_error_rate: Option<f64>,
+    /// The action when only the watched track fails (default `rollback`).
+    #[serde(default = "rollback")]
+    pub action: Action,
+    /// The answer when both tracks fail (default `hold`).
+    #[serde(default)]
+    pub on_shared_outage: SharedOutage,
+    /// After firing, no fire of the same or a lower level for this long (default 1m).
+    #[serde(default = "one_minute", with = "serin_signals::duration")]
+    pub cooldown: Duration,
+    /// What to do when checks are missing (default `hold`).
+    #[serde(default)]
+    pub on_missing_data: MissingData,
+    /// No usable check for longer than this is *stale*; also how recent the baseline's result
+    /// must be to count (default 1m).
+    #[serde(default = "one_minute", with = "serin_signals::duration")]
+    pub stale_after: Duration,
+}
+
+/// A resource read by a resource-usage trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Resource {
+    /// CPU, read from the `cpu` gauge in cores.
+    Cpu,
+    /// Memory, read from the `memory` gauge in bytes.
+    Memory,
+}
+
+impl Resource {
+    /// The metric carrying this resource.
+    pub fn metric(self) -> Metric {
+        match self {
+            Resource::Cpu => Metric::Cpu,
+            Resource::Memory => Metric::Memory,
+        }
+    }
+}
+
+/// CPU or memory above a percentage of capacity for a duration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourceUsageConfig {
+    /// Unique id, named in events.
+    pub id: String,
+    /// The watched track (default `canary`).
+    #[serde(default = "canary")]
+    pub track: Track,
+    /// CPU or memory.
+    pub resource: Resource,
+    /// The capacity the percentages refer to: cores for CPU, bytes for memory.
+    pub capacity: f64,
+    /// Warn above this percentage of capacity (`80` = 80%).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn_percent: Option<f64>,
+    /// Roll back above this percentage of capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_percent: Option<f64>,
+    /// How long the level must hold before firing (default 0).
+    #[serde(default, with = "serin_signals::duration")]
+    pub duration: Duration,
+    /// After firing, no fire of the same or a lower level for this long (default 1m).
+    #[serde(default = "one_minute", with = "serin_signals::duration")]
+    pub cooldown: Duration,
+    /// What to do when data is missing (default `hold`).
+    #[serde(default)]
+    pub on_missing_data: MissingData,
+    /// No usable data for longer than this is *stale* (default 1m).
+    #[serde(default = "one_minute", with = "serin_signals::duration")]
+    pub stale_after: Duration,
+}
+
+fn check_id(path: &str, id: &str) -> Result<()> {
+    if id.trim().is_empty() || id.len() > 128 {
+        return Err(Error::config(
+            format!("{path}.id"),
+            id,
+            "must be a non-blank name of at most 128 characters",
+        ));
+    }
+    Ok(())
+}
+
+fn check_finite(path: &str, field: &str, v: f64) -> Result<()> {
+    if !v.is_finite() {
+        return Err(Error::config(
+            format!("{path}.{field}"),
+            v,
+            "must be a finite number",
+        ));
+    }
+    Ok(())
+}
+
+/// `0 < v < 1`.
+fn check_fraction(path: &str, field: &str, v: f64) -> Result<()> {
+    if !(v > 0.0 && v < 1.0) {
+        return Err(Error::config(
+            format!("{path}.{field}"),
+            v,
+            "must be a fraction strictly between 0 and 1 (0.02 = 2%)",
+        ));
+    }
+    Ok(())
+}
+
+fn check_positive(path: &str, field: &str, d: Duration) -> Result<()> {
+    if d.is_zero() {
+        return Err(Error::config(
+            format!("{path}.{field}"),
+            "0s",
+            "must be longer than zero",
+        ));
+    }
+    Ok(())
+}
+
+impl TriggerConfig {
+    /// The trigger's id.
+    pub fn id(&self) -> &str {
+        match self {
+            TriggerConfig::MetricThreshold(c) => &c.id,
+            TriggerConfig::HealthCheck(c) => &c.id,
+            TriggerConfig::ErrorSpike(c) => &c.id,
+            TriggerConfig::DependencyFailure(c) => &c.id,
+            TriggerConfig::ResourceUsage(c) => &c.id,
+        }
+    }
+
+    /// The trigger's kind.
+    pub fn kind(&self) -> TriggerKind {
+        match self {
+            TriggerConfig::MetricThreshold(_) => TriggerKind::MetricThreshold,
+            TriggerConfig::HealthCheck(_) => TriggerKind::HealthCheck,
+            TriggerConfig::ErrorSpike(_) => TriggerKind::ErrorSpike,
+            TriggerConfig::DependencyFailure(_) => TriggerKind::DependencyFailure,
+            TriggerConfig::ResourceUsage(_) => TriggerKind::ResourceUsage,
+        }
+    }
+
+    /// Checks every field; `path` (`triggers[2]`) prefixes the field named in the error.
+    pub fn validate(&self, path: &str) -> Result<()> {
+        check_id(path, self.id())?;
+        match self {
+            TriggerConfig::MetricThreshold(c) => c.validate(path),
+            TriggerConfig::HealthCheck(c) => c.validate(path),
+            TriggerConfig::ErrorSpike(c) => c.validate(path),
+            TriggerConfig::DependencyFailure(c) => c.validate(path),
+            TriggerConfig::ResourceUsage(c) => c.validate(path),
+        }
+    }
+
+    pub(crate) fn timing(&self) -> Timing {
+        match self {
+            TriggerConfig::MetricThreshold(c) => Timing {
+                duration: c.duration,
+                cooldown: c.cooldown,
+                stale_after: c.stale_after,
+                missing: c.on_missing_data,
+            },
+            TriggerConfig::HealthCheck(c) => Timing {
+                duration: Duration::ZERO,
+                cooldown: c.cooldown,
+                stale_after: c.effective_stale_after(),
+                missing: c.on_missing_data,
+            },
+            TriggerConfig::ErrorSpike(c) => Timing {
+                duration: c.duration,
+                cooldown: c.cooldown,
+                stale_after: c.stale_after,
+                missing: c.on_missing_data,
+            },
+            TriggerConfig::DependencyFailure(c) => Timing {
+                duration: Duration::ZERO,
+                cooldown: c.cooldown,
+                stale_after: c.stale_after,
+                missing: c.on_missing_data,
+            },
+            TriggerConfig::ResourceUsage(c) => Timing {
+                duration: c.duration,
+                cooldown: c.cooldown,
+                stale_after: c.stale_after,
+                missing: c.on_missing_data,
+            },
+        }
+    }
+}
+
+impl MetricThresholdConfig {
+    /// The quantile read from latency sketches.
+    pub fn effective_quantile(&self) -> f64 {
+        self.quantile.unwrap_or(0.99)
+    }
+
+    fn validate(&self, path: &str) -> Result<()> {
+        check_finite(path, "value", self.value)?;
+        check_positive(path, "staleAfter", self.stale_after)?;
+        if let Some(q) = self.quantile
+            && !(q > 0.0 && q <= 1.0)
+        {
+            return Err(Error::config(
+                format!("{path}.quantile"),
+                q,
+                "must be in (0, 1] (0.99 = p99)",
+            ));
+        }
+        if let Some(w) = self.warn_value {
+            check_finite(path, "warnValue", w)?;
+            if self.action == Action::Warn {
+                return Err(Error::config(
+                    format!("{path}.warnValue"),
+                    w,
+                    "a warn level needs a more severe `action` than warn",
+                ));
+            }
+            if !self.operator.less_severe(w, self.value) {
+                return Err(Error::config(
+                    format!("{path}.warnValue"),
+                    w,
+                    format!(
+                        "must be reached before `value` {} with operator `{}`",
+                        self.value, self.operator
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl HealthCheckConfig {
+    /// `staleAfter`, or three check intervals.
+    pub fn effective_stale_after(&self) -> Duration {
+        self.stale_after
+            .unwrap_or(self.check_interval.saturating_mul(3))
+    }
+
+    fn validate(&self, path: &str) -> Result<()> {
+        if self.failure_threshold == 0 {
+            return Err(Error::config(
+                format!("{path}.failureThreshold"),
+                0,
+                "must be at least 1",
+            ));
+        }
+        check_positive(path, "checkInterval", self.check_interval)?;
+        if let Some(s) = self.stale_after {
+            check_positive(path, "staleAfter", s)?;
+        }
+        if let Some(share) = self.failing_share
+            && !(share > 0.0 && share <= 1.0)
+        {
+            return Err(Error::config(
+                format!("{path}.failingShare"),
+                share,
+                "must be in (0, 1] (0.5 = half of the instances)",
+            ));
+        }
+        if !(1..=1024).contains(&self.max_instances) {
+            return Err(Error::config(
+                format!("{path}.maxInstances"),
+                self.max_instances,
+                "must be between 1 and 1024",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ErrorSpikeConfig {
+    /// The CUSUM threshold `h = ln(averageRunLength)`.
+    pub fn cusum_threshold(&self) -> f64 {
+        self.average_run_length.ln()
+    }
+
+    fn validate(&self, path: &str) -> Result<()> {
+        let sources = usize::from(self.baseline_error_rate.is_some())
+            + usize::from(self.baseline_track.is_some())
+            + usize::from(self.learn_for.is_some());
+        if sources != 1 {
+            return Err(Error::config(
+                format!("{path}.baselineErrorRate"),
+                format!("{sources} baseline sources"),
+                "set exactly one of baselineErrorRate, baselineTrack or learnFor",
+            ));
+        }
+        if !(self.increase_percentage.is_finite() && self.increase_percentage > 0.0) {
+            return Err(Error::config(
+                format!("{path}.increasePercentage"),
+                self.increase_percentage,
+                "must be a positive percentage (50 = 1.5 × baseline)",
+            ));
+        }
+        if let Some(p0) = self.baseline_error_rate {
+            check_fraction(path, "baselineErrorRate", p0)?;
+            let p1 = p0 * (1.0 + self.increase_percentage / 100.0);
+            if p1 >= 1.0 {
+                return Err(Error::config(
+                    format!("{path}.increasePercentage"),
+                    self.increase_percentage,
+                    format!("puts the spike level {p1} at or above 100% for baseline {p0}"),
+                ));
+            }
+        }
+        if let Some(t) = &self.baseline_track
+            && *t == self.track
+        {
+            return Err(Error::config(
+                format!("{path}.baselineTrack"),
+                t,
+                "must differ from the watched track",
+            ));
+        }
+        if let Some(d) = self.learn_for {
+            check_positive(path, "learnFor", d)?;
+        }
+        if self.window_size < Duration::from_millis(crate::buckets::BUCKETS as u64) {
+            return Err(Error::config(
+                format!("{path}.windowSize"),
+                format!("{:?}", self.window_size),
+                format!(
+                    "must be at least {} ms (one per bucket)",
+                    crate::buckets::BUCKETS
+                ),
+            ));
+        }
+        if !(self.average_run_length.is_finite() && self.average_run_length > 1.0) {
+            return Err(Error::config(
+                format!("{path}.averageRunLength"),
+                self.average_run_length,
+                "must be a finite number of observations above 1",
+            ));
+        }
+        check_positive(path, "staleAfter", self.stale_after)
+    }
+}
+
+impl DependencyFailureConfig {
+    /// The action when both tracks fail.
+    pub fn shared_outage_action(&self) -> Action {
+        match self.on_shared_outage {
+            SharedOutage::Hold => Action::Hold,
+            SharedOutage::Rollback => Action::Rollback,
+        }
+    }
+
+    fn validate(&self, path: &str) -> Result<()> {
+        if self.dependency.trim().is_empty() {
+            return Err(Error::config(
+                format!("{path}.dependency"),
+                &self.dependency,
+                "must name the dependency",
+            ));
+        }
+        if self.failure_threshold == 0 {
+            return Err(Error::config(
+                format!("{path}.failureThreshold"),
+                0,
+                "must be at least 1",
+            ));
+        }
+        if self.baseline_track == self.track {
+            return Err(Error::config(
+                format!("{path}.baselineTrack"),
+                &self.baseline_track,
+                "must differ from the watched track",
+            ));
+        }
+        match (&self.call_metric, self.max_call_error_rate) {
+            (Some(_), Some(r)) => check_fraction(path, "maxCallErrorRate", r)?,
+            (None, None) => {}
+            (Some(m), None) => {
+                return Err(Error::config(
+                    format!("{path}.maxCallErrorRate"),
+                    "none",
+                    format!("is required with callMetric `{m}`"),
+                ));
+            }
+            (None, Some(r)) => {
+                return Err(Error::config(
+                    format!("{path}.callMetric"),
+                    "none",
+                    format!("is required with maxCallErrorRate {r}"),
+                ));
+            }
+        }
+        check_positive(path, "staleAfter", self.stale_after)
+    }
+}
+
+impl ResourceUsageConfig {
+    fn validate(&self, path: &str) -> Result<()> {
+        if !(self.capacity.is_finite() && self.capacity > 0.0) {
+            return Err(Error::config(
+                format!("{path}.capacity"),
+                self.capacity,
+                "must be a positive number (cores for cpu, bytes for memory)",
+            ));
+        }
+        for (field, v) in [
+            ("warnPercent", self.warn_percent),
+            ("rollbackPercent", self.rollback_percent),
+        ] {
+            if let Some(v) = v
+                && !(v.is_finite() && v > 0.0)
+            {
+                return Err(Error::config(
+                    format!("{path}.{field}"),
+                    v,
+                    "must be a positive percentage (80 = 80%)",
+                ));
+            }
+        }
+        match (self.warn_percent, self.rollback_percent) {
+            (None, None) => Err(Error::config(
+                format!("{path}.rollbackPercent"),
+                "none",
+                "set warnPercent, rollbackPercent or both",
+            )),
+            (Some(w), Some(r)) if w >= r => Err(Error::config(
+                format!("{path}.warnPercent"),
+                w,
+                format!("must be below rollbackPercent {r}"),
+            )),
+            _ => check_positive(path, "staleAfter", self.stale_after),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> TriggerConfig {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn err(json: &str) -> String {
+        match serde_json::from_str::<TriggerConfig>(json) {
+            Err(e) => e.to_string(),
+            Ok(c) => c.validate("triggers[0]").unwrap_err().to_string(),
+        }
+    }
+
+    #[test]
+    fn the_briefs_trigger_examples_load() {
+        let m = parse(
+            r#"{"kind":"metricThreshold","id":"e","metric":"error_rate","operator":"gt",
+                "value":0.10,"duration":30000,"cooldown":60000}"#,
+        );
+        m.validate("t").unwrap();
+        let TriggerConfig::MetricThreshold(m) = m else {
+            panic!("kind")
+        };
+        assert_eq!(m.duration, Duration::from_secs(30));
+        assert_eq!(m.track, Track::Canary);
+        let h = parse(
+            r#"{"kind":"healthCheck","id":"h","serviceName":"app","checkType":"readiness",
+                "failureThreshold":3,"checkInterval":5000,"cooldown":60000}"#,
+        );
+        h.validate("t").unwrap();
+        assert_eq!(h.timing().stale_after, Duration::from_secs(15));
+        let s = parse(
+            r#"{"kind":"errorSpike","id":"s","baselineErrorRate":0.02,"increasePercentage":50,
+                "windowSize":60000,"minErrorCount":10,"cooldown":120000}"#,
+        );
+        s.validate("t").unwrap();
+        assert_eq!(s.kind(), TriggerKind::ErrorSpike);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let msg = err(
+            r#"{"kind":"metricThreshold","id":"e","metric":"error_rate","operator":"gt",
+                "value":0.1,"treshold":3}"#,
+        );
+        assert!(msg.contains("treshold"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_name_the_path_the_value_and_the_reason() {
+        let cases = [
+            (
+                r#"{"kind":"metricThreshold","id":"e","metric":"latency","operator":"gt","value":10000,"warnValue":20000}"#,
+                "triggers[0].warnValue",
+            ),
+            (
+                r#"{"kind":"metricThreshold","id":"e","metric":"latency","operator":"gt","value":1,"quantile":1.5}"#,
+                "triggers[0].quantile",
+            ),
+            (
+                r#"{"kind":"healthCheck","id":"h","checkType":"liveness","failureThreshold":0}"#,
+                "triggers[0].failureThreshold",
+            ),
+            (
+                r#"{"kind":"healthCheck","id":"h","checkType":"liveness","failingShare":0}"#,
+                "triggers[0].failingShare",
+            ),
+            (
+                r#"{"kind":"errorSpike","id":"s","baselineErrorRate":0.6,"increasePercentage":100}"#,
+                "triggers[0].increasePercentage",
+            ),
+            (
+                r#"{"kind":"errorSpike","id":"s","baselineErrorRate":0.02,"baselineTrack":"stable"}"#,
+                "triggers[0].baselineErrorRate",
+            ),
+            (
+                r#"{"kind":"errorSpike","id":"s","baselineTrack":"canary"}"#,
+                "triggers[0].baselineTrack",
+            ),
+            (
+                r#"{"kind":"errorSpike","id":"s","baselineErrorRate":0.02,"averageRunLength":1}"#,
+                "triggers[0].averageRunLength",
+            ),
+            (
+                r#"{"kind":"dependencyFailure","id":"d","dependency":"db","callMetric":"db_calls"}"#,
+                "triggers[0].maxCallErrorRate",
+            ),
+            (
+                r#"{"kind":"resourceUsage","id":"r","resource":"cpu","capacity":2,"warnPercent":95,"rollbackPercent":80}"#,
+                "triggers[0].warnPercent",
+            ),
+            (
+                r#"{"kind":"resourceUsage","id":"r","resource":"cpu","capacity":0,"warnPercent":80}"#,
+                "triggers[0].capacity",
+            ),
+            (
+                r#"{"kind":"resourceUsage","id":" ","resource":"cpu","capacity":1,"warnPercent":80}"#,
+                "triggers[0].id",
+            ),
+        ];
+        for (json, path) in cases {
+            let msg = err(json);
+            assert!(msg.contains(path), "{json}: {msg}");
+        }
+    }
+
+    #[test]
+    fn configs_round_trip_with_human_durations() {
+        let s = parse(
+            r#"{"kind":"errorSpike","id":"s","baselineTrack":"stable","windowSize":"2m","detector":"ratio"}"#,
+        );
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains("\"windowSize\":\"2m\""), "{json}");
+        assert_eq!(serde_json::from_str::<TriggerConfig>(&json).unwrap(), s);
+    }
+}

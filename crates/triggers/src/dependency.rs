@@ -1,0 +1,342 @@
+//! [`DependencyFailureTrigger`]: an external dependency failing its checks, told apart from a
+//! fault of the new version by the baseline track's view of the same dependency.
+
+use serde::{Deserialize, Serialize};
+use serin_signals::{HealthSignal, Measurement, Observation, Probe, ProbeStatus, Timestamp};
+
+use crate::config::{DependencyFailureConfig, TriggerConfig};
+use crate::error::{Error, Result};
+use crate::evidence::{Evidence, TriggerKind};
+use crate::lifecycle::Verdict;
+use crate::operator::Operator;
+use crate::spike::track_heap;
+use crate::trigger::{Trigger, found};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Side {
+    consecutive_failures: u32,
+    /// The last pass or fail and when it arrived.
+    last: Option<(bool, Timestamp)>,
+}
+
+/// Why the trigger last breached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+enum Cause {
+    None,
+    /// Only the watched track fails: the new version broke its use of the dependency.
+    Ours,
+    /// The baseline fails too, or has no recent result: the dependency itself is down.
+    Shared,
+}
+
+/// An external dependency failing `failureThreshold` consecutive checks from the watched track.
+/// See [`DependencyFailureConfig`] for how a shared outage is told apart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DependencyFailureTrigger {
+    config: DependencyFailureConfig,
+    watched: Side,
+    baseline: Side,
+    clock: Timestamp,
+    cause: Cause,
+    last_call_rate: Option<f64>,
+}
+
+impl DependencyFailureTrigger {
+    /// A trigger for a config (validated here).
+    pub fn new(config: DependencyFailureConfig) -> Result<Self> {
+        TriggerConfig::DependencyFailure(config.clone()).validate("dependencyFailure")?;
+        Ok(DependencyFailureTrigger {
+            config,
+            watched: Side::default(),
+            baseline: Side::default(),
+            clock: Timestamp::EPOCH,
+            cause: Cause::None,
+            last_call_rate: None,
+        })
+    }
+
+    /// The config.
+    pub fn config(&self) -> &DependencyFailureConfig {
+        &self.config
+    }
+
+    /// Which side a track is: `Some(true)` watched, `Some(false)` baseline.
+    fn side_of(&self, track: &serin_signals::Track) -> Option<bool> {
+        if *track == self.config.track {
+            Some(true)
+        } else if *track == self.config.baseline_track {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    fn is_call(&self, obs: &Observation) -> Option<bool> {
+        let m = self.config.call_metric.as_ref()?;
+        if obs.metric != *m {
+            return None;
+        }
+        self.side_of(&obs.track)
+    }
+
+    /// Records one check on one side and answers the verdict.
+    fn record(&mut self, watched: bool, passed: Option<bool>, at: Timestamp) -> Verdict {
+        let at = at.max(self.clock);
+        self.clock = at;
+        let side = if watched {
+            &mut self.watched
+        } else {
+            &mut self.baseline
+        };
+        match passed {
+            Some(true) => {
+                side.consecutive_failures = 0;
+                side.last = Some((true, at));
+            }
+            Some(false) => {
+                side.consecutive_failures = side.consecutive_failures.saturating_add(1);
+                side.last = Some((false, at));
+            }
+            None => {}
+        }
+        self.verdict(passed.is_none() && watched)
+    }
+
+    fn verdict(&mut self, unknown: bool) -> Verdict {
+        let horizon = self.clock.saturating_sub(self.config.stale_after);
+        let recent = |s: &Side| s.last.is_some_and(|(_, t)| t >= horizon);
+        if self.watched.consecutive_failures >= self.config.failure_threshold
+            && recent(&self.watched)
+        {
+            let baseline_passes =
+                recent(&self.baseline) && self.baseline.last.is_some_and(|(ok, _)| ok);
+            return if baseline_passes {
+                self.cause = Cause::Ours;
+                Verdict::Breach(self.config.action)
+            } else {
+                self.cause = Cause::Shared;
+                Verdict::Breach(self.config.shared_outage_action())
+            };
+        }
+        self.cause = Cause::None;
+        if unknown || !recent(&self.watched) {
+            Verdict::NoData
+        } else {
+            Verdict::Ok
+        }
+    }
+}
+
+impl Trigger for DependencyFailureTrigger {
+    fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    fn kind(&self) -> TriggerKind {
+        TriggerKind::DependencyFailure
+    }
+
+    fn check(&self, obs: &Observation) -> Result<()> {
+        if self.is_call(obs).is_none() {
+            return Ok(());
+        }
+        match &obs.measurement {
+            Measurement::Counts(_) | Measurement::Gauge(_) | Measurement::NoData => Ok(()),
+            other => Err(Error::MeasurementMismatch {
+                trigger: self.config.id.clone(),
+                metric: obs.metric.to_string(),
+                track: obs.track.to_string(),
+                expected: "counts or a gauge holding the call error rate",
+                found: found(other),
+            }),
+        }
+    }
+
+    fn observe(&mut self, obs: &Observation) -> Result<Option<Verdict>> {
+        let Some(watched) = self.is_call(obs) else {
+            return Ok(None);
+        };
+        self.check(obs)?;
+        let rate = match &obs.measurement {
+            Measurement::Counts(c) => c.error_rate(),
+            Measurement::Gauge(g) => Some(g.value()),
+            _ => None,
+        };
+        if watched {
+            self.last_call_rate = rate;
+        }
+        let max = self.config.max_call_error_rate.unwrap_or(1.0);
+        let passed = rate.map(|r| r <= max);
+        let v = self.record(watched, passed, obs.window.end());
+        Ok(watched.then_some(v))
+    }
+
+    fn observe_health(&mut self, signal: &HealthSignal) -> Option<Verdict> {
+        match &signal.probe {
+            Probe::Dependency(name) if *name == self.config.dependency => {}
+            _ => return None,
+        }
+        let watched = self.side_of(&signal.track)?;
+        let passed = match signal.status {
+            ProbeStatus::Pass => Some(true),
+            ProbeStatus::Fail => Some(false),
+            ProbeStatus::Unknown => None,
+        };
+        let v = self.record(watched, passed, signal.at);
+        // A baseline result can turn a shared outage into "ours" (or back): report it too.
+        Some(v)
+    }
+
+    fn evidence(&self, at: Timestamp, since: Option<Timestamp>) -> Evidence {
+        let c = &self.config;
+        let base = match self.baseline.last {
+            Some((true, t)) => format!("{} passes (at {t})", c.baseline_track),
+            Some((false, t)) => format!(
+                "{} fails too ({} consecutive, at {t})",
+                c.baseline_track, self.baseline.consecutive_failures
+            ),
+            None => format!("{} has no result", c.baseline_track),
+        };
+        let call = self
+            .last_call_rate
+            .map(|r| format!("; call error rate {r}"))
+            .unwrap_or_default();
+        let reason = match self.cause {
+            Cause::Ours => format!(
+                "{} failed {} consecutive checks from {} while {base}: the new version broke its use of it{call}",
+                c.dependency, self.watched.consecutive_failures, c.track
+            ),
+            Cause::Shared => format!(
+                "{} failed {} consecutive checks from {} and {base}: a shared outage, not this deployment{call}",
+                c.dependency, self.watched.consecutive_failures, c.track
+            ),
+            Cause::None => format!(
+                "{} has {} consecutive failed checks from {}; {base}{call}",
+                c.dependency, self.watched.consecutive_failures, c.track
+            ),
+        };
+        Evidence {
+            trigger: c.id.clone(),
+            kind: TriggerKind::DependencyFailure,
+            subject: format!("dependency {} from {}", c.dependency, c.track),
+            observed: Some(f64::from(self.watched.consecutive_failures)),
+            threshold: Some(f64::from(c.failure_threshold)),
+            operator: Some(Operator::Ge),
+            since,
+            at,
+            reason,
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.config.id.capacity()
+            + self.config.dependency.capacity()
+            + track_heap(&self.config.track)
+            + track_heap(&self.config.baseline_track)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Action;
+    use serin_signals::{Counts, Metric, Track, Window};
+    use std::time::Duration;
+
+    fn trigger(extra: &str) -> DependencyFailureTrigger {
+        let json = format!(
+            r#"{{"kind":"dependencyFailure","id":"db","dependency":"postgres","failureThreshold":2{extra}}}"#
+        );
+        let TriggerConfig::DependencyFailure(c) = serde_json::from_str(&json).unwrap() else {
+            panic!("kind")
+        };
+        DependencyFailureTrigger::new(c).unwrap()
+    }
+
+    fn probe(track: Track, status: ProbeStatus, s: u64) -> HealthSignal {
+        HealthSignal::new(
+            track,
+            Probe::Dependency("postgres".into()),
+            status,
+            Timestamp::from_millis(s * 1_000),
+        )
+    }
+
+    #[test]
+    fn only_the_new_version_failing_is_a_rollback() {
+        let mut t = trigger("");
+        t.observe_health(&probe(Track::Stable, ProbeStatus::Pass, 1));
+        assert_eq!(
+            t.observe_health(&probe(Track::Canary, ProbeStatus::Fail, 2)),
+            Some(Verdict::Ok)
+        );
+        assert_eq!(
+            t.observe_health(&probe(Track::Canary, ProbeStatus::Fail, 3)),
+            Some(Verdict::Breach(Action::Rollback))
+        );
+        let e = t.evidence(Timestamp::from_millis(3_000), None);
+        assert!(e.reason.contains("broke its use"), "{}", e.reason);
+    }
+
+    #[test]
+    fn a_shared_outage_holds_unless_configured_otherwise() {
+        for (extra, want) in [
+            ("", Action::Hold),
+            (r#","onSharedOutage":"rollback""#, Action::Rollback),
+        ] {
+            let mut t = trigger(extra);
+            t.observe_health(&probe(Track::Stable, ProbeStatus::Fail, 1));
+            t.observe_health(&probe(Track::Canary, ProbeStatus::Fail, 2));
+            assert_eq!(
+                t.observe_health(&probe(Track::Canary, ProbeStatus::Fail, 3)),
+                Some(Verdict::Breach(want))
+            );
+            assert!(
+                t.evidence(Timestamp::EPOCH, None)
+                    .reason
+                    .contains("shared outage")
+            );
+        }
+        // No baseline result at all is not proof that it is ours.
+        let mut t = trigger("");
+        t.observe_health(&probe(Track::Canary, ProbeStatus::Fail, 2));
+        assert_eq!(
+            t.observe_health(&probe(Track::Canary, ProbeStatus::Fail, 3)),
+            Some(Verdict::Breach(Action::Hold))
+        );
+        // The baseline recovering turns it into ours.
+        assert_eq!(
+            t.observe_health(&probe(Track::Stable, ProbeStatus::Pass, 4)),
+            Some(Verdict::Breach(Action::Rollback))
+        );
+    }
+
+    #[test]
+    fn call_error_rates_count_as_checks() {
+        let mut t = trigger(r#","callMetric":"postgres_calls","maxCallErrorRate":0.05"#);
+        let calls = |track, s: u64, errors| {
+            Observation::new(
+                Metric::named("postgres_calls").unwrap(),
+                track,
+                Window::ending_at(Timestamp::from_millis(s * 1_000), Duration::from_secs(1)),
+                Measurement::Counts(Counts::new(100, errors).unwrap()),
+            )
+        };
+        assert_eq!(t.observe(&calls(Track::Stable, 1, 0)).unwrap(), None);
+        assert_eq!(
+            t.observe(&calls(Track::Canary, 1, 50)).unwrap(),
+            Some(Verdict::Ok)
+        );
+        assert_eq!(
+            t.observe(&calls(Track::Canary, 2, 50)).unwrap(),
+            Some(Verdict::Breach(Action::Rollback))
+        );
+        assert_eq!(
+            t.observe(&calls(Track::Canary, 3, 1)).unwrap(),
+            Some(Verdict::Ok)
+        );
+    }
+}

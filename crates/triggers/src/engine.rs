@@ -1,0 +1,374 @@
+//! The [`Engine`]: many triggers over many signal streams, fed observations, probe results and
+//! `now`; it queues [`Event`]s (state changes and actions, with evidence) for the caller to poll.
+//!
+//! Sans-IO in the manner of quinn-proto: the engine never reads a clock or waits; the caller
+//! feeds it ([`observe`](Engine::observe), [`observe_health`](Engine::observe_health),
+//! [`tick`](Engine::tick)) and drains it ([`poll_event`](Engine::poll_event)). The whole engine
+//! serializes (config, trigger state and undrained events), so a restarted process resumes where
+//! it stopped, and replaying the same inputs yields the same events.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use serin_signals::{HealthSignal, Metric, Observation, Probe, Timestamp, Track};
+
+use crate::action::Action;
+use crate::config::TriggerConfig;
+use crate::error::{Error, Result};
+use crate::evidence::Evidence;
+use crate::lifecycle::{Lifecycle, Timing, Transition, TriggerState};
+use crate::trigger::{AnyTrigger, Subscription, Trigger};
+
+/// The triggers an engine runs.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EngineConfig {
+    /// The triggers, each with a unique id.
+    pub triggers: Vec<TriggerConfig>,
+}
+
+impl EngineConfig {
+    /// Checks every trigger (errors name `triggers[i].field`) and that ids are unique.
+    pub fn validate(&self) -> Result<()> {
+        let mut seen = HashMap::new();
+        for (i, t) in self.triggers.iter().enumerate() {
+            t.validate(&format!("triggers[{i}]"))?;
+            if seen.insert(t.id(), i).is_some() {
+                return Err(Error::DuplicateTrigger {
+                    id: t.id().to_owned(),
+                    index: i,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A state change of one trigger, with the action it asks for (if any) and its evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Event {
+    /// The trigger's id.
+    pub trigger: String,
+    /// When it happened (data time, or the `now` of a tick).
+    pub at: Timestamp,
+    /// The state before.
+    pub from: TriggerState,
+    /// The state after.
+    pub to: TriggerState,
+    /// The action asked for: set when the trigger fires or goes stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// What the trigger saw.
+    pub evidence: Evidence,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Slot {
+    trigger: AnyTrigger,
+    lifecycle: Lifecycle,
+    #[serde(skip, default = "placeholder_timing")]
+    timing: Option<Timing>,
+}
+
+fn placeholder_timing() -> Option<Timing> {
+    None
+}
+
+type Routes<K> = HashMap<K, HashMap<Track, Vec<u32>>>;
+
+/// The trigger engine: many triggers over many signal streams.
+///
+/// The caller feeds it ([`observe`](Engine::observe), [`observe_health`](Engine::observe_health),
+/// [`tick`](Engine::tick) with `now`) and drains it ([`poll_event`](Engine::poll_event)). The
+/// engine serializes whole (config, trigger state and undrained events), so a restarted process
+/// resumes where it stopped; replaying the same inputs yields the same events.
+///
+/// ```
+/// use std::time::Duration;
+/// use serin_signals::{Counts, Measurement, Metric, Observation, Timestamp, Track, Window};
+/// use serin_triggers::{Action, Engine, EngineConfig};
+///
+/// let config: EngineConfig = serde_json::from_str(r#"{"triggers": [{
+///     "kind": "metricThreshold", "id": "error-rate", "metric": "error_rate",
+///     "operator": "gt", "value": 0.10, "duration": "30s", "cooldown": "1m"
+/// }]}"#)?;
+/// let mut engine = Engine::new(config, Timestamp::EPOCH)?;
+/// for s in [10, 20, 30, 40] {
+///     let end = Timestamp::from_millis(s * 1_000);
+///     let window = Window::ending_at(end, Duration::from_secs(10));
+///     let counts = Measurement::Counts(Counts::new(1_000, 150)?);
+///     engine.observe(&Observation::new(Metric::ErrorRate, Track::Canary, window, counts))?;
+///     engine.tick(end);
+/// }
+/// let fired: Vec<_> = engine.drain_events().filter(|e| e.action.is_some()).collect();
+/// assert_eq!(fired.len(), 1);
+/// assert_eq!(fired[0].action, Some(Action::Rollback));
+/// assert_eq!(fired[0].at, Timestamp::from_millis(40_000)); // 30 s after the first breach
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "Snapshot", into = "Snapshot")]
+pub struct Engine {
+    slots: Vec<Slot>,
+    metric_routes: Routes<Metric>,
+    probe_routes: Routes<Probe>,
+    events: VecDeque<Event>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Snapshot {
+    triggers: Vec<Slot>,
+    events: VecDeque<Event>,
+}
+
+impl TryFrom<Snapshot> for Engine {
+    type Error = Error;
+    fn try_from(s: Snapshot) -> Result<Self> {
+        let config = EngineConfig {
+            triggers: s.triggers.iter().map(|t| t.trigger.config()).collect(),
+        };
+        config.validate()?;
+        for (i, slot) in s.triggers.iter().enumerate() {
+            slot.trigger
+                .check_state()
+                .map_err(|reason| Error::InvalidSnapshot {
+                    field: format!("triggers[{i}]"),
+                    reason,
+                })?;
+        }
+        Ok(Engine::assemble(s.triggers, s.events))
+    }
+}
+
+impl From<Engine> for Snapshot {
+    fn from(e: Engine) -> Self {
+        Snapshot {
+            triggers: e.slots,
+            events: e.events,
+        }
+    }
+}
+
+impl Engine {
+    /// An engine running `config`'s triggers, started at `now` (a trigger with no data by
+    /// `now + staleAfter` goes stale). Validates the config first.
+    pub fn new(config: EngineConfig, now: Timestamp) -> Result<Self> {
+        config.validate()?;
+        let slots = config
+            .triggers
+            .into_iter()
+            .map(|c| {
+                Ok(Slot {
+                    trigger: AnyTrigger::new(c)?,
+                    lifecycle: Lifecycle::new(now),
+                    timing: None,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Engine::assemble(slots, VecDeque::new()))
+    }
+
+    fn assemble(mut slots: Vec<Slot>, events: VecDeque<Event>) -> Self {
+        let mut metric_routes: Routes<Metric> = HashMap::new();
+        let mut probe_routes: Routes<Probe> = HashMap::new();
+        for (i, slot) in slots.iter_mut().enumerate() {
+            slot.timing = Some(slot.trigger.config().timing());
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            for sub in slot.trigger.subscriptions() {
+                let list = match sub {
+                    Subscription::Metric(m, t) => {
+                        metric_routes.entry(m).or_default().entry(t).or_default()
+                    }
+                    Subscription::Probe(p, t) => {
+                        probe_routes.entry(p).or_default().entry(t).or_default()
+                    }
+                };
+                if !list.contains(&i) {
+                    list.push(i);
+                }
+            }
+        }
+        Engine {
+            slots,
+            metric_routes,
+            probe_routes,
+            events,
+        }
+    }
+
+    /// The config the engine runs.
+    pub fn config(&self) -> EngineConfig {
+        EngineConfig {
+            triggers: self.slots.iter().map(|s| s.trigger.config()).collect(),
+        }
+    }
+
+    /// The number of triggers.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether the engine runs no trigger.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Feeds one observation to the triggers that watch its metric and track. A measurement one
+    /// of them cannot read is an error, and then no trigger has changed.
+    pub fn observe(&mut self, obs: &Observation) -> Result<()> {
+        let Some(route) = self
+            .metric_routes
+            .get(&obs.metric)
+            .and_then(|by_track| by_track.get(&obs.track))
+        else {
+            return Ok(());
+        };
+        for &i in route {
+            if let Some(slot) = self.slots.get(i as usize) {
+                slot.trigger.check(obs)?;
+            }
+        }
+        let at = obs.window.end();
+        for &i in route {
+            let Some(slot) = self.slots.get_mut(i as usize) else {
+                continue;
+            };
+            if let Some(verdict) = slot.trigger.observe(obs)?
+                && let Some(timing) = &slot.timing
+                && let Some(tr) = slot.lifecycle.observe(verdict, at, timing)
+            {
+                self.events.push_back(event(&slot.trigger, tr));
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds one probe result to the triggers that watch its probe and track.
+    pub fn observe_health(&mut self, signal: &HealthSignal) {
+        let Some(route) = self
+            .probe_routes
+            .get(&signal.probe)
+            .and_then(|by_track| by_track.get(&signal.track))
+        else {
+            return;
+        };
+        for &i in route {
+            let Some(slot) = self.slots.get_mut(i as usize) else {
+                continue;
+            };
+            if let Some(verdict) = slot.trigger.observe_health(signal)
+                && let Some(timing) = &slot.timing
+                && let Some(tr) = slot.lifecycle.observe(verdict, signal.at, timing)
+            {
+                self.events.push_back(event(&slot.trigger, tr));
+            }
+        }
+    }
+
+    /// Advances every trigger to `now`: triggers without usable data for longer than their
+    /// `staleAfter` go stale (asking for their missing-data action), and ended cooldowns clear.
+    pub fn tick(&mut self, now: Timestamp) {
+        for slot in &mut self.slots {
+            if let Some(timing) = &slot.timing
+                && let Some(tr) = slot.lifecycle.tick(now, timing)
+            {
+                self.events.push_back(event(&slot.trigger, tr));
+            }
+        }
+    }
+
+    /// The oldest event not yet taken.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Takes every queued event, oldest first.
+    pub fn drain_events(&mut self) -> std::collections::vec_deque::Drain<'_, Event> {
+        self.events.drain(..)
+    }
+
+    /// The state of the trigger `id`.
+    pub fn state(&self, id: &str) -> Option<TriggerState> {
+        self.slots
+            .iter()
+            .find(|s| s.trigger.id() == id)
+            .map(|s| s.lifecycle.state())
+    }
+
+    /// Every trigger's id and state, in config order.
+    pub fn states(&self) -> impl Iterator<Item = (&str, TriggerState)> {
+        self.slots
+            .iter()
+            .map(|s| (s.trigger.id(), s.lifecycle.state()))
+    }
+
+    /// What the trigger `id` last saw, stamped `at`.
+    pub fn evidence(&self, id: &str, at: Timestamp) -> Option<Evidence> {
+        self.slots
+            .iter()
+            .find(|s| s.trigger.id() == id)
+            .map(|s| s.trigger.evidence(at, None))
+    }
+
+    /// The most severe action among triggers currently firing or stale (the stale action is the
+    /// trigger's missing-data policy), or `None` when nothing asks for anything.
+    pub fn current_action(&self) -> Option<Action> {
+        self.slots
+            .iter()
+            .filter_map(|s| match s.lifecycle.state() {
+                TriggerState::Firing { action, .. } => Some(action),
+                TriggerState::Stale { .. } => s.timing.map(|t| t.missing.action()),
+                _ => None,
+            })
+            .max()
+    }
+
+    /// An estimate of the memory the engine holds, in bytes: trigger structs and the heap they
+    /// own, plus the routing tables (queued events excluded).
+    pub fn memory_bytes(&self) -> usize {
+        let slots = self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self
+                .slots
+                .iter()
+                .map(|s| s.trigger.heap_bytes())
+                .sum::<usize>();
+        let routes = |n_keys: usize, lists: usize, ids: usize| {
+            n_keys * (std::mem::size_of::<(Metric, HashMap<Track, Vec<u32>>)>() + 8)
+                + lists * (std::mem::size_of::<(Track, Vec<u32>)>() + 8)
+                + ids * std::mem::size_of::<u32>()
+        };
+        let count = |r: &Routes<Metric>| {
+            let lists: usize = r.values().map(HashMap::len).sum();
+            let ids: usize = r
+                .values()
+                .flat_map(HashMap::values)
+                .map(Vec::capacity)
+                .sum();
+            routes(r.capacity(), lists, ids)
+        };
+        let probe_lists: usize = self.probe_routes.values().map(HashMap::len).sum();
+        let probe_ids: usize = self
+            .probe_routes
+            .values()
+            .flat_map(HashMap::values)
+            .map(Vec::capacity)
+            .sum();
+        slots
+            + count(&self.metric_routes)
+            + routes(self.probe_routes.capacity(), probe_lists, probe_ids)
+    }
+}
+
+fn event(trigger: &AnyTrigger, tr: Transition) -> Event {
+    Event {
+        trigger: trigger.id().to_owned(),
+        at: tr.at,
+        from: tr.from,
+        to: tr.to,
+        action: tr.action,
+        evidence: trigger.evidence(tr.at, tr.since),
+    }
+}

@@ -1,0 +1,345 @@
+//! [`HealthCheckTrigger`]: consecutive failing probes per instance, or a share of instances.
+
+use serde::{Deserialize, Serialize};
+use serin_signals::{HealthSignal, Observation, ProbeStatus, Timestamp};
+
+use crate::config::{HealthCheckConfig, TriggerConfig};
+use crate::error::Result;
+use crate::evidence::{Evidence, TriggerKind};
+use crate::lifecycle::Verdict;
+use crate::operator::Operator;
+use crate::spike::track_heap;
+use crate::trigger::Trigger;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct InstanceHealth {
+    /// `None` for probes of the track as a whole.
+    name: Option<String>,
+    consecutive_failures: u32,
+    /// When the last pass or fail arrived (unknown results do not count).
+    last_known: Option<Timestamp>,
+    last_seen: Timestamp,
+}
+
+/// Consecutive failures of the watched probe on the watched track.
+///
+/// Each instance (or the track as a whole, for probes without an instance) keeps its own count of
+/// consecutive failures; a pass resets it and an `unknown` result leaves it as it was (unknown is
+/// not healthy). Instances not heard from within `staleAfter` no longer count, and at most
+/// `maxInstances` are remembered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealthCheckTrigger {
+    config: HealthCheckConfig,
+    instances: Vec<InstanceHealth>,
+    clock: Timestamp,
+    last_failing: usize,
+    last_active: usize,
+}
+
+impl HealthCheckTrigger {
+    /// A trigger for a config (validated here).
+    pub fn new(config: HealthCheckConfig) -> Result<Self> {
+        TriggerConfig::HealthCheck(config.clone()).validate("healthCheck")?;
+        Ok(HealthCheckTrigger {
+            config,
+            instances: Vec::new(),
+            clock: Timestamp::EPOCH,
+            last_failing: 0,
+            last_active: 0,
+        })
+    }
+
+    /// The config.
+    pub fn config(&self) -> &HealthCheckConfig {
+        &self.config
+    }
+
+    pub(crate) fn check_state(&self) -> std::result::Result<(), String> {
+        if self.instances.len() > self.config.max_instances {
+            return Err(format!(
+                "{} instances exceed maxInstances {}",
+                self.instances.len(),
+                self.config.max_instances
+            ));
+        }
+        Ok(())
+    }
+
+    fn slot(&mut self, name: Option<&str>, at: Timestamp) -> Option<&mut InstanceHealth> {
+        let pos = self
+            .instances
+            .iter()
+            .position(|i| i.name.as_deref() == name);
+        let i = match pos {
+            Some(i) => i,
+            None => {
+                if self.instances.len() >= self.config.max_instances {
+                    let oldest = self
+                        .instances
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, i)| i.last_seen)
+                        .map(|(n, _)| n)?;
+                    self.instances.swap_remove(oldest);
+                }
+                self.instances.push(InstanceHealth {
+                    name: name.map(str::to_owned),
+                    consecutive_failures: 0,
+                    last_known: None,
+                    last_seen: at,
+                });
+                self.instances.len() - 1
+            }
+        };
+        self.instances.get_mut(i)
+    }
+}
+
+impl Trigger for HealthCheckTrigger {
+    fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    fn kind(&self) -> TriggerKind {
+        TriggerKind::HealthCheck
+    }
+
+    fn check(&self, _obs: &Observation) -> Result<()> {
+        Ok(())
+    }
+
+    fn observe(&mut self, _obs: &Observation) -> Result<Option<Verdict>> {
+        Ok(None)
+    }
+
+    fn observe_health(&mut self, signal: &HealthSignal) -> Option<Verdict> {
+        if signal.track != self.config.track || signal.probe != self.config.check_type.probe() {
+            return None;
+        }
+        let at = signal.at.max(self.clock);
+        self.clock = at;
+        let slot = self.slot(signal.instance.as_deref(), at)?;
+        slot.last_seen = at;
+        match signal.status {
+            ProbeStatus::Pass => {
+                slot.consecutive_failures = 0;
+                slot.last_known = Some(at);
+            }
+            ProbeStatus::Fail => {
+                slot.consecutive_failures = slot.consecutive_failures.saturating_add(1);
+                slot.last_known = Some(at);
+            }
+            ProbeStatus::Unknown => {}
+        }
+        let horizon = at.saturating_sub(self.config.effective_stale_after());
+        let threshold = self.config.failure_threshold;
+        let active = self
+            .instances
+            .iter()
+            .filter(|i| i.last_known.is_some_and(|k| k >= horizon));
+        let (mut n, mut failing) = (0usize, 0usize);
+        for i in active {
+            n += 1;
+            failing += usize::from(i.consecutive_failures >= threshold);
+        }
+        self.last_failing = failing;
+        self.last_active = n;
+        let breached = match self.config.failing_share {
+            None => failing > 0,
+            Some(share) => n > 0 && failing as f64 / n as f64 >= share,
+        };
+        Some(if breached {
+            Verdict::Breach(self.config.action)
+        } else if signal.status == ProbeStatus::Unknown || n == 0 {
+            Verdict::NoData
+        } else {
+            Verdict::Ok
+        })
+    }
+
+    fn evidence(&self, at: Timestamp, since: Option<Timestamp>) -> Evidence {
+        let c = &self.config;
+        let service = c.service_name.as_deref().unwrap_or("the service");
+        let worst = self
+            .instances
+            .iter()
+            .max_by_key(|i| i.consecutive_failures)
+            .map(|i| {
+                format!(
+                    "; worst {} with {} consecutive failures",
+                    i.name.as_deref().unwrap_or("(track)"),
+                    i.consecutive_failures
+                )
+            })
+            .unwrap_or_default();
+        let (observed, threshold, reason) = match c.failing_share {
+            None => (
+                self.last_failing as f64,
+                1.0,
+                format!(
+                    "{} of {} instances failed {} consecutive {:?} probes{worst}",
+                    self.last_failing, self.last_active, c.failure_threshold, c.check_type
+                ),
+            ),
+            Some(share) => {
+                let observed = if self.last_active == 0 {
+                    0.0
+                } else {
+                    self.last_failing as f64 / self.last_active as f64
+                };
+                (
+                    observed,
+                    share,
+                    format!(
+                        "{} of {} instances failed {} consecutive {:?} probes (share {observed:.2} against {share}){worst}",
+                        self.last_failing, self.last_active, c.failure_threshold, c.check_type
+                    ),
+                )
+            }
+        };
+        Evidence {
+            trigger: c.id.clone(),
+            kind: TriggerKind::HealthCheck,
+            subject: format!("{:?} of {service} on {}", c.check_type, c.track).to_lowercase(),
+            observed: Some(observed),
+            threshold: Some(threshold),
+            operator: Some(Operator::Ge),
+            since,
+            at,
+            reason,
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.config.id.capacity()
+            + self
+                .config
+                .service_name
+                .as_ref()
+                .map_or(0, String::capacity)
+            + track_heap(&self.config.track)
+            + self.instances.capacity() * std::mem::size_of::<InstanceHealth>()
+            + self
+                .instances
+                .iter()
+                .map(|i| i.name.as_ref().map_or(0, String::capacity))
+                .sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Action;
+    use serin_signals::{Probe, Track};
+
+    fn trigger(extra: &str) -> HealthCheckTrigger {
+        let json = format!(
+            r#"{{"kind":"healthCheck","id":"ready","checkType":"readiness","failureThreshold":3,
+                "checkInterval":"5s"{extra}}}"#
+        );
+        let TriggerConfig::HealthCheck(c) = serde_json::from_str(&json).unwrap() else {
+            panic!("kind")
+        };
+        HealthCheckTrigger::new(c).unwrap()
+    }
+
+    fn sig(inst: &str, status: ProbeStatus, s: u64) -> HealthSignal {
+        HealthSignal::new(
+            Track::Canary,
+            Probe::Readiness,
+            status,
+            Timestamp::from_millis(s * 1_000),
+        )
+        .with_instance(inst)
+    }
+
+    #[test]
+    fn three_consecutive_failures_of_one_instance_fire() {
+        let mut t = trigger("");
+        assert_eq!(
+            t.observe_health(&sig("a", ProbeStatus::Fail, 5)),
+            Some(Verdict::Ok)
+        );
+        assert_eq!(
+            t.observe_health(&sig("a", ProbeStatus::Fail, 10)),
+            Some(Verdict::Ok)
+        );
+        // A pass in between resets the count.
+        t.observe_health(&sig("a", ProbeStatus::Pass, 15));
+        t.observe_health(&sig("a", ProbeStatus::Fail, 20));
+        t.observe_health(&sig("a", ProbeStatus::Fail, 25));
+        // Unknown neither resets nor counts.
+        assert_eq!(
+            t.observe_health(&sig("a", ProbeStatus::Unknown, 27)),
+            Some(Verdict::NoData)
+        );
+        assert_eq!(
+            t.observe_health(&sig("a", ProbeStatus::Fail, 30)),
+            Some(Verdict::Breach(Action::Rollback))
+        );
+        let e = t.evidence(Timestamp::from_millis(30_000), None);
+        assert!(
+            e.reason.contains("1 of 1") && e.reason.contains("worst a"),
+            "{}",
+            e.reason
+        );
+        // Other probes and tracks are ignored.
+        let live = HealthSignal::new(
+            Track::Canary,
+            Probe::Liveness,
+            ProbeStatus::Fail,
+            Timestamp::EPOCH,
+        );
+        assert_eq!(t.observe_health(&live), None);
+    }
+
+    #[test]
+    fn a_failing_share_needs_enough_instances() {
+        let mut t = trigger(r#","failingShare":0.5"#);
+        for s in [5, 10, 15] {
+            t.observe_health(&sig("a", ProbeStatus::Fail, s));
+            t.observe_health(&sig("b", ProbeStatus::Pass, s));
+            t.observe_health(&sig("c", ProbeStatus::Pass, s));
+        }
+        assert_eq!(
+            t.observe_health(&sig("c", ProbeStatus::Pass, 16)),
+            Some(Verdict::Ok)
+        );
+        for s in [17, 18, 19] {
+            t.observe_health(&sig("b", ProbeStatus::Fail, s));
+        }
+        assert_eq!(
+            t.observe_health(&sig("c", ProbeStatus::Pass, 20)),
+            Some(Verdict::Breach(Action::Rollback))
+        );
+    }
+
+    #[test]
+    fn instances_are_bounded_and_old_ones_stop_counting() {
+        let mut t = trigger(r#","maxInstances":2"#);
+        for s in [1, 2, 3] {
+            t.observe_health(&sig("a", ProbeStatus::Fail, s));
+        }
+        t.observe_health(&sig("b", ProbeStatus::Pass, 4));
+        t.observe_health(&sig("c", ProbeStatus::Pass, 5));
+        assert_eq!(t.instances.len(), 2);
+        assert!(t.check_state().is_ok());
+        // `a` was evicted; b and c pass.
+        assert_eq!(
+            t.observe_health(&sig("c", ProbeStatus::Pass, 6)),
+            Some(Verdict::Ok)
+        );
+        // A failing instance silent for longer than staleAfter (15 s) no longer counts.
+        let mut t = trigger("");
+        for s in [1, 2, 3] {
+            t.observe_health(&sig("a", ProbeStatus::Fail, s));
+        }
+        assert_eq!(
+            t.observe_health(&sig("b", ProbeStatus::Pass, 30)),
+            Some(Verdict::Ok)
+        );
+    }
+}

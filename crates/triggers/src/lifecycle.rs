@@ -1,0 +1,433 @@
+//! The state machine every trigger shares: `for` duration, cooldown and staleness.
+//!
+//! A trigger only answers a [`Verdict`] for each input; this module turns the stream of verdicts
+//! into [`TriggerState`]s and actions. Times are data times (an observation's window end, a
+//! probe's completion time) and the `now` of [`Engine::tick`](crate::Engine::tick); the machine
+//! keeps its own monotonic clock, so a late input never moves time backwards.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serin_signals::Timestamp;
+
+use crate::action::{Action, MissingData};
+
+/// What a trigger concludes from its latest input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Verdict {
+    /// The condition is on the healthy side of its bound.
+    Ok,
+    /// The input carried no usable data (no requests, an unknown probe, a missing baseline):
+    /// nothing is concluded, and the time since the last usable data keeps growing.
+    NoData,
+    /// The condition is breached at this action's level.
+    Breach(Action),
+}
+
+/// Where a trigger stands: `Ok → Pending → Firing → Cooldown → Ok`, plus `Stale` when its data is
+/// missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "state")]
+pub enum TriggerState {
+    /// Healthy, or not yet breached.
+    Ok,
+    /// Breached at `action`'s level since `since`, waiting for the `duration` to elapse.
+    Pending {
+        /// When the breach began.
+        since: Timestamp,
+        /// The level breached.
+        action: Action,
+    },
+    /// Fired `action` at `since`; stays here while the condition holds.
+    Firing {
+        /// The action asked for.
+        action: Action,
+        /// When it fired.
+        since: Timestamp,
+    },
+    /// Fired `action` and the condition has cleared (or is pending again), but a fire of the same
+    /// or a lower level is suppressed until `until`.
+    Cooldown {
+        /// The end of the cooldown.
+        until: Timestamp,
+        /// The action that started it.
+        action: Action,
+    },
+    /// No usable data for longer than `staleAfter` since `since`.
+    Stale {
+        /// When the trigger went stale.
+        since: Timestamp,
+    },
+}
+
+impl TriggerState {
+    /// The state's name (`ok`, `pending`, `firing`, `cooldown`, `stale`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            TriggerState::Ok => "ok",
+            TriggerState::Pending { .. } => "pending",
+            TriggerState::Firing { .. } => "firing",
+            TriggerState::Cooldown { .. } => "cooldown",
+            TriggerState::Stale { .. } => "stale",
+        }
+    }
+}
+
+/// The timing parameters of one trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timing {
+    pub duration: Duration,
+    pub cooldown: Duration,
+    pub stale_after: Duration,
+    pub missing: MissingData,
+}
+
+/// A change the machine reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Transition {
+    pub from: TriggerState,
+    pub to: TriggerState,
+    pub action: Option<Action>,
+    pub at: Timestamp,
+    pub since: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Fired {
+    action: Action,
+    at: Timestamp,
+}
+
+/// The runtime state of the machine (serializable for resume after restart).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct Lifecycle {
+    state: TriggerState,
+    /// Since when the verdict has been at or above each action's level, without a break.
+    since: [Option<Timestamp>; 3],
+    fired: Option<Fired>,
+    last_data: Option<Timestamp>,
+    origin: Timestamp,
+    clock: Timestamp,
+}
+
+impl Lifecycle {
+    /// A machine started at `origin` (staleness counts from there until the first data).
+    pub fn new(origin: Timestamp) -> Self {
+        Lifecycle {
+            state: TriggerState::Ok,
+            since: [None; 3],
+            fired: None,
+            last_data: None,
+            origin,
+            clock: origin,
+        }
+    }
+
+    pub fn state(&self) -> TriggerState {
+        self.state
+    }
+
+    /// Feeds one verdict observed at data time `at`.
+    pub fn observe(&mut self, verdict: Verdict, at: Timestamp, t: &Timing) -> Option<Transition> {
+        let at = at.max(self.clock);
+        self.clock = at;
+        let from = self.state;
+        match verdict {
+            Verdict::NoData => return None,
+            Verdict::Ok => {
+                self.last_data = Some(at);
+                self.since = [None; 3];
+            }
+            Verdict::Breach(level) => {
+                self.last_data = Some(at);
+                for a in Action::ALL {
+                    let slot = &mut self.since[a.index()];
+                    if a <= level {
+                        slot.get_or_insert(at);
+                    } else {
+                        *slot = None;
+                    }
+                }
+            }
+        }
+        let fire = self.eligible(at, t);
+        if let Some(action) = fire {
+            self.fired = Some(Fired { action, at });
+            self.state = TriggerState::Firing { action, since: at };
+        } else {
+            self.state = self.resting(at, t);
+        }
+        self.report(from, fire, at)
+    }
+
+    /// Advances the clock to `now`: detects staleness and the end of a cooldown.
+    pub fn tick(&mut self, now: Timestamp, t: &Timing) -> Option<Transition> {
+        let now = now.max(self.clock);
+        self.clock = now;
+        let from = self.state;
+        let last = self.last_data.unwrap_or(self.origin);
+        let stale = now.saturating_duration_since(last) > t.stale_after;
+        if stale && !matches!(from, TriggerState::Stale { .. }) {
+            self.since = [None; 3];
+            let action = t.missing.action();
+            self.fired = Some(Fired { action, at: now });
+            self.state = TriggerState::Stale { since: now };
+            return self.report(from, Some(action), now);
+        }
+        if let TriggerState::Cooldown { until, .. } = from
+            && now >= until
+        {
+            self.state = self.resting(now, t);
+        }
+        self.report(from, None, now)
+    }
+
+    /// The most severe level that has been breached for the whole `duration` and is not
+    /// suppressed by the current firing or a cooldown of the same or a higher level.
+    fn eligible(&self, at: Timestamp, t: &Timing) -> Option<Action> {
+        for a in Action::ALL.into_iter().rev() {
+            let Some(since) = self.since[a.index()] else {
+                continue;
+            };
+            if at.saturating_duration_since(since) < t.duration {
+                continue;
+            }
+            if let TriggerState::Firing { action, .. } = self.state
+                && action >= a
+            {
+                return None;
+            }
+            if let Some(f) = self.fired
+                && f.action >= a
+                && at < f.at.saturating_add(t.cooldown)
+            {
+                continue;
+            }
+            return Some(a);
+        }
+        None
+    }
+
+    fn breach(&self) -> Option<(Action, Timestamp)> {
+        Action::ALL
+            .into_iter()
+            .rev()
+            .find_map(|a| self.since[a.index()].map(|s| (a, s)))
+    }
+
+    /// The state when nothing fires at `at`.
+    fn resting(&self, at: Timestamp, t: &Timing) -> TriggerState {
+        let breach = self.breach();
+        if let TriggerState::Firing { .. } = self.state
+            && breach.is_some()
+        {
+            return self.state;
+        }
+        if let Some(f) = self.fired {
+            let until = f.at.saturating_add(t.cooldown);
+            if at < until {
+                return TriggerState::Cooldown {
+                    until,
+                    action: f.action,
+                };
+            }
+        }
+        match breach {
+            Some((action, since)) => TriggerState::Pending { since, action },
+            None => TriggerState::Ok,
+        }
+    }
+
+    fn report(
+        &self,
+        from: TriggerState,
+        action: Option<Action>,
+        at: Timestamp,
+    ) -> Option<Transition> {
+        if from == self.state && action.is_none() {
+            return None;
+        }
+        let since = match self.state {
+            TriggerState::Firing { action, .. } => self.since[action.index()],
+            TriggerState::Pending { since, .. } | TriggerState::Stale { since } => Some(since),
+            TriggerState::Ok | TriggerState::Cooldown { .. } => None,
+        };
+        Some(Transition {
+            from,
+            to: self.state,
+            action,
+            at,
+            since,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(secs: u64) -> Timestamp {
+        Timestamp::from_millis(secs * 1_000)
+    }
+
+    fn timing(duration: u64, cooldown: u64) -> Timing {
+        Timing {
+            duration: Duration::from_secs(duration),
+            cooldown: Duration::from_secs(cooldown),
+            stale_after: Duration::from_secs(60),
+            missing: MissingData::Hold,
+        }
+    }
+
+    const RB: Verdict = Verdict::Breach(Action::Rollback);
+
+    #[test]
+    fn breach_goes_pending_then_fires_after_the_duration() {
+        let t = timing(30, 60);
+        let mut m = Lifecycle::new(ts(0));
+        let tr = m.observe(RB, ts(10), &t).unwrap();
+        assert_eq!(
+            tr.to,
+            TriggerState::Pending {
+                since: ts(10),
+                action: Action::Rollback
+            }
+        );
+        assert_eq!(tr.action, None);
+        assert!(m.observe(RB, ts(30), &t).is_none(), "still pending");
+        let tr = m.observe(RB, ts(40), &t).unwrap();
+        assert_eq!(tr.action, Some(Action::Rollback));
+        assert_eq!(tr.since, Some(ts(10)));
+        assert!(matches!(m.state(), TriggerState::Firing { .. }));
+        assert!(m.observe(RB, ts(50), &t).is_none(), "firing is latched");
+    }
+
+    #[test]
+    fn a_healthy_reading_resets_the_duration() {
+        let t = timing(30, 60);
+        let mut m = Lifecycle::new(ts(0));
+        m.observe(RB, ts(10), &t);
+        let tr = m.observe(Verdict::Ok, ts(20), &t).unwrap();
+        assert_eq!(tr.to, TriggerState::Ok);
+        m.observe(RB, ts(30), &t);
+        assert!(m.observe(RB, ts(50), &t).is_none());
+        assert_eq!(
+            m.observe(RB, ts(60), &t).unwrap().action,
+            Some(Action::Rollback)
+        );
+    }
+
+    #[test]
+    fn firing_clears_into_cooldown_then_ok() {
+        let t = timing(0, 60);
+        let mut m = Lifecycle::new(ts(0));
+        assert_eq!(
+            m.observe(RB, ts(10), &t).unwrap().action,
+            Some(Action::Rollback)
+        );
+        let tr = m.observe(Verdict::Ok, ts(20), &t).unwrap();
+        assert_eq!(
+            tr.to,
+            TriggerState::Cooldown {
+                until: ts(70),
+                action: Action::Rollback
+            }
+        );
+        assert!(
+            m.observe(RB, ts(30), &t).is_none(),
+            "suppressed in cooldown"
+        );
+        assert!(m.tick(ts(69), &t).is_none());
+        let tr = m.tick(ts(70), &t).unwrap();
+        assert_eq!(
+            tr.to,
+            TriggerState::Pending {
+                since: ts(30),
+                action: Action::Rollback
+            }
+        );
+        assert_eq!(
+            m.observe(RB, ts(71), &t).unwrap().action,
+            Some(Action::Rollback)
+        );
+    }
+
+    #[test]
+    fn cooldown_ends_in_ok_when_healthy() {
+        let t = timing(0, 60);
+        let mut m = Lifecycle::new(ts(0));
+        m.observe(RB, ts(10), &t);
+        m.observe(Verdict::Ok, ts(20), &t);
+        let tr = m.tick(ts(70), &t).unwrap();
+        assert_eq!(tr.to, TriggerState::Ok);
+        // A fire after the cooldown is allowed.
+        assert!(m.observe(Verdict::Ok, ts(75), &t).is_none());
+        assert_eq!(
+            m.observe(RB, ts(80), &t).unwrap().action,
+            Some(Action::Rollback)
+        );
+    }
+
+    #[test]
+    fn escalation_from_warn_is_not_hidden_by_its_cooldown() {
+        let t = timing(0, 600);
+        let mut m = Lifecycle::new(ts(0));
+        let warn = Verdict::Breach(Action::Warn);
+        assert_eq!(
+            m.observe(warn, ts(1), &t).unwrap().action,
+            Some(Action::Warn)
+        );
+        assert!(m.observe(warn, ts(2), &t).is_none());
+        assert_eq!(
+            m.observe(RB, ts(3), &t).unwrap().action,
+            Some(Action::Rollback)
+        );
+        // Back down to warn: still firing, no new action.
+        assert!(m.observe(warn, ts(4), &t).is_none());
+        assert!(matches!(
+            m.state(),
+            TriggerState::Firing {
+                action: Action::Rollback,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn missing_data_goes_stale_with_the_policy_action() {
+        let mut t = timing(0, 60);
+        t.missing = MissingData::Fire;
+        let mut m = Lifecycle::new(ts(0));
+        assert!(
+            m.tick(ts(60), &t).is_none(),
+            "exactly staleAfter is not yet stale"
+        );
+        let tr = m.tick(ts(61), &t).unwrap();
+        assert_eq!(tr.to, TriggerState::Stale { since: ts(61) });
+        assert_eq!(tr.action, Some(Action::Rollback));
+        assert!(m.tick(ts(200), &t).is_none(), "stale is reported once");
+        // NoData does not refresh; Ok does.
+        assert!(m.observe(Verdict::NoData, ts(201), &t).is_none());
+        let tr = m.observe(Verdict::Ok, ts(300), &t).unwrap();
+        assert_eq!(tr.to, TriggerState::Ok);
+    }
+
+    #[test]
+    fn late_inputs_never_move_time_backwards() {
+        let t = timing(30, 0);
+        let mut m = Lifecycle::new(ts(0));
+        m.observe(RB, ts(100), &t);
+        // An input stamped earlier is taken at the machine's clock.
+        m.observe(RB, ts(50), &t);
+        assert_eq!(
+            m.state(),
+            TriggerState::Pending {
+                since: ts(100),
+                action: Action::Rollback
+            }
+        );
+    }
+}

@@ -1,0 +1,497 @@
+//! Error spikes: the [`Cusum`] detector and the [`ErrorSpikeTrigger`].
+//!
+//! Two detectors are offered, compared in the `spike_quality` benchmark:
+//!
+//! - **Ratio rule** (the brief's rule): the error rate over `windowSize` is above
+//!   `baseline × (1 + increasePercentage / 100)` with at least `minErrorCount` errors. Simple, but
+//!   its false-alarm rate depends on traffic volume and is not stated by its parameters.
+//! - **Bernoulli CUSUM** (the default): each observation's counts add the log-likelihood ratio of
+//!   the spike rate `p1` against the baseline `p0`; the statistic `S = max(0, S + llr)` alarms at
+//!   `h = ln(averageRunLength)`. By Lorden (1971) the average run length to a false alarm when the
+//!   error rate is truly `p0` is at least `e^h = averageRunLength` observations, whatever the
+//!   traffic per observation. The bound assumes independent requests at a known `p0`: with a
+//!   learned baseline it holds only as far as the estimate is right, and overdispersed traffic
+//!   (rates that wander between windows) shortens it.
+
+use serde::{Deserialize, Serialize};
+use serin_signals::{Counts, HealthSignal, Measurement, Metric, Observation, Timestamp, Track};
+
+use crate::buckets::CountRing;
+use crate::config::{Detector, ErrorSpikeConfig};
+use crate::error::{Error, Result};
+use crate::evidence::{Evidence, TriggerKind};
+use crate::lifecycle::Verdict;
+use crate::operator::Operator;
+use crate::trigger::{Trigger, found};
+
+/// A one-sided Bernoulli CUSUM for an increase of an error rate from `p0` to `p1`.
+///
+/// ```
+/// use serin_triggers::Cusum;
+///
+/// let mut cusum = Cusum::with_average_run_length(10_000.0)?;
+/// // 1,000 requests per observation; the rate jumps from 2% to 4%.
+/// assert!(!cusum.update(20, 1_000, 0.02, 0.03));
+/// let mut steps = 0;
+/// while !cusum.update(40, 1_000, 0.02, 0.03) {
+///     steps += 1;
+/// }
+/// assert!(steps < 5, "a doubled error rate is found within a few observations");
+/// # Ok::<(), serin_triggers::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Cusum {
+    threshold: f64,
+    statistic: f64,
+}
+
+impl Cusum {
+    /// A CUSUM whose average run length to a false alarm is at least `arl` observations
+    /// (threshold `ln(arl)`); `arl` must be finite and above 1.
+    pub fn with_average_run_length(arl: f64) -> Result<Self> {
+        if !(arl.is_finite() && arl > 1.0) {
+            return Err(Error::config(
+                "averageRunLength",
+                arl,
+                "must be a finite number of observations above 1",
+            ));
+        }
+        Ok(Cusum {
+            threshold: arl.ln(),
+            statistic: 0.0,
+        })
+    }
+
+    /// Adds one observation of `errors` out of `requests` and answers whether the statistic is at
+    /// or above the threshold. Rates must satisfy `0 < p0 < p1 < 1`; other rates leave the
+    /// statistic unchanged.
+    pub fn update(&mut self, errors: u64, requests: u64, p0: f64, p1: f64) -> bool {
+        if !(p0 > 0.0 && p0 < p1 && p1 < 1.0) {
+            return self.alarmed();
+        }
+        let errors = errors.min(requests);
+        let up = (p1 / p0).ln();
+        let down = ((1.0 - p1) / (1.0 - p0)).ln();
+        let llr = errors as f64 * up + (requests - errors) as f64 * down;
+        // Capped so that a long incident does not delay the all-clear; the cap is above the
+        // threshold, so it never changes when the alarm is raised.
+        self.statistic = (self.statistic + llr).clamp(0.0, 2.0 * self.threshold);
+        self.alarmed()
+    }
+
+    /// The current statistic.
+    pub fn statistic(&self) -> f64 {
+        self.statistic
+    }
+
+    /// The alarm threshold `h`.
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+
+    /// Whether the statistic is at or above the threshold.
+    pub fn alarmed(&self) -> bool {
+        self.statistic >= self.threshold
+    }
+
+    /// Starts over (after an alarm has been handled).
+    pub fn reset(&mut self) {
+        self.statistic = 0.0;
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Learning {
+    started: Timestamp,
+    counts: Counts,
+}
+
+/// The runtime state of an error-spike trigger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct SpikeState {
+    window: CountRing,
+    baseline: Option<CountRing>,
+    learning: Option<Learning>,
+    cusum: Cusum,
+    last_rate: Option<f64>,
+    last_p0: Option<f64>,
+    last_window: Counts,
+}
+
+/// Error rate of the watched track above a baseline.
+///
+/// Two detectors, compared in the `spike_quality` benchmark: the **ratio rule** (the error rate
+/// over `windowSize` above `baseline × (1 + increasePercentage / 100)`; simple, but its
+/// false-alarm rate depends on traffic and is not stated by its parameters) and the Bernoulli
+/// [`Cusum`] (the default), whose average run length to a false alarm is at least
+/// `averageRunLength` observations. Either fires only with at least `minErrorCount` errors in the
+/// window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ErrorSpikeTrigger {
+    config: ErrorSpikeConfig,
+    state: SpikeState,
+}
+
+impl ErrorSpikeTrigger {
+    /// A trigger for a validated config (validation runs again here).
+    pub fn new(config: ErrorSpikeConfig) -> Result<Self> {
+        crate::TriggerConfig::ErrorSpike(config.clone()).validate("errorSpike")?;
+        let cusum = Cusum::with_average_run_length(config.average_run_length)?;
+        let state = SpikeState {
+            window: CountRing::new(config.window_size),
+            baseline: config
+                .baseline_track
+                .as_ref()
+                .map(|_| CountRing::new(config.window_size)),
+            learning: None,
+            cusum,
+            last_rate: None,
+            last_p0: None,
+            last_window: Counts::default(),
+        };
+        Ok(ErrorSpikeTrigger { config, state })
+    }
+
+    /// The config.
+    pub fn config(&self) -> &ErrorSpikeConfig {
+        &self.config
+    }
+
+    /// The CUSUM statistic (also advanced when the ratio rule is the detector, for evidence).
+    pub fn cusum(&self) -> &Cusum {
+        &self.state.cusum
+    }
+
+    pub(crate) fn check_state(&self) -> std::result::Result<(), String> {
+        let s = &self.state;
+        if !s.window.fits(self.config.window_size) {
+            return Err("window does not match windowSize".into());
+        }
+        match (&s.baseline, &self.config.baseline_track) {
+            (Some(b), Some(_)) if b.fits(self.config.window_size) => {}
+            (None, None) => {}
+            _ => return Err("baseline window does not match baselineTrack".into()),
+        }
+        if (s.cusum.threshold - self.config.cusum_threshold()).abs() > 1e-9 {
+            return Err("cusum threshold does not match averageRunLength".into());
+        }
+        Ok(())
+    }
+
+    fn counts<'a>(&self, obs: &'a Observation) -> Result<Option<&'a Counts>> {
+        match &obs.measurement {
+            Measurement::Counts(c) => Ok(Some(c)),
+            Measurement::NoData => Ok(None),
+            other => Err(Error::MeasurementMismatch {
+                trigger: self.config.id.clone(),
+                metric: obs.metric.to_string(),
+                track: obs.track.to_string(),
+                expected: "counts",
+                found: found(other),
+            }),
+        }
+    }
+
+    fn watches(&self, obs: &Observation) -> Option<bool> {
+        if obs.metric != Metric::ErrorRate {
+            return None;
+        }
+        if obs.track == self.config.track {
+            Some(true)
+        } else if self.config.baseline_track.as_ref() == Some(&obs.track) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// The baseline rate at `at`, smoothed away from 0 so that a clean baseline still leaves a
+    /// finite likelihood ratio; `None` when it is not known yet.
+    fn baseline(&self, at: Timestamp) -> Option<f64> {
+        let learned = |c: Counts| {
+            (c.requests() >= self.config.min_baseline_requests)
+                .then(|| (c.errors() as f64 + 0.5) / (c.requests() as f64 + 1.0))
+        };
+        if let Some(p0) = self.config.baseline_error_rate {
+            return Some(p0);
+        }
+        if let Some(ring) = &self.state.baseline {
+            return learned(ring.sum(at));
+        }
+        self.state.learning.as_ref().and_then(|l| learned(l.counts))
+    }
+
+    fn is_learning(&self, obs: &Observation) -> bool {
+        match (self.config.learn_for, &self.state.learning) {
+            (Some(_), None) => true,
+            (Some(d), Some(l)) => obs.window.end() <= l.started.saturating_add(d),
+            (None, _) => false,
+        }
+    }
+}
+
+impl Trigger for ErrorSpikeTrigger {
+    fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    fn kind(&self) -> TriggerKind {
+        TriggerKind::ErrorSpike
+    }
+
+    fn check(&self, obs: &Observation) -> Result<()> {
+        if self.watches(obs).is_some() {
+            self.counts(obs)?;
+        }
+        Ok(())
+    }
+
+    fn observe(&mut self, obs: &Observation) -> Result<Option<Verdict>> {
+        let Some(watched) = self.watches(obs) else {
+            return Ok(None);
+        };
+        let Some(&c) = self.counts(obs)? else {
+            return Ok(watched.then_some(Verdict::NoData));
+        };
+        let at = obs.window.end();
+        if !watched {
+            if let Some(ring) = &mut self.state.baseline {
+                ring.add(at, c);
+            }
+            return Ok(None);
+        }
+        if self.is_learning(obs) {
+            let l = self.state.learning.get_or_insert(Learning {
+                started: obs.window.start(),
+                counts: Counts::default(),
+            });
+            l.counts = l.counts.saturating_add(c);
+            return Ok(Some(Verdict::Ok));
+        }
+        self.state.window.add(at, c);
+        let window = self.state.window.sum(at);
+        self.state.last_window = window;
+        self.state.last_rate = window.error_rate();
+        let Some(p0) = self.baseline(at) else {
+            self.state.last_p0 = None;
+            return Ok(Some(Verdict::NoData));
+        };
+        self.state.last_p0 = Some(p0);
+        let p1 = (p0 * (1.0 + self.config.increase_percentage / 100.0)).min(1.0 - 1e-9);
+        let cusum_alarm = self.state.cusum.update(c.errors(), c.requests(), p0, p1);
+        let alarm = match self.config.detector {
+            Detector::Cusum => cusum_alarm,
+            Detector::Ratio => window.error_rate().is_some_and(|r| r > p1),
+        };
+        let enough = window.errors() >= self.config.min_error_count;
+        Ok(Some(if alarm && enough {
+            Verdict::Breach(self.config.action)
+        } else if c.requests() == 0 {
+            Verdict::NoData
+        } else {
+            Verdict::Ok
+        }))
+    }
+
+    fn observe_health(&mut self, _signal: &HealthSignal) -> Option<Verdict> {
+        None
+    }
+
+    fn evidence(&self, at: Timestamp, since: Option<Timestamp>) -> Evidence {
+        let s = &self.state;
+        let p1 = s
+            .last_p0
+            .map(|p0| p0 * (1.0 + self.config.increase_percentage / 100.0));
+        let reason = match (s.last_p0, self.config.detector) {
+            (None, _) => "no baseline error rate yet".to_owned(),
+            (Some(p0), Detector::Cusum) => format!(
+                "CUSUM statistic {:.3} against threshold {:.3} (average run length {}); baseline {:.5}, window {} errors of {} requests",
+                s.cusum.statistic(),
+                s.cusum.threshold(),
+                self.config.average_run_length,
+                p0,
+                s.last_window.errors(),
+                s.last_window.requests()
+            ),
+            (Some(p0), Detector::Ratio) => format!(
+                "window error rate against baseline {:.5} + {}%; window {} errors of {} requests",
+                p0,
+                self.config.increase_percentage,
+                s.last_window.errors(),
+                s.last_window.requests()
+            ),
+        };
+        Evidence {
+            trigger: self.config.id.clone(),
+            kind: TriggerKind::ErrorSpike,
+            subject: format!("error_rate on {}", self.config.track),
+            observed: s.last_rate,
+            threshold: p1,
+            operator: Some(Operator::Gt),
+            since,
+            at,
+            reason,
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.config.id.capacity()
+            + self.state.window.heap_bytes()
+            + self
+                .state
+                .baseline
+                .as_ref()
+                .map_or(0, CountRing::heap_bytes)
+            + track_heap(&self.config.track)
+            + self.config.baseline_track.as_ref().map_or(0, track_heap)
+    }
+}
+
+pub(crate) fn track_heap(t: &Track) -> usize {
+    match t {
+        Track::Named(n) => n.capacity(),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serin_signals::Window;
+    use std::time::Duration;
+
+    fn spike(json: &str) -> ErrorSpikeTrigger {
+        let c: crate::TriggerConfig = serde_json::from_str(json).unwrap();
+        let crate::TriggerConfig::ErrorSpike(c) = c else {
+            panic!("kind")
+        };
+        ErrorSpikeTrigger::new(c).unwrap()
+    }
+
+    fn obs(track: Track, end_s: u64, requests: u64, errors: u64) -> Observation {
+        let w = Window::ending_at(
+            Timestamp::from_millis(end_s * 1_000),
+            Duration::from_secs(10),
+        );
+        Observation::new(
+            Metric::ErrorRate,
+            track,
+            w,
+            Measurement::Counts(Counts::new(requests, errors).unwrap()),
+        )
+    }
+
+    #[test]
+    fn cusum_rejects_a_bad_run_length_and_ignores_bad_rates() {
+        assert!(Cusum::with_average_run_length(1.0).is_err());
+        assert!(Cusum::with_average_run_length(f64::NAN).is_err());
+        let mut c = Cusum::with_average_run_length(100.0).unwrap();
+        assert!(!c.update(1_000, 1_000, 0.0, 0.5));
+        assert!(!c.update(1_000, 1_000, 0.5, 0.4));
+        assert_eq!(c.statistic(), 0.0);
+        assert!((c.threshold() - 100f64.ln()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn cusum_stays_low_at_baseline_and_rises_on_a_step() {
+        let mut c = Cusum::with_average_run_length(10_000.0).unwrap();
+        for _ in 0..1_000 {
+            assert!(!c.update(20, 1_000, 0.02, 0.03));
+        }
+        let mut n = 0;
+        while !c.update(40, 1_000, 0.02, 0.03) {
+            n += 1;
+            assert!(n < 10);
+        }
+        assert!(c.statistic() <= 2.0 * c.threshold());
+        c.reset();
+        assert_eq!(c.statistic(), 0.0);
+    }
+
+    #[test]
+    fn ratio_rule_needs_the_increase_and_the_minimum_errors() {
+        let mut t = spike(
+            r#"{"kind":"errorSpike","id":"s","baselineErrorRate":0.02,"increasePercentage":50,
+                "detector":"ratio","minErrorCount":10}"#,
+        );
+        // 5% but only 5 errors: not enough evidence.
+        assert_eq!(
+            t.observe(&obs(Track::Canary, 10, 100, 5)).unwrap(),
+            Some(Verdict::Ok)
+        );
+        // Window now 15 errors of 200 requests = 7.5% > 3%.
+        assert_eq!(
+            t.observe(&obs(Track::Canary, 20, 100, 10)).unwrap(),
+            Some(Verdict::Breach(crate::Action::Rollback))
+        );
+        let e = t.evidence(Timestamp::from_millis(20_000), None);
+        assert_eq!(e.observed, Some(0.075));
+        assert!((e.threshold.unwrap() - 0.03).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_learned_baseline_comes_from_the_stable_track() {
+        let mut t = spike(
+            r#"{"kind":"errorSpike","id":"s","baselineTrack":"stable","detector":"ratio",
+                "minBaselineRequests":100}"#,
+        );
+        // No baseline yet: no data, never healthy.
+        assert_eq!(
+            t.observe(&obs(Track::Canary, 10, 1_000, 100)).unwrap(),
+            Some(Verdict::NoData)
+        );
+        assert_eq!(
+            t.observe(&obs(Track::Stable, 10, 1_000, 100)).unwrap(),
+            None
+        );
+        // Baseline ~10%: a canary at 10% is fine, at 20% it is a spike.
+        assert_eq!(
+            t.observe(&obs(Track::Canary, 11, 1_000, 100)).unwrap(),
+            Some(Verdict::Ok)
+        );
+        assert_eq!(
+            t.observe(&obs(Track::Canary, 12, 1_000, 400)).unwrap(),
+            Some(Verdict::Breach(crate::Action::Rollback))
+        );
+    }
+
+    #[test]
+    fn a_pre_deploy_window_is_learned_then_judged() {
+        let mut t = spike(
+            r#"{"kind":"errorSpike","id":"s","learnFor":"30s","detector":"ratio",
+                "windowSize":"10s","minErrorCount":1}"#,
+        );
+        for s in [10, 20, 30] {
+            assert_eq!(
+                t.observe(&obs(Track::Canary, s, 1_000, 10)).unwrap(),
+                Some(Verdict::Ok)
+            );
+        }
+        assert_eq!(
+            t.observe(&obs(Track::Canary, 40, 1_000, 10)).unwrap(),
+            Some(Verdict::Ok)
+        );
+        assert_eq!(
+            t.observe(&obs(Track::Canary, 50, 1_000, 30)).unwrap(),
+            Some(Verdict::Breach(crate::Action::Rollback))
+        );
+    }
+
+    #[test]
+    fn a_gauge_on_the_error_rate_is_rejected_without_change() {
+        let mut t = spike(r#"{"kind":"errorSpike","id":"s","baselineErrorRate":0.02}"#);
+        let before = t.clone();
+        let mut o = obs(Track::Canary, 10, 1, 1);
+        o.measurement = Measurement::Gauge(serin_signals::Gauge::new(0.5).unwrap());
+        let msg = t.observe(&o).unwrap_err().to_string();
+        assert!(
+            msg.contains("`s`") && msg.contains("counts") && msg.contains("gauge"),
+            "{msg}"
+        );
+        assert_eq!(t, before);
+    }
+}

@@ -1,0 +1,359 @@
+//! Level triggers: [`MetricThresholdTrigger`] (any metric against a threshold) and
+//! [`ResourceUsageTrigger`] (CPU or memory as a percentage of capacity).
+
+use serde::{Deserialize, Serialize};
+use serin_signals::{HealthSignal, Measurement, Metric, Observation, Timestamp};
+
+use crate::action::Action;
+use crate::config::{MetricThresholdConfig, ResourceUsageConfig, TriggerConfig};
+use crate::error::{Error, Result};
+use crate::evidence::{Evidence, TriggerKind};
+use crate::lifecycle::Verdict;
+use crate::operator::Operator;
+use crate::spike::track_heap;
+use crate::trigger::{Trigger, found};
+
+fn metric_heap(m: &Metric) -> usize {
+    match m {
+        Metric::Custom(n) => n.capacity(),
+        _ => 0,
+    }
+}
+
+/// A metric compared with a threshold, with an optional warn level.
+///
+/// ```
+/// use serin_signals::{Counts, Measurement, Metric, Observation, Timestamp, Track, Window};
+/// use serin_triggers::{Action, MetricThresholdTrigger, Trigger, TriggerConfig, Verdict};
+///
+/// let TriggerConfig::MetricThreshold(config) = serde_json::from_str(r#"{
+///     "kind": "metricThreshold", "id": "errors", "metric": "error_rate",
+///     "operator": "gt", "value": 0.20, "warnValue": 0.10
+/// }"#)? else { unreachable!() };
+/// let mut trigger = MetricThresholdTrigger::new(config)?;
+/// let window = Window::ending_at(Timestamp::from_millis(60_000), std::time::Duration::from_secs(60));
+/// let obs = Observation::new(Metric::ErrorRate, Track::Canary, window,
+///     Measurement::Counts(Counts::new(100, 15)?));
+/// assert_eq!(trigger.observe(&obs)?, Some(Verdict::Breach(Action::Warn)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricThresholdTrigger {
+    config: MetricThresholdConfig,
+    last: Option<f64>,
+}
+
+impl MetricThresholdTrigger {
+    /// A trigger for a config (validated here).
+    pub fn new(config: MetricThresholdConfig) -> Result<Self> {
+        TriggerConfig::MetricThreshold(config.clone()).validate("metricThreshold")?;
+        Ok(MetricThresholdTrigger { config, last: None })
+    }
+
+    /// The config.
+    pub fn config(&self) -> &MetricThresholdConfig {
+        &self.config
+    }
+
+    /// The value an observation carries for this trigger, or `None` for no data.
+    fn value(&self, obs: &Observation) -> Option<f64> {
+        match &obs.measurement {
+            // Zero requests over a real window is a reading (traffic stopped), not missing data.
+            Measurement::Counts(_) if obs.metric == Metric::Throughput => obs.throughput(),
+            Measurement::Counts(c) => c.error_rate(),
+            Measurement::Latency(s) => s.quantile(self.config.effective_quantile()),
+            Measurement::Gauge(g) => Some(g.value()),
+            Measurement::NoData => None,
+        }
+    }
+}
+
+impl Trigger for MetricThresholdTrigger {
+    fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    fn kind(&self) -> TriggerKind {
+        TriggerKind::MetricThreshold
+    }
+
+    fn check(&self, _obs: &Observation) -> Result<()> {
+        Ok(())
+    }
+
+    fn observe(&mut self, obs: &Observation) -> Result<Option<Verdict>> {
+        if obs.metric != self.config.metric || obs.track != self.config.track {
+            return Ok(None);
+        }
+        let Some(v) = self.value(obs) else {
+            return Ok(Some(Verdict::NoData));
+        };
+        self.last = Some(v);
+        let c = &self.config;
+        Ok(Some(if c.operator.breached(v, c.value) {
+            Verdict::Breach(c.action)
+        } else if c.warn_value.is_some_and(|w| c.operator.breached(v, w)) {
+            Verdict::Breach(Action::Warn)
+        } else {
+            Verdict::Ok
+        }))
+    }
+
+    fn observe_health(&mut self, _signal: &HealthSignal) -> Option<Verdict> {
+        None
+    }
+
+    fn evidence(&self, at: Timestamp, since: Option<Timestamp>) -> Evidence {
+        let c = &self.config;
+        let warn = self
+            .last
+            .zip(c.warn_value)
+            .filter(|&(v, w)| !c.operator.breached(v, c.value) && c.operator.breached(v, w));
+        let (threshold, reason) = match (self.last, warn) {
+            (None, _) => (c.value, "no value read yet".to_owned()),
+            (Some(v), Some((_, w))) => (
+                w,
+                format!("{} = {v} {} warn level {w}", c.metric, c.operator),
+            ),
+            (Some(v), None) if c.operator.breached(v, c.value) => (
+                c.value,
+                format!(
+                    "{} = {v} {} {} level {}",
+                    c.metric, c.operator, c.action, c.value
+                ),
+            ),
+            (Some(v), None) => (
+                c.value,
+                format!("{} = {v} is within {} {}", c.metric, c.operator, c.value),
+            ),
+        };
+        Evidence {
+            trigger: c.id.clone(),
+            kind: TriggerKind::MetricThreshold,
+            subject: format!("{} on {}", c.metric, c.track),
+            observed: self.last,
+            threshold: Some(threshold),
+            operator: Some(c.operator),
+            since,
+            at,
+            reason,
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.config.id.capacity()
+            + metric_heap(&self.config.metric)
+            + track_heap(&self.config.track)
+    }
+}
+
+/// CPU or memory above a percentage of capacity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourceUsageTrigger {
+    config: ResourceUsageConfig,
+    last_percent: Option<f64>,
+}
+
+impl ResourceUsageTrigger {
+    /// A trigger for a config (validated here).
+    pub fn new(config: ResourceUsageConfig) -> Result<Self> {
+        TriggerConfig::ResourceUsage(config.clone()).validate("resourceUsage")?;
+        Ok(ResourceUsageTrigger {
+            config,
+            last_percent: None,
+        })
+    }
+
+    /// The config.
+    pub fn config(&self) -> &ResourceUsageConfig {
+        &self.config
+    }
+
+    fn watches(&self, obs: &Observation) -> bool {
+        obs.metric == self.config.resource.metric() && obs.track == self.config.track
+    }
+}
+
+impl Trigger for ResourceUsageTrigger {
+    fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    fn kind(&self) -> TriggerKind {
+        TriggerKind::ResourceUsage
+    }
+
+    fn check(&self, obs: &Observation) -> Result<()> {
+        if !self.watches(obs) {
+            return Ok(());
+        }
+        match &obs.measurement {
+            Measurement::Gauge(_) | Measurement::NoData => Ok(()),
+            other => Err(Error::MeasurementMismatch {
+                trigger: self.config.id.clone(),
+                metric: obs.metric.to_string(),
+                track: obs.track.to_string(),
+                expected: "a gauge",
+                found: found(other),
+            }),
+        }
+    }
+
+    fn observe(&mut self, obs: &Observation) -> Result<Option<Verdict>> {
+        if !self.watches(obs) {
+            return Ok(None);
+        }
+        self.check(obs)?;
+        let Measurement::Gauge(g) = obs.measurement else {
+            return Ok(Some(Verdict::NoData));
+        };
+        let percent = g.value() / self.config.capacity * 100.0;
+        self.last_percent = Some(percent);
+        let c = &self.config;
+        Ok(Some(if c.rollback_percent.is_some_and(|r| percent > r) {
+            Verdict::Breach(Action::Rollback)
+        } else if c.warn_percent.is_some_and(|w| percent > w) {
+            Verdict::Breach(Action::Warn)
+        } else {
+            Verdict::Ok
+        }))
+    }
+
+    fn observe_health(&mut self, _signal: &HealthSignal) -> Option<Verdict> {
+        None
+    }
+
+    fn evidence(&self, at: Timestamp, since: Option<Timestamp>) -> Evidence {
+        let c = &self.config;
+        let level = match self.last_percent {
+            Some(p) if c.rollback_percent.is_some_and(|r| p > r) => c.rollback_percent,
+            Some(p) if c.warn_percent.is_some_and(|w| p > w) => c.warn_percent,
+            _ => c.rollback_percent.or(c.warn_percent),
+        };
+        let reason = match (self.last_percent, level) {
+            (Some(p), Some(l)) => format!(
+                "{} at {p:.1}% of capacity {} against {l}%",
+                c.resource.metric(),
+                c.capacity
+            ),
+            _ => "no reading yet".to_owned(),
+        };
+        Evidence {
+            trigger: c.id.clone(),
+            kind: TriggerKind::ResourceUsage,
+            subject: format!("{} on {}", c.resource.metric(), c.track),
+            observed: self.last_percent,
+            threshold: level,
+            operator: Some(Operator::Gt),
+            since,
+            at,
+            reason,
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.config.id.capacity() + track_heap(&self.config.track)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serin_signals::{Counts, Gauge, LatencySketch, Track, Window};
+    use std::time::Duration;
+
+    fn window() -> Window {
+        Window::ending_at(Timestamp::from_millis(10_000), Duration::from_secs(10))
+    }
+
+    fn threshold(json: &str) -> MetricThresholdTrigger {
+        let TriggerConfig::MetricThreshold(c) = serde_json::from_str(json).unwrap() else {
+            panic!("kind")
+        };
+        MetricThresholdTrigger::new(c).unwrap()
+    }
+
+    #[test]
+    fn latency_reads_the_configured_quantile() {
+        let mut t = threshold(
+            r#"{"kind":"metricThreshold","id":"p99","metric":"latency","operator":"gt",
+                "value":10000,"warnValue":5000}"#,
+        );
+        let mut sketch = LatencySketch::new();
+        sketch.add_n(100.0, 980).unwrap();
+        sketch.add_n(7_000.0, 20).unwrap();
+        let o = Observation::new(
+            Metric::Latency,
+            Track::Canary,
+            window(),
+            Measurement::Latency(sketch),
+        );
+        assert_eq!(t.observe(&o).unwrap(), Some(Verdict::Breach(Action::Warn)));
+        let e = t.evidence(Timestamp::from_millis(10_000), None);
+        assert_eq!(e.threshold, Some(5000.0));
+        assert!(e.reason.contains("warn"), "{}", e.reason);
+    }
+
+    #[test]
+    fn throughput_below_its_floor_warns_and_no_data_is_not_zero() {
+        let mut t = threshold(
+            r#"{"kind":"metricThreshold","id":"tput","metric":"throughput","operator":"lt",
+                "value":500,"action":"warn"}"#,
+        );
+        let counts = |r| Measurement::Counts(Counts::new(r, 0).unwrap());
+        let o = |m| Observation::new(Metric::Throughput, Track::Canary, window(), m);
+        assert_eq!(
+            t.observe(&o(counts(4_000))).unwrap(),
+            Some(Verdict::Breach(Action::Warn))
+        );
+        assert_eq!(t.observe(&o(counts(6_000))).unwrap(), Some(Verdict::Ok));
+        assert_eq!(
+            t.observe(&o(Measurement::NoData)).unwrap(),
+            Some(Verdict::NoData)
+        );
+        // Another track or metric is not this trigger's business.
+        let other = Observation::new(Metric::Throughput, Track::Stable, window(), counts(1));
+        assert_eq!(t.observe(&other).unwrap(), None);
+    }
+
+    #[test]
+    fn resource_usage_is_a_percentage_of_capacity() {
+        let TriggerConfig::ResourceUsage(c) = serde_json::from_str(
+            r#"{"kind":"resourceUsage","id":"cpu","resource":"cpu","capacity":2,
+                "warnPercent":80,"rollbackPercent":95}"#,
+        )
+        .unwrap() else {
+            panic!("kind")
+        };
+        let mut t = ResourceUsageTrigger::new(c).unwrap();
+        let g = |v| {
+            Observation::new(
+                Metric::Cpu,
+                Track::Canary,
+                window(),
+                Measurement::Gauge(Gauge::new(v).unwrap()),
+            )
+        };
+        assert_eq!(t.observe(&g(1.0)).unwrap(), Some(Verdict::Ok));
+        assert_eq!(
+            t.observe(&g(1.7)).unwrap(),
+            Some(Verdict::Breach(Action::Warn))
+        );
+        assert_eq!(
+            t.observe(&g(1.95)).unwrap(),
+            Some(Verdict::Breach(Action::Rollback))
+        );
+        assert_eq!(t.evidence(Timestamp::EPOCH, None).threshold, Some(95.0));
+        let bad = Observation::new(
+            Metric::Cpu,
+            Track::Canary,
+            window(),
+            Measurement::Counts(Counts::default()),
+        );
+        let before = t.clone();
+        assert!(t.observe(&bad).unwrap_err().to_string().contains("a gauge"));
+        assert_eq!(t, before);
+    }
+}
