@@ -29,6 +29,8 @@ mod health_source;
 mod memory;
 mod metric;
 mod observation;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 mod sketch;
 mod source;
 #[cfg(any(feature = "testkit", test))]

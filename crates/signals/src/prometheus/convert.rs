@@ -1,0 +1,253 @@
+//! Turning the samples of one instant into a [`Measurement`].
+//!
+//! Each query gives, for one evaluation instant, one value per series (`None` for NaN or an
+//! infinity). Counts and gauges expect at most one series (aggregate in the template with
+//! `sum(...)`); latency expects one series per histogram bucket, told apart by the `le` label.
+
+use std::collections::BTreeMap;
+
+use crate::observation::{Counts, Gauge, Measurement};
+use crate::sketch::LatencySketch;
+
+/// One series' value at one instant.
+pub(crate) type Point<'a> = (&'a BTreeMap<String, String>, Option<f64>);
+
+/// The single value of a query at one instant: `Ok(None)` for no series, `Ok(Some(None))` for
+/// NaN, an error for several series.
+fn single(points: &[Point<'_>]) -> Result<Option<Option<f64>>, String> {
+    match points {
+        [] => Ok(None),
+        [(_, v)] => Ok(Some(*v)),
+        many => Err(format!(
+            "gave {} series where one was expected; aggregate the template, e.g. `sum(...)`",
+            many.len()
+        )),
+    }
+}
+
+fn non_negative_count(what: &str, v: f64) -> Result<u64, String> {
+    if v < 0.0 {
+        return Err(format!(
+            "{what} is negative ({v}); use increase() over a counter"
+        ));
+    }
+    // `increase()` extrapolates to the window's edges, so counts come back fractional.
+    Ok(v.round() as u64)
+}
+
+/// Counts from the requests and errors queries.
+///
+/// No requests series, or NaN anywhere, is no data. A missing errors series with requests present
+/// means zero errors: Prometheus has no series for a status code that never occurred. Rounding of
+/// two separately extrapolated counters can put errors one above requests; errors are capped at
+/// requests.
+pub(crate) fn counts(requests: &[Point<'_>], errors: &[Point<'_>]) -> Result<Measurement, String> {
+    let requests = match single(requests).map_err(|e| format!("requests query {e}"))? {
+        None | Some(None) => return Ok(Measurement::NoData),
+        Some(Some(v)) => non_negative_count("requests", v)?,
+    };
+    let errors = match single(errors).map_err(|e| format!("errors query {e}"))? {
+        None => 0,
+        Some(None) => return Ok(Measurement::NoData),
+        Some(Some(v)) => non_negative_count("errors", v)?,
+    };
+    let counts = Counts::new(requests, errors.min(requests)).map_err(|e| e.to_string())?;
+    Ok(Measurement::Counts(counts))
+}
+
+/// A gauge from one query; no series or NaN is no data.
+pub(crate) fn gauge(points: &[Point<'_>]) -> Result<Measurement, String> {
+    match single(points)? {
+        None | Some(None) => Ok(Measurement::NoData),
+        Some(Some(v)) => Ok(Measurement::Gauge(
+            Gauge::new(v).map_err(|e| e.to_string())?,
+        )),
+    }
+}
+
+/// A latency sketch from cumulative histogram buckets (`le` label, in the histogram's unit,
+/// multiplied by `scale` to get milliseconds).
+///
+/// A Prometheus histogram only knows how many requests fell in each bucket, not their values, so
+/// each request is placed at its bucket's **upper bound** (the smallest `le` at least as large as
+/// it). Quantiles of the sketch are therefore upper bounds at the histogram's resolution — never
+/// optimistic, and exact (within the sketch's 1%) when values sit on bucket bounds. Requests in the
+/// `+Inf` bucket are placed at the largest finite bound, as `histogram_quantile` does, so quantiles
+/// that fall there are lower bounds: give the histogram a top bucket above any latency you judge.
+/// No series, NaN in any bucket, or no requests at all is no data.
+pub(crate) fn latency(points: &[Point<'_>], scale: f64) -> Result<Measurement, String> {
+    if points.is_empty() {
+        return Ok(Measurement::NoData);
+    }
+    let mut buckets: Vec<(f64, f64)> = Vec::with_capacity(points.len());
+    for (labels, value) in points {
+        let Some(le) = labels.get("le") else {
+            return Err(
+                "latency query gave a series without an `le` label; aggregate buckets with `sum by (le) (...)`".into(),
+            );
+        };
+        let bound: f64 = match le.as_str() {
+            "+Inf" | "Inf" | "inf" => f64::INFINITY,
+            other => other
+                .parse()
+                .map_err(|_| format!("bucket bound le=`{other}` is not a number"))?,
+        };
+        if bound.is_nan() || bound < 0.0 {
+            return Err(format!(
+                "bucket bound le=`{le}` must be a non-negative number"
+            ));
+        }
+        let Some(v) = value else {
+            return Ok(Measurement::NoData);
+        };
+        if *v < 0.0 {
+            return Err(format!("bucket le=`{le}` count is negative ({v})"));
+        }
+        buckets.push((bound, *v));
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if buckets
+        .windows(2)
+        .any(|w| matches!(w, [a, b] if a.0 == b.0))
+    {
+        return Err("two buckets share one `le` bound; aggregate with `sum by (le) (...)`".into());
+    }
+    let largest_finite = buckets
+        .iter()
+        .map(|(b, _)| *b)
+        .filter(|b| b.is_finite())
+        .fold(None, |acc: Option<f64>, b| {
+            Some(acc.map_or(b, |a| a.max(b)))
+        });
+    let mut sketch = LatencySketch::new();
+    let mut previous = 0u64;
+    for (bound, cumulative) in buckets {
+        // Extrapolated bucket counts can dip slightly below the bucket before; cumulative counts
+        // never decrease, so clamp.
+        let cumulative = (cumulative.round() as u64).max(previous);
+        let in_bucket = cumulative - previous;
+        previous = cumulative;
+        if in_bucket == 0 {
+            continue;
+        }
+        let at = if bound.is_finite() {
+            bound
+        } else {
+            largest_finite
+                .ok_or("the histogram has only a `+Inf` bucket, so no latency can be read")?
+        };
+        sketch
+            .add_n(at * scale, in_bucket)
+            .map_err(|e| e.to_string())?;
+    }
+    if sketch.count() == 0 {
+        return Ok(Measurement::NoData);
+    }
+    Ok(Measurement::Latency(sketch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(le: Option<&str>) -> BTreeMap<String, String> {
+        le.map(|l| BTreeMap::from([("le".to_owned(), l.to_owned())]))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn counts_round_cap_and_treat_missing_errors_as_zero() {
+        let none = labels(None);
+        let r = [(&none, Some(100.4))];
+        let e = [(&none, Some(101.0))];
+        assert_eq!(
+            counts(&r, &e).unwrap(),
+            Measurement::Counts(Counts::new(100, 100).unwrap())
+        );
+        assert_eq!(
+            counts(&r, &[]).unwrap(),
+            Measurement::Counts(Counts::new(100, 0).unwrap())
+        );
+        assert_eq!(counts(&[], &e).unwrap(), Measurement::NoData);
+        assert_eq!(counts(&[(&none, None)], &e).unwrap(), Measurement::NoData);
+        assert_eq!(counts(&r, &[(&none, None)]).unwrap(), Measurement::NoData);
+        assert!(
+            counts(&[(&none, Some(-1.0))], &[])
+                .unwrap_err()
+                .contains("negative")
+        );
+        let two = [(&none, Some(1.0)), (&none, Some(2.0))];
+        assert!(counts(&two, &[]).unwrap_err().contains("2 series"));
+    }
+
+    #[test]
+    fn gauges_are_single_finite_values() {
+        let none = labels(None);
+        assert_eq!(
+            gauge(&[(&none, Some(0.25))]).unwrap(),
+            Measurement::Gauge(Gauge::new(0.25).unwrap())
+        );
+        assert_eq!(gauge(&[]).unwrap(), Measurement::NoData);
+        assert_eq!(gauge(&[(&none, None)]).unwrap(), Measurement::NoData);
+    }
+
+    #[test]
+    fn latency_places_requests_at_bucket_upper_bounds() {
+        let (a, b, c, inf) = (
+            labels(Some("0.01")),
+            labels(Some("0.05")),
+            labels(Some("0.25")),
+            labels(Some("+Inf")),
+        );
+        // Cumulative: 50 ≤ 10 ms, 90 ≤ 50 ms, 99 ≤ 250 ms, 100 in all.
+        let points = [
+            (&inf, Some(100.0)),
+            (&b, Some(90.0)),
+            (&a, Some(50.0)),
+            (&c, Some(99.0)),
+        ];
+        let Measurement::Latency(s) = latency(&points, 1_000.0).unwrap() else {
+            panic!("expected a sketch")
+        };
+        assert_eq!(s.count(), 100);
+        for (q, want) in [(0.25, 10.0), (0.75, 50.0), (0.95, 250.0), (1.0, 250.0)] {
+            let got = s.quantile(q).unwrap();
+            assert!((got - want).abs() <= want * 0.011, "q{q}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn latency_no_data_and_errors() {
+        let (a, inf, none) = (labels(Some("0.1")), labels(Some("+Inf")), labels(None));
+        assert_eq!(latency(&[], 1.0).unwrap(), Measurement::NoData);
+        assert_eq!(
+            latency(&[(&a, Some(0.0)), (&inf, Some(0.0))], 1.0).unwrap(),
+            Measurement::NoData
+        );
+        assert_eq!(
+            latency(&[(&a, None), (&inf, Some(3.0))], 1.0).unwrap(),
+            Measurement::NoData
+        );
+        assert!(
+            latency(&[(&none, Some(1.0))], 1.0)
+                .unwrap_err()
+                .contains("`le`")
+        );
+        assert!(
+            latency(&[(&inf, Some(1.0))], 1.0)
+                .unwrap_err()
+                .contains("+Inf")
+        );
+        let bad = labels(Some("abc"));
+        assert!(
+            latency(&[(&bad, Some(1.0))], 1.0)
+                .unwrap_err()
+                .contains("abc")
+        );
+        assert!(
+            latency(&[(&a, Some(1.0)), (&a, Some(2.0))], 1.0)
+                .unwrap_err()
+                .contains("share")
+        );
+    }
+}

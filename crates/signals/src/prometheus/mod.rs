@@ -1,0 +1,627 @@
+//! [`PrometheusSource`]: a [`MetricsSource`] that asks Prometheus with PromQL over HTTP
+//! (feature `prometheus`).
+//!
+//! Each metric has PromQL templates in which `{{track}}` becomes the track's name and
+//! `{{window}}` the window's length (`60000ms`). A query over a window is an instant query
+//! (`/api/v1/query`) evaluated at the window's end; a range query (`/api/v1/query_range`)
+//! evaluates the same templates with `{{window}}` set to the step, once per step.
+//!
+//! | metric | measurement | default template(s) |
+//! |---|---|---|
+//! | `error_rate`, `throughput` | counts | requests: `sum(increase(http_requests_total{track="{{track}}"}[{{window}}]))`; errors: the same with `code=~"5.."` |
+//! | `latency` | sketch | `sum by (le) (increase(http_request_duration_seconds_bucket{track="{{track}}"}[{{window}}]))` |
+//! | `cpu` | gauge (cores) | `sum(rate(container_cpu_usage_seconds_total{track="{{track}}"}[{{window}}]))` |
+//! | `memory` | gauge (bytes) | `sum(max_over_time(container_memory_working_set_bytes{track="{{track}}"}[{{window}}]))` |
+//! | custom | gauge | none: set one with [`PrometheusBuilder::with_gauge_query`] |
+//!
+//! **Counts** use `increase()`, which handles counter resets (a restarted instance) but
+//! extrapolates to the window's edges, so counts are estimates rounded to whole requests. An
+//! errors query with no series while requests are present means zero errors.
+//!
+//! **Latency** is read from a Prometheus histogram's bucket increases and turned into a
+//! [`LatencySketch`](crate::LatencySketch): every request is placed at its bucket's upper bound,
+//! so quantiles are upper bounds at the histogram's resolution (within the sketch's 1% when
+//! latencies sit on bucket bounds), and requests in the `+Inf` bucket count at the largest finite
+//! bound, as in `histogram_quantile`. A histogram cannot give more: choose buckets around the
+//! latencies you judge. Bucket bounds are multiplied by
+//! [`with_latency_scale`](PrometheusBuilder::with_latency_scale) (default 1000: seconds to
+//! milliseconds).
+//!
+//! **No data**: an empty result, NaN or an infinity is [`Measurement::NoData`](crate::Measurement),
+//! never zero. **Errors**: a query Prometheus rejects (`bad_data`, `execution`, other 4xx) is
+//! [`Error::BadQuery`] at once; connection errors, 5xx, 429 and Prometheus' `timeout`/`unavailable`
+//! errors are retried with exponential backoff, then reported as [`Error::Unavailable`]; a request
+//! that outlives the per-request timeout on the last attempt is [`Error::Timeout`].
+
+mod convert;
+mod response;
+mod retry;
+mod template;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Result};
+use crate::metric::Metric;
+use crate::observation::{Measurement, Observation};
+use crate::source::{MetricQuery, MetricsSource};
+use crate::time::{Timestamp, Window};
+use response::Series;
+use retry::Failure;
+use template::Template;
+
+/// The default requests query: all requests of a track over the window.
+pub const DEFAULT_REQUESTS_QUERY: &str =
+    r#"sum(increase(http_requests_total{track="{{track}}"}[{{window}}]))"#;
+/// The default errors query: requests that answered 5xx.
+pub const DEFAULT_ERRORS_QUERY: &str =
+    r#"sum(increase(http_requests_total{track="{{track}}",code=~"5.."}[{{window}}]))"#;
+/// The default latency query: histogram bucket increases by `le`, in seconds.
+pub const DEFAULT_LATENCY_QUERY: &str = r#"sum by (le) (increase(http_request_duration_seconds_bucket{track="{{track}}"}[{{window}}]))"#;
+/// The default CPU query: cores in use, averaged over the window.
+pub const DEFAULT_CPU_QUERY: &str =
+    r#"sum(rate(container_cpu_usage_seconds_total{track="{{track}}"}[{{window}}]))"#;
+/// The default memory query: the peak working set over the window, in bytes.
+pub const DEFAULT_MEMORY_QUERY: &str =
+    r#"sum(max_over_time(container_memory_working_set_bytes{track="{{track}}"}[{{window}}]))"#;
+
+/// How one metric is asked for, as written by the caller.
+#[derive(Debug, Clone)]
+enum RawQueries {
+    Counts { requests: String, errors: String },
+    Latency { buckets: String },
+    Gauge { value: String },
+}
+
+/// How one metric is asked for, parsed.
+#[derive(Debug, Clone)]
+enum Queries {
+    Counts {
+        requests: Template,
+        errors: Template,
+    },
+    Latency {
+        buckets: Template,
+    },
+    Gauge {
+        value: Template,
+    },
+}
+
+/// Builds a [`PrometheusSource`]: setters cannot fail; [`build`](PrometheusBuilder::build) checks
+/// everything at once.
+///
+/// ```
+/// use std::time::Duration;
+/// use serin_signals::Metric;
+/// use serin_signals::prometheus::PrometheusSource;
+///
+/// let source = PrometheusSource::builder("http://127.0.0.1:9090")
+///     .with_timeout(Duration::from_secs(5))
+///     .with_retries(3)
+///     .with_gauge_query(Metric::named("queue_depth")?, r#"max(queue_depth{track="{{track}}"})"#)
+///     .build()?;
+/// # let _ = source;
+///
+/// let bad = PrometheusSource::builder("http://127.0.0.1:9090")
+///     .with_gauge_query(Metric::Cpu, r#"sum(rate(cpu{track="{{track}}"}[{{windw}}]))"#)
+///     .build()
+///     .unwrap_err();
+/// assert!(bad.to_string().contains("unknown placeholder `{{windw}}`"));
+/// # Ok::<(), serin_signals::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct PrometheusBuilder {
+    base_url: String,
+    name: String,
+    queries: BTreeMap<Metric, RawQueries>,
+    timeout: Duration,
+    retries: u32,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+    latency_scale: f64,
+    client: Option<reqwest::Client>,
+}
+
+impl PrometheusBuilder {
+    fn new(base_url: String) -> Self {
+        let counts = || RawQueries::Counts {
+            requests: DEFAULT_REQUESTS_QUERY.into(),
+            errors: DEFAULT_ERRORS_QUERY.into(),
+        };
+        let queries = BTreeMap::from([
+            (Metric::ErrorRate, counts()),
+            (Metric::Throughput, counts()),
+            (
+                Metric::Latency,
+                RawQueries::Latency {
+                    buckets: DEFAULT_LATENCY_QUERY.into(),
+                },
+            ),
+            (
+                Metric::Cpu,
+                RawQueries::Gauge {
+                    value: DEFAULT_CPU_QUERY.into(),
+                },
+            ),
+            (
+                Metric::Memory,
+                RawQueries::Gauge {
+                    value: DEFAULT_MEMORY_QUERY.into(),
+                },
+            ),
+        ]);
+        PrometheusBuilder {
+            base_url,
+            name: "prometheus".into(),
+            queries,
+            timeout: Duration::from_secs(10),
+            retries: 3,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
+            latency_scale: 1_000.0,
+            client: None,
+        }
+    }
+
+    /// The name used in errors and evidence (default `prometheus`).
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Reads `metric` as request and error counts from two counter queries (both need
+    /// `{{track}}` and `{{window}}`; use `increase(...[{{window}}])`).
+    pub fn with_counts_queries(
+        mut self,
+        metric: Metric,
+        requests: impl Into<String>,
+        errors: impl Into<String>,
+    ) -> Self {
+        self.queries.insert(
+            metric,
+            RawQueries::Counts {
+                requests: requests.into(),
+                errors: errors.into(),
+            },
+        );
+        self
+    }
+
+    /// Reads [`Metric::Latency`] from histogram bucket increases: the query must give one series
+    /// per `le` bound (`sum by (le) (increase(x_bucket{...}[{{window}}]))`).
+    pub fn with_latency_query(mut self, buckets: impl Into<String>) -> Self {
+        self.queries.insert(
+            Metric::Latency,
+            RawQueries::Latency {
+                buckets: buckets.into(),
+            },
+        );
+        self
+    }
+
+    /// Reads `metric` as a gauge from one query giving one series (`{{window}}` optional).
+    pub fn with_gauge_query(mut self, metric: Metric, query: impl Into<String>) -> Self {
+        self.queries.insert(
+            metric,
+            RawQueries::Gauge {
+                value: query.into(),
+            },
+        );
+        self
+    }
+
+    /// Forgets the query of `metric`, so asking for it is [`Error::Unsupported`].
+    pub fn without_metric(mut self, metric: &Metric) -> Self {
+        self.queries.remove(metric);
+        self
+    }
+
+    /// The time one HTTP request may take (default 10 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How many times a transient failure is retried (default 3, so 4 attempts in all).
+    pub fn with_retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// The first backoff and its cap; each retry waits twice as long as the one before
+    /// (default 200 ms, capped at 5 s).
+    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_backoff = initial;
+        self.max_backoff = max;
+        self
+    }
+
+    /// What a histogram `le` bound is multiplied by to get milliseconds (default 1000, for
+    /// histograms in seconds; 1 for histograms in milliseconds).
+    pub fn with_latency_scale(mut self, to_millis: f64) -> Self {
+        self.latency_scale = to_millis;
+        self
+    }
+
+    /// The HTTP client to use (for proxies, TLS roots or default headers such as
+    /// authorization). The per-request timeout still applies.
+    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Checks everything and builds the source. Errors name the setting (`baseUrl`, `timeout`,
+    /// `backoff`, `latencyScale`) or the metric and template.
+    pub fn build(self) -> Result<PrometheusSource> {
+        let mut base = url::Url::parse(&self.base_url).map_err(|e| {
+            Error::invalid("baseUrl", &self.base_url, format!("is not a URL ({e})"))
+        })?;
+        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+            return Err(Error::invalid(
+                "baseUrl",
+                &self.base_url,
+                "must be an http:// or https:// URL",
+            ));
+        }
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(Error::invalid(
+                "baseUrl",
+                &self.base_url,
+                "must not hold a query string or fragment",
+            ));
+        }
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let endpoint = |path: &str| {
+            base.join(path)
+                .map_err(|e| Error::invalid("baseUrl", &self.base_url, e.to_string()))
+        };
+        let (query_url, range_url) = (endpoint("api/v1/query")?, endpoint("api/v1/query_range")?);
+        if self.timeout.is_zero() {
+            return Err(Error::invalid("timeout", "0s", "must be longer than zero"));
+        }
+        if self.max_backoff < self.initial_backoff {
+            return Err(Error::invalid(
+                "backoff",
+                format!("{:?}..{:?}", self.initial_backoff, self.max_backoff),
+                "the cap must not be shorter than the first backoff",
+            ));
+        }
+        if !self.latency_scale.is_finite() || self.latency_scale <= 0.0 {
+            return Err(Error::invalid(
+                "latencyScale",
+                self.latency_scale,
+                "must be a positive, finite factor",
+            ));
+        }
+        let mut queries = BTreeMap::new();
+        for (metric, raw) in &self.queries {
+            let part = |p: &str| format!("{metric}.{p}");
+            let parsed = match raw {
+                RawQueries::Counts { requests, errors } => Queries::Counts {
+                    requests: Template::parse(&part("requests"), requests, true)?,
+                    errors: Template::parse(&part("errors"), errors, true)?,
+                },
+                RawQueries::Latency { buckets } => Queries::Latency {
+                    buckets: Template::parse(&part("buckets"), buckets, true)?,
+                },
+                RawQueries::Gauge { value } => Queries::Gauge {
+                    value: Template::parse(metric.as_str(), value, false)?,
+                },
+            };
+            queries.insert(metric.clone(), parsed);
+        }
+        let transport: Arc<dyn Transport> = Arc::new(ReqwestTransport {
+            client: self.client.unwrap_or_default(),
+        });
+        Ok(PrometheusSource {
+            name: self.name,
+            query_url,
+            range_url,
+            queries,
+            timeout: self.timeout,
+            retries: self.retries,
+            initial_backoff: self.initial_backoff,
+            max_backoff: self.max_backoff,
+            latency_scale: self.latency_scale,
+            transport,
+        })
+    }
+}
+
+/// One HTTP GET, answered with a status and a body; errors are transport failures
+/// (connection refused, reset, unreadable body). A seam for tests.
+#[async_trait]
+pub(crate) trait Transport: Send + Sync + std::fmt::Debug {
+    async fn get(
+        &self,
+        url: &url::Url,
+        params: &[(&str, String)],
+    ) -> std::result::Result<(u16, String), String>;
+}
+
+#[derive(Debug)]
+struct ReqwestTransport {
+    client: reqwest::Client,
+}
+
+#[async_trait]
+impl Transport for ReqwestTransport {
+    async fn get(
+        &self,
+        url: &url::Url,
+        params: &[(&str, String)],
+    ) -> std::result::Result<(u16, String), String> {
+        let response = self
+            .client
+            .get(url.clone())
+            .query(params)
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        let status = response.status().as_u16();
+        let body = response.text().await.map_err(|e| describe(&e))?;
+        Ok((status, body))
+    }
+}
+
+/// A reqwest error with its causes, which hold the useful part (`Connection refused`).
+fn describe(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        msg.push_str(": ");
+        msg.push_str(&c.to_string());
+        cause = c.source();
+    }
+    msg
+}
+
+/// A [`MetricsSource`] backed by a Prometheus server; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct PrometheusSource {
+    name: String,
+    query_url: url::Url,
+    range_url: url::Url,
+    queries: BTreeMap<Metric, Queries>,
+    timeout: Duration,
+    retries: u32,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+    latency_scale: f64,
+    transport: Arc<dyn Transport>,
+}
+
+/// Prometheus' time parameter: seconds since the epoch with milliseconds.
+fn prom_time(t: Timestamp) -> String {
+    let ms = t.as_millis();
+    format!("{}.{:03}", ms / 1_000, ms % 1_000)
+}
+
+/// A sample time in milliseconds (Prometheus answers float seconds with millisecond precision).
+fn sample_millis(t: f64) -> Option<u64> {
+    let ms = (t * 1_000.0).round();
+    (ms.is_finite() && ms >= 0.0 && ms < u64::MAX as f64).then_some(ms as u64)
+}
+
+/// The value of each series at instant `at` (the only sample of each series when `None`).
+fn points_at(series: &[Series], at: Option<u64>) -> Vec<convert::Point<'_>> {
+    series
+        .iter()
+        .filter_map(|s| {
+            let sample = match at {
+                None => s.samples.first(),
+                Some(t) => s
+                    .samples
+                    .iter()
+                    .find(|(st, _)| sample_millis(*st) == Some(t)),
+            };
+            sample.map(|(_, v)| (&s.labels, *v))
+        })
+        .collect()
+}
+
+impl PrometheusSource {
+    /// A builder for a source at `base_url` (e.g. `http://127.0.0.1:9090`, or a prefix such as
+    /// `https://example.net/prometheus`) with the default templates.
+    pub fn builder(base_url: impl Into<String>) -> PrometheusBuilder {
+        PrometheusBuilder::new(base_url.into())
+    }
+
+    /// The PromQL this source sends for `query` (one query, or requests then errors for counts).
+    /// Useful for evidence and for checking templates.
+    pub fn promql(&self, query: &MetricQuery) -> Result<Vec<String>> {
+        let len = query.window.length();
+        Ok(match self.queries_for(query)? {
+            Queries::Counts { requests, errors } => vec![
+                requests.render(&query.track, len),
+                errors.render(&query.track, len),
+            ],
+            Queries::Latency { buckets } => vec![buckets.render(&query.track, len)],
+            Queries::Gauge { value } => vec![value.render(&query.track, len)],
+        })
+    }
+
+    fn queries_for(&self, query: &MetricQuery) -> Result<&Queries> {
+        self.queries
+            .get(&query.metric)
+            .ok_or_else(|| Error::Unsupported {
+                source_name: self.name.clone(),
+                what: format!(
+                    "metric `{}` (no query template configured; add one to the builder)",
+                    query.metric
+                ),
+            })
+    }
+
+    #[cfg(test)]
+    fn with_transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// Sends one request with retries, timeouts and backoff, and parses the answer.
+    async fn fetch(
+        &self,
+        url: &url::Url,
+        promql: &str,
+        params: &[(&str, String)],
+    ) -> Result<Vec<Series>> {
+        let mut retry = 0u32;
+        loop {
+            let outcome = tokio::time::timeout(self.timeout, self.transport.get(url, params)).await;
+            let failure = match outcome {
+                Err(_elapsed) => Failure::TimedOut,
+                Ok(Err(transport)) => Failure::Transient(transport),
+                Ok(Ok((status, body))) => match retry::classify(status, &body) {
+                    Ok(series) => return Ok(series),
+                    Err(f) => f,
+                },
+            };
+            if failure.is_transient() && retry < self.retries {
+                tokio::time::sleep(retry::backoff(
+                    retry,
+                    self.initial_backoff,
+                    self.max_backoff,
+                ))
+                .await;
+                retry += 1;
+                continue;
+            }
+            let attempts = retry + 1;
+            return Err(match failure {
+                Failure::TimedOut => Error::Timeout {
+                    source_name: self.name.clone(),
+                    query: promql.to_owned(),
+                    after: self.timeout,
+                },
+                Failure::Transient(reason) => Error::Unavailable {
+                    source_name: self.name.clone(),
+                    reason: format!(
+                        "{reason} (after {attempts} attempt{}, query `{promql}`)",
+                        if attempts == 1 { "" } else { "s" }
+                    ),
+                },
+                Failure::BadQuery(reason) => Error::BadQuery {
+                    query: promql.to_owned(),
+                    reason,
+                },
+                Failure::Malformed(reason) => Error::BadResponse {
+                    source_name: self.name.clone(),
+                    query: promql.to_owned(),
+                    reason,
+                },
+            });
+        }
+    }
+
+    async fn instant(&self, promql: &str, at: Timestamp) -> Result<Vec<Series>> {
+        let params = [("query", promql.to_owned()), ("time", prom_time(at))];
+        self.fetch(&self.query_url, promql, &params).await
+    }
+
+    async fn range(&self, promql: &str, steps: &[Window], step: Duration) -> Result<Vec<Series>> {
+        let (Some(first), Some(last)) = (steps.first(), steps.last()) else {
+            return Ok(Vec::new());
+        };
+        let params = [
+            ("query", promql.to_owned()),
+            ("start", prom_time(first.end())),
+            ("end", prom_time(last.end())),
+            ("step", format!("{:.3}", step.as_secs_f64())),
+        ];
+        self.fetch(&self.range_url, promql, &params).await
+    }
+
+    fn bad_response(&self, promql: &str, reason: String) -> Error {
+        Error::BadResponse {
+            source_name: self.name.clone(),
+            query: promql.to_owned(),
+            reason,
+        }
+    }
+
+    /// Turns fetched series into one measurement at instant `at` (`None` for instant queries).
+    fn measure(
+        &self,
+        queries: &Queries,
+        fetched: &[(String, Vec<Series>)],
+        at: Option<u64>,
+    ) -> Result<Measurement> {
+        let first_query = fetched.first().map(|(q, _)| q.as_str()).unwrap_or_default();
+        match (queries, fetched) {
+            (Queries::Counts { .. }, [(_, requests), (_, errors)]) => {
+                convert::counts(&points_at(requests, at), &points_at(errors, at))
+            }
+            (Queries::Latency { .. }, [(_, buckets)]) => {
+                convert::latency(&points_at(buckets, at), self.latency_scale)
+            }
+            (Queries::Gauge { .. }, [(_, value)]) => convert::gauge(&points_at(value, at)),
+            _ => Err("internal: query and answer shapes differ".to_owned()),
+        }
+        .map_err(|reason| self.bad_response(first_query, reason))
+    }
+}
+
+#[async_trait]
+impl MetricsSource for PrometheusSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn query(&self, query: &MetricQuery) -> Result<Observation> {
+        if query.window.length().is_zero() {
+            return Err(Error::invalid(
+                "query.window",
+                query.window,
+                "is empty; Prometheus needs a range of at least one millisecond",
+            ));
+        }
+        let queries = self.queries_for(query)?;
+        let mut fetched = Vec::with_capacity(2);
+        for promql in self.promql(query)? {
+            let series = self.instant(&promql, query.window.end()).await?;
+            fetched.push((promql, series));
+        }
+        let measurement = self.measure(queries, &fetched, None)?;
+        Ok(Observation::new(
+            query.metric.clone(),
+            query.track.clone(),
+            query.window,
+            measurement,
+        ))
+    }
+
+    async fn query_range(&self, query: &MetricQuery, step: Duration) -> Result<Vec<Observation>> {
+        let steps = query.steps(step)?;
+        let queries = self.queries_for(query)?;
+        let per_step = query.with_window(Window::ending_at(query.window.end(), step));
+        let mut fetched = Vec::with_capacity(2);
+        for promql in self.promql(&per_step)? {
+            let series = self.range(&promql, &steps, step).await?;
+            fetched.push((promql, series));
+        }
+        steps
+            .into_iter()
+            .map(|window| {
+                let at = Some(window.end().as_millis());
+                let measurement = self.measure(queries, &fetched, at)?;
+                Ok(Observation::new(
+                    query.metric.clone(),
+                    query.track.clone(),
+                    window,
+                    measurement,
+                ))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

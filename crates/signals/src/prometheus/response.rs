@@ -1,0 +1,233 @@
+//! Reading Prometheus' HTTP API answers (`/api/v1/query`, `/api/v1/query_range`).
+//!
+//! The envelope is `{"status":"success","data":{"resultType":...,"result":...}}` or
+//! `{"status":"error","errorType":...,"error":...}`. Sample values are strings because they may be
+//! `NaN`, `+Inf` or `-Inf`; such values are carried as `None` (no data), never as zero.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// What went wrong with an answer, before it is turned into the crate's error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ResponseError {
+    /// Prometheus said `status: error` (bad query, failed execution, timeout, ...).
+    Api {
+        /// `bad_data`, `execution`, `timeout`, `canceled`, `internal`, `unavailable`, ...
+        error_type: String,
+        /// Prometheus' message.
+        error: String,
+    },
+    /// The body is not a Prometheus answer.
+    Malformed(String),
+}
+
+/// One series of a result: its labels and its samples, oldest first. A sample value is `None`
+/// when Prometheus reported NaN or an infinity.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Series {
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) samples: Vec<(f64, Option<f64>)>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope {
+    status: String,
+    #[serde(default)]
+    data: Option<serde_json::Value>,
+    #[serde(default)]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Data {
+    result_type: String,
+    result: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct VectorSample {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    value: (f64, String),
+}
+
+#[derive(Deserialize)]
+struct MatrixSeries {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    values: Vec<(f64, String)>,
+}
+
+/// Parses a Prometheus sample value: finite numbers are `Some`, NaN and infinities `None`.
+fn value(raw: &str) -> Result<Option<f64>, ResponseError> {
+    let v: f64 = raw
+        .parse()
+        .map_err(|_| ResponseError::Malformed(format!("sample value `{raw}` is not a number")))?;
+    Ok(v.is_finite().then_some(v))
+}
+
+/// Parses a body into its series. A `vector` or `scalar` gives one sample per series, a `matrix`
+/// many; an empty result is an empty list (no data).
+pub(crate) fn parse(body: &str) -> Result<Vec<Series>, ResponseError> {
+    let envelope: Envelope = serde_json::from_str(body)
+        .map_err(|e| ResponseError::Malformed(format!("not a Prometheus API answer ({e})")))?;
+    if envelope.status != "success" {
+        return Err(ResponseError::Api {
+            error_type: envelope.error_type.unwrap_or_else(|| "unknown".into()),
+            error: envelope
+                .error
+                .unwrap_or_else(|| format!("status `{}` without a message", envelope.status)),
+        });
+    }
+    let data = envelope
+        .data
+        .ok_or_else(|| ResponseError::Malformed("`data` is missing".into()))?;
+    let data: Data = serde_json::from_value(data)
+        .map_err(|e| ResponseError::Malformed(format!("`data` is not a query result ({e})")))?;
+    let bad = |e: serde_json::Error| {
+        ResponseError::Malformed(format!("`{}` result is malformed ({e})", data.result_type))
+    };
+    match data.result_type.as_str() {
+        "vector" => {
+            let samples: Vec<VectorSample> =
+                serde_json::from_value(data.result.clone()).map_err(bad)?;
+            samples
+                .into_iter()
+                .map(|s| {
+                    Ok(Series {
+                        labels: s.metric,
+                        samples: vec![(s.value.0, value(&s.value.1)?)],
+                    })
+                })
+                .collect()
+        }
+        "matrix" => {
+            let series: Vec<MatrixSeries> =
+                serde_json::from_value(data.result.clone()).map_err(bad)?;
+            series
+                .into_iter()
+                .map(|s| {
+                    let samples = s
+                        .values
+                        .iter()
+                        .map(|(t, v)| Ok((*t, value(v)?)))
+                        .collect::<Result<Vec<_>, ResponseError>>()?;
+                    Ok(Series {
+                        labels: s.metric,
+                        samples,
+                    })
+                })
+                .collect()
+        }
+        "scalar" => {
+            let (t, v): (f64, String) = serde_json::from_value(data.result.clone()).map_err(bad)?;
+            Ok(vec![Series {
+                labels: BTreeMap::new(),
+                samples: vec![(t, value(&v)?)],
+            }])
+        }
+        other => Err(ResponseError::Malformed(format!(
+            "result type `{other}` cannot be a measurement; the query must give a vector, matrix or scalar"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Bodies recorded from Prometheus 2.42 (`/api/v1/query` and `/api/v1/query_range`).
+    const VECTOR: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1764303600.123,"1013.5593220338983"]}]}}"#;
+    const VECTOR_LE: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"le":"0.05"},"value":[1764303600,"40"]},{"metric":{"le":"+Inf"},"value":[1764303600,"100"]},{"metric":{"le":"0.01"},"value":[1764303600,"50"]}]}}"#;
+    const MATRIX: &str = r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"track":"canary"},"values":[[1764303590,"12"],[1764303600,"NaN"],[1764303610,"+Inf"]]}]}}"#;
+    const EMPTY: &str = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+    const NAN: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1764303600,"NaN"]}]}}"#;
+    const SCALAR: &str =
+        r#"{"status":"success","data":{"resultType":"scalar","result":[1764303600,"3"]}}"#;
+    const ERROR: &str = r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": 1:13: parse error: unexpected \"]\" in subquery selector, expected \":\""}"#;
+    const WARNINGS: &str = r#"{"status":"success","data":{"resultType":"vector","result":[]},"warnings":["PromQL info: metric might not be a counter"]}"#;
+
+    #[test]
+    fn vectors_matrices_and_scalars_parse() {
+        let v = parse(VECTOR).unwrap();
+        assert_eq!(v.len(), 1);
+        assert_eq!(
+            v[0].samples,
+            vec![(1764303600.123, Some(1013.5593220338983))]
+        );
+        let le = parse(VECTOR_LE).unwrap();
+        assert_eq!(le[1].labels.get("le").map(String::as_str), Some("+Inf"));
+        let m = parse(MATRIX).unwrap();
+        assert_eq!(
+            m[0].samples,
+            vec![
+                (1764303590.0, Some(12.0)),
+                (1764303600.0, None),
+                (1764303610.0, None)
+            ]
+        );
+        assert_eq!(
+            parse(SCALAR).unwrap()[0].samples,
+            vec![(1764303600.0, Some(3.0))]
+        );
+    }
+
+    #[test]
+    fn empty_results_and_nan_are_no_data() {
+        assert!(parse(EMPTY).unwrap().is_empty());
+        assert!(parse(WARNINGS).unwrap().is_empty());
+        assert_eq!(parse(NAN).unwrap()[0].samples, vec![(1764303600.0, None)]);
+    }
+
+    #[test]
+    fn errors_keep_prometheus_type_and_message() {
+        match parse(ERROR) {
+            Err(ResponseError::Api { error_type, error }) => {
+                assert_eq!(error_type, "bad_data");
+                assert!(error.contains("parse error"), "{error}");
+            }
+            other => panic!("expected an API error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        for body in [
+            "",
+            "<html>502 Bad Gateway</html>",
+            r#"{"status":"success"}"#,
+            r#"{"status":"success","data":{"resultType":"string","result":[1,"x"]}}"#,
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"value":[1,"abc"]}]}}"#,
+            r#"{"status":"success","data":{"resultType":"matrix","result":{}}}"#,
+        ] {
+            assert!(
+                matches!(parse(body), Err(ResponseError::Malformed(_))),
+                "{body}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(body in ".*") {
+            let _ = parse(&body);
+        }
+
+        #[test]
+        fn parse_never_panics_on_near_misses(
+            rt in "(vector|matrix|scalar|string|x)",
+            v in "(\"[0-9.eE+-]*\"|\"NaN\"|\"[+-]Inf\"|[0-9]+|null)",
+            t in "([0-9.]+|\"x\"|null)",
+        ) {
+            let body = format!(
+                r#"{{"status":"success","data":{{"resultType":"{rt}","result":[{{"metric":{{}},"value":[{t},{v}],"values":[[{t},{v}]]}}]}}}}"#
+            );
+            let _ = parse(&body);
+        }
+    }
+}

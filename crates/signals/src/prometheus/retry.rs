@@ -1,0 +1,170 @@
+//! Which failures are worth another try, and how long to wait before it.
+//!
+//! Transient: connection errors, timeouts, HTTP 5xx, HTTP 429, and Prometheus' own `timeout`,
+//! `canceled`, `unavailable` and `internal` error types. Never retried: any other 4xx and the
+//! `bad_data` / `execution` error types (the same query would fail the same way), and answers that
+//! cannot be read.
+
+use std::time::Duration;
+
+use super::response::{self, ResponseError, Series};
+
+/// Why an attempt did not give series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// Worth retrying after a backoff.
+    Transient(String),
+    /// The attempt ran out of time (also retried).
+    TimedOut,
+    /// The query is wrong; not retried.
+    BadQuery(String),
+    /// The answer cannot be read; not retried.
+    Malformed(String),
+}
+
+impl Failure {
+    /// Whether another attempt may succeed.
+    pub(crate) fn is_transient(&self) -> bool {
+        matches!(self, Failure::Transient(_) | Failure::TimedOut)
+    }
+}
+
+/// Prometheus error types that say "try again later" rather than "your query is wrong".
+fn transient_error_type(error_type: &str) -> bool {
+    matches!(
+        error_type,
+        "timeout" | "canceled" | "unavailable" | "internal"
+    )
+}
+
+/// A short, single-line excerpt of a body for error messages.
+fn excerpt(body: &str) -> String {
+    let one_line: String = body
+        .chars()
+        .take(200)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if body.chars().count() > 200 {
+        format!("{one_line}...")
+    } else {
+        one_line
+    }
+}
+
+/// Classifies one HTTP answer.
+pub(crate) fn classify(status: u16, body: &str) -> Result<Vec<Series>, Failure> {
+    let parsed = response::parse(body);
+    match status {
+        200..=299 => match parsed {
+            Ok(series) => Ok(series),
+            Err(ResponseError::Api { error_type, error }) => {
+                if transient_error_type(&error_type) {
+                    Err(Failure::Transient(format!("{error_type}: {error}")))
+                } else {
+                    Err(Failure::BadQuery(format!("{error_type}: {error}")))
+                }
+            }
+            Err(ResponseError::Malformed(reason)) => Err(Failure::Malformed(reason)),
+        },
+        429 | 500..=599 => {
+            let detail = match parsed {
+                Err(ResponseError::Api { error_type, error }) => format!("{error_type}: {error}"),
+                _ => excerpt(body),
+            };
+            Err(Failure::Transient(format!("HTTP {status}: {detail}")))
+        }
+        400..=499 => match parsed {
+            Err(ResponseError::Api { error_type, error }) => {
+                Err(Failure::BadQuery(format!("{error_type}: {error}")))
+            }
+            _ => Err(Failure::Malformed(format!(
+                "HTTP {status} without a Prometheus error (is the base URL right?): {}",
+                excerpt(body)
+            ))),
+        },
+        _ => Err(Failure::Malformed(format!(
+            "unexpected HTTP {status}: {}",
+            excerpt(body)
+        ))),
+    }
+}
+
+/// The wait before retry number `retry` (0 for the first retry): `initial` doubled each time,
+/// capped at `max`. No jitter, so retries are reproducible; a single shell polls one Prometheus,
+/// so there is no herd to spread.
+pub(crate) fn backoff(retry: u32, initial: Duration, max: Duration) -> Duration {
+    let factor = 2u32.checked_pow(retry).unwrap_or(u32::MAX);
+    initial.checked_mul(factor).unwrap_or(max).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+    const BAD_DATA: &str =
+        r#"{"status":"error","errorType":"bad_data","error":"1:5: parse error"}"#;
+    const EXECUTION: &str =
+        r#"{"status":"error","errorType":"execution","error":"many-to-many matching not allowed"}"#;
+    const TIMEOUT: &str = r#"{"status":"error","errorType":"timeout","error":"query timed out in expression evaluation"}"#;
+
+    #[test]
+    fn success_and_permanent_failures() {
+        assert_eq!(classify(200, OK), Ok(vec![]));
+        for (status, body) in [(400, BAD_DATA), (422, EXECUTION), (200, BAD_DATA)] {
+            let f = classify(status, body).unwrap_err();
+            assert!(
+                matches!(f, Failure::BadQuery(_)) && !f.is_transient(),
+                "{status}: {f:?}"
+            );
+        }
+        let f = classify(404, "404 page not found").unwrap_err();
+        assert!(
+            matches!(&f, Failure::Malformed(r) if r.contains("404") && r.contains("base URL")),
+            "{f:?}"
+        );
+        assert!(matches!(
+            classify(200, "<html>"),
+            Err(Failure::Malformed(_))
+        ));
+        assert!(matches!(classify(302, ""), Err(Failure::Malformed(_))));
+    }
+
+    #[test]
+    fn transient_failures_are_retried() {
+        for (status, body) in [
+            (503, TIMEOUT),
+            (500, "oops"),
+            (502, "<html>bad gateway</html>"),
+            (429, "slow down"),
+            (200, TIMEOUT),
+        ] {
+            let f = classify(status, body).unwrap_err();
+            assert!(f.is_transient(), "{status} {body}: {f:?}");
+        }
+        assert!(Failure::TimedOut.is_transient());
+        let Err(Failure::Transient(reason)) = classify(503, TIMEOUT) else {
+            panic!("503 must be transient")
+        };
+        assert!(
+            reason.contains("HTTP 503") && reason.contains("timed out"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let (i, m) = (Duration::from_millis(100), Duration::from_secs(1));
+        let waits: Vec<u128> = (0..6).map(|r| backoff(r, i, m).as_millis()).collect();
+        assert_eq!(waits, vec![100, 200, 400, 800, 1_000, 1_000]);
+        assert_eq!(backoff(u32::MAX, i, m), m);
+    }
+
+    #[test]
+    fn long_bodies_are_cut() {
+        let Err(Failure::Transient(reason)) = classify(500, &"x\n".repeat(1_000)) else {
+            panic!("500 must be transient")
+        };
+        assert!(reason.len() < 300 && reason.ends_with("...") && !reason.contains('\n'));
+    }
+}

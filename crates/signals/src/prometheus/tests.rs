@@ -1,0 +1,377 @@
+//! The source against a scripted transport: request shapes, conversions, retries in paused time.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use super::*;
+use crate::memory::lock;
+use crate::observation::Counts;
+use crate::track::Track;
+
+/// What the fake server does for one request.
+#[derive(Debug, Clone)]
+enum Reply {
+    Http(u16, &'static str),
+    Refused,
+    Hang,
+}
+
+/// One request as the fake server saw it: the path and the query parameters.
+type Seen = (String, Vec<(String, String)>);
+
+/// A transport that plays scripted replies in order and records every request.
+#[derive(Debug, Default)]
+struct Scripted {
+    replies: Mutex<VecDeque<Reply>>,
+    seen: Mutex<Vec<Seen>>,
+}
+
+impl Scripted {
+    fn new(replies: impl IntoIterator<Item = Reply>) -> Arc<Self> {
+        Arc::new(Scripted {
+            replies: Mutex::new(replies.into_iter().collect()),
+            seen: Mutex::default(),
+        })
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        lock(&self.seen).clone()
+    }
+}
+
+#[async_trait]
+impl Transport for Scripted {
+    async fn get(
+        &self,
+        url: &url::Url,
+        params: &[(&str, String)],
+    ) -> std::result::Result<(u16, String), String> {
+        lock(&self.seen).push((
+            url.path().to_owned(),
+            params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        ));
+        let reply = lock(&self.replies).pop_front();
+        match reply {
+            Some(Reply::Http(status, body)) => Ok((status, body.to_owned())),
+            Some(Reply::Refused) | None => Err("error sending request: Connection refused".into()),
+            Some(Reply::Hang) => {
+                tokio::time::sleep(Duration::from_secs(3_600)).await;
+                Err("hung".into())
+            }
+        }
+    }
+}
+
+fn source(transport: Arc<Scripted>) -> PrometheusSource {
+    PrometheusSource::builder("http://prom.example:9090/sub")
+        .with_timeout(Duration::from_secs(2))
+        .with_retries(2)
+        .with_backoff(Duration::from_millis(100), Duration::from_secs(1))
+        .build()
+        .unwrap()
+        .with_transport(transport)
+}
+
+fn minute() -> Window {
+    Window::new(
+        Timestamp::from_millis(1_764_303_540_000),
+        Timestamp::from_millis(1_764_303_600_500),
+    )
+    .unwrap()
+}
+
+const REQUESTS: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1764303600.5,"1000.4"]}]}}"#;
+const ERRORS: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1764303600.5,"12"]}]}}"#;
+const EMPTY: &str = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+const NAN: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1764303600.5,"NaN"]}]}}"#;
+const BAD_DATA: &str = r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": 1:8: parse error: unexpected \"]\""}"#;
+const BUSY: &str = r#"{"status":"error","errorType":"unavailable","error":"too many queries"}"#;
+const TWO_SERIES: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"pod":"a"},"value":[1,"1"]},{"metric":{"pod":"b"},"value":[1,"2"]}]}}"#;
+const RANGE_REQUESTS: &str = r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1764303570.5,"600"],[1764303600.5,"400"]]}]}}"#;
+const RANGE_ERRORS: &str = r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1764303600.5,"4"]]}]}}"#;
+
+#[tokio::test(start_paused = true)]
+async fn error_rate_is_two_instant_queries_at_the_window_end() {
+    let t = Scripted::new([Reply::Http(200, REQUESTS), Reply::Http(200, ERRORS)]);
+    let s = source(Arc::clone(&t));
+    let q = MetricQuery::new(Metric::ErrorRate, Track::Canary, minute());
+    let o = s.query(&q).await.unwrap();
+    assert_eq!(
+        o.measurement,
+        Measurement::Counts(Counts::new(1_000, 12).unwrap())
+    );
+    assert_eq!((o.window, o.track), (minute(), Track::Canary));
+    let seen = t.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].0, "/sub/api/v1/query");
+    assert_eq!(
+        seen[0].1,
+        vec![
+            (
+                "query".to_owned(),
+                r#"sum(increase(http_requests_total{track="canary"}[60500ms]))"#.to_owned()
+            ),
+            ("time".to_owned(), "1764303600.500".to_owned()),
+        ]
+    );
+    assert!(seen[1].1[0].1.contains(r#"code=~"5..""#));
+}
+
+#[tokio::test(start_paused = true)]
+async fn empty_and_nan_results_are_no_data_never_zero() {
+    for replies in [
+        vec![Reply::Http(200, EMPTY), Reply::Http(200, EMPTY)],
+        vec![Reply::Http(200, NAN), Reply::Http(200, EMPTY)],
+        vec![Reply::Http(200, REQUESTS), Reply::Http(200, NAN)],
+    ] {
+        let s = source(Scripted::new(replies));
+        let o = s
+            .query(&MetricQuery::new(
+                Metric::ErrorRate,
+                Track::Stable,
+                minute(),
+            ))
+            .await
+            .unwrap();
+        assert!(o.measurement.is_no_data(), "{:?}", o.measurement);
+    }
+    let s = source(Scripted::new([Reply::Http(200, NAN)]));
+    let o = s
+        .query(&MetricQuery::new(Metric::Cpu, Track::Stable, minute()))
+        .await
+        .unwrap();
+    assert!(o.measurement.is_no_data());
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_queries_fail_at_once_naming_the_query() {
+    let t = Scripted::new([Reply::Http(400, BAD_DATA), Reply::Http(200, EMPTY)]);
+    let s = source(Arc::clone(&t));
+    let err = s
+        .query(&MetricQuery::new(Metric::Memory, Track::Blue, minute()))
+        .await
+        .unwrap_err();
+    match &err {
+        Error::BadQuery { query, reason } => {
+            assert!(query.contains("container_memory_working_set_bytes") && query.contains("blue"));
+            assert!(
+                reason.contains("bad_data") && reason.contains("parse error"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected BadQuery, got {other:?}"),
+    }
+    assert_eq!(t.seen().len(), 1, "4xx is never retried");
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_failures_are_retried_with_backoff() {
+    let t = Scripted::new([
+        Reply::Refused,
+        Reply::Http(503, BUSY),
+        Reply::Http(200, NAN.replace("NaN", "0.5").leak()),
+    ]);
+    let s = source(Arc::clone(&t));
+    let started = tokio::time::Instant::now();
+    let o = s
+        .query(&MetricQuery::new(Metric::Cpu, Track::Green, minute()))
+        .await
+        .unwrap();
+    assert_eq!(
+        o.measurement,
+        Measurement::Gauge(crate::Gauge::new(0.5).unwrap())
+    );
+    assert_eq!(t.seen().len(), 3);
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(300),
+        "100 ms then 200 ms"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outage_is_unavailable_after_every_retry() {
+    let t = Scripted::new([
+        Reply::Refused,
+        Reply::Http(429, "slow down"),
+        Reply::Http(502, ""),
+    ]);
+    let s = source(Arc::clone(&t));
+    let err = s
+        .query(&MetricQuery::new(Metric::Cpu, Track::Green, minute()))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, Error::Unavailable { .. })
+            && msg.contains("HTTP 502")
+            && msg.contains("3 attempts"),
+        "{msg}"
+    );
+    assert_eq!(t.seen().len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_server_is_a_timeout() {
+    let t = Scripted::new([Reply::Hang, Reply::Hang, Reply::Hang]);
+    let s = source(Arc::clone(&t));
+    let started = tokio::time::Instant::now();
+    let err = s
+        .query(&MetricQuery::new(Metric::Cpu, Track::Green, minute()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout { after, .. } if after == Duration::from_secs(2)),
+        "{err}"
+    );
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(3 * 2_000 + 100 + 200)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn unreadable_answers_are_bad_responses() {
+    for body in ["<html>", TWO_SERIES] {
+        let t = Scripted::new([Reply::Http(200, body)]);
+        let s = source(Arc::clone(&t));
+        let err = s
+            .query(&MetricQuery::new(Metric::Cpu, Track::Green, minute()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::BadResponse { .. }), "{err}");
+        assert_eq!(t.seen().len(), 1, "not retried");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn range_queries_evaluate_each_step_end() {
+    let t = Scripted::new([
+        Reply::Http(200, RANGE_REQUESTS),
+        Reply::Http(200, RANGE_ERRORS),
+    ]);
+    let s = source(Arc::clone(&t));
+    let q = MetricQuery::new(Metric::ErrorRate, Track::Canary, minute());
+    let got = s.query_range(&q, Duration::from_secs(30)).await.unwrap();
+    let seen = t.seen();
+    assert_eq!(seen[0].0, "/sub/api/v1/query_range");
+    let params: BTreeMap<_, _> = seen[0].1.iter().cloned().collect();
+    assert_eq!(params["start"], "1764303570.500");
+    assert_eq!(params["end"], "1764303600.500");
+    assert_eq!(params["step"], "30.000");
+    assert!(params["query"].contains("[30000ms]"));
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        got[0].window.end(),
+        Timestamp::from_millis(1_764_303_570_500)
+    );
+    assert_eq!(got[1].window.end(), minute().end());
+    assert_eq!(
+        got[0].measurement,
+        Measurement::Counts(Counts::new(600, 0).unwrap())
+    );
+    assert_eq!(
+        got[1].measurement,
+        Measurement::Counts(Counts::new(400, 4).unwrap())
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn latency_comes_from_histogram_buckets() {
+    const BUCKETS: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"le":"0.1"},"value":[1,"90"]},{"metric":{"le":"0.5"},"value":[1,"99"]},{"metric":{"le":"+Inf"},"value":[1,"100"]}]}}"#;
+    let s = source(Scripted::new([Reply::Http(200, BUCKETS)]));
+    let o = s
+        .query(&MetricQuery::new(Metric::Latency, Track::Canary, minute()))
+        .await
+        .unwrap();
+    let Measurement::Latency(sketch) = o.measurement else {
+        panic!("expected a sketch, got {:?}", o.measurement)
+    };
+    assert_eq!(sketch.count(), 100);
+    let p50 = sketch.quantile(0.5).unwrap();
+    assert!((p50 - 100.0).abs() <= 1.0, "{p50}");
+}
+
+#[test]
+fn build_checks_every_setting() {
+    let cases: Vec<(PrometheusBuilder, &str)> = vec![
+        (PrometheusSource::builder("not a url"), "baseUrl"),
+        (PrometheusSource::builder("ftp://x"), "http://"),
+        (PrometheusSource::builder("http://x/?a=b"), "query string"),
+        (
+            PrometheusSource::builder("http://x").with_timeout(Duration::ZERO),
+            "timeout",
+        ),
+        (
+            PrometheusSource::builder("http://x")
+                .with_backoff(Duration::from_secs(2), Duration::from_secs(1)),
+            "backoff",
+        ),
+        (
+            PrometheusSource::builder("http://x").with_latency_scale(f64::NAN),
+            "latencyScale",
+        ),
+        (
+            PrometheusSource::builder("http://x").with_counts_queries(
+                Metric::ErrorRate,
+                r#"sum(increase(r{track="{{track}}"}[{{window}}]))"#,
+                "",
+            ),
+            "`error_rate.errors`",
+        ),
+        (
+            PrometheusSource::builder("http://x")
+                .with_latency_query(r#"sum by (le) (x{track="{{track}}"})"#),
+            "`latency.buckets`",
+        ),
+    ];
+    for (builder, want) in cases {
+        let msg = builder.build().unwrap_err().to_string();
+        assert!(msg.contains(want), "{want}: {msg}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn unconfigured_metrics_and_empty_windows_are_errors() {
+    let t = Scripted::new([]);
+    let s = source(Arc::clone(&t)).clone();
+    let custom = Metric::named("queue_depth").unwrap();
+    let err = s
+        .query(&MetricQuery::new(custom, Track::Canary, minute()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }) && err.to_string().contains("queue_depth"));
+    let s = PrometheusSource::builder("http://x")
+        .without_metric(&Metric::Cpu)
+        .build()
+        .unwrap();
+    assert!(
+        s.promql(&MetricQuery::new(Metric::Cpu, Track::Canary, minute()))
+            .is_err()
+    );
+    let empty = Window::new(minute().end(), minute().end()).unwrap();
+    let err = s
+        .query(&MetricQuery::new(Metric::Memory, Track::Canary, empty))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("query.window"), "{err}");
+    assert!(t.seen().is_empty());
+}
+
+proptest::proptest! {
+    #[test]
+    fn template_parser_never_panics(s in ".*") {
+        let _ = Template::parse("custom", &s, true);
+    }
+
+    #[test]
+    fn template_parser_never_panics_on_brace_soup(s in "[{}()\\[\\]\"a-z ]{0,40}") {
+        if let Ok(t) = Template::parse("custom", &s, false) {
+            // Whatever parsed renders with the track in it.
+            proptest::prop_assert!(t.render(&Track::Canary, Duration::from_secs(1)).contains("canary"));
+        }
+    }
+}
