@@ -1,0 +1,516 @@
+//! Breaking-change detection between two versions of an API surface.
+//!
+//! Checks are direction-aware, as oasdiff's and buf's are: removing a field a client *sends*
+//! (request) hurts nobody who keeps sending it, but removing a field the server *returns*
+//! (response) breaks every reader. A breaking change shipped without the bump semver asks for
+//! (a new major, or a new minor below 1.0) is itself an error.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use semver::Version;
+use serde::{Deserialize, Serialize};
+
+use crate::registry::ProvidedApi;
+use crate::validation::{Finding, Severity};
+
+/// A field of a request or a response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Field {
+    /// Its name.
+    pub name: String,
+    /// Its type, compared as text (`string`, `int64`, `Money`).
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// Whether it must be present.
+    #[serde(default)]
+    pub required: bool,
+}
+
+impl Field {
+    /// A field.
+    pub fn new(name: impl Into<String>, ty: impl Into<String>, required: bool) -> Self {
+        Self {
+            name: name.into(),
+            ty: ty.into(),
+            required,
+        }
+    }
+}
+
+/// An endpoint (`GET /orders/{id}`) or message, with the fields it takes and returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Endpoint {
+    /// Its name.
+    pub name: String,
+    /// Fields the client sends.
+    #[serde(default)]
+    pub request: Vec<Field>,
+    /// Fields the server returns.
+    #[serde(default)]
+    pub response: Vec<Field>,
+}
+
+/// The smallest version bump a change needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Bump {
+    /// Nothing visible changed.
+    None,
+    /// A fix.
+    Patch,
+    /// Something was added.
+    Minor,
+    /// Something existing broke.
+    Major,
+}
+
+impl fmt::Display for Bump {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::None => "none",
+            Self::Patch => "patch",
+            Self::Minor => "minor",
+            Self::Major => "major",
+        })
+    }
+}
+
+/// Which side of the exchange a field is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Direction {
+    /// Sent by the client.
+    Request,
+    /// Returned by the server.
+    Response,
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Request => "request",
+            Self::Response => "response",
+        })
+    }
+}
+
+/// One detected change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    /// The check's id (`response-field-removed`).
+    pub id: &'static str,
+    /// How serious.
+    pub severity: Severity,
+    /// The bump it needs.
+    pub required_bump: Bump,
+    /// Where (`orders GET /orders response.total`).
+    pub location: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// The kind of bump between two versions, with the Cargo rule that below 1.0 the left-most
+/// non-zero component is the "major" one: `0.2.0 -> 0.3.0` is a major bump.
+pub fn bump_between(old: &Version, new: &Version) -> Bump {
+    let key = |v: &Version| -> (u64, u64, u64) {
+        if v.major > 0 {
+            (v.major, 0, 0)
+        } else if v.minor > 0 {
+            (0, v.minor, 0)
+        } else {
+            (0, 0, v.patch)
+        }
+    };
+    if key(old) != key(new) {
+        return Bump::Major;
+    }
+    let (o, n) = (
+        (old.major, old.minor, old.patch),
+        (new.major, new.minor, new.patch),
+    );
+    if (o.0, o.1) != (n.0, n.1) {
+        Bump::Minor
+    } else if o != n || old.pre != new.pre {
+        Bump::Patch
+    } else {
+        Bump::None
+    }
+}
+
+fn fields(list: &[Field]) -> BTreeMap<&str, &Field> {
+    list.iter().map(|f| (f.name.as_str(), f)).collect()
+}
+
+fn change(
+    id: &'static str,
+    severity: Severity,
+    required_bump: Bump,
+    location: String,
+    message: String,
+) -> Change {
+    Change {
+        id,
+        severity,
+        required_bump,
+        location,
+        message,
+    }
+}
+
+fn diff_fields(
+    api: &str,
+    endpoint: &str,
+    direction: Direction,
+    old: &[Field],
+    new: &[Field],
+    out: &mut Vec<Change>,
+) {
+    let (old, new) = (fields(old), fields(new));
+    for (name, before) in &old {
+        let location = format!("{api} {endpoint} {direction}.{name}");
+        match new.get(name) {
+            None => match direction {
+                Direction::Response if before.required => out.push(change(
+                    "response-field-removed",
+                    Severity::Error,
+                    Bump::Major,
+                    location,
+                    format!("required response field {name:?} was removed; readers expect it"),
+                )),
+                Direction::Response => out.push(change(
+                    "response-optional-field-removed",
+                    Severity::Warn,
+                    Bump::Minor,
+                    location,
+                    format!("optional response field {name:?} was removed"),
+                )),
+                Direction::Request => out.push(change(
+                    "request-field-removed",
+                    Severity::Warn,
+                    Bump::Minor,
+                    location,
+                    format!("request field {name:?} was removed; clients that send it are ignored"),
+                )),
+            },
+            Some(after) => {
+                if before.ty != after.ty {
+                    out.push(change(
+                        "field-type-changed",
+                        Severity::Error,
+                        Bump::Major,
+                        location.clone(),
+                        format!(
+                            "{direction} field {name:?} changed type from {} to {}",
+                            before.ty, after.ty
+                        ),
+                    ));
+                }
+                match (direction, before.required, after.required) {
+                    (Direction::Request, false, true) => out.push(change(
+                        "request-field-became-required",
+                        Severity::Error,
+                        Bump::Major,
+                        location,
+                        format!("request field {name:?} became required; old clients omit it"),
+                    )),
+                    (Direction::Response, true, false) => out.push(change(
+                        "response-field-became-optional",
+                        Severity::Error,
+                        Bump::Major,
+                        location,
+                        format!("response field {name:?} may now be missing; readers expect it"),
+                    )),
+                    (Direction::Request, true, false) => out.push(change(
+                        "request-field-became-optional",
+                        Severity::Info,
+                        Bump::Minor,
+                        location,
+                        format!("request field {name:?} is now optional"),
+                    )),
+                    _ => {}
+                }
+            }
+        }
+    }
+    for (name, added) in &new {
+        if old.contains_key(name) {
+            continue;
+        }
+        let location = format!("{api} {endpoint} {direction}.{name}");
+        if direction == Direction::Request && added.required {
+            out.push(change(
+                "new-required-request-field",
+                Severity::Error,
+                Bump::Major,
+                location,
+                format!("new required request field {name:?}; old clients do not send it"),
+            ));
+        } else {
+            out.push(change(
+                "field-added",
+                Severity::Info,
+                Bump::Minor,
+                location,
+                format!("{direction} field {name:?} was added"),
+            ));
+        }
+    }
+}
+
+/// The changes from one surface of an API to the next.
+///
+/// ```
+/// use serin_compat::breaking::{diff_endpoints, Endpoint, Field, Bump};
+/// let old = vec![Endpoint { name: "GET /o".into(), request: vec![],
+///     response: vec![Field::new("total", "int64", true)] }];
+/// let new = vec![Endpoint { name: "GET /o".into(), request: vec![],
+///     response: vec![Field::new("total", "string", true)] }];
+/// let changes = diff_endpoints("orders", &old, &new);
+/// assert_eq!(changes[0].id, "field-type-changed");
+/// assert_eq!(changes[0].required_bump, Bump::Major);
+/// ```
+pub fn diff_endpoints(api: &str, old: &[Endpoint], new: &[Endpoint]) -> Vec<Change> {
+    let mut out = Vec::new();
+    let new_by_name: BTreeMap<&str, &Endpoint> = new.iter().map(|e| (e.name.as_str(), e)).collect();
+    let old_by_name: BTreeMap<&str, &Endpoint> = old.iter().map(|e| (e.name.as_str(), e)).collect();
+    for (name, before) in &old_by_name {
+        match new_by_name.get(name) {
+            None => out.push(change(
+                "endpoint-removed",
+                Severity::Error,
+                Bump::Major,
+                format!("{api} {name}"),
+                format!("endpoint {name:?} was removed"),
+            )),
+            Some(after) => {
+                diff_fields(
+                    api,
+                    name,
+                    Direction::Request,
+                    &before.request,
+                    &after.request,
+                    &mut out,
+                );
+                diff_fields(
+                    api,
+                    name,
+                    Direction::Response,
+                    &before.response,
+                    &after.response,
+                    &mut out,
+                );
+            }
+        }
+    }
+    for name in new_by_name.keys() {
+        if !old_by_name.contains_key(name) {
+            out.push(change(
+                "endpoint-added",
+                Severity::Info,
+                Bump::Minor,
+                format!("{api} {name}"),
+                format!("endpoint {name:?} was added"),
+            ));
+        }
+    }
+    out
+}
+
+/// Findings for every API a service provided in `old` and provides (or no longer provides) in
+/// `new`, including the semver check of each API's own version.
+pub fn diff_provided(
+    service: &str,
+    old: &[ProvidedApi],
+    new: &[ProvidedApi],
+) -> (Vec<Finding>, Vec<Change>) {
+    let mut findings = Vec::new();
+    let mut all = Vec::new();
+    for before in old {
+        let subject = format!("{service} api {}", before.name);
+        let Some(after) = new.iter().find(|p| p.name == before.name) else {
+            findings.push(Finding::new(
+                Severity::Error,
+                "breaking.api-removed",
+                subject,
+                format!(
+                    "api {} {} is no longer provided; its consumers break",
+                    before.name, before.version
+                ),
+            ));
+            continue;
+        };
+        let changes = diff_endpoints(&before.name, &before.endpoints, &after.endpoints);
+        let needed = changes
+            .iter()
+            .map(|c| c.required_bump)
+            .max()
+            .unwrap_or(Bump::None);
+        let actual = bump_between(&before.version, &after.version);
+        for c in &changes {
+            findings.push(Finding::new(
+                c.severity,
+                format!("breaking.{}", c.id),
+                subject.clone(),
+                format!("{} ({})", c.message, c.location),
+            ));
+        }
+        if needed > actual && needed >= Bump::Minor {
+            let worst: Vec<String> = changes
+                .iter()
+                .filter(|c| c.required_bump == needed)
+                .map(|c| c.location.clone())
+                .collect();
+            findings.push(
+                Finding::new(
+                    if needed == Bump::Major {
+                        Severity::Error
+                    } else {
+                        Severity::Warn
+                    },
+                    "breaking.semver-violation",
+                    subject.clone(),
+                    format!(
+                        "api {} goes {} -> {} ({actual} bump) but its changes need a {needed} bump",
+                        before.name, before.version, after.version
+                    ),
+                )
+                .with_evidence(worst.join(", "))
+                .with_recipe(
+                    "release the change under a new major API version, or keep the old \
+                     behaviour until every consumer has moved",
+                ),
+            );
+        }
+        all.extend(changes);
+    }
+    (findings, all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(name: &str, req: Vec<Field>, resp: Vec<Field>) -> Endpoint {
+        Endpoint {
+            name: name.into(),
+            request: req,
+            response: resp,
+        }
+    }
+
+    fn ids(changes: &[Change]) -> Vec<&'static str> {
+        changes.iter().map(|c| c.id).collect()
+    }
+
+    #[test]
+    fn bumps_follow_cargo_rules() {
+        let v = |s: &str| Version::parse(s).unwrap();
+        assert_eq!(bump_between(&v("1.2.3"), &v("2.0.0")), Bump::Major);
+        assert_eq!(bump_between(&v("1.2.3"), &v("1.3.0")), Bump::Minor);
+        assert_eq!(bump_between(&v("1.2.3"), &v("1.2.4")), Bump::Patch);
+        assert_eq!(bump_between(&v("0.2.3"), &v("0.3.0")), Bump::Major);
+        assert_eq!(bump_between(&v("0.0.3"), &v("0.0.4")), Bump::Major);
+        assert_eq!(bump_between(&v("1.2.3"), &v("1.2.3")), Bump::None);
+    }
+
+    #[test]
+    fn each_check_fires() {
+        let old = vec![
+            ep("gone", vec![], vec![]),
+            ep(
+                "e",
+                vec![
+                    Field::new("a", "string", false),
+                    Field::new("b", "string", true),
+                ],
+                vec![
+                    Field::new("x", "int", true),
+                    Field::new("y", "int", false),
+                    Field::new("z", "int", true),
+                    Field::new("w", "int", true),
+                ],
+            ),
+        ];
+        let new = vec![
+            ep(
+                "e",
+                vec![
+                    Field::new("a", "string", true),
+                    Field::new("c", "string", true),
+                    Field::new("d", "string", false),
+                ],
+                vec![
+                    Field::new("z", "string", true),
+                    Field::new("w", "int", false),
+                ],
+            ),
+            ep("fresh", vec![], vec![]),
+        ];
+        let changes = diff_endpoints("api", &old, &new);
+        let got = ids(&changes);
+        for expected in [
+            "endpoint-removed",
+            "endpoint-added",
+            "request-field-became-required",
+            "request-field-removed",
+            "new-required-request-field",
+            "field-added",
+            "response-field-removed",
+            "response-optional-field-removed",
+            "field-type-changed",
+            "response-field-became-optional",
+        ] {
+            assert!(got.contains(&expected), "{expected} missing from {got:?}");
+        }
+    }
+
+    #[test]
+    fn unchanged_surface_has_no_changes() {
+        let s = vec![ep("e", vec![Field::new("a", "t", true)], vec![])];
+        assert!(diff_endpoints("api", &s, &s).is_empty());
+    }
+
+    #[test]
+    fn breaking_without_major_is_a_semver_violation() {
+        let old = ProvidedApi {
+            name: "orders".into(),
+            version: Version::new(2, 1, 0),
+            endpoints: vec![ep("e", vec![], vec![Field::new("t", "int", true)])],
+        };
+        let mut new = old.clone();
+        new.version = Version::new(2, 2, 0);
+        new.endpoints[0].response.clear();
+        let (findings, _) = diff_provided(
+            "svc",
+            std::slice::from_ref(&old),
+            std::slice::from_ref(&new),
+        );
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.code == "breaking.semver-violation" && f.severity == Severity::Error)
+        );
+        new.version = Version::new(3, 0, 0);
+        let (findings, _) = diff_provided("svc", &[old], &[new]);
+        assert!(
+            !findings
+                .iter()
+                .any(|f| f.code == "breaking.semver-violation")
+        );
+    }
+
+    #[test]
+    fn removed_api_is_an_error() {
+        let old = ProvidedApi {
+            name: "orders".into(),
+            version: Version::new(1, 0, 0),
+            endpoints: vec![],
+        };
+        let (findings, _) = diff_provided("svc", &[old], &[]);
+        assert_eq!(findings[0].code, "breaking.api-removed");
+    }
+}

@@ -1,0 +1,176 @@
+//! Everything as one document: the registry, the rules and the upgrade graphs.
+//!
+//! ```yaml
+//! registry:
+//!   services:
+//!     api: { releases: [ {version: 1.0.0}, {version: 2.0.0} ] }
+//! rules:
+//!   - oneMinorAtATime: { service: api }
+//! graphs:
+//!   api: { edges: [ {from: "*", to: "*"} ] }
+//! ```
+//!
+//! Loading validates everything and names the offending path.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::matrix::Matrix;
+use crate::path::{GraphBuilder, GraphSpec, UpgradeGraph};
+use crate::registry::Registry;
+use crate::validate::Validator;
+
+/// A serialization format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// YAML.
+    Yaml,
+    /// JSON.
+    Json,
+    /// TOML.
+    Toml,
+}
+
+/// Registry, rules and graphs, validated together.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Catalog {
+    /// Services and releases.
+    #[serde(default)]
+    pub registry: Registry,
+    /// The compatibility matrix.
+    #[serde(default)]
+    pub rules: Matrix,
+    /// Upgrade graphs per service.
+    #[serde(default)]
+    pub graphs: BTreeMap<String, GraphSpec>,
+}
+
+/// Parses `text` in `format` into any deserializable type, with the parser's position.
+pub fn from_str<T: serde::de::DeserializeOwned>(text: &str, format: Format) -> Result<T> {
+    match format {
+        Format::Yaml => serde_yaml_ng::from_str(text).map_err(|e| Error::Parse {
+            format: "YAML",
+            reason: e.to_string(),
+        }),
+        Format::Json => serde_json::from_str(text).map_err(|e| Error::Parse {
+            format: "JSON",
+            reason: e.to_string(),
+        }),
+        Format::Toml => toml::from_str(text).map_err(|e| Error::Parse {
+            format: "TOML",
+            reason: e.to_string(),
+        }),
+    }
+}
+
+impl Catalog {
+    /// Parses and validates a catalog.
+    ///
+    /// ```
+    /// use serin_compat::{Catalog, Format};
+    /// let text = "registry:\n  services:\n    api:\n      releases:\n        - version: 1.0.0\n\
+    ///             rules:\n  - oneMinorAtATime: {service: web}\n";
+    /// let err = Catalog::parse(text, Format::Yaml).unwrap_err();
+    /// assert!(err.to_string().contains("rules[0].oneMinorAtATime.service"));
+    /// ```
+    pub fn parse(text: &str, format: Format) -> Result<Self> {
+        let catalog: Self = from_str(text, format)?;
+        catalog.check()?;
+        Ok(catalog)
+    }
+
+    /// Validates rules and graphs against the registry.
+    pub fn check(&self) -> Result<()> {
+        self.rules.validate(&self.registry)?;
+        self.graphs().map(|_| ())
+    }
+
+    /// Builds every graph, adding the registry's (non-yanked) releases to each.
+    pub fn graphs(&self) -> Result<BTreeMap<String, UpgradeGraph>> {
+        let mut out = BTreeMap::new();
+        for (service, spec) in &self.graphs {
+            let path = format!("graphs.{service}");
+            if !self.registry.has_service(service) {
+                return Err(Error::UnknownService {
+                    path,
+                    service: service.clone(),
+                });
+            }
+            let releases = self
+                .registry
+                .releases(service)
+                .filter(|r| !r.yanked)
+                .map(|r| r.version.clone());
+            let graph = GraphBuilder::from_spec(spec.clone())
+                .releases(releases)
+                .build(&path)?;
+            out.insert(service.clone(), graph);
+        }
+        Ok(out)
+    }
+
+    /// A validator over this catalog.
+    pub fn validator(&self) -> Result<Validator> {
+        let graphs = self.graphs()?;
+        let mut validator = Validator::new(self.registry.clone(), self.rules.clone())?;
+        for (service, graph) in graphs {
+            validator = validator.with_graph(&service, graph)?;
+        }
+        Ok(validator)
+    }
+
+    /// Serializes the catalog.
+    pub fn to_string(&self, format: Format) -> Result<String> {
+        let ser = |format: &'static str, e: String| Error::Serialize { format, reason: e };
+        match format {
+            Format::Yaml => serde_yaml_ng::to_string(self).map_err(|e| ser("YAML", e.to_string())),
+            Format::Json => {
+                serde_json::to_string_pretty(self).map_err(|e| ser("JSON", e.to_string()))
+            }
+            Format::Toml => toml::to_string(self).map_err(|e| ser("TOML", e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const YAML: &str = "registry:\n  services:\n    api:\n      releases:\n        - version: 1.0.0\n        - version: 1.1.0\n\
+rules:\n  - oneMinorAtATime: {service: api}\n\
+graphs:\n  api:\n    edges:\n      - {from: '*', to: '*'}\n";
+
+    #[test]
+    fn loads_from_every_format() {
+        let c = Catalog::parse(YAML, Format::Yaml).unwrap();
+        for format in [Format::Yaml, Format::Json, Format::Toml] {
+            let text = c.to_string(format).unwrap();
+            let back = Catalog::parse(&text, format).unwrap();
+            assert_eq!(back, c, "{format:?}");
+        }
+        assert_eq!(c.graphs().unwrap()["api"].edge_count(), 1);
+    }
+
+    #[test]
+    fn errors_name_the_position() {
+        let err = Catalog::parse("registry: [", Format::Yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line") || err.contains("column"), "{err}");
+        let err = Catalog::parse(
+            "{\"registry\": {\"services\": {}}, \"extra\": 1}",
+            Format::Json,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("extra"), "{err}");
+        let bad_graph = YAML.replace("api:\n    edges", "web:\n    edges");
+        let err = Catalog::parse(&bad_graph, Format::Yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("graphs.web"), "{err}");
+    }
+}

@@ -1,0 +1,816 @@
+//! Database-migration safety for PostgreSQL.
+//!
+//! Each statement of a migration is parsed (sqlparser, PostgreSQL dialect) and classified:
+//! - **safe** while the old version still runs (runs in the *expand* phase, before deploy);
+//! - **needs expand/contract**: it would break the old version. Drops run in the *contract*
+//!   phase, once the old version is gone; renames and retypes must be rewritten as
+//!   add-new / write-both / backfill / move-reads / drop-old;
+//! - **unsafe**: it locks or rewrites a table while traffic runs.
+//!
+//! Rules follow squawk's and strong_migrations' families; each finding names the statement
+//! (number, line, column), the rule and the safe recipe.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sqlparser::ast::{
+    AlterColumnOperation, AlterTableOperation, ColumnOption, DataType, Expr, ObjectName,
+    ObjectType, Set, Statement, TableConstraint,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::Token;
+
+use crate::error::{Error, Result};
+use crate::validation::Severity;
+
+/// How a statement behaves while the old version keeps running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Safety {
+    /// Safe while the old version still runs.
+    Safe,
+    /// Breaks the old version: needs expand/contract.
+    ExpandContract,
+    /// Locks or rewrites a table.
+    Unsafe,
+}
+
+impl fmt::Display for Safety {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Safe => "safe",
+            Self::ExpandContract => "needs expand/contract",
+            Self::Unsafe => "unsafe",
+        })
+    }
+}
+
+/// When a statement may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Phase {
+    /// Before the new version is deployed, while the old one still runs.
+    Expand,
+    /// After the old version is retired.
+    Contract,
+}
+
+/// One rule violation in one statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SqlFinding {
+    /// The rule (`require-concurrent-index-creation`).
+    pub rule: String,
+    /// How serious.
+    pub severity: Severity,
+    /// The class it puts the statement in.
+    pub safety: Safety,
+    /// What is wrong.
+    pub message: String,
+    /// The safe way.
+    pub recipe: String,
+}
+
+/// One analysed statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatementReport {
+    /// 1-based statement number.
+    pub number: usize,
+    /// 1-based line of its first token.
+    pub line: u64,
+    /// 1-based column of its first token.
+    pub column: u64,
+    /// The statement, normalised.
+    pub sql: String,
+    /// The worst class of its findings (safe without findings).
+    pub safety: Safety,
+    /// When it may run; `None` when it must be rewritten first.
+    pub phase: Option<Phase>,
+    /// What is wrong with it.
+    pub findings: Vec<SqlFinding>,
+}
+
+/// The analysis of one migration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationReport {
+    /// The migration's name.
+    pub name: String,
+    /// Every statement, in order.
+    pub statements: Vec<StatementReport>,
+}
+
+impl MigrationReport {
+    /// The worst class over all statements.
+    pub fn safety(&self) -> Safety {
+        self.statements
+            .iter()
+            .map(|s| s.safety)
+            .max()
+            .unwrap_or(Safety::Safe)
+    }
+
+    /// Statements that may run in `phase`.
+    pub fn in_phase(&self, phase: Phase) -> impl Iterator<Item = &StatementReport> {
+        self.statements
+            .iter()
+            .filter(move |s| s.phase == Some(phase))
+    }
+
+    /// Every finding with its statement.
+    pub fn findings(&self) -> impl Iterator<Item = (&StatementReport, &SqlFinding)> {
+        self.statements
+            .iter()
+            .flat_map(|s| s.findings.iter().map(move |f| (s, f)))
+    }
+}
+
+enum Parsed {
+    Stmt(Box<Statement>),
+    DropIndexConcurrently(Vec<ObjectName>),
+}
+
+fn parse(name: &str, sql: &str) -> Result<Vec<(u64, u64, Parsed)>> {
+    let parse_err = |e: sqlparser::parser::ParserError| Error::Parse {
+        format: "SQL",
+        reason: format!("migration {name:?}: {e}"),
+    };
+    let dialect = PostgreSqlDialect {};
+    let mut parser = Parser::new(&dialect).try_with_sql(sql).map_err(parse_err)?;
+    let mut out = Vec::new();
+    loop {
+        while parser.consume_token(&Token::SemiColon) {}
+        let next = parser.peek_token();
+        if next.token == Token::EOF {
+            break;
+        }
+        let (line, column) = (next.span.start.line, next.span.start.column);
+        let parsed =
+            if parser.parse_keywords(&[Keyword::DROP, Keyword::INDEX, Keyword::CONCURRENTLY]) {
+                let _ = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+                let names = parser
+                    .parse_comma_separated(|p| p.parse_object_name(false))
+                    .map_err(parse_err)?;
+                let _ = parser.parse_one_of_keywords(&[Keyword::CASCADE, Keyword::RESTRICT]);
+                Parsed::DropIndexConcurrently(names)
+            } else {
+                Parsed::Stmt(Box::new(parser.parse_statement().map_err(parse_err)?))
+            };
+        out.push((line, column, parsed));
+        let after = parser.peek_token();
+        if after.token != Token::SemiColon && after.token != Token::EOF {
+            return Err(Error::Parse {
+                format: "SQL",
+                reason: format!(
+                    "migration {name:?}: expected ';' or end of input, found {} at Line: {}, \
+                     Column: {}",
+                    after.token, after.span.start.line, after.span.start.column
+                ),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn finding(
+    rule: &str,
+    severity: Severity,
+    safety: Safety,
+    message: String,
+    recipe: &str,
+) -> SqlFinding {
+    SqlFinding {
+        rule: rule.to_owned(),
+        severity,
+        safety,
+        message,
+        recipe: recipe.to_owned(),
+    }
+}
+
+const RECIPE_INDEX: &str = "CREATE INDEX CONCURRENTLY (outside a transaction), so writes continue";
+const RECIPE_DROP_INDEX: &str = "DROP INDEX CONCURRENTLY (outside a transaction)";
+const RECIPE_DROP_COLUMN: &str = "stop reading and writing the column, deploy, then drop it in \
+    the contract phase after the old version is retired";
+const RECIPE_RENAME: &str = "expand/contract: add the new name, write both, backfill, move \
+    reads, stop old writes, then drop the old one";
+const RECIPE_NOT_NULL: &str = "add CHECK (col IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT, then \
+    SET NOT NULL (no scan) and drop the check";
+const RECIPE_REQUIRED: &str = "add the column nullable (or with a constant default), backfill in \
+    batches, then enforce NOT NULL with a validated check";
+const RECIPE_VOLATILE: &str = "add the column without a default, set the default for new rows, \
+    and backfill existing rows in batches";
+const RECIPE_NOT_VALID: &str = "add the constraint with NOT VALID, then VALIDATE CONSTRAINT in a \
+    separate statement (it takes a weaker lock)";
+const RECIPE_UNIQUE: &str = "CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT ... UNIQUE \
+    USING INDEX";
+const RECIPE_TYPE: &str = "expand/contract: add a column of the new type, write both, backfill, \
+    move reads, drop the old column (only varchar widening or varchar->text is free)";
+const RECIPE_LOCK_TIMEOUT: &str = "start the migration with SET lock_timeout = '1s' (and a \
+    statement_timeout) and retry on timeout, so a waiting DDL never queues all traffic";
+const RECIPE_BACKFILL: &str = "backfill in small batches outside the DDL transaction, throttled";
+
+const VOLATILE: &[&str] = &[
+    "random",
+    "gen_random_uuid",
+    "uuid_generate_v1",
+    "uuid_generate_v1mc",
+    "uuid_generate_v4",
+    "clock_timestamp",
+    "timeofday",
+    "nextval",
+    "txid_current",
+];
+const STABLE: &[&str] = &[
+    "now",
+    "current_timestamp",
+    "current_date",
+    "current_time",
+    "localtimestamp",
+    "localtime",
+    "transaction_timestamp",
+    "statement_timestamp",
+    "current_user",
+    "session_user",
+];
+
+/// `Some(true)` if the default is volatile, `Some(false)` if it is constant or stable,
+/// `None` if unknown.
+fn volatility(expr: &Expr) -> Option<bool> {
+    match expr {
+        Expr::Value(_) | Expr::TypedString { .. } => Some(false),
+        Expr::Cast { expr, .. } | Expr::Nested(expr) | Expr::UnaryOp { expr, .. } => {
+            volatility(expr)
+        }
+        Expr::Function(f) => {
+            let name = f.name.to_string().to_lowercase();
+            let base = name.rsplit('.').next().unwrap_or(&name);
+            if VOLATILE.contains(&base) {
+                Some(true)
+            } else if STABLE.contains(&base) {
+                Some(false)
+            } else {
+                None
+            }
+        }
+        Expr::Identifier(id) => {
+            let n = id.value.to_lowercase();
+            (STABLE.contains(&n.as_str()) || n == "true" || n == "false" || n == "null")
+                .then_some(false)
+        }
+        _ => None,
+    }
+}
+
+fn free_retype(ty: &DataType) -> bool {
+    matches!(
+        ty,
+        DataType::Text
+            | DataType::Varchar(None)
+            | DataType::CharacterVarying(None)
+            | DataType::TimestampNtz(_)
+    ) || matches!(ty, DataType::Timestamp(_, tz) if *tz == sqlparser::ast::TimezoneInfo::WithTimeZone)
+}
+
+struct Ctx {
+    created_tables: BTreeSet<String>,
+    lock_timeout: bool,
+    in_transaction: bool,
+    lock_timeout_reported: bool,
+}
+
+fn alter_table(table: &str, op: &AlterTableOperation, created: bool, out: &mut Vec<SqlFinding>) {
+    use Safety::{ExpandContract, Unsafe};
+    use Severity::{Error as E, Warn as W};
+    match op {
+        AlterTableOperation::DropColumn { column_names, .. } => {
+            let names: Vec<String> = column_names.iter().map(|c| c.value.clone()).collect();
+            out.push(finding(
+                "ban-drop-column",
+                W,
+                ExpandContract,
+                format!(
+                    "dropping column(s) {} of {table} breaks the old version, which still uses them",
+                    names.join(", ")
+                ),
+                RECIPE_DROP_COLUMN,
+            ));
+        }
+        AlterTableOperation::RenameColumn {
+            old_column_name,
+            new_column_name,
+        } => out.push(finding(
+            "renaming-column",
+            E,
+            ExpandContract,
+            format!(
+                "renaming {table}.{old_column_name} to {new_column_name} breaks whichever \
+                 version uses the other name"
+            ),
+            RECIPE_RENAME,
+        )),
+        AlterTableOperation::RenameTable { table_name } => out.push(finding(
+            "renaming-table",
+            E,
+            ExpandContract,
+            format!("renaming table {table} to {table_name} breaks the old version"),
+            RECIPE_RENAME,
+        )),
+        AlterTableOperation::AddColumn { column_def, .. } => {
+            let col = &column_def.name.value;
+            let mut not_null = false;
+            let mut default = None;
+            for opt in &column_def.options {
+                match &opt.option {
+                    ColumnOption::NotNull => not_null = true,
+                    ColumnOption::Default(e) => default = Some(e),
+                    ColumnOption::PrimaryKey(_) | ColumnOption::Unique(_) if !created => {
+                        out.push(finding(
+                            "disallowed-unique-constraint",
+                            E,
+                            Unsafe,
+                            format!(
+                                "adding {table}.{col} with a unique or primary key builds an \
+                                 index under an ACCESS EXCLUSIVE lock"
+                            ),
+                            RECIPE_UNIQUE,
+                        ));
+                    }
+                    ColumnOption::ForeignKey(_) if !created => out.push(finding(
+                        "adding-foreign-key-constraint",
+                        E,
+                        Unsafe,
+                        format!(
+                            "{table}.{col} REFERENCES validates every row while locking both \
+                             tables"
+                        ),
+                        RECIPE_NOT_VALID,
+                    )),
+                    _ => {}
+                }
+            }
+            if created {
+                return;
+            }
+            match (not_null, default.map(volatility)) {
+                (true, None) => out.push(finding(
+                    "adding-required-field",
+                    E,
+                    ExpandContract,
+                    format!(
+                        "{table}.{col} is NOT NULL without a default: it fails on existing rows \
+                         and the old version's inserts omit it"
+                    ),
+                    RECIPE_REQUIRED,
+                )),
+                (_, Some(Some(true))) => out.push(finding(
+                    "adding-field-with-default",
+                    E,
+                    Unsafe,
+                    format!(
+                        "{table}.{col} has a volatile default: the table is rewritten under an \
+                         ACCESS EXCLUSIVE lock"
+                    ),
+                    RECIPE_VOLATILE,
+                )),
+                (_, Some(None)) => out.push(finding(
+                    "adding-field-with-default",
+                    W,
+                    Unsafe,
+                    format!(
+                        "{table}.{col} has a default that may be volatile; a volatile default \
+                         rewrites the table"
+                    ),
+                    RECIPE_VOLATILE,
+                )),
+                _ => {}
+            }
+        }
+        AlterTableOperation::AlterColumn { column_name, op } => match op {
+            AlterColumnOperation::SetNotNull => out.push(finding(
+                "adding-not-nullable-field",
+                E,
+                Unsafe,
+                format!(
+                    "SET NOT NULL on {table}.{column_name} scans the table under an ACCESS \
+                     EXCLUSIVE lock"
+                ),
+                RECIPE_NOT_NULL,
+            )),
+            AlterColumnOperation::DropNotNull => out.push(finding(
+                "ban-drop-not-null",
+                W,
+                ExpandContract,
+                format!(
+                    "{table}.{column_name} may now hold NULL, which the old version does not \
+                     expect"
+                ),
+                "deploy readers that accept NULL first, then drop NOT NULL",
+            )),
+            AlterColumnOperation::SetDataType { data_type, .. } => {
+                if free_retype(data_type) {
+                    out.push(finding(
+                        "changing-column-type",
+                        W,
+                        Unsafe,
+                        format!(
+                            "{table}.{column_name} changes type to {data_type}: free only when \
+                             widening varchar (or timestamp -> timestamptz with UTC)"
+                        ),
+                        RECIPE_TYPE,
+                    ));
+                } else {
+                    out.push(finding(
+                        "changing-column-type",
+                        E,
+                        Unsafe,
+                        format!(
+                            "{table}.{column_name} changes type to {data_type}: the table is \
+                             rewritten under an ACCESS EXCLUSIVE lock and the old version reads \
+                             the old type"
+                        ),
+                        RECIPE_TYPE,
+                    ));
+                }
+            }
+            AlterColumnOperation::SetDefault { value } if volatility(value) == Some(true) => {
+                out.push(finding(
+                    "adding-field-with-default",
+                    W,
+                    Unsafe,
+                    format!("{table}.{column_name} gets a volatile default"),
+                    RECIPE_VOLATILE,
+                ));
+            }
+            _ => {}
+        },
+        AlterTableOperation::AddConstraint {
+            constraint,
+            not_valid,
+        } => {
+            if created {
+                return;
+            }
+            match constraint {
+                TableConstraint::ForeignKey(fk) if !not_valid => out.push(finding(
+                    "adding-foreign-key-constraint",
+                    E,
+                    Unsafe,
+                    format!(
+                        "foreign key from {table} to {} validates every row while locking both \
+                         tables",
+                        fk.foreign_table
+                    ),
+                    RECIPE_NOT_VALID,
+                )),
+                TableConstraint::Check(_) if !not_valid => out.push(finding(
+                    "constraint-missing-not-valid",
+                    E,
+                    Unsafe,
+                    format!("check constraint on {table} scans every row under a lock"),
+                    RECIPE_NOT_VALID,
+                )),
+                TableConstraint::Unique(_) | TableConstraint::PrimaryKey(_) => out.push(finding(
+                    "disallowed-unique-constraint",
+                    E,
+                    Unsafe,
+                    format!(
+                        "unique or primary key constraint on {table} builds an index under \
+                             an ACCESS EXCLUSIVE lock"
+                    ),
+                    RECIPE_UNIQUE,
+                )),
+                _ => {}
+            }
+        }
+        _ => {}
+    }
+}
+
+fn takes_lock(stmt: &Parsed) -> bool {
+    match stmt {
+        Parsed::DropIndexConcurrently(_) => false,
+        Parsed::Stmt(s) => match s.as_ref() {
+            Statement::AlterTable(_) | Statement::Drop { .. } | Statement::Truncate(_) => true,
+            Statement::CreateIndex(ci) => !ci.concurrently,
+            _ => false,
+        },
+    }
+}
+
+fn analyse_one(stmt: &Parsed, ctx: &mut Ctx) -> (String, Vec<SqlFinding>) {
+    use Safety::{ExpandContract, Safe, Unsafe};
+    use Severity::{Error as E, Info as I, Warn as W};
+    let mut out = Vec::new();
+    if takes_lock(stmt) && !ctx.lock_timeout && !ctx.lock_timeout_reported {
+        ctx.lock_timeout_reported = true;
+        out.push(finding(
+            "require-lock-timeout",
+            W,
+            Safe,
+            "this statement takes a strong lock but no lock_timeout was set first".into(),
+            RECIPE_LOCK_TIMEOUT,
+        ));
+    }
+    let sql = match stmt {
+        Parsed::DropIndexConcurrently(names) => {
+            let names: Vec<String> = names.iter().map(ToString::to_string).collect();
+            if ctx.in_transaction {
+                out.push(finding(
+                    "ban-concurrent-index-creation-in-transaction",
+                    E,
+                    Unsafe,
+                    "DROP INDEX CONCURRENTLY cannot run inside a transaction".into(),
+                    "run it on its own, outside BEGIN ... COMMIT",
+                ));
+            }
+            return (format!("DROP INDEX CONCURRENTLY {}", names.join(", ")), out);
+        }
+        Parsed::Stmt(s) => s.as_ref(),
+    };
+    match sql {
+        Statement::Set(Set::SingleAssignment { variable, .. }) => {
+            if variable.to_string().eq_ignore_ascii_case("lock_timeout") {
+                ctx.lock_timeout = true;
+            }
+        }
+        Statement::StartTransaction { .. } => ctx.in_transaction = true,
+        Statement::Commit { .. } | Statement::Rollback { .. } => ctx.in_transaction = false,
+        Statement::CreateTable(ct) => {
+            ctx.created_tables.insert(ct.name.to_string());
+        }
+        Statement::CreateIndex(ci) => {
+            let table = ci.table_name.to_string();
+            if ci.concurrently && ctx.in_transaction {
+                out.push(finding(
+                    "ban-concurrent-index-creation-in-transaction",
+                    E,
+                    Unsafe,
+                    "CREATE INDEX CONCURRENTLY cannot run inside a transaction".into(),
+                    "run it on its own, outside BEGIN ... COMMIT",
+                ));
+            } else if !ci.concurrently && !ctx.created_tables.contains(&table) {
+                out.push(finding(
+                    "require-concurrent-index-creation",
+                    E,
+                    Unsafe,
+                    format!(
+                        "CREATE INDEX on {table} without CONCURRENTLY blocks writes while it builds"
+                    ),
+                    RECIPE_INDEX,
+                ));
+            }
+        }
+        Statement::AlterTable(at) => {
+            let table = at.name.to_string();
+            let created = ctx.created_tables.contains(&table);
+            for op in &at.operations {
+                alter_table(&table, op, created, &mut out);
+            }
+        }
+        Statement::Drop {
+            object_type, names, ..
+        } => {
+            let names: Vec<String> = names.iter().map(ToString::to_string).collect();
+            let list = names.join(", ");
+            match object_type {
+                ObjectType::Table => out.push(finding(
+                    "ban-drop-table",
+                    W,
+                    ExpandContract,
+                    format!("dropping table(s) {list} breaks the old version, which still uses them"),
+                    "stop using the table, deploy, then drop it in the contract phase",
+                )),
+                ObjectType::Index => out.push(finding(
+                    "require-concurrent-index-deletion",
+                    E,
+                    Unsafe,
+                    format!("DROP INDEX {list} without CONCURRENTLY blocks reads and writes of its table"),
+                    RECIPE_DROP_INDEX,
+                )),
+                ObjectType::Database => out.push(finding(
+                    "ban-drop-database",
+                    E,
+                    Unsafe,
+                    format!("dropping database(s) {list} in a migration"),
+                    "never drop a database from an application migration",
+                )),
+                _ => {}
+            }
+        }
+        Statement::Update(_) | Statement::Delete(_) | Statement::Insert(_) => out.push(finding(
+            "backfill",
+            W,
+            Safe,
+            "data change inside a migration: one large transaction holds row locks".into(),
+            RECIPE_BACKFILL,
+        )),
+        Statement::Truncate(_) => out.push(finding(
+            "ban-truncate",
+            E,
+            ExpandContract,
+            "TRUNCATE takes an ACCESS EXCLUSIVE lock and removes data the old version reads".into(),
+            "delete in batches, after the old version no longer needs the rows",
+        )),
+        Statement::Query(_) | Statement::CreateSequence { .. } | Statement::CreateView(_) => {}
+        Statement::CreateType { .. }
+        | Statement::CreateExtension(_)
+        | Statement::Comment { .. } => {}
+        _ => out.push(finding(
+            "not-analysed",
+            I,
+            Safe,
+            "this kind of statement is not analysed; review it by hand".into(),
+            "check its locks in the PostgreSQL documentation before running it with traffic",
+        )),
+    }
+    (sql.to_string(), out)
+}
+
+/// Parses and classifies a migration. Unparsable SQL is an error naming the migration and
+/// the line and column.
+///
+/// ```
+/// use serin_compat::migration::{analyze, Safety, Phase};
+/// let report = analyze("0012", "SET lock_timeout = '1s';\n\
+///     ALTER TABLE users ADD COLUMN email text;\n\
+///     CREATE INDEX idx_email ON users (email);").unwrap();
+/// assert_eq!(report.statements[1].safety, Safety::Safe);
+/// assert_eq!(report.statements[2].findings[0].rule, "require-concurrent-index-creation");
+/// assert_eq!(report.statements[2].line, 3);
+/// ```
+pub fn analyze(name: &str, sql: &str) -> Result<MigrationReport> {
+    let parsed = parse(name, sql)?;
+    let mut ctx = Ctx {
+        created_tables: BTreeSet::new(),
+        lock_timeout: false,
+        in_transaction: false,
+        lock_timeout_reported: false,
+    };
+    let mut statements = Vec::with_capacity(parsed.len());
+    for (i, (line, column, stmt)) in parsed.iter().enumerate() {
+        let (sql, findings) = analyse_one(stmt, &mut ctx);
+        let safety = findings
+            .iter()
+            .filter(|f| f.severity != Severity::Info)
+            .map(|f| f.safety)
+            .max()
+            .unwrap_or(Safety::Safe);
+        let breaks_old = findings
+            .iter()
+            .any(|f| f.safety == Safety::ExpandContract && f.severity >= Severity::Warn);
+        let blocking = findings.iter().any(|f| f.severity == Severity::Error);
+        let phase = if blocking {
+            None
+        } else if breaks_old {
+            Some(Phase::Contract)
+        } else {
+            Some(Phase::Expand)
+        };
+        statements.push(StatementReport {
+            number: i + 1,
+            line: *line,
+            column: *column,
+            sql,
+            safety,
+            phase,
+            findings,
+        });
+    }
+    Ok(MigrationReport {
+        name: name.to_owned(),
+        statements,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(sql: &str) -> Vec<String> {
+        let r = analyze("t", &format!("SET lock_timeout = '1s'; {sql}")).unwrap();
+        r.findings().map(|(_, f)| f.rule.clone()).collect()
+    }
+
+    #[test]
+    fn safe_additions() {
+        assert!(rules("ALTER TABLE t ADD COLUMN c text").is_empty());
+        assert!(rules("ALTER TABLE t ADD COLUMN c int NOT NULL DEFAULT 0").is_empty());
+        assert!(rules("ALTER TABLE t ADD COLUMN c timestamptz DEFAULT now()").is_empty());
+        assert!(rules("CREATE INDEX CONCURRENTLY i ON t (c)").is_empty());
+        assert!(rules("DROP INDEX CONCURRENTLY IF EXISTS i").is_empty());
+        assert!(rules("ALTER TABLE t VALIDATE CONSTRAINT c").is_empty());
+        assert!(
+            rules("ALTER TABLE t ADD CONSTRAINT f FOREIGN KEY (a) REFERENCES u (id) NOT VALID")
+                .is_empty()
+        );
+        assert!(rules("CREATE TABLE n (id bigint); CREATE INDEX i ON n (id)").is_empty());
+    }
+
+    #[test]
+    fn each_rule_fires() {
+        let cases = [
+            ("ALTER TABLE t DROP COLUMN c", "ban-drop-column"),
+            ("DROP TABLE t", "ban-drop-table"),
+            ("ALTER TABLE t RENAME COLUMN a TO b", "renaming-column"),
+            ("ALTER TABLE t RENAME TO u", "renaming-table"),
+            (
+                "ALTER TABLE t ALTER COLUMN c TYPE bigint",
+                "changing-column-type",
+            ),
+            (
+                "ALTER TABLE t ADD COLUMN c int NOT NULL",
+                "adding-required-field",
+            ),
+            (
+                "ALTER TABLE t ALTER COLUMN c SET NOT NULL",
+                "adding-not-nullable-field",
+            ),
+            (
+                "ALTER TABLE t ADD COLUMN c uuid DEFAULT gen_random_uuid()",
+                "adding-field-with-default",
+            ),
+            (
+                "CREATE INDEX i ON t (c)",
+                "require-concurrent-index-creation",
+            ),
+            ("DROP INDEX i", "require-concurrent-index-deletion"),
+            (
+                "ALTER TABLE t ADD CONSTRAINT k CHECK (c > 0)",
+                "constraint-missing-not-valid",
+            ),
+            (
+                "ALTER TABLE t ADD CONSTRAINT u UNIQUE (c)",
+                "disallowed-unique-constraint",
+            ),
+            (
+                "ALTER TABLE t ADD CONSTRAINT f FOREIGN KEY (a) REFERENCES u (id)",
+                "adding-foreign-key-constraint",
+            ),
+            (
+                "ALTER TABLE t ALTER COLUMN c DROP NOT NULL",
+                "ban-drop-not-null",
+            ),
+            (
+                "BEGIN; CREATE INDEX CONCURRENTLY i ON t (c); COMMIT",
+                "ban-concurrent-index-creation-in-transaction",
+            ),
+            ("UPDATE t SET c = 1", "backfill"),
+        ];
+        for (sql, rule) in cases {
+            let got = rules(sql);
+            assert!(
+                got.iter().any(|r| r == rule),
+                "{sql}: expected {rule}, got {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_lock_timeout_reported_once() {
+        let r = analyze(
+            "m",
+            "ALTER TABLE t ADD COLUMN a text; ALTER TABLE t ADD COLUMN b text",
+        )
+        .unwrap();
+        let n = r
+            .findings()
+            .filter(|(_, f)| f.rule == "require-lock-timeout")
+            .count();
+        assert_eq!(n, 1);
+        assert_eq!(r.statements[0].phase, Some(Phase::Expand));
+    }
+
+    #[test]
+    fn phases() {
+        let r = analyze(
+            "m",
+            "SET lock_timeout = '1s'; ALTER TABLE t ADD COLUMN a text; ALTER TABLE t DROP COLUMN b; \
+             ALTER TABLE t RENAME COLUMN c TO d",
+        )
+        .unwrap();
+        assert_eq!(r.statements[1].phase, Some(Phase::Expand));
+        assert_eq!(r.statements[2].phase, Some(Phase::Contract));
+        assert_eq!(r.statements[2].safety, Safety::ExpandContract);
+        assert_eq!(r.statements[3].phase, None);
+        assert_eq!(r.safety(), Safety::ExpandContract);
+    }
+
+    #[test]
+    fn parse_errors_name_migration_and_position() {
+        let err = analyze(
+            "0007_bad",
+            "ALTER TABLE t ADD COLUMN c text;\nALTER TABLE ;",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("0007_bad") && text.contains("Line: 2"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,363 @@
+//! The version registry: services, their releases, and what each release needs and offers.
+//!
+//! Serialized as `services: { <name>: { releases: [ {version, ...}, ... ] } }` (camelCase keys),
+//! validated on load: every version parses, none is declared twice.
+
+use std::collections::BTreeMap;
+
+use semver::{Version, VersionReq};
+use serde::{Deserialize, Serialize};
+
+use crate::breaking::Endpoint;
+use crate::error::{Error, Result};
+use crate::selector::{req_serde, version_serde};
+
+/// An API a release offers to others, with its own semver version and, optionally, its surface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProvidedApi {
+    /// The API's name (`orders`, `payments.v1`).
+    pub name: String,
+    /// The API's version; consumers state requirements against it.
+    #[serde(with = "version_serde")]
+    pub version: Version,
+    /// The endpoints or messages, for breaking-change detection.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// An API a release calls, and which versions of it it works with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConsumedApi {
+    /// The API's name.
+    pub api: String,
+    /// The versions this release works with (Cargo caret semantics).
+    #[serde(with = "req_serde")]
+    pub version: VersionReq,
+}
+
+/// One SQL migration shipped with a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Migration {
+    /// Its name (`0012_add_email`).
+    pub name: String,
+    /// The SQL text (PostgreSQL).
+    pub sql: String,
+}
+
+/// Metadata of one released version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Release {
+    /// The version.
+    #[serde(with = "version_serde")]
+    pub version: Version,
+    /// Release notes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    /// Still deployable, but on its way out: deploying it warns.
+    #[serde(default)]
+    pub deprecated: bool,
+    /// Withdrawn: never a target or a stop.
+    #[serde(default)]
+    pub yanked: bool,
+    /// The database schema version this release needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<u64>,
+    /// APIs offered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provides: Vec<ProvidedApi>,
+    /// APIs called.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumes: Vec<ConsumedApi>,
+    /// Breaking changes the authors declare (each becomes a feature-flag reminder).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breaking: Vec<String>,
+    /// SQL migrations to reach this release's schema.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub migrations: Vec<Migration>,
+}
+
+impl Release {
+    /// A release with no metadata.
+    pub fn new(version: Version) -> Self {
+        Self {
+            version,
+            notes: None,
+            deprecated: false,
+            yanked: false,
+            schema_version: None,
+            provides: Vec::new(),
+            consumes: Vec::new(),
+            breaking: Vec::new(),
+            migrations: Vec::new(),
+        }
+    }
+
+    /// Marks it deprecated.
+    #[must_use]
+    pub fn deprecated(mut self) -> Self {
+        self.deprecated = true;
+        self
+    }
+
+    /// Marks it yanked.
+    #[must_use]
+    pub fn yanked(mut self) -> Self {
+        self.yanked = true;
+        self
+    }
+
+    /// Sets the required schema version.
+    #[must_use]
+    pub fn with_schema_version(mut self, schema: u64) -> Self {
+        self.schema_version = Some(schema);
+        self
+    }
+
+    /// Adds a provided API.
+    #[must_use]
+    pub fn providing(mut self, api: ProvidedApi) -> Self {
+        self.provides.push(api);
+        self
+    }
+
+    /// Adds a consumed API.
+    #[must_use]
+    pub fn consuming(mut self, api: impl Into<String>, version: VersionReq) -> Self {
+        self.consumes.push(ConsumedApi {
+            api: api.into(),
+            version,
+        });
+        self
+    }
+
+    /// Adds a declared breaking change.
+    #[must_use]
+    pub fn with_breaking(mut self, change: impl Into<String>) -> Self {
+        self.breaking.push(change.into());
+        self
+    }
+
+    /// Adds a migration.
+    #[must_use]
+    pub fn with_migration(mut self, name: impl Into<String>, sql: impl Into<String>) -> Self {
+        self.migrations.push(Migration {
+            name: name.into(),
+            sql: sql.into(),
+        });
+        self
+    }
+
+    /// The provided API called `name`, if any.
+    pub fn provided(&self, name: &str) -> Option<&ProvidedApi> {
+        self.provides.iter().find(|p| p.name == name)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ServiceRepr {
+    #[serde(default)]
+    releases: Vec<Release>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RegistryRepr {
+    #[serde(default)]
+    services: BTreeMap<String, ServiceRepr>,
+}
+
+/// All services and their releases.
+///
+/// ```
+/// use serin_compat::{Registry, Release};
+/// let mut registry = Registry::new();
+/// registry.add_release("api", Release::new("1.0.0".parse().unwrap())).unwrap();
+/// assert!(registry.add_release("api", Release::new("1.0.0".parse().unwrap())).is_err());
+/// assert_eq!(registry.releases("api").count(), 1);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RegistryRepr", into = "RegistryRepr")]
+pub struct Registry {
+    services: BTreeMap<String, BTreeMap<Version, Release>>,
+}
+
+impl TryFrom<RegistryRepr> for Registry {
+    type Error = Error;
+    fn try_from(repr: RegistryRepr) -> Result<Self> {
+        let mut registry = Self::new();
+        for (name, service) in repr.services {
+            registry.services.entry(name.clone()).or_default();
+            for (i, release) in service.releases.into_iter().enumerate() {
+                registry.insert(&name, release, &format!("services.{name}.releases[{i}]"))?;
+            }
+        }
+        Ok(registry)
+    }
+}
+
+impl From<Registry> for RegistryRepr {
+    fn from(registry: Registry) -> Self {
+        Self {
+            services: registry
+                .services
+                .into_iter()
+                .map(|(name, releases)| {
+                    (
+                        name,
+                        ServiceRepr {
+                            releases: releases.into_values().collect(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn insert(&mut self, service: &str, release: Release, path: &str) -> Result<()> {
+        if service.trim().is_empty() {
+            return Err(Error::InvalidValue {
+                path: path.to_owned(),
+                value: service.to_owned(),
+                reason: "a service name must not be empty".into(),
+            });
+        }
+        let releases = self.services.entry(service.to_owned()).or_default();
+        if releases.contains_key(&release.version) {
+            return Err(Error::DuplicateRelease {
+                path: format!("{path}.version"),
+                service: service.to_owned(),
+                version: release.version.to_string(),
+            });
+        }
+        releases.insert(release.version.clone(), release);
+        Ok(())
+    }
+
+    /// Adds a release; a version already present is an error and changes nothing.
+    pub fn add_release(&mut self, service: &str, release: Release) -> Result<()> {
+        self.insert(service, release, &format!("services.{service}"))
+    }
+
+    /// Whether the service is known.
+    pub fn has_service(&self, service: &str) -> bool {
+        self.services.contains_key(service)
+    }
+
+    /// Service names, sorted.
+    pub fn services(&self) -> impl Iterator<Item = &str> {
+        self.services.keys().map(String::as_str)
+    }
+
+    /// Releases of a service, oldest first (empty for an unknown service).
+    pub fn releases(&self, service: &str) -> impl Iterator<Item = &Release> {
+        self.services
+            .get(service)
+            .into_iter()
+            .flat_map(|releases| releases.values())
+    }
+
+    /// One release.
+    pub fn release(&self, service: &str, version: &Version) -> Option<&Release> {
+        self.services.get(service)?.get(version)
+    }
+
+    /// One release, or an error naming `path`.
+    pub fn require(&self, service: &str, version: &Version, path: &str) -> Result<&Release> {
+        let releases = self
+            .services
+            .get(service)
+            .ok_or_else(|| Error::UnknownService {
+                path: path.to_owned(),
+                service: service.to_owned(),
+            })?;
+        releases.get(version).ok_or_else(|| Error::UnknownVersion {
+            path: path.to_owned(),
+            service: service.to_owned(),
+            version: version.to_string(),
+        })
+    }
+
+    /// Services whose releases provide `api` in at least one version.
+    pub fn providers_of(&self, api: &str) -> Vec<&str> {
+        self.services
+            .iter()
+            .filter(|(_, releases)| releases.values().any(|r| r.provided(api).is_some()))
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_yaml_and_rejects_duplicates() {
+        let yaml =
+            "services:\n  api:\n    releases:\n      - version: 1.0.0\n      - version: 1.0.0\n";
+        let err = serde_yaml_ng::from_str::<Registry>(yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("services.api.releases[1].version"), "{err}");
+    }
+
+    #[test]
+    fn bad_version_names_the_text() {
+        let yaml = "services:\n  api:\n    releases:\n      - version: one\n";
+        let err = serde_yaml_ng::from_str::<Registry>(yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"one\""), "{err}");
+    }
+
+    #[test]
+    fn unknown_field_is_rejected() {
+        let yaml =
+            "services:\n  api:\n    releases:\n      - version: 1.0.0\n        colour: red\n";
+        assert!(serde_yaml_ng::from_str::<Registry>(yaml).is_err());
+    }
+
+    #[test]
+    fn round_trips_and_finds_providers() {
+        let mut r = Registry::new();
+        r.add_release(
+            "pay",
+            Release::new(Version::new(1, 4, 0)).providing(ProvidedApi {
+                name: "payments".into(),
+                version: Version::new(2, 1, 0),
+                endpoints: Vec::new(),
+            }),
+        )
+        .unwrap();
+        r.add_release(
+            "api",
+            Release::new(Version::new(1, 0, 0))
+                .consuming("payments", VersionReq::parse("^2").unwrap()),
+        )
+        .unwrap();
+        assert_eq!(r.providers_of("payments"), vec!["pay"]);
+        let json = serde_json::to_string(&r).unwrap();
+        let back: Registry = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
+        assert!(
+            r.require("nope", &Version::new(1, 0, 0), "fleet.nope")
+                .is_err()
+        );
+        let err = r
+            .require("api", &Version::new(9, 0, 0), "proposal.api")
+            .unwrap_err();
+        assert!(err.to_string().contains("proposal.api"));
+    }
+}

@@ -1,0 +1,272 @@
+//! The ordered checklist for a validated upgrade.
+//!
+//! Order: backups, feature flags for breaking changes, risks to accept, expand migrations, the
+//! deployments group by group (through required stops), then, once the old versions are gone,
+//! contract migrations and flag clean-up.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use semver::Version;
+use serde::{Deserialize, Serialize};
+
+use crate::migration::{MigrationReport, Phase};
+use crate::path::UpgradePath;
+use crate::validation::Move;
+
+/// When a step happens relative to the deployments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StepPhase {
+    /// Before any new version receives traffic.
+    Before,
+    /// The deployments themselves.
+    Deploy,
+    /// After the old versions are retired.
+    After,
+}
+
+/// What kind of action a step is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StepKind {
+    /// Take and verify a backup.
+    Backup,
+    /// Guard a breaking change behind a flag.
+    FeatureFlag,
+    /// Read and accept a conditional edge's risk.
+    AcceptRisk,
+    /// Run migrations that are safe with the old version.
+    ExpandMigration,
+    /// Deploy a version (a canary runs old and new side by side).
+    Deploy,
+    /// Deploy a required stop and let it settle.
+    RequiredStop,
+    /// Run migrations that need the old version gone.
+    ContractMigration,
+    /// Remove flags and compatibility code.
+    Cleanup,
+}
+
+/// One checklist item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    /// When.
+    pub phase: StepPhase,
+    /// What kind.
+    pub kind: StepKind,
+    /// The service it concerns.
+    pub service: String,
+    /// What to do.
+    pub text: String,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let phase = match self.phase {
+            StepPhase::Before => "before",
+            StepPhase::Deploy => "deploy",
+            StepPhase::After => "after",
+        };
+        write!(f, "[{phase}] {}: {}", self.service, self.text)
+    }
+}
+
+/// What the checklist is built from.
+#[derive(Debug, Clone, Default)]
+pub struct StepInputs<'a> {
+    /// The order (groups of moves).
+    pub order: &'a [Vec<Move>],
+    /// Paths per service with an upgrade graph.
+    pub paths: Option<&'a BTreeMap<String, UpgradePath>>,
+    /// Migrations per service, with the release that ships them.
+    pub migrations: Vec<(&'a str, &'a Version, &'a MigrationReport)>,
+    /// Breaking changes per service (declared or detected).
+    pub breaking: Vec<(&'a str, String)>,
+    /// Services whose database schema changes.
+    pub schema_changes: Vec<&'a str>,
+}
+
+fn step(phase: StepPhase, kind: StepKind, service: &str, text: String) -> Step {
+    Step {
+        phase,
+        kind,
+        service: service.to_owned(),
+        text,
+    }
+}
+
+/// Builds the checklist.
+pub fn plan(inputs: &StepInputs<'_>) -> Vec<Step> {
+    use StepKind as K;
+    use StepPhase as P;
+    let mut steps = Vec::new();
+    let mut backed_up: Vec<&str> = Vec::new();
+    for (service, _, _) in &inputs.migrations {
+        if !backed_up.contains(service) {
+            backed_up.push(service);
+        }
+    }
+    for service in &inputs.schema_changes {
+        if !backed_up.contains(service) {
+            backed_up.push(service);
+        }
+    }
+    for service in &backed_up {
+        steps.push(step(
+            P::Before,
+            K::Backup,
+            service,
+            "back up its database and verify the backup restores".into(),
+        ));
+    }
+    for (service, change) in &inputs.breaking {
+        steps.push(step(
+            P::Before,
+            K::FeatureFlag,
+            service,
+            format!("put behind a feature flag (off) until every consumer is ready: {change}"),
+        ));
+    }
+    if let Some(paths) = inputs.paths {
+        for (service, path) in paths {
+            for r in &path.risks {
+                for risk in &r.risks {
+                    steps.push(step(
+                        P::Before,
+                        K::AcceptRisk,
+                        service,
+                        format!(
+                            "confirm the risk {} on {} -> {} does not apply: {}",
+                            risk.name, r.from, r.to, risk.message
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    for (service, version, report) in &inputs.migrations {
+        let stmts: Vec<String> = report
+            .in_phase(Phase::Expand)
+            .map(|s| format!("#{}", s.number))
+            .collect();
+        if !stmts.is_empty() {
+            steps.push(step(
+                P::Before,
+                K::ExpandMigration,
+                service,
+                format!(
+                    "apply migration {} (statements {}) for {version} before deploying, with \
+                     lock_timeout set",
+                    report.name,
+                    stmts.join(", ")
+                ),
+            ));
+        }
+    }
+    for (g, group) in inputs.order.iter().enumerate() {
+        for mv in group {
+            let stops = inputs
+                .paths
+                .and_then(|p| p.get(&mv.service))
+                .map(|p| p.stops.clone())
+                .unwrap_or_default();
+            for hop in &mv.hops {
+                if stops.contains(hop) {
+                    steps.push(step(
+                        P::Deploy,
+                        K::RequiredStop,
+                        &mv.service,
+                        format!(
+                            "group {}: deploy required stop {hop}, let background work finish, \
+                             retire the previous version",
+                            g + 1
+                        ),
+                    ));
+                } else {
+                    steps.push(step(
+                        P::Deploy,
+                        K::Deploy,
+                        &mv.service,
+                        format!(
+                            "group {}: deploy {hop} as a canary beside the running version, \
+                             promote, retire the old version",
+                            g + 1
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    for (service, version, report) in &inputs.migrations {
+        let stmts: Vec<String> = report
+            .in_phase(Phase::Contract)
+            .map(|s| format!("#{}", s.number))
+            .collect();
+        if !stmts.is_empty() {
+            steps.push(step(
+                P::After,
+                K::ContractMigration,
+                service,
+                format!(
+                    "once no version older than {version} runs, apply migration {} statements {}",
+                    report.name,
+                    stmts.join(", ")
+                ),
+            ));
+        }
+    }
+    for (service, change) in &inputs.breaking {
+        steps.push(step(
+            P::After,
+            K::Cleanup,
+            service,
+            format!("turn the flag on, then remove it and the old code path: {change}"),
+        ));
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migration::analyze;
+
+    #[test]
+    fn expand_before_deploy_and_contract_after() {
+        let report = analyze(
+            "0003",
+            "SET lock_timeout = '1s'; ALTER TABLE t ADD COLUMN a text; ALTER TABLE t DROP COLUMN b",
+        )
+        .unwrap();
+        let v = Version::new(2, 0, 0);
+        let order = vec![vec![Move {
+            service: "api".into(),
+            from: vec![Version::new(1, 0, 0)],
+            hops: vec![v.clone()],
+        }]];
+        let inputs = StepInputs {
+            order: &order,
+            paths: None,
+            migrations: vec![("api", &v, &report)],
+            breaking: vec![("api", "orders.total is now a string".into())],
+            schema_changes: vec![],
+        };
+        let steps = plan(&inputs);
+        let kinds: Vec<StepKind> = steps.iter().map(|s| s.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                StepKind::Backup,
+                StepKind::FeatureFlag,
+                StepKind::ExpandMigration,
+                StepKind::Deploy,
+                StepKind::ContractMigration,
+                StepKind::Cleanup
+            ]
+        );
+        assert!(steps[2].text.contains("#1, #2"));
+        assert!(steps[4].text.contains("#3"));
+    }
+}
