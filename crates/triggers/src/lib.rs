@@ -34,8 +34,8 @@
 //!   since the fire (*cooldown*); a more severe action (a rollback after a warning) is never
 //!   suppressed, and cooldowns are per trigger, so they never hide another trigger's condition;
 //! - no usable data for longer than `staleAfter` is *stale*, which asks once for the trigger's
-//!   `onMissingData` action (`hold` by default, `warn`, or `fire` = rollback). Missing data is
-//!   never taken as healthy.
+//!   `onMissingData` action (`hold` by default, `warn`, or `fire` = rollback); that action counts
+//!   as a fire for the cooldown. Missing data is never taken as healthy.
 //!
 //! ```
 //! use std::time::Duration;

@@ -26,6 +26,14 @@ use crate::trigger::{Trigger, found};
 
 /// A one-sided Bernoulli CUSUM for an increase of an error rate from `p0` to `p1`.
 ///
+/// Each observation of `e` errors in `n` requests adds its log-likelihood ratio
+/// `e·ln(p1/p0) + (n−e)·ln((1−p1)/(1−p0))` to `S = max(0, S + llr)`; the alarm is `S ≥ h` with
+/// `h = ln(averageRunLength)`. By Lorden (1971), when the error rate truly is `p0` the average
+/// number of observations before a false alarm is at least `e^h = averageRunLength`, whatever the
+/// traffic per observation. The bound assumes independent requests at a known `p0`: with a learned
+/// baseline it holds as far as the estimate is right, and overdispersed traffic (rates that wander
+/// between windows) shortens it.
+///
 /// ```
 /// use serin_triggers::Cusum;
 ///

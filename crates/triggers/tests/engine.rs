@@ -1,0 +1,335 @@
+//! Behaviour of the engine as a whole: transitions, cooldowns across triggers, staleness,
+//! atomic errors, snapshots and replay.
+
+use std::time::Duration;
+
+use serin_signals::{
+    Counts, Gauge, HealthSignal, Measurement, Metric, Observation, Probe, ProbeStatus, Timestamp,
+    Track, Window,
+};
+use serin_triggers::{Action, Engine, EngineConfig, Error, Event, TriggerState};
+
+fn ts(s: u64) -> Timestamp {
+    Timestamp::from_millis(s * 1_000)
+}
+
+fn engine(json: &str) -> Engine {
+    let config: EngineConfig = serde_json::from_str(json).unwrap();
+    Engine::new(config, Timestamp::EPOCH).unwrap()
+}
+
+fn errors(track: Track, end_s: u64, requests: u64, errors: u64) -> Observation {
+    Observation::new(
+        Metric::ErrorRate,
+        track,
+        Window::ending_at(ts(end_s), Duration::from_secs(10)),
+        Measurement::Counts(Counts::new(requests, errors).unwrap()),
+    )
+}
+
+fn cpu(end_s: u64, cores: f64) -> Observation {
+    Observation::new(
+        Metric::Cpu,
+        Track::Canary,
+        Window::ending_at(ts(end_s), Duration::from_secs(10)),
+        Measurement::Gauge(Gauge::new(cores).unwrap()),
+    )
+}
+
+fn actions(engine: &mut Engine) -> Vec<(String, Action, Timestamp)> {
+    engine
+        .drain_events()
+        .filter_map(|e| e.action.map(|a| (e.trigger, a, e.at)))
+        .collect()
+}
+
+const BANDS: &str = r#"{"triggers": [
+    {"kind":"metricThreshold","id":"errors","metric":"error_rate","operator":"gt",
+     "value":0.20,"warnValue":0.10,"duration":"20s","cooldown":"1m"},
+    {"kind":"resourceUsage","id":"cpu","resource":"cpu","capacity":1,
+     "warnPercent":80,"rollbackPercent":95,"cooldown":"5m"}
+]}"#;
+
+#[test]
+fn warn_then_rollback_with_evidence() {
+    let mut e = engine(BANDS);
+    let mut seen = Vec::new();
+    for (s, errs) in [
+        (10, 50),
+        (20, 150),
+        (30, 150),
+        (40, 150),
+        (50, 250),
+        (60, 250),
+        (70, 250),
+    ] {
+        e.observe(&errors(Track::Canary, s, 1_000, errs)).unwrap();
+        e.observe(&cpu(s, 0.5)).unwrap();
+        e.tick(ts(s));
+        seen.extend(e.drain_events());
+    }
+    let fired: Vec<&Event> = seen.iter().filter(|ev| ev.action.is_some()).collect();
+    assert_eq!(fired.len(), 2, "{fired:#?}");
+    assert_eq!((fired[0].action, fired[0].at), (Some(Action::Warn), ts(40)));
+    assert_eq!(fired[0].evidence.since, Some(ts(20)));
+    assert_eq!(fired[0].evidence.threshold, Some(0.10));
+    assert_eq!(
+        (fired[1].action, fired[1].at),
+        (Some(Action::Rollback), ts(70))
+    );
+    assert_eq!(fired[1].evidence.observed, Some(0.25));
+    assert_eq!(fired[1].evidence.threshold, Some(0.20));
+    assert!(fired[1].evidence.to_string().contains("errors"));
+    // Pending was reported before each fire.
+    assert!(seen.iter().any(|ev| matches!(
+        ev.to,
+        TriggerState::Pending {
+            action: Action::Warn,
+            ..
+        }
+    )));
+    assert_eq!(e.current_action(), Some(Action::Rollback));
+}
+
+#[test]
+fn a_cooldown_never_hides_another_triggers_critical_condition() {
+    let mut e = engine(BANDS);
+    // CPU fires a rollback, clears, and sits in a 5-minute cooldown.
+    e.observe(&cpu(10, 0.99)).unwrap();
+    e.observe(&cpu(20, 0.10)).unwrap();
+    assert!(matches!(
+        e.state("cpu"),
+        Some(TriggerState::Cooldown { .. })
+    ));
+    // The error-rate trigger still fires on its own schedule.
+    e.observe(&errors(Track::Canary, 30, 100, 50)).unwrap();
+    e.observe(&errors(Track::Canary, 50, 100, 50)).unwrap();
+    let got = actions(&mut e);
+    assert_eq!(
+        got,
+        vec![
+            ("cpu".to_owned(), Action::Rollback, ts(10)),
+            ("errors".to_owned(), Action::Rollback, ts(50)),
+        ]
+    );
+    // And CPU itself does not fire again within its cooldown.
+    e.observe(&cpu(60, 0.99)).unwrap();
+    e.observe(&cpu(300, 0.99)).unwrap();
+    assert!(actions(&mut e).is_empty());
+    e.observe(&cpu(311, 0.99)).unwrap();
+    let cpu_fires: Vec<_> = actions(&mut e)
+        .into_iter()
+        .filter(|a| a.0 == "cpu")
+        .collect();
+    assert_eq!(
+        cpu_fires,
+        vec![("cpu".to_owned(), Action::Rollback, ts(311))]
+    );
+}
+
+#[test]
+fn missing_data_is_stale_per_trigger_policy() {
+    let mut e = engine(
+        r#"{"triggers": [
+        {"kind":"metricThreshold","id":"hold","metric":"error_rate","operator":"gt","value":0.1,
+         "staleAfter":"30s"},
+        {"kind":"metricThreshold","id":"warn","metric":"error_rate","operator":"gt","value":0.1,
+         "staleAfter":"30s","onMissingData":"warn"},
+        {"kind":"metricThreshold","id":"fire","metric":"error_rate","operator":"gt","value":0.1,
+         "staleAfter":"30s","onMissingData":"fire"}
+    ]}"#,
+    );
+    e.observe(&errors(Track::Canary, 10, 100, 1)).unwrap();
+    // No requests is no data, not a healthy 0%.
+    e.observe(&errors(Track::Canary, 20, 0, 0)).unwrap();
+    e.tick(ts(40));
+    assert!(actions(&mut e).is_empty());
+    e.tick(ts(41));
+    let got = actions(&mut e);
+    assert_eq!(
+        got,
+        vec![
+            ("hold".to_owned(), Action::Hold, ts(41)),
+            ("warn".to_owned(), Action::Warn, ts(41)),
+            ("fire".to_owned(), Action::Rollback, ts(41)),
+        ]
+    );
+    assert_eq!(e.current_action(), Some(Action::Rollback));
+    // Data returns: the stale action counts as a fire, so each trigger cools down, then is ok.
+    e.observe(&errors(Track::Canary, 50, 100, 1)).unwrap();
+    assert!(
+        e.states()
+            .all(|(_, s)| matches!(s, TriggerState::Cooldown { .. }))
+    );
+    e.observe(&errors(Track::Canary, 101, 100, 1)).unwrap();
+    e.tick(ts(101));
+    assert!(e.states().all(|(_, s)| s == TriggerState::Ok));
+    assert_eq!(e.current_action(), None);
+}
+
+#[test]
+fn a_measurement_no_trigger_can_read_changes_nothing() {
+    let mut e = engine(
+        r#"{"triggers": [
+        {"kind":"metricThreshold","id":"a","metric":"cpu","operator":"gt","value":0.5},
+        {"kind":"resourceUsage","id":"b","resource":"cpu","capacity":1,"rollbackPercent":50}
+    ]}"#,
+    );
+    let before = serde_json::to_string(&e).unwrap();
+    let bad = Observation::new(
+        Metric::Cpu,
+        Track::Canary,
+        Window::ending_at(ts(10), Duration::from_secs(10)),
+        Measurement::Counts(Counts::new(10, 10).unwrap()),
+    );
+    let err = e.observe(&bad).unwrap_err();
+    assert!(matches!(err, Error::MeasurementMismatch { .. }));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("`b`") && msg.contains("cpu") && msg.contains("canary"),
+        "{msg}"
+    );
+    assert_eq!(serde_json::to_string(&e).unwrap(), before);
+}
+
+#[test]
+fn bad_configs_are_refused_with_the_path() {
+    let dup = r#"{"triggers": [
+        {"kind":"metricThreshold","id":"a","metric":"cpu","operator":"gt","value":0.5},
+        {"kind":"metricThreshold","id":"a","metric":"cpu","operator":"gt","value":0.5}
+    ]}"#;
+    let config: EngineConfig = serde_json::from_str(dup).unwrap();
+    let msg = Engine::new(config, Timestamp::EPOCH)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("`a`") && msg.contains("triggers[1]"), "{msg}");
+    let bad = r#"{"triggers": [
+        {"kind":"metricThreshold","id":"a","metric":"cpu","operator":"gt","value":0.5},
+        {"kind":"errorSpike","id":"b","baselineErrorRate":1.5}
+    ]}"#;
+    let config: EngineConfig = serde_json::from_str(bad).unwrap();
+    let msg = Engine::new(config, Timestamp::EPOCH)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("triggers[1].baselineErrorRate") && msg.contains("1.5"),
+        "{msg}"
+    );
+}
+
+const MIXED: &str = r#"{"triggers": [
+    {"kind":"errorSpike","id":"spike","baselineTrack":"stable","increasePercentage":50,
+     "minErrorCount":5},
+    {"kind":"healthCheck","id":"ready","checkType":"readiness","failureThreshold":2},
+    {"kind":"dependencyFailure","id":"db","dependency":"postgres","failureThreshold":2},
+    {"kind":"metricThreshold","id":"errors","metric":"error_rate","operator":"gt","value":0.05,
+     "duration":"20s"}
+]}"#;
+
+/// A deterministic mixed stream: healthy at first, then the canary degrades.
+fn feed(e: &mut Engine, from: u64, to: u64) {
+    for s in (from..to).step_by(5) {
+        let bad = s >= 200;
+        e.observe(&errors(Track::Stable, s, 1_000, 10 + s % 3))
+            .unwrap();
+        e.observe(&errors(
+            Track::Canary,
+            s,
+            1_000,
+            if bad { 60 } else { 10 + s % 4 },
+        ))
+        .unwrap();
+        let status = if bad && s % 10 == 0 {
+            ProbeStatus::Fail
+        } else {
+            ProbeStatus::Pass
+        };
+        e.observe_health(
+            &HealthSignal::new(Track::Canary, Probe::Readiness, status, ts(s)).with_instance("c-0"),
+        );
+        for track in [Track::Stable, Track::Canary] {
+            let st = if s >= 300 {
+                ProbeStatus::Fail
+            } else {
+                ProbeStatus::Pass
+            };
+            e.observe_health(&HealthSignal::new(
+                track,
+                Probe::Dependency("postgres".into()),
+                st,
+                ts(s),
+            ));
+        }
+        e.tick(ts(s));
+    }
+}
+
+#[test]
+fn a_restarted_engine_resumes_exactly() {
+    let mut straight = engine(MIXED);
+    feed(&mut straight, 0, 400);
+    let expected: Vec<Event> = straight.drain_events().collect();
+
+    let mut first = engine(MIXED);
+    feed(&mut first, 0, 210);
+    let mut got: Vec<Event> = first.drain_events().collect();
+    let saved = serde_json::to_string(&first).unwrap();
+    drop(first);
+    let mut resumed: Engine = serde_json::from_str(&saved).unwrap();
+    assert_eq!(serde_json::to_string(&resumed).unwrap(), saved);
+    feed(&mut resumed, 210, 400);
+    got.extend(resumed.drain_events());
+    assert_eq!(got, expected);
+    // The stream did make things happen: a spike rollback and a shared-outage hold.
+    assert!(
+        expected
+            .iter()
+            .any(|e| e.trigger == "spike" && e.action == Some(Action::Rollback))
+    );
+    assert!(
+        expected
+            .iter()
+            .any(|e| e.trigger == "db" && e.action == Some(Action::Hold))
+    );
+    assert!(
+        !expected
+            .iter()
+            .any(|e| e.trigger == "db" && e.action == Some(Action::Rollback))
+    );
+}
+
+#[test]
+fn replay_is_deterministic() {
+    let run = || {
+        let mut e = engine(MIXED);
+        feed(&mut e, 0, 400);
+        (
+            e.drain_events().collect::<Vec<_>>(),
+            serde_json::to_string(&e).unwrap(),
+        )
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn a_tampered_snapshot_is_refused() {
+    let e = engine(MIXED);
+    let mut v: serde_json::Value = serde_json::to_value(&e).unwrap();
+    v["triggers"][1]["trigger"]["healthCheck"]["config"]["failureThreshold"] = 0.into();
+    let msg = serde_json::from_value::<Engine>(v).unwrap_err().to_string();
+    assert!(msg.contains("triggers[1].failureThreshold"), "{msg}");
+    let mut v: serde_json::Value = serde_json::to_value(&e).unwrap();
+    v["triggers"][0]["trigger"]["errorSpike"]["config"]["windowSize"] = "2m".into();
+    let msg = serde_json::from_value::<Engine>(v).unwrap_err().to_string();
+    assert!(
+        msg.contains("triggers[0]") && msg.contains("windowSize"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn memory_per_trigger_stays_small_at_default_windows() {
+    let e = engine(MIXED);
+    let per = e.memory_bytes() / e.len();
+    assert!(per <= 4 * 1024, "{per} bytes per trigger");
+}
