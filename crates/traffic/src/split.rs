@@ -67,6 +67,12 @@ pub struct TrafficSplit {
 }
 
 impl TrafficSplit {
+    /// The most backends a split may name. Routers cap this too (Gateway API allows 16 backend
+    /// references per rule); the cap also bounds the size of plans.
+    pub const MAX_BACKENDS: usize = 64;
+    /// The most match routes a split may hold.
+    pub const MAX_ROUTES: usize = 64;
+
     /// A split over `backends`, each with its weight; names must be valid and unique and the
     /// weights must add up to exactly 100%.
     pub fn new<N: AsRef<str>>(backends: impl IntoIterator<Item = (N, Weight)>) -> Result<Self> {
@@ -111,6 +117,13 @@ impl TrafficSplit {
                 "a split needs at least one backend",
             ));
         }
+        if backends.len() > Self::MAX_BACKENDS {
+            return Err(Error::invalid(
+                "backends",
+                format!("{} backends", backends.len()),
+                format!("a split names at most {} backends", Self::MAX_BACKENDS),
+            ));
+        }
         for (i, b) in backends.iter().enumerate() {
             if let Some(j) = backends[..i].iter().position(|o| o.name == b.name) {
                 return Err(Error::invalid(
@@ -146,6 +159,13 @@ impl TrafficSplit {
     /// backend must be one of the split's backends.
     pub fn with_route(mut self, route: MatchRoute) -> Result<Self> {
         let i = self.routes.len();
+        if i >= Self::MAX_ROUTES {
+            return Err(Error::invalid(
+                format!("routes[{i}]"),
+                &route,
+                format!("a split holds at most {} routes", Self::MAX_ROUTES),
+            ));
+        }
         if !self.contains(route.backend().as_str()) {
             return Err(Error::invalid(
                 format!("routes[{i}].backend"),
@@ -373,6 +393,16 @@ mod tests {
         assert_eq!(field_of(e), "backends[1].name");
         let e = TrafficSplit::new(Vec::<(&str, Weight)>::new()).unwrap_err();
         assert_eq!(field_of(e), "backends");
+        let names: Vec<String> = (0..=TrafficSplit::MAX_BACKENDS)
+            .map(|i| format!("b{i}"))
+            .collect();
+        let many = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), if i == 0 { Weight::FULL } else { Weight::ZERO }));
+        let e = TrafficSplit::new(many).unwrap_err();
+        assert!(e.to_string().contains("at most 64 backends"), "{e}");
+        assert_eq!(field_of(e), "backends");
     }
 
     #[test]
@@ -383,6 +413,15 @@ mod tests {
         let e = split.clone().with_route(route).unwrap_err();
         assert!(e.to_string().contains("stable, canary"), "{e}");
         assert_eq!(field_of(e), "routes[0].backend");
+
+        let route =
+            MatchRoute::header("x-canary", ValueMatch::Exact("always".into()), "canary").unwrap();
+        let mut full = split;
+        for _ in 0..TrafficSplit::MAX_ROUTES {
+            full = full.with_route(route.clone()).unwrap();
+        }
+        let e = full.with_route(route).unwrap_err();
+        assert_eq!(field_of(e), "routes[64]");
     }
 
     #[test]

@@ -189,12 +189,12 @@ impl Visitor<'_> for PercentVisitor {
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
-        // Anything above 100 is refused later; keep it recognisable in the message.
-        Ok(if v > 1_000_000 { f64::MAX } else { v as f64 })
+        // Anything above 100 is refused by the caller, which names the field.
+        Ok(v as f64)
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
-        Ok(if v < -1_000_000 { f64::MIN } else { v as f64 })
+        Ok(v as f64)
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {

@@ -331,3 +331,47 @@ proptest! {
         let _ = serde_json::from_str::<Weight>(&s);
     }
 }
+
+/// Replaces the `n`-th leaf (in depth-first order) of `v` with `with`; returns whether it did.
+fn replace_leaf(v: &mut Value, n: &mut usize, with: &Value) -> bool {
+    match v {
+        Value::Array(items) => items.iter_mut().any(|i| replace_leaf(i, n, with)),
+        Value::Object(map) => map.values_mut().any(|i| replace_leaf(i, n, with)),
+        leaf => {
+            if *n == 0 {
+                *leaf = with.clone();
+                true
+            } else {
+                *n -= 1;
+                false
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Valid plans with one value swapped for an arbitrary one: close to valid input, where
+    /// validation has the most to catch. Never a panic; whatever is accepted round-trips.
+    #[test]
+    fn deserializers_never_panic_on_near_valid_plans(
+        (from, to) in start(),
+        strategy in strategy(),
+        leaf in 0usize..400,
+        with in json(),
+    ) {
+        let plan = Plan::shift(&from, NAMES[to], &strategy).unwrap();
+        let mut v = serde_json::to_value(&plan).unwrap();
+        let mut n = leaf;
+        replace_leaf(&mut v, &mut n, &with);
+        round_trips::<Plan>(&v);
+        if let Some(split) = v.get("from") {
+            round_trips::<TrafficSplit>(split);
+        }
+        let mut s = serde_json::to_value(&strategy).unwrap();
+        let mut n = leaf % 16;
+        replace_leaf(&mut s, &mut n, &with);
+        round_trips::<Switch>(&s);
+    }
+}
