@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::duration;
 use crate::error::{Error, Result};
 use crate::split::TrafficSplit;
-use crate::strategy::Strategy;
+use crate::strategy::{Pause, Strategy};
 use crate::weight::Weight;
 
 /// One step of a [`Plan`]: apply `split`, hold it for `hold`, then (if `await_approval`) wait
@@ -126,9 +126,9 @@ impl Plan {
             Strategy::Weighted { steps } => {
                 for s in steps.iter().filter(|s| s.weight.bps() > w0) {
                     let (extra, approval) = match s.pause {
-                        crate::strategy::Pause::None => (Duration::ZERO, false),
-                        crate::strategy::Pause::Timed(d) => (d, false),
-                        crate::strategy::Pause::UntilApproved => (Duration::ZERO, true),
+                        Pause::None => (Duration::ZERO, false),
+                        Pause::Timed(d) => (d, false),
+                        Pause::UntilApproved => (Duration::ZERO, true),
                     };
                     marks.push((s.weight.bps(), s.duration.saturating_add(extra), approval));
                 }
