@@ -80,6 +80,19 @@ impl CountRing {
         Counts::new(requests, errors.min(requests)).unwrap_or_default()
     }
 
+    /// The counts added at times in `(from, at]` (to bucket precision) still in the window.
+    pub fn sum_since(&self, from: Timestamp, at: Timestamp) -> Counts {
+        let (lo, now) = (self.epoch(from), self.epoch(at));
+        let (mut requests, mut errors) = (0u64, 0u64);
+        for s in &self.slots {
+            if s.epoch > lo && s.epoch <= now && s.epoch + BUCKETS as u64 > now {
+                requests = requests.saturating_add(s.requests);
+                errors = errors.saturating_add(s.errors);
+            }
+        }
+        Counts::new(requests, errors.min(requests)).unwrap_or_default()
+    }
+
     pub fn heap_bytes(&self) -> usize {
         self.slots.capacity() * std::mem::size_of::<Slot>()
     }
@@ -116,5 +129,11 @@ mod tests {
         ring.add(Timestamp::from_millis(10_000), c(100, 100));
         assert_eq!(ring.sum(Timestamp::from_millis(200_000)), c(5, 5));
         assert!(ring.fits(Duration::from_secs(60)) && !ring.fits(Duration::from_secs(30)));
+        ring.add(Timestamp::from_millis(190_000), c(7, 1));
+        let since = ring.sum_since(
+            Timestamp::from_millis(190_000),
+            Timestamp::from_millis(200_000),
+        );
+        assert_eq!(since, c(5, 5));
     }
 }

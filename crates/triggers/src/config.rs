@@ -286,6 +286,9 @@ pub enum SharedOutage {
 /// same dependency tells the cases apart: if the baseline still passes, the new version broke its
 /// use of the dependency and the trigger asks for `action`; if the baseline fails too or has no
 /// recent result, the dependency is down for everyone and the trigger asks for `onSharedOutage`.
+/// "Still passes" means the watched track failed after the baseline's latest pass, so the end of
+/// a shared outage (the baseline's pass arriving before the watched track's) is not mistaken for
+/// a fault of the new version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DependencyFailureConfig {

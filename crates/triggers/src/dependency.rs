@@ -18,6 +18,8 @@ struct Side {
     consecutive_failures: u32,
     /// The last pass or fail and when it arrived.
     last: Option<(bool, Timestamp)>,
+    /// When the last failure arrived.
+    last_failure: Option<Timestamp>,
 }
 
 /// Why the trigger last breached.
@@ -99,6 +101,7 @@ impl DependencyFailureTrigger {
             Some(false) => {
                 side.consecutive_failures = side.consecutive_failures.saturating_add(1);
                 side.last = Some((false, at));
+                side.last_failure = Some(at);
             }
             None => {}
         }
@@ -111,9 +114,14 @@ impl DependencyFailureTrigger {
         if self.watched.consecutive_failures >= self.config.failure_threshold
             && recent(&self.watched)
         {
-            let baseline_passes =
-                recent(&self.baseline) && self.baseline.last.is_some_and(|(ok, _)| ok);
-            return if baseline_passes {
+            // Ours only if the watched track failed after the baseline was seen passing: when a
+            // shared outage ends, the baseline's pass may arrive before the watched track's own.
+            let ours = recent(&self.baseline)
+                && match (self.baseline.last, self.watched.last_failure) {
+                    (Some((true, passed)), Some(failed)) => failed >= passed,
+                    _ => false,
+                };
+            return if ours {
                 self.cause = Cause::Ours;
                 Verdict::Breach(self.config.action)
             } else {
@@ -307,9 +315,14 @@ mod tests {
             t.observe_health(&probe(Track::Canary, ProbeStatus::Fail, 3)),
             Some(Verdict::Breach(Action::Hold))
         );
-        // The baseline recovering turns it into ours.
+        // The baseline recovering first is not yet proof (the outage may be ending)...
         assert_eq!(
             t.observe_health(&probe(Track::Stable, ProbeStatus::Pass, 4)),
+            Some(Verdict::Breach(Action::Hold))
+        );
+        // ...but the watched track failing again while the baseline passes is.
+        assert_eq!(
+            t.observe_health(&probe(Track::Canary, ProbeStatus::Fail, 5)),
             Some(Verdict::Breach(Action::Rollback))
         );
     }

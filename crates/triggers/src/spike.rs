@@ -137,6 +137,10 @@ pub(crate) struct SpikeState {
 /// [`Cusum`] (the default), whose average run length to a false alarm is at least
 /// `averageRunLength` observations. Either fires only with at least `minErrorCount` errors in the
 /// window.
+///
+/// With a `baselineTrack`, the CUSUM compares each observation with the baseline's counts over
+/// the same span (when that span has `minBaselineRequests`), so a change both tracks see at once
+/// is not a spike; feed the baseline's observation of a window before the watched track's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ErrorSpikeTrigger {
@@ -217,20 +221,37 @@ impl ErrorSpikeTrigger {
         }
     }
 
-    /// The baseline rate at `at`, smoothed away from 0 so that a clean baseline still leaves a
-    /// finite likelihood ratio; `None` when it is not known yet.
+    /// A learned rate, smoothed away from 0 so that a clean baseline still leaves a finite
+    /// likelihood ratio; `None` with fewer than `minBaselineRequests` requests.
+    fn learned(&self, c: Counts) -> Option<f64> {
+        (c.requests() >= self.config.min_baseline_requests)
+            .then(|| (c.errors() as f64 + 0.5) / (c.requests() as f64 + 1.0))
+    }
+
+    /// The baseline rate over the window ending at `at`; `None` when it is not known yet.
     fn baseline(&self, at: Timestamp) -> Option<f64> {
-        let learned = |c: Counts| {
-            (c.requests() >= self.config.min_baseline_requests)
-                .then(|| (c.errors() as f64 + 0.5) / (c.requests() as f64 + 1.0))
-        };
         if let Some(p0) = self.config.baseline_error_rate {
             return Some(p0);
         }
         if let Some(ring) = &self.state.baseline {
-            return learned(ring.sum(at));
+            return self.learned(ring.sum(at));
         }
-        self.state.learning.as_ref().and_then(|l| learned(l.counts))
+        self.state
+            .learning
+            .as_ref()
+            .and_then(|l| self.learned(l.counts))
+    }
+
+    /// The baseline rate for one observation: with a baseline track, its rate over the same span
+    /// as the observation when it has enough requests there (so a change both tracks see at once,
+    /// such as a shared outage, is not a spike), else over the whole window.
+    fn baseline_for(&self, obs: &Observation) -> Option<f64> {
+        let at = obs.window.end();
+        self.state
+            .baseline
+            .as_ref()
+            .and_then(|ring| self.learned(ring.sum_since(obs.window.start(), at)))
+            .or_else(|| self.baseline(at))
     }
 
     fn is_learning(&self, obs: &Observation) -> bool {
@@ -284,16 +305,25 @@ impl Trigger for ErrorSpikeTrigger {
         let window = self.state.window.sum(at);
         self.state.last_window = window;
         self.state.last_rate = window.error_rate();
-        let Some(p0) = self.baseline(at) else {
+        let (Some(p0_window), Some(p0_span)) = (self.baseline(at), self.baseline_for(obs)) else {
             self.state.last_p0 = None;
             return Ok(Some(Verdict::NoData));
         };
-        self.state.last_p0 = Some(p0);
-        let p1 = (p0 * (1.0 + self.config.increase_percentage / 100.0)).min(1.0 - 1e-9);
-        let cusum_alarm = self.state.cusum.update(c.errors(), c.requests(), p0, p1);
+        let spike =
+            |p0: f64| (p0 * (1.0 + self.config.increase_percentage / 100.0)).min(1.0 - 1e-9);
+        let cusum_alarm =
+            self.state
+                .cusum
+                .update(c.errors(), c.requests(), p0_span, spike(p0_span));
         let alarm = match self.config.detector {
-            Detector::Cusum => cusum_alarm,
-            Detector::Ratio => window.error_rate().is_some_and(|r| r > p1),
+            Detector::Cusum => {
+                self.state.last_p0 = Some(p0_span);
+                cusum_alarm
+            }
+            Detector::Ratio => {
+                self.state.last_p0 = Some(p0_window);
+                window.error_rate().is_some_and(|r| r > spike(p0_window))
+            }
         };
         let enough = window.errors() >= self.config.min_error_count;
         Ok(Some(if alarm && enough {
