@@ -85,6 +85,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the failure is the backend's, not the question's: an outage or a timeout, after
+    /// which the same query may succeed later. Callers treat it as inconclusive and hold.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Unavailable { .. } | Error::Timeout { .. })
+    }
+
     /// Shorthand for [`Error::InvalidField`].
     pub fn invalid(
         field: impl Into<String>,

@@ -448,6 +448,48 @@ mod tests {
         );
     }
 
+    fn counts_in(s: &InMemorySource, window: Window) -> Option<Counts> {
+        match s.aggregate(&q(Metric::ErrorRate, Track::Canary, window)) {
+            Ok(Observation {
+                measurement: Measurement::Counts(c),
+                ..
+            }) => Some(c),
+            Ok(o) if o.measurement.is_no_data() => None,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+
+    proptest::proptest! {
+        /// Splitting a window in two never loses or invents counts, and a window is no data
+        /// exactly when nothing was recorded inside it.
+        #[test]
+        fn counts_add_up_over_adjacent_windows(
+            slots in proptest::collection::vec((0u64..20, 0u64..1_000, 0u64..1_000), 0..40),
+            split in 0u64..=20,
+        ) {
+            let s = InMemorySource::new();
+            let mut recorded = vec![Counts::default(); 20];
+            let mut any = [false; 20];
+            for (slot, a, b) in slots {
+                let (requests, errors) = (a.max(b), a.min(b));
+                s.record_counts(Track::Canary, Metric::ErrorRate, w(slot * 10, slot * 10 + 10), requests, errors).unwrap();
+                let i = usize::try_from(slot).unwrap();
+                recorded[i] = recorded[i].saturating_add(Counts::new(requests, errors).unwrap());
+                any[i] = true;
+            }
+            let whole = counts_in(&s, w(0, 200));
+            let left = counts_in(&s, w(0, split * 10));
+            let right = counts_in(&s, w(split * 10, 200));
+            let sum = |c: Option<Counts>| c.unwrap_or_default();
+            proptest::prop_assert_eq!(sum(whole), sum(left).saturating_add(sum(right)));
+            let cut = usize::try_from(split).unwrap();
+            proptest::prop_assert_eq!(left.is_some(), any[..cut].iter().any(|a| *a));
+            proptest::prop_assert_eq!(right.is_some(), any[cut..].iter().any(|a| *a));
+            let total = recorded.iter().fold(Counts::default(), |acc, c| acc.saturating_add(*c));
+            proptest::prop_assert_eq!(sum(whole), total);
+        }
+    }
+
     #[tokio::test]
     async fn conformance() {
         let fixture = crate::testkit::InMemoryFixture::new();
