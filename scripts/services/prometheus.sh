@@ -75,13 +75,41 @@ scrape_configs:
 YAML
 }
 
+# Whether the Prometheus at $listen has the test exporter among its scrape targets.
+scrapes_target() {
+  local targets
+  if command -v curl >/dev/null 2>&1; then
+    targets=$(curl -fsS --max-time 2 "http://${listen}/api/v1/targets" 2>/dev/null) || return 1
+  else
+    targets=$(wget -q -O - --timeout=2 "http://${listen}/api/v1/targets" 2>/dev/null) || return 1
+  fi
+  [[ "$targets" == *"\"${target}\""* ]]
+}
+
+our_pid() {
+  [[ -f "$dir/prometheus.pid" ]] && kill -0 "$(cat "$dir/prometheus.pid")" 2>/dev/null &&
+    cat "$dir/prometheus.pid"
+}
+
 start_prometheus() {
   if http_ok "$ready_url"; then
-    log "a Prometheus already answers at ${listen}"
-    return
+    if scrapes_target; then
+      log "a Prometheus already answers at ${listen} and scrapes ${target}"
+      return
+    fi
+    local pid
+    if pid=$(our_pid); then
+      log "our Prometheus (pid ${pid}) does not scrape ${target}; restarting it"
+      kill "$pid"
+      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    else
+      log "another Prometheus answers at ${listen} but does not scrape ${target}; stop it first"
+      exit 1
+    fi
   fi
-  if [[ -f "$dir/prometheus.pid" ]] && kill -0 "$(cat "$dir/prometheus.pid")" 2>/dev/null; then
-    log "our Prometheus (pid $(cat "$dir/prometheus.pid")) is starting; waiting for it"
+  local pid
+  if pid=$(our_pid); then
+    log "our Prometheus (pid ${pid}) is starting; waiting for it"
     return
   fi
   log "starting prometheus on ${listen} (data in ${dir}/data, log in ${dir}/prometheus.log)"
