@@ -12,6 +12,8 @@
 
 pub mod judge;
 pub mod kayenta;
+pub mod sequential;
+pub mod severity;
 pub mod threshold;
 
 /// Everything that can go wrong in `serin-canary`: a rejected configuration or a rejected input.

@@ -1,0 +1,302 @@
+//! The robust count test for overdispersed traffic: per-batch log-ratios and a sequential t-test.
+//!
+//! The per-request [`CountTest`](super::CountTest) assumes that, given the errors of a sample,
+//! each came from the canary independently with a fixed probability. Real error rates wander:
+//! a dependency hiccups, a noisy client retries, and each arm's rate is multiplied by its own
+//! slowly varying factor. The errors then arrive in clumps, the per-request model counts a clump
+//! as strong evidence, and its false rollback rate exceeds `α`.
+//!
+//! This test instead closes a **batch** once the smaller arm expects
+//! [`BatchCountConfig::min_expected_errors`] errors under the null, takes one statistic per batch,
+//! the log-odds of the batch's canary errors against the null,
+//!
+//! ```text
+//! x_k = ln((c_k + ½)/(b_k + ½)) − ln(θ₀/(1 − θ₀)),   θ₀ = ρ_k r₀ / (ρ_k r₀ + 1 − ρ_k)
+//! ```
+//!
+//! (≈ the batch's log rate ratio over `r₀`), and runs the scale-invariant sequential t-test on
+//! them: the batch-to-batch variance, overdispersion included, is **estimated** from the batches.
+//! The test rejects when the Bayes factor reaches `1/α` with the mean on the "canary worse" side.
+//! Its guarantee is Ville's inequality for the t-test martingale, exact when the batch statistics
+//! are independent and Gaussian with a common variance; with batches of at least a few expected
+//! errors per arm and rate wanderings shorter than a batch this holds closely, and the harness
+//! measures it. It is slower than the per-request test on clean traffic (it needs a few batches),
+//! so it is the robust mode, not the default.
+
+use serde::{Deserialize, Serialize};
+
+use super::counts::Sides;
+use super::ttest::SequentialT;
+use crate::judge::Interval;
+use crate::{Error, Result};
+
+/// Settings of a [`BatchCountTest`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct BatchCountConfig {
+    /// The false-rollback probability bound, in `(0, 1)`. Default `0.05`.
+    pub alpha: f64,
+    /// Fail only if the canary's error rate is more than `(1 + margin)` times the baseline's.
+    /// Default `0`.
+    pub margin: f64,
+    /// One- or two-sided. Default [`Sides::CanaryWorse`].
+    pub sides: Sides,
+    /// A batch closes once the arm with the smaller share expects this many errors under the
+    /// null. Default `8`.
+    pub min_expected_errors: f64,
+    /// The prior variance of the standardized effect in the t-test mixture. Default `1`.
+    pub prior_variance: f64,
+}
+
+impl Default for BatchCountConfig {
+    fn default() -> Self {
+        BatchCountConfig {
+            alpha: 0.05,
+            margin: 0.0,
+            sides: Sides::CanaryWorse,
+            min_expected_errors: 8.0,
+            prior_variance: 1.0,
+        }
+    }
+}
+
+impl BatchCountConfig {
+    /// The defaults with the given `alpha`.
+    pub fn new(alpha: f64) -> Self {
+        BatchCountConfig {
+            alpha,
+            ..Self::default()
+        }
+    }
+
+    /// With the practical-significance margin (a fraction).
+    pub fn with_margin(mut self, margin: f64) -> Self {
+        self.margin = margin;
+        self
+    }
+
+    /// Checks every field; `path` prefixes the field names in errors.
+    pub fn validate(&self, path: &str) -> Result<()> {
+        super::counts::check_open_unit(&format!("{path}.alpha"), self.alpha)?;
+        if !(self.margin.is_finite() && self.margin >= 0.0) {
+            return Err(Error::invalid_config(
+                format!("{path}.margin"),
+                self.margin,
+                "must be a finite fraction >= 0",
+            ));
+        }
+        if !(self.min_expected_errors.is_finite() && self.min_expected_errors >= 1.0) {
+            return Err(Error::invalid_config(
+                format!("{path}.minExpectedErrors"),
+                self.min_expected_errors,
+                "must be a finite number of errors >= 1",
+            ));
+        }
+        if !(self.prior_variance.is_finite() && self.prior_variance > 0.0) {
+            return Err(Error::invalid_config(
+                format!("{path}.priorVariance"),
+                self.prior_variance,
+                "must be a finite number > 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The open batch.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct OpenBatch {
+    baseline_requests: u64,
+    canary_requests: u64,
+    baseline_errors: u64,
+    canary_errors: u64,
+}
+
+/// The robust, batch-based sequential count test (see the module docs of
+/// [`sequential`](super)).
+///
+/// ```
+/// use serin_canary::sequential::{BatchCountConfig, BatchCountTest};
+///
+/// let mut test = BatchCountTest::new(BatchCountConfig::new(0.05))?;
+/// let mut rejected = false;
+/// for i in 0..3_600u64 {
+///     // 50/50 split, baseline 0.5% errors, canary 1.5%, with some jitter between seconds.
+///     rejected = test.update(200, 1 + i % 2, 200, 3 + i % 3);
+///     if rejected { break; }
+/// }
+/// assert!(rejected);
+/// # Ok::<(), serin_canary::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BatchCountTest {
+    config: BatchCountConfig,
+    open: OpenBatch,
+    t: SequentialT,
+    updates: u64,
+    rejected_at: Option<u64>,
+    rejected_worse: bool,
+}
+
+impl BatchCountTest {
+    /// A test with the given settings; invalid settings are an error naming the field.
+    pub fn new(config: BatchCountConfig) -> Result<Self> {
+        config.validate("batchCountTest")?;
+        Ok(BatchCountTest {
+            config,
+            open: OpenBatch::default(),
+            t: SequentialT::new(config.prior_variance),
+            updates: 0,
+            rejected_at: None,
+            rejected_worse: false,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &BatchCountConfig {
+        &self.config
+    }
+
+    fn null_ratio(&self) -> f64 {
+        1.0 + self.config.margin
+    }
+
+    /// Feeds one sample (each arm's requests and errors); closes the batch when it holds enough
+    /// errors. Returns whether the test has rejected (now or before).
+    pub fn update(
+        &mut self,
+        baseline_requests: u64,
+        baseline_errors: u64,
+        canary_requests: u64,
+        canary_errors: u64,
+    ) -> bool {
+        self.updates += 1;
+        let r0 = self.null_ratio();
+        let o = &mut self.open;
+        o.baseline_requests = o.baseline_requests.saturating_add(baseline_requests);
+        o.canary_requests = o.canary_requests.saturating_add(canary_requests);
+        o.baseline_errors = o
+            .baseline_errors
+            .saturating_add(baseline_errors.min(baseline_requests));
+        o.canary_errors = o
+            .canary_errors
+            .saturating_add(canary_errors.min(canary_requests));
+        let n = o.baseline_requests + o.canary_requests;
+        if o.baseline_requests == 0 || o.canary_requests == 0 {
+            return self.rejected_at.is_some();
+        }
+        let share = o.canary_requests as f64 / n as f64;
+        let theta0 = share * r0 / (share * r0 + 1.0 - share);
+        let errors = (o.baseline_errors + o.canary_errors) as f64;
+        if errors * theta0.min(1.0 - theta0) >= self.config.min_expected_errors {
+            let x = ((o.canary_errors as f64 + 0.5) / (o.baseline_errors as f64 + 0.5)).ln()
+                - (theta0 / (1.0 - theta0)).ln();
+            self.t.push(x);
+            self.open = OpenBatch::default();
+            if self.rejected_at.is_none() && self.t.log_bf(0.0) >= (1.0 / self.config.alpha).ln() {
+                let worse = self.t.mean() > 0.0;
+                if worse || self.config.sides == Sides::TwoSided {
+                    self.rejected_at = Some(self.updates);
+                    self.rejected_worse = worse;
+                }
+            }
+        }
+        self.rejected_at.is_some()
+    }
+
+    /// The e-value (the t-test Bayes factor against "no difference beyond the margin"), counting
+    /// only the "canary worse" side in one-sided mode.
+    pub fn e_value(&self) -> f64 {
+        if self.config.sides == Sides::CanaryWorse && self.t.mean() <= 0.0 {
+            return self.t.log_bf(0.0).exp().min(1.0);
+        }
+        self.t.log_bf(0.0).exp()
+    }
+
+    /// Whether the test has rejected.
+    pub fn rejected(&self) -> bool {
+        self.rejected_at.is_some()
+    }
+
+    /// Whether the rejection was for "canary worse"; `None` before any rejection.
+    pub fn rejected_worse(&self) -> Option<bool> {
+        self.rejected_at.map(|_| self.rejected_worse)
+    }
+
+    /// The number of updates after which the test rejected.
+    pub fn rejected_at(&self) -> Option<u64> {
+        self.rejected_at
+    }
+
+    /// The number of closed batches.
+    pub fn batches(&self) -> u64 {
+        self.t.n()
+    }
+
+    /// The threshold the e-value is compared with: `1/α`.
+    pub fn threshold(&self) -> f64 {
+        1.0 / self.config.alpha
+    }
+
+    /// The estimated ratio of the canary's error rate to the baseline's (geometric mean over
+    /// batches), NaN before the first batch.
+    pub fn ratio_estimate(&self) -> f64 {
+        if self.t.n() == 0 {
+            return f64::NAN;
+        }
+        self.null_ratio() * self.t.mean().exp()
+    }
+
+    /// The anytime-valid confidence sequence of that ratio, from the t-test; `None` below two
+    /// batches.
+    pub fn ratio_interval(&self) -> Option<Interval> {
+        let r0 = self.null_ratio();
+        self.t.interval(self.config.alpha).map(|i| Interval {
+            lower: r0 * i.lower.exp(),
+            upper: r0 * i.upper.exp(),
+            level: i.level,
+        })
+    }
+
+    /// Forgets every sample; the settings are kept.
+    pub fn reset(&mut self) {
+        *self = BatchCountTest {
+            config: self.config,
+            open: OpenBatch::default(),
+            t: SequentialT::new(self.config.prior_variance),
+            updates: 0,
+            rejected_at: None,
+            rejected_worse: false,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_arms_never_reject() {
+        let mut t = BatchCountTest::new(BatchCountConfig::default()).unwrap();
+        for i in 0..10_000u64 {
+            let e = i % 4;
+            assert!(!t.update(300, e, 300, e));
+        }
+        assert!(t.batches() > 100);
+        assert!(t.e_value() <= 1.0);
+        let ci = t.ratio_interval().unwrap();
+        assert!(ci.contains(1.0), "{ci:?}");
+    }
+
+    #[test]
+    fn config_errors_name_the_field() {
+        let bad = BatchCountConfig {
+            min_expected_errors: 0.0,
+            ..Default::default()
+        };
+        let msg = BatchCountTest::new(bad).unwrap_err().to_string();
+        assert!(msg.contains("batchCountTest.minExpectedErrors"), "{msg}");
+    }
+}

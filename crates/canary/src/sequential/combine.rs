@@ -1,0 +1,102 @@
+//! Sharing `α` across several metrics, so that the whole analysis keeps its false-rollback bound.
+
+use serde::{Deserialize, Serialize};
+use serin_signals::Timestamp;
+
+use super::counts::check_open_unit;
+use crate::judge::{Judgement, Severity, Statistic, Verdict};
+use crate::{Error, Result};
+
+/// How several sequential judges share one `α`.
+///
+/// - [`AlphaSharing::Split`] (Bonferroni): each of `m` judges runs at `α/m` and the analysis fails
+///   when any judge fails. Best when one metric is expected to carry a regression.
+/// - [`AlphaSharing::Average`]: each judge reports its e-value; the analysis fails when their
+///   **mean** reaches `1/α` (a mean of e-values is an e-value, whatever their dependence). Best
+///   when a regression shows in several metrics at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AlphaSharing {
+    /// Each judge at `α/m`; any failure fails the analysis.
+    #[default]
+    Split,
+    /// The mean of the judges' e-values against `1/α`.
+    Average,
+}
+
+impl AlphaSharing {
+    /// The `α` each of `m` judges must be built with.
+    pub fn per_judge_alpha(self, alpha: f64, m: usize) -> f64 {
+        match self {
+            AlphaSharing::Split => alpha / m.max(1) as f64,
+            AlphaSharing::Average => alpha,
+        }
+    }
+}
+
+/// Combines the current judgements of several sequential judges (built with
+/// [`AlphaSharing::per_judge_alpha`]) into one, whose evidence is the decisive judge's with a
+/// summary that says how `α` was shared.
+///
+/// The combined verdict is `Fail` as described on [`AlphaSharing`] (the severity is the highest
+/// among the failing judges, or `Warning` when only the average fails), `Pass` when every judge
+/// passes, and `Inconclusive` otherwise. An empty slice or a bad `alpha` is an error.
+pub fn combine(
+    judgements: &[Judgement],
+    alpha: f64,
+    sharing: AlphaSharing,
+    now: Timestamp,
+) -> Result<Judgement> {
+    check_open_unit("alpha", alpha)?;
+    let m = judgements.len();
+    let first = judgements.first().ok_or_else(|| {
+        Error::invalid_input("judgements", "[]", "at least one judgement is needed")
+    })?;
+    let worst_fail = judgements
+        .iter()
+        .filter_map(|j| j.verdict.severity().map(|s| (s, j)))
+        .max_by_key(|(s, _)| *s);
+    let all_pass = judgements.iter().all(|j| j.verdict == Verdict::Pass);
+    let (verdict, decisive, how) = match sharing {
+        AlphaSharing::Split => {
+            let how = format!(
+                "alpha {alpha} split over {m} metric(s), {} each (Bonferroni)",
+                alpha / m as f64
+            );
+            match worst_fail {
+                Some((s, j)) => (Verdict::Fail(s), j, how),
+                None if all_pass => (Verdict::Pass, first, how),
+                None => (Verdict::Inconclusive, first, how),
+            }
+        }
+        AlphaSharing::Average => {
+            let e = |j: &Judgement| match j.evidence.statistic {
+                Some(Statistic::EValue(e)) if e.is_finite() && e >= 0.0 => e,
+                Some(Statistic::EValue(e)) if e == f64::INFINITY => e,
+                // A judge without an e-value contributes the null value 1... conservatively 0.
+                _ => 0.0,
+            };
+            let mean = judgements.iter().map(e).sum::<f64>() / m as f64;
+            let top = judgements
+                .iter()
+                .max_by(|a, b| e(a).total_cmp(&e(b)))
+                .unwrap_or(first);
+            let how = format!(
+                "mean e-value {mean:.3} of {m} metric(s) against 1/alpha = {:.1} (e-value averaging)",
+                1.0 / alpha
+            );
+            if mean >= 1.0 / alpha {
+                let sev = worst_fail.map_or(Severity::Warning, |(s, _)| s);
+                (Verdict::Fail(sev), top, how)
+            } else if all_pass {
+                (Verdict::Pass, first, how)
+            } else {
+                (Verdict::Inconclusive, top, how)
+            }
+        }
+    };
+    let mut evidence = decisive.evidence.clone();
+    evidence.at = now;
+    evidence.summary = format!("{} [{how}; verdict {verdict}]", decisive.evidence.summary);
+    Ok(Judgement { verdict, evidence })
+}

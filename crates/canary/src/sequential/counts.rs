@@ -1,0 +1,937 @@
+//! The anytime-valid count test: which arm did each error come from?
+//!
+//! # Model
+//!
+//! Following Lindon & Malek (2022), errors of arm *i* arrive at rate `ρᵢ·e^{δᵢ}·λ(t)`: a shared,
+//! unknown and arbitrarily varying load `λ(t)`, the arm's share of traffic `ρᵢ`, and the arm's own
+//! error propensity. Conditional on an error occurring, it came from the canary with probability
+//! `θ = ρ·r / (ρ·r + 1 − ρ)`, where `ρ` is the canary's share and `r = e^{δ_c − δ_b}` the ratio of
+//! the canary's error rate to the baseline's. The load cancels, so two counters per sample
+//! suffice, whatever the traffic does, and the share may change from one sample to the next.
+//!
+//! The null hypothesis is "the canary is not worse by more than the margin": `r ≤ r₀ = 1 + margin`
+//! (with `margin = 0`, any increase is a regression). The share `ρ` of each sample is the observed
+//! share of requests in that sample (or the split's nominal share when configured), which makes
+//! the test exact for binomial errors conditional on the requests each arm served.
+//!
+//! # The e-process: a predictable plug-in likelihood ratio
+//!
+//! Before each sample the test picks a *bet* `r̂ ≥ r₀` from the samples it has already seen, and
+//! multiplies its wealth by the likelihood ratio of the sample's `c` canary and `b` baseline
+//! errors under `r̂` against `r₀`:
+//!
+//! ```text
+//! W ← W · (θ̂/θ₀)^c · ((1 − θ̂)/(1 − θ₀))^b
+//! ```
+//!
+//! For every `r ≤ r₀` each factor has expectation at most 1 given the past (the expectation is
+//! increasing in the true `θ` and equals 1 at `θ₀`), so `W` is a nonnegative supermartingale
+//! starting at 1 under the whole composite null, and by **Ville's inequality**
+//! `P(sup_t W_t ≥ 1/α) ≤ α`: the test may be checked after every sample, for ever, and its false
+//! rollback probability stays at most `α`. The e-value after `n` samples is `W_n`; the anytime
+//! p-value is `min(1, 1 / max_{s≤n} W_s)`.
+//!
+//! The bet `r̂` is an estimate of the current rate ratio from **exponentially discounted** counts
+//! (half-life [`CountTestConfig::half_life`] errors), shrunk towards a prior guess and clipped to
+//! `[r₀, r_max]`. It bets close to the truth on a regression present from the start.
+//!
+//! # Late regressions: a mixture over start times
+//!
+//! A plug-in estimate lags behind a regression that starts after a long good period (a leak, a
+//! filling cache), and a test that only multiplies likelihood ratios since the start must first
+//! repay the small losses of the good period. So a second component, weighted
+//! [`CountTestConfig::restart_weight`], mixes fixed bets `r̂ ∈ r₀·{1.5, 2.5, 5}` over **start
+//! times**: a candidate start every [`CountTestConfig::restart_every`] errors, the `k`-th with
+//! prior weight `π_k = 1/((k+1)(k+2))` (summing to 1). Each candidate is the likelihood ratio
+//! since its own start, so the evidence of the good minutes before it cannot dilute it; it pays
+//! only `ln(1/π_k)` (about `2 ln k`) for not knowing when the regression began. The mixture is
+//! kept in O(1) state per bet with the Shiryaev–Roberts-style identity
+//! `Σ_k π_k W_t/W_{s_k} = W_t · Σ_k π_k/W_{s_k}`.
+//!
+//! The e-value is `(1 − w)·plug-in + w·start-time mixture`. Both components are test
+//! supermartingales under the null, so their average is one too and the guarantee below is
+//! unchanged: the price of the start-time component on a regression present from the start is
+//! `ln(1/(1 − w))` nats of evidence (0.22 for the default `w = 0.2`).
+//!
+//! # Guarantee
+//!
+//! Under the null (`r ≤ r₀`, with any load `λ(t)`, any shares, any stopping rule), every
+//! component is a nonnegative supermartingale with initial value at most 1, so
+//! `P(∃t: E_t ≥ 1/α) ≤ α` by Ville's inequality. This holds over an unbounded run and needs no
+//! knowledge of the baseline's error rate; the only modelling assumption is the conditional one
+//! above (given the errors of a sample, each came from the canary independently with probability
+//! `θ`), which per-request traffic satisfies but per-arm rate multipliers that wander over time
+//! (overdispersion) do not: see `BatchCountTest` for that case.
+//!
+//! Two-sided mode runs a second test with the arms' roles swapped (is the *baseline* worse by more
+//! than the margin?) and averages the two e-values (an average of e-values is an e-value).
+//!
+//! The state is O(1): a few floating-point numbers per direction (no allocation); an update with
+//! errors costs a few logarithms, and a sample without errors costs almost nothing.
+
+use serde::{Deserialize, Serialize};
+use statrs::function::gamma::ln_gamma;
+
+use crate::judge::Interval;
+use crate::{Error, Result};
+
+/// Which changes the count test looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Sides {
+    /// Only "the canary is worse" (its error rate is higher by more than the margin).
+    #[default]
+    CanaryWorse,
+    /// Any difference beyond the margin, either way (for metrics where lower is also suspicious,
+    /// such as successful requests or throughput counts).
+    TwoSided,
+}
+
+/// Settings of a [`CountTest`].
+///
+/// ```
+/// use serin_canary::sequential::CountTestConfig;
+///
+/// // Fail only if the canary's error rate is more than 10% higher, at α = 0.05.
+/// let cfg = CountTestConfig::new(0.05).with_margin(0.10);
+/// assert!(cfg.validate("counts").is_ok());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct CountTestConfig {
+    /// The false-rollback probability bound, in `(0, 1)`. Default `0.05`.
+    pub alpha: f64,
+    /// The practical-significance margin as a fraction: fail only if the canary's error rate is
+    /// more than `(1 + margin)` times the baseline's. `0` (the default) fails on any increase.
+    pub margin: f64,
+    /// One- or two-sided. Default [`Sides::CanaryWorse`].
+    pub sides: Sides,
+    /// Half-life, in errors (both arms together), of the discounted counts the bet is estimated
+    /// from. Shorter follows a late regression faster; longer bets more precisely on a constant
+    /// one. Default `200`.
+    pub half_life: f64,
+    /// The largest rate ratio the test bets on. Default `8`.
+    pub max_ratio: f64,
+    /// The prior guess of the ratio the bet shrinks towards while few errors have been seen, as a
+    /// multiple of `1 + margin`. Default `2.5`.
+    pub prior_ratio: f64,
+    /// The weight of that prior guess, in baseline-equivalent errors. Default `16`.
+    pub prior_weight: f64,
+    /// The weight `w` of the start-time mixture that catches late regressions, in `[0, 1)`;
+    /// `0` turns it off. Default `0.2`.
+    pub restart_weight: f64,
+    /// Errors (both arms) between candidate start times of that mixture. Default `50`.
+    pub restart_every: u64,
+}
+
+impl Default for CountTestConfig {
+    fn default() -> Self {
+        CountTestConfig {
+            alpha: 0.05,
+            margin: 0.0,
+            sides: Sides::CanaryWorse,
+            half_life: 200.0,
+            max_ratio: 8.0,
+            prior_ratio: 2.5,
+            prior_weight: 16.0,
+            restart_weight: 0.2,
+            restart_every: 50,
+        }
+    }
+}
+
+impl CountTestConfig {
+    /// The defaults with the given `alpha`.
+    pub fn new(alpha: f64) -> Self {
+        CountTestConfig {
+            alpha,
+            ..Self::default()
+        }
+    }
+
+    /// With the practical-significance margin (a fraction: `0.1` = fail only if worse by > 10%).
+    pub fn with_margin(mut self, margin: f64) -> Self {
+        self.margin = margin;
+        self
+    }
+
+    /// With one- or two-sided testing.
+    pub fn with_sides(mut self, sides: Sides) -> Self {
+        self.sides = sides;
+        self
+    }
+
+    /// Checks every field; `path` prefixes the field names in errors (`judges[0].counts`).
+    pub fn validate(&self, path: &str) -> Result<()> {
+        check_open_unit(&format!("{path}.alpha"), self.alpha)?;
+        if !(self.margin.is_finite() && self.margin >= 0.0) {
+            return Err(Error::invalid_config(
+                format!("{path}.margin"),
+                self.margin,
+                "must be a finite fraction >= 0 (0.1 = fail only if worse by more than 10%)",
+            ));
+        }
+        if !(self.half_life.is_finite() && self.half_life >= 1.0) {
+            return Err(Error::invalid_config(
+                format!("{path}.halfLife"),
+                self.half_life,
+                "must be a finite number of errors >= 1",
+            ));
+        }
+        if !(self.max_ratio.is_finite() && self.max_ratio > 1.0 + self.margin) {
+            return Err(Error::invalid_config(
+                format!("{path}.maxRatio"),
+                self.max_ratio,
+                format!(
+                    "must be finite and above 1 + margin ({})",
+                    1.0 + self.margin
+                ),
+            ));
+        }
+        if !(self.prior_ratio.is_finite() && self.prior_ratio >= 1.0) {
+            return Err(Error::invalid_config(
+                format!("{path}.priorRatio"),
+                self.prior_ratio,
+                "must be a finite multiple >= 1",
+            ));
+        }
+        if !(self.prior_weight.is_finite() && self.prior_weight > 0.0) {
+            return Err(Error::invalid_config(
+                format!("{path}.priorWeight"),
+                self.prior_weight,
+                "must be a finite number of errors > 0",
+            ));
+        }
+        if !(self.restart_weight >= 0.0 && self.restart_weight < 1.0) {
+            return Err(Error::invalid_config(
+                format!("{path}.restartWeight"),
+                self.restart_weight,
+                "must be a fraction in [0, 1)",
+            ));
+        }
+        if self.restart_every == 0 {
+            return Err(Error::invalid_config(
+                format!("{path}.restartEvery"),
+                self.restart_every,
+                "must be at least one error",
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn check_open_unit(path: &str, v: f64) -> Result<()> {
+    if v > 0.0 && v < 1.0 {
+        Ok(())
+    } else {
+        Err(Error::invalid_config(
+            path,
+            v,
+            "must be a probability strictly between 0 and 1",
+        ))
+    }
+}
+
+/// The fixed bets of the start-time mixture, as multiples of `r₀`.
+const GRID: [f64; 3] = [1.5, 2.5, 5.0];
+
+/// One direction of the test: a plug-in bettor and a start-time mixture of fixed bets.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Direction {
+    /// `ln W` of the plug-in bettor.
+    log_plug: f64,
+    /// Discounted errors of the tested arm divided by its share.
+    weighted_tested: f64,
+    /// Discounted errors of the other arm divided by its share.
+    weighted_other: f64,
+    /// `ln W^j` since the start, per fixed bet.
+    log_grid: [f64; 3],
+    /// `ln Σ_k π_k / W^j_{s_k}` over the candidate starts so far, per fixed bet.
+    log_starts: [f64; 3],
+    /// The share the cached logarithms were computed for (0 = none).
+    #[serde(skip)]
+    cache_share: f64,
+    #[serde(skip)]
+    cache_ln_d0: f64,
+    #[serde(skip)]
+    cache_ln_grid: [f64; 3],
+}
+
+impl Direction {
+    fn new() -> Self {
+        Direction {
+            log_plug: 0.0,
+            weighted_tested: 0.0,
+            weighted_other: 0.0,
+            log_grid: [0.0; 3],
+            // The first candidate starts at once, with π_0 = 1/2.
+            log_starts: [-std::f64::consts::LN_2; 3],
+            cache_share: 0.0,
+            cache_ln_d0: 0.0,
+            cache_ln_grid: [0.0; 3],
+        }
+    }
+
+    /// Bets on `c` errors of the tested arm and `b` of the other, the tested arm holding `share`
+    /// of the traffic. With `θ = ρr/(ρr + 1 − ρ)` and `d(r) = 1 + ρ(r − 1)`, the log likelihood
+    /// ratio of `r` against `r₀` is `c·ln(r/r₀) + (c + b)·ln(d(r₀)/d(r))`.
+    #[inline]
+    fn update(&mut self, p: &Params, c: u64, b: u64, share: f64) {
+        let r0 = p.null_ratio;
+        if self.cache_share != share {
+            self.cache_share = share;
+            self.cache_ln_d0 = (share * (r0 - 1.0)).ln_1p();
+            for (j, g) in GRID.iter().enumerate() {
+                self.cache_ln_grid[j] = self.cache_ln_d0 - (share * (r0 * g - 1.0)).ln_1p();
+            }
+        }
+        let (cf, ef) = (c as f64, (c + b) as f64);
+        let guess = (self.weighted_tested + p.prior_weight * p.prior_ratio)
+            / (self.weighted_other + p.prior_weight);
+        let r_hat = guess.clamp(r0, p.max_ratio);
+        if r_hat > r0 {
+            let ln_d1 = (share * (r_hat - 1.0)).ln_1p();
+            self.log_plug += cf * (r_hat / r0).ln() + ef * (self.cache_ln_d0 - ln_d1);
+        }
+        if p.restarts {
+            for j in 0..GRID.len() {
+                self.log_grid[j] += cf * p.ln_grid[j] + ef * self.cache_ln_grid[j];
+            }
+        }
+        let decay = p
+            .decay_per_error
+            .powi(i32::try_from(c + b).unwrap_or(i32::MAX));
+        self.weighted_tested = self.weighted_tested * decay + cf / share;
+        self.weighted_other = self.weighted_other * decay + b as f64 / (1.0 - share);
+    }
+
+    /// Adds a candidate start with prior weight `π` (given as `ln π`).
+    fn add_start(&mut self, ln_pi: f64) {
+        for j in 0..GRID.len() {
+            self.log_starts[j] = log_add_exp(self.log_starts[j], ln_pi - self.log_grid[j]);
+        }
+    }
+
+    /// The largest log term, for a cheap upper bound of the e-value.
+    fn max_log_term(&self, p: &Params) -> f64 {
+        let mut m = self.log_plug;
+        if p.restarts {
+            for j in 0..GRID.len() {
+                m = m.max(self.log_grid[j] + self.log_starts[j]);
+            }
+        }
+        m
+    }
+
+    /// `ln E` of this direction: `(1 − w)·W_plug + w·(Σ_j W^j·A^j/3 + tail)`.
+    fn log_e(&self, p: &Params, ln_tail: f64) -> f64 {
+        if !p.restarts {
+            return self.log_plug;
+        }
+        let mut terms = [0.0; 5];
+        terms[0] = p.ln_plug_weight + self.log_plug;
+        for j in 0..GRID.len() {
+            terms[j + 1] =
+                p.ln_restart_weight + p.ln_grid_weight + self.log_grid[j] + self.log_starts[j];
+        }
+        terms[4] = p.ln_restart_weight + ln_tail;
+        log_sum_exp(&terms)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Params {
+    null_ratio: f64,
+    max_ratio: f64,
+    prior_ratio: f64,
+    prior_weight: f64,
+    decay_per_error: f64,
+    log_threshold: f64,
+    /// Below this largest log term the e-value cannot reach the threshold.
+    log_skip: f64,
+    restarts: bool,
+    ln_plug_weight: f64,
+    ln_restart_weight: f64,
+    ln_grid: [f64; 3],
+    ln_grid_weight: f64,
+}
+
+impl Params {
+    fn from_config(cfg: &CountTestConfig) -> Self {
+        let null_ratio = 1.0 + cfg.margin;
+        let threshold = 1.0 / cfg.alpha;
+        Params {
+            null_ratio,
+            max_ratio: cfg.max_ratio,
+            prior_ratio: null_ratio * cfg.prior_ratio,
+            prior_weight: cfg.prior_weight,
+            decay_per_error: 0.5f64.powf(1.0 / cfg.half_life),
+            log_threshold: threshold.ln(),
+            // E <= e^max + 1 (the tail of the start-time prior is at most 1).
+            log_skip: if threshold > 1.0 {
+                (threshold - 1.0).ln()
+            } else {
+                f64::NEG_INFINITY
+            },
+            restarts: cfg.restart_weight > 0.0,
+            ln_plug_weight: (1.0 - cfg.restart_weight).ln(),
+            ln_restart_weight: cfg.restart_weight.ln(),
+            ln_grid: GRID.map(f64::ln),
+            ln_grid_weight: -(GRID.len() as f64).ln(),
+        }
+    }
+}
+
+/// Totals of both arms' requests and errors since the start (or the last reset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CountTotals {
+    /// Baseline requests.
+    pub baseline_requests: u64,
+    /// Baseline errors.
+    pub baseline_errors: u64,
+    /// Canary requests.
+    pub canary_requests: u64,
+    /// Canary errors.
+    pub canary_errors: u64,
+}
+
+/// Counts since the traffic share last changed, for the confidence sequence of the ratio.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Segment {
+    /// The share stated by the caller, or 0 when the shares come from request counts.
+    stated_share: f64,
+    canary_requests: u64,
+    baseline_requests: u64,
+    canary_errors: u64,
+    baseline_errors: u64,
+}
+
+impl Segment {
+    fn share(&self) -> f64 {
+        let n = self.canary_requests + self.baseline_requests;
+        if n > 0 {
+            self.canary_requests as f64 / n as f64
+        } else {
+            self.stated_share
+        }
+    }
+}
+
+/// The anytime-valid sequential count test (see the [`sequential`](super) module): feed it the errors of
+/// each arm per sample (per second is fine: an update costs tens of nanoseconds) and read whether
+/// it has rejected "the canary is not worse".
+///
+/// ```
+/// use serin_canary::sequential::{CountTest, CountTestConfig};
+///
+/// let mut test = CountTest::new(CountTestConfig::new(0.05))?;
+/// // 950 baseline requests with 5 errors, 50 canary requests with 3 errors, every second.
+/// let mut rejected = false;
+/// for _ in 0..60 {
+///     rejected = test.update(950, 5, 50, 3);
+///     if rejected { break; }
+/// }
+/// assert!(rejected, "an error rate ~11 times the baseline's is caught within a minute");
+/// assert!(test.e_value() >= 20.0);
+/// # Ok::<(), serin_canary::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "CountTestState", into = "CountTestState")]
+pub struct CountTest {
+    state: CountTestState,
+    params: Params,
+}
+
+/// The serialized state of a [`CountTest`]; the derived parameters are recomputed on load.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CountTestState {
+    config: CountTestConfig,
+    worse: Direction,
+    better: Direction,
+    totals: CountTotals,
+    segment: Segment,
+    updates: u64,
+    /// Errors of both arms fed to the bets.
+    errors_bet: u64,
+    /// The index of the next candidate start time.
+    next_start: u64,
+    /// The largest e-value computed exactly (the e-value is only computed exactly when it could
+    /// reach the threshold).
+    max_log_e: f64,
+    /// The update after which the e-value first reached `1/α`, if it has.
+    rejected_at: Option<u64>,
+    /// Whether that rejection was for "canary worse".
+    rejected_worse: bool,
+}
+
+impl CountTestState {
+    fn new(config: CountTestConfig) -> Self {
+        CountTestState {
+            config,
+            worse: Direction::new(),
+            better: Direction::new(),
+            totals: CountTotals::default(),
+            segment: Segment::default(),
+            updates: 0,
+            errors_bet: 0,
+            next_start: 1,
+            max_log_e: 0.0,
+            rejected_at: None,
+            rejected_worse: false,
+        }
+    }
+}
+
+impl TryFrom<CountTestState> for CountTest {
+    type Error = Error;
+    fn try_from(state: CountTestState) -> Result<Self> {
+        state.config.validate("countTest.config")?;
+        Ok(CountTest {
+            params: Params::from_config(&state.config),
+            state,
+        })
+    }
+}
+
+impl From<CountTest> for CountTestState {
+    fn from(t: CountTest) -> Self {
+        t.state
+    }
+}
+
+impl CountTest {
+    /// A test with the given settings; invalid settings are an error naming the field.
+    pub fn new(config: CountTestConfig) -> Result<Self> {
+        config.validate("countTest")?;
+        Ok(CountTest {
+            state: CountTestState::new(config),
+            params: Params::from_config(&config),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &CountTestConfig {
+        &self.state.config
+    }
+
+    /// Feeds one sample: each arm's requests and errors. The canary's share for this sample is
+    /// the observed share of requests. Returns whether the test has rejected (now or before).
+    ///
+    /// A sample in which either arm served no requests carries no information about the ratio
+    /// and only adds to the totals. Errors above requests are clamped to the requests (use
+    /// [`serin_signals::Counts`] upstream to reject them).
+    #[inline]
+    pub fn update(
+        &mut self,
+        baseline_requests: u64,
+        baseline_errors: u64,
+        canary_requests: u64,
+        canary_errors: u64,
+    ) -> bool {
+        let b = baseline_errors.min(baseline_requests);
+        let c = canary_errors.min(canary_requests);
+        let s = &mut self.state;
+        s.totals.baseline_requests = s.totals.baseline_requests.saturating_add(baseline_requests);
+        s.totals.baseline_errors = s.totals.baseline_errors.saturating_add(b);
+        s.totals.canary_requests = s.totals.canary_requests.saturating_add(canary_requests);
+        s.totals.canary_errors = s.totals.canary_errors.saturating_add(c);
+        s.segment.baseline_requests = s
+            .segment
+            .baseline_requests
+            .saturating_add(baseline_requests);
+        s.segment.canary_requests = s.segment.canary_requests.saturating_add(canary_requests);
+        s.updates += 1;
+        if baseline_requests == 0 || canary_requests == 0 || b + c == 0 {
+            return s.rejected_at.is_some();
+        }
+        let share = canary_requests as f64 / (canary_requests + baseline_requests) as f64;
+        self.bet(c, b, share)
+    }
+
+    /// Feeds one sample's errors with the canary's share of traffic stated by the caller (the
+    /// Lindon & Malek form, for error counts without request counts, such as crashes). A share
+    /// different from the previous one starts a new segment of the ratio's confidence sequence.
+    /// Returns whether the test has rejected; a share outside `(0, 1)` is an error and changes
+    /// nothing.
+    pub fn update_with_share(
+        &mut self,
+        baseline_errors: u64,
+        canary_errors: u64,
+        canary_share: f64,
+    ) -> Result<bool> {
+        if !(canary_share > 0.0 && canary_share < 1.0) {
+            return Err(Error::invalid_input(
+                "canaryShare",
+                canary_share,
+                "must be a fraction strictly between 0 and 1",
+            ));
+        }
+        if self.state.segment.stated_share != canary_share {
+            self.start_segment();
+            self.state.segment.stated_share = canary_share;
+        }
+        let s = &mut self.state;
+        s.totals.baseline_errors = s.totals.baseline_errors.saturating_add(baseline_errors);
+        s.totals.canary_errors = s.totals.canary_errors.saturating_add(canary_errors);
+        s.updates += 1;
+        if baseline_errors.saturating_add(canary_errors) == 0 {
+            return Ok(s.rejected_at.is_some());
+        }
+        Ok(self.bet(canary_errors, baseline_errors, canary_share))
+    }
+
+    /// Starts a new segment for the ratio's confidence sequence (call it when the traffic split
+    /// changes); the test itself is unaffected, it handles changing shares by construction.
+    pub fn start_segment(&mut self) {
+        self.state.segment = Segment::default();
+    }
+
+    #[inline]
+    fn bet(&mut self, c: u64, b: u64, share: f64) -> bool {
+        let p = &self.params;
+        let s = &mut self.state;
+        let two_sided = s.config.sides == Sides::TwoSided;
+        s.worse.update(p, c, b, share);
+        if two_sided {
+            s.better.update(p, b, c, 1.0 - share);
+        }
+        s.segment.canary_errors = s.segment.canary_errors.saturating_add(c);
+        s.segment.baseline_errors = s.segment.baseline_errors.saturating_add(b);
+        s.errors_bet = s.errors_bet.saturating_add(c.saturating_add(b));
+        if p.restarts {
+            let every = s.config.restart_every;
+            while s.errors_bet / every >= s.next_start {
+                // π_k = 1/((k+1)(k+2)).
+                let k = s.next_start as f64;
+                let ln_pi = -((k + 1.0) * (k + 2.0)).ln();
+                s.worse.add_start(ln_pi);
+                if two_sided {
+                    s.better.add_start(ln_pi);
+                }
+                s.next_start += 1;
+            }
+        }
+        if s.rejected_at.is_none() {
+            let mut bound = s.worse.max_log_term(p);
+            if two_sided {
+                bound = bound.max(s.better.max_log_term(p));
+            }
+            if bound >= p.log_skip {
+                let log_e = self.log_e_value();
+                let s = &mut self.state;
+                s.max_log_e = s.max_log_e.max(log_e);
+                if log_e >= self.params.log_threshold {
+                    s.rejected_at = Some(s.updates);
+                    s.rejected_worse = !two_sided
+                        || s.worse.log_e(&self.params, 0.0) >= s.better.log_e(&self.params, 0.0);
+                }
+            }
+        }
+        self.state.rejected_at.is_some()
+    }
+
+    fn log_e_value(&self) -> f64 {
+        let s = &self.state;
+        // The tail of the start-time prior not yet spent: Σ_{k ≥ next} π_k = 1/(next + 1).
+        let ln_tail = -((s.next_start + 1) as f64).ln();
+        match s.config.sides {
+            Sides::CanaryWorse => s.worse.log_e(&self.params, ln_tail),
+            Sides::TwoSided => log_mean_exp(
+                s.worse.log_e(&self.params, ln_tail),
+                s.better.log_e(&self.params, ln_tail),
+            ),
+        }
+    }
+
+    /// The current e-value (the test supermartingale's value); the test rejects at `1/α`.
+    pub fn e_value(&self) -> f64 {
+        self.log_e_value().exp()
+    }
+
+    /// The largest e-value seen at the updates where it could have reached `1/α` (at others it
+    /// was known to be below); `min(1, 1/that)` is an anytime-valid p-value once it is at least 1.
+    pub fn max_e_value(&self) -> f64 {
+        self.state.max_log_e.exp().max(self.e_value())
+    }
+
+    /// Whether the e-value has ever reached `1/α`.
+    pub fn rejected(&self) -> bool {
+        self.state.rejected_at.is_some()
+    }
+
+    /// Whether a rejection was for "canary worse" (as opposed to "canary better" in two-sided
+    /// mode); `None` before any rejection.
+    pub fn rejected_worse(&self) -> Option<bool> {
+        self.state.rejected_at.map(|_| self.state.rejected_worse)
+    }
+
+    /// The number of updates after which the test first rejected.
+    pub fn rejected_at(&self) -> Option<u64> {
+        self.state.rejected_at
+    }
+
+    /// The number of updates fed.
+    pub fn updates(&self) -> u64 {
+        self.state.updates
+    }
+
+    /// The threshold the e-value is compared with: `1/α`.
+    pub fn threshold(&self) -> f64 {
+        1.0 / self.state.config.alpha
+    }
+
+    /// Requests and errors fed so far.
+    pub fn totals(&self) -> CountTotals {
+        self.state.totals
+    }
+
+    /// The ratio of the canary's error rate to the baseline's over the current segment (NaN when
+    /// the baseline has no errors).
+    pub fn ratio_estimate(&self) -> f64 {
+        let s = &self.state.segment;
+        let share = s.share();
+        if s.baseline_errors == 0 || !(share > 0.0 && share < 1.0) {
+            return f64::NAN;
+        }
+        (s.canary_errors as f64 / share) / (s.baseline_errors as f64 / (1.0 - share))
+    }
+
+    /// An anytime-valid confidence sequence for the ratio of error rates at level `1 − α`, over
+    /// the errors of the current segment (since the traffic split last changed), from
+    /// Lindon & Malek's Beta-mixture form with a prior of 10 pseudo-errors centred on the share.
+    /// `None` before any error. With shares from request counts the segment's pooled share is
+    /// used, which is exact when the split is constant within the segment.
+    pub fn ratio_interval(&self) -> Option<Interval> {
+        let s = &self.state.segment;
+        let share = s.share();
+        if s.canary_errors + s.baseline_errors == 0 || !(share > 0.0 && share < 1.0) {
+            return None;
+        }
+        let (lo, hi) = beta_mixture_cs(
+            s.canary_errors as f64,
+            s.baseline_errors as f64,
+            share,
+            10.0,
+            self.state.config.alpha,
+        );
+        let to_ratio = |theta: f64| {
+            if theta <= 0.0 {
+                0.0
+            } else if theta >= 1.0 {
+                f64::INFINITY
+            } else {
+                theta * (1.0 - share) / (share * (1.0 - theta))
+            }
+        };
+        Some(Interval {
+            lower: to_ratio(lo),
+            upper: to_ratio(hi),
+            level: 1.0 - self.state.config.alpha,
+        })
+    }
+
+    /// Forgets every sample; the settings are kept.
+    pub fn reset(&mut self) {
+        self.state = CountTestState::new(self.state.config);
+    }
+
+    /// The bytes of state this test holds (it never allocates).
+    pub const fn state_bytes() -> usize {
+        std::mem::size_of::<CountTest>()
+    }
+}
+
+/// `ln(e^a + e^b)`, stable.
+fn log_add_exp(a: f64, b: f64) -> f64 {
+    let m = a.max(b);
+    if m == f64::NEG_INFINITY {
+        return m;
+    }
+    m + ((a - m).exp() + (b - m).exp()).ln()
+}
+
+/// `ln Σ e^{x_i}`, stable.
+fn log_sum_exp(xs: &[f64]) -> f64 {
+    let m = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if m == f64::NEG_INFINITY {
+        return m;
+    }
+    m + xs.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
+}
+
+/// `ln((e^a + e^b)/2)`, stable.
+pub(crate) fn log_mean_exp(a: f64, b: f64) -> f64 {
+    let m = a.max(b);
+    if m == f64::NEG_INFINITY {
+        return m;
+    }
+    m + (((a - m).exp() + (b - m).exp()) / 2.0).ln()
+}
+
+fn ln_beta(a: f64, b: f64) -> f64 {
+    ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b)
+}
+
+/// The confidence sequence `{θ : BF(θ) < 1/α}` for a binomial proportion after `c` successes and
+/// `b` failures, with a Beta(kρ, k(1−ρ)) mixture: the set where
+/// `c·lnθ + b·ln(1−θ) > ln B(kρ + c, k(1−ρ) + b) − ln B(kρ, k(1−ρ)) + ln α`.
+fn beta_mixture_cs(c: f64, b: f64, share: f64, k: f64, alpha: f64) -> (f64, f64) {
+    let (a0, b0) = (k * share, k * (1.0 - share));
+    let bound = ln_beta(a0 + c, b0 + b) - ln_beta(a0, b0) + alpha.ln();
+    let f = |theta: f64| c * theta.ln() + b * (1.0 - theta).ln() - bound;
+    // The log-likelihood is concave with its maximum at the MLE; bisect on each side.
+    let mle = (c / (c + b)).clamp(1e-12, 1.0 - 1e-12);
+    let solve = |mut inside: f64, mut outside: f64| {
+        if f(outside) > 0.0 {
+            return outside;
+        }
+        for _ in 0..80 {
+            let mid = 0.5 * (inside + outside);
+            if f(mid) > 0.0 {
+                inside = mid;
+            } else {
+                outside = mid;
+            }
+        }
+        inside
+    };
+    let lo = if c == 0.0 { 0.0 } else { solve(mle, 0.0) };
+    let hi = if b == 0.0 { 1.0 } else { solve(mle, 1.0) };
+    (lo, hi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_errors_name_the_field() {
+        for (cfg, field) in [
+            (CountTestConfig::new(0.0), "alpha"),
+            (CountTestConfig::new(0.05).with_margin(-0.1), "margin"),
+            (
+                CountTestConfig {
+                    half_life: 0.5,
+                    ..Default::default()
+                },
+                "halfLife",
+            ),
+            (
+                CountTestConfig {
+                    max_ratio: 1.0,
+                    ..Default::default()
+                },
+                "maxRatio",
+            ),
+        ] {
+            let msg = CountTest::new(cfg).unwrap_err().to_string();
+            assert!(msg.contains(&format!("countTest.{field}")), "{msg}");
+        }
+    }
+
+    #[test]
+    fn samples_without_errors_change_nothing_but_totals() {
+        let mut t = CountTest::new(CountTestConfig::default()).unwrap();
+        for _ in 0..1_000 {
+            assert!(!t.update(100, 0, 100, 0));
+        }
+        assert!((t.e_value() - 1.0).abs() < 1e-12);
+        assert_eq!(t.totals().canary_requests, 100_000);
+    }
+
+    #[test]
+    fn identical_arms_never_build_evidence_of_harm() {
+        // Equal shares and equal errors every second: the bet sits at the null or loses.
+        let mut t = CountTest::new(CountTestConfig::default()).unwrap();
+        for _ in 0..10_000 {
+            assert!(!t.update(500, 3, 500, 3));
+        }
+        assert!(t.e_value() <= 1.0, "{}", t.e_value());
+    }
+
+    #[test]
+    fn a_doubled_error_rate_is_detected_and_the_interval_covers_it() {
+        let mut t = CountTest::new(CountTestConfig::default()).unwrap();
+        // Baseline 900 req/s with 0.9 errors/s (0.1%), canary 100 req/s with 0.2 errors/s
+        // (0.2%), as a deterministic stream.
+        let mut detected = None;
+        for i in 0..600u64 {
+            let c = u64::from(i % 5 == 0);
+            let b = u64::from(i % 10 != 0);
+            if t.update(900, b, 100, c) && detected.is_none() {
+                detected = Some(i);
+            }
+        }
+        assert!(detected.is_some(), "e = {}", t.e_value());
+        assert!(
+            (t.ratio_estimate() - 2.0).abs() < 1e-9,
+            "{}",
+            t.ratio_estimate()
+        );
+        let ci = t.ratio_interval().unwrap();
+        assert!(ci.lower > 1.0 && ci.contains(2.0), "{ci:?}");
+    }
+
+    #[test]
+    fn the_margin_tolerates_a_small_increase() {
+        let cfg = CountTestConfig::new(0.05).with_margin(0.5);
+        let mut t = CountTest::new(cfg).unwrap();
+        // Canary 20% worse, every second, for an hour: never rejects with a 50% margin.
+        for i in 0..3_600u64 {
+            let c = u64::from(i % 5 < 1) * 6; // 1.2/s over 5 s on 100 req/s
+            assert!(!t.update(100, 5 * u64::from(i % 5 == 0), 100, c));
+        }
+        assert!(t.e_value() < 1.0);
+    }
+
+    #[test]
+    fn two_sided_mode_catches_a_better_canary_and_says_so() {
+        let mut t = CountTest::new(CountTestConfig::new(0.05).with_sides(Sides::TwoSided)).unwrap();
+        for _ in 0..600 {
+            if t.update(500, 4, 500, 1) {
+                break;
+            }
+        }
+        assert_eq!(t.rejected_worse(), Some(false));
+    }
+
+    #[test]
+    fn update_with_share_rejects_bad_shares_and_changes_nothing() {
+        let mut t = CountTest::new(CountTestConfig::default()).unwrap();
+        let before = t.clone();
+        assert!(t.update_with_share(1, 1, 1.0).is_err());
+        assert!(t.update_with_share(1, 1, f64::NAN).is_err());
+        assert_eq!(t, before);
+        assert!(!t.update_with_share(10, 1, 0.1).unwrap());
+    }
+
+    #[test]
+    fn state_survives_serde_and_continues_identically() {
+        let mut a = CountTest::new(CountTestConfig::default()).unwrap();
+        for i in 0..100u64 {
+            a.update(100, i % 3, 20, i % 2);
+        }
+        let json = serde_json::to_string(&a).unwrap();
+        let mut b: CountTest = serde_json::from_str(&json).unwrap();
+        for i in 0..100u64 {
+            a.update(100, i % 4, 20, i % 3);
+            b.update(100, i % 4, 20, i % 3);
+        }
+        assert_eq!(a.e_value(), b.e_value());
+        assert!(
+            CountTest::state_bytes() <= 1024,
+            "{}",
+            CountTest::state_bytes()
+        );
+    }
+
+    #[test]
+    fn beta_mixture_interval_covers_the_mle() {
+        let (lo, hi) = beta_mixture_cs(30.0, 70.0, 0.3, 10.0, 0.05);
+        assert!(lo < 0.3 && 0.3 < hi && lo > 0.1 && hi < 0.5, "{lo} {hi}");
+    }
+}

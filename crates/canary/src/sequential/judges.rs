@@ -1,0 +1,478 @@
+//! The sequential tests as [`Judge`]s: fed paired observations, answering with evidence.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use serin_signals::{Measurement, Metric, Timestamp, Window};
+
+use super::batch::{BatchCountConfig, BatchCountTest};
+use super::counts::{CountTest, CountTestConfig, Sides};
+use super::latency::{LatencyTest, LatencyTestConfig};
+use crate::judge::{
+    ArmValues, Effect, Evidence, Interval, Judge, Judgement, Sample, Statistic, Verdict,
+    check_metric,
+};
+use crate::severity::SeverityBands;
+use crate::{Error, Result};
+
+/// Which count test a [`SequentialCountJudge`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CountMode {
+    /// The per-request e-process ([`CountTest`]): fastest, exact for independent requests.
+    PerRequest(CountTestConfig),
+    /// The batch t-test ([`BatchCountTest`]): robust to error rates that wander over time.
+    Batched(BatchCountConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+enum CountEngine {
+    PerRequest(Box<CountTest>),
+    Batched(BatchCountTest),
+}
+
+impl CountEngine {
+    fn update(&mut self, br: u64, be: u64, cr: u64, ce: u64) {
+        match self {
+            CountEngine::PerRequest(t) => {
+                t.update(br, be, cr, ce);
+            }
+            CountEngine::Batched(t) => {
+                t.update(br, be, cr, ce);
+            }
+        }
+    }
+    fn rejected_worse(&self) -> Option<bool> {
+        match self {
+            CountEngine::PerRequest(t) => t.rejected_worse(),
+            CountEngine::Batched(t) => t.rejected_worse(),
+        }
+    }
+    fn e_value(&self) -> f64 {
+        match self {
+            CountEngine::PerRequest(t) => t.e_value(),
+            CountEngine::Batched(t) => t.e_value(),
+        }
+    }
+    fn threshold(&self) -> f64 {
+        match self {
+            CountEngine::PerRequest(t) => t.threshold(),
+            CountEngine::Batched(t) => t.threshold(),
+        }
+    }
+    fn margin(&self) -> f64 {
+        match self {
+            CountEngine::PerRequest(t) => t.config().margin,
+            CountEngine::Batched(t) => t.config().margin,
+        }
+    }
+    fn ratio(&self) -> (f64, Option<Interval>) {
+        match self {
+            CountEngine::PerRequest(t) => (t.ratio_estimate(), t.ratio_interval()),
+            CountEngine::Batched(t) => (t.ratio_estimate(), t.ratio_interval()),
+        }
+    }
+    fn reset(&mut self) {
+        match self {
+            CountEngine::PerRequest(t) => t.reset(),
+            CountEngine::Batched(t) => t.reset(),
+        }
+    }
+}
+
+/// Totals and time span shared by both sequential judges.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Seen {
+    span: Option<Window>,
+    units: ArmValues<u64>,
+    errors: ArmValues<u64>,
+    samples: u64,
+}
+
+impl Seen {
+    fn add_window(&mut self, w: Window) {
+        self.span = Some(match self.span {
+            None => w,
+            Some(s) => Window::new(s.start().min(w.start()), s.end().max(w.end())).unwrap_or(s),
+        });
+        self.samples += 1;
+    }
+}
+
+/// The default judge for counts (errors, 5xx, crashes): the anytime-valid sequential count test
+/// on a metric observed as [`serin_signals::Counts`].
+///
+/// Verdicts: `Fail(severity)` once the e-value has reached `1/α` (the severity from the
+/// effect-size bands on the estimated ratio − 1); `Pass` once the confidence sequence of the
+/// ratio lies entirely below `1 + margin`; otherwise `Inconclusive`. A sample with no data is
+/// `Inconclusive` (a failure already established stays a failure).
+///
+/// ```
+/// use serin_canary::judge::{Judge, Sample, Verdict};
+/// use serin_canary::sequential::SequentialCountJudge;
+/// use serin_signals::{Counts, Measurement, Metric, Observation, Timestamp, Track, Window};
+///
+/// let mut judge = SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.0)?;
+/// let mut verdict = Verdict::Inconclusive;
+/// for s in 0..300u64 {
+///     let w = Window::new(Timestamp::from_millis(s * 1000), Timestamp::from_millis((s + 1) * 1000))?;
+///     let base = Observation::new(Metric::ErrorRate, Track::Stable, w,
+///         Measurement::Counts(Counts::new(450, 2 + s % 2)?));
+///     let can = Observation::new(Metric::ErrorRate, Track::Canary, w,
+///         Measurement::Counts(Counts::new(50, 1)?)); // ~4 times the baseline's rate
+///     let sample = Sample::new(&base, &can, Some(0.1), w.end())?;
+///     verdict = judge.observe(&sample)?.verdict;
+///     if verdict.is_fail() { break; }
+/// }
+/// assert!(verdict.is_fail());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SequentialCountJudge {
+    metric: Metric,
+    severity: SeverityBands,
+    engine: CountEngine,
+    seen: Seen,
+    last_stated_share: Option<f64>,
+}
+
+impl SequentialCountJudge {
+    /// The judge's name in evidence.
+    pub const NAME: &'static str = "sequential-counts";
+
+    /// A per-request judge of `metric` at level `alpha`, failing only if the canary's rate is
+    /// more than `(1 + margin)` times the baseline's, with the default severity bands.
+    pub fn new(metric: Metric, alpha: f64, margin: f64) -> Result<Self> {
+        Self::with_mode(
+            metric,
+            CountMode::PerRequest(CountTestConfig::new(alpha).with_margin(margin)),
+            SeverityBands::default(),
+        )
+    }
+
+    /// A judge with a chosen test and severity bands.
+    pub fn with_mode(metric: Metric, mode: CountMode, severity: SeverityBands) -> Result<Self> {
+        let engine = match mode {
+            CountMode::PerRequest(c) => CountEngine::PerRequest(Box::new(CountTest::new(c)?)),
+            CountMode::Batched(c) => CountEngine::Batched(BatchCountTest::new(c)?),
+        };
+        Ok(SequentialCountJudge {
+            metric,
+            severity,
+            engine,
+            seen: Seen::default(),
+            last_stated_share: None,
+        })
+    }
+
+    /// A robust (batched) judge of `metric` at level `alpha` with the given margin.
+    pub fn robust(metric: Metric, alpha: f64, margin: f64) -> Result<Self> {
+        Self::with_mode(
+            metric,
+            CountMode::Batched(BatchCountConfig::new(alpha).with_margin(margin)),
+            SeverityBands::default(),
+        )
+    }
+
+    /// With one- or two-sided testing (a two-sided judge also fails a canary that is *better*
+    /// beyond the margin, for counts where fewer is suspicious).
+    pub fn with_sides(mut self, sides: Sides) -> Result<Self> {
+        let mode = match &self.engine {
+            CountEngine::PerRequest(t) => CountMode::PerRequest(t.config().with_sides(sides)),
+            CountEngine::Batched(t) => CountMode::Batched(BatchCountConfig {
+                sides,
+                ..*t.config()
+            }),
+        };
+        self = Self::with_mode(self.metric, mode, self.severity)?;
+        Ok(self)
+    }
+}
+
+fn no_data_judgement(sample: &Sample<'_>, current: Judgement, which: &str) -> Judgement {
+    if current.verdict.is_fail() {
+        return current;
+    }
+    let mut evidence = current.evidence;
+    evidence.at = sample.now();
+    Judgement::inconclusive(
+        evidence,
+        format!(
+            "No data for the {which} over {}: inconclusive, never a pass.",
+            sample.window()
+        ),
+    )
+}
+
+fn arm_no_data(sample: &Sample<'_>) -> Option<&'static str> {
+    match (
+        sample.baseline().measurement.is_no_data(),
+        sample.canary().measurement.is_no_data(),
+    ) {
+        (true, true) => Some("baseline and the canary"),
+        (true, false) => Some("baseline"),
+        (false, true) => Some("canary"),
+        (false, false) => None,
+    }
+}
+
+fn wrong_kind(arm: &str, m: &Measurement, expected: &str) -> Error {
+    let kind = match m {
+        Measurement::Counts(_) => "counts",
+        Measurement::Latency(_) => "latency",
+        Measurement::Gauge(_) => "gauge",
+        Measurement::NoData => "noData",
+    };
+    Error::invalid_input(
+        format!("sample.{arm}.measurement"),
+        kind,
+        format!("this judge needs {expected}"),
+    )
+}
+
+impl Judge for SequentialCountJudge {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn metric(&self) -> &Metric {
+        &self.metric
+    }
+
+    fn observe(&mut self, sample: &Sample<'_>) -> Result<Judgement> {
+        check_metric(Self::NAME, &self.metric, sample)?;
+        if let Some(which) = arm_no_data(sample) {
+            let current = self.judgement(sample.now());
+            return Ok(no_data_judgement(sample, current, which));
+        }
+        let (b, c) = match (&sample.baseline().measurement, &sample.canary().measurement) {
+            (Measurement::Counts(b), Measurement::Counts(c)) => (*b, *c),
+            (Measurement::Counts(_), other) => return Err(wrong_kind("canary", other, "counts")),
+            (other, _) => return Err(wrong_kind("baseline", other, "counts")),
+        };
+        // A new split starts a new segment of the ratio's confidence sequence.
+        if let (Some(share), CountEngine::PerRequest(t)) = (sample.canary_share(), &mut self.engine)
+        {
+            if self.last_stated_share.is_some_and(|s| s != share) {
+                t.start_segment();
+            }
+            self.last_stated_share = Some(share);
+        }
+        self.engine
+            .update(b.requests(), b.errors(), c.requests(), c.errors());
+        self.seen.add_window(sample.window());
+        self.seen.units.baseline = self.seen.units.baseline.saturating_add(b.requests());
+        self.seen.units.canary = self.seen.units.canary.saturating_add(c.requests());
+        self.seen.errors.baseline = self.seen.errors.baseline.saturating_add(b.errors());
+        self.seen.errors.canary = self.seen.errors.canary.saturating_add(c.errors());
+        Ok(self.judgement(sample.now()))
+    }
+
+    fn judgement(&self, now: Timestamp) -> Judgement {
+        let mut ev = Evidence::empty(Self::NAME, self.metric.clone(), now);
+        ev.window = self.seen.span;
+        ev.sample_size = self.seen.units;
+        let rate = |e: u64, n: u64| (n > 0).then(|| e as f64 / n as f64);
+        ev.estimates = ArmValues::new(
+            rate(self.seen.errors.baseline, self.seen.units.baseline),
+            rate(self.seen.errors.canary, self.seen.units.canary),
+        );
+        let (ratio, interval) = self.engine.ratio();
+        ev.effects.push(Effect {
+            name: "errorRateRatio".into(),
+            estimate: ratio,
+            interval,
+        });
+        let e = self.engine.e_value();
+        let threshold = self.engine.threshold();
+        ev.statistic = Some(Statistic::EValue(e));
+        ev.threshold = Some(threshold);
+        let limit = 1.0 + self.engine.margin();
+        let mut summary = String::new();
+        let verdict = if self.seen.samples == 0 {
+            summary.push_str("No samples yet: inconclusive.");
+            Verdict::Inconclusive
+        } else if let Some(worse) = self.engine.rejected_worse() {
+            let sev = self.severity.classify(ratio - 1.0);
+            let _ = write!(
+                summary,
+                "The canary's error rate is {} than the baseline's by more than the margin \
+                 (ratio {ratio:.3}, e-value reached 1/alpha = {threshold:.0}); severity {sev}.",
+                if worse { "higher" } else { "lower" }
+            );
+            Verdict::Fail(sev)
+        } else if interval.is_some_and(|i| i.upper < limit) {
+            let _ = write!(
+                summary,
+                "The canary's error rate is at most {:.3} times the baseline's with confidence \
+                 {:.3}, below the limit {limit:.3}: pass.",
+                interval.map_or(f64::NAN, |i| i.upper),
+                1.0 - 1.0 / threshold
+            );
+            Verdict::Pass
+        } else {
+            let _ = write!(
+                summary,
+                "Error-rate ratio {ratio:.3} with e-value {e:.3} below 1/alpha = {threshold:.0}, \
+                 and the interval still reaches the limit {limit:.3}: inconclusive."
+            );
+            Verdict::Inconclusive
+        };
+        ev.summary = summary;
+        Judgement {
+            verdict,
+            evidence: ev,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.engine.reset();
+        self.seen = Seen::default();
+        self.last_stated_share = None;
+    }
+}
+
+/// The default judge for latency: the anytime-valid sequential test of the median shift on a
+/// metric observed as [`serin_signals::LatencySketch`]es, reporting the median and p99 shifts
+/// with their confidence sequences.
+///
+/// Verdicts: `Fail(severity)` once the median test's e-value has reached `1/α` (severity from
+/// the bands on the median shift); `Pass` once the median shift's confidence sequence lies
+/// below the margin; otherwise `Inconclusive`. No data is `Inconclusive`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SequentialLatencyJudge {
+    metric: Metric,
+    severity: SeverityBands,
+    test: LatencyTest,
+    seen: Seen,
+}
+
+impl SequentialLatencyJudge {
+    /// The judge's name in evidence.
+    pub const NAME: &'static str = "sequential-latency";
+
+    /// A judge of `metric` at level `alpha`, failing only if the canary's median is more than
+    /// `(1 + margin)` times the baseline's, with the latency severity bands.
+    pub fn new(metric: Metric, alpha: f64, margin: f64) -> Result<Self> {
+        Self::with_config(
+            metric,
+            LatencyTestConfig::new(alpha).with_margin(margin),
+            SeverityBands::latency(),
+        )
+    }
+
+    /// A judge with chosen test settings and severity bands.
+    pub fn with_config(
+        metric: Metric,
+        config: LatencyTestConfig,
+        severity: SeverityBands,
+    ) -> Result<Self> {
+        Ok(SequentialLatencyJudge {
+            metric,
+            severity,
+            test: LatencyTest::new(config)?,
+            seen: Seen::default(),
+        })
+    }
+}
+
+impl Judge for SequentialLatencyJudge {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn metric(&self) -> &Metric {
+        &self.metric
+    }
+
+    fn observe(&mut self, sample: &Sample<'_>) -> Result<Judgement> {
+        check_metric(Self::NAME, &self.metric, sample)?;
+        if let Some(which) = arm_no_data(sample) {
+            let current = self.judgement(sample.now());
+            return Ok(no_data_judgement(sample, current, which));
+        }
+        let (b, c) = match (&sample.baseline().measurement, &sample.canary().measurement) {
+            (Measurement::Latency(b), Measurement::Latency(c)) => (b, c),
+            (Measurement::Latency(_), other) => {
+                return Err(wrong_kind("canary", other, "latency sketches"));
+            }
+            (other, _) => return Err(wrong_kind("baseline", other, "latency sketches")),
+        };
+        self.test.update(b, c);
+        self.seen.add_window(sample.window());
+        let (nb, nc) = self.test.values();
+        self.seen.units = ArmValues::new(nb, nc);
+        Ok(self.judgement(sample.now()))
+    }
+
+    fn judgement(&self, now: Timestamp) -> Judgement {
+        let mut ev = Evidence::empty(Self::NAME, self.metric.clone(), now);
+        ev.window = self.seen.span;
+        ev.sample_size = self.seen.units;
+        let median = self.test.median_shift();
+        let median_ci = self.test.median_shift_interval();
+        ev.effects.push(Effect {
+            name: "medianShift".into(),
+            estimate: median,
+            interval: median_ci,
+        });
+        ev.effects.push(Effect {
+            name: "p99Shift".into(),
+            estimate: self.test.p99_shift(),
+            interval: self.test.p99_shift_interval(),
+        });
+        let e = self.test.e_value();
+        let threshold = self.test.threshold();
+        ev.statistic = Some(Statistic::EValue(e));
+        ev.threshold = Some(threshold);
+        let margin = self.test.config().margin;
+        let mut summary = String::new();
+        let verdict = if self.test.batches() == 0 {
+            summary.push_str(
+                "Not enough latency values for a first batch in both arms yet: inconclusive.",
+            );
+            Verdict::Inconclusive
+        } else if let Some(worse) = self.test.rejected_worse() {
+            let sev = self.severity.classify(median);
+            let _ = write!(
+                summary,
+                "The canary's median latency is {} than the baseline's by more than the margin \
+                 (shift {:+.1}%, e-value reached 1/alpha = {threshold:.0}); severity {sev}.",
+                if worse { "higher" } else { "lower" },
+                median * 100.0
+            );
+            Verdict::Fail(sev)
+        } else if median_ci.is_some_and(|i| i.upper < margin) {
+            let _ = write!(
+                summary,
+                "The canary's median is at most {:+.1}% off the baseline's, within the margin \
+                 {:.1}%: pass.",
+                median_ci.map_or(f64::NAN, |i| i.upper * 100.0),
+                margin * 100.0
+            );
+            Verdict::Pass
+        } else {
+            let _ = write!(
+                summary,
+                "Median shift {:+.1}% with e-value {e:.3} below 1/alpha = {threshold:.0}: \
+                 inconclusive.",
+                median * 100.0
+            );
+            Verdict::Inconclusive
+        };
+        ev.summary = summary;
+        Judgement {
+            verdict,
+            evidence: ev,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.test.reset();
+        self.seen = Seen::default();
+    }
+}

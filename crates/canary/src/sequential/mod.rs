@@ -1,0 +1,33 @@
+//! Anytime-valid sequential judges: they may be checked after every sample, and their
+//! false-rollback probability stays at most `α` over an unbounded run.
+//!
+//! - [`CountTest`] / [`SequentialCountJudge`]: errors, 5xx, crashes — the conditional test of
+//!   which arm each error came from given the traffic split (Lindon & Malek 2022), as a
+//!   predictable plug-in likelihood ratio mixed with a mixture over start times, so a regression
+//!   that starts late is not diluted by the good minutes before it. O(1) state; handles a split
+//!   that changes between samples; one- or two-sided; with a practical-significance margin.
+//! - [`BatchCountTest`]: the robust mode for overdispersed traffic (error rates that wander
+//!   independently per arm): per-batch log-ratios and a sequential t-test with an estimated
+//!   variance.
+//! - [`LatencyTest`] / [`SequentialLatencyJudge`]: batch log-median differences and the same
+//!   sequential t-test; reports the median and p99 shifts with confidence sequences.
+//! - [`AlphaSharing`] and [`combine`]: one `α` for several metrics, by splitting or by e-value
+//!   averaging.
+//!
+//! Every test here is an e-process: a nonnegative (super)martingale under the null, starting at
+//! 1, so by Ville's inequality `P(sup_t E_t ≥ 1/α) ≤ α`. Nuisance parameters (the baseline's
+//! error rate, the load, latency variance) are never assumed known: the count test conditions
+//! them away, the t-test is scale-invariant.
+
+mod batch;
+mod combine;
+mod counts;
+mod judges;
+mod latency;
+mod ttest;
+
+pub use batch::{BatchCountConfig, BatchCountTest};
+pub use combine::{AlphaSharing, combine};
+pub use counts::{CountTest, CountTestConfig, CountTotals, Sides};
+pub use judges::{CountMode, SequentialCountJudge, SequentialLatencyJudge};
+pub use latency::{LatencyTest, LatencyTestConfig};
