@@ -141,47 +141,56 @@ pub(crate) fn parse(body: &str) -> Result<Vec<Series>, ResponseError> {
 mod tests {
     use super::*;
 
-    // Bodies recorded from Prometheus 2.42 (`/api/v1/query` and `/api/v1/query_range`).
-    const VECTOR: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1764303600.123,"1013.5593220338983"]}]}}"#;
+    // Bodies recorded from Prometheus 2.42 (`/api/v1/query` and `/api/v1/query_range`), except
+    // VECTOR_LE, which has the shape of a `sum by (le)` answer.
+    const VECTOR: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1795840314.250,"60"]}]}}"#;
+    const VECTOR_LABELS: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"instance":"127.0.0.1:19464","job":"serin-test-exporter"},"value":[1795840314.250,"30"]}]}}"#;
     const VECTOR_LE: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"le":"0.05"},"value":[1764303600,"40"]},{"metric":{"le":"+Inf"},"value":[1764303600,"100"]},{"metric":{"le":"0.01"},"value":[1764303600,"50"]}]}}"#;
-    const MATRIX: &str = r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"track":"canary"},"values":[[1764303590,"12"],[1764303600,"NaN"],[1764303610,"+Inf"]]}]}}"#;
+    const MATRIX: &str = r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1795840294.250,"10"],[1795840304.250,"10"],[1795840314.250,"10"]]}]}}"#;
+    const MATRIX_EMPTY: &str = r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
     const EMPTY: &str = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
-    const NAN: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1764303600,"NaN"]}]}}"#;
+    const NAN: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1795840314.250,"NaN"]}]}}"#;
     const SCALAR: &str =
-        r#"{"status":"success","data":{"resultType":"scalar","result":[1764303600,"3"]}}"#;
-    const ERROR: &str = r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": 1:13: parse error: unexpected \"]\" in subquery selector, expected \":\""}"#;
+        r#"{"status":"success","data":{"resultType":"scalar","result":[1795840200.5,"3"]}}"#;
+    const SCALAR_NAN: &str =
+        r#"{"status":"success","data":{"resultType":"scalar","result":[1795840200.5,"NaN"]}}"#;
+    const ERROR: &str = r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": 1:16: parse error: unclosed left parenthesis"}"#;
     const WARNINGS: &str = r#"{"status":"success","data":{"resultType":"vector","result":[]},"warnings":["PromQL info: metric might not be a counter"]}"#;
 
     #[test]
     fn vectors_matrices_and_scalars_parse() {
         let v = parse(VECTOR).unwrap();
         assert_eq!(v.len(), 1);
+        assert_eq!(v[0].samples, vec![(1795840314.25, Some(60.0))]);
+        let labelled = parse(VECTOR_LABELS).unwrap();
         assert_eq!(
-            v[0].samples,
-            vec![(1764303600.123, Some(1013.5593220338983))]
+            labelled[0].labels.get("job").map(String::as_str),
+            Some("serin-test-exporter")
         );
         let le = parse(VECTOR_LE).unwrap();
         assert_eq!(le[1].labels.get("le").map(String::as_str), Some("+Inf"));
         let m = parse(MATRIX).unwrap();
-        assert_eq!(
-            m[0].samples,
-            vec![
-                (1764303590.0, Some(12.0)),
-                (1764303600.0, None),
-                (1764303610.0, None)
-            ]
-        );
+        let times: Vec<f64> = m[0].samples.iter().map(|(t, _)| *t).collect();
+        assert_eq!(times, vec![1795840294.25, 1795840304.25, 1795840314.25]);
+        assert!(m[0].samples.iter().all(|(_, v)| *v == Some(10.0)));
         assert_eq!(
             parse(SCALAR).unwrap()[0].samples,
-            vec![(1764303600.0, Some(3.0))]
+            vec![(1795840200.5, Some(3.0))]
         );
     }
 
     #[test]
-    fn empty_results_and_nan_are_no_data() {
+    fn empty_results_nan_and_infinities_are_no_data() {
         assert!(parse(EMPTY).unwrap().is_empty());
+        assert!(parse(MATRIX_EMPTY).unwrap().is_empty());
         assert!(parse(WARNINGS).unwrap().is_empty());
-        assert_eq!(parse(NAN).unwrap()[0].samples, vec![(1764303600.0, None)]);
+        assert_eq!(parse(NAN).unwrap()[0].samples, vec![(1795840314.25, None)]);
+        assert_eq!(
+            parse(SCALAR_NAN).unwrap()[0].samples,
+            vec![(1795840200.5, None)]
+        );
+        let inf = NAN.replace("NaN", "+Inf");
+        assert_eq!(parse(&inf).unwrap()[0].samples[0].1, None);
     }
 
     #[test]
@@ -189,7 +198,7 @@ mod tests {
         match parse(ERROR) {
             Err(ResponseError::Api { error_type, error }) => {
                 assert_eq!(error_type, "bad_data");
-                assert!(error.contains("parse error"), "{error}");
+                assert!(error.contains("unclosed left parenthesis"), "{error}");
             }
             other => panic!("expected an API error, got {other:?}"),
         }
