@@ -68,6 +68,18 @@ struct Violation {
     right: (usize, Version),
     /// What the dependent side needs of the other, for suggestions.
     needs: Option<crate::selector::Selector>,
+    /// Whether the right side is missing from the fleet (not deployed).
+    missing: bool,
+}
+
+impl Violation {
+    /// Whether both sides already run together in `current`.
+    fn preexisting(&self, current: &[Vec<Version>]) -> bool {
+        let has = |(i, v): &(usize, Version)| current.get(*i).is_some_and(|s| s.contains(v));
+        has(&self.left)
+            && (has(&self.right)
+                || (self.missing && current.get(self.right.0).is_some_and(Vec::is_empty)))
+    }
 }
 
 /// Checks proposed changes of a fleet against a registry, a matrix and upgrade graphs.
@@ -255,6 +267,18 @@ impl Validator {
     /// The first violation of constraint `ci` with `a_set` running for its first service and
     /// `b_set` for its second.
     fn check(&self, ci: usize, a_set: &[Version], b_set: &[Version]) -> Option<Violation> {
+        self.check_skipping(ci, a_set, b_set, &|_| false)
+    }
+
+    /// Like `check`, ignoring violations for which `skip` is true (pairs that already run
+    /// together in the current fleet, which no order of this change can fix).
+    fn check_skipping(
+        &self,
+        ci: usize,
+        a_set: &[Version],
+        b_set: &[Version],
+        skip: &dyn Fn(&Violation) -> bool,
+    ) -> Option<Violation> {
         let c = self.constraints.get(ci)?;
         let (a, b) = (c.a, c.b);
         match &c.kind {
@@ -264,7 +288,7 @@ impl Validator {
                     Rule::Requires(r) => {
                         for va in a_set.iter().filter(|v| r.versions.matches(v)) {
                             if b_set.is_empty() {
-                                return Some(Violation {
+                                let v = Violation {
                                     fact: format!(
                                         "{} {va} needs {} {} ({label}) and {} is not deployed",
                                         r.service, r.dependency, r.req, r.dependency
@@ -272,11 +296,15 @@ impl Validator {
                                     left: (a, va.clone()),
                                     right: (b, Version::new(0, 0, 0)),
                                     needs: Some(r.req.clone()),
-                                });
+                                    missing: true,
+                                };
+                                if !skip(&v) {
+                                    return Some(v);
+                                }
                             }
                             for vb in b_set {
                                 if !r.req.matches(vb) && !self.allowed(a, va, b, vb) {
-                                    return Some(Violation {
+                                    let v = Violation {
                                         fact: format!(
                                             "{} {va} needs {} {} ({label})",
                                             r.service, r.dependency, r.req
@@ -284,7 +312,11 @@ impl Validator {
                                         left: (a, va.clone()),
                                         right: (b, vb.clone()),
                                         needs: Some(r.req.clone()),
-                                    });
+                                        missing: false,
+                                    };
+                                    if !skip(&v) {
+                                        return Some(v);
+                                    }
                                 }
                             }
                         }
@@ -292,7 +324,7 @@ impl Validator {
                     }
                     Rule::Deny(p) => {
                         for va in a_set.iter().filter(|v| p.a.versions.matches(v)) {
-                            if let Some(vb) = b_set.iter().find(|v| p.b.versions.matches(v)) {
+                            for vb in b_set.iter().filter(|v| p.b.versions.matches(v)) {
                                 let mut fact = format!(
                                     "{} {va} is denied with {} {vb} ({label}{})",
                                     p.a.service,
@@ -308,12 +340,16 @@ impl Validator {
                                          (contradictory rules: the deny wins)",
                                     );
                                 }
-                                return Some(Violation {
+                                let v = Violation {
                                     fact,
                                     left: (a, va.clone()),
                                     right: (b, vb.clone()),
                                     needs: None,
-                                });
+                                    missing: false,
+                                };
+                                if !skip(&v) {
+                                    return Some(v);
+                                }
                             }
                         }
                         None
@@ -324,12 +360,16 @@ impl Validator {
                                 if let Some(why) = s.violation(vc, vs)
                                     && !self.allowed(a, vc, b, vs)
                                 {
-                                    return Some(Violation {
+                                    let v = Violation {
                                         fact: format!("{why} ({label})"),
                                         left: (a, vc.clone()),
                                         right: (b, vs.clone()),
                                         needs: None,
-                                    });
+                                        missing: false,
+                                    };
+                                    if !skip(&v) {
+                                        return Some(v);
+                                    }
                                 }
                             }
                         }
@@ -346,12 +386,16 @@ impl Validator {
                 for (i, x) in a_set.iter().enumerate() {
                     for y in a_set.iter().skip(i + 1) {
                         if let Some(why) = s.violation(x, y) {
-                            return Some(Violation {
+                            let v = Violation {
                                 fact: format!("{why} ({label})"),
                                 left: (a, x.clone()),
                                 right: (a, y.clone()),
                                 needs: None,
-                            });
+                                missing: false,
+                            };
+                            if !skip(&v) {
+                                return Some(v);
+                            }
                         }
                     }
                 }
@@ -374,7 +418,7 @@ impl Validator {
                             if !need.version.matches(&provided.version)
                                 && !self.allowed(a, va, b, vb)
                             {
-                                return Some(Violation {
+                                let v = Violation {
                                     fact: format!(
                                         "{} {va} calls api {api} {} but {} {vb} provides {api} {}",
                                         self.name(a),
@@ -385,7 +429,11 @@ impl Validator {
                                     left: (a, va.clone()),
                                     right: (b, vb.clone()),
                                     needs: None,
-                                });
+                                    missing: false,
+                                };
+                                if !skip(&v) {
+                                    return Some(v);
+                                }
                             }
                         }
                     }
@@ -621,9 +669,6 @@ impl Validator {
             .collect();
         if self.options.report_existing {
             for (ci, c) in self.constraints.iter().enumerate() {
-                if touched.contains(&ci) {
-                    continue;
-                }
                 let (Some(sa), Some(sb)) = (current.get(c.a), current.get(c.b)) else {
                     continue;
                 };
@@ -640,6 +685,7 @@ impl Validator {
                 }
             }
         }
+        let skip = |v: &Violation| v.preexisting(&current);
         for &ci in &touched {
             let Some(c) = self.constraints.get(ci) else {
                 continue;
@@ -647,7 +693,7 @@ impl Validator {
             let (a, b) = (c.a, c.b);
             if a == b {
                 for state in self.states_of(a, &current, &changing) {
-                    if let Some(v) = self.check(ci, &state, &state) {
+                    if let Some(v) = self.check_skipping(ci, &state, &state, &skip) {
                         findings.push(self.blocked_finding(ci, &v, a, &current));
                         break;
                     }
@@ -661,9 +707,9 @@ impl Validator {
                     let (x, y) = key;
                     let run = |xs: &[Version], ys: &[Version]| {
                         if c.a == x {
-                            self.check(ci, xs, ys)
+                            self.check_skipping(ci, xs, ys, &skip)
                         } else {
-                            self.check(ci, ys, xs)
+                            self.check_skipping(ci, ys, xs, &skip)
                         }
                     };
                     let cur = |i: usize| current.get(i).cloned().unwrap_or_default();
@@ -689,9 +735,9 @@ impl Validator {
                     let fixed_set = current.get(fixed).cloned().unwrap_or_default();
                     for state in self.states_of(moving, &current, &changing) {
                         let v = if moving == a {
-                            self.check(ci, &state, &fixed_set)
+                            self.check_skipping(ci, &state, &fixed_set, &skip)
                         } else {
-                            self.check(ci, &fixed_set, &state)
+                            self.check_skipping(ci, &fixed_set, &state, &skip)
                         };
                         if let Some(v) = v {
                             findings.push(self.blocked_finding(ci, &v, moving, &current));
@@ -1108,7 +1154,7 @@ impl Validator {
                 }
                 ids.push(i);
             }
-            findings.extend(self.check_touching(&ids, &state, g, "while it rolls out"));
+            findings.extend(self.check_touching(&ids, &state, current, g, "while it rolls out"));
             for mv in group {
                 if let (Some(&i), Some(t)) = (self.index.get(&mv.service), mv.target())
                     && let Some(slot) = state.get_mut(i)
@@ -1116,7 +1162,7 @@ impl Validator {
                     *slot = vec![t.clone()];
                 }
             }
-            findings.extend(self.check_touching(&ids, &state, g, "after it completes"));
+            findings.extend(self.check_touching(&ids, &state, current, g, "after it completes"));
         }
         findings
     }
@@ -1125,6 +1171,7 @@ impl Validator {
         &self,
         ids: &[usize],
         state: &[Vec<Version>],
+        current: &[Vec<Version>],
         group: usize,
         when: &str,
     ) -> Vec<Finding> {
@@ -1140,7 +1187,7 @@ impl Validator {
             let (Some(sa), Some(sb)) = (state.get(c.a), state.get(c.b)) else {
                 continue;
             };
-            if let Some(v) = self.check(ci, sa, sb) {
+            if let Some(v) = self.check_skipping(ci, sa, sb, &|v| v.preexisting(current)) {
                 out.push(Finding::new(
                     Severity::Error,
                     self.code(ci),

@@ -1,0 +1,379 @@
+//! Properties over generated fleets, rules and graphs, and parsers fed arbitrary text.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use proptest::prelude::*;
+use semver::Version;
+use serin_compat::matrix::{OneMinorAtATime, PairRule, Requires, Skew, Target};
+use serin_compat::path::{PathOptions, RequiredStop, Risk, Route, UpgradeGraph};
+use serin_compat::{
+    Catalog, Fleet, Format, Matrix, Proposal, Registry, Release, Rule, Selector, Validator,
+    Verdict, migration, parse_version,
+};
+
+const SELECTORS: &[&str] = &[
+    "*",
+    ">=1.1.0",
+    "<1.3.0",
+    "^1",
+    "1.2.0",
+    ">=1.2.0, <2.0.0",
+    "2.0.0",
+];
+
+fn v(minor: u64) -> Version {
+    if minor >= 5 {
+        Version::new(2, 0, 0)
+    } else {
+        Version::new(1, minor, 0)
+    }
+}
+
+fn sel(i: usize) -> Selector {
+    Selector::parse(SELECTORS[i % SELECTORS.len()], "gen").unwrap()
+}
+
+#[derive(Debug, Clone)]
+enum RuleSpec {
+    Requires(usize, usize, usize, usize),
+    Deny(usize, usize, usize, usize),
+    Skew(usize, usize, u64, u64),
+    OneMinor(usize),
+}
+
+fn rule_strategy(n: usize) -> impl Strategy<Value = RuleSpec> {
+    prop_oneof![
+        (0..n, 0..n, 0..7usize, 0..7usize).prop_map(|(a, b, x, y)| RuleSpec::Requires(a, b, x, y)),
+        (0..n, 0..n, 0..7usize, 0..7usize).prop_map(|(a, b, x, y)| RuleSpec::Deny(a, b, x, y)),
+        (0..n, 0..n, 0..3u64, 0..2u64).prop_map(|(a, b, o, w)| RuleSpec::Skew(a, b, o, w)),
+        (0..n).prop_map(RuleSpec::OneMinor),
+    ]
+}
+
+fn name(i: usize) -> String {
+    format!("s{i}")
+}
+
+fn to_rule(spec: &RuleSpec) -> Option<Rule> {
+    Some(match *spec {
+        RuleSpec::Requires(a, b, x, y) if a != b => Rule::Requires(Requires {
+            id: None,
+            service: name(a),
+            versions: sel(x),
+            dependency: name(b),
+            req: sel(y),
+            reason: None,
+        }),
+        RuleSpec::Deny(a, b, x, y) if a != b => Rule::Deny(PairRule {
+            id: None,
+            a: Target::new(name(a), sel(x)),
+            b: Target::new(name(b), sel(y)),
+            reason: None,
+        }),
+        RuleSpec::Skew(a, b, o, w) => Rule::Skew(Skew {
+            id: None,
+            client: name(a),
+            server: name(b),
+            max_older: o,
+            max_newer: w,
+            overrides: vec![],
+        }),
+        RuleSpec::OneMinor(a) => Rule::OneMinorAtATime(OneMinorAtATime {
+            id: None,
+            service: name(a),
+        }),
+        _ => return None,
+    })
+}
+
+#[derive(Debug, Clone)]
+struct World {
+    n: usize,
+    current: Vec<u64>,
+    targets: Vec<Option<u64>>,
+    rules: Vec<RuleSpec>,
+    extra: RuleSpec,
+}
+
+fn world() -> impl Strategy<Value = World> {
+    (2..6usize).prop_flat_map(|n| {
+        (
+            proptest::collection::vec(0..6u64, n),
+            proptest::collection::vec(proptest::option::of(0..6u64), n),
+            proptest::collection::vec(rule_strategy(n), 0..6),
+            rule_strategy(n),
+        )
+            .prop_map(move |(current, targets, rules, extra)| World {
+                n,
+                current,
+                targets,
+                rules,
+                extra,
+            })
+    })
+}
+
+/// Fleets mid-upgrade: everything at 1.0 or 1.1, targets at 1.2 and above, and rules whose
+/// selectors bite exactly between old and new, so orders with several groups are common.
+fn rollout_world() -> impl Strategy<Value = World> {
+    (3..7usize).prop_flat_map(|n| {
+        let rule = prop_oneof![
+            (
+                0..n,
+                0..n,
+                prop_oneof![Just(1usize), Just(5)],
+                prop_oneof![Just(1usize), Just(5)]
+            )
+                .prop_map(|(a, b, x, y)| RuleSpec::Requires(a, b, x, y)),
+            (0..n, 0..n, 0..2u64, 0..2u64).prop_map(|(a, b, o, w)| RuleSpec::Skew(a, b, o, w)),
+            (0..n, 0..n, Just(4usize), Just(2usize))
+                .prop_map(|(a, b, x, y)| RuleSpec::Deny(a, b, x, y)),
+        ];
+        (
+            proptest::collection::vec(0..2u64, n),
+            proptest::collection::vec(proptest::option::weighted(0.8, 2..5u64), n),
+            proptest::collection::vec(rule.clone(), 1..8),
+            rule,
+        )
+            .prop_map(move |(current, targets, rules, extra)| World {
+                n,
+                current,
+                targets,
+                rules,
+                extra,
+            })
+    })
+}
+
+fn any_world() -> impl Strategy<Value = World> {
+    prop_oneof![world(), rollout_world()]
+}
+
+fn registry(n: usize) -> Registry {
+    let mut r = Registry::new();
+    for i in 0..n {
+        for m in 0..6 {
+            r.add_release(&name(i), Release::new(v(m))).unwrap();
+        }
+    }
+    r
+}
+
+fn validator(w: &World, with_extra: bool) -> Validator {
+    let reg = registry(w.n);
+    let mut rules: Vec<Rule> = w.rules.iter().filter_map(to_rule).collect();
+    if with_extra && let Some(r) = to_rule(&w.extra) {
+        rules.push(r);
+    }
+    let matrix = Matrix::new(rules, &reg).unwrap();
+    Validator::new(reg, matrix).unwrap()
+}
+
+fn fleet_and_proposal(w: &World) -> (Fleet, Proposal) {
+    let mut fleet = Fleet::new();
+    let mut proposal = Proposal::new();
+    for i in 0..w.n {
+        fleet.insert(name(i), v(w.current[i]));
+        if let Some(t) = w.targets[i] {
+            proposal = proposal.with(name(i), v(t));
+        }
+    }
+    (fleet, proposal)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, max_global_rejects: 20_000, ..ProptestConfig::default() })]
+
+    /// Any order the validator returns satisfies every constraint at every intermediate step:
+    /// while a group rolls out (old and new side by side) and after it completes.
+    #[test]
+    fn returned_order_is_safe_at_every_step(w in any_world()) {
+        let val = validator(&w, false);
+        let (fleet, proposal) = fleet_and_proposal(&w);
+        prop_assume!(val.check_fleet(&fleet).unwrap().is_empty());
+        let result = val.validate(&fleet, &proposal).unwrap();
+        if result.verdict == Verdict::Blocked {
+            return Ok(());
+        }
+        let mut state = fleet.clone();
+        let mut moved = BTreeSet::new();
+        for group in &result.order {
+            for mv in group {
+                let mut running = mv.from.clone();
+                running.extend(mv.hops.iter().cloned());
+                state.set(mv.service.clone(), running);
+                prop_assert!(moved.insert(mv.service.clone()), "{} moves twice", mv.service);
+            }
+            let during = val.check_fleet(&state).unwrap();
+            prop_assert!(during.is_empty(), "during group: {:?}\n{}", during, result);
+            for mv in group {
+                state.set(mv.service.clone(), vec![mv.target().unwrap().clone()]);
+            }
+            let after = val.check_fleet(&state).unwrap();
+            prop_assert!(after.is_empty(), "after group: {:?}\n{}", after, result);
+        }
+        for (service, target) in proposal.iter() {
+            prop_assert_eq!(state.running(service), std::slice::from_ref(target));
+        }
+    }
+
+    /// Adding a constraint never turns "blocked" into "ok".
+    #[test]
+    fn adding_a_constraint_never_unblocks(w in any_world()) {
+        let (fleet, proposal) = fleet_and_proposal(&w);
+        let before = validator(&w, false).validate(&fleet, &proposal).unwrap();
+        let after = validator(&w, true).validate(&fleet, &proposal).unwrap();
+        if before.verdict == Verdict::Blocked {
+            prop_assert_eq!(after.verdict, Verdict::Blocked, "{}\n---\n{}", before, after);
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct GraphWorld {
+    edges: Vec<(usize, usize)>,
+    blocked: Vec<(usize, usize)>,
+    conditional: Vec<(usize, usize)>,
+    stop: bool,
+    accept_conditional: bool,
+    from: usize,
+    to: usize,
+}
+
+fn gv(i: usize) -> Version {
+    // 1.0.0 .. 1.9.0, then 2.0.0 .. 2.3.0
+    if i < 10 {
+        Version::new(1, i as u64, 0)
+    } else {
+        Version::new(2, (i - 10) as u64, 0)
+    }
+}
+
+const NODES: usize = 14;
+
+fn graph_world() -> impl Strategy<Value = GraphWorld> {
+    let pair = (0..NODES - 1).prop_flat_map(|a| (Just(a), a + 1..NODES));
+    (
+        proptest::collection::vec(pair.clone(), 0..50),
+        proptest::collection::vec(pair.clone(), 0..8),
+        proptest::collection::vec(pair, 0..8),
+        any::<bool>(),
+        any::<bool>(),
+        0..NODES,
+        0..NODES,
+    )
+        .prop_map(
+            |(edges, blocked, conditional, stop, accept_conditional, from, to)| GraphWorld {
+                edges,
+                blocked,
+                conditional,
+                stop,
+                accept_conditional,
+                from,
+                to,
+            },
+        )
+}
+
+fn exact(i: usize) -> Selector {
+    Selector::Exact(gv(i))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Any path uses only allowed (or, when accepted, conditional) edges, never a blocked one,
+    /// and never enters 2.x except from the 1.9 stop; a route is found whenever one exists.
+    #[test]
+    fn paths_use_only_usable_edges(g in graph_world()) {
+        let mut b = UpgradeGraph::builder().releases((0..NODES).map(gv));
+        for (x, y) in &g.edges {
+            b = b.edge(gv(*x), gv(*y));
+        }
+        for (x, y) in &g.blocked {
+            b = b.block(exact(*x), exact(*y), "generated");
+        }
+        for (x, y) in &g.conditional {
+            b = b.conditional(exact(*x), exact(*y), vec![Risk { name: "R".into(), message: "m".into(), url: None }]);
+        }
+        if g.stop {
+            b = b.required_stop(RequiredStop {
+                name: "1.9".into(),
+                stop: Selector::parse("1.9.*", "t").unwrap(),
+                into: Selector::parse(">=2.0.0", "t").unwrap(),
+            });
+        }
+        let graph = b.build("g").unwrap();
+        let usable = |x: usize, y: usize| {
+            g.edges.contains(&(x, y))
+                && !g.blocked.contains(&(x, y))
+                && (g.accept_conditional || !g.conditional.contains(&(x, y)))
+                && !(g.stop && y >= 10 && x < 9)
+        };
+        let opts = PathOptions { accept_conditional: g.accept_conditional };
+        let route = graph.route(&gv(g.from), &gv(g.to), opts).unwrap();
+        // Independent reachability.
+        let mut seen = [false; NODES];
+        seen[g.from] = true;
+        let mut queue = VecDeque::from([g.from]);
+        while let Some(x) = queue.pop_front() {
+            for (y, reached) in seen.iter_mut().enumerate() {
+                if !*reached && usable(x, y) {
+                    *reached = true;
+                    queue.push_back(y);
+                }
+            }
+        }
+        match route {
+            Route::Found(path) => {
+                prop_assert!(seen[g.to]);
+                let index = |ver: &Version| (0..NODES).find(|i| &gv(*i) == ver).unwrap();
+                let mut prev = g.from;
+                for hop in &path.hops {
+                    let next = index(hop);
+                    prop_assert!(usable(prev, next), "hop {} -> {} is not usable", gv(prev), hop);
+                    prop_assert!(graph.edge(&gv(prev), hop).is_some());
+                    prev = next;
+                }
+                prop_assert_eq!(prev, g.to);
+            }
+            Route::NoRoute(why) => {
+                prop_assert!(!seen[g.to], "a route exists but none was found");
+                prop_assert!(!why.to_string().is_empty());
+            }
+        }
+    }
+
+    /// No parser entry point panics on arbitrary text.
+    #[test]
+    fn parsers_never_panic(text in ".{0,200}") {
+        let _ = Selector::parse(&text, "x");
+        let _ = parse_version(&text, "x");
+        let _ = migration::analyze("fuzz", &text);
+        let _ = Fleet::from_yaml_str(&text);
+        for format in [Format::Yaml, Format::Json, Format::Toml] {
+            let _ = Catalog::parse(&text, format);
+        }
+        let _ = serde_json::from_str::<Proposal>(&text);
+        let _ = serde_yaml_ng::from_str::<Registry>(&text);
+    }
+
+    /// SQL built from real keywords reaches deep into the parser and the classifier without
+    /// panicking; statements that parse get a position.
+    #[test]
+    fn sql_fragments_never_panic(words in proptest::collection::vec(prop_oneof![
+        Just("ALTER"), Just("TABLE"), Just("t"), Just("ADD"), Just("COLUMN"), Just("c"), Just("int"),
+        Just("NOT"), Just("NULL"), Just("DEFAULT"), Just("now()"), Just("DROP"), Just("INDEX"),
+        Just("CONCURRENTLY"), Just("CREATE"), Just("ON"), Just("("), Just(")"), Just(";"),
+        Just("CONSTRAINT"), Just("UNIQUE"), Just("CHECK"), Just("VALID"), Just("RENAME"), Just("TO"),
+        Just("SET"), Just("lock_timeout"), Just("="), Just("'1s'"), Just("BEGIN"), Just("COMMIT"),
+        Just("TYPE"), Just("FOREIGN"), Just("KEY"), Just("REFERENCES"), Just("u"), Just(","),
+    ], 0..30)) {
+        let sql = words.join(" ");
+        if let Ok(report) = migration::analyze("gen", &sql) {
+            for s in &report.statements {
+                prop_assert!(s.line >= 1 && s.column >= 1);
+            }
+        }
+    }
+}

@@ -1,0 +1,521 @@
+//! Behaviour of the validator: order, explanations, cycles, conflicts, migrations, breaking
+//! changes and bad input.
+
+use semver::{Version, VersionReq};
+use serin_compat::breaking::{Endpoint, Field};
+use serin_compat::matrix::{PairRule, Requires, Target};
+use serin_compat::path::UpgradeGraph;
+use serin_compat::registry::ProvidedApi;
+use serin_compat::steps::StepKind;
+use serin_compat::{
+    Error, Fleet, Matrix, Proposal, Registry, Release, Rule, Selector, Severity, UpgradeValidation,
+    Validator, Verdict,
+};
+
+fn v(s: &str) -> Version {
+    Version::parse(s).unwrap()
+}
+
+fn sel(s: &str) -> Selector {
+    Selector::parse(s, "test").unwrap()
+}
+
+fn registry(entries: &[(&str, &[&str])]) -> Registry {
+    let mut r = Registry::new();
+    for (service, versions) in entries {
+        for ver in *versions {
+            r.add_release(service, Release::new(v(ver))).unwrap();
+        }
+    }
+    r
+}
+
+fn requires(service: &str, versions: &str, dependency: &str, req: &str) -> Rule {
+    Rule::Requires(Requires {
+        id: Some(format!("{service}-needs-{dependency}")),
+        service: service.into(),
+        versions: sel(versions),
+        dependency: dependency.into(),
+        req: sel(req),
+        reason: None,
+    })
+}
+
+fn order_names(result: &UpgradeValidation) -> Vec<Vec<String>> {
+    result
+        .order
+        .iter()
+        .map(|g| g.iter().map(|m| m.service.clone()).collect())
+        .collect()
+}
+
+fn codes(result: &UpgradeValidation) -> Vec<&str> {
+    result.findings.iter().map(|f| f.code.as_str()).collect()
+}
+
+#[test]
+fn derivation_names_the_blocked_dependency_path() {
+    let reg = registry(&[
+        ("a", &["1.0.0", "2.0.0"]),
+        ("b", &["1.2.0", "1.3.0", "1.4.0"]),
+    ]);
+    let matrix = Matrix::new(vec![requires("a", ">=2.0.0", "b", ">=1.4")], &reg).unwrap();
+    let graph = UpgradeGraph::builder()
+        .releases(["1.2.0", "1.3.0", "1.4.0"].map(v))
+        .edges(sel("*"), sel("*"))
+        .block(
+            sel("<1.4.0"),
+            sel("1.4.0"),
+            "1.4.0 rewrites the ledger format",
+        )
+        .build("graphs.b")
+        .unwrap();
+    let validator = Validator::new(reg, matrix)
+        .unwrap()
+        .with_graph("b", graph)
+        .unwrap();
+    let fleet = Fleet::new().with("a", v("1.0.0")).with("b", v("1.2.0"));
+    let result = validator
+        .validate(&fleet, &Proposal::new().with("a", v("2.0.0")))
+        .unwrap();
+    assert_eq!(result.verdict, Verdict::Blocked);
+    let finding = result
+        .findings
+        .iter()
+        .find(|f| f.code == "matrix.requires")
+        .unwrap();
+    let text = finding.explanation.as_ref().unwrap().to_string();
+    assert!(
+        text.contains("the edge 1.2.0 -> 1.4.0 is unusable because blocked: 1.4.0 rewrites"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1.4.0 cannot be reached from 1.2.0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("a 2.0.0 needs b >=1.4 (rule a-needs-b)")
+            && text.ends_with("a 2.0.0 cannot be deployed while b is at 1.2.0."),
+        "{text}"
+    );
+}
+
+#[test]
+fn recipe_suggests_upgrading_the_dependency_when_reachable() {
+    let reg = registry(&[("a", &["1.0.0", "2.0.0"]), ("b", &["1.2.0", "1.4.0"])]);
+    let matrix = Matrix::new(vec![requires("a", ">=2.0.0", "b", ">=1.4")], &reg).unwrap();
+    let validator = Validator::new(reg, matrix).unwrap();
+    let fleet = Fleet::new().with("a", v("1.0.0")).with("b", v("1.2.0"));
+    let result = validator
+        .validate(&fleet, &Proposal::new().with("a", v("2.0.0")))
+        .unwrap();
+    let f = result
+        .findings
+        .iter()
+        .find(|f| f.code == "matrix.requires")
+        .unwrap();
+    assert_eq!(
+        f.recipe.as_deref(),
+        Some("upgrade b to 1.4.0 in the same change")
+    );
+    // Following the recipe works, and b goes first.
+    let both = Proposal::new().with("a", v("2.0.0")).with("b", v("1.4.0"));
+    let result = validator.validate(&fleet, &both).unwrap();
+    assert_eq!(result.verdict, Verdict::Ok, "{result}");
+    assert_eq!(order_names(&result), vec![vec!["b"], vec!["a"]]);
+}
+
+#[test]
+fn api_versions_order_provider_before_consumer() {
+    let provides = |api_version: &str| ProvidedApi {
+        name: "payments".into(),
+        version: v(api_version),
+        endpoints: Vec::new(),
+    };
+    let mut reg = Registry::new();
+    reg.add_release("pay", Release::new(v("1.5.0")).providing(provides("1.5.0")))
+        .unwrap();
+    reg.add_release("pay", Release::new(v("1.9.0")).providing(provides("1.9.0")))
+        .unwrap();
+    reg.add_release(
+        "api",
+        Release::new(v("1.0.0")).consuming("payments", VersionReq::parse("^1.0").unwrap()),
+    )
+    .unwrap();
+    reg.add_release(
+        "api",
+        Release::new(v("2.0.0")).consuming("payments", VersionReq::parse("^1.9").unwrap()),
+    )
+    .unwrap();
+    let validator = Validator::new(reg, Matrix::default()).unwrap();
+    let fleet = Fleet::new().with("api", v("1.0.0")).with("pay", v("1.5.0"));
+    let proposal = Proposal::new()
+        .with("api", v("2.0.0"))
+        .with("pay", v("1.9.0"));
+    let result = validator.validate(&fleet, &proposal).unwrap();
+    assert_eq!(result.verdict, Verdict::Ok, "{result}");
+    assert_eq!(order_names(&result), vec![vec!["pay"], vec!["api"]]);
+    // Alone, the consumer is blocked and the reason names the API.
+    let result = validator
+        .validate(&fleet, &Proposal::new().with("api", v("2.0.0")))
+        .unwrap();
+    assert_eq!(result.verdict, Verdict::Blocked);
+    assert!(result.findings.iter().any(|f| {
+        f.code == "api.requires"
+            && f.evidence
+                .iter()
+                .any(|e| e.contains("calls api payments ^1.9"))
+    }));
+}
+
+#[test]
+fn ordering_cycle_is_named() {
+    let reg = registry(&[
+        ("a", &["1.0.0", "2.0.0"]),
+        ("b", &["1.0.0", "2.0.0"]),
+        ("c", &["1.0.0", "2.0.0"]),
+    ]);
+    let rules = vec![
+        requires("a", ">=2.0.0", "b", ">=2.0.0"),
+        requires("b", ">=2.0.0", "c", ">=2.0.0"),
+        requires("c", ">=2.0.0", "a", ">=2.0.0"),
+    ];
+    let validator = Validator::new(reg.clone(), Matrix::new(rules, &reg).unwrap()).unwrap();
+    let fleet = Fleet::new()
+        .with("a", v("1.0.0"))
+        .with("b", v("1.0.0"))
+        .with("c", v("1.0.0"));
+    let proposal = Proposal::new()
+        .with("a", v("2.0.0"))
+        .with("b", v("2.0.0"))
+        .with("c", v("2.0.0"));
+    let result = validator.validate(&fleet, &proposal).unwrap();
+    assert_eq!(result.verdict, Verdict::Blocked);
+    let cycle = result
+        .findings
+        .iter()
+        .find(|f| f.code == "order.cycle")
+        .unwrap();
+    assert_eq!(cycle.subject, "a -> c -> b -> a");
+    let why = cycle.explanation.as_ref().unwrap().to_string();
+    assert!(
+        why.contains("a must move before c because otherwise c 2.0.0 needs a >=2.0.0"),
+        "{why}"
+    );
+    assert!(result.order.is_empty());
+}
+
+#[test]
+fn deny_conflict_has_no_order() {
+    let reg = registry(&[("a", &["1.0.0", "2.0.0"]), ("b", &["1.0.0", "2.0.0"])]);
+    let rules = vec![
+        Rule::Deny(PairRule {
+            id: Some("old-b-breaks-new-a".into()),
+            a: Target::new("a", sel("2.0.0")),
+            b: Target::new("b", sel("<2")),
+            reason: Some("wire format".into()),
+        }),
+        requires("b", ">=2.0.0", "a", ">=2.0.0"),
+    ];
+    let validator = Validator::new(reg.clone(), Matrix::new(rules, &reg).unwrap()).unwrap();
+    let fleet = Fleet::new().with("a", v("1.0.0")).with("b", v("1.0.0"));
+    let proposal = Proposal::new().with("a", v("2.0.0")).with("b", v("2.0.0"));
+    let result = validator.validate(&fleet, &proposal).unwrap();
+    assert_eq!(result.verdict, Verdict::Blocked);
+    let f = result
+        .findings
+        .iter()
+        .find(|f| f.code == "order.conflict")
+        .unwrap();
+    let why = f.explanation.as_ref().unwrap().to_string();
+    assert!(
+        why.contains("a 2.0.0 is denied with b 1.0.0 (rule old-b-breaks-new-a: wire format)"),
+        "{why}"
+    );
+    assert!(why.contains("cannot be upgraded in either order"), "{why}");
+}
+
+#[test]
+fn allow_exempts_and_deny_beats_allow() {
+    let reg = registry(&[("a", &["1.0.0", "2.0.0"]), ("b", &["1.2.0", "1.4.0"])]);
+    let allow = Rule::Allow(PairRule {
+        id: Some("tested-together".into()),
+        a: Target::new("a", sel("2.0.0")),
+        b: Target::new("b", sel("1.2.0")),
+        reason: None,
+    });
+    let rules = vec![requires("a", ">=2.0.0", "b", ">=1.4"), allow.clone()];
+    let validator = Validator::new(reg.clone(), Matrix::new(rules, &reg).unwrap()).unwrap();
+    let fleet = Fleet::new().with("a", v("1.0.0")).with("b", v("1.2.0"));
+    let proposal = Proposal::new().with("a", v("2.0.0"));
+    assert_eq!(
+        validator.validate(&fleet, &proposal).unwrap().verdict,
+        Verdict::Ok
+    );
+
+    let deny = Rule::Deny(PairRule {
+        id: Some("broken".into()),
+        a: Target::new("a", sel(">=2")),
+        b: Target::new("b", sel("*")),
+        reason: None,
+    });
+    let matrix = Matrix::new(vec![allow, deny], &reg).unwrap();
+    let validator = Validator::new(reg, matrix).unwrap();
+    let result = validator.validate(&fleet, &proposal).unwrap();
+    assert_eq!(result.verdict, Verdict::Blocked);
+    assert!(
+        result
+            .findings
+            .iter()
+            .any(|f| f.message.contains("a 2.0.0 cannot be deployed")
+                && f.evidence.iter().any(|e| e.contains("contradictory rules")))
+    );
+}
+
+#[test]
+fn missing_dependency_and_new_service() {
+    let reg = registry(&[("a", &["1.0.0"]), ("b", &["1.0.0"])]);
+    let matrix = Matrix::new(vec![requires("a", "*", "b", "*")], &reg).unwrap();
+    let validator = Validator::new(reg, matrix).unwrap();
+    let result = validator
+        .validate(&Fleet::new(), &Proposal::new().with("a", v("1.0.0")))
+        .unwrap();
+    assert_eq!(result.verdict, Verdict::Blocked);
+    assert!(
+        result
+            .findings
+            .iter()
+            .any(|f| f.message.contains("while b is not deployed"))
+    );
+    let both = Proposal::new().with("a", v("1.0.0")).with("b", v("1.0.0"));
+    let result = validator.validate(&Fleet::new(), &both).unwrap();
+    assert_eq!(result.verdict, Verdict::Ok, "{result}");
+    assert_eq!(order_names(&result), vec![vec!["b"], vec!["a"]]);
+    assert!(result.order[0][0].from.is_empty());
+}
+
+#[test]
+fn bad_input_is_an_error_that_names_it() {
+    let reg = registry(&[("a", &["1.0.0", "2.0.0"])]);
+    let validator = Validator::new(reg.clone(), Matrix::default()).unwrap();
+    let err = validator
+        .validate(&Fleet::new().with("zz", v("1.0.0")), &Proposal::new())
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::UnknownService { path, .. } if path == "fleet.zz"),
+        "{err}"
+    );
+    let err = validator
+        .validate(&Fleet::new(), &Proposal::new().with("a", v("9.9.9")))
+        .unwrap_err();
+    assert!(err.to_string().contains("proposal.a") && err.to_string().contains("9.9.9"));
+    let err = Matrix::new(vec![requires("a", "*", "a", "*")], &reg).unwrap_err();
+    assert!(
+        err.to_string().contains("rules[0].requires.dependency"),
+        "{err}"
+    );
+    assert!(
+        Validator::new(reg, Matrix::default())
+            .unwrap()
+            .with_graph("nope", UpgradeGraph::builder().build("g").unwrap())
+            .is_err()
+    );
+}
+
+#[test]
+fn existing_violations_warn_and_check_fleet_reports_them() {
+    let reg = registry(&[
+        ("a", &["1.0.0", "1.1.0"]),
+        ("b", &["1.0.0"]),
+        ("c", &["1.0.0", "1.1.0"]),
+    ]);
+    let matrix = Matrix::new(vec![requires("a", "*", "b", ">=2")], &reg).unwrap();
+    let validator = Validator::new(reg, matrix).unwrap();
+    let fleet = Fleet::new()
+        .with("a", v("1.0.0"))
+        .with("b", v("1.0.0"))
+        .with("c", v("1.0.0"));
+    assert_eq!(validator.check_fleet(&fleet).unwrap().len(), 1);
+    let result = validator
+        .validate(&fleet, &Proposal::new().with("c", v("1.1.0")))
+        .unwrap();
+    assert_eq!(result.verdict, Verdict::OkWithWarnings);
+    assert!(codes(&result).contains(&"matrix.requires.existing"));
+}
+
+#[test]
+fn migrations_become_findings_and_steps() {
+    let mut reg = Registry::new();
+    reg.add_release("api", Release::new(v("1.0.0")).with_schema_version(11))
+        .unwrap();
+    reg.add_release(
+        "api",
+        Release::new(v("1.1.0"))
+            .with_schema_version(12)
+            .with_migration(
+                "0012_email",
+                "SET lock_timeout = '1s';\nALTER TABLE users ADD COLUMN email text;\n\
+                 ALTER TABLE users DROP COLUMN legacy_mail;",
+            ),
+    )
+    .unwrap();
+    reg.add_release(
+        "api",
+        Release::new(v("1.2.0")).with_migration("0013_idx", "CREATE INDEX i ON users (email);"),
+    )
+    .unwrap();
+    reg.add_release(
+        "api",
+        Release::new(v("1.3.0")).with_migration("0014_bad", "ALTER TABLE ;"),
+    )
+    .unwrap();
+    let validator = Validator::new(reg, Matrix::default()).unwrap();
+    let fleet = Fleet::new().with("api", v("1.0.0"));
+
+    let result = validator
+        .validate(&fleet, &Proposal::new().with("api", v("1.1.0")))
+        .unwrap();
+    assert_eq!(result.verdict, Verdict::OkWithWarnings, "{result}");
+    let kinds: Vec<StepKind> = result.steps.iter().map(|s| s.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            StepKind::Backup,
+            StepKind::ExpandMigration,
+            StepKind::Deploy,
+            StepKind::ContractMigration
+        ]
+    );
+    let drop = result
+        .findings
+        .iter()
+        .find(|f| f.code == "sql.ban-drop-column")
+        .unwrap();
+    assert_eq!(
+        drop.subject,
+        "api 1.1.0 migration 0012_email statement 3 (line 3, column 1)"
+    );
+    assert!(drop.recipe.as_deref().unwrap().contains("contract phase"));
+
+    let result = validator
+        .validate(&fleet, &Proposal::new().with("api", v("1.2.0")))
+        .unwrap();
+    assert_eq!(result.verdict, Verdict::Blocked);
+    let idx = result
+        .findings
+        .iter()
+        .find(|f| f.code == "sql.require-concurrent-index-creation")
+        .unwrap();
+    assert!(
+        idx.subject
+            .contains("0013_idx statement 1 (line 1, column 1)")
+    );
+    assert!(result.steps.is_empty());
+
+    let result = validator
+        .validate(&fleet, &Proposal::new().with("api", v("1.3.0")))
+        .unwrap();
+    let parse = result
+        .findings
+        .iter()
+        .find(|f| f.code == "sql.parse")
+        .unwrap();
+    assert!(
+        parse.message.contains("0014_bad") && parse.message.contains("Line: 1"),
+        "{}",
+        parse.message
+    );
+}
+
+#[test]
+fn breaking_api_change_without_major_and_declared_breaks() {
+    let surface = |ty: &str, version: &str| ProvidedApi {
+        name: "orders".into(),
+        version: v(version),
+        endpoints: vec![Endpoint {
+            name: "GET /orders/{id}".into(),
+            request: vec![],
+            response: vec![Field::new("total", ty, true)],
+        }],
+    };
+    let mut reg = Registry::new();
+    reg.add_release(
+        "shop",
+        Release::new(v("1.0.0")).providing(surface("int64", "2.1.0")),
+    )
+    .unwrap();
+    reg.add_release(
+        "shop",
+        Release::new(v("1.1.0")).providing(surface("string", "2.2.0")),
+    )
+    .unwrap();
+    reg.add_release(
+        "shop",
+        Release::new(v("2.0.0"))
+            .providing(surface("string", "3.0.0"))
+            .with_breaking("orders.total is a decimal string"),
+    )
+    .unwrap();
+    let validator = Validator::new(reg, Matrix::default()).unwrap();
+    let fleet = Fleet::new().with("shop", v("1.0.0"));
+    let result = validator
+        .validate(&fleet, &Proposal::new().with("shop", v("1.1.0")))
+        .unwrap();
+    assert_eq!(result.verdict, Verdict::Blocked);
+    let f = result
+        .findings
+        .iter()
+        .find(|f| f.code == "breaking.semver-violation")
+        .unwrap();
+    assert_eq!(f.severity, Severity::Error);
+    assert!(
+        f.message.contains("2.1.0 -> 2.2.0 (minor bump)"),
+        "{}",
+        f.message
+    );
+
+    let result = validator
+        .validate(&fleet, &Proposal::new().with("shop", v("2.0.0")))
+        .unwrap();
+    assert_eq!(
+        result.verdict,
+        Verdict::Blocked,
+        "type change is still an error for readers"
+    );
+    let fleet = Fleet::new().with("shop", v("1.1.0"));
+    let result = validator
+        .validate(&fleet, &Proposal::new().with("shop", v("2.0.0")))
+        .unwrap();
+    assert_eq!(result.verdict, Verdict::Ok, "{result}");
+    assert!(
+        result.steps.iter().any(|s| s.kind == StepKind::FeatureFlag
+            && s.text.contains("orders.total is a decimal string"))
+    );
+    assert!(result.steps.iter().any(|s| s.kind == StepKind::Cleanup));
+}
+
+#[test]
+fn result_prints_and_serialises() {
+    let reg = registry(&[("a", &["1.0.0", "1.1.0"])]);
+    let validator = Validator::new(reg, Matrix::default()).unwrap();
+    let result = validator
+        .validate(
+            &Fleet::new().with("a", v("1.0.0")),
+            &Proposal::new().with("a", v("1.1.0")),
+        )
+        .unwrap();
+    let text = result.to_string();
+    assert!(text.starts_with("verdict: ok\n"), "{text}");
+    assert!(text.contains("1. a 1.0.0 -> 1.1.0"), "{text}");
+    let json = result.to_json().unwrap();
+    assert!(json.contains("\"verdict\": \"ok\""), "{json}");
+    let back: UpgradeValidation = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, result);
+    let noop = validator
+        .validate(
+            &Fleet::new().with("a", v("1.0.0")),
+            &Proposal::new().with("a", v("1.0.0")),
+        )
+        .unwrap();
+    assert!(codes(&noop).contains(&"proposal.no-op") && noop.order.is_empty());
+}
