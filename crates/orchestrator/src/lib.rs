@@ -1,10 +1,35 @@
 //! # serin-orchestrator
 //!
-//! The thin composition layer of Serin. It will hold the deployment configuration, the plan, the
-//! strategies (blue-green, canary, blue-green-with-canary), the journal, events, notifications,
-//! backups and the final report, and the traits `Platform`, `Notifier`, `BackupProvider` and
-//! `Journal`. Every decision it executes comes from the pure crates (`serin-compat`,
-//! `serin-traffic`, `serin-canary`, `serin-triggers`); the orchestrator only sequences, executes
-//! through traits and records.
+//! The thin composition layer of Serin. So far it holds the [`Platform`] trait — what runs the
+//! instances of each track — with [`InMemoryPlatform`], the [`wait_ready`] helper, the crate's
+//! [`Error`] and, behind the `testkit` feature, the platform conformance suite
+//! (`testkit`). The deployment configuration, plan, strategies, journal, events,
+//! notifications, backups and report come later; every decision they execute will come from the
+//! pure crates (`serin-compat`, `serin-traffic`, `serin-canary`, `serin-triggers`).
 //!
-//! This crate is not yet implemented: it exposes no API so far.
+//! ```
+//! use std::time::Duration;
+//! use serin_orchestrator::{InMemoryPlatform, Platform, TrackSpec, wait_ready};
+//! use serin_signals::Track;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! let platform = InMemoryPlatform::new().with_ready_after(2);
+//! platform.bring_up(&TrackSpec::new("web", "2.0.0", Track::Green, 3)?).await?;
+//! let green = wait_ready(&platform, "web", &Track::Green, Duration::from_millis(10), Duration::from_secs(1)).await?;
+//! assert_eq!(green.ready_count(), 3);
+//! platform.retire("web", &Track::Green, Duration::from_secs(30)).await?;
+//! assert!(platform.list().await?.is_empty());
+//! # Ok::<(), serin_orchestrator::Error>(())
+//! # }).unwrap();
+//! ```
+
+mod error;
+mod platform;
+
+pub use error::{Error, Result};
+#[cfg(any(feature = "testkit", test))]
+pub use platform::testkit;
+pub use platform::{
+    InMemoryPlatform, InstanceStatus, Platform, RESERVED_ENV, TrackKey, TrackSpec, TrackStatus,
+    wait_ready,
+};

@@ -1,0 +1,348 @@
+//! [`InMemoryPlatform`]: a [`Platform`] that runs nothing, scriptable for tests and dry runs.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serin_signals::{ProbeStatus, Track};
+
+use crate::error::{Error, Result};
+use crate::platform::Platform;
+use crate::platform::spec::{TrackKey, TrackSpec, validate_instances};
+use crate::platform::status::{InstanceStatus, TrackStatus};
+
+/// A platform that only keeps books: instances exist as records that become ready after a set
+/// number of status checks, and can be made to die or never become ready.
+///
+/// Always compiled and needing no runtime of its own, it is the platform of tests, examples and
+/// dry runs. It sleeps nowhere: [`retire`](Platform::retire) records the drain it was given
+/// (see [`retirements`](InMemoryPlatform::retirements)) instead of waiting.
+///
+/// ```
+/// use serin_orchestrator::{InMemoryPlatform, Platform, TrackSpec};
+/// use serin_signals::Track;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let platform = InMemoryPlatform::new().with_ready_after(1);
+/// let spec = TrackSpec::new("web", "1.1.0", Track::Green, 2)?;
+/// let up = platform.bring_up(&spec).await?;
+/// assert_eq!(up.ready_count(), 0);
+/// assert!(platform.status("web", &Track::Green).await?.all_ready());
+/// platform.kill("web", &Track::Green, "green-1", "exited with status 1")?;
+/// assert_eq!(platform.status("web", &Track::Green).await?.ready_count(), 1);
+/// # Ok::<(), serin_orchestrator::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct InMemoryPlatform {
+    name: String,
+    ready_after: u32,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    tracks: BTreeMap<TrackKey, Running>,
+    fail_next: Option<String>,
+    retirements: Vec<(TrackKey, Duration)>,
+}
+
+#[derive(Debug)]
+struct Running {
+    version: semver::Version,
+    next_index: u32,
+    instances: Vec<Instance>,
+}
+
+#[derive(Debug)]
+struct Instance {
+    id: String,
+    checks: u32,
+    ready_after: u32,
+    dead: Option<String>,
+}
+
+impl Default for InMemoryPlatform {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InMemoryPlatform {
+    /// A platform named `in-memory` whose instances are ready from their first status check.
+    pub fn new() -> Self {
+        InMemoryPlatform {
+            name: "in-memory".to_owned(),
+            ready_after: 0,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Instances started from now on become ready after `checks` status checks (`u32::MAX`:
+    /// never).
+    pub fn with_ready_after(mut self, checks: u32) -> Self {
+        self.ready_after = checks;
+        self
+    }
+
+    /// The same platform under another name.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Makes the next `bring_up`, `scale` or `retire` fail with [`Error::Platform`] and change
+    /// nothing.
+    pub fn fail_next(&self, reason: impl Into<String>) {
+        self.lock().fail_next = Some(reason.into());
+    }
+
+    /// Makes `instance` of the track die: from now on it is reported not live and not ready,
+    /// with `reason` as detail. It is not restarted.
+    pub fn kill(&self, service: &str, track: &Track, instance: &str, reason: &str) -> Result<()> {
+        let key = TrackKey::new(service, track);
+        let mut state = self.lock();
+        let running = state
+            .tracks
+            .get_mut(&key)
+            .ok_or_else(|| Error::not_found("track", &key))?;
+        let found = running
+            .instances
+            .iter_mut()
+            .find(|i| i.id == instance)
+            .ok_or_else(|| Error::not_found("instance", format!("{key}/{instance}")))?;
+        found.dead = Some(reason.to_owned());
+        Ok(())
+    }
+
+    /// Every retirement so far, oldest first, with the drain it was given.
+    pub fn retirements(&self) -> Vec<(TrackKey, Duration)> {
+        self.lock().retirements.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn take_failure(&self, state: &mut State) -> Result<()> {
+        match state.fail_next.take() {
+            Some(reason) => Err(Error::platform(&self.name, reason)),
+            None => Ok(()),
+        }
+    }
+
+    fn new_instance(&self, track: &Track, index: u32) -> Instance {
+        Instance {
+            id: format!("{track}-{index}"),
+            checks: 0,
+            ready_after: self.ready_after,
+            dead: None,
+        }
+    }
+}
+
+fn report(key: &TrackKey, running: &Running) -> TrackStatus {
+    TrackStatus {
+        service: key.service.clone(),
+        version: running.version.clone(),
+        track: key.track.clone(),
+        instances: running
+            .instances
+            .iter()
+            .map(|i| {
+                let (readiness, liveness, detail) = match &i.dead {
+                    Some(why) => (ProbeStatus::Fail, ProbeStatus::Fail, Some(why.clone())),
+                    None if i.checks >= i.ready_after => {
+                        (ProbeStatus::Pass, ProbeStatus::Pass, None)
+                    }
+                    None => (
+                        ProbeStatus::Fail,
+                        ProbeStatus::Pass,
+                        Some(format!("not ready after {} checks", i.checks)),
+                    ),
+                };
+                InstanceStatus {
+                    id: i.id.clone(),
+                    address: None,
+                    readiness,
+                    liveness,
+                    detail,
+                }
+            })
+            .collect(),
+    }
+}
+
+#[async_trait]
+impl Platform for InMemoryPlatform {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn bring_up(&self, spec: &TrackSpec) -> Result<TrackStatus> {
+        let key = spec.key();
+        let mut state = self.lock();
+        if state.tracks.contains_key(&key) {
+            return Err(Error::AlreadyExists {
+                what: "track".into(),
+                name: key.to_string(),
+                reason: "retire it first, or bring the version up as another track".into(),
+            });
+        }
+        self.take_failure(&mut state)?;
+        let running = Running {
+            version: spec.version().clone(),
+            next_index: spec.instances(),
+            instances: (0..spec.instances())
+                .map(|i| self.new_instance(spec.track(), i))
+                .collect(),
+        };
+        let status = report(&key, &running);
+        state.tracks.insert(key, running);
+        Ok(status)
+    }
+
+    async fn status(&self, service: &str, track: &Track) -> Result<TrackStatus> {
+        let key = TrackKey::new(service, track);
+        let mut state = self.lock();
+        let running = state
+            .tracks
+            .get_mut(&key)
+            .ok_or_else(|| Error::not_found("track", &key))?;
+        for i in &mut running.instances {
+            i.checks = i.checks.saturating_add(1);
+        }
+        Ok(report(&key, running))
+    }
+
+    async fn scale(&self, service: &str, track: &Track, instances: u32) -> Result<TrackStatus> {
+        validate_instances("instances", instances)?;
+        let key = TrackKey::new(service, track);
+        let mut state = self.lock();
+        if !state.tracks.contains_key(&key) {
+            return Err(Error::not_found("track", &key));
+        }
+        self.take_failure(&mut state)?;
+        let Some(running) = state.tracks.get_mut(&key) else {
+            return Err(Error::not_found("track", &key));
+        };
+        let want = instances as usize;
+        running.instances.truncate(want);
+        while running.instances.len() < want {
+            let index = running.next_index;
+            running.next_index = running.next_index.saturating_add(1);
+            running.instances.push(self.new_instance(track, index));
+        }
+        Ok(report(&key, running))
+    }
+
+    async fn retire(&self, service: &str, track: &Track, drain: Duration) -> Result<()> {
+        let key = TrackKey::new(service, track);
+        let mut state = self.lock();
+        if !state.tracks.contains_key(&key) {
+            return Err(Error::not_found("track", &key));
+        }
+        self.take_failure(&mut state)?;
+        state.tracks.remove(&key);
+        state.retirements.push((key, drain));
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<TrackStatus>> {
+        let state = self.lock();
+        Ok(state.tracks.iter().map(|(k, r)| report(k, r)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::testkit;
+
+    fn spec(track: Track, n: u32) -> TrackSpec {
+        TrackSpec::new("web", "1.0.0", track, n).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn conformance() {
+        let platform = InMemoryPlatform::new().with_ready_after(3);
+        testkit::check_all(&platform, &spec(Track::Blue, 1), Duration::from_secs(5)).await;
+    }
+
+    #[tokio::test]
+    async fn injected_failures_change_nothing() {
+        let p = InMemoryPlatform::new();
+        p.fail_next("quota exceeded");
+        let err = p.bring_up(&spec(Track::Blue, 1)).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "platform `in-memory` failed: quota exceeded"
+        );
+        assert!(p.list().await.unwrap().is_empty());
+        p.bring_up(&spec(Track::Blue, 2)).await.unwrap();
+        p.fail_next("api down");
+        assert!(p.scale("web", &Track::Blue, 4).await.is_err());
+        assert_eq!(
+            p.status("web", &Track::Blue).await.unwrap().instances.len(),
+            2
+        );
+        p.fail_next("api down");
+        assert!(p.retire("web", &Track::Blue, Duration::ZERO).await.is_err());
+        assert_eq!(p.list().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn dead_instances_stay_dead_and_scale_keeps_ids_unique() {
+        let p = InMemoryPlatform::new();
+        p.bring_up(&spec(Track::Green, 2)).await.unwrap();
+        p.kill("web", &Track::Green, "green-0", "exited with status 3")
+            .unwrap();
+        let s = p.status("web", &Track::Green).await.unwrap();
+        let dead = s.dead_instance().unwrap();
+        assert_eq!(
+            (dead.id.as_str(), dead.detail.as_deref()),
+            ("green-0", Some("exited with status 3"))
+        );
+        assert!(p.kill("web", &Track::Green, "green-9", "x").is_err());
+        p.scale("web", &Track::Green, 1).await.unwrap();
+        let s = p.scale("web", &Track::Green, 3).await.unwrap();
+        let ids: Vec<&str> = s.instances.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, ["green-0", "green-2", "green-3"]);
+        assert_eq!(s.dead_instance().map(|i| i.id.as_str()), Some("green-0"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wait_ready_times_out_or_stops_on_a_death() {
+        let p = InMemoryPlatform::new().with_ready_after(u32::MAX);
+        p.bring_up(&spec(Track::Canary, 1)).await.unwrap();
+        let err = crate::wait_ready(
+            &p,
+            "web",
+            &Track::Canary,
+            Duration::from_millis(100),
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err}");
+        assert!(err.to_string().contains("canary-0"), "{err}");
+        p.kill("web", &Track::Canary, "canary-0", "segfault")
+            .unwrap();
+        let err = crate::wait_ready(
+            &p,
+            "web",
+            &Track::Canary,
+            Duration::from_millis(100),
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, Error::Platform { .. }) && err.to_string().contains("segfault"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! The [`Platform`] trait: what runs the instances of each track (processes on one machine, a
+//! simulated fleet, Kubernetes Deployments), its in-memory implementation and, behind the
+//! `testkit` feature, its conformance suite.
+
+mod memory;
+mod spec;
+mod status;
+#[cfg(any(feature = "testkit", test))]
+pub mod testkit;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serin_signals::Track;
+
+use crate::error::{Error, Result};
+
+pub use memory::InMemoryPlatform;
+pub use spec::{RESERVED_ENV, TrackKey, TrackSpec};
+pub use status::{InstanceStatus, TrackStatus};
+
+/// Something that runs tracks: brings a version up as N instances, reports their readiness and
+/// liveness, scales them, retires them with a drain, and lists what runs.
+///
+/// The contract, checked by the conformance suite in `testkit` (feature `testkit`):
+/// - [`bring_up`](Platform::bring_up) starts the instances and returns at once, without waiting
+///   for readiness; a track of a service runs once ([`Error::AlreadyExists`] otherwise). Bad
+///   input or a start failure is an error and leaves nothing running.
+/// - [`status`](Platform::status) reports each instance with readiness and liveness as last
+///   checked; an instance that died is reported dead, never restarted silently.
+/// - [`scale`](Platform::scale) adds instances with new ids or removes the newest ones.
+/// - [`retire`](Platform::retire) waits `drain` (the router has already stopped sending new
+///   requests; in-flight ones finish), then stops every instance; the track is then gone.
+/// - Calls about a track that does not run are [`Error::NotFound`].
+///
+/// The trait is object-safe; `Arc<T>` and `Box<T>` forward to `T`.
+#[async_trait]
+pub trait Platform: Send + Sync {
+    /// A short name for messages and errors (`in-memory`, `process`).
+    fn name(&self) -> &str;
+
+    /// Starts `spec.instances()` instances of the spec's version as its track.
+    async fn bring_up(&self, spec: &TrackSpec) -> Result<TrackStatus>;
+
+    /// The track's instances with their readiness and liveness, checked now.
+    async fn status(&self, service: &str, track: &Track) -> Result<TrackStatus>;
+
+    /// Runs `instances` instances of the track (1 ..= [`TrackSpec::MAX_INSTANCES`]).
+    async fn scale(&self, service: &str, track: &Track, instances: u32) -> Result<TrackStatus>;
+
+    /// Waits `drain`, then stops every instance of the track and forgets it.
+    async fn retire(&self, service: &str, track: &Track, drain: Duration) -> Result<()>;
+
+    /// Every track that runs, ordered by service then track.
+    async fn list(&self) -> Result<Vec<TrackStatus>>;
+}
+
+#[async_trait]
+impl<T: Platform + ?Sized> Platform for Arc<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    async fn bring_up(&self, spec: &TrackSpec) -> Result<TrackStatus> {
+        (**self).bring_up(spec).await
+    }
+    async fn status(&self, service: &str, track: &Track) -> Result<TrackStatus> {
+        (**self).status(service, track).await
+    }
+    async fn scale(&self, service: &str, track: &Track, instances: u32) -> Result<TrackStatus> {
+        (**self).scale(service, track, instances).await
+    }
+    async fn retire(&self, service: &str, track: &Track, drain: Duration) -> Result<()> {
+        (**self).retire(service, track, drain).await
+    }
+    async fn list(&self) -> Result<Vec<TrackStatus>> {
+        (**self).list().await
+    }
+}
+
+#[async_trait]
+impl<T: Platform + ?Sized> Platform for Box<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    async fn bring_up(&self, spec: &TrackSpec) -> Result<TrackStatus> {
+        (**self).bring_up(spec).await
+    }
+    async fn status(&self, service: &str, track: &Track) -> Result<TrackStatus> {
+        (**self).status(service, track).await
+    }
+    async fn scale(&self, service: &str, track: &Track, instances: u32) -> Result<TrackStatus> {
+        (**self).scale(service, track, instances).await
+    }
+    async fn retire(&self, service: &str, track: &Track, drain: Duration) -> Result<()> {
+        (**self).retire(service, track, drain).await
+    }
+    async fn list(&self) -> Result<Vec<TrackStatus>> {
+        (**self).list().await
+    }
+}
+
+/// Asks `platform` for the track's status every `poll` until every instance is ready, and
+/// returns that status.
+///
+/// An instance that dies while waiting ends the wait at once with [`Error::Platform`] naming it
+/// (a platform never restarts it, so waiting longer cannot help); still not ready after
+/// `timeout` is [`Error::Timeout`] with the last state seen. Waits with `tokio::time`, so tests
+/// can run it under paused time.
+pub async fn wait_ready(
+    platform: &dyn Platform,
+    service: &str,
+    track: &Track,
+    poll: Duration,
+    timeout: Duration,
+) -> Result<TrackStatus> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let poll = poll.max(Duration::from_millis(1));
+    loop {
+        let status = platform.status(service, track).await?;
+        if let Some(dead) = status.dead_instance() {
+            return Err(Error::platform(
+                platform.name(),
+                format!(
+                    "instance {} of {} died while starting: {}",
+                    dead.id,
+                    status.key(),
+                    dead.detail.as_deref().unwrap_or("no detail")
+                ),
+            ));
+        }
+        if status.all_ready() {
+            return Ok(status);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let waiting: Vec<String> = status
+                .instances
+                .iter()
+                .filter(|i| !i.is_ready())
+                .map(|i| match &i.detail {
+                    Some(d) => format!("{} ({d})", i.id),
+                    None => i.id.clone(),
+                })
+                .collect();
+            return Err(Error::Timeout {
+                what: format!("readiness of {}", status.key()),
+                after: timeout,
+                reason: format!("not ready: {}", waiting.join(", ")),
+            });
+        }
+        tokio::time::sleep(poll).await;
+    }
+}

@@ -1,0 +1,75 @@
+//! What a [`Platform`](crate::Platform) reports about the tracks it runs.
+
+use std::net::SocketAddr;
+
+use serin_signals::{ProbeStatus, Track};
+
+use crate::platform::spec::TrackKey;
+
+/// One instance of a track, as last seen by its platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceStatus {
+    /// Unique within the track and stable over the instance's life (`green-0`).
+    pub id: String,
+    /// Where the instance serves, when the platform knows (a process platform's loopback port).
+    pub address: Option<SocketAddr>,
+    /// Whether it should receive traffic now.
+    pub readiness: ProbeStatus,
+    /// Whether it is alive (`Fail`: crashed or exited; a platform never restarts it silently).
+    pub liveness: ProbeStatus,
+    /// Why, when the platform knows more (`exited with status 3`, `connection refused`).
+    pub detail: Option<String>,
+}
+
+impl InstanceStatus {
+    /// Whether the instance is both alive and ready.
+    pub fn is_ready(&self) -> bool {
+        self.readiness == ProbeStatus::Pass && self.liveness != ProbeStatus::Fail
+    }
+}
+
+/// One track as a platform runs it: its version and its instances, ordered by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackStatus {
+    /// The service.
+    pub service: String,
+    /// The version the track runs.
+    pub version: semver::Version,
+    /// The track.
+    pub track: Track,
+    /// Its instances.
+    pub instances: Vec<InstanceStatus>,
+}
+
+impl TrackStatus {
+    /// `service/track`.
+    pub fn key(&self) -> TrackKey {
+        TrackKey::new(&self.service, &self.track)
+    }
+
+    /// How many instances are alive and ready.
+    pub fn ready_count(&self) -> usize {
+        self.instances.iter().filter(|i| i.is_ready()).count()
+    }
+
+    /// Whether every instance is alive and ready (and there is at least one).
+    pub fn all_ready(&self) -> bool {
+        !self.instances.is_empty() && self.instances.iter().all(InstanceStatus::is_ready)
+    }
+
+    /// The addresses of the instances that are alive and ready: what a router may send to.
+    pub fn ready_addresses(&self) -> Vec<SocketAddr> {
+        self.instances
+            .iter()
+            .filter(|i| i.is_ready())
+            .filter_map(|i| i.address)
+            .collect()
+    }
+
+    /// The first instance whose liveness failed, if any.
+    pub fn dead_instance(&self) -> Option<&InstanceStatus> {
+        self.instances
+            .iter()
+            .find(|i| i.liveness == ProbeStatus::Fail)
+    }
+}
