@@ -32,7 +32,11 @@
 //! [`Error::BadQuery`] at once; connection errors, 5xx, 429 and Prometheus' `timeout`/`unavailable`
 //! errors are retried with exponential backoff, then reported as [`Error::Unavailable`]; a request
 //! that outlives the per-request timeout on the last attempt is [`Error::Timeout`].
+//!
+//! Build a source in code with [`PrometheusSource::builder`], or from a config file with
+//! [`PrometheusConfig`] and [`PrometheusSource::from_config`].
 
+mod config;
 mod convert;
 mod response;
 mod retry;
@@ -52,6 +56,8 @@ use crate::time::{Timestamp, Window};
 use response::Series;
 use retry::Failure;
 use template::Template;
+
+pub use config::{PrometheusConfig, QueryConfig};
 
 /// The default requests query: all requests of a track over the window.
 pub const DEFAULT_REQUESTS_QUERY: &str =

@@ -1,0 +1,283 @@
+//! [`PrometheusConfig`]: the Prometheus source as written in a config file.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{PrometheusBuilder, PrometheusSource};
+use crate::error::{Error, Result};
+use crate::metric::Metric;
+
+/// The Prometheus source in config (YAML, JSON, TOML), camelCase as users write it:
+///
+/// ```yaml
+/// baseUrl: http://prometheus.monitoring:9090
+/// timeout: 5s            # per request; human strings or milliseconds
+/// retries: 3
+/// initialBackoff: 200ms
+/// maxBackoff: 5s
+/// latencyScale: 1000     # histogram bounds in seconds
+/// queries:
+///   error_rate:
+///     requests: sum(increase(http_requests_total{app="shop",track="{{track}}"}[{{window}}]))
+///     errors: sum(increase(http_requests_total{app="shop",track="{{track}}",code=~"5.."}[{{window}}]))
+///   queue_depth:
+///     value: max(queue_depth{track="{{track}}"})
+/// ```
+///
+/// Omitted settings keep the builder's defaults, and metrics not listed under `queries` keep
+/// their default templates. Each entry of `queries` holds exactly one of `requests` with
+/// `errors` (counts), `buckets` (latency histogram) or `value` (gauge).
+/// [`PrometheusSource::from_config`] checks everything and names the offending path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrometheusConfig {
+    /// Prometheus' base URL.
+    pub base_url: String,
+    /// The time one HTTP request may take.
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
+    /// How many times a transient failure is retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// The first backoff between retries.
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub initial_backoff: Option<Duration>,
+    /// The cap on the backoff between retries.
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_backoff: Option<Duration>,
+    /// What a histogram `le` bound is multiplied by to get milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_scale: Option<f64>,
+    /// Query templates per metric, replacing the defaults of the metrics listed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub queries: BTreeMap<Metric, QueryConfig>,
+}
+
+/// The templates of one metric; exactly one form must be given.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QueryConfig {
+    /// Counts: the requests query (with `errors`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<String>,
+    /// Counts: the failed requests query (with `requests`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<String>,
+    /// Latency: the histogram buckets query, one series per `le`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<String>,
+    /// Gauge: the one query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// Serde for optional durations through [`crate::duration`].
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[derive(Deserialize)]
+    struct Wrapped(#[serde(with = "crate::duration")] Duration);
+
+    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => crate::duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
+    }
+}
+
+impl PrometheusConfig {
+    /// A config for `base_url` with every default.
+    pub fn new(base_url: impl Into<String>) -> Self {
+        PrometheusConfig {
+            base_url: base_url.into(),
+            timeout: None,
+            retries: None,
+            initial_backoff: None,
+            max_backoff: None,
+            latency_scale: None,
+            queries: BTreeMap::new(),
+        }
+    }
+
+    /// The builder this config describes (not yet checked: [`PrometheusBuilder::build`] does).
+    pub fn into_builder(self) -> Result<PrometheusBuilder> {
+        let mut b = PrometheusSource::builder(self.base_url);
+        if let Some(t) = self.timeout {
+            b = b.with_timeout(t);
+        }
+        if let Some(r) = self.retries {
+            b = b.with_retries(r);
+        }
+        if self.initial_backoff.is_some() || self.max_backoff.is_some() {
+            let initial = self.initial_backoff.unwrap_or(b.initial_backoff);
+            let max = self.max_backoff.unwrap_or(b.max_backoff.max(initial));
+            b = b.with_backoff(initial, max);
+        }
+        if let Some(s) = self.latency_scale {
+            b = b.with_latency_scale(s);
+        }
+        for (metric, q) in self.queries {
+            let path = format!("queries.{metric}");
+            b = match q {
+                QueryConfig {
+                    requests: Some(requests),
+                    errors: Some(errors),
+                    buckets: None,
+                    value: None,
+                } => b.with_counts_queries(metric, requests, errors),
+                QueryConfig {
+                    requests: None,
+                    errors: None,
+                    buckets: Some(buckets),
+                    value: None,
+                } if metric == Metric::Latency => b.with_latency_query(buckets),
+                QueryConfig {
+                    requests: None,
+                    errors: None,
+                    buckets: Some(_),
+                    value: None,
+                } => {
+                    return Err(Error::invalid(
+                        format!("{path}.buckets"),
+                        &metric,
+                        "histogram buckets are read for the `latency` metric only; use `value` for a gauge",
+                    ));
+                }
+                QueryConfig {
+                    requests: None,
+                    errors: None,
+                    buckets: None,
+                    value: Some(value),
+                } => b.with_gauge_query(metric, value),
+                other => {
+                    let given: Vec<&str> = [
+                        ("requests", other.requests.is_some()),
+                        ("errors", other.errors.is_some()),
+                        ("buckets", other.buckets.is_some()),
+                        ("value", other.value.is_some()),
+                    ]
+                    .iter()
+                    .filter(|(_, set)| *set)
+                    .map(|(name, _)| *name)
+                    .collect();
+                    return Err(Error::invalid(
+                        path,
+                        format!("{{{}}}", given.join(", ")),
+                        "give exactly one of `requests` with `errors`, `buckets`, or `value`",
+                    ));
+                }
+            };
+        }
+        Ok(b)
+    }
+}
+
+impl PrometheusSource {
+    /// Builds a source from config; errors name the path (`queries.error_rate`, `baseUrl`) or
+    /// the metric and template.
+    pub fn from_config(config: PrometheusConfig) -> Result<Self> {
+        config.into_builder()?.build()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_config_builds_with_defaults_for_the_rest() {
+        let json = r#"{
+            "baseUrl": "http://127.0.0.1:9090",
+            "timeout": "5s",
+            "retries": 1,
+            "initialBackoff": 50,
+            "queries": {
+                "queue_depth": {"value": "max(queue_depth{track=\"{{track}}\"})"},
+                "error_rate": {
+                    "requests": "sum(increase(r{track=\"{{track}}\"}[{{window}}]))",
+                    "errors": "sum(increase(e{track=\"{{track}}\"}[{{window}}]))"
+                }
+            }
+        }"#;
+        let config: PrometheusConfig = serde_json::from_str(json).unwrap();
+        assert_eq!(config.timeout, Some(Duration::from_secs(5)));
+        assert_eq!(config.initial_backoff, Some(Duration::from_millis(50)));
+        let back: PrometheusConfig =
+            serde_json::from_str(&serde_json::to_string(&config).unwrap()).unwrap();
+        assert_eq!(back, config);
+        let source = PrometheusSource::from_config(config).unwrap();
+        let window = crate::Window::new(
+            crate::Timestamp::from_millis(0),
+            crate::Timestamp::from_millis(60_000),
+        )
+        .unwrap();
+        let q = |m: Metric| crate::MetricQuery::new(m, crate::Track::Canary, window);
+        assert_eq!(
+            source.promql(&q(Metric::ErrorRate)).unwrap()[1],
+            r#"sum(increase(e{track="canary"}[60000ms]))"#
+        );
+        assert!(
+            source.promql(&q(Metric::Latency)).unwrap()[0]
+                .contains("http_request_duration_seconds_bucket")
+        );
+    }
+
+    #[test]
+    fn bad_config_names_the_path() {
+        let cases = [
+            (r#"{"baseUrl":"http://x","timout":"5s"}"#, "timout"),
+            (r#"{"baseUrl":"http://x","timeout":"soon"}"#, "soon"),
+            (
+                r#"{"baseUrl":"http://x","queries":{"cpu":{"value":"a","requests":"b"}}}"#,
+                "queries.cpu",
+            ),
+            (
+                r#"{"baseUrl":"http://x","queries":{"error_rate":{"requests":"b"}}}"#,
+                "queries.error_rate",
+            ),
+            (
+                r#"{"baseUrl":"http://x","queries":{"cpu":{"buckets":"b"}}}"#,
+                "queries.cpu.buckets",
+            ),
+            (
+                r#"{"baseUrl":"http://x","queries":{"cpu":{"value":"max(cpu)"}}}"#,
+                "lacks `{{track}}`",
+            ),
+            (r#"{"baseUrl":"gopher://x"}"#, "baseUrl"),
+            (
+                r#"{"baseUrl":"http://x","queries":{"9bad":{"value":"x"}}}"#,
+                "9bad",
+            ),
+        ];
+        for (json, want) in cases {
+            let msg = match serde_json::from_str::<PrometheusConfig>(json) {
+                Err(e) => e.to_string(),
+                Ok(c) => PrometheusSource::from_config(c).unwrap_err().to_string(),
+            };
+            assert!(msg.contains(want), "{json}: {msg}");
+        }
+    }
+}
