@@ -7,9 +7,16 @@
 //! - [`judge`]: the [`Judge`](judge::Judge) trait and the values every judge shares: the
 //!   [`Sample`](judge::Sample) it is fed, the [`Verdict`](judge::Verdict) and
 //!   [`Evidence`](judge::Evidence) it answers, and [`Severity`](judge::Severity).
+//! - [`sequential`]: the default, anytime-valid judges — a count test of which arm each error
+//!   came from (with a robust batch mode), a latency test on batch medians, and `α` sharing
+//!   across metrics.
+//! - [`severity`]: effect-size bands that grade a confirmed regression info / warning / critical.
+//! - [`controller`]: the canary policy and its controller, a pure state machine with
+//!   power-aware pacing.
 //!
 //! Everything here is pure and synchronous: no clock, no I/O; `now` is always a parameter.
 
+pub mod controller;
 pub mod judge;
 pub mod kayenta;
 pub mod sequential;

@@ -1,0 +1,639 @@
+//! The canary controller: a pure state machine from observations, commands and `now` to the
+//! next action.
+
+use serde::{Deserialize, Serialize};
+use serin_signals::{Measurement, Observation, Timestamp};
+
+use super::policy::{CanaryPolicy, CanaryScale, OnInconclusive, OnWarning, Step};
+use crate::judge::{Evidence, Judge, Judgement, Sample, Severity, Verdict};
+use crate::{Error, Result};
+
+/// What the caller must do next. The controller assumes the caller carries it out (and journals
+/// it first); it never does I/O itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Action {
+    /// Route this percentage of traffic to the canary.
+    SetWeight(u8),
+    /// Scale the canary's track.
+    SetCanaryScale(CanaryScale),
+    /// Keep the current split; ask again later (on the next observation or tick).
+    Hold,
+    /// Promote the canary to stable: the rollout succeeded.
+    Promote,
+    /// Send all traffic back to the baseline and retire the canary.
+    Rollback,
+}
+
+/// A command from a person or an outer system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Command {
+    /// Approve: end a pause that waits without a duration.
+    Resume,
+    /// Promote now, skipping the remaining steps (refused while a judge fails).
+    Promote,
+    /// Abort: roll back now.
+    Abort,
+}
+
+/// The controller's answer: the action, why, and the evidence that decided it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Decision {
+    /// What to do.
+    pub action: Action,
+    /// When it was decided.
+    pub at: Timestamp,
+    /// The index of the policy step in force when deciding (`steps.len()` once past the last).
+    pub step: usize,
+    /// The canary weight once the action is carried out.
+    pub weight: u8,
+    /// The severity of the failure behind a rollback, when a judge's failure caused it.
+    pub severity: Option<Severity>,
+    /// One human sentence.
+    pub reason: String,
+    /// The judges' latest evidence, the decisive judge first.
+    pub evidence: Vec<Evidence>,
+}
+
+/// Where the rollout is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Phase {
+    /// Steps remain.
+    Progressing,
+    /// Promoted (final).
+    Promoted,
+    /// Rolled back (final).
+    RolledBack,
+}
+
+/// The controller's serializable state: journal it after every decision, and
+/// [`CanaryController::from_parts`] resumes exactly where it stopped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ControllerState {
+    phase: Phase,
+    step: usize,
+    weight: u8,
+    started_at: Option<Timestamp>,
+    step_started_at: Option<Timestamp>,
+    resumed: bool,
+    /// Per judge: samples with data in the current step, and in the whole rollout.
+    step_samples: Vec<u64>,
+    total_samples: Vec<u64>,
+    /// Per judge: the latest judgement.
+    judgements: Vec<Option<Judgement>>,
+    /// Errors of the pacing metric (both arms) in the current step.
+    step_errors: u64,
+    /// The baseline's requests and errors of the pacing metric, over the rollout.
+    baseline_requests: u64,
+    baseline_errors: u64,
+    /// The last decision's action (repeated once final).
+    last_action: Action,
+}
+
+impl ControllerState {
+    fn new(judges: usize) -> Self {
+        ControllerState {
+            phase: Phase::Progressing,
+            step: 0,
+            weight: 0,
+            started_at: None,
+            step_started_at: None,
+            resumed: false,
+            step_samples: vec![0; judges],
+            total_samples: vec![0; judges],
+            judgements: vec![None; judges],
+            step_errors: 0,
+            baseline_requests: 0,
+            baseline_errors: 0,
+            last_action: Action::Hold,
+        }
+    }
+
+    /// Where the rollout is.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The index of the current step.
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
+    /// The canary weight the controller believes is applied.
+    pub fn weight(&self) -> u8 {
+        self.weight
+    }
+}
+
+/// The canary controller: feed it observations ([`CanaryController::observe`]), commands
+/// ([`CanaryController::command`]) and the passage of time ([`CanaryController::tick`]); each
+/// answers the next [`Decision`].
+///
+/// Rules, in order of precedence:
+/// 1. A final phase repeats its action.
+/// 2. A judge failing with `Critical` severity rolls back at once; with `Warning`, per
+///    [`OnWarning`]; with `Info`, the weight is held (never raised).
+/// 3. Past `maxDuration`, or holding longer than `progressDeadline` in one step (timed steps
+///    only; a pause waiting for approval has no deadline), the rollout rolls back.
+/// 4. Otherwise the current step runs: `setWeight` raises the weight only while no judge fails
+///    and, with [`Pacing`](super::Pacing), once the step has gathered enough evidence (and only
+///    as far as the exposure budget allows); `pause` waits; `analysis` advances when every
+///    judge passes or when its duration has passed with enough samples and no failure (else
+///    [`OnInconclusive`]); after the last step, the canary is promoted, but only if every judge
+///    has seen data and none fails.
+///
+/// ```
+/// use serin_canary::controller::{Action, CanaryController, CanaryPolicy, Step};
+/// use serin_canary::judge::Judge;
+/// use serin_canary::sequential::SequentialCountJudge;
+/// use serin_signals::{Metric, Timestamp};
+///
+/// let policy = CanaryPolicy::new(vec![Step::SetWeight(10), Step::SetWeight(50)]);
+/// let judge = SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.0)?;
+/// let mut ctl = CanaryController::new(policy, vec![Box::new(judge) as Box<dyn Judge>])?;
+/// let d = ctl.tick(Timestamp::from_millis(0));
+/// assert_eq!(d.action, Action::SetWeight(10));
+/// # Ok::<(), serin_canary::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct CanaryController<J = Box<dyn Judge>> {
+    policy: CanaryPolicy,
+    judges: Vec<J>,
+    state: ControllerState,
+}
+
+impl<J: Judge> CanaryController<J> {
+    /// A controller at the start of `policy`, with its judges (at least one).
+    pub fn new(policy: CanaryPolicy, judges: Vec<J>) -> Result<Self> {
+        let state = ControllerState::new(judges.len());
+        Self::from_parts(policy, judges, state)
+    }
+
+    /// Rebuilds a controller from its policy, its judges (restored by the caller, for example
+    /// from their serde form) and a journalled [`ControllerState`].
+    pub fn from_parts(
+        policy: CanaryPolicy,
+        judges: Vec<J>,
+        state: ControllerState,
+    ) -> Result<Self> {
+        policy.validate()?;
+        if judges.is_empty() {
+            return Err(Error::invalid_config(
+                "judges",
+                "[]",
+                "a canary needs at least one judge: missing evidence is never a pass",
+            ));
+        }
+        let n = judges.len();
+        if state.step_samples.len() != n
+            || state.total_samples.len() != n
+            || state.judgements.len() != n
+        {
+            return Err(Error::invalid_input(
+                "state.judgements",
+                state.judgements.len(),
+                format!("the state was saved with another number of judges than {n}"),
+            ));
+        }
+        if state.step > policy.steps.len() {
+            return Err(Error::invalid_input(
+                "state.step",
+                state.step,
+                format!("the policy has only {} steps", policy.steps.len()),
+            ));
+        }
+        Ok(CanaryController {
+            policy,
+            judges,
+            state,
+        })
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &CanaryPolicy {
+        &self.policy
+    }
+
+    /// The judges.
+    pub fn judges(&self) -> &[J] {
+        &self.judges
+    }
+
+    /// The serializable state.
+    pub fn state(&self) -> &ControllerState {
+        &self.state
+    }
+
+    /// Splits the controller into its parts (to serialize the judges and the state).
+    pub fn into_parts(self) -> (CanaryPolicy, Vec<J>, ControllerState) {
+        (self.policy, self.judges, self.state)
+    }
+
+    /// Feeds the baseline's and the canary's observation of one metric over the same window to
+    /// every judge of that metric (and to pacing), then decides.
+    ///
+    /// Errors (nothing changes): the observations do not pair up (other metric or window), or no
+    /// judge and no pacing uses the metric, or a judge rejects the measurement's kind (checked
+    /// before any judge is fed, for all judges of the metric, by the first one).
+    pub fn observe(
+        &mut self,
+        baseline: &Observation,
+        canary: &Observation,
+        now: Timestamp,
+    ) -> Result<Decision> {
+        let w = self.state.weight;
+        let share = (w > 0 && w < 100).then(|| f64::from(w) / 100.0);
+        let sample = Sample::new(baseline, canary, share, now)?;
+        let pacing_metric = self.policy.pacing.as_ref().map(|p| p.metric.clone());
+        let users: Vec<usize> = (0..self.judges.len())
+            .filter(|i| self.judges[*i].metric() == sample.metric())
+            .collect();
+        let for_pacing = pacing_metric.as_ref() == Some(sample.metric());
+        if users.is_empty() && !for_pacing {
+            return Err(Error::invalid_input(
+                "observation.metric",
+                sample.metric(),
+                "no judge of this controller analyses it",
+            ));
+        }
+        let has_data = !baseline.measurement.is_no_data() && !canary.measurement.is_no_data();
+        if self.state.phase == Phase::Progressing {
+            for i in users {
+                let j = self.judges[i].observe(&sample)?;
+                if has_data {
+                    self.state.step_samples[i] += 1;
+                    self.state.total_samples[i] += 1;
+                }
+                if let Some(slot) = self.state.judgements.get_mut(i) {
+                    *slot = Some(j);
+                }
+            }
+            if for_pacing
+                && let (Measurement::Counts(b), Measurement::Counts(c)) =
+                    (&baseline.measurement, &canary.measurement)
+            {
+                let s = &mut self.state;
+                s.step_errors = s.step_errors.saturating_add(b.errors() + c.errors());
+                s.baseline_requests = s.baseline_requests.saturating_add(b.requests());
+                s.baseline_errors = s.baseline_errors.saturating_add(b.errors());
+            }
+        }
+        Ok(self.decide(now))
+    }
+
+    /// Applies a command, then decides. A promotion is refused (an error, nothing changes) while
+    /// any judge fails.
+    pub fn command(&mut self, command: Command, now: Timestamp) -> Result<Decision> {
+        if self.state.phase != Phase::Progressing {
+            return Ok(self.decide(now));
+        }
+        match command {
+            Command::Resume => {
+                self.state.resumed = true;
+                Ok(self.decide(now))
+            }
+            Command::Abort => {
+                self.start(now);
+                Ok(self.finish(
+                    Phase::RolledBack,
+                    now,
+                    None,
+                    "aborted by command".into(),
+                    None,
+                ))
+            }
+            Command::Promote => {
+                if let Some((i, _)) = self.worst_failure() {
+                    return Err(Error::invalid_input(
+                        "command",
+                        "promote",
+                        format!(
+                            "refused while judge `{}` of metric `{}` fails",
+                            self.judges[i].name(),
+                            self.judges[i].metric()
+                        ),
+                    ));
+                }
+                self.start(now);
+                Ok(self.finish(
+                    Phase::Promoted,
+                    now,
+                    None,
+                    "promoted by command".into(),
+                    None,
+                ))
+            }
+        }
+    }
+
+    /// Decides with no new input (pauses and deadlines move with time).
+    pub fn tick(&mut self, now: Timestamp) -> Decision {
+        self.decide(now)
+    }
+
+    fn start(&mut self, now: Timestamp) {
+        if self.state.started_at.is_none() {
+            self.state.started_at = Some(now);
+            self.state.step_started_at = Some(now);
+        }
+    }
+
+    fn worst_failure(&self) -> Option<(usize, Severity)> {
+        self.state
+            .judgements
+            .iter()
+            .enumerate()
+            .filter_map(|(i, j)| {
+                j.as_ref()
+                    .and_then(|j| j.verdict.severity())
+                    .map(|s| (i, s))
+            })
+            .max_by_key(|(_, s)| *s)
+    }
+
+    fn evidence(&self, first: Option<usize>) -> Vec<Evidence> {
+        let mut out = Vec::with_capacity(self.judges.len());
+        if let Some(Some(j)) = first.and_then(|i| self.state.judgements.get(i)) {
+            out.push(j.evidence.clone());
+        }
+        for (i, j) in self.state.judgements.iter().enumerate() {
+            if Some(i) != first
+                && let Some(j) = j
+            {
+                out.push(j.evidence.clone());
+            }
+        }
+        out
+    }
+
+    fn decision(
+        &mut self,
+        action: Action,
+        now: Timestamp,
+        severity: Option<Severity>,
+        reason: String,
+        decisive: Option<usize>,
+    ) -> Decision {
+        self.state.last_action = action;
+        Decision {
+            action,
+            at: now,
+            step: self.state.step,
+            weight: self.state.weight,
+            severity,
+            reason,
+            evidence: self.evidence(decisive),
+        }
+    }
+
+    fn finish(
+        &mut self,
+        phase: Phase,
+        now: Timestamp,
+        severity: Option<Severity>,
+        reason: String,
+        decisive: Option<usize>,
+    ) -> Decision {
+        self.state.phase = phase;
+        let action = match phase {
+            Phase::Promoted => {
+                self.state.weight = 100;
+                Action::Promote
+            }
+            _ => {
+                self.state.weight = 0;
+                Action::Rollback
+            }
+        };
+        self.decision(action, now, severity, reason, decisive)
+    }
+
+    fn advance(&mut self, now: Timestamp) {
+        self.state.step += 1;
+        self.state.step_started_at = Some(now);
+        self.state.resumed = false;
+        self.state.step_errors = 0;
+        self.state.step_samples.iter_mut().for_each(|s| *s = 0);
+    }
+
+    fn hold(&mut self, now: Timestamp, reason: String, timed: bool) -> Decision {
+        if timed
+            && let (Some(deadline), Some(since)) =
+                (self.policy.progress_deadline, self.state.step_started_at)
+            && now.saturating_duration_since(since) > deadline
+        {
+            return self.finish(
+                Phase::RolledBack,
+                now,
+                None,
+                format!("no progress within the progress deadline {deadline:?} ({reason})"),
+                None,
+            );
+        }
+        self.decision(Action::Hold, now, None, reason, None)
+    }
+
+    fn baseline_error_rate(&self) -> Option<f64> {
+        let s = &self.state;
+        (s.baseline_requests > 0)
+            .then(|| (s.baseline_errors as f64 + 0.5) / (s.baseline_requests as f64 + 1.0))
+    }
+
+    fn decide(&mut self, now: Timestamp) -> Decision {
+        if self.state.phase != Phase::Progressing {
+            let action = self.state.last_action;
+            return self.decision(action, now, None, "the rollout is over".into(), None);
+        }
+        self.start(now);
+        let failure = self.worst_failure();
+        match failure {
+            Some((i, Severity::Critical)) => {
+                return self.finish(
+                    Phase::RolledBack,
+                    now,
+                    Some(Severity::Critical),
+                    format!("critical regression in `{}`", self.judges[i].metric()),
+                    Some(i),
+                );
+            }
+            Some((i, Severity::Warning)) if self.policy.on_warning == OnWarning::Rollback => {
+                return self.finish(
+                    Phase::RolledBack,
+                    now,
+                    Some(Severity::Warning),
+                    format!("regression in `{}`", self.judges[i].metric()),
+                    Some(i),
+                );
+            }
+            _ => {}
+        }
+        if let (Some(max), Some(start)) = (self.policy.max_duration, self.state.started_at)
+            && now.saturating_duration_since(start) > max
+        {
+            return self.finish(
+                Phase::RolledBack,
+                now,
+                None,
+                format!("the rollout exceeded its maximum duration {max:?}"),
+                None,
+            );
+        }
+        let failing = failure.map(|(i, s)| {
+            format!(
+                "judge `{}` of `{}` fails ({s})",
+                self.judges[i].name(),
+                self.judges[i].metric()
+            )
+        });
+        loop {
+            let Some(step) = self.policy.steps.get(self.state.step).cloned() else {
+                if let Some(f) = failing {
+                    return self.hold(now, format!("not promoting: {f}"), false);
+                }
+                if let Some(i) = self.state.total_samples.iter().position(|n| *n == 0) {
+                    let reason = format!(
+                        "not promoting: judge `{}` of `{}` has seen no data",
+                        self.judges[i].name(),
+                        self.judges[i].metric()
+                    );
+                    return match self.policy.on_inconclusive {
+                        OnInconclusive::Rollback => {
+                            self.finish(Phase::RolledBack, now, None, reason, Some(i))
+                        }
+                        OnInconclusive::Hold => self.hold(now, reason, true),
+                    };
+                }
+                return self.finish(
+                    Phase::Promoted,
+                    now,
+                    None,
+                    "every step completed without a failing judge".into(),
+                    None,
+                );
+            };
+            match step {
+                Step::SetWeight(target) => {
+                    let current = self.state.weight;
+                    if target <= current {
+                        self.advance(now);
+                        if target < current {
+                            self.state.weight = target;
+                            return self.decision(
+                                Action::SetWeight(target),
+                                now,
+                                None,
+                                format!("step: lower the canary weight to {target}%"),
+                                None,
+                            );
+                        }
+                        continue;
+                    }
+                    if let Some(f) = &failing {
+                        return self.hold(now, format!("weight not raised: {f}"), true);
+                    }
+                    let mut next = target;
+                    if let Some(p) = &self.policy.pacing {
+                        let share = f64::from(current) / 100.0;
+                        let needed = p.errors_required(share);
+                        if (self.state.step_errors as f64) < needed {
+                            let reason = format!(
+                                "pacing: {} of {needed:.0} errors gathered at {current}% to detect \
+                                 a {}x error-rate regression before raising the weight",
+                                self.state.step_errors, p.detectable_ratio
+                            );
+                            return self.hold(now, reason, true);
+                        }
+                        next = p.cap_weight(current, target, self.baseline_error_rate());
+                        if next <= current {
+                            let reason = format!(
+                                "pacing: no weight above {current}% keeps the expected exposure \
+                                 within the budget of {:?} requests",
+                                p.exposure_budget
+                            );
+                            return self.hold(now, reason, true);
+                        }
+                    }
+                    self.state.weight = next;
+                    if next == target {
+                        self.advance(now);
+                    } else {
+                        // Same step, new weight: gather evidence afresh before the next raise.
+                        self.state.step_started_at = Some(now);
+                        self.state.step_errors = 0;
+                        self.state.step_samples.iter_mut().for_each(|s| *s = 0);
+                    }
+                    return self.decision(
+                        Action::SetWeight(next),
+                        now,
+                        None,
+                        format!("step: raise the canary weight to {next}%"),
+                        None,
+                    );
+                }
+                Step::Pause(p) => {
+                    let since = self.state.step_started_at.unwrap_or(now);
+                    let expired = p
+                        .duration
+                        .is_some_and(|d| now.saturating_duration_since(since) >= d);
+                    if self.state.resumed || expired {
+                        self.advance(now);
+                        continue;
+                    }
+                    let reason = match p.duration {
+                        Some(d) => format!("paused for {d:?}"),
+                        None => "paused until resumed".to_string(),
+                    };
+                    return self.hold(now, reason, p.duration.is_some());
+                }
+                Step::Analysis(a) => {
+                    let enough = self.state.step_samples.iter().all(|n| *n >= a.min_samples);
+                    let all_pass = self
+                        .state
+                        .judgements
+                        .iter()
+                        .all(|j| j.as_ref().is_some_and(|j| j.verdict == Verdict::Pass));
+                    if failing.is_none() && enough && all_pass {
+                        self.advance(now);
+                        continue;
+                    }
+                    let since = self.state.step_started_at.unwrap_or(now);
+                    if now.saturating_duration_since(since) < a.duration {
+                        return self.hold(now, "analysing".into(), true);
+                    }
+                    if failing.is_none() && enough {
+                        // The step ran its course with enough data and no failure.
+                        self.advance(now);
+                        continue;
+                    }
+                    let reason = match &failing {
+                        Some(f) => format!("analysis ended while {f}"),
+                        None => format!(
+                            "analysis ended with fewer than {} samples with data for some judge",
+                            a.min_samples
+                        ),
+                    };
+                    return match self.policy.on_inconclusive {
+                        OnInconclusive::Rollback => {
+                            self.finish(Phase::RolledBack, now, None, reason, None)
+                        }
+                        OnInconclusive::Hold => self.hold(now, reason, true),
+                    };
+                }
+                Step::SetCanaryScale(s) => {
+                    self.advance(now);
+                    return self.decision(
+                        Action::SetCanaryScale(s),
+                        now,
+                        None,
+                        "step: scale the canary".into(),
+                        None,
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! The canary controller: a pure state machine that turns a [`CanaryPolicy`] and the judges'
+//! verdicts into actions — set weight, scale, hold, promote, roll back — each with the evidence
+//! that decided it.
+//!
+//! The caller (the orchestrator's executor) feeds it observations, commands and `now`, journals
+//! each [`Decision`] and carries out its [`Action`]; the controller never sleeps, reads a clock or
+//! does I/O. Its [`ControllerState`] is serializable, and so are the sequential judges, so an
+//! interrupted rollout resumes exactly with [`CanaryController::from_parts`].
+//!
+//! [`Pacing`] adds what none of Argo Rollouts, Flagger or Kayenta has: the weight rises only once
+//! the current step could have caught a regression of a stated size, keeping the expected number
+//! of users exposed to a bad version within a budget.
+
+mod machine;
+mod pacing;
+mod policy;
+
+pub use machine::{Action, CanaryController, Command, ControllerState, Decision, Phase};
+pub use pacing::Pacing;
+pub use policy::{AnalysisStep, CanaryPolicy, CanaryScale, OnInconclusive, OnWarning, Pause, Step};

@@ -1,0 +1,344 @@
+//! The canary policy: its steps, limits and what to do when the evidence runs out.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::pacing::Pacing;
+use crate::{Error, Result};
+
+/// One step of a canary rollout, written like Argo Rollouts' steps:
+/// `{"setWeight": 20}`, `{"pause": {}}`, `{"pause": {"duration": "5m"}}`,
+/// `{"analysis": {"duration": "10m", "minSamples": 60}}`, `{"setCanaryScale": {"replicas": 3}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum Step {
+    /// Route this percentage (0..=100) of traffic to the canary.
+    SetWeight(u8),
+    /// Wait: for a duration, or without one until a [`Command::Resume`](super::Command::Resume).
+    Pause(Pause),
+    /// Keep judging at the current weight until the judges pass, or the step's duration ends with
+    /// enough samples and no failure.
+    Analysis(AnalysisStep),
+    /// Scale the canary's track (without changing the traffic weight).
+    SetCanaryScale(CanaryScale),
+}
+
+/// A pause, timed or waiting for approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Pause {
+    /// How long to wait; `None` waits for a resume command.
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub duration: Option<Duration>,
+}
+
+/// An analysis step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnalysisStep {
+    /// How long the step may judge before it decides on the evidence it has.
+    #[serde(with = "serin_signals::duration")]
+    pub duration: Duration,
+    /// Samples with data (for every judge) the step needs before it may complete without every
+    /// judge passing. Default `1`.
+    #[serde(default = "one")]
+    pub min_samples: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// How to scale the canary's track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CanaryScale {
+    /// An absolute number of instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    /// A percentage (0..=100) of the stable track's instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u8>,
+    /// Scale to match the current traffic weight.
+    #[serde(default)]
+    pub match_traffic_weight: bool,
+}
+
+/// What to do when the analysis is still inconclusive at a step's deadline (not enough data).
+/// Never a promotion: missing evidence is never a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OnInconclusive {
+    /// Keep holding at the current weight (until the progress deadline, if any).
+    #[default]
+    Hold,
+    /// Roll back.
+    Rollback,
+}
+
+/// What to do when a judge fails with [`Severity::Warning`](crate::judge::Severity::Warning).
+/// A critical failure always rolls back at once; an informational one holds the weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OnWarning {
+    /// Roll back (the default).
+    #[default]
+    Rollback,
+    /// Hold the weight and wait for a command.
+    Hold,
+}
+
+/// A canary policy. Serialized in camelCase; [`CanaryPolicy::validate`] runs on load.
+///
+/// ```
+/// use serin_canary::controller::CanaryPolicy;
+///
+/// let policy: CanaryPolicy = serde_json::from_str(r#"{
+///     "steps": [
+///         {"setWeight": 5},
+///         {"analysis": {"duration": "10m", "minSamples": 60}},
+///         {"setWeight": 50},
+///         {"pause": {"duration": "5m"}}
+///     ],
+///     "maxDuration": "2h",
+///     "progressDeadline": "30m"
+/// }"#)?;
+/// assert_eq!(policy.steps.len(), 4);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    try_from = "PolicyRepr",
+    into = "PolicyRepr"
+)]
+pub struct CanaryPolicy {
+    /// The steps, in order; after the last one the canary is promoted.
+    pub steps: Vec<Step>,
+    /// The longest the whole rollout may take; past it, it rolls back.
+    pub max_duration: Option<Duration>,
+    /// The longest one step may hold without progress; past it, the rollout rolls back.
+    pub progress_deadline: Option<Duration>,
+    /// What to do when an analysis step ends without enough data.
+    pub on_inconclusive: OnInconclusive,
+    /// What to do on a warning-level failure.
+    pub on_warning: OnWarning,
+    /// Power-aware pacing of weight increases, if wanted.
+    pub pacing: Option<Pacing>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PolicyRepr {
+    steps: Vec<Step>,
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    max_duration: Option<Duration>,
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    progress_deadline: Option<Duration>,
+    #[serde(default)]
+    on_inconclusive: OnInconclusive,
+    #[serde(default)]
+    on_warning: OnWarning,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pacing: Option<Pacing>,
+}
+
+impl TryFrom<PolicyRepr> for CanaryPolicy {
+    type Error = Error;
+    fn try_from(r: PolicyRepr) -> Result<Self> {
+        let p = CanaryPolicy {
+            steps: r.steps,
+            max_duration: r.max_duration,
+            progress_deadline: r.progress_deadline,
+            on_inconclusive: r.on_inconclusive,
+            on_warning: r.on_warning,
+            pacing: r.pacing,
+        };
+        p.validate()?;
+        Ok(p)
+    }
+}
+
+impl From<CanaryPolicy> for PolicyRepr {
+    fn from(p: CanaryPolicy) -> Self {
+        PolicyRepr {
+            steps: p.steps,
+            max_duration: p.max_duration,
+            progress_deadline: p.progress_deadline,
+            on_inconclusive: p.on_inconclusive,
+            on_warning: p.on_warning,
+            pacing: p.pacing,
+        }
+    }
+}
+
+impl CanaryPolicy {
+    /// A policy with these steps and the defaults otherwise (no deadlines, hold when
+    /// inconclusive, roll back on warnings, no pacing).
+    pub fn new(steps: Vec<Step>) -> Self {
+        CanaryPolicy {
+            steps,
+            max_duration: None,
+            progress_deadline: None,
+            on_inconclusive: OnInconclusive::Hold,
+            on_warning: OnWarning::Rollback,
+            pacing: None,
+        }
+    }
+
+    /// Checks the policy; errors name the path (`canaryPolicy.steps[2].setWeight`).
+    pub fn validate(&self) -> Result<()> {
+        if self.steps.is_empty() {
+            return Err(Error::invalid_config(
+                "canaryPolicy.steps",
+                "[]",
+                "needs at least one step",
+            ));
+        }
+        for (i, step) in self.steps.iter().enumerate() {
+            let path = format!("canaryPolicy.steps[{i}]");
+            match step {
+                Step::SetWeight(w) if *w > 100 => {
+                    return Err(Error::invalid_config(
+                        format!("{path}.setWeight"),
+                        w,
+                        "must be a percentage in 0..=100",
+                    ));
+                }
+                Step::Analysis(a) if a.duration.is_zero() => {
+                    return Err(Error::invalid_config(
+                        format!("{path}.analysis.duration"),
+                        "0s",
+                        "must be longer than zero",
+                    ));
+                }
+                Step::SetCanaryScale(s) => {
+                    let set = usize::from(s.replicas.is_some())
+                        + usize::from(s.weight.is_some())
+                        + usize::from(s.match_traffic_weight);
+                    if set != 1 {
+                        return Err(Error::invalid_config(
+                            format!("{path}.setCanaryScale"),
+                            format!("{s:?}"),
+                            "set exactly one of replicas, weight or matchTrafficWeight",
+                        ));
+                    }
+                    if let Some(w) = s.weight
+                        && w > 100
+                    {
+                        return Err(Error::invalid_config(
+                            format!("{path}.setCanaryScale.weight"),
+                            w,
+                            "must be a percentage in 0..=100",
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (name, d) in [
+            ("maxDuration", self.max_duration),
+            ("progressDeadline", self.progress_deadline),
+        ] {
+            if d.is_some_and(|d| d.is_zero()) {
+                return Err(Error::invalid_config(
+                    format!("canaryPolicy.{name}"),
+                    "0s",
+                    "must be longer than zero (or left out)",
+                ));
+            }
+        }
+        if let Some(p) = &self.pacing {
+            p.validate("canaryPolicy.pacing")?;
+        }
+        Ok(())
+    }
+}
+
+/// Serde for `Option<Duration>` with `serin_signals::duration`'s forms.
+pub(crate) mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(transparent)]
+    struct D(#[serde(with = "serin_signals::duration")] Duration);
+
+    pub(crate) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        d.map(D).serialize(s)
+    }
+
+    pub(crate) fn deserialize<'de, De: Deserializer<'de>>(
+        d: De,
+    ) -> Result<Option<Duration>, De::Error> {
+        Ok(Option::<D>::deserialize(d)?.map(|D(d)| d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_policies_name_the_path() {
+        for (json, path) in [
+            (r#"{"steps":[]}"#, "canaryPolicy.steps"),
+            (
+                r#"{"steps":[{"setWeight":5},{"setWeight":101}]}"#,
+                "canaryPolicy.steps[1].setWeight",
+            ),
+            (
+                r#"{"steps":[{"analysis":{"duration":0}}]}"#,
+                "canaryPolicy.steps[0].analysis.duration",
+            ),
+            (
+                r#"{"steps":[{"setCanaryScale":{}}]}"#,
+                "canaryPolicy.steps[0].setCanaryScale",
+            ),
+            (
+                r#"{"steps":[{"setWeight":5}],"maxDuration":"0s"}"#,
+                "canaryPolicy.maxDuration",
+            ),
+        ] {
+            let msg = serde_json::from_str::<CanaryPolicy>(json)
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains(path), "{json}: {msg}");
+        }
+        assert!(
+            serde_json::from_str::<CanaryPolicy>(r#"{"steps":[{"setWeight":5}],"x":1}"#).is_err()
+        );
+    }
+
+    #[test]
+    fn policies_round_trip_with_human_durations() {
+        let json = r#"{"steps":[{"setWeight":10},{"pause":{}},{"pause":{"duration":30000}},
+            {"analysis":{"duration":"10m"}},{"setCanaryScale":{"replicas":2}}],
+            "progressDeadline":"15m","onInconclusive":"rollback"}"#;
+        let p: CanaryPolicy = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            p.steps[2],
+            Step::Pause(Pause {
+                duration: Some(Duration::from_secs(30))
+            })
+        );
+        assert_eq!(p.on_inconclusive, OnInconclusive::Rollback);
+        let back: CanaryPolicy = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+    }
+}
