@@ -41,22 +41,29 @@ install_prometheus() {
   fi
   log "installing Debian's prometheus package"
   export DEBIAN_FRONTEND=noninteractive
-  # There is no init system to start services here: policy-rc.d makes the package's postinst skip
-  # starting its own instance, so ours stays the only one.
-  local policy=/usr/sbin/policy-rc.d created_policy=""
-  if [[ ! -e "$policy" ]]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy"
-    chmod +x "$policy"
-    created_policy=1
+  # There is no init system to start services here: a policy-rc.d that answers 101 makes the
+  # package's postinst skip starting its own instance (with Debian's config), so ours stays the
+  # only one. Any policy already in place is put back afterwards.
+  local policy=/usr/sbin/policy-rc.d backup=""
+  if [[ -e "$policy" ]]; then
+    backup=$(mktemp)
+    cp -p "$policy" "$backup"
   fi
-  if ! apt-get install -y --no-install-recommends prometheus >&2; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy"
+  chmod +x "$policy"
+  local status=0
+  apt-get install -y --no-install-recommends prometheus >&2 || status=$?
+  if ((status != 0)); then
     log "package lists may be stale; running apt-get update"
-    apt-get update >&2
-    apt-get install -y --no-install-recommends prometheus >&2
+    status=0
+    { apt-get update >&2 && apt-get install -y --no-install-recommends prometheus >&2; } || status=$?
   fi
-  if [[ -n "$created_policy" ]]; then
+  if [[ -n "$backup" ]]; then
+    mv "$backup" "$policy"
+  else
     rm -f "$policy"
   fi
+  ((status == 0)) || { log "apt-get could not install prometheus (exit ${status})"; exit 1; }
   command -v prometheus >/dev/null 2>&1 || { log "prometheus is still not on PATH"; exit 1; }
 }
 
