@@ -6,8 +6,9 @@
 //! slowly varying factor. The errors then arrive in clumps, the per-request model counts a clump
 //! as strong evidence, and its false rollback rate exceeds `α`.
 //!
-//! This test instead closes a **batch** once the smaller arm expects
-//! [`BatchCountConfig::min_expected_errors`] errors under the null, takes one statistic per batch,
+//! This test instead closes a **batch** once it spans [`BatchCountConfig::min_samples`] samples
+//! and the smaller arm expects [`BatchCountConfig::min_expected_errors`] errors under the null,
+//! takes one statistic per batch,
 //! the log-odds of the batch's canary errors against the null,
 //!
 //! ```text
@@ -44,6 +45,10 @@ pub struct BatchCountConfig {
     /// A batch closes once the arm with the smaller share expects this many errors under the
     /// null. Default `8`.
     pub min_expected_errors: f64,
+    /// A batch also spans at least this many samples, so that it outlasts the time over which
+    /// error rates wander (batch statistics must be close to independent). Default `60` (a
+    /// minute of per-second samples).
+    pub min_samples: u64,
     /// The prior variance of the standardized effect in the t-test mixture. Default `1`.
     pub prior_variance: f64,
 }
@@ -55,6 +60,7 @@ impl Default for BatchCountConfig {
             margin: 0.0,
             sides: Sides::CanaryWorse,
             min_expected_errors: 8.0,
+            min_samples: 60,
             prior_variance: 1.0,
         }
     }
@@ -107,6 +113,7 @@ impl BatchCountConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct OpenBatch {
+    samples: u64,
     baseline_requests: u64,
     canary_requests: u64,
     baseline_errors: u64,
@@ -175,6 +182,7 @@ impl BatchCountTest {
         self.updates += 1;
         let r0 = self.null_ratio();
         let o = &mut self.open;
+        o.samples += 1;
         o.baseline_requests = o.baseline_requests.saturating_add(baseline_requests);
         o.canary_requests = o.canary_requests.saturating_add(canary_requests);
         o.baseline_errors = o
@@ -190,7 +198,9 @@ impl BatchCountTest {
         let share = o.canary_requests as f64 / n as f64;
         let theta0 = share * r0 / (share * r0 + 1.0 - share);
         let errors = (o.baseline_errors + o.canary_errors) as f64;
-        if errors * theta0.min(1.0 - theta0) >= self.config.min_expected_errors {
+        if o.samples >= self.config.min_samples
+            && errors * theta0.min(1.0 - theta0) >= self.config.min_expected_errors
+        {
             let x = ((o.canary_errors as f64 + 0.5) / (o.baseline_errors as f64 + 0.5)).ln()
                 - (theta0 / (1.0 - theta0)).ln();
             self.t.push(x);
@@ -280,11 +290,11 @@ mod tests {
     #[test]
     fn identical_arms_never_reject() {
         let mut t = BatchCountTest::new(BatchCountConfig::default()).unwrap();
-        for i in 0..10_000u64 {
+        for i in 0..20_000u64 {
             let e = i % 4;
             assert!(!t.update(300, e, 300, e));
         }
-        assert!(t.batches() > 100);
+        assert!(t.batches() > 100, "{}", t.batches());
         assert!(t.e_value() <= 1.0);
         let ci = t.ratio_interval().unwrap();
         assert!(ci.contains(1.0), "{ci:?}");

@@ -1,0 +1,267 @@
+//! Behaviour of the sequential judges on simulated, seeded traffic.
+
+mod common;
+
+use common::{Rng, counts, latency, no_data, second};
+use serin_canary::judge::{Judge, Sample, Severity, Verdict};
+use serin_canary::sequential::{
+    AlphaSharing, BatchCountConfig, BatchCountTest, CountTest, CountTestConfig, LatencyTest,
+    LatencyTestConfig, SequentialCountJudge, SequentialLatencyJudge, combine,
+};
+use serin_signals::{Metric, Timestamp, Track};
+
+/// Runs `runs` A/A streams of `secs` seconds (requests per second per arm fixed, errors Poisson)
+/// and returns how many the test rejected.
+fn aa_rejections(runs: u64, secs: u64, base_req: u64, can_req: u64, rate: f64, seed: u64) -> u64 {
+    let mut rng = Rng::new(seed);
+    let mut rejected = 0;
+    for _ in 0..runs {
+        let mut t = CountTest::new(CountTestConfig::new(0.05)).unwrap();
+        for _ in 0..secs {
+            let b = rng.poisson(base_req as f64 * rate);
+            let c = rng.poisson(can_req as f64 * rate);
+            if t.update(base_req, b, can_req, c) {
+                rejected += 1;
+                break;
+            }
+        }
+    }
+    rejected
+}
+
+#[test]
+fn count_test_false_rollbacks_stay_below_alpha_under_continuous_monitoring() {
+    // 400 A/A runs of 20 minutes at 200 req/s with a 10% canary, checked every second.
+    let rejected = aa_rejections(400, 1_200, 180, 20, 0.01, 11);
+    // α = 0.05: 20 expected at most; allow the binomial noise of 400 runs (sd ≈ 4.4).
+    assert!(rejected <= 30, "{rejected} of 400 A/A runs rejected");
+}
+
+/// Seconds until the test rejects when the canary's error rate is `ratio` times the baseline's
+/// from second `start` on.
+fn detection_second(ratio: f64, start: u64, seed: u64) -> Option<u64> {
+    let mut rng = Rng::new(seed);
+    let mut t = CountTest::new(CountTestConfig::new(0.05)).unwrap();
+    for s in 0..7_200 {
+        let r = if s >= start { ratio } else { 1.0 };
+        let b = rng.poisson(400.0 * 0.005);
+        let c = rng.poisson(100.0 * 0.005 * r);
+        if t.update(400, b, 100, c) {
+            return Some(s + 1 - start.min(s + 1));
+        }
+    }
+    None
+}
+
+fn median(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+#[test]
+fn a_regression_is_detected_and_a_late_one_is_not_diluted_by_the_good_past() {
+    let early: Vec<u64> = (0..41)
+        .map(|i| detection_second(3.0, 0, 100 + i).expect("detected"))
+        .collect();
+    let late: Vec<u64> = (0..41)
+        .map(|i| detection_second(3.0, 1_800, 200 + i).expect("detected"))
+        .collect();
+    let (me, ml) = (median(early), median(late));
+    assert!(me < 120, "median detection {me} s from the start");
+    // The start-time mixture bounds the price of 30 good minutes to a few multiples.
+    assert!(ml < 5 * me.max(20), "late {ml} s vs early {me} s");
+}
+
+#[test]
+fn a_changing_split_keeps_the_test_valid_and_powerful() {
+    let mut rng = Rng::new(5);
+    let mut rejections = 0;
+    for _ in 0..200 {
+        let mut t = CountTest::new(CountTestConfig::new(0.05)).unwrap();
+        // 5% → 20% → 50%, the load swinging ×3 along the way; A/A.
+        for s in 0..1_800u64 {
+            let load = 100.0 * (2.0 + (s as f64 / 300.0).sin());
+            let share = [0.05, 0.2, 0.5][(s / 600) as usize];
+            let (cr, br) = ((load * share) as u64, (load * (1.0 - share)) as u64);
+            let (c, b) = (rng.poisson(cr as f64 * 0.01), rng.poisson(br as f64 * 0.01));
+            if t.update(br, b, cr, c) {
+                rejections += 1;
+                break;
+            }
+        }
+    }
+    assert!(rejections <= 18, "{rejections} of 200");
+}
+
+#[test]
+fn robust_mode_holds_alpha_where_wandering_rates_fool_the_per_request_model() {
+    // Each arm's error rate is multiplied by its own wandering factor (AR(1) in logs, ρ = 0.6
+    // per second, stationary sd 0.5, mean 1): A/A, but errors arrive in clumps.
+    let (mut plain, mut robust) = (0, 0);
+    let mut rng = Rng::new(77);
+    let runs = 150;
+    for _ in 0..runs {
+        let mut a = CountTest::new(CountTestConfig::new(0.05)).unwrap();
+        let mut b = BatchCountTest::new(BatchCountConfig::new(0.05)).unwrap();
+        let (mut lb, mut lc) = (0.0f64, 0.0f64);
+        let rho: f64 = 0.6;
+        let innov = 0.5 * (1.0 - rho * rho).sqrt();
+        let (mut a_done, mut b_done) = (false, false);
+        for _ in 0..3_600 {
+            lb = rho * lb + innov * rng.normal();
+            lc = rho * lc + innov * rng.normal();
+            let mb = (lb - 0.125).exp();
+            let mc = (lc - 0.125).exp();
+            let be = rng.poisson(250.0 * 0.02 * mb);
+            let ce = rng.poisson(250.0 * 0.02 * mc);
+            a_done |= a.update(250, be, 250, ce);
+            b_done |= b.update(250, be, 250, ce);
+        }
+        plain += u64::from(a_done);
+        robust += u64::from(b_done);
+    }
+    eprintln!("wandering A/A rates: per-request {plain}/{runs}, robust {robust}/{runs}");
+    assert!(robust <= 15, "robust mode rejected {robust} of {runs}");
+    assert!(plain > robust, "plain {plain} vs robust {robust}");
+}
+
+#[test]
+fn latency_test_detects_a_median_shift_and_reports_both_quantiles() {
+    let mut rng = Rng::new(9);
+    let mut t = LatencyTest::new(LatencyTestConfig::new(0.05)).unwrap();
+    let mut at = None;
+    for s in 0..600u64 {
+        let mut base = serin_signals::LatencySketch::new();
+        let mut can = serin_signals::LatencySketch::new();
+        for _ in 0..80 {
+            base.add((3.0 + 0.5 * rng.normal()).exp()).unwrap();
+        }
+        for _ in 0..20 {
+            can.add(1.10 * (3.0 + 0.5 * rng.normal()).exp()).unwrap();
+        }
+        if t.update(&base, &can) {
+            at = Some(s);
+            break;
+        }
+    }
+    assert!(
+        at.is_some(),
+        "a 10% median shift is detected within 10 minutes"
+    );
+    let ci = t.median_shift_interval().unwrap();
+    assert!(ci.lower > 0.0 && ci.lower < 0.1, "{ci:?}");
+    assert!(t.p99_shift().is_finite());
+}
+
+#[test]
+fn latency_test_false_rollbacks_stay_below_alpha() {
+    let mut rng = Rng::new(21);
+    let mut rejected = 0;
+    for _ in 0..100 {
+        let mut t = LatencyTest::new(LatencyTestConfig::new(0.05)).unwrap();
+        for _ in 0..200 {
+            let base: Vec<f64> = (0..50).map(|_| (3.0 + 0.5 * rng.normal()).exp()).collect();
+            let can: Vec<f64> = (0..50).map(|_| (3.0 + 0.5 * rng.normal()).exp()).collect();
+            let (b, c) = (sketch(&base), sketch(&can));
+            if t.update(&b, &c) {
+                rejected += 1;
+                break;
+            }
+        }
+    }
+    assert!(rejected <= 10, "{rejected} of 100");
+}
+
+fn sketch(values: &[f64]) -> serin_signals::LatencySketch {
+    let mut s = serin_signals::LatencySketch::new();
+    for v in values {
+        s.add(*v).unwrap();
+    }
+    s
+}
+
+#[test]
+fn judges_answer_with_evidence_and_treat_no_data_as_inconclusive() {
+    let mut judge = SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.0).unwrap();
+    let w = second(0);
+    let nb = no_data(Metric::ErrorRate, Track::Stable, w);
+    let c = counts(Metric::ErrorRate, Track::Canary, w, 10, 1);
+    let j = judge
+        .observe(&Sample::new(&nb, &c, None, w.end()).unwrap())
+        .unwrap();
+    assert_eq!(j.verdict, Verdict::Inconclusive);
+    assert!(
+        j.evidence.summary.contains("No data"),
+        "{}",
+        j.evidence.summary
+    );
+    assert_eq!(j.evidence.judge, "sequential-counts");
+
+    // A wrong kind of measurement is an error and changes nothing.
+    let before = judge.clone();
+    let lat = latency(Track::Canary, w, &[1.0]);
+    let lb = latency(Track::Stable, w, &[1.0]);
+    let wrong = Sample::new(&lb, &lat, None, w.end());
+    let wrong = wrong.unwrap();
+    assert!(judge.observe(&wrong).is_err());
+    assert_eq!(judge, before);
+
+    let mut lj = SequentialLatencyJudge::new(Metric::Latency, 0.05, 0.0).unwrap();
+    let j = lj.observe(&wrong).unwrap();
+    assert_eq!(j.verdict, Verdict::Inconclusive);
+    assert_eq!(j.evidence.effects.len(), 2);
+    assert_eq!(j.evidence.effects[1].name, "p99Shift");
+}
+
+#[test]
+fn a_large_regression_fails_critical_and_the_evidence_names_it() {
+    let mut judge = SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.0).unwrap();
+    let mut rng = Rng::new(3);
+    let mut last = None;
+    for s in 0..600 {
+        let w = second(s);
+        let b = counts(Metric::ErrorRate, Track::Stable, w, 900, rng.poisson(4.5));
+        let c = counts(Metric::ErrorRate, Track::Canary, w, 100, rng.poisson(2.5));
+        let j = judge
+            .observe(&Sample::new(&b, &c, Some(0.1), w.end()).unwrap())
+            .unwrap();
+        if j.verdict.is_fail() {
+            last = Some(j);
+            break;
+        }
+    }
+    let j = last.expect("a 5x regression fails");
+    assert_eq!(j.verdict, Verdict::Fail(Severity::Critical));
+    let effect = j.evidence.primary_effect().unwrap();
+    assert_eq!(effect.name, "errorRateRatio");
+    assert!(effect.estimate > 2.0, "{}", effect.estimate);
+    assert!(j.evidence.threshold == Some(20.0));
+    assert!(j.evidence.window.is_some() && j.evidence.sample_size.canary > 0);
+}
+
+#[test]
+fn alpha_sharing_splits_or_averages_and_says_how() {
+    let now = Timestamp::from_millis(1);
+    let mut a = SequentialCountJudge::new(
+        Metric::ErrorRate,
+        AlphaSharing::Split.per_judge_alpha(0.05, 2),
+        0.0,
+    )
+    .unwrap();
+    let l = SequentialLatencyJudge::new(Metric::Latency, 0.025, 0.0).unwrap();
+    let w = second(0);
+    let b = counts(Metric::ErrorRate, Track::Stable, w, 100, 1);
+    let c = counts(Metric::ErrorRate, Track::Canary, w, 100, 1);
+    let ja = a.observe(&Sample::new(&b, &c, None, now).unwrap()).unwrap();
+    let jl = l.judgement(now);
+    let split = combine(&[ja.clone(), jl.clone()], 0.05, AlphaSharing::Split, now).unwrap();
+    assert_eq!(split.verdict, Verdict::Inconclusive);
+    assert!(
+        split.evidence.summary.contains("Bonferroni"),
+        "{}",
+        split.evidence.summary
+    );
+    let avg = combine(&[ja, jl], 0.05, AlphaSharing::Average, now).unwrap();
+    assert!(avg.evidence.summary.contains("e-value averaging"));
+    assert!(combine(&[], 0.05, AlphaSharing::Split, now).is_err());
+}
