@@ -1,0 +1,340 @@
+//! Behaviour of the canary controller: steps, pauses, failures, deadlines, pacing, resumption.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Rng, counts, no_data, second};
+use serin_canary::controller::{
+    Action, AnalysisStep, CanaryController, CanaryPolicy, Command, ControllerState, OnInconclusive,
+    OnWarning, Pacing, Pause, Phase, Step,
+};
+use serin_canary::judge::{Judge, Severity};
+use serin_canary::sequential::SequentialCountJudge;
+use serin_signals::{Metric, Timestamp, Track};
+
+type Ctl = CanaryController<SequentialCountJudge>;
+
+fn judge() -> SequentialCountJudge {
+    SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.0).unwrap()
+}
+
+fn at(s: u64) -> Timestamp {
+    Timestamp::from_millis(s * 1000)
+}
+
+/// Feeds second `s` with the given per-arm requests and errors.
+fn feed(
+    ctl: &mut Ctl,
+    s: u64,
+    br: u64,
+    be: u64,
+    cr: u64,
+    ce: u64,
+) -> serin_canary::controller::Decision {
+    let w = second(s);
+    let b = counts(Metric::ErrorRate, Track::Stable, w, br, be);
+    let c = counts(Metric::ErrorRate, Track::Canary, w, cr, ce);
+    ctl.observe(&b, &c, w.end()).unwrap()
+}
+
+fn analysis(secs: u64, min_samples: u64) -> Step {
+    Step::Analysis(AnalysisStep {
+        duration: Duration::from_secs(secs),
+        min_samples,
+    })
+}
+
+#[test]
+fn a_good_canary_walks_through_the_steps_and_is_promoted() {
+    let policy = CanaryPolicy::new(vec![
+        Step::SetWeight(10),
+        analysis(60, 30),
+        Step::SetWeight(50),
+        Step::Pause(Pause {
+            duration: Some(Duration::from_secs(30)),
+        }),
+    ]);
+    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(10));
+    let mut rng = Rng::new(1);
+    let mut actions = vec![];
+    for s in 0..200 {
+        let w = u64::from(ctl.state().weight());
+        let d = feed(
+            &mut ctl,
+            s,
+            10 * (100 - w),
+            rng.poisson(0.05 * (100 - w) as f64),
+            10 * w,
+            rng.poisson(0.05 * w as f64),
+        );
+        if d.action != Action::Hold {
+            actions.push((s, d.action));
+        }
+        if ctl.state().phase() != Phase::Progressing {
+            break;
+        }
+    }
+    assert_eq!(actions.first().map(|a| a.1), Some(Action::SetWeight(50)));
+    assert!(actions.first().unwrap().0 >= 59, "{actions:?}");
+    assert_eq!(actions.last().map(|a| a.1), Some(Action::Promote));
+    assert_eq!(ctl.state().phase(), Phase::Promoted);
+    // Final: the action repeats, with the evidence.
+    let again = ctl.tick(at(1_000));
+    assert_eq!(again.action, Action::Promote);
+    assert!(!again.evidence.is_empty());
+}
+
+#[test]
+fn a_critical_regression_rolls_back_at_once_with_its_evidence() {
+    let policy = CanaryPolicy::new(vec![
+        Step::SetWeight(10),
+        analysis(3_600, 1),
+        Step::SetWeight(100),
+    ]);
+    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    ctl.tick(at(0));
+    let mut rng = Rng::new(2);
+    let mut decision = None;
+    for s in 0..600 {
+        let d = feed(&mut ctl, s, 900, rng.poisson(4.5), 100, rng.poisson(3.0));
+        if d.action != Action::Hold {
+            decision = Some(d);
+            break;
+        }
+    }
+    let d = decision.expect("a 6x regression is acted on");
+    assert_eq!(d.action, Action::Rollback);
+    assert_eq!(d.severity, Some(Severity::Critical));
+    assert_eq!(d.weight, 0);
+    assert_eq!(d.evidence[0].metric, Metric::ErrorRate);
+    assert!(d.reason.contains("critical"), "{}", d.reason);
+}
+
+fn warning_judge() -> SequentialCountJudge {
+    SequentialCountJudge::with_mode(
+        Metric::ErrorRate,
+        serin_canary::sequential::CountMode::PerRequest(
+            serin_canary::sequential::CountTestConfig::new(0.05),
+        ),
+        serin_canary::severity::SeverityBands::new(0.0, 1_000.0).unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_warning_can_hold_instead_of_rolling_back_and_never_raises_the_weight() {
+    let mut policy = CanaryPolicy::new(vec![
+        Step::SetWeight(10),
+        Step::Pause(Pause::default()),
+        Step::SetWeight(50),
+    ]);
+    policy.on_warning = OnWarning::Hold;
+    let mut ctl = Ctl::new(policy, vec![warning_judge()]).unwrap();
+    assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(10));
+    let mut rng = Rng::new(4);
+    let mut failed_at = None;
+    for s in 0..600 {
+        let d = feed(&mut ctl, s, 900, rng.poisson(4.5), 100, rng.poisson(2.0));
+        assert_eq!(d.action, Action::Hold, "{}", d.reason);
+        if ctl.judges()[0].judgement(at(s)).verdict.is_fail() {
+            failed_at = Some(s);
+            break;
+        }
+    }
+    let s = failed_at.expect("a 4x regression fails");
+    // Approval arrives, but the judge fails: the weight is not raised, nothing is promoted.
+    let d = ctl.command(Command::Resume, at(s + 1)).unwrap();
+    assert_eq!(d.action, Action::Hold);
+    assert!(d.reason.contains("weight not raised"), "{}", d.reason);
+    for t in s + 2..s + 100 {
+        assert_eq!(ctl.tick(at(t)).action, Action::Hold);
+    }
+    assert_eq!(ctl.state().weight(), 10);
+}
+
+#[test]
+fn pauses_wait_for_their_duration_or_for_resume() {
+    let policy = CanaryPolicy::new(vec![
+        Step::SetWeight(20),
+        Step::Pause(Pause::default()),
+        Step::Pause(Pause {
+            duration: Some(Duration::from_secs(60)),
+        }),
+        Step::SetWeight(60),
+    ]);
+    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(20));
+    feed(&mut ctl, 0, 800, 1, 200, 0);
+    for s in 1..500 {
+        assert_eq!(ctl.tick(at(s)).action, Action::Hold);
+    }
+    assert_eq!(
+        ctl.command(Command::Resume, at(500)).unwrap().action,
+        Action::Hold
+    );
+    assert_eq!(ctl.tick(at(559)).action, Action::Hold);
+    assert_eq!(ctl.tick(at(560)).action, Action::SetWeight(60));
+}
+
+#[test]
+fn deadlines_roll_back_and_missing_data_never_promotes() {
+    let mut policy = CanaryPolicy::new(vec![Step::SetWeight(10), analysis(60, 10)]);
+    policy.progress_deadline = Some(Duration::from_secs(120));
+    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    ctl.tick(at(0));
+    for s in 0..100 {
+        let w = second(s);
+        let b = no_data(Metric::ErrorRate, Track::Stable, w);
+        let c = no_data(Metric::ErrorRate, Track::Canary, w);
+        let d = ctl.observe(&b, &c, w.end()).unwrap();
+        assert_eq!(d.action, Action::Hold, "{}", d.reason);
+    }
+    let d = ctl.tick(at(200));
+    assert_eq!(d.action, Action::Rollback);
+    assert!(d.reason.contains("progress deadline"), "{}", d.reason);
+
+    let mut policy = CanaryPolicy::new(vec![Step::SetWeight(10), analysis(60, 10)]);
+    policy.on_inconclusive = OnInconclusive::Rollback;
+    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    ctl.tick(at(0));
+    assert_eq!(ctl.tick(at(61)).action, Action::Rollback);
+
+    let mut policy = CanaryPolicy::new(vec![Step::SetWeight(10), analysis(3_600, 1)]);
+    policy.max_duration = Some(Duration::from_secs(600));
+    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    ctl.tick(at(0));
+    let d = ctl.tick(at(601));
+    assert_eq!(d.action, Action::Rollback);
+    assert!(d.reason.contains("maximum duration"));
+}
+
+#[test]
+fn commands_abort_and_promote_but_promotion_is_refused_while_failing() {
+    let policy = CanaryPolicy::new(vec![Step::SetWeight(10), analysis(3_600, 1)]);
+    let mut ctl = Ctl::new(policy.clone(), vec![judge()]).unwrap();
+    ctl.tick(at(0));
+    assert_eq!(
+        ctl.command(Command::Abort, at(1)).unwrap().action,
+        Action::Rollback
+    );
+
+    let mut policy = policy;
+    policy.on_warning = OnWarning::Hold;
+    let mut ctl = Ctl::new(policy, vec![warning_judge()]).unwrap();
+    ctl.tick(at(0));
+    let mut rng = Rng::new(8);
+    for s in 0..600 {
+        feed(&mut ctl, s, 900, rng.poisson(4.5), 100, rng.poisson(2.5));
+        if ctl.judges()[0].judgement(at(s)).verdict.is_fail() {
+            break;
+        }
+    }
+    let err = ctl
+        .command(Command::Promote, at(700))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("refused"), "{err}");
+    assert_eq!(ctl.state().phase(), Phase::Progressing);
+}
+
+#[test]
+fn pacing_holds_the_weight_until_the_step_could_have_caught_a_regression() {
+    let mut policy = CanaryPolicy::new(vec![Step::SetWeight(5), Step::SetWeight(50)]);
+    policy.pacing = Some(Pacing::default());
+    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(5));
+    let needed = Pacing::default().errors_required(0.05);
+    let mut errors = 0.0;
+    let mut raised_at = None;
+    for s in 0..3_600 {
+        // 2 errors per second between the arms.
+        let d = feed(&mut ctl, s, 950, 2, 50, 0);
+        if d.action == Action::SetWeight(50) {
+            raised_at = Some(errors);
+            break;
+        }
+        assert!(d.reason.contains("pacing"), "{}", d.reason);
+        errors += 2.0;
+    }
+    let gathered = raised_at.expect("the weight rises once enough evidence is in");
+    assert!(
+        gathered >= needed - 2.0 && gathered < needed + 4.0,
+        "{gathered} vs {needed}"
+    );
+}
+
+#[test]
+fn an_exposure_budget_caps_the_increase() {
+    let mut policy = CanaryPolicy::new(vec![Step::SetWeight(5), Step::SetWeight(50)]);
+    let pacing = Pacing {
+        exposure_budget: Some(2_500.0),
+        evidence_factor: 1.0,
+        ..Pacing::default()
+    };
+    policy.pacing = Some(pacing.clone());
+    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    ctl.tick(at(0));
+    let mut first_raise = None;
+    for s in 0..3_600 {
+        let d = feed(&mut ctl, s, 1_900, 10, 100, 0);
+        if let Action::SetWeight(w) = d.action {
+            first_raise = Some(w);
+            break;
+        }
+    }
+    let w = first_raise.unwrap();
+    assert!(w > 5 && w < 50, "{w}");
+    assert!(pacing.expected_exposure(f64::from(w) / 100.0, 10.5 / 1_900.0) <= 2_500.0 * 1.01);
+}
+
+#[test]
+fn an_interrupted_rollout_resumes_exactly_from_its_serialized_state() {
+    let policy = CanaryPolicy::new(vec![
+        Step::SetWeight(10),
+        analysis(120, 10),
+        Step::SetWeight(40),
+        analysis(120, 10),
+    ]);
+    let mut a = Ctl::new(policy.clone(), vec![judge()]).unwrap();
+    a.tick(at(0));
+    let mut rng = Rng::new(12);
+    let stream: Vec<(u64, u64)> = (0..400)
+        .map(|_| (rng.poisson(4.0), rng.poisson(0.5)))
+        .collect();
+    for (s, (be, ce)) in stream.iter().enumerate().take(150) {
+        feed(&mut a, s as u64, 900, *be, 100, *ce);
+    }
+    let (p, judges, state) = a.into_parts();
+    let state_json = serde_json::to_string(&state).unwrap();
+    let judges_json = serde_json::to_string(&judges).unwrap();
+    let mut a = Ctl::from_parts(p, judges, state).unwrap();
+    let state: ControllerState = serde_json::from_str(&state_json).unwrap();
+    let judges: Vec<SequentialCountJudge> = serde_json::from_str(&judges_json).unwrap();
+    let mut b = Ctl::from_parts(policy, judges, state).unwrap();
+    for (s, (be, ce)) in stream.iter().enumerate().skip(150) {
+        let da = feed(&mut a, s as u64, 900, *be, 100, *ce);
+        let db = feed(&mut b, s as u64, 900, *be, 100, *ce);
+        assert_eq!(da, db);
+    }
+    assert_eq!(a.state(), b.state());
+}
+
+#[test]
+fn bad_inputs_are_errors_that_change_nothing() {
+    let policy = CanaryPolicy::new(vec![Step::SetWeight(10)]);
+    assert!(Ctl::new(policy.clone(), vec![]).is_err());
+    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    ctl.tick(at(0));
+    let before = ctl.state().clone();
+    let w = second(1);
+    let b = counts(Metric::Latency, Track::Stable, w, 1, 0);
+    let c = counts(Metric::Latency, Track::Canary, w, 1, 0);
+    let msg = ctl.observe(&b, &c, w.end()).unwrap_err().to_string();
+    assert!(msg.contains("observation.metric"), "{msg}");
+    let c2 = counts(Metric::ErrorRate, Track::Canary, second(2), 1, 0);
+    let b2 = counts(Metric::ErrorRate, Track::Stable, w, 1, 0);
+    assert!(ctl.observe(&b2, &c2, w.end()).is_err());
+    assert_eq!(ctl.state(), &before);
+}
