@@ -318,6 +318,24 @@ async fn prometheus_source_against_a_real_prometheus() {
 
     testkit::check_metrics_source_all(&source, &fixture).await;
 
+    // A restarted instance starts its counters again from zero: increase() counts across the
+    // reset instead of reporting a negative or huge value.
+    let restart = fixture
+        .arrange(|truth| {
+            truth.ok.insert("stable".into(), 30);
+            truth.failed.insert("stable".into(), 3);
+        })
+        .await;
+    let o = source
+        .query(&MetricQuery::new(Metric::ErrorRate, Track::Stable, restart))
+        .await
+        .unwrap_or_else(|e| panic!("query across a counter reset: {e}"));
+    assert_eq!(
+        o.measurement,
+        Measurement::Counts(Counts::new(33, 3).unwrap_or_default()),
+        "counts across a counter reset"
+    );
+
     // NaN is no data, never zero.
     let window = Window::ending_at(
         Timestamp::from_millis(now_millis()),
