@@ -1,1 +1,3 @@
 //! Shared setup for Serin's criterion benches and scenario harness.
+
+pub mod canary_sim;

@@ -1,0 +1,292 @@
+//! The canary evaluation harness: every judge against the same seeded request streams, with the
+//! oracles as lower bounds, printed as tables.
+//!
+//! ```text
+//! cargo bench -p serin-benches --bench canary_eval -- --quick        # ~1,000 A/A, 200 other runs
+//! cargo bench -p serin-benches --bench canary_eval                   # 10,000 A/A, 2,000 other runs
+//! cargo bench -p serin-benches --bench canary_eval -- --only "err×2 500rps 5%" --runs 5000
+//! ```
+//!
+//! Options: `--quick`, `--runs N` (rows with an effect), `--runs-aa N` (A/A rows), `--seed S`,
+//! `--threads N` (default 2; results do not depend on it), `--only TEXT` (rows whose label
+//! contains TEXT), `--set errors|latency|overdispersed|diurnal` (repeatable).
+//!
+//! The model is documented in `serin_benches::canary_sim`. Judges: the sequential judge (for
+//! errors the per-request count test checked every second, and its robust batch mode; for latency
+//! the batch t-test, a batch per ≥ 50 requests per arm), the Kayenta judge (growing window of
+//! one-minute points, judged every minute from minute 10), Argo (`result <= 1%` error rate or
+//! `p99 <= 500 ms`, defaults: failureLimit 0) and Flagger (`request-success-rate >= 99` or
+//! `request-duration <= 500`, threshold 1, no data fails) every minute, Wald's SPRT knowing both
+//! true rates (α 0.05, β 0.2) and the known-effect likelihood-ratio test rejecting at 1/α with no
+//! acceptance boundary. Horizon: one hour.
+
+use std::time::Instant;
+
+use serin_benches::canary_sim::{
+    ALPHA, Effect, HORIZON_S, JUDGES, KAYENTA, LR, N_JUDGES, ROBUST, SEQ, SPRT, Scenario, Summary,
+    lower_bound, run_many, summarize, upper_bound,
+};
+
+struct Options {
+    runs: u64,
+    runs_aa: u64,
+    seed: u64,
+    threads: usize,
+    only: Vec<String>,
+    sets: Vec<String>,
+}
+
+fn parse() -> Result<Options, String> {
+    let mut o = Options {
+        runs: 2_000,
+        runs_aa: 10_000,
+        seed: 20_261_128,
+        threads: 2,
+        only: Vec::new(),
+        sets: Vec::new(),
+    };
+    let mut args = std::env::args().skip(1);
+    let num = |name: &str, v: Option<String>| -> Result<u64, String> {
+        v.ok_or(format!("{name} needs a value"))?
+            .parse::<u64>()
+            .map_err(|e| format!("{name}: {e}"))
+    };
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => {
+                o.runs = 200;
+                o.runs_aa = 1_000;
+            }
+            "--runs" => o.runs = num("--runs", args.next())?,
+            "--runs-aa" => o.runs_aa = num("--runs-aa", args.next())?,
+            "--seed" => o.seed = num("--seed", args.next())?,
+            "--threads" => o.threads = num("--threads", args.next())? as usize,
+            "--only" => o.only.push(args.next().ok_or("--only needs a value")?),
+            "--set" => o.sets.push(args.next().ok_or("--set needs a value")?),
+            // cargo bench passes `--bench`; ignore it and any libtest-style flag.
+            _ => {}
+        }
+    }
+    Ok(o)
+}
+
+fn scenarios(sets: &[String]) -> Vec<(String, Scenario)> {
+    let want = |s: &str| sets.is_empty() || sets.iter().any(|x| x == s);
+    let mut rows = Vec::new();
+    let loads = [20.0, 500.0];
+    let shares = [0.05, 0.2, 0.5];
+    let plain = |load, share, effect| Scenario {
+        load,
+        share,
+        effect,
+        ar_rho: None,
+        diurnal: false,
+    };
+    if want("errors") {
+        for ratio in [1.0, 1.5, 2.0, 5.0] {
+            for load in loads {
+                for share in shares {
+                    rows.push((
+                        "errors".to_owned(),
+                        plain(load, share, Effect::ErrorRatio(ratio)),
+                    ));
+                }
+            }
+        }
+    }
+    if want("latency") {
+        for shift in [0.0, 0.05, 0.10, 0.25] {
+            for load in loads {
+                for share in shares {
+                    rows.push((
+                        "latency".to_owned(),
+                        plain(load, share, Effect::LatencyShift(shift)),
+                    ));
+                }
+            }
+        }
+    }
+    if want("overdispersed") {
+        for rho in [0.3, 0.6] {
+            for ratio in [1.0, 2.0] {
+                for share in [0.05, 0.5] {
+                    rows.push((
+                        "overdispersed".to_owned(),
+                        Scenario {
+                            ar_rho: Some(rho),
+                            ..plain(500.0, share, Effect::ErrorRatio(ratio))
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    if want("diurnal") {
+        for ratio in [1.0, 2.0] {
+            for load in loads {
+                rows.push((
+                    "diurnal".to_owned(),
+                    Scenario {
+                        diurnal: true,
+                        ..plain(load, 0.05, Effect::ErrorRatio(ratio))
+                    },
+                ));
+            }
+        }
+    }
+    rows
+}
+
+fn secs(v: Option<f64>) -> String {
+    v.map_or(format!(">{HORIZON_S}"), |s| format!("{s:.0}"))
+}
+
+fn ratio_ok(a: Option<f64>, b: Option<f64>, k: f64) -> Option<bool> {
+    Some(a? <= k * b?)
+}
+
+/// The sequential judge's targets for one row, as text. In the overdispersed rows the targets
+/// are read on the robust mode, and the default mode's false-rollback rate is reported too.
+fn targets(scenario: &Scenario, set: &str, s: &[Summary; N_JUDGES]) -> String {
+    let robust_row = set == "overdispersed";
+    let (seq, which) = if robust_row {
+        (&s[ROBUST], "robust mode")
+    } else {
+        (&s[SEQ], "default mode")
+    };
+    let (kay, sprt, lr) = (&s[KAYENTA], &s[SPRT], &s[LR]);
+    if !seq.applicable {
+        return format!("n/a: no sequential {which} for this metric");
+    }
+    let show = |x: Option<bool>| match x {
+        Some(true) => "ok",
+        Some(false) => "MISS",
+        None => "MISS (no median)",
+    };
+    let mut notes = vec![which.to_owned()];
+    if scenario.effect.is_null() {
+        let ub = upper_bound(seq.detected, seq.runs, 0.95);
+        notes.push(format!(
+            "false rollback ≤ α incl. 95% bound: {}",
+            show(Some(ub <= ALPHA))
+        ));
+        if robust_row {
+            let d = &s[SEQ];
+            notes.push(format!(
+                "default mode: {:.2}% (95% upper {:.2}%)",
+                100.0 * d.rate(),
+                100.0 * upper_bound(d.detected, d.runs, 0.95)
+            ));
+        }
+        return notes.join("; ");
+    }
+    if lr.rate() >= 0.8 {
+        // Wald's SPRT also stops by accepting; its time to detect is read among the runs it
+        // rejects, which is the smaller (stricter) of its two medians.
+        notes.push(format!(
+            "≤1.5×LR {}; ≤2×SPRT {}",
+            show(ratio_ok(seq.median_s, lr.median_s, 1.5)),
+            show(ratio_ok(seq.median_s, sprt.median_detected_s, 2.0))
+        ));
+    }
+    if seq.rate() >= 0.8 && kay.rate() >= 0.8 {
+        let k = if sprt.median_detected_s.is_some_and(|m| m <= 75.0) {
+            0.25
+        } else {
+            0.7
+        };
+        notes.push(format!(
+            "≤{k}×Kayenta {}",
+            show(ratio_ok(seq.median_s, kay.median_s, k))
+        ));
+    }
+    if notes.len() == 1 {
+        notes.push("no time target applies (oracle power < 0.8)".into());
+    }
+    notes.join("; ")
+}
+
+fn main() {
+    let opts = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("canary_eval: {e}");
+            std::process::exit(2);
+        }
+    };
+    let rows: Vec<(String, Scenario)> = scenarios(&opts.sets)
+        .into_iter()
+        .filter(|(_, s)| opts.only.is_empty() || opts.only.iter().any(|o| s.label().contains(o)))
+        .collect();
+    println!(
+        "canary_eval: seed {}, {} A/A runs and {} runs per effect row, horizon {} s, α {ALPHA}, \
+         {} thread(s), {} rows",
+        opts.seed,
+        opts.runs_aa,
+        opts.runs,
+        HORIZON_S,
+        opts.threads,
+        rows.len()
+    );
+    println!(
+        "rolled back = share of runs rolled back within the hour, with one-sided 95% \
+         Clopper-Pearson bounds [lower, upper] (A/A: false rollback; else: power). \
+         median/p90 = seconds to rollback over all runs (never = >{HORIZON_S}); [95% CI of the \
+         median by order statistics]. exposure = canary requests served before rollback \
+         (median/p90; the whole run if never)."
+    );
+    let started = Instant::now();
+    let mut current_set = String::new();
+    for (row_idx, (set, scenario)) in rows.iter().enumerate() {
+        if *set != current_set {
+            println!("\n## {set}\n");
+            println!(
+                "| row | judge | runs | rolled back [95% bounds] | median s [95% CI] | median if rolled back | \
+                 p90 s | exposure median/p90 |"
+            );
+            println!("|---|---|---|---|---|---|---|---|");
+            current_set = set.clone();
+        }
+        let runs = if scenario.effect.is_null() {
+            opts.runs_aa
+        } else {
+            opts.runs
+        };
+        let row_seed = opts.seed.wrapping_add(row_idx as u64 * 1_000_003);
+        let t0 = Instant::now();
+        let outcomes = run_many(scenario, row_seed, runs, opts.threads);
+        let summaries: [Summary; N_JUDGES] = std::array::from_fn(|j| {
+            let col: Vec<_> = outcomes.iter().map(|o| o[j]).collect();
+            summarize(&col)
+        });
+        for (name, s) in JUDGES.iter().zip(&summaries) {
+            if !s.applicable {
+                continue;
+            }
+            let ci = s.median_ci.map_or(String::new(), |(lo, hi)| {
+                format!(" [{lo:.0}, {}]", secs(Some(hi).filter(|h| h.is_finite())))
+            });
+            println!(
+                "| {} | {name} | {} | {:.2}% [{:.2}, {:.2}] | {}{ci} | {} | {} | {:.0}/{:.0} |",
+                scenario.label(),
+                s.runs,
+                100.0 * s.rate(),
+                100.0 * lower_bound(s.detected, s.runs, 0.95),
+                100.0 * upper_bound(s.detected, s.runs, 0.95),
+                secs(s.median_s),
+                s.median_detected_s
+                    .map_or("-".to_owned(), |m| format!("{m:.0}")),
+                secs(s.p90_s),
+                s.exposure.0,
+                s.exposure.1
+            );
+        }
+        println!(
+            "| {} | targets | | {} | row seed {row_seed}, {:.1} s | | | |",
+            scenario.label(),
+            targets(scenario, set, &summaries),
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    println!("\ntotal {:.1} s", started.elapsed().as_secs_f64());
+}

@@ -1,0 +1,689 @@
+//! The canary evaluation model: seeded simulations of a baseline and a canary arm, second by
+//! second, and the judges and oracles that watch them. Used by the `canary_eval` harness
+//! (`cargo bench -p serin-benches --bench canary_eval -- --quick`).
+//!
+//! # Model
+//!
+//! Total load `L` requests/s (optionally a diurnal swing ×3: `L·(1 + ½·sin(2πt/3600 + φ))`, one
+//! compressed cycle per run with a random phase), a canary share `s`. Each second, each arm
+//! serves `Poisson(λ·(1 − p·m))` successes and `Poisson(λ·p·m)` errors (a Poisson process thinned
+//! by the error rate, so errors given requests are binomial), with `λ` the arm's load, `p` its
+//! error rate (baseline 0.5%, canary `ratio × 0.5%`) and `m` a per-second error-rate multiplier:
+//! 1 in the independent model, or `exp(x − σ²/2)` with `x` an AR(1) in log space (`ρ` 0.3 or 0.6,
+//! stationary sd `σ` = 0.5, mean 1), drawn independently per arm — overdispersion no per-request
+//! model expects.
+//!
+//! Latency is log-normal per request (median 100 ms, log-sd 0.5; the canary's median shifted by
+//! `+x%`). Per-request loops are avoided: per second, the sum of the canary's log latencies is
+//! drawn exactly (`N(n·μ, n·σ²)`, for the oracles); per minute, each arm's sample median and p99
+//! are drawn exactly as order statistics (`U₍ₖ₎ ~ Beta(k, n + 1 − k)` mapped through the
+//! log-normal quantile) for the per-minute judges. The per-second sums and the per-minute order
+//! statistics follow the same distributions but are not drawn from the same requests.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Beta, Distribution, Poisson, StandardNormal};
+use serin_canary::kayenta::{Direction, KayentaConfig, KayentaJudge, Label, Quantity};
+use serin_canary::sequential::{
+    BatchCountConfig, BatchCountTest, CountTest, CountTestConfig, LatencyTest, LatencyTestConfig,
+};
+use serin_canary::threshold::{
+    ArgoConfig, ArgoJudge, ArgoPhase, FlaggerConfig, FlaggerJudge, Range,
+};
+use serin_signals::Metric;
+use statrs::distribution::{ContinuousCDF, Normal};
+
+/// Seconds in one run (the analysis horizon).
+pub const HORIZON_S: u32 = 3600;
+/// Baseline error rate.
+pub const BASE_ERROR_RATE: f64 = 0.005;
+/// Median latency of the baseline, in ms.
+pub const BASE_MEDIAN_MS: f64 = 100.0;
+/// Log-sd of per-request latency.
+pub const LATENCY_LOG_SD: f64 = 0.5;
+/// Stationary sd of the log error-rate multiplier in the overdispersed model.
+pub const OVERDISPERSION_SD: f64 = 0.5;
+/// The false-rollback bound α every judge and oracle is run at.
+pub const ALPHA: f64 = 0.05;
+/// β for Wald's SPRT acceptance boundary.
+pub const BETA: f64 = 0.2;
+
+/// What a row changes in the canary.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Effect {
+    /// The canary's error rate is `ratio ×` the baseline's.
+    ErrorRatio(f64),
+    /// The canary's median latency is `(1 + shift) ×` the baseline's.
+    LatencyShift(f64),
+}
+
+impl Effect {
+    /// Whether the canary is identical to the baseline (an A/A row).
+    pub fn is_null(&self) -> bool {
+        match *self {
+            Effect::ErrorRatio(r) => r == 1.0,
+            Effect::LatencyShift(s) => s == 0.0,
+        }
+    }
+}
+
+/// One row of the evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// Total requests per second over both arms.
+    pub load: f64,
+    /// The canary's share of the load.
+    pub share: f64,
+    /// The canary's regression.
+    pub effect: Effect,
+    /// AR(1) coefficient of the per-second error-rate multipliers, `None` = independent.
+    pub ar_rho: Option<f64>,
+    /// Diurnal ×3 swing of the load.
+    pub diurnal: bool,
+}
+
+impl Scenario {
+    /// A short label for tables.
+    pub fn label(&self) -> String {
+        let effect = match self.effect {
+            Effect::ErrorRatio(r) => format!("err×{r}"),
+            Effect::LatencyShift(s) => format!("lat+{}%", s * 100.0),
+        };
+        let mut l = format!("{effect} {}rps {}%", self.load, self.share * 100.0);
+        if let Some(rho) = self.ar_rho {
+            l.push_str(&format!(" ar{rho}"));
+        }
+        if self.diurnal {
+            l.push_str(" diurnal");
+        }
+        l
+    }
+}
+
+/// The judges and oracles compared, in table order: the sequential judge in its default mode
+/// (the per-request count test for errors, the batch t-test for latency), the sequential count
+/// test's robust mode (batches with an estimated variance), Kayenta, Argo, Flagger, Wald's SPRT
+/// and the known-effect likelihood-ratio test.
+pub const JUDGES: [&str; N_JUDGES] = [
+    "sequential",
+    "sequential-robust",
+    "kayenta",
+    "argo",
+    "flagger",
+    "wald-sprt",
+    "lr-oracle",
+];
+/// How many judges and oracles are compared.
+pub const N_JUDGES: usize = 7;
+/// Index of the sequential judge (default mode) in [`JUDGES`].
+pub const SEQ: usize = 0;
+/// Index of the sequential count test's robust mode.
+pub const ROBUST: usize = 1;
+/// Index of the Kayenta judge.
+pub const KAYENTA: usize = 2;
+/// Index of the Argo judge.
+pub const ARGO: usize = 3;
+/// Index of the Flagger judge.
+pub const FLAGGER: usize = 4;
+/// Index of Wald's SPRT.
+pub const SPRT: usize = 5;
+/// Index of the known-effect likelihood-ratio test.
+pub const LR: usize = 6;
+
+/// What happened to one judge in one run.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Outcome {
+    /// Seconds from the start to the rollback, if the judge rolled back within the horizon.
+    pub detected_at: Option<u32>,
+    /// Requests the canary served up to that moment (or over the whole run).
+    pub canary_requests: u64,
+    /// Whether the judge applies to this row (the robust count mode has no latency form; the
+    /// oracles need an effect).
+    pub applicable: bool,
+}
+
+fn poisson(rng: &mut ChaCha8Rng, mean: f64) -> u64 {
+    if mean <= 0.0 {
+        return 0;
+    }
+    match Poisson::new(mean) {
+        Ok(p) => p.sample(rng) as u64,
+        Err(_) => 0,
+    }
+}
+
+/// One AR(1) log-space multiplier with mean 1.
+struct Wander {
+    rho: f64,
+    x: f64,
+}
+
+impl Wander {
+    fn new(rho: f64, rng: &mut ChaCha8Rng) -> Self {
+        let z: f64 = rng.sample(StandardNormal);
+        Wander {
+            rho,
+            x: OVERDISPERSION_SD * z,
+        }
+    }
+
+    fn next(&mut self, rng: &mut ChaCha8Rng) -> f64 {
+        let z: f64 = rng.sample(StandardNormal);
+        self.x = self.rho * self.x + (1.0 - self.rho * self.rho).sqrt() * OVERDISPERSION_SD * z;
+        (self.x - OVERDISPERSION_SD * OVERDISPERSION_SD / 2.0).exp()
+    }
+}
+
+/// Wald's SPRT (both boundaries) or the known-effect likelihood-ratio test (rejection only),
+/// on a log-likelihood ratio accumulated per second.
+struct LrTest {
+    llr: f64,
+    upper: f64,
+    lower: Option<f64>,
+    done: bool,
+}
+
+impl LrTest {
+    fn sprt() -> Self {
+        LrTest {
+            llr: 0.0,
+            upper: ((1.0 - BETA) / ALPHA).ln(),
+            lower: Some((BETA / (1.0 - ALPHA)).ln()),
+            done: false,
+        }
+    }
+
+    fn oracle() -> Self {
+        LrTest {
+            llr: 0.0,
+            upper: (1.0 / ALPHA).ln(),
+            lower: None,
+            done: false,
+        }
+    }
+
+    /// Adds one second's log-likelihood ratio; `Some(true)` = reject, `Some(false)` = accept.
+    fn add(&mut self, llr: f64) -> Option<bool> {
+        if self.done {
+            return None;
+        }
+        self.llr += llr;
+        if self.llr >= self.upper {
+            self.done = true;
+            return Some(true);
+        }
+        if self.lower.is_some_and(|b| self.llr <= b) {
+            self.done = true;
+            return Some(false);
+        }
+        None
+    }
+}
+
+/// The k-th order statistic (type-1 quantile `q`) of `n` log-normal latencies, drawn exactly.
+fn sample_quantile(
+    rng: &mut ChaCha8Rng,
+    n: u64,
+    q: f64,
+    log_median: f64,
+    std_normal: &Normal,
+) -> Option<f64> {
+    if n == 0 {
+        return None;
+    }
+    let k = ((q * n as f64).ceil() as u64).clamp(1, n);
+    let u = Beta::new(k as f64, (n + 1 - k) as f64).ok()?.sample(rng);
+    let z = std_normal.inverse_cdf(u.clamp(1e-300, 1.0 - 1e-16));
+    Some((log_median + LATENCY_LOG_SD * z).exp())
+}
+
+/// Per-judge state for one run.
+struct Judges {
+    sequential: Option<CountTest>,
+    robust: Option<BatchCountTest>,
+    latency: Option<LatencyTest>,
+    kayenta: KayentaJudge,
+    argo: ArgoJudge,
+    flagger: FlaggerJudge,
+    sprt: Option<LrTest>,
+    oracle: Option<LrTest>,
+    outcomes: [Outcome; N_JUDGES],
+}
+
+fn kayenta_for(effect: Effect) -> KayentaJudge {
+    let (metric, quantity) = match effect {
+        Effect::ErrorRatio(_) => (Metric::ErrorRate, Quantity::ErrorRate),
+        Effect::LatencyShift(_) => (Metric::Latency, Quantity::LatencyQuantile(0.5)),
+    };
+    let mut c = KayentaConfig::new(metric, quantity);
+    c.metric_config.direction = Direction::Increase;
+    // Configuration is fixed and valid, so construction cannot fail.
+    KayentaJudge::new(c).unwrap_or_else(|e| panic!("kayenta config: {e}"))
+}
+
+fn thresholds_for(effect: Effect) -> (ArgoJudge, FlaggerJudge) {
+    let (metric, argo_q, argo_ok, flagger_q, flagger_ok) = match effect {
+        // Flagger's built-in request-success-rate ≥ 99%, i.e. error rate ≤ 1% per minute.
+        Effect::ErrorRatio(_) => (
+            Metric::ErrorRate,
+            Quantity::ErrorRate,
+            Range::at_most(0.01),
+            Quantity::SuccessRatePercent,
+            Range::at_least(99.0),
+        ),
+        // Flagger's built-in request-duration: p99 ≤ 500 ms per minute.
+        Effect::LatencyShift(_) => (
+            Metric::Latency,
+            Quantity::LatencyQuantile(0.99),
+            Range::at_most(500.0),
+            Quantity::LatencyQuantile(0.99),
+            Range::at_most(500.0),
+        ),
+    };
+    let mut a = ArgoConfig::new(metric.clone(), argo_q);
+    a.success_condition = Some(argo_ok);
+    let mut f = FlaggerConfig::new(metric, flagger_q, flagger_ok);
+    f.no_data_fails = true; // Flagger's own behaviour.
+    (
+        ArgoJudge::new(a).unwrap_or_else(|e| panic!("argo config: {e}")),
+        FlaggerJudge::new(f).unwrap_or_else(|e| panic!("flagger config: {e}")),
+    )
+}
+
+/// Simulates one run of `scenario` with `seed` and reports each judge's outcome, in [`JUDGES`]
+/// order.
+pub fn run(scenario: &Scenario, seed: u64) -> [Outcome; N_JUDGES] {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let std_normal = Normal::standard();
+    let (argo, flagger) = thresholds_for(scenario.effect);
+    let null = scenario.effect.is_null();
+    let errors = matches!(scenario.effect, Effect::ErrorRatio(_));
+    let mut j = Judges {
+        sequential: errors
+            .then(|| CountTest::new(CountTestConfig::new(ALPHA)).ok())
+            .flatten(),
+        robust: errors
+            .then(|| BatchCountTest::new(BatchCountConfig::new(ALPHA)).ok())
+            .flatten(),
+        latency: (!errors)
+            .then(|| LatencyTest::new(LatencyTestConfig::new(ALPHA)).ok())
+            .flatten(),
+        kayenta: kayenta_for(scenario.effect),
+        argo,
+        flagger,
+        sprt: (!null).then(LrTest::sprt),
+        oracle: (!null).then(LrTest::oracle),
+        outcomes: [Outcome::default(); N_JUDGES],
+    };
+    for (i, o) in j.outcomes.iter_mut().enumerate() {
+        o.applicable = match i {
+            SEQ => j.sequential.is_some() || j.latency.is_some(),
+            ROBUST => j.robust.is_some(),
+            SPRT | LR => !null,
+            _ => true,
+        };
+    }
+    let min_batch = j.latency.as_ref().map_or(0, |t| t.config().min_batch);
+    let (mut batch_b, mut batch_c) = (0u64, 0u64);
+    let (ratio, shift) = match scenario.effect {
+        Effect::ErrorRatio(r) => (r, 0.0),
+        Effect::LatencyShift(s) => (1.0, s),
+    };
+    let p_b = BASE_ERROR_RATE;
+    let p_c = BASE_ERROR_RATE * ratio;
+    let log_mu_b = BASE_MEDIAN_MS.ln();
+    let log_mu_c = log_mu_b + (1.0 + shift).ln();
+    let delta = log_mu_c - log_mu_b;
+    let var = LATENCY_LOG_SD * LATENCY_LOG_SD;
+    let phase = rng.random::<f64>() * std::f64::consts::TAU;
+    let mut wander = scenario
+        .ar_rho
+        .map(|rho| (Wander::new(rho, &mut rng), Wander::new(rho, &mut rng)));
+
+    let mut canary_requests_total = 0u64;
+    let (mut min_req_b, mut min_err_b, mut min_req_c, mut min_err_c) = (0u64, 0u64, 0u64, 0u64);
+    for t in 1..=HORIZON_S {
+        let load = if scenario.diurnal {
+            scenario.load
+                * (1.0
+                    + 0.5
+                        * (std::f64::consts::TAU * f64::from(t) / f64::from(HORIZON_S) + phase)
+                            .sin())
+        } else {
+            scenario.load
+        };
+        let lam_b = load * (1.0 - scenario.share);
+        let lam_c = load * scenario.share;
+        let (m_b, m_c) = match wander.as_mut() {
+            Some((wb, wc)) => (wb.next(&mut rng), wc.next(&mut rng)),
+            None => (1.0, 1.0),
+        };
+        let (rb, eb, rc, ec) = if errors {
+            let q_b = (p_b * m_b).min(1.0);
+            let q_c = (p_c * m_c).min(1.0);
+            let eb = poisson(&mut rng, lam_b * q_b);
+            let ec = poisson(&mut rng, lam_c * q_c);
+            let rb = eb + poisson(&mut rng, lam_b * (1.0 - q_b));
+            let rc = ec + poisson(&mut rng, lam_c * (1.0 - q_c));
+            (rb, eb, rc, ec)
+        } else {
+            (poisson(&mut rng, lam_b), 0, poisson(&mut rng, lam_c), 0)
+        };
+        canary_requests_total += rc;
+        min_req_b += rb;
+        min_err_b += eb;
+        min_req_c += rc;
+        min_err_c += ec;
+
+        // Per-second judges and oracles.
+        let hit = |idx: usize, outcomes: &mut [Outcome; N_JUDGES]| {
+            if let Some(o) = outcomes.get_mut(idx)
+                && o.detected_at.is_none()
+            {
+                o.detected_at = Some(t);
+                o.canary_requests = canary_requests_total;
+            }
+        };
+        if let Some(seq) = j.sequential.as_mut()
+            && j.outcomes[SEQ].detected_at.is_none()
+            && seq.update(rb, eb, rc, ec)
+        {
+            hit(SEQ, &mut j.outcomes);
+        }
+        if let Some(robust) = j.robust.as_mut()
+            && j.outcomes[ROBUST].detected_at.is_none()
+            && robust.update(rb, eb, rc, ec)
+        {
+            hit(ROBUST, &mut j.outcomes);
+        }
+        if let Some(lat) = j.latency.as_mut()
+            && j.outcomes[SEQ].detected_at.is_none()
+        {
+            // The latency test merges each second's sketches until both arms hold `min_batch`
+            // values, then compares the batch medians (and reports p99s): draw exactly those.
+            batch_b += rb;
+            batch_c += rc;
+            if batch_b >= min_batch && batch_c >= min_batch {
+                let mut q = |n, p, mu| sample_quantile(&mut rng, n, p, mu, &std_normal);
+                let (bm, cm) = (q(batch_b, 0.5, log_mu_b), q(batch_c, 0.5, log_mu_c));
+                let (b99, c99) = (q(batch_b, 0.99, log_mu_b), q(batch_c, 0.99, log_mu_c));
+                batch_b = 0;
+                batch_c = 0;
+                if let (Some(bm), Some(cm), Some(b99), Some(c99)) = (bm, cm, b99, c99)
+                    && lat.update_batch(bm, cm, b99, c99)
+                {
+                    hit(SEQ, &mut j.outcomes);
+                }
+            }
+        }
+        if !null {
+            let (llr_sprt, llr_oracle) = if errors {
+                let (c, n) = (ec as f64, rc as f64);
+                let sprt = c * (p_c / p_b).ln() + (n - c) * ((1.0 - p_c) / (1.0 - p_b)).ln();
+                let oracle = if rb + rc > 0 {
+                    let rho = rc as f64 / (rb + rc) as f64;
+                    let th1 = rho * ratio / (rho * ratio + 1.0 - rho);
+                    c * (th1 / rho).ln() + eb as f64 * ((1.0 - th1) / (1.0 - rho)).ln()
+                } else {
+                    0.0
+                };
+                (sprt, oracle)
+            } else {
+                // Sum of (log latency − μ_b) over the canary's requests this second, drawn
+                // exactly, and the normal log-likelihood ratio of shift δ against 0.
+                let n = rc as f64;
+                let z: f64 = rng.sample(StandardNormal);
+                let s = n * delta + (n * var).sqrt() * z;
+                let llr = (delta * s - n * delta * delta / 2.0) / var;
+                (llr, llr)
+            };
+            for (idx, test, llr) in [
+                (SPRT, j.sprt.as_mut(), llr_sprt),
+                (LR, j.oracle.as_mut(), llr_oracle),
+            ] {
+                if let Some(test) = test
+                    && test.add(llr) == Some(true)
+                {
+                    hit(idx, &mut j.outcomes);
+                }
+            }
+        }
+
+        // Per-minute judges.
+        if t % 60 == 0 {
+            let (point_b, point_c, p99_c) = if errors {
+                let rate = |e: u64, r: u64| (r > 0).then(|| e as f64 / r as f64);
+                let c = rate(min_err_c, min_req_c);
+                (rate(min_err_b, min_req_b), c, c)
+            } else {
+                (
+                    sample_quantile(&mut rng, min_req_b, 0.5, log_mu_b, &std_normal),
+                    sample_quantile(&mut rng, min_req_c, 0.5, log_mu_c, &std_normal),
+                    sample_quantile(&mut rng, min_req_c, 0.99, log_mu_c, &std_normal),
+                )
+            };
+            if j.outcomes[KAYENTA].detected_at.is_none() {
+                j.kayenta.push_points(point_b, point_c);
+                if j.kayenta.config().min_points <= (t / 60) as usize
+                    && j.kayenta.classification().label == Label::High
+                {
+                    hit(KAYENTA, &mut j.outcomes);
+                }
+            }
+            let (argo_v, flagger_v) = if errors {
+                (point_c, point_c.map(|r| 100.0 * (1.0 - r)))
+            } else {
+                (p99_c, p99_c)
+            };
+            if j.outcomes[ARGO].detected_at.is_none() {
+                j.argo.measure(argo_v);
+                if j.argo.phase() == ArgoPhase::Failed {
+                    hit(ARGO, &mut j.outcomes);
+                }
+            }
+            if j.outcomes[FLAGGER].detected_at.is_none() {
+                j.flagger.check(flagger_v);
+                if j.flagger.rolls_back() {
+                    hit(FLAGGER, &mut j.outcomes);
+                }
+            }
+            min_req_b = 0;
+            min_err_b = 0;
+            min_req_c = 0;
+            min_err_c = 0;
+        }
+        let all_done =
+            j.outcomes.iter().enumerate().all(|(i, o)| {
+                !o.applicable || o.detected_at.is_some() || (i >= SPRT && j_done(&j, i))
+            });
+        if all_done {
+            break;
+        }
+    }
+    for o in j.outcomes.iter_mut() {
+        if o.detected_at.is_none() {
+            o.canary_requests = canary_requests_total;
+        }
+    }
+    j.outcomes
+}
+
+fn j_done(j: &Judges, i: usize) -> bool {
+    match i {
+        SPRT => j.sprt.as_ref().is_some_and(|t| t.done),
+        LR => j.oracle.as_ref().is_some_and(|t| t.done),
+        _ => false,
+    }
+}
+
+/// The one-sided upper `level` Clopper-Pearson bound of a binomial proportion `x / n`.
+pub fn upper_bound(x: u64, n: u64, level: f64) -> f64 {
+    if n == 0 {
+        return 1.0;
+    }
+    if x >= n {
+        return 1.0;
+    }
+    match statrs::distribution::Beta::new(x as f64 + 1.0, (n - x) as f64) {
+        Ok(b) => b.inverse_cdf(level),
+        Err(_) => 1.0,
+    }
+}
+
+/// The one-sided lower `level` Clopper-Pearson bound of `x / n`.
+pub fn lower_bound(x: u64, n: u64, level: f64) -> f64 {
+    if x == 0 || n == 0 {
+        return 0.0;
+    }
+    match statrs::distribution::Beta::new(x as f64, (n - x + 1) as f64) {
+        Ok(b) => b.inverse_cdf(1.0 - level),
+        Err(_) => 0.0,
+    }
+}
+
+/// Summary of one judge over the runs of one row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Runs.
+    pub runs: u64,
+    /// Runs in which the judge rolled back within the horizon.
+    pub detected: u64,
+    /// Median seconds to rollback over all runs (undetected = never), if more than half detected.
+    pub median_s: Option<f64>,
+    /// Distribution-free 95% interval of that median (order statistics), if defined.
+    pub median_ci: Option<(f64, f64)>,
+    /// Median seconds to rollback among the runs that rolled back (Wald's SPRT also stops by
+    /// accepting, so its time to detect is read among the runs it rejects).
+    pub median_detected_s: Option<f64>,
+    /// 90th percentile of seconds to rollback, if more than 90% detected.
+    pub p90_s: Option<f64>,
+    /// Median and p90 of canary requests served before rollback (whole run if none).
+    pub exposure: (f64, f64),
+    /// Whether the judge applies to the row.
+    pub applicable: bool,
+}
+
+impl Summary {
+    /// Detected fraction.
+    pub fn rate(&self) -> f64 {
+        self.detected as f64 / self.runs.max(1) as f64
+    }
+}
+
+fn order_stat(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let idx = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted.get(idx).copied().filter(|v| v.is_finite())
+}
+
+/// Summarizes one judge's outcomes.
+pub fn summarize(outcomes: &[Outcome]) -> Summary {
+    let runs = outcomes.len() as u64;
+    let applicable = outcomes.first().is_some_and(|o| o.applicable);
+    let mut times: Vec<f64> = outcomes
+        .iter()
+        .map(|o| o.detected_at.map_or(f64::INFINITY, f64::from))
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let detected = outcomes.iter().filter(|o| o.detected_at.is_some()).count() as u64;
+    let mut exposure: Vec<f64> = outcomes.iter().map(|o| o.canary_requests as f64).collect();
+    exposure.sort_by(f64::total_cmp);
+    let n = times.len() as f64;
+    let half_width = 1.96 * n.sqrt() / 2.0;
+    let median_s = order_stat(&times, 0.5);
+    let median_ci = median_s.and_then(|_| {
+        let lo = order_stat(&times, ((n / 2.0 - half_width) / n).max(0.0))?;
+        let hi = order_stat(&times, ((n / 2.0 + half_width) / n).min(1.0)).unwrap_or(f64::INFINITY);
+        Some((lo, hi))
+    });
+    let finite: Vec<f64> = times.iter().copied().filter(|t| t.is_finite()).collect();
+    Summary {
+        runs,
+        detected,
+        median_s,
+        median_detected_s: order_stat(&finite, 0.5),
+        median_ci,
+        p90_s: order_stat(&times, 0.9),
+        exposure: (
+            order_stat(&exposure, 0.5).unwrap_or(0.0),
+            order_stat(&exposure, 0.9).unwrap_or(0.0),
+        ),
+        applicable,
+    }
+}
+
+/// Runs `runs` seeded runs of `scenario` on `threads` threads; the result is independent of the
+/// thread count (run `i` always uses seed `seed ^ mix(i)`).
+pub fn run_many(
+    scenario: &Scenario,
+    seed: u64,
+    runs: u64,
+    threads: usize,
+) -> Vec<[Outcome; N_JUDGES]> {
+    let threads = threads.max(1) as u64;
+    let mut all: Vec<(u64, [Outcome; N_JUDGES])> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|k| {
+                s.spawn(move || {
+                    (k..runs)
+                        .step_by(threads as usize)
+                        .map(|i| (i, run(scenario, run_seed(seed, i))))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    all.sort_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, o)| o).collect()
+}
+
+/// The seed of run `i` of a row seeded `seed` (splitmix64 of the pair).
+pub fn run_seed(seed: u64, i: u64) -> u64 {
+    let mut z = seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_are_reproducible_and_thread_count_free() {
+        let s = Scenario {
+            load: 500.0,
+            share: 0.05,
+            effect: Effect::ErrorRatio(5.0),
+            ar_rho: None,
+            diurnal: false,
+        };
+        assert_eq!(run(&s, 7), run(&s, 7));
+        assert_eq!(run_many(&s, 1, 6, 1), run_many(&s, 1, 6, 2));
+    }
+
+    #[test]
+    fn a_large_regression_is_caught_by_the_oracles_quickly() {
+        let s = Scenario {
+            load: 500.0,
+            share: 0.2,
+            effect: Effect::ErrorRatio(5.0),
+            ar_rho: None,
+            diurnal: false,
+        };
+        let o = run(&s, 3);
+        assert!(o[LR].detected_at.is_some_and(|t| t < 120), "{o:?}");
+    }
+
+    #[test]
+    fn clopper_pearson_bounds() {
+        assert!((upper_bound(0, 100, 0.95) - 0.0295).abs() < 1e-3);
+        assert!(lower_bound(50, 100, 0.95) < 0.5 && upper_bound(50, 100, 0.95) > 0.5);
+    }
+}
