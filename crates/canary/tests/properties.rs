@@ -1,0 +1,203 @@
+//! Invariants, checked with proptest: identical arms never fail, every answer carries evidence,
+//! and the controller never raises the weight while a judge fails.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{counts, latency, no_data, second};
+use proptest::prelude::*;
+use serin_canary::controller::{
+    Action, AnalysisStep, CanaryController, CanaryPolicy, Command, OnWarning, Pacing, Pause, Step,
+};
+use serin_canary::judge::{Judge, Sample};
+use serin_canary::sequential::{
+    BatchCountConfig, CountMode, CountTestConfig, SequentialCountJudge, SequentialLatencyJudge,
+    Sides,
+};
+use serin_canary::severity::SeverityBands;
+use serin_signals::{Metric, Track};
+
+fn count_judges() -> Vec<SequentialCountJudge> {
+    let bands = SeverityBands::default();
+    vec![
+        SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.0).unwrap(),
+        SequentialCountJudge::with_mode(
+            Metric::ErrorRate,
+            CountMode::PerRequest(CountTestConfig::new(0.2).with_sides(Sides::TwoSided)),
+            bands,
+        )
+        .unwrap(),
+        SequentialCountJudge::with_mode(
+            Metric::ErrorRate,
+            CountMode::Batched(BatchCountConfig {
+                min_samples: 1,
+                min_expected_errors: 1.0,
+                ..BatchCountConfig::new(0.2)
+            }),
+            bands,
+        )
+        .unwrap(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn identical_count_streams_never_fail(
+        stream in prop::collection::vec((0u64..2_000, 0u64..50), 1..400)
+    ) {
+        for mut judge in count_judges() {
+            for (s, (req, err)) in stream.iter().enumerate() {
+                let w = second(s as u64);
+                let b = counts(Metric::ErrorRate, Track::Stable, w, *req, *err);
+                let c = counts(Metric::ErrorRate, Track::Canary, w, *req, *err);
+                let j = judge.observe(&Sample::new(&b, &c, None, w.end()).unwrap()).unwrap();
+                prop_assert!(!j.verdict.is_fail(), "{:?}", j.evidence);
+            }
+        }
+    }
+
+    #[test]
+    fn identical_latency_streams_never_fail(
+        stream in prop::collection::vec(prop::collection::vec(0.01f64..10_000.0, 0..40), 1..80)
+    ) {
+        let mut judge = SequentialLatencyJudge::new(Metric::Latency, 0.2, 0.0).unwrap();
+        for (s, values) in stream.iter().enumerate() {
+            let w = second(s as u64);
+            let b = latency(Track::Stable, w, values);
+            let c = latency(Track::Canary, w, values);
+            let j = judge.observe(&Sample::new(&b, &c, None, w.end()).unwrap()).unwrap();
+            prop_assert!(!j.verdict.is_fail(), "{:?}", j.evidence);
+        }
+    }
+
+    #[test]
+    fn every_judgement_carries_evidence(
+        stream in prop::collection::vec(
+            (0u64..500, 0u64..20, 0u64..500, 0u64..20, any::<bool>(), any::<bool>()), 1..200)
+    ) {
+        for mut judge in count_judges() {
+            for (s, (br, be, cr, ce, b_none, c_none)) in stream.iter().enumerate() {
+                let w = second(s as u64);
+                let b = if *b_none { no_data(Metric::ErrorRate, Track::Stable, w) }
+                    else { counts(Metric::ErrorRate, Track::Stable, w, *br, *be) };
+                let c = if *c_none { no_data(Metric::ErrorRate, Track::Canary, w) }
+                    else { counts(Metric::ErrorRate, Track::Canary, w, *cr, *ce) };
+                let j = judge.observe(&Sample::new(&b, &c, None, w.end()).unwrap()).unwrap();
+                prop_assert_eq!(&j.evidence.judge, judge.name());
+                prop_assert_eq!(&j.evidence.metric, &Metric::ErrorRate);
+                prop_assert_eq!(j.evidence.at, w.end());
+                prop_assert!(!j.evidence.summary.is_empty());
+                prop_assert!(j.evidence.statistic.is_some() && j.evidence.threshold.is_some());
+                prop_assert!(!j.evidence.effects.is_empty());
+                if *b_none || *c_none {
+                    prop_assert!(!matches!(j.verdict, serin_canary::judge::Verdict::Pass));
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Event {
+    /// One second of traffic: baseline errors per mille, canary error multiplier (×10).
+    Traffic {
+        base_permille: u64,
+        canary_x10: u64,
+    },
+    NoData,
+    Tick(u64),
+    Resume,
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        6 => (1u64..20, 5u64..80).prop_map(|(b, c)| Event::Traffic { base_permille: b, canary_x10: c }),
+        1 => Just(Event::NoData),
+        1 => (1u64..120).prop_map(Event::Tick),
+        1 => Just(Event::Resume),
+    ]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (1u8..=100).prop_map(Step::SetWeight),
+        prop::option::of(1u64..120).prop_map(|d| Step::Pause(Pause {
+            duration: d.map(Duration::from_secs)
+        })),
+        (1u64..300, 0u64..30).prop_map(|(d, m)| Step::Analysis(AnalysisStep {
+            duration: Duration::from_secs(d),
+            min_samples: m,
+        })),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn the_controller_never_raises_the_weight_while_a_judge_fails(
+        steps in prop::collection::vec(step(), 1..8),
+        events in prop::collection::vec(event(), 1..400),
+        hold_on_warning in any::<bool>(),
+        paced in any::<bool>(),
+    ) {
+        let mut policy = CanaryPolicy::new(steps);
+        if hold_on_warning {
+            policy.on_warning = OnWarning::Hold;
+        }
+        if paced {
+            policy.pacing = Some(Pacing::default());
+        }
+        let judge = SequentialCountJudge::with_mode(
+            Metric::ErrorRate,
+            CountMode::PerRequest(CountTestConfig::new(0.1)),
+            SeverityBands::new(0.0, 50.0).unwrap(),
+        ).unwrap();
+        let mut ctl = CanaryController::new(policy, vec![judge]).unwrap();
+        let mut now_s = 0u64;
+        let mut weight = 0u8;
+        for e in events {
+            let failing_before = ctl.judges()[0].judgement(common::second(now_s).end()).verdict.is_fail();
+            let d = match e {
+                Event::Traffic { base_permille, canary_x10 } => {
+                    let w = second(now_s);
+                    let cw = u64::from(ctl.state().weight());
+                    let (br, cr) = (10 * (100 - cw), 10 * cw);
+                    // Deterministic error counts from the rates (rounded).
+                    let be = br * base_permille / 1000;
+                    let ce = cr * base_permille * canary_x10 / 10_000;
+                    now_s += 1;
+                    let b = counts(Metric::ErrorRate, Track::Stable, w, br, be);
+                    let c = counts(Metric::ErrorRate, Track::Canary, w, cr, ce);
+                    ctl.observe(&b, &c, w.end()).unwrap()
+                }
+                Event::NoData => {
+                    let w = second(now_s);
+                    now_s += 1;
+                    let b = no_data(Metric::ErrorRate, Track::Stable, w);
+                    let c = no_data(Metric::ErrorRate, Track::Canary, w);
+                    ctl.observe(&b, &c, w.end()).unwrap()
+                }
+                Event::Tick(s) => {
+                    now_s += s;
+                    ctl.tick(second(now_s).start())
+                }
+                Event::Resume => ctl.command(Command::Resume, second(now_s).start()).unwrap(),
+            };
+            let failing_now = ctl.judges()[0].judgement(d.at).verdict.is_fail();
+            match d.action {
+                Action::SetWeight(w) if w > weight => {
+                    prop_assert!(!failing_before && !failing_now, "raised to {} while failing: {}", w, d.reason);
+                    weight = w;
+                }
+                Action::SetWeight(w) => weight = w,
+                Action::Promote => prop_assert!(!failing_now, "promoted while failing"),
+                _ => {}
+            }
+            prop_assert!(!d.reason.is_empty());
+        }
+    }
+}
