@@ -129,6 +129,28 @@ fn equal_arms_pass_and_a_critical_metric_fails_critically() {
 }
 
 #[test]
+fn severity_bands_size_a_non_critical_failure() {
+    let mut cfg = KayentaConfig::new(Metric::Cpu, Quantity::Value);
+    cfg.severity = Some(serin_canary::severity::SeverityBands::new(0.2, 1.0).unwrap());
+    let mut j = KayentaJudge::new(cfg.clone()).unwrap();
+    // About +10%: real but small.
+    assert_eq!(
+        feed(&mut j, &wave(30, 10.0), &wave(30, 11.0)),
+        Verdict::Fail(Severity::Info)
+    );
+    let mut j = KayentaJudge::new(cfg.clone()).unwrap();
+    assert_eq!(
+        feed(&mut j, &wave(30, 10.0), &wave(30, 15.0)),
+        Verdict::Fail(Severity::Warning)
+    );
+    let mut j = KayentaJudge::new(cfg).unwrap();
+    assert_eq!(
+        feed(&mut j, &wave(30, 10.0), &wave(30, 25.0)),
+        Verdict::Fail(Severity::Critical)
+    );
+}
+
+#[test]
 fn no_data_is_inconclusive_unless_replaced() {
     let none = vec![None; 12];
     let mut cfg = KayentaConfig::new(Metric::Cpu, Quantity::Value);

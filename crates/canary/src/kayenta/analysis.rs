@@ -10,6 +10,7 @@ use crate::judge::{
 };
 use crate::kayenta::classify::{CONFIDENCE, Classification, Label, MetricConfig, classify};
 use crate::kayenta::point::Quantity;
+use crate::severity::SeverityBands;
 use crate::{Error, Result};
 
 /// The settings of one [`KayentaJudge`].
@@ -31,6 +32,11 @@ pub struct KayentaConfig {
     /// growing window (`lookbackMins = 0`).
     #[serde(default)]
     pub lookback_points: Option<usize>,
+    /// Effect-size bands for the severity of a `High`/`Low` failure, applied to
+    /// `|meanRatio − 1|`. `None` (the default) keeps Kayenta's two levels: critical for a
+    /// critical metric, warning otherwise. A critical metric is always critical.
+    #[serde(default)]
+    pub severity: Option<SeverityBands>,
 }
 
 fn default_min_points() -> usize {
@@ -46,6 +52,7 @@ impl KayentaConfig {
             metric_config: MetricConfig::default(),
             min_points: default_min_points(),
             lookback_points: None,
+            severity: None,
         }
     }
 
@@ -206,11 +213,14 @@ impl Judge for KayentaJudge {
             estimate: cls.effect,
             interval: None,
         });
-        let verdict = match cls.label {
-            Label::High | Label::Low if cls.critical => Verdict::Fail(Severity::Critical),
-            Label::High | Label::Low => Verdict::Fail(Severity::Warning),
-            Label::Pass => Verdict::Pass,
-            Label::Nodata | Label::NodataFailMetric | Label::Error => Verdict::Inconclusive,
+        let verdict = match (cls.label, self.config.severity) {
+            (Label::High | Label::Low, _) if cls.critical => Verdict::Fail(Severity::Critical),
+            (Label::High | Label::Low, Some(bands)) => {
+                Verdict::Fail(bands.classify((cls.deviation - 1.0).abs()))
+            }
+            (Label::High | Label::Low, None) => Verdict::Fail(Severity::Warning),
+            (Label::Pass, _) => Verdict::Pass,
+            (Label::Nodata | Label::NodataFailMetric | Label::Error, _) => Verdict::Inconclusive,
         };
         ev.summary = format!(
             "Kayenta label {} on {} ({} baseline, {} canary points): {}",
