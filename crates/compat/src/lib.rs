@@ -38,6 +38,8 @@ pub use matrix::{Matrix, Rule};
 pub use path::{Route, UpgradeGraph, UpgradePath};
 pub use registry::{Registry, Release};
 pub use selector::{Selector, parse_version};
+/// The version types every API here speaks, re-exported so callers need no extra dependency.
+pub use semver::{Version, VersionReq};
 pub use steps::Step;
 pub use validate::Validator;
 pub use validation::{Finding, Move, Severity, UpgradeValidation, Verdict};

@@ -194,6 +194,8 @@ impl Default for PathOptions {
 #[derive(Debug, Clone)]
 pub struct UpgradeGraph {
     graph: DiGraph<Version, EdgeState>,
+    /// Outgoing edges per node as (target, conditional?), contiguous for fast queries.
+    adjacency: Vec<Vec<(u32, bool)>>,
     index: HashMap<Version, NodeIndex>,
     removed: HashMap<Version, Vec<(Version, String)>>,
     stops: Vec<RequiredStop>,
@@ -384,8 +386,19 @@ impl GraphBuilder {
                 cycle: names.join(" -> "),
             });
         }
+        let mut adjacency = vec![Vec::new(); graph.node_count()];
+        for e in graph.edge_references() {
+            let conditional = matches!(e.weight(), EdgeState::Conditional(_));
+            if let (Some(list), Ok(target)) = (
+                adjacency.get_mut(e.source().index()),
+                u32::try_from(e.target().index()),
+            ) {
+                list.push((target, conditional));
+            }
+        }
         Ok(UpgradeGraph {
             graph,
+            adjacency,
             index,
             removed,
             stops: self.spec.required_stops,
@@ -479,11 +492,16 @@ impl UpgradeGraph {
             if d > dist[u] {
                 continue;
             }
-            for e in self.graph.edges(NodeIndex::new(u)) {
-                let Some(w) = Self::usable(e.weight(), opts) else {
-                    continue;
+            let Some(out) = self.adjacency.get(u) else {
+                continue;
+            };
+            for &(target, conditional) in out {
+                let w = match (conditional, opts.accept_conditional) {
+                    (false, _) => 1,
+                    (true, true) => CONDITIONAL_COST,
+                    (true, false) => continue,
                 };
-                let v = e.target().index();
+                let v = target as usize;
                 let nd = d.saturating_add(w);
                 if nd < dist[v] {
                     dist[v] = nd;

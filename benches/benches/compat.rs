@@ -1,0 +1,241 @@
+//! serin-compat at scale: validating a proposed change of a large fleet, and path queries on a
+//! large release graph.
+//!
+//! ```text
+//! cargo bench -p serin-benches --bench compat -- --warm-up-time 1 --measurement-time 3
+//! ```
+//!
+//! - `validate`: 10,000 services with 20 releases each and 50,000 `requires` constraints
+//!   (seeded), the fleet at 1.10.0, and (a) 1,000 or (b) all 10,000 services moving to 1.11.0.
+//!   Among the constraints, those between two moving services that bite only on the new
+//!   versions force an order (dependency first), so the answer has several groups.
+//!   Target: under 1 s.
+//! - `route`: a release graph of 2,000 releases and over 100,000 upgrade edges (each release to
+//!   the next 52), with blocked and conditional edges and a required stop; shortest safe route
+//!   from the first to the last release. Target: under 1 ms.
+//!
+//! After criterion's own report, a summary table prints the mean of a few timed runs of each
+//! case next to its target.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serin_compat::matrix::Requires;
+use serin_compat::path::{PathOptions, RequiredStop, Risk, Route, UpgradeGraph};
+use serin_compat::{
+    Fleet, Matrix, Proposal, Registry, Release, Rule, Selector, UpgradeValidation, Validator,
+    Verdict, Version,
+};
+
+const SEED: u64 = 0x5e41_c0a7;
+const SERVICES: usize = 10_000;
+const RELEASES: u64 = 20;
+const CONSTRAINTS: usize = 50_000;
+const GRAPH_RELEASES: u64 = 2_000;
+const FAN_OUT: u64 = 52;
+
+fn name(i: usize) -> String {
+    format!("svc-{i:05}")
+}
+
+struct FleetCase {
+    validator: Validator,
+    fleet: Fleet,
+    proposal: Proposal,
+}
+
+fn fleet_case(moving: usize) -> FleetCase {
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED);
+    let mut registry = Registry::new();
+    for i in 0..SERVICES {
+        for minor in 0..RELEASES {
+            registry
+                .add_release(&name(i), Release::new(Version::new(1, minor, 0)))
+                .expect("fresh release");
+        }
+    }
+    let is_moving = |i: usize| i < moving;
+    let mut rules = Vec::with_capacity(CONSTRAINTS);
+    while rules.len() < CONSTRAINTS {
+        let a = rng.random_range(0..SERVICES);
+        let b = rng.random_range(0..SERVICES);
+        if a == b {
+            continue;
+        }
+        // Dependencies point to lower indices, so forced orders never form a cycle.
+        let (a, b) = (a.max(b), a.min(b));
+        let ordering = is_moving(a) && is_moving(b) && rng.random_bool(0.2);
+        let (versions, req) = if ordering {
+            (">=1.11.0", ">=1.11.0")
+        } else {
+            let floors = ["*", "^1", ">=1.5.0", ">=1.10.0"];
+            ("*", floors[rng.random_range(0..floors.len())])
+        };
+        rules.push(Rule::Requires(Requires {
+            id: None,
+            service: name(a),
+            versions: Selector::parse(versions, "bench").expect("selector"),
+            dependency: name(b),
+            req: Selector::parse(req, "bench").expect("selector"),
+            reason: None,
+        }));
+    }
+    let matrix = Matrix::new(rules, &registry).expect("valid matrix");
+    let validator = Validator::new(registry, matrix).expect("validator");
+    let mut fleet = Fleet::new();
+    let mut proposal = Proposal::new();
+    for i in 0..SERVICES {
+        fleet.insert(name(i), Version::new(1, 10, 0));
+        if is_moving(i) {
+            proposal = proposal.with(name(i), Version::new(1, 11, 0));
+        }
+    }
+    FleetCase {
+        validator,
+        fleet,
+        proposal,
+    }
+}
+
+fn graph_case() -> UpgradeGraph {
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED);
+    let version = |i: u64| Version::new(i / 100, i % 100, 0);
+    let mut builder = UpgradeGraph::builder().releases((0..GRAPH_RELEASES).map(version));
+    let mut edges = 0;
+    for i in 0..GRAPH_RELEASES {
+        for j in (i + 1)..(i + 1 + FAN_OUT).min(GRAPH_RELEASES) {
+            builder = builder.edge(version(i), version(j));
+            edges += 1;
+        }
+    }
+    for _ in 0..200 {
+        let i = rng.random_range(0..GRAPH_RELEASES - 1);
+        let j = (i + 1 + rng.random_range(0..FAN_OUT)).min(GRAPH_RELEASES - 1);
+        builder = builder.block(
+            Selector::Exact(version(i)),
+            Selector::Exact(version(j)),
+            "seeded block",
+        );
+        let k = rng.random_range(0..GRAPH_RELEASES - 1);
+        let l = (k + 1 + rng.random_range(0..FAN_OUT)).min(GRAPH_RELEASES - 1);
+        builder = builder.conditional(
+            Selector::Exact(version(k)),
+            Selector::Exact(version(l)),
+            vec![Risk {
+                name: "SeededRisk".into(),
+                message: "seeded".into(),
+                url: None,
+            }],
+        );
+    }
+    builder = builder.required_stop(RequiredStop {
+        name: "last 9.x before 10.x".into(),
+        stop: Selector::parse("9.99.*", "bench").expect("selector"),
+        into: Selector::parse(">=10.0.0", "bench").expect("selector"),
+    });
+    let graph = builder.build("bench").expect("graph builds");
+    assert!(edges >= 100_000, "{edges} edges declared");
+    assert!(
+        graph.edge_count() >= 100_000,
+        "{} usable edges",
+        graph.edge_count()
+    );
+    graph
+}
+
+fn validate(case: &FleetCase) -> UpgradeValidation {
+    case.validator
+        .validate(&case.fleet, &case.proposal)
+        .expect("validates")
+}
+
+fn mean_of(runs: u32, mut f: impl FnMut()) -> Duration {
+    let start = Instant::now();
+    for _ in 0..runs {
+        f();
+    }
+    start.elapsed() / runs
+}
+
+fn main() {
+    let mut criterion = Criterion::default().configure_from_args();
+    let small = fleet_case(1_000);
+    let all = fleet_case(SERVICES);
+    let graph = graph_case();
+    let (from, to) = (Version::new(0, 0, 0), Version::new(19, 99, 0));
+    let opts = PathOptions::default();
+
+    let result = validate(&small);
+    assert_eq!(result.verdict, Verdict::Ok, "{}", result.findings.len());
+    let groups_small = result.order.len();
+    let result = validate(&all);
+    assert_eq!(result.verdict, Verdict::Ok, "{}", result.findings.len());
+    let groups_all = result.order.len();
+    let Route::Found(path) = graph.route(&from, &to, opts).expect("route") else {
+        panic!("no route in the bench graph");
+    };
+
+    let mut group = criterion.benchmark_group("compat");
+    group.sample_size(10);
+    group.bench_function("validate 10k services / 50k constraints, 1k moving", |b| {
+        b.iter(|| black_box(validate(&small)))
+    });
+    group.bench_function("validate 10k services / 50k constraints, 10k moving", |b| {
+        b.iter(|| black_box(validate(&all)))
+    });
+    group.finish();
+    let mut group = criterion.benchmark_group("compat");
+    group.bench_function("route on 2k releases / 100k edges", |b| {
+        b.iter(|| black_box(graph.route(&from, &to, opts).expect("route")))
+    });
+    group.finish();
+    criterion.final_summary();
+
+    let t_small = mean_of(5, || {
+        black_box(validate(&small));
+    });
+    let t_all = mean_of(5, || {
+        black_box(validate(&all));
+    });
+    let t_route = mean_of(1_000, || {
+        black_box(graph.route(&from, &to, opts).expect("route"));
+    });
+    println!();
+    println!("serin-compat at scale (seed {SEED:#x}; mean of timed runs after criterion)");
+    println!("| case | runs | mean | target | ratio to target |");
+    println!("|---|---|---|---|---|");
+    let row = |label: &str, runs: u32, t: Duration, target: Duration| {
+        println!(
+            "| {label} | {runs} | {:.3} ms | {:.3} ms | {:.3} |",
+            t.as_secs_f64() * 1e3,
+            target.as_secs_f64() * 1e3,
+            t.as_secs_f64() / target.as_secs_f64()
+        );
+    };
+    row(
+        &format!("validate, 1k of 10k moving ({groups_small} groups)"),
+        5,
+        t_small,
+        Duration::from_secs(1),
+    );
+    row(
+        &format!("validate, all 10k moving ({groups_all} groups)"),
+        5,
+        t_all,
+        Duration::from_secs(1),
+    );
+    row(
+        &format!(
+            "route, {} releases / {} edges ({} hops)",
+            graph.release_count(),
+            graph.edge_count(),
+            path.hops.len()
+        ),
+        1_000,
+        t_route,
+        Duration::from_millis(1),
+    );
+}
