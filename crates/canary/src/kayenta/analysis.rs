@@ -160,16 +160,18 @@ impl Judge for KayentaJudge {
 
     fn observe(&mut self, sample: &Sample<'_>) -> Result<Judgement> {
         check_metric(Self::NAME, &self.config.metric, sample)?;
+        // Everything fallible first, so a rejected sample changes nothing.
+        let w = sample.window();
+        let window = match self.window {
+            Some(prev) => Window::new(prev.start().min(w.start()), prev.end().max(w.end()))?,
+            None => w,
+        };
         let q = self.config.quantity;
         self.push_points(
             q.of(&sample.baseline().measurement),
             q.of(&sample.canary().measurement),
         );
-        let w = sample.window();
-        self.window = Some(match self.window {
-            Some(prev) => Window::new(prev.start().min(w.start()), prev.end().max(w.end()))?,
-            None => w,
-        });
+        self.window = Some(window);
         Ok(self.judgement(sample.now()))
     }
 
