@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -295,7 +296,12 @@ fn source_for(base: &str, run: &str) -> PrometheusSource {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_source_against_a_real_prometheus() {
     let Ok(base) = std::env::var("SERIN_TEST_PROMETHEUS") else {
-        println!("skipped: SERIN_TEST_PROMETHEUS not set");
+        // Written to the process's stderr, past the test harness's capture, so that a plain
+        // `cargo test` says what it skipped.
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: prometheus_source_against_a_real_prometheus (SERIN_TEST_PROMETHEUS not set; scripts/test.sh sets it)"
+        );
         return;
     };
     let started = now_millis();
