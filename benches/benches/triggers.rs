@@ -21,7 +21,10 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serin_signals::{Counts, Gauge, Measurement, Metric, Observation, Timestamp, Track, Window};
+use serin_signals::{
+    Counts, Gauge, HealthSignal, Measurement, Metric, Observation, Probe, ProbeStatus, Timestamp,
+    Track, Window,
+};
 use serin_triggers::{Engine, EngineConfig, TriggerConfig};
 
 const SEED: u64 = 0x5e71_2026;
@@ -170,6 +173,42 @@ fn memory_by_kind() -> Vec<(&'static str, usize)> {
     rows
 }
 
+/// Probe-fed kinds, filled to their default bounds: a health check remembering its default 32
+/// instances (Kubernetes-style pod names) and a dependency trigger with both sides seen.
+fn memory_probe_kinds() -> Vec<(&'static str, usize)> {
+    let mut rows = Vec::new();
+    for (name, json) in [
+        (
+            "healthCheck (32 instances seen)",
+            r#"{"kind":"healthCheck","id":"ready","serviceName":"checkout","checkType":"readiness"}"#,
+        ),
+        (
+            "dependencyFailure",
+            r#"{"kind":"dependencyFailure","id":"db","dependency":"postgres","callMetric":"db_calls","maxCallErrorRate":0.05}"#,
+        ),
+    ] {
+        let t: TriggerConfig = serde_json::from_str(json).expect("bench config parses");
+        let mut e =
+            Engine::new(EngineConfig { triggers: vec![t] }, Timestamp::EPOCH).expect("valid");
+        for i in 0..64u64 {
+            let at = Timestamp::from_millis(1_000 + i);
+            let probe = if name.starts_with("health") {
+                Probe::Readiness
+            } else {
+                Probe::Dependency("postgres".into())
+            };
+            for track in [Track::Canary, Track::Stable] {
+                e.observe_health(
+                    &HealthSignal::new(track, probe.clone(), ProbeStatus::Fail, at)
+                        .with_instance(format!("checkout-7d9f8c6b5-{i:05}")),
+                );
+            }
+        }
+        rows.push((name, e.memory_bytes()));
+    }
+    rows
+}
+
 fn main() {
     let engine = Engine::new(config(), Timestamp::EPOCH).expect("bench config is valid");
     let obs = observations();
@@ -237,7 +276,8 @@ fn main() {
     let total = engine.memory_bytes() / engine.len();
     for (name, bytes) in memory_by_kind()
         .into_iter()
-        .chain([("all 1,000 (mixed)", total)])
+        .chain(memory_probe_kinds())
+        .chain([("all 1,000 (mixed, as benchmarked)", total)])
     {
         println!("{name:<44} {bytes:>16} {:>11.2}x", bytes as f64 / 4096.0);
     }

@@ -59,8 +59,8 @@ fn hundred() -> u64 {
 fn arl() -> f64 {
     10_000.0
 }
-fn sixty_four() -> usize {
-    64
+fn thirty_two() -> usize {
+    32
 }
 
 /// One trigger, tagged by `kind`.
@@ -170,8 +170,9 @@ pub struct HealthCheckConfig {
     /// recently are failing; if unset, one failing instance is enough.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_share: Option<f64>,
-    /// Instances remembered at most (default 64); the least recently seen is forgotten first.
-    #[serde(default = "sixty_four")]
+    /// Instances remembered at most (default 32, which keeps a trigger under 4 KiB); the least
+    /// recently seen is forgotten first.
+    #[serde(default = "thirty_two")]
     pub max_instances: usize,
     /// The action asked for (default `rollback`).
     #[serde(default = "rollback")]

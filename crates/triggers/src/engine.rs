@@ -172,6 +172,7 @@ impl Engine {
     }
 
     fn assemble(mut slots: Vec<Slot>, events: VecDeque<Event>) -> Self {
+        slots.shrink_to_fit();
         let mut metric_routes: Routes<Metric> = HashMap::new();
         let mut probe_routes: Routes<Probe> = HashMap::new();
         for (i, slot) in slots.iter_mut().enumerate() {
@@ -191,6 +192,8 @@ impl Engine {
                 }
             }
         }
+        metric_routes.shrink_to_fit();
+        probe_routes.shrink_to_fit();
         Engine {
             slots,
             metric_routes,

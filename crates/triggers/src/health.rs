@@ -14,8 +14,8 @@ use crate::trigger::Trigger;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct InstanceHealth {
-    /// `None` for probes of the track as a whole.
-    name: Option<String>,
+    /// `None` for probes of the track as a whole (boxed: no spare capacity).
+    name: Option<Box<str>>,
     consecutive_failures: u32,
     /// When the last pass or fail arrived (unknown results do not count).
     last_known: Option<Timestamp>,
@@ -85,7 +85,7 @@ impl HealthCheckTrigger {
                     self.instances.swap_remove(oldest);
                 }
                 self.instances.push(InstanceHealth {
-                    name: name.map(str::to_owned),
+                    name: name.map(Box::from),
                     consecutive_failures: 0,
                     last_known: None,
                     last_seen: at,
@@ -224,7 +224,7 @@ impl Trigger for HealthCheckTrigger {
             + self
                 .instances
                 .iter()
-                .map(|i| i.name.as_ref().map_or(0, String::capacity))
+                .map(|i| i.name.as_ref().map_or(0, |n| n.len()))
                 .sum::<usize>()
     }
 }

@@ -498,6 +498,33 @@ mod tests {
     }
 
     #[test]
+    fn a_change_both_tracks_see_at_once_is_not_a_spike() {
+        let mut t = spike(
+            r#"{"kind":"errorSpike","id":"s","baselineTrack":"stable","averageRunLength":100}"#,
+        );
+        for s in (10..=60).step_by(10) {
+            t.observe(&obs(Track::Stable, s, 1_000, 10)).unwrap();
+            t.observe(&obs(Track::Canary, s, 1_000, 10)).unwrap();
+        }
+        // Both jump to 30%: the CUSUM compares the canary with the stable's same span.
+        for s in (70..=120).step_by(10) {
+            t.observe(&obs(Track::Stable, s, 1_000, 300)).unwrap();
+            assert_eq!(
+                t.observe(&obs(Track::Canary, s, 1_000, 300)).unwrap(),
+                Some(Verdict::Ok),
+                "at {s}s"
+            );
+        }
+        // Only the canary rises: a spike.
+        t.observe(&obs(Track::Stable, 130, 1_000, 300)).unwrap();
+        assert_eq!(
+            t.observe(&obs(Track::Canary, 130, 1_000, 600)).unwrap(),
+            Some(Verdict::Breach(crate::Action::Rollback))
+        );
+        assert!(t.cusum().alarmed());
+    }
+
+    #[test]
     fn a_pre_deploy_window_is_learned_then_judged() {
         let mut t = spike(
             r#"{"kind":"errorSpike","id":"s","learnFor":"30s","detector":"ratio",

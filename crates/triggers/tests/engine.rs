@@ -329,7 +329,21 @@ fn a_tampered_snapshot_is_refused() {
 
 #[test]
 fn memory_per_trigger_stays_small_at_default_windows() {
-    let e = engine(MIXED);
+    let mut e = engine(MIXED);
+    feed(&mut e, 0, 400);
     let per = e.memory_bytes() / e.len();
     assert!(per <= 4 * 1024, "{per} bytes per trigger");
+    // A health check that has seen more instances than it remembers stays bounded.
+    let mut h =
+        engine(r#"{"triggers": [{"kind":"healthCheck","id":"h","checkType":"readiness"}]}"#);
+    let empty = h.memory_bytes();
+    for i in 0..500u64 {
+        let name = format!("checkout-7d9f8c6b5-{i:05}");
+        h.observe_health(
+            &HealthSignal::new(Track::Canary, Probe::Readiness, ProbeStatus::Fail, ts(i))
+                .with_instance(name),
+        );
+    }
+    let full = h.memory_bytes();
+    assert!(full > empty && full <= 4 * 1024, "{empty} -> {full} bytes");
 }
