@@ -278,7 +278,18 @@ impl Engine {
             if let Some(timing) = &slot.timing
                 && let Some(tr) = slot.lifecycle.tick(now, timing)
             {
-                self.events.push_back(event(&slot.trigger, tr));
+                let mut ev = event(&slot.trigger, tr);
+                if let (TriggerState::Stale { .. }, Some(action)) = (tr.to, tr.action) {
+                    let last = tr.last_data.map_or_else(
+                        || "none since the start".to_owned(),
+                        |t| format!("last at {t}"),
+                    );
+                    ev.evidence.reason = format!(
+                        "no usable data for longer than {} ms ({last}): missing data asks to {action}",
+                        timing.stale_after.as_millis()
+                    );
+                }
+                self.events.push_back(ev);
             }
         }
     }

@@ -91,6 +91,8 @@ pub(crate) struct Transition {
     pub action: Option<Action>,
     pub at: Timestamp,
     pub since: Option<Timestamp>,
+    /// The time of the last usable data, if any.
+    pub last_data: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -261,6 +263,7 @@ impl Lifecycle {
             action,
             at,
             since,
+            last_data: self.last_data,
         })
     }
 }

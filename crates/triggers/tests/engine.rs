@@ -145,7 +145,20 @@ fn missing_data_is_stale_per_trigger_policy() {
     e.tick(ts(40));
     assert!(actions(&mut e).is_empty());
     e.tick(ts(41));
-    let got = actions(&mut e);
+    let stale: Vec<Event> = e.drain_events().collect();
+    for ev in &stale {
+        let r = &ev.evidence.reason;
+        assert!(
+            r.contains("no usable data")
+                && r.contains("30000 ms")
+                && r.contains("1970-01-01T00:00:10"),
+            "{r}"
+        );
+    }
+    let got: Vec<(String, Action, Timestamp)> = stale
+        .into_iter()
+        .filter_map(|e| e.action.map(|a| (e.trigger, a, e.at)))
+        .collect();
     assert_eq!(
         got,
         vec![
@@ -155,6 +168,8 @@ fn missing_data_is_stale_per_trigger_policy() {
         ]
     );
     assert_eq!(e.current_action(), Some(Action::Rollback));
+    e.tick(ts(60));
+    assert!(e.drain_events().next().is_none(), "stale is reported once");
     // Data returns: the stale action counts as a fire, so each trigger cools down, then is ok.
     e.observe(&errors(Track::Canary, 50, 100, 1)).unwrap();
     assert!(
