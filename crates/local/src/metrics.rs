@@ -1,0 +1,363 @@
+//! [`ProxyMetrics`]: what the proxy measured, per backend, as a [`MetricsSource`] and as
+//! Prometheus text.
+//!
+//! Every forwarded request is counted against the backend (track) that answered it: one
+//! request, an error if the answer was a 5xx or the proxy could not reach any instance (a 502
+//! it made itself), and its latency to the response headers in milliseconds. Counts are kept in
+//! time buckets of a fixed resolution (one second by default) for a bounded retention, so a
+//! query over a window `[start, end)` sums the buckets that start inside it: exact for windows
+//! aligned to the resolution.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serin_signals::{
+    Counts, LatencySketch, Measurement, Metric, MetricQuery, MetricsSource, Observation, Timestamp,
+};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Default, Clone)]
+struct Bucket {
+    requests: u64,
+    errors: u64,
+    latency: LatencySketch,
+}
+
+#[derive(Debug, Default)]
+struct Series {
+    /// (bucket index, bucket), oldest first.
+    buckets: VecDeque<(u64, Bucket)>,
+    total_requests: u64,
+    total_errors: u64,
+    connect_errors: u64,
+    retries: u64,
+    latency_sum_ms: f64,
+    latency: LatencySketch,
+}
+
+/// A counter family: name, type, help, and how to read it from a series.
+type Family = (&'static str, &'static str, &'static str, fn(&Series) -> f64);
+
+#[derive(Debug)]
+pub(crate) struct Store {
+    resolution_ms: u64,
+    keep: usize,
+    series: Mutex<BTreeMap<String, Series>>,
+}
+
+impl Store {
+    pub(crate) fn new(resolution: Duration, retention: Duration) -> Result<Self> {
+        let resolution_ms = u64::try_from(resolution.as_millis()).unwrap_or(u64::MAX);
+        if resolution_ms == 0 {
+            return Err(Error::invalid(
+                "proxyConfig.metricsResolution",
+                format!("{resolution:?}"),
+                "must be at least one millisecond",
+            ));
+        }
+        let retention_ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
+        let keep = retention_ms / resolution_ms;
+        if keep == 0 || keep > 1_000_000 {
+            return Err(Error::invalid(
+                "proxyConfig.metricsRetention",
+                format!("{retention:?}"),
+                "must hold between 1 and 1,000,000 buckets of metricsResolution",
+            ));
+        }
+        Ok(Store {
+            resolution_ms,
+            keep: usize::try_from(keep).unwrap_or(usize::MAX),
+            series: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Series>> {
+        self.series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts one answered request.
+    pub(crate) fn record(&self, backend: &str, at: Timestamp, latency_ms: f64, error: bool) {
+        let index = at.as_millis() / self.resolution_ms;
+        let mut all = self.lock();
+        let series = match all.get_mut(backend) {
+            Some(s) => s,
+            None => all.entry(backend.to_owned()).or_default(),
+        };
+        series.total_requests += 1;
+        series.total_errors += u64::from(error);
+        let latency_ms = if latency_ms.is_finite() {
+            latency_ms.max(0.0)
+        } else {
+            0.0
+        };
+        series.latency_sum_ms += latency_ms;
+        let _ = series.latency.add(latency_ms);
+        let bucket = match series.buckets.iter_mut().rev().find(|(i, _)| *i == index) {
+            Some((_, b)) => b,
+            None => {
+                // Requests finish out of order by a little; keep buckets sorted by index.
+                let pos = series
+                    .buckets
+                    .iter()
+                    .rposition(|(i, _)| *i < index)
+                    .map_or(0, |p| p + 1);
+                series.buckets.insert(pos, (index, Bucket::default()));
+                while series.buckets.len() > self.keep {
+                    series.buckets.pop_front();
+                }
+                match series.buckets.iter_mut().find(|(i, _)| *i == index) {
+                    Some((_, b)) => b,
+                    None => return,
+                }
+            }
+        };
+        bucket.requests += 1;
+        bucket.errors += u64::from(error);
+        let _ = bucket.latency.add(latency_ms);
+    }
+
+    /// Counts a connection failure to an instance of `backend` (retried or not).
+    pub(crate) fn record_connect_error(&self, backend: &str, retried: bool) {
+        let mut all = self.lock();
+        let series = all.entry(backend.to_owned()).or_default();
+        series.connect_errors += 1;
+        series.retries += u64::from(retried);
+    }
+
+    fn window_sum(&self, backend: &str, start: Timestamp, end: Timestamp) -> Option<Bucket> {
+        let all = self.lock();
+        let series = all.get(backend)?;
+        let mut sum = Bucket::default();
+        for (index, b) in &series.buckets {
+            let at = index.saturating_mul(self.resolution_ms);
+            if at >= start.as_millis() && at < end.as_millis() {
+                sum.requests += b.requests;
+                sum.errors += b.errors;
+                sum.latency.merge(&b.latency);
+            }
+        }
+        (sum.requests > 0).then_some(sum)
+    }
+
+    pub(crate) fn prometheus(&self) -> String {
+        let all = self.lock();
+        let mut out = String::new();
+        let families: [Family; 5] = [
+            (
+                "serin_proxy_requests_total",
+                "counter",
+                "Requests answered, per backend.",
+                |s| s.total_requests as f64,
+            ),
+            (
+                "serin_proxy_errors_total",
+                "counter",
+                "Requests answered 5xx or not answered (connection errors), per backend.",
+                |s| s.total_errors as f64,
+            ),
+            (
+                "serin_proxy_connect_errors_total",
+                "counter",
+                "Failed connections to an instance, per backend.",
+                |s| s.connect_errors as f64,
+            ),
+            (
+                "serin_proxy_retries_total",
+                "counter",
+                "Requests retried elsewhere after a failed connection, per backend.",
+                |s| s.retries as f64,
+            ),
+            (
+                "serin_proxy_request_duration_seconds_sum",
+                "counter",
+                "Total latency to response headers, per backend.",
+                |s| s.latency_sum_ms / 1_000.0,
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (backend, s) in all.iter() {
+                let _ = writeln!(out, "{name}{{backend=\"{backend}\"}} {}", value(s));
+            }
+        }
+        let q = "serin_proxy_request_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {q} Latency to response headers since start, per backend.\n# TYPE {q} gauge"
+        );
+        for (backend, s) in all.iter() {
+            for quantile in [0.5, 0.9, 0.99] {
+                if let Some(v) = s.latency.quantile(quantile) {
+                    let _ = writeln!(
+                        out,
+                        "{q}{{backend=\"{backend}\",quantile=\"{quantile}\"}} {}",
+                        v / 1_000.0
+                    );
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The proxy's own measurements as a [`MetricsSource`] named `local-proxy`: tracks are the
+/// split's backend names; [`Metric::ErrorRate`] and [`Metric::Throughput`] answer counts,
+/// [`Metric::Latency`] a sketch in milliseconds; a window with no request is
+/// [`Measurement::NoData`]. Other metrics are not measured by a proxy and are refused with
+/// [`serin_signals::Error::BadQuery`].
+///
+/// Get one from [`ProxyRouter::metrics`](crate::ProxyRouter::metrics); clones share the data.
+#[derive(Debug, Clone)]
+pub struct ProxyMetrics {
+    pub(crate) store: Arc<Store>,
+}
+
+impl ProxyMetrics {
+    /// The bucket resolution: windows aligned to it are answered exactly.
+    pub fn resolution(&self) -> Duration {
+        Duration::from_millis(self.store.resolution_ms)
+    }
+
+    /// Everything measured since start, in the Prometheus text exposition format (what the
+    /// admin endpoint serves at `/metrics`).
+    pub fn prometheus_text(&self) -> String {
+        self.store.prometheus()
+    }
+}
+
+#[async_trait]
+impl MetricsSource for ProxyMetrics {
+    fn name(&self) -> &str {
+        "local-proxy"
+    }
+
+    async fn query(&self, query: &MetricQuery) -> serin_signals::Result<Observation> {
+        let sum = || {
+            self.store.window_sum(
+                query.track.as_str(),
+                query.window.start(),
+                query.window.end(),
+            )
+        };
+        let measurement = match &query.metric {
+            Metric::ErrorRate | Metric::Throughput => match sum() {
+                Some(b) => Measurement::Counts(Counts::new(b.requests, b.errors)?),
+                None => Measurement::NoData,
+            },
+            Metric::Latency => match sum() {
+                Some(b) => Measurement::Latency(b.latency),
+                None => Measurement::NoData,
+            },
+            other => {
+                return Err(serin_signals::Error::BadQuery {
+                    query: format!("{other} of {} over {}", query.track, query.window),
+                    reason: "the local proxy measures only error_rate, throughput and latency"
+                        .into(),
+                });
+            }
+        };
+        Ok(Observation::new(
+            query.metric.clone(),
+            query.track.clone(),
+            query.window,
+            measurement,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serin_signals::{Track, Window};
+
+    use super::*;
+
+    fn at(ms: u64) -> Timestamp {
+        Timestamp::from_millis(ms)
+    }
+
+    #[tokio::test]
+    async fn windows_sum_the_buckets_that_start_inside_them() {
+        let store =
+            Arc::new(Store::new(Duration::from_millis(100), Duration::from_secs(10)).unwrap());
+        let m = ProxyMetrics {
+            store: store.clone(),
+        };
+        store.record("canary", at(1_000), 5.0, false);
+        store.record("canary", at(1_050), 7.0, true);
+        store.record("canary", at(1_100), 9.0, false);
+        store.record("stable", at(1_000), 1.0, false);
+        let q = |from, to, metric| {
+            MetricQuery::new(
+                metric,
+                Track::Canary,
+                Window::new(at(from), at(to)).unwrap(),
+            )
+        };
+        let counts = |o: Observation| match o.measurement {
+            Measurement::Counts(c) => (c.requests(), c.errors()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            counts(m.query(&q(1_000, 1_100, Metric::ErrorRate)).await.unwrap()),
+            (2, 1)
+        );
+        assert_eq!(
+            counts(m.query(&q(1_000, 1_200, Metric::Throughput)).await.unwrap()),
+            (3, 1)
+        );
+        assert!(
+            m.query(&q(0, 1_000, Metric::ErrorRate))
+                .await
+                .unwrap()
+                .measurement
+                .is_no_data()
+        );
+        let Measurement::Latency(s) = m
+            .query(&q(1_000, 1_200, Metric::Latency))
+            .await
+            .unwrap()
+            .measurement
+        else {
+            panic!("latency")
+        };
+        assert_eq!(s.count(), 3);
+        assert!(m.query(&q(1_000, 1_200, Metric::Cpu)).await.is_err());
+        let text = m.prometheus_text();
+        assert!(
+            text.contains("serin_proxy_requests_total{backend=\"canary\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("serin_proxy_errors_total{backend=\"canary\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn retention_is_bounded_and_config_is_checked() {
+        let store = Store::new(Duration::from_millis(10), Duration::from_millis(50)).unwrap();
+        for i in 0..100 {
+            store.record("stable", at(i * 10), 1.0, false);
+        }
+        assert_eq!(store.lock().get("stable").map(|s| s.buckets.len()), Some(5));
+        assert!(store.window_sum("stable", at(0), at(900)).is_none());
+        assert_eq!(
+            store
+                .window_sum("stable", at(950), at(1_000))
+                .map(|b| b.requests),
+            Some(5)
+        );
+        let e = Store::new(Duration::ZERO, Duration::from_secs(1)).unwrap_err();
+        assert!(
+            e.to_string().contains("proxyConfig.metricsResolution"),
+            "{e}"
+        );
+        assert!(Store::new(Duration::from_secs(1), Duration::from_millis(10)).is_err());
+    }
+}

@@ -1,0 +1,46 @@
+//! One HTTP GET on loopback, for readiness and health probes.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper::client::conn::http1;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// `GET path` on `addr` on a fresh connection, with everything (connect included) bounded by
+/// `timeout`. `Err` says why there was no status: refused, timed out, closed.
+pub(crate) async fn get(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<StatusCode, String> {
+    let exchange = async {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect to {addr}: {e}"))?;
+        let (mut sender, conn) = http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake with {addr}: {e}"))?;
+        let conn = tokio::spawn(conn);
+        let req = Request::get(path)
+            .header(hyper::header::HOST, addr.to_string())
+            .header(hyper::header::CONNECTION, "close")
+            .body(Empty::new())
+            .map_err(|e| format!("bad probe path `{path}`: {e}"))?;
+        let res = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("GET {path} on {addr}: {e}"))?;
+        conn.abort();
+        Ok(res.status())
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "GET {path} on {addr}: no answer within {timeout:?}"
+        )),
+    }
+}

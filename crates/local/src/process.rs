@@ -1,0 +1,453 @@
+//! [`ProcessPlatform`]: a [`Platform`] that runs each instance as a local process.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serin_orchestrator::{
+    Error, InstanceStatus, Platform, Result, TrackKey, TrackSpec, TrackStatus,
+};
+use serin_signals::{ProbeStatus, Track};
+use tokio::process::{Child, Command};
+
+use crate::probe;
+
+/// How a [`ProcessPlatform`] runs and checks its processes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProcessConfig {
+    /// Where each process's standard output and error go: `{service}-{track}-{n}.log`.
+    pub log_dir: PathBuf,
+    /// The HTTP path that answers 2xx once an instance is ready (default `/ready`).
+    pub readiness_path: String,
+    /// How long one readiness check may take (default 500 ms).
+    pub probe_timeout: Duration,
+    /// How long a process has after SIGTERM before SIGKILL (default 5 s).
+    pub grace: Duration,
+}
+
+impl ProcessConfig {
+    /// The defaults, with logs in `log_dir` (created if missing).
+    pub fn new(log_dir: impl Into<PathBuf>) -> Self {
+        ProcessConfig {
+            log_dir: log_dir.into(),
+            readiness_path: "/ready".into(),
+            probe_timeout: Duration::from_millis(500),
+            grace: Duration::from_secs(5),
+        }
+    }
+
+    /// With another readiness path (must start with `/`).
+    pub fn with_readiness_path(mut self, path: &str) -> Self {
+        self.readiness_path = path.to_owned();
+        self
+    }
+
+    /// With another SIGTERM grace period.
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// With another readiness check timeout.
+    pub fn with_probe_timeout(mut self, timeout: Duration) -> Self {
+        self.probe_timeout = timeout;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        if !self.readiness_path.starts_with('/') {
+            return Err(Error::invalid(
+                "processConfig.readinessPath",
+                &self.readiness_path,
+                "must start with '/'",
+            ));
+        }
+        if self.probe_timeout.is_zero() {
+            return Err(Error::invalid(
+                "processConfig.probeTimeout",
+                format!("{:?}", self.probe_timeout),
+                "must be more than zero",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct Proc {
+    id: String,
+    addr: SocketAddr,
+    child: Child,
+    log: PathBuf,
+    exited: Option<String>,
+}
+
+/// An instance's id, address and, if its process exited, why.
+type Census = (String, SocketAddr, Option<String>);
+
+#[derive(Debug)]
+struct Running {
+    spec: TrackSpec,
+    next_index: u32,
+    procs: Vec<Proc>,
+}
+
+/// Runs each instance of a track as a process of the spec's command, with `PORT` (a free
+/// loopback port it picks), `VERSION` and `INSTANCE` (`green-0`) added to the spec's environment,
+/// and its output appended to a log file.
+///
+/// - An instance is **ready** when `GET {readiness_path}` on its port answers 2xx, checked on each
+///   [`status`](Platform::status); **live** while its process runs.
+/// - A process that exits is reported dead (with its exit status and the last line of its log)
+///   and is **never restarted silently**: the caller decides (roll back, scale, retire).
+/// - Stopping sends SIGTERM, then SIGKILL after the grace period. Processes are killed when the
+///   platform is dropped.
+pub struct ProcessPlatform {
+    config: ProcessConfig,
+    tracks: Mutex<BTreeMap<TrackKey, Running>>,
+}
+
+impl std::fmt::Debug for ProcessPlatform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessPlatform")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    let l = TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(l.local_addr()?.port())
+}
+
+fn last_line(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.chars().take(300).collect())
+}
+
+impl ProcessPlatform {
+    /// A platform with `config`; creates the log directory.
+    pub fn new(config: ProcessConfig) -> Result<Self> {
+        config.validate()?;
+        std::fs::create_dir_all(&config.log_dir).map_err(|e| {
+            Error::invalid(
+                "processConfig.logDir",
+                config.log_dir.display(),
+                format!("cannot be created: {e}"),
+            )
+        })?;
+        Ok(ProcessPlatform {
+            config,
+            tracks: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The log file of `instance` (`green-0`) of `service`.
+    pub fn log_path(&self, service: &str, instance: &str) -> PathBuf {
+        self.config
+            .log_dir
+            .join(format!("{service}-{instance}.log"))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<TrackKey, Running>> {
+        self.tracks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn spawn(&self, spec: &TrackSpec, index: u32) -> Result<Proc> {
+        let fail = |reason: String| Error::platform("process", reason);
+        let id = format!("{}-{index}", spec.track());
+        let port = free_port().map_err(|e| fail(format!("no free loopback port for {id}: {e}")))?;
+        let log = self.log_path(spec.service(), &id);
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| fail(format!("cannot open log {}: {e}", log.display())))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| fail(format!("cannot open log {}: {e}", log.display())))?;
+        let Some((program, args)) = spec.command().split_first() else {
+            return Err(Error::invalid(
+                "trackSpec.command",
+                "[]",
+                "the process platform needs a command to run",
+            ));
+        };
+        let child = Command::new(program)
+            .args(args)
+            .envs(spec.env())
+            .env("PORT", port.to_string())
+            .env("VERSION", spec.version().to_string())
+            .env("INSTANCE", &id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| fail(format!("cannot start `{program}` for {id}: {e}")))?;
+        Ok(Proc {
+            id,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            child,
+            log,
+            exited: None,
+        })
+    }
+
+    async fn stop(&self, mut p: Proc) {
+        if p.exited.is_some() || matches!(p.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        if let Some(pid) = p.child.id().and_then(|id| i32::try_from(id).ok()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        if tokio::time::timeout(self.config.grace, p.child.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(instance = %p.id, "no exit within the grace period; killing");
+            let _ = p.child.start_kill();
+            let _ = p.child.wait().await;
+        }
+    }
+
+    /// Checks every process of `key`: which exited, and each one's address.
+    fn census(&self, key: &TrackKey) -> Result<(TrackSpec, Vec<Census>)> {
+        let mut tracks = self.lock();
+        let running = tracks
+            .get_mut(key)
+            .ok_or_else(|| Error::not_found("track", key))?;
+        let mut out = Vec::with_capacity(running.procs.len());
+        for p in &mut running.procs {
+            if p.exited.is_none()
+                && let Ok(Some(status)) = p.child.try_wait()
+            {
+                let tail =
+                    last_line(&p.log).map_or_else(String::new, |l| format!("; last log line: {l}"));
+                p.exited = Some(format!("exited with {status}{tail}"));
+            }
+            out.push((p.id.clone(), p.addr, p.exited.clone()));
+        }
+        Ok((running.spec.clone(), out))
+    }
+
+    async fn report(&self, key: &TrackKey) -> Result<TrackStatus> {
+        let (spec, census) = self.census(key)?;
+        let mut checks = Vec::with_capacity(census.len());
+        for (id, addr, exited) in census {
+            let path = self.config.readiness_path.clone();
+            let timeout = self.config.probe_timeout;
+            checks.push(tokio::spawn(async move {
+                let (readiness, liveness, detail) = match exited {
+                    Some(why) => (ProbeStatus::Fail, ProbeStatus::Fail, Some(why)),
+                    None => match probe::get(addr, &path, timeout).await {
+                        Ok(s) if s.is_success() => (ProbeStatus::Pass, ProbeStatus::Pass, None),
+                        Ok(s) => (
+                            ProbeStatus::Fail,
+                            ProbeStatus::Pass,
+                            Some(format!("readiness {path} answered {s}")),
+                        ),
+                        Err(e) => (ProbeStatus::Fail, ProbeStatus::Pass, Some(e)),
+                    },
+                };
+                InstanceStatus {
+                    id,
+                    address: Some(addr),
+                    readiness,
+                    liveness,
+                    detail,
+                }
+            }));
+        }
+        let mut instances = Vec::with_capacity(checks.len());
+        for c in checks {
+            instances.push(
+                c.await.map_err(|e| {
+                    Error::platform("process", format!("readiness check failed: {e}"))
+                })?,
+            );
+        }
+        Ok(TrackStatus {
+            service: spec.service().to_owned(),
+            version: spec.version().clone(),
+            track: spec.track().clone(),
+            instances,
+        })
+    }
+}
+
+#[async_trait]
+impl Platform for ProcessPlatform {
+    fn name(&self) -> &str {
+        "process"
+    }
+
+    async fn bring_up(&self, spec: &TrackSpec) -> Result<TrackStatus> {
+        let key = spec.key();
+        if spec.command().is_empty() {
+            return Err(Error::invalid(
+                "trackSpec.command",
+                "[]",
+                "the process platform needs a command to run",
+            ));
+        }
+        if self.lock().contains_key(&key) {
+            return Err(Error::AlreadyExists {
+                what: "track".into(),
+                name: key.to_string(),
+                reason: "retire it first, or bring the version up as another track".into(),
+            });
+        }
+        let mut procs = Vec::new();
+        for i in 0..spec.instances() {
+            match self.spawn(spec, i) {
+                Ok(p) => procs.push(p),
+                Err(e) => {
+                    for p in procs {
+                        self.stop(p).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let refused = {
+            let mut tracks = self.lock();
+            if tracks.contains_key(&key) {
+                Some(procs)
+            } else {
+                tracks.insert(
+                    key.clone(),
+                    Running {
+                        spec: spec.clone(),
+                        next_index: spec.instances(),
+                        procs,
+                    },
+                );
+                None
+            }
+        };
+        if let Some(procs) = refused {
+            for p in procs {
+                self.stop(p).await;
+            }
+            return Err(Error::AlreadyExists {
+                what: "track".into(),
+                name: key.to_string(),
+                reason: "it was brought up concurrently".into(),
+            });
+        }
+        self.report(&key).await
+    }
+
+    async fn status(&self, service: &str, track: &Track) -> Result<TrackStatus> {
+        self.report(&TrackKey::new(service, track)).await
+    }
+
+    async fn scale(&self, service: &str, track: &Track, instances: u32) -> Result<TrackStatus> {
+        let key = TrackKey::new(service, track);
+        if instances == 0 || instances > TrackSpec::MAX_INSTANCES {
+            return Err(Error::invalid(
+                "instances",
+                instances,
+                format!(
+                    "must be between 1 and {} (retire the track to run none)",
+                    TrackSpec::MAX_INSTANCES
+                ),
+            ));
+        }
+        let (spec, first_new, have) = {
+            let tracks = self.lock();
+            let r = tracks
+                .get(&key)
+                .ok_or_else(|| Error::not_found("track", &key))?;
+            (r.spec.clone(), r.next_index, r.procs.len())
+        };
+        let want = instances as usize;
+        if want > have {
+            let mut added = Vec::new();
+            for i in 0..(want - have) {
+                let index = first_new.saturating_add(u32::try_from(i).unwrap_or(u32::MAX));
+                match self.spawn(&spec, index) {
+                    Ok(p) => added.push(p),
+                    Err(e) => {
+                        for p in added {
+                            self.stop(p).await;
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            let orphans = {
+                let mut tracks = self.lock();
+                match tracks.get_mut(&key) {
+                    Some(r) => {
+                        r.next_index = first_new
+                            .saturating_add(u32::try_from(added.len()).unwrap_or(u32::MAX));
+                        r.procs.extend(added);
+                        None
+                    }
+                    None => Some(added),
+                }
+            };
+            if let Some(orphans) = orphans {
+                for p in orphans {
+                    self.stop(p).await;
+                }
+                return Err(Error::not_found("track", &key));
+            }
+        } else if want < have {
+            let removed: Vec<Proc> = {
+                let mut tracks = self.lock();
+                match tracks.get_mut(&key) {
+                    Some(r) => r.procs.split_off(want.min(r.procs.len())),
+                    None => return Err(Error::not_found("track", &key)),
+                }
+            };
+            for p in removed {
+                self.stop(p).await;
+            }
+        }
+        self.report(&key).await
+    }
+
+    async fn retire(&self, service: &str, track: &Track, drain: Duration) -> Result<()> {
+        let key = TrackKey::new(service, track);
+        if !self.lock().contains_key(&key) {
+            return Err(Error::not_found("track", &key));
+        }
+        tokio::time::sleep(drain).await;
+        let running = self
+            .lock()
+            .remove(&key)
+            .ok_or_else(|| Error::not_found("track", &key))?;
+        for p in running.procs {
+            self.stop(p).await;
+        }
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<TrackStatus>> {
+        let keys: Vec<TrackKey> = self.lock().keys().cloned().collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            match self.report(&k).await {
+                Ok(s) => out.push(s),
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,179 @@
+//! [`ProxyConfig`]: where the proxy listens and how it measures.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How a [`ProxyRouter`](crate::ProxyRouter) is set up. Serialized in camelCase; durations as
+/// human strings (`1s`) or integer milliseconds; checked on load, errors naming the field
+/// (`proxyConfig.connectTimeout`).
+///
+/// ```
+/// use serin_local::ProxyConfig;
+///
+/// let c: ProxyConfig = serde_json::from_str(
+///     r#"{"listen": "127.0.0.1:8080", "admin": "127.0.0.1:9090", "connectTimeout": "500ms"}"#,
+/// )?;
+/// assert_eq!(c.connect_timeout, std::time::Duration::from_millis(500));
+/// assert!(serde_json::from_str::<ProxyConfig>(r#"{"connectTimeout": 0}"#).unwrap_err()
+///     .to_string().contains("proxyConfig.connectTimeout"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawConfig", into = "RawConfig")]
+#[non_exhaustive]
+pub struct ProxyConfig {
+    /// Where clients connect (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// Where `/metrics` (Prometheus text) and `/healthz` are served; none by default.
+    pub admin: Option<SocketAddr>,
+    /// How long opening a connection to an instance may take before the request is retried
+    /// elsewhere (1 ms ..= 60 s; default 1 s).
+    pub connect_timeout: Duration,
+    /// The time resolution of the measurements (default 1 s).
+    pub metrics_resolution: Duration,
+    /// How long measurements are kept (default 1 h).
+    pub metrics_retention: Duration,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin: None,
+            connect_timeout: Duration::from_secs(1),
+            metrics_resolution: Duration::from_secs(1),
+            metrics_retention: Duration::from_secs(3_600),
+        }
+    }
+}
+
+impl ProxyConfig {
+    /// The defaults, listening on `listen`.
+    pub fn listening_on(listen: SocketAddr) -> Self {
+        ProxyConfig {
+            listen,
+            ..Self::default()
+        }
+    }
+
+    /// With an admin listener.
+    pub fn with_admin(mut self, admin: SocketAddr) -> Self {
+        self.admin = Some(admin);
+        self
+    }
+
+    /// With another connect timeout.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// With another measurement resolution and retention.
+    pub fn with_metrics(mut self, resolution: Duration, retention: Duration) -> Self {
+        self.metrics_resolution = resolution;
+        self.metrics_retention = retention;
+        self
+    }
+
+    /// Checks every field; [`ProxyRouter::bind`](crate::ProxyRouter::bind) calls it.
+    pub fn validate(&self) -> Result<()> {
+        if self.connect_timeout < Duration::from_millis(1)
+            || self.connect_timeout > Duration::from_secs(60)
+        {
+            return Err(Error::invalid(
+                "proxyConfig.connectTimeout",
+                format!("{:?}", self.connect_timeout),
+                "must be between 1ms and 60s",
+            ));
+        }
+        crate::metrics::Store::new(self.metrics_resolution, self.metrics_retention).map(|_| ())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default = "default_listen")]
+    listen: SocketAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    admin: Option<SocketAddr>,
+    #[serde(default = "default_connect", with = "serin_signals::duration")]
+    connect_timeout: Duration,
+    #[serde(default = "default_resolution", with = "serin_signals::duration")]
+    metrics_resolution: Duration,
+    #[serde(default = "default_retention", with = "serin_signals::duration")]
+    metrics_retention: Duration,
+}
+
+fn default_listen() -> SocketAddr {
+    ProxyConfig::default().listen
+}
+fn default_connect() -> Duration {
+    ProxyConfig::default().connect_timeout
+}
+fn default_resolution() -> Duration {
+    ProxyConfig::default().metrics_resolution
+}
+fn default_retention() -> Duration {
+    ProxyConfig::default().metrics_retention
+}
+
+impl TryFrom<RawConfig> for ProxyConfig {
+    type Error = Error;
+    fn try_from(r: RawConfig) -> Result<Self> {
+        let c = ProxyConfig {
+            listen: r.listen,
+            admin: r.admin,
+            connect_timeout: r.connect_timeout,
+            metrics_resolution: r.metrics_resolution,
+            metrics_retention: r.metrics_retention,
+        };
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+impl From<ProxyConfig> for RawConfig {
+    fn from(c: ProxyConfig) -> Self {
+        RawConfig {
+            listen: c.listen,
+            admin: c.admin,
+            connect_timeout: c.connect_timeout,
+            metrics_resolution: c.metrics_resolution,
+            metrics_retention: c.metrics_retention,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_and_bad_fields_are_named() {
+        let c = ProxyConfig::default();
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<ProxyConfig>(&json).unwrap(), c);
+        for (json, field) in [
+            (r#"{"connectTimeout": "2m"}"#, "proxyConfig.connectTimeout"),
+            (
+                r#"{"metricsResolution": 0}"#,
+                "proxyConfig.metricsResolution",
+            ),
+            (
+                r#"{"metricsRetention": "1ms"}"#,
+                "proxyConfig.metricsRetention",
+            ),
+        ] {
+            let e = serde_json::from_str::<ProxyConfig>(json)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{json}: {e}");
+        }
+        assert!(serde_json::from_str::<ProxyConfig>(r#"{"port": 80}"#).is_err());
+    }
+}

@@ -1,0 +1,619 @@
+//! [`ProxyRouter`]: an HTTP/1.1 and HTTP/2 (cleartext) reverse proxy on hyper that routes each
+//! request by the applied [`TrafficSplit`].
+
+mod choose;
+mod config;
+mod upstream;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body as _, Incoming};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use serin_orchestrator::TrackStatus;
+use serin_signals::Timestamp;
+use serin_traffic::{Capabilities, TrafficRouter, TrafficSplit};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+pub use config::ProxyConfig;
+
+use crate::error::{Error, Result};
+use crate::metrics::{ProxyMetrics, Store};
+use choose::{Reason, choose};
+use upstream::{Endpoint, SendError};
+
+/// The body type the proxy forwards: streamed, never buffered.
+pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Headers that belong to one connection and are not forwarded (RFC 9110, 7.6.1).
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// What requests read: the split in force and the ready endpoints of each backend, swapped
+/// whole, so a request sees either the old or the new of both, never a mix.
+#[derive(Debug, Default)]
+struct Snapshot {
+    split: Option<Arc<TrafficSplit>>,
+    backends: HashMap<String, Arc<Backend>>,
+}
+
+#[derive(Debug)]
+struct Backend {
+    endpoints: Vec<Arc<Endpoint>>,
+    next: AtomicUsize,
+}
+
+impl Backend {
+    /// The next endpoint in round-robin order, skipping `not`.
+    fn pick(&self, not: Option<SocketAddr>) -> Option<Arc<Endpoint>> {
+        let n = self.endpoints.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .filter_map(|i| self.endpoints.get(start.wrapping_add(i) % n))
+            .find(|e| Some(e.addr()) != not)
+            .cloned()
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: ProxyConfig,
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// Serialises writers (apply, set_endpoints) so none loses another's change.
+    write: Mutex<HashMap<SocketAddr, Arc<Endpoint>>>,
+    metrics: Arc<Store>,
+}
+
+/// The embedded reverse proxy, a [`TrafficRouter`] with [`Capabilities::full`]: weights to the
+/// basis point, header and cookie match routes, sticky sessions by cookie, mirroring.
+///
+/// - **Atomic splits.** [`apply`](TrafficRouter::apply) swaps one immutable snapshot; every
+///   request reads one snapshot once, so none sees a half-applied split, and new requests follow
+///   the new split at once. It never waits and never fails for a valid split.
+/// - **Readiness gating.** Backends get their instances from
+///   [`set_endpoints`](ProxyRouter::set_endpoints) (or [`sync_track`](ProxyRouter::sync_track)
+///   from a platform's status): only ready instances are listed. A backend with no ready
+///   instance gets no traffic; its weight goes to the split's other ready backends in proportion
+///   to their weights, and with none ready the proxy answers 503.
+/// - **Drain.** An instance removed from the endpoints gets no new request; its in-flight
+///   requests finish and its idle keep-alive connections are closed.
+///   [`wait_drained`](ProxyRouter::wait_drained) waits until nothing is in flight there, after
+///   which the platform can stop the process.
+/// - **Retry.** A request whose connection to an instance fails before any byte was sent is
+///   retried once on another ready instance (another instance of the same backend first, then
+///   another backend of the split by weight). Request and response bodies are streamed.
+/// - **Mirroring** sends a copy of the given share of requests *without a body* to the mirror
+///   backend and discards its answers; requests with a body are not mirrored (the proxy never
+///   buffers bodies).
+/// - **Metrics.** Every answer is measured per backend ([`metrics`](ProxyRouter::metrics)) and
+///   served as Prometheus text at `/metrics` on the admin address, if configured.
+///
+/// Dropping the router does not stop it; call [`shutdown`](ProxyRouter::shutdown).
+#[derive(Debug, Clone)]
+pub struct ProxyRouter {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+}
+
+impl ProxyRouter {
+    /// Binds the listener (and the admin listener) and starts serving; must run inside a tokio
+    /// runtime. A port already in use is [`Error::Bind`].
+    pub async fn bind(config: ProxyConfig) -> Result<Self> {
+        config.validate()?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| Error::Bind {
+                addr: config.listen,
+                reason: e.to_string(),
+            })?;
+        let addr = listener.local_addr().map_err(|e| Error::Bind {
+            addr: config.listen,
+            reason: e.to_string(),
+        })?;
+        let admin = match config.admin {
+            Some(a) => {
+                let l = TcpListener::bind(a).await.map_err(|e| Error::Bind {
+                    addr: a,
+                    reason: e.to_string(),
+                })?;
+                let local = l.local_addr().map_err(|e| Error::Bind {
+                    addr: a,
+                    reason: e.to_string(),
+                })?;
+                Some((l, local))
+            }
+            None => None,
+        };
+        let metrics = Arc::new(Store::new(
+            config.metrics_resolution,
+            config.metrics_retention,
+        )?);
+        let shared = Arc::new(Shared {
+            config,
+            snapshot: RwLock::new(Arc::new(Snapshot::default())),
+            write: Mutex::new(HashMap::new()),
+            metrics,
+        });
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(serve(listener, shared.clone(), stopped.clone()));
+        let admin_addr = admin.as_ref().map(|(_, a)| *a);
+        if let Some((l, _)) = admin {
+            tokio::spawn(serve_admin(l, shared.clone(), stopped));
+        }
+        Ok(ProxyRouter {
+            shared,
+            addr,
+            admin_addr,
+            stop,
+        })
+    }
+
+    /// The address the proxy listens on (with the port chosen, if `0` was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The admin address (`/metrics`, `/healthz`), if configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The proxy's measurements, as a [`MetricsSource`](serin_signals::MetricsSource).
+    pub fn metrics(&self) -> ProxyMetrics {
+        ProxyMetrics {
+            store: self.shared.metrics.clone(),
+        }
+    }
+
+    /// Makes `addrs` the ready instances of `backend` (replacing its previous list; empty: none
+    /// ready). Instances that left every backend are drained (see
+    /// [`wait_drained`](ProxyRouter::wait_drained)).
+    pub fn set_endpoints(&self, backend: &str, addrs: &[SocketAddr]) {
+        let mut registry = lock(&self.shared.write);
+        let old = self.snapshot();
+        let mut backends = old.backends.clone();
+        let mut eps = Vec::with_capacity(addrs.len());
+        for a in addrs {
+            if eps.iter().any(|e: &Arc<Endpoint>| e.addr() == *a) {
+                continue;
+            }
+            let ep = registry
+                .entry(*a)
+                .or_insert_with(|| Endpoint::new(*a))
+                .clone();
+            ep.restore();
+            eps.push(ep);
+        }
+        if eps.is_empty() {
+            backends.remove(backend);
+        } else {
+            backends.insert(
+                backend.to_owned(),
+                Arc::new(Backend {
+                    endpoints: eps,
+                    next: AtomicUsize::new(0),
+                }),
+            );
+        }
+        // Endpoints no backend lists any more stop taking requests and close idle connections;
+        // they stay known until nothing is in flight on them, for `in_flight`.
+        registry.retain(|addr, ep| {
+            let used = backends
+                .values()
+                .any(|b| b.endpoints.iter().any(|e| e.addr() == *addr));
+            if !used {
+                ep.remove();
+            }
+            used || ep.in_flight() > 0
+        });
+        self.swap(Snapshot {
+            split: old.split.clone(),
+            backends,
+        });
+    }
+
+    /// Lists the ready instances of a platform's track as the endpoints of the backend named
+    /// like the track (`green`).
+    pub fn sync_track(&self, status: &TrackStatus) {
+        self.set_endpoints(status.track.as_str(), &status.ready_addresses());
+    }
+
+    /// The ready instances of `backend`, as last set.
+    pub fn endpoints(&self, backend: &str) -> Vec<SocketAddr> {
+        self.snapshot()
+            .backends
+            .get(backend)
+            .map(|b| b.endpoints.iter().map(|e| e.addr()).collect())
+            .unwrap_or_default()
+    }
+
+    /// How many requests are in flight on instance `addr`, listed or draining (0 for an
+    /// unknown one).
+    pub fn in_flight(&self, addr: SocketAddr) -> usize {
+        lock(&self.shared.write)
+            .get(&addr)
+            .map_or(0, |e| e.in_flight())
+    }
+
+    /// Waits (polling every 5 ms) until no request is in flight on any of `addrs`; `false` if
+    /// some still were after `timeout`.
+    pub async fn wait_drained(&self, addrs: &[SocketAddr], timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if addrs.iter().all(|a| self.in_flight(*a) == 0) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Stops accepting connections and closes open ones gracefully (in-flight requests finish).
+    pub fn shutdown(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.snapshot()
+    }
+
+    fn swap(&self, snap: Snapshot) {
+        let mut w = self
+            .shared
+            .snapshot
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *w = Arc::new(snap);
+    }
+}
+
+impl Shared {
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn now() -> Timestamp {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    Timestamp::from_millis(ms)
+}
+
+fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into()).map_err(|e| match e {}).boxed()
+}
+
+fn answer(status: StatusCode, text: &str) -> Response<Body> {
+    let mut res = Response::new(full(format!("{text}\n")));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Headers named in `Connection` are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::try_from(n.trim()).ok())
+        .collect();
+    for h in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(h);
+    }
+}
+
+/// The request as sent to an instance: HTTP/1.1, origin-form URI, `Host` kept (or taken from
+/// an HTTP/2 `:authority`), hop-by-hop headers removed, body streamed.
+fn upstream_request(req: Request<Incoming>) -> Request<Body> {
+    let (mut parts, body) = req.into_parts();
+    if !parts.headers.contains_key(header::HOST)
+        && let Some(host) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        parts.headers.insert(header::HOST, host);
+    }
+    strip_hop_by_hop(&mut parts.headers);
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    parts.uri = Uri::try_from(path).unwrap_or_else(|_| Uri::from_static("/"));
+    parts.version = Version::HTTP_11;
+    Request::from_parts(parts, body.boxed())
+}
+
+/// A bodyless copy of `req` for the mirror.
+fn mirror_copy(req: &Request<Body>) -> Request<Body> {
+    let mut copy = Request::new(Empty::new().map_err(|e| match e {}).boxed());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.headers_mut() = req.headers().clone();
+    copy
+}
+
+fn has_no_body(req: &Request<Incoming>) -> bool {
+    req.body().is_end_stream() || req.body().size_hint().exact() == Some(0)
+}
+
+/// One attempt's outcome.
+enum Attempt {
+    Answered(Response<Body>),
+    NotSent(Request<Body>),
+    Failed,
+}
+
+async fn attempt(
+    shared: &Shared,
+    backend: &str,
+    endpoint: Arc<Endpoint>,
+    req: Request<Body>,
+    started: Instant,
+    retrying: bool,
+) -> Attempt {
+    let guard = endpoint.begin();
+    match endpoint.send(req, shared.config.connect_timeout).await {
+        Ok(res) => {
+            let latency = started.elapsed().as_secs_f64() * 1_000.0;
+            let error = res.status().is_server_error();
+            shared.metrics.record(backend, now(), latency, error);
+            let (mut parts, body) = res.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            // The in-flight count drops when the response body is done (or dropped).
+            let body = body
+                .map_frame(move |f| {
+                    let _held = &guard;
+                    f
+                })
+                .boxed();
+            Attempt::Answered(Response::from_parts(parts, body))
+        }
+        Err(SendError::NotSent(req, reason)) => {
+            tracing::debug!(%backend, addr = %endpoint.addr(), %reason, "request not sent");
+            shared.metrics.record_connect_error(backend, !retrying);
+            Attempt::NotSent(*req)
+        }
+        Err(SendError::Failed(reason)) => {
+            tracing::debug!(%backend, addr = %endpoint.addr(), %reason, "request failed");
+            Attempt::Failed
+        }
+    }
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let snap = shared.snapshot();
+    let Some(split) = snap.split.clone() else {
+        return answer(StatusCode::SERVICE_UNAVAILABLE, "no traffic split applied");
+    };
+    let ready = |b: &str| snap.backends.contains_key(b);
+    let roll = rand::random_range(0..10_000u32);
+    let Some((backend, reason)) = choose(&split, req.headers(), roll, &ready, None) else {
+        return answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no ready backend in the split",
+        );
+    };
+    let bodyless = has_no_body(&req);
+    let req = upstream_request(req);
+    if let Some(m) = split.mirror()
+        && bodyless
+        && rand::random_range(0..10_000u32) < u32::from(m.percent().bps())
+        && let Some(ep) = snap
+            .backends
+            .get(m.backend().as_str())
+            .and_then(|b| b.pick(None))
+    {
+        let copy = mirror_copy(&req);
+        let shared = shared.clone();
+        let name = m.backend().as_str().to_owned();
+        tokio::spawn(async move {
+            if let Attempt::Answered(res) =
+                attempt(&shared, &name, ep, copy, Instant::now(), true).await
+            {
+                let _ = res.into_body().collect().await;
+            }
+        });
+    }
+    let set_cookie = split.sticky().and_then(|s| {
+        (reason == Reason::Weight)
+            .then(|| {
+                HeaderValue::from_str(&format!(
+                    "{}={backend}; Path=/; Max-Age={}; HttpOnly",
+                    s.cookie(),
+                    s.ttl().as_secs()
+                ))
+                .ok()
+            })
+            .flatten()
+    });
+    let Some(first) = snap.backends.get(backend).and_then(|b| b.pick(None)) else {
+        return answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no ready backend in the split",
+        );
+    };
+    let first_addr = first.addr();
+    let (served_by, outcome) = match attempt(&shared, backend, first, req, started, false).await {
+        Attempt::NotSent(req) => {
+            // Once, elsewhere: another instance of the same backend, else another backend.
+            let other = snap
+                .backends
+                .get(backend)
+                .and_then(|b| b.pick(Some(first_addr)))
+                .map(|e| (backend, e))
+                .or_else(|| {
+                    let roll = rand::random_range(0..10_000u32);
+                    choose(&split, req.headers(), roll, &ready, Some(backend)).and_then(|(b, _)| {
+                        snap.backends
+                            .get(b)
+                            .and_then(|x| x.pick(None))
+                            .map(|e| (b, e))
+                    })
+                });
+            match other {
+                Some((b, ep)) => (b, attempt(&shared, b, ep, req, started, true).await),
+                None => (backend, Attempt::Failed),
+            }
+        }
+        other => (backend, other),
+    };
+    match outcome {
+        Attempt::Answered(mut res) => {
+            if let Some(v) = set_cookie
+                && served_by == backend
+            {
+                res.headers_mut().append(header::SET_COOKIE, v);
+            }
+            res
+        }
+        Attempt::NotSent(_) | Attempt::Failed => {
+            let latency = started.elapsed().as_secs_f64() * 1_000.0;
+            shared.metrics.record(served_by, now(), latency, true);
+            answer(StatusCode::BAD_GATEWAY, "no instance could answer")
+        }
+    }
+}
+
+async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                let svc = service_fn(move |req| {
+                    let shared = shared.clone();
+                    async move { Ok::<_, Infallible>(handle(shared, req).await) }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "client connection ended");
+                    }
+                });
+            }
+            _ = stopped.changed() => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+async fn serve_admin(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let shared = shared.clone();
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let shared = shared.clone();
+                    async move {
+                        let res = match (req.method(), req.uri().path()) {
+                            (&Method::GET, "/metrics") => {
+                                let mut r = Response::new(full(shared.metrics.prometheus()));
+                                r.headers_mut().insert(
+                                    header::CONTENT_TYPE,
+                                    HeaderValue::from_static("text/plain; version=0.0.4"),
+                                );
+                                r
+                            }
+                            (&Method::GET, "/healthz") => answer(StatusCode::OK, "ok"),
+                            _ => answer(StatusCode::NOT_FOUND, "not found"),
+                        };
+                        Ok::<_, Infallible>(res)
+                    }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = stopped.changed() => break,
+        }
+    }
+}
+
+#[async_trait]
+impl TrafficRouter for ProxyRouter {
+    fn name(&self) -> &str {
+        "local-proxy"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::full()
+    }
+
+    async fn apply(&self, split: &TrafficSplit) -> serin_traffic::Result<()> {
+        self.capabilities().check(split, self.name())?;
+        let _writer = lock(&self.shared.write);
+        let old = self.snapshot();
+        if old.split.as_deref() == Some(split) {
+            return Ok(());
+        }
+        self.swap(Snapshot {
+            split: Some(Arc::new(split.clone())),
+            backends: old.backends.clone(),
+        });
+        Ok(())
+    }
+
+    async fn current(&self) -> serin_traffic::Result<Option<TrafficSplit>> {
+        Ok(self.snapshot().split.as_deref().cloned())
+    }
+}

@@ -1,0 +1,176 @@
+//! One backend endpoint (an instance's address) with its pool of keep-alive HTTP/1.1
+//! connections, and the send that knows whether a request left the proxy.
+//!
+//! The proxy keeps its own small pool instead of a general client so that it always knows
+//! whether a failed request was sent: a connection that cannot be opened, or a pooled
+//! connection that turns out closed before the request was written, hands the request back
+//! (hyper's `try_send_request`), and the proxy retries it elsewhere without any risk of running
+//! it twice.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::proxy::Body;
+
+/// The most idle connections kept per endpoint.
+const MAX_IDLE: usize = 1_024;
+
+/// An instance the proxy forwards to.
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    addr: SocketAddr,
+    idle: Mutex<Vec<SendRequest<Body>>>,
+    in_flight: AtomicUsize,
+    removed: AtomicBool,
+}
+
+/// A failed send.
+pub(crate) enum SendError {
+    /// Nothing was sent: the request comes back, for a retry elsewhere.
+    NotSent(Box<Request<Body>>, String),
+    /// The request (or part of it) was sent, then the exchange failed.
+    Failed(String),
+}
+
+/// Counts one request in flight on an endpoint until dropped.
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<Endpoint>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Endpoint {
+    pub(crate) fn new(addr: SocketAddr) -> Arc<Self> {
+        Arc::new(Endpoint {
+            addr,
+            idle: Mutex::new(Vec::new()),
+            in_flight: AtomicUsize::new(0),
+            removed: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Marks the endpoint as out of every backend: idle connections are closed now (the
+    /// instance sees a clean end of its keep-alive connections) and busy ones when their
+    /// request completes.
+    pub(crate) fn remove(&self) {
+        self.removed.store(true, Ordering::Release);
+        self.lock_idle().clear();
+    }
+
+    /// Takes it back into service (an address listed again).
+    pub(crate) fn restore(&self) {
+        self.removed.store(false, Ordering::Release);
+    }
+
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<SendRequest<Body>>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+
+    async fn connect(&self, timeout: Duration) -> Result<SendRequest<Body>, String> {
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(self.addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(format!("connect to {}: {e}", self.addr)),
+            Err(_) => {
+                return Err(format!(
+                    "connect to {}: timed out after {timeout:?}",
+                    self.addr
+                ));
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake with {}: {e}", self.addr))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Sends `req`, on an idle connection if one is usable, else on a new one.
+    pub(crate) async fn send(
+        self: &Arc<Self>,
+        mut req: Request<Body>,
+        connect_timeout: Duration,
+    ) -> Result<Response<Incoming>, SendError> {
+        loop {
+            let pooled = {
+                let mut idle = self.lock_idle();
+                let mut found = None;
+                while let Some(s) = idle.pop() {
+                    if !s.is_closed() && s.is_ready() {
+                        found = Some(s);
+                        break;
+                    }
+                }
+                found
+            };
+            let reused = pooled.is_some();
+            let mut sender = match pooled {
+                Some(s) => s,
+                None => match self.connect(connect_timeout).await {
+                    Ok(s) => s,
+                    Err(reason) => return Err(SendError::NotSent(Box::new(req), reason)),
+                },
+            };
+            match sender.try_send_request(req).await {
+                Ok(res) => {
+                    self.recycle(sender);
+                    return Ok(res);
+                }
+                Err(mut e) => match e.take_message() {
+                    // A stale pooled connection: try the next one, or a fresh one.
+                    Some(back) if reused => req = back,
+                    Some(back) => {
+                        return Err(SendError::NotSent(
+                            Box::new(back),
+                            e.into_error().to_string(),
+                        ));
+                    }
+                    None => return Err(SendError::Failed(e.into_error().to_string())),
+                },
+            }
+        }
+    }
+
+    /// Returns the connection to the pool once its response has been read in full.
+    fn recycle(self: &Arc<Self>, mut sender: SendRequest<Body>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok() && !me.removed.load(Ordering::Acquire) {
+                let mut idle = me.lock_idle();
+                if idle.len() < MAX_IDLE {
+                    idle.push(sender);
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,186 @@
+//! Shared test support: the demo service, a keep-alive load generator and small HTTP helpers.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serin_orchestrator::TrackSpec;
+use serin_signals::Track;
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+pub const DEMO: &str = env!("CARGO_BIN_EXE_serin-demo-service");
+
+/// A spec running the demo service.
+pub fn demo_spec(service: &str, version: &str, track: Track, instances: u32) -> TrackSpec {
+    TrackSpec::new(service, version, track, instances)
+        .unwrap()
+        .with_command([DEMO])
+        .unwrap()
+}
+
+/// A demo service process started directly, killed on drop.
+pub struct Demo {
+    pub addr: SocketAddr,
+    _child: Child,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub async fn start_demo(version: &str, env: &[(&str, &str)]) -> Demo {
+    let port = free_port();
+    let child = Command::new(DEMO)
+        .env("PORT", port.to_string())
+        .env("VERSION", version)
+        .env("INSTANCE", format!("direct-{port}"))
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    for _ in 0..200 {
+        if TcpStream::connect(addr).await.is_ok() {
+            return Demo {
+                addr,
+                _child: child,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("demo service on {addr} did not start within 4s");
+}
+
+/// One request on a fresh connection: status, headers' `x-serin-version` and body.
+pub async fn get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, String, String) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::get(path).header("host", addr.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = sender
+        .send_request(req.body(Empty::new()).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let version = res
+        .headers()
+        .get("x-serin-version")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, version, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Counts every response of a keep-alive load.
+#[derive(Default)]
+pub struct Tally {
+    pub ok: AtomicU64,
+    pub failed: AtomicU64,
+    pub stop: AtomicBool,
+    pub versions: Mutex<BTreeMap<String, u64>>,
+    pub failures: Mutex<Vec<String>>,
+}
+
+impl Tally {
+    fn fail(&self, why: String) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        let mut f = self.failures.lock().unwrap();
+        if f.len() < 20 {
+            f.push(why);
+        }
+    }
+    pub fn ok(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+}
+
+/// Starts `workers` clients, each on one keep-alive connection to `addr`, sending `GET /` in a
+/// loop until `tally.stop`; every response is counted, and every request that got no 200.
+pub fn start_load(
+    addr: SocketAddr,
+    workers: usize,
+    tally: Arc<Tally>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..workers)
+        .map(|_| {
+            let tally = tally.clone();
+            tokio::spawn(async move {
+                'connect: while !tally.stop.load(Ordering::Relaxed) {
+                    let stream = match TcpStream::connect(addr).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tally.fail(format!("connect: {e}"));
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let Ok((mut sender, conn)) =
+                        http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await
+                    else {
+                        tally.fail("handshake".into());
+                        continue;
+                    };
+                    tokio::spawn(conn);
+                    while !tally.stop.load(Ordering::Relaxed) {
+                        let req = Request::get("/")
+                            .header("host", "serin.test")
+                            .body(Empty::new())
+                            .unwrap();
+                        match sender.send_request(req).await {
+                            Ok(res) => {
+                                let status = res.status();
+                                let version = res
+                                    .headers()
+                                    .get("x-serin-version")
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or("?")
+                                    .to_owned();
+                                let body = res.into_body().collect().await;
+                                if status == StatusCode::OK && body.is_ok() {
+                                    tally.ok.fetch_add(1, Ordering::Relaxed);
+                                    *tally.versions.lock().unwrap().entry(version).or_default() +=
+                                        1;
+                                } else {
+                                    tally.fail(format!("status {status}"));
+                                }
+                            }
+                            Err(e) => {
+                                tally.fail(format!("request: {e}"));
+                                continue 'connect;
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
