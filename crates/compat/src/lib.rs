@@ -15,6 +15,39 @@
 //! - [`steps`]: the pre/post-upgrade checklist.
 //! - [`validation`]: the result, [`UpgradeValidation`].
 //! - [`catalog`]: everything above as one document, loadable from YAML, JSON or TOML.
+//!
+//! ```
+//! use serin_compat::{Catalog, Fleet, Format, Proposal, Verdict};
+//!
+//! let catalog = Catalog::parse(r#"
+//! registry:
+//!   services:
+//!     api: { releases: [ {version: 1.0.0}, {version: 2.0.0} ] }
+//!     db:  { releases: [ {version: 1.2.0}, {version: 1.4.0} ] }
+//! rules:
+//!   - requires: { service: api, versions: ">=2.0.0", dependency: db, req: ">=1.4" }
+//! "#, Format::Yaml).unwrap();
+//! let validator = catalog.validator().unwrap();
+//! let fleet = Fleet::from_yaml_str("api: 1.0.0\ndb: 1.2.0").unwrap();
+//!
+//! // api alone is blocked, with a derivation and a recipe.
+//! let alone = validator.validate(&fleet, &Proposal::new().with("api", "2.0.0".parse().unwrap()))
+//!     .unwrap();
+//! assert_eq!(alone.verdict, Verdict::Blocked);
+//! let why = alone.findings[0].explanation.as_ref().unwrap().to_string();
+//! assert!(why.ends_with("api 2.0.0 cannot be deployed while db is at 1.2.0."));
+//! assert_eq!(alone.findings[0].recipe.as_deref(), Some("upgrade db to 1.4.0 in the same change"));
+//!
+//! // Both together: db first, then api.
+//! let both = Proposal::new()
+//!     .with("api", "2.0.0".parse().unwrap())
+//!     .with("db", "1.4.0".parse().unwrap());
+//! let result = validator.validate(&fleet, &both).unwrap();
+//! assert_eq!(result.verdict, Verdict::Ok);
+//! assert_eq!(result.order[0][0].service, "db");
+//! assert_eq!(result.order[1][0].service, "api");
+//! println!("{result}");
+//! ```
 
 pub mod breaking;
 pub mod catalog;

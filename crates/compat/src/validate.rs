@@ -1098,12 +1098,7 @@ impl Validator {
                                     format!("{service} {prev} -> {hop} skips a minor"),
                                 )
                                 .with_explanation(e)
-                                .with_recipe(format!(
-                                    "upgrade to the latest patch of {}.{} first, then one minor \
-                                     at a time",
-                                    prev.major,
-                                    prev.minor + 1
-                                )),
+                                .with_recipe(self.stepwise_recipe(&service, &prev, hop)),
                             );
                         }
                     }
@@ -1135,6 +1130,34 @@ impl Validator {
                 }
             }
             prev = hop.clone();
+        }
+    }
+
+    /// "Go through 1.29.14, then 1.30.10": the latest release of each minor in between.
+    fn stepwise_recipe(&self, service: &str, from: &Version, to: &Version) -> String {
+        let mut stops = Vec::new();
+        if from.major == to.major {
+            for minor in (from.minor + 1)..to.minor {
+                let latest = self
+                    .registry
+                    .releases(service)
+                    .filter(|r| {
+                        !r.yanked && r.version.major == from.major && r.version.minor == minor
+                    })
+                    .map(|r| r.version.to_string())
+                    .last();
+                stops.push(
+                    latest.unwrap_or_else(|| format!("{}.{minor}.x (not released)", from.major)),
+                );
+            }
+        }
+        if stops.is_empty() {
+            format!("move {service} one minor at a time from {from} towards {to}")
+        } else {
+            format!(
+                "move {service} one minor at a time: {from} -> {} -> {to}, each as its own upgrade",
+                stops.join(" -> ")
+            )
         }
     }
 
@@ -1225,6 +1248,25 @@ impl Validator {
             findings.append(&mut f);
             if old.schema_version != new.schema_version && new.schema_version.is_some() {
                 schema_changes.push(service.to_owned());
+                let shipped = self.registry.releases(service).any(|r| {
+                    &r.version > old_version.unwrap_or(&r.version)
+                        && &r.version <= target
+                        && !r.migrations.is_empty()
+                });
+                if !shipped {
+                    findings.push(Finding::new(
+                        Severity::Warn,
+                        "registry.schema-without-migration",
+                        format!("{service} {target}"),
+                        format!(
+                            "{service} needs schema version {} instead of {} but no release up to \
+                             {target} ships a migration",
+                            new.schema_version.unwrap_or_default(),
+                            old.schema_version
+                                .map_or_else(|| "none".to_owned(), |v| v.to_string())
+                        ),
+                    ));
+                }
             }
         }
         let from = old_version.cloned();

@@ -27,6 +27,8 @@ struct Case {
     #[serde(default)]
     explanation_contains: Option<String>,
     #[serde(default)]
+    recipe_contains: Option<String>,
+    #[serde(default)]
     path: Option<Vec<String>>,
     #[serde(default)]
     stops: Option<Vec<String>>,
@@ -70,6 +72,14 @@ fn run(file: &str) -> usize {
                     .is_some_and(|e| e.to_string().contains(needle.as_str()))
             });
             assert!(found, "no explanation contains {needle:?}: {context}");
+        }
+        if let Some(needle) = &case.recipe_contains {
+            let found = result.findings.iter().any(|f| {
+                f.recipe
+                    .as_deref()
+                    .is_some_and(|r| r.contains(needle.as_str()))
+            });
+            assert!(found, "no recipe contains {needle:?}: {context}");
         }
         let paths: BTreeMap<&str, Vec<String>> = result
             .paths

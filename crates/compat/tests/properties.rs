@@ -377,3 +377,23 @@ proptest! {
         }
     }
 }
+
+/// Deeply nested input is an error, never a stack overflow.
+#[test]
+fn deeply_nested_input_is_an_error_not_a_crash() {
+    let n = 20_000;
+    let open = "[".repeat(n);
+    for format in [Format::Yaml, Format::Json, Format::Toml] {
+        assert!(Catalog::parse(&open, format).is_err());
+        assert!(Catalog::parse(&format!("a = {open}"), format).is_err());
+    }
+    let nested = format!("{}1{}", "(".repeat(n), ")".repeat(n));
+    assert!(migration::analyze("deep", &format!("SELECT {nested}")).is_err());
+    let err = migration::analyze(
+        "deep",
+        &format!("ALTER TABLE t ADD COLUMN c int DEFAULT {nested}"),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("deep"), "{err}");
+    assert!(Selector::parse(&">=1.0.0, ".repeat(n), "rules[0].requires.req").is_err());
+}

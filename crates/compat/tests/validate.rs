@@ -519,3 +519,31 @@ fn result_prints_and_serialises() {
         .unwrap();
     assert!(codes(&noop).contains(&"proposal.no-op") && noop.order.is_empty());
 }
+
+#[test]
+fn schema_change_without_migration_warns() {
+    let mut reg = Registry::new();
+    reg.add_release("api", Release::new(v("1.0.0")).with_schema_version(3))
+        .unwrap();
+    reg.add_release("api", Release::new(v("1.1.0")).with_schema_version(4))
+        .unwrap();
+    let validator = Validator::new(reg, Matrix::default()).unwrap();
+    let result = validator
+        .validate(
+            &Fleet::new().with("api", v("1.0.0")),
+            &Proposal::new().with("api", v("1.1.0")),
+        )
+        .unwrap();
+    assert_eq!(result.verdict, Verdict::OkWithWarnings);
+    let f = result
+        .findings
+        .iter()
+        .find(|f| f.code == "registry.schema-without-migration")
+        .unwrap();
+    assert!(
+        f.message.contains("schema version 4 instead of 3"),
+        "{}",
+        f.message
+    );
+    assert!(result.steps.iter().any(|s| s.kind == StepKind::Backup));
+}
