@@ -58,9 +58,67 @@ pub enum Error {
         /// The last state seen.
         reason: String,
     },
+    /// A backend the orchestrator talks to (traffic router, metrics or health source, journal,
+    /// notifier, backup provider) failed.
+    #[error("{backend} `{name}` failed: {reason}")]
+    Backend {
+        /// What kind of backend (`router`, `metrics`, `journal`).
+        backend: String,
+        /// Its name, as it reports it.
+        name: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The upgrade did not validate: it is blocked and nothing was changed.
+    #[error("upgrade of `{service}` to {version} is blocked: {reason}")]
+    Blocked {
+        /// The service.
+        service: String,
+        /// The version asked for.
+        version: String,
+        /// The validator's explanation.
+        reason: String,
+    },
+    /// An operation that does not fit the deployment's current state (promote after the end,
+    /// a second deployment of a service that is being deployed).
+    #[error("cannot {operation} deployment `{deployment}`: {reason}")]
+    Conflict {
+        /// The operation asked for (`promote`, `run`, `resume`).
+        operation: String,
+        /// The deployment (or service) concerned.
+        deployment: String,
+        /// Why not, and what to do.
+        reason: String,
+    },
 }
 
 impl Error {
+    /// Shorthand for [`Error::Backend`].
+    pub fn backend(
+        backend: impl Into<String>,
+        name: impl Into<String>,
+        reason: impl ToString,
+    ) -> Self {
+        Error::Backend {
+            backend: backend.into(),
+            name: name.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Shorthand for [`Error::Conflict`].
+    pub fn conflict(
+        operation: impl Into<String>,
+        deployment: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::Conflict {
+            operation: operation.into(),
+            deployment: deployment.into(),
+            reason: reason.into(),
+        }
+    }
+
     /// Shorthand for [`Error::InvalidField`].
     pub fn invalid(
         field: impl Into<String>,

@@ -23,9 +23,14 @@
 //! # }).unwrap();
 //! ```
 
+mod config;
 mod error;
 mod platform;
 
+pub use config::{
+    BlueGreenConfig, Bounds, CanaryConfig, CanaryThresholds, ChannelKind, DeploymentConfig, Format,
+    MonitoringConfig, NotificationChannel, NotifyOn, OnResume, StrategyKind, TrafficStrategyKind,
+};
 pub use error::{Error, Result};
 #[cfg(any(feature = "testkit", test))]
 pub use platform::testkit;
