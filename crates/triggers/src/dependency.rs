@@ -178,8 +178,8 @@ impl Trigger for DependencyFailureTrigger {
         }
         let max = self.config.max_call_error_rate.unwrap_or(1.0);
         let passed = rate.map(|r| r <= max);
-        let v = self.record(watched, passed, obs.window.end());
-        Ok(watched.then_some(v))
+        // A baseline result can turn a shared outage into "ours" (or back): report it too.
+        Ok(Some(self.record(watched, passed, obs.window.end())))
     }
 
     fn observe_health(&mut self, signal: &HealthSignal) -> Option<Verdict> {
@@ -338,7 +338,11 @@ mod tests {
                 Measurement::Counts(Counts::new(100, errors).unwrap()),
             )
         };
-        assert_eq!(t.observe(&calls(Track::Stable, 1, 0)).unwrap(), None);
+        // The baseline alone says nothing about the watched track yet.
+        assert_eq!(
+            t.observe(&calls(Track::Stable, 1, 0)).unwrap(),
+            Some(Verdict::NoData)
+        );
         assert_eq!(
             t.observe(&calls(Track::Canary, 1, 50)).unwrap(),
             Some(Verdict::Ok)

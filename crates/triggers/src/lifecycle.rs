@@ -419,6 +419,51 @@ mod tests {
     }
 
     #[test]
+    fn firing_clears_straight_to_ok_after_the_cooldown_and_can_go_stale() {
+        let t = timing(0, 30);
+        let mut m = Lifecycle::new(ts(0));
+        m.observe(RB, ts(10), &t);
+        m.observe(RB, ts(50), &t);
+        let tr = m.observe(Verdict::Ok, ts(50), &t).unwrap();
+        assert_eq!((tr.from.name(), tr.to), ("firing", TriggerState::Ok));
+        m.observe(RB, ts(60), &t);
+        let tr = m.tick(ts(200), &t).unwrap();
+        assert_eq!(tr.from.name(), "firing");
+        assert_eq!(tr.to, TriggerState::Stale { since: ts(200) });
+        assert_eq!(tr.action, Some(Action::Hold));
+        assert_eq!(tr.last_data, Some(ts(60)));
+    }
+
+    #[test]
+    fn pending_escalates_and_de_escalates_without_firing() {
+        let t = timing(60, 0);
+        let mut m = Lifecycle::new(ts(0));
+        let warn = Verdict::Breach(Action::Warn);
+        m.observe(warn, ts(10), &t);
+        let tr = m.observe(RB, ts(20), &t).unwrap();
+        assert_eq!(
+            tr.to,
+            TriggerState::Pending {
+                since: ts(20),
+                action: Action::Rollback
+            }
+        );
+        let tr = m.observe(warn, ts(30), &t).unwrap();
+        assert_eq!(
+            tr.to,
+            TriggerState::Pending {
+                since: ts(10),
+                action: Action::Warn
+            }
+        );
+        // The warn level has held since 10 s: it fires at 70 s.
+        assert_eq!(
+            m.observe(warn, ts(70), &t).unwrap().action,
+            Some(Action::Warn)
+        );
+    }
+
+    #[test]
     fn late_inputs_never_move_time_backwards() {
         let t = timing(30, 0);
         let mut m = Lifecycle::new(ts(0));
