@@ -420,7 +420,8 @@ pub fn run(scenario: &Scenario, seed: u64) -> [Outcome; N_JUDGES] {
             let (llr_sprt, llr_oracle) = if errors {
                 let (c, n) = (ec as f64, rc as f64);
                 let sprt = c * (p_c / p_b).ln() + (n - c) * ((1.0 - p_c) / (1.0 - p_b)).ln();
-                let oracle = if rb + rc > 0 {
+                // A second in which an arm served nothing says nothing about which arm errs.
+                let oracle = if rb > 0 && rc > 0 {
                     let rho = rc as f64 / (rb + rc) as f64;
                     let th1 = rho * ratio / (rho * ratio + 1.0 - rho);
                     c * (th1 / rho).ln() + eb as f64 * ((1.0 - th1) / (1.0 - rho)).ln()
@@ -679,6 +680,22 @@ mod tests {
         };
         let o = run(&s, 3);
         assert!(o[LR].detected_at.is_some_and(|t| t < 120), "{o:?}");
+    }
+
+    #[test]
+    fn the_oracle_survives_seconds_without_canary_requests() {
+        // At 20 req/s and a 5% share most seconds have no canary request at all.
+        let s = Scenario {
+            load: 20.0,
+            share: 0.05,
+            effect: Effect::ErrorRatio(5.0),
+            ar_rho: None,
+            diurnal: false,
+        };
+        let detected = (0..20)
+            .filter(|seed| run(&s, *seed)[LR].detected_at.is_some())
+            .count();
+        assert!(detected >= 15, "{detected} of 20");
     }
 
     #[test]
