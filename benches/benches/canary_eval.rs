@@ -13,12 +13,20 @@
 //!
 //! The model is documented in `serin_benches::canary_sim`. Judges: the sequential judge (for
 //! errors the per-request count test checked every second, and its robust batch mode; for latency
-//! the batch t-test, a batch per ≥ 50 requests per arm), the Kayenta judge (growing window of
-//! one-minute points, judged every minute from minute 10), Argo (`result <= 1%` error rate or
-//! `p99 <= 500 ms`, defaults: failureLimit 0) and Flagger (`request-success-rate >= 99` or
-//! `request-duration <= 500`, threshold 1, no data fails) every minute, Wald's SPRT knowing both
-//! true rates (α 0.05, β 0.2) and the known-effect likelihood-ratio test rejecting at 1/α with no
-//! acceptance boundary. Horizon: one hour.
+//! the batch t-test, a batch per ≥ 50 requests per arm), the Kayenta judge (per-minute error
+//! rate or median latency of each arm, growing window, direction `increase`, judged every minute
+//! from minute 10), Argo (`result <= 1%` error rate or `p99 <= 500 ms`, defaults: failureLimit 0)
+//! and Flagger (`request-success-rate >= 99` or `request-duration <= 500`, threshold 1, no data
+//! fails) every minute, Wald's SPRT knowing both true rates (canary errors given canary requests,
+//! or per-request log latencies; α 0.05, β 0.2) and the known-effect likelihood-ratio test (for
+//! errors the conditional which-arm likelihood ratio at the true rate ratio, for latency the
+//! per-request normal likelihood ratio at the true shift) rejecting at 1/α with no acceptance
+//! boundary. Horizon: one hour.
+//!
+//! Targets are checked on the sequential judge's default mode, except in the overdispersed rows
+//! where they are read on its robust mode (the default mode's false-rollback rate is printed
+//! next to it). The time targets compare with the LR oracle's median and with Wald's SPRT's
+//! median among the runs it rejects (it also stops by accepting), the stricter of its medians.
 
 use std::time::Instant;
 
