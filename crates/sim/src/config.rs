@@ -1,0 +1,365 @@
+//! [`SimConfig`]: everything a simulated world is made of, checked before it runs.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serin_signals::Timestamp;
+use serin_traffic::Capabilities;
+
+use crate::error::{Error, Result};
+use crate::fault::Fault;
+use crate::load::Load;
+use crate::profile::VersionProfile;
+
+/// What happens to the share of traffic a split gives a track with no ready instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Unready {
+    /// Those requests fail, as behind a proxy with no healthy upstream (a 503): they count as
+    /// requests and errors of the track they were sent to, and as
+    /// [`SimWorld::unroutable`](crate::SimWorld::unroutable). Sending weight to a track before it
+    /// is ready shows up in its error rate.
+    #[default]
+    Fail,
+    /// The router spreads that share over the tracks of the split that have ready instances,
+    /// in proportion to their weights (as a load balancer that skips empty pools). Only when
+    /// no track of the split is ready do requests fail.
+    Redistribute,
+}
+
+/// A simulated world: the seed, the start of virtual time, the service and its load, how each
+/// version behaves, and the faults to come.
+///
+/// Built in code with [`SimConfig::new`] and `with_*` setters, or read from YAML/JSON/TOML
+/// (camelCase, unknown fields rejected, every field checked on load with its path):
+///
+/// ```
+/// let yaml = r#"
+/// seed: 7
+/// start: 1700000000000
+/// service: shop
+/// load: {kind: diurnal, meanRps: 300, amplitude: 0.4, peakAt: 14h}
+/// profiles:
+///   "2.0.0": {errorRate: [{at: 0s, value: 0.005}, {at: 10m, value: 0.05}]}
+/// faults:
+///   - {kind: crash, track: canary, instance: canary-0, at: 45m}
+/// "#;
+/// let config: serin_sim::SimConfig = serde_yaml_ng::from_str(yaml)?;
+/// assert_eq!(config.service(), "shop");
+///
+/// let bad = serde_yaml_ng::from_str::<serin_sim::SimConfig>("seed: 1\nprofiles: {\"2.0\": {}}");
+/// assert!(bad.unwrap_err().to_string().contains("simConfig.profiles.2.0"));
+/// # Ok::<(), serde_yaml_ng::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "RawConfig")]
+pub struct SimConfig {
+    seed: u64,
+    start: Timestamp,
+    service: String,
+    load: Load,
+    default_profile: VersionProfile,
+    profiles: BTreeMap<semver::Version, VersionProfile>,
+    dependencies: Vec<String>,
+    unready: Unready,
+    faults: Vec<Fault>,
+    capabilities: Capabilities,
+}
+
+/// 2023-11-14T22:13:20Z: a fixed, readable default start for virtual time.
+const DEFAULT_START: Timestamp = Timestamp::from_millis(1_700_000_000_000);
+
+impl SimConfig {
+    /// A world with this seed, starting at 2023-11-14T22:13:20Z, serving `web` at a constant
+    /// 100 requests per second, every version healthy ([`VersionProfile::default`]), no
+    /// dependencies, no faults, and a router with [`Capabilities::full`].
+    pub fn new(seed: u64) -> Self {
+        SimConfig {
+            seed,
+            start: DEFAULT_START,
+            service: "web".to_owned(),
+            load: Load::default(),
+            default_profile: VersionProfile::default(),
+            profiles: BTreeMap::new(),
+            dependencies: Vec::new(),
+            unready: Unready::default(),
+            faults: Vec::new(),
+            capabilities: Capabilities::full(),
+        }
+    }
+
+    /// Virtual time starts at `start`.
+    pub fn with_start(mut self, start: Timestamp) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// The service whose tracks receive the load (other services may run, unloaded).
+    pub fn with_service(mut self, service: impl Into<String>) -> Self {
+        self.service = service.into();
+        self
+    }
+
+    /// The total request rate.
+    pub fn with_load(mut self, load: Load) -> Self {
+        self.load = load;
+        self
+    }
+
+    /// How versions without a profile of their own behave.
+    pub fn with_default_profile(mut self, profile: VersionProfile) -> Self {
+        self.default_profile = profile;
+        self
+    }
+
+    /// How `version` behaves.
+    pub fn with_profile(mut self, version: semver::Version, profile: VersionProfile) -> Self {
+        self.profiles.insert(version, profile);
+        self
+    }
+
+    /// A dependency every track probes (reported by the health source; fails only by fault).
+    pub fn with_dependency(mut self, name: impl Into<String>) -> Self {
+        self.dependencies.push(name.into());
+        self
+    }
+
+    /// What happens to traffic sent to a track with no ready instance.
+    pub fn with_unready(mut self, unready: Unready) -> Self {
+        self.unready = unready;
+        self
+    }
+
+    /// A fault to come.
+    pub fn with_fault(mut self, fault: Fault) -> Self {
+        self.faults.push(fault);
+        self
+    }
+
+    /// What the router can do (not part of the serialized form).
+    pub fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = capabilities;
+        self
+    }
+
+    /// The seed of every random draw.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The start of virtual time.
+    pub fn start(&self) -> Timestamp {
+        self.start
+    }
+
+    /// The service that receives the load.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The total request rate.
+    pub fn load(&self) -> &Load {
+        &self.load
+    }
+
+    /// The profile `version` runs with.
+    pub fn profile_of(&self, version: &semver::Version) -> &VersionProfile {
+        self.profiles.get(version).unwrap_or(&self.default_profile)
+    }
+
+    /// The dependencies every track probes.
+    pub fn dependencies(&self) -> &[String] {
+        &self.dependencies
+    }
+
+    /// What happens to traffic sent to a track with no ready instance.
+    pub fn unready(&self) -> Unready {
+        self.unready
+    }
+
+    /// The scripted faults.
+    pub fn faults(&self) -> &[Fault] {
+        &self.faults
+    }
+
+    /// What the router can do.
+    pub fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    pub(crate) fn push_fault(&mut self, fault: Fault) {
+        self.faults.push(fault);
+    }
+
+    pub(crate) fn set_profile(&mut self, version: semver::Version, profile: VersionProfile) {
+        self.profiles.insert(version, profile);
+    }
+
+    /// Checks every field, naming its path (`simConfig.profiles.2.0.0.errorRate[1].value`).
+    pub fn validate(&self) -> Result<()> {
+        validate_label("simConfig.service", &self.service)?;
+        self.load.validate("simConfig.load")?;
+        self.default_profile.validate("simConfig.defaultProfile")?;
+        for (version, profile) in &self.profiles {
+            profile.validate(&format!("simConfig.profiles.{version}"))?;
+        }
+        for (i, name) in self.dependencies.iter().enumerate() {
+            if name.is_empty() || name.len() > 253 {
+                return Err(Error::invalid(
+                    format!("simConfig.dependencies[{i}]"),
+                    name,
+                    "must be a name of 1 to 253 characters",
+                ));
+            }
+            if self.dependencies[..i].contains(name) {
+                return Err(Error::invalid(
+                    format!("simConfig.dependencies[{i}]"),
+                    name,
+                    "is listed twice",
+                ));
+            }
+        }
+        for (i, fault) in self.faults.iter().enumerate() {
+            fault.validate(&format!("simConfig.faults[{i}]"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks a DNS-1123 label (a service name).
+fn validate_label(field: &str, value: &str) -> Result<()> {
+    let reason = if value.is_empty() || value.len() > 63 {
+        Some("must be 1 to 63 characters")
+    } else if !value
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        Some("may only hold lowercase letters, digits and '-'")
+    } else if value.starts_with('-') || value.ends_with('-') {
+        Some("must start and end with a letter or digit")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::invalid(field, value, reason)),
+        None => Ok(()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawConfig {
+    seed: u64,
+    #[serde(default)]
+    start: Option<Timestamp>,
+    #[serde(default)]
+    service: Option<String>,
+    #[serde(default)]
+    load: Option<Load>,
+    #[serde(default)]
+    default_profile: Option<VersionProfile>,
+    #[serde(default)]
+    profiles: BTreeMap<String, VersionProfile>,
+    #[serde(default)]
+    dependencies: Vec<String>,
+    #[serde(default)]
+    unready: Unready,
+    #[serde(default)]
+    faults: Vec<Fault>,
+}
+
+impl TryFrom<RawConfig> for SimConfig {
+    type Error = Error;
+    fn try_from(raw: RawConfig) -> Result<Self> {
+        let mut config = SimConfig::new(raw.seed);
+        if let Some(start) = raw.start {
+            config.start = start;
+        }
+        if let Some(service) = raw.service {
+            config.service = service;
+        }
+        if let Some(load) = raw.load {
+            config.load = load;
+        }
+        if let Some(profile) = raw.default_profile {
+            config.default_profile = profile;
+        }
+        for (version, profile) in raw.profiles {
+            let parsed = semver::Version::parse(&version).map_err(|e| {
+                Error::invalid(
+                    format!("simConfig.profiles.{version}"),
+                    &version,
+                    format!("is not a semver version: {e}"),
+                )
+            })?;
+            config.profiles.insert(parsed, profile);
+        }
+        config.dependencies = raw.dependencies;
+        config.unready = raw.unready;
+        config.faults = raw.faults;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::fault::Span;
+    use crate::schedule::Schedule;
+
+    #[test]
+    fn defaults_are_valid() {
+        SimConfig::new(1).validate().unwrap();
+        let c: SimConfig = serde_json::from_str(r#"{"seed": 3}"#).unwrap();
+        assert_eq!(c, SimConfig::new(3));
+    }
+
+    #[test]
+    fn errors_name_the_path_value_and_reason() {
+        for (json, path) in [
+            (r#"{"seed": 1, "service": "Web"}"#, "simConfig.service"),
+            (
+                r#"{"seed": 1, "load": {"kind": "constant", "rps": -5}}"#,
+                "simConfig.load.rps",
+            ),
+            (
+                r#"{"seed": 1, "profiles": {"3.0.0": {"errorRate": 2}}}"#,
+                "simConfig.profiles.3.0.0.errorRate[0].value",
+            ),
+            (
+                r#"{"seed": 1, "faults": [{"kind": "metricsOutage", "span": {"from": "5m", "until": "1m"}}]}"#,
+                "simConfig.faults[0].span.until",
+            ),
+            (
+                r#"{"seed": 1, "dependencies": ["pg", "pg"]}"#,
+                "simConfig.dependencies[1]",
+            ),
+        ] {
+            let msg = serde_json::from_str::<SimConfig>(json)
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains(path), "{json}: {msg}");
+        }
+        assert!(serde_json::from_str::<SimConfig>(r#"{"seed": 1, "sed": 2}"#).is_err());
+        assert!(serde_json::from_str::<SimConfig>(r#"{"service": "web"}"#).is_err());
+    }
+
+    #[test]
+    fn profiles_fall_back_to_the_default() {
+        let v2 = semver::Version::new(2, 0, 0);
+        let bad = VersionProfile::default().with_error_rate(Schedule::constant(0.2));
+        let c = SimConfig::new(1).with_profile(v2.clone(), bad.clone());
+        assert_eq!(c.profile_of(&v2), &bad);
+        assert_eq!(
+            c.profile_of(&semver::Version::new(1, 0, 0)),
+            &VersionProfile::default()
+        );
+        let c = c.with_fault(Fault::HealthOutage {
+            span: Span::new(Duration::from_secs(2), Duration::from_secs(1)),
+        });
+        assert!(c.validate().is_err());
+    }
+}

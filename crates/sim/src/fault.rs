@@ -1,0 +1,228 @@
+//! [`Fault`]s: scripted things that go wrong in the simulated world at given times.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serin_signals::{Probe, Track};
+
+use crate::error::{Error, Result};
+
+/// A half-open span of world time `[from, until)`, counted from the world's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Span {
+    /// Start, after the world's start (inclusive).
+    #[serde(with = "serin_signals::duration")]
+    pub from: Duration,
+    /// End, after the world's start (exclusive).
+    #[serde(with = "serin_signals::duration")]
+    pub until: Duration,
+}
+
+impl Span {
+    /// The span `[from, until)` after the world's start.
+    pub fn new(from: Duration, until: Duration) -> Self {
+        Span { from, until }
+    }
+
+    /// Whether `since` (after the world's start) lies in the span.
+    pub fn contains(&self, since: Duration) -> bool {
+        self.from <= since && since < self.until
+    }
+
+    fn validate(&self, field: &str) -> Result<()> {
+        if self.until <= self.from {
+            return Err(Error::invalid(
+                format!("{field}.until"),
+                format!("{:?}", self.until),
+                format!("must come after {field}.from ({:?})", self.from),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Something that goes wrong in the simulated world, scripted in advance. Times count from the
+/// world's start, so a script reads the same whatever the start timestamp.
+///
+/// Serialized with a `kind` tag: `{"kind": "crash", "track": "canary", "at": "30m"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum Fault {
+    /// The instances of `track` (or only `instance`) running at `at` crash then, and stay dead.
+    Crash {
+        /// The track whose instances crash.
+        track: Track,
+        /// Only this instance (`canary-1`), or every instance when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<String>,
+        /// When.
+        #[serde(with = "serin_signals::duration")]
+        at: Duration,
+    },
+    /// Instances started during `span` (on `track`, or on every track when absent) take `extra`
+    /// longer than their profile's startup to become ready.
+    SlowStart {
+        /// The track affected, or every track.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        track: Option<Track>,
+        /// When the affected instances were started.
+        span: Span,
+        /// The added startup time.
+        #[serde(with = "serin_signals::duration")]
+        extra: Duration,
+    },
+    /// The metrics source is unreachable during `span`: every query fails as unavailable.
+    MetricsOutage {
+        /// When.
+        span: Span,
+    },
+    /// Nothing is recorded for the seconds in `span`: queries covering them see no data there,
+    /// before and after, as after a scrape gap.
+    MetricsGap {
+        /// Which seconds are lost.
+        span: Span,
+    },
+    /// The router fails every `apply` during `span`, changing nothing.
+    RouterErrors {
+        /// When.
+        span: Span,
+        /// What the router says.
+        message: String,
+    },
+    /// The platform fails every `bring_up`, `scale` and `retire` during `span`, changing
+    /// nothing.
+    PlatformErrors {
+        /// When.
+        span: Span,
+        /// What the platform says.
+        message: String,
+    },
+    /// `probe` fails on `track` (or on every track) during `span`. A failing readiness probe
+    /// takes the instances out of traffic and a failing liveness probe marks them not alive, as
+    /// the platform sees them too; startup and dependency probes only show in health.
+    ProbeFailure {
+        /// The track affected, or every track.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        track: Option<Track>,
+        /// The probe that fails.
+        probe: Probe,
+        /// When.
+        span: Span,
+    },
+    /// The health source is unreachable during `span`: every call fails as unavailable.
+    HealthOutage {
+        /// When.
+        span: Span,
+    },
+}
+
+impl Fault {
+    /// The earliest world time the fault affects: a fault injected while the world runs must
+    /// not start before the present, or it would rewrite what was already observed.
+    pub fn starts(&self) -> Duration {
+        match self {
+            Fault::Crash { at, .. } => *at,
+            Fault::SlowStart { span, .. }
+            | Fault::MetricsOutage { span }
+            | Fault::MetricsGap { span }
+            | Fault::RouterErrors { span, .. }
+            | Fault::PlatformErrors { span, .. }
+            | Fault::ProbeFailure { span, .. }
+            | Fault::HealthOutage { span } => span.from,
+        }
+    }
+
+    /// Checks spans and names; `field` names the fault in errors (`simConfig.faults[2]`).
+    pub fn validate(&self, field: &str) -> Result<()> {
+        match self {
+            Fault::Crash { instance, .. } => {
+                if instance.as_deref().is_some_and(str::is_empty) {
+                    return Err(Error::invalid(
+                        format!("{field}.instance"),
+                        "",
+                        "must name an instance (or be left out for all)",
+                    ));
+                }
+                Ok(())
+            }
+            Fault::SlowStart { span, .. }
+            | Fault::MetricsOutage { span }
+            | Fault::MetricsGap { span }
+            | Fault::ProbeFailure { span, .. }
+            | Fault::HealthOutage { span } => span.validate(&format!("{field}.span")),
+            Fault::RouterErrors { span, message } | Fault::PlatformErrors { span, message } => {
+                span.validate(&format!("{field}.span"))?;
+                if message.is_empty() {
+                    return Err(Error::invalid(
+                        format!("{field}.message"),
+                        "",
+                        "must say what failed",
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Whether `fault_track` (absent: every track) covers `track`.
+pub(crate) fn covers(fault_track: Option<&Track>, track: &Track) -> bool {
+    fault_track.is_none_or(|t| t == track)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_read_with_a_kind_tag() {
+        let f: Vec<Fault> = serde_json::from_str(
+            r#"[
+                {"kind": "crash", "track": "canary", "at": "30m"},
+                {"kind": "metricsOutage", "span": {"from": "1h", "until": "1h5m"}},
+                {"kind": "probeFailure", "probe": {"dependency": "postgres"},
+                 "span": {"from": 0, "until": "10m"}},
+                {"kind": "routerErrors", "span": {"from": "0s", "until": "1s"}, "message": "503"}
+            ]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            f[0],
+            Fault::Crash {
+                track: Track::Canary,
+                instance: None,
+                at: Duration::from_secs(1_800)
+            }
+        );
+        assert_eq!(f[1].starts(), Duration::from_secs(3_600));
+        let json = serde_json::to_string(&f).unwrap();
+        assert_eq!(serde_json::from_str::<Vec<Fault>>(&json).unwrap(), f);
+        assert!(
+            serde_json::from_str::<Fault>(
+                r#"{"kind": "crash", "track": "canary", "at": 1, "x": 1}"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn empty_spans_are_rejected_with_the_path() {
+        let f = Fault::MetricsOutage {
+            span: Span::new(Duration::from_secs(5), Duration::from_secs(5)),
+        };
+        let msg = f.validate("faults[0]").unwrap_err().to_string();
+        assert!(msg.contains("faults[0].span.until"), "{msg}");
+        let f = Fault::RouterErrors {
+            span: Span::new(Duration::ZERO, Duration::from_secs(5)),
+            message: String::new(),
+        };
+        assert!(
+            f.validate("f")
+                .unwrap_err()
+                .to_string()
+                .contains("f.message")
+        );
+    }
+}

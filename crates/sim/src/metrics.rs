@@ -1,0 +1,144 @@
+//! [`SimMetrics`]: the world as a [`MetricsSource`].
+
+use async_trait::async_trait;
+use serin_signals::{
+    Counts, Error, LatencySketch, Measurement, Metric, MetricQuery, MetricsSource, Observation,
+    Result,
+};
+
+use crate::fault::Fault;
+use crate::world::SimWorld;
+
+/// The name the simulated metrics source gives in messages and errors.
+const NAME: &str = "sim";
+
+/// The simulated world as a [`MetricsSource`].
+///
+/// It answers [`Metric::ErrorRate`] and [`Metric::Throughput`] with the requests and errors
+/// each track of the service served over the window, and [`Metric::Latency`] with the merged
+/// sketch of their latencies, generated second by second (see [`SimWorld`]). Seconds not over
+/// yet are not reported. Observations recorded with [`SimWorld::record`] are added on top; the
+/// metrics the simulation does not model (CPU, memory, custom) come from those recordings only.
+/// A window in which a track served nothing is [`Measurement::NoData`]. During a
+/// metrics-outage fault every query fails with [`Error::Unavailable`]; seconds lost to a
+/// metrics-gap fault are missing from every answer.
+///
+/// ```
+/// use std::time::Duration;
+/// use serin_orchestrator::{Platform, TrackSpec};
+/// use serin_signals::{Metric, MetricQuery, MetricsSource, Track, Window};
+/// use serin_sim::{SimConfig, SimWorld};
+/// use serin_traffic::{TrafficRouter, TrafficSplit};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let world = SimWorld::new(SimConfig::new(42))?;
+/// world.platform().bring_up(&TrackSpec::new("web", "1.0.0", Track::Stable, 2)?).await?;
+/// tokio::time::sleep(Duration::from_secs(5)).await; // startup
+/// world.router().apply(&TrafficSplit::from_percents([("stable", 100)])?).await?;
+/// tokio::time::sleep(Duration::from_secs(60)).await;
+///
+/// let minute = Window::ending_at(world.now(), Duration::from_secs(60));
+/// let obs = world.metrics().query(&MetricQuery::new(Metric::ErrorRate, Track::Stable, minute)).await?;
+/// let rps = obs.throughput().unwrap();
+/// assert!((80.0..120.0).contains(&rps), "about 100 requests per second, got {rps}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct SimMetrics {
+    world: SimWorld,
+}
+
+impl SimMetrics {
+    pub(crate) fn new(world: SimWorld) -> Self {
+        SimMetrics { world }
+    }
+
+    /// The world this source belongs to.
+    pub fn world(&self) -> &SimWorld {
+        &self.world
+    }
+
+    /// What the simulation generated for `query`, without recordings.
+    fn generate(&self, query: &MetricQuery) -> Result<Measurement> {
+        let now = self.world.now();
+        let state = self.world.lock();
+        let outage = state.active_fault(now, |f, since| match f {
+            Fault::MetricsOutage { span } if span.contains(since) => Some(*span),
+            _ => None,
+        });
+        if let Some(span) = outage {
+            return Err(Error::Unavailable {
+                source_name: NAME.to_owned(),
+                reason: format!(
+                    "metrics outage from {:?} to {:?} after the start (scripted fault)",
+                    span.from, span.until
+                ),
+            });
+        }
+        let seconds = state.seconds_in(query.window, now);
+        let served = seconds.filter_map(|s| state.second(&query.track, s));
+        Ok(match query.metric {
+            Metric::ErrorRate | Metric::Throughput => {
+                let mut total = Counts::default();
+                for sec in served {
+                    total = total.saturating_add(Counts::new(sec.requests, sec.errors)?);
+                }
+                if total.requests() == 0 {
+                    Measurement::NoData
+                } else {
+                    Measurement::Counts(total)
+                }
+            }
+            Metric::Latency => {
+                let mut sketch = LatencySketch::new();
+                for sec in served {
+                    if let Some(s) = state.latency_of(&query.track, &sec) {
+                        sketch.merge(&s);
+                    }
+                }
+                if sketch.count() == 0 {
+                    Measurement::NoData
+                } else {
+                    Measurement::Latency(sketch)
+                }
+            }
+            _ => Measurement::NoData,
+        })
+    }
+}
+
+/// The sum of two measurements of one metric; no data adds nothing.
+fn combine(a: Measurement, b: Measurement) -> Measurement {
+    match (a, b) {
+        (Measurement::NoData, m) | (m, Measurement::NoData) => m,
+        (Measurement::Counts(x), Measurement::Counts(y)) => {
+            Measurement::Counts(x.saturating_add(y))
+        }
+        (Measurement::Latency(mut x), Measurement::Latency(y)) => {
+            x.merge(&y);
+            Measurement::Latency(x)
+        }
+        // The simulation generates no gauges, so a recorded one stands alone; a recording of
+        // another kind than generated is kept out of the answer.
+        (generated, _) => generated,
+    }
+}
+
+#[async_trait]
+impl MetricsSource for SimMetrics {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    async fn query(&self, query: &MetricQuery) -> Result<Observation> {
+        let generated = self.generate(query)?;
+        let recorded = self.world.recorded().query(query).await?.measurement;
+        Ok(Observation::new(
+            query.metric.clone(),
+            query.track.clone(),
+            query.window,
+            combine(generated, recorded),
+        ))
+    }
+}

@@ -1,0 +1,249 @@
+//! [`SimPlatform`]: the world as a [`Platform`].
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serin_orchestrator::{Error, Platform, Result, TrackKey, TrackSpec, TrackStatus};
+use serin_signals::{Timestamp, Track};
+
+use crate::fault::Fault;
+use crate::timeline::EventKind;
+use crate::world::{Incarnation, Instance, SimWorld, State};
+
+/// The name the simulated platform gives in messages and errors.
+const NAME: &str = "sim";
+
+/// The simulated world as a [`Platform`]: tracks whose instances start, become ready, flap and
+/// crash as their version's profile and the scripted faults say, at virtual times.
+///
+/// `bring_up` returns at once; instances become ready after their startup time as the virtual
+/// clock moves on. `retire` waits its drain with `tokio::time::sleep`, so the drain passes in
+/// virtual time. Every call is recorded in the world's timeline. Instances are named
+/// `<track>-<n>`, numbered from 0 in order of start.
+///
+/// ```
+/// use std::time::Duration;
+/// use serin_orchestrator::{Platform, TrackSpec, wait_ready};
+/// use serin_sim::{SimConfig, SimWorld};
+/// use serin_signals::Track;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let world = SimWorld::new(SimConfig::new(1))?;
+/// let platform = world.platform();
+/// platform.bring_up(&TrackSpec::new("web", "1.0.0", Track::Stable, 2)?).await?;
+/// assert_eq!(platform.status("web", &Track::Stable).await?.ready_count(), 0);
+/// // The default profile starts in five seconds of virtual time.
+/// let up = wait_ready(&platform, "web", &Track::Stable, Duration::from_secs(1), Duration::from_secs(30)).await?;
+/// assert_eq!(up.ready_count(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct SimPlatform {
+    world: SimWorld,
+}
+
+impl SimPlatform {
+    pub(crate) fn new(world: SimWorld) -> Self {
+        SimPlatform { world }
+    }
+
+    /// The world this platform belongs to.
+    pub fn world(&self) -> &SimWorld {
+        &self.world
+    }
+}
+
+/// Fails the call when a platform-errors fault is active, recording the failure.
+fn check_faults(
+    state: &mut State,
+    now: Timestamp,
+    call: &str,
+    service: &str,
+    track: &Track,
+) -> Result<()> {
+    let failing = state.active_fault(now, |f, since| match f {
+        Fault::PlatformErrors { span, message } if span.contains(since) => Some(message.clone()),
+        _ => None,
+    });
+    match failing {
+        Some(reason) => {
+            state.push(
+                now,
+                EventKind::PlatformCallFailed {
+                    call: call.to_owned(),
+                    service: service.to_owned(),
+                    track: track.clone(),
+                    reason: reason.clone(),
+                },
+            );
+            Err(Error::platform(NAME, reason))
+        }
+        None => Ok(()),
+    }
+}
+
+fn check_instances(instances: u32) -> Result<()> {
+    if instances == 0 || instances > TrackSpec::MAX_INSTANCES {
+        return Err(Error::invalid(
+            "instances",
+            instances,
+            format!(
+                "must be in 1 ..= {} (retire the track to run none)",
+                TrackSpec::MAX_INSTANCES
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn present(inc: &Incarnation) -> impl Iterator<Item = &Instance> {
+    inc.instances.iter().filter(|i| i.stopped.is_none())
+}
+
+#[async_trait]
+impl Platform for SimPlatform {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    async fn bring_up(&self, spec: &TrackSpec) -> Result<TrackStatus> {
+        let now = self.world.now();
+        let key = spec.key();
+        let mut state = self.world.lock();
+        if state.active(&key).is_some() {
+            return Err(Error::AlreadyExists {
+                what: "track".into(),
+                name: key.to_string(),
+                reason: "retire it first, or bring the version up as another track".into(),
+            });
+        }
+        check_faults(&mut state, now, "bringUp", spec.service(), spec.track())?;
+        let profile = state.config.profile_of(spec.version()).clone();
+        let ready_delay = state.ready_delay(spec.track(), &profile, now);
+        let incarnation = Incarnation {
+            version: spec.version().clone(),
+            profile,
+            started: now,
+            retired: None,
+            next_index: spec.instances(),
+            instances: (0..spec.instances())
+                .map(|i| Instance {
+                    id: format!("{}-{i}", spec.track()),
+                    started: now,
+                    stopped: None,
+                    ready_delay,
+                })
+                .collect(),
+        };
+        let status = state.report(&key, &incarnation, now);
+        state.add_incarnation(key, incarnation);
+        state.push(
+            now,
+            EventKind::BroughtUp {
+                service: spec.service().to_owned(),
+                track: spec.track().clone(),
+                version: spec.version().to_string(),
+                instances: spec.instances(),
+            },
+        );
+        Ok(status)
+    }
+
+    async fn status(&self, service: &str, track: &Track) -> Result<TrackStatus> {
+        let now = self.world.now();
+        let key = TrackKey::new(service, track);
+        let state = self.world.lock();
+        let inc = state
+            .active(&key)
+            .ok_or_else(|| Error::not_found("track", &key))?;
+        Ok(state.report(&key, inc, now))
+    }
+
+    async fn scale(&self, service: &str, track: &Track, instances: u32) -> Result<TrackStatus> {
+        check_instances(instances)?;
+        let now = self.world.now();
+        let key = TrackKey::new(service, track);
+        let mut state = self.world.lock();
+        let Some(inc) = state.active(&key) else {
+            return Err(Error::not_found("track", &key));
+        };
+        let profile = inc.profile.clone();
+        let from = u32::try_from(present(inc).count()).unwrap_or(u32::MAX);
+        check_faults(&mut state, now, "scale", service, track)?;
+        let ready_delay = state.ready_delay(track, &profile, now);
+        let Some(inc) = state.active_mut(&key) else {
+            return Err(Error::not_found("track", &key));
+        };
+        // Keep the oldest: stop the newest beyond the wanted count.
+        let mut kept = 0;
+        for inst in inc.instances.iter_mut().filter(|i| i.stopped.is_none()) {
+            kept += 1;
+            if kept > instances {
+                inst.stopped = Some(now);
+            }
+        }
+        while kept < instances {
+            let index = inc.next_index;
+            inc.next_index = inc.next_index.saturating_add(1);
+            inc.instances.push(Instance {
+                id: format!("{track}-{index}"),
+                started: now,
+                stopped: None,
+                ready_delay,
+            });
+            kept += 1;
+        }
+        let snapshot = inc.clone();
+        state.push(
+            now,
+            EventKind::Scaled {
+                service: service.to_owned(),
+                track: track.clone(),
+                from,
+                to: instances,
+            },
+        );
+        Ok(state.report(&key, &snapshot, now))
+    }
+
+    async fn retire(&self, service: &str, track: &Track, drain: Duration) -> Result<()> {
+        let key = TrackKey::new(service, track);
+        {
+            let now = self.world.now();
+            let mut state = self.world.lock();
+            if state.active(&key).is_none() {
+                return Err(Error::not_found("track", &key));
+            }
+            check_faults(&mut state, now, "retire", service, track)?;
+        }
+        tokio::time::sleep(drain).await;
+        let now = self.world.now();
+        let mut state = self.world.lock();
+        let Some(inc) = state.active_mut(&key) else {
+            return Err(Error::not_found("track", &key));
+        };
+        inc.retired = Some(now);
+        for inst in inc.instances.iter_mut().filter(|i| i.stopped.is_none()) {
+            inst.stopped = Some(now);
+        }
+        state.push(
+            now,
+            EventKind::Retired {
+                service: service.to_owned(),
+                track: track.clone(),
+                drain,
+            },
+        );
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<TrackStatus>> {
+        let now = self.world.now();
+        let state = self.world.lock();
+        Ok(state
+            .running()
+            .map(|(key, inc)| state.report(key, inc, now))
+            .collect())
+    }
+}

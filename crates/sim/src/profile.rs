@@ -1,0 +1,271 @@
+//! [`VersionProfile`]: how the instances of one version behave.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::schedule::Schedule;
+
+/// Request latency of a version: log-normal with a median and a shape.
+///
+/// `sigma` is the standard deviation of the latency's natural logarithm: 0.5 puts the 99th
+/// percentile at about 3.2 × the median. The median is multiplied by the profile's
+/// `latencyFactor` schedule, which models a slow start or a latency regression.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LatencyProfile {
+    /// Median latency in milliseconds (positive).
+    pub median_ms: f64,
+    /// Standard deviation of the log of the latency (`0.0 ..= 4.0`).
+    pub sigma: f64,
+}
+
+impl LatencyProfile {
+    /// A log-normal latency with this median (ms) and shape.
+    pub fn new(median_ms: f64, sigma: f64) -> Self {
+        LatencyProfile { median_ms, sigma }
+    }
+
+    fn validate(&self, field: &str) -> Result<()> {
+        if !self.median_ms.is_finite() || self.median_ms <= 0.0 || self.median_ms > 3_600_000.0 {
+            return Err(Error::invalid(
+                format!("{field}.medianMs"),
+                self.median_ms,
+                "must be a positive number of milliseconds, at most one hour",
+            ));
+        }
+        if !self.sigma.is_finite() || !(0.0..=4.0).contains(&self.sigma) {
+            return Err(Error::invalid(
+                format!("{field}.sigma"),
+                self.sigma,
+                "must be a finite number in 0 ..= 4",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for LatencyProfile {
+    fn default() -> Self {
+        LatencyProfile::new(50.0, 0.5)
+    }
+}
+
+/// When an instance is ready to receive traffic, once its startup time has passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind", deny_unknown_fields)]
+pub enum Readiness {
+    /// Ready from the end of startup on.
+    #[default]
+    Ready,
+    /// Never ready (a broken readiness endpoint, a missing dependency at boot).
+    Never,
+    /// Alternates: ready for `up`, then not ready for `down`, starting ready at the end of
+    /// startup. Every instance of a track flaps in step.
+    Flapping {
+        /// How long each ready spell lasts.
+        #[serde(with = "serin_signals::duration")]
+        up: Duration,
+        /// How long each unready spell lasts.
+        #[serde(with = "serin_signals::duration")]
+        down: Duration,
+    },
+}
+
+/// How the instances of one version behave: errors, latency, startup, readiness, crashes.
+///
+/// Times in schedules count from the moment the track was brought up, so the same profile
+/// describes a version wherever and whenever it runs. Every field has a default (a healthy
+/// version: 0.1% errors, 50 ms median latency, ready 5 s after start).
+///
+/// ```
+/// use std::time::Duration;
+/// use serin_sim::{LatencyProfile, Readiness, Schedule, VersionProfile};
+///
+/// let bad = VersionProfile::default()
+///     .with_error_rate(Schedule::ramp(0.005, 0.05, Duration::ZERO, Duration::from_secs(300)))
+///     .with_latency(LatencyProfile::new(80.0, 0.6))
+///     .with_startup(Duration::from_secs(20))
+///     .with_readiness(Readiness::Flapping { up: Duration::from_secs(30), down: Duration::from_secs(5) });
+/// assert!(bad.validate("profile").is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct VersionProfile {
+    /// Share of requests that fail (`0.0 ..= 1.0`), over the track's life.
+    pub error_rate: Schedule,
+    /// Latency distribution.
+    pub latency: LatencyProfile,
+    /// Multiplier on the latency median over the track's life (`0.0 ..= 1000.0`): `3` falling to
+    /// `1` over two minutes is a slow start (cold caches, JIT warm-up).
+    pub latency_factor: Schedule,
+    /// Time from start until an instance can first be ready.
+    #[serde(with = "serin_signals::duration")]
+    pub startup: Duration,
+    /// Readiness once started.
+    pub readiness: Readiness,
+    /// Each instance crashes this long after it started (and is never restarted).
+    #[serde(with = "optional_duration", skip_serializing_if = "Option::is_none")]
+    pub crash_after: Option<Duration>,
+}
+
+impl Default for VersionProfile {
+    fn default() -> Self {
+        VersionProfile {
+            error_rate: Schedule::constant(0.001),
+            latency: LatencyProfile::default(),
+            latency_factor: Schedule::constant(1.0),
+            startup: Duration::from_secs(5),
+            readiness: Readiness::Ready,
+            crash_after: None,
+        }
+    }
+}
+
+impl VersionProfile {
+    /// The same profile with this error rate over time.
+    pub fn with_error_rate(mut self, error_rate: Schedule) -> Self {
+        self.error_rate = error_rate;
+        self
+    }
+
+    /// The same profile with this latency distribution.
+    pub fn with_latency(mut self, latency: LatencyProfile) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    /// The same profile with this latency multiplier over time.
+    pub fn with_latency_factor(mut self, factor: Schedule) -> Self {
+        self.latency_factor = factor;
+        self
+    }
+
+    /// The same profile with this startup time.
+    pub fn with_startup(mut self, startup: Duration) -> Self {
+        self.startup = startup;
+        self
+    }
+
+    /// The same profile with this readiness behaviour.
+    pub fn with_readiness(mut self, readiness: Readiness) -> Self {
+        self.readiness = readiness;
+        self
+    }
+
+    /// The same profile whose instances crash `after` their start.
+    pub fn with_crash_after(mut self, after: Duration) -> Self {
+        self.crash_after = Some(after);
+        self
+    }
+
+    /// Checks every field; `field` names the profile in errors (`simConfig.profiles.2.0.0`).
+    pub fn validate(&self, field: &str) -> Result<()> {
+        self.error_rate
+            .validate(&format!("{field}.errorRate"), 0.0, 1.0)?;
+        self.latency.validate(&format!("{field}.latency"))?;
+        self.latency_factor
+            .validate(&format!("{field}.latencyFactor"), 0.0, 1_000.0)?;
+        if let Readiness::Flapping { up, down } = self.readiness
+            && (up.is_zero() || down.is_zero())
+        {
+            return Err(Error::invalid(
+                format!("{field}.readiness"),
+                format!("flapping up {up:?}, down {down:?}"),
+                "both spells must be longer than zero",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Serde for `Option<Duration>` with the human/millisecond forms of `serin_signals::duration`.
+mod optional_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(transparent)]
+    struct Wrapped(#[serde(with = "serin_signals::duration")] Duration);
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => serin_signals::duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<Wrapped>::deserialize(d).map(|o| o.map(|w| w.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_round_trip() {
+        let p = VersionProfile::default();
+        p.validate("p").unwrap();
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(serde_json::from_str::<VersionProfile>(&json).unwrap(), p);
+        let crashing = p.with_crash_after(Duration::from_secs(90));
+        let json = serde_json::to_string(&crashing).unwrap();
+        assert!(json.contains("\"crashAfter\":\"1m 30s\""), "{json}");
+        assert_eq!(
+            serde_json::from_str::<VersionProfile>(&json).unwrap(),
+            crashing
+        );
+    }
+
+    #[test]
+    fn partial_profiles_fill_in_defaults_and_reject_unknown_fields() {
+        let p: VersionProfile = serde_json::from_str(
+            r#"{"errorRate": 0.05, "readiness": {"kind": "flapping", "up": "30s", "down": 5000}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.error_rate, Schedule::constant(0.05));
+        assert_eq!(
+            p.readiness,
+            Readiness::Flapping {
+                up: Duration::from_secs(30),
+                down: Duration::from_secs(5)
+            }
+        );
+        assert_eq!(p.startup, Duration::from_secs(5));
+        assert!(serde_json::from_str::<VersionProfile>(r#"{"errorRates": 0.05}"#).is_err());
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        for (p, field) in [
+            (
+                VersionProfile::default().with_latency(LatencyProfile::new(0.0, 0.5)),
+                "p.latency.medianMs",
+            ),
+            (
+                VersionProfile::default().with_latency(LatencyProfile::new(10.0, f64::NAN)),
+                "p.latency.sigma",
+            ),
+            (
+                VersionProfile::default().with_error_rate(Schedule::constant(-0.1)),
+                "p.errorRate[0].value",
+            ),
+            (
+                VersionProfile::default().with_readiness(Readiness::Flapping {
+                    up: Duration::ZERO,
+                    down: Duration::from_secs(1),
+                }),
+                "p.readiness",
+            ),
+        ] {
+            match p.validate("p") {
+                Err(Error::InvalidField { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("expected {field}, got {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,635 @@
+//! [`SimWorld`]: the shared simulated world, its virtual clock and its fleet.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serin_orchestrator::{InstanceStatus, TrackKey, TrackStatus};
+use serin_signals::{
+    Counts, HealthSignal, InMemoryHealth, InMemorySource, LatencySketch, Observation, ProbeStatus,
+    Timestamp, Track, Window,
+};
+use serin_traffic::TrafficSplit;
+
+use crate::config::{SimConfig, Unready};
+use crate::error::{Error, Result};
+use crate::fault::{Fault, covers};
+use crate::health::SimHealth;
+use crate::metrics::SimMetrics;
+use crate::platform::SimPlatform;
+use crate::profile::{Readiness, VersionProfile};
+use crate::router::SimRouter;
+use crate::sample;
+use crate::timeline::{EventKind, TimelineEvent};
+
+/// A deterministic simulated fleet in virtual time.
+///
+/// One world holds one service's tracks, the split in force, the scripted faults and everything
+/// that happened. Its views — [`platform`](SimWorld::platform), [`router`](SimWorld::router),
+/// [`metrics`](SimWorld::metrics) and [`health`](SimWorld::health) — implement the `Platform`,
+/// `TrafficRouter`, `MetricsSource` and `HealthSource` traits over that one world, so what the
+/// router applies and what the platform runs is what the metrics show.
+///
+/// Time is tokio's: the world's `now` is its start [`Timestamp`] plus the
+/// `tokio::time::Instant` elapsed since it was built. Under a paused clock
+/// (`#[tokio::test(start_paused = true)]`), hours of simulated rollout pass in milliseconds; the
+/// world itself never sleeps except where the trait says to wait (a retirement's drain).
+///
+/// Traffic is generated in one-second buckets on demand: the bucket of second `s` belongs to a
+/// query window when the instant `s × 1000 ms` lies in it, is drawn from the state in force at
+/// that instant (split, readiness, profile), and is reported once the second is over. Its counts
+/// and latencies come from a random stream keyed by the seed, the track and `s`, so the same
+/// query always gives the same answer, different seeds give different answers, and sub-windows
+/// add up to their union exactly.
+///
+/// Cloning is cheap: clones share the world.
+#[derive(Debug, Clone)]
+pub struct SimWorld {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    origin: tokio::time::Instant,
+    state: Mutex<State>,
+    recorded: InMemorySource,
+    recorded_health: InMemoryHealth,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) config: SimConfig,
+    /// Every change of the split in force, oldest first.
+    splits: Vec<(Timestamp, TrafficSplit)>,
+    fleet: BTreeMap<TrackKey, Vec<Incarnation>>,
+    timeline: Vec<TimelineEvent>,
+    pub(crate) fail_next_apply: Option<String>,
+}
+
+/// One life of a track: from bring-up to retirement.
+#[derive(Debug, Clone)]
+pub(crate) struct Incarnation {
+    pub(crate) version: semver::Version,
+    pub(crate) profile: VersionProfile,
+    pub(crate) started: Timestamp,
+    pub(crate) retired: Option<Timestamp>,
+    pub(crate) next_index: u32,
+    pub(crate) instances: Vec<Instance>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Instance {
+    pub(crate) id: String,
+    pub(crate) started: Timestamp,
+    pub(crate) stopped: Option<Timestamp>,
+    pub(crate) ready_delay: Duration,
+}
+
+impl Instance {
+    fn present_at(&self, t: Timestamp) -> bool {
+        self.started <= t && self.stopped.is_none_or(|s| t < s)
+    }
+}
+
+/// One instance's probes at one time.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct InstanceState {
+    pub(crate) readiness: ProbeStatus,
+    pub(crate) liveness: ProbeStatus,
+    pub(crate) started: bool,
+    pub(crate) detail: Option<String>,
+}
+
+impl InstanceState {
+    fn is_ready(&self) -> bool {
+        self.readiness == ProbeStatus::Pass && self.liveness != ProbeStatus::Fail
+    }
+}
+
+/// What one track served in one second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Second {
+    pub(crate) requests: u64,
+    pub(crate) errors: u64,
+    /// No ready instance took these requests: they all failed, without a latency.
+    pub(crate) unroutable: bool,
+    /// Log-normal median (ms) and log-sd of the latencies, when they were served.
+    latency: Option<(f64, f64)>,
+    second: u64,
+}
+
+impl SimWorld {
+    /// A world built from `config` (checked first), whose virtual clock starts now.
+    pub fn new(config: SimConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(SimWorld {
+            inner: Arc::new(Inner {
+                origin: tokio::time::Instant::now(),
+                state: Mutex::new(State {
+                    config,
+                    splits: Vec::new(),
+                    fleet: BTreeMap::new(),
+                    timeline: Vec::new(),
+                    fail_next_apply: None,
+                }),
+                recorded: InMemorySource::named("sim"),
+                recorded_health: InMemoryHealth::named("sim"),
+            }),
+        })
+    }
+
+    /// The world as a `Platform`.
+    pub fn platform(&self) -> SimPlatform {
+        SimPlatform::new(self.clone())
+    }
+
+    /// The world as a `TrafficRouter`.
+    pub fn router(&self) -> SimRouter {
+        SimRouter::new(self.clone())
+    }
+
+    /// The world as a `MetricsSource`.
+    pub fn metrics(&self) -> SimMetrics {
+        SimMetrics::new(self.clone())
+    }
+
+    /// The world as a `HealthSource`.
+    pub fn health(&self) -> SimHealth {
+        SimHealth::new(self.clone())
+    }
+
+    /// The virtual time now.
+    pub fn now(&self) -> Timestamp {
+        let elapsed = tokio::time::Instant::now().saturating_duration_since(self.inner.origin);
+        self.lock().config.start().saturating_add(elapsed)
+    }
+
+    /// The configuration the world runs with, including faults injected since.
+    pub fn config(&self) -> SimConfig {
+        self.lock().config.clone()
+    }
+
+    /// Everything that happened, oldest first.
+    pub fn timeline(&self) -> Vec<TimelineEvent> {
+        self.lock().timeline.clone()
+    }
+
+    /// Every change of the split in force with its time, oldest first.
+    pub fn applied_splits(&self) -> Vec<(Timestamp, TrafficSplit)> {
+        self.lock().splits.clone()
+    }
+
+    /// Adds `fault` to the script. It must not start before now (that would rewrite what was
+    /// already observed); an invalid or past fault is an error and changes nothing.
+    pub fn inject(&self, fault: Fault) -> Result<()> {
+        let now = self.now();
+        let mut state = self.lock();
+        fault.validate("fault")?;
+        let since = state.since_start(now);
+        if fault.starts() < since {
+            return Err(Error::invalid(
+                "fault",
+                format!("{fault:?}"),
+                format!(
+                    "starts at {:?}, before the present ({since:?})",
+                    fault.starts()
+                ),
+            ));
+        }
+        state.config.push_fault(fault.clone());
+        state.timeline.push(TimelineEvent {
+            at: now,
+            kind: EventKind::FaultInjected { fault },
+        });
+        Ok(())
+    }
+
+    /// Sets how `version` behaves. Refused (changing nothing) once a track has run that
+    /// version, since that would rewrite what was already observed.
+    pub fn set_profile(&self, version: semver::Version, profile: VersionProfile) -> Result<()> {
+        let mut state = self.lock();
+        profile.validate(&format!("profiles.{version}"))?;
+        let ran = state
+            .fleet
+            .values()
+            .flatten()
+            .any(|inc| inc.version == version);
+        if ran {
+            return Err(Error::invalid(
+                format!("profiles.{version}"),
+                &version,
+                "a track has already run this version; profiles are fixed once used",
+            ));
+        }
+        state.config.set_profile(version, profile);
+        Ok(())
+    }
+
+    /// Makes the next router `apply` fail with `message`, changing nothing.
+    pub fn fail_next_apply(&self, message: impl Into<String>) {
+        self.lock().fail_next_apply = Some(message.into());
+    }
+
+    /// Records an observation measured elsewhere (or arranged by a test) that metric queries
+    /// add to the simulated traffic, as the in-memory source aggregates: it counts toward a
+    /// query whose window holds its whole window.
+    pub fn record(&self, observation: Observation) -> Result<()> {
+        Ok(self.inner.recorded.record(observation)?)
+    }
+
+    /// Records a probe result that the health source reports alongside the simulated probes
+    /// (the newest result of each probe and instance wins).
+    pub fn record_health(&self, signal: HealthSignal) {
+        self.inner.recorded_health.record(signal);
+    }
+
+    /// The requests over `window` that found no ready instance of the track the split sent
+    /// them to (all failed, whatever [`Unready`] policy), summed over tracks. Zero means no
+    /// request was lost to routing.
+    pub fn unroutable(&self, window: Window) -> Counts {
+        let now = self.now();
+        let state = self.lock();
+        let mut total = Counts::default();
+        for s in state.seconds_in(window, now) {
+            let Some(split) = state.split_at(Timestamp::from_millis(s * 1_000)) else {
+                continue;
+            };
+            for backend in split.backends() {
+                let Ok(track) = Track::named(backend.name().as_str()) else {
+                    continue;
+                };
+                if let Some(sec) = state.second(&track, s)
+                    && sec.unroutable
+                {
+                    total = total
+                        .saturating_add(Counts::new(sec.requests, sec.errors).unwrap_or_default());
+                }
+            }
+        }
+        total
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update below is a single push or assignment, so a poisoned lock still holds
+        // consistent data.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn recorded(&self) -> &InMemorySource {
+        &self.inner.recorded
+    }
+
+    pub(crate) fn recorded_health(&self) -> &InMemoryHealth {
+        &self.inner.recorded_health
+    }
+}
+
+impl State {
+    /// World time elapsed at `t`.
+    pub(crate) fn since_start(&self, t: Timestamp) -> Duration {
+        t.saturating_duration_since(self.config.start())
+    }
+
+    pub(crate) fn push(&mut self, at: Timestamp, kind: EventKind) {
+        self.timeline.push(TimelineEvent { at, kind });
+    }
+
+    /// The first fault of the given kind active at `now`, by the picker's answer.
+    pub(crate) fn active_fault<T>(
+        &self,
+        now: Timestamp,
+        pick: impl Fn(&Fault, Duration) -> Option<T>,
+    ) -> Option<T> {
+        let since = self.since_start(now);
+        self.config.faults().iter().find_map(|f| pick(f, since))
+    }
+
+    // ----- router -----
+
+    pub(crate) fn current_split(&self) -> Option<&TrafficSplit> {
+        self.splits.last().map(|(_, s)| s)
+    }
+
+    pub(crate) fn set_split(&mut self, now: Timestamp, split: &TrafficSplit) -> bool {
+        if self.current_split() == Some(split) {
+            return false;
+        }
+        self.splits.push((now, split.clone()));
+        true
+    }
+
+    fn split_at(&self, t: Timestamp) -> Option<&TrafficSplit> {
+        let i = self.splits.partition_point(|(at, _)| *at <= t);
+        i.checked_sub(1)
+            .and_then(|j| self.splits.get(j))
+            .map(|(_, s)| s)
+    }
+
+    // ----- fleet -----
+
+    pub(crate) fn active(&self, key: &TrackKey) -> Option<&Incarnation> {
+        self.fleet
+            .get(key)
+            .and_then(|v| v.last())
+            .filter(|inc| inc.retired.is_none())
+    }
+
+    pub(crate) fn active_mut(&mut self, key: &TrackKey) -> Option<&mut Incarnation> {
+        self.fleet
+            .get_mut(key)
+            .and_then(|v| v.last_mut())
+            .filter(|inc| inc.retired.is_none())
+    }
+
+    pub(crate) fn add_incarnation(&mut self, key: TrackKey, incarnation: Incarnation) {
+        self.fleet.entry(key).or_default().push(incarnation);
+    }
+
+    /// Every track that runs now, ordered by service then track.
+    pub(crate) fn running(&self) -> impl Iterator<Item = (&TrackKey, &Incarnation)> {
+        self.fleet
+            .iter()
+            .filter_map(|(k, v)| v.last().filter(|i| i.retired.is_none()).map(|i| (k, i)))
+    }
+
+    /// The incarnation of `track` of the loaded service alive at `t`.
+    fn incarnation_at(&self, track: &Track, t: Timestamp) -> Option<&Incarnation> {
+        let key = TrackKey::new(self.config.service(), track);
+        self.fleet
+            .get(&key)?
+            .iter()
+            .rev()
+            .find(|inc| inc.started <= t && inc.retired.is_none_or(|r| t < r))
+    }
+
+    /// The startup delay of an instance of `track` started at `now` with `profile`: its
+    /// startup plus any slow-start fault.
+    pub(crate) fn ready_delay(
+        &self,
+        track: &Track,
+        profile: &VersionProfile,
+        now: Timestamp,
+    ) -> Duration {
+        let extra = self
+            .active_fault(now, |f, since| match f {
+                Fault::SlowStart {
+                    track: t,
+                    span,
+                    extra,
+                } if covers(t.as_ref(), track) && span.contains(since) => Some(*extra),
+                _ => None,
+            })
+            .unwrap_or_default();
+        profile.startup.saturating_add(extra)
+    }
+
+    /// When `instance` of `track` crashes, if ever: its profile's crash time or a crash fault
+    /// at or after its start.
+    fn crash_time(
+        &self,
+        track: &Track,
+        profile: &VersionProfile,
+        inst: &Instance,
+    ) -> Option<Timestamp> {
+        let start = self.config.start();
+        let by_profile = profile.crash_after.map(|d| inst.started.saturating_add(d));
+        let by_fault = self
+            .config
+            .faults()
+            .iter()
+            .filter_map(|f| match f {
+                Fault::Crash {
+                    track: t,
+                    instance,
+                    at,
+                } if t == track && instance.as_ref().is_none_or(|i| *i == inst.id) => {
+                    Some(start.saturating_add(*at))
+                }
+                _ => None,
+            })
+            .filter(|at| *at >= inst.started)
+            .min();
+        match (by_profile, by_fault) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn probe_failing(&self, track: &Track, probe: &serin_signals::Probe, t: Timestamp) -> bool {
+        self.active_fault(t, |f, since| match f {
+            Fault::ProbeFailure {
+                track: ft,
+                probe: p,
+                span,
+            } if p == probe && covers(ft.as_ref(), track) && span.contains(since) => Some(()),
+            _ => None,
+        })
+        .is_some()
+    }
+
+    /// The probes of `inst` at `t`, or `None` when it did not run then.
+    pub(crate) fn instance_state(
+        &self,
+        track: &Track,
+        inc: &Incarnation,
+        inst: &Instance,
+        t: Timestamp,
+    ) -> Option<InstanceState> {
+        use serin_signals::Probe;
+        if !inst.present_at(t) {
+            return None;
+        }
+        let age = t.saturating_duration_since(inst.started);
+        let started = age >= inst.ready_delay;
+        let state = |readiness, liveness, detail: String| InstanceState {
+            readiness,
+            liveness,
+            started,
+            detail: Some(detail),
+        };
+        if let Some(crash) = self.crash_time(track, &inc.profile, inst)
+            && crash <= t
+        {
+            return Some(state(
+                ProbeStatus::Fail,
+                ProbeStatus::Fail,
+                format!("crashed at {crash}"),
+            ));
+        }
+        if self.probe_failing(track, &Probe::Liveness, t) {
+            return Some(state(
+                ProbeStatus::Fail,
+                ProbeStatus::Fail,
+                "liveness probe failing".into(),
+            ));
+        }
+        if !started {
+            return Some(state(
+                ProbeStatus::Fail,
+                ProbeStatus::Pass,
+                format!("starting (ready after {:?})", inst.ready_delay),
+            ));
+        }
+        match inc.profile.readiness {
+            Readiness::Never => {
+                return Some(state(
+                    ProbeStatus::Fail,
+                    ProbeStatus::Pass,
+                    "never becomes ready".into(),
+                ));
+            }
+            Readiness::Flapping { up, down } => {
+                let cycle = up.saturating_add(down).as_millis().max(1);
+                let phase = (age - inst.ready_delay).as_millis() % cycle;
+                if phase >= up.as_millis() {
+                    return Some(state(
+                        ProbeStatus::Fail,
+                        ProbeStatus::Pass,
+                        "flapping: not ready".into(),
+                    ));
+                }
+            }
+            Readiness::Ready => {}
+        }
+        if self.probe_failing(track, &Probe::Readiness, t) {
+            return Some(state(
+                ProbeStatus::Fail,
+                ProbeStatus::Pass,
+                "readiness probe failing".into(),
+            ));
+        }
+        Some(InstanceState {
+            readiness: ProbeStatus::Pass,
+            liveness: ProbeStatus::Pass,
+            started,
+            detail: None,
+        })
+    }
+
+    /// The platform's view of a running track at `now`.
+    pub(crate) fn report(&self, key: &TrackKey, inc: &Incarnation, now: Timestamp) -> TrackStatus {
+        TrackStatus {
+            service: key.service.clone(),
+            version: inc.version.clone(),
+            track: key.track.clone(),
+            instances: inc
+                .instances
+                .iter()
+                .filter_map(|inst| {
+                    let s = self.instance_state(&key.track, inc, inst, now)?;
+                    Some(InstanceStatus {
+                        id: inst.id.clone(),
+                        address: None,
+                        readiness: s.readiness,
+                        liveness: s.liveness,
+                        detail: s.detail,
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    fn ready_count(&self, track: &Track, t: Timestamp) -> usize {
+        self.incarnation_at(track, t).map_or(0, |inc| {
+            inc.instances
+                .iter()
+                .filter(|i| {
+                    self.instance_state(track, inc, i, t)
+                        .is_some_and(|s| s.is_ready())
+                })
+                .count()
+        })
+    }
+
+    // ----- traffic -----
+
+    /// The whole seconds whose first instant lies in `window`, that started after the world
+    /// did and are over by `now`.
+    pub(crate) fn seconds_in(&self, window: Window, now: Timestamp) -> std::ops::Range<u64> {
+        let first = window
+            .start()
+            .as_millis()
+            .max(self.config.start().as_millis())
+            .div_ceil(1_000);
+        let end = window
+            .end()
+            .as_millis()
+            .div_ceil(1_000)
+            .min(now.as_millis() / 1_000);
+        first..end.max(first)
+    }
+
+    /// What `track` of the loaded service served in second `s`, drawn from the state in force
+    /// at its first instant; `None` when it was sent nothing or the second was lost to a gap.
+    pub(crate) fn second(&self, track: &Track, s: u64) -> Option<Second> {
+        let t = Timestamp::from_millis(s.checked_mul(1_000)?);
+        let since = self.since_start(t);
+        let gap = self.config.faults().iter().any(|f| match f {
+            Fault::MetricsGap { span } => span.contains(since),
+            _ => false,
+        });
+        if gap {
+            return None;
+        }
+        let split = self.split_at(t)?;
+        let weight = split.weight_of(track.as_str())?;
+        if weight.is_zero() {
+            return None;
+        }
+        let ready = self.ready_count(track, t) > 0;
+        let share = match self.config.unready() {
+            Unready::Fail => weight.as_percent() / 100.0,
+            Unready::Redistribute => {
+                let ready_bps: u32 = split
+                    .backends()
+                    .iter()
+                    .filter(|b| !b.weight().is_zero())
+                    .filter(|b| {
+                        Track::named(b.name().as_str()).is_ok_and(|tr| self.ready_count(&tr, t) > 0)
+                    })
+                    .map(|b| u32::from(b.weight().bps()))
+                    .sum();
+                match (ready, ready_bps) {
+                    (true, bps) if bps > 0 => f64::from(weight.bps()) / f64::from(bps),
+                    (false, 0) => weight.as_percent() / 100.0,
+                    _ => return None,
+                }
+            }
+        };
+        let mut rng = sample::stream(self.config.seed(), track, s, sample::COUNTS);
+        let requests = sample::poisson(&mut rng, self.config.load().rate_at(since) * share);
+        if requests == 0 {
+            return None;
+        }
+        let inc = self.incarnation_at(track, t).filter(|_| ready);
+        let Some(inc) = inc else {
+            return Some(Second {
+                requests,
+                errors: requests,
+                unroutable: true,
+                latency: None,
+                second: s,
+            });
+        };
+        let age = t.saturating_duration_since(inc.started);
+        let errors = sample::binomial(&mut rng, requests, inc.profile.error_rate.at(age));
+        let median = inc.profile.latency.median_ms * inc.profile.latency_factor.at(age);
+        Some(Second {
+            requests,
+            errors,
+            unroutable: false,
+            latency: Some((median.max(1e-3), inc.profile.latency.sigma)),
+            second: s,
+        })
+    }
+
+    /// The latencies of a served second, from the second's latency stream.
+    pub(crate) fn latency_of(&self, track: &Track, sec: &Second) -> Option<LatencySketch> {
+        let (median, sigma) = sec.latency?;
+        let mut rng = sample::stream(self.config.seed(), track, sec.second, sample::LATENCY);
+        Some(sample::latencies(&mut rng, sec.requests, median, sigma))
+    }
+}
