@@ -132,6 +132,11 @@ impl MigrationReport {
 enum Parsed {
     Stmt(Box<Statement>),
     DropIndexConcurrently(Vec<ObjectName>),
+    /// `REINDEX ...`, which the parser does not know; kept as text.
+    Reindex {
+        concurrently: bool,
+        text: String,
+    },
 }
 
 fn parse(name: &str, sql: &str) -> Result<Vec<(u64, u64, Parsed)>> {
@@ -157,6 +162,26 @@ fn parse(name: &str, sql: &str) -> Result<Vec<(u64, u64, Parsed)>> {
                     .map_err(parse_err)?;
                 let _ = parser.parse_one_of_keywords(&[Keyword::CASCADE, Keyword::RESTRICT]);
                 Parsed::DropIndexConcurrently(names)
+            } else if parser.parse_keyword(Keyword::REINDEX) {
+                let mut words = vec!["REINDEX".to_owned()];
+                let mut concurrently = false;
+                loop {
+                    let t = parser.peek_token();
+                    if t.token == Token::SemiColon || t.token == Token::EOF {
+                        break;
+                    }
+                    if let Token::Word(w) = &t.token
+                        && w.keyword == Keyword::CONCURRENTLY
+                    {
+                        concurrently = true;
+                    }
+                    words.push(t.token.to_string());
+                    parser.next_token();
+                }
+                Parsed::Reindex {
+                    concurrently,
+                    text: words.join(" "),
+                }
             } else {
                 Parsed::Stmt(Box::new(parser.parse_statement().map_err(parse_err)?))
             };
@@ -324,9 +349,15 @@ fn alter_table(table: &str, op: &AlterTableOperation, created: bool, out: &mut V
             let col = &column_def.name.value;
             let mut not_null = false;
             let mut default = None;
+            let mut fills_rows = column_def
+                .data_type
+                .to_string()
+                .to_lowercase()
+                .contains("serial");
             for opt in &column_def.options {
                 match &opt.option {
                     ColumnOption::NotNull => not_null = true,
+                    ColumnOption::Generated { .. } | ColumnOption::Identity(_) => fills_rows = true,
                     ColumnOption::Default(e) => default = Some(e),
                     ColumnOption::PrimaryKey(_) | ColumnOption::Unique(_) if !created => {
                         out.push(finding(
@@ -354,6 +385,19 @@ fn alter_table(table: &str, op: &AlterTableOperation, created: bool, out: &mut V
                 }
             }
             if created {
+                return;
+            }
+            if fills_rows {
+                out.push(finding(
+                    "adding-field-with-default",
+                    E,
+                    Unsafe,
+                    format!(
+                        "{table}.{col} is serial, identity or generated: every existing row is \
+                         filled, rewriting the table under an ACCESS EXCLUSIVE lock"
+                    ),
+                    RECIPE_VOLATILE,
+                ));
                 return;
             }
             match (not_null, default.map(volatility)) {
@@ -448,6 +492,15 @@ fn alter_table(table: &str, op: &AlterTableOperation, created: bool, out: &mut V
             }
             _ => {}
         },
+        AlterTableOperation::DetachPartitionOf { partition, mode } if mode.is_none() => {
+            out.push(finding(
+                "require-concurrent-partition-detach",
+                E,
+                Unsafe,
+                format!("DETACH PARTITION {partition} locks {table} with ACCESS EXCLUSIVE"),
+                "DETACH PARTITION ... CONCURRENTLY (PostgreSQL 14+), outside a transaction",
+            ));
+        }
         AlterTableOperation::AddConstraint {
             constraint,
             not_valid,
@@ -494,6 +547,7 @@ fn alter_table(table: &str, op: &AlterTableOperation, created: bool, out: &mut V
 fn takes_lock(stmt: &Parsed) -> bool {
     match stmt {
         Parsed::DropIndexConcurrently(_) => false,
+        Parsed::Reindex { concurrently, .. } => !concurrently,
         Parsed::Stmt(s) => match s.as_ref() {
             Statement::AlterTable(_) | Statement::Drop { .. } | Statement::Truncate(_) => true,
             Statement::CreateIndex(ci) => !ci.concurrently,
@@ -529,6 +583,27 @@ fn analyse_one(stmt: &Parsed, ctx: &mut Ctx) -> (String, Vec<SqlFinding>) {
                 ));
             }
             return (format!("DROP INDEX CONCURRENTLY {}", names.join(", ")), out);
+        }
+        Parsed::Reindex { concurrently, text } => {
+            if *concurrently && ctx.in_transaction {
+                out.push(finding(
+                    "ban-concurrent-index-creation-in-transaction",
+                    E,
+                    Unsafe,
+                    "REINDEX CONCURRENTLY cannot run inside a transaction".into(),
+                    "run it on its own, outside BEGIN ... COMMIT",
+                ));
+            } else if !concurrently {
+                out.push(finding(
+                    "require-concurrent-reindex",
+                    E,
+                    Unsafe,
+                    "REINDEX without CONCURRENTLY blocks writes (and reads through the index)"
+                        .into(),
+                    "REINDEX ... CONCURRENTLY (PostgreSQL 12+), outside a transaction",
+                ));
+            }
+            return (text.clone(), out);
         }
         Parsed::Stmt(s) => s.as_ref(),
     };
@@ -709,6 +784,9 @@ mod tests {
                 .is_empty()
         );
         assert!(rules("CREATE TABLE n (id bigint); CREATE INDEX i ON n (id)").is_empty());
+        assert!(rules("REINDEX INDEX CONCURRENTLY i").is_empty());
+        assert!(rules("ALTER TABLE t DETACH PARTITION p CONCURRENTLY").is_empty());
+        assert!(rules("ALTER TABLE t ADD CONSTRAINT u UNIQUE USING INDEX idx").is_empty());
     }
 
     #[test]
@@ -760,6 +838,23 @@ mod tests {
                 "ban-concurrent-index-creation-in-transaction",
             ),
             ("UPDATE t SET c = 1", "backfill"),
+            ("REINDEX INDEX i", "require-concurrent-reindex"),
+            (
+                "BEGIN; REINDEX INDEX CONCURRENTLY i; COMMIT",
+                "ban-concurrent-index-creation-in-transaction",
+            ),
+            (
+                "ALTER TABLE t ADD COLUMN id bigint GENERATED ALWAYS AS IDENTITY",
+                "adding-field-with-default",
+            ),
+            (
+                "ALTER TABLE t ADD COLUMN id bigserial",
+                "adding-field-with-default",
+            ),
+            (
+                "ALTER TABLE t DETACH PARTITION p",
+                "require-concurrent-partition-detach",
+            ),
         ];
         for (sql, rule) in cases {
             let got = rules(sql);

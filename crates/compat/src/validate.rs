@@ -324,7 +324,11 @@ impl Validator {
                     }
                     Rule::Deny(p) => {
                         for va in a_set.iter().filter(|v| p.a.versions.matches(v)) {
-                            for vb in b_set.iter().filter(|v| p.b.versions.matches(v)) {
+                            // Within one service, a version never conflicts with itself.
+                            for vb in b_set
+                                .iter()
+                                .filter(|v| p.b.versions.matches(v) && !(a == b && *v == va))
+                            {
                                 let mut fact = format!(
                                     "{} {va} is denied with {} {vb} ({label}{})",
                                     p.a.service,
@@ -713,6 +717,32 @@ impl Validator {
                         }
                     };
                     let cur = |i: usize| current.get(i).cloned().unwrap_or_default();
+                    if let Some(v) = run(&fin(x), &fin(y)) {
+                        let (sx, sy) = (self.name(x), self.name(y));
+                        let (tx, ty) = (fin(x), fin(y));
+                        let list = |t: &[Version]| {
+                            t.iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join("+")
+                        };
+                        let conclusion = format!(
+                            "the targets {sx} {} and {sy} {} cannot run together at all",
+                            list(&tx),
+                            list(&ty)
+                        );
+                        findings.push(
+                            Finding::new(
+                                Severity::Error,
+                                self.code(ci),
+                                format!("{sx}, {sy}"),
+                                conclusion.clone(),
+                            )
+                            .with_evidence(v.fact.clone())
+                            .with_explanation(Explanation::new(conclusion).fact(v.fact)),
+                        );
+                        continue;
+                    }
                     let x_first = run(&mixed(x), &cur(y)).or_else(|| run(&fin(x), &mixed(y)));
                     let y_first = run(&cur(x), &mixed(y)).or_else(|| run(&mixed(x), &fin(y)));
                     let entry = pairs.entry(key).or_insert(PairInfo {

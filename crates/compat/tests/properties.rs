@@ -64,7 +64,7 @@ fn to_rule(spec: &RuleSpec) -> Option<Rule> {
             req: sel(y),
             reason: None,
         }),
-        RuleSpec::Deny(a, b, x, y) if a != b => Rule::Deny(PairRule {
+        RuleSpec::Deny(a, b, x, y) => Rule::Deny(PairRule {
             id: None,
             a: Target::new(name(a), sel(x)),
             b: Target::new(name(b), sel(y)),

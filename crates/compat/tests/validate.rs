@@ -547,3 +547,48 @@ fn schema_change_without_migration_warns() {
     );
     assert!(result.steps.iter().any(|s| s.kind == StepKind::Backup));
 }
+
+#[test]
+fn incompatible_targets_and_same_service_deny() {
+    let reg = registry(&[("a", &["1.0.0", "2.0.0"]), ("b", &["1.0.0", "2.0.0"])]);
+    let rules = vec![requires("a", ">=2.0.0", "b", "<2")];
+    let validator = Validator::new(reg.clone(), Matrix::new(rules, &reg).unwrap()).unwrap();
+    let fleet = Fleet::new().with("a", v("1.0.0")).with("b", v("1.0.0"));
+    let both = Proposal::new().with("a", v("2.0.0")).with("b", v("2.0.0"));
+    let result = validator.validate(&fleet, &both).unwrap();
+    assert_eq!(result.verdict, Verdict::Blocked);
+    assert!(
+        result
+            .findings
+            .iter()
+            .any(|f| f.message == "the targets a 2.0.0 and b 2.0.0 cannot run together at all"),
+        "{result}"
+    );
+
+    // "1.x and 2.x of a never run side by side" (for instance, a changed cache format).
+    let deny = Rule::Deny(PairRule {
+        id: Some("no-mixed-a".into()),
+        a: Target::new("a", sel("^1")),
+        b: Target::new("a", sel("^2")),
+        reason: Some("the cache format changed".into()),
+    });
+    let validator = Validator::new(reg.clone(), Matrix::new(vec![deny], &reg).unwrap()).unwrap();
+    let fleet = Fleet::new().with("a", v("1.0.0"));
+    assert!(
+        validator.check_fleet(&fleet).unwrap().is_empty(),
+        "a version never conflicts with itself"
+    );
+    let result = validator
+        .validate(&fleet, &Proposal::new().with("a", v("2.0.0")))
+        .unwrap();
+    assert_eq!(result.verdict, Verdict::Blocked);
+    let f = result
+        .findings
+        .iter()
+        .find(|f| f.code == "matrix.deny")
+        .unwrap();
+    assert_eq!(
+        f.message,
+        "a cannot run 1.0.0 and 2.0.0 side by side during the rollout"
+    );
+}
