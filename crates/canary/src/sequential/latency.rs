@@ -198,12 +198,8 @@ impl LatencyTest {
         // The centre of the distribution: the mean log of the deciles 0.1..=0.9. For a shift of
         // scale it estimates the same log ratio as the median, with less noise and without the
         // sketch's bin steps (which make single medians of different batches tie exactly).
-        let centre = |s: &LatencySketch| {
-            (1..=9)
-                .map(|k| ln(q(s, f64::from(k) / 10.0)))
-                .sum::<f64>()
-                / 9.0
-        };
+        let centre =
+            |s: &LatencySketch| (1..=9).map(|k| ln(q(s, f64::from(k) / 10.0))).sum::<f64>() / 9.0;
         let d_centre = centre(&self.open_canary) - centre(&self.open_baseline);
         let d99 = ln(q(&self.open_canary, 0.99)) - ln(q(&self.open_baseline, 0.99));
         self.open_baseline = LatencySketch::new();
@@ -220,8 +216,7 @@ impl LatencyTest {
         let margin = self.config.margin.ln_1p();
         self.median.push(d_centre - margin);
         self.p99.push(d99);
-        if self.rejected_at.is_none() && self.median.log_bf(0.0) >= (1.0 / self.config.alpha).ln()
-        {
+        if self.rejected_at.is_none() && self.median.log_bf(0.0) >= (1.0 / self.config.alpha).ln() {
             let worse = self.median.mean() > 0.0;
             if worse || self.config.sides == Sides::TwoSided {
                 self.rejected_at = Some(self.updates);
