@@ -56,6 +56,9 @@ fn ten() -> u64 {
 fn hundred() -> u64 {
     100
 }
+fn one() -> f64 {
+    1.0
+}
 fn arl() -> f64 {
     10_000.0
 }
@@ -252,6 +255,13 @@ pub struct ErrorSpikeConfig {
     /// (default 10000); the CUSUM threshold is its natural logarithm.
     #[serde(default = "arl")]
     pub average_run_length: f64,
+    /// CUSUM only: how much more the error counts vary between observations than independent
+    /// requests would (variance ÷ binomial variance, measured on healthy traffic at typical
+    /// volume; default 1). Each log-likelihood ratio is divided by it (a quasi-binomial CUSUM),
+    /// so the run-length promise still holds approximately when error rates wander between
+    /// windows independently of the version.
+    #[serde(default = "one")]
+    pub dispersion: f64,
     /// How long the spike must hold before firing (default 0).
     #[serde(default, with = "serin_signals::duration")]
     pub duration: Duration,
@@ -644,6 +654,13 @@ impl ErrorSpikeConfig {
                 "must be a finite number of observations above 1",
             ));
         }
+        if !(self.dispersion.is_finite() && self.dispersion >= 1.0) {
+            return Err(Error::config(
+                format!("{path}.dispersion"),
+                self.dispersion,
+                "must be a finite variance ratio of at least 1",
+            ));
+        }
         check_positive(path, "staleAfter", self.stale_after)
     }
 }
@@ -824,6 +841,10 @@ mod tests {
             (
                 r#"{"kind":"errorSpike","id":"s","baselineErrorRate":0.02,"averageRunLength":1}"#,
                 "triggers[0].averageRunLength",
+            ),
+            (
+                r#"{"kind":"errorSpike","id":"s","baselineErrorRate":0.02,"dispersion":0.5}"#,
+                "triggers[0].dispersion",
             ),
             (
                 r#"{"kind":"dependencyFailure","id":"d","dependency":"db","callMetric":"db_calls"}"#,

@@ -32,7 +32,9 @@ use crate::trigger::{Trigger, found};
 /// number of observations before a false alarm is at least `e^h = averageRunLength`, whatever the
 /// traffic per observation. The bound assumes independent requests at a known `p0`: with a learned
 /// baseline it holds as far as the estimate is right, and overdispersed traffic (rates that wander
-/// between windows) shortens it.
+/// between windows) shortens it — unless the dispersion is given
+/// ([`with_dispersion`](Cusum::with_dispersion)), which makes the promise approximately right
+/// again at the cost of slower detection.
 ///
 /// ```
 /// use serin_triggers::Cusum;
@@ -52,6 +54,12 @@ use crate::trigger::{Trigger, found};
 pub struct Cusum {
     threshold: f64,
     statistic: f64,
+    #[serde(default = "one")]
+    dispersion: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl Cusum {
@@ -68,7 +76,23 @@ impl Cusum {
         Ok(Cusum {
             threshold: arl.ln(),
             statistic: 0.0,
+            dispersion: 1.0,
         })
+    }
+
+    /// The same CUSUM for counts whose variance is `dispersion` times the binomial variance
+    /// (at least 1): each log-likelihood ratio is divided by it, a quasi-binomial CUSUM whose
+    /// run-length promise holds approximately for such overdispersed counts.
+    pub fn with_dispersion(mut self, dispersion: f64) -> Result<Self> {
+        if !(dispersion.is_finite() && dispersion >= 1.0) {
+            return Err(Error::config(
+                "dispersion",
+                dispersion,
+                "must be a finite variance ratio of at least 1",
+            ));
+        }
+        self.dispersion = dispersion;
+        Ok(self)
     }
 
     /// Adds one observation of `errors` out of `requests` and answers whether the statistic is at
@@ -81,7 +105,7 @@ impl Cusum {
         let errors = errors.min(requests);
         let up = (p1 / p0).ln();
         let down = ((1.0 - p1) / (1.0 - p0)).ln();
-        let llr = errors as f64 * up + (requests - errors) as f64 * down;
+        let llr = (errors as f64 * up + (requests - errors) as f64 * down) / self.dispersion;
         // Capped so that a long incident does not delay the all-clear; the cap is above the
         // threshold, so it never changes when the alarm is raised.
         self.statistic = (self.statistic + llr).clamp(0.0, 2.0 * self.threshold);
@@ -152,7 +176,8 @@ impl ErrorSpikeTrigger {
     /// A trigger for a validated config (validation runs again here).
     pub fn new(config: ErrorSpikeConfig) -> Result<Self> {
         crate::TriggerConfig::ErrorSpike(config.clone()).validate("errorSpike")?;
-        let cusum = Cusum::with_average_run_length(config.average_run_length)?;
+        let cusum = Cusum::with_average_run_length(config.average_run_length)?
+            .with_dispersion(config.dispersion)?;
         let state = SpikeState {
             window: CountRing::new(config.window_size),
             baseline: config
@@ -190,6 +215,9 @@ impl ErrorSpikeTrigger {
         }
         if (s.cusum.threshold - self.config.cusum_threshold()).abs() > 1e-9 {
             return Err("cusum threshold does not match averageRunLength".into());
+        }
+        if s.cusum.dispersion != self.config.dispersion {
+            return Err("cusum dispersion does not match dispersion".into());
         }
         Ok(())
     }
@@ -347,10 +375,11 @@ impl Trigger for ErrorSpikeTrigger {
         let reason = match (s.last_p0, self.config.detector) {
             (None, _) => "no baseline error rate yet".to_owned(),
             (Some(p0), Detector::Cusum) => format!(
-                "CUSUM statistic {:.3} against threshold {:.3} (average run length {}); baseline {:.5}, window {} errors of {} requests",
+                "CUSUM statistic {:.3} against threshold {:.3} (average run length {}, dispersion {}); baseline {:.5}, window {} errors of {} requests",
                 s.cusum.statistic(),
                 s.cusum.threshold(),
                 self.config.average_run_length,
+                self.config.dispersion,
                 p0,
                 s.last_window.errors(),
                 s.last_window.requests()
@@ -448,6 +477,21 @@ mod tests {
         assert!(c.statistic() <= 2.0 * c.threshold());
         c.reset();
         assert_eq!(c.statistic(), 0.0);
+    }
+
+    #[test]
+    fn dispersion_scales_the_evidence_down() {
+        assert!(
+            Cusum::with_average_run_length(100.0)
+                .unwrap()
+                .with_dispersion(0.9)
+                .is_err()
+        );
+        let mut plain = Cusum::with_average_run_length(1e6).unwrap();
+        let mut wide = plain.with_dispersion(2.0).unwrap();
+        plain.update(40, 1_000, 0.02, 0.03);
+        wide.update(40, 1_000, 0.02, 0.03);
+        assert!((plain.statistic() - 2.0 * wide.statistic()).abs() < 1e-9);
     }
 
     #[test]
