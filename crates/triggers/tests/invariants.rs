@@ -165,6 +165,44 @@ proptest! {
         }
     }
 
+    /// Saving and restoring at any point changes nothing that follows.
+    #[test]
+    fn resume_anywhere_is_exact(s in stream(), cut in 0usize..200, gap_ticks in any::<bool>()) {
+        let config: EngineConfig = serde_json::from_str(&format!(r#"{{"triggers": [
+            {{"kind":"metricThreshold","id":"t","metric":"queue_depth","operator":"gt",
+              "value":{ROLLBACK},"warnValue":{WARN},"duration":"20s","cooldown":"1m","staleAfter":"30s"}},
+            {{"kind":"errorSpike","id":"s","learnFor":"1m","minErrorCount":1,"minBaselineRequests":1}}
+        ]}}"#)).unwrap();
+        let inputs: Vec<(u64, Option<f64>)> = s
+            .iter()
+            .scan(0u64, |at, &(gap, v)| {
+                *at += gap;
+                Some((*at, v))
+            })
+            .collect();
+        let feed = |e: &mut Engine, part: &[(u64, Option<f64>)]| -> Vec<Event> {
+            for &(at, v) in part {
+                e.observe(&gauge(at, v)).unwrap();
+                let w = Window::ending_at(Timestamp::from_millis(at), Duration::from_secs(1));
+                let errors = v.map_or(0, |v| v as u64);
+                e.observe(&Observation::new(Metric::ErrorRate, Track::Canary, w,
+                    Measurement::Counts(Counts::new(100, errors).unwrap()))).unwrap();
+                if gap_ticks {
+                    e.tick(Timestamp::from_millis(at + 45_000));
+                }
+            }
+            e.drain_events().collect()
+        };
+        let cut = cut.min(inputs.len());
+        let mut straight = Engine::new(config.clone(), Timestamp::EPOCH).unwrap();
+        let all = feed(&mut straight, &inputs);
+        let mut first = Engine::new(config, Timestamp::EPOCH).unwrap();
+        let mut got = feed(&mut first, &inputs[..cut]);
+        let mut resumed: Engine = serde_json::from_str(&serde_json::to_string(&first).unwrap()).unwrap();
+        got.extend(feed(&mut resumed, &inputs[cut..]));
+        prop_assert_eq!(got, all);
+    }
+
     /// Arbitrary inputs never panic, and a rejected input leaves the engine as it was.
     #[test]
     fn arbitrary_inputs_never_panic(
