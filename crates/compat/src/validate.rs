@@ -7,6 +7,11 @@
 //! The resulting "must move before" edges are ordered topologically into groups that can move
 //! together; a cycle in them is named. Finally the chosen order is replayed state by state as a
 //! check.
+//!
+//! A service that passes required stops (several hops) is checked hop by hop against services
+//! that do not change; against another moving service it is treated, conservatively, as possibly
+//! running any version of its route while it moves. Pairs that already run together in the
+//! current fleet are reported once as warnings and never blamed on the change.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -80,6 +85,14 @@ impl Violation {
             && (has(&self.right)
                 || (self.missing && current.get(self.right.0).is_some_and(Vec::is_empty)))
     }
+}
+
+/// Whether each of two moving services may move first (`a` is the lower service index).
+struct PairInfo {
+    a_first: Option<Violation>,
+    b_first: Option<Violation>,
+    a_first_ok: bool,
+    b_first_ok: bool,
 }
 
 /// Checks proposed changes of a fleet against a registry, a matrix and upgrade graphs.
@@ -622,7 +635,9 @@ impl Validator {
                     hops: hops.clone(),
                 },
             );
-            changing[i] = Some(hops);
+            if let Some(slot) = changing.get_mut(i) {
+                *slot = Some(hops);
+            }
         }
         // Sets: mixed (everything a service may run during its move) and final.
         let mixed = |i: usize| -> Vec<Version> {
@@ -659,12 +674,6 @@ impl Validator {
             }
         }
         // Constraint analysis.
-        struct PairInfo {
-            a_first: Option<Violation>,
-            b_first: Option<Violation>,
-            a_first_ok: bool,
-            b_first_ok: bool,
-        }
         let mut pairs: BTreeMap<(usize, usize), PairInfo> = BTreeMap::new();
         let is_changing = |i: usize| changing.get(i).is_some_and(Option::is_some);
         let touched: BTreeSet<usize> = (0..n)
@@ -778,13 +787,55 @@ impl Validator {
                 (false, false) => {}
             }
         }
-        // Order.
+        let order = self.order(&moves, &pairs, &mut findings);
+        let blocked = findings.iter().any(|f| f.severity == Severity::Error);
+        if !blocked {
+            findings.extend(self.replay(&order, &current));
+        }
+        // Breaking changes and migrations.
+        let mut reports: Vec<(String, Version, MigrationReport)> = Vec::new();
+        let mut breaking: Vec<(String, String)> = Vec::new();
+        let mut schema_changes: Vec<String> = Vec::new();
+        for mv in moves.values() {
+            self.check_release_changes(
+                mv,
+                &mut findings,
+                &mut reports,
+                &mut breaking,
+                &mut schema_changes,
+            );
+        }
+        let steps = if findings.iter().any(|f| f.severity == Severity::Error) {
+            Vec::new()
+        } else {
+            plan(&StepInputs {
+                order: &order,
+                paths: Some(&paths),
+                migrations: reports.iter().map(|(s, v, r)| (s.as_str(), v, r)).collect(),
+                breaking: breaking
+                    .iter()
+                    .map(|(s, c)| (s.as_str(), c.clone()))
+                    .collect(),
+                schema_changes: schema_changes.iter().map(String::as_str).collect(),
+            })
+        };
+        Ok(UpgradeValidation::new(findings, order, paths, steps))
+    }
+
+    /// Turns the pairwise verdicts into "moves before" edges, reports conflicts and cycles, and
+    /// layers the moves into groups (longest path from the sources).
+    fn order(
+        &self,
+        moves: &BTreeMap<usize, Move>,
+        pairs: &BTreeMap<(usize, usize), PairInfo>,
+        findings: &mut Vec<Finding>,
+    ) -> Vec<Vec<Move>> {
         let mut graph: DiGraph<usize, String> = DiGraph::new();
         let mut node: BTreeMap<usize, NodeIndex> = BTreeMap::new();
         for i in moves.keys() {
             node.insert(*i, graph.add_node(*i));
         }
-        for ((x, y), info) in &pairs {
+        for ((x, y), info) in pairs {
             let (Some(&nx), Some(&ny)) = (node.get(x), node.get(y)) else {
                 continue;
             };
@@ -873,38 +924,7 @@ impl Validator {
             }
             order = groups;
         }
-        let blocked = findings.iter().any(|f| f.severity == Severity::Error);
-        if !blocked {
-            findings.extend(self.replay(&order, &current));
-        }
-        // Breaking changes and migrations.
-        let mut reports: Vec<(String, Version, MigrationReport)> = Vec::new();
-        let mut breaking: Vec<(String, String)> = Vec::new();
-        let mut schema_changes: Vec<String> = Vec::new();
-        for mv in moves.values() {
-            self.check_release_changes(
-                mv,
-                &mut findings,
-                &mut reports,
-                &mut breaking,
-                &mut schema_changes,
-            );
-        }
-        let steps = if findings.iter().any(|f| f.severity == Severity::Error) {
-            Vec::new()
-        } else {
-            plan(&StepInputs {
-                order: &order,
-                paths: Some(&paths),
-                migrations: reports.iter().map(|(s, v, r)| (s.as_str(), v, r)).collect(),
-                breaking: breaking
-                    .iter()
-                    .map(|(s, c)| (s.as_str(), c.clone()))
-                    .collect(),
-                schema_changes: schema_changes.iter().map(String::as_str).collect(),
-            })
-        };
-        Ok(UpgradeValidation::new(findings, order, paths, steps))
+        order
     }
 
     /// The states a moving service passes through: for each hop, the mixed set then the new one.
