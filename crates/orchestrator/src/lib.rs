@@ -25,16 +25,33 @@
 
 mod config;
 mod error;
+mod event;
+mod hooks;
+mod journal;
+mod orchestrator;
 mod platform;
+mod report;
+mod run;
+mod state;
 
 pub use config::{
     BlueGreenConfig, Bounds, CanaryConfig, CanaryThresholds, ChannelKind, DeploymentConfig, Format,
     MonitoringConfig, NotificationChannel, NotifyOn, OnResume, StrategyKind, TrafficStrategyKind,
 };
 pub use error::{Error, Result};
+pub use event::{Event, EventKind, Phase};
+pub use hooks::{BackupProvider, InMemoryBackup, InMemoryNotifier, Notifier};
+pub use journal::{FileJournal, InMemoryJournal, Journal, Record};
+pub use orchestrator::{
+    Clock, DeploymentHandle, DeploymentPlan, Orchestrator, OrchestratorBuilder, ServiceBackends,
+    SpecFn, Status,
+};
 #[cfg(any(feature = "testkit", test))]
 pub use platform::testkit;
 pub use platform::{
     InMemoryPlatform, InstanceStatus, Platform, RESERVED_ENV, TrackKey, TrackSpec, TrackStatus,
     wait_ready,
 };
+pub use report::Report;
+pub use run::Operation;
+pub use state::{AnyJudge, CanaryRun, DeploymentState, Effect, Outcome, Placement, PlanRun, Stage};

@@ -1,0 +1,252 @@
+//! The typed event stream of a deployment: what subscribers, `tracing`, notifiers and the
+//! report see, in order, each stamped with its deployment, sequence number and time.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serin_canary::controller::Decision;
+use serin_signals::Timestamp;
+
+use crate::config::{NotifyOn, StrategyKind};
+
+/// The phases of a deployment, as the brief names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Phase {
+    /// The upgrade is checked for compatibility.
+    Validation,
+    /// Pre-checks, dependencies, backup.
+    Preparation,
+    /// The strategy runs: the new version comes up and receives traffic.
+    Deployment,
+    /// The promoted version is watched by the rollback triggers.
+    Monitoring,
+    /// The old version is retired after its warm delay.
+    Completion,
+    /// Traffic goes back to the previous version.
+    Rollback,
+    /// Nothing is left to do.
+    Finished,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Validation => "validation",
+            Phase::Preparation => "preparation",
+            Phase::Deployment => "deployment",
+            Phase::Monitoring => "monitoring",
+            Phase::Completion => "completion",
+            Phase::Rollback => "rollback",
+            Phase::Finished => "finished",
+        })
+    }
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum EventKind {
+    /// The deployment started.
+    #[serde(rename_all = "camelCase")]
+    Started {
+        /// The strategy.
+        strategy: StrategyKind,
+        /// The version running before, if any.
+        from: Option<String>,
+        /// The version deployed.
+        to: String,
+    },
+    /// The deployment entered a phase.
+    #[serde(rename_all = "camelCase")]
+    PhaseChanged {
+        /// The new phase.
+        phase: Phase,
+    },
+    /// The upgrade validated, with the validator's verdict and findings in one line each.
+    #[serde(rename_all = "camelCase")]
+    Validated {
+        /// `ok`, `okWithWarnings` or a note that no validator is configured.
+        verdict: String,
+        /// The findings, one sentence each.
+        findings: Vec<String>,
+    },
+    /// A backup was taken before any change.
+    #[serde(rename_all = "camelCase")]
+    BackupTaken {
+        /// The backup's id, for restores.
+        id: String,
+    },
+    /// The new version's track was started.
+    #[serde(rename_all = "camelCase")]
+    TrackStarted {
+        /// The track (`canary`, `green`).
+        track: String,
+        /// Instances started.
+        instances: u32,
+    },
+    /// Every instance of the new track is ready.
+    #[serde(rename_all = "camelCase")]
+    TrackReady {
+        /// The track.
+        track: String,
+    },
+    /// The split changed: the new version's share of traffic.
+    #[serde(rename_all = "camelCase")]
+    WeightChanged {
+        /// The track of the new version.
+        track: String,
+        /// Its share, in percent.
+        percent: f64,
+    },
+    /// The canary controller decided something other than holding, with its evidence.
+    #[serde(rename_all = "camelCase")]
+    AnalysisResult {
+        /// The decision and its evidence.
+        decision: Decision,
+    },
+    /// A judge or trigger saw something wrong that does not (yet) roll back.
+    #[serde(rename_all = "camelCase")]
+    Anomaly {
+        /// Who saw it (a judge or trigger name).
+        source: String,
+        /// How bad (`info`, `warning`, `critical`, `warn`, `hold`).
+        severity: String,
+        /// One sentence with the evidence.
+        summary: String,
+    },
+    /// A rollback trigger fired.
+    #[serde(rename_all = "camelCase")]
+    TriggerFired {
+        /// The trigger's event, with its evidence.
+        event: serin_triggers::Event,
+    },
+    /// The deployment was paused by an operator.
+    Paused,
+    /// The deployment was resumed by an operator.
+    Resumed,
+    /// A rollback started.
+    #[serde(rename_all = "camelCase")]
+    RollbackStarted {
+        /// Why.
+        reason: String,
+    },
+    /// The deployment finished: the new version serves all traffic.
+    #[serde(rename_all = "camelCase")]
+    Completed {
+        /// The version now running.
+        version: String,
+    },
+    /// The deployment finished rolled back: the previous version serves all traffic.
+    #[serde(rename_all = "camelCase")]
+    RolledBack {
+        /// Why.
+        reason: String,
+    },
+    /// The upgrade was blocked by validation; nothing changed.
+    #[serde(rename_all = "camelCase")]
+    Blocked {
+        /// The validator's explanation.
+        reason: String,
+    },
+    /// The deployment failed and could not be rolled back (or was not asked to be).
+    #[serde(rename_all = "camelCase")]
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl EventKind {
+    /// The notification category of this event, if channels can subscribe to it.
+    pub fn notify_on(&self) -> Option<NotifyOn> {
+        match self {
+            EventKind::Started { .. } => Some(NotifyOn::Started),
+            EventKind::Completed { .. } => Some(NotifyOn::Completed),
+            EventKind::Failed { .. } | EventKind::Blocked { .. } => Some(NotifyOn::Failed),
+            EventKind::Anomaly { .. } | EventKind::TriggerFired { .. } => Some(NotifyOn::Anomaly),
+            EventKind::RollbackStarted { .. } | EventKind::RolledBack { .. } => {
+                Some(NotifyOn::Rollback)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventKind::Started { strategy, from, to } => match from {
+                Some(from) => write!(f, "started: {from} -> {to} by {strategy}"),
+                None => write!(f, "started: install {to} by {strategy}"),
+            },
+            EventKind::PhaseChanged { phase } => write!(f, "phase: {phase}"),
+            EventKind::Validated { verdict, findings } => {
+                write!(f, "validated: {verdict}")?;
+                for x in findings {
+                    write!(f, "; {x}")?;
+                }
+                Ok(())
+            }
+            EventKind::BackupTaken { id } => write!(f, "backup taken: {id}"),
+            EventKind::TrackStarted { track, instances } => {
+                write!(f, "track {track} started with {instances} instance(s)")
+            }
+            EventKind::TrackReady { track } => write!(f, "track {track} ready"),
+            EventKind::WeightChanged { track, percent } => {
+                write!(f, "weight: {percent}% to {track}")
+            }
+            EventKind::AnalysisResult { decision } => {
+                write!(f, "analysis: {:?} — {}", decision.action, decision.reason)?;
+                if let Some(e) = decision.evidence.first() {
+                    write!(f, " [{}]", e.summary)?;
+                }
+                Ok(())
+            }
+            EventKind::Anomaly {
+                source,
+                severity,
+                summary,
+            } => write!(f, "anomaly ({severity}) from {source}: {summary}"),
+            EventKind::TriggerFired { event } => write!(f, "trigger fired: {}", event.evidence),
+            EventKind::Paused => f.write_str("paused"),
+            EventKind::Resumed => f.write_str("resumed"),
+            EventKind::RollbackStarted { reason } => write!(f, "rollback started: {reason}"),
+            EventKind::Completed { version } => {
+                write!(f, "completed: {version} serves all traffic")
+            }
+            EventKind::RolledBack { reason } => write!(f, "rolled back: {reason}"),
+            EventKind::Blocked { reason } => write!(f, "blocked: {reason}"),
+            EventKind::Failed { reason } => write!(f, "failed: {reason}"),
+        }
+    }
+}
+
+/// One event of one deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Event {
+    /// The deployment's id.
+    pub deployment: String,
+    /// The service deployed.
+    pub service: String,
+    /// Position in the deployment's stream, from 0, without gaps.
+    pub seq: u64,
+    /// When it happened.
+    pub at: Timestamp,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "[{} #{} {}] {}",
+            self.deployment,
+            self.seq,
+            self.at.as_millis(),
+            self.kind
+        )
+    }
+}

@@ -1,0 +1,248 @@
+//! The [`Journal`]: every state change of a deployment is written here **before** it is
+//! carried out, so a process killed at any point can resume from the last record.
+//!
+//! [`FileJournal`] is the embedded default (an append-only file of JSON lines, synced to disk
+//! after every record); [`InMemoryJournal`] serves tests and can simulate a crash right after a
+//! given write.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serin_signals::Timestamp;
+
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::state::{DeploymentState, Effect};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One journal record: the state a deployment moves to, the effects that move the world there,
+/// and the events that tell about it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Record {
+    /// The deployment's id.
+    pub deployment: String,
+    /// Position in the deployment's journal, from 0.
+    pub seq: u64,
+    /// When it was written.
+    pub at: Timestamp,
+    /// The state after this change.
+    pub state: DeploymentState,
+    /// What to carry out, in order (idempotent).
+    pub effects: Vec<Effect>,
+    /// What to announce once carried out.
+    pub events: Vec<Event>,
+}
+
+/// Where deployments record their state changes before acting on them.
+///
+/// Contract: `append` returns only once the record is durable; `records` returns a
+/// deployment's records in the order appended; a record that was cut short by a crash is
+/// ignored, never half-read.
+#[async_trait]
+pub trait Journal: Send + Sync {
+    /// A short name for errors.
+    fn name(&self) -> &str;
+
+    /// Appends `record` durably.
+    async fn append(&self, record: &Record) -> Result<()>;
+
+    /// The records of `deployment`, in order (empty if unknown).
+    async fn records(&self, deployment: &str) -> Result<Vec<Record>>;
+
+    /// Every deployment with records, in the order of their first record.
+    async fn deployments(&self) -> Result<Vec<String>>;
+}
+
+#[async_trait]
+impl<T: Journal + ?Sized> Journal for Arc<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    async fn append(&self, record: &Record) -> Result<()> {
+        (**self).append(record).await
+    }
+    async fn records(&self, deployment: &str) -> Result<Vec<Record>> {
+        (**self).records(deployment).await
+    }
+    async fn deployments(&self) -> Result<Vec<String>> {
+        (**self).deployments().await
+    }
+}
+
+/// Records in memory. [`stall_after`](InMemoryJournal::stall_after) makes an append keep the
+/// record and then never return, which is what a crash right after a journal write looks like
+/// to the executor: tests stop the executor there and resume.
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryJournal {
+    inner: Arc<Mutex<MemoryInner>>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryInner {
+    records: Vec<Record>,
+    stall_at: Option<usize>,
+}
+
+impl InMemoryJournal {
+    /// An empty journal.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The append that brings the journal to `total` records stores its record and then
+    /// never returns. `None` turns this off.
+    pub fn stall_after(&self, total: Option<usize>) {
+        lock(&self.inner).stall_at = total;
+    }
+
+    /// Every record of every deployment, in order.
+    pub fn all(&self) -> Vec<Record> {
+        lock(&self.inner).records.clone()
+    }
+
+    /// How many records are held.
+    pub fn len(&self) -> usize {
+        lock(&self.inner).records.len()
+    }
+
+    /// Whether no record is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait]
+impl Journal for InMemoryJournal {
+    fn name(&self) -> &str {
+        "in-memory"
+    }
+
+    async fn append(&self, record: &Record) -> Result<()> {
+        let stall = {
+            let mut inner = lock(&self.inner);
+            inner.records.push(record.clone());
+            inner.stall_at == Some(inner.records.len())
+        };
+        if stall {
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+
+    async fn records(&self, deployment: &str) -> Result<Vec<Record>> {
+        Ok(lock(&self.inner)
+            .records
+            .iter()
+            .filter(|r| r.deployment == deployment)
+            .cloned()
+            .collect())
+    }
+
+    async fn deployments(&self) -> Result<Vec<String>> {
+        let mut out: Vec<String> = Vec::new();
+        for r in &lock(&self.inner).records {
+            if !out.contains(&r.deployment) {
+                out.push(r.deployment.clone());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The embedded default: an append-only file of JSON lines, one record per line, synced to
+/// disk (`fsync`) before `append` returns. A last line cut short by a crash is skipped.
+#[derive(Debug)]
+pub struct FileJournal {
+    path: PathBuf,
+    name: String,
+    write: Mutex<()>,
+}
+
+impl FileJournal {
+    /// A journal in the file at `path`, created on the first append (its directory must exist).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
+                return Err(Error::invalid(
+                    "journal.path",
+                    path.display(),
+                    "its directory does not exist",
+                ));
+            }
+            _ => {}
+        }
+        Ok(FileJournal {
+            name: path.display().to_string(),
+            path,
+            write: Mutex::new(()),
+        })
+    }
+
+    fn read_all(&self) -> Result<Vec<Record>> {
+        let file = match std::fs::File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::backend("journal", &self.name, e)),
+        };
+        let mut out = Vec::new();
+        for line in std::io::BufReader::new(file).lines() {
+            let line = line.map_err(|e| Error::backend("journal", &self.name, e))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            // A torn write (crash mid-line) cannot parse; it was never acknowledged.
+            if let Ok(r) = serde_json::from_str::<Record>(&line) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Journal for FileJournal {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn append(&self, record: &Record) -> Result<()> {
+        let mut line =
+            serde_json::to_vec(record).map_err(|e| Error::backend("journal", &self.name, e))?;
+        line.push(b'\n');
+        let _guard = lock(&self.write);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| Error::backend("journal", &self.name, e))?;
+        file.write_all(&line)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| Error::backend("journal", &self.name, e))
+    }
+
+    async fn records(&self, deployment: &str) -> Result<Vec<Record>> {
+        Ok(self
+            .read_all()?
+            .into_iter()
+            .filter(|r| r.deployment == deployment)
+            .collect())
+    }
+
+    async fn deployments(&self) -> Result<Vec<String>> {
+        let mut out: Vec<String> = Vec::new();
+        for r in self.read_all()? {
+            if !out.contains(&r.deployment) {
+                out.push(r.deployment);
+            }
+        }
+        Ok(out)
+    }
+}

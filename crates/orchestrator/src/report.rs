@@ -1,0 +1,127 @@
+//! The final [`Report`] of a deployment, rebuilt from its journal: the timeline of every event
+//! and the evidence of every decision, as JSON or as text for humans.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serin_signals::Timestamp;
+
+use crate::config::StrategyKind;
+use crate::error::{Error, Result};
+use crate::event::{Event, EventKind};
+use crate::journal::Record;
+use crate::state::{Outcome, Placement};
+
+/// What a deployment did, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Report {
+    /// The deployment's id.
+    pub deployment: String,
+    /// The service.
+    pub service: String,
+    /// The strategy.
+    pub strategy: StrategyKind,
+    /// What ran before.
+    pub from: Option<Placement>,
+    /// What was deployed.
+    pub to: Placement,
+    /// How it ended (`None` if it has not).
+    pub outcome: Option<Outcome>,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When its last record was written.
+    pub last_at: Timestamp,
+    /// The backup taken in preparation.
+    pub backup: Option<String>,
+    /// Every event, in order.
+    pub timeline: Vec<Event>,
+}
+
+impl Report {
+    /// Rebuilds the report of a deployment from its journal records.
+    pub fn from_records(records: &[Record]) -> Result<Self> {
+        let last = records
+            .last()
+            .ok_or_else(|| Error::not_found("deployment", "(no records)"))?;
+        let s = &last.state;
+        Ok(Report {
+            deployment: s.id.clone(),
+            service: s.service.clone(),
+            strategy: s.strategy,
+            from: s.from.clone(),
+            to: s.to.clone(),
+            outcome: s.outcome.clone(),
+            started_at: s.started_at,
+            last_at: last.at,
+            backup: s.backup.clone(),
+            timeline: records
+                .iter()
+                .flat_map(|r| r.events.iter().cloned())
+                .collect(),
+        })
+    }
+
+    /// The events that decided something: analysis results, anomalies, fired triggers,
+    /// rollbacks and the end.
+    pub fn decisions(&self) -> impl Iterator<Item = &Event> {
+        self.timeline.iter().filter(|e| {
+            matches!(
+                e.kind,
+                EventKind::AnalysisResult { .. }
+                    | EventKind::Anomaly { .. }
+                    | EventKind::TriggerFired { .. }
+                    | EventKind::RollbackStarted { .. }
+                    | EventKind::Blocked { .. }
+                    | EventKind::Completed { .. }
+                    | EventKind::RolledBack { .. }
+                    | EventKind::Failed { .. }
+            )
+        })
+    }
+
+    /// Pretty JSON.
+    pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string_pretty(self)
+            .map_err(|e| Error::backend("report", &self.deployment, e))
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "deployment {} ({})", self.deployment, self.strategy)?;
+        match &self.from {
+            Some(from) => writeln!(f, "  {}: {from} -> {}", self.service, self.to)?,
+            None => writeln!(f, "  {}: install {}", self.service, self.to)?,
+        }
+        match &self.outcome {
+            Some(o) => writeln!(f, "  outcome: {o}")?,
+            None => writeln!(f, "  outcome: still running")?,
+        }
+        let secs = self
+            .last_at
+            .saturating_duration_since(self.started_at)
+            .as_secs_f64();
+        writeln!(f, "  duration: {secs:.1}s")?;
+        if let Some(b) = &self.backup {
+            writeln!(f, "  backup: {b}")?;
+        }
+        writeln!(f, "  timeline:")?;
+        for e in &self.timeline {
+            let t =
+                e.at.saturating_duration_since(self.started_at)
+                    .as_secs_f64();
+            writeln!(f, "    +{t:>8.1}s  {}", e.kind)?;
+            if let EventKind::AnalysisResult { decision } = &e.kind {
+                for ev in &decision.evidence {
+                    writeln!(
+                        f,
+                        "                 evidence: {} on {}: {}",
+                        ev.judge, ev.metric, ev.summary
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,1077 @@
+//! The executor of one deployment: a small async shell that asks the pure cores (canary
+//! controller, trigger engine, traffic plan cursor) what to do, journals the answer, carries it
+//! out through the traits, then announces it. It decides nothing itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serin_canary::controller::{Action, CanaryController, Command as CanaryCommand, Decision};
+use serin_compat::Proposal;
+use serin_signals::{Measurement, Metric, MetricQuery, Observation, Timestamp, Track, Window};
+use serin_traffic::{Next, Plan, PlanCursor, TrafficSplit};
+use serin_triggers::{Action as TriggerAction, TriggerConfig};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::StrategyKind;
+use crate::error::{Error, Result};
+use crate::event::{Event, EventKind, Phase};
+use crate::journal::Record;
+use crate::orchestrator::{Inner, ServiceBackends, Status};
+use crate::platform::{TrackSpec, wait_ready};
+use crate::report::Report;
+use crate::state::{AnyJudge, CanaryRun, DeploymentState, Effect, Outcome, PlanRun, Stage};
+
+/// An operator's command to a running deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// Skip the remaining analysis or switch steps and give the new version all traffic.
+    Promote,
+    /// Roll back now.
+    Abort,
+    /// Hold: no weight changes until resumed (triggers keep watching).
+    Pause,
+    /// Carry on after a pause (also ends an indefinite canary pause step).
+    Resume,
+}
+
+pub(crate) type Reply = oneshot::Sender<Result<()>>;
+
+pub(crate) struct Runner {
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) backends: ServiceBackends,
+    pub(crate) state: DeploymentState,
+    pub(crate) seq: u64,
+    pub(crate) commands: mpsc::UnboundedReceiver<(Operation, Reply)>,
+    /// Keeps the channel open so `recv` never returns `None` when every handle is gone.
+    pub(crate) _keep: mpsc::UnboundedSender<(Operation, Reply)>,
+    pub(crate) status: watch::Sender<Status>,
+}
+
+fn is_journal_error(e: &Error) -> bool {
+    matches!(e, Error::Backend { backend, .. } if backend == "journal")
+}
+
+fn no_data(metric: &Metric, track: &Track, window: Window) -> Observation {
+    Observation::new(metric.clone(), track.clone(), window, Measurement::NoData)
+}
+
+fn relabel(mut obs: Observation, track: Track) -> Observation {
+    obs.track = track;
+    obs
+}
+
+impl Runner {
+    fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    fn old_track(&self) -> Option<Track> {
+        self.state.from.as_ref().map(|p| p.track.clone())
+    }
+
+    fn new_track(&self) -> Track {
+        self.state.to.track.clone()
+    }
+
+    /// Journals the current state with `effects` and `kinds`, carries the effects out, then
+    /// announces the events.
+    pub(crate) async fn commit(
+        &mut self,
+        effects: Vec<Effect>,
+        kinds: Vec<EventKind>,
+    ) -> Result<()> {
+        let now = self.now();
+        let mut events = Vec::with_capacity(kinds.len());
+        for kind in kinds {
+            events.push(Event {
+                deployment: self.state.id.clone(),
+                service: self.state.service.clone(),
+                seq: self.state.next_event,
+                at: now,
+                kind,
+            });
+            self.state.next_event += 1;
+        }
+        let record = Record {
+            deployment: self.state.id.clone(),
+            seq: self.seq,
+            at: now,
+            state: self.state.clone(),
+            effects,
+            events,
+        };
+        self.inner
+            .journal
+            .append(&record)
+            .await
+            .map_err(|e| match e {
+                Error::Backend { .. } => e,
+                other => Error::backend("journal", self.inner.journal.name(), other),
+            })?;
+        self.seq += 1;
+        self.execute(&record.effects).await?;
+        self.emit(&record.events).await;
+        self.publish();
+        Ok(())
+    }
+
+    /// Carries out effects; each is idempotent, so a resumed run repeats its last record's.
+    pub(crate) async fn execute(&self, effects: &[Effect]) -> Result<()> {
+        let platform = &self.inner.platform;
+        let service = &self.state.service;
+        for effect in effects {
+            match effect {
+                Effect::BringUp {
+                    track,
+                    version,
+                    instances,
+                } => {
+                    let spec =
+                        TrackSpec::new(service, &version.to_string(), track.clone(), *instances)?;
+                    let spec = match self.backends.command.as_ref() {
+                        Some(f) => f(spec)?,
+                        None => spec,
+                    };
+                    match platform.bring_up(&spec).await {
+                        Ok(_) => {}
+                        Err(Error::AlreadyExists { .. }) => {
+                            let st = platform.status(service, track).await?;
+                            if &st.version != version {
+                                return Err(Error::conflict(
+                                    "bring up",
+                                    format!("{service}/{track}"),
+                                    format!("the track already runs {}", st.version),
+                                ));
+                            }
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Effect::Scale { track, instances } => {
+                    platform.scale(service, track, *instances).await?;
+                }
+                Effect::Apply { split } => {
+                    self.backends
+                        .router
+                        .apply(split)
+                        .await
+                        .map_err(|e| Error::backend("router", self.backends.router.name(), e))?;
+                }
+                Effect::Retire { track, drain_ms } => {
+                    match platform
+                        .retire(service, track, Duration::from_millis(*drain_ms))
+                        .await
+                    {
+                        Ok(()) | Err(Error::NotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn emit(&self, events: &[Event]) {
+        for e in events {
+            tracing::info!(deployment = %e.deployment, seq = e.seq, "{}", e.kind);
+            let _ = self.inner.events.send(e.clone());
+            if let (Some(notifier), Some(category)) = (&self.inner.notifier, e.kind.notify_on()) {
+                for ch in &self.state.config.notification_channels {
+                    if (ch.events.is_empty() || ch.events.contains(&category))
+                        && let Err(err) = notifier.notify(ch, e).await
+                    {
+                        tracing::warn!(deployment = %e.deployment, "notification to {} failed: {err}", ch.destination);
+                    }
+                }
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let _ = self.status.send(Status::of(&self.state));
+    }
+
+    /// Runs stages until the deployment is over, then returns its report.
+    pub(crate) async fn drive(mut self) -> Result<Report> {
+        self.publish();
+        while self.state.stage != Stage::Done {
+            let r = match self.state.stage {
+                Stage::Validation => self.validation().await,
+                Stage::Preparation => self.preparation().await,
+                Stage::BringUp => self.bring_up().await,
+                Stage::WaitReady => self.wait_ready().await,
+                Stage::Canary => self.canary_tick().await,
+                Stage::Switch => self.switch_tick().await,
+                Stage::Monitoring => self.monitoring_tick().await,
+                Stage::Completion => self.completion().await,
+                Stage::RollingBack => self.rolling_back().await,
+                Stage::Done => Ok(()),
+            };
+            if let Err(e) = r {
+                self.on_error(e).await?;
+            }
+        }
+        let records = self.inner.journal.records(&self.state.id).await?;
+        Report::from_records(&records)
+    }
+
+    async fn on_error(&mut self, e: Error) -> Result<()> {
+        if is_journal_error(&e) {
+            return Err(e);
+        }
+        tracing::warn!(deployment = %self.state.id, "stage {:?} failed: {e}", self.state.stage);
+        let changed_nothing = matches!(self.state.stage, Stage::Validation | Stage::Preparation);
+        if !changed_nothing
+            && self.state.stage != Stage::RollingBack
+            && self.state.config.rollback_on_error
+        {
+            return self.start_rollback(format!("error: {e}"), Vec::new()).await;
+        }
+        self.finish(
+            Outcome::Failed {
+                reason: e.to_string(),
+            },
+            Vec::new(),
+            Vec::new(),
+        )
+        .await
+    }
+
+    async fn finish(
+        &mut self,
+        outcome: Outcome,
+        effects: Vec<Effect>,
+        mut kinds: Vec<EventKind>,
+    ) -> Result<()> {
+        let kind = match &outcome {
+            Outcome::Succeeded => EventKind::Completed {
+                version: self.state.to.version.to_string(),
+            },
+            Outcome::RolledBack { reason } => EventKind::RolledBack {
+                reason: reason.clone(),
+            },
+            Outcome::Blocked { reason } => EventKind::Blocked {
+                reason: reason.clone(),
+            },
+            Outcome::Failed { reason } => EventKind::Failed {
+                reason: reason.clone(),
+            },
+        };
+        kinds.push(kind);
+        kinds.push(EventKind::PhaseChanged {
+            phase: Phase::Finished,
+        });
+        self.state.stage = Stage::Done;
+        self.state.outcome = Some(outcome);
+        self.commit(effects, kinds).await
+    }
+
+    async fn enter(
+        &mut self,
+        stage: Stage,
+        effects: Vec<Effect>,
+        mut kinds: Vec<EventKind>,
+    ) -> Result<()> {
+        let before = self.state.stage.phase();
+        self.state.stage = stage;
+        if stage.phase() != before {
+            kinds.push(EventKind::PhaseChanged {
+                phase: stage.phase(),
+            });
+        }
+        self.commit(effects, kinds).await
+    }
+
+    // ---- stages -------------------------------------------------------------------------
+
+    async fn validation(&mut self) -> Result<()> {
+        let Some(v) = &self.inner.validator else {
+            let kinds = vec![EventKind::Validated {
+                verdict: "not checked".into(),
+                findings: vec!["no compatibility validator is configured".into()],
+            }];
+            return self.enter(Stage::Preparation, Vec::new(), kinds).await;
+        };
+        let proposal =
+            Proposal::new().with(self.state.service.clone(), self.state.to.version.clone());
+        let validation = v
+            .validator
+            .validate(&v.fleet, &proposal)
+            .map_err(|e| Error::invalid("validation", &self.state.to.version, e.to_string()));
+        let validation = match validation {
+            Ok(v) => v,
+            Err(e) => {
+                return self
+                    .finish(
+                        Outcome::Blocked {
+                            reason: e.to_string(),
+                        },
+                        Vec::new(),
+                        Vec::new(),
+                    )
+                    .await;
+            }
+        };
+        let findings: Vec<String> = validation
+            .findings
+            .iter()
+            .map(|f| format!("{:?} {}: {}", f.severity, f.code, f.message))
+            .collect();
+        if !validation.is_allowed() {
+            let reason = findings.join("; ");
+            return self
+                .finish(Outcome::Blocked { reason }, Vec::new(), Vec::new())
+                .await;
+        }
+        let kinds = vec![EventKind::Validated {
+            verdict: format!("{:?}", validation.verdict),
+            findings,
+        }];
+        self.enter(Stage::Preparation, Vec::new(), kinds).await
+    }
+
+    async fn preparation(&mut self) -> Result<()> {
+        if let Some(from) = self.state.from.clone() {
+            let st = self
+                .inner
+                .platform
+                .status(&self.state.service, &from.track)
+                .await?;
+            if !st.all_ready() {
+                return self
+                    .finish(
+                        Outcome::Failed {
+                            reason: format!(
+                                "pre-check: the running version {from} is not healthy ({} of {} instances ready); nothing was changed",
+                                st.ready_count(),
+                                st.instances.len()
+                            ),
+                        },
+                        Vec::new(),
+                        Vec::new(),
+                    )
+                    .await;
+            }
+            let signals = self
+                .backends
+                .health
+                .signals(&from.track)
+                .await
+                .unwrap_or_default();
+            if let Some(bad) = signals.iter().find(|s| {
+                matches!(s.probe, serin_signals::Probe::Dependency(_))
+                    && s.status == serin_signals::ProbeStatus::Fail
+            }) {
+                return self
+                    .finish(
+                        Outcome::Failed {
+                            reason: format!(
+                                "pre-check: dependency {:?} fails its check; nothing was changed",
+                                bad.probe
+                            ),
+                        },
+                        Vec::new(),
+                        Vec::new(),
+                    )
+                    .await;
+            }
+        }
+        let mut kinds = Vec::new();
+        if let Some(b) = &self.inner.backup {
+            let label = match &self.state.from {
+                Some(from) => format!("before {} -> {}", from.version, self.state.to.version),
+                None => format!("before installing {}", self.state.to.version),
+            };
+            let id = b.backup(&self.state.service, &label).await?;
+            kinds.push(EventKind::BackupTaken { id: id.clone() });
+            self.state.backup = Some(id);
+        }
+        self.enter(Stage::BringUp, Vec::new(), kinds).await
+    }
+
+    async fn bring_up(&mut self) -> Result<()> {
+        let cfg = &self.state.config;
+        let instances = match (self.state.strategy, &self.state.from) {
+            (StrategyKind::Canary, Some(_)) => cfg.canary_config.replicas,
+            _ => cfg.blue_green_config.replicas_per_env,
+        };
+        let track = self.new_track();
+        let effects = vec![Effect::BringUp {
+            track: track.clone(),
+            version: self.state.to.version.clone(),
+            instances,
+        }];
+        let kinds = vec![EventKind::TrackStarted {
+            track: track.to_string(),
+            instances,
+        }];
+        self.enter(Stage::WaitReady, effects, kinds).await
+    }
+
+    async fn wait_for_ready(&self) -> Result<()> {
+        let cfg = &self.state.config.blue_green_config;
+        wait_ready(
+            self.inner.platform.as_ref(),
+            &self.state.service,
+            &self.state.to.track,
+            cfg.health_check_interval,
+            cfg.readiness_timeout,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        self.wait_for_ready().await?;
+        let new = self.new_track();
+        let now = self.now();
+        self.state.observed_until = now;
+        let mut kinds = vec![EventKind::TrackReady {
+            track: new.to_string(),
+        }];
+        let Some(old) = self.old_track() else {
+            // A first install: nothing to compare with, nothing to switch from.
+            self.state.weight = 100.0;
+            self.state.promoted_at = Some(now);
+            kinds.push(EventKind::WeightChanged {
+                track: new.to_string(),
+                percent: 100.0,
+            });
+            let split = split_all(&new, None)?;
+            return self
+                .finish(Outcome::Succeeded, vec![Effect::Apply { split }], kinds)
+                .await;
+        };
+        match self.state.strategy {
+            StrategyKind::Canary | StrategyKind::BlueGreenWithCanary => {
+                let cfg = &self.state.config.canary_config;
+                let policy = cfg.policy()?;
+                let judges = build_judges(&self.state.config)?;
+                let mut controller = CanaryController::new(policy, judges)
+                    .map_err(|e| Error::invalid("canaryConfig", "…", e.to_string()))?;
+                let decision = controller.tick(now);
+                let (policy, judges, controller) = controller.into_parts();
+                self.state.canary = Some(CanaryRun {
+                    policy,
+                    judges,
+                    controller,
+                    last_reason: decision.reason.clone(),
+                });
+                let weight = match decision.action {
+                    Action::SetWeight(w) => w,
+                    _ => 0,
+                };
+                self.state.weight = f64::from(weight);
+                kinds.push(EventKind::AnalysisResult { decision });
+                kinds.push(EventKind::WeightChanged {
+                    track: new.to_string(),
+                    percent: f64::from(weight),
+                });
+                let split = split_percent(&old, &new, weight)?;
+                self.enter(Stage::Canary, vec![Effect::Apply { split }], kinds)
+                    .await
+            }
+            StrategyKind::BlueGreen => {
+                let strategy = self.state.config.blue_green_config.traffic()?;
+                let from = split_all(&old, Some(&new))?;
+                let plan = Plan::shift(&from, new.as_str(), &strategy).map_err(|e| {
+                    Error::invalid("blueGreenConfig.trafficStrategy", "…", e.to_string())
+                })?;
+                self.state.plan = Some(PlanRun {
+                    plan,
+                    cursor: PlanCursor::new(),
+                });
+                self.enter(Stage::Switch, vec![Effect::Apply { split: from }], kinds)
+                    .await
+            }
+        }
+    }
+
+    /// Waits until `target`, serving operator commands meanwhile. `false` if a command moved
+    /// the deployment to another stage.
+    async fn wait_until(&mut self, target: Timestamp) -> Result<bool> {
+        let stage = self.state.stage;
+        loop {
+            let now = self.now();
+            if now >= target {
+                return Ok(true);
+            }
+            let d = target.saturating_duration_since(now);
+            tokio::select! {
+                cmd = self.commands.recv() => {
+                    if let Some((op, reply)) = cmd {
+                        let r = self.handle(op).await;
+                        let journal_failed = r.as_ref().err().is_some_and(is_journal_error);
+                        let shared = r.as_ref().map(|_| ()).map_err(Clone::clone);
+                        let _ = reply.send(shared);
+                        if journal_failed {
+                            r?;
+                        }
+                        if self.state.stage != stage {
+                            return Ok(false);
+                        }
+                    }
+                }
+                () = tokio::time::sleep(d) => return Ok(true),
+            }
+        }
+    }
+
+    async fn handle(&mut self, op: Operation) -> Result<()> {
+        let id = self.state.id.clone();
+        match op {
+            Operation::Pause => {
+                if self.state.paused {
+                    return Ok(());
+                }
+                self.state.paused = true;
+                self.commit(Vec::new(), vec![EventKind::Paused]).await
+            }
+            Operation::Resume => {
+                let now = self.now();
+                if let Some(run) = self.state.canary.take() {
+                    let mut c = controller_of(run.clone())?;
+                    let d = c.command(CanaryCommand::Resume, now);
+                    self.state.canary = Some(store(c, run.last_reason));
+                    d.map_err(|e| Error::conflict("resume", &id, e.to_string()))?;
+                }
+                self.state.paused = false;
+                self.commit(Vec::new(), vec![EventKind::Resumed]).await
+            }
+            Operation::Abort => match self.state.stage {
+                Stage::Done | Stage::RollingBack => Err(Error::conflict(
+                    "abort",
+                    &id,
+                    "the deployment is already over or rolling back",
+                )),
+                Stage::Validation | Stage::Preparation => {
+                    self.finish(
+                        Outcome::Failed {
+                            reason: "aborted by an operator before any change".into(),
+                        },
+                        Vec::new(),
+                        Vec::new(),
+                    )
+                    .await
+                }
+                _ => {
+                    self.start_rollback("aborted by an operator".into(), Vec::new())
+                        .await
+                }
+            },
+            Operation::Promote => match self.state.stage {
+                Stage::Canary => {
+                    let now = self.now();
+                    let Some(run) = self.state.canary.clone() else {
+                        return Err(Error::conflict("promote", &id, "no canary analysis runs"));
+                    };
+                    let mut c = controller_of(run.clone())?;
+                    let decision = c
+                        .command(CanaryCommand::Promote, now)
+                        .map_err(|e| Error::conflict("promote", &id, e.to_string()))?;
+                    self.state.canary = Some(store(c, run.last_reason));
+                    self.promote(vec![EventKind::AnalysisResult { decision }])
+                        .await
+                }
+                Stage::Switch => self.promote(Vec::new()).await,
+                Stage::Monitoring => self.enter(Stage::Completion, Vec::new(), Vec::new()).await,
+                _ => Err(Error::conflict(
+                    "promote",
+                    &id,
+                    format!("nothing to promote in stage {:?}", self.state.stage),
+                )),
+            },
+        }
+    }
+
+    /// Gives the new version all traffic (scaling a canary track to full size first).
+    async fn promote(&mut self, mut kinds: Vec<EventKind>) -> Result<()> {
+        let new = self.new_track();
+        let Some(old) = self.old_track() else {
+            return Err(Error::conflict(
+                "promote",
+                &self.state.id,
+                "nothing runs before",
+            ));
+        };
+        if self.state.strategy == StrategyKind::Canary {
+            let full = self.state.config.blue_green_config.replicas_per_env;
+            if full > self.state.config.canary_config.replicas {
+                self.commit(
+                    vec![Effect::Scale {
+                        track: new.clone(),
+                        instances: full,
+                    }],
+                    std::mem::take(&mut kinds),
+                )
+                .await?;
+                self.wait_for_ready().await?;
+            }
+        }
+        let now = self.now();
+        self.state.weight = 100.0;
+        self.state.promoted_at = Some(now);
+        self.state.observed_until = now;
+        kinds.push(EventKind::WeightChanged {
+            track: new.to_string(),
+            percent: 100.0,
+        });
+        let split = split_all(&new, Some(&old))?;
+        self.enter(Stage::Monitoring, vec![Effect::Apply { split }], kinds)
+            .await
+    }
+
+    async fn start_rollback(&mut self, reason: String, mut kinds: Vec<EventKind>) -> Result<()> {
+        self.state.rollback_reason = Some(reason.clone());
+        self.state.weight = 0.0;
+        kinds.push(EventKind::RollbackStarted { reason });
+        let effects = match self.old_track() {
+            Some(old) => vec![Effect::Apply {
+                split: split_all(&old, Some(&self.new_track()))?,
+            }],
+            None => Vec::new(),
+        };
+        self.enter(Stage::RollingBack, effects, kinds).await
+    }
+
+    async fn rolling_back(&mut self) -> Result<()> {
+        let reason = self
+            .state
+            .rollback_reason
+            .clone()
+            .unwrap_or_else(|| "rolled back".into());
+        let mut effects = Vec::new();
+        if let Some(old) = self.old_track() {
+            effects.push(Effect::Apply {
+                split: split_all(&old, None)?,
+            });
+        }
+        effects.push(Effect::retire(self.new_track(), self.drain()));
+        self.finish(Outcome::RolledBack { reason }, effects, Vec::new())
+            .await
+    }
+
+    fn drain(&self) -> Duration {
+        match self.state.strategy {
+            StrategyKind::Canary => self.state.config.canary_config.drain,
+            _ => self.state.config.blue_green_config.drain,
+        }
+    }
+
+    fn past_deadline(&self, now: Timestamp) -> bool {
+        now >= self.state.deadline
+    }
+
+    async fn canary_tick(&mut self) -> Result<()> {
+        let window = self.state.config.canary_config.metrics_window;
+        let target = self.state.observed_until.saturating_add(window);
+        if !self.wait_until(target).await? {
+            return Ok(());
+        }
+        let now = self.now();
+        if self.past_deadline(now) {
+            return self
+                .start_rollback(
+                    format!(
+                        "the deployment did not finish within maxDeploymentDuration {:?}",
+                        self.state.config.max_deployment_duration
+                    ),
+                    Vec::new(),
+                )
+                .await;
+        }
+        let observations = self.observe(now).await?;
+        let (mut kinds, rollback, hold) = self.feed_triggers(&observations, now).await;
+        if let Some(reason) = rollback {
+            return self.start_rollback(reason, kinds).await;
+        }
+        if self.state.paused || hold {
+            return self.commit(Vec::new(), kinds).await;
+        }
+        let Some(run) = self.state.canary.clone() else {
+            return Err(Error::conflict(
+                "analyse",
+                &self.state.id,
+                "no canary analysis state",
+            ));
+        };
+        let mut controller = controller_of(run.clone())?;
+        let mut decision: Option<Decision> = None;
+        for (metric, b, c) in &observations {
+            if controller
+                .judges()
+                .iter()
+                .any(|j| serin_canary::judge::Judge::metric(j) == metric)
+            {
+                match controller.observe(b, c, now) {
+                    Ok(d) => decision = Some(d),
+                    Err(e) => kinds.push(EventKind::Anomaly {
+                        source: "canary".into(),
+                        severity: "info".into(),
+                        summary: format!("observation of {metric} not usable: {e}"),
+                    }),
+                }
+            }
+        }
+        let decision = decision.unwrap_or_else(|| controller.tick(now));
+        let changed = decision.reason != run.last_reason || decision.action != Action::Hold;
+        self.state.canary = Some(store(controller, decision.reason.clone()));
+        let new = self.new_track();
+        let old = self.old_track().unwrap_or(Track::Stable);
+        match decision.action {
+            Action::Hold => {
+                if changed {
+                    kinds.push(EventKind::AnalysisResult { decision });
+                }
+                self.commit(Vec::new(), kinds).await
+            }
+            Action::SetWeight(w) => {
+                self.state.weight = f64::from(w);
+                kinds.push(EventKind::AnalysisResult { decision });
+                kinds.push(EventKind::WeightChanged {
+                    track: new.to_string(),
+                    percent: f64::from(w),
+                });
+                let split = split_percent(&old, &new, w)?;
+                self.commit(vec![Effect::Apply { split }], kinds).await
+            }
+            Action::SetCanaryScale(scale) => {
+                kinds.push(EventKind::AnalysisResult { decision });
+                let effects = match scale.replicas {
+                    Some(n) => vec![Effect::Scale {
+                        track: new,
+                        instances: n.max(1),
+                    }],
+                    None => Vec::new(),
+                };
+                self.commit(effects, kinds).await
+            }
+            Action::Promote => {
+                kinds.push(EventKind::AnalysisResult { decision });
+                self.promote(kinds).await
+            }
+            Action::Rollback => {
+                let mut reason = decision.reason.clone();
+                if let Some(e) = decision.evidence.first() {
+                    reason = format!("{reason}: {}", e.summary);
+                }
+                kinds.push(EventKind::AnalysisResult { decision });
+                self.start_rollback(reason, kinds).await
+            }
+        }
+    }
+
+    async fn switch_tick(&mut self) -> Result<()> {
+        let Some(mut run) = self.state.plan.clone() else {
+            return Err(Error::conflict("switch", &self.state.id, "no traffic plan"));
+        };
+        let now = self.now();
+        if self.past_deadline(now) {
+            return self
+                .start_rollback(
+                    format!(
+                        "the deployment did not finish within maxDeploymentDuration {:?}",
+                        self.state.config.max_deployment_duration
+                    ),
+                    Vec::new(),
+                )
+                .await;
+        }
+        let next = if self.state.paused {
+            Next::AwaitApproval { step: 0 }
+        } else {
+            run.cursor.next(&run.plan, now.as_millis())
+        };
+        match next {
+            Next::Apply { step } => {
+                let Some(s) = run.plan.step(step).cloned() else {
+                    return Err(Error::conflict(
+                        "switch",
+                        &self.state.id,
+                        "plan step missing",
+                    ));
+                };
+                run.cursor
+                    .applied(&run.plan, step, now.as_millis())
+                    .map_err(|e| Error::conflict("switch", &self.state.id, e.to_string()))?;
+                let new = self.new_track();
+                let percent = s
+                    .split()
+                    .weight_of(new.as_str())
+                    .map_or(0.0, |w| w.as_percent());
+                self.state.weight = percent;
+                self.state.plan = Some(run);
+                self.commit(
+                    vec![Effect::Apply {
+                        split: s.split().clone(),
+                    }],
+                    vec![EventKind::WeightChanged {
+                        track: new.to_string(),
+                        percent,
+                    }],
+                )
+                .await
+            }
+            Next::Done => self.promote(Vec::new()).await,
+            Next::Wait { until_millis } => {
+                let check = self.state.config.monitoring.check_interval;
+                let target = Timestamp::from_millis(until_millis)
+                    .min(self.state.observed_until.saturating_add(check));
+                if !self.wait_until(target).await? {
+                    return Ok(());
+                }
+                self.watch_tick().await
+            }
+            Next::AwaitApproval { .. } => {
+                let check = self.state.config.monitoring.check_interval;
+                let target = self.state.observed_until.saturating_add(check);
+                if !self.wait_until(target).await? {
+                    return Ok(());
+                }
+                self.watch_tick().await
+            }
+        }
+    }
+
+    /// One check of the rollback triggers (switch and monitoring stages), if one is due.
+    async fn watch_tick(&mut self) -> Result<()> {
+        let now = self.now();
+        let check = self.state.config.monitoring.check_interval;
+        if now < self.state.observed_until.saturating_add(check) {
+            return Ok(());
+        }
+        let observations = self.observe(now).await?;
+        let (kinds, rollback, _hold) = self.feed_triggers(&observations, now).await;
+        if let Some(reason) = rollback {
+            return self.start_rollback(reason, kinds).await;
+        }
+        self.commit(Vec::new(), kinds).await
+    }
+
+    async fn monitoring_tick(&mut self) -> Result<()> {
+        let cfg = &self.state.config.monitoring;
+        let until = self
+            .state
+            .promoted_at
+            .unwrap_or(self.state.observed_until)
+            .saturating_add(cfg.monitoring_duration);
+        let next = self.state.observed_until.saturating_add(cfg.check_interval);
+        if next > until {
+            if !self.wait_until(until).await? {
+                return Ok(());
+            }
+            return self.enter(Stage::Completion, Vec::new(), Vec::new()).await;
+        }
+        if !self.wait_until(next).await? {
+            return Ok(());
+        }
+        self.watch_tick().await
+    }
+
+    async fn completion(&mut self) -> Result<()> {
+        let warm = self.state.config.blue_green_config.keep_old_warm_for;
+        let at = self
+            .state
+            .promoted_at
+            .unwrap_or(self.state.observed_until)
+            .saturating_add(warm);
+        if !self.wait_until(at).await? {
+            return Ok(());
+        }
+        if self.state.paused {
+            let check = self.state.config.monitoring.check_interval;
+            let now = self.now();
+            self.wait_until(now.saturating_add(check)).await?;
+            return Ok(());
+        }
+        let new = self.new_track();
+        let mut effects = vec![Effect::Apply {
+            split: split_all(&new, None)?,
+        }];
+        if let Some(old) = self.old_track() {
+            effects.push(Effect::retire(old, self.drain()));
+        }
+        self.finish(Outcome::Succeeded, effects, Vec::new()).await
+    }
+
+    // ---- observation ----------------------------------------------------------------------
+
+    /// The metrics the judges and triggers read.
+    fn metrics(&self) -> Vec<Metric> {
+        let mut out = vec![Metric::ErrorRate];
+        let mut add = |m: Metric| {
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        };
+        if let Some(run) = &self.state.canary {
+            for j in &run.judges {
+                add(serin_canary::judge::Judge::metric(j).clone());
+            }
+        }
+        for t in &self.state.triggers.config().triggers {
+            match t {
+                TriggerConfig::MetricThreshold(c) => add(c.metric.clone()),
+                TriggerConfig::ResourceUsage(c) => add(c.resource.metric()),
+                TriggerConfig::ErrorSpike(_) => add(Metric::ErrorRate),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Each metric of both arms over `[observed_until, now)`. A source error is no data for
+    /// that arm: never a pass.
+    async fn observe(&mut self, now: Timestamp) -> Result<Vec<(Metric, Observation, Observation)>> {
+        let start = self.state.observed_until.min(now);
+        let window = match Window::new(start, now) {
+            Ok(w) => w,
+            Err(_) => Window::ending_at(now, Duration::from_millis(1)),
+        };
+        self.state.observed_until = now;
+        let new = self.new_track();
+        let old = self.old_track().unwrap_or(Track::Stable);
+        let mut out = Vec::new();
+        for metric in self.metrics() {
+            let b = match self
+                .backends
+                .metrics
+                .query(&MetricQuery::new(metric.clone(), old.clone(), window))
+                .await
+            {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(deployment = %self.state.id, "metrics of {old} unavailable: {e}");
+                    no_data(&metric, &old, window)
+                }
+            };
+            let c = match self
+                .backends
+                .metrics
+                .query(&MetricQuery::new(metric.clone(), new.clone(), window))
+                .await
+            {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(deployment = %self.state.id, "metrics of {new} unavailable: {e}");
+                    no_data(&metric, &new, window)
+                }
+            };
+            out.push((metric, b, c));
+        }
+        Ok(out)
+    }
+
+    /// Feeds the trigger engine (the old track as `stable`, the new one as `canary`) and
+    /// answers the events to record, the rollback reason if one fired, and whether one holds.
+    async fn feed_triggers(
+        &mut self,
+        observations: &[(Metric, Observation, Observation)],
+        now: Timestamp,
+    ) -> (Vec<EventKind>, Option<String>, bool) {
+        let engine = &mut self.state.triggers;
+        for (_, b, c) in observations {
+            let _ = engine.observe(&relabel(b.clone(), Track::Stable));
+            let _ = engine.observe(&relabel(c.clone(), Track::Canary));
+        }
+        let new = self.state.to.track.clone();
+        if let Ok(signals) = self.backends.health.signals(&new).await {
+            for mut s in signals {
+                s.track = Track::Canary;
+                engine.observe_health(&s);
+            }
+        }
+        if let Some(old) = self.state.from.as_ref().map(|p| p.track.clone())
+            && let Ok(signals) = self.backends.health.signals(&old).await
+        {
+            for mut s in signals {
+                s.track = Track::Stable;
+                engine.observe_health(&s);
+            }
+        }
+        engine.tick(now);
+        let mut kinds = Vec::new();
+        let mut rollback = None;
+        for e in engine.drain_events() {
+            match e.action {
+                Some(TriggerAction::Rollback) => {
+                    if rollback.is_none() {
+                        rollback = Some(format!(
+                            "trigger `{}` fired: {}",
+                            e.trigger, e.evidence.reason
+                        ));
+                    }
+                    kinds.push(EventKind::TriggerFired { event: e });
+                }
+                Some(a) => kinds.push(EventKind::Anomaly {
+                    source: format!("trigger `{}`", e.trigger),
+                    severity: a.to_string(),
+                    summary: e.evidence.to_string(),
+                }),
+                None => {}
+            }
+        }
+        let hold = engine.current_action() == Some(TriggerAction::Hold);
+        (kinds, rollback, hold)
+    }
+}
+
+fn controller_of(run: CanaryRun) -> Result<CanaryController<AnyJudge>> {
+    CanaryController::from_parts(run.policy, run.judges, run.controller)
+        .map_err(|e| Error::invalid("journal.state.canary", "…", e.to_string()))
+}
+
+fn store(c: CanaryController<AnyJudge>, last_reason: String) -> CanaryRun {
+    let (policy, judges, controller) = c.into_parts();
+    CanaryRun {
+        policy,
+        judges,
+        controller,
+        last_reason,
+    }
+}
+
+pub(crate) fn build_judges(config: &crate::config::DeploymentConfig) -> Result<Vec<AnyJudge>> {
+    let c = &config.canary_config;
+    let n = if c.judge_latency { 2.0 } else { 1.0 };
+    let alpha = c.alpha / n;
+    let mut judges = vec![AnyJudge::Counts(Box::new(
+        serin_canary::sequential::SequentialCountJudge::new(
+            Metric::ErrorRate,
+            alpha,
+            c.error_rate_margin,
+        )
+        .map_err(|e| Error::invalid("canaryConfig.alpha", c.alpha, e.to_string()))?,
+    ))];
+    if c.judge_latency {
+        judges.push(AnyJudge::Latency(Box::new(
+            serin_canary::sequential::SequentialLatencyJudge::new(
+                Metric::Latency,
+                alpha,
+                c.latency_margin,
+            )
+            .map_err(|e| {
+                Error::invalid(
+                    "canaryConfig.latencyMargin",
+                    c.latency_margin,
+                    e.to_string(),
+                )
+            })?,
+        )));
+    }
+    Ok(judges)
+}
+
+/// All traffic to `to`, with `other` kept in the split at 0%.
+pub(crate) fn split_all(to: &Track, other: Option<&Track>) -> Result<TrafficSplit> {
+    let others: Vec<&str> = other.map(|t| t.as_str()).into_iter().collect();
+    TrafficSplit::all_to(to.as_str(), &others)
+        .map_err(|e| Error::invalid("split", to, e.to_string()))
+}
+
+/// `percent` to `new`, the rest to `old`.
+pub(crate) fn split_percent(old: &Track, new: &Track, percent: u8) -> Result<TrafficSplit> {
+    let p = percent.min(100);
+    TrafficSplit::from_percents([(old.as_str(), 100 - p), (new.as_str(), p)])
+        .map_err(|e| Error::invalid("split", p, e.to_string()))
+}

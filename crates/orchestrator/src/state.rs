@@ -1,0 +1,291 @@
+//! The journalled state of one deployment: where it stands ([`Stage`]), the pure cores' own
+//! state (canary controller, judges, trigger engine, plan cursor) and how it ended
+//! ([`Outcome`]). Everything here serializes, so a journal record is enough to resume.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serin_canary::controller::{CanaryPolicy, ControllerState};
+use serin_canary::judge::{Judge, Judgement, Sample};
+use serin_canary::sequential::{SequentialCountJudge, SequentialLatencyJudge};
+use serin_signals::{Metric, Timestamp, Track};
+use serin_traffic::{Plan, PlanCursor, TrafficSplit};
+use serin_triggers::Engine;
+
+use crate::config::{DeploymentConfig, StrategyKind};
+use crate::event::Phase;
+
+/// A version running as a track.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Placement {
+    /// The track.
+    pub track: Track,
+    /// The version it runs.
+    pub version: semver::Version,
+}
+
+impl fmt::Display for Placement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} on {}", self.version, self.track)
+    }
+}
+
+/// Where a deployment stands. Each stage is entered through a journal record, so a resumed
+/// deployment continues from the stage of its last record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Stage {
+    /// Compatibility validation.
+    Validation,
+    /// Pre-checks and backup.
+    Preparation,
+    /// Starting the new track.
+    BringUp,
+    /// Waiting for the new track to be ready.
+    WaitReady,
+    /// The canary controller drives the weight.
+    Canary,
+    /// A traffic plan moves traffic (blue-green).
+    Switch,
+    /// The promoted version is watched.
+    Monitoring,
+    /// Waiting for the warm delay, then retiring the old track.
+    Completion,
+    /// Moving traffic back and retiring the new track.
+    RollingBack,
+    /// Over; see the outcome.
+    Done,
+}
+
+impl Stage {
+    /// The brief's phase this stage belongs to.
+    pub fn phase(self) -> Phase {
+        match self {
+            Stage::Validation => Phase::Validation,
+            Stage::Preparation => Phase::Preparation,
+            Stage::BringUp | Stage::WaitReady | Stage::Canary | Stage::Switch => Phase::Deployment,
+            Stage::Monitoring => Phase::Monitoring,
+            Stage::Completion => Phase::Completion,
+            Stage::RollingBack => Phase::Rollback,
+            Stage::Done => Phase::Finished,
+        }
+    }
+}
+
+/// How a deployment ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "result")]
+pub enum Outcome {
+    /// The new version serves all traffic.
+    Succeeded,
+    /// The previous version serves all traffic again.
+    RolledBack {
+        /// Why.
+        reason: String,
+    },
+    /// Validation blocked the upgrade; nothing changed.
+    Blocked {
+        /// The validator's explanation.
+        reason: String,
+    },
+    /// Something failed and was not (or could not be) rolled back.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Outcome {
+    /// Whether the new version serves all traffic.
+    pub fn is_success(&self) -> bool {
+        matches!(self, Outcome::Succeeded)
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Succeeded => f.write_str("succeeded"),
+            Outcome::RolledBack { reason } => write!(f, "rolled back: {reason}"),
+            Outcome::Blocked { reason } => write!(f, "blocked: {reason}"),
+            Outcome::Failed { reason } => write!(f, "failed: {reason}"),
+        }
+    }
+}
+
+/// A side effect the executor carries out after journalling it. Every effect is idempotent, so
+/// a resumed deployment simply carries out the effects of its last record again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "effect")]
+pub enum Effect {
+    /// Start the track (already running with the same version counts as done).
+    #[serde(rename_all = "camelCase")]
+    BringUp {
+        /// The track.
+        track: Track,
+        /// The version.
+        version: semver::Version,
+        /// Instances.
+        instances: u32,
+    },
+    /// Run this many instances of the track.
+    #[serde(rename_all = "camelCase")]
+    Scale {
+        /// The track.
+        track: Track,
+        /// Instances.
+        instances: u32,
+    },
+    /// Put the split in force.
+    #[serde(rename_all = "camelCase")]
+    Apply {
+        /// The split.
+        split: TrafficSplit,
+    },
+    /// Drain and stop the track (already gone counts as done).
+    #[serde(rename_all = "camelCase")]
+    Retire {
+        /// The track.
+        track: Track,
+        /// The drain, in milliseconds.
+        drain_ms: u64,
+    },
+}
+
+impl Effect {
+    pub(crate) fn retire(track: Track, drain: Duration) -> Self {
+        Effect::Retire {
+            track,
+            drain_ms: u64::try_from(drain.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// The judges the orchestrator builds from the config, in one serializable type so the
+/// controller's judges can be journalled with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AnyJudge {
+    /// The sequential count judge (error rate).
+    Counts(Box<SequentialCountJudge>),
+    /// The sequential latency judge.
+    Latency(Box<SequentialLatencyJudge>),
+}
+
+impl Judge for AnyJudge {
+    fn name(&self) -> &str {
+        match self {
+            AnyJudge::Counts(j) => j.name(),
+            AnyJudge::Latency(j) => j.name(),
+        }
+    }
+    fn metric(&self) -> &Metric {
+        match self {
+            AnyJudge::Counts(j) => j.metric(),
+            AnyJudge::Latency(j) => j.metric(),
+        }
+    }
+    fn observe(&mut self, sample: &Sample<'_>) -> serin_canary::Result<Judgement> {
+        match self {
+            AnyJudge::Counts(j) => j.observe(sample),
+            AnyJudge::Latency(j) => j.observe(sample),
+        }
+    }
+    fn judgement(&self, now: Timestamp) -> Judgement {
+        match self {
+            AnyJudge::Counts(j) => j.judgement(now),
+            AnyJudge::Latency(j) => j.judgement(now),
+        }
+    }
+    fn reset(&mut self) {
+        match self {
+            AnyJudge::Counts(j) => j.reset(),
+            AnyJudge::Latency(j) => j.reset(),
+        }
+    }
+}
+
+/// The canary controller's journalled parts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CanaryRun {
+    /// The policy.
+    pub policy: CanaryPolicy,
+    /// The judges, with everything they have seen.
+    pub judges: Vec<AnyJudge>,
+    /// The controller's state.
+    pub controller: ControllerState,
+    /// The last reason the controller gave, to report only changes.
+    #[serde(default)]
+    pub last_reason: String,
+}
+
+/// A traffic plan being executed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlanRun {
+    /// The plan.
+    pub plan: Plan,
+    /// Where its execution stands.
+    pub cursor: PlanCursor,
+}
+
+/// Everything about one deployment that a journal record holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeploymentState {
+    /// The deployment's id (`web-1.1.0-1700000000000`).
+    pub id: String,
+    /// The service.
+    pub service: String,
+    /// The configuration it runs with (after environment overrides).
+    pub config: DeploymentConfig,
+    /// The strategy.
+    pub strategy: StrategyKind,
+    /// What ran before (none for a first install).
+    pub from: Option<Placement>,
+    /// What is deployed.
+    pub to: Placement,
+    /// Where the deployment stands.
+    pub stage: Stage,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it is rolled back if not finished.
+    pub deadline: Timestamp,
+    /// Paused by an operator.
+    pub paused: bool,
+    /// The new version's share of traffic, in percent.
+    pub weight: f64,
+    /// The end of the last window observed.
+    pub observed_until: Timestamp,
+    /// When the new version took all traffic.
+    pub promoted_at: Option<Timestamp>,
+    /// The canary controller, in canary stages.
+    pub canary: Option<CanaryRun>,
+    /// The traffic plan, in blue-green switches.
+    pub plan: Option<PlanRun>,
+    /// The rollback trigger engine.
+    pub triggers: Engine,
+    /// The backup taken in preparation.
+    pub backup: Option<String>,
+    /// Why a rollback was started.
+    pub rollback_reason: Option<String>,
+    /// How it ended, once [`Stage::Done`].
+    pub outcome: Option<Outcome>,
+    /// The next event's sequence number.
+    pub next_event: u64,
+}
+
+impl DeploymentState {
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.stage.phase()
+    }
+
+    /// Whether the deployment is over.
+    pub fn is_done(&self) -> bool {
+        self.stage == Stage::Done
+    }
+}

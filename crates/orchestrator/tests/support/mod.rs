@@ -1,0 +1,174 @@
+//! A small in-memory world for behaviour tests: platform, router, metrics and health sources,
+//! a journal, and a traffic generator that records, every second, the requests and errors
+//! each track served under the split in force (errors at each version's configured rate).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serin_orchestrator::{
+    Clock, DeploymentConfig, Event, InMemoryJournal, InMemoryPlatform, Orchestrator, Platform,
+    ServiceBackends, StrategyKind,
+};
+use serin_signals::{InMemoryHealth, InMemorySource, Metric, Timestamp, Track, Window};
+use serin_traffic::{InMemoryRouter, TrafficRouter};
+use tokio::sync::broadcast;
+
+pub const SERVICE: &str = "web";
+pub const RPS: u64 = 200;
+
+pub struct World {
+    pub platform: Arc<InMemoryPlatform>,
+    pub router: Arc<InMemoryRouter>,
+    pub source: Arc<InMemorySource>,
+    pub health: Arc<InMemoryHealth>,
+    pub journal: Arc<InMemoryJournal>,
+    pub clock: Clock,
+    /// Error rate per version (`major.minor.patch`).
+    pub rates: Arc<Mutex<BTreeMap<String, f64>>>,
+}
+
+pub fn v(s: &str) -> semver::Version {
+    semver::Version::parse(s).expect("test version")
+}
+
+impl World {
+    pub fn new() -> Self {
+        World {
+            platform: Arc::new(InMemoryPlatform::new()),
+            router: Arc::new(InMemoryRouter::new()),
+            source: Arc::new(InMemorySource::new()),
+            health: Arc::new(InMemoryHealth::new()),
+            journal: Arc::new(InMemoryJournal::new()),
+            clock: Clock::starting_at(Timestamp::from_millis(1_700_000_000_000)),
+            rates: Arc::new(Mutex::new(BTreeMap::new())),
+        }
+    }
+
+    pub fn orchestrator(&self) -> Orchestrator {
+        let backends = ServiceBackends::new(
+            self.router.clone(),
+            self.source.clone(),
+            self.health.clone(),
+        );
+        Orchestrator::builder(self.platform.clone(), self.journal.clone())
+            .service(SERVICE, backends)
+            .clock(self.clock)
+            .build()
+    }
+
+    pub fn set_rate(&self, version: &str, rate: f64) {
+        self.rates
+            .lock()
+            .expect("rates")
+            .insert(version.to_owned(), rate);
+    }
+
+    /// Records one second of traffic ending now, split by the router's current split.
+    pub async fn tick_traffic(&self, carry: &mut BTreeMap<String, f64>) {
+        let now = self.clock.now();
+        let window = Window::ending_at(now, Duration::from_secs(1));
+        let Ok(Some(split)) = self.router.current().await else {
+            return;
+        };
+        let tracks = self.platform.list().await.unwrap_or_default();
+        for b in split.backends() {
+            let share = f64::from(b.weight().bps()) / 10_000.0;
+            let requests = (RPS as f64 * share).round() as u64;
+            if requests == 0 {
+                continue;
+            }
+            let name = b.name().as_str().to_owned();
+            let Some(st) = tracks
+                .iter()
+                .find(|t| t.service == SERVICE && t.track.as_str() == name)
+            else {
+                continue;
+            };
+            let rate = self
+                .rates
+                .lock()
+                .expect("rates")
+                .get(&st.version.to_string())
+                .copied()
+                .unwrap_or(0.0);
+            let c = carry.entry(name.clone()).or_insert(0.0);
+            *c += requests as f64 * rate;
+            let errors = c.floor() as u64;
+            *c -= errors as f64;
+            let track: Track = name.parse().expect("track");
+            self.source
+                .record_counts(
+                    track,
+                    Metric::ErrorRate,
+                    window,
+                    requests,
+                    errors.min(requests),
+                )
+                .expect("record");
+        }
+    }
+
+    /// Spawns the traffic generator (one record per virtual second).
+    pub fn spawn_traffic(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let world = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut carry = BTreeMap::new();
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                world.tick_traffic(&mut carry).await;
+            }
+        })
+    }
+
+    /// Installs `version` as the first release (no analysis: nothing to compare with).
+    pub async fn install(&self, version: &str) {
+        let config =
+            DeploymentConfig::new(StrategyKind::Canary, v(version), &[SERVICE]).expect("config");
+        let reports = self.orchestrator().run(&config).await.expect("install");
+        assert!(reports[0].outcome.as_ref().expect("over").is_success());
+    }
+
+    pub async fn live_version(&self) -> Option<(Track, String)> {
+        let split = self.router.current().await.ok()??;
+        let live = split
+            .backends()
+            .iter()
+            .find(|b| b.weight().bps() == 10_000)?
+            .name()
+            .as_str()
+            .to_owned();
+        let track: Track = live.parse().ok()?;
+        let st = self.platform.status(SERVICE, &track).await.ok()?;
+        Some((track, st.version.to_string()))
+    }
+}
+
+/// A canary config that runs in a few virtual minutes.
+pub fn canary_config(version: &str) -> DeploymentConfig {
+    let mut c =
+        DeploymentConfig::new(StrategyKind::Canary, v(version), &[SERVICE]).expect("config");
+    c.canary_config.initial_percentage = 10;
+    c.canary_config.increment_percentage = 30;
+    c.canary_config.increment_interval = Duration::from_secs(60);
+    c.canary_config.metrics_window = Duration::from_secs(10);
+    c.canary_config.replicas = 1;
+    c.blue_green_config.replicas_per_env = 2;
+    c.blue_green_config.health_check_interval = Duration::from_secs(1);
+    c.blue_green_config.keep_old_warm_for = Duration::from_secs(60);
+    c.monitoring.check_interval = Duration::from_secs(5);
+    c.monitoring.monitoring_duration = Duration::from_secs(60);
+    c.validate().expect("valid test config");
+    c
+}
+
+/// Every event received so far.
+pub fn drain(rx: &mut broadcast::Receiver<Event>) -> Vec<Event> {
+    let mut out = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        out.push(e);
+    }
+    out
+}
