@@ -172,6 +172,34 @@ fn latency_test_false_rollbacks_stay_below_alpha() {
     assert!(rejected <= 10, "{rejected} of 100");
 }
 
+#[test]
+fn robust_latency_mode_detects_a_shift_from_the_scatter_between_batches() {
+    let mut rng = Rng::new(31);
+    let mut judge = SequentialLatencyJudge::robust(Metric::Latency, 0.05, 0.0).unwrap();
+    let mut failed = false;
+    for s in 0..900u64 {
+        let w = second(s);
+        let base: Vec<f64> = (0..60).map(|_| (3.0 + 0.5 * rng.normal()).exp()).collect();
+        let can: Vec<f64> = (0..20)
+            .map(|_| 1.25 * (3.0 + 0.5 * rng.normal()).exp())
+            .collect();
+        let (b, c) = (
+            latency(Track::Stable, w, &base),
+            latency(Track::Canary, w, &can),
+        );
+        let j = judge
+            .observe(&Sample::new(&b, &c, Some(0.25), w.end()).unwrap())
+            .unwrap();
+        if j.verdict.is_fail() {
+            failed = true;
+            let shift = &j.evidence.effects[0];
+            assert!(shift.interval.unwrap().contains(0.25), "{shift:?}");
+            break;
+        }
+    }
+    assert!(failed);
+}
+
 fn sketch(values: &[f64]) -> serin_signals::LatencySketch {
     let mut s = serin_signals::LatencySketch::new();
     for v in values {

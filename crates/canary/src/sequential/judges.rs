@@ -7,7 +7,7 @@ use serin_signals::{Measurement, Metric, Timestamp, Window};
 
 use super::batch::{BatchCountConfig, BatchCountTest};
 use super::counts::{CountTest, CountTestConfig, Sides};
-use super::latency::{LatencyTest, LatencyTestConfig};
+use super::latency::{LatencyTest, LatencyTestConfig, LatencyVariance};
 use crate::judge::{
     ArmValues, Effect, Evidence, Interval, Judge, Judgement, Sample, Statistic, Verdict,
     check_metric,
@@ -361,6 +361,19 @@ impl SequentialLatencyJudge {
         Self::with_config(
             metric,
             LatencyTestConfig::new(alpha).with_margin(margin),
+            SeverityBands::latency(),
+        )
+    }
+
+    /// A robust judge (variance from the scatter between batches, see
+    /// [`LatencyVariance::BetweenBatches`]) of `metric` at level `alpha` with the given margin.
+    pub fn robust(metric: Metric, alpha: f64, margin: f64) -> Result<Self> {
+        Self::with_config(
+            metric,
+            LatencyTestConfig {
+                variance: LatencyVariance::BetweenBatches,
+                ..LatencyTestConfig::new(alpha).with_margin(margin)
+            },
             SeverityBands::latency(),
         )
     }

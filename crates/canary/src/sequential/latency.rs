@@ -4,10 +4,20 @@
 //! [`LatencyTestConfig::min_batch`] values; the batch then contributes the shift of the centre
 //! of the distribution, `d = mean_k ln Q_canary(k/10) − mean_k ln Q_baseline(k/10) − ln(1 + margin)`
 //! over the deciles `k = 1..=9` (for a change of scale, the log ratio of the medians), and the
-//! shift of the p99, and is cleared. The sequence of `d`s is tested for a positive mean with the scale-invariant
-//! sequential t-test (see [`super`]), whose Bayes factor is a test martingale whatever the
-//! variance of `d`: the noise of latencies, the sketch's 1% error and slow drifts shared by both
-//! arms are estimated from the batches, never assumed.
+//! shift of the p99, and is cleared. The sequence of `d`s is tested for a positive mean in one of
+//! two ways ([`LatencyVariance`]):
+//!
+//! - **Within batches** (the default): each batch's variance is estimated from the batch itself
+//!   (the spread of its log deciles and the arms' batch sizes), and the `d`s feed the normal
+//!   mixture e-process of Howard et al. (2021): with `S = Σ d_k/v_k` and `V = Σ 1/v_k`,
+//!   `M = (1 + τ²V)^(−1/2) · exp(τ²S²/(2(1 + τ²V)))`, a test martingale for Gaussian batch
+//!   statistics with known variances (for log-normal latencies, the within-batch spread is
+//!   independent of the centre, so plugging it in keeps the guarantee up to the estimation error
+//!   of the spread). Fast: every request counts from the first batch on.
+//! - **Between batches** (the robust mode): the scale-invariant sequential t-test (see
+//!   [`super`]), whose Bayes factor is a test martingale whatever the common variance of `d`:
+//!   noise that the within-batch spread does not see (latency that wanders per arm between
+//!   batches) is estimated from the batches, never assumed. Slower: it needs several batches.
 //!
 //! Logs make the test scale-free (a +10% median shift is the same effect at 5 ms and at 500 ms)
 //! and the batch statistics close to Gaussian. The decision uses the **centre** (the mean log
@@ -26,6 +36,17 @@ use super::ttest::SequentialT;
 use crate::judge::Interval;
 use crate::{Error, Result};
 
+/// Where a [`LatencyTest`] takes the variance of its batch statistics from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LatencyVariance {
+    /// From the spread inside each batch: a normal-mixture e-process, fast.
+    #[default]
+    WithinBatch,
+    /// From the scatter between batches: the sequential t-test, robust to per-arm drifts.
+    BetweenBatches,
+}
+
 /// Settings of a [`LatencyTest`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -37,6 +58,11 @@ pub struct LatencyTestConfig {
     pub margin: f64,
     /// One- or two-sided. Default [`Sides::CanaryWorse`].
     pub sides: Sides,
+    /// Where the variance comes from. Default [`LatencyVariance::WithinBatch`].
+    pub variance: LatencyVariance,
+    /// The prior scale `τ` of the log shift in the within-batch normal mixture (the test is most
+    /// powerful for shifts near it). Default `0.1` (about 10%).
+    pub prior_scale: f64,
     /// Values each arm must hold before a batch closes. Default `30`.
     pub min_batch: u64,
     /// The prior variance of the standardized effect in the t-test mixture. Default `1`.
@@ -49,6 +75,8 @@ impl Default for LatencyTestConfig {
             alpha: 0.05,
             margin: 0.0,
             sides: Sides::CanaryWorse,
+            variance: LatencyVariance::WithinBatch,
+            prior_scale: 0.1,
             min_batch: 30,
             prior_variance: 1.0,
         }
@@ -81,6 +109,13 @@ impl LatencyTestConfig {
                 "must be a finite fraction >= 0",
             ));
         }
+        if !(self.prior_scale.is_finite() && self.prior_scale > 0.0) {
+            return Err(Error::invalid_config(
+                format!("{path}.priorScale"),
+                self.prior_scale,
+                "must be a finite log shift > 0",
+            ));
+        }
         if self.min_batch < 3 {
             return Err(Error::invalid_config(
                 format!("{path}.minBatch"),
@@ -101,6 +136,14 @@ impl LatencyTestConfig {
 
 /// The smallest latency taken into logarithms (1 µs), so that a zero reading stays finite.
 const FLOOR_MS: f64 = 1e-3;
+
+/// The variance of the mean of the nine log deciles relative to the mean of the logs, for normal
+/// log-latencies, rounded up (the exact asymptotic figure is about 1.1).
+const DECILE_MEAN_INFLATION: f64 = 1.25;
+
+/// The smallest variance of a batch statistic: the rounding of two sketch quantiles to bins of
+/// 2% (`(ln 1.0202)² / 12` each, doubled and rounded up).
+const MIN_BATCH_VARIANCE: f64 = 1e-4;
 
 /// The anytime-valid sequential latency test (see the [module docs](super)).
 ///
@@ -133,6 +176,9 @@ pub struct LatencyTest {
     open_canary: LatencySketch,
     median: SequentialT,
     p99: SequentialT,
+    /// `Σ d_k / v_k` and `Σ 1 / v_k` of the within-batch normal mixture.
+    weighted_sum: f64,
+    precision: f64,
     values: (u64, u64),
     updates: u64,
     rejected_at: Option<u64>,
@@ -149,6 +195,8 @@ impl LatencyTest {
             open_canary: LatencySketch::new(),
             median: SequentialT::new(config.prior_variance),
             p99: SequentialT::new(config.prior_variance),
+            weighted_sum: 0.0,
+            precision: 0.0,
             values: (0, 0),
             updates: 0,
             rejected_at: None,
@@ -177,21 +225,6 @@ impl LatencyTest {
         self.rejected_at.is_some()
     }
 
-    /// Feeds one closed batch directly, as its medians and p99s per arm (for callers that keep
-    /// their own per-batch summaries). Values are floored at 1 µs; non-finite values are
-    /// ignored. Returns whether the test has rejected.
-    pub fn update_batch(
-        &mut self,
-        baseline_median: f64,
-        canary_median: f64,
-        baseline_p99: f64,
-        canary_p99: f64,
-    ) -> bool {
-        self.updates += 1;
-        self.push(baseline_median, canary_median, baseline_p99, canary_p99);
-        self.rejected_at.is_some()
-    }
-
     fn close_batch(&mut self) {
         let q = |s: &LatencySketch, p: f64| s.quantile(p).unwrap_or(f64::NAN);
         let ln = |x: f64| x.max(FLOOR_MS).ln();
@@ -200,24 +233,31 @@ impl LatencyTest {
         // sketch's bin steps (which make single medians of different batches tie exactly).
         let centre =
             |s: &LatencySketch| (1..=9).map(|k| ln(q(s, f64::from(k) / 10.0))).sum::<f64>() / 9.0;
+        // The spread: for a normal log-latency, ln Q(0.9) − ln Q(0.1) = 2.563 σ.
+        let var_of_centre = |s: &LatencySketch| {
+            let sigma = (ln(q(s, 0.9)) - ln(q(s, 0.1))) / 2.563;
+            DECILE_MEAN_INFLATION * sigma * sigma / s.count().max(1) as f64
+        };
         let d_centre = centre(&self.open_canary) - centre(&self.open_baseline);
+        let var = (var_of_centre(&self.open_canary) + var_of_centre(&self.open_baseline))
+            .max(MIN_BATCH_VARIANCE);
         let d99 = ln(q(&self.open_canary, 0.99)) - ln(q(&self.open_baseline, 0.99));
         self.open_baseline = LatencySketch::new();
         self.open_canary = LatencySketch::new();
-        self.push_log_diffs(d_centre, d99);
+        self.push_log_diffs(d_centre, var, d99);
     }
 
-    fn push(&mut self, bm: f64, cm: f64, b99: f64, c99: f64) {
-        let ln = |x: f64| x.max(FLOOR_MS).ln();
-        self.push_log_diffs(ln(cm) - ln(bm), ln(c99) - ln(b99));
-    }
-
-    fn push_log_diffs(&mut self, d_centre: f64, d99: f64) {
+    fn push_log_diffs(&mut self, d_centre: f64, var: f64, d99: f64) {
         let margin = self.config.margin.ln_1p();
-        self.median.push(d_centre - margin);
+        let x = d_centre - margin;
+        self.median.push(x);
         self.p99.push(d99);
-        if self.rejected_at.is_none() && self.median.log_bf(0.0) >= (1.0 / self.config.alpha).ln() {
-            let worse = self.median.mean() > 0.0;
+        if x.is_finite() && var.is_finite() {
+            self.weighted_sum += x / var;
+            self.precision += 1.0 / var;
+        }
+        if self.rejected_at.is_none() && self.log_e_two_sided() >= (1.0 / self.config.alpha).ln() {
+            let worse = self.centre_estimate() > 0.0;
             if worse || self.config.sides == Sides::TwoSided {
                 self.rejected_at = Some(self.updates);
                 self.rejected_worse = worse;
@@ -225,10 +265,56 @@ impl LatencyTest {
         }
     }
 
-    /// The e-value of the median test (one-sided mode counts only the "canary slower" side).
+    /// `ln` of the two-sided e-value of the configured variance mode.
+    fn log_e_two_sided(&self) -> f64 {
+        match self.config.variance {
+            LatencyVariance::BetweenBatches => self.median.log_bf(0.0),
+            LatencyVariance::WithinBatch => {
+                let t2 = self.config.prior_scale * self.config.prior_scale;
+                let a = 1.0 + t2 * self.precision;
+                -0.5 * a.ln() + t2 * self.weighted_sum * self.weighted_sum / (2.0 * a)
+            }
+        }
+    }
+
+    /// The estimate of the log shift over the margin.
+    fn centre_estimate(&self) -> f64 {
+        match self.config.variance {
+            LatencyVariance::BetweenBatches => self.median.mean(),
+            LatencyVariance::WithinBatch if self.precision > 0.0 => {
+                self.weighted_sum / self.precision
+            }
+            LatencyVariance::WithinBatch => 0.0,
+        }
+    }
+
+    /// The confidence sequence of the log shift over the margin.
+    fn centre_interval(&self) -> Option<Interval> {
+        match self.config.variance {
+            LatencyVariance::BetweenBatches => self.median.interval(self.config.alpha),
+            LatencyVariance::WithinBatch => {
+                if self.median.n() == 0 || self.precision <= 0.0 {
+                    return None;
+                }
+                let t2 = self.config.prior_scale * self.config.prior_scale;
+                let a = 1.0 + t2 * self.precision;
+                let bound = 2.0 * a * ((1.0 / self.config.alpha).ln() + 0.5 * a.ln()) / t2;
+                let half = bound.sqrt() / self.precision;
+                let mid = self.weighted_sum / self.precision;
+                Some(Interval {
+                    lower: mid - half,
+                    upper: mid + half,
+                    level: 1.0 - self.config.alpha,
+                })
+            }
+        }
+    }
+
+    /// The e-value of the centre-shift test (one-sided mode counts only the "canary slower"
+    /// side).
     pub fn e_value(&self) -> f64 {
-        let e = self.median.log_bf(0.0).exp();
-        if self.config.sides == Sides::CanaryWorse && self.median.mean() <= 0.0 {
+        let e = self.log_e_two_sided().exp();
+        if self.config.sides == Sides::CanaryWorse && self.centre_estimate() <= 0.0 {
             e.min(1.0)
         } else {
             e
@@ -272,13 +358,13 @@ impl LatencyTest {
         if self.median.n() == 0 {
             return f64::NAN;
         }
-        to_shift(self.config.margin, self.median.mean())
+        to_shift(self.config.margin, self.centre_estimate())
     }
 
     /// The anytime-valid confidence sequence of the median shift; `None` below two batches.
     pub fn median_shift_interval(&self) -> Option<Interval> {
         let m = self.config.margin;
-        self.median.interval(self.config.alpha).map(|i| Interval {
+        self.centre_interval().map(|i| Interval {
             lower: to_shift(m, i.lower),
             upper: to_shift(m, i.upper),
             level: i.level,

@@ -31,4 +31,4 @@ pub use combine::{AlphaSharing, combine};
 pub(crate) use counts::check_open_unit as check_alpha;
 pub use counts::{CountTest, CountTestConfig, CountTotals, Sides};
 pub use judges::{CountMode, SequentialCountJudge, SequentialLatencyJudge};
-pub use latency::{LatencyTest, LatencyTestConfig};
+pub use latency::{LatencyTest, LatencyTestConfig, LatencyVariance};
