@@ -102,7 +102,9 @@ struct Shared {
 ///   which the platform can stop the process.
 /// - **Retry.** A request whose connection to an instance fails before any byte was sent is
 ///   retried once on another ready instance (another instance of the same backend first, then
-///   another backend of the split by weight). Request and response bodies are streamed.
+///   another backend of the split by weight). A bodyless `GET`, `HEAD` or `OPTIONS` is also
+///   retried once if the instance failed after receiving it (it crashed mid-answer): it is
+///   idempotent. Request and response bodies are streamed, never buffered.
 /// - **Mirroring** sends a copy of the given share of requests *without a body* to the mirror
 ///   backend and discards its answers; requests with a body are not mirrored (the proxy never
 ///   buffers bodies).
@@ -258,18 +260,20 @@ impl ProxyRouter {
             .map_or(0, |e| e.in_flight())
     }
 
-    /// Waits (polling every 5 ms) until no request is in flight on any of `addrs`; `false` if
-    /// some still were after `timeout`.
+    /// Waits (polling every 5 ms, at least once) until no request is in flight on any of
+    /// `addrs`; `false` if some still were after `timeout`.
     pub async fn wait_drained(&self, addrs: &[SocketAddr], timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
+            // Sleep first: a request that read the previous endpoints an instant before they
+            // changed has counted itself in flight by the time this wakes.
+            tokio::time::sleep(Duration::from_millis(5)).await;
             if addrs.iter().all(|a| self.in_flight(*a) == 0) {
                 return true;
             }
             if Instant::now() >= deadline {
                 return false;
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -474,34 +478,62 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         );
     };
     let first_addr = first.addr();
-    let (served_by, outcome) = match attempt(&shared, backend, first, req, started, false).await {
-        Attempt::NotSent(req) => {
-            // Once, elsewhere: another instance of the same backend, else another backend.
-            let other = snap
-                .backends
-                .get(backend)
-                .and_then(|b| b.pick(Some(first_addr)))
-                .map(|e| (backend, e))
-                .or_else(|| {
-                    let roll = rand::random_range(0..10_000u32);
-                    choose(&split, req.headers(), roll, &ready, Some(backend)).and_then(|(b, _)| {
-                        snap.backends
-                            .get(b)
-                            .and_then(|x| x.pick(None))
-                            .map(|e| (b, e))
-                    })
-                });
-            match other {
-                Some((b, ep)) => (b, attempt(&shared, b, ep, req, started, true).await),
-                None => (backend, Attempt::Failed),
-            }
-        }
-        other => (backend, other),
+    // An idempotent request without a body can be sent again even if the first try reached
+    // the instance (it crashed or closed the connection mid-answer).
+    let replay = (bodyless
+        && matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS))
+    .then(|| mirror_copy(&req));
+    let retry = match attempt(&shared, backend, first, req, started, false).await {
+        Attempt::NotSent(req) => Some(req),
+        Attempt::Failed => replay,
+        answered => return finish(answered, backend, backend, set_cookie, &shared, started),
     };
+    let Some(req) = retry else {
+        return finish(
+            Attempt::Failed,
+            backend,
+            backend,
+            set_cookie,
+            &shared,
+            started,
+        );
+    };
+    // Once, elsewhere: another instance of the same backend, else another backend.
+    let other = snap
+        .backends
+        .get(backend)
+        .and_then(|b| b.pick(Some(first_addr)))
+        .map(|e| (backend, e))
+        .or_else(|| {
+            let roll = rand::random_range(0..10_000u32);
+            choose(&split, req.headers(), roll, &ready, Some(backend)).and_then(|(b, _)| {
+                snap.backends
+                    .get(b)
+                    .and_then(|x| x.pick(None))
+                    .map(|e| (b, e))
+            })
+        });
+    let (served_by, outcome) = match other {
+        Some((b, ep)) => (b, attempt(&shared, b, ep, req, started, true).await),
+        None => (backend, Attempt::Failed),
+    };
+    finish(outcome, backend, served_by, set_cookie, &shared, started)
+}
+
+/// The client's answer: the instance's response (with the sticky cookie when it was chosen by
+/// weight and served by that backend), or a 502 counted as an error of `served_by`.
+fn finish(
+    outcome: Attempt,
+    chosen: &str,
+    served_by: &str,
+    set_cookie: Option<HeaderValue>,
+    shared: &Shared,
+    started: Instant,
+) -> Response<Body> {
     match outcome {
         Attempt::Answered(mut res) => {
             if let Some(v) = set_cookie
-                && served_by == backend
+                && served_by == chosen
             {
                 res.headers_mut().append(header::SET_COOKIE, v);
             }

@@ -1,0 +1,282 @@
+//! Fault tests: an instance that crashes, hangs or refuses connections; a readiness path that
+//! never turns green; a port already in use. Each gets a clear error or event, and no request
+//! that another ready instance could serve is lost.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hyper::StatusCode;
+use serin_local::{Error, ProcessConfig, ProcessPlatform, ProxyConfig, ProxyRouter};
+use serin_orchestrator::{Platform, wait_ready};
+use serin_signals::{Metric, MetricQuery, MetricsSource, ProbeStatus, Timestamp, Track, Window};
+use serin_traffic::{TrafficRouter, TrafficSplit};
+use support::{Tally, demo_spec, free_port, get, start_demo, start_load};
+
+const POLL: Duration = Duration::from_millis(20);
+
+fn platform(name: &str) -> ProcessPlatform {
+    let dir =
+        std::env::temp_dir().join(format!("serin-local-faults-{name}-{}", std::process::id()));
+    ProcessPlatform::new(
+        ProcessConfig::new(dir)
+            .with_grace(Duration::from_secs(2))
+            .with_probe_timeout(Duration::from_millis(300)),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_instance_is_reported_dead_and_its_requests_go_elsewhere() {
+    let p = platform("crash");
+    p.bring_up(&demo_spec("web", "1.0.0", Track::Stable, 2))
+        .await
+        .unwrap();
+    let status = wait_ready(&p, "web", &Track::Stable, POLL, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
+    router.sync_track(&status);
+    router
+        .apply(&TrafficSplit::all_to("stable", &[]).unwrap())
+        .await
+        .unwrap();
+    let tally = Arc::new(Tally::default());
+    let load = start_load(router.local_addr(), 4, tally.clone());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Instance 0 crashes; the proxy still lists it (nobody told it yet).
+    let victim = status.instances[0].address.unwrap();
+    // The crash ends the connection without an answer: the helper panics in its own task.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::spawn(get(victim, "/crash", &[])),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tally.stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    let failures = tally.failures.lock().unwrap().clone();
+    assert_eq!(
+        tally.failed(),
+        0,
+        "requests lost although instance 1 was ready: {failures:?}"
+    );
+    assert!(tally.ok() > 50);
+
+    // The platform reports the death, with the exit status, and restarts nothing.
+    let after = p.status("web", &Track::Stable).await.unwrap();
+    let dead = after
+        .dead_instance()
+        .expect("instance 0 must be reported dead");
+    assert_eq!(dead.id, "stable-0");
+    assert!(
+        dead.detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("exit status: 3"),
+        "{dead:?}"
+    );
+    assert_eq!(after.ready_count(), 1);
+    let text = router.metrics().prometheus_text();
+    assert!(
+        text.contains("serin_proxy_connect_errors_total{backend=\"stable\"}"),
+        "{text}"
+    );
+    p.retire("web", &Track::Stable, Duration::ZERO)
+        .await
+        .unwrap();
+    router.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_refusing_connections_costs_no_request() {
+    let good = start_demo("1.0.0", &[]).await;
+    let refusing = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
+    router.set_endpoints("stable", &[refusing, good.addr]);
+    router
+        .apply(&TrafficSplit::all_to("stable", &[]).unwrap())
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        let (status, version, _) = get(router.local_addr(), "/", &[]).await;
+        assert_eq!((status, version.as_str()), (StatusCode::OK, "1.0.0"));
+    }
+    // A whole backend refusing: its share is retried on the other backend of the split.
+    router.set_endpoints("stable", &[good.addr]);
+    router.set_endpoints("canary", &[refusing]);
+    router
+        .apply(&TrafficSplit::from_percents([("stable", 50), ("canary", 50)]).unwrap())
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        let (status, _, _) = get(router.local_addr(), "/", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    // With nothing else ready, the client gets a clear 502, counted as an error.
+    router.set_endpoints("stable", &[]);
+    let (status, _, body) = get(router.local_addr(), "/", &[]).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    let end = Timestamp::from_millis(u64::MAX / 2);
+    let q = MetricQuery::new(
+        Metric::ErrorRate,
+        Track::Canary,
+        Window::new(Timestamp::EPOCH, end).unwrap(),
+    );
+    let o = router.metrics().query(&q).await.unwrap();
+    assert_eq!(o.error_rate(), Some(1.0), "{o:?}");
+    router.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_and_never_ready_instances_time_out_naming_them() {
+    let p = platform("never");
+    let never = demo_spec("web", "1.0.0", Track::Canary, 1)
+        .with_env("DEMO_NEVER_READY", "1")
+        .unwrap();
+    p.bring_up(&never).await.unwrap();
+    let err = wait_ready(&p, "web", &Track::Canary, POLL, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, serin_orchestrator::Error::Timeout { .. }),
+        "{msg}"
+    );
+    assert!(msg.contains("canary-0") && msg.contains("503"), "{msg}");
+    p.retire("web", &Track::Canary, Duration::ZERO)
+        .await
+        .unwrap();
+
+    // A process that never listens at all (hangs before serving): readiness fails, liveness holds.
+    let hang = serin_orchestrator::TrackSpec::new("web", "1.0.0", Track::Green, 1)
+        .unwrap()
+        .with_command(["sleep", "30"])
+        .unwrap();
+    p.bring_up(&hang).await.unwrap();
+    let s = p.status("web", &Track::Green).await.unwrap();
+    let i = &s.instances[0];
+    assert_eq!(
+        (i.readiness, i.liveness),
+        (ProbeStatus::Fail, ProbeStatus::Pass),
+        "{i:?}"
+    );
+    let err = wait_ready(&p, "web", &Track::Green, POLL, Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("green-0"), "{err}");
+    // SIGTERM ends `sleep` at once; retire returns well within the grace period.
+    let started = std::time::Instant::now();
+    p.retire("web", &Track::Green, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let err = ProxyRouter::bind(ProxyConfig::listening_on(addr))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Bind { .. }), "{err}");
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+
+    // An instance whose port is taken dies at start; the platform says why.
+    let p = platform("port");
+    let spec = serin_orchestrator::TrackSpec::new("web", "1.0.0", Track::Blue, 1)
+        .unwrap()
+        .with_command([
+            "sh",
+            "-c",
+            &format!("PORT={} exec {}", addr.port(), support::DEMO),
+        ])
+        .unwrap();
+    p.bring_up(&spec).await.unwrap();
+    let err = wait_ready(&p, "web", &Track::Blue, POLL, Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, serin_orchestrator::Error::Platform { .. }),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("blue-0") && msg.to_lowercase().contains("in use"),
+        "{msg}"
+    );
+    p.retire("web", &Track::Blue, Duration::ZERO).await.unwrap();
+    drop(taken);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_stream_and_routes_sticky_and_mirror_work_end_to_end() {
+    let stable = start_demo("1.0.0", &[]).await;
+    let canary = start_demo("2.0.0", &[]).await;
+    let shadow = start_demo("9.9.9", &[]).await;
+    let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
+    router.set_endpoints("stable", &[stable.addr]);
+    router.set_endpoints("canary", &[canary.addr]);
+    router.set_endpoints("shadow", &[shadow.addr]);
+    let split = TrafficSplit::from_percents([("stable", 100), ("canary", 0), ("shadow", 0)])
+        .unwrap()
+        .with_route(
+            serin_traffic::MatchRoute::cookie(
+                "beta",
+                serin_traffic::ValueMatch::Exact("1".into()),
+                "canary",
+            )
+            .unwrap(),
+        )
+        .unwrap()
+        .with_mirror(serin_traffic::Mirror::new("shadow", serin_traffic::Weight::FULL).unwrap())
+        .with_sticky(serin_traffic::StickySession::new("srn", Duration::from_secs(60)).unwrap());
+    router.apply(&split).await.unwrap();
+    let proxy = router.local_addr();
+    assert_eq!(get(proxy, "/", &[("cookie", "beta=1")]).await.1, "2.0.0");
+    assert_eq!(get(proxy, "/", &[]).await.1, "1.0.0");
+    // Every bodyless request was mirrored to the shadow, whose answers were discarded.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let text = router.metrics().prometheus_text();
+    assert!(
+        text.contains("serin_proxy_requests_total{backend=\"shadow\"} 2"),
+        "{text}"
+    );
+
+    // A streamed body goes through unchanged (and is not mirrored).
+    let stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let payload = "x".repeat(256 * 1024);
+    let req = hyper::Request::post("/echo")
+        .header("host", "serin.test")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            payload.clone(),
+        )))
+        .unwrap();
+    let res = sender.send_request(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let sticky = res
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert!(sticky.starts_with("srn=stable"), "{sticky}");
+    let body = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(body.len(), payload.len());
+    router.shutdown();
+}
