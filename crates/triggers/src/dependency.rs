@@ -9,8 +9,7 @@ use crate::error::{Error, Result};
 use crate::evidence::{Evidence, TriggerKind};
 use crate::lifecycle::Verdict;
 use crate::operator::Operator;
-use crate::spike::track_heap;
-use crate::trigger::{Trigger, found};
+use crate::trigger::{Trigger, found, track_heap};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -8,8 +8,7 @@ use crate::error::Result;
 use crate::evidence::{Evidence, TriggerKind};
 use crate::lifecycle::Verdict;
 use crate::operator::Operator;
-use crate::spike::track_heap;
-use crate::trigger::Trigger;
+use crate::trigger::{Trigger, track_heap};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

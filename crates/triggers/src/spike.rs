@@ -14,7 +14,7 @@
 //!   (rates that wander between windows) shortens it.
 
 use serde::{Deserialize, Serialize};
-use serin_signals::{Counts, HealthSignal, Measurement, Metric, Observation, Timestamp, Track};
+use serin_signals::{Counts, HealthSignal, Measurement, Metric, Observation, Timestamp};
 
 use crate::buckets::CountRing;
 use crate::config::{Detector, ErrorSpikeConfig};
@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::evidence::{Evidence, TriggerKind};
 use crate::lifecycle::Verdict;
 use crate::operator::Operator;
-use crate::trigger::{Trigger, found};
+use crate::trigger::{Trigger, found, track_heap};
 
 /// A one-sided Bernoulli CUSUM for an increase of an error rate from `p0` to `p1`.
 ///
@@ -418,17 +418,10 @@ impl Trigger for ErrorSpikeTrigger {
     }
 }
 
-pub(crate) fn track_heap(t: &Track) -> usize {
-    match t {
-        Track::Named(n) => n.capacity(),
-        _ => 0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serin_signals::Window;
+    use serin_signals::{Track, Window};
     use std::time::Duration;
 
     fn spike(json: &str) -> ErrorSpikeTrigger {

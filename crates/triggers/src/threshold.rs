@@ -10,15 +10,7 @@ use crate::error::{Error, Result};
 use crate::evidence::{Evidence, TriggerKind};
 use crate::lifecycle::Verdict;
 use crate::operator::Operator;
-use crate::spike::track_heap;
-use crate::trigger::{Trigger, found};
-
-fn metric_heap(m: &Metric) -> usize {
-    match m {
-        Metric::Custom(n) => n.capacity(),
-        _ => 0,
-    }
-}
+use crate::trigger::{Trigger, found, metric_heap, track_heap};
 
 /// A metric compared with a threshold, with an optional warn level.
 ///

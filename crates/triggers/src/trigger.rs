@@ -52,6 +52,22 @@ pub(crate) fn found(m: &Measurement) -> &'static str {
     }
 }
 
+/// Heap bytes a track's name owns.
+pub(crate) fn track_heap(t: &Track) -> usize {
+    match t {
+        Track::Named(n) => n.capacity(),
+        _ => 0,
+    }
+}
+
+/// Heap bytes a metric's name owns.
+pub(crate) fn metric_heap(m: &Metric) -> usize {
+    match m {
+        Metric::Custom(n) => n.capacity(),
+        _ => 0,
+    }
+}
+
 /// What a trigger listens to, for routing.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Subscription {
