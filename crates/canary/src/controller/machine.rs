@@ -236,9 +236,10 @@ impl<J: Judge> CanaryController<J> {
     /// Feeds the baseline's and the canary's observation of one metric over the same window to
     /// every judge of that metric (and to pacing), then decides.
     ///
-    /// Errors (nothing changes): the observations do not pair up (other metric or window), or no
-    /// judge and no pacing uses the metric, or a judge rejects the measurement's kind (checked
-    /// before any judge is fed, for all judges of the metric, by the first one).
+    /// Errors: the observations do not pair up (other metric or window), or no judge and no
+    /// pacing uses the metric (nothing changes); or a judge rejects the measurement's kind (that
+    /// judge and the controller's state are unchanged; with several judges of one metric, the
+    /// judges before it in the list have already been fed).
     pub fn observe(
         &mut self,
         baseline: &Observation,
