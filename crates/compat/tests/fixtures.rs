@@ -124,3 +124,8 @@ fn postgresql_minor_versus_major() {
 fn elasticsearch_717_stop() {
     assert_eq!(run("elasticsearch.yaml"), 7);
 }
+
+#[test]
+fn gitlab_required_stops() {
+    assert_eq!(run("gitlab.yaml"), 4);
+}
