@@ -42,9 +42,14 @@
 //! repay the small losses of the good period. So a second component, weighted
 //! [`CountTestConfig::restart_weight`], mixes fixed bets `r̂ ∈ r₀·{1.5, 2.5, 5}` over **start
 //! times**: a candidate start every [`CountTestConfig::restart_every`] errors, the `k`-th with
-//! prior weight `π_k = 1/((k+1)(k+2))` (summing to 1). Each candidate is the likelihood ratio
-//! since its own start, so the evidence of the good minutes before it cannot dilute it; it pays
-//! only `ln(1/π_k)` (about `2 ln k`) for not knowing when the regression began. The mixture is
+//! prior weight `π_k = ½·1[k < K]/K + ½/((k+1)(k+2))` (summing to 1; `K` is
+//! [`CountTestConfig::restart_horizon`]). Each candidate is the likelihood ratio since its own
+//! start, so the evidence of the good minutes before it cannot dilute it; it pays only
+//! `ln(1/π_k)` for not knowing when the regression began: at most `ln 2K` (6 nats for the default
+//! `K = 200`, 10,000 errors) within the horizon, about `2 ln k` after it. That price is real: a
+//! regression that starts after thousands of good errors needs a few times the evidence of one
+//! present from the start, never the unbounded debt of a single test run from the start. The
+//! mixture is
 //! kept in O(1) state per bet with the Shiryaev–Roberts-style identity
 //! `Σ_k π_k W_t/W_{s_k} = W_t · Σ_k π_k/W_{s_k}`.
 //!
@@ -122,6 +127,9 @@ pub struct CountTestConfig {
     pub restart_weight: f64,
     /// Errors (both arms) between candidate start times of that mixture. Default `50`.
     pub restart_every: u64,
+    /// The number `K` of candidate starts over which half of the start-time prior is spread
+    /// evenly (the other half decays as `1/k²`). Default `200`.
+    pub restart_horizon: u64,
 }
 
 impl Default for CountTestConfig {
@@ -136,6 +144,7 @@ impl Default for CountTestConfig {
             prior_weight: 16.0,
             restart_weight: 0.2,
             restart_every: 50,
+            restart_horizon: 200,
         }
     }
 }
@@ -209,6 +218,13 @@ impl CountTestConfig {
                 "must be a fraction in [0, 1)",
             ));
         }
+        if self.restart_horizon == 0 {
+            return Err(Error::invalid_config(
+                format!("{path}.restartHorizon"),
+                self.restart_horizon,
+                "must be at least one candidate start",
+            ));
+        }
         if self.restart_every == 0 {
             return Err(Error::invalid_config(
                 format!("{path}.restartEvery"),
@@ -258,15 +274,32 @@ struct Direction {
     cache_ln_grid: [f64; 3],
 }
 
+/// `π_k`, the prior weight of the `k`-th candidate start, with `K` = `horizon`.
+fn start_weight(k: u64, horizon: u64) -> f64 {
+    let uniform = if k < horizon {
+        0.5 / horizon as f64
+    } else {
+        0.0
+    };
+    let (k1, k2) = ((k + 1) as f64, (k + 2) as f64);
+    uniform + 0.5 / (k1 * k2)
+}
+
+/// `Σ_{k' ≥ k} π_k'`, the prior weight of the candidates not started yet.
+fn start_tail(k: u64, horizon: u64) -> f64 {
+    let uniform = 0.5 * horizon.saturating_sub(k) as f64 / horizon as f64;
+    uniform + 0.5 / (k + 1) as f64
+}
+
 impl Direction {
-    fn new() -> Self {
+    fn new(ln_first_start: f64) -> Self {
         Direction {
             log_plug: 0.0,
             weighted_tested: 0.0,
             weighted_other: 0.0,
             log_grid: [0.0; 3],
-            // The first candidate starts at once, with π_0 = 1/2.
-            log_starts: [-std::f64::consts::LN_2; 3],
+            // The first candidate starts at once, with weight π_0.
+            log_starts: [ln_first_start; 3],
             cache_share: 0.0,
             cache_ln_d0: 0.0,
             cache_ln_grid: [0.0; 3],
@@ -470,10 +503,11 @@ struct CountTestState {
 
 impl CountTestState {
     fn new(config: CountTestConfig) -> Self {
+        let ln_first = start_weight(0, config.restart_horizon).ln();
         CountTestState {
             config,
-            worse: Direction::new(),
-            better: Direction::new(),
+            worse: Direction::new(ln_first),
+            better: Direction::new(ln_first),
             totals: CountTotals::default(),
             segment: Segment::default(),
             updates: 0,
@@ -605,9 +639,7 @@ impl CountTest {
         if p.restarts {
             let every = s.config.restart_every;
             while s.errors_bet / every >= s.next_start {
-                // π_k = 1/((k+1)(k+2)).
-                let k = s.next_start as f64;
-                let ln_pi = -((k + 1.0) * (k + 2.0)).ln();
+                let ln_pi = start_weight(s.next_start, s.config.restart_horizon).ln();
                 s.worse.add_start(ln_pi);
                 if two_sided {
                     s.better.add_start(ln_pi);
@@ -636,8 +668,8 @@ impl CountTest {
 
     fn log_e_value(&self) -> f64 {
         let s = &self.state;
-        // The tail of the start-time prior not yet spent: Σ_{k ≥ next} π_k = 1/(next + 1).
-        let ln_tail = -((s.next_start + 1) as f64).ln();
+        // The tail of the start-time prior not yet spent.
+        let ln_tail = start_tail(s.next_start, s.config.restart_horizon).ln();
         match s.config.sides {
             Sides::CanaryWorse => s.worse.log_e(&self.params, ln_tail),
             Sides::TwoSided => log_mean_exp(
@@ -927,6 +959,22 @@ mod tests {
             "{}",
             CountTest::state_bytes()
         );
+    }
+
+    #[test]
+    fn the_start_time_prior_sums_to_one() {
+        for horizon in [1, 7, 200] {
+            let total: f64 = (0..200_000).map(|k| start_weight(k, horizon)).sum();
+            assert!(
+                (total + start_tail(200_000, horizon) - 1.0).abs() < 1e-9,
+                "{total}"
+            );
+            for k in [0, 1, 5, 199, 200, 1_000] {
+                let diff = start_tail(k, horizon) - start_tail(k + 1, horizon);
+                assert!((diff - start_weight(k, horizon)).abs() < 1e-12);
+            }
+        }
+        assert!((start_tail(0, 200) - 1.0).abs() < 1e-12);
     }
 
     #[test]
