@@ -314,7 +314,12 @@ impl Direction {
         let r0 = p.null_ratio;
         if self.cache_share != share {
             self.cache_share = share;
-            self.cache_ln_d0 = (share * (r0 - 1.0)).ln_1p();
+            // With no margin `d(r₀) = 1`: skip a logarithm on the hot path.
+            self.cache_ln_d0 = if r0 == 1.0 {
+                0.0
+            } else {
+                (share * (r0 - 1.0)).ln_1p()
+            };
             for (j, g) in GRID.iter().enumerate() {
                 self.cache_ln_grid[j] = self.cache_ln_d0 - (share * (r0 * g - 1.0)).ln_1p();
             }
