@@ -7,7 +7,7 @@ use serin_signals::{
 };
 
 use crate::fault::Fault;
-use crate::world::SimWorld;
+use crate::world::{SimWorld, State};
 
 /// The name the simulated metrics source gives in messages and errors.
 const NAME: &str = "sim";
@@ -92,10 +92,8 @@ impl SimMetrics {
             }
             Metric::Latency => {
                 let mut sketch = LatencySketch::new();
-                for sec in served {
-                    if let Some(s) = state.latency_of(&query.track, &sec) {
-                        sketch.merge(&s);
-                    }
+                for mut sec in served {
+                    State::add_latencies(&mut sec, &mut sketch);
                 }
                 if sketch.count() == 0 {
                     Measurement::NoData

@@ -11,12 +11,11 @@ use rand_distr::{Binomial, Distribution, Poisson};
 use serin_signals::{LatencySketch, Track};
 
 /// Above this many requests in one second, latencies are drawn by strata (see [`latencies`]).
-const STRATA: u64 = 64;
+const STRATA: u64 = 32;
 
-/// The stream that draws a second's request and error counts.
-pub(crate) const COUNTS: u64 = 0x5345_5249_4e00_0001;
-/// The stream that draws a second's latencies (apart, so counts never depend on latencies).
-pub(crate) const LATENCY: u64 = 0x5345_5249_4e00_0002;
+/// The stream of a second's traffic: its request and error counts are drawn first, then its
+/// latencies, so the counts never depend on whether latencies were asked for.
+pub(crate) const TRAFFIC: u64 = 0x5345_5249_4e00_0001;
 
 /// The random stream `purpose` of `track` at `second` under `seed`.
 pub(crate) fn stream(seed: u64, track: &Track, second: u64, purpose: u64) -> ChaCha8Rng {
@@ -60,15 +59,20 @@ pub(crate) fn binomial(rng: &mut ChaCha8Rng, n: u64, p: f64) -> u64 {
     }
 }
 
-/// `n` log-normal latencies (median `median_ms`, log-sd `sigma`) as a sketch.
+/// Adds `n` log-normal latencies (median `median_ms`, log-sd `sigma`) to `sketch`.
 ///
 /// Up to [`STRATA`] requests, each latency is drawn on its own. Above, the distribution is cut
 /// into [`STRATA`] slices of equal probability; how many requests fall in each slice is drawn
 /// exactly (multinomially), and each slice's requests share one latency drawn within the slice.
 /// The count below every slice boundary therefore has exactly the sampling distribution of `n`
 /// independent requests, while the cost per second stays constant however heavy the traffic.
-pub(crate) fn latencies(rng: &mut ChaCha8Rng, n: u64, median_ms: f64, sigma: f64) -> LatencySketch {
-    let mut sketch = LatencySketch::new();
+pub(crate) fn latencies(
+    rng: &mut ChaCha8Rng,
+    n: u64,
+    median_ms: f64,
+    sigma: f64,
+    sketch: &mut LatencySketch,
+) {
     let value = |u: f64| median_ms * (sigma * inverse_normal(u)).exp();
     if n <= STRATA {
         for _ in 0..n {
@@ -76,7 +80,7 @@ pub(crate) fn latencies(rng: &mut ChaCha8Rng, n: u64, median_ms: f64, sigma: f64
             // A finite, non-negative value by construction; a rejected one is simply not added.
             let _ = sketch.add(value(u));
         }
-        return sketch;
+        return;
     }
     let mut remaining = n;
     for i in 0..STRATA {
@@ -92,7 +96,6 @@ pub(crate) fn latencies(rng: &mut ChaCha8Rng, n: u64, median_ms: f64, sigma: f64
         }
         remaining -= c;
     }
-    sketch
 }
 
 /// The standard normal quantile of `p` (Acklam's rational approximation, relative error below
@@ -165,22 +168,22 @@ mod tests {
 
     #[test]
     fn streams_differ_by_seed_track_and_second_and_repeat_exactly() {
-        let draw = |seed, track: &Track, s| stream(seed, track, s, COUNTS).random::<u64>();
+        let draw = |seed, track: &Track, s| stream(seed, track, s, TRAFFIC).random::<u64>();
         let base = draw(1, &Track::Canary, 10);
         assert_eq!(base, draw(1, &Track::Canary, 10));
         assert_ne!(base, draw(2, &Track::Canary, 10));
         assert_ne!(base, draw(1, &Track::Stable, 10));
         assert_ne!(base, draw(1, &Track::Canary, 11));
-        let latency = stream(1, &Track::Canary, 10, LATENCY).random::<u64>();
-        assert_ne!(base, latency);
+        let other = stream(1, &Track::Canary, 10, TRAFFIC + 1).random::<u64>();
+        assert_ne!(base, other);
     }
 
     #[test]
     fn stratified_latencies_keep_count_and_quantiles() {
-        let mut rng = stream(7, &Track::Stable, 0, LATENCY);
+        let mut rng = stream(7, &Track::Stable, 0, TRAFFIC);
         let mut all = LatencySketch::new();
         for _ in 0..200 {
-            all.merge(&latencies(&mut rng, 1_000, 40.0, 0.5));
+            latencies(&mut rng, 1_000, 40.0, 0.5, &mut all);
         }
         assert_eq!(all.count(), 200_000);
         let median = all.quantile(0.5).unwrap();
@@ -188,13 +191,14 @@ mod tests {
         let p99 = all.quantile(0.99).unwrap();
         let want = 40.0 * (0.5_f64 * 2.326_347_874_040_841).exp();
         assert!((p99 / want - 1.0).abs() < 0.05, "p99 {p99} want {want}");
-        let few = latencies(&mut rng, 7, 40.0, 0.5);
+        let mut few = LatencySketch::new();
+        latencies(&mut rng, 7, 40.0, 0.5, &mut few);
         assert_eq!(few.count(), 7);
     }
 
     #[test]
     fn counts_have_the_right_means() {
-        let mut rng = stream(3, &Track::Canary, 0, COUNTS);
+        let mut rng = stream(3, &Track::Canary, 0, TRAFFIC);
         let n: u64 = (0..2_000).map(|_| poisson(&mut rng, 50.0)).sum();
         assert!((n as f64 / 2_000.0 - 50.0).abs() < 1.0, "{n}");
         assert_eq!(poisson(&mut rng, 0.0), 0);

@@ -107,7 +107,7 @@ impl InstanceState {
 }
 
 /// What one track served in one second.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Second {
     pub(crate) requests: u64,
     pub(crate) errors: u64,
@@ -115,7 +115,8 @@ pub(crate) struct Second {
     pub(crate) unroutable: bool,
     /// Log-normal median (ms) and log-sd of the latencies, when they were served.
     latency: Option<(f64, f64)>,
-    second: u64,
+    /// The second's random stream, past its count draws: latencies continue it.
+    rng: rand_chacha::ChaCha8Rng,
 }
 
 impl SimWorld {
@@ -599,7 +600,7 @@ impl State {
                 }
             }
         };
-        let mut rng = sample::stream(self.config.seed(), track, s, sample::COUNTS);
+        let mut rng = sample::stream(self.config.seed(), track, s, sample::TRAFFIC);
         let requests = sample::poisson(&mut rng, self.config.load().rate_at(since) * share);
         if requests == 0 {
             return None;
@@ -611,7 +612,7 @@ impl State {
                 errors: requests,
                 unroutable: true,
                 latency: None,
-                second: s,
+                rng,
             });
         };
         let age = t.saturating_duration_since(inc.started);
@@ -622,14 +623,15 @@ impl State {
             errors,
             unroutable: false,
             latency: Some((median.max(1e-3), inc.profile.latency.sigma)),
-            second: s,
+            rng,
         })
     }
 
-    /// The latencies of a served second, from the second's latency stream.
-    pub(crate) fn latency_of(&self, track: &Track, sec: &Second) -> Option<LatencySketch> {
-        let (median, sigma) = sec.latency?;
-        let mut rng = sample::stream(self.config.seed(), track, sec.second, sample::LATENCY);
-        Some(sample::latencies(&mut rng, sec.requests, median, sigma))
+    /// Adds the latencies of a served second, drawn from the rest of its random stream, to
+    /// `sketch` (adding to one sketch puts every value in the same bin as merging would).
+    pub(crate) fn add_latencies(sec: &mut Second, sketch: &mut LatencySketch) {
+        if let Some((median, sigma)) = sec.latency {
+            sample::latencies(&mut sec.rng, sec.requests, median, sigma, sketch);
+        }
     }
 }

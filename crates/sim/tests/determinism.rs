@@ -1,0 +1,128 @@
+//! Determinism and additivity: the same seed gives the same answers, another seed other
+//! answers, asking again never changes an answer, and any partition of a window adds up to it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use proptest::prelude::*;
+use serin_signals::{Counts, LatencySketch, Timestamp, Track, Window};
+use serin_sim::{Load, SimConfig, SimWorld};
+
+/// The same scripted scenario: stable, then a canary stepping up every five minutes.
+async fn scenario(seed: u64) -> SimWorld {
+    let world = fleet(SimConfig::new(seed).with_load(Load::constant(250.0))).await;
+    up(&world, "2.0.0", Track::Canary, 2).await;
+    ready(&world, &Track::Canary).await.unwrap();
+    for canary in [5u8, 10, 25, 50] {
+        split(&world, &[("stable", 100 - canary), ("canary", canary)]).await;
+        wait(Duration::from_secs(300)).await;
+    }
+    world
+}
+
+fn minute_windows(world: &SimWorld) -> Vec<Window> {
+    let start = world.config().start();
+    (0..20)
+        .map(|m| {
+            let from = start.saturating_add(Duration::from_secs(60 * m));
+            Window::new(from, from.saturating_add(Duration::from_secs(60))).unwrap()
+        })
+        .collect()
+}
+
+async fn answers(world: &SimWorld) -> Vec<(Option<Counts>, Option<Counts>, Option<Vec<f64>>)> {
+    let mut out = Vec::new();
+    for w in minute_windows(world) {
+        let quantiles = latency(world, Track::Canary, w).await.map(|s| {
+            [0.5, 0.9, 0.99]
+                .iter()
+                .filter_map(|q| s.quantile(*q))
+                .collect()
+        });
+        out.push((
+            counts(world, Track::Stable, w).await,
+            counts(world, Track::Canary, w).await,
+            quantiles,
+        ));
+    }
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_same_seed_gives_identical_answers_and_another_seed_others() {
+    let a = answers(&scenario(99).await).await;
+    let b = answers(&scenario(99).await).await;
+    assert_eq!(a, b);
+    assert!(
+        a.iter()
+            .filter(|(s, c, l)| s.is_some() && c.is_some() && l.is_some())
+            .count()
+            >= 15
+    );
+    let other = answers(&scenario(100).await).await;
+    assert_ne!(a, other);
+    let differing = a.iter().zip(&other).filter(|(x, y)| x.0 != y.0).count();
+    assert!(differing >= 15, "only {differing} minutes differ");
+}
+
+#[tokio::test(start_paused = true)]
+async fn asking_again_later_gives_the_same_answer() {
+    let world = scenario(5).await;
+    let first = answers(&world).await;
+    wait(Duration::from_secs(3_600)).await;
+    split(&world, &[("stable", 0), ("canary", 100)]).await;
+    wait(Duration::from_secs(600)).await;
+    assert_eq!(answers(&world).await, first);
+}
+
+fn window(a: u64, b: u64) -> Window {
+    Window::new(Timestamp::from_millis(a), Timestamp::from_millis(b)).unwrap()
+}
+
+fn same_sketch(a: &LatencySketch, b: &LatencySketch) -> bool {
+    a.count() == b.count()
+        && (1..100).all(|p| a.quantile(f64::from(p) / 100.0) == b.quantile(f64::from(p) / 100.0))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Cutting a window anywhere (to the millisecond) into consecutive pieces never changes the
+    /// total: counts add up exactly and sketches merge to the whole.
+    #[test]
+    fn sub_windows_add_up(cuts in proptest::collection::vec(0u64..1_200_000, 0..6)) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let world = scenario(17).await;
+            let start = world.config().start().as_millis();
+            let mut points: Vec<u64> = cuts.iter().map(|c| start + c).collect();
+            points.push(start);
+            points.push(start + 1_200_000);
+            points.sort_unstable();
+            let whole = window(start, start + 1_200_000);
+            for track in [Track::Stable, Track::Canary] {
+                let mut total = Counts::default();
+                let mut merged = LatencySketch::new();
+                for pair in points.windows(2) {
+                    let w = window(pair[0], pair[1]);
+                    if let Some(c) = counts(&world, track.clone(), w).await {
+                        total = total.saturating_add(c);
+                    }
+                    if let Some(s) = latency(&world, track.clone(), w).await {
+                        merged.merge(&s);
+                    }
+                }
+                let all = counts(&world, track.clone(), whole).await.unwrap();
+                assert_eq!(total, all, "{track}");
+                let sketch = latency(&world, track.clone(), whole).await.unwrap();
+                assert!(same_sketch(&merged, &sketch), "{track}: {merged:?} vs {sketch:?}");
+            }
+        });
+    }
+}
