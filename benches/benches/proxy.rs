@@ -1,0 +1,548 @@
+//! The embedded proxy against a direct connection and against nginx, same backends, same
+//! machine, same run; then the full-scale zero-downtime scenario.
+//!
+//! Part 1 — throughput and added latency. Two `serin-demo-service` backends; three ways in:
+//! directly to one backend, through `serin_local::ProxyRouter` with a 50/50 split, and through
+//! nginx configured as the equivalent weighted reverse proxy (`upstream` with `weight=50` each,
+//! keep-alive to the backends). Saturation throughput is measured with wrk (closed loop, 64
+//! connections) when present, else with the bench's own keep-alive client; latency p50/p99 with
+//! the bench's own client at a fixed rate of 50% of the proxy's saturation, for all three.
+//! Without nginx the nginx row is skipped with a message (`scripts/services/nginx.sh` installs it).
+//!
+//! Part 2 — zero downtime at full scale: keep-alive clients through the proxy for 30 s while it
+//! runs a blue-green switch, scaling, a gradual canary 0→100% and a rollback over real
+//! processes; every response is counted; the target is ≥ 2,000 req/s and zero failures.
+//!
+//! Run: `cargo bench -p serin-benches --bench proxy` (options after `--`:
+//! `--measure-secs N` (default 5), `--scenario-secs N` (default 30)).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serin_local::{ProcessConfig, ProcessPlatform, ProxyConfig, ProxyRouter};
+use serin_orchestrator::{Platform, TrackSpec, wait_ready};
+use serin_signals::Track;
+use serin_traffic::{TrafficRouter, TrafficSplit, Weight};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The demo service binary: `SERIN_DEMO_SERVICE`, else built next to this bench.
+fn demo_binary() -> Result<PathBuf, BoxError> {
+    if let Ok(p) = std::env::var("SERIN_DEMO_SERVICE") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .ok_or("no target directory")?;
+    let bin = dir.join("serin-demo-service");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build.args([
+        "build",
+        "-q",
+        "-p",
+        "serin-local",
+        "--bin",
+        "serin-demo-service",
+    ]);
+    if dir.ends_with("release") {
+        build.arg("--release");
+    }
+    let status = build.status()?;
+    if !status.success() || !bin.exists() {
+        return Err(format!("could not build {}", bin.display()).into());
+    }
+    Ok(bin)
+}
+
+fn free_port() -> Result<u16, BoxError> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn wait_listening(addr: SocketAddr) -> Result<(), BoxError> {
+    for _ in 0..250 {
+        if TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(format!("{addr} did not start listening within 5 s").into())
+}
+
+async fn start_backend(bin: &PathBuf, version: &str) -> Result<(SocketAddr, Child), BoxError> {
+    let port = free_port()?;
+    let child = Command::new(bin)
+        .env("PORT", port.to_string())
+        .env("VERSION", version)
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_listening(addr).await?;
+    Ok((addr, child))
+}
+
+fn nginx_binary() -> Option<PathBuf> {
+    let from_env = std::env::var("SERIN_NGINX").ok().filter(|s| !s.is_empty());
+    from_env
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from("/usr/sbin/nginx")))
+        .filter(|p| p.exists())
+}
+
+async fn start_nginx(
+    bin: &PathBuf,
+    backends: &[SocketAddr],
+) -> Result<(SocketAddr, Child), BoxError> {
+    let port = free_port()?;
+    let dir = std::env::temp_dir().join(format!("serin-bench-nginx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let servers: String = backends
+        .iter()
+        .map(|b| format!("    server {b} weight=50;\n"))
+        .collect();
+    let d = dir.display();
+    let conf = format!(
+        "worker_processes auto;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+         upstream backends {{\n{servers}    keepalive 128;\n  }}\n\
+         server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://backends;\n\
+         proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n}}\n"
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf)?;
+    let child = Command::new(bin)
+        .arg("-e")
+        .arg(dir.join("startup.log"))
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(&conf_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_listening(addr).await?;
+    Ok((addr, child))
+}
+
+/// Saturation throughput with wrk (64 connections, 2 threads), if installed.
+async fn wrk(addr: SocketAddr, secs: u64) -> Option<f64> {
+    let out = Command::new("wrk")
+        .args([
+            "-t2",
+            "-c64",
+            &format!("-d{secs}s"),
+            &format!("http://{addr}/"),
+        ])
+        .output()
+        .await
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let non_2xx = text
+        .lines()
+        .any(|l| l.contains("Non-2xx") || l.contains("Socket errors"));
+    if non_2xx {
+        eprintln!("wrk against {addr} reported errors:\n{text}");
+    }
+    text.lines()
+        .find(|l| l.starts_with("Requests/sec:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+#[derive(Default)]
+struct Tally {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    stop: AtomicBool,
+    latencies_us: Mutex<Vec<u32>>,
+    failures: Mutex<Vec<String>>,
+}
+
+impl Tally {
+    fn fail(&self, why: String) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut f) = self.failures.lock()
+            && f.len() < 10
+        {
+            f.push(why);
+        }
+    }
+}
+
+/// One keep-alive client: `GET /` in a loop, each request due every `interval` (none: as fast
+/// as possible), until `tally.stop`. Every response is counted.
+async fn client(addr: SocketAddr, interval: Option<Duration>, record: bool, tally: Arc<Tally>) {
+    let mut ticker = interval.map(|i| {
+        let mut t = tokio::time::interval(i);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    let mut local = Vec::new();
+    'connect: while !tally.stop.load(Ordering::Relaxed) {
+        let stream = match TcpStream::connect(addr).await {
+            Ok(s) => s,
+            Err(e) => {
+                tally.fail(format!("connect: {e}"));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok((mut sender, conn)) =
+            http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await
+        else {
+            tally.fail("handshake".into());
+            continue;
+        };
+        tokio::spawn(conn);
+        while !tally.stop.load(Ordering::Relaxed) {
+            if let Some(t) = ticker.as_mut() {
+                t.tick().await;
+            }
+            let Ok(req) = Request::get("/").header("host", "bench").body(Empty::new()) else {
+                break 'connect;
+            };
+            let started = Instant::now();
+            match sender.send_request(req).await {
+                Ok(res) => {
+                    let status = res.status();
+                    let body = res.into_body().collect().await;
+                    if status == StatusCode::OK && body.is_ok() {
+                        tally.ok.fetch_add(1, Ordering::Relaxed);
+                        if record {
+                            local.push(
+                                u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX),
+                            );
+                        }
+                    } else {
+                        tally.fail(format!("status {status}"));
+                    }
+                }
+                Err(e) => {
+                    tally.fail(format!("request: {e}"));
+                    continue 'connect;
+                }
+            }
+        }
+    }
+    if let Ok(mut l) = tally.latencies_us.lock() {
+        l.extend(local);
+    }
+}
+
+/// Runs `conns` clients for `secs`; returns (requests per second, tally).
+async fn load(addr: SocketAddr, conns: usize, rate: Option<f64>, secs: u64) -> (f64, Arc<Tally>) {
+    let tally = Arc::new(Tally::default());
+    let interval = rate.map(|r| Duration::from_secs_f64(conns as f64 / r.max(1.0)));
+    let tasks: Vec<_> = (0..conns)
+        .map(|_| tokio::spawn(client(addr, interval, rate.is_some(), tally.clone())))
+        .collect();
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    tally.stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let rps = tally.ok.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    (rps, tally)
+}
+
+fn quantile_ms(sorted: &[u32], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    f64::from(sorted[i.min(sorted.len() - 1)]) / 1_000.0
+}
+
+struct Row {
+    name: &'static str,
+    rps: f64,
+    tool: &'static str,
+    p50: f64,
+    p99: f64,
+    failed: u64,
+}
+
+async fn measure(name: &'static str, addr: SocketAddr, secs: u64, rate: Option<f64>) -> (Row, f64) {
+    let (rps, tool) = match wrk(addr, secs).await {
+        Some(r) => (r, "wrk"),
+        None => (load(addr, 64, None, secs).await.0, "own"),
+    };
+    let target = rate.unwrap_or(rps * 0.5);
+    let (_, tally) = load(addr, 16, Some(target), secs).await;
+    let mut lat = tally
+        .latencies_us
+        .lock()
+        .map(|l| l.clone())
+        .unwrap_or_default();
+    lat.sort_unstable();
+    let row = Row {
+        name,
+        rps,
+        tool,
+        p50: quantile_ms(&lat, 0.5),
+        p99: quantile_ms(&lat, 0.99),
+        failed: tally.failed.load(Ordering::Relaxed),
+    };
+    (row, target)
+}
+
+async fn throughput_and_latency(bin: &PathBuf, secs: u64) -> Result<(), BoxError> {
+    let (a, _ka) = start_backend(bin, "1.0.0").await?;
+    let (b, _kb) = start_backend(bin, "1.0.0").await?;
+    let router = ProxyRouter::bind(ProxyConfig::default()).await?;
+    router.set_endpoints("blue", &[a]);
+    router.set_endpoints("green", &[b]);
+    router
+        .apply(&TrafficSplit::from_percents([("blue", 50), ("green", 50)])?)
+        .await?;
+
+    // The proxy first: its saturation fixes the common latency rate (50% of it).
+    let (serin, rate) = measure("serin proxy", router.local_addr(), secs, None).await;
+    let (direct, _) = measure("direct", a, secs, Some(rate)).await;
+    let nginx = match nginx_binary() {
+        Some(bin) => match start_nginx(&bin, &[a, b]).await {
+            Ok((addr, child)) => {
+                let row = measure("nginx", addr, secs, Some(rate)).await.0;
+                drop(child);
+                Some(row)
+            }
+            Err(e) => {
+                println!("nginx column skipped: {e}");
+                None
+            }
+        },
+        None => {
+            println!(
+                "nginx column skipped: nginx is not installed (run scripts/services/nginx.sh as root)"
+            );
+            None
+        }
+    };
+    router.shutdown();
+
+    println!();
+    println!(
+        "cores: {}; {secs} s per measurement; latency at a fixed {rate:.0} req/s (50% of the proxy's saturation), 16 keep-alive connections",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "| path | saturation req/s | tool | p50 ms | p99 ms | added p50 ms | added p99 ms | failed |"
+    );
+    println!("|---|---:|---|---:|---:|---:|---:|---:|");
+    for r in std::iter::once(&direct)
+        .chain(std::iter::once(&serin))
+        .chain(nginx.iter())
+    {
+        println!(
+            "| {} | {:.0} | {} | {:.3} | {:.3} | {:+.3} | {:+.3} | {} |",
+            r.name,
+            r.rps,
+            r.tool,
+            r.p50,
+            r.p99,
+            r.p50 - direct.p50,
+            r.p99 - direct.p99,
+            r.failed
+        );
+    }
+    let added = serin.p99 - direct.p99;
+    println!(
+        "serin added p99: {added:.3} ms (target ≤ 1 ms): {}",
+        if added <= 1.0 { "met" } else { "NOT met" }
+    );
+    if let Some(n) = &nginx {
+        let ratio = serin.rps / n.rps;
+        println!(
+            "serin / nginx throughput: {:.2} (target ≥ 0.80): {}",
+            ratio,
+            if ratio >= 0.8 { "met" } else { "NOT met" }
+        );
+    }
+    Ok(())
+}
+
+async fn scenario(bin: &PathBuf, secs: u64) -> Result<(), BoxError> {
+    let dir = std::env::temp_dir().join(format!("serin-bench-scenario-{}", std::process::id()));
+    let platform =
+        ProcessPlatform::new(ProcessConfig::new(&dir).with_grace(Duration::from_secs(5)))?;
+    let router = ProxyRouter::bind(ProxyConfig::default()).await?;
+    let spec = |version: &str, track: Track, n: u32| -> Result<TrackSpec, BoxError> {
+        Ok(TrackSpec::new("web", version, track, n)?.with_command([bin.display().to_string()])?)
+    };
+    let poll = Duration::from_millis(20);
+    let ready = Duration::from_secs(10);
+    let up = |version: &'static str, track: Track, n: u32| {
+        let (platform, router, spec) = (&platform, &router, &spec);
+        async move {
+            platform.bring_up(&spec(version, track.clone(), n)?).await?;
+            let s = wait_ready(platform, "web", &track, poll, ready).await?;
+            router.sync_track(&s);
+            Ok::<_, BoxError>(s)
+        }
+    };
+    let retire = |track: Track| {
+        let (platform, router) = (&platform, &router);
+        async move {
+            let addrs = router.endpoints(track.as_str());
+            router.set_endpoints(track.as_str(), &[]);
+            if !router.wait_drained(&addrs, Duration::from_secs(10)).await {
+                return Err::<(), BoxError>(format!("{track} did not drain").into());
+            }
+            platform.retire("web", &track, Duration::ZERO).await?;
+            Ok(())
+        }
+    };
+    let step = Duration::from_secs_f64(secs as f64 / 30.0);
+    let t0 = Instant::now();
+    up("1.0.0", Track::Blue, 2).await?;
+    router
+        .apply(&TrafficSplit::all_to("blue", &["green"])?)
+        .await?;
+
+    let tally = Arc::new(Tally::default());
+    let clients: Vec<_> = (0..16)
+        .map(|_| tokio::spawn(client(router.local_addr(), None, false, tally.clone())))
+        .collect();
+    let started = Instant::now();
+    let mut events = Vec::new();
+    let mut mark = |what: &str| {
+        events.push(format!(
+            "{:>6.2} s  {what}",
+            started.elapsed().as_secs_f64()
+        ))
+    };
+    tokio::time::sleep(step * 3).await;
+    up("2.0.0", Track::Green, 2).await?;
+    router
+        .apply(&TrafficSplit::all_to("green", &["blue"])?)
+        .await?;
+    mark("blue-green switch: all traffic to green (2.0.0)");
+    tokio::time::sleep(step * 2).await;
+    retire(Track::Blue).await?;
+    mark("blue drained and stopped");
+    platform.scale("web", &Track::Green, 3).await?;
+    let three = wait_ready(&platform, "web", &Track::Green, poll, ready).await?;
+    router.sync_track(&three);
+    mark("green scaled to 3");
+    tokio::time::sleep(step * 2).await;
+    if let Some(newest) = three.instances.last().and_then(|i| i.address) {
+        let keep: Vec<SocketAddr> = router
+            .endpoints("green")
+            .into_iter()
+            .filter(|a| *a != newest)
+            .collect();
+        router.set_endpoints("green", &keep);
+        router
+            .wait_drained(&[newest], Duration::from_secs(10))
+            .await;
+    }
+    platform.scale("web", &Track::Green, 2).await?;
+    mark("green scaled back to 2 (newest drained first)");
+    up("3.0.0", Track::Canary, 2).await?;
+    for pct in (0..=100).step_by(10) {
+        let w = Weight::from_percent(pct)?;
+        router
+            .apply(&TrafficSplit::new([
+                ("green", w.complement()),
+                ("canary", w),
+            ])?)
+            .await?;
+        tokio::time::sleep(step).await;
+    }
+    mark("canary 0 -> 100% in 10% steps");
+    router
+        .apply(&TrafficSplit::all_to("green", &["canary"])?)
+        .await?;
+    mark("rollback: all traffic back to green");
+    tokio::time::sleep(step * 2).await;
+    retire(Track::Canary).await?;
+    mark("canary drained and stopped");
+    let left = Duration::from_secs(secs).saturating_sub(started.elapsed());
+    tokio::time::sleep(left).await;
+    tally.stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        let _ = c.await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    platform
+        .retire("web", &Track::Green, Duration::ZERO)
+        .await?;
+    router.shutdown();
+
+    let ok = tally.ok.load(Ordering::Relaxed);
+    let failed = tally.failed.load(Ordering::Relaxed);
+    println!();
+    println!(
+        "zero-downtime scenario over real processes ({:.1} s setup before load):",
+        (started - t0).as_secs_f64()
+    );
+    for e in &events {
+        println!("  {e}");
+    }
+    println!("| duration s | requests ok | failed | req/s | target |");
+    println!("|---:|---:|---:|---:|---|");
+    println!(
+        "| {elapsed:.1} | {ok} | {failed} | {:.0} | ≥ 2000 req/s, 0 failed: {} |",
+        ok as f64 / elapsed,
+        if failed == 0 && ok as f64 / elapsed >= 2_000.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    if failed > 0 {
+        println!(
+            "failures: {:?}",
+            tally.failures.lock().map(|f| f.clone()).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn main() -> Result<(), BoxError> {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs this too: keep that short.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let measure_secs = arg("--measure-secs", if quick { 1 } else { 5 });
+    let scenario_secs = arg("--scenario-secs", if quick { 3 } else { 30 });
+    let bin = demo_binary()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        throughput_and_latency(&bin, measure_secs).await?;
+        scenario(&bin, scenario_secs).await
+    })
+}
