@@ -17,7 +17,7 @@
 //! `--measure-secs N` (default 5), `--scenario-secs N` (default 30)).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -94,7 +94,7 @@ async fn wait_listening(addr: SocketAddr) -> Result<(), BoxError> {
     Err(format!("{addr} did not start listening within 5 s").into())
 }
 
-async fn start_backend(bin: &PathBuf, version: &str) -> Result<(SocketAddr, Child), BoxError> {
+async fn start_backend(bin: &Path, version: &str) -> Result<(SocketAddr, Child), BoxError> {
     let port = free_port()?;
     let child = Command::new(bin)
         .env("PORT", port.to_string())
@@ -115,10 +115,7 @@ fn nginx_binary() -> Option<PathBuf> {
         .filter(|p| p.exists())
 }
 
-async fn start_nginx(
-    bin: &PathBuf,
-    backends: &[SocketAddr],
-) -> Result<(SocketAddr, Child), BoxError> {
+async fn start_nginx(bin: &Path, backends: &[SocketAddr]) -> Result<(SocketAddr, Child), BoxError> {
     let port = free_port()?;
     let dir = std::env::temp_dir().join(format!("serin-bench-nginx-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -318,7 +315,7 @@ async fn measure(name: &'static str, addr: SocketAddr, secs: u64, rate: Option<f
     (row, target)
 }
 
-async fn throughput_and_latency(bin: &PathBuf, secs: u64) -> Result<(), BoxError> {
+async fn throughput_and_latency(bin: &Path, secs: u64) -> Result<(), BoxError> {
     let (a, _ka) = start_backend(bin, "1.0.0").await?;
     let (b, _kb) = start_backend(bin, "1.0.0").await?;
     let router = ProxyRouter::bind(ProxyConfig::default()).await?;
@@ -393,7 +390,7 @@ async fn throughput_and_latency(bin: &PathBuf, secs: u64) -> Result<(), BoxError
     Ok(())
 }
 
-async fn scenario(bin: &PathBuf, secs: u64) -> Result<(), BoxError> {
+async fn scenario(bin: &Path, secs: u64) -> Result<(), BoxError> {
     let dir = std::env::temp_dir().join(format!("serin-bench-scenario-{}", std::process::id()));
     let platform =
         ProcessPlatform::new(ProcessConfig::new(&dir).with_grace(Duration::from_secs(5)))?;
