@@ -816,7 +816,9 @@ impl Orchestrator {
     /// Resumes a deployment from its last journal record: carries out that record's effects
     /// again (they are idempotent), announces its events again (so none is lost; a subscriber
     /// may see the last ones twice, with the same sequence numbers), then continues — or rolls
-    /// back when the config says `onResume: rollback`.
+    /// back when the config says `onResume: rollback`. Resuming a finished deployment only
+    /// announces its final events again (a crash may have come between writing and announcing
+    /// them) and returns its report.
     pub async fn resume(&self, deployment: &str) -> Result<DeploymentHandle> {
         let records = self.inner.journal.records(deployment).await?;
         let Some(last) = records.last().cloned() else {

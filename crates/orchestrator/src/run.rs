@@ -257,13 +257,18 @@ impl Runner {
                 reason: reason.clone(),
             },
         };
+        if !effects.is_empty() {
+            // The effects get a record of their own, in the current stage: a crash before they
+            // are carried out resumes this stage, which carries them out again.
+            self.commit(effects, std::mem::take(&mut kinds)).await?;
+        }
         kinds.push(kind);
         kinds.push(EventKind::PhaseChanged {
             phase: Phase::Finished,
         });
         self.state.stage = Stage::Done;
         self.state.outcome = Some(outcome);
-        self.commit(effects, kinds).await
+        self.commit(Vec::new(), kinds).await
     }
 
     async fn enter(
@@ -609,13 +614,15 @@ impl Runner {
             }
         }
         let now = self.now();
+        if self.state.weight < 100.0 {
+            kinds.push(EventKind::WeightChanged {
+                track: new.to_string(),
+                percent: 100.0,
+            });
+        }
         self.state.weight = 100.0;
         self.state.promoted_at = Some(now);
         self.state.observed_until = now;
-        kinds.push(EventKind::WeightChanged {
-            track: new.to_string(),
-            percent: 100.0,
-        });
         let split = split_all(&new, Some(&old))?;
         self.enter(Stage::Monitoring, vec![Effect::Apply { split }], kinds)
             .await

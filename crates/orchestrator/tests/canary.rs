@@ -85,3 +85,100 @@ async fn a_canary_with_five_percent_errors_is_rolled_back_by_the_judge() {
     );
     assert!(report.timeline.iter().any(|e| matches!(&e.kind, EventKind::AnalysisResult { decision } if !decision.evidence.is_empty() && decision.severity.is_some())));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_absolute_threshold_rolls_back_through_its_trigger() {
+    let world = Arc::new(World::new());
+    // Both versions fail 3% of requests: the judges see no difference, but the canary
+    // breaches the configured 2% ceiling.
+    world.set_rate("1.0.0", 0.03);
+    world.set_rate("1.1.0", 0.03);
+    let _traffic = world.spawn_traffic();
+    world.install("1.0.0").await;
+    let mut config = canary_config("1.1.0");
+    config.canary_thresholds.max_error_rate = Some(0.02);
+    config.monitoring.error_rate_threshold = None;
+    let report = world
+        .orchestrator()
+        .run(&config)
+        .await
+        .expect("run")
+        .remove(0);
+    let Some(Outcome::RolledBack { reason }) = &report.outcome else {
+        panic!("expected a rollback, got {:?}", report.outcome);
+    };
+    assert!(reason.contains("canary-max-error-rate"), "{reason}");
+    let fired = report
+        .timeline
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::TriggerFired { event } => Some(event.clone()),
+            _ => None,
+        })
+        .expect("trigger event in the timeline");
+    assert_eq!(fired.evidence.threshold, Some(0.02));
+    assert!(fired.evidence.observed.is_some_and(|o| o > 0.02));
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Stable, "1.0.0".into()))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_canary_that_cannot_finish_in_time_is_rolled_back_at_the_deadline() {
+    let world = Arc::new(World::new());
+    world.set_rate("1.0.0", 0.005);
+    world.set_rate("1.1.0", 0.005);
+    let _traffic = world.spawn_traffic();
+    world.install("1.0.0").await;
+    let mut config = canary_config("1.1.0");
+    config.max_deployment_duration = std::time::Duration::from_secs(90);
+    let report = world
+        .orchestrator()
+        .run(&config)
+        .await
+        .expect("run")
+        .remove(0);
+    let Some(Outcome::RolledBack { reason }) = &report.outcome else {
+        panic!("expected a rollback, got {:?}", report.outcome);
+    };
+    assert!(reason.contains("maxDeploymentDuration"), "{reason}");
+    let took = report.last_at.saturating_duration_since(report.started_at);
+    assert!(took.as_secs() >= 90 && took.as_secs() <= 100, "{took:?}");
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Stable, "1.0.0".into()))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_metrics_outage_holds_the_canary_and_never_promotes() {
+    let world = Arc::new(World::new());
+    world.set_rate("1.0.0", 0.005);
+    world.set_rate("1.1.0", 0.005);
+    let _traffic = world.spawn_traffic();
+    world.install("1.0.0").await;
+    world.source.set_unavailable(true);
+    let mut config = canary_config("1.1.0");
+    config.max_deployment_duration = std::time::Duration::from_secs(600);
+    let report = world
+        .orchestrator()
+        .run(&config)
+        .await
+        .expect("run")
+        .remove(0);
+    assert!(
+        matches!(report.outcome, Some(Outcome::RolledBack { .. })),
+        "{:?}",
+        report.outcome
+    );
+    let max_weight = report
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::WeightChanged { percent, .. } => Some(*percent),
+            _ => None,
+        })
+        .fold(0.0_f64, f64::max);
+    assert!(max_weight < 100.0, "promoted without evidence");
+}

@@ -1,0 +1,224 @@
+//! Blue-green and blue-green-with-canary end to end, and compatibility validation — in-memory
+//! world, paused time.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serin_compat::{Fleet, Matrix, Registry, Release, Validator};
+use serin_orchestrator::{
+    EventKind, Orchestrator, Outcome, Platform, ServiceBackends, StrategyKind, TrafficStrategyKind,
+};
+use serin_signals::Track;
+use support::{SERVICE, World, canary_config, v};
+
+fn blue_green(version: &str, traffic: TrafficStrategyKind) -> serin_orchestrator::DeploymentConfig {
+    let mut c = canary_config(version);
+    c.strategy = StrategyKind::BlueGreen;
+    c.blue_green_config.traffic_strategy = traffic;
+    c.blue_green_config.traffic_increment = 25.0;
+    c.blue_green_config.traffic_interval = Duration::from_secs(30);
+    c
+}
+
+async fn world_on_blue() -> Arc<World> {
+    let world = Arc::new(World::new());
+    world.set_rate("1.0.0", 0.005);
+    world.set_rate("1.1.0", 0.005);
+    world.spawn_traffic();
+    let config = blue_green("1.0.0", TrafficStrategyKind::Immediate);
+    let r = world.orchestrator().run(&config).await.expect("install");
+    assert_eq!(r[0].outcome, Some(Outcome::Succeeded));
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Blue, "1.0.0".into()))
+    );
+    world
+}
+
+fn weights(report: &serin_orchestrator::Report) -> Vec<f64> {
+    report
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::WeightChanged { percent, .. } => Some(*percent),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gradual_blue_green_switch_moves_to_green_and_retires_blue() {
+    let world = world_on_blue().await;
+    let report = world
+        .orchestrator()
+        .run(&blue_green("1.1.0", TrafficStrategyKind::Gradual))
+        .await
+        .expect("run")
+        .remove(0);
+    println!("{report}");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded));
+    assert_eq!(weights(&report), vec![25.0, 50.0, 75.0, 100.0]);
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Green, "1.1.0".into()))
+    );
+    assert!(world.platform.status(SERVICE, &Track::Blue).await.is_err());
+    let green = world
+        .platform
+        .status(SERVICE, &Track::Green)
+        .await
+        .expect("green");
+    assert_eq!(
+        green.instances.len(),
+        2,
+        "green comes up with replicasPerEnv"
+    );
+    // Every split the router saw summed to 100% and only ever named blue and green.
+    for split in world.router.history() {
+        assert!(
+            split
+                .backends()
+                .iter()
+                .all(|b| ["blue", "green"].contains(&b.name().as_str()))
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_green_is_switched_back_to_blue_by_the_error_rate_threshold() {
+    let world = world_on_blue().await;
+    world.set_rate("1.1.0", 0.30);
+    let report = world
+        .orchestrator()
+        .run(&blue_green("1.1.0", TrafficStrategyKind::Gradual))
+        .await
+        .expect("run")
+        .remove(0);
+    let Some(Outcome::RolledBack { reason }) = &report.outcome else {
+        panic!("expected a rollback, got {:?}", report.outcome);
+    };
+    assert!(reason.contains("error-rate-threshold"), "{reason}");
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Blue, "1.0.0".into()))
+    );
+    assert!(world.platform.status(SERVICE, &Track::Green).await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_immediate_switch_is_watched_after_promotion_and_switched_back() {
+    let world = world_on_blue().await;
+    world.set_rate("1.1.0", 0.30);
+    let report = world
+        .orchestrator()
+        .run(&blue_green("1.1.0", TrafficStrategyKind::Immediate))
+        .await
+        .expect("run")
+        .remove(0);
+    assert!(
+        matches!(report.outcome, Some(Outcome::RolledBack { .. })),
+        "{:?}",
+        report.outcome
+    );
+    assert!(report.timeline.iter().any(|e| e.kind
+        == EventKind::PhaseChanged {
+            phase: serin_orchestrator::Phase::Monitoring
+        }));
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Blue, "1.0.0".into()))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn blue_green_with_canary_brings_green_up_fully_then_judges_then_switches() {
+    let world = world_on_blue().await;
+    let mut config = blue_green("1.1.0", TrafficStrategyKind::Immediate);
+    config.strategy = StrategyKind::BlueGreenWithCanary;
+    config.canary_config.target_percentage = 50;
+    let report = world
+        .orchestrator()
+        .run(&config)
+        .await
+        .expect("run")
+        .remove(0);
+    println!("{report}");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded));
+    assert_eq!(weights(&report), vec![10.0, 40.0, 100.0]);
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Green, "1.1.0".into()))
+    );
+    let started = report.timeline.iter().find_map(|e| match &e.kind {
+        EventKind::TrackStarted { instances, .. } => Some(*instances),
+        _ => None,
+    });
+    assert_eq!(started, Some(2), "green comes up fully before any traffic");
+
+    // And a bad version is judged and rolled back before the full switch.
+    world.set_rate("1.2.0", 0.08);
+    let mut config = config.clone();
+    config.version = v("1.2.0");
+    config.monitoring.error_rate_threshold = None;
+    let report = world
+        .orchestrator()
+        .run(&config)
+        .await
+        .expect("run")
+        .remove(0);
+    assert!(
+        matches!(&report.outcome, Some(Outcome::RolledBack { reason }) if reason.contains("error_rate")),
+        "{:?}",
+        report.outcome
+    );
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Green, "1.1.0".into()))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_blocked_upgrade_stops_at_validation_with_the_explanation() {
+    let world = world_on_blue().await;
+    let mut registry = Registry::new();
+    registry
+        .add_release(SERVICE, Release::new(v("1.0.0")))
+        .expect("release");
+    registry
+        .add_release(SERVICE, Release::new(v("1.1.0")).yanked())
+        .expect("release");
+    let matrix = Matrix::new(Vec::new(), &registry).expect("matrix");
+    let validator = Validator::new(registry, matrix).expect("validator");
+    let fleet = Fleet::new().with(SERVICE, v("1.0.0"));
+    let o = Orchestrator::builder(world.platform.clone(), world.journal.clone())
+        .service(
+            SERVICE,
+            ServiceBackends::new(
+                world.router.clone(),
+                world.source.clone(),
+                world.health.clone(),
+            ),
+        )
+        .clock(world.clock)
+        .validator(validator, fleet)
+        .build();
+    let applies = world.router.apply_count();
+    let report = o
+        .run(&blue_green("1.1.0", TrafficStrategyKind::Immediate))
+        .await
+        .expect("run")
+        .remove(0);
+    let Some(Outcome::Blocked { reason }) = &report.outcome else {
+        panic!("expected blocked, got {:?}", report.outcome);
+    };
+    assert!(reason.contains("yanked"), "{reason}");
+    assert_eq!(world.router.apply_count(), applies, "nothing changed");
+    assert!(world.platform.status(SERVICE, &Track::Green).await.is_err());
+    let plan = o
+        .plan(&blue_green("1.1.0", TrafficStrategyKind::Immediate))
+        .await
+        .expect("plan");
+    assert!(plan[0].steps[0].contains("BLOCKED"), "{:?}", plan[0].steps);
+}

@@ -1,0 +1,293 @@
+//! Operations on running deployments (promote, abort, pause/resume), the dry run, the lock,
+//! validation, preparation and the manual rollbacks — in-memory world, paused time.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serin_orchestrator::{
+    EventKind, InMemoryBackup, InMemoryNotifier, NotificationChannel, Orchestrator, Outcome,
+    Platform, ServiceBackends, Stage, StrategyKind,
+};
+use serin_signals::{HealthSignal, Probe, ProbeStatus, Track};
+use support::{SERVICE, World, canary_config, v};
+
+async fn healthy_world() -> Arc<World> {
+    let world = Arc::new(World::new());
+    world.set_rate("1.0.0", 0.005);
+    world.set_rate("1.1.0", 0.005);
+    world.spawn_traffic();
+    world.install("1.0.0").await;
+    world
+}
+
+async fn wait_for_stage(h: &serin_orchestrator::DeploymentHandle, stage: Stage) {
+    for _ in 0..10_000 {
+        if h.status().stage == stage {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never reached {stage:?}: {:?}", h.status());
+}
+
+#[tokio::test(start_paused = true)]
+async fn promote_skips_the_remaining_steps() {
+    let world = healthy_world().await;
+    let o = world.orchestrator();
+    let h = o
+        .start(&canary_config("1.1.0"), SERVICE)
+        .await
+        .expect("start");
+    wait_for_stage(&h, Stage::Canary).await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    assert_eq!(h.status().weight, 10.0);
+    h.promote().await.expect("promote");
+    assert_eq!(h.status().weight, 100.0);
+    assert_eq!(h.status().stage, Stage::Monitoring);
+    let report = h.wait().await.expect("report");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded));
+    let took = report.last_at.saturating_duration_since(report.started_at);
+    assert!(
+        took < Duration::from_secs(150),
+        "promotion skipped the steps: {took:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn abort_rolls_back_and_a_second_abort_is_refused() {
+    let world = healthy_world().await;
+    let o = world.orchestrator();
+    let h = o
+        .start(&canary_config("1.1.0"), SERVICE)
+        .await
+        .expect("start");
+    wait_for_stage(&h, Stage::Canary).await;
+    h.abort().await.expect("abort");
+    let status = h.status();
+    assert!(
+        matches!(status.outcome, Some(Outcome::RolledBack { ref reason }) if reason.contains("aborted"))
+    );
+    let err = h.abort().await.expect_err("over");
+    assert!(err.to_string().contains("abort"), "{err}");
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Stable, "1.0.0".into()))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn pause_holds_the_weight_until_resumed() {
+    let world = healthy_world().await;
+    let o = world.orchestrator();
+    let h = o
+        .start(&canary_config("1.1.0"), SERVICE)
+        .await
+        .expect("start");
+    wait_for_stage(&h, Stage::Canary).await;
+    h.pause().await.expect("pause");
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(h.status().weight, 10.0, "no step while paused");
+    assert!(h.status().paused);
+    h.resume().await.expect("resume");
+    let report = h.wait().await.expect("report");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded));
+    let kinds: Vec<&EventKind> = report.timeline.iter().map(|e| &e.kind).collect();
+    assert!(kinds.contains(&&EventKind::Paused) && kinds.contains(&&EventKind::Resumed));
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_deployment_per_service_at_a_time() {
+    let world = healthy_world().await;
+    let o = world.orchestrator();
+    let h = o
+        .start(&canary_config("1.1.0"), SERVICE)
+        .await
+        .expect("start");
+    let err = o
+        .start(&canary_config("1.1.0"), SERVICE)
+        .await
+        .expect_err("locked");
+    assert!(err.to_string().contains("another deployment"), "{err}");
+    h.abort().await.expect("abort");
+    h.wait().await.expect("report");
+    // The lock is released with the deployment.
+    let again = o.run(&canary_config("1.1.0")).await.expect("second run");
+    assert_eq!(again[0].outcome, Some(Outcome::Succeeded));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_dry_run_lists_every_step_and_changes_nothing() {
+    let world = healthy_world().await;
+    let o = world.orchestrator();
+    let before_router = world.router.apply_count();
+    let before_tracks = world.platform.list().await.expect("list");
+    let before_journal = world.journal.len();
+    let plans = o.plan(&canary_config("1.1.0")).await.expect("plan");
+    let text = plans[0].to_string();
+    println!("{text}");
+    assert!(
+        text.contains("1.0.0 on stable -> 1.1.0 on canary"),
+        "{text}"
+    );
+    assert!(text.contains("10% → 40% → 70%"), "{text}");
+    assert!(text.contains("retire stable"), "{text}");
+    let mut bg = canary_config("1.1.0");
+    bg.strategy = StrategyKind::BlueGreen;
+    bg.blue_green_config.traffic_strategy = serin_orchestrator::TrafficStrategyKind::Gradual;
+    bg.blue_green_config.traffic_increment = 25.0;
+    let plans = o.plan(&bg).await.expect("plan");
+    assert_eq!(plans[0].traffic.as_ref().map(|p| p.len()), Some(4));
+    assert_eq!(world.router.apply_count(), before_router);
+    assert_eq!(world.platform.list().await.expect("list"), before_tracks);
+    assert_eq!(world.journal.len(), before_journal);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unhealthy_running_version_stops_preparation_and_changes_nothing() {
+    let world = healthy_world().await;
+    world
+        .platform
+        .kill(
+            SERVICE,
+            &Track::Stable,
+            &first_instance(&world).await,
+            "oom",
+        )
+        .expect("kill");
+    let applies = world.router.apply_count();
+    let report = world
+        .orchestrator()
+        .run(&canary_config("1.1.0"))
+        .await
+        .expect("run")
+        .remove(0);
+    assert!(
+        matches!(&report.outcome, Some(Outcome::Failed { reason }) if reason.contains("not healthy")),
+        "{:?}",
+        report.outcome
+    );
+    assert_eq!(world.router.apply_count(), applies);
+    assert!(
+        world
+            .platform
+            .status(SERVICE, &Track::Canary)
+            .await
+            .is_err()
+    );
+}
+
+async fn first_instance(world: &World) -> String {
+    world
+        .platform
+        .status(SERVICE, &Track::Stable)
+        .await
+        .expect("stable")
+        .instances[0]
+        .id
+        .clone()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_dependency_stops_preparation() {
+    let world = healthy_world().await;
+    let now = world.clock.now();
+    world.health.record(HealthSignal::new(
+        Track::Stable,
+        Probe::Dependency("postgres".into()),
+        ProbeStatus::Fail,
+        now,
+    ));
+    let report = world
+        .orchestrator()
+        .run(&canary_config("1.1.0"))
+        .await
+        .expect("run")
+        .remove(0);
+    assert!(
+        matches!(&report.outcome, Some(Outcome::Failed { reason }) if reason.contains("postgres")),
+        "{:?}",
+        report.outcome
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn backups_and_notifications_follow_the_config() {
+    let world = healthy_world().await;
+    let backup = Arc::new(InMemoryBackup::new());
+    let notifier = Arc::new(InMemoryNotifier::new());
+    let o = Orchestrator::builder(world.platform.clone(), world.journal.clone())
+        .service(
+            SERVICE,
+            ServiceBackends::new(
+                world.router.clone(),
+                world.source.clone(),
+                world.health.clone(),
+            ),
+        )
+        .clock(world.clock)
+        .backup(backup.clone())
+        .notifier(notifier.clone())
+        .build();
+    let mut config = canary_config("1.1.0");
+    config.notification_channels = vec![
+        serde_json::from_str::<NotificationChannel>(
+            r##"{"type":"slack","destination":"#deploys","events":["started","completed"]}"##,
+        )
+        .expect("channel"),
+    ];
+    let report = o.run(&config).await.expect("run").remove(0);
+    assert_eq!(report.outcome, Some(Outcome::Succeeded));
+    assert_eq!(backup.taken().len(), 1);
+    assert_eq!(report.backup.as_deref(), Some(backup.taken()[0].0.as_str()));
+    let sent: Vec<String> = notifier
+        .sent()
+        .iter()
+        .map(|(_, e)| e.kind.to_string())
+        .collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(
+        sent[0].starts_with("started") && sent[1].starts_with("completed"),
+        "{sent:?}"
+    );
+    // A failing backup stops the deployment before any change.
+    backup.fail_next("disk full");
+    let report = o.run(&canary_config("1.2.0")).await.expect("run").remove(0);
+    assert!(
+        matches!(&report.outcome, Some(Outcome::Failed { reason }) if reason.contains("disk full")),
+        "{:?}",
+        report.outcome
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn rollback_deploys_the_previous_version_back() {
+    let world = healthy_world().await;
+    let o = world.orchestrator();
+    let config = canary_config("1.1.0");
+    assert_eq!(
+        o.run(&config).await.expect("run")[0].outcome,
+        Some(Outcome::Succeeded)
+    );
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Canary, "1.1.0".into()))
+    );
+    let report = o.rollback(&config, SERVICE).await.expect("rollback");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded));
+    assert_eq!(report.to.version, v("1.0.0"));
+    assert_eq!(
+        world.live_version().await.map(|(_, v)| v),
+        Some("1.0.0".into())
+    );
+    let report = o
+        .rollback_to(&config, SERVICE, v("1.1.0"))
+        .await
+        .expect("rollback_to");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded));
+    assert_eq!(
+        world.live_version().await.map(|(_, v)| v),
+        Some("1.1.0".into())
+    );
+}

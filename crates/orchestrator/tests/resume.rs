@@ -1,0 +1,166 @@
+//! Crash and resume at every journal write of one canary run: the executor is stopped right
+//! after each record is written (before it acts), a new orchestrator resumes from the journal,
+//! and the deployment ends exactly as an uninterrupted run does, with no event lost.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serin_orchestrator::{Event, Outcome, Platform, Report};
+use serin_signals::Track;
+use support::{SERVICE, World, canary_config, drain};
+
+struct Run {
+    report: Report,
+    delivered: BTreeMap<u64, Event>,
+    live: Option<(Track, String)>,
+    tracks: usize,
+    records: usize,
+}
+
+/// Runs the canary of 1.1.0 over 1.0.0 (error rates given), crashing after the `crash_at`-th
+/// record of the deployment when given.
+async fn run(old_rate: f64, new_rate: f64, crash_at: Option<usize>) -> Run {
+    let world = Arc::new(World::new());
+    world.set_rate("1.0.0", old_rate);
+    world.set_rate("1.1.0", new_rate);
+    let _traffic = world.spawn_traffic();
+    world.install("1.0.0").await;
+    let before = world.journal.len();
+    let first = world.orchestrator();
+    let mut events = first.subscribe();
+    let mut delivered = BTreeMap::new();
+    let mut config = canary_config("1.1.0");
+    config.monitoring.error_rate_threshold = None;
+    // A short canary keeps the number of crash points (one per record) small.
+    config.canary_config.increment_percentage = 45;
+    config.canary_config.increment_interval = Duration::from_secs(30);
+    config.monitoring.monitoring_duration = Duration::from_secs(20);
+    config.blue_green_config.keep_old_warm_for = Duration::from_secs(20);
+
+    let report = match crash_at {
+        None => first
+            .start(&config, SERVICE)
+            .await
+            .expect("start")
+            .wait()
+            .await
+            .expect("report"),
+        Some(k) => {
+            world.journal.stall_after(Some(before + k));
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let o = first.clone();
+            let starter = tokio::spawn(async move {
+                let h = o.start(&config, SERVICE).await.expect("start");
+                let _ = tx.send(h);
+            });
+            while world.journal.len() < before + k {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            // Let the executor reach the stalled write and sit there.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            match tokio::time::timeout(Duration::from_millis(1), rx).await {
+                Ok(Ok(handle)) => handle.kill(),
+                _ => starter.abort(),
+            }
+            for e in drain(&mut events) {
+                delivered.insert(e.seq, e);
+            }
+            world.journal.stall_after(None);
+            let second = world.orchestrator();
+            events = second.subscribe();
+            let unfinished = second.unfinished().await.expect("unfinished");
+            let last = world.journal.all().last().expect("records").clone();
+            let id = if last.state.is_done() {
+                // The crash came after the final record: nothing is left to do but to announce
+                // its events, which resuming a finished deployment does.
+                assert!(unfinished.is_empty());
+                last.deployment
+            } else {
+                assert_eq!(unfinished, vec![last.deployment.clone()]);
+                last.deployment
+            };
+            second
+                .resume(&id)
+                .await
+                .expect("resume")
+                .wait()
+                .await
+                .expect("report")
+        }
+    };
+    for e in drain(&mut events) {
+        delivered.insert(e.seq, e);
+    }
+    let tracks = world
+        .platform
+        .list()
+        .await
+        .expect("list")
+        .iter()
+        .filter(|t| t.service == SERVICE)
+        .count();
+    Run {
+        report,
+        delivered,
+        live: world.live_version().await,
+        tracks,
+        records: world.journal.len() - before,
+    }
+}
+
+fn check_against(reference: &Run, resumed: &Run, k: usize) {
+    assert_eq!(
+        resumed.report.outcome.as_ref().map(std::mem::discriminant),
+        reference
+            .report
+            .outcome
+            .as_ref()
+            .map(std::mem::discriminant),
+        "crash after record {k}: {:?}",
+        resumed.report.outcome
+    );
+    assert_eq!(resumed.live, reference.live, "crash after record {k}");
+    assert_eq!(resumed.tracks, 1, "crash after record {k}: one track left");
+    // No gap and no loss: every journalled event reached a subscriber.
+    let seqs: Vec<u64> = resumed.report.timeline.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (0..seqs.len() as u64).collect::<Vec<_>>(),
+        "crash after record {k}"
+    );
+    for e in &resumed.report.timeline {
+        assert_eq!(
+            resumed.delivered.get(&e.seq),
+            Some(e),
+            "crash after record {k}: event {} lost",
+            e.seq
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_promoted_canary_survives_a_crash_at_every_journal_write() {
+    let reference = run(0.005, 0.005, None).await;
+    assert_eq!(reference.report.outcome, Some(Outcome::Succeeded));
+    assert!(reference.records > 10, "{} records", reference.records);
+    for k in 1..=reference.records {
+        let resumed = run(0.005, 0.005, Some(k)).await;
+        check_against(&reference, &resumed, k);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rolled_back_canary_survives_a_crash_at_every_journal_write() {
+    let reference = run(0.005, 0.05, None).await;
+    assert!(matches!(
+        reference.report.outcome,
+        Some(Outcome::RolledBack { .. })
+    ));
+    for k in 1..=reference.records {
+        let resumed = run(0.005, 0.05, Some(k)).await;
+        check_against(&reference, &resumed, k);
+    }
+}
