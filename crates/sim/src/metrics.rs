@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use serin_signals::{
-    Counts, Error, LatencySketch, Measurement, Metric, MetricQuery, MetricsSource, Observation,
-    Result,
+    Counts, Error, Gauge, LatencySketch, Measurement, Metric, MetricQuery, MetricsSource,
+    Observation, Result,
 };
 
 use crate::fault::Fault;
@@ -16,9 +16,12 @@ const NAME: &str = "sim";
 ///
 /// It answers [`Metric::ErrorRate`] and [`Metric::Throughput`] with the requests and errors
 /// each track of the service served over the window, and [`Metric::Latency`] with the merged
-/// sketch of their latencies, generated second by second (see [`SimWorld`]). Seconds not over
-/// yet are not reported. Observations recorded with [`SimWorld::record`] are added on top; the
-/// metrics the simulation does not model (CPU, memory, custom) come from those recordings only.
+/// sketch of their latencies, generated second by second (see [`SimWorld`]). [`Metric::Cpu`]
+/// (cores) and [`Metric::Memory`] (bytes) are gauges read at the last second of the window in
+/// which the track had a live instance: idle CPU per live instance plus CPU time per request
+/// served, and the profile's memory per live instance. Seconds not over yet are not reported.
+/// Observations recorded with [`SimWorld::record`] are added on top; custom metrics come from
+/// those recordings only.
 /// A window in which a track served nothing is [`Measurement::NoData`]. During a
 /// metrics-outage fault every query fails with [`Error::Unavailable`]; seconds lost to a
 /// metrics-gap fault are missing from every answer.
@@ -77,6 +80,7 @@ impl SimMetrics {
             });
         }
         let seconds = state.seconds_in(query.window, now);
+        let seconds_again = seconds.clone();
         let served = seconds.filter_map(|s| state.second(&query.track, s));
         Ok(match query.metric {
             Metric::ErrorRate | Metric::Throughput => {
@@ -101,7 +105,14 @@ impl SimMetrics {
                     Measurement::Latency(sketch)
                 }
             }
-            _ => Measurement::NoData,
+            Metric::Cpu | Metric::Memory => {
+                let memory = query.metric == Metric::Memory;
+                state
+                    .gauge(&query.track, seconds_again, memory)
+                    .and_then(|v| Gauge::new(v).ok())
+                    .map_or(Measurement::NoData, Measurement::Gauge)
+            }
+            Metric::Custom(_) => Measurement::NoData,
         })
     }
 }
@@ -117,8 +128,8 @@ fn combine(a: Measurement, b: Measurement) -> Measurement {
             x.merge(&y);
             Measurement::Latency(x)
         }
-        // The simulation generates no gauges, so a recorded one stands alone; a recording of
-        // another kind than generated is kept out of the answer.
+        // Two readings of one gauge: the simulated one describes the window's last live
+        // second, so it stands; so does anything generated against a recording of another kind.
         (generated, _) => generated,
     }
 }

@@ -73,11 +73,13 @@ pub enum Readiness {
     },
 }
 
-/// How the instances of one version behave: errors, latency, startup, readiness, crashes.
+/// How the instances of one version behave: errors, latency, startup, readiness, crashes, CPU
+/// and memory.
 ///
 /// Times in schedules count from the moment the track was brought up, so the same profile
 /// describes a version wherever and whenever it runs. Every field has a default (a healthy
-/// version: 0.1% errors, 50 ms median latency, ready 5 s after start).
+/// version: 0.1% errors, 50 ms median latency, ready 5 s after start, 0.05 idle cores plus
+/// 2 ms of CPU per request, 256 MiB per instance).
 ///
 /// ```
 /// use std::time::Duration;
@@ -108,6 +110,14 @@ pub struct VersionProfile {
     /// Each instance crashes this long after it started (and is never restarted).
     #[serde(with = "optional_duration", skip_serializing_if = "Option::is_none")]
     pub crash_after: Option<Duration>,
+    /// CPU each live instance uses while idle, in cores (`0.0 ..= 1024.0`).
+    pub cpu_idle_cores: f64,
+    /// CPU time each request costs, in milliseconds (`0.0 ..= 60000.0`): a track serving
+    /// 500 requests per second at 2 ms each adds one core.
+    pub cpu_ms_per_request: f64,
+    /// Resident memory of each live instance in MiB, over the track's life (`0.0 ..= 1048576.0`):
+    /// a rising schedule is a leak.
+    pub memory_mib: Schedule,
 }
 
 impl Default for VersionProfile {
@@ -119,6 +129,9 @@ impl Default for VersionProfile {
             startup: Duration::from_secs(5),
             readiness: Readiness::Ready,
             crash_after: None,
+            cpu_idle_cores: 0.05,
+            cpu_ms_per_request: 2.0,
+            memory_mib: Schedule::constant(256.0),
         }
     }
 }
@@ -160,6 +173,20 @@ impl VersionProfile {
         self
     }
 
+    /// The same profile with this CPU use: `idle_cores` per live instance plus
+    /// `ms_per_request` of CPU time per request served.
+    pub fn with_cpu(mut self, idle_cores: f64, ms_per_request: f64) -> Self {
+        self.cpu_idle_cores = idle_cores;
+        self.cpu_ms_per_request = ms_per_request;
+        self
+    }
+
+    /// The same profile with this memory per instance (MiB) over time.
+    pub fn with_memory_mib(mut self, memory: Schedule) -> Self {
+        self.memory_mib = memory;
+        self
+    }
+
     /// Checks every field; `field` names the profile in errors (`simConfig.profiles.2.0.0`).
     pub fn validate(&self, field: &str) -> Result<()> {
         self.error_rate
@@ -167,6 +194,20 @@ impl VersionProfile {
         self.latency.validate(&format!("{field}.latency"))?;
         self.latency_factor
             .validate(&format!("{field}.latencyFactor"), 0.0, 1_000.0)?;
+        self.memory_mib
+            .validate(&format!("{field}.memoryMib"), 0.0, 1_048_576.0)?;
+        for (name, value, max) in [
+            ("cpuIdleCores", self.cpu_idle_cores, 1_024.0),
+            ("cpuMsPerRequest", self.cpu_ms_per_request, 60_000.0),
+        ] {
+            if !value.is_finite() || !(0.0..=max).contains(&value) {
+                return Err(Error::invalid(
+                    format!("{field}.{name}"),
+                    value,
+                    format!("must be a finite number in 0 ..= {max}"),
+                ));
+            }
+        }
         if let Readiness::Flapping { up, down } = self.readiness
             && (up.is_zero() || down.is_zero())
         {
@@ -253,6 +294,14 @@ mod tests {
             (
                 VersionProfile::default().with_error_rate(Schedule::constant(-0.1)),
                 "p.errorRate[0].value",
+            ),
+            (
+                VersionProfile::default().with_cpu(-1.0, 2.0),
+                "p.cpuIdleCores",
+            ),
+            (
+                VersionProfile::default().with_memory_mib(Schedule::constant(f64::INFINITY)),
+                "p.memoryMib[0].value",
             ),
             (
                 VersionProfile::default().with_readiness(Readiness::Flapping {

@@ -627,6 +627,47 @@ impl State {
         })
     }
 
+    /// The CPU (cores) or memory (bytes) of `track` of the loaded service at the last second
+    /// of `seconds` in which it had a live instance, or `None` when it had none.
+    pub(crate) fn gauge(
+        &self,
+        track: &Track,
+        seconds: std::ops::Range<u64>,
+        memory: bool,
+    ) -> Option<f64> {
+        for s in seconds.rev() {
+            let t = Timestamp::from_millis(s.saturating_mul(1_000));
+            let Some(inc) = self.incarnation_at(track, t) else {
+                continue;
+            };
+            let live = inc
+                .instances
+                .iter()
+                .filter(|i| {
+                    self.instance_state(track, inc, i, t)
+                        .is_some_and(|st| st.liveness != ProbeStatus::Fail)
+                })
+                .count() as f64;
+            if live == 0.0 {
+                continue;
+            }
+            let profile = &inc.profile;
+            if memory {
+                let age = t.saturating_duration_since(inc.started);
+                return Some(live * profile.memory_mib.at(age) * 1_048_576.0);
+            }
+            let served = self
+                .second(track, s)
+                .filter(|sec| !sec.unroutable)
+                .map_or(0, |sec| sec.requests);
+            return Some(
+                live * profile.cpu_idle_cores
+                    + served as f64 * profile.cpu_ms_per_request / 1_000.0,
+            );
+        }
+        None
+    }
+
     /// Adds the latencies of a served second, drawn from the rest of its random stream, to
     /// `sketch` (adding to one sketch puts every value in the same bin as merging would).
     pub(crate) fn add_latencies(sec: &mut Second, sketch: &mut LatencySketch) {
