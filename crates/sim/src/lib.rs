@@ -14,14 +14,21 @@
 //!   The same query always gets the same answer; sub-windows add up to the whole exactly.
 //! - **Versions behave as their [`VersionProfile`] says:** an error rate over time
 //!   ([`Schedule`]: constant, step, ramp), a latency distribution and a latency factor over
-//!   time, a startup time, a [`Readiness`] behaviour (ready, never, flapping) and a crash time.
+//!   time, a startup time, a [`Readiness`] behaviour (ready, never, flapping), a crash time,
+//!   and CPU and memory use (a rising memory schedule is a leak).
 //! - **Scripted [`Fault`]s:** crashes, slow starts, metrics outages and gaps, router and
 //!   platform errors, probe failures, health outages — at given times from the start.
 //! - **A [`timeline`](SimWorld::timeline)** of every router and platform call with its virtual
 //!   time, and [`unroutable`](SimWorld::unroutable) requests (sent to a track with no ready
 //!   instance), so tests can check *when* things happened and that no request was lost.
 //!
+//! - **Configurable in code or in files:** [`SimConfig`] has `with_*` setters and reads from
+//!   YAML, JSON or TOML (camelCase, unknown fields rejected, checked on load with the path of
+//!   the offending field).
+//!
 //! Every conformance suite of the traits it implements runs against it in this crate's tests.
+//! Traffic is routed by weight only: match routes and mirrors are accepted and read back, but no
+//! simulated request carries a header or cookie, and mirrored copies are not counted.
 //!
 //! ## A canary, simulated
 //!

@@ -2,12 +2,11 @@
 
 use async_trait::async_trait;
 use serin_signals::{
-    Counts, Error, Gauge, LatencySketch, Measurement, Metric, MetricQuery, MetricsSource,
-    Observation, Result,
+    Error, Gauge, Measurement, Metric, MetricQuery, MetricsSource, Observation, Result,
 };
 
 use crate::fault::Fault;
-use crate::world::{SimWorld, State};
+use crate::world::SimWorld;
 
 /// The name the simulated metrics source gives in messages and errors.
 const NAME: &str = "sim";
@@ -65,7 +64,7 @@ impl SimMetrics {
     /// What the simulation generated for `query`, without recordings.
     fn generate(&self, query: &MetricQuery) -> Result<Measurement> {
         let now = self.world.now();
-        let state = self.world.lock();
+        let mut state = self.world.lock();
         let outage = state.active_fault(now, |f, since| match f {
             Fault::MetricsOutage { span } if span.contains(since) => Some(*span),
             _ => None,
@@ -80,14 +79,9 @@ impl SimMetrics {
             });
         }
         let seconds = state.seconds_in(query.window, now);
-        let seconds_again = seconds.clone();
-        let served = seconds.filter_map(|s| state.second(&query.track, s));
         Ok(match query.metric {
             Metric::ErrorRate | Metric::Throughput => {
-                let mut total = Counts::default();
-                for sec in served {
-                    total = total.saturating_add(Counts::new(sec.requests, sec.errors)?);
-                }
+                let total = state.counts_over(&query.track, seconds);
                 if total.requests() == 0 {
                     Measurement::NoData
                 } else {
@@ -95,10 +89,7 @@ impl SimMetrics {
                 }
             }
             Metric::Latency => {
-                let mut sketch = LatencySketch::new();
-                for mut sec in served {
-                    State::add_latencies(&mut sec, &mut sketch);
-                }
+                let sketch = state.latency_over(&query.track, seconds);
                 if sketch.count() == 0 {
                     Measurement::NoData
                 } else {
@@ -108,7 +99,7 @@ impl SimMetrics {
             Metric::Cpu | Metric::Memory => {
                 let memory = query.metric == Metric::Memory;
                 state
-                    .gauge(&query.track, seconds_again, memory)
+                    .gauge(&query.track, seconds, memory)
                     .and_then(|v| Gauge::new(v).ok())
                     .map_or(Measurement::NoData, Measurement::Gauge)
             }

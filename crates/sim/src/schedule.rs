@@ -128,11 +128,11 @@ impl Schedule {
         let (Some(a), Some(b)) = (self.points.get(i.wrapping_sub(1)), self.points.get(i)) else {
             return self.points.last().map_or(first.value, |p| p.value);
         };
-        let span = (b.at - a.at).as_secs_f64();
+        let span = b.at.saturating_sub(a.at).as_secs_f64();
         if span <= 0.0 {
             return b.value;
         }
-        let f = (since - a.at).as_secs_f64() / span;
+        let f = since.saturating_sub(a.at).as_secs_f64() / span;
         a.value + (b.value - a.value) * f
     }
 
@@ -206,6 +206,8 @@ mod tests {
             "{msg}"
         );
         assert!(Schedule::points([]).validate("x", 0.0, 1.0).is_err());
+        // Reading an unchecked, unordered schedule never panics.
+        assert!(bad.at(S(7)).is_finite());
         assert!(
             Schedule::constant(f64::NAN)
                 .validate("x", 0.0, 1.0)

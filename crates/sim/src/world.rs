@@ -1,6 +1,6 @@
 //! [`SimWorld`]: the shared simulated world, its virtual clock and its fleet.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -64,6 +64,22 @@ pub(crate) struct State {
     fleet: BTreeMap<TrackKey, Vec<Incarnation>>,
     timeline: Vec<TimelineEvent>,
     pub(crate) fail_next_apply: Option<String>,
+    /// What each track served in whole blocks of [`BLOCK`] seconds, once they are over.
+    blocks: HashMap<(Track, u64), Block>,
+}
+
+/// Seconds per cached block: a query adds whole blocks from the cache and draws only the
+/// seconds at its edges.
+const BLOCK: u64 = 10;
+
+/// The most blocks kept (about 30 MB at worst); the cache starts over when full.
+const MAX_BLOCKS: usize = 10_000;
+
+/// What one track served over one block: its counts, and its latencies once asked for.
+#[derive(Debug, Clone)]
+struct Block {
+    counts: Counts,
+    latency: Option<LatencySketch>,
 }
 
 /// One life of a track: from bring-up to retirement.
@@ -132,6 +148,7 @@ impl SimWorld {
                     fleet: BTreeMap::new(),
                     timeline: Vec::new(),
                     fail_next_apply: None,
+                    blocks: HashMap::new(),
                 }),
                 recorded: InMemorySource::named("sim"),
                 recorded_health: InMemoryHealth::named("sim"),
@@ -670,9 +687,112 @@ impl State {
 
     /// Adds the latencies of a served second, drawn from the rest of its random stream, to
     /// `sketch` (adding to one sketch puts every value in the same bin as merging would).
-    pub(crate) fn add_latencies(sec: &mut Second, sketch: &mut LatencySketch) {
+    fn add_latencies(sec: &mut Second, sketch: &mut LatencySketch) {
         if let Some((median, sigma)) = sec.latency {
             sample::latencies(&mut sec.rng, sec.requests, median, sigma, sketch);
         }
+    }
+
+    /// Splits `seconds` into its leading seconds, the whole blocks inside it, and its trailing
+    /// seconds.
+    fn partition(
+        seconds: std::ops::Range<u64>,
+    ) -> (
+        std::ops::Range<u64>,
+        std::ops::Range<u64>,
+        std::ops::Range<u64>,
+    ) {
+        let first_block = seconds.start.div_ceil(BLOCK);
+        let end_block = seconds.end / BLOCK;
+        if first_block >= end_block {
+            return (seconds.clone(), 0..0, seconds.end..seconds.end);
+        }
+        (
+            seconds.start..first_block * BLOCK,
+            first_block..end_block,
+            end_block * BLOCK..seconds.end,
+        )
+    }
+
+    fn counts_of_seconds(&self, track: &Track, seconds: std::ops::Range<u64>) -> Counts {
+        seconds
+            .filter_map(|s| self.second(track, s))
+            .fold(Counts::default(), |acc, sec| {
+                acc.saturating_add(Counts::new(sec.requests, sec.errors).unwrap_or_default())
+            })
+    }
+
+    fn block(&mut self, track: &Track, block: u64, latency: bool) -> &Block {
+        let key = (track.clone(), block);
+        let fresh = match self.blocks.get(&key) {
+            None => true,
+            Some(b) => latency && b.latency.is_none(),
+        };
+        if fresh {
+            let seconds = block * BLOCK..(block + 1) * BLOCK;
+            let computed = if latency {
+                let mut sketch = LatencySketch::new();
+                let mut counts = Counts::default();
+                for mut sec in seconds.filter_map(|s| self.second(track, s)) {
+                    counts = counts
+                        .saturating_add(Counts::new(sec.requests, sec.errors).unwrap_or_default());
+                    Self::add_latencies(&mut sec, &mut sketch);
+                }
+                Block {
+                    counts,
+                    latency: Some(sketch),
+                }
+            } else {
+                Block {
+                    counts: self.counts_of_seconds(track, seconds),
+                    latency: None,
+                }
+            };
+            if self.blocks.len() >= MAX_BLOCKS {
+                self.blocks.clear();
+            }
+            self.blocks.insert(key.clone(), computed);
+        }
+        // Just inserted or found above.
+        self.blocks.entry(key).or_insert(Block {
+            counts: Counts::default(),
+            latency: None,
+        })
+    }
+
+    /// The requests and errors `track` served over `seconds` (all of them over).
+    pub(crate) fn counts_over(&mut self, track: &Track, seconds: std::ops::Range<u64>) -> Counts {
+        let (head, blocks, tail) = Self::partition(seconds);
+        let mut total = self.counts_of_seconds(track, head);
+        for b in blocks {
+            total = total.saturating_add(self.block(track, b, false).counts);
+        }
+        total.saturating_add(self.counts_of_seconds(track, tail))
+    }
+
+    /// The latencies `track` served over `seconds` (all of them over).
+    pub(crate) fn latency_over(
+        &mut self,
+        track: &Track,
+        seconds: std::ops::Range<u64>,
+    ) -> LatencySketch {
+        let (head, blocks, tail) = Self::partition(seconds);
+        let mut sketch = LatencySketch::new();
+        for s in head {
+            if let Some(mut sec) = self.second(track, s) {
+                Self::add_latencies(&mut sec, &mut sketch);
+            }
+        }
+        for b in blocks {
+            if let Some(block) = &self.block(track, b, true).latency {
+                sketch.merge(block);
+            }
+        }
+        for s in tail {
+            if let Some(mut sec) = self.second(track, s) {
+                Self::add_latencies(&mut sec, &mut sketch);
+            }
+        }
+        sketch
     }
 }

@@ -59,3 +59,34 @@ async fn four_hours_of_canary_run_in_moments() {
     assert_eq!(world.applied_splits().len(), 13);
     assert_eq!(world.unroutable(whole).requests(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn sliding_five_minute_windows_every_ten_seconds_for_an_hour() {
+    let real = Instant::now();
+    let world = fleet(SimConfig::new(7).with_load(Load::constant(1_000.0))).await;
+    up(&world, "2.0.0", Track::Canary, 2).await;
+    ready(&world, &Track::Canary).await.unwrap();
+    split(&world, &[("stable", 90), ("canary", 10)]).await;
+    let metrics = world.metrics();
+    let mut p99s = Vec::new();
+    for _ in 0..360 {
+        wait(Duration::from_secs(10)).await;
+        let window = last(&world, Duration::from_secs(300));
+        for track in [Track::Stable, Track::Canary] {
+            let q = MetricQuery::new(Metric::ErrorRate, track.clone(), window);
+            assert!(metrics.query(&q).await.unwrap().error_rate().is_some());
+            let q = MetricQuery::new(Metric::Latency, track, window);
+            if let serin_signals::Measurement::Latency(s) =
+                metrics.query(&q).await.unwrap().measurement
+            {
+                p99s.extend(s.quantile(0.99));
+            }
+        }
+    }
+    let took = real.elapsed();
+    println!("one hour of 5-minute windows every 10 s (1,440 queries) in {took:?} of real time");
+    assert_eq!(p99s.len(), 720);
+    // The default profile's p99: 50 ms × e^(0.5 × 2.326) ≈ 160 ms.
+    assert!(p99s.iter().all(|p| (130.0..195.0).contains(p)), "{p99s:?}");
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+}
