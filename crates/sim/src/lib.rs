@@ -18,8 +18,9 @@
 //!   and CPU and memory use (a rising memory schedule is a leak).
 //! - **Scripted [`Fault`]s:** crashes, slow starts, metrics outages and gaps, router and
 //!   platform errors, probe failures, health outages — at given times from the start.
-//! - **A [`timeline`](SimWorld::timeline)** of every router and platform call with its virtual
-//!   time, and [`unroutable`](SimWorld::unroutable) requests (sent to a track with no ready
+//! - **A [`timeline`](SimWorld::timeline)** of every split applied or refused, every track
+//!   brought up, scaled or retired, every failed platform call and every injected fault, with
+//!   its virtual time, and [`unroutable`](SimWorld::unroutable) requests (sent to a track with no ready
 //!   instance), so tests can check *when* things happened and that no request was lost.
 //!
 //! - **Configurable in code or in files:** [`SimConfig`] has `with_*` setters and reads from

@@ -1,5 +1,6 @@
-//! The [`TimelineEvent`]s a simulated world records: every router and platform call, with its
-//! virtual time, for tests to assert on.
+//! The [`TimelineEvent`]s a simulated world records: every change a router or platform call
+//! made or failed to make, with its virtual time, for tests to assert on. Reads (`status`,
+//! `list`, `current`) are not recorded.
 
 use std::time::Duration;
 

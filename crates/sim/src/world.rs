@@ -72,8 +72,9 @@ pub(crate) struct State {
 /// seconds at its edges.
 const BLOCK: u64 = 10;
 
-/// The most blocks kept (about 30 MB at worst); the cache starts over when full.
-const MAX_BLOCKS: usize = 10_000;
+/// The most blocks kept (each a few KiB: counts and a sketch of a few hundred bins), about
+/// eleven hours of two tracks; the cache starts over when full.
+const MAX_BLOCKS: usize = 8_192;
 
 /// What one track served over one block: its counts, and its latencies once asked for.
 #[derive(Debug, Clone)]
