@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serin_canary::controller::{Action, CanaryController, Command as CanaryCommand, Decision};
+use serin_canary::controller::{
+    Action, CanaryController, Command as CanaryCommand, Decision, Step,
+};
 use serin_compat::Proposal;
 use serin_signals::{Measurement, Metric, MetricQuery, Observation, Timestamp, Track, Window};
 use serin_traffic::{Next, Plan, PlanCursor, TrafficSplit};
@@ -534,11 +536,18 @@ impl Runner {
             }
             Operation::Resume => {
                 let now = self.now();
-                if let Some(run) = self.state.canary.take() {
+                // An indefinite pause step of the policy waits for this resume too; a timed
+                // one keeps its own clock.
+                if let Some(run) = self.state.canary.clone()
+                    && matches!(
+                        run.policy.steps.get(run.controller.step()),
+                        Some(Step::Pause(p)) if p.duration.is_none()
+                    )
+                {
                     let mut c = controller_of(run.clone())?;
-                    let d = c.command(CanaryCommand::Resume, now);
+                    c.command(CanaryCommand::Resume, now)
+                        .map_err(|e| Error::conflict("resume", &id, e.to_string()))?;
                     self.state.canary = Some(store(c, run.last_reason));
-                    d.map_err(|e| Error::conflict("resume", &id, e.to_string()))?;
                 }
                 self.state.paused = false;
                 self.commit(Vec::new(), vec![EventKind::Resumed]).await
