@@ -30,7 +30,7 @@ use serin_canary::sequential::{
 use serin_canary::threshold::{
     ArgoConfig, ArgoJudge, ArgoPhase, FlaggerConfig, FlaggerJudge, Range,
 };
-use serin_signals::Metric;
+use serin_signals::{LatencySketch, Metric};
 use statrs::distribution::{ContinuousCDF, Normal};
 
 /// Seconds in one run (the analysis horizon).
@@ -237,6 +237,62 @@ fn sample_quantile(
     Some((log_median + LATENCY_LOG_SD * z).exp())
 }
 
+/// The quantiles a batch sketch must answer exactly: the deciles and the p99.
+const BATCH_QUANTILES: [f64; 10] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.99];
+
+/// A latency sketch of a batch of `n` log-normal latencies that answers the deciles and the p99
+/// as a sketch of the `n` values themselves would, without drawing them one by one: the order
+/// statistics at the ranks the sketch reads (`⌊q(n − 1)⌋`, 0-based) are drawn jointly and
+/// exactly (successive conditional Beta draws), each is added with the number of values between
+/// it and the previous one, and the values above the p99 are represented by the maximum. Any
+/// quantile the sketch is asked at those `q`s therefore falls on the exact order statistic, up
+/// to the sketch's own 1% binning.
+fn batch_sketch(
+    rng: &mut ChaCha8Rng,
+    n: u64,
+    log_median: f64,
+    std_normal: &Normal,
+) -> LatencySketch {
+    let mut sketch = LatencySketch::new();
+    if n == 0 {
+        return sketch;
+    }
+    let value = |u: f64| {
+        let z = std_normal.inverse_cdf(u.clamp(1e-300, 1.0 - 1e-16));
+        (log_median + LATENCY_LOG_SD * z).exp()
+    };
+    let mut ranks: Vec<u64> = BATCH_QUANTILES
+        .iter()
+        .map(|q| (q * (n - 1) as f64) as u64)
+        .collect();
+    ranks.dedup();
+    // `u` is the uniform order statistic of 1-based index `k`; the next one at index `k'` is
+    // `u + (1 − u)·Beta(k' − k, n − k' + 1)`.
+    let (mut u, mut k, mut previous_rank) = (0.0f64, 0u64, None::<u64>);
+    let next = |u: f64, k: u64, k_next: u64, rng: &mut ChaCha8Rng| -> f64 {
+        match Beta::new((k_next - k) as f64, (n - k_next + 1) as f64) {
+            Ok(b) => u + (1.0 - u) * b.sample(rng),
+            Err(_) => u,
+        }
+    };
+    for r in ranks {
+        let k_next = r + 1;
+        u = next(u, k, k_next, rng);
+        k = k_next;
+        let count = previous_rank.map_or(r + 1, |p| r - p);
+        // Values are finite and positive, so the sketch accepts them.
+        let _ = sketch.add_n(value(u), count);
+        previous_rank = Some(r);
+    }
+    if let Some(last) = previous_rank
+        && last + 1 < n
+    {
+        let u_max = next(u, k, n, rng);
+        let _ = sketch.add_n(value(u_max), n - 1 - last);
+    }
+    sketch
+}
+
 /// Per-judge state for one run.
 struct Judges {
     sequential: Option<CountTest>,
@@ -400,18 +456,16 @@ pub fn run(scenario: &Scenario, seed: u64) -> [Outcome; N_JUDGES] {
             && j.outcomes[SEQ].detected_at.is_none()
         {
             // The latency test merges each second's sketches until both arms hold `min_batch`
-            // values, then compares the batch medians (and reports p99s): draw exactly those.
+            // values and then reads the batch's deciles and p99: feed it, once the batch is
+            // complete, sketches whose deciles and p99 are drawn exactly (see `batch_sketch`).
             batch_b += rb;
             batch_c += rc;
             if batch_b >= min_batch && batch_c >= min_batch {
-                let mut q = |n, p, mu| sample_quantile(&mut rng, n, p, mu, &std_normal);
-                let (bm, cm) = (q(batch_b, 0.5, log_mu_b), q(batch_c, 0.5, log_mu_c));
-                let (b99, c99) = (q(batch_b, 0.99, log_mu_b), q(batch_c, 0.99, log_mu_c));
+                let bs = batch_sketch(&mut rng, batch_b, log_mu_b, &std_normal);
+                let cs = batch_sketch(&mut rng, batch_c, log_mu_c, &std_normal);
                 batch_b = 0;
                 batch_c = 0;
-                if let (Some(bm), Some(cm), Some(b99), Some(c99)) = (bm, cm, b99, c99)
-                    && lat.update_batch(bm, cm, b99, c99)
-                {
+                if lat.update(&bs, &cs) {
                     hit(SEQ, &mut j.outcomes);
                 }
             }
@@ -696,6 +750,25 @@ mod tests {
             .filter(|seed| run(&s, *seed)[LR].detected_at.is_some())
             .count();
         assert!(detected >= 15, "{detected} of 20");
+    }
+
+    #[test]
+    fn batch_sketches_hold_n_values_and_answer_their_order_statistics() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let normal = Normal::standard();
+        for n in [1u64, 2, 30, 31, 250, 10_000] {
+            let s = batch_sketch(&mut rng, n, BASE_MEDIAN_MS.ln(), &normal);
+            assert_eq!(s.count(), n);
+            let qs: Vec<f64> = BATCH_QUANTILES
+                .iter()
+                .map(|q| s.quantile(*q).unwrap_or(f64::NAN))
+                .collect();
+            assert!(qs.windows(2).all(|w| w[0] <= w[1]), "{n}: {qs:?}");
+        }
+        // The median of a large batch sits at the distribution's median (within 2%).
+        let s = batch_sketch(&mut rng, 100_000, BASE_MEDIAN_MS.ln(), &normal);
+        let m = s.quantile(0.5).unwrap_or(f64::NAN);
+        assert!((m / BASE_MEDIAN_MS - 1.0).abs() < 0.02, "{m}");
     }
 
     #[test]
