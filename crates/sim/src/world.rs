@@ -42,6 +42,9 @@ use crate::timeline::{EventKind, TimelineEvent};
 /// query always gives the same answer, different seeds give different answers, and sub-windows
 /// add up to their union exactly.
 ///
+/// Whatever drives the world (an orchestrator's executor, a test) should take its own `now`
+/// from [`SimWorld::now`], so that the windows it asks the metrics for are the world's.
+///
 /// Cloning is cheap: clones share the world.
 #[derive(Debug, Clone)]
 pub struct SimWorld {
@@ -77,7 +80,7 @@ const BLOCK: u64 = 10;
 const MAX_BLOCKS: usize = 8_192;
 
 /// What one track served over one block: its counts, and its latencies once asked for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Block {
     counts: Counts,
     latency: Option<LatencySketch>,
@@ -754,11 +757,8 @@ impl State {
             }
             self.blocks.insert(key.clone(), computed);
         }
-        // Just inserted or found above.
-        self.blocks.entry(key).or_insert(Block {
-            counts: Counts::default(),
-            latency: None,
-        })
+        // Present: found above or just inserted.
+        self.blocks.entry(key).or_default()
     }
 
     /// The requests and errors `track` served over `seconds` (all of them over).

@@ -102,7 +102,7 @@ fn same_sketch(a: &LatencySketch, b: &LatencySketch) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(ProptestConfig::with_cases(16))]
 
     /// Cutting a window anywhere (to the millisecond) into consecutive pieces never changes the
     /// total: counts add up exactly and sketches merge to the whole.
