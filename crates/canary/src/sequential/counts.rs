@@ -11,8 +11,10 @@
 //!
 //! The null hypothesis is "the canary is not worse by more than the margin": `r ≤ r₀ = 1 + margin`
 //! (with `margin = 0`, any increase is a regression). The share `ρ` of each sample is the observed
-//! share of requests in that sample (or the split's nominal share when configured), which makes
-//! the test exact for binomial errors conditional on the requests each arm served.
+//! share of requests in that sample ([`CountTest::update`]) or the share stated by the caller
+//! ([`CountTest::update_with_share`]). With observed shares and binomial errors, the canary's
+//! errors given the sample's total are hypergeometric, which is less dispersed (in the convex
+//! order) than the binomial the likelihood ratio assumes, so the bound below still holds.
 //!
 //! # The e-process: a predictable plug-in likelihood ratio
 //!
@@ -49,8 +51,7 @@
 //! `K = 200`, 10,000 errors) within the horizon, about `2 ln k` after it. That price is real: a
 //! regression that starts after thousands of good errors needs a few times the evidence of one
 //! present from the start, never the unbounded debt of a single test run from the start. The
-//! mixture is
-//! kept in O(1) state per bet with the Shiryaev–Roberts-style identity
+//! mixture is kept in O(1) state per bet with the Shiryaev–Roberts-style identity
 //! `Σ_k π_k W_t/W_{s_k} = W_t · Σ_k π_k/W_{s_k}`.
 //!
 //! The e-value is `(1 − w)·plug-in + w·start-time mixture`. Both components are test
