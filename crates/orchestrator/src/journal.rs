@@ -246,3 +246,83 @@ impl Journal for FileJournal {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventKind;
+    use crate::state::tests::sample_state;
+
+    fn record(seq: u64) -> Record {
+        let state = sample_state();
+        Record {
+            deployment: state.id.clone(),
+            seq,
+            at: Timestamp::from_millis(1_000 + seq),
+            events: vec![Event {
+                deployment: state.id.clone(),
+                service: state.service.clone(),
+                seq,
+                at: Timestamp::from_millis(1_000 + seq),
+                kind: EventKind::Paused,
+            }],
+            state,
+            effects: vec![Effect::retire(
+                serin_signals::Track::Canary,
+                std::time::Duration::ZERO,
+            )],
+        }
+    }
+
+    #[tokio::test]
+    async fn the_file_journal_reads_back_what_it_synced_and_skips_a_torn_line() {
+        let dir = std::env::temp_dir().join(format!("serin-journal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("journal.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let j = FileJournal::open(&path).expect("open");
+        assert!(j.records("web-1.1.0-1000").await.expect("empty").is_empty());
+        j.append(&record(0)).await.expect("append");
+        j.append(&record(1)).await.expect("append");
+        // A crash in the middle of a write leaves a partial line.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(b"{\"deployment\":\"web-1.1"))
+            .expect("torn write");
+        let back = FileJournal::open(&path).expect("reopen");
+        let records = back.records("web-1.1.0-1000").await.expect("records");
+        assert_eq!(
+            records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
+        assert_eq!(records[1].effects, record(1).effects);
+        assert_eq!(records[1].events, record(1).events);
+        assert_eq!(
+            back.deployments().await.expect("ids"),
+            vec!["web-1.1.0-1000".to_owned()]
+        );
+        assert!(back.records("other").await.expect("none").is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_journal_in_a_missing_directory_is_refused() {
+        let err = FileJournal::open("/nonexistent-serin-dir/journal.jsonl").expect_err("refused");
+        assert!(err.to_string().contains("journal.path"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_in_memory_journal_can_stall_after_a_write() {
+        let j = InMemoryJournal::new();
+        j.stall_after(Some(2));
+        j.append(&record(0)).await.expect("first");
+        let stalled =
+            tokio::time::timeout(std::time::Duration::from_millis(20), j.append(&record(1))).await;
+        assert!(stalled.is_err(), "the second append never returns");
+        assert_eq!(j.len(), 2, "but its record is kept");
+        j.stall_after(None);
+        j.append(&record(2)).await.expect("third");
+        assert_eq!(j.records("web-1.1.0-1000").await.expect("records").len(), 3);
+    }
+}

@@ -1,11 +1,43 @@
 //! # serin-orchestrator
 //!
-//! The thin composition layer of Serin. So far it holds the [`Platform`] trait — what runs the
-//! instances of each track — with [`InMemoryPlatform`], the [`wait_ready`] helper, the crate's
-//! [`Error`] and, behind the `testkit` feature, the platform conformance suite
-//! (`testkit`). The deployment configuration, plan, strategies, journal, events,
-//! notifications, backups and report come later; every decision they execute will come from the
-//! pure crates (`serin-compat`, `serin-traffic`, `serin-canary`, `serin-triggers`).
+//! The thin composition layer of Serin: it runs deployments from start to finish and decides
+//! nothing itself. Compatibility comes from `serin-compat`, traffic plans from `serin-traffic`,
+//! canary verdicts and steps from `serin-canary`, rollback triggers from `serin-triggers`; the
+//! orchestrator sequences them, **journals** each state change, **then** carries it out
+//! through the traits, **then** announces it.
+//!
+//! - [`DeploymentConfig`]: the product brief's configuration (YAML, TOML, JSON; validated on
+//!   load, unknown fields rejected, errors naming the path), with the brief's environment
+//!   overrides ([`DeploymentConfig::with_env`]).
+//! - [`Orchestrator`]: [`plan`](Orchestrator::plan) (the dry run), [`run`](Orchestrator::run) /
+//!   [`start`](Orchestrator::start), [`resume`](Orchestrator::resume) after a crash,
+//!   [`rollback`](Orchestrator::rollback), [`rollback_to`](Orchestrator::rollback_to),
+//!   [`report`](Orchestrator::report); one deployment per service at a time.
+//!   [`DeploymentHandle`]: promote, abort, pause, resume, status.
+//! - Phases ([`Phase`]): validation, preparation (pre-checks, dependencies, backup),
+//!   deployment (blue-green, canary, blue-green-with-canary), monitoring (triggers after
+//!   promotion), completion (the old version retired after its warm delay).
+//! - [`Journal`] ([`FileJournal`]: append-only JSON lines with fsync; [`InMemoryJournal`]):
+//!   every [`Record`] holds the new [`DeploymentState`] (including the canary controller, its
+//!   judges and the trigger engine), the idempotent [`Effect`]s and the [`Event`]s.
+//! - [`Event`]s to subscribers, `tracing` and [`Notifier`]s; the final [`Report`] (JSON or
+//!   text) with the timeline and the evidence of every decision.
+//! - [`Platform`] (what runs the instances of each track) with [`InMemoryPlatform`] and
+//!   [`wait_ready`]; [`BackupProvider`] with [`InMemoryBackup`]; behind the `testkit`
+//!   feature, the platform conformance suite (`testkit`).
+//!
+//! ## Tracks
+//!
+//! Blue-green alternates `blue` and `green`. A canary runs the new version on whichever of
+//! `stable` and `canary` is idle (after a promotion, the next canary starts on `stable`);
+//! judges and triggers always see the old version as the baseline arm (`stable`) and the new one
+//! as the canary arm (`canary`), whatever their tracks are called. A first install (nothing
+//! runs yet) brings the version up and routes all traffic to it, with nothing to compare.
+//!
+//! ## Time
+//!
+//! The executor waits with `tokio::time` and reads time from a [`Clock`]; tests run whole
+//! canaries under paused time.
 //!
 //! ```
 //! use std::time::Duration;

@@ -125,3 +125,64 @@ impl fmt::Display for Report {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Stage;
+    use crate::state::tests::sample_state;
+
+    #[test]
+    fn a_report_is_rebuilt_from_records_and_round_trips_as_json() {
+        let mut state = sample_state();
+        let ev = |seq, kind| Event {
+            deployment: state.id.clone(),
+            service: state.service.clone(),
+            seq,
+            at: Timestamp::from_millis(1_000 + seq * 1_000),
+            kind,
+        };
+        let first = Record {
+            deployment: state.id.clone(),
+            seq: 0,
+            at: Timestamp::from_millis(1_000),
+            events: vec![ev(
+                0,
+                EventKind::RollbackStarted {
+                    reason: "trigger `x` fired".into(),
+                },
+            )],
+            state: state.clone(),
+            effects: Vec::new(),
+        };
+        state.stage = Stage::Done;
+        state.outcome = Some(Outcome::RolledBack {
+            reason: "trigger `x` fired".into(),
+        });
+        let second = Record {
+            deployment: state.id.clone(),
+            seq: 1,
+            at: Timestamp::from_millis(3_000),
+            events: vec![ev(
+                1,
+                EventKind::RolledBack {
+                    reason: "trigger `x` fired".into(),
+                },
+            )],
+            state,
+            effects: Vec::new(),
+        };
+        let report = Report::from_records(&[first, second]).expect("report");
+        assert_eq!(report.timeline.len(), 2);
+        assert_eq!(report.decisions().count(), 2);
+        let json = report.to_json().expect("json");
+        assert_eq!(serde_json::from_str::<Report>(&json).expect("back"), report);
+        let text = report.to_string();
+        assert!(
+            text.contains("outcome: rolled back: trigger `x` fired"),
+            "{text}"
+        );
+        assert!(text.contains("duration: 2.0s"), "{text}");
+        assert!(Report::from_records(&[]).is_err());
+    }
+}

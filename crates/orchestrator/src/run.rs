@@ -536,20 +536,24 @@ impl Runner {
             }
             Operation::Resume => {
                 let now = self.now();
+                self.state.paused = false;
                 // An indefinite pause step of the policy waits for this resume too; a timed
                 // one keeps its own clock.
-                if let Some(run) = self.state.canary.clone()
+                if self.state.stage == Stage::Canary
+                    && let Some(run) = self.state.canary.clone()
                     && matches!(
                         run.policy.steps.get(run.controller.step()),
                         Some(Step::Pause(p)) if p.duration.is_none()
                     )
                 {
                     let mut c = controller_of(run.clone())?;
-                    c.command(CanaryCommand::Resume, now)
+                    let decision = c
+                        .command(CanaryCommand::Resume, now)
                         .map_err(|e| Error::conflict("resume", &id, e.to_string()))?;
-                    self.state.canary = Some(store(c, run.last_reason));
+                    return self
+                        .carry_out(c, decision, &run.last_reason, vec![EventKind::Resumed])
+                        .await;
                 }
-                self.state.paused = false;
                 self.commit(Vec::new(), vec![EventKind::Resumed]).await
             }
             Operation::Abort => match self.state.stage {
@@ -730,7 +734,19 @@ impl Runner {
             }
         }
         let decision = decision.unwrap_or_else(|| controller.tick(now));
-        let changed = decision.reason != run.last_reason || decision.action != Action::Hold;
+        self.carry_out(controller, decision, &run.last_reason, kinds)
+            .await
+    }
+
+    /// Journals and carries out a canary controller's decision.
+    async fn carry_out(
+        &mut self,
+        controller: CanaryController<AnyJudge>,
+        decision: Decision,
+        previous_reason: &str,
+        mut kinds: Vec<EventKind>,
+    ) -> Result<()> {
+        let changed = decision.reason != previous_reason || decision.action != Action::Hold;
         self.state.canary = Some(store(controller, decision.reason.clone()));
         let new = self.new_track();
         let old = self.old_track().unwrap_or(Track::Stable);

@@ -289,3 +289,73 @@ impl DeploymentState {
         self.stage == Stage::Done
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A state at the start of a canary of `web` 1.0.0 -> 1.1.0.
+    pub(crate) fn sample_state() -> DeploymentState {
+        let now = Timestamp::from_millis(1_000);
+        let config = DeploymentConfig::new(
+            StrategyKind::Canary,
+            semver::Version::new(1, 1, 0),
+            &["web"],
+        )
+        .expect("valid");
+        DeploymentState {
+            id: "web-1.1.0-1000".into(),
+            service: "web".into(),
+            triggers: Engine::new(config.trigger_config().expect("triggers"), now).expect("engine"),
+            config,
+            strategy: StrategyKind::Canary,
+            from: Some(Placement {
+                track: Track::Stable,
+                version: semver::Version::new(1, 0, 0),
+            }),
+            to: Placement {
+                track: Track::Canary,
+                version: semver::Version::new(1, 1, 0),
+            },
+            stage: Stage::Validation,
+            started_at: now,
+            deadline: now.saturating_add(Duration::from_secs(60)),
+            paused: false,
+            weight: 0.0,
+            observed_until: now,
+            promoted_at: None,
+            canary: None,
+            plan: None,
+            backup: None,
+            rollback_reason: None,
+            outcome: None,
+            next_event: 0,
+        }
+    }
+
+    #[test]
+    fn stages_map_to_the_brief_phases() {
+        assert_eq!(Stage::Canary.phase(), Phase::Deployment);
+        assert_eq!(Stage::Switch.phase(), Phase::Deployment);
+        assert_eq!(Stage::Monitoring.phase(), Phase::Monitoring);
+        assert_eq!(Stage::RollingBack.phase(), Phase::Rollback);
+        assert!(!sample_state().is_done());
+    }
+
+    #[test]
+    fn effects_and_outcomes_serialize_tagged() {
+        let e = Effect::retire(Track::Green, Duration::from_secs(2));
+        let json = serde_json::to_string(&e).expect("json");
+        assert_eq!(
+            json,
+            r#"{"effect":"retire","track":"green","drainMs":2000}"#
+        );
+        let o = Outcome::RolledBack {
+            reason: "judge".into(),
+        };
+        let json = serde_json::to_string(&o).expect("json");
+        assert_eq!(json, r#"{"result":"rolledBack","reason":"judge"}"#);
+        assert_eq!(serde_json::from_str::<Outcome>(&json).expect("back"), o);
+        assert_eq!(o.to_string(), "rolled back: judge");
+    }
+}

@@ -291,3 +291,25 @@ async fn rollback_deploys_the_previous_version_back() {
         Some("1.1.0".into())
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_indefinite_pause_step_waits_for_resume() {
+    let world = healthy_world().await;
+    let mut config = canary_config("1.1.0");
+    config.canary_config.steps = Some(
+        serde_json::from_str(
+            r#"[{"setWeight":20},{"pause":{}},{"setWeight":60},{"pause":{"duration":"1m"}}]"#,
+        )
+        .expect("steps"),
+    );
+    config.validate().expect("valid");
+    let o = world.orchestrator();
+    let h = o.start(&config, SERVICE).await.expect("start");
+    tokio::time::sleep(Duration::from_secs(1_200)).await;
+    assert_eq!(h.status().weight, 20.0, "held at the indefinite pause");
+    h.resume().await.expect("resume");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(h.status().weight, 60.0);
+    let report = h.wait().await.expect("report");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded));
+}

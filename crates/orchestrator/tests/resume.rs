@@ -164,3 +164,45 @@ async fn a_rolled_back_canary_survives_a_crash_at_every_journal_write() {
         check_against(&reference, &resumed, k);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn on_resume_rollback_rolls_an_interrupted_canary_back() {
+    let world = Arc::new(World::new());
+    world.set_rate("1.0.0", 0.005);
+    world.set_rate("1.1.0", 0.005);
+    let _traffic = world.spawn_traffic();
+    world.install("1.0.0").await;
+    let mut config = canary_config("1.1.0");
+    config.on_resume = serin_orchestrator::OnResume::Rollback;
+    let first = world.orchestrator();
+    let h = first.start(&config, SERVICE).await.expect("start");
+    let id = h.id().to_owned();
+    while h.status().weight < 40.0 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    h.kill();
+    let report = world
+        .orchestrator()
+        .resume(&id)
+        .await
+        .expect("resume")
+        .wait()
+        .await
+        .expect("report");
+    assert!(
+        matches!(&report.outcome, Some(Outcome::RolledBack { reason }) if reason.contains("onResume")),
+        "{:?}",
+        report.outcome
+    );
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Stable, "1.0.0".into()))
+    );
+    assert!(
+        world
+            .platform
+            .status(SERVICE, &Track::Canary)
+            .await
+            .is_err()
+    );
+}
