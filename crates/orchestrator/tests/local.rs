@@ -1,0 +1,290 @@
+//! The same scenarios on the embedded backend at small scale: real demo-service processes
+//! behind the real proxy, real HTTP load, real time (bounded waits). Zero requests may fail
+//! because of a switch.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use serin_local::{ProcessConfig, ProcessPlatform, ProxyConfig, ProxyRouter};
+use serin_orchestrator::{
+    DeploymentConfig, InMemoryJournal, Orchestrator, Outcome, Platform, Report, ServiceBackends,
+    StrategyKind, TrackSpec, TrafficStrategyKind,
+};
+use serin_signals::InMemoryHealth;
+
+const SERVICE: &str = "demo";
+
+/// The demo service binary of `serin-local`: next to this test's target directory when the
+/// workspace has built it, otherwise built once into a target directory of its own (`cargo
+/// test` holds the lock of the main one while tests run).
+fn demo_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .to_path_buf();
+    let demo = dir.join("serin-demo-service");
+    if demo.exists() {
+        return demo;
+    }
+    let own = dir.join("serin-demo-build");
+    let built = own.join("debug").join("serin-demo-service");
+    if !built.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "serin-local",
+                "--bin",
+                "serin-demo-service",
+            ])
+            .arg("--target-dir")
+            .arg(&own)
+            .status()
+            .expect("cargo build");
+        assert!(
+            status.success() && built.exists(),
+            "could not build {}",
+            built.display()
+        );
+    }
+    built
+}
+
+#[derive(Default)]
+struct Load {
+    answered: AtomicU64,
+    app_errors: AtomicU64,
+    unanswered: AtomicU64,
+}
+
+async fn client(proxy: SocketAddr, load: Arc<Load>, stop: Arc<AtomicBool>) {
+    'connect: while !stop.load(Ordering::Relaxed) {
+        let Ok(stream) = tokio::net::TcpStream::connect(proxy).await else {
+            load.unanswered.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let Ok((mut sender, conn)) =
+            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await
+        else {
+            load.unanswered.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        tokio::spawn(conn);
+        while !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if sender.ready().await.is_err() {
+                continue 'connect;
+            }
+            let Ok(req) = hyper::Request::get("/")
+                .header("host", "demo")
+                .body(Empty::new())
+            else {
+                continue;
+            };
+            match sender.send_request(req).await {
+                Ok(resp) => {
+                    let by_version = resp.headers().contains_key("x-serin-version");
+                    let status = resp.status().as_u16();
+                    let _ = resp.into_body().collect().await;
+                    if !by_version {
+                        load.unanswered.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        load.answered.fetch_add(1, Ordering::Relaxed);
+                        if status >= 500 {
+                            load.app_errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                Err(_) => {
+                    load.unanswered.fetch_add(1, Ordering::Relaxed);
+                    continue 'connect;
+                }
+            }
+        }
+    }
+}
+
+struct Local {
+    router: ProxyRouter,
+    platform: Arc<ProcessPlatform>,
+    orchestrator: Orchestrator,
+    stop: Arc<AtomicBool>,
+    load: Arc<Load>,
+}
+
+impl Local {
+    async fn new(rates: &'static [(&'static str, &'static str)]) -> Local {
+        let demo = demo_binary().display().to_string();
+        let dir = std::env::temp_dir().join(format!(
+            "serin-orchestrator-local-{}-{}",
+            std::process::id(),
+            rates.len()
+        ));
+        let router = ProxyRouter::bind(ProxyConfig::default())
+            .await
+            .expect("proxy");
+        let platform = Arc::new(
+            ProcessPlatform::new(ProcessConfig::new(dir).with_grace(Duration::from_secs(1)))
+                .expect("platform"),
+        );
+        let backends = ServiceBackends::new(
+            Arc::new(router.clone()),
+            Arc::new(router.metrics()),
+            Arc::new(InMemoryHealth::new()),
+        )
+        .with_command(Arc::new(move |spec: TrackSpec| {
+            let v = spec.version().to_string();
+            let rate = rates
+                .iter()
+                .find(|(version, _)| *version == v)
+                .map_or("0", |(_, r)| *r);
+            spec.with_command([demo.as_str()])?
+                .with_env("DEMO_ERROR_RATE", rate)
+        }));
+        let orchestrator =
+            Orchestrator::builder(platform.clone(), Arc::new(InMemoryJournal::new()))
+                .service(SERVICE, backends)
+                .build();
+        let stop = Arc::new(AtomicBool::new(false));
+        // Keep the proxy's endpoints in step with each track's ready instances.
+        {
+            let (platform, router, stop) = (platform.clone(), router.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut known: Vec<String> = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(tracks) = platform.list().await {
+                        let names: Vec<String> =
+                            tracks.iter().map(|t| t.track.to_string()).collect();
+                        for t in &tracks {
+                            router.sync_track(t);
+                        }
+                        for gone in known.iter().filter(|k| !names.contains(k)) {
+                            router.set_endpoints(gone, &[]);
+                        }
+                        known = names;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            });
+        }
+        Local {
+            router,
+            platform,
+            orchestrator,
+            stop,
+            load: Arc::new(Load::default()),
+        }
+    }
+
+    async fn start_load(&self) {
+        for _ in 0..4 {
+            tokio::spawn(client(
+                self.router.local_addr(),
+                self.load.clone(),
+                self.stop.clone(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    async fn run(&self, config: &DeploymentConfig) -> Report {
+        tokio::time::timeout(Duration::from_secs(60), self.orchestrator.run(config))
+            .await
+            .expect("finished within a minute")
+            .expect("run")
+            .remove(0)
+    }
+
+    async fn close(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.platform.list().await.unwrap_or_default() {
+            let _ = self
+                .platform
+                .retire(SERVICE, &t.track, Duration::ZERO)
+                .await;
+        }
+        self.router.shutdown();
+    }
+}
+
+fn config(strategy: StrategyKind, version: &str) -> DeploymentConfig {
+    let mut c = DeploymentConfig::new(
+        strategy,
+        semver::Version::parse(version).expect("version"),
+        &[SERVICE],
+    )
+    .expect("config");
+    c.blue_green_config.replicas_per_env = 2;
+    c.blue_green_config.health_check_interval = Duration::from_millis(100);
+    c.blue_green_config.readiness_timeout = Duration::from_secs(20);
+    c.blue_green_config.keep_old_warm_for = Duration::from_secs(1);
+    c.blue_green_config.drain = Duration::from_millis(500);
+    c.blue_green_config.traffic_strategy = TrafficStrategyKind::Gradual;
+    c.blue_green_config.traffic_increment = 50.0;
+    c.blue_green_config.traffic_interval = Duration::from_secs(1);
+    c.canary_config.initial_percentage = 20;
+    c.canary_config.increment_percentage = 40;
+    c.canary_config.increment_interval = Duration::from_secs(2);
+    c.canary_config.metrics_window = Duration::from_secs(1);
+    c.canary_config.drain = Duration::from_millis(500);
+    c.monitoring.check_interval = Duration::from_millis(500);
+    c.monitoring.monitoring_duration = Duration::from_secs(1);
+    c.monitoring.error_rate_threshold = None;
+    c.validate().expect("valid");
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_promotes_then_rolls_back_on_real_processes_without_failed_requests() {
+    static RATES: [(&str, &str); 3] = [("1.0.0", "0.01"), ("1.1.0", "0.01"), ("1.2.0", "0.3")];
+    let local = Local::new(&RATES).await;
+    let install = local.run(&config(StrategyKind::Canary, "1.0.0")).await;
+    assert_eq!(install.outcome, Some(Outcome::Succeeded));
+    local.start_load().await;
+    let v2 = local.run(&config(StrategyKind::Canary, "1.1.0")).await;
+    assert_eq!(v2.outcome, Some(Outcome::Succeeded), "{v2}");
+    let v3 = local.run(&config(StrategyKind::Canary, "1.2.0")).await;
+    assert!(
+        matches!(v3.outcome, Some(Outcome::RolledBack { .. })),
+        "{v3}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let unanswered = local.load.unanswered.load(Ordering::Relaxed);
+    let answered = local.load.answered.load(Ordering::Relaxed);
+    let live = local.platform.list().await.expect("list");
+    local.close().await;
+    assert!(answered > 500, "{answered} requests answered");
+    assert_eq!(unanswered, 0, "requests failed because of a switch");
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].version.to_string(), "1.1.0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gradual_blue_green_switch_on_real_processes_drops_nothing() {
+    static RATES: [(&str, &str); 2] = [("1.0.0", "0"), ("1.1.0", "0")];
+    let local = Local::new(&RATES).await;
+    let install = local.run(&config(StrategyKind::BlueGreen, "1.0.0")).await;
+    assert_eq!(install.outcome, Some(Outcome::Succeeded));
+    local.start_load().await;
+    let report = local.run(&config(StrategyKind::BlueGreen, "1.1.0")).await;
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let unanswered = local.load.unanswered.load(Ordering::Relaxed);
+    let app_errors = local.load.app_errors.load(Ordering::Relaxed);
+    let live = local.platform.list().await.expect("list");
+    local.close().await;
+    assert_eq!((unanswered, app_errors), (0, 0));
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].track.to_string(), "green");
+}
