@@ -244,8 +244,10 @@ pub struct Sample<'a> {
 
 impl<'a> Sample<'a> {
     /// A paired sample. `canary_share` is the fraction of the two arms' traffic routed to the
-    /// canary by the current split (`0.05` for a 5% canary against a 95% baseline); `None` lets
-    /// count judges use the observed request counts instead.
+    /// canary by the current split (`0.05` for a 5% canary against a 95% baseline), or `None`
+    /// when unknown. Judges that need the share per sample prefer the observed request counts
+    /// when the measurement has them; the sequential count judge uses the stated share to notice
+    /// a change of split.
     ///
     /// Errors if the metrics differ, the windows differ, or the share is not in `(0, 1)`.
     pub fn new(
