@@ -338,3 +338,64 @@ fn bad_inputs_are_errors_that_change_nothing() {
     assert!(ctl.observe(&b2, &c2, w.end()).is_err());
     assert_eq!(ctl.state(), &before);
 }
+
+#[test]
+fn counts_and_latency_judges_run_together_and_serialize_whole() {
+    use serin_canary::sequential::{SequentialJudge, SequentialLatencyJudge};
+    let policy = CanaryPolicy::new(vec![Step::SetWeight(20), analysis(60, 5)]);
+    let judges: Vec<SequentialJudge> = vec![
+        judge().into(),
+        SequentialLatencyJudge::new(Metric::Latency, 0.05, 0.0)
+            .unwrap()
+            .into(),
+    ];
+    let mut ctl = CanaryController::new(policy, judges).unwrap();
+    assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(20));
+    let mut rng = Rng::new(21);
+    let mut last = None;
+    for s in 0..120 {
+        feed_any(&mut ctl, s, 800, rng.poisson(4.0), 200, rng.poisson(1.0));
+        let w = second(s);
+        let base: Vec<f64> = (0..40).map(|_| (3.0 + 0.4 * rng.normal()).exp()).collect();
+        let can: Vec<f64> = (0..10).map(|_| (3.0 + 0.4 * rng.normal()).exp()).collect();
+        let d = ctl
+            .observe(
+                &common::latency(Track::Stable, w, &base),
+                &common::latency(Track::Canary, w, &can),
+                w.end(),
+            )
+            .unwrap();
+        last = Some(d);
+        if ctl.state().phase() != Phase::Progressing {
+            break;
+        }
+    }
+    let d = last.unwrap();
+    assert_eq!(d.action, Action::Promote, "{}", d.reason);
+    assert_eq!(d.evidence.len(), 2);
+    let (_, judges, state) = ctl.into_parts();
+    let json = serde_json::to_string(&(judges, state)).unwrap();
+    let (judges, state): (Vec<SequentialJudge>, ControllerState) =
+        serde_json::from_str(&json).unwrap();
+    let ctl = CanaryController::from_parts(
+        CanaryPolicy::new(vec![Step::SetWeight(20), analysis(60, 5)]),
+        judges,
+        state,
+    )
+    .unwrap();
+    assert_eq!(ctl.state().phase(), Phase::Promoted);
+}
+
+fn feed_any(
+    ctl: &mut CanaryController<serin_canary::sequential::SequentialJudge>,
+    s: u64,
+    br: u64,
+    be: u64,
+    cr: u64,
+    ce: u64,
+) {
+    let w = second(s);
+    let b = counts(Metric::ErrorRate, Track::Stable, w, br, be);
+    let c = counts(Metric::ErrorRate, Track::Canary, w, cr, ce);
+    ctl.observe(&b, &c, w.end()).unwrap();
+}

@@ -489,3 +489,64 @@ impl Judge for SequentialLatencyJudge {
         self.seen = Seen::default();
     }
 }
+
+/// Either sequential judge, as one serializable type: a controller of
+/// `CanaryController<SequentialJudge>` can judge counts and latency together and still be
+/// journalled whole (its judges serialize with serde).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SequentialJudge {
+    /// A count judge.
+    Counts(SequentialCountJudge),
+    /// A latency judge.
+    Latency(SequentialLatencyJudge),
+}
+
+impl From<SequentialCountJudge> for SequentialJudge {
+    fn from(j: SequentialCountJudge) -> Self {
+        SequentialJudge::Counts(j)
+    }
+}
+
+impl From<SequentialLatencyJudge> for SequentialJudge {
+    fn from(j: SequentialLatencyJudge) -> Self {
+        SequentialJudge::Latency(j)
+    }
+}
+
+impl Judge for SequentialJudge {
+    fn name(&self) -> &str {
+        match self {
+            SequentialJudge::Counts(j) => j.name(),
+            SequentialJudge::Latency(j) => j.name(),
+        }
+    }
+
+    fn metric(&self) -> &Metric {
+        match self {
+            SequentialJudge::Counts(j) => j.metric(),
+            SequentialJudge::Latency(j) => j.metric(),
+        }
+    }
+
+    fn observe(&mut self, sample: &Sample<'_>) -> Result<Judgement> {
+        match self {
+            SequentialJudge::Counts(j) => j.observe(sample),
+            SequentialJudge::Latency(j) => j.observe(sample),
+        }
+    }
+
+    fn judgement(&self, now: Timestamp) -> Judgement {
+        match self {
+            SequentialJudge::Counts(j) => j.judgement(now),
+            SequentialJudge::Latency(j) => j.judgement(now),
+        }
+    }
+
+    fn reset(&mut self) {
+        match self {
+            SequentialJudge::Counts(j) => j.reset(),
+            SequentialJudge::Latency(j) => j.reset(),
+        }
+    }
+}

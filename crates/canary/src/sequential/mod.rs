@@ -30,5 +30,5 @@ pub use batch::{BatchCountConfig, BatchCountTest};
 pub use combine::{AlphaSharing, combine};
 pub(crate) use counts::check_open_unit as check_alpha;
 pub use counts::{CountTest, CountTestConfig, CountTotals, Sides};
-pub use judges::{CountMode, SequentialCountJudge, SequentialLatencyJudge};
+pub use judges::{CountMode, SequentialCountJudge, SequentialJudge, SequentialLatencyJudge};
 pub use latency::{LatencyTest, LatencyTestConfig, LatencyVariance};
