@@ -226,6 +226,11 @@ async fn client(addr: SocketAddr, interval: Option<Duration>, record: bool, tall
             if let Some(t) = ticker.as_mut() {
                 t.tick().await;
             }
+            // A server may end a keep-alive connection between requests (nginx does after 1,000
+            // requests): that is a reconnect, not a failed request.
+            if sender.ready().await.is_err() {
+                continue 'connect;
+            }
             let Ok(req) = Request::get("/").header("host", "bench").body(Empty::new()) else {
                 break 'connect;
             };

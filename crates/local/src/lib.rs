@@ -1,16 +1,54 @@
 //! # serin-local
 //!
-//! The embedded default backend for one machine — what a user gets without Kubernetes:
+//! The embedded default backend for one machine — what a user gets without Kubernetes, in the
+//! spirit of kamal-proxy for a single host, but driven by Serin's analysis:
 //!
-//! - [`ProxyRouter`]: an HTTP/1.1 + HTTP/2 reverse proxy on hyper, a
+//! - [`ProxyRouter`]: an HTTP/1.1 + HTTP/2 (cleartext) reverse proxy on hyper, a
 //!   [`TrafficRouter`](serin_traffic::TrafficRouter) that routes by the applied split (weights,
-//!   header/cookie routes, sticky sessions, mirroring), gates on readiness, drains, retries
-//!   requests that were never sent, and measures what it forwards.
-//! - [`ProxyMetrics`]: those measurements as a [`MetricsSource`](serin_signals::MetricsSource)
-//!   and as Prometheus text, so canary analysis needs no external infrastructure.
+//!   header/cookie routes, sticky sessions, mirroring), applies splits atomically, gives traffic
+//!   only to ready instances, drains instances before they stop, and retries once elsewhere a
+//!   request that never reached an instance.
+//! - [`ProxyMetrics`]: what the proxy measured per backend (requests, 5xx and connection errors,
+//!   latency sketch) as a [`MetricsSource`](serin_signals::MetricsSource) and as Prometheus text
+//!   on the admin endpoint, so canary analysis needs no external infrastructure.
+//! - [`ProcessPlatform`]: a [`Platform`](serin_orchestrator::Platform) that runs each instance
+//!   as a local process from a command (`PORT`, `VERSION`, `INSTANCE` in its environment), waits
+//!   on an HTTP readiness path, reports deaths without restarting, stops with SIGTERM then
+//!   SIGKILL, and keeps each process's output in a log file.
+//! - [`HttpHealth`]: HTTP readiness/liveness/dependency probes as a
+//!   [`HealthSource`](serin_signals::HealthSource).
 //!
-//! The process platform and the HTTP health source are documented in their modules below when
-//! present; the `serin-demo-service` binary is the small service the tests and benches run.
+//! The `serin-demo-service` binary is a small service with a configurable error rate and
+//! latency per version, for tests, the quickstart and the benches.
+//!
+//! ## Zero downtime, step by step
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use serin_local::{ProcessConfig, ProcessPlatform, ProxyConfig, ProxyRouter};
+//! use serin_orchestrator::{Platform, TrackSpec, wait_ready};
+//! use serin_signals::Track;
+//! use serin_traffic::{TrafficRouter, TrafficSplit};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let platform = ProcessPlatform::new(ProcessConfig::new("/tmp/serin-logs"))?;
+//! let proxy = ProxyRouter::bind(ProxyConfig::listening_on("127.0.0.1:8080".parse()?)).await?;
+//! let poll = Duration::from_millis(100);
+//!
+//! // Green comes up beside blue; only its ready instances are given to the proxy.
+//! let green = TrackSpec::new("web", "2.0.0", Track::Green, 2)?.with_command(["./web"])?;
+//! platform.bring_up(&green).await?;
+//! proxy.sync_track(&wait_ready(&platform, "web", &Track::Green, poll, Duration::from_secs(60)).await?);
+//!
+//! // The switch is atomic; then blue drains before its processes get SIGTERM.
+//! proxy.apply(&TrafficSplit::all_to("green", &["blue"])?).await?;
+//! let blue = proxy.endpoints("blue");
+//! proxy.set_endpoints("blue", &[]);
+//! proxy.wait_drained(&blue, Duration::from_secs(30)).await;
+//! platform.retire("web", &Track::Blue, Duration::ZERO).await?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod error;
 mod health;

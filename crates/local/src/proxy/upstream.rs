@@ -123,15 +123,13 @@ impl Endpoint {
     ) -> Result<Response<Incoming>, SendError> {
         loop {
             let pooled = {
+                // Connections are pooled as soon as their request is sent; one whose response
+                // is still being read is not ready and stays for later. Closed ones go.
                 let mut idle = self.lock_idle();
-                let mut found = None;
-                while let Some(s) = idle.pop() {
-                    if !s.is_closed() && s.is_ready() {
-                        found = Some(s);
-                        break;
-                    }
-                }
-                found
+                idle.retain(|s| !s.is_closed());
+                idle.iter()
+                    .rposition(SendRequest::is_ready)
+                    .map(|i| idle.swap_remove(i))
             };
             let reused = pooled.is_some();
             let mut sender = match pooled {
@@ -161,16 +159,15 @@ impl Endpoint {
         }
     }
 
-    /// Returns the connection to the pool once its response has been read in full.
-    fn recycle(self: &Arc<Self>, mut sender: SendRequest<Body>) {
-        let me = self.clone();
-        tokio::spawn(async move {
-            if sender.ready().await.is_ok() && !me.removed.load(Ordering::Acquire) {
-                let mut idle = me.lock_idle();
-                if idle.len() < MAX_IDLE {
-                    idle.push(sender);
-                }
-            }
-        });
+    /// Puts the connection back in the pool at once: it becomes ready (usable) by itself when
+    /// its response has been read in full, with no task to watch it.
+    fn recycle(&self, sender: SendRequest<Body>) {
+        if self.removed.load(Ordering::Acquire) {
+            return;
+        }
+        let mut idle = self.lock_idle();
+        if idle.len() < MAX_IDLE {
+            idle.push(sender);
+        }
     }
 }

@@ -151,6 +151,10 @@ pub fn start_load(
                     };
                     tokio::spawn(conn);
                     while !tally.stop.load(Ordering::Relaxed) {
+                        // A connection the server ended between requests is a reconnect.
+                        if sender.ready().await.is_err() {
+                            continue 'connect;
+                        }
                         let req = Request::get("/")
                             .header("host", "serin.test")
                             .body(Empty::new())
