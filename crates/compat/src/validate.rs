@@ -640,27 +640,32 @@ impl Validator {
             }
         }
         // Sets: mixed (everything a service may run during its move) and final.
-        let mixed = |i: usize| -> Vec<Version> {
-            let mut set = current.get(i).cloned().unwrap_or_default();
-            if let Some(Some(h)) = changing.get(i) {
-                set.extend(h.iter().cloned());
-            }
-            set.sort();
-            set.dedup();
-            set
-        };
-        let fin = |i: usize| -> Vec<Version> {
-            match changing.get(i) {
+        // Computed once per service: the analysis below runs per constraint.
+        let mixed_sets: Vec<Vec<Version>> = (0..n)
+            .map(|i| {
+                let mut set = current.get(i).cloned().unwrap_or_default();
+                if let Some(Some(h)) = changing.get(i) {
+                    set.extend(h.iter().cloned());
+                }
+                set.sort();
+                set.dedup();
+                set
+            })
+            .collect();
+        let final_sets: Vec<Vec<Version>> = (0..n)
+            .map(|i| match changing.get(i) {
                 Some(Some(h)) => h.last().cloned().into_iter().collect(),
                 _ => current.get(i).cloned().unwrap_or_default(),
-            }
-        };
+            })
+            .collect();
+        let mixed = |i: usize| -> &[Version] { mixed_sets.get(i).map_or(&[], Vec::as_slice) };
+        let fin = |i: usize| -> &[Version] { final_sets.get(i).map_or(&[], Vec::as_slice) };
         for (a, api) in &self.orphan_apis {
             if changing.get(*a).is_some_and(Option::is_some) {
                 for v in fin(*a) {
                     let consumes = self
                         .registry
-                        .release(self.name(*a), &v)
+                        .release(self.name(*a), v)
                         .is_some_and(|r| r.consumes.iter().any(|c| &c.api == api));
                     if consumes {
                         findings.push(Finding::new(
@@ -678,7 +683,9 @@ impl Validator {
         let is_changing = |i: usize| changing.get(i).is_some_and(Option::is_some);
         let touched: BTreeSet<usize> = (0..n)
             .filter(|i| is_changing(*i))
-            .flat_map(|i| self.by_service.get(i).cloned().unwrap_or_default())
+            .filter_map(|i| self.by_service.get(i))
+            .flatten()
+            .copied()
             .collect();
         if self.options.report_existing {
             for (ci, c) in self.constraints.iter().enumerate() {
@@ -699,14 +706,19 @@ impl Validator {
             }
         }
         let skip = |v: &Violation| v.preexisting(&current);
+        let states: BTreeMap<usize, Vec<Vec<Version>>> = moves
+            .keys()
+            .map(|&i| (i, self.states_of(i, &current, &changing)))
+            .collect();
+        let states_of = |i: usize| states.get(&i).map_or(&[][..], Vec::as_slice);
         for &ci in &touched {
             let Some(c) = self.constraints.get(ci) else {
                 continue;
             };
             let (a, b) = (c.a, c.b);
             if a == b {
-                for state in self.states_of(a, &current, &changing) {
-                    if let Some(v) = self.check_skipping(ci, &state, &state, &skip) {
+                for state in states_of(a) {
+                    if let Some(v) = self.check_skipping(ci, state, state, &skip) {
                         findings.push(self.blocked_finding(ci, &v, a, &current));
                         break;
                     }
@@ -725,8 +737,8 @@ impl Validator {
                             self.check_skipping(ci, ys, xs, &skip)
                         }
                     };
-                    let cur = |i: usize| current.get(i).cloned().unwrap_or_default();
-                    if let Some(v) = run(&fin(x), &fin(y)) {
+                    let cur = |i: usize| current.get(i).map_or(&[][..], Vec::as_slice);
+                    if let Some(v) = run(fin(x), fin(y)) {
                         let (sx, sy) = (self.name(x), self.name(y));
                         let (tx, ty) = (fin(x), fin(y));
                         let list = |t: &[Version]| {
@@ -737,8 +749,8 @@ impl Validator {
                         };
                         let conclusion = format!(
                             "the targets {sx} {} and {sy} {} cannot run together at all",
-                            list(&tx),
-                            list(&ty)
+                            list(tx),
+                            list(ty)
                         );
                         findings.push(
                             Finding::new(
@@ -752,8 +764,8 @@ impl Validator {
                         );
                         continue;
                     }
-                    let x_first = run(&mixed(x), &cur(y)).or_else(|| run(&fin(x), &mixed(y)));
-                    let y_first = run(&cur(x), &mixed(y)).or_else(|| run(&mixed(x), &fin(y)));
+                    let x_first = run(mixed(x), cur(y)).or_else(|| run(fin(x), mixed(y)));
+                    let y_first = run(cur(x), mixed(y)).or_else(|| run(mixed(x), fin(y)));
                     let entry = pairs.entry(key).or_insert(PairInfo {
                         a_first: None,
                         b_first: None,
@@ -771,12 +783,12 @@ impl Validator {
                 }
                 (true, false) | (false, true) => {
                     let (moving, fixed) = if is_changing(a) { (a, b) } else { (b, a) };
-                    let fixed_set = current.get(fixed).cloned().unwrap_or_default();
-                    for state in self.states_of(moving, &current, &changing) {
+                    let fixed_set = current.get(fixed).map_or(&[][..], Vec::as_slice);
+                    for state in states_of(moving) {
                         let v = if moving == a {
-                            self.check_skipping(ci, &state, &fixed_set, &skip)
+                            self.check_skipping(ci, state, fixed_set, &skip)
                         } else {
-                            self.check_skipping(ci, &fixed_set, &state, &skip)
+                            self.check_skipping(ci, fixed_set, state, &skip)
                         };
                         if let Some(v) = v {
                             findings.push(self.blocked_finding(ci, &v, moving, &current));
@@ -1250,7 +1262,9 @@ impl Validator {
     ) -> Vec<Finding> {
         let cis: BTreeSet<usize> = ids
             .iter()
-            .flat_map(|i| self.by_service.get(*i).cloned().unwrap_or_default())
+            .filter_map(|i| self.by_service.get(*i))
+            .flatten()
+            .copied()
             .collect();
         let mut out = Vec::new();
         for ci in cis {
