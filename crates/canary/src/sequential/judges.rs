@@ -497,20 +497,20 @@ impl Judge for SequentialLatencyJudge {
 #[serde(rename_all = "camelCase")]
 pub enum SequentialJudge {
     /// A count judge.
-    Counts(SequentialCountJudge),
-    /// A latency judge.
-    Latency(SequentialLatencyJudge),
+    Counts(Box<SequentialCountJudge>),
+    /// A latency judge (boxed: it holds the open sketches).
+    Latency(Box<SequentialLatencyJudge>),
 }
 
 impl From<SequentialCountJudge> for SequentialJudge {
     fn from(j: SequentialCountJudge) -> Self {
-        SequentialJudge::Counts(j)
+        SequentialJudge::Counts(Box::new(j))
     }
 }
 
 impl From<SequentialLatencyJudge> for SequentialJudge {
     fn from(j: SequentialLatencyJudge) -> Self {
-        SequentialJudge::Latency(j)
+        SequentialJudge::Latency(Box::new(j))
     }
 }
 
