@@ -98,6 +98,7 @@ async fn client(proxy: SocketAddr, load: Arc<Load>, stop: Arc<AtomicBool>) {
                     let status = resp.status().as_u16();
                     let _ = resp.into_body().collect().await;
                     if !by_version {
+                        eprintln!("unanswered: proxy status {status}");
                         load.unanswered.fetch_add(1, Ordering::Relaxed);
                     } else {
                         load.answered.fetch_add(1, Ordering::Relaxed);
@@ -106,7 +107,8 @@ async fn client(proxy: SocketAddr, load: Arc<Load>, stop: Arc<AtomicBool>) {
                         }
                     }
                 }
-                Err(_) => {
+                Err(e) => {
+                    eprintln!("unanswered: {e:?}");
                     load.unanswered.fetch_add(1, Ordering::Relaxed);
                     continue 'connect;
                 }
@@ -131,9 +133,12 @@ impl Local {
             std::process::id(),
             rates.len()
         ));
-        let router = ProxyRouter::bind(ProxyConfig::default())
-            .await
-            .expect("proxy");
+        // A generous connect timeout: the machine running the tests may be busy, and a slow
+        // accept is not what these tests are about.
+        let router =
+            ProxyRouter::bind(ProxyConfig::default().with_connect_timeout(Duration::from_secs(5)))
+                .await
+                .expect("proxy");
         let platform = Arc::new(
             ProcessPlatform::new(ProcessConfig::new(dir).with_grace(Duration::from_secs(1)))
                 .expect("platform"),
