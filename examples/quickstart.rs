@@ -310,7 +310,10 @@ async fn main() -> Result<(), BoxError> {
     let work = std::env::temp_dir().join(format!("serin-quickstart-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
 
-    let router = ProxyRouter::bind(ProxyConfig::default()).await?;
+    // A generous connect timeout: a busy machine may accept slowly; that is not a failure.
+    let router =
+        ProxyRouter::bind(ProxyConfig::default().with_connect_timeout(Duration::from_secs(5)))
+            .await?;
     let platform = Arc::new(ProcessPlatform::new(
         ProcessConfig::new(work.join("logs")).with_grace(Duration::from_secs(2)),
     )?);

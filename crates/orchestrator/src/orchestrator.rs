@@ -831,6 +831,15 @@ impl Orchestrator {
         Ok(self.spawn(state, seq, Some(last), backends, guard))
     }
 
+    /// The status of a deployment as its last journal record has it (running or not).
+    pub async fn status(&self, deployment: &str) -> Result<Status> {
+        let records = self.inner.journal.records(deployment).await?;
+        records
+            .last()
+            .map(|r| Status::of(&r.state))
+            .ok_or_else(|| Error::not_found("deployment", deployment))
+    }
+
     /// The report of a deployment, from its journal.
     pub async fn report(&self, deployment: &str) -> Result<Report> {
         let records = self.inner.journal.records(deployment).await?;

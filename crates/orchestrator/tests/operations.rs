@@ -66,6 +66,8 @@ async fn abort_rolls_back_and_a_second_abort_is_refused() {
     wait_for_stage(&h, Stage::Canary).await;
     h.abort().await.expect("abort");
     let status = h.status();
+    assert_eq!(o.status(h.id()).await.expect("status"), status);
+    assert!(o.status("nope").await.is_err());
     assert!(
         matches!(status.outcome, Some(Outcome::RolledBack { ref reason }) if reason.contains("aborted"))
     );
