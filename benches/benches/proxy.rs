@@ -7,7 +7,7 @@
 //! keep-alive to the backends). Saturation throughput is measured with wrk (closed loop, 64
 //! connections) when present, else with the bench's own keep-alive client; latency p50/p99 with
 //! the bench's own client at a fixed rate of 50% of the proxy's saturation, for all three.
-//! Without nginx the nginx row is skipped with a message (`scripts/services/nginx.sh` installs it).
+//! Without nginx the nginx row is skipped with a message (`scripts/bench/nginx.sh` installs it).
 //!
 //! Part 2 — zero downtime at full scale: keep-alive clients through the proxy for 30 s while it
 //! runs a blue-green switch, scaling, a gradual canary 0→100% and a rollback over real
@@ -347,7 +347,7 @@ async fn throughput_and_latency(bin: &Path, secs: u64) -> Result<(), BoxError> {
         },
         None => {
             println!(
-                "nginx column skipped: nginx is not installed (run scripts/services/nginx.sh as root)"
+                "nginx column skipped: nginx is not installed (run scripts/bench/nginx.sh as root)"
             );
             None
         }

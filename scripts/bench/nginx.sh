@@ -5,7 +5,7 @@
 # and stops it. Needs root to install; without it the bench skips the nginx column.
 #
 # Only the final line goes to stdout, so a caller can run:
-#   eval "$(scripts/services/nginx.sh)"
+#   eval "$(scripts/bench/nginx.sh)"
 set -euo pipefail
 
 log() { echo "nginx.sh: $*" >&2; }
