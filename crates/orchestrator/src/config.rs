@@ -294,12 +294,12 @@ impl CanaryConfig {
                 ));
             }
         }
-        if self.initial_percentage > self.target_percentage {
+        if self.steps.is_none() && self.initial_percentage >= self.target_percentage {
             return Err(Error::invalid(
                 format!("{path}.initialPercentage"),
                 self.initial_percentage,
                 format!(
-                    "must not exceed targetPercentage ({})",
+                    "must be below targetPercentage ({}): the canary is promoted on reaching it",
                     self.target_percentage
                 ),
             ));

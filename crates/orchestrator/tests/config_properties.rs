@@ -1,0 +1,96 @@
+//! Properties of the configuration: environment overrides never panic and either give a valid
+//! config or an error naming the variable; derived canary steps always rise toward the target.
+
+use proptest::prelude::*;
+use serin_canary::controller::Step;
+use serin_orchestrator::{DeploymentConfig, StrategyKind};
+
+const VARS: [&str; 18] = [
+    "VERSION",
+    "DEPLOYMENT_STRATEGY",
+    "REPLICAS",
+    "ERROR_RATE_THRESHOLD",
+    "LATENCY_THRESHOLD",
+    "MAX_ERROR_RATE",
+    "CHECK_INTERVAL",
+    "MONITORING_DURATION",
+    "CONSECUTIVE_FAILURES",
+    "TRAFFIC_STRATEGY",
+    "TRAFFIC_INCREMENT",
+    "TRAFFIC_INTERVAL",
+    "INITIAL_PERCENTAGE",
+    "INCREMENT",
+    "PHASE_DURATION",
+    "CANARY_ERROR_RATE",
+    "NAMESPACE",
+    "ENVIRONMENT",
+];
+
+fn base() -> DeploymentConfig {
+    DeploymentConfig::new(
+        StrategyKind::Canary,
+        semver::Version::new(1, 0, 0),
+        &["web"],
+    )
+    .expect("valid")
+}
+
+fn value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[0-9]{1,4}",
+        "0\\.[0-9]{1,3}",
+        "[0-9]{1,3}(ms|s|m|h)",
+        "(canary|blue-green|blue-green-with-canary|gradual|immediate|weighted)",
+        "[0-9]\\.[0-9]\\.[0-9]",
+        ".{0,12}",
+    ]
+}
+
+proptest! {
+    #[test]
+    fn overrides_give_a_valid_config_or_an_error_naming_the_variable(
+        picks in proptest::collection::vec((0..VARS.len(), value()), 1..5)
+    ) {
+        let env: Vec<(&str, String)> = picks.iter().map(|(i, v)| (VARS[*i], v.clone())).collect();
+        let lookup = |name: &str| env.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| v.clone());
+        match base().with_overrides(lookup) {
+            Ok(c) => prop_assert!(c.validate().is_ok()),
+            Err(e) => {
+                let msg = e.to_string();
+                prop_assert!(
+                    VARS.iter().any(|v| msg.contains(v))
+                        || msg.contains("canaryConfig")
+                        || msg.contains("blueGreenConfig")
+                        || msg.contains("monitoring")
+                        || msg.contains("canaryThresholds"),
+                    "{msg}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn derived_canary_weights_rise_strictly_below_the_target(
+        initial in 1u8..=100, increment in 1u8..=100, target in 1u8..=100
+    ) {
+        let mut c = base();
+        c.canary_config.initial_percentage = initial;
+        c.canary_config.increment_percentage = increment;
+        c.canary_config.target_percentage = target;
+        if c.validate().is_err() {
+            prop_assert!(initial >= target);
+            return Ok(());
+        }
+        let policy = c.canary_config.policy();
+        prop_assert!(policy.is_ok());
+        let weights: Vec<u8> = policy
+            .iter()
+            .flat_map(|p| p.steps.iter())
+            .filter_map(|s| match s { Step::SetWeight(w) => Some(*w), _ => None })
+            .collect();
+        prop_assert!(!weights.is_empty());
+        prop_assert_eq!(weights[0], initial);
+        prop_assert!(weights.windows(2).all(|w| w[0] < w[1]));
+        prop_assert!(weights.iter().all(|w| *w < target));
+    }
+}
