@@ -83,4 +83,4 @@ pub use observation::{Counts, Gauge, Measurement, Observation};
 pub use sketch::LatencySketch;
 pub use source::{MAX_RANGE_STEPS, MetricQuery, MetricsSource};
 pub use time::{Timestamp, Window};
-pub use track::{Arm, Track};
+pub use track::{Arm, Track, dns_label_problem};

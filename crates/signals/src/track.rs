@@ -82,9 +82,19 @@ impl fmt::Display for Track {
     }
 }
 
-/// Checks that `value` is a DNS-1123 label; `field` names it in the error.
-pub(crate) fn validate_label(field: &str, value: &str) -> Result<()> {
-    let reason = if value.is_empty() {
+/// Why `value` is not a DNS-1123 label (lowercase letters, digits and `-`, 1 to 63 characters,
+/// starting and ending with a letter or digit), or `None` if it is one.
+///
+/// Track names, service names and backend names all follow this rule so that one name works as a
+/// Kubernetes label value, a process name and a Prometheus label; crates that validate such names
+/// ask this function for the reason and wrap it in their own error.
+///
+/// ```
+/// assert_eq!(serin_signals::dns_label_problem("checkout-v2"), None);
+/// assert_eq!(serin_signals::dns_label_problem("Checkout"), Some("may only hold lowercase letters, digits and '-'"));
+/// ```
+pub fn dns_label_problem(value: &str) -> Option<&'static str> {
+    if value.is_empty() {
         Some("must not be empty")
     } else if value.len() > 63 {
         Some("must be at most 63 characters")
@@ -97,8 +107,12 @@ pub(crate) fn validate_label(field: &str, value: &str) -> Result<()> {
         Some("must start and end with a letter or digit")
     } else {
         None
-    };
-    match reason {
+    }
+}
+
+/// Checks that `value` is a DNS-1123 label; `field` names it in the error.
+fn validate_label(field: &str, value: &str) -> Result<()> {
+    match dns_label_problem(value) {
         Some(reason) => Err(Error::invalid(field, value, reason)),
         None => Ok(()),
     }

@@ -228,19 +228,7 @@ impl SimConfig {
 
 /// Checks a DNS-1123 label (a service name).
 fn validate_label(field: &str, value: &str) -> Result<()> {
-    let reason = if value.is_empty() || value.len() > 63 {
-        Some("must be 1 to 63 characters")
-    } else if !value
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        Some("may only hold lowercase letters, digits and '-'")
-    } else if value.starts_with('-') || value.ends_with('-') {
-        Some("must start and end with a letter or digit")
-    } else {
-        None
-    };
-    match reason {
+    match serin_signals::dns_label_problem(value) {
         Some(reason) => Err(Error::invalid(field, value, reason)),
         None => Ok(()),
     }

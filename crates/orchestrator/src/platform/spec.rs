@@ -187,21 +187,7 @@ pub(crate) fn validate_instances(field: &str, instances: u32) -> Result<()> {
 }
 
 fn validate_service(field: &str, value: &str) -> Result<()> {
-    let reason = if value.is_empty() {
-        Some("must not be empty")
-    } else if value.len() > 63 {
-        Some("must be at most 63 characters")
-    } else if !value
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        Some("may only hold lowercase letters, digits and '-'")
-    } else if value.starts_with('-') || value.ends_with('-') {
-        Some("must start and end with a letter or digit")
-    } else {
-        None
-    };
-    match reason {
+    match serin_signals::dns_label_problem(value) {
         Some(reason) => Err(Error::invalid(field, value, reason)),
         None => Ok(()),
     }
