@@ -14,7 +14,7 @@
 //! generator's count of failed requests — v1.2.0's own 500s, and no failure caused by a switch.
 //!
 //! ```text
-//! cargo run --release -p serin-examples --example quickstart
+//! cargo run -p serin-examples --example quickstart
 //! ```
 //!
 //! The demo service binary (`serin-demo-service`, in `serin-local`) is built on the first run
