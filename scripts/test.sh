@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: starts on loopback the real services the integration tests need,
-# then runs every gate CI runs: formatting, clippy with -D warnings, all tests, and the docs.
+# then runs every gate CI runs: formatting, clippy with -D warnings, the docs, all tests, and the
+# main job (the quickstart).
 #
 #   scripts/test.sh            # everything (installs missing Debian packages; needs root for that)
 #   SERIN_NO_SERVICES=1 scripts/test.sh   # the same gates without real services (their tests skip)
@@ -35,3 +36,6 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 
 step "cargo test (all features)"
 cargo test --workspace --all-features
+
+step "the main job: quickstart (exits non-zero unless it ends as documented)"
+cargo run -p serin-examples --example quickstart
