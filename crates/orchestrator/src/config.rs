@@ -582,6 +582,26 @@ pub struct MonitoringConfig {
     /// p99 latency in milliseconds that rolls back when held for the consecutive checks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_threshold: Option<f64>,
+    /// What happens when `maxDeploymentDuration` runs out after promotion, while the promoted
+    /// version is watched or the old one is kept warm. Default `complete`.
+    pub on_deadline: OnDeadline,
+}
+
+/// What a deployment does when `maxDeploymentDuration` runs out after promotion.
+///
+/// Before promotion the deadline always rolls back: the analysis did not conclude, and a
+/// version is never promoted on missing evidence. After promotion the new version has passed
+/// its analysis and serves all traffic; the deadline then only ends the watch early, one way
+/// or the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OnDeadline {
+    /// Stop watching and finish now: the old version is retired at once (its remaining warm
+    /// delay is cut short) and the deployment succeeds.
+    #[default]
+    Complete,
+    /// Roll back to the old version, which is still warm.
+    Rollback,
 }
 
 impl Default for MonitoringConfig {
@@ -592,6 +612,7 @@ impl Default for MonitoringConfig {
             consecutive_failures: 3,
             error_rate_threshold: Some(0.10),
             latency_threshold: None,
+            on_deadline: OnDeadline::Complete,
         }
     }
 }

@@ -8,6 +8,7 @@ use serin_canary::controller::Decision;
 use serin_signals::Timestamp;
 
 use crate::config::{NotifyOn, StrategyKind};
+use crate::state::StepStatus;
 
 /// The phases of a deployment, as the brief names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -80,7 +81,10 @@ pub enum EventKind {
     /// The new version's track was started.
     #[serde(rename_all = "camelCase")]
     TrackStarted {
-        /// The track (`canary`, `green`).
+        /// The version it runs.
+        #[serde(default)]
+        version: String,
+        /// The track (`canary`, `green`, or `stable` when a canary runs on the idle one).
         track: String,
         /// Instances started.
         instances: u32,
@@ -88,13 +92,20 @@ pub enum EventKind {
     /// Every instance of the new track is ready.
     #[serde(rename_all = "camelCase")]
     TrackReady {
+        /// The version it runs.
+        #[serde(default)]
+        version: String,
         /// The track.
         track: String,
     },
-    /// The split changed: the new version's share of traffic.
+    /// The split changed: the new version's share of traffic. The new version is always the
+    /// canary arm, whichever track it runs on.
     #[serde(rename_all = "camelCase")]
     WeightChanged {
-        /// The track of the new version.
+        /// The new version.
+        #[serde(default)]
+        version: String,
+        /// The track it runs on.
         track: String,
         /// Its share, in percent.
         percent: f64,
@@ -120,6 +131,27 @@ pub enum EventKind {
     TriggerFired {
         /// The trigger's event, with its evidence.
         event: serin_triggers::Event,
+    },
+    /// A step of the validated upgrade's checklist reached its phase: carried out (with
+    /// evidence), due for an operator, or failed.
+    #[serde(rename_all = "camelCase")]
+    UpgradeStep {
+        /// The checklist item.
+        step: serin_compat::Step,
+        /// Where it stands now.
+        status: StepStatus,
+        /// What shows it was done, or why it failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        evidence: Option<String>,
+    },
+    /// `maxDeploymentDuration` ran out after promotion; `action` says what follows
+    /// (`monitoring.onDeadline`).
+    #[serde(rename_all = "camelCase")]
+    DeadlineReached {
+        /// The phase it ran out in.
+        phase: Phase,
+        /// What follows, in a sentence.
+        action: String,
     },
     /// The deployment was paused by an operator.
     Paused,
@@ -189,12 +221,38 @@ impl fmt::Display for EventKind {
                 Ok(())
             }
             EventKind::BackupTaken { id } => write!(f, "backup taken: {id}"),
-            EventKind::TrackStarted { track, instances } => {
-                write!(f, "track {track} started with {instances} instance(s)")
+            EventKind::TrackStarted {
+                version,
+                track,
+                instances,
+            } => write!(
+                f,
+                "{version} started on track {track} with {instances} instance(s)"
+            ),
+            EventKind::TrackReady { version, track } => {
+                write!(f, "{version} ready on track {track}")
             }
-            EventKind::TrackReady { track } => write!(f, "track {track} ready"),
-            EventKind::WeightChanged { track, percent } => {
-                write!(f, "weight: {percent}% to {track}")
+            EventKind::WeightChanged {
+                version,
+                track,
+                percent,
+            } => write!(
+                f,
+                "weight: {percent}% to the new version {version} (canary arm, on track {track})"
+            ),
+            EventKind::UpgradeStep {
+                step,
+                status,
+                evidence,
+            } => {
+                write!(f, "upgrade step {status}: {step}")?;
+                if let Some(e) = evidence {
+                    write!(f, " — {e}")?;
+                }
+                Ok(())
+            }
+            EventKind::DeadlineReached { phase, action } => {
+                write!(f, "maxDeploymentDuration reached in {phase}: {action}")
             }
             EventKind::AnalysisResult { decision } => {
                 write!(f, "analysis: {:?} — {}", decision.action, decision.reason)?;

@@ -125,3 +125,80 @@ impl BackupProvider for InMemoryBackup {
         Ok(())
     }
 }
+
+/// Carries out the steps of a validated upgrade's checklist that a machine can do (expand and
+/// contract migrations through a migration tool, flag changes through a flag service).
+///
+/// The orchestrator runs no SQL itself. It calls the runner for each step when the step's phase
+/// comes: steps before the deployment in preparation, steps after it in completion (once the
+/// old version is retired). Without a runner, or when the runner answers `None`, the step is
+/// recorded as due, for an operator.
+#[async_trait]
+pub trait StepRunner: Send + Sync {
+    /// A short name for messages.
+    fn name(&self) -> &str;
+
+    /// Carries out `step` of `deployment`: `Some(evidence)` when done, `None` when the step is
+    /// left to an operator. An error before the deployment fails it with nothing changed; an
+    /// error after it is recorded on the step (the new version already serves all traffic).
+    async fn run(&self, deployment: &str, step: &serin_compat::Step) -> Result<Option<String>>;
+}
+
+/// Records the steps it is asked to run and reports them done; can be told to fail or to leave
+/// steps of some kinds to an operator.
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryStepRunner {
+    inner: Arc<Mutex<StepLog>>,
+}
+
+#[derive(Debug, Default)]
+struct StepLog {
+    ran: Vec<(String, serin_compat::Step)>,
+    leave: Vec<serin_compat::steps::StepKind>,
+    fail_next: Option<String>,
+}
+
+impl InMemoryStepRunner {
+    /// A runner that does every step.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Steps of `kind` are left to an operator (answered `None`).
+    pub fn leaving(self, kind: serin_compat::steps::StepKind) -> Self {
+        lock(&self.inner).leave.push(kind);
+        self
+    }
+
+    /// The next step fails with `reason`.
+    pub fn fail_next(&self, reason: impl Into<String>) {
+        lock(&self.inner).fail_next = Some(reason.into());
+    }
+
+    /// The steps carried out: (deployment, step), in order.
+    pub fn ran(&self) -> Vec<(String, serin_compat::Step)> {
+        lock(&self.inner).ran.clone()
+    }
+}
+
+#[async_trait]
+impl StepRunner for InMemoryStepRunner {
+    fn name(&self) -> &str {
+        "in-memory"
+    }
+
+    async fn run(&self, deployment: &str, step: &serin_compat::Step) -> Result<Option<String>> {
+        let mut log = lock(&self.inner);
+        if let Some(reason) = log.fail_next.take() {
+            return Err(Error::backend("step runner", "in-memory", reason));
+        }
+        if log.leave.contains(&step.kind) {
+            return Ok(None);
+        }
+        log.ran.push((deployment.to_owned(), step.clone()));
+        Ok(Some(format!(
+            "step {} recorded by the in-memory runner",
+            log.ran.len()
+        )))
+    }
+}

@@ -68,11 +68,14 @@ mod state;
 
 pub use config::{
     BlueGreenConfig, Bounds, CanaryConfig, CanaryThresholds, ChannelKind, DeploymentConfig, Format,
-    MonitoringConfig, NotificationChannel, NotifyOn, OnResume, StrategyKind, TrafficStrategyKind,
+    MonitoringConfig, NotificationChannel, NotifyOn, OnDeadline, OnResume, StrategyKind,
+    TrafficStrategyKind,
 };
 pub use error::{Error, Result};
 pub use event::{Event, EventKind, Phase};
-pub use hooks::{BackupProvider, InMemoryBackup, InMemoryNotifier, Notifier};
+pub use hooks::{
+    BackupProvider, InMemoryBackup, InMemoryNotifier, InMemoryStepRunner, Notifier, StepRunner,
+};
 pub use journal::{FileJournal, InMemoryJournal, Journal, Record};
 pub use orchestrator::{
     Clock, DeploymentHandle, DeploymentPlan, Orchestrator, OrchestratorBuilder, ServiceBackends,
@@ -86,4 +89,7 @@ pub use platform::{
 };
 pub use report::Report;
 pub use run::Operation;
-pub use state::{AnyJudge, CanaryRun, DeploymentState, Effect, Outcome, Placement, PlanRun, Stage};
+pub use state::{
+    AnyJudge, CanaryRun, DeploymentState, Effect, Outcome, Placement, PlanRun, Stage, StepStatus,
+    UpgradeStep,
+};

@@ -16,12 +16,12 @@ use tokio::task::JoinHandle;
 use crate::config::{DeploymentConfig, OnResume, StrategyKind, TrafficStrategyKind};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, Phase};
-use crate::hooks::{BackupProvider, Notifier};
+use crate::hooks::{BackupProvider, Notifier, StepRunner};
 use crate::journal::Journal;
 use crate::platform::{Platform, TrackSpec};
 use crate::report::Report;
 use crate::run::{Operation, Runner, split_all};
-use crate::state::{DeploymentState, Outcome, Placement, Stage};
+use crate::state::{DeploymentState, Outcome, Placement, Stage, StepStatus, UpgradeStep};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -116,6 +116,7 @@ pub(crate) struct Inner {
     pub(crate) services: BTreeMap<String, ServiceBackends>,
     pub(crate) notifier: Option<Arc<dyn Notifier>>,
     pub(crate) backup: Option<Arc<dyn BackupProvider>>,
+    pub(crate) steps: Option<Arc<dyn StepRunner>>,
     pub(crate) validator: Option<Validation>,
     pub(crate) clock: Clock,
     pub(crate) events: broadcast::Sender<Event>,
@@ -129,6 +130,7 @@ pub struct OrchestratorBuilder {
     services: BTreeMap<String, ServiceBackends>,
     notifier: Option<Arc<dyn Notifier>>,
     backup: Option<Arc<dyn BackupProvider>>,
+    steps: Option<Arc<dyn StepRunner>>,
     validator: Option<Validation>,
     clock: Option<Clock>,
     capacity: usize,
@@ -150,6 +152,13 @@ impl OrchestratorBuilder {
     /// Who takes the backup in preparation.
     pub fn backup(mut self, backup: Arc<dyn BackupProvider>) -> Self {
         self.backup = Some(backup);
+        self
+    }
+
+    /// Who carries out the validated upgrade's checklist steps (migrations, flags); without
+    /// one, each step is recorded as due when its phase comes.
+    pub fn step_runner(mut self, runner: Arc<dyn StepRunner>) -> Self {
+        self.steps = Some(runner);
         self
     }
 
@@ -181,6 +190,7 @@ impl OrchestratorBuilder {
                 services: self.services,
                 notifier: self.notifier,
                 backup: self.backup,
+                steps: self.steps,
                 validator: self.validator,
                 clock: self.clock.unwrap_or_else(Clock::system),
                 events,
@@ -237,6 +247,9 @@ pub struct DeploymentPlan {
     pub to: Placement,
     /// The ordered steps, one sentence each.
     pub steps: Vec<String>,
+    /// The validated upgrade's checklist (empty without a validator); its steps are also in
+    /// `steps`, in the phase they are carried out in.
+    pub checklist: Vec<serin_compat::Step>,
     /// The traffic plan of a blue-green switch.
     pub traffic: Option<Plan>,
     /// The canary policy of a canary.
@@ -413,6 +426,7 @@ impl Orchestrator {
             services: BTreeMap::new(),
             notifier: None,
             backup: None,
+            steps: None,
             validator: None,
             clock: None,
             capacity: 4096,
@@ -527,12 +541,16 @@ impl Orchestrator {
         let mut out = Vec::new();
         for service in &config.target_services {
             let (_, from, to) = self.prepare(config, service).await?;
+            let mut checklist = Vec::new();
             let mut steps = vec![match &self.inner.validator {
                 Some(v) => {
                     let proposal =
                         serin_compat::Proposal::new().with(service.clone(), to.version.clone());
                     match v.validator.validate(&v.fleet, &proposal) {
-                        Ok(val) if val.is_allowed() => format!("validation: {:?}", val.verdict),
+                        Ok(val) if val.is_allowed() => {
+                            checklist = val.steps.clone();
+                            format!("validation: {:?}", val.verdict)
+                        }
                         Ok(val) => format!(
                             "validation: BLOCKED — {}",
                             val.findings
@@ -550,6 +568,27 @@ impl Orchestrator {
                 Some(b) => format!("preparation: pre-checks, backup by {}", b.name()),
                 None => "preparation: pre-checks (no backup provider)".to_owned(),
             });
+            let runner = self
+                .inner
+                .steps
+                .as_ref()
+                .map_or("due for an operator".to_owned(), |r| {
+                    format!("by the {} step runner", r.name())
+                });
+            let items: Vec<UpgradeStep> = checklist
+                .iter()
+                .map(|step| UpgradeStep {
+                    step: step.clone(),
+                    status: StepStatus::Pending,
+                    evidence: None,
+                })
+                .collect();
+            for item in items.iter().filter(|i| i.is_pre(service)) {
+                steps.push(format!(
+                    "preparation: upgrade step {} ({runner})",
+                    item.step
+                ));
+            }
             let bg = &config.blue_green_config;
             let instances = match (config.strategy, &from) {
                 (StrategyKind::Canary, Some(_)) => config.canary_config.replicas,
@@ -590,9 +629,7 @@ impl Orchestrator {
                         })
                         .collect();
                     steps.push(format!(
-                        "canary {} vs {}: weights {} judged every {:?}, promote when no judge fails",
-                        to.track,
-                        old.track,
+                        "canary {to} (canary arm) vs {old} (baseline arm): weights {} judged every {:?}, promote when no judge fails",
                         weights.join(" → "),
                         config.canary_config.metrics_window
                     ));
@@ -619,12 +656,19 @@ impl Orchestrator {
                     old.track, old.version, bg.keep_old_warm_for
                 ));
             }
+            for item in items.iter().filter(|i| !i.is_pre(service)) {
+                if item.is_this_deploy(service) {
+                    continue;
+                }
+                steps.push(format!("completion: upgrade step {} ({runner})", item.step));
+            }
             out.push(DeploymentPlan {
                 service: service.clone(),
                 strategy: config.strategy,
                 from,
                 to,
                 steps,
+                checklist,
                 traffic,
                 canary,
             });
@@ -752,6 +796,8 @@ impl Orchestrator {
             plan: None,
             triggers,
             backup: None,
+            checklist: Vec::new(),
+            deadline_action: false,
             rollback_reason: None,
             outcome: None,
             next_event: 0,

@@ -10,7 +10,7 @@ use crate::config::StrategyKind;
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind};
 use crate::journal::Record;
-use crate::state::{Outcome, Placement};
+use crate::state::{Outcome, Placement, UpgradeStep};
 
 /// What a deployment did, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,6 +34,10 @@ pub struct Report {
     pub last_at: Timestamp,
     /// The backup taken in preparation.
     pub backup: Option<String>,
+    /// The validated upgrade's checklist and where each step stands (pending steps were never
+    /// reached, as after a rollback).
+    #[serde(default)]
+    pub checklist: Vec<UpgradeStep>,
     /// Every event, in order.
     pub timeline: Vec<Event>,
 }
@@ -55,6 +59,7 @@ impl Report {
             started_at: s.started_at,
             last_at: last.at,
             backup: s.backup.clone(),
+            checklist: s.checklist.clone(),
             timeline: records
                 .iter()
                 .flat_map(|r| r.events.iter().cloned())
@@ -105,6 +110,12 @@ impl fmt::Display for Report {
         writeln!(f, "  duration: {secs:.1}s")?;
         if let Some(b) = &self.backup {
             writeln!(f, "  backup: {b}")?;
+        }
+        if !self.checklist.is_empty() {
+            writeln!(f, "  upgrade steps:")?;
+            for s in &self.checklist {
+                writeln!(f, "    - {s}")?;
+            }
         }
         writeln!(f, "  timeline:")?;
         for e in &self.timeline {

@@ -14,14 +14,16 @@ use serin_traffic::{Next, Plan, PlanCursor, TrafficSplit};
 use serin_triggers::{Action as TriggerAction, TriggerConfig};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::config::StrategyKind;
+use crate::config::{OnDeadline, StrategyKind};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, Phase};
 use crate::journal::Record;
 use crate::orchestrator::{Inner, ServiceBackends, Status};
 use crate::platform::{TrackSpec, wait_ready};
 use crate::report::Report;
-use crate::state::{AnyJudge, CanaryRun, DeploymentState, Effect, Outcome, PlanRun, Stage};
+use crate::state::{
+    AnyJudge, CanaryRun, DeploymentState, Effect, Outcome, PlanRun, Stage, StepStatus, UpgradeStep,
+};
 
 /// An operator's command to a running deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,6 +75,16 @@ impl Runner {
 
     fn new_track(&self) -> Track {
         self.state.to.track.clone()
+    }
+
+    /// The new version's share changed: named by version and track, since a canary may run
+    /// the new version on the track called `stable`.
+    fn weight_changed(&self, percent: f64) -> EventKind {
+        EventKind::WeightChanged {
+            version: self.state.to.version.to_string(),
+            track: self.state.to.track.to_string(),
+            percent,
+        }
     }
 
     /// Journals the current state with `effects` and `kinds`, carries the effects out, then
@@ -334,6 +346,15 @@ impl Runner {
             verdict: format!("{:?}", validation.verdict),
             findings,
         }];
+        self.state.checklist = validation
+            .steps
+            .iter()
+            .map(|step| UpgradeStep {
+                step: step.clone(),
+                status: StepStatus::Pending,
+                evidence: None,
+            })
+            .collect();
         self.enter(Stage::Preparation, Vec::new(), kinds).await
     }
 
@@ -393,7 +414,68 @@ impl Runner {
             kinds.push(EventKind::BackupTaken { id: id.clone() });
             self.state.backup = Some(id);
         }
+        if let Some(reason) = self.run_steps(true, &mut kinds).await {
+            return self
+                .finish(Outcome::Failed { reason }, Vec::new(), kinds)
+                .await;
+        }
         self.enter(Stage::BringUp, Vec::new(), kinds).await
+    }
+
+    /// Carries out (or records as due) the checklist steps of one side of the deployment:
+    /// `pre` in preparation, the others in completion. Backups are done by the backup taken in
+    /// preparation; the deployment's own step is done by this deployment; the rest go to the
+    /// step runner, if any. Answers the reason to fail when a pre-upgrade step failed.
+    async fn run_steps(&mut self, pre: bool, kinds: &mut Vec<EventKind>) -> Option<String> {
+        let service = self.state.service.clone();
+        let id = self.state.id.clone();
+        let mut checklist = std::mem::take(&mut self.state.checklist);
+        let mut failure = None;
+        for item in checklist
+            .iter_mut()
+            .filter(|i| i.status == StepStatus::Pending && i.is_pre(&service) == pre)
+        {
+            if failure.is_some() {
+                break;
+            }
+            let done = if item.is_this_deploy(&service) {
+                Ok(Some(format!("deployed by {id}")))
+            } else if item.step.kind == serin_compat::steps::StepKind::Backup
+                && item.step.service == service
+                && let Some(b) = &self.state.backup
+            {
+                Ok(Some(format!("backup {b}")))
+            } else {
+                match &self.inner.steps {
+                    Some(runner) => runner.run(&id, &item.step).await,
+                    None => Ok(None),
+                }
+            };
+            match done {
+                Ok(Some(evidence)) => {
+                    item.status = StepStatus::Done;
+                    item.evidence = Some(evidence);
+                }
+                Ok(None) => item.status = StepStatus::Due,
+                Err(e) => {
+                    item.status = StepStatus::Failed;
+                    item.evidence = Some(e.to_string());
+                    if pre {
+                        failure = Some(format!(
+                            "pre-upgrade step failed ({}): {e}; nothing was deployed",
+                            item.step
+                        ));
+                    }
+                }
+            }
+            kinds.push(EventKind::UpgradeStep {
+                step: item.step.clone(),
+                status: item.status,
+                evidence: item.evidence.clone(),
+            });
+        }
+        self.state.checklist = checklist;
+        failure
     }
 
     async fn bring_up(&mut self) -> Result<()> {
@@ -409,6 +491,7 @@ impl Runner {
             instances,
         }];
         let kinds = vec![EventKind::TrackStarted {
+            version: self.state.to.version.to_string(),
             track: track.to_string(),
             instances,
         }];
@@ -434,16 +517,14 @@ impl Runner {
         let now = self.now();
         self.state.observed_until = now;
         let mut kinds = vec![EventKind::TrackReady {
+            version: self.state.to.version.to_string(),
             track: new.to_string(),
         }];
         let Some(old) = self.old_track() else {
             // A first install: nothing to compare with, nothing to switch from.
             self.state.weight = 100.0;
             self.state.promoted_at = Some(now);
-            kinds.push(EventKind::WeightChanged {
-                track: new.to_string(),
-                percent: 100.0,
-            });
+            kinds.push(self.weight_changed(100.0));
             let split = split_all(&new, None)?;
             return self
                 .finish(Outcome::Succeeded, vec![Effect::Apply { split }], kinds)
@@ -470,10 +551,7 @@ impl Runner {
                 };
                 self.state.weight = f64::from(weight);
                 kinds.push(EventKind::AnalysisResult { decision });
-                kinds.push(EventKind::WeightChanged {
-                    track: new.to_string(),
-                    percent: f64::from(weight),
-                });
+                kinds.push(self.weight_changed(f64::from(weight)));
                 let split = split_percent(&old, &new, weight)?;
                 self.enter(Stage::Canary, vec![Effect::Apply { split }], kinds)
                     .await
@@ -628,10 +706,7 @@ impl Runner {
         }
         let now = self.now();
         if self.state.weight < 100.0 {
-            kinds.push(EventKind::WeightChanged {
-                track: new.to_string(),
-                percent: 100.0,
-            });
+            kinds.push(self.weight_changed(100.0));
         }
         self.state.weight = 100.0;
         self.state.promoted_at = Some(now);
@@ -691,13 +766,7 @@ impl Runner {
         let now = self.now();
         if self.past_deadline(now) {
             return self
-                .start_rollback(
-                    format!(
-                        "the deployment did not finish within maxDeploymentDuration {:?}",
-                        self.state.config.max_deployment_duration
-                    ),
-                    Vec::new(),
-                )
+                .start_rollback(self.deadline_reason(), Vec::new())
                 .await;
         }
         let observations = self.observe(now).await?;
@@ -760,10 +829,7 @@ impl Runner {
             Action::SetWeight(w) => {
                 self.state.weight = f64::from(w);
                 kinds.push(EventKind::AnalysisResult { decision });
-                kinds.push(EventKind::WeightChanged {
-                    track: new.to_string(),
-                    percent: f64::from(w),
-                });
+                kinds.push(self.weight_changed(f64::from(w)));
                 let split = split_percent(&old, &new, w)?;
                 self.commit(vec![Effect::Apply { split }], kinds).await
             }
@@ -800,13 +866,7 @@ impl Runner {
         let now = self.now();
         if self.past_deadline(now) {
             return self
-                .start_rollback(
-                    format!(
-                        "the deployment did not finish within maxDeploymentDuration {:?}",
-                        self.state.config.max_deployment_duration
-                    ),
-                    Vec::new(),
-                )
+                .start_rollback(self.deadline_reason(), Vec::new())
                 .await;
         }
         let next = if self.state.paused {
@@ -833,14 +893,12 @@ impl Runner {
                     .map_or(0.0, |w| w.as_percent());
                 self.state.weight = percent;
                 self.state.plan = Some(run);
+                let kinds = vec![self.weight_changed(percent)];
                 self.commit(
                     vec![Effect::Apply {
                         split: s.split().clone(),
                     }],
-                    vec![EventKind::WeightChanged {
-                        track: new.to_string(),
-                        percent,
-                    }],
+                    kinds,
                 )
                 .await
             }
@@ -880,7 +938,48 @@ impl Runner {
         self.commit(Vec::new(), kinds).await
     }
 
+    fn deadline_reason(&self) -> String {
+        format!(
+            "the deployment did not finish within maxDeploymentDuration {:?}",
+            self.state.config.max_deployment_duration
+        )
+    }
+
+    /// `maxDeploymentDuration` ran out after promotion: finish now or roll back, per
+    /// `monitoring.onDeadline`.
+    async fn deadline_after_promotion(&mut self) -> Result<()> {
+        let phase = self.state.stage.phase();
+        match self.state.config.monitoring.on_deadline {
+            OnDeadline::Rollback => {
+                let kinds = vec![EventKind::DeadlineReached {
+                    phase,
+                    action: "rolling back (onDeadline: rollback)".into(),
+                }];
+                let reason = self.deadline_reason();
+                self.start_rollback(reason, kinds).await
+            }
+            OnDeadline::Complete => {
+                let kinds = vec![EventKind::DeadlineReached {
+                    phase,
+                    action: "watch ended; retiring the old version now (onDeadline: complete)"
+                        .into(),
+                }];
+                self.state.deadline_action = true;
+                if self.state.stage == Stage::Completion {
+                    self.complete(kinds).await
+                } else {
+                    self.enter(Stage::Completion, Vec::new(), kinds).await
+                }
+            }
+        }
+    }
+
     async fn monitoring_tick(&mut self) -> Result<()> {
+        let now = self.now();
+        if self.past_deadline(now) {
+            return self.deadline_after_promotion().await;
+        }
+        let deadline = self.state.deadline;
         let cfg = &self.state.config.monitoring;
         let until = self
             .state
@@ -889,12 +988,15 @@ impl Runner {
             .saturating_add(cfg.monitoring_duration);
         let next = self.state.observed_until.saturating_add(cfg.check_interval);
         if next > until {
-            if !self.wait_until(until).await? {
+            let target = until.min(deadline);
+            if !self.wait_until(target).await? || target < until {
+                // Moved by a command, or the deadline came first (the next tick handles it).
                 return Ok(());
             }
             return self.enter(Stage::Completion, Vec::new(), Vec::new()).await;
         }
-        if !self.wait_until(next).await? {
+        let target = next.min(deadline);
+        if !self.wait_until(target).await? || target < next {
             return Ok(());
         }
         self.watch_tick().await
@@ -907,15 +1009,30 @@ impl Runner {
             .promoted_at
             .unwrap_or(self.state.observed_until)
             .saturating_add(warm);
-        if !self.wait_until(at).await? {
+        let deadline_first = at > self.state.deadline && !self.state.deadline_action;
+        let target = if deadline_first {
+            self.state.deadline
+        } else {
+            at
+        };
+        if !self.wait_until(target).await? {
             return Ok(());
         }
-        if self.state.paused {
+        if deadline_first {
+            return self.deadline_after_promotion().await;
+        }
+        if self.state.paused && !self.state.deadline_action {
             let check = self.state.config.monitoring.check_interval;
             let now = self.now();
             self.wait_until(now.saturating_add(check)).await?;
             return Ok(());
         }
+        self.complete(Vec::new()).await
+    }
+
+    /// Gives the new version all traffic for good, retires the old one, then carries out the
+    /// post-upgrade steps (the old version is gone, so contract migrations are safe).
+    async fn complete(&mut self, mut kinds: Vec<EventKind>) -> Result<()> {
         let new = self.new_track();
         let mut effects = vec![Effect::Apply {
             split: split_all(&new, None)?,
@@ -923,7 +1040,11 @@ impl Runner {
         if let Some(old) = self.old_track() {
             effects.push(Effect::retire(old, self.drain()));
         }
-        self.finish(Outcome::Succeeded, effects, Vec::new()).await
+        // The old version is retired by its own record first; the steps after it are
+        // journalled with the end.
+        self.commit(effects, std::mem::take(&mut kinds)).await?;
+        self.run_steps(false, &mut kinds).await;
+        self.finish(Outcome::Succeeded, Vec::new(), kinds).await
     }
 
     // ---- observation ----------------------------------------------------------------------

@@ -232,6 +232,75 @@ pub struct PlanRun {
     pub cursor: PlanCursor,
 }
 
+/// Where an upgrade step of the compatibility checklist stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StepStatus {
+    /// Listed; its phase has not been reached (after a rollback, it never will be).
+    Pending,
+    /// Its phase was reached and nobody carried it out: an operator must.
+    Due,
+    /// Carried out, with evidence.
+    Done,
+    /// Tried and failed, with the error as evidence.
+    Failed,
+}
+
+impl fmt::Display for StepStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Due => "due",
+            StepStatus::Done => "done",
+            StepStatus::Failed => "failed",
+        })
+    }
+}
+
+/// One step of the validated upgrade's checklist (`serin_compat` steps: backups, flags, expand
+/// migrations before the deployment, contract migrations and clean-up after it) and what
+/// became of it. The orchestrator runs no SQL: it records each step as due when its phase
+/// comes, or done when the backup provider or a [`StepRunner`](crate::StepRunner) carried it out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpgradeStep {
+    /// The checklist item.
+    pub step: serin_compat::Step,
+    /// Where it stands.
+    pub status: StepStatus,
+    /// What shows it was done (a backup id, the runner's answer) or why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
+}
+
+impl UpgradeStep {
+    /// Whether the step comes before the new version receives traffic (done in preparation).
+    /// Deploy-phase steps other than this deployment itself (required stops, other services)
+    /// are reminders due before it too.
+    pub(crate) fn is_pre(&self, service: &str) -> bool {
+        match self.step.phase {
+            serin_compat::steps::StepPhase::Before => true,
+            serin_compat::steps::StepPhase::Deploy => !self.is_this_deploy(service),
+            serin_compat::steps::StepPhase::After => false,
+        }
+    }
+
+    /// Whether the step is the deployment of `service` itself.
+    pub(crate) fn is_this_deploy(&self, service: &str) -> bool {
+        self.step.kind == serin_compat::steps::StepKind::Deploy && self.step.service == service
+    }
+}
+
+impl fmt::Display for UpgradeStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.step, self.status)?;
+        if let Some(e) = &self.evidence {
+            write!(f, ": {e}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Everything about one deployment that a journal record holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -270,6 +339,13 @@ pub struct DeploymentState {
     pub triggers: Engine,
     /// The backup taken in preparation.
     pub backup: Option<String>,
+    /// The validated upgrade's checklist and where each step stands.
+    #[serde(default)]
+    pub checklist: Vec<UpgradeStep>,
+    /// `maxDeploymentDuration` ran out after promotion and `onDeadline: complete` is finishing
+    /// the deployment (the warm delay and a pause no longer hold it).
+    #[serde(default)]
+    pub deadline_action: bool,
     /// Why a rollback was started.
     pub rollback_reason: Option<String>,
     /// How it ended, once [`Stage::Done`].
@@ -327,6 +403,8 @@ pub(crate) mod tests {
             canary: None,
             plan: None,
             backup: None,
+            checklist: Vec::new(),
+            deadline_action: false,
             rollback_reason: None,
             outcome: None,
             next_event: 0,
