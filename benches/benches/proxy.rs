@@ -7,6 +7,7 @@
 //! keep-alive to the backends). Saturation throughput is measured with wrk (closed loop, 64
 //! connections) when present, else with the bench's own keep-alive client; latency p50/p99 with
 //! the bench's own client at a fixed rate of 50% of the proxy's saturation, for all three.
+//! The proxy serves on as many worker threads as nginx has worker processes (one per core).
 //! Without nginx the nginx row is skipped with a message (`scripts/bench/nginx.sh` installs it).
 //!
 //! Part 2 — zero downtime at full scale: keep-alive clients through the proxy for 30 s while it
@@ -115,6 +116,13 @@ fn nginx_binary() -> Option<PathBuf> {
         .filter(|p| p.exists())
 }
 
+/// Threads serving each proxy: the proxy's workers and nginx's `worker_processes` alike.
+fn proxy_threads() -> u16 {
+    std::thread::available_parallelism()
+        .map_or(1, |n| u16::try_from(n.get()).unwrap_or(u16::MAX))
+        .min(256)
+}
+
 async fn start_nginx(bin: &Path, backends: &[SocketAddr]) -> Result<(SocketAddr, Child), BoxError> {
     let port = free_port()?;
     let dir = std::env::temp_dir().join(format!("serin-bench-nginx-{}", std::process::id()));
@@ -124,8 +132,9 @@ async fn start_nginx(bin: &Path, backends: &[SocketAddr]) -> Result<(SocketAddr,
         .map(|b| format!("    server {b} weight=50;\n"))
         .collect();
     let d = dir.display();
+    let workers = proxy_threads();
     let conf = format!(
-        "worker_processes auto;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+        "worker_processes {workers};\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
          events {{ worker_connections 4096; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
          fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
@@ -323,7 +332,7 @@ async fn measure(name: &'static str, addr: SocketAddr, secs: u64, rate: Option<f
 async fn throughput_and_latency(bin: &Path, secs: u64) -> Result<(), BoxError> {
     let (a, _ka) = start_backend(bin, "1.0.0").await?;
     let (b, _kb) = start_backend(bin, "1.0.0").await?;
-    let router = ProxyRouter::bind(ProxyConfig::default()).await?;
+    let router = ProxyRouter::bind(ProxyConfig::default().with_workers(proxy_threads())).await?;
     router.set_endpoints("blue", &[a]);
     router.set_endpoints("green", &[b]);
     router
@@ -358,6 +367,10 @@ async fn throughput_and_latency(bin: &Path, secs: u64) -> Result<(), BoxError> {
     println!(
         "cores: {}; {secs} s per measurement; latency at a fixed {rate:.0} req/s (50% of the proxy's saturation), 16 keep-alive connections",
         std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "wrk: 2 threads, 64 connections, against each path; serin proxy: {t} worker threads; nginx: worker_processes {t}; both: the same two backends, 50/50, keep-alive upstream",
+        t = proxy_threads()
     );
     println!(
         "| path | saturation req/s | tool | p50 ms | p99 ms | added p50 ms | added p99 ms | failed |"
@@ -399,7 +412,7 @@ async fn scenario(bin: &Path, secs: u64) -> Result<(), BoxError> {
     let dir = std::env::temp_dir().join(format!("serin-bench-scenario-{}", std::process::id()));
     let platform =
         ProcessPlatform::new(ProcessConfig::new(&dir).with_grace(Duration::from_secs(5)))?;
-    let router = ProxyRouter::bind(ProxyConfig::default()).await?;
+    let router = ProxyRouter::bind(ProxyConfig::default().with_workers(proxy_threads())).await?;
     let spec = |version: &str, track: Track, n: u32| -> Result<TrackSpec, BoxError> {
         Ok(TrackSpec::new("web", version, track, n)?.with_command([bin.display().to_string()])?)
     };

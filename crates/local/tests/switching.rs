@@ -53,10 +53,24 @@ async fn retire(platform: &ProcessPlatform, router: &ProxyRouter, track: Track) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blue_green_canary_and_rollback_under_load_fail_no_request() {
-    let dir = std::env::temp_dir().join(format!("serin-local-switching-{}", std::process::id()));
+    switch_under_load(ProxyConfig::default(), "caller").await;
+}
+
+/// The same with the proxy on worker threads of its own: each worker's pools see the
+/// endpoints change, drain and close like the single pool does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_worker_threads_switches_fail_no_request_either() {
+    switch_under_load(ProxyConfig::default().with_workers(2), "workers").await;
+}
+
+async fn switch_under_load(config: ProxyConfig, name: &str) {
+    let dir = std::env::temp_dir().join(format!(
+        "serin-local-switching-{name}-{}",
+        std::process::id()
+    ));
     let platform =
         ProcessPlatform::new(ProcessConfig::new(&dir).with_grace(Duration::from_secs(3))).unwrap();
-    let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
+    let router = ProxyRouter::bind(config).await.unwrap();
     let pause = Duration::from_millis(150);
 
     up(&platform, &router, "1.0.0", Track::Blue, 2).await;

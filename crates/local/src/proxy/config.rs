@@ -37,7 +37,16 @@ pub struct ProxyConfig {
     pub metrics_resolution: Duration,
     /// How long measurements are kept (default 1 h).
     pub metrics_retention: Duration,
+    /// Threads of its own the proxy serves clients on, each running a single-threaded runtime
+    /// with its own share of the client connections and its own pool of connections to the
+    /// instances, so a request is read, forwarded and answered on one thread without waking
+    /// another (as nginx's worker processes do). `0` (the default) serves on the runtime that
+    /// calls [`bind`](crate::ProxyRouter::bind) instead. At most 256.
+    pub workers: u16,
 }
+
+/// The most worker threads a proxy may have.
+const MAX_WORKERS: u16 = 256;
 
 impl Default for ProxyConfig {
     fn default() -> Self {
@@ -47,6 +56,7 @@ impl Default for ProxyConfig {
             connect_timeout: Duration::from_secs(1),
             metrics_resolution: Duration::from_secs(1),
             metrics_retention: Duration::from_secs(3_600),
+            workers: 0,
         }
     }
 }
@@ -79,6 +89,12 @@ impl ProxyConfig {
         self
     }
 
+    /// Served on `workers` threads of its own (`0`: on the caller's runtime).
+    pub fn with_workers(mut self, workers: u16) -> Self {
+        self.workers = workers;
+        self
+    }
+
     /// Checks every field; [`ProxyRouter::bind`](crate::ProxyRouter::bind) calls it.
     pub fn validate(&self) -> Result<()> {
         if self.connect_timeout < Duration::from_millis(1)
@@ -88,6 +104,13 @@ impl ProxyConfig {
                 "proxyConfig.connectTimeout",
                 format!("{:?}", self.connect_timeout),
                 "must be between 1ms and 60s",
+            ));
+        }
+        if self.workers > MAX_WORKERS {
+            return Err(Error::invalid(
+                "proxyConfig.workers",
+                self.workers,
+                format!("must be at most {MAX_WORKERS} (0 serves on the caller's runtime)"),
             ));
         }
         crate::metrics::Store::new(self.metrics_resolution, self.metrics_retention).map(|_| ())
@@ -107,6 +130,8 @@ struct RawConfig {
     metrics_resolution: Duration,
     #[serde(default = "default_retention", with = "serin_signals::duration")]
     metrics_retention: Duration,
+    #[serde(default)]
+    workers: u16,
 }
 
 fn default_listen() -> SocketAddr {
@@ -131,6 +156,7 @@ impl TryFrom<RawConfig> for ProxyConfig {
             connect_timeout: r.connect_timeout,
             metrics_resolution: r.metrics_resolution,
             metrics_retention: r.metrics_retention,
+            workers: r.workers,
         };
         c.validate()?;
         Ok(c)
@@ -145,6 +171,7 @@ impl From<ProxyConfig> for RawConfig {
             connect_timeout: c.connect_timeout,
             metrics_resolution: c.metrics_resolution,
             metrics_retention: c.metrics_retention,
+            workers: c.workers,
         }
     }
 }
@@ -168,6 +195,7 @@ mod tests {
                 r#"{"metricsRetention": "1ms"}"#,
                 "proxyConfig.metricsRetention",
             ),
+            (r#"{"workers": 257}"#, "proxyConfig.workers"),
         ] {
             let e = serde_json::from_str::<ProxyConfig>(json)
                 .unwrap_err()
@@ -175,5 +203,7 @@ mod tests {
             assert!(e.contains(field), "{json}: {e}");
         }
         assert!(serde_json::from_str::<ProxyConfig>(r#"{"port": 80}"#).is_err());
+        let two: ProxyConfig = serde_json::from_str(r#"{"workers": 2}"#).unwrap();
+        assert_eq!(two, ProxyConfig::default().with_workers(2));
     }
 }

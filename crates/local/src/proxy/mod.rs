@@ -160,7 +160,14 @@ impl ProxyRouter {
             metrics,
         });
         let (stop, stopped) = watch::channel(false);
-        tokio::spawn(serve(listener, shared.clone(), stopped.clone()));
+        let workers = shared.config.workers;
+        if workers == 0 {
+            tokio::spawn(serve(listener, shared.clone(), stopped.clone()));
+        } else if let Err(reason) = spawn_workers(listener, workers, &shared, &stopped) {
+            // Workers already started stop with the listener's other copies.
+            let _ = stop.send(true);
+            return Err(Error::Bind { addr, reason });
+        }
         let admin_addr = admin.as_ref().map(|(_, a)| *a);
         if let Some((l, _)) = admin {
             tokio::spawn(serve_admin(l, shared.clone(), stopped));
@@ -202,9 +209,10 @@ impl ProxyRouter {
             if eps.iter().any(|e: &Arc<Endpoint>| e.addr() == *a) {
                 continue;
             }
+            let pools = usize::from(self.shared.config.workers);
             let ep = registry
                 .entry(*a)
-                .or_insert_with(|| Endpoint::new(*a))
+                .or_insert_with(|| Endpoint::new(*a, pools))
                 .clone();
             ep.restore();
             eps.push(ep);
@@ -357,12 +365,15 @@ fn upstream_request(req: Request<Incoming>) -> Request<Body> {
         parts.headers.insert(header::HOST, host);
     }
     strip_hop_by_hop(&mut parts.headers);
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    parts.uri = Uri::try_from(path).unwrap_or_else(|_| Uri::from_static("/"));
+    // HTTP/1.1 clients send the origin form already: keep it as it is, without a copy.
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        parts.uri = Uri::try_from(path).unwrap_or_else(|_| Uri::from_static("/"));
+    }
     parts.version = Version::HTTP_11;
     Request::from_parts(parts, body.boxed())
 }
@@ -545,6 +556,40 @@ fn finish(
             answer(StatusCode::BAD_GATEWAY, "no instance could answer")
         }
     }
+}
+
+/// Starts `workers` threads, each serving copies of `listener` on a runtime of its own until
+/// `stopped`.
+fn spawn_workers(
+    listener: TcpListener,
+    workers: u16,
+    shared: &Arc<Shared>,
+    stopped: &watch::Receiver<bool>,
+) -> std::result::Result<(), String> {
+    let listener = listener.into_std().map_err(|e| e.to_string())?;
+    for index in 0..workers {
+        let copy = listener.try_clone().map_err(|e| e.to_string())?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("worker runtime: {e}"))?;
+        let (shared, stopped) = (shared.clone(), stopped.clone());
+        std::thread::Builder::new()
+            .name(format!("serin-proxy-{index}"))
+            .spawn(move || {
+                upstream::set_worker(usize::from(index));
+                runtime.block_on(async move {
+                    match TcpListener::from_std(copy) {
+                        Ok(l) => serve(l, shared, stopped).await,
+                        Err(e) => {
+                            tracing::warn!(error = %e, worker = index, "worker cannot listen")
+                        }
+                    }
+                });
+            })
+            .map_err(|e| format!("worker thread: {e}"))?;
+    }
+    Ok(())
 }
 
 async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {

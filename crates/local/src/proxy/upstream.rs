@@ -6,7 +6,12 @@
 //! connection that turns out closed before the request was written, hands the request back
 //! (hyper's `try_send_request`), and the proxy retries it elsewhere without any risk of running
 //! it twice.
+//!
+//! With worker threads ([`ProxyConfig::workers`](crate::ProxyConfig::workers)) each worker has
+//! its own pool per endpoint: a connection's task runs on the worker that opened it, and only
+//! that worker's requests use it, so forwarding a request never wakes another thread.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,11 +28,22 @@ use crate::proxy::Body;
 /// The most idle connections kept per endpoint.
 const MAX_IDLE: usize = 1_024;
 
+thread_local! {
+    /// The index of the proxy worker running on this thread (0 off the proxy's threads).
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks the current thread as proxy worker `index`.
+pub(crate) fn set_worker(index: usize) {
+    WORKER.set(index);
+}
+
 /// An instance the proxy forwards to.
 #[derive(Debug)]
 pub(crate) struct Endpoint {
     addr: SocketAddr,
-    idle: Mutex<Vec<SendRequest<Body>>>,
+    /// One pool per worker (one in all when serving on the caller's runtime).
+    idle: Box<[Mutex<Vec<SendRequest<Body>>>]>,
     in_flight: AtomicUsize,
     removed: AtomicBool,
 }
@@ -51,10 +67,11 @@ impl Drop for InFlight {
 }
 
 impl Endpoint {
-    pub(crate) fn new(addr: SocketAddr) -> Arc<Self> {
+    /// An endpoint with `pools` pools (the proxy's worker count, at least one).
+    pub(crate) fn new(addr: SocketAddr, pools: usize) -> Arc<Self> {
         Arc::new(Endpoint {
             addr,
-            idle: Mutex::new(Vec::new()),
+            idle: (0..pools.max(1)).map(|_| Mutex::new(Vec::new())).collect(),
             in_flight: AtomicUsize::new(0),
             removed: AtomicBool::new(false),
         })
@@ -73,7 +90,9 @@ impl Endpoint {
     /// request completes.
     pub(crate) fn remove(&self) {
         self.removed.store(true, Ordering::Release);
-        self.lock_idle().clear();
+        for pool in &self.idle {
+            lock_pool(pool).clear();
+        }
     }
 
     /// Takes it back into service (an address listed again).
@@ -81,10 +100,13 @@ impl Endpoint {
         self.removed.store(false, Ordering::Release);
     }
 
-    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<SendRequest<Body>>> {
+    /// This worker's pool (`new` makes one for every worker).
+    fn lock_idle(&self) -> Option<std::sync::MutexGuard<'_, Vec<SendRequest<Body>>>> {
+        let worker = WORKER.get();
         self.idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(worker)
+            .or_else(|| self.idle.first())
+            .map(lock_pool)
     }
 
     pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
@@ -125,11 +147,12 @@ impl Endpoint {
             let pooled = {
                 // Connections are pooled as soon as their request is sent; one whose response
                 // is still being read is not ready and stays for later. Closed ones go.
-                let mut idle = self.lock_idle();
-                idle.retain(|s| !s.is_closed());
-                idle.iter()
-                    .rposition(SendRequest::is_ready)
-                    .map(|i| idle.swap_remove(i))
+                self.lock_idle().and_then(|mut idle| {
+                    idle.retain(|s| !s.is_closed());
+                    idle.iter()
+                        .rposition(SendRequest::is_ready)
+                        .map(|i| idle.swap_remove(i))
+                })
             };
             let reused = pooled.is_some();
             let mut sender = match pooled {
@@ -165,9 +188,17 @@ impl Endpoint {
         if self.removed.load(Ordering::Acquire) {
             return;
         }
-        let mut idle = self.lock_idle();
-        if idle.len() < MAX_IDLE {
+        if let Some(mut idle) = self.lock_idle()
+            && idle.len() < MAX_IDLE
+        {
             idle.push(sender);
         }
     }
+}
+
+fn lock_pool(
+    pool: &Mutex<Vec<SendRequest<Body>>>,
+) -> std::sync::MutexGuard<'_, Vec<SendRequest<Body>>> {
+    pool.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
