@@ -1022,9 +1022,14 @@ impl Runner {
             return self.deadline_after_promotion().await;
         }
         if self.state.paused && !self.state.deadline_action {
-            let check = self.state.config.monitoring.check_interval;
+            // A pause holds the old version warm, but never past the deadline.
             let now = self.now();
-            self.wait_until(now.saturating_add(check)).await?;
+            if self.past_deadline(now) {
+                return self.deadline_after_promotion().await;
+            }
+            let check = self.state.config.monitoring.check_interval;
+            self.wait_until(now.saturating_add(check).min(self.state.deadline))
+                .await?;
             return Ok(());
         }
         self.complete(Vec::new()).await

@@ -1,0 +1,399 @@
+//! The lifecycle around the strategy on the in-memory world, under paused time: the validated
+//! upgrade's checklist in preparation and completion, events that name the new version after
+//! a promotion has moved it to the `stable` track, and the deadline after promotion.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serin_compat::steps::{StepKind, StepPhase};
+use serin_compat::{Fleet, Matrix, Registry, Release, Validator};
+use serin_orchestrator::{
+    Event, EventKind, InMemoryBackup, InMemoryStepRunner, OnDeadline, Orchestrator, Outcome, Phase,
+    Platform, Report, ServiceBackends, StepStatus,
+};
+use serin_signals::Track;
+use support::{SERVICE, World, canary_config, drain, v};
+
+/// 1.0.0 runs; 1.1.0 adds a column (expand), drops an old one (contract) and declares a
+/// breaking change (flag before, clean-up after).
+fn validator() -> (Validator, Fleet) {
+    let mut registry = Registry::new();
+    registry
+        .add_release(SERVICE, Release::new(v("1.0.0")).with_schema_version(1))
+        .expect("release");
+    registry
+        .add_release(
+            SERVICE,
+            Release::new(v("1.1.0"))
+                .with_schema_version(2)
+                .with_migration("0002_add_email", "ALTER TABLE users ADD COLUMN email text;")
+                .with_migration("0003_drop_fax", "ALTER TABLE users DROP COLUMN fax;")
+                .with_breaking("the /v1/fax endpoint is removed"),
+        )
+        .expect("release");
+    registry
+        .add_release(SERVICE, Release::new(v("1.2.0")).with_schema_version(2))
+        .expect("release");
+    let matrix = Matrix::new(Vec::new(), &registry).expect("matrix");
+    (
+        Validator::new(registry, matrix).expect("validator"),
+        Fleet::new().with(SERVICE, v("1.0.0")),
+    )
+}
+
+fn orchestrator(
+    world: &World,
+    backup: Option<Arc<InMemoryBackup>>,
+    runner: Option<Arc<InMemoryStepRunner>>,
+) -> Orchestrator {
+    let (validator, fleet) = validator();
+    let mut b = Orchestrator::builder(world.platform.clone(), world.journal.clone())
+        .service(
+            SERVICE,
+            ServiceBackends::new(
+                world.router.clone(),
+                world.source.clone(),
+                world.health.clone(),
+            ),
+        )
+        .clock(world.clock)
+        .validator(validator, fleet);
+    if let Some(backup) = backup {
+        b = b.backup(backup);
+    }
+    if let Some(runner) = runner {
+        b = b.step_runner(runner);
+    }
+    b.build()
+}
+
+/// The phase each upgrade-step event was announced in.
+fn step_phases(events: &[Event]) -> Vec<(Phase, StepPhase, StepKind, StepStatus)> {
+    let mut phase = Phase::Validation;
+    let mut out = Vec::new();
+    for e in events {
+        match &e.kind {
+            EventKind::PhaseChanged { phase: p } => phase = *p,
+            EventKind::UpgradeStep { step, status, .. } => {
+                out.push((phase, step.phase, step.kind, *status));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+async fn on_1_0_0() -> Arc<World> {
+    let world = Arc::new(World::new());
+    world.set_rate("1.0.0", 0.005);
+    world.set_rate("1.1.0", 0.005);
+    world.set_rate("1.2.0", 0.005);
+    world.install("1.0.0").await;
+    world
+}
+
+#[tokio::test(start_paused = true)]
+async fn upgrade_steps_are_planned_then_done_before_and_after_the_deployment() {
+    let world = on_1_0_0().await;
+    let _traffic = world.spawn_traffic();
+    let backup = Arc::new(InMemoryBackup::new());
+    let runner = Arc::new(InMemoryStepRunner::new());
+    let o = orchestrator(&world, Some(backup.clone()), Some(runner.clone()));
+    let config = canary_config("1.1.0");
+
+    let plan = o.plan(&config).await.expect("plan").remove(0);
+    assert!(!plan.checklist.is_empty(), "{plan}");
+    let text = plan.to_string();
+    let expand = text.find("preparation: upgrade step [before]");
+    let contract = text.find("completion: upgrade step [after]");
+    assert!(
+        expand.is_some() && contract.is_some() && expand < contract,
+        "{text}"
+    );
+    assert!(text.contains("by the in-memory step runner"), "{text}");
+
+    let mut events = o.subscribe();
+    let report = o.start(&config, SERVICE).await.expect("start").wait().await;
+    let report = report.expect("report");
+    println!("{report}");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded));
+    let phases = step_phases(&drain(&mut events));
+    assert!(!phases.is_empty());
+    for (announced, phase, kind, status) in &phases {
+        let expected = match phase {
+            StepPhase::Before | StepPhase::Deploy if *kind != StepKind::Deploy => {
+                Phase::Preparation
+            }
+            _ => Phase::Completion,
+        };
+        assert_eq!(*announced, expected, "{phase:?} {kind:?}");
+        assert_eq!(*status, StepStatus::Done, "{kind:?}");
+    }
+    for kind in [StepKind::ExpandMigration, StepKind::ContractMigration] {
+        assert!(
+            phases.iter().any(|(_, _, k, _)| *k == kind),
+            "{kind:?} in {phases:?}"
+        );
+    }
+    // The backup step is done by the backup the provider took; the runner did the rest.
+    let taken = backup.taken();
+    assert_eq!(taken.len(), 1);
+    let backup_step = report
+        .checklist
+        .iter()
+        .find(|s| s.step.kind == StepKind::Backup)
+        .expect("a backup step");
+    assert_eq!(
+        backup_step.evidence.as_deref(),
+        Some(format!("backup {}", taken[0].0).as_str())
+    );
+    assert!(
+        runner
+            .ran()
+            .iter()
+            .all(|(_, s)| s.kind != StepKind::Backup && s.kind != StepKind::Deploy)
+    );
+    assert!(
+        report
+            .checklist
+            .iter()
+            .all(|s| s.status == StepStatus::Done)
+    );
+    assert!(
+        report.to_string().contains("upgrade steps:"),
+        "the text report lists the checklist"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_runner_steps_are_due_and_after_a_rollback_the_later_ones_stay_pending() {
+    let world = on_1_0_0().await;
+    world.set_rate("1.1.0", 0.08);
+    let _traffic = world.spawn_traffic();
+    let o = orchestrator(&world, None, None);
+    let report = o
+        .start(&canary_config("1.1.0"), SERVICE)
+        .await
+        .expect("start")
+        .wait()
+        .await
+        .expect("report");
+    assert!(
+        matches!(report.outcome, Some(Outcome::RolledBack { .. })),
+        "{report}"
+    );
+    for s in &report.checklist {
+        let expected = match s.step.phase {
+            StepPhase::Before => StepStatus::Due,
+            StepPhase::Deploy if s.step.kind != StepKind::Deploy => StepStatus::Due,
+            _ => StepStatus::Pending,
+        };
+        assert_eq!(s.status, expected, "{s}");
+    }
+    assert!(
+        report
+            .checklist
+            .iter()
+            .any(|s| s.step.kind == StepKind::ContractMigration && s.status == StepStatus::Pending),
+        "the contract migration is never due after a rollback"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_pre_upgrade_step_fails_the_deployment_before_anything_changes() {
+    let world = on_1_0_0().await;
+    let runner = Arc::new(InMemoryStepRunner::new());
+    runner.fail_next("migration tool unreachable");
+    let o = orchestrator(&world, None, Some(runner));
+    let applies = world.router.apply_count();
+    let report = o
+        .start(&canary_config("1.1.0"), SERVICE)
+        .await
+        .expect("start")
+        .wait()
+        .await
+        .expect("report");
+    let Some(Outcome::Failed { reason }) = &report.outcome else {
+        panic!("expected failed, got {report}");
+    };
+    assert!(reason.contains("migration tool unreachable"), "{reason}");
+    assert!(reason.contains("nothing was deployed"), "{reason}");
+    assert_eq!(world.router.apply_count(), applies, "no split changed");
+    assert!(
+        world
+            .platform
+            .status(SERVICE, &Track::Canary)
+            .await
+            .is_err()
+    );
+    assert!(
+        report
+            .checklist
+            .iter()
+            .any(|s| s.status == StepStatus::Failed)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_name_the_new_version_when_a_canary_runs_on_the_stable_track() {
+    let world = on_1_0_0().await;
+    let _traffic = world.spawn_traffic();
+    let o = world.orchestrator();
+    let first = o.run(&canary_config("1.1.0")).await.expect("run").remove(0);
+    assert_eq!(first.to.track, Track::Canary);
+    // 1.1.0 now runs on `canary`; the next canary runs 1.2.0 on the idle `stable` track.
+    let second = o.run(&canary_config("1.2.0")).await.expect("run").remove(0);
+    assert_eq!(second.outcome, Some(Outcome::Succeeded), "{second}");
+    assert_eq!(second.to.track, Track::Stable);
+    let weights: Vec<&EventKind> = second
+        .timeline
+        .iter()
+        .map(|e| &e.kind)
+        .filter(|k| matches!(k, EventKind::WeightChanged { .. }))
+        .collect();
+    assert!(!weights.is_empty());
+    for k in weights {
+        let EventKind::WeightChanged { version, track, .. } = k else {
+            unreachable!("filtered");
+        };
+        assert_eq!((version.as_str(), track.as_str()), ("1.2.0", "stable"));
+        let line = k.to_string();
+        assert!(
+            line.contains("new version 1.2.0") && line.contains("canary arm"),
+            "{line}"
+        );
+    }
+    assert!(second.timeline.iter().any(|e| matches!(
+        &e.kind,
+        EventKind::TrackStarted { version, track, .. } if version == "1.2.0" && track == "stable"
+    )));
+}
+
+/// Runs 1.0.0 -> 1.1.0 (promoted about 190 s after start) with `max` as the deadline.
+async fn deadline_run(
+    max: Duration,
+    monitoring: Duration,
+    warm: Duration,
+    on: OnDeadline,
+) -> (Arc<World>, Report) {
+    let world = on_1_0_0().await;
+    let _traffic = world.spawn_traffic();
+    let mut c = canary_config("1.1.0");
+    c.max_deployment_duration = max;
+    c.monitoring.monitoring_duration = monitoring;
+    c.blue_green_config.keep_old_warm_for = warm;
+    c.monitoring.on_deadline = on;
+    c.validate().expect("valid");
+    let report = world.orchestrator().run(&c).await.expect("run").remove(0);
+    println!("{report}");
+    (world, report)
+}
+
+fn deadline_event(report: &Report) -> Option<(Phase, u64)> {
+    report.timeline.iter().find_map(|e| match &e.kind {
+        EventKind::DeadlineReached { phase, .. } => Some((
+            *phase,
+            e.at.saturating_duration_since(report.started_at).as_secs(),
+        )),
+        _ => None,
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_ends_monitoring_and_completes_by_default() {
+    let max = Duration::from_secs(240);
+    let (world, report) = deadline_run(
+        max,
+        Duration::from_secs(600),
+        Duration::from_secs(60),
+        OnDeadline::Complete,
+    )
+    .await;
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    assert_eq!(deadline_event(&report), Some((Phase::Monitoring, 240)));
+    let took = report.last_at.saturating_duration_since(report.started_at);
+    assert!(took <= max + Duration::from_secs(1), "{took:?}");
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Canary, "1.1.0".into()))
+    );
+    assert!(
+        world
+            .platform
+            .status(SERVICE, &Track::Stable)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_in_monitoring_rolls_back_when_configured() {
+    let (world, report) = deadline_run(
+        Duration::from_secs(240),
+        Duration::from_secs(600),
+        Duration::from_secs(60),
+        OnDeadline::Rollback,
+    )
+    .await;
+    let Some(Outcome::RolledBack { reason }) = &report.outcome else {
+        panic!("expected a rollback, got {report}");
+    };
+    assert!(reason.contains("maxDeploymentDuration"), "{reason}");
+    assert_eq!(deadline_event(&report), Some((Phase::Monitoring, 240)));
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Stable, "1.0.0".into()))
+    );
+    assert!(
+        world
+            .platform
+            .status(SERVICE, &Track::Canary)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_cuts_the_warm_delay_short() {
+    let max = Duration::from_secs(300);
+    let (world, report) = deadline_run(
+        max,
+        Duration::from_secs(20),
+        Duration::from_secs(3_600),
+        OnDeadline::Complete,
+    )
+    .await;
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    assert_eq!(deadline_event(&report), Some((Phase::Completion, 300)));
+    let took = report.last_at.saturating_duration_since(report.started_at);
+    assert!(took <= max + Duration::from_secs(1), "{took:?}");
+    assert!(
+        world
+            .platform
+            .status(SERVICE, &Track::Stable)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_paused_deployment_still_ends_at_the_deadline_after_promotion() {
+    let world = on_1_0_0().await;
+    let _traffic = world.spawn_traffic();
+    let mut c = canary_config("1.1.0");
+    c.max_deployment_duration = Duration::from_secs(400);
+    c.monitoring.monitoring_duration = Duration::from_secs(20);
+    c.blue_green_config.keep_old_warm_for = Duration::from_secs(60);
+    let o = world.orchestrator();
+    let handle = o.start(&c, SERVICE).await.expect("start");
+    let mut status = handle.watch();
+    while status.borrow().phase != Phase::Completion {
+        status.changed().await.expect("status");
+    }
+    handle.pause().await.expect("pause");
+    let report = handle.wait().await.expect("report");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    assert_eq!(deadline_event(&report), Some((Phase::Completion, 400)));
+}
