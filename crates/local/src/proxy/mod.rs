@@ -1,6 +1,7 @@
 //! [`ProxyRouter`]: an HTTP/1.1 and HTTP/2 (cleartext) reverse proxy on hyper that routes each
 //! request by the applied [`TrafficSplit`].
 
+mod accept;
 mod choose;
 mod config;
 mod upstream;
@@ -34,6 +35,7 @@ pub use config::ProxyConfig;
 
 use crate::error::{Error, Result};
 use crate::metrics::{ProxyMetrics, Store};
+use accept::{Conns, spawn_workers};
 use choose::{Reason, choose};
 use upstream::{Endpoint, SendError};
 
@@ -108,6 +110,11 @@ struct Shared {
 /// - **Mirroring** sends a copy of the given share of requests *without a body* to the mirror
 ///   backend and discards its answers; requests with a body are not mirrored (the proxy never
 ///   buffers bodies).
+/// - **Threads.** By default the proxy serves on the runtime that binds it. With
+///   [`ProxyConfig::workers`] it serves on that many threads of its own, each a single-threaded
+///   runtime with an even share of the client connections and its own upstream pools, so a
+///   request is forwarded and answered without waking another thread; every guarantee above
+///   holds the same way (one snapshot, shared endpoints and in-flight counts).
 /// - **Metrics.** Every answer is measured per backend ([`metrics`](ProxyRouter::metrics)) and
 ///   served as Prometheus text at `/metrics` on the admin address, if configured.
 ///
@@ -162,7 +169,11 @@ impl ProxyRouter {
         let (stop, stopped) = watch::channel(false);
         let workers = shared.config.workers;
         if workers == 0 {
-            tokio::spawn(serve(listener, shared.clone(), stopped.clone()));
+            tokio::spawn(serve(
+                Conns::listen(listener),
+                shared.clone(),
+                stopped.clone(),
+            ));
         } else if let Err(reason) = spawn_workers(listener, workers, &shared, &stopped) {
             // Workers already started stop with the listener's other copies.
             let _ = stop.send(true);
@@ -558,54 +569,13 @@ fn finish(
     }
 }
 
-/// Starts `workers` threads, each serving copies of `listener` on a runtime of its own until
-/// `stopped`.
-fn spawn_workers(
-    listener: TcpListener,
-    workers: u16,
-    shared: &Arc<Shared>,
-    stopped: &watch::Receiver<bool>,
-) -> std::result::Result<(), String> {
-    let listener = listener.into_std().map_err(|e| e.to_string())?;
-    for index in 0..workers {
-        let copy = listener.try_clone().map_err(|e| e.to_string())?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("worker runtime: {e}"))?;
-        let (shared, stopped) = (shared.clone(), stopped.clone());
-        std::thread::Builder::new()
-            .name(format!("serin-proxy-{index}"))
-            .spawn(move || {
-                upstream::set_worker(usize::from(index));
-                runtime.block_on(async move {
-                    match TcpListener::from_std(copy) {
-                        Ok(l) => serve(l, shared, stopped).await,
-                        Err(e) => {
-                            tracing::warn!(error = %e, worker = index, "worker cannot listen")
-                        }
-                    }
-                });
-            })
-            .map_err(|e| format!("worker thread: {e}"))?;
-    }
-    Ok(())
-}
-
-async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+async fn serve(mut conns: Conns, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((s, _)) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                };
+            accepted = conns.next() => {
+                let Some(stream) = accepted else { break };
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 let svc = service_fn(move |req| {
@@ -623,7 +593,7 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopped: watch::R
             _ = stopped.changed() => break,
         }
     }
-    drop(listener);
+    drop(conns);
     graceful.shutdown().await;
 }
 
