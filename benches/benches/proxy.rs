@@ -5,7 +5,7 @@
 //! directly to one backend, through `serin_local::ProxyRouter` with a 50/50 split, and through
 //! nginx configured as the equivalent weighted reverse proxy (`upstream` with `weight=50` each,
 //! keep-alive to the backends). Saturation throughput is measured with wrk (closed loop, 64
-//! connections) when present, else with the bench's own keep-alive client; latency p50/p99 with
+//! connections; the median of three rounds in which the paths take turns) when present, else with the bench's own keep-alive client; latency p50/p99 with
 //! the bench's own client at a fixed rate of 50% of the proxy's saturation, for all three.
 //! The proxy serves on as many worker threads as nginx has worker processes (one per core).
 //! Without nginx the nginx row is skipped with a message (`scripts/bench/nginx.sh` installs it).
@@ -305,29 +305,36 @@ struct Row {
     failed: u64,
 }
 
-async fn measure(name: &'static str, addr: SocketAddr, secs: u64, rate: Option<f64>) -> (Row, f64) {
-    let (rps, tool) = match wrk(addr, secs).await {
+/// Saturation throughput of one path, with the tool that measured it.
+async fn saturation(addr: SocketAddr, secs: u64) -> (f64, &'static str) {
+    match wrk(addr, secs).await {
         Some(r) => (r, "wrk"),
         None => (load(addr, 64, None, secs).await.0, "own"),
-    };
-    let target = rate.unwrap_or(rps * 0.5);
-    let (_, tally) = load(addr, 16, Some(target), secs).await;
+    }
+}
+
+/// Latency of one path at a fixed `rate`, into `row`.
+async fn latency(row: &mut Row, addr: SocketAddr, secs: u64, rate: f64) {
+    let (_, tally) = load(addr, 16, Some(rate), secs).await;
     let mut lat = tally
         .latencies_us
         .lock()
         .map(|l| l.clone())
         .unwrap_or_default();
     lat.sort_unstable();
-    let row = Row {
-        name,
-        rps,
-        tool,
-        p50: quantile_ms(&lat, 0.5),
-        p99: quantile_ms(&lat, 0.99),
-        failed: tally.failed.load(Ordering::Relaxed),
-    };
-    (row, target)
+    row.p50 = quantile_ms(&lat, 0.5);
+    row.p99 = quantile_ms(&lat, 0.99);
+    row.failed += tally.failed.load(Ordering::Relaxed);
 }
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Saturation rounds: the paths take turns, so a change in the machine's other load falls on
+/// all of them alike; each path's figure is its median over the rounds.
+const ROUNDS: usize = 3;
 
 async fn throughput_and_latency(bin: &Path, secs: u64) -> Result<(), BoxError> {
     let (a, _ka) = start_backend(bin, "1.0.0").await?;
@@ -338,17 +345,9 @@ async fn throughput_and_latency(bin: &Path, secs: u64) -> Result<(), BoxError> {
     router
         .apply(&TrafficSplit::from_percents([("blue", 50), ("green", 50)])?)
         .await?;
-
-    // The proxy first: its saturation fixes the common latency rate (50% of it).
-    let (serin, rate) = measure("serin proxy", router.local_addr(), secs, None).await;
-    let (direct, _) = measure("direct", a, secs, Some(rate)).await;
     let nginx = match nginx_binary() {
         Some(bin) => match start_nginx(&bin, &[a, b]).await {
-            Ok((addr, child)) => {
-                let row = measure("nginx", addr, secs, Some(rate)).await.0;
-                drop(child);
-                Some(row)
-            }
+            Ok(started) => Some(started),
             Err(e) => {
                 println!("nginx column skipped: {e}");
                 None
@@ -361,11 +360,47 @@ async fn throughput_and_latency(bin: &Path, secs: u64) -> Result<(), BoxError> {
             None
         }
     };
+    let mut paths: Vec<(&'static str, SocketAddr)> =
+        vec![("direct", a), ("serin proxy", router.local_addr())];
+    if let Some((addr, _)) = &nginx {
+        paths.push(("nginx", *addr));
+    }
+    let mut figures: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+    let mut tools = vec!["own"; paths.len()];
+    for _ in 0..ROUNDS {
+        for ((_, addr), (f, tool)) in paths.iter().zip(figures.iter_mut().zip(tools.iter_mut())) {
+            let (rps, used) = saturation(*addr, secs).await;
+            f.push(rps);
+            *tool = used;
+        }
+    }
+    let mut rows: Vec<Row> = paths
+        .iter()
+        .zip(figures.into_iter().zip(tools))
+        .map(|((name, _), (f, tool))| Row {
+            name,
+            rps: median(f),
+            tool,
+            p50: f64::NAN,
+            p99: f64::NAN,
+            failed: 0,
+        })
+        .collect();
+    // The proxy's saturation fixes the common latency rate (50% of it).
+    let rate = rows.get(1).map_or(1_000.0, |r| r.rps * 0.5);
+    for (row, (_, addr)) in rows.iter_mut().zip(&paths) {
+        latency(row, *addr, secs, rate).await;
+    }
+    drop(nginx);
+    let [direct, serin, rest @ ..] = rows.as_slice() else {
+        return Err("no rows measured".into());
+    };
+    let nginx = rest.first();
     router.shutdown();
 
     println!();
     println!(
-        "cores: {}; {secs} s per measurement; latency at a fixed {rate:.0} req/s (50% of the proxy's saturation), 16 keep-alive connections",
+        "cores: {}; saturation: median of {ROUNDS} rounds of {secs} s, the paths taking turns; latency: {secs} s at a fixed {rate:.0} req/s (50% of the proxy's saturation), 16 keep-alive connections",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
@@ -376,10 +411,7 @@ async fn throughput_and_latency(bin: &Path, secs: u64) -> Result<(), BoxError> {
         "| path | saturation req/s | tool | p50 ms | p99 ms | added p50 ms | added p99 ms | failed |"
     );
     println!("|---|---:|---|---:|---:|---:|---:|---:|");
-    for r in std::iter::once(&direct)
-        .chain(std::iter::once(&serin))
-        .chain(nginx.iter())
-    {
+    for r in &rows {
         println!(
             "| {} | {:.0} | {} | {:.3} | {:.3} | {:+.3} | {:+.3} | {} |",
             r.name,
