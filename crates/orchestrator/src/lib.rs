@@ -14,9 +14,20 @@
 //!   [`rollback`](Orchestrator::rollback), [`rollback_to`](Orchestrator::rollback_to),
 //!   [`report`](Orchestrator::report); one deployment per service at a time.
 //!   [`DeploymentHandle`]: promote, abort, pause, resume, status.
-//! - Phases ([`Phase`]): validation, preparation (pre-checks, dependencies, backup),
-//!   deployment (blue-green, canary, blue-green-with-canary), monitoring (triggers after
-//!   promotion), completion (the old version retired after its warm delay).
+//! - Phases ([`Phase`]): validation, preparation (pre-checks, dependencies, backup, the
+//!   pre-upgrade steps), deployment (blue-green, canary, blue-green-with-canary), monitoring
+//!   (triggers after promotion), completion (the old version retired after its warm delay,
+//!   then the post-upgrade steps).
+//! - The validated upgrade's checklist (`serin_compat` steps: backups, feature flags, expand
+//!   migrations before the deployment; contract migrations and clean-up once the old version
+//!   is gone) is in the dry run, in the [`Report`] ([`UpgradeStep`]) and in
+//!   [`EventKind::UpgradeStep`] events of the phase it belongs to. The orchestrator runs no SQL:
+//!   a [`StepRunner`] carries out what it can ([`InMemoryStepRunner`] records), the backup
+//!   provider's backup does the backup step, and anything else is recorded as due.
+//! - `maxDeploymentDuration` bounds the whole deployment: before promotion it rolls back
+//!   (never promote on missing evidence); after promotion `monitoring.onDeadline` ([`OnDeadline`])
+//!   either finishes at once (the default: the watch ends and the old version is retired
+//!   without the rest of its warm delay) or rolls back to the still-warm old version.
 //! - [`Journal`] ([`FileJournal`]: append-only JSON lines with fsync; [`InMemoryJournal`]):
 //!   every [`Record`] holds the new [`DeploymentState`] (including the canary controller, its
 //!   judges and the trigger engine), the idempotent [`Effect`]s and the [`Event`]s.
@@ -31,8 +42,10 @@
 //! Blue-green alternates `blue` and `green`. A canary runs the new version on whichever of
 //! `stable` and `canary` is idle (after a promotion, the next canary starts on `stable`);
 //! judges and triggers always see the old version as the baseline arm (`stable`) and the new one
-//! as the canary arm (`canary`), whatever their tracks are called. A first install (nothing
-//! runs yet) brings the version up and routes all traffic to it, with nothing to compare.
+//! as the canary arm (`canary`), whatever their tracks are called. Events therefore name the
+//! version first and the track second ("weight: 10% to the new version 1.2.0 (canary arm, on
+//! track stable)"); the new version is always the canary arm. A first install (nothing runs
+//! yet) brings the version up and routes all traffic to it, with nothing to compare.
 //!
 //! ## Time
 //!
