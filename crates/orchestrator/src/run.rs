@@ -1010,7 +1010,10 @@ impl Runner {
             .unwrap_or(self.state.observed_until)
             .saturating_add(warm);
         let deadline_first = at > self.state.deadline && !self.state.deadline_action;
-        let target = if deadline_first {
+        let target = if self.state.deadline_action {
+            // Finishing at the deadline: the rest of the warm delay is cut short.
+            self.now()
+        } else if deadline_first {
             self.state.deadline
         } else {
             at

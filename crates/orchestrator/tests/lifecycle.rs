@@ -307,7 +307,7 @@ async fn the_deadline_ends_monitoring_and_completes_by_default() {
     let (world, report) = deadline_run(
         max,
         Duration::from_secs(600),
-        Duration::from_secs(60),
+        Duration::from_secs(600),
         OnDeadline::Complete,
     )
     .await;

@@ -246,10 +246,11 @@ struct Local {
 impl Local {
     async fn new(rates: &'static [(&'static str, &'static str)]) -> Local {
         let demo = demo_binary().display().to_string();
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "serin-orchestrator-local-{}-{}",
             std::process::id(),
-            rates.len()
+            NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         // A generous connect timeout: the machine running the tests may be busy, and a slow
         // accept is not what these tests are about.
@@ -403,4 +404,78 @@ async fn a_gradual_blue_green_switch_on_real_processes_drops_nothing() {
     assert_eq!((unanswered, app_errors), (0, 0));
     assert_eq!(live.len(), 1);
     assert_eq!(live[0].track.to_string(), "green");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blue_green_switch_to_a_failing_version_is_switched_back_by_its_trigger() {
+    static RATES: [(&str, &str); 2] = [("1.0.0", "0"), ("1.1.0", "0.4")];
+    let local = Local::new(&RATES).await;
+    let install = local.run(&config(StrategyKind::BlueGreen, "1.0.0")).await;
+    assert_eq!(install.outcome, Some(Outcome::Succeeded));
+    local.start_load().await;
+    let mut c = config(StrategyKind::BlueGreen, "1.1.0");
+    c.monitoring.error_rate_threshold = Some(0.10);
+    c.monitoring.consecutive_failures = 2;
+    c.monitoring.monitoring_duration = Duration::from_secs(10);
+    c.validate().expect("valid");
+    let report = local.run(&c).await;
+    let Some(Outcome::RolledBack { reason }) = &report.outcome else {
+        panic!("expected a rollback by the trigger, got {report}");
+    };
+    assert!(reason.contains("trigger"), "{reason}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let unanswered = local.load.unanswered.load(Ordering::Relaxed);
+    let live = local.platform.list().await.expect("list");
+    local.close().await;
+    assert_eq!(unanswered, 0, "requests failed because of a switch");
+    assert_eq!(live.len(), 1);
+    assert_eq!(
+        (live[0].track.to_string(), live[0].version.to_string()),
+        ("blue".to_owned(), "1.0.0".to_owned())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_canary_holds_its_weight_then_an_abort_rolls_it_back() {
+    static RATES: [(&str, &str); 2] = [("1.0.0", "0"), ("1.1.0", "0")];
+    let local = Local::new(&RATES).await;
+    let install = local.run(&config(StrategyKind::Canary, "1.0.0")).await;
+    assert_eq!(install.outcome, Some(Outcome::Succeeded));
+    local.start_load().await;
+    let handle = local
+        .orchestrator
+        .start(&config(StrategyKind::Canary, "1.1.0"), SERVICE)
+        .await
+        .expect("start");
+    let mut status = handle.watch();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while status.borrow().weight <= 0.0 {
+            status.changed().await.expect("status");
+        }
+    })
+    .await
+    .expect("the canary receives traffic");
+    handle.pause().await.expect("pause");
+    let held = handle.status().weight;
+    // Longer than the increment interval (2 s): a running canary would have moved on.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(handle.status().weight, held, "a pause holds the weight");
+    assert!(handle.status().paused);
+    handle.resume().await.expect("resume");
+    handle.abort().await.expect("abort");
+    let report = tokio::time::timeout(Duration::from_secs(30), handle.wait())
+        .await
+        .expect("over within 30 s")
+        .expect("report");
+    let Some(Outcome::RolledBack { reason }) = &report.outcome else {
+        panic!("expected a rollback, got {report}");
+    };
+    assert!(reason.contains("aborted"), "{reason}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let unanswered = local.load.unanswered.load(Ordering::Relaxed);
+    let live = local.platform.list().await.expect("list");
+    local.close().await;
+    assert_eq!(unanswered, 0, "requests failed because of a switch");
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].version.to_string(), "1.0.0");
 }
