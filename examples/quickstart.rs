@@ -1,7 +1,9 @@
 //! Quickstart: two real deployments on one machine, under real load, in under two minutes.
 //!
 //! 1. Starts the embedded reverse proxy ([`ProxyRouter`]) and installs the demo service 1.0.0
-//!    (0.5% errors) behind it as processes ([`ProcessPlatform`]).
+//!    (0.5% errors) behind it as processes ([`ProcessPlatform`]), wrapped so the proxy stays in
+//!    step with them: ready instances join the proxy, and a retired track leaves it and drains
+//!    before its processes are stopped.
 //! 2. Starts a load generator: keep-alive HTTP clients sending a few hundred requests a second
 //!    through the proxy, counting every answer by the version that gave it.
 //! 3. Deploys 1.1.0 (healthy, 0.5% errors) by canary — 10%, 40%, 70%, judged by the sequential

@@ -1157,6 +1157,22 @@ maxDeploymentDuration: 2h
     }
 
     #[test]
+    fn on_deadline_defaults_to_complete_and_reads_rollback() {
+        assert_eq!(base().monitoring.on_deadline, OnDeadline::Complete);
+        let c = DeploymentConfig::from_yaml(
+            "strategy: canary\nversion: 1.0.0\ntargetServices: [a]\nmonitoring: { onDeadline: rollback }\n",
+        )
+        .expect("valid");
+        assert_eq!(c.monitoring.on_deadline, OnDeadline::Rollback);
+        let err = DeploymentConfig::from_yaml(
+            "strategy: canary\nversion: 1.0.0\ntargetServices: [a]\nmonitoring: { onDeadline: wait }\n",
+        )
+        .expect_err("unknown action")
+        .to_string();
+        assert!(err.contains("wait"), "{err}");
+    }
+
+    #[test]
     fn rejections_name_the_path_value_and_reason() {
         let cases = [
             (
