@@ -397,3 +397,87 @@ async fn a_paused_deployment_still_ends_at_the_deadline_after_promotion() {
     assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
     assert_eq!(deadline_event(&report), Some((Phase::Completion, 400)));
 }
+
+/// The canary of 1.1.0 with its checklist, crashing after the `crash_at`-th record when
+/// given and resumed by a new orchestrator with the same step runner.
+async fn checklist_run(crash_at: Option<usize>) -> (Report, usize) {
+    let world = on_1_0_0().await;
+    let _traffic = world.spawn_traffic();
+    let runner = Arc::new(InMemoryStepRunner::new());
+    let before = world.journal.len();
+    // A short canary keeps the number of crash points (one per record) small.
+    let mut config = canary_config("1.1.0");
+    config.canary_config.increment_percentage = 45;
+    config.canary_config.increment_interval = Duration::from_secs(30);
+    config.monitoring.monitoring_duration = Duration::from_secs(20);
+    config.blue_green_config.keep_old_warm_for = Duration::from_secs(20);
+    let first = orchestrator(&world, None, Some(runner.clone()));
+    let report = match crash_at {
+        None => first
+            .start(&config, SERVICE)
+            .await
+            .expect("start")
+            .wait()
+            .await
+            .expect("report"),
+        Some(k) => {
+            world.journal.stall_after(Some(before + k));
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let starter = tokio::spawn(async move {
+                let h = first.start(&config, SERVICE).await.expect("start");
+                let _ = tx.send(h);
+            });
+            while world.journal.len() < before + k {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            match tokio::time::timeout(Duration::from_millis(1), rx).await {
+                Ok(Ok(handle)) => handle.kill(),
+                _ => starter.abort(),
+            }
+            world.journal.stall_after(None);
+            let id = world
+                .journal
+                .all()
+                .last()
+                .expect("records")
+                .deployment
+                .clone();
+            orchestrator(&world, None, Some(runner))
+                .resume(&id)
+                .await
+                .expect("resume")
+                .wait()
+                .await
+                .expect("report")
+        }
+    };
+    (report, world.journal.len() - before)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_checklist_survives_a_crash_at_every_journal_write() {
+    let (reference, records) = checklist_run(None).await;
+    assert_eq!(reference.outcome, Some(Outcome::Succeeded));
+    assert!(records > 10, "{records} records");
+    for k in 1..=records {
+        let (report, _) = checklist_run(Some(k)).await;
+        assert_eq!(report.outcome, Some(Outcome::Succeeded), "crash after {k}");
+        assert_eq!(report.checklist.len(), reference.checklist.len());
+        assert!(
+            report
+                .checklist
+                .iter()
+                .all(|s| s.status == StepStatus::Done),
+            "crash after {k}: {:?}",
+            report.checklist
+        );
+        // Each step is journalled once, however often a crash made it run.
+        let step_events = report
+            .timeline
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::UpgradeStep { .. }))
+            .count();
+        assert_eq!(step_events, report.checklist.len(), "crash after {k}");
+    }
+}
