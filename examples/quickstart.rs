@@ -1,8 +1,8 @@
 //! Quickstart: two real deployments on one machine, under real load, in under two minutes.
 //!
 //! 1. Starts the embedded reverse proxy ([`ProxyRouter`]) and installs the demo service 1.0.0
-//!    (0.5% errors) behind it as processes ([`ProcessPlatform`]), wrapped so the proxy stays in
-//!    step with them: ready instances join the proxy, and a retired track leaves it and drains
+//!    (0.5% errors) behind it as processes ([`ProcessPlatform`]), wrapped in a [`ProxiedPlatform`]
+//!    so the proxy stays in step with them: ready instances join the proxy, and a retired track leaves it and drains
 //!    before its processes are stopped.
 //! 2. Starts a load generator: keep-alive HTTP clients sending a few hundred requests a second
 //!    through the proxy, counting every answer by the version that gave it.
@@ -24,23 +24,21 @@
 
 use std::collections::BTreeMap;
 use std::error::Error;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use serin_local::{ProcessConfig, ProcessPlatform, ProxyConfig, ProxyRouter};
+use serin_local::{ProcessConfig, ProcessPlatform, ProxiedPlatform, ProxyConfig, ProxyRouter};
 use serin_orchestrator::{
     DeploymentConfig, Event, EventKind, FileJournal, Orchestrator, Outcome, Platform,
-    ServiceBackends, Status, TrackSpec, TrackStatus,
+    ServiceBackends, Status, TrackSpec,
 };
-use serin_signals::{InMemoryHealth, Track};
+use serin_signals::InMemoryHealth;
 use tokio::net::TcpStream;
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -186,177 +184,6 @@ fn demo_binary() -> Result<PathBuf, BoxError> {
     Ok(demo)
 }
 
-/// The process platform with the proxy kept in step with it, so that switching can never fail
-/// a request: a track's ready instances are given to the proxy whenever the platform reports
-/// them, and a retired track is first taken out of the proxy, then drained (nothing left in
-/// flight), and only then are its processes stopped.
-struct Synced {
-    platform: ProcessPlatform,
-    router: ProxyRouter,
-    /// Per track: bumped at every bring-up and retire, so a status read before one of them is
-    /// never given to the proxy after it; and whether the track is withheld (retired).
-    tracks: Mutex<BTreeMap<String, (u64, bool)>>,
-}
-
-/// What `Platform`'s methods return (the trait is declared with `#[async_trait]`).
-type Boxed<'a, T> = Pin<Box<dyn Future<Output = serin_orchestrator::Result<T>> + Send + 'a>>;
-
-impl Synced {
-    fn new(platform: ProcessPlatform, router: ProxyRouter) -> Self {
-        Synced {
-            platform,
-            router,
-            tracks: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    fn tracks(&self) -> MutexGuard<'_, BTreeMap<String, (u64, bool)>> {
-        self.tracks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn generation(&self, track: &str) -> u64 {
-        self.tracks().get(track).map_or(0, |(g, _)| *g)
-    }
-
-    /// Gives the proxy the ready instances of `status` unless the track was brought up or
-    /// retired since `generation` was read, or is retired.
-    fn offer(&self, status: &TrackStatus, generation: u64) {
-        let tracks = self.tracks();
-        let (current, withheld) = tracks
-            .get(status.track.as_str())
-            .copied()
-            .unwrap_or((0, false));
-        if current == generation && !withheld {
-            self.router.sync_track(status);
-        }
-    }
-
-    /// One pass over every track (instances that became ready or died since the last one).
-    async fn sync(&self) {
-        let before = self.tracks().clone();
-        if let Ok(tracks) = self.platform.list().await {
-            for t in &tracks {
-                let g = before.get(t.track.as_str()).map_or(0, |(g, _)| *g);
-                self.offer(t, g);
-            }
-        }
-    }
-}
-
-impl Platform for Synced {
-    fn name(&self) -> &str {
-        "process, in step with the proxy"
-    }
-
-    fn bring_up<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        spec: &'life1 TrackSpec,
-    ) -> Boxed<'async_trait, TrackStatus>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let g = {
-                let mut tracks = self.tracks();
-                let e = tracks.entry(spec.track().to_string()).or_insert((0, false));
-                *e = (e.0 + 1, false);
-                e.0
-            };
-            let st = self.platform.bring_up(spec).await?;
-            self.offer(&st, g);
-            Ok(st)
-        })
-    }
-
-    fn status<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        service: &'life1 str,
-        track: &'life2 Track,
-    ) -> Boxed<'async_trait, TrackStatus>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let g = self.generation(track.as_str());
-            let st = self.platform.status(service, track).await?;
-            self.offer(&st, g);
-            Ok(st)
-        })
-    }
-
-    fn scale<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        service: &'life1 str,
-        track: &'life2 Track,
-        instances: u32,
-    ) -> Boxed<'async_trait, TrackStatus>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let g = self.generation(track.as_str());
-            let st = self.platform.scale(service, track, instances).await?;
-            self.offer(&st, g);
-            Ok(st)
-        })
-    }
-
-    fn retire<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        service: &'life1 str,
-        track: &'life2 Track,
-        drain: Duration,
-    ) -> Boxed<'async_trait, ()>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let endpoints = {
-                let mut tracks = self.tracks();
-                let e = tracks.entry(track.to_string()).or_insert((0, false));
-                *e = (e.0 + 1, true);
-                let endpoints = self.router.endpoints(track.as_str());
-                self.router.set_endpoints(track.as_str(), &[]);
-                endpoints
-            };
-            // No new request reaches the track now; wait until those in flight are answered.
-            self.router
-                .wait_drained(&endpoints, drain.max(Duration::from_secs(5)))
-                .await;
-            self.platform.retire(service, track, Duration::ZERO).await
-        })
-    }
-
-    fn list<'life0, 'async_trait>(&'life0 self) -> Boxed<'async_trait, Vec<TrackStatus>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move { self.platform.list().await })
-    }
-}
-
-/// Catches instances that become ready or die between the orchestrator's own reads.
-async fn sync_endpoints(platform: Arc<Synced>, stop: Arc<AtomicBool>) {
-    while !stop.load(Ordering::Relaxed) {
-        platform.sync().await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn config(version: &str) -> Result<DeploymentConfig, BoxError> {
     let mut c = DeploymentConfig::from_yaml(&format!(
         r#"
@@ -467,7 +294,7 @@ async fn main() -> Result<(), BoxError> {
     let router =
         ProxyRouter::bind(ProxyConfig::default().with_connect_timeout(Duration::from_secs(5)))
             .await?;
-    let platform = Arc::new(Synced::new(
+    let platform = Arc::new(ProxiedPlatform::new(
         ProcessPlatform::new(
             ProcessConfig::new(work.join("logs")).with_grace(Duration::from_secs(2)),
         )?,
@@ -495,7 +322,8 @@ async fn main() -> Result<(), BoxError> {
     );
 
     let stop = Arc::new(AtomicBool::new(false));
-    let sync = tokio::spawn(sync_endpoints(platform.clone(), Arc::clone(&stop)));
+    // Catches instances that become ready or die between the orchestrator's own reads.
+    let sync = platform.spawn_sync(Duration::from_millis(50));
 
     // 1. Install 1.0.0 (nothing runs yet: no analysis, straight to 100%).
     println!("\n== install 1.0.0 ==");

@@ -55,10 +55,12 @@ mod health;
 mod metrics;
 mod probe;
 mod process;
+mod proxied;
 mod proxy;
 
 pub use error::{Error, Result};
 pub use health::{HttpHealth, HttpProbe};
 pub use metrics::ProxyMetrics;
 pub use process::{ProcessConfig, ProcessPlatform};
+pub use proxied::ProxiedPlatform;
 pub use proxy::{ProxyConfig, ProxyRouter};

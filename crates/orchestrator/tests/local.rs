@@ -2,24 +2,21 @@
 //! behind the real proxy, real HTTP load, real time (bounded waits). Zero requests may fail
 //! because of a switch.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-
-use async_trait::async_trait;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use serin_local::{ProcessConfig, ProcessPlatform, ProxyConfig, ProxyRouter};
+use serin_local::{ProcessConfig, ProcessPlatform, ProxiedPlatform, ProxyConfig, ProxyRouter};
 use serin_orchestrator::{
     DeploymentConfig, InMemoryJournal, Orchestrator, Outcome, Platform, Report, ServiceBackends,
-    StrategyKind, TrackSpec, TrackStatus, TrafficStrategyKind,
+    StrategyKind, TrackSpec, TrafficStrategyKind,
 };
-use serin_signals::{InMemoryHealth, Track};
+use serin_signals::InMemoryHealth;
 
 const SERVICE: &str = "demo";
 
@@ -61,121 +58,6 @@ fn demo_binary() -> PathBuf {
         );
     }
     built
-}
-
-/// The process platform with the proxy kept in step with it, so that switching can never fail
-/// a request: a track's ready instances are given to the proxy whenever the platform reports
-/// them, and a retired track is first taken out of the proxy, then drained (nothing left in
-/// flight), and only then are its processes stopped.
-struct Synced {
-    platform: ProcessPlatform,
-    router: ProxyRouter,
-    /// Per track: bumped at every bring-up and retire, so a status read before one of them is
-    /// never given to the proxy after it; and whether the track is withheld (retired).
-    tracks: Mutex<BTreeMap<String, (u64, bool)>>,
-}
-
-impl Synced {
-    fn tracks(&self) -> MutexGuard<'_, BTreeMap<String, (u64, bool)>> {
-        self.tracks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn generation(&self, track: &str) -> u64 {
-        self.tracks().get(track).map_or(0, |(g, _)| *g)
-    }
-
-    /// Gives the proxy the ready instances of `status` unless the track was brought up or
-    /// retired since `generation` was read, or is retired.
-    fn offer(&self, status: &TrackStatus, generation: u64) {
-        let tracks = self.tracks();
-        let (current, withheld) = tracks
-            .get(status.track.as_str())
-            .copied()
-            .unwrap_or((0, false));
-        if current == generation && !withheld {
-            self.router.sync_track(status);
-        }
-    }
-
-    /// One pass over every track (instances that became ready or died since the last one).
-    async fn sync(&self) {
-        let before = self.tracks().clone();
-        if let Ok(tracks) = self.platform.list().await {
-            for t in &tracks {
-                let g = before.get(t.track.as_str()).map_or(0, |(g, _)| *g);
-                self.offer(t, g);
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl Platform for Synced {
-    fn name(&self) -> &str {
-        "process, in step with the proxy"
-    }
-
-    async fn bring_up(&self, spec: &TrackSpec) -> serin_orchestrator::Result<TrackStatus> {
-        let g = {
-            let mut tracks = self.tracks();
-            let e = tracks.entry(spec.track().to_string()).or_insert((0, false));
-            *e = (e.0 + 1, false);
-            e.0
-        };
-        let st = self.platform.bring_up(spec).await?;
-        self.offer(&st, g);
-        Ok(st)
-    }
-
-    async fn status(
-        &self,
-        service: &str,
-        track: &Track,
-    ) -> serin_orchestrator::Result<TrackStatus> {
-        let g = self.generation(track.as_str());
-        let st = self.platform.status(service, track).await?;
-        self.offer(&st, g);
-        Ok(st)
-    }
-
-    async fn scale(
-        &self,
-        service: &str,
-        track: &Track,
-        instances: u32,
-    ) -> serin_orchestrator::Result<TrackStatus> {
-        let g = self.generation(track.as_str());
-        let st = self.platform.scale(service, track, instances).await?;
-        self.offer(&st, g);
-        Ok(st)
-    }
-
-    async fn retire(
-        &self,
-        service: &str,
-        track: &Track,
-        drain: Duration,
-    ) -> serin_orchestrator::Result<()> {
-        let endpoints = {
-            let mut tracks = self.tracks();
-            let e = tracks.entry(track.to_string()).or_insert((0, false));
-            *e = (e.0 + 1, true);
-            let endpoints = self.router.endpoints(track.as_str());
-            self.router.set_endpoints(track.as_str(), &[]);
-            endpoints
-        };
-        // No new request reaches the track now; wait until those in flight are answered.
-        self.router
-            .wait_drained(&endpoints, drain.max(Duration::from_secs(5)))
-            .await;
-        self.platform.retire(service, track, Duration::ZERO).await
-    }
-
-    async fn list(&self) -> serin_orchestrator::Result<Vec<TrackStatus>> {
-        self.platform.list().await
-    }
 }
 
 #[derive(Default)]
@@ -237,7 +119,7 @@ async fn client(proxy: SocketAddr, load: Arc<Load>, stop: Arc<AtomicBool>) {
 
 struct Local {
     router: ProxyRouter,
-    platform: Arc<Synced>,
+    platform: Arc<ProxiedPlatform>,
     orchestrator: Orchestrator,
     stop: Arc<AtomicBool>,
     load: Arc<Load>,
@@ -258,14 +140,11 @@ impl Local {
             ProxyRouter::bind(ProxyConfig::default().with_connect_timeout(Duration::from_secs(5)))
                 .await
                 .expect("proxy");
-        let platform = Arc::new(Synced {
-            platform: ProcessPlatform::new(
-                ProcessConfig::new(dir).with_grace(Duration::from_secs(1)),
-            )
-            .expect("platform"),
-            router: router.clone(),
-            tracks: Mutex::new(BTreeMap::new()),
-        });
+        let platform = Arc::new(ProxiedPlatform::new(
+            ProcessPlatform::new(ProcessConfig::new(dir).with_grace(Duration::from_secs(1)))
+                .expect("platform"),
+            router.clone(),
+        ));
         let backends = ServiceBackends::new(
             Arc::new(router.clone()),
             Arc::new(router.metrics()),
@@ -286,15 +165,7 @@ impl Local {
                 .build();
         let stop = Arc::new(AtomicBool::new(false));
         // Catch instances that become ready or die between the orchestrator's own reads.
-        {
-            let (platform, stop) = (platform.clone(), stop.clone());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    platform.sync().await;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            });
-        }
+        platform.spawn_sync(Duration::from_millis(50));
         Local {
             router,
             platform,
