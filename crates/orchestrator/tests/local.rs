@@ -117,7 +117,12 @@ async fn client(proxy: SocketAddr, load: Arc<Load>, stop: Arc<AtomicBool>) {
     }
 }
 
+/// One scenario at a time: each runs real processes under real load, and on a small machine
+/// scenarios running side by side starve each other of the traffic their analysis needs.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Local {
+    _turn: tokio::sync::MutexGuard<'static, ()>,
     router: ProxyRouter,
     platform: Arc<ProxiedPlatform>,
     orchestrator: Orchestrator,
@@ -127,6 +132,7 @@ struct Local {
 
 impl Local {
     async fn new(rates: &'static [(&'static str, &'static str)]) -> Local {
+        let turn = ONE_AT_A_TIME.lock().await;
         let demo = demo_binary().display().to_string();
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -167,6 +173,7 @@ impl Local {
         // Catch instances that become ready or die between the orchestrator's own reads.
         platform.spawn_sync(Duration::from_millis(50));
         Local {
+            _turn: turn,
             router,
             platform,
             orchestrator,
@@ -223,7 +230,7 @@ fn config(strategy: StrategyKind, version: &str) -> DeploymentConfig {
     c.blue_green_config.traffic_interval = Duration::from_secs(1);
     c.canary_config.initial_percentage = 20;
     c.canary_config.increment_percentage = 40;
-    c.canary_config.increment_interval = Duration::from_secs(2);
+    c.canary_config.increment_interval = Duration::from_secs(3);
     c.canary_config.metrics_window = Duration::from_secs(1);
     c.canary_config.drain = Duration::from_millis(500);
     c.monitoring.check_interval = Duration::from_millis(500);
@@ -235,7 +242,8 @@ fn config(strategy: StrategyKind, version: &str) -> DeploymentConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_promotes_then_rolls_back_on_real_processes_without_failed_requests() {
-    static RATES: [(&str, &str); 3] = [("1.0.0", "0.01"), ("1.1.0", "0.01"), ("1.2.0", "0.3")];
+    // The healthy versions make no errors of their own, so any error a switch caused would show.
+    static RATES: [(&str, &str); 3] = [("1.0.0", "0"), ("1.1.0", "0"), ("1.2.0", "0.3")];
     let local = Local::new(&RATES).await;
     let install = local.run(&config(StrategyKind::Canary, "1.0.0")).await;
     assert_eq!(install.outcome, Some(Outcome::Succeeded));
