@@ -11,7 +11,7 @@ use serin_orchestrator::{
     EventKind, Orchestrator, Outcome, Platform, ServiceBackends, StrategyKind, TrafficStrategyKind,
 };
 use serin_signals::Track;
-use support::{SERVICE, World, canary_config, v};
+use support::{SERVICE, World, canary_config, rollback_reason, v};
 
 fn blue_green(version: &str, traffic: TrafficStrategyKind) -> serin_orchestrator::DeploymentConfig {
     let mut c = canary_config(version);
@@ -96,9 +96,7 @@ async fn a_failing_green_is_switched_back_to_blue_by_the_error_rate_threshold() 
         .await
         .expect("run")
         .remove(0);
-    let Some(Outcome::RolledBack { reason }) = &report.outcome else {
-        panic!("expected a rollback, got {:?}", report.outcome);
-    };
+    let reason = rollback_reason(&report);
     assert!(reason.contains("error-rate-threshold"), "{reason}");
     assert_eq!(
         world.live_version().await,
@@ -138,12 +136,7 @@ async fn blue_green_with_canary_brings_green_up_fully_then_judges_then_switches(
     let mut config = blue_green("1.1.0", TrafficStrategyKind::Immediate);
     config.strategy = StrategyKind::BlueGreenWithCanary;
     config.canary_config.target_percentage = 50;
-    let report = world
-        .orchestrator()
-        .run(&config)
-        .await
-        .expect("run")
-        .remove(0);
+    let report = world.deploy(&config).await;
     println!("{report}");
     assert_eq!(report.outcome, Some(Outcome::Succeeded));
     assert_eq!(weights(&report), vec![10.0, 40.0, 100.0]);
@@ -162,12 +155,7 @@ async fn blue_green_with_canary_brings_green_up_fully_then_judges_then_switches(
     let mut config = config.clone();
     config.version = v("1.2.0");
     config.monitoring.error_rate_threshold = None;
-    let report = world
-        .orchestrator()
-        .run(&config)
-        .await
-        .expect("run")
-        .remove(0);
+    let report = world.deploy(&config).await;
     assert!(
         matches!(&report.outcome, Some(Outcome::RolledBack { reason }) if reason.contains("error_rate")),
         "{:?}",

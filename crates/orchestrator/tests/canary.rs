@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serin_orchestrator::{EventKind, Outcome, Platform};
 use serin_signals::Track;
-use support::{SERVICE, World, canary_config, drain};
+use support::{SERVICE, World, canary_config, drain, rollback_reason};
 
 #[tokio::test(start_paused = true)]
 async fn a_healthy_canary_is_promoted_and_the_old_track_retired() {
@@ -60,16 +60,9 @@ async fn a_canary_with_five_percent_errors_is_rolled_back_by_the_judge() {
     world.install("1.0.0").await;
     let mut config = canary_config("1.1.0");
     config.monitoring.error_rate_threshold = None;
-    let report = world
-        .orchestrator()
-        .run(&config)
-        .await
-        .expect("run")
-        .remove(0);
+    let report = world.deploy(&config).await;
     println!("{report}");
-    let Some(Outcome::RolledBack { reason }) = &report.outcome else {
-        panic!("expected a rollback, got {:?}", report.outcome);
-    };
+    let reason = rollback_reason(&report);
     assert!(reason.contains("error_rate"), "{reason}");
     assert_eq!(
         world.live_version().await,
@@ -98,15 +91,8 @@ async fn an_absolute_threshold_rolls_back_through_its_trigger() {
     let mut config = canary_config("1.1.0");
     config.canary_thresholds.max_error_rate = Some(0.02);
     config.monitoring.error_rate_threshold = None;
-    let report = world
-        .orchestrator()
-        .run(&config)
-        .await
-        .expect("run")
-        .remove(0);
-    let Some(Outcome::RolledBack { reason }) = &report.outcome else {
-        panic!("expected a rollback, got {:?}", report.outcome);
-    };
+    let report = world.deploy(&config).await;
+    let reason = rollback_reason(&report);
     assert!(reason.contains("canary-max-error-rate"), "{reason}");
     let fired = report
         .timeline
@@ -133,15 +119,8 @@ async fn a_canary_that_cannot_finish_in_time_is_rolled_back_at_the_deadline() {
     world.install("1.0.0").await;
     let mut config = canary_config("1.1.0");
     config.max_deployment_duration = std::time::Duration::from_secs(90);
-    let report = world
-        .orchestrator()
-        .run(&config)
-        .await
-        .expect("run")
-        .remove(0);
-    let Some(Outcome::RolledBack { reason }) = &report.outcome else {
-        panic!("expected a rollback, got {:?}", report.outcome);
-    };
+    let report = world.deploy(&config).await;
+    let reason = rollback_reason(&report);
     assert!(reason.contains("maxDeploymentDuration"), "{reason}");
     let took = report.last_at.saturating_duration_since(report.started_at);
     assert!(took.as_secs() >= 90 && took.as_secs() <= 100, "{took:?}");
@@ -161,12 +140,7 @@ async fn a_metrics_outage_holds_the_canary_and_never_promotes() {
     world.source.set_unavailable(true);
     let mut config = canary_config("1.1.0");
     config.max_deployment_duration = std::time::Duration::from_secs(600);
-    let report = world
-        .orchestrator()
-        .run(&config)
-        .await
-        .expect("run")
-        .remove(0);
+    let report = world.deploy(&config).await;
     assert!(
         matches!(report.outcome, Some(Outcome::RolledBack { .. })),
         "{:?}",

@@ -286,7 +286,7 @@ async fn deadline_run(
     c.blue_green_config.keep_old_warm_for = warm;
     c.monitoring.on_deadline = on;
     c.validate().expect("valid");
-    let report = world.orchestrator().run(&c).await.expect("run").remove(0);
+    let report = world.deploy(&c).await;
     println!("{report}");
     (world, report)
 }

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serin_orchestrator::{
-    Clock, DeploymentConfig, Event, InMemoryJournal, InMemoryPlatform, Orchestrator, Platform,
-    ServiceBackends, StrategyKind,
+    Clock, DeploymentConfig, Event, InMemoryJournal, InMemoryPlatform, Orchestrator, Outcome,
+    Platform, Report, ServiceBackends, StrategyKind,
 };
 use serin_signals::{InMemoryHealth, InMemorySource, Metric, Timestamp, Track, Window};
 use serin_traffic::{InMemoryRouter, TrafficRouter};
@@ -57,6 +57,15 @@ impl World {
             .service(SERVICE, backends)
             .clock(self.clock)
             .build()
+    }
+
+    /// Runs `config` to its end and returns the report of its one target service.
+    pub async fn deploy(&self, config: &DeploymentConfig) -> Report {
+        self.orchestrator()
+            .run(config)
+            .await
+            .expect("run")
+            .remove(0)
     }
 
     pub fn set_rate(&self, version: &str, rate: f64) {
@@ -165,6 +174,14 @@ pub fn canary_config(version: &str) -> DeploymentConfig {
 }
 
 /// Every event received so far.
+/// The reason of a rolled-back deployment; panics with the report otherwise.
+pub fn rollback_reason(report: &Report) -> &str {
+    match &report.outcome {
+        Some(Outcome::RolledBack { reason }) => reason,
+        other => panic!("expected a rollback, got {other:?}\n{report}"),
+    }
+}
+
 pub fn drain(rx: &mut broadcast::Receiver<Event>) -> Vec<Event> {
     let mut out = Vec::new();
     while let Ok(e) = rx.try_recv() {
