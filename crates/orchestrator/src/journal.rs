@@ -15,6 +15,7 @@ use serin_signals::Timestamp;
 
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::sample::Sample;
 use crate::state::{DeploymentState, Effect};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -38,6 +39,9 @@ pub struct Record {
     pub effects: Vec<Effect>,
     /// What to announce once carried out.
     pub events: Vec<Event>,
+    /// What both arms looked like over the window observed just before this record, if one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<Sample>,
 }
 
 /// Where deployments record their state changes before acting on them.
@@ -271,6 +275,7 @@ mod tests {
                 serin_signals::Track::Canary,
                 std::time::Duration::ZERO,
             )],
+            sample: None,
         }
     }
 

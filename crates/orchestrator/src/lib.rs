@@ -77,6 +77,7 @@ mod orchestrator;
 mod platform;
 mod report;
 mod run;
+mod sample;
 mod state;
 
 pub use config::{
@@ -102,6 +103,7 @@ pub use platform::{
 };
 pub use report::Report;
 pub use run::Operation;
+pub use sample::{ArmSample, Sample};
 pub use state::{
     AnyJudge, CanaryRun, DeploymentState, Effect, Outcome, Placement, PlanRun, Stage, StepStatus,
     UpgradeStep,

@@ -710,6 +710,7 @@ impl Orchestrator {
             commands: rx,
             _keep: tx.clone(),
             status: status_tx,
+            sample: None,
         };
         let task = tokio::spawn(async move {
             let _guard = guard;
@@ -825,6 +826,7 @@ impl Orchestrator {
             commands: rx,
             _keep: tx,
             status: status_tx,
+            sample: None,
         };
         first.commit(Vec::new(), kinds).await?;
         runner_state = first.state.clone();

@@ -10,6 +10,7 @@ use crate::config::StrategyKind;
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind};
 use crate::journal::Record;
+use crate::sample::Sample;
 use crate::state::{Outcome, Placement, UpgradeStep};
 
 /// What a deployment did, and why.
@@ -40,6 +41,10 @@ pub struct Report {
     pub checklist: Vec<UpgradeStep>,
     /// Every event, in order.
     pub timeline: Vec<Event>,
+    /// What both arms looked like over each observation window, in order: the data the
+    /// decisions were made on.
+    #[serde(default)]
+    pub samples: Vec<Sample>,
 }
 
 impl Report {
@@ -64,6 +69,7 @@ impl Report {
                 .iter()
                 .flat_map(|r| r.events.iter().cloned())
                 .collect(),
+            samples: records.iter().filter_map(|r| r.sample.clone()).collect(),
         })
     }
 
@@ -165,6 +171,7 @@ mod tests {
             )],
             state: state.clone(),
             effects: Vec::new(),
+            sample: None,
         };
         state.stage = Stage::Done;
         state.outcome = Some(Outcome::RolledBack {
@@ -182,6 +189,7 @@ mod tests {
             )],
             state,
             effects: Vec::new(),
+            sample: None,
         };
         let report = Report::from_records(&[first, second]).expect("report");
         assert_eq!(report.timeline.len(), 2);

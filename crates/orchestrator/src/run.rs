@@ -9,7 +9,7 @@ use serin_canary::controller::{
     Action, CanaryController, Command as CanaryCommand, Decision, Step,
 };
 use serin_compat::Proposal;
-use serin_signals::{Measurement, Metric, MetricQuery, Observation, Timestamp, Track, Window};
+use serin_signals::{Arm, Measurement, Metric, MetricQuery, Observation, Timestamp, Track, Window};
 use serin_traffic::{Next, Plan, PlanCursor, TrafficSplit};
 use serin_triggers::{Action as TriggerAction, TriggerConfig};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -21,6 +21,7 @@ use crate::journal::Record;
 use crate::orchestrator::{Inner, ServiceBackends, Status};
 use crate::platform::{TrackSpec, wait_ready};
 use crate::report::Report;
+use crate::sample::{ArmSample, Sample};
 use crate::state::{
     AnyJudge, CanaryRun, DeploymentState, Effect, Outcome, PlanRun, Stage, StepStatus, UpgradeStep,
 };
@@ -49,6 +50,8 @@ pub(crate) struct Runner {
     /// Keeps the channel open so `recv` never returns `None` when every handle is gone.
     pub(crate) _keep: mpsc::UnboundedSender<(Operation, Reply)>,
     pub(crate) status: watch::Sender<Status>,
+    /// The last observation window's summary, journalled with the next record.
+    pub(crate) sample: Option<Sample>,
 }
 
 fn is_journal_error(e: &Error) -> bool {
@@ -113,6 +116,7 @@ impl Runner {
             state: self.state.clone(),
             effects,
             events,
+            sample: self.sample.take(),
         };
         self.inner
             .journal
@@ -1059,7 +1063,8 @@ impl Runner {
 
     /// The metrics the judges and triggers read.
     fn metrics(&self) -> Vec<Metric> {
-        let mut out = vec![Metric::ErrorRate];
+        // Error rate and latency are always read: the report charts them for both arms.
+        let mut out = vec![Metric::ErrorRate, Metric::Latency];
         let mut add = |m: Metric| {
             if !out.contains(&m) {
                 out.push(m);
@@ -1120,7 +1125,37 @@ impl Runner {
             };
             out.push((metric, b, c));
         }
+        self.sample = Some(self.summarise(window, &out));
         Ok(out)
+    }
+
+    /// The compact summary of one observation, journalled with the next record for the report.
+    fn summarise(
+        &self,
+        window: Window,
+        observations: &[(Metric, Observation, Observation)],
+    ) -> Sample {
+        let mut canary = ArmSample::new(
+            Arm::Canary,
+            self.state.to.version.to_string(),
+            self.state.to.track.to_string(),
+        );
+        let mut baseline = self
+            .state
+            .from
+            .as_ref()
+            .map(|p| ArmSample::new(Arm::Baseline, p.version.to_string(), p.track.to_string()));
+        for (_, b, c) in observations {
+            if let Some(base) = baseline.as_mut() {
+                base.absorb(b);
+            }
+            canary.absorb(c);
+        }
+        Sample {
+            window,
+            weight_percent: self.state.weight,
+            arms: baseline.into_iter().chain([canary]).collect(),
+        }
     }
 
     /// Feeds the trigger engine (the old track as `stable`, the new one as `canary`) and

@@ -5,7 +5,7 @@ mod support;
 use std::sync::Arc;
 
 use serin_orchestrator::{EventKind, Outcome, Platform};
-use serin_signals::Track;
+use serin_signals::{Arm, Track};
 use support::{SERVICE, World, canary_config, drain, rollback_reason};
 
 #[tokio::test(start_paused = true)]
@@ -77,6 +77,23 @@ async fn a_canary_with_five_percent_errors_is_rolled_back_by_the_judge() {
         "canary retired"
     );
     assert!(report.timeline.iter().any(|e| matches!(&e.kind, EventKind::AnalysisResult { decision } if !decision.evidence.is_empty() && decision.severity.is_some())));
+    // The report keeps what each arm looked like at every observation: the canary's error
+    // rate, summed over the run, is near the 5% it was given, the baseline's near 0.5%.
+    assert!(!report.samples.is_empty());
+    let total = |arm: Arm| {
+        let (mut r, mut e) = (0u64, 0u64);
+        for s in &report.samples {
+            if let Some(a) = s.arm(arm) {
+                r += a.requests.unwrap_or(0);
+                e += a.errors.unwrap_or(0);
+            }
+        }
+        e as f64 / r.max(1) as f64
+    };
+    let (canary, baseline) = (total(Arm::Canary), total(Arm::Baseline));
+    assert!((0.02..0.09).contains(&canary), "canary error rate {canary}");
+    assert!(baseline < 0.02, "baseline error rate {baseline}");
+    assert!(report.samples.iter().any(|s| s.weight_percent > 0.0));
 }
 
 #[tokio::test(start_paused = true)]
