@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::{Rng, counts, no_data, second};
 use serin_canary::controller::{
     Action, AnalysisStep, CanaryController, CanaryPolicy, Command, ControllerState, OnInconclusive,
-    OnWarning, Pacing, Pause, Phase, Step,
+    OnWarning, Pacing, Pause, Phase, PromotionGate, Step,
 };
 use serin_canary::judge::{Judge, Severity};
 use serin_canary::sequential::SequentialCountJudge;
@@ -208,6 +208,71 @@ fn deadlines_roll_back_and_missing_data_never_promotes() {
     let d = ctl.tick(at(601));
     assert_eq!(d.action, Action::Rollback);
     assert!(d.reason.contains("maximum duration"));
+}
+
+#[test]
+fn a_canary_its_judges_could_not_fail_is_not_promoted_until_its_error_rate_is_shown_low() {
+    let policy = |gate: bool| {
+        let mut policy = CanaryPolicy::new(vec![
+            Step::SetWeight(10),
+            Step::Pause(Pause {
+                duration: Some(Duration::from_secs(60)),
+            }),
+        ]);
+        policy.max_duration = Some(Duration::from_secs(900));
+        policy.promotion = gate.then(|| PromotionGate::new(0.05, 0.05).unwrap());
+        let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+        ctl.tick(at(0));
+        ctl
+    };
+    // Scarce traffic: after its pause the canary has answered one request, with an error. No
+    // comparison can fail it on so little, so without the gate it is promoted.
+    let mut ungated = policy(false);
+    let d = feed(&mut ungated, 60, 9, 0, 1, 1);
+    assert_eq!(d.action, Action::Promote, "{}", d.reason);
+    let mut ctl = policy(true);
+    let d = feed(&mut ctl, 60, 9, 0, 1, 1);
+    assert_eq!(d.action, Action::Hold, "{}", d.reason);
+    assert!(
+        d.reason.contains("1 of 1 canary requests failed"),
+        "{}",
+        d.reason
+    );
+    // Nothing more arrives: it holds until the rollout's deadline, then rolls back.
+    let mut last = d;
+    for s in (120..=960).step_by(60) {
+        let w = second(s);
+        let b = no_data(Metric::ErrorRate, Track::Stable, w);
+        let c = no_data(Metric::ErrorRate, Track::Canary, w);
+        last = ctl.observe(&b, &c, w.end()).unwrap();
+        assert_ne!(last.action, Action::Promote, "{}", last.reason);
+        if last.action == Action::Rollback {
+            break;
+        }
+    }
+    assert_eq!(last.action, Action::Rollback, "{}", last.reason);
+    assert!(last.reason.contains("maximum duration"), "{}", last.reason);
+
+    // A healthy canary with traffic is held only until its clean requests show the bound.
+    let mut ctl = policy(true);
+    let mut held = Vec::new();
+    let mut promoted_at = None;
+    for s in 1..=200 {
+        let d = feed(&mut ctl, s, 9, 0, 1, 0);
+        if d.reason.starts_with("not promoting yet") {
+            held.push(s);
+        }
+        if d.action == Action::Promote {
+            promoted_at = Some(s);
+            break;
+        }
+    }
+    let promoted_at = promoted_at.expect("promoted");
+    assert!(!held.is_empty() && held[0] >= 59, "{held:?}");
+    assert!(
+        (80..=110).contains(&promoted_at),
+        "promoted at {promoted_at}"
+    );
 }
 
 #[test]

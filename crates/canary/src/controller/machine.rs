@@ -90,6 +90,11 @@ pub struct ControllerState {
     /// The baseline's requests and errors of the pacing metric, over the rollout.
     baseline_requests: u64,
     baseline_errors: u64,
+    /// The canary's requests and errors of the promotion gate's metric, over the rollout.
+    #[serde(default)]
+    canary_requests: u64,
+    #[serde(default)]
+    canary_errors: u64,
     /// The last decision's action (repeated once final).
     last_action: Action,
 }
@@ -109,6 +114,8 @@ impl ControllerState {
             step_errors: 0,
             baseline_requests: 0,
             baseline_errors: 0,
+            canary_requests: 0,
+            canary_errors: 0,
             last_action: Action::Hold,
         }
     }
@@ -144,7 +151,8 @@ impl ControllerState {
 ///    as far as the exposure budget allows); `pause` waits; `analysis` advances when every
 ///    judge passes or when its duration has passed with enough samples and no failure (else
 ///    [`OnInconclusive`]); after the last step, the canary is promoted, but only if every judge
-///    has seen data and none fails.
+///    has seen data and none fails, and, with a [`PromotionGate`](super::PromotionGate), once
+///    the canary's own error rate is shown below the gate's bound (until then it holds).
 ///
 /// ```
 /// use serin_canary::controller::{Action, CanaryController, CanaryPolicy, Step};
@@ -254,7 +262,12 @@ impl<J: Judge> CanaryController<J> {
             .filter(|i| self.judges[*i].metric() == sample.metric())
             .collect();
         let for_pacing = pacing_metric.as_ref() == Some(sample.metric());
-        if users.is_empty() && !for_pacing {
+        let for_gate = self
+            .policy
+            .promotion
+            .as_ref()
+            .is_some_and(|g| &g.metric == sample.metric());
+        if users.is_empty() && !for_pacing && !for_gate {
             return Err(Error::invalid_input(
                 "observation.metric",
                 sample.metric(),
@@ -281,6 +294,11 @@ impl<J: Judge> CanaryController<J> {
                 s.step_errors = s.step_errors.saturating_add(b.errors() + c.errors());
                 s.baseline_requests = s.baseline_requests.saturating_add(b.requests());
                 s.baseline_errors = s.baseline_errors.saturating_add(b.errors());
+            }
+            if for_gate && let Measurement::Counts(c) = &canary.measurement {
+                let s = &mut self.state;
+                s.canary_requests = s.canary_requests.saturating_add(c.requests());
+                s.canary_errors = s.canary_errors.saturating_add(c.errors());
             }
         }
         Ok(self.decide(now))
@@ -507,6 +525,19 @@ impl<J: Judge> CanaryController<J> {
                         }
                         OnInconclusive::Hold => self.hold(now, reason, true),
                     };
+                }
+                if let Some(g) = &self.policy.promotion {
+                    let (n, e) = (self.state.canary_requests, self.state.canary_errors);
+                    if !g.shown(n, e) {
+                        let reason = format!(
+                            "not promoting yet: {e} of {n} canary requests failed, which does \
+                             not yet show its error rate below {}% (e-value {:.1}, {:.0} needed)",
+                            g.max_error_rate * 100.0,
+                            g.e_value(n, e),
+                            1.0 / g.alpha
+                        );
+                        return self.hold(now, reason, true);
+                    }
                 }
                 return self.finish(
                     Phase::Promoted,

@@ -9,12 +9,16 @@
 //!
 //! [`Pacing`] adds what none of Argo Rollouts, Flagger or Kayenta has: the weight rises only once
 //! the current step could have caught a regression of a stated size, keeping the expected number
-//! of users exposed to a bad version within a budget.
+//! of users exposed to a bad version within a budget. A [`PromotionGate`] keeps a canary whose
+//! judges never had the data to fail it from being promoted: its own error rate must first be
+//! shown below a bound.
 
 mod machine;
 mod pacing;
 mod policy;
+mod promotion;
 
 pub use machine::{Action, CanaryController, Command, ControllerState, Decision, Phase};
 pub use pacing::Pacing;
 pub use policy::{AnalysisStep, CanaryPolicy, CanaryScale, OnInconclusive, OnWarning, Pause, Step};
+pub use promotion::PromotionGate;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::pacing::Pacing;
+use super::promotion::PromotionGate;
 use crate::{Error, Result};
 
 /// One step of a canary rollout, written like Argo Rollouts' steps:
@@ -131,6 +132,8 @@ pub struct CanaryPolicy {
     pub on_warning: OnWarning,
     /// Power-aware pacing of weight increases, if wanted.
     pub pacing: Option<Pacing>,
+    /// The bound the canary's error rate must be shown below before promotion, if any.
+    pub promotion: Option<PromotionGate>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -155,6 +158,8 @@ struct PolicyRepr {
     on_warning: OnWarning,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pacing: Option<Pacing>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    promotion: Option<PromotionGate>,
 }
 
 impl TryFrom<PolicyRepr> for CanaryPolicy {
@@ -167,6 +172,7 @@ impl TryFrom<PolicyRepr> for CanaryPolicy {
             on_inconclusive: r.on_inconclusive,
             on_warning: r.on_warning,
             pacing: r.pacing,
+            promotion: r.promotion,
         };
         p.validate()?;
         Ok(p)
@@ -182,6 +188,7 @@ impl From<CanaryPolicy> for PolicyRepr {
             on_inconclusive: p.on_inconclusive,
             on_warning: p.on_warning,
             pacing: p.pacing,
+            promotion: p.promotion,
         }
     }
 }
@@ -197,6 +204,7 @@ impl CanaryPolicy {
             on_inconclusive: OnInconclusive::Hold,
             on_warning: OnWarning::Rollback,
             pacing: None,
+            promotion: None,
         }
     }
 
@@ -264,6 +272,9 @@ impl CanaryPolicy {
         }
         if let Some(p) = &self.pacing {
             p.validate("canaryPolicy.pacing")?;
+        }
+        if let Some(g) = &self.promotion {
+            g.validate("canaryPolicy.promotion")?;
         }
         Ok(())
     }
