@@ -9,7 +9,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serin_canary::controller::{CanaryPolicy, Pause, Step};
+use serin_canary::controller::{CanaryPolicy, Pacing, Pause, PromotionGate, Step};
 use serin_signals::{Metric, Track};
 use serin_traffic::{Strategy, Weight, WeightedStep};
 use serin_triggers::{Action as TriggerAction, EngineConfig, Operator, TriggerConfig};
@@ -230,6 +230,16 @@ pub struct CanaryConfig {
     /// How long a retired track drains in-flight requests. Default `10s`.
     #[serde(with = "serin_signals::duration")]
     pub drain: Duration,
+    /// The canary is promoted only once its own error rate is shown below this fraction, with
+    /// confidence `1 - alpha` however often it is checked (at 5%, about 93 requests without an
+    /// error); until then it holds, up to `maxDuration`. This keeps a canary whose judges never
+    /// had the data to fail it (scarce traffic) from being promoted. `1` turns the gate off.
+    /// Default `0.05`.
+    pub promotion_max_error_rate: f64,
+    /// Power-aware pacing: raise the weight only once the current step could have caught a
+    /// regression of `detectableRatio` times the baseline's error rate. Off by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pacing: Option<Pacing>,
 }
 
 impl Default for CanaryConfig {
@@ -248,6 +258,8 @@ impl Default for CanaryConfig {
             judge_latency: false,
             latency_margin: 0.10,
             drain: Duration::from_secs(10),
+            promotion_max_error_rate: 0.05,
+            pacing: None,
         }
     }
 }
@@ -274,6 +286,18 @@ impl CanaryConfig {
         };
         let mut policy = CanaryPolicy::new(steps);
         policy.max_duration = Some(self.max_duration);
+        policy.pacing = self.pacing.clone();
+        if self.promotion_max_error_rate < 1.0 {
+            policy.promotion = Some(
+                PromotionGate::new(self.promotion_max_error_rate, self.alpha).map_err(|e| {
+                    Error::invalid(
+                        "canaryConfig.promotionMaxErrorRate",
+                        self.promotion_max_error_rate,
+                        e.to_string(),
+                    )
+                })?,
+            );
+        }
         policy
             .validate()
             .map_err(|e| Error::invalid("canaryConfig.steps", "…", e.to_string()))?;
@@ -337,6 +361,17 @@ impl CanaryConfig {
                 self.alpha,
                 "must be a fraction strictly between 0 and 1",
             ));
+        }
+        if !(self.promotion_max_error_rate > 0.0 && self.promotion_max_error_rate <= 1.0) {
+            return Err(Error::invalid(
+                format!("{path}.promotionMaxErrorRate"),
+                self.promotion_max_error_rate,
+                "must be a fraction in (0, 1] (0.05 = 5%; 1 turns the gate off)",
+            ));
+        }
+        if let Some(p) = &self.pacing {
+            p.validate(&format!("{path}.pacing"))
+                .map_err(|e| Error::invalid(format!("{path}.pacing"), "…", e.to_string()))?;
         }
         for (name, v) in [
             ("errorRateMargin", self.error_rate_margin),
@@ -676,6 +711,12 @@ pub struct NotificationChannel {
     /// Which events go there (all when empty).
     #[serde(default)]
     pub events: Vec<NotifyOn>,
+    /// The name of an environment variable holding the channel's secret (the webhook's
+    /// signing secret, the Slack incoming-webhook URL, the PagerDuty routing key, the SMTP
+    /// password). Only the name is configured, so the secret never lands in a config file,
+    /// the journal or a report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_env: Option<String>,
 }
 
 /// The kinds of notification channel the brief names.
@@ -706,6 +747,8 @@ pub enum NotifyOn {
     Anomaly,
     /// The deployment rolled back.
     Rollback,
+    /// The deployment entered a phase (validation, preparation, deployment, ...).
+    Phase,
 }
 
 /// What `resume` does with a deployment found unfinished in the journal.
@@ -1026,6 +1069,17 @@ impl DeploymentConfig {
                     format!("deploymentConfig.notificationChannels[{i}].destination"),
                     "",
                     "must not be empty",
+                ));
+            }
+            if let Some(name) = &ch.secret_env
+                && (name.is_empty()
+                    || name.starts_with(|c: char| c.is_ascii_digit())
+                    || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            {
+                return Err(Error::invalid(
+                    format!("deploymentConfig.notificationChannels[{i}].secretEnv"),
+                    name,
+                    "must be an environment variable name: ASCII letters, digits and `_`, not starting with a digit",
                 ));
             }
         }

@@ -30,12 +30,13 @@ fn profile(rate: Schedule) -> VersionProfile {
 }
 
 fn sim(config: SimConfig) -> Sim {
-    let world = SimWorld::new(
-        config
-            .with_service(SERVICE)
-            .with_load(Load::constant(300.0)),
-    )
-    .expect("world");
+    sim_at(config, 300.0)
+}
+
+/// A simulated fleet serving `rps` requests per second.
+fn sim_at(config: SimConfig, rps: f64) -> Sim {
+    let world =
+        SimWorld::new(config.with_service(SERVICE).with_load(Load::constant(rps))).expect("world");
     let backends = ServiceBackends::new(
         Arc::new(world.router()),
         Arc::new(world.metrics()),
@@ -123,6 +124,32 @@ async fn canary_success_without_a_lost_request() {
         "no request sent to an unready track"
     );
     assert_eq!(s.world.platform().list().await.expect("list").len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bad_canary_under_scarce_traffic_is_never_promoted_on_too_little_evidence() {
+    // One request every fifty seconds: the canary sees a request every few minutes, so its
+    // judges may end every step inconclusive. A canary failing 30% of its requests must still
+    // never be promoted: the promotion gate holds it until its error rate is shown low, which
+    // never happens, until a trigger or the rollout's deadline rolls it back. (Without the gate,
+    // this canary was promoted after its last timed step.)
+    let s = sim_at(
+        SimConfig::new(21)
+            .with_profile(v("1.0.0"), profile(Schedule::constant(0.005)))
+            .with_profile(v("1.1.0"), profile(Schedule::constant(0.30))),
+        0.02,
+    );
+    install(&s, StrategyKind::Canary).await;
+    let mut config = canary("1.1.0");
+    config.canary_config.max_duration = Duration::from_secs(3 * 3_600);
+    let r = deploy(&s, &config).await;
+    rolled_back(&r);
+    assert_eq!(live(&s).await, (Track::Stable, "1.0.0".into()), "{r}");
+    let promoted = r
+        .timeline
+        .iter()
+        .any(|e| matches!(e.kind, EventKind::Completed { .. }));
+    assert!(!promoted, "{r}");
 }
 
 #[tokio::test(start_paused = true)]
