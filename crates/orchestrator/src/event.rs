@@ -78,6 +78,12 @@ pub enum EventKind {
         /// The backup's id, for restores.
         id: String,
     },
+    /// A backup was restored before the switch (a rollback across destructive migrations).
+    #[serde(rename_all = "camelCase")]
+    BackupRestored {
+        /// The backup restored.
+        id: String,
+    },
     /// The new version's track was started.
     #[serde(rename_all = "camelCase")]
     TrackStarted {
@@ -200,6 +206,7 @@ impl EventKind {
             EventKind::RollbackStarted { .. } | EventKind::RolledBack { .. } => {
                 Some(NotifyOn::Rollback)
             }
+            EventKind::PhaseChanged { .. } => Some(NotifyOn::Phase),
             _ => None,
         }
     }
@@ -221,6 +228,7 @@ impl fmt::Display for EventKind {
                 Ok(())
             }
             EventKind::BackupTaken { id } => write!(f, "backup taken: {id}"),
+            EventKind::BackupRestored { id } => write!(f, "backup restored: {id}"),
             EventKind::TrackStarted {
                 version,
                 track,

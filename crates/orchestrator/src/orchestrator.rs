@@ -757,6 +757,16 @@ impl Orchestrator {
         config: &DeploymentConfig,
         service: &str,
     ) -> Result<DeploymentHandle> {
+        self.start_restoring(config, service, None).await
+    }
+
+    /// [`start`](Self::start), restoring backup `restore` in preparation.
+    async fn start_restoring(
+        &self,
+        config: &DeploymentConfig,
+        service: &str,
+        restore: Option<String>,
+    ) -> Result<DeploymentHandle> {
         let guard = self.lock_service(service)?;
         let (backends, from, to) = self.prepare(config, service).await?;
         if let Ok(st) = self.inner.platform.status(service, &to.track).await {
@@ -797,6 +807,7 @@ impl Orchestrator {
             plan: None,
             triggers,
             backup: None,
+            restore,
             checklist: Vec::new(),
             deadline_action: false,
             rollback_reason: None,
@@ -899,18 +910,93 @@ impl Orchestrator {
 
     /// Deploys `version` of `service` back, by an immediate blue-green switch with the
     /// config's health gate and monitoring (the "rollback to version" of the brief).
+    ///
+    /// The database follows the code. A deployment's expand migrations run while the old
+    /// version still serves, so they never stop it from working; its contract migrations run
+    /// once the old version is gone and are destructive for it. When a deployment being undone
+    /// (one that succeeded since `version` last ran) has a contract migration carried out or
+    /// handed to an operator, the backup taken before the first deployment being undone is
+    /// restored in preparation, after a fresh backup of the current database and before any
+    /// traffic moves. Without that backup, or without a backup provider, the rollback is
+    /// refused with the reason, and nothing changes.
     pub async fn rollback_to(
         &self,
         config: &DeploymentConfig,
         service: &str,
         version: semver::Version,
     ) -> Result<Report> {
+        let restore = self.restore_point(service, &version).await?;
+        if restore.is_some() && self.inner.backup.is_none() {
+            return Err(Error::conflict(
+                "rollback",
+                service,
+                "a backup must be restored (destructive migrations ran since that version), \
+                 and no backup provider is configured",
+            ));
+        }
         let mut c = config.clone();
         c.version = version;
         c.strategy = StrategyKind::BlueGreen;
         c.blue_green_config.traffic_strategy = TrafficStrategyKind::Immediate;
         c.target_services = vec![service.to_owned()];
-        self.start(&c, service).await?.wait().await
+        self.start_restoring(&c, service, restore)
+            .await?
+            .wait()
+            .await
+    }
+
+    /// The backup a rollback of `service` to `version` must restore, if any: see
+    /// [`rollback_to`](Self::rollback_to). Refuses (an error) when one is needed and none exists.
+    async fn restore_point(
+        &self,
+        service: &str,
+        version: &semver::Version,
+    ) -> Result<Option<String>> {
+        let mut succeeded = Vec::new();
+        for id in self.inner.journal.deployments().await? {
+            let records = self.inner.journal.records(&id).await?;
+            if let Some(last) = records.into_iter().last()
+                && last.state.service == service
+                && last.state.outcome.as_ref().is_some_and(Outcome::is_success)
+            {
+                succeeded.push(last.state);
+            }
+        }
+        // The deployments being undone: those after the last one that left `version` running,
+        // or else those since `version` was last replaced.
+        let start = match succeeded.iter().rposition(|d| &d.to.version == version) {
+            Some(i) => i + 1,
+            None => succeeded
+                .iter()
+                .rposition(|d| d.from.as_ref().is_some_and(|f| &f.version == version))
+                .unwrap_or(succeeded.len()),
+        };
+        let undone = &succeeded[start.min(succeeded.len())..];
+        let destructive = undone.iter().find_map(|d| {
+            d.checklist
+                .iter()
+                .find(|s| {
+                    s.step.kind == serin_compat::steps::StepKind::ContractMigration
+                        && matches!(s.status, StepStatus::Done | StepStatus::Due)
+                })
+                .map(|s| (d, s))
+        });
+        let Some((d, step)) = destructive else {
+            return Ok(None);
+        };
+        let first = &undone[0];
+        match &first.backup {
+            Some(id) => Ok(Some(id.clone())),
+            None => Err(Error::conflict(
+                "rollback",
+                service,
+                format!(
+                    "deployment {} ran a destructive migration ({}: {}) and deployment {} took no \
+                     backup to restore; restore the database by hand, then deploy {version}",
+                    d.id, step.status, step.step.text, first.id
+                ),
+            )),
+        }
     }
 
     /// Deploys back the version that ran before the last successful deployment of `service`.

@@ -339,6 +339,10 @@ pub struct DeploymentState {
     pub triggers: Engine,
     /// The backup taken in preparation.
     pub backup: Option<String>,
+    /// A backup to restore in preparation, before anything switches: set when this deployment
+    /// rolls back across destructive (contract) migrations of the deployments it undoes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<String>,
     /// The validated upgrade's checklist and where each step stands.
     #[serde(default)]
     pub checklist: Vec<UpgradeStep>,
@@ -403,6 +407,7 @@ pub(crate) mod tests {
             canary: None,
             plan: None,
             backup: None,
+            restore: None,
             checklist: Vec::new(),
             deadline_action: false,
             rollback_reason: None,

@@ -10,8 +10,8 @@ use std::time::Duration;
 use serin_compat::steps::{StepKind, StepPhase};
 use serin_compat::{Fleet, Matrix, Registry, Release, Validator};
 use serin_orchestrator::{
-    Event, EventKind, InMemoryBackup, InMemoryStepRunner, OnDeadline, Orchestrator, Outcome, Phase,
-    Platform, Report, ServiceBackends, StepStatus,
+    Event, EventKind, InMemoryBackup, InMemoryStepRunner, Journal, OnDeadline, Orchestrator,
+    Outcome, Phase, Platform, Report, ServiceBackends, StepStatus,
 };
 use serin_signals::Track;
 use support::{SERVICE, World, canary_config, drain, v};
@@ -480,4 +480,75 @@ async fn the_checklist_survives_a_crash_at_every_journal_write() {
             .count();
         assert_eq!(step_events, report.checklist.len(), "crash after {k}");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn rolling_back_across_a_destructive_migration_restores_the_backup_taken_before_it() {
+    let world = on_1_0_0().await;
+    let _traffic = world.spawn_traffic();
+    let backup = Arc::new(InMemoryBackup::new());
+    let runner = Arc::new(InMemoryStepRunner::new());
+    let o = orchestrator(&world, Some(backup.clone()), Some(runner));
+    let config = canary_config("1.1.0");
+    let up = o.start(&config, SERVICE).await.expect("start").wait().await;
+    assert_eq!(up.expect("report").outcome, Some(Outcome::Succeeded));
+    let before = backup.taken()[0].0.clone();
+
+    let report = o
+        .rollback_to(&config, SERVICE, v("1.0.0"))
+        .await
+        .expect("rollback");
+    println!("{report}");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    assert_eq!(backup.restored(), vec![before.clone()]);
+    // A fresh backup of the migrated database is taken first, then the old one restored,
+    // all before the switch.
+    let kinds: Vec<&EventKind> = report.timeline.iter().map(|e| &e.kind).collect();
+    let taken = kinds
+        .iter()
+        .position(|k| matches!(k, EventKind::BackupTaken { .. }));
+    let restored = kinds
+        .iter()
+        .position(|k| matches!(k, EventKind::BackupRestored { id } if *id == before));
+    let switched = kinds
+        .iter()
+        .position(|k| matches!(k, EventKind::WeightChanged { .. }));
+    assert!(taken < restored && restored < switched, "{report}");
+    assert_eq!(
+        world.live_version().await.map(|l| l.1),
+        Some("1.0.0".into())
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_across_a_destructive_migration_without_a_backup_is_refused() {
+    let world = on_1_0_0().await;
+    let _traffic = world.spawn_traffic();
+    let runner = Arc::new(InMemoryStepRunner::new());
+    let o = orchestrator(&world, None, Some(runner));
+    let config = canary_config("1.1.0");
+    let up = o.start(&config, SERVICE).await.expect("start").wait().await;
+    assert_eq!(up.expect("report").outcome, Some(Outcome::Succeeded));
+    let deployments = world.journal.deployments().await.expect("list").len();
+
+    let err = o
+        .rollback_to(&config, SERVICE, v("1.0.0"))
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("destructive migration"), "{err}");
+    assert!(
+        err.contains("DROP COLUMN") || err.contains("0003_drop_fax"),
+        "{err}"
+    );
+    assert!(err.contains("took no backup"), "{err}");
+    // Nothing changed: no new deployment, 1.1.0 still serves.
+    assert_eq!(
+        world.journal.deployments().await.expect("list").len(),
+        deployments
+    );
+    assert_eq!(
+        world.live_version().await.map(|l| l.1),
+        Some("1.1.0".into())
+    );
 }
