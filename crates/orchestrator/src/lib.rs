@@ -68,6 +68,8 @@
 //! # }).unwrap();
 //! ```
 
+#[cfg(feature = "charts")]
+mod chart;
 mod config;
 mod error;
 mod event;
@@ -101,7 +103,9 @@ pub use platform::{
     InMemoryPlatform, InstanceStatus, Platform, RESERVED_ENV, TrackKey, TrackSpec, TrackStatus,
     wait_ready,
 };
-pub use report::Report;
+#[cfg(feature = "charts")]
+pub use chart::ChartOptions;
+pub use report::{REPORT_SCHEMA_VERSION, Report};
 pub use run::Operation;
 pub use sample::{ArmSample, Sample};
 pub use state::{

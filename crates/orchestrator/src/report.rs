@@ -13,10 +13,33 @@ use crate::journal::Record;
 use crate::sample::Sample;
 use crate::state::{Outcome, Placement, UpgradeStep};
 
+/// The version of the report's JSON form that this crate writes: `serin.report/v<major>`.
+///
+/// Tools that read reports check it before anything else. Fields may be added within a major
+/// version (readers should ignore fields they do not know); a field that is removed, renamed or
+/// changes meaning takes a new major version. The schema is documented in
+/// `docs/report-schema.md` and published as JSON Schema in `docs/report.schema.json`.
+pub const REPORT_SCHEMA_VERSION: &str = "serin.report/v1";
+
+/// The prefix of every report schema version.
+const SCHEMA_PREFIX: &str = "serin.report/v";
+
+/// Reports written before the version was recorded have the shape of version 1.
+fn legacy_schema_version() -> String {
+    REPORT_SCHEMA_VERSION.to_owned()
+}
+
 /// What a deployment did, and why.
+///
+/// Its JSON form (see [`Report::to_json`] and [`Report::from_json`]) is versioned by
+/// [`schema_version`](Report::schema_version).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Report {
+    /// The version of this JSON form ([`REPORT_SCHEMA_VERSION`] when written by this crate);
+    /// absent in reports written before it was recorded, which read as version 1.
+    #[serde(default = "legacy_schema_version")]
+    pub schema_version: String,
     /// The deployment's id.
     pub deployment: String,
     /// The service.
@@ -55,6 +78,7 @@ impl Report {
             .ok_or_else(|| Error::not_found("deployment", "(no records)"))?;
         let s = &last.state;
         Ok(Report {
+            schema_version: REPORT_SCHEMA_VERSION.to_owned(),
             deployment: s.id.clone(),
             service: s.service.clone(),
             strategy: s.strategy,
@@ -91,10 +115,56 @@ impl Report {
         })
     }
 
-    /// Pretty JSON.
+    /// Pretty JSON, in the form of [`schema_version`](Report::schema_version).
     pub fn to_json(&self) -> Result<String> {
         serde_json::to_string_pretty(self)
             .map_err(|e| Error::backend("report", &self.deployment, e))
+    }
+
+    /// Reads a report from its JSON form, checking its schema version first: a report of
+    /// another major version than [`REPORT_SCHEMA_VERSION`]'s is refused with an error naming
+    /// `report.schemaVersion`, before its fields are read.
+    ///
+    /// ```
+    /// use serin_orchestrator::Report;
+    ///
+    /// let err = Report::from_json(r#"{"schemaVersion": "serin.report/v9"}"#).unwrap_err();
+    /// assert!(err.to_string().contains("report.schemaVersion"), "{err}");
+    /// ```
+    pub fn from_json(json: &str) -> Result<Self> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Version {
+            #[serde(default = "legacy_schema_version")]
+            schema_version: String,
+        }
+        let version: Version = serde_json::from_str(json)
+            .map_err(|e| Error::invalid("report", "(JSON)", e.to_string()))?;
+        check_schema_version(&version.schema_version)?;
+        serde_json::from_str(json).map_err(|e| Error::invalid("report", "(JSON)", e.to_string()))
+    }
+}
+
+/// Accepts `serin.report/v1` and any `serin.report/v1.<minor>`; refuses everything else.
+fn check_schema_version(version: &str) -> Result<()> {
+    let supported = REPORT_SCHEMA_VERSION
+        .strip_prefix(SCHEMA_PREFIX)
+        .unwrap_or_default();
+    let major = version
+        .strip_prefix(SCHEMA_PREFIX)
+        .map(|rest| rest.split('.').next().unwrap_or(rest));
+    match major {
+        Some(m) if m == supported => Ok(()),
+        Some(_) => Err(Error::invalid(
+            "report.schemaVersion",
+            version,
+            format!("this reader understands {REPORT_SCHEMA_VERSION} only"),
+        )),
+        None => Err(Error::invalid(
+            "report.schemaVersion",
+            version,
+            format!("not a report schema version (expected `{SCHEMA_PREFIX}<major>`)"),
+        )),
     }
 }
 

@@ -1,0 +1,196 @@
+//! What a chart shows, taken from a [`Report`]: per arm, its traffic weight over time (from the
+//! weight events, as steps), its error rate and p99 latency per observation window (from the
+//! samples, with gaps where it had no data), and the decisions to mark.
+
+use serin_signals::Arm;
+
+use super::layout::TimeAxis;
+use crate::event::EventKind;
+use crate::report::Report;
+
+/// One arm's lines. Times are seconds since the start.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ArmLines {
+    /// Which arm.
+    pub(crate) arm: Arm,
+    /// `baseline 1.0.0 on stable`.
+    pub(crate) label: String,
+    /// Its share of traffic in percent, as steps (two points per change).
+    pub(crate) weight: Vec<(f64, f64)>,
+    /// Errors per request in percent at the end of each window; `None` without data.
+    pub(crate) error_rate: Vec<(f64, Option<f64>)>,
+    /// 99th percentile latency in milliseconds at the end of each window; `None` without data.
+    pub(crate) p99_ms: Vec<(f64, Option<f64>)>,
+}
+
+/// The kinds of decision a chart marks, each with its own colour and legend entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum MarkerKind {
+    /// The new version's weight changed.
+    WeightStep,
+    /// A judge or trigger saw something wrong that did not roll back (yet).
+    Anomaly,
+    /// A rollback trigger fired.
+    TriggerFired,
+    /// Traffic started going back to the old version.
+    RollbackStarted,
+    /// The new version serves all traffic.
+    Completed,
+    /// The old version serves all traffic again.
+    RolledBack,
+    /// The deployment failed or was blocked.
+    Failed,
+}
+
+impl MarkerKind {
+    /// Its legend entry.
+    pub(crate) fn legend(self) -> &'static str {
+        match self {
+            MarkerKind::WeightStep => "weight step",
+            MarkerKind::Anomaly => "anomaly",
+            MarkerKind::TriggerFired => "trigger fired",
+            MarkerKind::RollbackStarted => "rollback started",
+            MarkerKind::Completed => "completed",
+            MarkerKind::RolledBack => "rolled back",
+            MarkerKind::Failed => "failed",
+        }
+    }
+}
+
+/// One decision on the time axis.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Marker {
+    /// Seconds since the start.
+    pub(crate) at: f64,
+    /// What was decided.
+    pub(crate) kind: MarkerKind,
+    /// A word or two above its line (`40%`, `trigger error-rate`).
+    pub(crate) label: String,
+}
+
+/// Everything the chart draws.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Timeline {
+    /// The shared time axis.
+    pub(crate) axis: TimeAxis,
+    /// The old version's arm; absent on a first install.
+    pub(crate) baseline: Option<ArmLines>,
+    /// The new version's arm.
+    pub(crate) canary: ArmLines,
+    /// The decisions, in order.
+    pub(crate) markers: Vec<Marker>,
+}
+
+impl Timeline {
+    /// Takes the chart's content from `report`.
+    pub(crate) fn of(report: &Report) -> Self {
+        let start = report.started_at;
+        let mut end = TimeAxis::offset(start, report.last_at);
+        for e in &report.timeline {
+            end = end.max(TimeAxis::offset(start, e.at));
+        }
+        for s in &report.samples {
+            end = end.max(TimeAxis::offset(start, s.window.end()));
+        }
+        let axis = TimeAxis::new(end);
+
+        // The new version's share, as steps: 0 until its first weight, back to 0 on rollback.
+        let mut steps: Vec<(f64, f64)> = vec![(0.0, 0.0)];
+        let mut markers = Vec::new();
+        for e in &report.timeline {
+            let at = TimeAxis::offset(start, e.at);
+            let (weight, marker) = match &e.kind {
+                EventKind::WeightChanged { percent, .. } => (
+                    Some(*percent),
+                    Some((MarkerKind::WeightStep, format!("{percent}%"))),
+                ),
+                EventKind::Anomaly { source, .. } => (
+                    None,
+                    Some((MarkerKind::Anomaly, format!("anomaly {source}"))),
+                ),
+                EventKind::TriggerFired { event } => (
+                    None,
+                    Some((
+                        MarkerKind::TriggerFired,
+                        format!("trigger {}", event.trigger),
+                    )),
+                ),
+                EventKind::RollbackStarted { .. } => (
+                    Some(0.0),
+                    Some((MarkerKind::RollbackStarted, "rollback".into())),
+                ),
+                EventKind::RolledBack { .. } => (
+                    Some(0.0),
+                    Some((MarkerKind::RolledBack, "rolled back".into())),
+                ),
+                EventKind::Completed { .. } => {
+                    (None, Some((MarkerKind::Completed, "completed".into())))
+                }
+                EventKind::Failed { .. } => (None, Some((MarkerKind::Failed, "failed".into()))),
+                EventKind::Blocked { .. } => (None, Some((MarkerKind::Failed, "blocked".into()))),
+                _ => (None, None),
+            };
+            if let Some(w) = weight.filter(|w| w.is_finite()) {
+                let last = steps.last().map_or(0.0, |p| p.1);
+                if w != last {
+                    steps.push((at, last));
+                    steps.push((at, w.clamp(0.0, 100.0)));
+                }
+            }
+            if let Some((kind, label)) = marker {
+                markers.push(Marker { at, kind, label });
+            }
+        }
+        let last = steps.last().map_or(0.0, |p| p.1);
+        steps.push((axis.span(), last));
+
+        let lines = |arm: Arm, label: String, weight: Vec<(f64, f64)>| {
+            let mut error_rate = Vec::with_capacity(report.samples.len());
+            let mut p99_ms = Vec::with_capacity(report.samples.len());
+            for s in &report.samples {
+                let at = TimeAxis::offset(start, s.window.end());
+                let a = s.arm(arm);
+                error_rate.push((at, a.and_then(|a| a.error_rate()).map(|r| r * 100.0)));
+                p99_ms.push((at, a.and_then(|a| a.p99_ms)));
+            }
+            ArmLines {
+                arm,
+                label,
+                weight,
+                error_rate,
+                p99_ms,
+            }
+        };
+        let canary = lines(
+            Arm::Canary,
+            format!("canary {} on {}", report.to.version, report.to.track),
+            steps.clone(),
+        );
+        let baseline = report.from.as_ref().map(|from| {
+            lines(
+                Arm::Baseline,
+                format!("baseline {} on {}", from.version, from.track),
+                steps.iter().map(|&(t, w)| (t, 100.0 - w)).collect(),
+            )
+        });
+        Timeline {
+            axis,
+            baseline,
+            canary,
+            markers,
+        }
+    }
+
+    /// The arms, baseline first.
+    pub(crate) fn arms(&self) -> impl Iterator<Item = &ArmLines> {
+        self.baseline.iter().chain(std::iter::once(&self.canary))
+    }
+
+    /// The kinds of marker present, in legend order.
+    pub(crate) fn marker_kinds(&self) -> Vec<MarkerKind> {
+        let mut kinds: Vec<MarkerKind> = self.markers.iter().map(|m| m.kind).collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    }
+}

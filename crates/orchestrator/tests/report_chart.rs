@@ -1,0 +1,266 @@
+//! Timeline charts of real reports from simulated deployments (`charts` feature): a promoted
+//! canary, a rolled-back canary, a blue-green switch and a first install each render three
+//! panels, a legend naming both arms and the markers of their decisions; windows without data
+//! break the lines.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serin_orchestrator::{
+    ChartOptions, Clock, DeploymentConfig, InMemoryJournal, Orchestrator, Outcome, Report,
+    ServiceBackends, StrategyKind, TrafficStrategyKind,
+};
+use serin_signals::Arm;
+use serin_sim::{Load, Schedule, SimConfig, SimWorld, VersionProfile};
+
+const SERVICE: &str = "web";
+/// The canary's colour in the SVG (an orange), as plotters writes it.
+const CANARY_STROKE: &str = "stroke=\"#E68C00\"";
+const PANELS: [&str; 3] = [
+    "traffic weight per arm (%)",
+    "error rate per arm (%)",
+    "p99 latency per arm (ms)",
+];
+
+fn v(s: &str) -> semver::Version {
+    semver::Version::parse(s).expect("version")
+}
+
+/// A simulated fleet where 1.0.0 and 1.1.0 make 0.5% errors and 1.2.0 makes 25%; `installed`
+/// is running when it is returned (or nothing, for `None`).
+async fn fleet(seed: u64, installed: Option<StrategyKind>) -> Orchestrator {
+    let profile = |rate| {
+        VersionProfile::default()
+            .with_error_rate(Schedule::constant(rate))
+            .with_startup(Duration::from_secs(5))
+    };
+    let world = SimWorld::new(
+        SimConfig::new(seed)
+            .with_service(SERVICE)
+            .with_load(Load::constant(300.0))
+            .with_profile(v("1.0.0"), profile(0.005))
+            .with_profile(v("1.1.0"), profile(0.005))
+            .with_profile(v("1.2.0"), profile(0.25)),
+    )
+    .expect("world");
+    let backends = ServiceBackends::new(
+        Arc::new(world.router()),
+        Arc::new(world.metrics()),
+        Arc::new(world.health()),
+    );
+    let o = Orchestrator::builder(Arc::new(world.platform()), Arc::new(InMemoryJournal::new()))
+        .service(SERVICE, backends)
+        .clock(Clock::starting_at(world.now()))
+        .build();
+    if let Some(strategy) = installed {
+        let r = deploy(&o, "1.0.0", strategy).await;
+        assert_eq!(r.outcome, Some(Outcome::Succeeded), "{r}");
+    }
+    o
+}
+
+fn config(version: &str, strategy: StrategyKind) -> DeploymentConfig {
+    let mut c = DeploymentConfig::new(strategy, v(version), &[SERVICE]).expect("config");
+    c.canary_config.initial_percentage = 10;
+    c.canary_config.increment_percentage = 30;
+    c.canary_config.increment_interval = Duration::from_secs(120);
+    c.canary_config.metrics_window = Duration::from_secs(30);
+    c.canary_config.replicas = 1;
+    c.blue_green_config.replicas_per_env = 2;
+    c.blue_green_config.health_check_interval = Duration::from_secs(1);
+    c.blue_green_config.keep_old_warm_for = Duration::from_secs(60);
+    c.blue_green_config.traffic_strategy = TrafficStrategyKind::Gradual;
+    c.blue_green_config.traffic_increment = 25.0;
+    c.blue_green_config.traffic_interval = Duration::from_secs(60);
+    c.monitoring.monitoring_duration = Duration::from_secs(120);
+    c.validate().expect("valid");
+    c
+}
+
+async fn deploy(o: &Orchestrator, version: &str, strategy: StrategyKind) -> Report {
+    o.run(&config(version, strategy))
+        .await
+        .expect("run")
+        .remove(0)
+}
+
+fn render(report: &Report) -> String {
+    let svg = report.render_svg(&ChartOptions::default()).expect("render");
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    for panel in PANELS {
+        assert!(svg.contains(panel), "panel `{panel}` missing");
+    }
+    svg
+}
+
+/// Checks that each text is written in the chart, whole (a label, a legend entry, a title).
+fn assert_has(svg: &str, texts: &[&str]) {
+    for t in texts {
+        let whole = format!(">\n{t}\n</text>");
+        assert!(svg.contains(&whole), "`{t}` missing from the chart");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_promoted_canary_shows_both_arms_its_steps_and_completion() {
+    let o = fleet(21, Some(StrategyKind::Canary)).await;
+    let r = deploy(&o, "1.1.0", StrategyKind::Canary).await;
+    assert_eq!(r.outcome, Some(Outcome::Succeeded), "{r}");
+    let svg = render(&r);
+    assert_has(
+        &svg,
+        &[
+            "web: 1.0.0 → 1.1.0 by canary — succeeded",
+            "baseline 1.0.0 on stable",
+            "canary 1.1.0 on canary",
+            "weight step",
+            "10%",
+            "40%",
+            "70%",
+            "100%",
+            "completed",
+            "time since start",
+        ],
+    );
+    assert!(!svg.contains("rolled back"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rolled_back_canary_marks_the_rollback_and_draws_its_lone_sample_as_dots() {
+    let o = fleet(22, Some(StrategyKind::Canary)).await;
+    deploy(&o, "1.1.0", StrategyKind::Canary).await;
+    let r = deploy(&o, "1.2.0", StrategyKind::Canary).await;
+    assert!(matches!(r.outcome, Some(Outcome::RolledBack { .. })), "{r}");
+    assert_eq!(r.samples.len(), 1, "the judge decides on the first window");
+    let svg = render(&r);
+    assert_has(
+        &svg,
+        &[
+            "web: 1.1.0 → 1.2.0 by canary — rolled back",
+            "baseline 1.1.0 on canary",
+            "canary 1.2.0 on stable",
+            "rollback started",
+            "rollback",
+            "rolled back",
+        ],
+    );
+    // One window: a dot per arm in the error-rate and latency panels, no line.
+    assert_eq!(svg.matches("<circle").count(), 4, "{svg}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_blue_green_switch_with_a_trigger_shows_the_trigger_and_the_switch_back() {
+    let o = fleet(23, Some(StrategyKind::BlueGreen)).await;
+    let r = deploy(&o, "1.1.0", StrategyKind::BlueGreen).await;
+    assert_eq!(r.outcome, Some(Outcome::Succeeded), "{r}");
+    let svg = render(&r);
+    assert_has(
+        &svg,
+        &[
+            "web: 1.0.0 → 1.1.0 by blue-green — succeeded",
+            "baseline 1.0.0 on blue",
+            "canary 1.1.0 on green",
+            "25%",
+            "50%",
+            "75%",
+        ],
+    );
+    let r = deploy(&o, "1.2.0", StrategyKind::BlueGreen).await;
+    assert!(matches!(r.outcome, Some(Outcome::RolledBack { .. })), "{r}");
+    let svg = render(&r);
+    assert_has(
+        &svg,
+        &[
+            "baseline 1.1.0 on green",
+            "canary 1.2.0 on blue",
+            "trigger fired",
+            "trigger error-rate-threshold",
+            "rolled back",
+        ],
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_install_has_no_baseline() {
+    let o = fleet(24, None).await;
+    let r = deploy(&o, "1.0.0", StrategyKind::Canary).await;
+    assert_eq!(r.outcome, Some(Outcome::Succeeded), "{r}");
+    let svg = render(&r);
+    assert_has(
+        &svg,
+        &[
+            "web: install 1.0.0 by canary — succeeded",
+            "canary 1.0.0 on stable",
+        ],
+    );
+    assert!(!svg.contains("baseline"), "nothing ran before: no baseline");
+}
+
+#[tokio::test(start_paused = true)]
+async fn windows_without_data_break_the_lines_and_reports_without_samples_still_render() {
+    let o = fleet(25, Some(StrategyKind::Canary)).await;
+    let r = deploy(&o, "1.1.0", StrategyKind::Canary).await;
+    let lines = |r: &Report| render(r).matches(CANARY_STROKE).count();
+    let before = lines(&r);
+
+    // A window in the middle of a run where the canary had no data: its error-rate and
+    // latency lines each break in two (of at least two windows each, so lines, not dots).
+    let mut gap = r.clone();
+    let middle = (2..gap.samples.len().saturating_sub(2))
+        .find(|&i| {
+            let has = |j: usize| {
+                gap.samples[j]
+                    .arm(Arm::Canary)
+                    .is_some_and(|a| a.error_rate().is_some() && a.p99_ms.is_some())
+            };
+            (i - 2..=i + 2).all(has)
+        })
+        .expect("five windows with data in a row");
+    for a in &mut gap.samples[middle].arms {
+        if a.arm == Arm::Canary {
+            a.requests = None;
+            a.errors = None;
+            a.p99_ms = None;
+        }
+    }
+    assert_eq!(lines(&gap), before + 2, "{:?}", gap.samples[middle]);
+
+    // No samples at all: the weights and decisions remain, the data panels are empty.
+    let mut bare = r.clone();
+    bare.samples.clear();
+    let svg = render(&bare);
+    assert_has(&svg, &["40%", "completed"]);
+    assert_eq!(
+        svg.matches(CANARY_STROKE).count(),
+        2,
+        "only the legend's swatch and the weight line"
+    );
+    assert!(!svg.contains("<circle"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_chart_is_written_only_as_svg_and_bad_options_change_nothing() {
+    let o = fleet(26, Some(StrategyKind::Canary)).await;
+    let r = deploy(&o, "1.1.0", StrategyKind::Canary).await;
+    let dir = std::env::temp_dir().join(format!("serin-report-chart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("chart.svg");
+    r.write_chart(&path, &ChartOptions::default().with_title("release 1.1.0"))
+        .expect("write");
+    let written = std::fs::read_to_string(&path).expect("read");
+    assert!(written.contains("release 1.1.0") && written.contains("</svg>"));
+
+    let png = dir.join("chart.png");
+    let e = r
+        .write_chart(&png, &ChartOptions::default())
+        .expect_err("not svg");
+    assert!(e.to_string().contains("*.svg"), "{e}");
+    assert!(!png.exists());
+    let tiny = dir.join("tiny.svg");
+    let e = r
+        .write_chart(&tiny, &ChartOptions::default().with_size(1000, 10))
+        .expect_err("too small");
+    assert!(e.to_string().contains("chartOptions.height"), "{e}");
+    assert!(!tiny.exists());
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
