@@ -1,0 +1,239 @@
+//! The command line: global options, verbs and their flags (clap derive).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// What the exit status means; shown at the end of `--help`.
+const EXIT_CODES: &str = "\
+Exit status:
+  0  success (the deployment succeeded, the rollback restored the version, the check passed)
+  1  the deployment was rolled back or failed, or a health check failed
+  2  usage or configuration error (bad flag, bad config file, nothing to roll back)
+  3  blocked by validation (the compatibility catalog refused the upgrade)
+  4  backend error (a process, the proxy, the simulator, the journal or the state directory)";
+
+/// Zero-downtime deployments of a demo service on one machine (or in a simulated fleet).
+#[derive(Debug, Parser)]
+#[command(name = "serin-cli", version, after_help = EXIT_CODES, after_long_help = EXIT_CODES)]
+pub struct Cli {
+    /// The options every verb shares.
+    #[command(flatten)]
+    pub global: Global,
+    /// The verb.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options of every verb.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Deployment config (YAML, TOML or JSON, by extension), in the product brief's shape.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where the event journal and the record of what runs are kept.
+    #[arg(long, global = true, value_name = "DIR", default_value = ".serin")]
+    pub state_dir: PathBuf,
+    /// Environment file read for the brief's variables (VERSION, INCREMENT, ...); variables
+    /// already set win. Default: `.env` if it exists.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+    /// Where the service runs: `local` (processes behind the embedded proxy) or `sim` (a
+    /// simulated fleet in virtual time).
+    #[arg(long, global = true, value_enum, default_value_t = BackendKind::Local)]
+    pub backend: BackendKind,
+    /// `text` for people, `json` for machines (one JSON document per command on stdout).
+    #[arg(long, global = true, value_enum, default_value_t = OutputKind::Text)]
+    pub output: OutputKind,
+    /// Requests per second of the built-in load (local: HTTP clients through the proxy; sim:
+    /// the simulated load).
+    #[arg(long, global = true, value_name = "RPS", default_value_t = 100.0)]
+    pub load_rps: f64,
+    /// Address of the embedded proxy (local backend); port 0 picks a free one.
+    #[arg(
+        long,
+        global = true,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:0"
+    )]
+    pub listen: SocketAddr,
+    /// The demo service binary (local backend). Default: `serin-demo-service` in the target
+    /// directory this program was built in (built there if missing).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub demo_binary: Option<PathBuf>,
+    /// Seed of the simulated fleet (sim backend).
+    #[arg(long, global = true, default_value_t = 1)]
+    pub seed: u64,
+    /// A compatibility catalog (YAML, TOML or JSON, `serin-compat`'s shape); each upgrade is
+    /// validated against it and the versions that run before anything changes.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+}
+
+/// Where the service runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Demo-service processes behind the embedded reverse proxy, on this machine.
+    Local,
+    /// A deterministic simulated fleet in virtual time (`serin-sim`).
+    Sim,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputKind {
+    /// Lines for people, with progress bars on a terminal.
+    Text,
+    /// One JSON document on stdout.
+    Json,
+}
+
+/// The strategies, as written in config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StrategyArg {
+    /// Blue-green.
+    BlueGreen,
+    /// Canary.
+    Canary,
+    /// Blue-green with a canary-judged partial switch.
+    BlueGreenWithCanary,
+}
+
+/// The verbs, after the brief's make targets.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Deploys a version by the configured strategy (`DEPLOYMENT_STRATEGY`, or `--strategy`).
+    Deploy(DeployArgs),
+    /// Deploys a version by blue-green.
+    DeployBlueGreen(DeployArgs),
+    /// Deploys a version by canary.
+    DeployCanary(CanaryArgs),
+    /// Deploys the previous version back (or `--to-version`) by an immediate blue-green switch.
+    Rollback(RollbackArgs),
+    /// What runs, the versions before it, and where the last deployment stands.
+    Status,
+    /// Watches the health and metrics of what runs, under the built-in load.
+    Monitor(MonitorArgs),
+    /// The event journal: every event of every deployment.
+    Logs(LogsArgs),
+    /// Requests, errors and latency of what runs, measured under the built-in load.
+    Metrics(MetricsArgs),
+    /// Brings what runs up and probes its readiness and liveness.
+    HealthCheck,
+    /// The dry run: what would be deployed where, step by step; nothing changes.
+    Plan(DeployArgs),
+}
+
+/// Flags of `deploy`, `deploy-blue-green` and `plan`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct DeployArgs {
+    /// The version to deploy (`VERSION`; or `version` in the config file).
+    #[arg(long, value_name = "SEMVER")]
+    pub version: Option<semver::Version>,
+    /// The strategy (`DEPLOYMENT_STRATEGY`; or `strategy` in the config file).
+    #[arg(long, value_enum)]
+    pub strategy: Option<StrategyArg>,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Share of the new version's requests the demo service answers with a 500 (0 ..= 1);
+    /// remembered for that version. Default: what was given before for it, else 0.
+    #[arg(long, value_name = "FRACTION")]
+    pub error_rate: Option<f64>,
+    /// Delay the new version's demo service adds to each answer, in milliseconds; remembered
+    /// for that version.
+    #[arg(long, value_name = "MS")]
+    pub latency_ms: Option<u64>,
+}
+
+/// Flags of `deploy-canary`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CanaryArgs {
+    /// What every deployment takes.
+    #[command(flatten)]
+    pub deploy: DeployArgs,
+    /// The first canary weight in percent (`INITIAL_PERCENTAGE`).
+    #[arg(long, value_name = "PERCENT")]
+    pub initial_percentage: Option<u8>,
+    /// Percent added per phase (`INCREMENT`).
+    #[arg(long, value_name = "PERCENT")]
+    pub increment: Option<u8>,
+    /// How long each phase is judged (`PHASE_DURATION`): `30s`, `5m`, or seconds.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub phase_duration: Option<Duration>,
+}
+
+/// Flags of `rollback`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RollbackArgs {
+    /// The version to go back to (default: the one that ran before the current one).
+    #[arg(long, value_name = "SEMVER")]
+    pub to_version: Option<semver::Version>,
+}
+
+/// Flags of `monitor`.
+#[derive(Debug, Args, Clone)]
+pub struct MonitorArgs {
+    /// How long to watch: `30s`, `5m`, or seconds.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5m")]
+    pub duration: Duration,
+    /// How often to sample health and metrics.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    pub interval: Duration,
+}
+
+/// Flags of `logs`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct LogsArgs {
+    /// Only this deployment's events.
+    #[arg(long, value_name = "ID")]
+    pub deployment: Option<String>,
+    /// Only the last N events.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
+}
+
+/// Flags of `metrics`.
+#[derive(Debug, Args, Clone)]
+pub struct MetricsArgs {
+    /// How long to measure: `5s`, `1m`, or seconds.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+    pub duration: Duration,
+}
+
+/// A duration as the brief writes them: a bare number is seconds (`PHASE_DURATION=300`),
+/// otherwise a human string (`30s`, `5m`, `1h30m`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if let Ok(secs) = t.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let d = humantime::parse_duration(t)
+        .map_err(|e| format!("`{t}` is not a duration (`30s`, `5m`, or seconds): {e}"))?;
+    if d.is_zero() {
+        return Err(format!("`{t}` must be longer than zero"));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_seconds_or_human_strings() {
+        assert_eq!(parse_duration("300"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("soon").unwrap_err().contains("soon"));
+        assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

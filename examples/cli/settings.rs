@@ -1,0 +1,350 @@
+//! Settings: the `.env` file, the deployment config (file or built-in default), the brief's
+//! environment variables over it, and the flags over both.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serin_orchestrator::{DeploymentConfig, Format};
+
+use crate::cli::args::BackendKind;
+use crate::cli::exit::CliError;
+
+/// Variables from the process environment, then from the `.env` file: a variable already set
+/// in the environment is never overridden by the file.
+#[derive(Debug, Clone, Default)]
+pub struct EnvLookup {
+    file: BTreeMap<String, String>,
+}
+
+impl EnvLookup {
+    /// Reads `path`, or `.env` when no path is given and it exists; no file is no variables.
+    pub fn load(path: Option<&Path>) -> Result<Self, CliError> {
+        let (path, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (Path::new(".env").to_path_buf(), false),
+        };
+        if !required && !path.exists() {
+            return Ok(EnvLookup::default());
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            CliError::usage(format!("cannot read env file {}: {e}", path.display()))
+        })?;
+        let file = parse_env_file(&text)
+            .map_err(|e| CliError::usage(format!("env file {}: {e}", path.display())))?;
+        Ok(EnvLookup { file })
+    }
+
+    /// The value of `name`: the environment's if set, else the file's.
+    pub fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name)
+            .ok()
+            .or_else(|| self.file.get(name).cloned())
+    }
+}
+
+/// Parses `KEY=value` lines: blank lines and `#` comments are skipped, `export ` is allowed
+/// before a key, values may be quoted (`'...'` as written, `"..."` with `\n`, `\"` and `\\`
+/// escapes), and an unquoted value ends at ` #`.
+pub fn parse_env_file(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(format!("line {}: `{line}` is not KEY=value", i + 1));
+        };
+        let key = key.trim();
+        let valid = key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!(
+                "line {}: `{key}` is not a variable name (letters, digits and `_`, not starting with a digit)",
+                i + 1
+            ));
+        }
+        let value = value.trim();
+        let value = if let Some(rest) = value.strip_prefix('"') {
+            let Some(end) = rest.rfind('"') else {
+                return Err(format!(
+                    "line {}: the value of {key} has no closing `\"`",
+                    i + 1
+                ));
+            };
+            unescape(&rest[..end])
+        } else if let Some(rest) = value.strip_prefix('\'') {
+            let Some(end) = rest.rfind('\'') else {
+                return Err(format!(
+                    "line {}: the value of {key} has no closing `'`",
+                    i + 1
+                ));
+            };
+            rest[..end].to_owned()
+        } else {
+            match value.find(" #") {
+                Some(at) => value[..at].trim_end().to_owned(),
+                None => value.to_owned(),
+            }
+        };
+        out.insert(key.to_owned(), value);
+    }
+    Ok(out)
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+/// The config used without `--config` on the local backend: the demo at small scale, so a
+/// canary takes seconds (two instances per colour, 3 s phases at 20%, 60% and 100%, 1 s
+/// metric windows, a 2 s watch after promotion).
+const LOCAL_DEFAULT: &str = r#"
+strategy: canary
+version: 0.0.0
+targetServices: [demo]
+blueGreenConfig:
+  replicasPerEnv: 2
+  healthCheckInterval: 100ms
+  readinessTimeout: 20s
+  keepOldWarmFor: 1s
+  drain: 500ms
+canaryConfig:
+  initialPercentage: 20
+  incrementPercentage: 40
+  incrementInterval: 3s
+  metricsWindow: 1s
+  replicas: 1
+  drain: 500ms
+monitoring:
+  checkInterval: 500ms
+  monitoringDuration: 2s
+  consecutiveFailures: 3
+  errorRateThreshold: 0.2
+maxDeploymentDuration: 5m
+"#;
+
+/// The config used without `--config` on the sim backend: the brief's own scale (5-minute
+/// phases, 30 s windows, a 5-minute watch), which virtual time runs in moments.
+const SIM_DEFAULT: &str = r#"
+strategy: canary
+version: 0.0.0
+targetServices: [demo]
+blueGreenConfig:
+  replicasPerEnv: 3
+  healthCheckInterval: 1s
+  keepOldWarmFor: 2m
+canaryConfig:
+  initialPercentage: 5
+  incrementPercentage: 20
+  incrementInterval: 5m
+  metricsWindow: 30s
+monitoring:
+  monitoringDuration: 5m
+"#;
+
+/// The config file's format, from its extension.
+fn format_of(path: &Path) -> Result<Format, CliError> {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("yaml" | "yml") => Ok(Format::Yaml),
+        Some("toml") => Ok(Format::Toml),
+        Some("json") => Ok(Format::Json),
+        _ => Err(CliError::usage(format!(
+            "config file {}: cannot tell its format; name it .yaml, .yml, .toml or .json",
+            path.display()
+        ))),
+    }
+}
+
+/// Whether the document has a top-level `version` (the orchestrator requires one; the CLI
+/// lets `--version` or `VERSION` give it instead).
+fn add_missing_version(text: &str, format: Format) -> Result<Option<String>, String> {
+    let placeholder = "0.0.0";
+    match format {
+        Format::Yaml => {
+            let mut v: serde_yaml_ng::Value =
+                serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+            let Some(map) = v.as_mapping_mut() else {
+                return Ok(None);
+            };
+            if map.contains_key("version") {
+                return Ok(None);
+            }
+            map.insert("version".into(), placeholder.into());
+            serde_yaml_ng::to_string(&v)
+                .map(Some)
+                .map_err(|e| e.to_string())
+        }
+        Format::Json => {
+            let mut v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+            let Some(map) = v.as_object_mut() else {
+                return Ok(None);
+            };
+            if map.contains_key("version") {
+                return Ok(None);
+            }
+            map.insert("version".into(), placeholder.into());
+            serde_json::to_string_pretty(&v)
+                .map(Some)
+                .map_err(|e| e.to_string())
+        }
+        Format::Toml => {
+            let mut v: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+            if v.contains_key("version") {
+                return Ok(None);
+            }
+            v.insert("version".into(), placeholder.into());
+            toml::to_string(&v).map(Some).map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// A loaded config, and whether a version to deploy was actually given (by the file or the
+/// `VERSION` variable) rather than left at the placeholder.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The config, with the environment applied and validated.
+    pub config: DeploymentConfig,
+    /// Whether the file or `VERSION` named a version.
+    pub version_given: bool,
+}
+
+/// Loads `path` (or the backend's built-in default), applies the brief's environment
+/// variables and checks that it deploys exactly one service.
+pub fn load_config(
+    path: Option<&Path>,
+    backend: BackendKind,
+    env: &EnvLookup,
+) -> Result<Loaded, CliError> {
+    let (config, mut version_given) = match path {
+        None => {
+            let text = match backend {
+                BackendKind::Local => LOCAL_DEFAULT,
+                BackendKind::Sim => SIM_DEFAULT,
+            };
+            let c = DeploymentConfig::from_yaml(text)
+                .map_err(|e| CliError::usage(format!("the built-in config: {e}")))?;
+            (c, false)
+        }
+        Some(path) => {
+            let format = format_of(path)?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                CliError::usage(format!("cannot read config file {}: {e}", path.display()))
+            })?;
+            let filled = add_missing_version(&text, format)
+                .map_err(|e| CliError::usage(format!("config file {}: {e}", path.display())))?;
+            let given = filled.is_none();
+            let c = DeploymentConfig::parse(filled.as_deref().unwrap_or(&text), format)
+                .map_err(|e| CliError::usage(format!("config file {}: {e}", path.display())))?;
+            (c, given)
+        }
+    };
+    if env.get("VERSION").is_some_and(|v| !v.trim().is_empty()) {
+        version_given = true;
+    }
+    let config = config
+        .with_overrides(|name| env.get(name))
+        .map_err(|e| CliError::usage(format!("environment: {e}")))?;
+    if config.target_services.len() != 1 {
+        return Err(CliError::usage(format!(
+            "invalid deploymentConfig.targetServices `{:?}`: the example CLI deploys exactly one service",
+            config.target_services
+        )));
+    }
+    Ok(Loaded {
+        config,
+        version_given,
+    })
+}
+
+/// The one service the config deploys.
+pub fn service_of(config: &DeploymentConfig) -> &str {
+    config
+        .target_services
+        .first()
+        .map_or("demo", String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_files_parse_comments_exports_and_quotes() {
+        let text = "# deploy settings\nVERSION=1.1.0\nexport INCREMENT = 10 # percent\n\
+                    NAME='a # b'\nMSG=\"line\\nnext\"\n\n";
+        let vars = parse_env_file(text).expect("parse");
+        assert_eq!(vars["VERSION"], "1.1.0");
+        assert_eq!(vars["INCREMENT"], "10");
+        assert_eq!(vars["NAME"], "a # b");
+        assert_eq!(vars["MSG"], "line\nnext");
+    }
+
+    #[test]
+    fn bad_env_lines_name_the_line() {
+        assert!(
+            parse_env_file("A=1\noops\n")
+                .unwrap_err()
+                .contains("line 2")
+        );
+        assert!(parse_env_file("1A=1").unwrap_err().contains("`1A`"));
+        assert!(parse_env_file("A=\"open").unwrap_err().contains("closing"));
+    }
+
+    #[test]
+    fn a_missing_version_is_filled_in_every_format() {
+        let yaml = add_missing_version("strategy: canary\ntargetServices: [web]\n", Format::Yaml)
+            .expect("yaml")
+            .expect("filled");
+        assert!(DeploymentConfig::from_yaml(&yaml).is_ok(), "{yaml}");
+        let json = add_missing_version(
+            r#"{"strategy":"canary","targetServices":["web"]}"#,
+            Format::Json,
+        )
+        .expect("json")
+        .expect("filled");
+        assert!(DeploymentConfig::from_json(&json).is_ok(), "{json}");
+        let toml = add_missing_version(
+            "strategy = \"canary\"\ntargetServices = [\"web\"]\n",
+            Format::Toml,
+        )
+        .expect("toml")
+        .expect("filled");
+        assert!(DeploymentConfig::from_toml(&toml).is_ok(), "{toml}");
+        assert_eq!(
+            add_missing_version("version: 1.0.0\n", Format::Yaml),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn the_built_in_configs_are_valid() {
+        for text in [LOCAL_DEFAULT, SIM_DEFAULT] {
+            let c = DeploymentConfig::from_yaml(text).expect("valid");
+            assert_eq!(service_of(&c), "demo");
+        }
+    }
+}

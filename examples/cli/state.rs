@@ -1,0 +1,239 @@
+//! The state directory: the event journal (`journal.jsonl`, a `FileJournal`), the record of
+//! what runs (`state.json`) and the demo processes' logs (`logs/`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serin_orchestrator::Outcome;
+use serin_signals::Track;
+
+use crate::cli::args::BackendKind;
+use crate::cli::exit::CliError;
+
+/// What runs: the version serving all traffic, on which track, with how many instances.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Running {
+    /// The version.
+    pub version: semver::Version,
+    /// The track it runs on.
+    pub track: Track,
+    /// Its instances.
+    pub instances: u32,
+}
+
+/// How the demo service behaves for one version (what `--error-rate` and `--latency-ms` said).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Behaviour {
+    /// Share of requests answered 500.
+    pub error_rate: f64,
+    /// Delay added to each answer, in milliseconds.
+    pub latency_ms: u64,
+}
+
+/// `state.json`: what the last command left running, so the next invocation can bring it
+/// back up, roll back from it and report on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RunState {
+    /// The service.
+    pub service: String,
+    /// The backend it runs on.
+    pub backend: BackendKind,
+    /// What serves all traffic (none before the first install).
+    pub current: Option<Running>,
+    /// The versions that ran before, oldest first; `rollback` goes back to the last one.
+    #[serde(default)]
+    pub previous: Vec<semver::Version>,
+    /// Each version's demo behaviour, by version.
+    #[serde(default)]
+    pub behaviours: BTreeMap<String, Behaviour>,
+    /// The id of the last deployment in the journal.
+    #[serde(default)]
+    pub last_deployment: Option<String>,
+    /// How the last deployment ended.
+    #[serde(default)]
+    pub last_outcome: Option<Outcome>,
+    /// A deployment a command started and has not seen end (the command was stopped).
+    #[serde(default)]
+    pub in_progress: Option<String>,
+}
+
+impl RunState {
+    /// Nothing deployed yet.
+    pub fn new(service: &str, backend: BackendKind) -> Self {
+        RunState {
+            service: service.to_owned(),
+            backend,
+            current: None,
+            previous: Vec::new(),
+            behaviours: BTreeMap::new(),
+            last_deployment: None,
+            last_outcome: None,
+            in_progress: None,
+        }
+    }
+
+    /// How `version` behaves (healthy unless told otherwise).
+    pub fn behaviour(&self, version: &semver::Version) -> Behaviour {
+        self.behaviours
+            .get(&version.to_string())
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Records what runs after a deployment or rollback to `target`: a new current version
+    /// pushes the old one on `previous` — unless the change went back to a version found
+    /// there (a rollback), which is then taken off it.
+    pub fn record_running(&mut self, now: Option<Running>, target: &semver::Version) {
+        let before = self.current.as_ref().map(|r| r.version.clone());
+        let after = now.as_ref().map(|r| r.version.clone());
+        if after != before
+            && let Some(after) = &after
+        {
+            if after == target
+                && let Some(at) = self.previous.iter().rposition(|v| v == after)
+            {
+                self.previous.truncate(at);
+            } else if let Some(before) = before {
+                self.previous.push(before);
+            }
+        }
+        self.current = now;
+    }
+}
+
+/// The state directory's files.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    dir: PathBuf,
+}
+
+impl StateDir {
+    /// The directory, created if missing.
+    pub fn open(dir: &Path) -> Result<Self, CliError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            CliError::backend(format!(
+                "cannot create state directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        Ok(StateDir {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The directory, which must exist already (for commands that only read).
+    pub fn existing(dir: &Path) -> StateDir {
+        StateDir {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// The event journal.
+    pub fn journal(&self) -> PathBuf {
+        self.dir.join("journal.jsonl")
+    }
+
+    /// Where the demo processes write their output.
+    pub fn logs(&self) -> PathBuf {
+        self.dir.join("logs")
+    }
+
+    fn state_file(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    /// The recorded state, or `None` before the first deployment.
+    pub fn load(&self) -> Result<Option<RunState>, CliError> {
+        let path = self.state_file();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(CliError::backend(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )));
+            }
+        };
+        serde_json::from_str(&text).map(Some).map_err(|e| {
+            CliError::backend(format!(
+                "{} is not a valid state file ({e}); remove it to start over",
+                path.display()
+            ))
+        })
+    }
+
+    /// Writes `state` whole (to a temporary file renamed over the old one, so a crash leaves
+    /// the old state or the new one, never half of one).
+    pub fn save(&self, state: &RunState) -> Result<(), CliError> {
+        let path = self.state_file();
+        let tmp = self.dir.join("state.json.tmp");
+        let text = serde_json::to_string_pretty(state)
+            .map_err(|e| CliError::backend(format!("cannot encode the state: {e}")))?;
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| CliError::backend(format!("cannot write {}: {e}", path.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> semver::Version {
+        semver::Version::parse(s).expect("version")
+    }
+
+    fn running(s: &str) -> Option<Running> {
+        Some(Running {
+            version: v(s),
+            track: Track::Stable,
+            instances: 2,
+        })
+    }
+
+    #[test]
+    fn deployments_push_previous_versions_and_rollbacks_pop_them() {
+        let mut s = RunState::new("demo", BackendKind::Sim);
+        s.record_running(running("1.0.0"), &v("1.0.0"));
+        assert!(s.previous.is_empty());
+        s.record_running(running("1.1.0"), &v("1.1.0"));
+        s.record_running(running("1.2.0"), &v("1.2.0"));
+        assert_eq!(s.previous, vec![v("1.0.0"), v("1.1.0")]);
+        // A rolled-back deployment leaves what ran.
+        s.record_running(running("1.2.0"), &v("1.3.0"));
+        assert_eq!(s.previous, vec![v("1.0.0"), v("1.1.0")]);
+        // Going back to 1.1.0 takes it off the list.
+        s.record_running(running("1.1.0"), &v("1.1.0"));
+        assert_eq!(s.previous, vec![v("1.0.0")]);
+        assert_eq!(
+            s.current.as_ref().map(|r| r.version.clone()),
+            Some(v("1.1.0"))
+        );
+    }
+
+    #[test]
+    fn the_state_round_trips_and_a_bad_file_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let states = StateDir::open(dir.path()).expect("open");
+        assert_eq!(states.load().expect("load"), None);
+        let mut s = RunState::new("demo", BackendKind::Local);
+        s.record_running(running("1.0.0"), &v("1.0.0"));
+        s.behaviours.insert(
+            "1.0.0".into(),
+            Behaviour {
+                error_rate: 0.01,
+                latency_ms: 5,
+            },
+        );
+        states.save(&s).expect("save");
+        assert_eq!(states.load().expect("load"), Some(s));
+        std::fs::write(dir.path().join("state.json"), "{\"service\":1}").expect("write");
+        let err = states.load().unwrap_err();
+        assert!(err.message.contains("state.json"), "{err}");
+    }
+}

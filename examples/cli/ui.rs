@@ -1,0 +1,74 @@
+//! What the user sees: results on stdout (text, or one JSON document), progress bars and
+//! event lines on stderr. Bars show only when both streams are terminals and the output is
+//! text, so pipes, files and `--output json` get no escape codes.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::cli::args::OutputKind;
+use crate::cli::exit::CliError;
+
+/// The output settings of one command.
+#[derive(Debug, Clone, Copy)]
+pub struct Ui {
+    output: OutputKind,
+    bars: bool,
+}
+
+impl Ui {
+    /// Settings for `output`, with bars when stdout and stderr are terminals.
+    pub fn new(output: OutputKind) -> Self {
+        let bars = output == OutputKind::Text
+            && std::io::stdout().is_terminal()
+            && std::io::stderr().is_terminal();
+        Ui { output, bars }
+    }
+
+    /// Whether the result is one JSON document.
+    pub fn json(&self) -> bool {
+        self.output == OutputKind::Json
+    }
+
+    /// A bar of `len` steps (hidden unless bars are on).
+    pub fn bar(&self, len: u64, template: &str) -> ProgressBar {
+        if !self.bars {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(len);
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    }
+
+    /// A line about what is happening (stderr; above the bar when it shows; nothing in JSON mode).
+    pub fn note(&self, bar: &ProgressBar, line: &str) {
+        if self.json() {
+            return;
+        }
+        if self.bars {
+            bar.println(line);
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    /// Prints the command's result: `text` for people, or `value` as one JSON document.
+    pub fn result<T: Serialize>(&self, text: &str, value: &T) -> Result<(), CliError> {
+        if self.json() {
+            let doc = serde_json::to_string_pretty(value)
+                .map_err(|e| CliError::backend(format!("cannot encode the result: {e}")))?;
+            println!("{doc}");
+        } else {
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,153 @@
+//! `serin-cli`: the brief's make targets as one command line over Serin — `deploy`,
+//! `deploy-blue-green`, `deploy-canary`, `rollback`, `status`, `monitor`, `logs`, `metrics`,
+//! `health-check` and `plan` — on one machine (`--backend local`, the default) or on a
+//! simulated fleet in virtual time (`--backend sim`).
+//!
+//! ```text
+//! cargo build -p serin-examples --example serin-cli
+//! target/debug/examples/serin-cli deploy-canary --version 1.0.0      # first install
+//! target/debug/examples/serin-cli deploy-canary --version 1.1.0      # judged canary
+//! target/debug/examples/serin-cli deploy --version 1.2.0 --error-rate 0.3   # rolled back
+//! target/debug/examples/serin-cli status
+//! target/debug/examples/serin-cli logs --tail 20
+//! target/debug/examples/serin-cli rollback                           # back to 1.0.0
+//! target/debug/examples/serin-cli --backend sim --state-dir .serin-sim deploy --version 1.0.0
+//! ```
+//!
+//! ## The model
+//!
+//! - **Each command runs in the foreground to its end.** `deploy` and `rollback` return once the
+//!   deployment has succeeded, rolled back or failed; nothing stays behind in the background.
+//! - **The state directory** (`--state-dir`, default `.serin`) holds the orchestrator's event
+//!   journal (`journal.jsonl`, a `FileJournal`: every state change and event of every
+//!   deployment), `state.json` (the service, the version that serves all traffic with its track
+//!   and instance count, the versions that ran before it, each version's demo behaviour and the
+//!   last deployment's id) and, on the local backend, the processes' logs (`logs/`). So
+//!   `status`, `logs` and `rollback` work across invocations.
+//! - **Local backend: a one-machine demo whose processes live as long as the command.** A
+//!   command that needs the service first brings the recorded version back up as
+//!   `serin-demo-service` processes behind the embedded reverse proxy (`--listen`, any free
+//!   loopback port by default) and gives it all traffic; it then drives a small built-in load
+//!   through the proxy (`--load-rps`, 100 requests a second by default) so the canary judges
+//!   and the rollback triggers have data, does its work, and stops everything at the end. The
+//!   processes' output is in `<state-dir>/logs/`.
+//! - **Sim backend:** the same commands on `serin-sim`'s simulated fleet, whose virtual time
+//!   runs a deployment of hours in moments; the simulated load is `--load-rps`; `--seed`
+//!   chooses its random streams. Without `--config` it uses the brief's scale (5-minute phases).
+//! - **Versions and their behaviour.** `--version` names the version to deploy; the demo
+//!   service behaves as `--error-rate` (the share of requests it answers with a 500, default 0)
+//!   and `--latency-ms` (a delay per answer) say — on the sim backend, the simulated version's
+//!   error rate and extra median latency. The behaviour is remembered per version in
+//!   `state.json`, so the version comes back the same when it is brought up again.
+//! - **Configuration:** `--config` (YAML, TOML or JSON by extension) in the product brief's
+//!   shape (`DeploymentConfig`, one service in `targetServices`; `version` may be left to
+//!   `--version` or `VERSION`); without it, a built-in demo-scale config (service `demo`,
+//!   canary 20% → 60% → 100% in 3 s phases on the local backend). Over it, the brief's
+//!   environment variables (`VERSION`, `DEPLOYMENT_STRATEGY`, `INITIAL_PERCENTAGE`, `INCREMENT`,
+//!   `PHASE_DURATION`, `CANARY_ERROR_RATE`, ...), read from the environment and from the
+//!   `--env-file` (default `.env` if it exists; a variable already set in the environment
+//!   wins); over both, the flags.
+//! - **Validation:** with `--catalog` (a `serin-compat` catalog), each upgrade is validated
+//!   against the catalog and the version that runs; a blocked upgrade changes nothing.
+//! - **`rollback`** deploys the version that ran before the current one (or `--to-version`)
+//!   back by an immediate blue-green switch with the config's health gate and monitoring, as
+//!   the orchestrator's `rollback_to` does; the version gone back to leaves the list of
+//!   previous versions.
+//! - **`plan`** and **`deploy --dry-run`** compute the plan on an in-memory copy of what runs:
+//!   no process starts and nothing changes.
+//! - **`monitor --duration`** samples health (HTTP `/ready` and `/live` of every instance) and
+//!   the proxy's measurements every `--interval`; **`metrics`** measures once over
+//!   `--duration`; **`health-check`** probes once.
+//! - **Output:** text for people, with progress bars on stderr when stdout and stderr are
+//!   terminals; `--output json` prints exactly one JSON document on stdout per command — a
+//!   deployment's or rollback's is the orchestrator's `Report`; an error's is
+//!   `{"error": ..., "exitCode": ...}`.
+//!
+//! ## Exit status
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success |
+//! | 1 | the deployment was rolled back or failed; a health check (or monitoring) saw a failure |
+//! | 2 | usage or configuration error (bad flag, bad config naming its field, nothing to roll back) |
+//! | 3 | blocked by validation (`--catalog`) |
+//! | 4 | backend error (process, proxy, simulator, journal, state directory) |
+//!
+//! A deployment killed with the command (Ctrl-C) stays unfinished in the journal (`status` lists
+//! it); on the local backend its processes end with the command.
+
+mod cli;
+
+use clap::Parser;
+
+use cli::args::{Cli, Command};
+use cli::commands::{self, Ctx, Flavour};
+use cli::exit::{CliError, Exit};
+use cli::settings::EnvLookup;
+use cli::ui::Ui;
+
+async fn run(cli: Cli) -> Result<Exit, CliError> {
+    let env = EnvLookup::load(cli.global.env_file.as_deref())?;
+    let ui = Ui::new(cli.global.output);
+    let ctx = Ctx {
+        global: cli.global,
+        env,
+        ui,
+    };
+    match &cli.command {
+        Command::Deploy(args) => {
+            let args = cli::args::CanaryArgs {
+                deploy: args.clone(),
+                ..Default::default()
+            };
+            commands::deploy(&ctx, &args, Flavour::Any).await
+        }
+        Command::DeployBlueGreen(args) => {
+            let args = cli::args::CanaryArgs {
+                deploy: args.clone(),
+                ..Default::default()
+            };
+            commands::deploy(&ctx, &args, Flavour::BlueGreen).await
+        }
+        Command::DeployCanary(args) => commands::deploy(&ctx, args, Flavour::Canary).await,
+        Command::Rollback(args) => commands::rollback(&ctx, args).await,
+        Command::Status => commands::status(&ctx).await,
+        Command::Monitor(args) => commands::monitor(&ctx, args).await,
+        Command::Logs(args) => commands::logs(&ctx, args).await,
+        Command::Metrics(args) => commands::metrics(&ctx, args).await,
+        Command::HealthCheck => commands::health_check(&ctx).await,
+        Command::Plan(args) => commands::plan(&ctx, args).await,
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let output = cli.global.output;
+    // The simulated fleet runs in virtual time: a paused clock that jumps to the next timer.
+    let runtime = match cli.global.backend {
+        cli::args::BackendKind::Sim => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build(),
+        cli::args::BackendKind::Local => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build(),
+    };
+    let result = match runtime {
+        Ok(rt) => rt.block_on(run(cli)),
+        Err(e) => Err(CliError::backend(format!("cannot start the runtime: {e}"))),
+    };
+    let exit = match result {
+        Ok(exit) => exit,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if output == cli::args::OutputKind::Json {
+                let doc = serde_json::json!({ "error": e.message, "exitCode": e.exit as u8 });
+                println!("{doc}");
+            }
+            e.exit
+        }
+    };
+    std::process::ExitCode::from(exit as u8)
+}

@@ -1,0 +1,602 @@
+//! The example CLI (`serin-cli`), run as a program: deployments, status, logs and rollbacks
+//! across invocations on the simulated fleet (virtual time, so they take moments), the exit
+//! codes of bad input, and one small run on the local backend (demo-service processes behind
+//! the embedded proxy, real time, a few seconds).
+//!
+//! The CLI is an `[[example]]`, which `cargo test -p serin-examples` builds before running
+//! these tests into `target/<profile>/examples/`, beside this test's own directory; run alone
+//! (`--test cli`), the tests build it with cargo into a target directory of their own.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value;
+
+/// `target/<profile>`: this test runs from `target/<profile>/deps`.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+/// Builds `args` with cargo into `target/<dir>` (the main target directory is locked while
+/// `cargo test` runs) and returns the product at `product` under it.
+fn build_elsewhere(dir: &str, args: &[&str], product: &str) -> PathBuf {
+    let own = profile_dir().join(dir);
+    let built = own.join("debug").join(product);
+    if !built.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-q"])
+            .args(args)
+            .arg("--target-dir")
+            .arg(&own)
+            .status()
+            .expect("cargo build");
+        assert!(
+            status.success() && built.exists(),
+            "could not build {}",
+            built.display()
+        );
+    }
+    built
+}
+
+/// The CLI binary.
+fn cli_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let bin = profile_dir().join("examples").join("serin-cli");
+        if bin.exists() {
+            return bin;
+        }
+        build_elsewhere(
+            "serin-cli-build",
+            &["-p", "serin-examples", "--example", "serin-cli"],
+            "examples/serin-cli",
+        )
+    })
+}
+
+/// The demo service binary of `serin-local`.
+fn demo_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let bin = profile_dir().join("serin-demo-service");
+        if bin.exists() {
+            return bin;
+        }
+        build_elsewhere(
+            "serin-demo-build",
+            &["-p", "serin-local", "--bin", "serin-demo-service"],
+            "serin-demo-service",
+        )
+    })
+}
+
+/// A CLI run in `dir` (its working directory, where `.serin` and `.env` live), with none of
+/// the brief's variables inherited from the environment running the tests.
+fn cli(dir: &Path) -> Command {
+    let mut cmd = Command::new(cli_binary());
+    cmd.current_dir(dir);
+    for var in [
+        "VERSION",
+        "DEPLOYMENT_STRATEGY",
+        "REPLICAS",
+        "INITIAL_PERCENTAGE",
+        "INCREMENT",
+        "PHASE_DURATION",
+        "CANARY_ERROR_RATE",
+        "MAX_ERROR_RATE",
+        "TRAFFIC_STRATEGY",
+        "TRAFFIC_INCREMENT",
+        "TRAFFIC_INTERVAL",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// A CLI run on the simulated fleet.
+fn sim(dir: &Path) -> Command {
+    let mut cmd = cli(dir);
+    cmd.args(["--backend", "sim"]);
+    cmd
+}
+
+fn json(output: &[u8]) -> Value {
+    serde_json::from_slice(output).unwrap_or_else(|e| {
+        panic!(
+            "not one JSON document ({e}): {}",
+            String::from_utf8_lossy(output)
+        )
+    })
+}
+
+/// A deployment's report, as JSON. (Read as a `Value`, not as `serin_orchestrator::Report`: an
+/// estimate that is not a number, such as an error-rate ratio over two arms without errors, is
+/// written as `null` and does not read back as an `f64`.)
+fn report(output: &[u8]) -> Value {
+    let r = json(output);
+    for field in [
+        "deployment",
+        "service",
+        "strategy",
+        "to",
+        "outcome",
+        "timeline",
+    ] {
+        assert!(r.get(field).is_some(), "a report has `{field}`: {r}");
+    }
+    r
+}
+
+/// How the reported deployment ended: `succeeded`, `rolledBack`, `blocked` or `failed`.
+fn result(report: &Value) -> &str {
+    report["outcome"]["result"].as_str().unwrap_or("unfinished")
+}
+
+fn status(dir: &Path, backend: &[&str]) -> Value {
+    let out = cli(dir)
+        .args(backend)
+        .args(["status", "--output", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    json(&out)
+}
+
+#[test]
+fn help_lists_the_verbs_and_documents_the_exit_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let assert = cli(dir.path()).arg("--help").assert().success();
+    let text = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    for verb in [
+        "deploy",
+        "deploy-blue-green",
+        "deploy-canary",
+        "rollback",
+        "status",
+        "monitor",
+        "logs",
+        "metrics",
+        "health-check",
+        "plan",
+    ] {
+        assert!(text.contains(verb), "{verb} missing from:\n{text}");
+    }
+    for code in [
+        "0  success",
+        "1  the deployment was rolled back",
+        "2  usage",
+        "3  blocked",
+        "4  backend",
+    ] {
+        assert!(text.contains(code), "`{code}` missing from:\n{text}");
+    }
+    cli(dir.path())
+        .args(["deploy", "--strategy", "sideways"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("sideways"));
+}
+
+#[test]
+fn a_dry_run_plans_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    sim(dir.path())
+        .args(["deploy", "--version", "1.0.0", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("dry run: nothing was changed"))
+        .stdout(predicate::str::contains("install 1.0.0"));
+    assert!(!dir.path().join(".serin").join("state.json").exists());
+    assert!(!dir.path().join(".serin").join("journal.jsonl").exists());
+}
+
+#[test]
+fn deploy_status_logs_and_rollbacks_work_across_invocations_on_the_simulated_fleet() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+
+    // First install.
+    let out = sim(d)
+        .args(["deploy", "--version", "1.0.0", "--output", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let install = report(&out);
+    assert_eq!(result(&install), "succeeded", "{install}");
+    assert!(install["from"].is_null(), "{install}");
+
+    // The plan sees what runs, and changes nothing.
+    let out = sim(d)
+        .args([
+            "plan",
+            "--version",
+            "1.1.0",
+            "--strategy",
+            "blue-green",
+            "--output",
+            "json",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let plan = json(&out);
+    assert_eq!(plan["plans"][0]["from"]["version"], "1.0.0", "{plan}");
+    assert_eq!(plan["plans"][0]["to"]["version"], "1.1.0", "{plan}");
+    assert_eq!(plan["plans"][0]["strategy"], "blue-green", "{plan}");
+    assert_eq!(
+        status(d, &["--backend", "sim"])["current"]["version"],
+        "1.0.0"
+    );
+
+    // A healthy canary is promoted.
+    let out = sim(d)
+        .args([
+            "deploy-canary",
+            "--version",
+            "1.1.0",
+            "--initial-percentage",
+            "10",
+            "--increment",
+            "30",
+            "--phase-duration",
+            "2m",
+            "--output",
+            "json",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let canary = report(&out);
+    assert_eq!(result(&canary), "succeeded", "{canary}");
+    assert_eq!(canary["from"]["version"], "1.0.0", "{canary}");
+    let timeline = canary["timeline"].as_array().cloned().unwrap_or_default();
+    let weights: Vec<f64> = timeline
+        .iter()
+        .filter(|e| e["kind"]["type"] == "weightChanged")
+        .filter_map(|e| e["kind"]["percent"].as_f64())
+        .collect();
+    let canary_id = canary["deployment"].as_str().expect("id").to_owned();
+    assert_eq!(weights.first(), Some(&10.0), "{weights:?}");
+    assert!(weights.contains(&40.0), "{weights:?}");
+
+    // A version answering 20% errors is rolled back by its canary: exit 1.
+    let out = sim(d)
+        .args([
+            "deploy",
+            "--version",
+            "1.2.0",
+            "--error-rate",
+            "0.2",
+            "--output",
+            "json",
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let bad = report(&out);
+    assert_eq!(result(&bad), "rolledBack", "{bad}");
+
+    let s = status(d, &["--backend", "sim"]);
+    assert_eq!(s["current"]["version"], "1.1.0", "{s}");
+    assert_eq!(s["previous"], serde_json::json!(["1.0.0"]), "{s}");
+    assert_eq!(s["lastDeployment"], bad["deployment"], "{s}");
+    assert!(s["interrupted"].is_null(), "{s}");
+
+    // The journal holds every deployment's events.
+    sim(d)
+        .args(["logs"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "completed: 1.1.0 serves all traffic",
+        ))
+        .stdout(predicate::str::contains("rolled back"));
+    let out = sim(d)
+        .args(["logs", "--deployment", &canary_id, "--output", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let events = json(&out)["events"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        events.len(),
+        timeline.len(),
+        "the journal has every event of the report"
+    );
+    assert!(events.iter().all(|e| e["deployment"] == canary_id.as_str()));
+    let out = sim(d)
+        .args(["logs", "--tail", "1", "--output", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(json(&out)["events"].as_array().map(Vec::len), Some(1));
+    sim(d)
+        .args(["logs", "--deployment", "nope"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("nope"));
+
+    // Rollback goes back to the version before 1.1.0.
+    let out = sim(d)
+        .args(["rollback", "--output", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let back = report(&out);
+    assert_eq!(result(&back), "succeeded", "{back}");
+    assert_eq!(back["to"]["version"], "1.0.0", "{back}");
+    assert_eq!(back["strategy"], "blue-green", "{back}");
+    let s = status(d, &["--backend", "sim"]);
+    assert_eq!(s["current"]["version"], "1.0.0", "{s}");
+    assert_eq!(s["previous"], serde_json::json!([]), "{s}");
+
+    // Nothing ran before 1.0.0 now; a named version still works.
+    sim(d)
+        .args(["rollback"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--to-version"));
+    sim(d)
+        .args(["rollback", "--to-version", "1.1.0"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("outcome: succeeded"));
+    assert_eq!(
+        status(d, &["--backend", "sim"])["current"]["version"],
+        "1.1.0"
+    );
+
+    // Another backend on the same state directory is refused.
+    cli(d)
+        .args([
+            "--demo-binary",
+            demo_binary().to_str().expect("path"),
+            "health-check",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--backend sim"));
+}
+
+#[test]
+fn bad_config_and_bad_flags_exit_2_naming_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let bad = d.join("deploy.yaml");
+    std::fs::write(
+        &bad,
+        "strategy: canary\ntargetServices: [demo]\ncanaryConfig:\n  incrementPercentage: 0\n",
+    )
+    .expect("write");
+    sim(d)
+        .args([
+            "--config",
+            bad.to_str().expect("path"),
+            "deploy",
+            "--version",
+            "1.0.0",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("canaryConfig.incrementPercentage"));
+
+    let unknown = d.join("deploy.json");
+    std::fs::write(
+        &unknown,
+        r#"{"strategy":"canary","targetServices":["demo"],"canaryConfig":{"incrementPercent":10}}"#,
+    )
+    .expect("write");
+    let out = sim(d)
+        .args([
+            "--config",
+            unknown.to_str().expect("path"),
+            "--output",
+            "json",
+            "plan",
+            "--version",
+            "1.0.0",
+        ])
+        .assert()
+        .code(2)
+        .get_output()
+        .stdout
+        .clone();
+    let doc = json(&out);
+    assert_eq!(doc["exitCode"], 2);
+    assert!(
+        doc["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("incrementPercent")),
+        "{doc}"
+    );
+
+    let toml = d.join("deploy.toml");
+    std::fs::write(
+        &toml,
+        "strategy = \"canary\"\ntargetServices = [\"demo\", \"other\"]\n",
+    )
+    .expect("write");
+    sim(d)
+        .args([
+            "--config",
+            toml.to_str().expect("path"),
+            "plan",
+            "--version",
+            "1.0.0",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("targetServices"));
+
+    sim(d)
+        .args(["deploy-canary", "--version", "1.0.0", "--increment", "0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("canaryConfig.incrementPercentage"));
+    sim(d)
+        .args(["deploy", "--version", "1.0.0", "--error-rate", "2"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--error-rate"));
+    sim(d)
+        .args(["deploy"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no version to deploy"));
+    sim(d)
+        .args(["rollback"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("nothing is deployed"));
+    sim(d)
+        .env("INCREMENT", "ten")
+        .args(["plan", "--version", "1.0.0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("INCREMENT"));
+    // Nothing was recorded by any of them.
+    assert!(!d.join(".serin").join("state.json").exists());
+}
+
+#[test]
+fn the_env_file_gives_the_brief_variables_and_the_environment_wins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(
+        d.join(".env"),
+        "# deployment\nVERSION=2.0.0\nDEPLOYMENT_STRATEGY=blue-green\n",
+    )
+    .expect("write");
+    let plan = |cmd: &mut Command| {
+        let out = cmd
+            .args(["plan", "--output", "json"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        json(&out)
+    };
+    let p = plan(&mut sim(d));
+    assert_eq!(p["plans"][0]["to"]["version"], "2.0.0", "{p}");
+    assert_eq!(p["plans"][0]["strategy"], "blue-green", "{p}");
+    let p = plan(sim(d).env("VERSION", "3.0.0"));
+    assert_eq!(p["plans"][0]["to"]["version"], "3.0.0", "{p}");
+    std::fs::write(d.join("other.env"), "VERSION=4.0.0\n").expect("write");
+    let p = plan(sim(d).args(["--env-file", "other.env"]));
+    assert_eq!(p["plans"][0]["to"]["version"], "4.0.0", "{p}");
+    sim(d)
+        .args(["--env-file", "missing.env", "plan"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("missing.env"));
+}
+
+#[test]
+fn an_upgrade_the_catalog_refuses_is_blocked_with_exit_3() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(
+        d.join("catalog.yaml"),
+        "registry:\n  services:\n    demo: { releases: [ {version: 1.0.0}, {version: 1.1.0}, {version: 1.2.0} ] }\n\
+         rules:\n  - oneMinorAtATime: {service: demo}\n",
+    )
+    .expect("write");
+    let with_catalog = |d: &Path| {
+        let mut c = sim(d);
+        c.args(["--catalog", "catalog.yaml"]);
+        c
+    };
+    with_catalog(d)
+        .args(["deploy", "--version", "1.0.0"])
+        .assert()
+        .success();
+    with_catalog(d)
+        .args(["plan", "--version", "1.2.0"])
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains("BLOCKED"));
+    let out = with_catalog(d)
+        .args(["deploy", "--version", "1.2.0", "--output", "json"])
+        .assert()
+        .code(3)
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(result(&report(&out)), "blocked");
+    assert_eq!(
+        status(d, &["--backend", "sim"])["current"]["version"],
+        "1.0.0"
+    );
+}
+
+#[test]
+fn a_small_canary_on_the_local_backend_with_real_processes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let demo = demo_binary().to_str().expect("path").to_owned();
+    let local = |d: &Path| {
+        let mut c = cli(d);
+        c.args(["--demo-binary", &demo, "--load-rps", "200"]);
+        c.timeout(std::time::Duration::from_secs(60));
+        c
+    };
+    local(d)
+        .args(["deploy-canary", "--version", "1.0.0"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("install 1.0.0"));
+    let out = local(d)
+        .args(["deploy-canary", "--version", "1.1.0", "--output", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let r = report(&out);
+    assert_eq!(result(&r), "succeeded", "{r}");
+    let s = status(d, &[]);
+    assert_eq!(s["current"]["version"], "1.1.0", "{s}");
+    assert_eq!(s["backend"], "local", "{s}");
+    // Every process ended with the command: the logs are there, the ports are free.
+    assert!(d.join(".serin").join("logs").is_dir());
+    let out = local(d)
+        .args(["metrics", "--duration", "2s", "--output", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let m = json(&out);
+    let track = &m["tracks"][0];
+    assert_eq!(track["version"], "1.1.0", "{m}");
+    assert!(track["requests"].as_u64().is_some_and(|n| n > 50), "{m}");
+    local(d)
+        .args(["health-check"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("healthy"));
+}
