@@ -1,0 +1,486 @@
+//! Real notification channels (feature `notify`): signed webhooks, Slack, PagerDuty and SMTP
+//! e-mail, behind one [`ChannelNotifier`] that implements [`Notifier`].
+//!
+//! The orchestrator awaits [`Notifier::notify`] inline while it emits an event, so a receiver
+//! must never be able to hold up a rollback. [`ChannelNotifier::notify`] therefore only checks
+//! the channel, renders the message and puts it on that channel's bounded queue; a background
+//! task per channel delivers it, with retries and exponential backoff, in order. A full queue
+//! drops a message ([`Overflow`]) and counts it ([`DeliveryStats::dropped`]) instead of
+//! waiting.
+//!
+//! | `type` | `destination` | secret (`secretEnv`, or the [`NotifySettings`] default) |
+//! |---|---|---|
+//! | `webhook` | the receiver's `http(s)` URL | the HMAC-SHA256 signing secret (required) |
+//! | `slack` | a channel name (`#deploys`), or the incoming-webhook URL itself | the incoming-webhook URL |
+//! | `pagerduty` | the Events API v2 URL, or a label (then [`NotifySettings::pagerduty_events_url`]) | the integration's routing key |
+//! | `email` | recipients, comma-separated | the SMTP password ([`SmtpSettings`]) |
+//!
+//! Secrets are held in [`Secret`], whose `Debug` and `Display` print `***`; error messages
+//! and logs name the channel and the environment variable, never the value. Only the
+//! protocol that needs a secret sees it (PagerDuty's body carries its routing key; a webhook
+//! receives a signature, never the secret).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use serin_orchestrator::notify::{ChannelNotifier, NotifySettings, Secret};
+//!
+//! # fn main() -> serin_orchestrator::Result<()> {
+//! let mut settings = NotifySettings::default();
+//! settings.webhook_secret = Some(Secret::new("shared-with-the-receiver"));
+//! let notifier = Arc::new(ChannelNotifier::new(settings)?);
+//! // Orchestrator::builder(platform, journal).notifier(notifier.clone()) ...
+//! # let _ = notifier;
+//! # Ok(())
+//! # }
+//! ```
+
+mod email;
+mod pagerduty;
+mod queue;
+mod settings;
+mod slack;
+mod webhook;
+
+#[cfg(any(feature = "testkit", test))]
+pub mod testkit;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use serin_signals::Timestamp;
+
+use crate::config::{ChannelKind, NotificationChannel};
+use crate::error::{Error, Result};
+use crate::event::{Event, EventKind};
+use crate::hooks::Notifier;
+
+pub use queue::DeliveryStats;
+pub use settings::{NotifySettings, Overflow, RetryPolicy, Secret, SmtpSettings, StartTls};
+pub use webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, cloud_event, signature, verify_signature};
+
+use queue::{Job, Lane, Payload, Shared};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The event's type as its JSON names it (`started`, `phaseChanged`, `rolledBack`, ...): the
+/// suffix of the CloudEvents `type` and the `class` of a PagerDuty event.
+pub fn event_type(kind: &EventKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// Reads an environment variable named by a channel's `secretEnv`.
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Reads the wall clock for webhook signature timestamps (receivers compare them with theirs).
+pub type WallClock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// A [`Notifier`] that delivers to real channels, dispatching on [`ChannelKind`].
+///
+/// Each distinct channel (kind, destination, `secretEnv`) gets its own bounded queue and
+/// delivery task, started on first use on the current tokio runtime (or the one given to
+/// [`on_runtime`](Self::on_runtime)), so a slow webhook never delays a page. Dropping the
+/// notifier lets each task finish what is queued and stop.
+pub struct ChannelNotifier {
+    shared: Arc<Shared>,
+    env: EnvLookup,
+    runtime: Option<tokio::runtime::Handle>,
+    lanes: Mutex<BTreeMap<String, Arc<Lane>>>,
+}
+
+impl fmt::Debug for ChannelNotifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelNotifier")
+            .field("settings", &self.shared.settings)
+            .field("channels", &lock(&self.lanes).keys().collect::<Vec<_>>())
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChannelNotifier {
+    /// A notifier with validated `settings`, reading `secretEnv` variables from the process
+    /// environment and signing with the wall clock.
+    pub fn new(settings: NotifySettings) -> Result<Self> {
+        settings.validate()?;
+        let http = reqwest::Client::builder()
+            .timeout(settings.request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("serin-orchestrator/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::backend("notifier", "http client", e.without_url()))?;
+        let clock: WallClock =
+            Arc::new(|| Timestamp::from_system_time(std::time::SystemTime::now()));
+        Ok(ChannelNotifier {
+            shared: Arc::new(Shared::new(settings, http, clock)),
+            env: Arc::new(|name| std::env::var(name).ok()),
+            runtime: None,
+            lanes: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Reads `secretEnv` variables through `lookup` instead of the process environment (a
+    /// secret store, or a test's map).
+    pub fn with_env(
+        mut self,
+        lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.env = Arc::new(lookup);
+        self
+    }
+
+    /// Signs webhook deliveries with timestamps from `clock` instead of the wall clock.
+    pub fn with_clock(self, clock: impl Fn() -> Timestamp + Send + Sync + 'static) -> Self {
+        self.shared.set_clock(Arc::new(clock));
+        self
+    }
+
+    /// Runs the delivery tasks on `runtime` instead of the runtime that first calls
+    /// [`notify`](Notifier::notify) (useful when the orchestrator runs in paused time: the
+    /// deliveries then keep real time).
+    pub fn on_runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
+    /// The settings, secrets masked in `Debug`.
+    pub fn settings(&self) -> &NotifySettings {
+        &self.shared.settings
+    }
+
+    /// Counts of what was queued, delivered, retried, dropped and given up on.
+    pub fn stats(&self) -> DeliveryStats {
+        self.shared.stats()
+    }
+
+    /// Waits until every queued message was delivered, given up on or dropped.
+    pub async fn flush(&self) {
+        self.shared.flush().await;
+    }
+
+    /// Checks every channel as [`notify`](Notifier::notify) would (destination, secret,
+    /// settings for its kind) without sending anything; errors name
+    /// `deploymentConfig.notificationChannels[i].field`.
+    pub fn check_channels(&self, channels: &[NotificationChannel]) -> Result<()> {
+        for (i, ch) in channels.iter().enumerate() {
+            let path = format!("deploymentConfig.notificationChannels[{i}]");
+            self.target(ch, &path)?;
+        }
+        Ok(())
+    }
+
+    /// Resolves where and how `channel` delivers: its URL or recipients and its secret.
+    fn target(&self, channel: &NotificationChannel, path: &str) -> Result<Target> {
+        let settings = &self.shared.settings;
+        let dest = channel.destination.trim();
+        match channel.kind {
+            ChannelKind::Webhook => {
+                let url = http_url(&format!("{path}.destination"), dest)?;
+                let secret = self
+                    .secret(channel, path, settings.webhook_secret.as_ref())?
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            format!("{path}.secretEnv"),
+                            "(none)",
+                            "a webhook is signed: name the variable holding its secret, or set notifySettings.webhookSecret",
+                        )
+                    })?;
+                Ok(Target::Webhook { url, secret })
+            }
+            ChannelKind::Slack => {
+                let secret = self.secret(channel, path, settings.slack_webhook_url.as_ref())?;
+                let (url, name) = match secret {
+                    Some(s) => {
+                        let url =
+                            http_url(&format!("{path}.secretEnv"), s.expose()).map_err(|_| {
+                                Error::invalid(
+                                    format!("{path}.secretEnv"),
+                                    channel
+                                        .secret_env
+                                        .as_deref()
+                                        .unwrap_or("notifySettings.slackWebhookUrl"),
+                                    "must hold the incoming webhook's http(s) URL",
+                                )
+                            })?;
+                        let name = (!is_url(dest)).then(|| dest.to_owned());
+                        (Secret::new(url.to_string()), name)
+                    }
+                    None if is_url(dest) => {
+                        let url = http_url(&format!("{path}.destination"), dest)?;
+                        (Secret::new(url.to_string()), None)
+                    }
+                    None => {
+                        return Err(Error::invalid(
+                            format!("{path}.secretEnv"),
+                            "(none)",
+                            "a Slack channel needs its incoming-webhook URL: in the variable named here, in notifySettings.slackWebhookUrl, or as the destination",
+                        ));
+                    }
+                };
+                Ok(Target::Slack { url, channel: name })
+            }
+            ChannelKind::Pagerduty => {
+                let url = if is_url(dest) {
+                    http_url(&format!("{path}.destination"), dest)?
+                } else {
+                    http_url(
+                        "notifySettings.pagerdutyEventsUrl",
+                        &settings.pagerduty_events_url,
+                    )?
+                };
+                let key = self
+                    .secret(channel, path, settings.pagerduty_routing_key.as_ref())?
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            format!("{path}.secretEnv"),
+                            "(none)",
+                            "PagerDuty needs the integration's routing key: name the variable holding it, or set notifySettings.pagerdutyRoutingKey",
+                        )
+                    })?;
+                Ok(Target::PagerDuty { url, key })
+            }
+            ChannelKind::Email => {
+                let smtp = settings.smtp.as_ref().ok_or_else(|| {
+                    Error::invalid(
+                        "notifySettings.smtp",
+                        "(none)",
+                        format!("{path} is an email channel: configure the SMTP server"),
+                    )
+                })?;
+                let to = email::recipients(&format!("{path}.destination"), dest)?;
+                let password = self.secret(channel, path, smtp.password.as_ref())?;
+                let transport = email::transport(smtp, password, settings.request_timeout)?;
+                Ok(Target::Email { transport, to })
+            }
+        }
+    }
+
+    /// The channel's secret: from the variable its `secretEnv` names, else `fallback`.
+    fn secret(
+        &self,
+        channel: &NotificationChannel,
+        path: &str,
+        fallback: Option<&Secret>,
+    ) -> Result<Option<Secret>> {
+        match &channel.secret_env {
+            Some(name) => match (self.env)(name) {
+                Some(v) if !v.trim().is_empty() => Ok(Some(Secret::new(v.trim()))),
+                _ => Err(Error::invalid(
+                    format!("{path}.secretEnv"),
+                    name,
+                    "names an environment variable that is not set or is empty",
+                )),
+            },
+            None => Ok(fallback.cloned()),
+        }
+    }
+
+    fn lane(&self, key: &str, label: &str) -> Result<Arc<Lane>> {
+        let mut lanes = lock(&self.lanes);
+        if let Some(lane) = lanes.get(key) {
+            return Ok(Arc::clone(lane));
+        }
+        let runtime = match &self.runtime {
+            Some(h) => h.clone(),
+            None => tokio::runtime::Handle::try_current().map_err(|_| {
+                Error::backend(
+                    "notifier",
+                    label,
+                    "no tokio runtime to run deliveries on: call notify from a runtime or use on_runtime",
+                )
+            })?,
+        };
+        let lane = Arc::new(Lane::new(label.to_owned()));
+        runtime.spawn(queue::work(Arc::clone(&self.shared), Arc::clone(&lane)));
+        lanes.insert(key.to_owned(), Arc::clone(&lane));
+        Ok(lane)
+    }
+}
+
+impl Drop for ChannelNotifier {
+    fn drop(&mut self) {
+        for lane in lock(&self.lanes).values() {
+            lane.close();
+        }
+    }
+}
+
+#[async_trait]
+impl Notifier for ChannelNotifier {
+    async fn notify(&self, channel: &NotificationChannel, event: &Event) -> Result<()> {
+        let path = format!(
+            "notificationChannel({} `{}`)",
+            kind_name(channel.kind),
+            channel.destination
+        );
+        let target = self.target(channel, &path)?;
+        let settings = &self.shared.settings;
+        let payload = match target {
+            Target::Webhook { url, secret } => Payload::Webhook {
+                url,
+                secret,
+                body: webhook::body(&settings.source, event)?,
+            },
+            Target::Slack { url, channel } => Payload::Slack {
+                url,
+                body: slack::body(event, channel.as_deref())?,
+            },
+            Target::PagerDuty { url, key } => match pagerduty::body(event, &key)? {
+                Some(body) => Payload::PagerDuty { url, body },
+                // PagerDuty is for incidents: starts and phase changes open none.
+                None => return Ok(()),
+            },
+            Target::Email { transport, to } => {
+                let from = settings
+                    .smtp
+                    .as_ref()
+                    .map(|s| s.from.as_str())
+                    .unwrap_or_default();
+                Payload::Email {
+                    transport: Box::new(transport),
+                    message: Box::new(email::message(from, &to, event)?),
+                }
+            }
+        };
+        let label = format!("{} `{}`", kind_name(channel.kind), channel.destination);
+        let key = format!(
+            "{}|{}|{}",
+            kind_name(channel.kind),
+            channel.destination,
+            channel.secret_env.as_deref().unwrap_or_default()
+        );
+        let lane = self.lane(&key, &label)?;
+        self.shared.enqueue(
+            &lane,
+            Job {
+                id: format!("{}-{}", event.deployment, event.seq),
+                payload,
+            },
+        );
+        Ok(())
+    }
+}
+
+enum Target {
+    Webhook {
+        url: reqwest::Url,
+        secret: Secret,
+    },
+    Slack {
+        url: Secret,
+        channel: Option<String>,
+    },
+    PagerDuty {
+        url: reqwest::Url,
+        key: Secret,
+    },
+    Email {
+        transport: email::Transport,
+        to: Vec<lettre::message::Mailbox>,
+    },
+}
+
+fn kind_name(kind: ChannelKind) -> &'static str {
+    match kind {
+        ChannelKind::Email => "email",
+        ChannelKind::Slack => "slack",
+        ChannelKind::Pagerduty => "pagerduty",
+        ChannelKind::Webhook => "webhook",
+    }
+}
+
+fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+/// Parses an `http(s)` URL; the error names `field` and never repeats a URL that may hold a
+/// token, only its scheme and host.
+fn http_url(field: &str, value: &str) -> Result<reqwest::Url> {
+    let url = reqwest::Url::parse(value)
+        .map_err(|e| Error::invalid(field, redact_url(value), format!("is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(Error::invalid(
+            field,
+            redact_url(value),
+            "must be an http:// or https:// URL with a host",
+        ));
+    }
+    Ok(url)
+}
+
+/// The scheme and host of a URL, the rest masked (paths and queries of webhook URLs often
+/// carry tokens).
+fn redact_url(value: &str) -> String {
+    match reqwest::Url::parse(value) {
+        Ok(u) => format!("{}://{}/***", u.scheme(), u.host_str().unwrap_or("?")),
+        Err(_) => "***".to_owned(),
+    }
+}
+
+/// Cuts `s` to at most `max` characters, marking the cut with `…`.
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// The evidence lines of an event: the decision's judges, the trigger's reading.
+fn evidence(kind: &EventKind) -> Vec<String> {
+    match kind {
+        EventKind::AnalysisResult { decision } => decision
+            .evidence
+            .iter()
+            .map(|e| e.summary.clone())
+            .collect(),
+        EventKind::TriggerFired { event } => vec![event.evidence.to_string()],
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_types_are_the_json_tags() {
+        assert_eq!(
+            event_type(&EventKind::RolledBack { reason: "x".into() }),
+            "rolledBack"
+        );
+        assert_eq!(event_type(&EventKind::Paused), "paused");
+    }
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        assert_eq!(truncate("héllo", 10), "héllo");
+        assert_eq!(truncate("héllo wörld", 5), "héll…");
+        assert_eq!(truncate("", 0), "");
+    }
+
+    #[test]
+    fn bad_urls_are_named_and_masked() {
+        let e = http_url(
+            "x.destination",
+            "https://hooks.example/T000/B000/tok3n?k=tok3n",
+        )
+        .map(|_| ())
+        .and_then(|_| http_url("x.destination", "ftp://files.example/tok3n"))
+        .expect_err("ftp")
+        .to_string();
+        assert!(e.contains("x.destination"), "{e}");
+        assert!(!e.contains("tok3n"), "{e}");
+        let e = http_url("x.destination", "not a url tok3n")
+            .expect_err("garbage")
+            .to_string();
+        assert!(!e.contains("tok3n"), "{e}");
+    }
+}

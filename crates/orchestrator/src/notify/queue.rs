@@ -1,0 +1,297 @@
+//! The bounded delivery queue of each channel and the task that drains it.
+//!
+//! `notify` only pushes onto a [`Lane`] (never waits); one task per lane delivers its
+//! messages in order, each with its retries, so a slow or failing receiver delays only its
+//! own channel. When a lane is full, [`Overflow`] decides which message is dropped, and the
+//! drop is counted and logged.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Notify, watch};
+
+use super::settings::{NotifySettings, Overflow, Secret};
+use super::{WallClock, email, lock};
+
+/// What was sent where, counted since the notifier was built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct DeliveryStats {
+    /// Messages accepted onto a queue.
+    pub queued: u64,
+    /// Messages the receiver accepted.
+    pub delivered: u64,
+    /// Attempts repeated after a failure that may pass.
+    pub retries: u64,
+    /// Messages given up on (a permanent failure, or every attempt failed).
+    pub failed: u64,
+    /// Messages dropped because their queue was full.
+    pub dropped: u64,
+}
+
+/// What one message carries to its receiver.
+pub(super) enum Payload {
+    Webhook {
+        url: reqwest::Url,
+        secret: Secret,
+        body: Vec<u8>,
+    },
+    Slack {
+        url: Secret,
+        body: Vec<u8>,
+    },
+    PagerDuty {
+        url: reqwest::Url,
+        body: Vec<u8>,
+    },
+    Email {
+        transport: Box<email::Transport>,
+        message: Box<lettre::Message>,
+    },
+}
+
+/// One message: the event's id (`deployment-seq`) and its payload.
+pub(super) struct Job {
+    pub(super) id: String,
+    pub(super) payload: Payload,
+}
+
+/// How an attempt failed.
+pub(super) enum Failure {
+    /// May pass on retry (timeout, connection, 5xx, 408, 429, transient SMTP reply).
+    Transient(String),
+    /// Will not pass (other 4xx, permanent SMTP reply, a bad message).
+    Permanent(String),
+}
+
+/// One channel's queue.
+pub(super) struct Lane {
+    label: String,
+    queue: Mutex<VecDeque<Job>>,
+    wake: Notify,
+    closed: AtomicBool,
+}
+
+impl Lane {
+    pub(super) fn new(label: String) -> Self {
+        Lane {
+            label,
+            queue: Mutex::new(VecDeque::new()),
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Lets the task finish what is queued, then stop.
+    pub(super) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+}
+
+/// What every lane's task shares: settings, clients, counters.
+pub(super) struct Shared {
+    pub(super) settings: NotifySettings,
+    http: reqwest::Client,
+    clock: Mutex<WallClock>,
+    queued: AtomicU64,
+    delivered: AtomicU64,
+    retries: AtomicU64,
+    failed: AtomicU64,
+    dropped: AtomicU64,
+    /// Messages queued or in flight, over all lanes.
+    pending: watch::Sender<u64>,
+}
+
+impl Shared {
+    pub(super) fn new(settings: NotifySettings, http: reqwest::Client, clock: WallClock) -> Self {
+        Shared {
+            settings,
+            http,
+            clock: Mutex::new(clock),
+            queued: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            pending: watch::Sender::new(0),
+        }
+    }
+
+    pub(super) fn set_clock(&self, clock: WallClock) {
+        *lock(&self.clock) = clock;
+    }
+
+    pub(super) fn stats(&self) -> DeliveryStats {
+        DeliveryStats {
+            queued: self.queued.load(Ordering::SeqCst),
+            delivered: self.delivered.load(Ordering::SeqCst),
+            retries: self.retries.load(Ordering::SeqCst),
+            failed: self.failed.load(Ordering::SeqCst),
+            dropped: self.dropped.load(Ordering::SeqCst),
+        }
+    }
+
+    pub(super) async fn flush(&self) {
+        let mut rx = self.pending.subscribe();
+        // The sender lives as long as `self`, so this only ends when nothing is pending.
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    /// Puts `job` on `lane` without waiting; a full lane drops per [`Overflow`].
+    pub(super) fn enqueue(&self, lane: &Lane, job: Job) {
+        let dropped = {
+            let mut q = lock(&lane.queue);
+            if q.len() < self.settings.queue_capacity {
+                q.push_back(job);
+                self.pending.send_modify(|n| *n += 1);
+                None
+            } else {
+                match self.settings.overflow {
+                    Overflow::DropOldest => {
+                        let old = q.pop_front().map(|j| j.id);
+                        q.push_back(job);
+                        old
+                    }
+                    Overflow::DropNewest => Some(job.id),
+                }
+            }
+        };
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        if let Some(id) = dropped {
+            self.dropped.fetch_add(1, Ordering::SeqCst);
+            tracing::warn!(
+                channel = %lane.label,
+                event = %id,
+                "notification queue full ({} messages): dropped event {id}",
+                self.settings.queue_capacity
+            );
+        }
+        lane.wake.notify_one();
+    }
+
+    fn done(&self) {
+        self.pending.send_modify(|n| *n = n.saturating_sub(1));
+    }
+
+    /// Delivers one job, retrying what may pass, and counts the outcome.
+    async fn deliver(&self, label: &str, job: &Job) {
+        let policy = self.settings.retry;
+        let mut attempt = 1;
+        loop {
+            match self.attempt(&job.payload).await {
+                Ok(()) => {
+                    self.delivered.fetch_add(1, Ordering::SeqCst);
+                    tracing::debug!(channel = %label, event = %job.id, attempt, "notification delivered");
+                    return;
+                }
+                Err(Failure::Permanent(reason)) => {
+                    self.failed.fetch_add(1, Ordering::SeqCst);
+                    tracing::warn!(channel = %label, event = %job.id, attempt, "notification not delivered (not retried): {reason}");
+                    return;
+                }
+                Err(Failure::Transient(reason)) if attempt >= policy.max_attempts => {
+                    self.failed.fetch_add(1, Ordering::SeqCst);
+                    tracing::warn!(channel = %label, event = %job.id, attempt, "notification not delivered after {attempt} attempt(s): {reason}");
+                    return;
+                }
+                Err(Failure::Transient(reason)) => {
+                    let wait = policy.backoff(attempt);
+                    tracing::info!(channel = %label, event = %job.id, attempt, "notification attempt failed, retrying in {wait:?}: {reason}");
+                    self.retries.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, payload: &Payload) -> Result<(), Failure> {
+        match payload {
+            Payload::Webhook { url, secret, body } => {
+                let now = (lock(&self.clock))();
+                super::webhook::send(&self.http, url, secret, body, now).await
+            }
+            Payload::Slack { url, body } => {
+                let url = reqwest::Url::parse(url.expose()).map_err(|_| {
+                    Failure::Permanent("the Slack webhook URL does not parse".into())
+                })?;
+                post_json(&self.http, url, body.clone(), &[]).await
+            }
+            Payload::PagerDuty { url, body } => {
+                post_json(&self.http, url.clone(), body.clone(), &[]).await
+            }
+            Payload::Email { transport, message } => email::send(transport, message).await,
+        }
+    }
+}
+
+/// POSTs `body` as JSON with `headers`; classifies the outcome. Errors never carry the URL
+/// (a Slack URL is itself a secret).
+pub(super) async fn post_json(
+    http: &reqwest::Client,
+    url: reqwest::Url,
+    body: Vec<u8>,
+    headers: &[(&str, String)],
+) -> Result<(), Failure> {
+    let mut req = http
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body);
+    for (name, value) in headers {
+        req = req.header(*name, value);
+    }
+    classify(req.send().await).await
+}
+
+/// Sorts an HTTP outcome into delivered, worth retrying, or not.
+pub(super) async fn classify(outcome: reqwest::Result<reqwest::Response>) -> Result<(), Failure> {
+    match outcome {
+        Ok(resp) => {
+            let status = resp.status();
+            if status.is_success() {
+                return Ok(());
+            }
+            let text = resp.text().await.unwrap_or_default();
+            let reason = format!(
+                "the receiver answered {status}: {}",
+                super::truncate(text.trim(), 200)
+            );
+            if status.is_server_error()
+                || status == reqwest::StatusCode::REQUEST_TIMEOUT
+                || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            {
+                Err(Failure::Transient(reason))
+            } else {
+                Err(Failure::Permanent(reason))
+            }
+        }
+        Err(e) => {
+            let what = if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "could not connect"
+            } else {
+                "failed"
+            };
+            let e = e.without_url();
+            Err(Failure::Transient(format!("the request {what}: {e}")))
+        }
+    }
+}
+
+/// A lane's task: delivers in order until the lane is closed and empty.
+pub(super) async fn work(shared: Arc<Shared>, lane: Arc<Lane>) {
+    loop {
+        let job = lock(&lane.queue).pop_front();
+        match job {
+            Some(job) => {
+                shared.deliver(&lane.label, &job).await;
+                shared.done();
+            }
+            None if lane.closed.load(Ordering::SeqCst) => return,
+            None => lane.wake.notified().await,
+        }
+    }
+}

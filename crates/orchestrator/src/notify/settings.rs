@@ -1,0 +1,415 @@
+//! [`NotifySettings`]: how the channels deliver (queues, timeouts, retries) and the secrets
+//! they use, kept apart from the deployment config, which is journalled and reported.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::error::{Error, Result};
+
+/// A secret value (a signing secret, a routing key, a password, a tokenised URL).
+///
+/// `Debug` and `Display` print `***`, and it cannot be serialized, so a secret does not leak
+/// through logs, events, errors or reports by accident; [`expose`](Self::expose) is the one
+/// deliberate way to read it.
+///
+/// ```
+/// use serin_orchestrator::notify::Secret;
+///
+/// let s = Secret::new("hunter2");
+/// assert_eq!(format!("{s} {s:?}"), "*** ***");
+/// assert_eq!(s.expose(), "hunter2");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the protocol that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// What a full delivery queue gives up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Overflow {
+    /// Drop the oldest queued message to make room: receivers learn the latest state (a
+    /// rollback) rather than stale progress. The default.
+    #[default]
+    DropOldest,
+    /// Refuse the new message: receivers see an unbroken prefix of the stream.
+    DropNewest,
+}
+
+/// Retries of a delivery that failed in a way that may pass (a timeout, a refused
+/// connection, a 5xx, 408 or 429 answer, a transient SMTP reply). Answers that will not change
+/// on retry (other 4xx, a permanent SMTP reply) are not retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (1 = no retry). Default 5.
+    #[serde(default = "five")]
+    pub max_attempts: u32,
+    /// The wait before the first retry; each later wait doubles. Default `500ms`.
+    #[serde(default = "half_second", with = "serin_signals::duration")]
+    pub initial_backoff: Duration,
+    /// The longest wait between attempts. Default `30s`.
+    #[serde(default = "thirty_seconds", with = "serin_signals::duration")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: five(),
+            initial_backoff: half_second(),
+            max_backoff: thirty_seconds(),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after failed attempt `attempt` (from 1): `initialBackoff * 2^(attempt-1)`,
+    /// at most `maxBackoff`. No jitter: each channel has one delivery task, so retries of
+    /// many messages do not stampede a receiver.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        self.initial_backoff
+            .checked_mul(factor)
+            .unwrap_or(self.max_backoff)
+            .min(self.max_backoff)
+    }
+}
+
+/// Whether the SMTP connection upgrades to TLS with STARTTLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StartTls {
+    /// Refuse to send unless the server offers STARTTLS. The default.
+    #[default]
+    Required,
+    /// Upgrade when offered, send in clear text otherwise.
+    Opportunistic,
+    /// Never upgrade (a relay on loopback or a trusted network).
+    None,
+}
+
+/// The SMTP server e-mail channels send through.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SmtpSettings {
+    /// Host name (also the name checked in the server's certificate).
+    pub host: String,
+    /// Port. Default 587 (submission).
+    #[serde(default = "submission")]
+    pub port: u16,
+    /// STARTTLS. Default `required`.
+    #[serde(default)]
+    pub starttls: StartTls,
+    /// The sender, `Name <address>` or `address`.
+    pub from: String,
+    /// The user to log in as, if the server wants a login.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The password (or a channel's `secretEnv`).
+    #[serde(default)]
+    pub password: Option<Secret>,
+}
+
+impl SmtpSettings {
+    /// A server at `host:port` sending as `from`, STARTTLS required, no login.
+    pub fn new(host: impl Into<String>, port: u16, from: impl Into<String>) -> Self {
+        SmtpSettings {
+            host: host.into(),
+            port,
+            starttls: StartTls::Required,
+            from: from.into(),
+            username: None,
+            password: None,
+        }
+    }
+}
+
+/// How [`ChannelNotifier`](super::ChannelNotifier) delivers, and the default secret of each
+/// kind of channel (a channel's `secretEnv` takes precedence).
+///
+/// Deserialize it (camelCase, unknown fields rejected) or start from `Default`; the
+/// notifier's constructor validates it and errors name `notifySettings.field`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NotifySettings {
+    /// Messages each channel may hold while its receiver is slow. Default 256.
+    #[serde(default = "capacity")]
+    pub queue_capacity: usize,
+    /// What a full queue drops. Default `dropOldest`.
+    #[serde(default)]
+    pub overflow: Overflow,
+    /// The bound on one attempt (connect, send, answer). Default `10s`.
+    #[serde(default = "ten_seconds", with = "serin_signals::duration")]
+    pub request_timeout: Duration,
+    /// Retries of failed attempts.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// The CloudEvents `source` of webhook deliveries. Default `/serin/orchestrator`.
+    #[serde(default = "source")]
+    pub source: String,
+    /// The signing secret of webhooks without `secretEnv`.
+    #[serde(default)]
+    pub webhook_secret: Option<Secret>,
+    /// The incoming-webhook URL of Slack channels without `secretEnv`.
+    #[serde(default)]
+    pub slack_webhook_url: Option<Secret>,
+    /// The routing key of PagerDuty channels without `secretEnv`.
+    #[serde(default)]
+    pub pagerduty_routing_key: Option<Secret>,
+    /// The Events API v2 endpoint. Default `https://events.pagerduty.com/v2/enqueue`.
+    #[serde(default = "pagerduty_url")]
+    pub pagerduty_events_url: String,
+    /// The SMTP server of e-mail channels.
+    #[serde(default)]
+    pub smtp: Option<SmtpSettings>,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        NotifySettings {
+            queue_capacity: capacity(),
+            overflow: Overflow::default(),
+            request_timeout: ten_seconds(),
+            retry: RetryPolicy::default(),
+            source: source(),
+            webhook_secret: None,
+            slack_webhook_url: None,
+            pagerduty_routing_key: None,
+            pagerduty_events_url: pagerduty_url(),
+            smtp: None,
+        }
+    }
+}
+
+impl NotifySettings {
+    /// Parses and validates JSON settings.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let s: NotifySettings = serde_json::from_str(text)
+            .map_err(|e| Error::invalid("notifySettings", "(json)", e.to_string()))?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Checks every field; errors name `notifySettings.field`, the value and the reason.
+    pub fn validate(&self) -> Result<()> {
+        if self.queue_capacity == 0 || self.queue_capacity > 1_000_000 {
+            return Err(Error::invalid(
+                "notifySettings.queueCapacity",
+                self.queue_capacity,
+                "must be between 1 and 1000000 messages",
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(Error::invalid(
+                "notifySettings.requestTimeout",
+                "0s",
+                "must be above zero",
+            ));
+        }
+        let r = &self.retry;
+        if r.max_attempts == 0 || r.max_attempts > 20 {
+            return Err(Error::invalid(
+                "notifySettings.retry.maxAttempts",
+                r.max_attempts,
+                "must be between 1 (no retry) and 20",
+            ));
+        }
+        if r.initial_backoff.is_zero() {
+            return Err(Error::invalid(
+                "notifySettings.retry.initialBackoff",
+                "0s",
+                "must be above zero",
+            ));
+        }
+        if r.max_backoff < r.initial_backoff {
+            return Err(Error::invalid(
+                "notifySettings.retry.maxBackoff",
+                format!("{:?}", r.max_backoff),
+                format!(
+                    "must be at least retry.initialBackoff ({:?})",
+                    r.initial_backoff
+                ),
+            ));
+        }
+        if self.source.trim().is_empty() {
+            return Err(Error::invalid(
+                "notifySettings.source",
+                "",
+                "must be a non-empty URI reference (CloudEvents `source`)",
+            ));
+        }
+        super::http_url(
+            "notifySettings.pagerdutyEventsUrl",
+            &self.pagerduty_events_url,
+        )?;
+        if let Some(smtp) = &self.smtp {
+            if smtp.host.trim().is_empty() {
+                return Err(Error::invalid(
+                    "notifySettings.smtp.host",
+                    "",
+                    "must name the SMTP server",
+                ));
+            }
+            if smtp.port == 0 {
+                return Err(Error::invalid(
+                    "notifySettings.smtp.port",
+                    0,
+                    "must be a TCP port (1-65535)",
+                ));
+            }
+            smtp.from.parse::<lettre::message::Mailbox>().map_err(|e| {
+                Error::invalid(
+                    "notifySettings.smtp.from",
+                    &smtp.from,
+                    format!("is not an e-mail address: {e}"),
+                )
+            })?;
+            if smtp.password.is_some() && smtp.username.is_none() {
+                return Err(Error::invalid(
+                    "notifySettings.smtp.username",
+                    "(none)",
+                    "a password is set: name the user it logs in as",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn five() -> u32 {
+    5
+}
+
+fn half_second() -> Duration {
+    Duration::from_millis(500)
+}
+
+fn thirty_seconds() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn ten_seconds() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn capacity() -> usize {
+    256
+}
+
+fn submission() -> u16 {
+    587
+}
+
+fn source() -> String {
+    "/serin/orchestrator".to_owned()
+}
+
+fn pagerduty_url() -> String {
+    "https://events.pagerduty.com/v2/enqueue".to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let r = RetryPolicy {
+            max_attempts: 10,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(1_000),
+        };
+        let waits: Vec<u128> = (1..=6).map(|a| r.backoff(a).as_millis()).collect();
+        assert_eq!(waits, vec![100, 200, 400, 800, 1_000, 1_000]);
+        assert_eq!(r.backoff(u32::MAX), Duration::from_millis(1_000));
+    }
+
+    #[test]
+    fn settings_parse_with_defaults_and_reject_unknown_fields() {
+        let s = NotifySettings::from_json(
+            r#"{"requestTimeout":"2s","retry":{"maxAttempts":3},"webhookSecret":"s3cr3t",
+                "smtp":{"host":"127.0.0.1","port":2525,"starttls":"none","from":"serin@example.org"}}"#,
+        )
+        .expect("valid");
+        assert_eq!(s.request_timeout, Duration::from_secs(2));
+        assert_eq!(s.retry.max_attempts, 3);
+        assert_eq!(s.retry.initial_backoff, Duration::from_millis(500));
+        assert_eq!(s.smtp.as_ref().map(|m| m.starttls), Some(StartTls::None));
+        assert!(!format!("{s:?}").contains("s3cr3t"));
+        let e = NotifySettings::from_json(r#"{"queueCapacity":1,"oops":true}"#)
+            .expect_err("unknown field")
+            .to_string();
+        assert!(e.contains("oops"), "{e}");
+    }
+
+    #[test]
+    fn bad_settings_name_the_path() {
+        let cases = [
+            (r#"{"queueCapacity":0}"#, "notifySettings.queueCapacity"),
+            (r#"{"requestTimeout":0}"#, "notifySettings.requestTimeout"),
+            (
+                r#"{"retry":{"maxAttempts":0}}"#,
+                "notifySettings.retry.maxAttempts",
+            ),
+            (
+                r#"{"retry":{"initialBackoff":"2s","maxBackoff":"1s"}}"#,
+                "notifySettings.retry.maxBackoff",
+            ),
+            (r#"{"source":" "}"#, "notifySettings.source"),
+            (
+                r#"{"pagerdutyEventsUrl":"ftp://x"}"#,
+                "notifySettings.pagerdutyEventsUrl",
+            ),
+            (
+                r#"{"smtp":{"host":"","from":"a@b.c"}}"#,
+                "notifySettings.smtp.host",
+            ),
+            (
+                r#"{"smtp":{"host":"h","from":"not an address"}}"#,
+                "notifySettings.smtp.from",
+            ),
+            (
+                r#"{"smtp":{"host":"h","from":"a@b.c","password":"pw"}}"#,
+                "notifySettings.smtp.username",
+            ),
+        ];
+        for (json, needle) in cases {
+            let e = NotifySettings::from_json(json).expect_err(json).to_string();
+            assert!(e.contains(needle), "{json}: `{e}`");
+            assert!(!e.contains("pw`"), "{e}");
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Slack incoming webhooks: one message per event, with a plain-text fallback (`text`, shown
+//! in notifications) and Block Kit `blocks`: a header naming the service and what happened,
+//! the event's sentence, its evidence (judges' and triggers' readings) and a context line with
+//! the deployment, the event's number and time.
+
+use serde_json::{Value, json};
+
+use super::{event_type, evidence, truncate};
+use crate::error::{Error, Result};
+use crate::event::{Event, EventKind};
+
+/// Block Kit limits: header text 150 characters, section text 3000.
+const HEADER_MAX: usize = 150;
+const SECTION_MAX: usize = 3_000;
+
+/// Slack's mrkdwn reserves `&`, `<` and `>`.
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn headline(kind: &EventKind) -> &'static str {
+    match kind {
+        EventKind::Started { .. } => "deployment started",
+        EventKind::PhaseChanged { .. } => "phase changed",
+        EventKind::Completed { .. } => "deployment completed",
+        EventKind::Failed { .. } => "deployment failed",
+        EventKind::Blocked { .. } => "upgrade blocked",
+        EventKind::Anomaly { .. } => "anomaly",
+        EventKind::TriggerFired { .. } => "rollback trigger fired",
+        EventKind::RollbackStarted { .. } => "rollback started",
+        EventKind::RolledBack { .. } => "rolled back",
+        EventKind::AnalysisResult { .. } => "canary analysis",
+        _ => "deployment event",
+    }
+}
+
+/// The message for `event`; `channel` is sent as Slack's `channel` when the destination names
+/// one (honoured by legacy webhooks, ignored by app webhooks bound to their channel).
+pub(super) fn message(event: &Event, channel: Option<&str>) -> Value {
+    let title = truncate(
+        &format!("{}: {}", event.service, headline(&event.kind)),
+        HEADER_MAX,
+    );
+    let sentence = escape(&event.kind.to_string());
+    let mut blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text", "text": title}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&sentence, SECTION_MAX)}}),
+    ];
+    let lines = evidence(&event.kind);
+    if !lines.is_empty() {
+        let text = lines
+            .iter()
+            .map(|l| format!("• {}", escape(l)))
+            .collect::<Vec<_>>()
+            .join("\n");
+        blocks.push(json!({
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": truncate(&format!("*Evidence*\n{text}"), SECTION_MAX)}
+        }));
+    }
+    blocks.push(json!({
+        "type": "context",
+        "elements": [{
+            "type": "mrkdwn",
+            "text": format!(
+                "deployment `{}` · event #{} `{}` · {}",
+                escape(&event.deployment),
+                event.seq,
+                event_type(&event.kind),
+                event.at
+            ),
+        }],
+    }));
+    let mut msg = json!({
+        "text": truncate(&format!("{}: {}", event.service, event.kind), SECTION_MAX),
+        "blocks": blocks,
+    });
+    if let (Some(ch), Some(obj)) = (channel, msg.as_object_mut()) {
+        obj.insert("channel".to_owned(), Value::String(ch.to_owned()));
+    }
+    msg
+}
+
+pub(super) fn body(event: &Event, channel: Option<&str>) -> Result<Vec<u8>> {
+    serde_json::to_vec(&message(event, channel)).map_err(|e| {
+        Error::backend(
+            "notifier",
+            "slack",
+            format!("cannot encode the message: {e}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serin_signals::Timestamp;
+
+    #[test]
+    fn a_message_has_fallback_text_header_and_context() {
+        let e = Event {
+            deployment: "web-1".into(),
+            service: "web".into(),
+            seq: 7,
+            at: Timestamp::from_millis(1_700_000_000_000),
+            kind: EventKind::RolledBack {
+                reason: "error_rate <canary> 0.2 > 0.05 & rising".into(),
+            },
+        };
+        let m = message(&e, Some("#deploys"));
+        assert_eq!(m["channel"], "#deploys");
+        assert!(
+            m["text"]
+                .as_str()
+                .expect("text")
+                .starts_with("web: rolled back")
+        );
+        assert_eq!(m["blocks"][0]["type"], "header");
+        assert_eq!(m["blocks"][0]["text"]["text"], "web: rolled back");
+        let section = m["blocks"][1]["text"]["text"].as_str().expect("section");
+        assert!(
+            section.contains("&lt;canary&gt;") && section.contains("&amp;"),
+            "{section}"
+        );
+        let ctx = m["blocks"][2]["elements"][0]["text"]
+            .as_str()
+            .expect("context");
+        assert!(
+            ctx.contains("`web-1`") && ctx.contains("#7") && ctx.contains("`rolledBack`"),
+            "{ctx}"
+        );
+        assert!(message(&e, None).get("channel").is_none());
+    }
+}

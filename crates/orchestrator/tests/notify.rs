@@ -1,0 +1,1126 @@
+//! The real notification channels against real receivers on loopback: a hyper HTTP server
+//! that verifies webhook signatures and records deliveries, and (when `SERIN_TEST_SMTP` is set,
+//! see `scripts/services/smtp.sh`) a real SMTP server.
+
+mod support;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use serin_orchestrator::notify::testkit::{Coverage, Delivered, Inbox, check_notifier};
+use serin_orchestrator::notify::{
+    ChannelNotifier, NotifySettings, Overflow, RetryPolicy, SIGNATURE_HEADER, Secret, SmtpSettings,
+    StartTls, TIMESTAMP_HEADER, event_type, verify_signature,
+};
+use serin_orchestrator::{
+    DeploymentConfig, Event, EventKind, NotificationChannel, Notifier, NotifyOn, Orchestrator,
+    Outcome, Phase, ServiceBackends, StrategyKind,
+};
+use serin_signals::Timestamp;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+const SECRET: &str = "wh-s3cr3t-7f1d";
+const ROUTING_KEY: &str = "pd-r0ut1ng-k3y-55";
+const SLACK_TOKEN: &str = "XXslackT0kenXX";
+
+fn wall_now() -> Timestamp {
+    Timestamp::from_system_time(std::time::SystemTime::now())
+}
+
+// ---------------------------------------------------------------------------------------------
+// A recording HTTP receiver.
+
+#[derive(Debug, Clone)]
+struct Request_ {
+    path: String,
+    headers: BTreeMap<String, String>,
+    body: Bytes,
+}
+
+impl Request_ {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    /// Every attempt, in arrival order.
+    attempts: Vec<Request_>,
+    /// Deliveries answered with success (and, for signed receivers, correctly signed).
+    accepted: Vec<Request_>,
+    /// Statuses to answer before answering `ok`.
+    script: VecDeque<u16>,
+    /// Requests whose signature did not verify.
+    rejected: Vec<String>,
+}
+
+#[derive(Clone)]
+enum Mode {
+    /// Answer (after the script) with this success status.
+    Answer(u16),
+    /// Never answer.
+    Hang,
+    /// Wait for a permit, then answer 200.
+    Gate(Arc<Semaphore>),
+}
+
+#[derive(Clone)]
+struct Receiver {
+    addr: SocketAddr,
+    state: Arc<Mutex<ReceiverState>>,
+}
+
+impl Receiver {
+    async fn start(mode: Mode, verify_with: Option<&str>, script: &[u16]) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let state = Arc::new(Mutex::new(ReceiverState {
+            script: script.iter().copied().collect(),
+            ..ReceiverState::default()
+        }));
+        let secret = verify_with.map(str::to_owned);
+        let st = Arc::clone(&state);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let st = Arc::clone(&st);
+                let mode = mode.clone();
+                let secret = secret.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let st = Arc::clone(&st);
+                        let mode = mode.clone();
+                        let secret = secret.clone();
+                        async move { Ok::<_, Infallible>(handle(req, st, mode, secret).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Receiver { addr, state }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn attempts(&self) -> Vec<Request_> {
+        self.state.lock().expect("state").attempts.clone()
+    }
+
+    fn accepted(&self) -> Vec<Request_> {
+        self.state.lock().expect("state").accepted.clone()
+    }
+
+    fn rejected(&self) -> Vec<String> {
+        self.state.lock().expect("state").rejected.clone()
+    }
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    st: Arc<Mutex<ReceiverState>>,
+    mode: Mode,
+    secret: Option<String>,
+) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_owned();
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect::<BTreeMap<_, _>>();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let r = Request_ {
+        path,
+        headers,
+        body,
+    };
+    let scripted = {
+        let mut s = st.lock().expect("state");
+        s.attempts.push(r.clone());
+        s.script.pop_front()
+    };
+    let reply = |code: u16, text: &str| {
+        let mut resp = Response::new(Full::new(Bytes::from(text.to_owned())));
+        *resp.status_mut() = StatusCode::from_u16(code).expect("status");
+        resp
+    };
+    if let Some(code) = scripted {
+        return reply(code, "scripted failure");
+    }
+    if let Some(secret) = secret {
+        let ts = r
+            .headers
+            .get("x-serin-timestamp")
+            .cloned()
+            .unwrap_or_default();
+        let sig = r
+            .headers
+            .get("x-serin-signature")
+            .cloned()
+            .unwrap_or_default();
+        if let Err(e) = verify_signature(
+            secret.as_bytes(),
+            &ts,
+            &r.body,
+            &sig,
+            wall_now(),
+            Duration::from_secs(300),
+        ) {
+            st.lock().expect("state").rejected.push(e.to_string());
+            return reply(401, "bad signature");
+        }
+    }
+    let code = match mode {
+        Mode::Answer(code) => code,
+        Mode::Hang => {
+            std::future::pending::<()>().await;
+            500
+        }
+        Mode::Gate(gate) => {
+            let _permit = gate.acquire().await.expect("gate");
+            200
+        }
+    };
+    st.lock().expect("state").accepted.push(r);
+    reply(code, "ok")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+fn fast_settings() -> NotifySettings {
+    NotifySettings {
+        request_timeout: Duration::from_secs(2),
+        retry: RetryPolicy {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(200),
+        },
+        webhook_secret: Some(Secret::new(SECRET)),
+        ..NotifySettings::default()
+    }
+}
+
+fn env() -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
+    |name: &str| match name {
+        "SERIN_WEBHOOK_SECRET" => Some(SECRET.to_owned()),
+        "SERIN_PD_KEY" => Some(ROUTING_KEY.to_owned()),
+        "SERIN_SMTP_PASSWORD" => Some("smtp-pa55w0rd".to_owned()),
+        _ => None,
+    }
+}
+
+fn channel(json: &str) -> NotificationChannel {
+    serde_json::from_str(json).expect("channel")
+}
+
+fn webhook(url: &str) -> NotificationChannel {
+    channel(&format!(
+        r#"{{"type":"webhook","destination":"{url}","secretEnv":"SERIN_WEBHOOK_SECRET"}}"#
+    ))
+}
+
+fn event(deployment: &str, seq: u64, kind: EventKind) -> Event {
+    Event {
+        deployment: deployment.to_owned(),
+        service: "web".to_owned(),
+        seq,
+        at: Timestamp::from_millis(1_700_000_000_000 + seq * 1_000),
+        kind,
+    }
+}
+
+fn rolled_back() -> EventKind {
+    EventKind::RolledBack {
+        reason: "error_rate on canary 9.8% > 5%".into(),
+    }
+}
+
+async fn flush(n: &ChannelNotifier) {
+    tokio::time::timeout(Duration::from_secs(20), n.flush())
+        .await
+        .expect("the queues drain");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Webhooks.
+
+#[tokio::test]
+async fn a_webhook_delivery_is_a_signed_cloudevent() {
+    let rx = Receiver::start(Mode::Answer(204), Some(SECRET), &[]).await;
+    let n = ChannelNotifier::new(fast_settings())
+        .expect("notifier")
+        .with_env(env());
+    let e = event("web-42", 7, rolled_back());
+    n.notify(&webhook(&rx.url("/hooks/deploy")), &e)
+        .await
+        .expect("queued");
+    flush(&n).await;
+    assert!(rx.rejected().is_empty(), "{:?}", rx.rejected());
+    let got = rx.accepted();
+    assert_eq!(got.len(), 1);
+    let r = &got[0];
+    assert_eq!(r.path, "/hooks/deploy");
+    assert!(
+        r.headers["content-type"].starts_with("application/cloudevents+json"),
+        "{:?}",
+        r.headers
+    );
+    let ts: u64 = r.headers["x-serin-timestamp"].parse().expect("seconds");
+    let now = wall_now().as_millis() / 1_000;
+    assert!(ts <= now && now - ts < 60, "timestamp {ts} vs now {now}");
+    assert!(r.headers["x-serin-signature"].starts_with("sha256="));
+    let ce = r.json();
+    assert_eq!(ce["specversion"], "1.0");
+    assert_eq!(ce["id"], "web-42-7");
+    assert_eq!(ce["source"], "/serin/orchestrator");
+    assert_eq!(ce["type"], "dev.serin.deployment.rolledBack");
+    assert_eq!(ce["subject"], "web-42");
+    assert_eq!(ce["time"], "2023-11-14T22:13:27.000Z");
+    assert_eq!(ce["datacontenttype"], "application/json");
+    let data: Event = serde_json::from_value(ce["data"].clone()).expect("the event");
+    assert_eq!(data, e);
+    // The secret signs; it is never sent.
+    assert!(!String::from_utf8_lossy(&r.body).contains(SECRET));
+    assert!(!r.headers.values().any(|v| v.contains(SECRET)));
+    // A replay of the same request later, or with another body, fails verification.
+    let later = Timestamp::from_millis((ts + 600) * 1_000);
+    let sig = &r.headers["x-serin-signature"];
+    let tol = Duration::from_secs(300);
+    assert!(
+        verify_signature(SECRET.as_bytes(), &ts.to_string(), &r.body, sig, later, tol).is_err()
+    );
+    assert!(
+        verify_signature(
+            SECRET.as_bytes(),
+            &ts.to_string(),
+            b"{}",
+            sig,
+            wall_now(),
+            tol
+        )
+        .is_err()
+    );
+    assert_eq!(SIGNATURE_HEADER.to_ascii_lowercase(), "x-serin-signature");
+    assert_eq!(TIMESTAMP_HEADER.to_ascii_lowercase(), "x-serin-timestamp");
+    let stats = n.stats();
+    assert_eq!((stats.queued, stats.delivered, stats.failed), (1, 1, 0));
+}
+
+#[tokio::test]
+async fn a_receiver_that_fails_twice_gets_the_event_exactly_once_after_retries() {
+    let rx = Receiver::start(Mode::Answer(200), Some(SECRET), &[500, 503]).await;
+    let n = ChannelNotifier::new(fast_settings())
+        .expect("notifier")
+        .with_env(env());
+    n.notify(&webhook(&rx.url("/")), &event("web-1", 0, rolled_back()))
+        .await
+        .expect("queued");
+    flush(&n).await;
+    assert_eq!(rx.attempts().len(), 3, "two failures, then success");
+    assert_eq!(rx.accepted().len(), 1, "delivered exactly once");
+    assert!(rx.rejected().is_empty(), "each retry is signed afresh");
+    let stats = n.stats();
+    assert_eq!((stats.delivered, stats.retries, stats.failed), (1, 2, 0));
+}
+
+#[tokio::test]
+async fn client_errors_are_not_retried_and_server_errors_are_given_up_after_the_last_attempt() {
+    let rx = Receiver::start(Mode::Answer(200), Some(SECRET), &[400]).await;
+    let n = ChannelNotifier::new(fast_settings())
+        .expect("notifier")
+        .with_env(env());
+    n.notify(&webhook(&rx.url("/")), &event("web-1", 0, rolled_back()))
+        .await
+        .expect("queued");
+    flush(&n).await;
+    assert_eq!(rx.attempts().len(), 1);
+    assert_eq!(n.stats().failed, 1);
+
+    let rx = Receiver::start(Mode::Answer(200), Some(SECRET), &[500; 10]).await;
+    n.notify(&webhook(&rx.url("/")), &event("web-2", 0, rolled_back()))
+        .await
+        .expect("queued");
+    flush(&n).await;
+    assert_eq!(rx.attempts().len(), 4, "retry.maxAttempts");
+    assert!(rx.accepted().is_empty());
+    assert_eq!(n.stats().failed, 2);
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried() {
+    // A port with nothing listening: bind, read the port, close.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let n = ChannelNotifier::new(fast_settings())
+        .expect("notifier")
+        .with_env(env());
+    n.notify(
+        &webhook(&format!("http://{addr}/")),
+        &event("web-1", 0, rolled_back()),
+    )
+    .await
+    .expect("queued");
+    flush(&n).await;
+    let stats = n.stats();
+    assert_eq!((stats.retries, stats.failed, stats.delivered), (3, 1, 0));
+}
+
+#[tokio::test]
+async fn a_hanging_receiver_holds_up_neither_notify_nor_other_channels() {
+    let hang = Receiver::start(Mode::Hang, None, &[]).await;
+    let ok = Receiver::start(Mode::Answer(200), Some(SECRET), &[]).await;
+    let mut settings = fast_settings();
+    settings.request_timeout = Duration::from_millis(300);
+    settings.retry.max_attempts = 2;
+    let n = ChannelNotifier::new(settings)
+        .expect("notifier")
+        .with_env(env());
+    let started = tokio::time::Instant::now();
+    for seq in 0..5 {
+        let e = event("web-1", seq, rolled_back());
+        n.notify(&webhook(&hang.url("/slow")), &e)
+            .await
+            .expect("queued");
+        n.notify(&webhook(&ok.url("/fast")), &e)
+            .await
+            .expect("queued");
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "notify queues and returns: {:?}",
+        started.elapsed()
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while ok.accepted().len() < 5 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the fast channel was held up"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(hang.accepted().is_empty());
+    flush(&n).await;
+    let stats = n.stats();
+    assert_eq!(stats.delivered, 5);
+    assert_eq!(
+        stats.failed, 5,
+        "each hung delivery times out on every attempt"
+    );
+}
+
+async fn overflow(policy: Overflow) -> (Vec<u64>, u64) {
+    let gate = Arc::new(Semaphore::new(0));
+    let rx = Receiver::start(Mode::Gate(Arc::clone(&gate)), Some(SECRET), &[]).await;
+    let mut settings = fast_settings();
+    settings.queue_capacity = 2;
+    settings.overflow = policy;
+    settings.request_timeout = Duration::from_secs(10);
+    let n = ChannelNotifier::new(settings)
+        .expect("notifier")
+        .with_env(env());
+    let ch = webhook(&rx.url("/"));
+    n.notify(&ch, &event("web-1", 0, rolled_back()))
+        .await
+        .expect("queued");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while rx.attempts().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "first delivery in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for seq in 1..5 {
+        n.notify(&ch, &event("web-1", seq, rolled_back()))
+            .await
+            .expect("never refused: a full queue drops");
+    }
+    let dropped = n.stats().dropped;
+    gate.add_permits(100);
+    flush(&n).await;
+    let seqs = rx
+        .accepted()
+        .iter()
+        .map(|r| r.json()["data"]["seq"].as_u64().expect("seq"))
+        .collect();
+    (seqs, dropped)
+}
+
+#[tokio::test]
+async fn a_full_queue_drops_the_oldest_or_the_newest_and_counts_it() {
+    assert_eq!(overflow(Overflow::DropOldest).await, (vec![0, 3, 4], 2));
+    assert_eq!(overflow(Overflow::DropNewest).await, (vec![0, 1, 2], 2));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Slack and PagerDuty.
+
+#[tokio::test]
+async fn slack_gets_an_incoming_webhook_message_with_the_decision_and_evidence() {
+    let rx = Receiver::start(Mode::Answer(200), None, &[]).await;
+    let slack_url = rx.url(&format!("/services/T000/B000/{SLACK_TOKEN}"));
+    let n = ChannelNotifier::new(fast_settings())
+        .expect("notifier")
+        .with_env(move |name| (name == "SLACK_URL").then(|| slack_url.clone()));
+    let ch = channel(r##"{"type":"slack","destination":"#deploys","secretEnv":"SLACK_URL"}"##);
+    let e = event(
+        "web-3",
+        4,
+        EventKind::Anomaly {
+            source: "sequential-counts".into(),
+            severity: "warning".into(),
+            summary: "canary error rate 4.1% vs 1.0% (e-value 12.3 < 20)".into(),
+        },
+    );
+    n.notify(&ch, &e).await.expect("queued");
+    flush(&n).await;
+    let got = rx.accepted();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].path, format!("/services/T000/B000/{SLACK_TOKEN}"));
+    assert_eq!(got[0].headers["content-type"], "application/json");
+    let m = got[0].json();
+    // Incoming-webhook fields: `text` (the fallback), `blocks` (Block Kit), `channel`.
+    assert!(m["text"].as_str().expect("text").contains("e-value 12.3"));
+    assert_eq!(m["channel"], "#deploys");
+    let blocks = m["blocks"].as_array().expect("blocks");
+    let types: Vec<&str> = blocks.iter().filter_map(|b| b["type"].as_str()).collect();
+    assert_eq!(types, vec!["header", "section", "context"]);
+    assert_eq!(blocks[0]["text"]["type"], "plain_text");
+    assert_eq!(blocks[0]["text"]["text"], "web: anomaly");
+    assert_eq!(blocks[1]["text"]["type"], "mrkdwn");
+    assert!(
+        blocks[1]["text"]["text"]
+            .as_str()
+            .expect("section")
+            .contains("sequential-counts")
+    );
+    // The webhook URL's token is the secret: it is the address, never the content.
+    assert!(!String::from_utf8_lossy(&got[0].body).contains(SLACK_TOKEN));
+}
+
+#[tokio::test]
+async fn pagerduty_triggers_on_rollback_and_resolves_on_completion_per_deployment() {
+    let rx = Receiver::start(Mode::Answer(202), None, &[]).await;
+    let mut settings = fast_settings();
+    settings.pagerduty_events_url = rx.url("/v2/enqueue");
+    let n = ChannelNotifier::new(settings)
+        .expect("notifier")
+        .with_env(env());
+    let ch =
+        channel(r#"{"type":"pagerduty","destination":"web on-call","secretEnv":"SERIN_PD_KEY"}"#);
+    let start = EventKind::Started {
+        strategy: StrategyKind::Canary,
+        from: Some("1.0.0".into()),
+        to: "1.1.0".into(),
+    };
+    for e in [
+        event("web-5", 0, start.clone()),
+        event(
+            "web-5",
+            1,
+            EventKind::PhaseChanged {
+                phase: Phase::Deployment,
+            },
+        ),
+        event(
+            "web-5",
+            2,
+            EventKind::RollbackStarted {
+                reason: "5xx".into(),
+            },
+        ),
+        event("web-6", 0, start),
+        event(
+            "web-6",
+            1,
+            EventKind::Failed {
+                reason: "platform down".into(),
+            },
+        ),
+        event(
+            "web-5",
+            3,
+            EventKind::Completed {
+                version: "1.0.0".into(),
+            },
+        ),
+    ] {
+        n.notify(&ch, &e).await.expect("queued or skipped");
+    }
+    flush(&n).await;
+    let got: Vec<Value> = rx.accepted().iter().map(Request_::json).collect();
+    assert_eq!(
+        got.len(),
+        3,
+        "starts and phase changes page nobody: {got:?}"
+    );
+    assert!(rx.accepted().iter().all(|r| r.path == "/v2/enqueue"));
+    let t = &got[0];
+    assert_eq!(t["routing_key"], ROUTING_KEY);
+    assert_eq!(t["event_action"], "trigger");
+    assert_eq!(t["dedup_key"], "serin/web-5");
+    let p = &t["payload"];
+    assert_eq!(p["summary"], "web: rollback started: 5xx");
+    assert_eq!(p["source"], "web");
+    assert_eq!(p["severity"], "error");
+    assert_eq!(p["timestamp"], "2023-11-14T22:13:22.000Z");
+    assert_eq!(p["class"], "rollbackStarted");
+    assert_eq!(p["custom_details"]["event"]["seq"], 2);
+    assert_eq!(got[1]["dedup_key"], "serin/web-6", "a key per deployment");
+    assert_eq!(got[1]["payload"]["severity"], "critical");
+    let r = &got[2];
+    assert_eq!(r["event_action"], "resolve");
+    assert_eq!(r["dedup_key"], "serin/web-5");
+    assert_eq!(r["routing_key"], ROUTING_KEY);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets.
+
+/// Captures every `tracing` event (message and fields) as text.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<String>>);
+
+struct Fields<'a>(&'a mut String);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        let _ = write!(self.0, "{}={:?} ", field.name(), value);
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut out = self.0.lock().expect("capture");
+        span.record(&mut Fields(&mut out));
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        values.record(&mut Fields(&mut self.0.lock().expect("capture")));
+    }
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut out = self.0.lock().expect("capture");
+        event.record(&mut Fields(&mut out));
+        out.push('\n');
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[tokio::test]
+async fn secrets_appear_in_no_debug_output_log_error_or_body() {
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let failing = Receiver::start(Mode::Answer(200), None, &[500; 10]).await;
+    let slack_url = failing.url(&format!("/services/T/B/{SLACK_TOKEN}"));
+    let mut settings = fast_settings();
+    settings.retry.max_attempts = 2;
+    settings.pagerduty_routing_key = Some(Secret::new(ROUTING_KEY));
+    settings.slack_webhook_url = Some(Secret::new(slack_url));
+    let mut smtp = SmtpSettings::new("127.0.0.1", 1, "serin@example.org");
+    smtp.username = Some("serin".into());
+    smtp.password = Some(Secret::new("smtp-pa55w0rd"));
+    settings.smtp = Some(smtp);
+    let secrets = [SECRET, ROUTING_KEY, SLACK_TOKEN, "smtp-pa55w0rd"];
+    let n = ChannelNotifier::new(settings.clone())
+        .expect("notifier")
+        .with_env(env());
+    let channels = [
+        webhook(&failing.url("/hook")),
+        channel(r##"{"type":"slack","destination":"#deploys"}"##),
+        channel(&format!(
+            r#"{{"type":"pagerduty","destination":"{}"}}"#,
+            failing.url("/v2/enqueue")
+        )),
+        channel(r#"{"type":"email","destination":"ops@example.org"}"#),
+    ];
+    for ch in &channels {
+        n.notify(ch, &event("web-1", 0, rolled_back()))
+            .await
+            .expect("queued");
+    }
+    flush(&n).await;
+    assert_eq!(n.stats().failed, 4, "{:?}", n.stats());
+    // A missing secret is named by its variable.
+    let missing =
+        channel(r#"{"type":"webhook","destination":"http://127.0.0.1:9/","secretEnv":"NOT_SET"}"#);
+    let err = n
+        .notify(&missing, &event("web-1", 1, rolled_back()))
+        .await
+        .expect_err("no secret")
+        .to_string();
+    assert!(
+        err.contains("secretEnv") && err.contains("NOT_SET"),
+        "{err}"
+    );
+
+    let logs = capture.0.lock().expect("capture").clone();
+    assert!(
+        logs.contains("not delivered"),
+        "the failures were logged: {logs}"
+    );
+    let debug = format!("{n:?} {settings:?} {:?}", n.settings());
+    assert!(debug.contains("***"), "{debug}");
+    for s in secrets {
+        assert!(!logs.contains(s), "`{s}` in the logs:\n{logs}");
+        assert!(!debug.contains(s), "`{s}` in Debug:\n{debug}");
+        assert!(!err.contains(s), "`{s}` in an error: {err}");
+    }
+    // Bodies: only PagerDuty's carries its routing key, as its protocol requires.
+    for r in failing.attempts() {
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        for s in secrets {
+            let allowed = s == ROUTING_KEY && r.path == "/v2/enqueue";
+            assert!(
+                allowed || !body.contains(s),
+                "`{s}` in the body to {}",
+                r.path
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn channels_are_checked_with_the_path_of_the_bad_field() {
+    let mut settings = fast_settings();
+    settings.webhook_secret = None;
+    let n = ChannelNotifier::new(settings)
+        .expect("notifier")
+        .with_env(env());
+    let cases = [
+        (
+            r#"{"type":"webhook","destination":"ftp://example.org"}"#,
+            "deploymentConfig.notificationChannels[0].destination",
+        ),
+        (
+            r#"{"type":"webhook","destination":"https://example.org/h"}"#,
+            "deploymentConfig.notificationChannels[0].secretEnv",
+        ),
+        (
+            r##"{"type":"slack","destination":"#deploys"}"##,
+            "deploymentConfig.notificationChannels[0].secretEnv",
+        ),
+        (
+            r#"{"type":"pagerduty","destination":"on-call"}"#,
+            "deploymentConfig.notificationChannels[0].secretEnv",
+        ),
+        (
+            r#"{"type":"email","destination":"ops@example.org"}"#,
+            "notifySettings.smtp",
+        ),
+    ];
+    for (json, needle) in cases {
+        let err = n
+            .check_channels(&[channel(json)])
+            .expect_err(json)
+            .to_string();
+        assert!(err.contains(needle), "{json}: {err}");
+    }
+    n.check_channels(&[
+        webhook("https://example.org/h"),
+        channel(r#"{"type":"slack","destination":"https://hooks.example.org/T/B/x"}"#),
+        channel(r#"{"type":"pagerduty","destination":"on-call","secretEnv":"SERIN_PD_KEY"}"#),
+    ])
+    .expect("valid channels");
+    assert_eq!(n.stats().queued, 0, "checking sends nothing");
+    assert!(
+        ChannelNotifier::new(NotifySettings {
+            queue_capacity: 0,
+            ..NotifySettings::default()
+        })
+        .is_err()
+    );
+}
+
+#[test]
+fn the_config_names_a_secret_variable_and_subscribes_to_phase_changes() {
+    let yaml = |ch: &str| {
+        format!(
+            "strategy: canary\nversion: 1.1.0\ntargetServices: [web]\nnotificationChannels: [{ch}]\n"
+        )
+    };
+    let c = DeploymentConfig::from_yaml(&yaml(
+        "{type: webhook, destination: 'https://example.org/h', secretEnv: HOOK_SECRET, events: [phase, rollback]}",
+    ))
+    .expect("valid");
+    let ch = &c.notification_channels[0];
+    assert_eq!(ch.secret_env.as_deref(), Some("HOOK_SECRET"));
+    assert_eq!(ch.events, vec![NotifyOn::Phase, NotifyOn::Rollback]);
+    assert_eq!(
+        EventKind::PhaseChanged {
+            phase: Phase::Monitoring
+        }
+        .notify_on(),
+        Some(NotifyOn::Phase)
+    );
+    let err = DeploymentConfig::from_yaml(&yaml(
+        "{type: webhook, destination: 'https://example.org/h', secretEnv: 'my secret'}",
+    ))
+    .expect_err("bad name")
+    .to_string();
+    assert!(
+        err.contains("deploymentConfig.notificationChannels[0].secretEnv"),
+        "{err}"
+    );
+    let err = DeploymentConfig::from_yaml(&yaml(
+        "{type: webhook, destination: 'https://example.org/h', secret: 'inline'}",
+    ))
+    .expect_err("secrets are not written in the config")
+    .to_string();
+    assert!(err.contains("secret"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The conformance suite against every channel.
+
+struct WebhookInbox(Receiver);
+
+#[async_trait]
+impl Inbox for WebhookInbox {
+    async fn delivered(&self) -> Vec<Delivered> {
+        self.0
+            .accepted()
+            .iter()
+            .map(|r| {
+                let ce = r.json();
+                Delivered {
+                    deployment: ce["subject"].as_str().unwrap_or_default().to_owned(),
+                    event_type: ce["type"]
+                        .as_str()
+                        .and_then(|t| t.strip_prefix("dev.serin.deployment."))
+                        .unwrap_or_default()
+                        .to_owned(),
+                }
+            })
+            .collect()
+    }
+}
+
+struct SlackInbox(Receiver);
+
+#[async_trait]
+impl Inbox for SlackInbox {
+    async fn delivered(&self) -> Vec<Delivered> {
+        self.0
+            .accepted()
+            .iter()
+            .map(|r| {
+                let m = r.json();
+                let blocks = m["blocks"].as_array().cloned().unwrap_or_default();
+                let ctx = blocks
+                    .last()
+                    .and_then(|b| b["elements"][0]["text"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                // "deployment `ID` · event #N `TYPE` · TIME"
+                let parts: Vec<&str> = ctx.split('`').collect();
+                Delivered {
+                    deployment: parts.get(1).copied().unwrap_or_default().to_owned(),
+                    event_type: parts.get(3).copied().unwrap_or_default().to_owned(),
+                }
+            })
+            .collect()
+    }
+}
+
+struct PagerDutyInbox(Receiver);
+
+#[async_trait]
+impl Inbox for PagerDutyInbox {
+    async fn delivered(&self) -> Vec<Delivered> {
+        self.0
+            .accepted()
+            .iter()
+            .map(|r| {
+                let m = r.json();
+                let deployment = m["dedup_key"]
+                    .as_str()
+                    .and_then(|k| k.strip_prefix("serin/"))
+                    .unwrap_or_default()
+                    .to_owned();
+                let event_type = match m["event_action"].as_str() {
+                    Some("resolve") => "completed".to_owned(),
+                    _ => m["payload"]["class"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                };
+                Delivered {
+                    deployment,
+                    event_type,
+                }
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn every_channel_passes_the_notifier_conformance_suite() {
+    let settings = {
+        let mut s = fast_settings();
+        s.retry.max_attempts = 5;
+        s
+    };
+    // Webhook, with a receiver that fails now and then.
+    let rx = Receiver::start(Mode::Answer(200), Some(SECRET), &[500, 502]).await;
+    let n = ChannelNotifier::new(settings.clone())
+        .expect("notifier")
+        .with_env(env());
+    check_notifier(
+        &n,
+        &webhook(&rx.url("/")),
+        &WebhookInbox(rx.clone()),
+        Coverage::Every,
+    )
+    .await;
+    assert!(rx.rejected().is_empty());
+
+    let rx = Receiver::start(Mode::Answer(200), None, &[]).await;
+    let ch = channel(&format!(
+        r#"{{"type":"slack","destination":"{}"}}"#,
+        rx.url("/services/x")
+    ));
+    check_notifier(&n, &ch, &SlackInbox(rx), Coverage::Every).await;
+
+    let rx = Receiver::start(Mode::Answer(202), None, &[]).await;
+    let ch = channel(&format!(
+        r#"{{"type":"pagerduty","destination":"{}","secretEnv":"SERIN_PD_KEY"}}"#,
+        rx.url("/v2/enqueue")
+    ));
+    check_notifier(&n, &ch, &PagerDutyInbox(rx), Coverage::Incidents).await;
+
+    let memory = serin_orchestrator::InMemoryNotifier::new();
+    check_notifier(&memory, &ch, &memory, Coverage::Every).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// E-mail against a real SMTP server.
+
+fn smtp_server() -> Option<(String, u16, String)> {
+    let Ok(addr) = std::env::var("SERIN_TEST_SMTP") else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: SERIN_TEST_SMTP is not set (eval \"$(scripts/services/smtp.sh)\")"
+        );
+        return None;
+    };
+    let mailbox = std::env::var("SERIN_TEST_SMTP_MAILBOX").unwrap_or_default();
+    let (host, port) = addr.rsplit_once(':').expect("SERIN_TEST_SMTP is host:port");
+    Some((host.to_owned(), port.parse().expect("port"), mailbox))
+}
+
+fn smtp_settings(host: &str, port: u16) -> NotifySettings {
+    let mut s = fast_settings();
+    let mut smtp = SmtpSettings::new(host, port, "Serin <serin@example.org>");
+    smtp.starttls = StartTls::None;
+    s.smtp = Some(smtp);
+    s
+}
+
+struct Mailbox(String);
+
+#[async_trait]
+impl Inbox for Mailbox {
+    async fn delivered(&self) -> Vec<Delivered> {
+        let text = std::fs::read_to_string(&self.0).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| l.strip_prefix("Event:      #"))
+            .zip(text.lines().filter_map(|l| l.strip_prefix("Deployment: ")))
+            .map(|(ev, dep)| Delivered {
+                deployment: dep.trim().to_owned(),
+                event_type: ev
+                    .split_once('(')
+                    .map(|(_, t)| t.trim_end_matches(')').to_owned())
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn email_goes_through_a_real_smtp_server() {
+    let Some((host, port, mailbox)) = smtp_server() else {
+        return;
+    };
+    let n = ChannelNotifier::new(smtp_settings(&host, port)).expect("notifier");
+    let deployment = format!("web-mail-{}", wall_now().as_millis());
+    let ch = channel(r#"{"type":"email","destination":"ops@example.org, Dev <dev@example.org>"}"#);
+    n.notify(&ch, &event(&deployment, 3, rolled_back()))
+        .await
+        .expect("queued");
+    flush(&n).await;
+    assert_eq!(n.stats().delivered, 1, "{:?}", n.stats());
+    let text = std::fs::read_to_string(&mailbox).expect("the mailbox");
+    let at = text
+        .find(&format!("Deployment: {deployment}"))
+        .expect("our message arrived");
+    let start = text[..at].rfind("\nFrom ").unwrap_or(0);
+    let msg = &text[start..];
+    assert!(
+        msg.contains("Subject: [serin] web: rolled back: error_rate on canary 9.8% > 5%"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("To: ops@example.org, Dev <dev@example.org>"),
+        "{msg}"
+    );
+    assert!(msg.contains("\"rolledBack\""), "{msg}");
+
+    // Conformance, through the same server.
+    check_notifier(
+        &n,
+        &channel(r#"{"type":"email","destination":"ops@example.org"}"#),
+        &Mailbox(mailbox),
+        Coverage::Every,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn starttls_required_refuses_a_server_without_it() {
+    let Some((host, port, _)) = smtp_server() else {
+        return;
+    };
+    let mut settings = smtp_settings(&host, port);
+    settings.retry.max_attempts = 1;
+    if let Some(smtp) = settings.smtp.as_mut() {
+        smtp.starttls = StartTls::Required;
+    }
+    let n = ChannelNotifier::new(settings).expect("notifier");
+    let ch = channel(r#"{"type":"email","destination":"ops@example.org"}"#);
+    n.notify(&ch, &event("web-tls", 0, rolled_back()))
+        .await
+        .expect("queued");
+    flush(&n).await;
+    assert_eq!((n.stats().delivered, n.stats().failed), (0, 1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// End to end: a whole deployment through the orchestrator, notified over a signed webhook.
+
+#[test]
+fn a_rolled_back_canary_is_announced_to_a_signed_webhook() {
+    // The notifier and receiver keep real time on their own runtime; the deployment runs in
+    // paused virtual time.
+    let io = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("io runtime");
+    let rx = io.block_on(Receiver::start(Mode::Answer(200), Some(SECRET), &[500]));
+    let notifier = Arc::new(
+        ChannelNotifier::new(fast_settings())
+            .expect("notifier")
+            .with_env(env())
+            .on_runtime(io.handle().clone()),
+    );
+    let sim = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("virtual-time runtime");
+    let url = rx.url("/deploys");
+    let n = Arc::clone(&notifier);
+    let report = sim.block_on(async move {
+        let world = Arc::new(support::World::new());
+        world.set_rate("1.0.0", 0.005);
+        world.set_rate("1.1.0", 0.08);
+        let traffic = world.spawn_traffic();
+        world.install("1.0.0").await;
+        let o = Orchestrator::builder(world.platform.clone(), world.journal.clone())
+            .service(
+                support::SERVICE,
+                ServiceBackends::new(
+                    world.router.clone(),
+                    world.source.clone(),
+                    world.health.clone(),
+                ),
+            )
+            .clock(world.clock)
+            .notifier(n)
+            .build();
+        let mut config = support::canary_config("1.1.0");
+        config.notification_channels = vec![webhook(&url)];
+        let report = o.run(&config).await.expect("run").remove(0);
+        traffic.abort();
+        report
+    });
+    assert!(
+        matches!(report.outcome, Some(Outcome::RolledBack { .. })),
+        "{report}"
+    );
+    let n = Arc::clone(&notifier);
+    io.block_on(async move { flush(&n).await });
+    assert!(
+        rx.rejected().is_empty(),
+        "every delivery is signed: {:?}",
+        rx.rejected()
+    );
+    let got: Vec<Value> = rx.accepted().iter().map(Request_::json).collect();
+    let types: Vec<String> = got
+        .iter()
+        .map(|ce| ce["type"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let data: Vec<Event> = got
+        .iter()
+        .map(|ce| serde_json::from_value(ce["data"].clone()).expect("event"))
+        .collect();
+    // What the channel subscribed to (all categories), in the journalled order, nothing else.
+    let expected: Vec<&Event> = report
+        .timeline
+        .iter()
+        .filter(|e| e.kind.notify_on().is_some())
+        .collect();
+    assert_eq!(data.iter().collect::<Vec<_>>(), expected, "{types:?}");
+    for t in [
+        "dev.serin.deployment.started",
+        "dev.serin.deployment.phaseChanged",
+        "dev.serin.deployment.rollbackStarted",
+        "dev.serin.deployment.rolledBack",
+    ] {
+        assert!(types.iter().any(|x| x == t), "{t} missing from {types:?}");
+    }
+    let last_outcome = data
+        .iter()
+        .rev()
+        .find(|e| !matches!(e.kind, EventKind::PhaseChanged { .. }))
+        .expect("events");
+    assert_eq!(event_type(&last_outcome.kind), "rolledBack");
+    io.shutdown_background();
+}
