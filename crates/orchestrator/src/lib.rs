@@ -75,6 +75,8 @@ mod error;
 mod event;
 mod hooks;
 mod journal;
+#[cfg(feature = "notify")]
+pub mod notify;
 mod orchestrator;
 mod platform;
 mod report;
