@@ -73,8 +73,13 @@
 //! | 3 | blocked by validation (`--catalog`) |
 //! | 4 | backend error (process, proxy, simulator, journal, state directory) |
 //!
-//! A deployment killed with the command (Ctrl-C) stays unfinished in the journal (`status` lists
-//! it); on the local backend its processes end with the command.
+//! **Interrupting.** Ctrl-C (SIGINT) during `deploy` or `rollback` aborts the deployment: it
+//! rolls back to what ran, is recorded, and the command ends with exit 1. (From a terminal the
+//! demo processes receive the interrupt too and stop at once; the record of what runs stays
+//! right, and the next command brings that version back up.) A command killed outright
+//! (SIGKILL) leaves its deployment unfinished in the journal, and `status` says it was
+//! interrupted; on the local backend its demo processes are then left running, to be stopped by
+//! hand.
 
 mod cli;
 

@@ -9,8 +9,8 @@ use indicatif::ProgressBar;
 use serde_json::json;
 use serin_compat::Fleet;
 use serin_orchestrator::{
-    DeploymentConfig, Event, EventKind, InMemoryJournal, InMemoryPlatform, Orchestrator, Platform,
-    Report, ServiceBackends, StrategyKind, TrackSpec,
+    DeploymentConfig, DeploymentHandle, Event, EventKind, InMemoryJournal, InMemoryPlatform,
+    Orchestrator, Platform, Report, ServiceBackends, StrategyKind, TrackSpec, TrafficStrategyKind,
 };
 use serin_signals::{InMemoryHealth, InMemorySource, Timestamp, Window};
 use serin_traffic::{InMemoryRouter, TrafficRouter, TrafficSplit};
@@ -220,7 +220,7 @@ fn show_events(
                         continue;
                     }
                     let line = format!("  {} {}", e.at, e.kind);
-                    bar.set_message(line.chars().skip(2).take(60).collect::<String>());
+                    bar.set_message(e.kind.to_string().chars().take(60).collect::<String>());
                     ui.note(&bar, &line);
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
@@ -240,6 +240,51 @@ fn weight_of(kind: &EventKind) -> Option<u64> {
 
 const DEPLOY_BAR: &str = "{spinner} [{elapsed_precise}] {prefix:>11} {bar:30} {pos:>3}% {msg}";
 
+/// Waits for the end of a deployment; Ctrl-C aborts it (it rolls back) and waits for that.
+async fn until_the_end(
+    ui: Ui,
+    bar: &ProgressBar,
+    handle: DeploymentHandle,
+) -> serin_orchestrator::Result<Report> {
+    let mut status = handle.watch();
+    // Registered now, not at the first poll of a select branch, so no interrupt is missed.
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    let mut interrupted = sigint.is_none();
+    loop {
+        if status.borrow_and_update().outcome.is_some() {
+            break;
+        }
+        tokio::select! {
+            changed = status.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            signal = async { sigint.as_mut()?.recv().await }, if !interrupted => {
+                interrupted = true;
+                if signal.is_some() {
+                    ui.note(bar, "interrupted: aborting the deployment (it rolls back) ...");
+                    if let Err(e) = handle.abort().await {
+                        ui.note(bar, &format!("could not abort: {e}"));
+                    }
+                }
+            }
+        }
+    }
+    handle.wait().await
+}
+
+/// The config of a rollback to `version`: an immediate blue-green switch with the config's
+/// health gate and monitoring, as `Orchestrator::rollback_to` deploys it (built here so the
+/// command gets a handle for its progress and for Ctrl-C).
+fn rollback_config(config: &DeploymentConfig, version: semver::Version) -> DeploymentConfig {
+    let mut c = config.clone();
+    c.version = version;
+    c.strategy = StrategyKind::BlueGreen;
+    c.blue_green_config.traffic_strategy = TrafficStrategyKind::Immediate;
+    c
+}
+
 /// Runs one deployment to its end on `stack` with progress, then records what runs.
 async fn run_to_end(
     ctx: &Ctx,
@@ -247,7 +292,7 @@ async fn run_to_end(
     states: &StateDir,
     state: &mut RunState,
     config: &DeploymentConfig,
-    rollback_to: bool,
+    is_rollback: bool,
 ) -> Result<Report, CliError> {
     let service = state.service.clone();
     if state.current.is_some() {
@@ -259,7 +304,7 @@ async fn run_to_end(
     }
     state.in_progress = Some(format!(
         "{} of {} started at {}",
-        if rollback_to {
+        if is_rollback {
             "rollback"
         } else {
             "deployment"
@@ -270,16 +315,9 @@ async fn run_to_end(
     states.save(state)?;
     let bar = ctx.ui.bar(100, DEPLOY_BAR);
     let printer = show_events(ctx.ui, bar.clone(), stack.orchestrator.subscribe());
-    let report = if rollback_to {
-        stack
-            .orchestrator
-            .rollback_to(config, &service, config.version.clone())
-            .await
-    } else {
-        match stack.orchestrator.start(config, &service).await {
-            Ok(handle) => handle.wait().await,
-            Err(e) => Err(e),
-        }
+    let report = match stack.orchestrator.start(config, &service).await {
+        Ok(handle) => until_the_end(ctx.ui, &bar, handle).await,
+        Err(e) => Err(e),
     };
     // Let the printer catch the last events before it stops.
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -330,7 +368,7 @@ pub async fn deploy(ctx: &Ctx, args: &CanaryArgs, flavour: Flavour) -> Result<Ex
 
 /// `rollback`: the previous version (or `--to-version`) back by an immediate blue-green switch.
 pub async fn rollback(ctx: &Ctx, args: &RollbackArgs) -> Result<Exit, CliError> {
-    let (mut config, _) = ctx.config()?;
+    let (config, _) = ctx.config()?;
     let service = service_of(&config).to_owned();
     let states = ctx.states()?;
     let mut state = ctx.state(&states, &service)?;
@@ -355,7 +393,7 @@ pub async fn rollback(ctx: &Ctx, args: &RollbackArgs) -> Result<Exit, CliError> 
             "invalid --to-version `{target}`: it is what runs already"
         )));
     }
-    config.version = target;
+    let config = rollback_config(&config, target);
     let mut stack = ctx.stack(&states, &state, &config).await?;
     let result = run_to_end(ctx, &mut stack, &states, &mut state, &config, true).await;
     let tally = stack.shutdown().await;
