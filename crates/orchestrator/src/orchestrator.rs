@@ -808,6 +808,7 @@ impl Orchestrator {
             triggers,
             backup: None,
             restore,
+            canary_scale_follows_weight: false,
             checklist: Vec::new(),
             deadline_action: false,
             rollback_reason: None,

@@ -560,17 +560,20 @@ impl Runner {
                 let mut controller = CanaryController::new(policy, judges)
                     .map_err(|e| Error::invalid("canaryConfig", "…", e.to_string()))?;
                 let decision = controller.tick(now);
-                let (policy, judges, controller) = controller.into_parts();
-                self.state.canary = Some(CanaryRun {
-                    policy,
-                    judges,
-                    controller,
-                    last_reason: decision.reason.clone(),
-                });
-                let weight = match decision.action {
-                    Action::SetWeight(w) => w,
-                    _ => 0,
+                let Action::SetWeight(weight) = decision.action else {
+                    // The first step is not a weight (a scale step, say): the canary stage
+                    // starts at 0%, and the decision is carried out like any later one.
+                    self.state.canary = Some(store(controller, String::new()));
+                    self.state.weight = 0.0;
+                    kinds.push(self.weight_changed(0.0));
+                    let split = split_percent(&old, &new, 0)?;
+                    self.enter(Stage::Canary, vec![Effect::Apply { split }], kinds)
+                        .await?;
+                    return self
+                        .carry_out(controller_of_state(&self.state)?, decision, "", Vec::new())
+                        .await;
                 };
+                self.state.canary = Some(store(controller, decision.reason.clone()));
                 self.state.weight = f64::from(weight);
                 kinds.push(EventKind::AnalysisResult { decision });
                 kinds.push(self.weight_changed(f64::from(weight)));
@@ -853,17 +856,40 @@ impl Runner {
                 kinds.push(EventKind::AnalysisResult { decision });
                 kinds.push(self.weight_changed(f64::from(w)));
                 let split = split_percent(&old, &new, w)?;
-                self.commit(vec![Effect::Apply { split }], kinds).await
+                let mut effects = Vec::new();
+                if self.state.canary_scale_follows_weight {
+                    // Scale up before the weight rises, so the new share lands on enough
+                    // instances (ready ones only: the platform gates readiness).
+                    effects.push(Effect::Scale {
+                        track: new,
+                        instances: self.share_of_full(w),
+                    });
+                }
+                effects.push(Effect::Apply { split });
+                self.commit(effects, kinds).await
             }
             Action::SetCanaryScale(scale) => {
                 kinds.push(EventKind::AnalysisResult { decision });
-                let effects = match scale.replicas {
-                    Some(n) => vec![Effect::Scale {
-                        track: new,
-                        instances: n.max(1),
-                    }],
-                    None => Vec::new(),
+                // Argo Rollouts' semantics: `replicas` and `weight` fix the canary's size until
+                // the next scale step; `matchTrafficWeight` makes it follow the traffic weight.
+                // `weight` is a percentage of the stable size (`replicasPerEnv`).
+                let weight = self.state.weight.round().clamp(0.0, 100.0) as u8;
+                let instances = match (scale.replicas, scale.weight) {
+                    (Some(n), _) => Some(n.max(1)),
+                    (None, Some(p)) => Some(self.share_of_full(p)),
+                    (None, None) if scale.match_traffic_weight => Some(self.share_of_full(weight)),
+                    (None, None) => None,
                 };
+                self.state.canary_scale_follows_weight = scale.match_traffic_weight
+                    && scale.replicas.is_none()
+                    && scale.weight.is_none();
+                let effects = instances
+                    .map(|instances| Effect::Scale {
+                        track: new,
+                        instances,
+                    })
+                    .into_iter()
+                    .collect();
                 self.commit(effects, kinds).await
             }
             Action::Promote => {
@@ -879,6 +905,15 @@ impl Runner {
                 self.start_rollback(reason, kinds).await
             }
         }
+    }
+
+    /// `percent` of the stable size (`blueGreenConfig.replicasPerEnv`), rounded up, at least 1.
+    fn share_of_full(&self, percent: u8) -> u32 {
+        let full = self.state.config.blue_green_config.replicas_per_env;
+        (full
+            .saturating_mul(u32::from(percent.min(100)))
+            .div_ceil(100))
+        .max(1)
     }
 
     async fn switch_tick(&mut self) -> Result<()> {
@@ -1233,6 +1268,15 @@ impl Runner {
 fn controller_of(run: CanaryRun) -> Result<CanaryController<AnyJudge>> {
     CanaryController::from_parts(run.policy, run.judges, run.controller)
         .map_err(|e| Error::invalid("journal.state.canary", "…", e.to_string()))
+}
+
+/// The canary controller journalled in `state`.
+fn controller_of_state(state: &DeploymentState) -> Result<CanaryController<AnyJudge>> {
+    let run = state
+        .canary
+        .clone()
+        .ok_or_else(|| Error::conflict("analyse", &state.id, "no canary analysis state"))?;
+    controller_of(run)
 }
 
 fn store(c: CanaryController<AnyJudge>, last_reason: String) -> CanaryRun {

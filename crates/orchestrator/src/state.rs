@@ -343,6 +343,10 @@ pub struct DeploymentState {
     /// rolls back across destructive (contract) migrations of the deployments it undoes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<String>,
+    /// A `setCanaryScale` step with `matchTrafficWeight` made the canary's size follow its
+    /// traffic weight (until the next scale step).
+    #[serde(default)]
+    pub canary_scale_follows_weight: bool,
     /// The validated upgrade's checklist and where each step stands.
     #[serde(default)]
     pub checklist: Vec<UpgradeStep>,
@@ -408,6 +412,7 @@ pub(crate) mod tests {
             plan: None,
             backup: None,
             restore: None,
+            canary_scale_follows_weight: false,
             checklist: Vec::new(),
             deadline_action: false,
             rollback_reason: None,

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serin_orchestrator::{
-    EventKind, InMemoryBackup, InMemoryNotifier, NotificationChannel, Orchestrator, Outcome,
-    Platform, ServiceBackends, Stage, StrategyKind,
+    Effect, EventKind, InMemoryBackup, InMemoryNotifier, Journal, NotificationChannel,
+    Orchestrator, Outcome, Platform, ServiceBackends, Stage, StrategyKind,
 };
 use serin_signals::{HealthSignal, Probe, ProbeStatus, Track};
 use support::{SERVICE, World, canary_config, v};
@@ -314,4 +314,40 @@ async fn an_indefinite_pause_step_waits_for_resume() {
     assert_eq!(h.status().weight, 60.0);
     let report = h.wait().await.expect("report");
     assert_eq!(report.outcome, Some(Outcome::Succeeded));
+}
+
+#[tokio::test(start_paused = true)]
+async fn set_canary_scale_sizes_the_canary_by_replicas_weight_or_traffic() {
+    let world = healthy_world().await;
+    let mut config = canary_config("1.1.0");
+    config.blue_green_config.replicas_per_env = 4;
+    config.canary_config.steps = Some(
+        serde_json::from_str(
+            r#"[{"setCanaryScale":{"weight":50}},{"setWeight":10},{"pause":{"duration":"1m"}},
+                {"setCanaryScale":{"matchTrafficWeight":true}},{"setWeight":60},
+                {"pause":{"duration":"1m"}},{"setCanaryScale":{"replicas":3}},
+                {"setWeight":80},{"pause":{"duration":"1m"}}]"#,
+        )
+        .expect("steps"),
+    );
+    config.validate().expect("valid");
+    let report = world.deploy(&config).await;
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    // The canary's sizes, in order, from the journal's scale effects: 50% of 4, then the
+    // traffic weight (10% -> 1, 60% -> 3), then a fixed 3 that 80% does not change, then all 4
+    // at promotion.
+    let records = world
+        .journal
+        .records(&report.deployment)
+        .await
+        .expect("records");
+    let sizes: Vec<u32> = records
+        .iter()
+        .flat_map(|r| &r.effects)
+        .filter_map(|e| match e {
+            Effect::Scale { instances, .. } => Some(*instances),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sizes, vec![2, 1, 3, 3, 4], "{report}");
 }
