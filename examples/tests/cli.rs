@@ -215,6 +215,12 @@ fn deploy_status_logs_and_rollbacks_work_across_invocations_on_the_simulated_fle
         .clone();
     let install = report(&out);
     assert_eq!(result(&install), "succeeded", "{install}");
+    assert!(
+        install["schemaVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("serin.report/")),
+        "the orchestrator's versioned report: {install}"
+    );
     assert!(install["from"].is_null(), "{install}");
 
     // The plan sees what runs, and changes nothing.
