@@ -823,3 +823,83 @@ pub async fn monitor(ctx: &Ctx, args: &MonitorArgs) -> Result<Exit, CliError> {
     )?;
     Ok(if healthy { Exit::Success } else { Exit::Failed })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_shrink_to_whole_seconds_unless_shorter_than_one() {
+        let t = Timestamp::from_millis;
+        let w = whole_seconds(t(10_250), t(13_900)).expect("window");
+        assert_eq!((w.start(), w.end()), (t(11_000), t(13_000)));
+        let w = whole_seconds(t(10_000), t(12_000)).expect("window");
+        assert_eq!((w.start(), w.end()), (t(10_000), t(12_000)));
+        let w = whole_seconds(t(10_250), t(10_900)).expect("window");
+        assert_eq!((w.start(), w.end()), (t(10_250), t(10_900)));
+    }
+
+    #[test]
+    fn an_event_that_does_not_parse_still_shows_its_decision() {
+        let v = serde_json::json!({
+            "deployment": "demo-1.2.0-1",
+            "service": "demo",
+            "seq": 9,
+            "at": 1_700_000_000_000u64,
+            "kind": {
+                "type": "analysisResult",
+                "decision": {
+                    "action": "rollback",
+                    "reason": "critical regression in `error_rate`",
+                    "evidence": [{ "summary": "ratio NaN, e-value 25", "effects": [{ "estimate": null }] }],
+                },
+            },
+        });
+        let line = event_line(&v);
+        assert_eq!(
+            line,
+            "2023-11-14T22:13:20.000Z demo-1.2.0-1 #9 analysis: rollback — critical regression in `error_rate` [ratio NaN, e-value 25]"
+        );
+        let parsed = serde_json::json!({
+            "deployment": "demo-1.0.0-1",
+            "service": "demo",
+            "seq": 0,
+            "at": 1_700_000_000_000u64,
+            "kind": { "type": "completed", "version": "1.0.0" },
+        });
+        assert!(
+            event_line(&parsed).ends_with("#0 completed: 1.0.0 serves all traffic"),
+            "{}",
+            event_line(&parsed)
+        );
+    }
+
+    #[test]
+    fn weights_come_from_weight_events_only() {
+        let w = EventKind::WeightChanged {
+            version: "1.1.0".into(),
+            track: "canary".into(),
+            percent: 12.6,
+        };
+        assert_eq!(weight_of(&w), Some(13));
+        assert_eq!(weight_of(&EventKind::Paused), None);
+    }
+
+    #[test]
+    fn a_rollback_is_an_immediate_blue_green_switch_to_the_version() {
+        let c = DeploymentConfig::new(
+            StrategyKind::Canary,
+            semver::Version::new(2, 0, 0),
+            &["demo"],
+        )
+        .expect("config");
+        let r = rollback_config(&c, semver::Version::new(1, 0, 0));
+        assert_eq!(r.version, semver::Version::new(1, 0, 0));
+        assert_eq!(r.strategy, StrategyKind::BlueGreen);
+        assert_eq!(
+            r.blue_green_config.traffic_strategy,
+            TrafficStrategyKind::Immediate
+        );
+        assert_eq!(r.monitoring, c.monitoring);
+    }
+}

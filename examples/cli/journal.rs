@@ -100,3 +100,28 @@ pub fn events(path: &Path) -> std::result::Result<Vec<serde_json::Value>, CliErr
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_read_from_every_whole_line_and_a_torn_one_is_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("journal.jsonl");
+        assert!(events(&path).expect("no file").is_empty());
+        std::fs::write(
+            &path,
+            "{\"deployment\":\"a\",\"events\":[{\"seq\":0},{\"seq\":1}]}\n\
+             {\"deployment\":\"a\",\"events\":[{\"seq\":2,\"x\":null}]}\n\
+             {\"deployment\":\"a\",\"eve",
+        )
+        .expect("write");
+        let seqs: Vec<u64> = events(&path)
+            .expect("events")
+            .iter()
+            .filter_map(|e| e["seq"].as_u64())
+            .collect();
+        assert_eq!(seqs, vec![0, 1, 2]);
+    }
+}
