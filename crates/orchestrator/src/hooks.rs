@@ -2,8 +2,11 @@
 //! what they were asked (real channels and backups are separate crates).
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serin_signals::Timestamp;
 
 use crate::config::NotificationChannel;
 use crate::error::{Error, Result};
@@ -52,6 +55,20 @@ impl Notifier for InMemoryNotifier {
 
 /// Takes a backup (a database dump, a snapshot) before a deployment changes anything, and
 /// restores it on request.
+///
+/// The contract, checked by the conformance suite `backup::testkit` (feature `testkit`):
+/// - [`backup`](BackupProvider::backup) returns a new id, distinct from every other id the
+///   provider has returned; a failure leaves no backup behind.
+/// - [`info`](BackupProvider::info) and [`list`](BackupProvider::list) describe what was taken
+///   ([`BackupInfo`]: service, label, time, size, duration and the checks a restore is verified
+///   against); providers that keep their metadata on disk answer them across processes.
+/// - [`restore`](BackupProvider::restore) puts the backed-up state back and verifies it against
+///   the recorded checks; a verification that fails is an error, never a silent success.
+/// - [`delete`](BackupProvider::delete) removes a backup; afterwards it is not found.
+/// - An unknown id is [`Error::NotFound`] everywhere.
+///
+/// `info`, `list` and `delete` were added after the first three methods; their default bodies
+/// answer that the provider does not support them, so older implementations still compile.
 #[async_trait]
 pub trait BackupProvider: Send + Sync {
     /// A short name for messages.
@@ -62,6 +79,121 @@ pub trait BackupProvider: Send + Sync {
 
     /// Restores the backup `id`.
     async fn restore(&self, id: &str) -> Result<()>;
+
+    /// What is known of the backup `id` ([`Error::NotFound`] for an unknown id).
+    async fn info(&self, id: &str) -> Result<BackupInfo> {
+        Err(Error::backend(
+            "backup",
+            self.name(),
+            format!("cannot describe backup `{id}`: this provider keeps no catalog"),
+        ))
+    }
+
+    /// The backups of `service` that still exist, oldest first.
+    async fn list(&self, service: &str) -> Result<Vec<BackupInfo>> {
+        Err(Error::backend(
+            "backup",
+            self.name(),
+            format!("cannot list the backups of `{service}`: this provider keeps no catalog"),
+        ))
+    }
+
+    /// Deletes the backup `id` ([`Error::NotFound`] for an unknown id).
+    async fn delete(&self, id: &str) -> Result<()> {
+        Err(Error::backend(
+            "backup",
+            self.name(),
+            format!("cannot delete backup `{id}`: this provider does not support deletion"),
+        ))
+    }
+}
+
+/// What a provider records about one backup, so that `list` and `info` can answer and a
+/// restore can be verified.
+///
+/// Serialized in camelCase; `duration` as a human string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[non_exhaustive]
+pub struct BackupInfo {
+    /// The id [`BackupProvider::backup`] returned.
+    pub id: String,
+    /// The service it was taken for.
+    pub service: String,
+    /// The label it was given (`before 1.2.0 -> 1.3.0`).
+    pub label: String,
+    /// When it was taken.
+    pub created_at: Timestamp,
+    /// Its size in bytes, as stored (a dump file, a copied tree, a template database).
+    pub size_bytes: u64,
+    /// How long taking it lasted.
+    #[serde(with = "serin_signals::duration")]
+    pub duration: Duration,
+    /// What a restore is verified against (row counts and checksums of tables, file hashes).
+    pub checks: Vec<BackupCheck>,
+}
+
+impl BackupInfo {
+    /// A backup of `service` labelled `label`, taken at `created_at`, with no size, duration or
+    /// checks yet.
+    pub fn new(
+        id: impl Into<String>,
+        service: impl Into<String>,
+        label: impl Into<String>,
+        created_at: Timestamp,
+    ) -> Self {
+        BackupInfo {
+            id: id.into(),
+            service: service.into(),
+            label: label.into(),
+            created_at,
+            size_bytes: 0,
+            duration: Duration::ZERO,
+            checks: Vec::new(),
+        }
+    }
+
+    /// With its size in bytes.
+    pub fn with_size(mut self, size_bytes: u64) -> Self {
+        self.size_bytes = size_bytes;
+        self
+    }
+
+    /// With how long it took.
+    pub fn with_duration(mut self, duration: Duration) -> Self {
+        self.duration = duration;
+        self
+    }
+
+    /// With the checks a restore is verified against.
+    pub fn with_checks(mut self, checks: Vec<BackupCheck>) -> Self {
+        self.checks = checks;
+        self
+    }
+}
+
+/// One thing a restore is verified against: a subject (a table, a file tree), how many items
+/// it held (rows, files) and a checksum of their content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackupCheck {
+    /// What was checked (`public.orders`, `files`).
+    pub subject: String,
+    /// How many items it held (rows, entries).
+    pub count: u64,
+    /// A checksum of the content, hex-encoded (the algorithm is the provider's).
+    pub checksum: String,
+}
+
+impl BackupCheck {
+    /// A check of `subject`: `count` items with `checksum`.
+    pub fn new(subject: impl Into<String>, count: u64, checksum: impl Into<String>) -> Self {
+        BackupCheck {
+            subject: subject.into(),
+            count,
+            checksum: checksum.into(),
+        }
+    }
 }
 
 /// Records backups and restores in memory; can be told to fail.
@@ -72,7 +204,9 @@ pub struct InMemoryBackup {
 
 #[derive(Debug, Default)]
 struct BackupLog {
+    next: u64,
     taken: Vec<(String, String, String)>,
+    infos: Vec<BackupInfo>,
     restored: Vec<String>,
     fail_next: Option<String>,
 }
@@ -88,7 +222,7 @@ impl InMemoryBackup {
         lock(&self.inner).fail_next = Some(reason.into());
     }
 
-    /// Backups taken: (id, service, label).
+    /// Backups taken: (id, service, label), including those deleted since.
     pub fn taken(&self) -> Vec<(String, String, String)> {
         lock(&self.inner).taken.clone()
     }
@@ -110,18 +244,50 @@ impl BackupProvider for InMemoryBackup {
         if let Some(reason) = log.fail_next.take() {
             return Err(Error::backend("backup", "in-memory", reason));
         }
-        let id = format!("backup-{}-{service}", log.taken.len() + 1);
+        log.next += 1;
+        let id = format!("backup-{}-{service}", log.next);
         log.taken
             .push((id.clone(), service.to_owned(), label.to_owned()));
+        // Backups taken in memory are ordered by number; the timestamp says so.
+        let info = BackupInfo::new(id.clone(), service, label, Timestamp::from_millis(log.next));
+        log.infos.push(info);
         Ok(id)
     }
 
     async fn restore(&self, id: &str) -> Result<()> {
         let mut log = lock(&self.inner);
-        if !log.taken.iter().any(|(t, _, _)| t == id) {
+        if !log.infos.iter().any(|i| i.id == id) {
             return Err(Error::not_found("backup", id));
         }
         log.restored.push(id.to_owned());
+        Ok(())
+    }
+
+    async fn info(&self, id: &str) -> Result<BackupInfo> {
+        lock(&self.inner)
+            .infos
+            .iter()
+            .find(|i| i.id == id)
+            .cloned()
+            .ok_or_else(|| Error::not_found("backup", id))
+    }
+
+    async fn list(&self, service: &str) -> Result<Vec<BackupInfo>> {
+        Ok(lock(&self.inner)
+            .infos
+            .iter()
+            .filter(|i| i.service == service)
+            .cloned()
+            .collect())
+    }
+
+    async fn delete(&self, id: &str) -> Result<()> {
+        let mut log = lock(&self.inner);
+        let before = log.infos.len();
+        log.infos.retain(|i| i.id != id);
+        if log.infos.len() == before {
+            return Err(Error::not_found("backup", id));
+        }
         Ok(())
     }
 }

@@ -68,6 +68,8 @@
 //! # }).unwrap();
 //! ```
 
+#[cfg(any(feature = "backup", feature = "testkit", test))]
+pub mod backup;
 #[cfg(feature = "charts")]
 mod chart;
 mod config;
@@ -92,7 +94,8 @@ pub use config::{
 pub use error::{Error, Result};
 pub use event::{Event, EventKind, Phase};
 pub use hooks::{
-    BackupProvider, InMemoryBackup, InMemoryNotifier, InMemoryStepRunner, Notifier, StepRunner,
+    BackupCheck, BackupInfo, BackupProvider, InMemoryBackup, InMemoryNotifier, InMemoryStepRunner,
+    Notifier, StepRunner,
 };
 pub use journal::{FileJournal, InMemoryJournal, Journal, Record};
 pub use orchestrator::{

@@ -1,0 +1,93 @@
+//! Running PostgreSQL's client programs: separate arguments, never a shell; connection
+//! settings in the child's environment only.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use tokio::process::Command;
+
+use crate::error::{Error, Result};
+
+/// How to start a client program: where it lives and the environment it gets.
+#[derive(Clone)]
+pub(crate) struct Client {
+    pub(crate) bin_dir: Option<PathBuf>,
+    /// `PGHOST`, `PGPORT`, `PGUSER` and, if set, `PGPASSWORD`.
+    pub(crate) env: Vec<(&'static str, String)>,
+}
+
+/// Variables a parent process may have set that would change where or how a child connects.
+const CLEARED: [&str; 8] = [
+    "PGDATABASE",
+    "PGSERVICE",
+    "PGSERVICEFILE",
+    "PGOPTIONS",
+    "PGPASSFILE",
+    "PGPASSWORD",
+    "PGHOSTADDR",
+    "PGCONNECT_TIMEOUT",
+];
+
+impl Client {
+    /// A command for `program` with `args`, its environment set and stdin closed.
+    pub(crate) fn command(&self, program: &str, args: &[OsString]) -> Command {
+        let path = match &self.bin_dir {
+            Some(dir) => dir.join(program),
+            None => PathBuf::from(program),
+        };
+        let mut cmd = Command::new(path);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for var in CLEARED {
+            cmd.env_remove(var);
+        }
+        for (var, value) in &self.env {
+            cmd.env(var, value);
+        }
+        cmd
+    }
+
+    /// Runs `program` to completion; its stdout on success, an error quoting its stderr
+    /// otherwise. Arguments hold no secret (the password is in the environment), so the error
+    /// may show them.
+    pub(crate) async fn run(&self, program: &str, args: &[OsString]) -> Result<String> {
+        let output = self
+            .command(program, args)
+            .output()
+            .await
+            .map_err(|e| failed(program, args, &format!("cannot start it: {e}")))?;
+        if output.status.success() {
+            return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        Err(failed(
+            program,
+            args,
+            &format!("{}: {}", output.status, tail(&stderr)),
+        ))
+    }
+}
+
+/// The last lines of a program's error output, enough to see why it failed.
+pub(crate) fn tail(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = lines.len().saturating_sub(8);
+    lines.get(start..).unwrap_or_default().join(" | ")
+}
+
+/// The error of a client program that failed.
+pub(crate) fn failed(program: &str, args: &[OsString], reason: &str) -> Error {
+    let shown: Vec<String> = args
+        .iter()
+        .map(|a| format!("{:?}", a.to_string_lossy()))
+        .collect();
+    Error::backend(
+        "backup",
+        "postgres",
+        format!("{program} {} failed: {reason}", shown.join(" ")),
+    )
+}

@@ -1,0 +1,44 @@
+//! Real [`BackupProvider`](crate::BackupProvider)s (feature `backup`) and the backup
+//! conformance suite (feature `testkit`).
+//!
+//! - [`PostgresBackup`]: a PostgreSQL database, either dumped with `pg_dump --format=custom`
+//!   and restored with `pg_restore --clean --if-exists --jobs N`, or copied to a template
+//!   database (`CREATE DATABASE … TEMPLATE …`) for a fast restore. Restores are verified by the
+//!   row counts and checksums of chosen tables, taken in the same snapshot as the dump.
+//! - [`DirectorySnapshot`]: a directory tree (files, permissions, symlinks as symlinks) for
+//!   services with local state, restored by building the tree beside the original and
+//!   renaming it into place, verified by per-file SHA-256.
+//! - [`Retention`]: keep the last N backups of each service; both providers enforce it after
+//!   every successful backup.
+//!
+//! Each provider writes one small JSON file per backup ([`BackupInfo`](crate::BackupInfo)) in
+//! its directory, so `list` and `info` answer across processes: the process that rolls back
+//! need not be the one that took the backup.
+//!
+//! Every external program is started with `tokio::process::Command` and separate arguments,
+//! never through a shell; names that reach SQL are quoted as identifiers or literals, and the
+//! database name reaches libpq as a quoted connection-string value.
+
+#[cfg(feature = "backup")]
+mod catalog;
+#[cfg(feature = "backup")]
+mod command;
+#[cfg(feature = "backup")]
+mod files;
+#[cfg(feature = "backup")]
+mod postgres;
+#[cfg(feature = "backup")]
+mod retention;
+#[cfg(feature = "backup")]
+mod sql;
+#[cfg(any(feature = "testkit", test))]
+pub mod testkit;
+#[cfg(feature = "backup")]
+mod tree;
+
+#[cfg(feature = "backup")]
+pub use files::DirectorySnapshot;
+#[cfg(feature = "backup")]
+pub use postgres::{PostgresBackup, PostgresConnection, PostgresMode, PostgresSettings, TableName};
+#[cfg(feature = "backup")]
+pub use retention::Retention;

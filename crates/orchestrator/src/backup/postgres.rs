@@ -1,0 +1,1175 @@
+//! [`PostgresBackup`]: backups of one PostgreSQL database with `pg_dump`/`pg_restore` or a
+//! template database, verified by row counts and checksums of chosen tables.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+use super::catalog::{Catalog, check_id};
+use super::command::{Client, failed, tail};
+use super::retention::Retention;
+use super::sql;
+use super::tree::hex;
+use crate::error::{Error, Result};
+use crate::hooks::{BackupCheck, BackupInfo, BackupProvider};
+use crate::orchestrator::Clock;
+
+/// The subject of the check that records a dump file's size and SHA-256; its presence marks a
+/// backup taken as a dump.
+const DUMP_CHECK: &str = "dump";
+
+/// Where and as whom to connect. The password, if any, reaches the client programs only
+/// through `PGPASSWORD` in their environment; it is never serialized, logged or shown by
+/// `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PostgresConnection {
+    /// Host name, IP address or socket directory.
+    pub host: String,
+    /// TCP port (5432 by default).
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// The role to connect as; it must be allowed to read every table (and, to restore, to
+    /// own or drop them; in template mode, to create and drop databases).
+    pub user: String,
+    /// The database to back up and restore.
+    pub dbname: String,
+    /// The password, if the server asks for one.
+    #[serde(default, skip_serializing)]
+    pub password: Option<String>,
+}
+
+fn default_port() -> u16 {
+    5432
+}
+
+impl fmt::Debug for PostgresConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresConnection")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("dbname", &self.dbname)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl PostgresConnection {
+    /// A connection to `dbname` on `host:port` as `user`, without a password.
+    pub fn new(
+        host: impl Into<String>,
+        port: u16,
+        user: impl Into<String>,
+        dbname: impl Into<String>,
+    ) -> Self {
+        PostgresConnection {
+            host: host.into(),
+            port,
+            user: user.into(),
+            dbname: dbname.into(),
+            password: None,
+        }
+    }
+
+    /// With a password.
+    pub fn with_password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// Reads the `host`, `port`, `user`, `dbname` and `password` keys of a libpq key/value
+    /// connection string (`host=127.0.0.1 port=55432 user=postgres`; values may be
+    /// single-quoted with `\'` and `\\` escapes). `dbname` defaults to `user`, like libpq.
+    ///
+    /// ```
+    /// use serin_orchestrator::backup::PostgresConnection;
+    ///
+    /// let c = PostgresConnection::from_conninfo("host=127.0.0.1 port=55432 user=postgres password='a b'")?;
+    /// assert_eq!((c.port, c.dbname.as_str()), (55432, "postgres"));
+    /// assert!(!format!("{c:?}").contains("a b"));
+    /// # Ok::<(), serin_orchestrator::Error>(())
+    /// ```
+    pub fn from_conninfo(conninfo: &str) -> Result<Self> {
+        let pairs = parse_conninfo(conninfo)?;
+        let mut c = PostgresConnection::new("", default_port(), "", "");
+        for (key, value) in pairs {
+            match key.as_str() {
+                "host" => c.host = value,
+                "port" => {
+                    c.port = value.parse().map_err(|_| {
+                        Error::invalid("conninfo.port", &value, "must be a TCP port number")
+                    })?;
+                }
+                "user" => c.user = value,
+                "dbname" => c.dbname = value,
+                "password" => c.password = Some(value),
+                other => {
+                    return Err(Error::invalid(
+                        "conninfo",
+                        other,
+                        "unknown key: expected host, port, user, dbname or password",
+                    ));
+                }
+            }
+        }
+        if c.dbname.is_empty() {
+            c.dbname = c.user.clone();
+        }
+        c.validate("conninfo")?;
+        Ok(c)
+    }
+
+    fn validate(&self, path: &str) -> Result<()> {
+        for (field, value) in [
+            ("host", &self.host),
+            ("user", &self.user),
+            ("dbname", &self.dbname),
+        ] {
+            if value.is_empty() {
+                return Err(Error::invalid(
+                    format!("{path}.{field}"),
+                    value,
+                    "must not be empty",
+                ));
+            }
+            no_nul(&format!("{path}.{field}"), value)?;
+        }
+        if self.dbname.len() > 63 {
+            return Err(Error::invalid(
+                format!("{path}.dbname"),
+                &self.dbname,
+                "PostgreSQL names are at most 63 bytes",
+            ));
+        }
+        if let Some(p) = &self.password
+            && p.contains('\0')
+        {
+            return Err(Error::invalid(
+                format!("{path}.password"),
+                "<redacted>",
+                "must not contain a NUL byte",
+            ));
+        }
+        if self.port == 0 {
+            return Err(Error::invalid(
+                format!("{path}.port"),
+                0,
+                "must be a TCP port number (1 to 65535)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn no_nul(field: &str, value: &str) -> Result<()> {
+    if value.contains('\0') {
+        return Err(Error::invalid(
+            field,
+            value.escape_debug(),
+            "must not contain a NUL byte",
+        ));
+    }
+    Ok(())
+}
+
+fn parse_conninfo(s: &str) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return Ok(out);
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c.is_whitespace() {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.next() != Some('=') {
+            return Err(Error::invalid("conninfo", &key, "expected `key=value`"));
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'\'') {
+            chars.next();
+            let mut closed = false;
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => match chars.next() {
+                        Some(c) => value.push(c),
+                        None => break,
+                    },
+                    '\'' => {
+                        closed = true;
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            if !closed {
+                return Err(Error::invalid(
+                    "conninfo",
+                    &key,
+                    "the quoted value is not closed",
+                ));
+            }
+            out.push((key, value));
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                value.push(c);
+                chars.next();
+            }
+            out.push((key, value));
+        }
+    }
+}
+
+/// How a backup is taken and restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
+#[non_exhaustive]
+pub enum PostgresMode {
+    /// `pg_dump --format=custom` to a file in the store, taken in the same snapshot as the
+    /// checksums; restored in place with `pg_restore --clean --if-exists --jobs N
+    /// --exit-on-error`, then verified. The database stays online throughout; the restore
+    /// replaces the objects in the dump (objects created after the backup, such as a new
+    /// table, are left alone, and a restore fails if one of them depends on a dumped table).
+    /// A verification that fails after the restore is an error: the database then holds
+    /// what `pg_restore` wrote, which does not match the backup.
+    Dump {
+        /// Parallel jobs of `pg_restore` (at least 1).
+        jobs: u32,
+    },
+    /// `CREATE DATABASE <snapshot> TEMPLATE <database>`: a file-level copy, fast to take and
+    /// to restore. It needs an exclusive moment: PostgreSQL refuses to copy a database that
+    /// has any other connection, so the service must be disconnected while the copy is taken.
+    /// A restore copies the snapshot to a new database, verifies it, and only then swaps it
+    /// in by renaming both databases in one transaction (connections to the old database are
+    /// refused and ended first); a verification that fails changes nothing. Needs a role that
+    /// may create databases, and a maintenance database to connect to.
+    Template,
+}
+
+impl Default for PostgresMode {
+    fn default() -> Self {
+        PostgresMode::Dump { jobs: 2 }
+    }
+}
+
+/// A table whose row count and checksum are recorded with each backup and compared after a
+/// restore.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TableName {
+    /// The schema (`public` by default).
+    #[serde(default = "public")]
+    pub schema: String,
+    /// The table's name, exactly as stored (case and any character kept).
+    pub name: String,
+}
+
+fn public() -> String {
+    "public".into()
+}
+
+impl TableName {
+    /// The table `name` in schema `public`.
+    pub fn new(name: impl Into<String>) -> Self {
+        TableName {
+            schema: public(),
+            name: name.into(),
+        }
+    }
+
+    /// The table `name` in `schema`.
+    pub fn in_schema(schema: impl Into<String>, name: impl Into<String>) -> Self {
+        TableName {
+            schema: schema.into(),
+            name: name.into(),
+        }
+    }
+
+    fn subject(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+}
+
+/// Everything a [`PostgresBackup`] needs, as it is written in config.
+///
+/// ```
+/// use serin_orchestrator::backup::{PostgresMode, PostgresSettings};
+///
+/// let s: PostgresSettings = serde_json::from_str(r#"{
+///     "connection": {"host": "127.0.0.1", "user": "app", "dbname": "shop"},
+///     "store": "/var/backups/shop",
+///     "mode": {"kind": "dump", "jobs": 4},
+///     "verifyTables": [{"name": "orders"}, {"schema": "billing", "name": "invoices"}],
+///     "retention": {"keepLast": 5}
+/// }"#)?;
+/// s.validate()?;
+/// assert_eq!(s.mode, PostgresMode::Dump { jobs: 4 });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PostgresSettings {
+    /// Where and as whom to connect, and which database.
+    pub connection: PostgresConnection,
+    /// Dump files (dump mode) and the metadata of every backup go here (an absolute path).
+    pub store: PathBuf,
+    /// Dump (the default, 2 restore jobs) or template database.
+    #[serde(default)]
+    pub mode: PostgresMode,
+    /// Tables whose row counts and checksums verify a restore. The checksum reads every row,
+    /// so choose the tables that matter and are not huge.
+    #[serde(default)]
+    pub verify_tables: Vec<TableName>,
+    /// Keep only the last backups of each service.
+    #[serde(default)]
+    pub retention: Option<Retention>,
+    /// Where `psql`, `pg_dump` and `pg_restore` are (found on `PATH` when unset).
+    #[serde(default)]
+    pub bin_dir: Option<PathBuf>,
+    /// The database to connect to for creating, renaming and dropping others (template mode).
+    #[serde(default = "postgres_db")]
+    pub maintenance_database: String,
+}
+
+fn postgres_db() -> String {
+    "postgres".into()
+}
+
+impl PostgresSettings {
+    /// Dump-mode settings for `connection`, storing in `store`, verifying no table yet.
+    pub fn new(connection: PostgresConnection, store: impl Into<PathBuf>) -> Self {
+        PostgresSettings {
+            connection,
+            store: store.into(),
+            mode: PostgresMode::default(),
+            verify_tables: Vec::new(),
+            retention: None,
+            bin_dir: None,
+            maintenance_database: postgres_db(),
+        }
+    }
+
+    /// With `mode`.
+    pub fn with_mode(mut self, mode: PostgresMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Also verifying `table`.
+    pub fn verify_table(mut self, table: TableName) -> Self {
+        self.verify_tables.push(table);
+        self
+    }
+
+    /// With retention.
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = Some(retention);
+        self
+    }
+
+    /// With the client programs in `dir`.
+    pub fn with_bin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.bin_dir = Some(dir.into());
+        self
+    }
+
+    /// With another maintenance database.
+    pub fn with_maintenance_database(mut self, name: impl Into<String>) -> Self {
+        self.maintenance_database = name.into();
+        self
+    }
+
+    /// Checks every field; errors name the path (`postgresSettings.mode.jobs`).
+    pub fn validate(&self) -> Result<()> {
+        self.connection.validate("postgresSettings.connection")?;
+        if !self.store.is_absolute() {
+            return Err(Error::invalid(
+                "postgresSettings.store",
+                self.store.display(),
+                "must be an absolute path",
+            ));
+        }
+        if let PostgresMode::Dump { jobs } = self.mode
+            && !(1..=64).contains(&jobs)
+        {
+            return Err(Error::invalid(
+                "postgresSettings.mode.jobs",
+                jobs,
+                "must be between 1 and 64",
+            ));
+        }
+        for (i, t) in self.verify_tables.iter().enumerate() {
+            for (field, value) in [("schema", &t.schema), ("name", &t.name)] {
+                let path = format!("postgresSettings.verifyTables[{i}].{field}");
+                if value.is_empty() || value.len() > 63 {
+                    return Err(Error::invalid(path, value, "must be 1 to 63 bytes long"));
+                }
+                no_nul(&path, value)?;
+            }
+            if self.verify_tables.iter().take(i).any(|o| o == t) {
+                return Err(Error::invalid(
+                    format!("postgresSettings.verifyTables[{i}]"),
+                    t.subject(),
+                    "is listed twice",
+                ));
+            }
+        }
+        let m = &self.maintenance_database;
+        if m.is_empty() || m.len() > 63 {
+            return Err(Error::invalid(
+                "postgresSettings.maintenanceDatabase",
+                m,
+                "must be 1 to 63 bytes long",
+            ));
+        }
+        no_nul("postgresSettings.maintenanceDatabase", m)?;
+        if self.mode == PostgresMode::Template && *m == self.connection.dbname {
+            return Err(Error::invalid(
+                "postgresSettings.maintenanceDatabase",
+                m,
+                "must differ from the backed-up database: template mode copies and renames \
+                 it from another database",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Backs up and restores one PostgreSQL database (see [`PostgresMode`] for the two ways),
+/// recording with each backup the row count and checksum (md5 of the sorted text of every
+/// row) of each table in [`verify_tables`](PostgresSettings::verify_tables), and comparing
+/// them after a restore. The size (dump file or snapshot database) and duration of each
+/// backup are in its [`BackupInfo`].
+///
+/// Client programs are started without a shell, with every name as its own argument; the
+/// database name reaches libpq as a quoted connection-string value and SQL as a quoted
+/// identifier or literal, so no name can inject settings or statements.
+///
+/// ```no_run
+/// use serin_orchestrator::BackupProvider;
+/// use serin_orchestrator::backup::{PostgresBackup, PostgresConnection, PostgresSettings, TableName};
+///
+/// # async fn demo() -> serin_orchestrator::Result<()> {
+/// let connection = PostgresConnection::new("127.0.0.1", 5432, "app", "shop");
+/// let pg = PostgresBackup::new(
+///     PostgresSettings::new(connection, "/var/backups/shop").verify_table(TableName::new("orders")),
+/// )?;
+/// let id = pg.backup("shop", "before 2.0.0 -> 2.1.0").await?;
+/// pg.restore(&id).await?; // verified: same row count and checksum of `orders`
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PostgresBackup {
+    settings: PostgresSettings,
+    catalog: Catalog,
+    client: ClientSettings,
+    clock: Clock,
+}
+
+/// The client's environment, kept apart so `Debug` of the provider never shows the password.
+#[derive(Clone)]
+struct ClientSettings(Client);
+
+impl fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientSettings(..)")
+    }
+}
+
+fn os(args: &[&str]) -> Vec<OsString> {
+    args.iter().map(OsString::from).collect()
+}
+
+impl PostgresBackup {
+    /// A provider with `settings`, validated.
+    pub fn new(settings: PostgresSettings) -> Result<Self> {
+        settings.validate()?;
+        let c = &settings.connection;
+        let mut env = vec![
+            ("PGHOST", c.host.clone()),
+            ("PGPORT", c.port.to_string()),
+            ("PGUSER", c.user.clone()),
+            ("PGAPPNAME", "serin-backup".to_owned()),
+        ];
+        if let Some(p) = &c.password {
+            env.push(("PGPASSWORD", p.clone()));
+        }
+        Ok(PostgresBackup {
+            catalog: Catalog::new(&settings.store, "postgres"),
+            client: ClientSettings(Client {
+                bin_dir: settings.bin_dir.clone(),
+                env,
+            }),
+            settings,
+            clock: Clock::system(),
+        })
+    }
+
+    /// Reads the time of each backup from `clock` (the system clock by default).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &PostgresSettings {
+        &self.settings
+    }
+
+    /// The name of the snapshot database of template-mode backup `id` (derived from the id:
+    /// `serin_snap_` and 20 hex digits of its SHA-256), for operators who look for it.
+    pub fn snapshot_database(&self, id: &str) -> String {
+        self.database_for("snap", id)
+    }
+
+    fn db(&self) -> &str {
+        &self.settings.connection.dbname
+    }
+
+    fn failed(&self, reason: impl fmt::Display) -> Error {
+        Error::backend("backup", "postgres", reason)
+    }
+
+    /// The snapshot database of template-mode backup `id` (and its restore and swap names):
+    /// derived from the id, so nothing else needs recording.
+    fn database_for(&self, what: &str, id: &str) -> String {
+        let digest = hex(&Sha256::digest(id.as_bytes()));
+        format!("serin_{what}_{}", digest.get(..20).unwrap_or(&digest))
+    }
+
+    /// Runs SQL `statements` in order in one `psql` session on `database`, stopping at the
+    /// first error; returns the unaligned, tuples-only output.
+    async fn psql(&self, database: &str, statements: &[String]) -> Result<String> {
+        let mut args = os(&["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"]);
+        args.push(sql::dbname_conninfo(database).into());
+        for s in statements {
+            args.push("-c".into());
+            args.push(s.into());
+        }
+        self.client.0.run("psql", &args).await
+    }
+
+    fn tables(&self) -> Vec<(String, String)> {
+        self.settings
+            .verify_tables
+            .iter()
+            .map(|t| (t.schema.clone(), t.name.clone()))
+            .collect()
+    }
+
+    /// Row counts and checksums of the chosen tables in `database`, in the exported
+    /// `snapshot` if given.
+    async fn checksums(&self, database: &str, snapshot: Option<&str>) -> Result<Vec<BackupCheck>> {
+        let tables = self.tables();
+        if tables.is_empty() {
+            return Ok(Vec::new());
+        }
+        let query = sql::checksum_query(&tables);
+        let statements = match snapshot {
+            Some(id) => vec![
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY".to_owned(),
+                format!("SET TRANSACTION SNAPSHOT {}", sql::literal(id)),
+                query,
+                "COMMIT".to_owned(),
+            ],
+            None => vec![query],
+        };
+        let out = self.psql(database, &statements).await?;
+        let sums = sql::parse_checksums(&out, tables.len()).map_err(|e| {
+            self.failed(format!(
+                "cannot read the checksums of database `{database}`: {e}"
+            ))
+        })?;
+        Ok(self
+            .settings
+            .verify_tables
+            .iter()
+            .zip(sums)
+            .map(|(t, (rows, md5))| BackupCheck::new(t.subject(), rows, md5))
+            .collect())
+    }
+
+    /// Compares the table checks of `expected` with `actual`: the differences, empty if none.
+    fn compare(expected: &[BackupCheck], actual: &[BackupCheck]) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in expected.iter().filter(|c| c.subject != DUMP_CHECK) {
+            match actual.iter().find(|a| a.subject == e.subject) {
+                Some(a) if a == e => {}
+                Some(a) => out.push(format!(
+                    "{}: {} rows (md5 {}) restored, the backup recorded {} rows (md5 {})",
+                    e.subject, a.count, a.checksum, e.count, e.checksum
+                )),
+                None => out.push(format!("{}: not checked after the restore", e.subject)),
+            }
+        }
+        out
+    }
+
+    /// Checks of the same tables as `info` recorded (by subject), as the settings can change
+    /// between a backup and its restore.
+    fn recorded_tables(info: &BackupInfo) -> Vec<&BackupCheck> {
+        info.checks
+            .iter()
+            .filter(|c| c.subject != DUMP_CHECK)
+            .collect()
+    }
+
+    async fn take_dump(&self, id: &str) -> Result<Vec<BackupCheck>> {
+        let file = self.catalog.data_path(id, ".dump");
+        // A session that holds a snapshot open, so the checksums and the dump see the same
+        // data however busy the database is.
+        let mut holder_args = os(&["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"]);
+        holder_args.push(sql::dbname_conninfo(self.db()).into());
+        let mut holder = self
+            .client
+            .0
+            .command("psql", &holder_args)
+            .stdin(Stdio::piped())
+            .spawn()
+            .map_err(|e| failed("psql", &holder_args, &format!("cannot start it: {e}")))?;
+        let snapshot = async {
+            let mut stdin = holder.stdin.take().ok_or_else(|| {
+                self.failed("psql holding the snapshot has no stdin")
+            })?;
+            let stdout = holder.stdout.take().ok_or_else(|| {
+                self.failed("psql holding the snapshot has no stdout")
+            })?;
+            stdin
+                .write_all(
+                    b"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSELECT pg_export_snapshot();\n",
+                )
+                .await
+                .map_err(|e| self.failed(format!("cannot talk to psql: {e}")))?;
+            stdin
+                .flush()
+                .await
+                .map_err(|e| self.failed(format!("cannot talk to psql: {e}")))?;
+            let mut line = String::new();
+            BufReader::new(stdout)
+                .read_line(&mut line)
+                .await
+                .map_err(|e| self.failed(format!("cannot read from psql: {e}")))?;
+            Ok::<_, Error>((stdin, line.trim().to_owned()))
+        }
+        .await;
+        let (stdin, snapshot) = match snapshot {
+            Ok((stdin, s)) if !s.is_empty() => (stdin, s),
+            Ok(_) | Err(_) => {
+                let mut stderr = String::new();
+                if let Some(mut e) = holder.stderr.take() {
+                    let _ = holder.kill().await;
+                    let _ = e.read_to_string(&mut stderr).await;
+                }
+                let why = snapshot.err().map(|e| e.to_string()).unwrap_or_default();
+                return Err(failed(
+                    "psql",
+                    &holder_args,
+                    &format!(
+                        "could not export a snapshot of `{}`: {why} {}",
+                        self.db(),
+                        tail(&stderr)
+                    ),
+                ));
+            }
+        };
+        let result = async {
+            let checks = self.checksums(self.db(), Some(&snapshot)).await?;
+            let mut args = os(&["--format=custom", "--no-password", "--file"]);
+            args.push(file.clone().into());
+            args.push(format!("--snapshot={snapshot}").into());
+            args.push("--dbname".into());
+            args.push(sql::dbname_conninfo(self.db()).into());
+            self.client.0.run("pg_dump", &args).await?;
+            Ok::<_, Error>(checks)
+        }
+        .await;
+        // Ending the session ends its transaction and releases the snapshot.
+        drop(stdin);
+        let _ = holder.wait().await;
+        let mut checks = result?;
+        let (size, sha) = file_digest(&file)
+            .await
+            .map_err(|e| self.failed(format!("cannot read `{}`: {e}", file.display())))?;
+        checks.push(BackupCheck::new(DUMP_CHECK, size, sha));
+        Ok(checks)
+    }
+
+    async fn take_template(&self, id: &str) -> Result<Vec<BackupCheck>> {
+        let snap = self.database_for("snap", id);
+        let maintenance = &self.settings.maintenance_database;
+        self.psql(
+            maintenance,
+            &[format!(
+                "CREATE DATABASE {} TEMPLATE {}",
+                sql::ident(&snap),
+                sql::ident(self.db())
+            )],
+        )
+        .await
+        .map_err(|e| {
+            self.failed(format!(
+                "cannot copy database `{}` as a template (it must have no other connection \
+                 while the copy is taken): {e}",
+                self.db()
+            ))
+        })?;
+        let rest = async {
+            let checks = self.checksums(&snap, None).await?;
+            self.psql(
+                maintenance,
+                &[format!(
+                    "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+                    sql::ident(&snap)
+                )],
+            )
+            .await?;
+            Ok::<_, Error>(checks)
+        }
+        .await;
+        if rest.is_err() {
+            let _ = self.drop_database(&snap).await;
+        }
+        rest
+    }
+
+    async fn drop_database(&self, name: &str) -> Result<String> {
+        self.psql(
+            &self.settings.maintenance_database,
+            &[format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                sql::ident(name)
+            )],
+        )
+        .await
+    }
+
+    async fn database_size(&self, name: &str) -> Result<u64> {
+        let out = self
+            .psql(
+                &self.settings.maintenance_database,
+                &[format!("SELECT pg_database_size({})", sql::literal(name))],
+            )
+            .await?;
+        out.trim()
+            .parse()
+            .map_err(|e| self.failed(format!("size of database `{name}`: `{}`: {e}", out.trim())))
+    }
+
+    async fn restore_dump(&self, info: &BackupInfo, dump: &BackupCheck) -> Result<()> {
+        let file = self.catalog.data_path(&info.id, ".dump");
+        let (size, sha) = file_digest(&file)
+            .await
+            .map_err(|e| self.failed(format!("cannot read `{}`: {e}", file.display())))?;
+        if (size, sha.as_str()) != (dump.count, dump.checksum.as_str()) {
+            return Err(self.failed(format!(
+                "backup `{}` is damaged: its dump has {size} bytes (sha256 {sha}), {} bytes \
+                 (sha256 {}) were recorded; the database was left unchanged",
+                info.id, dump.count, dump.checksum
+            )));
+        }
+        let jobs = match self.settings.mode {
+            PostgresMode::Dump { jobs } => jobs,
+            PostgresMode::Template => 1,
+        };
+        let mut args = os(&["--clean", "--if-exists", "--exit-on-error", "--no-password"]);
+        args.push(format!("--jobs={jobs}").into());
+        args.push("--dbname".into());
+        args.push(sql::dbname_conninfo(self.db()).into());
+        args.push(file.into());
+        self.client.0.run("pg_restore", &args).await?;
+        let actual = self.checksums(self.db(), None).await?;
+        let expected: Vec<BackupCheck> = Self::recorded_tables(info).into_iter().cloned().collect();
+        let differences = Self::compare(&expected, &actual);
+        if !differences.is_empty() {
+            return Err(self.failed(format!(
+                "restore of backup `{}` into `{}` did not verify: {}",
+                info.id,
+                self.db(),
+                differences.join("; ")
+            )));
+        }
+        Ok(())
+    }
+
+    async fn restore_template(&self, info: &BackupInfo) -> Result<()> {
+        let snap = self.database_for("snap", &info.id);
+        let staging = self.database_for("restore", &info.id);
+        let aside = self.database_for("old", &info.id);
+        let maintenance = self.settings.maintenance_database.clone();
+        self.drop_database(&staging).await?;
+        self.psql(
+            &maintenance,
+            &[format!(
+                "CREATE DATABASE {} TEMPLATE {}",
+                sql::ident(&staging),
+                sql::ident(&snap)
+            )],
+        )
+        .await
+        .map_err(|e| {
+            self.failed(format!(
+                "cannot copy the snapshot of backup `{}`: {e}",
+                info.id
+            ))
+        })?;
+        let expected: Vec<BackupCheck> = Self::recorded_tables(info).into_iter().cloned().collect();
+        let verified = match self.checksums(&staging, None).await {
+            Ok(actual) => Ok(Self::compare(&expected, &actual)),
+            Err(e) => Err(e),
+        };
+        match verified {
+            Ok(d) if d.is_empty() => {}
+            other => {
+                let _ = self.drop_database(&staging).await;
+                let why = match other {
+                    Ok(d) => d.join("; "),
+                    Err(e) => e.to_string(),
+                };
+                return Err(self.failed(format!(
+                    "restore of backup `{}` did not verify; `{}` was left unchanged: {why}",
+                    info.id,
+                    self.db()
+                )));
+            }
+        }
+        let db = sql::ident(self.db());
+        let swapped = self
+            .psql(
+                &maintenance,
+                &[
+                    format!("ALTER DATABASE {db} ALLOW_CONNECTIONS false"),
+                    format!(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                         WHERE datname = {} AND pid <> pg_backend_pid()",
+                        sql::literal(self.db())
+                    ),
+                    "BEGIN".to_owned(),
+                    format!("ALTER DATABASE {db} RENAME TO {}", sql::ident(&aside)),
+                    format!("ALTER DATABASE {} RENAME TO {db}", sql::ident(&staging)),
+                    "COMMIT".to_owned(),
+                ],
+            )
+            .await;
+        if let Err(e) = swapped {
+            // The renames are one transaction: either both happened or neither did.
+            let _ = self
+                .psql(
+                    &maintenance,
+                    &[format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true")],
+                )
+                .await;
+            let _ = self.drop_database(&staging).await;
+            return Err(self.failed(format!(
+                "cannot swap the restored copy of backup `{}` in for `{}` (it was left as it \
+                 was): {e}",
+                info.id,
+                self.db()
+            )));
+        }
+        if let Err(e) = self.drop_database(&aside).await {
+            tracing::warn!(backup = %info.id, "restored, but the replaced database `{aside}` stays: {e}");
+        }
+        Ok(())
+    }
+}
+
+/// The size and SHA-256 of a file.
+async fn file_digest(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(buf.get(..n).unwrap_or_default());
+        size += n as u64;
+    }
+    Ok((size, hex(&hasher.finalize())))
+}
+
+#[async_trait]
+impl BackupProvider for PostgresBackup {
+    fn name(&self) -> &str {
+        "postgres"
+    }
+
+    async fn backup(&self, service: &str, label: &str) -> Result<String> {
+        let created_at = self.clock.now();
+        let id = self.catalog.claim(service, created_at).await?;
+        let started = tokio::time::Instant::now();
+        let template = self.settings.mode == PostgresMode::Template;
+        let taken = if template {
+            self.take_template(&id).await
+        } else {
+            self.take_dump(&id).await
+        };
+        let checks = match taken {
+            Ok(checks) => checks,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(self.catalog.data_path(&id, ".dump")).await;
+                self.catalog.release(&id).await;
+                return Err(e);
+            }
+        };
+        let duration: Duration = started.elapsed();
+        let size = if template {
+            self.database_size(&self.database_for("snap", &id)).await
+        } else {
+            Ok(checks
+                .iter()
+                .find(|c| c.subject == DUMP_CHECK)
+                .map_or(0, |c| c.count))
+        };
+        let info = size.map(|size| {
+            BackupInfo::new(&id, service, label, created_at)
+                .with_size(size)
+                .with_duration(duration)
+                .with_checks(checks)
+        });
+        let committed = match info {
+            Ok(info) => self.catalog.commit(&info).await.map(|()| info),
+            Err(e) => Err(e),
+        };
+        let info = match committed {
+            Ok(info) => info,
+            Err(e) => {
+                let _ = self.remove_data(&id, template).await;
+                self.catalog.release(&id).await;
+                return Err(e);
+            }
+        };
+        tracing::info!(
+            backup = %id, service, bytes = info.size_bytes, ?duration,
+            "postgres backup of database `{}` taken", self.db()
+        );
+        if let Some(retention) = self.settings.retention
+            && let Err(e) = retention.enforce(self, service).await
+        {
+            tracing::warn!(service, "retention of postgres backups failed: {e}");
+        }
+        Ok(id)
+    }
+
+    async fn restore(&self, id: &str) -> Result<()> {
+        let info = self.catalog.read(id).await?;
+        match info.checks.iter().find(|c| c.subject == DUMP_CHECK) {
+            Some(dump) => self.restore_dump(&info, dump).await?,
+            None => self.restore_template(&info).await?,
+        }
+        tracing::info!(backup = %id, "restored database `{}`", self.db());
+        Ok(())
+    }
+
+    async fn info(&self, id: &str) -> Result<BackupInfo> {
+        self.catalog.read(id).await
+    }
+
+    async fn list(&self, service: &str) -> Result<Vec<BackupInfo>> {
+        self.catalog.list(service).await
+    }
+
+    async fn delete(&self, id: &str) -> Result<()> {
+        check_id(id)?;
+        let info = self.catalog.read(id).await?;
+        let template = !info.checks.iter().any(|c| c.subject == DUMP_CHECK);
+        self.remove_data(id, template).await?;
+        self.catalog.remove(id).await
+    }
+}
+
+impl PostgresBackup {
+    async fn remove_data(&self, id: &str, template: bool) -> Result<()> {
+        if template {
+            self.drop_database(&self.database_for("snap", id)).await?;
+        } else {
+            let file = self.catalog.data_path(id, ".dump");
+            match tokio::fs::remove_file(&file).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(self.failed(format!("cannot remove `{}`: {e}", file.display())));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> PostgresConnection {
+        PostgresConnection::new("127.0.0.1", 5432, "app", "shop").with_password("s3cret-pw")
+    }
+
+    #[test]
+    fn conninfo_is_read_with_quotes_and_escapes() {
+        let c = PostgresConnection::from_conninfo(
+            r"host=127.0.0.1 port = 55432 user=postgres dbname='my \'db\'' password=x",
+        )
+        .unwrap();
+        assert_eq!(c.host, "127.0.0.1");
+        assert_eq!(c.port, 55432);
+        assert_eq!(c.dbname, "my 'db'");
+        assert_eq!(c.password.as_deref(), Some("x"));
+        let d = PostgresConnection::from_conninfo("host=h user=u").unwrap();
+        assert_eq!((d.port, d.dbname.as_str()), (5432, "u"));
+        for bad in [
+            "host",
+            "host=h user=u sslmode=require",
+            "host=h user='u",
+            "port=x host=h user=u",
+            "user=u",
+        ] {
+            assert!(PostgresConnection::from_conninfo(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_password_is_never_shown_or_serialized() {
+        let c = conn();
+        assert!(!format!("{c:?}").contains("s3cret-pw"));
+        assert!(!serde_json::to_string(&c).unwrap().contains("s3cret-pw"));
+        let p = PostgresBackup::new(PostgresSettings::new(c, "/tmp/x")).unwrap();
+        assert!(!format!("{p:?}").contains("s3cret-pw"));
+        let err = PostgresConnection::from_conninfo("host=h user=u password='a\0b'").unwrap_err();
+        assert!(!err.to_string().contains("a\0b"), "{err}");
+    }
+
+    #[test]
+    fn settings_are_validated_with_paths() {
+        let ok = PostgresSettings::new(conn(), "/srv/backups");
+        ok.validate().unwrap();
+        let cases = [
+            (
+                PostgresSettings::new(conn(), "backups"),
+                "postgresSettings.store",
+            ),
+            (
+                ok.clone().with_mode(PostgresMode::Dump { jobs: 0 }),
+                "postgresSettings.mode.jobs",
+            ),
+            (
+                ok.clone().verify_table(TableName::new("")),
+                "postgresSettings.verifyTables[0].name",
+            ),
+            (
+                ok.clone()
+                    .verify_table(TableName::new("a"))
+                    .verify_table(TableName::new("a")),
+                "postgresSettings.verifyTables[1]",
+            ),
+            (
+                ok.clone().verify_table(TableName::in_schema("s\0", "a")),
+                "postgresSettings.verifyTables[0].schema",
+            ),
+            (
+                PostgresSettings::new(PostgresConnection::new("h", 5432, "u", "postgres"), "/srv")
+                    .with_mode(PostgresMode::Template),
+                "postgresSettings.maintenanceDatabase",
+            ),
+            (
+                PostgresSettings::new(PostgresConnection::new("", 5432, "u", "d"), "/srv"),
+                "postgresSettings.connection.host",
+            ),
+            (
+                PostgresSettings::new(PostgresConnection::new("h", 0, "u", "d"), "/srv"),
+                "postgresSettings.connection.port",
+            ),
+            (
+                PostgresSettings::new(PostgresConnection::new("h", 1, "u", "d".repeat(64)), "/srv"),
+                "postgresSettings.connection.dbname",
+            ),
+        ];
+        for (settings, path) in cases {
+            let err = PostgresBackup::new(settings).unwrap_err();
+            assert!(err.to_string().contains(path), "{path}: {err}");
+        }
+    }
+
+    #[test]
+    fn settings_read_from_config_reject_unknown_fields() {
+        let err = serde_json::from_str::<PostgresSettings>(
+            r#"{"connection":{"host":"h","user":"u","dbname":"d"},"store":"/s","jobs":3}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("jobs"), "{err}");
+        let s: PostgresSettings = serde_json::from_str(
+            r#"{"connection":{"host":"h","user":"u","dbname":"d"},"store":"/s","mode":{"kind":"template"}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.mode, PostgresMode::Template);
+        assert_eq!(s.maintenance_database, "postgres");
+        assert_eq!(s.connection.port, 5432);
+    }
+
+    #[test]
+    fn snapshot_database_names_are_short_distinct_and_plain() {
+        let p = PostgresBackup::new(PostgresSettings::new(conn(), "/tmp/x")).unwrap();
+        let a = p.database_for("snap", "web-1-000");
+        let b = p.database_for("snap", "web-1-001");
+        assert_ne!(a, b);
+        assert!(a.len() <= 63 && a.starts_with("serin_snap_"), "{a}");
+        assert_ne!(a, p.database_for("restore", "web-1-000"));
+    }
+
+    #[test]
+    fn comparison_names_each_table_that_differs() {
+        let expected = vec![
+            BackupCheck::new("public.a", 3, "x"),
+            BackupCheck::new("public.b", 1, "y"),
+            BackupCheck::new(DUMP_CHECK, 100, "z"),
+        ];
+        let actual = vec![
+            BackupCheck::new("public.a", 3, "x"),
+            BackupCheck::new("public.b", 2, "w"),
+        ];
+        let d = PostgresBackup::compare(&expected, &actual);
+        assert_eq!(
+            d,
+            vec!["public.b: 2 rows (md5 w) restored, the backup recorded 1 rows (md5 y)"]
+        );
+        assert!(PostgresBackup::compare(&expected, &expected).is_empty());
+        assert_eq!(
+            PostgresBackup::compare(&expected, &[]).len(),
+            2,
+            "a table missing after the restore is a difference"
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! Keep the last N backups of each service.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::hooks::{BackupInfo, BackupProvider};
+
+/// How many backups of each service to keep: after a successful backup, the provider deletes
+/// the oldest ones beyond the last `keepLast`.
+///
+/// At least one is always kept (the backup just taken), so `keepLast` must be at least 1.
+///
+/// ```
+/// use serin_orchestrator::backup::Retention;
+///
+/// let r: Retention = serde_json::from_str(r#"{"keepLast":3}"#)?;
+/// assert_eq!(r.keep(), 3);
+/// let err = serde_json::from_str::<Retention>(r#"{"keepLast":0}"#).unwrap_err();
+/// assert!(err.to_string().contains("retention.keepLast"));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    try_from = "RetentionRepr",
+    into = "RetentionRepr"
+)]
+pub struct Retention {
+    keep_last: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RetentionRepr {
+    keep_last: usize,
+}
+
+impl TryFrom<RetentionRepr> for Retention {
+    type Error = Error;
+
+    fn try_from(r: RetentionRepr) -> Result<Self> {
+        Retention::keep_last(r.keep_last)
+    }
+}
+
+impl From<Retention> for RetentionRepr {
+    fn from(r: Retention) -> Self {
+        RetentionRepr {
+            keep_last: r.keep_last,
+        }
+    }
+}
+
+impl Retention {
+    /// Keep the last `n` backups of each service (`n` ≥ 1).
+    pub fn keep_last(n: usize) -> Result<Self> {
+        if n == 0 {
+            return Err(Error::invalid(
+                "retention.keepLast",
+                n,
+                "must be at least 1: the backup just taken is always kept",
+            ));
+        }
+        Ok(Retention { keep_last: n })
+    }
+
+    /// How many backups of each service are kept.
+    pub fn keep(&self) -> usize {
+        self.keep_last
+    }
+
+    /// The backups to delete from `backups` (one service's, in any order): all but the newest
+    /// `keep`, oldest first.
+    pub fn expired<'a>(&self, backups: &'a [BackupInfo]) -> Vec<&'a BackupInfo> {
+        let mut sorted: Vec<&BackupInfo> = backups.iter().collect();
+        sorted.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        let excess = sorted.len().saturating_sub(self.keep_last);
+        sorted.truncate(excess);
+        sorted
+    }
+
+    /// Deletes the backups of `service` beyond the last `keep` through `provider`; returns the
+    /// ids deleted. A backup already deleted by someone else is skipped.
+    pub async fn enforce(
+        &self,
+        provider: &dyn BackupProvider,
+        service: &str,
+    ) -> Result<Vec<String>> {
+        let backups = provider.list(service).await?;
+        let mut deleted = Vec::new();
+        for old in self.expired(&backups) {
+            match provider.delete(&old.id).await {
+                Ok(()) | Err(Error::NotFound { .. }) => deleted.push(old.id.clone()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::InMemoryBackup;
+    use serin_signals::Timestamp;
+
+    fn info(id: &str, at: u64) -> BackupInfo {
+        BackupInfo::new(id, "web", "x", Timestamp::from_millis(at))
+    }
+
+    #[test]
+    fn all_but_the_newest_n_expire_oldest_first() {
+        let backups = vec![info("c", 30), info("a", 10), info("d", 30), info("b", 20)];
+        let r = Retention::keep_last(2).unwrap();
+        let ids: Vec<&str> = r.expired(&backups).iter().map(|b| b.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert!(
+            Retention::keep_last(4)
+                .unwrap()
+                .expired(&backups)
+                .is_empty()
+        );
+        assert!(Retention::keep_last(9).unwrap().expired(&[]).is_empty());
+        let err = Retention::keep_last(0).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid retention.keepLast `0`: must be at least 1: the backup just taken is always kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn enforce_deletes_through_the_provider() {
+        let p = InMemoryBackup::new();
+        let mut ids = Vec::new();
+        for i in 0..4 {
+            ids.push(p.backup("web", &format!("v{i}")).await.unwrap());
+        }
+        p.backup("api", "other").await.unwrap();
+        let deleted = Retention::keep_last(1)
+            .unwrap()
+            .enforce(&p, "web")
+            .await
+            .unwrap();
+        assert_eq!(deleted, ids[..3].to_vec());
+        let left: Vec<String> = p
+            .list("web")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.id)
+            .collect();
+        assert_eq!(left, vec![ids[3].clone()]);
+        assert_eq!(p.list("api").await.unwrap().len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use serin_signals::Timestamp;
+
+    proptest! {
+        #[test]
+        fn expired_and_kept_partition_the_backups(
+            times in proptest::collection::vec(0u64..50, 0..20),
+            keep in 1usize..8,
+        ) {
+            let backups: Vec<BackupInfo> = times
+                .iter()
+                .enumerate()
+                .map(|(i, t)| BackupInfo::new(format!("b{i:02}"), "web", "x", Timestamp::from_millis(*t)))
+                .collect();
+            let expired = Retention::keep_last(keep).unwrap().expired(&backups);
+            prop_assert_eq!(expired.len(), backups.len().saturating_sub(keep));
+            // Every kept backup is at least as new as every expired one.
+            for e in &expired {
+                for k in backups.iter().filter(|b| !expired.iter().any(|x| x.id == b.id)) {
+                    prop_assert!((e.created_at, &e.id) < (k.created_at, &k.id));
+                }
+            }
+        }
+    }
+}

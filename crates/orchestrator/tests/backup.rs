@@ -1,0 +1,505 @@
+//! Backups against a real PostgreSQL (and directory snapshots on the real file system).
+//!
+//! The PostgreSQL tests run when `SERIN_TEST_POSTGRES` holds a libpq connection string
+//! (`host=127.0.0.1 port=55432 user=postgres`, as printed by `scripts/services/postgres.sh`);
+//! otherwise they print `skipped: ...` and pass. Each test works in a database of its own,
+//! created and dropped by the test.
+
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use async_trait::async_trait;
+use serin_orchestrator::backup::testkit::{self, BackedUpState};
+use serin_orchestrator::backup::{
+    DirectorySnapshot, PostgresBackup, PostgresConnection, PostgresMode, PostgresSettings,
+    Retention, TableName,
+};
+use serin_orchestrator::{BackupProvider, Error};
+
+fn server(test: &str) -> Option<PostgresConnection> {
+    match std::env::var("SERIN_TEST_POSTGRES") {
+        Ok(conninfo) if !conninfo.trim().is_empty() => {
+            Some(PostgresConnection::from_conninfo(&conninfo).expect("SERIN_TEST_POSTGRES"))
+        }
+        _ => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: {test} needs SERIN_TEST_POSTGRES (run scripts/services/postgres.sh)"
+            );
+            None
+        }
+    }
+}
+
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn literal(value: &str) -> String {
+    format!("E'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// A database of the test's own, dropped when the test ends.
+struct Db {
+    server: PostgresConnection,
+    name: String,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+impl Db {
+    async fn create(server: &PostgresConnection, name: String) -> Db {
+        let db = Db {
+            server: server.clone(),
+            name,
+        };
+        db.admin(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            ident(&db.name)
+        ))
+        .await;
+        db.admin(&format!("CREATE DATABASE {}", ident(&db.name)))
+            .await;
+        db
+    }
+
+    async fn plain(server: &PostgresConnection, test: &str) -> Db {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        Db::create(server, format!("serin_t_{test}_{}_{n}", std::process::id())).await
+    }
+
+    async fn run(&self, database: &str, sql: &str) -> String {
+        let mut cmd = tokio::process::Command::new("psql");
+        cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
+            .arg(format!(
+                "dbname='{}'",
+                database.replace('\\', "\\\\").replace('\'', "\\'")
+            ))
+            .arg("-c")
+            .arg(sql)
+            .env("PGHOST", &self.server.host)
+            .env("PGPORT", self.server.port.to_string())
+            .env("PGUSER", &self.server.user);
+        if let Some(p) = &self.server.password {
+            cmd.env("PGPASSWORD", p);
+        }
+        let out = cmd.output().await.expect("psql runs");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    async fn sql(&self, sql: &str) -> String {
+        self.run(&self.name, sql).await
+    }
+
+    async fn admin(&self, sql: &str) -> String {
+        self.run("postgres", sql).await
+    }
+
+    fn connection(&self) -> PostgresConnection {
+        let mut c = self.server.clone();
+        c.dbname = self.name.clone();
+        c
+    }
+
+    async fn database_exists(&self, name: &str) -> bool {
+        self.admin(&format!(
+            "SELECT count(*) FROM pg_database WHERE datname = {}",
+            literal(name)
+        ))
+        .await
+            == "1"
+    }
+
+    async fn drop(self) {
+        self.admin(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            ident(&self.name)
+        ))
+        .await;
+    }
+}
+
+/// The conformance suite's state: one row in table `marker`.
+struct Marker<'a>(&'a Db);
+
+#[async_trait]
+impl BackedUpState for Marker<'_> {
+    async fn set(&self, marker: &str) {
+        self.0
+            .sql(&format!(
+                "CREATE TABLE IF NOT EXISTS marker (v text); DELETE FROM marker; \
+                 INSERT INTO marker VALUES ({})",
+                literal(marker)
+            ))
+            .await;
+    }
+
+    async fn get(&self) -> String {
+        self.0.sql("SELECT string_agg(v, ',') FROM marker").await
+    }
+}
+
+async fn conformance(mode: PostgresMode, test: &str) {
+    let Some(server) = server(test) else { return };
+    let db = Db::plain(&server, test).await;
+    let store = tempfile::tempdir().unwrap();
+    let pg = PostgresBackup::new(
+        PostgresSettings::new(db.connection(), store.path())
+            .with_mode(mode)
+            .verify_table(TableName::new("marker")),
+    )
+    .unwrap();
+    testkit::check_backup_provider(&pg, "shop", Some(&Marker(&db))).await;
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn postgres_dump_mode_passes_the_conformance_suite() {
+    conformance(PostgresMode::Dump { jobs: 2 }, "conf_dump").await;
+}
+
+#[tokio::test]
+async fn postgres_template_mode_passes_the_conformance_suite() {
+    conformance(PostgresMode::Template, "conf_template").await;
+}
+
+async fn orders(db: &Db) {
+    db.sql(
+        "CREATE TABLE orders (id int PRIMARY KEY, item text, qty int); \
+         INSERT INTO orders SELECT g, 'item ' || g, g % 7 FROM generate_series(1, 5000) g; \
+         CREATE TABLE audit (at timestamptz DEFAULT now(), note text); \
+         INSERT INTO audit (note) VALUES ('created')",
+    )
+    .await;
+}
+
+async fn change(db: &Db) {
+    db.sql(
+        "DELETE FROM orders WHERE id % 3 = 0; UPDATE orders SET qty = qty + 1 WHERE id < 100; \
+         INSERT INTO orders VALUES (9999, 'new', 1); TRUNCATE audit",
+    )
+    .await;
+}
+
+async fn fingerprint(db: &Db) -> String {
+    db.sql("SELECT count(*) || ':' || md5(string_agg(o::text, ',' ORDER BY o.id)) FROM orders o")
+        .await
+}
+
+async fn backup_change_restore(mode: PostgresMode, test: &str) {
+    let Some(server) = server(test) else { return };
+    let db = Db::plain(&server, test).await;
+    orders(&db).await;
+    let store = tempfile::tempdir().unwrap();
+    let pg = PostgresBackup::new(
+        PostgresSettings::new(db.connection(), store.path())
+            .with_mode(mode)
+            .verify_table(TableName::new("orders"))
+            .verify_table(TableName::in_schema("public", "audit")),
+    )
+    .unwrap();
+    let before = fingerprint(&db).await;
+    let id = pg.backup("shop", "before 1.0.0 -> 2.0.0").await.unwrap();
+    let info = pg.info(&id).await.unwrap();
+    assert!(info.size_bytes > 10_000, "size {}", info.size_bytes);
+    assert!(!info.duration.is_zero());
+    let orders_check = info
+        .checks
+        .iter()
+        .find(|c| c.subject == "public.orders")
+        .expect("orders are checked");
+    assert_eq!(orders_check.count, 5000);
+    assert_eq!(orders_check.checksum.len(), 32);
+    assert!(
+        info.checks
+            .iter()
+            .any(|c| c.subject == "public.audit" && c.count == 1)
+    );
+
+    change(&db).await;
+    assert_ne!(fingerprint(&db).await, before);
+    pg.restore(&id).await.unwrap();
+    assert_eq!(fingerprint(&db).await, before);
+    assert_eq!(db.sql("SELECT note FROM audit").await, "created");
+
+    // A new process (a new provider on the same store) sees the same backup.
+    let again = PostgresBackup::new(pg.settings().clone()).unwrap();
+    assert_eq!(again.info(&id).await.unwrap(), info);
+    change(&db).await;
+    again.restore(&id).await.unwrap();
+    assert_eq!(fingerprint(&db).await, before);
+    again.delete(&id).await.unwrap();
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn a_dump_restore_brings_back_rows_and_is_verified() {
+    backup_change_restore(PostgresMode::Dump { jobs: 4 }, "restore_dump").await;
+}
+
+#[tokio::test]
+async fn a_template_restore_brings_back_rows_and_is_verified() {
+    backup_change_restore(PostgresMode::Template, "restore_template").await;
+}
+
+/// Rewrites the recorded checksum of `subject` in the backup's metadata file, as if the
+/// database had held other rows when the backup was taken.
+fn forge_checksum(store: &std::path::Path, id: &str, subject: &str) {
+    let path = store.join(format!("{id}.json"));
+    let mut info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    for check in info["checks"].as_array_mut().unwrap() {
+        if check["subject"] == subject {
+            check["checksum"] = "00000000000000000000000000000000".into();
+        }
+    }
+    std::fs::write(&path, serde_json::to_vec(&info).unwrap()).unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_verification_is_an_error() {
+    let Some(server) = server("failed_verification") else {
+        return;
+    };
+    for (mode, name) in [
+        (PostgresMode::Dump { jobs: 1 }, "verify_dump"),
+        (PostgresMode::Template, "verify_template"),
+    ] {
+        let db = Db::plain(&server, name).await;
+        orders(&db).await;
+        let store = tempfile::tempdir().unwrap();
+        let pg = PostgresBackup::new(
+            PostgresSettings::new(db.connection(), store.path())
+                .with_mode(mode)
+                .verify_table(TableName::new("orders")),
+        )
+        .unwrap();
+        let id = pg.backup("shop", "v1").await.unwrap();
+        change(&db).await;
+        let changed = fingerprint(&db).await;
+        forge_checksum(store.path(), &id, "public.orders");
+        let err = pg.restore(&id).await.unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::Backend { .. }), "{msg}");
+        assert!(msg.contains("did not verify"), "{msg}");
+        assert!(msg.contains("public.orders"), "{msg}");
+        if mode == PostgresMode::Template {
+            // Verified before the swap: the database was not touched.
+            assert!(msg.contains("left unchanged"), "{msg}");
+            assert_eq!(fingerprint(&db).await, changed);
+        }
+        db.drop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_damaged_dump_is_refused_before_the_database_is_touched() {
+    let Some(server) = server("damaged_dump") else {
+        return;
+    };
+    let db = Db::plain(&server, "damaged").await;
+    orders(&db).await;
+    let store = tempfile::tempdir().unwrap();
+    let pg = PostgresBackup::new(PostgresSettings::new(db.connection(), store.path())).unwrap();
+    let id = pg.backup("shop", "v1").await.unwrap();
+    change(&db).await;
+    let changed = fingerprint(&db).await;
+    let dump = store.path().join(format!("{id}.dump"));
+    let mut bytes = std::fs::read(&dump).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&dump, bytes).unwrap();
+    let err = pg.restore(&id).await.unwrap_err();
+    assert!(err.to_string().contains("is damaged"), "{err}");
+    assert_eq!(fingerprint(&db).await, changed);
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn names_with_quotes_spaces_and_semicolons_cannot_inject() {
+    let Some(server) = server("injection") else {
+        return;
+    };
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let sentinel = format!("sst_{}_{n}", std::process::id());
+    let guard = Db::create(&server, sentinel.clone()).await;
+    for mode in [PostgresMode::Dump { jobs: 2 }, PostgresMode::Template] {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        // A database name that would end a quoted identifier, a literal or a connection-string
+        // value, add connection settings, or run a statement, if it were not quoted.
+        let name = format!("q{n} it's \"x\"; DROP DATABASE {sentinel}; host=x --");
+        assert!(name.len() <= 63, "{}", name.len());
+        let db = Db::create(&server, name).await;
+        let table = "or\"ders'; DROP TABLE keep; --";
+        db.sql(&format!(
+            "CREATE TABLE keep (v int); INSERT INTO keep VALUES (1); \
+             CREATE TABLE {} (v text); INSERT INTO {} VALUES ('a'), ('b')",
+            ident(table),
+            ident(table)
+        ))
+        .await;
+        let store = tempfile::tempdir().unwrap();
+        let pg = PostgresBackup::new(
+            PostgresSettings::new(db.connection(), store.path())
+                .with_mode(mode)
+                .verify_table(TableName::new(table)),
+        )
+        .unwrap();
+        let id = pg.backup("shop", "names").await.unwrap();
+        let info = pg.info(&id).await.unwrap();
+        let check = info
+            .checks
+            .iter()
+            .find(|c| c.subject == format!("public.{table}"))
+            .expect("the table is checked");
+        assert_eq!(check.count, 2);
+        db.sql(&format!("DELETE FROM {}", ident(table))).await;
+        pg.restore(&id).await.unwrap();
+        assert_eq!(
+            db.sql(&format!(
+                "SELECT string_agg(v, ',' ORDER BY v) FROM {}",
+                ident(table)
+            ))
+            .await,
+            "a,b"
+        );
+        assert_eq!(db.sql("SELECT count(*) FROM keep").await, "1");
+        assert!(db.database_exists(&sentinel).await, "{mode:?}");
+        pg.delete(&id).await.unwrap();
+        db.drop().await;
+    }
+    guard.drop().await;
+}
+
+#[tokio::test]
+async fn retention_keeps_the_last_backups_of_each_service() {
+    let Some(server) = server("retention") else {
+        return;
+    };
+    for (mode, test) in [
+        (PostgresMode::Dump { jobs: 1 }, "keep_dump"),
+        (PostgresMode::Template, "keep_template"),
+    ] {
+        let db = Db::plain(&server, test).await;
+        orders(&db).await;
+        let store = tempfile::tempdir().unwrap();
+        let pg = PostgresBackup::new(
+            PostgresSettings::new(db.connection(), store.path())
+                .with_mode(mode)
+                .with_retention(Retention::keep_last(2).unwrap()),
+        )
+        .unwrap();
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            ids.push(pg.backup("shop", &format!("v{i}")).await.unwrap());
+        }
+        let left: Vec<String> = pg
+            .list("shop")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.id)
+            .collect();
+        assert_eq!(left, ids[1..].to_vec(), "{mode:?}");
+        assert!(matches!(
+            pg.info(&ids[0]).await,
+            Err(Error::NotFound { .. })
+        ));
+        let files: Vec<String> = std::fs::read_dir(store.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(
+            !files.iter().any(|f| f.starts_with(&ids[0])),
+            "{mode:?}: {files:?}"
+        );
+        if mode == PostgresMode::Template {
+            // Template snapshots are databases: the expired one was dropped.
+            assert!(!db.database_exists(&pg.snapshot_database(&ids[0])).await);
+            assert!(db.database_exists(&pg.snapshot_database(&ids[2])).await);
+        }
+        for id in &ids[1..] {
+            pg.delete(id).await.unwrap();
+            assert!(!db.database_exists(&pg.snapshot_database(id)).await);
+        }
+        db.drop().await;
+    }
+}
+
+#[tokio::test]
+async fn template_mode_refuses_a_busy_database_and_says_why() {
+    let Some(server) = server("busy") else { return };
+    let db = Db::plain(&server, "busy").await;
+    orders(&db).await;
+    // A connection held open by "the service".
+    let mut holder = tokio::process::Command::new("psql")
+        .args(["-X", "-q", "-d"])
+        .arg(format!("dbname='{}'", db.name))
+        .env("PGHOST", &server.host)
+        .env("PGPORT", server.port.to_string())
+        .env("PGUSER", &server.user)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until the connection shows up.
+    let mut connected = false;
+    for _ in 0..100 {
+        let n = db
+            .admin(&format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = {}",
+                literal(&db.name)
+            ))
+            .await;
+        if n != "0" {
+            connected = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(connected, "the holding connection never appeared");
+    let store = tempfile::tempdir().unwrap();
+    let pg = PostgresBackup::new(
+        PostgresSettings::new(db.connection(), store.path()).with_mode(PostgresMode::Template),
+    )
+    .unwrap();
+    let err = pg.backup("shop", "v1").await.unwrap_err();
+    assert!(
+        err.to_string().contains("must have no other connection"),
+        "{err}"
+    );
+    assert!(pg.list("shop").await.unwrap().is_empty());
+    assert!(std::fs::read_dir(store.path()).unwrap().next().is_none());
+    let _ = holder.kill().await;
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn directory_snapshots_pass_the_conformance_suite_on_disk() {
+    struct Tree(std::path::PathBuf);
+
+    #[async_trait]
+    impl BackedUpState for Tree {
+        async fn set(&self, marker: &str) {
+            let _ = std::fs::remove_dir_all(&self.0);
+            std::fs::create_dir_all(self.0.join("data")).unwrap();
+            std::fs::write(self.0.join("data/state"), marker).unwrap();
+        }
+
+        async fn get(&self) -> String {
+            std::fs::read_to_string(self.0.join("data/state")).unwrap()
+        }
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let snapshots =
+        DirectorySnapshot::new(tmp.path().join("state"), tmp.path().join("store")).unwrap();
+    testkit::check_backup_provider(&snapshots, "files", Some(&Tree(tmp.path().join("state"))))
+        .await;
+}
