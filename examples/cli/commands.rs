@@ -323,7 +323,18 @@ async fn run_to_end(
     tokio::time::sleep(Duration::from_millis(20)).await;
     printer.abort();
     bar.finish_and_clear();
-    let report = report?;
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            // Nothing ran to its end: what runs is what the backend says, if it can say.
+            if let Ok(running) = stack.running().await {
+                state.record_running(running, &config.version);
+            }
+            state.in_progress = None;
+            states.save(state)?;
+            return Err(e.into());
+        }
+    };
     let running = stack.running().await?;
     state.record_running(running, &config.version);
     state.last_deployment = Some(report.deployment.clone());

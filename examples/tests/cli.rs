@@ -660,3 +660,31 @@ fn a_small_canary_on_the_local_backend_with_real_processes() {
     assert_eq!(s["current"]["version"], "1.1.0", "{s}");
     assert!(s["interrupted"].is_null(), "{s}");
 }
+
+#[test]
+fn a_backend_that_cannot_start_exits_4_and_records_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let demo = demo_binary().to_str().expect("path").to_owned();
+    cli(d)
+        .args(["--demo-binary", &demo, "--listen", &addr])
+        .args(["deploy", "--version", "1.0.0"])
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains("cannot start the proxy"))
+        .stderr(predicate::str::contains(addr.as_str()));
+    assert!(!d.join(".serin").join("state.json").exists());
+    cli(d)
+        .args([
+            "--demo-binary",
+            "no-such-demo",
+            "deploy",
+            "--version",
+            "1.0.0",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--demo-binary `no-such-demo`"));
+}
