@@ -35,6 +35,10 @@ struct Series {
     total_errors: u64,
     connect_errors: u64,
     retries: u64,
+    /// Requests chosen for mirroring to this backend whose body could not be teed.
+    mirror_skipped: u64,
+    /// Mirror copies to this backend dropped because it fell behind the primary's body.
+    mirror_dropped: u64,
     latency_sum_ms: f64,
     latency: LatencySketch,
 }
@@ -130,6 +134,30 @@ impl Store {
         series.retries += u64::from(retried);
     }
 
+    /// Counts a request chosen for mirroring to `mirror` that was not mirrored because of its
+    /// body (over the limit, or of unknown length).
+    pub(crate) fn record_mirror_skipped(&self, mirror: &str) {
+        self.lock()
+            .entry(mirror.to_owned())
+            .or_default()
+            .mirror_skipped += 1;
+    }
+
+    /// Counts a mirror copy to `mirror` dropped because it fell behind the primary's body.
+    pub(crate) fn record_mirror_dropped(&self, mirror: &str) {
+        self.lock()
+            .entry(mirror.to_owned())
+            .or_default()
+            .mirror_dropped += 1;
+    }
+
+    /// (skipped, dropped) mirror copies of `mirror` since start.
+    pub(crate) fn mirror_counts(&self, mirror: &str) -> (u64, u64) {
+        self.lock()
+            .get(mirror)
+            .map_or((0, 0), |s| (s.mirror_skipped, s.mirror_dropped))
+    }
+
     fn window_sum(&self, backend: &str, start: Timestamp, end: Timestamp) -> Option<Bucket> {
         let all = self.lock();
         let series = all.get(backend)?;
@@ -148,7 +176,7 @@ impl Store {
     pub(crate) fn prometheus(&self) -> String {
         let all = self.lock();
         let mut out = String::new();
-        let families: [Family; 5] = [
+        let families: [Family; 7] = [
             (
                 "serin_proxy_requests_total",
                 "counter",
@@ -172,6 +200,20 @@ impl Store {
                 "counter",
                 "Requests retried elsewhere after a failed connection, per backend.",
                 |s| s.retries as f64,
+            ),
+            (
+                "serin_proxy_mirror_skipped_total",
+                "counter",
+                "Requests chosen for mirroring but not mirrored because their body was over \
+                 mirrorBodyLimit or of unknown length, per mirror backend.",
+                |s| s.mirror_skipped as f64,
+            ),
+            (
+                "serin_proxy_mirror_dropped_total",
+                "counter",
+                "Mirror copies dropped part-way because the mirror fell behind the request \
+                 body, per mirror backend.",
+                |s| s.mirror_dropped as f64,
             ),
             (
                 "serin_proxy_request_duration_seconds_sum",
@@ -228,6 +270,19 @@ impl ProxyMetrics {
     /// admin endpoint serves at `/metrics`).
     pub fn prometheus_text(&self) -> String {
         self.store.prometheus()
+    }
+
+    /// Requests chosen for mirroring to `mirror` that were not mirrored because their body was
+    /// over [`ProxyConfig::mirror_body_limit`](crate::ProxyConfig::mirror_body_limit) or of
+    /// unknown length (chunked), since start.
+    pub fn mirror_skipped(&self, mirror: &str) -> u64 {
+        self.store.mirror_counts(mirror).0
+    }
+
+    /// Mirror copies to `mirror` dropped part-way because the mirror fell behind the request
+    /// body (the request itself went on), since start.
+    pub fn mirror_dropped(&self, mirror: &str) -> u64 {
+        self.store.mirror_counts(mirror).1
     }
 }
 

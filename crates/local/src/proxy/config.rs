@@ -43,10 +43,20 @@ pub struct ProxyConfig {
     /// another (as nginx's worker processes do). `0` (the default) serves on the runtime that
     /// calls [`bind`](crate::ProxyRouter::bind) instead. At most 256.
     pub workers: u16,
+    /// The largest request body, in bytes, that is mirrored along with its request (default
+    /// 64 KiB, at most 16 MiB; `0`: requests with a body are never mirrored). Such a body is
+    /// copied to the mirror as it streams to the chosen instance, so a mirrored request holds
+    /// at most this much memory; requests with a larger body or one of unknown length
+    /// (chunked) go to their instance but not to the mirror, and are counted
+    /// ([`ProxyMetrics::mirror_skipped`](crate::ProxyMetrics::mirror_skipped)).
+    pub mirror_body_limit: u64,
 }
 
 /// The most worker threads a proxy may have.
 const MAX_WORKERS: u16 = 256;
+
+/// The largest [`ProxyConfig::mirror_body_limit`]: the memory one mirrored request may hold.
+const MAX_MIRROR_BODY_LIMIT: u64 = 16 * 1024 * 1024;
 
 impl Default for ProxyConfig {
     fn default() -> Self {
@@ -57,6 +67,7 @@ impl Default for ProxyConfig {
             metrics_resolution: Duration::from_secs(1),
             metrics_retention: Duration::from_secs(3_600),
             workers: 0,
+            mirror_body_limit: 64 * 1024,
         }
     }
 }
@@ -95,6 +106,12 @@ impl ProxyConfig {
         self
     }
 
+    /// Mirrors requests whose body has at most `bytes` bytes (`0`: only bodyless requests).
+    pub fn with_mirror_body_limit(mut self, bytes: u64) -> Self {
+        self.mirror_body_limit = bytes;
+        self
+    }
+
     /// Checks every field; [`ProxyRouter::bind`](crate::ProxyRouter::bind) calls it.
     pub fn validate(&self) -> Result<()> {
         if self.connect_timeout < Duration::from_millis(1)
@@ -111,6 +128,16 @@ impl ProxyConfig {
                 "proxyConfig.workers",
                 self.workers,
                 format!("must be at most {MAX_WORKERS} (0 serves on the caller's runtime)"),
+            ));
+        }
+        if self.mirror_body_limit > MAX_MIRROR_BODY_LIMIT {
+            return Err(Error::invalid(
+                "proxyConfig.mirrorBodyLimit",
+                self.mirror_body_limit,
+                format!(
+                    "must be at most {MAX_MIRROR_BODY_LIMIT} bytes (16 MiB): a mirrored body \
+                     is held in memory while it streams"
+                ),
             ));
         }
         crate::metrics::Store::new(self.metrics_resolution, self.metrics_retention).map(|_| ())
@@ -132,6 +159,8 @@ struct RawConfig {
     metrics_retention: Duration,
     #[serde(default)]
     workers: u16,
+    #[serde(default = "default_mirror_body_limit")]
+    mirror_body_limit: u64,
 }
 
 fn default_listen() -> SocketAddr {
@@ -146,6 +175,9 @@ fn default_resolution() -> Duration {
 fn default_retention() -> Duration {
     ProxyConfig::default().metrics_retention
 }
+fn default_mirror_body_limit() -> u64 {
+    ProxyConfig::default().mirror_body_limit
+}
 
 impl TryFrom<RawConfig> for ProxyConfig {
     type Error = Error;
@@ -157,6 +189,7 @@ impl TryFrom<RawConfig> for ProxyConfig {
             metrics_resolution: r.metrics_resolution,
             metrics_retention: r.metrics_retention,
             workers: r.workers,
+            mirror_body_limit: r.mirror_body_limit,
         };
         c.validate()?;
         Ok(c)
@@ -172,6 +205,7 @@ impl From<ProxyConfig> for RawConfig {
             metrics_resolution: c.metrics_resolution,
             metrics_retention: c.metrics_retention,
             workers: c.workers,
+            mirror_body_limit: c.mirror_body_limit,
         }
     }
 }
@@ -196,6 +230,10 @@ mod tests {
                 "proxyConfig.metricsRetention",
             ),
             (r#"{"workers": 257}"#, "proxyConfig.workers"),
+            (
+                r#"{"mirrorBodyLimit": 16777217}"#,
+                "proxyConfig.mirrorBodyLimit",
+            ),
         ] {
             let e = serde_json::from_str::<ProxyConfig>(json)
                 .unwrap_err()
@@ -205,5 +243,8 @@ mod tests {
         assert!(serde_json::from_str::<ProxyConfig>(r#"{"port": 80}"#).is_err());
         let two: ProxyConfig = serde_json::from_str(r#"{"workers": 2}"#).unwrap();
         assert_eq!(two, ProxyConfig::default().with_workers(2));
+        assert_eq!(c.mirror_body_limit, 65_536);
+        let none: ProxyConfig = serde_json::from_str(r#"{"mirrorBodyLimit": 0}"#).unwrap();
+        assert_eq!(none, ProxyConfig::default().with_mirror_body_limit(0));
     }
 }

@@ -4,6 +4,7 @@
 mod accept;
 mod choose;
 mod config;
+mod mirror;
 mod upstream;
 
 use std::collections::HashMap;
@@ -41,6 +42,9 @@ use upstream::{Endpoint, SendError};
 
 /// The body type the proxy forwards: streamed, never buffered.
 pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
+
+/// How long a mirrored copy may take, answer included, before it is given up.
+const MIRROR_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Headers that belong to one connection and are not forwarded (RFC 9110, 7.6.1).
 const HOP_BY_HOP: [HeaderName; 6] = [
@@ -107,9 +111,14 @@ struct Shared {
 ///   another backend of the split by weight). A bodyless `GET`, `HEAD` or `OPTIONS` is also
 ///   retried once if the instance failed after receiving it (it crashed mid-answer): it is
 ///   idempotent. Request and response bodies are streamed, never buffered.
-/// - **Mirroring** sends a copy of the given share of requests *without a body* to the mirror
-///   backend and discards its answers; requests with a body are not mirrored (the proxy never
-///   buffers bodies).
+/// - **Mirroring** sends a copy of the given share of requests to the mirror backend and
+///   discards its answers (a copy gets at most 30 s). A request body of a declared length up to
+///   [`ProxyConfig::mirror_body_limit`] is copied to the mirror as it streams to the chosen
+///   instance, through a bounded queue: the request never waits for the mirror, and a mirror
+///   that falls behind loses its copy (cut short, so it never sees a truncated body as a whole
+///   one; counted by [`ProxyMetrics::mirror_dropped`]). Requests with a larger body or one of
+///   unknown length (chunked) are not mirrored and are counted
+///   ([`ProxyMetrics::mirror_skipped`], `serin_proxy_mirror_skipped_total`).
 /// - **Threads.** By default the proxy serves on the runtime that binds it. With
 ///   [`ProxyConfig::workers`] it serves on that many threads of its own, each a single-threaded
 ///   runtime with an even share of the client connections and its own upstream pools, so a
@@ -461,25 +470,40 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         );
     };
     let bodyless = has_no_body(&req);
-    let req = upstream_request(req);
+    let mut req = upstream_request(req);
     if let Some(m) = split.mirror()
-        && bodyless
         && rand::random_range(0..10_000u32) < u32::from(m.percent().bps())
         && let Some(ep) = snap
             .backends
             .get(m.backend().as_str())
             .and_then(|b| b.pick(None))
     {
-        let copy = mirror_copy(&req);
-        let shared = shared.clone();
-        let name = m.backend().as_str().to_owned();
-        tokio::spawn(async move {
-            if let Attempt::Answered(res) =
-                attempt(&shared, &name, ep, copy, Instant::now(), true).await
-            {
-                let _ = res.into_body().collect().await;
-            }
-        });
+        let name = m.backend().as_str();
+        let copy = if bodyless {
+            Some(mirror_copy(&req))
+        } else if let Some(len) = mirror::teeable_len(&req, shared.config.mirror_body_limit) {
+            let (primary, copy) = mirror::tee(req, len, shared.metrics.clone(), name);
+            req = primary;
+            Some(copy)
+        } else {
+            shared.metrics.record_mirror_skipped(name);
+            None
+        };
+        if let Some(copy) = copy {
+            let shared = shared.clone();
+            let name = name.to_owned();
+            tokio::spawn(async move {
+                // A mirror that never answers holds its connection for a bounded time only.
+                let _ = tokio::time::timeout(MIRROR_TIMEOUT, async {
+                    if let Attempt::Answered(res) =
+                        attempt(&shared, &name, ep, copy, Instant::now(), true).await
+                    {
+                        let _ = res.into_body().collect().await;
+                    }
+                })
+                .await;
+            });
+        }
     }
     let set_cookie = split.sticky().and_then(|s| {
         (reason == Reason::Weight)

@@ -188,3 +188,94 @@ pub fn start_load(
         })
         .collect()
 }
+
+/// A request as a [`start_recorder`] server received it: method, path and the whole body.
+pub type Recorded = (String, String, Bytes);
+
+/// An HTTP/1.1 server that answers 204 to everything after reading the whole request, and
+/// hands each complete request to the returned receiver (requests cut short are not handed).
+pub async fn start_recorder() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Recorded>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let tx = tx.clone();
+                async move {
+                    let method = req.method().to_string();
+                    let path = req.uri().path().to_owned();
+                    let body = req.into_body().collect().await?.to_bytes();
+                    let _ = tx.send((method, path, body));
+                    let mut res = hyper::Response::new(Empty::<Bytes>::new());
+                    *res.status_mut() = StatusCode::NO_CONTENT;
+                    Ok::<_, hyper::Error>(res)
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc),
+            );
+        }
+    });
+    (addr, rx)
+}
+
+/// A server that accepts connections and never reads from them nor answers: the slowest
+/// possible mirror. Connections are held until the task is aborted.
+pub async fn start_silent() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    (addr, task)
+}
+
+/// A request body sent in the given chunks without a declared length (chunked on HTTP/1.1).
+pub struct Chunked(pub std::collections::VecDeque<Bytes>);
+
+impl hyper::body::Body for Chunked {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+/// Sends `body` to `addr` as `POST path` on a fresh connection: the status and the whole
+/// answer body.
+pub async fn post<B>(addr: SocketAddr, path: &str, body: B) -> (StatusCode, Bytes)
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = http1::handshake::<_, B>(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post(path)
+        .header("host", "serin.test")
+        .body(body)
+        .unwrap();
+    let res = sender.send_request(req).await.unwrap();
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, body)
+}
+
+/// A body of `len` bytes that is not all alike, so a reordered or truncated copy shows.
+pub fn payload(len: usize) -> Bytes {
+    (0..len)
+        .map(|i| u8::try_from(i % 251).unwrap())
+        .collect::<Vec<u8>>()
+        .into()
+}
