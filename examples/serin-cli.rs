@@ -86,10 +86,12 @@ mod cli;
 use clap::Parser;
 
 use cli::args::{Cli, Command};
-use cli::commands::{self, Ctx, Flavour};
+use cli::context::Ctx;
+use cli::deploy::{self, Flavour};
 use cli::exit::{CliError, Exit};
 use cli::settings::EnvLookup;
 use cli::ui::Ui;
+use cli::{history, observe};
 
 async fn run(cli: Cli) -> Result<Exit, CliError> {
     let env = EnvLookup::load(cli.global.env_file.as_deref())?;
@@ -105,23 +107,23 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
                 deploy: args.clone(),
                 ..Default::default()
             };
-            commands::deploy(&ctx, &args, Flavour::Any).await
+            deploy::deploy(&ctx, &args, Flavour::Any).await
         }
         Command::DeployBlueGreen(args) => {
             let args = cli::args::CanaryArgs {
                 deploy: args.clone(),
                 ..Default::default()
             };
-            commands::deploy(&ctx, &args, Flavour::BlueGreen).await
+            deploy::deploy(&ctx, &args, Flavour::BlueGreen).await
         }
-        Command::DeployCanary(args) => commands::deploy(&ctx, args, Flavour::Canary).await,
-        Command::Rollback(args) => commands::rollback(&ctx, args).await,
-        Command::Status => commands::status(&ctx).await,
-        Command::Monitor(args) => commands::monitor(&ctx, args).await,
-        Command::Logs(args) => commands::logs(&ctx, args).await,
-        Command::Metrics(args) => commands::metrics(&ctx, args).await,
-        Command::HealthCheck => commands::health_check(&ctx).await,
-        Command::Plan(args) => commands::plan(&ctx, args).await,
+        Command::DeployCanary(args) => deploy::deploy(&ctx, args, Flavour::Canary).await,
+        Command::Rollback(args) => deploy::rollback(&ctx, args).await,
+        Command::Status => history::status(&ctx).await,
+        Command::Monitor(args) => observe::monitor(&ctx, args).await,
+        Command::Logs(args) => history::logs(&ctx, args).await,
+        Command::Metrics(args) => observe::metrics(&ctx, args).await,
+        Command::HealthCheck => observe::health_check(&ctx).await,
+        Command::Plan(args) => deploy::plan(&ctx, args).await,
     }
 }
 

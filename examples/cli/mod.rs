@@ -2,10 +2,13 @@
 
 pub mod args;
 pub mod backend;
-pub mod commands;
+pub mod context;
+pub mod deploy;
 pub mod exit;
+pub mod history;
 pub mod journal;
 pub mod load;
+pub mod observe;
 pub mod settings;
 pub mod state;
 pub mod ui;

@@ -1,0 +1,120 @@
+//! What every verb starts from: the options, the environment, the state directory, the
+//! config, and the backend with what ran brought back up.
+
+use std::sync::Arc;
+
+use serin_compat::Fleet;
+use serin_orchestrator::DeploymentConfig;
+
+use crate::cli::args::Global;
+use crate::cli::backend::{Options, Stack};
+use crate::cli::exit::CliError;
+use crate::cli::journal::Overlay;
+use crate::cli::settings::{EnvLookup, load_config};
+use crate::cli::state::{RunState, StateDir};
+use crate::cli::ui::Ui;
+
+/// Everything every verb starts from.
+pub struct Ctx {
+    /// The global options.
+    pub global: Global,
+    /// The environment and `.env` file.
+    pub env: EnvLookup,
+    /// Output settings.
+    pub ui: Ui,
+}
+
+impl Ctx {
+    pub fn states(&self) -> Result<StateDir, CliError> {
+        StateDir::open(&self.global.state_dir)
+    }
+
+    /// The config (file, or the backend's built-in default) with the environment applied.
+    pub fn config(&self) -> Result<(DeploymentConfig, bool), CliError> {
+        let loaded = load_config(
+            self.global.config.as_deref(),
+            self.global.backend,
+            &self.env,
+        )?;
+        Ok((loaded.config, loaded.version_given))
+    }
+
+    /// The recorded state, checked against the service and backend of this invocation.
+    pub fn state(&self, states: &StateDir, service: &str) -> Result<RunState, CliError> {
+        match states.load()? {
+            None => Ok(RunState::new(service, self.global.backend)),
+            Some(s) if s.service != service => Err(CliError::usage(format!(
+                "state directory {} records service `{}`, but the config deploys `{service}`; use another --state-dir",
+                self.global.state_dir.display(),
+                s.service
+            ))),
+            Some(s) if s.backend != self.global.backend => Err(CliError::usage(format!(
+                "state directory {} records the {:?} backend, not {:?}; pass --backend {} or use another --state-dir",
+                self.global.state_dir.display(),
+                s.backend,
+                self.global.backend,
+                format!("{:?}", s.backend).to_lowercase()
+            ))),
+            Some(s) => Ok(s),
+        }
+    }
+
+    pub fn options(&self, states: &StateDir, state: &RunState) -> Options {
+        let fleet = match &state.current {
+            Some(r) => Fleet::new().with(state.service.clone(), r.version.clone()),
+            None => Fleet::new(),
+        };
+        Options {
+            backend: self.global.backend,
+            service: state.service.clone(),
+            behaviours: state.behaviours.clone(),
+            load_rps: self.global.load_rps,
+            listen: self.global.listen,
+            demo_binary: self.global.demo_binary.clone(),
+            logs: states.logs(),
+            seed: self.global.seed,
+            catalog: self.global.catalog.clone().map(|p| (p, fleet)),
+        }
+    }
+
+    pub fn journal(states: &StateDir) -> Result<Arc<Overlay>, CliError> {
+        Overlay::open(&states.journal())
+            .map(Arc::new)
+            .map_err(|e| CliError::backend(format!("journal: {e}")))
+    }
+
+    /// Assembles the backend and brings back what ran.
+    pub async fn stack(
+        &self,
+        states: &StateDir,
+        state: &RunState,
+        config: &DeploymentConfig,
+    ) -> Result<Stack, CliError> {
+        if !self.global.load_rps.is_finite() || self.global.load_rps <= 0.0 {
+            return Err(CliError::usage(format!(
+                "invalid --load-rps `{}`: must be a number of requests per second above 0",
+                self.global.load_rps
+            )));
+        }
+        let stack = Stack::build(&self.options(states, state), Self::journal(states)?).await?;
+        if let Some(current) = &state.current
+            && let Err(e) = stack.restore(current, config).await
+        {
+            stack.shutdown().await;
+            return Err(e);
+        }
+        Ok(stack)
+    }
+}
+
+/// The state of a command that needs something deployed.
+pub fn deployed(ctx: &Ctx, states: &StateDir, service: &str) -> Result<RunState, CliError> {
+    let state = ctx.state(states, service)?;
+    if state.current.is_none() {
+        return Err(CliError::usage(format!(
+            "nothing is deployed (state directory {}): deploy first",
+            ctx.global.state_dir.display()
+        )));
+    }
+    Ok(state)
+}

@@ -1,0 +1,424 @@
+//! The verbs that change what runs: `deploy`, `deploy-blue-green`, `deploy-canary`,
+//! `rollback`, and the dry run `plan`.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::ProgressBar;
+use serde_json::json;
+use serin_orchestrator::{
+    DeploymentConfig, DeploymentHandle, Event, EventKind, InMemoryJournal, InMemoryPlatform,
+    Orchestrator, Platform, Report, ServiceBackends, StrategyKind, TrackSpec, TrafficStrategyKind,
+};
+use serin_signals::{InMemoryHealth, InMemorySource};
+use serin_traffic::{InMemoryRouter, TrafficRouter, TrafficSplit};
+use tokio::sync::broadcast;
+
+use crate::cli::args::{CanaryArgs, DeployArgs, RollbackArgs, StrategyArg};
+use crate::cli::backend::Stack;
+use crate::cli::context::Ctx;
+use crate::cli::exit::{CliError, Exit};
+use crate::cli::load::Tally;
+use crate::cli::settings::service_of;
+use crate::cli::state::{Behaviour, RunState, StateDir};
+use crate::cli::ui::Ui;
+
+/// Which verb asked for a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// `deploy`: the strategy of the flag, the environment or the config.
+    Any,
+    /// `deploy-blue-green`.
+    BlueGreen,
+    /// `deploy-canary`.
+    Canary,
+}
+
+fn strategy_of(arg: StrategyArg) -> StrategyKind {
+    match arg {
+        StrategyArg::BlueGreen => StrategyKind::BlueGreen,
+        StrategyArg::Canary => StrategyKind::Canary,
+        StrategyArg::BlueGreenWithCanary => StrategyKind::BlueGreenWithCanary,
+    }
+}
+
+/// The config of a deployment: file, environment, then flags; validated.
+fn deploy_config(
+    ctx: &Ctx,
+    args: &CanaryArgs,
+    flavour: Flavour,
+) -> Result<DeploymentConfig, CliError> {
+    let (mut config, version_given) = ctx.config()?;
+    let d = &args.deploy;
+    match &d.version {
+        Some(v) => config.version = v.clone(),
+        None if version_given => {}
+        None => {
+            return Err(CliError::usage(
+                "no version to deploy: give --version, set VERSION, or write `version` in the config file",
+            ));
+        }
+    }
+    match (flavour, d.strategy) {
+        (Flavour::BlueGreen, _) => config.strategy = StrategyKind::BlueGreen,
+        (Flavour::Canary, _) => config.strategy = StrategyKind::Canary,
+        (Flavour::Any, Some(s)) => config.strategy = strategy_of(s),
+        (Flavour::Any, None) => {}
+    }
+    if let Some(p) = args.initial_percentage {
+        config.canary_config.initial_percentage = p;
+    }
+    if let Some(p) = args.increment {
+        config.canary_config.increment_percentage = p;
+    }
+    if let Some(p) = args.phase_duration {
+        config.canary_config.increment_interval = p;
+    }
+    config
+        .validate()
+        .map_err(|e| CliError::usage(format!("flags: {e}")))?;
+    Ok(config)
+}
+
+/// The behaviour of the version to deploy: the flags, else what was recorded, else healthy.
+fn behaviour(d: &DeployArgs, recorded: Behaviour) -> Result<Behaviour, CliError> {
+    let mut b = recorded;
+    if let Some(rate) = d.error_rate {
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(CliError::usage(format!(
+                "invalid --error-rate `{rate}`: must be a fraction in 0 ..= 1 (0.05 = 5%)"
+            )));
+        }
+        b.error_rate = rate;
+    }
+    if let Some(ms) = d.latency_ms {
+        if ms > 60_000 {
+            return Err(CliError::usage(format!(
+                "invalid --latency-ms `{ms}`: must be at most 60000"
+            )));
+        }
+        b.latency_ms = ms;
+    }
+    Ok(b)
+}
+
+/// Shows a running deployment: its events as lines, its phase and weight on a bar.
+fn show_events(
+    ui: Ui,
+    bar: ProgressBar,
+    mut events: broadcast::Receiver<Event>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(e) => {
+                    if let EventKind::PhaseChanged { phase } = &e.kind {
+                        bar.set_prefix(phase.to_string());
+                    }
+                    if let Some(w) = weight_of(&e.kind) {
+                        bar.set_position(w);
+                    }
+                    if let EventKind::AnalysisResult { decision } = &e.kind
+                        && decision.action == serin_canary::controller::Action::Hold
+                    {
+                        continue;
+                    }
+                    let line = format!("  {} {}", e.at, e.kind);
+                    bar.set_message(e.kind.to_string().chars().take(60).collect::<String>());
+                    ui.note(&bar, &line);
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    })
+}
+
+/// The new version's weight an event announces, if it announces one.
+fn weight_of(kind: &EventKind) -> Option<u64> {
+    match kind {
+        EventKind::WeightChanged { percent, .. } => Some(percent.clamp(0.0, 100.0).round() as u64),
+        _ => None,
+    }
+}
+
+const DEPLOY_BAR: &str = "{spinner} [{elapsed_precise}] {prefix:>11} {bar:30} {pos:>3}% {msg}";
+
+/// Waits for the end of a deployment; Ctrl-C aborts it (it rolls back) and waits for that.
+async fn until_the_end(
+    ui: Ui,
+    bar: &ProgressBar,
+    handle: DeploymentHandle,
+) -> serin_orchestrator::Result<Report> {
+    let mut status = handle.watch();
+    // Registered now, not at the first poll of a select branch, so no interrupt is missed.
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    let mut interrupted = sigint.is_none();
+    loop {
+        if status.borrow_and_update().outcome.is_some() {
+            break;
+        }
+        tokio::select! {
+            changed = status.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            signal = async { sigint.as_mut()?.recv().await }, if !interrupted => {
+                interrupted = true;
+                if signal.is_some() {
+                    ui.note(bar, "interrupted: aborting the deployment (it rolls back) ...");
+                    if let Err(e) = handle.abort().await {
+                        ui.note(bar, &format!("could not abort: {e}"));
+                    }
+                }
+            }
+        }
+    }
+    handle.wait().await
+}
+
+/// The config of a rollback to `version`: an immediate blue-green switch with the config's
+/// health gate and monitoring, as `Orchestrator::rollback_to` deploys it (built here so the
+/// command gets a handle for its progress and for Ctrl-C).
+fn rollback_config(config: &DeploymentConfig, version: semver::Version) -> DeploymentConfig {
+    let mut c = config.clone();
+    c.version = version;
+    c.strategy = StrategyKind::BlueGreen;
+    c.blue_green_config.traffic_strategy = TrafficStrategyKind::Immediate;
+    c
+}
+
+/// Runs one deployment to its end on `stack` with progress, then records what runs.
+async fn run_to_end(
+    ctx: &Ctx,
+    stack: &mut Stack,
+    states: &StateDir,
+    state: &mut RunState,
+    config: &DeploymentConfig,
+    is_rollback: bool,
+) -> Result<Report, CliError> {
+    let service = state.service.clone();
+    if state.current.is_some() {
+        stack.start_load().await;
+    }
+    if let Some(addr) = stack.address() {
+        ctx.ui
+            .note(&ProgressBar::hidden(), &format!("proxy on http://{addr}"));
+    }
+    state.in_progress = Some(format!(
+        "{} of {} started at {}",
+        if is_rollback {
+            "rollback"
+        } else {
+            "deployment"
+        },
+        config.version,
+        stack.now()
+    ));
+    states.save(state)?;
+    let bar = ctx.ui.bar(100, DEPLOY_BAR);
+    let printer = show_events(ctx.ui, bar.clone(), stack.orchestrator.subscribe());
+    let report = match stack.orchestrator.start(config, &service).await {
+        Ok(handle) => until_the_end(ctx.ui, &bar, handle).await,
+        Err(e) => Err(e),
+    };
+    // Let the printer catch the last events before it stops.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    printer.abort();
+    bar.finish_and_clear();
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            // Nothing ran to its end: what runs is what the backend says, if it can say.
+            if let Ok(running) = stack.running().await {
+                state.record_running(running, &config.version);
+            }
+            state.in_progress = None;
+            states.save(state)?;
+            return Err(e.into());
+        }
+    };
+    let running = stack.running().await?;
+    state.record_running(running, &config.version);
+    state.last_deployment = Some(report.deployment.clone());
+    state.last_outcome = report.outcome.clone();
+    state.in_progress = None;
+    states.save(state)?;
+    Ok(report)
+}
+
+fn report_text(report: &Report, tally: Option<Tally>) -> String {
+    let mut text = report.to_string();
+    if let Some(t) = tally {
+        let _ = writeln!(
+            text,
+            "load: {} answered ({} with a 5xx from the service), {} unanswered",
+            t.answered, t.server_errors, t.unanswered
+        );
+    }
+    text
+}
+
+/// `deploy`, `deploy-blue-green`, `deploy-canary`: a deployment to its end (or the plan with
+/// `--dry-run`).
+pub async fn deploy(ctx: &Ctx, args: &CanaryArgs, flavour: Flavour) -> Result<Exit, CliError> {
+    let config = deploy_config(ctx, args, flavour)?;
+    if args.deploy.dry_run {
+        return plan_of(ctx, config).await;
+    }
+    let service = service_of(&config).to_owned();
+    let states = ctx.states()?;
+    let mut state = ctx.state(&states, &service)?;
+    let b = behaviour(&args.deploy, state.behaviour(&config.version))?;
+    state.behaviours.insert(config.version.to_string(), b);
+    let mut stack = ctx.stack(&states, &state, &config).await?;
+    let result = run_to_end(ctx, &mut stack, &states, &mut state, &config, false).await;
+    let tally = stack.shutdown().await;
+    let report = result?;
+    let exit = Exit::of_outcome(report.outcome.as_ref());
+    ctx.ui.result(&report_text(&report, tally), &report)?;
+    Ok(exit)
+}
+
+/// `rollback`: the previous version (or `--to-version`) back by an immediate blue-green switch.
+pub async fn rollback(ctx: &Ctx, args: &RollbackArgs) -> Result<Exit, CliError> {
+    let (config, _) = ctx.config()?;
+    let service = service_of(&config).to_owned();
+    let states = ctx.states()?;
+    let mut state = ctx.state(&states, &service)?;
+    let Some(current) = state.current.clone() else {
+        return Err(CliError::usage(format!(
+            "nothing is deployed (state directory {}): nothing to roll back",
+            ctx.global.state_dir.display()
+        )));
+    };
+    let target = match (&args.to_version, state.previous.last()) {
+        (Some(v), _) => v.clone(),
+        (None, Some(v)) => v.clone(),
+        (None, None) => {
+            return Err(CliError::usage(format!(
+                "no version of `{service}` ran before {}: give --to-version",
+                current.version
+            )));
+        }
+    };
+    if target == current.version {
+        return Err(CliError::usage(format!(
+            "invalid --to-version `{target}`: it is what runs already"
+        )));
+    }
+    let config = rollback_config(&config, target);
+    let mut stack = ctx.stack(&states, &state, &config).await?;
+    let result = run_to_end(ctx, &mut stack, &states, &mut state, &config, true).await;
+    let tally = stack.shutdown().await;
+    let report = result?;
+    let exit = Exit::of_outcome(report.outcome.as_ref());
+    ctx.ui.result(&report_text(&report, tally), &report)?;
+    Ok(exit)
+}
+
+/// `plan`: the dry run.
+pub async fn plan(ctx: &Ctx, args: &DeployArgs) -> Result<Exit, CliError> {
+    let canary = CanaryArgs {
+        deploy: args.clone(),
+        ..CanaryArgs::default()
+    };
+    let config = deploy_config(ctx, &canary, Flavour::Any)?;
+    plan_of(ctx, config).await
+}
+
+/// The plan on an in-memory copy of what runs: no process starts, nothing changes.
+async fn plan_of(ctx: &Ctx, config: DeploymentConfig) -> Result<Exit, CliError> {
+    let service = service_of(&config).to_owned();
+    let states = StateDir::existing(&ctx.global.state_dir);
+    let state = ctx.state(&states, &service)?;
+    let platform = Arc::new(InMemoryPlatform::new());
+    let router = Arc::new(InMemoryRouter::new());
+    if let Some(r) = &state.current {
+        let spec = TrackSpec::new(
+            &service,
+            &r.version.to_string(),
+            r.track.clone(),
+            r.instances.max(1),
+        )?;
+        platform.bring_up(&spec).await?;
+        let split = TrafficSplit::all_to(r.track.as_str(), &[])
+            .map_err(|e| CliError::backend(e.to_string()))?;
+        router
+            .apply(&split)
+            .await
+            .map_err(|e| CliError::backend(e.to_string()))?;
+    }
+    let backends = ServiceBackends::new(
+        router,
+        Arc::new(InMemorySource::new()),
+        Arc::new(InMemoryHealth::new()),
+    );
+    let mut builder = Orchestrator::builder(platform, Arc::new(InMemoryJournal::new()))
+        .service(&service, backends);
+    let options = ctx.options(&states, &state);
+    if let Some((path, fleet)) = options.catalog {
+        builder = builder.validator(crate::cli::backend::load_catalog(&path)?, fleet);
+    }
+    let plans = builder.build().plan(&config).await?;
+    let blocked = plans
+        .iter()
+        .any(|p| p.steps.iter().any(|s| s.starts_with("validation: BLOCKED")));
+    let mut text = String::from("dry run: nothing was changed\n");
+    for p in &plans {
+        let _ = write!(text, "{p}");
+    }
+    let doc = json!({
+        "dryRun": true,
+        "plans": plans.iter().map(|p| json!({
+            "service": p.service,
+            "strategy": p.strategy,
+            "from": p.from,
+            "to": p.to,
+            "steps": p.steps,
+            "traffic": p.traffic.as_ref().map(ToString::to_string),
+        })).collect::<Vec<_>>(),
+    });
+    ctx.ui.result(&text, &doc)?;
+    Ok(if blocked {
+        Exit::Blocked
+    } else {
+        Exit::Success
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_come_from_weight_events_only() {
+        let w = EventKind::WeightChanged {
+            version: "1.1.0".into(),
+            track: "canary".into(),
+            percent: 12.6,
+        };
+        assert_eq!(weight_of(&w), Some(13));
+        assert_eq!(weight_of(&EventKind::Paused), None);
+    }
+
+    #[test]
+    fn a_rollback_is_an_immediate_blue_green_switch_to_the_version() {
+        let c = DeploymentConfig::new(
+            StrategyKind::Canary,
+            semver::Version::new(2, 0, 0),
+            &["demo"],
+        )
+        .expect("config");
+        let r = rollback_config(&c, semver::Version::new(1, 0, 0));
+        assert_eq!(r.version, semver::Version::new(1, 0, 0));
+        assert_eq!(r.strategy, StrategyKind::BlueGreen);
+        assert_eq!(
+            r.blue_green_config.traffic_strategy,
+            TrafficStrategyKind::Immediate
+        );
+        assert_eq!(r.monitoring, c.monitoring);
+    }
+}

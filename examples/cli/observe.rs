@@ -1,0 +1,236 @@
+//! The verbs that watch what runs under the built-in load: `metrics`, `monitor` and
+//! `health-check`.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde_json::json;
+use serin_signals::{Timestamp, Window};
+
+use crate::cli::args::{MetricsArgs, MonitorArgs};
+use crate::cli::backend::{TrackHealth, TrackMetrics};
+use crate::cli::context::{Ctx, deployed};
+use crate::cli::exit::{CliError, Exit};
+use crate::cli::settings::service_of;
+
+/// `[start, end)` shrunk to whole seconds: both backends measure in one-second buckets, and a
+/// bucket counts in the window it starts in, so a partial second at either edge would be
+/// under-counted. A window shorter than a whole second is kept as it is.
+fn whole_seconds(start: Timestamp, end: Timestamp) -> Result<Window, CliError> {
+    let first = start.as_millis().div_ceil(1_000) * 1_000;
+    let last = end.as_millis() / 1_000 * 1_000;
+    let (a, b) = if last > first {
+        (Timestamp::from_millis(first), Timestamp::from_millis(last))
+    } else {
+        (start, end)
+    };
+    Window::new(a, b).map_err(|e| CliError::backend(e.to_string()))
+}
+
+fn metrics_text(tracks: &[TrackMetrics]) -> String {
+    let mut text = String::new();
+    for t in tracks {
+        let _ = writeln!(
+            text,
+            "{:<8} {:<8} {:>5.1}%  {:>7} req  {:>6.1} req/s  errors {:>5} ({})  p50 {}  p99 {}",
+            t.track,
+            t.version,
+            t.weight,
+            t.requests,
+            t.throughput,
+            t.errors,
+            t.error_rate
+                .map_or("-".to_owned(), |r| format!("{:.2}%", r * 100.0)),
+            t.p50_ms.map_or("-".to_owned(), |v| format!("{v:.1}ms")),
+            t.p99_ms.map_or("-".to_owned(), |v| format!("{v:.1}ms")),
+        );
+    }
+    text
+}
+
+/// `metrics`: what runs, measured under the built-in load for `--duration`.
+pub async fn metrics(ctx: &Ctx, args: &MetricsArgs) -> Result<Exit, CliError> {
+    let (config, _) = ctx.config()?;
+    let service = service_of(&config).to_owned();
+    let states = ctx.states()?;
+    let state = deployed(ctx, &states, &service)?;
+    let mut stack = ctx.stack(&states, &state, &config).await?;
+    let result = async {
+        stack.start_load().await;
+        let start = stack.now();
+        let bar = ctx.ui.bar(
+            args.duration.as_secs().max(1),
+            "{spinner} measuring {elapsed}/{len}s {bar:30}",
+        );
+        let step = Duration::from_secs(1).min(args.duration);
+        let deadline = tokio::time::Instant::now() + args.duration;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(step).await;
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let window = whole_seconds(start, stack.now())?;
+        Ok::<_, CliError>((window, stack.measure(window).await?))
+    }
+    .await;
+    stack.shutdown().await;
+    let (window, tracks) = result?;
+    let text = format!("{window}\n{}", metrics_text(&tracks));
+    ctx.ui
+        .result(&text, &json!({ "window": window, "tracks": tracks }))?;
+    Ok(Exit::Success)
+}
+
+fn health_text(tracks: &[TrackHealth]) -> String {
+    let mut text = String::new();
+    for t in tracks {
+        let _ = writeln!(
+            text,
+            "{} ({}): {}/{} ready — {}",
+            t.track,
+            t.version,
+            t.ready,
+            t.instances,
+            if t.healthy() { "healthy" } else { "UNHEALTHY" }
+        );
+        for p in &t.probes {
+            let _ = writeln!(
+                text,
+                "  {:?} {} {:?}{}",
+                p.probe,
+                p.instance.as_deref().unwrap_or("(track)"),
+                p.status,
+                p.detail
+                    .as_deref()
+                    .map_or(String::new(), |d| format!(": {d}"))
+            );
+        }
+    }
+    text
+}
+
+/// `health-check`: brings what runs up and probes it.
+pub async fn health_check(ctx: &Ctx) -> Result<Exit, CliError> {
+    let (config, _) = ctx.config()?;
+    let service = service_of(&config).to_owned();
+    let states = ctx.states()?;
+    let state = ctx.state(&states, &service)?;
+    let stack = ctx.stack(&states, &state, &config).await?;
+    let result = stack.probe().await;
+    stack.shutdown().await;
+    let tracks = result?;
+    let healthy = tracks.iter().all(TrackHealth::healthy);
+    let text = if state.current.is_none() {
+        format!(
+            "nothing deployed yet; the {:?} backend starts\n",
+            ctx.global.backend
+        )
+        .to_lowercase()
+    } else {
+        health_text(&tracks)
+    };
+    ctx.ui
+        .result(&text, &json!({ "healthy": healthy, "tracks": tracks }))?;
+    Ok(if healthy { Exit::Success } else { Exit::Failed })
+}
+
+/// `monitor`: samples health and metrics of what runs every `--interval` for `--duration`.
+pub async fn monitor(ctx: &Ctx, args: &MonitorArgs) -> Result<Exit, CliError> {
+    let (config, _) = ctx.config()?;
+    let service = service_of(&config).to_owned();
+    let states = ctx.states()?;
+    let state = deployed(ctx, &states, &service)?;
+    let mut stack = ctx.stack(&states, &state, &config).await?;
+    let interval = args.interval.min(args.duration);
+    let result = async {
+        stack.start_load().await;
+        let steps = (args.duration.as_millis() / interval.as_millis().max(1)).max(1);
+        // Each sample measures the last whole seconds (at least one) before it.
+        let steps = u64::try_from(steps).unwrap_or(u64::MAX);
+        let bar = ctx.ui.bar(
+            steps,
+            "{spinner} monitoring [{elapsed_precise}] {bar:30} {msg}",
+        );
+        let mut samples = Vec::new();
+        let mut healthy = true;
+        let span = Duration::from_secs(interval.as_secs().max(1));
+        for _ in 0..steps {
+            tokio::time::sleep(interval).await;
+            let end = stack.now();
+            let window = whole_seconds(end.saturating_sub(span + Duration::from_secs(1)), end)?;
+            let tracks = stack.measure(window).await?;
+            let health = stack.probe().await?;
+            let ok = health.iter().all(TrackHealth::healthy);
+            healthy &= ok;
+            let summary: Vec<String> = tracks
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{} {} {:.0}% {:.0} req/s err {}",
+                        t.track,
+                        t.version,
+                        t.weight,
+                        t.throughput,
+                        t.error_rate
+                            .map_or("-".to_owned(), |r| format!("{:.2}%", r * 100.0))
+                    )
+                })
+                .collect();
+            let line = format!(
+                "{} {} | {}",
+                window.end(),
+                summary.join(" | "),
+                if ok { "healthy" } else { "UNHEALTHY" }
+            );
+            bar.set_message(line.clone());
+            ctx.ui.note(&bar, &line);
+            bar.inc(1);
+            samples.push(
+                json!({ "window": window, "tracks": tracks, "health": health, "healthy": ok }),
+            );
+        }
+        bar.finish_and_clear();
+        Ok::<_, CliError>((samples, healthy))
+    }
+    .await;
+    let tally = stack.shutdown().await;
+    let (samples, healthy) = result?;
+    let mut text = format!(
+        "monitored {} for {}: {}\n",
+        service,
+        humantime::format_duration(args.duration),
+        if healthy {
+            "healthy throughout"
+        } else {
+            "UNHEALTHY at times"
+        }
+    );
+    if let Some(t) = tally {
+        let _ = writeln!(
+            text,
+            "load: {} answered ({} with a 5xx from the service), {} unanswered",
+            t.answered, t.server_errors, t.unanswered
+        );
+    }
+    ctx.ui.result(
+        &text,
+        &json!({ "healthy": healthy, "samples": samples, "load": tally }),
+    )?;
+    Ok(if healthy { Exit::Success } else { Exit::Failed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_shrink_to_whole_seconds_unless_shorter_than_one() {
+        let t = Timestamp::from_millis;
+        let w = whole_seconds(t(10_250), t(13_900)).expect("window");
+        assert_eq!((w.start(), w.end()), (t(11_000), t(13_000)));
+        let w = whole_seconds(t(10_000), t(12_000)).expect("window");
+        assert_eq!((w.start(), w.end()), (t(10_000), t(12_000)));
+        let w = whole_seconds(t(10_250), t(10_900)).expect("window");
+        assert_eq!((w.start(), w.end()), (t(10_250), t(10_900)));
+    }
+}
