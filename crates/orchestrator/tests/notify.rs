@@ -953,21 +953,58 @@ fn smtp_settings(host: &str, port: u16) -> NotifySettings {
     s
 }
 
+/// The messages of a Maildir (aiosmtpd's `Mailbox` handler), in delivery order.
+fn read_maildir(dir: &str) -> Vec<String> {
+    let mut files = Vec::new();
+    for sub in ["new", "cur"] {
+        let Ok(entries) = std::fs::read_dir(std::path::Path::new(dir).join(sub)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // `{seconds}.M{microseconds}P{pid}Q{counter}.{host}`
+            let num = |after: char, upto: char| -> u64 {
+                name.split_once(after)
+                    .and_then(|(_, rest)| rest.split(upto).next())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            let secs: u64 = name
+                .split('.')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let key = (secs, num('M', 'P'), num('Q', '.'));
+            if let Ok(text) = std::fs::read_to_string(entry.path()) {
+                files.push((key, text));
+            }
+        }
+    }
+    files.sort();
+    files.into_iter().map(|(_, text)| text).collect()
+}
+
 struct Mailbox(String);
 
 #[async_trait]
 impl Inbox for Mailbox {
     async fn delivered(&self) -> Vec<Delivered> {
-        let text = std::fs::read_to_string(&self.0).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| l.strip_prefix("Event:      #"))
-            .zip(text.lines().filter_map(|l| l.strip_prefix("Deployment: ")))
-            .map(|(ev, dep)| Delivered {
-                deployment: dep.trim().to_owned(),
-                event_type: ev
+        read_maildir(&self.0)
+            .iter()
+            .filter_map(|msg| {
+                let field = |prefix: &str| {
+                    msg.lines()
+                        .find_map(|l| l.strip_prefix(prefix))
+                        .map(|v| v.trim().to_owned())
+                };
+                let deployment = field("Deployment: ")?;
+                let event_type = field("Event:      #")?
                     .split_once('(')
-                    .map(|(_, t)| t.trim_end_matches(')').to_owned())
-                    .unwrap_or_default(),
+                    .map(|(_, t)| t.trim_end_matches(')').to_owned())?;
+                Some(Delivered {
+                    deployment,
+                    event_type,
+                })
             })
             .collect()
     }
@@ -986,12 +1023,11 @@ async fn email_goes_through_a_real_smtp_server() {
         .expect("queued");
     flush(&n).await;
     assert_eq!(n.stats().delivered, 1, "{:?}", n.stats());
-    let text = std::fs::read_to_string(&mailbox).expect("the mailbox");
-    let at = text
-        .find(&format!("Deployment: {deployment}"))
+    let needle = format!("Deployment: {deployment}");
+    let msg = read_maildir(&mailbox)
+        .into_iter()
+        .find(|m| m.contains(&needle))
         .expect("our message arrived");
-    let start = text[..at].rfind("\nFrom ").unwrap_or(0);
-    let msg = &text[start..];
     assert!(
         msg.contains("Subject: [serin] web: rolled back: error_rate on canary 9.8% > 5%"),
         "{msg}"
