@@ -194,3 +194,113 @@ impl Timeline {
         kinds
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(from: &str, events: &str, samples: &str) -> Report {
+        let json = format!(
+            r#"{{"deployment":"web-1","service":"web","strategy":"canary","from":{from},
+            "to":{{"track":"canary","version":"1.1.0"}},"outcome":null,
+            "startedAt":1000,"lastAt":61000,"backup":null,"timeline":[{events}],
+            "samples":[{samples}]}}"#
+        );
+        serde_json::from_str(&json).expect("report")
+    }
+
+    fn event(seq: u64, at_ms: u64, kind: &str) -> String {
+        format!(
+            r#"{{"deployment":"web-1","service":"web","seq":{seq},"at":{at_ms},"kind":{kind}}}"#
+        )
+    }
+
+    #[test]
+    fn weights_are_steps_that_fall_to_zero_on_rollback_and_the_baseline_takes_the_rest() {
+        let events = [
+            event(
+                0,
+                11_000,
+                r#"{"type":"weightChanged","track":"canary","percent":10.0}"#,
+            ),
+            event(
+                1,
+                31_000,
+                r#"{"type":"weightChanged","track":"canary","percent":40.0}"#,
+            ),
+            event(2, 41_000, r#"{"type":"rollbackStarted","reason":"x"}"#),
+            event(3, 51_000, r#"{"type":"rolledBack","reason":"x"}"#),
+        ]
+        .join(",");
+        let t = Timeline::of(&report(
+            r#"{"track":"stable","version":"1.0.0"}"#,
+            &events,
+            "",
+        ));
+        assert_eq!(t.axis.span(), 60.0);
+        assert_eq!(
+            t.canary.weight,
+            vec![
+                (0.0, 0.0),
+                (10.0, 0.0),
+                (10.0, 10.0),
+                (30.0, 10.0),
+                (30.0, 40.0),
+                (40.0, 40.0),
+                (40.0, 0.0),
+                (60.0, 0.0),
+            ]
+        );
+        let baseline = t.baseline.as_ref().expect("baseline");
+        assert_eq!(baseline.label, "baseline 1.0.0 on stable");
+        assert_eq!(baseline.weight.get(2), Some(&(10.0, 90.0)));
+        let labels: Vec<(f64, &str)> = t.markers.iter().map(|m| (m.at, m.label.as_str())).collect();
+        assert_eq!(
+            labels,
+            vec![
+                (10.0, "10%"),
+                (30.0, "40%"),
+                (40.0, "rollback"),
+                (50.0, "rolled back")
+            ]
+        );
+        assert_eq!(
+            t.marker_kinds(),
+            vec![
+                MarkerKind::WeightStep,
+                MarkerKind::RollbackStarted,
+                MarkerKind::RolledBack
+            ]
+        );
+    }
+
+    #[test]
+    fn samples_give_percent_error_rates_and_p99_with_none_where_an_arm_had_no_data() {
+        let samples = r#"
+            {"window":{"start":1000,"end":11000},"weightPercent":10.0,"arms":[
+                {"arm":"baseline","version":"1.0.0","track":"stable","requests":900,"errors":9,"p99Ms":120.0},
+                {"arm":"canary","version":"1.1.0","track":"canary","requests":100,"errors":2}]},
+            {"window":{"start":11000,"end":21000},"weightPercent":10.0,"arms":[
+                {"arm":"baseline","version":"1.0.0","track":"stable","requests":0,"errors":0},
+                {"arm":"canary","version":"1.1.0","track":"canary","requests":100,"errors":0,"p99Ms":80.5}]}"#;
+        let t = Timeline::of(&report(
+            r#"{"track":"stable","version":"1.0.0"}"#,
+            "",
+            samples,
+        ));
+        let baseline = t.baseline.as_ref().expect("baseline");
+        assert_eq!(baseline.error_rate, vec![(10.0, Some(1.0)), (20.0, None)]);
+        assert_eq!(baseline.p99_ms, vec![(10.0, Some(120.0)), (20.0, None)]);
+        assert_eq!(
+            t.canary.error_rate,
+            vec![(10.0, Some(2.0)), (20.0, Some(0.0))]
+        );
+        assert_eq!(t.canary.p99_ms, vec![(10.0, None), (20.0, Some(80.5))]);
+        assert!(t.markers.is_empty());
+        // With nothing before it, there is no baseline and the canary line is its own.
+        let install = Timeline::of(&report("null", "", samples));
+        assert!(install.baseline.is_none());
+        assert_eq!(install.arms().count(), 1);
+        assert_eq!(install.canary.label, "canary 1.1.0 on canary");
+    }
+}

@@ -1,0 +1,234 @@
+//! The JSON form of a report against its published schema (`docs/report.schema.json`): real
+//! reports from simulated deployments validate and round-trip, reports written before the
+//! schema was versioned still load, and reports of an unknown major version are refused.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serin_orchestrator::{
+    Clock, DeploymentConfig, InMemoryJournal, Orchestrator, Outcome, REPORT_SCHEMA_VERSION, Report,
+    ServiceBackends, StrategyKind, TrafficStrategyKind,
+};
+use serin_sim::{Fault, Load, Schedule, SimConfig, SimWorld, Span, VersionProfile};
+
+const SERVICE: &str = "web";
+
+fn v(s: &str) -> semver::Version {
+    semver::Version::parse(s).expect("version")
+}
+
+/// A simulated fleet running 1.0.0 (0.5% errors), with 1.1.0 healthy and 1.2.0 failing at 6%,
+/// and the report of 1.0.0's install.
+async fn fleet(seed: u64, strategy: StrategyKind) -> (SimWorld, Orchestrator, Report) {
+    let profile = |rate| {
+        VersionProfile::default()
+            .with_error_rate(Schedule::constant(rate))
+            .with_startup(Duration::from_secs(5))
+    };
+    let world = SimWorld::new(
+        SimConfig::new(seed)
+            .with_service(SERVICE)
+            .with_load(Load::constant(300.0))
+            .with_profile(v("1.0.0"), profile(0.005))
+            .with_profile(v("1.1.0"), profile(0.005))
+            .with_profile(v("1.2.0"), profile(0.06)),
+    )
+    .expect("world");
+    let backends = ServiceBackends::new(
+        Arc::new(world.router()),
+        Arc::new(world.metrics()),
+        Arc::new(world.health()),
+    );
+    let orchestrator =
+        Orchestrator::builder(Arc::new(world.platform()), Arc::new(InMemoryJournal::new()))
+            .service(SERVICE, backends)
+            .clock(Clock::starting_at(world.now()))
+            .build();
+    let install = deploy(&orchestrator, "1.0.0", strategy).await;
+    assert_eq!(install.outcome, Some(Outcome::Succeeded));
+    (world, orchestrator, install)
+}
+
+fn config(version: &str, strategy: StrategyKind) -> DeploymentConfig {
+    let mut c = DeploymentConfig::new(strategy, v(version), &[SERVICE]).expect("config");
+    c.canary_config.initial_percentage = 10;
+    c.canary_config.increment_percentage = 30;
+    c.canary_config.increment_interval = Duration::from_secs(120);
+    c.canary_config.metrics_window = Duration::from_secs(30);
+    c.canary_config.replicas = 1;
+    c.blue_green_config.replicas_per_env = 2;
+    c.blue_green_config.health_check_interval = Duration::from_secs(1);
+    c.blue_green_config.keep_old_warm_for = Duration::from_secs(60);
+    c.blue_green_config.traffic_strategy = TrafficStrategyKind::Gradual;
+    c.blue_green_config.traffic_increment = 25.0;
+    c.blue_green_config.traffic_interval = Duration::from_secs(60);
+    c.monitoring.monitoring_duration = Duration::from_secs(120);
+    c.validate().expect("valid");
+    c
+}
+
+async fn deploy(o: &Orchestrator, version: &str, strategy: StrategyKind) -> Report {
+    o.run(&config(version, strategy))
+        .await
+        .expect("run")
+        .remove(0)
+}
+
+/// The published schema.
+fn schema() -> serde_json::Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/report.schema.json");
+    let text = std::fs::read_to_string(path).expect("docs/report.schema.json");
+    serde_json::from_str(&text).expect("the schema is JSON")
+}
+
+/// The schema with every object that lists its properties closed to others, so that a field a
+/// report holds but the schema does not document fails validation. Objects the schema leaves
+/// open on purpose (`additionalProperties: true`: evidence owned by the judge and trigger
+/// crates) stay open.
+fn closed(mut schema: serde_json::Value) -> serde_json::Value {
+    fn close(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if map.contains_key("properties") && !map.contains_key("additionalProperties") {
+                    map.insert(
+                        "additionalProperties".into(),
+                        serde_json::Value::Bool(false),
+                    );
+                }
+                map.values_mut().for_each(close);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(close),
+            _ => {}
+        }
+    }
+    close(&mut schema);
+    schema
+}
+
+fn assert_valid(schema: &serde_json::Value, report: &serde_json::Value, what: &str) {
+    let validator = jsonschema::validator_for(schema).expect("a valid JSON Schema");
+    let errors: Vec<String> = validator
+        .iter_errors(report)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{what}: {errors:#?}");
+}
+
+/// Real reports: a promoted canary with a metrics gap, a rolled-back canary, a blue-green
+/// switch, and a first install.
+async fn real_reports() -> Vec<Report> {
+    let (world, o, install) = fleet(11, StrategyKind::Canary).await;
+    world
+        .inject(Fault::MetricsGap {
+            span: Span::new(Duration::from_secs(150), Duration::from_secs(200)),
+        })
+        .expect("gap");
+    let promoted = deploy(&o, "1.1.0", StrategyKind::Canary).await;
+    assert_eq!(promoted.outcome, Some(Outcome::Succeeded), "{promoted}");
+    let rolled_back = deploy(&o, "1.2.0", StrategyKind::Canary).await;
+    assert!(matches!(
+        rolled_back.outcome,
+        Some(Outcome::RolledBack { .. })
+    ));
+    let (_world, o, _) = fleet(12, StrategyKind::BlueGreen).await;
+    let blue_green = deploy(&o, "1.1.0", StrategyKind::BlueGreen).await;
+    let again = o.report(&blue_green.deployment).await.expect("report");
+    assert_eq!(
+        again, blue_green,
+        "the orchestrator rebuilds the same report"
+    );
+    assert!(install.from.is_none());
+    vec![promoted, rolled_back, blue_green, install]
+}
+
+#[tokio::test(start_paused = true)]
+async fn real_reports_validate_against_the_published_schema_and_round_trip() {
+    let schema = schema();
+    let strict = closed(schema.clone());
+    for report in real_reports().await {
+        assert_eq!(report.schema_version, REPORT_SCHEMA_VERSION);
+        let json = report.to_json().expect("json");
+        let value: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+        assert_valid(&schema, &value, &report.deployment);
+        // Every field the report holds is documented by the schema.
+        assert_valid(&strict, &value, &report.deployment);
+        assert_eq!(Report::from_json(&json).expect("read back"), report);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn reports_without_a_schema_version_read_as_version_one() {
+    let (_world, o, _) = fleet(14, StrategyKind::Canary).await;
+    let report = deploy(&o, "1.1.0", StrategyKind::Canary).await;
+    let mut value: serde_json::Value =
+        serde_json::from_str(&report.to_json().expect("json")).expect("JSON");
+    value
+        .as_object_mut()
+        .expect("an object")
+        .remove("schemaVersion");
+    assert_valid(&schema(), &value, "a report written before versioning");
+    let old = Report::from_json(&value.to_string()).expect("an old report loads");
+    assert_eq!(old, report);
+    assert_eq!(old.schema_version, "serin.report/v1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn other_major_versions_and_unknown_fields_are_refused_with_the_path() {
+    let (_world, o, _) = fleet(15, StrategyKind::Canary).await;
+    let report = deploy(&o, "1.1.0", StrategyKind::Canary).await;
+    let value: serde_json::Value =
+        serde_json::from_str(&report.to_json().expect("json")).expect("JSON");
+    let validator = jsonschema::validator_for(&schema()).expect("schema");
+    let with = |key: &str, v: serde_json::Value| {
+        let mut out = value.clone();
+        out.as_object_mut().expect("object").insert(key.into(), v);
+        out
+    };
+
+    let v2 = with("schemaVersion", "serin.report/v2".into());
+    assert!(!validator.is_valid(&v2));
+    let e = Report::from_json(&v2.to_string()).expect_err("v2");
+    assert!(
+        e.to_string()
+            .contains("report.schemaVersion `serin.report/v2`"),
+        "{e}"
+    );
+    let junk = with("schemaVersion", "report-1".into());
+    let e = Report::from_json(&junk.to_string()).expect_err("junk");
+    assert!(e.to_string().contains("not a report schema version"), "{e}");
+    let minor = with("schemaVersion", "serin.report/v1.3".into());
+    assert!(validator.is_valid(&minor));
+    assert!(Report::from_json(&minor.to_string()).is_ok());
+
+    // This crate's reader is strict about fields; the published schema leaves objects open
+    // for other tools, and the closed schema shows the field is not documented.
+    let extra = with("colour", "orange".into());
+    assert!(validator.is_valid(&extra));
+    assert!(
+        !jsonschema::validator_for(&closed(schema()))
+            .expect("schema")
+            .is_valid(&extra)
+    );
+    let e = Report::from_json(&extra.to_string()).expect_err("unknown field");
+    assert!(e.to_string().contains("colour"), "{e}");
+
+    for bad in ["", "[]", "{", "{\"schemaVersion\": 1}", "null"] {
+        assert!(Report::from_json(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn the_committed_quickstart_report_validates_and_loads() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/quickstart-report.json"
+    );
+    let text = std::fs::read_to_string(path).expect("docs/quickstart-report.json");
+    let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_valid(&closed(schema()), &value, "docs/quickstart-report.json");
+    let report = Report::from_json(&text).expect("loads");
+    assert!(
+        !report.samples.is_empty(),
+        "the quickstart observed both arms"
+    );
+}
