@@ -659,6 +659,23 @@ fn a_small_canary_on_the_local_backend_with_real_processes() {
     let s = status(d, &[]);
     assert_eq!(s["current"]["version"], "1.1.0", "{s}");
     assert!(s["interrupted"].is_null(), "{s}");
+
+    // Rollback to 1.0.0 by an immediate switch under load: no request goes unanswered.
+    local(d)
+        .args(["rollback"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("1.1.0 on canary -> 1.0.0 on blue"))
+        .stdout(predicate::str::contains("outcome: succeeded"))
+        .stdout(
+            predicate::str::is_match(
+                r"load: [1-9]\d* answered \(0 with a 5xx from the service\), 0 unanswered",
+            )
+            .expect("regex"),
+        );
+    let s = status(d, &[]);
+    assert_eq!(s["current"]["version"], "1.0.0", "{s}");
+    assert_eq!(s["current"]["track"], "blue", "{s}");
 }
 
 #[test]
