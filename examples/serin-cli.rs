@@ -21,9 +21,10 @@
 //! - **The state directory** (`--state-dir`, default `.serin`) holds the orchestrator's event
 //!   journal (`journal.jsonl`, a `FileJournal`: every state change and event of every
 //!   deployment), `state.json` (the service, the version that serves all traffic with its track
-//!   and instance count, the versions that ran before it, each version's demo behaviour and the
-//!   last deployment's id) and, on the local backend, the processes' logs (`logs/`). So
-//!   `status`, `logs` and `rollback` work across invocations.
+//!   and instance count, the versions that ran before it, each version's demo behaviour, the
+//!   last deployment's id and outcome, and a mark while a deployment runs) and, on the local
+//!   backend, the processes' logs (`logs/`). So `status`, `logs` and `rollback` work across
+//!   invocations.
 //! - **Local backend: a one-machine demo whose processes live as long as the command.** A
 //!   command that needs the service first brings the recorded version back up as
 //!   `serin-demo-service` processes behind the embedded reverse proxy (`--listen`, any free
@@ -61,7 +62,13 @@
 //! - **Output:** text for people, with progress bars on stderr when stdout and stderr are
 //!   terminals; `--output json` prints exactly one JSON document on stdout per command — a
 //!   deployment's or rollback's is the orchestrator's `Report`; an error's is
-//!   `{"error": ..., "exitCode": ...}`.
+//!   `{"error": ..., "exitCode": ...}` (errors the argument parser finds are printed by it, on
+//!   stderr only).
+//! - **Estimates that are not numbers.** An error-rate ratio over two arms without errors is
+//!   `NaN`; JSON writes it as `null`, which does not read back as a number, so the journal skips
+//!   such records when it is read again. The CLI therefore keeps the records it writes in memory
+//!   too (a deployment's report is always whole), and `logs` reads the journal's events as JSON,
+//!   showing an analysis it cannot parse by its action, reason and evidence.
 //!
 //! ## Exit status
 //!
