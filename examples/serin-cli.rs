@@ -5,9 +5,10 @@
 //!
 //! ```text
 //! cargo build -p serin-examples --example serin-cli
-//! target/debug/examples/serin-cli deploy-canary --version 1.0.0      # first install
-//! target/debug/examples/serin-cli deploy-canary --version 1.1.0      # judged canary
-//! target/debug/examples/serin-cli deploy --version 1.2.0 --error-rate 0.3   # rolled back
+//! target/debug/examples/serin-cli deploy --version 1.0.0             # first install
+//! target/debug/examples/serin-cli deploy-canary --version 1.1.0      # judged canary, promoted
+//! target/debug/examples/serin-cli deploy --version 1.2.0 --error-rate 0.3
+//! # blue-green: 30% errors, switched back by its rollback trigger (exit 1)
 //! target/debug/examples/serin-cli status
 //! target/debug/examples/serin-cli logs --tail 20
 //! target/debug/examples/serin-cli rollback                           # back to 1.0.0
@@ -43,7 +44,8 @@
 //! - **Configuration:** `--config` (YAML, TOML or JSON by extension) in the product brief's
 //!   shape (`DeploymentConfig`, one service in `targetServices`; `version` may be left to
 //!   `--version` or `VERSION`); without it, a built-in demo-scale config (service `demo`,
-//!   canary 20% → 60% → 100% in 3 s phases on the local backend). Over it, the brief's
+//!   blue-green by default as in the brief, canary 20% → 60% → 100% in 3 s phases on the local
+//!   backend). Over it, the brief's
 //!   environment variables (`VERSION`, `DEPLOYMENT_STRATEGY`, `INITIAL_PERCENTAGE`, `INCREMENT`,
 //!   `PHASE_DURATION`, `CANARY_ERROR_RATE`, ...), read from the environment and from the
 //!   `--env-file` (default `.env` if it exists; a variable already set in the environment

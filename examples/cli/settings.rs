@@ -115,10 +115,11 @@ fn unescape(s: &str) -> String {
 }
 
 /// The config used without `--config` on the local backend: the demo at small scale, so a
-/// canary takes seconds (two instances per colour, 3 s phases at 20%, 60% and 100%, 1 s
-/// metric windows, a 2 s watch after promotion).
+/// deployment takes seconds (two instances per colour; a canary in 3 s phases at 20%, 60% and
+/// 100% with 1 s metric windows; a 2 s watch after promotion). The strategy is the brief's
+/// default, blue-green (`deploy-canary` or `DEPLOYMENT_STRATEGY=canary` for a canary).
 const LOCAL_DEFAULT: &str = r#"
-strategy: canary
+strategy: blue-green
 version: 0.0.0
 targetServices: [demo]
 blueGreenConfig:
@@ -142,10 +143,11 @@ monitoring:
 maxDeploymentDuration: 5m
 "#;
 
-/// The config used without `--config` on the sim backend: the brief's own scale (5-minute
-/// phases, 30 s windows, a 5-minute watch), which virtual time runs in moments.
+/// The config used without `--config` on the sim backend: the brief's own scale (blue-green by
+/// default; canary phases of 5 minutes with 30 s windows; a 5-minute watch), which virtual time
+/// runs in moments.
 const SIM_DEFAULT: &str = r#"
-strategy: canary
+strategy: blue-green
 version: 0.0.0
 targetServices: [demo]
 blueGreenConfig:
