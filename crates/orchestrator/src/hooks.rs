@@ -1,5 +1,5 @@
 //! The [`Notifier`] and [`BackupProvider`] traits, with in-memory implementations that record
-//! what they were asked (real channels and backups are separate crates).
+//! what they were asked (real backups are in `backup`, behind the `backup` feature).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;

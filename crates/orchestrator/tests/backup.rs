@@ -503,3 +503,28 @@ async fn directory_snapshots_pass_the_conformance_suite_on_disk() {
     testkit::check_backup_provider(&snapshots, "files", Some(&Tree(tmp.path().join("state"))))
         .await;
 }
+
+#[tokio::test]
+async fn a_template_restore_recreates_a_dropped_database() {
+    let Some(server) = server("dropped") else {
+        return;
+    };
+    let db = Db::plain(&server, "dropped").await;
+    orders(&db).await;
+    let before = fingerprint(&db).await;
+    let store = tempfile::tempdir().unwrap();
+    let pg = PostgresBackup::new(
+        PostgresSettings::new(db.connection(), store.path())
+            .with_mode(PostgresMode::Template)
+            .verify_table(TableName::new("orders")),
+    )
+    .unwrap();
+    let id = pg.backup("shop", "v1").await.unwrap();
+    db.admin(&format!("DROP DATABASE {} WITH (FORCE)", ident(&db.name)))
+        .await;
+    assert!(!db.database_exists(&db.name).await);
+    pg.restore(&id).await.unwrap();
+    assert_eq!(fingerprint(&db).await, before);
+    pg.delete(&id).await.unwrap();
+    db.drop().await;
+}

@@ -260,6 +260,7 @@ pub enum PostgresMode {
     /// --exit-on-error`, then verified. The database stays online throughout; the restore
     /// replaces the objects in the dump (objects created after the backup, such as a new
     /// table, are left alone, and a restore fails if one of them depends on a dumped table).
+    /// The database must exist (create it empty first if it was dropped).
     /// A verification that fails after the restore is an error: the database then holds
     /// what `pg_restore` wrote, which does not match the backup.
     Dump {
@@ -271,7 +272,8 @@ pub enum PostgresMode {
     /// has any other connection, so the service must be disconnected while the copy is taken.
     /// A restore copies the snapshot to a new database, verifies it, and only then swaps it
     /// in by renaming both databases in one transaction (connections to the old database are
-    /// refused and ended first); a verification that fails changes nothing. Needs a role that
+    /// refused and ended first); a verification that fails changes nothing. A database that
+    /// was dropped is simply recreated from the snapshot. Needs a role that
     /// may create databases, and a maintenance database to connect to.
     Template,
 }
@@ -775,6 +777,19 @@ impl PostgresBackup {
         .await
     }
 
+    async fn database_exists(&self, name: &str) -> Result<bool> {
+        let out = self
+            .psql(
+                &self.settings.maintenance_database,
+                &[format!(
+                    "SELECT count(*) FROM pg_database WHERE datname = {}",
+                    sql::literal(name)
+                )],
+            )
+            .await?;
+        Ok(out.trim() != "0")
+    }
+
     async fn database_size(&self, name: &str) -> Result<u64> {
         let out = self
             .psql(
@@ -865,6 +880,19 @@ impl PostgresBackup {
             }
         }
         let db = sql::ident(self.db());
+        if !self.database_exists(self.db()).await? {
+            // Nothing to replace (the database was dropped): the restored copy takes its name.
+            return self
+                .psql(
+                    &maintenance,
+                    &[format!(
+                        "ALTER DATABASE {} RENAME TO {db}",
+                        sql::ident(&staging)
+                    )],
+                )
+                .await
+                .map(|_| ());
+        }
         let swapped = self
             .psql(
                 &maintenance,
@@ -1137,6 +1165,100 @@ mod tests {
         assert_eq!(s.mode, PostgresMode::Template);
         assert_eq!(s.maintenance_database, "postgres");
         assert_eq!(s.connection.port, 5432);
+    }
+
+    /// A stand-in for `psql` that records its arguments (one per line) and environment, then
+    /// fails like a server that refuses the statement.
+    fn fake_client(dir: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let script = format!(
+            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > '{0}/args'\nenv > '{0}/env'\n\
+             echo 'ERROR:  refused by the test' >&2\nexit 1\n",
+            dir.display()
+        );
+        let path = dir.join("psql");
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn names_reach_the_client_as_single_arguments_and_the_password_only_its_environment() {
+        let bin = tempfile::tempdir().unwrap();
+        fake_client(bin.path());
+        let store = tempfile::tempdir().unwrap();
+        let name = "we\"ird'; DROP DATABASE x; -- host=evil";
+        let connection =
+            PostgresConnection::new("127.0.0.1", 5432, "app", name).with_password("s3cret-pw");
+        let pg = PostgresBackup::new(
+            PostgresSettings::new(connection, store.path())
+                .with_mode(PostgresMode::Template)
+                .with_bin_dir(bin.path()),
+        )
+        .unwrap();
+        let err = pg.backup("shop", "v1").await.unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("refused by the test"), "{msg}");
+        assert!(msg.contains("must have no other connection"), "{msg}");
+        assert!(!msg.contains("s3cret-pw"), "{msg}");
+
+        let args = std::fs::read_to_string(bin.path().join("args")).unwrap();
+        let args: Vec<&str> = args.lines().collect();
+        assert_eq!(
+            args[..8],
+            [
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                "dbname='postgres'"
+            ]
+        );
+        assert_eq!(args[8], "-c");
+        assert!(
+            args[9].starts_with("CREATE DATABASE \"serin_snap_")
+                && args[9].ends_with(r#"TEMPLATE "we""ird'; DROP DATABASE x; -- host=evil""#),
+            "{}",
+            args[9]
+        );
+        assert_eq!(args.len(), 10);
+        let env = std::fs::read_to_string(bin.path().join("env")).unwrap();
+        assert!(env.lines().any(|l| l == "PGPASSWORD=s3cret-pw"), "{env}");
+        assert!(env.lines().any(|l| l == "PGHOST=127.0.0.1"), "{env}");
+        assert!(env.lines().any(|l| l == "PGUSER=app"), "{env}");
+        assert!(!env.lines().any(|l| l.starts_with("PGDATABASE=")), "{env}");
+        // The parent's environment never held it.
+        assert!(std::env::var("PGPASSWORD").map_or(true, |p| p != "s3cret-pw"));
+        // Nothing was left behind by the failed backup.
+        assert!(pg.list("shop").await.unwrap().is_empty());
+        assert!(std::fs::read_dir(store.path()).unwrap().next().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_dump_names_the_database_as_a_quoted_connection_value() {
+        let bin = tempfile::tempdir().unwrap();
+        fake_client(bin.path());
+        let store = tempfile::tempdir().unwrap();
+        let connection = PostgresConnection::new("h", 5432, "app", "x host=evil user='root'");
+        let pg = PostgresBackup::new(
+            PostgresSettings::new(connection, store.path())
+                .verify_table(TableName::new("t"))
+                .with_bin_dir(bin.path()),
+        )
+        .unwrap();
+        let err = pg.backup("shop", "v1").await.unwrap_err();
+        assert!(
+            err.to_string().contains("could not export a snapshot"),
+            "{err}"
+        );
+        let args = std::fs::read_to_string(bin.path().join("args")).unwrap();
+        assert!(
+            args.lines()
+                .any(|l| l == r"dbname='x host=evil user=\'root\''"),
+            "{args}"
+        );
     }
 
     #[test]
