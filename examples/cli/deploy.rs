@@ -61,8 +61,14 @@ fn deploy_config(
         }
     }
     match (flavour, d.strategy) {
-        (Flavour::BlueGreen, _) => config.strategy = StrategyKind::BlueGreen,
-        (Flavour::Canary, _) => config.strategy = StrategyKind::Canary,
+        (Flavour::BlueGreen | Flavour::Canary, Some(s)) => {
+            return Err(CliError::usage(format!(
+                "invalid --strategy `{}`: `deploy-blue-green` and `deploy-canary` name their strategy; use `deploy --strategy`",
+                strategy_of(s)
+            )));
+        }
+        (Flavour::BlueGreen, None) => config.strategy = StrategyKind::BlueGreen,
+        (Flavour::Canary, None) => config.strategy = StrategyKind::Canary,
         (Flavour::Any, Some(s)) => config.strategy = strategy_of(s),
         (Flavour::Any, None) => {}
     }

@@ -463,6 +463,17 @@ fn bad_config_and_bad_flags_exit_2_naming_the_field() {
         .code(2)
         .stderr(predicate::str::contains("canaryConfig.incrementPercentage"));
     sim(d)
+        .args([
+            "deploy-canary",
+            "--version",
+            "1.0.0",
+            "--strategy",
+            "blue-green",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--strategy `blue-green`"));
+    sim(d)
         .args(["deploy", "--version", "1.0.0", "--error-rate", "2"])
         .assert()
         .code(2)
