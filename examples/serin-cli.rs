@@ -42,7 +42,8 @@
 //!   error rate and extra median latency. The behaviour is remembered per version in
 //!   `state.json`, so the version comes back the same when it is brought up again.
 //! - **Configuration:** `--config` (YAML, TOML or JSON by extension) in the product brief's
-//!   shape (`DeploymentConfig`, one service in `targetServices`; `version` may be left to
+//!   shape (`DeploymentConfig`, one service in `targetServices`, as in the example
+//!   `examples/cli/deploy.yaml`; `version` may be left to
 //!   `--version` or `VERSION`); without it, a built-in demo-scale config (service `demo`,
 //!   blue-green by default as in the brief, canary 20% → 60% → 100% in 3 s phases on the local
 //!   backend). Over it, the brief's

@@ -343,6 +343,20 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_file_loads_without_a_version() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("cli/deploy.yaml");
+        let loaded = load_config(Some(&path), BackendKind::Local, &EnvLookup::default())
+            .expect("the example config loads");
+        assert!(!loaded.version_given);
+        assert_eq!(
+            loaded.config.strategy,
+            serin_orchestrator::StrategyKind::BlueGreen
+        );
+        assert_eq!(loaded.config.canary_config.initial_percentage, 10);
+        assert_eq!(service_of(&loaded.config), "demo");
+    }
+
+    #[test]
     fn the_built_in_configs_are_valid() {
         for text in [LOCAL_DEFAULT, SIM_DEFAULT] {
             let c = DeploymentConfig::from_yaml(text).expect("valid");

@@ -198,6 +198,21 @@ fn a_dry_run_plans_and_changes_nothing() {
         .stdout(predicate::str::contains("install 1.0.0"));
     assert!(!dir.path().join(".serin").join("state.json").exists());
     assert!(!dir.path().join(".serin").join("journal.jsonl").exists());
+    // The example config file: a gradual blue-green switch.
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("cli/deploy.yaml");
+    sim(dir.path())
+        .args([
+            "--config",
+            example.to_str().expect("path"),
+            "plan",
+            "--version",
+            "1.0.0",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "install 1.0.0 on blue by blue-green",
+        ));
 }
 
 #[test]
