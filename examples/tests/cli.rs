@@ -390,6 +390,51 @@ fn deploy_status_logs_and_rollbacks_work_across_invocations_on_the_simulated_fle
         "1.1.0"
     );
 
+    // Monitoring and metrics of what runs, in virtual time.
+    let out = sim(d)
+        .args([
+            "monitor",
+            "--duration",
+            "3m",
+            "--interval",
+            "1m",
+            "--output",
+            "json",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let m = json(&out);
+    assert_eq!(m["healthy"], true, "{m}");
+    let samples = m["samples"].as_array().cloned().unwrap_or_default();
+    assert_eq!(samples.len(), 3, "{m}");
+    for sample in &samples {
+        let track = &sample["tracks"][0];
+        assert_eq!(track["version"], "1.1.0", "{sample}");
+        // 100 requests a second for a minute, give or take the Poisson noise.
+        let n = track["requests"].as_u64().unwrap_or(0);
+        assert!((5_000..7_000).contains(&n), "{n} requests in {sample}");
+    }
+    let out = sim(d)
+        .args(["metrics", "--duration", "10s", "--output", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let m = json(&out);
+    assert!(
+        m["tracks"][0]["p99Ms"].as_f64().is_some_and(|p| p > 0.0),
+        "{m}"
+    );
+    sim(d)
+        .args(["health-check"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("3/3 ready — healthy"));
+
     // Another backend on the same state directory is refused.
     cli(d)
         .args([
