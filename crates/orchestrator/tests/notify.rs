@@ -337,6 +337,24 @@ async fn a_webhook_delivery_is_a_signed_cloudevent() {
 }
 
 #[tokio::test]
+async fn a_receiver_rejects_a_delivery_signed_at_a_stale_time() {
+    let rx = Receiver::start(Mode::Answer(200), Some(SECRET), &[]).await;
+    let n = ChannelNotifier::new(fast_settings())
+        .expect("notifier")
+        .with_env(env())
+        .with_clock(|| Timestamp::from_millis(1_000_000_000_000));
+    n.notify(&webhook(&rx.url("/")), &event("web-1", 0, rolled_back()))
+        .await
+        .expect("queued");
+    flush(&n).await;
+    let rejected = rx.rejected();
+    assert_eq!(rejected.len(), 1, "a 401 is not retried");
+    assert!(rejected[0].contains("tolerance"), "{rejected:?}");
+    assert!(rx.accepted().is_empty());
+    assert_eq!((n.stats().failed, n.stats().retries), (1, 0));
+}
+
+#[tokio::test]
 async fn a_receiver_that_fails_twice_gets_the_event_exactly_once_after_retries() {
     let rx = Receiver::start(Mode::Answer(200), Some(SECRET), &[500, 503]).await;
     let n = ChannelNotifier::new(fast_settings())
@@ -670,6 +688,11 @@ async fn secrets_appear_in_no_debug_output_log_error_or_body() {
             failing.url("/v2/enqueue")
         )),
         channel(r#"{"type":"email","destination":"ops@example.org"}"#),
+        // A Slack URL written as the destination: logs and errors show only its host.
+        channel(&format!(
+            r#"{{"type":"slack","destination":"{}"}}"#,
+            failing.url(&format!("/services/T/B/{SLACK_TOKEN}"))
+        )),
     ];
     for ch in &channels {
         n.notify(ch, &event("web-1", 0, rolled_back()))
@@ -677,7 +700,7 @@ async fn secrets_appear_in_no_debug_output_log_error_or_body() {
             .expect("queued");
     }
     flush(&n).await;
-    assert_eq!(n.stats().failed, 4, "{:?}", n.stats());
+    assert_eq!(n.stats().failed, 5, "{:?}", n.stats());
     // A missing secret is named by its variable.
     let missing =
         channel(r#"{"type":"webhook","destination":"http://127.0.0.1:9/","secretEnv":"NOT_SET"}"#);

@@ -11,7 +11,7 @@
 //! | `type` | `destination` | secret (`secretEnv`, or the [`NotifySettings`] default) |
 //! |---|---|---|
 //! | `webhook` | the receiver's `http(s)` URL | the HMAC-SHA256 signing secret (required) |
-//! | `slack` | a channel name (`#deploys`), or the incoming-webhook URL itself | the incoming-webhook URL |
+//! | `slack` | a channel name (`#deploys`), or the incoming-webhook URL itself (then it is in the journalled config: prefer `secretEnv`) | the incoming-webhook URL |
 //! | `pagerduty` | the Events API v2 URL, or a label (then [`NotifySettings::pagerduty_events_url`]) | the integration's routing key |
 //! | `email` | recipients, comma-separated | the SMTP password ([`SmtpSettings`]) |
 //!
@@ -98,7 +98,7 @@ impl fmt::Debug for ChannelNotifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChannelNotifier")
             .field("settings", &self.shared.settings)
-            .field("channels", &lock(&self.lanes).keys().collect::<Vec<_>>())
+            .field("channels", &lock(&self.lanes).len())
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
@@ -314,11 +314,8 @@ impl Drop for ChannelNotifier {
 #[async_trait]
 impl Notifier for ChannelNotifier {
     async fn notify(&self, channel: &NotificationChannel, event: &Event) -> Result<()> {
-        let path = format!(
-            "notificationChannel({} `{}`)",
-            kind_name(channel.kind),
-            channel.destination
-        );
+        let label = label(channel);
+        let path = format!("notificationChannel({label})");
         let target = self.target(channel, &path)?;
         let settings = &self.shared.settings;
         let payload = match target {
@@ -348,7 +345,6 @@ impl Notifier for ChannelNotifier {
                 }
             }
         };
-        let label = format!("{} `{}`", kind_name(channel.kind), channel.destination);
         let key = format!(
             "{}|{}|{}",
             kind_name(channel.kind),
@@ -393,6 +389,18 @@ fn kind_name(kind: ChannelKind) -> &'static str {
         ChannelKind::Pagerduty => "pagerduty",
         ChannelKind::Webhook => "webhook",
     }
+}
+
+/// How logs and errors name a channel: its kind and destination, a URL destination cut to its
+/// scheme and host (webhook paths often carry tokens).
+fn label(channel: &NotificationChannel) -> String {
+    let dest = channel.destination.trim();
+    let shown = if is_url(dest) {
+        redact_url(dest)
+    } else {
+        dest.to_owned()
+    };
+    format!("{} `{shown}`", kind_name(channel.kind))
 }
 
 fn is_url(s: &str) -> bool {

@@ -213,6 +213,32 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn a_signature_verifies_exactly_its_secret_timestamp_and_body(
+            secret in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            ts in 0u64..4_000_000_000,
+            flip in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            let tol = Duration::from_secs(300);
+            let now = Timestamp::from_millis(ts * 1_000);
+            let sig = signature(&secret, ts, &body).expect("sign");
+            proptest::prop_assert!(verify_signature(&secret, &ts.to_string(), &body, &sig, now, tol).is_ok());
+            if !body.is_empty() {
+                let mut changed = body.clone();
+                let i = flip.index(changed.len());
+                if let Some(b) = changed.get_mut(i) {
+                    *b ^= 0x01;
+                }
+                proptest::prop_assert!(verify_signature(&secret, &ts.to_string(), &changed, &sig, now, tol).is_err());
+            }
+            let mut other = secret.clone();
+            other.push(0x2a);
+            proptest::prop_assert!(verify_signature(&other, &ts.to_string(), &body, &sig, now, tol).is_err());
+        }
+    }
+
     #[test]
     fn the_signature_is_the_hmac_of_timestamp_dot_body() {
         // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
