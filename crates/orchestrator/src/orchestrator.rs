@@ -740,7 +740,17 @@ impl Orchestrator {
                         Some("resumed after a crash; onResume is rollback".into());
                 }
             }
-            runner.drive().await
+            // A deployment that ended frees the platform's lock; one cut short (a journal
+            // failure, or `kill`, which never gets here) keeps it until it is resumed.
+            let platform = Arc::clone(&runner.inner.platform);
+            let (service, holder) = (runner.state.service.clone(), runner.state.id.clone());
+            let out = runner.drive().await;
+            if out.is_ok()
+                && let Err(e) = platform.unlock(&service, &holder).await
+            {
+                tracing::warn!(deployment = %holder, "freeing the platform's deployment lock failed: {e}");
+            }
+            out
         });
         DeploymentHandle {
             id,
@@ -769,7 +779,28 @@ impl Orchestrator {
     ) -> Result<DeploymentHandle> {
         let guard = self.lock_service(service)?;
         let (backends, from, to) = self.prepare(config, service).await?;
+        let now = self.inner.clock.now();
+        let mut id = format!("{service}-{}-{}", to.version, now.as_millis());
+        let known = self.inner.journal.deployments().await?;
+        let mut n = 1;
+        while known.contains(&id) {
+            n += 1;
+            id = format!("{service}-{}-{}-{n}", to.version, now.as_millis());
+        }
+        self.inner
+            .platform
+            .lock(service, &id)
+            .await
+            .map_err(|e| match e {
+                Error::Conflict { reason, .. } => Error::conflict(
+                    "run",
+                    service,
+                    format!("{reason}; resume it to finish it (or roll it back) first"),
+                ),
+                other => other,
+            })?;
         if let Ok(st) = self.inner.platform.status(service, &to.track).await {
+            let _ = self.inner.platform.unlock(service, &id).await;
             return Err(Error::conflict(
                 "run",
                 service,
@@ -778,14 +809,6 @@ impl Orchestrator {
                     to.track, st.version
                 ),
             ));
-        }
-        let now = self.inner.clock.now();
-        let mut id = format!("{service}-{}-{}", to.version, now.as_millis());
-        let known = self.inner.journal.deployments().await?;
-        let mut n = 1;
-        while known.contains(&id) {
-            n += 1;
-            id = format!("{service}-{}-{}-{n}", to.version, now.as_millis());
         }
         let triggers = Engine::new(config.trigger_config()?, now)
             .map_err(|e| Error::invalid("deploymentConfig.triggers", "…", e.to_string()))?;
@@ -840,7 +863,10 @@ impl Orchestrator {
             status: status_tx,
             sample: None,
         };
-        first.commit(Vec::new(), kinds).await?;
+        if let Err(e) = first.commit(Vec::new(), kinds).await {
+            let _ = self.inner.platform.unlock(service, &first.state.id).await;
+            return Err(e);
+        }
         runner_state = first.state.clone();
         let seq = first.seq;
         Ok(self.spawn(runner_state, seq, None, backends, guard))
@@ -886,6 +912,7 @@ impl Orchestrator {
         };
         let state = last.state.clone();
         let guard = self.lock_service(&state.service)?;
+        self.inner.platform.lock(&state.service, &state.id).await?;
         let backends = self.backends(&state.service)?;
         let seq = last.seq + 1;
         Ok(self.spawn(state, seq, Some(last), backends, guard))

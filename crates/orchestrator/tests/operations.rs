@@ -351,3 +351,43 @@ async fn set_canary_scale_sizes_the_canary_by_replicas_weight_or_traffic() {
         .collect();
     assert_eq!(sizes, vec![2, 1, 3, 3, 4], "{report}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_platform_lock_keeps_two_orchestrators_from_deploying_one_service_at_once() {
+    let world = healthy_world().await;
+    let (a, b) = (world.orchestrator(), world.orchestrator());
+    let config = canary_config("1.1.0");
+    let h = a.start(&config, SERVICE).await.expect("start");
+    let id = h.id().to_owned();
+    let err = b
+        .start(&config, SERVICE)
+        .await
+        .expect_err("locked")
+        .to_string();
+    assert!(err.contains(&id), "{err}");
+    // A crash keeps the lock: the service stays locked until the deployment is resumed.
+    h.kill();
+    let err = b
+        .start(&canary_config("1.2.0"), SERVICE)
+        .await
+        .expect_err("still locked")
+        .to_string();
+    assert!(err.contains(&id) && err.contains("resume"), "{err}");
+    let report = b
+        .resume(&id)
+        .await
+        .expect("resume")
+        .wait()
+        .await
+        .expect("report");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    // It ended, so the lock is free again, for either orchestrator.
+    let next = a
+        .start(&canary_config("1.2.0"), SERVICE)
+        .await
+        .expect("free")
+        .wait()
+        .await
+        .expect("report");
+    assert_eq!(next.outcome, Some(Outcome::Succeeded), "{next}");
+}

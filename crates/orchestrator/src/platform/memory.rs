@@ -46,6 +46,8 @@ struct State {
     tracks: BTreeMap<TrackKey, Running>,
     fail_next: Option<String>,
     retirements: Vec<(TrackKey, Duration)>,
+    /// Deployment locks: service -> holder.
+    locks: BTreeMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -95,14 +97,14 @@ impl InMemoryPlatform {
     /// Makes the next `bring_up`, `scale` or `retire` fail with [`Error::Platform`] and change
     /// nothing.
     pub fn fail_next(&self, reason: impl Into<String>) {
-        self.lock().fail_next = Some(reason.into());
+        self.state().fail_next = Some(reason.into());
     }
 
     /// Makes `instance` of the track die: from now on it is reported not live and not ready,
     /// with `reason` as detail. It is not restarted.
     pub fn kill(&self, service: &str, track: &Track, instance: &str, reason: &str) -> Result<()> {
         let key = TrackKey::new(service, track);
-        let mut state = self.lock();
+        let mut state = self.state();
         let running = state
             .tracks
             .get_mut(&key)
@@ -118,10 +120,10 @@ impl InMemoryPlatform {
 
     /// Every retirement so far, oldest first, with the drain it was given.
     pub fn retirements(&self) -> Vec<(TrackKey, Duration)> {
-        self.lock().retirements.clone()
+        self.state().retirements.clone()
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn state(&self) -> MutexGuard<'_, State> {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -184,7 +186,7 @@ impl Platform for InMemoryPlatform {
 
     async fn bring_up(&self, spec: &TrackSpec) -> Result<TrackStatus> {
         let key = spec.key();
-        let mut state = self.lock();
+        let mut state = self.state();
         if state.tracks.contains_key(&key) {
             return Err(Error::AlreadyExists {
                 what: "track".into(),
@@ -207,7 +209,7 @@ impl Platform for InMemoryPlatform {
 
     async fn status(&self, service: &str, track: &Track) -> Result<TrackStatus> {
         let key = TrackKey::new(service, track);
-        let mut state = self.lock();
+        let mut state = self.state();
         let running = state
             .tracks
             .get_mut(&key)
@@ -221,7 +223,7 @@ impl Platform for InMemoryPlatform {
     async fn scale(&self, service: &str, track: &Track, instances: u32) -> Result<TrackStatus> {
         validate_instances("instances", instances)?;
         let key = TrackKey::new(service, track);
-        let mut state = self.lock();
+        let mut state = self.state();
         if !state.tracks.contains_key(&key) {
             return Err(Error::not_found("track", &key));
         }
@@ -241,7 +243,7 @@ impl Platform for InMemoryPlatform {
 
     async fn retire(&self, service: &str, track: &Track, drain: Duration) -> Result<()> {
         let key = TrackKey::new(service, track);
-        let mut state = self.lock();
+        let mut state = self.state();
         if !state.tracks.contains_key(&key) {
             return Err(Error::not_found("track", &key));
         }
@@ -252,8 +254,31 @@ impl Platform for InMemoryPlatform {
     }
 
     async fn list(&self) -> Result<Vec<TrackStatus>> {
-        let state = self.lock();
+        let state = self.state();
         Ok(state.tracks.iter().map(|(k, r)| report(k, r)).collect())
+    }
+
+    async fn lock(&self, service: &str, holder: &str) -> Result<()> {
+        let mut state = self.state();
+        match state.locks.get(service) {
+            Some(h) if h != holder => Err(Error::conflict(
+                "lock",
+                service,
+                format!("deployment {h} holds the lock of this service"),
+            )),
+            _ => {
+                state.locks.insert(service.to_owned(), holder.to_owned());
+                Ok(())
+            }
+        }
+    }
+
+    async fn unlock(&self, service: &str, holder: &str) -> Result<()> {
+        let mut state = self.state();
+        if state.locks.get(service).is_some_and(|h| h == holder) {
+            state.locks.remove(service);
+        }
+        Ok(())
     }
 }
 

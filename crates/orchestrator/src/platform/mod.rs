@@ -33,6 +33,11 @@ pub use status::{InstanceStatus, TrackStatus};
 /// - [`retire`](Platform::retire) waits `drain` (the router has already stopped sending new
 ///   requests; in-flight ones finish), then stops every instance; the track is then gone.
 /// - Calls about a track that does not run are [`Error::NotFound`].
+/// - [`lock`](Platform::lock) gives a service's deployment lock to one holder at a time, and
+///   again to the same holder (a resumed deployment takes back its own lock);
+///   [`unlock`](Platform::unlock) by the holder frees it. A platform that several orchestrators
+///   share (processes on one machine, a cluster) keeps the lock where they all see it; the
+///   default is no lock of the platform's own (each orchestrator still locks in-process).
 ///
 /// The trait is object-safe; `Arc<T>` and `Box<T>` forward to `T`.
 #[async_trait]
@@ -54,6 +59,20 @@ pub trait Platform: Send + Sync {
 
     /// Every track that runs, ordered by service then track.
     async fn list(&self) -> Result<Vec<TrackStatus>>;
+
+    /// Takes the deployment lock of `service` for `holder` (a deployment id). Held by another
+    /// holder: [`Error::Conflict`] naming it. The lock outlives a crash of its holder, so a
+    /// deployment found unfinished keeps its service locked until it is resumed (or aborted).
+    async fn lock(&self, service: &str, holder: &str) -> Result<()> {
+        let _ = (service, holder);
+        Ok(())
+    }
+
+    /// Frees the deployment lock of `service` if `holder` holds it (otherwise does nothing).
+    async fn unlock(&self, service: &str, holder: &str) -> Result<()> {
+        let _ = (service, holder);
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -76,6 +95,12 @@ impl<T: Platform + ?Sized> Platform for Arc<T> {
     async fn list(&self) -> Result<Vec<TrackStatus>> {
         (**self).list().await
     }
+    async fn lock(&self, service: &str, holder: &str) -> Result<()> {
+        (**self).lock(service, holder).await
+    }
+    async fn unlock(&self, service: &str, holder: &str) -> Result<()> {
+        (**self).unlock(service, holder).await
+    }
 }
 
 #[async_trait]
@@ -97,6 +122,12 @@ impl<T: Platform + ?Sized> Platform for Box<T> {
     }
     async fn list(&self) -> Result<Vec<TrackStatus>> {
         (**self).list().await
+    }
+    async fn lock(&self, service: &str, holder: &str) -> Result<()> {
+        (**self).lock(service, holder).await
+    }
+    async fn unlock(&self, service: &str, holder: &str) -> Result<()> {
+        (**self).unlock(service, holder).await
     }
 }
 

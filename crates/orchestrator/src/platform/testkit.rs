@@ -37,6 +37,51 @@ pub async fn check_all(platform: &dyn Platform, template: &TrackSpec, ready_time
     check_unknown_track_not_found(platform, template).await;
     check_scale(platform, template, ready_timeout).await;
     check_retire(platform, template, ready_timeout).await;
+    check_lock(platform, template).await;
+}
+
+/// The deployment lock goes to one holder at a time, again to the same holder, and is free
+/// once its holder unlocks it; unlocking someone else's lock changes nothing. (A platform
+/// without a lock of its own grants every request: then only the first part is checked.)
+pub async fn check_lock(platform: &dyn Platform, template: &TrackSpec) {
+    let name = platform.name();
+    let service = format!("{}-tk-lock", template.service());
+    if let Err(e) = platform.lock(&service, "tk-a").await {
+        panic!("{name}: a free lock was refused: {e}");
+    }
+    if let Err(e) = platform.lock(&service, "tk-a").await {
+        panic!("{name}: the holder was refused its own lock: {e}");
+    }
+    match platform.lock(&service, "tk-b").await {
+        Ok(()) => {
+            // No lock of its own: nothing more to check, but it must stay harmless.
+            if let Err(e) = platform.unlock(&service, "tk-b").await {
+                panic!("{name}: unlock failed: {e}");
+            }
+        }
+        Err(Error::Conflict { reason, .. }) => {
+            assert!(
+                reason.contains("tk-a"),
+                "{name}: the refusal should name the holder: {reason}"
+            );
+            if let Err(e) = platform.unlock(&service, "tk-b").await {
+                panic!("{name}: unlocking another's lock should do nothing, got {e}");
+            }
+            if platform.lock(&service, "tk-b").await.is_ok() {
+                panic!("{name}: unlocking by a non-holder freed the lock");
+            }
+            if let Err(e) = platform.unlock(&service, "tk-a").await {
+                panic!("{name}: unlock by the holder failed: {e}");
+            }
+            if let Err(e) = platform.lock(&service, "tk-b").await {
+                panic!("{name}: a freed lock was refused: {e}");
+            }
+        }
+        Err(e) => panic!("{name}: lock held by another should be a conflict, got {e}"),
+    }
+    if let Err(e) = platform.unlock(&service, "tk-b").await {
+        panic!("{name}: unlock failed: {e}");
+    }
 }
 
 fn spec(template: &TrackSpec, track: &str, instances: u32) -> TrackSpec {
