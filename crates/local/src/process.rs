@@ -109,6 +109,9 @@ struct Running {
 ///   and is **never restarted silently**: the caller decides (roll back, scale, retire).
 /// - Stopping sends SIGTERM, then SIGKILL after the grace period. Processes are killed when the
 ///   platform is dropped.
+/// - Scaling down stops the newest instances at once. Behind the proxy, wrap the platform in a
+///   [`ProxiedPlatform`](crate::ProxiedPlatform): it takes them out of the proxy and waits for
+///   their in-flight requests before they are stopped.
 pub struct ProcessPlatform {
     config: ProcessConfig,
     tracks: Mutex<BTreeMap<TrackKey, Running>>,

@@ -1,7 +1,8 @@
 //! [`ProxiedPlatform`]: a [`Platform`] whose tracks the [`ProxyRouter`] follows, so that bringing
 //! tracks up and retiring them can never fail a request.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -24,16 +25,32 @@ use crate::proxy::ProxyRouter;
 /// the proxy after it (each track carries a generation number), so a retired track cannot come
 /// back into the proxy from a stale read.
 ///
-/// Scaling a track down stops instances the proxy still lists until the next status read; the
-/// proxy then retries requests whose connection failed before any byte was sent on another
-/// instance. Retire the track instead where no retry may happen.
+/// Scaling a track down drains the same way: the instances the platform is about to remove
+/// (the newest ones, the last in its status, as the [`Platform`] contract says) leave the
+/// proxy first and are withheld from it while their in-flight requests finish (at most the
+/// [drain timeout](ProxiedPlatform::with_drain_timeout)); only then does the platform stop them.
 pub struct ProxiedPlatform<P = ProcessPlatform> {
     platform: P,
     router: ProxyRouter,
-    /// Per track: the generation, bumped at every bring-up and retire, and whether the track
-    /// is retired (withheld from the proxy).
-    tracks: Mutex<BTreeMap<String, (u64, bool)>>,
+    /// The longest a scale-down waits for the leaving instances' requests.
+    drain: Duration,
+    tracks: Mutex<BTreeMap<String, TrackState>>,
 }
+
+/// What the wrapper knows of one track.
+#[derive(Debug, Clone, Default)]
+struct TrackState {
+    /// Bumped at every bring-up, retire and scale-down, so a status read that started before
+    /// one is not given to the proxy after it.
+    generation: u64,
+    /// Retired: withheld from the proxy.
+    retired: bool,
+    /// Instances a scale-down is draining: withheld from the proxy until they are stopped.
+    leaving: BTreeSet<SocketAddr>,
+}
+
+/// How long a scale-down waits, by default, for the leaving instances' requests to finish.
+const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
 
 impl<P: Platform> ProxiedPlatform<P> {
     /// Wraps `platform` so that `router` follows it.
@@ -41,8 +58,16 @@ impl<P: Platform> ProxiedPlatform<P> {
         ProxiedPlatform {
             platform,
             router,
+            drain: DEFAULT_DRAIN,
             tracks: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// With another bound on how long a scale-down waits for the requests in flight on the
+    /// instances it removes (default 30 s); they are stopped when it passes.
+    pub fn with_drain_timeout(mut self, drain: Duration) -> Self {
+        self.drain = drain;
+        self
     }
 
     /// The wrapped platform.
@@ -50,34 +75,73 @@ impl<P: Platform> ProxiedPlatform<P> {
         &self.platform
     }
 
-    fn tracks(&self) -> MutexGuard<'_, BTreeMap<String, (u64, bool)>> {
+    fn tracks(&self) -> MutexGuard<'_, BTreeMap<String, TrackState>> {
         self.tracks.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn generation(&self, track: &str) -> u64 {
-        self.tracks().get(track).map_or(0, |(g, _)| *g)
+        self.tracks().get(track).map_or(0, |t| t.generation)
     }
 
-    /// Gives the proxy the ready instances of `status`, unless the track was brought up or
-    /// retired since `generation` was read, or is retired.
+    /// Gives the proxy the ready instances of `status` (but those a scale-down is draining),
+    /// unless the track was brought up, retired or scaled down since `generation` was read, or
+    /// is retired.
     fn offer(&self, status: &TrackStatus, generation: u64) {
         let tracks = self.tracks();
-        let (current, retired) = tracks
-            .get(status.track.as_str())
-            .copied()
-            .unwrap_or((0, false));
-        if current == generation && !retired {
-            self.router.sync_track(status);
+        let name = status.track.as_str();
+        match tracks.get(name) {
+            None if generation == 0 => self.router.sync_track(status),
+            Some(t) if t.generation == generation && !t.retired => {
+                let ready: Vec<SocketAddr> = status
+                    .ready_addresses()
+                    .into_iter()
+                    .filter(|a| !t.leaving.contains(a))
+                    .collect();
+                self.router.set_endpoints(name, &ready);
+            }
+            _ => {}
         }
+    }
+
+    /// Takes `leaving` out of the proxy's instances of `track` and withholds them until
+    /// [`left`](Self::left); a status read from before is not given to the proxy.
+    fn leave(&self, track: &str, leaving: &[SocketAddr]) {
+        let mut tracks = self.tracks();
+        let t = tracks.entry(track.to_owned()).or_default();
+        t.generation += 1;
+        t.leaving.extend(leaving.iter().copied());
+        let keep: Vec<SocketAddr> = self
+            .router
+            .endpoints(track)
+            .into_iter()
+            .filter(|a| !leaving.contains(a))
+            .collect();
+        self.router.set_endpoints(track, &keep);
+    }
+
+    /// `leaving` are stopped (or stay, if the scale failed): stop withholding them. A status
+    /// read from while they ran is not given to the proxy. The generation to offer with.
+    fn left(&self, track: &str, leaving: &[SocketAddr]) -> u64 {
+        let mut tracks = self.tracks();
+        let t = tracks.entry(track.to_owned()).or_default();
+        t.generation += 1;
+        for a in leaving {
+            t.leaving.remove(a);
+        }
+        t.generation
     }
 
     /// One pass over every track: instances that became ready or died since the last read reach
     /// the proxy. A platform error leaves the proxy as it was (the next pass tries again).
     pub async fn sync(&self) {
-        let before = self.tracks().clone();
+        let before: BTreeMap<String, u64> = self
+            .tracks()
+            .iter()
+            .map(|(name, t)| (name.clone(), t.generation))
+            .collect();
         if let Ok(tracks) = self.platform.list().await {
             for t in &tracks {
-                let g = before.get(t.track.as_str()).map_or(0, |(g, _)| *g);
+                let g = before.get(t.track.as_str()).copied().unwrap_or(0);
                 self.offer(t, g);
             }
         }
@@ -108,9 +172,10 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
     async fn bring_up(&self, spec: &TrackSpec) -> serin_orchestrator::Result<TrackStatus> {
         let g = {
             let mut tracks = self.tracks();
-            let e = tracks.entry(spec.track().to_string()).or_insert((0, false));
-            *e = (e.0 + 1, false);
-            e.0
+            let t = tracks.entry(spec.track().to_string()).or_default();
+            t.generation += 1;
+            t.retired = false;
+            t.generation
         };
         let status = self.platform.bring_up(spec).await?;
         self.offer(&status, g);
@@ -128,14 +193,46 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
         Ok(status)
     }
 
+    /// Scaling up gives the proxy the new instances once they are ready (at this or a later
+    /// status read). Scaling down first takes the instances to be removed — the newest, the
+    /// last in the platform's status — out of the proxy, waits until nothing is in flight on
+    /// them (at most the drain timeout), and only then has the platform stop them.
     async fn scale(
         &self,
         service: &str,
         track: &Track,
         instances: u32,
     ) -> serin_orchestrator::Result<TrackStatus> {
-        let g = self.generation(track.as_str());
-        let status = self.platform.scale(service, track, instances).await?;
+        let name = track.as_str();
+        let g = self.generation(name);
+        // Bad counts are the platform's to refuse, before anything leaves the proxy.
+        let leaving: Vec<SocketAddr> = if (1..=TrackSpec::MAX_INSTANCES).contains(&instances) {
+            let before = self.platform.status(service, track).await?;
+            before
+                .instances
+                .iter()
+                .skip(instances as usize)
+                .filter_map(|i| i.address)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if leaving.is_empty() {
+            let status = self.platform.scale(service, track, instances).await?;
+            self.offer(&status, g);
+            return Ok(status);
+        }
+        self.leave(name, &leaving);
+        if !self.router.wait_drained(&leaving, self.drain).await {
+            tracing::warn!(
+                track = %name,
+                drain = ?self.drain,
+                "requests still in flight on instances being removed; stopping them anyway"
+            );
+        }
+        let scaled = self.platform.scale(service, track, instances).await;
+        let g = self.left(name, &leaving);
+        let status = scaled?;
         self.offer(&status, g);
         Ok(status)
     }
@@ -150,8 +247,9 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
     ) -> serin_orchestrator::Result<()> {
         let endpoints = {
             let mut tracks = self.tracks();
-            let e = tracks.entry(track.to_string()).or_insert((0, false));
-            *e = (e.0 + 1, true);
+            let t = tracks.entry(track.to_string()).or_default();
+            t.generation += 1;
+            t.retired = true;
             let endpoints = self.router.endpoints(track.as_str());
             self.router.set_endpoints(track.as_str(), &[]);
             endpoints

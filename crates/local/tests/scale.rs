@@ -1,0 +1,127 @@
+//! Scaling down behind the proxy: the instances being removed leave the proxy first, their
+//! in-flight requests finish, and only then are their processes stopped.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::StatusCode;
+use serin_local::{ProcessConfig, ProcessPlatform, ProxiedPlatform, ProxyConfig, ProxyRouter};
+use serin_orchestrator::{Platform, wait_ready};
+use serin_signals::Track;
+use serin_traffic::{TrafficRouter, TrafficSplit};
+use support::{demo_spec, get, payload, post};
+use tokio::time::{Instant, sleep};
+
+const POLL: Duration = Duration::from_millis(20);
+
+/// Polls `cond` every 10 ms for at most 5 s.
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what} within 5s");
+        sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_request_on_an_instance_being_removed_completes() {
+    let dir = std::env::temp_dir().join(format!("serin-local-scale-{}", std::process::id()));
+    // A grace period far shorter than the slow request: stopping the instance while the
+    // request runs would kill it mid-answer.
+    let platform = ProcessPlatform::new(
+        ProcessConfig::new(dir)
+            .with_grace(Duration::from_millis(200))
+            .with_probe_timeout(Duration::from_millis(300)),
+    )
+    .unwrap();
+    let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
+    let proxied = Arc::new(ProxiedPlatform::new(platform, router.clone()));
+    proxied
+        .bring_up(&demo_spec("web", "1.0.0", Track::Stable, 2))
+        .await
+        .unwrap();
+    let status = wait_ready(
+        &*proxied,
+        "web",
+        &Track::Stable,
+        POLL,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let addrs: Vec<SocketAddr> = status.instances.iter().filter_map(|i| i.address).collect();
+    let [oldest, newest] = addrs[..] else {
+        panic!("two instances: {addrs:?}")
+    };
+    assert_eq!(router.endpoints("stable").len(), 2);
+    router
+        .apply(&TrafficSplit::all_to("stable", &[]).unwrap())
+        .await
+        .unwrap();
+    let proxy = router.local_addr();
+
+    // Slow requests with a body (never sent twice) land on both instances in turn.
+    let slow: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(post(proxy, "/delay/1500", Full::new(payload(100)))))
+        .collect();
+    eventually("a slow request on the newest instance", || {
+        router.in_flight(newest) > 0
+    })
+    .await;
+
+    let scaling = tokio::spawn({
+        let proxied = proxied.clone();
+        async move { proxied.scale("web", &Track::Stable, 1).await }
+    });
+    eventually("the newest instance out of the proxy", || {
+        router.endpoints("stable") == vec![oldest]
+    })
+    .await;
+    // While it drains, new requests go to the instance that stays, and a sync does not give
+    // the leaving one back to the proxy.
+    proxied.sync().await;
+    assert_eq!(router.endpoints("stable"), vec![oldest]);
+    for _ in 0..5 {
+        let (status, _, body) = get(proxy, "/", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("stable-0"), "{body}");
+    }
+    assert!(!scaling.is_finished(), "the scale waits for the drain");
+
+    for request in slow {
+        let (status, body) = request.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body:?}");
+    }
+    let status = scaling.await.unwrap().unwrap();
+    assert_eq!(status.instances.len(), 1);
+    assert_eq!(router.in_flight(newest), 0);
+    proxied.sync().await;
+    assert_eq!(router.endpoints("stable"), vec![oldest]);
+
+    // Scaling up again brings a new instance into the proxy once it is ready.
+    proxied.scale("web", &Track::Stable, 2).await.unwrap();
+    let status = wait_ready(
+        &*proxied,
+        "web",
+        &Track::Stable,
+        POLL,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(router.endpoints("stable"), status.ready_addresses());
+    assert_eq!(router.endpoints("stable").len(), 2);
+
+    // A count the platform refuses leaves the proxy as it was.
+    assert!(proxied.scale("web", &Track::Stable, 0).await.is_err());
+    assert_eq!(router.endpoints("stable").len(), 2);
+    proxied
+        .retire("web", &Track::Stable, Duration::ZERO)
+        .await
+        .unwrap();
+    router.shutdown();
+}
