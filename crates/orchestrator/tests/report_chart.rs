@@ -16,6 +16,8 @@ use serin_sim::{Load, Schedule, SimConfig, SimWorld, VersionProfile};
 const SERVICE: &str = "web";
 /// The canary's colour in the SVG (an orange), as plotters writes it.
 const CANARY_STROKE: &str = "stroke=\"#E68C00\"";
+/// What a panel without data says.
+const NO_DATA: &str = "no data in any window";
 const PANELS: [&str; 3] = [
     "traffic weight per arm (%)",
     "error rate per arm (%)",
@@ -123,6 +125,7 @@ async fn a_promoted_canary_shows_both_arms_its_steps_and_completion() {
         ],
     );
     assert!(!svg.contains("rolled back"));
+    assert!(!svg.contains(NO_DATA));
 }
 
 #[tokio::test(start_paused = true)]
@@ -236,6 +239,11 @@ async fn windows_without_data_break_the_lines_and_reports_without_samples_still_
         "only the legend's swatch and the weight line"
     );
     assert!(!svg.contains("<circle"));
+    assert_eq!(
+        svg.matches(NO_DATA).count(),
+        2,
+        "the error-rate and latency panels say they have no data"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -8,7 +8,9 @@ use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::layout::{format_offset, label_rows, split_gaps, text_width, time_ticks, upper_bound};
+use super::layout::{
+    format_offset, format_value, label_rows, split_gaps, text_width, time_ticks, upper_bound,
+};
 use super::series::{ArmLines, MarkerKind, Timeline};
 use serin_signals::Arm;
 
@@ -250,13 +252,7 @@ fn draw_panel<'a, DB: DrawingBackend + 'a>(
         .build_cartesian_2d(timeline.axis.range(), 0.0..panel.y_max)
         .map_err(err)?;
     let unit = panel.y_unit;
-    let y_format = move |v: &f64| {
-        if unit == "%" && *v < 10.0 && v.fract() != 0.0 {
-            format!("{v:.1}{unit}")
-        } else {
-            format!("{v:.0}{unit}")
-        }
-    };
+    let y_format = move |v: &f64| format_value(*v, unit);
     // The time grid and its labels are drawn here rather than by plotters, so that ticks fall
     // on round durations (`time_ticks`).
     chart
@@ -329,9 +325,11 @@ fn draw_panel<'a, DB: DrawingBackend + 'a>(
                 .map_err(err)?;
         }
     }
+    let mut observed = false;
     for arm in timeline.arms() {
         let colour = arm_colour(arm.arm);
         for run in split_gaps(&points(arm)) {
+            observed = true;
             if let [only] = run.as_slice() {
                 chart
                     .draw_series(std::iter::once(Circle::new(*only, 4, colour.filled())))
@@ -343,8 +341,25 @@ fn draw_panel<'a, DB: DrawingBackend + 'a>(
             }
         }
     }
+    if !observed {
+        // Say so, rather than leave an empty panel to be read as zero.
+        let (bx, by) = area.get_base_pixel();
+        let (x, y) = chart.backend_coord(&(timeline.axis.span() / 2.0, panel.y_max / 2.0));
+        area.draw(&Text::new(
+            NO_DATA,
+            (x - bx, y - by),
+            (FONT, TEXT_SIZE)
+                .into_font()
+                .color(&MUTED)
+                .pos(Pos::new(HPos::Center, VPos::Center)),
+        ))
+        .map_err(err)?;
+    }
     Ok(chart)
 }
+
+/// The note in a panel where no arm has any data.
+pub(crate) const NO_DATA: &str = "no data in any window";
 
 /// The decisions' labels, in rows above the top panel so that labels close in time do not
 /// overlap, each tied to its line by a short tick.

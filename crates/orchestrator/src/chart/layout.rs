@@ -84,6 +84,20 @@ pub(crate) fn time_ticks(span: f64, max_ticks: usize) -> Vec<f64> {
     (0..=count).map(|i| i as f64 * step).collect()
 }
 
+/// A value-axis label: whole numbers as they are, others with up to two decimals (`0.5ms`,
+/// `2.5%`, `0.25%`), so that small scales do not print as `0`.
+pub(crate) fn format_value(v: f64, unit: &str) -> String {
+    if !v.is_finite() {
+        return String::new();
+    }
+    if (v - v.round()).abs() < 1e-9 {
+        return format!("{v:.0}{unit}");
+    }
+    let text = format!("{v:.2}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text}{unit}")
+}
+
 /// Splits a series into the runs between missing values: `None` (no data in that window)
 /// breaks the line instead of drawing it down to zero.
 pub(crate) fn split_gaps(points: &[(f64, Option<f64>)]) -> Vec<Vec<(f64, f64)>> {
@@ -201,6 +215,17 @@ mod tests {
         assert_eq!(format_offset(3_600.0), "1h");
         assert_eq!(format_offset(3_900.0), "1h05m");
         assert_eq!(format_offset(14_400.0), "4h");
+    }
+
+    #[test]
+    fn value_labels_keep_the_decimals_small_scales_need() {
+        assert_eq!(format_value(0.0, "ms"), "0ms");
+        assert_eq!(format_value(200.0, "ms"), "200ms");
+        assert_eq!(format_value(0.5, "ms"), "0.5ms");
+        assert_eq!(format_value(2.5, "%"), "2.5%");
+        assert_eq!(format_value(0.25, "%"), "0.25%");
+        assert_eq!(format_value(1.0 / 3.0, "%"), "0.33%");
+        assert_eq!(format_value(f64::NAN, "%"), "");
     }
 
     #[test]

@@ -11,8 +11,12 @@
 //! has no baseline, and a report without samples still shows its weights and decisions.
 //!
 //! Only SVG is written: its text is laid out by whatever displays it, so rendering needs no
-//! font files or font libraries. (A bitmap would need a font found at run time.) Convert it
-//! with any SVG renderer (`rsvg-convert -o chart.png chart.svg`) if a PNG is wanted.
+//! font files or font libraries. A bitmap needs glyphs: plotters draws them either through the
+//! system's font libraries (its `ttf` feature: fontconfig and FreeType) or from fonts
+//! registered at run time (its `ab_glyph` feature), and the latter, once enabled anywhere in a
+//! build, makes *every* text of every backend, SVG included, fail unless a font was registered
+//! first, process-wide and for the life of the process. Neither is a fair price for a library
+//! feature, so a PNG is left to any SVG renderer (`rsvg-convert -o chart.png chart.svg`).
 
 mod draw;
 mod layout;
