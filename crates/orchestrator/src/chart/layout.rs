@@ -170,6 +170,81 @@ pub(crate) fn text_width(text: &str, size: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Gap splitting keeps every finite value, in order, in non-empty runs, and a run never
+        /// spans a missing value.
+        #[test]
+        fn gaps_keep_every_value_and_only_break_at_missing_ones(
+            ys in proptest::collection::vec(proptest::option::of(-1e6..1e6_f64), 0..60)
+        ) {
+            let points: Vec<(f64, Option<f64>)> =
+                ys.iter().enumerate().map(|(i, y)| (i as f64, *y)).collect();
+            let runs = split_gaps(&points);
+            let flat: Vec<(f64, f64)> = runs.iter().flatten().copied().collect();
+            let expected: Vec<(f64, f64)> = points
+                .iter()
+                .filter_map(|&(x, y)| y.map(|y| (x, y)))
+                .collect();
+            prop_assert_eq!(flat, expected);
+            for run in &runs {
+                prop_assert!(!run.is_empty());
+                for pair in run.windows(2) {
+                    // Consecutive in a run means consecutive in the input.
+                    prop_assert_eq!(pair[1].0 - pair[0].0, 1.0);
+                }
+            }
+        }
+
+        /// Labels placed in the same row never overlap (nor come closer than the gap).
+        #[test]
+        fn labels_in_one_row_never_overlap(
+            labels in proptest::collection::vec((0.0..1000.0_f64, 1.0..120.0_f64), 0..40),
+            rows in 0usize..4,
+        ) {
+            let spans: Vec<(f64, f64)> = labels.iter().map(|&(x, w)| (x, x + w)).collect();
+            let placed = label_rows(&spans, rows, 4.0);
+            prop_assert_eq!(placed.len(), spans.len());
+            for (i, a) in spans.iter().enumerate() {
+                for (j, b) in spans.iter().enumerate().skip(i + 1) {
+                    if let (Some(ra), Some(rb)) = (placed[i], placed[j]) {
+                        prop_assert!(ra < rows && rb < rows);
+                        if ra == rb {
+                            prop_assert!(a.1 + 4.0 <= b.0 || b.1 + 4.0 <= a.0, "{a:?} {b:?}");
+                        }
+                    }
+                }
+            }
+        }
+
+        /// Ticks start at zero, stay on the axis, are evenly spaced and never too many.
+        #[test]
+        fn ticks_are_few_even_and_on_the_axis(span in 0.001..1e7_f64, most in 1usize..20) {
+            let ticks = time_ticks(span, most);
+            prop_assert_eq!(ticks.first().copied(), Some(0.0));
+            prop_assert!(ticks.len() <= most + 1, "{} ticks for at most {}", ticks.len(), most);
+            prop_assert!(ticks.iter().all(|&t| t <= span * (1.0 + 1e-9)));
+            if let [a, b, ..] = ticks.as_slice() {
+                let step = b - a;
+                for pair in ticks.windows(2) {
+                    prop_assert!(((pair[1] - pair[0]) - step).abs() <= step * 1e-9);
+                }
+            }
+        }
+
+        /// The top of a value axis is at or above every value and the floor.
+        #[test]
+        fn axis_tops_cover_the_data(
+            values in proptest::collection::vec(0.0..1e9_f64, 0..20),
+            floor in 0.0..100.0_f64,
+        ) {
+            let top = upper_bound(values.iter().copied(), floor);
+            prop_assert!(top > 0.0);
+            prop_assert!(top >= floor);
+            prop_assert!(values.iter().all(|v| *v <= top));
+        }
+    }
 
     #[test]
     fn the_time_axis_counts_seconds_from_the_start_and_is_never_empty() {
