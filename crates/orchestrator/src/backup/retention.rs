@@ -10,6 +10,11 @@ use crate::hooks::{BackupInfo, BackupProvider};
 ///
 /// At least one is always kept (the backup just taken), so `keepLast` must be at least 1.
 ///
+/// Choose N with rollbacks in mind: a rollback across a destructive migration restores the
+/// backup taken before the first deployment it undoes, and takes a fresh backup first. To roll
+/// back across `k` deployments, keep at least `k + 1` backups, or the one needed may already
+/// be gone.
+///
 /// ```
 /// use serin_orchestrator::backup::Retention;
 ///
