@@ -437,7 +437,7 @@ async fn a_hanging_receiver_holds_up_neither_notify_nor_other_channels() {
             .expect("queued");
     }
     assert!(
-        started.elapsed() < Duration::from_millis(200),
+        started.elapsed() < Duration::from_secs(1),
         "notify queues and returns: {:?}",
         started.elapsed()
     );
