@@ -1,12 +1,13 @@
 //! The embedded proxy against a direct connection and against nginx, same backends, same
 //! machine, same run; then the full-scale zero-downtime scenario.
 //!
-//! Part 1 — throughput and added latency. Two `serin-demo-service` backends; three ways in:
-//! directly to one backend, through `serin_local::ProxyRouter` with a 50/50 split, and through
+//! Part 1 — throughput and added latency. Two `serin-demo-service` backends; four ways in:
+//! directly to one backend, through `serin_local::ProxyRouter` with a 50/50 split (on worker
+//! threads of its own, and on the bench's own tokio runtime), and through
 //! nginx configured as the equivalent weighted reverse proxy (`upstream` with `weight=50` each,
 //! keep-alive to the backends). Saturation throughput is measured with wrk (closed loop, 64
 //! connections; the median of three rounds in which the paths take turns) when present, else with the bench's own keep-alive client; latency p50/p99 with
-//! the bench's own client at a fixed rate of 50% of the proxy's saturation, for all three.
+//! the bench's own client at a fixed rate of 50% of the proxy's saturation, for all paths.
 //! The proxy serves on as many worker threads as nginx has worker processes (one per core).
 //! Without nginx the nginx row is skipped with a message (`scripts/bench/nginx.sh` installs it).
 //!
@@ -345,6 +346,13 @@ async fn throughput_and_latency(bin: &Path, secs: u64) -> Result<(), BoxError> {
     router
         .apply(&TrafficSplit::from_percents([("blue", 50), ("green", 50)])?)
         .await?;
+    // The same proxy served on the bench's own runtime (workers 0), for the choice of default.
+    let on_caller = ProxyRouter::bind(ProxyConfig::default().with_workers(0)).await?;
+    on_caller.set_endpoints("blue", &[a]);
+    on_caller.set_endpoints("green", &[b]);
+    on_caller
+        .apply(&TrafficSplit::from_percents([("blue", 50), ("green", 50)])?)
+        .await?;
     let nginx = match nginx_binary() {
         Some(bin) => match start_nginx(&bin, &[a, b]).await {
             Ok(started) => Some(started),
@@ -360,8 +368,11 @@ async fn throughput_and_latency(bin: &Path, secs: u64) -> Result<(), BoxError> {
             None
         }
     };
-    let mut paths: Vec<(&'static str, SocketAddr)> =
-        vec![("direct", a), ("serin proxy", router.local_addr())];
+    let mut paths: Vec<(&'static str, SocketAddr)> = vec![
+        ("direct", a),
+        ("serin proxy", router.local_addr()),
+        ("serin, caller's runtime", on_caller.local_addr()),
+    ];
     if let Some((addr, _)) = &nginx {
         paths.push(("nginx", *addr));
     }
@@ -392,11 +403,12 @@ async fn throughput_and_latency(bin: &Path, secs: u64) -> Result<(), BoxError> {
         latency(row, *addr, secs, rate).await;
     }
     drop(nginx);
-    let [direct, serin, rest @ ..] = rows.as_slice() else {
+    let [direct, serin, caller, rest @ ..] = rows.as_slice() else {
         return Err("no rows measured".into());
     };
     let nginx = rest.first();
     router.shutdown();
+    on_caller.shutdown();
 
     println!();
     println!(
@@ -404,7 +416,7 @@ async fn throughput_and_latency(bin: &Path, secs: u64) -> Result<(), BoxError> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "wrk: 2 threads, 64 connections, against each path; serin proxy: {t} worker threads; nginx: worker_processes {t}; both: the same two backends, 50/50, keep-alive upstream",
+        "wrk: 2 threads, 64 connections, against each path; serin proxy: {t} worker threads; serin, caller's runtime: workers 0 on the bench's 2-thread tokio runtime; nginx: worker_processes {t}; all: the same two backends, 50/50, keep-alive upstream",
         t = proxy_threads()
     );
     println!(
@@ -437,6 +449,10 @@ async fn throughput_and_latency(bin: &Path, secs: u64) -> Result<(), BoxError> {
             if ratio >= 0.8 { "met" } else { "NOT met" }
         );
     }
+    println!(
+        "worker threads / caller's runtime throughput: {:.2}",
+        serin.rps / caller.rps
+    );
     Ok(())
 }
 

@@ -32,7 +32,7 @@ async fn mirrored(config: ProxyConfig, stable: SocketAddr, shadow: SocketAddr) -
 async fn post_bodies_arrive_intact_at_the_instance_and_the_mirror() {
     let stable = start_demo("1.0.0", &[]).await;
     for config in [
-        ProxyConfig::default(),
+        ProxyConfig::default().with_workers(0),
         ProxyConfig::default().with_workers(2),
     ] {
         let (shadow, mut seen) = start_recorder().await;

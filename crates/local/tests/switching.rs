@@ -53,7 +53,7 @@ async fn retire(platform: &ProcessPlatform, router: &ProxyRouter, track: Track) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blue_green_canary_and_rollback_under_load_fail_no_request() {
-    switch_under_load(ProxyConfig::default(), "caller").await;
+    switch_under_load(ProxyConfig::default().with_workers(0), "caller").await;
 }
 
 /// The same with the proxy on worker threads of its own: each worker's pools see the

@@ -119,11 +119,11 @@ struct Shared {
 ///   one; counted by [`ProxyMetrics::mirror_dropped`]). Requests with a larger body or one of
 ///   unknown length (chunked) are not mirrored and are counted
 ///   ([`ProxyMetrics::mirror_skipped`], `serin_proxy_mirror_skipped_total`).
-/// - **Threads.** By default the proxy serves on the runtime that binds it. With
-///   [`ProxyConfig::workers`] it serves on that many threads of its own, each a single-threaded
-///   runtime with an even share of the client connections and its own upstream pools, so a
-///   request is forwarded and answered without waking another thread; every guarantee above
-///   holds the same way (one snapshot, shared endpoints and in-flight counts).
+/// - **Threads.** By default the proxy serves on threads of its own, one per core (at most 8,
+///   [`ProxyConfig::workers`]), each a single-threaded runtime with an even share of the client
+///   connections and its own upstream pools, so a request is forwarded and answered without
+///   waking another thread; every guarantee above holds the same way (one snapshot, shared
+///   endpoints and in-flight counts). With `workers` 0 it serves on the runtime that binds it.
 /// - **Metrics.** Every answer is measured per backend ([`metrics`](ProxyRouter::metrics)) and
 ///   served as Prometheus text at `/metrics` on the admin address, if configured.
 ///
