@@ -13,7 +13,8 @@
 //!
 //! The model is documented in `serin_benches::canary_sim`. Judges: the sequential judge (for
 //! errors the per-request count test checked every second, and its robust batch mode; for latency
-//! the batch t-test, a batch per ≥ 50 requests per arm), the Kayenta judge (per-minute error
+//! the normal-mixture e-process on the arms' mean log latency, fed every second, batches of
+//! ≥ 10 requests per arm), the Kayenta judge (per-minute error
 //! rate or median latency of each arm, growing window, direction `increase`, judged every minute
 //! from minute 10), Argo (`result <= 1%` error rate or `p99 <= 500 ms`, defaults: failureLimit 0)
 //! and Flagger (`request-success-rate >= 99` or `request-duration <= 500`, threshold 1, no data

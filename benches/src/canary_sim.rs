@@ -15,22 +15,25 @@
 //!
 //! Latency is log-normal per request (median 100 ms, log-sd 0.5; the canary's median shifted by
 //! `+x%`). Per-request loops are avoided: per second, the sum of the canary's log latencies is
-//! drawn exactly (`N(n·μ, n·σ²)`, for the oracles); per minute, each arm's sample median and p99
+//! drawn exactly (`N(n·μ, n·σ²)`, for the oracles), and so are each arm's moments of log latency
+//! as the sequential latency test reads them from that second's sketch (mean, spread and the
+//! sketch's rounding); per minute, each arm's sample median and p99
 //! are drawn exactly as order statistics (`U₍ₖ₎ ~ Beta(k, n + 1 − k)` mapped through the
 //! log-normal quantile) for the per-minute judges. The per-second sums and the per-minute order
 //! statistics follow the same distributions but are not drawn from the same requests.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Beta, Distribution, Poisson, StandardNormal};
+use rand_distr::{Beta, ChiSquared, Distribution, Poisson, StandardNormal};
 use serin_canary::kayenta::{Direction, KayentaConfig, KayentaJudge, Label, Quantity};
 use serin_canary::sequential::{
     BatchCountConfig, BatchCountTest, CountTest, CountTestConfig, LatencyTest, LatencyTestConfig,
+    LogMoments, SKETCH_LOG_ERROR,
 };
 use serin_canary::threshold::{
     ArgoConfig, ArgoJudge, ArgoPhase, FlaggerConfig, FlaggerJudge, Range,
 };
-use serin_signals::{LatencySketch, Metric};
+use serin_signals::Metric;
 use statrs::distribution::{ContinuousCDF, Normal};
 
 /// Seconds in one run (the analysis horizon).
@@ -101,7 +104,8 @@ impl Scenario {
 }
 
 /// The judges and oracles compared, in table order: the sequential judge in its default mode
-/// (the per-request count test for errors, the batch t-test for latency), the sequential count
+/// (the per-request count test for errors, the normal-mixture test of mean log latency for
+/// latency), the sequential count
 /// test's robust mode (batches with an estimated variance), Kayenta, Argo, Flagger, Wald's SPRT
 /// and the known-effect likelihood-ratio test.
 pub const JUDGES: [&str; N_JUDGES] = [
@@ -237,60 +241,26 @@ fn sample_quantile(
     Some((log_median + LATENCY_LOG_SD * z).exp())
 }
 
-/// The quantiles a batch sketch must answer exactly: the deciles and the p99.
-const BATCH_QUANTILES: [f64; 10] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.99];
-
-/// A latency sketch of a batch of `n` log-normal latencies that answers the deciles and the p99
-/// as a sketch of the `n` values themselves would, without drawing them one by one: the order
-/// statistics at the ranks the sketch reads (`⌊q(n − 1)⌋`, 0-based) are drawn jointly and
-/// exactly (successive conditional Beta draws), each is added with the number of values between
-/// it and the previous one, and the values above the p99 are represented by the maximum. Any
-/// quantile the sketch is asked at those `q`s therefore falls on the exact order statistic, up
-/// to the sketch's own 1% binning.
-fn batch_sketch(
-    rng: &mut ChaCha8Rng,
-    n: u64,
-    log_median: f64,
-    std_normal: &Normal,
-) -> LatencySketch {
-    let mut sketch = LatencySketch::new();
+/// Each arm's moments of log latency over one second of `n` log-normal requests, drawn exactly
+/// as a sketch of those requests would give them, without drawing the requests one by one: the
+/// mean of the logs is `N(μ, σ²/n)` and the sum of squared deviations `σ²·χ²(n − 1)`,
+/// independent of it (Cochran's theorem). The sketch's rounding of each value to its bin (at
+/// most ±0.01 in logs, spread evenly over a bin for a density as wide as this one's) is added as
+/// independent noise of variance `0.01²/3` per value.
+fn second_moments(rng: &mut ChaCha8Rng, n: u64, log_median: f64) -> LogMoments {
     if n == 0 {
-        return sketch;
+        return LogMoments::empty();
     }
-    let value = |u: f64| {
-        let z = std_normal.inverse_cdf(u.clamp(1e-300, 1.0 - 1e-16));
-        (log_median + LATENCY_LOG_SD * z).exp()
+    let var = LATENCY_LOG_SD * LATENCY_LOG_SD + SKETCH_LOG_ERROR * SKETCH_LOG_ERROR / 3.0;
+    let z: f64 = rng.sample(StandardNormal);
+    let mean = log_median + (var / n as f64).sqrt() * z;
+    let sample_var = if n >= 2 {
+        ChiSquared::new((n - 1) as f64).map_or(var, |c| var * c.sample(rng) / (n - 1) as f64)
+    } else {
+        0.0
     };
-    let mut ranks: Vec<u64> = BATCH_QUANTILES
-        .iter()
-        .map(|q| (q * (n - 1) as f64) as u64)
-        .collect();
-    ranks.dedup();
-    // `u` is the uniform order statistic of 1-based index `k`; the next one at index `k'` is
-    // `u + (1 − u)·Beta(k' − k, n − k' + 1)`.
-    let (mut u, mut k, mut previous_rank) = (0.0f64, 0u64, None::<u64>);
-    let next = |u: f64, k: u64, k_next: u64, rng: &mut ChaCha8Rng| -> f64 {
-        match Beta::new((k_next - k) as f64, (n - k_next + 1) as f64) {
-            Ok(b) => u + (1.0 - u) * b.sample(rng),
-            Err(_) => u,
-        }
-    };
-    for r in ranks {
-        let k_next = r + 1;
-        u = next(u, k, k_next, rng);
-        k = k_next;
-        let count = previous_rank.map_or(r + 1, |p| r - p);
-        // Values are finite and positive, so the sketch accepts them.
-        let _ = sketch.add_n(value(u), count);
-        previous_rank = Some(r);
-    }
-    if let Some(last) = previous_rank
-        && last + 1 < n
-    {
-        let u_max = next(u, k, n, rng);
-        let _ = sketch.add_n(value(u_max), n - 1 - last);
-    }
-    sketch
+    // Finite by construction, so the moments are accepted.
+    LogMoments::from_parts(n, mean, sample_var).unwrap_or_default()
 }
 
 /// Per-judge state for one run.
@@ -379,8 +349,6 @@ pub fn run(scenario: &Scenario, seed: u64) -> [Outcome; N_JUDGES] {
             _ => true,
         };
     }
-    let min_batch = j.latency.as_ref().map_or(0, |t| t.config().min_batch);
-    let (mut batch_b, mut batch_c) = (0u64, 0u64);
     let (ratio, shift) = match scenario.effect {
         Effect::ErrorRatio(r) => (r, 0.0),
         Effect::LatencyShift(s) => (1.0, s),
@@ -455,19 +423,12 @@ pub fn run(scenario: &Scenario, seed: u64) -> [Outcome; N_JUDGES] {
         if let Some(lat) = j.latency.as_mut()
             && j.outcomes[SEQ].detected_at.is_none()
         {
-            // The latency test merges each second's sketches until both arms hold `min_batch`
-            // values and then reads the batch's deciles and p99: feed it, once the batch is
-            // complete, sketches whose deciles and p99 are drawn exactly (see `batch_sketch`).
-            batch_b += rb;
-            batch_c += rc;
-            if batch_b >= min_batch && batch_c >= min_batch {
-                let bs = batch_sketch(&mut rng, batch_b, log_mu_b, &std_normal);
-                let cs = batch_sketch(&mut rng, batch_c, log_mu_c, &std_normal);
-                batch_b = 0;
-                batch_c = 0;
-                if lat.update(&bs, &cs) {
-                    hit(SEQ, &mut j.outcomes);
-                }
+            // Each second, each arm's moments of log latency as its sketch would give them
+            // (see `second_moments`); the test batches them itself.
+            let mb = second_moments(&mut rng, rb, log_mu_b);
+            let mc = second_moments(&mut rng, rc, log_mu_c);
+            if lat.update_log_moments(mb, mc) {
+                hit(SEQ, &mut j.outcomes);
             }
         }
         if !null {
@@ -753,22 +714,22 @@ mod tests {
     }
 
     #[test]
-    fn batch_sketches_hold_n_values_and_answer_their_order_statistics() {
+    fn second_moments_have_the_model_mean_and_spread() {
         let mut rng = ChaCha8Rng::seed_from_u64(9);
-        let normal = Normal::standard();
-        for n in [1u64, 2, 30, 31, 250, 10_000] {
-            let s = batch_sketch(&mut rng, n, BASE_MEDIAN_MS.ln(), &normal);
-            assert_eq!(s.count(), n);
-            let qs: Vec<f64> = BATCH_QUANTILES
-                .iter()
-                .map(|q| s.quantile(*q).unwrap_or(f64::NAN))
-                .collect();
-            assert!(qs.windows(2).all(|w| w[0] <= w[1]), "{n}: {qs:?}");
+        assert_eq!(second_moments(&mut rng, 0, 1.0).count(), 0);
+        let mut all = LogMoments::empty();
+        for _ in 0..2_000 {
+            let m = second_moments(&mut rng, 25, BASE_MEDIAN_MS.ln());
+            assert_eq!(m.count(), 25);
+            all.merge(&m);
         }
-        // The median of a large batch sits at the distribution's median (within 2%).
-        let s = batch_sketch(&mut rng, 100_000, BASE_MEDIAN_MS.ln(), &normal);
-        let m = s.quantile(0.5).unwrap_or(f64::NAN);
-        assert!((m / BASE_MEDIAN_MS - 1.0).abs() < 0.02, "{m}");
+        assert!(
+            (all.mean() - BASE_MEDIAN_MS.ln()).abs() < 0.01,
+            "{}",
+            all.mean()
+        );
+        let sd = all.variance().sqrt();
+        assert!((sd - LATENCY_LOG_SD).abs() < 0.01, "{sd}");
     }
 
     #[test]

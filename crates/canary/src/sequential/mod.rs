@@ -9,8 +9,10 @@
 //! - [`BatchCountTest`]: the robust mode for overdispersed traffic (error rates that wander
 //!   independently per arm): per-batch log-ratios and a sequential t-test with an estimated
 //!   variance.
-//! - [`LatencyTest`] / [`SequentialLatencyJudge`]: batch log-median differences and the same
-//!   sequential t-test; reports the median and p99 shifts with confidence sequences.
+//! - [`LatencyTest`] / [`SequentialLatencyJudge`]: the mean log latency of every value in each
+//!   arm ([`LogMoments`], read from the sketches' bins) and a normal-mixture e-process on their
+//!   difference, with a robust between-batches t-test mode; reports the median and p99 shifts
+//!   with confidence sequences.
 //! - [`AlphaSharing`] and [`combine`]: one `α` for several metrics, by splitting or by e-value
 //!   averaging.
 //!
@@ -24,6 +26,7 @@ mod combine;
 mod counts;
 mod judges;
 mod latency;
+mod moments;
 mod ttest;
 
 pub use batch::{BatchCountConfig, BatchCountTest};
@@ -31,4 +34,5 @@ pub use combine::{AlphaSharing, combine};
 pub(crate) use counts::check_open_unit as check_alpha;
 pub use counts::{CountTest, CountTestConfig, CountTotals, Sides};
 pub use judges::{CountMode, SequentialCountJudge, SequentialJudge, SequentialLatencyJudge};
-pub use latency::{LatencyTest, LatencyTestConfig, LatencyVariance};
+pub use latency::{CONCENTRATED_LOG_SD, LatencyTest, LatencyTestConfig, LatencyVariance};
+pub use moments::{LogMoments, SKETCH_LOG_ERROR};

@@ -1,0 +1,237 @@
+//! [`LogMoments`]: the count, mean and spread of log latencies, read from a latency sketch's bins
+//! or given directly; the sufficient statistics of the latency test.
+
+use serde::{Deserialize, Serialize};
+use serin_signals::LatencySketch;
+
+use crate::{Error, Result};
+
+/// The smallest latency taken into logarithms (1 µs), so that a zero reading stays finite.
+pub(crate) const FLOOR_MS: f64 = 1e-3;
+
+/// The largest error, in log units, of a value read back from a latency sketch: the sketch's
+/// relative accuracy `a` = 1% maps a value to its bin's representative within a factor
+/// `(1 ± a)`, that is within `½ ln((1 + a)/(1 − a)) ≈ 0.0100` in logs.
+pub const SKETCH_LOG_ERROR: f64 = 0.010_000_333_353_334_718;
+
+/// Count, mean and sum of squared deviations of the natural logs of latencies in milliseconds.
+///
+/// Built from a [`LatencySketch`] ([`LogMoments::from_sketch`]: every value is read back from its
+/// bin, so the mean and the spread carry the sketch's rounding of at most
+/// [`SKETCH_LOG_ERROR`] per value) or from known values ([`LogMoments::from_parts`]). Moments of
+/// disjoint sets of values merge exactly ([`LogMoments::merge`]).
+///
+/// ```
+/// use serin_canary::sequential::LogMoments;
+/// use serin_signals::LatencySketch;
+///
+/// let mut sketch = LatencySketch::new();
+/// for v in [10.0, 20.0, 40.0] {
+///     sketch.add(v)?;
+/// }
+/// let m = LogMoments::from_sketch(&sketch);
+/// assert_eq!(m.count(), 3);
+/// assert!((m.mean() - 20f64.ln()).abs() < 0.011);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LogMoments {
+    count: u64,
+    mean: f64,
+    /// Σ (ln x − mean)².
+    m2: f64,
+}
+
+impl LogMoments {
+    /// No values.
+    pub fn empty() -> Self {
+        LogMoments::default()
+    }
+
+    /// Moments of `count` values whose logs have the given mean and sample variance (divisor
+    /// `count − 1`; ignored below two values). Errors, naming the field, on a non-finite mean or
+    /// a negative or non-finite variance.
+    pub fn from_parts(count: u64, mean_log: f64, variance_log: f64) -> Result<Self> {
+        if count == 0 {
+            return Ok(Self::empty());
+        }
+        if !mean_log.is_finite() {
+            return Err(Error::invalid_input(
+                "logMoments.meanLog",
+                mean_log,
+                "must be a finite mean of log latencies",
+            ));
+        }
+        if !(variance_log.is_finite() && variance_log >= 0.0) {
+            return Err(Error::invalid_input(
+                "logMoments.varianceLog",
+                variance_log,
+                "must be a finite variance >= 0",
+            ));
+        }
+        Ok(LogMoments {
+            count,
+            mean: mean_log,
+            m2: variance_log * count.saturating_sub(1) as f64,
+        })
+    }
+
+    /// The moments of the logs of every value a sketch holds, each read back from its bin.
+    ///
+    /// The sketch answers quantiles by rank, so the values are read run by run: one lookup
+    /// finds a rank's bin and a galloping search finds where that bin ends, which costs
+    /// `O(bins × log(values))` lookups per occupied bin. The largest value is read exactly.
+    pub fn from_sketch(sketch: &LatencySketch) -> Self {
+        let n = sketch.count();
+        let mut m = LogMoments::empty();
+        if n == 0 {
+            return m;
+        }
+        // The value of 0-based rank `r`: the sketch reads rank `⌊q (n − 1)⌋`, so `q` is put in
+        // the middle of the rank's interval; the top rank is only reachable as the maximum.
+        let at = |r: u64| -> f64 {
+            let v = if r + 1 >= n {
+                sketch.max()
+            } else {
+                sketch.quantile((r as f64 + 0.5) / (n - 1) as f64)
+            };
+            v.unwrap_or(FLOOR_MS)
+        };
+        let mut r = 0u64;
+        while r < n {
+            let v = at(r);
+            // Gallop to a rank past the run of `v`, then bisect for the run's last rank.
+            let mut step = 1u64;
+            while r + step < n && at(r + step) == v {
+                step = step.saturating_mul(2);
+            }
+            let (mut lo, mut hi) = (r + step / 2, (r + step).min(n));
+            // Invariant: at(lo) == v, and hi is n or at(hi) != v.
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if at(mid) == v {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            m.add_value(v.max(FLOOR_MS).ln(), lo - r + 1);
+            r = lo + 1;
+        }
+        m
+    }
+
+    fn add_value(&mut self, x: f64, k: u64) {
+        self.merge(&LogMoments {
+            count: k,
+            mean: x,
+            m2: 0.0,
+        });
+    }
+
+    /// Adds the moments of another, disjoint set of values (Chan et al.'s pairwise update).
+    pub fn merge(&mut self, other: &LogMoments) {
+        if other.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            *self = *other;
+            return;
+        }
+        let n = self.count.saturating_add(other.count);
+        let (na, nb) = (self.count as f64, other.count as f64);
+        let d = other.mean - self.mean;
+        self.mean += d * nb / n as f64;
+        self.m2 += other.m2 + d * d * na * nb / n as f64;
+        self.count = n;
+    }
+
+    /// The number of values.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The mean log latency (0 when empty).
+    pub fn mean(&self) -> f64 {
+        self.mean
+    }
+
+    /// The sum of squared deviations of the logs from their mean.
+    pub fn sum_sq_dev(&self) -> f64 {
+        self.m2
+    }
+
+    /// The sample variance of the logs (NaN below two values).
+    pub fn variance(&self) -> f64 {
+        if self.count < 2 {
+            return f64::NAN;
+        }
+        self.m2 / (self.count - 1) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moments_from_a_sketch_match_the_values_within_the_rounding() {
+        let values: Vec<f64> = (1..=997).map(|i| 5.0 + f64::from(i % 113) * 1.7).collect();
+        let mut s = LatencySketch::new();
+        for v in &values {
+            s.add(*v).unwrap();
+        }
+        let m = LogMoments::from_sketch(&s);
+        let n = values.len() as f64;
+        let mean = values.iter().map(|v| v.ln()).sum::<f64>() / n;
+        let var = values.iter().map(|v| (v.ln() - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        assert_eq!(m.count(), values.len() as u64);
+        assert!(
+            (m.mean() - mean).abs() <= SKETCH_LOG_ERROR,
+            "{} {mean}",
+            m.mean()
+        );
+        assert!(
+            (m.variance() - var).abs() < 0.01 * var,
+            "{} {var}",
+            m.variance()
+        );
+    }
+
+    #[test]
+    fn single_values_zero_and_empty_sketches() {
+        assert_eq!(LogMoments::from_sketch(&LatencySketch::new()).count(), 0);
+        let mut s = LatencySketch::new();
+        s.add(0.0).unwrap();
+        let m = LogMoments::from_sketch(&s);
+        assert_eq!(m.count(), 1);
+        assert!((m.mean() - FLOOR_MS.ln()).abs() < 1e-12);
+        let mut s = LatencySketch::new();
+        s.add_n(42.0, 7).unwrap();
+        let m = LogMoments::from_sketch(&s);
+        assert_eq!(m.count(), 7);
+        assert!((m.mean() - 42f64.ln()).abs() <= SKETCH_LOG_ERROR);
+        assert!(m.variance() < 1e-4);
+    }
+
+    #[test]
+    fn merging_equals_the_moments_of_the_union() {
+        let mut a = LogMoments::from_parts(10, 1.0, 0.5).unwrap();
+        let b = LogMoments::from_parts(30, 2.0, 0.25).unwrap();
+        a.merge(&b);
+        assert_eq!(a.count(), 40);
+        assert!((a.mean() - 1.75).abs() < 1e-12);
+        // Σ squares: 9·0.5 + 29·0.25 + 10·30/40·1² = 4.5 + 7.25 + 7.5.
+        assert!((a.sum_sq_dev() - 19.25).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bad_parts_are_errors_naming_the_field() {
+        let e = LogMoments::from_parts(3, f64::NAN, 1.0).unwrap_err();
+        assert!(e.to_string().contains("logMoments.meanLog"), "{e}");
+        let e = LogMoments::from_parts(3, 0.0, -1.0).unwrap_err();
+        assert!(e.to_string().contains("logMoments.varianceLog"), "{e}");
+        assert_eq!(LogMoments::from_parts(0, f64::NAN, 1.0).unwrap().count(), 0);
+    }
+}
