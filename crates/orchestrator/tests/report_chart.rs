@@ -116,6 +116,7 @@ async fn a_promoted_canary_shows_both_arms_its_steps_and_completion() {
             "baseline 1.0.0 on stable",
             "canary 1.1.0 on canary",
             "weight step",
+            "monitoring",
             "10%",
             "40%",
             "70%",

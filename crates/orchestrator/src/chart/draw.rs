@@ -11,7 +11,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use super::layout::{
     format_offset, format_value, label_rows, split_gaps, text_width, time_ticks, upper_bound,
 };
-use super::series::{ArmLines, MarkerKind, Timeline};
+use super::series::{ArmLines, BandKind, MarkerKind, Timeline};
 use serin_signals::Arm;
 
 /// The baseline's colour in every panel (a blue).
@@ -58,6 +58,17 @@ pub(crate) fn marker_colour(kind: MarkerKind) -> RGBColor {
         MarkerKind::Failed => RGBColor(0, 0, 0),
     }
 }
+
+/// The shade of a phase band (drawn faint).
+pub(crate) fn band_colour(kind: BandKind) -> RGBColor {
+    match kind {
+        BandKind::Monitoring => RGBColor(0, 140, 90),
+        BandKind::Rollback => RGBColor(200, 0, 40),
+    }
+}
+
+/// How strongly a band is shaded.
+const BAND_OPACITY: f64 = 0.08;
 
 /// A drawing failure, as text (plotters' error types carry the backend's).
 type DrawResult<T = ()> = Result<T, String>;
@@ -186,6 +197,18 @@ fn draw_header<DB: DrawingBackend>(
             .map_err(err)?;
         x += 28 + text_width(&arm.label, TEXT_SIZE) as i32 + 22;
     }
+    for kind in timeline.band_kinds() {
+        let colour = band_colour(kind);
+        area.draw(&Rectangle::new(
+            [(x, y - 1), (x + 14, y + 13)],
+            colour.mix(BAND_OPACITY * 2.0).filled(),
+        ))
+        .map_err(err)?;
+        let name = kind.legend();
+        area.draw(&Text::new(name, (x + 20, y), text.clone()))
+            .map_err(err)?;
+        x += 20 + text_width(name, TEXT_SIZE) as i32 + 18;
+    }
     for kind in timeline.marker_kinds() {
         let colour = marker_colour(kind);
         let style = colour.stroke_width(2);
@@ -304,6 +327,14 @@ fn draw_panel<'a, DB: DrawingBackend + 'a>(
         .map_err(err)?;
     }
 
+    chart
+        .draw_series(timeline.bands.iter().map(|b| {
+            Rectangle::new(
+                [(b.from, 0.0), (b.to, panel.y_max)],
+                band_colour(b.kind).mix(BAND_OPACITY).filled(),
+            )
+        }))
+        .map_err(err)?;
     for m in &timeline.markers {
         let colour = marker_colour(m.kind);
         let line = vec![(m.at, 0.0), (m.at, panel.y_max)];

@@ -6,9 +6,11 @@
 //! in [`Report::samples`]. The baseline (old version) and the canary (new version) keep one
 //! colour each in every panel. Decisions are vertical lines through all three panels, labelled
 //! above the first: weight steps (dashed), anomalies, fired triggers, the start of a rollback,
-//! and the end (completed, rolled back, failed). A window in which an arm had no data breaks its
-//! line rather than drawing it at zero; a lone window between gaps is a dot. A first install
-//! has no baseline, and a report without samples still shows its weights and decisions.
+//! and the end (completed, rolled back, failed); the monitoring and rollback phases are faint
+//! bands behind the data. A window in which an arm had no data breaks its line rather than
+//! drawing it at zero; a lone window between gaps is a dot, and a panel with no data at all
+//! says so. A first install has no baseline, and a report without samples still shows its
+//! weights and decisions.
 //!
 //! Only SVG is written: its text is laid out by whatever displays it, so rendering needs no
 //! font files or font libraries. A bitmap needs glyphs: plotters draws them either through the

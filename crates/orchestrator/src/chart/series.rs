@@ -5,7 +5,7 @@
 use serin_signals::Arm;
 
 use super::layout::TimeAxis;
-use crate::event::EventKind;
+use crate::event::{EventKind, Phase};
 use crate::report::Report;
 
 /// One arm's lines. Times are seconds since the start.
@@ -57,6 +57,36 @@ impl MarkerKind {
     }
 }
 
+/// A stretch of the time axis shaded by what the deployment was doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum BandKind {
+    /// The new version took all traffic and the rollback triggers watched it.
+    Monitoring,
+    /// Traffic was going back to the old version.
+    Rollback,
+}
+
+impl BandKind {
+    /// Its legend entry.
+    pub(crate) fn legend(self) -> &'static str {
+        match self {
+            BandKind::Monitoring => "monitoring",
+            BandKind::Rollback => "rollback phase",
+        }
+    }
+}
+
+/// One shaded stretch, in seconds since the start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Band {
+    /// Where it starts.
+    pub(crate) from: f64,
+    /// Where it ends.
+    pub(crate) to: f64,
+    /// What it shows.
+    pub(crate) kind: BandKind,
+}
+
 /// One decision on the time axis.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Marker {
@@ -79,6 +109,8 @@ pub(crate) struct Timeline {
     pub(crate) canary: ArmLines,
     /// The decisions, in order.
     pub(crate) markers: Vec<Marker>,
+    /// The monitoring and rollback phases, in order.
+    pub(crate) bands: Vec<Band>,
 }
 
 impl Timeline {
@@ -97,8 +129,20 @@ impl Timeline {
         // The new version's share, as steps: 0 until its first weight, back to 0 on rollback.
         let mut steps: Vec<(f64, f64)> = vec![(0.0, 0.0)];
         let mut markers = Vec::new();
+        let mut bands = Vec::new();
+        let mut open: Option<(f64, BandKind)> = None;
         for e in &report.timeline {
             let at = TimeAxis::offset(start, e.at);
+            if let EventKind::PhaseChanged { phase } = &e.kind {
+                if let Some((from, kind)) = open.take() {
+                    bands.push(Band { from, to: at, kind });
+                }
+                open = match phase {
+                    Phase::Monitoring => Some((at, BandKind::Monitoring)),
+                    Phase::Rollback => Some((at, BandKind::Rollback)),
+                    _ => None,
+                };
+            }
             let (weight, marker) = match &e.kind {
                 EventKind::WeightChanged { percent, .. } => (
                     Some(*percent),
@@ -141,6 +185,13 @@ impl Timeline {
                 markers.push(Marker { at, kind, label });
             }
         }
+        if let Some((from, kind)) = open {
+            bands.push(Band {
+                from,
+                to: axis.span(),
+                kind,
+            });
+        }
         let last = steps.last().map_or(0.0, |p| p.1);
         steps.push((axis.span(), last));
 
@@ -178,12 +229,26 @@ impl Timeline {
             baseline,
             canary,
             markers,
+            bands,
         }
     }
 
     /// The arms, baseline first.
     pub(crate) fn arms(&self) -> impl Iterator<Item = &ArmLines> {
         self.baseline.iter().chain(std::iter::once(&self.canary))
+    }
+
+    /// The kinds of band present, in legend order.
+    pub(crate) fn band_kinds(&self) -> Vec<BandKind> {
+        let mut kinds: Vec<BandKind> = self
+            .bands
+            .iter()
+            .filter(|b| b.to > b.from)
+            .map(|b| b.kind)
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
     }
 
     /// The kinds of marker present, in legend order.
@@ -229,7 +294,9 @@ mod tests {
                 r#"{"type":"weightChanged","track":"canary","percent":40.0}"#,
             ),
             event(2, 41_000, r#"{"type":"rollbackStarted","reason":"x"}"#),
-            event(3, 51_000, r#"{"type":"rolledBack","reason":"x"}"#),
+            event(3, 41_000, r#"{"type":"phaseChanged","phase":"rollback"}"#),
+            event(4, 51_000, r#"{"type":"rolledBack","reason":"x"}"#),
+            event(5, 51_000, r#"{"type":"phaseChanged","phase":"finished"}"#),
         ]
         .join(",");
         let t = Timeline::of(&report(
@@ -265,6 +332,15 @@ mod tests {
             ]
         );
         assert_eq!(
+            t.bands,
+            vec![Band {
+                from: 40.0,
+                to: 50.0,
+                kind: BandKind::Rollback
+            }]
+        );
+        assert_eq!(t.band_kinds(), vec![BandKind::Rollback]);
+        assert_eq!(
             t.marker_kinds(),
             vec![
                 MarkerKind::WeightStep,
@@ -272,6 +348,20 @@ mod tests {
                 MarkerKind::RolledBack
             ]
         );
+    }
+
+    #[test]
+    fn the_monitoring_phase_is_a_band_to_its_end_or_the_axis_end() {
+        let events = [
+            event(0, 21_000, r#"{"type":"phaseChanged","phase":"monitoring"}"#),
+            event(1, 41_000, r#"{"type":"phaseChanged","phase":"completion"}"#),
+            event(2, 51_000, r#"{"type":"phaseChanged","phase":"monitoring"}"#),
+        ]
+        .join(",");
+        let t = Timeline::of(&report("null", &events, ""));
+        let spans: Vec<(f64, f64)> = t.bands.iter().map(|b| (b.from, b.to)).collect();
+        assert_eq!(spans, vec![(20.0, 40.0), (50.0, 60.0)]);
+        assert_eq!(t.band_kinds(), vec![BandKind::Monitoring]);
     }
 
     #[test]
