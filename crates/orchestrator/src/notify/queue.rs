@@ -295,3 +295,53 @@ pub(super) async fn work(shared: Arc<Shared>, lane: Arc<Lane>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn job(n: usize) -> Job {
+        Job {
+            id: n.to_string(),
+            payload: Payload::PagerDuty {
+                url: reqwest::Url::parse("http://127.0.0.1:9/").expect("url"),
+                body: Vec::new(),
+            },
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_full_lane_keeps_its_bound_and_counts_every_drop(
+            capacity in 1usize..6,
+            pushes in 0usize..20,
+            newest in any::<bool>(),
+        ) {
+            let settings = NotifySettings {
+                queue_capacity: capacity,
+                overflow: if newest { Overflow::DropNewest } else { Overflow::DropOldest },
+                ..NotifySettings::default()
+            };
+            let clock: WallClock = Arc::new(|| serin_signals::Timestamp::EPOCH);
+            let shared = Shared::new(settings, reqwest::Client::new(), clock);
+            let lane = Lane::new("test".into());
+            for n in 0..pushes {
+                shared.enqueue(&lane, job(n));
+            }
+            let kept: Vec<String> = lock(&lane.queue).iter().map(|j| j.id.clone()).collect();
+            let held = pushes.min(capacity);
+            prop_assert_eq!(kept.len(), held);
+            let stats = shared.stats();
+            prop_assert_eq!(stats.queued, pushes as u64);
+            prop_assert_eq!(stats.dropped, (pushes - held) as u64);
+            prop_assert_eq!(*shared.pending.borrow(), held as u64);
+            let want: Vec<String> = if newest {
+                (0..held).map(|n| n.to_string()).collect()
+            } else {
+                (pushes - held..pushes).map(|n| n.to_string()).collect()
+            };
+            prop_assert_eq!(kept, want);
+        }
+    }
+}
