@@ -103,10 +103,13 @@ impl<T> ArmValues<T> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Interval {
     /// Lower bound (may be `-inf` when unbounded).
+    #[serde(with = "serin_signals::float")]
     pub lower: f64,
     /// Upper bound (may be `+inf` when unbounded).
+    #[serde(with = "serin_signals::float")]
     pub upper: f64,
     /// Coverage probability, in `(0, 1)`.
+    #[serde(with = "serin_signals::float")]
     pub level: f64,
 }
 
@@ -125,6 +128,7 @@ pub struct Effect {
     /// `hodgesLehmannShift`, `cles`, ...
     pub name: String,
     /// The point estimate (`NaN` when it cannot be computed, for example a ratio over zero).
+    #[serde(with = "serin_signals::float")]
     pub estimate: f64,
     /// Its interval, when the judge has one.
     pub interval: Option<Interval>,
@@ -135,11 +139,11 @@ pub struct Effect {
 #[serde(rename_all = "camelCase")]
 pub enum Statistic {
     /// An e-value (the value of a test supermartingale); the judge fails at `e >= 1/alpha`.
-    EValue(f64),
+    EValue(#[serde(with = "serin_signals::float")] f64),
     /// A p-value (anytime-valid for sequential judges); the judge fails at `p <= alpha`.
-    PValue(f64),
+    PValue(#[serde(with = "serin_signals::float")] f64),
     /// A score (Kayenta's 0..100 canary score, a count of failed checks, a measured value).
-    Score(f64),
+    Score(#[serde(with = "serin_signals::float")] f64),
 }
 
 /// Why a judge answered what it answered: everything a promotion or rollback must carry.
@@ -166,6 +170,7 @@ pub struct Evidence {
     pub statistic: Option<Statistic>,
     /// The threshold the statistic was compared with (`1/alpha` for an e-value, `alpha` for a
     /// p-value, the pass score, the limit).
+    #[serde(with = "serin_signals::float::option")]
     pub threshold: Option<f64>,
     /// One human sentence: what was found and why the verdict follows.
     pub summary: String,

@@ -197,18 +197,39 @@ impl FileJournal {
             Err(e) => return Err(Error::backend("journal", &self.name, e)),
         };
         let mut out = Vec::new();
-        for line in std::io::BufReader::new(file).lines() {
+        for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
             let line = line.map_err(|e| Error::backend("journal", &self.name, e))?;
             if line.trim().is_empty() {
                 continue;
             }
-            // A torn write (crash mid-line) cannot parse; it was never acknowledged.
-            if let Ok(r) = serde_json::from_str::<Record>(&line) {
-                out.push(r);
+            match serde_json::from_str::<Record>(&line) {
+                Ok(r) => out.push(r),
+                // A torn write (a crash mid-line) ends early and was never acknowledged: skip
+                // it. Anything else is corruption, and replaying around it would be a lie.
+                Err(e) if e.is_eof() => {}
+                Err(e) => {
+                    return Err(Error::backend(
+                        "journal",
+                        &self.name,
+                        format!("line {} is corrupt: {e}", n + 1),
+                    ));
+                }
             }
         }
         Ok(out)
     }
+}
+
+/// Whether the file's last byte is not a newline (a write cut short by a crash).
+fn ends_torn(file: &mut std::fs::File) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    if file.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }
 
 #[async_trait]
@@ -220,13 +241,30 @@ impl Journal for FileJournal {
     async fn append(&self, record: &Record) -> Result<()> {
         let mut line =
             serde_json::to_vec(record).map_err(|e| Error::backend("journal", &self.name, e))?;
+        // A record that would not read back is refused before anything acts on it: a journal
+        // that cannot be replayed is no journal.
+        serde_json::from_slice::<Record>(&line).map_err(|e| {
+            Error::backend(
+                "journal",
+                &self.name,
+                format!(
+                    "record {} of {} would not read back: {e}",
+                    record.seq, record.deployment
+                ),
+            )
+        })?;
         line.push(b'\n');
         let _guard = lock(&self.write);
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .open(&self.path)
             .map_err(|e| Error::backend("journal", &self.name, e))?;
+        if ends_torn(&mut file).map_err(|e| Error::backend("journal", &self.name, e))? {
+            // A crash left a partial last line: end it, so this record starts a line of its own.
+            line.insert(0, b'\n');
+        }
         file.write_all(&line)
             .and_then(|()| file.sync_data())
             .map_err(|e| Error::backend("journal", &self.name, e))
@@ -308,6 +346,33 @@ mod tests {
             vec!["web-1.1.0-1000".to_owned()]
         );
         assert!(back.records("other").await.expect("none").is_empty());
+        // Writing on after the crash: the new record starts its own line, the torn one stays
+        // skipped.
+        back.append(&record(2))
+            .await
+            .expect("append after a torn write");
+        let seqs: Vec<u64> = back
+            .records("web-1.1.0-1000")
+            .await
+            .expect("records")
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(seqs, vec![0, 1, 2]);
+        // A line that is complete but wrong is corruption: an error naming the line, never a
+        // silent gap in the replay.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(b"{\"deployment\": 7}\n"))
+            .expect("corrupt line");
+        back.append(&record(3)).await.expect("append");
+        let err = back
+            .records("web-1.1.0-1000")
+            .await
+            .expect_err("corrupt")
+            .to_string();
+        assert!(err.contains("line 5 is corrupt"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

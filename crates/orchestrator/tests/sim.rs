@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serin_orchestrator::{
-    Clock, DeploymentConfig, EventKind, InMemoryJournal, Orchestrator, Outcome, Platform, Report,
-    ServiceBackends, StrategyKind, TrafficStrategyKind,
+    Clock, DeploymentConfig, EventKind, FileJournal, InMemoryJournal, Journal, Orchestrator,
+    Outcome, Platform, Report, ServiceBackends, StrategyKind, TrafficStrategyKind,
 };
 use serin_signals::{Probe, Track, Window};
 use serin_sim::{Fault, Load, Schedule, SimConfig, SimWorld, Span, Unready, VersionProfile};
@@ -35,6 +35,11 @@ fn sim(config: SimConfig) -> Sim {
 
 /// A simulated fleet serving `rps` requests per second.
 fn sim_at(config: SimConfig, rps: f64) -> Sim {
+    sim_with(config, rps, Arc::new(InMemoryJournal::new()))
+}
+
+/// A simulated fleet serving `rps` requests per second, journalling to `journal`.
+fn sim_with(config: SimConfig, rps: f64, journal: Arc<dyn Journal>) -> Sim {
     let world =
         SimWorld::new(config.with_service(SERVICE).with_load(Load::constant(rps))).expect("world");
     let backends = ServiceBackends::new(
@@ -42,11 +47,10 @@ fn sim_at(config: SimConfig, rps: f64) -> Sim {
         Arc::new(world.metrics()),
         Arc::new(world.health()),
     );
-    let orchestrator =
-        Orchestrator::builder(Arc::new(world.platform()), Arc::new(InMemoryJournal::new()))
-            .service(SERVICE, backends)
-            .clock(Clock::starting_at(world.now()))
-            .build();
+    let orchestrator = Orchestrator::builder(Arc::new(world.platform()), journal)
+        .service(SERVICE, backends)
+        .clock(Clock::starting_at(world.now()))
+        .build();
     Sim {
         world,
         orchestrator,
@@ -362,4 +366,44 @@ async fn blue_green_with_canary_on_the_simulator() {
     let r = deploy(&s, &c).await;
     assert!(rolled_back(&r).contains("error_rate"), "{r}");
     assert_eq!(live(&s).await, (Track::Green, "1.1.0".into()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_file_journal_replays_every_record_of_a_canary_and_its_report() {
+    // Judges' evidence holds numbers JSON has no words for (a ratio over zero errors is NaN, an
+    // unbounded interval is infinite); every record must still read back, or a resume would
+    // replay an older state.
+    let dir = std::env::temp_dir().join(format!("serin-sim-journal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("journal.jsonl");
+    let _ = std::fs::remove_file(&path);
+    let journal = Arc::new(FileJournal::open(&path).expect("journal"));
+    let s = sim_with(
+        SimConfig::new(5)
+            .with_profile(v("1.0.0"), profile(Schedule::constant(0.0)))
+            .with_profile(v("1.1.0"), profile(Schedule::constant(0.0))),
+        300.0,
+        journal.clone(),
+    );
+    install(&s, StrategyKind::Canary).await;
+    let mut config = canary("1.1.0");
+    config.canary_config.judge_latency = true;
+    let r = deploy(&s, &config).await;
+    assert_eq!(r.outcome, Some(Outcome::Succeeded), "{r}");
+    assert!(
+        r.timeline
+            .iter()
+            .any(|e| matches!(&e.kind, EventKind::AnalysisResult { decision }
+            if decision.evidence.iter().any(|ev| ev.metric == serin_signals::Metric::Latency))),
+        "the latency judge spoke: {r}"
+    );
+    let reread = FileJournal::open(&path).expect("reopen");
+    let records = reread.records(&r.deployment).await.expect("records");
+    let report = Report::from_records(&records).expect("report");
+    assert_eq!(report.timeline.len(), r.timeline.len());
+    assert_eq!(report.outcome, r.outcome);
+    let json = report.to_json().expect("json");
+    let back: Report = serde_json::from_str(&json).expect("the report reads back");
+    assert_eq!(back.timeline.len(), report.timeline.len());
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -60,6 +60,7 @@
 
 pub mod duration;
 mod error;
+pub mod float;
 mod health;
 mod health_source;
 mod memory;
