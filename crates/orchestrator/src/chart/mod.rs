@@ -137,7 +137,11 @@ impl Report {
             .last_at
             .saturating_duration_since(self.started_at)
             .as_secs_f64();
-        let mut line = format!("deployment {} · {secs:.0}s", self.deployment);
+        let mut line = format!(
+            "deployment {} · {}",
+            self.deployment,
+            layout::format_offset(secs)
+        );
         if let Some(
             Outcome::RolledBack { reason }
             | Outcome::Blocked { reason }
