@@ -719,6 +719,24 @@ pub struct NotificationChannel {
     pub secret_env: Option<String>,
 }
 
+impl NotificationChannel {
+    /// The destination as logs and errors may show it: a URL cut to its scheme and host (the
+    /// paths and queries of webhook URLs often carry tokens), anything else as written.
+    pub fn redacted_destination(&self) -> String {
+        redact_url(self.destination.trim())
+    }
+}
+
+/// `scheme://host/***` for a URL (user info dropped), the value itself otherwise.
+pub(crate) fn redact_url(value: &str) -> String {
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return value.to_owned();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    format!("{scheme}://{host}/***")
+}
+
 /// The kinds of notification channel the brief names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -1169,6 +1187,28 @@ fn secs(field: &str, v: &str) -> Result<Duration> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_url_destination_is_shown_by_scheme_and_host_only() {
+        let ch = |d: &str| NotificationChannel {
+            kind: ChannelKind::Webhook,
+            destination: d.into(),
+            events: Vec::new(),
+            secret_env: None,
+        };
+        assert_eq!(
+            ch("https://hooks.slack.com/services/T0/B0/SECRET").redacted_destination(),
+            "https://hooks.slack.com/***"
+        );
+        assert_eq!(
+            ch("http://user:pw@hooks.local:8080?token=x").redacted_destination(),
+            "http://hooks.local:8080/***"
+        );
+        assert_eq!(
+            ch("ops@example.com").redacted_destination(),
+            "ops@example.com"
+        );
+    }
+
     use super::*;
 
     fn base() -> DeploymentConfig {

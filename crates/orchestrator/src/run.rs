@@ -198,7 +198,7 @@ impl Runner {
                     if (ch.events.is_empty() || ch.events.contains(&category))
                         && let Err(err) = notifier.notify(ch, e).await
                     {
-                        tracing::warn!(deployment = %e.deployment, "notification to {} failed: {err}", ch.destination);
+                        tracing::warn!(deployment = %e.deployment, "notification to {} failed: {err}", ch.redacted_destination());
                     }
                 }
             }

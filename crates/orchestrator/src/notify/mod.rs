@@ -423,11 +423,12 @@ fn http_url(field: &str, value: &str) -> Result<reqwest::Url> {
 }
 
 /// The scheme and host of a URL, the rest masked (paths and queries of webhook URLs often
-/// carry tokens).
+/// carry tokens); a value that is not a URL at all is masked whole.
 fn redact_url(value: &str) -> String {
-    match reqwest::Url::parse(value) {
-        Ok(u) => format!("{}://{}/***", u.scheme(), u.host_str().unwrap_or("?")),
-        Err(_) => "***".to_owned(),
+    if value.contains("://") {
+        crate::config::redact_url(value)
+    } else {
+        "***".to_owned()
     }
 }
 
