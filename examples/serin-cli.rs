@@ -103,13 +103,14 @@ use cli::settings::EnvLookup;
 use cli::ui::Ui;
 use cli::{history, observe};
 
-async fn run(cli: Cli) -> Result<Exit, CliError> {
+async fn run(cli: Cli, io: Option<tokio::runtime::Handle>) -> Result<Exit, CliError> {
     let env = EnvLookup::load(cli.global.env_file.as_deref())?;
     let ui = Ui::new(cli.global.output);
     let ctx = Ctx {
         global: cli.global,
         env,
         ui,
+        io,
     };
     match &cli.command {
         Command::Deploy(args) => {
@@ -134,6 +135,7 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Metrics(args) => observe::metrics(&ctx, args).await,
         Command::HealthCheck => observe::health_check(&ctx).await,
         Command::Plan(args) => deploy::plan(&ctx, args).await,
+        Command::Backups => history::backups(&ctx).await,
     }
 }
 
@@ -151,9 +153,23 @@ fn main() -> std::process::ExitCode {
             .enable_all()
             .build(),
     };
-    let result = match runtime {
-        Ok(rt) => rt.block_on(run(cli)),
-        Err(e) => Err(CliError::backend(format!("cannot start the runtime: {e}"))),
+    // Notifications leave in real time even when the deployment runs in virtual time.
+    let io = match cli.global.backend {
+        cli::args::BackendKind::Sim => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map(Some),
+        cli::args::BackendKind::Local => Ok(None),
+    };
+    let result = match (runtime, io) {
+        (Ok(rt), Ok(io)) => {
+            let handle = io.as_ref().map(|r| r.handle().clone());
+            rt.block_on(run(cli, handle))
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            Err(CliError::backend(format!("cannot start the runtime: {e}")))
+        }
     };
     let exit = match result {
         Ok(exit) => exit,

@@ -70,6 +70,28 @@ pub struct Global {
     /// validated against it and the versions that run before anything changes.
     #[arg(long, global = true, value_name = "FILE")]
     pub catalog: Option<PathBuf>,
+    /// Delivery settings of the config's `notificationChannels` (JSON, YAML or TOML by
+    /// extension, `NotifySettings`' shape: queue, retries, default secrets, SMTP server).
+    /// Default: the defaults, secrets from each channel's `secretEnv`.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub notify_settings: Option<PathBuf>,
+    /// Back this directory up before each deployment (a snapshot kept under the state
+    /// directory, in `backups/directory`), so a rollback can restore it.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        conflicts_with = "backup_postgres"
+    )]
+    pub backup_dir: Option<PathBuf>,
+    /// Back this PostgreSQL database up before each deployment (`pg_dump`, kept under the
+    /// state directory, in `backups/postgres`): `host=... port=... user=... dbname=...`
+    /// (libpq keywords); the password from `password=` or else `PGPASSWORD`.
+    #[arg(long, global = true, value_name = "CONNINFO")]
+    pub backup_postgres: Option<String>,
+    /// How many backups of the service to keep (older ones are deleted after each backup).
+    #[arg(long, global = true, value_name = "N", default_value_t = 5)]
+    pub backup_keep: usize,
 }
 
 /// Where the service runs.
@@ -125,6 +147,9 @@ pub enum Command {
     HealthCheck,
     /// The dry run: what would be deployed where, step by step; nothing changes.
     Plan(DeployArgs),
+    /// The backups taken before deployments (`--backup-dir` or `--backup-postgres`), oldest
+    /// first.
+    Backups,
 }
 
 /// Flags of `deploy`, `deploy-blue-green` and `plan`.

@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 
 use crate::cli::args::BackendKind;
 use crate::cli::exit::CliError;
+use crate::cli::hooks::{Hooks, Notifications};
 use crate::cli::load::{Load, Tally};
 use crate::cli::state::{Behaviour, Running};
 
@@ -135,6 +136,7 @@ impl TrackHealth {
 pub struct Stack {
     /// The orchestrator.
     pub orchestrator: Orchestrator,
+    notifications: Option<Notifications>,
     platform: Arc<dyn Platform>,
     router: Arc<dyn TrafficRouter>,
     metrics: Arc<dyn MetricsSource>,
@@ -206,7 +208,11 @@ fn platform_err(e: serin_orchestrator::Error) -> CliError {
 
 impl Stack {
     /// Assembles the backend of `options`, journalling to `journal`. Nothing runs yet.
-    pub async fn build(options: &Options, journal: Arc<dyn Journal>) -> Result<Stack, CliError> {
+    pub async fn build(
+        options: &Options,
+        journal: Arc<dyn Journal>,
+        hooks: Hooks,
+    ) -> Result<Stack, CliError> {
         let service = options.service.clone();
         let behaviours = Arc::new(options.behaviours.clone());
         let validation = match &options.catalog {
@@ -302,8 +308,15 @@ impl Stack {
         if let Some((validator, fleet)) = validation {
             builder = builder.validator(validator, fleet);
         }
+        if let Some(n) = &hooks.notifier {
+            builder = builder.notifier(n.notifier.clone());
+        }
+        if let Some(b) = hooks.backup {
+            builder = builder.backup(b);
+        }
         Ok(Stack {
             orchestrator: builder.build(),
+            notifications: hooks.notifier,
             platform,
             router,
             metrics,
@@ -494,8 +507,12 @@ impl Stack {
     }
 
     /// Stops the load and every process, and closes the proxy; returns what the load saw.
-    /// The simulated fleet simply ends with the command.
+    /// The simulated fleet simply ends with the command. Notifications still queued are
+    /// delivered first (a bounded wait), so the end of a deployment is not lost with the process.
     pub async fn shutdown(self) -> Option<Tally> {
+        if let Some(n) = &self.notifications {
+            n.flush().await;
+        }
         match self.kind {
             Kind::Local(local) => {
                 let Local {

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use serin_compat::Fleet;
-use serin_orchestrator::DeploymentConfig;
+use serin_orchestrator::{DeploymentConfig, FileJournal};
 
 use crate::cli::args::Global;
 use crate::cli::backend::{Options, Stack};
 use crate::cli::exit::CliError;
-use crate::cli::journal::Overlay;
+use crate::cli::hooks::{self, Hooks};
 use crate::cli::settings::{EnvLookup, load_config};
 use crate::cli::state::{RunState, StateDir};
 use crate::cli::ui::Ui;
@@ -22,6 +22,9 @@ pub struct Ctx {
     pub env: EnvLookup,
     /// Output settings.
     pub ui: Ui,
+    /// A runtime of real time for notification deliveries when the command runs in virtual
+    /// time (sim backend).
+    pub io: Option<tokio::runtime::Handle>,
 }
 
 impl Ctx {
@@ -77,8 +80,10 @@ impl Ctx {
         }
     }
 
-    pub fn journal(states: &StateDir) -> Result<Arc<Overlay>, CliError> {
-        Overlay::open(&states.journal())
+    /// The journal file of the state directory: every record of every deployment, read back
+    /// as written (a corrupt line is an error, not skipped).
+    pub fn journal(states: &StateDir) -> Result<Arc<FileJournal>, CliError> {
+        FileJournal::open(states.journal())
             .map(Arc::new)
             .map_err(|e| CliError::backend(format!("journal: {e}")))
     }
@@ -96,7 +101,12 @@ impl Ctx {
                 self.global.load_rps
             )));
         }
-        let stack = Stack::build(&self.options(states, state), Self::journal(states)?).await?;
+        let hooks = Hooks {
+            notifier: hooks::notifier(&self.global, &self.env, self.io.clone(), config)?,
+            backup: hooks::backup(&self.global, &self.env, states)?,
+        };
+        let stack =
+            Stack::build(&self.options(states, state), Self::journal(states)?, hooks).await?;
         if let Some(current) = &state.current
             && let Err(e) = stack.restore(current, config).await
         {

@@ -1,15 +1,18 @@
-//! The verbs that read the record: `status` (the state file) and `logs` (the journal).
+//! The verbs that read the record: `status` (the state file and the journal), `logs` (the
+//! journal) and `backups` (the backup store).
 
 use std::fmt::Write as _;
 
+use std::sync::Arc;
+
 use serde_json::json;
-use serin_orchestrator::Event;
-use serin_signals::Timestamp;
+use serin_orchestrator::{Event, InMemoryPlatform, Journal, Orchestrator};
 
 use crate::cli::args::LogsArgs;
 use crate::cli::context::Ctx;
 use crate::cli::exit::{CliError, Exit};
-use crate::cli::journal::events as journal_events;
+use crate::cli::hooks;
+use crate::cli::settings::service_of;
 use crate::cli::state::StateDir;
 
 /// `status`: what runs, what ran before, how the last deployment ended.
@@ -51,14 +54,21 @@ pub async fn status(ctx: &Ctx) -> Result<Exit, CliError> {
             previous.join(", ")
         }
     );
-    if let Some(id) = &state.last_deployment {
+    // The last deployment as its journal tells it: state.json only names it.
+    let last = match &state.last_deployment {
+        Some(id) => Some(reader(&states)?.status(id).await?),
+        None => None,
+    };
+    if let Some(s) = &last {
         let _ = writeln!(
             text,
-            "last deployment: {id}: {}",
-            state
-                .last_outcome
+            "last deployment: {}: {} (phase {}, {:.0}% on the new version)",
+            s.deployment,
+            s.outcome
                 .as_ref()
-                .map_or("not finished".to_owned(), ToString::to_string)
+                .map_or("not finished".to_owned(), ToString::to_string),
+            s.phase,
+            s.weight
         );
     }
     if let Some(p) = &state.in_progress {
@@ -71,64 +81,44 @@ pub async fn status(ctx: &Ctx) -> Result<Exit, CliError> {
         "current": state.current,
         "previous": state.previous,
         "lastDeployment": state.last_deployment,
-        "lastOutcome": state.last_outcome,
+        "lastOutcome": last.as_ref().map(|s| s.outcome.clone()),
+        "lastPhase": last.as_ref().map(|s| s.phase),
+        "lastWeight": last.as_ref().map(|s| s.weight),
         "interrupted": state.in_progress,
     });
     ctx.ui.result(&text, &doc)?;
     Ok(Exit::Success)
 }
 
-/// One event as a line: its own rendering when it parses; otherwise (a record the journal
-/// could not read back, see `journal`) the analysis' action, reason and evidence, or the JSON.
-fn event_line(v: &serde_json::Value) -> String {
-    if let Ok(e) = serde_json::from_value::<Event>(v.clone()) {
-        return format!("{} {} #{} {}", e.at, e.deployment, e.seq, e.kind);
-    }
-    let at = v.get("at").and_then(serde_json::Value::as_u64).map_or_else(
-        || "?".to_owned(),
-        |ms| Timestamp::from_millis(ms).to_string(),
-    );
-    let kind = v.get("kind").cloned().unwrap_or_default();
-    let what = match kind.get("decision") {
-        Some(d) => {
-            let text = |key: &str| d.get(key).and_then(|x| x.as_str()).unwrap_or("").to_owned();
-            let evidence: Vec<String> = d
-                .get("evidence")
-                .and_then(|e| e.as_array())
-                .map(|list| {
-                    list.iter()
-                        .filter_map(|e| e.get("summary").and_then(|s| s.as_str()))
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default();
-            format!(
-                "analysis: {} — {} [{}]",
-                text("action"),
-                text("reason"),
-                evidence.join("; ")
-            )
-        }
-        None => kind.to_string().chars().take(300).collect(),
-    };
-    format!(
-        "{at} {} #{} {what}",
-        v.get("deployment").and_then(|d| d.as_str()).unwrap_or("?"),
-        v.get("seq").map_or_else(String::new, ToString::to_string),
-    )
+/// One event as a line.
+fn event_line(e: &Event) -> String {
+    format!("{} {} #{} {}", e.at, e.deployment, e.seq, e.kind)
 }
 
-/// `logs`: the journal's events, oldest first.
+/// An orchestrator over the state directory's journal, to read deployments back (it runs
+/// nothing: its platform is an empty in-memory one).
+fn reader(states: &StateDir) -> Result<Orchestrator, CliError> {
+    let journal = Ctx::journal(states)?;
+    Ok(Orchestrator::builder(Arc::new(InMemoryPlatform::new()), journal).build())
+}
+
+/// `logs`: the journal's events, oldest first, deployment by deployment.
 pub async fn logs(ctx: &Ctx, args: &LogsArgs) -> Result<Exit, CliError> {
     let states = StateDir::existing(&ctx.global.state_dir);
-    let mut events = journal_events(&states.journal())?;
-    if let Some(id) = &args.deployment {
-        events.retain(|e| e.get("deployment").and_then(|d| d.as_str()) == Some(id.as_str()));
-        if events.is_empty() {
+    let journal = Ctx::journal(&states)?;
+    let ids = match &args.deployment {
+        Some(id) => vec![id.clone()],
+        None => journal.deployments().await?,
+    };
+    let mut events: Vec<Event> = Vec::new();
+    for id in &ids {
+        let records = journal.records(id).await?;
+        if records.is_empty() {
             return Err(CliError::usage(format!(
                 "invalid --deployment `{id}`: no such deployment in the journal"
             )));
         }
+        events.extend(records.into_iter().flat_map(|r| r.events));
     }
     if let Some(n) = args.tail {
         let skip = events.len().saturating_sub(n);
@@ -145,42 +135,65 @@ pub async fn logs(ctx: &Ctx, args: &LogsArgs) -> Result<Exit, CliError> {
     Ok(Exit::Success)
 }
 
+/// `backups`: what the backup provider of `--backup-dir` or `--backup-postgres` holds for the
+/// service, oldest first.
+pub async fn backups(ctx: &Ctx) -> Result<Exit, CliError> {
+    let (config, _) = ctx.config()?;
+    let service = service_of(&config).to_owned();
+    let states = StateDir::existing(&ctx.global.state_dir);
+    let Some(provider) = hooks::backup(&ctx.global, &ctx.env, &states)? else {
+        return Err(CliError::usage(
+            "no backups to list: give the --backup-dir or --backup-postgres the deployments used",
+        ));
+    };
+    let list = provider.list(&service).await?;
+    let mut text = String::new();
+    for b in &list {
+        let _ = writeln!(
+            text,
+            "{}  {}  {}  {} bytes  {} check(s)  taken in {}",
+            b.id,
+            b.created_at,
+            b.label,
+            b.size_bytes,
+            b.checks.len(),
+            humantime::format_duration(b.duration)
+        );
+    }
+    if list.is_empty() {
+        let _ = writeln!(text, "no backups of `{service}` ({})", provider.name());
+    }
+    ctx.ui.result(
+        &text,
+        &json!({ "service": service, "provider": provider.name(), "backups": list }),
+    )?;
+    Ok(Exit::Success)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serin_orchestrator::EventKind;
 
-    #[test]
-    fn an_event_that_does_not_parse_still_shows_its_decision() {
-        let v = serde_json::json!({
-            "deployment": "demo-1.2.0-1",
-            "service": "demo",
-            "seq": 9,
-            "at": 1_700_000_000_000u64,
-            "kind": {
-                "type": "analysisResult",
-                "decision": {
-                    "action": "rollback",
-                    "reason": "critical regression in `error_rate`",
-                    "evidence": [{ "summary": "ratio NaN, e-value 25", "effects": [{ "estimate": null }] }],
-                },
+    #[tokio::test]
+    async fn an_event_is_one_line_and_an_unknown_deployment_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let states = StateDir::open(dir.path()).expect("state dir");
+        // An empty journal knows no deployment.
+        let orchestrator = reader(&states).expect("reader");
+        assert!(orchestrator.status("demo-1.0.0-1").await.is_err());
+        let line = event_line(&Event {
+            deployment: "demo-1.0.0-1".into(),
+            service: "demo".into(),
+            seq: 0,
+            at: serin_signals::Timestamp::from_millis(1_700_000_000_000),
+            kind: EventKind::Completed {
+                version: "1.0.0".into(),
             },
         });
-        let line = event_line(&v);
-        assert_eq!(
-            line,
-            "2023-11-14T22:13:20.000Z demo-1.2.0-1 #9 analysis: rollback — critical regression in `error_rate` [ratio NaN, e-value 25]"
-        );
-        let parsed = serde_json::json!({
-            "deployment": "demo-1.0.0-1",
-            "service": "demo",
-            "seq": 0,
-            "at": 1_700_000_000_000u64,
-            "kind": { "type": "completed", "version": "1.0.0" },
-        });
         assert!(
-            event_line(&parsed).ends_with("#0 completed: 1.0.0 serves all traffic"),
-            "{}",
-            event_line(&parsed)
+            line.ends_with("demo-1.0.0-1 #0 completed: 1.0.0 serves all traffic"),
+            "{line}"
         );
     }
 }

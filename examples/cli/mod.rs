@@ -6,7 +6,7 @@ pub mod context;
 pub mod deploy;
 pub mod exit;
 pub mod history;
-pub mod journal;
+pub mod hooks;
 pub mod load;
 pub mod observe;
 pub mod settings;

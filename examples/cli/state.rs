@@ -137,6 +137,11 @@ impl StateDir {
         self.dir.join("journal.jsonl")
     }
 
+    /// Where the backups of `--backup-dir` and `--backup-postgres` are kept.
+    pub fn backups(&self) -> PathBuf {
+        self.dir.join("backups")
+    }
+
     /// Where the demo processes write their output.
     pub fn logs(&self) -> PathBuf {
         self.dir.join("logs")

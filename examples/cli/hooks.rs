@@ -1,0 +1,205 @@
+//! What the orchestrator is given besides the backend: the notifier of the config's
+//! `notificationChannels` and the backup provider of `--backup-dir` / `--backup-postgres`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serin_orchestrator::backup::{
+    DirectorySnapshot, PostgresBackup, PostgresConnection, PostgresMode, PostgresSettings,
+    Retention,
+};
+use serin_orchestrator::notify::{ChannelNotifier, NotifySettings};
+use serin_orchestrator::{BackupProvider, DeploymentConfig};
+
+use crate::cli::args::Global;
+use crate::cli::exit::CliError;
+use crate::cli::settings::EnvLookup;
+use crate::cli::state::StateDir;
+
+/// How long a command waits, at its end, for notifications still queued to be delivered.
+pub const FLUSH_BOUND: Duration = Duration::from_secs(10);
+
+/// The notifier and backup provider of one invocation.
+#[derive(Default)]
+pub struct Hooks {
+    /// Delivers the events of the config's `notificationChannels`.
+    pub notifier: Option<Notifications>,
+    /// Takes a backup before each deployment.
+    pub backup: Option<Arc<dyn BackupProvider>>,
+}
+
+/// The notifier, and where its deliveries run.
+///
+/// On the sim backend the command's runtime runs in virtual time, where a receiver's answer
+/// would never come before a request timeout; the deliveries then run on `io`, a runtime of
+/// real time, and the flush waits there.
+pub struct Notifications {
+    /// The notifier given to the orchestrator.
+    pub notifier: Arc<ChannelNotifier>,
+    io: Option<tokio::runtime::Handle>,
+}
+
+impl Notifications {
+    /// Waits (at most [`FLUSH_BOUND`]) for what is queued, and warns on stderr of what was
+    /// not delivered.
+    pub async fn flush(&self) {
+        let notifier = self.notifier.clone();
+        let wait = async move { tokio::time::timeout(FLUSH_BOUND, notifier.flush()).await };
+        let flushed = match &self.io {
+            Some(io) => io.spawn(wait).await.is_ok_and(|r| r.is_ok()),
+            None => wait.await.is_ok(),
+        };
+        let stats = self.notifier.stats();
+        if !flushed {
+            eprintln!(
+                "warning: notifications still undelivered after {}s were abandoned",
+                FLUSH_BOUND.as_secs()
+            );
+        }
+        if stats.failed > 0 || stats.dropped > 0 {
+            eprintln!(
+                "warning: {} notification(s) failed and {} were dropped (of {} queued)",
+                stats.failed, stats.dropped, stats.queued
+            );
+        }
+    }
+}
+
+/// Reads a settings file as JSON, YAML or TOML by its extension.
+fn read_settings(path: &Path) -> Result<NotifySettings, CliError> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::usage(format!("invalid --notify-settings `{shown}`: {e}")))?;
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let parsed: Result<NotifySettings, String> = match ext.as_str() {
+        "yaml" | "yml" => serde_yaml_ng::from_str(&text).map_err(|e| e.to_string()),
+        "toml" => toml::from_str(&text).map_err(|e| e.to_string()),
+        _ => serde_json::from_str(&text).map_err(|e| e.to_string()),
+    };
+    let settings =
+        parsed.map_err(|e| CliError::usage(format!("invalid --notify-settings `{shown}`: {e}")))?;
+    settings
+        .validate()
+        .map_err(|e| CliError::usage(format!("invalid --notify-settings `{shown}`: {e}")))?;
+    Ok(settings)
+}
+
+/// The notifier of `config`'s channels (none without channels). Secrets named by a channel's
+/// `secretEnv` come from the environment or the `.env` file; every channel is checked before
+/// anything runs, so a missing secret is a configuration error naming the channel.
+pub fn notifier(
+    global: &Global,
+    env: &EnvLookup,
+    io: Option<tokio::runtime::Handle>,
+    config: &DeploymentConfig,
+) -> Result<Option<Notifications>, CliError> {
+    if config.notification_channels.is_empty() {
+        return Ok(None);
+    }
+    let settings = match &global.notify_settings {
+        Some(path) => read_settings(path)?,
+        None => NotifySettings::default(),
+    };
+    let env = env.clone();
+    let mut notifier = ChannelNotifier::new(settings)
+        .map_err(|e| CliError::usage(e.to_string()))?
+        .with_env(move |name| env.get(name));
+    if let Some(io) = &io {
+        notifier = notifier.on_runtime(io.clone());
+    }
+    notifier
+        .check_channels(&config.notification_channels)
+        .map_err(|e| CliError::usage(e.to_string()))?;
+    Ok(Some(Notifications {
+        notifier: Arc::new(notifier),
+        io,
+    }))
+}
+
+/// An absolute form of `path` (relative to the working directory), without `.` or `..`.
+fn absolute(flag: &str, path: &Path) -> Result<PathBuf, CliError> {
+    std::fs::canonicalize(path)
+        .map_err(|e| CliError::usage(format!("invalid {flag} `{}`: {e}", path.display())))
+}
+
+/// The store of `kind`'s backups under the state directory, created if missing.
+fn store(states: &StateDir, kind: &str) -> Result<PathBuf, CliError> {
+    let dir = states.backups().join(kind);
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        CliError::backend(format!(
+            "cannot create the backup store {}: {e}",
+            dir.display()
+        ))
+    })?;
+    absolute("--state-dir", &dir)
+}
+
+/// The backup provider of `--backup-dir` or `--backup-postgres` (none without either).
+pub fn backup(
+    global: &Global,
+    env: &EnvLookup,
+    states: &StateDir,
+) -> Result<Option<Arc<dyn BackupProvider>>, CliError> {
+    let retention = Retention::keep_last(global.backup_keep).map_err(|e| {
+        CliError::usage(format!(
+            "invalid --backup-keep `{}`: {e}",
+            global.backup_keep
+        ))
+    })?;
+    if let Some(dir) = &global.backup_dir {
+        let source = absolute("--backup-dir", dir)?;
+        if !source.is_dir() {
+            return Err(CliError::usage(format!(
+                "invalid --backup-dir `{}`: not a directory",
+                dir.display()
+            )));
+        }
+        let provider = DirectorySnapshot::new(&source, store(states, "directory")?)
+            .map_err(|e| CliError::usage(format!("invalid --backup-dir `{}`: {e}", dir.display())))?
+            .with_retention(retention);
+        return Ok(Some(Arc::new(provider)));
+    }
+    if let Some(conninfo) = &global.backup_postgres {
+        let mut connection = PostgresConnection::from_conninfo(conninfo)
+            .map_err(|e| CliError::usage(format!("invalid --backup-postgres: {e}")))?;
+        if !conninfo.contains("password")
+            && let Some(password) = env.get("PGPASSWORD")
+        {
+            connection = connection.with_password(password);
+        }
+        let settings = PostgresSettings::new(connection, store(states, "postgres")?)
+            .with_mode(PostgresMode::default())
+            .with_retention(retention);
+        let provider = PostgresBackup::new(settings)
+            .map_err(|e| CliError::usage(format!("invalid --backup-postgres: {e}")))?;
+        return Ok(Some(Arc::new(provider)));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notify_settings_are_read_by_extension_and_validated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let yaml = dir.path().join("notify.yaml");
+        std::fs::write(&yaml, "queueCapacity: 8\nrequestTimeout: 2s\n").expect("write");
+        let s = read_settings(&yaml).expect("yaml settings");
+        assert_eq!(s.queue_capacity, 8);
+        assert_eq!(s.request_timeout, Duration::from_secs(2));
+        let json = dir.path().join("notify.json");
+        std::fs::write(&json, r#"{"queueCapacity": 0}"#).expect("write");
+        let e = read_settings(&json).expect_err("zero capacity");
+        assert!(e.message.contains("queueCapacity"), "{}", e.message);
+        std::fs::write(&json, r#"{"queueSize": 3}"#).expect("write");
+        let e = read_settings(&json).expect_err("unknown field");
+        assert!(e.message.contains("queueSize"), "{}", e.message);
+    }
+}
