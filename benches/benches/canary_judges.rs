@@ -3,6 +3,14 @@
 //! Run: `cargo bench -p serin-benches --bench canary_judges -- --warm-up-time 1 --measurement-time 3`
 //!
 //! Targets: ≤ 100 ns per per-second observation for the count test, ≤ 32 KiB per metric per arm.
+//!
+//! Instruction counts, repeatable on a busy machine (subtract the `none` run):
+//!
+//! ```text
+//! cargo bench -p serin-benches --bench canary_judges --no-run
+//! valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+//!     target/release/deps/canary_judges-* --count-only one_sided   # or two_sided, none
+//! ```
 
 use std::hint::black_box;
 
@@ -128,7 +136,7 @@ fn memory_report() {
         "memory: BatchCountTest {batch} B per metric (no heap) = {} B per metric per arm",
         batch / 2
     );
-    // A latency test holds one open sketch per arm; fill them with a wide spread of values and
+    // A latency test holds one cumulative sketch per arm (for the p99); fill them with a wide spread of values and
     // measure the serialized bins as a proxy for the heap they hold.
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let ln = LogNormal::new(3.0, 2.0).expect("valid");
@@ -147,7 +155,37 @@ fn memory_report() {
     );
 }
 
+/// `--count-only MODE`: feeds [`N`] per-second samples (500 req/s, 5% canary, 0.5% errors) to
+/// one count test once and exits, so that `valgrind --tool=callgrind` counts its instructions;
+/// `MODE` is `one_sided`, `two_sided` or `none` (the data alone, to subtract). Prints the
+/// rejection so the work is not optimized away.
+fn count_only(mode: &str) {
+    let data = per_second_counts(500.0, 0.05, 0.005, N, 1);
+    let cfg = match mode {
+        "one_sided" => CountTestConfig::new(0.05),
+        "two_sided" => CountTestConfig::new(0.05).with_sides(Sides::TwoSided),
+        _ => {
+            println!("data only: {} samples", black_box(&data).len());
+            return;
+        }
+    };
+    let mut t = CountTest::new(cfg).expect("valid config");
+    for [br, be, cr, ce] in &data {
+        black_box(t.update(*br, *be, *cr, *ce));
+    }
+    println!(
+        "{mode}: rejected {:?}, e-value {:.4}",
+        t.rejected_at(),
+        t.e_value()
+    );
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--count-only") {
+        count_only(args.get(i + 1).map_or("none", String::as_str));
+        return;
+    }
     memory_report();
     let mut c = Criterion::default().configure_from_args();
     count_updates(&mut c);

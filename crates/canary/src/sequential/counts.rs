@@ -72,8 +72,10 @@
 //! Two-sided mode runs a second test with the arms' roles swapped (is the *baseline* worse by more
 //! than the margin?) and averages the two e-values (an average of e-values is an e-value).
 //!
-//! The state is O(1): a few floating-point numbers per direction (no allocation); an update with
-//! errors costs a few logarithms, and a sample without errors costs almost nothing.
+//! The state is O(1): a few floating-point numbers per direction (no allocation). An update with
+//! errors multiplies exact integer powers of rate ratios into pending linear factors — no
+//! logarithm or exponential unless a factor leaves a safe range, a candidate start is added or
+//! the e-value could reach the threshold — and a sample without errors costs almost nothing.
 
 use serde::{Deserialize, Serialize};
 use statrs::function::gamma::ln_gamma;
@@ -252,27 +254,80 @@ pub(crate) fn check_open_unit(path: &str, v: f64) -> Result<()> {
 /// The fixed bets of the start-time mixture, as multiples of `r₀`.
 const GRID: [f64; 3] = [1.5, 2.5, 5.0];
 
+/// Bets are multiplied in linear space while the product of the factors not yet folded into
+/// the logarithms stays within `[1/PENDING_LIMIT, PENDING_LIMIT]`.
+const PENDING_LIMIT: f64 = 1e150;
+
+/// Samples with more errors than this are bet on in log space: their linear factors
+/// (`r^c`, up to `8^c`) could leave the range of `f64`.
+const LINEAR_MAX_ERRORS: u64 = 64;
+
+fn one() -> f64 {
+    1.0
+}
+
+fn ones() -> [f64; 3] {
+    [1.0; 3]
+}
+
 /// One direction of the test: a plug-in bettor and a start-time mixture of fixed bets.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+///
+/// Each wealth is `exp(log_x) · pending_x`: per sample the likelihood-ratio factor is a product
+/// of integer powers of ratios of the share-weighted rates, `(r/r₀)^c · (d(r₀)/d(r))^(c+b)`,
+/// multiplied into `pending_x` (no logarithm, no exponential), and folded into `log_x` only
+/// when it leaves a safe range, when a candidate start is added, or when the e-value is
+/// computed. "Could the e-value reach the threshold?" is asked in linear space against
+/// `skip_x = exp(log_skip − log_x)`, recomputed at each fold. Both forms hold the same wealth up
+/// to floating-point rounding, so the guarantee is unchanged.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Direction {
-    /// `ln W` of the plug-in bettor.
+    /// `ln W` of the plug-in bettor, without the pending factor.
     log_plug: f64,
+    /// The plug-in bettor's factors not yet folded into `log_plug`.
+    #[serde(default = "one")]
+    pending_plug: f64,
     /// Discounted errors of the tested arm divided by its share.
     weighted_tested: f64,
     /// Discounted errors of the other arm divided by its share.
     weighted_other: f64,
-    /// `ln W^j` since the start, per fixed bet.
+    /// `ln W^j` since the start, per fixed bet, without the pending factors.
     log_grid: [f64; 3],
+    /// The fixed bets' factors not yet folded into `log_grid`.
+    #[serde(default = "ones")]
+    pending_grid: [f64; 3],
     /// `ln Σ_k π_k / W^j_{s_k}` over the candidate starts so far, per fixed bet.
     log_starts: [f64; 3],
-    /// The share the cached logarithms were computed for (0 = none).
+    /// The pending factors at or above which a term could reach the threshold, as of the last
+    /// fold (0 = unknown: check at the next sample). Serialized, so that a resumed test folds
+    /// exactly when the original would have and continues identically.
+    #[serde(default)]
+    skip_plug: f64,
+    #[serde(default)]
+    skip_grid: [f64; 3],
+    /// The share the cached ratios were computed for (0 = none).
     #[serde(skip)]
     cache_share: f64,
+    /// `d(r₀) = 1 + ρ(r₀ − 1)` and `d(r₀)/d(r₀·g_j)` for that share.
     #[serde(skip)]
-    cache_ln_d0: f64,
+    cache_d0: f64,
     #[serde(skip)]
-    cache_ln_grid: [f64; 3],
+    cache_grid: [f64; 3],
+}
+
+/// Equal when the wealth states are equal (the caches are not state).
+impl PartialEq for Direction {
+    fn eq(&self, o: &Self) -> bool {
+        self.log_plug == o.log_plug
+            && self.pending_plug == o.pending_plug
+            && self.weighted_tested == o.weighted_tested
+            && self.weighted_other == o.weighted_other
+            && self.log_grid == o.log_grid
+            && self.pending_grid == o.pending_grid
+            && self.log_starts == o.log_starts
+            && self.skip_plug == o.skip_plug
+            && self.skip_grid == o.skip_grid
+    }
 }
 
 /// `π_k`, the prior weight of the `k`-th candidate start, with `K` = `horizon`.
@@ -296,83 +351,126 @@ impl Direction {
     fn new(ln_first_start: f64) -> Self {
         Direction {
             log_plug: 0.0,
+            pending_plug: 1.0,
             weighted_tested: 0.0,
             weighted_other: 0.0,
             log_grid: [0.0; 3],
+            pending_grid: [1.0; 3],
             // The first candidate starts at once, with weight π_0.
             log_starts: [ln_first_start; 3],
+            skip_plug: 0.0,
+            skip_grid: [0.0; 3],
             cache_share: 0.0,
-            cache_ln_d0: 0.0,
-            cache_ln_grid: [0.0; 3],
+            cache_d0: 1.0,
+            cache_grid: [1.0; 3],
+        }
+    }
+
+    /// `ln W` of the plug-in bettor.
+    fn log_plug(&self) -> f64 {
+        self.log_plug + self.pending_plug.ln()
+    }
+
+    /// `ln W^j` of fixed bet `j`.
+    fn log_grid(&self, j: usize) -> f64 {
+        self.log_grid[j] + self.pending_grid[j].ln()
+    }
+
+    /// Folds every pending factor into the logarithms and recomputes the linear thresholds.
+    #[cold]
+    fn fold(&mut self, p: &Params) {
+        self.log_plug = self.log_plug();
+        self.pending_plug = 1.0;
+        self.skip_plug = (p.log_skip - self.log_plug).exp();
+        for j in 0..GRID.len() {
+            self.log_grid[j] = self.log_grid(j);
+            self.pending_grid[j] = 1.0;
+            self.skip_grid[j] = (p.log_skip - self.log_grid[j] - self.log_starts[j]).exp();
         }
     }
 
     /// Bets on `c` errors of the tested arm and `b` of the other, the tested arm holding `share`
-    /// of the traffic. With `θ = ρr/(ρr + 1 − ρ)` and `d(r) = 1 + ρ(r − 1)`, the log likelihood
-    /// ratio of `r` against `r₀` is `c·ln(r/r₀) + (c + b)·ln(d(r₀)/d(r))`.
+    /// of the traffic. With `θ = ρr/(ρr + 1 − ρ)` and `d(r) = 1 + ρ(r − 1)`, the likelihood
+    /// ratio of `r` against `r₀` is `(r/r₀)^c · (d(r₀)/d(r))^(c + b)`.
     #[inline]
     fn update(&mut self, p: &Params, c: u64, b: u64, share: f64) {
         let r0 = p.null_ratio;
         if self.cache_share != share {
             self.cache_share = share;
-            // With no margin `d(r₀) = 1`: skip a logarithm on the hot path.
-            self.cache_ln_d0 = if r0 == 1.0 {
-                0.0
-            } else {
-                (share * (r0 - 1.0)).ln_1p()
-            };
+            self.cache_d0 = 1.0 + share * (r0 - 1.0);
             for (j, g) in GRID.iter().enumerate() {
-                self.cache_ln_grid[j] = self.cache_ln_d0 - (share * (r0 * g - 1.0)).ln_1p();
+                self.cache_grid[j] = self.cache_d0 / (1.0 + share * (r0 * g - 1.0));
             }
         }
-        let (cf, ef) = (c as f64, (c + b) as f64);
+        let e = c + b;
         let guess = (self.weighted_tested + p.prior_weight * p.prior_ratio)
             / (self.weighted_other + p.prior_weight);
         let r_hat = guess.clamp(r0, p.max_ratio);
-        if r_hat > r0 {
-            let ln_d1 = (share * (r_hat - 1.0)).ln_1p();
-            self.log_plug += cf * (r_hat / r0).ln() + ef * (self.cache_ln_d0 - ln_d1);
-        }
-        if p.restarts {
-            for j in 0..GRID.len() {
-                self.log_grid[j] += cf * p.ln_grid[j] + ef * self.cache_ln_grid[j];
+        let d1 = 1.0 + share * (r_hat - 1.0);
+        let (cf, ef) = (c as f64, e as f64);
+        if e <= LINEAR_MAX_ERRORS {
+            // Exact integer powers: no transcendental call on the common path.
+            let (ci, ei) = (c as i32, e as i32);
+            if r_hat > r0 {
+                self.pending_plug *= (r_hat / r0).powi(ci) * (self.cache_d0 / d1).powi(ei);
             }
+            if p.restarts {
+                for j in 0..GRID.len() {
+                    self.pending_grid[j] *= p.grid[j].powi(ci) * self.cache_grid[j].powi(ei);
+                }
+            }
+            let out = |x: f64| !(x < PENDING_LIMIT && x * PENDING_LIMIT > 1.0);
+            if out(self.pending_plug) || self.pending_grid.iter().any(|x| out(*x)) {
+                self.fold(p);
+            }
+        } else {
+            self.fold(p);
+            if r_hat > r0 {
+                self.log_plug += cf * (r_hat / r0).ln() + ef * (self.cache_d0 / d1).ln();
+            }
+            if p.restarts {
+                for j in 0..GRID.len() {
+                    self.log_grid[j] += cf * p.grid[j].ln() + ef * self.cache_grid[j].ln();
+                }
+            }
+            self.fold(p);
         }
-        let decay = p
-            .decay_per_error
-            .powi(i32::try_from(c + b).unwrap_or(i32::MAX));
+        let decay = match p.decay_table.get(e as usize) {
+            Some(d) => *d,
+            None => p.decay_per_error.powi(i32::try_from(e).unwrap_or(i32::MAX)),
+        };
         self.weighted_tested = self.weighted_tested * decay + cf / share;
         self.weighted_other = self.weighted_other * decay + b as f64 / (1.0 - share);
     }
 
     /// Adds a candidate start with prior weight `π` (given as `ln π`).
-    fn add_start(&mut self, ln_pi: f64) {
+    fn add_start(&mut self, p: &Params, ln_pi: f64) {
+        self.fold(p);
         for j in 0..GRID.len() {
             self.log_starts[j] = log_add_exp(self.log_starts[j], ln_pi - self.log_grid[j]);
         }
+        self.fold(p);
     }
 
-    /// The largest log term, for a cheap upper bound of the e-value.
-    fn max_log_term(&self, p: &Params) -> f64 {
-        let mut m = self.log_plug;
-        if p.restarts {
-            for j in 0..GRID.len() {
-                m = m.max(self.log_grid[j] + self.log_starts[j]);
-            }
+    /// Whether some term could have reached `log_skip` (and the e-value the threshold).
+    #[inline]
+    fn could_reach(&self, p: &Params) -> bool {
+        if self.pending_plug >= self.skip_plug {
+            return true;
         }
-        m
+        p.restarts && (0..GRID.len()).any(|j| self.pending_grid[j] >= self.skip_grid[j])
     }
 
     /// `ln E` of this direction: `(1 − w)·W_plug + w·(Σ_j W^j·A^j/3 + tail)`.
     fn log_e(&self, p: &Params, ln_tail: f64) -> f64 {
         if !p.restarts {
-            return self.log_plug;
+            return self.log_plug();
         }
         let mut terms = [0.0; 5];
-        terms[0] = p.ln_plug_weight + self.log_plug;
+        terms[0] = p.ln_plug_weight + self.log_plug();
         for j in 0..GRID.len() {
             terms[j + 1] =
-                p.ln_restart_weight + p.ln_grid_weight + self.log_grid[j] + self.log_starts[j];
+                p.ln_restart_weight + p.ln_grid_weight + self.log_grid(j) + self.log_starts[j];
         }
         terms[4] = p.ln_restart_weight + ln_tail;
         log_sum_exp(&terms)
@@ -392,20 +490,24 @@ struct Params {
     restarts: bool,
     ln_plug_weight: f64,
     ln_restart_weight: f64,
-    ln_grid: [f64; 3],
+    /// The fixed bets `g_j` (multiples of `r₀`).
+    grid: [f64; 3],
     ln_grid_weight: f64,
+    /// `decay_per_error^k` for the `k < 16` errors of a typical sample.
+    decay_table: [f64; 16],
 }
 
 impl Params {
     fn from_config(cfg: &CountTestConfig) -> Self {
         let null_ratio = 1.0 + cfg.margin;
         let threshold = 1.0 / cfg.alpha;
+        let decay = 0.5f64.powf(1.0 / cfg.half_life);
         Params {
             null_ratio,
             max_ratio: cfg.max_ratio,
             prior_ratio: null_ratio * cfg.prior_ratio,
             prior_weight: cfg.prior_weight,
-            decay_per_error: 0.5f64.powf(1.0 / cfg.half_life),
+            decay_per_error: decay,
             log_threshold: threshold.ln(),
             // E <= e^max + 1 (the tail of the start-time prior is at most 1).
             log_skip: if threshold > 1.0 {
@@ -416,8 +518,9 @@ impl Params {
             restarts: cfg.restart_weight > 0.0,
             ln_plug_weight: (1.0 - cfg.restart_weight).ln(),
             ln_restart_weight: cfg.restart_weight.ln(),
-            ln_grid: GRID.map(f64::ln),
+            grid: GRID,
             ln_grid_weight: -(GRID.len() as f64).ln(),
+            decay_table: std::array::from_fn(|k| decay.powi(k as i32)),
         }
     }
 }
@@ -644,28 +747,30 @@ impl CountTest {
         s.errors_bet = s.errors_bet.saturating_add(c.saturating_add(b));
         if p.restarts {
             let every = s.config.restart_every;
-            while s.errors_bet / every >= s.next_start {
+            while s.errors_bet >= s.next_start.saturating_mul(every) {
                 let ln_pi = start_weight(s.next_start, s.config.restart_horizon).ln();
-                s.worse.add_start(ln_pi);
+                s.worse.add_start(p, ln_pi);
                 if two_sided {
-                    s.better.add_start(ln_pi);
+                    s.better.add_start(p, ln_pi);
                 }
                 s.next_start += 1;
             }
         }
-        if s.rejected_at.is_none() {
-            let mut bound = s.worse.max_log_term(p);
-            if two_sided {
-                bound = bound.max(s.better.max_log_term(p));
-            }
-            if bound >= p.log_skip {
-                let log_e = self.log_e_value();
-                let s = &mut self.state;
-                s.max_log_e = s.max_log_e.max(log_e);
-                if log_e >= self.params.log_threshold {
-                    s.rejected_at = Some(s.updates);
-                    s.rejected_worse = !two_sided
-                        || s.worse.log_e(&self.params, 0.0) >= s.better.log_e(&self.params, 0.0);
+        if s.rejected_at.is_none()
+            && (s.worse.could_reach(p) || (two_sided && s.better.could_reach(p)))
+        {
+            let log_e = self.log_e_value();
+            let p = &self.params;
+            let s = &mut self.state;
+            s.max_log_e = s.max_log_e.max(log_e);
+            if log_e >= p.log_threshold {
+                s.rejected_worse = !two_sided || s.worse.log_e(p, 0.0) >= s.better.log_e(p, 0.0);
+                s.rejected_at = Some(s.updates);
+            } else {
+                // Fold so that the next sample asks against fresh thresholds.
+                s.worse.fold(p);
+                if two_sided {
+                    s.better.fold(p);
                 }
             }
         }
@@ -945,6 +1050,33 @@ mod tests {
         assert!(t.update_with_share(1, 1, f64::NAN).is_err());
         assert_eq!(t, before);
         assert!(!t.update_with_share(10, 1, 0.1).unwrap());
+    }
+
+    #[test]
+    fn samples_with_many_errors_take_the_log_path_and_agree_with_small_ones() {
+        // 70 errors in one sample (beyond the linear path) against the same errors in 70
+        // one-error samples: the bets differ (the plug-in adapts between samples) but both
+        // see a tenfold canary rate, and the fixed bets agree exactly in what they multiply.
+        let mut big = CountTest::new(CountTestConfig::default().with_margin(0.0)).unwrap();
+        let mut small = big.clone();
+        big.update(100_000, 35, 100_000, 35);
+        for _ in 0..35 {
+            small.update(10_000, 1, 10_000, 1);
+        }
+        let (gb, gs) = (big.state.worse, small.state.worse);
+        for j in 0..GRID.len() {
+            assert!(
+                (gb.log_grid(j) - gs.log_grid(j)).abs() < 1e-9,
+                "{gb:?} {gs:?}"
+            );
+        }
+        let mut t = CountTest::new(CountTestConfig::default()).unwrap();
+        let mut rejected = false;
+        for _ in 0..20 {
+            rejected = t.update(100_000, 50, 10_000, 500);
+            assert!(!t.e_value().is_nan());
+        }
+        assert!(rejected && t.rejected_worse() == Some(true));
     }
 
     #[test]
