@@ -15,8 +15,9 @@
 //! errors the per-request count test checked every second, and its robust batch mode; for latency
 //! the normal-mixture e-process on the arms' mean log latency, fed every second, batches of
 //! ≥ 10 requests per arm), the Kayenta judge (per-minute error
-//! rate or median latency of each arm, growing window, direction `increase`, judged every minute
-//! from minute 10), Argo (`result <= 1%` error rate or `p99 <= 500 ms`, defaults: failureLimit 0)
+//! rate or median latency of each arm, growing window, direction `increase`, with Spinnaker's
+//! run logic: a 60-minute lifetime judged every minute from minute 10, failing early at an
+//! interim score ≤ 50, passing only on a final score ≥ 75), Argo (`result <= 1%` error rate or `p99 <= 500 ms`, defaults: failureLimit 0)
 //! and Flagger (`request-success-rate >= 99` or `request-duration <= 500`, threshold 1, no data
 //! fails) every minute, Wald's SPRT knowing both true rates (canary errors given canary requests,
 //! or per-request log latencies; α 0.05, β 0.2) and the known-effect likelihood-ratio test (for

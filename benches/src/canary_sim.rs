@@ -25,7 +25,9 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Beta, ChiSquared, Distribution, Poisson, StandardNormal};
-use serin_canary::kayenta::{Direction, KayentaConfig, KayentaJudge, Label, Quantity};
+use serin_canary::kayenta::{
+    Direction, KayentaConfig, KayentaJudge, Quantity, RunConfig, RunStatus,
+};
 use serin_canary::sequential::{
     BatchCountConfig, BatchCountTest, CountTest, CountTestConfig, LatencyTest, LatencyTestConfig,
     LogMoments, SKETCH_LOG_ERROR,
@@ -281,7 +283,11 @@ fn kayenta_for(effect: Effect) -> KayentaJudge {
         Effect::ErrorRatio(_) => (Metric::ErrorRate, Quantity::ErrorRate),
         Effect::LatencyShift(_) => (Metric::Latency, Quantity::LatencyQuantile(0.5)),
     };
-    let mut c = KayentaConfig::new(metric, quantity);
+    // Spinnaker's canary stage over the hour: a judgement every minute of the growing window
+    // (from the 10th point), failing early at an interim score ≤ marginal (50), passing only if
+    // the final score reaches the pass threshold (75).
+    let minutes = (HORIZON_S / 60) as usize;
+    let mut c = KayentaConfig::new(metric, quantity).with_run(RunConfig::new(minutes).every(1));
     c.metric_config.direction = Direction::Increase;
     // Configuration is fixed and valid, so construction cannot fail.
     KayentaJudge::new(c).unwrap_or_else(|e| panic!("kayenta config: {e}"))
@@ -480,9 +486,10 @@ pub fn run(scenario: &Scenario, seed: u64) -> [Outcome; N_JUDGES] {
             };
             if j.outcomes[KAYENTA].detected_at.is_none() {
                 j.kayenta.push_points(point_b, point_c);
-                if j.kayenta.config().min_points <= (t / 60) as usize
-                    && j.kayenta.classification().label == Label::High
-                {
+                if matches!(
+                    j.kayenta.run_state().status,
+                    RunStatus::FailedEarly | RunStatus::Failed
+                ) {
                     hit(KAYENTA, &mut j.outcomes);
                 }
             }

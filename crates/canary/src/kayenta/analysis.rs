@@ -1,15 +1,18 @@
 //! [`KayentaJudge`]: Kayenta's metric classifier run as a [`Judge`] over a growing (or sliding)
-//! window of per-interval points, as Kayenta's multi-judgement runs do.
+//! window of per-interval points, optionally with the run logic of Kayenta's multi-judgement runs
+//! ([`RunConfig`]: interim judgements that fail early at or below the marginal score, a final
+//! one that must reach the pass score).
 
 use serde::{Deserialize, Serialize};
 use serin_signals::{Metric, Timestamp, Window};
 
 use crate::judge::{
-    ArmValues, Effect, Evidence, Interval, Judge, Judgement, Sample, Severity, Verdict,
+    ArmValues, Effect, Evidence, Interval, Judge, Judgement, Sample, Severity, Statistic, Verdict,
     check_metric,
 };
 use crate::kayenta::classify::{CONFIDENCE, Classification, Label, MetricConfig, classify};
 use crate::kayenta::point::Quantity;
+use crate::kayenta::run::{RunConfig, RunState, RunStatus};
 use crate::severity::SeverityBands;
 use crate::{Error, Result};
 
@@ -37,6 +40,10 @@ pub struct KayentaConfig {
     /// critical metric, warning otherwise. A critical metric is always critical.
     #[serde(default)]
     pub severity: Option<SeverityBands>,
+    /// The run logic of Spinnaker's canary stage; `None` (the default) judges the window at
+    /// every sample and answers its label, without a run around it.
+    #[serde(default)]
+    pub run: Option<RunConfig>,
 }
 
 fn default_min_points() -> usize {
@@ -53,7 +60,14 @@ impl KayentaConfig {
             min_points: default_min_points(),
             lookback_points: None,
             severity: None,
+            run: None,
         }
+    }
+
+    /// With Spinnaker's run logic (see [`RunConfig`]).
+    pub fn with_run(mut self, run: RunConfig) -> Self {
+        self.run = Some(run);
+        self
     }
 
     /// Checks every number, naming the path (`kayentaConfig.minPoints`).
@@ -74,6 +88,19 @@ impl KayentaConfig {
                 "a sliding window needs at least one point (omit it for a growing window)",
             ));
         }
+        if let Some(run) = &self.run {
+            run.validate("kayentaConfig.run")?;
+            if run.lifetime_points < self.min_points {
+                return Err(Error::invalid_config(
+                    "kayentaConfig.run.lifetimePoints",
+                    run.lifetime_points,
+                    format!(
+                        "must be at least minPoints ({}) so that the final judgement can be made",
+                        self.min_points
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -87,8 +114,32 @@ impl KayentaConfig {
 /// the evidence, and [`score`](crate::kayenta::score) keeps Kayenta's run-level rules for them).
 /// Fewer than `minPoints` points per arm is inconclusive.
 ///
+/// With a [`RunConfig`], verdicts follow Spinnaker's canary stage instead: a judgement is made
+/// only when one is due (every `intervalPoints` points and at the end of the lifetime; due
+/// judgements with fewer than `minPoints` points are skipped), an interim score at or below the
+/// marginal threshold fails the run at once, the final score passes it only at or above the
+/// pass threshold, and the verdict is inconclusive while the run goes on.
+///
 /// This judge is for parity and comparison: re-judging a growing window is repeated testing
 /// without correction, so its false-rollback rate grows with the number of looks.
+///
+/// ```
+/// use serin_canary::kayenta::{KayentaConfig, KayentaJudge, Quantity, RunConfig, RunStatus};
+/// use serin_signals::Metric;
+///
+/// // An hour of one-minute points, judged every minute (Spinnaker: 60-minute lifetime,
+/// // 1-minute interval); the canary's error rate doubles.
+/// let config = KayentaConfig::new(Metric::ErrorRate, Quantity::ErrorRate)
+///     .with_run(RunConfig::new(60).every(1));
+/// let mut judge = KayentaJudge::new(config)?;
+/// for i in 0..60 {
+///     let base = 0.010 + 0.001 * f64::from(i % 5);
+///     judge.push_points(Some(base), Some(2.0 * base));
+/// }
+/// assert_eq!(judge.run_state().status, RunStatus::FailedEarly);
+/// assert_eq!(judge.run_state().judged_at, [10]); // the first judgement with 10 points
+/// # Ok::<(), serin_canary::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct KayentaJudge {
@@ -96,6 +147,8 @@ pub struct KayentaJudge {
     baseline: Vec<Option<f64>>,
     canary: Vec<Option<f64>>,
     window: Option<Window>,
+    #[serde(default)]
+    run_state: RunState,
 }
 
 impl KayentaJudge {
@@ -110,7 +163,13 @@ impl KayentaJudge {
             baseline: Vec::new(),
             canary: Vec::new(),
             window: None,
+            run_state: RunState::default(),
         })
+    }
+
+    /// The run's judgements so far (always `Running` without a [`RunConfig`]).
+    pub fn run_state(&self) -> &RunState {
+        &self.run_state
     }
 
     /// The configuration.
@@ -123,6 +182,15 @@ impl KayentaJudge {
     pub fn push_points(&mut self, baseline: Option<f64>, canary: Option<f64>) {
         self.baseline.push(baseline.filter(|v| v.is_finite()));
         self.canary.push(canary.filter(|v| v.is_finite()));
+        let n = self.baseline.len();
+        if let Some(run) = &self.config.run
+            && run.due(n)
+            && n >= self.config.min_points
+        {
+            let cls = self.classification();
+            self.run_state
+                .judge(run, n, &self.config.metric.to_string(), cls);
+        }
     }
 
     fn windowed(&self) -> (&[Option<f64>], &[Option<f64>]) {
@@ -215,19 +283,54 @@ impl Judge for KayentaJudge {
             estimate: cls.effect,
             interval: None,
         });
-        let verdict = match (cls.label, self.config.severity) {
-            (Label::High | Label::Low, _) if cls.critical => Verdict::Fail(Severity::Critical),
-            (Label::High | Label::Low, Some(bands)) => {
-                Verdict::Fail(bands.classify((cls.deviation - 1.0).abs()))
-            }
-            (Label::High | Label::Low, None) => Verdict::Fail(Severity::Warning),
-            (Label::Pass, _) => Verdict::Pass,
-            (Label::Nodata | Label::NodataFailMetric | Label::Error, _) => Verdict::Inconclusive,
+        let severity = match (cls.label, self.config.severity) {
+            _ if cls.critical => Severity::Critical,
+            (Label::High | Label::Low, Some(bands)) => bands.classify((cls.deviation - 1.0).abs()),
+            _ => Severity::Warning,
+        };
+        let label_verdict = match cls.label {
+            Label::High | Label::Low => Verdict::Fail(severity),
+            Label::Pass => Verdict::Pass,
+            Label::Nodata | Label::NodataFailMetric | Label::Error => Verdict::Inconclusive,
         };
         ev.summary = format!(
             "Kayenta label {} on {} ({} baseline, {} canary points): {}",
             cls.label, quantity, cls.points.0, cls.points.1, cls.reason
         );
+        let verdict = match &self.config.run {
+            None => label_verdict,
+            Some(run) => {
+                let r = &self.run_state;
+                let last = r
+                    .last_score()
+                    .map_or("none yet".to_owned(), |s| format!("{s:.2}"));
+                ev.statistic = r.last_score().map(Statistic::Score);
+                let (verdict, what) = match r.status {
+                    RunStatus::Running => (Verdict::Inconclusive, "the run goes on"),
+                    RunStatus::FailedEarly => (
+                        Verdict::Fail(severity),
+                        "an interim score at or below the marginal threshold ended the run",
+                    ),
+                    RunStatus::Passed => {
+                        (Verdict::Pass, "the final score reached the pass threshold")
+                    }
+                    RunStatus::Failed => (
+                        Verdict::Fail(severity),
+                        "the final score fell short of the pass threshold",
+                    ),
+                };
+                ev.summary = format!(
+                    "{} Run: {} judgement(s) of {} points, last score {last} (marginal {}, pass \
+                     {}): {what}.",
+                    ev.summary,
+                    r.scores.len(),
+                    run.lifetime_points,
+                    run.thresholds.marginal,
+                    run.thresholds.pass
+                );
+                verdict
+            }
+        };
         Judgement {
             verdict,
             evidence: ev,
@@ -238,5 +341,6 @@ impl Judge for KayentaJudge {
         self.baseline.clear();
         self.canary.clear();
         self.window = None;
+        self.run_state = RunState::default();
     }
 }

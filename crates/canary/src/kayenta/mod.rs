@@ -9,7 +9,9 @@
 //! - [`score`]: the run's score from weighted groups, with the critical and ≥ 50% `Nodata` rules
 //!   and the marginal / pass thresholds.
 //! - [`KayentaJudge`]: the classifier as a [`Judge`](crate::judge::Judge) over a growing or
-//!   sliding window of per-interval points.
+//!   sliding window of per-interval points, optionally inside Spinnaker's multi-judgement run
+//!   logic ([`RunConfig`]: fail early at an interim score ≤ marginal, pass on a final score
+//!   ≥ pass).
 //!
 //! Kayenta re-judges a growing window without correcting for the repeated looks; this module
 //! reproduces that faithfully, for parity and as a baseline in the evaluation harness, not as
@@ -21,6 +23,7 @@ mod mann_whitney;
 mod normal;
 mod point;
 mod preprocess;
+mod run;
 mod scoring;
 mod zeroin;
 
@@ -32,4 +35,5 @@ pub use classify::{
 pub use mann_whitney::{ROOT_TOLERANCE, ShiftInterval, shift_interval};
 pub use point::Quantity;
 pub use preprocess::{NanStrategy, OutlierStrategy, apply_nan_strategy, remove_outliers};
+pub use run::{RunConfig, RunState, RunStatus};
 pub use scoring::{CanaryScore, MetricResult, NODATA_THRESHOLD, ScoreConfig, ScoreVerdict, score};

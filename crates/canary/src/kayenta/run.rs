@@ -1,0 +1,212 @@
+//! Kayenta's multi-judgement run logic (Spinnaker's canary stage and
+//! `kayenta-standalone-canary-analysis`): a run of `lifetime` points judged every `interval`
+//! points over a growing (or sliding) window, failing early when an interim score is at or below
+//! the marginal threshold, and passing only if the final score reaches the pass threshold.
+//!
+//! Each judgement scores the window's classification with [`score`] (one metric: 100 for `Pass`,
+//! 0 for `High`, `Low` and `NodataFailMetric`, and forced to 0 by the ≥ 50% `Nodata` rule or a
+//! failing critical metric). Spinnaker's `MonitorCanaryTask` stops the run as soon as an interim
+//! score is `≤ marginal` (so an exactly marginal interim score fails early), and the verdict of a
+//! completed run uses only the last score: `≥ pass` passes, anything lower fails.
+
+use serde::{Deserialize, Serialize};
+
+use crate::kayenta::classify::Classification;
+use crate::kayenta::scoring::{MetricResult, ScoreConfig, score};
+use crate::{Error, Result};
+
+/// The run settings (Spinnaker's `lifetimeDuration`, `beginCanaryAnalysisAfterMins`,
+/// `canaryAnalysisIntervalMins` and `scoreThresholds`, in points of the metric's step).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RunConfig {
+    /// Points in the whole run (the lifetime over the step). The last judgement is made when
+    /// this many points have arrived; later points are ignored.
+    pub lifetime_points: usize,
+    /// Points before the first judgement window opens (`beginCanaryAnalysisAfterMins`).
+    /// Default 0.
+    #[serde(default)]
+    pub begin_after_points: usize,
+    /// Points between judgements (`canaryAnalysisIntervalMins`); `None`, Spinnaker's default,
+    /// is the lifetime: a single judgement at the end.
+    #[serde(default)]
+    pub interval_points: Option<usize>,
+    /// The marginal and pass thresholds of the score (defaults 50 and 75).
+    #[serde(default)]
+    pub thresholds: ScoreConfig,
+}
+
+impl RunConfig {
+    /// A run of `lifetime_points` points with Spinnaker's defaults: no delay, one judgement at
+    /// the end, thresholds 75 (pass) and 50 (marginal).
+    pub fn new(lifetime_points: usize) -> Self {
+        RunConfig {
+            lifetime_points,
+            begin_after_points: 0,
+            interval_points: None,
+            thresholds: ScoreConfig::default(),
+        }
+    }
+
+    /// With a judgement every `points` points.
+    pub fn every(mut self, points: usize) -> Self {
+        self.interval_points = Some(points);
+        self
+    }
+
+    /// Checks every field, naming the path (`kayentaConfig.run.intervalPoints`).
+    pub fn validate(&self, path: &str) -> Result<()> {
+        if self.lifetime_points == 0 {
+            return Err(Error::invalid_config(
+                format!("{path}.lifetimePoints"),
+                0,
+                "a run needs at least one point",
+            ));
+        }
+        if self.begin_after_points >= self.lifetime_points {
+            return Err(Error::invalid_config(
+                format!("{path}.beginAfterPoints"),
+                self.begin_after_points,
+                format!(
+                    "must be below lifetimePoints ({}) so that the run judges at least once",
+                    self.lifetime_points
+                ),
+            ));
+        }
+        if self.interval_points == Some(0) {
+            return Err(Error::invalid_config(
+                format!("{path}.intervalPoints"),
+                0,
+                "must be at least one point (omit it for one judgement at the end)",
+            ));
+        }
+        self.thresholds
+            .validate()
+            .map_err(|e| Error::invalid_config(format!("{path}.thresholds"), "", e.to_string()))
+    }
+
+    /// Whether a judgement is due once `n` points have arrived.
+    pub(crate) fn due(&self, n: usize) -> bool {
+        if n == 0 || n > self.lifetime_points || n <= self.begin_after_points {
+            return false;
+        }
+        if n == self.lifetime_points {
+            return true;
+        }
+        self.interval_points
+            .is_some_and(|k| (n - self.begin_after_points).is_multiple_of(k))
+    }
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RunStatus {
+    /// No judgement has ended the run yet.
+    Running,
+    /// An interim score was at or below the marginal threshold: the run stopped early.
+    FailedEarly,
+    /// The final score reached the pass threshold.
+    Passed,
+    /// The final score was below the pass threshold.
+    Failed,
+}
+
+/// A run's judgements so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RunState {
+    /// The status.
+    pub status: RunStatus,
+    /// The score of every judgement made, in order.
+    pub scores: Vec<f64>,
+    /// Points after which each judgement was made.
+    pub judged_at: Vec<usize>,
+}
+
+impl Default for RunState {
+    fn default() -> Self {
+        RunState {
+            status: RunStatus::Running,
+            scores: Vec::new(),
+            judged_at: Vec::new(),
+        }
+    }
+}
+
+impl RunState {
+    /// Records the judgement of the window after `n` points (`n` due by `config`); a run that
+    /// has ended records nothing more.
+    pub(crate) fn judge(
+        &mut self,
+        config: &RunConfig,
+        n: usize,
+        name: &str,
+        classification: Classification,
+    ) {
+        if self.status != RunStatus::Running {
+            return;
+        }
+        let result = MetricResult {
+            name: name.to_owned(),
+            group: name.to_owned(),
+            muted: false,
+            classification,
+        };
+        // The thresholds were validated with the judge's configuration.
+        let s = score(std::slice::from_ref(&result), &config.thresholds).map_or(0.0, |s| s.score);
+        self.scores.push(s);
+        self.judged_at.push(n);
+        self.status = if n >= config.lifetime_points {
+            if s >= config.thresholds.pass {
+                RunStatus::Passed
+            } else {
+                RunStatus::Failed
+            }
+        } else if s <= config.thresholds.marginal {
+            RunStatus::FailedEarly
+        } else {
+            RunStatus::Running
+        };
+    }
+
+    /// The last score, if any judgement was made.
+    pub fn last_score(&self) -> Option<f64> {
+        self.scores.last().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn judgements_fall_on_the_interval_and_at_the_end() {
+        let c = RunConfig {
+            begin_after_points: 2,
+            ..RunConfig::new(10).every(3)
+        };
+        let due: Vec<usize> = (0..=12).filter(|n| c.due(*n)).collect();
+        assert_eq!(due, vec![5, 8, 10]);
+        let one = RunConfig::new(10);
+        assert_eq!((0..=12).filter(|n| one.due(*n)).collect::<Vec<_>>(), [10]);
+    }
+
+    #[test]
+    fn bad_settings_name_the_field() {
+        let e = RunConfig::new(0).validate("run").unwrap_err().to_string();
+        assert!(e.contains("run.lifetimePoints"), "{e}");
+        let e = RunConfig::new(5).every(0).validate("run").unwrap_err();
+        assert!(e.to_string().contains("run.intervalPoints"), "{e}");
+        let c = RunConfig {
+            begin_after_points: 5,
+            ..RunConfig::new(5)
+        };
+        let e = c.validate("run").unwrap_err().to_string();
+        assert!(e.contains("run.beginAfterPoints"), "{e}");
+        let mut c = RunConfig::new(5);
+        c.thresholds.pass = 120.0;
+        let e = c.validate("run").unwrap_err().to_string();
+        assert!(e.contains("run.thresholds"), "{e}");
+    }
+}

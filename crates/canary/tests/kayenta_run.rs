@@ -1,0 +1,120 @@
+//! Kayenta's multi-judgement run logic (Spinnaker's canary stage) in the Kayenta judge.
+
+use serin_canary::judge::{Judge, Statistic, Verdict};
+use serin_canary::kayenta::{
+    Direction, KayentaConfig, KayentaJudge, Quantity, RunConfig, RunStatus, ScoreConfig,
+};
+use serin_signals::{Metric, Timestamp};
+
+fn judge(run: RunConfig) -> KayentaJudge {
+    let mut c = KayentaConfig::new(Metric::ErrorRate, Quantity::ErrorRate).with_run(run);
+    c.metric_config.direction = Direction::Increase;
+    KayentaJudge::new(c).unwrap()
+}
+
+/// Per-interval baseline points that vary, and the canary's at `ratio` times them.
+fn feed(j: &mut KayentaJudge, from: u32, to: u32, ratio: f64) {
+    for i in from..to {
+        let b = 0.010 + 0.001 * f64::from(i % 7);
+        j.push_points(Some(b), Some(ratio * b));
+    }
+}
+
+#[test]
+fn a_regression_fails_at_the_first_interim_judgement() {
+    let mut j = judge(RunConfig::new(60).every(1));
+    feed(&mut j, 0, 9, 2.0);
+    assert_eq!(j.run_state().status, RunStatus::Running);
+    assert!(
+        j.run_state().scores.is_empty(),
+        "no judgement below minPoints"
+    );
+    assert_eq!(
+        j.judgement(Timestamp::from_millis(0)).verdict,
+        Verdict::Inconclusive
+    );
+    feed(&mut j, 9, 10, 2.0);
+    assert_eq!(j.run_state().status, RunStatus::FailedEarly);
+    assert_eq!(j.run_state().judged_at, [10]);
+    assert_eq!(j.run_state().scores, [0.0]);
+    let judgement = j.judgement(Timestamp::from_millis(600_000));
+    assert!(judgement.verdict.is_fail());
+    assert_eq!(judgement.evidence.statistic, Some(Statistic::Score(0.0)));
+    assert!(
+        judgement.evidence.summary.contains("marginal"),
+        "{}",
+        judgement.evidence.summary
+    );
+    // The run has ended: later points judge nothing more.
+    feed(&mut j, 10, 30, 1.0);
+    assert_eq!(j.run_state().scores.len(), 1);
+    assert!(j.judgement(Timestamp::from_millis(0)).verdict.is_fail());
+}
+
+#[test]
+fn identical_arms_pass_only_at_the_final_judgement() {
+    let mut j = judge(RunConfig::new(30).every(5));
+    feed(&mut j, 0, 29, 1.0);
+    assert_eq!(j.run_state().status, RunStatus::Running);
+    assert_eq!(j.run_state().judged_at, [10, 15, 20, 25]);
+    assert!(j.run_state().scores.iter().all(|s| *s == 100.0));
+    assert_eq!(
+        j.judgement(Timestamp::from_millis(0)).verdict,
+        Verdict::Inconclusive
+    );
+    feed(&mut j, 29, 30, 1.0);
+    assert_eq!(j.run_state().status, RunStatus::Passed);
+    assert_eq!(
+        j.judgement(Timestamp::from_millis(0)).verdict,
+        Verdict::Pass
+    );
+}
+
+#[test]
+fn spinnakers_default_interval_judges_once_at_the_end() {
+    let mut j = judge(RunConfig::new(20));
+    feed(&mut j, 0, 19, 3.0);
+    assert_eq!(j.run_state().status, RunStatus::Running);
+    assert!(j.run_state().scores.is_empty());
+    feed(&mut j, 19, 20, 3.0);
+    assert_eq!(j.run_state().status, RunStatus::Failed);
+    assert_eq!(j.run_state().judged_at, [20]);
+}
+
+#[test]
+fn an_interim_score_equal_to_the_marginal_threshold_fails_early() {
+    // With the marginal threshold at 100 even a perfect interim score is "at or below" it.
+    let run = RunConfig {
+        thresholds: ScoreConfig {
+            marginal: 100.0,
+            pass: 100.0,
+            ..ScoreConfig::default()
+        },
+        ..RunConfig::new(30).every(5)
+    };
+    let mut j = judge(run);
+    feed(&mut j, 0, 10, 1.0);
+    assert_eq!(j.run_state().scores, [100.0]);
+    assert_eq!(j.run_state().status, RunStatus::FailedEarly);
+}
+
+#[test]
+fn the_run_survives_serde_and_reset_starts_it_over() {
+    let mut j = judge(RunConfig::new(30).every(1));
+    feed(&mut j, 0, 12, 1.0);
+    let json = serde_json::to_string(&j).unwrap();
+    let mut back: KayentaJudge = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, j);
+    feed(&mut back, 12, 30, 1.0);
+    assert_eq!(back.run_state().status, RunStatus::Passed);
+    back.reset();
+    assert_eq!(back.run_state().status, RunStatus::Running);
+    assert!(back.run_state().scores.is_empty());
+}
+
+#[test]
+fn a_run_shorter_than_min_points_is_a_config_error() {
+    let c = KayentaConfig::new(Metric::ErrorRate, Quantity::ErrorRate).with_run(RunConfig::new(5));
+    let e = KayentaJudge::new(c).unwrap_err().to_string();
+    assert!(e.contains("kayentaConfig.run.lifetimePoints"), "{e}");
+}
