@@ -52,6 +52,7 @@
 
 mod error;
 mod health;
+mod lock;
 mod metrics;
 mod probe;
 mod process;
@@ -60,6 +61,7 @@ mod proxy;
 
 pub use error::{Error, Result};
 pub use health::{HttpHealth, HttpProbe};
+pub use lock::LockDir;
 pub use metrics::ProxyMetrics;
 pub use process::{ProcessConfig, ProcessPlatform};
 pub use proxied::ProxiedPlatform;

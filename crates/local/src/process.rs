@@ -30,6 +30,9 @@ pub struct ProcessConfig {
     pub probe_timeout: Duration,
     /// How long a process has after SIGTERM before SIGKILL (default 5 s).
     pub grace: Duration,
+    /// Where deployment locks are kept as files (default none: each orchestrator locks
+    /// in-process only). Give every process that deploys on this machine the same directory.
+    pub lock_dir: Option<PathBuf>,
 }
 
 impl ProcessConfig {
@@ -40,7 +43,14 @@ impl ProcessConfig {
             readiness_path: "/ready".into(),
             probe_timeout: Duration::from_millis(500),
             grace: Duration::from_secs(5),
+            lock_dir: None,
         }
+    }
+
+    /// With deployment locks kept as files in `dir` (see [`LockDir`](crate::LockDir)).
+    pub fn with_lock_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.lock_dir = Some(dir.into());
+        self
     }
 
     /// With another readiness path (must start with `/`).
@@ -115,6 +125,7 @@ struct Running {
 pub struct ProcessPlatform {
     config: ProcessConfig,
     tracks: Mutex<BTreeMap<TrackKey, Running>>,
+    locks: Option<crate::LockDir>,
 }
 
 impl std::fmt::Debug for ProcessPlatform {
@@ -149,9 +160,15 @@ impl ProcessPlatform {
                 format!("cannot be created: {e}"),
             )
         })?;
+        let locks = config
+            .lock_dir
+            .as_ref()
+            .map(crate::LockDir::new)
+            .transpose()?;
         Ok(ProcessPlatform {
             config,
             tracks: Mutex::new(BTreeMap::new()),
+            locks,
         })
     }
 
@@ -162,7 +179,7 @@ impl ProcessPlatform {
             .join(format!("{service}-{instance}.log"))
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<TrackKey, Running>> {
+    fn running(&self) -> MutexGuard<'_, BTreeMap<TrackKey, Running>> {
         self.tracks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -228,7 +245,7 @@ impl ProcessPlatform {
 
     /// Checks every process of `key`: which exited, and each one's address.
     fn census(&self, key: &TrackKey) -> Result<(TrackSpec, Vec<Census>)> {
-        let mut tracks = self.lock();
+        let mut tracks = self.running();
         let running = tracks
             .get_mut(key)
             .ok_or_else(|| Error::not_found("track", key))?;
@@ -306,7 +323,7 @@ impl Platform for ProcessPlatform {
                 "the process platform needs a command to run",
             ));
         }
-        if self.lock().contains_key(&key) {
+        if self.running().contains_key(&key) {
             return Err(Error::AlreadyExists {
                 what: "track".into(),
                 name: key.to_string(),
@@ -326,7 +343,7 @@ impl Platform for ProcessPlatform {
             }
         }
         let refused = {
-            let mut tracks = self.lock();
+            let mut tracks = self.running();
             if tracks.contains_key(&key) {
                 Some(procs)
             } else {
@@ -371,7 +388,7 @@ impl Platform for ProcessPlatform {
             ));
         }
         let (spec, first_new, have) = {
-            let tracks = self.lock();
+            let tracks = self.running();
             let r = tracks
                 .get(&key)
                 .ok_or_else(|| Error::not_found("track", &key))?;
@@ -393,7 +410,7 @@ impl Platform for ProcessPlatform {
                 }
             }
             let orphans = {
-                let mut tracks = self.lock();
+                let mut tracks = self.running();
                 match tracks.get_mut(&key) {
                     Some(r) => {
                         r.next_index = first_new
@@ -412,7 +429,7 @@ impl Platform for ProcessPlatform {
             }
         } else if want < have {
             let removed: Vec<Proc> = {
-                let mut tracks = self.lock();
+                let mut tracks = self.running();
                 match tracks.get_mut(&key) {
                     Some(r) => r.procs.split_off(want.min(r.procs.len())),
                     None => return Err(Error::not_found("track", &key)),
@@ -427,12 +444,12 @@ impl Platform for ProcessPlatform {
 
     async fn retire(&self, service: &str, track: &Track, drain: Duration) -> Result<()> {
         let key = TrackKey::new(service, track);
-        if !self.lock().contains_key(&key) {
+        if !self.running().contains_key(&key) {
             return Err(Error::not_found("track", &key));
         }
         tokio::time::sleep(drain).await;
         let running = self
-            .lock()
+            .running()
             .remove(&key)
             .ok_or_else(|| Error::not_found("track", &key))?;
         for p in running.procs {
@@ -442,7 +459,7 @@ impl Platform for ProcessPlatform {
     }
 
     async fn list(&self) -> Result<Vec<TrackStatus>> {
-        let keys: Vec<TrackKey> = self.lock().keys().cloned().collect();
+        let keys: Vec<TrackKey> = self.running().keys().cloned().collect();
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
             match self.report(&k).await {
@@ -452,5 +469,19 @@ impl Platform for ProcessPlatform {
             }
         }
         Ok(out)
+    }
+
+    async fn lock(&self, service: &str, holder: &str) -> Result<()> {
+        match &self.locks {
+            Some(l) => l.lock(service, holder),
+            None => Ok(()),
+        }
+    }
+
+    async fn unlock(&self, service: &str, holder: &str) -> Result<()> {
+        match &self.locks {
+            Some(l) => l.unlock(service, holder),
+            None => Ok(()),
+        }
     }
 }

@@ -263,4 +263,12 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
     async fn list(&self) -> serin_orchestrator::Result<Vec<TrackStatus>> {
         self.platform.list().await
     }
+
+    async fn lock(&self, service: &str, holder: &str) -> serin_orchestrator::Result<()> {
+        self.platform.lock(service, holder).await
+    }
+
+    async fn unlock(&self, service: &str, holder: &str) -> serin_orchestrator::Result<()> {
+        self.platform.unlock(service, holder).await
+    }
 }

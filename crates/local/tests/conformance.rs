@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use serin_local::{
     HttpHealth, HttpProbe, ProcessConfig, ProcessPlatform, ProxyConfig, ProxyRouter,
 };
+use serin_orchestrator::Platform;
 use serin_signals::testkit::{self, HealthFixture, MetricsFixture};
 use serin_signals::{Counts, HealthSignal, ProbeStatus, Timestamp, Track, Window};
 use serin_traffic::{MatchRoute, TrafficRouter, TrafficSplit, ValueMatch};
@@ -242,9 +243,23 @@ async fn http_health_passes_the_health_suite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_platform_passes_the_platform_suite() {
     let dir = std::env::temp_dir().join(format!("serin-local-conformance-{}", std::process::id()));
-    let platform =
-        ProcessPlatform::new(ProcessConfig::new(&dir).with_grace(Duration::from_secs(2))).unwrap();
+    let _ = std::fs::remove_dir_all(dir.join("locks"));
+    let config = ProcessConfig::new(&dir)
+        .with_grace(Duration::from_secs(2))
+        .with_lock_dir(dir.join("locks"));
+    let platform = ProcessPlatform::new(config.clone()).unwrap();
     let template = support::demo_spec("web", "1.0.0", Track::Stable, 1);
     serin_orchestrator::testkit::check_all(&platform, &template, Duration::from_secs(10)).await;
     assert!(platform.log_path("web", "tk-up-0").exists());
+    // The lock is in files: a second platform (another process, say) on the same directory
+    // sees it, and it outlives the platform that took it.
+    platform.lock("web", "deploy-1").await.unwrap();
+    drop(platform);
+    let other = ProcessPlatform::new(config).unwrap();
+    let err = other.lock("web", "deploy-2").await.unwrap_err().to_string();
+    assert!(err.contains("deploy-1"), "{err}");
+    other.lock("web", "deploy-1").await.unwrap();
+    other.unlock("web", "deploy-1").await.unwrap();
+    other.lock("web", "deploy-2").await.unwrap();
+    other.unlock("web", "deploy-2").await.unwrap();
 }

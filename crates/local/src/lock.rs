@@ -1,0 +1,133 @@
+//! Deployment locks as files, so several processes on one machine (two runs of a deploy tool,
+//! a tool and an operator's shell) never deploy one service at once.
+//!
+//! A lock is the file `{dir}/{service}.lock` holding its holder's name (a deployment id). It is
+//! taken by creating the file exclusively (`O_CREAT | O_EXCL`, atomic on a local file system),
+//! taken again by the same holder, and freed by removing the file. It deliberately survives the
+//! death of the process that took it: the deployment it names is unfinished in the journal and
+//! must be resumed (or rolled back) before another one starts, as the `Platform` contract says.
+//! An operator who knows better removes the file; the refusal names it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serin_orchestrator::{Error, Result};
+
+/// Deployment locks kept as files in one directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockDir {
+    dir: PathBuf,
+}
+
+impl LockDir {
+    /// Locks in `dir`, created if missing.
+    pub fn new(dir: impl Into<PathBuf>) -> Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Error::invalid(
+                "processConfig.lockDir",
+                dir.display(),
+                format!("cannot be created: {e}"),
+            )
+        })?;
+        Ok(LockDir { dir })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, service: &str) -> Result<PathBuf> {
+        let safe = !service.is_empty()
+            && service
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            && !service.starts_with('.');
+        if !safe {
+            return Err(Error::invalid(
+                "service",
+                service,
+                "a lock needs a service name of letters, digits, '-', '_' and '.'",
+            ));
+        }
+        Ok(self.dir.join(format!("{service}.lock")))
+    }
+
+    /// Takes the lock of `service` for `holder`, or answers who holds it.
+    pub fn lock(&self, service: &str, holder: &str) -> Result<()> {
+        let path = self.path(service)?;
+        let io =
+            |e: std::io::Error| Error::platform("process", format!("lock {}: {e}", path.display()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut f) => f
+                .write_all(holder.as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(io),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let current = std::fs::read_to_string(&path).map_err(io)?;
+                if current == holder {
+                    Ok(())
+                } else {
+                    Err(Error::conflict(
+                        "lock",
+                        service,
+                        format!(
+                            "deployment {current} holds the lock of this service ({})",
+                            path.display()
+                        ),
+                    ))
+                }
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// Frees the lock of `service` if `holder` holds it.
+    pub fn unlock(&self, service: &str, holder: &str) -> Result<()> {
+        let path = self.path(service)?;
+        match std::fs::read_to_string(&path) {
+            Ok(current) if current == holder => std::fs::remove_file(&path)
+                .or_else(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => Ok(()),
+                    _ => Err(e),
+                })
+                .map_err(|e| Error::platform("process", format!("unlock {}: {e}", path.display()))),
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::platform(
+                "process",
+                format!("unlock {}: {e}", path.display()),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_holder_at_a_time_across_handles_and_a_bad_name_is_refused() {
+        let dir = std::env::temp_dir().join(format!("serin-locks-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (a, b) = (LockDir::new(&dir).unwrap(), LockDir::new(&dir).unwrap());
+        a.lock("web", "d-1").unwrap();
+        a.lock("web", "d-1").unwrap();
+        let err = b.lock("web", "d-2").unwrap_err().to_string();
+        assert!(err.contains("d-1") && err.contains("web.lock"), "{err}");
+        b.unlock("web", "d-2").unwrap();
+        assert!(b.lock("web", "d-2").is_err(), "a non-holder cannot free it");
+        a.unlock("web", "d-1").unwrap();
+        b.lock("web", "d-2").unwrap();
+        b.lock("api", "d-3").unwrap();
+        for bad in ["", "../etc", ".hidden", "a/b"] {
+            assert!(a.lock(bad, "x").is_err(), "{bad}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
