@@ -117,10 +117,13 @@ fn json(output: &[u8]) -> Value {
     })
 }
 
-/// A deployment's report, as JSON. (Read as a `Value`, not as `serin_orchestrator::Report`: an
-/// estimate that is not a number, such as an error-rate ratio over two arms without errors, is
-/// written as `null` and does not read back as an `f64`.)
+/// A deployment's report, as JSON; it also reads back as the orchestrator's `Report` (an
+/// estimate that is not a number, such as an error-rate ratio over two arms without errors,
+/// is written as `"NaN"` and reads back as one).
 fn report(output: &[u8]) -> Value {
+    if let Err(e) = serde_json::from_slice::<serin_orchestrator::Report>(output) {
+        panic!("not a report ({e}): {}", String::from_utf8_lossy(output));
+    }
     let r = json(output);
     for field in [
         "deployment",
@@ -319,6 +322,9 @@ fn deploy_status_logs_and_rollbacks_work_across_invocations_on_the_simulated_fle
     assert_eq!(s["current"]["version"], "1.1.0", "{s}");
     assert_eq!(s["previous"], serde_json::json!(["1.0.0"]), "{s}");
     assert_eq!(s["lastDeployment"], bad["deployment"], "{s}");
+    // Read back from the journal: the rolled-back deployment's outcome, at its end.
+    assert_eq!(s["lastOutcome"], bad["outcome"], "{s}");
+    assert_eq!(s["lastPhase"], "finished", "{s}");
     assert!(s["interrupted"].is_null(), "{s}");
 
     // The journal holds every deployment's events.
@@ -775,4 +781,342 @@ fn a_backend_that_cannot_start_exits_4_and_records_nothing() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--demo-binary `no-such-demo`"));
+}
+
+/// The example config with `extra` appended (more top-level fields).
+fn config_with(dir: &Path, extra: &str) -> PathBuf {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("cli/deploy.yaml");
+    let mut text = std::fs::read_to_string(example).expect("example config");
+    text.push_str(extra);
+    let path = dir.join("deploy.yaml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// One webhook delivery as the receiver saw it.
+#[derive(Debug, Clone)]
+struct Delivery {
+    timestamp: String,
+    signature: String,
+    body: Vec<u8>,
+}
+
+/// A loopback HTTP receiver that records every request and answers 200, on a runtime of its
+/// own (the CLI runs as a separate process).
+fn webhook_receiver() -> (
+    tokio::runtime::Runtime,
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<Delivery>>>,
+) {
+    use http_body_util::BodyExt;
+    use hyper::body::Incoming;
+    use hyper::{Request, Response};
+    use hyper_util::rt::TokioIo;
+    use std::sync::{Arc, Mutex};
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen: Arc<Mutex<Vec<Delivery>>> = Arc::default();
+    let st = Arc::clone(&seen);
+    rt.spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let st = Arc::clone(&st);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let st = Arc::clone(&st);
+                    async move {
+                        let header = |name: &str| {
+                            req.headers()
+                                .get(name)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_owned()
+                        };
+                        let timestamp = header(serin_orchestrator::notify::TIMESTAMP_HEADER);
+                        let signature = header(serin_orchestrator::notify::SIGNATURE_HEADER);
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes().to_vec())
+                            .unwrap_or_default();
+                        st.lock().expect("deliveries").push(Delivery {
+                            timestamp,
+                            signature,
+                            body,
+                        });
+                        Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from_static(b"ok"),
+                        )))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (rt, addr, seen)
+}
+
+#[test]
+fn a_deployment_on_the_simulated_fleet_delivers_signed_webhook_events() {
+    const SECRET: &str = "shared-with-the-receiver";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (_rt, addr, seen) = webhook_receiver();
+    let config = config_with(
+        d,
+        &format!(
+            "notificationChannels:\n  - type: webhook\n    destination: http://{addr}/hooks/deploys\n    secretEnv: SERIN_CLI_TEST_HOOK_SECRET\n"
+        ),
+    );
+    let config = config.to_str().expect("utf-8 path");
+
+    // Without the secret the channel cannot sign: a configuration error naming it, and nothing
+    // is deployed.
+    sim(d)
+        .env_remove("SERIN_CLI_TEST_HOOK_SECRET")
+        .args(["--config", config, "deploy", "--version", "1.0.0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("secretEnv"));
+    assert!(seen.lock().expect("deliveries").is_empty());
+
+    // The `.env` file gives the secret.
+    std::fs::write(
+        d.join(".env"),
+        format!("SERIN_CLI_TEST_HOOK_SECRET={SECRET}\n"),
+    )
+    .expect("write .env");
+    let out = sim(d)
+        .env_remove("SERIN_CLI_TEST_HOOK_SECRET")
+        .args([
+            "--config",
+            config,
+            "deploy",
+            "--version",
+            "1.0.0",
+            "--output",
+            "json",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(result(&report(&out)), "succeeded");
+
+    // Delivered before the command exited, each one signed with the secret.
+    let deliveries = seen.lock().expect("deliveries").clone();
+    let now = serin_signals::Timestamp::from_system_time(std::time::SystemTime::now());
+    let mut types = Vec::new();
+    for delivery in &deliveries {
+        serin_orchestrator::notify::verify_signature(
+            SECRET.as_bytes(),
+            &delivery.timestamp,
+            &delivery.body,
+            &delivery.signature,
+            now,
+            std::time::Duration::from_secs(300),
+        )
+        .unwrap_or_else(|e| panic!("a signed delivery: {e}"));
+        let event = json(&delivery.body);
+        types.push(event["type"].as_str().unwrap_or("").to_owned());
+    }
+    for wanted in [
+        "dev.serin.deployment.started",
+        "dev.serin.deployment.completed",
+    ] {
+        assert!(types.iter().any(|t| t == wanted), "{wanted} in {types:?}");
+    }
+}
+
+#[test]
+fn deployments_back_up_the_directory_and_backups_lists_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::create_dir(d.join("data")).expect("mkdir");
+    std::fs::write(d.join("data/orders.db"), b"rows of 1.0.0").expect("write");
+    let backup = ["--backup-dir", "data", "--backup-keep", "2"];
+
+    // Before the first deployment there is nothing to list.
+    let out = sim(d)
+        .args(backup)
+        .args(["backups", "--output", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(json(&out)["backups"], serde_json::json!([]));
+
+    for version in ["1.0.0", "1.1.0", "1.2.0"] {
+        let out = sim(d)
+            .args(backup)
+            .args(["deploy", "--version", version, "--output", "json"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let r = report(&out);
+        assert!(
+            r["timeline"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|e| e["kind"]["type"] == "backupTaken")),
+            "a backup is taken before {version}: {r}"
+        );
+    }
+
+    // Oldest first; `--backup-keep 2` deleted the first.
+    let out = sim(d)
+        .args(backup)
+        .args(["backups", "--output", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let doc = json(&out);
+    let labels: Vec<&str> = doc["backups"]
+        .as_array()
+        .expect("backups")
+        .iter()
+        .filter_map(|b| b["label"].as_str())
+        .collect();
+    assert_eq!(
+        labels,
+        ["before 1.0.0 -> 1.1.0", "before 1.1.0 -> 1.2.0"],
+        "{doc}"
+    );
+    assert_eq!(doc["service"], "demo", "{doc}");
+    let first = doc["backups"][0]["id"].as_str().expect("id").to_owned();
+    sim(d)
+        .args(backup)
+        .arg("backups")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(first).and(predicate::str::contains("1.1.0 -> 1.2.0")));
+
+    // Without a provider there is nothing to list from.
+    sim(d)
+        .arg("backups")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--backup-dir"));
+}
+
+/// A database of the test's own on the server of `SERIN_TEST_POSTGRES`, created with `psql`
+/// and dropped when the test ends.
+struct Database {
+    server: String,
+    name: String,
+}
+
+impl Database {
+    fn psql(server: &str, sql: &str) -> bool {
+        std::process::Command::new("psql")
+            .env("PGOPTIONS", "-c client_min_messages=warning")
+            .arg(format!("{server} dbname=postgres"))
+            .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn create(server: &str) -> Database {
+        let name = format!("serin_cli_test_{}", std::process::id());
+        Database::psql(server, &format!("DROP DATABASE IF EXISTS {name}"));
+        assert!(
+            Database::psql(server, &format!("CREATE DATABASE {name}")),
+            "psql could not create {name}"
+        );
+        let db = Database {
+            server: server.to_owned(),
+            name,
+        };
+        assert!(
+            std::process::Command::new("psql")
+                .arg(db.conninfo())
+                .args(["-v", "ON_ERROR_STOP=1", "-q", "-c"])
+                .arg(
+                    "CREATE TABLE orders (id int primary key); INSERT INTO orders VALUES (1), (2);"
+                )
+                .status()
+                .is_ok_and(|s| s.success()),
+            "psql could not fill {}",
+            db.name
+        );
+        db
+    }
+
+    fn conninfo(&self) -> String {
+        format!("{} dbname={}", self.server, self.name)
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        Database::psql(
+            &self.server,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+#[test]
+fn deployments_back_up_a_postgres_database_when_one_is_given() {
+    use std::io::Write as _;
+    let server = match std::env::var("SERIN_TEST_POSTGRES") {
+        Ok(s) if !s.trim().is_empty() => s,
+        _ => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: the PostgreSQL backup test needs SERIN_TEST_POSTGRES (run scripts/services/postgres.sh)"
+            );
+            return;
+        }
+    };
+    let db = Database::create(&server);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let conninfo = db.conninfo();
+    let backup = ["--backup-postgres", conninfo.as_str()];
+    sim(d)
+        .args(backup)
+        .args(["deploy", "--version", "1.0.0"])
+        .assert()
+        .success();
+    let out = sim(d)
+        .args(backup)
+        .args(["backups", "--output", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let doc = json(&out);
+    assert_eq!(
+        doc["backups"][0]["label"], "before installing 1.0.0",
+        "{doc}"
+    );
+    assert!(
+        doc["backups"][0]["sizeBytes"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "{doc}"
+    );
+    assert!(
+        d.join(".serin/backups/postgres")
+            .read_dir()
+            .is_ok_and(|mut e| e.next().is_some()),
+        "the dump is kept under the state directory"
+    );
 }
