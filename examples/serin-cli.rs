@@ -1,6 +1,6 @@
 //! `serin-cli`: the brief's make targets as one command line over Serin — `deploy`,
 //! `deploy-blue-green`, `deploy-canary`, `rollback`, `status`, `monitor`, `logs`, `metrics`,
-//! `health-check` and `plan` — on one machine (`--backend local`, the default) or on a
+//! `health-check` and `plan`, plus `backups` — on one machine (`--backend local`, the default) or on a
 //! simulated fleet in virtual time (`--backend sim`).
 //!
 //! ```text
@@ -13,6 +13,8 @@
 //! target/debug/examples/serin-cli logs --tail 20
 //! target/debug/examples/serin-cli rollback                           # back to 1.0.0
 //! target/debug/examples/serin-cli --backend sim --state-dir .serin-sim deploy --version 1.0.0
+//! target/debug/examples/serin-cli --backup-dir data deploy --version 1.3.0   # snapshot data/ first
+//! target/debug/examples/serin-cli --backup-dir data backups                  # what was kept
 //! ```
 //!
 //! ## The model
@@ -24,8 +26,12 @@
 //!   deployment), `state.json` (the service, the version that serves all traffic with its track
 //!   and instance count, the versions that ran before it, each version's demo behaviour, the
 //!   last deployment's id and outcome, and a mark while a deployment runs) and, on the local
-//!   backend, the processes' logs (`logs/`). So `status`, `logs` and `rollback` work across
-//!   invocations.
+//!   backend, the processes' logs (`logs/`), and the backups of `--backup-dir` and
+//!   `--backup-postgres` (`backups/`). So `status`, `logs`, `rollback` and `backups` work
+//!   across invocations. `status` reads the last deployment's phase and outcome back from the
+//!   journal (`Orchestrator::status`); `state.json` stays because the local backend's processes
+//!   end with each command, so what runs must be recorded apart from the journal to be
+//!   brought back up.
 //! - **Local backend: a one-machine demo whose processes live as long as the command.** A
 //!   command that needs the service first brings the recorded version back up as
 //!   `serin-demo-service` processes behind the embedded reverse proxy (`--listen`, any free
@@ -67,11 +73,27 @@
 //!   deployment's or rollback's is the orchestrator's `Report`; an error's is
 //!   `{"error": ..., "exitCode": ...}` (errors the argument parser finds are printed by it, on
 //!   stderr only).
-//! - **Estimates that are not numbers.** An error-rate ratio over two arms without errors is
-//!   `NaN`; JSON writes it as `null`, which does not read back as a number, so the journal skips
-//!   such records when it is read again. The CLI therefore keeps the records it writes in memory
-//!   too (a deployment's report is always whole), and `logs` reads the journal's events as JSON,
-//!   showing an analysis it cannot parse by its action, reason and evidence.
+//! - **Notifications:** when the config has `notificationChannels` (webhook, Slack,
+//!   PagerDuty, e-mail), `deploy` and `rollback` deliver the deployment's events to them
+//!   (`serin_orchestrator::notify::ChannelNotifier`). Each channel's `secretEnv` names the
+//!   variable holding its secret, read from the environment or the `--env-file`; a channel
+//!   that cannot be served (no secret, a bad URL) is a configuration error before anything
+//!   runs. `--notify-settings` (JSON, YAML or TOML) sets the queue, retries, default secrets
+//!   and the SMTP server. Deliveries run in the background while the deployment goes on; the
+//!   command waits up to 10 s at its end for what is still queued, and warns on stderr of
+//!   what failed or was dropped. (On the sim backend deliveries keep real time.)
+//! - **Backups:** with `--backup-dir DIR` every deployment first snapshots that directory
+//!   (`DirectorySnapshot`); with `--backup-postgres "host=... port=... user=... dbname=..."`
+//!   it first dumps that database with `pg_dump` (`PostgresBackup`, dump mode; the password
+//!   from `password=` or `PGPASSWORD`). One of the two at a time; the backups are kept under
+//!   `<state-dir>/backups/`, the last `--backup-keep` (default 5) of the service. `backups`
+//!   lists them, oldest first (given the same flag). The backup's id is in the deployment's
+//!   timeline (`backupTaken`). `rollback` takes a backup too but restores none: it redeploys
+//!   code only; restoring the database a rollback crosses destructive migrations for is the
+//!   orchestrator's `rollback_to`, which this CLI does not drive.
+//! - **The journal** is read back whole: an estimate that is not a number (an error-rate
+//!   ratio over two arms without errors) is written as `"NaN"` and read back as one, so
+//!   `logs` and reports show every event; a corrupt line is an error (exit 4), not skipped.
 //!
 //! ## Exit status
 //!

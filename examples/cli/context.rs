@@ -88,12 +88,37 @@ impl Ctx {
             .map_err(|e| CliError::backend(format!("journal: {e}")))
     }
 
-    /// Assembles the backend and brings back what ran.
+    /// Assembles the backend and brings back what ran, for a command that only looks at it.
     pub async fn stack(
         &self,
         states: &StateDir,
         state: &RunState,
         config: &DeploymentConfig,
+    ) -> Result<Stack, CliError> {
+        self.assemble(states, state, config, Hooks::default()).await
+    }
+
+    /// Assembles the backend and brings back what ran, for a deployment: with the notifier of
+    /// the config's channels and the backup provider of the flags.
+    pub async fn deployment_stack(
+        &self,
+        states: &StateDir,
+        state: &RunState,
+        config: &DeploymentConfig,
+    ) -> Result<Stack, CliError> {
+        let hooks = Hooks {
+            notifier: hooks::notifier(&self.global, &self.env, self.io.clone(), config)?,
+            backup: hooks::backup(&self.global, &self.env, states)?,
+        };
+        self.assemble(states, state, config, hooks).await
+    }
+
+    async fn assemble(
+        &self,
+        states: &StateDir,
+        state: &RunState,
+        config: &DeploymentConfig,
+        hooks: Hooks,
     ) -> Result<Stack, CliError> {
         if !self.global.load_rps.is_finite() || self.global.load_rps <= 0.0 {
             return Err(CliError::usage(format!(
@@ -101,10 +126,6 @@ impl Ctx {
                 self.global.load_rps
             )));
         }
-        let hooks = Hooks {
-            notifier: hooks::notifier(&self.global, &self.env, self.io.clone(), config)?,
-            backup: hooks::backup(&self.global, &self.env, states)?,
-        };
         let stack =
             Stack::build(&self.options(states, state), Self::journal(states)?, hooks).await?;
         if let Some(current) = &state.current

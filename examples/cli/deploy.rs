@@ -279,7 +279,7 @@ pub async fn deploy(ctx: &Ctx, args: &CanaryArgs, flavour: Flavour) -> Result<Ex
     let mut state = ctx.state(&states, &service)?;
     let b = behaviour(&args.deploy, state.behaviour(&config.version))?;
     state.behaviours.insert(config.version.to_string(), b);
-    let mut stack = ctx.stack(&states, &state, &config).await?;
+    let mut stack = ctx.deployment_stack(&states, &state, &config).await?;
     let result = run_to_end(ctx, &mut stack, &states, &mut state, &config, false).await;
     let tally = stack.shutdown().await;
     let report = result?;
@@ -316,7 +316,7 @@ pub async fn rollback(ctx: &Ctx, args: &RollbackArgs) -> Result<Exit, CliError> 
         )));
     }
     let config = rollback_config(&config, target);
-    let mut stack = ctx.stack(&states, &state, &config).await?;
+    let mut stack = ctx.deployment_stack(&states, &state, &config).await?;
     let result = run_to_end(ctx, &mut stack, &states, &mut state, &config, true).await;
     let tally = stack.shutdown().await;
     let report = result?;
