@@ -801,8 +801,9 @@ struct Delivery {
     body: Vec<u8>,
 }
 
-/// A loopback HTTP receiver that records every request and answers 200, on a runtime of its
-/// own (the CLI runs as a separate process).
+/// A loopback HTTP receiver that records every request and answers 200 after half a second (a slow
+/// receiver, so the deliveries outlast the deployment and only the CLI's flush at its end gets
+/// them all out), on a runtime of its own (the CLI runs as a separate process).
 fn webhook_receiver() -> (
     tokio::runtime::Runtime,
     std::net::SocketAddr,
@@ -852,6 +853,7 @@ fn webhook_receiver() -> (
                             signature,
                             body,
                         });
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                         Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Full::new(
                             bytes::Bytes::from_static(b"ok"),
                         )))
