@@ -202,4 +202,117 @@ mod tests {
         let e = read_settings(&json).expect_err("unknown field");
         assert!(e.message.contains("queueSize"), "{}", e.message);
     }
+
+    use clap::Parser;
+
+    fn global(args: &[&str]) -> Global {
+        let mut argv = vec!["serin-cli"];
+        argv.extend_from_slice(args);
+        argv.push("status");
+        crate::cli::args::Cli::try_parse_from(argv)
+            .expect("arguments")
+            .global
+    }
+
+    #[test]
+    fn backup_flags_are_checked_and_name_the_flag() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let states = StateDir::open(&dir.path().join("state")).expect("state dir");
+        let env = EnvLookup::default();
+        assert!(backup(&global(&[]), &env, &states).expect("none").is_none());
+
+        let missing = dir.path().join("missing");
+        let missing = missing.to_str().expect("utf-8");
+        let e = backup(&global(&["--backup-dir", missing]), &env, &states)
+            .err()
+            .expect("no such directory");
+        assert!(e.message.contains("--backup-dir"), "{}", e.message);
+
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).expect("mkdir");
+        let data = data.to_str().expect("utf-8");
+        let e = backup(
+            &global(&["--backup-dir", data, "--backup-keep", "0"]),
+            &env,
+            &states,
+        )
+        .err()
+        .expect("keep nothing");
+        assert!(e.message.contains("--backup-keep"), "{}", e.message);
+
+        let provider = backup(&global(&["--backup-dir", data]), &env, &states)
+            .expect("provider")
+            .expect("some");
+        assert!(states.backups().join("directory").is_dir());
+        assert!(!provider.name().is_empty());
+
+        let e = backup(
+            &global(&["--backup-postgres", "host=h colour=red"]),
+            &env,
+            &states,
+        )
+        .err()
+        .expect("unknown key");
+        assert!(e.message.contains("--backup-postgres"), "{}", e.message);
+        assert!(
+            crate::cli::args::Cli::try_parse_from([
+                "serin-cli",
+                "--backup-dir",
+                data,
+                "--backup-postgres",
+                "host=h",
+                "status"
+            ])
+            .is_err(),
+            "one provider at a time"
+        );
+    }
+
+    #[test]
+    fn channels_get_a_notifier_whose_secrets_come_from_the_env_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let yaml = "version: 1.0.0\nstrategy: blue-green\ntargetServices: [demo]\nnotificationChannels:\n  - type: webhook\n    destination: http://127.0.0.1:9/hook\n    secretEnv: SERIN_CLI_UNIT_HOOK_SECRET\n";
+        let config = DeploymentConfig::from_yaml(yaml).expect("config");
+        let none = EnvLookup::default();
+        assert!(
+            notifier(
+                &global(&[]),
+                &none,
+                None,
+                &DeploymentConfig::from_yaml(
+                    "version: 1.0.0\nstrategy: blue-green\ntargetServices: [demo]\n"
+                )
+                .expect("config")
+            )
+            .expect("no channels")
+            .is_none()
+        );
+        let e = notifier(&global(&[]), &none, None, &config)
+            .err()
+            .expect("no secret");
+        assert!(
+            e.message.contains("notificationChannels[0]") && e.message.contains("secretEnv"),
+            "{}",
+            e.message
+        );
+        let env_file = dir.path().join("test.env");
+        std::fs::write(&env_file, "SERIN_CLI_UNIT_HOOK_SECRET=s3cret\n").expect("write");
+        let env = EnvLookup::load(Some(&env_file)).expect("env file");
+        let n = notifier(&global(&[]), &env, None, &config)
+            .expect("notifier")
+            .expect("some");
+        assert_eq!(n.notifier.stats().queued, 0);
+        let settings = dir.path().join("notify.json");
+        std::fs::write(&settings, r#"{"retry": {"maxAttempts": 0}}"#).expect("write");
+        let settings = settings.to_str().expect("utf-8");
+        let e = notifier(
+            &global(&["--notify-settings", settings]),
+            &env,
+            None,
+            &config,
+        )
+        .err()
+        .expect("bad settings");
+        assert!(e.message.contains("maxAttempts"), "{}", e.message);
+    }
 }
