@@ -88,9 +88,9 @@
 //!   from `password=` or `PGPASSWORD`). One of the two at a time; the backups are kept under
 //!   `<state-dir>/backups/`, the last `--backup-keep` (default 5) of the service. `backups`
 //!   lists them, oldest first (given the same flag). The backup's id is in the deployment's
-//!   timeline (`backupTaken`). `rollback` takes a backup too but restores none: it redeploys
-//!   code only; restoring the database a rollback crosses destructive migrations for is the
-//!   orchestrator's `rollback_to`, which this CLI does not drive.
+//!   timeline (`backupTaken`). `rollback` goes through the orchestrator's rollback: it takes
+//!   a fresh backup, and when the deployments it undoes ran destructive (contract) migrations
+//!   it restores the backup taken before them, or refuses when there is none.
 //! - **The journal** is read back whole: an estimate that is not a number (an error-rate
 //!   ratio over two arms without errors) is written as `"NaN"` and read back as one, so
 //!   `logs` and reports show every event; a corrupt line is an error (exit 4), not skipped.

@@ -186,8 +186,8 @@ async fn until_the_end(
 }
 
 /// The config of a rollback to `version`: an immediate blue-green switch with the config's
-/// health gate and monitoring, as `Orchestrator::rollback_to` deploys it (built here so the
-/// command gets a handle for its progress and for Ctrl-C).
+/// health gate and monitoring, as `Orchestrator::start_rollback_to` deploys it (built here too,
+/// so the backend is set up for that version).
 fn rollback_config(config: &DeploymentConfig, version: semver::Version) -> DeploymentConfig {
     let mut c = config.clone();
     c.version = version;
@@ -226,7 +226,17 @@ async fn run_to_end(
     states.save(state)?;
     let bar = ctx.ui.bar(100, DEPLOY_BAR);
     let printer = show_events(ctx.ui, bar.clone(), stack.orchestrator.subscribe());
-    let report = match stack.orchestrator.start(config, &service).await {
+    let started = if is_rollback {
+        // The orchestrator's rollback also restores the backup taken before destructive
+        // migrations it undoes (and refuses one it cannot undo).
+        stack
+            .orchestrator
+            .start_rollback_to(config, &service, config.version.clone())
+            .await
+    } else {
+        stack.orchestrator.start(config, &service).await
+    };
+    let report = match started {
         Ok(handle) => until_the_end(ctx.ui, &bar, handle).await,
         Err(e) => Err(e),
     };

@@ -953,6 +953,20 @@ impl Orchestrator {
         service: &str,
         version: semver::Version,
     ) -> Result<Report> {
+        self.start_rollback_to(config, service, version)
+            .await?
+            .wait()
+            .await
+    }
+
+    /// [`rollback_to`](Self::rollback_to), returning at once with a handle (for progress, or
+    /// to abort it).
+    pub async fn start_rollback_to(
+        &self,
+        config: &DeploymentConfig,
+        service: &str,
+        version: semver::Version,
+    ) -> Result<DeploymentHandle> {
         let restore = self.restore_point(service, &version).await?;
         if restore.is_some() && self.inner.backup.is_none() {
             return Err(Error::conflict(
@@ -967,10 +981,7 @@ impl Orchestrator {
         c.strategy = StrategyKind::BlueGreen;
         c.blue_green_config.traffic_strategy = TrafficStrategyKind::Immediate;
         c.target_services = vec![service.to_owned()];
-        self.start_restoring(&c, service, restore)
-            .await?
-            .wait()
-            .await
+        self.start_restoring(&c, service, restore).await
     }
 
     /// The backup a rollback of `service` to `version` must restore, if any: see
