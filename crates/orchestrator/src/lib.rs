@@ -86,6 +86,8 @@ mod run;
 mod sample;
 mod state;
 
+#[cfg(feature = "charts")]
+pub use chart::ChartOptions;
 pub use config::{
     BlueGreenConfig, Bounds, CanaryConfig, CanaryThresholds, ChannelKind, DeploymentConfig, Format,
     MonitoringConfig, NotificationChannel, NotifyOn, OnDeadline, OnResume, StrategyKind,
@@ -108,8 +110,6 @@ pub use platform::{
     InMemoryPlatform, InstanceStatus, Platform, RESERVED_ENV, TrackKey, TrackSpec, TrackStatus,
     wait_ready,
 };
-#[cfg(feature = "charts")]
-pub use chart::ChartOptions;
 pub use report::{REPORT_SCHEMA_VERSION, Report};
 pub use run::Operation;
 pub use sample::{ArmSample, Sample};
