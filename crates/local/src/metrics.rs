@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,6 +19,10 @@ use serin_signals::{
 };
 
 use crate::error::{Error, Result};
+
+fn lock(m: &Mutex<Series>) -> MutexGuard<'_, Series> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 #[derive(Debug, Default, Clone)]
 struct Bucket {
@@ -50,7 +54,9 @@ type Family = (&'static str, &'static str, &'static str, fn(&Series) -> f64);
 pub(crate) struct Store {
     resolution_ms: u64,
     keep: usize,
-    series: Mutex<BTreeMap<String, Series>>,
+    /// One lock per backend, so the proxy's workers counting requests for different backends
+    /// never wait for each other; the map itself is only written when a backend first appears.
+    series: RwLock<BTreeMap<String, Arc<Mutex<Series>>>>,
 }
 
 impl Store {
@@ -75,24 +81,51 @@ impl Store {
         Ok(Store {
             resolution_ms,
             keep: usize::try_from(keep).unwrap_or(usize::MAX),
-            series: Mutex::new(BTreeMap::new()),
+            series: RwLock::new(BTreeMap::new()),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Series>> {
-        self.series
-            .lock()
+    /// The series of `backend`, created on first use.
+    fn series(&self, backend: &str) -> Arc<Mutex<Series>> {
+        if let Some(s) = self
+            .series
+            .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(backend)
+        {
+            return Arc::clone(s);
+        }
+        let mut all = self
+            .series
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(all.entry(backend.to_owned()).or_default())
+    }
+
+    /// The series of `backend` if it has one.
+    fn existing(&self, backend: &str) -> Option<Arc<Mutex<Series>>> {
+        self.series
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(backend)
+            .map(Arc::clone)
+    }
+
+    /// Every backend's series, by name.
+    fn all(&self) -> Vec<(String, Arc<Mutex<Series>>)> {
+        self.series
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect()
     }
 
     /// Counts one answered request.
     pub(crate) fn record(&self, backend: &str, at: Timestamp, latency_ms: f64, error: bool) {
         let index = at.as_millis() / self.resolution_ms;
-        let mut all = self.lock();
-        let series = match all.get_mut(backend) {
-            Some(s) => s,
-            None => all.entry(backend.to_owned()).or_default(),
-        };
+        let shared = self.series(backend);
+        let mut series = lock(&shared);
         series.total_requests += 1;
         series.total_errors += u64::from(error);
         let latency_ms = if latency_ms.is_finite() {
@@ -128,8 +161,8 @@ impl Store {
 
     /// Counts a connection failure to an instance of `backend` (retried or not).
     pub(crate) fn record_connect_error(&self, backend: &str, retried: bool) {
-        let mut all = self.lock();
-        let series = all.entry(backend.to_owned()).or_default();
+        let shared = self.series(backend);
+        let mut series = lock(&shared);
         series.connect_errors += 1;
         series.retries += u64::from(retried);
     }
@@ -137,30 +170,25 @@ impl Store {
     /// Counts a request chosen for mirroring to `mirror` that was not mirrored because of its
     /// body (over the limit, or of unknown length).
     pub(crate) fn record_mirror_skipped(&self, mirror: &str) {
-        self.lock()
-            .entry(mirror.to_owned())
-            .or_default()
-            .mirror_skipped += 1;
+        lock(&self.series(mirror)).mirror_skipped += 1;
     }
 
     /// Counts a mirror copy to `mirror` dropped because it fell behind the primary's body.
     pub(crate) fn record_mirror_dropped(&self, mirror: &str) {
-        self.lock()
-            .entry(mirror.to_owned())
-            .or_default()
-            .mirror_dropped += 1;
+        lock(&self.series(mirror)).mirror_dropped += 1;
     }
 
     /// (skipped, dropped) mirror copies of `mirror` since start.
     pub(crate) fn mirror_counts(&self, mirror: &str) -> (u64, u64) {
-        self.lock()
-            .get(mirror)
-            .map_or((0, 0), |s| (s.mirror_skipped, s.mirror_dropped))
+        self.existing(mirror).map_or((0, 0), |s| {
+            let s = lock(&s);
+            (s.mirror_skipped, s.mirror_dropped)
+        })
     }
 
     fn window_sum(&self, backend: &str, start: Timestamp, end: Timestamp) -> Option<Bucket> {
-        let all = self.lock();
-        let series = all.get(backend)?;
+        let shared = self.existing(backend)?;
+        let series = lock(&shared);
         let mut sum = Bucket::default();
         for (index, b) in &series.buckets {
             let at = index.saturating_mul(self.resolution_ms);
@@ -174,7 +202,11 @@ impl Store {
     }
 
     pub(crate) fn prometheus(&self) -> String {
-        let all = self.lock();
+        let all = self.all();
+        let guards: Vec<(String, MutexGuard<'_, Series>)> = all
+            .iter()
+            .map(|(name, s)| (name.clone(), lock(s)))
+            .collect();
         let mut out = String::new();
         let families: [Family; 7] = [
             (
@@ -224,7 +256,7 @@ impl Store {
         ];
         for (name, kind, help, value) in families {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (backend, s) in all.iter() {
+            for (backend, s) in &guards {
                 let _ = writeln!(out, "{name}{{backend=\"{backend}\"}} {}", value(s));
             }
         }
@@ -233,7 +265,7 @@ impl Store {
             out,
             "# HELP {q} Latency to response headers since start, per backend.\n# TYPE {q} gauge"
         );
-        for (backend, s) in all.iter() {
+        for (backend, s) in &guards {
             for quantile in [0.5, 0.9, 0.99] {
                 if let Some(v) = s.latency.quantile(quantile) {
                     let _ = writeln!(
@@ -400,7 +432,10 @@ mod tests {
         for i in 0..100 {
             store.record("stable", at(i * 10), 1.0, false);
         }
-        assert_eq!(store.lock().get("stable").map(|s| s.buckets.len()), Some(5));
+        assert_eq!(
+            store.existing("stable").map(|s| lock(&s).buckets.len()),
+            Some(5)
+        );
         assert!(store.window_sum("stable", at(0), at(900)).is_none());
         assert_eq!(
             store
