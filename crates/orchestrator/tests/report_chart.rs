@@ -3,17 +3,12 @@
 //! panels, a legend naming both arms and the markers of their decisions; windows without data
 //! break the lines.
 
-use std::sync::Arc;
-use std::time::Duration;
+mod sim_fleet;
 
-use serin_orchestrator::{
-    ChartOptions, Clock, DeploymentConfig, InMemoryJournal, Orchestrator, Outcome, Report,
-    ServiceBackends, StrategyKind, TrafficStrategyKind,
-};
+use serin_orchestrator::{ChartOptions, Orchestrator, Outcome, Report, StrategyKind};
 use serin_signals::Arm;
-use serin_sim::{Load, Schedule, SimConfig, SimWorld, VersionProfile};
+use sim_fleet::deploy;
 
-const SERVICE: &str = "web";
 /// The canary's colour in the SVG (an orange), as plotters writes it.
 const CANARY_STROKE: &str = "stroke=\"#E68C00\"";
 /// What a panel without data says.
@@ -24,66 +19,15 @@ const PANELS: [&str; 3] = [
     "p99 latency per arm (ms)",
 ];
 
-fn v(s: &str) -> semver::Version {
-    semver::Version::parse(s).expect("version")
-}
-
 /// A simulated fleet where 1.0.0 and 1.1.0 make 0.5% errors and 1.2.0 makes 25%; `installed`
 /// is running when it is returned (or nothing, for `None`).
 async fn fleet(seed: u64, installed: Option<StrategyKind>) -> Orchestrator {
-    let profile = |rate| {
-        VersionProfile::default()
-            .with_error_rate(Schedule::constant(rate))
-            .with_startup(Duration::from_secs(5))
-    };
-    let world = SimWorld::new(
-        SimConfig::new(seed)
-            .with_service(SERVICE)
-            .with_load(Load::constant(300.0))
-            .with_profile(v("1.0.0"), profile(0.005))
-            .with_profile(v("1.1.0"), profile(0.005))
-            .with_profile(v("1.2.0"), profile(0.25)),
-    )
-    .expect("world");
-    let backends = ServiceBackends::new(
-        Arc::new(world.router()),
-        Arc::new(world.metrics()),
-        Arc::new(world.health()),
-    );
-    let o = Orchestrator::builder(Arc::new(world.platform()), Arc::new(InMemoryJournal::new()))
-        .service(SERVICE, backends)
-        .clock(Clock::starting_at(world.now()))
-        .build();
+    let (_world, o) = sim_fleet::fleet(seed, 0.25);
     if let Some(strategy) = installed {
         let r = deploy(&o, "1.0.0", strategy).await;
         assert_eq!(r.outcome, Some(Outcome::Succeeded), "{r}");
     }
     o
-}
-
-fn config(version: &str, strategy: StrategyKind) -> DeploymentConfig {
-    let mut c = DeploymentConfig::new(strategy, v(version), &[SERVICE]).expect("config");
-    c.canary_config.initial_percentage = 10;
-    c.canary_config.increment_percentage = 30;
-    c.canary_config.increment_interval = Duration::from_secs(120);
-    c.canary_config.metrics_window = Duration::from_secs(30);
-    c.canary_config.replicas = 1;
-    c.blue_green_config.replicas_per_env = 2;
-    c.blue_green_config.health_check_interval = Duration::from_secs(1);
-    c.blue_green_config.keep_old_warm_for = Duration::from_secs(60);
-    c.blue_green_config.traffic_strategy = TrafficStrategyKind::Gradual;
-    c.blue_green_config.traffic_increment = 25.0;
-    c.blue_green_config.traffic_interval = Duration::from_secs(60);
-    c.monitoring.monitoring_duration = Duration::from_secs(120);
-    c.validate().expect("valid");
-    c
-}
-
-async fn deploy(o: &Orchestrator, version: &str, strategy: StrategyKind) -> Report {
-    o.run(&config(version, strategy))
-        .await
-        .expect("run")
-        .remove(0)
 }
 
 fn render(report: &Report) -> String {

@@ -2,76 +2,21 @@
 //! reports from simulated deployments validate and round-trip, reports written before the
 //! schema was versioned still load, and reports of an unknown major version are refused.
 
-use std::sync::Arc;
+mod sim_fleet;
+
 use std::time::Duration;
 
-use serin_orchestrator::{
-    Clock, DeploymentConfig, InMemoryJournal, Orchestrator, Outcome, REPORT_SCHEMA_VERSION, Report,
-    ServiceBackends, StrategyKind, TrafficStrategyKind,
-};
-use serin_sim::{Fault, Load, Schedule, SimConfig, SimWorld, Span, VersionProfile};
-
-const SERVICE: &str = "web";
-
-fn v(s: &str) -> semver::Version {
-    semver::Version::parse(s).expect("version")
-}
+use serin_orchestrator::{Orchestrator, Outcome, REPORT_SCHEMA_VERSION, Report, StrategyKind};
+use serin_sim::{Fault, SimWorld, Span};
+use sim_fleet::deploy;
 
 /// A simulated fleet running 1.0.0 (0.5% errors), with 1.1.0 healthy and 1.2.0 failing at 6%,
 /// and the report of 1.0.0's install.
 async fn fleet(seed: u64, strategy: StrategyKind) -> (SimWorld, Orchestrator, Report) {
-    let profile = |rate| {
-        VersionProfile::default()
-            .with_error_rate(Schedule::constant(rate))
-            .with_startup(Duration::from_secs(5))
-    };
-    let world = SimWorld::new(
-        SimConfig::new(seed)
-            .with_service(SERVICE)
-            .with_load(Load::constant(300.0))
-            .with_profile(v("1.0.0"), profile(0.005))
-            .with_profile(v("1.1.0"), profile(0.005))
-            .with_profile(v("1.2.0"), profile(0.06)),
-    )
-    .expect("world");
-    let backends = ServiceBackends::new(
-        Arc::new(world.router()),
-        Arc::new(world.metrics()),
-        Arc::new(world.health()),
-    );
-    let orchestrator =
-        Orchestrator::builder(Arc::new(world.platform()), Arc::new(InMemoryJournal::new()))
-            .service(SERVICE, backends)
-            .clock(Clock::starting_at(world.now()))
-            .build();
+    let (world, orchestrator) = sim_fleet::fleet(seed, 0.06);
     let install = deploy(&orchestrator, "1.0.0", strategy).await;
     assert_eq!(install.outcome, Some(Outcome::Succeeded));
     (world, orchestrator, install)
-}
-
-fn config(version: &str, strategy: StrategyKind) -> DeploymentConfig {
-    let mut c = DeploymentConfig::new(strategy, v(version), &[SERVICE]).expect("config");
-    c.canary_config.initial_percentage = 10;
-    c.canary_config.increment_percentage = 30;
-    c.canary_config.increment_interval = Duration::from_secs(120);
-    c.canary_config.metrics_window = Duration::from_secs(30);
-    c.canary_config.replicas = 1;
-    c.blue_green_config.replicas_per_env = 2;
-    c.blue_green_config.health_check_interval = Duration::from_secs(1);
-    c.blue_green_config.keep_old_warm_for = Duration::from_secs(60);
-    c.blue_green_config.traffic_strategy = TrafficStrategyKind::Gradual;
-    c.blue_green_config.traffic_increment = 25.0;
-    c.blue_green_config.traffic_interval = Duration::from_secs(60);
-    c.monitoring.monitoring_duration = Duration::from_secs(120);
-    c.validate().expect("valid");
-    c
-}
-
-async fn deploy(o: &Orchestrator, version: &str, strategy: StrategyKind) -> Report {
-    o.run(&config(version, strategy))
-        .await
-        .expect("run")
-        .remove(0)
 }
 
 /// The published schema.
