@@ -9,7 +9,7 @@
 //!
 //! Options: `--quick`, `--runs N` (rows with an effect), `--runs-aa N` (A/A rows), `--seed S`,
 //! `--threads N` (default 2; results do not depend on it), `--only TEXT` (rows whose label
-//! contains TEXT), `--set errors|latency|overdispersed|diurnal` (repeatable).
+//! contains TEXT), `--set errors|latency|overdispersed|diurnal|late` (repeatable).
 //!
 //! The model is documented in `serin_benches::canary_sim`. Judges: the sequential judge (for
 //! errors the per-request count test checked every second, and its robust batch mode; for latency
@@ -22,8 +22,11 @@
 //! fails) every minute, Wald's SPRT knowing both true rates (canary errors given canary requests,
 //! or per-request log latencies; α 0.05, β 0.2) and the known-effect likelihood-ratio test (for
 //! errors the conditional which-arm likelihood ratio at the true rate ratio, for latency the
-//! per-request normal likelihood ratio at the true shift) rejecting at 1/α with no acceptance
-//! boundary. Horizon: one hour.
+//! normal likelihood ratio of the difference of the arms' mean log latencies at the true shift
+//! and log-sd: like the count oracle it knows the effect, not the baseline's level) rejecting at
+//! 1/α with no acceptance boundary. Horizon: one hour. The `late` rows keep the canary good for
+//! 30 minutes and then regress; they compare the time from the onset with the same row's time
+//! when the regression is present from the start.
 //!
 //! Targets are checked on the sequential judge's default mode, except in the overdispersed rows
 //! where they are read on its robust mode (the default mode's false-rollback rate is printed
@@ -33,8 +36,8 @@
 use std::time::Instant;
 
 use serin_benches::canary_sim::{
-    ALPHA, Effect, HORIZON_S, JUDGES, KAYENTA, LR, N_JUDGES, ROBUST, SEQ, SPRT, Scenario, Summary,
-    lower_bound, run_many, summarize, upper_bound,
+    ALPHA, Effect, HORIZON_S, JUDGES, KAYENTA, LR, N_JUDGES, Outcome, ROBUST, SEQ, SPRT, Scenario,
+    Summary, lower_bound, run_many, summarize, upper_bound,
 };
 
 struct Options {
@@ -91,6 +94,7 @@ fn scenarios(sets: &[String]) -> Vec<(String, Scenario)> {
         effect,
         ar_rho: None,
         diurnal: false,
+        onset_s: 0,
     };
     if want("errors") {
         for ratio in [1.0, 1.5, 2.0, 5.0] {
@@ -144,11 +148,74 @@ fn scenarios(sets: &[String]) -> Vec<(String, Scenario)> {
             }
         }
     }
+    if want("late") {
+        for (load, share, effect) in [
+            (500.0, 0.05, Effect::ErrorRatio(2.0)),
+            (500.0, 0.5, Effect::ErrorRatio(2.0)),
+            (20.0, 0.2, Effect::ErrorRatio(5.0)),
+            (500.0, 0.05, Effect::LatencyShift(0.10)),
+            (20.0, 0.2, Effect::LatencyShift(0.10)),
+            (20.0, 0.05, Effect::LatencyShift(0.25)),
+        ] {
+            rows.push((
+                "late".to_owned(),
+                Scenario {
+                    onset_s: LATE_ONSET_S,
+                    ..plain(load, share, effect)
+                },
+            ));
+        }
+    }
     rows
 }
 
-fn secs(v: Option<f64>) -> String {
-    v.map_or(format!(">{HORIZON_S}"), |s| format!("{s:.0}"))
+/// When the regression of the `late` rows starts: after half an hour of a good canary.
+const LATE_ONSET_S: u32 = 1_800;
+
+fn secs(v: Option<f64>, horizon: u32) -> String {
+    v.map_or(format!(">{horizon}"), |s| format!("{s:.0}"))
+}
+
+/// One judge's outcomes with times counted from the onset, leaving out the runs it rolled back
+/// before the onset (false rollbacks of a still-good canary), and how many those were.
+fn since_onset(outcomes: &[[Outcome; N_JUDGES]], j: usize, onset: u32) -> (Vec<Outcome>, u64) {
+    let mut before = 0;
+    let col = outcomes
+        .iter()
+        .map(|o| o[j])
+        .filter(|o| {
+            let early = o.detected_at.is_some_and(|t| t <= onset);
+            before += u64::from(early);
+            !early
+        })
+        .map(|mut o| {
+            o.detected_at = o.detected_at.map(|t| t - onset);
+            o
+        })
+        .collect();
+    (col, before)
+}
+
+/// The targets line of a `late` row: the false rollbacks before the onset, and the time from
+/// the onset beside the same judge's time on the same row with the regression present from the
+/// start, and beside the known-effect oracle (which knows the onset).
+fn late_targets(s: &[Summary; N_JUDGES], before: u64, runs: u64, from_start: &Summary) -> String {
+    let seq = &s[SEQ];
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.1}×", a / b),
+        _ => "-".to_owned(),
+    };
+    let m = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0} s"));
+    format!(
+        "default mode; rolled back before the onset: {:.2}%; median from the onset {} vs {} \
+         from the start ({}); LR oracle {} ({})",
+        100.0 * before as f64 / runs.max(1) as f64,
+        m(seq.median_s),
+        m(from_start.median_s),
+        ratio(seq.median_s, from_start.median_s),
+        m(s[LR].median_s),
+        ratio(seq.median_s, s[LR].median_s),
+    )
 }
 
 fn ratio_ok(a: Option<f64>, b: Option<f64>, k: f64) -> Option<bool> {
@@ -250,6 +317,14 @@ fn main() {
     for (row_idx, (set, scenario)) in rows.iter().enumerate() {
         if *set != current_set {
             println!("\n## {set}\n");
+            if set == "late" {
+                println!(
+                    "The canary is good for the first {} min, then regresses; times and exposure \
+                     count from the onset, over the runs not rolled back before it. The oracles \
+                     know the onset.\n",
+                    LATE_ONSET_S / 60
+                );
+            }
             println!(
                 "| row | judge | runs | rolled back [95% bounds] | median s [95% CI] | median if rolled back | \
                  p90 s | exposure median/p90 |"
@@ -265,8 +340,12 @@ fn main() {
         let row_seed = opts.seed.wrapping_add(row_idx as u64 * 1_000_003);
         let t0 = Instant::now();
         let outcomes = run_many(scenario, row_seed, runs, opts.threads);
+        let onset = scenario.onset_s;
+        let horizon = HORIZON_S - onset;
+        let mut before = [0u64; N_JUDGES];
         let summaries: [Summary; N_JUDGES] = std::array::from_fn(|j| {
-            let col: Vec<_> = outcomes.iter().map(|o| o[j]).collect();
+            let (col, early) = since_onset(&outcomes, j, onset);
+            before[j] = early;
             summarize(&col)
         });
         for (name, s) in JUDGES.iter().zip(&summaries) {
@@ -274,7 +353,10 @@ fn main() {
                 continue;
             }
             let ci = s.median_ci.map_or(String::new(), |(lo, hi)| {
-                format!(" [{lo:.0}, {}]", secs(Some(hi).filter(|h| h.is_finite())))
+                format!(
+                    " [{lo:.0}, {}]",
+                    secs(Some(hi).filter(|h| h.is_finite()), horizon)
+                )
             });
             println!(
                 "| {} | {name} | {} | {:.2}% [{:.2}, {:.2}] | {}{ci} | {} | {} | {:.0}/{:.0} |",
@@ -283,18 +365,30 @@ fn main() {
                 100.0 * s.rate(),
                 100.0 * lower_bound(s.detected, s.runs, 0.95),
                 100.0 * upper_bound(s.detected, s.runs, 0.95),
-                secs(s.median_s),
+                secs(s.median_s, horizon),
                 s.median_detected_s
                     .map_or("-".to_owned(), |m| format!("{m:.0}")),
-                secs(s.p90_s),
+                secs(s.p90_s, horizon),
                 s.exposure.0,
                 s.exposure.1
             );
         }
+        let verdict = if onset > 0 {
+            let start = Scenario {
+                onset_s: 0,
+                ..scenario.clone()
+            };
+            let col: Vec<_> = run_many(&start, row_seed, runs, opts.threads)
+                .iter()
+                .map(|o| o[SEQ])
+                .collect();
+            late_targets(&summaries, before[SEQ], runs, &summarize(&col))
+        } else {
+            targets(scenario, set, &summaries)
+        };
         println!(
-            "| {} | targets | | {} | row seed {row_seed}, {:.1} s | | | |",
+            "| {} | targets | | {verdict} | row seed {row_seed}, {:.1} s | | | |",
             scenario.label(),
-            targets(scenario, set, &summaries),
             t0.elapsed().as_secs_f64()
         );
     }

@@ -14,13 +14,16 @@
 //! model expects.
 //!
 //! Latency is log-normal per request (median 100 ms, log-sd 0.5; the canary's median shifted by
-//! `+x%`). Per-request loops are avoided: per second, the sum of the canary's log latencies is
-//! drawn exactly (`N(n·μ, n·σ²)`, for the oracles), and so are each arm's moments of log latency
-//! as the sequential latency test reads them from that second's sketch (mean, spread and the
-//! sketch's rounding); per minute, each arm's sample median and p99
-//! are drawn exactly as order statistics (`U₍ₖ₎ ~ Beta(k, n + 1 − k)` mapped through the
-//! log-normal quantile) for the per-minute judges. The per-second sums and the per-minute order
-//! statistics follow the same distributions but are not drawn from the same requests.
+//! `+x%`). Per-request loops are avoided: per second, each arm's moments of log latency are
+//! drawn exactly as the sequential latency test reads them from that second's sketch (mean,
+//! spread and the sketch's rounding; the known-effect oracle reads the same means), and so is
+//! the sum of the canary's log latencies for Wald's SPRT (`N(n·μ, n·σ²)`); per minute, each
+//! arm's sample median and p99 are drawn exactly as order statistics
+//! (`U₍ₖ₎ ~ Beta(k, n + 1 − k)` mapped through the log-normal quantile) for the per-minute
+//! judges. These follow the same distributions but are not drawn from the same requests.
+//!
+//! A row may start its effect late (`onset_s`): the canary equals the baseline until then, and
+//! the oracles, which know the onset, start with it.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -85,6 +88,9 @@ pub struct Scenario {
     pub ar_rho: Option<f64>,
     /// Diurnal ×3 swing of the load.
     pub diurnal: bool,
+    /// The second after which the canary's effect starts (0: from the start). The oracles start
+    /// with it: they know the onset.
+    pub onset_s: u32,
 }
 
 impl Scenario {
@@ -100,6 +106,9 @@ impl Scenario {
         }
         if self.diurnal {
             l.push_str(" diurnal");
+        }
+        if self.onset_s > 0 {
+            l.push_str(&format!(" from {} min", self.onset_s / 60));
         }
         l
     }
@@ -141,7 +150,7 @@ pub const LR: usize = 6;
 pub struct Outcome {
     /// Seconds from the start to the rollback, if the judge rolled back within the horizon.
     pub detected_at: Option<u32>,
-    /// Requests the canary served up to that moment (or over the whole run).
+    /// Requests the canary served after the onset up to that moment (or to the end of the run).
     pub canary_requests: u64,
     /// Whether the judge applies to this row (the robust count mode has no latency form; the
     /// oracles need an effect).
@@ -360,11 +369,11 @@ pub fn run(scenario: &Scenario, seed: u64) -> [Outcome; N_JUDGES] {
         Effect::LatencyShift(s) => (1.0, s),
     };
     let p_b = BASE_ERROR_RATE;
-    let p_c = BASE_ERROR_RATE * ratio;
     let log_mu_b = BASE_MEDIAN_MS.ln();
-    let log_mu_c = log_mu_b + (1.0 + shift).ln();
-    let delta = log_mu_c - log_mu_b;
+    let delta = (1.0 + shift).ln();
     let var = LATENCY_LOG_SD * LATENCY_LOG_SD;
+    // The variance of a log latency as read from a sketch (see `second_moments`).
+    let read_var = var + SKETCH_LOG_ERROR * SKETCH_LOG_ERROR / 3.0;
     let phase = rng.random::<f64>() * std::f64::consts::TAU;
     let mut wander = scenario
         .ar_rho
@@ -384,6 +393,9 @@ pub fn run(scenario: &Scenario, seed: u64) -> [Outcome; N_JUDGES] {
         };
         let lam_b = load * (1.0 - scenario.share);
         let lam_c = load * scenario.share;
+        let on = t > scenario.onset_s;
+        let p_c = if on { p_b * ratio } else { p_b };
+        let log_mu_c = if on { log_mu_b + delta } else { log_mu_b };
         let (m_b, m_c) = match wander.as_mut() {
             Some((wb, wc)) => (wb.next(&mut rng), wc.next(&mut rng)),
             None => (1.0, 1.0),
@@ -399,7 +411,9 @@ pub fn run(scenario: &Scenario, seed: u64) -> [Outcome; N_JUDGES] {
         } else {
             (poisson(&mut rng, lam_b), 0, poisson(&mut rng, lam_c), 0)
         };
-        canary_requests_total += rc;
+        if on {
+            canary_requests_total += rc;
+        }
         min_req_b += rb;
         min_err_b += eb;
         min_req_c += rc;
@@ -426,18 +440,23 @@ pub fn run(scenario: &Scenario, seed: u64) -> [Outcome; N_JUDGES] {
         {
             hit(ROBUST, &mut j.outcomes);
         }
+        // Each second, each arm's moments of log latency as its sketch would give them (see
+        // `second_moments`); the test batches them itself.
+        let (mb, mc) = if errors {
+            (LogMoments::empty(), LogMoments::empty())
+        } else {
+            (
+                second_moments(&mut rng, rb, log_mu_b),
+                second_moments(&mut rng, rc, log_mu_c),
+            )
+        };
         if let Some(lat) = j.latency.as_mut()
             && j.outcomes[SEQ].detected_at.is_none()
+            && lat.update_log_moments(mb, mc)
         {
-            // Each second, each arm's moments of log latency as its sketch would give them
-            // (see `second_moments`); the test batches them itself.
-            let mb = second_moments(&mut rng, rb, log_mu_b);
-            let mc = second_moments(&mut rng, rc, log_mu_c);
-            if lat.update_log_moments(mb, mc) {
-                hit(SEQ, &mut j.outcomes);
-            }
+            hit(SEQ, &mut j.outcomes);
         }
-        if !null {
+        if !null && on {
             let (llr_sprt, llr_oracle) = if errors {
                 let (c, n) = (ec as f64, rc as f64);
                 let sprt = c * (p_c / p_b).ln() + (n - c) * ((1.0 - p_c) / (1.0 - p_b)).ln();
@@ -451,13 +470,25 @@ pub fn run(scenario: &Scenario, seed: u64) -> [Outcome; N_JUDGES] {
                 };
                 (sprt, oracle)
             } else {
-                // Sum of (log latency − μ_b) over the canary's requests this second, drawn
-                // exactly, and the normal log-likelihood ratio of shift δ against 0.
+                // Wald's SPRT knows both medians: the sum of (log latency − μ_b) over the
+                // canary's requests this second, drawn exactly, and the normal log-likelihood
+                // ratio of shift δ against 0.
                 let n = rc as f64;
                 let z: f64 = rng.sample(StandardNormal);
                 let s = n * delta + (n * var).sqrt() * z;
-                let llr = (delta * s - n * delta * delta / 2.0) / var;
-                (llr, llr)
+                let sprt = (delta * s - n * delta * delta / 2.0) / var;
+                // The known-effect test knows δ and σ but, like the count oracle, not the
+                // baseline's level: the likelihood ratio of the difference of the arms' mean
+                // log latencies, `N(δ, σ²(1/n_c + 1/n_b))`, on the same values the sequential
+                // test reads.
+                let oracle = if rb > 0 && rc > 0 {
+                    let v = read_var * (1.0 / rc as f64 + 1.0 / rb as f64);
+                    let d = mc.mean() - mb.mean();
+                    (delta * d - delta * delta / 2.0) / v
+                } else {
+                    0.0
+                };
+                (sprt, oracle)
             };
             for (idx, test, llr) in [
                 (SPRT, j.sprt.as_mut(), llr_sprt),
@@ -686,6 +717,7 @@ mod tests {
             effect: Effect::ErrorRatio(5.0),
             ar_rho: None,
             diurnal: false,
+            onset_s: 0,
         };
         assert_eq!(run(&s, 7), run(&s, 7));
         assert_eq!(run_many(&s, 1, 6, 1), run_many(&s, 1, 6, 2));
@@ -699,9 +731,41 @@ mod tests {
             effect: Effect::ErrorRatio(5.0),
             ar_rho: None,
             diurnal: false,
+            onset_s: 0,
         };
         let o = run(&s, 3);
         assert!(o[LR].detected_at.is_some_and(|t| t < 120), "{o:?}");
+    }
+
+    #[test]
+    fn a_late_effect_starts_at_its_onset_and_the_oracles_with_it() {
+        for effect in [Effect::ErrorRatio(5.0), Effect::LatencyShift(0.25)] {
+            let s = Scenario {
+                load: 500.0,
+                share: 0.2,
+                effect,
+                ar_rho: None,
+                diurnal: false,
+                onset_s: 600,
+            };
+            let mut sequential_after_onset = 0;
+            for seed in 0..10 {
+                let o = run(&s, seed);
+                let t = o[LR].detected_at;
+                assert!(t.is_some_and(|t| t > 600 && t < 900), "{effect:?}: {t:?}");
+                // The judge may roll back a good canary (at most α of the time) but otherwise
+                // catches the late regression soon after its onset.
+                let t = o[SEQ].detected_at;
+                sequential_after_onset += usize::from(t.is_some_and(|t| t > 600 && t < 900));
+                // Exposure counts the canary's requests after the onset only.
+                let after = f64::from(o[LR].detected_at.unwrap_or(0) - 600) * 100.0;
+                assert!((o[LR].canary_requests as f64) < 2.0 * after + 50.0, "{o:?}");
+            }
+            assert!(
+                sequential_after_onset >= 8,
+                "{effect:?}: {sequential_after_onset} of 10"
+            );
+        }
     }
 
     #[test]
@@ -713,6 +777,7 @@ mod tests {
             effect: Effect::ErrorRatio(5.0),
             ar_rho: None,
             diurnal: false,
+            onset_s: 0,
         };
         let detected = (0..20)
             .filter(|seed| run(&s, *seed)[LR].detected_at.is_some())

@@ -214,20 +214,7 @@ impl CountTestConfig {
                 "must be a finite number of errors > 0",
             ));
         }
-        if !(self.restart_weight >= 0.0 && self.restart_weight < 1.0) {
-            return Err(Error::invalid_config(
-                format!("{path}.restartWeight"),
-                self.restart_weight,
-                "must be a fraction in [0, 1)",
-            ));
-        }
-        if self.restart_horizon == 0 {
-            return Err(Error::invalid_config(
-                format!("{path}.restartHorizon"),
-                self.restart_horizon,
-                "must be at least one candidate start",
-            ));
-        }
+        check_start_mixture(path, self.restart_weight, self.restart_horizon)?;
         if self.restart_every == 0 {
             return Err(Error::invalid_config(
                 format!("{path}.restartEvery"),
@@ -237,6 +224,26 @@ impl CountTestConfig {
         }
         Ok(())
     }
+}
+
+/// Checks the weight and horizon of a start-time mixture (`{path}.restartWeight`,
+/// `{path}.restartHorizon`).
+pub(crate) fn check_start_mixture(path: &str, weight: f64, horizon: u64) -> Result<()> {
+    if !(0.0..1.0).contains(&weight) {
+        return Err(Error::invalid_config(
+            format!("{path}.restartWeight"),
+            weight,
+            "must be a fraction in [0, 1) (0 turns the start-time mixture off)",
+        ));
+    }
+    if horizon == 0 {
+        return Err(Error::invalid_config(
+            format!("{path}.restartHorizon"),
+            horizon,
+            "must be at least one candidate start",
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn check_open_unit(path: &str, v: f64) -> Result<()> {
@@ -331,7 +338,7 @@ impl PartialEq for Direction {
 }
 
 /// `π_k`, the prior weight of the `k`-th candidate start, with `K` = `horizon`.
-fn start_weight(k: u64, horizon: u64) -> f64 {
+pub(crate) fn start_weight(k: u64, horizon: u64) -> f64 {
     let uniform = if k < horizon {
         0.5 / horizon as f64
     } else {
@@ -342,7 +349,7 @@ fn start_weight(k: u64, horizon: u64) -> f64 {
 }
 
 /// `Σ_{k' ≥ k} π_k'`, the prior weight of the candidates not started yet.
-fn start_tail(k: u64, horizon: u64) -> f64 {
+pub(crate) fn start_tail(k: u64, horizon: u64) -> f64 {
     let uniform = 0.5 * horizon.saturating_sub(k) as f64 / horizon as f64;
     uniform + 0.5 / (k + 1) as f64
 }
@@ -889,7 +896,7 @@ impl CountTest {
 }
 
 /// `ln(e^a + e^b)`, stable.
-fn log_add_exp(a: f64, b: f64) -> f64 {
+pub(crate) fn log_add_exp(a: f64, b: f64) -> f64 {
     let m = a.max(b);
     if m == f64::NEG_INFINITY {
         return m;

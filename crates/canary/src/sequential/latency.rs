@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serin_signals::LatencySketch;
 use statrs::function::erf::erfc;
 
-use super::counts::Sides;
+use super::counts::{Sides, log_add_exp, log_mean_exp, start_tail, start_weight};
 use super::moments::{FLOOR_MS, LogMoments, SKETCH_LOG_ERROR};
 use super::ttest::SequentialT;
 use crate::judge::Interval;
@@ -44,6 +44,12 @@ pub struct LatencyTestConfig {
     pub min_batch: u64,
     /// The prior variance of the standardized effect in the t-test mixture. Default `1`.
     pub prior_variance: f64,
+    /// The weight `w` of the start-time mixture that catches late regressions in the
+    /// within-batch mode, in `[0, 1)`; `0` turns it off. Default `0.2`.
+    pub restart_weight: f64,
+    /// The number `K` of candidate starts over which half of the start-time prior is spread
+    /// evenly (the other half decays as `1/k²`). Default `1000`.
+    pub restart_horizon: u64,
 }
 
 impl Default for LatencyTestConfig {
@@ -56,6 +62,8 @@ impl Default for LatencyTestConfig {
             prior_scale: 0.1,
             min_batch: 10,
             prior_variance: 1.0,
+            restart_weight: 0.2,
+            restart_horizon: 1_000,
         }
     }
 }
@@ -107,7 +115,7 @@ impl LatencyTestConfig {
                 "must be a finite number > 0",
             ));
         }
-        Ok(())
+        super::counts::check_start_mixture(path, self.restart_weight, self.restart_horizon)
     }
 }
 
@@ -158,6 +166,78 @@ impl Spread {
     }
 }
 
+/// The fixed bets of the start-time mixture, as multiples of
+/// [`LatencyTestConfig::prior_scale`]: half, once and twice the shift the test is tuned for.
+const START_BETS: [f64; 3] = [0.5, 1.0, 2.0];
+
+/// `λ²` times the precision between two candidate starts of a bet `λ`. Evidence of the null
+/// period between the last candidate and the onset costs that bet `λ²ΔV/2`, so this bounds the
+/// cost at 1 nat (½ on average) while a shift of `λ` needs a few times more precision to detect.
+const START_SPACING: f64 = 2.0;
+
+/// The start-time mixture of the within-batch mode: for each fixed bet `λ_j` on the log shift,
+/// `Σ_k π_k exp(λ_j (S_t − S_k) − λ_j² (V_t − V_k)/2)` over candidate starts `k`, kept in O(1)
+/// as `exp(λ_j S_t − λ_j² V_t/2) · Σ_k π_k exp(−λ_j S_k + λ_j² V_k/2)`. The "faster" side of
+/// the two-sided mode bets `−λ_j` on `S⁻`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StartMixture {
+    /// Candidates started, per bet.
+    started: [u64; 3],
+    /// The precision at which each bet's next candidate starts.
+    next_at: [f64; 3],
+    /// `ln Σ_k π_k exp(−λ_j S⁺_k + λ_j² V_k/2)` per bet.
+    log_up: [f64; 3],
+    /// `ln Σ_k π_k exp(λ_j S⁻_k + λ_j² V_k/2)` per bet.
+    log_down: [f64; 3],
+}
+
+impl StartMixture {
+    /// The first candidate of every bet starts with the test (`S = V = 0`).
+    fn new(tau: f64, horizon: u64) -> Self {
+        let ln_first = start_weight(0, horizon).ln();
+        StartMixture {
+            started: [1; 3],
+            next_at: START_BETS.map(|k| START_SPACING / (k * tau * k * tau)),
+            log_up: [ln_first; 3],
+            log_down: [ln_first; 3],
+        }
+    }
+
+    /// Starts a candidate for every bet whose spacing has passed, at the current sums.
+    fn add_due(&mut self, up: f64, down: f64, v: f64, tau: f64, horizon: u64) {
+        for (j, k) in START_BETS.iter().enumerate() {
+            let lambda = k * tau;
+            if v < self.next_at[j] {
+                continue;
+            }
+            let ln_pi = start_weight(self.started[j], horizon).ln();
+            let quad = lambda * lambda * v / 2.0;
+            self.log_up[j] = log_add_exp(self.log_up[j], ln_pi - lambda * up + quad);
+            self.log_down[j] = log_add_exp(self.log_down[j], ln_pi + lambda * down + quad);
+            self.started[j] += 1;
+            self.next_at[j] = v + START_SPACING / (lambda * lambda);
+        }
+    }
+
+    /// `ln` of the mixture's e-value on one side: the average over bets of the started
+    /// candidates' likelihood ratios plus the prior weight of those not started (each still 1).
+    fn log_e(&self, s: f64, v: f64, tau: f64, horizon: u64, worse: bool) -> f64 {
+        let terms = START_BETS.iter().enumerate().map(|(j, k)| {
+            let lambda = k * tau;
+            let (lr, starts) = if worse {
+                (lambda * s, self.log_up[j])
+            } else {
+                (-lambda * s, self.log_down[j])
+            };
+            let started = lr - lambda * lambda * v / 2.0 + starts;
+            log_add_exp(started, start_tail(self.started[j], horizon).ln())
+        });
+        let n = START_BETS.len() as f64;
+        terms.fold(f64::NEG_INFINITY, log_add_exp) - n.ln()
+    }
+}
+
 /// The anytime-valid sequential latency test.
 ///
 ///
@@ -200,6 +280,20 @@ impl Spread {
 ///   is charged the worst case, `2 × 0.01`, against the canary: the "worse" side tests
 ///   `S⁺ = Σ (d_k − a_k)/v_k` and the "better" side `S⁻ = Σ (d_k + a_k)/v_k`, both bounded by
 ///   the statistic of the true shift, so the guarantee holds whatever the rounding did.
+///
+///   **Late regressions.** After a long good period the mixture from the start carries a large
+///   `V` and a `S` near 0, and a shift that begins then must outweigh all of it: at 500
+///   requests/s a 10% slowdown that starts at minute 30 would need minutes, not seconds. So, as
+///   in the count test, a second component of weight [`LatencyTestConfig::restart_weight`]
+///   mixes fixed bets `λ ∈ τ·{½, 1, 2}` over **start times**: for each bet a candidate start
+///   every `2/λ²` of precision (the null evidence a candidate may include before the onset
+///   costs it at most 1 nat), the `k`-th with the prior weight `π_k` of the count test (half
+///   spread evenly over the first [`LatencyTestConfig::restart_horizon`] candidates, half
+///   decaying as `1/k²`). Each candidate is the likelihood ratio `exp(λ ΔS − λ² ΔV/2)` since its
+///   own start, a test supermartingale under the null like the mixture from the start, so the
+///   average `(1 − w)·mixture + w·start-time mixture` keeps the guarantee. It costs a regression
+///   present from the start `ln(1/(1 − w))` nats (0.22 for the default `w = 0.2`), and a late
+///   one `ln(1/(w π_k))` plus a third for the bet, in place of the debt of the good period.
 /// - **Between batches** (the robust mode): the scale-invariant sequential t-test (see the
 ///   [`sequential`](super) module), whose Bayes factor is a test martingale whatever the
 ///   common variance of `d`: noise that the within-batch spread does not see (latency that wanders per arm between
@@ -250,6 +344,8 @@ pub struct LatencyTest {
     precision: f64,
     /// The largest rounding allowance charged to a batch (for the between-batches mode).
     max_allowance: f64,
+    /// The start-time mixture (within-batch mode).
+    starts: StartMixture,
     /// Every value each arm's sketches held, for the p99.
     all_baseline: LatencySketch,
     all_canary: LatencySketch,
@@ -274,6 +370,7 @@ impl LatencyTest {
             sum_allowance: 0.0,
             precision: 0.0,
             max_allowance: 0.0,
+            starts: StartMixture::new(config.prior_scale, config.restart_horizon),
             all_baseline: LatencySketch::new(),
             all_canary: LatencySketch::new(),
             values: (0, 0),
@@ -345,6 +442,10 @@ impl LatencyTest {
             self.sum_d += d / v;
             self.sum_allowance += allowance / v;
             self.precision += 1.0 / v;
+            let (up, down) = self.sides_sums();
+            let c = &self.config;
+            self.starts
+                .add_due(up, down, self.precision, c.prior_scale, c.restart_horizon);
         }
         if self.rejected_at.is_none()
             && let Some(worse) = self.decide()
@@ -369,25 +470,49 @@ impl LatencyTest {
         )
     }
 
+    /// `ln` of the within-batch e-value and whether its evidence is of a slower canary:
+    /// `(1 − w)` × the normal mixture from the start + `w` × the start-time mixture. One-sided,
+    /// both bet on "slower" (`S⁺`). Two-sided, the first is the full normal mixture at `S⁺` or
+    /// `S⁻` (whichever is beyond the margin) and the second averages both sides' start-time
+    /// mixtures.
+    fn log_e_within(&self) -> (f64, bool) {
+        let c = &self.config;
+        let (up, down) = self.sides_sums();
+        let (tau, v, k) = (c.prior_scale, self.precision, c.restart_horizon);
+        let (from_start, starts, worse) = if c.sides == Sides::TwoSided {
+            let s = if up > 0.0 {
+                up
+            } else if down < 0.0 {
+                down
+            } else {
+                0.0
+            };
+            let (su, sd) = (
+                self.starts.log_e(up, v, tau, k, true),
+                self.starts.log_e(down, v, tau, k, false),
+            );
+            let worse = s > 0.0 || (s == 0.0 && su >= sd);
+            (log_mix_two_sided(s, v, tau), log_mean_exp(su, sd), worse)
+        } else {
+            let starts = self.starts.log_e(up, v, tau, k, true);
+            (log_mix_one_sided(up, v, tau), starts, true)
+        };
+        let w = c.restart_weight;
+        if w == 0.0 {
+            return (from_start, worse);
+        }
+        let ln_e = log_add_exp((1.0 - w).ln() + from_start, w.ln() + starts);
+        (ln_e, worse)
+    }
+
     /// `Some(true)` to reject for "canary slower", `Some(false)` for "faster" (two-sided only).
     fn decide(&self) -> Option<bool> {
         let target = (1.0 / self.config.alpha).ln();
         let two = self.config.sides == Sides::TwoSided;
         match self.config.variance {
             LatencyVariance::WithinBatch => {
-                let (up, down) = self.sides_sums();
-                let (tau, v) = (self.config.prior_scale, self.precision);
-                if two {
-                    if up > 0.0 && log_mix_two_sided(up, v, tau) >= target {
-                        return Some(true);
-                    }
-                    if down < 0.0 && log_mix_two_sided(down, v, tau) >= target {
-                        return Some(false);
-                    }
-                    None
-                } else {
-                    (log_mix_one_sided(up, v, tau) >= target).then_some(true)
-                }
+                let (ln_e, worse) = self.log_e_within();
+                (ln_e >= target).then_some(worse)
             }
             LatencyVariance::BetweenBatches => {
                 let edge = self.log_margin() + self.max_allowance;
@@ -408,23 +533,7 @@ impl LatencyTest {
     /// e-process at the true shift).
     pub fn e_value(&self) -> f64 {
         match self.config.variance {
-            LatencyVariance::WithinBatch => {
-                let (up, down) = self.sides_sums();
-                let (tau, v) = (self.config.prior_scale, self.precision);
-                let ln_e = if self.config.sides == Sides::TwoSided {
-                    let s = if up > 0.0 {
-                        up
-                    } else if down < 0.0 {
-                        down
-                    } else {
-                        0.0
-                    };
-                    log_mix_two_sided(s, v, tau)
-                } else {
-                    log_mix_one_sided(up, v, tau)
-                };
-                ln_e.exp()
-            }
+            LatencyVariance::WithinBatch => self.log_e_within().0.exp(),
             LatencyVariance::BetweenBatches => {
                 let edge = self.log_margin() + self.max_allowance;
                 let mean = self.between.mean();
@@ -741,6 +850,62 @@ mod tests {
         let ci = t.p99_shift_interval().unwrap();
         assert!((t.p99_shift() - 0.2).abs() < 0.03, "{}", t.p99_shift());
         assert!(ci.contains(0.2) && ci.upper - ci.lower < 0.25, "{ci:?}");
+    }
+
+    /// Seconds from `onset` to rejection with 25 canary and 475 baseline values a second (log-sd
+    /// 0.5, exact moments), the canary 10% slower from second `onset` on.
+    fn seconds_to_reject(config: LatencyTestConfig, onset: u64) -> u64 {
+        let mut t = LatencyTest::new(config).unwrap();
+        for s in 0..20_000u64 {
+            let shift = if s >= onset { 1.1f64.ln() } else { 0.0 };
+            let b = LogMoments::from_parts(475, 0.0, 0.25).unwrap();
+            let c = LogMoments::from_parts(25, shift, 0.25).unwrap();
+            if t.update_log_moments(b, c) {
+                return (s + 1).saturating_sub(onset);
+            }
+        }
+        u64::MAX
+    }
+
+    #[test]
+    fn a_late_shift_is_not_diluted_by_the_good_period() {
+        let with = LatencyTestConfig::default();
+        let without = LatencyTestConfig {
+            restart_weight: 0.0,
+            ..with
+        };
+        let early = seconds_to_reject(with, 0);
+        let late = seconds_to_reject(with, 1_800);
+        let late_without = seconds_to_reject(without, 1_800);
+        assert!(early <= seconds_to_reject(without, 0) + 1, "{early}");
+        assert!(late <= 4 * early, "late {late} s vs early {early} s");
+        assert!(
+            late_without >= 4 * late,
+            "without the start-time mixture {late_without} s, with it {late} s"
+        );
+    }
+
+    #[test]
+    fn restart_settings_are_validated() {
+        for (cfg, field) in [
+            (
+                LatencyTestConfig {
+                    restart_weight: 1.0,
+                    ..LatencyTestConfig::default()
+                },
+                "latencyTest.restartWeight",
+            ),
+            (
+                LatencyTestConfig {
+                    restart_horizon: 0,
+                    ..LatencyTestConfig::default()
+                },
+                "latencyTest.restartHorizon",
+            ),
+        ] {
+            let e = LatencyTest::new(cfg).unwrap_err();
+            assert!(e.to_string().contains(field), "{e}");
+        }
     }
 
     #[test]

@@ -11,8 +11,8 @@
 //!   variance.
 //! - [`LatencyTest`] / [`SequentialLatencyJudge`]: the mean log latency of every value in each
 //!   arm ([`LogMoments`], read from the sketches' bins) and a normal-mixture e-process on their
-//!   difference, with a robust between-batches t-test mode; reports the median and p99 shifts
-//!   with confidence sequences.
+//!   difference, mixed with fixed bets over start times for late regressions, with a robust
+//!   between-batches t-test mode; reports the median and p99 shifts with confidence sequences.
 //! - [`AlphaSharing`] and [`combine`]: one `α` for several metrics, by splitting or by e-value
 //!   averaging.
 //!
