@@ -293,7 +293,8 @@ impl StartMixture {
 ///   own start, a test supermartingale under the null like the mixture from the start, so the
 ///   average `(1 − w)·mixture + w·start-time mixture` keeps the guarantee. It costs a regression
 ///   present from the start `ln(1/(1 − w))` nats (0.22 for the default `w = 0.2`), and a late
-///   one `ln(1/(w π_k))` plus a third for the bet, in place of the debt of the good period.
+///   one `ln(3/(w π_k))` (each bet holds a third of the weight) in place of the debt of the good
+///   period.
 /// - **Between batches** (the robust mode): the scale-invariant sequential t-test (see the
 ///   [`sequential`](super) module), whose Bayes factor is a test martingale whatever the
 ///   common variance of `d`: noise that the within-batch spread does not see (latency that wanders per arm between
