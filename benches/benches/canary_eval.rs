@@ -222,9 +222,42 @@ fn ratio_ok(a: Option<f64>, b: Option<f64>, k: f64) -> Option<bool> {
     Some(a? <= k * b?)
 }
 
+/// How many rows met, missed, or could not be met (see [`targets`]), per target.
+#[derive(Default)]
+struct Tally(Vec<(String, [u32; 3])>);
+
+impl Tally {
+    const MET: usize = 0;
+    const MISSED: usize = 1;
+    const OUT_OF_REACH: usize = 2;
+
+    fn count(&mut self, target: &str, outcome: usize) {
+        match self.0.iter_mut().find(|(t, _)| t == target) {
+            Some((_, n)) => n[outcome] += 1,
+            None => {
+                let mut n = [0; 3];
+                n[outcome] += 1;
+                self.0.push((target.to_owned(), n));
+            }
+        }
+    }
+
+    fn print(&self) {
+        println!("\n## targets of the sequential judge\n");
+        println!("| target | rows met | missed | out of reach |");
+        println!("|---|---|---|---|");
+        for (t, n) in &self.0 {
+            println!("| {t} | {} | {} | {} |", n[0], n[1], n[2]);
+        }
+    }
+}
+
 /// The sequential judge's targets for one row, as text. In the overdispersed rows the targets
 /// are read on the robust mode, and the default mode's false-rollback rate is reported too.
-fn targets(scenario: &Scenario, set: &str, s: &[Summary; N_JUDGES]) -> String {
+///
+/// The ≤ 2× SPRT target is *out of reach* in a row where the known-effect likelihood ratio, the
+/// best a test that may look at every observation can do, itself takes more than 2× SPRT.
+fn targets(scenario: &Scenario, set: &str, s: &[Summary; N_JUDGES], tally: &mut Tally) -> String {
     let robust_row = set == "overdispersed";
     let (seq, which) = if robust_row {
         (&s[ROBUST], "robust mode")
@@ -235,17 +268,25 @@ fn targets(scenario: &Scenario, set: &str, s: &[Summary; N_JUDGES]) -> String {
     if !seq.applicable {
         return format!("n/a: no sequential {which} for this metric");
     }
-    let show = |x: Option<bool>| match x {
-        Some(true) => "ok",
-        Some(false) => "MISS",
-        None => "MISS (no median)",
+    let show = |tally: &mut Tally, target: &str, x: Option<bool>| {
+        let (outcome, text) = match x {
+            Some(true) => (Tally::MET, "ok"),
+            Some(false) => (Tally::MISSED, "MISS"),
+            None => (Tally::MISSED, "MISS (no median)"),
+        };
+        tally.count(
+            &format!("{} ({which})", target.trim_end_matches(':')),
+            outcome,
+        );
+        format!("{target} {text}")
     };
     let mut notes = vec![which.to_owned()];
     if scenario.effect.is_null() {
         let ub = upper_bound(seq.detected, seq.runs, 0.95);
-        notes.push(format!(
-            "false rollback ≤ α incl. 95% bound: {}",
-            show(Some(ub <= ALPHA))
+        notes.push(show(
+            tally,
+            "false rollback ≤ α incl. 95% bound:",
+            Some(ub <= ALPHA),
         ));
         if robust_row {
             let d = &s[SEQ];
@@ -258,13 +299,21 @@ fn targets(scenario: &Scenario, set: &str, s: &[Summary; N_JUDGES]) -> String {
         return notes.join("; ");
     }
     if lr.rate() >= 0.8 {
+        notes.push(show(
+            tally,
+            "≤1.5×LR",
+            ratio_ok(seq.median_s, lr.median_s, 1.5),
+        ));
         // Wald's SPRT also stops by accepting; its time to detect is read among the runs it
         // rejects, which is the smaller (stricter) of its two medians.
-        notes.push(format!(
-            "≤1.5×LR {}; ≤2×SPRT {}",
-            show(ratio_ok(seq.median_s, lr.median_s, 1.5)),
-            show(ratio_ok(seq.median_s, sprt.median_detected_s, 2.0))
-        ));
+        let sprt_ok = ratio_ok(seq.median_s, sprt.median_detected_s, 2.0);
+        match (lr.median_s, sprt.median_detected_s) {
+            (Some(l), Some(w)) if sprt_ok != Some(true) && l > 2.0 * w => {
+                tally.count(&format!("≤2×SPRT ({which})"), Tally::OUT_OF_REACH);
+                notes.push(format!("≤2×SPRT out of reach (LR {:.1}×SPRT)", l / w));
+            }
+            _ => notes.push(show(tally, "≤2×SPRT", sprt_ok)),
+        }
     }
     if seq.rate() >= 0.8 && kay.rate() >= 0.8 {
         let k = if sprt.median_detected_s.is_some_and(|m| m <= 75.0) {
@@ -272,9 +321,10 @@ fn targets(scenario: &Scenario, set: &str, s: &[Summary; N_JUDGES]) -> String {
         } else {
             0.7
         };
-        notes.push(format!(
-            "≤{k}×Kayenta {}",
-            show(ratio_ok(seq.median_s, kay.median_s, k))
+        notes.push(show(
+            tally,
+            &format!("≤{k}×Kayenta"),
+            ratio_ok(seq.median_s, kay.median_s, k),
         ));
     }
     if notes.len() == 1 {
@@ -313,6 +363,7 @@ fn main() {
          (median/p90; the whole run if never)."
     );
     let started = Instant::now();
+    let mut tally = Tally::default();
     let mut current_set = String::new();
     for (row_idx, (set, scenario)) in rows.iter().enumerate() {
         if *set != current_set {
@@ -384,7 +435,7 @@ fn main() {
                 .collect();
             late_targets(&summaries, before[SEQ], runs, &summarize(&col))
         } else {
-            targets(scenario, set, &summaries)
+            targets(scenario, set, &summaries, &mut tally)
         };
         println!(
             "| {} | targets | | {verdict} | row seed {row_seed}, {:.1} s | | | |",
@@ -392,5 +443,6 @@ fn main() {
             t0.elapsed().as_secs_f64()
         );
     }
+    tally.print();
     println!("\ntotal {:.1} s", started.elapsed().as_secs_f64());
 }
