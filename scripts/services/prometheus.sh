@@ -93,9 +93,14 @@ scrapes_target() {
   [[ "$targets" == *"\"${target}\""* ]]
 }
 
+# The pid of the prometheus we started, if it still runs. A pid file can outlive its process (a
+# reboot, a killed shell) and its pid be reused, so the process's command line must name prometheus.
 our_pid() {
-  [[ -f "$dir/prometheus.pid" ]] && kill -0 "$(cat "$dir/prometheus.pid")" 2>/dev/null &&
-    cat "$dir/prometheus.pid"
+  local pid
+  pid=$(cat "$dir/prometheus.pid" 2>/dev/null) || return 1
+  [[ "$pid" =~ ^[0-9]+$ && -r "/proc/$pid/cmdline" ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "prometheus" || return 1
+  echo "$pid"
 }
 
 start_prometheus() {

@@ -38,9 +38,14 @@ install_aiosmtpd() {
   "$python" -c 'import aiosmtpd' >/dev/null 2>&1 || { log "aiosmtpd still does not import"; exit 1; }
 }
 
+# The pid of the aiosmtpd we started, if it still runs. A pid file can outlive its process (a
+# reboot, a killed shell) and its pid be reused, so the process's command line must name aiosmtpd.
 our_pid() {
-  [[ -f "$dir/aiosmtpd.pid" ]] && kill -0 "$(cat "$dir/aiosmtpd.pid")" 2>/dev/null &&
-    cat "$dir/aiosmtpd.pid"
+  local pid
+  pid=$(cat "$dir/aiosmtpd.pid" 2>/dev/null) || return 1
+  [[ "$pid" =~ ^[0-9]+$ && -r "/proc/$pid/cmdline" ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "aiosmtpd" || return 1
+  echo "$pid"
 }
 
 start_server() {
