@@ -9,6 +9,7 @@
 set -euo pipefail
 
 log() { echo "nginx.sh: $*" >&2; }
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
 missing=()
 command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
@@ -19,19 +20,7 @@ if ((${#missing[@]})); then
     log "not root: cannot install ${missing[*]}; the proxy bench will skip what needs them"
   else
     log "installing Debian's ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    # No init system here: a policy-rc.d answering 101 keeps the package from starting the
-    # distribution's own nginx on port 80. Any policy already in place is put back afterwards.
-    policy=/usr/sbin/policy-rc.d backup=""
-    if [[ -e "$policy" ]]; then
-      backup=$(mktemp)
-      cp -p "$policy" "$backup"
-    fi
-    printf '#!/bin/sh\nexit 101\n' >"$policy"
-    chmod +x "$policy"
-    apt-get update -qq >&2 || log "apt-get update failed; trying the cached lists"
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 || log "install failed"
-    if [[ -n "$backup" ]]; then mv "$backup" "$policy"; else rm -f "$policy"; fi
+    apt_install_quietly "${missing[@]}" || log "install failed"
   fi
 fi
 

@@ -16,6 +16,7 @@ dir="${SERIN_SERVICES_DIR:-/tmp/serin-services}/postgres"
 data="$dir/data"
 
 log() { echo "postgres.sh: $*" >&2; }
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
 # The directory of the newest installed server binaries (initdb, pg_ctl, postgres), if any.
 bindir() {
@@ -31,30 +32,8 @@ install_postgres() {
     return
   fi
   log "installing Debian's postgresql package"
-  export DEBIAN_FRONTEND=noninteractive
-  # There is no init system to start services here: a policy-rc.d that answers 101 makes the
-  # package's postinst skip starting Debian's own cluster, so ours stays the only server. Any
-  # policy already in place is put back afterwards.
-  local policy=/usr/sbin/policy-rc.d backup=""
-  if [[ -e "$policy" ]]; then
-    backup=$(mktemp)
-    cp -p "$policy" "$backup"
-  fi
-  printf '#!/bin/sh\nexit 101\n' >"$policy"
-  chmod +x "$policy"
   local status=0
-  apt-get install -y --no-install-recommends postgresql postgresql-client >&2 || status=$?
-  if ((status != 0)); then
-    log "package lists may be stale; running apt-get update"
-    status=0
-    { apt-get update >&2 &&
-      apt-get install -y --no-install-recommends postgresql postgresql-client >&2; } || status=$?
-  fi
-  if [[ -n "$backup" ]]; then
-    mv "$backup" "$policy"
-  else
-    rm -f "$policy"
-  fi
+  apt_install_quietly postgresql postgresql-client || status=$?
   ((status == 0)) || { log "apt-get could not install postgresql (exit ${status})"; exit 1; }
   bindir >/dev/null || { log "no server binaries under /usr/lib/postgresql/*/bin"; exit 1; }
 }

@@ -15,6 +15,7 @@ dir="${SERIN_SERVICES_DIR:-/tmp/serin-services}/prometheus"
 ready_url="http://${listen}/-/ready"
 
 log() { echo "prometheus.sh: $*" >&2; }
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
 # Answers whether something at `$1` responds with HTTP 200, using whatever client is present.
 http_ok() {
@@ -40,29 +41,8 @@ install_prometheus() {
     return
   fi
   log "installing Debian's prometheus package"
-  export DEBIAN_FRONTEND=noninteractive
-  # There is no init system to start services here: a policy-rc.d that answers 101 makes the
-  # package's postinst skip starting its own instance (with Debian's config), so ours stays the
-  # only one. Any policy already in place is put back afterwards.
-  local policy=/usr/sbin/policy-rc.d backup=""
-  if [[ -e "$policy" ]]; then
-    backup=$(mktemp)
-    cp -p "$policy" "$backup"
-  fi
-  printf '#!/bin/sh\nexit 101\n' >"$policy"
-  chmod +x "$policy"
   local status=0
-  apt-get install -y --no-install-recommends prometheus >&2 || status=$?
-  if ((status != 0)); then
-    log "package lists may be stale; running apt-get update"
-    status=0
-    { apt-get update >&2 && apt-get install -y --no-install-recommends prometheus >&2; } || status=$?
-  fi
-  if [[ -n "$backup" ]]; then
-    mv "$backup" "$policy"
-  else
-    rm -f "$policy"
-  fi
+  apt_install_quietly prometheus || status=$?
   ((status == 0)) || { log "apt-get could not install prometheus (exit ${status})"; exit 1; }
   command -v prometheus >/dev/null 2>&1 || { log "prometheus is still not on PATH"; exit 1; }
 }
@@ -93,15 +73,8 @@ scrapes_target() {
   [[ "$targets" == *"\"${target}\""* ]]
 }
 
-# The pid of the prometheus we started, if it still runs. A pid file can outlive its process (a
-# reboot, a killed shell) and its pid be reused, so the process's command line must name prometheus.
-our_pid() {
-  local pid
-  pid=$(cat "$dir/prometheus.pid" 2>/dev/null) || return 1
-  [[ "$pid" =~ ^[0-9]+$ && -r "/proc/$pid/cmdline" ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "prometheus" || return 1
-  echo "$pid"
-}
+# The pid of the Prometheus we started, if it still runs.
+our_pid() { running_pid "$dir/prometheus.pid" prometheus; }
 
 start_prometheus() {
   if http_ok "$ready_url"; then

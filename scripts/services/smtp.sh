@@ -17,6 +17,7 @@ maildir="$dir/maildir"
 python="${PYTHON:-python3}"
 
 log() { echo "smtp.sh: $*" >&2; }
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
 # Whether an SMTP server at $host:$port sends its 220 greeting.
 greets() {
@@ -38,15 +39,8 @@ install_aiosmtpd() {
   "$python" -c 'import aiosmtpd' >/dev/null 2>&1 || { log "aiosmtpd still does not import"; exit 1; }
 }
 
-# The pid of the aiosmtpd we started, if it still runs. A pid file can outlive its process (a
-# reboot, a killed shell) and its pid be reused, so the process's command line must name aiosmtpd.
-our_pid() {
-  local pid
-  pid=$(cat "$dir/aiosmtpd.pid" 2>/dev/null) || return 1
-  [[ "$pid" =~ ^[0-9]+$ && -r "/proc/$pid/cmdline" ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "aiosmtpd" || return 1
-  echo "$pid"
-}
+# The pid of the aiosmtpd we started, if it still runs.
+our_pid() { running_pid "$dir/aiosmtpd.pid" aiosmtpd; }
 
 start_server() {
   # A Maildir's three subdirectories (Python's Maildir only creates them with the directory).
