@@ -457,34 +457,29 @@ fn deploy_status_logs_and_rollbacks_work_across_invocations_on_the_simulated_fle
 fn bad_config_and_bad_flags_exit_2_naming_the_field() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let bad = d.join("deploy.yaml");
-    std::fs::write(
-        &bad,
+    let write = |name: &str, text: &str| {
+        let path = d.join(name);
+        std::fs::write(&path, text).expect("write");
+        path.to_str().expect("path").to_owned()
+    };
+    let bad = write(
+        "deploy.yaml",
         "strategy: canary\ntargetServices: [demo]\ncanaryConfig:\n  incrementPercentage: 0\n",
-    )
-    .expect("write");
-    sim(d)
-        .args([
-            "--config",
-            bad.to_str().expect("path"),
-            "deploy",
-            "--version",
-            "1.0.0",
-        ])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("canaryConfig.incrementPercentage"));
-
-    let unknown = d.join("deploy.json");
-    std::fs::write(
-        &unknown,
+    );
+    let unknown = write(
+        "deploy.json",
         r#"{"strategy":"canary","targetServices":["demo"],"canaryConfig":{"incrementPercent":10}}"#,
-    )
-    .expect("write");
+    );
+    let two_services = write(
+        "deploy.toml",
+        "strategy = \"canary\"\ntargetServices = [\"demo\", \"other\"]\n",
+    );
+
+    // An unknown field is named in the JSON error document too.
     let out = sim(d)
         .args([
             "--config",
-            unknown.to_str().expect("path"),
+            &unknown,
             "--output",
             "json",
             "plan",
@@ -505,61 +500,62 @@ fn bad_config_and_bad_flags_exit_2_naming_the_field() {
         "{doc}"
     );
 
-    let toml = d.join("deploy.toml");
-    std::fs::write(
-        &toml,
-        "strategy = \"canary\"\ntargetServices = [\"demo\", \"other\"]\n",
-    )
-    .expect("write");
-    sim(d)
-        .args([
-            "--config",
-            toml.to_str().expect("path"),
-            "plan",
-            "--version",
-            "1.0.0",
-        ])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("targetServices"));
-
-    sim(d)
-        .args(["deploy-canary", "--version", "1.0.0", "--increment", "0"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("canaryConfig.incrementPercentage"));
-    sim(d)
-        .args([
-            "deploy-canary",
-            "--version",
-            "1.0.0",
-            "--strategy",
-            "blue-green",
-        ])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("--strategy `blue-green`"));
-    sim(d)
-        .args(["deploy", "--version", "1.0.0", "--error-rate", "2"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("--error-rate"));
-    sim(d)
-        .args(["deploy"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("no version to deploy"));
-    sim(d)
-        .args(["rollback"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("nothing is deployed"));
-    sim(d)
-        .env("INCREMENT", "ten")
-        .args(["plan", "--version", "1.0.0"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("INCREMENT"));
+    // (environment, arguments, what the error must name)
+    let cases: [(Option<(&str, &str)>, Vec<&str>, &str); 9] = [
+        (
+            None,
+            vec!["--config", &bad, "deploy", "--version", "1.0.0"],
+            "canaryConfig.incrementPercentage",
+        ),
+        (
+            None,
+            vec!["--config", &two_services, "plan", "--version", "1.0.0"],
+            "targetServices",
+        ),
+        (
+            None,
+            vec!["deploy-canary", "--version", "1.0.0", "--increment", "0"],
+            "canaryConfig.incrementPercentage",
+        ),
+        (
+            None,
+            vec![
+                "deploy-canary",
+                "--version",
+                "1.0.0",
+                "--strategy",
+                "blue-green",
+            ],
+            "--strategy `blue-green`",
+        ),
+        (
+            None,
+            vec!["deploy", "--version", "1.0.0", "--error-rate", "2"],
+            "--error-rate",
+        ),
+        (None, vec!["deploy"], "no version to deploy"),
+        (None, vec!["rollback"], "nothing is deployed"),
+        (
+            Some(("INCREMENT", "ten")),
+            vec!["plan", "--version", "1.0.0"],
+            "INCREMENT",
+        ),
+        (
+            None,
+            vec!["--config", &unknown, "plan", "--version", "1.0.0"],
+            "incrementPercent",
+        ),
+    ];
+    for (env, args, needle) in cases {
+        let mut cmd = sim(d);
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        cmd.args(&args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(needle));
+    }
     // Nothing was recorded by any of them.
     assert!(!d.join(".serin").join("state.json").exists());
 }
