@@ -500,8 +500,9 @@ fn bad_config_and_bad_flags_exit_2_naming_the_field() {
         "{doc}"
     );
 
-    // (environment, arguments, what the error must name)
-    let cases: [(Option<(&str, &str)>, Vec<&str>, &str); 9] = [
+    /// An environment variable to set, the arguments, and what the error must name.
+    type Case<'a> = (Option<(&'a str, &'a str)>, Vec<&'a str>, &'a str);
+    let cases: [Case; 9] = [
         (
             None,
             vec!["--config", &bad, "deploy", "--version", "1.0.0"],
