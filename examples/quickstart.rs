@@ -25,7 +25,6 @@
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -153,37 +152,6 @@ async fn client(proxy: SocketAddr, tally: Arc<Tally>, stop: Arc<AtomicBool>) {
     }
 }
 
-/// Finds the demo service binary next to this example's (building it if missing).
-fn demo_binary() -> Result<PathBuf, BoxError> {
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .ok_or("cannot locate the target directory")?;
-    let demo = dir.join("serin-demo-service");
-    if !demo.exists() {
-        println!("building serin-demo-service ...");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = std::process::Command::new(cargo);
-        cmd.args([
-            "build",
-            "-q",
-            "-p",
-            "serin-local",
-            "--bin",
-            "serin-demo-service",
-        ]);
-        if !cfg!(debug_assertions) {
-            cmd.arg("--release");
-        }
-        let status = cmd.status()?;
-        if !status.success() || !demo.exists() {
-            return Err(format!("could not build {}", demo.display()).into());
-        }
-    }
-    Ok(demo)
-}
-
 fn config(version: &str) -> Result<DeploymentConfig, BoxError> {
     let mut c = DeploymentConfig::from_yaml(&format!(
         r#"
@@ -286,7 +254,7 @@ async fn deploy(
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let started = tokio::time::Instant::now();
-    let demo = demo_binary()?;
+    let demo = serin_examples::demo_binary()?;
     let work = std::env::temp_dir().join(format!("serin-quickstart-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
 

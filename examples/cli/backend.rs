@@ -158,38 +158,7 @@ fn demo_binary(given: Option<&Path>) -> Result<PathBuf, CliError> {
             p.display()
         )));
     }
-    let exe = std::env::current_exe()
-        .map_err(|e| CliError::backend(format!("cannot locate this program: {e}")))?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| CliError::backend("cannot locate the target directory"))?;
-    let demo = dir.join("serin-demo-service");
-    if demo.is_file() {
-        return Ok(demo);
-    }
-    eprintln!("building serin-demo-service ...");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.args([
-        "build",
-        "-q",
-        "-p",
-        "serin-local",
-        "--bin",
-        "serin-demo-service",
-    ]);
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
-    }
-    let ok = cmd.status().is_ok_and(|s| s.success());
-    if !ok || !demo.is_file() {
-        return Err(CliError::backend(format!(
-            "could not build {}; pass --demo-binary",
-            demo.display()
-        )));
-    }
-    Ok(demo)
+    serin_examples::demo_binary().map_err(|e| CliError::backend(format!("{e}; pass --demo-binary")))
 }
 
 fn sim_profile(b: Behaviour) -> VersionProfile {
