@@ -24,7 +24,11 @@
 //! errors the conditional which-arm likelihood ratio at the true rate ratio, for latency the
 //! normal likelihood ratio of the difference of the arms' mean log latencies at the true shift
 //! and log-sd: like the count oracle it knows the effect, not the baseline's level) rejecting at
-//! 1/α with no acceptance boundary. Horizon: one hour. The `late` rows keep the canary good for
+//! 1/α with no acceptance boundary. In the overdispersed rows both oracles read instead the exact
+//! likelihood ratio of the canary's errors under the wandering-rate model (a hidden Markov model
+//! filtered on a grid, knowing both rates and the wander's law; see
+//! `serin_benches::wander_filter`), since the per-request ratios are not likelihood ratios there.
+//! Horizon: one hour. The `late` rows keep the canary good for
 //! 30 minutes and then regress; they compare the time from the onset with the same row's time
 //! when the regression is present from the start.
 //!

@@ -24,6 +24,11 @@
 //!
 //! A row may start its effect late (`onset_s`): the canary equals the baseline until then, and
 //! the oracles, which know the onset, start with it.
+//!
+//! In the overdispersed rows the per-request likelihood ratios are not likelihood ratios of the
+//! model (a burst of errors from a high multiplier would count as evidence), so both oracles
+//! read the model's own: the canary's errors filtered as a hidden Markov model over its wandering
+//! multiplier ([`WanderFilter`]), knowing both rates and the wander's law.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -40,6 +45,8 @@ use serin_canary::threshold::{
 };
 use serin_signals::Metric;
 use statrs::distribution::{ContinuousCDF, Normal};
+
+use crate::wander_filter::WanderFilter;
 
 /// Seconds in one run (the analysis horizon).
 pub const HORIZON_S: u32 = 3600;
@@ -378,6 +385,12 @@ pub fn run(scenario: &Scenario, seed: u64) -> [Outcome; N_JUDGES] {
     let mut wander = scenario
         .ar_rho
         .map(|rho| (Wander::new(rho, &mut rng), Wander::new(rho, &mut rng)));
+    // In the overdispersed rows the oracles' likelihood is the model's own (see
+    // `wander_filter`).
+    let mut canary_filter = scenario
+        .ar_rho
+        .filter(|_| errors && !null)
+        .map(|rho| WanderFilter::new(rho, OVERDISPERSION_SD, p_b, p_b * ratio));
 
     let mut canary_requests_total = 0u64;
     let (mut min_req_b, mut min_err_b, mut min_req_c, mut min_err_c) = (0u64, 0u64, 0u64, 0u64);
@@ -457,7 +470,12 @@ pub fn run(scenario: &Scenario, seed: u64) -> [Outcome; N_JUDGES] {
             hit(SEQ, &mut j.outcomes);
         }
         if !null && on {
-            let (llr_sprt, llr_oracle) = if errors {
+            let (llr_sprt, llr_oracle) = if let Some(filter) = canary_filter.as_mut() {
+                // Both oracles read the exact likelihood ratio of the canary's errors under the
+                // wandering rate, knowing both rates and the wander's law.
+                let llr = filter.llr(rc, ec);
+                (llr, llr)
+            } else if errors {
                 let (c, n) = (ec as f64, rc as f64);
                 let sprt = c * (p_c / p_b).ln() + (n - c) * ((1.0 - p_c) / (1.0 - p_b)).ln();
                 // A second in which an arm served nothing says nothing about which arm errs.

@@ -1,3 +1,4 @@
 //! Shared setup for Serin's criterion benches and scenario harness.
 
 pub mod canary_sim;
+pub mod wander_filter;
