@@ -9,7 +9,7 @@
 //!
 //! Options: `--quick`, `--runs N` (rows with an effect), `--runs-aa N` (A/A rows), `--seed S`,
 //! `--threads N` (default 2; results do not depend on it), `--only TEXT` (rows whose label
-//! contains TEXT), `--set errors|latency|overdispersed|diurnal|late` (repeatable).
+//! contains TEXT), `--set errors|latency|overdispersed|diurnal|tails|late` (repeatable).
 //!
 //! The model is documented in `serin_benches::canary_sim`. Judges: the sequential judge (for
 //! errors the per-request count test checked every second, and its robust batch mode; for latency
@@ -32,6 +32,12 @@
 //! 30 minutes and then regress; they compare the time from the onset with the same row's time
 //! when the regression is present from the start.
 //!
+//! The `tails` rows are A/A latency rows at 20 requests/s whose logs are not normal (see
+//! `LatencyShape`): Student-t with 4 degrees of freedom, a 1% Pareto tail, and Student-t with 3
+//! degrees of freedom, whose tails (`P(|x| > u) ∝ u⁻³`) are beyond what the latency test's
+//! Gaussian bets tolerate. Their requests are drawn one by one, and the per-minute judges read
+//! each minute's exact median and p99; there are no oracles. Their targets are tallied apart.
+//!
 //! Targets are checked on the sequential judge's default mode, except in the overdispersed rows
 //! where they are read on its robust mode (the default mode's false-rollback rate is printed
 //! next to it). The time targets compare with the LR oracle's median and with Wald's SPRT's
@@ -40,8 +46,8 @@
 use std::time::Instant;
 
 use serin_benches::canary_sim::{
-    ALPHA, Effect, HORIZON_S, JUDGES, KAYENTA, LR, N_JUDGES, Outcome, ROBUST, SEQ, SPRT, Scenario,
-    Summary, lower_bound, run_many, summarize, upper_bound,
+    ALPHA, Effect, HORIZON_S, JUDGES, KAYENTA, LR, LatencyShape, N_JUDGES, Outcome, ROBUST, SEQ,
+    SPRT, Scenario, Summary, lower_bound, run_many, summarize, upper_bound,
 };
 
 struct Options {
@@ -99,6 +105,7 @@ fn scenarios(sets: &[String]) -> Vec<(String, Scenario)> {
         ar_rho: None,
         diurnal: false,
         onset_s: 0,
+        shape: LatencyShape::LogNormal,
     };
     if want("errors") {
         for ratio in [1.0, 1.5, 2.0, 5.0] {
@@ -150,6 +157,23 @@ fn scenarios(sets: &[String]) -> Vec<(String, Scenario)> {
                     },
                 ));
             }
+        }
+    }
+    if want("tails") {
+        for (shape, share) in [
+            (LatencyShape::StudentT(4.0), 0.05),
+            (LatencyShape::StudentT(4.0), 0.5),
+            (LatencyShape::ParetoTail, 0.05),
+            (LatencyShape::ParetoTail, 0.5),
+            (LatencyShape::StudentT(3.0), 0.5),
+        ] {
+            rows.push((
+                "tails".to_owned(),
+                Scenario {
+                    shape,
+                    ..plain(20.0, share, Effect::LatencyShift(0.0))
+                },
+            ));
         }
     }
     if want("late") {
@@ -265,6 +289,8 @@ fn targets(scenario: &Scenario, set: &str, s: &[Summary; N_JUDGES], tally: &mut 
     let robust_row = set == "overdispersed";
     let (seq, which) = if robust_row {
         (&s[ROBUST], "robust mode")
+    } else if set == "tails" {
+        (&s[SEQ], "default mode, heavy-tailed latency")
     } else {
         (&s[SEQ], "default mode")
     };

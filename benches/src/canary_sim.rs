@@ -32,7 +32,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Beta, ChiSquared, Distribution, Poisson, StandardNormal};
+use rand_distr::{Beta, ChiSquared, Distribution, Exp1, Poisson, StandardNormal, StudentT};
 use serin_canary::kayenta::{
     Direction, KayentaConfig, KayentaJudge, Quantity, RunConfig, RunStatus,
 };
@@ -82,6 +82,54 @@ impl Effect {
     }
 }
 
+/// The distribution of a request's log latency around its arm's log median.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum LatencyShape {
+    /// Normal, of sd [`LATENCY_LOG_SD`] (log-normal latency): the model of the main rows.
+    #[default]
+    LogNormal,
+    /// Student-t with `ν` degrees of freedom, scaled to the same sd: tails far heavier than
+    /// the normal's on both sides (its fourth moment is infinite for `ν ≤ 4`).
+    StudentT(f64),
+    /// Normal, except [`PARETO_SHARE`] of the requests, which take a Pareto tail of index
+    /// [`PARETO_INDEX`] from 10× the median, cut at 300× (a timeout).
+    ParetoTail,
+}
+
+/// The share of requests in the Pareto tail of [`LatencyShape::ParetoTail`].
+pub const PARETO_SHARE: f64 = 0.01;
+/// The index of that tail (its variance is infinite below 2).
+pub const PARETO_INDEX: f64 = 1.5;
+
+impl LatencyShape {
+    /// One request's log latency minus its arm's log median.
+    fn draw(self, rng: &mut ChaCha8Rng) -> f64 {
+        match self {
+            LatencyShape::LogNormal => LATENCY_LOG_SD * rng.sample::<f64, _>(StandardNormal),
+            LatencyShape::StudentT(nu) => {
+                let t = StudentT::new(nu).map_or(0.0, |d| d.sample(rng));
+                LATENCY_LOG_SD * t / (nu / (nu - 2.0)).sqrt()
+            }
+            LatencyShape::ParetoTail => {
+                if rng.random::<f64>() < PARETO_SHARE {
+                    let e: f64 = rng.sample(Exp1);
+                    (10f64.ln() + e / PARETO_INDEX).min(300f64.ln())
+                } else {
+                    LATENCY_LOG_SD * rng.sample::<f64, _>(StandardNormal)
+                }
+            }
+        }
+    }
+
+    fn label(self) -> Option<String> {
+        match self {
+            LatencyShape::LogNormal => None,
+            LatencyShape::StudentT(nu) => Some(format!("t{nu}-logs")),
+            LatencyShape::ParetoTail => Some("pareto-tail".to_owned()),
+        }
+    }
+}
+
 /// One row of the evaluation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {
@@ -98,6 +146,9 @@ pub struct Scenario {
     /// The second after which the canary's effect starts (0: from the start). The oracles start
     /// with it: they know the onset.
     pub onset_s: u32,
+    /// The distribution of log latency. Rows other than log-normal draw every request (so they
+    /// are only affordable at low load) and run no oracle.
+    pub shape: LatencyShape,
 }
 
 impl Scenario {
@@ -113,6 +164,10 @@ impl Scenario {
         }
         if self.diurnal {
             l.push_str(" diurnal");
+        }
+        if let Some(shape) = self.shape.label() {
+            l.push(' ');
+            l.push_str(&shape);
         }
         if self.onset_s > 0 {
             l.push_str(&format!(" from {} min", self.onset_s / 60));
@@ -281,6 +336,45 @@ fn second_moments(rng: &mut ChaCha8Rng, n: u64, log_median: f64) -> LogMoments {
     LogMoments::from_parts(n, mean, sample_var).unwrap_or_default()
 }
 
+/// Each arm's moments of log latency over one second of `n` requests of any shape, drawn request
+/// by request, each rounded as a sketch would round it (uniform noise within ±0.01 in logs). The
+/// logs are also appended to `minute` for the per-minute judges.
+fn drawn_moments(
+    rng: &mut ChaCha8Rng,
+    n: u64,
+    log_median: f64,
+    shape: LatencyShape,
+    minute: &mut Vec<f64>,
+) -> LogMoments {
+    if n == 0 {
+        return LogMoments::empty();
+    }
+    let start = minute.len();
+    for _ in 0..n {
+        let rounding = SKETCH_LOG_ERROR * (2.0 * rng.random::<f64>() - 1.0);
+        minute.push(log_median + shape.draw(rng) + rounding);
+    }
+    let logs = &minute[start..];
+    let mean = logs.iter().sum::<f64>() / n as f64;
+    let var = if n >= 2 {
+        logs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1) as f64
+    } else {
+        0.0
+    };
+    LogMoments::from_parts(n, mean, var).unwrap_or_default()
+}
+
+/// The type-1 quantile `q` of some log latencies, as a latency (`None` without any).
+fn empirical_quantile(logs: &mut [f64], q: f64) -> Option<f64> {
+    let n = logs.len();
+    if n == 0 {
+        return None;
+    }
+    let k = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
+    let (_, v, _) = logs.select_nth_unstable_by(k, f64::total_cmp);
+    Some(v.exp())
+}
+
 /// Per-judge state for one run.
 struct Judges {
     sequential: Option<CountTest>,
@@ -346,6 +440,10 @@ pub fn run(scenario: &Scenario, seed: u64) -> [Outcome; N_JUDGES] {
     let (argo, flagger) = thresholds_for(scenario.effect);
     let null = scenario.effect.is_null();
     let errors = matches!(scenario.effect, Effect::ErrorRatio(_));
+    // Latency drawn request by request, in a shape the oracles do not model.
+    let drawn = !errors && scenario.shape != LatencyShape::LogNormal;
+    let oracles = !null && !drawn;
+    let mut minute_logs: (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
     let mut j = Judges {
         sequential: errors
             .then(|| CountTest::new(CountTestConfig::new(ALPHA)).ok())
@@ -359,15 +457,15 @@ pub fn run(scenario: &Scenario, seed: u64) -> [Outcome; N_JUDGES] {
         kayenta: kayenta_for(scenario.effect),
         argo,
         flagger,
-        sprt: (!null).then(LrTest::sprt),
-        oracle: (!null).then(LrTest::oracle),
+        sprt: oracles.then(LrTest::sprt),
+        oracle: oracles.then(LrTest::oracle),
         outcomes: [Outcome::default(); N_JUDGES],
     };
     for (i, o) in j.outcomes.iter_mut().enumerate() {
         o.applicable = match i {
             SEQ => j.sequential.is_some() || j.latency.is_some(),
             ROBUST => j.robust.is_some(),
-            SPRT | LR => !null,
+            SPRT | LR => oracles,
             _ => true,
         };
     }
@@ -457,6 +555,12 @@ pub fn run(scenario: &Scenario, seed: u64) -> [Outcome; N_JUDGES] {
         // `second_moments`); the test batches them itself.
         let (mb, mc) = if errors {
             (LogMoments::empty(), LogMoments::empty())
+        } else if drawn {
+            let shape = scenario.shape;
+            (
+                drawn_moments(&mut rng, rb, log_mu_b, shape, &mut minute_logs.0),
+                drawn_moments(&mut rng, rc, log_mu_c, shape, &mut minute_logs.1),
+            )
         } else {
             (
                 second_moments(&mut rng, rb, log_mu_b),
@@ -469,7 +573,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> [Outcome; N_JUDGES] {
         {
             hit(SEQ, &mut j.outcomes);
         }
-        if !null && on {
+        if oracles && on {
             let (llr_sprt, llr_oracle) = if let Some(filter) = canary_filter.as_mut() {
                 // Both oracles read the exact likelihood ratio of the canary's errors under the
                 // wandering rate, knowing both rates and the wander's law.
@@ -526,6 +630,16 @@ pub fn run(scenario: &Scenario, seed: u64) -> [Outcome; N_JUDGES] {
                 let rate = |e: u64, r: u64| (r > 0).then(|| e as f64 / r as f64);
                 let c = rate(min_err_c, min_req_c);
                 (rate(min_err_b, min_req_b), c, c)
+            } else if drawn {
+                let (b, c) = (&mut minute_logs.0, &mut minute_logs.1);
+                let points = (
+                    empirical_quantile(b, 0.5),
+                    empirical_quantile(c, 0.5),
+                    empirical_quantile(c, 0.99),
+                );
+                b.clear();
+                c.clear();
+                points
             } else {
                 (
                     sample_quantile(&mut rng, min_req_b, 0.5, log_mu_b, &std_normal),
@@ -736,6 +850,7 @@ mod tests {
             ar_rho: None,
             diurnal: false,
             onset_s: 0,
+            shape: LatencyShape::LogNormal,
         };
         assert_eq!(run(&s, 7), run(&s, 7));
         assert_eq!(run_many(&s, 1, 6, 1), run_many(&s, 1, 6, 2));
@@ -750,6 +865,7 @@ mod tests {
             ar_rho: None,
             diurnal: false,
             onset_s: 0,
+            shape: LatencyShape::LogNormal,
         };
         let o = run(&s, 3);
         assert!(o[LR].detected_at.is_some_and(|t| t < 120), "{o:?}");
@@ -765,6 +881,7 @@ mod tests {
                 ar_rho: None,
                 diurnal: false,
                 onset_s: 600,
+                shape: LatencyShape::LogNormal,
             };
             let mut sequential_after_onset = 0;
             for seed in 0..10 {
@@ -796,6 +913,7 @@ mod tests {
             ar_rho: None,
             diurnal: false,
             onset_s: 0,
+            shape: LatencyShape::LogNormal,
         };
         let detected = (0..20)
             .filter(|seed| run(&s, *seed)[LR].detected_at.is_some())
@@ -820,6 +938,33 @@ mod tests {
         );
         let sd = all.variance().sqrt();
         assert!((sd - LATENCY_LOG_SD).abs() < 0.01, "{sd}");
+    }
+
+    #[test]
+    fn heavy_tailed_shapes_have_their_spread_and_tail() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut draws = |shape: LatencyShape| -> Vec<f64> {
+            (0..100_000).map(|_| shape.draw(&mut rng)).collect()
+        };
+        // Student-t(4) scaled to sd 0.5: its upper quartile is 0.741·0.5/√2.
+        let mut t4 = draws(LatencyShape::StudentT(4.0));
+        let q3 = empirical_quantile(&mut t4, 0.75).map(f64::ln);
+        assert!(q3.is_some_and(|q| (q - 0.262).abs() < 0.01), "{q3:?}");
+        // The Pareto tail: about 1% of requests beyond 10× the median, none beyond 300×.
+        let pareto = draws(LatencyShape::ParetoTail);
+        let tail = pareto.iter().filter(|x| **x >= 10f64.ln()).count();
+        assert!((800..=1_200).contains(&tail), "{tail}");
+        assert!(pareto.iter().all(|x| *x <= 300f64.ln() + 1e-12));
+    }
+
+    #[test]
+    fn empirical_quantiles_are_type_1() {
+        let mut logs: Vec<f64> = (1..=100).rev().map(|v| f64::from(v).ln()).collect();
+        let q = |logs: &mut Vec<f64>, p| empirical_quantile(logs, p).map(f64::round);
+        assert_eq!(q(&mut logs, 0.5), Some(50.0));
+        assert_eq!(q(&mut logs, 0.99), Some(99.0));
+        assert_eq!(q(&mut logs, 0.001), Some(1.0));
+        assert_eq!(empirical_quantile(&mut [], 0.5), None);
     }
 
     #[test]
