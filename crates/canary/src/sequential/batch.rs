@@ -308,6 +308,17 @@ mod tests {
         assert!(ci.contains(1.0), "{ci:?}");
     }
 
+    /// Identical batches (steady synthetic traffic) have no spread, and the t-test's Bayes
+    /// factor is then at its bound for the number of batches: with the default `g = 4` it
+    /// reaches 20 at the fourth batch, not at the second.
+    #[test]
+    fn identical_batches_reject_only_at_the_bound() {
+        let mut t = BatchCountTest::new(BatchCountConfig::default()).unwrap();
+        let at = (1..=1_000u64).find(|_| t.update(300, 1, 300, 3));
+        assert_eq!(at, Some(4 * 30));
+        assert_eq!(t.batches(), 4);
+    }
+
     #[test]
     fn config_errors_name_the_field() {
         let bad = BatchCountConfig {

@@ -70,7 +70,8 @@ impl SequentialT {
     }
 
     /// The t-statistic against `mu0` (±inf when every batch was identical and differs from
-    /// `mu0`, 0 when identical and equal).
+    /// `mu0`, 0 when identical and equal). The Bayes factor of an infinite `t` is its finite
+    /// limit (see [`log_bf_t`]): a handful of identical batches is not proof.
     fn t(&self, mu0: f64) -> f64 {
         let se = self.sd() / (self.n as f64).sqrt();
         let diff = self.mean - mu0;
@@ -91,22 +92,23 @@ impl SequentialT {
         log_bf_t(self.t(mu0), self.n, self.g)
     }
 
-    /// The confidence sequence `{μ₀ : BF(μ₀) < 1/α}` for the mean, `None` below two batches.
-    /// Batches without any spread give the single point of their mean (every other `μ₀` has an
-    /// infinite Bayes factor).
+    /// The confidence sequence `{μ₀ : BF(μ₀) < 1/α}` for the mean; `None` below two batches or
+    /// while it is still the whole line (no `μ₀` reaches `1/α` yet). Batches without any spread
+    /// give the single point of their mean once the Bayes factor's bound allows it (every other
+    /// `μ₀` then has that bound as its Bayes factor).
     pub(crate) fn interval(&self, alpha: f64) -> Option<Interval> {
         let sd = self.sd();
         if self.n < 2 || sd.is_nan() {
             return None;
         }
+        let target = (1.0 / alpha).ln();
         if sd == 0.0 {
-            return Some(Interval {
+            return (log_bf_t(f64::INFINITY, self.n, self.g) >= target).then_some(Interval {
                 lower: self.mean,
                 upper: self.mean,
                 level: 1.0 - alpha,
             });
         }
-        let target = (1.0 / alpha).ln();
         // BF grows with |t|: find t* with ln BF(t*) = ln(1/α) by bisection.
         let (mut lo, mut hi) = (0.0f64, 1.0f64);
         while log_bf_t(hi, self.n, self.g) < target {
@@ -132,12 +134,14 @@ impl SequentialT {
     }
 }
 
-/// `ln BF` as a function of the t-statistic, `n ≥ 2` batches and the prior variance `g`.
+/// `ln BF` as a function of the t-statistic, `n ≥ 2` batches and the prior variance `g`. It
+/// grows with `|t|` towards `(ν/2)·ln(1 + n·g)`, its value at an infinite `t`: after `n`
+/// batches no data can give more.
 fn log_bf_t(t: f64, n: u64, g: f64) -> f64 {
     let nu = (n - 1) as f64;
     let ng1 = 1.0 + n as f64 * g;
     if t.is_infinite() {
-        return f64::INFINITY;
+        return 0.5 * nu * ng1.ln();
     }
     let t2 = t * t;
     -0.5 * ng1.ln() + 0.5 * (nu + 1.0) * ((t2 / nu).ln_1p() - (t2 / (nu * ng1)).ln_1p())
@@ -172,13 +176,33 @@ mod tests {
     }
 
     #[test]
-    fn constant_batches_give_a_point_interval() {
+    fn identical_batches_are_strong_evidence_only_once_there_are_enough() {
         let mut s = SequentialT::new(1.0);
-        s.push(0.5);
-        s.push(0.5);
+        let target = 20f64.ln();
+        // With g = 1 the bound (1 + n)^((n − 1)/2) first reaches 20 at five batches.
+        for n in 1..=5u64 {
+            s.push(0.5);
+            let bound = if n < 2 {
+                0.0
+            } else {
+                0.5 * (n - 1) as f64 * (1.0 + n as f64).ln()
+            };
+            assert!((s.log_bf(0.0) - bound).abs() < 1e-12, "n = {n}");
+            assert_eq!(s.log_bf(0.0) >= target, n >= 5, "n = {n}");
+            assert_eq!(s.interval(0.05).is_some(), n >= 5, "n = {n}");
+        }
         let i = s.interval(0.05).unwrap();
         assert_eq!((i.lower, i.upper), (0.5, 0.5));
-        assert!(s.log_bf(0.0).is_infinite() && s.log_bf(0.5) < 0.0);
+        assert!(s.log_bf(0.5) < 0.0);
+    }
+
+    #[test]
+    fn the_bayes_factor_approaches_its_bound_as_t_grows() {
+        for n in [2u64, 4, 10] {
+            let bound = log_bf_t(f64::INFINITY, n, 4.0);
+            let big = log_bf_t(1e8, n, 4.0);
+            assert!(big < bound + 1e-9 && bound - big < 1e-6, "{big} vs {bound}");
+        }
     }
 
     #[test]
