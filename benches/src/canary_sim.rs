@@ -20,7 +20,9 @@
 //! the sum of the canary's log latencies for Wald's SPRT (`N(n·μ, n·σ²)`); per minute, each
 //! arm's sample median and p99 are drawn exactly as order statistics
 //! (`U₍ₖ₎ ~ Beta(k, n + 1 − k)` mapped through the log-normal quantile) for the per-minute
-//! judges. These follow the same distributions but are not drawn from the same requests.
+//! judges. These follow the same distributions but are not drawn from the same requests. Rows
+//! with another [`LatencyShape`] (heavy-tailed logs) draw their requests one by one instead, and
+//! the per-minute judges read each minute's exact median and p99.
 //!
 //! A row may start its effect late (`onset_s`): the canary equals the baseline until then, and
 //! the oracles, which know the onset, start with it.
