@@ -13,7 +13,8 @@
 //!   latencies (log-normal) from a random stream keyed by the seed, the track and the second.
 //!   The same query always gets the same answer; sub-windows add up to the whole exactly.
 //! - **Versions behave as their [`VersionProfile`] says:** an error rate over time
-//!   ([`Schedule`]: constant, step, ramp), a latency distribution and a latency factor over
+//!   ([`Schedule`]: constant, step, ramp), optionally wandering on its own from second to
+//!   second ([`ErrorWander`]: clumped, overdispersed errors), a latency distribution and a latency factor over
 //!   time, a startup time, a [`Readiness`] behaviour (ready, never, flapping), a crash time,
 //!   and CPU and memory use (a rising memory schedule is a leak).
 //! - **Scripted [`Fault`]s:** crashes, slow starts, metrics outages and gaps, router and
@@ -98,7 +99,7 @@ pub use health::SimHealth;
 pub use load::{Load, MAX_RPS};
 pub use metrics::SimMetrics;
 pub use platform::SimPlatform;
-pub use profile::{LatencyProfile, Readiness, VersionProfile};
+pub use profile::{ErrorWander, LatencyProfile, Readiness, VersionProfile};
 pub use router::SimRouter;
 pub use schedule::{Point, Schedule};
 pub use timeline::{EventKind, TimelineEvent};

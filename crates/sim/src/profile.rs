@@ -52,6 +52,40 @@ impl Default for LatencyProfile {
     }
 }
 
+/// A version's error rate wandering on its own from second to second (a flaky dependency,
+/// retry storms): each second's rate is multiplied by `exp(x − sd²/2)`, which has mean 1, with
+/// `x` Gaussian of standard deviation `sd` and a correlation that decays by `rho` per second.
+/// Each track wanders independently, so errors arrive in clumps that no per-request model
+/// expects: the overdispersed traffic the canary judges' robust modes are for.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ErrorWander {
+    /// Standard deviation of the log multiplier (`0.0 ..= 2.0`).
+    pub sd: f64,
+    /// Correlation of the log multiplier from one second to the next (`0.0 ..= 0.9`).
+    pub rho: f64,
+}
+
+impl ErrorWander {
+    /// A wander of log-sd `sd` and one-second correlation `rho`.
+    pub fn new(sd: f64, rho: f64) -> Self {
+        ErrorWander { sd, rho }
+    }
+
+    fn validate(&self, field: &str) -> Result<()> {
+        for (name, value, max) in [("sd", self.sd, 2.0), ("rho", self.rho, 0.9)] {
+            if !value.is_finite() || !(0.0..=max).contains(&value) {
+                return Err(Error::invalid(
+                    format!("{field}.{name}"),
+                    value,
+                    format!("must be a finite number in 0 ..= {max}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// When an instance is ready to receive traffic, once its startup time has passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "kind", deny_unknown_fields)]
@@ -97,6 +131,10 @@ pub enum Readiness {
 pub struct VersionProfile {
     /// Share of requests that fail (`0.0 ..= 1.0`), over the track's life.
     pub error_rate: Schedule,
+    /// The error rate's own wander from second to second around that schedule (none by
+    /// default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_wander: Option<ErrorWander>,
     /// Latency distribution.
     pub latency: LatencyProfile,
     /// Multiplier on the latency median over the track's life (`0.0 ..= 1000.0`): `3` falling to
@@ -124,6 +162,7 @@ impl Default for VersionProfile {
     fn default() -> Self {
         VersionProfile {
             error_rate: Schedule::constant(0.001),
+            error_wander: None,
             latency: LatencyProfile::default(),
             latency_factor: Schedule::constant(1.0),
             startup: Duration::from_secs(5),
@@ -140,6 +179,12 @@ impl VersionProfile {
     /// The same profile with this error rate over time.
     pub fn with_error_rate(mut self, error_rate: Schedule) -> Self {
         self.error_rate = error_rate;
+        self
+    }
+
+    /// The same profile whose error rate wanders around its schedule.
+    pub fn with_error_wander(mut self, wander: ErrorWander) -> Self {
+        self.error_wander = Some(wander);
         self
     }
 
@@ -191,6 +236,9 @@ impl VersionProfile {
     pub fn validate(&self, field: &str) -> Result<()> {
         self.error_rate
             .validate(&format!("{field}.errorRate"), 0.0, 1.0)?;
+        if let Some(w) = &self.error_wander {
+            w.validate(&format!("{field}.errorWander"))?;
+        }
         self.latency.validate(&format!("{field}.latency"))?;
         self.latency_factor
             .validate(&format!("{field}.latencyFactor"), 0.0, 1_000.0)?;
@@ -277,7 +325,11 @@ mod tests {
             }
         );
         assert_eq!(p.startup, Duration::from_secs(5));
+        assert_eq!(p.error_wander, None);
         assert!(serde_json::from_str::<VersionProfile>(r#"{"errorRates": 0.05}"#).is_err());
+        let w: VersionProfile =
+            serde_json::from_str(r#"{"errorWander": {"sd": 0.5, "rho": 0.6}}"#).unwrap();
+        assert_eq!(w.error_wander, Some(ErrorWander::new(0.5, 0.6)));
     }
 
     #[test]
@@ -298,6 +350,14 @@ mod tests {
             (
                 VersionProfile::default().with_cpu(-1.0, 2.0),
                 "p.cpuIdleCores",
+            ),
+            (
+                VersionProfile::default().with_error_wander(ErrorWander::new(0.5, 0.95)),
+                "p.errorWander.rho",
+            ),
+            (
+                VersionProfile::default().with_error_wander(ErrorWander::new(-0.5, 0.5)),
+                "p.errorWander.sd",
             ),
             (
                 VersionProfile::default().with_memory_mib(Schedule::constant(f64::INFINITY)),

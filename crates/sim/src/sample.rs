@@ -10,12 +10,60 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Binomial, Distribution, Poisson};
 use serin_signals::{LatencySketch, Track};
 
+use crate::profile::ErrorWander;
+
 /// Above this many requests in one second, latencies are drawn by strata (see [`latencies`]).
 const STRATA: u64 = 32;
 
 /// The stream of a second's traffic: its request and error counts are drawn first, then its
 /// latencies, so the counts never depend on whether latencies were asked for.
 pub(crate) const TRAFFIC: u64 = 0x5345_5249_4e00_0001;
+
+/// Keys the innovations of a track's error-rate wander apart from every stream.
+const WANDER: u64 = 0x5345_5249_4e00_0002;
+
+/// Terms of the wander's moving average are kept while their weight `ρ^i` is at least this.
+const WANDER_TAIL: f64 = 0.01;
+
+/// The error-rate multiplier of `track` at `second` under `wander`: `exp(x − sd²/2)`, with `x`
+/// the moving average `Σ ρ^i z_{second − i}` of independent standard normals (one per second),
+/// truncated where `ρ^i` falls below 1% and scaled to sd `sd`. Like every other draw here it
+/// is a pure function of the second, and it is close to an AR(1) of coefficient `ρ` (exactly
+/// its truncation). Each multiplier reads a dozen innovations and the metrics read each second
+/// many times, so an innovation is a hash of its key through the normal quantile rather than
+/// a fresh stream.
+pub(crate) fn wander_multiplier(seed: u64, track: &Track, second: u64, wander: ErrorWander) -> f64 {
+    let ErrorWander { sd, rho } = wander;
+    if sd == 0.0 {
+        return 1.0;
+    }
+    let (mut x, mut weights) = (0.0, 0.0);
+    let mut w = 1.0;
+    for i in 0..=second {
+        let z = innovation(seed, track, second - i);
+        x += w * z;
+        weights += w * w;
+        w *= rho;
+        if w < WANDER_TAIL {
+            break;
+        }
+    }
+    (sd * x / weights.sqrt() - sd * sd / 2.0).exp()
+}
+
+/// The standard normal innovation of `track`'s wander at `second`: SplitMix64 of the key, as
+/// a uniform in `(0, 1)`, through the normal quantile.
+fn innovation(seed: u64, track: &Track, second: u64) -> f64 {
+    let mix = |mut z: u64| {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let h = mix(seed ^ mix(fnv1a(track.as_str()) ^ mix(second ^ WANDER)));
+    let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    inverse_normal(u)
+}
 
 /// The random stream `purpose` of `track` at `second` under `seed`.
 pub(crate) fn stream(seed: u64, track: &Track, second: u64, purpose: u64) -> ChaCha8Rng {
@@ -164,6 +212,39 @@ mod tests {
             assert!((inverse_normal(p) - z).abs() < 1e-8, "p={p}");
         }
         assert!(inverse_normal(0.0).is_finite() && inverse_normal(1.0).is_finite());
+    }
+
+    /// The multiplier has mean 1, log-sd `sd` and one-second correlation `ρ` in log space.
+    #[test]
+    fn the_error_wander_has_its_mean_spread_and_correlation() {
+        let track = Track::Canary;
+        let w = ErrorWander::new(0.5, 0.6);
+        let m: Vec<f64> = (0..20_000)
+            .map(|s| wander_multiplier(3, &track, s, w))
+            .collect();
+        let n = m.len() as f64;
+        let mean = m.iter().sum::<f64>() / n;
+        let logs: Vec<f64> = m.iter().map(|v| v.ln()).collect();
+        let lm = logs.iter().sum::<f64>() / n;
+        let var = logs.iter().map(|x| (x - lm) * (x - lm)).sum::<f64>() / n;
+        let lag1 = logs
+            .windows(2)
+            .map(|p| (p[0] - lm) * (p[1] - lm))
+            .sum::<f64>()
+            / (n - 1.0)
+            / var;
+        assert!((mean - 1.0).abs() < 0.03, "mean {mean}");
+        assert!((var.sqrt() - 0.5).abs() < 0.02, "sd {}", var.sqrt());
+        assert!((lag1 - 0.6).abs() < 0.03, "correlation {lag1}");
+        assert_eq!(
+            wander_multiplier(3, &track, 77, w),
+            m[77],
+            "a pure function"
+        );
+        assert_eq!(
+            wander_multiplier(3, &track, 5, ErrorWander::new(0.0, 0.6)),
+            1.0
+        );
     }
 
     #[test]

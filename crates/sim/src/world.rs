@@ -637,7 +637,11 @@ impl State {
             });
         };
         let age = t.saturating_duration_since(inc.started);
-        let errors = sample::binomial(&mut rng, requests, inc.profile.error_rate.at(age));
+        let wander = inc.profile.error_wander.map_or(1.0, |w| {
+            sample::wander_multiplier(self.config.seed(), track, s, w)
+        });
+        let error_rate = inc.profile.error_rate.at(age) * wander;
+        let errors = sample::binomial(&mut rng, requests, error_rate);
         let median = inc.profile.latency.median_ms * inc.profile.latency_factor.at(age);
         Some(Second {
             requests,
