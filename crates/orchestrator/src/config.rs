@@ -227,6 +227,12 @@ pub struct CanaryConfig {
     pub judge_latency: bool,
     /// Fail only if the canary's median latency exceeds `(1 + margin)` times the baseline's. Default `0.10`.
     pub latency_margin: f64,
+    /// Judge with the robust modes of the sequential tests, for services whose error rate or
+    /// latency wanders on its own in each track (a flaky dependency, retry storms): they
+    /// estimate that wander from the scatter between batches of at least half a minute, so
+    /// their false rollbacks stay under `alpha` where the default per-request tests' do not,
+    /// at the price of several batches (minutes) before any verdict. Default `false`.
+    pub robust_judges: bool,
     /// How long a retired track drains in-flight requests. Default `10s`.
     #[serde(with = "serin_signals::duration")]
     pub drain: Duration,
@@ -257,6 +263,7 @@ impl Default for CanaryConfig {
             error_rate_margin: 0.10,
             judge_latency: false,
             latency_margin: 0.10,
+            robust_judges: false,
             drain: Duration::from_secs(10),
             promotion_max_error_rate: 0.05,
             pacing: None,

@@ -1289,33 +1289,49 @@ fn store(c: CanaryController<AnyJudge>, last_reason: String) -> CanaryRun {
     }
 }
 
+/// The shortest span of a robust count judge's batch: long enough for an error rate's own
+/// wander to average out within it (see `BatchCountConfig::min_samples`, whose default is this
+/// span of per-second samples).
+const ROBUST_BATCH_SPAN: Duration = Duration::from_secs(30);
+
 pub(crate) fn build_judges(config: &crate::config::DeploymentConfig) -> Result<Vec<AnyJudge>> {
+    use serin_canary::sequential::{
+        BatchCountConfig, CountMode, SequentialCountJudge, SequentialLatencyJudge,
+    };
+    use serin_canary::severity::SeverityBands;
     let c = &config.canary_config;
     let n = if c.judge_latency { 2.0 } else { 1.0 };
     let alpha = c.alpha / n;
-    let mut judges = vec![AnyJudge::Counts(Box::new(
-        serin_canary::sequential::SequentialCountJudge::new(
-            Metric::ErrorRate,
-            alpha,
-            c.error_rate_margin,
-        )
-        .map_err(|e| Error::invalid("canaryConfig.alpha", c.alpha, e.to_string()))?,
-    ))];
+    let counts = if c.robust_judges {
+        // Observations span `metricsWindow` (validated to at least 100 ms), so half a minute of
+        // them is this many.
+        let window = c.metrics_window.as_secs_f64();
+        let min_samples = (ROBUST_BATCH_SPAN.as_secs_f64() / window).ceil().max(1.0) as u64;
+        let mode = CountMode::Batched(BatchCountConfig {
+            min_samples,
+            ..BatchCountConfig::new(alpha).with_margin(c.error_rate_margin)
+        });
+        SequentialCountJudge::with_mode(Metric::ErrorRate, mode, SeverityBands::default())
+    } else {
+        SequentialCountJudge::new(Metric::ErrorRate, alpha, c.error_rate_margin)
+    };
+    let mut judges =
+        vec![AnyJudge::Counts(Box::new(counts.map_err(|e| {
+            Error::invalid("canaryConfig.alpha", c.alpha, e.to_string())
+        })?))];
     if c.judge_latency {
-        judges.push(AnyJudge::Latency(Box::new(
-            serin_canary::sequential::SequentialLatencyJudge::new(
-                Metric::Latency,
-                alpha,
+        let latency = if c.robust_judges {
+            SequentialLatencyJudge::robust(Metric::Latency, alpha, c.latency_margin)
+        } else {
+            SequentialLatencyJudge::new(Metric::Latency, alpha, c.latency_margin)
+        };
+        judges.push(AnyJudge::Latency(Box::new(latency.map_err(|e| {
+            Error::invalid(
+                "canaryConfig.latencyMargin",
                 c.latency_margin,
+                e.to_string(),
             )
-            .map_err(|e| {
-                Error::invalid(
-                    "canaryConfig.latencyMargin",
-                    c.latency_margin,
-                    e.to_string(),
-                )
-            })?,
-        )));
+        })?)));
     }
     Ok(judges)
 }
@@ -1332,4 +1348,55 @@ pub(crate) fn split_percent(old: &Track, new: &Track, percent: u8) -> Result<Tra
     let p = percent.min(100);
     TrafficSplit::from_percents([(old.as_str(), 100 - p), (new.as_str(), p)])
         .map_err(|e| Error::invalid("split", p, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use serin_canary::sequential::{CountMode, LatencyVariance};
+
+    use super::*;
+    use crate::config::DeploymentConfig;
+
+    fn config(robust: bool, window_secs: u64) -> DeploymentConfig {
+        let mut c = DeploymentConfig::new(
+            StrategyKind::Canary,
+            semver::Version::new(1, 1, 0),
+            &["web"],
+        )
+        .expect("defaults are valid");
+        c.canary_config.judge_latency = true;
+        c.canary_config.robust_judges = robust;
+        c.canary_config.metrics_window = Duration::from_secs(window_secs);
+        c
+    }
+
+    fn modes(c: &DeploymentConfig) -> (CountMode, LatencyVariance) {
+        let judges = build_judges(c).expect("valid config");
+        let (AnyJudge::Counts(counts), AnyJudge::Latency(latency)) = (&judges[0], &judges[1])
+        else {
+            panic!("a count judge then a latency judge");
+        };
+        (counts.mode(), latency.config().variance)
+    }
+
+    #[test]
+    fn the_default_judges_are_the_per_request_tests() {
+        let (counts, latency) = modes(&config(false, 30));
+        assert!(matches!(counts, CountMode::PerRequest(_)), "{counts:?}");
+        assert_eq!(latency, LatencyVariance::WithinBatch);
+    }
+
+    /// A robust count judge's batches span half a minute whatever the observation window.
+    #[test]
+    fn robust_judges_batch_half_a_minute_of_observations() {
+        for (window, samples) in [(1, 30), (10, 3), (30, 1), (60, 1)] {
+            let (counts, latency) = modes(&config(true, window));
+            let CountMode::Batched(b) = counts else {
+                panic!("window {window}s: {counts:?}");
+            };
+            assert_eq!(b.min_samples, samples, "window {window}s");
+            assert_eq!(b.alpha, 0.025, "alpha is split between the two judges");
+            assert_eq!(latency, LatencyVariance::BetweenBatches);
+        }
+    }
 }

@@ -10,7 +10,9 @@ use serin_orchestrator::{
     Outcome, Platform, Report, ServiceBackends, StrategyKind, TrafficStrategyKind,
 };
 use serin_signals::{Probe, Track, Window};
-use serin_sim::{Fault, Load, Schedule, SimConfig, SimWorld, Span, Unready, VersionProfile};
+use serin_sim::{
+    ErrorWander, Fault, Load, Schedule, SimConfig, SimWorld, Span, Unready, VersionProfile,
+};
 
 const SERVICE: &str = "web";
 
@@ -406,4 +408,64 @@ async fn a_file_journal_replays_every_record_of_a_canary_and_its_report() {
     let back: Report = serde_json::from_str(&json).expect("the report reads back");
     assert_eq!(back.timeline.len(), report.timeline.len());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A canary failing `canary_rate` of its requests against a baseline failing 1%, both error
+/// rates wandering on their own each second (log-sd 0.5, correlation 0.6 from one second to the
+/// next), run under `seed` with the default or the robust judges; whether it was rolled back.
+async fn wandering_canary_rolled_back(seed: u64, canary_rate: f64, robust: bool) -> bool {
+    let wander = ErrorWander::new(0.5, 0.6);
+    let s = sim_at(
+        SimConfig::new(seed)
+            .with_profile(
+                v("1.0.0"),
+                profile(Schedule::constant(0.01)).with_error_wander(wander),
+            )
+            .with_profile(
+                v("1.1.0"),
+                profile(Schedule::constant(canary_rate)).with_error_wander(wander),
+            ),
+        500.0,
+    );
+    install(&s, StrategyKind::Canary).await;
+    let mut c = canary("1.1.0");
+    // Half the traffic from the start, for 45 minutes: the share at which the wander fools a
+    // per-request model most (errors from both tracks, each clumping on its own).
+    c.canary_config.initial_percentage = 50;
+    c.canary_config.increment_interval = Duration::from_secs(900);
+    c.canary_config.error_rate_margin = 0.0;
+    c.canary_config.robust_judges = robust;
+    c.monitoring.error_rate_threshold = None;
+    let r = deploy(&s, &c).await;
+    match &r.outcome {
+        Some(Outcome::Succeeded) => false,
+        Some(Outcome::RolledBack { .. }) => true,
+        other => panic!("seed {seed}: {other:?}\n{r}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn robust_judges_keep_a_good_canary_whose_error_rate_wanders_and_catch_a_bad_one() {
+    // The per-request judges read the wander's clumps of errors as evidence and roll back many
+    // good canaries; the robust judges estimate the wander from the scatter between batches.
+    let (mut default, mut robust) = (0, 0);
+    for seed in 100..112 {
+        default += u32::from(wandering_canary_rolled_back(seed, 0.01, false).await);
+        robust += u32::from(wandering_canary_rolled_back(seed, 0.01, true).await);
+    }
+    assert!(
+        default >= 6,
+        "default judges rolled back {default} of 12 good canaries"
+    );
+    assert!(
+        robust <= 1,
+        "robust judges rolled back {robust} of 12 good canaries"
+    );
+    // A canary with three times the baseline's error rate is still caught.
+    for seed in 200..204 {
+        assert!(
+            wandering_canary_rolled_back(seed, 0.03, true).await,
+            "seed {seed}"
+        );
+    }
 }

@@ -177,15 +177,20 @@ impl SequentialCountJudge {
         )
     }
 
+    /// The test this judge runs, with its settings.
+    pub fn mode(&self) -> CountMode {
+        match &self.engine {
+            CountEngine::PerRequest(t) => CountMode::PerRequest(*t.config()),
+            CountEngine::Batched(t) => CountMode::Batched(*t.config()),
+        }
+    }
+
     /// With one- or two-sided testing (a two-sided judge also fails a canary that is *better*
     /// beyond the margin, for counts where fewer is suspicious).
     pub fn with_sides(mut self, sides: Sides) -> Result<Self> {
-        let mode = match &self.engine {
-            CountEngine::PerRequest(t) => CountMode::PerRequest(t.config().with_sides(sides)),
-            CountEngine::Batched(t) => CountMode::Batched(BatchCountConfig {
-                sides,
-                ..*t.config()
-            }),
+        let mode = match self.mode() {
+            CountMode::PerRequest(c) => CountMode::PerRequest(c.with_sides(sides)),
+            CountMode::Batched(c) => CountMode::Batched(BatchCountConfig { sides, ..c }),
         };
         self = Self::with_mode(self.metric, mode, self.severity)?;
         Ok(self)
@@ -390,6 +395,11 @@ impl SequentialLatencyJudge {
             test: LatencyTest::new(config)?,
             seen: Seen::default(),
         })
+    }
+
+    /// The settings of the test this judge runs.
+    pub fn config(&self) -> &LatencyTestConfig {
+        self.test.config()
     }
 }
 
