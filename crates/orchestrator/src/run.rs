@@ -1289,24 +1289,25 @@ fn store(c: CanaryController<AnyJudge>, last_reason: String) -> CanaryRun {
     }
 }
 
-/// The shortest span of a robust count judge's batch: long enough for an error rate's own
-/// wander to average out within it (see `BatchCountConfig::min_samples`, whose default is this
-/// span of per-second samples).
+/// The shortest span of a robust judge's batch: long enough for an error rate's or a latency's
+/// own wander to average out within it (see `BatchCountConfig::min_samples` and
+/// `LatencyTestConfig::min_samples`, whose defaults are this span of per-second samples).
 const ROBUST_BATCH_SPAN: Duration = Duration::from_secs(30);
 
 pub(crate) fn build_judges(config: &crate::config::DeploymentConfig) -> Result<Vec<AnyJudge>> {
     use serin_canary::sequential::{
-        BatchCountConfig, CountMode, SequentialCountJudge, SequentialLatencyJudge,
+        BatchCountConfig, CountMode, LatencyTestConfig, LatencyVariance, SequentialCountJudge,
+        SequentialLatencyJudge,
     };
     use serin_canary::severity::SeverityBands;
     let c = &config.canary_config;
     let n = if c.judge_latency { 2.0 } else { 1.0 };
     let alpha = c.alpha / n;
+    // Observations span `metricsWindow` (validated to at least 100 ms), so a robust batch of
+    // half a minute is this many of them.
+    let window = c.metrics_window.as_secs_f64();
+    let min_samples = (ROBUST_BATCH_SPAN.as_secs_f64() / window).ceil().max(1.0) as u64;
     let counts = if c.robust_judges {
-        // Observations span `metricsWindow` (validated to at least 100 ms), so half a minute of
-        // them is this many.
-        let window = c.metrics_window.as_secs_f64();
-        let min_samples = (ROBUST_BATCH_SPAN.as_secs_f64() / window).ceil().max(1.0) as u64;
         let mode = CountMode::Batched(BatchCountConfig {
             min_samples,
             ..BatchCountConfig::new(alpha).with_margin(c.error_rate_margin)
@@ -1321,7 +1322,12 @@ pub(crate) fn build_judges(config: &crate::config::DeploymentConfig) -> Result<V
         })?))];
     if c.judge_latency {
         let latency = if c.robust_judges {
-            SequentialLatencyJudge::robust(Metric::Latency, alpha, c.latency_margin)
+            let test = LatencyTestConfig {
+                variance: LatencyVariance::BetweenBatches,
+                min_samples,
+                ..LatencyTestConfig::new(alpha).with_margin(c.latency_margin)
+            };
+            SequentialLatencyJudge::with_config(Metric::Latency, test, SeverityBands::latency())
         } else {
             SequentialLatencyJudge::new(Metric::Latency, alpha, c.latency_margin)
         };
@@ -1352,7 +1358,7 @@ pub(crate) fn split_percent(old: &Track, new: &Track, percent: u8) -> Result<Tra
 
 #[cfg(test)]
 mod tests {
-    use serin_canary::sequential::{CountMode, LatencyVariance};
+    use serin_canary::sequential::{CountMode, LatencyTestConfig, LatencyVariance};
 
     use super::*;
     use crate::config::DeploymentConfig;
@@ -1370,23 +1376,23 @@ mod tests {
         c
     }
 
-    fn modes(c: &DeploymentConfig) -> (CountMode, LatencyVariance) {
+    fn modes(c: &DeploymentConfig) -> (CountMode, LatencyTestConfig) {
         let judges = build_judges(c).expect("valid config");
         let (AnyJudge::Counts(counts), AnyJudge::Latency(latency)) = (&judges[0], &judges[1])
         else {
             panic!("a count judge then a latency judge");
         };
-        (counts.mode(), latency.config().variance)
+        (counts.mode(), *latency.config())
     }
 
     #[test]
     fn the_default_judges_are_the_per_request_tests() {
         let (counts, latency) = modes(&config(false, 30));
         assert!(matches!(counts, CountMode::PerRequest(_)), "{counts:?}");
-        assert_eq!(latency, LatencyVariance::WithinBatch);
+        assert_eq!(latency.variance, LatencyVariance::WithinBatch);
     }
 
-    /// A robust count judge's batches span half a minute whatever the observation window.
+    /// Robust judges' batches span half a minute whatever the observation window.
     #[test]
     fn robust_judges_batch_half_a_minute_of_observations() {
         for (window, samples) in [(1, 30), (10, 3), (30, 1), (60, 1)] {
@@ -1396,7 +1402,9 @@ mod tests {
             };
             assert_eq!(b.min_samples, samples, "window {window}s");
             assert_eq!(b.alpha, 0.025, "alpha is split between the two judges");
-            assert_eq!(latency, LatencyVariance::BetweenBatches);
+            assert_eq!(latency.variance, LatencyVariance::BetweenBatches);
+            assert_eq!(latency.min_samples, samples, "window {window}s");
+            assert_eq!(latency.alpha, 0.025);
         }
     }
 }

@@ -168,7 +168,9 @@ impl SequentialCountJudge {
         })
     }
 
-    /// A robust (batched) judge of `metric` at level `alpha` with the given margin.
+    /// A robust (batched) judge of `metric` at level `alpha` with the given margin, for
+    /// per-second samples (a batch spans at least [`BatchCountConfig::min_samples`] of them;
+    /// [`with_mode`](Self::with_mode) sets another span).
     pub fn robust(metric: Metric, alpha: f64, margin: f64) -> Result<Self> {
         Self::with_mode(
             metric,
@@ -371,7 +373,10 @@ impl SequentialLatencyJudge {
     }
 
     /// A robust judge (variance from the scatter between batches, see
-    /// [`LatencyVariance::BetweenBatches`]) of `metric` at level `alpha` with the given margin.
+    /// [`LatencyVariance::BetweenBatches`]) of `metric` at level `alpha` with the given margin,
+    /// for per-second samples (a batch spans at least
+    /// [`LatencyTestConfig::min_samples`] of them; [`with_config`](Self::with_config) sets
+    /// another span).
     pub fn robust(metric: Metric, alpha: f64, margin: f64) -> Result<Self> {
         Self::with_config(
             metric,

@@ -42,6 +42,12 @@ pub struct LatencyTestConfig {
     /// Values each arm must hold before a batch closes (so that batch means are close to
     /// Gaussian). Default `10`.
     pub min_batch: u64,
+    /// Samples a batch spans at least in the between-batches mode, so that it outlasts the
+    /// time over which each arm's latency wanders on its own and batch statistics are close to
+    /// independent (within batches, a batch closes as soon as both arms hold
+    /// [`min_batch`](Self::min_batch) values). Default `30`, half a minute of per-second
+    /// samples, as for the robust count test.
+    pub min_samples: u64,
     /// The prior variance of the standardized effect in the t-test mixture. Default `1`.
     pub prior_variance: f64,
     /// The weight `w` of the start-time mixture that catches late regressions in the
@@ -61,6 +67,7 @@ impl Default for LatencyTestConfig {
             variance: LatencyVariance::WithinBatch,
             prior_scale: 0.1,
             min_batch: 10,
+            min_samples: 30,
             prior_variance: 1.0,
             restart_weight: 0.2,
             restart_horizon: 1_000,
@@ -106,6 +113,13 @@ impl LatencyTestConfig {
                 format!("{path}.minBatch"),
                 self.min_batch,
                 "must be at least 2 values",
+            ));
+        }
+        if self.min_samples == 0 {
+            return Err(Error::invalid_config(
+                format!("{path}.minSamples"),
+                self.min_samples,
+                "must be at least 1 sample",
             ));
         }
         if !(self.prior_variance.is_finite() && self.prior_variance > 0.0) {
@@ -309,8 +323,10 @@ impl StartMixture {
 ///   period.
 /// - **Between batches** (the robust mode): the scale-invariant sequential t-test (see the
 ///   [`sequential`](super) module), whose Bayes factor is a test martingale whatever the
-///   common variance of `d`: noise that the within-batch spread does not see (latency that wanders per arm between
-///   batches) is estimated from the batches, never assumed. Slower: it needs several batches.
+///   common variance of `d`: noise that the within-batch spread does not see (latency that
+///   wanders per arm between batches) is estimated from the batches, never assumed. A batch
+///   also spans at least [`LatencyTestConfig::min_samples`] samples, so that the wander
+///   averages out within it. Slower: it needs several batches.
 ///
 /// The p99 does not decide (a shift of the centre is what the test is powered for), but its shift
 /// is estimated from cumulative sketches of each arm and reported with an anytime-valid interval
@@ -347,6 +363,9 @@ pub struct LatencyTest {
     config: LatencyTestConfig,
     open_baseline: LogMoments,
     open_canary: LogMoments,
+    /// Samples in the open batch.
+    #[serde(default)]
+    open_samples: u64,
     spread_baseline: Spread,
     spread_canary: Spread,
     /// The between-batches t-test on the batch differences `d`.
@@ -376,6 +395,7 @@ impl LatencyTest {
             config,
             open_baseline: LogMoments::empty(),
             open_canary: LogMoments::empty(),
+            open_samples: 0,
             spread_baseline: Spread::default(),
             spread_canary: Spread::default(),
             between: SequentialT::new(config.prior_variance),
@@ -418,7 +438,11 @@ impl LatencyTest {
         self.values.1 = self.values.1.saturating_add(canary.count());
         self.open_baseline.merge(&baseline);
         self.open_canary.merge(&canary);
-        if self.open_baseline.count() >= self.config.min_batch
+        self.open_samples += 1;
+        let long_enough = self.config.variance == LatencyVariance::WithinBatch
+            || self.open_samples >= self.config.min_samples;
+        if long_enough
+            && self.open_baseline.count() >= self.config.min_batch
             && self.open_canary.count() >= self.config.min_batch
         {
             self.close_batch();
@@ -430,6 +454,7 @@ impl LatencyTest {
         let (b, c) = (self.open_baseline, self.open_canary);
         self.open_baseline = LogMoments::empty();
         self.open_canary = LogMoments::empty();
+        self.open_samples = 0;
         self.spread_baseline.add(&b);
         self.spread_canary.add(&c);
         let d = c.mean() - b.mean();
@@ -763,7 +788,12 @@ mod tests {
                     let s = sketch((0..60).map(|k| 10.0 + f64::from((k * 13 + i) % 17)));
                     assert!(!t.update(&s, &s));
                 }
-                assert!(t.batches() >= 300);
+                // A batch a sample within batches, one per 30 samples between them.
+                let batches = match variance {
+                    LatencyVariance::WithinBatch => 300,
+                    LatencyVariance::BetweenBatches => 10,
+                };
+                assert_eq!(t.batches(), batches);
                 assert!(t.e_value() <= 1.0, "{sides:?} {variance:?} {}", t.e_value());
                 assert!(t.median_shift().abs() < 1e-9);
             }
@@ -796,6 +826,34 @@ mod tests {
         t.update(&s, &s);
         assert_eq!(t.batches(), 1);
         assert_eq!(t.values(), (10, 10));
+    }
+
+    /// Between batches, a batch spans `minSamples` samples however many values each holds;
+    /// a state saved before that setting existed reads back with an empty count.
+    #[test]
+    fn between_batches_a_batch_spans_min_samples() {
+        let config = LatencyTestConfig {
+            variance: LatencyVariance::BetweenBatches,
+            min_samples: 5,
+            ..LatencyTestConfig::default()
+        };
+        let mut t = LatencyTest::new(config).unwrap();
+        let s = sketch((0..50).map(|k| 10.0 + f64::from(k % 7)));
+        for _ in 0..4 {
+            t.update(&s, &s);
+        }
+        assert_eq!(t.batches(), 0);
+        t.update(&s, &s);
+        assert_eq!(t.batches(), 1);
+        let mut json: serde_json::Value = serde_json::to_value(&t).unwrap();
+        json.as_object_mut().unwrap().remove("openSamples");
+        assert_eq!(serde_json::from_value::<LatencyTest>(json).unwrap(), t);
+        let bad = LatencyTestConfig {
+            min_samples: 0,
+            ..config
+        };
+        let msg = LatencyTest::new(bad).unwrap_err().to_string();
+        assert!(msg.contains("latencyTest.minSamples"), "{msg}");
     }
 
     #[test]
