@@ -267,6 +267,37 @@ fn a_large_regression_fails_critical_and_the_evidence_names_it() {
     assert!(j.evidence.window.is_some() && j.evidence.sample_size.canary > 0);
 }
 
+/// A canary that errs while the baseline never has: the ratio is unbounded, not undefined, and
+/// the summary says why.
+#[test]
+fn errors_only_in_the_canary_fail_critical_with_an_unbounded_ratio() {
+    let mut judge = SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.0).unwrap();
+    let mut last = None;
+    for s in 0..60 {
+        let w = second(s);
+        let b = counts(Metric::ErrorRate, Track::Stable, w, 100, 0);
+        let c = counts(Metric::ErrorRate, Track::Canary, w, 100, 2);
+        let j = judge
+            .observe(&Sample::new(&b, &c, Some(0.5), w.end()).unwrap())
+            .unwrap();
+        if j.verdict.is_fail() {
+            last = Some(j);
+            break;
+        }
+    }
+    let j = last.expect("only the canary errs");
+    assert_eq!(j.verdict, Verdict::Fail(Severity::Critical));
+    let ratio = j.evidence.primary_effect().unwrap().estimate;
+    assert!(ratio.is_infinite() && ratio > 0.0, "{ratio}");
+    assert!(
+        j.evidence
+            .summary
+            .contains("unbounded: no baseline errors yet"),
+        "{}",
+        j.evidence.summary
+    );
+}
+
 #[test]
 fn alpha_sharing_splits_or_averages_and_says_how() {
     let now = Timestamp::from_millis(1);

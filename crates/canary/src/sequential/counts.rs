@@ -839,12 +839,12 @@ impl CountTest {
         self.state.totals
     }
 
-    /// The ratio of the canary's error rate to the baseline's over the current segment (NaN when
-    /// the baseline has no errors).
+    /// The ratio of the canary's error rate to the baseline's over the current segment: infinite
+    /// when only the canary has erred, NaN before any error (or before both arms had traffic).
     pub fn ratio_estimate(&self) -> f64 {
         let s = &self.state.segment;
         let share = s.share();
-        if s.baseline_errors == 0 || !(share > 0.0 && share < 1.0) {
+        if !(share > 0.0 && share < 1.0) || s.baseline_errors + s.canary_errors == 0 {
             return f64::NAN;
         }
         (s.canary_errors as f64 / share) / (s.baseline_errors as f64 / (1.0 - share))

@@ -81,6 +81,18 @@ impl CountEngine {
     }
 }
 
+/// An error-rate ratio as a summary writes it: an infinite ratio (only the canary has erred)
+/// and an undefined one (no errors yet) in words.
+fn ratio_text(ratio: f64) -> String {
+    if ratio.is_nan() {
+        "undefined: no errors yet".to_owned()
+    } else if ratio.is_infinite() {
+        "unbounded: no baseline errors yet".to_owned()
+    } else {
+        format!("{ratio:.3}")
+    }
+}
+
 /// Totals and time span shared by both sequential judges.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -307,8 +319,9 @@ impl Judge for SequentialCountJudge {
             let _ = write!(
                 summary,
                 "The canary's error rate is {} than the baseline's by more than the margin \
-                 (ratio {ratio:.3}, e-value reached 1/alpha = {threshold:.0}); severity {sev}.",
-                if worse { "higher" } else { "lower" }
+                 (ratio {}, e-value reached 1/alpha = {threshold:.0}); severity {sev}.",
+                if worse { "higher" } else { "lower" },
+                ratio_text(ratio)
             );
             Verdict::Fail(sev)
         } else if interval.is_some_and(|i| i.upper < limit) {
@@ -323,8 +336,9 @@ impl Judge for SequentialCountJudge {
         } else {
             let _ = write!(
                 summary,
-                "Error-rate ratio {ratio:.3} with e-value {e:.3} below 1/alpha = {threshold:.0}, \
-                 and the interval still reaches the limit {limit:.3}: inconclusive."
+                "Error-rate ratio {} with e-value {e:.3} below 1/alpha = {threshold:.0}, \
+                 and the interval still reaches the limit {limit:.3}: inconclusive.",
+                ratio_text(ratio)
             );
             Verdict::Inconclusive
         };
