@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Rng, counts, latency, no_data, second};
-use serin_canary::judge::{Judge, Sample, Severity, Verdict};
+use serin_canary::judge::{Judge, Judgement, Sample, Severity, Verdict};
 use serin_canary::sequential::{
     AlphaSharing, BatchCountConfig, BatchCountTest, CountTest, CountTestConfig, LatencyTest,
     LatencyTestConfig, SequentialCountJudge, SequentialLatencyJudge, combine,
@@ -241,24 +241,34 @@ fn judges_answer_with_evidence_and_treat_no_data_as_inconclusive() {
     assert_eq!(j.evidence.effects[1].name, "p99Shift");
 }
 
+/// Feeds a default count judge (α 0.05, no margin) up to `secs` seconds of
+/// `((baseline requests, errors), (canary requests, errors))` at the stated canary `share`, and
+/// returns its first failing judgement.
+fn first_failure(
+    secs: u64,
+    share: f64,
+    mut arms: impl FnMut(u64) -> ((u64, u64), (u64, u64)),
+) -> Option<Judgement> {
+    let mut judge = SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.0).unwrap();
+    (0..secs).find_map(|s| {
+        let w = second(s);
+        let ((br, be), (cr, ce)) = arms(s);
+        let b = counts(Metric::ErrorRate, Track::Stable, w, br, be);
+        let c = counts(Metric::ErrorRate, Track::Canary, w, cr, ce);
+        let j = judge
+            .observe(&Sample::new(&b, &c, Some(share), w.end()).unwrap())
+            .unwrap();
+        j.verdict.is_fail().then_some(j)
+    })
+}
+
 #[test]
 fn a_large_regression_fails_critical_and_the_evidence_names_it() {
-    let mut judge = SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.0).unwrap();
     let mut rng = Rng::new(3);
-    let mut last = None;
-    for s in 0..600 {
-        let w = second(s);
-        let b = counts(Metric::ErrorRate, Track::Stable, w, 900, rng.poisson(4.5));
-        let c = counts(Metric::ErrorRate, Track::Canary, w, 100, rng.poisson(2.5));
-        let j = judge
-            .observe(&Sample::new(&b, &c, Some(0.1), w.end()).unwrap())
-            .unwrap();
-        if j.verdict.is_fail() {
-            last = Some(j);
-            break;
-        }
-    }
-    let j = last.expect("a 5x regression fails");
+    let j = first_failure(600, 0.1, |_| {
+        ((900, rng.poisson(4.5)), (100, rng.poisson(2.5)))
+    })
+    .expect("a 5x regression fails");
     assert_eq!(j.verdict, Verdict::Fail(Severity::Critical));
     let effect = j.evidence.primary_effect().unwrap();
     assert_eq!(effect.name, "errorRateRatio");
@@ -271,21 +281,7 @@ fn a_large_regression_fails_critical_and_the_evidence_names_it() {
 /// the summary says why.
 #[test]
 fn errors_only_in_the_canary_fail_critical_with_an_unbounded_ratio() {
-    let mut judge = SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.0).unwrap();
-    let mut last = None;
-    for s in 0..60 {
-        let w = second(s);
-        let b = counts(Metric::ErrorRate, Track::Stable, w, 100, 0);
-        let c = counts(Metric::ErrorRate, Track::Canary, w, 100, 2);
-        let j = judge
-            .observe(&Sample::new(&b, &c, Some(0.5), w.end()).unwrap())
-            .unwrap();
-        if j.verdict.is_fail() {
-            last = Some(j);
-            break;
-        }
-    }
-    let j = last.expect("only the canary errs");
+    let j = first_failure(60, 0.5, |_| ((100, 0), (100, 2))).expect("only the canary errs");
     assert_eq!(j.verdict, Verdict::Fail(Severity::Critical));
     let ratio = j.evidence.primary_effect().unwrap().estimate;
     assert!(ratio.is_infinite() && ratio > 0.0, "{ratio}");
