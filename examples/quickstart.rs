@@ -22,31 +22,23 @@
 //! The demo service binary (`serin-demo-service`, in `serin-local`) is built on the first run
 //! if it is not next to this example's binary yet.
 
-use std::collections::BTreeMap;
 use std::error::Error;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+use serin_local::load::{Load, Tally};
 use serin_local::{ProcessConfig, ProcessPlatform, ProxiedPlatform, ProxyConfig, ProxyRouter};
 use serin_orchestrator::{
     DeploymentConfig, Event, EventKind, FileJournal, Orchestrator, Outcome, Platform,
     ServiceBackends, Status, TrackSpec,
 };
 use serin_signals::InMemoryHealth;
-use tokio::net::TcpStream;
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
 const SERVICE: &str = "demo";
-/// Concurrent keep-alive clients of the load generator.
-const CLIENTS: usize = 8;
-/// Requests per second per client.
-const RATE_PER_CLIENT: u64 = 40;
+/// Requests per second of the load generator.
+const LOAD_RPS: f64 = 320.0;
 
 /// The error rate each version of the demo service is started with.
 fn error_rate(version: &semver::Version) -> &'static str {
@@ -56,100 +48,20 @@ fn error_rate(version: &semver::Version) -> &'static str {
     }
 }
 
-/// Answers counted by the load generator: per version, requests and 5xx; plus failures that no
-/// version answered (connection errors, proxy 502/503).
-#[derive(Debug, Default)]
-struct Tally {
-    by_version: Mutex<BTreeMap<String, (u64, u64)>>,
-    unanswered: AtomicU64,
-    total: AtomicU64,
-}
-
-impl Tally {
-    fn record(&self, version: Option<String>, status: u16) {
-        self.total.fetch_add(1, Ordering::Relaxed);
-        match version {
-            Some(v) => {
-                let mut map = self.by_version.lock().unwrap_or_else(|e| e.into_inner());
-                let entry = map.entry(v).or_default();
-                entry.0 += 1;
-                if status >= 500 {
-                    entry.1 += 1;
-                }
-            }
-            None => {
-                self.unanswered.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-
-    fn line(&self) -> String {
-        let map = self.by_version.lock().unwrap_or_else(|e| e.into_inner());
-        let mut parts = vec![format!("{} req", self.total.load(Ordering::Relaxed))];
-        for (v, (n, e)) in map.iter() {
-            let rate = if *n > 0 {
-                *e as f64 / *n as f64 * 100.0
-            } else {
-                0.0
-            };
-            parts.push(format!("v{v}: {n} ({rate:.1}% err)"));
-        }
-        parts.push(format!(
-            "unanswered {}",
-            self.unanswered.load(Ordering::Relaxed)
-        ));
-        parts.join(" | ")
-    }
-}
-
-/// One keep-alive client: sends `GET /` at a steady pace, reconnecting if the connection drops.
-async fn client(proxy: SocketAddr, tally: Arc<Tally>, stop: Arc<AtomicBool>) {
-    let period = Duration::from_micros(1_000_000 / RATE_PER_CLIENT);
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    'connect: while !stop.load(Ordering::Relaxed) {
-        let Ok(stream) = TcpStream::connect(proxy).await else {
-            tally.record(None, 0);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
+/// The load generator's status: requests, and each version's share of 5xx, and those that no
+/// version answered.
+fn load_line(t: &Tally) -> String {
+    let mut parts = vec![format!("{} req", t.answered + t.unanswered)];
+    for (v, n) in &t.by_version {
+        let rate = if n.answered > 0 {
+            n.server_errors as f64 / n.answered as f64 * 100.0
+        } else {
+            0.0
         };
-        let Ok((mut sender, conn)) =
-            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await
-        else {
-            tally.record(None, 0);
-            continue;
-        };
-        tokio::spawn(conn);
-        while !stop.load(Ordering::Relaxed) {
-            tick.tick().await;
-            if sender.ready().await.is_err() {
-                continue 'connect;
-            }
-            let req = match hyper::Request::get("/")
-                .header(hyper::header::HOST, "demo")
-                .body(Empty::new())
-            {
-                Ok(r) => r,
-                Err(_) => continue,
-            };
-            match sender.send_request(req).await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let version = resp
-                        .headers()
-                        .get("x-serin-version")
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned);
-                    let _ = resp.into_body().collect().await;
-                    tally.record(version, status);
-                }
-                Err(_) => {
-                    tally.record(None, 0);
-                    continue 'connect;
-                }
-            }
-        }
+        parts.push(format!("v{v}: {} ({rate:.1}% err)", n.answered));
     }
+    parts.push(format!("unanswered {}", t.unanswered));
+    parts.join(" | ")
 }
 
 fn config(version: &str) -> Result<DeploymentConfig, BoxError> {
@@ -200,7 +112,7 @@ fn describe(e: &Event) -> Option<String> {
 async fn deploy(
     orchestrator: &Orchestrator,
     version: &str,
-    tally: &Arc<Tally>,
+    load: &Arc<Load>,
 ) -> Result<serin_orchestrator::Report, BoxError> {
     let config = config(version)?;
     for plan in orchestrator.plan(&config).await? {
@@ -211,7 +123,7 @@ async fn deploy(
     let status = handle.watch();
     let last = Arc::new(Mutex::new(String::from("starting")));
     let printer = {
-        let tally = Arc::clone(tally);
+        let load = Arc::clone(load);
         let last = Arc::clone(&last);
         tokio::spawn(async move {
             loop {
@@ -222,7 +134,7 @@ async fn deploy(
                     "[{:<10}] weight {:>5.1}% | {} | {}",
                     s.phase.to_string(),
                     s.weight,
-                    tally.line(),
+                    load_line(&load.tally()),
                     decision
                 );
                 line.truncate(200);
@@ -289,7 +201,6 @@ async fn main() -> Result<(), BoxError> {
         work.display()
     );
 
-    let stop = Arc::new(AtomicBool::new(false));
     // Catches instances that become ready or die between the orchestrator's own reads.
     let sync = platform.spawn_sync(Duration::from_millis(50));
 
@@ -310,31 +221,19 @@ async fn main() -> Result<(), BoxError> {
     }
 
     // 2. Load.
-    let tally = Arc::new(Tally::default());
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|_| {
-            tokio::spawn(client(
-                router.local_addr(),
-                Arc::clone(&tally),
-                Arc::clone(&stop),
-            ))
-        })
-        .collect();
+    let load = Arc::new(Load::start(router.local_addr(), LOAD_RPS));
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // 3. 1.1.0 by canary: promoted.
     println!("\n== deploy 1.1.0 (healthy) ==");
-    let v2 = deploy(&orchestrator, "1.1.0", &tally).await?;
+    let v2 = deploy(&orchestrator, "1.1.0", &load).await?;
 
     // 4. 1.2.0 by canary: 5% errors, rolled back by the judge.
     println!("\n== deploy 1.2.0 (errors rise from 0.5% to 5%) ==");
-    let v3 = deploy(&orchestrator, "1.2.0", &tally).await?;
+    let v3 = deploy(&orchestrator, "1.2.0", &load).await?;
 
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        let _ = c.await;
-    }
+    let tally = load.stop().await;
     sync.abort();
     for t in platform.list().await? {
         let _ = platform.retire(SERVICE, &t.track, Duration::ZERO).await;
@@ -342,16 +241,14 @@ async fn main() -> Result<(), BoxError> {
     router.shutdown();
 
     println!("\n== load generator ==");
-    let by_version = tally
-        .by_version
-        .lock()
-        .map(|m| m.clone())
-        .unwrap_or_default();
-    for (v, (n, e)) in &by_version {
-        println!("  v{v}: {n} requests, {e} answered 5xx");
+    for (v, n) in &tally.by_version {
+        println!(
+            "  v{v}: {} requests, {} answered 5xx",
+            n.answered, n.server_errors
+        );
     }
-    let unanswered = tally.unanswered.load(Ordering::Relaxed);
-    let v3_errors = by_version.get("1.2.0").map_or(0, |(_, e)| *e);
+    let unanswered = tally.unanswered;
+    let v3_errors = tally.by_version.get("1.2.0").map_or(0, |n| n.server_errors);
     println!("  failed because of a switch (no version answered): {unanswered}");
     println!("  failed by 1.2.0's own errors: {v3_errors}");
     println!(

@@ -28,8 +28,8 @@ use tokio::task::JoinHandle;
 use crate::cli::args::BackendKind;
 use crate::cli::exit::CliError;
 use crate::cli::hooks::{Hooks, Notifications};
-use crate::cli::load::{Load, Tally};
 use crate::cli::state::{Behaviour, Running};
+use serin_local::load::{Load, Tally};
 
 /// What a command needs to assemble its backend.
 #[derive(Debug, Clone)]

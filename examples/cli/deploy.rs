@@ -19,10 +19,10 @@ use crate::cli::args::{CanaryArgs, DeployArgs, RollbackArgs, StrategyArg};
 use crate::cli::backend::Stack;
 use crate::cli::context::Ctx;
 use crate::cli::exit::{CliError, Exit};
-use crate::cli::load::Tally;
 use crate::cli::settings::service_of;
 use crate::cli::state::{Behaviour, RunState, StateDir};
 use crate::cli::ui::Ui;
+use serin_local::load::Tally;
 
 /// Which verb asked for a deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,11 +268,7 @@ async fn run_to_end(
 fn report_text(report: &Report, tally: Option<Tally>) -> String {
     let mut text = report.to_string();
     if let Some(t) = tally {
-        let _ = writeln!(
-            text,
-            "load: {} answered ({} with a 5xx from the service), {} unanswered",
-            t.answered, t.server_errors, t.unanswered
-        );
+        let _ = writeln!(text, "load: {t}");
     }
     text
 }

@@ -7,7 +7,6 @@ pub mod deploy;
 pub mod exit;
 pub mod history;
 pub mod hooks;
-pub mod load;
 pub mod observe;
 pub mod settings;
 pub mod state;

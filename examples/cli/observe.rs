@@ -205,12 +205,8 @@ pub async fn monitor(ctx: &Ctx, args: &MonitorArgs) -> Result<Exit, CliError> {
             "UNHEALTHY at times"
         }
     );
-    if let Some(t) = tally {
-        let _ = writeln!(
-            text,
-            "load: {} answered ({} with a 5xx from the service), {} unanswered",
-            t.answered, t.server_errors, t.unanswered
-        );
+    if let Some(t) = &tally {
+        let _ = writeln!(text, "load: {t}");
     }
     ctx.ui.result(
         &text,

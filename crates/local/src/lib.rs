@@ -18,6 +18,9 @@
 //! - [`HttpHealth`]: HTTP readiness/liveness/dependency probes as a
 //!   [`HealthSource`](serin_signals::HealthSource).
 //!
+//! - [`load::Load`]: steady HTTP traffic through the proxy that counts which version answered
+//!   each request, and which requests no version answered.
+//!
 //! The `serin-demo-service` binary is a small service with a configurable error rate and
 //! latency per version, for tests, the quickstart and the benches.
 //!
@@ -52,6 +55,7 @@
 
 mod error;
 mod health;
+pub mod load;
 mod lock;
 mod metrics;
 mod probe;

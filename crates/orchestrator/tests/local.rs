@@ -2,15 +2,12 @@
 //! behind the real proxy, real HTTP load, real time (bounded waits). Zero requests may fail
 //! because of a switch.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+use serin_local::load::{Load, Tally};
 use serin_local::{ProcessConfig, ProcessPlatform, ProxiedPlatform, ProxyConfig, ProxyRouter};
 use serin_orchestrator::{
     DeploymentConfig, InMemoryJournal, Orchestrator, Outcome, Platform, Report, ServiceBackends,
@@ -19,6 +16,8 @@ use serin_orchestrator::{
 use serin_signals::InMemoryHealth;
 
 const SERVICE: &str = "demo";
+/// Requests per second of the load through the proxy.
+const LOAD_RPS: f64 = 400.0;
 
 /// The demo service binary of `serin-local`: next to this test's target directory when the
 /// workspace has built it, otherwise built once into a target directory of its own (`cargo
@@ -60,63 +59,6 @@ fn demo_binary() -> PathBuf {
     built
 }
 
-#[derive(Default)]
-struct Load {
-    answered: AtomicU64,
-    app_errors: AtomicU64,
-    unanswered: AtomicU64,
-}
-
-async fn client(proxy: SocketAddr, load: Arc<Load>, stop: Arc<AtomicBool>) {
-    'connect: while !stop.load(Ordering::Relaxed) {
-        let Ok(stream) = tokio::net::TcpStream::connect(proxy).await else {
-            load.unanswered.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
-        };
-        let Ok((mut sender, conn)) =
-            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await
-        else {
-            load.unanswered.fetch_add(1, Ordering::Relaxed);
-            continue;
-        };
-        tokio::spawn(conn);
-        while !stop.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            if sender.ready().await.is_err() {
-                continue 'connect;
-            }
-            let Ok(req) = hyper::Request::get("/")
-                .header("host", "demo")
-                .body(Empty::new())
-            else {
-                continue;
-            };
-            match sender.send_request(req).await {
-                Ok(resp) => {
-                    let by_version = resp.headers().contains_key("x-serin-version");
-                    let status = resp.status().as_u16();
-                    let _ = resp.into_body().collect().await;
-                    if !by_version {
-                        eprintln!("unanswered: proxy status {status}");
-                        load.unanswered.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        load.answered.fetch_add(1, Ordering::Relaxed);
-                        if status >= 500 {
-                            load.app_errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-                Err(e) => {
-                    eprintln!("unanswered: {e:?}");
-                    load.unanswered.fetch_add(1, Ordering::Relaxed);
-                    continue 'connect;
-                }
-            }
-        }
-    }
-}
-
 /// One scenario at a time: each runs real processes under real load, and on a small machine
 /// scenarios running side by side starve each other of the traffic their analysis needs.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -126,8 +68,7 @@ struct Local {
     router: ProxyRouter,
     platform: Arc<ProxiedPlatform>,
     orchestrator: Orchestrator,
-    stop: Arc<AtomicBool>,
-    load: Arc<Load>,
+    load: OnceLock<Load>,
 }
 
 impl Local {
@@ -169,7 +110,6 @@ impl Local {
             Orchestrator::builder(platform.clone(), Arc::new(InMemoryJournal::new()))
                 .service(SERVICE, backends)
                 .build();
-        let stop = Arc::new(AtomicBool::new(false));
         // Catch instances that become ready or die between the orchestrator's own reads.
         platform.spawn_sync(Duration::from_millis(50));
         Local {
@@ -177,20 +117,20 @@ impl Local {
             router,
             platform,
             orchestrator,
-            stop,
-            load: Arc::new(Load::default()),
+            load: OnceLock::new(),
         }
     }
 
     async fn start_load(&self) {
-        for _ in 0..4 {
-            tokio::spawn(client(
-                self.router.local_addr(),
-                self.load.clone(),
-                self.stop.clone(),
-            ));
-        }
+        let _ = self
+            .load
+            .set(Load::start(self.router.local_addr(), LOAD_RPS));
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    /// What the load saw so far.
+    fn tally(&self) -> Tally {
+        self.load.get().map(Load::tally).unwrap_or_default()
     }
 
     async fn run(&self, config: &DeploymentConfig) -> Report {
@@ -202,7 +142,9 @@ impl Local {
     }
 
     async fn close(self) {
-        self.stop.store(true, Ordering::Relaxed);
+        if let Some(load) = self.load.get() {
+            load.stop().await;
+        }
         for t in self.platform.list().await.unwrap_or_default() {
             let _ = self
                 .platform
@@ -256,8 +198,11 @@ async fn canary_promotes_then_rolls_back_on_real_processes_without_failed_reques
         "{v3}"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let unanswered = local.load.unanswered.load(Ordering::Relaxed);
-    let answered = local.load.answered.load(Ordering::Relaxed);
+    let Tally {
+        answered,
+        unanswered,
+        ..
+    } = local.tally();
     let live = local.platform.list().await.expect("list");
     local.close().await;
     assert!(answered > 500, "{answered} requests answered");
@@ -276,11 +221,14 @@ async fn a_gradual_blue_green_switch_on_real_processes_drops_nothing() {
     let report = local.run(&config(StrategyKind::BlueGreen, "1.1.0")).await;
     assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let unanswered = local.load.unanswered.load(Ordering::Relaxed);
-    let app_errors = local.load.app_errors.load(Ordering::Relaxed);
+    let Tally {
+        server_errors,
+        unanswered,
+        ..
+    } = local.tally();
     let live = local.platform.list().await.expect("list");
     local.close().await;
-    assert_eq!((unanswered, app_errors), (0, 0));
+    assert_eq!((unanswered, server_errors), (0, 0));
     assert_eq!(live.len(), 1);
     assert_eq!(live[0].track.to_string(), "green");
 }
@@ -303,7 +251,7 @@ async fn a_blue_green_switch_to_a_failing_version_is_switched_back_by_its_trigge
     };
     assert!(reason.contains("trigger"), "{reason}");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let unanswered = local.load.unanswered.load(Ordering::Relaxed);
+    let unanswered = local.tally().unanswered;
     let live = local.platform.list().await.expect("list");
     local.close().await;
     assert_eq!(unanswered, 0, "requests failed because of a switch");
@@ -351,7 +299,7 @@ async fn a_paused_canary_holds_its_weight_then_an_abort_rolls_it_back() {
     };
     assert!(reason.contains("aborted"), "{reason}");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let unanswered = local.load.unanswered.load(Ordering::Relaxed);
+    let unanswered = local.tally().unanswered;
     let live = local.platform.list().await.expect("list");
     local.close().await;
     assert_eq!(unanswered, 0, "requests failed because of a switch");

@@ -1,0 +1,226 @@
+//! [`Load`]: steady HTTP traffic through the proxy, counting who answered each request.
+//!
+//! Keep-alive clients send `GET /` at a fixed total rate and reconnect when a connection drops.
+//! A request counts as *answered* when the response carries the `x-serin-version` header that
+//! the demo service (and any service that wants its answers counted per version) sets, and as
+//! *unanswered* otherwise: a refused connection, or a 502/503 from the proxy itself. That is how
+//! the quickstart, the CLI's built-in load and the end-to-end tests measure "no request failed
+//! because of a switch".
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+/// The response header naming the version that answered.
+pub const VERSION_HEADER: &str = "x-serin-version";
+
+/// Requests per second one client sends at most; more load runs more clients.
+const RPS_PER_CLIENT: f64 = 50.0;
+
+/// What one version answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionTally {
+    /// Requests it answered.
+    pub answered: u64,
+    /// Of those, answered with a 5xx.
+    pub server_errors: u64,
+}
+
+/// What the load saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tally {
+    /// Requests a version answered.
+    pub answered: u64,
+    /// Of those, answered with a 5xx by the version itself.
+    pub server_errors: u64,
+    /// Requests no version answered (refused connections, proxy 502/503).
+    pub unanswered: u64,
+    /// The answered requests by version.
+    pub by_version: BTreeMap<String, VersionTally>,
+}
+
+/// `N answered (M with a 5xx from the service), K unanswered`.
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} answered ({} with a 5xx from the service), {} unanswered",
+            self.answered, self.server_errors, self.unanswered
+        )
+    }
+}
+
+impl Tally {
+    fn record(&mut self, version: Option<String>, server_error: bool) {
+        let Some(version) = version else {
+            self.unanswered += 1;
+            return;
+        };
+        let v = self.by_version.entry(version).or_default();
+        v.answered += 1;
+        self.answered += 1;
+        if server_error {
+            v.server_errors += 1;
+            self.server_errors += 1;
+        }
+    }
+}
+
+/// A running load; [`stop`](Load::stop) ends it, and so does dropping it. Shareable: every
+/// method takes `&self`.
+#[derive(Debug)]
+pub struct Load {
+    tally: Arc<Mutex<Tally>>,
+    stop: Arc<AtomicBool>,
+    clients: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Load {
+    /// Starts `rps` requests a second in total to `proxy`, from one keep-alive client per 50
+    /// requests a second (each sending at least one a second). Needs a Tokio runtime.
+    pub fn start(proxy: SocketAddr, rps: f64) -> Load {
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients = (rps / RPS_PER_CLIENT).ceil().clamp(1.0, 64.0) as usize;
+        let period = Duration::from_secs_f64(clients as f64 / rps.max(clients as f64));
+        let clients = (0..clients)
+            .map(|_| tokio::spawn(client(proxy, period, Arc::clone(&tally), Arc::clone(&stop))))
+            .collect();
+        Load {
+            tally,
+            stop,
+            clients: Mutex::new(clients),
+        }
+    }
+
+    /// What the load saw so far.
+    pub fn tally(&self) -> Tally {
+        self.tally.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Stops every client (each finishes its request in flight, for at most two seconds) and
+    /// returns the totals.
+    pub async fn stop(&self) -> Tally {
+        self.stop.store(true, Ordering::Relaxed);
+        let clients = std::mem::take(&mut *self.clients.lock().unwrap_or_else(|e| e.into_inner()));
+        for c in clients {
+            // A request stuck on a dying upstream: the client is dropped with it.
+            let _ = tokio::time::timeout(Duration::from_secs(2), c).await;
+        }
+        self.tally()
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn client(
+    proxy: SocketAddr,
+    period: Duration,
+    tally: Arc<Mutex<Tally>>,
+    stop: Arc<AtomicBool>,
+) {
+    let record = |version: Option<String>, server_error: bool| {
+        tally
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(version, server_error);
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    'connect: while !stop.load(Ordering::Relaxed) {
+        let Ok(stream) = TcpStream::connect(proxy).await else {
+            record(None, false);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok((mut sender, conn)) =
+            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await
+        else {
+            record(None, false);
+            continue;
+        };
+        tokio::spawn(conn);
+        while !stop.load(Ordering::Relaxed) {
+            tick.tick().await;
+            if sender.ready().await.is_err() {
+                continue 'connect;
+            }
+            let Ok(req) = hyper::Request::get("/")
+                .header(hyper::header::HOST, proxy.to_string())
+                .body(Empty::new())
+            else {
+                continue;
+            };
+            match sender.send_request(req).await {
+                Ok(resp) => {
+                    let version = resp
+                        .headers()
+                        .get(VERSION_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    let server_error = resp.status().is_server_error();
+                    let _ = resp.into_body().collect().await;
+                    record(version, server_error);
+                }
+                Err(_) => {
+                    record(None, false);
+                    continue 'connect;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tally_counts_by_version_and_keeps_the_unanswered_apart() {
+        let mut t = Tally::default();
+        t.record(Some("1.0.0".into()), false);
+        t.record(Some("1.1.0".into()), true);
+        t.record(Some("1.1.0".into()), false);
+        t.record(None, false);
+        assert_eq!((t.answered, t.server_errors, t.unanswered), (3, 1, 1));
+        assert_eq!(
+            t.to_string(),
+            "3 answered (1 with a 5xx from the service), 1 unanswered"
+        );
+        assert_eq!(
+            t.by_version["1.1.0"],
+            VersionTally {
+                answered: 2,
+                server_errors: 1
+            }
+        );
+    }
+
+    /// Nothing listens: every attempt is unanswered, and stopping returns.
+    #[tokio::test(start_paused = true)]
+    async fn a_load_against_nothing_counts_only_unanswered_requests() {
+        let spare = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = spare.local_addr().expect("addr");
+        drop(spare);
+        let load = Load::start(addr, 20.0);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let t = load.stop().await;
+        assert_eq!(t.answered, 0);
+        assert!(t.unanswered > 0, "{t:?}");
+    }
+}
