@@ -49,37 +49,6 @@ fn arg(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// The demo service binary: `SERIN_DEMO_SERVICE`, else built next to this bench.
-fn demo_binary() -> Result<PathBuf, BoxError> {
-    if let Ok(p) = std::env::var("SERIN_DEMO_SERVICE") {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .ok_or("no target directory")?;
-    let bin = dir.join("serin-demo-service");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = std::process::Command::new(cargo);
-    build.args([
-        "build",
-        "-q",
-        "-p",
-        "serin-local",
-        "--bin",
-        "serin-demo-service",
-    ]);
-    if dir.ends_with("release") {
-        build.arg("--release");
-    }
-    let status = build.status()?;
-    if !status.success() || !bin.exists() {
-        return Err(format!("could not build {}", bin.display()).into());
-    }
-    Ok(bin)
-}
-
 fn free_port() -> Result<u16, BoxError> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -599,7 +568,7 @@ fn main() -> Result<(), BoxError> {
     let quick = !std::env::args().any(|a| a == "--bench");
     let measure_secs = arg("--measure-secs", if quick { 1 } else { 5 });
     let scenario_secs = arg("--scenario-secs", if quick { 3 } else { 30 });
-    let bin = demo_binary()?;
+    let bin = serin_examples::demo_binary()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -3,10 +3,14 @@
 
 use std::path::PathBuf;
 
-/// The `serin-demo-service` binary in the target directory of the running example (its
-/// grandparent directory), built there with cargo, in the example's own profile, when missing.
-/// The error says what could not be found or built.
+/// The `serin-demo-service` binary: the path in `SERIN_DEMO_SERVICE` when set, else the one in
+/// the target directory of the running program (its grandparent directory), built there with
+/// cargo, in the program's own profile, when missing. The error says what could not be found
+/// or built.
 pub fn demo_binary() -> Result<PathBuf, String> {
+    if let Ok(path) = std::env::var("SERIN_DEMO_SERVICE") {
+        return Ok(PathBuf::from(path));
+    }
     let exe = std::env::current_exe().map_err(|e| format!("cannot locate this program: {e}"))?;
     let dir = exe
         .parent()
