@@ -30,7 +30,8 @@
 //! `serin_benches::wander_filter`), since the per-request ratios are not likelihood ratios there.
 //! Horizon: one hour. The `late` rows keep the canary good for
 //! 30 minutes and then regress; they compare the time from the onset with the same row's time
-//! when the regression is present from the start.
+//! when the regression is present from the start, and with a third oracle that knows the effect
+//! but not the onset (Page's CUSUM, its threshold set from the runs; see `serin_benches::cusum`).
 //!
 //! The `tails` rows are A/A latency rows at 20 requests/s whose logs are not normal (see
 //! `LatencyShape`): Student-t with 4 degrees of freedom, a 1% Pareto tail, and Student-t with 3
@@ -46,9 +47,10 @@
 use std::time::Instant;
 
 use serin_benches::canary_sim::{
-    ALPHA, Effect, HORIZON_S, JUDGES, KAYENTA, LR, LatencyShape, N_JUDGES, Outcome, ROBUST, SEQ,
-    SPRT, Scenario, Summary, lower_bound, run_many, summarize, upper_bound,
+    ALPHA, Effect, HORIZON_S, JUDGES, KAYENTA, LR, LatencyShape, N_JUDGES, Outcome, ROBUST, Run,
+    SEQ, SPRT, Scenario, Summary, lower_bound, run_many, summarize, upper_bound,
 };
+use serin_benches::cusum::{self, Crossing, CusumTrace};
 
 struct Options {
     runs: u64,
@@ -206,11 +208,11 @@ fn secs(v: Option<f64>, horizon: u32) -> String {
 
 /// One judge's outcomes with times counted from the onset, leaving out the runs it rolled back
 /// before the onset (false rollbacks of a still-good canary), and how many those were.
-fn since_onset(outcomes: &[[Outcome; N_JUDGES]], j: usize, onset: u32) -> (Vec<Outcome>, u64) {
+fn since_onset(runs: &[Run], j: usize, onset: u32) -> (Vec<Outcome>, u64) {
     let mut before = 0;
-    let col = outcomes
+    let col = runs
         .iter()
-        .map(|o| o[j])
+        .map(|r| r.judges[j])
         .filter(|o| {
             let early = o.detected_at.is_some_and(|t| t <= onset);
             before += u64::from(early);
@@ -224,10 +226,46 @@ fn since_onset(outcomes: &[[Outcome; N_JUDGES]], j: usize, onset: u32) -> (Vec<O
     (col, before)
 }
 
+/// The known-effect CUSUM's outcomes from the onset and its threshold. The threshold lets
+/// `ALPHA × onset / HORIZON_S` of the runs cross before the onset (those are left out, as in
+/// [`since_onset`]): CUSUM's false alarms arrive at a nearly constant rate, so that is about
+/// `ALPHA` over the hour, the budget the sequential judge holds over an unbounded run.
+fn cusum_since_onset(runs: &[Run], onset: u32) -> (Vec<Outcome>, f64) {
+    let traces: Vec<&CusumTrace> = runs.iter().filter_map(|r| r.cusum.as_ref()).collect();
+    let h = cusum::threshold(&traces, ALPHA * f64::from(onset) / f64::from(HORIZON_S));
+    let col = traces
+        .iter()
+        .filter_map(|t| match t.crossing(h) {
+            Crossing::Early => None,
+            Crossing::After {
+                seconds,
+                canary_requests,
+            } => Some(Outcome {
+                detected_at: Some(seconds),
+                canary_requests,
+                applicable: true,
+            }),
+            Crossing::Never { canary_requests } => Some(Outcome {
+                detected_at: None,
+                canary_requests,
+                applicable: true,
+            }),
+        })
+        .collect();
+    (col, h)
+}
+
 /// The targets line of a `late` row: the false rollbacks before the onset, and the time from
 /// the onset beside the same judge's time on the same row with the regression present from the
-/// start, and beside the known-effect oracle (which knows the onset).
-fn late_targets(s: &[Summary; N_JUDGES], before: u64, runs: u64, from_start: &Summary) -> String {
+/// start, beside the known-effect oracle (which knows the onset) and beside the known-effect
+/// CUSUM (which does not).
+fn late_targets(
+    s: &[Summary; N_JUDGES],
+    before: u64,
+    runs: u64,
+    from_start: &Summary,
+    cusum: &Summary,
+) -> String {
     let seq = &s[SEQ];
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.1}×", a / b),
@@ -236,13 +274,15 @@ fn late_targets(s: &[Summary; N_JUDGES], before: u64, runs: u64, from_start: &Su
     let m = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0} s"));
     format!(
         "default mode; rolled back before the onset: {:.2}%; median from the onset {} vs {} \
-         from the start ({}); LR oracle {} ({})",
+         from the start ({}); LR oracle {} ({}); CUSUM oracle {} ({})",
         100.0 * before as f64 / runs.max(1) as f64,
         m(seq.median_s),
         m(from_start.median_s),
         ratio(seq.median_s, from_start.median_s),
         m(s[LR].median_s),
         ratio(seq.median_s, s[LR].median_s),
+        m(cusum.median_s),
+        ratio(seq.median_s, cusum.median_s),
     )
 }
 
@@ -401,9 +441,14 @@ fn main() {
             if set == "late" {
                 println!(
                     "The canary is good for the first {} min, then regresses; times and exposure \
-                     count from the onset, over the runs not rolled back before it. The oracles \
-                     know the onset.\n",
-                    LATE_ONSET_S / 60
+                     count from the onset, over the runs not rolled back before it. Wald's SPRT \
+                     and the LR oracle know the onset; the CUSUM oracle (Page's CUSUM on the \
+                     LR oracle's log-likelihood ratios) knows the effect but not the onset, its \
+                     threshold h (nats) set after the runs so that {:.1}% of them cross before \
+                     the onset (false alarms at that rate make {:.0}% over the hour).\n",
+                    LATE_ONSET_S / 60,
+                    100.0 * ALPHA * f64::from(LATE_ONSET_S) / f64::from(HORIZON_S),
+                    100.0 * ALPHA
                 );
             }
             println!(
@@ -429,7 +474,17 @@ fn main() {
             before[j] = early;
             summarize(&col)
         });
-        for (name, s) in JUDGES.iter().zip(&summaries) {
+        // The known-effect CUSUM, in rows with a late onset.
+        let cusum = (onset > 0).then(|| {
+            let (col, h) = cusum_since_onset(&outcomes, onset);
+            (format!("cusum-oracle (h {h:.1})"), summarize(&col))
+        });
+        let columns = JUDGES
+            .iter()
+            .map(|name| (*name).to_owned())
+            .zip(summaries.iter().cloned())
+            .chain(cusum.clone());
+        for (name, s) in columns {
             if !s.applicable {
                 continue;
             }
@@ -461,9 +516,10 @@ fn main() {
             };
             let col: Vec<_> = run_many(&start, row_seed, runs, opts.threads)
                 .iter()
-                .map(|o| o[SEQ])
+                .map(|r| r.judges[SEQ])
                 .collect();
-            late_targets(&summaries, before[SEQ], runs, &summarize(&col))
+            let cusum = cusum.map(|(_, s)| s).unwrap_or_else(|| summarize(&[]));
+            late_targets(&summaries, before[SEQ], runs, &summarize(&col), &cusum)
         } else {
             targets(scenario, set, &summaries, &mut tally)
         };

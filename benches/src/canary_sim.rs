@@ -48,6 +48,7 @@ use serin_canary::threshold::{
 use serin_signals::Metric;
 use statrs::distribution::{ContinuousCDF, Normal};
 
+use crate::cusum::CusumTrace;
 use crate::wander_filter::WanderFilter;
 
 /// Seconds in one run (the analysis horizon).
@@ -434,9 +435,18 @@ fn thresholds_for(effect: Effect) -> (ArgoJudge, FlaggerJudge) {
     )
 }
 
-/// Simulates one run of `scenario` with `seed` and reports each judge's outcome, in [`JUDGES`]
-/// order.
-pub fn run(scenario: &Scenario, seed: u64) -> [Outcome; N_JUDGES] {
+/// One simulated run: each judge's outcome, in [`JUDGES`] order, and in a row with a late onset
+/// the known-effect CUSUM's trace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    /// Each judge's outcome, in [`JUDGES`] order.
+    pub judges: [Outcome; N_JUDGES],
+    /// The known-effect CUSUM, in rows with a late onset and oracles.
+    pub cusum: Option<CusumTrace>,
+}
+
+/// Simulates one run of `scenario` with `seed`.
+pub fn run(scenario: &Scenario, seed: u64) -> Run {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let std_normal = Normal::standard();
     let (argo, flagger) = thresholds_for(scenario.effect);
@@ -491,6 +501,11 @@ pub fn run(scenario: &Scenario, seed: u64) -> [Outcome; N_JUDGES] {
         .ar_rho
         .filter(|_| errors && !null)
         .map(|rho| WanderFilter::new(rho, OVERDISPERSION_SD, p_b, p_b * ratio));
+
+    // Rows with a late onset also follow the known-effect CUSUM, which does not know the onset
+    // (see `cusum`).
+    let mut cusum =
+        (scenario.onset_s > 0 && oracles && canary_filter.is_none()).then(CusumTrace::default);
 
     let mut canary_requests_total = 0u64;
     let (mut min_req_b, mut min_err_b, mut min_req_c, mut min_err_c) = (0u64, 0u64, 0u64, 0u64);
@@ -575,7 +590,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> [Outcome; N_JUDGES] {
         {
             hit(SEQ, &mut j.outcomes);
         }
-        if oracles && on {
+        if oracles && (on || cusum.is_some()) {
             let (llr_sprt, llr_oracle) = if let Some(filter) = canary_filter.as_mut() {
                 // Both oracles read the exact likelihood ratio of the canary's errors under the
                 // wandering rate, knowing both rates and the wander's law.
@@ -594,13 +609,6 @@ pub fn run(scenario: &Scenario, seed: u64) -> [Outcome; N_JUDGES] {
                 };
                 (sprt, oracle)
             } else {
-                // Wald's SPRT knows both medians: the sum of (log latency − μ_b) over the
-                // canary's requests this second, drawn exactly, and the normal log-likelihood
-                // ratio of shift δ against 0.
-                let n = rc as f64;
-                let z: f64 = rng.sample(StandardNormal);
-                let s = n * delta + (n * var).sqrt() * z;
-                let sprt = (delta * s - n * delta * delta / 2.0) / var;
                 // The known-effect test knows δ and σ but, like the count oracle, not the
                 // baseline's level: the likelihood ratio of the difference of the arms' mean
                 // log latencies, `N(δ, σ²(1/n_c + 1/n_b))`, on the same values the sequential
@@ -612,16 +620,36 @@ pub fn run(scenario: &Scenario, seed: u64) -> [Outcome; N_JUDGES] {
                 } else {
                     0.0
                 };
+                // Wald's SPRT knows both medians: the sum of (log latency − μ_b) over the
+                // canary's requests this second, drawn exactly, and the normal log-likelihood
+                // ratio of shift δ against 0. (Drawn only from the onset on.)
+                let sprt = if on {
+                    let n = rc as f64;
+                    let z: f64 = rng.sample(StandardNormal);
+                    let s = n * delta + (n * var).sqrt() * z;
+                    (delta * s - n * delta * delta / 2.0) / var
+                } else {
+                    0.0
+                };
                 (sprt, oracle)
             };
-            for (idx, test, llr) in [
-                (SPRT, j.sprt.as_mut(), llr_sprt),
-                (LR, j.oracle.as_mut(), llr_oracle),
-            ] {
-                if let Some(test) = test
-                    && test.add(llr) == Some(true)
-                {
-                    hit(idx, &mut j.outcomes);
+            if let Some(c) = cusum.as_mut() {
+                c.add(
+                    llr_oracle,
+                    t.saturating_sub(scenario.onset_s),
+                    canary_requests_total,
+                );
+            }
+            if on {
+                for (idx, test, llr) in [
+                    (SPRT, j.sprt.as_mut(), llr_sprt),
+                    (LR, j.oracle.as_mut(), llr_oracle),
+                ] {
+                    if let Some(test) = test
+                        && test.add(llr) == Some(true)
+                    {
+                        hit(idx, &mut j.outcomes);
+                    }
                 }
             }
         }
@@ -680,8 +708,8 @@ pub fn run(scenario: &Scenario, seed: u64) -> [Outcome; N_JUDGES] {
             min_req_c = 0;
             min_err_c = 0;
         }
-        let all_done =
-            j.outcomes.iter().enumerate().all(|(i, o)| {
+        let all_done = cusum.as_ref().is_none_or(CusumTrace::done)
+            && j.outcomes.iter().enumerate().all(|(i, o)| {
                 !o.applicable || o.detected_at.is_some() || (i >= SPRT && j_done(&j, i))
             });
         if all_done {
@@ -693,7 +721,10 @@ pub fn run(scenario: &Scenario, seed: u64) -> [Outcome; N_JUDGES] {
             o.canary_requests = canary_requests_total;
         }
     }
-    j.outcomes
+    Run {
+        judges: j.outcomes,
+        cusum,
+    }
 }
 
 fn j_done(j: &Judges, i: usize) -> bool {
@@ -804,14 +835,9 @@ pub fn summarize(outcomes: &[Outcome]) -> Summary {
 
 /// Runs `runs` seeded runs of `scenario` on `threads` threads; the result is independent of the
 /// thread count (run `i` always uses seed `seed ^ mix(i)`).
-pub fn run_many(
-    scenario: &Scenario,
-    seed: u64,
-    runs: u64,
-    threads: usize,
-) -> Vec<[Outcome; N_JUDGES]> {
+pub fn run_many(scenario: &Scenario, seed: u64, runs: u64, threads: usize) -> Vec<Run> {
     let threads = threads.max(1) as u64;
-    let mut all: Vec<(u64, [Outcome; N_JUDGES])> = std::thread::scope(|s| {
+    let mut all: Vec<(u64, Run)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|k| {
                 s.spawn(move || {
@@ -842,6 +868,7 @@ pub fn run_seed(seed: u64, i: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cusum::Crossing;
 
     #[test]
     fn runs_are_reproducible_and_thread_count_free() {
@@ -869,8 +896,10 @@ mod tests {
             onset_s: 0,
             shape: LatencyShape::LogNormal,
         };
-        let o = run(&s, 3);
-        assert!(o[LR].detected_at.is_some_and(|t| t < 120), "{o:?}");
+        let r = run(&s, 3);
+        assert!(r.judges[LR].detected_at.is_some_and(|t| t < 120), "{r:?}");
+        // Without a late onset there is no CUSUM to follow.
+        assert_eq!(r.cusum, None);
     }
 
     #[test]
@@ -887,7 +916,14 @@ mod tests {
             };
             let mut sequential_after_onset = 0;
             for seed in 0..10 {
-                let o = run(&s, seed);
+                let r = run(&s, seed);
+                // The CUSUM, which does not know the onset, crosses a high bar soon after it.
+                let crossing = r.cusum.as_ref().map(|c| c.crossing(12.0));
+                assert!(
+                    matches!(crossing, Some(Crossing::After { seconds, .. }) if seconds < 300),
+                    "{effect:?}: {crossing:?}"
+                );
+                let o = r.judges;
                 let t = o[LR].detected_at;
                 assert!(t.is_some_and(|t| t > 600 && t < 900), "{effect:?}: {t:?}");
                 // The judge may roll back a good canary (at most α of the time) but otherwise
@@ -918,7 +954,7 @@ mod tests {
             shape: LatencyShape::LogNormal,
         };
         let detected = (0..20)
-            .filter(|seed| run(&s, *seed)[LR].detected_at.is_some())
+            .filter(|seed| run(&s, *seed).judges[LR].detected_at.is_some())
             .count();
         assert!(detected >= 15, "{detected} of 20");
     }
