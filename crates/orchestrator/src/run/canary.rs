@@ -1,0 +1,283 @@
+//! The canary stage: each metrics window, the controller is fed both arms and its decision is
+//! journalled and carried out; and the judges a deployment config asks for.
+
+use std::time::Duration;
+
+use serin_canary::controller::{Action, CanaryController, Decision};
+use serin_signals::{Metric, Track};
+
+use crate::error::{Error, Result};
+use crate::event::EventKind;
+use crate::state::{AnyJudge, CanaryRun, DeploymentState, Effect};
+
+use super::{Runner, split_percent};
+
+impl Runner {
+    /// One metrics window of the canary stage: triggers first (they may roll back or hold),
+    /// then the controller, fed both arms of every metric a judge reads.
+    pub(super) async fn canary_tick(&mut self) -> Result<()> {
+        let window = self.state.config.canary_config.metrics_window;
+        let target = self.state.observed_until.saturating_add(window);
+        if !self.wait_until(target).await? {
+            return Ok(());
+        }
+        let now = self.now();
+        if self.past_deadline(now) {
+            return self
+                .start_rollback(self.deadline_reason(), Vec::new())
+                .await;
+        }
+        let observations = self.observe(now).await?;
+        let (mut kinds, rollback, hold) = self.feed_triggers(&observations, now).await;
+        if let Some(reason) = rollback {
+            return self.start_rollback(reason, kinds).await;
+        }
+        if self.state.paused || hold {
+            return self.commit(Vec::new(), kinds).await;
+        }
+        let Some(run) = self.state.canary.clone() else {
+            return Err(Error::conflict(
+                "analyse",
+                &self.state.id,
+                "no canary analysis state",
+            ));
+        };
+        let mut controller = controller_of(run.clone())?;
+        let mut decision: Option<Decision> = None;
+        for (metric, b, c) in &observations {
+            if controller
+                .judges()
+                .iter()
+                .any(|j| serin_canary::judge::Judge::metric(j) == metric)
+            {
+                match controller.observe(b, c, now) {
+                    Ok(d) => decision = Some(d),
+                    Err(e) => kinds.push(EventKind::Anomaly {
+                        source: "canary".into(),
+                        severity: "info".into(),
+                        summary: format!("observation of {metric} not usable: {e}"),
+                    }),
+                }
+            }
+        }
+        let decision = decision.unwrap_or_else(|| controller.tick(now));
+        self.carry_out(controller, decision, &run.last_reason, kinds)
+            .await
+    }
+
+    /// Journals and carries out a canary controller's decision.
+    pub(super) async fn carry_out(
+        &mut self,
+        controller: CanaryController<AnyJudge>,
+        decision: Decision,
+        previous_reason: &str,
+        mut kinds: Vec<EventKind>,
+    ) -> Result<()> {
+        let changed = decision.reason != previous_reason || decision.action != Action::Hold;
+        self.state.canary = Some(store(controller, decision.reason.clone()));
+        let new = self.new_track();
+        let old = self.old_track().unwrap_or(Track::Stable);
+        match decision.action {
+            Action::Hold => {
+                if changed {
+                    kinds.push(EventKind::AnalysisResult { decision });
+                }
+                self.commit(Vec::new(), kinds).await
+            }
+            Action::SetWeight(w) => {
+                self.state.weight = f64::from(w);
+                kinds.push(EventKind::AnalysisResult { decision });
+                kinds.push(self.weight_changed(f64::from(w)));
+                let split = split_percent(&old, &new, w)?;
+                let mut effects = Vec::new();
+                if self.state.canary_scale_follows_weight {
+                    // Scale up before the weight rises, so the new share lands on enough
+                    // instances (ready ones only: the platform gates readiness).
+                    effects.push(Effect::Scale {
+                        track: new,
+                        instances: self.share_of_full(w),
+                    });
+                }
+                effects.push(Effect::Apply { split });
+                self.commit(effects, kinds).await
+            }
+            Action::SetCanaryScale(scale) => {
+                kinds.push(EventKind::AnalysisResult { decision });
+                // Argo Rollouts' semantics: `replicas` and `weight` fix the canary's size until
+                // the next scale step; `matchTrafficWeight` makes it follow the traffic weight.
+                // `weight` is a percentage of the stable size (`replicasPerEnv`).
+                let weight = self.state.weight.round().clamp(0.0, 100.0) as u8;
+                let instances = match (scale.replicas, scale.weight) {
+                    (Some(n), _) => Some(n.max(1)),
+                    (None, Some(p)) => Some(self.share_of_full(p)),
+                    (None, None) if scale.match_traffic_weight => Some(self.share_of_full(weight)),
+                    (None, None) => None,
+                };
+                self.state.canary_scale_follows_weight = scale.match_traffic_weight
+                    && scale.replicas.is_none()
+                    && scale.weight.is_none();
+                let effects = instances
+                    .map(|instances| Effect::Scale {
+                        track: new,
+                        instances,
+                    })
+                    .into_iter()
+                    .collect();
+                self.commit(effects, kinds).await
+            }
+            Action::Promote => {
+                kinds.push(EventKind::AnalysisResult { decision });
+                self.promote(kinds).await
+            }
+            Action::Rollback => {
+                let mut reason = decision.reason.clone();
+                if let Some(e) = decision.evidence.first() {
+                    reason = format!("{reason}: {}", e.summary);
+                }
+                kinds.push(EventKind::AnalysisResult { decision });
+                self.start_rollback(reason, kinds).await
+            }
+        }
+    }
+
+    /// `percent` of the stable size (`blueGreenConfig.replicasPerEnv`), rounded up, at least 1.
+    fn share_of_full(&self, percent: u8) -> u32 {
+        let full = self.state.config.blue_green_config.replicas_per_env;
+        (full
+            .saturating_mul(u32::from(percent.min(100)))
+            .div_ceil(100))
+        .max(1)
+    }
+}
+
+pub(super) fn controller_of(run: CanaryRun) -> Result<CanaryController<AnyJudge>> {
+    CanaryController::from_parts(run.policy, run.judges, run.controller)
+        .map_err(|e| Error::invalid("journal.state.canary", "…", e.to_string()))
+}
+
+/// The canary controller journalled in `state`.
+pub(super) fn controller_of_state(state: &DeploymentState) -> Result<CanaryController<AnyJudge>> {
+    let run = state
+        .canary
+        .clone()
+        .ok_or_else(|| Error::conflict("analyse", &state.id, "no canary analysis state"))?;
+    controller_of(run)
+}
+
+pub(super) fn store(c: CanaryController<AnyJudge>, last_reason: String) -> CanaryRun {
+    let (policy, judges, controller) = c.into_parts();
+    CanaryRun {
+        policy,
+        judges,
+        controller,
+        last_reason,
+    }
+}
+
+/// The shortest span of a robust judge's batch: long enough for an error rate's or a latency's
+/// own wander to average out within it (see `BatchCountConfig::min_samples` and
+/// `LatencyTestConfig::min_samples`, whose defaults are this span of per-second samples).
+const ROBUST_BATCH_SPAN: Duration = Duration::from_secs(30);
+
+/// The judges `canaryConfig` asks for: the error-rate count test, and the latency test if
+/// `judgeLatency`, sharing `alpha` equally; robust modes batch half a minute of observations.
+pub(super) fn build_judges(config: &crate::config::DeploymentConfig) -> Result<Vec<AnyJudge>> {
+    use serin_canary::sequential::{
+        BatchCountConfig, CountMode, LatencyTestConfig, LatencyVariance, SequentialCountJudge,
+        SequentialLatencyJudge,
+    };
+    use serin_canary::severity::SeverityBands;
+    let c = &config.canary_config;
+    let n = if c.judge_latency { 2.0 } else { 1.0 };
+    let alpha = c.alpha / n;
+    // Observations span `metricsWindow` (validated to at least 100 ms), so a robust batch of
+    // half a minute is this many of them.
+    let window = c.metrics_window.as_secs_f64();
+    let min_samples = (ROBUST_BATCH_SPAN.as_secs_f64() / window).ceil().max(1.0) as u64;
+    let counts = if c.robust_judges {
+        let mode = CountMode::Batched(BatchCountConfig {
+            min_samples,
+            ..BatchCountConfig::new(alpha).with_margin(c.error_rate_margin)
+        });
+        SequentialCountJudge::with_mode(Metric::ErrorRate, mode, SeverityBands::default())
+    } else {
+        SequentialCountJudge::new(Metric::ErrorRate, alpha, c.error_rate_margin)
+    };
+    let mut judges =
+        vec![AnyJudge::Counts(Box::new(counts.map_err(|e| {
+            Error::invalid("canaryConfig.alpha", c.alpha, e.to_string())
+        })?))];
+    if c.judge_latency {
+        let latency = if c.robust_judges {
+            let test = LatencyTestConfig {
+                variance: LatencyVariance::BetweenBatches,
+                min_samples,
+                ..LatencyTestConfig::new(alpha).with_margin(c.latency_margin)
+            };
+            SequentialLatencyJudge::with_config(Metric::Latency, test, SeverityBands::latency())
+        } else {
+            SequentialLatencyJudge::new(Metric::Latency, alpha, c.latency_margin)
+        };
+        judges.push(AnyJudge::Latency(Box::new(latency.map_err(|e| {
+            Error::invalid(
+                "canaryConfig.latencyMargin",
+                c.latency_margin,
+                e.to_string(),
+            )
+        })?)));
+    }
+    Ok(judges)
+}
+
+#[cfg(test)]
+mod tests {
+    use serin_canary::sequential::{CountMode, LatencyTestConfig, LatencyVariance};
+
+    use super::*;
+    use crate::config::{DeploymentConfig, StrategyKind};
+
+    fn config(robust: bool, window_secs: u64) -> DeploymentConfig {
+        let mut c = DeploymentConfig::new(
+            StrategyKind::Canary,
+            semver::Version::new(1, 1, 0),
+            &["web"],
+        )
+        .expect("defaults are valid");
+        c.canary_config.judge_latency = true;
+        c.canary_config.robust_judges = robust;
+        c.canary_config.metrics_window = Duration::from_secs(window_secs);
+        c
+    }
+
+    fn modes(c: &DeploymentConfig) -> (CountMode, LatencyTestConfig) {
+        let judges = build_judges(c).expect("valid config");
+        let (AnyJudge::Counts(counts), AnyJudge::Latency(latency)) = (&judges[0], &judges[1])
+        else {
+            panic!("a count judge then a latency judge");
+        };
+        (counts.mode(), *latency.config())
+    }
+
+    #[test]
+    fn the_default_judges_are_the_per_request_tests() {
+        let (counts, latency) = modes(&config(false, 30));
+        assert!(matches!(counts, CountMode::PerRequest(_)), "{counts:?}");
+        assert_eq!(latency.variance, LatencyVariance::WithinBatch);
+    }
+
+    /// Robust judges' batches span half a minute whatever the observation window.
+    #[test]
+    fn robust_judges_batch_half_a_minute_of_observations() {
+        for (window, samples) in [(1, 30), (10, 3), (30, 1), (60, 1)] {
+            let (counts, latency) = modes(&config(true, window));
+            let CountMode::Batched(b) = counts else {
+                panic!("window {window}s: {counts:?}");
+            };
+            assert_eq!(b.min_samples, samples, "window {window}s");
+            assert_eq!(b.alpha, 0.025, "alpha is split between the two judges");
+            assert_eq!(latency.variance, LatencyVariance::BetweenBatches);
+            assert_eq!(latency.min_samples, samples, "window {window}s");
+            assert_eq!(latency.alpha, 0.025);
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! After promotion: the monitoring watch, the deadline, and completion (retiring the old
+//! version, post-upgrade steps).
+
+use crate::config::OnDeadline;
+use crate::error::Result;
+use crate::event::EventKind;
+use crate::state::{Effect, Outcome, Stage};
+
+use super::{Runner, split_all};
+
+impl Runner {
+    /// One check of the rollback triggers (switch and monitoring stages), if one is due.
+    pub(super) async fn watch_tick(&mut self) -> Result<()> {
+        let now = self.now();
+        let check = self.state.config.monitoring.check_interval;
+        if now < self.state.observed_until.saturating_add(check) {
+            return Ok(());
+        }
+        let observations = self.observe(now).await?;
+        let (kinds, rollback, _hold) = self.feed_triggers(&observations, now).await;
+        if let Some(reason) = rollback {
+            return self.start_rollback(reason, kinds).await;
+        }
+        self.commit(Vec::new(), kinds).await
+    }
+
+    /// `maxDeploymentDuration` ran out after promotion: finish now or roll back, per
+    /// `monitoring.onDeadline`.
+    async fn deadline_after_promotion(&mut self) -> Result<()> {
+        let phase = self.state.stage.phase();
+        match self.state.config.monitoring.on_deadline {
+            OnDeadline::Rollback => {
+                let kinds = vec![EventKind::DeadlineReached {
+                    phase,
+                    action: "rolling back (onDeadline: rollback)".into(),
+                }];
+                let reason = self.deadline_reason();
+                self.start_rollback(reason, kinds).await
+            }
+            OnDeadline::Complete => {
+                let kinds = vec![EventKind::DeadlineReached {
+                    phase,
+                    action: "watch ended; retiring the old version now (onDeadline: complete)"
+                        .into(),
+                }];
+                self.state.deadline_action = true;
+                if self.state.stage == Stage::Completion {
+                    self.complete(kinds).await
+                } else {
+                    self.enter(Stage::Completion, Vec::new(), kinds).await
+                }
+            }
+        }
+    }
+
+    /// One check of the watch after promotion; at its end, completion.
+    pub(super) async fn monitoring_tick(&mut self) -> Result<()> {
+        let now = self.now();
+        if self.past_deadline(now) {
+            return self.deadline_after_promotion().await;
+        }
+        let deadline = self.state.deadline;
+        let cfg = &self.state.config.monitoring;
+        let until = self
+            .state
+            .promoted_at
+            .unwrap_or(self.state.observed_until)
+            .saturating_add(cfg.monitoring_duration);
+        let next = self.state.observed_until.saturating_add(cfg.check_interval);
+        if next > until {
+            let target = until.min(deadline);
+            if !self.wait_until(target).await? || target < until {
+                // Moved by a command, or the deadline came first (the next tick handles it).
+                return Ok(());
+            }
+            return self.enter(Stage::Completion, Vec::new(), Vec::new()).await;
+        }
+        let target = next.min(deadline);
+        if !self.wait_until(target).await? || target < next {
+            return Ok(());
+        }
+        self.watch_tick().await
+    }
+
+    /// Keeps the old version warm for `keepOldWarmFor` (or until the deadline), then
+    /// completes.
+    pub(super) async fn completion(&mut self) -> Result<()> {
+        let warm = self.state.config.blue_green_config.keep_old_warm_for;
+        let at = self
+            .state
+            .promoted_at
+            .unwrap_or(self.state.observed_until)
+            .saturating_add(warm);
+        let deadline_first = at > self.state.deadline && !self.state.deadline_action;
+        let target = if self.state.deadline_action {
+            // Finishing at the deadline: the rest of the warm delay is cut short.
+            self.now()
+        } else if deadline_first {
+            self.state.deadline
+        } else {
+            at
+        };
+        if !self.wait_until(target).await? {
+            return Ok(());
+        }
+        if deadline_first {
+            return self.deadline_after_promotion().await;
+        }
+        if self.state.paused && !self.state.deadline_action {
+            // A pause holds the old version warm, but never past the deadline.
+            let now = self.now();
+            if self.past_deadline(now) {
+                return self.deadline_after_promotion().await;
+            }
+            let check = self.state.config.monitoring.check_interval;
+            self.wait_until(now.saturating_add(check).min(self.state.deadline))
+                .await?;
+            return Ok(());
+        }
+        self.complete(Vec::new()).await
+    }
+
+    /// Gives the new version all traffic for good, retires the old one, then carries out the
+    /// post-upgrade steps (the old version is gone, so contract migrations are safe).
+    async fn complete(&mut self, mut kinds: Vec<EventKind>) -> Result<()> {
+        let new = self.new_track();
+        let mut effects = vec![Effect::Apply {
+            split: split_all(&new, None)?,
+        }];
+        if let Some(old) = self.old_track() {
+            effects.push(Effect::retire(old, self.drain()));
+        }
+        // The old version is retired by its own record first; the steps after it are
+        // journalled with the end.
+        self.commit(effects, std::mem::take(&mut kinds)).await?;
+        self.run_steps(false, &mut kinds).await;
+        self.finish(Outcome::Succeeded, Vec::new(), kinds).await
+    }
+}

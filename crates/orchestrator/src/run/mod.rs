@@ -1,0 +1,440 @@
+//! The executor of one deployment: a small async shell that asks the pure cores (canary
+//! controller, trigger engine, traffic plan cursor) what to do, journals the answer, carries it
+//! out through the traits, then announces it. It decides nothing itself.
+
+mod canary;
+mod completion;
+mod observe;
+mod prepare;
+mod switch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serin_canary::controller::{Command as CanaryCommand, Step};
+use serin_signals::{Timestamp, Track};
+use serin_traffic::TrafficSplit;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::StrategyKind;
+use crate::error::{Error, Result};
+use crate::event::{Event, EventKind, Phase};
+use crate::journal::Record;
+use crate::orchestrator::{Inner, ServiceBackends, Status};
+use crate::platform::TrackSpec;
+use crate::report::Report;
+use crate::sample::Sample;
+use crate::state::{DeploymentState, Effect, Outcome, Stage};
+
+use canary::{controller_of, store};
+
+/// An operator's command to a running deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// Skip the remaining analysis or switch steps and give the new version all traffic.
+    Promote,
+    /// Roll back now.
+    Abort,
+    /// Hold: no weight changes until resumed (triggers keep watching).
+    Pause,
+    /// Carry on after a pause (also ends an indefinite canary pause step).
+    Resume,
+}
+
+pub(crate) type Reply = oneshot::Sender<Result<()>>;
+
+pub(crate) struct Runner {
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) backends: ServiceBackends,
+    pub(crate) state: DeploymentState,
+    pub(crate) seq: u64,
+    pub(crate) commands: mpsc::UnboundedReceiver<(Operation, Reply)>,
+    /// Keeps the channel open so `recv` never returns `None` when every handle is gone.
+    pub(crate) _keep: mpsc::UnboundedSender<(Operation, Reply)>,
+    pub(crate) status: watch::Sender<Status>,
+    /// The last observation window's summary, journalled with the next record.
+    pub(crate) sample: Option<Sample>,
+}
+
+fn is_journal_error(e: &Error) -> bool {
+    matches!(e, Error::Backend { backend, .. } if backend == "journal")
+}
+
+impl Runner {
+    fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    fn old_track(&self) -> Option<Track> {
+        self.state.from.as_ref().map(|p| p.track.clone())
+    }
+
+    fn new_track(&self) -> Track {
+        self.state.to.track.clone()
+    }
+
+    /// The new version's share changed: named by version and track, since a canary may run
+    /// the new version on the track called `stable`.
+    fn weight_changed(&self, percent: f64) -> EventKind {
+        EventKind::WeightChanged {
+            version: self.state.to.version.to_string(),
+            track: self.state.to.track.to_string(),
+            percent,
+        }
+    }
+
+    /// Journals the current state with `effects` and `kinds`, carries the effects out, then
+    /// announces the events.
+    pub(crate) async fn commit(
+        &mut self,
+        effects: Vec<Effect>,
+        kinds: Vec<EventKind>,
+    ) -> Result<()> {
+        let now = self.now();
+        let mut events = Vec::with_capacity(kinds.len());
+        for kind in kinds {
+            events.push(Event {
+                deployment: self.state.id.clone(),
+                service: self.state.service.clone(),
+                seq: self.state.next_event,
+                at: now,
+                kind,
+            });
+            self.state.next_event += 1;
+        }
+        let record = Record {
+            deployment: self.state.id.clone(),
+            seq: self.seq,
+            at: now,
+            state: self.state.clone(),
+            effects,
+            events,
+            sample: self.sample.take(),
+        };
+        self.inner
+            .journal
+            .append(&record)
+            .await
+            .map_err(|e| match e {
+                Error::Backend { .. } => e,
+                other => Error::backend("journal", self.inner.journal.name(), other),
+            })?;
+        self.seq += 1;
+        self.execute(&record.effects).await?;
+        self.emit(&record.events).await;
+        self.publish();
+        Ok(())
+    }
+
+    /// Carries out effects; each is idempotent, so a resumed run repeats its last record's.
+    pub(crate) async fn execute(&self, effects: &[Effect]) -> Result<()> {
+        let platform = &self.inner.platform;
+        let service = &self.state.service;
+        for effect in effects {
+            match effect {
+                Effect::BringUp {
+                    track,
+                    version,
+                    instances,
+                } => {
+                    let spec =
+                        TrackSpec::new(service, &version.to_string(), track.clone(), *instances)?;
+                    let spec = match self.backends.command.as_ref() {
+                        Some(f) => f(spec)?,
+                        None => spec,
+                    };
+                    match platform.bring_up(&spec).await {
+                        Ok(_) => {}
+                        Err(Error::AlreadyExists { .. }) => {
+                            let st = platform.status(service, track).await?;
+                            if &st.version != version {
+                                return Err(Error::conflict(
+                                    "bring up",
+                                    format!("{service}/{track}"),
+                                    format!("the track already runs {}", st.version),
+                                ));
+                            }
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Effect::Scale { track, instances } => {
+                    platform.scale(service, track, *instances).await?;
+                }
+                Effect::Apply { split } => {
+                    self.backends
+                        .router
+                        .apply(split)
+                        .await
+                        .map_err(|e| Error::backend("router", self.backends.router.name(), e))?;
+                }
+                Effect::Retire { track, drain_ms } => {
+                    match platform
+                        .retire(service, track, Duration::from_millis(*drain_ms))
+                        .await
+                    {
+                        Ok(()) | Err(Error::NotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn emit(&self, events: &[Event]) {
+        for e in events {
+            tracing::info!(deployment = %e.deployment, seq = e.seq, "{}", e.kind);
+            let _ = self.inner.events.send(e.clone());
+            if let (Some(notifier), Some(category)) = (&self.inner.notifier, e.kind.notify_on()) {
+                for ch in &self.state.config.notification_channels {
+                    if (ch.events.is_empty() || ch.events.contains(&category))
+                        && let Err(err) = notifier.notify(ch, e).await
+                    {
+                        tracing::warn!(deployment = %e.deployment, "notification to {} failed: {err}", ch.redacted_destination());
+                    }
+                }
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let _ = self.status.send(Status::of(&self.state));
+    }
+
+    /// Runs stages until the deployment is over, then returns its report.
+    pub(crate) async fn drive(mut self) -> Result<Report> {
+        self.publish();
+        while self.state.stage != Stage::Done {
+            let r = match self.state.stage {
+                Stage::Validation => self.validation().await,
+                Stage::Preparation => self.preparation().await,
+                Stage::BringUp => self.bring_up().await,
+                Stage::WaitReady => self.wait_ready().await,
+                Stage::Canary => self.canary_tick().await,
+                Stage::Switch => self.switch_tick().await,
+                Stage::Monitoring => self.monitoring_tick().await,
+                Stage::Completion => self.completion().await,
+                Stage::RollingBack => self.rolling_back().await,
+                Stage::Done => Ok(()),
+            };
+            if let Err(e) = r {
+                self.on_error(e).await?;
+            }
+        }
+        let records = self.inner.journal.records(&self.state.id).await?;
+        Report::from_records(&records)
+    }
+
+    async fn on_error(&mut self, e: Error) -> Result<()> {
+        if is_journal_error(&e) {
+            return Err(e);
+        }
+        tracing::warn!(deployment = %self.state.id, "stage {:?} failed: {e}", self.state.stage);
+        let changed_nothing = matches!(self.state.stage, Stage::Validation | Stage::Preparation);
+        if !changed_nothing
+            && self.state.stage != Stage::RollingBack
+            && self.state.config.rollback_on_error
+        {
+            return self.start_rollback(format!("error: {e}"), Vec::new()).await;
+        }
+        self.finish(
+            Outcome::Failed {
+                reason: e.to_string(),
+            },
+            Vec::new(),
+            Vec::new(),
+        )
+        .await
+    }
+
+    async fn finish(
+        &mut self,
+        outcome: Outcome,
+        effects: Vec<Effect>,
+        mut kinds: Vec<EventKind>,
+    ) -> Result<()> {
+        let kind = match &outcome {
+            Outcome::Succeeded => EventKind::Completed {
+                version: self.state.to.version.to_string(),
+            },
+            Outcome::RolledBack { reason } => EventKind::RolledBack {
+                reason: reason.clone(),
+            },
+            Outcome::Blocked { reason } => EventKind::Blocked {
+                reason: reason.clone(),
+            },
+            Outcome::Failed { reason } => EventKind::Failed {
+                reason: reason.clone(),
+            },
+        };
+        if !effects.is_empty() {
+            // The effects get a record of their own, in the current stage: a crash before they
+            // are carried out resumes this stage, which carries them out again.
+            self.commit(effects, std::mem::take(&mut kinds)).await?;
+        }
+        kinds.push(kind);
+        kinds.push(EventKind::PhaseChanged {
+            phase: Phase::Finished,
+        });
+        self.state.stage = Stage::Done;
+        self.state.outcome = Some(outcome);
+        self.commit(Vec::new(), kinds).await
+    }
+
+    async fn enter(
+        &mut self,
+        stage: Stage,
+        effects: Vec<Effect>,
+        mut kinds: Vec<EventKind>,
+    ) -> Result<()> {
+        let before = self.state.stage.phase();
+        self.state.stage = stage;
+        if stage.phase() != before {
+            kinds.push(EventKind::PhaseChanged {
+                phase: stage.phase(),
+            });
+        }
+        self.commit(effects, kinds).await
+    }
+
+    /// Waits until `target`, serving operator commands meanwhile. `false` if a command moved
+    /// the deployment to another stage.
+    async fn wait_until(&mut self, target: Timestamp) -> Result<bool> {
+        let stage = self.state.stage;
+        loop {
+            let now = self.now();
+            if now >= target {
+                return Ok(true);
+            }
+            let d = target.saturating_duration_since(now);
+            tokio::select! {
+                cmd = self.commands.recv() => {
+                    if let Some((op, reply)) = cmd {
+                        let r = self.handle(op).await;
+                        let journal_failed = r.as_ref().err().is_some_and(is_journal_error);
+                        let shared = r.as_ref().map(|_| ()).map_err(Clone::clone);
+                        let _ = reply.send(shared);
+                        if journal_failed {
+                            r?;
+                        }
+                        if self.state.stage != stage {
+                            return Ok(false);
+                        }
+                    }
+                }
+                () = tokio::time::sleep(d) => return Ok(true),
+            }
+        }
+    }
+
+    async fn handle(&mut self, op: Operation) -> Result<()> {
+        let id = self.state.id.clone();
+        match op {
+            Operation::Pause => {
+                if self.state.paused {
+                    return Ok(());
+                }
+                self.state.paused = true;
+                self.commit(Vec::new(), vec![EventKind::Paused]).await
+            }
+            Operation::Resume => {
+                let now = self.now();
+                self.state.paused = false;
+                // An indefinite pause step of the policy waits for this resume too; a timed
+                // one keeps its own clock.
+                if self.state.stage == Stage::Canary
+                    && let Some(run) = self.state.canary.clone()
+                    && matches!(
+                        run.policy.steps.get(run.controller.step()),
+                        Some(Step::Pause(p)) if p.duration.is_none()
+                    )
+                {
+                    let mut c = controller_of(run.clone())?;
+                    let decision = c
+                        .command(CanaryCommand::Resume, now)
+                        .map_err(|e| Error::conflict("resume", &id, e.to_string()))?;
+                    return self
+                        .carry_out(c, decision, &run.last_reason, vec![EventKind::Resumed])
+                        .await;
+                }
+                self.commit(Vec::new(), vec![EventKind::Resumed]).await
+            }
+            Operation::Abort => match self.state.stage {
+                Stage::Done | Stage::RollingBack => Err(Error::conflict(
+                    "abort",
+                    &id,
+                    "the deployment is already over or rolling back",
+                )),
+                Stage::Validation | Stage::Preparation => {
+                    self.finish(
+                        Outcome::Failed {
+                            reason: "aborted by an operator before any change".into(),
+                        },
+                        Vec::new(),
+                        Vec::new(),
+                    )
+                    .await
+                }
+                _ => {
+                    self.start_rollback("aborted by an operator".into(), Vec::new())
+                        .await
+                }
+            },
+            Operation::Promote => match self.state.stage {
+                Stage::Canary => {
+                    let now = self.now();
+                    let Some(run) = self.state.canary.clone() else {
+                        return Err(Error::conflict("promote", &id, "no canary analysis runs"));
+                    };
+                    let mut c = controller_of(run.clone())?;
+                    let decision = c
+                        .command(CanaryCommand::Promote, now)
+                        .map_err(|e| Error::conflict("promote", &id, e.to_string()))?;
+                    self.state.canary = Some(store(c, run.last_reason));
+                    self.promote(vec![EventKind::AnalysisResult { decision }])
+                        .await
+                }
+                Stage::Switch => self.promote(Vec::new()).await,
+                Stage::Monitoring => self.enter(Stage::Completion, Vec::new(), Vec::new()).await,
+                _ => Err(Error::conflict(
+                    "promote",
+                    &id,
+                    format!("nothing to promote in stage {:?}", self.state.stage),
+                )),
+            },
+        }
+    }
+
+    fn drain(&self) -> Duration {
+        match self.state.strategy {
+            StrategyKind::Canary => self.state.config.canary_config.drain,
+            _ => self.state.config.blue_green_config.drain,
+        }
+    }
+
+    fn past_deadline(&self, now: Timestamp) -> bool {
+        now >= self.state.deadline
+    }
+
+    fn deadline_reason(&self) -> String {
+        format!(
+            "the deployment did not finish within maxDeploymentDuration {:?}",
+            self.state.config.max_deployment_duration
+        )
+    }
+}
+
+/// All traffic to `to`, with `other` kept in the split at 0%.
+pub(crate) fn split_all(to: &Track, other: Option<&Track>) -> Result<TrafficSplit> {
+    let others: Vec<&str> = other.map(|t| t.as_str()).into_iter().collect();
+    TrafficSplit::all_to(to.as_str(), &others)
+        .map_err(|e| Error::invalid("split", to, e.to_string()))
+}
+
+/// `percent` to `new`, the rest to `old`.
+pub(crate) fn split_percent(old: &Track, new: &Track, percent: u8) -> Result<TrafficSplit> {
+    let p = percent.min(100);
+    TrafficSplit::from_percents([(old.as_str(), 100 - p), (new.as_str(), p)])
+        .map_err(|e| Error::invalid("split", p, e.to_string()))
+}
