@@ -577,11 +577,8 @@ impl Orchestrator {
                 });
             let items: Vec<UpgradeStep> = checklist
                 .iter()
-                .map(|step| UpgradeStep {
-                    step: step.clone(),
-                    status: StepStatus::Pending,
-                    evidence: None,
-                })
+                .cloned()
+                .map(UpgradeStep::pending)
                 .collect();
             for item in items.iter().filter(|i| i.is_pre(service)) {
                 steps.push(format!(

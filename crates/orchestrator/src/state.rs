@@ -274,6 +274,15 @@ pub struct UpgradeStep {
 }
 
 impl UpgradeStep {
+    /// A checklist item not yet done.
+    pub fn pending(step: serin_compat::Step) -> Self {
+        UpgradeStep {
+            step,
+            status: StepStatus::Pending,
+            evidence: None,
+        }
+    }
+
     /// Whether the step comes before the new version receives traffic (done in preparation).
     /// Deploy-phase steps other than this deployment itself (required stops, other services)
     /// are reminders due before it too.

@@ -54,34 +54,24 @@ impl Runner {
         let old = self.old_track().unwrap_or(Track::Stable);
         let mut out = Vec::new();
         for metric in self.metrics() {
-            let b = match self
-                .backends
-                .metrics
-                .query(&MetricQuery::new(metric.clone(), old.clone(), window))
-                .await
-            {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::warn!(deployment = %self.state.id, "metrics of {old} unavailable: {e}");
-                    no_data(&metric, &old, window)
-                }
-            };
-            let c = match self
-                .backends
-                .metrics
-                .query(&MetricQuery::new(metric.clone(), new.clone(), window))
-                .await
-            {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::warn!(deployment = %self.state.id, "metrics of {new} unavailable: {e}");
-                    no_data(&metric, &new, window)
-                }
-            };
+            let b = self.query(&metric, &old, window).await;
+            let c = self.query(&metric, &new, window).await;
             out.push((metric, b, c));
         }
         self.sample = Some(self.summarise(window, &out));
         Ok(out)
+    }
+
+    /// One metric of one track over `window`; a source error is no data (and a warning).
+    async fn query(&self, metric: &Metric, track: &Track, window: Window) -> Observation {
+        let query = MetricQuery::new(metric.clone(), track.clone(), window);
+        match self.backends.metrics.query(&query).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(deployment = %self.state.id, "metrics of {track} unavailable: {e}");
+                no_data(metric, track, window)
+            }
+        }
     }
 
     /// The compact summary of one observation, journalled with the next record for the report.

@@ -62,11 +62,8 @@ impl Runner {
         self.state.checklist = validation
             .steps
             .iter()
-            .map(|step| UpgradeStep {
-                step: step.clone(),
-                status: StepStatus::Pending,
-                evidence: None,
-            })
+            .cloned()
+            .map(UpgradeStep::pending)
             .collect();
         self.enter(Stage::Preparation, Vec::new(), kinds).await
     }
