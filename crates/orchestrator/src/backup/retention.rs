@@ -8,19 +8,19 @@ use crate::hooks::{BackupInfo, BackupProvider};
 /// How many backups of each service to keep: after a successful backup, the provider deletes
 /// the oldest ones beyond the last `keepLast`.
 ///
-/// At least one is always kept (the backup just taken), so `keepLast` must be at least 1.
-///
 /// Choose N with rollbacks in mind: a rollback across a destructive migration restores the
-/// backup taken before the first deployment it undoes, and takes a fresh backup first. To roll
-/// back across `k` deployments, keep at least `k + 1` backups, or the one needed may already
-/// be gone.
+/// backup taken before the first deployment it undoes, and takes a fresh backup first (so the
+/// rollback itself can be undone). To roll back across `k` deployments, keep at least `k + 1`
+/// backups, or the fresh backup's retention deletes the one to restore. `keepLast` must
+/// therefore be at least 2: with 1, rolling back even the last deployment would delete its
+/// restore point.
 ///
 /// ```
 /// use serin_orchestrator::backup::Retention;
 ///
 /// let r: Retention = serde_json::from_str(r#"{"keepLast":3}"#)?;
 /// assert_eq!(r.keep(), 3);
-/// let err = serde_json::from_str::<Retention>(r#"{"keepLast":0}"#).unwrap_err();
+/// let err = serde_json::from_str::<Retention>(r#"{"keepLast":1}"#).unwrap_err();
 /// assert!(err.to_string().contains("retention.keepLast"));
 /// # Ok::<(), serde_json::Error>(())
 /// ```
@@ -58,13 +58,15 @@ impl From<Retention> for RetentionRepr {
 }
 
 impl Retention {
-    /// Keep the last `n` backups of each service (`n` ≥ 1).
+    /// Keep the last `n` backups of each service (`n` ≥ 2).
     pub fn keep_last(n: usize) -> Result<Self> {
-        if n == 0 {
+        if n < 2 {
             return Err(Error::invalid(
                 "retention.keepLast",
                 n,
-                "must be at least 1: the backup just taken is always kept",
+                "must be at least 2: a rollback takes a fresh backup before it restores the \
+                 one taken before the deployment, and keeping one would delete the backup it \
+                 restores",
             ));
         }
         Ok(Retention { keep_last: n })
@@ -127,11 +129,17 @@ mod tests {
                 .is_empty()
         );
         assert!(Retention::keep_last(9).unwrap().expired(&[]).is_empty());
-        let err = Retention::keep_last(0).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "invalid retention.keepLast `0`: must be at least 1: the backup just taken is always kept"
-        );
+        for n in [0, 1] {
+            let err = Retention::keep_last(n).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "invalid retention.keepLast `{n}`: must be at least 2: a rollback takes a \
+                     fresh backup before it restores the one taken before the deployment, and \
+                     keeping one would delete the backup it restores"
+                )
+            );
+        }
     }
 
     #[tokio::test]
@@ -142,12 +150,12 @@ mod tests {
             ids.push(p.backup("web", &format!("v{i}")).await.unwrap());
         }
         p.backup("api", "other").await.unwrap();
-        let deleted = Retention::keep_last(1)
+        let deleted = Retention::keep_last(2)
             .unwrap()
             .enforce(&p, "web")
             .await
             .unwrap();
-        assert_eq!(deleted, ids[..3].to_vec());
+        assert_eq!(deleted, ids[..2].to_vec());
         let left: Vec<String> = p
             .list("web")
             .await
@@ -155,7 +163,7 @@ mod tests {
             .into_iter()
             .map(|b| b.id)
             .collect();
-        assert_eq!(left, vec![ids[3].clone()]);
+        assert_eq!(left, ids[2..].to_vec());
         assert_eq!(p.list("api").await.unwrap().len(), 1);
     }
 }
@@ -170,7 +178,7 @@ mod properties {
         #[test]
         fn expired_and_kept_partition_the_backups(
             times in proptest::collection::vec(0u64..50, 0..20),
-            keep in 1usize..8,
+            keep in 2usize..8,
         ) {
             let backups: Vec<BackupInfo> = times
                 .iter()
