@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serin_signals::Timestamp;
 
+use crate::backup::Retention;
 use crate::config::NotificationChannel;
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -106,6 +107,13 @@ pub trait BackupProvider: Send + Sync {
             format!("cannot delete backup `{id}`: this provider does not support deletion"),
         ))
     }
+
+    /// The retention the provider enforces after each backup, if any. A rollback that must
+    /// restore a backup takes a fresh one first; knowing the retention, the orchestrator
+    /// refuses the rollback up front when that fresh backup would expire the one to restore.
+    fn retention(&self) -> Option<Retention> {
+        None
+    }
 }
 
 /// What a provider records about one backup, so that `list` and `info` can answer and a
@@ -196,10 +204,12 @@ impl BackupCheck {
     }
 }
 
-/// Records backups and restores in memory; can be told to fail.
+/// Records backups and restores in memory; can be told to fail, and can enforce a
+/// [`Retention`] as the real providers do.
 #[derive(Debug, Clone, Default)]
 pub struct InMemoryBackup {
     inner: Arc<Mutex<BackupLog>>,
+    retention: Option<Retention>,
 }
 
 #[derive(Debug, Default)]
@@ -215,6 +225,12 @@ impl InMemoryBackup {
     /// An empty provider.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Deletes the backups of a service beyond `retention` after each backup.
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = Some(retention);
+        self
     }
 
     /// The next backup fails with `reason`.
@@ -251,6 +267,20 @@ impl BackupProvider for InMemoryBackup {
         // Backups taken in memory are ordered by number; the timestamp says so.
         let info = BackupInfo::new(id.clone(), service, label, Timestamp::from_millis(log.next));
         log.infos.push(info);
+        if let Some(retention) = self.retention {
+            let of_service: Vec<BackupInfo> = log
+                .infos
+                .iter()
+                .filter(|i| i.service == service)
+                .cloned()
+                .collect();
+            let expired: Vec<String> = retention
+                .expired(&of_service)
+                .into_iter()
+                .map(|i| i.id.clone())
+                .collect();
+            log.infos.retain(|i| !expired.contains(&i.id));
+        }
         Ok(id)
     }
 
@@ -279,6 +309,10 @@ impl BackupProvider for InMemoryBackup {
             .filter(|i| i.service == service)
             .cloned()
             .collect())
+    }
+
+    fn retention(&self) -> Option<Retention> {
+        self.retention
     }
 
     async fn delete(&self, id: &str) -> Result<()> {

@@ -68,7 +68,6 @@
 //! # }).unwrap();
 //! ```
 
-#[cfg(any(feature = "backup", feature = "testkit", test))]
 pub mod backup;
 #[cfg(feature = "charts")]
 mod chart;

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use crate::config::{DeploymentConfig, OnResume, StrategyKind, TrafficStrategyKind};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, Phase};
-use crate::hooks::{BackupProvider, Notifier, StepRunner};
+use crate::hooks::{BackupInfo, BackupProvider, Notifier, StepRunner};
 use crate::journal::Journal;
 use crate::platform::{Platform, TrackSpec};
 use crate::report::Report;
@@ -942,8 +942,10 @@ impl Orchestrator {
     /// (one that succeeded since `version` last ran) has a contract migration carried out or
     /// handed to an operator, the backup taken before the first deployment being undone is
     /// restored in preparation, after a fresh backup of the current database and before any
-    /// traffic moves. Without that backup, or without a backup provider, the rollback is
-    /// refused with the reason, and nothing changes.
+    /// traffic moves. Without that backup, or without a backup provider, or when the backup no
+    /// longer exists or the provider's [`Retention`](crate::backup::Retention) would delete it
+    /// as the fresh backup is taken, the rollback is refused with the reason, and nothing
+    /// changes.
     pub async fn rollback_to(
         &self,
         config: &DeploymentConfig,
@@ -965,13 +967,16 @@ impl Orchestrator {
         version: semver::Version,
     ) -> Result<DeploymentHandle> {
         let restore = self.restore_point(service, &version).await?;
-        if restore.is_some() && self.inner.backup.is_none() {
-            return Err(Error::conflict(
-                "rollback",
-                service,
-                "a backup must be restored (destructive migrations ran since that version), \
-                 and no backup provider is configured",
-            ));
+        if let Some(id) = &restore {
+            let Some(backup) = &self.inner.backup else {
+                return Err(Error::conflict(
+                    "rollback",
+                    service,
+                    "a backup must be restored (destructive migrations ran since that version), \
+                     and no backup provider is configured",
+                ));
+            };
+            survives_fresh_backup(backup.as_ref(), service, id).await?;
         }
         let mut c = config.clone();
         c.version = version;
@@ -1052,4 +1057,51 @@ impl Orchestrator {
         };
         self.rollback_to(config, service, version).await
     }
+}
+
+/// Refuses a rollback whose restore point is gone, or would be: the rollback takes a fresh
+/// backup before it restores, and the provider's retention must not expire the backup to restore.
+async fn survives_fresh_backup(backup: &dyn BackupProvider, service: &str, id: &str) -> Result<()> {
+    let refuse = |why: String| {
+        Err(Error::conflict(
+            "rollback",
+            service,
+            format!("backup {id} must be restored, but {why}; restore the database by hand"),
+        ))
+    };
+    if let Err(Error::NotFound { .. }) = backup.info(id).await {
+        return refuse("it no longer exists".to_owned());
+    }
+    let Some(retention) = backup.retention() else {
+        return Ok(());
+    };
+    let Ok(mut kept) = backup.list(service).await else {
+        return Ok(());
+    };
+    let Some(target) = kept
+        .iter()
+        .find(|b| b.id == id)
+        .map(|b| (b.created_at, b.id.clone()))
+    else {
+        return Ok(());
+    };
+    let newer = kept
+        .iter()
+        .filter(|b| (b.created_at, &b.id) > (target.0, &target.1))
+        .count();
+    kept.push(BackupInfo::new(
+        "",
+        service,
+        "",
+        Timestamp::from_millis(u64::MAX),
+    ));
+    if retention.expired(&kept).iter().any(|b| b.id == id) {
+        return refuse(format!(
+            "the backup taken first would make the retention (keepLast {}) delete it: {newer} \
+             newer backups of {service} exist; raise keepLast to at least {}",
+            retention.keep(),
+            newer + 2
+        ));
+    }
+    Ok(())
 }

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use serin_compat::steps::{StepKind, StepPhase};
 use serin_compat::{Fleet, Matrix, Registry, Release, Validator};
+use serin_orchestrator::backup::Retention;
 use serin_orchestrator::{
-    Event, EventKind, InMemoryBackup, InMemoryStepRunner, Journal, OnDeadline, Orchestrator,
-    Outcome, Phase, Platform, Report, ServiceBackends, StepStatus,
+    BackupProvider, Event, EventKind, InMemoryBackup, InMemoryStepRunner, Journal, OnDeadline,
+    Orchestrator, Outcome, Phase, Platform, Report, ServiceBackends, StepStatus,
 };
 use serin_signals::Track;
 use support::{SERVICE, World, canary_config, drain, v};
@@ -518,6 +519,72 @@ async fn rolling_back_across_a_destructive_migration_restores_the_backup_taken_b
         world.live_version().await.map(|l| l.1),
         Some("1.0.0".into())
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_is_refused_when_its_restore_point_is_gone_or_retention_would_delete_it() {
+    let world = on_1_0_0().await;
+    let _traffic = world.spawn_traffic();
+    let backup = Arc::new(InMemoryBackup::new().with_retention(Retention::keep_last(3).unwrap()));
+    let runner = Arc::new(InMemoryStepRunner::new());
+    let o = orchestrator(&world, Some(backup.clone()), Some(runner));
+    let config = canary_config("1.1.0");
+    let up = o.start(&config, SERVICE).await.expect("start").wait().await;
+    assert_eq!(up.expect("report").outcome, Some(Outcome::Succeeded));
+    let before = backup.taken()[0].0.clone();
+    // Two backups by hand since: with keepLast 3, the rollback's fresh backup would expire the
+    // one before the deployment.
+    for label in ["by hand", "by hand again"] {
+        backup.backup(SERVICE, label).await.expect("backup");
+    }
+    let deployments = world.journal.deployments().await.expect("list").len();
+    let err = o
+        .rollback_to(&config, SERVICE, v("1.0.0"))
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains(&before), "{err}");
+    assert!(err.contains("keepLast 3"), "{err}");
+    assert!(err.contains("2 newer backups"), "{err}");
+    assert!(err.contains("at least 4"), "{err}");
+    // Nothing changed: the restore point is still there, 1.1.0 still serves.
+    assert!(backup.info(&before).await.is_ok());
+    assert_eq!(
+        world.journal.deployments().await.expect("list").len(),
+        deployments
+    );
+    assert_eq!(
+        world.live_version().await.map(|l| l.1),
+        Some("1.1.0".into())
+    );
+
+    // Deleted (by hand, or by a retention elsewhere): refused as gone.
+    backup.delete(&before).await.expect("delete");
+    let err = o
+        .rollback_to(&config, SERVICE, v("1.0.0"))
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("no longer exists"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_restores_under_the_smallest_retention() {
+    let world = on_1_0_0().await;
+    let _traffic = world.spawn_traffic();
+    let backup = Arc::new(InMemoryBackup::new().with_retention(Retention::keep_last(2).unwrap()));
+    let runner = Arc::new(InMemoryStepRunner::new());
+    let o = orchestrator(&world, Some(backup.clone()), Some(runner));
+    let config = canary_config("1.1.0");
+    let up = o.start(&config, SERVICE).await.expect("start").wait().await;
+    assert_eq!(up.expect("report").outcome, Some(Outcome::Succeeded));
+    let before = backup.taken()[0].0.clone();
+    let report = o
+        .rollback_to(&config, SERVICE, v("1.0.0"))
+        .await
+        .expect("rollback");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    assert_eq!(backup.restored(), vec![before]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -337,6 +337,10 @@ impl BackupProvider for DirectorySnapshot {
         self.catalog.read(id).await
     }
 
+    fn retention(&self) -> Option<Retention> {
+        self.retention
+    }
+
     async fn list(&self, service: &str) -> Result<Vec<BackupInfo>> {
         self.catalog.list(service).await
     }

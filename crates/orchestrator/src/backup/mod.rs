@@ -8,8 +8,10 @@
 //! - [`DirectorySnapshot`]: a directory tree (files, permissions, symlinks as symlinks) for
 //!   services with local state, restored by building the tree beside the original and
 //!   renaming it into place, verified by per-file SHA-256.
-//! - [`Retention`]: keep the last N backups of each service; both providers enforce it after
-//!   every successful backup.
+//! - [`Retention`] (always compiled): keep the last N backups of each service; both providers
+//!   and [`InMemoryBackup`](crate::InMemoryBackup) enforce it after every successful backup,
+//!   and a rollback is refused when the backup it takes first would expire the one it
+//!   restores.
 //!
 //! Each provider writes one small JSON file per backup ([`BackupInfo`](crate::BackupInfo)) in
 //! its directory, so `list` and `info` answer across processes: the process that rolls back
@@ -27,7 +29,6 @@ mod command;
 mod files;
 #[cfg(feature = "backup")]
 mod postgres;
-#[cfg(feature = "backup")]
 mod retention;
 #[cfg(feature = "backup")]
 mod sql;
@@ -40,5 +41,4 @@ mod tree;
 pub use files::DirectorySnapshot;
 #[cfg(feature = "backup")]
 pub use postgres::{PostgresBackup, PostgresConnection, PostgresMode, PostgresSettings, TableName};
-#[cfg(feature = "backup")]
 pub use retention::Retention;

@@ -1027,6 +1027,10 @@ impl BackupProvider for PostgresBackup {
         self.catalog.read(id).await
     }
 
+    fn retention(&self) -> Option<Retention> {
+        self.settings.retention
+    }
+
     async fn list(&self, service: &str) -> Result<Vec<BackupInfo>> {
         self.catalog.list(service).await
     }

@@ -11,9 +11,9 @@ use crate::hooks::{BackupInfo, BackupProvider};
 /// Choose N with rollbacks in mind: a rollback across a destructive migration restores the
 /// backup taken before the first deployment it undoes, and takes a fresh backup first (so the
 /// rollback itself can be undone). To roll back across `k` deployments, keep at least `k + 1`
-/// backups, or the fresh backup's retention deletes the one to restore. `keepLast` must
-/// therefore be at least 2: with 1, rolling back even the last deployment would delete its
-/// restore point.
+/// backups, or the fresh backup's retention would delete the one to restore (the orchestrator
+/// then refuses the rollback up front, and nothing is deleted). `keepLast` must therefore be at
+/// least 2: with 1, no rollback could restore even the last deployment's backup.
 ///
 /// ```
 /// use serin_orchestrator::backup::Retention;
@@ -165,6 +165,27 @@ mod tests {
             .collect();
         assert_eq!(left, ids[2..].to_vec());
         assert_eq!(p.list("api").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_in_memory_provider_enforces_its_retention_after_each_backup() {
+        let keep = Retention::keep_last(2).unwrap();
+        let p = InMemoryBackup::new().with_retention(keep);
+        assert_eq!(p.retention(), Some(keep));
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            ids.push(p.backup("web", &format!("v{i}")).await.unwrap());
+        }
+        p.backup("api", "other").await.unwrap();
+        let left: Vec<String> = p
+            .list("web")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.id)
+            .collect();
+        assert_eq!(left, ids[1..].to_vec());
+        assert_eq!(InMemoryBackup::new().retention(), None);
     }
 }
 
