@@ -142,6 +142,12 @@ mod tests {
         }
     }
 
+    /// The ids of `service`'s backups that `p` still holds.
+    async fn listed(p: &InMemoryBackup, service: &str) -> Vec<String> {
+        let backups = p.list(service).await.unwrap();
+        backups.into_iter().map(|b| b.id).collect()
+    }
+
     #[tokio::test]
     async fn enforce_deletes_through_the_provider() {
         let p = InMemoryBackup::new();
@@ -156,13 +162,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(deleted, ids[..2].to_vec());
-        let left: Vec<String> = p
-            .list("web")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|b| b.id)
-            .collect();
+        let left = listed(&p, "web").await;
         assert_eq!(left, ids[2..].to_vec());
         assert_eq!(p.list("api").await.unwrap().len(), 1);
     }
@@ -177,13 +177,7 @@ mod tests {
             ids.push(p.backup("web", &format!("v{i}")).await.unwrap());
         }
         p.backup("api", "other").await.unwrap();
-        let left: Vec<String> = p
-            .list("web")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|b| b.id)
-            .collect();
+        let left = listed(&p, "web").await;
         assert_eq!(left, ids[1..].to_vec());
         assert_eq!(InMemoryBackup::new().retention(), None);
     }
