@@ -14,7 +14,7 @@ use serin_orchestrator::{
     Error, InstanceStatus, Platform, Result, TrackKey, TrackSpec, TrackStatus,
 };
 use serin_signals::{ProbeStatus, Track};
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdin, Command};
 
 use crate::probe;
 
@@ -95,6 +95,8 @@ struct Proc {
     id: String,
     addr: SocketAddr,
     child: Child,
+    /// The write end of the process's stdin, held open for as long as the platform lives.
+    _lifeline: Option<ChildStdin>,
     log: PathBuf,
     exited: Option<String>,
 }
@@ -119,6 +121,11 @@ struct Running {
 ///   and is **never restarted silently**: the caller decides (roll back, scale, retire).
 /// - Stopping sends SIGTERM, then SIGKILL after the grace period. Processes are killed when the
 ///   platform is dropped.
+/// - A platform killed outright (SIGKILL) cannot stop its processes, so it hands each one a
+///   lifeline: its stdin is a pipe whose write end the platform holds, and `SERIN_LIFELINE=stdin`
+///   says so. When the platform's process dies, however it dies, the pipe closes and the
+///   process reads end-of-file on stdin; a service that should not outlive the platform (the
+///   demo service does) stops then.
 /// - Scaling down stops the newest instances at once. Behind the proxy, wrap the platform in a
 ///   [`ProxiedPlatform`](crate::ProxiedPlatform): it takes them out of the proxy and waits for
 ///   their in-flight requests before they are stopped.
@@ -205,13 +212,14 @@ impl ProcessPlatform {
                 "the process platform needs a command to run",
             ));
         };
-        let child = Command::new(program)
+        let mut child = Command::new(program)
             .args(args)
             .envs(spec.env())
             .env("PORT", port.to_string())
             .env("VERSION", spec.version().to_string())
             .env("INSTANCE", &id)
-            .stdin(Stdio::null())
+            .env("SERIN_LIFELINE", "stdin")
+            .stdin(Stdio::piped())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
             .kill_on_drop(true)
@@ -220,6 +228,7 @@ impl ProcessPlatform {
         Ok(Proc {
             id,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            _lifeline: child.stdin.take(),
             child,
             log,
             exited: None,

@@ -1,6 +1,7 @@
 //! Fault tests: an instance that crashes, hangs or refuses connections; a readiness path that
-//! never turns green; a port already in use. Each gets a clear error or event, and no request
-//! that another ready instance could serve is lost.
+//! never turns green; a port already in use; a platform gone without stopping its instances.
+//! Each gets a clear error or event, and no request that another ready instance could serve is
+//! lost.
 
 mod support;
 
@@ -279,4 +280,48 @@ async fn bodies_stream_and_routes_sticky_and_mirror_work_end_to_end() {
         .to_bytes();
     assert_eq!(body.len(), payload.len());
     router.shutdown();
+}
+
+/// The demo service as a platform starts it, with stdin a pipe the test holds.
+async fn demo_with_stdin(lifeline: bool) -> (tokio::process::Child, SocketAddr) {
+    let port = free_port();
+    let mut cmd = tokio::process::Command::new(support::DEMO);
+    cmd.env("PORT", port.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true);
+    if lifeline {
+        cmd.env("SERIN_LIFELINE", "stdin");
+    }
+    let child = cmd.spawn().unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return (child, addr);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    panic!("demo service on {addr} did not start");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_service_stops_when_its_platform_is_gone() {
+    // A platform killed outright closes the pipe on its instances' stdin.
+    let (mut child, addr) = demo_with_stdin(true).await;
+    assert_eq!(get(addr, "/live", &[]).await.0, StatusCode::OK);
+    drop(child.stdin.take());
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("exits once stdin closes")
+        .unwrap();
+    assert!(status.success(), "{status}");
+
+    // Started by hand (no lifeline), it ignores its stdin.
+    let (mut child, addr) = demo_with_stdin(false).await;
+    drop(child.stdin.take());
+    for _ in 0..5 {
+        tokio::time::sleep(POLL).await;
+        assert_eq!(get(addr, "/live", &[]).await.0, StatusCode::OK);
+    }
+    assert!(child.try_wait().unwrap().is_none());
 }

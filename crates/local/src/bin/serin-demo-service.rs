@@ -11,11 +11,14 @@
 //! | `DEMO_LATENCY_MS` | delay before answering `/` | `0` |
 //! | `DEMO_READY_AFTER_MS` | `/ready` answers 503 until this long after start | `0` |
 //! | `DEMO_NEVER_READY` | `1`: `/ready` always answers 503 | unset |
+//! | `SERIN_LIFELINE` | `stdin`: stop at end-of-file on stdin | unset |
 //!
 //! Paths: `/` (the service), `/ready`, `/live`, `/status/{code}`, `/delay/{ms}`, `/echo`
 //! (streams the request body back), `/crash` (exits with status 3), `/hang` (never answers).
 //! On SIGTERM it stops accepting, lets in-flight requests finish, closes keep-alive connections
-//! gracefully and exits 0.
+//! gracefully and exits 0. With `SERIN_LIFELINE=stdin` (set by the process platform, which holds
+//! the other end of its stdin) it does the same at end-of-file on stdin, so it does not outlive
+//! a platform that was killed outright.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -31,6 +34,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::Instant;
@@ -172,6 +176,8 @@ async fn serve(port: u16, cfg: Config) -> Result<(), String> {
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
+    let lifeline = lifeline();
+    tokio::pin!(lifeline);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -185,14 +191,36 @@ async fn serve(port: u16, cfg: Config) -> Result<(), String> {
                     let _ = conn.await;
                 });
             }
-            _ = term.recv() => break,
+            _ = term.recv() => {
+                println!("SIGTERM: draining");
+                break;
+            }
+            () = &mut lifeline => {
+                println!("stdin closed (the platform is gone): draining");
+                break;
+            }
         }
     }
     drop(listener);
-    println!("SIGTERM: draining");
     graceful.shutdown().await;
     println!("drained; exiting");
     Ok(())
+}
+
+/// Completes at end-of-file on stdin when `SERIN_LIFELINE=stdin`; never otherwise (a demo
+/// started by hand keeps its terminal's stdin for whoever typed the command).
+async fn lifeline() {
+    if std::env::var("SERIN_LIFELINE").as_deref() != Ok("stdin") {
+        return std::future::pending().await;
+    }
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 64];
+    // Anything written is ignored; an error reads as the pipe gone.
+    while let Ok(n) = stdin.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
 }
 
 fn main() {
