@@ -14,7 +14,8 @@
 //! The model is documented in `serin_benches::canary_sim`. Judges: the sequential judge (for
 //! errors the per-request count test checked every second, and its robust batch mode; for latency
 //! the normal-mixture e-process on the arms' mean log latency, fed every second, batches of
-//! ≥ 10 requests per arm), the Kayenta judge (per-minute error
+//! ≥ 10 requests per arm, and in the overdispersed rows its robust mode, the sequential t-test
+//! between batches of ≥ 30 seconds), the Kayenta judge (per-minute error
 //! rate or median latency of each arm, growing window, direction `increase`, with Spinnaker's
 //! run logic: a 60-minute lifetime judged every minute from minute 10, failing early at an
 //! interim score ≤ 50, passing only on a final score ≥ 75), Argo (`result <= 1%` error rate or `p99 <= 500 ms`, defaults: failureLimit 0)
@@ -27,7 +28,8 @@
 //! 1/α with no acceptance boundary. In the overdispersed rows both oracles read instead the exact
 //! likelihood ratio of the canary's errors under the wandering-rate model (a hidden Markov model
 //! filtered on a grid, knowing both rates and the wander's law; see
-//! `serin_benches::wander_filter`), since the per-request ratios are not likelihood ratios there.
+//! `serin_benches::wander_filter`), since the per-request ratios are not likelihood ratios there;
+//! in the overdispersed latency rows they read Kalman filters over the wandering medians.
 //! Horizon: one hour. The `late` rows keep the canary good for
 //! 30 minutes and then regress; they compare the time from the onset with the same row's time
 //! when the regression is present from the start, and with a third oracle that knows the effect
@@ -134,16 +136,22 @@ fn scenarios(sets: &[String]) -> Vec<(String, Scenario)> {
         }
     }
     if want("overdispersed") {
-        for rho in [0.3, 0.6] {
-            for ratio in [1.0, 2.0] {
-                for share in [0.05, 0.5] {
-                    rows.push((
-                        "overdispersed".to_owned(),
-                        Scenario {
-                            ar_rho: Some(rho),
-                            ..plain(500.0, share, Effect::ErrorRatio(ratio))
-                        },
-                    ));
+        // Error rates wander (the model), then median latencies do.
+        for effects in [
+            [Effect::ErrorRatio(1.0), Effect::ErrorRatio(2.0)],
+            [Effect::LatencyShift(0.0), Effect::LatencyShift(0.10)],
+        ] {
+            for rho in [0.3, 0.6] {
+                for effect in effects {
+                    for share in [0.05, 0.5] {
+                        rows.push((
+                            "overdispersed".to_owned(),
+                            Scenario {
+                                ar_rho: Some(rho),
+                                ..plain(500.0, share, effect)
+                            },
+                        ));
+                    }
                 }
             }
         }

@@ -22,7 +22,10 @@
 //! (`U₍ₖ₎ ~ Beta(k, n + 1 − k)` mapped through the log-normal quantile) for the per-minute
 //! judges. These follow the same distributions but are not drawn from the same requests. Rows
 //! with another [`LatencyShape`] (heavy-tailed logs) draw their requests one by one instead, and
-//! the per-minute judges read each minute's exact median and p99.
+//! the per-minute judges read each minute's exact median and p99. In the overdispersed latency
+//! rows each arm's log median wanders as an AR(1) too (`ρ` 0.3 or 0.6, stationary sd
+//! [`LATENCY_WANDER_SD`] = 0.05, independently per arm), and the per-minute judges read each
+//! minute at its mean log median.
 //!
 //! A row may start its effect late (`onset_s`): the canary equals the baseline until then, and
 //! the oracles, which know the onset, start with it.
@@ -30,7 +33,9 @@
 //! In the overdispersed rows the per-request likelihood ratios are not likelihood ratios of the
 //! model (a burst of errors from a high multiplier would count as evidence), so both oracles
 //! read the model's own: the canary's errors filtered as a hidden Markov model over its wandering
-//! multiplier ([`WanderFilter`]), knowing both rates and the wander's law.
+//! multiplier ([`WanderFilter`]), knowing both rates and the wander's law; for latency, Kalman
+//! filters over the wandering medians ([`GaussWanderFilter`]), knowing the shift, the spread and
+//! the wander's law.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -40,7 +45,7 @@ use serin_canary::kayenta::{
 };
 use serin_canary::sequential::{
     BatchCountConfig, BatchCountTest, CountTest, CountTestConfig, LatencyTest, LatencyTestConfig,
-    LogMoments, SKETCH_LOG_ERROR,
+    LatencyVariance, LogMoments, SKETCH_LOG_ERROR,
 };
 use serin_canary::threshold::{
     ArgoConfig, ArgoJudge, ArgoPhase, FlaggerConfig, FlaggerJudge, Range,
@@ -49,7 +54,7 @@ use serin_signals::Metric;
 use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::cusum::CusumTrace;
-use crate::wander_filter::WanderFilter;
+use crate::wander_filter::{GaussWanderFilter, WanderFilter};
 
 /// Seconds in one run (the analysis horizon).
 pub const HORIZON_S: u32 = 3600;
@@ -61,6 +66,9 @@ pub const BASE_MEDIAN_MS: f64 = 100.0;
 pub const LATENCY_LOG_SD: f64 = 0.5;
 /// Stationary sd of the log error-rate multiplier in the overdispersed model.
 pub const OVERDISPERSION_SD: f64 = 0.5;
+/// Stationary sd of each arm's wandering log median latency in the overdispersed latency rows
+/// (the median drifts by about ±5% around its level, independently per arm).
+pub const LATENCY_WANDER_SD: f64 = 0.05;
 /// The false-rollback bound α every judge and oracle is run at.
 pub const ALPHA: f64 = 0.05;
 /// β for Wald's SPRT acceptance boundary.
@@ -142,7 +150,8 @@ pub struct Scenario {
     pub share: f64,
     /// The canary's regression.
     pub effect: Effect,
-    /// AR(1) coefficient of the per-second error-rate multipliers, `None` = independent.
+    /// AR(1) coefficient of each arm's per-second wander (of its error-rate multiplier, or of its
+    /// log median latency), `None` = independent.
     pub ar_rho: Option<f64>,
     /// Diurnal ×3 swing of the load.
     pub diurnal: bool,
@@ -181,9 +190,9 @@ impl Scenario {
 
 /// The judges and oracles compared, in table order: the sequential judge in its default mode
 /// (the per-request count test for errors, the normal-mixture test of mean log latency for
-/// latency), the sequential count
-/// test's robust mode (batches with an estimated variance), Kayenta, Argo, Flagger, Wald's SPRT
-/// and the known-effect likelihood-ratio test.
+/// latency), its robust mode (batches with a variance estimated between them: for errors in every
+/// row, for latency in the overdispersed rows), Kayenta, Argo, Flagger, Wald's SPRT and the
+/// known-effect likelihood-ratio test.
 pub const JUDGES: [&str; N_JUDGES] = [
     "sequential",
     "sequential-robust",
@@ -197,7 +206,7 @@ pub const JUDGES: [&str; N_JUDGES] = [
 pub const N_JUDGES: usize = 7;
 /// Index of the sequential judge (default mode) in [`JUDGES`].
 pub const SEQ: usize = 0;
-/// Index of the sequential count test's robust mode.
+/// Index of the sequential judge's robust mode.
 pub const ROBUST: usize = 1;
 /// Index of the Kayenta judge.
 pub const KAYENTA: usize = 2;
@@ -217,8 +226,8 @@ pub struct Outcome {
     pub detected_at: Option<u32>,
     /// Requests the canary served after the onset up to that moment (or to the end of the run).
     pub canary_requests: u64,
-    /// Whether the judge applies to this row (the robust count mode has no latency form; the
-    /// oracles need an effect).
+    /// Whether the judge applies to this row (the robust mode runs on latency only where it
+    /// wanders; the oracles need an effect).
     pub applicable: bool,
 }
 
@@ -232,25 +241,30 @@ fn poisson(rng: &mut ChaCha8Rng, mean: f64) -> u64 {
     }
 }
 
-/// One AR(1) log-space multiplier with mean 1.
+/// One arm's AR(1) wander in log space: of its error rate (a multiplier `exp(x − σ²/2)`, mean 1)
+/// or of its median latency (an offset `x` to the log median).
 struct Wander {
     rho: f64,
+    sd: f64,
     x: f64,
 }
 
 impl Wander {
-    fn new(rho: f64, rng: &mut ChaCha8Rng) -> Self {
+    fn new(rho: f64, sd: f64, rng: &mut ChaCha8Rng) -> Self {
         let z: f64 = rng.sample(StandardNormal);
-        Wander {
-            rho,
-            x: OVERDISPERSION_SD * z,
-        }
+        Wander { rho, sd, x: sd * z }
     }
 
+    /// The next second's log offset `x`.
     fn next(&mut self, rng: &mut ChaCha8Rng) -> f64 {
         let z: f64 = rng.sample(StandardNormal);
-        self.x = self.rho * self.x + (1.0 - self.rho * self.rho).sqrt() * OVERDISPERSION_SD * z;
-        (self.x - OVERDISPERSION_SD * OVERDISPERSION_SD / 2.0).exp()
+        self.x = self.rho * self.x + (1.0 - self.rho * self.rho).sqrt() * self.sd * z;
+        self.x
+    }
+
+    /// The next second's error-rate multiplier, of mean 1.
+    fn next_multiplier(&mut self, rng: &mut ChaCha8Rng) -> f64 {
+        (self.next(rng) - self.sd * self.sd / 2.0).exp()
     }
 }
 
@@ -382,6 +396,7 @@ fn empirical_quantile(logs: &mut [f64], q: f64) -> Option<f64> {
 struct Judges {
     sequential: Option<CountTest>,
     robust: Option<BatchCountTest>,
+    robust_latency: Option<LatencyTest>,
     latency: Option<LatencyTest>,
     kayenta: KayentaJudge,
     argo: ArgoJudge,
@@ -463,6 +478,16 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
         robust: errors
             .then(|| BatchCountTest::new(BatchCountConfig::new(ALPHA)).ok())
             .flatten(),
+        // The latency test's robust mode (between batches) where latency wanders.
+        robust_latency: (!errors && scenario.ar_rho.is_some())
+            .then(|| {
+                LatencyTest::new(LatencyTestConfig {
+                    variance: LatencyVariance::BetweenBatches,
+                    ..LatencyTestConfig::new(ALPHA)
+                })
+                .ok()
+            })
+            .flatten(),
         latency: (!errors)
             .then(|| LatencyTest::new(LatencyTestConfig::new(ALPHA)).ok())
             .flatten(),
@@ -476,7 +501,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
     for (i, o) in j.outcomes.iter_mut().enumerate() {
         o.applicable = match i {
             SEQ => j.sequential.is_some() || j.latency.is_some(),
-            ROBUST => j.robust.is_some(),
+            ROBUST => j.robust.is_some() || j.robust_latency.is_some(),
             SPRT | LR => oracles,
             _ => true,
         };
@@ -492,15 +517,35 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
     // The variance of a log latency as read from a sketch (see `second_moments`).
     let read_var = var + SKETCH_LOG_ERROR * SKETCH_LOG_ERROR / 3.0;
     let phase = rng.random::<f64>() * std::f64::consts::TAU;
-    let mut wander = scenario
-        .ar_rho
-        .map(|rho| (Wander::new(rho, &mut rng), Wander::new(rho, &mut rng)));
+    let wander_sd = if errors {
+        OVERDISPERSION_SD
+    } else {
+        LATENCY_WANDER_SD
+    };
+    let mut wander = scenario.ar_rho.map(|rho| {
+        (
+            Wander::new(rho, wander_sd, &mut rng),
+            Wander::new(rho, wander_sd, &mut rng),
+        )
+    });
     // In the overdispersed rows the oracles' likelihood is the model's own (see
-    // `wander_filter`).
+    // `wander_filter`): for errors a hidden Markov filter over the canary's multiplier; for
+    // latency Kalman filters, over the difference of the arms' wanders (the LR oracle, which
+    // reads the difference of their means) and over the canary's own (Wald's SPRT, which knows
+    // the baseline's median).
     let mut canary_filter = scenario
         .ar_rho
         .filter(|_| errors && !null)
         .map(|rho| WanderFilter::new(rho, OVERDISPERSION_SD, p_b, p_b * ratio));
+    let mut latency_filters = scenario.ar_rho.filter(|_| !errors && oracles).map(|rho| {
+        let v = LATENCY_WANDER_SD * LATENCY_WANDER_SD;
+        (
+            GaussWanderFilter::new(rho, 2.0 * v, delta),
+            GaussWanderFilter::new(rho, v, delta),
+        )
+    });
+    // Each arm's summed wander over the current minute, for the per-minute judges.
+    let mut minute_wander = (0.0, 0.0);
 
     // Rows with a late onset also follow the known-effect CUSUM, which does not know the onset
     // (see `cusum`).
@@ -525,8 +570,20 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
         let p_c = if on { p_b * ratio } else { p_b };
         let log_mu_c = if on { log_mu_b + delta } else { log_mu_b };
         let (m_b, m_c) = match wander.as_mut() {
-            Some((wb, wc)) => (wb.next(&mut rng), wc.next(&mut rng)),
-            None => (1.0, 1.0),
+            Some((wb, wc)) if errors => {
+                (wb.next_multiplier(&mut rng), wc.next_multiplier(&mut rng))
+            }
+            _ => (1.0, 1.0),
+        };
+        // This second's log medians, each moved by its arm's wander in the latency rows.
+        let (sec_mu_b, sec_mu_c) = match wander.as_mut() {
+            Some((wb, wc)) if !errors => {
+                let (xb, xc) = (wb.next(&mut rng), wc.next(&mut rng));
+                minute_wander.0 += xb;
+                minute_wander.1 += xc;
+                (log_mu_b + xb, log_mu_c + xc)
+            }
+            _ => (log_mu_b, log_mu_c),
         };
         let (rb, eb, rc, ec) = if errors {
             let q_b = (p_b * m_b).min(1.0);
@@ -575,13 +632,13 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
         } else if drawn {
             let shape = scenario.shape;
             (
-                drawn_moments(&mut rng, rb, log_mu_b, shape, &mut minute_logs.0),
-                drawn_moments(&mut rng, rc, log_mu_c, shape, &mut minute_logs.1),
+                drawn_moments(&mut rng, rb, sec_mu_b, shape, &mut minute_logs.0),
+                drawn_moments(&mut rng, rc, sec_mu_c, shape, &mut minute_logs.1),
             )
         } else {
             (
-                second_moments(&mut rng, rb, log_mu_b),
-                second_moments(&mut rng, rc, log_mu_c),
+                second_moments(&mut rng, rb, sec_mu_b),
+                second_moments(&mut rng, rc, sec_mu_c),
             )
         };
         if let Some(lat) = j.latency.as_mut()
@@ -589,6 +646,12 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
             && lat.update_log_moments(mb, mc)
         {
             hit(SEQ, &mut j.outcomes);
+        }
+        if let Some(lat) = j.robust_latency.as_mut()
+            && j.outcomes[ROBUST].detected_at.is_none()
+            && lat.update_log_moments(mb, mc)
+        {
+            hit(ROBUST, &mut j.outcomes);
         }
         if oracles && (on || cusum.is_some()) {
             let (llr_sprt, llr_oracle) = if let Some(filter) = canary_filter.as_mut() {
@@ -612,22 +675,32 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
                 // The known-effect test knows δ and σ but, like the count oracle, not the
                 // baseline's level: the likelihood ratio of the difference of the arms' mean
                 // log latencies, `N(δ, σ²(1/n_c + 1/n_b))`, on the same values the sequential
-                // test reads.
-                let oracle = if rb > 0 && rc > 0 {
+                // test reads (filtered over the wanders in the overdispersed rows).
+                let observed = (rb > 0 && rc > 0).then(|| {
                     let v = read_var * (1.0 / rc as f64 + 1.0 / rb as f64);
-                    let d = mc.mean() - mb.mean();
-                    (delta * d - delta * delta / 2.0) / v
-                } else {
-                    0.0
+                    (mc.mean() - mb.mean(), v)
+                });
+                let oracle = match (latency_filters.as_mut(), observed) {
+                    (Some((diff, _)), observed) => diff.llr(observed),
+                    (None, Some((d, v))) => (delta * d - delta * delta / 2.0) / v,
+                    (None, None) => 0.0,
                 };
-                // Wald's SPRT knows both medians: the sum of (log latency − μ_b) over the
+                // Wald's SPRT knows both medians: the mean of (log latency − μ_b) over the
                 // canary's requests this second, drawn exactly, and the normal log-likelihood
-                // ratio of shift δ against 0. (Drawn only from the onset on.)
+                // ratio of shift δ against 0 (filtered over the canary's wander in the
+                // overdispersed rows). Drawn only from the onset on.
                 let sprt = if on {
                     let n = rc as f64;
                     let z: f64 = rng.sample(StandardNormal);
-                    let s = n * delta + (n * var).sqrt() * z;
-                    (delta * s - n * delta * delta / 2.0) / var
+                    match latency_filters.as_mut() {
+                        Some((_, canary)) => canary.llr(
+                            (rc > 0).then(|| (sec_mu_c - log_mu_b + (var / n).sqrt() * z, var / n)),
+                        ),
+                        None => {
+                            let s = n * delta + (n * var).sqrt() * z;
+                            (delta * s - n * delta * delta / 2.0) / var
+                        }
+                    }
                 } else {
                     0.0
                 };
@@ -671,10 +744,17 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
                 c.clear();
                 points
             } else {
+                // With a wander, at the minute's mean log median (an approximation: the
+                // minute's requests are a mixture over its seconds).
+                let (mu_b, mu_c) = (
+                    log_mu_b + minute_wander.0 / 60.0,
+                    log_mu_c + minute_wander.1 / 60.0,
+                );
+                minute_wander = (0.0, 0.0);
                 (
-                    sample_quantile(&mut rng, min_req_b, 0.5, log_mu_b, &std_normal),
-                    sample_quantile(&mut rng, min_req_c, 0.5, log_mu_c, &std_normal),
-                    sample_quantile(&mut rng, min_req_c, 0.99, log_mu_c, &std_normal),
+                    sample_quantile(&mut rng, min_req_b, 0.5, mu_b, &std_normal),
+                    sample_quantile(&mut rng, min_req_c, 0.5, mu_c, &std_normal),
+                    sample_quantile(&mut rng, min_req_c, 0.99, mu_c, &std_normal),
                 )
             };
             if j.outcomes[KAYENTA].detected_at.is_none() {

@@ -1,5 +1,6 @@
-//! The exact likelihood of one arm's errors when its error rate wanders, for the oracles of the
-//! overdispersed rows.
+//! The exact likelihoods of the overdispersed rows, for their oracles: of one arm's errors when
+//! its error rate wanders ([`WanderFilter`]), and of a Gaussian statistic whose mean wanders
+//! ([`GaussWanderFilter`], for latency).
 //!
 //! There each second's error rate is `p·m_t` with `m_t = exp(x_t − σ²/2)` and `x` an AR(1) of
 //! coefficient `ρ` and stationary sd `σ` (see [`canary_sim`](crate::canary_sim)). A likelihood
@@ -131,9 +132,107 @@ impl WanderFilter {
     }
 }
 
+/// The exact likelihood ratio of a shift `δ` against 0 for a Gaussian statistic whose mean also
+/// wanders: each second `y_t = δ + z_t + e_t` with `z` an AR(1) of coefficient `ρ` and
+/// stationary variance `V`, and `e_t ~ N(0, v_t)` of a known variance. A Kalman filter on `z`
+/// gives each second's predictive density under either mean; both filters share one variance
+/// recursion (it does not depend on the data), so only the innovations differ.
+#[derive(Debug, Clone)]
+pub struct GaussWanderFilter {
+    rho: f64,
+    stationary_var: f64,
+    delta: f64,
+    /// The filtered mean of `z` under the null (mean 0) and under the shift.
+    mean: [f64; 2],
+    /// The filtered variance of `z`.
+    var: f64,
+}
+
+impl GaussWanderFilter {
+    /// Filters for a shift `delta` against 0 when the wander has coefficient `rho` and
+    /// stationary variance `stationary_var`.
+    pub fn new(rho: f64, stationary_var: f64, delta: f64) -> Self {
+        GaussWanderFilter {
+            rho,
+            stationary_var,
+            delta,
+            mean: [0.0; 2],
+            var: stationary_var,
+        }
+    }
+
+    /// Advances one second; with an observation `y` of noise variance `noise_var`, returns its
+    /// log-likelihood ratio of the shift against 0 (`None`: nothing observed, ratio 0).
+    pub fn llr(&mut self, observed: Option<(f64, f64)>) -> f64 {
+        let predicted_var =
+            self.rho * self.rho * self.var + (1.0 - self.rho * self.rho) * self.stationary_var;
+        let predicted = self.mean.map(|m| self.rho * m);
+        let Some((y, noise_var)) = observed else {
+            self.mean = predicted;
+            self.var = predicted_var;
+            return 0.0;
+        };
+        let s = predicted_var + noise_var;
+        let gain = predicted_var / s;
+        let innovation = [y - predicted[0], y - self.delta - predicted[1]];
+        self.mean = [
+            predicted[0] + gain * innovation[0],
+            predicted[1] + gain * innovation[1],
+        ];
+        self.var = (1.0 - gain) * predicted_var;
+        (innovation[0] * innovation[0] - innovation[1] * innovation[1]) / (2.0 * s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Without wander the Gaussian filter's ratio is the plain normal one; with it, a run of
+    /// values above 0 counts for less, since the wander explains part of it.
+    #[test]
+    fn the_gaussian_filter_reduces_to_the_normal_ratio_and_discounts_a_wander() {
+        let (delta, v) = (0.1, 0.04);
+        let mut plain = GaussWanderFilter::new(0.6, 1e-12, delta);
+        let mut wander = GaussWanderFilter::new(0.6, 0.01, delta);
+        let (mut a, mut b) = (0.0, 0.0);
+        for y in [0.15, 0.12, 0.2, 0.08, 0.11] {
+            let exact = (delta * y - delta * delta / 2.0) / v;
+            let l = plain.llr(Some((y, v)));
+            assert!((l - exact).abs() < 1e-9, "{l} vs {exact}");
+            a += l;
+            b += wander.llr(Some((y, v)));
+        }
+        assert!(b < a, "{b} vs {a}");
+        // A second without data changes nothing but the state.
+        assert_eq!(wander.llr(None), 0.0);
+    }
+
+    /// Under the null its expected ratio is 1 (it is a likelihood ratio): checked by simulating
+    /// the model and averaging `exp(llr)` over many runs.
+    #[test]
+    fn the_gaussian_filter_ratio_has_mean_one_under_the_null() {
+        use rand::{Rng, SeedableRng};
+        use rand_distr::StandardNormal;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let (rho, var, noise): (f64, f64, f64) = (0.6, 0.0025, 0.01);
+        let runs = 20_000;
+        let mut total = 0.0;
+        for _ in 0..runs {
+            let mut f = GaussWanderFilter::new(rho, var, 0.05);
+            let mut z = var.sqrt() * rng.sample::<f64, _>(StandardNormal);
+            let mut llr = 0.0;
+            for _ in 0..5 {
+                let e: f64 = rng.sample(StandardNormal);
+                llr += f.llr(Some((z + noise.sqrt() * e, noise)));
+                let u: f64 = rng.sample(StandardNormal);
+                z = rho * z + ((1.0 - rho * rho) * var).sqrt() * u;
+            }
+            total += llr.exp();
+        }
+        let mean = total / f64::from(runs);
+        assert!((mean - 1.0).abs() < 0.03, "{mean}");
+    }
 
     /// With a negligible wander the filter's ratio is the binomial one.
     #[test]

@@ -228,10 +228,13 @@ pub struct CanaryConfig {
     /// Fail only if the canary's median latency exceeds `(1 + margin)` times the baseline's. Default `0.10`.
     pub latency_margin: f64,
     /// Judge with the robust modes of the sequential tests, for services whose error rate or
-    /// latency wanders on its own in each track (a flaky dependency, retry storms): they
-    /// estimate that wander from the scatter between batches of at least half a minute, so
-    /// their false rollbacks stay under `alpha` where the default per-request tests' do not,
-    /// at the price of several batches (minutes) before any verdict. Default `false`.
+    /// latency wanders on its own in each track (a flaky dependency, retry storms, a median
+    /// that drifts by a few percent from second to second): they estimate that wander from the
+    /// scatter between batches of at least half a minute, so their false rollbacks stay under
+    /// `alpha` where the default per-request tests' do not (with ±5% of per-track latency
+    /// wander and a 50% canary weight, the default latency judge rolls back up to a quarter
+    /// of good canaries even with its 10% margin), at the price of several batches (minutes)
+    /// before any verdict. Default `false`.
     pub robust_judges: bool,
     /// How long a retired track drains in-flight requests. Default `10s`.
     #[serde(with = "serin_signals::duration")]
