@@ -569,21 +569,19 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
         let on = t > scenario.onset_s;
         let p_c = if on { p_b * ratio } else { p_b };
         let log_mu_c = if on { log_mu_b + delta } else { log_mu_b };
-        let (m_b, m_c) = match wander.as_mut() {
-            Some((wb, wc)) if errors => {
-                (wb.next_multiplier(&mut rng), wc.next_multiplier(&mut rng))
-            }
-            _ => (1.0, 1.0),
-        };
-        // This second's log medians, each moved by its arm's wander in the latency rows.
-        let (sec_mu_b, sec_mu_c) = match wander.as_mut() {
-            Some((wb, wc)) if !errors => {
+        // This second's wander of each arm: its error-rate multiplier, or its log median.
+        let ((m_b, m_c), (sec_mu_b, sec_mu_c)) = match wander.as_mut() {
+            Some((wb, wc)) if errors => (
+                (wb.next_multiplier(&mut rng), wc.next_multiplier(&mut rng)),
+                (log_mu_b, log_mu_c),
+            ),
+            Some((wb, wc)) => {
                 let (xb, xc) = (wb.next(&mut rng), wc.next(&mut rng));
                 minute_wander.0 += xb;
                 minute_wander.1 += xc;
-                (log_mu_b + xb, log_mu_c + xc)
+                ((1.0, 1.0), (log_mu_b + xb, log_mu_c + xc))
             }
-            _ => (log_mu_b, log_mu_c),
+            None => ((1.0, 1.0), (log_mu_b, log_mu_c)),
         };
         let (rb, eb, rc, ec) = if errors {
             let q_b = (p_b * m_b).min(1.0);
