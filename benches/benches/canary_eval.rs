@@ -243,21 +243,20 @@ fn cusum_since_onset(runs: &[Run], onset: u32) -> (Vec<Outcome>, f64) {
     let h = cusum::threshold(&traces, ALPHA * f64::from(onset) / f64::from(HORIZON_S));
     let col = traces
         .iter()
-        .filter_map(|t| match t.crossing(h) {
-            Crossing::Early => None,
-            Crossing::After {
-                seconds,
-                canary_requests,
-            } => Some(Outcome {
-                detected_at: Some(seconds),
+        .filter_map(|t| {
+            let (detected_at, canary_requests) = match t.crossing(h) {
+                Crossing::Early => return None,
+                Crossing::After {
+                    seconds,
+                    canary_requests,
+                } => (Some(seconds), canary_requests),
+                Crossing::Never { canary_requests } => (None, canary_requests),
+            };
+            Some(Outcome {
+                detected_at,
                 canary_requests,
                 applicable: true,
-            }),
-            Crossing::Never { canary_requests } => Some(Outcome {
-                detected_at: None,
-                canary_requests,
-                applicable: true,
-            }),
+            })
         })
         .collect();
     (col, h)
