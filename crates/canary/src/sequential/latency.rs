@@ -332,10 +332,10 @@ impl StartMixture {
 ///   from the shift, each batch's `d` varies only as much as the arms' requests do; a median
 ///   that wanders on its own in each arm breaks that. The harness measures it at 500
 ///   requests/s with each arm's log median an AR(1) of sd 0.05 (±5%) and autocorrelation 0.3 or
-///   0.6 per second: the within-batch mode rolls back 45%–91% of good canaries at a 5% share
+///   0.6 per second: the within-batch mode rolls back 44%–91% of good canaries at a 5% share
 ///   and all of them within half a minute at 50% (with a 10% margin, 0%–0.8% and 8.8%–24.5%),
-///   while the between-batches mode stays at 1.5%–1.8% and catches a 10% slowdown in 150–180 s
-///   (the within-batch mode: 2–8 s).
+///   while the between-batches mode stays at 1.4%–1.9% and catches a 10% slowdown in 150–180 s
+///   (the within-batch mode: 2–9 s).
 ///
 /// The p99 does not decide (a shift of the centre is what the test is powered for), but its shift
 /// is estimated from cumulative sketches of each arm and reported with an anytime-valid interval
