@@ -13,19 +13,19 @@
 //! running any version of its route while it moves. Pairs that already run together in the
 //! current fleet are reported once as warnings and never blamed on the change.
 
+mod moves;
+mod order;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use petgraph::algo::tarjan_scc;
-use petgraph::graph::{DiGraph, NodeIndex};
 use semver::Version;
 
-use crate::breaking::{Bump, bump_between, diff_provided};
 use crate::error::{Error, Result};
 use crate::explain::Explanation;
 use crate::fleet::{Fleet, Proposal};
-use crate::matrix::{ChangeKind, Effect, Matrix, Rule};
-use crate::migration::{MigrationReport, analyze};
-use crate::path::{PathOptions, Route, UpgradeGraph};
+use crate::matrix::{Matrix, Rule};
+use crate::migration::MigrationReport;
+use crate::path::UpgradeGraph;
 use crate::registry::Registry;
 use crate::steps::{StepInputs, plan};
 use crate::validation::{Finding, Move, Severity, UpgradeValidation};
@@ -78,6 +78,17 @@ struct Violation {
 }
 
 impl Violation {
+    /// `fact` holds between `left` and `right` (nothing is needed of the other side).
+    fn between(fact: String, left: (usize, Version), right: (usize, Version)) -> Self {
+        Violation {
+            fact,
+            left,
+            right,
+            needs: None,
+            missing: false,
+        }
+    }
+
     /// Whether both sides already run together in `current`.
     fn preexisting(&self, current: &[Vec<Version>]) -> bool {
         let has = |(i, v): &(usize, Version)| current.get(*i).is_some_and(|s| s.contains(v));
@@ -357,13 +368,7 @@ impl Validator {
                                          (contradictory rules: the deny wins)",
                                     );
                                 }
-                                let v = Violation {
-                                    fact,
-                                    left: (a, va.clone()),
-                                    right: (b, vb.clone()),
-                                    needs: None,
-                                    missing: false,
-                                };
+                                let v = Violation::between(fact, (a, va.clone()), (b, vb.clone()));
                                 if !skip(&v) {
                                     return Some(v);
                                 }
@@ -377,13 +382,9 @@ impl Validator {
                                 if let Some(why) = s.violation(vc, vs)
                                     && !self.allowed(a, vc, b, vs)
                                 {
-                                    let v = Violation {
-                                        fact: format!("{why} ({label})"),
-                                        left: (a, vc.clone()),
-                                        right: (b, vs.clone()),
-                                        needs: None,
-                                        missing: false,
-                                    };
+                                    let fact = format!("{why} ({label})");
+                                    let v =
+                                        Violation::between(fact, (a, vc.clone()), (b, vs.clone()));
                                     if !skip(&v) {
                                         return Some(v);
                                     }
@@ -403,13 +404,8 @@ impl Validator {
                 for (i, x) in a_set.iter().enumerate() {
                     for y in a_set.iter().skip(i + 1) {
                         if let Some(why) = s.violation(x, y) {
-                            let v = Violation {
-                                fact: format!("{why} ({label})"),
-                                left: (a, x.clone()),
-                                right: (a, y.clone()),
-                                needs: None,
-                                missing: false,
-                            };
+                            let fact = format!("{why} ({label})");
+                            let v = Violation::between(fact, (a, x.clone()), (a, y.clone()));
                             if !skip(&v) {
                                 return Some(v);
                             }
@@ -435,19 +431,14 @@ impl Validator {
                             if !need.version.matches(&provided.version)
                                 && !self.allowed(a, va, b, vb)
                             {
-                                let v = Violation {
-                                    fact: format!(
-                                        "{} {va} calls api {api} {} but {} {vb} provides {api} {}",
-                                        self.name(a),
-                                        need.version,
-                                        self.name(b),
-                                        provided.version
-                                    ),
-                                    left: (a, va.clone()),
-                                    right: (b, vb.clone()),
-                                    needs: None,
-                                    missing: false,
-                                };
+                                let fact = format!(
+                                    "{} {va} calls api {api} {} but {} {vb} provides {api} {}",
+                                    self.name(a),
+                                    need.version,
+                                    self.name(b),
+                                    provided.version
+                                );
+                                let v = Violation::between(fact, (a, va.clone()), (b, vb.clone()));
                                 if !skip(&v) {
                                     return Some(v);
                                 }
@@ -562,70 +553,7 @@ impl Validator {
                 ));
                 continue;
             }
-            let subject = format!("{service} {target}");
-            if release.yanked {
-                findings.push(
-                    Finding::new(
-                        Severity::Error,
-                        "registry.yanked",
-                        subject.clone(),
-                        format!("{service} {target} was yanked and may not be deployed"),
-                    )
-                    .with_recipe("choose the next release that is not yanked"),
-                );
-            } else if release.deprecated {
-                findings.push(Finding::new(
-                    Severity::Warn,
-                    "registry.deprecated",
-                    subject.clone(),
-                    format!("{service} {target} is deprecated"),
-                ));
-            }
-            let mut hops = vec![target.clone()];
-            if let (Some(graph), Some(from)) = (self.graphs.get(service), now.iter().max()) {
-                let opts = PathOptions {
-                    accept_conditional: self.options.accept_conditional,
-                };
-                match graph.route(from, target, opts) {
-                    Ok(Route::Found(p)) => {
-                        hops = p.hops.clone();
-                        for r in &p.risks {
-                            for risk in &r.risks {
-                                findings.push(Finding::new(
-                                    Severity::Warn,
-                                    "path.conditional-edge",
-                                    subject.clone(),
-                                    format!(
-                                        "the edge {} -> {} carries risk {}: {}",
-                                        r.from, r.to, risk.name, risk.message
-                                    ),
-                                ));
-                            }
-                        }
-                        paths.insert(service.to_owned(), p);
-                    }
-                    Ok(Route::NoRoute(why)) => {
-                        findings.push(
-                            Finding::new(
-                                Severity::Error,
-                                "path.no-route",
-                                subject.clone(),
-                                format!("no upgrade path leads from {service} {from} to {target}"),
-                            )
-                            .with_explanation(why),
-                        );
-                    }
-                    Err(e) => findings.push(Finding::new(
-                        Severity::Error,
-                        "path.unknown-release",
-                        subject.clone(),
-                        e.to_string(),
-                    )),
-                }
-            }
-            if hops.is_empty() {
-                hops.push(target.clone());
-            }
+            let hops = self.hops(service, release, &now, &mut paths, &mut findings);
             self.check_move_rules(i, &now, &hops, &mut findings);
             moves.insert(
                 i,
@@ -832,566 +760,5 @@ impl Validator {
             })
         };
         Ok(UpgradeValidation::new(findings, order, paths, steps))
-    }
-
-    /// Turns the pairwise verdicts into "moves before" edges, reports conflicts and cycles, and
-    /// layers the moves into groups (longest path from the sources).
-    fn order(
-        &self,
-        moves: &BTreeMap<usize, Move>,
-        pairs: &BTreeMap<(usize, usize), PairInfo>,
-        findings: &mut Vec<Finding>,
-    ) -> Vec<Vec<Move>> {
-        let mut graph: DiGraph<usize, String> = DiGraph::new();
-        let mut node: BTreeMap<usize, NodeIndex> = BTreeMap::new();
-        for i in moves.keys() {
-            node.insert(*i, graph.add_node(*i));
-        }
-        for ((x, y), info) in pairs {
-            let (Some(&nx), Some(&ny)) = (node.get(x), node.get(y)) else {
-                continue;
-            };
-            match (info.a_first_ok, info.b_first_ok) {
-                (true, false) => {
-                    let why = info
-                        .b_first
-                        .as_ref()
-                        .map(|v| v.fact.clone())
-                        .unwrap_or_default();
-                    graph.add_edge(nx, ny, why);
-                }
-                (false, true) => {
-                    let why = info
-                        .a_first
-                        .as_ref()
-                        .map(|v| v.fact.clone())
-                        .unwrap_or_default();
-                    graph.add_edge(ny, nx, why);
-                }
-                (false, false) => {
-                    let (sx, sy) = (self.name(*x), self.name(*y));
-                    let mut e = Explanation::new(format!(
-                        "{sx} and {sy} cannot be upgraded in either order, nor together"
-                    ));
-                    if let Some(v) = &info.a_first {
-                        e = e.derived(
-                            Explanation::new(format!("{sx} cannot move before {sy}"))
-                                .fact(self.state_fact(v)),
-                        );
-                    }
-                    if let Some(v) = &info.b_first {
-                        e = e.derived(
-                            Explanation::new(format!("{sy} cannot move before {sx}"))
-                                .fact(self.state_fact(v)),
-                        );
-                    }
-                    findings.push(
-                        Finding::new(
-                            Severity::Error,
-                            "order.conflict",
-                            format!("{sx}, {sy}"),
-                            format!("no order lets {sx} and {sy} both reach their targets"),
-                        )
-                        .with_explanation(e)
-                        .with_recipe(
-                            "add an intermediate release compatible with both sides, or change \
-                             one service in a separate upgrade first",
-                        ),
-                    );
-                }
-                (true, true) => {}
-            }
-        }
-        let mut order = Vec::new();
-        let cycles: Vec<Vec<NodeIndex>> = tarjan_scc(&graph)
-            .into_iter()
-            .filter(|c| c.len() > 1)
-            .collect();
-        for scc in &cycles {
-            findings.push(self.cycle_finding(&graph, scc));
-        }
-        if cycles.is_empty() {
-            let mut level: BTreeMap<NodeIndex, usize> = BTreeMap::new();
-            if let Ok(sorted) = petgraph::algo::toposort(&graph, None) {
-                for nx in sorted {
-                    let l = graph
-                        .neighbors_directed(nx, petgraph::Direction::Incoming)
-                        .filter_map(|p| level.get(&p).map(|l| l + 1))
-                        .max()
-                        .unwrap_or(0);
-                    level.insert(nx, l);
-                }
-            }
-            let depth = level.values().max().map_or(0, |m| m + 1);
-            let mut groups: Vec<Vec<Move>> = vec![Vec::new(); depth];
-            for (nx, l) in &level {
-                if let (Some(i), Some(g)) = (graph.node_weight(*nx), groups.get_mut(*l))
-                    && let Some(mv) = moves.get(i)
-                {
-                    g.push(mv.clone());
-                }
-            }
-            for g in &mut groups {
-                g.sort_by(|p, q| p.service.cmp(&q.service));
-            }
-            order = groups;
-        }
-        order
-    }
-
-    /// The states a moving service passes through: for each hop, the mixed set then the new one.
-    fn states_of(
-        &self,
-        i: usize,
-        current: &[Vec<Version>],
-        changing: &[Option<Vec<Version>>],
-    ) -> Vec<Vec<Version>> {
-        let mut states = Vec::new();
-        let mut running = current.get(i).cloned().unwrap_or_default();
-        if let Some(Some(hops)) = changing.get(i) {
-            for hop in hops {
-                let mut mixed = running.clone();
-                if !mixed.contains(hop) {
-                    mixed.push(hop.clone());
-                }
-                mixed.sort();
-                states.push(mixed);
-                running = vec![hop.clone()];
-                states.push(running.clone());
-            }
-        }
-        states
-    }
-
-    fn state_fact(&self, v: &Violation) -> String {
-        format!(
-            "{} while {} {} and {} {} run side by side",
-            v.fact,
-            self.name(v.left.0),
-            v.left.1,
-            self.name(v.right.0),
-            v.right.1
-        )
-    }
-
-    fn blocked_finding(
-        &self,
-        ci: usize,
-        v: &Violation,
-        moving: usize,
-        current: &[Vec<Version>],
-    ) -> Finding {
-        let (mine, other) = if v.left.0 == moving {
-            (&v.left, &v.right)
-        } else {
-            (&v.right, &v.left)
-        };
-        let (ms, os) = (self.name(mine.0), self.name(other.0));
-        let other_running = current.get(other.0).is_some_and(|s| !s.is_empty());
-        let conclusion = if mine.0 == other.0 {
-            format!(
-                "{ms} cannot run {} and {} side by side during the rollout",
-                v.left.1, v.right.1
-            )
-        } else if other_running {
-            format!(
-                "{ms} {} cannot be deployed while {os} is at {}",
-                mine.1, other.1
-            )
-        } else {
-            format!(
-                "{ms} {} cannot be deployed while {os} is not deployed",
-                mine.1
-            )
-        };
-        let mut e = Explanation::new(conclusion.clone()).fact(v.fact.clone());
-        if mine.0 != other.0 && other_running {
-            e = e.fact(format!("{os} {} is running and does not change", other.1));
-        }
-        let mut recipe = None;
-        if let Some(needs) = &v.needs
-            && v.left.0 == moving
-            && mine.0 != other.0
-        {
-            let candidate = self
-                .registry
-                .releases(os)
-                .filter(|r| !r.yanked && needs.matches(&r.version))
-                .map(|r| r.version.clone())
-                .next();
-            match candidate {
-                None => e = e.fact(format!("no release of {os} matches {needs}")),
-                Some(target) => {
-                    let from = current.get(other.0).and_then(|s| s.iter().max().cloned());
-                    match (self.graphs.get(os), from) {
-                        (Some(g), Some(from)) => match g.route(
-                            &from,
-                            &target,
-                            PathOptions {
-                                accept_conditional: self.options.accept_conditional,
-                            },
-                        ) {
-                            Ok(Route::NoRoute(why)) => e = e.derived(why),
-                            Ok(Route::Found(p)) => {
-                                recipe = Some(format!(
-                                    "upgrade {os} to {target} in the same change (path {p})"
-                                ));
-                            }
-                            Err(_) => {}
-                        },
-                        _ => {
-                            recipe = Some(format!("upgrade {os} to {target} in the same change"));
-                        }
-                    }
-                }
-            }
-        }
-        let mut f = Finding::new(
-            Severity::Error,
-            self.code(ci),
-            format!("{ms} {}", mine.1),
-            conclusion,
-        )
-        .with_evidence(v.fact.clone())
-        .with_explanation(e);
-        if let Some(r) = recipe {
-            f = f.with_recipe(r);
-        }
-        f
-    }
-
-    fn cycle_finding(&self, graph: &DiGraph<usize, String>, scc: &[NodeIndex]) -> Finding {
-        let members: BTreeSet<NodeIndex> = scc.iter().copied().collect();
-        let start = scc.iter().copied().min().unwrap_or_default();
-        // Breadth-first search inside the component for a way back to `start`.
-        let mut prev: BTreeMap<NodeIndex, (NodeIndex, String)> = BTreeMap::new();
-        let mut queue = std::collections::VecDeque::from([start]);
-        let mut end = None;
-        while let Some(u) = queue.pop_front() {
-            for e in graph.edges(u) {
-                use petgraph::visit::EdgeRef;
-                let t = e.target();
-                if !members.contains(&t) {
-                    continue;
-                }
-                if t == start {
-                    end = Some((u, e.weight().clone()));
-                    break;
-                }
-                if let std::collections::btree_map::Entry::Vacant(slot) = prev.entry(t) {
-                    slot.insert((u, e.weight().clone()));
-                    queue.push_back(t);
-                }
-            }
-            if end.is_some() {
-                break;
-            }
-        }
-        let mut chain = Vec::new();
-        if let Some((last, why)) = end {
-            chain.push((last, start, why));
-            let mut cur = last;
-            while cur != start {
-                let Some((p, why)) = prev.get(&cur).cloned() else {
-                    break;
-                };
-                chain.push((p, cur, why));
-                cur = p;
-            }
-            chain.reverse();
-        }
-        let name = |nx: NodeIndex| {
-            graph
-                .node_weight(nx)
-                .map_or("?", |i| self.name(*i))
-                .to_owned()
-        };
-        let mut names: Vec<String> = chain.iter().map(|(f, _, _)| name(*f)).collect();
-        names.push(name(start));
-        let cycle = names.join(" -> ");
-        let mut e = Explanation::new(format!("no order exists for the cycle {cycle}"));
-        for (f, t, why) in &chain {
-            e = e.fact(format!(
-                "{} must move before {} because otherwise {why}",
-                name(*f),
-                name(*t)
-            ));
-        }
-        Finding::new(
-            Severity::Error,
-            "order.cycle",
-            cycle.clone(),
-            format!("the services {cycle} must each move before the next: a cycle"),
-        )
-        .with_explanation(e)
-        .with_recipe("split the upgrade: add a release of one service that works with both sides")
-    }
-
-    fn check_move_rules(
-        &self,
-        i: usize,
-        now: &[Version],
-        hops: &[Version],
-        findings: &mut Vec<Finding>,
-    ) {
-        let service = self.name(i).to_owned();
-        let Some(start) = now.iter().max() else {
-            return;
-        };
-        let mut prev = start.clone();
-        for hop in hops {
-            for &ri in self.move_rules.get(i).map(Vec::as_slice).unwrap_or(&[]) {
-                let label = self.matrix.label(ri);
-                match self.matrix.rules().get(ri) {
-                    Some(Rule::OneMinorAtATime(_)) => {
-                        let ok = hop <= &prev
-                            || (hop.major == prev.major && hop.minor <= prev.minor + 1);
-                        if !ok {
-                            let e = Explanation::new(format!(
-                                "{service} cannot go from {prev} to {hop} in one step"
-                            ))
-                            .fact(format!("{service} moves one minor at a time ({label})"))
-                            .fact(format!("{prev} -> {hop} skips at least one minor"));
-                            findings.push(
-                                Finding::new(
-                                    Severity::Error,
-                                    "matrix.oneMinorAtATime",
-                                    format!("{service} {hop}"),
-                                    format!("{service} {prev} -> {hop} skips a minor"),
-                                )
-                                .with_explanation(e)
-                                .with_recipe(self.stepwise_recipe(&service, &prev, hop)),
-                            );
-                        }
-                    }
-                    Some(Rule::Transition(t)) if t.change.matches(&prev, hop) => {
-                        let severity = match t.effect {
-                            Effect::Block => Severity::Error,
-                            Effect::Warn => Severity::Warn,
-                        };
-                        let kind = match t.change {
-                            ChangeKind::Major => "major",
-                            ChangeKind::Minor => "minor",
-                            ChangeKind::Patch => "patch",
-                            ChangeKind::Downgrade => "downgrade",
-                        };
-                        findings.push(
-                            Finding::new(
-                                severity,
-                                "matrix.transition",
-                                format!("{service} {hop}"),
-                                format!(
-                                    "{service} {prev} -> {hop} is a {kind} change: {}",
-                                    t.reason
-                                ),
-                            )
-                            .with_evidence(label),
-                        );
-                    }
-                    _ => {}
-                }
-            }
-            prev = hop.clone();
-        }
-    }
-
-    /// "Go through 1.29.14, then 1.30.10": the latest release of each minor in between.
-    fn stepwise_recipe(&self, service: &str, from: &Version, to: &Version) -> String {
-        let mut stops = Vec::new();
-        if from.major == to.major {
-            for minor in (from.minor + 1)..to.minor {
-                let latest = self
-                    .registry
-                    .releases(service)
-                    .filter(|r| {
-                        !r.yanked && r.version.major == from.major && r.version.minor == minor
-                    })
-                    .map(|r| r.version.to_string())
-                    .last();
-                stops.push(
-                    latest.unwrap_or_else(|| format!("{}.{minor}.x (not released)", from.major)),
-                );
-            }
-        }
-        if stops.is_empty() {
-            format!("move {service} one minor at a time from {from} towards {to}")
-        } else {
-            format!(
-                "move {service} one minor at a time: {from} -> {} -> {to}, each as its own upgrade",
-                stops.join(" -> ")
-            )
-        }
-    }
-
-    fn replay(&self, order: &[Vec<Move>], current: &[Vec<Version>]) -> Vec<Finding> {
-        let mut state: Vec<Vec<Version>> = current.to_vec();
-        let mut findings = Vec::new();
-        for (g, group) in order.iter().enumerate() {
-            let mut ids = Vec::new();
-            for mv in group {
-                let Some(&i) = self.index.get(&mv.service) else {
-                    continue;
-                };
-                if let Some(slot) = state.get_mut(i) {
-                    slot.extend(mv.hops.iter().cloned());
-                    slot.sort();
-                    slot.dedup();
-                }
-                ids.push(i);
-            }
-            findings.extend(self.check_touching(&ids, &state, current, g, "while it rolls out"));
-            for mv in group {
-                if let (Some(&i), Some(t)) = (self.index.get(&mv.service), mv.target())
-                    && let Some(slot) = state.get_mut(i)
-                {
-                    *slot = vec![t.clone()];
-                }
-            }
-            findings.extend(self.check_touching(&ids, &state, current, g, "after it completes"));
-        }
-        findings
-    }
-
-    fn check_touching(
-        &self,
-        ids: &[usize],
-        state: &[Vec<Version>],
-        current: &[Vec<Version>],
-        group: usize,
-        when: &str,
-    ) -> Vec<Finding> {
-        let cis: BTreeSet<usize> = ids
-            .iter()
-            .filter_map(|i| self.by_service.get(*i))
-            .flatten()
-            .copied()
-            .collect();
-        let mut out = Vec::new();
-        for ci in cis {
-            let Some(c) = self.constraints.get(ci) else {
-                continue;
-            };
-            let (Some(sa), Some(sb)) = (state.get(c.a), state.get(c.b)) else {
-                continue;
-            };
-            if let Some(v) = self.check_skipping(ci, sa, sb, &|v| v.preexisting(current)) {
-                out.push(Finding::new(
-                    Severity::Error,
-                    self.code(ci),
-                    format!("group {}", group + 1),
-                    format!("the fleet breaks a rule {when}: {}", v.fact),
-                ));
-            }
-        }
-        out
-    }
-
-    fn check_release_changes(
-        &self,
-        mv: &Move,
-        findings: &mut Vec<Finding>,
-        reports: &mut Vec<(String, Version, MigrationReport)>,
-        breaking: &mut Vec<(String, String)>,
-        schema_changes: &mut Vec<String>,
-    ) {
-        let service = mv.service.as_str();
-        let Some(target) = mv.target() else { return };
-        let Some(new) = self.registry.release(service, target) else {
-            return;
-        };
-        let old_version = mv.from.iter().max();
-        let old = old_version.and_then(|v| self.registry.release(service, v));
-        if let Some(old) = old {
-            let (mut f, changes) = diff_provided(service, &old.provides, &new.provides);
-            for c in changes.iter().filter(|c| c.severity >= Severity::Warn) {
-                breaking.push((
-                    service.to_owned(),
-                    format!("{} ({})", c.message, c.location),
-                ));
-            }
-            findings.append(&mut f);
-            if old.schema_version != new.schema_version && new.schema_version.is_some() {
-                schema_changes.push(service.to_owned());
-                let shipped = self.registry.releases(service).any(|r| {
-                    &r.version > old_version.unwrap_or(&r.version)
-                        && &r.version <= target
-                        && !r.migrations.is_empty()
-                });
-                if !shipped {
-                    findings.push(Finding::new(
-                        Severity::Warn,
-                        "registry.schema-without-migration",
-                        format!("{service} {target}"),
-                        format!(
-                            "{service} needs schema version {} instead of {} but no release up to \
-                             {target} ships a migration",
-                            new.schema_version.unwrap_or_default(),
-                            old.schema_version
-                                .map_or_else(|| "none".to_owned(), |v| v.to_string())
-                        ),
-                    ));
-                }
-            }
-        }
-        let from = old_version.cloned();
-        for release in self.registry.releases(service) {
-            let in_range = from.as_ref().is_none_or(|f| &release.version > f)
-                && &release.version <= target
-                && !release.yanked;
-            if !in_range {
-                continue;
-            }
-            for change in &release.breaking {
-                breaking.push((service.to_owned(), change.clone()));
-                findings.push(Finding::new(
-                    Severity::Info,
-                    "breaking.declared",
-                    format!("{service} {}", release.version),
-                    format!("declared breaking change: {change}"),
-                ));
-            }
-            if !release.breaking.is_empty()
-                && let Some(f) = &from
-                && bump_between(f, &release.version) < Bump::Major
-            {
-                findings.push(Finding::new(
-                    Severity::Warn,
-                    "breaking.semver-violation",
-                    format!("{service} {}", release.version),
-                    format!(
-                        "{service} {} declares breaking changes without a major bump from {f}",
-                        release.version
-                    ),
-                ));
-            }
-            for m in &release.migrations {
-                match analyze(&m.name, &m.sql) {
-                    Ok(report) => {
-                        for (s, sf) in report.findings() {
-                            findings.push(
-                                Finding::new(
-                                    sf.severity,
-                                    format!("sql.{}", sf.rule),
-                                    format!(
-                                        "{service} {} migration {} statement {} (line {}, column {})",
-                                        release.version, m.name, s.number, s.line, s.column
-                                    ),
-                                    format!("{} [{}]", sf.message, sf.safety),
-                                )
-                                .with_evidence(s.sql.clone())
-                                .with_recipe(sf.recipe.clone()),
-                            );
-                        }
-                        reports.push((service.to_owned(), release.version.clone(), report));
-                    }
-                    Err(e) => findings.push(Finding::new(
-                        Severity::Error,
-                        "sql.parse",
-                        format!("{service} {} migration {}", release.version, m.name),
-                        e.to_string(),
-                    )),
-                }
-            }
-        }
     }
 }

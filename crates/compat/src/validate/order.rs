@@ -1,0 +1,274 @@
+//! The rollout order: the pairwise "must move before" verdicts layered into groups, cycles
+//! among them named, and the chosen order replayed state by state as a check.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use petgraph::algo::tarjan_scc;
+use petgraph::graph::{DiGraph, NodeIndex};
+use semver::Version;
+
+use crate::explain::Explanation;
+use crate::validation::{Finding, Move, Severity};
+
+use super::{PairInfo, Validator};
+
+impl Validator {
+    /// Turns the pairwise verdicts into "moves before" edges, reports conflicts and cycles, and
+    /// layers the moves into groups (longest path from the sources).
+    pub(super) fn order(
+        &self,
+        moves: &BTreeMap<usize, Move>,
+        pairs: &BTreeMap<(usize, usize), PairInfo>,
+        findings: &mut Vec<Finding>,
+    ) -> Vec<Vec<Move>> {
+        let mut graph: DiGraph<usize, String> = DiGraph::new();
+        let mut node: BTreeMap<usize, NodeIndex> = BTreeMap::new();
+        for i in moves.keys() {
+            node.insert(*i, graph.add_node(*i));
+        }
+        for ((x, y), info) in pairs {
+            let (Some(&nx), Some(&ny)) = (node.get(x), node.get(y)) else {
+                continue;
+            };
+            match (info.a_first_ok, info.b_first_ok) {
+                (true, false) => {
+                    let why = info
+                        .b_first
+                        .as_ref()
+                        .map(|v| v.fact.clone())
+                        .unwrap_or_default();
+                    graph.add_edge(nx, ny, why);
+                }
+                (false, true) => {
+                    let why = info
+                        .a_first
+                        .as_ref()
+                        .map(|v| v.fact.clone())
+                        .unwrap_or_default();
+                    graph.add_edge(ny, nx, why);
+                }
+                (false, false) => {
+                    let (sx, sy) = (self.name(*x), self.name(*y));
+                    let mut e = Explanation::new(format!(
+                        "{sx} and {sy} cannot be upgraded in either order, nor together"
+                    ));
+                    if let Some(v) = &info.a_first {
+                        e = e.derived(
+                            Explanation::new(format!("{sx} cannot move before {sy}"))
+                                .fact(self.state_fact(v)),
+                        );
+                    }
+                    if let Some(v) = &info.b_first {
+                        e = e.derived(
+                            Explanation::new(format!("{sy} cannot move before {sx}"))
+                                .fact(self.state_fact(v)),
+                        );
+                    }
+                    findings.push(
+                        Finding::new(
+                            Severity::Error,
+                            "order.conflict",
+                            format!("{sx}, {sy}"),
+                            format!("no order lets {sx} and {sy} both reach their targets"),
+                        )
+                        .with_explanation(e)
+                        .with_recipe(
+                            "add an intermediate release compatible with both sides, or change \
+                             one service in a separate upgrade first",
+                        ),
+                    );
+                }
+                (true, true) => {}
+            }
+        }
+        let mut order = Vec::new();
+        let cycles: Vec<Vec<NodeIndex>> = tarjan_scc(&graph)
+            .into_iter()
+            .filter(|c| c.len() > 1)
+            .collect();
+        for scc in &cycles {
+            findings.push(self.cycle_finding(&graph, scc));
+        }
+        if cycles.is_empty() {
+            let mut level: BTreeMap<NodeIndex, usize> = BTreeMap::new();
+            if let Ok(sorted) = petgraph::algo::toposort(&graph, None) {
+                for nx in sorted {
+                    let l = graph
+                        .neighbors_directed(nx, petgraph::Direction::Incoming)
+                        .filter_map(|p| level.get(&p).map(|l| l + 1))
+                        .max()
+                        .unwrap_or(0);
+                    level.insert(nx, l);
+                }
+            }
+            let depth = level.values().max().map_or(0, |m| m + 1);
+            let mut groups: Vec<Vec<Move>> = vec![Vec::new(); depth];
+            for (nx, l) in &level {
+                if let (Some(i), Some(g)) = (graph.node_weight(*nx), groups.get_mut(*l))
+                    && let Some(mv) = moves.get(i)
+                {
+                    g.push(mv.clone());
+                }
+            }
+            for g in &mut groups {
+                g.sort_by(|p, q| p.service.cmp(&q.service));
+            }
+            order = groups;
+        }
+        order
+    }
+
+    fn cycle_finding(&self, graph: &DiGraph<usize, String>, scc: &[NodeIndex]) -> Finding {
+        let members: BTreeSet<NodeIndex> = scc.iter().copied().collect();
+        let start = scc.iter().copied().min().unwrap_or_default();
+        // Breadth-first search inside the component for a way back to `start`.
+        let mut prev: BTreeMap<NodeIndex, (NodeIndex, String)> = BTreeMap::new();
+        let mut queue = std::collections::VecDeque::from([start]);
+        let mut end = None;
+        while let Some(u) = queue.pop_front() {
+            for e in graph.edges(u) {
+                use petgraph::visit::EdgeRef;
+                let t = e.target();
+                if !members.contains(&t) {
+                    continue;
+                }
+                if t == start {
+                    end = Some((u, e.weight().clone()));
+                    break;
+                }
+                if let std::collections::btree_map::Entry::Vacant(slot) = prev.entry(t) {
+                    slot.insert((u, e.weight().clone()));
+                    queue.push_back(t);
+                }
+            }
+            if end.is_some() {
+                break;
+            }
+        }
+        let mut chain = Vec::new();
+        if let Some((last, why)) = end {
+            chain.push((last, start, why));
+            let mut cur = last;
+            while cur != start {
+                let Some((p, why)) = prev.get(&cur).cloned() else {
+                    break;
+                };
+                chain.push((p, cur, why));
+                cur = p;
+            }
+            chain.reverse();
+        }
+        let name = |nx: NodeIndex| {
+            graph
+                .node_weight(nx)
+                .map_or("?", |i| self.name(*i))
+                .to_owned()
+        };
+        let mut names: Vec<String> = chain.iter().map(|(f, _, _)| name(*f)).collect();
+        names.push(name(start));
+        let cycle = names.join(" -> ");
+        let mut e = Explanation::new(format!("no order exists for the cycle {cycle}"));
+        for (f, t, why) in &chain {
+            e = e.fact(format!(
+                "{} must move before {} because otherwise {why}",
+                name(*f),
+                name(*t)
+            ));
+        }
+        Finding::new(
+            Severity::Error,
+            "order.cycle",
+            cycle.clone(),
+            format!("the services {cycle} must each move before the next: a cycle"),
+        )
+        .with_explanation(e)
+        .with_recipe("split the upgrade: add a release of one service that works with both sides")
+    }
+
+    pub(super) fn replay(&self, order: &[Vec<Move>], current: &[Vec<Version>]) -> Vec<Finding> {
+        let mut state: Vec<Vec<Version>> = current.to_vec();
+        let mut findings = Vec::new();
+        for (g, group) in order.iter().enumerate() {
+            let mut ids = Vec::new();
+            for mv in group {
+                let Some(&i) = self.index.get(&mv.service) else {
+                    continue;
+                };
+                if let Some(slot) = state.get_mut(i) {
+                    slot.extend(mv.hops.iter().cloned());
+                    slot.sort();
+                    slot.dedup();
+                }
+                ids.push(i);
+            }
+            findings.extend(self.check_touching(&ids, &state, current, g, "while it rolls out"));
+            for mv in group {
+                if let (Some(&i), Some(t)) = (self.index.get(&mv.service), mv.target())
+                    && let Some(slot) = state.get_mut(i)
+                {
+                    *slot = vec![t.clone()];
+                }
+            }
+            findings.extend(self.check_touching(&ids, &state, current, g, "after it completes"));
+        }
+        findings
+    }
+
+    fn check_touching(
+        &self,
+        ids: &[usize],
+        state: &[Vec<Version>],
+        current: &[Vec<Version>],
+        group: usize,
+        when: &str,
+    ) -> Vec<Finding> {
+        let cis: BTreeSet<usize> = ids
+            .iter()
+            .filter_map(|i| self.by_service.get(*i))
+            .flatten()
+            .copied()
+            .collect();
+        let mut out = Vec::new();
+        for ci in cis {
+            let Some(c) = self.constraints.get(ci) else {
+                continue;
+            };
+            let (Some(sa), Some(sb)) = (state.get(c.a), state.get(c.b)) else {
+                continue;
+            };
+            if let Some(v) = self.check_skipping(ci, sa, sb, &|v| v.preexisting(current)) {
+                out.push(Finding::new(
+                    Severity::Error,
+                    self.code(ci),
+                    format!("group {}", group + 1),
+                    format!("the fleet breaks a rule {when}: {}", v.fact),
+                ));
+            }
+        }
+        out
+    }
+
+    /// The states a moving service passes through: for each hop, the mixed set then the new one.
+    pub(super) fn states_of(
+        &self,
+        i: usize,
+        current: &[Vec<Version>],
+        changing: &[Option<Vec<Version>>],
+    ) -> Vec<Vec<Version>> {
+        let mut states = Vec::new();
+        let mut running = current.get(i).cloned().unwrap_or_default();
+        if let Some(Some(hops)) = changing.get(i) {
+            for hop in hops {
+                let mut mixed = running.clone();
+                if !mixed.contains(hop) {
+                    mixed.push(hop.clone());
+                }
+                mixed.sort();
+                states.push(mixed);
+                running = vec![hop.clone()];
+                states.push(running.clone());
+            }
+        }
+        states
+    }
+}
