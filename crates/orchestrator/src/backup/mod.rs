@@ -1,11 +1,11 @@
 //! Real [`BackupProvider`](crate::BackupProvider)s (feature `backup`) and the backup
 //! conformance suite (feature `testkit`).
 //!
-//! - [`PostgresBackup`]: a PostgreSQL database, either dumped with `pg_dump --format=custom`
+//! - `PostgresBackup`: a PostgreSQL database, either dumped with `pg_dump --format=custom`
 //!   and restored with `pg_restore --clean --if-exists --jobs N`, or copied to a template
 //!   database (`CREATE DATABASE … TEMPLATE …`) for a fast restore. Restores are verified by the
 //!   row counts and checksums of chosen tables, taken in the same snapshot as the dump.
-//! - [`DirectorySnapshot`]: a directory tree (files, permissions, symlinks as symlinks) for
+//! - `DirectorySnapshot`: a directory tree (files, permissions, symlinks as symlinks) for
 //!   services with local state, restored by building the tree beside the original and
 //!   renaming it into place, verified by per-file SHA-256.
 //! - [`Retention`] (always compiled): keep the last N backups of each service; both providers
