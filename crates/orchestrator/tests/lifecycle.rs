@@ -11,8 +11,9 @@ use serin_compat::steps::{StepKind, StepPhase};
 use serin_compat::{Fleet, Matrix, Registry, Release, Validator};
 use serin_orchestrator::backup::Retention;
 use serin_orchestrator::{
-    BackupProvider, Event, EventKind, InMemoryBackup, InMemoryStepRunner, Journal, OnDeadline,
-    Orchestrator, Outcome, Phase, Platform, Report, ServiceBackends, StepStatus,
+    BackupProvider, DeploymentConfig, Event, EventKind, InMemoryBackup, InMemoryStepRunner,
+    Journal, OnDeadline, Orchestrator, Outcome, Phase, Platform, Report, ServiceBackends,
+    StepStatus,
 };
 use serin_signals::Track;
 use support::{SERVICE, World, canary_config, drain, v};
@@ -483,16 +484,25 @@ async fn the_checklist_survives_a_crash_at_every_journal_write() {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn rolling_back_across_a_destructive_migration_restores_the_backup_taken_before_it() {
+/// 1.0.0 runs; 1.1.0 (whose contract migration a step runner carries out) is deployed over it
+/// through an orchestrator with `backup`, and succeeds. Traffic keeps flowing.
+async fn upgraded(
+    backup: Option<Arc<InMemoryBackup>>,
+) -> (Arc<World>, Orchestrator, DeploymentConfig) {
     let world = on_1_0_0().await;
     let _traffic = world.spawn_traffic();
-    let backup = Arc::new(InMemoryBackup::new());
     let runner = Arc::new(InMemoryStepRunner::new());
-    let o = orchestrator(&world, Some(backup.clone()), Some(runner));
+    let o = orchestrator(&world, backup, Some(runner));
     let config = canary_config("1.1.0");
     let up = o.start(&config, SERVICE).await.expect("start").wait().await;
     assert_eq!(up.expect("report").outcome, Some(Outcome::Succeeded));
+    (world, o, config)
+}
+
+#[tokio::test(start_paused = true)]
+async fn rolling_back_across_a_destructive_migration_restores_the_backup_taken_before_it() {
+    let backup = Arc::new(InMemoryBackup::new());
+    let (world, o, config) = upgraded(Some(backup.clone())).await;
     let before = backup.taken()[0].0.clone();
 
     let report = o
@@ -523,14 +533,8 @@ async fn rolling_back_across_a_destructive_migration_restores_the_backup_taken_b
 
 #[tokio::test(start_paused = true)]
 async fn a_rollback_is_refused_when_its_restore_point_is_gone_or_retention_would_delete_it() {
-    let world = on_1_0_0().await;
-    let _traffic = world.spawn_traffic();
     let backup = Arc::new(InMemoryBackup::new().with_retention(Retention::keep_last(3).unwrap()));
-    let runner = Arc::new(InMemoryStepRunner::new());
-    let o = orchestrator(&world, Some(backup.clone()), Some(runner));
-    let config = canary_config("1.1.0");
-    let up = o.start(&config, SERVICE).await.expect("start").wait().await;
-    assert_eq!(up.expect("report").outcome, Some(Outcome::Succeeded));
+    let (world, o, config) = upgraded(Some(backup.clone())).await;
     let before = backup.taken()[0].0.clone();
     // Two backups by hand since: with keepLast 3, the rollback's fresh backup would expire the
     // one before the deployment.
@@ -570,14 +574,8 @@ async fn a_rollback_is_refused_when_its_restore_point_is_gone_or_retention_would
 
 #[tokio::test(start_paused = true)]
 async fn a_rollback_restores_under_the_smallest_retention() {
-    let world = on_1_0_0().await;
-    let _traffic = world.spawn_traffic();
     let backup = Arc::new(InMemoryBackup::new().with_retention(Retention::keep_last(2).unwrap()));
-    let runner = Arc::new(InMemoryStepRunner::new());
-    let o = orchestrator(&world, Some(backup.clone()), Some(runner));
-    let config = canary_config("1.1.0");
-    let up = o.start(&config, SERVICE).await.expect("start").wait().await;
-    assert_eq!(up.expect("report").outcome, Some(Outcome::Succeeded));
+    let (world, o, config) = upgraded(Some(backup.clone())).await;
     let before = backup.taken()[0].0.clone();
     let report = o
         .rollback_to(&config, SERVICE, v("1.0.0"))
@@ -585,17 +583,15 @@ async fn a_rollback_restores_under_the_smallest_retention() {
         .expect("rollback");
     assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
     assert_eq!(backup.restored(), vec![before]);
+    assert_eq!(
+        world.live_version().await.map(|l| l.1),
+        Some("1.0.0".into())
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_rollback_across_a_destructive_migration_without_a_backup_is_refused() {
-    let world = on_1_0_0().await;
-    let _traffic = world.spawn_traffic();
-    let runner = Arc::new(InMemoryStepRunner::new());
-    let o = orchestrator(&world, None, Some(runner));
-    let config = canary_config("1.1.0");
-    let up = o.start(&config, SERVICE).await.expect("start").wait().await;
-    assert_eq!(up.expect("report").outcome, Some(Outcome::Succeeded));
+    let (world, o, config) = upgraded(None).await;
     let deployments = world.journal.deployments().await.expect("list").len();
 
     let err = o
