@@ -89,7 +89,8 @@ pub struct Global {
     /// (libpq keywords); the password from `password=` or else `PGPASSWORD`.
     #[arg(long, global = true, value_name = "CONNINFO")]
     pub backup_postgres: Option<String>,
-    /// How many backups of the service to keep (older ones are deleted after each backup).
+    /// How many backups of the service to keep, at least 2 (older ones are deleted after each
+    /// backup; a rollback that restores one takes a fresh backup first).
     #[arg(long, global = true, value_name = "N", default_value_t = 5)]
     pub backup_keep: usize,
 }
