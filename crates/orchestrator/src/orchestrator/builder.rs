@@ -1,0 +1,208 @@
+//! Building an [`Orchestrator`]: its clock, each service's backends, and the hooks it calls.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use serin_compat::{Fleet, Validator};
+use serin_signals::{HealthSource, MetricsSource, Timestamp};
+use serin_traffic::TrafficRouter;
+use tokio::sync::broadcast;
+
+use crate::error::Result;
+use crate::event::Event;
+use crate::hooks::{BackupProvider, Notifier, StepRunner};
+use crate::journal::Journal;
+use crate::platform::{Platform, TrackSpec};
+
+use super::Orchestrator;
+
+/// Virtual-time-friendly clock: a wall-clock reading taken once, advanced by `tokio::time`
+/// (so paused-time tests run hours in milliseconds). Share one clock between an orchestrator
+/// and the one that resumes its deployments.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    base: Timestamp,
+    anchor: tokio::time::Instant,
+}
+
+impl Clock {
+    /// A clock that reads `base` now.
+    pub fn starting_at(base: Timestamp) -> Self {
+        Clock {
+            base,
+            anchor: tokio::time::Instant::now(),
+        }
+    }
+
+    /// A clock that reads the wall clock now.
+    pub fn system() -> Self {
+        Self::starting_at(Timestamp::from_system_time(std::time::SystemTime::now()))
+    }
+
+    /// The current time.
+    pub fn now(&self) -> Timestamp {
+        self.base.saturating_add(self.anchor.elapsed())
+    }
+}
+
+/// Builds a [`TrackSpec`]'s command and environment for a version (a process platform needs
+/// to know what to run).
+pub type SpecFn = Arc<dyn Fn(TrackSpec) -> Result<TrackSpec> + Send + Sync>;
+
+/// The backends of one service: its traffic router, metrics and health sources.
+#[derive(Clone)]
+pub struct ServiceBackends {
+    /// Routes the service's traffic between tracks named by [`Track::as_str`](serin_signals::Track::as_str).
+    pub router: Arc<dyn TrafficRouter>,
+    /// Answers metric queries per track.
+    pub metrics: Arc<dyn MetricsSource>,
+    /// Answers probe results per track.
+    pub health: Arc<dyn HealthSource>,
+    /// Completes each new track's spec (command, environment), if the platform needs it.
+    pub command: Option<SpecFn>,
+}
+
+impl ServiceBackends {
+    /// The backends of a service.
+    pub fn new(
+        router: Arc<dyn TrafficRouter>,
+        metrics: Arc<dyn MetricsSource>,
+        health: Arc<dyn HealthSource>,
+    ) -> Self {
+        ServiceBackends {
+            router,
+            metrics,
+            health,
+            command: None,
+        }
+    }
+
+    /// With a function completing each new track's spec.
+    pub fn with_command(mut self, f: SpecFn) -> Self {
+        self.command = Some(f);
+        self
+    }
+}
+
+impl fmt::Debug for ServiceBackends {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceBackends")
+            .field("router", &self.router.name())
+            .field("metrics", &self.metrics.name())
+            .field("health", &self.health.name())
+            .finish()
+    }
+}
+
+pub(crate) struct Validation {
+    pub(crate) validator: Validator,
+    pub(crate) fleet: Fleet,
+}
+
+pub(crate) struct Inner {
+    pub(crate) platform: Arc<dyn Platform>,
+    pub(crate) journal: Arc<dyn Journal>,
+    pub(crate) services: BTreeMap<String, ServiceBackends>,
+    pub(crate) notifier: Option<Arc<dyn Notifier>>,
+    pub(crate) backup: Option<Arc<dyn BackupProvider>>,
+    pub(crate) steps: Option<Arc<dyn StepRunner>>,
+    pub(crate) validator: Option<Validation>,
+    pub(crate) clock: Clock,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) locks: Mutex<BTreeSet<String>>,
+}
+
+/// Builds an [`Orchestrator`].
+pub struct OrchestratorBuilder {
+    platform: Arc<dyn Platform>,
+    journal: Arc<dyn Journal>,
+    services: BTreeMap<String, ServiceBackends>,
+    notifier: Option<Arc<dyn Notifier>>,
+    backup: Option<Arc<dyn BackupProvider>>,
+    steps: Option<Arc<dyn StepRunner>>,
+    validator: Option<Validation>,
+    clock: Option<Clock>,
+    capacity: usize,
+}
+
+impl OrchestratorBuilder {
+    /// The backends of `service`.
+    pub fn service(mut self, service: &str, backends: ServiceBackends) -> Self {
+        self.services.insert(service.to_owned(), backends);
+        self
+    }
+
+    /// Where notifications go.
+    pub fn notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// Who takes the backup in preparation.
+    pub fn backup(mut self, backup: Arc<dyn BackupProvider>) -> Self {
+        self.backup = Some(backup);
+        self
+    }
+
+    /// Who carries out the validated upgrade's checklist steps (migrations, flags); without
+    /// one, each step is recorded as due when its phase comes.
+    pub fn step_runner(mut self, runner: Arc<dyn StepRunner>) -> Self {
+        self.steps = Some(runner);
+        self
+    }
+
+    /// Validates every upgrade against `fleet` (what runs now) before anything changes.
+    pub fn validator(mut self, validator: Validator, fleet: Fleet) -> Self {
+        self.validator = Some(Validation { validator, fleet });
+        self
+    }
+
+    /// The clock (default: the wall clock, advanced by `tokio::time`).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// How many events a slow subscriber may fall behind before it misses some (default 4096).
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// The orchestrator.
+    pub fn build(self) -> Orchestrator {
+        let (events, _) = broadcast::channel(self.capacity);
+        Orchestrator {
+            inner: Arc::new(Inner {
+                platform: self.platform,
+                journal: self.journal,
+                services: self.services,
+                notifier: self.notifier,
+                backup: self.backup,
+                steps: self.steps,
+                validator: self.validator,
+                clock: self.clock.unwrap_or_else(Clock::system),
+                events,
+                locks: Mutex::new(BTreeSet::new()),
+            }),
+        }
+    }
+}
+
+impl Orchestrator {
+    /// Starts building an orchestrator over `platform`, journalling to `journal`.
+    pub fn builder(platform: Arc<dyn Platform>, journal: Arc<dyn Journal>) -> OrchestratorBuilder {
+        OrchestratorBuilder {
+            platform,
+            journal,
+            services: BTreeMap::new(),
+            notifier: None,
+            backup: None,
+            steps: None,
+            validator: None,
+            clock: None,
+            capacity: 4096,
+        }
+    }
+}

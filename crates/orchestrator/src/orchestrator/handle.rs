@@ -1,0 +1,144 @@
+//! A running deployment's handle and status, and the per-service lock its executor holds.
+
+use std::fmt;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::event::Phase;
+use crate::report::Report;
+use crate::run::Operation;
+use crate::state::{DeploymentState, Outcome, Stage};
+
+use super::{Inner, lock};
+
+/// A deployment's status, as its handle reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    /// The deployment's id.
+    pub deployment: String,
+    /// The service.
+    pub service: String,
+    /// Where it stands.
+    pub stage: Stage,
+    /// The brief's phase.
+    pub phase: Phase,
+    /// The new version's share of traffic, in percent.
+    pub weight: f64,
+    /// Paused by an operator.
+    pub paused: bool,
+    /// How it ended, once over.
+    pub outcome: Option<Outcome>,
+}
+
+impl Status {
+    pub(crate) fn of(s: &DeploymentState) -> Self {
+        Status {
+            deployment: s.id.clone(),
+            service: s.service.clone(),
+            stage: s.stage,
+            phase: s.phase(),
+            weight: s.weight,
+            paused: s.paused,
+            outcome: s.outcome.clone(),
+        }
+    }
+}
+
+/// Operates one running deployment.
+pub struct DeploymentHandle {
+    pub(super) id: String,
+    pub(super) commands: mpsc::UnboundedSender<(Operation, oneshot::Sender<Result<()>>)>,
+    pub(super) status: watch::Receiver<Status>,
+    pub(super) task: JoinHandle<Result<Report>>,
+}
+
+impl fmt::Debug for DeploymentHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeploymentHandle")
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl DeploymentHandle {
+    /// The deployment's id (for `resume` and `report`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The latest status.
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status change.
+    pub fn watch(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+
+    async fn send(&self, op: Operation) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send((op, tx)).map_err(|_| {
+            Error::conflict(
+                format!("{op:?}").to_lowercase(),
+                &self.id,
+                "the deployment is over",
+            )
+        })?;
+        rx.await.map_err(|_| {
+            Error::conflict(
+                format!("{op:?}").to_lowercase(),
+                &self.id,
+                "the deployment is over",
+            )
+        })?
+    }
+
+    /// Gives the new version all traffic now (refused while a judge fails).
+    pub async fn promote(&self) -> Result<()> {
+        self.send(Operation::Promote).await
+    }
+
+    /// Rolls back now.
+    pub async fn abort(&self) -> Result<()> {
+        self.send(Operation::Abort).await
+    }
+
+    /// Holds the weight where it is; triggers keep watching and may still roll back.
+    pub async fn pause(&self) -> Result<()> {
+        self.send(Operation::Pause).await
+    }
+
+    /// Carries on after a pause or an indefinite pause step.
+    pub async fn resume(&self) -> Result<()> {
+        self.send(Operation::Resume).await
+    }
+
+    /// Waits for the end and returns the report.
+    pub async fn wait(self) -> Result<Report> {
+        self.task
+            .await
+            .map_err(|e| Error::conflict("wait", &self.id, format!("the executor stopped: {e}")))?
+    }
+
+    /// Stops the executor where it stands, without rolling back — what a crash does. The
+    /// journal keeps the last state; [`Orchestrator::resume`](super::Orchestrator::resume) finishes the deployment.
+    pub fn kill(self) {
+        self.task.abort();
+    }
+}
+
+/// Removes the service's lock when the executor ends, however it ends.
+pub(super) struct LockGuard {
+    pub(super) inner: Arc<Inner>,
+    pub(super) service: String,
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        lock(&self.inner.locks).remove(&self.service);
+    }
+}

@@ -1,0 +1,439 @@
+//! [`Orchestrator`]: plans, starts, resumes and reports deployments; [`DeploymentHandle`]:
+//! operates one that runs (promote, abort, pause, resume, status).
+
+mod builder;
+mod handle;
+mod plan;
+mod rollback;
+
+pub(crate) use builder::Inner;
+pub use builder::{Clock, OrchestratorBuilder, ServiceBackends, SpecFn};
+use handle::LockGuard;
+pub use handle::{DeploymentHandle, Status};
+pub use plan::DeploymentPlan;
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serin_signals::Track;
+use serin_traffic::TrafficRouter;
+use serin_triggers::Engine;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::config::{DeploymentConfig, OnResume, StrategyKind};
+use crate::error::{Error, Result};
+use crate::event::{Event, EventKind, Phase};
+use crate::journal::Journal;
+use crate::platform::Platform;
+use crate::report::Report;
+use crate::run::Runner;
+use crate::state::{DeploymentState, Outcome, Placement, Stage};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Plans, runs, operates, resumes and reports deployments.
+///
+/// ```
+/// use std::sync::Arc;
+/// use serin_orchestrator::{
+///     DeploymentConfig, InMemoryJournal, InMemoryPlatform, Orchestrator, ServiceBackends, StrategyKind,
+/// };
+/// use serin_signals::{InMemoryHealth, InMemorySource};
+/// use serin_traffic::InMemoryRouter;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let platform = Arc::new(InMemoryPlatform::new());
+/// let backends = ServiceBackends::new(
+///     Arc::new(InMemoryRouter::new()),
+///     Arc::new(InMemorySource::new()),
+///     Arc::new(InMemoryHealth::new()),
+/// );
+/// let orchestrator = Orchestrator::builder(platform, Arc::new(InMemoryJournal::new()))
+///     .service("web", backends)
+///     .build();
+/// let config = DeploymentConfig::new(StrategyKind::BlueGreen, semver::Version::new(1, 0, 0), &["web"])?;
+/// let reports = orchestrator.run(&config).await?;
+/// assert!(reports[0].outcome.as_ref().is_some_and(|o| o.is_success()));
+/// # Ok::<(), serin_orchestrator::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Orchestrator {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Orchestrator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Orchestrator")
+            .field("platform", &self.inner.platform.name())
+            .field("journal", &self.inner.journal.name())
+            .field("services", &self.inner.services.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Orchestrator {
+    /// Every event of every deployment from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// The orchestrator's clock.
+    pub fn clock(&self) -> Clock {
+        self.inner.clock
+    }
+
+    fn backends(&self, service: &str) -> Result<ServiceBackends> {
+        self.inner
+            .services
+            .get(service)
+            .cloned()
+            .ok_or_else(|| Error::not_found("service backends", service))
+    }
+
+    /// What runs now: the track taking most traffic, or the only track of the service.
+    async fn current(
+        &self,
+        service: &str,
+        backends: &ServiceBackends,
+    ) -> Result<Option<Placement>> {
+        let split = backends
+            .router
+            .current()
+            .await
+            .map_err(|e| Error::backend("router", backends.router.name(), e))?;
+        let live = split.and_then(|s| {
+            s.backends()
+                .iter()
+                .filter(|b| !b.weight().is_zero())
+                .max_by_key(|b| b.weight())
+                .map(|b| b.name().as_str().to_owned())
+        });
+        let track = match live {
+            Some(name) => Some(
+                Track::named(&name)
+                    .map_err(|e| Error::invalid("router.current", &name, e.to_string()))?,
+            ),
+            None => {
+                let tracks: Vec<_> = self
+                    .inner
+                    .platform
+                    .list()
+                    .await?
+                    .into_iter()
+                    .filter(|t| t.service == service)
+                    .collect();
+                match tracks.as_slice() {
+                    [only] => Some(only.track.clone()),
+                    _ => None,
+                }
+            }
+        };
+        let Some(track) = track else {
+            return Ok(None);
+        };
+        let status = self.inner.platform.status(service, &track).await?;
+        Ok(Some(Placement {
+            track,
+            version: status.version,
+        }))
+    }
+
+    fn new_track(strategy: StrategyKind, from: Option<&Placement>) -> Track {
+        match (strategy, from.map(|p| &p.track)) {
+            (StrategyKind::Canary, None) => Track::Stable,
+            (StrategyKind::Canary, Some(Track::Canary)) => Track::Stable,
+            (StrategyKind::Canary, Some(_)) => Track::Canary,
+            (_, Some(Track::Blue)) => Track::Green,
+            (_, _) => Track::Blue,
+        }
+    }
+
+    async fn prepare(
+        &self,
+        config: &DeploymentConfig,
+        service: &str,
+    ) -> Result<(ServiceBackends, Option<Placement>, Placement)> {
+        config.validate()?;
+        if !config.target_services.iter().any(|s| s == service) {
+            return Err(Error::invalid(
+                "service",
+                service,
+                "is not one of deploymentConfig.targetServices",
+            ));
+        }
+        let backends = self.backends(service)?;
+        let from = self.current(service, &backends).await?;
+        let track = Self::new_track(config.strategy, from.as_ref());
+        Ok((
+            backends,
+            from,
+            Placement {
+                track,
+                version: config.version.clone(),
+            },
+        ))
+    }
+
+    fn lock_service(&self, service: &str) -> Result<LockGuard> {
+        let mut locks = lock(&self.inner.locks);
+        if !locks.insert(service.to_owned()) {
+            return Err(Error::conflict(
+                "run",
+                service,
+                "another deployment of this service is running; wait for it, abort it or resume it",
+            ));
+        }
+        Ok(LockGuard {
+            inner: Arc::clone(&self.inner),
+            service: service.to_owned(),
+        })
+    }
+
+    fn spawn(
+        &self,
+        state: DeploymentState,
+        seq: u64,
+        resume_effects: Option<crate::journal::Record>,
+        backends: ServiceBackends,
+        guard: LockGuard,
+    ) -> DeploymentHandle {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (status_tx, status_rx) = watch::channel(Status::of(&state));
+        let id = state.id.clone();
+        let runner = Runner {
+            inner: Arc::clone(&self.inner),
+            backends,
+            state,
+            seq,
+            commands: rx,
+            _keep: tx.clone(),
+            status: status_tx,
+            sample: None,
+        };
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            let mut runner = runner;
+            if let Some(last) = resume_effects {
+                // Carry out the last journalled record again (its effects are idempotent) and
+                // announce its events, which the crash may have kept from subscribers.
+                if let Err(e) = runner.execute(&last.effects).await {
+                    tracing::warn!(deployment = %last.deployment, "repeating the last record failed: {e}");
+                    if runner.state.stage != Stage::Done && runner.state.config.rollback_on_error {
+                        runner.state.stage = Stage::RollingBack;
+                        runner.state.rollback_reason = Some(format!(
+                            "resumed after a crash; repeating the last step failed: {e}"
+                        ));
+                    }
+                }
+                runner.emit(&last.events).await;
+                if runner.state.stage != Stage::Done
+                    && runner.state.config.on_resume == OnResume::Rollback
+                    && !matches!(
+                        runner.state.stage,
+                        Stage::Validation | Stage::Preparation | Stage::RollingBack
+                    )
+                {
+                    runner.state.stage = Stage::RollingBack;
+                    runner.state.rollback_reason =
+                        Some("resumed after a crash; onResume is rollback".into());
+                }
+            }
+            // A deployment that ended frees the platform's lock; one cut short (a journal
+            // failure, or `kill`, which never gets here) keeps it until it is resumed.
+            let platform = Arc::clone(&runner.inner.platform);
+            let (service, holder) = (runner.state.service.clone(), runner.state.id.clone());
+            let out = runner.drive().await;
+            if out.is_ok()
+                && let Err(e) = platform.unlock(&service, &holder).await
+            {
+                tracing::warn!(deployment = %holder, "freeing the platform's deployment lock failed: {e}");
+            }
+            out
+        });
+        DeploymentHandle {
+            id,
+            commands: tx,
+            status: status_rx,
+            task,
+        }
+    }
+
+    /// Starts deploying `service` by `config` and returns at once with a handle. One
+    /// deployment per service at a time.
+    pub async fn start(
+        &self,
+        config: &DeploymentConfig,
+        service: &str,
+    ) -> Result<DeploymentHandle> {
+        self.start_restoring(config, service, None).await
+    }
+
+    /// [`start`](Self::start), restoring backup `restore` in preparation.
+    async fn start_restoring(
+        &self,
+        config: &DeploymentConfig,
+        service: &str,
+        restore: Option<String>,
+    ) -> Result<DeploymentHandle> {
+        let guard = self.lock_service(service)?;
+        let (backends, from, to) = self.prepare(config, service).await?;
+        let now = self.inner.clock.now();
+        let mut id = format!("{service}-{}-{}", to.version, now.as_millis());
+        let known = self.inner.journal.deployments().await?;
+        let mut n = 1;
+        while known.contains(&id) {
+            n += 1;
+            id = format!("{service}-{}-{}-{n}", to.version, now.as_millis());
+        }
+        self.inner
+            .platform
+            .lock(service, &id)
+            .await
+            .map_err(|e| match e {
+                Error::Conflict { reason, .. } => Error::conflict(
+                    "run",
+                    service,
+                    format!("{reason}; resume it to finish it (or roll it back) first"),
+                ),
+                other => other,
+            })?;
+        if let Ok(st) = self.inner.platform.status(service, &to.track).await {
+            let _ = self.inner.platform.unlock(service, &id).await;
+            return Err(Error::conflict(
+                "run",
+                service,
+                format!(
+                    "track {} already runs {}: resume or finish the deployment that started it, or retire it",
+                    to.track, st.version
+                ),
+            ));
+        }
+        let triggers = Engine::new(config.trigger_config()?, now)
+            .map_err(|e| Error::invalid("deploymentConfig.triggers", "…", e.to_string()))?;
+        let state = DeploymentState {
+            id,
+            service: service.to_owned(),
+            config: config.clone(),
+            strategy: config.strategy,
+            from: from.clone(),
+            to: to.clone(),
+            stage: Stage::Validation,
+            started_at: now,
+            deadline: now.saturating_add(config.max_deployment_duration),
+            paused: false,
+            weight: 0.0,
+            observed_until: now,
+            promoted_at: None,
+            canary: None,
+            plan: None,
+            triggers,
+            backup: None,
+            restore,
+            canary_scale_follows_weight: false,
+            checklist: Vec::new(),
+            deadline_action: false,
+            rollback_reason: None,
+            outcome: None,
+            next_event: 0,
+        };
+        let mut runner_state = state;
+        let kinds = vec![
+            EventKind::Started {
+                strategy: config.strategy,
+                from: from.map(|p| p.version.to_string()),
+                to: to.version.to_string(),
+            },
+            EventKind::PhaseChanged {
+                phase: Phase::Validation,
+            },
+        ];
+        // The first record is written here, so a deployment exists in the journal as soon as
+        // `start` returns.
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (status_tx, _) = watch::channel(Status::of(&runner_state));
+        let mut first = Runner {
+            inner: Arc::clone(&self.inner),
+            backends: backends.clone(),
+            state: runner_state.clone(),
+            seq: 0,
+            commands: rx,
+            _keep: tx,
+            status: status_tx,
+            sample: None,
+        };
+        if let Err(e) = first.commit(Vec::new(), kinds).await {
+            let _ = self.inner.platform.unlock(service, &first.state.id).await;
+            return Err(e);
+        }
+        runner_state = first.state.clone();
+        let seq = first.seq;
+        Ok(self.spawn(runner_state, seq, None, backends, guard))
+    }
+
+    /// Deploys every target service in turn, each to its end, and returns their reports. Stops
+    /// after the first service that does not succeed.
+    pub async fn run(&self, config: &DeploymentConfig) -> Result<Vec<Report>> {
+        let mut out = Vec::new();
+        for service in &config.target_services {
+            let report = self.start(config, service).await?.wait().await?;
+            let ok = report.outcome.as_ref().is_some_and(Outcome::is_success);
+            out.push(report);
+            if !ok {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deployments whose journal does not end with a finished state (after a crash).
+    pub async fn unfinished(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for id in self.inner.journal.deployments().await? {
+            let records = self.inner.journal.records(&id).await?;
+            if records.last().is_some_and(|r| !r.state.is_done()) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Resumes a deployment from its last journal record: carries out that record's effects
+    /// again (they are idempotent), announces its events again (so none is lost; a subscriber
+    /// may see the last ones twice, with the same sequence numbers), then continues — or rolls
+    /// back when the config says `onResume: rollback`. Resuming a finished deployment only
+    /// announces its final events again (a crash may have come between writing and announcing
+    /// them) and returns its report.
+    pub async fn resume(&self, deployment: &str) -> Result<DeploymentHandle> {
+        let records = self.inner.journal.records(deployment).await?;
+        let Some(last) = records.last().cloned() else {
+            return Err(Error::not_found("deployment", deployment));
+        };
+        let state = last.state.clone();
+        let guard = self.lock_service(&state.service)?;
+        self.inner.platform.lock(&state.service, &state.id).await?;
+        let backends = self.backends(&state.service)?;
+        let seq = last.seq + 1;
+        Ok(self.spawn(state, seq, Some(last), backends, guard))
+    }
+
+    /// The status of a deployment as its last journal record has it (running or not).
+    pub async fn status(&self, deployment: &str) -> Result<Status> {
+        let records = self.inner.journal.records(deployment).await?;
+        records
+            .last()
+            .map(|r| Status::of(&r.state))
+            .ok_or_else(|| Error::not_found("deployment", deployment))
+    }
+
+    /// The report of a deployment, from its journal.
+    pub async fn report(&self, deployment: &str) -> Result<Report> {
+        let records = self.inner.journal.records(deployment).await?;
+        if records.is_empty() {
+            return Err(Error::not_found("deployment", deployment));
+        }
+        Report::from_records(&records)
+    }
+}

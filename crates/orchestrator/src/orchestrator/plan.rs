@@ -1,0 +1,200 @@
+//! The dry run: what would be deployed where, in which order, changing nothing.
+
+use std::fmt;
+
+use serin_canary::controller::CanaryPolicy;
+use serin_traffic::Plan;
+
+use crate::config::{DeploymentConfig, StrategyKind};
+use crate::error::{Error, Result};
+use crate::run::split_all;
+use crate::state::{Placement, UpgradeStep};
+
+use super::Orchestrator;
+
+/// What `plan` (the dry run) answers for one service: what runs, what would be deployed
+/// where, and the ordered steps — nothing is changed.
+#[derive(Debug, Clone)]
+pub struct DeploymentPlan {
+    /// The service.
+    pub service: String,
+    /// The strategy.
+    pub strategy: StrategyKind,
+    /// What runs now.
+    pub from: Option<Placement>,
+    /// What would run after.
+    pub to: Placement,
+    /// The ordered steps, one sentence each.
+    pub steps: Vec<String>,
+    /// The validated upgrade's checklist (empty without a validator); its steps are also in
+    /// `steps`, in the phase they are carried out in.
+    pub checklist: Vec<serin_compat::Step>,
+    /// The traffic plan of a blue-green switch.
+    pub traffic: Option<Plan>,
+    /// The canary policy of a canary.
+    pub canary: Option<CanaryPolicy>,
+}
+
+impl fmt::Display for DeploymentPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.from {
+            Some(from) => writeln!(
+                f,
+                "{}: {from} -> {} by {}",
+                self.service, self.to, self.strategy
+            )?,
+            None => writeln!(
+                f,
+                "{}: install {} by {}",
+                self.service, self.to, self.strategy
+            )?,
+        }
+        for (i, s) in self.steps.iter().enumerate() {
+            writeln!(f, "  {:>2}. {s}", i + 1)?;
+        }
+        if let Some(p) = &self.traffic {
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Orchestrator {
+    /// The dry run: for every target service, what runs, where the new version would go and
+    /// the ordered steps. Reads the router and the platform; changes nothing.
+    pub async fn plan(&self, config: &DeploymentConfig) -> Result<Vec<DeploymentPlan>> {
+        let mut out = Vec::new();
+        for service in &config.target_services {
+            let (_, from, to) = self.prepare(config, service).await?;
+            let mut checklist = Vec::new();
+            let mut steps = vec![match &self.inner.validator {
+                Some(v) => {
+                    let proposal =
+                        serin_compat::Proposal::new().with(service.clone(), to.version.clone());
+                    match v.validator.validate(&v.fleet, &proposal) {
+                        Ok(val) if val.is_allowed() => {
+                            checklist = val.steps.clone();
+                            format!("validation: {:?}", val.verdict)
+                        }
+                        Ok(val) => format!(
+                            "validation: BLOCKED — {}",
+                            val.findings
+                                .iter()
+                                .map(|f| f.message.clone())
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        ),
+                        Err(e) => format!("validation: BLOCKED — {e}"),
+                    }
+                }
+                None => "validation: no validator configured".to_owned(),
+            }];
+            steps.push(match &self.inner.backup {
+                Some(b) => format!("preparation: pre-checks, backup by {}", b.name()),
+                None => "preparation: pre-checks (no backup provider)".to_owned(),
+            });
+            let runner = self
+                .inner
+                .steps
+                .as_ref()
+                .map_or("due for an operator".to_owned(), |r| {
+                    format!("by the {} step runner", r.name())
+                });
+            let items: Vec<UpgradeStep> = checklist
+                .iter()
+                .cloned()
+                .map(UpgradeStep::pending)
+                .collect();
+            for item in items.iter().filter(|i| i.is_pre(service)) {
+                steps.push(format!(
+                    "preparation: upgrade step {} ({runner})",
+                    item.step
+                ));
+            }
+            let bg = &config.blue_green_config;
+            let instances = match (config.strategy, &from) {
+                (StrategyKind::Canary, Some(_)) => config.canary_config.replicas,
+                _ => bg.replicas_per_env,
+            };
+            steps.push(format!(
+                "bring up {} on {} with {instances} instance(s), wait until ready",
+                to.version, to.track
+            ));
+            let mut traffic = None;
+            let mut canary = None;
+            match (&from, config.strategy) {
+                (None, _) => steps.push(format!("route 100% to {} (first install)", to.track)),
+                (Some(old), StrategyKind::BlueGreen) => {
+                    let start = split_all(&old.track, Some(&to.track))?;
+                    let plan =
+                        Plan::shift(&start, to.track.as_str(), &bg.traffic()?).map_err(|e| {
+                            Error::invalid("blueGreenConfig.trafficStrategy", "…", e.to_string())
+                        })?;
+                    steps.push(format!(
+                        "switch traffic {} -> {} ({:?}, {} step(s)), rollback triggers checked every {:?}",
+                        old.track,
+                        to.track,
+                        bg.traffic_strategy,
+                        plan.len(),
+                        config.monitoring.check_interval
+                    ));
+                    traffic = Some(plan);
+                }
+                (Some(old), _) => {
+                    let policy = config.canary_config.policy()?;
+                    let weights: Vec<String> = policy
+                        .steps
+                        .iter()
+                        .filter_map(|s| match s {
+                            serin_canary::controller::Step::SetWeight(w) => Some(format!("{w}%")),
+                            _ => None,
+                        })
+                        .collect();
+                    steps.push(format!(
+                        "canary {to} (canary arm) vs {old} (baseline arm): weights {} judged every {:?}, promote when no judge fails",
+                        weights.join(" → "),
+                        config.canary_config.metrics_window
+                    ));
+                    if config.strategy == StrategyKind::Canary
+                        && bg.replicas_per_env > config.canary_config.replicas
+                    {
+                        steps.push(format!(
+                            "scale {} to {} instance(s)",
+                            to.track, bg.replicas_per_env
+                        ));
+                    }
+                    canary = Some(policy);
+                }
+            }
+            if let Some(old) = &from {
+                steps.push(format!("route 100% to {}", to.track));
+                steps.push(format!(
+                    "monitor for {:?} with {} rollback trigger(s)",
+                    config.monitoring.monitoring_duration,
+                    config.trigger_config()?.triggers.len()
+                ));
+                steps.push(format!(
+                    "retire {} ({}) {:?} after promotion",
+                    old.track, old.version, bg.keep_old_warm_for
+                ));
+            }
+            for item in items.iter().filter(|i| !i.is_pre(service)) {
+                if item.is_this_deploy(service) {
+                    continue;
+                }
+                steps.push(format!("completion: upgrade step {} ({runner})", item.step));
+            }
+            out.push(DeploymentPlan {
+                service: service.clone(),
+                strategy: config.strategy,
+                from,
+                to,
+                steps,
+                checklist,
+                traffic,
+                canary,
+            });
+        }
+        Ok(out)
+    }
+}

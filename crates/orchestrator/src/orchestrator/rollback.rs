@@ -1,0 +1,186 @@
+//! Deploying a previous version back, restoring the backup a destructive migration needs.
+
+use serin_signals::Timestamp;
+
+use crate::config::{DeploymentConfig, StrategyKind, TrafficStrategyKind};
+use crate::error::{Error, Result};
+use crate::hooks::{BackupInfo, BackupProvider};
+use crate::journal::Journal;
+use crate::report::Report;
+use crate::state::{Outcome, StepStatus};
+
+use super::{DeploymentHandle, Orchestrator};
+
+impl Orchestrator {
+    /// Deploys `version` of `service` back, by an immediate blue-green switch with the
+    /// config's health gate and monitoring (the "rollback to version" of the brief).
+    ///
+    /// The database follows the code. A deployment's expand migrations run while the old
+    /// version still serves, so they never stop it from working; its contract migrations run
+    /// once the old version is gone and are destructive for it. When a deployment being undone
+    /// (one that succeeded since `version` last ran) has a contract migration carried out or
+    /// handed to an operator, the backup taken before the first deployment being undone is
+    /// restored in preparation, after a fresh backup of the current database and before any
+    /// traffic moves. Without that backup, or without a backup provider, or when the backup no
+    /// longer exists or the provider's [`Retention`](crate::backup::Retention) would delete it
+    /// as the fresh backup is taken, the rollback is refused with the reason, and nothing
+    /// changes.
+    pub async fn rollback_to(
+        &self,
+        config: &DeploymentConfig,
+        service: &str,
+        version: semver::Version,
+    ) -> Result<Report> {
+        self.start_rollback_to(config, service, version)
+            .await?
+            .wait()
+            .await
+    }
+
+    /// [`rollback_to`](Self::rollback_to), returning at once with a handle (for progress, or
+    /// to abort it).
+    pub async fn start_rollback_to(
+        &self,
+        config: &DeploymentConfig,
+        service: &str,
+        version: semver::Version,
+    ) -> Result<DeploymentHandle> {
+        let restore = self.restore_point(service, &version).await?;
+        if let Some(id) = &restore {
+            let Some(backup) = &self.inner.backup else {
+                return Err(Error::conflict(
+                    "rollback",
+                    service,
+                    "a backup must be restored (destructive migrations ran since that version), \
+                     and no backup provider is configured",
+                ));
+            };
+            survives_fresh_backup(backup.as_ref(), service, id).await?;
+        }
+        let mut c = config.clone();
+        c.version = version;
+        c.strategy = StrategyKind::BlueGreen;
+        c.blue_green_config.traffic_strategy = TrafficStrategyKind::Immediate;
+        c.target_services = vec![service.to_owned()];
+        self.start_restoring(&c, service, restore).await
+    }
+
+    /// The backup a rollback of `service` to `version` must restore, if any: see
+    /// [`rollback_to`](Self::rollback_to). Refuses (an error) when one is needed and none exists.
+    async fn restore_point(
+        &self,
+        service: &str,
+        version: &semver::Version,
+    ) -> Result<Option<String>> {
+        let mut succeeded = Vec::new();
+        for id in self.inner.journal.deployments().await? {
+            let records = self.inner.journal.records(&id).await?;
+            if let Some(last) = records.into_iter().last()
+                && last.state.service == service
+                && last.state.outcome.as_ref().is_some_and(Outcome::is_success)
+            {
+                succeeded.push(last.state);
+            }
+        }
+        // The deployments being undone: those after the last one that left `version` running,
+        // or else those since `version` was last replaced.
+        let start = match succeeded.iter().rposition(|d| &d.to.version == version) {
+            Some(i) => i + 1,
+            None => succeeded
+                .iter()
+                .rposition(|d| d.from.as_ref().is_some_and(|f| &f.version == version))
+                .unwrap_or(succeeded.len()),
+        };
+        let undone = &succeeded[start.min(succeeded.len())..];
+        let destructive = undone.iter().find_map(|d| {
+            d.checklist
+                .iter()
+                .find(|s| {
+                    s.step.kind == serin_compat::steps::StepKind::ContractMigration
+                        && matches!(s.status, StepStatus::Done | StepStatus::Due)
+                })
+                .map(|s| (d, s))
+        });
+        let Some((d, step)) = destructive else {
+            return Ok(None);
+        };
+        let first = &undone[0];
+        match &first.backup {
+            Some(id) => Ok(Some(id.clone())),
+            None => Err(Error::conflict(
+                "rollback",
+                service,
+                format!(
+                    "deployment {} ran a destructive migration ({}: {}) and deployment {} took no \
+                     backup to restore; restore the database by hand, then deploy {version}",
+                    d.id, step.status, step.step.text, first.id
+                ),
+            )),
+        }
+    }
+
+    /// Deploys back the version that ran before the last successful deployment of `service`.
+    pub async fn rollback(&self, config: &DeploymentConfig, service: &str) -> Result<Report> {
+        let mut previous = None;
+        for id in self.inner.journal.deployments().await? {
+            let records = self.inner.journal.records(&id).await?;
+            if let Some(last) = records.last()
+                && last.state.service == service
+                && last.state.outcome.as_ref().is_some_and(Outcome::is_success)
+            {
+                previous = last.state.from.as_ref().map(|p| p.version.clone());
+            }
+        }
+        let Some(version) = previous else {
+            return Err(Error::not_found("previous version of service", service));
+        };
+        self.rollback_to(config, service, version).await
+    }
+}
+
+/// Refuses a rollback whose restore point is gone, or would be: the rollback takes a fresh
+/// backup before it restores, and the provider's retention must not expire the backup to restore.
+async fn survives_fresh_backup(backup: &dyn BackupProvider, service: &str, id: &str) -> Result<()> {
+    let refuse = |why: String| {
+        Err(Error::conflict(
+            "rollback",
+            service,
+            format!("backup {id} must be restored, but {why}; restore the database by hand"),
+        ))
+    };
+    if let Err(Error::NotFound { .. }) = backup.info(id).await {
+        return refuse("it no longer exists".to_owned());
+    }
+    let Some(retention) = backup.retention() else {
+        return Ok(());
+    };
+    let Ok(mut kept) = backup.list(service).await else {
+        return Ok(());
+    };
+    let Some(target) = kept
+        .iter()
+        .find(|b| b.id == id)
+        .map(|b| (b.created_at, b.id.clone()))
+    else {
+        return Ok(());
+    };
+    let newer = kept
+        .iter()
+        .filter(|b| (b.created_at, &b.id) > (target.0, &target.1))
+        .count();
+    kept.push(BackupInfo::new(
+        "",
+        service,
+        "",
+        Timestamp::from_millis(u64::MAX),
+    ));
+    if retention.expired(&kept).iter().any(|b| b.id == id) {
+        return refuse(format!(
+            "the backup taken first would make the retention (keepLast {}) delete it: {newer} \
+             newer backups of {service} exist; raise keepLast to at least {}",
+            retention.keep(),
+            newer + 2
+        ));
+    }
+    Ok(())
+}
