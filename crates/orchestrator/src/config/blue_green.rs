@@ -1,0 +1,145 @@
+//! `blueGreenConfig`: replicas, readiness, and how traffic moves to the new colour.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serin_traffic::{Strategy, Weight, WeightedStep};
+
+use crate::error::{Error, Result};
+
+use super::{percent, positive};
+
+/// How blue-green moves traffic from the old colour to the new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TrafficStrategyKind {
+    /// 100% at once.
+    #[default]
+    Immediate,
+    /// `trafficIncrement` percent every `trafficInterval`.
+    Gradual,
+    /// The listed `weights`, each held for `trafficInterval`.
+    Weighted,
+}
+
+/// Blue-green settings (`blueGreenConfig`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct BlueGreenConfig {
+    /// Instances per colour (`REPLICAS`). Default 3.
+    pub replicas_per_env: u32,
+    /// How often readiness is polled while the new colour starts. Default `5s`.
+    #[serde(with = "serin_signals::duration")]
+    pub health_check_interval: Duration,
+    /// How long the new colour may take to become ready. Default `5m`.
+    #[serde(with = "serin_signals::duration")]
+    pub readiness_timeout: Duration,
+    /// How traffic moves (`TRAFFIC_STRATEGY`). Default `immediate`.
+    pub traffic_strategy: TrafficStrategyKind,
+    /// Percent added per step of a gradual switch (`TRAFFIC_INCREMENT`). Default 10.
+    pub traffic_increment: f64,
+    /// How long each step of a gradual or weighted switch holds (`TRAFFIC_INTERVAL`). Default `30s`.
+    #[serde(with = "serin_signals::duration")]
+    pub traffic_interval: Duration,
+    /// The percentages of a weighted switch, rising (100 is added at the end if missing).
+    pub weights: Vec<f64>,
+    /// How long the old colour stays up after the switch, ready to take traffic back. Default `5m`.
+    #[serde(with = "serin_signals::duration")]
+    pub keep_old_warm_for: Duration,
+    /// How long a retired colour drains in-flight requests. Default `10s`.
+    #[serde(with = "serin_signals::duration")]
+    pub drain: Duration,
+}
+
+impl Default for BlueGreenConfig {
+    fn default() -> Self {
+        BlueGreenConfig {
+            replicas_per_env: 3,
+            health_check_interval: Duration::from_secs(5),
+            readiness_timeout: Duration::from_secs(300),
+            traffic_strategy: TrafficStrategyKind::Immediate,
+            traffic_increment: 10.0,
+            traffic_interval: Duration::from_secs(30),
+            weights: Vec::new(),
+            keep_old_warm_for: Duration::from_secs(300),
+            drain: Duration::from_secs(10),
+        }
+    }
+}
+
+impl BlueGreenConfig {
+    /// The traffic strategy as a `serin-traffic` value.
+    pub fn traffic(&self) -> Result<Strategy> {
+        let path = "blueGreenConfig";
+        match self.traffic_strategy {
+            TrafficStrategyKind::Immediate => Ok(Strategy::immediate()),
+            TrafficStrategyKind::Gradual => {
+                let inc = Weight::from_percent_f64(self.traffic_increment).map_err(|e| {
+                    Error::invalid(
+                        format!("{path}.trafficIncrement"),
+                        self.traffic_increment,
+                        e.to_string(),
+                    )
+                })?;
+                Strategy::gradual(inc, self.traffic_interval).map_err(|e| {
+                    Error::invalid(
+                        format!("{path}.trafficIncrement"),
+                        self.traffic_increment,
+                        e.to_string(),
+                    )
+                })
+            }
+            TrafficStrategyKind::Weighted => {
+                let mut steps = Vec::with_capacity(self.weights.len() + 1);
+                for (i, w) in self.weights.iter().enumerate() {
+                    let weight = Weight::from_percent_f64(*w).map_err(|e| {
+                        Error::invalid(format!("{path}.weights[{i}]"), w, e.to_string())
+                    })?;
+                    steps.push(WeightedStep::new(weight, self.traffic_interval));
+                }
+                if self.weights.last().is_none_or(|w| *w < 100.0) {
+                    steps.push(WeightedStep::new(Weight::FULL, Duration::ZERO));
+                }
+                Strategy::weighted(steps).map_err(|e| {
+                    Error::invalid(
+                        format!("{path}.weights"),
+                        format!("{:?}", self.weights),
+                        e.to_string(),
+                    )
+                })
+            }
+        }
+    }
+
+    pub(super) fn validate(&self) -> Result<()> {
+        let path = "blueGreenConfig";
+        if self.replicas_per_env == 0 || self.replicas_per_env > 1_000 {
+            return Err(Error::invalid(
+                format!("{path}.replicasPerEnv"),
+                self.replicas_per_env,
+                "must be between 1 and 1000",
+            ));
+        }
+        positive(
+            &format!("{path}.healthCheckInterval"),
+            self.health_check_interval,
+        )?;
+        positive(&format!("{path}.readinessTimeout"), self.readiness_timeout)?;
+        if self.traffic_strategy == TrafficStrategyKind::Gradual {
+            percent(
+                &format!("{path}.trafficIncrement"),
+                self.traffic_increment,
+                false,
+            )?;
+            positive(&format!("{path}.trafficInterval"), self.traffic_interval)?;
+        }
+        if self.traffic_strategy == TrafficStrategyKind::Weighted && self.weights.is_empty() {
+            return Err(Error::invalid(
+                format!("{path}.weights"),
+                "[]",
+                "a weighted switch needs at least one weight",
+            ));
+        }
+        self.traffic().map(|_| ())
+    }
+}

@@ -1,0 +1,428 @@
+//! `canaryConfig` and `canaryThresholds`: the canary's steps and judges, and the metric bounds
+//! that become rollback triggers.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serin_canary::controller::{CanaryPolicy, Pacing, Pause, PromotionGate, Step};
+use serin_signals::{Metric, Track};
+use serin_triggers::{Action as TriggerAction, Operator, TriggerConfig};
+
+use crate::error::{Error, Result};
+
+use super::{humantime_like, positive};
+
+/// Canary settings (`canaryConfig`). Percentages are written as percent (`5` = 5%).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct CanaryConfig {
+    /// The first canary weight, in percent (`INITIAL_PERCENTAGE`). Default 5.
+    pub initial_percentage: u8,
+    /// The weight at which the canary is promoted, in percent. Default 100.
+    pub target_percentage: u8,
+    /// Percent added per step (`INCREMENT`). Default 10.
+    pub increment_percentage: u8,
+    /// How long each weight holds while it is judged (`PHASE_DURATION`). Default `5m`.
+    #[serde(with = "serin_signals::duration")]
+    pub increment_interval: Duration,
+    /// The longest the canary may run before it is rolled back. Default `1h`.
+    #[serde(with = "serin_signals::duration")]
+    pub max_duration: Duration,
+    /// The span of each observation fed to the judges and triggers. Default `30s`.
+    #[serde(with = "serin_signals::duration")]
+    pub metrics_window: Duration,
+    /// Explicit steps (Argo Rollouts' `setWeight`, `pause`, `analysis`), replacing the ones
+    /// derived from the percentages above.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<Step>>,
+    /// Instances of the canary track (of a canary strategy). Default 1.
+    pub replicas: u32,
+    /// The judges' false-rollback bound. Default `0.05`.
+    pub alpha: f64,
+    /// Fail only if the canary's error rate exceeds `(1 + margin)` times the baseline's. Default `0.10`.
+    pub error_rate_margin: f64,
+    /// Also judge latency (needs latency sketches from the metrics source). Default `false`.
+    pub judge_latency: bool,
+    /// Fail only if the canary's median latency exceeds `(1 + margin)` times the baseline's. Default `0.10`.
+    pub latency_margin: f64,
+    /// Judge with the robust modes of the sequential tests, for services whose error rate or
+    /// latency wanders on its own in each track (a flaky dependency, retry storms, a median
+    /// that drifts by a few percent from second to second): they estimate that wander from the
+    /// scatter between batches of at least half a minute, so their false rollbacks stay under
+    /// `alpha` where the default per-request tests' do not (with ±5% of per-track latency
+    /// wander and a 50% canary weight, the default latency judge rolls back up to a quarter
+    /// of good canaries even with its 10% margin), at the price of several batches (minutes)
+    /// before any verdict. Default `false`.
+    pub robust_judges: bool,
+    /// How long a retired track drains in-flight requests. Default `10s`.
+    #[serde(with = "serin_signals::duration")]
+    pub drain: Duration,
+    /// The canary is promoted only once its own error rate is shown below this fraction, with
+    /// confidence `1 - alpha` however often it is checked (at 5%, about 93 requests without an
+    /// error); until then it holds, up to `maxDuration`. This keeps a canary whose judges never
+    /// had the data to fail it (scarce traffic) from being promoted. `1` turns the gate off.
+    /// Default `0.05`.
+    pub promotion_max_error_rate: f64,
+    /// Power-aware pacing: raise the weight only once the current step could have caught a
+    /// regression of `detectableRatio` times the baseline's error rate. Off by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pacing: Option<Pacing>,
+}
+
+impl Default for CanaryConfig {
+    fn default() -> Self {
+        CanaryConfig {
+            initial_percentage: 5,
+            target_percentage: 100,
+            increment_percentage: 10,
+            increment_interval: Duration::from_secs(300),
+            max_duration: Duration::from_secs(3_600),
+            metrics_window: Duration::from_secs(30),
+            steps: None,
+            replicas: 1,
+            alpha: 0.05,
+            error_rate_margin: 0.10,
+            judge_latency: false,
+            latency_margin: 0.10,
+            robust_judges: false,
+            drain: Duration::from_secs(10),
+            promotion_max_error_rate: 0.05,
+            pacing: None,
+        }
+    }
+}
+
+impl CanaryConfig {
+    /// The canary controller's policy: the explicit steps, or `initial`, `initial + increment`,
+    /// ... below `target`, each followed by a pause of `incrementInterval` during which the
+    /// judges watch; promotion at `target`.
+    pub fn policy(&self) -> Result<CanaryPolicy> {
+        let steps = match &self.steps {
+            Some(steps) => steps.clone(),
+            None => {
+                let mut steps = Vec::new();
+                let mut w = self.initial_percentage;
+                while w < self.target_percentage {
+                    steps.push(Step::SetWeight(w));
+                    steps.push(Step::Pause(Pause {
+                        duration: Some(self.increment_interval),
+                    }));
+                    w = w.saturating_add(self.increment_percentage.max(1));
+                }
+                steps
+            }
+        };
+        let mut policy = CanaryPolicy::new(steps);
+        policy.max_duration = Some(self.max_duration);
+        policy.pacing = self.pacing.clone();
+        if self.promotion_max_error_rate < 1.0 {
+            policy.promotion = Some(
+                PromotionGate::new(self.promotion_max_error_rate, self.alpha).map_err(|e| {
+                    Error::invalid(
+                        "canaryConfig.promotionMaxErrorRate",
+                        self.promotion_max_error_rate,
+                        e.to_string(),
+                    )
+                })?,
+            );
+        }
+        policy
+            .validate()
+            .map_err(|e| Error::invalid("canaryConfig.steps", "…", e.to_string()))?;
+        Ok(policy)
+    }
+
+    pub(super) fn validate(&self) -> Result<()> {
+        let path = "canaryConfig";
+        for (name, v) in [
+            ("initialPercentage", self.initial_percentage),
+            ("targetPercentage", self.target_percentage),
+        ] {
+            if v == 0 || v > 100 {
+                return Err(Error::invalid(
+                    format!("{path}.{name}"),
+                    v,
+                    "must be a percentage in 1..=100",
+                ));
+            }
+        }
+        if self.steps.is_none() && self.initial_percentage >= self.target_percentage {
+            return Err(Error::invalid(
+                format!("{path}.initialPercentage"),
+                self.initial_percentage,
+                format!(
+                    "must be below targetPercentage ({}): the canary is promoted on reaching it",
+                    self.target_percentage
+                ),
+            ));
+        }
+        if self.increment_percentage == 0 || self.increment_percentage > 100 {
+            return Err(Error::invalid(
+                format!("{path}.incrementPercentage"),
+                self.increment_percentage,
+                "must be a percentage in 1..=100",
+            ));
+        }
+        positive(
+            &format!("{path}.incrementInterval"),
+            self.increment_interval,
+        )?;
+        positive(&format!("{path}.maxDuration"), self.max_duration)?;
+        positive(&format!("{path}.metricsWindow"), self.metrics_window)?;
+        if self.metrics_window < Duration::from_millis(100) {
+            return Err(Error::invalid(
+                format!("{path}.metricsWindow"),
+                humantime_like(self.metrics_window),
+                "must be at least 100ms",
+            ));
+        }
+        if self.replicas == 0 || self.replicas > 1_000 {
+            return Err(Error::invalid(
+                format!("{path}.replicas"),
+                self.replicas,
+                "must be between 1 and 1000",
+            ));
+        }
+        if !(self.alpha > 0.0 && self.alpha < 1.0) {
+            return Err(Error::invalid(
+                format!("{path}.alpha"),
+                self.alpha,
+                "must be a fraction strictly between 0 and 1",
+            ));
+        }
+        if !(self.promotion_max_error_rate > 0.0 && self.promotion_max_error_rate <= 1.0) {
+            return Err(Error::invalid(
+                format!("{path}.promotionMaxErrorRate"),
+                self.promotion_max_error_rate,
+                "must be a fraction in (0, 1] (0.05 = 5%; 1 turns the gate off)",
+            ));
+        }
+        if let Some(p) = &self.pacing {
+            p.validate(&format!("{path}.pacing"))
+                .map_err(|e| Error::invalid(format!("{path}.pacing"), "…", e.to_string()))?;
+        }
+        for (name, v) in [
+            ("errorRateMargin", self.error_rate_margin),
+            ("latencyMargin", self.latency_margin),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::invalid(
+                    format!("{path}.{name}"),
+                    v,
+                    "must be a finite fraction of at least 0",
+                ));
+            }
+        }
+        if let Some(steps) = &self.steps {
+            let policy = CanaryPolicy::new(steps.clone());
+            policy
+                .validate()
+                .map_err(|e| Error::invalid(format!("{path}.steps"), steps.len(), e.to_string()))?;
+            if !steps
+                .iter()
+                .any(|s| matches!(s, Step::Pause(_) | Step::Analysis(_)))
+            {
+                return Err(Error::invalid(
+                    format!("{path}.steps"),
+                    steps.len(),
+                    "needs at least one pause or analysis step: a canary that is never watched \
+                     is never judged",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Custom metric bounds (`canaryThresholds.customMetricThresholds.<name>`).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Bounds {
+    /// Roll back above this value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Roll back below this value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+}
+
+/// Absolute limits on the canary arm (`canaryThresholds`), each watched by a rollback trigger.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct CanaryThresholds {
+    /// Highest error rate, as a fraction (`0.05` = 5%; `MAX_ERROR_RATE`, `CANARY_ERROR_RATE`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_error_rate: Option<f64>,
+    /// Highest p99 latency in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_latency: Option<f64>,
+    /// Lowest throughput in requests per second (warns only: low traffic is not a regression).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_throughput: Option<f64>,
+    /// Highest CPU usage, as the source reports it (percent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_cpu_usage: Option<f64>,
+    /// Highest memory usage, as the source reports it (percent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_memory_usage: Option<f64>,
+    /// Bounds on custom metrics, by metric name.
+    pub custom_metric_thresholds: BTreeMap<String, Bounds>,
+}
+
+impl CanaryThresholds {
+    pub(super) fn validate(&self) -> Result<()> {
+        let path = "canaryThresholds";
+        if let Some(v) = self.max_error_rate
+            && !(v > 0.0 && v <= 1.0)
+        {
+            return Err(Error::invalid(
+                format!("{path}.maxErrorRate"),
+                v,
+                "must be a fraction in (0, 1] (0.05 = 5%)",
+            ));
+        }
+        for (name, v) in [
+            ("maxLatency", self.max_latency),
+            ("minThroughput", self.min_throughput),
+            ("maxCpuUsage", self.max_cpu_usage),
+            ("maxMemoryUsage", self.max_memory_usage),
+        ] {
+            if let Some(v) = v
+                && !(v.is_finite() && v > 0.0)
+            {
+                return Err(Error::invalid(
+                    format!("{path}.{name}"),
+                    v,
+                    "must be a finite number above 0",
+                ));
+            }
+        }
+        for (name, b) in &self.custom_metric_thresholds {
+            let p = format!("{path}.customMetricThresholds.{name}");
+            Metric::named(name).map_err(|e| Error::invalid(&p, name, e.to_string()))?;
+            if b.max.is_none() && b.min.is_none() {
+                return Err(Error::invalid(&p, "{}", "set max, min or both"));
+            }
+            for v in [b.max, b.min].into_iter().flatten() {
+                if !v.is_finite() {
+                    return Err(Error::invalid(&p, v, "bounds must be finite"));
+                }
+            }
+            if let (Some(max), Some(min)) = (b.max, b.min)
+                && min > max
+            {
+                return Err(Error::invalid(
+                    format!("{p}.min"),
+                    min,
+                    format!("must not exceed max ({max})"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The rollback triggers these limits stand for, watching `track`.
+    pub(super) fn triggers(&self, track: &Track, hold_for: Duration) -> Vec<TriggerConfig> {
+        let mut out = Vec::new();
+        let mut push = |id: String, metric: Metric, op: Operator, value: f64, action| {
+            out.push(threshold_trigger(
+                id, track, metric, op, value, action, hold_for,
+            ));
+        };
+        if let Some(v) = self.max_error_rate {
+            push(
+                "canary-max-error-rate".into(),
+                Metric::ErrorRate,
+                Operator::Gt,
+                v,
+                TriggerAction::Rollback,
+            );
+        }
+        if let Some(v) = self.max_latency {
+            push(
+                "canary-max-latency".into(),
+                Metric::Latency,
+                Operator::Gt,
+                v,
+                TriggerAction::Rollback,
+            );
+        }
+        if let Some(v) = self.min_throughput {
+            push(
+                "canary-min-throughput".into(),
+                Metric::Throughput,
+                Operator::Lt,
+                v,
+                TriggerAction::Warn,
+            );
+        }
+        if let Some(v) = self.max_cpu_usage {
+            push(
+                "canary-max-cpu".into(),
+                Metric::Cpu,
+                Operator::Gt,
+                v,
+                TriggerAction::Rollback,
+            );
+        }
+        if let Some(v) = self.max_memory_usage {
+            push(
+                "canary-max-memory".into(),
+                Metric::Memory,
+                Operator::Gt,
+                v,
+                TriggerAction::Rollback,
+            );
+        }
+        for (name, b) in &self.custom_metric_thresholds {
+            let Ok(metric) = Metric::named(name) else {
+                continue;
+            };
+            if let Some(max) = b.max {
+                push(
+                    format!("canary-{name}-max"),
+                    metric.clone(),
+                    Operator::Gt,
+                    max,
+                    TriggerAction::Rollback,
+                );
+            }
+            if let Some(min) = b.min {
+                push(
+                    format!("canary-{name}-min"),
+                    metric,
+                    Operator::Lt,
+                    min,
+                    TriggerAction::Rollback,
+                );
+            }
+        }
+        out
+    }
+}
+
+pub(super) fn threshold_trigger(
+    id: String,
+    track: &Track,
+    metric: Metric,
+    operator: Operator,
+    value: f64,
+    action: TriggerAction,
+    duration: Duration,
+) -> TriggerConfig {
+    TriggerConfig::MetricThreshold(serin_triggers::MetricThresholdConfig {
+        id,
+        track: track.clone(),
+        metric,
+        operator,
+        value,
+        action,
+        warn_value: None,
+        quantile: None,
+        duration,
+        cooldown: Duration::from_secs(60),
+        on_missing_data: serin_triggers::MissingData::Hold,
+        stale_after: Duration::from_secs(300),
+    })
+}

@@ -1,0 +1,110 @@
+//! `monitoring`: the checks during a rollout and the watch after promotion.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+use super::{humantime_like, positive};
+
+/// The watch after promotion (and the checks during a rollout): `CHECK_INTERVAL`,
+/// `MONITORING_DURATION`, `CONSECUTIVE_FAILURES`, `ERROR_RATE_THRESHOLD`, `LATENCY_THRESHOLD`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct MonitoringConfig {
+    /// How often signals are read and triggers checked. Default `5s`.
+    #[serde(with = "serin_signals::duration")]
+    pub check_interval: Duration,
+    /// How long the new version is watched after promotion. Default `5m`.
+    #[serde(with = "serin_signals::duration")]
+    pub monitoring_duration: Duration,
+    /// Consecutive breaching checks before a threshold rolls back. Default 3.
+    pub consecutive_failures: u32,
+    /// Error rate (fraction) that rolls back when held for the consecutive checks. Default `0.10`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_rate_threshold: Option<f64>,
+    /// p99 latency in milliseconds that rolls back when held for the consecutive checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_threshold: Option<f64>,
+    /// What happens when `maxDeploymentDuration` runs out after promotion, while the promoted
+    /// version is watched or the old one is kept warm. Default `complete`.
+    pub on_deadline: OnDeadline,
+}
+
+/// What a deployment does when `maxDeploymentDuration` runs out after promotion.
+///
+/// Before promotion the deadline always rolls back: the analysis did not conclude, and a
+/// version is never promoted on missing evidence. After promotion the new version has passed
+/// its analysis and serves all traffic; the deadline then only ends the watch early, one way
+/// or the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OnDeadline {
+    /// Stop watching and finish now: the old version is retired at once (its remaining warm
+    /// delay is cut short) and the deployment succeeds.
+    #[default]
+    Complete,
+    /// Roll back to the old version, which is still warm.
+    Rollback,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        MonitoringConfig {
+            check_interval: Duration::from_secs(5),
+            monitoring_duration: Duration::from_secs(300),
+            consecutive_failures: 3,
+            error_rate_threshold: Some(0.10),
+            latency_threshold: None,
+            on_deadline: OnDeadline::Complete,
+        }
+    }
+}
+
+impl MonitoringConfig {
+    pub(super) fn validate(&self) -> Result<()> {
+        let path = "monitoring";
+        positive(&format!("{path}.checkInterval"), self.check_interval)?;
+        if self.check_interval < Duration::from_millis(10) {
+            return Err(Error::invalid(
+                format!("{path}.checkInterval"),
+                humantime_like(self.check_interval),
+                "must be at least 10ms",
+            ));
+        }
+        if self.consecutive_failures == 0 {
+            return Err(Error::invalid(
+                format!("{path}.consecutiveFailures"),
+                0,
+                "must be at least 1",
+            ));
+        }
+        if let Some(v) = self.error_rate_threshold
+            && !(v > 0.0 && v <= 1.0)
+        {
+            return Err(Error::invalid(
+                format!("{path}.errorRateThreshold"),
+                v,
+                "must be a fraction in (0, 1] (0.10 = 10%)",
+            ));
+        }
+        if let Some(v) = self.latency_threshold
+            && !(v.is_finite() && v > 0.0)
+        {
+            return Err(Error::invalid(
+                format!("{path}.latencyThreshold"),
+                v,
+                "must be a number of milliseconds above 0",
+            ));
+        }
+        Ok(())
+    }
+
+    /// How long a breach must hold: `consecutiveFailures - 1` check intervals (the first
+    /// breaching check starts the clock).
+    pub fn hold_for(&self) -> Duration {
+        self.check_interval
+            .saturating_mul(self.consecutive_failures.saturating_sub(1))
+    }
+}
