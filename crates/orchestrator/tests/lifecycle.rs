@@ -499,6 +499,28 @@ async fn upgraded(
     (world, o, config)
 }
 
+/// Asks for a rollback of the upgraded service to 1.0.0 that must be refused, checks that it
+/// changed nothing (no new deployment, 1.1.0 still serves) and answers the refusal.
+async fn refused_rollback(world: &World, o: &Orchestrator, config: &DeploymentConfig) -> String {
+    let deployments = world.journal.deployments().await.expect("list").len();
+    let err = o
+        .rollback_to(config, SERVICE, v("1.0.0"))
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert_eq!(
+        world.journal.deployments().await.expect("list").len(),
+        deployments,
+        "{err}"
+    );
+    assert_eq!(
+        world.live_version().await.map(|l| l.1),
+        Some("1.1.0".into()),
+        "{err}"
+    );
+    err
+}
+
 #[tokio::test(start_paused = true)]
 async fn rolling_back_across_a_destructive_migration_restores_the_backup_taken_before_it() {
     let backup = Arc::new(InMemoryBackup::new());
@@ -541,34 +563,17 @@ async fn a_rollback_is_refused_when_its_restore_point_is_gone_or_retention_would
     for label in ["by hand", "by hand again"] {
         backup.backup(SERVICE, label).await.expect("backup");
     }
-    let deployments = world.journal.deployments().await.expect("list").len();
-    let err = o
-        .rollback_to(&config, SERVICE, v("1.0.0"))
-        .await
-        .expect_err("refused")
-        .to_string();
+    let err = refused_rollback(&world, &o, &config).await;
     assert!(err.contains(&before), "{err}");
     assert!(err.contains("keepLast 3"), "{err}");
     assert!(err.contains("2 newer backups"), "{err}");
     assert!(err.contains("at least 4"), "{err}");
-    // Nothing changed: the restore point is still there, 1.1.0 still serves.
+    // The restore point is still there.
     assert!(backup.info(&before).await.is_ok());
-    assert_eq!(
-        world.journal.deployments().await.expect("list").len(),
-        deployments
-    );
-    assert_eq!(
-        world.live_version().await.map(|l| l.1),
-        Some("1.1.0".into())
-    );
 
     // Deleted (by hand, or by a retention elsewhere): refused as gone.
     backup.delete(&before).await.expect("delete");
-    let err = o
-        .rollback_to(&config, SERVICE, v("1.0.0"))
-        .await
-        .expect_err("refused")
-        .to_string();
+    let err = refused_rollback(&world, &o, &config).await;
     assert!(err.contains("no longer exists"), "{err}");
 }
 
@@ -592,26 +597,11 @@ async fn a_rollback_restores_under_the_smallest_retention() {
 #[tokio::test(start_paused = true)]
 async fn a_rollback_across_a_destructive_migration_without_a_backup_is_refused() {
     let (world, o, config) = upgraded(None).await;
-    let deployments = world.journal.deployments().await.expect("list").len();
-
-    let err = o
-        .rollback_to(&config, SERVICE, v("1.0.0"))
-        .await
-        .expect_err("refused")
-        .to_string();
+    let err = refused_rollback(&world, &o, &config).await;
     assert!(err.contains("destructive migration"), "{err}");
     assert!(
         err.contains("DROP COLUMN") || err.contains("0003_drop_fax"),
         "{err}"
     );
     assert!(err.contains("took no backup"), "{err}");
-    // Nothing changed: no new deployment, 1.1.0 still serves.
-    assert_eq!(
-        world.journal.deployments().await.expect("list").len(),
-        deployments
-    );
-    assert_eq!(
-        world.live_version().await.map(|l| l.1),
-        Some("1.1.0".into())
-    );
 }
