@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export SERIN_SERVICES_DIR="${SERIN_SERVICES_DIR:-/tmp/serin-services}"
+# A run from a clean checkout gains nothing from incremental caches; they only cost disk and time.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
