@@ -372,6 +372,45 @@ pub struct DeploymentState {
 }
 
 impl DeploymentState {
+    /// A deployment of `to` over `from` at `now`, before validation: nothing observed, no
+    /// traffic moved, the deadline `maxDeploymentDuration` away.
+    pub(crate) fn new(
+        id: String,
+        service: String,
+        config: DeploymentConfig,
+        from: Option<Placement>,
+        to: Placement,
+        triggers: Engine,
+        now: Timestamp,
+    ) -> Self {
+        DeploymentState {
+            id,
+            service,
+            strategy: config.strategy,
+            deadline: now.saturating_add(config.max_deployment_duration),
+            config,
+            from,
+            to,
+            stage: Stage::Validation,
+            started_at: now,
+            paused: false,
+            weight: 0.0,
+            observed_until: now,
+            promoted_at: None,
+            canary: None,
+            plan: None,
+            triggers,
+            backup: None,
+            restore: None,
+            canary_scale_follows_weight: false,
+            checklist: Vec::new(),
+            deadline_action: false,
+            rollback_reason: None,
+            outcome: None,
+            next_event: 0,
+        }
+    }
+
     /// The current phase.
     pub fn phase(&self) -> Phase {
         self.stage.phase()
@@ -396,38 +435,25 @@ pub(crate) mod tests {
             &["web"],
         )
         .expect("valid");
-        DeploymentState {
-            id: "web-1.1.0-1000".into(),
-            service: "web".into(),
-            triggers: Engine::new(config.trigger_config().expect("triggers"), now).expect("engine"),
+        let triggers =
+            Engine::new(config.trigger_config().expect("triggers"), now).expect("engine");
+        let from = Placement {
+            track: Track::Stable,
+            version: semver::Version::new(1, 0, 0),
+        };
+        let to = Placement {
+            track: Track::Canary,
+            version: semver::Version::new(1, 1, 0),
+        };
+        DeploymentState::new(
+            "web-1.1.0-1000".into(),
+            "web".into(),
             config,
-            strategy: StrategyKind::Canary,
-            from: Some(Placement {
-                track: Track::Stable,
-                version: semver::Version::new(1, 0, 0),
-            }),
-            to: Placement {
-                track: Track::Canary,
-                version: semver::Version::new(1, 1, 0),
-            },
-            stage: Stage::Validation,
-            started_at: now,
-            deadline: now.saturating_add(Duration::from_secs(60)),
-            paused: false,
-            weight: 0.0,
-            observed_until: now,
-            promoted_at: None,
-            canary: None,
-            plan: None,
-            backup: None,
-            restore: None,
-            canary_scale_follows_weight: false,
-            checklist: Vec::new(),
-            deadline_action: false,
-            rollback_reason: None,
-            outcome: None,
-            next_event: 0,
-        }
+            Some(from),
+            to,
+            triggers,
+            now,
+        )
     }
 
     #[test]

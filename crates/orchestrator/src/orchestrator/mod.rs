@@ -313,33 +313,16 @@ impl Orchestrator {
         }
         let triggers = Engine::new(config.trigger_config()?, now)
             .map_err(|e| Error::invalid("deploymentConfig.triggers", "…", e.to_string()))?;
-        let state = DeploymentState {
+        let mut runner_state = DeploymentState::new(
             id,
-            service: service.to_owned(),
-            config: config.clone(),
-            strategy: config.strategy,
-            from: from.clone(),
-            to: to.clone(),
-            stage: Stage::Validation,
-            started_at: now,
-            deadline: now.saturating_add(config.max_deployment_duration),
-            paused: false,
-            weight: 0.0,
-            observed_until: now,
-            promoted_at: None,
-            canary: None,
-            plan: None,
+            service.to_owned(),
+            config.clone(),
+            from.clone(),
+            to.clone(),
             triggers,
-            backup: None,
-            restore,
-            canary_scale_follows_weight: false,
-            checklist: Vec::new(),
-            deadline_action: false,
-            rollback_reason: None,
-            outcome: None,
-            next_event: 0,
-        };
-        let mut runner_state = state;
+            now,
+        );
+        runner_state.restore = restore;
         let kinds = vec![
             EventKind::Started {
                 strategy: config.strategy,
