@@ -48,7 +48,15 @@ pub struct LatencyTestConfig {
     /// [`min_batch`](Self::min_batch) values). Default `30`, half a minute of per-second
     /// samples, as for the robust count test.
     pub min_samples: u64,
-    /// The prior variance of the standardized effect in the t-test mixture. Default `1`.
+    /// The prior variance `g` of the standardized effect (the shift of the batch differences
+    /// over their sd) in the between-batches t-test. Default `4`: a batch of half a minute holds
+    /// dozens to thousands of values per arm, so the 5%–25% shifts a canary is there to catch
+    /// are standardized effects of about 1 to 10 even with some wander. A larger `g` also lowers
+    /// the number of batches before the t-test can reject at all (its Bayes factor after `n`
+    /// batches is at most `(1 + n·g)^((n − 1)/2)`: 20 is first reachable at four batches with
+    /// `g = 4`, at five with `g = 1`). For independent Gaussian batches the median number of
+    /// batches to reject at `α = 0.05` is, with `g = 1` and `g = 4`: 5 and 4 at a standardized
+    /// effect of 4, 7 and 6 at 2, 12 and 12 at 1, 36 and 40 at ½.
     pub prior_variance: f64,
     /// The weight `w` of the start-time mixture that catches late regressions in the
     /// within-batch mode, in `[0, 1)`; `0` turns it off. Default `0.2`.
@@ -68,7 +76,7 @@ impl Default for LatencyTestConfig {
             prior_scale: 0.1,
             min_batch: 10,
             min_samples: 30,
-            prior_variance: 1.0,
+            prior_variance: 4.0,
             restart_weight: 0.2,
             restart_horizon: 1_000,
         }
@@ -334,7 +342,7 @@ impl StartMixture {
 ///   requests/s with each arm's log median an AR(1) of sd 0.05 (±5%) and autocorrelation 0.3 or
 ///   0.6 per second: the within-batch mode rolls back 44%–91% of good canaries at a 5% share
 ///   and all of them within half a minute at 50% (with a 10% margin, 0%–0.8% and 8.8%–24.5%),
-///   while the between-batches mode stays at 1.4%–1.9% and catches a 10% slowdown in 150–180 s
+///   while the between-batches mode stays at 1.3%–1.8% and catches a 10% slowdown in 120–150 s
 ///   (the within-batch mode: 2–9 s).
 ///
 /// The p99 does not decide (a shift of the centre is what the test is powered for), but its shift
@@ -863,6 +871,33 @@ mod tests {
         };
         let msg = LatencyTest::new(bad).unwrap_err().to_string();
         assert!(msg.contains("latencyTest.minSamples"), "{msg}");
+    }
+
+    /// However clear the shift, the t-test between batches cannot reject before its Bayes
+    /// factor's ceiling `(1 + n·g)^((n − 1)/2)` passes `1/α`: with the default `g = 4` at the
+    /// fourth batch (with `g = 1` it would be the fifth).
+    #[test]
+    fn between_batches_a_clear_shift_is_rejected_at_the_fourth_batch() {
+        let config = LatencyTestConfig {
+            variance: LatencyVariance::BetweenBatches,
+            min_samples: 1,
+            ..LatencyTestConfig::default()
+        };
+        let mut t = LatencyTest::new(config).unwrap();
+        let mut rejected_at = None;
+        for i in 0..10u32 {
+            let base = sketch((0..200).map(|k| 10.0 + f64::from((k * 13 + i) % 17)));
+            let can = sketch((0..200).map(|k| 1.5 * (10.0 + f64::from((k * 7 + i) % 17))));
+            if t.update(&base, &can) {
+                rejected_at = Some(t.batches());
+                break;
+            }
+        }
+        assert_eq!(rejected_at, Some(4));
+        let ceiling = |n: f64, g: f64| 0.5 * (n - 1.0) * (1.0 + n * g).ln();
+        let target = 20f64.ln();
+        assert!(ceiling(3.0, 4.0) < target && ceiling(4.0, 4.0) > target);
+        assert!(ceiling(4.0, 1.0) < target);
     }
 
     #[test]
