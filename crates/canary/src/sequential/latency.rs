@@ -342,7 +342,7 @@ impl StartMixture {
 ///   requests/s with each arm's log median an AR(1) of sd 0.05 (±5%) and autocorrelation 0.3 or
 ///   0.6 per second: the within-batch mode rolls back 44%–91% of good canaries at a 5% share
 ///   and all of them within half a minute at 50% (with a 10% margin, 0%–0.8% and 8.8%–24.5%),
-///   while the between-batches mode stays at 1.3%–1.8% and catches a 10% slowdown in 120–150 s
+///   while the between-batches mode stays at 1.4%–1.9% and catches a 10% slowdown in 120–150 s
 ///   (the within-batch mode: 2–9 s).
 ///
 /// The p99 does not decide (a shift of the centre is what the test is powered for), but its shift
