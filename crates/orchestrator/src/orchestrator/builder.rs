@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use serin_compat::{Fleet, Validator};
+use serin_compat::{Fleet, Proposal, UpgradeValidation, Validator};
 use serin_signals::{HealthSource, MetricsSource, Timestamp};
 use serin_traffic::TrafficRouter;
 use tokio::sync::broadcast;
@@ -95,9 +95,38 @@ impl fmt::Debug for ServiceBackends {
     }
 }
 
+/// The compatibility validator and what it takes as running: the fleet given to the builder,
+/// with each service this orchestrator has since deployed at the version it deployed (so that
+/// the second service of a run is validated against the first one's new version).
 pub(crate) struct Validation {
-    pub(crate) validator: Validator,
-    pub(crate) fleet: Fleet,
+    validator: Validator,
+    fleet: Mutex<Fleet>,
+}
+
+impl Validation {
+    /// Validates `proposal` against `fleet`.
+    pub(crate) fn validate_on(
+        &self,
+        fleet: &Fleet,
+        proposal: &Proposal,
+    ) -> serin_compat::Result<UpgradeValidation> {
+        self.validator.validate(fleet, proposal)
+    }
+
+    /// Validates `proposal` against what runs now.
+    pub(crate) fn validate(&self, proposal: &Proposal) -> serin_compat::Result<UpgradeValidation> {
+        self.validate_on(&self.fleet(), proposal)
+    }
+
+    /// What runs now, as far as this orchestrator knows.
+    pub(crate) fn fleet(&self) -> Fleet {
+        super::lock(&self.fleet).clone()
+    }
+
+    /// Records that `service` now runs `version` alone.
+    pub(crate) fn record(&self, service: &str, version: semver::Version) {
+        super::lock(&self.fleet).set(service, vec![version]);
+    }
 }
 
 pub(crate) struct Inner {
@@ -152,9 +181,14 @@ impl OrchestratorBuilder {
         self
     }
 
-    /// Validates every upgrade against `fleet` (what runs now) before anything changes.
+    /// Validates every upgrade against `fleet` (what runs now) before anything changes. The
+    /// orchestrator keeps the fleet up to date with its own deployments: once one succeeds, its
+    /// service counts as running the new version alone.
     pub fn validator(mut self, validator: Validator, fleet: Fleet) -> Self {
-        self.validator = Some(Validation { validator, fleet });
+        self.validator = Some(Validation {
+            validator,
+            fleet: Mutex::new(fleet),
+        });
         self
     }
 

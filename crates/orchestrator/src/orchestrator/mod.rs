@@ -358,9 +358,17 @@ impl Orchestrator {
 
     /// Deploys every target service in turn, each to its end, and returns their reports. Stops
     /// after the first service that does not succeed.
+    ///
+    /// With a validator and several target services, the set is validated as a whole before
+    /// anything moves: the services are deployed in the validator's rollout order (a service
+    /// whose new version needs another's new version comes after it; services that may move in
+    /// either order keep the config's order), and a set that no order lets through is an
+    /// [`Error::Blocked`] naming the findings, with nothing started. Each deployment is then
+    /// validated again, alone, against the fleet as the ones before it left it.
     pub async fn run(&self, config: &DeploymentConfig) -> Result<Vec<Report>> {
+        let order = self.rollout_order(config)?;
         let mut out = Vec::new();
-        for service in &config.target_services {
+        for service in &order {
             let report = self.start(config, service).await?.wait().await?;
             let ok = report.outcome.as_ref().is_some_and(Outcome::is_success);
             out.push(report);
@@ -369,6 +377,49 @@ impl Orchestrator {
             }
         }
         Ok(out)
+    }
+
+    /// The order [`run`](Self::run) deploys the target services in; see there.
+    pub(crate) fn rollout_order(&self, config: &DeploymentConfig) -> Result<Vec<String>> {
+        let targets = &config.target_services;
+        let Some(v) = self.inner.validator.as_ref().filter(|_| targets.len() > 1) else {
+            return Ok(targets.clone());
+        };
+        let proposal = targets.iter().fold(serin_compat::Proposal::new(), |p, s| {
+            p.with(s.clone(), config.version.clone())
+        });
+        let blocked = |reason: String| Error::Blocked {
+            service: targets.join(", "),
+            version: config.version.to_string(),
+            reason,
+        };
+        let validation = v.validate(&proposal).map_err(|e| blocked(e.to_string()))?;
+        if !validation.is_allowed() {
+            let findings: Vec<String> = validation
+                .findings_at_least(serin_compat::Severity::Error)
+                .map(|f| format!("{}: {}", f.code, f.message))
+                .collect();
+            return Err(blocked(findings.join("; ")));
+        }
+        let mut order: Vec<String> = validation
+            .order
+            .iter()
+            .flatten()
+            .map(|m| m.service.clone())
+            .collect();
+        // A service already at the version has no move; it keeps its turn after the others.
+        for s in targets {
+            if !order.contains(s) {
+                order.push(s.clone());
+            }
+        }
+        Ok(order)
+    }
+
+    /// What the validator takes as running (`None` without a validator): the fleet given to
+    /// the builder, with each service this orchestrator has since deployed at its new version.
+    pub fn fleet(&self) -> Option<serin_compat::Fleet> {
+        self.inner.validator.as_ref().map(|v| v.fleet())
     }
 
     /// Deployments whose journal does not end with a finished state (after a crash).

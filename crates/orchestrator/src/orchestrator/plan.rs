@@ -60,18 +60,30 @@ impl fmt::Display for DeploymentPlan {
 }
 
 impl Orchestrator {
-    /// The dry run: for every target service, what runs, where the new version would go and
-    /// the ordered steps. Reads the router and the platform; changes nothing.
+    /// The dry run: for every target service, in the order [`run`](Self::run) would deploy
+    /// them, what runs, where the new version would go and the ordered steps. Each service is
+    /// validated against the fleet as the ones before it would leave it if they succeed (a set
+    /// that no order lets through is marked blocked for every service). Reads the router and
+    /// the platform; changes nothing.
     pub async fn plan(&self, config: &DeploymentConfig) -> Result<Vec<DeploymentPlan>> {
+        let (order, set_blocked) = match self.rollout_order(config) {
+            Ok(order) => (order, None),
+            Err(Error::Blocked { reason, .. }) => (config.target_services.clone(), Some(reason)),
+            Err(e) => return Err(e),
+        };
+        let mut fleet = self.fleet();
         let mut out = Vec::new();
-        for service in &config.target_services {
+        for service in &order {
             let (_, from, to) = self.prepare(config, service).await?;
             let mut checklist = Vec::new();
-            let mut steps = vec![match &self.inner.validator {
-                Some(v) => {
+            let mut steps = vec![match (&self.inner.validator, &fleet, &set_blocked) {
+                (Some(_), _, Some(reason)) => {
+                    format!("validation: BLOCKED — the target services together: {reason}")
+                }
+                (Some(v), Some(fleet), None) => {
                     let proposal =
                         serin_compat::Proposal::new().with(service.clone(), to.version.clone());
-                    match v.validator.validate(&v.fleet, &proposal) {
+                    match v.validate_on(fleet, &proposal) {
                         Ok(val) if val.is_allowed() => {
                             checklist = val.steps.clone();
                             format!("validation: {:?}", val.verdict)
@@ -87,8 +99,11 @@ impl Orchestrator {
                         Err(e) => format!("validation: BLOCKED — {e}"),
                     }
                 }
-                None => "validation: no validator configured".to_owned(),
+                _ => "validation: no validator configured".to_owned(),
             }];
+            if let Some(fleet) = fleet.as_mut() {
+                fleet.set(service.clone(), vec![to.version.clone()]);
+            }
             steps.push(match &self.inner.backup {
                 Some(b) => format!("preparation: pre-checks, backup by {}", b.name()),
                 None => "preparation: pre-checks (no backup provider)".to_owned(),

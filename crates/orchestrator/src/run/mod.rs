@@ -277,9 +277,14 @@ impl Runner {
         kinds.push(EventKind::PhaseChanged {
             phase: Phase::Finished,
         });
+        let succeeded = outcome.is_success();
         self.state.stage = Stage::Done;
         self.state.outcome = Some(outcome);
-        self.commit(Vec::new(), kinds).await
+        self.commit(Vec::new(), kinds).await?;
+        if succeeded && let Some(v) = &self.inner.validator {
+            v.record(&self.state.service, self.state.to.version.clone());
+        }
+        Ok(())
     }
 
     async fn enter(

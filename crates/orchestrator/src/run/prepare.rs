@@ -27,8 +27,7 @@ impl Runner {
         let proposal =
             Proposal::new().with(self.state.service.clone(), self.state.to.version.clone());
         let validation = v
-            .validator
-            .validate(&v.fleet, &proposal)
+            .validate(&proposal)
             .map_err(|e| Error::invalid("validation", &self.state.to.version, e.to_string()));
         let validation = match validation {
             Ok(v) => v,
