@@ -1,6 +1,6 @@
 //! Several target services in one run: the set is validated as a whole before anything moves,
-//! deployed in the validator's rollout order, and each deployment is validated against the
-//! fleet as the ones before it left it.
+//! deployed group by group in the validator's rollout order (a group at the same time), and
+//! each deployment is validated against the fleet as the groups before it left it.
 
 use std::sync::Arc;
 
@@ -10,62 +10,73 @@ use serin_orchestrator::{
     Clock, DeploymentConfig, Error, InMemoryJournal, InMemoryPlatform, Journal, Orchestrator,
     Platform, ServiceBackends, StrategyKind,
 };
-use serin_signals::{InMemoryHealth, InMemorySource, Timestamp};
+use serin_signals::{
+    HealthSignal, InMemoryHealth, InMemorySource, Probe, ProbeStatus, Timestamp, Track,
+};
 use serin_traffic::InMemoryRouter;
 
 fn v(s: &str) -> semver::Version {
     semver::Version::parse(s).expect("test version")
 }
 
-/// `api` and `db` at 1.0.0 and 1.1.0; `api` 1.1.0 needs `db` at `db_req`.
-fn validator(db_req: &str) -> Validator {
+/// `api`, `db` and `cache` at 1.0.0 and 1.1.0; `api` 1.1.0 needs `db` at `db_req` (no rule
+/// at all without one).
+fn validator(db_req: Option<&str>) -> Validator {
     let mut registry = Registry::new();
-    for service in ["api", "db"] {
+    for service in ["api", "db", "cache"] {
         for version in ["1.0.0", "1.1.0"] {
             registry
                 .add_release(service, Release::new(v(version)))
                 .expect("release");
         }
     }
-    let rule = Rule::Requires(Requires {
-        id: Some("api-needs-db".into()),
-        service: "api".into(),
-        versions: Selector::parse(">=1.1.0", "test").expect("selector"),
-        dependency: "db".into(),
-        req: Selector::parse(db_req, "test").expect("selector"),
-        reason: None,
+    let rules = db_req.map(|req| {
+        Rule::Requires(Requires {
+            id: Some("api-needs-db".into()),
+            service: "api".into(),
+            versions: Selector::parse(">=1.1.0", "test").expect("selector"),
+            dependency: "db".into(),
+            req: Selector::parse(req, "test").expect("selector"),
+            reason: None,
+        })
     });
-    let matrix = Matrix::new(vec![rule], &registry).expect("matrix");
+    let matrix = Matrix::new(rules.into_iter().collect(), &registry).expect("matrix");
     Validator::new(registry, matrix).expect("validator")
 }
 
 struct Fixture {
     platform: Arc<InMemoryPlatform>,
     journal: Arc<InMemoryJournal>,
+    /// The health source of `cache` alone.
+    cache_health: Arc<InMemoryHealth>,
+    clock: Clock,
     orchestrator: Orchestrator,
 }
 
-fn fixture(db_req: &str) -> Fixture {
+fn fixture(db_req: Option<&str>) -> Fixture {
     let platform = Arc::new(InMemoryPlatform::new());
     let journal = Arc::new(InMemoryJournal::new());
     let source = Arc::new(InMemorySource::new());
     let health = Arc::new(InMemoryHealth::new());
+    let clock = Clock::starting_at(Timestamp::from_millis(1_700_000_000_000));
     let mut builder = Orchestrator::builder(platform.clone(), journal.clone())
-        .clock(Clock::starting_at(Timestamp::from_millis(
-            1_700_000_000_000,
-        )))
+        .clock(clock)
         .validator(validator(db_req), Fleet::new());
-    for service in ["api", "db"] {
-        let backends = ServiceBackends::new(
-            Arc::new(InMemoryRouter::new()),
-            source.clone(),
-            health.clone(),
-        );
+    let cache_health = Arc::new(InMemoryHealth::new());
+    for (service, health) in [
+        ("api", health.clone()),
+        ("db", health),
+        ("cache", cache_health.clone()),
+    ] {
+        let backends =
+            ServiceBackends::new(Arc::new(InMemoryRouter::new()), source.clone(), health);
         builder = builder.service(service, backends);
     }
     Fixture {
         platform,
         journal,
+        cache_health,
+        clock,
         orchestrator: builder.build(),
     }
 }
@@ -75,9 +86,19 @@ fn config() -> DeploymentConfig {
     DeploymentConfig::new(StrategyKind::BlueGreen, v("1.1.0"), &["api", "db"]).expect("config")
 }
 
+/// Every service at 1.0.0 (no rule applies to it): first installs, with nothing to compare.
+async fn install(f: &Fixture) {
+    let install =
+        DeploymentConfig::new(StrategyKind::BlueGreen, v("1.0.0"), &["api", "db", "cache"])
+            .expect("config");
+    let reports = f.orchestrator.run(&install).await.expect("install");
+    assert_eq!(reports.len(), 3);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_dependency_is_deployed_first_and_the_next_validation_sees_it() {
-    let f = fixture(">=1.1.0");
+    let f = fixture(Some(">=1.1.0"));
+    install(&f).await;
     let plans = f.orchestrator.plan(&config()).await.expect("plan");
     let planned: Vec<&str> = plans.iter().map(|p| p.service.as_str()).collect();
     assert_eq!(planned, ["db", "api"]);
@@ -93,7 +114,12 @@ async fn a_dependency_is_deployed_first_and_the_next_validation_sees_it() {
             (r.service.as_str(), ok)
         })
         .collect();
-    assert_eq!(done, [("db", true), ("api", true)], "{reports:?}");
+    assert_eq!(done, [("db", true), ("api", true)]);
+    assert!(reports[0].last_at > reports[0].started_at);
+    assert!(
+        reports[1].started_at >= reports[0].last_at,
+        "api waited for db"
+    );
     let fleet = f.orchestrator.fleet().expect("a validator is configured");
     assert_eq!(fleet.running("db"), [v("1.1.0")]);
     assert_eq!(fleet.running("api"), [v("1.1.0")]);
@@ -102,7 +128,7 @@ async fn a_dependency_is_deployed_first_and_the_next_validation_sees_it() {
 #[tokio::test(start_paused = true)]
 async fn a_set_that_no_order_lets_through_starts_nothing() {
     // No release of db satisfies api 1.1.0.
-    let f = fixture(">=2.0.0");
+    let f = fixture(Some(">=2.0.0"));
     let err = f.orchestrator.run(&config()).await.unwrap_err();
     let Error::Blocked {
         service, reason, ..
@@ -135,7 +161,7 @@ async fn a_set_that_no_order_lets_through_starts_nothing() {
 
 #[tokio::test(start_paused = true)]
 async fn a_single_service_deployment_validates_against_the_updated_fleet() {
-    let f = fixture(">=1.1.0");
+    let f = fixture(Some(">=1.1.0"));
     let api_alone =
         DeploymentConfig::new(StrategyKind::BlueGreen, v("1.1.0"), &["api"]).expect("config");
     let db_alone =
@@ -153,4 +179,64 @@ async fn a_single_service_deployment_validates_against_the_updated_fleet() {
         api.outcome.as_ref().is_some_and(|o| o.is_success()),
         "{api}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn services_that_may_move_in_either_order_are_deployed_at_the_same_time() {
+    let f = fixture(None);
+    install(&f).await;
+    let plans = f.orchestrator.plan(&config()).await.expect("plan");
+    assert_eq!(plans.len(), 2);
+    let reports = f.orchestrator.run(&config()).await.expect("run");
+    assert_eq!(reports.len(), 2);
+    assert!(
+        reports
+            .iter()
+            .all(|r| r.outcome.as_ref().is_some_and(|o| o.is_success()))
+    );
+    // Both started at the same instant, and each ended after the other had started.
+    assert_eq!(reports[0].started_at, reports[1].started_at);
+    assert!(reports[0].last_at > reports[1].started_at);
+    assert!(reports[1].last_at > reports[0].started_at);
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_one_of_a_group_fails_the_others_finish_and_no_later_group_starts() {
+    let f = fixture(Some(">=1.1.0"));
+    install(&f).await;
+    // cache's dependency probe fails: its deployment stops in preparation.
+    let now = f.clock.now();
+    for track in [Track::Blue, Track::Green, Track::Stable] {
+        f.cache_health.record(HealthSignal::new(
+            track,
+            Probe::Dependency("redis".into()),
+            ProbeStatus::Fail,
+            now,
+        ));
+    }
+    let all = DeploymentConfig::new(StrategyKind::BlueGreen, v("1.1.0"), &["api", "db", "cache"])
+        .expect("config");
+    let reports = f.orchestrator.run(&all).await.expect("run");
+    let mut done: Vec<(&str, bool)> = reports
+        .iter()
+        .map(|r| {
+            let ok = r.outcome.as_ref().is_some_and(|o| o.is_success());
+            (r.service.as_str(), ok)
+        })
+        .collect();
+    // db and cache form the first group; api, which needs the new db, never starts.
+    done.sort_unstable();
+    assert_eq!(done, [("cache", false), ("db", true)]);
+    let db = reports.iter().find(|r| r.service == "db").expect("db");
+    let cache = reports
+        .iter()
+        .find(|r| r.service == "cache")
+        .expect("cache");
+    assert!(
+        db.last_at > cache.last_at,
+        "db ran to its end after cache failed"
+    );
+    let fleet = f.orchestrator.fleet().expect("fleet");
+    assert_eq!(fleet.running("api"), [v("1.0.0")]);
+    assert_eq!(fleet.running("cache"), [v("1.0.0")]);
 }

@@ -103,8 +103,8 @@ pub struct DeploymentConfig {
     pub strategy: StrategyKind,
     /// The version to deploy (`VERSION`).
     pub version: semver::Version,
-    /// The services to deploy, one after the other: in this order, or with a compatibility
-    /// validator in its rollout order for the set (see `Orchestrator::run`).
+    /// The services to deploy: one after the other in this order, or, with a compatibility
+    /// validator, group by group in its rollout order for the set (see `Orchestrator::run`).
     pub target_services: Vec<String>,
     /// Blue-green settings (also the instance count of the stable track).
     #[serde(default)]

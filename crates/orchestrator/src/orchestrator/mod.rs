@@ -356,34 +356,61 @@ impl Orchestrator {
         Ok(self.spawn(runner_state, seq, None, backends, guard))
     }
 
-    /// Deploys every target service in turn, each to its end, and returns their reports. Stops
-    /// after the first service that does not succeed.
+    /// Deploys the target services, each to its end, and returns their reports in the order
+    /// they were started. Without a validator, or with one target, the services go one after
+    /// the other in the config's order, and the run stops after the first that does not
+    /// succeed.
     ///
     /// With a validator and several target services, the set is validated as a whole before
-    /// anything moves: the services are deployed in the validator's rollout order (a service
-    /// whose new version needs another's new version comes after it; services that may move in
-    /// either order keep the config's order), and a set that no order lets through is an
-    /// [`Error::Blocked`] naming the findings, with nothing started. Each deployment is then
-    /// validated again, alone, against the fleet as the ones before it left it.
+    /// anything moves, and a set that no order lets through is an [`Error::Blocked`] naming
+    /// the findings, with nothing started. Otherwise the services are deployed group by group
+    /// in the validator's rollout order (a service whose new version needs another's new
+    /// version comes in a later group): the services of a group may move in either order, so
+    /// they are deployed **at the same time**, and the next group starts once all of them
+    /// have succeeded. When one of them does not succeed, the others of its group still run
+    /// to their end and no later group starts. Each deployment is also validated alone, when
+    /// it starts, against the fleet as the groups before it left it.
     pub async fn run(&self, config: &DeploymentConfig) -> Result<Vec<Report>> {
-        let order = self.rollout_order(config)?;
         let mut out = Vec::new();
-        for service in &order {
-            let report = self.start(config, service).await?.wait().await?;
-            let ok = report.outcome.as_ref().is_some_and(Outcome::is_success);
-            out.push(report);
-            if !ok {
+        for group in self.rollout_groups(config)? {
+            let mut handles = Vec::new();
+            let mut refused = None;
+            for service in &group {
+                match self.start(config, service).await {
+                    Ok(handle) => handles.push(handle),
+                    Err(e) => {
+                        refused = Some(e);
+                        break;
+                    }
+                }
+            }
+            // Each deployment runs in its own task: waiting for them in turn waits for all.
+            let mut failed = None;
+            for handle in handles {
+                match handle.wait().await {
+                    Ok(report) => out.push(report),
+                    Err(e) => failed = failed.or(Some(e)),
+                }
+            }
+            if let Some(e) = refused.or(failed) {
+                return Err(e);
+            }
+            if !out
+                .iter()
+                .all(|r| r.outcome.as_ref().is_some_and(Outcome::is_success))
+            {
                 break;
             }
         }
         Ok(out)
     }
 
-    /// The order [`run`](Self::run) deploys the target services in; see there.
-    pub(crate) fn rollout_order(&self, config: &DeploymentConfig) -> Result<Vec<String>> {
+    /// The groups [`run`](Self::run) deploys the target services in; see there.
+    pub(crate) fn rollout_groups(&self, config: &DeploymentConfig) -> Result<Vec<Vec<String>>> {
         let targets = &config.target_services;
+        let one_by_one = || targets.iter().map(|s| vec![s.clone()]).collect();
         let Some(v) = self.inner.validator.as_ref().filter(|_| targets.len() > 1) else {
-            return Ok(targets.clone());
+            return Ok(one_by_one());
         };
         let proposal = targets.iter().fold(serin_compat::Proposal::new(), |p, s| {
             p.with(s.clone(), config.version.clone())
@@ -401,19 +428,18 @@ impl Orchestrator {
                 .collect();
             return Err(blocked(findings.join("; ")));
         }
-        let mut order: Vec<String> = validation
+        let mut groups: Vec<Vec<String>> = validation
             .order
             .iter()
-            .flatten()
-            .map(|m| m.service.clone())
+            .map(|g| g.iter().map(|m| m.service.clone()).collect())
             .collect();
-        // A service already at the version has no move; it keeps its turn after the others.
+        // A service already at the version has no move; it comes last, alone.
         for s in targets {
-            if !order.contains(s) {
-                order.push(s.clone());
+            if !groups.iter().flatten().any(|g| g == s) {
+                groups.push(vec![s.clone()]);
             }
         }
-        Ok(order)
+        Ok(groups)
     }
 
     /// What the validator takes as running (`None` without a validator): the fleet given to

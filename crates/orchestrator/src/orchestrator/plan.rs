@@ -60,14 +60,14 @@ impl fmt::Display for DeploymentPlan {
 }
 
 impl Orchestrator {
-    /// The dry run: for every target service, in the order [`run`](Self::run) would deploy
+    /// The dry run: for every target service, in the order [`run`](Self::run) would start
     /// them, what runs, where the new version would go and the ordered steps. Each service is
     /// validated against the fleet as the ones before it would leave it if they succeed (a set
     /// that no order lets through is marked blocked for every service). Reads the router and
     /// the platform; changes nothing.
     pub async fn plan(&self, config: &DeploymentConfig) -> Result<Vec<DeploymentPlan>> {
-        let (order, set_blocked) = match self.rollout_order(config) {
-            Ok(order) => (order, None),
+        let (order, set_blocked) = match self.rollout_groups(config) {
+            Ok(groups) => (groups.concat(), None),
             Err(Error::Blocked { reason, .. }) => (config.target_services.clone(), Some(reason)),
             Err(e) => return Err(e),
         };
