@@ -370,6 +370,9 @@ impl Orchestrator {
     /// have succeeded. When one of them does not succeed, the others of its group still run
     /// to their end and no later group starts. Each deployment is also validated alone, when
     /// it starts, against the fleet as the groups before it left it.
+    ///
+    /// An error (a deployment that cannot start, an executor that stops) is returned once every
+    /// deployment of its group has ended; their reports stay in the journal.
     pub async fn run(&self, config: &DeploymentConfig) -> Result<Vec<Report>> {
         let mut out = Vec::new();
         for group in self.rollout_groups(config)? {
