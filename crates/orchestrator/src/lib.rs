@@ -12,8 +12,10 @@
 //! - [`Orchestrator`]: [`plan`](Orchestrator::plan) (the dry run), [`run`](Orchestrator::run) /
 //!   [`start`](Orchestrator::start), [`resume`](Orchestrator::resume) after a crash,
 //!   [`rollback`](Orchestrator::rollback), [`rollback_to`](Orchestrator::rollback_to),
-//!   [`report`](Orchestrator::report); one deployment per service at a time.
-//!   [`DeploymentHandle`]: promote, abort, pause, resume, status.
+//!   [`report`](Orchestrator::report); one deployment per service at a time. Several target
+//!   services are validated as a set and deployed group by group in the validator's rollout
+//!   order, a group at the same time, each validated against the fleet as the groups before
+//!   it left it. [`DeploymentHandle`]: promote, abort, pause, resume, status.
 //! - Phases ([`Phase`]): validation, preparation (pre-checks, dependencies, backup, the
 //!   pre-upgrade steps), deployment (blue-green, canary, blue-green-with-canary), monitoring
 //!   (triggers after promotion), completion (the old version retired after its warm delay,
