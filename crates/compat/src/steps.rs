@@ -190,8 +190,8 @@ pub fn plan(inputs: &StepInputs<'_>) -> Vec<Step> {
                         K::Deploy,
                         &mv.service,
                         format!(
-                            "group {}: deploy {hop} as a canary beside the running version, \
-                             promote, retire the old version",
+                            "group {}: deploy {hop} beside the running version, move the \
+                             traffic to it, retire the old version",
                             g + 1
                         ),
                     ));
