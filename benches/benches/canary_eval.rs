@@ -256,6 +256,7 @@ fn cusum_since_onset(runs: &[Run], onset: u32) -> (Vec<Outcome>, f64) {
                 detected_at,
                 canary_requests,
                 applicable: true,
+                noted: false,
             })
         })
         .collect();
@@ -371,6 +372,13 @@ fn targets(scenario: &Scenario, set: &str, s: &[Summary; N_JUDGES], tally: &mut 
                 "default mode: {:.2}% (95% upper {:.2}%)",
                 100.0 * d.rate(),
                 100.0 * upper_bound(d.detected, d.runs, 0.95)
+            ));
+        }
+        let d = &s[SEQ];
+        if matches!(scenario.effect, Effect::LatencyShift(_)) && d.detected > 0 {
+            notes.push(format!(
+                "{} of the default mode's {} false rollbacks noted excess scatter",
+                d.noted, d.detected
             ));
         }
         return notes.join("; ");

@@ -229,6 +229,9 @@ pub struct Outcome {
     /// Whether the judge applies to this row (the robust mode runs on latency only where it
     /// wanders; the oracles need an effect).
     pub applicable: bool,
+    /// Whether the latency test's evidence carried its note of excess scatter
+    /// (`LatencyTest::excess_scatter`) when it rolled back.
+    pub noted: bool,
 }
 
 fn poisson(rng: &mut ChaCha8Rng, mean: f64) -> u64 {
@@ -644,6 +647,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
             && lat.update_log_moments(mb, mc)
         {
             hit(SEQ, &mut j.outcomes);
+            j.outcomes[SEQ].noted = lat.excess_scatter().is_some();
         }
         if let Some(lat) = j.robust_latency.as_mut()
             && j.outcomes[ROBUST].detected_at.is_none()
@@ -858,6 +862,8 @@ pub struct Summary {
     pub exposure: (f64, f64),
     /// Whether the judge applies to the row.
     pub applicable: bool,
+    /// Rollbacks whose evidence carried the latency test's note of excess scatter.
+    pub noted: u64,
 }
 
 impl Summary {
@@ -908,6 +914,7 @@ pub fn summarize(outcomes: &[Outcome]) -> Summary {
             order_stat(&exposure, 0.9).unwrap_or(0.0),
         ),
         applicable,
+        noted: outcomes.iter().filter(|o| o.noted).count() as u64,
     }
 }
 

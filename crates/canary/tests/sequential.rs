@@ -200,6 +200,68 @@ fn robust_latency_mode_detects_a_shift_from_the_scatter_between_batches() {
     assert!(failed);
 }
 
+/// Feeds `secs` seconds of log-normal latencies (60 values per arm per second) to a default
+/// latency judge, each arm's median multiplied per second by what `scale(second)` gives, and
+/// returns the last judgement.
+fn latency_judgement(seed: u64, secs: u64, scale: impl Fn(u64) -> (f64, f64)) -> Judgement {
+    let mut rng = Rng::new(seed);
+    let mut judge = SequentialLatencyJudge::new(Metric::Latency, 0.05, 0.0).unwrap();
+    let mut last = None;
+    for s in 0..secs {
+        let w = second(s);
+        let (sb, sc) = scale(s);
+        let base: Vec<f64> = (0..60)
+            .map(|_| sb * (3.0 + 0.5 * rng.normal()).exp())
+            .collect();
+        let can: Vec<f64> = (0..60)
+            .map(|_| sc * (3.0 + 0.5 * rng.normal()).exp())
+            .collect();
+        let (b, c) = (
+            latency(Track::Stable, w, &base),
+            latency(Track::Canary, w, &can),
+        );
+        last = Some(
+            judge
+                .observe(&Sample::new(&b, &c, Some(0.5), w.end()).unwrap())
+                .unwrap(),
+        );
+    }
+    last.unwrap()
+}
+
+#[test]
+fn latency_evidence_says_when_the_batches_scatter_more_than_their_values_explain() {
+    // Each arm's median 6% up or down from second to second, independently: the scatter of
+    // the batch differences is several times what 60 values per arm explain.
+    let mut wander = Rng::new(77);
+    let mut steps = Vec::new();
+    for _ in 0..120 {
+        let mut up = || {
+            if wander.normal() > 0.0 {
+                1.06
+            } else {
+                1.0 / 1.06
+            }
+        };
+        steps.push((up(), up()));
+    }
+    let j = latency_judgement(41, 120, |s| steps[s as usize]);
+    assert!(
+        j.evidence.summary.contains("scatter") && j.evidence.summary.contains("robust mode"),
+        "{}",
+        j.evidence.summary
+    );
+    // The same arms without wander, and with a steady 10% shift: no note.
+    for (seed, shift) in [(42, 1.0), (43, 1.1)] {
+        let j = latency_judgement(seed, 120, |_| (1.0, shift));
+        assert!(
+            !j.evidence.summary.contains("scatter"),
+            "{}",
+            j.evidence.summary
+        );
+    }
+}
+
 fn sketch(values: &[f64]) -> serin_signals::LatencySketch {
     let mut s = serin_signals::LatencySketch::new();
     for v in values {

@@ -27,6 +27,7 @@ mod counts;
 mod judges;
 mod latency;
 mod moments;
+mod scatter;
 mod ttest;
 
 pub use batch::{BatchCountConfig, BatchCountTest};

@@ -1,0 +1,126 @@
+//! How much the batch differences of the latency test scatter, against how much the values in
+//! them explain: a diagnostic for the one assumption the within-batch mode cannot check by
+//! itself.
+//!
+//! The within-batch mode takes each batch difference `d_k` to vary only as much as the arms'
+//! values do (`v_k` from the spread inside the batches). Then `Σ (d_k − d̄)²/v_k` over `n`
+//! batches, with `d̄` the `1/v_k`-weighted mean, is at most a `χ²` with `n − 1` degrees of
+//! freedom (at most, because `v_k` is an upper bound). A median that wanders on its own in
+//! each arm, or a shift that changes during the analysis, adds scatter the values do not
+//! explain, and the mode's e-value then overstates the evidence. The ratio of the two is
+//! reported once that `χ²` would exceed it with probability below [`EXCESS_P`]; it decides
+//! nothing, but it tells the reader of a rollback that the robust mode, which estimates that
+//! scatter, may fit the service better.
+
+use serde::{Deserialize, Serialize};
+use statrs::distribution::{ChiSquared, ContinuousCDF};
+
+/// The `χ²` tail probability below which the scatter is reported as excess.
+pub(crate) const EXCESS_P: f64 = 0.001;
+
+/// Batches needed before the scatter is judged at all.
+const MIN_BATCHES: u64 = 10;
+
+/// The `1/v`-weighted running mean and sum of squared deviations of the batch differences
+/// (West's weighted form of Welford's update, stable when the shift is much larger than the
+/// scatter).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct Scatter {
+    n: u64,
+    weight: f64,
+    mean: f64,
+    /// `Σ w_k (d_k − d̄)²`.
+    sum_sq: f64,
+}
+
+impl Scatter {
+    /// Adds one batch difference `d` of variance `v` (ignored unless both are finite and
+    /// `v > 0`).
+    pub(crate) fn push(&mut self, d: f64, v: f64) {
+        if !(d.is_finite() && v.is_finite() && v > 0.0) {
+            return;
+        }
+        let w = 1.0 / v;
+        self.n += 1;
+        self.weight += w;
+        let delta = d - self.mean;
+        self.mean += delta * w / self.weight;
+        self.sum_sq += w * delta * (d - self.mean);
+    }
+
+    /// The scatter over what the values explain, `Σ w_k (d_k − d̄)² / (n − 1)`: about 1 (or
+    /// less) when the within-batch model holds; `None` below two batches.
+    pub(crate) fn ratio(&self) -> Option<f64> {
+        (self.n >= 2).then(|| self.sum_sq / (self.n - 1) as f64)
+    }
+
+    /// The ratio, when at least [`MIN_BATCHES`] batches scatter more than a `χ²` with
+    /// `n − 1` degrees of freedom does with probability [`EXCESS_P`].
+    pub(crate) fn excess(&self) -> Option<f64> {
+        if self.n < MIN_BATCHES {
+            return None;
+        }
+        let chi = ChiSquared::new((self.n - 1) as f64).ok()?;
+        (chi.sf(self.sum_sq) < EXCESS_P)
+            .then(|| self.ratio())
+            .flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ratio_is_the_weighted_variance_over_the_stated_one() {
+        let mut s = Scatter::default();
+        for (d, v) in [(1.0, 1.0), (3.0, 1.0), (2.0, 0.5)] {
+            s.push(d, v);
+        }
+        // Weights 1, 1, 2: mean 2, squares 1 + 1 + 0 = 2 over 2 degrees of freedom.
+        assert!((s.ratio().unwrap() - 1.0).abs() < 1e-12);
+        s.push(f64::NAN, 1.0);
+        s.push(1.0, 0.0);
+        assert_eq!(s.n, 3);
+    }
+
+    #[test]
+    fn a_large_common_shift_is_no_scatter() {
+        let mut s = Scatter::default();
+        for k in 0..1_000 {
+            let noise = if k % 2 == 0 { 1e-3 } else { -1e-3 };
+            s.push(5.0 + noise, 1e-6);
+        }
+        let r = s.ratio().unwrap();
+        assert!((r - 1.0).abs() < 0.01, "{r}");
+        assert_eq!(s.excess(), None);
+    }
+
+    #[test]
+    fn excess_needs_enough_batches_and_a_significant_ratio() {
+        let mut s = Scatter::default();
+        for k in 0..9 {
+            s.push(if k % 2 == 0 { 3.0 } else { -3.0 }, 1.0);
+        }
+        assert_eq!(s.excess(), None, "nine batches are too few");
+        s.push(3.0, 1.0);
+        assert!(s.excess().is_some_and(|r| r > 9.0));
+        // A ratio of 1.5 is chance over 10 batches but not over 400.
+        let mut few = Scatter::default();
+        let mut many = Scatter::default();
+        for k in 0..400 {
+            let d = if k % 2 == 0 {
+                1.5f64.sqrt()
+            } else {
+                -(1.5f64.sqrt())
+            };
+            if k < 10 {
+                few.push(d, 1.0);
+            }
+            many.push(d, 1.0);
+        }
+        assert_eq!(few.excess(), None);
+        assert!(many.excess().is_some_and(|r| (r - 1.5).abs() < 0.01));
+    }
+}
