@@ -331,6 +331,17 @@ impl Tally {
 /// The sequential judge's targets for one row, as text. In the overdispersed rows the targets
 /// are read on the robust mode, and the default mode's false-rollback rate is reported too.
 ///
+/// How many of the default latency judge's rollbacks carried its note of excess scatter (a
+/// median that wanders per arm, or a shift that changed during the analysis).
+fn scatter_note(scenario: &Scenario, seq: &Summary, what: &str) -> Option<String> {
+    (matches!(scenario.effect, Effect::LatencyShift(_)) && seq.detected > 0).then(|| {
+        format!(
+            "{} of the default mode's {} {what} noted excess scatter",
+            seq.noted, seq.detected
+        )
+    })
+}
+
 /// The ≤ 2× SPRT target is *out of reach* in a row where the known-effect likelihood ratio, the
 /// best a test that may look at every observation can do, itself takes more than 2× SPRT.
 fn targets(scenario: &Scenario, set: &str, s: &[Summary; N_JUDGES], tally: &mut Tally) -> String {
@@ -374,14 +385,13 @@ fn targets(scenario: &Scenario, set: &str, s: &[Summary; N_JUDGES], tally: &mut 
                 100.0 * upper_bound(d.detected, d.runs, 0.95)
             ));
         }
-        let d = &s[SEQ];
-        if matches!(scenario.effect, Effect::LatencyShift(_)) && d.detected > 0 {
-            notes.push(format!(
-                "{} of the default mode's {} false rollbacks noted excess scatter",
-                d.noted, d.detected
-            ));
+        if let Some(note) = scatter_note(scenario, &s[SEQ], "false rollbacks") {
+            notes.push(note);
         }
         return notes.join("; ");
+    }
+    if let Some(note) = scatter_note(scenario, &s[SEQ], "rollbacks") {
+        notes.push(note);
     }
     if lr.rate() >= 0.8 {
         notes.push(show(

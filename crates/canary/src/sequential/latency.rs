@@ -347,8 +347,8 @@ impl StartMixture {
 ///   (the within-batch mode: 2–9 s). The within-batch mode cannot tell such wander from
 ///   evidence, but it can see that its batch differences scatter more than their values
 ///   explain, and says so ([`LatencyTest::excess_scatter`], a note in the judge's evidence):
-///   in the harness at 64%–73% of the false rollbacks wander caused, and at 0–1% of the chance
-///   ones of independent traffic.
+///   in the harness at 64%–73% of the false rollbacks wander caused, at 0–1% of the chance
+///   ones of independent traffic, and at 0–0.6% of the rollbacks of real slowdowns.
 ///
 /// The p99 does not decide (a shift of the centre is what the test is powered for), but its shift
 /// is estimated from cumulative sketches of each arm and reported with an anytime-valid interval
