@@ -10,7 +10,7 @@ use semver::Version;
 use crate::explain::Explanation;
 use crate::validation::{Finding, Move, Severity};
 
-use super::{PairInfo, Validator};
+use super::{PairInfo, Validator, Violation};
 
 impl Validator {
     /// Turns the pairwise verdicts into "moves before" edges, reports conflicts and cycles, and
@@ -30,22 +30,15 @@ impl Validator {
             let (Some(&nx), Some(&ny)) = (node.get(x), node.get(y)) else {
                 continue;
             };
+            // The edge says why the other order fails.
+            let why =
+                |v: &Option<Violation>| v.as_ref().map(|v| v.fact.clone()).unwrap_or_default();
             match (info.a_first_ok, info.b_first_ok) {
                 (true, false) => {
-                    let why = info
-                        .b_first
-                        .as_ref()
-                        .map(|v| v.fact.clone())
-                        .unwrap_or_default();
-                    graph.add_edge(nx, ny, why);
+                    graph.add_edge(nx, ny, why(&info.b_first));
                 }
                 (false, true) => {
-                    let why = info
-                        .a_first
-                        .as_ref()
-                        .map(|v| v.fact.clone())
-                        .unwrap_or_default();
-                    graph.add_edge(ny, nx, why);
+                    graph.add_edge(ny, nx, why(&info.a_first));
                 }
                 (false, false) => {
                     let (sx, sy) = (self.name(*x), self.name(*y));
