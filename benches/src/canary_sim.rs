@@ -16,16 +16,18 @@
 //! Latency is log-normal per request (median 100 ms, log-sd 0.5; the canary's median shifted by
 //! `+x%`). Per-request loops are avoided: per second, each arm's moments of log latency are
 //! drawn exactly as the sequential latency test reads them from that second's sketch (mean,
-//! spread and the sketch's rounding; the known-effect oracle reads the same means), and so is
+//! spread and the sketch's rounding; the known-effect oracle reads the same means; the test's
+//! outlier fences, 4.7 sd out, would clip one value in 400,000, which is left out), and so is
 //! the sum of the canary's log latencies for Wald's SPRT (`N(n·μ, n·σ²)`); per minute, each
 //! arm's sample median and p99 are drawn exactly as order statistics
 //! (`U₍ₖ₎ ~ Beta(k, n + 1 − k)` mapped through the log-normal quantile) for the per-minute
 //! judges. These follow the same distributions but are not drawn from the same requests. Rows
-//! with another [`LatencyShape`] (heavy-tailed logs) draw their requests one by one instead, and
-//! the per-minute judges read each minute's exact median and p99. In the overdispersed latency
-//! rows each arm's log median wanders as an AR(1) too (`ρ` 0.3 or 0.6, stationary sd
-//! [`LATENCY_WANDER_SD`] = 0.05, independently per arm), and the per-minute judges read each
-//! minute at its mean log median.
+//! with another [`LatencyShape`] (heavy-tailed logs) draw their requests one by one instead into
+//! each second's sketches, which the latency test reads as it would in production (outlier
+//! fences included), and the per-minute judges read each minute's exact median and p99. In the
+//! overdispersed latency rows each arm's log median wanders as an AR(1) too (`ρ` 0.3 or 0.6,
+//! stationary sd [`LATENCY_WANDER_SD`] = 0.05, independently per arm), and the per-minute judges
+//! read each minute at its mean log median.
 //!
 //! A row may start its effect late (`onset_s`): the canary equals the baseline until then, and
 //! the oracles, which know the onset, start with it.
@@ -50,7 +52,7 @@ use serin_canary::sequential::{
 use serin_canary::threshold::{
     ArgoConfig, ArgoJudge, ArgoPhase, FlaggerConfig, FlaggerJudge, Range,
 };
-use serin_signals::Metric;
+use serin_signals::{LatencySketch, Metric};
 use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::cusum::CusumTrace;
@@ -356,32 +358,42 @@ fn second_moments(rng: &mut ChaCha8Rng, n: u64, log_median: f64) -> LogMoments {
     LogMoments::from_parts(n, mean, sample_var).unwrap_or_default()
 }
 
-/// Each arm's moments of log latency over one second of `n` requests of any shape, drawn request
-/// by request, each rounded as a sketch would round it (uniform noise within ±0.01 in logs). The
-/// logs are also appended to `minute` for the per-minute judges.
-fn drawn_moments(
+/// Each arm's sketch of one second of `n` requests of any shape, drawn request by request (the
+/// latency test reads it as the orchestrator's would, outlier fences included). The logs are
+/// also appended to `minute` for the per-minute judges.
+fn drawn_sketch(
     rng: &mut ChaCha8Rng,
     n: u64,
     log_median: f64,
     shape: LatencyShape,
     minute: &mut Vec<f64>,
-) -> LogMoments {
-    if n == 0 {
-        return LogMoments::empty();
-    }
-    let start = minute.len();
+) -> LatencySketch {
+    let mut sketch = LatencySketch::new();
     for _ in 0..n {
-        let rounding = SKETCH_LOG_ERROR * (2.0 * rng.random::<f64>() - 1.0);
-        minute.push(log_median + shape.draw(rng) + rounding);
+        let log = log_median + shape.draw(rng);
+        minute.push(log);
+        // Finite and positive by construction, so the sketch takes it.
+        let _ = sketch.add(log.exp());
     }
-    let logs = &minute[start..];
-    let mean = logs.iter().sum::<f64>() / n as f64;
-    let var = if n >= 2 {
-        logs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1) as f64
-    } else {
-        0.0
-    };
-    LogMoments::from_parts(n, mean, var).unwrap_or_default()
+    sketch
+}
+
+/// One second of latency, as the sequential latency test is fed it.
+enum Second {
+    /// Each arm's moments, drawn without drawing the requests (log-normal rows).
+    Moments(LogMoments, LogMoments),
+    /// Each arm's sketch of requests drawn one by one (other shapes).
+    Sketches(Box<(LatencySketch, LatencySketch)>),
+}
+
+impl Second {
+    /// Feeds the second to a latency test; whether it has rejected.
+    fn feed(&self, test: &mut LatencyTest) -> bool {
+        match self {
+            Second::Moments(b, c) => test.update_log_moments(*b, *c),
+            Second::Sketches(arms) => test.update(&arms.0, &arms.1),
+        }
+    }
 }
 
 /// The type-1 quantile `q` of some log latencies, as a latency (`None` without any).
@@ -628,30 +640,30 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
         }
         // Each second, each arm's moments of log latency as its sketch would give them (see
         // `second_moments`); the test batches them itself.
-        let (mb, mc) = if errors {
-            (LogMoments::empty(), LogMoments::empty())
+        let second = if errors {
+            Second::Moments(LogMoments::empty(), LogMoments::empty())
         } else if drawn {
             let shape = scenario.shape;
-            (
-                drawn_moments(&mut rng, rb, sec_mu_b, shape, &mut minute_logs.0),
-                drawn_moments(&mut rng, rc, sec_mu_c, shape, &mut minute_logs.1),
-            )
+            Second::Sketches(Box::new((
+                drawn_sketch(&mut rng, rb, sec_mu_b, shape, &mut minute_logs.0),
+                drawn_sketch(&mut rng, rc, sec_mu_c, shape, &mut minute_logs.1),
+            )))
         } else {
-            (
+            Second::Moments(
                 second_moments(&mut rng, rb, sec_mu_b),
                 second_moments(&mut rng, rc, sec_mu_c),
             )
         };
         if let Some(lat) = j.latency.as_mut()
             && j.outcomes[SEQ].detected_at.is_none()
-            && lat.update_log_moments(mb, mc)
+            && second.feed(lat)
         {
             hit(SEQ, &mut j.outcomes);
             j.outcomes[SEQ].noted = lat.excess_scatter().is_some();
         }
         if let Some(lat) = j.robust_latency.as_mut()
             && j.outcomes[ROBUST].detected_at.is_none()
-            && lat.update_log_moments(mb, mc)
+            && second.feed(lat)
         {
             hit(ROBUST, &mut j.outcomes);
         }
@@ -678,10 +690,13 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
                 // baseline's level: the likelihood ratio of the difference of the arms' mean
                 // log latencies, `N(δ, σ²(1/n_c + 1/n_b))`, on the same values the sequential
                 // test reads (filtered over the wanders in the overdispersed rows).
-                let observed = (rb > 0 && rc > 0).then(|| {
-                    let v = read_var * (1.0 / rc as f64 + 1.0 / rb as f64);
-                    (mc.mean() - mb.mean(), v)
-                });
+                let observed = match &second {
+                    Second::Moments(mb, mc) if rb > 0 && rc > 0 => {
+                        let v = read_var * (1.0 / rc as f64 + 1.0 / rb as f64);
+                        Some((mc.mean() - mb.mean(), v))
+                    }
+                    _ => None,
+                };
                 let oracle = match (latency_filters.as_mut(), observed) {
                     (Some((diff, _)), observed) => diff.llr(observed),
                     (None, Some((d, v))) => (delta * d - delta * delta / 2.0) / v,

@@ -251,6 +251,7 @@ fn latency_evidence_says_when_the_batches_scatter_more_than_their_values_explain
         "{}",
         j.evidence.summary
     );
+    assert!(!j.evidence.summary.contains("  "), "{}", j.evidence.summary);
     // The same arms without wander, and with a steady 10% shift: no note.
     for (seed, shift) in [(42, 1.0), (43, 1.1)] {
         let j = latency_judgement(seed, 120, |_| (1.0, shift));

@@ -509,7 +509,10 @@ impl Judge for SequentialLatencyJudge {
         if let Some(ratio) = self.test.excess_scatter() {
             let _ = write!(
                 summary,
-                " Note: the batch differences scatter {ratio:.1}× more than the latencies in                  them explain (a median that wanders on its own in each arm, or a shift that                  changed during the analysis), so this e-value overstates the evidence; the                  robust mode estimates that scatter."
+                " Note: the batch differences scatter {ratio:.1}× more than the latencies in \
+                 them explain (a median that wanders on its own in each arm, or a shift that \
+                 changed during the analysis), so this e-value overstates the evidence; the \
+                 robust mode estimates that scatter."
             );
         }
         ev.summary = summary;

@@ -83,6 +83,12 @@ impl LogMoments {
     /// finds a rank's bin and a galloping search finds where that bin ends, which costs
     /// `O(bins × log(values))` lookups per occupied bin. The largest value is read exactly.
     pub fn from_sketch(sketch: &LatencySketch) -> Self {
+        Self::from_sketch_within(sketch, f64::NEG_INFINITY, f64::INFINITY)
+    }
+
+    /// As [`from_sketch`](Self::from_sketch), with every log clamped into `[lo, hi]` (Huber's
+    /// winsorizing: a value beyond a fence counts as the fence).
+    pub fn from_sketch_within(sketch: &LatencySketch, lo: f64, hi: f64) -> Self {
         let n = sketch.count();
         let mut m = LogMoments::empty();
         if n == 0 {
@@ -106,18 +112,18 @@ impl LogMoments {
             while r + step < n && at(r + step) == v {
                 step = step.saturating_mul(2);
             }
-            let (mut lo, mut hi) = (r + step / 2, (r + step).min(n));
-            // Invariant: at(lo) == v, and hi is n or at(hi) != v.
-            while hi - lo > 1 {
-                let mid = lo + (hi - lo) / 2;
+            let (mut last, mut past) = (r + step / 2, (r + step).min(n));
+            // Invariant: at(last) == v, and past is n or at(past) != v.
+            while past - last > 1 {
+                let mid = last + (past - last) / 2;
                 if at(mid) == v {
-                    lo = mid;
+                    last = mid;
                 } else {
-                    hi = mid;
+                    past = mid;
                 }
             }
-            m.add_value(v.max(FLOOR_MS).ln(), lo - r + 1);
-            r = lo + 1;
+            m.add_value(v.max(FLOOR_MS).ln().clamp(lo, hi), last - r + 1);
+            r = last + 1;
         }
         m
     }
