@@ -80,6 +80,8 @@
 use serde::{Deserialize, Serialize};
 use statrs::function::gamma::ln_gamma;
 
+use super::logspace::{log_add_exp, log_mean_exp, log_sum_exp};
+use super::starts::{check_start_mixture, start_tail, start_weight};
 use crate::judge::Interval;
 use crate::{Error, Result};
 
@@ -226,26 +228,6 @@ impl CountTestConfig {
     }
 }
 
-/// Checks the weight and horizon of a start-time mixture (`{path}.restartWeight`,
-/// `{path}.restartHorizon`).
-pub(crate) fn check_start_mixture(path: &str, weight: f64, horizon: u64) -> Result<()> {
-    if !(0.0..1.0).contains(&weight) {
-        return Err(Error::invalid_config(
-            format!("{path}.restartWeight"),
-            weight,
-            "must be a fraction in [0, 1) (0 turns the start-time mixture off)",
-        ));
-    }
-    if horizon == 0 {
-        return Err(Error::invalid_config(
-            format!("{path}.restartHorizon"),
-            horizon,
-            "must be at least one candidate start",
-        ));
-    }
-    Ok(())
-}
-
 pub(crate) fn check_open_unit(path: &str, v: f64) -> Result<()> {
     if v > 0.0 && v < 1.0 {
         Ok(())
@@ -335,23 +317,6 @@ impl PartialEq for Direction {
             && self.skip_plug == o.skip_plug
             && self.skip_grid == o.skip_grid
     }
-}
-
-/// `π_k`, the prior weight of the `k`-th candidate start, with `K` = `horizon`.
-pub(crate) fn start_weight(k: u64, horizon: u64) -> f64 {
-    let uniform = if k < horizon {
-        0.5 / horizon as f64
-    } else {
-        0.0
-    };
-    let (k1, k2) = ((k + 1) as f64, (k + 2) as f64);
-    uniform + 0.5 / (k1 * k2)
-}
-
-/// `Σ_{k' ≥ k} π_k'`, the prior weight of the candidates not started yet.
-pub(crate) fn start_tail(k: u64, horizon: u64) -> f64 {
-    let uniform = 0.5 * horizon.saturating_sub(k) as f64 / horizon as f64;
-    uniform + 0.5 / (k + 1) as f64
 }
 
 impl Direction {
@@ -893,33 +858,6 @@ impl CountTest {
     pub const fn state_bytes() -> usize {
         std::mem::size_of::<CountTest>()
     }
-}
-
-/// `ln(e^a + e^b)`, stable.
-pub(crate) fn log_add_exp(a: f64, b: f64) -> f64 {
-    let m = a.max(b);
-    if m == f64::NEG_INFINITY {
-        return m;
-    }
-    m + ((a - m).exp() + (b - m).exp()).ln()
-}
-
-/// `ln Σ e^{x_i}`, stable.
-fn log_sum_exp(xs: &[f64]) -> f64 {
-    let m = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if m == f64::NEG_INFINITY {
-        return m;
-    }
-    m + xs.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
-}
-
-/// `ln((e^a + e^b)/2)`, stable.
-pub(crate) fn log_mean_exp(a: f64, b: f64) -> f64 {
-    let m = a.max(b);
-    if m == f64::NEG_INFINITY {
-        return m;
-    }
-    m + (((a - m).exp() + (b - m).exp()) / 2.0).ln()
 }
 
 fn ln_beta(a: f64, b: f64) -> f64 {

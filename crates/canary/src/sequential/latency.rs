@@ -5,9 +5,12 @@ use serde::{Deserialize, Serialize};
 use serin_signals::LatencySketch;
 use statrs::function::erf::erfc;
 
-use super::counts::{Sides, log_add_exp, log_mean_exp, start_tail, start_weight};
-use super::moments::{FLOOR_MS, LogMoments, SKETCH_LOG_ERROR};
+use super::counts::Sides;
+use super::logspace::{log_add_exp, log_mean_exp};
+use super::moments::{FLOOR_MS, LogMoments, SKETCH_LOG_ERROR, Spread};
+use super::quantile_band::quantile_bounds;
 use super::scatter::Scatter;
+use super::starts::StartMixture;
 use super::ttest::SequentialT;
 use crate::judge::Interval;
 use crate::{Error, Result};
@@ -153,7 +156,7 @@ impl LatencyTestConfig {
                 "must be a finite number of interquartile ranges > 0, or null for no clipping",
             ));
         }
-        super::counts::check_start_mixture(path, self.restart_weight, self.restart_horizon)
+        super::starts::check_start_mixture(path, self.restart_weight, self.restart_horizon)
     }
 }
 
@@ -169,122 +172,6 @@ const MIN_FENCE_DISTANCE: f64 = std::f64::consts::LN_2;
 /// Below this log-sd an arm's values sit in a few of the sketch's 2%-wide bins, and the batch is
 /// charged the sketch's worst-case rounding bias (see [`LatencyTest`]).
 pub const CONCENTRATED_LOG_SD: f64 = 0.1;
-
-/// The standard deviations below its mean at which the χ² quantile bounding the variance is read
-/// (see "Why the plug-in variance keeps the guarantee" on [`LatencyTest`]).
-const VARIANCE_BOUND_Z: f64 = 0.5;
-
-/// The smallest per-value variance of a log latency: the sketch's rounding alone, uniform
-/// within `±0.01`.
-const MIN_LOG_VARIANCE: f64 = SKETCH_LOG_ERROR * SKETCH_LOG_ERROR / 3.0;
-
-/// Running within-batch squares and degrees of freedom of one arm.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Spread {
-    sum_sq_dev: f64,
-    dof: u64,
-}
-
-impl Spread {
-    fn add(&mut self, m: &LogMoments) {
-        self.sum_sq_dev += m.sum_sq_dev();
-        self.dof += m.count().saturating_sub(1);
-    }
-
-    /// The plain estimate of the variance (NaN without degrees of freedom).
-    fn estimate(&self) -> f64 {
-        if self.dof == 0 {
-            return f64::NAN;
-        }
-        self.sum_sq_dev / self.dof as f64
-    }
-
-    /// An upper confidence bound on the variance: the squares over the Wilson–Hilferty
-    /// approximation of χ²'s quantile [`VARIANCE_BOUND_Z`] sd below its mean; infinite without
-    /// degrees of freedom.
-    fn upper(&self) -> f64 {
-        if self.dof == 0 {
-            return f64::INFINITY;
-        }
-        let k = self.dof as f64;
-        let h = 2.0 / (9.0 * k);
-        let base = (1.0 - h - VARIANCE_BOUND_Z * h.sqrt()).max(0.05);
-        (self.sum_sq_dev / (k * base * base * base)).max(MIN_LOG_VARIANCE)
-    }
-}
-
-/// The fixed bets of the start-time mixture, as multiples of
-/// [`LatencyTestConfig::prior_scale`]: half, once and twice the shift the test is tuned for.
-const START_BETS: [f64; 3] = [0.5, 1.0, 2.0];
-
-/// `λ²` times the precision between two candidate starts of a bet `λ`. Evidence of the null
-/// period between the last candidate and the onset costs that bet `λ²ΔV/2`, so this bounds the
-/// cost at 1 nat (½ on average) while a shift of `λ` needs a few times more precision to detect.
-const START_SPACING: f64 = 2.0;
-
-/// The start-time mixture of the within-batch mode: for each fixed bet `λ_j` on the log shift,
-/// `Σ_k π_k exp(λ_j (S_t − S_k) − λ_j² (V_t − V_k)/2)` over candidate starts `k`, kept in O(1)
-/// as `exp(λ_j S_t − λ_j² V_t/2) · Σ_k π_k exp(−λ_j S_k + λ_j² V_k/2)`. The "faster" side of
-/// the two-sided mode bets `−λ_j` on `S⁻`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct StartMixture {
-    /// Candidates started, per bet.
-    started: [u64; 3],
-    /// The precision at which each bet's next candidate starts.
-    next_at: [f64; 3],
-    /// `ln Σ_k π_k exp(−λ_j S⁺_k + λ_j² V_k/2)` per bet.
-    log_up: [f64; 3],
-    /// `ln Σ_k π_k exp(λ_j S⁻_k + λ_j² V_k/2)` per bet.
-    log_down: [f64; 3],
-}
-
-impl StartMixture {
-    /// The first candidate of every bet starts with the test (`S = V = 0`).
-    fn new(tau: f64, horizon: u64) -> Self {
-        let ln_first = start_weight(0, horizon).ln();
-        StartMixture {
-            started: [1; 3],
-            next_at: START_BETS.map(|k| START_SPACING / (k * tau * k * tau)),
-            log_up: [ln_first; 3],
-            log_down: [ln_first; 3],
-        }
-    }
-
-    /// Starts a candidate for every bet whose spacing has passed, at the current sums.
-    fn add_due(&mut self, up: f64, down: f64, v: f64, tau: f64, horizon: u64) {
-        for (j, k) in START_BETS.iter().enumerate() {
-            let lambda = k * tau;
-            if v < self.next_at[j] {
-                continue;
-            }
-            let ln_pi = start_weight(self.started[j], horizon).ln();
-            let quad = lambda * lambda * v / 2.0;
-            self.log_up[j] = log_add_exp(self.log_up[j], ln_pi - lambda * up + quad);
-            self.log_down[j] = log_add_exp(self.log_down[j], ln_pi + lambda * down + quad);
-            self.started[j] += 1;
-            self.next_at[j] = v + START_SPACING / (lambda * lambda);
-        }
-    }
-
-    /// `ln` of the mixture's e-value on one side: the average over bets of the started
-    /// candidates' likelihood ratios plus the prior weight of those not started (each still 1).
-    fn log_e(&self, s: f64, v: f64, tau: f64, horizon: u64, worse: bool) -> f64 {
-        let terms = START_BETS.iter().enumerate().map(|(j, k)| {
-            let lambda = k * tau;
-            let (lr, starts) = if worse {
-                (lambda * s, self.log_up[j])
-            } else {
-                (-lambda * s, self.log_down[j])
-            };
-            let started = lr - lambda * lambda * v / 2.0 + starts;
-            log_add_exp(started, start_tail(self.started[j], horizon).ln())
-        });
-        let n = START_BETS.len() as f64;
-        terms.fold(f64::NEG_INFINITY, log_add_exp) - n.ln()
-    }
-}
 
 /// The anytime-valid sequential latency test.
 ///
@@ -830,32 +717,6 @@ fn log_mix_one_sided(s: f64, v: f64, tau: f64) -> f64 {
         return f64::NEG_INFINITY;
     }
     std::f64::consts::LN_2 + log_mix_two_sided(s, v, tau) + phi.ln()
-}
-
-/// The half-width `u_n` of Howard & Ramdas's time-uniform DKW band at level `1 − alpha`.
-fn dkw_band(n: u64, alpha: f64) -> f64 {
-    let n = n.max(1) as f64;
-    0.85 * (((std::f64::consts::E * n).ln().ln() + 0.8 * (1612.0 / alpha).ln()) / n).sqrt()
-}
-
-/// Bounds, in logs, on the true `p`-quantile of the values a sketch summarizes: its empirical
-/// quantiles at `p ∓ (u_n + 1/n)` (the `1/n` covers the sketch's rank convention);
-/// `±inf` where the band leaves `(0, 1)`.
-fn quantile_bounds(s: &LatencySketch, p: f64, alpha: f64) -> (f64, f64) {
-    let n = s.count();
-    let u = dkw_band(n, alpha) + 1.0 / n.max(1) as f64;
-    let ln_q = |q: f64| s.quantile(q).map_or(f64::NAN, |v| v.max(FLOOR_MS).ln());
-    let lo = if p - u > 0.0 {
-        ln_q(p - u)
-    } else {
-        f64::NEG_INFINITY
-    };
-    let hi = if p + u < 1.0 {
-        ln_q(p + u)
-    } else {
-        f64::INFINITY
-    };
-    (lo, hi)
 }
 
 #[cfg(test)]

@@ -26,8 +26,11 @@ mod combine;
 mod counts;
 mod judges;
 mod latency;
+mod logspace;
 mod moments;
+mod quantile_band;
 mod scatter;
+mod starts;
 mod ttest;
 
 pub use batch::{BatchCountConfig, BatchCountTest};

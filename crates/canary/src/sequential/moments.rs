@@ -1,5 +1,6 @@
 //! [`LogMoments`]: the count, mean and spread of log latencies, read from a latency sketch's bins
-//! or given directly; the sufficient statistics of the latency test.
+//! or given directly; the sufficient statistics of the latency test. `Spread` pools one arm's
+//! within-batch squares over batches and bounds its variance from above.
 
 use serde::{Deserialize, Serialize};
 use serin_signals::LatencySketch;
@@ -174,6 +175,50 @@ impl LogMoments {
             return f64::NAN;
         }
         self.m2 / (self.count - 1) as f64
+    }
+}
+
+/// The standard deviations below its mean at which the χ² quantile bounding the variance is read
+/// (see "Why the plug-in variance keeps the guarantee" on [`LatencyTest`](super::LatencyTest)).
+const VARIANCE_BOUND_Z: f64 = 0.5;
+
+/// The smallest per-value variance of a log latency: the sketch's rounding alone, uniform
+/// within `±0.01`.
+const MIN_LOG_VARIANCE: f64 = SKETCH_LOG_ERROR * SKETCH_LOG_ERROR / 3.0;
+
+/// Running within-batch squares and degrees of freedom of one arm.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct Spread {
+    sum_sq_dev: f64,
+    dof: u64,
+}
+
+impl Spread {
+    pub(crate) fn add(&mut self, m: &LogMoments) {
+        self.sum_sq_dev += m.sum_sq_dev();
+        self.dof += m.count().saturating_sub(1);
+    }
+
+    /// The plain estimate of the variance (NaN without degrees of freedom).
+    pub(crate) fn estimate(&self) -> f64 {
+        if self.dof == 0 {
+            return f64::NAN;
+        }
+        self.sum_sq_dev / self.dof as f64
+    }
+
+    /// An upper confidence bound on the variance: the squares over the Wilson–Hilferty
+    /// approximation of χ²'s quantile [`VARIANCE_BOUND_Z`] sd below its mean; infinite without
+    /// degrees of freedom.
+    pub(crate) fn upper(&self) -> f64 {
+        if self.dof == 0 {
+            return f64::INFINITY;
+        }
+        let k = self.dof as f64;
+        let h = 2.0 / (9.0 * k);
+        let base = (1.0 - h - VARIANCE_BOUND_Z * h.sqrt()).max(0.05);
+        (self.sum_sq_dev / (k * base * base * base)).max(MIN_LOG_VARIANCE)
     }
 }
 
