@@ -304,6 +304,34 @@ fn judges_answer_with_evidence_and_treat_no_data_as_inconclusive() {
     assert_eq!(j.evidence.effects[1].name, "p99Shift");
 }
 
+#[test]
+fn latency_evidence_counts_the_values_clipped_at_the_outlier_fences() {
+    let mut judge = SequentialLatencyJudge::new(Metric::Latency, 0.05, 0.0).unwrap();
+    let values: Vec<f64> = (0..40).map(|k| 10.0 + f64::from(k % 7)).collect();
+    let mut with_outliers = values.clone();
+    with_outliers[0] = 1e7;
+    with_outliers[1] = 1e8;
+    let mut last = None;
+    for s in 0..3 {
+        let w = second(s);
+        let can = if s == 2 { &with_outliers } else { &values };
+        let (b, c) = (
+            latency(Track::Stable, w, &values),
+            latency(Track::Canary, w, can),
+        );
+        last = Some(
+            judge
+                .observe(&Sample::new(&b, &c, Some(0.5), w.end()).unwrap())
+                .unwrap(),
+        );
+    }
+    let summary = last.unwrap().evidence.summary;
+    assert!(
+        summary.contains("0 baseline and 2 canary latencies lay beyond the outlier fences"),
+        "{summary}"
+    );
+}
+
 /// Feeds a default count judge (α 0.05, no margin) up to `secs` seconds of
 /// `((baseline requests, errors), (canary requests, errors))` at the stated canary `share`, and
 /// returns its first failing judgement.

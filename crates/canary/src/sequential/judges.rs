@@ -506,6 +506,16 @@ impl Judge for SequentialLatencyJudge {
             );
             Verdict::Inconclusive
         };
+        let (clipped_b, clipped_c) = self.test.clipped();
+        if clipped_b + clipped_c > 0 {
+            let _ = write!(
+                summary,
+                " {clipped_b} baseline and {clipped_c} canary latencies lay beyond the outlier \
+                 fences ({} interquartile ranges past the baseline's quartiles) and counted as \
+                 the fence.",
+                self.test.config().outlier_fence.unwrap_or(f64::NAN)
+            );
+        }
         if let Some(ratio) = self.test.excess_scatter() {
             let _ = write!(
                 summary,

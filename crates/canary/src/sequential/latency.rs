@@ -325,6 +325,9 @@ pub struct LatencyTest {
     /// How the batch differences scatter against their stated variances (a diagnostic).
     #[serde(default)]
     scatter: Scatter,
+    /// Values each arm had beyond the outlier fences.
+    #[serde(default)]
+    clipped: (u64, u64),
     /// Every value each arm's sketches held, for the p99.
     all_baseline: LatencySketch,
     all_canary: LatencySketch,
@@ -352,6 +355,7 @@ impl LatencyTest {
             max_allowance: 0.0,
             starts: StartMixture::new(config.prior_scale, config.restart_horizon),
             scatter: Scatter::default(),
+            clipped: (0, 0),
             all_baseline: LatencySketch::new(),
             all_canary: LatencySketch::new(),
             values: (0, 0),
@@ -372,10 +376,17 @@ impl LatencyTest {
         let (lo, hi) = self.fences();
         self.all_baseline.merge(baseline);
         self.all_canary.merge(canary);
-        self.update_log_moments(
-            LogMoments::from_sketch_within(baseline, lo, hi),
-            LogMoments::from_sketch_within(canary, lo, hi),
-        )
+        let (b, clipped_b) = LogMoments::from_sketch_within(baseline, lo, hi);
+        let (c, clipped_c) = LogMoments::from_sketch_within(canary, lo, hi);
+        self.clipped.0 = self.clipped.0.saturating_add(clipped_b);
+        self.clipped.1 = self.clipped.1.saturating_add(clipped_c);
+        self.update_log_moments(b, c)
+    }
+
+    /// Values that lay beyond the outlier fences and counted as the fence, per arm:
+    /// `(baseline, canary)`.
+    pub fn clipped(&self) -> (u64, u64) {
+        self.clipped
     }
 
     /// The fences, in log milliseconds, outside which the next sample's values are clipped:
@@ -775,9 +786,11 @@ mod tests {
         // A state saved before the scatter was kept reads back with none.
         let mut old: serde_json::Value = serde_json::to_value(&t).unwrap();
         old.as_object_mut().unwrap().remove("scatter");
+        old.as_object_mut().unwrap().remove("clipped");
         let old: LatencyTest = serde_json::from_value(old).unwrap();
         assert_eq!(old.scatter, Scatter::default());
         assert_eq!(old.excess_scatter(), None);
+        assert_eq!(old.clipped(), (0, 0));
     }
 
     #[test]
@@ -936,6 +949,8 @@ mod tests {
             let mut can: Vec<f64> = (0..40).map(|k| 10.0 + f64::from(k % 7)).collect();
             can[0] = outlier;
             t.update(&s, &sketch(can));
+            let clipped = if outlier_fence.is_some() { 1 } else { 0 };
+            assert_eq!(t.clipped(), (0, clipped));
             t.median_shift()
         };
         let fenced = (shift_after(1e6, Some(3.0)), shift_after(1e9, Some(3.0)));

@@ -84,16 +84,17 @@ impl LogMoments {
     /// finds a rank's bin and a galloping search finds where that bin ends, which costs
     /// `O(bins × log(values))` lookups per occupied bin. The largest value is read exactly.
     pub fn from_sketch(sketch: &LatencySketch) -> Self {
-        Self::from_sketch_within(sketch, f64::NEG_INFINITY, f64::INFINITY)
+        Self::from_sketch_within(sketch, f64::NEG_INFINITY, f64::INFINITY).0
     }
 
     /// As [`from_sketch`](Self::from_sketch), with every log clamped into `[lo, hi]` (Huber's
-    /// winsorizing: a value beyond a fence counts as the fence).
-    pub fn from_sketch_within(sketch: &LatencySketch, lo: f64, hi: f64) -> Self {
+    /// winsorizing: a value beyond a fence counts as the fence), and how many values were.
+    pub fn from_sketch_within(sketch: &LatencySketch, lo: f64, hi: f64) -> (Self, u64) {
         let n = sketch.count();
         let mut m = LogMoments::empty();
+        let mut clamped = 0;
         if n == 0 {
-            return m;
+            return (m, clamped);
         }
         // The value of 0-based rank `r`: the sketch reads rank `⌊q (n − 1)⌋`, so `q` is put in
         // the middle of the rank's interval; the top rank is only reachable as the maximum.
@@ -123,10 +124,14 @@ impl LogMoments {
                     past = mid;
                 }
             }
-            m.add_value(v.max(FLOOR_MS).ln().clamp(lo, hi), last - r + 1);
+            let x = v.max(FLOOR_MS).ln();
+            if !(lo..=hi).contains(&x) {
+                clamped += last - r + 1;
+            }
+            m.add_value(x.clamp(lo, hi), last - r + 1);
             r = last + 1;
         }
-        m
+        (m, clamped)
     }
 
     fn add_value(&mut self, x: f64, k: u64) {
