@@ -336,10 +336,10 @@ impl Tally {
 /// The sequential judge's targets for one row, as text. In the overdispersed rows the targets
 /// are read on the robust mode, and the default mode's false-rollback rate is reported too.
 ///
-/// How many of the default latency judge's rollbacks carried its note of excess scatter (a
-/// median that wanders per arm, or a shift that changed during the analysis).
-fn scatter_note(scenario: &Scenario, seq: &Summary, what: &str) -> Option<String> {
-    (matches!(scenario.effect, Effect::LatencyShift(_)) && seq.detected > 0).then(|| {
+/// How many of the default judge's rollbacks carried its note of excess scatter (a median or
+/// an error rate that wanders per arm, or a shift that changed during the analysis).
+fn scatter_note(seq: &Summary, what: &str) -> Option<String> {
+    (seq.detected > 0).then(|| {
         format!(
             "{} of the default mode's {} {what} noted excess scatter",
             seq.noted, seq.detected
@@ -390,12 +390,12 @@ fn targets(scenario: &Scenario, set: &str, s: &[Summary; N_JUDGES], tally: &mut 
                 100.0 * upper_bound(d.detected, d.runs, 0.95)
             ));
         }
-        if let Some(note) = scatter_note(scenario, &s[SEQ], "false rollbacks") {
+        if let Some(note) = scatter_note(&s[SEQ], "false rollbacks") {
             notes.push(note);
         }
         return notes.join("; ");
     }
-    if let Some(note) = scatter_note(scenario, &s[SEQ], "rollbacks") {
+    if let Some(note) = scatter_note(&s[SEQ], "rollbacks") {
         notes.push(note);
     }
     if lr.rate() >= 0.8 {

@@ -631,6 +631,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
             && seq.update(rb, eb, rc, ec)
         {
             hit(SEQ, &mut j.outcomes);
+            j.outcomes[SEQ].noted = seq.excess_scatter().is_some();
         }
         if let Some(robust) = j.robust.as_mut()
             && j.outcomes[ROBUST].detected_at.is_none()

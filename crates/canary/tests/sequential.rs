@@ -304,6 +304,50 @@ fn judges_answer_with_evidence_and_treat_no_data_as_inconclusive() {
     assert_eq!(j.evidence.effects[1].name, "p99Shift");
 }
 
+/// Feeds a default count judge 20 minutes of an even split at 500 requests/s per arm and a
+/// 0.5% error rate, each arm's rate multiplied per 10 seconds by what `factor(arm, rng)` gives,
+/// and returns the last judgement.
+fn count_judgement(seed: u64, mut factor: impl FnMut(&mut Rng) -> f64) -> Judgement {
+    let mut rng = Rng::new(seed);
+    let mut judge = SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.0).unwrap();
+    let (mut fb, mut fc) = (1.0, 1.0);
+    let mut last = None;
+    for s in 0..1_200 {
+        if s % 10 == 0 {
+            (fb, fc) = (factor(&mut rng), factor(&mut rng));
+        }
+        let w = second(s);
+        let (eb, ec) = (rng.poisson(2.5 * fb), rng.poisson(2.5 * fc));
+        let b = counts(Metric::ErrorRate, Track::Stable, w, 500, eb.min(500));
+        let c = counts(Metric::ErrorRate, Track::Canary, w, 500, ec.min(500));
+        last = Some(
+            judge
+                .observe(&Sample::new(&b, &c, Some(0.5), w.end()).unwrap())
+                .unwrap(),
+        );
+    }
+    last.unwrap()
+}
+
+#[test]
+fn count_evidence_says_when_errors_clump_more_than_independent_requests_explain() {
+    // Each arm's error rate 4 times higher or lower, independently, every 10 seconds.
+    let j = count_judgement(51, |rng| if rng.uniform() < 0.5 { 0.25 } else { 1.75 });
+    let summary = &j.evidence.summary;
+    assert!(
+        summary.contains("scatter") && summary.contains("robust (batched) mode"),
+        "{summary}"
+    );
+    assert!(!summary.contains("  "), "{summary}");
+    // The same arms at a steady rate: no note.
+    let j = count_judgement(52, |_| 1.0);
+    assert!(
+        !j.evidence.summary.contains("scatter"),
+        "{}",
+        j.evidence.summary
+    );
+}
+
 #[test]
 fn latency_evidence_counts_the_values_clipped_at_the_outlier_fences() {
     let mut judge = SequentialLatencyJudge::new(Metric::Latency, 0.05, 0.0).unwrap();

@@ -79,6 +79,13 @@ impl CountEngine {
             CountEngine::Batched(t) => t.reset(),
         }
     }
+    /// The per-request test's note of excess scatter; the batched test estimates that scatter.
+    fn excess_scatter(&self) -> Option<f64> {
+        match self {
+            CountEngine::PerRequest(t) => t.excess_scatter(),
+            CountEngine::Batched(_) => None,
+        }
+    }
 }
 
 /// An error-rate ratio as a summary writes it: an infinite ratio (only the canary has erred)
@@ -342,6 +349,15 @@ impl Judge for SequentialCountJudge {
             );
             Verdict::Inconclusive
         };
+        if let Some(ratio) = self.engine.excess_scatter() {
+            let _ = write!(
+                summary,
+                " Note: batches of these errors scatter {ratio:.1}× more than independent \
+                 requests explain (error rates that wander on their own in each arm, or a ratio \
+                 that changed during the analysis), so this e-value overstates the evidence; the \
+                 robust (batched) mode estimates that scatter."
+            );
+        }
         ev.summary = summary;
         Judgement {
             verdict,

@@ -1,6 +1,6 @@
-//! How much the batch differences of the latency test scatter, against how much the values in
-//! them explain: a diagnostic for the one assumption the within-batch mode cannot check by
-//! itself.
+//! How much the batch differences of the latency test (and the batch log-ratios of the count
+//! test) scatter, against how much the values in them explain: a diagnostic for the one
+//! assumption the fast modes cannot check by themselves.
 //!
 //! The within-batch mode takes each batch difference `d_k` to vary only as much as the arms'
 //! values do (`v_k` from the spread inside the batches). Then `Σ (d_k − d̄)²/v_k` over `n`
@@ -68,6 +68,56 @@ impl Scatter {
     }
 }
 
+/// The canary errors, in the smaller arm's terms, a batch of [`ErrorScatter`] expects before it
+/// closes: enough for its log-ratio to be close to Gaussian.
+const MIN_EXPECTED_ERRORS: f64 = 8.0;
+
+/// The same diagnostic for the per-request count test, which takes every error to come from
+/// the canary independently with a probability set by the split and the rate ratio. Its errors
+/// are batched until each arm expects [`MIN_EXPECTED_ERRORS`] under equal rates; a batch's
+/// log-ratio `ln((c + ½)/(b + ½)) − ln(ρ/(1 − ρ))` estimates the log rate ratio with variance
+/// about `1/(c + ½) + 1/(b + ½)` (Woolf's), and the batches' weighted scatter is read as above
+/// (Cochran's Q). Error rates that wander on their own in each arm make the errors clump, and
+/// the batches scatter more than independent requests explain.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct ErrorScatter {
+    canary: u64,
+    baseline: u64,
+    /// `Σ n_t ρ_t`: the canary errors the open batch expects under equal rates.
+    expected_canary: f64,
+    scatter: Scatter,
+}
+
+impl ErrorScatter {
+    /// Adds one sample's errors, `c` of the canary and `b` of the baseline, at the canary's
+    /// share `share` of the traffic.
+    pub(crate) fn add(&mut self, c: u64, b: u64, share: f64) {
+        self.canary = self.canary.saturating_add(c);
+        self.baseline = self.baseline.saturating_add(b);
+        self.expected_canary += c.saturating_add(b) as f64 * share;
+        let total = self.canary.saturating_add(self.baseline) as f64;
+        if self.expected_canary < MIN_EXPECTED_ERRORS
+            || total - self.expected_canary < MIN_EXPECTED_ERRORS
+        {
+            return;
+        }
+        let (c, b) = (self.canary as f64 + 0.5, self.baseline as f64 + 0.5);
+        let rho = self.expected_canary / total;
+        self.scatter
+            .push((c / b).ln() - (rho / (1.0 - rho)).ln(), 1.0 / c + 1.0 / b);
+        *self = ErrorScatter {
+            scatter: self.scatter,
+            ..ErrorScatter::default()
+        };
+    }
+
+    /// As [`Scatter::excess`], over the closed batches.
+    pub(crate) fn excess(&self) -> Option<f64> {
+        self.scatter.excess()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +133,42 @@ mod tests {
         s.push(f64::NAN, 1.0);
         s.push(1.0, 0.0);
         assert_eq!(s.n, 3);
+    }
+
+    #[test]
+    fn error_batches_close_once_both_arms_expect_eight_errors() {
+        let mut e = ErrorScatter::default();
+        // At a 20% share a batch needs 40 errors: 8 expected in the canary, 32 in the baseline.
+        for _ in 0..3 {
+            e.add(2, 8, 0.2);
+        }
+        assert_eq!(e.scatter.n, 0);
+        e.add(2, 8, 0.2);
+        assert_eq!((e.scatter.n, e.canary, e.baseline), (1, 0, 0));
+        // Errors exactly as the split predicts, at any share, scatter not at all.
+        for k in 0..200u64 {
+            let share = if k % 2 == 0 { 0.2 } else { 0.5 };
+            let (c, b) = if k % 2 == 0 { (8, 32) } else { (8, 8) };
+            e.add(c, b, share);
+        }
+        assert!(e.scatter.ratio().is_some_and(|r| r < 0.01));
+        assert_eq!(e.excess(), None);
+    }
+
+    #[test]
+    fn clumped_errors_are_excess_scatter() {
+        // At an even split, batches of 16 errors that all come from one arm or the other:
+        // independent requests would split them about 8:8.
+        let mut e = ErrorScatter::default();
+        for k in 0..20 {
+            let (c, b) = if k % 2 == 0 { (14, 2) } else { (2, 14) };
+            e.add(c, b, 0.5);
+        }
+        assert!(
+            e.excess().is_some_and(|r| r > 5.0),
+            "{:?}",
+            e.scatter.ratio()
+        );
     }
 
     #[test]
