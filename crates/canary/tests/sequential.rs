@@ -8,7 +8,7 @@ use serin_canary::sequential::{
     AlphaSharing, BatchCountConfig, BatchCountTest, CountTest, CountTestConfig, LatencyTest,
     LatencyTestConfig, SequentialCountJudge, SequentialLatencyJudge, combine,
 };
-use serin_signals::{Metric, Timestamp, Track};
+use serin_signals::{Metric, Observation, Timestamp, Track};
 
 /// Runs `runs` A/A streams of `secs` seconds (requests per second per arm fixed, errors Poisson)
 /// and returns how many the test rejected.
@@ -200,6 +200,12 @@ fn robust_latency_mode_detects_a_shift_from_the_scatter_between_batches() {
     assert!(failed);
 }
 
+/// One judgement of an even split's observations (both over the same window).
+fn observe_even(judge: &mut impl Judge, b: &Observation, c: &Observation) -> Judgement {
+    let sample = Sample::new(b, c, Some(0.5), b.window.end()).unwrap();
+    judge.observe(&sample).unwrap()
+}
+
 /// Feeds `secs` seconds of log-normal latencies (60 values per arm per second) to a default
 /// latency judge, each arm's median multiplied per second by what `scale(second)` gives, and
 /// returns the last judgement.
@@ -220,11 +226,7 @@ fn latency_judgement(seed: u64, secs: u64, scale: impl Fn(u64) -> (f64, f64)) ->
             latency(Track::Stable, w, &base),
             latency(Track::Canary, w, &can),
         );
-        last = Some(
-            judge
-                .observe(&Sample::new(&b, &c, Some(0.5), w.end()).unwrap())
-                .unwrap(),
-        );
+        last = Some(observe_even(&mut judge, &b, &c));
     }
     last.unwrap()
 }
@@ -320,11 +322,7 @@ fn count_judgement(seed: u64, mut factor: impl FnMut(&mut Rng) -> f64) -> Judgem
         let (eb, ec) = (rng.poisson(2.5 * fb), rng.poisson(2.5 * fc));
         let b = counts(Metric::ErrorRate, Track::Stable, w, 500, eb.min(500));
         let c = counts(Metric::ErrorRate, Track::Canary, w, 500, ec.min(500));
-        last = Some(
-            judge
-                .observe(&Sample::new(&b, &c, Some(0.5), w.end()).unwrap())
-                .unwrap(),
-        );
+        last = Some(observe_even(&mut judge, &b, &c));
     }
     last.unwrap()
 }
@@ -363,11 +361,7 @@ fn latency_evidence_counts_the_values_clipped_at_the_outlier_fences() {
             latency(Track::Stable, w, &values),
             latency(Track::Canary, w, can),
         );
-        last = Some(
-            judge
-                .observe(&Sample::new(&b, &c, Some(0.5), w.end()).unwrap())
-                .unwrap(),
-        );
+        last = Some(observe_even(&mut judge, &b, &c));
     }
     let summary = last.unwrap().evidence.summary;
     assert!(
