@@ -79,6 +79,7 @@ impl CountEngine {
             CountEngine::Batched(t) => t.reset(),
         }
     }
+
     /// The per-request test's note of excess scatter; the batched test estimates that scatter.
     fn excess_scatter(&self) -> Option<f64> {
         match self {

@@ -68,7 +68,7 @@ impl Scatter {
     }
 }
 
-/// The canary errors, in the smaller arm's terms, a batch of [`ErrorScatter`] expects before it
+/// The errors each arm must expect, under equal rates, before a batch of [`ErrorScatter`]
 /// closes: enough for its log-ratio to be close to Gaussian.
 const MIN_EXPECTED_ERRORS: f64 = 8.0;
 
