@@ -333,9 +333,6 @@ impl Tally {
     }
 }
 
-/// The sequential judge's targets for one row, as text. In the overdispersed rows the targets
-/// are read on the robust mode, and the default mode's false-rollback rate is reported too.
-///
 /// How many of the default judge's rollbacks carried its note of excess scatter (a median or
 /// an error rate that wanders per arm, or a shift that changed during the analysis).
 fn scatter_note(seq: &Summary, what: &str) -> Option<String> {
@@ -347,6 +344,9 @@ fn scatter_note(seq: &Summary, what: &str) -> Option<String> {
     })
 }
 
+/// The sequential judge's targets for one row, as text. In the overdispersed rows the targets
+/// are read on the robust mode, and the default mode's false-rollback rate is reported too.
+///
 /// The ≤ 2× SPRT target is *out of reach* in a row where the known-effect likelihood ratio, the
 /// best a test that may look at every observation can do, itself takes more than 2× SPRT.
 fn targets(scenario: &Scenario, set: &str, s: &[Summary; N_JUDGES], tally: &mut Tally) -> String {
