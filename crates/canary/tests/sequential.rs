@@ -306,10 +306,14 @@ fn judges_answer_with_evidence_and_treat_no_data_as_inconclusive() {
     assert_eq!(j.evidence.effects[1].name, "p99Shift");
 }
 
-/// Feeds a default count judge 20 minutes of an even split at 500 requests/s per arm and a
-/// 0.5% error rate, each arm's rate multiplied per 10 seconds by what `factor(arm, rng)` gives,
-/// and returns the last judgement.
-fn count_judgement(seed: u64, mut factor: impl FnMut(&mut Rng) -> f64) -> Judgement {
+/// Feeds a default count judge 20 minutes of 1,000 requests/s and a 0.5% error rate, the canary
+/// taking `share(second)` of them, each arm's rate multiplied per 10 seconds by what
+/// `factor(rng)` gives, and returns the last judgement.
+fn count_judgement(
+    seed: u64,
+    share: impl Fn(u64) -> f64,
+    mut factor: impl FnMut(&mut Rng) -> f64,
+) -> Judgement {
     let mut rng = Rng::new(seed);
     let mut judge = SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.0).unwrap();
     let (mut fb, mut fc) = (1.0, 1.0);
@@ -319,10 +323,16 @@ fn count_judgement(seed: u64, mut factor: impl FnMut(&mut Rng) -> f64) -> Judgem
             (fb, fc) = (factor(&mut rng), factor(&mut rng));
         }
         let w = second(s);
-        let (eb, ec) = (rng.poisson(2.5 * fb), rng.poisson(2.5 * fc));
-        let b = counts(Metric::ErrorRate, Track::Stable, w, 500, eb.min(500));
-        let c = counts(Metric::ErrorRate, Track::Canary, w, 500, ec.min(500));
-        last = Some(observe_even(&mut judge, &b, &c));
+        let nc = (1_000.0 * share(s)).round() as u64;
+        let nb = 1_000 - nc;
+        let (eb, ec) = (
+            rng.poisson(0.005 * nb as f64 * fb),
+            rng.poisson(0.005 * nc as f64 * fc),
+        );
+        let b = counts(Metric::ErrorRate, Track::Stable, w, nb, eb.min(nb));
+        let c = counts(Metric::ErrorRate, Track::Canary, w, nc, ec.min(nc));
+        let sample = Sample::new(&b, &c, Some(share(s)), w.end()).unwrap();
+        last = Some(judge.observe(&sample).unwrap());
     }
     last.unwrap()
 }
@@ -330,20 +340,35 @@ fn count_judgement(seed: u64, mut factor: impl FnMut(&mut Rng) -> f64) -> Judgem
 #[test]
 fn count_evidence_says_when_errors_clump_more_than_independent_requests_explain() {
     // Each arm's error rate 4 times higher or lower, independently, every 10 seconds.
-    let j = count_judgement(51, |rng| if rng.uniform() < 0.5 { 0.25 } else { 1.75 });
+    let even = |_| 0.5;
+    let j = count_judgement(
+        51,
+        even,
+        |rng| {
+            if rng.uniform() < 0.5 { 0.25 } else { 1.75 }
+        },
+    );
     let summary = &j.evidence.summary;
     assert!(
         summary.contains("scatter") && summary.contains("robust (batched) mode"),
         "{summary}"
     );
     assert!(!summary.contains("  "), "{summary}");
-    // The same arms at a steady rate: no note.
-    let j = count_judgement(52, |_| 1.0);
-    assert!(
-        !j.evidence.summary.contains("scatter"),
-        "{}",
-        j.evidence.summary
-    );
+    // The same arms at a steady rate get no note, at an even split or at one that steps from
+    // 5% to 20% to 50%, which moves the share of errors the canary should have.
+    let steps = |s: u64| [0.05, 0.2, 0.5][(s / 400) as usize];
+    for seed in 52..55 {
+        for j in [
+            count_judgement(seed, even, |_| 1.0),
+            count_judgement(seed, steps, |_| 1.0),
+        ] {
+            assert!(
+                !j.evidence.summary.contains("scatter"),
+                "{}",
+                j.evidence.summary
+            );
+        }
+    }
 }
 
 #[test]
