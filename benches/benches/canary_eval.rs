@@ -285,9 +285,10 @@ fn late_targets(
         _ => "-".to_owned(),
     };
     let m = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0} s"));
+    let note = scatter_note(seq, "rollbacks after the onset").unwrap_or_default();
     format!(
         "default mode; rolled back before the onset: {:.2}%; median from the onset {} vs {} \
-         from the start ({}); LR oracle {} ({}); CUSUM oracle {} ({})",
+         from the start ({}); LR oracle {} ({}); CUSUM oracle {} ({}); {note}",
         100.0 * before as f64 / runs.max(1) as f64,
         m(seq.median_s),
         m(from_start.median_s),
