@@ -75,7 +75,7 @@
 //! ([`CountTest::excess_scatter`], a note in the judge's evidence; it decides nothing). The
 //! harness counts the note at each rollback: at 34%–58% of the false rollbacks that wandering
 //! rates cause at a 50% share; at 0%–0.3% of them at a 5% share, where the canary's few errors
-//! (one every 8 s) vary mostly by chance and the wander adds only 14%–30% to their variance
+//! (one every 8 s) vary mostly by chance and the wander adds only 14%–26% to their variance
 //! however they are batched, too little to tell within the hour; at 1 of 1,792 chance false
 //! rollbacks in independent traffic; and at none of the 33,423 rollbacks of real regressions
 //! there.
