@@ -1,5 +1,6 @@
 //! Invariants, checked with proptest: identical arms never fail, every answer carries evidence,
-//! and the controller never raises the weight while a judge fails.
+//! the latency test's outlier fences always bracket the baseline's middle, and the controller
+//! never raises the weight while a judge fails.
 
 mod common;
 
@@ -12,11 +13,11 @@ use serin_canary::controller::{
 };
 use serin_canary::judge::{Judge, Sample};
 use serin_canary::sequential::{
-    BatchCountConfig, CountMode, CountTestConfig, SequentialCountJudge, SequentialLatencyJudge,
-    Sides,
+    BatchCountConfig, CountMode, CountTestConfig, LatencyTest, LatencyTestConfig,
+    SequentialCountJudge, SequentialLatencyJudge, Sides,
 };
 use serin_canary::severity::SeverityBands;
-use serin_signals::{Metric, Track};
+use serin_signals::{LatencySketch, Metric, Track};
 
 fn count_judges() -> Vec<SequentialCountJudge> {
     let bands = SeverityBands::default();
@@ -199,5 +200,60 @@ proptest! {
             }
             prop_assert!(!d.reason.is_empty());
         }
+    }
+}
+
+fn sketch_of(values: &[f64]) -> LatencySketch {
+    let mut s = LatencySketch::new();
+    for v in values {
+        s.add(*v).unwrap();
+    }
+    s
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Whatever the latencies (zeros, microseconds, hours, all in one sketch bin or spread over
+    /// decades), the fences are an interval at least a doubling beyond the baseline's
+    /// quartiles, and no more values are clipped than fed.
+    #[test]
+    fn outlier_fences_bracket_the_baseline_quartiles(
+        seconds in prop::collection::vec(
+            (
+                prop_oneof![Just(0.0), 1e-3f64..1e7],
+                prop_oneof![Just(0.0), 0.0f64..0.05, 0.0f64..3.0],
+                0usize..40,
+                0usize..40,
+            ),
+            1..30,
+        ),
+        fence in 0.1f64..10.0,
+    ) {
+        let config = LatencyTestConfig { outlier_fence: Some(fence), ..LatencyTestConfig::default() };
+        let mut test = LatencyTest::new(config).unwrap();
+        let mut baseline = LatencySketch::new();
+        // `n` values around `center`, log-spread evenly over `±spread`.
+        let values = |center: f64, spread: f64, n: usize| -> Vec<f64> {
+            (0..n).map(|i| center * (spread * ((i % 7) as f64 - 3.0) / 3.0).exp()).collect()
+        };
+        for &(center, spread, nb, nc) in &seconds {
+            let (b, c) = (values(center, spread, nb), values(center * 1.1, spread, nc));
+            let (lo, hi) = test.fences();
+            prop_assert!(lo < hi, "{lo} {hi}");
+            if baseline.count() >= 20 {
+                let ln_q = |q: f64| baseline.quantile(q).unwrap().max(1e-3).ln();
+                prop_assert!(lo <= ln_q(0.25) - std::f64::consts::LN_2 + 1e-9);
+                prop_assert!(hi >= ln_q(0.75) + std::f64::consts::LN_2 - 1e-9);
+            } else {
+                prop_assert!(lo == f64::NEG_INFINITY && hi == f64::INFINITY);
+            }
+            let (sb, sc) = (sketch_of(&b), sketch_of(&c));
+            baseline.merge(&sb);
+            test.update(&sb, &sc);
+        }
+        let (nb, nc) = test.values();
+        let (cb, cc) = test.clipped();
+        prop_assert!(cb <= nb && cc <= nc);
     }
 }

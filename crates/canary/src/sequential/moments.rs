@@ -88,8 +88,9 @@ impl LogMoments {
     }
 
     /// As [`from_sketch`](Self::from_sketch), with every log clamped into `[lo, hi]` (Huber's
-    /// winsorizing: a value beyond a fence counts as the fence), and how many values were.
-    pub fn from_sketch_within(sketch: &LatencySketch, lo: f64, hi: f64) -> (Self, u64) {
+    /// winsorizing: a value beyond a fence counts as the fence), and how many values were. The
+    /// caller's fences satisfy `lo <= hi` (see `LatencyTest::fences`).
+    pub(crate) fn from_sketch_within(sketch: &LatencySketch, lo: f64, hi: f64) -> (Self, u64) {
         let n = sketch.count();
         let mut m = LogMoments::empty();
         let mut clamped = 0;
