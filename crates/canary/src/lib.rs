@@ -8,8 +8,8 @@
 //!   [`Sample`](judge::Sample) it is fed, the [`Verdict`](judge::Verdict) and
 //!   [`Evidence`](judge::Evidence) it answers, and [`Severity`](judge::Severity).
 //! - [`sequential`]: the default, anytime-valid judges — a count test of which arm each error
-//!   came from (with a robust batch mode), a latency test on batch log-quantile shifts, and `α`
-//!   sharing across metrics.
+//!   came from (with a robust batch mode), a latency test on the shift of the arms' mean log
+//!   latency, and `α` sharing across metrics.
 //! - [`kayenta`] and [`threshold`]: parity judges with the rules of Kayenta, Argo Rollouts and
 //!   Flagger, for comparison and migration.
 //! - [`severity`]: effect-size bands that grade a confirmed regression info / warning / critical.

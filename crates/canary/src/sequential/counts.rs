@@ -73,11 +73,11 @@
 //! batches them until each arm expects 8 under equal rates and, from ten batches on, reports when
 //! their log-ratios scatter more than independent requests explain
 //! ([`CountTest::excess_scatter`], a note in the judge's evidence; it decides nothing). The
-//! harness counts the note at each rollback: at 34%–58% of the false rollbacks that wandering
-//! rates cause at a 50% share; at 0%–0.3% of them at a 5% share, where the canary's few errors
+//! harness counts the note at each rollback: at 32%–57% of the false rollbacks that wandering
+//! rates cause at a 50% share; at 0.2%–0.5% of them at a 5% share, where the canary's few errors
 //! (one every 8 s) vary mostly by chance and the wander adds only 14%–26% to their variance
-//! however they are batched, too little to tell within the hour; at 1 of 1,792 chance false
-//! rollbacks in independent traffic; and at none of the 33,423 rollbacks of real regressions
+//! however they are batched, too little to tell within the hour; at 1 of 1,837 chance false
+//! rollbacks in independent traffic; and at none of the 33,395 rollbacks of real regressions
 //! there.
 //!
 //! Two-sided mode runs a second test with the arms' roles swapped (is the *baseline* worse by more

@@ -205,7 +205,7 @@ pub const CONCENTRATED_LOG_SD: f64 = 0.1;
 ///   and where it does not the excess `λ²(v_k/v̂_k − 1)/(2 v̂_k)` is small: a batch carries
 ///   little information at the bets that matter (`λ²/v̂_k` is a fraction of a nat), and
 ///   `v_k/v̂_k` is close to 1 once a few dozen values have been seen. The bound is not exact,
-///   so the harness measures its net effect at `α = 0.05`: false rollbacks of 1.9%–2.9% in
+///   so the harness measures its net effect at `α = 0.05`: false rollbacks of 1.9%–3.0% in
 ///   every log-normal A/A row. A full standard deviation (a factor of 1.8 at 9 degrees of
 ///   freedom) costs 5%–12% more time to detect for about half a point fewer false rollbacks.
 ///
@@ -267,14 +267,14 @@ pub const CONCENTRATED_LOG_SD: f64 = 0.1;
 ///   from the shift, each batch's `d` varies only as much as the arms' requests do; a median
 ///   that wanders on its own in each arm breaks that. The harness measures it at 500
 ///   requests/s with each arm's log median an AR(1) of sd 0.05 (±5%) and autocorrelation 0.3 or
-///   0.6 per second: the within-batch mode rolls back 44%–91% of good canaries at a 5% share
+///   0.6 per second: the within-batch mode rolls back 45%–91% of good canaries at a 5% share
 ///   and all of them within half a minute at 50% (with a 10% margin, 0%–0.8% and 8.8%–24.5%),
-///   while the between-batches mode stays at 1.4%–1.9% and catches a 10% slowdown in 120–150 s
-///   (the within-batch mode: 2–9 s). The within-batch mode cannot tell such wander from
+///   while the between-batches mode stays at 1.4%–1.7% and catches a 10% slowdown in 120–150 s
+///   (the within-batch mode: 2–8 s). The within-batch mode cannot tell such wander from
 ///   evidence, but it can see that its batch differences scatter more than their values
 ///   explain, and says so ([`LatencyTest::excess_scatter`], a note in the judge's evidence):
-///   in the harness at 64%–73% of the false rollbacks wander caused, at 0–1% of the chance
-///   ones of independent traffic, and at 0–0.6% of the rollbacks of real slowdowns.
+///   in the harness at 64%–74% of the false rollbacks wander caused, at 0–1% of the chance
+///   ones of independent traffic, and at 0–0.2% of the rollbacks of real slowdowns.
 ///
 /// The p99 does not decide (a shift of the centre is what the test is powered for), but its shift
 /// is estimated from cumulative sketches of each arm and reported with an anytime-valid interval

@@ -19,7 +19,8 @@
 //! Every test here is an e-process: a nonnegative (super)martingale under the null, starting at
 //! 1, so by Ville's inequality `P(sup_t E_t ≥ 1/α) ≤ α`. Nuisance parameters (the baseline's
 //! error rate, the load, latency variance) are never assumed known: the count test conditions
-//! them away, the t-test is scale-invariant.
+//! them away, the latency test bounds each arm's variance from the spread within its batches,
+//! and the t-test is scale-invariant.
 
 mod batch;
 mod combine;
