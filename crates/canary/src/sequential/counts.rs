@@ -58,11 +58,11 @@
 //! 0.5% errors, a candidate every 20 s; 3 at 20 requests/s, one every 500 s), and about `2 ln k`
 //! after it. Weighting by time rather than by candidate index keeps that price matched to the
 //! rate: a prior spread over a fixed number of candidates would cover ten hours at 20
-//! requests/s and minutes at 500 (the harness's late regressions at 20 requests/s are caught
-//! 10%–15% sooner than with one spread over 200 candidates). That price is real: a regression that starts after thousands
-//! of good errors needs a few times the evidence of one present from the start, never the
-//! unbounded debt of a single test run from the start. The
-//! mixture is kept in O(1) state per bet with the Shiryaev–Roberts-style identity
+//! requests/s and minutes at 500 (in the harness, a late regression at 20 requests/s is caught
+//! 10% sooner than with one spread over 200 candidates). That price is real: a regression
+//! that starts after thousands of good errors needs a few times the evidence of one present
+//! from the start, never the unbounded debt of a single test run from the start. The mixture is
+//! kept in O(1) state per bet with the Shiryaev–Roberts-style identity
 //! `Σ_k π_k W_t/W_{s_k} = W_t · Σ_k π_k/W_{s_k}`.
 //!
 //! The e-value is `(1 − w)·plug-in + w·start-time mixture`. Both components are test
