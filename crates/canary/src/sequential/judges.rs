@@ -164,7 +164,10 @@ impl SequentialCountJudge {
     pub const NAME: &'static str = "sequential-counts";
 
     /// A per-request judge of `metric` at level `alpha`, failing only if the canary's rate is
-    /// more than `(1 + margin)` times the baseline's, with the default severity bands.
+    /// more than `(1 + margin)` times the baseline's, with the default severity bands, for
+    /// per-second samples (its prior on when a late regression began spans
+    /// [`CountTestConfig::restart_horizon`] of them; [`with_mode`](Self::with_mode) sets
+    /// another span).
     pub fn new(metric: Metric, alpha: f64, margin: f64) -> Result<Self> {
         Self::with_mode(
             metric,
@@ -394,7 +397,10 @@ impl SequentialLatencyJudge {
     pub const NAME: &'static str = "sequential-latency";
 
     /// A judge of `metric` at level `alpha`, failing only if the canary's median is more than
-    /// `(1 + margin)` times the baseline's, with the latency severity bands.
+    /// `(1 + margin)` times the baseline's, with the latency severity bands, for per-second
+    /// samples (its prior on when a late regression began spans
+    /// [`LatencyTestConfig::restart_horizon`] of them; [`with_config`](Self::with_config) sets
+    /// another span).
     pub fn new(metric: Metric, alpha: f64, margin: f64) -> Result<Self> {
         Self::with_config(
             metric,

@@ -180,20 +180,24 @@ pub(super) fn store(c: CanaryController<AnyJudge>, last_reason: String) -> Canar
 const ROBUST_BATCH_SPAN: Duration = Duration::from_secs(30);
 
 /// The judges `canaryConfig` asks for: the error-rate count test, and the latency test if
-/// `judgeLatency`, sharing `alpha` equally; robust modes batch half a minute of observations.
+/// `judgeLatency`, sharing `alpha` equally; robust modes batch half a minute of observations,
+/// and the default modes spread half of their prior on when a late regression began over the
+/// observations of `maxDuration` (see `CountTestConfig::restart_horizon`).
 pub(super) fn build_judges(config: &crate::config::DeploymentConfig) -> Result<Vec<AnyJudge>> {
     use serin_canary::sequential::{
-        BatchCountConfig, CountMode, LatencyTestConfig, LatencyVariance, SequentialCountJudge,
-        SequentialLatencyJudge,
+        BatchCountConfig, CountMode, CountTestConfig, LatencyTestConfig, LatencyVariance,
+        SequentialCountJudge, SequentialLatencyJudge,
     };
     use serin_canary::severity::SeverityBands;
     let c = &config.canary_config;
     let n = if c.judge_latency { 2.0 } else { 1.0 };
     let alpha = c.alpha / n;
-    // Observations span `metricsWindow` (validated to at least 100 ms), so a robust batch of
-    // half a minute is this many of them.
+    // Observations span `metricsWindow` (validated to at least 100 ms), so a span of time is
+    // this many of them.
     let window = c.metrics_window.as_secs_f64();
-    let min_samples = (ROBUST_BATCH_SPAN.as_secs_f64() / window).ceil().max(1.0) as u64;
+    let samples = |span: Duration| (span.as_secs_f64() / window).ceil().max(1.0) as u64;
+    let min_samples = samples(ROBUST_BATCH_SPAN);
+    let restart_horizon = samples(c.max_duration);
     let counts = if c.robust_judges {
         let mode = CountMode::Batched(BatchCountConfig {
             min_samples,
@@ -201,7 +205,11 @@ pub(super) fn build_judges(config: &crate::config::DeploymentConfig) -> Result<V
         });
         SequentialCountJudge::with_mode(Metric::ErrorRate, mode, SeverityBands::default())
     } else {
-        SequentialCountJudge::new(Metric::ErrorRate, alpha, c.error_rate_margin)
+        let mode = CountMode::PerRequest(CountTestConfig {
+            restart_horizon,
+            ..CountTestConfig::new(alpha).with_margin(c.error_rate_margin)
+        });
+        SequentialCountJudge::with_mode(Metric::ErrorRate, mode, SeverityBands::default())
     };
     let mut judges =
         vec![AnyJudge::Counts(Box::new(counts.map_err(|e| {
@@ -216,7 +224,11 @@ pub(super) fn build_judges(config: &crate::config::DeploymentConfig) -> Result<V
             };
             SequentialLatencyJudge::with_config(Metric::Latency, test, SeverityBands::latency())
         } else {
-            SequentialLatencyJudge::new(Metric::Latency, alpha, c.latency_margin)
+            let test = LatencyTestConfig {
+                restart_horizon,
+                ..LatencyTestConfig::new(alpha).with_margin(c.latency_margin)
+            };
+            SequentialLatencyJudge::with_config(Metric::Latency, test, SeverityBands::latency())
         };
         judges.push(AnyJudge::Latency(Box::new(latency.map_err(|e| {
             Error::invalid(
@@ -263,6 +275,27 @@ mod tests {
         let (counts, latency) = modes(&config(false, 30));
         assert!(matches!(counts, CountMode::PerRequest(_)), "{counts:?}");
         assert_eq!(latency.variance, LatencyVariance::WithinBatch);
+    }
+
+    /// The default judges spread their late-regression prior over the canary's longest run,
+    /// whatever the observation window.
+    #[test]
+    fn default_judges_look_for_late_regressions_over_the_longest_run() {
+        for (window, samples) in [(1, 3_600), (7, 515), (30, 120), (3_600, 1), (7_200, 1)] {
+            let (counts, latency) = modes(&config(false, window));
+            let CountMode::PerRequest(t) = counts else {
+                panic!("window {window}s: {counts:?}");
+            };
+            assert_eq!(t.restart_horizon, samples, "window {window}s");
+            assert_eq!(latency.restart_horizon, samples, "window {window}s");
+            assert_eq!((t.alpha, latency.alpha), (0.025, 0.025));
+        }
+        let mut c = config(false, 30);
+        c.canary_config.max_duration = Duration::from_secs(4 * 3_600);
+        let (CountMode::PerRequest(t), latency) = modes(&c) else {
+            panic!("a per-request count judge");
+        };
+        assert_eq!((t.restart_horizon, latency.restart_horizon), (480, 480));
     }
 
     /// Robust judges' batches span half a minute whatever the observation window.
