@@ -26,7 +26,9 @@ pub struct CanaryConfig {
     /// How long each weight holds while it is judged (`PHASE_DURATION`). Default `5m`.
     #[serde(with = "serin_signals::duration")]
     pub increment_interval: Duration,
-    /// The longest the canary may run before it is rolled back. Default `1h`.
+    /// The longest the canary may run before it is rolled back. Default `1h`. The default
+    /// sequential judges also spread half of their prior on when a late regression began over
+    /// this span, so that a regression beginning at any moment of the run finds the same weight.
     #[serde(with = "serin_signals::duration")]
     pub max_duration: Duration,
     /// The span of each observation fed to the judges and triggers. Default `30s`.
