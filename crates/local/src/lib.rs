@@ -67,6 +67,6 @@ pub use error::{Error, Result};
 pub use health::{HttpHealth, HttpProbe};
 pub use lock::LockDir;
 pub use metrics::ProxyMetrics;
-pub use process::{ProcessConfig, ProcessPlatform};
+pub use process::{ProcessConfig, ProcessPlatform, free_loopback_port};
 pub use proxied::ProxiedPlatform;
 pub use proxy::{ProxyConfig, ProxyRouter};

@@ -143,9 +143,32 @@ impl std::fmt::Debug for ProcessPlatform {
     }
 }
 
-fn free_port() -> std::io::Result<u16> {
+/// A free loopback port for a process that will bind it itself a moment later (the platform's
+/// instances, or any service a caller starts with a `PORT`).
+///
+/// The port is not asked of the kernel (port 0): those come from its ephemeral range, which is
+/// also where outgoing connections take their local ports, so under load (clients, the proxy's
+/// connections to its backends) one of them can take the port before the instance binds it.
+/// So it is drawn at random from the half below that range, where only a listener asking for
+/// that very number can collide, and checked free; the kernel's choice is the fallback.
+pub fn free_loopback_port() -> std::io::Result<u16> {
+    let low = ephemeral_low().unwrap_or(32_768);
+    if low >= 2_048 {
+        for _ in 0..32 {
+            let port = rand::random_range(low / 2..low);
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     let l = TcpListener::bind(("127.0.0.1", 0))?;
     Ok(l.local_addr()?.port())
+}
+
+/// The lowest port of the kernel's ephemeral range, where Linux says.
+fn ephemeral_low() -> Option<u16> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    range.split_whitespace().next()?.parse().ok()
 }
 
 fn last_line(log: &Path) -> Option<String> {
@@ -195,7 +218,8 @@ impl ProcessPlatform {
     fn spawn(&self, spec: &TrackSpec, index: u32) -> Result<Proc> {
         let fail = |reason: String| Error::platform("process", reason);
         let id = format!("{}-{index}", spec.track());
-        let port = free_port().map_err(|e| fail(format!("no free loopback port for {id}: {e}")))?;
+        let port = free_loopback_port()
+            .map_err(|e| fail(format!("no free loopback port for {id}: {e}")))?;
         let log = self.log_path(spec.service(), &id);
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -491,6 +515,23 @@ impl Platform for ProcessPlatform {
         match &self.locks {
             Some(l) => l.unlock(service, holder),
             None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_ports_come_from_below_the_ephemeral_range() {
+        let low = ephemeral_low().unwrap_or(32_768);
+        for _ in 0..20 {
+            let port = free_loopback_port().unwrap();
+            if low >= 2_048 {
+                assert!((low / 2..low).contains(&port), "{port}, range from {low}");
+            }
+            assert!(TcpListener::bind(("127.0.0.1", port)).is_ok(), "{port}");
         }
     }
 }

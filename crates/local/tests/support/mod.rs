@@ -35,11 +35,7 @@ pub struct Demo {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    serin_local::free_loopback_port().unwrap()
 }
 
 pub async fn start_demo(version: &str, env: &[(&str, &str)]) -> Demo {
