@@ -9,7 +9,10 @@
 //!
 //! Options: `--quick`, `--runs N` (rows with an effect), `--runs-aa N` (A/A rows), `--seed S`,
 //! `--threads N` (default 2; results do not depend on it), `--only TEXT` (rows whose label
-//! contains TEXT), `--set errors|latency|overdispersed|diurnal|tails|late` (repeatable). A row's
+//! contains TEXT), `--set errors|latency|overdispersed|diurnal|tails|late` (repeatable),
+//! `--rho R[,R…]` (the wander autocorrelations of the overdispersed rows; default `0.3,0.6`, the
+//! issue's; a larger one probes how slow a wander the robust modes' 30-second batches tolerate:
+//! `--set overdispersed --rho 0.85`). A row's
 //! streams depend only on the seed, its label and the run count, so a row run alone with `--only`
 //! or `--set` reproduces its line of the full table.
 //!
@@ -65,6 +68,8 @@ struct Options {
     threads: usize,
     only: Vec<String>,
     sets: Vec<String>,
+    /// The wander autocorrelations of the overdispersed rows.
+    rhos: Vec<f64>,
 }
 
 fn parse() -> Result<Options, String> {
@@ -75,6 +80,7 @@ fn parse() -> Result<Options, String> {
         threads: 2,
         only: Vec::new(),
         sets: Vec::new(),
+        rhos: vec![0.3, 0.6],
     };
     let mut args = std::env::args().skip(1);
     let num = |name: &str, v: Option<String>| -> Result<u64, String> {
@@ -94,6 +100,16 @@ fn parse() -> Result<Options, String> {
             "--threads" => o.threads = num("--threads", args.next())? as usize,
             "--only" => o.only.push(args.next().ok_or("--only needs a value")?),
             "--set" => o.sets.push(args.next().ok_or("--set needs a value")?),
+            "--rho" => {
+                let v = args.next().ok_or("--rho needs a value")?;
+                o.rhos = v
+                    .split(',')
+                    .map(|x| match x.trim().parse::<f64>() {
+                        Ok(r) if (0.0..1.0).contains(&r) => Ok(r),
+                        _ => Err(format!("--rho: {x:?} is not an autocorrelation in [0, 1)")),
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
             // cargo bench passes `--bench`; ignore it and any libtest-style flag.
             _ => {}
         }
@@ -101,7 +117,7 @@ fn parse() -> Result<Options, String> {
     Ok(o)
 }
 
-fn scenarios(sets: &[String]) -> Vec<(String, Scenario)> {
+fn scenarios(sets: &[String], rhos: &[f64]) -> Vec<(String, Scenario)> {
     let want = |s: &str| sets.is_empty() || sets.iter().any(|x| x == s);
     let mut rows = Vec::new();
     let loads = [20.0, 500.0];
@@ -145,7 +161,7 @@ fn scenarios(sets: &[String]) -> Vec<(String, Scenario)> {
             [Effect::ErrorRatio(1.0), Effect::ErrorRatio(2.0)],
             [Effect::LatencyShift(0.0), Effect::LatencyShift(0.10)],
         ] {
-            for rho in [0.3, 0.6] {
+            for &rho in rhos {
                 for effect in effects {
                     for share in [0.05, 0.5] {
                         rows.push((
@@ -453,7 +469,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let rows: Vec<(String, Scenario)> = scenarios(&opts.sets)
+    let rows: Vec<(String, Scenario)> = scenarios(&opts.sets, &opts.rhos)
         .into_iter()
         .filter(|(_, s)| opts.only.is_empty() || opts.only.iter().any(|o| s.label().contains(o)))
         .collect();
