@@ -550,8 +550,9 @@ impl PostgresBackup {
         &self.settings
     }
 
-    /// The name of the snapshot database of template-mode backup `id` (derived from the id:
-    /// `serin_snap_` and 20 hex digits of its SHA-256), for operators who look for it.
+    /// The name of the snapshot database of template-mode backup `id` (`serin_snap_` and 20 hex
+    /// digits of the SHA-256 of the source database's name and the id), for operators who look
+    /// for it.
     pub fn snapshot_database(&self, id: &str) -> String {
         self.database_for("snap", id)
     }
@@ -565,9 +566,16 @@ impl PostgresBackup {
     }
 
     /// The snapshot database of template-mode backup `id` (and its restore and swap names):
-    /// derived from the id, so nothing else needs recording.
+    /// derived from the source database and the id, so nothing else needs recording. Ids are
+    /// unique only within one catalog, and providers of other databases on the same server
+    /// hand out the same ids in the same millisecond; the source database in the name keeps
+    /// their snapshots apart.
     fn database_for(&self, what: &str, id: &str) -> String {
-        let digest = hex(&Sha256::digest(id.as_bytes()));
+        let mut hasher = Sha256::new();
+        hasher.update(self.db().as_bytes());
+        hasher.update([0]);
+        hasher.update(id.as_bytes());
+        let digest = hex(&hasher.finalize());
         format!("serin_{what}_{}", digest.get(..20).unwrap_or(&digest))
     }
 
@@ -1273,6 +1281,16 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.len() <= 63 && a.starts_with("serin_snap_"), "{a}");
         assert_ne!(a, p.database_for("restore", "web-1-000"));
+        let other = PostgresBackup::new(PostgresSettings::new(
+            PostgresConnection::new("127.0.0.1", 5432, "app", "billing"),
+            "/tmp/y",
+        ))
+        .unwrap();
+        assert_ne!(
+            a,
+            other.database_for("snap", "web-1-000"),
+            "the same id from another database's catalog"
+        );
     }
 
     #[test]
