@@ -4,6 +4,14 @@
 //!
 //! Targets: ≤ 100 ns per per-second observation for the count test, ≤ 32 KiB per metric per arm.
 //!
+//! After criterion, a table prints each judge's cost per update beside baselines measured back
+//! to back in the same run, on the same samples: for counts, the known-effect likelihood ratio
+//! (a running sum of log-likelihood ratios, the least any sequential statistic does per sample)
+//! and an exact conditional binomial test recomputed from the totals every second (what
+//! re-running a fixed-horizon test at each look costs, without the anytime guarantee); for
+//! latency, merging each second's sketches into cumulative ones and reading both arms' log
+//! moments (the least a test that reads every value and reports the p99 does).
+//!
 //! Instruction counts, repeatable on a busy machine (subtract the `none` run):
 //!
 //! ```text
@@ -18,11 +26,13 @@ use criterion::{BatchSize, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, LogNormal, Poisson};
+use serin_benches::items_per_second;
 use serin_canary::sequential::{
     BatchCountConfig, BatchCountTest, CountTest, CountTestConfig, LatencyTest, LatencyTestConfig,
-    Sides,
+    LogMoments, Sides,
 };
 use serin_signals::LatencySketch;
+use statrs::distribution::{Binomial, DiscreteCDF};
 
 /// Per-second counts: (baseline requests, baseline errors, canary requests, canary errors).
 fn per_second_counts(load: f64, share: f64, rate: f64, n: usize, seed: u64) -> Vec<[u64; 4]> {
@@ -92,11 +102,11 @@ fn count_updates(c: &mut Criterion) {
     g.finish();
 }
 
-fn latency_updates(c: &mut Criterion) {
+/// 200 seconds at 500 req/s with a 5% canary, each arm's second as a sketch.
+fn per_second_sketches() -> Vec<(LatencySketch, LatencySketch)> {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let ln = LogNormal::new(3.0, 0.5).expect("valid");
-    // One second at 500 req/s with a 5% canary, as sketches.
-    let seconds: Vec<(LatencySketch, LatencySketch)> = (0..200)
+    (0..200)
         .map(|_| {
             let (mut b, mut c) = (LatencySketch::new(), LatencySketch::new());
             for _ in 0..475 {
@@ -107,7 +117,11 @@ fn latency_updates(c: &mut Criterion) {
             }
             (b, c)
         })
-        .collect();
+        .collect()
+}
+
+fn latency_updates(c: &mut Criterion) {
+    let seconds = per_second_sketches();
     let mut g = c.benchmark_group("latency_test_update");
     g.throughput(Throughput::Elements(seconds.len() as u64));
     g.bench_function("per_second_sketches/500rps_5pct", |b| {
@@ -180,6 +194,135 @@ fn count_only(mode: &str) {
     );
 }
 
+/// Per-second samples, as [`per_second_counts`] draws them.
+type Samples = [[u64; 4]];
+
+/// One pass of a judge or baseline over the samples.
+type Feed = fn(&Samples);
+
+/// The known-effect likelihood ratio of an error-rate ratio of 2 over `data`: per sample with
+/// errors, one logarithm for the share-weighted rate.
+fn known_effect_lr(data: &Samples) -> f64 {
+    let ln_r = 2f64.ln();
+    let mut llr = 0.0;
+    for [br, be, cr, ce] in data {
+        if br + cr == 0 || be + ce == 0 {
+            continue;
+        }
+        let share = *cr as f64 / (br + cr) as f64;
+        llr += *ce as f64 * ln_r - (be + ce) as f64 * (1.0 + share).ln();
+    }
+    llr
+}
+
+/// The exact one-sided conditional binomial test of "the canary's errors are no more than its
+/// share of all errors", recomputed from the totals after every sample with errors; returns the
+/// smallest p-value.
+fn binomial_recomputed(data: &Samples) -> f64 {
+    let (mut br_t, mut be_t, mut cr_t, mut ce_t) = (0u64, 0u64, 0u64, 0u64);
+    let mut min_p = 1.0f64;
+    for [br, be, cr, ce] in data {
+        (br_t, be_t, cr_t, ce_t) = (br_t + br, be_t + be, cr_t + cr, ce_t + ce);
+        if be + ce == 0 || ce_t == 0 {
+            continue;
+        }
+        let share = cr_t as f64 / (br_t + cr_t) as f64;
+        if let Ok(b) = Binomial::new(share, be_t + ce_t) {
+            min_p = min_p.min(b.sf(ce_t - 1));
+        }
+    }
+    min_p
+}
+
+/// Feeds `d` to a fresh count test of `cfg`.
+fn feed_count(cfg: CountTestConfig, d: &Samples) {
+    let mut t = CountTest::new(cfg).expect("valid config");
+    for [br, be, cr, ce] in d {
+        black_box(t.update(*br, *be, *cr, *ce));
+    }
+}
+
+/// Nanoseconds per item of `f` handling `n` items per call.
+fn ns_per_item(n: usize, passes: u32, f: impl FnMut()) -> f64 {
+    1e9 / items_per_second(n, passes, f)
+}
+
+/// The cost table: each judge beside its baselines, measured back to back on the same samples.
+fn cost_table() {
+    let passes = 15;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let loads = [("500 rps, 5% canary", 500.0), ("20 rps, 5% canary", 20.0)];
+    let data: Vec<Vec<[u64; 4]>> = loads
+        .iter()
+        .map(|(_, load)| per_second_counts(*load, 0.05, 0.005, N, 1))
+        .collect();
+    let rows: [(&str, Feed); 6] = [
+        ("count test, one-sided (the default)", |d| {
+            feed_count(CountTestConfig::new(0.05), d)
+        }),
+        ("count test, two-sided", |d| {
+            feed_count(CountTestConfig::new(0.05).with_sides(Sides::TwoSided), d)
+        }),
+        ("count test, stated share", |d| {
+            let mut t = CountTest::new(CountTestConfig::new(0.05)).expect("valid config");
+            for [_, be, _, ce] in d {
+                black_box(t.update_with_share(*be, *ce, 0.05).ok());
+            }
+        }),
+        ("batched count test (robust mode)", |d| {
+            let mut t = BatchCountTest::new(BatchCountConfig::new(0.05)).expect("valid config");
+            for [br, be, cr, ce] in d {
+                black_box(t.update(*br, *be, *cr, *ce));
+            }
+        }),
+        ("baseline: known-effect LR", |d| {
+            black_box(known_effect_lr(d));
+        }),
+        ("baseline: binomial test recomputed", |d| {
+            black_box(binomial_recomputed(d));
+        }),
+    ];
+    println!();
+    println!(
+        "cost per per-second update — {N} samples, 0.5% errors in both arms, median of {passes} \
+         passes back to back, 1 thread, {cores} cores on the machine"
+    );
+    println!("{:<40} {:>20} {:>20}", "what", loads[0].0, loads[1].0);
+    for (what, f) in rows {
+        let ns: Vec<f64> = data
+            .iter()
+            .map(|d| ns_per_item(N, passes, || f(d)))
+            .collect();
+        println!("{what:<40} {:>17.1} ns {:>17.1} ns", ns[0], ns[1]);
+    }
+    println!("target: count test <= 100 ns per update");
+
+    let seconds = per_second_sketches();
+    let latency = ns_per_item(seconds.len(), passes, || {
+        let mut t = LatencyTest::new(LatencyTestConfig::new(0.05)).expect("valid config");
+        for (bs, cs) in &seconds {
+            black_box(t.update(bs, cs));
+        }
+    });
+    let floor = ns_per_item(seconds.len(), passes, || {
+        let (mut cum_b, mut cum_c) = (LatencySketch::new(), LatencySketch::new());
+        for (bs, cs) in &seconds {
+            cum_b.merge(bs);
+            cum_c.merge(cs);
+            black_box((LogMoments::from_sketch(bs), LogMoments::from_sketch(cs)));
+        }
+        black_box((cum_b, cum_c));
+    });
+    println!();
+    println!("{:<40} {:>20}", "latency, per-second sketches", loads[0].0);
+    println!("{:<40} {:>17.1} µs", "latency test", latency / 1e3);
+    println!(
+        "{:<40} {:>17.1} µs",
+        "baseline: merge sketches, read moments",
+        floor / 1e3
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--count-only") {
@@ -191,4 +334,5 @@ fn main() {
     count_updates(&mut c);
     latency_updates(&mut c);
     c.final_summary();
+    cost_table();
 }

@@ -16,11 +16,12 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serin_benches::items_per_second;
 use serin_signals::{
     Counts, Gauge, HealthSignal, Measurement, Metric, Observation, Probe, ProbeStatus, Timestamp,
     Track, Window,
@@ -134,15 +135,6 @@ fn read_only(obs: &[Observation]) -> f64 {
         .sum()
 }
 
-fn rate(n: usize, reps: u32, mut f: impl FnMut()) -> f64 {
-    f();
-    let start = Instant::now();
-    for _ in 0..reps {
-        f();
-    }
-    n as f64 * f64::from(reps) / start.elapsed().as_secs_f64()
-}
-
 fn bench(c: &mut Criterion, engine: &Engine, obs: &[Observation]) {
     let mut g = c.benchmark_group("triggers");
     g.throughput(Throughput::Elements(obs.len() as u64));
@@ -230,25 +222,25 @@ fn main() {
     }
     let mut e = engine.clone();
     let mut events = 0;
-    let engine_rate = rate(obs.len(), reps, || {
+    let engine_rate = items_per_second(obs.len(), reps, || {
         e = engine.clone();
         events = feed(&mut e, &obs);
     });
-    let clone_rate = rate(obs.len(), reps, || {
+    let clone_rate = items_per_second(obs.len(), reps, || {
         black_box(engine.clone());
     });
     // The engine figure above includes one engine clone per pass; take it out.
     let engine_rate = 1.0 / (1.0 / engine_rate - 1.0 / clone_rate);
-    let route_rate = rate(obs.len(), reps, || {
+    let route_rate = items_per_second(obs.len(), reps, || {
         black_box(route_only(&routes, &obs));
     });
-    let read_rate = rate(obs.len(), reps, || {
+    let read_rate = items_per_second(obs.len(), reps, || {
         black_box(read_only(&obs));
     });
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!();
     println!(
-        "trigger engine throughput — seed {SEED:#x}, {TRIGGERS} triggers over {TRIGGERS} streams, {} observations per pass ({ROUNDS} rounds), {reps} passes, 1 thread, {cores} cores on the machine",
+        "trigger engine throughput — seed {SEED:#x}, {TRIGGERS} triggers over {TRIGGERS} streams, {} observations per pass ({ROUNDS} rounds), median of {reps} passes, 1 thread, {cores} cores on the machine",
         obs.len()
     );
     println!(
