@@ -749,11 +749,23 @@ impl PostgresBackup {
         )
         .await
         .map_err(|e| {
-            self.failed(format!(
-                "cannot copy database `{}` as a template (it must have no other connection \
-                 while the copy is taken): {e}",
-                self.db()
-            ))
+            // Ids are unique per backup directory: a second directory of the same database
+            // can hand out an id whose snapshot the first already holds.
+            let reason = if e.to_string().contains("already exists") {
+                format!(
+                    "snapshot database `{snap}` of backup `{id}` already exists: another backup \
+                     directory of database `{}` took the same id (keep one backup directory \
+                     per database): {e}",
+                    self.db()
+                )
+            } else {
+                format!(
+                    "cannot copy database `{}` as a template (it must have no other connection \
+                     while the copy is taken): {e}",
+                    self.db()
+                )
+            };
+            self.failed(reason)
         })?;
         let rest = async {
             let checks = self.checksums(&snap, None).await?;
@@ -1182,10 +1194,15 @@ mod tests {
     /// A stand-in for `psql` that records its arguments (one per line) and environment, then
     /// fails like a server that refuses the statement.
     fn fake_client(dir: &Path) {
+        failing_client(dir, "refused by the test");
+    }
+
+    /// [`fake_client`] failing with server message `error`.
+    fn failing_client(dir: &Path, error: &str) {
         use std::os::unix::fs::PermissionsExt;
         let script = format!(
             "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > '{0}/args'\nenv > '{0}/env'\n\
-             echo 'ERROR:  refused by the test' >&2\nexit 1\n",
+             echo 'ERROR:  {error}' >&2\nexit 1\n",
             dir.display()
         );
         let path = dir.join("psql");
@@ -1246,6 +1263,27 @@ mod tests {
         // Nothing was left behind by the failed backup.
         assert!(pg.list("shop").await.unwrap().is_empty());
         assert!(std::fs::read_dir(store.path()).unwrap().next().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_name_taken_by_another_directory_is_named_as_the_cause() {
+        let bin = tempfile::tempdir().unwrap();
+        failing_client(bin.path(), r#"database \"serin_snap_0\" already exists"#);
+        let store = tempfile::tempdir().unwrap();
+        let pg = PostgresBackup::new(
+            PostgresSettings::new(conn(), store.path())
+                .with_mode(PostgresMode::Template)
+                .with_bin_dir(bin.path()),
+        )
+        .unwrap();
+        let msg = pg.backup("shop", "v1").await.unwrap_err().to_string();
+        assert!(
+            msg.contains("another backup directory of database `shop`")
+                && msg.contains("serin_snap_")
+                && !msg.contains("no other connection"),
+            "{msg}"
+        );
+        assert!(pg.list("shop").await.unwrap().is_empty());
     }
 
     #[tokio::test]
