@@ -379,6 +379,9 @@ async fn pagerduty_triggers_on_rollback_and_resolves_on_completion_per_deploymen
     assert_eq!(r["routing_key"], ROUTING_KEY);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Channel configuration (secrets in logs are checked in `notify_logs.rs`).
+
 #[tokio::test]
 async fn channels_are_checked_with_the_path_of_the_bad_field() {
     let mut settings = fast_settings();
