@@ -17,6 +17,65 @@
 //!   power-aware pacing.
 //!
 //! Everything here is pure and synchronous: no clock, no I/O; `now` is always a parameter.
+//!
+//! ## A rollout, end to end
+//!
+//! A canary at 10% of 500 requests/s fails 1% of its requests, 1.8 times the baseline's rate.
+//! The caller carries out each [`Action`](controller::Action) and feeds the controller every
+//! second's counts; the default judge may be read after every sample, so the rollback comes the
+//! second its evidence crosses `1/α` (here within the first minute), not at the end of an
+//! analysis interval. Half a minute in, the rollout is journalled and resumed, as after a
+//! restart of the process running it.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use serin_canary::controller::{
+//!     Action, AnalysisStep, CanaryController, CanaryPolicy, ControllerState, Step,
+//! };
+//! use serin_canary::sequential::SequentialCountJudge;
+//! use serin_signals::{Counts, Measurement, Metric, Observation, Timestamp, Track, Window};
+//!
+//! let policy = CanaryPolicy::new(vec![
+//!     Step::SetWeight(10),
+//!     Step::Analysis(AnalysisStep { duration: Duration::from_secs(600), min_samples: 60 }),
+//!     Step::SetWeight(50),
+//! ]);
+//! let judge = SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.0)?;
+//! let mut ctl = CanaryController::new(policy, vec![judge])?;
+//! assert_eq!(ctl.tick(Timestamp::from_millis(0)).action, Action::SetWeight(10));
+//!
+//! let observe = |track, w, requests, errors| -> Result<_, serin_signals::Error> {
+//!     let counts = Measurement::Counts(Counts::new(requests, errors)?);
+//!     Ok(Observation::new(Metric::ErrorRate, track, w, counts))
+//! };
+//! let mut decision = None;
+//! for s in 0..600u64 {
+//!     if s == 30 {
+//!         // Journal the state and the judges; a new process resumes exactly here.
+//!         let (policy, judges, state) = ctl.into_parts();
+//!         let (judges, state) = (serde_json::to_string(&judges)?, serde_json::to_string(&state)?);
+//!         let judges: Vec<SequentialCountJudge> = serde_json::from_str(&judges)?;
+//!         let state: ControllerState = serde_json::from_str(&state)?;
+//!         ctl = CanaryController::from_parts(policy, judges, state)?;
+//!     }
+//!     let start = Timestamp::from_millis(s * 1000);
+//!     let w = Window::new(start, start.saturating_add(Duration::from_secs(1)))?;
+//!     let baseline = observe(Track::Stable, w, 450, 2 + s % 2)?; // 0.56% errors
+//!     let canary = observe(Track::Canary, w, 50, s % 2)?; // 1% errors
+//!     let d = ctl.observe(&baseline, &canary, w.end())?;
+//!     if d.action != Action::Hold {
+//!         decision = Some(d);
+//!         break;
+//!     }
+//! }
+//! let d = decision.expect("the judge decides within the analysis step");
+//! assert_eq!(d.action, Action::Rollback);
+//! assert!(d.at > Timestamp::from_millis(30_000), "after the resume");
+//! assert!(d.at < Timestamp::from_millis(120_000), "long before the step's ten minutes end");
+//! println!("{}: {}", d.reason, d.evidence[0].summary);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod controller;
 pub mod judge;
