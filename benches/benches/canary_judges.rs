@@ -307,8 +307,8 @@ fn cost_table() {
     let floor = ns_per_item(seconds.len(), passes, || {
         let (mut cum_b, mut cum_c) = (LatencySketch::new(), LatencySketch::new());
         for (bs, cs) in &seconds {
-            cum_b.merge(bs);
-            cum_c.merge(cs);
+            cum_b.merge(bs).unwrap();
+            cum_c.merge(cs).unwrap();
             black_box((LogMoments::from_sketch(bs), LogMoments::from_sketch(cs)));
         }
         black_box((cum_b, cum_c));

@@ -249,7 +249,7 @@ proptest! {
                 prop_assert!(lo == f64::NEG_INFINITY && hi == f64::INFINITY);
             }
             let (sb, sc) = (sketch_of(&b), sketch_of(&c));
-            baseline.merge(&sb);
+            baseline.merge(&sb).unwrap();
             test.update(&sb, &sc);
         }
         let (nb, nc) = test.values();

@@ -259,7 +259,7 @@ impl InMemorySource {
                     Measurement::Counts(a.saturating_add(*b))
                 }
                 (Some(Measurement::Latency(mut a)), Measurement::Latency(b)) => {
-                    a.merge(b);
+                    a.merge(b)?;
                     Measurement::Latency(a)
                 }
                 (Some(Measurement::Gauge(a)), Measurement::Gauge(b)) => {

@@ -14,26 +14,180 @@ use crate::error::{Error, Result};
 /// per-instance or per-interval sketches add up to the sketch of the whole. Memory stays bounded
 /// (at most 2,048 bins, about 16 KiB) however many values are added.
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(from = "SketchRepr", into = "SketchRepr")]
+#[serde(try_from = "SketchIn", into = "SketchOut")]
 pub struct LatencySketch {
     inner: DDSketch,
 }
 
 /// The serialized form: an empty sketch is `null`, because DDSketch keeps infinite min/max while
-/// empty and JSON cannot carry infinities.
-#[derive(Serialize, Deserialize)]
+/// empty and JSON cannot carry infinities; a non-empty one is DDSketch's own form.
+#[derive(Serialize)]
 #[serde(transparent)]
-struct SketchRepr(Option<DDSketch>);
+struct SketchOut(Option<DDSketch>);
 
-impl From<SketchRepr> for LatencySketch {
-    fn from(r: SketchRepr) -> Self {
-        r.0.map(|inner| LatencySketch { inner }).unwrap_or_default()
+/// The same form read back, checked ([`DdSketchRepr::check`]) before DDSketch, which trusts it,
+/// reads it.
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct SketchIn(Option<DdSketchRepr>);
+
+/// DDSketch's serialized fields, field for field, so that a sketch read from a journal or a
+/// peer is checked before DDSketch indexes its bins with it: a store whose keys point outside its
+/// bins, or another configuration, would make a later merge or quantile panic.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DdSketchRepr {
+    config: serde_json::Value,
+    store: StoreRepr,
+    negative_store: StoreRepr,
+    min: f64,
+    max: f64,
+    sum: f64,
+    zero_count: u64,
+}
+
+/// The fields of DDSketch's `CollapsingLowestDenseStore`.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreRepr {
+    bins: Vec<u64>,
+    count: u64,
+    min_key: i32,
+    max_key: i32,
+    offset: i32,
+    bin_limit: usize,
+    is_collapsed: bool,
+}
+
+const BIN_LIMIT: u32 = 2048;
+
+fn config() -> Config {
+    Config::new(LatencySketch::RELATIVE_ACCURACY, BIN_LIMIT, 1.0e-3)
+}
+
+impl StoreRepr {
+    /// Checks what DDSketch relies on: the bins sum to the count, fit the bin limit, and hold
+    /// nothing outside the keys `[min_key, max_key]`, which lie inside the bins.
+    fn check(&self, field: &str) -> Result<()> {
+        let invalid = |name: &str, value: &dyn ToString, reason: &str| {
+            Err(Error::invalid(
+                format!("{field}.{name}"),
+                value.to_string(),
+                reason,
+            ))
+        };
+        if self.bin_limit != BIN_LIMIT as usize || self.bins.len() > self.bin_limit {
+            return invalid(
+                "binLimit",
+                &self.bin_limit,
+                "must be the sketch's 2048 bins, with no more bins than that",
+            );
+        }
+        let total = self.bins.iter().try_fold(0u64, |t, b| t.checked_add(*b));
+        if total != Some(self.count) {
+            return invalid("count", &self.count, "must be the sum of the bins");
+        }
+        if self.count == 0 {
+            return Ok(());
+        }
+        let (lo, hi) = (i64::from(self.min_key), i64::from(self.max_key));
+        let first = i64::from(self.offset);
+        let last = first + self.bins.len() as i64 - 1;
+        if !(first <= lo && lo <= hi && hi <= last) {
+            return invalid(
+                "minKey",
+                &format!("{lo}..={hi}"),
+                &format!("the keys must lie within the bins' keys {first}..={last}"),
+            );
+        }
+        let outside = self.bins.iter().enumerate().any(|(i, b)| {
+            let key = first + i as i64;
+            *b > 0 && !(lo..=hi).contains(&key)
+        });
+        if outside {
+            return invalid(
+                "bins",
+                &"[..]",
+                "a bin outside minKey..=maxKey holds values",
+            );
+        }
+        Ok(())
     }
 }
 
-impl From<LatencySketch> for SketchRepr {
+impl DdSketchRepr {
+    /// Checks a serialized sketch; the empty sketch is `None`.
+    fn check(self) -> Result<Option<DDSketch>> {
+        let standard = serde_json::to_value(DDSketch::new(config()))
+            .ok()
+            .and_then(|mut v| v.get_mut("config").map(serde_json::Value::take));
+        if standard.as_ref() != Some(&self.config) {
+            return Err(Error::invalid(
+                "latencySketch.config",
+                self.config,
+                "must be the configuration every latency sketch shares (1% accuracy, 2048 bins)",
+            ));
+        }
+        self.store.check("latencySketch.store")?;
+        self.negative_store.check("latencySketch.negativeStore")?;
+        if self.negative_store.count > 0 {
+            return Err(Error::invalid(
+                "latencySketch.negativeStore.count",
+                self.negative_store.count,
+                "must be 0: latencies are never negative",
+            ));
+        }
+        let Some(count) = self.store.count.checked_add(self.zero_count) else {
+            return Err(Error::invalid(
+                "latencySketch.zeroCount",
+                self.zero_count,
+                "overflows the count of values",
+            ));
+        };
+        if count == 0 {
+            return Ok(None);
+        }
+        if count > LatencySketch::MAX_VALUES {
+            return Err(Error::invalid(
+                "latencySketch.count",
+                count,
+                format!(
+                    "a sketch holds at most {} values",
+                    LatencySketch::MAX_VALUES
+                ),
+            ));
+        }
+        let finite = [self.min, self.max, self.sum].iter().all(|v| v.is_finite());
+        if !(finite && 0.0 <= self.min && self.min <= self.max && self.sum >= 0.0) {
+            return Err(Error::invalid(
+                "latencySketch.min",
+                format!("min {}, max {}, sum {}", self.min, self.max, self.sum),
+                "must be finite with 0 <= min <= max and a sum >= 0",
+            ));
+        }
+        let inner = serde_json::to_value(self)
+            .and_then(serde_json::from_value)
+            .map_err(|e| Error::invalid("latencySketch", "{..}", e.to_string()))?;
+        Ok(Some(inner))
+    }
+}
+
+impl TryFrom<SketchIn> for LatencySketch {
+    type Error = Error;
+    fn try_from(r: SketchIn) -> Result<Self> {
+        let inner = match r.0 {
+            Some(repr) => repr.check()?,
+            None => None,
+        };
+        Ok(inner
+            .map(|inner| LatencySketch { inner })
+            .unwrap_or_default())
+    }
+}
+
+impl From<LatencySketch> for SketchOut {
     fn from(s: LatencySketch) -> Self {
-        SketchRepr((s.count() > 0).then_some(s.inner))
+        SketchOut((s.count() > 0).then_some(s.inner))
     }
 }
 
@@ -71,10 +225,14 @@ impl LatencySketch {
     /// The guaranteed relative accuracy of every quantile.
     pub const RELATIVE_ACCURACY: f64 = 0.01;
 
+    /// The most values one sketch holds, 2⁵³ (ninety years at three million a second): counts
+    /// stay exact as floats, and no sum of counts overflows.
+    pub const MAX_VALUES: u64 = 1 << 53;
+
     /// An empty sketch.
     pub fn new() -> Self {
         LatencySketch {
-            inner: DDSketch::new(Config::new(Self::RELATIVE_ACCURACY, 2048, 1.0e-3)),
+            inner: DDSketch::new(config()),
         }
     }
 
@@ -93,18 +251,39 @@ impl LatencySketch {
                 "must be a finite, non-negative number of milliseconds",
             ));
         }
+        self.room_for("latency.count", count)?;
         self.inner.add_with_count(millis, count);
         Ok(())
     }
 
-    /// Merges `other` into this sketch; the result is the sketch of both sets of values.
-    pub fn merge(&mut self, other: &LatencySketch) {
+    /// Merges `other` into this sketch; the result is the sketch of both sets of values. Errs,
+    /// changing nothing, if that would hold more than [`MAX_VALUES`](Self::MAX_VALUES).
+    pub fn merge(&mut self, other: &LatencySketch) -> Result<()> {
         if other.count() == 0 {
-            return;
+            return Ok(());
         }
-        // Both sides are built with the same configuration, the only case DDSketch refuses.
+        self.room_for("latencySketch.count", other.count())?;
+        // Both sides are built with the same configuration (checked when read back), the only
+        // case DDSketch refuses.
         if self.inner.merge(&other.inner).is_err() {
             unreachable!("latency sketches always share one configuration");
+        }
+        Ok(())
+    }
+
+    /// Errs unless `count` more values fit.
+    fn room_for(&self, field: &str, count: u64) -> Result<()> {
+        match self.count().checked_add(count) {
+            Some(n) if n <= Self::MAX_VALUES => Ok(()),
+            _ => Err(Error::invalid(
+                field,
+                count,
+                format!(
+                    "would take the sketch of {} values past its {} values",
+                    self.count(),
+                    Self::MAX_VALUES
+                ),
+            )),
         }
     }
 
@@ -172,7 +351,7 @@ mod tests {
             }
             all.add(v).unwrap();
         }
-        a.merge(&b);
+        a.merge(&b).unwrap();
         assert_eq!(a, all);
     }
 
@@ -185,6 +364,100 @@ mod tests {
         assert_eq!(s.count(), 0);
         assert_eq!(s.quantile(0.5), None);
         assert_eq!(s.mean(), None);
+        // Counts past the limit are refused too, by adding and by merging.
+        s.add_n(5.0, LatencySketch::MAX_VALUES).unwrap();
+        let e = s.add(5.0).unwrap_err().to_string();
+        assert!(e.contains("latency.count") && e.contains("past"), "{e}");
+        let mut one = LatencySketch::new();
+        one.add(7.0).unwrap();
+        assert!(
+            s.merge(&one)
+                .unwrap_err()
+                .to_string()
+                .contains("latencySketch.count")
+        );
+        assert!(s.add_n(5.0, u64::MAX).is_err());
+        assert_eq!((s.count(), s.max()), (LatencySketch::MAX_VALUES, Some(5.0)));
+        one.merge(&LatencySketch::new()).unwrap();
+        assert_eq!(one.count(), 1);
+    }
+
+    /// A sketch of a few values as its serialized form, edited by `edit`, read back.
+    fn edited(edit: impl FnOnce(&mut serde_json::Value)) -> Result<LatencySketch> {
+        let mut s = LatencySketch::new();
+        for v in [0.0, 3.0, 12.5, 12.5, 250.0] {
+            s.add(v).unwrap();
+        }
+        let mut v = serde_json::to_value(&s).unwrap();
+        edit(&mut v);
+        serde_json::from_value(v).map_err(|e| Error::invalid("json", "", e.to_string()))
+    }
+
+    #[test]
+    fn a_sketch_read_back_is_checked_before_it_is_used() {
+        let unchanged = edited(|_| {}).unwrap();
+        assert_eq!((unchanged.count(), unchanged.max()), (5, Some(250.0)));
+        let refused = [
+            (
+                edited(|v| v["config"]["gamma"] = 1.05.into()),
+                "latencySketch.config",
+            ),
+            (
+                edited(|v| v["config"]["offset"] = 3.into()),
+                "latencySketch.config",
+            ),
+            (
+                edited(|v| v["store"]["bins"] = serde_json::json!([])),
+                "latencySketch.store.count",
+            ),
+            (
+                edited(|v| v["store"]["count"] = 9.into()),
+                "latencySketch.store.count",
+            ),
+            (
+                edited(|v| v["store"]["offset"] = 10_000.into()),
+                "latencySketch.store.minKey",
+            ),
+            (
+                edited(|v| v["store"]["bin_limit"] = 10.into()),
+                "latencySketch.store.binLimit",
+            ),
+            (
+                edited(|v| v["store"]["max_key"] = v["store"]["min_key"].clone()),
+                "latencySketch.store.bins",
+            ),
+            (
+                edited(|v| {
+                    v["negative_store"] = v["store"].clone();
+                }),
+                "latencySketch.negativeStore.count",
+            ),
+            (
+                edited(|v| v["zero_count"] = u64::MAX.into()),
+                "latencySketch.zeroCount",
+            ),
+            (
+                edited(|v| v["zero_count"] = LatencySketch::MAX_VALUES.into()),
+                "latencySketch.count",
+            ),
+            (edited(|v| v["min"] = (-1.0).into()), "latencySketch.min"),
+            (edited(|v| v["min"] = 300.0.into()), "latencySketch.min"),
+        ];
+        for (i, (r, field)) in refused.into_iter().enumerate() {
+            let e = r.expect_err(field).to_string();
+            assert!(e.contains(field), "case {i}: {e}");
+        }
+        // A store whose bin was raised with its count stays consistent, so it is accepted, and
+        // merges without panicking.
+        let mut more = edited(|v| {
+            let bins = v["store"]["bins"].as_array_mut().unwrap();
+            let at = bins.iter().position(|b| b.as_u64() > Some(0)).unwrap();
+            bins[at] = (bins[at].as_u64().unwrap() + 1).into();
+            v["store"]["count"] = (v["store"]["count"].as_u64().unwrap() + 1).into();
+        })
+        .unwrap();
+        more.merge(&unchanged).unwrap();
+        assert_eq!(more.count(), 11);
     }
 
     #[test]

@@ -130,7 +130,7 @@ proptest! {
                         total = total.saturating_add(c);
                     }
                     if let Some(s) = latency(&world, track.clone(), w).await {
-                        merged.merge(&s);
+                        merged.merge(&s).unwrap();
                     }
                 }
                 let all = counts(&world, track.clone(), whole).await.unwrap();
