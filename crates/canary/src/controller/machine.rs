@@ -279,8 +279,8 @@ impl<J: Judge> CanaryController<J> {
             for i in users {
                 let j = self.judges[i].observe(&sample)?;
                 if has_data {
-                    self.state.step_samples[i] += 1;
-                    self.state.total_samples[i] += 1;
+                    self.state.step_samples[i] = self.state.step_samples[i].saturating_add(1);
+                    self.state.total_samples[i] = self.state.total_samples[i].saturating_add(1);
                 }
                 if let Some(slot) = self.state.judgements.get_mut(i) {
                     *slot = Some(j);

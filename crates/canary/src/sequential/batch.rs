@@ -26,7 +26,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::counts::Sides;
+use super::counts::{Sides, share_of};
 use super::ttest::SequentialT;
 use crate::judge::Interval;
 use crate::{Error, Result};
@@ -192,10 +192,10 @@ impl BatchCountTest {
         canary_requests: u64,
         canary_errors: u64,
     ) -> bool {
-        self.updates += 1;
+        self.updates = self.updates.saturating_add(1);
         let r0 = self.null_ratio();
         let o = &mut self.open;
-        o.samples += 1;
+        o.samples = o.samples.saturating_add(1);
         o.baseline_requests = o.baseline_requests.saturating_add(baseline_requests);
         o.canary_requests = o.canary_requests.saturating_add(canary_requests);
         o.baseline_errors = o
@@ -204,13 +204,12 @@ impl BatchCountTest {
         o.canary_errors = o
             .canary_errors
             .saturating_add(canary_errors.min(canary_requests));
-        let n = o.baseline_requests + o.canary_requests;
         if o.baseline_requests == 0 || o.canary_requests == 0 {
             return self.rejected_at.is_some();
         }
-        let share = o.canary_requests as f64 / n as f64;
+        let share = share_of(o.canary_requests, o.baseline_requests);
         let theta0 = share * r0 / (share * r0 + 1.0 - share);
-        let errors = (o.baseline_errors + o.canary_errors) as f64;
+        let errors = o.baseline_errors as f64 + o.canary_errors as f64;
         if o.samples >= self.config.min_samples
             && errors * theta0.min(1.0 - theta0) >= self.config.min_expected_errors
         {

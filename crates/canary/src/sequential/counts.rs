@@ -43,7 +43,8 @@
 //! filling cache), and a test that only multiplies likelihood ratios since the start must first
 //! repay the small losses of the good period. So a second component, weighted
 //! [`CountTestConfig::restart_weight`], mixes fixed bets `r̂ ∈ r₀·{1.5, 2.5, 5}` over **start
-//! times**: a candidate start every [`CountTestConfig::restart_every`] errors. Half of the prior
+//! times**: a candidate start every [`CountTestConfig::restart_every`] errors (those a burst of
+//! errors makes due at one sample start as one, with their summed weight). Half of the prior
 //! is spread evenly in time over the first `H` samples ([`CountTestConfig::restart_horizon`],
 //! an hour of one-second samples): the `k`-th candidate, started at sample `t_k`, takes
 //! `½·(min(t_k, H) − min(t_{k−1}, H))/H`, the share of the samples since the candidate before
@@ -104,7 +105,7 @@ use statrs::function::gamma::ln_gamma;
 
 use super::logspace::{log_add_exp, log_mean_exp, log_sum_exp};
 use super::scatter::ErrorScatter;
-use super::starts::{check_start_mixture, start_tail, start_weight, unknown_start};
+use super::starts::{check_start_mixture, start_tail, start_weight, start_weights, unknown_start};
 use crate::judge::Interval;
 use crate::{Error, Result};
 
@@ -428,12 +429,12 @@ impl Direction {
                 self.cache_grid[j] = self.cache_d0 / (1.0 + share * (r0 * g - 1.0));
             }
         }
-        let e = c + b;
+        let e = c.saturating_add(b);
         let guess = (self.weighted_tested + p.prior_weight * p.prior_ratio)
             / (self.weighted_other + p.prior_weight);
         let r_hat = guess.clamp(r0, p.max_ratio);
         let d1 = 1.0 + share * (r_hat - 1.0);
-        let (cf, ef) = (c as f64, e as f64);
+        let (cf, ef) = (c as f64, c as f64 + b as f64);
         if e <= LINEAR_MAX_ERRORS {
             // Exact integer powers: no transcendental call on the common path.
             let (ci, ei) = (c as u32, e as u32);
@@ -579,11 +580,16 @@ struct Segment {
     baseline_errors: u64,
 }
 
+/// The canary's share of the requests of a sample or a batch, summed in floats so that no count
+/// overflows.
+pub(super) fn share_of(canary_requests: u64, baseline_requests: u64) -> f64 {
+    canary_requests as f64 / (canary_requests as f64 + baseline_requests as f64)
+}
+
 impl Segment {
     fn share(&self) -> f64 {
-        let n = self.canary_requests + self.baseline_requests;
-        if n > 0 {
-            self.canary_requests as f64 / n as f64
+        if self.canary_requests > 0 || self.baseline_requests > 0 {
+            share_of(self.canary_requests, self.baseline_requests)
         } else {
             self.stated_share
         }
@@ -724,11 +730,11 @@ impl CountTest {
             .baseline_requests
             .saturating_add(baseline_requests);
         s.segment.canary_requests = s.segment.canary_requests.saturating_add(canary_requests);
-        s.updates += 1;
-        if baseline_requests == 0 || canary_requests == 0 || b + c == 0 {
+        s.updates = s.updates.saturating_add(1);
+        if baseline_requests == 0 || canary_requests == 0 || (b == 0 && c == 0) {
             return s.rejected_at.is_some();
         }
-        let share = canary_requests as f64 / (canary_requests + baseline_requests) as f64;
+        let share = share_of(canary_requests, baseline_requests);
         self.bet(c, b, share)
     }
 
@@ -757,7 +763,7 @@ impl CountTest {
         let s = &mut self.state;
         s.totals.baseline_errors = s.totals.baseline_errors.saturating_add(baseline_errors);
         s.totals.canary_errors = s.totals.canary_errors.saturating_add(canary_errors);
-        s.updates += 1;
+        s.updates = s.updates.saturating_add(1);
         if baseline_errors.saturating_add(canary_errors) == 0 {
             return Ok(s.rejected_at.is_some());
         }
@@ -793,19 +799,19 @@ impl CountTest {
         s.segment.baseline_errors = s.segment.baseline_errors.saturating_add(b);
         s.scatter.add(c, b, share);
         s.errors_bet = s.errors_bet.saturating_add(c.saturating_add(b));
-        if p.restarts {
-            let every = s.config.restart_every;
-            while s.errors_bet >= s.next_start.saturating_mul(every) {
-                let (k, last, t) = (s.next_start, s.last_start_at, s.updates);
-                let ln_pi = start_weight(k, last, t, s.config.restart_horizon).ln();
-                s.worse.add_start(p, ln_pi);
-                if two_sided {
-                    s.better.add_start(p, ln_pi);
-                }
-                s.next_start += 1;
-                // A state saved before candidates kept their times keeps its time half spent.
-                s.last_start_at = last.max(t);
+        let every = s.config.restart_every;
+        if p.restarts && s.errors_bet >= s.next_start.saturating_mul(every) {
+            // Every candidate due by now starts at this sample, as one with their summed weight.
+            let (k, last, t) = (s.next_start, s.last_start_at, s.updates);
+            let through = (s.errors_bet / every).max(k);
+            let ln_pi = start_weights(k, through, last, t, s.config.restart_horizon).ln();
+            s.worse.add_start(p, ln_pi);
+            if two_sided {
+                s.better.add_start(p, ln_pi);
             }
+            s.next_start = through.saturating_add(1);
+            // A state saved before candidates kept their times keeps its time half spent.
+            s.last_start_at = last.max(t);
         }
         if s.rejected_at.is_none()
             && (s.worse.could_reach(p) || (two_sided && s.better.could_reach(p)))
@@ -888,7 +894,7 @@ impl CountTest {
     pub fn ratio_estimate(&self) -> f64 {
         let s = &self.state.segment;
         let share = s.share();
-        if !(share > 0.0 && share < 1.0) || s.baseline_errors + s.canary_errors == 0 {
+        if !(share > 0.0 && share < 1.0) || (s.baseline_errors == 0 && s.canary_errors == 0) {
             return f64::NAN;
         }
         (s.canary_errors as f64 / share) / (s.baseline_errors as f64 / (1.0 - share))
@@ -902,7 +908,7 @@ impl CountTest {
     pub fn ratio_interval(&self) -> Option<Interval> {
         let s = &self.state.segment;
         let share = s.share();
-        if s.canary_errors + s.baseline_errors == 0 || !(share > 0.0 && share < 1.0) {
+        if (s.canary_errors == 0 && s.baseline_errors == 0) || !(share > 0.0 && share < 1.0) {
             return None;
         }
         let (lo, hi) = beta_mixture_cs(

@@ -117,7 +117,7 @@ impl Seen {
             None => w,
             Some(s) => Window::new(s.start().min(w.start()), s.end().max(w.end())).unwrap_or(s),
         });
-        self.samples += 1;
+        self.samples = self.samples.saturating_add(1);
     }
 }
 

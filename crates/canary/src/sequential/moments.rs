@@ -203,7 +203,7 @@ pub(crate) struct Spread {
 impl Spread {
     pub(crate) fn add(&mut self, m: &LogMoments) {
         self.sum_sq_dev += m.sum_sq_dev();
-        self.dof += m.count().saturating_sub(1);
+        self.dof = self.dof.saturating_add(m.count().saturating_sub(1));
     }
 
     /// The plain estimate of the variance (NaN without degrees of freedom).

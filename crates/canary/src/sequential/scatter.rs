@@ -42,7 +42,7 @@ impl Scatter {
             return;
         }
         let w = 1.0 / v;
-        self.n += 1;
+        self.n = self.n.saturating_add(1);
         self.weight += w;
         let delta = d - self.mean;
         self.mean += delta * w / self.weight;

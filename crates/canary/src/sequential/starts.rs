@@ -23,15 +23,25 @@ fn time_spent(t: u64, horizon: u64) -> f64 {
 /// `last` is `u64::MAX` in states saved before candidates kept their times: the time half then
 /// counts as spent, which only lowers the e-value.
 pub(crate) fn start_weight(k: u64, last: u64, t: u64, horizon: u64) -> f64 {
+    start_weights(k, k, last, t, horizon)
+}
+
+/// `Σ_{j=k}^{through} π_j`, the summed weight of candidates `k` to `through` all starting at
+/// sample `t`: they would hold the same sums, so one candidate with their weight is the same
+/// mixture, whatever the number of candidates one sample makes due. The first takes the time
+/// since `last`, the others none; the decaying halves telescope to
+/// `½ (through − k + 1)/((k + 1)(through + 2))`. Indices are taken as floats, so no index
+/// overflows.
+pub(crate) fn start_weights(k: u64, through: u64, last: u64, t: u64, horizon: u64) -> f64 {
     let time = (time_spent(t, horizon) - time_spent(last, horizon)).max(0.0);
-    let (k1, k2) = ((k + 1) as f64, (k + 2) as f64);
-    0.5 * time + 0.5 / (k1 * k2)
+    let (k, through) = (k as f64, (through as f64).max(k as f64));
+    0.5 * time + 0.5 * (through - k + 1.0) / ((k + 1.0) * (through + 2.0))
 }
 
 /// `Σ_{k' ≥ k} π_k'`, the prior weight of the candidates not started yet, the last started at
 /// sample `last`.
 pub(crate) fn start_tail(k: u64, last: u64, horizon: u64) -> f64 {
-    0.5 * (1.0 - time_spent(last, horizon)) + 0.5 / (k + 1) as f64
+    0.5 * (1.0 - time_spent(last, horizon)) + 0.5 / (k as f64 + 1.0)
 }
 
 /// The sample of the last candidate start in states saved before candidates kept their times.
@@ -118,7 +128,7 @@ impl StartMixture {
             let quad = lambda * lambda * v / 2.0;
             self.log_up[j] = log_add_exp(self.log_up[j], ln_pi - lambda * up + quad);
             self.log_down[j] = log_add_exp(self.log_down[j], ln_pi + lambda * down + quad);
-            self.started[j] += 1;
+            self.started[j] = self.started[j].saturating_add(1);
             // A state saved before candidates kept their times keeps its time half spent.
             self.last_at[j] = self.last_at[j].max(t);
             self.next_at[j] = v + START_SPACING / (lambda * lambda);
@@ -173,6 +183,26 @@ mod tests {
             check_sums(&regular, horizon);
             check_sums(&[3, 3, 3, 50, 51, 4_000, 4_000, 9_000], horizon);
         }
+    }
+
+    #[test]
+    fn candidates_due_together_weigh_what_they_would_one_by_one() {
+        let one_by_one = start_weight(7, 100, 400, 3_600)
+            + (8..=40)
+                .map(|k| start_weight(k, 400, 400, 3_600))
+                .sum::<f64>();
+        let together = start_weights(7, 40, 100, 400, 3_600);
+        assert!(
+            (one_by_one - together).abs() < 1e-15,
+            "{one_by_one} vs {together}"
+        );
+        // And the tail after them is what is left.
+        let spent_before = 1.0 - start_tail(7, 100, 3_600);
+        let left = start_tail(41, 400, 3_600);
+        assert!((spent_before + together + left - 1.0).abs() < 1e-12);
+        // The largest indices stay finite and positive.
+        let w = start_weights(u64::MAX - 1, u64::MAX, 0, 0, 3_600);
+        assert!(w.is_finite() && w > 0.0 && start_tail(u64::MAX, 0, 3_600).is_finite());
     }
 
     #[test]

@@ -47,7 +47,7 @@ impl SequentialT {
         if !x.is_finite() {
             return;
         }
-        self.n += 1;
+        self.n = self.n.saturating_add(1);
         let d = x - self.mean;
         self.mean += d / self.n as f64;
         self.m2 += d * (x - self.mean);

@@ -180,26 +180,26 @@ impl ArgoJudge {
     pub fn measure(&mut self, result: Option<f64>) -> ArgoPhase {
         let result = result.filter(|v| v.is_finite());
         let phase = self.evaluate(result);
-        self.count += 1;
+        self.count = self.count.saturating_add(1);
         match phase {
             ArgoPhase::Error => {
-                self.errors += 1;
-                self.consecutive_errors += 1;
+                self.errors = self.errors.saturating_add(1);
+                self.consecutive_errors = self.consecutive_errors.saturating_add(1);
                 self.consecutive_successes = 0;
             }
             ArgoPhase::Failed => {
-                self.failed += 1;
+                self.failed = self.failed.saturating_add(1);
                 self.consecutive_errors = 0;
                 self.consecutive_successes = 0;
             }
             ArgoPhase::Inconclusive => {
-                self.inconclusive += 1;
+                self.inconclusive = self.inconclusive.saturating_add(1);
                 self.consecutive_errors = 0;
                 self.consecutive_successes = 0;
             }
             ArgoPhase::Successful | ArgoPhase::Running => {
                 self.consecutive_errors = 0;
-                self.consecutive_successes += 1;
+                self.consecutive_successes = self.consecutive_successes.saturating_add(1);
             }
         }
         self.last = Some((phase, result));

@@ -117,9 +117,9 @@ impl FlaggerJudge {
             None if self.config.no_data_fails => CheckOutcome::Failed,
             None => CheckOutcome::NoData,
         };
-        self.checks += 1;
+        self.checks = self.checks.saturating_add(1);
         if outcome == CheckOutcome::Failed {
-            self.failed_checks += 1;
+            self.failed_checks = self.failed_checks.saturating_add(1);
         }
         self.last = Some((outcome, value));
         outcome
