@@ -1,6 +1,7 @@
 //! Crash and resume at every journal write of one canary run: the executor is stopped right
 //! after each record is written (before it acts), a new orchestrator resumes from the journal,
-//! and the deployment ends exactly as an uninterrupted run does, with no event lost.
+//! and the deployment ends exactly as an uninterrupted run does, with no event lost. A record
+//! edited so that its configuration no longer validates is refused on resume.
 
 mod support;
 
@@ -8,8 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serin_orchestrator::{Event, Outcome, Platform, Report};
+use serin_orchestrator::{Event, Journal, Outcome, Platform, Report};
 use serin_signals::Track;
+use serin_traffic::TrafficRouter;
 use support::{SERVICE, World, canary_config, drain};
 
 struct Run {
@@ -205,4 +207,36 @@ async fn on_resume_rollback_rolls_an_interrupted_canary_back() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_whose_config_no_longer_validates_is_refused_on_resume() {
+    let world = Arc::new(World::new());
+    world.set_rate("1.0.0", 0.005);
+    world.set_rate("1.1.0", 0.005);
+    let _traffic = world.spawn_traffic();
+    world.install("1.0.0").await;
+    let h = world
+        .orchestrator()
+        .start(&canary_config("1.1.0"), SERVICE)
+        .await
+        .expect("start");
+    let id = h.id().to_owned();
+    while h.status().weight < 10.0 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    h.kill();
+    // The journal's last record, edited by hand: a canary step of 0%.
+    let mut edited = world.journal.all().last().expect("records").clone();
+    edited.seq += 1;
+    edited.state.config.canary_config.increment_percentage = 0;
+    world.journal.append(&edited).await.expect("append");
+    let split = world.router.current().await.expect("split");
+    let Err(e) = world.orchestrator().resume(&id).await else {
+        panic!("a record whose config does not validate was resumed");
+    };
+    assert!(e.to_string().contains("incrementPercentage"), "{e}");
+    // Nothing moved: the split is as the killed run left it.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(world.router.current().await.expect("split"), split);
 }

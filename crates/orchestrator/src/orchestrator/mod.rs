@@ -468,13 +468,15 @@ impl Orchestrator {
     /// may see the last ones twice, with the same sequence numbers), then continues — or rolls
     /// back when the config says `onResume: rollback`. Resuming a finished deployment only
     /// announces its final events again (a crash may have come between writing and announcing
-    /// them) and returns its report.
+    /// them) and returns its report. A record whose configuration no longer validates (a
+    /// journal edited by hand) is refused with the configuration's error, and nothing moves.
     pub async fn resume(&self, deployment: &str) -> Result<DeploymentHandle> {
         let records = self.inner.journal.records(deployment).await?;
         let Some(last) = records.last().cloned() else {
             return Err(Error::not_found("deployment", deployment));
         };
         let state = last.state.clone();
+        state.config.validate()?;
         let guard = self.lock_service(&state.service)?;
         self.inner.platform.lock(&state.service, &state.id).await?;
         let backends = self.backends(&state.service)?;
