@@ -10,11 +10,7 @@ use support::{SERVICE, World, canary_config, drain, rollback_reason};
 
 #[tokio::test(start_paused = true)]
 async fn a_healthy_canary_is_promoted_and_the_old_track_retired() {
-    let world = Arc::new(World::new());
-    world.set_rate("1.0.0", 0.005);
-    world.set_rate("1.1.0", 0.005);
-    let _traffic = world.spawn_traffic();
-    world.install("1.0.0").await;
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
     let orchestrator = world.orchestrator();
     let mut events = orchestrator.subscribe();
     let handle = orchestrator
@@ -53,11 +49,7 @@ async fn a_healthy_canary_is_promoted_and_the_old_track_retired() {
 
 #[tokio::test(start_paused = true)]
 async fn a_canary_with_five_percent_errors_is_rolled_back_by_the_judge() {
-    let world = Arc::new(World::new());
-    world.set_rate("1.0.0", 0.005);
-    world.set_rate("1.1.0", 0.05);
-    let _traffic = world.spawn_traffic();
-    world.install("1.0.0").await;
+    let (world, _traffic) = World::serving(0.005, 0.05).await;
     let mut config = canary_config("1.1.0");
     config.monitoring.error_rate_threshold = None;
     let report = world.deploy(&config).await;
@@ -129,11 +121,7 @@ async fn an_absolute_threshold_rolls_back_through_its_trigger() {
 
 #[tokio::test(start_paused = true)]
 async fn a_canary_that_cannot_finish_in_time_is_rolled_back_at_the_deadline() {
-    let world = Arc::new(World::new());
-    world.set_rate("1.0.0", 0.005);
-    world.set_rate("1.1.0", 0.005);
-    let _traffic = world.spawn_traffic();
-    world.install("1.0.0").await;
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
     let mut config = canary_config("1.1.0");
     config.max_deployment_duration = std::time::Duration::from_secs(90);
     let report = world.deploy(&config).await;
@@ -149,11 +137,7 @@ async fn a_canary_that_cannot_finish_in_time_is_rolled_back_at_the_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn a_metrics_outage_holds_the_canary_and_never_promotes() {
-    let world = Arc::new(World::new());
-    world.set_rate("1.0.0", 0.005);
-    world.set_rate("1.1.0", 0.005);
-    let _traffic = world.spawn_traffic();
-    world.install("1.0.0").await;
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
     world.source.set_unavailable(true);
     let mut config = canary_config("1.1.0");
     config.max_deployment_duration = std::time::Duration::from_secs(600);

@@ -14,11 +14,7 @@ use serin_signals::{HealthSignal, Probe, ProbeStatus, Track};
 use support::{SERVICE, World, canary_config, v};
 
 async fn healthy_world() -> Arc<World> {
-    let world = Arc::new(World::new());
-    world.set_rate("1.0.0", 0.005);
-    world.set_rate("1.1.0", 0.005);
-    world.spawn_traffic();
-    world.install("1.0.0").await;
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
     world
 }
 

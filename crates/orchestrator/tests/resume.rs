@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serin_orchestrator::{Event, Journal, Outcome, Platform, Report};
@@ -25,11 +24,7 @@ struct Run {
 /// Runs the canary of 1.1.0 over 1.0.0 (error rates given), crashing after the `crash_at`-th
 /// record of the deployment when given.
 async fn run(old_rate: f64, new_rate: f64, crash_at: Option<usize>) -> Run {
-    let world = Arc::new(World::new());
-    world.set_rate("1.0.0", old_rate);
-    world.set_rate("1.1.0", new_rate);
-    let _traffic = world.spawn_traffic();
-    world.install("1.0.0").await;
+    let (world, _traffic) = World::serving(old_rate, new_rate).await;
     let before = world.journal.len();
     let first = world.orchestrator();
     let mut events = first.subscribe();
@@ -169,11 +164,7 @@ async fn a_rolled_back_canary_survives_a_crash_at_every_journal_write() {
 
 #[tokio::test(start_paused = true)]
 async fn on_resume_rollback_rolls_an_interrupted_canary_back() {
-    let world = Arc::new(World::new());
-    world.set_rate("1.0.0", 0.005);
-    world.set_rate("1.1.0", 0.005);
-    let _traffic = world.spawn_traffic();
-    world.install("1.0.0").await;
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
     let mut config = canary_config("1.1.0");
     config.on_resume = serin_orchestrator::OnResume::Rollback;
     let first = world.orchestrator();
@@ -211,11 +202,7 @@ async fn on_resume_rollback_rolls_an_interrupted_canary_back() {
 
 #[tokio::test(start_paused = true)]
 async fn a_record_whose_config_no_longer_validates_is_refused_on_resume() {
-    let world = Arc::new(World::new());
-    world.set_rate("1.0.0", 0.005);
-    world.set_rate("1.1.0", 0.005);
-    let _traffic = world.spawn_traffic();
-    world.install("1.0.0").await;
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
     let h = world
         .orchestrator()
         .start(&canary_config("1.1.0"), SERVICE)

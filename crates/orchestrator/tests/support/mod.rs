@@ -132,6 +132,17 @@ impl World {
         })
     }
 
+    /// A world serving 1.0.0 under traffic, with 1.0.0 and 1.1.0 failing the given shares of
+    /// requests; the traffic generator runs as long as the returned handle is kept or dropped.
+    pub async fn serving(old_rate: f64, new_rate: f64) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
+        let world = Arc::new(World::new());
+        world.set_rate("1.0.0", old_rate);
+        world.set_rate("1.1.0", new_rate);
+        let traffic = world.spawn_traffic();
+        world.install("1.0.0").await;
+        (world, traffic)
+    }
+
     /// Installs `version` as the first release (no analysis: nothing to compare with).
     pub async fn install(&self, version: &str) {
         let config =
