@@ -14,7 +14,13 @@ use serin_traffic::{Plan, PlanCursor, TrafficSplit};
 use serin_triggers::Engine;
 
 use crate::config::{DeploymentConfig, StrategyKind};
+use crate::error::{Error, Result};
 use crate::event::Phase;
+
+/// The largest journal or event sequence number a deployment may resume from: 2⁵³, more than
+/// any deployment writes (a record a millisecond for 285,000 years), and the largest integer
+/// every JSON reader keeps exact. Above it, a record was edited or damaged.
+pub(crate) const MAX_SEQ: u64 = 1 << 53;
 
 /// A version running as a track.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +63,24 @@ pub enum Stage {
     RollingBack,
     /// Over; see the outcome.
     Done,
+}
+
+impl fmt::Display for Stage {
+    /// The stage's name as journal records spell it (`rollingBack`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::Validation => "validation",
+            Stage::Preparation => "preparation",
+            Stage::BringUp => "bringUp",
+            Stage::WaitReady => "waitReady",
+            Stage::Canary => "canary",
+            Stage::Switch => "switch",
+            Stage::Monitoring => "monitoring",
+            Stage::Completion => "completion",
+            Stage::RollingBack => "rollingBack",
+            Stage::Done => "done",
+        })
+    }
 }
 
 impl Stage {
@@ -420,6 +444,61 @@ impl DeploymentState {
     pub fn is_done(&self) -> bool {
         self.stage == Stage::Done
     }
+
+    /// Checks a state read back from a journal before a deployment resumes from it: the
+    /// configuration validates, the numbers are in range, and the fields agree with the stage
+    /// as the executor leaves them (a canary stage holds its controller and the version it is
+    /// compared with, a finished deployment its outcome). A record edited by hand or damaged
+    /// is refused with the field and the reason, before anything moves.
+    pub fn check_restored(&self) -> Result<()> {
+        self.config.validate()?;
+        if !(self.weight.is_finite() && (0.0..=100.0).contains(&self.weight)) {
+            return Err(Error::invalid(
+                "state.weight",
+                format!("{:?}", self.weight),
+                "must be a percentage in [0, 100]",
+            ));
+        }
+        if self.next_event > MAX_SEQ {
+            return Err(Error::invalid(
+                "state.nextEvent",
+                self.next_event,
+                "is past 2^53, more events than any deployment announces",
+            ));
+        }
+        let missing = |field: &str, reason: &str| {
+            Err(Error::invalid(
+                field,
+                "null",
+                format!("the {} stage needs it: {reason}", self.stage),
+            ))
+        };
+        match self.stage {
+            Stage::Canary | Stage::Switch if self.from.is_none() => missing(
+                "state.from",
+                "traffic moves from the version that ran before",
+            ),
+            Stage::Canary if self.canary.is_none() => {
+                missing("state.canary", "the canary controller decides the weight")
+            }
+            Stage::Switch if self.plan.is_none() => {
+                missing("state.plan", "the traffic plan moves the weight")
+            }
+            Stage::Monitoring | Stage::Completion if self.promoted_at.is_none() => missing(
+                "state.promotedAt",
+                "the new version was promoted before it is watched",
+            ),
+            Stage::Done if self.outcome.is_none() => {
+                missing("state.outcome", "a finished deployment has an outcome")
+            }
+            stage if stage != Stage::Done && self.outcome.is_some() => Err(Error::invalid(
+                "state.outcome",
+                "…",
+                format!("only a finished deployment has an outcome, not one in the {stage} stage"),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -463,6 +542,34 @@ pub(crate) mod tests {
         assert_eq!(Stage::Monitoring.phase(), Phase::Monitoring);
         assert_eq!(Stage::RollingBack.phase(), Phase::Rollback);
         assert!(!sample_state().is_done());
+    }
+
+    #[test]
+    fn stages_display_as_journal_records_spell_them() {
+        for stage in [
+            Stage::Validation,
+            Stage::Preparation,
+            Stage::BringUp,
+            Stage::WaitReady,
+            Stage::Canary,
+            Stage::Switch,
+            Stage::Monitoring,
+            Stage::Completion,
+            Stage::RollingBack,
+            Stage::Done,
+        ] {
+            let json = serde_json::to_string(&stage).expect("serialize");
+            assert_eq!(json, format!("\"{stage}\""));
+        }
+    }
+
+    #[test]
+    fn a_fresh_state_passes_the_restore_check_and_an_inconsistent_one_does_not() {
+        let mut state = sample_state();
+        state.check_restored().expect("a fresh state");
+        state.stage = Stage::Canary;
+        let e = state.check_restored().expect_err("a canary stage without a controller");
+        assert!(e.to_string().contains("state.canary"), "{e}");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::journal::Journal;
 use crate::platform::Platform;
 use crate::report::Report;
 use crate::run::Runner;
-use crate::state::{DeploymentState, Outcome, Placement, Stage};
+use crate::state::{DeploymentState, MAX_SEQ, Outcome, Placement, Stage};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -468,20 +468,48 @@ impl Orchestrator {
     /// may see the last ones twice, with the same sequence numbers), then continues — or rolls
     /// back when the config says `onResume: rollback`. Resuming a finished deployment only
     /// announces its final events again (a crash may have come between writing and announcing
-    /// them) and returns its report. A record whose configuration no longer validates (a
-    /// journal edited by hand) is refused with the configuration's error, and nothing moves.
+    /// them) and returns its report.
+    ///
+    /// A record edited by hand or damaged is refused with the field and the reason, and
+    /// nothing moves: one whose configuration no longer validates, or whose fields disagree
+    /// (see [`DeploymentState::check_restored`]). A record written by a clock ahead of this
+    /// one is observed from now, so the new version is watched at once.
     pub async fn resume(&self, deployment: &str) -> Result<DeploymentHandle> {
         let records = self.inner.journal.records(deployment).await?;
         let Some(last) = records.last().cloned() else {
             return Err(Error::not_found("deployment", deployment));
         };
-        let state = last.state.clone();
-        state.config.validate()?;
+        let mut state = last.state.clone();
+        if state.id != last.deployment {
+            return Err(Error::invalid(
+                "state.id",
+                &state.id,
+                format!("the record is of deployment `{}`", last.deployment),
+            ));
+        }
+        if last.seq >= MAX_SEQ {
+            return Err(Error::invalid(
+                "seq",
+                last.seq,
+                "is past 2^53, more records than any deployment writes",
+            ));
+        }
+        state.check_restored()?;
+        let now = self.inner.clock.now();
+        if state.observed_until > now {
+            // The record was written by a clock ahead of this one: the next window starts
+            // now, or nothing would watch the new version until this clock caught up.
+            tracing::warn!(
+                deployment = %state.id,
+                ahead_ms = state.observed_until.as_millis() - now.as_millis(),
+                "the journal's last observation is ahead of this clock; observing from now"
+            );
+            state.observed_until = now;
+        }
         let guard = self.lock_service(&state.service)?;
         self.inner.platform.lock(&state.service, &state.id).await?;
         let backends = self.backends(&state.service)?;
-        let seq = last.seq + 1;
-        Ok(self.spawn(state, seq, Some(last), backends, guard))
+        Ok(self.spawn(state, last.seq + 1, Some(last), backends, guard))
     }
 
     /// The status of a deployment as its last journal record has it (running or not).
