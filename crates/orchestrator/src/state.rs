@@ -568,7 +568,9 @@ pub(crate) mod tests {
         let mut state = sample_state();
         state.check_restored().expect("a fresh state");
         state.stage = Stage::Canary;
-        let e = state.check_restored().expect_err("a canary stage without a controller");
+        let e = state
+            .check_restored()
+            .expect_err("a canary stage without a controller");
         assert!(e.to_string().contains("state.canary"), "{e}");
     }
 

@@ -10,22 +10,49 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use serin_orchestrator::{Journal, Outcome, Record};
-use serin_signals::Track;
+use serin_orchestrator::{
+    DeploymentConfig, Journal, Outcome, Placement, Record, Stage, StrategyKind, TrafficStrategyKind,
+};
 use serin_traffic::TrafficRouter;
 use support::{SERVICE, World, canary_config};
 
-/// A canary of 1.1.0 over 1.0.0 (error rates given), killed once the new version's weight
-/// reaches `weight`; returns the world and the journal's last record.
+/// What is deployed: a canary, or a gradual blue-green switch (25% every 30 s).
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Canary,
+    BlueGreen,
+}
+
+/// A deployment of 1.1.0 over 1.0.0 (error rates given), killed once the new version's
+/// weight reaches `weight`; returns the world and the journal's last record.
 async fn killed_at(
+    kind: Kind,
     weight: f64,
     old_rate: f64,
     new_rate: f64,
 ) -> (Arc<World>, tokio::task::JoinHandle<()>, Record) {
-    let (world, traffic) = World::serving(old_rate, new_rate).await;
+    let (world, traffic, config) = match kind {
+        Kind::Canary => {
+            let (world, traffic) = World::serving(old_rate, new_rate).await;
+            (world, traffic, canary_config("1.1.0"))
+        }
+        Kind::BlueGreen => {
+            let world = Arc::new(World::new());
+            world.set_rate("1.0.0", old_rate);
+            world.set_rate("1.1.0", new_rate);
+            let traffic = world.spawn_traffic();
+            let install = blue_green("1.0.0", TrafficStrategyKind::Immediate);
+            world.orchestrator().run(&install).await.expect("install");
+            (
+                world,
+                traffic,
+                blue_green("1.1.0", TrafficStrategyKind::Gradual),
+            )
+        }
+    };
     let h = world
         .orchestrator()
-        .start(&canary_config("1.1.0"), SERVICE)
+        .start(&config, SERVICE)
         .await
         .expect("start");
     while h.status().weight < weight {
@@ -36,10 +63,25 @@ async fn killed_at(
     (world, traffic, last)
 }
 
+fn blue_green(version: &str, traffic: TrafficStrategyKind) -> DeploymentConfig {
+    let mut c = canary_config(version);
+    c.strategy = StrategyKind::BlueGreen;
+    c.blue_green_config.traffic_strategy = traffic;
+    c.blue_green_config.traffic_increment = 25.0;
+    c.blue_green_config.traffic_interval = Duration::from_secs(30);
+    c
+}
+
 /// Appends `edited` as the deployment's next record and resumes from it. `Err` holds the
 /// refusal, after checking that nothing moved; `Ok` holds the outcome, after checking that it
-/// agrees with what is live.
-async fn resume_edited(world: &World, mut edited: Record) -> Result<Outcome, String> {
+/// agrees with what is live: the new version after a success, the old one (`from` and `to`
+/// as the record had them before the edit) after a rollback.
+async fn resume_edited(
+    world: &World,
+    mut edited: Record,
+    from: &Placement,
+    to: &Placement,
+) -> Result<Outcome, String> {
     let id = edited.deployment.clone();
     edited.seq = edited.seq.saturating_add(1);
     world.journal.append(&edited).await.expect("append");
@@ -64,30 +106,52 @@ async fn resume_edited(world: &World, mut edited: Record) -> Result<Outcome, Str
         .outcome
         .clone()
         .expect("an ended deployment has an outcome");
-    let live = world.live_version().await;
-    let expected = match outcome {
-        Outcome::Succeeded => Some((Track::Canary, "1.1.0".to_owned())),
-        _ => Some((Track::Stable, "1.0.0".to_owned())),
+    let live = match outcome {
+        Outcome::Succeeded => to,
+        _ => from,
     };
-    assert_eq!(live, expected, "{outcome:?} with {live:?} live\n{report}");
+    assert_eq!(
+        world.live_version().await,
+        Some((live.track.clone(), live.version.to_string())),
+        "{outcome:?}\n{report}"
+    );
     Ok(outcome)
+}
+
+/// Resumes from the last record of a killed canary at 10%, edited by `edit`.
+async fn resume_canary_edited(
+    old_rate: f64,
+    new_rate: f64,
+    edit: impl FnOnce(&mut Record, &World),
+) -> (Arc<World>, Result<Outcome, String>) {
+    let (world, _traffic, mut record) = killed_at(Kind::Canary, 10.0, old_rate, new_rate).await;
+    let (from, to) = (
+        record.state.from.clone().expect("from"),
+        record.state.to.clone(),
+    );
+    edit(&mut record, &world);
+    let result = resume_edited(&world, record, &from, &to).await;
+    (world, result)
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_record_from_a_clock_ahead_is_observed_from_now() {
     // The record says the canary was observed up to two hours from now, as a journal written
     // on a machine whose clock is two hours ahead does. The canary serves 10× the errors.
-    let (world, _traffic, mut edited) = killed_at(10.0, 0.005, 0.05).await;
-    let resumed_at = world.clock.now();
-    edited.state.observed_until = resumed_at.saturating_add(Duration::from_secs(2 * 3600));
-    let outcome = resume_edited(&world, edited).await.expect("resumed");
-    let Outcome::RolledBack { reason } = outcome else {
-        panic!("a failing canary was promoted: {outcome:?}");
+    let mut resumed_at = None;
+    let (world, result) = resume_canary_edited(0.005, 0.05, |r, world| {
+        let now = world.clock.now();
+        r.state.observed_until = now.saturating_add(Duration::from_secs(2 * 3600));
+        resumed_at = Some(now);
+    })
+    .await;
+    let Ok(Outcome::RolledBack { reason }) = result else {
+        panic!("a failing canary was not rolled back: {result:?}");
     };
     // Rolled back on the evidence, within minutes: not at the deadline two hours on, after a
     // wait during which nothing watched the canary.
     assert!(!reason.contains("maxDeploymentDuration"), "{reason}");
-    let took = world.clock.now().as_millis() - resumed_at.as_millis();
+    let took = world.clock.now().as_millis() - resumed_at.expect("edited").as_millis();
     assert!(
         took < 10 * 60 * 1000,
         "rolled back {took} ms after resuming"
@@ -131,7 +195,7 @@ async fn a_record_whose_fields_disagree_is_refused_naming_the_field() {
         ),
         (
             "an end without an outcome",
-            |r| r.state.stage = serin_orchestrator::Stage::Done,
+            |r| r.state.stage = Stage::Done,
             "state.outcome",
         ),
         (
@@ -141,36 +205,28 @@ async fn a_record_whose_fields_disagree_is_refused_naming_the_field() {
         ),
     ];
     for (what, edit, field) in cases {
-        let (world, _traffic, mut edited) = killed_at(10.0, 0.005, 0.005).await;
-        edit(&mut edited);
-        let e = resume_edited(&world, edited)
-            .await
-            .expect_err(&format!("{what}: resumed"));
+        let (_world, result) = resume_canary_edited(0.005, 0.005, |r, _| edit(r)).await;
+        let e = result.expect_err(&format!("{what}: resumed"));
         assert!(e.contains(&format!("{field} ")), "{what}: {e}");
     }
 }
 
-/// Every leaf of `v` to edit, as a path; `state.config` is left out (resume validates it as a
-/// whole), and the pure cores' own state only at its top (their crates edit every field).
+/// Every field of `v` to edit, as a path. `state.config` is left out (resume validates it as a
+/// whole), and the canary's controller and judges are edited only at their top (the canary
+/// crate's `restored_state` tests edit every field of theirs).
 fn paths(v: &Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
-    let opaque = |p: &[String]| {
-        p == ["state", "config"]
-            || (p.len() >= 3
-                && p[0] == "state"
-                && ["canary", "triggers", "plan"].contains(&p[1].as_str()))
-    };
     let visit = |key: String, x: &Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>| {
         path.push(key);
-        if path.as_slice() != ["state", "config"] {
+        let canary_inside = path.len() > 3 && path[..2] == ["state", "canary"];
+        if path.as_slice() != ["state", "config"] && !canary_inside {
             out.push(path.clone());
-        }
-        if !opaque(path) {
             paths(x, path, out);
         }
         path.pop();
     };
     match v {
         Value::Object(m) => m.iter().for_each(|(k, x)| visit(k.clone(), x, path, out)),
+        // An array itself and its first two entries.
         Value::Array(a) => a
             .iter()
             .take(2)
@@ -187,25 +243,25 @@ fn at<'a>(v: &'a mut Value, path: &[String]) -> &'a mut Value {
     })
 }
 
-/// One edit on its own thread and runtime, so that a panic or a hang fails it alone.
-fn run_edit(weight: f64, path: Vec<String>, value: Value) -> String {
+/// One edit, on its own thread and runtime so that a panic or a hang fails with its name.
+fn run_edit(kind: Kind, weight: f64, path: Vec<String>, value: Value) -> String {
     let (tx, rx) = mpsc::channel();
-    let label = format!("{} = {value} at {weight}%", path.join("."));
+    let label = format!("{kind:?} at {weight}%: {} = {value}", path.join("."));
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .expect("runtime");
+        let rt = paused_runtime();
         let result = rt.block_on(async move {
-            let (world, _traffic, last) = killed_at(weight, 0.005, 0.005).await;
+            let (world, _traffic, last) = killed_at(kind, weight, 0.005, 0.005).await;
+            let (from, to) = (
+                last.state.from.clone().expect("from"),
+                last.state.to.clone(),
+            );
             let mut record = serde_json::to_value(&last).expect("serialize");
             *at(&mut record, &path) = value;
             // An edit the record's own type refuses never reaches resume.
             let Ok(edited) = serde_json::from_value::<Record>(record) else {
                 return "unreadable".to_owned();
             };
-            match resume_edited(&world, edited).await {
+            match resume_edited(&world, edited, &from, &to).await {
                 Ok(outcome) => format!("{outcome:?}"),
                 Err(e) => format!("refused: {e}"),
             }
@@ -214,6 +270,14 @@ fn run_edit(weight: f64, path: Vec<String>, value: Value) -> String {
     });
     rx.recv_timeout(Duration::from_secs(20))
         .unwrap_or_else(|_| panic!("{label}: panicked or hung"))
+}
+
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("runtime")
 }
 
 #[test]
@@ -226,27 +290,27 @@ fn no_edit_of_a_record_panics_hangs_or_ends_against_the_traffic() {
         json!(""),
         Value::Null,
     ];
-    let mut refused = 0;
-    let mut ran = 0;
-    // In the canary stage, and in the watch after promotion.
-    for weight in [10.0, 100.0] {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .expect("runtime");
-        let last = rt.block_on(async { killed_at(weight, 0.005, 0.005).await.2 });
+    let (mut refused, mut ran) = (0, 0);
+    // In a canary's analysis, in the watch after its promotion, and halfway through a
+    // blue-green switch.
+    for (kind, weight) in [
+        (Kind::Canary, 10.0),
+        (Kind::Canary, 100.0),
+        (Kind::BlueGreen, 50.0),
+    ] {
+        let last =
+            paused_runtime().block_on(async { killed_at(kind, weight, 0.005, 0.005).await.2 });
         let record = serde_json::to_value(&last).expect("serialize");
         let mut all = Vec::new();
         paths(&record, &mut Vec::new(), &mut all);
         for path in all {
             for value in &values {
-                let result = run_edit(weight, path.clone(), value.clone());
+                let result = run_edit(kind, weight, path.clone(), value.clone());
                 refused += usize::from(result.starts_with("refused"));
                 ran += usize::from(!result.starts_with("refused") && result != "unreadable");
             }
         }
     }
-    // Both kinds happen: the sweep reaches resume and the executor, not only serde.
+    // Both kinds of answer come: the edits reach resume and the executor, not only serde.
     assert!(refused > 0 && ran > 0, "refused {refused}, ran {ran}");
 }
