@@ -4,30 +4,20 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serin_compat::{Fleet, Matrix, Registry, Release, Validator};
 use serin_orchestrator::{
     EventKind, Orchestrator, Outcome, Platform, ServiceBackends, StrategyKind, TrafficStrategyKind,
 };
 use serin_signals::Track;
-use support::{SERVICE, World, canary_config, rollback_reason, v};
-
-fn blue_green(version: &str, traffic: TrafficStrategyKind) -> serin_orchestrator::DeploymentConfig {
-    let mut c = canary_config(version);
-    c.strategy = StrategyKind::BlueGreen;
-    c.blue_green_config.traffic_strategy = traffic;
-    c.blue_green_config.traffic_increment = 25.0;
-    c.blue_green_config.traffic_interval = Duration::from_secs(30);
-    c
-}
+use support::{SERVICE, World, blue_green_config, rollback_reason, v};
 
 async fn world_on_blue() -> Arc<World> {
     let world = Arc::new(World::new());
     world.set_rate("1.0.0", 0.005);
     world.set_rate("1.1.0", 0.005);
     world.spawn_traffic();
-    let config = blue_green("1.0.0", TrafficStrategyKind::Immediate);
+    let config = blue_green_config("1.0.0", TrafficStrategyKind::Immediate);
     let r = world.orchestrator().run(&config).await.expect("install");
     assert_eq!(r[0].outcome, Some(Outcome::Succeeded));
     assert_eq!(
@@ -53,7 +43,7 @@ async fn a_gradual_blue_green_switch_moves_to_green_and_retires_blue() {
     let world = world_on_blue().await;
     let report = world
         .orchestrator()
-        .run(&blue_green("1.1.0", TrafficStrategyKind::Gradual))
+        .run(&blue_green_config("1.1.0", TrafficStrategyKind::Gradual))
         .await
         .expect("run")
         .remove(0);
@@ -92,7 +82,7 @@ async fn a_failing_green_is_switched_back_to_blue_by_the_error_rate_threshold() 
     world.set_rate("1.1.0", 0.30);
     let report = world
         .orchestrator()
-        .run(&blue_green("1.1.0", TrafficStrategyKind::Gradual))
+        .run(&blue_green_config("1.1.0", TrafficStrategyKind::Gradual))
         .await
         .expect("run")
         .remove(0);
@@ -111,7 +101,7 @@ async fn an_immediate_switch_is_watched_after_promotion_and_switched_back() {
     world.set_rate("1.1.0", 0.30);
     let report = world
         .orchestrator()
-        .run(&blue_green("1.1.0", TrafficStrategyKind::Immediate))
+        .run(&blue_green_config("1.1.0", TrafficStrategyKind::Immediate))
         .await
         .expect("run")
         .remove(0);
@@ -133,7 +123,7 @@ async fn an_immediate_switch_is_watched_after_promotion_and_switched_back() {
 #[tokio::test(start_paused = true)]
 async fn blue_green_with_canary_brings_green_up_fully_then_judges_then_switches() {
     let world = world_on_blue().await;
-    let mut config = blue_green("1.1.0", TrafficStrategyKind::Immediate);
+    let mut config = blue_green_config("1.1.0", TrafficStrategyKind::Immediate);
     config.strategy = StrategyKind::BlueGreenWithCanary;
     config.canary_config.target_percentage = 50;
     let report = world.deploy(&config).await;
@@ -194,7 +184,7 @@ async fn a_blocked_upgrade_stops_at_validation_with_the_explanation() {
         .build();
     let applies = world.router.apply_count();
     let report = o
-        .run(&blue_green("1.1.0", TrafficStrategyKind::Immediate))
+        .run(&blue_green_config("1.1.0", TrafficStrategyKind::Immediate))
         .await
         .expect("run")
         .remove(0);
@@ -205,7 +195,7 @@ async fn a_blocked_upgrade_stops_at_validation_with_the_explanation() {
     assert_eq!(world.router.apply_count(), applies, "nothing changed");
     assert!(world.platform.status(SERVICE, &Track::Green).await.is_err());
     let plan = o
-        .plan(&blue_green("1.1.0", TrafficStrategyKind::Immediate))
+        .plan(&blue_green_config("1.1.0", TrafficStrategyKind::Immediate))
         .await
         .expect("plan");
     assert!(plan[0].steps[0].contains("BLOCKED"), "{:?}", plan[0].steps);

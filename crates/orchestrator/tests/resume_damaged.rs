@@ -10,11 +10,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use serin_orchestrator::{
-    DeploymentConfig, Journal, Outcome, Placement, Record, Stage, StrategyKind, TrafficStrategyKind,
-};
+use serin_orchestrator::{Journal, Outcome, Placement, Record, Stage, TrafficStrategyKind};
 use serin_traffic::TrafficRouter;
-use support::{SERVICE, World, canary_config};
+use support::{SERVICE, World, blue_green_config, canary_config};
 
 /// What is deployed: a canary, or a gradual blue-green switch (25% every 30 s).
 #[derive(Clone, Copy, Debug)]
@@ -41,12 +39,12 @@ async fn killed_at(
             world.set_rate("1.0.0", old_rate);
             world.set_rate("1.1.0", new_rate);
             let traffic = world.spawn_traffic();
-            let install = blue_green("1.0.0", TrafficStrategyKind::Immediate);
+            let install = blue_green_config("1.0.0", TrafficStrategyKind::Immediate);
             world.orchestrator().run(&install).await.expect("install");
             (
                 world,
                 traffic,
-                blue_green("1.1.0", TrafficStrategyKind::Gradual),
+                blue_green_config("1.1.0", TrafficStrategyKind::Gradual),
             )
         }
     };
@@ -61,15 +59,6 @@ async fn killed_at(
     h.kill();
     let last = world.journal.all().last().expect("records").clone();
     (world, traffic, last)
-}
-
-fn blue_green(version: &str, traffic: TrafficStrategyKind) -> DeploymentConfig {
-    let mut c = canary_config(version);
-    c.strategy = StrategyKind::BlueGreen;
-    c.blue_green_config.traffic_strategy = traffic;
-    c.blue_green_config.traffic_increment = 25.0;
-    c.blue_green_config.traffic_interval = Duration::from_secs(30);
-    c
 }
 
 /// Appends `edited` as the deployment's next record and resumes from it. `Err` holds the

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serin_orchestrator::{
     Clock, DeploymentConfig, Event, InMemoryJournal, InMemoryPlatform, Orchestrator, Outcome,
-    Platform, Report, ServiceBackends, StrategyKind,
+    Platform, Report, ServiceBackends, StrategyKind, TrafficStrategyKind,
 };
 use serin_signals::{InMemoryHealth, InMemorySource, Metric, Timestamp, Track, Window};
 use serin_traffic::{InMemoryRouter, TrafficRouter};
@@ -184,7 +184,16 @@ pub fn canary_config(version: &str) -> DeploymentConfig {
     c
 }
 
-/// Every event received so far.
+/// A blue-green config on [`canary_config`]'s timings: with a gradual switch, 25% every 30 s.
+pub fn blue_green_config(version: &str, traffic: TrafficStrategyKind) -> DeploymentConfig {
+    let mut c = canary_config(version);
+    c.strategy = StrategyKind::BlueGreen;
+    c.blue_green_config.traffic_strategy = traffic;
+    c.blue_green_config.traffic_increment = 25.0;
+    c.blue_green_config.traffic_interval = Duration::from_secs(30);
+    c
+}
+
 /// The reason of a rolled-back deployment; panics with the report otherwise.
 pub fn rollback_reason(report: &Report) -> &str {
     match &report.outcome {
@@ -193,6 +202,7 @@ pub fn rollback_reason(report: &Report) -> &str {
     }
 }
 
+/// Every event received so far.
 pub fn drain(rx: &mut broadcast::Receiver<Event>) -> Vec<Event> {
     let mut out = Vec::new();
     while let Ok(e) = rx.try_recv() {
