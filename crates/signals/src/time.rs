@@ -59,8 +59,17 @@ impl Timestamp {
     }
 }
 
+/// The last millisecond RFC 3339 can write, 9999-12-31T23:59:59.999Z.
+const LAST_RFC3339_MILLIS: u64 = 253_402_300_799_999;
+
+/// RFC 3339 with milliseconds (`2023-11-14T22:13:20.000Z`). A timestamp past the year 9999,
+/// which RFC 3339 cannot write (a clock or a record gone wrong), is written as milliseconds
+/// since the epoch (`253402300800000 ms since the Unix epoch`).
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 > LAST_RFC3339_MILLIS {
+            return write!(f, "{} ms since the Unix epoch", self.0);
+        }
         let t = UNIX_EPOCH + Duration::from_millis(self.0);
         write!(f, "{}", humantime::format_rfc3339_millis(t))
     }
@@ -185,5 +194,13 @@ mod tests {
             Duration::ZERO
         );
         assert_eq!(Timestamp::EPOCH.to_string(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            Timestamp::from_millis(LAST_RFC3339_MILLIS).to_string(),
+            "9999-12-31T23:59:59.999Z"
+        );
+        assert_eq!(
+            Timestamp::from_millis(u64::MAX).to_string(),
+            "18446744073709551615 ms since the Unix epoch"
+        );
     }
 }

@@ -61,6 +61,28 @@ fn stream() -> impl Strategy<Value = Vec<(u64, Option<f64>)>> {
 }
 
 /// Feeds the stream; returns the events and the timed readings.
+/// A count or a time in milliseconds, often at an end of its range.
+fn extreme() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        Just(0),
+        Just(u64::MAX),
+        Just(1 << 53),
+        0u64..100_000,
+        any::<u64>(),
+    ]
+}
+
+/// A gauge reading, often at an end of the finite range.
+fn extreme_f64() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        Just(0.0),
+        Just(f64::MAX),
+        Just(-f64::MAX),
+        Just(f64::MIN_POSITIVE),
+        -1e6..1e6f64,
+    ]
+}
+
 fn run(
     duration: u64,
     cooldown: u64,
@@ -203,37 +225,50 @@ proptest! {
         prop_assert_eq!(got, all);
     }
 
-    /// Arbitrary inputs never panic, and a rejected input leaves the engine as it was.
+    /// Arbitrary inputs never panic, even at the ends of the ranges (counts and times up to
+    /// `u64::MAX`, windows of any length, gauges up to `f64::MAX`); a rejected input leaves the
+    /// engine as it was; every event's evidence renders, and the engine survives a journal.
     #[test]
     fn arbitrary_inputs_never_panic(
-        s in prop::collection::vec((0u64..4, 0u64..3, 0u64..4, 0u64..100_000, 0u64..1_000, 0u64..1_000), 1..100)
+        s in prop::collection::vec((0u64..4, 0u64..3, 0u64..5, extreme(), extreme(), extreme(), extreme(), extreme_f64()), 1..100)
     ) {
         let config: EngineConfig = serde_json::from_str(r#"{"triggers": [
             {"kind":"errorSpike","id":"s","baselineTrack":"stable"},
             {"kind":"resourceUsage","id":"cpu","resource":"cpu","capacity":1,"rollbackPercent":90},
             {"kind":"metricThreshold","id":"lat","metric":"latency","operator":"gt","value":10},
-            {"kind":"dependencyFailure","id":"d","dependency":"db","callMetric":"cpu","maxCallErrorRate":0.1}
+            {"kind":"dependencyFailure","id":"d","dependency":"db","callMetric":"cpu","maxCallErrorRate":0.1},
+            {"kind":"healthCheck","id":"h","serviceName":"app","checkType":"readiness","failureThreshold":3,"checkInterval":5000}
         ]}"#).unwrap();
         let mut e = Engine::new(config, Timestamp::EPOCH).unwrap();
-        for (m, t, kind, at, a, b) in s {
+        for (m, t, kind, at, a, b, len, f) in s {
             let metric = [Metric::ErrorRate, Metric::Cpu, Metric::Latency, Metric::Throughput][m as usize].clone();
             let track = [Track::Canary, Track::Stable, Track::Blue][t as usize].clone();
             let measurement = match kind {
                 0 => Measurement::Counts(Counts::new(a.max(b), a.min(b)).unwrap()),
-                1 => Measurement::Gauge(Gauge::new(a as f64 / 100.0).unwrap()),
+                1 => Measurement::Gauge(Gauge::new(f).unwrap()),
                 2 => {
                     let mut sk = serin_signals::LatencySketch::new();
-                    sk.add_n(a as f64, b).unwrap();
+                    // Past `LatencySketch::MAX_VALUES` the sketch refuses and stays empty.
+                    let _ = sk.add_n(f.abs(), b);
                     Measurement::Latency(sk)
+                }
+                3 => {
+                    let status = if a % 2 == 0 { ProbeStatus::Fail } else { ProbeStatus::Pass };
+                    e.observe_health(&HealthSignal::new(track.clone(), Probe::Readiness, status, Timestamp::from_millis(at)));
+                    Measurement::NoData
                 }
                 _ => Measurement::NoData,
             };
-            let w = Window::ending_at(Timestamp::from_millis(at), Duration::from_secs(1));
+            let w = Window::ending_at(Timestamp::from_millis(at), Duration::from_millis(len));
             let before = serde_json::to_string(&e).unwrap();
             if e.observe(&Observation::new(metric, track, w, measurement)).is_err() {
                 prop_assert_eq!(serde_json::to_string(&e).unwrap(), before);
             }
             e.tick(Timestamp::from_millis(at));
+            for event in e.drain_events() {
+                let _ = event.evidence.to_string();
+            }
+            e = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
         }
     }
 }
