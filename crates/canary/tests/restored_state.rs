@@ -1,6 +1,6 @@
 //! A judge or a controller restored from a journal whose record was edited or damaged is either
 //! refused with an error or keeps working: whatever one field holds, it neither panics nor hangs.
-//! Extreme counts fed through the public API are taken the same way.
+//! Extreme counts, times and durations fed through the public API are taken the same way.
 
 mod common;
 
@@ -13,17 +13,18 @@ use common::{Rng, counts, latency, second};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use serin_canary::controller::{
-    AnalysisStep, CanaryController, CanaryPolicy, ControllerState, Step,
+    AnalysisStep, CanaryController, CanaryPolicy, Command, ControllerState, Pacing, Pause,
+    PromotionGate, Step,
 };
 use serin_canary::judge::{Judge, Sample};
 use serin_canary::kayenta::{KayentaConfig, KayentaJudge, Quantity};
 use serin_canary::sequential::{
     BatchCountConfig, CountMode, CountTestConfig, LatencyTestConfig, LatencyVariance,
-    SequentialCountJudge, SequentialLatencyJudge, Sides,
+    SequentialCountJudge, SequentialJudge, SequentialLatencyJudge, Sides,
 };
 use serin_canary::severity::SeverityBands;
 use serin_canary::threshold::{ArgoConfig, ArgoJudge, FlaggerConfig, FlaggerJudge, Range};
-use serin_signals::{LatencySketch, Measurement, Metric, Observation, Timestamp, Track};
+use serin_signals::{LatencySketch, Measurement, Metric, Observation, Timestamp, Track, Window};
 
 /// Every kind of state a journal holds for the canary.
 #[derive(Debug, Clone, Copy)]
@@ -392,6 +393,104 @@ fn sketches_at_their_limit_are_taken_without_a_panic() {
             let c = full(Track::Canary, w, 12.0 + s as f64);
             let j = judge.observe(&Sample::new(&b, &c, Some(0.5), w.end()).unwrap());
             assert!(j.is_ok(), "{variance:?} at second {s}: {j:?}");
+        }
+    }
+}
+
+/// A count, a time in milliseconds or a window length, often at an end of its range.
+fn extreme() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        Just(0),
+        Just(u64::MAX),
+        Just(u64::MAX - 1),
+        Just(1 << 53),
+        0u64..1_000,
+        any::<u64>(),
+    ]
+}
+
+fn extreme_duration() -> impl Strategy<Value = Duration> {
+    prop_oneof![
+        Just(Duration::ZERO),
+        Just(Duration::MAX),
+        Just(Duration::from_millis(u64::MAX)),
+        (0u64..100_000).prop_map(Duration::from_millis),
+    ]
+}
+
+fn extreme_step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (0u8..=100).prop_map(Step::SetWeight),
+        prop::option::of(extreme_duration()).prop_map(|duration| Step::Pause(Pause { duration })),
+        (extreme_duration(), extreme()).prop_map(|(duration, min_samples)| {
+            Step::Analysis(AnalysisStep {
+                duration,
+                min_samples,
+            })
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A controller with pacing, a promotion gate, deadlines and one judge of each sequential
+    /// kind takes any counts, latencies, times, window lengths, commands and step durations
+    /// without a panic, and its state always survives a journal.
+    #[test]
+    fn a_controller_takes_extreme_inputs_without_a_panic(
+        steps in prop::collection::vec(extreme_step(), 1..6),
+        max_duration in prop::option::of(extreme_duration()),
+        progress_deadline in prop::option::of(extreme_duration()),
+        inputs in prop::collection::vec(
+            (0u8..6, extreme(), extreme(), extreme(), extreme(), extreme()),
+            1..80,
+        ),
+    ) {
+        let mut policy = CanaryPolicy::new(steps);
+        policy.max_duration = max_duration;
+        policy.progress_deadline = progress_deadline;
+        policy.pacing = Some(Pacing::default());
+        policy.promotion = Some(PromotionGate::new(0.05, 0.05).unwrap());
+        prop_assume!(policy.validate().is_ok());
+        let judges: Vec<SequentialJudge> = vec![
+            count_judge(Kind::Count).into(),
+            count_judge(Kind::TwoSidedCount).into(),
+            count_judge(Kind::BatchedCount).into(),
+            latency_judge(LatencyVariance::WithinBatch).into(),
+            latency_judge(LatencyVariance::BetweenBatches).into(),
+        ];
+        let mut ctl = CanaryController::new(policy, judges).unwrap();
+        for (input, at, length, a, b, c) in inputs {
+            let now = Timestamp::from_millis(at);
+            let w = Window::ending_at(now, Duration::from_millis(length));
+            let sketch = |v: u64, n: u64| {
+                let mut s = LatencySketch::new();
+                // Past `LatencySketch::MAX_VALUES` the sketch refuses and stays as it was.
+                let _ = s.add_n((v % 100_000) as f64 / 7.0, n);
+                Measurement::Latency(s)
+            };
+            let decision = match input {
+                0 | 1 => {
+                    let base = counts(Metric::ErrorRate, Track::Stable, w, a.max(b), a.min(b));
+                    let canary = counts(Metric::ErrorRate, Track::Canary, w, a.max(c), a.min(c));
+                    ctl.observe(&base, &canary, now).ok()
+                }
+                2 => {
+                    let base = Observation::new(Metric::Latency, Track::Stable, w, sketch(a, b));
+                    let canary = Observation::new(Metric::Latency, Track::Canary, w, sketch(c, b ^ a));
+                    ctl.observe(&base, &canary, now).ok()
+                }
+                3 => Some(ctl.tick(now)),
+                4 => ctl.command(Command::Resume, now).ok(),
+                _ => ctl.command(Command::Promote, now).ok(),
+            };
+            if let Some(d) = decision {
+                prop_assert!(!d.reason.is_empty());
+                serde_json::to_string(&d.evidence).unwrap();
+            }
+            let saved = serde_json::to_string(ctl.state()).unwrap();
+            let _: ControllerState = serde_json::from_str(&saved).unwrap();
         }
     }
 }

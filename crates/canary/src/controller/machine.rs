@@ -291,7 +291,10 @@ impl<J: Judge> CanaryController<J> {
                     (&baseline.measurement, &canary.measurement)
             {
                 let s = &mut self.state;
-                s.step_errors = s.step_errors.saturating_add(b.errors() + c.errors());
+                s.step_errors = s
+                    .step_errors
+                    .saturating_add(b.errors())
+                    .saturating_add(c.errors());
                 s.baseline_requests = s.baseline_requests.saturating_add(b.requests());
                 s.baseline_errors = s.baseline_errors.saturating_add(b.errors());
             }
