@@ -200,3 +200,31 @@ async fn a_blocked_upgrade_stops_at_validation_with_the_explanation() {
         .expect("plan");
     assert!(plan[0].steps[0].contains("BLOCKED"), "{:?}", plan[0].steps);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_paused_switch_is_rolled_back_at_the_deadline_whatever_the_check_interval() {
+    let world = world_on_blue().await;
+    let mut config = blue_green_config("1.1.0", TrafficStrategyKind::Gradual);
+    config.max_deployment_duration = std::time::Duration::from_secs(120);
+    // Longer than the whole deployment may take: the wait for the next check ends at the
+    // deadline.
+    config.monitoring.check_interval = std::time::Duration::from_secs(3_600);
+    let h = world
+        .orchestrator()
+        .start(&config, SERVICE)
+        .await
+        .expect("start");
+    while h.status().weight < 25.0 {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    h.pause().await.expect("pause");
+    let report = h.wait().await.expect("report");
+    let reason = rollback_reason(&report);
+    assert!(reason.contains("maxDeploymentDuration"), "{reason}");
+    let took = report.last_at.saturating_duration_since(report.started_at);
+    assert!(took.as_secs() >= 120 && took.as_secs() <= 130, "{took:?}");
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Blue, "1.0.0".into()))
+    );
+}

@@ -3,6 +3,7 @@
 mod support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serin_orchestrator::{EventKind, Outcome, Platform};
 use serin_signals::{Arm, Track};
@@ -121,18 +122,26 @@ async fn an_absolute_threshold_rolls_back_through_its_trigger() {
 
 #[tokio::test(start_paused = true)]
 async fn a_canary_that_cannot_finish_in_time_is_rolled_back_at_the_deadline() {
-    let (world, _traffic) = World::serving(0.005, 0.005).await;
-    let mut config = canary_config("1.1.0");
-    config.max_deployment_duration = std::time::Duration::from_secs(90);
-    let report = world.deploy(&config).await;
-    let reason = rollback_reason(&report);
-    assert!(reason.contains("maxDeploymentDuration"), "{reason}");
-    let took = report.last_at.saturating_duration_since(report.started_at);
-    assert!(took.as_secs() >= 90 && took.as_secs() <= 100, "{took:?}");
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Stable, "1.0.0".into()))
-    );
+    // Also when a metrics window is longer than the whole deployment may take: the wait for
+    // it ends at the deadline.
+    for window in [Duration::from_secs(10), Duration::from_secs(3_600)] {
+        let (world, _traffic) = World::serving(0.005, 0.005).await;
+        let mut config = canary_config("1.1.0");
+        config.max_deployment_duration = Duration::from_secs(90);
+        config.canary_config.metrics_window = window;
+        let report = world.deploy(&config).await;
+        let reason = rollback_reason(&report);
+        assert!(reason.contains("maxDeploymentDuration"), "{reason}");
+        let took = report.last_at.saturating_duration_since(report.started_at);
+        assert!(
+            took.as_secs() >= 90 && took.as_secs() <= 100,
+            "{window:?}: {took:?}"
+        );
+        assert_eq!(
+            world.live_version().await,
+            Some((Track::Stable, "1.0.0".into()))
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -140,7 +149,7 @@ async fn a_metrics_outage_holds_the_canary_and_never_promotes() {
     let (world, _traffic) = World::serving(0.005, 0.005).await;
     world.source.set_unavailable(true);
     let mut config = canary_config("1.1.0");
-    config.max_deployment_duration = std::time::Duration::from_secs(600);
+    config.max_deployment_duration = Duration::from_secs(600);
     let report = world.deploy(&config).await;
     assert!(
         matches!(report.outcome, Some(Outcome::RolledBack { .. })),

@@ -42,7 +42,9 @@ pub struct CanaryConfig {
     pub replicas: u32,
     /// The judges' false-rollback bound. Default `0.05`.
     pub alpha: f64,
-    /// Fail only if the canary's error rate exceeds `(1 + margin)` times the baseline's. Default `0.10`.
+    /// Fail only if the canary's error rate exceeds `(1 + margin)` times the baseline's. Default
+    /// `0.10`. Below 7 unless `robustJudges`: the per-request test weighs error-rate ratios up
+    /// to 8.
     pub error_rate_margin: f64,
     /// Also judge latency (needs latency sketches from the metrics source). Default `false`.
     pub judge_latency: bool,

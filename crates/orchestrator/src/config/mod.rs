@@ -365,6 +365,13 @@ impl DeploymentConfig {
         }
         self.blue_green_config.validate()?;
         self.canary_config.validate()?;
+        if matches!(
+            self.strategy,
+            StrategyKind::Canary | StrategyKind::BlueGreenWithCanary
+        ) {
+            // The judges check what only they know (how large a margin their tests can take).
+            crate::run::build_judges(self)?;
+        }
         self.canary_thresholds.validate()?;
         self.monitoring.validate()?;
         EngineConfig {
@@ -609,6 +616,12 @@ maxDeploymentDuration: 2h
             (
                 r#"{"strategy":"canary","version":"1.0.0","targetServices":["a"],"canaryConfig":{"steps":[{"setWeight":50}]}}"#,
                 "canaryConfig.steps",
+            ),
+            (
+                // The count test weighs error-rate ratios up to 8: a margin of 10 leaves it
+                // nothing to detect.
+                r#"{"strategy":"canary","version":"1.0.0","targetServices":["a"],"canaryConfig":{"errorRateMargin":10}}"#,
+                "canaryConfig.errorRateMargin",
             ),
             (
                 r#"{"strategy":"canary","version":"1.0.0","targetServices":["a"],"canaryThresholds":{"maxErrorRate":5}}"#,

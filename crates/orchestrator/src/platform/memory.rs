@@ -370,4 +370,20 @@ mod tests {
             "{err}"
         );
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timeout_past_what_the_clock_holds_never_ends_the_wait() {
+        let p = InMemoryPlatform::new().with_ready_after(3);
+        p.bring_up(&spec(Track::Canary, 1)).await.unwrap();
+        let status = crate::wait_ready(
+            &p,
+            "web",
+            &Track::Canary,
+            Duration::from_millis(100),
+            Duration::MAX,
+        )
+        .await
+        .expect("ready");
+        assert!(status.all_ready());
+    }
 }

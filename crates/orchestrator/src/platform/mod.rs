@@ -145,7 +145,8 @@ pub async fn wait_ready(
     poll: Duration,
     timeout: Duration,
 ) -> Result<TrackStatus> {
-    let deadline = tokio::time::Instant::now() + timeout;
+    // A timeout past what the clock can hold never ends the wait.
+    let deadline = tokio::time::Instant::now().checked_add(timeout);
     let poll = poll.max(Duration::from_millis(1));
     loop {
         let status = platform.status(service, track).await?;
@@ -163,7 +164,7 @@ pub async fn wait_ready(
         if status.all_ready() {
             return Ok(status);
         }
-        if tokio::time::Instant::now() >= deadline {
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
             let waiting: Vec<String> = status
                 .instances
                 .iter()

@@ -17,7 +17,13 @@ impl Runner {
     /// then the controller, fed both arms of every metric a judge reads.
     pub(super) async fn canary_tick(&mut self) -> Result<()> {
         let window = self.state.config.canary_config.metrics_window;
-        let target = self.state.observed_until.saturating_add(window);
+        // Never past the deadline: a window longer than what is left of the deployment ends
+        // early, and the rollback below is not late.
+        let target = self
+            .state
+            .observed_until
+            .saturating_add(window)
+            .min(self.state.deadline);
         if !self.wait_until(target).await? {
             return Ok(());
         }
@@ -183,7 +189,7 @@ const ROBUST_BATCH_SPAN: Duration = Duration::from_secs(30);
 /// `judgeLatency`, sharing `alpha` equally; robust modes batch half a minute of observations,
 /// and the default modes spread half of their prior on when a late regression began over the
 /// observations of `maxDuration` (see `CountTestConfig::restart_horizon`).
-pub(super) fn build_judges(config: &crate::config::DeploymentConfig) -> Result<Vec<AnyJudge>> {
+pub(crate) fn build_judges(config: &crate::config::DeploymentConfig) -> Result<Vec<AnyJudge>> {
     use serin_canary::sequential::{
         BatchCountConfig, CountMode, CountTestConfig, LatencyTestConfig, LatencyVariance,
         SequentialCountJudge, SequentialLatencyJudge,
@@ -211,10 +217,14 @@ pub(super) fn build_judges(config: &crate::config::DeploymentConfig) -> Result<V
         });
         SequentialCountJudge::with_mode(Metric::ErrorRate, mode, SeverityBands::default())
     };
-    let mut judges =
-        vec![AnyJudge::Counts(Box::new(counts.map_err(|e| {
-            Error::invalid("canaryConfig.alpha", c.alpha, e.to_string())
-        })?))];
+    // `alpha` is validated before; what the test can still refuse is the margin.
+    let mut judges = vec![AnyJudge::Counts(Box::new(counts.map_err(|e| {
+        Error::invalid(
+            "canaryConfig.errorRateMargin",
+            c.error_rate_margin,
+            e.to_string(),
+        )
+    })?))];
     if c.judge_latency {
         let latency = if c.robust_judges {
             let test = LatencyTestConfig {

@@ -8,6 +8,8 @@ mod observe;
 mod prepare;
 mod switch;
 
+pub(crate) use canary::build_judges;
+
 use std::sync::Arc;
 use std::time::Duration;
 
