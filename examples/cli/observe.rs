@@ -63,8 +63,8 @@ pub async fn metrics(ctx: &Ctx, args: &MetricsArgs) -> Result<Exit, CliError> {
             "{spinner} measuring {elapsed}/{len}s {bar:30}",
         );
         let step = Duration::from_secs(1).min(args.duration);
-        let deadline = tokio::time::Instant::now() + args.duration;
-        while tokio::time::Instant::now() < deadline {
+        let deadline = tokio::time::Instant::now().checked_add(args.duration);
+        while deadline.is_none_or(|d| tokio::time::Instant::now() < d) {
             tokio::time::sleep(step).await;
             bar.inc(1);
         }
@@ -157,7 +157,10 @@ pub async fn monitor(ctx: &Ctx, args: &MonitorArgs) -> Result<Exit, CliError> {
         for _ in 0..steps {
             tokio::time::sleep(interval).await;
             let end = stack.now();
-            let window = whole_seconds(end.saturating_sub(span + Duration::from_secs(1)), end)?;
+            let window = whole_seconds(
+                end.saturating_sub(span.saturating_add(Duration::from_secs(1))),
+                end,
+            )?;
             let tracks = stack.measure(window).await?;
             let health = stack.probe().await?;
             let ok = health.iter().all(TrackHealth::healthy);

@@ -1,5 +1,6 @@
 //! Fault tests: an instance that crashes, hangs or refuses connections; a readiness path that
-//! never turns green; a port already in use; a platform gone without stopping its instances.
+//! never turns green; a port already in use; a platform gone without stopping its instances; a
+//! drain timeout too long for the clock.
 //! Each gets a clear error or event, and no request that another ready instance could serve is
 //! lost.
 
@@ -324,4 +325,12 @@ async fn the_demo_service_stops_when_its_platform_is_gone() {
         assert_eq!(get(addr, "/live", &[]).await.0, StatusCode::OK);
     }
     assert!(child.try_wait().unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_drain_timeout_past_what_the_clock_holds_does_not_panic() {
+    let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
+    let idle = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    assert!(router.wait_drained(&[idle], Duration::MAX).await);
+    router.shutdown();
 }

@@ -291,7 +291,8 @@ impl ProxyRouter {
     /// Waits (polling every 5 ms, at least once) until no request is in flight on any of
     /// `addrs`; `false` if some still were after `timeout`.
     pub async fn wait_drained(&self, addrs: &[SocketAddr], timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        // A timeout past what the clock holds waits as long as it takes.
+        let deadline = Instant::now().checked_add(timeout);
         loop {
             // Sleep first: a request that read the previous endpoints an instant before they
             // changed has counted itself in flight by the time this wakes.
@@ -299,7 +300,7 @@ impl ProxyRouter {
             if addrs.iter().all(|a| self.in_flight(*a) == 0) {
                 return true;
             }
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return false;
             }
         }
