@@ -202,7 +202,10 @@ impl Timeline {
                 let at = TimeAxis::offset(start, s.window.end());
                 let a = s.arm(arm);
                 error_rate.push((at, a.and_then(|a| a.error_rate()).map(|r| r * 100.0)));
-                p99_ms.push((at, a.and_then(|a| a.p99_ms)));
+                // A latency that cannot be (negative or not finite, in a report edited by
+                // hand) is no data rather than a point far off the axis.
+                let p99 = a.and_then(|a| a.p99_ms);
+                p99_ms.push((at, p99.filter(|v| v.is_finite() && *v >= 0.0)));
             }
             ArmLines {
                 arm,
@@ -392,5 +395,20 @@ mod tests {
         assert!(install.baseline.is_none());
         assert_eq!(install.arms().count(), 1);
         assert_eq!(install.canary.label, "canary 1.1.0 on canary");
+    }
+
+    #[test]
+    fn a_latency_that_cannot_be_is_no_data_and_the_chart_still_renders() {
+        // A report edited by hand: plotters panics on a point this far off the axis.
+        let samples = r#"
+            {"window":{"start":1000,"end":11000},"weightPercent":10.0,"arms":[
+                {"arm":"baseline","version":"1.0.0","track":"stable","requests":900,"errors":9,"p99Ms":-1e300},
+                {"arm":"canary","version":"1.1.0","track":"canary","requests":100,"errors":2,"p99Ms":80.5}]}"#;
+        let r = report(r#"{"track":"stable","version":"1.0.0"}"#, "", samples);
+        let t = Timeline::of(&r);
+        assert_eq!(t.baseline.expect("baseline").p99_ms, vec![(10.0, None)]);
+        assert_eq!(t.canary.p99_ms, vec![(10.0, Some(80.5))]);
+        r.render_svg(&crate::ChartOptions::default())
+            .expect("render");
     }
 }
