@@ -165,10 +165,59 @@ impl DdSketchRepr {
                 "must be finite with 0 <= min <= max and a sum >= 0",
             ));
         }
+        self.check_extremes(count)?;
         let inner = serde_json::to_value(self)
             .and_then(serde_json::from_value)
             .map_err(|e| Error::invalid("latencySketch", "{..}", e.to_string()))?;
         Ok(Some(inner))
+    }
+}
+
+impl DdSketchRepr {
+    /// Checks that the extremes and the sum agree with the bins: the latency test reads the
+    /// largest value exactly, and Kayenta's mean reads the sum, so a damaged one would weigh in
+    /// as if measured. The smallest value lies in the lowest occupied bin (or the zero bin, or
+    /// below a collapsed lowest bin), the largest in the highest, within one bin for another
+    /// platform's logarithm; the sum lies between `count × min` and `count × max`, within
+    /// rounding.
+    fn check_extremes(&self, count: u64) -> Result<()> {
+        let cfg = config();
+        let off_by = |v: f64, key: i32| (i64::from(cfg.key(v)) - i64::from(key)).abs();
+        let tiny = cfg.min_possible();
+        let store = &self.store;
+        let max_ok = if store.count == 0 {
+            self.max <= tiny
+        } else {
+            self.max > tiny && off_by(self.max, store.max_key) <= 1
+        };
+        let min_ok = if self.zero_count > 0 {
+            self.min <= tiny
+        } else if store.is_collapsed {
+            self.min > tiny && i64::from(cfg.key(self.min)) <= i64::from(store.min_key) + 1
+        } else {
+            self.min > tiny && off_by(self.min, store.min_key) <= 1
+        };
+        if !(min_ok && max_ok) {
+            return Err(Error::invalid(
+                if min_ok {
+                    "latencySketch.max"
+                } else {
+                    "latencySketch.min"
+                },
+                format!("min {}, max {}", self.min, self.max),
+                "must lie in the lowest and the highest bin that hold values",
+            ));
+        }
+        let n = count as f64;
+        let (low, high) = (n * self.min * (1.0 - 1e-3), n * self.max * (1.0 + 1e-3));
+        if !(low <= self.sum && self.sum <= high) {
+            return Err(Error::invalid(
+                "latencySketch.sum",
+                self.sum,
+                format!("must lie between count × min ({low}) and count × max ({high})"),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -442,6 +491,11 @@ mod tests {
             ),
             (edited(|v| v["min"] = (-1.0).into()), "latencySketch.min"),
             (edited(|v| v["min"] = 300.0.into()), "latencySketch.min"),
+            // Extremes and sums that the bins contradict.
+            (edited(|v| v["max"] = 1e300.into()), "latencySketch.max"),
+            (edited(|v| v["max"] = 100.0.into()), "latencySketch.max"),
+            (edited(|v| v["min"] = 2.0.into()), "latencySketch.min"),
+            (edited(|v| v["sum"] = 1e6.into()), "latencySketch.sum"),
         ];
         for (i, (r, field)) in refused.into_iter().enumerate() {
             let e = r.expect_err(field).to_string();
@@ -458,6 +512,58 @@ mod tests {
         .unwrap();
         more.merge(&unchanged).unwrap();
         assert_eq!(more.count(), 11);
+    }
+
+    #[test]
+    fn sketches_of_any_range_read_back_whole() {
+        let of = |values: &[f64]| {
+            let mut s = LatencySketch::new();
+            for v in values {
+                s.add(*v).unwrap();
+            }
+            s
+        };
+        // Only zeros; one value; a range so wide that the lowest bins collapse; a merge.
+        let collapsed = of(&[0.01, 3.0, 1e17]);
+        let form = serde_json::to_value(&collapsed).unwrap();
+        assert_eq!(form["store"]["is_collapsed"], true);
+        let mut merged = of(&[0.0, 7.0]);
+        merged.merge(&collapsed).unwrap();
+        for s in [of(&[0.0, 0.0005]), of(&[42.0]), collapsed, merged] {
+            let back: LatencySketch =
+                serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+            assert_eq!(back, s);
+        }
+    }
+
+    proptest::proptest! {
+        /// Every sketch built by adding and merging, over any range of values (zeros, values
+        /// below the smallest bin, values wide enough apart to collapse the lowest bins), reads
+        /// back whole: the checks on load refuse no sketch that could have been made.
+        #[test]
+        fn every_sketch_made_reads_back_whole(
+            parts in proptest::collection::vec(
+                proptest::collection::vec((-12.0f64..18.0, 1u64..1_000), 0..20),
+                1..4,
+            ),
+        ) {
+            let mut whole = LatencySketch::new();
+            for part in parts {
+                let mut s = LatencySketch::new();
+                for (exp, n) in part {
+                    // Powers of ten from 1e-12 (the zero bin) to 1e18, and exact zeros.
+                    let v = if exp < -11.0 { 0.0 } else { 10f64.powf(exp) };
+                    s.add_n(v, n).unwrap();
+                }
+                whole.merge(&s).unwrap();
+                let back: LatencySketch =
+                    serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+                proptest::prop_assert_eq!(back, s);
+            }
+            let back: LatencySketch =
+                serde_json::from_str(&serde_json::to_string(&whole).unwrap()).unwrap();
+            proptest::prop_assert_eq!(back, whole);
+        }
     }
 
     #[test]
