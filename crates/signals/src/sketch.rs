@@ -176,10 +176,10 @@ impl DdSketchRepr {
 impl DdSketchRepr {
     /// Checks that the extremes and the sum agree with the bins: the latency test reads the
     /// largest value exactly, and Kayenta's mean reads the sum, so a damaged one would weigh in
-    /// as if measured. The smallest value lies in the lowest occupied bin (or the zero bin, or
-    /// below a collapsed lowest bin), the largest in the highest, within one bin for another
-    /// platform's logarithm; the sum lies between `count × min` and `count × max`, within
-    /// rounding.
+    /// as if measured. The largest value lies in the highest occupied bin, within one bin for
+    /// another platform's logarithm; the smallest in the zero bin if it holds values, else at
+    /// or below the lowest occupied bin; the sum between `count × min` and `count × max`,
+    /// within rounding.
     fn check_extremes(&self, count: u64) -> Result<()> {
         let cfg = config();
         let off_by = |v: f64, key: i32| (i64::from(cfg.key(v)) - i64::from(key)).abs();
@@ -190,12 +190,13 @@ impl DdSketchRepr {
         } else {
             self.max > tiny && off_by(self.max, store.max_key) <= 1
         };
+        // A store whose lowest bins collapsed holds smaller values in its lowest bin, and a
+        // merge does not carry the store's `is_collapsed` flag, so the smallest value is only
+        // checked from above.
         let min_ok = if self.zero_count > 0 {
             self.min <= tiny
-        } else if store.is_collapsed {
-            self.min > tiny && i64::from(cfg.key(self.min)) <= i64::from(store.min_key) + 1
         } else {
-            self.min > tiny && off_by(self.min, store.min_key) <= 1
+            self.min > tiny && i64::from(cfg.key(self.min)) <= i64::from(store.min_key) + 1
         };
         if !(min_ok && max_ok) {
             return Err(Error::invalid(
@@ -523,13 +524,22 @@ mod tests {
             }
             s
         };
-        // Only zeros; one value; a range so wide that the lowest bins collapse; a merge.
+        // Only zeros; one value; a range so wide that the lowest bins collapse; merges.
         let collapsed = of(&[0.01, 3.0, 1e17]);
         let form = serde_json::to_value(&collapsed).unwrap();
         assert_eq!(form["store"]["is_collapsed"], true);
-        let mut merged = of(&[0.0, 7.0]);
-        merged.merge(&collapsed).unwrap();
-        for s in [of(&[0.0, 0.0005]), of(&[42.0]), collapsed, merged] {
+        // A merge keeps the collapsed bins but not the store's `is_collapsed` flag.
+        let mut merged = of(&[1.0]);
+        merged.merge(&of(&[3e16, 0.003])).unwrap();
+        let mut with_zero = of(&[0.0, 7.0]);
+        with_zero.merge(&collapsed).unwrap();
+        for s in [
+            of(&[0.0, 0.0005]),
+            of(&[42.0]),
+            collapsed,
+            merged,
+            with_zero,
+        ] {
             let back: LatencySketch =
                 serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
             assert_eq!(back, s);
