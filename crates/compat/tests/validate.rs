@@ -3,7 +3,7 @@
 
 use semver::{Version, VersionReq};
 use serin_compat::breaking::{Endpoint, Field};
-use serin_compat::matrix::{PairRule, Requires, Target};
+use serin_compat::matrix::{OneMinorAtATime, PairRule, Requires, Target};
 use serin_compat::path::UpgradeGraph;
 use serin_compat::registry::ProvidedApi;
 use serin_compat::steps::StepKind;
@@ -590,5 +590,67 @@ fn incompatible_targets_and_same_service_deny() {
     assert_eq!(
         f.message,
         "a cannot run 1.0.0 and 2.0.0 side by side during the rollout"
+    );
+}
+
+/// The recipe of the one-minor-at-a-time rule for `web` moving `from` -> `to`, with `releases`
+/// in the registry; `None` when the move is allowed.
+fn one_minor_recipe(releases: &[&str], from: &str, to: &str) -> Option<String> {
+    let mut all = releases.to_vec();
+    all.extend([from, to]);
+    let reg = registry(&[("web", &all)]);
+    let rule = Rule::OneMinorAtATime(OneMinorAtATime {
+        id: None,
+        service: "web".into(),
+    });
+    let validator = Validator::new(reg.clone(), Matrix::new(vec![rule], &reg).unwrap()).unwrap();
+    let result = validator
+        .validate(
+            &Fleet::new().with("web", v(from)),
+            &Proposal::new().with("web", v(to)),
+        )
+        .unwrap();
+    let finding = result
+        .findings
+        .iter()
+        .find(|f| f.code == "matrix.oneMinorAtATime")?;
+    assert_eq!(result.verdict, Verdict::Blocked);
+    finding.recipe.clone()
+}
+
+#[test]
+fn one_minor_at_a_time_lists_each_stop_or_sums_up_a_long_way() {
+    // A few minors: the latest release of each, or the minor that must be released first.
+    assert_eq!(
+        one_minor_recipe(&["1.30.0", "1.30.10"], "1.29.3", "1.32.0").unwrap(),
+        "move web one minor at a time: 1.29.3 -> 1.30.10 -> 1.31.x (not released) -> 1.32.0, \
+         each as its own upgrade"
+    );
+    // Date-numbered minors: a year apart is hundreds of thousands of minors; the recipe names
+    // the first stop and counts the rest instead of listing every one.
+    let long = one_minor_recipe(
+        &["1.20230102.1", "1.20240601.0"],
+        "1.20230101.0",
+        "1.20241128.0",
+    )
+    .unwrap();
+    assert_eq!(
+        long,
+        "move web one minor at a time from 1.20230101.0 to 1.20241128.0, each as its own \
+         upgrade, starting with 1.20230102.1: 11026 minors lie in between, 2 of them released"
+    );
+    // At the end of the range of minors: no overflow, and no time spent per minor.
+    let max = u64::MAX;
+    assert_eq!(
+        one_minor_recipe(&[], &format!("1.{max}.0"), &format!("1.{max}.1")),
+        None
+    );
+    assert!(
+        one_minor_recipe(&[], "1.0.0", &format!("1.{max}.0"))
+            .unwrap()
+            .contains(&format!(
+                "{} minors lie in between, 0 of them released",
+                max - 1
+            ))
     );
 }

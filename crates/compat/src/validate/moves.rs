@@ -2,7 +2,7 @@
 //! it alone (a yanked or deprecated release, a risky or missing route, the states a rule blocks,
 //! required stops, and the breaking and migration changes the release brings).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use semver::Version;
 
@@ -15,6 +15,9 @@ use crate::registry::Release;
 use crate::validation::{Finding, Move, Severity};
 
 use super::{Validator, Violation};
+
+/// The most minors a one-minor-at-a-time recipe lists one by one.
+const MAX_LISTED_STOPS: u64 = 12;
 
 impl Validator {
     /// The hops of one service's move to `release`, from the versions it runs `now`: along its
@@ -214,7 +217,8 @@ impl Validator {
                 match self.matrix.rules().get(ri) {
                     Some(Rule::OneMinorAtATime(_)) => {
                         let ok = hop <= &prev
-                            || (hop.major == prev.major && hop.minor <= prev.minor + 1);
+                            || (hop.major == prev.major
+                                && hop.minor <= prev.minor.saturating_add(1));
                         if !ok {
                             let e = Explanation::new(format!(
                                 "{service} cannot go from {prev} to {hop} in one step"
@@ -264,32 +268,48 @@ impl Validator {
         }
     }
 
-    /// "Go through 1.29.14, then 1.30.10": the latest release of each minor in between.
+    /// "Go through 1.29.14, then 1.30.10": the latest release of each minor in between. A way
+    /// through more than [`MAX_LISTED_STOPS`] minors (date-numbered minors, say) is summarised
+    /// with its first stop, so the recipe stays readable and its cost does not grow with the gap.
     fn stepwise_recipe(&self, service: &str, from: &Version, to: &Version) -> String {
-        let mut stops = Vec::new();
-        if from.major == to.major {
-            for minor in (from.minor + 1)..to.minor {
-                let latest = self
-                    .registry
-                    .releases(service)
-                    .filter(|r| {
-                        !r.yanked && r.version.major == from.major && r.version.minor == minor
-                    })
-                    .map(|r| r.version.to_string())
-                    .last();
-                stops.push(
-                    latest.unwrap_or_else(|| format!("{}.{minor}.x (not released)", from.major)),
-                );
-            }
-        }
-        if stops.is_empty() {
-            format!("move {service} one minor at a time from {from} towards {to}")
+        let latest_of = |minor: u64| {
+            self.registry
+                .releases(service)
+                .filter(|r| !r.yanked && r.version.major == from.major && r.version.minor == minor)
+                .map(|r| r.version.to_string())
+                .last()
+                .unwrap_or_else(|| format!("{}.{minor}.x (not released)", from.major))
+        };
+        let between = if from.major == to.major {
+            to.minor.saturating_sub(from.minor).saturating_sub(1)
         } else {
-            format!(
-                "move {service} one minor at a time: {from} -> {} -> {to}, each as its own upgrade",
-                stops.join(" -> ")
-            )
+            0
+        };
+        if between == 0 {
+            return format!("move {service} one minor at a time from {from} towards {to}");
         }
+        // `to.minor >= from.minor + 2` here, so `from.minor + 1` does not overflow.
+        let first = from.minor + 1;
+        if between > MAX_LISTED_STOPS {
+            let released: BTreeSet<u64> = self
+                .registry
+                .releases(service)
+                .filter(|r| !r.yanked && r.version.major == from.major)
+                .map(|r| r.version.minor)
+                .filter(|m| (first..to.minor).contains(m))
+                .collect();
+            return format!(
+                "move {service} one minor at a time from {from} to {to}, each as its own \
+                 upgrade, starting with {}: {between} minors lie in between, {} of them released",
+                latest_of(first),
+                released.len()
+            );
+        }
+        let stops: Vec<String> = (first..to.minor).map(latest_of).collect();
+        format!(
+            "move {service} one minor at a time: {from} -> {} -> {to}, each as its own upgrade",
+            stops.join(" -> ")
+        )
     }
 
     pub(super) fn check_release_changes(
