@@ -225,7 +225,7 @@ async fn main() -> Result<(), BoxError> {
     }
 
     // 2. Load.
-    let load = Arc::new(Load::start(router.local_addr(), LOAD_RPS));
+    let load = Arc::new(Load::start(router.local_addr(), LOAD_RPS)?);
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // 3. 1.1.0 by canary: promoted.

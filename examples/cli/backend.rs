@@ -355,15 +355,18 @@ impl Stack {
     }
 
     /// Starts the built-in load (the simulated fleet has its own).
-    pub async fn start_load(&mut self) {
+    pub async fn start_load(&mut self) -> Result<(), CliError> {
         let rps = self.load_rps;
         if let Kind::Local(local) = &mut self.kind
             && local.load.is_none()
         {
-            local.load = Some(Load::start(local.proxy.local_addr(), rps));
+            let load = Load::start(local.proxy.local_addr(), rps)
+                .map_err(|e| CliError::usage(format!("--load-rps: {e}")))?;
+            local.load = Some(load);
             // Let the clients connect before anything is measured.
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
+        Ok(())
     }
 
     /// Every track that runs, with its share of traffic in percent.

@@ -207,7 +207,7 @@ async fn run_to_end(
 ) -> Result<Report, CliError> {
     let service = state.service.clone();
     if state.current.is_some() {
-        stack.start_load().await;
+        stack.start_load().await?;
     }
     if let Some(addr) = stack.address() {
         ctx.ui

@@ -56,7 +56,7 @@ pub async fn metrics(ctx: &Ctx, args: &MetricsArgs) -> Result<Exit, CliError> {
     let state = deployed(ctx, &states, &service)?;
     let mut stack = ctx.stack(&states, &state, &config).await?;
     let result = async {
-        stack.start_load().await;
+        stack.start_load().await?;
         let start = stack.now();
         let bar = ctx.ui.bar(
             args.duration.as_secs().max(1),
@@ -143,7 +143,7 @@ pub async fn monitor(ctx: &Ctx, args: &MonitorArgs) -> Result<Exit, CliError> {
     let mut stack = ctx.stack(&states, &state, &config).await?;
     let interval = args.interval.min(args.duration);
     let result = async {
-        stack.start_load().await;
+        stack.start_load().await?;
         let steps = (args.duration.as_millis() / interval.as_millis().max(1)).max(1);
         // Each sample measures the last whole seconds (at least one) before it.
         let steps = u64::try_from(steps).unwrap_or(u64::MAX);

@@ -20,6 +20,8 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
+use crate::error::{Error, Result};
+
 /// The response header naming the version that answered.
 pub const VERSION_HEADER: &str = "x-serin-version";
 
@@ -89,7 +91,16 @@ pub struct Load {
 impl Load {
     /// Starts `rps` requests a second in total to `proxy`, from one keep-alive client per 50
     /// requests a second (each sending at least one a second). Needs a Tokio runtime.
-    pub fn start(proxy: SocketAddr, rps: f64) -> Load {
+    ///
+    /// Errors: `rps` is not a finite number above 0 (nothing starts).
+    pub fn start(proxy: SocketAddr, rps: f64) -> Result<Load> {
+        if !(rps.is_finite() && rps > 0.0) {
+            return Err(Error::invalid(
+                "rps",
+                rps,
+                "must be a finite number of requests a second above 0",
+            ));
+        }
         let tally = Arc::new(Mutex::new(Tally::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let clients = (rps / RPS_PER_CLIENT).ceil().clamp(1.0, 64.0) as usize;
@@ -97,11 +108,11 @@ impl Load {
         let clients = (0..clients)
             .map(|_| tokio::spawn(client(proxy, period, Arc::clone(&tally), Arc::clone(&stop))))
             .collect();
-        Load {
+        Ok(Load {
             tally,
             stop,
             clients: Mutex::new(clients),
-        }
+        })
     }
 
     /// What the load saw so far.
@@ -211,13 +222,22 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_rate_that_is_not_a_positive_number_starts_nothing() {
+        let addr: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+        for rps in [0.0, -5.0, f64::NAN, f64::INFINITY] {
+            let err = Load::start(addr, rps).expect_err("refused");
+            assert!(err.to_string().contains("rps"), "{err}");
+        }
+    }
+
     /// Nothing listens: every attempt is unanswered, and stopping returns.
     #[tokio::test(start_paused = true)]
     async fn a_load_against_nothing_counts_only_unanswered_requests() {
         let spare = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = spare.local_addr().expect("addr");
         drop(spare);
-        let load = Load::start(addr, 20.0);
+        let load = Load::start(addr, 20.0).expect("start");
         tokio::time::sleep(Duration::from_millis(200)).await;
         let t = load.stop().await;
         assert_eq!(t.answered, 0);

@@ -124,7 +124,7 @@ impl Local {
     async fn start_load(&self) {
         let _ = self
             .load
-            .set(Load::start(self.router.local_addr(), LOAD_RPS));
+            .set(Load::start(self.router.local_addr(), LOAD_RPS).expect("load"));
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
