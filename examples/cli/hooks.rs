@@ -77,7 +77,8 @@ fn read_settings(path: &Path) -> Result<NotifySettings, CliError> {
         .unwrap_or("")
         .to_ascii_lowercase();
     let parsed: Result<NotifySettings, String> = match ext.as_str() {
-        "yaml" | "yml" => serde_yaml_ng::from_str(&text).map_err(|e| e.to_string()),
+        "yaml" | "yml" => serin_compat::catalog::from_str(&text, serin_compat::Format::Yaml)
+            .map_err(|e| e.to_string()),
         "toml" => toml::from_str(&text).map_err(|e| e.to_string()),
         _ => serde_json::from_str(&text).map_err(|e| e.to_string()),
     };

@@ -188,7 +188,8 @@ fn add_missing_version(text: &str, format: Format) -> Result<Option<String>, Str
     match format {
         Format::Yaml => {
             let mut v: serde_yaml_ng::Value =
-                serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+                serin_compat::catalog::from_str(text, serin_compat::Format::Yaml)
+                    .map_err(|e| e.to_string())?;
             let Some(map) = v.as_mapping_mut() else {
                 return Ok(None);
             };

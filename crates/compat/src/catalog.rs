@@ -51,10 +51,18 @@ pub struct Catalog {
 /// Parses `text` in `format` into any deserializable type, with the parser's position.
 pub fn from_str<T: serde::de::DeserializeOwned>(text: &str, format: Format) -> Result<T> {
     match format {
-        Format::Yaml => serde_yaml_ng::from_str(text).map_err(|e| Error::Parse {
-            format: "YAML",
-            reason: e.to_string(),
-        }),
+        Format::Yaml => {
+            if let Some(reason) = crate::yaml_nesting_problem(text) {
+                return Err(Error::Parse {
+                    format: "YAML",
+                    reason,
+                });
+            }
+            serde_yaml_ng::from_str(text).map_err(|e| Error::Parse {
+                format: "YAML",
+                reason: e.to_string(),
+            })
+        }
         Format::Json => serde_json::from_str(text).map_err(|e| Error::Parse {
             format: "JSON",
             reason: e.to_string(),

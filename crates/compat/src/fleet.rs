@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::Format;
 use crate::error::Result;
 use crate::selector::parse_version;
 
@@ -72,11 +73,7 @@ impl Fleet {
 
     /// Parses the YAML form.
     pub fn from_yaml_str(text: &str) -> Result<Self> {
-        let raw: BTreeMap<String, OneOrMany> =
-            serde_yaml_ng::from_str(text).map_err(|e| crate::Error::Parse {
-                format: "YAML",
-                reason: e.to_string(),
-            })?;
+        let raw: BTreeMap<String, OneOrMany> = crate::catalog::from_str(text, Format::Yaml)?;
         Self::from_raw(raw, "fleet")
     }
 

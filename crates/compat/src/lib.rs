@@ -62,6 +62,7 @@ pub mod selector;
 pub mod steps;
 pub mod validate;
 pub mod validation;
+mod yaml;
 
 pub use catalog::{Catalog, Format};
 pub use error::{Error, Result};
@@ -76,3 +77,4 @@ pub use semver::{Version, VersionReq};
 pub use steps::Step;
 pub use validate::Validator;
 pub use validation::{Finding, Move, Severity, UpgradeValidation, Verdict};
+pub use yaml::{MAX_YAML_NESTING, yaml_nesting_problem};

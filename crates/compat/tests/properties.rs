@@ -387,6 +387,19 @@ fn deeply_nested_input_is_an_error_not_a_crash() {
         assert!(Catalog::parse(&open, format).is_err());
         assert!(Catalog::parse(&format!("a = {open}"), format).is_err());
     }
+    // YAML is refused by a linear scan before libyaml, whose time is quadratic in the depth,
+    // parses it; the error names the line.
+    let closed = format!("registry: {open}{}", "]".repeat(n));
+    for err in [
+        Catalog::parse(&closed, Format::Yaml).unwrap_err(),
+        Fleet::from_yaml_str(&format!(
+            "web: 1.0.0
+db: {open}"
+        ))
+        .unwrap_err(),
+    ] {
+        assert!(err.to_string().contains("nest deeper than 128"), "{err}");
+    }
     let nested = format!("{}1{}", "(".repeat(n), ")".repeat(n));
     assert!(migration::analyze("deep", &format!("SELECT {nested}")).is_err());
     let err = migration::analyze(

@@ -190,8 +190,13 @@ impl DeploymentConfig {
     /// Parses and validates `text` in `format`.
     pub fn parse(text: &str, format: Format) -> Result<Self> {
         let config: DeploymentConfig = match format {
-            Format::Yaml => serde_yaml_ng::from_str(text)
-                .map_err(|e| Error::invalid("deploymentConfig", "(yaml)", e.to_string()))?,
+            Format::Yaml => {
+                if let Some(reason) = serin_compat::yaml_nesting_problem(text) {
+                    return Err(Error::invalid("deploymentConfig", "(yaml)", reason));
+                }
+                serde_yaml_ng::from_str(text)
+                    .map_err(|e| Error::invalid("deploymentConfig", "(yaml)", e.to_string()))?
+            }
             Format::Toml => toml::from_str(text)
                 .map_err(|e| Error::invalid("deploymentConfig", "(toml)", e.to_string()))?,
             Format::Json => serde_json::from_str(text)
@@ -576,6 +581,21 @@ maxDeploymentDuration: 2h
         .expect_err("unknown action")
         .to_string();
         assert!(err.contains("wait"), "{err}");
+    }
+
+    #[test]
+    fn yaml_nested_past_the_parsers_limit_is_refused_before_it_is_parsed() {
+        let n = 20_000;
+        let deep = format!(
+            "strategy: canary\nversion: 1.0.0\ntargetServices: [web]\nx: {}1{}\n",
+            "{a: ".repeat(n),
+            "}".repeat(n)
+        );
+        let e = DeploymentConfig::from_yaml(&deep).unwrap_err().to_string();
+        assert!(
+            e.contains("deploymentConfig") && e.contains("line 4: flow collections"),
+            "{e}"
+        );
     }
 
     #[test]
