@@ -57,7 +57,10 @@ pub fn yaml_nesting_problem(text: &str) -> Option<String> {
                 }
             }
             In::Double if c == '\\' => {
-                chars.next();
+                // An escaped character; an escaped line break still ends a line.
+                if chars.next() == Some('\n') {
+                    line += 1;
+                }
             }
             In::Double if c == '"' => state = In::Plain,
             In::Single | In::Double => {}
@@ -97,8 +100,8 @@ mod tests {
     fn counts_only_brackets_of_flow_collections() {
         let nested = |n: usize| format!("x: {}1{}\n", "{a: ".repeat(n), "}".repeat(n));
         assert_eq!(yaml_nesting_problem(&nested(MAX_YAML_NESTING)), None);
-        let e = yaml_nesting_problem(&format!("a: 1\n{}", nested(MAX_YAML_NESTING + 1)));
-        assert!(e.expect("refused").starts_with("line 2:"));
+        let e = yaml_nesting_problem(&format!("a: \"b\\\nc\"\n{}", nested(MAX_YAML_NESTING + 1)));
+        assert!(e.expect("refused").starts_with("line 3:"));
         // In quotes (with their escapes), comments and plain scalars, brackets do not count.
         let open = "[".repeat(300);
         for text in [
