@@ -16,7 +16,7 @@ use serin_signals::Timestamp;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::sample::Sample;
-use crate::state::{DeploymentState, Effect};
+use crate::state::{DeploymentState, Effect, MAX_SEQ};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -42,6 +42,30 @@ pub struct Record {
     /// What both arms looked like over the window observed just before this record, if one was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample: Option<Sample>,
+}
+
+impl Record {
+    /// Checks a record read back before a deployment resumes from it: it is its deployment's,
+    /// its sequence number leaves room for the next, and its state passes
+    /// [`DeploymentState::check_restored`]. A record edited by hand or damaged is refused with
+    /// the field and the reason.
+    pub fn check_restored(&self) -> Result<()> {
+        if self.state.id != self.deployment {
+            return Err(Error::invalid(
+                "state.id",
+                &self.state.id,
+                format!("the record is of deployment `{}`", self.deployment),
+            ));
+        }
+        if self.seq >= MAX_SEQ {
+            return Err(Error::invalid(
+                "seq",
+                self.seq,
+                "is past 2^53, more records than any deployment writes",
+            ));
+        }
+        self.state.check_restored()
+    }
 }
 
 /// Where deployments record their state changes before acting on them.

@@ -27,7 +27,7 @@ use crate::journal::Journal;
 use crate::platform::Platform;
 use crate::report::Report;
 use crate::run::Runner;
-use crate::state::{DeploymentState, MAX_SEQ, Outcome, Placement, Stage};
+use crate::state::{DeploymentState, Outcome, Placement, Stage};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -472,29 +472,15 @@ impl Orchestrator {
     ///
     /// A record edited by hand or damaged is refused with the field and the reason, and
     /// nothing moves: one whose configuration no longer validates, or whose fields disagree
-    /// (see [`DeploymentState::check_restored`]). A record written by a clock ahead of this
-    /// one is observed from now, so the new version is watched at once.
+    /// (see [`Record::check_restored`](crate::Record::check_restored)). A record written by a
+    /// clock ahead of this one is observed from now, so the new version is watched at once.
     pub async fn resume(&self, deployment: &str) -> Result<DeploymentHandle> {
         let records = self.inner.journal.records(deployment).await?;
         let Some(last) = records.last().cloned() else {
             return Err(Error::not_found("deployment", deployment));
         };
+        last.check_restored()?;
         let mut state = last.state.clone();
-        if state.id != last.deployment {
-            return Err(Error::invalid(
-                "state.id",
-                &state.id,
-                format!("the record is of deployment `{}`", last.deployment),
-            ));
-        }
-        if last.seq >= MAX_SEQ {
-            return Err(Error::invalid(
-                "seq",
-                last.seq,
-                "is past 2^53, more records than any deployment writes",
-            ));
-        }
-        state.check_restored()?;
         let now = self.inner.clock.now();
         if state.observed_until > now {
             // The record was written by a clock ahead of this one: the next window starts
