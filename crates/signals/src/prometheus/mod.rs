@@ -31,7 +31,9 @@
 //! never zero. **Errors**: a query Prometheus rejects (`bad_data`, `execution`, other 4xx) is
 //! [`Error::BadQuery`] at once; connection errors, 5xx, 429 and Prometheus' `timeout`/`unavailable`
 //! errors are retried with exponential backoff, then reported as [`Error::Unavailable`]; a request
-//! that outlives the per-request timeout on the last attempt is [`Error::Timeout`].
+//! that outlives the per-request timeout on the last attempt is [`Error::Timeout`]. An answer
+//! larger than 64 MiB is [`Error::BadResponse`] without another attempt: it is a query that
+//! forgot to aggregate, and reading it whole would hold it all in memory.
 //!
 //! Build a source in code with [`PrometheusSource::builder`], or from a config file with
 //! [`PrometheusConfig`] and [`PrometheusSource::from_config`].
@@ -325,6 +327,7 @@ impl PrometheusBuilder {
         }
         let transport: Arc<dyn Transport> = Arc::new(ReqwestTransport {
             client: self.client.unwrap_or_default(),
+            max_answer_bytes: MAX_ANSWER_BYTES,
         });
         Ok(PrometheusSource {
             name: self.name,
@@ -341,20 +344,38 @@ impl PrometheusBuilder {
     }
 }
 
+/// The largest answer read, in bytes. Prometheus returns at most 11,000 points per series, so
+/// a histogram of 40 buckets over that many steps is about 10 MB; an answer beyond this limit is
+/// a query that forgot to aggregate (or not Prometheus), and reading it would hold all of it in
+/// memory.
+const MAX_ANSWER_BYTES: usize = 64 << 20;
+
 /// One HTTP GET, answered with a status and a body; errors are transport failures
-/// (connection refused, reset, unreadable body). A seam for tests.
+/// (connection refused, reset, unreadable body: transient) or an answer too large to read. A
+/// seam for tests.
 #[async_trait]
 pub(crate) trait Transport: Send + Sync + std::fmt::Debug {
     async fn get(
         &self,
         url: &url::Url,
         params: &[(&str, String)],
-    ) -> std::result::Result<(u16, String), String>;
+    ) -> std::result::Result<(u16, String), Failure>;
 }
 
 #[derive(Debug)]
 struct ReqwestTransport {
     client: reqwest::Client,
+    /// [`MAX_ANSWER_BYTES`] but in tests.
+    max_answer_bytes: usize,
+}
+
+impl ReqwestTransport {
+    fn too_large(&self) -> Failure {
+        Failure::Malformed(format!(
+            "the answer is larger than {} bytes; aggregate the query (e.g. `sum by (le) (...)`) or ask for fewer steps",
+            self.max_answer_bytes
+        ))
+    }
 }
 
 #[async_trait]
@@ -363,16 +384,31 @@ impl Transport for ReqwestTransport {
         &self,
         url: &url::Url,
         params: &[(&str, String)],
-    ) -> std::result::Result<(u16, String), String> {
-        let response = self
+    ) -> std::result::Result<(u16, String), Failure> {
+        let transient = |e: reqwest::Error| Failure::Transient(describe(&e));
+        let mut response = self
             .client
             .get(url.clone())
             .query(params)
             .send()
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(transient)?;
         let status = response.status().as_u16();
-        let body = response.text().await.map_err(|e| describe(&e))?;
+        let declared = response.content_length().unwrap_or(0);
+        if declared > self.max_answer_bytes as u64 {
+            return Err(self.too_large());
+        }
+        // Read chunk by chunk rather than all at once, so that an answer without a declared
+        // length stops at the limit too.
+        let mut body = Vec::with_capacity(declared as usize);
+        while let Some(chunk) = response.chunk().await.map_err(transient)? {
+            if body.len() + chunk.len() > self.max_answer_bytes {
+                return Err(self.too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let body = String::from_utf8(body)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         Ok((status, body))
     }
 }
@@ -416,17 +452,32 @@ fn sample_millis(t: f64) -> Option<u64> {
     (ms.is_finite() && ms >= 0.0 && ms < u64::MAX as f64).then_some(ms as u64)
 }
 
-/// The value of each series at instant `at` (the only sample of each series when `None`).
+/// Puts each series' samples in time order (stably, so of two samples at one instant the first
+/// answered still counts), for [`points_at`] to find a step's sample by binary search: a range
+/// answer holds up to [`MAX_RANGE_STEPS`](crate::MAX_RANGE_STEPS) samples per series, and a
+/// linear scan per step made reading a histogram's range quadratic in the steps.
+fn sort_by_time(series: &mut [Series]) {
+    for s in series {
+        s.samples.sort_by_key(|(t, _)| sample_millis(*t));
+    }
+}
+
+/// The value of each series at instant `at` (the only sample of each series when `None`); with
+/// `at`, the samples must be in time order ([`sort_by_time`]).
 fn points_at(series: &[Series], at: Option<u64>) -> Vec<convert::Point<'_>> {
     series
         .iter()
         .filter_map(|s| {
             let sample = match at {
                 None => s.samples.first(),
-                Some(t) => s
-                    .samples
-                    .iter()
-                    .find(|(st, _)| sample_millis(*st) == Some(t)),
+                Some(t) => {
+                    let i = s
+                        .samples
+                        .partition_point(|(st, _)| sample_millis(*st) < Some(t));
+                    s.samples
+                        .get(i)
+                        .filter(|(st, _)| sample_millis(*st) == Some(t))
+                }
             };
             sample.map(|(_, v)| (&s.labels, *v))
         })
@@ -484,7 +535,7 @@ impl PrometheusSource {
             let outcome = tokio::time::timeout(self.timeout, self.transport.get(url, params)).await;
             let failure = match outcome {
                 Err(_elapsed) => Failure::TimedOut,
-                Ok(Err(transport)) => Failure::Transient(transport),
+                Ok(Err(failure)) => failure,
                 Ok(Ok((status, body))) => match retry::classify(status, &body) {
                     Ok(series) => return Ok(series),
                     Err(f) => f,
@@ -610,7 +661,8 @@ impl MetricsSource for PrometheusSource {
         let per_step = query.with_window(Window::ending_at(query.window.end(), step));
         let mut fetched = Vec::with_capacity(2);
         for promql in self.promql(&per_step)? {
-            let series = self.range(&promql, &steps, step).await?;
+            let mut series = self.range(&promql, &steps, step).await?;
+            sort_by_time(&mut series);
             fetched.push((promql, series));
         }
         steps

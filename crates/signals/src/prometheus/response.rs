@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 /// What went wrong with an answer, before it is turned into the crate's error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,10 +33,10 @@ pub(crate) struct Series {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Envelope {
+struct Envelope<'a> {
     status: String,
-    #[serde(default)]
-    data: Option<serde_json::Value>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
     #[serde(default)]
     error_type: Option<String>,
     #[serde(default)]
@@ -44,9 +45,10 @@ struct Envelope {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Data {
+struct Data<'a> {
     result_type: String,
-    result: serde_json::Value,
+    #[serde(borrow)]
+    result: &'a RawValue,
 }
 
 #[derive(Deserialize)]
@@ -87,7 +89,7 @@ pub(crate) fn parse(body: &str) -> Result<Vec<Series>, ResponseError> {
     let data = envelope
         .data
         .ok_or_else(|| ResponseError::Malformed("`data` is missing".into()))?;
-    let data: Data = serde_json::from_value(data)
+    let data: Data<'_> = serde_json::from_str(data.get())
         .map_err(|e| ResponseError::Malformed(format!("`data` is not a query result ({e})")))?;
     let bad = |e: serde_json::Error| {
         ResponseError::Malformed(format!("`{}` result is malformed ({e})", data.result_type))
@@ -95,7 +97,7 @@ pub(crate) fn parse(body: &str) -> Result<Vec<Series>, ResponseError> {
     match data.result_type.as_str() {
         "vector" => {
             let samples: Vec<VectorSample> =
-                serde_json::from_value(data.result.clone()).map_err(bad)?;
+                serde_json::from_str(data.result.get()).map_err(bad)?;
             samples
                 .into_iter()
                 .map(|s| {
@@ -107,8 +109,7 @@ pub(crate) fn parse(body: &str) -> Result<Vec<Series>, ResponseError> {
                 .collect()
         }
         "matrix" => {
-            let series: Vec<MatrixSeries> =
-                serde_json::from_value(data.result.clone()).map_err(bad)?;
+            let series: Vec<MatrixSeries> = serde_json::from_str(data.result.get()).map_err(bad)?;
             series
                 .into_iter()
                 .map(|s| {
@@ -125,7 +126,7 @@ pub(crate) fn parse(body: &str) -> Result<Vec<Series>, ResponseError> {
                 .collect()
         }
         "scalar" => {
-            let (t, v): (f64, String) = serde_json::from_value(data.result.clone()).map_err(bad)?;
+            let (t, v): (f64, String) = serde_json::from_str(data.result.get()).map_err(bad)?;
             Ok(vec![Series {
                 labels: BTreeMap::new(),
                 samples: vec![(t, value(&v)?)],

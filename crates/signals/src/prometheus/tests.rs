@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use super::*;
 use crate::memory::lock;
-use crate::observation::Counts;
+use crate::observation::{Counts, Gauge};
 use crate::track::Track;
 
 /// What the fake server does for one request.
@@ -45,7 +45,7 @@ impl Transport for Scripted {
         &self,
         url: &url::Url,
         params: &[(&str, String)],
-    ) -> std::result::Result<(u16, String), String> {
+    ) -> std::result::Result<(u16, String), Failure> {
         lock(&self.seen).push((
             url.path().to_owned(),
             params
@@ -56,10 +56,12 @@ impl Transport for Scripted {
         let reply = lock(&self.replies).pop_front();
         match reply {
             Some(Reply::Http(status, body)) => Ok((status, body.to_owned())),
-            Some(Reply::Refused) | None => Err("error sending request: Connection refused".into()),
+            Some(Reply::Refused) | None => Err(Failure::Transient(
+                "error sending request: Connection refused".into(),
+            )),
             Some(Reply::Hang) => {
                 tokio::time::sleep(Duration::from_secs(3_600)).await;
-                Err("hung".into())
+                Err(Failure::Transient("hung".into()))
             }
         }
     }
@@ -277,6 +279,117 @@ async fn range_queries_evaluate_each_step_end() {
         got[1].measurement,
         Measurement::Counts(Counts::new(400, 4).unwrap())
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn range_answers_are_read_at_each_step_end_in_any_order() {
+    // Samples out of time order, one instant answered twice (the first counts, as Prometheus
+    // never does this) and one step missing: each step reads its own instant.
+    const REQUESTS: &str = r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1764303600.5,"400"],[1764303540.5,"100"],[1764303600.5,"999"],[1764303570.5,"600"]]}]}}"#;
+    const ERRORS: &str = r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1764303600.5,"4"],[1764303570.5,"NaN"]]}]}}"#;
+    let t = Scripted::new([Reply::Http(200, REQUESTS), Reply::Http(200, ERRORS)]);
+    let s = source(Arc::clone(&t));
+    let two_steps = Window::new(
+        minute().end().saturating_sub(Duration::from_secs(90)),
+        minute().end(),
+    )
+    .unwrap();
+    let q = MetricQuery::new(Metric::ErrorRate, Track::Canary, two_steps);
+    let got = s.query_range(&q, Duration::from_secs(30)).await.unwrap();
+    let measurements: Vec<_> = got.into_iter().map(|o| o.measurement).collect();
+    assert_eq!(
+        measurements,
+        vec![
+            Measurement::Counts(Counts::new(100, 0).unwrap()),
+            Measurement::NoData,
+            Measurement::Counts(Counts::new(400, 4).unwrap()),
+        ]
+    );
+}
+
+/// A loopback HTTP server that answers every connection with `response` and counts them.
+async fn serve(response: Vec<u8>) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let response = response.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(&response).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (url, connections)
+}
+
+/// A source reading answers of at most `limit` bytes from `url`.
+fn limited_source(url: &str, limit: usize) -> PrometheusSource {
+    PrometheusSource::builder(url)
+        .with_retries(2)
+        .build()
+        .unwrap()
+        .with_transport(Arc::new(ReqwestTransport {
+            client: reqwest::Client::new(),
+            max_answer_bytes: limit,
+        }))
+}
+
+#[tokio::test]
+async fn answers_beyond_the_size_limit_are_refused_without_retrying() {
+    use std::sync::atomic::Ordering;
+    let body = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1764303600.5,"7"]}]}}"#;
+    let declared = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // Without a declared length, in chunks: the limit is met while reading.
+    let mut chunked =
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .to_vec();
+    for part in body.as_bytes().chunks(40) {
+        chunked.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        chunked.extend_from_slice(part);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    for response in [declared.into_bytes(), chunked] {
+        let (url, connections) = serve(response).await;
+        let q = MetricQuery::new(Metric::Cpu, Track::Canary, minute());
+        let read = limited_source(&url, body.len()).query(&q).await.unwrap();
+        assert_eq!(
+            read.measurement,
+            Measurement::Gauge(Gauge::new(7.0).unwrap())
+        );
+        let err = limited_source(&url, body.len() - 1)
+            .query(&q)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::BadResponse { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("larger than {} bytes", body.len() - 1)),
+            "{text}"
+        );
+        assert_eq!(
+            connections.load(Ordering::SeqCst),
+            2,
+            "one each, not retried"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]
