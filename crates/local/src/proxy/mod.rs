@@ -499,7 +499,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                     if let Attempt::Answered(res) =
                         attempt(&shared, &name, ep, copy, Instant::now(), true).await
                     {
-                        let _ = res.into_body().collect().await;
+                        mirror::drain(res.into_body()).await;
                     }
                 })
                 .await;

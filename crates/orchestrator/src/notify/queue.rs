@@ -245,6 +245,23 @@ pub(super) async fn post_json(
     classify(req.send().await).await
 }
 
+/// The most of a refusal's body that is read: its reason is cut to 200 characters anyway, and a
+/// receiver that streams a long (or endless) body must not hold the delivery until its timeout.
+const REFUSAL_BYTES: usize = 4096;
+
+/// The start of a refusal's body, as text.
+async fn refusal_text(mut resp: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while body.len() < REFUSAL_BYTES {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    body.truncate(REFUSAL_BYTES);
+    String::from_utf8_lossy(&body).into_owned()
+}
+
 /// Sorts an HTTP outcome into delivered, worth retrying, or not.
 pub(super) async fn classify(outcome: reqwest::Result<reqwest::Response>) -> Result<(), Failure> {
     match outcome {
@@ -253,7 +270,7 @@ pub(super) async fn classify(outcome: reqwest::Result<reqwest::Response>) -> Res
             if status.is_success() {
                 return Ok(());
             }
-            let text = resp.text().await.unwrap_or_default();
+            let text = refusal_text(resp).await;
             let reason = format!(
                 "the receiver answered {status}: {}",
                 super::truncate(text.trim(), 200)
@@ -309,6 +326,41 @@ mod tests {
                 body: Vec::new(),
             },
         }
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_read_as_far_as_its_reason_and_no_further() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // A receiver that declares a gigabyte of error body, sends its reason and then stalls.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.ends_with(b"\r\n\r\n") {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 1000000000\r\n\r\n";
+            let reason = format!("overloaded, try later{}", " ".repeat(REFUSAL_BYTES));
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(reason.as_bytes()).await;
+            std::future::pending::<()>().await;
+        });
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(20))
+            .build()
+            .unwrap();
+        // Reading the whole body would end only at the client's timeout, with no reason at all.
+        let outcome = classify(client.get(&url).send().await).await;
+        let Err(Failure::Transient(reason)) = outcome else {
+            panic!("expected a transient failure");
+        };
+        assert!(reason.contains("503"), "{reason}");
+        assert!(reason.contains("overloaded, try later"), "{reason}");
     }
 
     proptest! {
