@@ -1,19 +1,23 @@
 //! Upgrade-path planning over a graph of releases.
 //!
 //! Modelled on OpenShift's update graph: a node is a release, an edge an upgrade that is
-//! *allowed* or *conditional* (it carries risks to read first). *Blocked* edges are removed and
-//! remembered, so an unreachable target can be explained. *Required stops* ("every route into
-//! 8.x passes 7.17") remove every edge that enters the guarded set from outside it without
+//! *allowed* or *conditional* (it carries risks to read first). *Blocked* edges are removed,
+//! and the explanation of an unreachable target names the block. *Required stops* ("every route
+//! into 8.x passes 7.17") remove every edge that enters the guarded set from outside it without
 //! coming from a stop. The shortest route prefers allowed edges: a conditional edge costs as
 //! much as [`CONDITIONAL_COST`] hops.
+//!
+//! Edges are decided from the rules as a search reaches them, never stored (see
+//! [`UpgradeGraph`]: `* -> *` over a long release history is tens of millions of edges), so
+//! the search is written here rather than taken from petgraph, whose algorithms walk stored
+//! edges.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap};
 use std::fmt;
 
-use petgraph::algo::tarjan_scc;
-use petgraph::graph::{DiGraph, NodeIndex};
-use petgraph::visit::EdgeRef;
+use fixedbitset::FixedBitSet;
+
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
@@ -190,15 +194,134 @@ impl Default for PathOptions {
     }
 }
 
+/// Which releases, by their place in the graph's ascending order, a selector matches.
+type Matches = FixedBitSet;
+
+/// The rules of one kind, each with the releases its target side matches, found by source: a
+/// release's list holds the rules whose source side matches it, in the spec's order, so that
+/// deciding an edge reads only the rules that may cover it (a spec may block hundreds of single
+/// upgrades).
+#[derive(Debug, Clone)]
+struct Rules<T> {
+    rules: Vec<(Matches, T)>,
+    by_source: Vec<Vec<usize>>,
+}
+
+impl<T> Rules<T> {
+    fn new(releases: usize) -> Self {
+        Rules {
+            rules: Vec::new(),
+            by_source: vec![Vec::new(); releases],
+        }
+    }
+
+    fn push(&mut self, from: &Matches, to: Matches, what: T) {
+        let k = self.rules.len();
+        for a in from.ones() {
+            self.by_source[a].push(k);
+        }
+        self.rules.push((to, what));
+    }
+
+    /// The targets of the rules whose source side matches `a`, added to `set`.
+    fn add_targets(&self, a: usize, set: &mut FixedBitSet) {
+        for (to, _) in self.by_source[a].iter().filter_map(|k| self.rules.get(*k)) {
+            set.union_with(to);
+        }
+    }
+
+    /// The same, taken from `set`.
+    fn remove_targets(&self, a: usize, set: &mut FixedBitSet) {
+        for (to, _) in self.by_source[a].iter().filter_map(|k| self.rules.get(*k)) {
+            set.difference_with(to);
+        }
+    }
+
+    /// The rules that cover the edge `a -> b`, in the spec's order.
+    fn covering(&self, a: usize, b: usize) -> impl Iterator<Item = &T> {
+        self.by_source[a]
+            .iter()
+            .filter_map(|k| self.rules.get(*k))
+            .filter(move |(to, _)| to[b])
+            .map(|(_, what)| what)
+    }
+
+    fn any_into(&self, b: usize) -> bool {
+        self.rules.iter().any(|(to, _)| to[b])
+    }
+}
+
+/// The usable edges from one release, as sets of targets.
+#[derive(Debug, Clone)]
+struct Targets {
+    allowed: FixedBitSet,
+    conditional: FixedBitSet,
+}
+
+impl Targets {
+    fn new(releases: usize) -> Self {
+        Targets {
+            allowed: FixedBitSet::with_capacity(releases),
+            conditional: FixedBitSet::with_capacity(releases),
+        }
+    }
+}
+
+/// A required stop, with the releases it guards and its stops.
+#[derive(Debug, Clone)]
+struct StopRule {
+    spec: RequiredStop,
+    stop: Matches,
+    into: Matches,
+}
+
+impl StopRule {
+    /// Whether the edge `a -> b` enters the guarded releases from outside without a stop.
+    fn skipped_by(&self, a: usize, b: usize) -> bool {
+        self.into[b] && !self.into[a] && !self.stop[a]
+    }
+}
+
+/// Why an edge that a rule makes cannot be used.
+enum Removal<'a> {
+    Blocked(&'a str),
+    Stop(&'a RequiredStop),
+}
+
+impl fmt::Display for Removal<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Removal::Blocked(reason) => write!(f, "blocked: {reason}"),
+            Removal::Stop(s) => write!(
+                f,
+                "it would skip the required stop {:?} (routes into {} pass {})",
+                s.name, s.into, s.stop
+            ),
+        }
+    }
+}
+
 /// A release graph, ready for queries.
+///
+/// Its edges are not stored but decided from the rules when a search reaches them: `* -> *`
+/// over `n` releases stands for `n(n − 1)/2` edges (50 million for 10,000 releases, which a
+/// registry of a service shipped several times a day reaches in a few years), so a graph holds
+/// its releases, the edges added one by one and, per rule, the set of releases each side
+/// matches. A search takes the targets of a release as one set, from the sets of the rules
+/// that start there less those of the blocks and required stops that apply (word-wide
+/// operations on bitsets, `n/64` words a rule), and visits only the targets it may improve.
 #[derive(Debug, Clone)]
 pub struct UpgradeGraph {
-    graph: DiGraph<Version, EdgeState>,
-    /// Outgoing edges per node as (target, conditional?), contiguous for fast queries.
-    adjacency: Vec<Vec<(u32, bool)>>,
-    index: HashMap<Version, NodeIndex>,
-    removed: HashMap<Version, Vec<(Version, String)>>,
-    stops: Vec<RequiredStop>,
+    /// The releases in ascending order; a release is its place here.
+    releases: Vec<Version>,
+    /// The edges added one by one ([`GraphBuilder::edge`]), by source, sorted.
+    exact: Vec<Vec<usize>>,
+    /// The same, by target, for searches backwards.
+    exact_into: Vec<Vec<usize>>,
+    edges: Rules<()>,
+    blocked: Rules<String>,
+    conditional: Rules<Vec<Risk>>,
+    stops: Vec<StopRule>,
 }
 
 /// Collects releases and edges, then filters and checks them in [`GraphBuilder::build`].
@@ -277,52 +400,53 @@ impl GraphBuilder {
 
     /// Builds the graph; `path` names it in errors (`graphs.elasticsearch`).
     pub fn build(self, path: &str) -> Result<UpgradeGraph> {
-        let mut edges: BTreeMap<(Version, Version), EdgeState> = BTreeMap::new();
-        for (i, (from, to)) in self.exact.into_iter().enumerate() {
-            for v in [&from, &to] {
-                if !self.releases.contains(v) {
-                    return Err(Error::InvalidValue {
-                        path: format!("{path}.edges[{i}]"),
-                        value: v.to_string(),
-                        reason: "the edge names a release the graph does not have".into(),
-                    });
-                }
-            }
-            if from == to {
+        let releases: Vec<Version> = self.releases.into_iter().collect();
+        let n = releases.len();
+        let mut exact = vec![Vec::new(); n];
+        let mut exact_into = vec![Vec::new(); n];
+        for (i, (from, to)) in self.exact.iter().enumerate() {
+            let place = |v: &Version| {
+                releases.binary_search(v).map_err(|_| Error::InvalidValue {
+                    path: format!("{path}.edges[{i}]"),
+                    value: v.to_string(),
+                    reason: "the edge names a release the graph does not have".into(),
+                })
+            };
+            let (a, b) = (place(from)?, place(to)?);
+            if a == b {
                 return Err(Error::InvalidValue {
                     path: format!("{path}.edges[{i}]"),
                     value: from.to_string(),
                     reason: "an edge must lead to another release".into(),
                 });
             }
-            edges.insert((from, to), EdgeState::Allowed);
+            exact[a].push(b);
+            exact_into[b].push(a);
         }
-        let releases: Vec<&Version> = self.releases.iter().collect();
-        let matching = |sel: &Selector| -> Vec<&Version> {
-            match sel {
-                Selector::Exact(v) => releases.iter().copied().filter(|r| *r == v).collect(),
-                other => releases
-                    .iter()
-                    .copied()
-                    .filter(|r| other.matches(r))
-                    .collect(),
+        for list in exact.iter_mut().chain(exact_into.iter_mut()) {
+            list.sort_unstable();
+            list.dedup();
+        }
+        let matches = |sel: &Selector| -> Matches {
+            let mut set = FixedBitSet::with_capacity(n);
+            for (i, _) in releases.iter().enumerate().filter(|(_, r)| sel.matches(r)) {
+                set.insert(i);
             }
+            set
         };
+        let mut edges = Rules::new(n);
         for (i, spec) in self.spec.edges.iter().enumerate() {
-            let (froms, tos) = (matching(&spec.from), matching(&spec.to));
-            if froms.is_empty() || tos.is_empty() {
+            let (from, to) = (matches(&spec.from), matches(&spec.to));
+            if from.is_clear() || to.is_clear() {
                 return Err(Error::InvalidValue {
                     path: format!("{path}.edges[{i}]"),
                     value: format!("{} -> {}", spec.from, spec.to),
                     reason: "matches no release on one side".into(),
                 });
             }
-            for f in &froms {
-                for t in tos.iter().filter(|t| **t > *f) {
-                    edges.insert(((*f).clone(), (*t).clone()), EdgeState::Allowed);
-                }
-            }
+            edges.push(&from, to, ());
         }
+        let mut conditional = Rules::new(n);
         for (i, spec) in self.spec.conditional.iter().enumerate() {
             if spec.risks.is_empty() {
                 return Err(Error::InvalidValue {
@@ -331,52 +455,36 @@ impl GraphBuilder {
                     reason: "a conditional edge names at least one risk".into(),
                 });
             }
-            for ((f, t), state) in edges.iter_mut() {
-                if spec.from.matches(f) && spec.to.matches(t) {
-                    match state {
-                        EdgeState::Allowed => *state = EdgeState::Conditional(spec.risks.clone()),
-                        EdgeState::Conditional(r) => r.extend(spec.risks.iter().cloned()),
-                    }
-                }
-            }
+            conditional.push(&matches(&spec.from), matches(&spec.to), spec.risks.clone());
         }
-        let mut removed: HashMap<Version, Vec<(Version, String)>> = HashMap::new();
-        edges.retain(|(f, t), _| {
-            for b in &self.spec.blocked {
-                if b.from.matches(f) && b.to.matches(t) {
-                    removed
-                        .entry(t.clone())
-                        .or_default()
-                        .push((f.clone(), format!("blocked: {}", b.reason)));
-                    return false;
-                }
-            }
-            for s in &self.spec.required_stops {
-                if s.into.matches(t) && !s.into.matches(f) && !s.stop.matches(f) {
-                    removed.entry(t.clone()).or_default().push((
-                        f.clone(),
-                        format!(
-                            "it would skip the required stop {:?} (routes into {} pass {})",
-                            s.name, s.into, s.stop
-                        ),
-                    ));
-                    return false;
-                }
-            }
-            true
-        });
-        let mut graph = DiGraph::with_capacity(self.releases.len(), edges.len());
-        let mut index = HashMap::with_capacity(self.releases.len());
-        for v in &self.releases {
-            index.insert(v.clone(), graph.add_node(v.clone()));
+        let mut blocked = Rules::new(n);
+        for b in &self.spec.blocked {
+            blocked.push(&matches(&b.from), matches(&b.to), b.reason.clone());
         }
-        for ((f, t), state) in edges {
-            if let (Some(&a), Some(&b)) = (index.get(&f), index.get(&t)) {
-                graph.add_edge(a, b, state);
-            }
-        }
-        if let Some(cycle) = tarjan_scc(&graph).into_iter().find(|c| c.len() > 1) {
-            let mut names: Vec<String> = cycle.iter().map(|n| graph[*n].to_string()).collect();
+        let stops = self
+            .spec
+            .required_stops
+            .into_iter()
+            .map(|spec| StopRule {
+                stop: matches(&spec.stop),
+                into: matches(&spec.into),
+                spec,
+            })
+            .collect();
+        let graph = UpgradeGraph {
+            releases,
+            exact,
+            exact_into,
+            edges,
+            blocked,
+            conditional,
+            stops,
+        };
+        if let Some(cycle) = graph.cycle() {
+            let mut names: Vec<String> = cycle
+                .iter()
+                .map(|i| graph.releases[*i].to_string())
+                .collect();
             names.sort();
             if let Some(first) = names.first().cloned() {
                 names.push(first);
@@ -386,23 +494,7 @@ impl GraphBuilder {
                 cycle: names.join(" -> "),
             });
         }
-        let mut adjacency = vec![Vec::new(); graph.node_count()];
-        for e in graph.edge_references() {
-            let conditional = matches!(e.weight(), EdgeState::Conditional(_));
-            if let (Some(list), Ok(target)) = (
-                adjacency.get_mut(e.source().index()),
-                u32::try_from(e.target().index()),
-            ) {
-                list.push((target, conditional));
-            }
-        }
-        Ok(UpgradeGraph {
-            graph,
-            adjacency,
-            index,
-            removed,
-            stops: self.spec.required_stops,
-        })
+        Ok(graph)
     }
 }
 
@@ -428,42 +520,129 @@ impl UpgradeGraph {
 
     /// Number of releases.
     pub fn release_count(&self) -> usize {
-        self.graph.node_count()
+        self.releases.len()
     }
 
-    /// Number of usable edges.
+    /// Number of usable edges (conditional ones included). It checks every pair of releases.
     pub fn edge_count(&self) -> usize {
-        self.graph.edge_count()
+        let mut out = Targets::new(self.releases.len());
+        (0..self.releases.len())
+            .map(|a| {
+                self.targets(a, true, &mut out);
+                out.allowed.count_ones(..) + out.conditional.count_ones(..)
+            })
+            .sum()
     }
 
     /// Whether the graph holds the release.
     pub fn contains(&self, version: &Version) -> bool {
-        self.index.contains_key(version)
+        self.releases.binary_search(version).is_ok()
     }
 
     /// The state of the edge `from -> to`, if it is usable.
-    pub fn edge(&self, from: &Version, to: &Version) -> Option<&EdgeState> {
-        let (a, b) = (self.index.get(from)?, self.index.get(to)?);
-        let e = self.graph.find_edge(*a, *b)?;
-        self.graph.edge_weight(e)
+    pub fn edge(&self, from: &Version, to: &Version) -> Option<EdgeState> {
+        let place = |v| self.releases.binary_search(v).ok();
+        let (a, b) = (place(from)?, place(to)?);
+        self.cost(a, b, true)?;
+        Some(self.state(a, b))
     }
 
-    fn node(&self, v: &Version, what: &str) -> Result<NodeIndex> {
-        self.index
-            .get(v)
-            .copied()
-            .ok_or_else(|| Error::UnknownVersion {
+    fn node(&self, v: &Version, what: &str) -> Result<usize> {
+        self.releases
+            .binary_search(v)
+            .map_err(|_| Error::UnknownVersion {
                 path: format!("route.{what}"),
                 service: "(graph)".into(),
                 version: v.to_string(),
             })
     }
 
-    fn usable(state: &EdgeState, opts: PathOptions) -> Option<u64> {
-        match state {
-            EdgeState::Allowed => Some(1),
-            EdgeState::Conditional(_) if opts.accept_conditional => Some(CONDITIONAL_COST),
-            EdgeState::Conditional(_) => None,
+    /// Whether `edge` or a rule makes the edge `a -> b` (before blocks and stops).
+    fn exists(&self, a: usize, b: usize) -> bool {
+        a != b
+            && ((b > a && self.edges.covering(a, b).next().is_some())
+                || self.exact[a].binary_search(&b).is_ok())
+    }
+
+    /// Why the edge `a -> b` is removed, if it is: the first block that covers it, else the
+    /// first required stop it would skip.
+    fn removal(&self, a: usize, b: usize) -> Option<Removal<'_>> {
+        if let Some(reason) = self.blocked.covering(a, b).next() {
+            return Some(Removal::Blocked(reason));
+        }
+        self.stops
+            .iter()
+            .find(|s| s.skipped_by(a, b))
+            .map(|s| Removal::Stop(&s.spec))
+    }
+
+    fn is_conditional(&self, a: usize, b: usize) -> bool {
+        self.conditional.covering(a, b).next().is_some()
+    }
+
+    /// What the edge `a -> b` costs in a search, `None` if it cannot be taken.
+    fn cost(&self, a: usize, b: usize, accept_conditional: bool) -> Option<u64> {
+        if !self.exists(a, b) || self.removal(a, b).is_some() {
+            return None;
+        }
+        match (self.is_conditional(a, b), accept_conditional) {
+            (false, _) => Some(1),
+            (true, true) => Some(CONDITIONAL_COST),
+            (true, false) => None,
+        }
+    }
+
+    /// The state of an existing edge: conditional with the risks of every rule that covers it,
+    /// in the spec's order, or allowed.
+    fn state(&self, a: usize, b: usize) -> EdgeState {
+        let risks: Vec<Risk> = self
+            .conditional
+            .covering(a, b)
+            .flat_map(|risks| risks.iter().cloned())
+            .collect();
+        if risks.is_empty() {
+            EdgeState::Allowed
+        } else {
+            EdgeState::Conditional(risks)
+        }
+    }
+
+    /// The usable edges from `a`, into `out`: the targets of the edge rules that start at `a`
+    /// (above it) and of the edges added one by one, less those a block covers and the releases
+    /// a required stop guards that `a` is neither in nor a stop of; the targets a conditional
+    /// rule covers are set apart, and left out unless `accept_conditional`. The same edges as
+    /// [`cost`](Self::cost) decides one by one.
+    fn targets(&self, a: usize, accept_conditional: bool, out: &mut Targets) {
+        let Targets {
+            allowed,
+            conditional,
+        } = out;
+        allowed.clear();
+        self.edges.add_targets(a, allowed);
+        allowed.remove_range(..a + 1);
+        for &b in &self.exact[a] {
+            allowed.insert(b);
+        }
+        self.blocked.remove_targets(a, allowed);
+        for s in self.stops.iter().filter(|s| !s.into[a] && !s.stop[a]) {
+            allowed.difference_with(&s.into);
+        }
+        conditional.clear();
+        if accept_conditional {
+            self.conditional.add_targets(a, conditional);
+            conditional.intersect_with(allowed);
+        }
+        self.conditional.remove_targets(a, allowed);
+    }
+
+    /// The releases an edge into `b` may come from: every lower one when an edge rule ends at
+    /// `b`, and the edges added one by one. A source may still not be an edge.
+    fn sources(&self, b: usize) -> Box<dyn Iterator<Item = usize> + '_> {
+        let exact = self.exact_into[b].iter().copied();
+        if self.edges.any_into(b) {
+            Box::new((0..b).chain(exact.filter(move |&a| a > b)))
+        } else {
+            Box::new(exact)
         }
     }
 
@@ -471,51 +650,54 @@ impl UpgradeGraph {
     /// errors.
     pub fn route(&self, from: &Version, to: &Version, opts: PathOptions) -> Result<Route> {
         let (start, goal) = (self.node(from, "from")?, self.node(to, "to")?);
-        if start == goal {
-            return Ok(Route::Found(UpgradePath {
-                from: from.clone(),
-                hops: Vec::new(),
-                stops: Vec::new(),
-                risks: Vec::new(),
-            }));
-        }
-        let n = self.graph.node_count();
+        let n = self.releases.len();
         let mut dist = vec![u64::MAX; n];
-        let mut prev: Vec<Option<NodeIndex>> = vec![None; n];
+        let mut prev: Vec<Option<usize>> = vec![None; n];
         let mut heap = BinaryHeap::new();
-        dist[start.index()] = 0;
-        heap.push(Reverse((0u64, start.index())));
-        while let Some(Reverse((d, u))) = heap.pop() {
-            if u == goal.index() {
+        let mut settled = FixedBitSet::with_capacity(n);
+        let mut out = Targets::new(n);
+        dist[start] = 0;
+        // Among releases as near, the goal is settled first, then later releases before
+        // earlier ones: with `* -> *` a direct edge ends the search after one pass over the
+        // releases, and of routes of equal cost the one through later releases is found (the
+        // latest patch of a required stop, say) and found soonest, as later releases are
+        // usually nearer the goal (and, settled, are left out of the targets of the releases
+        // below them). Once the goal is reached, a release no nearer than one edge short of it
+        // cannot lead to it more cheaply, and is not expanded.
+        heap.push(Reverse((0u64, start != goal, Reverse(start))));
+        while let Some(Reverse((d, _, Reverse(u)))) = heap.pop() {
+            if u == goal {
                 break;
             }
-            if d > dist[u] {
+            if d > dist[u] || settled[u] {
                 continue;
             }
-            let Some(out) = self.adjacency.get(u) else {
+            settled.insert(u);
+            if d.saturating_add(1) >= dist[goal] {
                 continue;
-            };
-            for &(target, conditional) in out {
-                let w = match (conditional, opts.accept_conditional) {
-                    (false, _) => 1,
-                    (true, true) => CONDITIONAL_COST,
-                    (true, false) => continue,
-                };
-                let v = target as usize;
+            }
+            self.targets(u, opts.accept_conditional, &mut out);
+            for (set, w) in [
+                (&mut out.allowed, 1),
+                (&mut out.conditional, CONDITIONAL_COST),
+            ] {
+                set.difference_with(&settled);
                 let nd = d.saturating_add(w);
-                if nd < dist[v] {
-                    dist[v] = nd;
-                    prev[v] = Some(NodeIndex::new(u));
-                    heap.push(Reverse((nd, v)));
+                for v in set.ones() {
+                    if nd < dist[v] {
+                        dist[v] = nd;
+                        prev[v] = Some(u);
+                        heap.push(Reverse((nd, v != goal, Reverse(v))));
+                    }
                 }
             }
         }
-        if dist[goal.index()] == u64::MAX {
-            return Ok(Route::NoRoute(self.explain(from, to, start, opts)));
+        if dist[goal] == u64::MAX {
+            return Ok(Route::NoRoute(self.explain(start, goal, opts)));
         }
         let mut nodes = vec![goal];
         let mut cur = goal;
-        while let Some(p) = prev[cur.index()] {
+        while let Some(p) = prev[cur] {
             nodes.push(p);
             cur = p;
         }
@@ -528,19 +710,15 @@ impl UpgradeGraph {
         };
         for pair in nodes.windows(2) {
             let (a, b) = (pair[0], pair[1]);
-            let (va, vb) = (&self.graph[a], &self.graph[b]);
-            if let Some(EdgeState::Conditional(risks)) = self
-                .graph
-                .find_edge(a, b)
-                .and_then(|e| self.graph.edge_weight(e))
-            {
+            let (va, vb) = (&self.releases[a], &self.releases[b]);
+            if let EdgeState::Conditional(risks) = self.state(a, b) {
                 path.risks.push(HopRisk {
                     from: va.clone(),
                     to: vb.clone(),
-                    risks: risks.clone(),
+                    risks,
                 });
             }
-            if vb != to && self.stops.iter().any(|s| s.stop.matches(vb)) {
+            if b != goal && self.stops.iter().any(|s| s.stop[b]) {
                 path.stops.push(vb.clone());
             }
             path.hops.push(vb.clone());
@@ -548,75 +726,109 @@ impl UpgradeGraph {
         Ok(Route::Found(path))
     }
 
-    fn reachable(&self, start: NodeIndex, opts: PathOptions) -> Vec<bool> {
-        let mut seen = vec![false; self.graph.node_count()];
+    /// The releases reachable from `start` (forwards) or that reach it (backwards).
+    fn reachable(&self, start: usize, accept_conditional: bool) -> FixedBitSet {
+        let mut seen = FixedBitSet::with_capacity(self.releases.len());
+        let mut out = Targets::new(self.releases.len());
         let mut stack = vec![start];
-        seen[start.index()] = true;
+        seen.insert(start);
         while let Some(u) = stack.pop() {
-            for e in self.graph.edges(u) {
-                if Self::usable(e.weight(), opts).is_some() && !seen[e.target().index()] {
-                    seen[e.target().index()] = true;
-                    stack.push(e.target());
+            self.targets(u, accept_conditional, &mut out);
+            out.allowed.union_with(&out.conditional);
+            out.allowed.difference_with(&seen);
+            seen.union_with(&out.allowed);
+            stack.extend(out.allowed.ones());
+        }
+        seen
+    }
+
+    /// The releases from which `goal` is reachable, conditional edges included (rarely needed:
+    /// this decides edges one by one).
+    fn reaching(&self, goal: usize) -> FixedBitSet {
+        let mut seen = FixedBitSet::with_capacity(self.releases.len());
+        let mut stack = vec![goal];
+        seen.insert(goal);
+        while let Some(u) = stack.pop() {
+            for v in self.sources(u) {
+                if !seen[v] && self.cost(v, u, true).is_some() {
+                    seen.insert(v);
+                    stack.push(v);
                 }
             }
         }
         seen
     }
 
-    fn explain(
-        &self,
-        from: &Version,
-        to: &Version,
-        start: NodeIndex,
-        opts: PathOptions,
-    ) -> Explanation {
-        let seen = self.reachable(start, opts);
-        let is_reached = |v: &Version| self.index.get(v).is_some_and(|n| seen[n.index()]);
+    /// The releases of a cycle, if the graph has one. Rules only lead to higher releases, so a
+    /// cycle takes an edge added one by one to a lower release; its releases are those that
+    /// edge's target reaches and that reach its source.
+    fn cycle(&self) -> Option<Vec<usize>> {
+        for (a, targets) in self.exact.iter().enumerate() {
+            for &b in targets.iter().filter(|&&b| b < a) {
+                if self.cost(a, b, true).is_none() {
+                    continue;
+                }
+                let onward = self.reachable(b, true);
+                if onward[a] {
+                    let back = self.reaching(a);
+                    return Some(
+                        (0..self.releases.len())
+                            .filter(|&i| onward[i] && back[i])
+                            .collect(),
+                    );
+                }
+            }
+        }
+        None
+    }
+
+    fn explain(&self, start: usize, goal: usize, opts: PathOptions) -> Explanation {
+        let (from, to) = (&self.releases[start], &self.releases[goal]);
+        let seen = self.reachable(start, opts.accept_conditional);
         let mut e = Explanation::new(format!("{to} cannot be reached from {from}"));
-        if to < from {
+        if goal < start {
             e = e.fact(format!(
                 "{to} is older than {from} and the graph only holds upgrades"
             ));
         }
-        if let Some(list) = self.removed.get(to) {
-            for (src, why) in list.iter().filter(|(src, _)| is_reached(src)) {
-                e = e.fact(format!("the edge {src} -> {to} is unusable because {why}"));
-            }
-        }
-        for s in self.stops.iter().filter(|s| s.into.matches(to)) {
-            let stop_reached = self
-                .index
-                .iter()
-                .any(|(v, n)| s.stop.matches(v) && seen[n.index()]);
-            if !stop_reached && !s.into.matches(from) {
+        let reached_edges: Vec<usize> = self
+            .sources(goal)
+            .filter(|&a| seen[a] && self.exists(a, goal))
+            .collect();
+        for &a in &reached_edges {
+            if let Some(why) = self.removal(a, goal) {
                 e = e.fact(format!(
-                    "no release of the required stop {:?} ({}) is reachable from {from}",
-                    s.name, s.stop
+                    "the edge {} -> {to} is unusable because {why}",
+                    self.releases[a]
                 ));
             }
         }
-        if !opts.accept_conditional
-            && let Some(goal) = self.index.get(to)
-        {
-            for edge in self
-                .graph
-                .edges_directed(*goal, petgraph::Direction::Incoming)
-            {
-                if let EdgeState::Conditional(risks) = edge.weight() {
-                    let src = &self.graph[edge.source()];
-                    if seen[edge.source().index()] {
-                        let names: Vec<&str> = risks.iter().map(|r| r.name.as_str()).collect();
-                        e = e.fact(format!(
-                            "the edge {src} -> {to} is conditional ({}) and conditional edges \
-                             were not accepted",
-                            names.join(", ")
-                        ));
-                    }
+        for s in self.stops.iter().filter(|s| s.into[goal]) {
+            let stop_reached = s.stop.ones().any(|i| seen[i]);
+            if !stop_reached && !s.into[start] {
+                e = e.fact(format!(
+                    "no release of the required stop {:?} ({}) is reachable from {from}",
+                    s.spec.name, s.spec.stop
+                ));
+            }
+        }
+        if !opts.accept_conditional {
+            for &a in &reached_edges {
+                if self.removal(a, goal).is_none()
+                    && let EdgeState::Conditional(risks) = self.state(a, goal)
+                {
+                    let names: Vec<&str> = risks.iter().map(|r| r.name.as_str()).collect();
+                    e = e.fact(format!(
+                        "the edge {} -> {to} is conditional ({}) and conditional edges \
+                         were not accepted",
+                        self.releases[a],
+                        names.join(", ")
+                    ));
                 }
             }
         }
         if e.because.is_empty() {
-            let count = seen.iter().filter(|s| **s).count();
+            let count = seen.count_ones(..);
             e = e.fact(format!(
                 "none of the {count} release(s) reachable from {from} has an upgrade edge to {to}"
             ));
@@ -658,9 +870,9 @@ mod tests {
         else {
             panic!("no route")
         };
-        assert_eq!(p.hops.len(), 2);
-        assert!(p.hops[0].major == 7 && p.hops[0].minor == 17);
-        assert_eq!(p.stops, vec![p.hops[0].clone()]);
+        // Of the two stops, equally near, the later patch.
+        assert_eq!(p.hops, vec![v("7.17.25"), v("8.15.0")]);
+        assert_eq!(p.stops, vec![v("7.17.25")]);
         assert!(g.edge(&v("7.16.3"), &v("8.0.0")).is_none());
         assert!(g.edge(&v("7.17.0"), &v("8.0.0")).is_some());
     }

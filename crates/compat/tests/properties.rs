@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, VecDeque};
 use proptest::prelude::*;
 use semver::Version;
 use serin_compat::matrix::{OneMinorAtATime, PairRule, Requires, Skew, Target};
-use serin_compat::path::{PathOptions, RequiredStop, Risk, Route, UpgradeGraph};
+use serin_compat::path::{EdgeState, PathOptions, RequiredStop, Risk, Route, UpgradeGraph};
 use serin_compat::{
     Catalog, Fleet, Format, Matrix, Proposal, Registry, Release, Rule, Selector, Validator,
     Verdict, migration, parse_version,
@@ -275,6 +275,59 @@ fn graph_world() -> impl Strategy<Value = GraphWorld> {
         )
 }
 
+const RULE_SELECTORS: &[&str] = &[
+    "*",
+    "^1",
+    "^2",
+    ">=1.5.0",
+    "<1.7.0",
+    "1.3.0",
+    "2.1.0",
+    ">=1.2.0, <2.1.0",
+];
+
+#[derive(Debug, Clone)]
+struct RuleWorld {
+    /// Edges added one by one, in either direction.
+    exact: Vec<(usize, usize)>,
+    /// Rules as indices into `RULE_SELECTORS`.
+    edges: Vec<(usize, usize)>,
+    blocked: Vec<(usize, usize)>,
+    conditional: Vec<(usize, usize)>,
+    /// (stop, into)
+    stops: Vec<(usize, usize)>,
+    accept_conditional: bool,
+    from: usize,
+    to: usize,
+}
+
+fn rule_world() -> impl Strategy<Value = RuleWorld> {
+    let rule = (0..RULE_SELECTORS.len(), 0..RULE_SELECTORS.len());
+    let pair = (0..NODES, 0..NODES).prop_filter("another release", |(a, b)| a != b);
+    (
+        proptest::collection::vec(pair, 0..5),
+        proptest::collection::vec(rule.clone(), 0..4),
+        proptest::collection::vec(rule.clone(), 0..3),
+        proptest::collection::vec(rule.clone(), 0..3),
+        proptest::collection::vec(rule, 0..3),
+        any::<bool>(),
+        0..NODES,
+        0..NODES,
+    )
+        .prop_map(
+            |(exact, edges, blocked, conditional, stops, accept_conditional, from, to)| RuleWorld {
+                exact,
+                edges,
+                blocked,
+                conditional,
+                stops,
+                accept_conditional,
+                from,
+                to,
+            },
+        )
+}
+
 fn exact(i: usize) -> Selector {
     Selector::Exact(gv(i))
 }
@@ -339,6 +392,121 @@ proptest! {
             }
             Route::NoRoute(why) => {
                 prop_assert!(!seen[g.to], "a route exists but none was found");
+                prop_assert!(!why.to_string().is_empty());
+            }
+        }
+    }
+
+    /// A graph built from rules (selectors on both sides, blocks, conditional edges, required
+    /// stops, and edges added one by one in either direction) has exactly the edges the rules
+    /// define, counts them, refuses exactly the graphs with a cycle, and routes at the least
+    /// cost: its edges are decided from the rules when a search reaches them, so this holds
+    /// that decision to the definition, pair by pair.
+    #[test]
+    fn rule_graphs_have_the_edges_their_rules_define(w in rule_world()) {
+        let sel = |i: usize| Selector::parse(RULE_SELECTORS[i], "t").unwrap();
+        let mut b = UpgradeGraph::builder().releases((0..NODES).map(gv));
+        for (x, y) in &w.exact {
+            b = b.edge(gv(*x), gv(*y));
+        }
+        for (f, t) in &w.edges {
+            b = b.edges(sel(*f), sel(*t));
+        }
+        for (f, t) in &w.blocked {
+            b = b.block(sel(*f), sel(*t), "generated");
+        }
+        for (k, (f, t)) in w.conditional.iter().enumerate() {
+            let risk = Risk { name: format!("R{k}"), message: "m".into(), url: None };
+            b = b.conditional(sel(*f), sel(*t), vec![risk]);
+        }
+        for (k, (stop, into)) in w.stops.iter().enumerate() {
+            b = b.required_stop(RequiredStop { name: format!("S{k}"), stop: sel(*stop), into: sel(*into) });
+        }
+        let table: Vec<Vec<bool>> = (0..RULE_SELECTORS.len())
+            .map(|i| (0..NODES).map(|x| sel(i).matches(&gv(x))).collect())
+            .collect();
+        let m = |i: usize, x: usize| table[i][x];
+        let exists = |x: usize, y: usize| {
+            x != y
+                && (w.exact.contains(&(x, y))
+                    || (y > x && w.edges.iter().any(|(f, t)| m(*f, x) && m(*t, y))))
+        };
+        let removed = |x: usize, y: usize| {
+            w.blocked.iter().any(|(f, t)| m(*f, x) && m(*t, y))
+                || w.stops.iter().any(|(stop, into)| m(*into, y) && !m(*into, x) && !m(*stop, x))
+        };
+        let conditional = |x: usize, y: usize| w.conditional.iter().any(|(f, t)| m(*f, x) && m(*t, y));
+        let cost_of = |x: usize, y: usize, accept: bool| -> Option<u64> {
+            if !exists(x, y) || removed(x, y) {
+                return None;
+            }
+            match (conditional(x, y), accept) {
+                (false, _) => Some(1),
+                (true, true) => Some(1_000),
+                (true, false) => None,
+            }
+        };
+        let costs = |accept: bool| -> Vec<Vec<Option<u64>>> {
+            (0..NODES).map(|x| (0..NODES).map(|y| cost_of(x, y, accept)).collect()).collect()
+        };
+        let (all, chosen) = (costs(true), costs(w.accept_conditional));
+        let cost = |x: usize, y: usize| chosen[x][y];
+        // Least costs between every two releases (Floyd-Warshall over 14 releases).
+        let least = |c: &[Vec<Option<u64>>]| {
+            let mut d: Vec<Vec<u64>> =
+                c.iter().map(|row| row.iter().map(|c| c.unwrap_or(u64::MAX)).collect()).collect();
+            for k in 0..NODES {
+                for x in 0..NODES {
+                    for y in 0..NODES {
+                        if d[x][k] < u64::MAX && d[k][y] < u64::MAX {
+                            d[x][y] = d[x][y].min(d[x][k] + d[k][y]);
+                        }
+                    }
+                }
+            }
+            d
+        };
+        let cyclic = least(&all).iter().enumerate().any(|(x, row)| row[x] < u64::MAX);
+        let graph = match b.build("g") {
+            Ok(graph) => graph,
+            Err(e) => {
+                prop_assert!(cyclic, "refused without a cycle: {}", e);
+                prop_assert!(e.to_string().contains(" -> "), "{}", e);
+                return Ok(());
+            }
+        };
+        prop_assert!(!cyclic, "a cycle was not refused");
+        let mut count = 0;
+        for (x, row) in all.iter().enumerate() {
+            for (y, defined) in row.iter().enumerate() {
+                let state = graph.edge(&gv(x), &gv(y));
+                prop_assert_eq!(state.is_some(), defined.is_some(), "edge {} -> {}", gv(x), gv(y));
+                if let Some(state) = state {
+                    count += 1;
+                    prop_assert_eq!(matches!(state, EdgeState::Conditional(_)), conditional(x, y));
+                }
+            }
+        }
+        prop_assert_eq!(graph.edge_count(), count);
+        let opts = PathOptions { accept_conditional: w.accept_conditional };
+        let mut dist = least(&chosen).swap_remove(w.from);
+        dist[w.from] = 0;
+        match graph.route(&gv(w.from), &gv(w.to), opts).unwrap() {
+            Route::Found(path) => {
+                let mut prev = w.from;
+                let mut total = 0;
+                for hop in &path.hops {
+                    let next = (0..NODES).find(|i| &gv(*i) == hop).unwrap();
+                    let c = cost(prev, next);
+                    prop_assert!(c.is_some(), "hop {} -> {} is not usable", gv(prev), hop);
+                    total += c.unwrap_or_default();
+                    prev = next;
+                }
+                prop_assert_eq!(prev, w.to);
+                prop_assert_eq!(total, dist[w.to], "not the least cost");
+            }
+            Route::NoRoute(why) => {
+                prop_assert_eq!(dist[w.to], u64::MAX, "a route exists but none was found");
                 prop_assert!(!why.to_string().is_empty());
             }
         }
