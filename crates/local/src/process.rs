@@ -171,9 +171,22 @@ fn ephemeral_low() -> Option<u16> {
     range.split_whitespace().next()?.parse().ok()
 }
 
+/// How much of the end of a log [`last_line`] reads.
+const LOG_TAIL_BYTES: u64 = 64 * 1024;
+
+/// The last non-empty line of an instance's log, read from its last 64 KiB only: a log of a
+/// long-running instance may be gigabytes, and this runs while the platform's lock is held.
+/// Bytes that are not UTF-8 (a binary dump, a cut character) are replaced, not fatal.
 fn last_line(log: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(log).ok()?;
-    text.lines()
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(log).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)))
+        .ok()?;
+    let mut tail = Vec::new();
+    file.take(LOG_TAIL_BYTES).read_to_end(&mut tail).ok()?;
+    String::from_utf8_lossy(&tail)
+        .lines()
         .rev()
         .find(|l| !l.trim().is_empty())
         .map(|l| l.chars().take(300).collect())
@@ -522,6 +535,28 @@ impl Platform for ProcessPlatform {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_log_line_comes_from_the_end_of_any_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("web-1.log");
+        let mut text = b"starting\n".repeat(200_000);
+        text.extend_from_slice(b"\xff\xfe binary noise\n");
+        text.extend_from_slice(b"fatal: address already in use\n\n  \n");
+        std::fs::write(&log, &text).unwrap();
+        assert_eq!(
+            last_line(&log).as_deref(),
+            Some("fatal: address already in use")
+        );
+        std::fs::write(&log, b"\xff\xfe only noise").unwrap();
+        assert_eq!(
+            last_line(&log).as_deref(),
+            Some("\u{fffd}\u{fffd} only noise")
+        );
+        std::fs::write(&log, b"").unwrap();
+        assert_eq!(last_line(&log), None);
+        assert_eq!(last_line(&dir.path().join("missing.log")), None);
+    }
 
     #[test]
     fn instance_ports_come_from_below_the_ephemeral_range() {
