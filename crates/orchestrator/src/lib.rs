@@ -37,7 +37,8 @@
 //!   text) with the timeline and the evidence of every decision.
 //! - [`Platform`] (what runs the instances of each track) with [`InMemoryPlatform`] and
 //!   [`wait_ready`]; [`BackupProvider`] with [`InMemoryBackup`]; behind the `testkit`
-//!   feature, the platform conformance suite (`testkit`).
+//!   feature, the conformance suites of platforms (`testkit`), journals (`journal::testkit`),
+//!   backup providers (`backup::testkit`) and notification channels (`notify::testkit`).
 //!
 //! ## Tracks
 //!
@@ -77,7 +78,7 @@ mod config;
 mod error;
 mod event;
 mod hooks;
-mod journal;
+pub mod journal;
 #[cfg(feature = "notify")]
 pub mod notify;
 mod orchestrator;

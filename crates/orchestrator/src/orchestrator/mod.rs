@@ -453,14 +453,15 @@ impl Orchestrator {
 
     /// Deployments whose journal does not end with a finished state (after a crash).
     pub async fn unfinished(&self) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for id in self.inner.journal.deployments().await? {
-            let records = self.inner.journal.records(&id).await?;
-            if records.last().is_some_and(|r| !r.state.is_done()) {
-                out.push(id);
-            }
-        }
-        Ok(out)
+        Ok(self
+            .inner
+            .journal
+            .last_records()
+            .await?
+            .into_iter()
+            .filter(|r| !r.state.is_done())
+            .map(|r| r.deployment)
+            .collect())
     }
 
     /// Resumes a deployment from its last journal record: carries out that record's effects
