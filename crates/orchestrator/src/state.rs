@@ -507,32 +507,7 @@ pub(crate) mod tests {
 
     /// A state at the start of a canary of `web` 1.0.0 -> 1.1.0.
     pub(crate) fn sample_state() -> DeploymentState {
-        let now = Timestamp::from_millis(1_000);
-        let config = DeploymentConfig::new(
-            StrategyKind::Canary,
-            semver::Version::new(1, 1, 0),
-            &["web"],
-        )
-        .expect("valid");
-        let triggers =
-            Engine::new(config.trigger_config().expect("triggers"), now).expect("engine");
-        let from = Placement {
-            track: Track::Stable,
-            version: semver::Version::new(1, 0, 0),
-        };
-        let to = Placement {
-            track: Track::Canary,
-            version: semver::Version::new(1, 1, 0),
-        };
-        DeploymentState::new(
-            "web-1.1.0-1000".into(),
-            "web".into(),
-            config,
-            Some(from),
-            to,
-            triggers,
-            now,
-        )
+        crate::journal::testkit::sample_record("web-1.1.0-1000", 0).state
     }
 
     #[test]
