@@ -1,6 +1,6 @@
 //! Fault tests: an instance that crashes, hangs or refuses connections; a readiness path that
 //! never turns green; a port already in use; a platform gone without stopping its instances; a
-//! drain timeout too long for the clock.
+//! drain timeout too long for the clock; a client that never finishes its headers.
 //! Each gets a clear error or event, and no request that another ready instance could serve is
 //! lost.
 
@@ -332,5 +332,47 @@ async fn a_drain_timeout_past_what_the_clock_holds_does_not_panic() {
     let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
     let idle = SocketAddr::from(([127, 0, 0, 1], free_port()));
     assert!(router.wait_drained(&[idle], Duration::MAX).await);
+    router.shutdown();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limit = Duration::from_secs(30);
+    let router = ProxyRouter::bind(
+        ProxyConfig::default()
+            .with_workers(0)
+            .with_header_read_timeout(limit),
+    )
+    .await
+    .unwrap();
+    let mut slow = tokio::net::TcpStream::connect(router.local_addr())
+        .await
+        .unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: shop\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    // Without a limit the proxy would wait for the rest of the headers forever, and this read
+    // would end only at the hour.
+    let answer = tokio::time::timeout(Duration::from_secs(3_600), async {
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 256];
+        loop {
+            match slow.read(&mut buf).await {
+                Ok(0) | Err(_) => break answer,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .expect("the proxy closes the connection");
+    let waited = started.elapsed();
+    assert!(waited >= limit && waited < limit * 2, "{waited:?}");
+    assert!(
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
     router.shutdown();
 }

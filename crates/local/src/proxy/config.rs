@@ -58,6 +58,11 @@ pub struct ProxyConfig {
     /// (chunked) go to their instance but not to the mirror, and are counted
     /// ([`ProxyMetrics::mirror_skipped`](crate::ProxyMetrics::mirror_skipped)).
     pub mirror_body_limit: u64,
+    /// How long a client may take to send a request's headers before its connection is closed
+    /// (1 ms ..= 1 h; default 30 s, hyper's, where nginx's `client_header_timeout` is 60 s).
+    /// Without it a client that opens connections and sends its headers a byte at a time holds
+    /// them, and a connection in the middle of its headers, forever.
+    pub header_read_timeout: Duration,
 }
 
 /// The most worker threads a proxy may have.
@@ -86,6 +91,7 @@ impl Default for ProxyConfig {
             metrics_retention: Duration::from_secs(3_600),
             workers: default_workers(),
             mirror_body_limit: 64 * 1024,
+            header_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -130,6 +136,12 @@ impl ProxyConfig {
         self
     }
 
+    /// With another limit on the time a client may take to send a request's headers.
+    pub fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
     /// Checks every field; [`ProxyRouter::bind`](crate::ProxyRouter::bind) calls it.
     pub fn validate(&self) -> Result<()> {
         if self.connect_timeout < Duration::from_millis(1)
@@ -139,6 +151,15 @@ impl ProxyConfig {
                 "proxyConfig.connectTimeout",
                 format!("{:?}", self.connect_timeout),
                 "must be between 1ms and 60s",
+            ));
+        }
+        if self.header_read_timeout < Duration::from_millis(1)
+            || self.header_read_timeout > Duration::from_secs(3_600)
+        {
+            return Err(Error::invalid(
+                "proxyConfig.headerReadTimeout",
+                format!("{:?}", self.header_read_timeout),
+                "must be between 1ms and 1h",
             ));
         }
         if self.workers > MAX_WORKERS {
@@ -179,6 +200,8 @@ struct RawConfig {
     workers: u16,
     #[serde(default = "default_mirror_body_limit")]
     mirror_body_limit: u64,
+    #[serde(default = "default_header_read", with = "serin_signals::duration")]
+    header_read_timeout: Duration,
 }
 
 fn default_listen() -> SocketAddr {
@@ -196,6 +219,9 @@ fn default_retention() -> Duration {
 fn default_mirror_body_limit() -> u64 {
     ProxyConfig::default().mirror_body_limit
 }
+fn default_header_read() -> Duration {
+    ProxyConfig::default().header_read_timeout
+}
 
 impl TryFrom<RawConfig> for ProxyConfig {
     type Error = Error;
@@ -208,6 +234,7 @@ impl TryFrom<RawConfig> for ProxyConfig {
             metrics_retention: r.metrics_retention,
             workers: r.workers,
             mirror_body_limit: r.mirror_body_limit,
+            header_read_timeout: r.header_read_timeout,
         };
         c.validate()?;
         Ok(c)
@@ -224,6 +251,7 @@ impl From<ProxyConfig> for RawConfig {
             metrics_retention: c.metrics_retention,
             workers: c.workers,
             mirror_body_limit: c.mirror_body_limit,
+            header_read_timeout: c.header_read_timeout,
         }
     }
 }
@@ -251,6 +279,14 @@ mod tests {
             (
                 r#"{"mirrorBodyLimit": 16777217}"#,
                 "proxyConfig.mirrorBodyLimit",
+            ),
+            (
+                r#"{"headerReadTimeout": "2h"}"#,
+                "proxyConfig.headerReadTimeout",
+            ),
+            (
+                r#"{"headerReadTimeout": 0}"#,
+                "proxyConfig.headerReadTimeout",
             ),
         ] {
             let e = serde_json::from_str::<ProxyConfig>(json)

@@ -22,7 +22,7 @@ use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use serin_orchestrator::TrackStatus;
@@ -594,8 +594,19 @@ fn finish(
     }
 }
 
+/// The HTTP/1.1 and HTTP/2 server of the proxy and of its admin listener, closing connections
+/// whose request headers take longer than the configured limit.
+fn http_server(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout);
+    builder
+}
+
 async fn serve(mut conns: Conns, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let builder = http_server(&shared.config);
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
@@ -627,7 +638,7 @@ async fn serve_admin(
     shared: Arc<Shared>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let builder = http_server(&shared.config);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
