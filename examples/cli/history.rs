@@ -106,20 +106,19 @@ fn reader(states: &StateDir) -> Result<Orchestrator, CliError> {
 pub async fn logs(ctx: &Ctx, args: &LogsArgs) -> Result<Exit, CliError> {
     let states = StateDir::existing(&ctx.global.state_dir);
     let journal = Ctx::journal(&states)?;
-    let ids = match &args.deployment {
-        Some(id) => vec![id.clone()],
-        None => journal.deployments().await?,
-    };
-    let mut events: Vec<Event> = Vec::new();
-    for id in &ids {
-        let records = journal.records(id).await?;
-        if records.is_empty() {
-            return Err(CliError::usage(format!(
-                "invalid --deployment `{id}`: no such deployment in the journal"
-            )));
+    let records = match &args.deployment {
+        Some(id) => {
+            let records = journal.records(id).await?;
+            if records.is_empty() {
+                return Err(CliError::usage(format!(
+                    "invalid --deployment `{id}`: no such deployment in the journal"
+                )));
+            }
+            records
         }
-        events.extend(records.into_iter().flat_map(|r| r.events));
-    }
+        None => journal.all_records().await?,
+    };
+    let mut events: Vec<Event> = records.into_iter().flat_map(|r| r.events).collect();
     if let Some(n) = args.tail {
         let skip = events.len().saturating_sub(n);
         events.drain(..skip);

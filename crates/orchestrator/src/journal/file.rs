@@ -17,7 +17,8 @@ use crate::error::{Error, Result};
 /// One file holds every deployment (a year of daily deployments is tens of megabytes), so a
 /// read takes only each line's `deployment` field until a line of the deployment asked for
 /// comes: the states of the others, the bulk of the file, are skipped over, not built, and
-/// [`last_records`](Journal::last_records) reads the file once for all deployments.
+/// [`last_records`](Journal::last_records) and [`all_records`](Journal::all_records) read the
+/// file once for all deployments.
 #[derive(Debug)]
 pub struct FileJournal {
     path: PathBuf,
@@ -178,6 +179,21 @@ impl Journal for FileJournal {
         }
         Ok(out)
     }
+
+    async fn all_records(&self) -> Result<Vec<Record>> {
+        let mut order: Vec<Vec<Record>> = Vec::new();
+        let mut place: HashMap<String, usize> = HashMap::new();
+        self.scan(|number, whose, line| {
+            let record = self.parse(number, &line)?;
+            let at = *place.entry(whose).or_insert_with(|| {
+                order.push(Vec::new());
+                order.len() - 1
+            });
+            order[at].push(record);
+            Ok(())
+        })?;
+        Ok(order.into_iter().flatten().collect())
+    }
 }
 
 #[cfg(test)]
@@ -255,6 +271,7 @@ mod tests {
             j.records("web-2").await.expect_err("corrupt"),
             j.deployments().await.expect_err("corrupt"),
             j.last_records().await.expect_err("corrupt"),
+            j.all_records().await.expect_err("corrupt"),
         ] {
             assert!(err.to_string().contains("line 2 is corrupt"), "{err}");
         }
@@ -266,8 +283,12 @@ mod tests {
         append_raw(&path, b"{\"deployment\":\"web-2\",\"seq\":\"first\"}\n");
         let err = j.records("web-2").await.expect_err("corrupt").to_string();
         assert!(err.contains("line 2 is corrupt"), "{err}");
-        let err = j.last_records().await.expect_err("corrupt").to_string();
-        assert!(err.contains("line 2 is corrupt"), "{err}");
+        for err in [
+            j.last_records().await.expect_err("corrupt"),
+            j.all_records().await.expect_err("corrupt"),
+        ] {
+            assert!(err.to_string().contains("line 2 is corrupt"), "{err}");
+        }
         assert_eq!(j.records("web-1").await.expect("records").len(), 1);
     }
 

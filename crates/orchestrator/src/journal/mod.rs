@@ -103,6 +103,17 @@ pub trait Journal: Send + Sync {
         }
         Ok(out)
     }
+
+    /// Every record, deployment by deployment in the order of their first record, each
+    /// deployment's in the order appended. The default reads each deployment's records in
+    /// turn; a journal that holds every deployment in one place reads it once.
+    async fn all_records(&self) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        for deployment in self.deployments().await? {
+            out.extend(self.records(&deployment).await?);
+        }
+        Ok(out)
+    }
 }
 
 #[async_trait]
@@ -121,6 +132,9 @@ impl<T: Journal + ?Sized> Journal for Arc<T> {
     }
     async fn last_records(&self) -> Result<Vec<Record>> {
         (**self).last_records().await
+    }
+    async fn all_records(&self) -> Result<Vec<Record>> {
+        (**self).all_records().await
     }
 }
 

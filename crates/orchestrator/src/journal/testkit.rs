@@ -115,7 +115,7 @@ pub async fn check_unknown_deployment_has_no_records(journal: &dyn Journal) {
 
 /// Records of three deployments appended interleaved come back per deployment, unchanged and
 /// in the order appended; deployments are listed in the order of their first record; the last
-/// record of each is the last appended.
+/// record of each is the last appended; all records come back deployment by deployment.
 pub async fn check_records_read_back_in_order(journal: &dyn Journal) {
     let name = journal.name().to_owned();
     let ids = names(3);
@@ -166,5 +166,17 @@ pub async fn check_records_read_back_in_order(journal: &dyn Journal) {
         json(&last),
         json(&want),
         "{name}: the last records are not each deployment's last appended, in order"
+    );
+    let all: Vec<Record> = journal
+        .all_records()
+        .await
+        .expect("all records")
+        .into_iter()
+        .filter(|r| ids.contains(&r.deployment))
+        .collect();
+    assert_eq!(
+        json(&all),
+        json(&appended.concat()),
+        "{name}: all records are not deployment by deployment, each in the order appended"
     );
 }
