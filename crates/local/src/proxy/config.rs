@@ -63,6 +63,13 @@ pub struct ProxyConfig {
     /// Without it a client that opens connections and sends its headers a byte at a time holds
     /// them, and a connection in the middle of its headers, forever.
     pub header_read_timeout: Duration,
+    /// How long an instance may take to answer a request's headers once it was sent (1 ms ..=
+    /// 24 h; default 60 s, nginx's `proxy_read_timeout`). Past it the client gets a 504, counted
+    /// as an error of the instance's backend, so a version that hangs is seen by the analysis
+    /// (a request that never ends is never measured); a bodyless GET, HEAD or OPTIONS is first
+    /// tried once more elsewhere, as after a failure. The body of a response that has begun is
+    /// not timed: streams and downloads run as long as they take.
+    pub response_timeout: Duration,
 }
 
 /// The most worker threads a proxy may have.
@@ -92,6 +99,7 @@ impl Default for ProxyConfig {
             workers: default_workers(),
             mirror_body_limit: 64 * 1024,
             header_read_timeout: Duration::from_secs(30),
+            response_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -142,6 +150,12 @@ impl ProxyConfig {
         self
     }
 
+    /// With another limit on the time an instance may take to answer a request's headers.
+    pub fn with_response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
     /// Checks every field; [`ProxyRouter::bind`](crate::ProxyRouter::bind) calls it.
     pub fn validate(&self) -> Result<()> {
         if self.connect_timeout < Duration::from_millis(1)
@@ -160,6 +174,15 @@ impl ProxyConfig {
                 "proxyConfig.headerReadTimeout",
                 format!("{:?}", self.header_read_timeout),
                 "must be between 1ms and 1h",
+            ));
+        }
+        if self.response_timeout < Duration::from_millis(1)
+            || self.response_timeout > Duration::from_secs(86_400)
+        {
+            return Err(Error::invalid(
+                "proxyConfig.responseTimeout",
+                format!("{:?}", self.response_timeout),
+                "must be between 1ms and 24h",
             ));
         }
         if self.workers > MAX_WORKERS {
@@ -202,6 +225,8 @@ struct RawConfig {
     mirror_body_limit: u64,
     #[serde(default = "default_header_read", with = "serin_signals::duration")]
     header_read_timeout: Duration,
+    #[serde(default = "default_response", with = "serin_signals::duration")]
+    response_timeout: Duration,
 }
 
 fn default_listen() -> SocketAddr {
@@ -222,6 +247,9 @@ fn default_mirror_body_limit() -> u64 {
 fn default_header_read() -> Duration {
     ProxyConfig::default().header_read_timeout
 }
+fn default_response() -> Duration {
+    ProxyConfig::default().response_timeout
+}
 
 impl TryFrom<RawConfig> for ProxyConfig {
     type Error = Error;
@@ -235,6 +263,7 @@ impl TryFrom<RawConfig> for ProxyConfig {
             workers: r.workers,
             mirror_body_limit: r.mirror_body_limit,
             header_read_timeout: r.header_read_timeout,
+            response_timeout: r.response_timeout,
         };
         c.validate()?;
         Ok(c)
@@ -252,6 +281,7 @@ impl From<ProxyConfig> for RawConfig {
             workers: c.workers,
             mirror_body_limit: c.mirror_body_limit,
             header_read_timeout: c.header_read_timeout,
+            response_timeout: c.response_timeout,
         }
     }
 }
@@ -287,6 +317,10 @@ mod tests {
             (
                 r#"{"headerReadTimeout": 0}"#,
                 "proxyConfig.headerReadTimeout",
+            ),
+            (
+                r#"{"responseTimeout": "25h"}"#,
+                "proxyConfig.responseTimeout",
             ),
         ] {
             let e = serde_json::from_str::<ProxyConfig>(json)

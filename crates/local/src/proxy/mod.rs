@@ -417,6 +417,8 @@ enum Attempt {
     Answered(Response<Body>),
     NotSent(Request<Body>),
     Failed,
+    /// Sent, and not answered within the response timeout (already counted as an error).
+    TimedOut,
 }
 
 async fn attempt(
@@ -428,7 +430,16 @@ async fn attempt(
     retrying: bool,
 ) -> Attempt {
     let guard = endpoint.begin();
-    match endpoint.send(req, shared.config.connect_timeout).await {
+    let limit = shared.config.response_timeout;
+    let Ok(sent) =
+        tokio::time::timeout(limit, endpoint.send(req, shared.config.connect_timeout)).await
+    else {
+        tracing::debug!(%backend, addr = %endpoint.addr(), ?limit, "no answer in time");
+        let latency = started.elapsed().as_secs_f64() * 1_000.0;
+        shared.metrics.record(backend, now(), latency, true);
+        return Attempt::TimedOut;
+    };
+    match sent {
         Ok(res) => {
             let latency = started.elapsed().as_secs_f64() * 1_000.0;
             let error = res.status().is_server_error();
@@ -530,20 +541,14 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let replay = (bodyless
         && matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS))
     .then(|| mirror_copy(&req));
-    let retry = match attempt(&shared, backend, first, req, started, false).await {
-        Attempt::NotSent(req) => Some(req),
-        Attempt::Failed => replay,
+    let (retry, failure) = match attempt(&shared, backend, first, req, started, false).await {
+        Attempt::NotSent(req) => (Some(req), Attempt::Failed),
+        Attempt::Failed => (replay, Attempt::Failed),
+        Attempt::TimedOut => (replay, Attempt::TimedOut),
         answered => return finish(answered, backend, backend, set_cookie, &shared, started),
     };
     let Some(req) = retry else {
-        return finish(
-            Attempt::Failed,
-            backend,
-            backend,
-            set_cookie,
-            &shared,
-            started,
-        );
+        return finish(failure, backend, backend, set_cookie, &shared, started);
     };
     // Once, elsewhere: another instance of the same backend, else another backend.
     let other = snap
@@ -562,13 +567,14 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         });
     let (served_by, outcome) = match other {
         Some((b, ep)) => (b, attempt(&shared, b, ep, req, started, true).await),
-        None => (backend, Attempt::Failed),
+        None => (backend, failure),
     };
     finish(outcome, backend, served_by, set_cookie, &shared, started)
 }
 
 /// The client's answer: the instance's response (with the sticky cookie when it was chosen by
-/// weight and served by that backend), or a 502 counted as an error of `served_by`.
+/// weight and served by that backend), a 504 for an instance that did not answer in time
+/// (counted when it timed out), or a 502 counted as an error of `served_by`.
 fn finish(
     outcome: Attempt,
     chosen: &str,
@@ -586,6 +592,10 @@ fn finish(
             }
             res
         }
+        Attempt::TimedOut => answer(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the instance did not answer within the proxy's response timeout",
+        ),
         Attempt::NotSent(_) | Attempt::Failed => {
             let latency = started.elapsed().as_secs_f64() * 1_000.0;
             shared.metrics.record(served_by, now(), latency, true);
