@@ -158,33 +158,35 @@ impl ProxyConfig {
 
     /// Checks every field; [`ProxyRouter::bind`](crate::ProxyRouter::bind) calls it.
     pub fn validate(&self) -> Result<()> {
-        if self.connect_timeout < Duration::from_millis(1)
-            || self.connect_timeout > Duration::from_secs(60)
-        {
-            return Err(Error::invalid(
-                "proxyConfig.connectTimeout",
-                format!("{:?}", self.connect_timeout),
-                "must be between 1ms and 60s",
-            ));
-        }
-        if self.header_read_timeout < Duration::from_millis(1)
-            || self.header_read_timeout > Duration::from_secs(3_600)
-        {
-            return Err(Error::invalid(
-                "proxyConfig.headerReadTimeout",
-                format!("{:?}", self.header_read_timeout),
-                "must be between 1ms and 1h",
-            ));
-        }
-        if self.response_timeout < Duration::from_millis(1)
-            || self.response_timeout > Duration::from_secs(86_400)
-        {
-            return Err(Error::invalid(
-                "proxyConfig.responseTimeout",
-                format!("{:?}", self.response_timeout),
-                "must be between 1ms and 24h",
-            ));
-        }
+        let within = |field: &str, value: Duration, max: Duration, max_text: &str| {
+            if (Duration::from_millis(1)..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(Error::invalid(
+                    format!("proxyConfig.{field}"),
+                    format!("{value:?}"),
+                    format!("must be between 1ms and {max_text}"),
+                ))
+            }
+        };
+        within(
+            "connectTimeout",
+            self.connect_timeout,
+            Duration::from_secs(60),
+            "60s",
+        )?;
+        within(
+            "headerReadTimeout",
+            self.header_read_timeout,
+            Duration::from_secs(3_600),
+            "1h",
+        )?;
+        within(
+            "responseTimeout",
+            self.response_timeout,
+            Duration::from_secs(86_400),
+            "24h",
+        )?;
         if self.workers > MAX_WORKERS {
             return Err(Error::invalid(
                 "proxyConfig.workers",
