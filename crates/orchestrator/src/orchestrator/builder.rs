@@ -17,6 +17,9 @@ use crate::platform::{Platform, TrackSpec};
 
 use super::Orchestrator;
 
+/// The most events a subscriber may fall behind by ([`OrchestratorBuilder::event_capacity`]).
+const MAX_EVENT_CAPACITY: usize = 1 << 16;
+
 /// Virtual-time-friendly clock: a wall-clock reading taken once, advanced by `tokio::time`
 /// (so paused-time tests run hours in milliseconds). Share one clock between an orchestrator
 /// and the one that resumes its deployments.
@@ -198,9 +201,11 @@ impl OrchestratorBuilder {
         self
     }
 
-    /// How many events a slow subscriber may fall behind before it misses some (default 4096).
+    /// How many events a slow subscriber may fall behind before it misses some (default 4096;
+    /// taken between 1 and 65,536, since every slot is allocated up front). A subscriber that
+    /// must see every event reads them back from the journal.
     pub fn event_capacity(mut self, capacity: usize) -> Self {
-        self.capacity = capacity.max(1);
+        self.capacity = capacity.clamp(1, MAX_EVENT_CAPACITY);
         self
     }
 
@@ -237,6 +242,26 @@ impl Orchestrator {
             validator: None,
             clock: None,
             capacity: 4096,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{InMemoryJournal, InMemoryPlatform};
+
+    #[tokio::test]
+    async fn any_event_capacity_builds() {
+        // tokio's channel panics past `usize::MAX / 2` and allocates every slot up front.
+        for capacity in [0, 1, 4_096, usize::MAX / 2 + 1, usize::MAX] {
+            let o = Orchestrator::builder(
+                Arc::new(InMemoryPlatform::new()),
+                Arc::new(InMemoryJournal::new()),
+            )
+            .event_capacity(capacity)
+            .build();
+            let _events = o.subscribe();
         }
     }
 }
