@@ -425,3 +425,64 @@ async fn an_instance_that_never_answers_is_a_timed_out_error_of_its_backend() {
     router.shutdown();
     held.abort();
 }
+
+/// A request body whose chunks come from a channel, as slowly as they are sent.
+struct Trickle(tokio::sync::mpsc::Receiver<bytes::Bytes>);
+
+impl hyper::body::Body for Trickle {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| Ok(hyper::body::Frame::data(c))))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_slower_than_the_response_timeout_is_not_the_instance_s_delay() {
+    let (answering, mut seen) = support::start_recorder().await;
+    let limit = Duration::from_millis(200);
+    let router = ProxyRouter::bind(ProxyConfig::default().with_response_timeout(limit))
+        .await
+        .unwrap();
+    router.set_endpoints("stable", &[answering]);
+    router
+        .apply(&TrafficSplit::all_to("stable", &[]).unwrap())
+        .await
+        .unwrap();
+    // The client takes twice the limit to send its body; the instance answers once it has
+    // read it all.
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        for chunk in ["one ", "two ", "three ", "four"] {
+            tokio::time::sleep(limit / 2).await;
+            let _ = tx.send(bytes::Bytes::from_static(chunk.as_bytes())).await;
+        }
+    });
+    let started = std::time::Instant::now();
+    let (status, body) = tokio::time::timeout(
+        Duration::from_secs(10),
+        support::post(router.local_addr(), "/upload", Trickle(rx)),
+    )
+    .await
+    .expect("an answer within 10 s");
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body:?}");
+    assert!(started.elapsed() >= limit * 2, "{:?}", started.elapsed());
+    let (_, path, copy) = seen.recv().await.unwrap();
+    assert_eq!(
+        (path.as_str(), &copy[..]),
+        ("/upload", &b"one two three four"[..])
+    );
+    let q = MetricQuery::new(
+        Metric::ErrorRate,
+        Track::Stable,
+        Window::new(Timestamp::EPOCH, Timestamp::from_millis(u64::MAX / 2)).unwrap(),
+    );
+    let o = router.metrics().query(&q).await.unwrap();
+    assert_eq!(o.error_rate(), Some(0.0), "{o:?}");
+    router.shutdown();
+}

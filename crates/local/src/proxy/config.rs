@@ -63,12 +63,13 @@ pub struct ProxyConfig {
     /// Without it a client that opens connections and sends its headers a byte at a time holds
     /// them, and a connection in the middle of its headers, forever.
     pub header_read_timeout: Duration,
-    /// How long an instance may take to answer a request's headers once it was sent (1 ms ..=
-    /// 24 h; default 60 s, nginx's `proxy_read_timeout`). Past it the client gets a 504, counted
-    /// as an error of the instance's backend, so a version that hangs is seen by the analysis
-    /// (a request that never ends is never measured); a bodyless GET, HEAD or OPTIONS is first
-    /// tried once more elsewhere, as after a failure. The body of a response that has begun is
-    /// not timed: streams and downloads run as long as they take.
+    /// How long an instance may take to answer a request's headers once the request, body
+    /// included, was sent (1 ms ..= 24 h; default 60 s, nginx's `proxy_read_timeout`). Past it
+    /// the client gets a 504, counted as an error of the instance's backend, so a version that
+    /// hangs is seen by the analysis (a request that never ends is never measured); a bodyless
+    /// GET, HEAD or OPTIONS is first tried once more elsewhere, as after a failure. Neither an
+    /// upload, which takes as long as its client, nor the body of a response that has begun is
+    /// timed: streams and downloads run as long as they take.
     pub response_timeout: Duration,
 }
 

@@ -5,6 +5,7 @@ mod accept;
 mod choose;
 mod config;
 mod mirror;
+mod sent;
 mod upstream;
 
 use std::collections::HashMap;
@@ -430,16 +431,32 @@ async fn attempt(
     retrying: bool,
 ) -> Attempt {
     let guard = endpoint.begin();
+    let (req, body_sent) = sent::signal_when_sent(req);
+    let send = endpoint.send(req, shared.config.connect_timeout);
     let limit = shared.config.response_timeout;
-    let Ok(sent) =
-        tokio::time::timeout(limit, endpoint.send(req, shared.config.connect_timeout)).await
-    else {
+    // The wait for the instance is timed from the end of the request body.
+    let timed = match body_sent {
+        None => tokio::time::timeout(limit, send).await,
+        Some(body_sent) => {
+            tokio::pin!(send);
+            let early = tokio::select! {
+                biased;
+                outcome = &mut send => Some(outcome),
+                _ = body_sent => None,
+            };
+            match early {
+                Some(outcome) => Ok(outcome),
+                None => tokio::time::timeout(limit, send).await,
+            }
+        }
+    };
+    let Ok(outcome) = timed else {
         tracing::debug!(%backend, addr = %endpoint.addr(), ?limit, "no answer in time");
         let latency = started.elapsed().as_secs_f64() * 1_000.0;
         shared.metrics.record(backend, now(), latency, true);
         return Attempt::TimedOut;
     };
-    match sent {
+    match outcome {
         Ok(res) => {
             let latency = started.elapsed().as_secs_f64() * 1_000.0;
             let error = res.status().is_server_error();
