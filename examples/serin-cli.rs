@@ -158,6 +158,7 @@ async fn run(cli: Cli, io: Option<tokio::runtime::Handle>) -> Result<Exit, CliEr
         Command::HealthCheck => observe::health_check(&ctx).await,
         Command::Plan(args) => deploy::plan(&ctx, args).await,
         Command::Backups => history::backups(&ctx).await,
+        Command::Compact(args) => history::compact(&ctx, args).await,
     }
 }
 

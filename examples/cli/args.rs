@@ -151,6 +151,9 @@ pub enum Command {
     /// The backups taken before deployments (`--backup-dir` or `--backup-postgres`), oldest
     /// first.
     Backups,
+    /// Drops the records of old finished deployments from the event journal (unfinished ones
+    /// always stay).
+    Compact(CompactArgs),
 }
 
 /// Flags of `deploy`, `deploy-blue-green` and `plan`.
@@ -220,6 +223,14 @@ pub struct LogsArgs {
     /// Only the last N events.
     #[arg(long, value_name = "N")]
     pub tail: Option<usize>,
+}
+
+/// Flags of `compact`.
+#[derive(Debug, Args, Clone)]
+pub struct CompactArgs {
+    /// How many of the most recent finished deployments keep their records.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub keep: usize,
 }
 
 /// Flags of `metrics`.

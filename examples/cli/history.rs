@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::json;
 use serin_orchestrator::{Event, InMemoryPlatform, Journal, Orchestrator};
 
-use crate::cli::args::LogsArgs;
+use crate::cli::args::{CompactArgs, LogsArgs};
 use crate::cli::context::Ctx;
 use crate::cli::exit::{CliError, Exit};
 use crate::cli::hooks;
@@ -131,6 +131,28 @@ pub async fn logs(ctx: &Ctx, args: &LogsArgs) -> Result<Exit, CliError> {
         text.push_str("no events\n");
     }
     ctx.ui.result(&text, &json!({ "events": events }))?;
+    Ok(Exit::Success)
+}
+
+/// `compact`: the journal without the records of the finished deployments before the last
+/// `--keep` of them.
+pub async fn compact(ctx: &Ctx, args: &CompactArgs) -> Result<Exit, CliError> {
+    let states = StateDir::existing(&ctx.global.state_dir);
+    let journal = Ctx::journal(&states)?;
+    let done = journal.compact(args.keep).await?;
+    let text = format!(
+        "dropped the records of {} finished deployment(s), kept {}: {} -> {} bytes\n",
+        done.dropped, done.kept, done.bytes_before, done.bytes_after
+    );
+    ctx.ui.result(
+        &text,
+        &json!({
+            "dropped": done.dropped,
+            "kept": done.kept,
+            "bytesBefore": done.bytes_before,
+            "bytesAfter": done.bytes_after,
+        }),
+    )?;
     Ok(Exit::Success)
 }
 

@@ -364,6 +364,33 @@ fn deploy_status_logs_and_rollbacks_work_across_invocations_on_the_simulated_fle
         .code(2)
         .stderr(predicate::str::contains("nope"));
 
+    // Compaction keeps the last finished deployment's records and drops the two before it;
+    // what runs, and the history of versions, are not the journal's and stay.
+    let out = sim(d)
+        .args(["compact", "--keep", "1", "--output", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let c = json(&out);
+    assert_eq!(
+        (c["dropped"].as_u64(), c["kept"].as_u64()),
+        (Some(2), Some(1)),
+        "{c}"
+    );
+    assert!(c["bytesAfter"].as_u64() < c["bytesBefore"].as_u64(), "{c}");
+    sim(d)
+        .args(["logs", "--deployment", &canary_id])
+        .assert()
+        .code(2);
+    sim(d)
+        .args(["logs"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("rolled back"));
+    assert_eq!(status(d, &["--backend", "sim"])["lastPhase"], "finished");
+
     // Rollback goes back to the version before 1.1.0.
     let out = sim(d)
         .args(["rollback", "--output", "json"])

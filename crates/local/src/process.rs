@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -16,6 +16,7 @@ use serin_orchestrator::{
 use serin_signals::{ProbeStatus, Track};
 use tokio::process::{Child, ChildStdin, Command};
 
+use crate::logs::{LogRotation, Pump, RotatingFile, last_line};
 use crate::probe;
 
 /// How a [`ProcessPlatform`] runs and checks its processes.
@@ -24,6 +25,8 @@ use crate::probe;
 pub struct ProcessConfig {
     /// Where each process's standard output and error go: `{service}-{track}-{n}.log`.
     pub log_dir: PathBuf,
+    /// When those logs are rotated (default at 16 MiB, keeping 3 rotated files).
+    pub log_rotation: LogRotation,
     /// The HTTP path that answers 2xx once an instance is ready (default `/ready`).
     pub readiness_path: String,
     /// How long one readiness check may take (default 500 ms).
@@ -40,6 +43,7 @@ impl ProcessConfig {
     pub fn new(log_dir: impl Into<PathBuf>) -> Self {
         ProcessConfig {
             log_dir: log_dir.into(),
+            log_rotation: LogRotation::default(),
             readiness_path: "/ready".into(),
             probe_timeout: Duration::from_millis(500),
             grace: Duration::from_secs(5),
@@ -50,6 +54,12 @@ impl ProcessConfig {
     /// With deployment locks kept as files in `dir` (see [`LockDir`](crate::LockDir)).
     pub fn with_lock_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.lock_dir = Some(dir.into());
+        self
+    }
+
+    /// With logs rotated past `max_bytes` (at least 1 KiB), keeping `keep` rotated files.
+    pub fn with_log_rotation(mut self, max_bytes: u64, keep: u32) -> Self {
+        self.log_rotation = LogRotation { max_bytes, keep };
         self
     }
 
@@ -72,6 +82,7 @@ impl ProcessConfig {
     }
 
     fn validate(&self) -> Result<()> {
+        self.log_rotation.validate()?;
         if !self.readiness_path.starts_with('/') {
             return Err(Error::invalid(
                 "processConfig.readinessPath",
@@ -98,6 +109,8 @@ struct Proc {
     /// The write end of the process's stdin, held open for as long as the platform lives.
     _lifeline: Option<ChildStdin>,
     log: PathBuf,
+    /// The thread that writes the process's output to `log`.
+    pump: Pump,
     exited: Option<String>,
 }
 
@@ -113,7 +126,8 @@ struct Running {
 
 /// Runs each instance of a track as a process of the spec's command, with `PORT` (a free
 /// loopback port it picks), `VERSION` and `INSTANCE` (`green-0`) added to the spec's environment,
-/// and its output appended to a log file.
+/// and its output appended to a log file that is rotated at a size limit
+/// ([`LogRotation`]).
 ///
 /// - An instance is **ready** when `GET {readiness_path}` on its port answers 2xx, checked on each
 ///   [`status`](Platform::status); **live** while its process runs.
@@ -125,7 +139,8 @@ struct Running {
 ///   lifeline: its stdin is a pipe whose write end the platform holds, and `SERIN_LIFELINE=stdin`
 ///   says so. When the platform's process dies, however it dies, the pipe closes and the
 ///   process reads end-of-file on stdin; a service that should not outlive the platform (the
-///   demo service does) stops then.
+///   demo service does) stops then. Its output goes through the platform too (see
+///   [`LogRotation`]): once the platform is gone, writing it fails with a broken pipe.
 /// - Scaling down stops the newest instances at once. Behind the proxy, wrap the platform in a
 ///   [`ProxiedPlatform`](crate::ProxiedPlatform): it takes them out of the proxy and waits for
 ///   their in-flight requests before they are stopped.
@@ -171,27 +186,6 @@ fn ephemeral_low() -> Option<u16> {
     range.split_whitespace().next()?.parse().ok()
 }
 
-/// How much of the end of a log [`last_line`] reads.
-const LOG_TAIL_BYTES: u64 = 64 * 1024;
-
-/// The last non-empty line of an instance's log, read from its last 64 KiB only: a log of a
-/// long-running instance may be gigabytes, and this runs while the platform's lock is held.
-/// Bytes that are not UTF-8 (a binary dump, a cut character) are replaced, not fatal.
-fn last_line(log: &Path) -> Option<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = std::fs::File::open(log).ok()?;
-    let len = file.metadata().ok()?.len();
-    file.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)))
-        .ok()?;
-    let mut tail = Vec::new();
-    file.take(LOG_TAIL_BYTES).read_to_end(&mut tail).ok()?;
-    String::from_utf8_lossy(&tail)
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .map(|l| l.chars().take(300).collect())
-}
-
 impl ProcessPlatform {
     /// A platform with `config`; creates the log directory.
     pub fn new(config: ProcessConfig) -> Result<Self> {
@@ -234,14 +228,11 @@ impl ProcessPlatform {
         let port = free_loopback_port()
             .map_err(|e| fail(format!("no free loopback port for {id}: {e}")))?;
         let log = self.log_path(spec.service(), &id);
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .map_err(|e| fail(format!("cannot open log {}: {e}", log.display())))?;
-        let err = out
-            .try_clone()
-            .map_err(|e| fail(format!("cannot open log {}: {e}", log.display())))?;
+        let cannot_log = |e: std::io::Error| fail(format!("cannot log to {}: {e}", log.display()));
+        let file = RotatingFile::open(&log, self.config.log_rotation).map_err(cannot_log)?;
+        let (reader, out) = std::io::pipe().map_err(cannot_log)?;
+        let err = out.try_clone().map_err(cannot_log)?;
+        let pump = Pump::start(&id, reader, file).map_err(cannot_log)?;
         let Some((program, args)) = spec.command().split_first() else {
             return Err(Error::invalid(
                 "trackSpec.command",
@@ -268,6 +259,7 @@ impl ProcessPlatform {
             _lifeline: child.stdin.take(),
             child,
             log,
+            pump,
             exited: None,
         })
     }
@@ -300,6 +292,7 @@ impl ProcessPlatform {
             if p.exited.is_none()
                 && let Ok(Some(status)) = p.child.try_wait()
             {
+                p.pump.drained();
                 let tail =
                     last_line(&p.log).map_or_else(String::new, |l| format!("; last log line: {l}"));
                 p.exited = Some(format!("exited with {status}{tail}"));
@@ -535,28 +528,6 @@ impl Platform for ProcessPlatform {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_last_log_line_comes_from_the_end_of_any_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("web-1.log");
-        let mut text = b"starting\n".repeat(200_000);
-        text.extend_from_slice(b"\xff\xfe binary noise\n");
-        text.extend_from_slice(b"fatal: address already in use\n\n  \n");
-        std::fs::write(&log, &text).unwrap();
-        assert_eq!(
-            last_line(&log).as_deref(),
-            Some("fatal: address already in use")
-        );
-        std::fs::write(&log, b"\xff\xfe only noise").unwrap();
-        assert_eq!(
-            last_line(&log).as_deref(),
-            Some("\u{fffd}\u{fffd} only noise")
-        );
-        std::fs::write(&log, b"").unwrap();
-        assert_eq!(last_line(&log), None);
-        assert_eq!(last_line(&dir.path().join("missing.log")), None);
-    }
 
     #[test]
     fn instance_ports_come_from_below_the_ephemeral_range() {

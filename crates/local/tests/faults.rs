@@ -1,6 +1,7 @@
 //! Fault tests: an instance that crashes, hangs or refuses connections; a readiness path that
 //! never turns green; a port already in use; a platform gone without stopping its instances; a
-//! drain timeout too long for the clock; a client that never finishes its headers.
+//! drain timeout too long for the clock; a client that never finishes its headers; an instance
+//! that writes far more output than its log may hold.
 //! Each gets a clear error or event, and no request that another ready instance could serve is
 //! lost.
 
@@ -216,6 +217,53 @@ async fn a_port_in_use_is_a_clear_error() {
     );
     p.retire("web", &Track::Blue, Duration::ZERO).await.unwrap();
     drop(taken);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chatty_instance_log_is_rotated_and_its_last_words_are_reported() {
+    let dir =
+        std::env::temp_dir().join(format!("serin-local-faults-chatty-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let p = ProcessPlatform::new(
+        ProcessConfig::new(&dir)
+            .with_grace(Duration::from_secs(2))
+            .with_log_rotation(16 * 1024, 2),
+    )
+    .unwrap();
+    // 1 MB of output, then a last line, then an exit: 64 times the limit.
+    let spec = serin_orchestrator::TrackSpec::new("web", "1.0.0", Track::Blue, 1)
+        .unwrap()
+        .with_command([
+            "sh",
+            "-c",
+            "head -c 1000000 /dev/zero | tr '\\0' 'x'; echo; echo 'fatal: the last words' >&2; exit 3",
+        ])
+        .unwrap();
+    p.bring_up(&spec).await.unwrap();
+    let err = wait_ready(&p, "web", &Track::Blue, POLL, Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("exit status: 3") && msg.contains("last log line: fatal: the last words"),
+        "{msg}"
+    );
+    let log = p.log_path("web", "blue-0");
+    let mut total = 0;
+    for name in ["", ".1", ".2"] {
+        let path = format!("{}{name}", log.display());
+        let len = std::fs::metadata(&path).unwrap().len();
+        // Rotated at 16 KiB, a file may exceed it by at most one pipe read (64 KiB).
+        assert!(len <= (16 + 64) * 1024, "{path}: {len} bytes");
+        total += len;
+    }
+    assert!(
+        total < 1_000_000,
+        "only the newest output is kept: {total} bytes"
+    );
+    assert!(!std::path::Path::new(&format!("{}.3", log.display())).exists());
+    p.retire("web", &Track::Blue, Duration::ZERO).await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -101,7 +101,7 @@ pub use hooks::{
     BackupCheck, BackupInfo, BackupProvider, InMemoryBackup, InMemoryNotifier, InMemoryStepRunner,
     Notifier, StepRunner,
 };
-pub use journal::{FileJournal, InMemoryJournal, Journal, Record};
+pub use journal::{Compacted, FileJournal, InMemoryJournal, Journal, Record};
 pub use orchestrator::{
     Clock, DeploymentHandle, DeploymentPlan, Orchestrator, OrchestratorBuilder, ServiceBackends,
     SpecFn, Status,

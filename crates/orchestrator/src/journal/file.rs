@@ -1,6 +1,6 @@
 //! [`FileJournal`]: the embedded default, an append-only file of JSON lines.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -18,12 +18,27 @@ use crate::error::{Error, Result};
 /// read takes only each line's `deployment` field until a line of the deployment asked for
 /// comes: the states of the others, the bulk of the file, are skipped over, not built, and
 /// [`last_records`](Journal::last_records) and [`all_records`](Journal::all_records) read the
-/// file once for all deployments.
+/// file once for all deployments. [`compact`](FileJournal::compact) drops the records of old
+/// finished deployments.
 #[derive(Debug)]
 pub struct FileJournal {
     path: PathBuf,
     name: String,
     write: Mutex<()>,
+}
+
+/// What [`FileJournal::compact`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Compacted {
+    /// Deployments whose records were kept.
+    pub kept: usize,
+    /// Finished deployments whose records were dropped.
+    pub dropped: usize,
+    /// The file's size before and after, in bytes.
+    pub bytes_before: u64,
+    /// See [`bytes_before`](Self::bytes_before).
+    pub bytes_after: u64,
 }
 
 /// What is read of every line: whose record it is.
@@ -51,6 +66,148 @@ impl FileJournal {
             path,
             write: Mutex::new(()),
         })
+    }
+
+    fn failed(&self, e: impl std::fmt::Display) -> Error {
+        Error::backend("journal", &self.name, e)
+    }
+
+    /// The lock file beside the journal: appends hold it shared, a compaction exclusively, so
+    /// that no append from another process lands in a file that a compaction is replacing.
+    fn lock_file(&self, exclusive: bool) -> Result<std::fs::File> {
+        let mut path = self.path.clone().into_os_string();
+        path.push(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| self.failed(format!("cannot open `{}`: {e}", path.display())))?;
+        let locked = if exclusive {
+            file.lock()
+        } else {
+            file.lock_shared()
+        };
+        locked.map_err(|e| self.failed(format!("cannot lock `{}`: {e}", path.display())))?;
+        Ok(file)
+    }
+
+    /// Rewrites the file without the records of the finished deployments before the last
+    /// `keep_finished` of them (in the order of their first record): a journal that only
+    /// grows makes every question read years of deployments again. Unfinished deployments keep
+    /// every record (a resume starts from their last), and kept lines are copied byte for
+    /// byte; lines torn by a crash, never acknowledged, are left out.
+    ///
+    /// A crash at any point leaves either the old file or the new one: the kept lines are
+    /// written to a temporary file beside the journal, synced, renamed over it, and the
+    /// directory synced. Appends from this process and from others wait meanwhile (on a lock
+    /// file `<journal>.lock` beside it), and readers holding the old file read it whole. A
+    /// corrupt line stops the compaction before anything changes, as it stops every read.
+    pub async fn compact(&self, keep_finished: usize) -> Result<Compacted> {
+        let _guard = lock(&self.write);
+        let _lock = self.lock_file(true)?;
+        let bytes_before = match std::fs::metadata(&self.path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Compacted {
+                    kept: 0,
+                    dropped: 0,
+                    bytes_before: 0,
+                    bytes_after: 0,
+                });
+            }
+            Err(e) => return Err(self.failed(e)),
+        };
+        // Which deployments are finished: their last record says so.
+        let mut order = Vec::new();
+        let mut last: HashMap<String, (usize, String)> = HashMap::new();
+        self.scan(|number, whose, line| {
+            if !last.contains_key(&whose) {
+                order.push(whose.clone());
+            }
+            last.insert(whose, (number, line));
+            Ok(())
+        })?;
+        let mut finished = Vec::new();
+        for whose in &order {
+            let (number, line) = &last[whose];
+            if self.parse(*number, line)?.state.is_done() {
+                finished.push(whose.as_str());
+            }
+        }
+        let drop: HashSet<&str> = finished
+            .iter()
+            .take(finished.len().saturating_sub(keep_finished))
+            .copied()
+            .collect();
+        let temp = self.sibling_temp();
+        let written = self.write_kept(&temp, &drop);
+        let bytes_after = match written.and_then(|bytes| self.replace_with(&temp).map(|()| bytes)) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let _ = std::fs::remove_file(&temp);
+                return Err(e);
+            }
+        };
+        tracing::info!(
+            journal = %self.name, dropped = drop.len(), bytes_before, bytes_after,
+            "journal compacted"
+        );
+        Ok(Compacted {
+            kept: order.len() - drop.len(),
+            dropped: drop.len(),
+            bytes_before,
+            bytes_after,
+        })
+    }
+
+    fn sibling_temp(&self) -> PathBuf {
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.path
+            .with_file_name(format!(".{name}.compact-{}", std::process::id()))
+    }
+
+    /// Writes every complete line of a deployment not in `drop` to `temp` (synced, with the
+    /// journal's permissions); returns the bytes written.
+    fn write_kept(&self, temp: &Path, drop: &HashSet<&str>) -> Result<u64> {
+        let cannot =
+            |e: std::io::Error| self.failed(format!("cannot write `{}`: {e}", temp.display()));
+        let file = std::fs::File::create(temp).map_err(cannot)?;
+        if let Ok(meta) = std::fs::metadata(&self.path) {
+            file.set_permissions(meta.permissions()).map_err(cannot)?;
+        }
+        let mut out = std::io::BufWriter::new(file);
+        let mut bytes = 0u64;
+        self.scan(|_, whose, line| {
+            if !drop.contains(whose.as_str()) {
+                out.write_all(line.as_bytes())
+                    .and_then(|()| out.write_all(b"\n"))
+                    .map_err(cannot)?;
+                bytes += line.len() as u64 + 1;
+            }
+            Ok(())
+        })?;
+        let file = out.into_inner().map_err(|e| cannot(e.into_error()))?;
+        file.sync_all().map_err(cannot)?;
+        Ok(bytes)
+    }
+
+    /// Renames `temp` over the journal and syncs the directory, so that the rename outlives a
+    /// crash.
+    fn replace_with(&self, temp: &Path) -> Result<()> {
+        std::fs::rename(temp, &self.path)
+            .map_err(|e| self.failed(format!("cannot replace the journal: {e}")))?;
+        let dir = match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| self.failed(format!("cannot sync `{}`: {e}", dir.display())))
     }
 
     fn corrupt(&self, line: usize, e: &serde_json::Error) -> Error {
@@ -126,6 +283,7 @@ impl Journal for FileJournal {
         })?;
         line.push(b'\n');
         let _guard = lock(&self.write);
+        let _lock = self.lock_file(false)?;
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -290,6 +448,125 @@ mod tests {
             assert!(err.to_string().contains("line 2 is corrupt"), "{err}");
         }
         assert_eq!(j.records("web-1").await.expect("records").len(), 1);
+    }
+
+    /// A record of `deployment` whose state is finished (or not).
+    fn record(deployment: &str, seq: u64, done: bool) -> Record {
+        let mut r = sample_record(deployment, seq);
+        if done {
+            r.state.stage = crate::state::Stage::Done;
+        }
+        r
+    }
+
+    #[tokio::test]
+    async fn compaction_drops_old_finished_deployments_and_keeps_the_rest_byte_for_byte() {
+        let (_dir, path) = fresh();
+        let j = FileJournal::open(&path).expect("open");
+        // web-0 never finished (a crash); web-1..web-4 did; web-5 is running.
+        j.append(&record("web-0", 0, false)).await.expect("append");
+        for d in 1..=4 {
+            let id = format!("web-{d}");
+            j.append(&record(&id, 0, false)).await.expect("append");
+            j.append(&record(&id, 1, true)).await.expect("append");
+        }
+        j.append(&record("web-5", 0, false)).await.expect("append");
+        // A line torn by a crash, never acknowledged.
+        append_raw(&path, b"{\"deployment\":\"web-5\",\"seq\":1");
+        j.append(&record("web-5", 1, false)).await.expect("append");
+        let before = std::fs::read_to_string(&path).expect("read");
+
+        let done = j.compact(2).await.expect("compact");
+        assert_eq!((done.kept, done.dropped), (4, 2));
+        assert_eq!(done.bytes_before, before.len() as u64);
+        let after = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(done.bytes_after, after.len() as u64);
+        let kept: Vec<&str> = before
+            .lines()
+            .filter(|l| {
+                !(l.contains("\"web-1\"") || l.contains("\"web-2\"") || l.ends_with("\"seq\":1"))
+            })
+            .collect();
+        assert_eq!(after.lines().collect::<Vec<_>>(), kept);
+        assert_eq!(
+            j.deployments().await.expect("ids"),
+            ["web-0", "web-3", "web-4", "web-5"]
+        );
+        assert_eq!(j.records("web-5").await.expect("records").len(), 2);
+        // Appends go on after it, and nothing is left beside the journal but its lock file.
+        j.append(&record("web-5", 2, true)).await.expect("append");
+        assert_eq!(j.records("web-5").await.expect("records").len(), 3);
+        let mut names: Vec<String> = std::fs::read_dir(path.parent().expect("dir"))
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["journal.jsonl", "journal.jsonl.lock"]);
+        // Keeping more finished deployments than there are drops nothing.
+        let again = j.compact(10).await.expect("compact");
+        assert_eq!((again.kept, again.dropped), (4, 0));
+    }
+
+    #[tokio::test]
+    async fn compaction_of_a_corrupt_or_missing_journal_changes_nothing() {
+        let (_dir, path) = fresh();
+        let j = FileJournal::open(&path).expect("open");
+        let nothing = j.compact(0).await.expect("no file yet");
+        assert_eq!(
+            (nothing.kept, nothing.dropped, nothing.bytes_after),
+            (0, 0, 0)
+        );
+        assert!(!path.exists());
+        j.append(&record("web-1", 0, true)).await.expect("append");
+        append_raw(&path, b"{\"deployment\": 7}\n");
+        let before = std::fs::read(&path).expect("read");
+        let err = j.compact(0).await.expect_err("corrupt");
+        assert!(err.to_string().contains("line 2 is corrupt"), "{err}");
+        assert_eq!(std::fs::read(&path).expect("read"), before);
+        assert_eq!(
+            std::fs::read_dir(path.parent().expect("dir"))
+                .expect("list")
+                .count(),
+            2
+        );
+    }
+
+    #[test]
+    fn appends_from_another_journal_on_the_file_are_never_lost_to_a_compaction() {
+        let (_dir, path) = fresh();
+        let rt = || {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime")
+        };
+        // Two journals on one file stand for two processes: one appends while the other
+        // compacts over and over.
+        let writer = FileJournal::open(&path).expect("open");
+        let compactor = FileJournal::open(&path).expect("open");
+        let appends = std::thread::spawn(move || {
+            rt().block_on(async {
+                for seq in 0..100 {
+                    writer
+                        .append(&record("web-1", seq, false))
+                        .await
+                        .expect("append");
+                }
+            })
+        });
+        rt().block_on(async {
+            while !appends.is_finished() {
+                compactor.compact(0).await.expect("compact");
+            }
+        });
+        appends.join().expect("appends");
+        let back = FileJournal::open(&path).expect("reopen");
+        let seqs: Vec<u64> = rt()
+            .block_on(back.records("web-1"))
+            .expect("records")
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(seqs, (0..100).collect::<Vec<_>>());
     }
 
     #[test]

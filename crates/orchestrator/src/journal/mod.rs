@@ -226,7 +226,7 @@ fn first_appearances<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
         .collect()
 }
 
-pub use file::FileJournal;
+pub use file::{Compacted, FileJournal};
 
 #[cfg(test)]
 mod tests {

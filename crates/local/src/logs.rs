@@ -1,0 +1,355 @@
+//! Instance logs: each process's standard output and error go through one pipe to a thread that
+//! appends them to the instance's log file and rotates that file at a size limit, so that an
+//! instance that runs for months, or one that writes a line per request, cannot fill the disk.
+//!
+//! The rotation is a chain of renames (`web-green-0.log` → `.log.1` → `.log.2` …), written here
+//! rather than taken from `file-rotate`: that crate panics when its directory cannot be created,
+//! drops writes silently when its file cannot be opened, and brings `chrono` and `flate2` for
+//! time-based names and compression that instance logs do not need.
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, PipeReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serin_orchestrator::{Error, Result};
+
+/// When an instance's log is rotated and how many rotated files are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRotation {
+    /// The size past which the log is rotated, at the start of the next write the process makes
+    /// (a write is never split, so a file may end up to one pipe read, 64 KiB, beyond it).
+    /// Default 16 MiB; at least 1 KiB.
+    pub max_bytes: u64,
+    /// Rotated files kept (`.log.1` is the newest); the oldest beyond them is deleted. `0`
+    /// starts the log over at the limit. Default 3, so an instance holds at most about
+    /// `(keep + 1) × max_bytes` = 64 MiB of logs.
+    pub keep: u32,
+}
+
+impl Default for LogRotation {
+    fn default() -> Self {
+        LogRotation {
+            max_bytes: 16 * 1024 * 1024,
+            keep: 3,
+        }
+    }
+}
+
+impl LogRotation {
+    /// The least `max_bytes`: below it a log would rotate every few lines.
+    pub const MIN_BYTES: u64 = 1024;
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.max_bytes < Self::MIN_BYTES {
+            return Err(Error::invalid(
+                "processConfig.logRotation.maxBytes",
+                self.max_bytes,
+                format!("must be at least {} bytes", Self::MIN_BYTES),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The `n`-th rotated file of `log` (`web-green-0.log.1` is the newest); `n = 0` is `log`.
+pub(crate) fn rotated(log: &Path, n: u32) -> PathBuf {
+    if n == 0 {
+        return log.to_path_buf();
+    }
+    let mut name = log.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+/// A log file that rotates itself at [`LogRotation::max_bytes`].
+#[derive(Debug)]
+pub(crate) struct RotatingFile {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    rotation: LogRotation,
+}
+
+impl RotatingFile {
+    /// Opens `path` for appending (an existing log is continued, its size counted).
+    pub(crate) fn open(path: &Path, rotation: LogRotation) -> std::io::Result<Self> {
+        let file = Self::append(path)?;
+        let size = file.metadata()?.len();
+        Ok(RotatingFile {
+            path: path.to_path_buf(),
+            file,
+            size,
+            rotation,
+        })
+    }
+
+    fn append(path: &Path) -> std::io::Result<File> {
+        OpenOptions::new().create(true).append(true).open(path)
+    }
+
+    /// Appends `chunk`, rotating first if the file is past its limit. If rotating fails, the
+    /// chunk is still appended to the file as it is, and the error returned.
+    pub(crate) fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        let rotated = if self.size >= self.rotation.max_bytes {
+            self.rotate()
+        } else {
+            Ok(())
+        };
+        self.file.write_all(chunk)?;
+        self.size = self.size.saturating_add(chunk.len() as u64);
+        rotated
+    }
+
+    /// Shifts `.log.k` to `.log.k+1` (dropping the oldest), the log to `.log.1`, and starts a new
+    /// log. With `keep = 0` the log is emptied in place.
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let keep = self.rotation.keep;
+        if keep == 0 {
+            self.file.set_len(0)?;
+            self.size = 0;
+            return Ok(());
+        }
+        match std::fs::remove_file(rotated(&self.path, keep)) {
+            Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        for n in (1..keep).rev() {
+            match std::fs::rename(rotated(&self.path, n), rotated(&self.path, n + 1)) {
+                Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        std::fs::rename(&self.path, rotated(&self.path, 1))?;
+        // Until the new file opens, writes go on into the renamed one (its handle still works).
+        self.file = Self::append(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+/// How long [`Pump::drained`] waits for the last of a process's output once the process exited.
+const DRAIN_WAIT: Duration = Duration::from_millis(200);
+
+/// The thread that copies one process's output into its log.
+#[derive(Debug)]
+pub(crate) struct Pump {
+    /// Disconnected when the thread has written everything the pipe held and ended.
+    done: mpsc::Receiver<()>,
+}
+
+impl Pump {
+    /// Starts copying `pipe` into `log` until every copy of the pipe's write end is closed (the
+    /// process and any child it left behind have exited). A failed write or rotation is logged
+    /// once and the output still drained, so that the process never blocks on a full pipe.
+    pub(crate) fn start(
+        instance: &str,
+        mut pipe: PipeReader,
+        mut log: RotatingFile,
+    ) -> std::io::Result<Self> {
+        let (tx, done) = mpsc::channel::<()>();
+        let id = instance.to_owned();
+        std::thread::Builder::new()
+            .name(format!("serin-log-{instance}"))
+            .spawn(move || {
+                let _tx = tx;
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut warned = false;
+                loop {
+                    let n = match pipe.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            tracing::warn!(instance = %id, "cannot read the output: {e}");
+                            break;
+                        }
+                    };
+                    if let Err(e) = log.write(&buf[..n])
+                        && !std::mem::replace(&mut warned, true)
+                    {
+                        tracing::warn!(
+                            instance = %id, log = %log.path.display(),
+                            "cannot write or rotate the log (later failures are not repeated): {e}"
+                        );
+                    }
+                }
+            })?;
+        Ok(Pump { done })
+    }
+
+    /// Waits, at most [`DRAIN_WAIT`], for the thread to write the last of the output (called once
+    /// the process has exited, before its last log line is read). A child the process left
+    /// behind may hold the pipe open for longer; its output then lands later.
+    pub(crate) fn drained(&self) {
+        let _ = self.done.recv_timeout(DRAIN_WAIT);
+    }
+}
+
+/// How much of the end of a log [`last_line`] reads.
+const LOG_TAIL_BYTES: u64 = 64 * 1024;
+
+/// The last non-empty line of an instance's log, from the current file or, if that holds none
+/// (it was just rotated), from the newest rotated one. Only the last 64 KiB of a file are read:
+/// this runs while the platform's lock is held. Bytes that are not UTF-8 (a binary dump, a cut
+/// character) are replaced, not fatal.
+pub(crate) fn last_line(log: &Path) -> Option<String> {
+    last_line_of(log).or_else(|| last_line_of(&rotated(log, 1)))
+}
+
+fn last_line_of(log: &Path) -> Option<String> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = File::open(log).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)))
+        .ok()?;
+    let mut tail = Vec::new();
+    file.take(LOG_TAIL_BYTES).read_to_end(&mut tail).ok()?;
+    String::from_utf8_lossy(&tail)
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.chars().take(300).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rotation(max_bytes: u64, keep: u32) -> LogRotation {
+        LogRotation { max_bytes, keep }
+    }
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_log_rotates_past_its_limit_and_keeps_the_newest_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("web-green-0.log");
+        let mut file = RotatingFile::open(&log, rotation(1024, 2)).unwrap();
+        let line = |i: usize| format!("{i:0>99}\n");
+        // 100-byte lines: a file takes 11 of them (the 11th crosses 1,024 bytes).
+        for i in 0..50 {
+            file.write(line(i).as_bytes()).unwrap();
+        }
+        assert_eq!(read(&log), (44..50).map(line).collect::<String>());
+        assert_eq!(
+            read(&rotated(&log, 1)),
+            (33..44).map(line).collect::<String>()
+        );
+        assert_eq!(
+            read(&rotated(&log, 2)),
+            (22..33).map(line).collect::<String>()
+        );
+        assert!(!rotated(&log, 3).exists());
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["web-green-0.log", "web-green-0.log.1", "web-green-0.log.2"]
+        );
+    }
+
+    #[test]
+    fn a_continued_log_counts_what_it_already_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("web-green-0.log");
+        std::fs::write(&log, vec![b'x'; 2000]).unwrap();
+        let mut file = RotatingFile::open(&log, rotation(1024, 1)).unwrap();
+        file.write(b"next\n").unwrap();
+        assert_eq!(read(&log), "next\n");
+        assert_eq!(read(&rotated(&log, 1)).len(), 2000);
+    }
+
+    #[test]
+    fn keeping_nothing_starts_the_log_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("web-green-0.log");
+        let mut file = RotatingFile::open(&log, rotation(1024, 0)).unwrap();
+        file.write(&[b'a'; 1500]).unwrap();
+        file.write(b"after\n").unwrap();
+        assert_eq!(read(&log), "after\n");
+        assert!(!rotated(&log, 1).exists());
+    }
+
+    #[test]
+    fn a_failed_rotation_keeps_the_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("web-green-0.log");
+        let mut file = RotatingFile::open(&log, rotation(1024, 1)).unwrap();
+        file.write(&[b'a'; 1500]).unwrap();
+        // A directory where the rotated file should go: the rename fails.
+        std::fs::create_dir(rotated(&log, 1)).unwrap();
+        std::fs::write(rotated(&log, 1).join("x"), "x").unwrap();
+        assert!(file.write(b"kept\n").is_err());
+        assert!(read(&log).ends_with("kept\n"));
+    }
+
+    #[test]
+    fn the_last_line_falls_back_to_the_newest_rotated_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("web-1.log");
+        std::fs::write(rotated(&log, 1), "first\npanicked at the end\n\n").unwrap();
+        std::fs::write(&log, "").unwrap();
+        assert_eq!(last_line(&log).as_deref(), Some("panicked at the end"));
+        std::fs::write(&log, "now\n").unwrap();
+        assert_eq!(last_line(&log).as_deref(), Some("now"));
+    }
+
+    #[test]
+    fn the_last_log_line_comes_from_the_end_of_any_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("web-1.log");
+        let mut text = b"starting\n".repeat(200_000);
+        text.extend_from_slice(b"\xff\xfe binary noise\n");
+        text.extend_from_slice(b"fatal: address already in use\n\n  \n");
+        std::fs::write(&log, &text).unwrap();
+        assert_eq!(
+            last_line(&log).as_deref(),
+            Some("fatal: address already in use")
+        );
+        std::fs::write(&log, b"\xff\xfe only noise").unwrap();
+        assert_eq!(
+            last_line(&log).as_deref(),
+            Some("\u{fffd}\u{fffd} only noise")
+        );
+        std::fs::write(&log, b"").unwrap();
+        assert_eq!(last_line(&log), None);
+        assert_eq!(last_line(&dir.path().join("missing.log")), None);
+    }
+
+    #[test]
+    fn the_pump_copies_a_pipe_until_it_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("web-green-0.log");
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        let pump = Pump::start(
+            "green-0",
+            reader,
+            RotatingFile::open(&log, rotation(16 * 1024, 50)).unwrap(),
+        )
+        .unwrap();
+        // 200 KB, more than a pipe holds: the pump reads it in several pieces and rotates.
+        for i in 0..5_000 {
+            writeln!(writer, "line {i:04} of the instance's output").unwrap();
+        }
+        drop(writer);
+        assert_eq!(
+            pump.done.recv_timeout(Duration::from_secs(10)),
+            Err(mpsc::RecvTimeoutError::Disconnected)
+        );
+        assert!(rotated(&log, 1).exists());
+        assert!(!rotated(&log, 50).exists());
+        let all: String = (0..50).rev().map(|n| read(&rotated(&log, n))).collect();
+        let expected: String = (0..5_000)
+            .map(|i| format!("line {i:04} of the instance's output\n"))
+            .collect();
+        assert_eq!(all, expected, "read back in order, nothing is lost");
+    }
+}
