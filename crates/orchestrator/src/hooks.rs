@@ -139,6 +139,13 @@ pub struct BackupInfo {
     pub duration: Duration,
     /// What a restore is verified against (row counts and checksums of tables, file hashes).
     pub checks: Vec<BackupCheck>,
+    /// What was backed up, in the provider's words (`directory /srv/web/data`, `postgres
+    /// database shop on 127.0.0.1:5432`). Providers that keep their backups in one store list,
+    /// restore and delete only those of their own source, so one never restores another's
+    /// data or prunes another's backups. `None` in metadata written before it was recorded,
+    /// which every provider on the store still takes as its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 impl BackupInfo {
@@ -158,7 +165,14 @@ impl BackupInfo {
             size_bytes: 0,
             duration: Duration::ZERO,
             checks: Vec::new(),
+            source: None,
         }
+    }
+
+    /// With what was backed up (see [`source`](Self::source)).
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.source = Some(source.into());
+        self
     }
 
     /// With its size in bytes.

@@ -233,6 +233,15 @@ async fn backup_change_restore(mode: PostgresMode, test: &str) {
     change(&db).await;
     again.restore(&id).await.unwrap();
     assert_eq!(fingerprint(&db).await, before);
+    // A provider of another database keeping its backups in the same store neither lists,
+    // restores nor deletes this database's backups.
+    let mut elsewhere = db.connection();
+    elsewhere.dbname.push_str("_elsewhere");
+    let other = PostgresBackup::new(PostgresSettings::new(elsewhere, store.path())).unwrap();
+    assert!(other.list("shop").await.unwrap().is_empty());
+    let err = other.restore(&id).await.unwrap_err().to_string();
+    assert!(err.contains("not of postgres database"), "{err}");
+    assert!(other.delete(&id).await.is_err());
     again.delete(&id).await.unwrap();
     db.drop().await;
 }

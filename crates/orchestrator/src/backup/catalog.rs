@@ -5,6 +5,9 @@
 //! `<dir>/<id>.pending` claims its id (created exclusively, so two processes never take the
 //! same id) and the provider's data sits beside it under the id. Only `.json` files are listed,
 //! so a backup that is still running or was interrupted is never offered for a restore.
+//!
+//! Several providers may share a directory: each backup records its provider's source (see
+//! [`BackupInfo::source`]), and a catalog lists and reads only its own source's backups.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -22,15 +25,37 @@ const IDS_PER_MILLI: u32 = 1000;
 pub(crate) struct Catalog {
     dir: PathBuf,
     provider: String,
+    source: String,
 }
 
 impl Catalog {
-    /// The catalog in `dir`, speaking as `provider` in errors.
-    pub(crate) fn new(dir: impl Into<PathBuf>, provider: impl Into<String>) -> Self {
+    /// The catalog in `dir` of the backups of `source`, speaking as `provider` in errors.
+    pub(crate) fn new(
+        dir: impl Into<PathBuf>,
+        provider: impl Into<String>,
+        source: impl Into<String>,
+    ) -> Self {
         Catalog {
             dir: dir.into(),
             provider: provider.into(),
+            source: source.into(),
         }
+    }
+
+    /// The metadata of a new backup `id` of this catalog's source.
+    pub(crate) fn info(
+        &self,
+        id: &str,
+        service: &str,
+        label: &str,
+        created_at: Timestamp,
+    ) -> BackupInfo {
+        BackupInfo::new(id, service, label, created_at).with_source(&self.source)
+    }
+
+    /// Whether `info` is of this catalog's source (or older than sources).
+    fn owns(&self, info: &BackupInfo) -> bool {
+        info.source.as_deref().is_none_or(|s| s == self.source)
     }
 
     /// The directory.
@@ -126,7 +151,19 @@ impl Catalog {
             }
             Err(e) => return Err(self.io_error("read", &path, e)),
         };
-        self.decode(&path, &body)
+        let info = self.decode(&path, &body)?;
+        if !self.owns(&info) {
+            return Err(Error::invalid(
+                "backup id",
+                id,
+                format!(
+                    "is a backup of {}, not of {}: only its own provider restores or deletes it",
+                    info.source.as_deref().unwrap_or_default(),
+                    self.source
+                ),
+            ));
+        }
+        Ok(info)
     }
 
     fn decode(&self, path: &Path, body: &[u8]) -> Result<BackupInfo> {
@@ -168,7 +205,7 @@ impl Catalog {
             };
             let info = self.decode(&path, &body)?;
             // A service whose name extends this one (`web` and `web-api`) shares the prefix.
-            if info.service == service {
+            if info.service == service && self.owns(&info) {
                 found.push(info);
             }
         }
@@ -222,7 +259,7 @@ mod tests {
     #[tokio::test]
     async fn ids_are_unique_listed_oldest_first_and_pending_ones_are_hidden() {
         let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::new(dir.path(), "test");
+        let catalog = Catalog::new(dir.path(), "test", "test a");
         let at = Timestamp::from_millis(1_000);
         let a = catalog.claim("web", at).await.unwrap();
         let b = catalog.claim("web", at).await.unwrap();
@@ -231,14 +268,15 @@ mod tests {
         assert_eq!(b, "web-1000-001");
         assert!(catalog.list("web").await.unwrap().is_empty());
 
-        let info_b = BackupInfo::new(&b, "web", "second", at)
+        let info_b = catalog
+            .info(&b, "web", "second", at)
             .with_checks(vec![BackupCheck::new("files", 2, "ab")]);
         catalog.commit(&info_b).await.unwrap();
-        let info_a = BackupInfo::new(&a, "web", "first", at);
+        let info_a = catalog.info(&a, "web", "first", at);
         catalog.commit(&info_a).await.unwrap();
         let other = catalog.claim("web-api", at).await.unwrap();
         catalog
-            .commit(&BackupInfo::new(&other, "web-api", "x", at))
+            .commit(&catalog.info(&other, "web-api", "x", at))
             .await
             .unwrap();
 
@@ -259,9 +297,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn catalogs_sharing_a_directory_see_only_their_own_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Catalog::new(dir.path(), "test", "test a");
+        let b = Catalog::new(dir.path(), "test", "test b");
+        let at = Timestamp::from_millis(1_000);
+        let id_a = a.claim("web", at).await.unwrap();
+        let info_a = a.info(&id_a, "web", "of a", at);
+        a.commit(&info_a).await.unwrap();
+        // Ids stay unique across the two.
+        let id_b = b.claim("web", at).await.unwrap();
+        assert_ne!(id_a, id_b);
+        b.commit(&b.info(&id_b, "web", "of b", at)).await.unwrap();
+        // Metadata from before sources were recorded belongs to everyone.
+        let id_old = a.claim("web", at).await.unwrap();
+        let old = BackupInfo::new(&id_old, "web", "old", at);
+        a.commit(&old).await.unwrap();
+
+        let labels = |list: Vec<BackupInfo>| list.into_iter().map(|i| i.label).collect::<Vec<_>>();
+        assert_eq!(labels(a.list("web").await.unwrap()), ["of a", "old"]);
+        assert_eq!(labels(b.list("web").await.unwrap()), ["of b", "old"]);
+        assert_eq!(a.read(&id_a).await.unwrap(), info_a);
+        assert_eq!(b.read(&id_old).await.unwrap(), old);
+        let err = b.read(&id_a).await.unwrap_err().to_string();
+        assert!(
+            err.contains(&id_a) && err.contains("test a") && err.contains("not of test b"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
     async fn bad_service_names_and_ids_are_refused_before_touching_files() {
         let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::new(dir.path().join("never"), "test");
+        let catalog = Catalog::new(dir.path().join("never"), "test", "test a");
         let err = catalog.claim("../etc", Timestamp::EPOCH).await.unwrap_err();
         assert!(err.to_string().contains("backup.service"), "{err}");
         for id in ["", "../x", "a/b", "A", "x.json"] {
@@ -275,7 +343,7 @@ mod tests {
     async fn unreadable_metadata_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("web-1-000.json"), b"{not json").unwrap();
-        let catalog = Catalog::new(dir.path(), "test");
+        let catalog = Catalog::new(dir.path(), "test", "test a");
         let err = catalog.list("web").await.unwrap_err();
         assert!(err.to_string().contains("web-1-000.json"), "{err}");
     }

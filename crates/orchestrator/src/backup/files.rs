@@ -97,8 +97,12 @@ impl DirectorySnapshot {
             ));
         }
         Ok(DirectorySnapshot {
+            catalog: Catalog::new(
+                store,
+                "directory",
+                format!("directory {}", source.display()),
+            ),
             source,
-            catalog: Catalog::new(store, "directory"),
             clock: Clock::system(),
             retention: None,
         })
@@ -237,7 +241,9 @@ impl BackupProvider for DirectorySnapshot {
             }
         };
         let (manifest, duration) = taken;
-        let info = BackupInfo::new(&id, service, label, created_at)
+        let info = self
+            .catalog
+            .info(&id, service, label, created_at)
             .with_size(manifest.size())
             .with_duration(duration)
             .with_checks(vec![BackupCheck::new(
@@ -506,5 +512,46 @@ mod tests {
             .collect();
         assert_eq!(left, ids[2..].to_vec());
         assert!(!p.store().join(&ids[0]).exists());
+    }
+
+    #[tokio::test]
+    async fn snapshots_of_two_directories_in_one_store_stay_apart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (uploads, state, store) = (
+            tmp.path().join("uploads"),
+            tmp.path().join("state"),
+            tmp.path().join("store"),
+        );
+        let keep_two = Retention::keep_last(2).unwrap();
+        let a = DirectorySnapshot::new(&uploads, &store)
+            .unwrap()
+            .with_retention(keep_two);
+        let b = DirectorySnapshot::new(&state, &store)
+            .unwrap()
+            .with_retention(keep_two);
+        fs::create_dir_all(&uploads).unwrap();
+        fs::write(uploads.join("f"), "uploads").unwrap();
+        fs::create_dir_all(&state).unwrap();
+        fs::write(state.join("f"), "state").unwrap();
+        let first = a.backup("web", "a").await.unwrap();
+        let of_a = a.backup("web", "a").await.unwrap();
+        // The second directory's retention keeps two backups: of its own, not the other's.
+        let of_b = b.backup("web", "b").await.unwrap();
+        let ids = |list: Vec<BackupInfo>| list.into_iter().map(|i| i.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(a.list("web").await.unwrap()),
+            [first.clone(), of_a.clone()]
+        );
+        assert_eq!(ids(b.list("web").await.unwrap()), [of_b]);
+        assert!(store.join(&first).exists());
+        assert!(store.join(&of_a).exists());
+        // Neither restores nor deletes the other's backup.
+        let err = b.restore(&of_a).await.unwrap_err().to_string();
+        assert!(err.contains("not of directory"), "{err}");
+        assert_eq!(fs::read_to_string(state.join("f")).unwrap(), "state");
+        assert!(b.delete(&of_a).await.is_err());
+        assert!(store.join(&of_a).exists());
+        a.restore(&of_a).await.unwrap();
+        assert_eq!(fs::read_to_string(uploads.join("f")).unwrap(), "uploads");
     }
 }

@@ -529,7 +529,11 @@ impl PostgresBackup {
             env.push(("PGPASSWORD", p.clone()));
         }
         Ok(PostgresBackup {
-            catalog: Catalog::new(&settings.store, "postgres"),
+            catalog: Catalog::new(
+                &settings.store,
+                "postgres",
+                format!("postgres database {} on {}:{}", c.dbname, c.host, c.port),
+            ),
             client: ClientSettings(Client {
                 bin_dir: settings.bin_dir.clone(),
                 env,
@@ -1004,7 +1008,8 @@ impl BackupProvider for PostgresBackup {
                 .map_or(0, |c| c.count))
         };
         let info = size.map(|size| {
-            BackupInfo::new(&id, service, label, created_at)
+            self.catalog
+                .info(&id, service, label, created_at)
                 .with_size(size)
                 .with_duration(duration)
                 .with_checks(checks)
