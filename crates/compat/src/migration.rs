@@ -15,8 +15,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use sqlparser::ast::{
-    AlterColumnOperation, AlterTableOperation, ColumnOption, DataType, Expr, ObjectName,
-    ObjectType, Set, Statement, TableConstraint,
+    AlterColumnOperation, AlterTableOperation, AlterTypeOperation, ColumnOption, DataType, Expr,
+    ObjectName, ObjectType, Set, Statement, TableConstraint,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
@@ -137,6 +137,29 @@ enum Parsed {
         concurrently: bool,
         text: String,
     },
+    /// `CLUSTER ...`, which the parser does not know either.
+    Cluster(String),
+}
+
+/// The words of the statement that starts with `first` (already consumed), up to its `;`, and
+/// whether `CONCURRENTLY` is among them.
+fn rest_as_text(parser: &mut Parser<'_>, first: &str) -> (String, bool) {
+    let mut words = vec![first.to_owned()];
+    let mut concurrently = false;
+    loop {
+        let t = parser.peek_token();
+        if t.token == Token::SemiColon || t.token == Token::EOF {
+            break;
+        }
+        if let Token::Word(w) = &t.token
+            && w.keyword == Keyword::CONCURRENTLY
+        {
+            concurrently = true;
+        }
+        words.push(t.token.to_string());
+        parser.next_token();
+    }
+    (words.join(" "), concurrently)
 }
 
 fn parse(name: &str, sql: &str) -> Result<Vec<(u64, u64, Parsed)>> {
@@ -163,25 +186,10 @@ fn parse(name: &str, sql: &str) -> Result<Vec<(u64, u64, Parsed)>> {
                 let _ = parser.parse_one_of_keywords(&[Keyword::CASCADE, Keyword::RESTRICT]);
                 Parsed::DropIndexConcurrently(names)
             } else if parser.parse_keyword(Keyword::REINDEX) {
-                let mut words = vec!["REINDEX".to_owned()];
-                let mut concurrently = false;
-                loop {
-                    let t = parser.peek_token();
-                    if t.token == Token::SemiColon || t.token == Token::EOF {
-                        break;
-                    }
-                    if let Token::Word(w) = &t.token
-                        && w.keyword == Keyword::CONCURRENTLY
-                    {
-                        concurrently = true;
-                    }
-                    words.push(t.token.to_string());
-                    parser.next_token();
-                }
-                Parsed::Reindex {
-                    concurrently,
-                    text: words.join(" "),
-                }
+                let (text, concurrently) = rest_as_text(&mut parser, "REINDEX");
+                Parsed::Reindex { concurrently, text }
+            } else if parser.parse_keyword(Keyword::CLUSTER) {
+                Parsed::Cluster(rest_as_text(&mut parser, "CLUSTER").0)
             } else {
                 Parsed::Stmt(Box::new(parser.parse_statement().map_err(parse_err)?))
             };
@@ -237,6 +245,8 @@ const RECIPE_TYPE: &str = "expand/contract: add a column of the new type, write 
     move reads, drop the old column (only varchar widening or varchar->text is free)";
 const RECIPE_LOCK_TIMEOUT: &str = "start the migration with SET lock_timeout = '1s' (and a \
     statement_timeout) and retry on timeout, so a waiting DDL never queues all traffic";
+const RECIPE_REPACK: &str = "pg_repack (or pg_squeeze) rebuilds the table online; a plain \
+    VACUUM makes the space reusable without blocking reads or writes";
 const RECIPE_BACKFILL: &str = "backfill in small batches outside the DDL transaction, throttled";
 
 const VOLATILE: &[&str] = &[
@@ -492,6 +502,16 @@ fn alter_table(table: &str, op: &AlterTableOperation, created: bool, out: &mut V
             }
             _ => {}
         },
+        AlterTableOperation::SetLogged | AlterTableOperation::SetUnlogged if !created => {
+            out.push(finding(
+                "changing-table-logging",
+                E,
+                Unsafe,
+                format!("SET LOGGED or UNLOGGED rewrites {table} under an ACCESS EXCLUSIVE lock"),
+                "create the new table as wanted, copy the rows in batches, and swap the names in \
+                 one short transaction",
+            ));
+        }
         AlterTableOperation::DetachPartitionOf { partition, mode } if mode.is_none() => {
             out.push(finding(
                 "require-concurrent-partition-detach",
@@ -527,6 +547,18 @@ fn alter_table(table: &str, op: &AlterTableOperation, created: bool, out: &mut V
                     format!("check constraint on {table} scans every row under a lock"),
                     RECIPE_NOT_VALID,
                 )),
+                TableConstraint::Exclude(_) => out.push(finding(
+                    "adding-exclusion-constraint",
+                    E,
+                    Unsafe,
+                    format!(
+                        "exclusion constraint on {table} builds its index and checks every row \
+                         under an ACCESS EXCLUSIVE lock"
+                    ),
+                    "there is no online form (an exclusion constraint can be neither NOT VALID \
+                     nor built from a concurrent index): add it with the table, or in a \
+                     maintenance window",
+                )),
                 TableConstraint::Unique(_) | TableConstraint::PrimaryKey(_) => out.push(finding(
                     "disallowed-unique-constraint",
                     E,
@@ -548,9 +580,15 @@ fn takes_lock(stmt: &Parsed) -> bool {
     match stmt {
         Parsed::DropIndexConcurrently(_) => false,
         Parsed::Reindex { concurrently, .. } => !concurrently,
+        Parsed::Cluster(_) => true,
         Parsed::Stmt(s) => match s.as_ref() {
-            Statement::AlterTable(_) | Statement::Drop { .. } | Statement::Truncate(_) => true,
+            Statement::AlterTable(_)
+            | Statement::Drop { .. }
+            | Statement::Truncate(_)
+            | Statement::AlterType(_) => true,
             Statement::CreateIndex(ci) => !ci.concurrently,
+            Statement::Vacuum(v) => v.full,
+            Statement::RefreshMaterializedView(r) => !r.concurrently,
             _ => false,
         },
     }
@@ -558,7 +596,7 @@ fn takes_lock(stmt: &Parsed) -> bool {
 
 fn analyse_one(stmt: &Parsed, ctx: &mut Ctx) -> (String, Vec<SqlFinding>) {
     use Safety::{ExpandContract, Safe, Unsafe};
-    use Severity::{Error as E, Info as I, Warn as W};
+    use Severity::{Error as E, Warn as W};
     let mut out = Vec::new();
     if takes_lock(stmt) && !ctx.lock_timeout && !ctx.lock_timeout_reported {
         ctx.lock_timeout_reported = true;
@@ -603,6 +641,18 @@ fn analyse_one(stmt: &Parsed, ctx: &mut Ctx) -> (String, Vec<SqlFinding>) {
                     "REINDEX ... CONCURRENTLY (PostgreSQL 12+), outside a transaction",
                 ));
             }
+            return (text.clone(), out);
+        }
+        Parsed::Cluster(text) => {
+            out.push(finding(
+                "prefer-repack",
+                E,
+                Unsafe,
+                "CLUSTER rewrites the table under an ACCESS EXCLUSIVE lock, blocking reads and \
+                 writes"
+                    .into(),
+                RECIPE_REPACK,
+            ));
             return (text.clone(), out);
         }
         Parsed::Stmt(s) => s.as_ref(),
@@ -660,6 +710,16 @@ fn analyse_one(stmt: &Parsed, ctx: &mut Ctx) -> (String, Vec<SqlFinding>) {
                     format!("dropping table(s) {list} breaks the old version, which still uses them"),
                     "stop using the table, deploy, then drop it in the contract phase",
                 )),
+                ObjectType::Schema => out.push(finding(
+                    "ban-drop-schema",
+                    W,
+                    ExpandContract,
+                    format!(
+                        "dropping schema(s) {list} (with CASCADE, every table in them) breaks \
+                         the old version, which still uses them"
+                    ),
+                    "stop using the schema's objects, deploy, then drop it in the contract phase",
+                )),
                 ObjectType::Index => out.push(finding(
                     "require-concurrent-index-deletion",
                     E,
@@ -677,6 +737,48 @@ fn analyse_one(stmt: &Parsed, ctx: &mut Ctx) -> (String, Vec<SqlFinding>) {
                 _ => {}
             }
         }
+        Statement::AlterType(at) => match &at.operation {
+            AlterTypeOperation::RenameValue(v) => out.push(finding(
+                "renaming-enum-value",
+                E,
+                ExpandContract,
+                format!(
+                    "renaming value {} of type {} to {} breaks whichever version uses the other \
+                     label",
+                    v.from, at.name, v.to
+                ),
+                "expand/contract: ADD VALUE the new label, write it and move the rows in \
+                 batches, then stop using the old one (PostgreSQL cannot drop an enum value)",
+            )),
+            // Adding a value is quick (PostgreSQL 12+) and breaks nobody.
+            AlterTypeOperation::AddValue(_) => {}
+            AlterTypeOperation::Rename(_) => out.push(not_analysed()),
+        },
+        Statement::Vacuum(v) if v.full => out.push(finding(
+            "prefer-repack",
+            E,
+            Unsafe,
+            format!(
+                "VACUUM FULL rewrites {} under an ACCESS EXCLUSIVE lock, blocking reads and writes",
+                v.table_name
+                    .as_ref()
+                    .map_or_else(|| "every table".to_owned(), ToString::to_string)
+            ),
+            RECIPE_REPACK,
+        )),
+        Statement::Vacuum(_) => {}
+        Statement::RefreshMaterializedView(r) if !r.concurrently => out.push(finding(
+            "require-concurrent-refresh",
+            E,
+            Unsafe,
+            format!(
+                "REFRESH MATERIALIZED VIEW {} without CONCURRENTLY blocks its readers until the \
+                 refresh ends",
+                r.name
+            ),
+            "REFRESH MATERIALIZED VIEW CONCURRENTLY (the view needs a unique index)",
+        )),
+        Statement::RefreshMaterializedView(_) => {}
         Statement::Update(_) | Statement::Delete(_) | Statement::Insert(_) => out.push(finding(
             "backfill",
             W,
@@ -695,15 +797,19 @@ fn analyse_one(stmt: &Parsed, ctx: &mut Ctx) -> (String, Vec<SqlFinding>) {
         Statement::CreateType { .. }
         | Statement::CreateExtension(_)
         | Statement::Comment { .. } => {}
-        _ => out.push(finding(
-            "not-analysed",
-            I,
-            Safe,
-            "this kind of statement is not analysed; review it by hand".into(),
-            "check its locks in the PostgreSQL documentation before running it with traffic",
-        )),
+        _ => out.push(not_analysed()),
     }
     (sql.to_string(), out)
+}
+
+fn not_analysed() -> SqlFinding {
+    finding(
+        "not-analysed",
+        Severity::Info,
+        Safety::Safe,
+        "this kind of statement is not analysed; review it by hand".into(),
+        "check its locks in the PostgreSQL documentation before running it with traffic",
+    )
 }
 
 /// Parses and classifies a migration. Unparsable SQL is an error naming the migration and
@@ -855,6 +961,19 @@ mod tests {
                 "ALTER TABLE t DETACH PARTITION p",
                 "require-concurrent-partition-detach",
             ),
+            (
+                "ALTER TABLE t ADD CONSTRAINT x EXCLUDE USING gist (r WITH &&)",
+                "adding-exclusion-constraint",
+            ),
+            ("ALTER TABLE t SET UNLOGGED", "changing-table-logging"),
+            ("VACUUM FULL t", "prefer-repack"),
+            ("CLUSTER t USING i", "prefer-repack"),
+            ("REFRESH MATERIALIZED VIEW v", "require-concurrent-refresh"),
+            (
+                "ALTER TYPE mood RENAME VALUE 'sad' TO 'blue'",
+                "renaming-enum-value",
+            ),
+            ("DROP SCHEMA s CASCADE", "ban-drop-schema"),
         ];
         for (sql, rule) in cases {
             let got = rules(sql);
@@ -863,6 +982,27 @@ mod tests {
                 "{sql}: expected {rule}, got {got:?}"
             );
         }
+    }
+
+    #[test]
+    fn their_online_forms_pass() {
+        for sql in [
+            "VACUUM t",
+            "REFRESH MATERIALIZED VIEW CONCURRENTLY v",
+            "ALTER TYPE mood ADD VALUE 'meh'",
+            "CREATE TABLE t (id int, r int); ALTER TABLE t SET LOGGED",
+        ] {
+            let r = analyze("m", &format!("SET lock_timeout = '1s'; {sql}")).unwrap();
+            assert_eq!(r.findings().count(), 0, "{sql}: {r:?}");
+        }
+        // CLUSTER, which the parser does not know, is one statement of its own.
+        let r = analyze("m", "CLUSTER t;\nALTER TABLE t ADD COLUMN c text;").unwrap();
+        assert_eq!(r.statements.len(), 2);
+        assert_eq!(r.statements[0].sql, "CLUSTER t");
+        assert_eq!(
+            (r.statements[1].line, r.statements[1].safety),
+            (2, Safety::Safe)
+        );
     }
 
     #[test]
