@@ -14,8 +14,8 @@ use notify_support::*;
 use serde_json::Value;
 use serin_orchestrator::notify::testkit::{Coverage, Delivered, Inbox, check_notifier};
 use serin_orchestrator::notify::{
-    ChannelNotifier, NotifySettings, Overflow, SIGNATURE_HEADER, SmtpSettings, StartTls,
-    TIMESTAMP_HEADER, event_type, verify_signature,
+    ChannelNotifier, NotifySettings, Overflow, RetryPolicy, SIGNATURE_HEADER, SmtpSettings,
+    StartTls, TIMESTAMP_HEADER, event_type, verify_signature,
 };
 use serin_orchestrator::{
     DeploymentConfig, Event, EventKind, Notifier, NotifyOn, Orchestrator, Outcome, Phase,
@@ -146,6 +146,53 @@ async fn client_errors_are_not_retried_and_server_errors_are_given_up_after_the_
     assert_eq!(rx.attempts().len(), 4, "retry.maxAttempts");
     assert!(rx.accepted().is_empty());
     assert_eq!(n.stats().failed, 2);
+}
+
+#[tokio::test]
+async fn a_throttled_receiver_is_left_alone_as_long_as_it_asks_up_to_the_longest_backoff() {
+    let rx = Receiver::start(Mode::Answer(200), Some(SECRET), &[429, 503]).await;
+    rx.set_retry_after("1");
+    let settings = NotifySettings {
+        retry: RetryPolicy {
+            max_backoff: Duration::from_secs(5),
+            ..fast_settings().retry
+        },
+        ..fast_settings()
+    };
+    let n = ChannelNotifier::new(settings)
+        .expect("notifier")
+        .with_env(env());
+    n.notify(&webhook(&rx.url("/")), &event("web-1", 0, rolled_back()))
+        .await
+        .expect("queued");
+    flush(&n).await;
+    let attempts = rx.attempts();
+    assert_eq!(attempts.len(), 3, "a 429 and a 503, then success");
+    for pair in attempts.windows(2) {
+        let waited = pair[1].at - pair[0].at;
+        // The backoff alone would be 20 ms, then 40 ms.
+        assert!(waited >= Duration::from_secs(1), "waited {waited:?}");
+    }
+    assert_eq!(rx.accepted().len(), 1);
+    assert_eq!((n.stats().retries, n.stats().delivered), (2, 1));
+
+    // Asking for longer than maxBackoff (200 ms here) gets maxBackoff.
+    let rx = Receiver::start(Mode::Answer(200), Some(SECRET), &[429]).await;
+    rx.set_retry_after("3600");
+    let n = ChannelNotifier::new(fast_settings())
+        .expect("notifier")
+        .with_env(env());
+    n.notify(&webhook(&rx.url("/")), &event("web-2", 0, rolled_back()))
+        .await
+        .expect("queued");
+    flush(&n).await;
+    let attempts = rx.attempts();
+    assert_eq!(attempts.len(), 2);
+    let waited = attempts[1].at - attempts[0].at;
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_secs(2),
+        "waited {waited:?}"
+    );
 }
 
 #[tokio::test]

@@ -8,7 +8,9 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use serin_signals::Timestamp;
 use tokio::sync::{Notify, watch};
 
 use super::settings::{NotifySettings, Overflow, Secret};
@@ -61,6 +63,9 @@ pub(super) struct Job {
 pub(super) enum Failure {
     /// May pass on retry (timeout, connection, 5xx, 408, 429, transient SMTP reply).
     Transient(String),
+    /// May pass on retry, but the receiver asked (`Retry-After` on a 429 or 503) to wait this
+    /// long first.
+    Throttled(String, Duration),
     /// Will not pass (other 4xx, permanent SMTP reply, a bad message).
     Permanent(String),
 }
@@ -191,13 +196,20 @@ impl Shared {
                     tracing::warn!(channel = %label, event = %job.id, attempt, "notification not delivered (not retried): {reason}");
                     return;
                 }
-                Err(Failure::Transient(reason)) if attempt >= policy.max_attempts => {
+                Err(Failure::Transient(reason) | Failure::Throttled(reason, _))
+                    if attempt >= policy.max_attempts =>
+                {
                     self.failed.fetch_add(1, Ordering::SeqCst);
                     tracing::warn!(channel = %label, event = %job.id, attempt, "notification not delivered after {attempt} attempt(s): {reason}");
                     return;
                 }
-                Err(Failure::Transient(reason)) => {
-                    let wait = policy.backoff(attempt);
+                Err(failure @ (Failure::Transient(_) | Failure::Throttled(..))) => {
+                    let (wait, reason) = match failure {
+                        Failure::Throttled(reason, asked) => (policy.wait(attempt, asked), reason),
+                        Failure::Transient(reason) | Failure::Permanent(reason) => {
+                            (policy.backoff(attempt), reason)
+                        }
+                    };
                     tracing::info!(channel = %label, event = %job.id, attempt, "notification attempt failed, retrying in {wait:?}: {reason}");
                     self.retries.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(wait).await;
@@ -208,32 +220,33 @@ impl Shared {
     }
 
     async fn attempt(&self, payload: &Payload) -> Result<(), Failure> {
+        let now = (lock(&self.clock))();
         match payload {
             Payload::Webhook { url, secret, body } => {
-                let now = (lock(&self.clock))();
                 super::webhook::send(&self.http, url, secret, body, now).await
             }
             Payload::Slack { url, body } => {
                 let url = reqwest::Url::parse(url.expose()).map_err(|_| {
                     Failure::Permanent("the Slack webhook URL does not parse".into())
                 })?;
-                post_json(&self.http, url, body.clone(), &[]).await
+                post_json(&self.http, url, body.clone(), &[], now).await
             }
             Payload::PagerDuty { url, body } => {
-                post_json(&self.http, url.clone(), body.clone(), &[]).await
+                post_json(&self.http, url.clone(), body.clone(), &[], now).await
             }
             Payload::Email { transport, message } => email::send(transport, message).await,
         }
     }
 }
 
-/// POSTs `body` as JSON with `headers`; classifies the outcome. Errors never carry the URL
-/// (a Slack URL is itself a secret).
+/// POSTs `body` as JSON with `headers`; classifies the outcome (`now` reads a `Retry-After`
+/// date). Errors never carry the URL (a Slack URL is itself a secret).
 pub(super) async fn post_json(
     http: &reqwest::Client,
     url: reqwest::Url,
     body: Vec<u8>,
     headers: &[(&str, String)],
+    now: Timestamp,
 ) -> Result<(), Failure> {
     let mut req = http
         .post(url)
@@ -242,7 +255,22 @@ pub(super) async fn post_json(
     for (name, value) in headers {
         req = req.header(*name, value);
     }
-    classify(req.send().await).await
+    classify(req.send().await, now).await
+}
+
+/// How long the receiver asks to be left alone (`Retry-After`: a number of seconds or an HTTP
+/// date, from `now`); `None` when it does not say, or says something unreadable.
+fn retry_after(headers: &reqwest::header::HeaderMap, now: Timestamp) -> Option<Duration> {
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = Timestamp::from_system_time(httpdate::parse_http_date(value).ok()?);
+    Some(at.saturating_duration_since(now))
 }
 
 /// The most of a refusal's body that is read: its reason is cut to 200 characters anyway, and a
@@ -262,20 +290,32 @@ async fn refusal_text(mut resp: reqwest::Response) -> String {
     String::from_utf8_lossy(&body).into_owned()
 }
 
-/// Sorts an HTTP outcome into delivered, worth retrying, or not.
-pub(super) async fn classify(outcome: reqwest::Result<reqwest::Response>) -> Result<(), Failure> {
+/// Sorts an HTTP outcome into delivered, worth retrying (after the `Retry-After` a 429 or 503
+/// asks for, read at `now`), or not.
+pub(super) async fn classify(
+    outcome: reqwest::Result<reqwest::Response>,
+    now: Timestamp,
+) -> Result<(), Failure> {
     match outcome {
         Ok(resp) => {
             let status = resp.status();
             if status.is_success() {
                 return Ok(());
             }
+            let asked = matches!(
+                status,
+                reqwest::StatusCode::TOO_MANY_REQUESTS | reqwest::StatusCode::SERVICE_UNAVAILABLE
+            )
+            .then(|| retry_after(resp.headers(), now))
+            .flatten();
             let text = refusal_text(resp).await;
             let reason = format!(
                 "the receiver answered {status}: {}",
                 super::truncate(text.trim(), 200)
             );
-            if status.is_server_error()
+            if let Some(asked) = asked {
+                Err(Failure::Throttled(reason, asked))
+            } else if status.is_server_error()
                 || status == reqwest::StatusCode::REQUEST_TIMEOUT
                 || status == reqwest::StatusCode::TOO_MANY_REQUESTS
             {
@@ -328,6 +368,33 @@ mod tests {
         }
     }
 
+    #[test]
+    fn retry_after_is_read_as_seconds_or_a_date() {
+        use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+        let with = |value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, HeaderValue::from_str(value).expect("value"));
+            h
+        };
+        // Sun, 06 Nov 1994 08:49:37 GMT, RFC 9110's example date.
+        let date = Timestamp::from_millis(784_111_777_000);
+        let now = date.saturating_sub(Duration::from_secs(90));
+        assert_eq!(
+            retry_after(&with("120"), now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(retry_after(&with(" 7 "), now), Some(Duration::from_secs(7)));
+        let at = "Sun, 06 Nov 1994 08:49:37 GMT";
+        assert_eq!(retry_after(&with(at), now), Some(Duration::from_secs(90)));
+        // A date already past asks for no wait.
+        let later = date.saturating_add(Duration::from_secs(5));
+        assert_eq!(retry_after(&with(at), later), Some(Duration::ZERO));
+        for unreadable in ["-5", "soon", "1.5"] {
+            assert_eq!(retry_after(&with(unreadable), now), None, "{unreadable}");
+        }
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
+    }
+
     #[tokio::test]
     async fn a_refusal_is_read_as_far_as_its_reason_and_no_further() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -355,7 +422,7 @@ mod tests {
             .build()
             .unwrap();
         // Reading the whole body would end only at the client's timeout, with no reason at all.
-        let outcome = classify(client.get(&url).send().await).await;
+        let outcome = classify(client.get(&url).send().await, Timestamp::EPOCH).await;
         let Err(Failure::Transient(reason)) = outcome else {
             panic!("expected a transient failure");
         };

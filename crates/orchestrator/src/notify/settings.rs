@@ -68,7 +68,9 @@ pub enum Overflow {
 
 /// Retries of a delivery that failed in a way that may pass (a timeout, a refused
 /// connection, a 5xx, 408 or 429 answer, a transient SMTP reply). Answers that will not change
-/// on retry (other 4xx, a permanent SMTP reply) are not retried.
+/// on retry (other 4xx, a permanent SMTP reply) are not retried. A 429 or 503 whose
+/// `Retry-After` (seconds or a date) asks for a longer wait than the backoff gets it, up to
+/// `maxBackoff` (see [`wait`](RetryPolicy::wait)): Slack and PagerDuty answer a burst so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryPolicy {
@@ -105,6 +107,13 @@ impl RetryPolicy {
             .checked_mul(factor)
             .unwrap_or(self.max_backoff)
             .min(self.max_backoff)
+    }
+
+    /// The wait after failed attempt `attempt` whose receiver asked (`Retry-After`) for
+    /// `asked`: as long as it asks if that is longer than the [`backoff`](Self::backoff), but
+    /// never longer than `maxBackoff`, the longest a message waits between attempts.
+    pub fn wait(&self, attempt: u32, asked: Duration) -> Duration {
+        asked.max(self.backoff(attempt)).min(self.max_backoff)
     }
 }
 
@@ -355,6 +364,11 @@ mod tests {
         let waits: Vec<u128> = (1..=6).map(|a| r.backoff(a).as_millis()).collect();
         assert_eq!(waits, vec![100, 200, 400, 800, 1_000, 1_000]);
         assert_eq!(r.backoff(u32::MAX), Duration::from_millis(1_000));
+        // A receiver's Retry-After lengthens a wait, never shortens it, and stops at the cap.
+        let ms = Duration::from_millis;
+        assert_eq!(r.wait(1, ms(500)), ms(500));
+        assert_eq!(r.wait(3, ms(50)), ms(400));
+        assert_eq!(r.wait(1, Duration::from_secs(3_600)), ms(1_000));
     }
 
     #[test]

@@ -175,7 +175,7 @@ pub(super) async fn send(
         .header(TIMESTAMP_HEADER, secs.to_string())
         .header(SIGNATURE_HEADER, sig)
         .body(body.to_vec());
-    classify(req.send().await).await
+    classify(req.send().await, now).await
 }
 
 #[cfg(test)]

@@ -40,6 +40,8 @@ pub struct Request_ {
     pub path: String,
     pub headers: BTreeMap<String, String>,
     pub body: Bytes,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Request_ {
@@ -58,6 +60,8 @@ struct ReceiverState {
     script: VecDeque<u16>,
     /// Requests whose signature did not verify.
     rejected: Vec<String>,
+    /// The `Retry-After` header sent with scripted statuses.
+    retry_after: Option<String>,
 }
 
 #[derive(Clone)]
@@ -110,6 +114,11 @@ impl Receiver {
         Receiver { addr, state }
     }
 
+    /// Scripted statuses from now on carry `Retry-After: value`.
+    pub fn set_retry_after(&self, value: &str) {
+        self.state.lock().expect("state").retry_after = Some(value.to_owned());
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
@@ -154,11 +163,12 @@ async fn handle(
         path,
         headers,
         body,
+        at: std::time::Instant::now(),
     };
-    let scripted = {
+    let (scripted, retry_after) = {
         let mut s = st.lock().expect("state");
         s.attempts.push(r.clone());
-        s.script.pop_front()
+        (s.script.pop_front(), s.retry_after.clone())
     };
     let reply = |code: u16, text: &str| {
         let mut resp = Response::new(Full::new(Bytes::from(text.to_owned())));
@@ -166,7 +176,14 @@ async fn handle(
         resp
     };
     if let Some(code) = scripted {
-        return reply(code, "scripted failure");
+        let mut resp = reply(code, "scripted failure");
+        if let Some(value) = retry_after {
+            resp.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                value.parse().expect("a header value"),
+            );
+        }
+        return resp;
     }
     if let Some(secret) = secret {
         let ts = r
