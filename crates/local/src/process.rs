@@ -279,6 +279,10 @@ impl ProcessPlatform {
             let _ = p.child.start_kill();
             let _ = p.child.wait().await;
         }
+        // The process's last words ("drained; exiting") reach its log before the caller moves
+        // on (and perhaps exits, taking the log's thread with it).
+        let pump = p.pump;
+        let _ = tokio::task::spawn_blocking(move || pump.drained()).await;
     }
 
     /// Checks every process of `key`: which exited, and each one's address.
