@@ -14,6 +14,11 @@ use crate::cli::settings::{EnvLookup, load_config};
 use crate::cli::state::{RunState, StateDir};
 use crate::cli::ui::Ui;
 
+/// The journal size past which a finished deployment compacts it.
+const JOURNAL_COMPACT_BYTES: u64 = 32 * 1024 * 1024;
+/// Finished deployments whose records an automatic compaction keeps.
+const JOURNAL_KEEP_FINISHED: usize = 100;
+
 /// Everything every verb starts from.
 pub struct Ctx {
     /// The global options.
@@ -81,10 +86,12 @@ impl Ctx {
     }
 
     /// The journal file of the state directory: every record of every deployment, read back
-    /// as written (a corrupt line is an error, not skipped).
+    /// as written (a corrupt line is an error, not skipped). Past 32 MiB, a deployment that
+    /// finishes drops the records of all but the last 100 finished ones (`compact` does it at
+    /// once, keeping as many as asked).
     pub fn journal(states: &StateDir) -> Result<Arc<FileJournal>, CliError> {
         FileJournal::open(states.journal())
-            .map(Arc::new)
+            .map(|j| Arc::new(j.with_compaction(JOURNAL_COMPACT_BYTES, JOURNAL_KEEP_FINISHED)))
             .map_err(|e| CliError::backend(format!("journal: {e}")))
     }
 

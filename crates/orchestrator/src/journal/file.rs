@@ -25,6 +25,8 @@ pub struct FileJournal {
     path: PathBuf,
     name: String,
     write: Mutex<()>,
+    /// Compact once the file is past this many bytes, keeping this many finished deployments.
+    auto_compact: Option<(u64, usize)>,
 }
 
 /// What [`FileJournal::compact`] did.
@@ -65,7 +67,18 @@ impl FileJournal {
             name: path.display().to_string(),
             path,
             write: Mutex::new(()),
+            auto_compact: None,
         })
+    }
+
+    /// Compacts the journal by itself (see [`compact`](Self::compact)): whenever a deployment
+    /// finishes while the file is larger than `above_bytes`, the records of the finished
+    /// deployments before the last `keep_finished` are dropped. The append that finished the
+    /// deployment is durable first; a compaction that fails is logged and leaves the journal as
+    /// it was.
+    pub fn with_compaction(mut self, above_bytes: u64, keep_finished: usize) -> Self {
+        self.auto_compact = Some((above_bytes, keep_finished));
+        self
     }
 
     fn failed(&self, e: impl std::fmt::Display) -> Error {
@@ -296,7 +309,16 @@ impl Journal for FileJournal {
         }
         file.write_all(&line)
             .and_then(|()| file.sync_data())
-            .map_err(|e| Error::backend("journal", &self.name, e))
+            .map_err(|e| Error::backend("journal", &self.name, e))?;
+        drop((_guard, _lock));
+        if let Some((above_bytes, keep)) = self.auto_compact
+            && record.state.is_done()
+            && file.metadata().is_ok_and(|m| m.len() > above_bytes)
+            && let Err(e) = self.compact(keep).await
+        {
+            tracing::warn!(journal = %self.name, "the journal could not be compacted: {e}");
+        }
+        Ok(())
     }
 
     async fn records(&self, deployment: &str) -> Result<Vec<Record>> {
@@ -505,6 +527,35 @@ mod tests {
         // Keeping more finished deployments than there are drops nothing.
         let again = j.compact(10).await.expect("compact");
         assert_eq!((again.kept, again.dropped), (4, 0));
+    }
+
+    #[tokio::test]
+    async fn a_journal_compacts_itself_when_a_deployment_finishes_past_its_size() {
+        let (_dir, path) = fresh();
+        let size = |path: &Path| std::fs::metadata(path).expect("journal").len();
+        let j = FileJournal::open(&path).expect("open");
+        j.append(&record("web-1", 0, true)).await.expect("append");
+        let one = size(&path);
+        // Past three and a half records' worth, keep one finished deployment.
+        let j = FileJournal::open(&path)
+            .expect("open")
+            .with_compaction(one * 7 / 2, 1);
+        j.append(&record("web-0", 0, false)).await.expect("append");
+        j.append(&record("web-2", 0, true)).await.expect("append");
+        assert_eq!(
+            j.deployments().await.expect("ids").len(),
+            3,
+            "not past the size yet"
+        );
+        j.append(&record("web-3", 0, false)).await.expect("append");
+        assert_eq!(
+            j.deployments().await.expect("ids").len(),
+            4,
+            "nothing finished"
+        );
+        j.append(&record("web-3", 1, true)).await.expect("append");
+        assert_eq!(j.deployments().await.expect("ids"), ["web-0", "web-3"]);
+        assert_eq!(j.records("web-3").await.expect("records").len(), 2);
     }
 
     #[tokio::test]
