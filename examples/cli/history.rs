@@ -54,9 +54,20 @@ pub async fn status(ctx: &Ctx) -> Result<Exit, CliError> {
             previous.join(", ")
         }
     );
-    // The last deployment as its journal tells it: state.json only names it.
+    // The last deployment as its journal tells it: state.json only names it, and a compaction
+    // may have dropped its records.
     let last = match &state.last_deployment {
-        Some(id) => Some(reader(&states)?.status(id).await?),
+        Some(id) => match reader(&states)?.status(id).await {
+            Ok(s) => Some(s),
+            Err(serin_orchestrator::Error::NotFound { .. }) => {
+                let _ = writeln!(
+                    text,
+                    "last deployment: {id}: its records were compacted out of the journal"
+                );
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
         None => None,
     };
     if let Some(s) = &last {
@@ -105,9 +116,15 @@ fn reader(states: &StateDir) -> Result<Orchestrator, CliError> {
 /// `logs`: the journal's events, oldest first, deployment by deployment.
 pub async fn logs(ctx: &Ctx, args: &LogsArgs) -> Result<Exit, CliError> {
     let states = StateDir::existing(&ctx.global.state_dir);
-    let journal = Ctx::journal(&states)?;
-    let records = match &args.deployment {
-        Some(id) => {
+    // Nothing was deployed from here yet: no journal, no events.
+    let journal = if ctx.global.state_dir.is_dir() {
+        Some(Ctx::journal(&states)?)
+    } else {
+        None
+    };
+    let records = match (&args.deployment, journal) {
+        (_, None) => Vec::new(),
+        (Some(id), Some(journal)) => {
             let records = journal.records(id).await?;
             if records.is_empty() {
                 return Err(CliError::usage(format!(
@@ -116,8 +133,14 @@ pub async fn logs(ctx: &Ctx, args: &LogsArgs) -> Result<Exit, CliError> {
             }
             records
         }
-        None => journal.all_records().await?,
+        (None, Some(journal)) => journal.all_records().await?,
     };
+    if let (Some(id), true) = (&args.deployment, records.is_empty()) {
+        return Err(CliError::usage(format!(
+            "invalid --deployment `{id}`: nothing was deployed from {}",
+            ctx.global.state_dir.display()
+        )));
+    }
     let mut events: Vec<Event> = records.into_iter().flat_map(|r| r.events).collect();
     if let Some(n) = args.tail {
         let skip = events.len().saturating_sub(n);
@@ -137,6 +160,14 @@ pub async fn logs(ctx: &Ctx, args: &LogsArgs) -> Result<Exit, CliError> {
 /// `compact`: the journal without the records of the finished deployments before the last
 /// `--keep` of them.
 pub async fn compact(ctx: &Ctx, args: &CompactArgs) -> Result<Exit, CliError> {
+    if !ctx.global.state_dir.is_dir() {
+        let text = format!(
+            "nothing to compact: nothing was deployed from {}\n",
+            ctx.global.state_dir.display()
+        );
+        ctx.ui.result(&text, &json!({ "dropped": 0, "kept": 0 }))?;
+        return Ok(Exit::Success);
+    }
     let states = StateDir::existing(&ctx.global.state_dir);
     let journal = Ctx::journal(&states)?;
     let done = journal.compact(args.keep).await?;

@@ -171,6 +171,8 @@ fn help_lists_the_verbs_and_documents_the_exit_codes() {
         "metrics",
         "health-check",
         "plan",
+        "backups",
+        "compact",
     ] {
         assert!(text.contains(verb), "{verb} missing from:\n{text}");
     }
@@ -201,6 +203,13 @@ fn a_dry_run_plans_and_changes_nothing() {
         .stdout(predicate::str::contains("install 1.0.0"));
     assert!(!dir.path().join(".serin").join("state.json").exists());
     assert!(!dir.path().join(".serin").join("journal.jsonl").exists());
+    // Before any deployment, the verbs that read the history find it empty.
+    sim(dir.path())
+        .args(["logs"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("no events"));
+    sim(dir.path()).args(["compact"]).assert().success();
     // The example config file: a gradual blue-green switch.
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("cli/deploy.yaml");
     sim(dir.path())
@@ -467,6 +476,20 @@ fn deploy_status_logs_and_rollbacks_work_across_invocations_on_the_simulated_fle
         .assert()
         .success()
         .stdout(predicate::str::contains("3/3 ready — healthy"));
+
+    // With every finished deployment compacted away, status still tells what runs.
+    sim(d).args(["compact", "--keep", "0"]).assert().success();
+    let s = status(d, &["--backend", "sim"]);
+    assert_eq!(s["current"]["version"], "1.1.0", "{s}");
+    assert!(
+        s["lastDeployment"].is_string() && s["lastPhase"].is_null(),
+        "{s}"
+    );
+    sim(d)
+        .args(["status"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("compacted out of the journal"));
 
     // Another backend on the same state directory is refused.
     cli(d)
