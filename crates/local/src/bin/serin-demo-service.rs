@@ -181,7 +181,11 @@ async fn serve(port: u16, cfg: Config) -> Result<(), String> {
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let Ok((stream, _)) = accepted else {
+                    // Out of file descriptors, every accept fails at once: rest, do not spin.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let cfg = cfg.clone();
                 let svc = service_fn(move |req| handle(cfg.clone(), req));

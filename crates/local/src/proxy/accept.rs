@@ -27,6 +27,23 @@ pub(super) enum Conns {
     Handed(mpsc::UnboundedReceiver<std::net::TcpStream>),
 }
 
+/// How long a listener rests after a failed accept.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// The next connection of `listener`, or `None` after a failed accept and a short rest: when
+/// the process is out of file descriptors (EMFILE) the kernel keeps the connection queued and
+/// every accept fails again at once, so retrying without a pause would spin a core.
+pub(super) async fn accept(listener: &TcpListener) -> Option<TcpStream> {
+    match listener.accept().await {
+        Ok((stream, _)) => Some(stream),
+        Err(e) => {
+            tracing::warn!(error = %e, "accept failed");
+            tokio::time::sleep(ACCEPT_BACKOFF).await;
+            None
+        }
+    }
+}
+
 impl Conns {
     /// Everything from `listener`.
     pub(super) fn listen(listener: TcpListener) -> Self {
@@ -46,13 +63,8 @@ impl Conns {
                 peers,
                 turn,
             } => loop {
-                let stream = match listener.accept().await {
-                    Ok((s, _)) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
+                let Some(stream) = accept(listener).await else {
+                    continue;
                 };
                 *turn = (*turn + 1) % (peers.len() + 1);
                 let Some(peer) = turn.checked_sub(1).and_then(|i| peers.get(i)) else {

@@ -668,8 +668,8 @@ async fn serve_admin(
     let builder = http_server(&shared.config);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+            accepted = accept::accept(&listener) => {
+                let Some(stream) = accepted else { continue };
                 let shared = shared.clone();
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let shared = shared.clone();
