@@ -157,6 +157,15 @@ async fn hanging_and_never_ready_instances_time_out_naming_them() {
         .await
         .unwrap();
 
+    // A readiness delay past what the clock can hold is a service that is never ready, not one
+    // that fails to start.
+    let forever = start_demo("1.0.0", &[("DEMO_READY_AFTER_MS", &u64::MAX.to_string())]).await;
+    assert_eq!(
+        get(forever.addr, "/ready", &[]).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(get(forever.addr, "/", &[]).await.1, "1.0.0");
+
     // A process that never listens at all (hangs before serving): readiness fails, liveness holds.
     let hang = serin_orchestrator::TrackSpec::new("web", "1.0.0", Track::Green, 1)
         .unwrap()

@@ -80,8 +80,10 @@ fn config() -> Result<(u16, Config), String> {
             instance: env_or("INSTANCE", "demo"),
             error_rate,
             latency: Duration::from_millis(latency_ms),
+            // A delay past what the clock can hold is never over.
             ready_at: (!never_ready)
-                .then(|| Instant::now() + Duration::from_millis(ready_after_ms)),
+                .then(|| Instant::now().checked_add(Duration::from_millis(ready_after_ms)))
+                .flatten(),
         },
     ))
 }
