@@ -30,7 +30,8 @@
 //!   (never promote on missing evidence); after promotion `monitoring.onDeadline` ([`OnDeadline`])
 //!   either finishes at once (the default: the watch ends and the old version is retired
 //!   without the rest of its warm delay) or rolls back to the still-warm old version.
-//! - [`Journal`] ([`FileJournal`]: append-only JSON lines with fsync; [`InMemoryJournal`]):
+//! - [`Journal`] ([`FileJournal`]: append-only JSON lines with fsync, compacted on demand or
+//!   past a size; [`InMemoryJournal`]):
 //!   every [`Record`] holds the new [`DeploymentState`] (including the canary controller, its
 //!   judges and the trigger engine), the idempotent [`Effect`]s and the [`Event`]s.
 //! - [`Event`]s to subscribers, `tracing` and [`Notifier`]s; the final [`Report`] (JSON or
