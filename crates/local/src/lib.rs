@@ -14,7 +14,8 @@
 //! - [`ProcessPlatform`]: a [`Platform`](serin_orchestrator::Platform) that runs each instance
 //!   as a local process from a command (`PORT`, `VERSION`, `INSTANCE` in its environment), waits
 //!   on an HTTP readiness path, reports deaths without restarting, stops with SIGTERM then
-//!   SIGKILL, and keeps each process's output in a log file.
+//!   SIGKILL, and keeps each process's output in a log file rotated at a size limit
+//!   ([`LogRotation`]).
 //! - [`HttpHealth`]: HTTP readiness/liveness/dependency probes as a
 //!   [`HealthSource`](serin_signals::HealthSource).
 //!
