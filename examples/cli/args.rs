@@ -151,8 +151,8 @@ pub enum Command {
     /// The backups taken before deployments (`--backup-dir` or `--backup-postgres`), oldest
     /// first.
     Backups,
-    /// Drops the records of old finished deployments from the event journal (unfinished ones
-    /// always stay).
+    /// Trims old finished deployments in the event journal to their last record, their final
+    /// state (unfinished ones always stay whole).
     Compact(CompactArgs),
 }
 
@@ -228,7 +228,7 @@ pub struct LogsArgs {
 /// Flags of `compact`.
 #[derive(Debug, Args, Clone)]
 pub struct CompactArgs {
-    /// How many of the most recent finished deployments keep their records.
+    /// How many of the most recent finished deployments keep all their records.
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub keep: usize,
 }

@@ -16,7 +16,7 @@ use crate::cli::ui::Ui;
 
 /// The journal size past which a finished deployment compacts it.
 const JOURNAL_COMPACT_BYTES: u64 = 32 * 1024 * 1024;
-/// Finished deployments whose records an automatic compaction keeps.
+/// Finished deployments an automatic compaction keeps whole.
 const JOURNAL_KEEP_FINISHED: usize = 100;
 
 /// Everything every verb starts from.
@@ -87,8 +87,8 @@ impl Ctx {
 
     /// The journal file of the state directory: every record of every deployment, read back
     /// as written (a corrupt line is an error, not skipped). Past 32 MiB, a deployment that
-    /// finishes drops the records of all but the last 100 finished ones (`compact` does it at
-    /// once, keeping as many as asked).
+    /// finishes trims all but the last 100 finished ones to their last record (`compact` does
+    /// it at once, keeping as many as asked).
     pub fn journal(states: &StateDir) -> Result<Arc<FileJournal>, CliError> {
         FileJournal::open(states.journal())
             .map(|j| Arc::new(j.with_compaction(JOURNAL_COMPACT_BYTES, JOURNAL_KEEP_FINISHED)))

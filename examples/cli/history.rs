@@ -54,15 +54,15 @@ pub async fn status(ctx: &Ctx) -> Result<Exit, CliError> {
             previous.join(", ")
         }
     );
-    // The last deployment as its journal tells it: state.json only names it, and a compaction
-    // may have dropped its records.
+    // The last deployment as its journal tells it: state.json only names it, and the journal
+    // may have been removed since.
     let last = match &state.last_deployment {
         Some(id) => match reader(&states)?.status(id).await {
             Ok(s) => Some(s),
             Err(serin_orchestrator::Error::NotFound { .. }) => {
                 let _ = writeln!(
                     text,
-                    "last deployment: {id}: its records were compacted out of the journal"
+                    "last deployment: {id}: its records are no longer in the journal"
                 );
                 None
             }
@@ -157,28 +157,30 @@ pub async fn logs(ctx: &Ctx, args: &LogsArgs) -> Result<Exit, CliError> {
     Ok(Exit::Success)
 }
 
-/// `compact`: the journal without the records of the finished deployments before the last
-/// `--keep` of them.
+/// `compact`: the journal with the finished deployments before the last `--keep` of them
+/// reduced to their last record (their final state, which status and rollbacks read).
 pub async fn compact(ctx: &Ctx, args: &CompactArgs) -> Result<Exit, CliError> {
     if !ctx.global.state_dir.is_dir() {
         let text = format!(
             "nothing to compact: nothing was deployed from {}\n",
             ctx.global.state_dir.display()
         );
-        ctx.ui.result(&text, &json!({ "dropped": 0, "kept": 0 }))?;
+        ctx.ui.result(&text, &json!({ "trimmed": 0, "kept": 0 }))?;
         return Ok(Exit::Success);
     }
     let states = StateDir::existing(&ctx.global.state_dir);
     let journal = Ctx::journal(&states)?;
     let done = journal.compact(args.keep).await?;
     let text = format!(
-        "dropped the records of {} finished deployment(s), kept {}: {} -> {} bytes\n",
-        done.dropped, done.kept, done.bytes_before, done.bytes_after
+        "trimmed {} finished deployment(s) to their last record ({} records dropped), kept {} \
+         whole: {} -> {} bytes\n",
+        done.trimmed, done.records_dropped, done.kept, done.bytes_before, done.bytes_after
     );
     ctx.ui.result(
         &text,
         &json!({
-            "dropped": done.dropped,
+            "trimmed": done.trimmed,
+            "recordsDropped": done.records_dropped,
             "kept": done.kept,
             "bytesBefore": done.bytes_before,
             "bytesAfter": done.bytes_after,

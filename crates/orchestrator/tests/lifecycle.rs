@@ -11,9 +11,9 @@ use serin_compat::steps::{StepKind, StepPhase};
 use serin_compat::{Fleet, Matrix, Registry, Release, Validator};
 use serin_orchestrator::backup::Retention;
 use serin_orchestrator::{
-    BackupProvider, DeploymentConfig, Event, EventKind, InMemoryBackup, InMemoryStepRunner,
-    Journal, OnDeadline, Orchestrator, Outcome, Phase, Platform, Report, ServiceBackends,
-    StepStatus,
+    BackupProvider, DeploymentConfig, Event, EventKind, FileJournal, InMemoryBackup,
+    InMemoryStepRunner, Journal, OnDeadline, Orchestrator, Outcome, Phase, Platform, Report,
+    ServiceBackends, StepStatus,
 };
 use serin_signals::Track;
 use support::{SERVICE, World, canary_config, drain, v};
@@ -50,8 +50,18 @@ fn orchestrator(
     backup: Option<Arc<InMemoryBackup>>,
     runner: Option<Arc<InMemoryStepRunner>>,
 ) -> Orchestrator {
+    orchestrator_on(world, world.journal.clone(), backup, runner)
+}
+
+/// [`orchestrator`] over another journal.
+fn orchestrator_on(
+    world: &World,
+    journal: Arc<dyn Journal>,
+    backup: Option<Arc<InMemoryBackup>>,
+    runner: Option<Arc<InMemoryStepRunner>>,
+) -> Orchestrator {
     let (validator, fleet) = validator();
-    let mut b = Orchestrator::builder(world.platform.clone(), world.journal.clone())
+    let mut b = Orchestrator::builder(world.platform.clone(), journal)
         .service(
             SERVICE,
             ServiceBackends::new(
@@ -554,6 +564,39 @@ async fn rolling_back_across_a_destructive_migration_restores_the_backup_taken_b
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_compacted_file_journal_still_tells_a_rollback_which_backup_to_restore() {
+    let backup = Arc::new(InMemoryBackup::new());
+    let (world, _, config) = upgraded(Some(backup.clone())).await;
+    let before = backup.taken()[0].0.clone();
+    // The same history in a file journal, every finished deployment trimmed to its last record.
+    let dir = tempfile::tempdir().expect("dir");
+    let file = Arc::new(FileJournal::open(dir.path().join("journal.jsonl")).expect("journal"));
+    for record in world.journal.all() {
+        file.append(&record).await.expect("append");
+    }
+    let done = file.compact(0).await.expect("compact");
+    assert!(done.trimmed > 0 && done.records_dropped > 10, "{done:?}");
+
+    let o = orchestrator_on(&world, file, Some(backup.clone()), None);
+    rolls_back_restoring(&o, &config, &backup, before).await;
+}
+
+/// Rolls the upgraded service back to 1.0.0 and checks that it succeeded by restoring `before`.
+async fn rolls_back_restoring(
+    o: &Orchestrator,
+    config: &DeploymentConfig,
+    backup: &InMemoryBackup,
+    before: String,
+) {
+    let report = o
+        .rollback_to(config, SERVICE, v("1.0.0"))
+        .await
+        .expect("rollback");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    assert_eq!(backup.restored(), vec![before]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_rollback_is_refused_when_its_restore_point_is_gone_or_retention_would_delete_it() {
     let backup = Arc::new(InMemoryBackup::new().with_retention(Retention::keep_last(3).unwrap()));
     let (world, o, config) = upgraded(Some(backup.clone())).await;
@@ -582,12 +625,7 @@ async fn a_rollback_restores_under_the_smallest_retention() {
     let backup = Arc::new(InMemoryBackup::new().with_retention(Retention::keep_last(2).unwrap()));
     let (world, o, config) = upgraded(Some(backup.clone())).await;
     let before = backup.taken()[0].0.clone();
-    let report = o
-        .rollback_to(&config, SERVICE, v("1.0.0"))
-        .await
-        .expect("rollback");
-    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
-    assert_eq!(backup.restored(), vec![before]);
+    rolls_back_restoring(&o, &config, &backup, before).await;
     assert_eq!(
         world.live_version().await.map(|l| l.1),
         Some("1.0.0".into())

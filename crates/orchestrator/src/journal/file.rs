@@ -1,6 +1,6 @@
 //! [`FileJournal`]: the embedded default, an append-only file of JSON lines.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -18,8 +18,8 @@ use crate::error::{Error, Result};
 /// read takes only each line's `deployment` field until a line of the deployment asked for
 /// comes: the states of the others, the bulk of the file, are skipped over, not built, and
 /// [`last_records`](Journal::last_records) and [`all_records`](Journal::all_records) read the
-/// file once for all deployments. [`compact`](FileJournal::compact) drops the records of old
-/// finished deployments.
+/// file once for all deployments. [`compact`](FileJournal::compact) reduces old finished
+/// deployments to their last record.
 #[derive(Debug)]
 pub struct FileJournal {
     path: PathBuf,
@@ -33,10 +33,12 @@ pub struct FileJournal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Compacted {
-    /// Deployments whose records were kept.
+    /// Deployments whose records were all kept.
     pub kept: usize,
-    /// Finished deployments whose records were dropped.
-    pub dropped: usize,
+    /// Finished deployments reduced to their last record.
+    pub trimmed: usize,
+    /// Records dropped.
+    pub records_dropped: usize,
     /// The file's size before and after, in bytes.
     pub bytes_before: u64,
     /// See [`bytes_before`](Self::bytes_before).
@@ -72,8 +74,8 @@ impl FileJournal {
     }
 
     /// Compacts the journal by itself (see [`compact`](Self::compact)): whenever a deployment
-    /// finishes while the file is larger than `above_bytes`, the records of the finished
-    /// deployments before the last `keep_finished` are dropped. The append that finished the
+    /// finishes while the file is larger than `above_bytes`, the finished deployments before
+    /// the last `keep_finished` are reduced to their last record. The append that finished the
     /// deployment is durable first; a compaction that fails is logged and leaves the journal as
     /// it was.
     pub fn with_compaction(mut self, above_bytes: u64, keep_finished: usize) -> Self {
@@ -105,11 +107,15 @@ impl FileJournal {
         Ok(file)
     }
 
-    /// Rewrites the file without the records of the finished deployments before the last
-    /// `keep_finished` of them (in the order of their first record): a journal that only
-    /// grows makes every question read years of deployments again. Unfinished deployments keep
-    /// every record (a resume starts from their last), and kept lines are copied byte for
-    /// byte; lines torn by a crash, never acknowledged, are left out.
+    /// Rewrites the file with the finished deployments before the last `keep_finished` of them
+    /// (in the order of their first record) reduced to their last record: a journal that only
+    /// grows makes every question read years of deployments again. The last record holds a
+    /// deployment's final state (its outcome, versions, backup and checklist), which is what
+    /// `status`, [`Orchestrator::rollback`](crate::Orchestrator::rollback) and the restore
+    /// point of [`rollback_to`](crate::Orchestrator::rollback_to) read, so those answer as
+    /// before; the timelines of the trimmed deployments keep only their final events.
+    /// Unfinished deployments keep every record (a resume starts from their last). Kept lines
+    /// are copied byte for byte; lines torn by a crash, never acknowledged, are left out.
     ///
     /// A crash at any point leaves either the old file or the new one: the kept lines are
     /// written to a temporary file beside the journal, synced, renamed over it, and the
@@ -124,7 +130,8 @@ impl FileJournal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Compacted {
                     kept: 0,
-                    dropped: 0,
+                    trimmed: 0,
+                    records_dropped: 0,
                     bytes_before: 0,
                     bytes_after: 0,
                 });
@@ -148,27 +155,30 @@ impl FileJournal {
                 finished.push(whose.as_str());
             }
         }
-        let drop: HashSet<&str> = finished
+        // Deployments to trim, with the line of the record each keeps.
+        let trim: HashMap<&str, usize> = finished
             .iter()
             .take(finished.len().saturating_sub(keep_finished))
-            .copied()
+            .map(|whose| (*whose, last[*whose].0))
             .collect();
         let temp = self.sibling_temp();
-        let written = self.write_kept(&temp, &drop);
-        let bytes_after = match written.and_then(|bytes| self.replace_with(&temp).map(|()| bytes)) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                let _ = std::fs::remove_file(&temp);
-                return Err(e);
-            }
-        };
+        let written = self.write_kept(&temp, &trim);
+        let (bytes_after, records_dropped) =
+            match written.and_then(|out| self.replace_with(&temp).map(|()| out)) {
+                Ok(out) => out,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&temp);
+                    return Err(e);
+                }
+            };
         tracing::info!(
-            journal = %self.name, dropped = drop.len(), bytes_before, bytes_after,
-            "journal compacted"
+            journal = %self.name, trimmed = trim.len(), records_dropped, bytes_before,
+            bytes_after, "journal compacted"
         );
         Ok(Compacted {
-            kept: order.len() - drop.len(),
-            dropped: drop.len(),
+            kept: order.len() - trim.len(),
+            trimmed: trim.len(),
+            records_dropped,
             bytes_before,
             bytes_after,
         })
@@ -184,9 +194,10 @@ impl FileJournal {
             .with_file_name(format!(".{name}.compact-{}", std::process::id()))
     }
 
-    /// Writes every complete line of a deployment not in `drop` to `temp` (synced, with the
-    /// journal's permissions); returns the bytes written.
-    fn write_kept(&self, temp: &Path, drop: &HashSet<&str>) -> Result<u64> {
+    /// Writes to `temp` (synced, with the journal's permissions) every complete line except
+    /// those of a deployment in `trim` other than the one line it keeps; returns the bytes
+    /// written and the records left out.
+    fn write_kept(&self, temp: &Path, trim: &HashMap<&str, usize>) -> Result<(u64, usize)> {
         let cannot =
             |e: std::io::Error| self.failed(format!("cannot write `{}`: {e}", temp.display()));
         let file = std::fs::File::create(temp).map_err(cannot)?;
@@ -194,19 +205,21 @@ impl FileJournal {
             file.set_permissions(meta.permissions()).map_err(cannot)?;
         }
         let mut out = std::io::BufWriter::new(file);
-        let mut bytes = 0u64;
-        self.scan(|_, whose, line| {
-            if !drop.contains(whose.as_str()) {
-                out.write_all(line.as_bytes())
-                    .and_then(|()| out.write_all(b"\n"))
-                    .map_err(cannot)?;
-                bytes += line.len() as u64 + 1;
+        let (mut bytes, mut dropped) = (0u64, 0usize);
+        self.scan(|number, whose, line| {
+            if trim.get(whose.as_str()).is_some_and(|keep| *keep != number) {
+                dropped += 1;
+                return Ok(());
             }
+            out.write_all(line.as_bytes())
+                .and_then(|()| out.write_all(b"\n"))
+                .map_err(cannot)?;
+            bytes += line.len() as u64 + 1;
             Ok(())
         })?;
         let file = out.into_inner().map_err(|e| cannot(e.into_error()))?;
         file.sync_all().map_err(cannot)?;
-        Ok(bytes)
+        Ok((bytes, dropped))
     }
 
     /// Renames `temp` over the journal and syncs the directory, so that the rename outlives a
@@ -482,7 +495,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn compaction_drops_old_finished_deployments_and_keeps_the_rest_byte_for_byte() {
+    async fn compaction_trims_old_finished_deployments_and_keeps_the_rest_byte_for_byte() {
         let (_dir, path) = fresh();
         let j = FileJournal::open(&path).expect("open");
         // web-0 never finished (a crash); web-1..web-4 did; web-5 is running.
@@ -499,21 +512,27 @@ mod tests {
         let before = std::fs::read_to_string(&path).expect("read");
 
         let done = j.compact(2).await.expect("compact");
-        assert_eq!((done.kept, done.dropped), (4, 2));
+        assert_eq!((done.kept, done.trimmed, done.records_dropped), (4, 2, 2));
         assert_eq!(done.bytes_before, before.len() as u64);
         let after = std::fs::read_to_string(&path).expect("read");
         assert_eq!(done.bytes_after, after.len() as u64);
+        // Gone: the first records of web-1 and web-2, and the torn line.
+        let trimmed = |l: &str| {
+            (l.contains("\"web-1\"") || l.contains("\"web-2\"")) && l.contains("\"seq\":0")
+        };
         let kept: Vec<&str> = before
             .lines()
-            .filter(|l| {
-                !(l.contains("\"web-1\"") || l.contains("\"web-2\"") || l.ends_with("\"seq\":1"))
-            })
+            .filter(|l| !trimmed(l) && !l.ends_with("\"seq\":1"))
             .collect();
         assert_eq!(after.lines().collect::<Vec<_>>(), kept);
+        assert_eq!(j.deployments().await.expect("ids").len(), 6);
+        // A trimmed deployment keeps its final state.
+        let last = j.records("web-1").await.expect("records");
         assert_eq!(
-            j.deployments().await.expect("ids"),
-            ["web-0", "web-3", "web-4", "web-5"]
+            (last.len(), last[0].seq, last[0].state.is_done()),
+            (1, 1, true)
         );
+        assert_eq!(j.records("web-3").await.expect("records").len(), 2);
         assert_eq!(j.records("web-5").await.expect("records").len(), 2);
         // Appends go on after it, and nothing is left beside the journal but its lock file.
         j.append(&record("web-5", 2, true)).await.expect("append");
@@ -524,38 +543,39 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["journal.jsonl", "journal.jsonl.lock"]);
-        // Keeping more finished deployments than there are drops nothing.
+        // Keeping more finished deployments than there are trims nothing.
         let again = j.compact(10).await.expect("compact");
-        assert_eq!((again.kept, again.dropped), (4, 0));
+        assert_eq!(
+            (again.kept, again.trimmed, again.records_dropped),
+            (6, 0, 0)
+        );
     }
 
     #[tokio::test]
     async fn a_journal_compacts_itself_when_a_deployment_finishes_past_its_size() {
         let (_dir, path) = fresh();
-        let size = |path: &Path| std::fs::metadata(path).expect("journal").len();
         let j = FileJournal::open(&path).expect("open");
-        j.append(&record("web-1", 0, true)).await.expect("append");
-        let one = size(&path);
-        // Past three and a half records' worth, keep one finished deployment.
+        j.append(&record("web-1", 0, false)).await.expect("append");
+        let one = std::fs::metadata(&path).expect("journal").len();
+        j.append(&record("web-1", 1, true)).await.expect("append");
+        // Past four and a half records' worth, keep one finished deployment whole.
         let j = FileJournal::open(&path)
             .expect("open")
-            .with_compaction(one * 7 / 2, 1);
-        j.append(&record("web-0", 0, false)).await.expect("append");
-        j.append(&record("web-2", 0, true)).await.expect("append");
-        assert_eq!(
-            j.deployments().await.expect("ids").len(),
-            3,
-            "not past the size yet"
-        );
+            .with_compaction(one * 9 / 2, 1);
+        let counts = || async {
+            let mut n = Vec::new();
+            for id in ["web-1", "web-2", "web-3"] {
+                n.push(j.records(id).await.expect("records").len());
+            }
+            n
+        };
+        j.append(&record("web-2", 0, false)).await.expect("append");
+        j.append(&record("web-2", 1, true)).await.expect("append");
+        assert_eq!(counts().await, [2, 2, 0], "not past the size yet");
         j.append(&record("web-3", 0, false)).await.expect("append");
-        assert_eq!(
-            j.deployments().await.expect("ids").len(),
-            4,
-            "nothing finished"
-        );
+        assert_eq!(counts().await, [2, 2, 1], "past it, but nothing finished");
         j.append(&record("web-3", 1, true)).await.expect("append");
-        assert_eq!(j.deployments().await.expect("ids"), ["web-0", "web-3"]);
-        assert_eq!(j.records("web-3").await.expect("records").len(), 2);
+        assert_eq!(counts().await, [1, 1, 2]);
     }
 
     #[tokio::test]
@@ -564,7 +584,7 @@ mod tests {
         let j = FileJournal::open(&path).expect("open");
         let nothing = j.compact(0).await.expect("no file yet");
         assert_eq!(
-            (nothing.kept, nothing.dropped, nothing.bytes_after),
+            (nothing.kept, nothing.trimmed, nothing.bytes_after),
             (0, 0, 0)
         );
         assert!(!path.exists());

@@ -2,7 +2,8 @@
 //! carried out, so a process killed at any point can resume from the last record.
 //!
 //! [`FileJournal`] is the embedded default (an append-only file of JSON lines, synced to disk
-//! after every record, from which [`FileJournal::compact`] drops old finished deployments);
+//! after every record, in which [`FileJournal::compact`] reduces old finished deployments to
+//! their last record);
 //! [`InMemoryJournal`] serves tests and can simulate a crash right after a
 //! given write. Behind the `testkit` feature, [`testkit`] is the conformance suite every
 //! journal runs.
