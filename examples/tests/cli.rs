@@ -108,6 +108,24 @@ fn sim(dir: &Path) -> Command {
     cmd
 }
 
+/// `cmd` with `args` and `--output json`, succeeding: its document.
+fn succeeds_with_json(cmd: &mut Command, args: &[&str]) -> Value {
+    let out = cmd
+        .args(args)
+        .args(["--output", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    json(&out)
+}
+
+/// `args` on the simulated fleet, succeeding, with `--output json`: its document.
+fn sim_json(dir: &Path, args: &[&str]) -> Value {
+    succeeds_with_json(&mut sim(dir), args)
+}
+
 fn json(output: &[u8]) -> Value {
     serde_json::from_slice(output).unwrap_or_else(|e| {
         panic!(
@@ -144,15 +162,7 @@ fn result(report: &Value) -> &str {
 }
 
 fn status(dir: &Path, backend: &[&str]) -> Value {
-    let out = cli(dir)
-        .args(backend)
-        .args(["status", "--output", "json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    json(&out)
+    succeeds_with_json(cli(dir).args(backend), &["status"])
 }
 
 #[test]
@@ -375,14 +385,7 @@ fn deploy_status_logs_and_rollbacks_work_across_invocations_on_the_simulated_fle
 
     // Compaction keeps the last finished deployment whole and trims the two before it to their
     // last record, whose final events stay; what runs is not the journal's and stays.
-    let out = sim(d)
-        .args(["compact", "--keep", "1", "--output", "json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let c = json(&out);
+    let c = sim_json(d, &["compact", "--keep", "1"]);
     assert_eq!(
         (c["trimmed"].as_u64(), c["kept"].as_u64()),
         (Some(2), Some(1)),
@@ -390,14 +393,9 @@ fn deploy_status_logs_and_rollbacks_work_across_invocations_on_the_simulated_fle
     );
     assert!(c["recordsDropped"].as_u64() > Some(0), "{c}");
     assert!(c["bytesAfter"].as_u64() < c["bytesBefore"].as_u64(), "{c}");
-    let out = sim(d)
-        .args(["logs", "--deployment", &canary_id, "--output", "json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let left = json(&out)["events"].as_array().map_or(0, Vec::len);
+    let left = sim_json(d, &["logs", "--deployment", &canary_id])["events"]
+        .as_array()
+        .map_or(0, Vec::len);
     assert!(
         left > 0 && left < timeline.len(),
         "{left} of {}",
@@ -636,16 +634,7 @@ fn the_env_file_gives_the_brief_variables_and_the_environment_wins() {
         "# deployment\nVERSION=2.0.0\nDEPLOYMENT_STRATEGY=blue-green\n",
     )
     .expect("write");
-    let plan = |cmd: &mut Command| {
-        let out = cmd
-            .args(["plan", "--output", "json"])
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone();
-        json(&out)
-    };
+    let plan = |cmd: &mut Command| succeeds_with_json(cmd, &["plan"]);
     let p = plan(&mut sim(d));
     assert_eq!(p["plans"][0]["to"]["version"], "2.0.0", "{p}");
     assert_eq!(p["plans"][0]["strategy"], "blue-green", "{p}");

@@ -138,28 +138,18 @@ impl FileJournal {
             }
             Err(e) => return Err(self.failed(e)),
         };
-        // Which deployments are finished: their last record says so.
-        let mut order = Vec::new();
-        let mut last: HashMap<String, (usize, String)> = HashMap::new();
-        self.scan(|number, whose, line| {
-            if !last.contains_key(&whose) {
-                order.push(whose.clone());
-            }
-            last.insert(whose, (number, line));
-            Ok(())
-        })?;
-        let mut finished = Vec::new();
-        for whose in &order {
-            let (number, line) = &last[whose];
-            if self.parse(*number, line)?.state.is_done() {
-                finished.push(whose.as_str());
-            }
-        }
+        // Which deployments are finished (their last record says so), and where that record is.
+        let lasts = self.last_of_each()?;
+        let finished: Vec<(&str, usize)> = lasts
+            .iter()
+            .filter(|(_, r)| r.state.is_done())
+            .map(|(number, r)| (r.deployment.as_str(), *number))
+            .collect();
         // Deployments to trim, with the line of the record each keeps.
         let trim: HashMap<&str, usize> = finished
             .iter()
             .take(finished.len().saturating_sub(keep_finished))
-            .map(|whose| (*whose, last[*whose].0))
+            .copied()
             .collect();
         let temp = self.sibling_temp();
         let written = self.write_kept(&temp, &trim);
@@ -176,7 +166,7 @@ impl FileJournal {
             bytes_after, "journal compacted"
         );
         Ok(Compacted {
-            kept: order.len() - trim.len(),
+            kept: lasts.len() - trim.len(),
             trimmed: trim.len(),
             records_dropped,
             bytes_before,
@@ -268,6 +258,27 @@ impl FileJournal {
         Ok(())
     }
 
+    /// The last record of every deployment with its line number, in the order of their first
+    /// record: one pass, parsing only those records.
+    fn last_of_each(&self) -> Result<Vec<(usize, Record)>> {
+        let mut order = Vec::new();
+        let mut last: HashMap<String, (usize, String)> = HashMap::new();
+        self.scan(|number, whose, line| {
+            if !last.contains_key(&whose) {
+                order.push(whose.clone());
+            }
+            last.insert(whose, (number, line));
+            Ok(())
+        })?;
+        let mut out = Vec::with_capacity(order.len());
+        for whose in order {
+            if let Some((number, line)) = last.remove(&whose) {
+                out.push((number, self.parse(number, &line)?));
+            }
+        }
+        Ok(out)
+    }
+
     /// The record on line `number`, which [`scan`](Self::scan) found complete.
     fn parse(&self, number: usize, line: &str) -> Result<Record> {
         serde_json::from_str::<Record>(line).map_err(|e| self.corrupt(number, &e))
@@ -355,22 +366,7 @@ impl Journal for FileJournal {
     }
 
     async fn last_records(&self) -> Result<Vec<Record>> {
-        let mut order = Vec::new();
-        let mut last: HashMap<String, (usize, String)> = HashMap::new();
-        self.scan(|number, whose, line| {
-            if !last.contains_key(&whose) {
-                order.push(whose.clone());
-            }
-            last.insert(whose, (number, line));
-            Ok(())
-        })?;
-        let mut out = Vec::with_capacity(order.len());
-        for whose in order {
-            if let Some((number, line)) = last.remove(&whose) {
-                out.push(self.parse(number, &line)?);
-            }
-        }
-        Ok(out)
+        Ok(self.last_of_each()?.into_iter().map(|(_, r)| r).collect())
     }
 
     async fn all_records(&self) -> Result<Vec<Record>> {
