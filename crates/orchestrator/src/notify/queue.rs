@@ -185,7 +185,7 @@ impl Shared {
         let policy = self.settings.retry;
         let mut attempt = 1;
         loop {
-            match self.attempt(&job.payload).await {
+            let (reason, wait) = match self.attempt(&job.payload).await {
                 Ok(()) => {
                     self.delivered.fetch_add(1, Ordering::SeqCst);
                     tracing::debug!(channel = %label, event = %job.id, attempt, "notification delivered");
@@ -196,26 +196,18 @@ impl Shared {
                     tracing::warn!(channel = %label, event = %job.id, attempt, "notification not delivered (not retried): {reason}");
                     return;
                 }
-                Err(Failure::Transient(reason) | Failure::Throttled(reason, _))
-                    if attempt >= policy.max_attempts =>
-                {
-                    self.failed.fetch_add(1, Ordering::SeqCst);
-                    tracing::warn!(channel = %label, event = %job.id, attempt, "notification not delivered after {attempt} attempt(s): {reason}");
-                    return;
-                }
-                Err(failure @ (Failure::Transient(_) | Failure::Throttled(..))) => {
-                    let (wait, reason) = match failure {
-                        Failure::Throttled(reason, asked) => (policy.wait(attempt, asked), reason),
-                        Failure::Transient(reason) | Failure::Permanent(reason) => {
-                            (policy.backoff(attempt), reason)
-                        }
-                    };
-                    tracing::info!(channel = %label, event = %job.id, attempt, "notification attempt failed, retrying in {wait:?}: {reason}");
-                    self.retries.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
+                Err(Failure::Transient(reason)) => (reason, policy.backoff(attempt)),
+                Err(Failure::Throttled(reason, asked)) => (reason, policy.wait(attempt, asked)),
+            };
+            if attempt >= policy.max_attempts {
+                self.failed.fetch_add(1, Ordering::SeqCst);
+                tracing::warn!(channel = %label, event = %job.id, attempt, "notification not delivered after {attempt} attempt(s): {reason}");
+                return;
             }
+            tracing::info!(channel = %label, event = %job.id, attempt, "notification attempt failed, retrying in {wait:?}: {reason}");
+            self.retries.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(wait).await;
+            attempt += 1;
         }
     }
 
