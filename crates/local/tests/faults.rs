@@ -21,6 +21,21 @@ use support::{Tally, demo_spec, free_port, get, start_demo, start_load};
 
 const POLL: Duration = Duration::from_millis(20);
 
+/// Brings `spec` up and waits for its readiness, which must not come within `within`: the
+/// error and its message.
+async fn never_ready(
+    p: &ProcessPlatform,
+    spec: &serin_orchestrator::TrackSpec,
+    within: Duration,
+) -> (serin_orchestrator::Error, String) {
+    p.bring_up(spec).await.unwrap();
+    let err = wait_ready(p, spec.service(), spec.track(), POLL, within)
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    (err, msg)
+}
+
 fn platform(name: &str) -> ProcessPlatform {
     let dir =
         std::env::temp_dir().join(format!("serin-local-faults-{name}-{}", std::process::id()));
@@ -143,11 +158,7 @@ async fn hanging_and_never_ready_instances_time_out_naming_them() {
     let never = demo_spec("web", "1.0.0", Track::Canary, 1)
         .with_env("DEMO_NEVER_READY", "1")
         .unwrap();
-    p.bring_up(&never).await.unwrap();
-    let err = wait_ready(&p, "web", &Track::Canary, POLL, Duration::from_secs(1))
-        .await
-        .unwrap_err();
-    let msg = err.to_string();
+    let (err, msg) = never_ready(&p, &never, Duration::from_secs(1)).await;
     assert!(
         matches!(err, serin_orchestrator::Error::Timeout { .. }),
         "{msg}"
@@ -211,11 +222,7 @@ async fn a_port_in_use_is_a_clear_error() {
             &format!("PORT={} exec {}", addr.port(), support::DEMO),
         ])
         .unwrap();
-    p.bring_up(&spec).await.unwrap();
-    let err = wait_ready(&p, "web", &Track::Blue, POLL, Duration::from_secs(10))
-        .await
-        .unwrap_err();
-    let msg = err.to_string();
+    let (err, msg) = never_ready(&p, &spec, Duration::from_secs(10)).await;
     assert!(
         matches!(err, serin_orchestrator::Error::Platform { .. }),
         "{msg}"
@@ -248,11 +255,7 @@ async fn a_chatty_instance_log_is_rotated_and_its_last_words_are_reported() {
             "head -c 1000000 /dev/zero | tr '\\0' 'x'; echo; echo 'fatal: the last words' >&2; exit 3",
         ])
         .unwrap();
-    p.bring_up(&spec).await.unwrap();
-    let err = wait_ready(&p, "web", &Track::Blue, POLL, Duration::from_secs(10))
-        .await
-        .unwrap_err();
-    let msg = err.to_string();
+    let (_, msg) = never_ready(&p, &spec, Duration::from_secs(10)).await;
     assert!(
         msg.contains("exit status: 3") && msg.contains("last log line: fatal: the last words"),
         "{msg}"
