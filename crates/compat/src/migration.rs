@@ -8,7 +8,9 @@
 //! - **unsafe**: it locks or rewrites a table while traffic runs.
 //!
 //! Rules follow squawk's and strong_migrations' families; each finding names the statement
-//! (number, line, column), the rule and the safe recipe.
+//! (number, line, column), the rule and the safe recipe. A statement the parser cannot read is
+//! itself a finding, and a reviewer silences a finding with a `-- serin:ignore <rule>` comment
+//! (see [`analyze`]).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -20,8 +22,8 @@ use sqlparser::ast::{
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
-use sqlparser::parser::Parser;
-use sqlparser::tokenizer::Token;
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer, Whitespace};
 
 use crate::error::{Error, Result};
 use crate::validation::Severity;
@@ -72,6 +74,9 @@ pub struct SqlFinding {
     pub message: String,
     /// The safe way.
     pub recipe: String,
+    /// Set when a `serin:ignore` comment names the rule; the severity is then `info`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignored: bool,
 }
 
 /// One analysed statement.
@@ -129,84 +134,197 @@ impl MigrationReport {
     }
 }
 
+/// What the parser made of one statement.
 enum Parsed {
     Stmt(Box<Statement>),
     DropIndexConcurrently(Vec<ObjectName>),
-    /// `REINDEX ...`, which the parser does not know; kept as text.
+    /// `REINDEX ...`, which the parser does not know.
     Reindex {
         concurrently: bool,
-        text: String,
     },
     /// `CLUSTER ...`, which the parser does not know either.
-    Cluster(String),
+    Cluster,
+    /// A statement the parser could not read, with its message.
+    Unreadable(String),
 }
 
-/// The words of the statement that starts with `first` (already consumed), up to its `;`, and
-/// whether `CONCURRENTLY` is among them.
-fn rest_as_text(parser: &mut Parser<'_>, first: &str) -> (String, bool) {
-    let mut words = vec![first.to_owned()];
-    let mut concurrently = false;
-    loop {
-        let t = parser.peek_token();
-        if t.token == Token::SemiColon || t.token == Token::EOF {
-            break;
+/// A `-- serin:ignore rule-a, rule-b` comment: the reviewer's word that the named rules do not
+/// apply to the statement it precedes or sits in (`serin:ignore-file`: to every statement).
+#[derive(Debug, PartialEq)]
+struct Ignore {
+    line: u64,
+    file_wide: bool,
+    rules: Vec<String>,
+}
+
+impl Ignore {
+    fn read(comment: &str, line: u64) -> Option<Self> {
+        let body = comment.trim();
+        let (file_wide, rest) = match body.strip_prefix("serin:ignore-file") {
+            Some(rest) => (true, rest),
+            None => (false, body.strip_prefix("serin:ignore")?),
+        };
+        if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
+            return None;
         }
-        if let Token::Word(w) = &t.token
-            && w.keyword == Keyword::CONCURRENTLY
-        {
-            concurrently = true;
-        }
-        words.push(t.token.to_string());
-        parser.next_token();
+        let rules = rest
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Some(Self {
+            line,
+            file_wide,
+            rules,
+        })
     }
-    (words.join(" "), concurrently)
+
+    fn covers(&self, rule: &str) -> bool {
+        self.rules.iter().any(|r| r == rule)
+    }
 }
 
-fn parse(name: &str, sql: &str) -> Result<Vec<(u64, u64, Parsed)>> {
-    let parse_err = |e: sqlparser::parser::ParserError| Error::Parse {
-        format: "SQL",
-        reason: format!("migration {name:?}: {e}"),
+/// One statement as written.
+struct Written {
+    line: u64,
+    column: u64,
+    /// Its text, as written.
+    text: String,
+    /// The `serin:ignore` comments before or in it.
+    ignores: Vec<Ignore>,
+    parsed: Parsed,
+}
+
+/// Byte offsets of 1-based line/column positions (columns count characters, as the tokenizer's).
+struct Positions<'a> {
+    sql: &'a str,
+    line_starts: Vec<usize>,
+}
+
+impl<'a> Positions<'a> {
+    fn new(sql: &'a str) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(sql.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Self { sql, line_starts }
+    }
+
+    fn offset(&self, at: Location) -> usize {
+        let Some(&start) = usize::try_from(at.line)
+            .ok()
+            .and_then(|l| self.line_starts.get(l.saturating_sub(1)))
+        else {
+            return self.sql.len();
+        };
+        let column = usize::try_from(at.column).unwrap_or(usize::MAX);
+        self.sql[start..]
+            .char_indices()
+            .nth(column.saturating_sub(1))
+            .map_or(self.sql.len(), |(i, _)| start + i)
+    }
+
+    fn text(&self, tokens: &[TokenWithSpan]) -> String {
+        match (tokens.first(), tokens.last()) {
+            (Some(first), Some(last)) => {
+                let (from, to) = (self.offset(first.span.start), self.offset(last.span.end));
+                self.sql
+                    .get(from..to.max(from))
+                    .unwrap_or_default()
+                    .to_owned()
+            }
+            _ => String::new(),
+        }
+    }
+}
+
+/// Reads one statement from its own tokens (no `;`).
+fn read_statement(parser: &mut Parser<'_>) -> std::result::Result<Parsed, ParserError> {
+    let parsed = if parser.parse_keywords(&[Keyword::DROP, Keyword::INDEX, Keyword::CONCURRENTLY]) {
+        let _ = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+        let names = parser.parse_comma_separated(|p| p.parse_object_name(false))?;
+        let _ = parser.parse_one_of_keywords(&[Keyword::CASCADE, Keyword::RESTRICT]);
+        Parsed::DropIndexConcurrently(names)
+    } else if parser.parse_keyword(Keyword::REINDEX) {
+        let mut concurrently = false;
+        loop {
+            match parser.next_token().token {
+                Token::EOF => break,
+                Token::Word(w) => concurrently |= w.keyword == Keyword::CONCURRENTLY,
+                _ => {}
+            }
+        }
+        Parsed::Reindex { concurrently }
+    } else if parser.parse_keyword(Keyword::CLUSTER) {
+        while parser.next_token().token != Token::EOF {}
+        Parsed::Cluster
+    } else {
+        Parsed::Stmt(Box::new(parser.parse_statement()?))
     };
+    let after = parser.peek_token();
+    if after.token != Token::EOF {
+        return Err(ParserError::ParserError(format!(
+            "expected ';' or end of input, found {} at Line: {}, Column: {}",
+            after.token, after.span.start.line, after.span.start.column
+        )));
+    }
+    Ok(parsed)
+}
+
+/// Splits a migration into statements at its `;` tokens and reads each on its own, so a
+/// statement the parser does not know leaves the others analysed. Only text that cannot be
+/// tokenized at all (an unterminated string or comment) is an error. Also returns the
+/// file-wide ignores.
+fn parse(name: &str, sql: &str) -> Result<(Vec<Written>, Vec<Ignore>)> {
     let dialect = PostgreSqlDialect {};
-    let mut parser = Parser::new(&dialect).try_with_sql(sql).map_err(parse_err)?;
-    let mut out = Vec::new();
-    loop {
-        while parser.consume_token(&Token::SemiColon) {}
-        let next = parser.peek_token();
-        if next.token == Token::EOF {
-            break;
-        }
-        let (line, column) = (next.span.start.line, next.span.start.column);
-        let parsed =
-            if parser.parse_keywords(&[Keyword::DROP, Keyword::INDEX, Keyword::CONCURRENTLY]) {
-                let _ = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
-                let names = parser
-                    .parse_comma_separated(|p| p.parse_object_name(false))
-                    .map_err(parse_err)?;
-                let _ = parser.parse_one_of_keywords(&[Keyword::CASCADE, Keyword::RESTRICT]);
-                Parsed::DropIndexConcurrently(names)
-            } else if parser.parse_keyword(Keyword::REINDEX) {
-                let (text, concurrently) = rest_as_text(&mut parser, "REINDEX");
-                Parsed::Reindex { concurrently, text }
-            } else if parser.parse_keyword(Keyword::CLUSTER) {
-                Parsed::Cluster(rest_as_text(&mut parser, "CLUSTER").0)
-            } else {
-                Parsed::Stmt(Box::new(parser.parse_statement().map_err(parse_err)?))
-            };
-        out.push((line, column, parsed));
-        let after = parser.peek_token();
-        if after.token != Token::SemiColon && after.token != Token::EOF {
-            return Err(Error::Parse {
-                format: "SQL",
-                reason: format!(
-                    "migration {name:?}: expected ';' or end of input, found {} at Line: {}, \
-                     Column: {}",
-                    after.token, after.span.start.line, after.span.start.column
-                ),
-            });
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| Error::Parse {
+            format: "SQL",
+            reason: format!("migration {name:?}: {e}"),
+        })?;
+    let positions = Positions::new(sql);
+    let (mut statements, mut file_wide) = (Vec::new(), Vec::new());
+    let (mut chunk, mut ignores): (Vec<TokenWithSpan>, _) = (Vec::new(), Vec::new());
+    // The parser's end of input takes the position of the `;` (or of the text's end), so its
+    // messages about a statement cut short say where.
+    let text_end = tokens.last().map_or(Location::new(1, 1), |t| t.span.end);
+    let end = TokenWithSpan::new(Token::SemiColon, Span::new(text_end, text_end));
+    for t in tokens.into_iter().chain(std::iter::once(end)) {
+        match &t.token {
+            Token::SemiColon => {
+                let Some(first) = chunk.first() else { continue };
+                let (line, column) = (first.span.start.line, first.span.start.column);
+                let text = positions.text(&chunk);
+                chunk.push(TokenWithSpan::new(Token::EOF, t.span));
+                let mut parser = Parser::new(&dialect).with_tokens_with_locations(chunk);
+                let parsed = read_statement(&mut parser)
+                    .unwrap_or_else(|e| Parsed::Unreadable(e.to_string()));
+                statements.push(Written {
+                    line,
+                    column,
+                    text,
+                    ignores: std::mem::take(&mut ignores),
+                    parsed,
+                });
+                chunk = Vec::new();
+            }
+            Token::Whitespace(
+                Whitespace::SingleLineComment { comment, .. }
+                | Whitespace::MultiLineComment(comment),
+            ) => {
+                if let Some(ignore) = Ignore::read(comment, t.span.start.line) {
+                    if ignore.file_wide {
+                        file_wide.push(ignore);
+                    } else {
+                        ignores.push(ignore);
+                    }
+                }
+            }
+            Token::Whitespace(_) => {}
+            _ => chunk.push(t),
         }
     }
-    Ok(out)
+    Ok((statements, file_wide))
 }
 
 fn finding(
@@ -222,6 +340,7 @@ fn finding(
         safety,
         message,
         recipe: recipe.to_owned(),
+        ignored: false,
     }
 }
 
@@ -578,9 +697,9 @@ fn alter_table(table: &str, op: &AlterTableOperation, created: bool, out: &mut V
 
 fn takes_lock(stmt: &Parsed) -> bool {
     match stmt {
-        Parsed::DropIndexConcurrently(_) => false,
-        Parsed::Reindex { concurrently, .. } => !concurrently,
-        Parsed::Cluster(_) => true,
+        Parsed::DropIndexConcurrently(_) | Parsed::Unreadable(_) => false,
+        Parsed::Reindex { concurrently } => !concurrently,
+        Parsed::Cluster => true,
         Parsed::Stmt(s) => match s.as_ref() {
             Statement::AlterTable(_)
             | Statement::Drop { .. }
@@ -594,9 +713,10 @@ fn takes_lock(stmt: &Parsed) -> bool {
     }
 }
 
-fn analyse_one(stmt: &Parsed, ctx: &mut Ctx) -> (String, Vec<SqlFinding>) {
+fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFinding>) {
     use Safety::{ExpandContract, Safe, Unsafe};
     use Severity::{Error as E, Warn as W};
+    let stmt = &written.parsed;
     let mut out = Vec::new();
     if takes_lock(stmt) && !ctx.lock_timeout && !ctx.lock_timeout_reported {
         ctx.lock_timeout_reported = true;
@@ -622,7 +742,7 @@ fn analyse_one(stmt: &Parsed, ctx: &mut Ctx) -> (String, Vec<SqlFinding>) {
             }
             return (format!("DROP INDEX CONCURRENTLY {}", names.join(", ")), out);
         }
-        Parsed::Reindex { concurrently, text } => {
+        Parsed::Reindex { concurrently } => {
             if *concurrently && ctx.in_transaction {
                 out.push(finding(
                     "ban-concurrent-index-creation-in-transaction",
@@ -641,9 +761,9 @@ fn analyse_one(stmt: &Parsed, ctx: &mut Ctx) -> (String, Vec<SqlFinding>) {
                     "REINDEX ... CONCURRENTLY (PostgreSQL 12+), outside a transaction",
                 ));
             }
-            return (text.clone(), out);
+            return (written.text.clone(), out);
         }
-        Parsed::Cluster(text) => {
+        Parsed::Cluster => {
             out.push(finding(
                 "prefer-repack",
                 E,
@@ -653,7 +773,18 @@ fn analyse_one(stmt: &Parsed, ctx: &mut Ctx) -> (String, Vec<SqlFinding>) {
                     .into(),
                 RECIPE_REPACK,
             ));
-            return (text.clone(), out);
+            return (written.text.clone(), out);
+        }
+        Parsed::Unreadable(reason) => {
+            out.push(finding(
+                "unparsable-statement",
+                E,
+                Unsafe,
+                format!("the parser cannot read this statement, so it is not analysed: {reason}"),
+                "fix the statement if PostgreSQL would refuse it too; if not, review its locks \
+                 by hand and put `-- serin:ignore unparsable-statement` above it",
+            ));
+            return (written.text.clone(), out);
         }
         Parsed::Stmt(s) => s.as_ref(),
     };
@@ -812,8 +943,18 @@ fn not_analysed() -> SqlFinding {
     )
 }
 
-/// Parses and classifies a migration. Unparsable SQL is an error naming the migration and
-/// the line and column.
+/// Parses and classifies a migration.
+///
+/// Each statement is read on its own, so one the parser does not know is reported
+/// (`unparsable-statement`, an error) and the others are still analysed. Text that cannot be
+/// split into statements at all (an unterminated string or comment) is an error naming the
+/// migration and the line and column.
+///
+/// A reviewer who has checked a finding by hand silences it with a comment naming its rule:
+/// `-- serin:ignore rule-a, rule-b` before (or inside) the statement, or
+/// `-- serin:ignore-file rule-a` anywhere for every statement. The finding stays in the report,
+/// marked `ignored`, at severity `info`, so it neither blocks the migration nor holds the
+/// statement back to the contract phase.
 ///
 /// ```
 /// use serin_compat::migration::{analyze, Safety, Phase};
@@ -823,18 +964,51 @@ fn not_analysed() -> SqlFinding {
 /// assert_eq!(report.statements[1].safety, Safety::Safe);
 /// assert_eq!(report.statements[2].findings[0].rule, "require-concurrent-index-creation");
 /// assert_eq!(report.statements[2].line, 3);
+///
+/// // The table is empty in this release, so its index may be built with a lock.
+/// let report = analyze("0013", "SET lock_timeout = '1s';\n\
+///     -- serin:ignore require-concurrent-index-creation\n\
+///     CREATE INDEX idx_tag ON tags (name);").unwrap();
+/// assert!(report.statements[1].findings[0].ignored);
+/// assert_eq!(report.safety(), Safety::Safe);
 /// ```
 pub fn analyze(name: &str, sql: &str) -> Result<MigrationReport> {
-    let parsed = parse(name, sql)?;
+    let (written, file_wide) = parse(name, sql)?;
     let mut ctx = Ctx {
         created_tables: BTreeSet::new(),
         lock_timeout: false,
         in_transaction: false,
         lock_timeout_reported: false,
     };
-    let mut statements = Vec::with_capacity(parsed.len());
-    for (i, (line, column, stmt)) in parsed.iter().enumerate() {
-        let (sql, findings) = analyse_one(stmt, &mut ctx);
+    let mut statements = Vec::with_capacity(written.len());
+    for (i, w) in written.iter().enumerate() {
+        let (sql, mut findings) = analyse_one(w, &mut ctx);
+        for f in &mut findings {
+            if w.ignores
+                .iter()
+                .chain(&file_wide)
+                .any(|g| g.covers(&f.rule))
+            {
+                f.severity = Severity::Info;
+                f.ignored = true;
+            }
+        }
+        // A file-wide comment is reported once, on the first statement.
+        let reported = file_wide.iter().filter(|_| i == 0);
+        for g in w.ignores.iter().chain(reported) {
+            if g.rules.is_empty() {
+                findings.push(finding(
+                    "ignore-without-rules",
+                    Severity::Warn,
+                    Safety::Safe,
+                    format!(
+                        "the serin:ignore comment on line {} names no rule, so it ignores nothing",
+                        g.line
+                    ),
+                    "name the rules it is meant to silence: `-- serin:ignore rule-a, rule-b`",
+                ));
+            }
+        }
         let safety = findings
             .iter()
             .filter(|f| f.severity != Severity::Info)
@@ -854,8 +1028,8 @@ pub fn analyze(name: &str, sql: &str) -> Result<MigrationReport> {
         };
         statements.push(StatementReport {
             number: i + 1,
-            line: *line,
-            column: *column,
+            line: w.line,
+            column: w.column,
             sql,
             safety,
             phase,
@@ -1036,10 +1210,41 @@ mod tests {
     }
 
     #[test]
-    fn parse_errors_name_migration_and_position() {
+    fn an_unreadable_statement_is_reported_and_the_others_analysed() {
+        let r = analyze(
+            "0007_stats",
+            "SET lock_timeout = '1s';\nALTER TABLE t ALTER COLUMN c SET STATISTICS 500;\n\
+             ALTER TABLE t DROP COLUMN d;\nALTER TABLE ;",
+        )
+        .unwrap();
+        assert_eq!(r.statements.len(), 4);
+        let stats = &r.statements[1];
+        assert_eq!(stats.sql, "ALTER TABLE t ALTER COLUMN c SET STATISTICS 500");
+        assert_eq!((stats.line, stats.phase), (2, None));
+        assert_eq!(stats.findings[0].rule, "unparsable-statement");
+        assert_eq!(stats.findings[0].severity, Severity::Error);
+        assert_eq!(r.statements[2].findings[0].rule, "ban-drop-column");
+        assert_eq!(r.statements[2].line, 3);
+        let broken = &r.statements[3].findings[0];
+        assert!(broken.message.contains("Line: 4"), "{}", broken.message);
+        assert_eq!(r.safety(), Safety::Unsafe);
+        // Its text is cut from the source by character positions.
+        let r = analyze(
+            "m",
+            "SELECT 'ü';\n  ALTER TABLE \"größe\" ALTER c SET STATISTICS 1 ;",
+        )
+        .unwrap();
+        assert_eq!(
+            r.statements[1].sql,
+            "ALTER TABLE \"größe\" ALTER c SET STATISTICS 1"
+        );
+    }
+
+    #[test]
+    fn text_that_cannot_be_split_names_migration_and_position() {
         let err = analyze(
             "0007_bad",
-            "ALTER TABLE t ADD COLUMN c text;\nALTER TABLE ;",
+            "ALTER TABLE t ADD COLUMN c text;\nSELECT 'open;",
         )
         .unwrap_err();
         let text = err.to_string();
@@ -1047,5 +1252,78 @@ mod tests {
             text.contains("0007_bad") && text.contains("Line: 2"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn ignore_comments_silence_the_named_rules_of_their_statement() {
+        let sql = "SET lock_timeout = '1s';
+            -- serin:ignore require-concurrent-index-creation, ban-drop-column
+            CREATE INDEX i ON t (c);
+            CREATE INDEX j ON t (d);
+            ALTER TABLE t /* serin:ignore ban-drop-column */ DROP COLUMN e; -- serin:ignore
+            ALTER TABLE t DROP COLUMN f;
+            -- serin:ignored ban-drop-column
+            ALTER TABLE t DROP COLUMN g;";
+        let r = analyze("m", sql).unwrap();
+        let index = &r.statements[1].findings[0];
+        assert!(
+            index.ignored && index.severity == Severity::Info,
+            "{index:?}"
+        );
+        assert_eq!(r.statements[1].phase, Some(Phase::Expand));
+        assert!(
+            !r.statements[2].findings[0].ignored,
+            "the next statement is not covered"
+        );
+        assert_eq!(r.statements[2].phase, None);
+        let drop = &r.statements[3];
+        assert!(drop.findings[0].ignored);
+        assert_eq!(
+            (drop.safety, drop.phase),
+            (Safety::Safe, Some(Phase::Expand))
+        );
+        // The comment after `;` belongs to the next statement, and names nothing.
+        let rules: Vec<_> = r.statements[4]
+            .findings
+            .iter()
+            .map(|f| (f.rule.as_str(), f.ignored))
+            .collect();
+        assert_eq!(
+            rules,
+            [("ban-drop-column", false), ("ignore-without-rules", false)]
+        );
+        assert!(r.statements[4].findings[1].message.contains("line 5"));
+        assert!(
+            !r.statements[5].findings[0].ignored,
+            "not a serin:ignore comment"
+        );
+    }
+
+    #[test]
+    fn a_file_wide_ignore_covers_every_statement() {
+        let r = analyze(
+            "m",
+            "ALTER TABLE t ADD CONSTRAINT k CHECK (c > 0);\nDROP INDEX i;\n\
+             -- serin:ignore-file require-lock-timeout, constraint-missing-not-valid",
+        )
+        .unwrap();
+        let rules: Vec<_> = r
+            .findings()
+            .map(|(_, f)| (f.rule.as_str(), f.ignored))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                ("require-lock-timeout", true),
+                ("constraint-missing-not-valid", true),
+                ("require-concurrent-index-deletion", false)
+            ]
+        );
+        let empty = analyze("m", "-- serin:ignore-file\nDROP INDEX i; DROP INDEX j").unwrap();
+        let warnings = empty
+            .findings()
+            .filter(|(_, f)| f.rule == "ignore-without-rules")
+            .count();
+        assert_eq!(warnings, 1);
     }
 }

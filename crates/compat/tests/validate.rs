@@ -369,6 +369,15 @@ fn migrations_become_findings_and_steps() {
         Release::new(v("1.3.0")).with_migration("0014_bad", "ALTER TABLE ;"),
     )
     .unwrap();
+    reg.add_release(
+        "api",
+        Release::new(v("1.4.0")).with_migration(
+            "0015_stats",
+            "SET lock_timeout = '1s';\n-- serin:ignore unparsable-statement\n\
+             ALTER TABLE users ALTER COLUMN email SET STATISTICS 500;",
+        ),
+    )
+    .unwrap();
     let validator = Validator::new(reg, Matrix::default()).unwrap();
     let fleet = Fleet::new().with("api", v("1.0.0"));
 
@@ -415,15 +424,35 @@ fn migrations_become_findings_and_steps() {
     let result = validator
         .validate(&fleet, &Proposal::new().with("api", v("1.3.0")))
         .unwrap();
+    assert_eq!(result.verdict, Verdict::Blocked);
     let parse = result
         .findings
         .iter()
-        .find(|f| f.code == "sql.parse")
+        .find(|f| f.code == "sql.unparsable-statement")
         .unwrap();
     assert!(
-        parse.message.contains("0014_bad") && parse.message.contains("Line: 1"),
+        parse
+            .subject
+            .contains("0014_bad statement 1 (line 1, column 1)")
+    );
+    assert!(parse.message.contains("Line: 1"), "{}", parse.message);
+
+    // Reviewed by hand and marked so, a statement the parser cannot read no longer blocks.
+    let fleet = Fleet::new().with("api", v("1.3.0"));
+    let result = validator
+        .validate(&fleet, &Proposal::new().with("api", v("1.4.0")))
+        .unwrap();
+    assert_ne!(result.verdict, Verdict::Blocked, "{result}");
+    let stats = result
+        .findings
+        .iter()
+        .find(|f| f.code == "sql.unparsable-statement")
+        .unwrap();
+    assert_eq!(stats.severity, Severity::Info);
+    assert!(
+        stats.message.contains("ignored by a serin:ignore comment"),
         "{}",
-        parse.message
+        stats.message
     );
 }
 

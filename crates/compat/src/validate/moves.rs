@@ -402,7 +402,14 @@ impl Validator {
                                         "{service} {} migration {} statement {} (line {}, column {})",
                                         release.version, m.name, s.number, s.line, s.column
                                     ),
-                                    format!("{} [{}]", sf.message, sf.safety),
+                                    if sf.ignored {
+                                        format!(
+                                            "{} [{}; ignored by a serin:ignore comment]",
+                                            sf.message, sf.safety
+                                        )
+                                    } else {
+                                        format!("{} [{}]", sf.message, sf.safety)
+                                    },
                                 )
                                 .with_evidence(s.sql.clone())
                                 .with_recipe(sf.recipe.clone()),
