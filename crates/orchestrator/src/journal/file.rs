@@ -121,7 +121,8 @@ impl FileJournal {
     /// written to a temporary file beside the journal, synced, renamed over it, and the
     /// directory synced. Appends from this process and from others wait meanwhile (on a lock
     /// file `<journal>.lock` beside it), and readers holding the old file read it whole. A
-    /// corrupt line stops the compaction before anything changes, as it stops every read.
+    /// corrupt line stops the compaction before anything changes, as it stops every read. The
+    /// temporary files of compactions a crash cut short are removed.
     pub async fn compact(&self, keep_finished: usize) -> Result<Compacted> {
         let _guard = lock(&self.write);
         let _lock = self.lock_file(true)?;
@@ -151,6 +152,7 @@ impl FileJournal {
             .take(finished.len().saturating_sub(keep_finished))
             .copied()
             .collect();
+        self.remove_leftovers();
         let temp = self.sibling_temp();
         let written = self.write_kept(&temp, &trim);
         let (bytes_after, records_dropped) =
@@ -175,13 +177,44 @@ impl FileJournal {
     }
 
     fn sibling_temp(&self) -> PathBuf {
-        let name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
         self.path
-            .with_file_name(format!(".{name}.compact-{}", std::process::id()))
+            .with_file_name(format!("{}{}", self.temp_prefix(), std::process::id()))
+    }
+
+    fn dir(&self) -> &Path {
+        match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        }
+    }
+
+    fn temp_prefix(&self) -> String {
+        let name = self.path.file_name().unwrap_or_default().to_string_lossy();
+        format!(".{name}.compact-")
+    }
+
+    /// Removes the temporary files of compactions that a crash cut short. Called under the
+    /// exclusive lock, so no compaction is writing one.
+    fn remove_leftovers(&self) {
+        let prefix = self.temp_prefix();
+        let Ok(entries) = std::fs::read_dir(self.dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let path = entry.path();
+                match std::fs::remove_file(&path) {
+                    Ok(()) => tracing::info!(
+                        journal = %self.name, path = %path.display(),
+                        "removed an interrupted compaction's file"
+                    ),
+                    Err(e) => tracing::warn!(
+                        journal = %self.name, path = %path.display(), error = %e,
+                        "cannot remove an interrupted compaction's file"
+                    ),
+                }
+            }
+        }
     }
 
     /// Writes to `temp` (synced, with the journal's permissions) every complete line except
@@ -217,10 +250,7 @@ impl FileJournal {
     fn replace_with(&self, temp: &Path) -> Result<()> {
         std::fs::rename(temp, &self.path)
             .map_err(|e| self.failed(format!("cannot replace the journal: {e}")))?;
-        let dir = match self.path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
+        let dir = self.dir();
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| self.failed(format!("cannot sync `{}`: {e}", dir.display())))
@@ -506,6 +536,10 @@ mod tests {
         append_raw(&path, b"{\"deployment\":\"web-5\",\"seq\":1");
         j.append(&record("web-5", 1, false)).await.expect("append");
         let before = std::fs::read_to_string(&path).expect("read");
+        // A compaction a crash cut short left its file; another journal's is not ours.
+        let dir = path.parent().expect("dir");
+        std::fs::write(dir.join(".journal.jsonl.compact-4194999"), "partial").expect("write");
+        std::fs::write(dir.join(".other.jsonl.compact-1"), "theirs").expect("write");
 
         let done = j.compact(2).await.expect("compact");
         assert_eq!((done.kept, done.trimmed, done.records_dropped), (4, 2, 2));
@@ -530,15 +564,23 @@ mod tests {
         );
         assert_eq!(j.records("web-3").await.expect("records").len(), 2);
         assert_eq!(j.records("web-5").await.expect("records").len(), 2);
-        // Appends go on after it, and nothing is left beside the journal but its lock file.
+        // Appends go on after it, and nothing of its own is left beside the journal but its
+        // lock file.
         j.append(&record("web-5", 2, true)).await.expect("append");
         assert_eq!(j.records("web-5").await.expect("records").len(), 3);
-        let mut names: Vec<String> = std::fs::read_dir(path.parent().expect("dir"))
+        let mut names: Vec<String> = std::fs::read_dir(dir)
             .expect("list")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(names, ["journal.jsonl", "journal.jsonl.lock"]);
+        assert_eq!(
+            names,
+            [
+                ".other.jsonl.compact-1",
+                "journal.jsonl",
+                "journal.jsonl.lock"
+            ]
+        );
         // Keeping more finished deployments than there are trims nothing.
         let again = j.compact(10).await.expect("compact");
         assert_eq!(
