@@ -17,8 +17,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use sqlparser::ast::{
-    AlterColumnOperation, AlterTableOperation, AlterTypeOperation, ColumnOption, DataType, Expr,
-    ObjectName, ObjectType, Set, Statement, TableConstraint,
+    AlterColumnOperation, AlterTableOperation, AlterTypeOperation, AlterViewOperation,
+    ColumnOption, DataType, Expr, FunctionDesc, LockTableMode, ObjectName, ObjectType, Set,
+    Statement, TableConstraint,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
@@ -500,6 +501,17 @@ fn alter_table(table: &str, op: &AlterTableOperation, created: bool, out: &mut V
                             RECIPE_UNIQUE,
                         ));
                     }
+                    ColumnOption::Check(_) if !created => out.push(finding(
+                        "constraint-missing-not-valid",
+                        E,
+                        Unsafe,
+                        format!(
+                            "the CHECK on new column {table}.{col} scans every row under an \
+                             ACCESS EXCLUSIVE lock"
+                        ),
+                        "add the column without it, then ADD CONSTRAINT ... CHECK (...) NOT \
+                         VALID and VALIDATE CONSTRAINT in a statement of its own",
+                    )),
                     ColumnOption::ForeignKey(_) if !created => out.push(finding(
                         "adding-foreign-key-constraint",
                         E,
@@ -707,6 +719,15 @@ fn takes_lock(stmt: &Parsed) -> bool {
             | Statement::AlterType(_) => true,
             Statement::CreateIndex(ci) => !ci.concurrently,
             Statement::Vacuum(v) => v.full,
+            Statement::Lock(l) => l.lock_mode.as_ref().is_none_or(|m| {
+                matches!(
+                    m,
+                    LockTableMode::Share
+                        | LockTableMode::ShareRowExclusive
+                        | LockTableMode::Exclusive
+                        | LockTableMode::AccessExclusive
+                )
+            }),
             Statement::RefreshMaterializedView(r) => !r.concurrently,
             _ => false,
         },
@@ -865,9 +886,53 @@ fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFinding>) {
                     format!("dropping database(s) {list} in a migration"),
                     "never drop a database from an application migration",
                 )),
+                ObjectType::View => out.push(drop_in_use("view(s)", &list)),
+                ObjectType::MaterializedView => {
+                    out.push(drop_in_use("materialized view(s)", &list));
+                }
+                ObjectType::Sequence => out.push(drop_in_use("sequence(s)", &list)),
+                ObjectType::Type => out.push(drop_in_use("type(s)", &list)),
                 _ => {}
             }
         }
+        Statement::DropFunction(f) => {
+            out.push(drop_in_use("function(s)", &functions(&f.func_desc)))
+        }
+        Statement::DropProcedure { proc_desc, .. } => {
+            out.push(drop_in_use("procedure(s)", &functions(proc_desc)));
+        }
+        Statement::DropDomain(d) => out.push(drop_in_use("domain", &d.name.to_string())),
+        Statement::AlterView(av) => match &av.operation {
+            AlterViewOperation::RenameTo { .. } | AlterViewOperation::SetSchema { .. } => {
+                out.push(finding(
+                    "renaming-table",
+                    E,
+                    ExpandContract,
+                    format!(
+                        "moving or renaming view {} breaks whichever version uses the other name",
+                        av.name
+                    ),
+                    RECIPE_RENAME,
+                ));
+            }
+            AlterViewOperation::RenameColumn {
+                old_column_name,
+                new_column_name,
+            } => out.push(finding(
+                "renaming-column",
+                E,
+                ExpandContract,
+                format!(
+                    "renaming {}.{old_column_name} to {new_column_name} breaks whichever \
+                     version uses the other name",
+                    av.name
+                ),
+                RECIPE_RENAME,
+            )),
+            _ => out.push(not_analysed()),
+        },
+        // Its lock is the statement's whole effect; `takes_lock` asks for a lock_timeout first.
+        Statement::Lock(_) => {}
         Statement::AlterType(at) => match &at.operation {
             AlterTypeOperation::RenameValue(v) => out.push(finding(
                 "renaming-enum-value",
@@ -931,6 +996,25 @@ fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFinding>) {
         _ => out.push(not_analysed()),
     }
     (sql.to_string(), out)
+}
+
+/// Dropping something other than a table that the old version may still use.
+fn drop_in_use(kind: &str, list: &str) -> SqlFinding {
+    finding(
+        "ban-drop-object",
+        Severity::Warn,
+        Safety::ExpandContract,
+        format!("dropping {kind} {list} breaks the old version if it still uses them"),
+        "stop using it, deploy, then drop it in the contract phase",
+    )
+}
+
+fn functions(descs: &[FunctionDesc]) -> String {
+    descs
+        .iter()
+        .map(|d| d.name.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn not_analysed() -> SqlFinding {
@@ -1148,6 +1232,20 @@ mod tests {
                 "renaming-enum-value",
             ),
             ("DROP SCHEMA s CASCADE", "ban-drop-schema"),
+            (
+                "ALTER TABLE t ADD COLUMN c int CHECK (c > 0)",
+                "constraint-missing-not-valid",
+            ),
+            ("DROP VIEW v", "ban-drop-object"),
+            ("DROP MATERIALIZED VIEW v", "ban-drop-object"),
+            ("DROP SEQUENCE s", "ban-drop-object"),
+            ("DROP TYPE mood", "ban-drop-object"),
+            ("DROP FUNCTION f(int)", "ban-drop-object"),
+            ("DROP PROCEDURE p", "ban-drop-object"),
+            ("DROP DOMAIN d", "ban-drop-object"),
+            ("ALTER VIEW v RENAME TO w", "renaming-table"),
+            ("ALTER MATERIALIZED VIEW v SET SCHEMA s", "renaming-table"),
+            ("ALTER VIEW v RENAME COLUMN a TO b", "renaming-column"),
         ];
         for (sql, rule) in cases {
             let got = rules(sql);
@@ -1165,6 +1263,8 @@ mod tests {
             "REFRESH MATERIALIZED VIEW CONCURRENTLY v",
             "ALTER TYPE mood ADD VALUE 'meh'",
             "CREATE TABLE t (id int, r int); ALTER TABLE t SET LOGGED",
+            "CREATE TABLE n (id int); ALTER TABLE n ADD COLUMN c int CHECK (c > 0)",
+            "LOCK TABLE t IN ACCESS EXCLUSIVE MODE",
         ] {
             let r = analyze("m", &format!("SET lock_timeout = '1s'; {sql}")).unwrap();
             assert_eq!(r.findings().count(), 0, "{sql}: {r:?}");
@@ -1192,6 +1292,17 @@ mod tests {
             .count();
         assert_eq!(n, 1);
         assert_eq!(r.statements[0].phase, Some(Phase::Expand));
+        // An explicit lock counts when it blocks writes.
+        let timeouts = |sql| {
+            analyze("m", sql)
+                .unwrap()
+                .findings()
+                .filter(|(_, f)| f.rule == "require-lock-timeout")
+                .count()
+        };
+        assert_eq!(timeouts("LOCK TABLE t"), 1);
+        assert_eq!(timeouts("LOCK TABLE t IN SHARE MODE"), 1);
+        assert_eq!(timeouts("LOCK TABLE t IN ROW EXCLUSIVE MODE"), 0);
     }
 
     #[test]
