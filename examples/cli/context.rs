@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serin_compat::Fleet;
 use serin_orchestrator::{DeploymentConfig, FileJournal};
 
-use crate::cli::args::Global;
+use crate::cli::args::{BackendKind, Global};
 use crate::cli::backend::{Options, Stack};
 use crate::cli::exit::CliError;
 use crate::cli::hooks::{self, Hooks};
@@ -127,10 +127,20 @@ impl Ctx {
         config: &DeploymentConfig,
         hooks: Hooks,
     ) -> Result<Stack, CliError> {
-        if !self.global.load_rps.is_finite() || self.global.load_rps <= 0.0 {
+        // The simulator checks its own bound; the local load cannot pace past `MAX_RPS`.
+        let most = match self.global.backend {
+            BackendKind::Local => serin_local::load::MAX_RPS,
+            BackendKind::Sim => f64::INFINITY,
+        };
+        let rps = self.global.load_rps;
+        if !(rps > 0.0 && rps <= most) {
             return Err(CliError::usage(format!(
-                "invalid --load-rps `{}`: must be a number of requests per second above 0",
-                self.global.load_rps
+                "invalid --load-rps `{rps}`: must be a number of requests per second above 0{}",
+                if most.is_finite() {
+                    format!(" and at most {most} on the local backend")
+                } else {
+                    String::new()
+                }
             )));
         }
         let stack =

@@ -621,6 +621,15 @@ fn bad_config_and_bad_flags_exit_2_naming_the_field() {
             .code(2)
             .stderr(predicate::str::contains(needle));
     }
+    // The local load cannot pace past its bound; refused before anything starts.
+    cli(d)
+        .args(["deploy", "--version", "1.0.0", "--load-rps", "1e12"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--load-rps `1000000000000`: must be a number of requests per second above 0 and at \
+             most 10000 on the local backend",
+        ));
     // Nothing was recorded by any of them.
     assert!(!d.join(".serin").join("state.json").exists());
 }

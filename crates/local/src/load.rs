@@ -28,6 +28,11 @@ pub const VERSION_HEADER: &str = "x-serin-version";
 /// Requests per second one client sends at most; more load runs more clients.
 const RPS_PER_CLIENT: f64 = 50.0;
 
+/// The most requests per second a [`Load`] sends: 64 keep-alive clients, one request in flight
+/// each. Past it the clients would not pace but spin, and their own CPU would be what the
+/// proxy's latency measured.
+pub const MAX_RPS: f64 = 10_000.0;
+
 /// What one version answered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -92,13 +97,13 @@ impl Load {
     /// Starts `rps` requests a second in total to `proxy`, from one keep-alive client per 50
     /// requests a second (each sending at least one a second). Needs a Tokio runtime.
     ///
-    /// Errors: `rps` is not a finite number above 0 (nothing starts).
+    /// Errors: `rps` is not a number above 0 and at most [`MAX_RPS`] (nothing starts).
     pub fn start(proxy: SocketAddr, rps: f64) -> Result<Load> {
-        if !(rps.is_finite() && rps > 0.0) {
+        if !(rps > 0.0 && rps <= MAX_RPS) {
             return Err(Error::invalid(
                 "rps",
                 rps,
-                "must be a finite number of requests a second above 0",
+                format!("must be a number of requests a second above 0 and at most {MAX_RPS}"),
             ));
         }
         let tally = Arc::new(Mutex::new(Tally::default()));
@@ -225,7 +230,7 @@ mod tests {
     #[tokio::test]
     async fn a_rate_that_is_not_a_positive_number_starts_nothing() {
         let addr: SocketAddr = "127.0.0.1:9".parse().expect("addr");
-        for rps in [0.0, -5.0, f64::NAN, f64::INFINITY] {
+        for rps in [0.0, -5.0, f64::NAN, f64::INFINITY, MAX_RPS * 1.01, 1e12] {
             let err = Load::start(addr, rps).expect_err("refused");
             assert!(err.to_string().contains("rps"), "{err}");
         }
