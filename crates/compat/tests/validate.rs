@@ -374,7 +374,7 @@ fn migrations_become_findings_and_steps() {
         Release::new(v("1.4.0")).with_migration(
             "0015_stats",
             "SET lock_timeout = '1s';\n-- serin:ignore unparsable-statement\n\
-             ALTER TABLE users ALTER COLUMN email SET STATISTICS 500;",
+             ALTER TABLE users ALTER COLUMN email SET (n_distinct = 100);",
         ),
     )
     .unwrap();

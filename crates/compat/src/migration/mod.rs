@@ -18,16 +18,16 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sqlparser::ast::{
     AlterColumnOperation, AlterTableOperation, AlterTypeOperation, AlterViewOperation,
-    ColumnOption, DataType, Expr, FunctionDesc, LockTableMode, ObjectName, ObjectType, Set,
-    Statement, TableConstraint,
+    ColumnOption, DataType, Expr, FunctionDesc, LockTableMode, ObjectType, Set, Statement,
+    TableConstraint,
 };
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::keywords::Keyword;
-use sqlparser::parser::{Parser, ParserError};
-use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer, Whitespace};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::validation::Severity;
+
+mod read;
+
+use read::{AlterByWords, Parsed, Written, parse};
 
 /// How a statement behaves while the old version keeps running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -133,199 +133,6 @@ impl MigrationReport {
             .iter()
             .flat_map(|s| s.findings.iter().map(move |f| (s, f)))
     }
-}
-
-/// What the parser made of one statement.
-enum Parsed {
-    Stmt(Box<Statement>),
-    DropIndexConcurrently(Vec<ObjectName>),
-    /// `REINDEX ...`, which the parser does not know.
-    Reindex {
-        concurrently: bool,
-    },
-    /// `CLUSTER ...`, which the parser does not know either.
-    Cluster,
-    /// A statement the parser could not read, with its message.
-    Unreadable(String),
-}
-
-/// A `-- serin:ignore rule-a, rule-b` comment: the reviewer's word that the named rules do not
-/// apply to the statement it precedes or sits in (`serin:ignore-file`: to every statement).
-#[derive(Debug, PartialEq)]
-struct Ignore {
-    line: u64,
-    file_wide: bool,
-    rules: Vec<String>,
-}
-
-impl Ignore {
-    fn read(comment: &str, line: u64) -> Option<Self> {
-        let body = comment.trim();
-        let (file_wide, rest) = match body.strip_prefix("serin:ignore-file") {
-            Some(rest) => (true, rest),
-            None => (false, body.strip_prefix("serin:ignore")?),
-        };
-        if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
-            return None;
-        }
-        let rules = rest
-            .split(|c: char| c == ',' || c.is_whitespace())
-            .filter(|r| !r.is_empty())
-            .map(str::to_owned)
-            .collect();
-        Some(Self {
-            line,
-            file_wide,
-            rules,
-        })
-    }
-
-    fn covers(&self, rule: &str) -> bool {
-        self.rules.iter().any(|r| r == rule)
-    }
-}
-
-/// One statement as written.
-struct Written {
-    line: u64,
-    column: u64,
-    /// Its text, as written.
-    text: String,
-    /// The `serin:ignore` comments before or in it.
-    ignores: Vec<Ignore>,
-    parsed: Parsed,
-}
-
-/// Byte offsets of 1-based line/column positions (columns count characters, as the tokenizer's).
-struct Positions<'a> {
-    sql: &'a str,
-    line_starts: Vec<usize>,
-}
-
-impl<'a> Positions<'a> {
-    fn new(sql: &'a str) -> Self {
-        let line_starts = std::iter::once(0)
-            .chain(sql.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
-        Self { sql, line_starts }
-    }
-
-    fn offset(&self, at: Location) -> usize {
-        let Some(&start) = usize::try_from(at.line)
-            .ok()
-            .and_then(|l| self.line_starts.get(l.saturating_sub(1)))
-        else {
-            return self.sql.len();
-        };
-        let column = usize::try_from(at.column).unwrap_or(usize::MAX);
-        self.sql[start..]
-            .char_indices()
-            .nth(column.saturating_sub(1))
-            .map_or(self.sql.len(), |(i, _)| start + i)
-    }
-
-    fn text(&self, tokens: &[TokenWithSpan]) -> String {
-        match (tokens.first(), tokens.last()) {
-            (Some(first), Some(last)) => {
-                let (from, to) = (self.offset(first.span.start), self.offset(last.span.end));
-                self.sql
-                    .get(from..to.max(from))
-                    .unwrap_or_default()
-                    .to_owned()
-            }
-            _ => String::new(),
-        }
-    }
-}
-
-/// Reads one statement from its own tokens (no `;`).
-fn read_statement(parser: &mut Parser<'_>) -> std::result::Result<Parsed, ParserError> {
-    let parsed = if parser.parse_keywords(&[Keyword::DROP, Keyword::INDEX, Keyword::CONCURRENTLY]) {
-        let _ = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
-        let names = parser.parse_comma_separated(|p| p.parse_object_name(false))?;
-        let _ = parser.parse_one_of_keywords(&[Keyword::CASCADE, Keyword::RESTRICT]);
-        Parsed::DropIndexConcurrently(names)
-    } else if parser.parse_keyword(Keyword::REINDEX) {
-        let mut concurrently = false;
-        loop {
-            match parser.next_token().token {
-                Token::EOF => break,
-                Token::Word(w) => concurrently |= w.keyword == Keyword::CONCURRENTLY,
-                _ => {}
-            }
-        }
-        Parsed::Reindex { concurrently }
-    } else if parser.parse_keyword(Keyword::CLUSTER) {
-        while parser.next_token().token != Token::EOF {}
-        Parsed::Cluster
-    } else {
-        Parsed::Stmt(Box::new(parser.parse_statement()?))
-    };
-    let after = parser.peek_token();
-    if after.token != Token::EOF {
-        return Err(ParserError::ParserError(format!(
-            "expected ';' or end of input, found {} at Line: {}, Column: {}",
-            after.token, after.span.start.line, after.span.start.column
-        )));
-    }
-    Ok(parsed)
-}
-
-/// Splits a migration into statements at its `;` tokens and reads each on its own, so a
-/// statement the parser does not know leaves the others analysed. Only text that cannot be
-/// tokenized at all (an unterminated string or comment) is an error. Also returns the
-/// file-wide ignores.
-fn parse(name: &str, sql: &str) -> Result<(Vec<Written>, Vec<Ignore>)> {
-    let dialect = PostgreSqlDialect {};
-    let tokens = Tokenizer::new(&dialect, sql)
-        .tokenize_with_location()
-        .map_err(|e| Error::Parse {
-            format: "SQL",
-            reason: format!("migration {name:?}: {e}"),
-        })?;
-    let positions = Positions::new(sql);
-    let (mut statements, mut file_wide) = (Vec::new(), Vec::new());
-    let (mut chunk, mut ignores): (Vec<TokenWithSpan>, _) = (Vec::new(), Vec::new());
-    // The parser's end of input takes the position of the `;` (or of the text's end), so its
-    // messages about a statement cut short say where.
-    let text_end = tokens.last().map_or(Location::new(1, 1), |t| t.span.end);
-    let end = TokenWithSpan::new(Token::SemiColon, Span::new(text_end, text_end));
-    for t in tokens.into_iter().chain(std::iter::once(end)) {
-        match &t.token {
-            Token::SemiColon => {
-                let Some(first) = chunk.first() else { continue };
-                let (line, column) = (first.span.start.line, first.span.start.column);
-                let text = positions.text(&chunk);
-                chunk.push(TokenWithSpan::new(Token::EOF, t.span));
-                let mut parser = Parser::new(&dialect).with_tokens_with_locations(chunk);
-                let parsed = read_statement(&mut parser)
-                    .unwrap_or_else(|e| Parsed::Unreadable(e.to_string()));
-                statements.push(Written {
-                    line,
-                    column,
-                    text,
-                    ignores: std::mem::take(&mut ignores),
-                    parsed,
-                });
-                chunk = Vec::new();
-            }
-            Token::Whitespace(
-                Whitespace::SingleLineComment { comment, .. }
-                | Whitespace::MultiLineComment(comment),
-            ) => {
-                if let Some(ignore) = Ignore::read(comment, t.span.start.line) {
-                    if ignore.file_wide {
-                        file_wide.push(ignore);
-                    } else {
-                        ignores.push(ignore);
-                    }
-                }
-            }
-            Token::Whitespace(_) => {}
-            _ => chunk.push(t),
-        }
-    }
-    Ok((statements, file_wide))
 }
 
 fn finding(
@@ -710,6 +517,11 @@ fn alter_table(table: &str, op: &AlterTableOperation, created: bool, out: &mut V
 fn takes_lock(stmt: &Parsed) -> bool {
     match stmt {
         Parsed::DropIndexConcurrently(_) | Parsed::Unreadable(_) => false,
+        // SET STATISTICS takes SHARE UPDATE EXCLUSIVE, which blocks neither reads nor writes.
+        Parsed::AlterByWords(AlterByWords::ColumnSetting { setting, .. }) => {
+            setting != "STATISTICS"
+        }
+        Parsed::AlterByWords(_) => true,
         Parsed::Reindex { concurrently } => !concurrently,
         Parsed::Cluster => true,
         Parsed::Stmt(s) => match s.as_ref() {
@@ -794,6 +606,34 @@ fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFinding>) {
                     .into(),
                 RECIPE_REPACK,
             ));
+            return (written.text.clone(), out);
+        }
+        Parsed::AlterByWords(form) => {
+            match form {
+                AlterByWords::SetSchema { table, schema } => out.push(finding(
+                    "renaming-table",
+                    E,
+                    ExpandContract,
+                    format!(
+                        "moving {table} to schema {schema} breaks whichever version uses the \
+                         other name"
+                    ),
+                    RECIPE_RENAME,
+                )),
+                AlterByWords::SetTablespace { table } => out.push(finding(
+                    "changing-tablespace",
+                    E,
+                    Unsafe,
+                    format!(
+                        "SET TABLESPACE copies {table} under an ACCESS EXCLUSIVE lock, blocking \
+                         reads and writes"
+                    ),
+                    "move it online with pg_repack --tablespace, or in a maintenance window",
+                )),
+                // Planner statistics, TOAST storage and compression of new values: catalog
+                // changes only, no rewrite.
+                AlterByWords::ColumnSetting { .. } => {}
+            }
             return (written.text.clone(), out);
         }
         Parsed::Unreadable(reason) => {
@@ -1246,6 +1086,11 @@ mod tests {
             ("ALTER VIEW v RENAME TO w", "renaming-table"),
             ("ALTER MATERIALIZED VIEW v SET SCHEMA s", "renaming-table"),
             ("ALTER VIEW v RENAME COLUMN a TO b", "renaming-column"),
+            ("ALTER TABLE s.t SET SCHEMA archive", "renaming-table"),
+            (
+                "ALTER TABLE IF EXISTS ONLY t SET TABLESPACE fast",
+                "changing-tablespace",
+            ),
         ];
         for (sql, rule) in cases {
             let got = rules(sql);
@@ -1265,6 +1110,10 @@ mod tests {
             "CREATE TABLE t (id int, r int); ALTER TABLE t SET LOGGED",
             "CREATE TABLE n (id int); ALTER TABLE n ADD COLUMN c int CHECK (c > 0)",
             "LOCK TABLE t IN ACCESS EXCLUSIVE MODE",
+            "ALTER TABLE t ALTER COLUMN c SET STATISTICS 500",
+            "ALTER TABLE \"T\" ALTER c SET STATISTICS -1",
+            "ALTER TABLE t ALTER COLUMN c SET STORAGE EXTERNAL",
+            "ALTER TABLE ONLY t ALTER COLUMN c SET COMPRESSION lz4",
         ] {
             let r = analyze("m", &format!("SET lock_timeout = '1s'; {sql}")).unwrap();
             assert_eq!(r.findings().count(), 0, "{sql}: {r:?}");
@@ -1303,6 +1152,9 @@ mod tests {
         assert_eq!(timeouts("LOCK TABLE t"), 1);
         assert_eq!(timeouts("LOCK TABLE t IN SHARE MODE"), 1);
         assert_eq!(timeouts("LOCK TABLE t IN ROW EXCLUSIVE MODE"), 0);
+        assert_eq!(timeouts("ALTER TABLE t SET TABLESPACE fast"), 1);
+        assert_eq!(timeouts("ALTER TABLE t ALTER c SET STORAGE MAIN"), 1);
+        assert_eq!(timeouts("ALTER TABLE t ALTER c SET STATISTICS 100"), 0);
     }
 
     #[test]
@@ -1324,13 +1176,16 @@ mod tests {
     fn an_unreadable_statement_is_reported_and_the_others_analysed() {
         let r = analyze(
             "0007_stats",
-            "SET lock_timeout = '1s';\nALTER TABLE t ALTER COLUMN c SET STATISTICS 500;\n\
+            "SET lock_timeout = '1s';\nALTER TABLE t ALTER COLUMN c SET (n_distinct = 100);\n\
              ALTER TABLE t DROP COLUMN d;\nALTER TABLE ;",
         )
         .unwrap();
         assert_eq!(r.statements.len(), 4);
         let stats = &r.statements[1];
-        assert_eq!(stats.sql, "ALTER TABLE t ALTER COLUMN c SET STATISTICS 500");
+        assert_eq!(
+            stats.sql,
+            "ALTER TABLE t ALTER COLUMN c SET (n_distinct = 100)"
+        );
         assert_eq!((stats.line, stats.phase), (2, None));
         assert_eq!(stats.findings[0].rule, "unparsable-statement");
         assert_eq!(stats.findings[0].severity, Severity::Error);

@@ -1,0 +1,370 @@
+//! Splitting a migration into statements, reading each, and the `serin:ignore` comments.
+
+use sqlparser::ast::{ObjectName, Statement};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer, Whitespace};
+
+use crate::error::{Error, Result};
+
+/// What the parser made of one statement.
+pub(super) enum Parsed {
+    Stmt(Box<Statement>),
+    DropIndexConcurrently(Vec<ObjectName>),
+    /// `REINDEX ...`, which the parser does not know.
+    Reindex {
+        concurrently: bool,
+    },
+    /// `CLUSTER ...`, which the parser does not know either.
+    Cluster,
+    /// An `ALTER TABLE` form the parser does not know, read from its words.
+    AlterByWords(AlterByWords),
+    /// A statement the parser could not read, with its message.
+    Unreadable(String),
+}
+
+/// `ALTER TABLE` forms that PostgreSQL migrations use but the parser does not know, recognised
+/// from their words so that they are classified rather than reported unreadable.
+#[derive(Debug, PartialEq)]
+pub(super) enum AlterByWords {
+    /// `SET SCHEMA s`: versions that name the table by its old schema lose it.
+    SetSchema { table: String, schema: String },
+    /// `SET TABLESPACE ts`: the table is copied under an ACCESS EXCLUSIVE lock.
+    SetTablespace { table: String },
+    /// `ALTER [COLUMN] c SET STATISTICS | STORAGE | COMPRESSION ...`: the catalog only.
+    ColumnSetting {
+        table: String,
+        column: String,
+        setting: String,
+    },
+}
+
+impl AlterByWords {
+    /// Reads `ALTER TABLE [IF EXISTS] [ONLY] name` and one of the forms, or gives up.
+    fn read(tokens: &[TokenWithSpan]) -> Option<Self> {
+        let mut w = Words { tokens, at: 0 };
+        if !(w.keyword("ALTER") && w.keyword("TABLE")) {
+            return None;
+        }
+        let _ = w.keyword("IF") && w.keyword("EXISTS");
+        let _ = w.keyword("ONLY");
+        let table = w.name()?;
+        let form = if w.keyword("SET") {
+            if w.keyword("SCHEMA") {
+                Self::SetSchema {
+                    table,
+                    schema: w.name()?,
+                }
+            } else if w.keyword("TABLESPACE") {
+                w.name()?;
+                Self::SetTablespace { table }
+            } else {
+                return None;
+            }
+        } else if w.keyword("ALTER") {
+            let _ = w.keyword("COLUMN");
+            let column = w.name()?;
+            if !w.keyword("SET") {
+                return None;
+            }
+            let setting = ["STATISTICS", "STORAGE", "COMPRESSION"]
+                .into_iter()
+                .find(|s| w.keyword(s))?;
+            // Its value: one word or number, possibly negative.
+            let _ = w.next_is(&Token::Minus);
+            match w.next()? {
+                Token::Word(_) | Token::Number(..) => {}
+                _ => return None,
+            }
+            Self::ColumnSetting {
+                table,
+                column,
+                setting: setting.to_owned(),
+            }
+        } else {
+            return None;
+        };
+        w.done().then_some(form)
+    }
+}
+
+/// A cursor over a statement's tokens (its end marker excluded).
+struct Words<'a> {
+    tokens: &'a [TokenWithSpan],
+    at: usize,
+}
+
+impl Words<'_> {
+    fn peek(&self) -> Option<&Token> {
+        self.tokens
+            .get(self.at)
+            .map(|t| &t.token)
+            .filter(|t| **t != Token::EOF)
+    }
+
+    fn next(&mut self) -> Option<&Token> {
+        let t = self.tokens.get(self.at).map(|t| &t.token)?;
+        self.at += 1;
+        (*t != Token::EOF).then_some(t)
+    }
+
+    fn next_is(&mut self, token: &Token) -> bool {
+        let hit = self.peek() == Some(token);
+        self.at += usize::from(hit);
+        hit
+    }
+
+    /// Takes the unquoted keyword `k` if it comes next.
+    fn keyword(&mut self, k: &str) -> bool {
+        let hit = matches!(self.peek(), Some(Token::Word(w))
+            if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(k));
+        self.at += usize::from(hit);
+        hit
+    }
+
+    /// A possibly qualified name, as written (`"Sales".orders`).
+    fn name(&mut self) -> Option<String> {
+        let mut parts = Vec::new();
+        loop {
+            match self.next()? {
+                Token::Word(w) => parts.push(w.to_string()),
+                _ => return None,
+            }
+            if !self.next_is(&Token::Period) {
+                return Some(parts.join("."));
+            }
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.peek().is_none()
+    }
+}
+
+/// A `-- serin:ignore rule-a, rule-b` comment: the reviewer's word that the named rules do not
+/// apply to the statement it precedes or sits in (`serin:ignore-file`: to every statement).
+#[derive(Debug, PartialEq)]
+pub(super) struct Ignore {
+    pub(super) line: u64,
+    file_wide: bool,
+    pub(super) rules: Vec<String>,
+}
+
+impl Ignore {
+    fn read(comment: &str, line: u64) -> Option<Self> {
+        let body = comment.trim();
+        let (file_wide, rest) = match body.strip_prefix("serin:ignore-file") {
+            Some(rest) => (true, rest),
+            None => (false, body.strip_prefix("serin:ignore")?),
+        };
+        if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
+            return None;
+        }
+        let rules = rest
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Some(Self {
+            line,
+            file_wide,
+            rules,
+        })
+    }
+
+    pub(super) fn covers(&self, rule: &str) -> bool {
+        self.rules.iter().any(|r| r == rule)
+    }
+}
+
+/// One statement as written.
+pub(super) struct Written {
+    pub(super) line: u64,
+    pub(super) column: u64,
+    /// Its text, as written.
+    pub(super) text: String,
+    /// The `serin:ignore` comments before or in it.
+    pub(super) ignores: Vec<Ignore>,
+    pub(super) parsed: Parsed,
+}
+
+/// Byte offsets of 1-based line/column positions (columns count characters, as the tokenizer's).
+struct Positions<'a> {
+    sql: &'a str,
+    line_starts: Vec<usize>,
+}
+
+impl<'a> Positions<'a> {
+    fn new(sql: &'a str) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(sql.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Self { sql, line_starts }
+    }
+
+    fn offset(&self, at: Location) -> usize {
+        let Some(&start) = usize::try_from(at.line)
+            .ok()
+            .and_then(|l| self.line_starts.get(l.saturating_sub(1)))
+        else {
+            return self.sql.len();
+        };
+        let column = usize::try_from(at.column).unwrap_or(usize::MAX);
+        self.sql[start..]
+            .char_indices()
+            .nth(column.saturating_sub(1))
+            .map_or(self.sql.len(), |(i, _)| start + i)
+    }
+
+    fn text(&self, tokens: &[TokenWithSpan]) -> String {
+        match (tokens.first(), tokens.last()) {
+            (Some(first), Some(last)) => {
+                let (from, to) = (self.offset(first.span.start), self.offset(last.span.end));
+                self.sql
+                    .get(from..to.max(from))
+                    .unwrap_or_default()
+                    .to_owned()
+            }
+            _ => String::new(),
+        }
+    }
+}
+
+/// Reads one statement from its own tokens (no `;`).
+fn read_statement(parser: &mut Parser<'_>) -> std::result::Result<Parsed, ParserError> {
+    let parsed = if parser.parse_keywords(&[Keyword::DROP, Keyword::INDEX, Keyword::CONCURRENTLY]) {
+        let _ = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+        let names = parser.parse_comma_separated(|p| p.parse_object_name(false))?;
+        let _ = parser.parse_one_of_keywords(&[Keyword::CASCADE, Keyword::RESTRICT]);
+        Parsed::DropIndexConcurrently(names)
+    } else if parser.parse_keyword(Keyword::REINDEX) {
+        let mut concurrently = false;
+        loop {
+            match parser.next_token().token {
+                Token::EOF => break,
+                Token::Word(w) => concurrently |= w.keyword == Keyword::CONCURRENTLY,
+                _ => {}
+            }
+        }
+        Parsed::Reindex { concurrently }
+    } else if parser.parse_keyword(Keyword::CLUSTER) {
+        while parser.next_token().token != Token::EOF {}
+        Parsed::Cluster
+    } else {
+        Parsed::Stmt(Box::new(parser.parse_statement()?))
+    };
+    let after = parser.peek_token();
+    if after.token != Token::EOF {
+        return Err(ParserError::ParserError(format!(
+            "expected ';' or end of input, found {} at Line: {}, Column: {}",
+            after.token, after.span.start.line, after.span.start.column
+        )));
+    }
+    Ok(parsed)
+}
+
+/// Splits a migration into statements at its `;` tokens and reads each on its own, so a
+/// statement the parser does not know leaves the others analysed. Only text that cannot be
+/// tokenized at all (an unterminated string or comment) is an error. Also returns the
+/// file-wide ignores.
+pub(super) fn parse(name: &str, sql: &str) -> Result<(Vec<Written>, Vec<Ignore>)> {
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| Error::Parse {
+            format: "SQL",
+            reason: format!("migration {name:?}: {e}"),
+        })?;
+    let positions = Positions::new(sql);
+    let (mut statements, mut file_wide) = (Vec::new(), Vec::new());
+    let (mut chunk, mut ignores): (Vec<TokenWithSpan>, _) = (Vec::new(), Vec::new());
+    // The parser's end of input takes the position of the `;` (or of the text's end), so its
+    // messages about a statement cut short say where.
+    let text_end = tokens.last().map_or(Location::new(1, 1), |t| t.span.end);
+    let end = TokenWithSpan::new(Token::SemiColon, Span::new(text_end, text_end));
+    for t in tokens.into_iter().chain(std::iter::once(end)) {
+        match &t.token {
+            Token::SemiColon => {
+                let Some(first) = chunk.first() else { continue };
+                let (line, column) = (first.span.start.line, first.span.start.column);
+                let text = positions.text(&chunk);
+                chunk.push(TokenWithSpan::new(Token::EOF, t.span));
+                let mut parser = Parser::new(&dialect).with_tokens_with_locations(chunk.clone());
+                let parsed = read_statement(&mut parser).unwrap_or_else(|e| {
+                    AlterByWords::read(&chunk)
+                        .map_or_else(|| Parsed::Unreadable(e.to_string()), Parsed::AlterByWords)
+                });
+                statements.push(Written {
+                    line,
+                    column,
+                    text,
+                    ignores: std::mem::take(&mut ignores),
+                    parsed,
+                });
+                chunk = Vec::new();
+            }
+            Token::Whitespace(
+                Whitespace::SingleLineComment { comment, .. }
+                | Whitespace::MultiLineComment(comment),
+            ) => {
+                if let Some(ignore) = Ignore::read(comment, t.span.start.line) {
+                    if ignore.file_wide {
+                        file_wide.push(ignore);
+                    } else {
+                        ignores.push(ignore);
+                    }
+                }
+            }
+            Token::Whitespace(_) => {}
+            _ => chunk.push(t),
+        }
+    }
+    Ok((statements, file_wide))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(sql: &str) -> Option<AlterByWords> {
+        let tokens: Vec<TokenWithSpan> = Tokenizer::new(&PostgreSqlDialect {}, sql)
+            .tokenize_with_location()
+            .expect("tokens")
+            .into_iter()
+            .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+            .collect();
+        AlterByWords::read(&tokens)
+    }
+
+    #[test]
+    fn alter_table_forms_the_parser_lacks_are_read_from_their_words() {
+        assert_eq!(
+            words(r#"ALTER TABLE IF EXISTS "Sales".orders SET SCHEMA archive"#),
+            Some(AlterByWords::SetSchema {
+                table: r#""Sales".orders"#.into(),
+                schema: "archive".into()
+            })
+        );
+        assert_eq!(
+            words("alter table t alter c set statistics -1"),
+            Some(AlterByWords::ColumnSetting {
+                table: "t".into(),
+                column: "c".into(),
+                setting: "STATISTICS".into()
+            })
+        );
+        // Anything else, or more, is left to be reported unreadable.
+        for sql in [
+            "ALTER TABLE t SET SCHEMA",
+            "ALTER TABLE t SET TABLESPACE a b",
+            "ALTER TABLE t ALTER COLUMN c SET STATISTICS 5, ALTER d SET STATISTICS 5",
+            "ALTER TABLE t ALTER COLUMN c SET (n_distinct = 1)",
+            r#"ALTER "TABLE" t SET SCHEMA s"#,
+            "ALTER INDEX i SET TABLESPACE fast",
+            "ALTER TABLE",
+        ] {
+            assert_eq!(words(sql), None, "{sql}");
+        }
+    }
+}
