@@ -265,22 +265,13 @@ fn alter_table(table: &str, op: &AlterTableOperation, created: bool, out: &mut V
         AlterTableOperation::RenameColumn {
             old_column_name,
             new_column_name,
-        } => out.push(finding(
+        } => out.push(renamed(
             "renaming-column",
-            E,
-            ExpandContract,
-            format!(
-                "renaming {table}.{old_column_name} to {new_column_name} breaks whichever \
-                 version uses the other name"
-            ),
-            RECIPE_RENAME,
+            format!("renaming {table}.{old_column_name} to {new_column_name}"),
         )),
-        AlterTableOperation::RenameTable { table_name } => out.push(finding(
+        AlterTableOperation::RenameTable { table_name } => out.push(renamed(
             "renaming-table",
-            E,
-            ExpandContract,
-            format!("renaming table {table} to {table_name} breaks the old version"),
-            RECIPE_RENAME,
+            format!("renaming table {table} to {table_name}"),
         )),
         AlterTableOperation::AddColumn { column_def, .. } => {
             let col = &column_def.name.value;
@@ -610,15 +601,9 @@ fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFinding>) {
         }
         Parsed::AlterByWords(form) => {
             match form {
-                AlterByWords::SetSchema { table, schema } => out.push(finding(
+                AlterByWords::SetSchema { table, schema } => out.push(renamed(
                     "renaming-table",
-                    E,
-                    ExpandContract,
-                    format!(
-                        "moving {table} to schema {schema} breaks whichever version uses the \
-                         other name"
-                    ),
-                    RECIPE_RENAME,
+                    format!("moving {table} to schema {schema}"),
                 )),
                 AlterByWords::SetTablespace { table } => out.push(finding(
                     "changing-tablespace",
@@ -744,30 +729,20 @@ fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFinding>) {
         Statement::DropDomain(d) => out.push(drop_in_use("domain", &d.name.to_string())),
         Statement::AlterView(av) => match &av.operation {
             AlterViewOperation::RenameTo { .. } | AlterViewOperation::SetSchema { .. } => {
-                out.push(finding(
+                out.push(renamed(
                     "renaming-table",
-                    E,
-                    ExpandContract,
-                    format!(
-                        "moving or renaming view {} breaks whichever version uses the other name",
-                        av.name
-                    ),
-                    RECIPE_RENAME,
-                ));
+                    format!("moving or renaming view {}", av.name),
+                ))
             }
             AlterViewOperation::RenameColumn {
                 old_column_name,
                 new_column_name,
-            } => out.push(finding(
+            } => out.push(renamed(
                 "renaming-column",
-                E,
-                ExpandContract,
                 format!(
-                    "renaming {}.{old_column_name} to {new_column_name} breaks whichever \
-                     version uses the other name",
+                    "renaming {}.{old_column_name} to {new_column_name}",
                     av.name
                 ),
-                RECIPE_RENAME,
             )),
             _ => out.push(not_analysed()),
         },
@@ -836,6 +811,17 @@ fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFinding>) {
         _ => out.push(not_analysed()),
     }
     (sql.to_string(), out)
+}
+
+/// A rename (`what`) that breaks whichever version uses the other name.
+fn renamed(rule: &str, what: String) -> SqlFinding {
+    finding(
+        rule,
+        Severity::Error,
+        Safety::ExpandContract,
+        format!("{what} breaks whichever version uses the other name"),
+        RECIPE_RENAME,
+    )
 }
 
 /// Dropping something other than a table that the old version may still use.
