@@ -1,0 +1,733 @@
+//! The rules: what each statement does to a table while the old version runs.
+
+use std::collections::BTreeSet;
+
+use sqlparser::ast::{
+    AlterColumnOperation, AlterTableOperation, AlterTypeOperation, AlterViewOperation,
+    ColumnOption, DataType, Expr, FunctionDesc, LockTableMode, ObjectType, Set, Statement,
+    TableConstraint,
+};
+
+use super::read::{AlterByWords, Parsed, Written};
+use super::{Safety, SqlFinding};
+use crate::validation::Severity;
+
+pub(super) fn finding(
+    rule: &str,
+    severity: Severity,
+    safety: Safety,
+    message: String,
+    recipe: &str,
+) -> SqlFinding {
+    SqlFinding {
+        rule: rule.to_owned(),
+        severity,
+        safety,
+        message,
+        recipe: recipe.to_owned(),
+        ignored: false,
+    }
+}
+
+const RECIPE_INDEX: &str = "CREATE INDEX CONCURRENTLY (outside a transaction), so writes continue";
+const RECIPE_DROP_INDEX: &str = "DROP INDEX CONCURRENTLY (outside a transaction)";
+const RECIPE_DROP_COLUMN: &str = "stop reading and writing the column, deploy, then drop it in \
+    the contract phase after the old version is retired";
+const RECIPE_RENAME: &str = "expand/contract: add the new name, write both, backfill, move \
+    reads, stop old writes, then drop the old one";
+const RECIPE_NOT_NULL: &str = "add CHECK (col IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT, then \
+    SET NOT NULL (no scan) and drop the check";
+const RECIPE_REQUIRED: &str = "add the column nullable (or with a constant default), backfill in \
+    batches, then enforce NOT NULL with a validated check";
+const RECIPE_VOLATILE: &str = "add the column without a default, set the default for new rows, \
+    and backfill existing rows in batches";
+const RECIPE_NOT_VALID: &str = "add the constraint with NOT VALID, then VALIDATE CONSTRAINT in a \
+    separate statement (it takes a weaker lock)";
+const RECIPE_UNIQUE: &str = "CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT ... UNIQUE \
+    USING INDEX";
+const RECIPE_TYPE: &str = "expand/contract: add a column of the new type, write both, backfill, \
+    move reads, drop the old column (only varchar widening or varchar->text is free)";
+const RECIPE_LOCK_TIMEOUT: &str = "start the migration with SET lock_timeout = '1s' (and a \
+    statement_timeout) and retry on timeout, so a waiting DDL never queues all traffic";
+const RECIPE_REPACK: &str = "pg_repack (or pg_squeeze) rebuilds the table online; a plain \
+    VACUUM makes the space reusable without blocking reads or writes";
+const RECIPE_BACKFILL: &str = "backfill in small batches outside the DDL transaction, throttled";
+
+const VOLATILE: &[&str] = &[
+    "random",
+    "gen_random_uuid",
+    "uuid_generate_v1",
+    "uuid_generate_v1mc",
+    "uuid_generate_v4",
+    "clock_timestamp",
+    "timeofday",
+    "nextval",
+    "txid_current",
+];
+const STABLE: &[&str] = &[
+    "now",
+    "current_timestamp",
+    "current_date",
+    "current_time",
+    "localtimestamp",
+    "localtime",
+    "transaction_timestamp",
+    "statement_timestamp",
+    "current_user",
+    "session_user",
+];
+
+/// `Some(true)` if the default is volatile, `Some(false)` if it is constant or stable,
+/// `None` if unknown.
+fn volatility(expr: &Expr) -> Option<bool> {
+    match expr {
+        Expr::Value(_) | Expr::TypedString { .. } => Some(false),
+        Expr::Cast { expr, .. } | Expr::Nested(expr) | Expr::UnaryOp { expr, .. } => {
+            volatility(expr)
+        }
+        Expr::Function(f) => {
+            let name = f.name.to_string().to_lowercase();
+            let base = name.rsplit('.').next().unwrap_or(&name);
+            if VOLATILE.contains(&base) {
+                Some(true)
+            } else if STABLE.contains(&base) {
+                Some(false)
+            } else {
+                None
+            }
+        }
+        Expr::Identifier(id) => {
+            let n = id.value.to_lowercase();
+            (STABLE.contains(&n.as_str()) || n == "true" || n == "false" || n == "null")
+                .then_some(false)
+        }
+        _ => None,
+    }
+}
+
+fn free_retype(ty: &DataType) -> bool {
+    matches!(
+        ty,
+        DataType::Text
+            | DataType::Varchar(None)
+            | DataType::CharacterVarying(None)
+            | DataType::TimestampNtz(_)
+    ) || matches!(ty, DataType::Timestamp(_, tz) if *tz == sqlparser::ast::TimezoneInfo::WithTimeZone)
+}
+
+/// What the migration's earlier statements established.
+#[derive(Default)]
+pub(super) struct Ctx {
+    created_tables: BTreeSet<String>,
+    lock_timeout: bool,
+    in_transaction: bool,
+    lock_timeout_reported: bool,
+}
+
+fn alter_table(table: &str, op: &AlterTableOperation, created: bool, out: &mut Vec<SqlFinding>) {
+    use Safety::{ExpandContract, Unsafe};
+    use Severity::{Error as E, Warn as W};
+    match op {
+        AlterTableOperation::DropColumn { column_names, .. } => {
+            let names: Vec<String> = column_names.iter().map(|c| c.value.clone()).collect();
+            out.push(finding(
+                "ban-drop-column",
+                W,
+                ExpandContract,
+                format!(
+                    "dropping column(s) {} of {table} breaks the old version, which still uses them",
+                    names.join(", ")
+                ),
+                RECIPE_DROP_COLUMN,
+            ));
+        }
+        AlterTableOperation::RenameColumn {
+            old_column_name,
+            new_column_name,
+        } => out.push(renamed(
+            "renaming-column",
+            format!("renaming {table}.{old_column_name} to {new_column_name}"),
+        )),
+        AlterTableOperation::RenameTable { table_name } => out.push(renamed(
+            "renaming-table",
+            format!("renaming table {table} to {table_name}"),
+        )),
+        AlterTableOperation::AddColumn { column_def, .. } => {
+            let col = &column_def.name.value;
+            let mut not_null = false;
+            let mut default = None;
+            let mut fills_rows = column_def
+                .data_type
+                .to_string()
+                .to_lowercase()
+                .contains("serial");
+            for opt in &column_def.options {
+                match &opt.option {
+                    ColumnOption::NotNull => not_null = true,
+                    ColumnOption::Generated { .. } | ColumnOption::Identity(_) => fills_rows = true,
+                    ColumnOption::Default(e) => default = Some(e),
+                    ColumnOption::PrimaryKey(_) | ColumnOption::Unique(_) if !created => {
+                        out.push(finding(
+                            "disallowed-unique-constraint",
+                            E,
+                            Unsafe,
+                            format!(
+                                "adding {table}.{col} with a unique or primary key builds an \
+                                 index under an ACCESS EXCLUSIVE lock"
+                            ),
+                            RECIPE_UNIQUE,
+                        ));
+                    }
+                    ColumnOption::Check(_) if !created => out.push(finding(
+                        "constraint-missing-not-valid",
+                        E,
+                        Unsafe,
+                        format!(
+                            "the CHECK on new column {table}.{col} scans every row under an \
+                             ACCESS EXCLUSIVE lock"
+                        ),
+                        "add the column without it, then ADD CONSTRAINT ... CHECK (...) NOT \
+                         VALID and VALIDATE CONSTRAINT in a statement of its own",
+                    )),
+                    ColumnOption::ForeignKey(_) if !created => out.push(finding(
+                        "adding-foreign-key-constraint",
+                        E,
+                        Unsafe,
+                        format!(
+                            "{table}.{col} REFERENCES validates every row while locking both \
+                             tables"
+                        ),
+                        RECIPE_NOT_VALID,
+                    )),
+                    _ => {}
+                }
+            }
+            if created {
+                return;
+            }
+            if fills_rows {
+                out.push(finding(
+                    "adding-field-with-default",
+                    E,
+                    Unsafe,
+                    format!(
+                        "{table}.{col} is serial, identity or generated: every existing row is \
+                         filled, rewriting the table under an ACCESS EXCLUSIVE lock"
+                    ),
+                    RECIPE_VOLATILE,
+                ));
+                return;
+            }
+            match (not_null, default.map(volatility)) {
+                (true, None) => out.push(finding(
+                    "adding-required-field",
+                    E,
+                    ExpandContract,
+                    format!(
+                        "{table}.{col} is NOT NULL without a default: it fails on existing rows \
+                         and the old version's inserts omit it"
+                    ),
+                    RECIPE_REQUIRED,
+                )),
+                (_, Some(Some(true))) => out.push(finding(
+                    "adding-field-with-default",
+                    E,
+                    Unsafe,
+                    format!(
+                        "{table}.{col} has a volatile default: the table is rewritten under an \
+                         ACCESS EXCLUSIVE lock"
+                    ),
+                    RECIPE_VOLATILE,
+                )),
+                (_, Some(None)) => out.push(finding(
+                    "adding-field-with-default",
+                    W,
+                    Unsafe,
+                    format!(
+                        "{table}.{col} has a default that may be volatile; a volatile default \
+                         rewrites the table"
+                    ),
+                    RECIPE_VOLATILE,
+                )),
+                _ => {}
+            }
+        }
+        AlterTableOperation::AlterColumn { column_name, op } => match op {
+            AlterColumnOperation::SetNotNull => out.push(finding(
+                "adding-not-nullable-field",
+                E,
+                Unsafe,
+                format!(
+                    "SET NOT NULL on {table}.{column_name} scans the table under an ACCESS \
+                     EXCLUSIVE lock"
+                ),
+                RECIPE_NOT_NULL,
+            )),
+            AlterColumnOperation::DropNotNull => out.push(finding(
+                "ban-drop-not-null",
+                W,
+                ExpandContract,
+                format!(
+                    "{table}.{column_name} may now hold NULL, which the old version does not \
+                     expect"
+                ),
+                "deploy readers that accept NULL first, then drop NOT NULL",
+            )),
+            AlterColumnOperation::SetDataType { data_type, .. } => {
+                if free_retype(data_type) {
+                    out.push(finding(
+                        "changing-column-type",
+                        W,
+                        Unsafe,
+                        format!(
+                            "{table}.{column_name} changes type to {data_type}: free only when \
+                             widening varchar (or timestamp -> timestamptz with UTC)"
+                        ),
+                        RECIPE_TYPE,
+                    ));
+                } else {
+                    out.push(finding(
+                        "changing-column-type",
+                        E,
+                        Unsafe,
+                        format!(
+                            "{table}.{column_name} changes type to {data_type}: the table is \
+                             rewritten under an ACCESS EXCLUSIVE lock and the old version reads \
+                             the old type"
+                        ),
+                        RECIPE_TYPE,
+                    ));
+                }
+            }
+            AlterColumnOperation::SetDefault { value } if volatility(value) == Some(true) => {
+                out.push(finding(
+                    "adding-field-with-default",
+                    W,
+                    Unsafe,
+                    format!("{table}.{column_name} gets a volatile default"),
+                    RECIPE_VOLATILE,
+                ));
+            }
+            _ => {}
+        },
+        AlterTableOperation::SetLogged | AlterTableOperation::SetUnlogged if !created => {
+            out.push(finding(
+                "changing-table-logging",
+                E,
+                Unsafe,
+                format!("SET LOGGED or UNLOGGED rewrites {table} under an ACCESS EXCLUSIVE lock"),
+                "create the new table as wanted, copy the rows in batches, and swap the names in \
+                 one short transaction",
+            ));
+        }
+        AlterTableOperation::DetachPartitionOf { partition, mode } if mode.is_none() => {
+            out.push(finding(
+                "require-concurrent-partition-detach",
+                E,
+                Unsafe,
+                format!("DETACH PARTITION {partition} locks {table} with ACCESS EXCLUSIVE"),
+                "DETACH PARTITION ... CONCURRENTLY (PostgreSQL 14+), outside a transaction",
+            ));
+        }
+        AlterTableOperation::AddConstraint {
+            constraint,
+            not_valid,
+        } => {
+            if created {
+                return;
+            }
+            match constraint {
+                TableConstraint::ForeignKey(fk) if !not_valid => out.push(finding(
+                    "adding-foreign-key-constraint",
+                    E,
+                    Unsafe,
+                    format!(
+                        "foreign key from {table} to {} validates every row while locking both \
+                         tables",
+                        fk.foreign_table
+                    ),
+                    RECIPE_NOT_VALID,
+                )),
+                TableConstraint::Check(_) if !not_valid => out.push(finding(
+                    "constraint-missing-not-valid",
+                    E,
+                    Unsafe,
+                    format!("check constraint on {table} scans every row under a lock"),
+                    RECIPE_NOT_VALID,
+                )),
+                TableConstraint::Exclude(_) => out.push(finding(
+                    "adding-exclusion-constraint",
+                    E,
+                    Unsafe,
+                    format!(
+                        "exclusion constraint on {table} builds its index and checks every row \
+                         under an ACCESS EXCLUSIVE lock"
+                    ),
+                    "there is no online form (an exclusion constraint can be neither NOT VALID \
+                     nor built from a concurrent index): add it with the table, or in a \
+                     maintenance window",
+                )),
+                TableConstraint::Unique(_) | TableConstraint::PrimaryKey(_) => out.push(finding(
+                    "disallowed-unique-constraint",
+                    E,
+                    Unsafe,
+                    format!(
+                        "unique or primary key constraint on {table} builds an index under \
+                             an ACCESS EXCLUSIVE lock"
+                    ),
+                    RECIPE_UNIQUE,
+                )),
+                _ => {}
+            }
+        }
+        _ => {}
+    }
+}
+
+fn takes_lock(stmt: &Parsed) -> bool {
+    match stmt {
+        Parsed::DropIndexConcurrently(_) | Parsed::Unreadable(_) => false,
+        // SET STATISTICS takes SHARE UPDATE EXCLUSIVE, which blocks neither reads nor writes.
+        Parsed::AlterByWords(AlterByWords::ColumnSetting { setting, .. }) => {
+            setting != "STATISTICS"
+        }
+        Parsed::AlterByWords(_) => true,
+        Parsed::Reindex { concurrently } => !concurrently,
+        Parsed::Cluster => true,
+        Parsed::Stmt(s) => match s.as_ref() {
+            Statement::AlterTable(_)
+            | Statement::Drop { .. }
+            | Statement::Truncate(_)
+            | Statement::AlterType(_) => true,
+            Statement::CreateIndex(ci) => !ci.concurrently,
+            Statement::Vacuum(v) => v.full,
+            Statement::Lock(l) => l.lock_mode.as_ref().is_none_or(|m| {
+                matches!(
+                    m,
+                    LockTableMode::Share
+                        | LockTableMode::ShareRowExclusive
+                        | LockTableMode::Exclusive
+                        | LockTableMode::AccessExclusive
+                )
+            }),
+            Statement::RefreshMaterializedView(r) => !r.concurrently,
+            _ => false,
+        },
+    }
+}
+
+pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFinding>) {
+    use Safety::{ExpandContract, Safe, Unsafe};
+    use Severity::{Error as E, Warn as W};
+    let stmt = &written.parsed;
+    let mut out = Vec::new();
+    if takes_lock(stmt) && !ctx.lock_timeout && !ctx.lock_timeout_reported {
+        ctx.lock_timeout_reported = true;
+        out.push(finding(
+            "require-lock-timeout",
+            W,
+            Safe,
+            "this statement takes a strong lock but no lock_timeout was set first".into(),
+            RECIPE_LOCK_TIMEOUT,
+        ));
+    }
+    let sql = match stmt {
+        Parsed::DropIndexConcurrently(names) => {
+            let names: Vec<String> = names.iter().map(ToString::to_string).collect();
+            if ctx.in_transaction {
+                out.push(finding(
+                    "ban-concurrent-index-creation-in-transaction",
+                    E,
+                    Unsafe,
+                    "DROP INDEX CONCURRENTLY cannot run inside a transaction".into(),
+                    "run it on its own, outside BEGIN ... COMMIT",
+                ));
+            }
+            return (format!("DROP INDEX CONCURRENTLY {}", names.join(", ")), out);
+        }
+        Parsed::Reindex { concurrently } => {
+            if *concurrently && ctx.in_transaction {
+                out.push(finding(
+                    "ban-concurrent-index-creation-in-transaction",
+                    E,
+                    Unsafe,
+                    "REINDEX CONCURRENTLY cannot run inside a transaction".into(),
+                    "run it on its own, outside BEGIN ... COMMIT",
+                ));
+            } else if !concurrently {
+                out.push(finding(
+                    "require-concurrent-reindex",
+                    E,
+                    Unsafe,
+                    "REINDEX without CONCURRENTLY blocks writes (and reads through the index)"
+                        .into(),
+                    "REINDEX ... CONCURRENTLY (PostgreSQL 12+), outside a transaction",
+                ));
+            }
+            return (written.text.clone(), out);
+        }
+        Parsed::Cluster => {
+            out.push(finding(
+                "prefer-repack",
+                E,
+                Unsafe,
+                "CLUSTER rewrites the table under an ACCESS EXCLUSIVE lock, blocking reads and \
+                 writes"
+                    .into(),
+                RECIPE_REPACK,
+            ));
+            return (written.text.clone(), out);
+        }
+        Parsed::AlterByWords(form) => {
+            match form {
+                AlterByWords::SetSchema { table, schema } => out.push(renamed(
+                    "renaming-table",
+                    format!("moving {table} to schema {schema}"),
+                )),
+                AlterByWords::SetTablespace { table } => out.push(finding(
+                    "changing-tablespace",
+                    E,
+                    Unsafe,
+                    format!(
+                        "SET TABLESPACE copies {table} under an ACCESS EXCLUSIVE lock, blocking \
+                         reads and writes"
+                    ),
+                    "move it online with pg_repack --tablespace, or in a maintenance window",
+                )),
+                // Planner statistics, TOAST storage and compression of new values: catalog
+                // changes only, no rewrite.
+                AlterByWords::ColumnSetting { .. } => {}
+            }
+            return (written.text.clone(), out);
+        }
+        Parsed::Unreadable(reason) => {
+            out.push(finding(
+                "unparsable-statement",
+                E,
+                Unsafe,
+                format!("the parser cannot read this statement, so it is not analysed: {reason}"),
+                "fix the statement if PostgreSQL would refuse it too; if not, review its locks \
+                 by hand and put `-- serin:ignore unparsable-statement` above it",
+            ));
+            return (written.text.clone(), out);
+        }
+        Parsed::Stmt(s) => s.as_ref(),
+    };
+    match sql {
+        Statement::Set(Set::SingleAssignment { variable, .. }) => {
+            if variable.to_string().eq_ignore_ascii_case("lock_timeout") {
+                ctx.lock_timeout = true;
+            }
+        }
+        Statement::StartTransaction { .. } => ctx.in_transaction = true,
+        Statement::Commit { .. } | Statement::Rollback { .. } => ctx.in_transaction = false,
+        Statement::CreateTable(ct) => {
+            ctx.created_tables.insert(ct.name.to_string());
+        }
+        Statement::CreateIndex(ci) => {
+            let table = ci.table_name.to_string();
+            if ci.concurrently && ctx.in_transaction {
+                out.push(finding(
+                    "ban-concurrent-index-creation-in-transaction",
+                    E,
+                    Unsafe,
+                    "CREATE INDEX CONCURRENTLY cannot run inside a transaction".into(),
+                    "run it on its own, outside BEGIN ... COMMIT",
+                ));
+            } else if !ci.concurrently && !ctx.created_tables.contains(&table) {
+                out.push(finding(
+                    "require-concurrent-index-creation",
+                    E,
+                    Unsafe,
+                    format!(
+                        "CREATE INDEX on {table} without CONCURRENTLY blocks writes while it builds"
+                    ),
+                    RECIPE_INDEX,
+                ));
+            }
+        }
+        Statement::AlterTable(at) => {
+            let table = at.name.to_string();
+            let created = ctx.created_tables.contains(&table);
+            for op in &at.operations {
+                alter_table(&table, op, created, &mut out);
+            }
+        }
+        Statement::Drop {
+            object_type, names, ..
+        } => {
+            let names: Vec<String> = names.iter().map(ToString::to_string).collect();
+            let list = names.join(", ");
+            match object_type {
+                ObjectType::Table => out.push(finding(
+                    "ban-drop-table",
+                    W,
+                    ExpandContract,
+                    format!("dropping table(s) {list} breaks the old version, which still uses them"),
+                    "stop using the table, deploy, then drop it in the contract phase",
+                )),
+                ObjectType::Schema => out.push(finding(
+                    "ban-drop-schema",
+                    W,
+                    ExpandContract,
+                    format!(
+                        "dropping schema(s) {list} (with CASCADE, every table in them) breaks \
+                         the old version, which still uses them"
+                    ),
+                    "stop using the schema's objects, deploy, then drop it in the contract phase",
+                )),
+                ObjectType::Index => out.push(finding(
+                    "require-concurrent-index-deletion",
+                    E,
+                    Unsafe,
+                    format!("DROP INDEX {list} without CONCURRENTLY blocks reads and writes of its table"),
+                    RECIPE_DROP_INDEX,
+                )),
+                ObjectType::Database => out.push(finding(
+                    "ban-drop-database",
+                    E,
+                    Unsafe,
+                    format!("dropping database(s) {list} in a migration"),
+                    "never drop a database from an application migration",
+                )),
+                ObjectType::View => out.push(drop_in_use("view(s)", &list)),
+                ObjectType::MaterializedView => {
+                    out.push(drop_in_use("materialized view(s)", &list));
+                }
+                ObjectType::Sequence => out.push(drop_in_use("sequence(s)", &list)),
+                ObjectType::Type => out.push(drop_in_use("type(s)", &list)),
+                _ => {}
+            }
+        }
+        Statement::DropFunction(f) => {
+            out.push(drop_in_use("function(s)", &functions(&f.func_desc)))
+        }
+        Statement::DropProcedure { proc_desc, .. } => {
+            out.push(drop_in_use("procedure(s)", &functions(proc_desc)));
+        }
+        Statement::DropDomain(d) => out.push(drop_in_use("domain", &d.name.to_string())),
+        Statement::AlterView(av) => match &av.operation {
+            AlterViewOperation::RenameTo { .. } | AlterViewOperation::SetSchema { .. } => {
+                out.push(renamed(
+                    "renaming-table",
+                    format!("moving or renaming view {}", av.name),
+                ))
+            }
+            AlterViewOperation::RenameColumn {
+                old_column_name,
+                new_column_name,
+            } => out.push(renamed(
+                "renaming-column",
+                format!(
+                    "renaming {}.{old_column_name} to {new_column_name}",
+                    av.name
+                ),
+            )),
+            _ => out.push(not_analysed()),
+        },
+        // Its lock is the statement's whole effect; `takes_lock` asks for a lock_timeout first.
+        Statement::Lock(_) => {}
+        Statement::AlterType(at) => match &at.operation {
+            AlterTypeOperation::RenameValue(v) => out.push(finding(
+                "renaming-enum-value",
+                E,
+                ExpandContract,
+                format!(
+                    "renaming value {} of type {} to {} breaks whichever version uses the other \
+                     label",
+                    v.from, at.name, v.to
+                ),
+                "expand/contract: ADD VALUE the new label, write it and move the rows in \
+                 batches, then stop using the old one (PostgreSQL cannot drop an enum value)",
+            )),
+            // Adding a value is quick (PostgreSQL 12+) and breaks nobody.
+            AlterTypeOperation::AddValue(_) => {}
+            AlterTypeOperation::Rename(_) => out.push(not_analysed()),
+        },
+        Statement::Vacuum(v) if v.full => out.push(finding(
+            "prefer-repack",
+            E,
+            Unsafe,
+            format!(
+                "VACUUM FULL rewrites {} under an ACCESS EXCLUSIVE lock, blocking reads and writes",
+                v.table_name
+                    .as_ref()
+                    .map_or_else(|| "every table".to_owned(), ToString::to_string)
+            ),
+            RECIPE_REPACK,
+        )),
+        Statement::Vacuum(_) => {}
+        Statement::RefreshMaterializedView(r) if !r.concurrently => out.push(finding(
+            "require-concurrent-refresh",
+            E,
+            Unsafe,
+            format!(
+                "REFRESH MATERIALIZED VIEW {} without CONCURRENTLY blocks its readers until the \
+                 refresh ends",
+                r.name
+            ),
+            "REFRESH MATERIALIZED VIEW CONCURRENTLY (the view needs a unique index)",
+        )),
+        Statement::RefreshMaterializedView(_) => {}
+        Statement::Update(_) | Statement::Delete(_) | Statement::Insert(_) => out.push(finding(
+            "backfill",
+            W,
+            Safe,
+            "data change inside a migration: one large transaction holds row locks".into(),
+            RECIPE_BACKFILL,
+        )),
+        Statement::Truncate(_) => out.push(finding(
+            "ban-truncate",
+            E,
+            ExpandContract,
+            "TRUNCATE takes an ACCESS EXCLUSIVE lock and removes data the old version reads".into(),
+            "delete in batches, after the old version no longer needs the rows",
+        )),
+        Statement::Query(_) | Statement::CreateSequence { .. } | Statement::CreateView(_) => {}
+        Statement::CreateType { .. }
+        | Statement::CreateExtension(_)
+        | Statement::Comment { .. } => {}
+        _ => out.push(not_analysed()),
+    }
+    (sql.to_string(), out)
+}
+
+/// A rename (`what`) that breaks whichever version uses the other name.
+fn renamed(rule: &str, what: String) -> SqlFinding {
+    finding(
+        rule,
+        Severity::Error,
+        Safety::ExpandContract,
+        format!("{what} breaks whichever version uses the other name"),
+        RECIPE_RENAME,
+    )
+}
+
+/// Dropping something other than a table that the old version may still use.
+fn drop_in_use(kind: &str, list: &str) -> SqlFinding {
+    finding(
+        "ban-drop-object",
+        Severity::Warn,
+        Safety::ExpandContract,
+        format!("dropping {kind} {list} breaks the old version if it still uses them"),
+        "stop using it, deploy, then drop it in the contract phase",
+    )
+}
+
+fn functions(descs: &[FunctionDesc]) -> String {
+    descs
+        .iter()
+        .map(|d| d.name.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn not_analysed() -> SqlFinding {
+    finding(
+        "not-analysed",
+        Severity::Info,
+        Safety::Safe,
+        "this kind of statement is not analysed; review it by hand".into(),
+        "check its locks in the PostgreSQL documentation before running it with traffic",
+    )
+}
