@@ -527,7 +527,7 @@ proptest! {
     }
 
     /// SQL built from real keywords reaches deep into the parser and the classifier without
-    /// panicking; statements that parse get a position.
+    /// panicking; every statement gets a position, and one that is not parsed keeps its text.
     #[test]
     fn sql_fragments_never_panic(words in proptest::collection::vec(prop_oneof![
         Just("ALTER"), Just("TABLE"), Just("t"), Just("ADD"), Just("COLUMN"), Just("c"), Just("int"),
@@ -536,11 +536,18 @@ proptest! {
         Just("CONSTRAINT"), Just("UNIQUE"), Just("CHECK"), Just("VALID"), Just("RENAME"), Just("TO"),
         Just("SET"), Just("lock_timeout"), Just("="), Just("'1s'"), Just("BEGIN"), Just("COMMIT"),
         Just("TYPE"), Just("FOREIGN"), Just("KEY"), Just("REFERENCES"), Just("u"), Just(","),
+        Just("SCHEMA"), Just("TABLESPACE"), Just("STATISTICS"), Just("-1"), Just("."),
+        Just("\n-- serin:ignore ban-drop-column\n"), Just("/* serin:ignore-file */"),
+        Just("'ü"), Just("\n"),
     ], 0..30)) {
         let sql = words.join(" ");
         if let Ok(report) = migration::analyze("gen", &sql) {
             for s in &report.statements {
                 prop_assert!(s.line >= 1 && s.column >= 1);
+                // A statement that is not parsed is reported as written.
+                if s.findings.iter().any(|f| f.rule == "unparsable-statement") {
+                    prop_assert!(!s.sql.is_empty() && sql.contains(&s.sql), "{:?}", s.sql);
+                }
             }
         }
     }
