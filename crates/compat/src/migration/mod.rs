@@ -401,7 +401,7 @@ mod tests {
         assert_eq!(n, 1);
         assert_eq!(r.statements[0].phase, Some(Phase::Expand));
         // An explicit lock counts when it blocks writes.
-        let timeouts = |sql| {
+        let timeouts = |sql: &str| {
             analyze("m", sql)
                 .unwrap()
                 .findings()
@@ -414,6 +414,36 @@ mod tests {
         assert_eq!(timeouts("ALTER TABLE t SET TABLESPACE fast"), 1);
         assert_eq!(timeouts("ALTER TABLE t ALTER c SET STORAGE MAIN"), 1);
         assert_eq!(timeouts("ALTER TABLE t ALTER c SET STATISTICS 100"), 0);
+        // A timeout turned off, reset, or set only for a transaction that ended is no timeout;
+        // each stretch without one is reported once.
+        let drop = "ALTER TABLE t DROP COLUMN c";
+        for (sql, n) in [
+            (format!("SET lock_timeout = 0; {drop}"), 1),
+            (format!("SET lock_timeout = '0s'; {drop}"), 1),
+            (format!("SET lock_timeout TO DEFAULT; {drop}"), 1),
+            (format!("SET lock_timeout = '2s'; {drop}"), 0),
+            (
+                format!("SET lock_timeout = '2s'; RESET lock_timeout; {drop}"),
+                1,
+            ),
+            (format!("SET lock_timeout = '2s'; RESET ALL; {drop}"), 1),
+            (
+                format!("BEGIN; SET LOCAL lock_timeout = '1s'; {drop}; COMMIT"),
+                0,
+            ),
+            (
+                format!("BEGIN; SET LOCAL lock_timeout = '1s'; COMMIT; {drop}"),
+                1,
+            ),
+            (format!("SET LOCAL lock_timeout = '1s'; {drop}"), 1),
+            (
+                format!("{drop}; SET lock_timeout = '1s'; RESET lock_timeout; {drop}"),
+                2,
+            ),
+            (format!("{drop}; {drop}"), 1),
+        ] {
+            assert_eq!(timeouts(&sql), n, "{sql}");
+        }
     }
 
     #[test]

@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 
 use sqlparser::ast::{
     AlterColumnOperation, AlterTableOperation, AlterTypeOperation, AlterViewOperation,
-    ColumnOption, DataType, Expr, FunctionDesc, LockTableMode, ObjectType, Set, Statement,
-    TableConstraint,
+    ColumnOption, ContextModifier, DataType, Expr, FunctionDesc, LockTableMode, ObjectName,
+    ObjectType, Reset, Set, Statement, TableConstraint,
 };
 
 use super::read::{AlterByWords, Parsed, Written};
@@ -119,9 +119,45 @@ fn free_retype(ty: &DataType) -> bool {
 #[derive(Default)]
 pub(super) struct Ctx {
     created_tables: BTreeSet<String>,
+    /// A non-zero `lock_timeout` is in force.
     lock_timeout: bool,
+    /// ... set by `SET LOCAL`, so it ends with the transaction.
+    lock_timeout_local: bool,
     in_transaction: bool,
+    /// Its absence was reported since it was last in force: once is enough.
     lock_timeout_reported: bool,
+}
+
+impl Ctx {
+    fn set_lock_timeout(&mut self, on: bool, local: bool) {
+        if self.lock_timeout && !on {
+            self.lock_timeout_reported = false;
+        }
+        self.lock_timeout = on;
+        self.lock_timeout_local = on && local;
+    }
+}
+
+fn is_lock_timeout(name: &ObjectName) -> bool {
+    name.to_string().eq_ignore_ascii_case("lock_timeout")
+}
+
+/// Whether `SET lock_timeout` to `values` sets a timeout: `0` (in any unit) and `DEFAULT`
+/// (0 unless the server says otherwise) turn it off.
+fn sets_a_timeout(values: &[Expr]) -> bool {
+    let [value] = values else {
+        return true;
+    };
+    let text = value.to_string();
+    let text = text.trim_matches(|c| c == '\'' || c == '"').trim();
+    if text.eq_ignore_ascii_case("default") {
+        return false;
+    }
+    let number: String = text
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    number.parse::<f64>().map_or(true, |n| n != 0.0)
 }
 
 fn alter_table(table: &str, op: &AlterTableOperation, created: bool, out: &mut Vec<SqlFinding>) {
@@ -514,13 +550,32 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
         Parsed::Stmt(s) => s.as_ref(),
     };
     match sql {
-        Statement::Set(Set::SingleAssignment { variable, .. }) => {
-            if variable.to_string().eq_ignore_ascii_case("lock_timeout") {
-                ctx.lock_timeout = true;
+        Statement::Set(Set::SingleAssignment {
+            scope,
+            variable,
+            values,
+            ..
+        }) if is_lock_timeout(variable) => {
+            let local = matches!(scope, Some(ContextModifier::Local));
+            // SET LOCAL outside a transaction does nothing (PostgreSQL only warns).
+            if !local || ctx.in_transaction {
+                ctx.set_lock_timeout(sets_a_timeout(values), local);
             }
         }
+        Statement::Reset(r) => match &r.reset {
+            Reset::ALL => ctx.set_lock_timeout(false, false),
+            Reset::ConfigurationParameter(name) if is_lock_timeout(name) => {
+                ctx.set_lock_timeout(false, false);
+            }
+            _ => {}
+        },
         Statement::StartTransaction { .. } => ctx.in_transaction = true,
-        Statement::Commit { .. } | Statement::Rollback { .. } => ctx.in_transaction = false,
+        Statement::Commit { .. } | Statement::Rollback { .. } => {
+            ctx.in_transaction = false;
+            if ctx.lock_timeout_local {
+                ctx.set_lock_timeout(false, false);
+            }
+        }
         Statement::CreateTable(ct) => {
             ctx.created_tables.insert(ct.name.to_string());
         }
