@@ -157,7 +157,7 @@ fn sets_a_timeout(values: &[Expr]) -> bool {
         .chars()
         .take_while(|c| c.is_ascii_digit() || *c == '.')
         .collect();
-    number.parse::<f64>().map_or(true, |n| n != 0.0)
+    !number.parse::<f64>().is_ok_and(|n| n == 0.0)
 }
 
 fn alter_table(table: &str, op: &AlterTableOperation, created: bool, out: &mut Vec<SqlFinding>) {
