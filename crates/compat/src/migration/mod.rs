@@ -163,66 +163,95 @@ impl MigrationReport {
 pub fn analyze(name: &str, sql: &str) -> Result<MigrationReport> {
     let (written, file_wide) = parse(name, sql)?;
     let mut ctx = Ctx::default();
-    let mut statements = Vec::with_capacity(written.len());
+    let mut analysed: Vec<_> = Vec::with_capacity(written.len());
+    // The statement that opened the transaction still open, if one is.
+    let mut opened = None;
     for (i, w) in written.iter().enumerate() {
-        let (sql, mut findings) = analyse_one(w, &mut ctx);
-        for f in &mut findings {
-            if w.ignores
-                .iter()
-                .chain(&file_wide)
-                .any(|g| g.covers(&f.rule))
-            {
-                f.severity = Severity::Info;
-                f.ignored = true;
-            }
-        }
-        // A file-wide comment is reported once, on the first statement.
-        let reported = file_wide.iter().filter(|_| i == 0);
-        for g in w.ignores.iter().chain(reported) {
-            if g.rules.is_empty() {
-                findings.push(finding(
-                    "ignore-without-rules",
-                    Severity::Warn,
-                    Safety::Safe,
-                    format!(
-                        "the serin:ignore comment on line {} names no rule, so it ignores nothing",
-                        g.line
-                    ),
-                    "name the rules it is meant to silence: `-- serin:ignore rule-a, rule-b`",
-                ));
-            }
-        }
-        let safety = findings
-            .iter()
-            .filter(|f| f.severity != Severity::Info)
-            .map(|f| f.safety)
-            .max()
-            .unwrap_or(Safety::Safe);
-        let breaks_old = findings
-            .iter()
-            .any(|f| f.safety == Safety::ExpandContract && f.severity >= Severity::Warn);
-        let blocking = findings.iter().any(|f| f.severity == Severity::Error);
-        let phase = if blocking {
-            None
-        } else if breaks_old {
-            Some(Phase::Contract)
-        } else {
-            Some(Phase::Expand)
-        };
-        statements.push(StatementReport {
-            number: i + 1,
-            line: w.line,
-            column: w.column,
-            sql,
-            safety,
-            phase,
-            findings,
-        });
+        analysed.push(analyse_one(w, &mut ctx));
+        opened = ctx.in_transaction().then(|| opened.unwrap_or(i));
     }
+    if let Some(i) = opened {
+        analysed[i].1.push(finding(
+            "ban-uncommitted-transaction",
+            Severity::Error,
+            Safety::Unsafe,
+            "this transaction is never committed: when the session ends, everything after it \
+             is rolled back"
+                .into(),
+            "end the migration with COMMIT",
+        ));
+    }
+    let statements = written
+        .iter()
+        .zip(analysed)
+        .enumerate()
+        .map(|(i, (w, (sql, mut findings)))| {
+            for f in &mut findings {
+                if w.ignores
+                    .iter()
+                    .chain(&file_wide)
+                    .any(|g| g.covers(&f.rule))
+                {
+                    f.severity = Severity::Info;
+                    f.ignored = true;
+                }
+            }
+            // A file-wide comment is reported once, on the first statement.
+            let reported = file_wide.iter().filter(|_| i == 0);
+            for g in w.ignores.iter().chain(reported) {
+                if g.rules.is_empty() {
+                    findings.push(finding(
+                        "ignore-without-rules",
+                        Severity::Warn,
+                        Safety::Safe,
+                        format!(
+                            "the serin:ignore comment on line {} names no rule, so it ignores \
+                             nothing",
+                            g.line
+                        ),
+                        "name the rules it is meant to silence: `-- serin:ignore rule-a, rule-b`",
+                    ));
+                }
+            }
+            let (safety, phase) = classify(&findings);
+            StatementReport {
+                number: i + 1,
+                line: w.line,
+                column: w.column,
+                sql,
+                safety,
+                phase,
+                findings,
+            }
+        })
+        .collect();
     Ok(MigrationReport {
         name: name.to_owned(),
         statements,
     })
+}
+
+/// A statement's class and phase from its findings: the worst class of those that count (not
+/// `info`); no phase while an error blocks it, the contract phase when it breaks the old
+/// version, else the expand phase.
+fn classify(findings: &[SqlFinding]) -> (Safety, Option<Phase>) {
+    let safety = findings
+        .iter()
+        .filter(|f| f.severity != Severity::Info)
+        .map(|f| f.safety)
+        .max()
+        .unwrap_or(Safety::Safe);
+    let breaks_old = findings
+        .iter()
+        .any(|f| f.safety == Safety::ExpandContract && f.severity >= Severity::Warn);
+    let phase = if findings.iter().any(|f| f.severity == Severity::Error) {
+        None
+    } else if breaks_old {
+        Some(Phase::Contract)
+    } else {
+        Some(Phase::Expand)
+    };
+    (safety, phase)
 }
 
 #[cfg(test)]
@@ -444,6 +473,25 @@ mod tests {
         ] {
             assert_eq!(timeouts(&sql), n, "{sql}");
         }
+    }
+
+    #[test]
+    fn a_transaction_left_open_is_reported_on_its_begin() {
+        let rule = |sql: &str| -> Vec<(usize, String)> {
+            analyze("m", &format!("SET lock_timeout = '1s'; {sql}"))
+                .unwrap()
+                .findings()
+                .map(|(s, f)| (s.number, f.rule.clone()))
+                .collect()
+        };
+        let open = |n| vec![(n, "ban-uncommitted-transaction".to_owned())];
+        assert_eq!(rule("BEGIN; ALTER TABLE t ADD COLUMN c text"), open(2));
+        assert_eq!(
+            rule("BEGIN; SELECT 1; COMMIT; BEGIN; SELECT 1; BEGIN; SELECT 2"),
+            open(5)
+        );
+        assert!(rule("BEGIN; ALTER TABLE t ADD COLUMN c text; COMMIT").is_empty());
+        assert!(rule("START TRANSACTION; SELECT 1; ROLLBACK").is_empty());
     }
 
     #[test]

@@ -129,6 +129,11 @@ pub(super) struct Ctx {
 }
 
 impl Ctx {
+    /// Whether a transaction is open.
+    pub(super) fn in_transaction(&self) -> bool {
+        self.in_transaction
+    }
+
     fn set_lock_timeout(&mut self, on: bool, local: bool) {
         if self.lock_timeout && !on {
             self.lock_timeout_reported = false;
