@@ -476,7 +476,7 @@ mod tests {
     }
 
     #[test]
-    fn a_transaction_left_open_is_reported_on_its_begin() {
+    fn a_transaction_left_open_or_begun_twice_is_reported() {
         let rule = |sql: &str| -> Vec<(usize, String)> {
             analyze("m", &format!("SET lock_timeout = '1s'; {sql}"))
                 .unwrap()
@@ -488,7 +488,10 @@ mod tests {
         assert_eq!(rule("BEGIN; ALTER TABLE t ADD COLUMN c text"), open(2));
         assert_eq!(
             rule("BEGIN; SELECT 1; COMMIT; BEGIN; SELECT 1; BEGIN; SELECT 2"),
-            open(5)
+            [
+                (5, "ban-uncommitted-transaction".to_owned()),
+                (7, "transaction-nesting".to_owned())
+            ]
         );
         assert!(rule("BEGIN; ALTER TABLE t ADD COLUMN c text; COMMIT").is_empty());
         assert!(rule("START TRANSACTION; SELECT 1; ROLLBACK").is_empty());

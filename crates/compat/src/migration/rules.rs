@@ -574,7 +574,20 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
             }
             _ => {}
         },
-        Statement::StartTransaction { .. } => ctx.in_transaction = true,
+        Statement::StartTransaction { .. } => {
+            if ctx.in_transaction {
+                out.push(finding(
+                    "transaction-nesting",
+                    W,
+                    Safe,
+                    "BEGIN inside a transaction does nothing: the first COMMIT ends the \
+                     transaction, and what follows it runs outside one"
+                        .into(),
+                    "remove the inner BEGIN (or use SAVEPOINT)",
+                ));
+            }
+            ctx.in_transaction = true;
+        }
         Statement::Commit { .. } | Statement::Rollback { .. } => {
             ctx.in_transaction = false;
             if ctx.lock_timeout_local {
