@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use semver::{Version, VersionReq};
 use serde::{Deserialize, Serialize};
 
-use crate::breaking::Endpoint;
+use crate::breaking::{Change, Endpoint};
 use crate::error::{Error, Result};
 use crate::selector::{req_serde, version_serde};
 
@@ -24,6 +24,37 @@ pub struct ProvidedApi {
     /// The endpoints or messages, for breaking-change detection.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<Endpoint>,
+    /// Changes since the API's version in the service's previous release that a
+    /// breaking-change tool found in the real specs (read with
+    /// [`from_oasdiff`](crate::breaking::from_oasdiff) or
+    /// [`from_buf`](crate::breaking::from_buf)). Validation reports them for every release an
+    /// upgrade passes, and checks that the API's version rose enough for them over the move.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reported: Vec<Change>,
+}
+
+impl ProvidedApi {
+    /// `name` at `version`, with no surface and nothing reported.
+    pub fn new(name: impl Into<String>, version: Version) -> Self {
+        Self {
+            name: name.into(),
+            version,
+            endpoints: Vec::new(),
+            reported: Vec::new(),
+        }
+    }
+
+    /// With the endpoints Serin diffs itself.
+    pub fn with_endpoints(mut self, endpoints: Vec<Endpoint>) -> Self {
+        self.endpoints = endpoints;
+        self
+    }
+
+    /// With changes another tool reported since the previous release.
+    pub fn with_reported(mut self, changes: Vec<Change>) -> Self {
+        self.reported = changes;
+        self
+    }
 }
 
 /// An API a release calls, and which versions of it it works with.
@@ -334,11 +365,11 @@ mod tests {
         let mut r = Registry::new();
         r.add_release(
             "pay",
-            Release::new(Version::new(1, 4, 0)).providing(ProvidedApi {
-                name: "payments".into(),
-                version: Version::new(2, 1, 0),
-                endpoints: Vec::new(),
-            }),
+            Release::new(Version::new(1, 4, 0)).providing(
+                ProvidedApi::new("payments", Version::new(2, 1, 0)).with_reported(
+                    crate::breaking::from_buf("payments", r#"{"type":"FIELD_NO_DELETE"}"#).unwrap(),
+                ),
+            ),
         )
         .unwrap();
         r.add_release(
@@ -351,6 +382,27 @@ mod tests {
         let json = serde_json::to_string(&r).unwrap();
         let back: Registry = serde_json::from_str(&json).unwrap();
         assert_eq!(back, r);
+        // A catalog writes reported changes in the same shape.
+        let yaml = r"
+services:
+  pay:
+    releases:
+      - version: 1.4.0
+        provides:
+          - name: payments
+            version: 2.1.0
+            reported:
+              - id: buf.FIELD_NO_DELETE
+                severity: error
+                requiredBump: major
+                location: payments
+                message: FIELD_NO_DELETE
+";
+        let from_yaml: Registry = serde_yaml_ng::from_str(yaml).unwrap();
+        assert_eq!(
+            from_yaml.release("pay", &Version::new(1, 4, 0)),
+            r.release("pay", &Version::new(1, 4, 0))
+        );
         assert!(
             r.require("nope", &Version::new(1, 0, 0), "fleet.nope")
                 .is_err()

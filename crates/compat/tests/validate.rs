@@ -2,7 +2,7 @@
 //! changes and bad input.
 
 use semver::{Version, VersionReq};
-use serin_compat::breaking::{Endpoint, Field};
+use serin_compat::breaking::{self, Endpoint, Field};
 use serin_compat::matrix::{OneMinorAtATime, PairRule, Requires, Target};
 use serin_compat::path::UpgradeGraph;
 use serin_compat::registry::ProvidedApi;
@@ -127,11 +127,7 @@ fn recipe_suggests_upgrading_the_dependency_when_reachable() {
 
 #[test]
 fn api_versions_order_provider_before_consumer() {
-    let provides = |api_version: &str| ProvidedApi {
-        name: "payments".into(),
-        version: v(api_version),
-        endpoints: Vec::new(),
-    };
+    let provides = |api_version: &str| ProvidedApi::new("payments", v(api_version));
     let mut reg = Registry::new();
     reg.add_release("pay", Release::new(v("1.5.0")).providing(provides("1.5.0")))
         .unwrap();
@@ -457,15 +453,128 @@ fn migrations_become_findings_and_steps() {
 }
 
 #[test]
+fn changes_other_tools_reported_count_for_every_release_passed() {
+    let oasdiff = |json: &str| breaking::from_oasdiff("orders", json).unwrap();
+    let orders = |version: &str| ProvidedApi::new("orders", v(version));
+    let mut reg = Registry::new();
+    let releases = [
+        Release::new(v("1.0.0")).providing(orders("2.1.0")),
+        Release::new(v("1.1.0")).providing(orders("2.2.0").with_reported(oasdiff(
+            r#"[{"id": "response-property-removed", "level": 3, "operation": "GET",
+                "path": "/orders/{id}", "text": "removed the required property 'total'"}]"#,
+        ))),
+        Release::new(v("1.2.0")).providing(orders("2.2.1").with_reported(oasdiff(
+            r#"[{"id": "endpoint-added", "level": 1, "operation": "POST", "path": "/refunds",
+                "text": "endpoint added"}]"#,
+        ))),
+        Release::new(v("2.0.0")).providing(
+            orders("3.0.0").with_reported(
+                breaking::from_buf(
+                    "orders",
+                    r#"{"path":"orders.proto","start_line":7,"start_column":3,"type":"FIELD_NO_DELETE","message":"Field \"4\" was deleted."}"#,
+                )
+                .unwrap(),
+            ),
+        ),
+    ];
+    for r in releases {
+        reg.add_release("shop", r).unwrap();
+    }
+    let validator = Validator::new(reg, Matrix::default()).unwrap();
+    let check = |from: &str, to: &str| {
+        validator
+            .validate(
+                &Fleet::new().with("shop", v(from)),
+                &Proposal::new().with("shop", v(to)),
+            )
+            .unwrap()
+    };
+
+    // A breaking change under a minor bump of the API.
+    let result = check("1.0.0", "1.1.0");
+    assert_eq!(result.verdict, Verdict::Blocked);
+    let removed = result
+        .findings
+        .iter()
+        .find(|f| f.code == "breaking.oasdiff.response-property-removed")
+        .unwrap();
+    assert_eq!(
+        (removed.severity, removed.subject.as_str()),
+        (Severity::Error, "shop 1.1.0 api orders")
+    );
+    assert!(removed.message.contains("(orders GET /orders/{id})"));
+    let semver = result
+        .findings
+        .iter()
+        .find(|f| f.code == "breaking.semver-violation")
+        .unwrap();
+    assert!(
+        semver.message.contains("2.1.0 -> 2.2.0 (minor bump)"),
+        "{semver:?}"
+    );
+
+    // An addition under a patch bump: a warning.
+    let result = check("1.1.0", "1.2.0");
+    assert_eq!(result.verdict, Verdict::OkWithWarnings, "{result}");
+    let semver = result
+        .findings
+        .iter()
+        .find(|f| f.code == "breaking.semver-violation")
+        .unwrap();
+    assert_eq!(semver.severity, Severity::Warn);
+
+    // Straight to 2.0.0: every release passed reports its changes, and the API's major bump
+    // covers them all; the breaking changes still block for the consumers' sake.
+    let result = check("1.0.0", "2.0.0");
+    let codes: Vec<&str> = result.findings.iter().map(|f| f.code.as_str()).collect();
+    for code in [
+        "breaking.oasdiff.response-property-removed",
+        "breaking.oasdiff.endpoint-added",
+        "breaking.buf.FIELD_NO_DELETE",
+    ] {
+        assert!(codes.contains(&code), "{code} in {codes:?}");
+    }
+    assert!(!codes.contains(&"breaking.semver-violation"), "{codes:?}");
+    assert_eq!(result.verdict, Verdict::Blocked);
+
+    // A change that may break clients, under a major bump: a warning, and the plan puts the
+    // change behind a feature flag.
+    let mut reg = Registry::new();
+    reg.add_release("cart", Release::new(v("1.0.0")).providing(orders("1.4.0")))
+        .unwrap();
+    let maybe = oasdiff(
+        r#"[{"id": "response-optional-property-removed", "level": 2, "operation": "GET",
+            "path": "/orders", "text": "removed the optional property 'note'"}]"#,
+    );
+    reg.add_release(
+        "cart",
+        Release::new(v("1.1.0")).providing(orders("2.0.0").with_reported(maybe)),
+    )
+    .unwrap();
+    let result = Validator::new(reg, Matrix::default())
+        .unwrap()
+        .validate(
+            &Fleet::new().with("cart", v("1.0.0")),
+            &Proposal::new().with("cart", v("1.1.0")),
+        )
+        .unwrap();
+    assert_eq!(result.verdict, Verdict::OkWithWarnings, "{result}");
+    assert!(
+        result.steps.iter().any(|s| s.kind == StepKind::FeatureFlag
+            && s.text.contains("removed the optional property 'note'")),
+        "{:?}",
+        result.steps
+    );
+}
+
+#[test]
 fn breaking_api_change_without_major_and_declared_breaks() {
-    let surface = |ty: &str, version: &str| ProvidedApi {
-        name: "orders".into(),
-        version: v(version),
-        endpoints: vec![Endpoint {
+    let surface = |ty: &str, version: &str| {
+        ProvidedApi::new("orders", v(version)).with_endpoints(vec![Endpoint {
             name: "GET /orders/{id}".into(),
             request: vec![],
             response: vec![Field::new("total", ty, true)],
-        }],
+        }])
     };
     let mut reg = Registry::new();
     reg.add_release(

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use semver::Version;
 
-use crate::breaking::{Bump, bump_between, diff_provided};
+use crate::breaking::{Bump, Change, bump_between, diff_provided, semver_violation};
 use crate::explain::Explanation;
 use crate::matrix::{ChangeKind, Effect, Rule};
 use crate::migration::{MigrationReport, analyze};
@@ -312,6 +312,52 @@ impl Validator {
         )
     }
 
+    /// Reports the changes another tool found in the APIs of the releases a move passes
+    /// (`passed`), and checks that each API's version rose enough for them from `old` to `new`.
+    fn check_reported(
+        service: &str,
+        passed: &[&Release],
+        (old, new): (Option<&Release>, &Release),
+        findings: &mut Vec<Finding>,
+        breaking: &mut Vec<(String, String)>,
+    ) {
+        let mut by_api: BTreeMap<&str, Vec<Change>> = BTreeMap::new();
+        for release in passed {
+            for api in &release.provides {
+                let subject = format!("{service} {} api {}", release.version, api.name);
+                for c in &api.reported {
+                    let what = format!("{} ({})", c.message, c.location);
+                    if c.severity >= Severity::Warn {
+                        breaking.push((service.to_owned(), what.clone()));
+                    }
+                    findings.push(Finding::new(
+                        c.severity,
+                        format!("breaking.{}", c.id),
+                        subject.clone(),
+                        what,
+                    ));
+                }
+                by_api
+                    .entry(&api.name)
+                    .or_default()
+                    .extend(api.reported.iter().cloned());
+            }
+        }
+        for (name, changes) in by_api {
+            if let (Some(before), Some(after)) =
+                (old.and_then(|r| r.provided(name)), new.provided(name))
+            {
+                findings.extend(semver_violation(
+                    &format!("{service} api {name}"),
+                    name,
+                    &before.version,
+                    &after.version,
+                    &changes,
+                ));
+            }
+        }
+    }
+
     pub(super) fn check_release_changes(
         &self,
         mv: &Move,
@@ -360,13 +406,15 @@ impl Validator {
             }
         }
         let from = old_version.cloned();
-        for release in self.registry.releases(service) {
-            let in_range = from.as_ref().is_none_or(|f| &release.version > f)
-                && &release.version <= target
-                && !release.yanked;
-            if !in_range {
-                continue;
-            }
+        let passed: Vec<&Release> = self
+            .registry
+            .releases(service)
+            .filter(|r| {
+                from.as_ref().is_none_or(|f| &r.version > f) && &r.version <= target && !r.yanked
+            })
+            .collect();
+        Self::check_reported(service, &passed, (old, new), findings, breaking);
+        for release in passed {
             for change in &release.breaking {
                 breaking.push((service.to_owned(), change.clone()));
                 findings.push(Finding::new(

@@ -4,6 +4,10 @@
 //! (request) hurts nobody who keeps sending it, but removing a field the server *returns*
 //! (response) breaks every reader. A breaking change shipped without the bump semver asks for
 //! (a new major, or a new minor below 1.0) is itself an error.
+//!
+//! Serin diffs the surfaces a registry describes ([`diff_endpoints`]); changes that oasdiff or
+//! buf found in the real specs are read with [`from_oasdiff`] and [`from_buf`] and count the
+//! same way.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,6 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::registry::ProvidedApi;
 use crate::validation::{Finding, Severity};
+
+mod reported;
+
+pub use reported::{from_buf, from_oasdiff};
 
 /// A field of a request or a response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,10 +107,11 @@ impl fmt::Display for Direction {
 
 /// One detected change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Change {
-    /// The check's id (`response-field-removed`).
-    pub id: &'static str,
+    /// The check's id (`response-field-removed`; `oasdiff.…` and `buf.…` for changes another
+    /// tool reported).
+    pub id: String,
     /// How serious.
     pub severity: Severity,
     /// The bump it needs.
@@ -146,14 +155,14 @@ fn fields(list: &[Field]) -> BTreeMap<&str, &Field> {
 }
 
 fn change(
-    id: &'static str,
+    id: &str,
     severity: Severity,
     required_bump: Bump,
     location: String,
     message: String,
 ) -> Change {
     Change {
-        id,
+        id: id.to_owned(),
         severity,
         required_bump,
         location,
@@ -344,12 +353,6 @@ pub fn diff_provided(
             continue;
         };
         let changes = diff_endpoints(&before.name, &before.endpoints, &after.endpoints);
-        let needed = changes
-            .iter()
-            .map(|c| c.required_bump)
-            .max()
-            .unwrap_or(Bump::None);
-        let actual = bump_between(&before.version, &after.version);
         for c in &changes {
             findings.push(Finding::new(
                 c.severity,
@@ -358,36 +361,60 @@ pub fn diff_provided(
                 format!("{} ({})", c.message, c.location),
             ));
         }
-        if needed > actual && needed >= Bump::Minor {
-            let worst: Vec<String> = changes
-                .iter()
-                .filter(|c| c.required_bump == needed)
-                .map(|c| c.location.clone())
-                .collect();
-            findings.push(
-                Finding::new(
-                    if needed == Bump::Major {
-                        Severity::Error
-                    } else {
-                        Severity::Warn
-                    },
-                    "breaking.semver-violation",
-                    subject.clone(),
-                    format!(
-                        "api {} goes {} -> {} ({actual} bump) but its changes need a {needed} bump",
-                        before.name, before.version, after.version
-                    ),
-                )
-                .with_evidence(worst.join(", "))
-                .with_recipe(
-                    "release the change under a new major API version, or keep the old \
-                     behaviour until every consumer has moved",
-                ),
-            );
-        }
+        findings.extend(semver_violation(
+            &subject,
+            &before.name,
+            &before.version,
+            &after.version,
+            &changes,
+        ));
         all.extend(changes);
     }
     (findings, all)
+}
+
+/// The finding when `changes` to `api` need a bigger bump than its version got (`from` ->
+/// `to`), naming the changes that need it.
+pub(crate) fn semver_violation(
+    subject: &str,
+    api: &str,
+    from: &Version,
+    to: &Version,
+    changes: &[Change],
+) -> Option<Finding> {
+    let needed = changes
+        .iter()
+        .map(|c| c.required_bump)
+        .max()
+        .unwrap_or(Bump::None);
+    let actual = bump_between(from, to);
+    if needed <= actual || needed < Bump::Minor {
+        return None;
+    }
+    let worst: Vec<&str> = changes
+        .iter()
+        .filter(|c| c.required_bump == needed)
+        .map(|c| c.location.as_str())
+        .collect();
+    Some(
+        Finding::new(
+            if needed == Bump::Major {
+                Severity::Error
+            } else {
+                Severity::Warn
+            },
+            "breaking.semver-violation",
+            subject,
+            format!(
+                "api {api} goes {from} -> {to} ({actual} bump) but its changes need a {needed} bump"
+            ),
+        )
+        .with_evidence(worst.join(", "))
+        .with_recipe(
+            "release the change under a new major API version, or keep the old behaviour until \
+             every consumer has moved",
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -402,8 +429,8 @@ mod tests {
         }
     }
 
-    fn ids(changes: &[Change]) -> Vec<&'static str> {
-        changes.iter().map(|c| c.id).collect()
+    fn ids(changes: &[Change]) -> Vec<&str> {
+        changes.iter().map(|c| c.id.as_str()).collect()
     }
 
     #[test]
@@ -476,11 +503,11 @@ mod tests {
 
     #[test]
     fn breaking_without_major_is_a_semver_violation() {
-        let old = ProvidedApi {
-            name: "orders".into(),
-            version: Version::new(2, 1, 0),
-            endpoints: vec![ep("e", vec![], vec![Field::new("t", "int", true)])],
-        };
+        let old = ProvidedApi::new("orders", Version::new(2, 1, 0)).with_endpoints(vec![ep(
+            "e",
+            vec![],
+            vec![Field::new("t", "int", true)],
+        )]);
         let mut new = old.clone();
         new.version = Version::new(2, 2, 0);
         new.endpoints[0].response.clear();
@@ -505,11 +532,7 @@ mod tests {
 
     #[test]
     fn removed_api_is_an_error() {
-        let old = ProvidedApi {
-            name: "orders".into(),
-            version: Version::new(1, 0, 0),
-            endpoints: vec![],
-        };
+        let old = ProvidedApi::new("orders", Version::new(1, 0, 0));
         let (findings, _) = diff_provided("svc", &[old], &[]);
         assert_eq!(findings[0].code, "breaking.api-removed");
     }
