@@ -503,15 +503,21 @@ fn changes_other_tools_reported_count_for_every_release_passed() {
         (Severity::Error, "shop 1.1.0 api orders")
     );
     assert!(removed.message.contains("(orders GET /orders/{id})"));
-    let semver = result
+    let semver: Vec<_> = result
         .findings
         .iter()
-        .find(|f| f.code == "breaking.semver-violation")
-        .unwrap();
+        .filter(|f| f.code == "breaking.semver-violation")
+        .collect();
+    assert_eq!(
+        semver.len(),
+        1,
+        "one check per API over the move: {semver:?}"
+    );
     assert!(
-        semver.message.contains("2.1.0 -> 2.2.0 (minor bump)"),
+        semver[0].message.contains("2.1.0 -> 2.2.0 (minor bump)"),
         "{semver:?}"
     );
+    assert_eq!(semver[0].evidence, ["orders GET /orders/{id}"]);
 
     // An addition under a patch bump: a warning.
     let result = check("1.1.0", "1.2.0");

@@ -336,6 +336,17 @@ pub fn diff_provided(
     old: &[ProvidedApi],
     new: &[ProvidedApi],
 ) -> (Vec<Finding>, Vec<Change>) {
+    diff_provided_with(service, old, new, &BTreeMap::new())
+}
+
+/// [`diff_provided`], with the changes other tools reported for each API over the move
+/// (`reported`, by API name) counted in its semver check.
+pub(crate) fn diff_provided_with(
+    service: &str,
+    old: &[ProvidedApi],
+    new: &[ProvidedApi],
+    reported: &BTreeMap<&str, Vec<Change>>,
+) -> (Vec<Finding>, Vec<Change>) {
     let mut findings = Vec::new();
     let mut all = Vec::new();
     for before in old {
@@ -361,12 +372,16 @@ pub fn diff_provided(
                 format!("{} ({})", c.message, c.location),
             ));
         }
+        let mut counted = changes.clone();
+        if let Some(more) = reported.get(before.name.as_str()) {
+            counted.extend(more.iter().cloned());
+        }
         findings.extend(semver_violation(
             &subject,
             &before.name,
             &before.version,
             &after.version,
-            &changes,
+            &counted,
         ));
         all.extend(changes);
     }
@@ -375,7 +390,7 @@ pub fn diff_provided(
 
 /// The finding when `changes` to `api` need a bigger bump than its version got (`from` ->
 /// `to`), naming the changes that need it.
-pub(crate) fn semver_violation(
+fn semver_violation(
     subject: &str,
     api: &str,
     from: &Version,

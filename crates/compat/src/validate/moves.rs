@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use semver::Version;
 
-use crate::breaking::{Bump, Change, bump_between, diff_provided, semver_violation};
+use crate::breaking::{Bump, Change, bump_between, diff_provided_with};
 use crate::explain::Explanation;
 use crate::matrix::{ChangeKind, Effect, Rule};
 use crate::migration::{MigrationReport, analyze};
@@ -313,14 +313,13 @@ impl Validator {
     }
 
     /// Reports the changes another tool found in the APIs of the releases a move passes
-    /// (`passed`), and checks that each API's version rose enough for them from `old` to `new`.
-    fn check_reported(
+    /// (`passed`), and returns them by API, for the check of each API's version over the move.
+    fn reported_changes<'a>(
         service: &str,
-        passed: &[&Release],
-        (old, new): (Option<&Release>, &Release),
+        passed: &[&'a Release],
         findings: &mut Vec<Finding>,
         breaking: &mut Vec<(String, String)>,
-    ) {
+    ) -> BTreeMap<&'a str, Vec<Change>> {
         let mut by_api: BTreeMap<&str, Vec<Change>> = BTreeMap::new();
         for release in passed {
             for api in &release.provides {
@@ -338,24 +337,12 @@ impl Validator {
                     ));
                 }
                 by_api
-                    .entry(&api.name)
+                    .entry(api.name.as_str())
                     .or_default()
                     .extend(api.reported.iter().cloned());
             }
         }
-        for (name, changes) in by_api {
-            if let (Some(before), Some(after)) =
-                (old.and_then(|r| r.provided(name)), new.provided(name))
-            {
-                findings.extend(semver_violation(
-                    &format!("{service} api {name}"),
-                    name,
-                    &before.version,
-                    &after.version,
-                    &changes,
-                ));
-            }
-        }
+        by_api
     }
 
     pub(super) fn check_release_changes(
@@ -373,8 +360,18 @@ impl Validator {
         };
         let old_version = mv.from.iter().max();
         let old = old_version.and_then(|v| self.registry.release(service, v));
+        let from = old_version.cloned();
+        let passed: Vec<&Release> = self
+            .registry
+            .releases(service)
+            .filter(|r| {
+                from.as_ref().is_none_or(|f| &r.version > f) && &r.version <= target && !r.yanked
+            })
+            .collect();
+        let reported = Self::reported_changes(service, &passed, findings, breaking);
         if let Some(old) = old {
-            let (mut f, changes) = diff_provided(service, &old.provides, &new.provides);
+            let (mut f, changes) =
+                diff_provided_with(service, &old.provides, &new.provides, &reported);
             for c in changes.iter().filter(|c| c.severity >= Severity::Warn) {
                 breaking.push((
                     service.to_owned(),
@@ -405,15 +402,6 @@ impl Validator {
                 }
             }
         }
-        let from = old_version.cloned();
-        let passed: Vec<&Release> = self
-            .registry
-            .releases(service)
-            .filter(|r| {
-                from.as_ref().is_none_or(|f| &r.version > f) && &r.version <= target && !r.yanked
-            })
-            .collect();
-        Self::check_reported(service, &passed, (old, new), findings, breaking);
         for release in passed {
             for change in &release.breaking {
                 breaking.push((service.to_owned(), change.clone()));
