@@ -19,6 +19,10 @@
 //!   10.999.0 passes all nine stops. No target: the graph's edges used to be built one by
 //!   one, and at this size they would not fit in memory (4,000 releases took 5.7 s and 1.9 GB).
 //!   The building of the graph is timed beside it.
+//! - `migration`: the safety analysis of a migration of 2,400 PostgreSQL statements (additions,
+//!   concurrent indexes, a drop under a `serin:ignore` comment, backfills, and `SET STATISTICS`,
+//!   which the parser does not know and the analysis reads from its words), beside the
+//!   baseline of sqlparser's own `parse_sql` of the 2,000 statements it can read. No target.
 //!
 //! After criterion's own report, a summary table prints the mean of a few timed runs of each
 //! case next to its target.
@@ -30,11 +34,14 @@ use criterion::Criterion;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serin_compat::matrix::Requires;
+use serin_compat::migration;
 use serin_compat::path::{GraphBuilder, PathOptions, RequiredStop, Risk, Route, UpgradeGraph};
 use serin_compat::{
     Fleet, Matrix, Proposal, Registry, Release, Rule, Selector, UpgradeValidation, Validator,
     Verdict, Version,
 };
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
 
 const SEED: u64 = 0x5e41_c0a7;
 const SERVICES: usize = 10_000;
@@ -172,6 +179,30 @@ fn wide_graph_case() -> GraphBuilder {
     builder
 }
 
+const MIGRATION_STATEMENTS: usize = 2_400;
+
+/// A migration of `MIGRATION_STATEMENTS` statements; without the ones sqlparser cannot read
+/// when `readable_only`.
+fn migration_text(readable_only: bool) -> String {
+    (0..MIGRATION_STATEMENTS)
+        .filter_map(|i| {
+            let t = i / 6;
+            Some(match i % 6 {
+                0 => "SET lock_timeout = '1s';".to_owned(),
+                1 => format!("ALTER TABLE t{t} ADD COLUMN c{t} text;"),
+                2 => format!("CREATE INDEX CONCURRENTLY i{t} ON t{t} (c{t});"),
+                3 => {
+                    format!("-- serin:ignore ban-drop-column\nALTER TABLE t{t} DROP COLUMN old{t};")
+                }
+                4 => format!("UPDATE t{t} SET c{t} = 'x' WHERE id < 1000;"),
+                _ if readable_only => return None,
+                _ => format!("ALTER TABLE t{t} ALTER COLUMN c{t} SET STATISTICS 500;"),
+            })
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn validate(case: &FleetCase) -> UpgradeValidation {
     case.validator
         .validate(&case.fleet, &case.proposal)
@@ -210,6 +241,21 @@ fn main() {
     };
     assert_eq!(wide_path.stops.len(), 9, "{wide_path}");
 
+    let migration = migration_text(false);
+    let readable = migration_text(true);
+    let report = migration::analyze("bench", &migration).expect("analysis");
+    assert_eq!(report.statements.len(), MIGRATION_STATEMENTS);
+    assert!(
+        report
+            .findings()
+            .all(|(_, f)| f.ignored || f.rule == "backfill"),
+        "only backfills are reported, and the drop is ignored"
+    );
+    let parse_readable = || {
+        Parser::parse_sql(&PostgreSqlDialect {}, &readable).expect("the readable statements parse")
+    };
+    assert_eq!(parse_readable().len(), MIGRATION_STATEMENTS / 6 * 5);
+
     let mut group = criterion.benchmark_group("compat");
     group.sample_size(10);
     group.bench_function("validate 10k services / 50k constraints, 1k moving", |b| {
@@ -225,6 +271,12 @@ fn main() {
     });
     group.bench_function("route on 10k releases, * -> *, 9 stops", |b| {
         b.iter(|| black_box(wide.route(&wide_from, &wide_to, opts).expect("route")))
+    });
+    group.bench_function("analyze a migration of 2,400 statements", |b| {
+        b.iter(|| black_box(migration::analyze("bench", &migration).expect("analysis")))
+    });
+    group.bench_function("baseline: sqlparser parse_sql of 2,000 statements", |b| {
+        b.iter(|| black_box(parse_readable()))
     });
     group.finish();
     criterion.final_summary();
@@ -296,4 +348,29 @@ fn main() {
         t_wide_route,
     );
     untargeted("building that graph", 5, t_wide_build);
+    let t_analyze = mean_of(20, || {
+        black_box(migration::analyze("bench", &migration).expect("analysis"));
+    });
+    let t_parse = mean_of(20, || {
+        black_box(parse_readable());
+    });
+    untargeted(
+        &format!("migration safety analysis, {MIGRATION_STATEMENTS} statements"),
+        20,
+        t_analyze,
+    );
+    untargeted(
+        &format!(
+            "baseline: sqlparser parse_sql of the {} it reads",
+            MIGRATION_STATEMENTS / 6 * 5
+        ),
+        20,
+        t_parse,
+    );
+    println!(
+        "analysis ÷ parse: {:.2} (per statement {:.1} µs against {:.1} µs)",
+        t_analyze.as_secs_f64() / t_parse.as_secs_f64(),
+        t_analyze.as_secs_f64() * 1e6 / MIGRATION_STATEMENTS as f64,
+        t_parse.as_secs_f64() * 1e6 / (MIGRATION_STATEMENTS / 6 * 5) as f64
+    );
 }
