@@ -8,7 +8,7 @@ use serin_compat::matrix::{OneMinorAtATime, PairRule, Requires, Skew, Target};
 use serin_compat::path::{EdgeState, PathOptions, RequiredStop, Risk, Route, UpgradeGraph};
 use serin_compat::{
     Catalog, Fleet, Format, Matrix, Proposal, Registry, Release, Rule, Selector, Validator,
-    Verdict, migration, parse_version,
+    Verdict, breaking, migration, parse_version,
 };
 
 const SELECTORS: &[&str] = &[
@@ -518,6 +518,8 @@ proptest! {
         let _ = Selector::parse(&text, "x");
         let _ = parse_version(&text, "x");
         let _ = migration::analyze("fuzz", &text);
+        let _ = breaking::from_oasdiff("fuzz", &text);
+        let _ = breaking::from_buf("fuzz", &text);
         let _ = Fleet::from_yaml_str(&text);
         for format in [Format::Yaml, Format::Json, Format::Toml] {
             let _ = Catalog::parse(&text, format);
