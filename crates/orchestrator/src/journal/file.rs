@@ -201,7 +201,13 @@ impl FileJournal {
             return;
         };
         for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            // `<prefix><pid>` only: another journal's name may start with this one's.
+            let name = entry.file_name();
+            let pid = name
+                .to_string_lossy()
+                .strip_prefix(&prefix)
+                .map(str::to_owned);
+            if pid.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
                 let path = entry.path();
                 match std::fs::remove_file(&path) {
                     Ok(()) => tracing::info!(
@@ -540,6 +546,7 @@ mod tests {
         let dir = path.parent().expect("dir");
         std::fs::write(dir.join(".journal.jsonl.compact-4194999"), "partial").expect("write");
         std::fs::write(dir.join(".other.jsonl.compact-1"), "theirs").expect("write");
+        std::fs::write(dir.join(".journal.jsonl.compact-x.compact-7"), "theirs").expect("write");
 
         let done = j.compact(2).await.expect("compact");
         assert_eq!((done.kept, done.trimmed, done.records_dropped), (4, 2, 2));
@@ -576,6 +583,7 @@ mod tests {
         assert_eq!(
             names,
             [
+                ".journal.jsonl.compact-x.compact-7",
                 ".other.jsonl.compact-1",
                 "journal.jsonl",
                 "journal.jsonl.lock"
