@@ -25,6 +25,46 @@ mod rules;
 use read::parse;
 use rules::{Ctx, analyse_one, finding};
 
+/// Every rule a finding can name, for `serin:ignore` comments (one naming anything else is
+/// itself reported).
+pub const RULES: &[&str] = &[
+    "adding-exclusion-constraint",
+    "adding-field-with-default",
+    "adding-foreign-key-constraint",
+    "adding-not-nullable-field",
+    "adding-required-field",
+    "backfill",
+    "ban-concurrent-index-creation-in-transaction",
+    "ban-drop-column",
+    "ban-drop-database",
+    "ban-drop-not-null",
+    "ban-drop-object",
+    "ban-drop-schema",
+    "ban-drop-table",
+    "ban-truncate",
+    "ban-uncommitted-transaction",
+    "changing-column-type",
+    "changing-table-logging",
+    "changing-tablespace",
+    "constraint-missing-not-valid",
+    "disallowed-unique-constraint",
+    "ignore-names-unknown-rule",
+    "ignore-without-rules",
+    "not-analysed",
+    "prefer-repack",
+    "renaming-column",
+    "renaming-enum-value",
+    "renaming-table",
+    "require-concurrent-index-creation",
+    "require-concurrent-index-deletion",
+    "require-concurrent-partition-detach",
+    "require-concurrent-refresh",
+    "require-concurrent-reindex",
+    "require-lock-timeout",
+    "transaction-nesting",
+    "unparsable-statement",
+];
+
 /// How a statement behaves while the old version keeps running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -210,6 +250,20 @@ pub fn analyze(name: &str, sql: &str) -> Result<MigrationReport> {
                             g.line
                         ),
                         "name the rules it is meant to silence: `-- serin:ignore rule-a, rule-b`",
+                    ));
+                }
+                for rule in g.rules.iter().filter(|r| !RULES.contains(&r.as_str())) {
+                    findings.push(finding(
+                        "ignore-names-unknown-rule",
+                        Severity::Warn,
+                        Safety::Safe,
+                        format!(
+                            "the serin:ignore comment on line {} names {rule:?}, which is no \
+                             rule, so it silences nothing",
+                            g.line
+                        ),
+                        "copy the rule's name from its finding (the rules are listed in \
+                         `serin_compat::migration::RULES`)",
                     ));
                 }
             }
@@ -498,6 +552,18 @@ mod tests {
     }
 
     #[test]
+    fn the_rule_list_is_sorted_and_whole() {
+        assert!(
+            RULES.windows(2).all(|w| w[0] < w[1]),
+            "sorted, no duplicates"
+        );
+        // `finding` asserts (in debug builds) that each rule it is given is listed, so every
+        // test that reaches a rule checks the list.
+        let got = rules("ALTER TABLE t DROP COLUMN c; UPDATE t SET c = 1");
+        assert!(got.iter().all(|r| RULES.contains(&r.as_str())), "{got:?}");
+    }
+
+    #[test]
     fn phases() {
         let r = analyze(
             "m",
@@ -602,6 +668,29 @@ mod tests {
         assert!(
             !r.statements[5].findings[0].ignored,
             "not a serin:ignore comment"
+        );
+        // A rule name that is no rule is reported, and silences nothing.
+        let r = analyze(
+            "m",
+            "SET lock_timeout = '1s';\n-- serin:ignore ban-drop-colum\nALTER TABLE t DROP COLUMN c",
+        )
+        .unwrap();
+        let rules: Vec<_> = r.statements[1]
+            .findings
+            .iter()
+            .map(|f| (f.rule.as_str(), f.ignored))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                ("ban-drop-column", false),
+                ("ignore-names-unknown-rule", false)
+            ]
+        );
+        assert!(
+            r.statements[1].findings[1]
+                .message
+                .contains("\"ban-drop-colum\"")
         );
     }
 

@@ -19,6 +19,7 @@ pub(super) fn finding(
     message: String,
     recipe: &str,
 ) -> SqlFinding {
+    debug_assert!(super::RULES.contains(&rule), "{rule} is missing from RULES");
     SqlFinding {
         rule: rule.to_owned(),
         severity,
