@@ -9,6 +9,7 @@
 //! buf found in the real specs are read with [`from_oasdiff`] and [`from_buf`] and count the
 //! same way.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -372,10 +373,10 @@ pub(crate) fn diff_provided_with(
                 format!("{} ({})", c.message, c.location),
             ));
         }
-        let mut counted = changes.clone();
-        if let Some(more) = reported.get(before.name.as_str()) {
-            counted.extend(more.iter().cloned());
-        }
+        let counted = match reported.get(before.name.as_str()) {
+            Some(more) => Cow::Owned(changes.iter().chain(more).cloned().collect()),
+            None => Cow::Borrowed(&changes),
+        };
         findings.extend(semver_violation(
             &subject,
             &before.name,

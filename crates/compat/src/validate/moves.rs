@@ -322,7 +322,7 @@ impl Validator {
     ) -> BTreeMap<&'a str, Vec<Change>> {
         let mut by_api: BTreeMap<&str, Vec<Change>> = BTreeMap::new();
         for release in passed {
-            for api in &release.provides {
+            for api in release.provides.iter().filter(|a| !a.reported.is_empty()) {
                 let subject = format!("{service} {} api {}", release.version, api.name);
                 for c in &api.reported {
                     let what = format!("{} ({})", c.message, c.location);
