@@ -69,7 +69,9 @@
 //!   the proxy's measurements every `--interval`; **`metrics`** measures once over
 //!   `--duration`; **`health-check`** probes once.
 //! - **Output:** text for people, with progress bars on stderr when stdout and stderr are
-//!   terminals; `--output json` prints exactly one JSON document on stdout per command — a
+//!   terminals; a deployment's events are lines on stderr, and when none has come for 10 s
+//!   (then 20 s, 40 s, ...) a line says so, with the canary's last decision to hold if it
+//!   holds; `--output json` prints exactly one JSON document on stdout per command — a
 //!   deployment's or rollback's is the orchestrator's `Report`; an error's is
 //!   `{"error": ..., "exitCode": ...}` (errors the argument parser finds are printed by it, on
 //!   stderr only).

@@ -109,33 +109,65 @@ fn behaviour(d: &DeployArgs, recorded: Behaviour) -> Result<Behaviour, CliError>
     Ok(b)
 }
 
-/// Shows a running deployment: its events as lines, its phase and weight on a bar.
+/// After how long without a line the display says what it is waiting on; each next note waits
+/// twice as long.
+const FIRST_QUIET_NOTE: Duration = Duration::from_secs(10);
+
+fn is_hold(kind: &EventKind) -> bool {
+    matches!(kind, EventKind::AnalysisResult { decision }
+        if decision.action == serin_canary::controller::Action::Hold)
+}
+
+/// Shows a running deployment: its events as lines, its phase and weight on a bar. Decisions
+/// to hold are not printed (they come at every change of their reason), but when nothing has
+/// been printed for a while (a canary without traffic, an analysis that stays inconclusive) a
+/// line says so, with the last of them.
 fn show_events(
     ui: Ui,
     bar: ProgressBar,
     mut events: broadcast::Receiver<Event>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let (mut since, mut quiet) = (tokio::time::Instant::now(), FIRST_QUIET_NOTE);
+        let mut last_hold: Option<String> = None;
         loop {
-            match events.recv().await {
-                Ok(e) => {
-                    if let EventKind::PhaseChanged { phase } = &e.kind {
-                        bar.set_prefix(phase.to_string());
+            tokio::select! {
+                received = events.recv() => match received {
+                    Ok(e) => {
+                        if let EventKind::PhaseChanged { phase } = &e.kind {
+                            bar.set_prefix(phase.to_string());
+                        }
+                        if let Some(w) = weight_of(&e.kind) {
+                            bar.set_position(w);
+                        }
+                        match &e.kind {
+                            kind if is_hold(kind) => {
+                                last_hold = Some(kind.to_string());
+                                continue;
+                            }
+                            // What the canary waits on lasts until it moves on.
+                            EventKind::AnalysisResult { .. }
+                            | EventKind::PhaseChanged { .. }
+                            | EventKind::WeightChanged { .. } => last_hold = None,
+                            _ => {}
+                        }
+                        let line = format!("  {} {}", e.at, e.kind);
+                        bar.set_message(e.kind.to_string().chars().take(60).collect::<String>());
+                        ui.note(&bar, &line);
+                        (since, quiet) = (tokio::time::Instant::now(), FIRST_QUIET_NOTE);
                     }
-                    if let Some(w) = weight_of(&e.kind) {
-                        bar.set_position(w);
-                    }
-                    if let EventKind::AnalysisResult { decision } = &e.kind
-                        && decision.action == serin_canary::controller::Action::Hold
-                    {
-                        continue;
-                    }
-                    let line = format!("  {} {}", e.at, e.kind);
-                    bar.set_message(e.kind.to_string().chars().take(60).collect::<String>());
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                () = tokio::time::sleep_until(since + quiet) => {
+                    let waited = humantime::format_duration(Duration::from_secs(quiet.as_secs()));
+                    let line = match &last_hold {
+                        Some(hold) => format!("  ... nothing new for {waited}; still {hold}"),
+                        None => format!("  ... nothing new for {waited}"),
+                    };
                     ui.note(&bar, &line);
+                    quiet = quiet.saturating_mul(2);
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => break,
             }
         }
     })

@@ -635,6 +635,35 @@ fn bad_config_and_bad_flags_exit_2_naming_the_field() {
 }
 
 #[test]
+fn a_canary_that_waits_on_missing_data_says_so_while_it_waits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    sim(d)
+        .args(["deploy", "--version", "1.0.0"])
+        .assert()
+        .success();
+    // One request a hundred seconds: the analysis stays inconclusive until the deadline.
+    let out = sim(d)
+        .args(["deploy-canary", "--version", "1.1.0", "--load-rps", "0.01"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8_lossy(&out);
+    for needle in [
+        "... nothing new for 10s; still analysis: Hold",
+        "... nothing new for 20s; still analysis: Hold",
+        "No data for the baseline and the canary",
+    ] {
+        assert!(err.contains(needle), "{needle:?} in:\n{err}");
+    }
+    // Each quiet stretch is noted at 10 s, 20 s, 40 s, ...: a few lines an hour, not one a tick.
+    let notes = err.matches("... nothing new for").count();
+    assert!((5..=60).contains(&notes), "{notes} notes in:\n{err}");
+}
+
+#[test]
 fn the_env_file_gives_the_brief_variables_and_the_environment_wins() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
