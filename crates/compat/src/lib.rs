@@ -9,8 +9,9 @@
 //! - [`validate`]: checks a proposed change of a [`Fleet`] at every intermediate state and
 //!   finds a safe order.
 //! - [`explain`]: derivations ("because ..., so ...").
-//! - [`breaking`]: API surface diffs and semver checks.
-//! - [`migration`]: SQL migration safety (PostgreSQL).
+//! - [`breaking`]: API surface diffs and semver checks, and the findings of oasdiff and buf.
+//! - [`migration`]: SQL migration safety (PostgreSQL), with `-- serin:ignore` for findings
+//!   reviewed by hand.
 //! - [`path`]: upgrade graphs with blocked/conditional edges and required stops.
 //! - [`steps`]: the pre/post-upgrade checklist.
 //! - [`validation`]: the result, [`UpgradeValidation`].
