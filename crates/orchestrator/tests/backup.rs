@@ -302,6 +302,8 @@ async fn a_failed_verification_is_an_error() {
             assert!(msg.contains("left unchanged"), "{msg}");
             assert_eq!(fingerprint(&db).await, changed);
         }
+        // A template-mode backup is a database of the server's: it goes with the backup.
+        pg.delete(&id).await.unwrap();
         db.drop().await;
     }
 }
@@ -535,5 +537,56 @@ async fn a_template_restore_recreates_a_dropped_database() {
     pg.restore(&id).await.unwrap();
     assert_eq!(fingerprint(&db).await, before);
     pg.delete(&id).await.unwrap();
+    db.drop().await;
+}
+
+/// Two backup directories of one database hand out the same ids at the same moment; in template
+/// mode both backups' snapshot databases must still differ, and each restores its own state.
+#[tokio::test(start_paused = true)]
+async fn two_directories_of_one_database_do_not_collide_on_snapshot_names() {
+    let Some(server) = server("two_directories") else {
+        return;
+    };
+    let db = Db::plain(&server, "two_dirs").await;
+    let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Paused time: both clocks read the same millisecond for every backup.
+    let at = serin_signals::Timestamp::from_millis(1_800_000_000_000);
+    let provider = |store: &std::path::Path| {
+        PostgresBackup::new(
+            PostgresSettings::new(db.connection(), store).with_mode(PostgresMode::Template),
+        )
+        .unwrap()
+        .with_clock(serin_orchestrator::Clock::starting_at(at))
+    };
+    let (a, b) = (provider(first.path()), provider(second.path()));
+    let marker = Marker(&db);
+    marker.set("a").await;
+    let id_a = a.backup("shop", "first directory").await.unwrap();
+    marker.set("b").await;
+    let id_b = b.backup("shop", "second directory").await.unwrap();
+    // The second directory passed over the id whose snapshot the first one holds.
+    assert_eq!(id_a, "shop-1800000000000-000");
+    assert_eq!(id_b, "shop-1800000000000-001");
+    assert_ne!(a.snapshot_database(&id_a), b.snapshot_database(&id_b));
+    marker.set("c").await;
+    b.restore(&id_b).await.unwrap();
+    assert_eq!(marker.get().await, "b");
+    a.restore(&id_a).await.unwrap();
+    assert_eq!(marker.get().await, "a");
+    // The id passed over is free again in the second directory's catalog, and nothing of it
+    // was left there.
+    assert_eq!(
+        b.list("shop")
+            .await
+            .unwrap()
+            .iter()
+            .map(|i| i.id.as_str())
+            .collect::<Vec<_>>(),
+        [id_b.as_str()]
+    );
+    assert!(!second.path().join(format!("{id_a}.pending")).exists());
+    a.delete(&id_a).await.unwrap();
+    b.delete(&id_b).await.unwrap();
+    assert!(!db.database_exists(&a.snapshot_database(&id_a)).await);
     db.drop().await;
 }

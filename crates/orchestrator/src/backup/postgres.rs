@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use serin_signals::Timestamp;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -24,6 +25,9 @@ use crate::orchestrator::Clock;
 /// The subject of the check that records a dump file's size and SHA-256; its presence marks a
 /// backup taken as a dump.
 const DUMP_CHECK: &str = "dump";
+
+/// How many ids a template-mode backup passes over because their snapshot database exists.
+const MAX_SNAPSHOT_IDS_SKIPPED: usize = 16;
 
 /// Where and as whom to connect. The password, if any, reaches the client programs only
 /// through `PGPASSWORD` in their environment; it is never serialized, logged or shown by
@@ -753,13 +757,13 @@ impl PostgresBackup {
         )
         .await
         .map_err(|e| {
-            // Ids are unique per backup directory: a second directory of the same database
-            // can hand out an id whose snapshot the first already holds.
+            // `claim` passed over the ids whose snapshots existed; one that appeared since
+            // (another directory of the same database, at the same moment) is in the way.
             let reason = if e.to_string().contains("already exists") {
                 format!(
                     "snapshot database `{snap}` of backup `{id}` already exists: another backup \
-                     directory of database `{}` took the same id (keep one backup directory \
-                     per database): {e}",
+                     directory of database `{}` took the same id at the same moment; try \
+                     again: {e}",
                     self.db()
                 )
             } else {
@@ -812,6 +816,33 @@ impl PostgresBackup {
             )
             .await?;
         Ok(out.trim() != "0")
+    }
+
+    /// Claims an id for a backup of `service` taken at `at`. In template mode the id must also
+    /// name a snapshot database that does not exist yet: ids are unique within one backup
+    /// directory, and another directory of the same database hands out the same ones, so its
+    /// snapshot may hold the name. Such ids stay claimed until a free one is found, so that the
+    /// catalog hands out the next.
+    async fn claim(&self, service: &str, at: Timestamp, template: bool) -> Result<String> {
+        let mut passed = Vec::new();
+        let claimed = loop {
+            let id = match self.catalog.claim(service, at).await {
+                Ok(id) => id,
+                Err(e) => break Err(e),
+            };
+            if !template || passed.len() == MAX_SNAPSHOT_IDS_SKIPPED {
+                break Ok(id);
+            }
+            // A check that fails leaves the copy itself to fail, with the server's reason.
+            match self.database_exists(&self.database_for("snap", &id)).await {
+                Ok(true) => passed.push(id),
+                Ok(false) | Err(_) => break Ok(id),
+            }
+        };
+        for id in passed {
+            self.catalog.release(&id).await;
+        }
+        claimed
     }
 
     async fn database_size(&self, name: &str) -> Result<u64> {
@@ -982,9 +1013,9 @@ impl BackupProvider for PostgresBackup {
 
     async fn backup(&self, service: &str, label: &str) -> Result<String> {
         let created_at = self.clock.now();
-        let id = self.catalog.claim(service, created_at).await?;
-        let started = tokio::time::Instant::now();
         let template = self.settings.mode == PostgresMode::Template;
+        let id = self.claim(service, created_at, template).await?;
+        let started = tokio::time::Instant::now();
         let taken = if template {
             self.take_template(&id).await
         } else {
