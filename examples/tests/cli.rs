@@ -694,7 +694,9 @@ fn an_upgrade_the_catalog_refuses_is_blocked_with_exit_3() {
     let d = dir.path();
     std::fs::write(
         d.join("catalog.yaml"),
-        "registry:\n  services:\n    demo: { releases: [ {version: 1.0.0}, {version: 1.1.0}, {version: 1.2.0} ] }\n\
+        "registry:\n  services:\n    demo: { releases: [ {version: 1.0.0}, {version: 1.1.0,\n\
+         \x20     migrations: [ {name: '0011', sql: \"SET lock_timeout = '1s'; ALTER TABLE t DROP COLUMN c\"} ] },\n\
+         \x20     {version: 1.2.0} ] }\n\
          rules:\n  - oneMinorAtATime: {service: demo}\n",
     )
     .expect("write");
@@ -707,11 +709,20 @@ fn an_upgrade_the_catalog_refuses_is_blocked_with_exit_3() {
         .args(["deploy", "--version", "1.0.0"])
         .assert()
         .success();
+    // The dry run lists the errors that block a change, and the warnings of one that passes.
     with_catalog(d)
         .args(["plan", "--version", "1.2.0"])
         .assert()
         .code(3)
-        .stdout(predicate::str::contains("BLOCKED"));
+        .stdout(predicate::str::contains("validation: BLOCKED — demo"));
+    with_catalog(d)
+        .args(["plan", "--version", "1.1.0"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "validation: OkWithWarnings — demo 1.1.0 migration 0011 statement 2 (line 1, column \
+             26) (sql.ban-drop-column): dropping column(s) c of t",
+        ));
     let out = with_catalog(d)
         .args(["deploy", "--version", "1.2.0", "--output", "json"])
         .assert()

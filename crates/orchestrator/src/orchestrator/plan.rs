@@ -59,6 +59,24 @@ impl fmt::Display for DeploymentPlan {
     }
 }
 
+/// What a plan's validation line lists: the errors of a blocked change, the warnings of an
+/// allowed one (`subject (code): message`, joined by `; `).
+fn findings_worth_listing(val: &serin_compat::UpgradeValidation) -> Option<String> {
+    use serin_compat::Severity;
+    let floor = if val.is_allowed() {
+        Severity::Warn
+    } else {
+        Severity::Error
+    };
+    let listed: Vec<String> = val
+        .findings
+        .iter()
+        .filter(|f| f.severity >= floor)
+        .map(|f| format!("{} ({}): {}", f.subject, f.code, f.message))
+        .collect();
+    (!listed.is_empty()).then(|| listed.join("; "))
+}
+
 impl Orchestrator {
     /// The dry run: for every target service, in the order [`run`](Self::run) would start
     /// them, what runs, where the new version would go and the ordered steps. Each service is
@@ -84,18 +102,18 @@ impl Orchestrator {
                     let proposal =
                         serin_compat::Proposal::new().with(service.clone(), to.version.clone());
                     match v.validate_on(fleet, &proposal) {
-                        Ok(val) if val.is_allowed() => {
-                            checklist = val.steps.clone();
-                            format!("validation: {:?}", val.verdict)
+                        Ok(val) => {
+                            let head = if val.is_allowed() {
+                                checklist = val.steps.clone();
+                                format!("validation: {:?}", val.verdict)
+                            } else {
+                                "validation: BLOCKED".to_owned()
+                            };
+                            match findings_worth_listing(&val) {
+                                Some(listed) => format!("{head} — {listed}"),
+                                None => head,
+                            }
                         }
-                        Ok(val) => format!(
-                            "validation: BLOCKED — {}",
-                            val.findings
-                                .iter()
-                                .map(|f| f.message.clone())
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        ),
                         Err(e) => format!("validation: BLOCKED — {e}"),
                     }
                 }
