@@ -160,7 +160,7 @@ fn show_events(
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
                 () = tokio::time::sleep_until(since + quiet) => {
-                    let waited = humantime::format_duration(Duration::from_secs(quiet.as_secs()));
+                    let waited = humantime::format_duration(quiet);
                     let line = match &last_hold {
                         Some(hold) => format!("  ... nothing new for {waited}; still {hold}"),
                         None => format!("  ... nothing new for {waited}"),
