@@ -626,6 +626,14 @@ mod tests {
         );
     }
 
+    /// Each finding of `s` as its rule and whether a comment ignored it.
+    fn rules_and_ignored(s: &StatementReport) -> Vec<(&str, bool)> {
+        s.findings
+            .iter()
+            .map(|f| (f.rule.as_str(), f.ignored))
+            .collect()
+    }
+
     #[test]
     fn ignore_comments_silence_the_named_rules_of_their_statement() {
         let sql = "SET lock_timeout = '1s';
@@ -655,13 +663,8 @@ mod tests {
             (Safety::Safe, Some(Phase::Expand))
         );
         // The comment after `;` belongs to the next statement, and names nothing.
-        let rules: Vec<_> = r.statements[4]
-            .findings
-            .iter()
-            .map(|f| (f.rule.as_str(), f.ignored))
-            .collect();
         assert_eq!(
-            rules,
+            rules_and_ignored(&r.statements[4]),
             [("ban-drop-column", false), ("ignore-without-rules", false)]
         );
         assert!(r.statements[4].findings[1].message.contains("line 5"));
@@ -675,13 +678,8 @@ mod tests {
             "SET lock_timeout = '1s';\n-- serin:ignore ban-drop-colum\nALTER TABLE t DROP COLUMN c",
         )
         .unwrap();
-        let rules: Vec<_> = r.statements[1]
-            .findings
-            .iter()
-            .map(|f| (f.rule.as_str(), f.ignored))
-            .collect();
         assert_eq!(
-            rules,
+            rules_and_ignored(&r.statements[1]),
             [
                 ("ban-drop-column", false),
                 ("ignore-names-unknown-rule", false)
