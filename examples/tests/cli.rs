@@ -161,6 +161,18 @@ fn result(report: &Value) -> &str {
     report["outcome"]["result"].as_str().unwrap_or("unfinished")
 }
 
+/// `logs` on the simulated fleet in `dir` shows 1.1.0's promotion and a rollback.
+fn logs_show_the_promotion_and_the_rollback(dir: &Path) {
+    sim(dir)
+        .args(["logs"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "completed: 1.1.0 serves all traffic",
+        ))
+        .stdout(predicate::str::contains("rolled back"));
+}
+
 fn status(dir: &Path, backend: &[&str]) -> Value {
     succeeds_with_json(cli(dir).args(backend), &["status"])
 }
@@ -347,14 +359,7 @@ fn deploy_status_logs_and_rollbacks_work_across_invocations_on_the_simulated_fle
     assert!(s["interrupted"].is_null(), "{s}");
 
     // The journal holds every deployment's events.
-    sim(d)
-        .args(["logs"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(
-            "completed: 1.1.0 serves all traffic",
-        ))
-        .stdout(predicate::str::contains("rolled back"));
+    logs_show_the_promotion_and_the_rollback(d);
     let out = sim(d)
         .args(["logs", "--deployment", &canary_id, "--output", "json"])
         .assert()
@@ -401,14 +406,7 @@ fn deploy_status_logs_and_rollbacks_work_across_invocations_on_the_simulated_fle
         "{left} of {}",
         timeline.len()
     );
-    sim(d)
-        .args(["logs"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(
-            "completed: 1.1.0 serves all traffic",
-        ))
-        .stdout(predicate::str::contains("rolled back"));
+    logs_show_the_promotion_and_the_rollback(d);
     assert_eq!(status(d, &["--backend", "sim"])["lastPhase"], "finished");
 
     // Rollback goes back to the version before 1.1.0.
