@@ -540,7 +540,7 @@ proptest! {
         Just("TYPE"), Just("FOREIGN"), Just("KEY"), Just("REFERENCES"), Just("u"), Just(","),
         Just("SCHEMA"), Just("TABLESPACE"), Just("STATISTICS"), Just("-1"), Just("."),
         Just("\n-- serin:ignore ban-drop-column\n"), Just("/* serin:ignore-file */"),
-        Just("'ü"), Just("\n"),
+        Just("'ü"), Just("\n"), Just("FUNCTION"), Just("ATOMIC"), Just("CASE"), Just("END"),
     ], 0..30)) {
         let sql = words.join(" ");
         if let Ok(report) = migration::analyze("gen", &sql) {

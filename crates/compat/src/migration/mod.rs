@@ -613,6 +613,44 @@ mod tests {
     }
 
     #[test]
+    fn a_routine_body_is_one_statement_and_its_end_no_commit() {
+        let sql = "SET lock_timeout = '1s';\nBEGIN;\n\
+                   CREATE OR REPLACE FUNCTION f(a int) RETURNS int LANGUAGE SQL\nBEGIN ATOMIC\n  \
+                   SELECT CASE WHEN a > 0 THEN a END;\n  SELECT (CASE a WHEN 1 THEN 2 END);\nEND;\n\
+                   CREATE INDEX CONCURRENTLY i ON t (c);\nCOMMIT;";
+        let r = analyze("m", sql).unwrap();
+        let texts: Vec<&str> = r.statements.iter().map(|s| s.sql.as_str()).collect();
+        assert_eq!(texts.len(), 5, "{texts:?}");
+        assert!(
+            texts[2].starts_with("CREATE OR REPLACE FUNCTION") && texts[2].ends_with("END"),
+            "{texts:?}"
+        );
+        assert_eq!(r.statements[2].findings[0].rule, "not-analysed");
+        // The body's END did not end the transaction the file began.
+        assert_eq!(
+            r.statements[3].findings[0].rule,
+            "ban-concurrent-index-creation-in-transaction"
+        );
+        assert!(r.statements[4].findings.is_empty());
+        // A body left open runs to the end of the file, as psql reads it.
+        let r = analyze(
+            "m",
+            "CREATE PROCEDURE p() BEGIN ATOMIC SELECT 1; DROP TABLE t;",
+        )
+        .unwrap();
+        assert_eq!(r.statements.len(), 1);
+        assert_eq!(r.statements[0].findings[0].rule, "unparsable-statement");
+        // Outside a routine, BEGIN is a transaction and `;` ends statements as before.
+        assert_eq!(
+            analyze("m", "BEGIN; SELECT 1; END;")
+                .unwrap()
+                .statements
+                .len(),
+            3
+        );
+    }
+
+    #[test]
     fn text_that_cannot_be_split_names_migration_and_position() {
         let err = analyze(
             "0007_bad",

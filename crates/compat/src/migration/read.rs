@@ -264,7 +264,48 @@ fn read_statement(parser: &mut Parser<'_>) -> std::result::Result<Parsed, Parser
     Ok(parsed)
 }
 
-/// Splits a migration into statements at its `;` tokens and reads each on its own, so a
+/// Follows a statement's words to tell whether a `;` ends it: not inside the SQL-standard body
+/// of a routine (`CREATE FUNCTION ... BEGIN ATOMIC ...; ...; END`, PostgreSQL 14+). The rule is
+/// psql's, so statements end where they end when psql runs the file: in a statement that
+/// defines a function or procedure, outside parentheses, `BEGIN` opens a block, `CASE` opens
+/// one inside a block (it ends with `END` too) and `END` closes one.
+#[derive(Default)]
+struct Boundary {
+    parens: usize,
+    blocks: usize,
+}
+
+impl Boundary {
+    /// Follows `token`, which comes after the statement's tokens so far (`before`).
+    fn follow(&mut self, before: &[TokenWithSpan], token: &Token) {
+        match token {
+            Token::LParen => self.parens += 1,
+            Token::RParen => self.parens = self.parens.saturating_sub(1),
+            Token::Word(w) if self.parens == 0 && defines_routine(before) => match w.keyword {
+                Keyword::BEGIN => self.blocks += 1,
+                Keyword::CASE if self.blocks > 0 => self.blocks += 1,
+                Keyword::END => self.blocks = self.blocks.saturating_sub(1),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    fn inside_body(&self) -> bool {
+        self.blocks > 0
+    }
+}
+
+/// Whether a statement starts `CREATE [OR REPLACE] FUNCTION | PROCEDURE`.
+fn defines_routine(tokens: &[TokenWithSpan]) -> bool {
+    let mut w = Words { tokens, at: 0 };
+    w.keyword("CREATE")
+        && (!w.keyword("OR") || w.keyword("REPLACE"))
+        && (w.keyword("FUNCTION") || w.keyword("PROCEDURE"))
+}
+
+/// Splits a migration into statements at its `;` tokens (except inside a routine's body, see
+/// [`Boundary`]) and reads each on its own, so a
 /// statement the parser does not know leaves the others analysed. Only text that cannot be
 /// tokenized at all (an unterminated string or comment) is an error. Also returns the
 /// file-wide ignores.
@@ -279,13 +320,14 @@ pub(super) fn parse(name: &str, sql: &str) -> Result<(Vec<Written>, Vec<Ignore>)
     let positions = Positions::new(sql);
     let (mut statements, mut file_wide) = (Vec::new(), Vec::new());
     let (mut chunk, mut ignores): (Vec<TokenWithSpan>, _) = (Vec::new(), Vec::new());
+    let mut boundary = Boundary::default();
     // The parser's end of input takes the position of the `;` (or of the text's end), so its
     // messages about a statement cut short say where.
     let text_end = tokens.last().map_or(Location::new(1, 1), |t| t.span.end);
-    let end = TokenWithSpan::new(Token::SemiColon, Span::new(text_end, text_end));
+    let end = TokenWithSpan::new(Token::EOF, Span::new(text_end, text_end));
     for t in tokens.into_iter().chain(std::iter::once(end)) {
         match &t.token {
-            Token::SemiColon => {
+            Token::SemiColon | Token::EOF if t.token == Token::EOF || !boundary.inside_body() => {
                 let Some(first) = chunk.first() else { continue };
                 let (line, column) = (first.span.start.line, first.span.start.column);
                 let text = positions.text(&chunk);
@@ -303,6 +345,7 @@ pub(super) fn parse(name: &str, sql: &str) -> Result<(Vec<Written>, Vec<Ignore>)
                     parsed,
                 });
                 chunk = Vec::new();
+                boundary = Boundary::default();
             }
             Token::Whitespace(
                 Whitespace::SingleLineComment { comment, .. }
@@ -317,7 +360,10 @@ pub(super) fn parse(name: &str, sql: &str) -> Result<(Vec<Written>, Vec<Ignore>)
                 }
             }
             Token::Whitespace(_) => {}
-            _ => chunk.push(t),
+            _ => {
+                boundary.follow(&chunk, &t.token);
+                chunk.push(t);
+            }
         }
     }
     Ok((statements, file_wide))
