@@ -541,6 +541,7 @@ proptest! {
         Just("SCHEMA"), Just("TABLESPACE"), Just("STATISTICS"), Just("-1"), Just("."),
         Just("\n-- serin:ignore ban-drop-column\n"), Just("/* serin:ignore-file */"),
         Just("'ü"), Just("\n"), Just("FUNCTION"), Just("ATOMIC"), Just("CASE"), Just("END"),
+        Just("SEQUENCE"), Just("VACUUM"), Just("FULL"), Just("DO"), Just("$$ x $$"), Just("LIKE"),
     ], 0..30)) {
         let sql = words.join(" ");
         if let Ok(report) = migration::analyze("gen", &sql) {

@@ -173,8 +173,12 @@ impl MigrationReport {
 
 /// Parses and classifies a migration.
 ///
-/// Each statement is read on its own, so one the parser does not know is reported
-/// (`unparsable-statement`, an error) and the others are still analysed. Text that cannot be
+/// Statements end at `;`, except inside a routine's `BEGIN ATOMIC ... END` body (as psql splits
+/// them), and each is read on its own. Forms that `pg_dump` and migration tools write but the
+/// parser lacks (`ALTER SEQUENCE`, `VACUUM ANALYZE`, `CREATE TABLE ... (LIKE ...)`, `DO`
+/// blocks, whose bodies are reported as not analysed) are recognised from their words; any
+/// other statement the parser does not know is reported (`unparsable-statement`, an error) and
+/// the others are still analysed. Text that cannot be
 /// split into statements at all (an unterminated string or comment) is an error naming the
 /// migration and the line and column.
 ///
@@ -433,6 +437,9 @@ mod tests {
                 "ALTER TABLE IF EXISTS ONLY t SET TABLESPACE fast",
                 "changing-tablespace",
             ),
+            ("VACUUM (FULL, ANALYZE) t", "prefer-repack"),
+            ("VACUUM FULL ANALYZE t (a, b)", "prefer-repack"),
+            ("DO $$ BEGIN UPDATE t SET c = 1; END $$", "not-analysed"),
         ];
         for (sql, rule) in cases {
             let got = rules(sql);
@@ -456,10 +463,25 @@ mod tests {
             "ALTER TABLE \"T\" ALTER c SET STATISTICS -1",
             "ALTER TABLE t ALTER COLUMN c SET STORAGE EXTERNAL",
             "ALTER TABLE ONLY t ALTER COLUMN c SET COMPRESSION lz4",
+            // Forms `pg_dump` writes, read from their words.
+            "ALTER SEQUENCE public.t_id_seq OWNED BY public.t.id",
+            "ALTER SEQUENCE IF EXISTS s RESTART WITH 100",
+            "ALTER TABLE ONLY t ALTER COLUMN id SET DEFAULT nextval('t_id_seq'::regclass)",
+            "CREATE STATISTICS s (dependencies) ON a, b FROM t",
+            "VACUUM ANALYZE t",
+            "VACUUM (FULL false, PARALLEL 4) t, u",
+            "CREATE TABLE IF NOT EXISTS c (LIKE t INCLUDING ALL); CREATE INDEX i ON c (a)",
         ] {
             let r = analyze("m", &format!("SET lock_timeout = '1s'; {sql}")).unwrap();
             assert_eq!(r.findings().count(), 0, "{sql}: {r:?}");
         }
+        // A DO block's body is not read: a warning that says so, which blocks nothing.
+        let r = analyze("m", "DO LANGUAGE plpgsql $$ BEGIN PERFORM 1; END $$").unwrap();
+        let f = &r.statements[0].findings[0];
+        assert_eq!(
+            (f.rule.as_str(), f.severity),
+            ("not-analysed", Severity::Warn)
+        );
         // CLUSTER, which the parser does not know, is one statement of its own.
         let r = analyze("m", "CLUSTER t;\nALTER TABLE t ADD COLUMN c text;").unwrap();
         assert_eq!(r.statements.len(), 2);

@@ -18,16 +18,16 @@ pub(super) enum Parsed {
     },
     /// `CLUSTER ...`, which the parser does not know either.
     Cluster,
-    /// An `ALTER TABLE` form the parser does not know, read from its words.
-    AlterByWords(AlterByWords),
+    /// A statement the parser does not know, read from its words.
+    ByWords(ByWords),
     /// A statement the parser could not read, with its message.
     Unreadable(String),
 }
 
-/// `ALTER TABLE` forms that PostgreSQL migrations use but the parser does not know, recognised
-/// from their words so that they are classified rather than reported unreadable.
+/// Statements that PostgreSQL migrations (and `pg_dump`) use but the parser does not know,
+/// recognised from their words so that they are classified rather than reported unreadable.
 #[derive(Debug, PartialEq)]
-pub(super) enum AlterByWords {
+pub(super) enum ByWords {
     /// `SET SCHEMA s`: versions that name the table by its old schema lose it.
     SetSchema { table: String, schema: String },
     /// `SET TABLESPACE ts`: the table is copied under an ACCESS EXCLUSIVE lock.
@@ -38,15 +38,142 @@ pub(super) enum AlterByWords {
         column: String,
         setting: String,
     },
+    /// `ALTER SEQUENCE name ...`: the sequence only, no table lock.
+    Sequence,
+    /// `CREATE STATISTICS ...`: planner statistics, SHARE UPDATE EXCLUSIVE on the table.
+    Statistics,
+    /// `CREATE TABLE name (...)` with a clause the parser lacks (`LIKE t INCLUDING ALL`).
+    CreateTable { table: String },
+    /// `VACUUM` with options the parser lacks (`VACUUM ANALYZE t`, `VACUUM (FULL) t`).
+    Vacuum { full: bool, tables: Vec<String> },
+    /// `DO [LANGUAGE l] $$ ... $$`: an anonymous code block, whose body is not analysed.
+    Do,
 }
 
-impl AlterByWords {
-    /// Reads `ALTER TABLE [IF EXISTS] [ONLY] name` and one of the forms, or gives up.
+impl ByWords {
+    /// Reads one of the forms, or gives up.
     fn read(tokens: &[TokenWithSpan]) -> Option<Self> {
         let mut w = Words { tokens, at: 0 };
-        if !(w.keyword("ALTER") && w.keyword("TABLE")) {
+        if w.keyword("ALTER") {
+            if w.keyword("SEQUENCE") {
+                return Self::sequence(w);
+            }
+            if !w.keyword("TABLE") {
+                return None;
+            }
+            return Self::alter_table(w);
+        }
+        if w.keyword("CREATE") {
+            if w.keyword("STATISTICS") {
+                return Some(Self::Statistics);
+            }
+            return Self::create_table(w);
+        }
+        if w.keyword("VACUUM") {
+            return Self::vacuum(w);
+        }
+        if w.keyword("DO") {
+            let _ = w.keyword("LANGUAGE") && w.name().is_some();
+            if !matches!(
+                w.next(),
+                Some(Token::DollarQuotedString(_) | Token::SingleQuotedString(_))
+            ) {
+                return None;
+            }
+            let _ = w.keyword("LANGUAGE") && w.name().is_some();
+            return w.done().then_some(Self::Do);
+        }
+        None
+    }
+
+    /// After `ALTER SEQUENCE`: a name and one of its clauses.
+    fn sequence(mut w: Words<'_>) -> Option<Self> {
+        let _ = w.keyword("IF") && w.keyword("EXISTS");
+        w.name()?;
+        const CLAUSES: [&str; 13] = [
+            "AS",
+            "INCREMENT",
+            "MINVALUE",
+            "MAXVALUE",
+            "NO",
+            "START",
+            "RESTART",
+            "CACHE",
+            "CYCLE",
+            "OWNED",
+            "OWNER",
+            "RENAME",
+            "SET",
+        ];
+        CLAUSES
+            .iter()
+            .any(|c| w.keyword(c))
+            .then_some(Self::Sequence)
+    }
+
+    /// After `CREATE`: `[TEMP | UNLOGGED ...] TABLE [IF NOT EXISTS] name (`.
+    fn create_table(mut w: Words<'_>) -> Option<Self> {
+        for k in ["GLOBAL", "LOCAL", "TEMPORARY", "TEMP", "UNLOGGED"] {
+            let _ = w.keyword(k);
+        }
+        if !w.keyword("TABLE") {
             return None;
         }
+        let _ = w.keyword("IF") && w.keyword("NOT") && w.keyword("EXISTS");
+        let table = w.name()?;
+        w.next_is(&Token::LParen)
+            .then_some(Self::CreateTable { table })
+    }
+
+    /// After `VACUUM`: `FULL` among its words, or `FULL` (not `FULL false | off | 0`) among
+    /// its parenthesised options.
+    fn vacuum(mut w: Words<'_>) -> Option<Self> {
+        let mut full = false;
+        if w.next_is(&Token::LParen) {
+            loop {
+                let option = w.name()?;
+                let value = match w.peek() {
+                    Some(Token::Word(v)) => Some(v.value.to_ascii_lowercase()),
+                    Some(Token::Number(n, _)) => Some(n.clone()),
+                    _ => None,
+                };
+                if value.is_some() {
+                    w.next();
+                }
+                let off = matches!(value.as_deref(), Some("false" | "off" | "0"));
+                full |= option.eq_ignore_ascii_case("FULL") && !off;
+                if w.next_is(&Token::RParen) {
+                    break;
+                }
+                if !w.next_is(&Token::Comma) {
+                    return None;
+                }
+            }
+        } else {
+            full = w.keyword("FULL");
+            for k in ["FREEZE", "VERBOSE", "ANALYZE", "ANALYSE"] {
+                let _ = w.keyword(k);
+            }
+        }
+        // The tables, each with its columns for ANALYZE, or none for the whole database.
+        let mut tables = Vec::new();
+        while !w.done() {
+            tables.push(w.name()?);
+            if w.next_is(&Token::LParen) {
+                while !w.next_is(&Token::RParen) {
+                    w.name()?;
+                    let _ = w.next_is(&Token::Comma);
+                }
+            }
+            if !w.done() && !w.next_is(&Token::Comma) {
+                return None;
+            }
+        }
+        Some(Self::Vacuum { full, tables })
+    }
+
+    /// After `ALTER TABLE`: `[IF EXISTS] [ONLY] name` and one of its forms.
+    fn alter_table(mut w: Words<'_>) -> Option<Self> {
         let _ = w.keyword("IF") && w.keyword("EXISTS");
         let _ = w.keyword("ONLY");
         let table = w.name()?;
@@ -334,8 +461,8 @@ pub(super) fn parse(name: &str, sql: &str) -> Result<(Vec<Written>, Vec<Ignore>)
                 chunk.push(TokenWithSpan::new(Token::EOF, t.span));
                 let mut parser = Parser::new(&dialect).with_tokens_with_locations(chunk.clone());
                 let parsed = read_statement(&mut parser).unwrap_or_else(|e| {
-                    AlterByWords::read(&chunk)
-                        .map_or_else(|| Parsed::Unreadable(e.to_string()), Parsed::AlterByWords)
+                    ByWords::read(&chunk)
+                        .map_or_else(|| Parsed::Unreadable(e.to_string()), Parsed::ByWords)
                 });
                 statements.push(Written {
                     line,
@@ -373,35 +500,60 @@ pub(super) fn parse(name: &str, sql: &str) -> Result<(Vec<Written>, Vec<Ignore>)
 mod tests {
     use super::*;
 
-    fn words(sql: &str) -> Option<AlterByWords> {
+    fn words(sql: &str) -> Option<ByWords> {
         let tokens: Vec<TokenWithSpan> = Tokenizer::new(&PostgreSqlDialect {}, sql)
             .tokenize_with_location()
             .expect("tokens")
             .into_iter()
             .filter(|t| !matches!(t.token, Token::Whitespace(_)))
             .collect();
-        AlterByWords::read(&tokens)
+        ByWords::read(&tokens)
     }
 
     #[test]
-    fn alter_table_forms_the_parser_lacks_are_read_from_their_words() {
+    fn forms_the_parser_lacks_are_read_from_their_words() {
         assert_eq!(
             words(r#"ALTER TABLE IF EXISTS "Sales".orders SET SCHEMA archive"#),
-            Some(AlterByWords::SetSchema {
+            Some(ByWords::SetSchema {
                 table: r#""Sales".orders"#.into(),
                 schema: "archive".into()
             })
         );
         assert_eq!(
             words("alter table t alter c set statistics -1"),
-            Some(AlterByWords::ColumnSetting {
+            Some(ByWords::ColumnSetting {
                 table: "t".into(),
                 column: "c".into(),
                 setting: "STATISTICS".into()
             })
         );
+        assert_eq!(
+            words("vacuum (verbose, full on) public.t, u (a, b)"),
+            Some(ByWords::Vacuum {
+                full: true,
+                tables: vec!["public.t".into(), "u".into()]
+            })
+        );
+        assert_eq!(
+            words("CREATE UNLOGGED TABLE \"C\" (LIKE t INCLUDING ALL)"),
+            Some(ByWords::CreateTable {
+                table: "\"C\"".into()
+            })
+        );
+        assert_eq!(
+            words("DO 'BEGIN NULL; END' LANGUAGE plpgsql"),
+            Some(ByWords::Do)
+        );
         // Anything else, or more, is left to be reported unreadable.
         for sql in [
+            "ALTER SEQUENCE s",
+            "ALTER SEQUENCE s DROP",
+            "CREATE TABLE t AS",
+            "VACUUM (FULL",
+            "VACUUM t u",
+            "VACUUM t (a",
+            "DO",
+            "DO $$ $$ extra",
             "ALTER TABLE t SET SCHEMA",
             "ALTER TABLE t SET TABLESPACE a b",
             "ALTER TABLE t ALTER COLUMN c SET STATISTICS 5, ALTER d SET STATISTICS 5",

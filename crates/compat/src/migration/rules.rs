@@ -8,7 +8,7 @@ use sqlparser::ast::{
     ObjectType, Reset, Set, Statement, TableConstraint,
 };
 
-use super::read::{AlterByWords, Parsed, Written};
+use super::read::{ByWords, Parsed, Written};
 use super::{Safety, SqlFinding};
 use crate::validation::Severity;
 
@@ -341,15 +341,7 @@ fn alter_table(table: &str, op: &AlterTableOperation, created: bool, out: &mut V
                     ));
                 }
             }
-            AlterColumnOperation::SetDefault { value } if volatility(value) == Some(true) => {
-                out.push(finding(
-                    "adding-field-with-default",
-                    W,
-                    Unsafe,
-                    format!("{table}.{column_name} gets a volatile default"),
-                    RECIPE_VOLATILE,
-                ));
-            }
+            // SET DEFAULT applies to rows inserted later, whatever the default: no rewrite.
             _ => {}
         },
         AlterTableOperation::SetLogged | AlterTableOperation::SetUnlogged if !created => {
@@ -430,10 +422,13 @@ fn takes_lock(stmt: &Parsed) -> bool {
     match stmt {
         Parsed::DropIndexConcurrently(_) | Parsed::Unreadable(_) => false,
         // SET STATISTICS takes SHARE UPDATE EXCLUSIVE, which blocks neither reads nor writes.
-        Parsed::AlterByWords(AlterByWords::ColumnSetting { setting, .. }) => {
-            setting != "STATISTICS"
-        }
-        Parsed::AlterByWords(_) => true,
+        Parsed::ByWords(ByWords::ColumnSetting { setting, .. }) => setting != "STATISTICS",
+        Parsed::ByWords(ByWords::SetSchema { .. } | ByWords::SetTablespace { .. }) => true,
+        Parsed::ByWords(ByWords::Vacuum { full, .. }) => *full,
+        // A DO block's locks are those of its body, which is not read.
+        Parsed::ByWords(
+            ByWords::Sequence | ByWords::Statistics | ByWords::CreateTable { .. } | ByWords::Do,
+        ) => false,
         Parsed::Reindex { concurrently } => !concurrently,
         Parsed::Cluster => true,
         Parsed::Stmt(s) => match s.as_ref() {
@@ -520,13 +515,13 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
             ));
             return (written.text.clone(), out);
         }
-        Parsed::AlterByWords(form) => {
+        Parsed::ByWords(form) => {
             match form {
-                AlterByWords::SetSchema { table, schema } => out.push(renamed(
+                ByWords::SetSchema { table, schema } => out.push(renamed(
                     "renaming-table",
                     format!("moving {table} to schema {schema}"),
                 )),
-                AlterByWords::SetTablespace { table } => out.push(finding(
+                ByWords::SetTablespace { table } => out.push(finding(
                     "changing-tablespace",
                     E,
                     Unsafe,
@@ -536,9 +531,27 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
                     ),
                     "move it online with pg_repack --tablespace, or in a maintenance window",
                 )),
-                // Planner statistics, TOAST storage and compression of new values: catalog
-                // changes only, no rewrite.
-                AlterByWords::ColumnSetting { .. } => {}
+                // Planner statistics, TOAST storage and compression of new values, a
+                // sequence's settings: catalog changes only, no rewrite.
+                ByWords::ColumnSetting { .. } | ByWords::Sequence | ByWords::Statistics => {}
+                ByWords::CreateTable { table } => {
+                    ctx.created_tables.insert(table.clone());
+                }
+                ByWords::Vacuum { full, tables } => {
+                    if *full {
+                        out.push(vacuum_full(&tables.join(", ")));
+                    }
+                }
+                ByWords::Do => out.push(finding(
+                    "not-analysed",
+                    W,
+                    Safe,
+                    "the body of a DO block is not analysed: it runs as written, with whatever \
+                     locks and data changes its statements make"
+                        .into(),
+                    "review its statements by hand as if they stood alone (better: write them \
+                     as plain statements, which are analysed)",
+                )),
             }
             return (written.text.clone(), out);
         }
@@ -718,17 +731,11 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
             AlterTypeOperation::AddValue(_) => {}
             AlterTypeOperation::Rename(_) => out.push(not_analysed()),
         },
-        Statement::Vacuum(v) if v.full => out.push(finding(
-            "prefer-repack",
-            E,
-            Unsafe,
-            format!(
-                "VACUUM FULL rewrites {} under an ACCESS EXCLUSIVE lock, blocking reads and writes",
-                v.table_name
-                    .as_ref()
-                    .map_or_else(|| "every table".to_owned(), ToString::to_string)
-            ),
-            RECIPE_REPACK,
+        Statement::Vacuum(v) if v.full => out.push(vacuum_full(
+            &v.table_name
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
         )),
         Statement::Vacuum(_) => {}
         Statement::RefreshMaterializedView(r) if !r.concurrently => out.push(finding(
@@ -774,6 +781,24 @@ fn renamed(rule: &str, what: String) -> SqlFinding {
         Safety::ExpandContract,
         format!("{what} breaks whichever version uses the other name"),
         RECIPE_RENAME,
+    )
+}
+
+/// `VACUUM FULL` of `tables` (none: every table).
+fn vacuum_full(tables: &str) -> SqlFinding {
+    let tables = if tables.is_empty() {
+        "every table"
+    } else {
+        tables
+    };
+    finding(
+        "prefer-repack",
+        Severity::Error,
+        Safety::Unsafe,
+        format!(
+            "VACUUM FULL rewrites {tables} under an ACCESS EXCLUSIVE lock, blocking reads and writes"
+        ),
+        RECIPE_REPACK,
     )
 }
 
