@@ -471,6 +471,7 @@ mod tests {
             "VACUUM ANALYZE t",
             "VACUUM (FULL false, PARALLEL 4) t, u",
             "CREATE TABLE IF NOT EXISTS c (LIKE t INCLUDING ALL); CREATE INDEX i ON c (a)",
+            "SET statement_timeout = 0; SET client_encoding = 'UTF8'; SET search_path TO public",
         ] {
             let r = analyze("m", &format!("SET lock_timeout = '1s'; {sql}")).unwrap();
             assert_eq!(r.findings().count(), 0, "{sql}: {r:?}");

@@ -581,6 +581,8 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
                 ctx.set_lock_timeout(sets_a_timeout(values), local);
             }
         }
+        // Other settings of the session (`pg_dump` starts with a dozen) change no schema.
+        Statement::Set(_) => {}
         Statement::Reset(r) => match &r.reset {
             Reset::ALL => ctx.set_lock_timeout(false, false),
             Reset::ConfigurationParameter(name) if is_lock_timeout(name) => {
