@@ -542,6 +542,7 @@ proptest! {
         Just("\n-- serin:ignore ban-drop-column\n"), Just("/* serin:ignore-file */"),
         Just("'ü"), Just("\n"), Just("FUNCTION"), Just("ATOMIC"), Just("CASE"), Just("END"),
         Just("SEQUENCE"), Just("VACUUM"), Just("FULL"), Just("DO"), Just("$$ x $$"), Just("LIKE"),
+        Just("\\i 0001_x.sql\n"), Just("\\gexec"), Just("\\echo it's"), Just("OWNER"),
     ], 0..30)) {
         let sql = words.join(" ");
         if let Ok(report) = migration::analyze("gen", &sql) {

@@ -173,12 +173,15 @@ impl MigrationReport {
 
 /// Parses and classifies a migration.
 ///
-/// Statements end at `;`, except inside a routine's `BEGIN ATOMIC ... END` body (as psql splits
-/// them), and each is read on its own. Forms that `pg_dump` and migration tools write but the
-/// parser lacks (`ALTER SEQUENCE`, `VACUUM ANALYZE`, `CREATE TABLE ... (LIKE ...)`, `DO`
-/// blocks, whose bodies are reported as not analysed) are recognised from their words; any
-/// other statement the parser does not know is reported (`unparsable-statement`, an error) and
-/// the others are still analysed. Text that cannot be
+/// The migration is read as psql runs it: statements end at `;`, except inside a routine's
+/// `BEGIN ATOMIC ... END` body, and a meta-command (`\i other.sql`, `pg_dump`'s `\restrict`)
+/// is a statement of its own, reported as not analysed when it runs SQL from elsewhere (`\i`,
+/// `\gexec`). Each statement is read on its own. Forms that `pg_dump` and migration tools
+/// write but the parser lacks (`ALTER SEQUENCE`, `OWNER TO`, identity options, `VACUUM
+/// ANALYZE`, `CREATE TABLE ... (LIKE ...)`, `DO` blocks, whose bodies are reported as not
+/// analysed) are recognised from their words; any other statement the parser does not know is
+/// reported (`unparsable-statement`, an error) and the others are still analysed. Text that
+/// cannot be
 /// split into statements at all (an unterminated string or comment) is an error naming the
 /// migration and the line and column.
 ///
@@ -520,6 +523,20 @@ mod tests {
         assert_eq!(timeouts("ALTER TABLE t SET TABLESPACE fast"), 1);
         assert_eq!(timeouts("ALTER TABLE t ALTER c SET STORAGE MAIN"), 1);
         assert_eq!(timeouts("ALTER TABLE t ALTER c SET STATISTICS 100"), 0);
+        // What this migration created, nothing else waits for.
+        assert_eq!(
+            timeouts(
+                "CREATE TABLE n (id int); CREATE VIEW v AS SELECT 1; CREATE SEQUENCE s; \
+                 ALTER TABLE n OWNER TO app; ALTER TABLE v OWNER TO app; ALTER TABLE s OWNER TO \
+                 app; CREATE INDEX i ON n (id); ALTER TABLE n ALTER id ADD GENERATED ALWAYS AS \
+                 IDENTITY (START WITH 1)"
+            ),
+            0
+        );
+        assert_eq!(
+            timeouts("CREATE OR REPLACE VIEW v AS SELECT 1; ALTER TABLE v OWNER TO app"),
+            1
+        );
         // A timeout turned off, reset, or set only for a transaction that ended is no timeout;
         // each stretch without one is reported once.
         let drop = "ALTER TABLE t DROP COLUMN c";
@@ -671,6 +688,45 @@ mod tests {
                 .len(),
             3
         );
+    }
+
+    #[test]
+    fn psql_meta_commands_are_statements_of_their_own() {
+        let r = analyze(
+            "m",
+            "\\set ON_ERROR_STOP on\nSET lock_timeout = '1s';\n\\i 0002_more.sql\n\
+             SELECT format('DROP TABLE %I', t) FROM old_tables \\gexec\n\
+             -- serin:ignore not-analysed\n\\ir reviewed.sql\nALTER TABLE t ADD COLUMN c text;",
+        )
+        .unwrap();
+        let got: Vec<(u64, Vec<(&str, bool)>)> = r
+            .statements
+            .iter()
+            .map(|s| (s.line, rules_and_ignored(s)))
+            .collect();
+        let warn = vec![("not-analysed", false)];
+        assert_eq!(
+            got,
+            [
+                (1, vec![]),
+                (2, vec![]),
+                (3, warn.clone()),
+                (4, vec![]),
+                (4, warn),
+                (6, vec![("not-analysed", true)]),
+                (7, vec![])
+            ]
+        );
+        assert_eq!(r.statements[0].sql, "\\set ON_ERROR_STOP on");
+        assert_eq!(r.statements[4].sql, "\\gexec");
+        // One inside a statement runs first: psql sends the statement at its `;`.
+        let r = analyze("m", "SELECT 1\n\\echo hi\n+ 1;").unwrap();
+        let texts: Vec<&str> = r.statements.iter().map(|s| s.sql.as_str()).collect();
+        assert_eq!(texts, ["\\echo hi", "SELECT 1 + 1"]);
+        // Arguments that are not SQL are kept as written and stop nothing.
+        let r = analyze("m", "\\echo it's 0002_done\nDROP TABLE t;").unwrap();
+        assert_eq!(r.statements[0].sql, "\\echo it's 0002_done");
+        assert_eq!(r.statements[1].findings[1].rule, "ban-drop-table");
     }
 
     #[test]

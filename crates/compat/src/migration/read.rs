@@ -1,5 +1,7 @@
 //! Splitting a migration into statements, reading each, and the `serin:ignore` comments.
 
+use std::borrow::Cow;
+
 use sqlparser::ast::{ObjectName, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
@@ -20,6 +22,8 @@ pub(super) enum Parsed {
     Cluster,
     /// A statement the parser does not know, read from its words.
     ByWords(ByWords),
+    /// A psql meta-command (`\i file`), by its name (`i`).
+    Meta(String),
     /// A statement the parser could not read, with its message.
     Unreadable(String),
 }
@@ -32,7 +36,8 @@ pub(super) enum ByWords {
     SetSchema { table: String, schema: String },
     /// `SET TABLESPACE ts`: the table is copied under an ACCESS EXCLUSIVE lock.
     SetTablespace { table: String },
-    /// `ALTER [COLUMN] c SET STATISTICS | STORAGE | COMPRESSION ...`: the catalog only.
+    /// `ALTER [COLUMN] c SET STATISTICS | STORAGE | COMPRESSION ...` or `ADD GENERATED ... AS
+    /// IDENTITY (...)`: the catalog only.
     ColumnSetting {
         table: String,
         column: String,
@@ -48,6 +53,12 @@ pub(super) enum ByWords {
     Vacuum { full: bool, tables: Vec<String> },
     /// `DO [LANGUAGE l] $$ ... $$`: an anonymous code block, whose body is not analysed.
     Do,
+    /// `ALTER <object> name OWNER TO role` for objects the parser does not alter (types,
+    /// domains, statistics): the catalog only.
+    Owner,
+    /// `CREATE MATERIALIZED VIEW ...` in forms the parser lacks (`pg_dump`'s `WITH NO DATA`): a
+    /// new object, which nothing uses yet.
+    CreateMaterializedView { view: String },
 }
 
 impl ByWords {
@@ -55,6 +66,9 @@ impl ByWords {
     fn read(tokens: &[TokenWithSpan]) -> Option<Self> {
         let mut w = Words { tokens, at: 0 };
         if w.keyword("ALTER") {
+            if changes_owner(tokens) {
+                return Some(Self::Owner);
+            }
             if w.keyword("SEQUENCE") {
                 return Self::sequence(w);
             }
@@ -66,6 +80,10 @@ impl ByWords {
         if w.keyword("CREATE") {
             if w.keyword("STATISTICS") {
                 return Some(Self::Statistics);
+            }
+            if w.keyword("MATERIALIZED") && w.keyword("VIEW") {
+                let _ = w.keyword("IF") && w.keyword("NOT") && w.keyword("EXISTS");
+                return Some(Self::CreateMaterializedView { view: w.name()? });
             }
             return Self::create_table(w);
         }
@@ -192,6 +210,21 @@ impl ByWords {
         } else if w.keyword("ALTER") {
             let _ = w.keyword("COLUMN");
             let column = w.name()?;
+            if w.keyword("ADD") {
+                // `ADD GENERATED ... AS IDENTITY (sequence options)`, as `pg_dump` writes it.
+                let identity = w.keyword("GENERATED")
+                    && (w.keyword("ALWAYS") || (w.keyword("BY") && w.keyword("DEFAULT")))
+                    && w.keyword("AS")
+                    && w.keyword("IDENTITY");
+                if !identity || (w.next_is(&Token::LParen) && !w.skip_to_close()) {
+                    return None;
+                }
+                return w.done().then(|| Self::ColumnSetting {
+                    table,
+                    column,
+                    setting: "IDENTITY".to_owned(),
+                });
+            }
             if !w.keyword("SET") {
                 return None;
             }
@@ -214,6 +247,20 @@ impl ByWords {
         };
         w.done().then_some(form)
     }
+}
+
+/// Whether an `ALTER` statement ends `OWNER TO role`.
+fn changes_owner(tokens: &[TokenWithSpan]) -> bool {
+    let body: Vec<&Token> = tokens
+        .iter()
+        .map(|t| &t.token)
+        .filter(|t| **t != Token::EOF)
+        .collect();
+    let is = |t: &Token, k: &str| matches!(t, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(k));
+    matches!(
+        body.as_slice(),
+        [_, _, .., owner, to, Token::Word(_)] if is(owner, "OWNER") && is(to, "TO")
+    )
 }
 
 /// A cursor over a statement's tokens (its end marker excluded).
@@ -262,6 +309,20 @@ impl Words<'_> {
                 return Some(parts.join("."));
             }
         }
+    }
+
+    /// Passes the rest of a parenthesised list whose `(` was taken, through its `)`.
+    fn skip_to_close(&mut self) -> bool {
+        let mut depth = 1;
+        while let Some(t) = self.next() {
+            match t {
+                Token::LParen => depth += 1,
+                Token::RParen if depth == 1 => return true,
+                Token::RParen => depth -= 1,
+                _ => {}
+            }
+        }
+        false
     }
 
     fn done(&self) -> bool {
@@ -342,6 +403,14 @@ impl<'a> Positions<'a> {
             .char_indices()
             .nth(column.saturating_sub(1))
             .map_or(self.sql.len(), |(i, _)| start + i)
+    }
+
+    /// The text from `at` to the end of its line, as written.
+    fn rest_of_line(&self, at: Location) -> String {
+        let rest = &self.sql[self.offset(at)..];
+        rest[..rest.find('\n').unwrap_or(rest.len())]
+            .trim_end()
+            .to_owned()
     }
 
     fn text(&self, tokens: &[TokenWithSpan]) -> String {
@@ -432,68 +501,178 @@ fn defines_routine(tokens: &[TokenWithSpan]) -> bool {
 }
 
 /// Splits a migration into statements at its `;` tokens (except inside a routine's body, see
-/// [`Boundary`]) and reads each on its own, so a
-/// statement the parser does not know leaves the others analysed. Only text that cannot be
-/// tokenized at all (an unterminated string or comment) is an error. Also returns the
+/// [`Boundary`]) and reads each on its own, so a statement the parser does not know leaves the
+/// others analysed. A psql meta-command (`\i file`, `\set ...`, `pg_dump`'s `\restrict`)
+/// runs from its backslash to the end of its line and is a statement of its own. Only text that
+/// cannot be tokenized at all (an unterminated string or comment) is an error. Also returns the
 /// file-wide ignores.
 pub(super) fn parse(name: &str, sql: &str) -> Result<(Vec<Written>, Vec<Ignore>)> {
-    let dialect = PostgreSqlDialect {};
-    let tokens = Tokenizer::new(&dialect, sql)
-        .tokenize_with_location()
-        .map_err(|e| Error::Parse {
-            format: "SQL",
-            reason: format!("migration {name:?}: {e}"),
-        })?;
-    let positions = Positions::new(sql);
-    let (mut statements, mut file_wide) = (Vec::new(), Vec::new());
-    let (mut chunk, mut ignores): (Vec<TokenWithSpan>, _) = (Vec::new(), Vec::new());
-    let mut boundary = Boundary::default();
+    // A meta-command's arguments are not SQL (`\i 0002_add.sql`): where they stop the
+    // tokenizer, they are blanked (columns kept) and the text tokenized again.
+    let mut text = Cow::Borrowed(sql);
+    let tokens = loop {
+        match Tokenizer::new(&PostgreSqlDialect {}, &text).tokenize_with_location() {
+            Ok(tokens) => break tokens,
+            Err(e) => match blank_meta_arguments(&text, e.location.line) {
+                Some(blanked) => text = Cow::Owned(blanked),
+                None => {
+                    return Err(Error::Parse {
+                        format: "SQL",
+                        reason: format!("migration {name:?}: {e}"),
+                    });
+                }
+            },
+        }
+    };
     // The parser's end of input takes the position of the `;` (or of the text's end), so its
     // messages about a statement cut short say where.
     let text_end = tokens.last().map_or(Location::new(1, 1), |t| t.span.end);
     let end = TokenWithSpan::new(Token::EOF, Span::new(text_end, text_end));
+    let mut splitter = Splitter {
+        positions: Positions::new(sql),
+        statements: Vec::new(),
+        file_wide: Vec::new(),
+        chunk: Vec::new(),
+        ignores: Vec::new(),
+        boundary: Boundary::default(),
+        meta: Vec::new(),
+    };
     for t in tokens.into_iter().chain(std::iter::once(end)) {
-        match &t.token {
-            Token::SemiColon | Token::EOF if t.token == Token::EOF || !boundary.inside_body() => {
-                let Some(first) = chunk.first() else { continue };
-                let (line, column) = (first.span.start.line, first.span.start.column);
-                let text = positions.text(&chunk);
-                chunk.push(TokenWithSpan::new(Token::EOF, t.span));
-                let mut parser = Parser::new(&dialect).with_tokens_with_locations(chunk.clone());
-                let parsed = read_statement(&mut parser).unwrap_or_else(|e| {
-                    ByWords::read(&chunk)
-                        .map_or_else(|| Parsed::Unreadable(e.to_string()), Parsed::ByWords)
-                });
-                statements.push(Written {
-                    line,
-                    column,
-                    text,
-                    ignores: std::mem::take(&mut ignores),
-                    parsed,
-                });
-                chunk = Vec::new();
-                boundary = Boundary::default();
+        splitter.take(t);
+    }
+    Ok((splitter.statements, splitter.file_wide))
+}
+
+/// `text` with the arguments of the meta-command on line `line` (1-based) replaced by spaces,
+/// or `None` if that line holds no meta-command with arguments left.
+fn blank_meta_arguments(text: &str, line: u64) -> Option<String> {
+    let start = text
+        .split_inclusive('\n')
+        .take(usize::try_from(line).ok()?.checked_sub(1)?)
+        .map(str::len)
+        .sum::<usize>();
+    let rest = text.get(start..)?;
+    let end = start + rest.find('\n').unwrap_or(rest.len());
+    let command = start + rest.len() - rest.trim_start().len();
+    if !text[command..end].starts_with('\\') {
+        return None;
+    }
+    let name = &text[command + 1..end];
+    let args = command
+        + 1
+        + name
+            .find(|c: char| !c.is_alphanumeric() && c != '_')
+            .unwrap_or(name.len());
+    if text[args..end].trim().is_empty() {
+        return None;
+    }
+    let blank: String = text[args..end]
+        .chars()
+        .map(|c| if c == '\r' { c } else { ' ' })
+        .collect();
+    Some(format!("{}{blank}{}", &text[..args], &text[end..]))
+}
+
+/// A migration being cut into statements, token by token.
+struct Splitter<'a> {
+    positions: Positions<'a>,
+    statements: Vec<Written>,
+    file_wide: Vec<Ignore>,
+    /// The statement being read: its tokens, its `serin:ignore` comments so far, and whether
+    /// a `;` would end it.
+    chunk: Vec<TokenWithSpan>,
+    ignores: Vec<Ignore>,
+    boundary: Boundary,
+    /// The psql meta-command being read, if one is.
+    meta: Vec<TokenWithSpan>,
+}
+
+impl Splitter<'_> {
+    fn take(&mut self, t: TokenWithSpan) {
+        if !self.meta.is_empty() {
+            match t.token {
+                Token::Whitespace(Whitespace::Newline | Whitespace::SingleLineComment { .. })
+                | Token::EOF => self.end_meta(),
+                Token::Whitespace(_) => return,
+                _ => return self.meta.push(t),
             }
+        }
+        match &t.token {
+            Token::SemiColon | Token::EOF
+                if t.token == Token::EOF || !self.boundary.inside_body() =>
+            {
+                self.end_statement(t.span);
+            }
+            Token::Backslash => self.meta.push(t),
             Token::Whitespace(
                 Whitespace::SingleLineComment { comment, .. }
                 | Whitespace::MultiLineComment(comment),
             ) => {
                 if let Some(ignore) = Ignore::read(comment, t.span.start.line) {
                     if ignore.file_wide {
-                        file_wide.push(ignore);
+                        self.file_wide.push(ignore);
                     } else {
-                        ignores.push(ignore);
+                        self.ignores.push(ignore);
                     }
                 }
             }
             Token::Whitespace(_) => {}
             _ => {
-                boundary.follow(&chunk, &t.token);
-                chunk.push(t);
+                self.boundary.follow(&self.chunk, &t.token);
+                self.chunk.push(t);
             }
         }
     }
-    Ok((statements, file_wide))
+
+    /// Reads the statement gathered so far, which ends at `end`.
+    fn end_statement(&mut self, end: Span) {
+        let Some(first) = self.chunk.first() else {
+            return;
+        };
+        let (line, column) = (first.span.start.line, first.span.start.column);
+        let text = self.positions.text(&self.chunk);
+        let mut chunk = std::mem::take(&mut self.chunk);
+        chunk.push(TokenWithSpan::new(Token::EOF, end));
+        let mut parser =
+            Parser::new(&PostgreSqlDialect {}).with_tokens_with_locations(chunk.clone());
+        let parsed = read_statement(&mut parser).unwrap_or_else(|e| {
+            ByWords::read(&chunk).map_or_else(|| Parsed::Unreadable(e.to_string()), Parsed::ByWords)
+        });
+        self.statements.push(Written {
+            line,
+            column,
+            text,
+            ignores: std::mem::take(&mut self.ignores),
+            parsed,
+        });
+        self.boundary = Boundary::default();
+    }
+
+    /// Records the meta-command just read. psql runs it at once, before the statement it may
+    /// interrupt, and the `\g` family sends the statement gathered so far, as `;` does.
+    fn end_meta(&mut self) {
+        let meta = std::mem::take(&mut self.meta);
+        let command = match meta.get(1).map(|t| &t.token) {
+            Some(Token::Word(w)) => w.value.clone(),
+            _ => String::new(),
+        };
+        if ["g", "gx", "gexec", "gset", "gdesc"].contains(&command.as_str()) {
+            self.end_statement(meta[0].span);
+        }
+        // Comments before a meta-command are its own, unless a statement is under way.
+        let ignores = if self.chunk.is_empty() {
+            std::mem::take(&mut self.ignores)
+        } else {
+            Vec::new()
+        };
+        self.statements.push(Written {
+            line: meta[0].span.start.line,
+            column: meta[0].span.start.column,
+            text: self.positions.rest_of_line(meta[0].span.start),
+            ignores,
+            parsed: Parsed::Meta(command),
+        });
+    }
 }
 
 #[cfg(test)]
@@ -544,9 +723,31 @@ mod tests {
             words("DO 'BEGIN NULL; END' LANGUAGE plpgsql"),
             Some(ByWords::Do)
         );
+        assert_eq!(
+            words("ALTER TYPE public.mood OWNER TO app"),
+            Some(ByWords::Owner)
+        );
+        assert_eq!(
+            words("CREATE MATERIALIZED VIEW IF NOT EXISTS m AS SELECT 1 WITH NO DATA"),
+            Some(ByWords::CreateMaterializedView { view: "m".into() })
+        );
+        assert_eq!(
+            words(
+                "ALTER TABLE ONLY t ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY \
+                 (SEQUENCE NAME s START WITH 1 CACHE (1))"
+            ),
+            Some(ByWords::ColumnSetting {
+                table: "t".into(),
+                column: "id".into(),
+                setting: "IDENTITY".into()
+            })
+        );
         // Anything else, or more, is left to be reported unreadable.
         for sql in [
             "ALTER SEQUENCE s",
+            "ALTER TYPE t OWNER TO",
+            "ALTER TABLE t ALTER id ADD GENERATED ALWAYS AS IDENTITY (START 1",
+            "ALTER TABLE t ALTER id ADD GENERATED AS IDENTITY",
             "ALTER SEQUENCE s DROP",
             "CREATE TABLE t AS",
             "VACUUM (FULL",

@@ -119,7 +119,8 @@ fn free_retype(ty: &DataType) -> bool {
 /// What the migration's earlier statements established.
 #[derive(Default)]
 pub(super) struct Ctx {
-    created_tables: BTreeSet<String>,
+    /// Tables, views and sequences this migration created: nothing uses them yet.
+    created: BTreeSet<String>,
     /// A non-zero `lock_timeout` is in force.
     lock_timeout: bool,
     /// ... set by `SET LOCAL`, so it ends with the transaction.
@@ -418,25 +419,35 @@ fn alter_table(table: &str, op: &AlterTableOperation, created: bool, out: &mut V
     }
 }
 
-fn takes_lock(stmt: &Parsed) -> bool {
+/// Whether `stmt` takes a lock that blocks reads or writes of a table in use (not one this
+/// migration created).
+fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
+    let in_use = |table: &str| !ctx.created.contains(table);
     match stmt {
-        Parsed::DropIndexConcurrently(_) | Parsed::Unreadable(_) => false,
+        Parsed::DropIndexConcurrently(_) | Parsed::Meta(_) | Parsed::Unreadable(_) => false,
         // SET STATISTICS takes SHARE UPDATE EXCLUSIVE, which blocks neither reads nor writes.
-        Parsed::ByWords(ByWords::ColumnSetting { setting, .. }) => setting != "STATISTICS",
-        Parsed::ByWords(ByWords::SetSchema { .. } | ByWords::SetTablespace { .. }) => true,
+        Parsed::ByWords(ByWords::ColumnSetting { table, setting, .. }) => {
+            setting != "STATISTICS" && in_use(table)
+        }
+        Parsed::ByWords(ByWords::SetSchema { table, .. } | ByWords::SetTablespace { table }) => {
+            in_use(table)
+        }
         Parsed::ByWords(ByWords::Vacuum { full, .. }) => *full,
         // A DO block's locks are those of its body, which is not read.
         Parsed::ByWords(
-            ByWords::Sequence | ByWords::Statistics | ByWords::CreateTable { .. } | ByWords::Do,
+            ByWords::Sequence
+            | ByWords::Statistics
+            | ByWords::CreateTable { .. }
+            | ByWords::Do
+            | ByWords::Owner
+            | ByWords::CreateMaterializedView { .. },
         ) => false,
         Parsed::Reindex { concurrently } => !concurrently,
         Parsed::Cluster => true,
         Parsed::Stmt(s) => match s.as_ref() {
-            Statement::AlterTable(_)
-            | Statement::Drop { .. }
-            | Statement::Truncate(_)
-            | Statement::AlterType(_) => true,
-            Statement::CreateIndex(ci) => !ci.concurrently,
+            Statement::AlterTable(at) => in_use(&at.name.to_string()),
+            Statement::CreateIndex(ci) => !ci.concurrently && in_use(&ci.table_name.to_string()),
+            Statement::Drop { .. } | Statement::Truncate(_) | Statement::AlterType(_) => true,
             Statement::Vacuum(v) => v.full,
             Statement::Lock(l) => l.lock_mode.as_ref().is_none_or(|m| {
                 matches!(
@@ -458,7 +469,7 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
     use Severity::{Error as E, Warn as W};
     let stmt = &written.parsed;
     let mut out = Vec::new();
-    if takes_lock(stmt) && !ctx.lock_timeout && !ctx.lock_timeout_reported {
+    if takes_lock(stmt, ctx) && !ctx.lock_timeout && !ctx.lock_timeout_reported {
         ctx.lock_timeout_reported = true;
         out.push(finding(
             "require-lock-timeout",
@@ -531,11 +542,17 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
                     ),
                     "move it online with pg_repack --tablespace, or in a maintenance window",
                 )),
-                // Planner statistics, TOAST storage and compression of new values, a
-                // sequence's settings: catalog changes only, no rewrite.
-                ByWords::ColumnSetting { .. } | ByWords::Sequence | ByWords::Statistics => {}
+                // Planner statistics, TOAST storage and compression of new values, an identity,
+                // a sequence's settings, an owner, a new view: catalog changes only, no rewrite.
+                ByWords::ColumnSetting { .. }
+                | ByWords::Sequence
+                | ByWords::Statistics
+                | ByWords::Owner => {}
+                ByWords::CreateMaterializedView { view } => {
+                    ctx.created.insert(view.clone());
+                }
                 ByWords::CreateTable { table } => {
-                    ctx.created_tables.insert(table.clone());
+                    ctx.created.insert(table.clone());
                 }
                 ByWords::Vacuum { full, tables } => {
                     if *full {
@@ -553,6 +570,27 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
                      as plain statements, which are analysed)",
                 )),
             }
+            return (written.text.clone(), out);
+        }
+        Parsed::Meta(command) => {
+            let message = match command.as_str() {
+                "i" | "ir" | "include" | "include_relative" => {
+                    "psql runs the file this includes, whose statements are not analysed here"
+                }
+                "gexec" => {
+                    "psql runs each value this query returns as a statement, and those are not \
+                     analysed here"
+                }
+                // Settings and output of psql itself: no schema change.
+                _ => return (written.text.clone(), out),
+            };
+            out.push(finding(
+                "not-analysed",
+                W,
+                Safe,
+                message.into(),
+                "analyse that SQL as a migration of its own, or write it out here",
+            ));
             return (written.text.clone(), out);
         }
         Parsed::Unreadable(reason) => {
@@ -611,7 +649,7 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
             }
         }
         Statement::CreateTable(ct) => {
-            ctx.created_tables.insert(ct.name.to_string());
+            ctx.created.insert(ct.name.to_string());
         }
         Statement::CreateIndex(ci) => {
             let table = ci.table_name.to_string();
@@ -623,7 +661,7 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
                     "CREATE INDEX CONCURRENTLY cannot run inside a transaction".into(),
                     "run it on its own, outside BEGIN ... COMMIT",
                 ));
-            } else if !ci.concurrently && !ctx.created_tables.contains(&table) {
+            } else if !ci.concurrently && !ctx.created.contains(&table) {
                 out.push(finding(
                     "require-concurrent-index-creation",
                     E,
@@ -637,7 +675,7 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
         }
         Statement::AlterTable(at) => {
             let table = at.name.to_string();
-            let created = ctx.created_tables.contains(&table);
+            let created = ctx.created.contains(&table);
             for op in &at.operations {
                 alter_table(&table, op, created, &mut out);
             }
@@ -766,8 +804,18 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
             "TRUNCATE takes an ACCESS EXCLUSIVE lock and removes data the old version reads".into(),
             "delete in batches, after the old version no longer needs the rows",
         )),
-        Statement::Query(_) | Statement::CreateSequence { .. } | Statement::CreateView(_) => {}
+        Statement::CreateSequence { name, .. } => {
+            ctx.created.insert(name.to_string());
+        }
+        Statement::CreateView(v) => {
+            if !v.or_replace {
+                ctx.created.insert(v.name.to_string());
+            }
+        }
+        Statement::Query(_) => {}
         Statement::CreateType { .. }
+        | Statement::CreateSchema { .. }
+        | Statement::CreateDomain(_)
         | Statement::CreateExtension(_)
         | Statement::Comment { .. } => {}
         _ => out.push(not_analysed()),
