@@ -106,8 +106,9 @@ struct BufAnnotation {
 ///
 /// Every such change is breaking under the category buf checked, so each is an error that
 /// needs a major bump. Ids are buf's rule names prefixed `buf.`; locations are
-/// `<api> <file>:<line>:<column>`. Blank lines are skipped; a line that is not an annotation is
-/// an error naming it.
+/// `<api> <file>:<line>:<column>`, or only `<api>` for a deleted file (buf gives it no path; its
+/// message names it). Blank lines are skipped; a line that is not an annotation is an error
+/// naming it. Checked against the output of buf 1.75.
 ///
 /// ```
 /// use serin_compat::breaking::from_buf;
@@ -257,5 +258,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 2"), "{err}");
+    }
+
+    /// The output of buf 1.75 (`buf breaking --against ../old --error-format json`, default
+    /// FILE category) for `orders.v1` after: a file deleted, a field deleted, one retyped
+    /// (int64 to int32), one renamed, an enum value deleted and an RPC deleted.
+    #[test]
+    fn real_buf_output_is_read_whole() {
+        let out = include_str!("../../fixtures/reported/buf_1.75_breaking.jsonl");
+        let changes = from_buf("orders.v1", out).expect("read");
+        let got: Vec<_> = changes
+            .iter()
+            .map(|c| (c.id.as_str(), c.location.as_str()))
+            .collect();
+        let file = "orders.v1 orders/v1/orders.proto";
+        assert_eq!(
+            got,
+            [
+                // A deleted file has no path of its own: the message names it.
+                ("buf.FILE_NO_DELETE", "orders.v1"),
+                ("buf.FIELD_NO_DELETE", &*format!("{file}:4:1")),
+                ("buf.FIELD_SAME_TYPE", &*format!("{file}:6:3")),
+                ("buf.FIELD_SAME_JSON_NAME", &*format!("{file}:7:3")),
+                ("buf.FIELD_SAME_NAME", &*format!("{file}:7:10")),
+                ("buf.ENUM_VALUE_NO_DELETE", &*format!("{file}:12:1")),
+                ("buf.RPC_NO_DELETE", &*format!("{file}:17:1")),
+            ]
+        );
+        assert!(changes[0].message.contains("orders/v1/refunds.proto"));
+        assert!(
+            changes
+                .iter()
+                .all(|c| c.severity == Severity::Error && c.required_bump == Bump::Major)
+        );
     }
 }
