@@ -10,7 +10,8 @@
 //! Rules follow squawk's and strong_migrations' families; each finding names the statement
 //! (number, line, column), the rule and the safe recipe. A statement the parser cannot read is
 //! itself a finding, and a reviewer silences a finding with a `-- serin:ignore <rule>` comment
-//! (see [`analyze`]).
+//! (see [`analyze`]). Given the migrations that ran before ([`Schema`], [`analyze_after`]), a
+//! change of a column's type is judged against its old type, so a widening passes.
 
 use std::fmt;
 
@@ -21,9 +22,11 @@ use crate::validation::Severity;
 
 mod read;
 mod rules;
+mod schema;
 
 use read::parse;
 use rules::{Ctx, analyse_one, finding};
+pub use schema::Schema;
 
 /// Every rule a finding can name, for `serin:ignore` comments (one naming anything else is
 /// itself reported).
@@ -208,13 +211,22 @@ impl MigrationReport {
 /// assert_eq!(report.safety(), Safety::Safe);
 /// ```
 pub fn analyze(name: &str, sql: &str) -> Result<MigrationReport> {
+    analyze_after(name, sql, &Schema::default())
+}
+
+/// [`analyze`] a migration that runs after the ones `schema` learned: where it changes the
+/// type of a column whose type they gave, a widening that keeps every value (a longer
+/// varchar, more numeric precision) is no finding, and any other change is an error that
+/// names both types.
+pub fn analyze_after(name: &str, sql: &str, schema: &Schema) -> Result<MigrationReport> {
     let (written, file_wide) = parse(name, sql)?;
-    let mut ctx = Ctx::default();
+    let mut ctx = Ctx::after(schema);
     let mut analysed: Vec<_> = Vec::with_capacity(written.len());
     // The statement that opened the transaction still open, if one is.
     let mut opened = None;
     for (i, w) in written.iter().enumerate() {
         analysed.push(analyse_one(w, &mut ctx));
+        ctx.schema.apply(&w.parsed);
         opened = ctx.in_transaction().then(|| opened.unwrap_or(i));
     }
     if let Some(i) = opened {
@@ -688,6 +700,65 @@ mod tests {
                 .len(),
             3
         );
+    }
+
+    #[test]
+    fn a_retype_after_known_migrations_is_judged_by_both_types() {
+        let mut schema = Schema::default();
+        schema.learn(
+            "CREATE TABLE \"shop_customer\" (\"id\" bigint, \"name\" varchar(100) NOT NULL, \
+             born timestamp, total numeric(10, 2))",
+        );
+        let retype = |sql: &str| -> Vec<(String, Severity, String)> {
+            analyze_after("0002", &format!("SET lock_timeout = '1s'; {sql}"), &schema)
+                .unwrap()
+                .findings()
+                .map(|(_, f)| (f.rule.clone(), f.severity, f.message.clone()))
+                .collect()
+        };
+        assert_eq!(
+            retype("ALTER TABLE shop_customer ALTER COLUMN name TYPE varchar(200)"),
+            []
+        );
+        assert_eq!(
+            retype("ALTER TABLE public.shop_customer ALTER total TYPE numeric(12,2)"),
+            []
+        );
+        let narrowed = retype("ALTER TABLE shop_customer ALTER COLUMN name TYPE varchar(50)");
+        assert_eq!(
+            (narrowed[0].0.as_str(), narrowed[0].1),
+            ("changing-column-type", Severity::Error)
+        );
+        assert!(
+            narrowed[0].2.contains("from VARCHAR(100) to VARCHAR(50)"),
+            "{}",
+            narrowed[0].2
+        );
+        // A conversion rewrites, whatever the types.
+        let using =
+            retype("ALTER TABLE shop_customer ALTER name TYPE varchar(200) USING upper(name)");
+        assert_eq!(using[0].1, Severity::Error);
+        // timestamp to timestamptz keeps the values only in a UTC session.
+        assert_eq!(
+            retype("ALTER TABLE shop_customer ALTER born TYPE timestamptz")[0].1,
+            Severity::Warn
+        );
+        // The migration's own earlier statements count too.
+        let rules: Vec<String> = retype(
+            "ALTER TABLE shop_customer RENAME COLUMN name TO full_name; \
+             ALTER TABLE shop_customer ALTER full_name TYPE text",
+        )
+        .into_iter()
+        .map(|f| f.0)
+        .collect();
+        assert_eq!(rules, ["renaming-column"]);
+        // Without the earlier migrations the widening is judged on the new type alone.
+        let alone = analyze(
+            "0002",
+            "SET lock_timeout = '1s'; ALTER TABLE shop_customer ALTER name TYPE varchar(200)",
+        )
+        .unwrap();
+        assert_eq!(alone.findings().next().unwrap().1.severity, Severity::Error);
     }
 
     #[test]

@@ -5,10 +5,11 @@ use std::collections::BTreeSet;
 use sqlparser::ast::{
     AlterColumnOperation, AlterTableOperation, AlterTypeOperation, AlterViewOperation,
     ColumnOption, ContextModifier, DataType, Expr, FunctionDesc, LockTableMode, ObjectName,
-    ObjectType, Reset, Set, Statement, TableConstraint,
+    ObjectType, Reset, Set, Statement, TableConstraint, TimezoneInfo,
 };
 
 use super::read::{ByWords, Parsed, Written};
+use super::schema::{Schema, keeps_values};
 use super::{Safety, SqlFinding};
 use crate::validation::Severity;
 
@@ -106,19 +107,23 @@ fn volatility(expr: &Expr) -> Option<bool> {
     }
 }
 
+/// Whether a change to `ty` can keep every value whatever the old type was: an unbounded
+/// varchar or text (from a varchar), or `timestamptz` (from `timestamp`, in a UTC session).
 fn free_retype(ty: &DataType) -> bool {
     matches!(
         ty,
         DataType::Text
             | DataType::Varchar(None)
             | DataType::CharacterVarying(None)
-            | DataType::TimestampNtz(_)
-    ) || matches!(ty, DataType::Timestamp(_, tz) if *tz == sqlparser::ast::TimezoneInfo::WithTimeZone)
+            | DataType::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz)
+    )
 }
 
 /// What the migration's earlier statements established.
 #[derive(Default)]
 pub(super) struct Ctx {
+    /// The tables and column types known so far, from earlier migrations and statements.
+    pub(super) schema: Schema,
     /// Tables, views and sequences this migration created: nothing uses them yet.
     created: BTreeSet<String>,
     /// A non-zero `lock_timeout` is in force.
@@ -131,6 +136,14 @@ pub(super) struct Ctx {
 }
 
 impl Ctx {
+    /// The start of a migration that runs after the ones `schema` learned.
+    pub(super) fn after(schema: &Schema) -> Self {
+        Self {
+            schema: schema.clone(),
+            ..Self::default()
+        }
+    }
+
     /// Whether a transaction is open.
     pub(super) fn in_transaction(&self) -> bool {
         self.in_transaction
@@ -167,7 +180,14 @@ fn sets_a_timeout(values: &[Expr]) -> bool {
     !number.parse::<f64>().is_ok_and(|n| n == 0.0)
 }
 
-fn alter_table(table: &str, op: &AlterTableOperation, created: bool, out: &mut Vec<SqlFinding>) {
+fn alter_table(
+    name: &ObjectName,
+    op: &AlterTableOperation,
+    created: bool,
+    schema: &Schema,
+    out: &mut Vec<SqlFinding>,
+) {
+    let table = &name.to_string();
     use Safety::{ExpandContract, Unsafe};
     use Severity::{Error as E, Warn as W};
     match op {
@@ -316,8 +336,32 @@ fn alter_table(table: &str, op: &AlterTableOperation, created: bool, out: &mut V
                 ),
                 "deploy readers that accept NULL first, then drop NOT NULL",
             )),
-            AlterColumnOperation::SetDataType { data_type, .. } => {
-                if free_retype(data_type) {
+            AlterColumnOperation::SetDataType {
+                data_type, using, ..
+            } => {
+                let old = schema.column_type(name, column_name);
+                // timestamp to timestamptz keeps the values only in a UTC session.
+                let conditional = |old: &&DataType| {
+                    matches!(
+                        old,
+                        DataType::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone)
+                    ) && free_retype(data_type)
+                };
+                if using.is_none() && old.is_some_and(|old| keeps_values(old, data_type)) {
+                    // A widening: the catalog only.
+                } else if let Some(old) = old.filter(|old| !conditional(old)) {
+                    out.push(finding(
+                        "changing-column-type",
+                        E,
+                        Unsafe,
+                        format!(
+                            "{table}.{column_name} changes type from {old} to {data_type}: the \
+                             table is rewritten under an ACCESS EXCLUSIVE lock and the old \
+                             version reads the old type"
+                        ),
+                        RECIPE_TYPE,
+                    ));
+                } else if free_retype(data_type) {
                     out.push(finding(
                         "changing-column-type",
                         W,
@@ -674,10 +718,9 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
             }
         }
         Statement::AlterTable(at) => {
-            let table = at.name.to_string();
-            let created = ctx.created.contains(&table);
+            let created = ctx.created.contains(&at.name.to_string());
             for op in &at.operations {
-                alter_table(&table, op, created, &mut out);
+                alter_table(&at.name, op, created, &ctx.schema, &mut out);
             }
         }
         Statement::Drop {

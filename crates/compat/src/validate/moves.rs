@@ -9,7 +9,7 @@ use semver::Version;
 use crate::breaking::{Bump, Change, bump_between, diff_provided_with};
 use crate::explain::Explanation;
 use crate::matrix::{ChangeKind, Effect, Rule};
-use crate::migration::{MigrationReport, analyze};
+use crate::migration::{MigrationReport, Schema, analyze_after};
 use crate::path::{PathOptions, Route, UpgradePath};
 use crate::registry::Release;
 use crate::validation::{Finding, Move, Severity};
@@ -402,6 +402,16 @@ impl Validator {
                 }
             }
         }
+        // What the running version's schema holds, from the migrations of the releases up to
+        // it, so that a retype is judged against the column's type.
+        let mut schema = Schema::default();
+        let history = self
+            .registry
+            .releases(service)
+            .filter(|r| from.as_ref().is_some_and(|f| &r.version <= f) && !r.yanked);
+        for m in history.flat_map(|r| &r.migrations) {
+            schema.learn(&m.sql);
+        }
         for release in passed {
             for change in &release.breaking {
                 breaking.push((service.to_owned(), change.clone()));
@@ -427,7 +437,9 @@ impl Validator {
                 ));
             }
             for m in &release.migrations {
-                match analyze(&m.name, &m.sql) {
+                let analysed = analyze_after(&m.name, &m.sql, &schema);
+                schema.learn(&m.sql);
+                match analysed {
                     Ok(report) => {
                         for (s, sf) in report.findings() {
                             findings.push(
