@@ -4,8 +4,9 @@ use std::collections::BTreeSet;
 
 use sqlparser::ast::{
     AlterColumnOperation, AlterTableOperation, AlterTypeOperation, AlterViewOperation,
-    ColumnOption, ContextModifier, DataType, Expr, FunctionDesc, LockTableMode, ObjectName,
-    ObjectType, Reset, Set, Statement, TableConstraint, TimezoneInfo,
+    ColumnOption, ContextModifier, DataType, Expr, FromTable, FunctionDesc, LockTableMode,
+    ObjectName, ObjectType, Reset, Set, SetExpr, Statement, TableConstraint, TableFactor,
+    TableObject, TableWithJoins, TimezoneInfo,
 };
 
 use super::read::{ByWords, Parsed, Written};
@@ -833,6 +834,8 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
             "REFRESH MATERIALIZED VIEW CONCURRENTLY (the view needs a unique index)",
         )),
         Statement::RefreshMaterializedView(_) => {}
+        Statement::Update(_) | Statement::Delete(_) | Statement::Insert(_)
+            if !changes_rows_in_use(sql) => {}
         Statement::Update(_) | Statement::Delete(_) | Statement::Insert(_) => out.push(finding(
             "backfill",
             W,
@@ -864,6 +867,53 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
         _ => out.push(not_analysed()),
     }
     (sql.to_string(), out)
+}
+
+/// The tables where migration tools record which migrations ran (Alembic, Rails, Django,
+/// Flyway, Diesel, sqlx, SeaORM, Knex, goose): each migration writes one row there.
+const BOOKKEEPING: [&str; 9] = [
+    "alembic_version",
+    "schema_migrations",
+    "django_migrations",
+    "flyway_schema_history",
+    "__diesel_schema_migrations",
+    "_sqlx_migrations",
+    "seaql_migrations",
+    "knex_migrations",
+    "goose_db_version",
+];
+
+/// Whether a data change touches rows that running versions use: not a migration tool's
+/// bookkeeping row, and not new rows written as literal `VALUES` (seed data locks only the
+/// rows it adds).
+fn changes_rows_in_use(statement: &Statement) -> bool {
+    let bookkeeping = |name: &ObjectName| {
+        name.0
+            .last()
+            .and_then(|part| part.as_ident())
+            .is_some_and(|t| BOOKKEEPING.contains(&t.value.to_lowercase().as_str()))
+    };
+    let relation = |t: &TableWithJoins| match &t.relation {
+        TableFactor::Table { name, .. } => bookkeeping(name),
+        _ => false,
+    };
+    match statement {
+        Statement::Insert(insert) => {
+            let literal = insert
+                .source
+                .as_ref()
+                .is_some_and(|q| matches!(q.body.as_ref(), SetExpr::Values(_)));
+            let bookkept = matches!(&insert.table, TableObject::TableName(n) if bookkeeping(n));
+            !(literal || bookkept)
+        }
+        Statement::Update(update) => !relation(&update.table),
+        Statement::Delete(delete) => match &delete.from {
+            FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from) => {
+                !from.iter().all(relation)
+            }
+        },
+        _ => true,
+    }
 }
 
 /// A rename (`what`) that breaks whichever version uses the other name.

@@ -1,5 +1,8 @@
-//! A real `pg_dump --schema-only` output (PostgreSQL 15.18, `fixtures/migrations/`) analysed
-//! as a migration. It holds what dumps and schema files hold: psql meta-commands
+//! Real output of the tools that write migrations (`fixtures/migrations/`), analysed as
+//! migrations: Django's `sqlmigrate`, Alembic's offline `upgrade --sql`, and `pg_dump`.
+//!
+//! The `pg_dump --schema-only` output (PostgreSQL 15.18) holds what dumps and schema files
+//! hold: psql meta-commands
 //! (`\restrict`), a dozen session settings, `ALTER SEQUENCE ... OWNED BY`, `OWNER TO` on
 //! types, domains and statistics, identity columns with sequence options, a materialized view
 //! `WITH NO DATA`, a SQL-standard function body and constraints added after each table.
@@ -34,12 +37,12 @@
 //! ```
 
 use serin_compat::Severity;
-use serin_compat::migration::{Safety, analyze};
+use serin_compat::migration::{MigrationReport, Safety, Schema, analyze, analyze_after};
 
 const DUMP: &str = include_str!("../fixtures/migrations/pg_dump_15_schema.sql");
 
 #[test]
-fn every_statement_is_read_and_nothing_blocks() {
+fn a_schema_dump_is_read_whole_and_nothing_in_it_blocks() {
     let report = analyze("pg_dump_15_schema", DUMP).unwrap();
     // Every object it alters, it creates first, so nothing locks a table in use: at most
     // notes on what is not analysed (functions, triggers, policies).
@@ -76,4 +79,84 @@ fn every_statement_is_read_and_nothing_blocks() {
         add.sql
     );
     assert_eq!(add.findings[0].rule, "not-analysed");
+}
+
+/// The warnings and errors of a report, as (line, rule).
+fn loud(report: &MigrationReport) -> Vec<(u64, &str)> {
+    report
+        .findings()
+        .filter(|(_, f)| f.severity >= Severity::Warn)
+        .map(|(s, f)| (s.line, f.rule.as_str()))
+        .collect()
+}
+
+/// Analyses migrations in order, each after the ones before.
+fn in_order<'a>(migrations: &[(&'a str, &'a str)]) -> Vec<MigrationReport> {
+    let mut schema = Schema::default();
+    migrations
+        .iter()
+        .map(|(name, sql)| {
+            let report = analyze_after(name, sql, &schema).unwrap();
+            schema.learn(sql);
+            report
+        })
+        .collect()
+}
+
+/// Django 5.2 `sqlmigrate` for a model created, then changed (a field renamed and widened,
+/// fields added with defaults, a check constraint, a field removed, indexes, a `RunSQL`
+/// update), then indexed with `AddIndexConcurrently` in a non-atomic migration.
+#[test]
+fn django_migrations_get_the_findings_their_operations_deserve() {
+    let reports = in_order(&[
+        (
+            "0001_initial",
+            include_str!("../fixtures/migrations/django_5.2_0001_initial.sql"),
+        ),
+        (
+            "0002_changes",
+            include_str!("../fixtures/migrations/django_5.2_0002_changes.sql"),
+        ),
+        (
+            "0003_concurrent",
+            include_str!("../fixtures/migrations/django_5.2_0003_concurrent.sql"),
+        ),
+    ]);
+    // Tables it creates take no care.
+    assert_eq!(loud(&reports[0]), []);
+    assert_eq!(
+        loud(&reports[1]),
+        [
+            (5, "require-lock-timeout"),
+            (5, "renaming-column"),
+            // 9: `name` (now `full_name`) widened from varchar(100) to varchar(200), and
+            // 18: numeric(10, 2) to (12, 2): the catalog only.
+            (22, "require-concurrent-index-creation"),
+            (35, "constraint-missing-not-valid"),
+            (39, "ban-drop-column"),
+            (43, "require-concurrent-index-creation"),
+            (47, "backfill"),
+        ]
+    );
+    assert_eq!(loud(&reports[2]), []);
+}
+
+/// Alembic 1.20 `upgrade --sql` (offline) for a table created, then a column added, another
+/// widened, and an index built `postgresql_concurrently=True`, which offline mode still wraps
+/// in the migration's transaction, where PostgreSQL refuses it.
+#[test]
+fn alembic_offline_sql_gets_the_findings_its_operations_deserve() {
+    let reports = in_order(&[
+        ("a1", include_str!("../fixtures/migrations/alembic_1.20_a1.sql")),
+        ("b2", include_str!("../fixtures/migrations/alembic_1.20_b2.sql")),
+    ]);
+    // Its own `alembic_version` rows are no backfill.
+    assert_eq!(loud(&reports[0]), []);
+    assert_eq!(
+        loud(&reports[1]),
+        [
+            (5, "require-lock-timeout"),
+            (9, "ban-concurrent-index-creation-in-transaction"),
+        ]
+    );
 }
