@@ -147,8 +147,14 @@ fn django_migrations_get_the_findings_their_operations_deserve() {
 #[test]
 fn alembic_offline_sql_gets_the_findings_its_operations_deserve() {
     let reports = in_order(&[
-        ("a1", include_str!("../fixtures/migrations/alembic_1.20_a1.sql")),
-        ("b2", include_str!("../fixtures/migrations/alembic_1.20_b2.sql")),
+        (
+            "a1",
+            include_str!("../fixtures/migrations/alembic_1.20_a1.sql"),
+        ),
+        (
+            "b2",
+            include_str!("../fixtures/migrations/alembic_1.20_b2.sql"),
+        ),
     ]);
     // Its own `alembic_version` rows are no backfill.
     assert_eq!(loud(&reports[0]), []);

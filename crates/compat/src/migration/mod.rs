@@ -489,6 +489,9 @@ mod tests {
             "VACUUM ANALYZE t",
             "VACUUM (FULL false, PARALLEL 4) t, u",
             "CREATE TABLE IF NOT EXISTS c (LIKE t INCLUDING ALL); CREATE INDEX i ON c (a)",
+            // Names as PostgreSQL resolves them: unquoted ones fold, `public` is the default.
+            "CREATE TABLE public.n (id int); CREATE INDEX i ON \"n\" (id); \
+             ALTER TABLE N ADD COLUMN c int CHECK (c > 0)",
             "SET statement_timeout = 0; SET client_encoding = 'UTF8'; SET search_path TO public",
             // Seed rows, and the rows migration tools keep about themselves (Alembic's --sql).
             "INSERT INTO roles (name) VALUES ('admin'), ('reader')",

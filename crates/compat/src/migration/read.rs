@@ -33,14 +33,17 @@ pub(super) enum Parsed {
 #[derive(Debug, PartialEq)]
 pub(super) enum ByWords {
     /// `SET SCHEMA s`: versions that name the table by its old schema lose it.
-    SetSchema { table: String, schema: String },
+    SetSchema {
+        table: ObjectName,
+        schema: ObjectName,
+    },
     /// `SET TABLESPACE ts`: the table is copied under an ACCESS EXCLUSIVE lock.
-    SetTablespace { table: String },
+    SetTablespace { table: ObjectName },
     /// `ALTER [COLUMN] c SET STATISTICS | STORAGE | COMPRESSION ...` or `ADD GENERATED ... AS
     /// IDENTITY (...)`: the catalog only.
     ColumnSetting {
-        table: String,
-        column: String,
+        table: ObjectName,
+        column: ObjectName,
         setting: String,
     },
     /// `ALTER SEQUENCE name ...`: the sequence only, no table lock.
@@ -48,9 +51,9 @@ pub(super) enum ByWords {
     /// `CREATE STATISTICS ...`: planner statistics, SHARE UPDATE EXCLUSIVE on the table.
     Statistics,
     /// `CREATE TABLE name (...)` with a clause the parser lacks (`LIKE t INCLUDING ALL`).
-    CreateTable { table: String },
+    CreateTable { table: ObjectName },
     /// `VACUUM` with options the parser lacks (`VACUUM ANALYZE t`, `VACUUM (FULL) t`).
-    Vacuum { full: bool, tables: Vec<String> },
+    Vacuum { full: bool, tables: Vec<ObjectName> },
     /// `DO [LANGUAGE l] $$ ... $$`: an anonymous code block, whose body is not analysed.
     Do,
     /// `ALTER <object> name OWNER TO role` for objects the parser does not alter (types,
@@ -58,7 +61,7 @@ pub(super) enum ByWords {
     Owner,
     /// `CREATE MATERIALIZED VIEW ...` in forms the parser lacks (`pg_dump`'s `WITH NO DATA`): a
     /// new object, which nothing uses yet.
-    CreateMaterializedView { view: String },
+    CreateMaterializedView { view: ObjectName },
 }
 
 impl ByWords {
@@ -159,7 +162,7 @@ impl ByWords {
                     w.next();
                 }
                 let off = matches!(value.as_deref(), Some("false" | "off" | "0"));
-                full |= option.eq_ignore_ascii_case("FULL") && !off;
+                full |= option.to_string().eq_ignore_ascii_case("FULL") && !off;
                 if w.next_is(&Token::RParen) {
                     break;
                 }
@@ -298,15 +301,15 @@ impl Words<'_> {
     }
 
     /// A possibly qualified name, as written (`"Sales".orders`).
-    fn name(&mut self) -> Option<String> {
+    fn name(&mut self) -> Option<ObjectName> {
         let mut parts = Vec::new();
         loop {
             match self.next()? {
-                Token::Word(w) => parts.push(w.to_string()),
+                Token::Word(w) => parts.push(w.to_ident(Span::empty())),
                 _ => return None,
             }
             if !self.next_is(&Token::Period) {
-                return Some(parts.join("."));
+                return Some(ObjectName::from(parts));
             }
         }
     }
@@ -553,7 +556,8 @@ fn blank_meta_arguments(text: &str, line: u64) -> Option<String> {
         .sum::<usize>();
     let rest = text.get(start..)?;
     let end = start + rest.find('\n').unwrap_or(rest.len());
-    let command = start + rest.len() - rest.trim_start().len();
+    let line_text = &text[start..end];
+    let command = start + line_text.len() - line_text.trim_start().len();
     if !text[command..end].starts_with('\\') {
         return None;
     }
@@ -679,6 +683,14 @@ impl Splitter<'_> {
 mod tests {
     use super::*;
 
+    /// A name as the parser reads it.
+    fn n(name: &str) -> ObjectName {
+        Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(name)
+            .and_then(|mut p| p.parse_object_name(false))
+            .expect("a name")
+    }
+
     fn words(sql: &str) -> Option<ByWords> {
         let tokens: Vec<TokenWithSpan> = Tokenizer::new(&PostgreSqlDialect {}, sql)
             .tokenize_with_location()
@@ -694,15 +706,15 @@ mod tests {
         assert_eq!(
             words(r#"ALTER TABLE IF EXISTS "Sales".orders SET SCHEMA archive"#),
             Some(ByWords::SetSchema {
-                table: r#""Sales".orders"#.into(),
-                schema: "archive".into()
+                table: n(r#""Sales".orders"#),
+                schema: n("archive")
             })
         );
         assert_eq!(
             words("alter table t alter c set statistics -1"),
             Some(ByWords::ColumnSetting {
-                table: "t".into(),
-                column: "c".into(),
+                table: n("t"),
+                column: n("c"),
                 setting: "STATISTICS".into()
             })
         );
@@ -710,14 +722,12 @@ mod tests {
             words("vacuum (verbose, full on) public.t, u (a, b)"),
             Some(ByWords::Vacuum {
                 full: true,
-                tables: vec!["public.t".into(), "u".into()]
+                tables: vec![n("public.t"), n("u")]
             })
         );
         assert_eq!(
             words("CREATE UNLOGGED TABLE \"C\" (LIKE t INCLUDING ALL)"),
-            Some(ByWords::CreateTable {
-                table: "\"C\"".into()
-            })
+            Some(ByWords::CreateTable { table: n("\"C\"") })
         );
         assert_eq!(
             words("DO 'BEGIN NULL; END' LANGUAGE plpgsql"),
@@ -729,7 +739,7 @@ mod tests {
         );
         assert_eq!(
             words("CREATE MATERIALIZED VIEW IF NOT EXISTS m AS SELECT 1 WITH NO DATA"),
-            Some(ByWords::CreateMaterializedView { view: "m".into() })
+            Some(ByWords::CreateMaterializedView { view: n("m") })
         );
         assert_eq!(
             words(
@@ -737,8 +747,8 @@ mod tests {
                  (SEQUENCE NAME s START WITH 1 CACHE (1))"
             ),
             Some(ByWords::ColumnSetting {
-                table: "t".into(),
-                column: "id".into(),
+                table: n("t"),
+                column: n("id"),
                 setting: "IDENTITY".into()
             })
         );

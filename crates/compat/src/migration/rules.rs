@@ -10,7 +10,7 @@ use sqlparser::ast::{
 };
 
 use super::read::{ByWords, Parsed, Written};
-use super::schema::{Schema, keeps_values};
+use super::schema::{Schema, keeps_values, table_key};
 use super::{Safety, SqlFinding};
 use crate::validation::Severity;
 
@@ -143,6 +143,16 @@ impl Ctx {
             schema: schema.clone(),
             ..Self::default()
         }
+    }
+
+    /// Records a table, view or sequence this migration creates.
+    fn create(&mut self, name: &ObjectName) {
+        self.created.insert(table_key(name));
+    }
+
+    /// Whether `name` existed before this migration, so running versions may use it.
+    fn in_use(&self, name: &ObjectName) -> bool {
+        !self.created.contains(&table_key(name))
     }
 
     /// Whether a transaction is open.
@@ -467,15 +477,14 @@ fn alter_table(
 /// Whether `stmt` takes a lock that blocks reads or writes of a table in use (not one this
 /// migration created).
 fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
-    let in_use = |table: &str| !ctx.created.contains(table);
     match stmt {
         Parsed::DropIndexConcurrently(_) | Parsed::Meta(_) | Parsed::Unreadable(_) => false,
         // SET STATISTICS takes SHARE UPDATE EXCLUSIVE, which blocks neither reads nor writes.
         Parsed::ByWords(ByWords::ColumnSetting { table, setting, .. }) => {
-            setting != "STATISTICS" && in_use(table)
+            setting != "STATISTICS" && ctx.in_use(table)
         }
         Parsed::ByWords(ByWords::SetSchema { table, .. } | ByWords::SetTablespace { table }) => {
-            in_use(table)
+            ctx.in_use(table)
         }
         Parsed::ByWords(ByWords::Vacuum { full, .. }) => *full,
         // A DO block's locks are those of its body, which is not read.
@@ -490,8 +499,8 @@ fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
         Parsed::Reindex { concurrently } => !concurrently,
         Parsed::Cluster => true,
         Parsed::Stmt(s) => match s.as_ref() {
-            Statement::AlterTable(at) => in_use(&at.name.to_string()),
-            Statement::CreateIndex(ci) => !ci.concurrently && in_use(&ci.table_name.to_string()),
+            Statement::AlterTable(at) => ctx.in_use(&at.name),
+            Statement::CreateIndex(ci) => !ci.concurrently && ctx.in_use(&ci.table_name),
             Statement::Drop { .. } | Statement::Truncate(_) | Statement::AlterType(_) => true,
             Statement::Vacuum(v) => v.full,
             Statement::Lock(l) => l.lock_mode.as_ref().is_none_or(|m| {
@@ -594,13 +603,14 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
                 | ByWords::Statistics
                 | ByWords::Owner => {}
                 ByWords::CreateMaterializedView { view } => {
-                    ctx.created.insert(view.clone());
+                    ctx.create(view);
                 }
                 ByWords::CreateTable { table } => {
-                    ctx.created.insert(table.clone());
+                    ctx.create(table);
                 }
                 ByWords::Vacuum { full, tables } => {
                     if *full {
+                        let tables: Vec<String> = tables.iter().map(ToString::to_string).collect();
                         out.push(vacuum_full(&tables.join(", ")));
                     }
                 }
@@ -694,7 +704,7 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
             }
         }
         Statement::CreateTable(ct) => {
-            ctx.created.insert(ct.name.to_string());
+            ctx.create(&ct.name);
         }
         Statement::CreateIndex(ci) => {
             let table = ci.table_name.to_string();
@@ -706,7 +716,7 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
                     "CREATE INDEX CONCURRENTLY cannot run inside a transaction".into(),
                     "run it on its own, outside BEGIN ... COMMIT",
                 ));
-            } else if !ci.concurrently && !ctx.created.contains(&table) {
+            } else if !ci.concurrently && ctx.in_use(&ci.table_name) {
                 out.push(finding(
                     "require-concurrent-index-creation",
                     E,
@@ -719,7 +729,7 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
             }
         }
         Statement::AlterTable(at) => {
-            let created = ctx.created.contains(&at.name.to_string());
+            let created = !ctx.in_use(&at.name);
             for op in &at.operations {
                 alter_table(&at.name, op, created, &ctx.schema, &mut out);
             }
@@ -851,11 +861,11 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
             "delete in batches, after the old version no longer needs the rows",
         )),
         Statement::CreateSequence { name, .. } => {
-            ctx.created.insert(name.to_string());
+            ctx.create(name);
         }
         Statement::CreateView(v) => {
             if !v.or_replace {
-                ctx.created.insert(v.name.to_string());
+                ctx.create(&v.name);
             }
         }
         Statement::Query(_) => {}

@@ -133,7 +133,7 @@ fn alter(columns: &mut Columns, op: &AlterTableOperation) {
 
 /// A name as PostgreSQL resolves it: unquoted parts fold to lower case, and `public` (the
 /// default schema) is left out.
-fn table_key(name: &ObjectName) -> String {
+pub(super) fn table_key(name: &ObjectName) -> String {
     let parts: Vec<String> = name
         .0
         .iter()
