@@ -184,9 +184,8 @@ impl MigrationReport {
 /// ANALYZE`, `CREATE TABLE ... (LIKE ...)`, `DO` blocks, whose bodies are reported as not
 /// analysed) are recognised from their words; any other statement the parser does not know is
 /// reported (`unparsable-statement`, an error) and the others are still analysed. Text that
-/// cannot be
-/// split into statements at all (an unterminated string or comment) is an error naming the
-/// migration and the line and column.
+/// cannot be split into statements at all (an unterminated string or comment) is an error
+/// naming the migration and the line and column.
 ///
 /// A reviewer who has checked a finding by hand silences it with a comment naming its rule:
 /// `-- serin:ignore rule-a, rule-b` before (or inside) the statement, or
