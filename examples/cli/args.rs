@@ -66,8 +66,9 @@ pub struct Global {
     /// Seed of the simulated fleet (sim backend).
     #[arg(long, global = true, default_value_t = 1)]
     pub seed: u64,
-    /// A compatibility catalog (YAML, TOML or JSON, `serin-compat`'s shape); each upgrade is
-    /// validated against it and the versions that run before anything changes.
+    /// A compatibility catalog (YAML, TOML or JSON, `serin-compat`'s shape; migration
+    /// `file`s relative to it); each upgrade is validated against it and the versions that run
+    /// before anything changes.
     #[arg(long, global = true, value_name = "FILE")]
     pub catalog: Option<PathBuf>,
     /// Delivery settings of the config's `notificationChannels` (JSON, YAML or TOML by

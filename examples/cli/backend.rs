@@ -512,23 +512,9 @@ impl Stack {
     }
 }
 
-/// Reads a compatibility catalog and builds its validator.
+/// Reads a compatibility catalog (and the migration files it names) and builds its validator.
 pub fn load_catalog(path: &Path) -> Result<serin_compat::Validator, CliError> {
-    let format = match path.extension().and_then(|e| e.to_str()) {
-        Some("yaml" | "yml") => serin_compat::Format::Yaml,
-        Some("toml") => serin_compat::Format::Toml,
-        Some("json") => serin_compat::Format::Json,
-        _ => {
-            return Err(CliError::usage(format!(
-                "catalog file {}: cannot tell its format; name it .yaml, .yml, .toml or .json",
-                path.display()
-            )));
-        }
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        CliError::usage(format!("cannot read catalog file {}: {e}", path.display()))
-    })?;
-    Catalog::parse(&text, format)
+    Catalog::load(path)
         .and_then(|c| c.validator())
         .map_err(|e| CliError::usage(format!("catalog file {}: {e}", path.display())))
 }

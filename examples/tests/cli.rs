@@ -690,12 +690,19 @@ fn the_env_file_gives_the_brief_variables_and_the_environment_wins() {
 fn an_upgrade_the_catalog_refuses_is_blocked_with_exit_3() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
+    // The migration lives in a file next to the catalog, named by its stem.
     std::fs::write(
         d.join("catalog.yaml"),
         "registry:\n  services:\n    demo: { releases: [ {version: 1.0.0}, {version: 1.1.0,\n\
-         \x20     migrations: [ {name: '0011', sql: \"SET lock_timeout = '1s'; ALTER TABLE t DROP COLUMN c\"} ] },\n\
+         \x20     migrations: [ {file: migrations/0011.sql} ] },\n\
          \x20     {version: 1.2.0} ] }\n\
          rules:\n  - oneMinorAtATime: {service: demo}\n",
+    )
+    .expect("write");
+    std::fs::create_dir(d.join("migrations")).expect("mkdir");
+    std::fs::write(
+        d.join("migrations/0011.sql"),
+        "SET lock_timeout = '1s'; ALTER TABLE t DROP COLUMN c",
     )
     .expect("write");
     let with_catalog = |d: &Path| {

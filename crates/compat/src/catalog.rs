@@ -13,6 +13,7 @@
 //! Loading validates everything and names the offending path.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -90,8 +91,48 @@ impl Catalog {
         Ok(catalog)
     }
 
+    /// Reads a catalog file: its format from its extension (`.yaml`, `.yml`, `.json`,
+    /// `.toml`), and each migration given as a `file` from that path relative to the catalog
+    /// file's directory. Then validates it, as [`parse`](Self::parse) does.
+    ///
+    /// ```yaml
+    /// registry:
+    ///   services:
+    ///     api:
+    ///       releases:
+    ///         - version: 1.1.0
+    ///           migrations:
+    ///             - file: migrations/0012_add_email.sql   # named 0012_add_email
+    /// ```
+    pub fn load(path: &Path) -> Result<Self> {
+        let invalid = |reason: String| Error::InvalidValue {
+            path: "catalog".into(),
+            value: path.display().to_string(),
+            reason,
+        };
+        let format = match path.extension().and_then(|e| e.to_str()) {
+            Some("yaml" | "yml") => Format::Yaml,
+            Some("json") => Format::Json,
+            Some("toml") => Format::Toml,
+            _ => {
+                return Err(invalid(
+                    "cannot tell its format: name it .yaml, .yml, .json or .toml".into(),
+                ));
+            }
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| invalid(format!("cannot read it: {e}")))?;
+        let mut catalog: Self = from_str(&text, format)?;
+        catalog
+            .registry
+            .read_migration_files(path.parent().unwrap_or(Path::new("")))?;
+        catalog.check()?;
+        Ok(catalog)
+    }
+
     /// Validates rules and graphs against the registry.
     pub fn check(&self) -> Result<()> {
+        self.registry.check_migrations()?;
         self.rules.validate(&self.registry)?;
         self.graphs().map(|_| ())
     }

@@ -1,9 +1,11 @@
 //! The version registry: services, their releases, and what each release needs and offers.
 //!
 //! Serialized as `services: { <name>: { releases: [ {version, ...}, ... ] } }` (camelCase keys),
-//! validated on load: every version parses, none is declared twice.
+//! validated on load: every version parses, none is declared twice, every migration has a name
+//! and its SQL (or a file that holds it, read by [`Catalog::load`](crate::Catalog::load)).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use semver::{Version, VersionReq};
 use serde::{Deserialize, Serialize};
@@ -68,14 +70,55 @@ pub struct ConsumedApi {
     pub version: VersionReq,
 }
 
-/// One SQL migration shipped with a release.
+/// One SQL migration shipped with a release: its SQL written out (`sql`), or a file that holds
+/// it (`file`, relative to the catalog file, read by [`Catalog::load`](crate::Catalog::load)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Migration {
-    /// Its name (`0012_add_email`).
+    /// Its name (`0012_add_email`); by default, the stem of its file.
+    #[serde(default)]
     pub name: String,
     /// The SQL text (PostgreSQL).
+    #[serde(default)]
     pub sql: String,
+    /// The file that holds the SQL, until it is read into `sql`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+}
+
+impl Migration {
+    /// Checks that it has a name and either SQL or a file, not both; a file's stem names it
+    /// when no name is given.
+    fn settle(&mut self, path: &str) -> Result<()> {
+        let invalid = |name: &str, reason: &str| Error::InvalidValue {
+            path: path.to_owned(),
+            value: name.to_owned(),
+            reason: reason.to_owned(),
+        };
+        match (&self.file, self.sql.trim().is_empty()) {
+            (Some(_), false) => return Err(invalid(&self.name, "give `sql` or `file`, not both")),
+            (None, true) => {
+                return Err(invalid(
+                    &self.name,
+                    "give its SQL as `sql`, or a `file` that holds it",
+                ));
+            }
+            (Some(file), true) if self.name.is_empty() => {
+                self.name = file
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+            }
+            _ => {}
+        }
+        if self.name.trim().is_empty() {
+            return Err(invalid(
+                &self.name,
+                "name it (`name`), e.g. `0012_add_email`",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Metadata of one released version.
@@ -178,6 +221,7 @@ impl Release {
         self.migrations.push(Migration {
             name: name.into(),
             sql: sql.into(),
+            file: None,
         });
         self
     }
@@ -223,8 +267,12 @@ impl TryFrom<RegistryRepr> for Registry {
         let mut registry = Self::new();
         for (name, service) in repr.services {
             registry.services.entry(name.clone()).or_default();
-            for (i, release) in service.releases.into_iter().enumerate() {
-                registry.insert(&name, release, &format!("services.{name}.releases[{i}]"))?;
+            for (i, mut release) in service.releases.into_iter().enumerate() {
+                let path = format!("services.{name}.releases[{i}]");
+                for (j, m) in release.migrations.iter_mut().enumerate() {
+                    m.settle(&format!("{path}.migrations[{j}]"))?;
+                }
+                registry.insert(&name, release, &path)?;
             }
         }
         Ok(registry)
@@ -273,6 +321,72 @@ impl Registry {
             });
         }
         releases.insert(release.version.clone(), release);
+        Ok(())
+    }
+
+    /// Reads the SQL of each migration given as a `file`, relative to `base`, into its `sql`.
+    /// A file that cannot be read (or is empty) is an error naming the migration, and changes
+    /// nothing.
+    pub fn read_migration_files(&mut self, base: &Path) -> Result<()> {
+        let mut read = Vec::new();
+        for (service, releases) in &self.services {
+            for (version, release) in releases {
+                for (j, m) in release.migrations.iter().enumerate() {
+                    let Some(file) = &m.file else { continue };
+                    let path =
+                        format!("services.{service}.releases[{version}].migrations[{j}].file");
+                    let full = base.join(file);
+                    let sql = std::fs::read_to_string(&full).map_err(|e| Error::InvalidValue {
+                        path: path.clone(),
+                        value: full.display().to_string(),
+                        reason: format!("cannot read it: {e}"),
+                    })?;
+                    if sql.trim().is_empty() {
+                        return Err(Error::InvalidValue {
+                            path,
+                            value: full.display().to_string(),
+                            reason: "the file is empty".into(),
+                        });
+                    }
+                    read.push((service.clone(), version.clone(), j, sql));
+                }
+            }
+        }
+        for (service, version, j, sql) in read {
+            if let Some(m) = self
+                .services
+                .get_mut(&service)
+                .and_then(|r| r.get_mut(&version))
+                .and_then(|r| r.migrations.get_mut(j))
+            {
+                m.sql = sql;
+                m.file = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that every migration holds its SQL: one given as a `file` that was never read
+    /// (with [`read_migration_files`](Self::read_migration_files)) would otherwise be analysed
+    /// as empty.
+    pub(crate) fn check_migrations(&self) -> Result<()> {
+        for (service, releases) in &self.services {
+            for (version, release) in releases {
+                for (j, m) in release.migrations.iter().enumerate() {
+                    if let Some(file) = &m.file {
+                        return Err(Error::InvalidValue {
+                            path: format!(
+                                "services.{service}.releases[{version}].migrations[{j}].file"
+                            ),
+                            value: file.display().to_string(),
+                            reason: "migration files are read by `Catalog::load` (relative to \
+                                     the catalog file) or `Registry::read_migration_files`"
+                                .into(),
+                        });
+                    }
+                }
+            }
+        }
         Ok(())
     }
 

@@ -125,6 +125,7 @@ pub struct Validator {
 impl Validator {
     /// Compiles the rules; the matrix is validated against the registry.
     pub fn new(registry: Registry, matrix: Matrix) -> Result<Self> {
+        registry.check_migrations()?;
         matrix.validate(&registry)?;
         let names: Vec<String> = registry.services().map(str::to_owned).collect();
         let index: HashMap<String, usize> = names

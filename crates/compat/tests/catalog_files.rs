@@ -1,0 +1,112 @@
+//! A catalog whose migrations live in files next to it, as a repository keeps them.
+
+use std::fs;
+use std::path::Path;
+
+use serin_compat::{Catalog, Fleet, Proposal, Verdict};
+
+const CATALOG: &str = "\
+registry:
+  services:
+    api:
+      releases:
+        - version: 1.0.0
+          migrations:
+            - file: migrations/0001_initial.sql
+        - version: 1.1.0
+          migrations:
+            - file: migrations/0002_longer_name.sql
+            - name: 0003_index
+              sql: CREATE INDEX CONCURRENTLY customer_name ON customer (name);
+";
+
+fn write(dir: &Path, name: &str, text: &str) {
+    let path = dir.join(name);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+}
+
+fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "catalog.yaml", CATALOG);
+    write(
+        dir.path(),
+        "migrations/0001_initial.sql",
+        "CREATE TABLE customer (id bigint PRIMARY KEY, name varchar(100) NOT NULL);\n",
+    );
+    write(
+        dir.path(),
+        "migrations/0002_longer_name.sql",
+        "SET lock_timeout = '1s';\nALTER TABLE customer ALTER COLUMN name TYPE varchar(200);\n",
+    );
+    dir
+}
+
+#[test]
+fn migration_files_are_read_next_to_the_catalog_and_named_by_their_stem() {
+    let dir = project();
+    let catalog = Catalog::load(&dir.path().join("catalog.yaml")).unwrap();
+    let release = catalog
+        .registry
+        .release("api", &"1.1.0".parse().unwrap())
+        .unwrap();
+    let names: Vec<&str> = release.migrations.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["0002_longer_name", "0003_index"]);
+    assert!(release.migrations[0].sql.contains("varchar(200)"));
+    assert!(release.migrations.iter().all(|m| m.file.is_none()));
+    // The file's widening is judged against the first file's table: nothing to report.
+    let result = catalog
+        .validator()
+        .unwrap()
+        .validate(
+            &Fleet::new().with("api", "1.0.0".parse().unwrap()),
+            &Proposal::new().with("api", "1.1.0".parse().unwrap()),
+        )
+        .unwrap();
+    assert_eq!(result.verdict, Verdict::Ok, "{result}");
+}
+
+#[test]
+fn a_migration_file_that_is_missing_or_never_read_is_an_error_naming_it() {
+    let dir = project();
+    fs::remove_file(dir.path().join("migrations/0002_longer_name.sql")).unwrap();
+    let err = Catalog::load(&dir.path().join("catalog.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("services.api.releases[1.1.0].migrations[0].file")
+            && err.contains("0002_longer_name.sql")
+            && err.contains("cannot read it"),
+        "{err}"
+    );
+    // Parsed from text, with no directory to read files from, it is refused rather than
+    // analysed as empty.
+    let err = Catalog::parse(CATALOG, serin_compat::Format::Yaml)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Catalog::load"), "{err}");
+}
+
+#[test]
+fn a_migration_needs_sql_or_a_file_and_a_name() {
+    for (entry, reason) in [
+        (
+            "{name: x}",
+            "give its SQL as `sql`, or a `file` that holds it",
+        ),
+        ("{name: x, sql: SELECT 1, file: x.sql}", "not both"),
+        ("{sql: SELECT 1}", "name it"),
+    ] {
+        let text = format!(
+            "registry:\n  services:\n    api:\n      releases:\n        - version: 1.0.0\n          \
+             migrations: [{entry}]\n"
+        );
+        let err = Catalog::parse(&text, serin_compat::Format::Yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("services.api.releases[0].migrations[0]") && err.contains(reason),
+            "{entry}: {err}"
+        );
+    }
+}
