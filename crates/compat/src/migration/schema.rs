@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use sqlparser::ast::{
-    AlterColumnOperation, AlterTableOperation, DataType, ExactNumberInfo, Ident, ObjectName,
-    ObjectNamePart, ObjectType, RenameTableNameKind, Statement,
+    AlterColumnOperation, AlterTableOperation, CharacterLength, DataType, ExactNumberInfo, Ident,
+    ObjectName, ObjectNamePart, ObjectType, RenameTableNameKind, Statement,
 };
 
 use super::read::{Parsed, parse};
@@ -163,10 +163,12 @@ fn ident_key(ident: &Ident) -> String {
 /// session's time zone is UTC, which a migration cannot show.)
 pub(super) fn keeps_values(old: &DataType, new: &DataType) -> bool {
     use DataType::{CharVarying, CharacterVarying, Custom, Decimal, Numeric, Text, Varchar};
+    // A varchar's length limit (`None`: no limit).
     let varchar = |t: &DataType| match t {
-        Varchar(n) | CharacterVarying(n) | CharVarying(n) => {
-            Some(n.as_ref().map(ToString::to_string))
-        }
+        Varchar(n) | CharacterVarying(n) | CharVarying(n) => Some(match n {
+            Some(CharacterLength::IntegerLength { length, .. }) => Some(*length),
+            Some(CharacterLength::Max) | None => None,
+        }),
         Text => Some(None),
         _ => None,
     };
@@ -182,14 +184,10 @@ pub(super) fn keeps_values(old: &DataType, new: &DataType) -> bool {
         return true;
     }
     if let (Some(old), Some(new)) = (varchar(old), varchar(new)) {
-        // Lengths as written (`200`, or `200 CHARACTERS`): a larger number, or none.
         return match (old, new) {
             (_, None) => true,
             (None, Some(_)) => false,
-            (Some(a), Some(b)) => match (a.parse::<u64>(), b.parse::<u64>()) {
-                (Ok(a), Ok(b)) => b >= a,
-                _ => false,
-            },
+            (Some(a), Some(b)) => b >= a,
         };
     }
     if let (Some(old), Some(new)) = (numeric(old), numeric(new)) {
