@@ -512,9 +512,19 @@ impl Stack {
     }
 }
 
-/// Reads a compatibility catalog (and the migration files it names) and builds its validator.
+/// Reads a compatibility catalog (and the migration files it names, relative to it) and builds
+/// its validator.
 pub fn load_catalog(path: &Path) -> Result<serin_compat::Validator, CliError> {
-    Catalog::load(path)
+    let format = serin_compat::Format::from_path(path).ok_or_else(|| {
+        CliError::usage(format!(
+            "catalog file {}: cannot tell its format; name it .yaml, .yml, .toml or .json",
+            path.display()
+        ))
+    })?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CliError::usage(format!("cannot read catalog file {}: {e}", path.display()))
+    })?;
+    Catalog::parse_in(&text, format, path.parent().unwrap_or(Path::new("")))
         .and_then(|c| c.validator())
         .map_err(|e| CliError::usage(format!("catalog file {}: {e}", path.display())))
 }

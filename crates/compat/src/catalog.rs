@@ -34,6 +34,18 @@ pub enum Format {
     Toml,
 }
 
+impl Format {
+    /// The format a file's extension names: `.yaml` or `.yml`, `.json`, `.toml`.
+    pub fn from_path(path: &Path) -> Option<Self> {
+        match path.extension()?.to_str()? {
+            "yaml" | "yml" => Some(Self::Yaml),
+            "json" => Some(Self::Json),
+            "toml" => Some(Self::Toml),
+            _ => None,
+        }
+    }
+}
+
 /// Registry, rules and graphs, validated together.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -110,22 +122,19 @@ impl Catalog {
             value: path.display().to_string(),
             reason,
         };
-        let format = match path.extension().and_then(|e| e.to_str()) {
-            Some("yaml" | "yml") => Format::Yaml,
-            Some("json") => Format::Json,
-            Some("toml") => Format::Toml,
-            _ => {
-                return Err(invalid(
-                    "cannot tell its format: name it .yaml, .yml, .json or .toml".into(),
-                ));
-            }
-        };
+        let format = Format::from_path(path).ok_or_else(|| {
+            invalid("cannot tell its format: name it .yaml, .yml, .json or .toml".into())
+        })?;
         let text =
             std::fs::read_to_string(path).map_err(|e| invalid(format!("cannot read it: {e}")))?;
-        let mut catalog: Self = from_str(&text, format)?;
-        catalog
-            .registry
-            .read_migration_files(path.parent().unwrap_or(Path::new("")))?;
+        Self::parse_in(&text, format, path.parent().unwrap_or(Path::new("")))
+    }
+
+    /// [`parse`](Self::parse) a catalog whose migration `file`s are relative to `dir`, reading
+    /// them.
+    pub fn parse_in(text: &str, format: Format, dir: &Path) -> Result<Self> {
+        let mut catalog: Self = from_str(text, format)?;
+        catalog.registry.read_migration_files(dir)?;
         catalog.check()?;
         Ok(catalog)
     }
