@@ -324,33 +324,44 @@ impl Registry {
         Ok(())
     }
 
+    /// Each migration given as a `file` and not read yet: where it is in the registry (for
+    /// messages), its service, version and index, and the file.
+    fn migration_files(&self) -> impl Iterator<Item = (String, &String, &Version, usize, &Path)> {
+        self.services.iter().flat_map(|(service, releases)| {
+            releases.iter().flat_map(move |(version, release)| {
+                release
+                    .migrations
+                    .iter()
+                    .enumerate()
+                    .filter_map(move |(j, m)| {
+                        let at =
+                            format!("services.{service}.releases[{version}].migrations[{j}].file");
+                        m.file
+                            .as_deref()
+                            .map(|file| (at, service, version, j, file))
+                    })
+            })
+        })
+    }
+
     /// Reads the SQL of each migration given as a `file`, relative to `base`, into its `sql`.
     /// A file that cannot be read (or is empty) is an error naming the migration, and changes
     /// nothing.
     pub fn read_migration_files(&mut self, base: &Path) -> Result<()> {
         let mut read = Vec::new();
-        for (service, releases) in &self.services {
-            for (version, release) in releases {
-                for (j, m) in release.migrations.iter().enumerate() {
-                    let Some(file) = &m.file else { continue };
-                    let path =
-                        format!("services.{service}.releases[{version}].migrations[{j}].file");
-                    let full = base.join(file);
-                    let sql = std::fs::read_to_string(&full).map_err(|e| Error::InvalidValue {
-                        path: path.clone(),
-                        value: full.display().to_string(),
-                        reason: format!("cannot read it: {e}"),
-                    })?;
-                    if sql.trim().is_empty() {
-                        return Err(Error::InvalidValue {
-                            path,
-                            value: full.display().to_string(),
-                            reason: "the file is empty".into(),
-                        });
-                    }
-                    read.push((service.clone(), version.clone(), j, sql));
-                }
+        for (at, service, version, j, file) in self.migration_files() {
+            let full = base.join(file);
+            let invalid = |reason: String| Error::InvalidValue {
+                path: at.clone(),
+                value: full.display().to_string(),
+                reason,
+            };
+            let sql = std::fs::read_to_string(&full)
+                .map_err(|e| invalid(format!("cannot read it: {e}")))?;
+            if sql.trim().is_empty() {
+                return Err(invalid("the file is empty".into()));
             }
+            read.push((service.clone(), version.clone(), j, sql));
         }
         for (service, version, j, sql) in read {
             if let Some(m) = self
@@ -367,27 +378,18 @@ impl Registry {
     }
 
     /// Checks that every migration holds its SQL: one given as a `file` that was never read
-    /// (with [`read_migration_files`](Self::read_migration_files)) would otherwise be analysed
-    /// as empty.
+    /// would otherwise be analysed as empty.
     pub(crate) fn check_migrations(&self) -> Result<()> {
-        for (service, releases) in &self.services {
-            for (version, release) in releases {
-                for (j, m) in release.migrations.iter().enumerate() {
-                    if let Some(file) = &m.file {
-                        return Err(Error::InvalidValue {
-                            path: format!(
-                                "services.{service}.releases[{version}].migrations[{j}].file"
-                            ),
-                            value: file.display().to_string(),
-                            reason: "migration files are read by `Catalog::load` (relative to \
-                                     the catalog file) or `Registry::read_migration_files`"
-                                .into(),
-                        });
-                    }
-                }
-            }
+        match self.migration_files().next() {
+            Some((at, _, _, _, file)) => Err(Error::InvalidValue {
+                path: at,
+                value: file.display().to_string(),
+                reason: "migration files are read by `Catalog::load` or `Catalog::parse_in` \
+                         (relative to the catalog) or by `Registry::read_migration_files`"
+                    .into(),
+            }),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Adds a release; a version already present is an error and changes nothing.
