@@ -1,5 +1,6 @@
 //! Real output of the tools that write migrations (`fixtures/migrations/`), analysed as
-//! migrations: Django's `sqlmigrate`, Alembic's offline `upgrade --sql`, and `pg_dump`.
+//! migrations: Django's `sqlmigrate`, Alembic's offline `upgrade --sql`, drizzle-kit's
+//! `generate`, and `pg_dump`.
 //!
 //! The `pg_dump --schema-only` output (PostgreSQL 15.18) holds what dumps and schema files
 //! hold: psql meta-commands
@@ -163,6 +164,36 @@ fn alembic_offline_sql_gets_the_findings_its_operations_deserve() {
         [
             (5, "require-lock-timeout"),
             (9, "ban-concurrent-index-creation-in-transaction"),
+        ]
+    );
+}
+
+/// drizzle-kit 0.31 `generate` for a schema created, then changed: an enum value added, a
+/// numeric and a varchar widened, a column added with a default and one `NOT NULL` without,
+/// an index, a column dropped. Its statements are separated by `--> statement-breakpoint`
+/// comments.
+#[test]
+fn drizzle_migrations_get_the_findings_their_changes_deserve() {
+    let reports = in_order(&[
+        (
+            "0000_initial",
+            include_str!("../fixtures/migrations/drizzle_0.31_0000_initial.sql"),
+        ),
+        (
+            "0001_changes",
+            include_str!("../fixtures/migrations/drizzle_0.31_0001_changes.sql"),
+        ),
+    ]);
+    assert_eq!(loud(&reports[0]), []);
+    assert_eq!(reports[1].statements.len(), 7);
+    assert_eq!(
+        loud(&reports[1]),
+        [
+            (1, "require-lock-timeout"),
+            // 2 and 3: numeric(10, 2) to (12, 2) and varchar(100) to (200), the catalog only.
+            (5, "adding-required-field"),
+            (6, "require-concurrent-index-creation"),
+            (7, "ban-drop-column"),
         ]
     );
 }
