@@ -1,6 +1,6 @@
 //! Real output of the tools that write migrations (`fixtures/migrations/`), analysed as
 //! migrations: Django's `sqlmigrate`, Alembic's offline `upgrade --sql`, drizzle-kit's
-//! `generate`, and `pg_dump`.
+//! `generate`, Knex's schema builder (`.toString()`), and `pg_dump`.
 //!
 //! The `pg_dump --schema-only` output (PostgreSQL 15.18) holds what dumps and schema files
 //! hold: psql meta-commands
@@ -194,6 +194,38 @@ fn drizzle_migrations_get_the_findings_their_changes_deserve() {
             (5, "adding-required-field"),
             (6, "require-concurrent-index-creation"),
             (7, "ban-drop-column"),
+        ]
+    );
+}
+
+/// Knex 3.3's schema builder (`knex.schema.alterTable(...).toString()`) for a table created,
+/// then changed: a column added with a default, a `varchar` widened by `.alter()` (which
+/// drops and sets `NOT NULL` around a `TYPE ... USING ("email"::varchar(255))`), an index, a
+/// rename and a drop.
+#[test]
+fn knex_migrations_get_the_findings_their_changes_deserve() {
+    let reports = in_order(&[
+        (
+            "initial",
+            include_str!("../fixtures/migrations/knex_3.3_initial.sql"),
+        ),
+        (
+            "changes",
+            include_str!("../fixtures/migrations/knex_3.3_changes.sql"),
+        ),
+    ]);
+    assert_eq!(loud(&reports[0]), []);
+    assert_eq!(
+        loud(&reports[1]),
+        [
+            (1, "require-lock-timeout"),
+            (3, "ban-drop-not-null"),
+            // 4: the widening; its USING only restates the cast PostgreSQL would make.
+            // 5: `.alter()` sets NOT NULL again, which scans the whole table.
+            (5, "adding-not-nullable-field"),
+            (6, "require-concurrent-index-creation"),
+            (7, "renaming-column"),
+            (8, "ban-drop-column"),
         ]
     );
 }

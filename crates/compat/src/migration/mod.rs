@@ -216,7 +216,8 @@ pub fn analyze(name: &str, sql: &str) -> Result<MigrationReport> {
 /// [`analyze`] a migration that runs after the ones `schema` learned: where it changes the
 /// type of a column whose type they gave, a widening that keeps every value (a longer
 /// varchar, more numeric precision) is no finding, and any other change is an error that
-/// names both types.
+/// names both types. A `USING` that only restates the cast (`USING (c::varchar(255))`)
+/// converts nothing; any other `USING` rewrites.
 pub fn analyze_after(name: &str, sql: &str, schema: &Schema) -> Result<MigrationReport> {
     let (written, file_wide) = parse(name, sql)?;
     let mut ctx = Ctx::after(schema);
@@ -745,10 +746,21 @@ mod tests {
             "{}",
             narrowed[0].2
         );
-        // A conversion rewrites, whatever the types.
+        // A conversion rewrites, whatever the types; a USING that restates the cast does not.
         let using =
             retype("ALTER TABLE shop_customer ALTER name TYPE varchar(200) USING upper(name)");
         assert_eq!(using[0].1, Severity::Error);
+        assert_eq!(
+            retype(
+                "ALTER TABLE shop_customer ALTER name TYPE varchar(200) \
+                 USING (\"name\"::varchar(200))"
+            ),
+            []
+        );
+        let other_column = retype(
+            "ALTER TABLE shop_customer ALTER name TYPE varchar(200) USING born::varchar(200)",
+        );
+        assert_eq!(other_column[0].1, Severity::Error);
         // timestamp to timestamptz keeps the values only in a UTC session.
         assert_eq!(
             retype("ALTER TABLE shop_customer ALTER born TYPE timestamptz")[0].1,

@@ -10,7 +10,7 @@ use sqlparser::ast::{
 };
 
 use super::read::{ByWords, Parsed, Written};
-use super::schema::{Schema, keeps_values, table_key};
+use super::schema::{Schema, keeps_values, restates_column, table_key};
 use super::{Safety, SqlFinding};
 use crate::validation::Severity;
 
@@ -358,7 +358,10 @@ fn alter_table(
                         DataType::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone)
                     ) && free_retype(data_type)
                 };
-                if using.is_none() && old.is_some_and(|old| keeps_values(old, data_type)) {
+                let converts = using
+                    .as_ref()
+                    .is_some_and(|u| !restates_column(u, column_name, data_type));
+                if !converts && old.is_some_and(|old| keeps_values(old, data_type)) {
                     // A widening: the catalog only.
                 } else if let Some(old) = old.filter(|old| !conditional(old)) {
                     out.push(finding(

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use sqlparser::ast::{
-    AlterColumnOperation, AlterTableOperation, CharacterLength, DataType, ExactNumberInfo, Ident,
-    ObjectName, ObjectNamePart, ObjectType, RenameTableNameKind, Statement,
+    AlterColumnOperation, AlterTableOperation, CharacterLength, DataType, ExactNumberInfo, Expr,
+    Ident, ObjectName, ObjectNamePart, ObjectType, RenameTableNameKind, Statement,
 };
 
 use super::read::{Parsed, parse};
@@ -153,6 +153,20 @@ fn ident_key(ident: &Ident) -> String {
         ident.value.clone()
     } else {
         ident.value.to_lowercase()
+    }
+}
+
+/// Whether a `USING` expression only restates the conversion PostgreSQL makes without one:
+/// the column itself, or the column cast to the new type (`USING ("email"::varchar(255))`, as
+/// Knex writes every change of type).
+pub(super) fn restates_column(using: &Expr, column: &Ident, new: &DataType) -> bool {
+    match using {
+        Expr::Nested(inner) => restates_column(inner, column, new),
+        Expr::Identifier(id) => ident_key(id) == ident_key(column),
+        Expr::Cast {
+            expr, data_type, ..
+        } => data_type == new && restates_column(expr, column, new),
+        _ => false,
     }
 }
 
