@@ -547,6 +547,7 @@ mod tests {
         assert_eq!(timeouts("ALTER TABLE t SET TABLESPACE fast"), 1);
         assert_eq!(timeouts("ALTER TABLE t ALTER c SET STORAGE MAIN"), 1);
         assert_eq!(timeouts("ALTER TABLE t ALTER c SET STATISTICS 100"), 0);
+        assert_eq!(timeouts("ALTER TYPE mood ADD VALUE 'meh'"), 0);
         // What this migration created, nothing else waits for.
         assert_eq!(
             timeouts(

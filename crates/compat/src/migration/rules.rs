@@ -504,7 +504,10 @@ fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
         Parsed::Stmt(s) => match s.as_ref() {
             Statement::AlterTable(at) => ctx.in_use(&at.name),
             Statement::CreateIndex(ci) => !ci.concurrently && ctx.in_use(&ci.table_name),
-            Statement::Drop { .. } | Statement::Truncate(_) | Statement::AlterType(_) => true,
+            Statement::Drop { .. } | Statement::Truncate(_) => true,
+            // An enum's values and a type's name: the type is locked, not the tables using it
+            // (checked on PostgreSQL 15: their reads and writes go on meanwhile).
+            Statement::AlterType(_) => false,
             Statement::Vacuum(v) => v.full,
             Statement::Lock(l) => l.lock_mode.as_ref().is_none_or(|m| {
                 matches!(
