@@ -548,6 +548,19 @@ mod tests {
         assert_eq!(timeouts("ALTER TABLE t ALTER c SET STORAGE MAIN"), 1);
         assert_eq!(timeouts("ALTER TABLE t ALTER c SET STATISTICS 100"), 0);
         assert_eq!(timeouts("ALTER TYPE mood ADD VALUE 'meh'"), 0);
+        // As PostgreSQL takes them (tests/postgres_locks.rs checks each against a server).
+        assert_eq!(timeouts("ALTER TABLE t VALIDATE CONSTRAINT c"), 0);
+        assert_eq!(timeouts("ALTER TABLE t SET (fillfactor = 70)"), 0);
+        assert_eq!(
+            timeouts("CREATE TRIGGER g BEFORE INSERT ON t EXECUTE FUNCTION f()"),
+            1
+        );
+        assert_eq!(timeouts("DROP TRIGGER g ON t"), 1);
+        assert_eq!(timeouts("CREATE POLICY p ON t USING (true)"), 1);
+        assert_eq!(
+            timeouts("CREATE TABLE n (id int); CREATE POLICY p ON n USING (true)"),
+            0
+        );
         // What this migration created, nothing else waits for.
         assert_eq!(
             timeouts(

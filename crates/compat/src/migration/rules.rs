@@ -502,7 +502,25 @@ fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
         Parsed::Reindex { concurrently } => !concurrently,
         Parsed::Cluster => true,
         Parsed::Stmt(s) => match s.as_ref() {
-            Statement::AlterTable(at) => ctx.in_use(&at.name),
+            // Validating a constraint and most storage parameters take SHARE UPDATE EXCLUSIVE,
+            // which lets reads and writes go on; every other change of a table blocks them.
+            Statement::AlterTable(at) => {
+                ctx.in_use(&at.name)
+                    && !at.operations.iter().all(|op| {
+                        matches!(
+                            op,
+                            AlterTableOperation::ValidateConstraint { .. }
+                                | AlterTableOperation::SetOptionsParens { .. }
+                        )
+                    })
+            }
+            // Triggers (SHARE ROW EXCLUSIVE to create) and policies (ACCESS EXCLUSIVE) change
+            // how the table's rows are written or read.
+            Statement::CreateTrigger(t) => ctx.in_use(&t.table_name),
+            Statement::DropTrigger(t) => t.table_name.as_ref().is_none_or(|n| ctx.in_use(n)),
+            Statement::CreatePolicy(p) => ctx.in_use(&p.table_name),
+            Statement::AlterPolicy(p) => ctx.in_use(&p.table_name),
+            Statement::DropPolicy(p) => ctx.in_use(&p.table_name),
             Statement::CreateIndex(ci) => !ci.concurrently && ctx.in_use(&ci.table_name),
             Statement::Drop { .. } | Statement::Truncate(_) => true,
             // An enum's values and a type's name: the type is locked, not the tables using it
