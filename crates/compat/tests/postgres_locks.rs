@@ -69,6 +69,9 @@ const SCHEMA: &str = "
     CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
     CREATE TRIGGER t_touch BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION touch();
     CREATE POLICY t_all ON t USING (true);
+    CREATE MATERIALIZED VIEW tv AS SELECT c, count(*) FROM t GROUP BY c;
+    CREATE TABLE p (at date) PARTITION BY RANGE (at);
+    CREATE TABLE p2025 PARTITION OF p FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
 ";
 
 /// Statements a migration runs inside a transaction, on tables in use.
@@ -84,6 +87,16 @@ const STATEMENTS: &[&str] = &[
     "ALTER TABLE t ENABLE ROW LEVEL SECURITY",
     "ALTER TABLE t OWNER TO CURRENT_USER",
     "ALTER TABLE t RENAME COLUMN s TO s2",
+    "ALTER TABLE t RENAME TO orders",
+    "ALTER TABLE t ALTER COLUMN c SET NOT NULL",
+    "ALTER TABLE t ADD CONSTRAINT t_s_unique UNIQUE (s)",
+    "ALTER TABLE t REPLICA IDENTITY FULL",
+    "ALTER TABLE t ALTER COLUMN c SET (n_distinct = 100)",
+    "ALTER TABLE t CLUSTER ON t_c",
+    "ALTER TABLE p DETACH PARTITION p2025",
+    "CREATE UNIQUE INDEX t_s_u ON t (s)",
+    "ALTER INDEX t_c RENAME TO t_c2",
+    "REFRESH MATERIALIZED VIEW tv",
     "CREATE INDEX t_s ON t (s)",
     "DROP INDEX t_c",
     "REINDEX INDEX t_c",
@@ -130,7 +143,7 @@ fn the_locks_the_analysis_counts_are_the_ones_postgresql_takes() {
         // The tables' locks held by this session right after the statement, by the oids
         // the tables had before it (a rename keeps the oid).
         let script = format!(
-            "CREATE TEMP TABLE watched AS SELECT oid FROM pg_class WHERE relname IN ('t', 'u', 'm');
+            "CREATE TEMP TABLE watched AS SELECT oid FROM pg_class WHERE relname IN ('t', 'u', 'm', 'tv', 'p', 'p2025');
              BEGIN;
              {statement};
              SELECT 'modes:' || coalesce(string_agg(DISTINCT mode, ','), '') FROM pg_locks
