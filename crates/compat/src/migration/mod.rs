@@ -548,7 +548,7 @@ mod tests {
         assert_eq!(timeouts("ALTER TABLE t ALTER c SET STORAGE MAIN"), 1);
         assert_eq!(timeouts("ALTER TABLE t ALTER c SET STATISTICS 100"), 0);
         assert_eq!(timeouts("ALTER TYPE mood ADD VALUE 'meh'"), 0);
-        // As PostgreSQL takes them (tests/postgres_locks.rs checks each against a server).
+        // As PostgreSQL takes them (tests/postgres.rs checks each against a server).
         assert_eq!(timeouts("ALTER TABLE t VALIDATE CONSTRAINT c"), 0);
         assert_eq!(timeouts("ALTER TABLE t SET (fillfactor = 70)"), 0);
         assert_eq!(

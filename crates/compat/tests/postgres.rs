@@ -1,0 +1,285 @@
+//! The analysis's claims about locks and rewrites against a real PostgreSQL.
+//!
+//! - Locks: for each statement, the locks PostgreSQL takes on the tables, read from `pg_locks`
+//!   inside the statement's own (rolled back) transaction, against whether the analysis counts
+//!   the statement as taking a lock that blocks writes: a `require-lock-timeout` finding when
+//!   no timeout is set. A lock blocks writes from `SHARE` up; `SHARE UPDATE EXCLUSIVE` and
+//!   weaker let reads and writes go on.
+//! - Rewrites: for each change of a column or table, whether PostgreSQL wrote the table anew
+//!   (its `relfilenode` changed) against whether the analysis says it rewrites the table (an
+//!   error of a rewriting rule), the schema before it known.
+//!
+//! Runs when `SERIN_TEST_POSTGRES` holds a libpq connection string (`host=127.0.0.1
+//! port=55432 user=postgres`, as `scripts/services/postgres.sh` prints it) and `psql` is on
+//! the path; otherwise it prints `skipped: ...` and passes. It works in a database of its own,
+//! created and dropped by the test.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use serin_compat::Severity;
+use serin_compat::migration::{Schema, analyze, analyze_after};
+
+/// Runs `script` through `psql` on `conninfo` and returns its output (tuples only, unaligned).
+fn psql(conninfo: &str, script: &str) -> String {
+    let mut child = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            conninfo,
+            "-f",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("psql runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(script.as_bytes())
+        .expect("script written");
+    let out = child.wait_with_output().expect("psql ends");
+    assert!(
+        out.status.success(),
+        "psql failed on:\n{script}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The lock modes that block writes (and, the last, reads).
+const BLOCKING: [&str; 4] = [
+    "ShareLock",
+    "ShareRowExclusiveLock",
+    "ExclusiveLock",
+    "AccessExclusiveLock",
+];
+
+const SCHEMA: &str = "
+    CREATE TABLE t (id bigint PRIMARY KEY, c int, s text, v varchar(10));
+    CREATE TABLE u (id bigint PRIMARY KEY);
+    CREATE INDEX t_c ON t (c);
+    ALTER TABLE t ADD CONSTRAINT t_c_positive CHECK (c > 0) NOT VALID;
+    CREATE TYPE mood AS ENUM ('ok');
+    CREATE TABLE m (x mood);
+    CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+    CREATE TRIGGER t_touch BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION touch();
+    CREATE POLICY t_all ON t USING (true);
+    CREATE MATERIALIZED VIEW tv AS SELECT c, count(*) FROM t GROUP BY c;
+    CREATE TABLE p (at date) PARTITION BY RANGE (at);
+    CREATE TABLE p2025 PARTITION OF p FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+";
+
+/// Statements a migration runs inside a transaction, on tables in use.
+const STATEMENTS: &[&str] = &[
+    "ALTER TABLE t ADD COLUMN a text",
+    "ALTER TABLE t ALTER COLUMN c SET DEFAULT 1",
+    "ALTER TABLE t ALTER COLUMN v TYPE varchar(20)",
+    "ALTER TABLE t ALTER COLUMN c SET STATISTICS 500",
+    "ALTER TABLE t VALIDATE CONSTRAINT t_c_positive",
+    "ALTER TABLE t SET (fillfactor = 70)",
+    "ALTER TABLE t ADD CONSTRAINT t_u FOREIGN KEY (c) REFERENCES u (id) NOT VALID",
+    "ALTER TABLE t DISABLE TRIGGER t_touch",
+    "ALTER TABLE t ENABLE ROW LEVEL SECURITY",
+    "ALTER TABLE t OWNER TO CURRENT_USER",
+    "ALTER TABLE t RENAME COLUMN s TO s2",
+    "ALTER TABLE t RENAME TO orders",
+    "ALTER TABLE t ALTER COLUMN c SET NOT NULL",
+    "ALTER TABLE t ADD CONSTRAINT t_s_unique UNIQUE (s)",
+    "ALTER TABLE t REPLICA IDENTITY FULL",
+    "ALTER TABLE t ALTER COLUMN c SET (n_distinct = 100)",
+    "ALTER TABLE t CLUSTER ON t_c",
+    "ALTER TABLE p DETACH PARTITION p2025",
+    "CREATE UNIQUE INDEX t_s_u ON t (s)",
+    "ALTER INDEX t_c RENAME TO t_c2",
+    "REFRESH MATERIALIZED VIEW tv",
+    "CREATE INDEX t_s ON t (s)",
+    "DROP INDEX t_c",
+    "REINDEX INDEX t_c",
+    "CLUSTER t USING t_c",
+    "TRUNCATE t",
+    "LOCK TABLE t IN ROW EXCLUSIVE MODE",
+    "LOCK TABLE t IN SHARE MODE",
+    "CREATE TRIGGER t_touch2 BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION touch()",
+    "DROP TRIGGER t_touch ON t",
+    "CREATE POLICY t_mine ON t USING (c > 0)",
+    "DROP POLICY t_all ON t",
+    "CREATE STATISTICS t_st (dependencies) ON c, s FROM t",
+    "COMMENT ON TABLE t IS 'orders'",
+    "GRANT SELECT ON t TO PUBLIC",
+    "ANALYZE t",
+    "CREATE VIEW t_view AS SELECT id FROM t",
+    "ALTER TYPE mood ADD VALUE 'meh'",
+    "ALTER TYPE mood RENAME VALUE 'ok' TO 'fine'",
+    "UPDATE t SET c = 1",
+];
+
+/// A database of its own on the server `SERIN_TEST_POSTGRES` names, with `schema` in it,
+/// dropped when the value is dropped; `None` (and a line saying so) without a server.
+struct Database {
+    server: String,
+    name: String,
+}
+
+impl Database {
+    fn create(test: &str, schema: &str) -> Option<Self> {
+        let Some(server) = std::env::var("SERIN_TEST_POSTGRES")
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+        else {
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: {test} needs SERIN_TEST_POSTGRES (run scripts/services/postgres.sh)"
+            );
+            return None;
+        };
+        let name = format!("serin_compat_{test}_{}", std::process::id());
+        psql(
+            &format!("{server} dbname=postgres"),
+            &format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name};"),
+        );
+        let db = Self { server, name };
+        psql(&db.conninfo(), schema);
+        Some(db)
+    }
+
+    fn conninfo(&self) -> String {
+        format!("{} dbname={}", self.server, self.name)
+    }
+
+    /// The lines `script` prints that start with `prefix`, without it.
+    fn answer(&self, script: &str, prefix: &str) -> String {
+        let out = psql(&self.conninfo(), script);
+        out.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} line from:\n{script}\n{out}"))
+            .to_owned()
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        psql(
+            &format!("{} dbname=postgres", self.server),
+            &format!("DROP DATABASE {} WITH (FORCE);", self.name),
+        );
+    }
+}
+
+#[test]
+fn the_locks_the_analysis_counts_are_the_ones_postgresql_takes() {
+    let Some(db) = Database::create("locks", SCHEMA) else {
+        return;
+    };
+    let mut wrong = Vec::new();
+    for statement in STATEMENTS {
+        // The tables' locks held by this session right after the statement, by the oids
+        // the tables had before it (a rename keeps the oid).
+        let script = format!(
+            "CREATE TEMP TABLE watched AS SELECT oid FROM pg_class WHERE relname IN ('t', 'u', 'm', 'tv', 'p', 'p2025');
+             BEGIN;
+             {statement};
+             SELECT 'modes:' || coalesce(string_agg(DISTINCT mode, ','), '') FROM pg_locks
+               WHERE locktype = 'relation' AND pid = pg_backend_pid()
+               AND relation IN (SELECT oid FROM watched);
+             ROLLBACK;"
+        );
+        let modes = db.answer(&script, "modes:");
+        let blocks = modes.split(',').any(|m| BLOCKING.contains(&m));
+        let counted = analyze("m", statement)
+            .unwrap()
+            .findings()
+            .any(|(_, f)| f.rule == "require-lock-timeout");
+        if blocks != counted {
+            wrong.push(format!(
+                "{statement}: PostgreSQL takes [{modes}], the analysis says {}",
+                if counted {
+                    "it blocks"
+                } else {
+                    "it does not block"
+                }
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+const TABLE: &str = "
+    CREATE TABLE r (id bigint PRIMARY KEY, v varchar(10), n numeric(10, 2), tx text, ip cidr,
+                    i int);
+    INSERT INTO r VALUES (1, 'a', 1.5, 'b', '10.0.0.0/8', 2);
+";
+
+/// Changes of a column or table in use.
+const CHANGES: &[&str] = &[
+    "ALTER TABLE r ALTER COLUMN v TYPE varchar(20)",
+    "ALTER TABLE r ALTER COLUMN v TYPE varchar(5)",
+    "ALTER TABLE r ALTER COLUMN v TYPE text",
+    "ALTER TABLE r ALTER COLUMN tx TYPE varchar",
+    "ALTER TABLE r ALTER COLUMN tx TYPE varchar(50)",
+    "ALTER TABLE r ALTER COLUMN n TYPE numeric(12, 2)",
+    "ALTER TABLE r ALTER COLUMN n TYPE numeric(12, 3)",
+    "ALTER TABLE r ALTER COLUMN n TYPE numeric",
+    "ALTER TABLE r ALTER COLUMN ip TYPE inet",
+    "ALTER TABLE r ALTER COLUMN i TYPE bigint",
+    "ALTER TABLE r ALTER COLUMN v TYPE varchar(20) USING (v::varchar(20))",
+    "ALTER TABLE r ALTER COLUMN v TYPE varchar(20) USING upper(v)",
+    "ALTER TABLE r ADD COLUMN a int NOT NULL DEFAULT 0",
+    "ALTER TABLE r ADD COLUMN a timestamptz DEFAULT now()",
+    "ALTER TABLE r ADD COLUMN a timestamptz DEFAULT clock_timestamp()",
+    "ALTER TABLE r ADD COLUMN a uuid DEFAULT gen_random_uuid()",
+    "ALTER TABLE r ADD COLUMN a bigserial",
+    "ALTER TABLE r ADD COLUMN a int GENERATED ALWAYS AS (i * 2) STORED",
+    "ALTER TABLE r ALTER COLUMN i SET NOT NULL",
+    "ALTER TABLE r SET UNLOGGED",
+    "CLUSTER r USING r_pkey",
+];
+
+/// The rules that say a statement writes the table anew.
+const REWRITING: [&str; 4] = [
+    "changing-column-type",
+    "adding-field-with-default",
+    "changing-table-logging",
+    "prefer-repack",
+];
+
+#[test]
+fn the_rewrites_the_analysis_claims_are_the_ones_postgresql_makes() {
+    let Some(db) = Database::create("rewrites", TABLE) else {
+        return;
+    };
+    let mut schema = Schema::default();
+    schema.learn(TABLE);
+    let mut wrong = Vec::new();
+    for change in CHANGES {
+        let script = format!(
+            "BEGIN;
+             CREATE TEMP TABLE before AS SELECT relfilenode FROM pg_class WHERE relname = 'r';
+             {change};
+             SELECT 'rewritten:' || (relfilenode <> (SELECT relfilenode FROM before))
+               FROM pg_class WHERE relname = 'r';
+             ROLLBACK;"
+        );
+        let rewritten = db.answer(&script, "rewritten:") == "true";
+        let claimed = analyze_after("m", &format!("SET lock_timeout = '1s'; {change}"), &schema)
+            .unwrap()
+            .findings()
+            .any(|(_, f)| REWRITING.contains(&f.rule.as_str()) && f.severity == Severity::Error);
+        if rewritten != claimed {
+            wrong.push(format!(
+                "{change}: PostgreSQL {} the table, the analysis says it {}",
+                if rewritten { "rewrote" } else { "kept" },
+                if claimed { "rewrites it" } else { "does not" }
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
