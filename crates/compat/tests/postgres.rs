@@ -137,7 +137,8 @@ impl Database {
         else {
             let _ = writeln!(
                 std::io::stderr(),
-                "skipped: {test} needs SERIN_TEST_POSTGRES (run scripts/services/postgres.sh)"
+                "skipped: the {test} test against PostgreSQL needs SERIN_TEST_POSTGRES (run \
+                 scripts/services/postgres.sh)"
             );
             return None;
         };
