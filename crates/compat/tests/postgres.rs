@@ -9,10 +9,10 @@
 //!   (its `relfilenode` changed) against whether the analysis says it rewrites the table (an
 //!   error of a rewriting rule), the schema before it known.
 //!
-//! Runs when `SERIN_TEST_POSTGRES` holds a libpq connection string (`host=127.0.0.1
+//! The tests run when `SERIN_TEST_POSTGRES` holds a libpq connection string (`host=127.0.0.1
 //! port=55432 user=postgres`, as `scripts/services/postgres.sh` prints it) and `psql` is on
-//! the path; otherwise it prints `skipped: ...` and passes. It works in a database of its own,
-//! created and dropped by the test.
+//! the path; otherwise each prints `skipped: ...` and passes. Each works in a database of its
+//! own, created and dropped by the test.
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
