@@ -91,14 +91,17 @@ fn loud(report: &MigrationReport) -> Vec<(u64, &str)> {
         .collect()
 }
 
-/// Analyses migrations in order, each after the ones before.
-fn in_order<'a>(migrations: &[(&'a str, &'a str)]) -> Vec<MigrationReport> {
+/// Analyses the fixtures `files` (in `fixtures/migrations/`, without `.sql`) in order, each
+/// after the ones before.
+fn in_order(files: &[&str]) -> Vec<MigrationReport> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/migrations");
     let mut schema = Schema::default();
-    migrations
+    files
         .iter()
-        .map(|(name, sql)| {
-            let report = analyze_after(name, sql, &schema).unwrap();
-            schema.learn(sql);
+        .map(|name| {
+            let sql = std::fs::read_to_string(format!("{dir}/{name}.sql")).expect("fixture");
+            let report = analyze_after(name, &sql, &schema).unwrap();
+            schema.learn(&sql);
             report
         })
         .collect()
@@ -110,18 +113,9 @@ fn in_order<'a>(migrations: &[(&'a str, &'a str)]) -> Vec<MigrationReport> {
 #[test]
 fn django_migrations_get_the_findings_their_operations_deserve() {
     let reports = in_order(&[
-        (
-            "0001_initial",
-            include_str!("../fixtures/migrations/django_5.2_0001_initial.sql"),
-        ),
-        (
-            "0002_changes",
-            include_str!("../fixtures/migrations/django_5.2_0002_changes.sql"),
-        ),
-        (
-            "0003_concurrent",
-            include_str!("../fixtures/migrations/django_5.2_0003_concurrent.sql"),
-        ),
+        "django_5.2_0001_initial",
+        "django_5.2_0002_changes",
+        "django_5.2_0003_concurrent",
     ]);
     // Tables it creates take no care.
     assert_eq!(loud(&reports[0]), []);
@@ -147,16 +141,7 @@ fn django_migrations_get_the_findings_their_operations_deserve() {
 /// in the migration's transaction, where PostgreSQL refuses it.
 #[test]
 fn alembic_offline_sql_gets_the_findings_its_operations_deserve() {
-    let reports = in_order(&[
-        (
-            "a1",
-            include_str!("../fixtures/migrations/alembic_1.20_a1.sql"),
-        ),
-        (
-            "b2",
-            include_str!("../fixtures/migrations/alembic_1.20_b2.sql"),
-        ),
-    ]);
+    let reports = in_order(&["alembic_1.20_a1", "alembic_1.20_b2"]);
     // Its own `alembic_version` rows are no backfill.
     assert_eq!(loud(&reports[0]), []);
     assert_eq!(
@@ -174,16 +159,7 @@ fn alembic_offline_sql_gets_the_findings_its_operations_deserve() {
 /// comments.
 #[test]
 fn drizzle_migrations_get_the_findings_their_changes_deserve() {
-    let reports = in_order(&[
-        (
-            "0000_initial",
-            include_str!("../fixtures/migrations/drizzle_0.31_0000_initial.sql"),
-        ),
-        (
-            "0001_changes",
-            include_str!("../fixtures/migrations/drizzle_0.31_0001_changes.sql"),
-        ),
-    ]);
+    let reports = in_order(&["drizzle_0.31_0000_initial", "drizzle_0.31_0001_changes"]);
     assert_eq!(loud(&reports[0]), []);
     assert_eq!(reports[1].statements.len(), 7);
     assert_eq!(
@@ -206,16 +182,7 @@ fn drizzle_migrations_get_the_findings_their_changes_deserve() {
 /// rename and a drop.
 #[test]
 fn knex_migrations_get_the_findings_their_changes_deserve() {
-    let reports = in_order(&[
-        (
-            "initial",
-            include_str!("../fixtures/migrations/knex_3.3_initial.sql"),
-        ),
-        (
-            "changes",
-            include_str!("../fixtures/migrations/knex_3.3_changes.sql"),
-        ),
-    ]);
+    let reports = in_order(&["knex_3.3_initial", "knex_3.3_changes"]);
     assert_eq!(loud(&reports[0]), []);
     assert_eq!(
         loud(&reports[1]),
