@@ -38,7 +38,7 @@
 //! ```
 
 use serin_compat::Severity;
-use serin_compat::migration::{MigrationReport, Safety, Schema, analyze, analyze_after};
+use serin_compat::migration::{MigrationReport, Runner, Safety, Schema, analyze, analyze_after};
 
 const DUMP: &str = include_str!("../fixtures/migrations/pg_dump_15_schema.sql");
 
@@ -197,4 +197,71 @@ fn knex_migrations_get_the_findings_their_changes_deserve() {
             (8, "ban-drop-column"),
         ]
     );
+}
+
+/// Files in the formats of three migration runners, each run by the runner itself against
+/// PostgreSQL 15 after the first file of its directory (`runners/<tool>/`): dbmate 2.36 (npm),
+/// sql-migrate (Debian 12's package) and node-pg-migrate 9.0 (npm). `refused` is what the
+/// runner did: it stopped with "CREATE INDEX CONCURRENTLY cannot run inside a transaction
+/// block", having wrapped the up part in a transaction, or (dbmate's `transaction:false`) sent
+/// it as one query of two statements. The runners ran no down part: each first file's
+/// `DROP TABLE users` left the table in place.
+const RUNS: &[(&str, Runner, bool)] = &[
+    ("dbmate/20261129000001_users", Runner::Dbmate, false),
+    ("dbmate/20261129000002_users_email", Runner::Dbmate, true),
+    (
+        "dbmate/20261129000003_users_email_no_tx",
+        Runner::Dbmate,
+        true,
+    ),
+    (
+        "dbmate/20261129000004_users_email_alone",
+        Runner::Dbmate,
+        false,
+    ),
+    ("sql-migrate/1_users", Runner::SqlMigrate, false),
+    ("sql-migrate/2_users_email", Runner::SqlMigrate, true),
+    (
+        "sql-migrate/3_users_email_notransaction",
+        Runner::SqlMigrate,
+        false,
+    ),
+    (
+        "node-pg-migrate/1795961814135_users",
+        Runner::NodePgMigrate,
+        false,
+    ),
+    (
+        "node-pg-migrate/1795961814136_users-email",
+        Runner::NodePgMigrate,
+        true,
+    ),
+];
+
+#[test]
+fn runner_files_are_analysed_as_their_runners_run_them() {
+    let mut wrong = Vec::new();
+    for &(file, runner, refused) in RUNS {
+        let report = &in_order(&[&format!("runners/{file}")])[0];
+        assert_eq!(report.runner, Some(runner), "{file}");
+        // Only the up part is analysed: no down part's DROP.
+        assert!(
+            report.statements.iter().all(|s| !s.sql.starts_with("DROP")),
+            "{file}: {:#?}",
+            report.statements
+        );
+        let says_refused = report
+            .findings()
+            .any(|(_, f)| f.rule == "ban-concurrent-index-creation-in-transaction");
+        if says_refused != refused {
+            wrong.push(format!("{file}: the runner refused it: {refused}"));
+        }
+        // Nothing else is wrong with these files.
+        let others: Vec<_> = loud(report)
+            .into_iter()
+            .filter(|(_, r)| *r != "ban-concurrent-index-creation-in-transaction")
+            .collect();
+        assert_eq!(others, [], "{file}");
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }

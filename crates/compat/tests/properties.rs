@@ -544,6 +544,13 @@ proptest! {
         Just("SEQUENCE"), Just("VACUUM"), Just("FULL"), Just("DO"), Just("$$ x $$"), Just("LIKE"),
         Just("\\i 0001_x.sql\n"), Just("\\gexec"), Just("\\echo it's"), Just("OWNER"),
         Just("varchar(10)"), Just("numeric(5,2)"), Just("USING"),
+        // Runners' markers.
+        Just("\n-- +goose Up\n"), Just("\n-- +goose Down\n"), Just("\n-- +goose StatementBegin\n"),
+        Just("\n-- +goose StatementEnd\n"), Just("\n-- +goose NO TRANSACTION\n"),
+        Just("\n-- +migrate Up notransaction\n"), Just("\n-- +migrate Down\n"),
+        Just("\n-- migrate:up transaction:false\n"), Just("\n-- migrate:down\n"),
+        Just("\n-- Up Migration\n"), Just("\n-- Down Migration\n"),
+        Just("---- create above / drop below ----"), Just("\n---- tern: disable-tx ----\n"),
     ], 0..30)) {
         let sql = words.join(" ");
         // Learned as an earlier migration, the same text is the schema the analysis starts from.

@@ -11,7 +11,9 @@
 //! (number, line, column), the rule and the safe recipe. A statement the parser cannot read is
 //! itself a finding, and a reviewer silences a finding with a `-- serin:ignore <rule>` comment
 //! (see [`analyze`]). Given the migrations that ran before ([`Schema`], [`analyze_after`]), a
-//! change of a column's type is judged against its old type, so a widening passes.
+//! change of a column's type is judged against its old type, so a widening passes. A file in a
+//! migration runner's format (goose, dbmate, ...) is analysed as that runner runs it
+//! ([`Runner`]).
 
 use std::fmt;
 
@@ -22,10 +24,12 @@ use crate::validation::Severity;
 
 mod read;
 mod rules;
+mod runner;
 mod schema;
 
-use read::parse;
+use read::{Script, parse};
 use rules::{Ctx, analyse_one, finding};
+pub use runner::Runner;
 pub use schema::Schema;
 
 /// Every rule a finding can name, for `serin:ignore` comments (one naming anything else is
@@ -145,6 +149,10 @@ pub struct StatementReport {
 pub struct MigrationReport {
     /// The migration's name.
     pub name: String,
+    /// The tool whose markers the file carries (`-- +goose Up`, `-- migrate:up`): only the
+    /// part it runs on the way up was analysed, knowing whether it opens a transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<Runner>,
     /// Every statement, in order.
     pub statements: Vec<StatementReport>,
 }
@@ -187,6 +195,14 @@ impl MigrationReport {
 /// cannot be split into statements at all (an unterminated string or comment) is an error
 /// naming the migration and the line and column.
 ///
+/// A file that carries a runner's markers (goose's `-- +goose Up`, sql-migrate's `-- +migrate
+/// Up`, dbmate's `-- migrate:up`, node-pg-migrate's `-- Up Migration`, tern's `---- create
+/// above / drop below ----`) is read as that runner reads it: only the part that runs on the way
+/// up is analysed (the report names the [`Runner`]), inside the transaction the runner opens
+/// unless a marker says otherwise, and statements the runner sends as one query run as one
+/// implicit transaction. So `CREATE INDEX CONCURRENTLY`, which PostgreSQL refuses in a
+/// transaction, is an error there, with the marker that lets it run.
+///
 /// A reviewer who has checked a finding by hand silences it with a comment naming its rule:
 /// `-- serin:ignore rule-a, rule-b` before (or inside) the statement, or
 /// `-- serin:ignore-file rule-a` anywhere for every statement. The finding stays in the report,
@@ -219,15 +235,27 @@ pub fn analyze(name: &str, sql: &str) -> Result<MigrationReport> {
 /// names both types. A `USING` that only restates the cast (`USING (c::varchar(255))`)
 /// converts nothing; any other `USING` rewrites.
 pub fn analyze_after(name: &str, sql: &str, schema: &Schema) -> Result<MigrationReport> {
-    let (written, file_wide) = parse(name, sql)?;
+    let Script {
+        statements: written,
+        file_wide,
+        layout,
+    } = parse(name, sql)?;
     let mut ctx = Ctx::after(schema);
+    if let Some(l) = layout.as_ref().filter(|l| l.transaction) {
+        ctx.begun_by(l.runner);
+    }
+    let starts: Vec<u64> = written.iter().map(|w| w.line).collect();
     let mut analysed: Vec<_> = Vec::with_capacity(written.len());
     // The statement that opened the transaction still open, if one is.
     let mut opened = None;
     for (i, w) in written.iter().enumerate() {
+        ctx.shared_query = layout
+            .as_ref()
+            .filter(|l| l.sent_with_others(w.line, &starts))
+            .map(|l| l.runner);
         analysed.push(analyse_one(w, &mut ctx));
         ctx.schema.apply(&w.parsed);
-        opened = ctx.in_transaction().then(|| opened.unwrap_or(i));
+        opened = ctx.opened_by_statement().then(|| opened.unwrap_or(i));
     }
     if let Some(i) = opened {
         analysed[i].1.push(finding(
@@ -300,6 +328,7 @@ pub fn analyze_after(name: &str, sql: &str, schema: &Schema) -> Result<Migration
         .collect();
     Ok(MigrationReport {
         name: name.to_owned(),
+        runner: layout.map(|l| l.runner),
         statements,
     })
 }
@@ -629,6 +658,58 @@ mod tests {
         assert!(rule("START TRANSACTION; SELECT 1; ROLLBACK").is_empty());
     }
 
+    #[test]
+    fn a_runners_file_is_analysed_up_part_only_in_the_transaction_it_opens() {
+        let goose = "-- +goose Up\nSET lock_timeout = '1s';\n\
+                     CREATE INDEX CONCURRENTLY i ON t (a);\n\
+                     -- +goose Down\nDROP INDEX i;\nDROP TABLE t;\n";
+        let report = analyze("m", goose).unwrap();
+        assert_eq!(report.runner, Some(Runner::Goose));
+        let found: Vec<_> = report.findings().map(|(s, f)| (s.line, f)).collect();
+        assert_eq!(found.len(), 1, "{found:#?}");
+        let (line, f) = found[0];
+        assert_eq!(line, 3);
+        assert_eq!(f.rule, "ban-concurrent-index-creation-in-transaction");
+        assert_eq!(
+            f.message,
+            "goose runs this migration in a transaction, and CREATE INDEX CONCURRENTLY cannot \
+             run inside one"
+        );
+        assert_eq!(f.recipe, "add `-- +goose NO TRANSACTION` to the file");
+        let outside = goose.replace("-- +goose Up\n", "-- +goose Up\n-- +goose NO TRANSACTION\n");
+        assert_eq!(analyze("m", &outside).unwrap().findings().count(), 0);
+        // Statements between StatementBegin and StatementEnd go as one query, which
+        // PostgreSQL runs as one transaction.
+        let block = outside.replace(
+            "SET lock_timeout = '1s';\n",
+            "-- +goose StatementBegin\nSET lock_timeout = '1s';\n",
+        );
+        let block = block.replace("(a);\n", "(a);\n-- +goose StatementEnd\n");
+        let report = analyze("m", &block).unwrap();
+        let (_, f) = report.findings().next().expect("a finding");
+        assert!(
+            f.message
+                .starts_with("goose sends this statement in one query with others")
+        );
+        // The runner's transaction needs no COMMIT; a BEGIN of the file's own inside it does
+        // nothing.
+        let begun = "-- +goose Up\nBEGIN;\nCREATE TABLE n (id int);\n";
+        let report = analyze("m", begun).unwrap();
+        let rules: Vec<_> = report.findings().map(|(_, f)| f.rule.as_str()).collect();
+        assert_eq!(rules, ["transaction-nesting"]);
+    }
+
+    #[test]
+    fn what_a_runners_file_teaches_is_its_up_part() {
+        let mut schema = Schema::default();
+        schema.learn(
+            "-- migrate:up\nCREATE TABLE t (a varchar(10));\n-- migrate:down\nDROP TABLE t;\n",
+        );
+        // The table is known, so its widening is no finding.
+        let widen = "SET lock_timeout = '1s'; ALTER TABLE t ALTER COLUMN a TYPE varchar(20)";
+        let report = analyze_after("m", widen, &schema).unwrap();
+        assert_eq!(report.findings().count(), 0);
+    }
     #[test]
     fn the_rule_list_is_sorted_and_whole() {
         assert!(

@@ -8,6 +8,7 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer, Whitespace};
 
+use super::runner::Layout;
 use crate::error::{Error, Result};
 
 /// What the parser made of one statement.
@@ -369,6 +370,15 @@ impl Ignore {
     }
 }
 
+/// A migration read into statements.
+pub(super) struct Script {
+    pub(super) statements: Vec<Written>,
+    /// The `serin:ignore-file` comments.
+    pub(super) file_wide: Vec<Ignore>,
+    /// The runner whose markers the file carries, if any.
+    pub(super) layout: Option<Layout>,
+}
+
 /// One statement as written.
 pub(super) struct Written {
     pub(super) line: u64,
@@ -507,12 +517,18 @@ fn defines_routine(tokens: &[TokenWithSpan]) -> bool {
 /// [`Boundary`]) and reads each on its own, so a statement the parser does not know leaves the
 /// others analysed. A psql meta-command (`\i file`, `\set ...`, `pg_dump`'s `\restrict`)
 /// runs from its backslash to the end of its line and is a statement of its own. Only text that
-/// cannot be tokenized at all (an unterminated string or comment) is an error. Also returns the
-/// file-wide ignores.
-pub(super) fn parse(name: &str, sql: &str) -> Result<(Vec<Written>, Vec<Ignore>)> {
+/// cannot be tokenized at all (an unterminated string or comment) is an error. In a file laid
+/// out for a runner ([`Layout`]), only what runs on the way up is read.
+pub(super) fn parse(name: &str, sql: &str) -> Result<Script> {
+    // In a file laid out for a runner (goose, dbmate, ...), only the up part runs: the rest is
+    // blanked, lines and columns kept.
+    let layout = Layout::read(sql);
+    let mut text = match &layout {
+        Some(l) => Cow::Owned(l.blank_the_rest(sql)),
+        None => Cow::Borrowed(sql),
+    };
     // A meta-command's arguments are not SQL (`\i 0002_add.sql`): where they stop the
     // tokenizer, they are blanked (columns kept) and the text tokenized again.
-    let mut text = Cow::Borrowed(sql);
     let tokens = loop {
         match Tokenizer::new(&PostgreSqlDialect {}, &text).tokenize_with_location() {
             Ok(tokens) => break tokens,
@@ -543,7 +559,11 @@ pub(super) fn parse(name: &str, sql: &str) -> Result<(Vec<Written>, Vec<Ignore>)
     for t in tokens.into_iter().chain(std::iter::once(end)) {
         splitter.take(t);
     }
-    Ok((splitter.statements, splitter.file_wide))
+    Ok(Script {
+        statements: splitter.statements,
+        file_wide: splitter.file_wide,
+        layout,
+    })
 }
 
 /// `text` with the arguments of the meta-command on line `line` (1-based) replaced by spaces,

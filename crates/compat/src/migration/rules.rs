@@ -10,6 +10,7 @@ use sqlparser::ast::{
 };
 
 use super::read::{ByWords, Parsed, Written};
+use super::runner::Runner;
 use super::schema::{Schema, keeps_values, restates_column, table_key};
 use super::{Safety, SqlFinding};
 use crate::validation::Severity;
@@ -120,6 +121,15 @@ fn free_retype(ty: &DataType) -> bool {
     )
 }
 
+/// Who opened a transaction.
+#[derive(Debug, Clone, Copy)]
+enum Opened {
+    /// A `BEGIN` in the migration.
+    ByStatement,
+    /// The tool that runs the migration, around all of it.
+    ByRunner(Runner),
+}
+
 /// What the migration's earlier statements established.
 #[derive(Default)]
 pub(super) struct Ctx {
@@ -131,7 +141,11 @@ pub(super) struct Ctx {
     lock_timeout: bool,
     /// ... set by `SET LOCAL`, so it ends with the transaction.
     lock_timeout_local: bool,
-    in_transaction: bool,
+    /// The transaction in force, and who opened it.
+    transaction: Option<Opened>,
+    /// Set while the statement being analysed is sent in one query with others by this
+    /// runner: PostgreSQL runs such a query as one implicit transaction.
+    pub(super) shared_query: Option<Runner>,
     /// Its absence was reported since it was last in force: once is enough.
     lock_timeout_reported: bool,
 }
@@ -155,9 +169,39 @@ impl Ctx {
         !self.created.contains(&table_key(name))
     }
 
-    /// Whether a transaction is open.
-    pub(super) fn in_transaction(&self) -> bool {
-        self.in_transaction
+    /// The runner opens a transaction around the whole migration.
+    pub(super) fn begun_by(&mut self, runner: Runner) {
+        self.transaction = Some(Opened::ByRunner(runner));
+    }
+
+    /// Whether a statement of the migration opened the transaction in force.
+    pub(super) fn opened_by_statement(&self) -> bool {
+        matches!(self.transaction, Some(Opened::ByStatement))
+    }
+
+    /// Why `what`, which PostgreSQL refuses to run inside a transaction block, would be in
+    /// one here, and the way out; `None` when it runs on its own.
+    fn transaction_block(&self, what: &str) -> Option<(String, String)> {
+        match (self.transaction, self.shared_query) {
+            (Some(Opened::ByStatement), _) => Some((
+                format!("{what} cannot run inside a transaction"),
+                "run it on its own, outside BEGIN ... COMMIT".into(),
+            )),
+            (Some(Opened::ByRunner(r)), _) => Some((
+                format!(
+                    "{r} runs this migration in a transaction, and {what} cannot run inside one"
+                ),
+                r.without_transaction().into(),
+            )),
+            (None, Some(r)) => Some((
+                format!(
+                    "{r} sends this statement in one query with others, which PostgreSQL runs as \
+                     one transaction, and {what} cannot run inside one"
+                ),
+                r.alone().into(),
+            )),
+            (None, None) => None,
+        }
     }
 
     fn set_lock_timeout(&mut self, on: bool, local: bool) {
@@ -560,25 +604,26 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
     let sql = match stmt {
         Parsed::DropIndexConcurrently(names) => {
             let names: Vec<String> = names.iter().map(ToString::to_string).collect();
-            if ctx.in_transaction {
+            if let Some((message, recipe)) = ctx.transaction_block("DROP INDEX CONCURRENTLY") {
                 out.push(finding(
                     "ban-concurrent-index-creation-in-transaction",
                     E,
                     Unsafe,
-                    "DROP INDEX CONCURRENTLY cannot run inside a transaction".into(),
-                    "run it on its own, outside BEGIN ... COMMIT",
+                    message,
+                    &recipe,
                 ));
             }
             return (format!("DROP INDEX CONCURRENTLY {}", names.join(", ")), out);
         }
         Parsed::Reindex { concurrently } => {
-            if *concurrently && ctx.in_transaction {
+            let block = ctx.transaction_block("REINDEX CONCURRENTLY");
+            if let Some((message, recipe)) = block.filter(|_| *concurrently) {
                 out.push(finding(
                     "ban-concurrent-index-creation-in-transaction",
                     E,
                     Unsafe,
-                    "REINDEX CONCURRENTLY cannot run inside a transaction".into(),
-                    "run it on its own, outside BEGIN ... COMMIT",
+                    message,
+                    &recipe,
                 ));
             } else if !concurrently {
                 out.push(finding(
@@ -694,7 +739,7 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
         }) if is_lock_timeout(variable) => {
             let local = matches!(scope, Some(ContextModifier::Local));
             // SET LOCAL outside a transaction does nothing (PostgreSQL only warns).
-            if !local || ctx.in_transaction {
+            if !local || ctx.transaction.is_some() {
                 ctx.set_lock_timeout(sets_a_timeout(values), local);
             }
         }
@@ -707,22 +752,31 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
             }
             _ => {}
         },
-        Statement::StartTransaction { .. } => {
-            if ctx.in_transaction {
-                out.push(finding(
-                    "transaction-nesting",
-                    W,
-                    Safe,
-                    "BEGIN inside a transaction does nothing: the first COMMIT ends the \
+        Statement::StartTransaction { .. } => match ctx.transaction {
+            Some(Opened::ByStatement) => out.push(finding(
+                "transaction-nesting",
+                W,
+                Safe,
+                "BEGIN inside a transaction does nothing: the first COMMIT ends the \
                      transaction, and what follows it runs outside one"
-                        .into(),
-                    "remove the inner BEGIN (or use SAVEPOINT)",
-                ));
-            }
-            ctx.in_transaction = true;
-        }
+                    .into(),
+                "remove the inner BEGIN (or use SAVEPOINT)",
+            )),
+            Some(Opened::ByRunner(r)) => out.push(finding(
+                "transaction-nesting",
+                W,
+                Safe,
+                format!(
+                    "{r} already runs this migration in a transaction: BEGIN does nothing, \
+                         and the first COMMIT ends {r}'s transaction, so what follows it runs \
+                         outside one"
+                ),
+                "remove the migration's own BEGIN and COMMIT",
+            )),
+            None => ctx.transaction = Some(Opened::ByStatement),
+        },
         Statement::Commit { .. } | Statement::Rollback { .. } => {
-            ctx.in_transaction = false;
+            ctx.transaction = None;
             if ctx.lock_timeout_local {
                 ctx.set_lock_timeout(false, false);
             }
@@ -732,13 +786,14 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
         }
         Statement::CreateIndex(ci) => {
             let table = ci.table_name.to_string();
-            if ci.concurrently && ctx.in_transaction {
+            let block = ctx.transaction_block("CREATE INDEX CONCURRENTLY");
+            if let Some((message, recipe)) = block.filter(|_| ci.concurrently) {
                 out.push(finding(
                     "ban-concurrent-index-creation-in-transaction",
                     E,
                     Unsafe,
-                    "CREATE INDEX CONCURRENTLY cannot run inside a transaction".into(),
-                    "run it on its own, outside BEGIN ... COMMIT",
+                    message,
+                    &recipe,
                 ));
             } else if !ci.concurrently && ctx.in_use(&ci.table_name) {
                 out.push(finding(

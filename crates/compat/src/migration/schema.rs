@@ -40,8 +40,8 @@ impl Schema {
     /// Learns what a migration already applied did to tables and columns. Statements that
     /// cannot be read, and text that cannot be split into statements, teach nothing.
     pub fn learn(&mut self, sql: &str) {
-        if let Ok((written, _)) = parse("schema", sql) {
-            for w in &written {
+        if let Ok(script) = parse("schema", sql) {
+            for w in &script.statements {
                 self.apply(&w.parsed);
             }
         }

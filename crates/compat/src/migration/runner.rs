@@ -1,0 +1,461 @@
+//! Migration files laid out for the tool that runs them.
+//!
+//! goose, sql-migrate, dbmate, node-pg-migrate and tern keep a migration's up and down SQL in
+//! one file, between marker comments, and run the up part in a transaction unless a marker
+//! says otherwise. Only the up part runs on deploy, so only it is analysed; and whether the
+//! runner opens a transaction, or sends several statements as one query (which PostgreSQL runs
+//! as one implicit transaction), decides whether `CREATE INDEX CONCURRENTLY` can run at all.
+//! The markers are read as each tool reads them.
+
+use std::fmt;
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+
+/// A tool that runs migration files, recognised from the markers it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Runner {
+    /// goose: `-- +goose Up`, `-- +goose Down`, `-- +goose NO TRANSACTION`.
+    Goose,
+    /// sql-migrate: `-- +migrate Up [notransaction]`, `-- +migrate Down`.
+    SqlMigrate,
+    /// dbmate: `-- migrate:up [transaction:false]`, `-- migrate:down`.
+    Dbmate,
+    /// node-pg-migrate's SQL migrations: `-- Up Migration`, `-- Down Migration`.
+    NodePgMigrate,
+    /// tern: `---- create above / drop below ----`, `---- tern: disable-tx ----`.
+    Tern,
+}
+
+impl Runner {
+    /// How to run the up part outside a transaction, one statement at a time.
+    pub(super) fn without_transaction(self) -> &'static str {
+        match self {
+            Self::Goose => "add `-- +goose NO TRANSACTION` to the file",
+            Self::SqlMigrate => "mark the file `-- +migrate Up notransaction`",
+            Self::Dbmate => {
+                "move it to a migration of its own, alone, under `-- migrate:up \
+                 transaction:false` (dbmate sends a section as one query)"
+            }
+            Self::NodePgMigrate => {
+                "node-pg-migrate runs SQL migrations in a transaction: write this one in \
+                 JavaScript and call `pgm.noTransaction()`"
+            }
+            Self::Tern => "add `---- tern: disable-tx ----` to the file",
+        }
+    }
+
+    /// How to send a statement to PostgreSQL on its own, not in one query with others.
+    pub(super) fn alone(self) -> &'static str {
+        match self {
+            Self::Goose | Self::SqlMigrate => {
+                "send it on its own: outside the `StatementBegin` ... `StatementEnd` block"
+            }
+            other => other.without_transaction(),
+        }
+    }
+}
+
+impl fmt::Display for Runner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Goose => "goose",
+            Self::SqlMigrate => "sql-migrate",
+            Self::Dbmate => "dbmate",
+            Self::NodePgMigrate => "node-pg-migrate",
+            Self::Tern => "tern",
+        })
+    }
+}
+
+/// What a runner makes of a file.
+#[derive(Debug, PartialEq)]
+pub(super) struct Layout {
+    pub(super) runner: Runner,
+    /// What runs on the way up, as byte ranges of the file.
+    pub(super) up: Vec<Range<usize>>,
+    /// Whether the runner wraps what runs in a transaction.
+    pub(super) transaction: bool,
+    /// Lines (1-based, end excluded) whose statements the runner sends as one query.
+    pub(super) together: Vec<Range<u64>>,
+}
+
+impl Layout {
+    /// Recognises the runner whose markers the file carries, if any.
+    pub(super) fn read(sql: &str) -> Option<Self> {
+        let lines = Line::split(sql);
+        goose(&lines)
+            .or_else(|| sql_migrate(&lines))
+            .or_else(|| dbmate(&lines, sql.len()))
+            .or_else(|| tern(&lines, sql))
+            .or_else(|| node_pg_migrate(&lines, sql.len()))
+    }
+
+    /// A layout whose up part is one stretch of the file, sent as one query if `together`.
+    fn one_part(
+        runner: Runner,
+        up: Range<usize>,
+        transaction: bool,
+        together: Option<Range<u64>>,
+    ) -> Self {
+        Self {
+            runner,
+            up: vec![up],
+            transaction,
+            together: together.into_iter().collect(),
+        }
+    }
+
+    /// `sql` with everything that does not run on the way up blanked: each character but a
+    /// line break becomes a space, so lines and columns stay those of the file.
+    pub(super) fn blank_the_rest(&self, sql: &str) -> String {
+        let mut out = String::with_capacity(sql.len());
+        let mut at = 0;
+        for r in &self.up {
+            blank(&sql[at..r.start], &mut out);
+            out.push_str(&sql[r.clone()]);
+            at = r.end;
+        }
+        blank(&sql[at..], &mut out);
+        out
+    }
+
+    /// Whether the statement starting on `line` shares its query with another of `starts`
+    /// (the lines every statement starts on).
+    pub(super) fn sent_with_others(&self, line: u64, starts: &[u64]) -> bool {
+        self.together
+            .iter()
+            .find(|g| g.contains(&line))
+            .is_some_and(|g| starts.iter().filter(|s| g.contains(s)).count() > 1)
+    }
+}
+
+fn blank(text: &str, out: &mut String) {
+    out.extend(text.chars().map(|c| if c == '\n' { c } else { ' ' }));
+}
+
+/// One line of the file.
+struct Line<'a> {
+    /// Without its line break.
+    text: &'a str,
+    /// Byte offset of its start.
+    start: usize,
+    /// Byte offset after its line break.
+    end: usize,
+    /// 1-based.
+    number: u64,
+}
+
+impl<'a> Line<'a> {
+    fn split(sql: &'a str) -> Vec<Self> {
+        let mut start = 0;
+        sql.split_inclusive('\n')
+            .zip(1..)
+            .map(|(raw, number)| {
+                let line = Line {
+                    text: raw.trim_end_matches(['\n', '\r']),
+                    start,
+                    end: start + raw.len(),
+                    number,
+                };
+                start = line.end;
+                line
+            })
+            .collect()
+    }
+}
+
+/// goose: an annotation is a line that starts with `--` and names `+goose`; its command is
+/// matched without regard to case. The up part runs from `Up` to `Down`; `NO TRANSACTION`
+/// anywhere runs it statement by statement outside a transaction; the lines between
+/// `StatementBegin` and `StatementEnd` are sent as one query.
+fn goose(lines: &[Line]) -> Option<Layout> {
+    let mut up: Option<Range<usize>> = None;
+    let mut transaction = true;
+    let mut together = Vec::new();
+    let mut block = None;
+    for l in lines {
+        if !l.text.starts_with("--") || !l.text.contains("+goose") {
+            continue;
+        }
+        let command = l.text.replace("--", "").replacen("+goose", "", 1);
+        match command.trim().to_ascii_lowercase().as_str() {
+            "up" if up.is_none() => up = Some(l.end..usize::MAX),
+            "down" => {
+                if let Some(u) = up.as_mut().filter(|u| u.end == usize::MAX) {
+                    u.end = l.start;
+                }
+            }
+            "statementbegin" => block = Some(l.number + 1),
+            "statementend" => together.extend(block.take().map(|b| b..l.number)),
+            "no transaction" => transaction = false,
+            _ => {}
+        }
+    }
+    let mut up = up?;
+    up.end = up.end.min(lines.last().map_or(0, |l| l.end));
+    Some(Layout {
+        together,
+        ..Layout::one_part(Runner::Goose, up, transaction, None)
+    })
+}
+
+/// sql-migrate: a command is a line that starts `-- +migrate `; what follows each `Up` runs,
+/// up to the next `Down` (a file may hold several of each). `notransaction` on an `Up` line
+/// runs the up part outside a transaction; `StatementBegin` ... `StatementEnd` is one query.
+fn sql_migrate(lines: &[Line]) -> Option<Layout> {
+    let mut up = Vec::new();
+    let mut open: Option<usize> = None;
+    let mut transaction = true;
+    let mut together = Vec::new();
+    let mut block = None;
+    for l in lines {
+        let Some(command) = l.text.strip_prefix("-- +migrate ") else {
+            continue;
+        };
+        let mut words = command.split_whitespace();
+        match words.next() {
+            Some("Up") => {
+                open = open.or(Some(l.end));
+                if words.any(|w| w == "notransaction") {
+                    transaction = false;
+                }
+            }
+            Some("Down") => up.extend(open.take().map(|s| s..l.start)),
+            Some("StatementBegin") => block = Some(l.number + 1),
+            Some("StatementEnd") => together.extend(block.take().map(|b| b..l.number)),
+            _ => {}
+        }
+    }
+    let end = lines.last().map_or(0, |l| l.end);
+    up.extend(open.map(|s| s..end));
+    if up.is_empty() && !lines.iter().any(|l| l.text.starts_with("-- +migrate Down")) {
+        return None;
+    }
+    Some(Layout {
+        runner: Runner::SqlMigrate,
+        up,
+        transaction,
+        together,
+    })
+}
+
+/// dbmate: the up part runs from the first `-- migrate:up` line to the first
+/// `-- migrate:down` line, sent as one query; `transaction:false` among the words of the up
+/// line sends it outside a transaction.
+fn dbmate(lines: &[Line], len: usize) -> Option<Layout> {
+    let directive = |l: &Line, name: &str| {
+        l.text
+            .strip_prefix("--")
+            .map(str::trim_start)
+            .and_then(|t| t.strip_prefix(name))
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace))
+    };
+    let up_line = lines.iter().find(|l| directive(l, "migrate:up"))?;
+    let end = lines
+        .iter()
+        .find(|l| directive(l, "migrate:down"))
+        .map_or(len, |l| l.start)
+        .max(up_line.end);
+    let transaction = !up_line
+        .text
+        .split_whitespace()
+        .any(|w| w == "transaction:false");
+    let last = lines
+        .iter()
+        .rfind(|l| l.start < end)
+        .map_or(up_line.number, |l| l.number);
+    Some(Layout::one_part(
+        Runner::Dbmate,
+        up_line.end..end,
+        transaction,
+        Some(up_line.number..last + 1),
+    ))
+}
+
+/// tern: the up part is everything before `---- create above / drop below ----`, sent as one
+/// query in a transaction, unless a line `---- tern: disable-tx ----` in it asks for its
+/// statements one by one outside a transaction.
+fn tern(lines: &[Line], sql: &str) -> Option<Layout> {
+    const DIVIDER: &str = "---- create above / drop below ----";
+    const DISABLE_TX: &str = "---- tern: disable-tx ----";
+    let end = sql.find(DIVIDER);
+    let end_len = end.unwrap_or(sql.len());
+    let disable_tx = lines
+        .iter()
+        .any(|l| l.start < end_len && l.text == DISABLE_TX);
+    if end.is_none() && !disable_tx {
+        return None;
+    }
+    let last = lines
+        .iter()
+        .rfind(|l| l.start < end_len)
+        .map_or(1, |l| l.number);
+    Some(Layout::one_part(
+        Runner::Tern,
+        0..end_len,
+        !disable_tx,
+        (!disable_tx).then_some(1..last + 1),
+    ))
+}
+
+/// node-pg-migrate: the up part runs from the `-- Up Migration` line to the `-- Down
+/// Migration` line (the whole file when it has only the latter), always in a transaction and
+/// as one query. A marker is read only as the template writes it, alone on its line, so that a
+/// comment that merely begins with the words is not taken for one.
+fn node_pg_migrate(lines: &[Line], len: usize) -> Option<Layout> {
+    let marker = |l: &Line, word: &str| {
+        let t = l.text.trim();
+        let Some(rest) = t.strip_prefix("--") else {
+            return false;
+        };
+        let rest = rest.trim_start_matches(|c: char| c == '-' || c.is_whitespace());
+        let mut words = rest.split_whitespace();
+        words.next().is_some_and(|w| w.eq_ignore_ascii_case(word))
+            && words
+                .next()
+                .is_some_and(|w| w.eq_ignore_ascii_case("migration"))
+            && words.next().is_none()
+    };
+    let up = lines.iter().find(|l| marker(l, "up"));
+    let down = lines.iter().find(|l| marker(l, "down"));
+    let range = match (up, down) {
+        (None, None) => return None,
+        (Some(u), Some(d)) if d.start > u.start => u.start..d.start,
+        (Some(u), _) => u.start..len,
+        (None, Some(_)) => 0..len,
+    };
+    let first = up.map_or(1, |u| u.number);
+    let last = lines
+        .iter()
+        .rfind(|l| l.start < range.end)
+        .map_or(first, |l| l.number);
+    Some(Layout::one_part(
+        Runner::NodePgMigrate,
+        range,
+        true,
+        Some(first..last + 1),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up_text(sql: &str) -> (Layout, String) {
+        let layout = Layout::read(sql).expect("a runner's markers");
+        let text = layout
+            .up
+            .iter()
+            .map(|r| &sql[r.clone()])
+            .collect::<Vec<_>>()
+            .join("|");
+        (layout, text)
+    }
+
+    #[test]
+    fn plain_sql_has_no_runner() {
+        for sql in [
+            "CREATE TABLE t (id int);",
+            "-- up migration for users\nCREATE TABLE t (id int);",
+            "-- migrate:upgrade the users\nSELECT 1;",
+            "",
+        ] {
+            assert_eq!(Layout::read(sql), None, "{sql:?}");
+        }
+    }
+
+    #[test]
+    fn goose_runs_from_up_to_down_in_a_transaction() {
+        let sql = "-- +goose Up\nCREATE TABLE t (id int);\n-- +goose StatementBegin\n\
+                   SELECT 1;\nSELECT 2;\n-- +goose StatementEnd\n\n-- +goose Down\nDROP TABLE t;\n";
+        let (layout, up) = up_text(sql);
+        assert_eq!(layout.runner, Runner::Goose);
+        assert_eq!(
+            up,
+            "CREATE TABLE t (id int);\n-- +goose StatementBegin\nSELECT 1;\nSELECT 2;\n\
+             -- +goose StatementEnd\n\n"
+        );
+        assert!(layout.transaction);
+        assert_eq!(layout.together, vec![Range { start: 4, end: 6 }]);
+        assert!(layout.sent_with_others(4, &[2, 4, 5, 9]));
+        assert!(!layout.sent_with_others(2, &[2, 4, 5, 9]));
+    }
+
+    #[test]
+    fn goose_annotations_ignore_case_and_may_come_anywhere() {
+        let sql = "-- +goose up\nCREATE INDEX CONCURRENTLY i ON t (a);\n-- +goose no transaction\n";
+        let (layout, up) = up_text(sql);
+        assert!(!layout.transaction);
+        assert!(up.ends_with("-- +goose no transaction\n"), "{up:?}");
+        // Without a Down annotation, the up part runs to the end.
+        let (_, up) = up_text("--+goose Up\nSELECT 1;");
+        assert_eq!(up, "SELECT 1;");
+    }
+
+    #[test]
+    fn sql_migrate_may_hold_several_up_parts() {
+        let sql = "-- +migrate Up notransaction\nSELECT 1;\n-- +migrate Down\nSELECT 2;\n\
+                   -- +migrate Up\nSELECT 3;\n";
+        let (layout, up) = up_text(sql);
+        assert_eq!(layout.runner, Runner::SqlMigrate);
+        assert_eq!(up, "SELECT 1;\n|SELECT 3;\n");
+        assert!(!layout.transaction);
+        // Its commands are case-sensitive, as sql-migrate reads them.
+        let (layout, up) = up_text("-- +migrate up\nSELECT 1;\n-- +migrate Down\nSELECT 2;\n");
+        assert_eq!((layout.runner, up.as_str()), (Runner::SqlMigrate, ""));
+    }
+
+    #[test]
+    fn dbmate_reads_its_options_from_the_up_line() {
+        let sql = "-- migrate:up transaction:false\nSET lock_timeout = '1s';\n\
+                   CREATE INDEX CONCURRENTLY i ON t (a);\n\n-- migrate:down\nDROP INDEX i;\n";
+        let (layout, up) = up_text(sql);
+        assert_eq!(layout.runner, Runner::Dbmate);
+        assert!(up.starts_with("SET") && !up.contains("DROP"), "{up:?}");
+        assert!(!layout.transaction);
+        assert!(layout.sent_with_others(2, &[2, 3]));
+        assert!(!layout.sent_with_others(3, &[3]));
+        let (layout, _) = up_text("--migrate:up\nSELECT 1;\n");
+        assert!(layout.transaction);
+    }
+
+    #[test]
+    fn tern_runs_what_is_above_its_divider() {
+        let sql = "CREATE TABLE t (id int);\n---- create above / drop below ----\nDROP TABLE t;\n";
+        let (layout, up) = up_text(sql);
+        assert_eq!(layout.runner, Runner::Tern);
+        assert_eq!(up, "CREATE TABLE t (id int);\n");
+        assert!(layout.transaction);
+        let sql = "---- tern: disable-tx ----\nCREATE INDEX CONCURRENTLY i ON t (a);\n";
+        let (layout, _) = up_text(sql);
+        assert!(!layout.transaction);
+        assert!(layout.together.is_empty());
+    }
+
+    #[test]
+    fn node_pg_migrate_marks_are_read_as_its_template_writes_them() {
+        let sql = "-- Up Migration\nCREATE TABLE t (id int);\n\n-- Down Migration\nDROP TABLE t;\n";
+        let (layout, up) = up_text(sql);
+        assert_eq!(layout.runner, Runner::NodePgMigrate);
+        assert_eq!(up, "-- Up Migration\nCREATE TABLE t (id int);\n\n");
+        assert!(layout.transaction);
+        // Only a down marker: node-pg-migrate runs the whole file on the way up.
+        let (_, up) = up_text("SELECT 1;\n--- down migration\nSELECT 2;\n");
+        assert_eq!(up, "SELECT 1;\n--- down migration\nSELECT 2;\n");
+    }
+
+    #[test]
+    fn blanking_keeps_lines_and_columns() {
+        let sql = "-- +goose Up\nSELECT 'é';\n-- +goose Down\nDROP TABLE ü;\n";
+        let layout = Layout::read(sql).unwrap();
+        let blanked = layout.blank_the_rest(sql);
+        assert_eq!(
+            blanked,
+            "            \nSELECT 'é';\n              \n             \n"
+        );
+        assert_eq!(blanked.lines().count(), sql.lines().count());
+    }
+}
