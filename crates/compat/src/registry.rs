@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::breaking::{Change, Endpoint};
 use crate::error::{Error, Result};
+use crate::migration::Runner;
 use crate::selector::{req_serde, version_serde};
 
 /// An API a release offers to others, with its own semver version and, optionally, its surface.
@@ -84,6 +85,11 @@ pub struct Migration {
     /// The file that holds the SQL, until it is read into `sql`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
+    /// The tool that runs it, where its text does not say (`sqlx`, `golang-migrate`): whether
+    /// it runs in a transaction, and as one query, decides what may run at all. A file that
+    /// carries a runner's markers (`-- +goose Up`) is read as that runner's without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<Runner>,
 }
 
 impl Migration {
@@ -222,6 +228,7 @@ impl Release {
             name: name.into(),
             sql: sql.into(),
             file: None,
+            runner: None,
         });
         self
     }

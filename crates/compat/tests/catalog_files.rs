@@ -110,3 +110,46 @@ fn a_migration_needs_sql_or_a_file_and_a_name() {
         );
     }
 }
+
+#[test]
+fn a_migration_names_the_runner_its_file_does_not() {
+    let catalog = |runner: &str| {
+        format!(
+            "registry:\n  services:\n    api:\n      releases:\n        - version: 1.0.0\n        \
+             - version: 1.1.0\n          migrations:\n            - name: 0003_index\n              \
+             sql: CREATE INDEX CONCURRENTLY customer_name ON customer (name);\n{runner}"
+        )
+    };
+    let verdict = |text: &str| {
+        Catalog::parse(text, serin_compat::Format::Yaml)
+            .unwrap()
+            .validator()
+            .unwrap()
+            .validate(
+                &Fleet::new().with("api", "1.0.0".parse().unwrap()),
+                &Proposal::new().with("api", "1.1.0".parse().unwrap()),
+            )
+            .unwrap()
+    };
+    // psql runs the statement on its own; sqlx runs the file in a transaction, where
+    // PostgreSQL refuses it.
+    assert_eq!(verdict(&catalog("")).verdict, Verdict::Ok);
+    let result = verdict(&catalog("              runner: sqlx\n"));
+    assert_eq!(result.verdict, Verdict::Blocked, "{result}");
+    assert!(
+        result
+            .to_string()
+            .contains("sqlx runs this migration in a transaction"),
+        "{result}"
+    );
+    let err = Catalog::parse(
+        &catalog("              runner: flyway\n"),
+        serin_compat::Format::Yaml,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("flyway") && err.contains("golang-migrate"),
+        "{err}"
+    );
+}

@@ -38,7 +38,9 @@
 //! ```
 
 use serin_compat::Severity;
-use serin_compat::migration::{MigrationReport, Runner, Safety, Schema, analyze, analyze_after};
+use serin_compat::migration::{
+    MigrationReport, Runner, Safety, Schema, analyze, analyze_after, analyze_as,
+};
 
 const DUMP: &str = include_str!("../fixtures/migrations/pg_dump_15_schema.sql");
 
@@ -199,51 +201,81 @@ fn knex_migrations_get_the_findings_their_changes_deserve() {
     );
 }
 
-/// Files in the formats of three migration runners, each run by the runner itself against
+/// Files in the formats of four migration runners, each run by the runner itself against
 /// PostgreSQL 15 after the first file of its directory (`runners/<tool>/`): dbmate 2.36 (npm),
-/// sql-migrate (Debian 12's package) and node-pg-migrate 9.0 (npm). `refused` is what the
-/// runner did: it stopped with "CREATE INDEX CONCURRENTLY cannot run inside a transaction
-/// block", having wrapped the up part in a transaction, or (dbmate's `transaction:false`) sent
-/// it as one query of two statements. The runners ran no down part: each first file's
-/// `DROP TABLE users` left the table in place.
-const RUNS: &[(&str, Runner, bool)] = &[
-    ("dbmate/20261129000001_users", Runner::Dbmate, false),
-    ("dbmate/20261129000002_users_email", Runner::Dbmate, true),
+/// sql-migrate (Debian 12's package), node-pg-migrate 9.0 (npm) and sqlx-cli 0.8.6 (crates.io).
+/// `refused` is what the runner did: it stopped with "CREATE INDEX CONCURRENTLY cannot run
+/// inside a transaction block", having wrapped the file in a transaction, or (dbmate's
+/// `transaction:false`, sqlx's `-- no-transaction`) sent it as one query of two statements.
+/// The runners ran no down part: each first file's `DROP TABLE users` left the table in place.
+/// `marked` is whether the file names its runner (sqlx's only with `-- no-transaction`).
+const RUNS: &[(&str, Runner, bool, bool)] = &[
+    ("dbmate/20261129000001_users", Runner::Dbmate, true, false),
+    (
+        "dbmate/20261129000002_users_email",
+        Runner::Dbmate,
+        true,
+        true,
+    ),
     (
         "dbmate/20261129000003_users_email_no_tx",
         Runner::Dbmate,
+        true,
         true,
     ),
     (
         "dbmate/20261129000004_users_email_alone",
         Runner::Dbmate,
+        true,
         false,
     ),
-    ("sql-migrate/1_users", Runner::SqlMigrate, false),
-    ("sql-migrate/2_users_email", Runner::SqlMigrate, true),
+    ("sql-migrate/1_users", Runner::SqlMigrate, true, false),
+    ("sql-migrate/2_users_email", Runner::SqlMigrate, true, true),
     (
         "sql-migrate/3_users_email_notransaction",
         Runner::SqlMigrate,
+        true,
         false,
     ),
     (
         "node-pg-migrate/1795961814135_users",
         Runner::NodePgMigrate,
+        true,
         false,
     ),
     (
         "node-pg-migrate/1795961814136_users-email",
         Runner::NodePgMigrate,
         true,
+        true,
+    ),
+    ("sqlx/20261129000001_users", Runner::Sqlx, false, false),
+    ("sqlx/20261129000002_users_email", Runner::Sqlx, false, true),
+    (
+        "sqlx/20261129000003_users_email_no_tx",
+        Runner::Sqlx,
+        true,
+        true,
+    ),
+    (
+        "sqlx/20261129000004_users_email_alone",
+        Runner::Sqlx,
+        true,
+        false,
     ),
 ];
 
 #[test]
 fn runner_files_are_analysed_as_their_runners_run_them() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/migrations/runners");
     let mut wrong = Vec::new();
-    for &(file, runner, refused) in RUNS {
-        let report = &in_order(&[&format!("runners/{file}")])[0];
+    for &(file, runner, marked, refused) in RUNS {
+        let sql = std::fs::read_to_string(format!("{dir}/{file}.sql")).expect("fixture");
+        let report = analyze_as(file, &sql, &Schema::default(), runner).unwrap();
         assert_eq!(report.runner, Some(runner), "{file}");
+        // Its markers name the runner: read the same without being told.
+        let recognised = analyze(file, &sql).unwrap();
+        assert_eq!(recognised == report, marked, "{file}");
         // Only the up part is analysed: no down part's DROP.
         assert!(
             report.statements.iter().all(|s| !s.sql.starts_with("DROP")),
@@ -257,7 +289,7 @@ fn runner_files_are_analysed_as_their_runners_run_them() {
             wrong.push(format!("{file}: the runner refused it: {refused}"));
         }
         // Nothing else is wrong with these files.
-        let others: Vec<_> = loud(report)
+        let others: Vec<_> = loud(&report)
             .into_iter()
             .filter(|(_, r)| *r != "ban-concurrent-index-creation-in-transaction")
             .collect();

@@ -197,11 +197,12 @@ impl MigrationReport {
 ///
 /// A file that carries a runner's markers (goose's `-- +goose Up`, sql-migrate's `-- +migrate
 /// Up`, dbmate's `-- migrate:up`, node-pg-migrate's `-- Up Migration`, tern's `---- create
-/// above / drop below ----`) is read as that runner reads it: only the part that runs on the way
-/// up is analysed (the report names the [`Runner`]), inside the transaction the runner opens
-/// unless a marker says otherwise, and statements the runner sends as one query run as one
-/// implicit transaction. So `CREATE INDEX CONCURRENTLY`, which PostgreSQL refuses in a
-/// transaction, is an error there, with the marker that lets it run.
+/// above / drop below ----`, sqlx's `-- no-transaction`) is read as that runner reads it: only
+/// the part that runs on the way up is analysed (the report names the [`Runner`]), inside the
+/// transaction the runner opens unless a marker says otherwise, and statements the runner sends
+/// as one query run as one implicit transaction. So `CREATE INDEX CONCURRENTLY`, which
+/// PostgreSQL refuses in a transaction, is an error there, with the marker that lets it run.
+/// For files that carry no marker, name the runner with [`analyze_as`].
 ///
 /// A reviewer who has checked a finding by hand silences it with a comment naming its rule:
 /// `-- serin:ignore rule-a, rule-b` before (or inside) the statement, or
@@ -235,11 +236,46 @@ pub fn analyze(name: &str, sql: &str) -> Result<MigrationReport> {
 /// names both types. A `USING` that only restates the cast (`USING (c::varchar(255))`)
 /// converts nothing; any other `USING` rewrites.
 pub fn analyze_after(name: &str, sql: &str, schema: &Schema) -> Result<MigrationReport> {
+    analyse(name, sql, schema, None)
+}
+
+/// [`analyze_after`] a migration that `runner` runs, for files that do not carry its markers:
+/// a sqlx migration runs in a transaction unless it begins `-- no-transaction`, and sqlx and
+/// golang-migrate send a whole file as one query, so `CREATE INDEX CONCURRENTLY` must be alone
+/// in a file that runs outside a transaction. A file the runner refuses to run (goose's
+/// without `-- +goose Up`) is an error.
+///
+/// ```
+/// use serin_compat::migration::{analyze_as, Runner, Schema};
+/// let sql = "CREATE INDEX CONCURRENTLY idx_email ON users (email);";
+/// let report = analyze_as("0012", sql, &Schema::default(), Runner::Sqlx).unwrap();
+/// let (_, finding) = report.findings().next().unwrap();
+/// assert_eq!(finding.rule, "ban-concurrent-index-creation-in-transaction");
+///
+/// let sql = format!("-- no-transaction\n{sql}");
+/// let report = analyze_as("0012", &sql, &Schema::default(), Runner::Sqlx).unwrap();
+/// assert_eq!(report.findings().count(), 0);
+/// ```
+pub fn analyze_as(
+    name: &str,
+    sql: &str,
+    schema: &Schema,
+    runner: Runner,
+) -> Result<MigrationReport> {
+    analyse(name, sql, schema, Some(runner))
+}
+
+fn analyse(
+    name: &str,
+    sql: &str,
+    schema: &Schema,
+    runner: Option<Runner>,
+) -> Result<MigrationReport> {
     let Script {
         statements: written,
         file_wide,
         layout,
-    } = parse(name, sql)?;
+    } = parse(name, sql, runner)?;
     let mut ctx = Ctx::after(schema);
     if let Some(l) = layout.as_ref().filter(|l| l.transaction) {
         ctx.begun_by(l.runner);
@@ -697,6 +733,21 @@ mod tests {
         let report = analyze("m", begun).unwrap();
         let rules: Vec<_> = report.findings().map(|(_, f)| f.rule.as_str()).collect();
         assert_eq!(rules, ["transaction-nesting"]);
+        // golang-migrate opens no transaction but sends the file as one query.
+        let file = "SET lock_timeout = '1s';\nCREATE INDEX CONCURRENTLY i ON t (a);\n";
+        let as_golang = |sql| analyze_as("m", sql, &Schema::default(), Runner::GolangMigrate);
+        let report = as_golang(file).unwrap();
+        let (_, f) = report.findings().next().expect("a finding");
+        assert!(
+            f.message
+                .starts_with("golang-migrate sends this statement in one query")
+        );
+        assert_eq!(as_golang(&file[25..]).unwrap().findings().count(), 0);
+        let err = analyze_as("m", file, &Schema::default(), Runner::Goose).unwrap_err();
+        assert!(
+            err.to_string().contains("goose runs no file without"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -2,17 +2,19 @@
 //!
 //! goose, sql-migrate, dbmate, node-pg-migrate and tern keep a migration's up and down SQL in
 //! one file, between marker comments, and run the up part in a transaction unless a marker
-//! says otherwise. Only the up part runs on deploy, so only it is analysed; and whether the
-//! runner opens a transaction, or sends several statements as one query (which PostgreSQL runs
-//! as one implicit transaction), decides whether `CREATE INDEX CONCURRENTLY` can run at all.
-//! The markers are read as each tool reads them.
+//! says otherwise; sqlx and golang-migrate send a whole file as one query, sqlx in a
+//! transaction unless the file begins `-- no-transaction`. Only the up part runs on deploy, so
+//! only it is analysed; and whether the runner opens a transaction, or sends several statements
+//! as one query (which PostgreSQL runs as one implicit transaction), decides whether `CREATE
+//! INDEX CONCURRENTLY` can run at all. The markers are read as each tool reads them.
 
 use std::fmt;
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
-/// A tool that runs migration files, recognised from the markers it reads.
+/// A tool that runs migration files: recognised from the markers it reads, or named in the
+/// catalog for files that carry none (sqlx's, golang-migrate's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
@@ -27,6 +29,13 @@ pub enum Runner {
     NodePgMigrate,
     /// tern: `---- create above / drop below ----`, `---- tern: disable-tx ----`.
     Tern,
+    /// sqlx (`sqlx migrate run`, `sqlx::migrate!`): a file is one query, in a transaction
+    /// unless it begins `-- no-transaction`. Recognised from that line only.
+    Sqlx,
+    /// golang-migrate: a file is one query, outside a transaction (without
+    /// `x-multi-statement`, which sends statements one by one as psql does). Never recognised:
+    /// its files carry no markers.
+    GolangMigrate,
 }
 
 impl Runner {
@@ -44,6 +53,14 @@ impl Runner {
                  JavaScript and call `pgm.noTransaction()`"
             }
             Self::Tern => "add `---- tern: disable-tx ----` to the file",
+            Self::Sqlx => {
+                "move it to a migration of its own, alone, that begins `-- no-transaction` \
+                 (sqlx sends a file as one query)"
+            }
+            Self::GolangMigrate => {
+                "move it to a migration file of its own, alone (golang-migrate sends a file as \
+                 one query)"
+            }
         }
     }
 
@@ -66,6 +83,8 @@ impl fmt::Display for Runner {
             Self::Dbmate => "dbmate",
             Self::NodePgMigrate => "node-pg-migrate",
             Self::Tern => "tern",
+            Self::Sqlx => "sqlx",
+            Self::GolangMigrate => "golang-migrate",
         })
     }
 }
@@ -84,13 +103,40 @@ pub(super) struct Layout {
 
 impl Layout {
     /// Recognises the runner whose markers the file carries, if any.
-    pub(super) fn read(sql: &str) -> Option<Self> {
+    pub(super) fn recognise(sql: &str) -> Option<Self> {
         let lines = Line::split(sql);
         goose(&lines)
             .or_else(|| sql_migrate(&lines))
             .or_else(|| dbmate(&lines, sql.len()))
             .or_else(|| tern(&lines, sql))
             .or_else(|| node_pg_migrate(&lines, sql.len()))
+            .or_else(|| sql.starts_with(SQLX_NO_TX).then(|| sqlx(&lines, sql)))
+    }
+
+    /// What `runner` makes of the file, or why it refuses to run it.
+    pub(super) fn for_runner(sql: &str, runner: Runner) -> Result<Self, String> {
+        let lines = Line::split(sql);
+        let whole = |transaction| Self::whole(runner, &lines, sql.len(), transaction);
+        match runner {
+            Runner::Goose => {
+                goose(&lines).ok_or_else(|| "goose runs no file without `-- +goose Up`".into())
+            }
+            Runner::SqlMigrate => sql_migrate(&lines).ok_or_else(|| {
+                "sql-migrate runs no file without `-- +migrate Up` or `-- +migrate Down`".into()
+            }),
+            Runner::Dbmate => dbmate(&lines, sql.len())
+                .ok_or_else(|| "dbmate runs no file without `-- migrate:up`".into()),
+            Runner::NodePgMigrate => Ok(node_pg_migrate(&lines, sql.len()).unwrap_or(whole(true))),
+            Runner::Tern => Ok(tern(&lines, sql).unwrap_or(whole(true))),
+            Runner::Sqlx => Ok(sqlx(&lines, sql)),
+            Runner::GolangMigrate => Ok(whole(false)),
+        }
+    }
+
+    /// The whole file runs as one query.
+    fn whole(runner: Runner, lines: &[Line], len: usize, transaction: bool) -> Self {
+        let last = lines.last().map_or(1, |l| l.number);
+        Self::one_part(runner, 0..len, transaction, Some(1..last + 1))
     }
 
     /// A layout whose up part is one stretch of the file, sent as one query if `together`.
@@ -301,6 +347,14 @@ fn tern(lines: &[Line], sql: &str) -> Option<Layout> {
     ))
 }
 
+/// What begins a sqlx migration that runs outside a transaction.
+const SQLX_NO_TX: &str = "-- no-transaction";
+
+/// sqlx: the whole file is one query, in a transaction unless it begins `-- no-transaction`.
+fn sqlx(lines: &[Line], sql: &str) -> Layout {
+    Layout::whole(Runner::Sqlx, lines, sql.len(), !sql.starts_with(SQLX_NO_TX))
+}
+
 /// node-pg-migrate: the up part runs from the `-- Up Migration` line to the `-- Down
 /// Migration` line (the whole file when it has only the latter), always in a transaction and
 /// as one query. A marker is read only as the template writes it, alone on its line, so that a
@@ -345,7 +399,7 @@ mod tests {
     use super::*;
 
     fn up_text(sql: &str) -> (Layout, String) {
-        let layout = Layout::read(sql).expect("a runner's markers");
+        let layout = Layout::recognise(sql).expect("a runner's markers");
         let text = layout
             .up
             .iter()
@@ -363,7 +417,7 @@ mod tests {
             "-- migrate:upgrade the users\nSELECT 1;",
             "",
         ] {
-            assert_eq!(Layout::read(sql), None, "{sql:?}");
+            assert_eq!(Layout::recognise(sql), None, "{sql:?}");
         }
     }
 
@@ -448,9 +502,44 @@ mod tests {
     }
 
     #[test]
+    fn a_named_runner_reads_files_without_its_markers() {
+        let sql = "SELECT 1;\nSELECT 2;\n";
+        let sqlx = Layout::for_runner(sql, Runner::Sqlx).unwrap();
+        assert!(sqlx.transaction);
+        assert!(sqlx.sent_with_others(1, &[1, 2]));
+        let golang = Layout::for_runner(sql, Runner::GolangMigrate).unwrap();
+        assert!(!golang.transaction);
+        assert!(golang.sent_with_others(2, &[1, 2]));
+        assert!(!golang.sent_with_others(1, &[1]));
+        for runner in [Runner::Tern, Runner::NodePgMigrate] {
+            let whole = Layout::for_runner(sql, runner).unwrap();
+            let all = 0..sql.len();
+            assert_eq!((whole.up, whole.transaction), (vec![all], true));
+        }
+        // sqlx's line counts at the very start of the file only, as sqlx reads it.
+        let no_tx = format!("-- no-transaction\n{sql}");
+        assert!(
+            !Layout::for_runner(&no_tx, Runner::Sqlx)
+                .unwrap()
+                .transaction
+        );
+        assert_eq!(Layout::recognise(&no_tx).unwrap().runner, Runner::Sqlx);
+        assert_eq!(Layout::recognise(&format!("\n{no_tx}")), None);
+        // A file its runner refuses to run.
+        for (runner, marker) in [
+            (Runner::Goose, "-- +goose Up"),
+            (Runner::SqlMigrate, "-- +migrate Up"),
+            (Runner::Dbmate, "-- migrate:up"),
+        ] {
+            let err = Layout::for_runner(sql, runner).unwrap_err();
+            assert!(err.contains(marker), "{err}");
+        }
+    }
+
+    #[test]
     fn blanking_keeps_lines_and_columns() {
         let sql = "-- +goose Up\nSELECT 'é';\n-- +goose Down\nDROP TABLE ü;\n";
-        let layout = Layout::read(sql).unwrap();
+        let layout = Layout::recognise(sql).unwrap();
         let blanked = layout.blank_the_rest(sql);
         assert_eq!(
             blanked,

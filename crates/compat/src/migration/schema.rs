@@ -40,7 +40,7 @@ impl Schema {
     /// Learns what a migration already applied did to tables and columns. Statements that
     /// cannot be read, and text that cannot be split into statements, teach nothing.
     pub fn learn(&mut self, sql: &str) {
-        if let Ok(script) = parse("schema", sql) {
+        if let Ok(script) = parse("schema", sql, None) {
             for w in &script.statements {
                 self.apply(&w.parsed);
             }

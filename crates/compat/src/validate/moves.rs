@@ -9,7 +9,7 @@ use semver::Version;
 use crate::breaking::{Bump, Change, bump_between, diff_provided_with};
 use crate::explain::Explanation;
 use crate::matrix::{ChangeKind, Effect, Rule};
-use crate::migration::{MigrationReport, Schema, analyze_after};
+use crate::migration::{MigrationReport, Schema, analyze_after, analyze_as};
 use crate::path::{PathOptions, Route, UpgradePath};
 use crate::registry::Release;
 use crate::validation::{Finding, Move, Severity};
@@ -437,7 +437,10 @@ impl Validator {
                 ));
             }
             for m in &release.migrations {
-                let analysed = analyze_after(&m.name, &m.sql, &schema);
+                let analysed = match m.runner {
+                    Some(runner) => analyze_as(&m.name, &m.sql, &schema, runner),
+                    None => analyze_after(&m.name, &m.sql, &schema),
+                };
                 schema.learn(&m.sql);
                 match analysed {
                     Ok(report) => {
