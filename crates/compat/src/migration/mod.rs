@@ -197,8 +197,9 @@ impl MigrationReport {
 ///
 /// A file that carries a runner's markers (goose's `-- +goose Up`, sql-migrate's `-- +migrate
 /// Up`, dbmate's `-- migrate:up`, node-pg-migrate's `-- Up Migration`, tern's `---- create
-/// above / drop below ----`, sqlx's `-- no-transaction`) is read as that runner reads it: only
-/// the part that runs on the way up is analysed (the report names the [`Runner`]), inside the
+/// above / drop below ----`, sqlx's `-- no-transaction`, yoyo's `-- depends:`) is read as that
+/// runner reads it: only the part that runs on the way up is analysed (the report names the
+/// [`Runner`]), inside the
 /// transaction the runner opens unless a marker says otherwise, and statements the runner sends
 /// as one query run as one implicit transaction. So `CREATE INDEX CONCURRENTLY`, which
 /// PostgreSQL refuses in a transaction, is an error there, with the marker that lets it run.

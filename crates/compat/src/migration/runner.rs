@@ -32,6 +32,10 @@ pub enum Runner {
     /// sqlx (`sqlx migrate run`, `sqlx::migrate!`): a file is one query, in a transaction
     /// unless it begins `-- no-transaction`. Recognised from that line only.
     Sqlx,
+    /// yoyo: statement by statement in a transaction, unless the file's leading comments say
+    /// `-- transactional: false`. Recognised from those comments' `transactional:` or
+    /// `depends:` directive.
+    Yoyo,
     /// golang-migrate: a file is one query, outside a transaction (without
     /// `x-multi-statement`, which sends statements one by one as psql does). Never recognised:
     /// its files carry no markers.
@@ -61,6 +65,7 @@ impl Runner {
                 "move it to a migration file of its own, alone (golang-migrate sends a file as \
                  one query)"
             }
+            Self::Yoyo => "add `-- transactional: false` to the file's leading comments",
         }
     }
 
@@ -84,6 +89,7 @@ impl fmt::Display for Runner {
             Self::NodePgMigrate => "node-pg-migrate",
             Self::Tern => "tern",
             Self::Sqlx => "sqlx",
+            Self::Yoyo => "yoyo",
             Self::GolangMigrate => "golang-migrate",
         })
     }
@@ -111,6 +117,7 @@ impl Layout {
             .or_else(|| tern(&lines, sql))
             .or_else(|| node_pg_migrate(&lines, sql.len()))
             .or_else(|| sql.starts_with(SQLX_NO_TX).then(|| sqlx(&lines, sql)))
+            .or_else(|| yoyo(&lines, sql.len()))
     }
 
     /// What `runner` makes of the file, or why it refuses to run it.
@@ -130,6 +137,12 @@ impl Layout {
             Runner::Tern => Ok(tern(&lines, sql).unwrap_or(whole(true))),
             Runner::Sqlx => Ok(sqlx(&lines, sql)),
             Runner::GolangMigrate => Ok(whole(false)),
+            Runner::Yoyo => Ok(yoyo(&lines, sql.len()).unwrap_or(Self::one_part(
+                runner,
+                0..sql.len(),
+                true,
+                None,
+            ))),
         }
     }
 
@@ -355,6 +368,35 @@ fn sqlx(lines: &[Line], sql: &str) -> Layout {
     Layout::whole(Runner::Sqlx, lines, sql.len(), !sql.starts_with(SQLX_NO_TX))
 }
 
+/// yoyo: the file's leading lines, blank or comments, may hold directives (`-- depends: 0001`,
+/// `-- transactional: false`); the whole file runs, statement by statement, in a transaction
+/// unless `transactional` is `false`. `None` without a directive.
+fn yoyo(lines: &[Line], len: usize) -> Option<Layout> {
+    let mut directive = false;
+    let mut transaction = true;
+    for l in lines {
+        let text = l.text.trim();
+        let Some(comment) = text.strip_prefix("--") else {
+            if text.is_empty() {
+                continue;
+            }
+            break;
+        };
+        let Some((key, value)) = comment.split_once(':') else {
+            continue;
+        };
+        match key.trim() {
+            "depends" => directive = true,
+            "transactional" => {
+                directive = true;
+                transaction = !value.trim().eq_ignore_ascii_case("false");
+            }
+            _ => {}
+        }
+    }
+    directive.then(|| Layout::one_part(Runner::Yoyo, 0..len, transaction, None))
+}
+
 /// node-pg-migrate: the up part runs from the `-- Up Migration` line to the `-- Down
 /// Migration` line (the whole file when it has only the latter), always in a transaction and
 /// as one query. A marker is read only as the template writes it, alone on its line, so that a
@@ -534,6 +576,19 @@ mod tests {
             let err = Layout::for_runner(sql, runner).unwrap_err();
             assert!(err.contains(marker), "{err}");
         }
+    }
+
+    #[test]
+    fn yoyo_reads_its_directives_from_the_leading_comments() {
+        let sql = "-- Adds the index\n-- depends: 0001_users\n\nCREATE INDEX i ON t (a);\n";
+        let layout = Layout::recognise(sql).unwrap();
+        assert_eq!((layout.runner, layout.transaction), (Runner::Yoyo, true));
+        assert!(layout.together.is_empty());
+        let sql = "--transactional : FALSE\nCREATE INDEX CONCURRENTLY i ON t (a);\n";
+        assert!(!Layout::recognise(sql).unwrap().transaction);
+        // A directive after the first statement is no directive.
+        let sql = "SELECT 1;\n-- depends: 0001_users\n";
+        assert_eq!(Layout::recognise(sql), None);
     }
 
     #[test]
