@@ -115,6 +115,13 @@ impl Catalog {
     ///         - version: 1.1.0
     ///           migrations:
     ///             - file: migrations/0012_add_email.sql   # named 0012_add_email
+    ///             # sqlx runs it in a transaction: CREATE INDEX CONCURRENTLY would fail there.
+    ///             - file: migrations/0013_index_email.sql
+    ///               runner: sqlx
+    ///             # diesel's layout: named 2026-01-02-000000_index, and `run_in_transaction`
+    ///             # read from the metadata.toml beside it.
+    ///             - file: migrations/2026-01-02-000000_index/up.sql
+    ///               runner: diesel
     /// ```
     pub fn load(path: &Path) -> Result<Self> {
         let invalid = |reason: String| Error::InvalidValue {

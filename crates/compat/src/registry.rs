@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::breaking::{Change, Endpoint};
 use crate::error::{Error, Result};
-use crate::migration::Runner;
+use crate::migration::{RunBy, Runner};
 use crate::selector::{req_serde, version_serde};
 
 /// An API a release offers to others, with its own semver version and, optionally, its surface.
@@ -85,16 +85,31 @@ pub struct Migration {
     /// The file that holds the SQL, until it is read into `sql`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
-    /// The tool that runs it, where its text does not say (`sqlx`, `golang-migrate`): whether
-    /// it runs in a transaction, and as one query, decides what may run at all. A file that
-    /// carries a runner's markers (`-- +goose Up`) is read as that runner's without it.
+    /// The tool that runs it, where its text does not say (`sqlx`, `diesel`,
+    /// `golang-migrate`): whether it runs in a transaction, and as one query, decides what may
+    /// run at all. A file that carries a runner's markers (`-- +goose Up`) is read as that
+    /// runner's without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner: Option<Runner>,
+    /// Whether the runner wraps it in a transaction, as configured outside the file; by default
+    /// as the file and the runner say. A diesel migration's `metadata.toml`
+    /// (`run_in_transaction`) is read with its file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<bool>,
 }
 
 impl Migration {
+    /// How its runner runs it, if the catalog names the runner.
+    pub fn run_by(&self) -> Option<RunBy> {
+        self.runner.map(|runner| RunBy {
+            runner,
+            transaction: self.transaction,
+        })
+    }
+
     /// Checks that it has a name and either SQL or a file, not both; a file's stem names it
-    /// when no name is given.
+    /// when no name is given (the directory's name for `up.sql`, as diesel lays migrations
+    /// out; without `.up` for `0001_users.up.sql`).
     fn settle(&mut self, path: &str) -> Result<()> {
         let invalid = |name: &str, reason: &str| Error::InvalidValue {
             path: path.to_owned(),
@@ -109,13 +124,16 @@ impl Migration {
                     "give its SQL as `sql`, or a `file` that holds it",
                 ));
             }
-            (Some(file), true) if self.name.is_empty() => {
-                self.name = file
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-            }
+            (Some(file), true) if self.name.is_empty() => self.name = name_of(file),
             _ => {}
+        }
+        if let (Some(t), None) = (self.transaction, self.runner) {
+            return Err(Error::InvalidValue {
+                path: format!("{path}.transaction"),
+                value: t.to_string(),
+                reason: "name the runner (`runner`) that does or does not open the transaction"
+                    .into(),
+            });
         }
         if self.name.trim().is_empty() {
             return Err(invalid(
@@ -125,6 +143,55 @@ impl Migration {
         }
         Ok(())
     }
+}
+
+/// A migration's name from its file: the stem, or the directory's name for `up.sql`, and
+/// without `.up` for `0001_users.up.sql`.
+fn name_of(file: &Path) -> String {
+    let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned());
+    let dir = || {
+        file.parent()
+            .and_then(Path::file_name)
+            .map(|d| d.to_string_lossy().into_owned())
+    };
+    match stem.as_deref() {
+        Some("up") => dir().unwrap_or_default(),
+        Some(stem) => stem.strip_suffix(".up").unwrap_or(stem).to_owned(),
+        None => String::new(),
+    }
+}
+
+/// Whether diesel runs the migration in `up_sql` in a transaction, as the `metadata.toml`
+/// beside it says (`run_in_transaction`, true by default); `stated`, the catalog's word, must
+/// agree with it.
+fn diesel_transaction(up_sql: &Path, at: &str, stated: Option<bool>) -> Result<Option<bool>> {
+    let path = up_sql.with_file_name("metadata.toml");
+    let invalid = |reason: String| Error::InvalidValue {
+        path: at.to_owned(),
+        value: path.display().to_string(),
+        reason,
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(stated),
+        Err(e) => return Err(invalid(format!("cannot read it: {e}"))),
+    };
+    let metadata: DieselMetadata =
+        toml::from_str(&text).map_err(|e| invalid(format!("cannot parse it: {e}")))?;
+    match (metadata.run_in_transaction, stated) {
+        (Some(file), Some(catalog)) if file != catalog => Err(invalid(format!(
+            "it says run_in_transaction = {file}, the catalog's `transaction` {catalog}; diesel \
+             follows the file"
+        ))),
+        (Some(file), _) => Ok(Some(file)),
+        (None, stated) => Ok(stated),
+    }
+}
+
+/// The part of a diesel migration's `metadata.toml` that says how it runs.
+#[derive(Deserialize)]
+struct DieselMetadata {
+    run_in_transaction: Option<bool>,
 }
 
 /// Metadata of one released version.
@@ -229,6 +296,7 @@ impl Release {
             sql: sql.into(),
             file: None,
             runner: None,
+            transaction: None,
         });
         self
     }
@@ -333,7 +401,9 @@ impl Registry {
 
     /// Each migration given as a `file` and not read yet: where it is in the registry (for
     /// messages), its service, version and index, and the file.
-    fn migration_files(&self) -> impl Iterator<Item = (String, &String, &Version, usize, &Path)> {
+    fn migration_files(
+        &self,
+    ) -> impl Iterator<Item = (String, &String, &Version, usize, &Migration, &Path)> {
         self.services.iter().flat_map(|(service, releases)| {
             releases.iter().flat_map(move |(version, release)| {
                 release
@@ -345,18 +415,19 @@ impl Registry {
                             format!("services.{service}.releases[{version}].migrations[{j}].file");
                         m.file
                             .as_deref()
-                            .map(|file| (at, service, version, j, file))
+                            .map(|file| (at, service, version, j, m, file))
                     })
             })
         })
     }
 
-    /// Reads the SQL of each migration given as a `file`, relative to `base`, into its `sql`.
-    /// A file that cannot be read (or is empty) is an error naming the migration, and changes
-    /// nothing.
+    /// Reads the SQL of each migration given as a `file`, relative to `base`, into its `sql`,
+    /// and for a diesel migration, whether it runs in a transaction from the `metadata.toml`
+    /// beside it. A file that cannot be read (or is empty) is an error naming the migration, and
+    /// changes nothing.
     pub fn read_migration_files(&mut self, base: &Path) -> Result<()> {
         let mut read = Vec::new();
-        for (at, service, version, j, file) in self.migration_files() {
+        for (at, service, version, j, m, file) in self.migration_files() {
             let full = base.join(file);
             let invalid = |reason: String| Error::InvalidValue {
                 path: at.clone(),
@@ -368,9 +439,13 @@ impl Registry {
             if sql.trim().is_empty() {
                 return Err(invalid("the file is empty".into()));
             }
-            read.push((service.clone(), version.clone(), j, sql));
+            let transaction = match m.runner {
+                Some(Runner::Diesel) => diesel_transaction(&full, &at, m.transaction)?,
+                _ => m.transaction,
+            };
+            read.push((service.clone(), version.clone(), j, sql, transaction));
         }
-        for (service, version, j, sql) in read {
+        for (service, version, j, sql, transaction) in read {
             if let Some(m) = self
                 .services
                 .get_mut(&service)
@@ -379,6 +454,7 @@ impl Registry {
             {
                 m.sql = sql;
                 m.file = None;
+                m.transaction = transaction;
             }
         }
         Ok(())
@@ -388,7 +464,7 @@ impl Registry {
     /// would otherwise be analysed as empty.
     pub(crate) fn check_migrations(&self) -> Result<()> {
         match self.migration_files().next() {
-            Some((at, _, _, _, file)) => Err(Error::InvalidValue {
+            Some((at, _, _, _, _, file)) => Err(Error::InvalidValue {
                 path: at,
                 value: file.display().to_string(),
                 reason: "migration files are read by `Catalog::load` or `Catalog::parse_in` \

@@ -153,3 +153,62 @@ fn a_migration_names_the_runner_its_file_does_not() {
         "{err}"
     );
 }
+
+#[test]
+fn a_diesel_migration_is_named_by_its_directory_and_runs_as_its_metadata_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = "CREATE INDEX CONCURRENTLY customer_name ON customer (name);\n";
+    write(dir.path(), "m/2026-01-01-000000_index/up.sql", up);
+    write(dir.path(), "m/0002_index.up.sql", up);
+    let load = |entry: &str| {
+        let text = format!(
+            "registry:\n  services:\n    api:\n      releases:\n        - version: 1.0.0\n          \
+             migrations: [{entry}]\n"
+        );
+        Catalog::parse_in(&text, serin_compat::Format::Yaml, dir.path())
+    };
+    let names = |entry: &str| {
+        let catalog = load(entry).unwrap();
+        let release = catalog.registry.releases("api").next().unwrap();
+        let m = &release.migrations[0];
+        (m.name.clone(), m.transaction)
+    };
+    let diesel = "{file: m/2026-01-01-000000_index/up.sql, runner: diesel}";
+    assert_eq!(names(diesel), ("2026-01-01-000000_index".into(), None));
+    assert_eq!(
+        names("{file: m/0002_index.up.sql, runner: golang-migrate}"),
+        ("0002_index".into(), None)
+    );
+    write(
+        dir.path(),
+        "m/2026-01-01-000000_index/metadata.toml",
+        "run_in_transaction = false\n",
+    );
+    assert_eq!(names(diesel).1, Some(false));
+    // The catalog may not contradict the file diesel follows.
+    let contradicting =
+        "{file: m/2026-01-01-000000_index/up.sql, runner: diesel, transaction: true}";
+    let err = load(contradicting).unwrap_err().to_string();
+    assert!(
+        err.contains("metadata.toml") && err.contains("diesel follows the file"),
+        "{err}"
+    );
+    write(
+        dir.path(),
+        "m/2026-01-01-000000_index/metadata.toml",
+        "run_in_transaction = 0\n",
+    );
+    let err = load(diesel).unwrap_err().to_string();
+    assert!(
+        err.contains("metadata.toml") && err.contains("cannot parse it"),
+        "{err}"
+    );
+    // A transaction is a runner's.
+    let err = load("{name: x, sql: SELECT 1, transaction: false}")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("migrations[0].transaction") && err.contains("name the runner"),
+        "{err}"
+    );
+}

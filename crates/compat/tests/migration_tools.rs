@@ -37,10 +37,12 @@
 //! CREATE STATISTICS st (dependencies) ON id, n FROM users;
 //! ```
 
-use serin_compat::Severity;
+use std::path::Path;
+
 use serin_compat::migration::{
     MigrationReport, Runner, Safety, Schema, analyze, analyze_after, analyze_as,
 };
+use serin_compat::{Catalog, Format, Severity};
 
 const DUMP: &str = include_str!("../fixtures/migrations/pg_dump_15_schema.sql");
 
@@ -262,4 +264,52 @@ fn runner_files_are_analysed_as_their_runners_run_them() {
         assert_eq!(others, [], "{file}");
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// diesel's migrations as diesel lays them out (`diesel_cli` 2.2.12, crates.io): a directory
+/// each, holding `up.sql`, `down.sql` and, for the last two, a `metadata.toml` that says
+/// `run_in_transaction = false`. `diesel setup` wrote the first. Run by diesel against
+/// PostgreSQL 15, each `users_email` one alone after `users`, the first two were refused
+/// ("CREATE INDEX CONCURRENTLY cannot run inside a transaction block": in diesel's
+/// transaction, then in one query of two statements) and the last ran.
+#[test]
+fn diesel_migrations_are_read_with_their_metadata() {
+    const MIGRATIONS: [(&str, Option<bool>, bool); 5] = [
+        ("00000000000000_diesel_initial_setup", None, false),
+        ("2026-11-29-143139_users", None, false),
+        ("2026-11-29-150000_users_email", None, true),
+        ("2026-11-29-150001_users_email_no_tx", Some(false), true),
+        ("2026-11-29-150002_users_email_alone", Some(false), false),
+    ];
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/migrations/runners/diesel"
+    );
+    let entries: String = MIGRATIONS
+        .iter()
+        .map(|(d, _, _)| format!("            - {{file: {d}/up.sql, runner: diesel}}\n"))
+        .collect();
+    let text = format!(
+        "registry:\n  services:\n    api:\n      releases:\n        - version: 1.0.0\n          \
+         migrations:\n{entries}"
+    );
+    let catalog = Catalog::parse_in(&text, Format::Yaml, Path::new(dir)).unwrap();
+    let release = catalog
+        .registry
+        .release("api", &"1.0.0".parse().unwrap())
+        .unwrap();
+    let mut schema = Schema::default();
+    for (m, &(dir, transaction, refused)) in release.migrations.iter().zip(&MIGRATIONS) {
+        // Named by their directories, with the transaction their metadata gives.
+        assert_eq!((m.name.as_str(), m.transaction), (dir, transaction));
+        let report = analyze_as(&m.name, &m.sql, &schema, m.run_by().unwrap()).unwrap();
+        schema.learn(&m.sql);
+        let rules: Vec<_> = loud(&report).into_iter().map(|(_, r)| r).collect();
+        let expected: &[&str] = if refused {
+            &["ban-concurrent-index-creation-in-transaction"]
+        } else {
+            &[]
+        };
+        assert_eq!(rules, expected, "{dir}");
+    }
 }

@@ -29,7 +29,7 @@ mod schema;
 
 use read::{Script, parse};
 use rules::{Ctx, analyse_one, finding};
-pub use runner::Runner;
+pub use runner::{RunBy, Runner};
 pub use schema::Schema;
 
 /// Every rule a finding can name, for `serin:ignore` comments (one naming anything else is
@@ -240,11 +240,12 @@ pub fn analyze_after(name: &str, sql: &str, schema: &Schema) -> Result<Migration
     analyse(name, sql, schema, None)
 }
 
-/// [`analyze_after`] a migration that `runner` runs, for files that do not carry its markers:
-/// a sqlx migration runs in a transaction unless it begins `-- no-transaction`, and sqlx and
-/// golang-migrate send a whole file as one query, so `CREATE INDEX CONCURRENTLY` must be alone
-/// in a file that runs outside a transaction. A file the runner refuses to run (goose's
-/// without `-- +goose Up`) is an error.
+/// [`analyze_after`] a migration that `run`'s runner runs, for files that do not carry its
+/// markers: a sqlx migration runs in a transaction unless it begins `-- no-transaction`, a
+/// diesel one unless its `metadata.toml` says otherwise ([`RunBy::in_transaction`]), and sqlx,
+/// diesel and golang-migrate send a whole file as one query, so `CREATE INDEX CONCURRENTLY` must
+/// be alone in a file that runs outside a transaction. A file the runner refuses to run
+/// (goose's without `-- +goose Up`) is an error.
 ///
 /// ```
 /// use serin_compat::migration::{analyze_as, Runner, Schema};
@@ -261,22 +262,17 @@ pub fn analyze_as(
     name: &str,
     sql: &str,
     schema: &Schema,
-    runner: Runner,
+    run: impl Into<RunBy>,
 ) -> Result<MigrationReport> {
-    analyse(name, sql, schema, Some(runner))
+    analyse(name, sql, schema, Some(run.into()))
 }
 
-fn analyse(
-    name: &str,
-    sql: &str,
-    schema: &Schema,
-    runner: Option<Runner>,
-) -> Result<MigrationReport> {
+fn analyse(name: &str, sql: &str, schema: &Schema, run: Option<RunBy>) -> Result<MigrationReport> {
     let Script {
         statements: written,
         file_wide,
         layout,
-    } = parse(name, sql, runner)?;
+    } = parse(name, sql, run)?;
     let mut ctx = Ctx::after(schema);
     if let Some(l) = layout.as_ref().filter(|l| l.transaction) {
         ctx.begun_by(l.runner);

@@ -8,7 +8,7 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer, Whitespace};
 
-use super::runner::{Layout, Runner};
+use super::runner::{Layout, RunBy};
 use crate::error::{Error, Result};
 
 /// What the parser made of one statement.
@@ -518,13 +518,13 @@ fn defines_routine(tokens: &[TokenWithSpan]) -> bool {
 /// others analysed. A psql meta-command (`\i file`, `\set ...`, `pg_dump`'s `\restrict`)
 /// runs from its backslash to the end of its line and is a statement of its own. Only text that
 /// cannot be tokenized at all (an unterminated string or comment) is an error. In a file laid
-/// out for a runner ([`Layout`]), `runner` or the one its markers name, only what runs on the
+/// out for a runner ([`Layout`]), `run`'s or the one its markers name, only what runs on the
 /// way up is read; a file the runner refuses to run is an error.
-pub(super) fn parse(name: &str, sql: &str, runner: Option<Runner>) -> Result<Script> {
+pub(super) fn parse(name: &str, sql: &str, run: Option<RunBy>) -> Result<Script> {
     // In a file laid out for a runner (goose, dbmate, ...), only the up part runs: the rest is
     // blanked, lines and columns kept.
-    let layout = match runner {
-        Some(r) => Some(Layout::for_runner(sql, r).map_err(|reason| Error::Parse {
+    let layout = match run {
+        Some(r) => Some(Layout::run_by(sql, r).map_err(|reason| Error::Parse {
             format: "SQL",
             reason: format!("migration {name:?}: {reason}"),
         })?),

@@ -2,8 +2,9 @@
 //!
 //! goose, sql-migrate, dbmate, node-pg-migrate and tern keep a migration's up and down SQL in
 //! one file, between marker comments, and run the up part in a transaction unless a marker
-//! says otherwise; sqlx and golang-migrate send a whole file as one query, sqlx in a
-//! transaction unless the file begins `-- no-transaction`. Only the up part runs on deploy, so
+//! says otherwise; sqlx, diesel and golang-migrate send a whole file as one query, sqlx in a
+//! transaction unless the file begins `-- no-transaction`, diesel unless the migration's
+//! `metadata.toml` says `run_in_transaction = false`. Only the up part runs on deploy, so
 //! only it is analysed; and whether the runner opens a transaction, or sends several statements
 //! as one query (which PostgreSQL runs as one implicit transaction), decides whether `CREATE
 //! INDEX CONCURRENTLY` can run at all. The markers are read as each tool reads them.
@@ -14,7 +15,7 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 
 /// A tool that runs migration files: recognised from the markers it reads, or named in the
-/// catalog for files that carry none (sqlx's, golang-migrate's).
+/// catalog for files that carry none (sqlx's, diesel's, golang-migrate's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
@@ -32,6 +33,10 @@ pub enum Runner {
     /// sqlx (`sqlx migrate run`, `sqlx::migrate!`): a file is one query, in a transaction
     /// unless it begins `-- no-transaction`. Recognised from that line only.
     Sqlx,
+    /// diesel (`diesel migration run`, `diesel_migrations`): `up.sql` is one query, in a
+    /// transaction unless the migration's `metadata.toml` says `run_in_transaction = false`
+    /// ([`RunBy::transaction`]). Never recognised: the file carries no marker.
+    Diesel,
     /// yoyo: statement by statement in a transaction, unless the file's leading comments say
     /// `-- transactional: false`. Recognised from those comments' `transactional:` or
     /// `depends:` directive.
@@ -66,6 +71,11 @@ impl Runner {
                  one query)"
             }
             Self::Yoyo => "add `-- transactional: false` to the file's leading comments",
+            Self::Diesel => {
+                "move it to a migration of its own, alone in its `up.sql`, with \
+                 `run_in_transaction = false` in its `metadata.toml` (diesel sends a file as one \
+                 query)"
+            }
         }
     }
 
@@ -90,8 +100,47 @@ impl fmt::Display for Runner {
             Self::Tern => "tern",
             Self::Sqlx => "sqlx",
             Self::Yoyo => "yoyo",
+            Self::Diesel => "diesel",
             Self::GolangMigrate => "golang-migrate",
         })
+    }
+}
+
+/// Who runs a migration, and whether in a transaction where its file does not say.
+///
+/// ```
+/// use serin_compat::migration::{RunBy, Runner};
+/// // A diesel migration whose `metadata.toml` says `run_in_transaction = false`.
+/// let run = RunBy::from(Runner::Diesel).in_transaction(false);
+/// assert_eq!(run.transaction, Some(false));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunBy {
+    /// The tool.
+    pub runner: Runner,
+    /// Whether it wraps the migration in a transaction, as configured outside the file
+    /// (diesel's `metadata.toml`); it overrides what the file's markers and the runner's
+    /// default say. `None`: as they say.
+    pub transaction: Option<bool>,
+}
+
+impl RunBy {
+    /// The same runner, configured to run the migration in a transaction or not.
+    #[must_use]
+    pub fn in_transaction(self, transaction: bool) -> Self {
+        Self {
+            transaction: Some(transaction),
+            ..self
+        }
+    }
+}
+
+impl From<Runner> for RunBy {
+    fn from(runner: Runner) -> Self {
+        Self {
+            runner,
+            transaction: None,
+        }
     }
 }
 
@@ -120,8 +169,17 @@ impl Layout {
             .or_else(|| yoyo(&lines, sql.len()))
     }
 
-    /// What `runner` makes of the file, or why it refuses to run it.
-    pub(super) fn for_runner(sql: &str, runner: Runner) -> Result<Self, String> {
+    /// What `run` makes of the file, or why its runner refuses to run it.
+    pub(super) fn run_by(sql: &str, run: RunBy) -> Result<Self, String> {
+        let mut layout = Self::for_runner(sql, run.runner)?;
+        if let Some(transaction) = run.transaction {
+            layout.transaction = transaction;
+        }
+        Ok(layout)
+    }
+
+    /// What `runner` makes of the file by its markers and its defaults.
+    fn for_runner(sql: &str, runner: Runner) -> Result<Self, String> {
         let lines = Line::split(sql);
         let whole = |transaction| Self::whole(runner, &lines, sql.len(), transaction);
         match runner {
@@ -137,6 +195,7 @@ impl Layout {
             Runner::Tern => Ok(tern(&lines, sql).unwrap_or(whole(true))),
             Runner::Sqlx => Ok(sqlx(&lines, sql)),
             Runner::GolangMigrate => Ok(whole(false)),
+            Runner::Diesel => Ok(whole(true)),
             Runner::Yoyo => Ok(yoyo(&lines, sql.len()).unwrap_or(Self::one_part(
                 runner,
                 0..sql.len(),
@@ -553,6 +612,11 @@ mod tests {
         assert!(!golang.transaction);
         assert!(golang.sent_with_others(2, &[1, 2]));
         assert!(!golang.sent_with_others(1, &[1]));
+        // diesel's transaction is configured beside the file; what is configured wins.
+        let diesel = RunBy::from(Runner::Diesel);
+        assert!(Layout::run_by(sql, diesel).unwrap().transaction);
+        let outside = Layout::run_by(sql, diesel.in_transaction(false)).unwrap();
+        assert!(!outside.transaction && outside.sent_with_others(1, &[1, 2]));
         for runner in [Runner::Tern, Runner::NodePgMigrate] {
             let whole = Layout::for_runner(sql, runner).unwrap();
             let all = 0..sql.len();

@@ -437,8 +437,8 @@ impl Validator {
                 ));
             }
             for m in &release.migrations {
-                let analysed = match m.runner {
-                    Some(runner) => analyze_as(&m.name, &m.sql, &schema, runner),
+                let analysed = match m.run_by() {
+                    Some(run) => analyze_as(&m.name, &m.sql, &schema, run),
                     None => analyze_after(&m.name, &m.sql, &schema),
                 };
                 schema.learn(&m.sql);
