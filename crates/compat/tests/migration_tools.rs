@@ -134,8 +134,20 @@ fn django_migrations_get_the_findings_their_operations_deserve() {
             (35, "constraint-missing-not-valid"),
             (39, "ban-drop-column"),
             (43, "require-concurrent-index-creation"),
+            // The `RunSQL` update runs in the migration's transaction, which still holds the
+            // rename's ACCESS EXCLUSIVE lock (line 5).
+            (47, "lock-held-through-transaction"),
             (47, "backfill"),
         ]
+    );
+    let (_, held) = reports[1]
+        .findings()
+        .find(|(_, f)| f.rule == "lock-held-through-transaction")
+        .unwrap();
+    assert_eq!(
+        held.message,
+        "statement 2 (line 5) took a lock that blocks writes, and the transaction keeps it \
+         until COMMIT: what it locked waits as long as this data change runs"
     );
     assert_eq!(loud(&reports[2]), []);
 }

@@ -57,6 +57,7 @@ pub const RULES: &[&str] = &[
     "disallowed-unique-constraint",
     "ignore-names-unknown-rule",
     "ignore-without-rules",
+    "lock-held-through-transaction",
     "not-analysed",
     "prefer-repack",
     "renaming-column",
@@ -205,6 +206,11 @@ impl MigrationReport {
 /// PostgreSQL refuses in a transaction, is an error there, with the marker that lets it run.
 /// For files that carry no marker, name the runner with [`analyze_as`].
 ///
+/// A transaction keeps the locks its statements take until it ends. A data change or a
+/// constraint's validation that runs after a statement took a lock that blocks writes, in the
+/// same transaction (the file's own, the runner's, or one query of several statements), keeps
+/// that table blocked as long as it runs: `lock-held-through-transaction`, an error.
+///
 /// A reviewer who has checked a finding by hand silences it with a comment naming its rule:
 /// `-- serin:ignore rule-a, rule-b` before (or inside) the statement, or
 /// `-- serin:ignore-file rule-a` anywhere for every statement. The finding stays in the report,
@@ -284,8 +290,7 @@ fn analyse(name: &str, sql: &str, schema: &Schema, run: Option<RunBy>) -> Result
     for (i, w) in written.iter().enumerate() {
         ctx.shared_query = layout
             .as_ref()
-            .filter(|l| l.sent_with_others(w.line, &starts))
-            .map(|l| l.runner);
+            .and_then(|l| Some((l.runner, l.query_of(w.line, &starts)?)));
         analysed.push(analyse_one(w, &mut ctx));
         ctx.schema.apply(&w.parsed);
         opened = ctx.opened_by_statement().then(|| opened.unwrap_or(i));
@@ -745,6 +750,86 @@ mod tests {
             err.to_string().contains("goose runs no file without"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_lock_kept_through_a_long_statement_is_reported() {
+        let held = |report: &MigrationReport| -> Vec<(usize, String, String)> {
+            report
+                .findings()
+                .filter(|(_, f)| f.rule == "lock-held-through-transaction")
+                .map(|(s, f)| (s.number, f.message.clone(), f.recipe.clone()))
+                .collect()
+        };
+        let sql = |body: &str| analyze("m", &format!("SET lock_timeout = '1s';\n{body}")).unwrap();
+        let found = held(&sql(
+            "BEGIN;\nALTER TABLE t ADD COLUMN c int;\nUPDATE t SET c = 0;\nCOMMIT;",
+        ));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        let (number, message, recipe) = &found[0];
+        assert_eq!(*number, 4);
+        assert_eq!(
+            message,
+            "statement 3 (line 3) took a lock that blocks writes, and the transaction keeps it \
+             until COMMIT: what it locked waits as long as this data change runs"
+        );
+        assert_eq!(
+            recipe,
+            "COMMIT after statement 3, so its lock is released before this runs"
+        );
+        // NOT VALID then VALIDATE in one transaction keeps the first lock through the scan.
+        let found = held(&sql(
+            "BEGIN;\nALTER TABLE t ADD CONSTRAINT p CHECK (a > 0) NOT VALID;\n\
+             ALTER TABLE t VALIDATE CONSTRAINT p;\nCOMMIT;",
+        ));
+        assert!(
+            found[0].1.ends_with("this validation of every row runs"),
+            "{found:#?}"
+        );
+        // Committed first, outside a transaction, or a table this migration created: no
+        // lock is kept.
+        for body in [
+            "BEGIN;\nALTER TABLE t ADD COLUMN c int;\nCOMMIT;\nUPDATE t SET c = 0;",
+            "ALTER TABLE t ADD COLUMN c int;\nUPDATE t SET c = 0;",
+            "BEGIN;\nCREATE TABLE n (a int);\nALTER TABLE t ADD COLUMN c int;\n\
+             INSERT INTO n SELECT a FROM t;\nINSERT INTO t (a) VALUES (1);\nCOMMIT;",
+        ] {
+            let report = sql(body);
+            assert_eq!(held(&report), [], "{body}");
+            if body.contains("CREATE TABLE n") {
+                assert!(
+                    report.findings().all(|(_, f)| f.rule != "backfill"),
+                    "{body}"
+                );
+            }
+        }
+        // A runner's transaction, or one query of several statements.
+        let goose = "-- +goose Up\nSET lock_timeout = '1s';\nALTER TABLE t ADD COLUMN c int;\n\
+                     UPDATE t SET c = 0;\n";
+        let found = held(&analyze("m", goose).unwrap());
+        assert!(
+            found[0]
+                .1
+                .contains("goose's transaction keeps it until the migration ends")
+        );
+        assert_eq!(
+            found[0].2,
+            "move this statement to a migration of its own, so goose commits statement 2's \
+             lock first"
+        );
+        let file = "SET lock_timeout = '1s';\nALTER TABLE t ADD COLUMN c int;\nUPDATE t SET c = 0;";
+        let report = analyze_as("m", file, &Schema::default(), Runner::GolangMigrate).unwrap();
+        assert!(
+            held(&report)[0]
+                .1
+                .contains("golang-migrate sends both in one query")
+        );
+        // Outside goose's transaction, a StatementBegin ... StatementEnd block is one query;
+        // what follows it is another.
+        let blocks = "-- +goose Up\n-- +goose NO TRANSACTION\n-- +goose StatementBegin\n\
+                      SET lock_timeout = '1s';\nALTER TABLE t ADD COLUMN c int;\n\
+                      -- +goose StatementEnd\nUPDATE t SET c = 0;\n";
+        assert_eq!(held(&analyze("m", blocks).unwrap()), []);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The rules: what each statement does to a table while the old version runs.
 
 use std::collections::BTreeSet;
+use std::ops::Range;
 
 use sqlparser::ast::{
     AlterColumnOperation, AlterTableOperation, AlterTypeOperation, AlterViewOperation,
@@ -122,12 +123,70 @@ fn free_retype(ty: &DataType) -> bool {
 }
 
 /// Who opened a transaction.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Opened {
     /// A `BEGIN` in the migration.
     ByStatement,
     /// The tool that runs the migration, around all of it.
     ByRunner(Runner),
+}
+
+/// What keeps the locks a statement takes after it ends: a transaction, or a query of several
+/// statements (the lines it spans), which PostgreSQL runs as one transaction.
+#[derive(Debug, Clone, PartialEq)]
+enum Keeper {
+    Transaction(Opened),
+    Query(Runner, Range<u64>),
+}
+
+/// A lock that blocks writes, kept after the statement that took it.
+struct Held {
+    keeper: Keeper,
+    /// The statement that took it (1-based) and its line.
+    statement: usize,
+    line: u64,
+}
+
+impl Held {
+    /// The finding for a statement that runs long (`what`, e.g. "data change") while the lock
+    /// is held.
+    fn through(&self, what: &str) -> SqlFinding {
+        let n = self.statement;
+        let (keeps, recipe) = match &self.keeper {
+            Keeper::Transaction(Opened::ByStatement) => (
+                "the transaction keeps it until COMMIT".to_owned(),
+                format!("COMMIT after statement {n}, so its lock is released before this runs"),
+            ),
+            Keeper::Transaction(Opened::ByRunner(r)) => (
+                format!("{r}'s transaction keeps it until the migration ends"),
+                format!(
+                    "move this statement to a migration of its own, so {r} commits statement \
+                     {n}'s lock first"
+                ),
+            ),
+            Keeper::Query(r, _) => (
+                format!(
+                    "{r} sends both in one query, which PostgreSQL runs as one transaction, so \
+                     it is kept until the query ends"
+                ),
+                format!(
+                    "move this statement to a migration of its own, so statement {n}'s lock is \
+                     released first"
+                ),
+            ),
+        };
+        finding(
+            "lock-held-through-transaction",
+            Severity::Error,
+            Safety::Unsafe,
+            format!(
+                "statement {n} (line {}) took a lock that blocks writes, and {keeps}: what it \
+                 locked waits as long as this {what} runs",
+                self.line
+            ),
+            &recipe,
+        )
+    }
 }
 
 /// What the migration's earlier statements established.
@@ -144,8 +203,12 @@ pub(super) struct Ctx {
     /// The transaction in force, and who opened it.
     transaction: Option<Opened>,
     /// Set while the statement being analysed is sent in one query with others by this
-    /// runner: PostgreSQL runs such a query as one implicit transaction.
-    pub(super) shared_query: Option<Runner>,
+    /// runner (the query's lines): PostgreSQL runs such a query as one implicit transaction.
+    pub(super) shared_query: Option<(Runner, Range<u64>)>,
+    /// Statements analysed so far.
+    number: usize,
+    /// The first lock that blocks writes kept by the transaction or query in force.
+    held: Option<Held>,
     /// Its absence was reported since it was last in force: once is enough.
     lock_timeout_reported: bool,
 }
@@ -182,7 +245,10 @@ impl Ctx {
     /// Why `what`, which PostgreSQL refuses to run inside a transaction block, would be in
     /// one here, and the way out; `None` when it runs on its own.
     fn transaction_block(&self, what: &str) -> Option<(String, String)> {
-        match (self.transaction, self.shared_query) {
+        match (
+            self.transaction,
+            self.shared_query.as_ref().map(|(r, _)| *r),
+        ) {
             (Some(Opened::ByStatement), _) => Some((
                 format!("{what} cannot run inside a transaction"),
                 "run it on its own, outside BEGIN ... COMMIT".into(),
@@ -202,6 +268,15 @@ impl Ctx {
             )),
             (None, None) => None,
         }
+    }
+
+    /// What keeps the locks of the statement being analysed after it ends, if anything does.
+    fn keeper(&self) -> Option<Keeper> {
+        self.transaction.map(Keeper::Transaction).or_else(|| {
+            self.shared_query
+                .clone()
+                .map(|(r, lines)| Keeper::Query(r, lines))
+        })
     }
 
     fn set_lock_timeout(&mut self, on: bool, local: bool) {
@@ -591,7 +666,28 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
     use Severity::{Error as E, Warn as W};
     let stmt = &written.parsed;
     let mut out = Vec::new();
-    if takes_lock(stmt, ctx) && !ctx.lock_timeout && !ctx.lock_timeout_reported {
+    ctx.number += 1;
+    // A lock taken earlier and still kept makes a long statement block its table too.
+    let keeper = ctx.keeper();
+    if ctx
+        .held
+        .as_ref()
+        .is_some_and(|h| Some(&h.keeper) != keeper.as_ref())
+    {
+        ctx.held = None;
+    }
+    if let (Some(held), Some(what)) = (&ctx.held, runs_long(stmt, ctx)) {
+        out.push(held.through(what));
+    }
+    let locks = takes_lock(stmt, ctx);
+    if let (true, None, Some(keeper)) = (locks, &ctx.held, keeper) {
+        ctx.held = Some(Held {
+            keeper,
+            statement: ctx.number,
+            line: written.line,
+        });
+    }
+    if locks && !ctx.lock_timeout && !ctx.lock_timeout_reported {
         ctx.lock_timeout_reported = true;
         out.push(finding(
             "require-lock-timeout",
@@ -924,7 +1020,7 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
         )),
         Statement::RefreshMaterializedView(_) => {}
         Statement::Update(_) | Statement::Delete(_) | Statement::Insert(_)
-            if !changes_rows_in_use(sql) => {}
+            if !changes_rows_in_use(sql, ctx) => {}
         Statement::Update(_) | Statement::Delete(_) | Statement::Insert(_) => out.push(finding(
             "backfill",
             W,
@@ -973,17 +1069,19 @@ const BOOKKEEPING: [&str; 9] = [
 ];
 
 /// Whether a data change touches rows that running versions use: not a migration tool's
-/// bookkeeping row, and not new rows written as literal `VALUES` (seed data locks only the
-/// rows it adds).
-fn changes_rows_in_use(statement: &Statement) -> bool {
-    let bookkeeping = |name: &ObjectName| {
-        name.0
-            .last()
-            .and_then(|part| part.as_ident())
-            .is_some_and(|t| BOOKKEEPING.contains(&t.value.to_lowercase().as_str()))
+/// bookkeeping row, not rows of a table this migration created, and not new rows written as
+/// literal `VALUES` (seed data locks only the rows it adds).
+fn changes_rows_in_use(statement: &Statement, ctx: &Ctx) -> bool {
+    let untouched = |name: &ObjectName| {
+        !ctx.in_use(name)
+            || name
+                .0
+                .last()
+                .and_then(|part| part.as_ident())
+                .is_some_and(|t| BOOKKEEPING.contains(&t.value.to_lowercase().as_str()))
     };
     let relation = |t: &TableWithJoins| match &t.relation {
-        TableFactor::Table { name, .. } => bookkeeping(name),
+        TableFactor::Table { name, .. } => untouched(name),
         _ => false,
     };
     match statement {
@@ -992,8 +1090,8 @@ fn changes_rows_in_use(statement: &Statement) -> bool {
                 .source
                 .as_ref()
                 .is_some_and(|q| matches!(q.body.as_ref(), SetExpr::Values(_)));
-            let bookkept = matches!(&insert.table, TableObject::TableName(n) if bookkeeping(n));
-            !(literal || bookkept)
+            let kept_apart = matches!(&insert.table, TableObject::TableName(n) if untouched(n));
+            !(literal || kept_apart)
         }
         Statement::Update(update) => !relation(&update.table),
         Statement::Delete(delete) => match &delete.from {
@@ -1002,6 +1100,29 @@ fn changes_rows_in_use(statement: &Statement) -> bool {
             }
         },
         _ => true,
+    }
+}
+
+/// What in `stmt` runs long on a table in use, if anything: a data change (a backfill), or
+/// the validation of a constraint, which reads every row.
+fn runs_long(stmt: &Parsed, ctx: &Ctx) -> Option<&'static str> {
+    let Parsed::Stmt(s) = stmt else {
+        return None;
+    };
+    match s.as_ref() {
+        Statement::Update(_) | Statement::Delete(_) | Statement::Insert(_) => {
+            changes_rows_in_use(s, ctx).then_some("data change")
+        }
+        Statement::AlterTable(at)
+            if ctx.in_use(&at.name)
+                && at
+                    .operations
+                    .iter()
+                    .any(|op| matches!(op, AlterTableOperation::ValidateConstraint { .. })) =>
+        {
+            Some("validation of every row")
+        }
+        _ => None,
     }
 }
 

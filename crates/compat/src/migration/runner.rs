@@ -240,13 +240,14 @@ impl Layout {
         out
     }
 
-    /// Whether the statement starting on `line` shares its query with another of `starts`
-    /// (the lines every statement starts on).
-    pub(super) fn sent_with_others(&self, line: u64, starts: &[u64]) -> bool {
+    /// The lines of the query that sends the statement starting on `line` with another of
+    /// `starts` (the lines every statement starts on), if one does.
+    pub(super) fn query_of(&self, line: u64, starts: &[u64]) -> Option<Range<u64>> {
         self.together
             .iter()
             .find(|g| g.contains(&line))
-            .is_some_and(|g| starts.iter().filter(|s| g.contains(s)).count() > 1)
+            .filter(|g| starts.iter().filter(|s| g.contains(s)).count() > 1)
+            .cloned()
     }
 }
 
@@ -535,8 +536,8 @@ mod tests {
         );
         assert!(layout.transaction);
         assert_eq!(layout.together, vec![Range { start: 4, end: 6 }]);
-        assert!(layout.sent_with_others(4, &[2, 4, 5, 9]));
-        assert!(!layout.sent_with_others(2, &[2, 4, 5, 9]));
+        assert!(layout.query_of(4, &[2, 4, 5, 9]).is_some());
+        assert!(layout.query_of(2, &[2, 4, 5, 9]).is_none());
     }
 
     #[test]
@@ -571,8 +572,8 @@ mod tests {
         assert_eq!(layout.runner, Runner::Dbmate);
         assert!(up.starts_with("SET") && !up.contains("DROP"), "{up:?}");
         assert!(!layout.transaction);
-        assert!(layout.sent_with_others(2, &[2, 3]));
-        assert!(!layout.sent_with_others(3, &[3]));
+        assert!(layout.query_of(2, &[2, 3]).is_some());
+        assert!(layout.query_of(3, &[3]).is_none());
         let (layout, _) = up_text("--migrate:up\nSELECT 1;\n");
         assert!(layout.transaction);
     }
@@ -607,16 +608,16 @@ mod tests {
         let sql = "SELECT 1;\nSELECT 2;\n";
         let sqlx = Layout::for_runner(sql, Runner::Sqlx).unwrap();
         assert!(sqlx.transaction);
-        assert!(sqlx.sent_with_others(1, &[1, 2]));
+        assert!(sqlx.query_of(1, &[1, 2]).is_some());
         let golang = Layout::for_runner(sql, Runner::GolangMigrate).unwrap();
         assert!(!golang.transaction);
-        assert!(golang.sent_with_others(2, &[1, 2]));
-        assert!(!golang.sent_with_others(1, &[1]));
+        assert!(golang.query_of(2, &[1, 2]).is_some());
+        assert!(golang.query_of(1, &[1]).is_none());
         // diesel's transaction is configured beside the file; what is configured wins.
         let diesel = RunBy::from(Runner::Diesel);
         assert!(Layout::run_by(sql, diesel).unwrap().transaction);
         let outside = Layout::run_by(sql, diesel.in_transaction(false)).unwrap();
-        assert!(!outside.transaction && outside.sent_with_others(1, &[1, 2]));
+        assert!(!outside.transaction && outside.query_of(1, &[1, 2]).is_some());
         for runner in [Runner::Tern, Runner::NodePgMigrate] {
             let whole = Layout::for_runner(sql, runner).unwrap();
             let all = 0..sql.len();
