@@ -551,6 +551,9 @@ proptest! {
         Just("\n-- migrate:up transaction:false\n"), Just("\n-- migrate:down\n"),
         Just("\n-- Up Migration\n"), Just("\n-- Down Migration\n"),
         Just("---- create above / drop below ----"), Just("\n---- tern: disable-tx ----\n"),
+        Just("-- no-transaction\n"), Just("-- depends: 0001\n"),
+        // Flyway's placeholders, whole and not.
+        Just("${schema}.t"), Just("${flyway:user}"), Just("${"), Just("}"),
     ], 0..30)) {
         let sql = words.join(" ");
         // Learned as an earlier migration, the same text is the schema the analysis starts from.

@@ -22,11 +22,13 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::validation::Severity;
 
+mod placeholder;
 mod read;
 mod rules;
 mod runner;
 mod schema;
 
+use placeholder::restore;
 use read::{Script, parse};
 use rules::{Ctx, analyse_one, finding};
 pub use runner::{RunBy, Runner};
@@ -211,6 +213,9 @@ impl MigrationReport {
 /// same transaction (the file's own, the runner's, or one query of several statements), keeps
 /// that table blocked as long as it runs: `lock-held-through-transaction`, an error.
 ///
+/// Flyway's placeholders (`${schema}`) are read as names, so the statements that hold them are
+/// analysed, and shown as written.
+///
 /// A reviewer who has checked a finding by hand silences it with a comment naming its rule:
 /// `-- serin:ignore rule-a, rule-b` before (or inside) the statement, or
 /// `-- serin:ignore-file rule-a` anywhere for every statement. The finding stays in the report,
@@ -278,6 +283,7 @@ fn analyse(name: &str, sql: &str, schema: &Schema, run: Option<RunBy>) -> Result
         statements: written,
         file_wide,
         layout,
+        stand_ins,
     } = parse(name, sql, run)?;
     let mut ctx = Ctx::after(schema);
     if let Some(l) = layout.as_ref().filter(|l| l.transaction) {
@@ -357,7 +363,7 @@ fn analyse(name: &str, sql: &str, schema: &Schema, run: Option<RunBy>) -> Result
                 number: i + 1,
                 line: w.line,
                 column: w.column,
-                sql,
+                sql: restore(sql, &stand_ins),
                 safety,
                 phase,
                 findings,
@@ -830,6 +836,27 @@ mod tests {
                       SET lock_timeout = '1s';\nALTER TABLE t ADD COLUMN c int;\n\
                       -- +goose StatementEnd\nUPDATE t SET c = 0;\n";
         assert_eq!(held(&analyze("m", blocks).unwrap()), []);
+    }
+
+    #[test]
+    fn flyway_placeholders_are_read_as_names_and_shown_as_written() {
+        let sql = "SET lock_timeout = '1s';\n\
+                   CREATE TABLE ${schema}.users (id bigint, email varchar(100));\n\
+                   CREATE INDEX users_email ON ${schema}.users (email);\n\
+                   ALTER TABLE ${flyway:defaultSchema}.orders ADD COLUMN note text;\n";
+        let report = analyze("V2__users", sql).unwrap();
+        assert_eq!(report.findings().count(), 0, "{report:#?}");
+        assert_eq!(
+            report.statements[2].sql,
+            "CREATE INDEX users_email ON ${schema}.users(email)"
+        );
+        // The schema they build is learned under the same names.
+        let mut schema = Schema::default();
+        schema.learn(sql);
+        let widen = "SET lock_timeout = '1s';\n\
+                     ALTER TABLE ${schema}.users ALTER COLUMN email TYPE varchar(200);";
+        let report = analyze_after("V3__wider", widen, &schema).unwrap();
+        assert_eq!(report.findings().count(), 0, "{report:#?}");
     }
 
     #[test]

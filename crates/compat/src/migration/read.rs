@@ -8,6 +8,7 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer, Whitespace};
 
+use super::placeholder::{StandIn, stand_in};
 use super::runner::{Layout, RunBy};
 use crate::error::{Error, Result};
 
@@ -377,6 +378,8 @@ pub(super) struct Script {
     pub(super) file_wide: Vec<Ignore>,
     /// The runner whose markers the file carries, if any.
     pub(super) layout: Option<Layout>,
+    /// The placeholders read as names.
+    pub(super) stand_ins: Vec<StandIn>,
 }
 
 /// One statement as written.
@@ -534,6 +537,12 @@ pub(super) fn parse(name: &str, sql: &str, run: Option<RunBy>) -> Result<Script>
         Some(l) => Cow::Owned(l.blank_the_rest(sql)),
         None => Cow::Borrowed(sql),
     };
+    // Flyway's placeholders are read as names of the same length.
+    let mut stand_ins = Vec::new();
+    if let Some((read, found)) = stand_in(&text) {
+        text = Cow::Owned(read);
+        stand_ins = found;
+    }
     // A meta-command's arguments are not SQL (`\i 0002_add.sql`): where they stop the
     // tokenizer, they are blanked (columns kept) and the text tokenized again.
     let tokens = loop {
@@ -570,6 +579,7 @@ pub(super) fn parse(name: &str, sql: &str, run: Option<RunBy>) -> Result<Script>
         statements: splitter.statements,
         file_wide: splitter.file_wide,
         layout,
+        stand_ins,
     })
 }
 
