@@ -10,7 +10,7 @@ use std::fmt;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
-use crate::migration::{MigrationReport, Phase};
+use crate::migration::{MigrationReport, Phase, StatementReport};
 use crate::path::UpgradePath;
 use crate::validation::Move;
 
@@ -147,23 +147,37 @@ pub fn plan(inputs: &StepInputs<'_>) -> Vec<Step> {
         }
     }
     for (service, version, report) in &inputs.migrations {
-        let stmts: Vec<String> = report
-            .in_phase(Phase::Expand)
-            .map(|s| format!("#{}", s.number))
-            .collect();
-        if !stmts.is_empty() {
-            steps.push(step(
-                P::Before,
-                K::ExpandMigration,
-                service,
-                format!(
-                    "apply migration {} (statements {}) for {version} before deploying, with \
-                     lock_timeout set",
-                    report.name,
-                    stmts.join(", ")
-                ),
-            ));
+        let expand = numbers(report, Phase::Expand);
+        if expand.is_empty() {
+            continue;
         }
+        let name = &report.name;
+        let text = match report.runner {
+            // A runner applies a file whole: what must wait for the old version to go has to
+            // move to a migration of its own, and a file that holds only that waits whole.
+            Some(runner) => {
+                let expand = changes(report, Phase::Expand);
+                let contract = changes(report, Phase::Contract);
+                match (expand.as_str(), contract.as_str()) {
+                    (_, "") => format!(
+                        "apply migration {name} for {version} before deploying, with \
+                         lock_timeout set"
+                    ),
+                    ("", _) => continue,
+                    (expand, contract) => format!(
+                        "split migration {name}: {runner} applies a file whole, and statements \
+                         {contract} must wait until the old version is gone: move them to a \
+                         migration of its own, and apply the rest (statements {expand}) for \
+                         {version} before deploying, with lock_timeout set"
+                    ),
+                }
+            }
+            None => format!(
+                "apply migration {name} (statements {expand}) for {version} before deploying, \
+                 with lock_timeout set"
+            ),
+        };
+        steps.push(step(P::Before, K::ExpandMigration, service, text));
     }
     for (g, group) in inputs.order.iter().enumerate() {
         for mv in group {
@@ -200,22 +214,23 @@ pub fn plan(inputs: &StepInputs<'_>) -> Vec<Step> {
         }
     }
     for (service, version, report) in &inputs.migrations {
-        let stmts: Vec<String> = report
-            .in_phase(Phase::Contract)
-            .map(|s| format!("#{}", s.number))
-            .collect();
-        if !stmts.is_empty() {
-            steps.push(step(
-                P::After,
-                K::ContractMigration,
-                service,
-                format!(
-                    "once no version older than {version} runs, apply migration {} statements {}",
-                    report.name,
-                    stmts.join(", ")
-                ),
-            ));
+        let contract = numbers(report, Phase::Contract);
+        if contract.is_empty() {
+            continue;
         }
+        let name = &report.name;
+        let text = match report.runner {
+            Some(_) if !changes(report, Phase::Expand).is_empty() => format!(
+                "once no version older than {version} runs, apply the migration split from \
+                 {name} (its statements {contract})"
+            ),
+            Some(_) => format!("once no version older than {version} runs, apply migration {name}"),
+            None => format!(
+                "once no version older than {version} runs, apply migration {name} statements \
+                 {contract}"
+            ),
+        };
+        steps.push(step(P::After, K::ContractMigration, service, text));
     }
     for (service, change) in &inputs.breaking {
         steps.push(step(
@@ -226,6 +241,31 @@ pub fn plan(inputs: &StepInputs<'_>) -> Vec<Step> {
         ));
     }
     steps
+}
+
+/// The numbers of a migration's statements that run in `phase` (`#1, #2`).
+fn numbers(report: &MigrationReport, phase: Phase) -> String {
+    list(report.in_phase(phase))
+}
+
+/// ... of those that change something: not a session's setting or its transaction's bounds,
+/// which go with whichever statements they precede.
+fn changes(report: &MigrationReport, phase: Phase) -> String {
+    list(report.in_phase(phase).filter(|s| {
+        let first = s.sql.split_whitespace().next().unwrap_or("");
+        ![
+            "SET", "RESET", "BEGIN", "START", "COMMIT", "ROLLBACK", "END",
+        ]
+        .iter()
+        .any(|k| first.eq_ignore_ascii_case(k))
+    }))
+}
+
+fn list<'a>(statements: impl Iterator<Item = &'a StatementReport>) -> String {
+    statements
+        .map(|s| format!("#{}", s.number))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -268,5 +308,51 @@ mod tests {
         );
         assert!(steps[2].text.contains("#1, #2"));
         assert!(steps[4].text.contains("#3"));
+    }
+
+    #[test]
+    fn a_runners_file_is_applied_whole_or_split() {
+        let v = Version::new(2, 0, 0);
+        let texts = |sql: &str| -> Vec<String> {
+            let report = analyze("0003", sql).unwrap();
+            let inputs = StepInputs {
+                order: &[],
+                paths: None,
+                migrations: vec![("api", &v, &report)],
+                breaking: vec![],
+                schema_changes: vec![],
+            };
+            plan(&inputs)
+                .into_iter()
+                .filter(|s| {
+                    matches!(
+                        s.kind,
+                        StepKind::ExpandMigration | StepKind::ContractMigration
+                    )
+                })
+                .map(|s| s.text)
+                .collect()
+        };
+        let goose = "-- +goose Up\nSET lock_timeout = '1s';\nALTER TABLE t ADD COLUMN a text;\n";
+        assert_eq!(
+            texts(goose),
+            ["apply migration 0003 for 2.0.0 before deploying, with lock_timeout set"]
+        );
+        let both = format!("{goose}ALTER TABLE t DROP COLUMN b;\n");
+        assert_eq!(
+            texts(&both),
+            [
+                "split migration 0003: goose applies a file whole, and statements #3 must wait \
+                 until the old version is gone: move them to a migration of its own, and apply \
+                 the rest (statements #2) for 2.0.0 before deploying, with lock_timeout set",
+                "once no version older than 2.0.0 runs, apply the migration split from 0003 (its \
+                 statements #3)"
+            ]
+        );
+        let contract = "-- +goose Up\nSET lock_timeout = '1s';\nALTER TABLE t DROP COLUMN b;\n";
+        assert_eq!(
+            texts(contract),
+            ["once no version older than 2.0.0 runs, apply migration 0003"]
+        );
     }
 }
