@@ -202,11 +202,10 @@ impl MigrationReport {
 /// Up`, dbmate's `-- migrate:up`, node-pg-migrate's `-- Up Migration`, tern's `---- create
 /// above / drop below ----`, sqlx's `-- no-transaction`, yoyo's `-- depends:`) is read as that
 /// runner reads it: only the part that runs on the way up is analysed (the report names the
-/// [`Runner`]), inside the
-/// transaction the runner opens unless a marker says otherwise, and statements the runner sends
-/// as one query run as one implicit transaction. So `CREATE INDEX CONCURRENTLY`, which
-/// PostgreSQL refuses in a transaction, is an error there, with the marker that lets it run.
-/// For files that carry no marker, name the runner with [`analyze_as`].
+/// [`Runner`]), inside the transaction the runner opens unless a marker says otherwise, and
+/// statements the runner sends as one query run as one implicit transaction. So `CREATE INDEX
+/// CONCURRENTLY`, which PostgreSQL refuses in a transaction, is an error there, with the marker
+/// that lets it run. For files that carry no marker, name the runner with [`analyze_as`].
 ///
 /// A transaction keeps the locks its statements take until it ends. A data change or a
 /// constraint's validation that runs after a statement took a lock that blocks writes, in the

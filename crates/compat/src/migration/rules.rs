@@ -245,29 +245,25 @@ impl Ctx {
     /// Why `what`, which PostgreSQL refuses to run inside a transaction block, would be in
     /// one here, and the way out; `None` when it runs on its own.
     fn transaction_block(&self, what: &str) -> Option<(String, String)> {
-        match (
-            self.transaction,
-            self.shared_query.as_ref().map(|(r, _)| *r),
-        ) {
-            (Some(Opened::ByStatement), _) => Some((
+        Some(match self.keeper()? {
+            Keeper::Transaction(Opened::ByStatement) => (
                 format!("{what} cannot run inside a transaction"),
                 "run it on its own, outside BEGIN ... COMMIT".into(),
-            )),
-            (Some(Opened::ByRunner(r)), _) => Some((
+            ),
+            Keeper::Transaction(Opened::ByRunner(r)) => (
                 format!(
                     "{r} runs this migration in a transaction, and {what} cannot run inside one"
                 ),
                 r.without_transaction().into(),
-            )),
-            (None, Some(r)) => Some((
+            ),
+            Keeper::Query(r, _) => (
                 format!(
                     "{r} sends this statement in one query with others, which PostgreSQL runs as \
                      one transaction, and {what} cannot run inside one"
                 ),
                 r.alone().into(),
-            )),
-            (None, None) => None,
-        }
+            ),
+        })
     }
 
     /// What keeps the locks of the statement being analysed after it ends, if anything does.
