@@ -8,6 +8,10 @@
 //! - Rewrites: for each change of a column or table, whether PostgreSQL wrote the table anew
 //!   (its `relfilenode` changed) against whether the analysis says it rewrites the table (an
 //!   error of a rewriting rule), the schema before it known.
+//! - Kept locks: for each migration whose last statement runs long, whether a write of the
+//!   table from another session waits while that statement would run (it is replaced by a wait
+//!   for an advisory lock the test holds), the migration run by psql statement by statement or
+//!   as one query, against whether the analysis reports `lock-held-through-transaction`.
 //!
 //! The tests run when `SERIN_TEST_POSTGRES` holds a libpq connection string (`host=127.0.0.1
 //! port=55432 user=postgres`, as `scripts/services/postgres.sh` prints it) and `psql` is on
@@ -18,7 +22,7 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use serin_compat::Severity;
-use serin_compat::migration::{Schema, analyze, analyze_after};
+use serin_compat::migration::{Runner, Schema, analyze, analyze_after, analyze_as};
 
 /// Runs `script` through `psql` on `conninfo` and returns its output (tuples only, unaligned).
 fn psql(conninfo: &str, script: &str) -> String {
@@ -279,6 +283,142 @@ fn the_rewrites_the_analysis_claims_are_the_ones_postgresql_makes() {
                 "{change}: PostgreSQL {} the table, the analysis says it {}",
                 if rewritten { "rewrote" } else { "kept" },
                 if claimed { "rewrites it" } else { "does not" }
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// Migrations whose last statement runs long (`UPDATE` or `VALIDATE CONSTRAINT` of `k`), after
+/// statements that may take a lock on `k` and keep it: each as psql runs the file, or as one
+/// query (golang-migrate, sqlx, dbmate send a file or section so).
+const KEPT: [(&str, bool); 8] = [
+    (
+        "BEGIN; ALTER TABLE k ADD COLUMN d int; UPDATE k SET c = 1; COMMIT;",
+        false,
+    ),
+    (
+        "BEGIN; ALTER TABLE k ADD COLUMN d int; COMMIT; UPDATE k SET c = 1;",
+        false,
+    ),
+    ("ALTER TABLE k ADD COLUMN d int; UPDATE k SET c = 1;", false),
+    ("ALTER TABLE k ADD COLUMN d int; UPDATE k SET c = 1;", true),
+    (
+        "BEGIN; ALTER TABLE k ADD CONSTRAINT k_c CHECK (c > 0) NOT VALID; \
+         ALTER TABLE k VALIDATE CONSTRAINT k_c; COMMIT;",
+        false,
+    ),
+    (
+        "BEGIN; ALTER TABLE k VALIDATE CONSTRAINT k_pos; UPDATE k SET c = 1; COMMIT;",
+        false,
+    ),
+    (
+        "BEGIN; CREATE INDEX k_c ON k (c); UPDATE k SET c = 1; COMMIT;",
+        false,
+    ),
+    (
+        "BEGIN; CREATE INDEX k_c ON k (c); UPDATE k SET c = 1; COMMIT;",
+        true,
+    ),
+];
+
+/// Whether a write of `k` from another session waits, while `migration` runs with its long
+/// statement (`long`) replaced by a wait for an advisory lock this test holds: psql runs it
+/// statement by statement, or as one query.
+fn write_waits(db: &Database, migration: &str, long: &str, one_query: bool) -> bool {
+    let count = |condition: &str| {
+        db.answer(
+            &format!(
+                "SELECT 'n:' || count(*) FROM pg_locks WHERE locktype = 'advisory' AND {condition};"
+            ),
+            "n:",
+        )
+    };
+    let until = |condition: &str| {
+        let reached = (0..500).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            count(condition) == "1"
+        });
+        assert!(reached, "{migration}: no advisory lock {condition}");
+    };
+    let mut holder = Command::new("psql")
+        .args(["-X", "-q", "-d", &db.conninfo(), "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("psql runs");
+    let mut hold = holder.stdin.take().expect("stdin");
+    hold.write_all(b"SELECT pg_advisory_lock(42);\n")
+        .expect("written");
+    hold.flush().expect("flushed");
+    until("granted");
+    let waiting = migration.replacen(long, "SELECT pg_advisory_lock(42)", 1);
+    let mut runner = Command::new("psql");
+    runner.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &db.conninfo()]);
+    if one_query {
+        runner.args(["-c", &waiting]);
+    } else {
+        for statement in waiting.split_inclusive(';') {
+            runner.args(["-c", statement]);
+        }
+    }
+    let running = runner
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("psql runs");
+    // Every statement before the wait holds what it took.
+    until("NOT granted");
+    let write = Command::new("psql")
+        .args(["-X", "-q", "-d", &db.conninfo(), "-v", "ON_ERROR_STOP=1"])
+        .args(["-c", "SET lock_timeout = '200ms'", "-c"])
+        .arg("UPDATE k SET id = id WHERE false")
+        .output()
+        .expect("psql runs");
+    drop(hold);
+    holder.wait().expect("the holder ends");
+    let ended = running.wait_with_output().expect("psql ends");
+    assert!(
+        ended.status.success(),
+        "{migration}: {}",
+        String::from_utf8_lossy(&ended.stderr)
+    );
+    let waited = String::from_utf8_lossy(&write.stderr).contains("lock timeout");
+    assert!(write.status.success() || waited, "{write:?}");
+    waited
+}
+
+#[test]
+fn the_locks_the_analysis_says_a_transaction_keeps_are_kept() {
+    let table = "CREATE TABLE k (id bigint PRIMARY KEY, c int);
+                 ALTER TABLE k ADD CONSTRAINT k_pos CHECK (c > 0) NOT VALID;";
+    let Some(db) = Database::create("kept", table) else {
+        return;
+    };
+    let mut wrong = Vec::new();
+    for (migration, one_query) in KEPT {
+        psql(&db.conninfo(), &format!("DROP TABLE k; {table}"));
+        let long = if migration.contains("VALIDATE CONSTRAINT k_c") {
+            "ALTER TABLE k VALIDATE CONSTRAINT k_c"
+        } else {
+            "UPDATE k SET c = 1"
+        };
+        let sql = format!("SET lock_timeout = '1s'; {migration}");
+        let report = if one_query {
+            analyze_as("m", &sql, &Schema::default(), Runner::GolangMigrate)
+        } else {
+            analyze("m", &sql)
+        }
+        .unwrap();
+        let claimed = report.findings().any(|(s, f)| {
+            f.rule == "lock-held-through-transaction" && s.sql.starts_with(&long[..12])
+        });
+        let waited = write_waits(&db, migration, long, one_query);
+        if waited != claimed {
+            wrong.push(format!(
+                "{migration} (one query: {one_query}): a write of k {}, the analysis says it {}",
+                if waited { "waited" } else { "went on" },
+                if claimed { "waits" } else { "does not" }
             ));
         }
     }
