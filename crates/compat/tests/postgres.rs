@@ -8,6 +8,10 @@
 //! - Rewrites: for each change of a column or table, whether PostgreSQL wrote the table anew
 //!   (its `relfilenode` changed) against whether the analysis says it rewrites the table (an
 //!   error of a rewriting rule), the schema before it known.
+//! - Scans: whether `SET NOT NULL` verifies the table or finds a check that proves the column
+//!   holds no NULL (PostgreSQL says which at `DEBUG1`), after nine kinds of check, against
+//!   whether the analysis reports `adding-not-nullable-field`, the check in the same migration
+//!   or an earlier one.
 //! - Kept locks: for each migration whose last statement runs long, whether a write of the
 //!   table from another session waits while that statement would run (it is replaced by a wait
 //!   for an advisory lock the test holds), the migration run by psql statement by statement or
@@ -420,6 +424,75 @@ fn the_locks_the_analysis_says_a_transaction_keeps_are_kept() {
                 if waited { "waited" } else { "went on" },
                 if claimed { "waits" } else { "does not" }
             ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// What comes before `SET NOT NULL` on `n.c`, and which statements of it ran in earlier
+/// migrations (the rest in the same one).
+const BEFORE_SET_NOT_NULL: [&str; 9] = [
+    "",
+    "ALTER TABLE n ADD CONSTRAINT n_c CHECK (c IS NOT NULL) NOT VALID;",
+    "ALTER TABLE n ADD CONSTRAINT n_c CHECK (c IS NOT NULL) NOT VALID; \
+     ALTER TABLE n VALIDATE CONSTRAINT n_c;",
+    "ALTER TABLE n ADD CONSTRAINT n_c CHECK (c IS NOT NULL);",
+    "ALTER TABLE n ADD CONSTRAINT n_c CHECK (c > 0);",
+    "ALTER TABLE n ADD CONSTRAINT n_c CHECK (c > 0 AND c IS NOT NULL);",
+    "ALTER TABLE n ADD CONSTRAINT n_c CHECK (c IS NOT NULL); ALTER TABLE n DROP CONSTRAINT n_c;",
+    "ALTER TABLE n ADD CONSTRAINT n_c CHECK (c IS NOT NULL); \
+     ALTER TABLE n RENAME CONSTRAINT n_c TO n_c2; ALTER TABLE n RENAME COLUMN c TO d; \
+     ALTER TABLE n RENAME COLUMN d TO c;",
+    "DROP TABLE n; CREATE TABLE n (id bigint, c int CHECK (c IS NOT NULL));",
+];
+
+#[test]
+fn set_not_null_scans_the_table_when_the_analysis_says_it_does() {
+    let table = "CREATE TABLE n (id bigint, c int); INSERT INTO n VALUES (1, 1);";
+    let Some(db) = Database::create("scans", table) else {
+        return;
+    };
+    let mut wrong = Vec::new();
+    for before in BEFORE_SET_NOT_NULL {
+        // PostgreSQL says at DEBUG1 whether it verifies the table or finds a check that proves
+        // the column holds no NULL.
+        let out = Command::new("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &db.conninfo()])
+            .args(["-c", &format!("BEGIN; {before}")])
+            .args(["-c", "SET client_min_messages = debug1"])
+            .args(["-c", "ALTER TABLE n ALTER COLUMN c SET NOT NULL"])
+            .args(["-c", "ROLLBACK"])
+            .output()
+            .expect("psql runs");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{before}: {said}");
+        let scanned = said.contains("verifying table \"n\"");
+        assert!(
+            scanned || said.contains("sufficient to prove"),
+            "{before}: {said}"
+        );
+        // The same statements in an earlier migration, and in the same one.
+        let set = "SET lock_timeout = '1s'; ALTER TABLE n ALTER COLUMN c SET NOT NULL";
+        let mut schema = Schema::default();
+        schema.learn(table);
+        let claims = [analyze_after("m", &format!("{before} {set}"), &schema), {
+            schema.learn(before);
+            analyze_after("m", set, &schema)
+        }]
+        .map(|r| {
+            r.unwrap()
+                .findings()
+                .any(|(_, f)| f.rule == "adding-not-nullable-field")
+        });
+        for (claimed, when) in claims.into_iter().zip(["same", "earlier"]) {
+            if claimed != scanned {
+                wrong.push(format!(
+                    "{before:?} ({when} migration): PostgreSQL {} the table, the analysis says \
+                     it {}",
+                    if scanned { "scanned" } else { "did not scan" },
+                    if claimed { "scans it" } else { "does not" }
+                ));
+            }
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));

@@ -859,6 +859,28 @@ mod tests {
     }
 
     #[test]
+    fn set_not_null_after_a_validated_check_scans_nothing() {
+        // The recipe the rule gives, in one migration: the last step passes.
+        let recipe = "SET lock_timeout = '1s';\n\
+                      ALTER TABLE t ADD CONSTRAINT t_c_nn CHECK (c IS NOT NULL) NOT VALID;\n\
+                      ALTER TABLE t VALIDATE CONSTRAINT t_c_nn;\n\
+                      ALTER TABLE t ALTER COLUMN c SET NOT NULL;\n\
+                      ALTER TABLE t DROP CONSTRAINT t_c_nn;\n";
+        assert_eq!(analyze("m", recipe).unwrap().findings().count(), 0);
+        // Not yet validated, or another column: the scan stays.
+        let unvalidated = recipe.replace("ALTER TABLE t VALIDATE CONSTRAINT t_c_nn;\n", "");
+        let other = recipe.replace("SET NOT NULL", "SET NOT NULL, ALTER COLUMN d SET NOT NULL");
+        for sql in [unvalidated, other] {
+            let rules: Vec<_> = analyze("m", &sql)
+                .unwrap()
+                .findings()
+                .map(|(_, f)| f.rule.clone())
+                .collect();
+            assert_eq!(rules, ["adding-not-nullable-field"], "{sql}");
+        }
+    }
+
+    #[test]
     fn what_a_runners_file_teaches_is_its_up_part() {
         let mut schema = Schema::default();
         schema.learn(

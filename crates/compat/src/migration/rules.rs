@@ -442,6 +442,8 @@ fn alter_table(
             }
         }
         AlterTableOperation::AlterColumn { column_name, op } => match op {
+            // A valid `CHECK (c IS NOT NULL)` lets PostgreSQL skip the scan.
+            AlterColumnOperation::SetNotNull if schema.proves_not_null(name, column_name) => {}
             AlterColumnOperation::SetNotNull => out.push(finding(
                 "adding-not-nullable-field",
                 E,

@@ -1,11 +1,13 @@
 //! What earlier migrations built: each table's columns and their types, so that a change of
-//! type can be told apart from a widening that PostgreSQL makes without a rewrite.
+//! type can be told apart from a widening that PostgreSQL makes without a rewrite; and the
+//! checks that prove a column holds no NULL, with which `SET NOT NULL` scans nothing.
 
 use std::collections::BTreeMap;
 
 use sqlparser::ast::{
-    AlterColumnOperation, AlterTableOperation, CharacterLength, DataType, ExactNumberInfo, Expr,
-    Ident, ObjectName, ObjectNamePart, ObjectType, RenameTableNameKind, Statement,
+    AlterColumnOperation, AlterTableOperation, BinaryOperator, CharacterLength, CheckConstraint,
+    ColumnOption, DataType, ExactNumberInfo, Expr, Ident, ObjectName, ObjectNamePart, ObjectType,
+    RenameTableNameKind, Statement, TableConstraint,
 };
 
 use super::read::{Parsed, parse};
@@ -13,8 +15,13 @@ use super::read::{Parsed, parse};
 /// A table's columns and their types, by normalized name.
 type Columns = BTreeMap<String, DataType>;
 
+/// A table's checks that prove a column holds no NULL (`CHECK (c IS NOT NULL)`), by constraint
+/// name: the column, and whether the check is valid (added without `NOT VALID`, or validated).
+type Proofs = BTreeMap<String, (String, bool)>;
+
 /// The tables and column types that migrations already applied created, as far as their
-/// statements say: `CREATE TABLE`, `ADD COLUMN`, `ALTER COLUMN ... TYPE`, renames and drops.
+/// statements say: `CREATE TABLE`, `ADD COLUMN`, `ALTER COLUMN ... TYPE`, renames and drops;
+/// and the checks that prove a column holds no NULL, valid or not yet.
 /// Names are compared as PostgreSQL does (unquoted names fold to lower case; `public.` is
 /// the default schema).
 ///
@@ -34,6 +41,7 @@ type Columns = BTreeMap<String, DataType>;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Schema {
     tables: BTreeMap<String, Columns>,
+    proofs: BTreeMap<String, Proofs>,
 }
 
 impl Schema {
@@ -52,6 +60,15 @@ impl Schema {
         self.tables.get(&table_key(table))?.get(&ident_key(column))
     }
 
+    /// Whether a valid check proves that `table.column` holds no NULL, so that `SET NOT NULL`
+    /// skips its scan of the table (PostgreSQL 12+).
+    pub(super) fn proves_not_null(&self, table: &ObjectName, column: &Ident) -> bool {
+        let column = ident_key(column);
+        self.proofs
+            .get(&table_key(table))
+            .is_some_and(|p| p.values().any(|(c, valid)| *valid && *c == column))
+    }
+
     /// Follows one statement.
     pub(super) fn apply(&mut self, parsed: &Parsed) {
         let Parsed::Stmt(statement) = parsed else {
@@ -64,7 +81,23 @@ impl Schema {
                     .iter()
                     .map(|c| (ident_key(&c.name), c.data_type.clone()))
                     .collect();
-                self.tables.insert(table_key(&ct.name), columns);
+                let key = table_key(&ct.name);
+                self.tables.insert(key.clone(), columns);
+                let checks = ct
+                    .constraints
+                    .iter()
+                    .filter_map(|c| match c {
+                        TableConstraint::Check(check) => Some(check),
+                        _ => None,
+                    })
+                    .chain(ct.columns.iter().flat_map(|c| {
+                        c.options.iter().filter_map(|o| match &o.option {
+                            ColumnOption::Check(check) => Some(check),
+                            _ => None,
+                        })
+                    }));
+                let proofs: Proofs = checks.filter_map(|c| proof(c, true)).collect();
+                self.proofs.insert(key, proofs);
             }
             Statement::AlterTable(at) => {
                 let mut key = table_key(&at.name);
@@ -82,9 +115,15 @@ impl Schema {
                         if let Some(columns) = self.tables.remove(&key) {
                             self.tables.insert(to.clone(), columns);
                         }
+                        if let Some(proofs) = self.proofs.remove(&key) {
+                            self.proofs.insert(to.clone(), proofs);
+                        }
                         key = to;
-                    } else if let Some(columns) = self.tables.get_mut(&key) {
-                        alter(columns, op);
+                    } else {
+                        if let Some(columns) = self.tables.get_mut(&key) {
+                            alter(columns, op);
+                        }
+                        follow_checks(self.proofs.entry(key.clone()).or_default(), op);
                     }
                 }
             }
@@ -95,10 +134,74 @@ impl Schema {
             } => {
                 for name in names {
                     self.tables.remove(&table_key(name));
+                    self.proofs.remove(&table_key(name));
                 }
             }
             _ => {}
         }
+    }
+}
+
+/// The proof a check gives, if it proves a column holds no NULL: its name and the column.
+fn proof(check: &CheckConstraint, valid: bool) -> Option<(String, (String, bool))> {
+    let name = check.name.as_ref().map(ident_key).unwrap_or_default();
+    Some((name, (not_null_column(&check.expr)?, valid)))
+}
+
+/// The column `expr` proves holds no NULL: `c IS NOT NULL`, alone or in a conjunction. (Any
+/// other check passes on NULL, so it proves nothing.)
+fn not_null_column(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Nested(inner) => not_null_column(inner),
+        Expr::IsNotNull(inner) => match inner.as_ref() {
+            Expr::Identifier(column) => Some(ident_key(column)),
+            _ => None,
+        },
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => not_null_column(left).or_else(|| not_null_column(right)),
+        _ => None,
+    }
+}
+
+/// Follows one `ALTER TABLE` operation's effect on a table's not-NULL proofs.
+fn follow_checks(proofs: &mut Proofs, op: &AlterTableOperation) {
+    match op {
+        AlterTableOperation::AddConstraint {
+            constraint: TableConstraint::Check(check),
+            not_valid,
+        } => proofs.extend(proof(check, !not_valid)),
+        AlterTableOperation::ValidateConstraint { name } => {
+            if let Some((_, valid)) = proofs.get_mut(&ident_key(name)) {
+                *valid = true;
+            }
+        }
+        AlterTableOperation::DropConstraint { name, .. } => {
+            proofs.remove(&ident_key(name));
+        }
+        AlterTableOperation::RenameConstraint { old_name, new_name } => {
+            if let Some(p) = proofs.remove(&ident_key(old_name)) {
+                proofs.insert(ident_key(new_name), p);
+            }
+        }
+        AlterTableOperation::RenameColumn {
+            old_column_name,
+            new_column_name,
+        } => {
+            let (old, new) = (ident_key(old_column_name), ident_key(new_column_name));
+            for (column, _) in proofs.values_mut() {
+                if *column == old {
+                    column.clone_from(&new);
+                }
+            }
+        }
+        AlterTableOperation::DropColumn { column_names, .. } => {
+            let dropped: Vec<String> = column_names.iter().map(ident_key).collect();
+            proofs.retain(|_, (column, _)| !dropped.contains(column));
+        }
+        _ => {}
     }
 }
 
