@@ -12,6 +12,10 @@
 //!   holds no NULL (PostgreSQL says which at `DEBUG1`), after nine kinds of check, against
 //!   whether the analysis reports `adding-not-nullable-field`, the check in the same migration
 //!   or an earlier one.
+//! - Refusals: twelve migrations, run by psql statement by statement or as one query, that
+//!   PostgreSQL refuses or runs (`VACUUM`, `DETACH PARTITION ... CONCURRENTLY` and `CREATE INDEX
+//!   CONCURRENTLY` in a transaction block, a new enum value used before its transaction
+//!   commits), against whether the analysis reports a rule that says it refuses them.
 //! - Kept locks: for each migration whose last statement runs long, whether a write of the
 //!   table from another session waits while that statement would run (it is replaced by a wait
 //!   for an advisory lock the test holds), the migration run by psql statement by statement or
@@ -493,6 +497,101 @@ fn set_not_null_scans_the_table_when_the_analysis_says_it_does() {
                     if claimed { "scans it" } else { "does not" }
                 ));
             }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// Migrations PostgreSQL may refuse to run, as psql runs them (statement by statement) or as
+/// one query (`true`).
+const REFUSED: [(&str, bool); 12] = [
+    ("BEGIN; VACUUM t; COMMIT;", false),
+    ("VACUUM t;", false),
+    ("SET lock_timeout = '1s'; VACUUM t;", true),
+    (
+        "BEGIN; ALTER TABLE p DETACH PARTITION p1 CONCURRENTLY; COMMIT;",
+        false,
+    ),
+    ("ALTER TABLE p DETACH PARTITION p1 CONCURRENTLY;", false),
+    (
+        "BEGIN; ALTER TYPE st ADD VALUE 'b'; INSERT INTO e VALUES ('b'); COMMIT;",
+        false,
+    ),
+    (
+        "ALTER TYPE st ADD VALUE 'b'; INSERT INTO e VALUES ('b');",
+        false,
+    ),
+    ("ALTER TYPE st ADD VALUE 'b'; UPDATE e SET s = 'b';", true),
+    (
+        "BEGIN; ALTER TYPE st ADD VALUE 'b'; INSERT INTO e VALUES ('a'); COMMIT;",
+        false,
+    ),
+    (
+        "BEGIN; CREATE INDEX CONCURRENTLY i ON t (c); COMMIT;",
+        false,
+    ),
+    ("CREATE INDEX CONCURRENTLY i ON t (c);", true),
+    (
+        "SET lock_timeout = '1s'; CREATE INDEX CONCURRENTLY i ON t (c);",
+        true,
+    ),
+];
+
+/// The rules that say PostgreSQL refuses a statement where it stands.
+const REFUSING: [&str; 3] = [
+    "ban-concurrent-index-creation-in-transaction",
+    "cannot-run-in-transaction",
+    "new-enum-value-used-in-transaction",
+];
+
+#[test]
+fn postgresql_refuses_the_statements_the_analysis_says_it_refuses() {
+    let setup = "CREATE TABLE t (id bigint PRIMARY KEY, c int);
+                 CREATE TYPE st AS ENUM ('a'); CREATE TABLE e (s st);
+                 CREATE TABLE p (at date) PARTITION BY RANGE (at);
+                 CREATE TABLE p1 PARTITION OF p FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');";
+    let Some(db) = Database::create("refused", setup) else {
+        return;
+    };
+    let mut wrong = Vec::new();
+    for (migration, one_query) in REFUSED {
+        psql(
+            &db.conninfo(),
+            &format!("DROP SCHEMA public CASCADE; CREATE SCHEMA public; {setup}"),
+        );
+        let mut run = Command::new("psql");
+        run.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &db.conninfo()]);
+        if one_query {
+            run.args(["-c", migration]);
+        } else {
+            for statement in migration.split_inclusive(';') {
+                run.args(["-c", statement]);
+            }
+        }
+        let out = run.output().expect("psql runs");
+        let refused = !out.status.success();
+        let report = if one_query {
+            analyze_as("m", migration, &Schema::default(), Runner::GolangMigrate)
+        } else {
+            analyze("m", migration)
+        }
+        .unwrap();
+        let claimed = report
+            .findings()
+            .any(|(_, f)| REFUSING.contains(&f.rule.as_str()));
+        if refused != claimed {
+            wrong.push(format!(
+                "{migration} (one query: {one_query}): PostgreSQL {}, the analysis says it {}",
+                if refused {
+                    format!(
+                        "refused it ({})",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )
+                } else {
+                    "ran it".into()
+                },
+                if claimed { "refuses it" } else { "runs it" }
+            ));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));

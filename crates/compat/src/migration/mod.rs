@@ -52,6 +52,7 @@ pub const RULES: &[&str] = &[
     "ban-drop-table",
     "ban-truncate",
     "ban-uncommitted-transaction",
+    "cannot-run-in-transaction",
     "changing-column-type",
     "changing-table-logging",
     "changing-tablespace",
@@ -60,6 +61,7 @@ pub const RULES: &[&str] = &[
     "ignore-names-unknown-rule",
     "ignore-without-rules",
     "lock-held-through-transaction",
+    "new-enum-value-used-in-transaction",
     "not-analysed",
     "prefer-repack",
     "renaming-column",
@@ -210,7 +212,10 @@ impl MigrationReport {
 /// A transaction keeps the locks its statements take until it ends. A data change or a
 /// constraint's validation that runs after a statement took a lock that blocks writes, in the
 /// same transaction (the file's own, the runner's, or one query of several statements), keeps
-/// that table blocked as long as it runs: `lock-held-through-transaction`, an error.
+/// that table blocked as long as it runs: `lock-held-through-transaction`, an error. In the
+/// same transaction, an enum value added is not usable before it commits (a statement that
+/// names it as a literal: `new-enum-value-used-in-transaction`, a warning), and `VACUUM` and
+/// `DETACH PARTITION ... CONCURRENTLY` are refused (`cannot-run-in-transaction`, an error).
 ///
 /// Flyway's placeholders (`${schema}`) are read as names, so the statements that hold them are
 /// analysed, and shown as written.
@@ -878,6 +883,52 @@ mod tests {
                 .collect();
             assert_eq!(rules, ["adding-not-nullable-field"], "{sql}");
         }
+    }
+
+    #[test]
+    fn what_postgresql_refuses_in_a_transaction_is_reported() {
+        let found = |sql: &str| -> Vec<(usize, String, String)> {
+            analyze("m", &format!("SET lock_timeout = '1s';\n{sql}"))
+                .unwrap()
+                .findings()
+                .map(|(s, f)| (s.number, f.rule.clone(), f.recipe.clone()))
+                .collect()
+        };
+        let used = found(
+            "BEGIN;\nALTER TYPE mood ADD VALUE 'meh';\nUPDATE t SET m = 'meh' WHERE m = 'ok';\n\
+             COMMIT;\nUPDATE t SET m = 'meh';",
+        );
+        let rules: Vec<_> = used.iter().map(|(n, r, _)| (*n, r.as_str())).collect();
+        assert_eq!(
+            rules,
+            [
+                (4, "new-enum-value-used-in-transaction"),
+                (4, "backfill"),
+                (6, "backfill")
+            ]
+        );
+        assert_eq!(
+            used[0].2,
+            "COMMIT after statement 3, before the value is used"
+        );
+        // Used where it was not added, or not used: nothing.
+        assert!(
+            found("ALTER TYPE mood ADD VALUE 'meh';\nINSERT INTO t (m) VALUES ('meh');").is_empty()
+        );
+        assert!(found("BEGIN;\nALTER TYPE mood ADD VALUE 'meh';\nCOMMIT;").is_empty());
+        for sql in [
+            "BEGIN;\nVACUUM t;\nCOMMIT;",
+            "BEGIN;\nVACUUM ANALYZE t;\nCOMMIT;",
+            "BEGIN;\nALTER TABLE p DETACH PARTITION p1 CONCURRENTLY;\nCOMMIT;",
+        ] {
+            let rules: Vec<_> = found(sql).into_iter().map(|(n, r, _)| (n, r)).collect();
+            assert_eq!(
+                rules,
+                [(3, "cannot-run-in-transaction".to_owned())],
+                "{sql}"
+            );
+        }
+        assert!(found("VACUUM t;\nALTER TABLE p DETACH PARTITION p1 CONCURRENTLY;").is_empty());
     }
 
     #[test]

@@ -5,9 +5,9 @@ use std::ops::Range;
 
 use sqlparser::ast::{
     AlterColumnOperation, AlterTableOperation, AlterTypeOperation, AlterViewOperation,
-    ColumnOption, ContextModifier, DataType, Expr, FromTable, FunctionDesc, LockTableMode,
-    ObjectName, ObjectType, Reset, Set, SetExpr, Statement, TableConstraint, TableFactor,
-    TableObject, TableWithJoins, TimezoneInfo,
+    ColumnOption, ContextModifier, DataType, DetachPartitionMode, Expr, FromTable, FunctionDesc,
+    LockTableMode, ObjectName, ObjectType, Reset, Set, SetExpr, Statement, TableConstraint,
+    TableFactor, TableObject, TableWithJoins, TimezoneInfo,
 };
 
 use super::read::{ByWords, Parsed, Written};
@@ -189,6 +189,48 @@ impl Held {
     }
 }
 
+/// An enum value added in the transaction in force, which PostgreSQL refuses to use before
+/// the transaction commits.
+struct AddedValue {
+    value: String,
+    ty: String,
+    /// The statement that added it (1-based).
+    statement: usize,
+}
+
+impl AddedValue {
+    /// Whether `text` holds the value as a literal.
+    fn used_in(&self, text: &str) -> bool {
+        text.contains(&format!("'{}'", self.value.replace('\'', "''")))
+    }
+
+    fn finding(&self, keeper: &Keeper) -> SqlFinding {
+        let (n, value, ty) = (self.statement, &self.value, &self.ty);
+        let recipe = match keeper {
+            Keeper::Transaction(Opened::ByStatement) => {
+                format!("COMMIT after statement {n}, before the value is used")
+            }
+            Keeper::Transaction(Opened::ByRunner(r)) => {
+                format!("use the value in a migration of its own, after {r} commits this one")
+            }
+            Keeper::Query(r, _) => {
+                format!("use the value in a migration of its own, which {r} sends apart")
+            }
+        };
+        finding(
+            "new-enum-value-used-in-transaction",
+            Severity::Warn,
+            Safety::Unsafe,
+            format!(
+                "statement {n} added '{value}' to {ty} in this transaction, and PostgreSQL \
+                 refuses a new enum value until the transaction commits: this statement fails \
+                 if it uses '{value}' as a {ty}"
+            ),
+            &recipe,
+        )
+    }
+}
+
 /// What the migration's earlier statements established.
 #[derive(Default)]
 pub(super) struct Ctx {
@@ -207,8 +249,13 @@ pub(super) struct Ctx {
     pub(super) shared_query: Option<(Runner, Range<u64>)>,
     /// Statements analysed so far.
     number: usize,
+    /// What keeps locks for the statement analysed last: while it stays, `held` and `added`
+    /// stay in force.
+    scope: Option<Keeper>,
     /// The first lock that blocks writes kept by the transaction or query in force.
     held: Option<Held>,
+    /// Enum values added in the transaction or query in force.
+    added: Vec<AddedValue>,
     /// Its absence was reported since it was last in force: once is enough.
     lock_timeout_reported: bool,
 }
@@ -665,26 +712,8 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
     let stmt = &written.parsed;
     let mut out = Vec::new();
     ctx.number += 1;
-    // A lock taken earlier and still kept makes a long statement block its table too.
-    let keeper = ctx.keeper();
-    if ctx
-        .held
-        .as_ref()
-        .is_some_and(|h| Some(&h.keeper) != keeper.as_ref())
-    {
-        ctx.held = None;
-    }
-    if let (Some(held), Some(what)) = (&ctx.held, runs_long(stmt, ctx)) {
-        out.push(held.through(what));
-    }
     let locks = takes_lock(stmt, ctx);
-    if let (true, None, Some(keeper)) = (locks, &ctx.held, keeper) {
-        ctx.held = Some(Held {
-            keeper,
-            statement: ctx.number,
-            line: written.line,
-        });
-    }
+    follow_transaction(written, locks, ctx, &mut out);
     if locks && !ctx.lock_timeout && !ctx.lock_timeout_reported {
         ctx.lock_timeout_reported = true;
         out.push(finding(
@@ -1098,6 +1127,84 @@ fn changes_rows_in_use(statement: &Statement, ctx: &Ctx) -> bool {
             }
         },
         _ => true,
+    }
+}
+
+/// Follows what the transaction (or query) in force keeps from one statement to the next, and
+/// reports what it does to this one: the first lock that blocks writes, which keeps its table
+/// blocked through a long statement; enum values added, which PostgreSQL refuses to use until
+/// it commits; and statements PostgreSQL refuses to run inside one.
+fn follow_transaction(written: &Written, locks: bool, ctx: &mut Ctx, out: &mut Vec<SqlFinding>) {
+    let stmt = &written.parsed;
+    let keeper = ctx.keeper();
+    if ctx.scope != keeper {
+        ctx.held = None;
+        ctx.added.clear();
+        ctx.scope.clone_from(&keeper);
+    }
+    let Some(keeper) = keeper else {
+        return;
+    };
+    if let (Some(held), Some(what)) = (&ctx.held, runs_long(stmt, ctx)) {
+        out.push(held.through(what));
+    }
+    for added in ctx.added.iter().filter(|a| a.used_in(&written.text)) {
+        out.push(added.finding(&keeper));
+    }
+    if let Some((message, recipe)) =
+        refused_in_transaction(stmt).and_then(|w| ctx.transaction_block(w))
+    {
+        out.push(finding(
+            "cannot-run-in-transaction",
+            Severity::Error,
+            Safety::Unsafe,
+            message,
+            &recipe,
+        ));
+    }
+    if locks && ctx.held.is_none() {
+        ctx.held = Some(Held {
+            keeper,
+            statement: ctx.number,
+            line: written.line,
+        });
+    }
+    if let Parsed::Stmt(s) = stmt
+        && let Statement::AlterType(at) = s.as_ref()
+        && let AlterTypeOperation::AddValue(v) = &at.operation
+    {
+        ctx.added.push(AddedValue {
+            value: v.value.value.clone(),
+            ty: at.name.to_string(),
+            statement: ctx.number,
+        });
+    }
+}
+
+/// What PostgreSQL refuses to run inside a transaction block, besides the concurrent index
+/// statements (which have a rule of their own): `VACUUM` and `DETACH PARTITION ...
+/// CONCURRENTLY`.
+fn refused_in_transaction(stmt: &Parsed) -> Option<&'static str> {
+    match stmt {
+        Parsed::ByWords(ByWords::Vacuum { .. }) => Some("VACUUM"),
+        Parsed::Stmt(s) => match s.as_ref() {
+            Statement::Vacuum(_) => Some("VACUUM"),
+            Statement::AlterTable(at)
+                if at.operations.iter().any(|op| {
+                    matches!(
+                        op,
+                        AlterTableOperation::DetachPartitionOf {
+                            mode: Some(DetachPartitionMode::Concurrently),
+                            ..
+                        }
+                    )
+                }) =>
+            {
+                Some("DETACH PARTITION ... CONCURRENTLY")
+            }
+            _ => None,
+        },
+        _ => None,
     }
 }
 
