@@ -12,10 +12,10 @@
 //!   holds no NULL (PostgreSQL says which at `DEBUG1`), after nine kinds of check, against
 //!   whether the analysis reports `adding-not-nullable-field`, the check in the same migration
 //!   or an earlier one.
-//! - Refusals: twelve migrations, run by psql statement by statement or as one query, that
+//! - Refusals: fourteen migrations, run by psql statement by statement or as one query, that
 //!   PostgreSQL refuses or runs (`VACUUM`, `DETACH PARTITION ... CONCURRENTLY` and `CREATE INDEX
 //!   CONCURRENTLY` in a transaction block, a new enum value used before its transaction
-//!   commits), against whether the analysis reports a rule that says it refuses them.
+//!   commits, `CREATE INDEX CONCURRENTLY` on a partitioned table), against whether the analysis reports a rule that says it refuses them.
 //! - Kept locks: for each migration whose last statement runs long, whether a write of the
 //!   table from another session waits while that statement would run (it is replaced by a wait
 //!   for an advisory lock the test holds), the migration run by psql statement by statement or
@@ -88,6 +88,8 @@ const SCHEMA: &str = "
     CREATE MATERIALIZED VIEW tv AS SELECT c, count(*) FROM t GROUP BY c;
     CREATE TABLE p (at date) PARTITION BY RANGE (at);
     CREATE TABLE p2025 PARTITION OF p FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+    CREATE INDEX p_at ON ONLY p (at);
+    CREATE INDEX p2025_at ON p2025 (at);
 ";
 
 /// Statements a migration runs inside a transaction, on tables in use.
@@ -110,6 +112,9 @@ const STATEMENTS: &[&str] = &[
     "ALTER TABLE t ALTER COLUMN c SET (n_distinct = 100)",
     "ALTER TABLE t CLUSTER ON t_c",
     "ALTER TABLE p DETACH PARTITION p2025",
+    "CREATE INDEX p_at2 ON ONLY p (at)",
+    "CREATE INDEX t_c2 ON ONLY t (c)",
+    "ALTER INDEX p_at ATTACH PARTITION p2025_at",
     "CREATE UNIQUE INDEX t_s_u ON t (s)",
     "ALTER INDEX t_c RENAME TO t_c2",
     "REFRESH MATERIALIZED VIEW tv",
@@ -195,9 +200,10 @@ fn the_locks_the_analysis_counts_are_the_ones_postgresql_takes() {
     let mut wrong = Vec::new();
     for statement in STATEMENTS {
         // The tables' locks held by this session right after the statement, by the oids
-        // the tables had before it (a rename keeps the oid).
+        // the tables had before it (a rename keeps the oid), and those of a partition's index,
+        // which its table's reads and writes wait for.
         let script = format!(
-            "CREATE TEMP TABLE watched AS SELECT oid FROM pg_class WHERE relname IN ('t', 'u', 'm', 'tv', 'p', 'p2025');
+            "CREATE TEMP TABLE watched AS SELECT oid FROM pg_class WHERE relname IN ('t', 'u', 'm', 'tv', 'p', 'p2025', 'p2025_at');
              BEGIN;
              {statement};
              SELECT 'modes:' || coalesce(string_agg(DISTINCT mode, ','), '') FROM pg_locks
@@ -504,42 +510,29 @@ fn set_not_null_scans_the_table_when_the_analysis_says_it_does() {
 
 /// Migrations PostgreSQL may refuse to run, as psql runs them (statement by statement) or as
 /// one query (`true`).
-const REFUSED: [(&str, bool); 12] = [
+#[rustfmt::skip]
+const REFUSED: [(&str, bool); 14] = [
     ("BEGIN; VACUUM t; COMMIT;", false),
     ("VACUUM t;", false),
     ("SET lock_timeout = '1s'; VACUUM t;", true),
-    (
-        "BEGIN; ALTER TABLE p DETACH PARTITION p1 CONCURRENTLY; COMMIT;",
-        false,
-    ),
+    ("BEGIN; ALTER TABLE p DETACH PARTITION p1 CONCURRENTLY; COMMIT;", false),
     ("ALTER TABLE p DETACH PARTITION p1 CONCURRENTLY;", false),
-    (
-        "BEGIN; ALTER TYPE st ADD VALUE 'b'; INSERT INTO e VALUES ('b'); COMMIT;",
-        false,
-    ),
-    (
-        "ALTER TYPE st ADD VALUE 'b'; INSERT INTO e VALUES ('b');",
-        false,
-    ),
+    ("BEGIN; ALTER TYPE st ADD VALUE 'b'; INSERT INTO e VALUES ('b'); COMMIT;", false),
+    ("ALTER TYPE st ADD VALUE 'b'; INSERT INTO e VALUES ('b');", false),
     ("ALTER TYPE st ADD VALUE 'b'; UPDATE e SET s = 'b';", true),
-    (
-        "BEGIN; ALTER TYPE st ADD VALUE 'b'; INSERT INTO e VALUES ('a'); COMMIT;",
-        false,
-    ),
-    (
-        "BEGIN; CREATE INDEX CONCURRENTLY i ON t (c); COMMIT;",
-        false,
-    ),
+    ("BEGIN; ALTER TYPE st ADD VALUE 'b'; INSERT INTO e VALUES ('a'); COMMIT;", false),
+    ("BEGIN; CREATE INDEX CONCURRENTLY i ON t (c); COMMIT;", false),
     ("CREATE INDEX CONCURRENTLY i ON t (c);", true),
-    (
-        "SET lock_timeout = '1s'; CREATE INDEX CONCURRENTLY i ON t (c);",
-        true,
-    ),
+    ("SET lock_timeout = '1s'; CREATE INDEX CONCURRENTLY i ON t (c);", true),
+    ("CREATE INDEX CONCURRENTLY pa ON p (at);", false),
+    ("CREATE INDEX pa ON ONLY p (at); CREATE INDEX CONCURRENTLY p1a ON p1 (at); \
+      ALTER INDEX pa ATTACH PARTITION p1a;", false),
 ];
 
 /// The rules that say PostgreSQL refuses a statement where it stands.
-const REFUSING: [&str; 3] = [
+const REFUSING: [&str; 4] = [
     "ban-concurrent-index-creation-in-transaction",
+    "ban-concurrent-index-on-partitioned-table",
     "cannot-run-in-transaction",
     "new-enum-value-used-in-transaction",
 ];
@@ -553,6 +546,8 @@ fn postgresql_refuses_the_statements_the_analysis_says_it_refuses() {
     let Some(db) = Database::create("refused", setup) else {
         return;
     };
+    let mut schema = Schema::default();
+    schema.learn(setup);
     let mut wrong = Vec::new();
     for (migration, one_query) in REFUSED {
         psql(
@@ -571,9 +566,9 @@ fn postgresql_refuses_the_statements_the_analysis_says_it_refuses() {
         let out = run.output().expect("psql runs");
         let refused = !out.status.success();
         let report = if one_query {
-            analyze_as("m", migration, &Schema::default(), Runner::GolangMigrate)
+            analyze_as("m", migration, &schema, Runner::GolangMigrate)
         } else {
-            analyze("m", migration)
+            analyze_after("m", migration, &schema)
         }
         .unwrap();
         let claimed = report

@@ -44,6 +44,7 @@ pub const RULES: &[&str] = &[
     "adding-required-field",
     "backfill",
     "ban-concurrent-index-creation-in-transaction",
+    "ban-concurrent-index-on-partitioned-table",
     "ban-drop-column",
     "ban-drop-database",
     "ban-drop-not-null",
@@ -216,6 +217,9 @@ impl MigrationReport {
 /// same transaction, an enum value added is not usable before it commits (a statement that
 /// names it as a literal: `new-enum-value-used-in-transaction`, a warning), and `VACUUM` and
 /// `DETACH PARTITION ... CONCURRENTLY` are refused (`cannot-run-in-transaction`, an error).
+/// A table that earlier statements declared `PARTITION BY` is indexed partition by partition
+/// (`CREATE INDEX ... ON ONLY`, then each partition concurrently, then `ALTER INDEX ... ATTACH
+/// PARTITION`): PostgreSQL refuses `CREATE INDEX CONCURRENTLY` on it.
 ///
 /// Flyway's placeholders (`${schema}`) are read as names, so the statements that hold them are
 /// analysed, and shown as written.
@@ -929,6 +933,52 @@ mod tests {
             );
         }
         assert!(found("VACUUM t;\nALTER TABLE p DETACH PARTITION p1 CONCURRENTLY;").is_empty());
+    }
+
+    #[test]
+    fn a_partitioned_table_is_indexed_partition_by_partition() {
+        let mut schema = Schema::default();
+        schema.learn(
+            "CREATE TABLE p (at date, c int) PARTITION BY RANGE (at);\n\
+             CREATE TABLE p1 PARTITION OF p FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');\n\
+             CREATE TABLE t (c int);",
+        );
+        let rules = |sql: &str| -> Vec<(String, String)> {
+            analyze_after("m", &format!("SET lock_timeout = '1s';\n{sql}"), &schema)
+                .unwrap()
+                .findings()
+                .map(|(_, f)| (f.rule.clone(), f.recipe.clone()))
+                .collect()
+        };
+        // PostgreSQL refuses the concurrent build; the plain one locks every partition.
+        let on_only = |recipe: &str| recipe.starts_with("CREATE INDEX ... ON ONLY");
+        let refused = rules("CREATE INDEX CONCURRENTLY pc ON p (c);");
+        assert_eq!(refused[0].0, "ban-concurrent-index-on-partitioned-table");
+        assert!(on_only(&refused[0].1));
+        let plain = rules("CREATE INDEX pc ON p (c);");
+        assert_eq!(plain.len(), 1);
+        assert_eq!(plain[0].0, "require-concurrent-index-creation");
+        assert!(on_only(&plain[0].1));
+        // The recipe passes.
+        assert_eq!(
+            rules(
+                "CREATE INDEX pc ON ONLY p (c);\nCREATE INDEX CONCURRENTLY p1c ON p1 (c);\n\
+                 ALTER INDEX pc ATTACH PARTITION p1c;"
+            ),
+            []
+        );
+        // ONLY on a table known not to be partitioned builds the whole index.
+        assert_eq!(
+            rules("CREATE UNIQUE INDEX tc ON ONLY t (c);")[0].0,
+            "require-concurrent-index-creation"
+        );
+        // Attaching locks the partition's index: a lock timeout first.
+        let found: Vec<_> = analyze("m", "ALTER INDEX pc ATTACH PARTITION p1c;")
+            .unwrap()
+            .findings()
+            .map(|(_, f)| f.rule.clone())
+            .collect();
+        assert_eq!(found, ["require-lock-timeout"]);
     }
 
     #[test]

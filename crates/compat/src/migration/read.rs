@@ -61,6 +61,12 @@ pub(super) enum ByWords {
     /// `ALTER <object> name OWNER TO role` for objects the parser does not alter (types,
     /// domains, statistics): the catalog only.
     Owner,
+    /// `CREATE [UNIQUE] INDEX ... ON ONLY table ...`: on a partitioned table, an index of the
+    /// parent alone (its partitions are indexed, each concurrently, and attached after).
+    IndexOnOnly { table: ObjectName },
+    /// `ALTER INDEX parent ATTACH PARTITION child`: the catalog only, but an ACCESS EXCLUSIVE
+    /// lock on the partition's index, which its table's queries wait for.
+    AttachIndex,
     /// `CREATE MATERIALIZED VIEW ...` in forms the parser lacks (`pg_dump`'s `WITH NO DATA`): a
     /// new object, which nothing uses yet.
     CreateMaterializedView { view: ObjectName },
@@ -77,6 +83,12 @@ impl ByWords {
             if w.keyword("SEQUENCE") {
                 return Self::sequence(w);
             }
+            if w.keyword("INDEX") {
+                let _ = w.keyword("IF") && w.keyword("EXISTS");
+                w.name()?;
+                return (w.keyword("ATTACH") && w.keyword("PARTITION") && w.name().is_some())
+                    .then_some(Self::AttachIndex);
+            }
             if !w.keyword("TABLE") {
                 return None;
             }
@@ -89,6 +101,10 @@ impl ByWords {
             if w.keyword("MATERIALIZED") && w.keyword("VIEW") {
                 let _ = w.keyword("IF") && w.keyword("NOT") && w.keyword("EXISTS");
                 return Some(Self::CreateMaterializedView { view: w.name()? });
+            }
+            let _ = w.keyword("UNIQUE");
+            if w.keyword("INDEX") {
+                return Self::index_on_only(w);
             }
             return Self::create_table(w);
         }
@@ -132,6 +148,21 @@ impl ByWords {
             .iter()
             .any(|c| w.keyword(c))
             .then_some(Self::Sequence)
+    }
+
+    /// After `CREATE [UNIQUE] INDEX`: `[IF NOT EXISTS] [name] ON ONLY table`.
+    fn index_on_only(mut w: Words<'_>) -> Option<Self> {
+        let _ = w.keyword("IF") && w.keyword("NOT") && w.keyword("EXISTS");
+        if !w.keyword("ON") {
+            w.name()?;
+            if !w.keyword("ON") {
+                return None;
+            }
+        }
+        if !w.keyword("ONLY") {
+            return None;
+        }
+        Some(Self::IndexOnOnly { table: w.name()? })
     }
 
     /// After `CREATE`: `[TEMP | UNLOGGED ...] TABLE [IF NOT EXISTS] name (`.

@@ -35,6 +35,9 @@ pub(super) fn finding(
 }
 
 const RECIPE_INDEX: &str = "CREATE INDEX CONCURRENTLY (outside a transaction), so writes continue";
+const RECIPE_PARTITIONED_INDEX: &str = "CREATE INDEX ... ON ONLY the partitioned table (no \
+    build), CREATE INDEX CONCURRENTLY on each partition, then ALTER INDEX ... ATTACH PARTITION \
+    each (the parent's index is valid once all are attached)";
 const RECIPE_DROP_INDEX: &str = "DROP INDEX CONCURRENTLY (outside a transaction)";
 const RECIPE_DROP_COLUMN: &str = "stop reading and writing the column, deploy, then drop it in \
     the contract phase after the old version is retired";
@@ -654,6 +657,9 @@ fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
             ctx.in_use(table)
         }
         Parsed::ByWords(ByWords::Vacuum { full, .. }) => *full,
+        // SHARE on the parent; ACCESS EXCLUSIVE on the partition's index.
+        Parsed::ByWords(ByWords::IndexOnOnly { table }) => ctx.in_use(table),
+        Parsed::ByWords(ByWords::AttachIndex) => true,
         // A DO block's locks are those of its body, which is not read.
         Parsed::ByWords(
             ByWords::Sequence
@@ -793,7 +799,23 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
                 ByWords::ColumnSetting { .. }
                 | ByWords::Sequence
                 | ByWords::Statistics
-                | ByWords::Owner => {}
+                | ByWords::Owner
+                | ByWords::AttachIndex => {}
+                // `ONLY` builds nothing on a partitioned table; on another, a whole index.
+                ByWords::IndexOnOnly { table } => {
+                    if ctx.in_use(table) && ctx.schema.is_plain_table(table) {
+                        out.push(finding(
+                            "require-concurrent-index-creation",
+                            E,
+                            Unsafe,
+                            format!(
+                                "{table} is not partitioned, so CREATE INDEX ... ON ONLY builds \
+                                 the whole index and blocks writes while it builds"
+                            ),
+                            RECIPE_INDEX,
+                        ));
+                    }
+                }
                 ByWords::CreateMaterializedView { view } => {
                     ctx.create(view);
                 }
@@ -909,6 +931,7 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
         }
         Statement::CreateIndex(ci) => {
             let table = ci.table_name.to_string();
+            let partitioned = ctx.schema.is_partitioned(&ci.table_name);
             let block = ctx.transaction_block("CREATE INDEX CONCURRENTLY");
             if let Some((message, recipe)) = block.filter(|_| ci.concurrently) {
                 out.push(finding(
@@ -918,15 +941,41 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
                     message,
                     &recipe,
                 ));
+            } else if ci.concurrently && partitioned {
+                out.push(finding(
+                    "ban-concurrent-index-on-partitioned-table",
+                    E,
+                    Unsafe,
+                    format!(
+                        "PostgreSQL refuses CREATE INDEX CONCURRENTLY on {table}, a partitioned \
+                         table"
+                    ),
+                    RECIPE_PARTITIONED_INDEX,
+                ));
             } else if !ci.concurrently && ctx.in_use(&ci.table_name) {
+                let (message, recipe) = if partitioned {
+                    (
+                        format!(
+                            "CREATE INDEX on {table} builds an index on every partition and \
+                             blocks writes to all of them while it builds"
+                        ),
+                        RECIPE_PARTITIONED_INDEX,
+                    )
+                } else {
+                    (
+                        format!(
+                            "CREATE INDEX on {table} without CONCURRENTLY blocks writes while it \
+                             builds"
+                        ),
+                        RECIPE_INDEX,
+                    )
+                };
                 out.push(finding(
                     "require-concurrent-index-creation",
                     E,
                     Unsafe,
-                    format!(
-                        "CREATE INDEX on {table} without CONCURRENTLY blocks writes while it builds"
-                    ),
-                    RECIPE_INDEX,
+                    message,
+                    recipe,
                 ));
             }
         }

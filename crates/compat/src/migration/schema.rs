@@ -2,7 +2,7 @@
 //! type can be told apart from a widening that PostgreSQL makes without a rewrite; and the
 //! checks that prove a column holds no NULL, with which `SET NOT NULL` scans nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sqlparser::ast::{
     AlterColumnOperation, AlterTableOperation, BinaryOperator, CharacterLength, CheckConstraint,
@@ -41,6 +41,8 @@ type Proofs = BTreeMap<String, (String, bool)>;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Schema {
     tables: BTreeMap<String, Columns>,
+    /// The tables among them declared `PARTITION BY`.
+    partitioned: BTreeSet<String>,
     proofs: BTreeMap<String, Proofs>,
 }
 
@@ -58,6 +60,17 @@ impl Schema {
     /// The type of `table.column`, if an earlier statement said it.
     pub(super) fn column_type(&self, table: &ObjectName, column: &Ident) -> Option<&DataType> {
         self.tables.get(&table_key(table))?.get(&ident_key(column))
+    }
+
+    /// Whether `table` is known to be partitioned (`CREATE TABLE ... PARTITION BY`).
+    pub(super) fn is_partitioned(&self, table: &ObjectName) -> bool {
+        self.partitioned.contains(&table_key(table))
+    }
+
+    /// Whether `table` is known, and known not to be partitioned.
+    pub(super) fn is_plain_table(&self, table: &ObjectName) -> bool {
+        let key = table_key(table);
+        self.tables.contains_key(&key) && !self.partitioned.contains(&key)
     }
 
     /// Whether a valid check proves that `table.column` holds no NULL, so that `SET NOT NULL`
@@ -83,6 +96,11 @@ impl Schema {
                     .collect();
                 let key = table_key(&ct.name);
                 self.tables.insert(key.clone(), columns);
+                if ct.partition_by.is_some() {
+                    self.partitioned.insert(key.clone());
+                } else {
+                    self.partitioned.remove(&key);
+                }
                 let checks = ct
                     .constraints
                     .iter()
@@ -118,6 +136,9 @@ impl Schema {
                         if let Some(proofs) = self.proofs.remove(&key) {
                             self.proofs.insert(to.clone(), proofs);
                         }
+                        if self.partitioned.remove(&key) {
+                            self.partitioned.insert(to.clone());
+                        }
                         key = to;
                     } else {
                         if let Some(columns) = self.tables.get_mut(&key) {
@@ -135,6 +156,7 @@ impl Schema {
                 for name in names {
                     self.tables.remove(&table_key(name));
                     self.proofs.remove(&table_key(name));
+                    self.partitioned.remove(&table_key(name));
                 }
             }
             _ => {}
