@@ -64,6 +64,14 @@ pub(super) enum ByWords {
     /// `CREATE [UNIQUE] INDEX ... ON ONLY table ...`: on a partitioned table, an index of the
     /// parent alone (its partitions are indexed, each concurrently, and attached after).
     IndexOnOnly { table: ObjectName },
+    /// `ALTER TABLE t ALTER CONSTRAINT c [NOT] DEFERRABLE ...`: the catalog only, under an
+    /// ACCESS EXCLUSIVE lock.
+    ConstraintSetting { table: ObjectName },
+    /// `ALTER TABLE t CLUSTER ON index` or `SET WITHOUT CLUSTER`: which index a later `CLUSTER`
+    /// follows; the catalog only, under SHARE UPDATE EXCLUSIVE.
+    ClusterMark,
+    /// `CREATE PUBLICATION ...`, `ALTER PUBLICATION ...`: logical replication's catalog.
+    Publication,
     /// `ALTER INDEX parent ATTACH PARTITION child`: the catalog only, but an ACCESS EXCLUSIVE
     /// lock on the partition's index, which its table's queries wait for.
     AttachIndex,
@@ -83,6 +91,9 @@ impl ByWords {
             if w.keyword("SEQUENCE") {
                 return Self::sequence(w);
             }
+            if w.keyword("PUBLICATION") {
+                return Some(Self::Publication);
+            }
             if w.keyword("INDEX") {
                 let _ = w.keyword("IF") && w.keyword("EXISTS");
                 w.name()?;
@@ -97,6 +108,9 @@ impl ByWords {
         if w.keyword("CREATE") {
             if w.keyword("STATISTICS") {
                 return Some(Self::Statistics);
+            }
+            if w.keyword("PUBLICATION") {
+                return Some(Self::Publication);
             }
             if w.keyword("MATERIALIZED") && w.keyword("VIEW") {
                 let _ = w.keyword("IF") && w.keyword("NOT") && w.keyword("EXISTS");
@@ -240,48 +254,81 @@ impl ByWords {
             } else if w.keyword("TABLESPACE") {
                 w.name()?;
                 Self::SetTablespace { table }
+            } else if w.keyword("WITHOUT") && w.keyword("CLUSTER") {
+                Self::ClusterMark
             } else {
                 return None;
             }
-        } else if w.keyword("ALTER") {
-            let _ = w.keyword("COLUMN");
-            let column = w.name()?;
-            if w.keyword("ADD") {
-                // `ADD GENERATED ... AS IDENTITY (sequence options)`, as `pg_dump` writes it.
-                let identity = w.keyword("GENERATED")
-                    && (w.keyword("ALWAYS") || (w.keyword("BY") && w.keyword("DEFAULT")))
-                    && w.keyword("AS")
-                    && w.keyword("IDENTITY");
-                if !identity || (w.next_is(&Token::LParen) && !w.skip_to_close()) {
-                    return None;
-                }
-                return w.done().then(|| Self::ColumnSetting {
-                    table,
-                    column,
-                    setting: "IDENTITY".to_owned(),
-                });
-            }
-            if !w.keyword("SET") {
+        } else if w.keyword("CLUSTER") {
+            if !w.keyword("ON") {
                 return None;
             }
-            let setting = ["STATISTICS", "STORAGE", "COMPRESSION"]
-                .into_iter()
-                .find(|s| w.keyword(s))?;
-            // Its value: one word or number, possibly negative.
-            let _ = w.next_is(&Token::Minus);
-            match w.next()? {
-                Token::Word(_) | Token::Number(..) => {}
-                _ => return None,
-            }
-            Self::ColumnSetting {
-                table,
-                column,
-                setting: setting.to_owned(),
+            w.name()?;
+            Self::ClusterMark
+        } else if w.keyword("ALTER") {
+            if w.keyword("CONSTRAINT") {
+                w.name()?;
+                const ATTRIBUTES: [&str; 6] = [
+                    "NOT",
+                    "DEFERRABLE",
+                    "INITIALLY",
+                    "DEFERRED",
+                    "IMMEDIATE",
+                    "ENFORCED",
+                ];
+                let mut any = false;
+                while ATTRIBUTES.iter().any(|a| w.keyword(a)) {
+                    any = true;
+                }
+                if !any {
+                    return None;
+                }
+                Self::ConstraintSetting { table }
+            } else {
+                return Self::alter_column(table, w);
             }
         } else {
             return None;
         };
         w.done().then_some(form)
+    }
+
+    /// After `ALTER TABLE t ALTER`: `[COLUMN] c` and a setting of the catalog only.
+    fn alter_column(table: ObjectName, mut w: Words<'_>) -> Option<Self> {
+        let _ = w.keyword("COLUMN");
+        let column = w.name()?;
+        if w.keyword("ADD") {
+            // `ADD GENERATED ... AS IDENTITY (sequence options)`, as `pg_dump` writes it.
+            let identity = w.keyword("GENERATED")
+                && (w.keyword("ALWAYS") || (w.keyword("BY") && w.keyword("DEFAULT")))
+                && w.keyword("AS")
+                && w.keyword("IDENTITY");
+            if !identity || (w.next_is(&Token::LParen) && !w.skip_to_close()) {
+                return None;
+            }
+            return w.done().then(|| Self::ColumnSetting {
+                table,
+                column,
+                setting: "IDENTITY".to_owned(),
+            });
+        }
+        if !w.keyword("SET") {
+            return None;
+        }
+        let setting = ["STATISTICS", "STORAGE", "COMPRESSION"]
+            .into_iter()
+            .find(|s| w.keyword(s))?;
+        // Its value: one word or number, possibly negative.
+        let _ = w.next_is(&Token::Minus);
+        match w.next()? {
+            Token::Word(_) | Token::Number(..) => {}
+            _ => return None,
+        }
+        w.done().then(|| Self::ColumnSetting {
+            table,
+            column,
+            setting: setting.to_owned(),
+        })
     }
 }
 
@@ -771,6 +818,41 @@ mod tests {
 
     #[test]
     fn forms_the_parser_lacks_are_read_from_their_words() {
+        for (sql, form) in [
+            (
+                "CREATE UNIQUE INDEX IF NOT EXISTS pc ON ONLY app.p (c)",
+                Some(ByWords::IndexOnOnly { table: n("app.p") }),
+            ),
+            (
+                "CREATE INDEX ON ONLY p USING btree (c)",
+                Some(ByWords::IndexOnOnly { table: n("p") }),
+            ),
+            ("CREATE INDEX pc ON p (c) WITH (x = 1) x", None),
+            (
+                "ALTER INDEX IF EXISTS pc ATTACH PARTITION p1c",
+                Some(ByWords::AttachIndex),
+            ),
+            (
+                "ALTER TABLE t ALTER CONSTRAINT fk NOT DEFERRABLE INITIALLY IMMEDIATE",
+                Some(ByWords::ConstraintSetting { table: n("t") }),
+            ),
+            ("ALTER TABLE t ALTER CONSTRAINT fk", None),
+            ("ALTER TABLE t CLUSTER ON t_c", Some(ByWords::ClusterMark)),
+            (
+                "ALTER TABLE t SET WITHOUT CLUSTER",
+                Some(ByWords::ClusterMark),
+            ),
+            (
+                "CREATE PUBLICATION pub FOR TABLE t",
+                Some(ByWords::Publication),
+            ),
+            (
+                "ALTER PUBLICATION pub ADD TABLE u",
+                Some(ByWords::Publication),
+            ),
+        ] {
+            assert_eq!(words(sql), form, "{sql}");
+        }
         assert_eq!(
             words(r#"ALTER TABLE IF EXISTS "Sales".orders SET SCHEMA archive"#),
             Some(ByWords::SetSchema {

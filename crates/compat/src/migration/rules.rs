@@ -660,6 +660,7 @@ fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
         // SHARE on the parent; ACCESS EXCLUSIVE on the partition's index.
         Parsed::ByWords(ByWords::IndexOnOnly { table }) => ctx.in_use(table),
         Parsed::ByWords(ByWords::AttachIndex) => true,
+        Parsed::ByWords(ByWords::ConstraintSetting { table }) => ctx.in_use(table),
         // A DO block's locks are those of its body, which is not read.
         Parsed::ByWords(
             ByWords::Sequence
@@ -667,7 +668,9 @@ fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
             | ByWords::CreateTable { .. }
             | ByWords::Do
             | ByWords::Owner
-            | ByWords::CreateMaterializedView { .. },
+            | ByWords::CreateMaterializedView { .. }
+            | ByWords::ClusterMark
+            | ByWords::Publication,
         ) => false,
         Parsed::Reindex { concurrently } => !concurrently,
         Parsed::Cluster => true,
@@ -689,6 +692,9 @@ fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
             Statement::CreateTrigger(t) => ctx.in_use(&t.table_name),
             Statement::DropTrigger(t) => t.table_name.as_ref().is_none_or(|n| ctx.in_use(n)),
             Statement::CreatePolicy(p) => ctx.in_use(&p.table_name),
+            // A rule rewrites the table's queries: ACCESS EXCLUSIVE to create or drop.
+            Statement::CreateRule(r) => ctx.in_use(&r.table_name),
+            Statement::DropRule(r) => ctx.in_use(&r.table_name),
             Statement::AlterPolicy(p) => ctx.in_use(&p.table_name),
             Statement::DropPolicy(p) => ctx.in_use(&p.table_name),
             Statement::CreateIndex(ci) => !ci.concurrently && ctx.in_use(&ci.table_name),
@@ -800,7 +806,10 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
                 | ByWords::Sequence
                 | ByWords::Statistics
                 | ByWords::Owner
-                | ByWords::AttachIndex => {}
+                | ByWords::AttachIndex
+                | ByWords::ConstraintSetting { .. }
+                | ByWords::ClusterMark
+                | ByWords::Publication => {}
                 // `ONLY` builds nothing on a partitioned table; on another, a whole index.
                 ByWords::IndexOnOnly { table } => {
                     if ctx.in_use(table) && ctx.schema.is_plain_table(table) {
