@@ -297,8 +297,8 @@ pub(super) fn restates_column(using: &Expr, column: &Ident, new: &DataType) -> b
 
 /// Whether changing a column from `old` to `new` (without `USING`) leaves every stored value
 /// as it is, so PostgreSQL changes only the catalog: a varchar, varbit or numeric precision
-/// widened or unbounded, varchar to text and back to an unbounded varchar, `cidr` to `inet`,
-/// or no change at all. (`timestamp` to `timestamptz` also qualifies, but only when the
+/// widened or unbounded, varchar to text (or `citext`) and back to an unbounded varchar, `cidr`
+/// to `inet`, or no change at all. (`timestamp` to `timestamptz` also qualifies, but only when the
 /// session's time zone is UTC, which a migration cannot show.)
 pub(super) fn keeps_values(old: &DataType, new: &DataType) -> bool {
     use DataType::{CharVarying, CharacterVarying, Custom, Decimal, Numeric, Text, Varchar};
@@ -309,6 +309,12 @@ pub(super) fn keeps_values(old: &DataType, new: &DataType) -> bool {
             Some(CharacterLength::Max) | None => None,
         }),
         Text => Some(None),
+        // The extension's case-insensitive text: an unbounded varchar on disk.
+        Custom(name, args)
+            if args.is_empty() && name.to_string().eq_ignore_ascii_case("citext") =>
+        {
+            Some(None)
+        }
         _ => None,
     };
     let numeric = |t: &DataType| match t {
@@ -371,6 +377,8 @@ mod tests {
             ("decimal(5)", "decimal(9)"),
             ("cidr", "inet"),
             ("bigint", "bigint"),
+            ("varchar(20)", "citext"),
+            ("citext", "text"),
         ] {
             assert!(keeps_values(&ty(old), &ty(new)), "{old} -> {new}");
         }
@@ -383,6 +391,7 @@ mod tests {
             ("timestamp", "timestamptz"),
             ("inet", "cidr"),
             ("char(10)", "text"),
+            ("citext", "varchar(20)"),
         ] {
             assert!(!keeps_values(&ty(old), &ty(new)), "{old} -> {new}");
         }
