@@ -4,10 +4,12 @@
 //! one file, between marker comments, and run the up part in a transaction unless a marker
 //! says otherwise; sqlx, diesel and golang-migrate send a whole file as one query, sqlx in a
 //! transaction unless the file begins `-- no-transaction`, diesel unless the migration's
-//! `metadata.toml` says `run_in_transaction = false`. Only the up part runs on deploy, so
-//! only it is analysed; and whether the runner opens a transaction, or sends several statements
-//! as one query (which PostgreSQL runs as one implicit transaction), decides whether `CREATE
-//! INDEX CONCURRENTLY` can run at all. The markers are read as each tool reads them.
+//! `metadata.toml` says `run_in_transaction = false`; yoyo runs a file statement by statement
+//! in a transaction unless its leading comments say `transactional: false`. Only the up part
+//! runs on deploy, so only it is analysed; and whether the runner opens a transaction, or sends
+//! several statements as one query (which PostgreSQL runs as one implicit transaction), decides
+//! whether `CREATE INDEX CONCURRENTLY` can run at all and how long locks are kept. The markers
+//! are read as each tool reads them.
 
 use std::fmt;
 use std::ops::Range;
@@ -48,7 +50,7 @@ pub enum Runner {
 }
 
 impl Runner {
-    /// How to run the up part outside a transaction, one statement at a time.
+    /// How to have a statement run outside a transaction, as this runner allows.
     pub(super) fn without_transaction(self) -> &'static str {
         match self {
             Self::Goose => "add `-- +goose NO TRANSACTION` to the file",
