@@ -74,6 +74,7 @@ pub const RULES: &[&str] = &[
     "require-concurrent-refresh",
     "require-concurrent-reindex",
     "require-lock-timeout",
+    "revoking-privilege",
     "transaction-nesting",
     "unparsable-statement",
 ];
@@ -979,6 +980,34 @@ mod tests {
             .map(|(_, f)| f.rule.clone())
             .collect();
         assert_eq!(found, ["require-lock-timeout"]);
+    }
+
+    #[test]
+    fn privileges_given_pass_and_privileges_taken_wait_for_the_contract_phase() {
+        let report = analyze(
+            "m",
+            "GRANT SELECT ON t TO reader;\nANALYZE t;\nALTER INDEX t_a RENAME TO t_a_old;\n\
+             REVOKE UPDATE ON t FROM app;\nCREATE TABLE n (a int);\nREVOKE ALL ON n FROM PUBLIC;",
+        )
+        .unwrap();
+        let found: Vec<_> = report
+            .findings()
+            .map(|(s, f)| (s.number, f.rule.as_str()))
+            .collect();
+        assert_eq!(found, [(4, "revoking-privilege")]);
+        assert_eq!(report.statements[3].phase, Some(Phase::Contract));
+        // A trigger's note says what it changes.
+        let report = analyze(
+            "m",
+            "SET lock_timeout = '1s'; CREATE TRIGGER g BEFORE UPDATE ON t FOR EACH ROW \
+             EXECUTE FUNCTION f();",
+        )
+        .unwrap();
+        let (_, note) = report.findings().next().unwrap();
+        assert!(
+            note.message
+                .starts_with("a trigger changes what reads or writes")
+        );
     }
 
     #[test]

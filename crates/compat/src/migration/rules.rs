@@ -6,8 +6,8 @@ use std::ops::Range;
 use sqlparser::ast::{
     AlterColumnOperation, AlterTableOperation, AlterTypeOperation, AlterViewOperation,
     ColumnOption, ContextModifier, DataType, DetachPartitionMode, Expr, FromTable, FunctionDesc,
-    LockTableMode, ObjectName, ObjectType, Reset, Set, SetExpr, Statement, TableConstraint,
-    TableFactor, TableObject, TableWithJoins, TimezoneInfo,
+    GrantObjects, LockTableMode, ObjectName, ObjectType, Reset, Set, SetExpr, Statement,
+    TableConstraint, TableFactor, TableObject, TableWithJoins, TimezoneInfo,
 };
 
 use super::read::{ByWords, Parsed, Written};
@@ -1129,11 +1129,36 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
             }
         }
         Statement::Query(_) => {}
+        // Privileges given, statistics gathered, an index renamed: nothing a running version
+        // relies on changes (their locks are counted above).
         Statement::CreateType { .. }
         | Statement::CreateSchema { .. }
         | Statement::CreateDomain(_)
         | Statement::CreateExtension(_)
-        | Statement::Comment { .. } => {}
+        | Statement::Comment { .. }
+        | Statement::Grant(_)
+        | Statement::GrantRole(_)
+        | Statement::Analyze(_)
+        | Statement::AlterIndex { .. } => {}
+        // Taken from objects this migration created, before anything uses them.
+        Statement::Revoke(r)
+            if matches!(&r.objects, Some(
+                GrantObjects::Tables(names) | GrantObjects::Sequences(names) | GrantObjects::Views(names)
+            ) if names.iter().all(|n| !ctx.in_use(n))) => {}
+        Statement::Revoke(_) | Statement::RevokeRole(_) => out.push(finding(
+            "revoking-privilege",
+            W,
+            ExpandContract,
+            "REVOKE takes away a privilege that the version still running may use".into(),
+            "revoke in the contract phase, once no version that uses the privilege runs",
+        )),
+        Statement::CreateTrigger(_) | Statement::DropTrigger(_) => {
+            out.push(behaviour_changes("a trigger"));
+        }
+        Statement::CreateRule(_) | Statement::DropRule(_) => out.push(behaviour_changes("a rule")),
+        Statement::CreatePolicy(_) | Statement::AlterPolicy(_) | Statement::DropPolicy(_) => {
+            out.push(behaviour_changes("a row-level security policy"));
+        }
         _ => out.push(not_analysed()),
     }
     (sql.to_string(), out)
@@ -1335,6 +1360,21 @@ fn functions(descs: &[FunctionDesc]) -> String {
         .map(|d| d.name.to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A note on a statement that changes what the table's reads or writes do (`what`: "a
+/// trigger"), whose code or condition the analysis does not follow.
+fn behaviour_changes(what: &str) -> SqlFinding {
+    finding(
+        "not-analysed",
+        Severity::Info,
+        Safety::Safe,
+        format!(
+            "{what} changes what reads or writes of the table do, for every version running; its \
+             code and condition are not analysed"
+        ),
+        "check that the version still running works with it, and review what it runs by hand",
+    )
 }
 
 fn not_analysed() -> SqlFinding {
