@@ -1141,10 +1141,7 @@ pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlF
         | Statement::Analyze(_)
         | Statement::AlterIndex { .. } => {}
         // Taken from objects this migration created, before anything uses them.
-        Statement::Revoke(r)
-            if matches!(&r.objects, Some(
-                GrantObjects::Tables(names) | GrantObjects::Sequences(names) | GrantObjects::Views(names)
-            ) if names.iter().all(|n| !ctx.in_use(n))) => {}
+        Statement::Revoke(r) if only_created(r.objects.as_ref(), ctx) => {}
         Statement::Revoke(_) | Statement::RevokeRole(_) => out.push(finding(
             "revoking-privilege",
             W,
@@ -1360,6 +1357,19 @@ fn functions(descs: &[FunctionDesc]) -> String {
         .map(|d| d.name.to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Whether `objects` (of a `GRANT` or `REVOKE`) are tables, views or sequences this migration
+/// created.
+fn only_created(objects: Option<&GrantObjects>, ctx: &Ctx) -> bool {
+    match objects {
+        Some(
+            GrantObjects::Tables(names)
+            | GrantObjects::Sequences(names)
+            | GrantObjects::Views(names),
+        ) => names.iter().all(|n| !ctx.in_use(n)),
+        _ => false,
+    }
 }
 
 /// A note on a statement that changes what the table's reads or writes do (`what`: "a
