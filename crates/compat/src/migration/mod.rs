@@ -744,6 +744,25 @@ mod tests {
             f.message
                 .starts_with("goose sends this statement in one query with others")
         );
+        // A recipe that runs only outside a transaction says how to get there.
+        let plain = goose.replace("CONCURRENTLY ", "");
+        let report = analyze("m", &plain).unwrap();
+        let (_, f) = report.findings().next().expect("a finding");
+        assert_eq!(f.rule, "require-concurrent-index-creation");
+        assert!(
+            f.recipe
+                .ends_with("; here: add `-- +goose NO TRANSACTION` to the file"),
+            "{}",
+            f.recipe
+        );
+        let report = analyze("m", "SET lock_timeout = '1s'; BEGIN; DROP INDEX i; COMMIT;").unwrap();
+        let (_, f) = report.findings().next().expect("a finding");
+        assert!(
+            f.recipe
+                .ends_with("; here: outside the migration's BEGIN ... COMMIT"),
+            "{}",
+            f.recipe
+        );
         // The runner's transaction needs no COMMIT; a BEGIN of the file's own inside it does
         // nothing.
         let begun = "-- +goose Up\nBEGIN;\nCREATE TABLE n (id int);\n";

@@ -718,7 +718,39 @@ fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
     }
 }
 
+/// The rules whose recipe is a concurrent form, which runs only outside a transaction.
+const CONCURRENT_RECIPES: [&str; 5] = [
+    "require-concurrent-index-creation",
+    "require-concurrent-index-deletion",
+    "require-concurrent-reindex",
+    "require-concurrent-partition-detach",
+    "ban-concurrent-index-on-partitioned-table",
+];
+
+/// Analyses one statement: its SQL as the parser prints it, and its findings. Where the
+/// statement stands in a transaction (the file's, the runner's, or a query of several), a
+/// recipe that runs only outside one says how to get there.
 pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFinding>) {
+    let keeper = ctx.keeper();
+    let (sql, mut findings) = analyse_statement(written, ctx);
+    if let Some(keeper) = keeper {
+        let how = match keeper {
+            Keeper::Transaction(Opened::ByStatement) => {
+                "outside the migration's BEGIN ... COMMIT".to_owned()
+            }
+            Keeper::Transaction(Opened::ByRunner(r)) => r.without_transaction().to_owned(),
+            Keeper::Query(r, _) => r.alone().to_owned(),
+        };
+        for f in &mut findings {
+            if CONCURRENT_RECIPES.contains(&f.rule.as_str()) {
+                f.recipe = format!("{}; here: {how}", f.recipe);
+            }
+        }
+    }
+    (sql, findings)
+}
+
+fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFinding>) {
     use Safety::{ExpandContract, Safe, Unsafe};
     use Severity::{Error as E, Warn as W};
     let stmt = &written.parsed;
