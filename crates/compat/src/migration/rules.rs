@@ -142,9 +142,8 @@ enum Keeper {
     Query(Runner, Range<u64>),
 }
 
-/// A lock that blocks writes, kept after the statement that took it.
+/// A lock that blocks writes, kept after the statement that took it (by `Ctx::scope`).
 struct Held {
-    keeper: Keeper,
     /// The statement that took it (1-based) and its line.
     statement: usize,
     line: u64,
@@ -153,9 +152,9 @@ struct Held {
 impl Held {
     /// The finding for a statement that runs long (`what`, e.g. "data change") while the lock
     /// is held.
-    fn through(&self, what: &str) -> SqlFinding {
+    fn through(&self, keeper: &Keeper, what: &str) -> SqlFinding {
         let n = self.statement;
-        let (keeps, recipe) = match &self.keeper {
+        let (keeps, recipe) = match keeper {
             Keeper::Transaction(Opened::ByStatement) => (
                 "the transaction keeps it until COMMIT".to_owned(),
                 format!("COMMIT after statement {n}, so its lock is released before this runs"),
@@ -1258,7 +1257,7 @@ fn follow_transaction(written: &Written, locks: bool, ctx: &mut Ctx, out: &mut V
         return;
     };
     if let (Some(held), Some(what)) = (&ctx.held, runs_long(stmt, ctx)) {
-        out.push(held.through(what));
+        out.push(held.through(&keeper, what));
     }
     for added in ctx.added.iter().filter(|a| a.used_in(&written.text)) {
         out.push(added.finding(&keeper));
@@ -1276,7 +1275,6 @@ fn follow_transaction(written: &Written, locks: bool, ctx: &mut Ctx, out: &mut V
     }
     if locks && ctx.held.is_none() {
         ctx.held = Some(Held {
-            keeper,
             statement: ctx.number,
             line: written.line,
         });
