@@ -16,6 +16,12 @@
 //!   PostgreSQL refuses or runs (`VACUUM`, `DETACH PARTITION ... CONCURRENTLY` and `CREATE INDEX
 //!   CONCURRENTLY` in a transaction block, a new enum value used before its transaction
 //!   commits, `CREATE INDEX CONCURRENTLY` on a partitioned table), against whether the analysis reports a rule that says it refuses them.
+//! - Primary keys made of an index: whether `ADD CONSTRAINT ... PRIMARY KEY USING INDEX`
+//!   verifies the table (to set its columns `NOT NULL`) after nine histories of the index and
+//!   its columns, against whether the analysis reports `adding-not-nullable-field`.
+//! - Retries: five migrations whose concurrent index build fails on the table's data, run
+//!   again once the data is mended: whether the second run succeeds and leaves the index
+//!   invalid, against whether the analysis reports `concurrent-index-if-not-exists`.
 //! - Kept locks: for each migration whose last statement runs long, whether a write of the
 //!   table from another session waits while that statement would run (it is replaced by a wait
 //!   for an advisory lock the test holds), the migration run by psql statement by statement or
@@ -489,6 +495,22 @@ fn the_locks_the_analysis_says_a_transaction_keeps_are_kept() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+/// What PostgreSQL says at `DEBUG1` while it runs `statement` after `before`, in a transaction
+/// rolled back after.
+fn debug_said(db: &Database, before: &str, statement: &str) -> String {
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &db.conninfo()])
+        .args(["-c", &format!("BEGIN; {before}")])
+        .args(["-c", "SET client_min_messages = debug1"])
+        .args(["-c", statement])
+        .args(["-c", "ROLLBACK"])
+        .output()
+        .expect("psql runs");
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{before} {statement}: {said}");
+    said
+}
+
 /// What comes before `SET NOT NULL` on `n.c`, and which statements of it ran in earlier
 /// migrations (the rest in the same one).
 const BEFORE_SET_NOT_NULL: [&str; 9] = [
@@ -516,16 +538,7 @@ fn set_not_null_scans_the_table_when_the_analysis_says_it_does() {
     for before in BEFORE_SET_NOT_NULL {
         // PostgreSQL says at DEBUG1 whether it verifies the table or finds a check that proves
         // the column holds no NULL.
-        let out = Command::new("psql")
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &db.conninfo()])
-            .args(["-c", &format!("BEGIN; {before}")])
-            .args(["-c", "SET client_min_messages = debug1"])
-            .args(["-c", "ALTER TABLE n ALTER COLUMN c SET NOT NULL"])
-            .args(["-c", "ROLLBACK"])
-            .output()
-            .expect("psql runs");
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{before}: {said}");
+        let said = debug_said(&db, before, "ALTER TABLE n ALTER COLUMN c SET NOT NULL");
         let scanned = said.contains("verifying table \"n\"");
         assert!(
             scanned || said.contains("sufficient to prove"),
@@ -636,6 +649,121 @@ fn postgresql_refuses_the_statements_the_analysis_says_it_refuses() {
                     "ran it".into()
                 },
                 if claimed { "refuses it" } else { "runs it" }
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// What earlier migrations did before `ADD CONSTRAINT n_pk PRIMARY KEY USING INDEX n_i` on
+/// `n (id, c, d NOT NULL)`.
+const BEFORE_PRIMARY_KEY: [&str; 9] = [
+    "CREATE UNIQUE INDEX n_i ON n (c);",
+    "CREATE UNIQUE INDEX n_i ON n (d);",
+    "CREATE UNIQUE INDEX n_i ON n (d, c);",
+    "ALTER TABLE n ADD CONSTRAINT n_c CHECK (c IS NOT NULL) NOT VALID; \
+     ALTER TABLE n VALIDATE CONSTRAINT n_c; CREATE UNIQUE INDEX n_i ON n (c);",
+    "ALTER TABLE n ADD CONSTRAINT n_c CHECK (c IS NOT NULL) NOT VALID; \
+     CREATE UNIQUE INDEX n_i ON n (c);",
+    "ALTER TABLE n ALTER COLUMN c SET NOT NULL; CREATE UNIQUE INDEX n_i ON n (c);",
+    "ALTER TABLE n ALTER COLUMN d DROP NOT NULL; CREATE UNIQUE INDEX n_i ON n (d);",
+    "CREATE UNIQUE INDEX n_x ON n (c); ALTER INDEX n_x RENAME TO n_i;",
+    "CREATE UNIQUE INDEX n_i ON n (c); ALTER TABLE n RENAME COLUMN c TO e; \
+     ALTER TABLE n RENAME COLUMN d TO c;",
+];
+
+#[test]
+fn a_primary_key_made_of_an_index_scans_the_table_when_the_analysis_says_it_does() {
+    let table =
+        "CREATE TABLE n (id bigint, c int, d int NOT NULL); INSERT INTO n VALUES (1, 1, 1);";
+    let Some(db) = Database::create("primary", table) else {
+        return;
+    };
+    let primary_key = "ALTER TABLE n ADD CONSTRAINT n_pk PRIMARY KEY USING INDEX n_i";
+    let mut wrong = Vec::new();
+    for before in BEFORE_PRIMARY_KEY {
+        let scanned = debug_said(&db, before, primary_key).contains("verifying table \"n\"");
+        let mut schema = Schema::default();
+        schema.learn(table);
+        schema.learn(before);
+        let claimed = analyze_after(
+            "m",
+            &format!("SET lock_timeout = '1s'; {primary_key}"),
+            &schema,
+        )
+        .unwrap()
+        .findings()
+        .any(|(_, f)| f.rule == "adding-not-nullable-field");
+        if claimed != scanned {
+            wrong.push(format!(
+                "{before:?}: PostgreSQL {} the table, the analysis says it {}",
+                if scanned { "scanned" } else { "did not scan" },
+                if claimed { "scans it" } else { "does not" }
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// Migrations whose concurrent index build fails on the table's data (a duplicate key, a
+/// division by zero), run again once the data is mended.
+const RETRIED: [&str; 5] = [
+    "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS u ON t (c);",
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS u ON t ((100 / c));",
+    "DROP INDEX CONCURRENTLY IF EXISTS u; CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS u ON t (c);",
+    "DROP INDEX IF EXISTS u; CREATE INDEX CONCURRENTLY IF NOT EXISTS u ON t ((100 / c));",
+    "CREATE UNIQUE INDEX CONCURRENTLY u ON t (c);",
+];
+
+#[test]
+fn a_retried_concurrent_index_stays_invalid_when_the_analysis_says_it_does() {
+    let setup = "CREATE TABLE t (id bigint PRIMARY KEY, c int);
+                 INSERT INTO t VALUES (1, 0), (2, 0), (3, 1);";
+    let Some(db) = Database::create("retried", setup) else {
+        return;
+    };
+    let mut schema = Schema::default();
+    schema.learn(setup);
+    let mut wrong = Vec::new();
+    for migration in RETRIED {
+        psql(
+            &db.conninfo(),
+            &format!("DROP SCHEMA public CASCADE; CREATE SCHEMA public; {setup}"),
+        );
+        // As psql runs a file, statement by statement: the first run fails at the build.
+        let run = || {
+            let mut run = Command::new("psql");
+            run.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &db.conninfo()]);
+            for statement in migration.split_inclusive(';') {
+                run.args(["-c", statement]);
+            }
+            run.output().expect("psql runs").status.success()
+        };
+        assert!(!run(), "{migration} ran on data it cannot index");
+        psql(
+            &db.conninfo(),
+            "DELETE FROM t WHERE c = 0 AND id = 1; UPDATE t SET c = 2 WHERE c = 0;",
+        );
+        let retried = run();
+        let valid = db.answer(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'u'::regclass;",
+            "",
+        );
+        // Run again without a word, yet the index is unusable.
+        let kept_invalid = retried && valid.trim() == "f";
+        let claimed = analyze_after(
+            "m",
+            &format!("SET lock_timeout = '1s'; {migration}"),
+            &schema,
+        )
+        .unwrap()
+        .findings()
+        .any(|(_, f)| f.rule == "concurrent-index-if-not-exists");
+        if claimed != kept_invalid {
+            wrong.push(format!(
+                "{migration}: run again {}, the index valid: {valid:?}; the analysis says it {}",
+                if retried { "without error" } else { "failed" },
+                if claimed { "stays invalid" } else { "does not" }
             ));
         }
     }

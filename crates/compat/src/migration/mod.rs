@@ -57,6 +57,7 @@ pub const RULES: &[&str] = &[
     "changing-column-type",
     "changing-table-logging",
     "changing-tablespace",
+    "concurrent-index-if-not-exists",
     "constraint-missing-not-valid",
     "disallowed-unique-constraint",
     "ignore-names-unknown-rule",
@@ -907,6 +908,101 @@ mod tests {
                 .collect();
             assert_eq!(rules, ["adding-not-nullable-field"], "{sql}");
         }
+    }
+
+    #[test]
+    fn a_primary_key_made_of_an_index_scans_only_for_nullable_columns() {
+        let mut schema = Schema::default();
+        schema.learn(
+            "CREATE TABLE t (id int, k bigint NOT NULL, j int, PRIMARY KEY (j));\n\
+             ALTER TABLE t ADD COLUMN id_new bigint;\n\
+             CREATE UNIQUE INDEX CONCURRENTLY t_id_new ON t (id_new);\n\
+             CREATE UNIQUE INDEX CONCURRENTLY t_k ON t (k, j);\n\
+             CREATE UNIQUE INDEX CONCURRENTLY t_id ON t (id);\n\
+             ALTER INDEX t_id RENAME TO t_id_unique;",
+        );
+        let found = |sql: &str| -> Vec<(String, String)> {
+            analyze_after("m", &format!("SET lock_timeout = '1s';\n{sql}"), &schema)
+                .unwrap()
+                .findings()
+                .map(|(_, f)| (f.rule.clone(), f.message.clone()))
+                .collect()
+        };
+        let pk = "ALTER TABLE t ADD CONSTRAINT t_pk PRIMARY KEY USING INDEX";
+        assert_eq!(
+            found(&format!("{pk} t_id_new;")),
+            [(
+                "adding-not-nullable-field".to_owned(),
+                "PRIMARY KEY USING INDEX t_id_new sets t.id_new NOT NULL, which scans the table \
+                 under an ACCESS EXCLUSIVE lock"
+                    .to_owned()
+            )]
+        );
+        assert_eq!(found(&format!("{pk} t_id_unique;")).len(), 1);
+        // Declared NOT NULL (or in the old primary key), proven by a validated check, set NOT
+        // NULL first (which reports its own scan), or not known: nothing more to report.
+        assert!(found(&format!("{pk} t_k;")).is_empty());
+        let proven = "ALTER TABLE t ADD CONSTRAINT nn CHECK (id_new IS NOT NULL) NOT VALID;\n\
+                      ALTER TABLE t VALIDATE CONSTRAINT nn;\n";
+        assert!(found(&format!("{proven}{pk} t_id_new;")).is_empty());
+        let set = "ALTER TABLE t ALTER COLUMN id_new SET NOT NULL;\n";
+        assert_eq!(found(&format!("{set}{pk} t_id_new;")).len(), 1);
+        assert!(found(&format!("{pk} t_unknown;")).is_empty());
+        assert!(found(&format!("{pk} t_id;")).is_empty());
+        // A unique constraint sets nothing NOT NULL.
+        let unique = "ALTER TABLE t ADD CONSTRAINT t_u UNIQUE USING INDEX t_id_new;";
+        assert!(found(unique).is_empty());
+        // Renamed with the table or column, dropped with either.
+        let renamed = "ALTER TABLE t RENAME TO u;\nALTER TABLE u RENAME COLUMN id_new TO n;\n\
+                       ALTER TABLE u ADD CONSTRAINT u_pk PRIMARY KEY USING INDEX t_id_new;";
+        assert_eq!(found(renamed).len(), 3, "{:?}", found(renamed));
+        assert!(found(renamed)[2].1.contains("sets u.n NOT NULL"));
+        for dropped in [
+            "DROP INDEX CONCURRENTLY t_id_new;\n",
+            "ALTER TABLE t DROP COLUMN id_new;\n",
+        ] {
+            let rules: Vec<_> = found(&format!("{dropped}{pk} t_id_new;"));
+            assert!(
+                rules.iter().all(|(r, _)| r != "adding-not-nullable-field"),
+                "{rules:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_concurrent_index_if_not_exists_is_warned_unless_dropped_first() {
+        let rules_of = |sql: &str| rules(sql).join(" ");
+        assert_eq!(
+            rules_of("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS i ON t (c)"),
+            "concurrent-index-if-not-exists"
+        );
+        let r = analyze("m", "CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON s.t (c)").unwrap();
+        let (_, f) = r.findings().next().unwrap();
+        assert!(
+            f.message
+                .ends_with("no query uses it, yet every write keeps it up to date")
+        );
+        assert_eq!(
+            f.recipe,
+            "DROP INDEX CONCURRENTLY IF EXISTS i just before it, so that a retry builds what a \
+             failed run left"
+        );
+        for ok in [
+            "DROP INDEX CONCURRENTLY IF EXISTS i; CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON t (c)",
+            "DROP INDEX IF EXISTS s.i; CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON s.t (c)",
+            "CREATE INDEX CONCURRENTLY i ON t (c)",
+            "CREATE TABLE n (c int); CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON n (c)",
+        ] {
+            assert!(
+                !rules(ok).contains(&"concurrent-index-if-not-exists".to_owned()),
+                "{ok}"
+            );
+        }
+        // Dropped in another schema: not the same index.
+        assert!(
+            rules("DROP INDEX IF EXISTS i; CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON s.t (c)")
+                .contains(&"concurrent-index-if-not-exists".to_owned())
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use sqlparser::ast::{
 
 use super::read::{ByWords, Parsed, Written};
 use super::runner::Runner;
-use super::schema::{Schema, keeps_values, restates_column, table_key};
+use super::schema::{Schema, keeps_values, new_index_key, restates_column, table_key};
 use super::{Safety, SqlFinding};
 use crate::validation::Severity;
 
@@ -52,7 +52,11 @@ const RECIPE_VOLATILE: &str = "add the column without a default, set the default
 const RECIPE_NOT_VALID: &str = "add the constraint with NOT VALID, then VALIDATE CONSTRAINT in a \
     separate statement (it takes a weaker lock)";
 const RECIPE_UNIQUE: &str = "CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT ... UNIQUE \
-    USING INDEX";
+    USING INDEX (or PRIMARY KEY USING INDEX, once its columns are NOT NULL or a validated CHECK \
+    (col IS NOT NULL) proves them so)";
+const RECIPE_PRIMARY_KEY: &str = "first prove each column holds no NULL: ADD CONSTRAINT ... \
+    CHECK (col IS NOT NULL) NOT VALID, then VALIDATE CONSTRAINT (writes go on); the primary key \
+    then scans nothing";
 const RECIPE_TYPE: &str = "expand/contract: add a column of the new type, write both, backfill, \
     move reads, drop the old column (only varchar widening or varchar->text is free)";
 const RECIPE_LOCK_TIMEOUT: &str = "start the migration with SET lock_timeout = '1s' (and a \
@@ -260,6 +264,9 @@ pub(super) struct Ctx {
     added: Vec<AddedValue>,
     /// Its absence was reported since it was last in force: once is enough.
     lock_timeout_reported: bool,
+    /// Indexes this migration dropped (as `index_key` names them): one it then creates again
+    /// is built afresh on every run.
+    dropped_indexes: BTreeSet<String>,
 }
 
 impl Ctx {
@@ -626,6 +633,23 @@ fn alter_table(
                      nor built from a concurrent index): add it with the table, or in a \
                      maintenance window",
                 )),
+                TableConstraint::PrimaryKeyUsingIndex(using) => {
+                    let nullable = schema.nullable_keys(name, &using.index_name);
+                    if !nullable.is_empty() {
+                        out.push(finding(
+                            "adding-not-nullable-field",
+                            E,
+                            Unsafe,
+                            format!(
+                                "PRIMARY KEY USING INDEX {} sets {table}.{} NOT NULL, which scans \
+                                 the table under an ACCESS EXCLUSIVE lock",
+                                using.index_name,
+                                nullable.join(", ")
+                            ),
+                            RECIPE_PRIMARY_KEY,
+                        ));
+                    }
+                }
                 TableConstraint::Unique(_) | TableConstraint::PrimaryKey(_) => out.push(finding(
                     "disallowed-unique-constraint",
                     E,
@@ -769,6 +793,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
     }
     let sql = match stmt {
         Parsed::DropIndexConcurrently(names) => {
+            ctx.dropped_indexes.extend(names.iter().map(table_key));
             let names: Vec<String> = names.iter().map(ToString::to_string).collect();
             if let Some((message, recipe)) = ctx.transaction_block("DROP INDEX CONCURRENTLY") {
                 out.push(finding(
@@ -992,6 +1017,36 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                     ),
                     RECIPE_PARTITIONED_INDEX,
                 ));
+            } else if ci.concurrently
+                && ci.if_not_exists
+                && ctx.in_use(&ci.table_name)
+                && new_index_key(ci).is_some_and(|key| !ctx.dropped_indexes.contains(&key))
+            {
+                let index = ci
+                    .name
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                let unique = if ci.unique {
+                    " and it enforces no uniqueness"
+                } else {
+                    ""
+                };
+                out.push(finding(
+                    "concurrent-index-if-not-exists",
+                    W,
+                    Safe,
+                    format!(
+                        "a CREATE INDEX CONCURRENTLY that fails partway (a deadlock, a cancel, a \
+                         duplicate key) leaves {index} behind, invalid; when the migration runs \
+                         again, IF NOT EXISTS skips it and {index} stays invalid: no query uses \
+                         it{unique}, yet every write keeps it up to date"
+                    ),
+                    &format!(
+                        "DROP INDEX CONCURRENTLY IF EXISTS {index} just before it, so that a \
+                         retry builds what a failed run left"
+                    ),
+                ));
             } else if !ci.concurrently && ctx.in_use(&ci.table_name) {
                 let (message, recipe) = if partitioned {
                     (
@@ -1028,6 +1083,9 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
         Statement::Drop {
             object_type, names, ..
         } => {
+            if *object_type == ObjectType::Index {
+                ctx.dropped_indexes.extend(names.iter().map(table_key));
+            }
             let names: Vec<String> = names.iter().map(ToString::to_string).collect();
             let list = names.join(", ");
             match object_type {

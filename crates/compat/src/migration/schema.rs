@@ -1,19 +1,37 @@
 //! What earlier migrations built: each table's columns and their types, so that a change of
-//! type can be told apart from a widening that PostgreSQL makes without a rewrite; and the
-//! checks that prove a column holds no NULL, with which `SET NOT NULL` scans nothing.
+//! type can be told apart from a widening that PostgreSQL makes without a rewrite; the columns
+//! declared `NOT NULL` and the checks that prove a column holds no NULL, with which `SET NOT
+//! NULL` (and a primary key made of an index) scans nothing; and which columns each index
+//! covers.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use sqlparser::ast::{
-    AlterColumnOperation, AlterTableOperation, BinaryOperator, CharacterLength, CheckConstraint,
-    ColumnOption, DataType, ExactNumberInfo, Expr, Ident, ObjectName, ObjectNamePart, ObjectType,
+    AlterColumnOperation, AlterIndexOperation, AlterTableOperation, BinaryOperator,
+    CharacterLength, CheckConstraint, ColumnDef, ColumnOption, CreateIndex, DataType,
+    ExactNumberInfo, Expr, Ident, IndexColumn, ObjectName, ObjectNamePart, ObjectType,
     RenameTableNameKind, Statement, TableConstraint,
 };
 
 use super::read::{Parsed, parse};
 
-/// A table's columns and their types, by normalized name.
-type Columns = BTreeMap<String, DataType>;
+/// A table's columns, by normalized name.
+type Columns = BTreeMap<String, Column>;
+
+/// What a column is known to be.
+#[derive(Debug, Clone, PartialEq)]
+struct Column {
+    data_type: DataType,
+    /// Declared `NOT NULL` (or part of the primary key).
+    not_null: bool,
+}
+
+/// An index whose keys are plain columns: its table's key and the columns, in order.
+#[derive(Debug, Clone, PartialEq)]
+struct Index {
+    table: String,
+    columns: Vec<String>,
+}
 
 /// A table's checks that prove a column holds no NULL (`CHECK (c IS NOT NULL)`), by constraint
 /// name: the column, and whether the check is valid (added without `NOT VALID`, or validated).
@@ -21,7 +39,8 @@ type Proofs = BTreeMap<String, (String, bool)>;
 
 /// The tables and column types that migrations already applied created, as far as their
 /// statements say: `CREATE TABLE`, `ADD COLUMN`, `ALTER COLUMN ... TYPE`, renames and drops;
-/// and the checks that prove a column holds no NULL, valid or not yet.
+/// the columns declared `NOT NULL` and the checks that prove a column holds no NULL, valid or
+/// not yet; and the indexes on plain columns.
 /// Names are compared as PostgreSQL does (unquoted names fold to lower case; `public.` is
 /// the default schema).
 ///
@@ -44,6 +63,8 @@ pub struct Schema {
     /// The tables among them declared `PARTITION BY`.
     partitioned: BTreeSet<String>,
     proofs: BTreeMap<String, Proofs>,
+    /// By normalized name, in the schema of its table (as `table_key` names tables).
+    indexes: BTreeMap<String, Index>,
 }
 
 impl Schema {
@@ -59,7 +80,11 @@ impl Schema {
 
     /// The type of `table.column`, if an earlier statement said it.
     pub(super) fn column_type(&self, table: &ObjectName, column: &Ident) -> Option<&DataType> {
-        self.tables.get(&table_key(table))?.get(&ident_key(column))
+        let column = self
+            .tables
+            .get(&table_key(table))?
+            .get(&ident_key(column))?;
+        Some(&column.data_type)
     }
 
     /// Whether `table` is known to be partitioned (`CREATE TABLE ... PARTITION BY`).
@@ -73,27 +98,68 @@ impl Schema {
         self.tables.contains_key(&key) && !self.partitioned.contains(&key)
     }
 
-    /// Whether a valid check proves that `table.column` holds no NULL, so that `SET NOT NULL`
-    /// skips its scan of the table (PostgreSQL 12+).
+    /// Whether `table.column` is known to hold no NULL: it is declared `NOT NULL`, or a valid
+    /// check proves it, so that `SET NOT NULL` skips its scan of the table (PostgreSQL 12+).
     pub(super) fn proves_not_null(&self, table: &ObjectName, column: &Ident) -> bool {
-        let column = ident_key(column);
-        self.proofs
-            .get(&table_key(table))
-            .is_some_and(|p| p.values().any(|(c, valid)| *valid && *c == column))
+        self.holds_no_null(&table_key(table), &ident_key(column))
+    }
+
+    fn holds_no_null(&self, table: &str, column: &str) -> bool {
+        let declared = self
+            .tables
+            .get(table)
+            .and_then(|columns| columns.get(column))
+            .is_some_and(|c| c.not_null);
+        declared
+            || self
+                .proofs
+                .get(table)
+                .is_some_and(|p| p.values().any(|(c, valid)| *valid && c == column))
+    }
+
+    /// The columns of `index` on `table` that are known to exist and known to allow NULL, so
+    /// that making a primary key of the index scans the table to set them `NOT NULL`. Empty
+    /// when the index, the table or a column is not known.
+    pub(super) fn nullable_keys(&self, table: &ObjectName, index: &Ident) -> Vec<String> {
+        let table = table_key(table);
+        let Some(index) = self.indexes.get(&index_key(&table, index)) else {
+            return Vec::new();
+        };
+        let Some(columns) = self.tables.get(&table).filter(|_| index.table == table) else {
+            return Vec::new();
+        };
+        index
+            .columns
+            .iter()
+            .filter(|c| columns.contains_key(*c) && !self.holds_no_null(&table, c))
+            .cloned()
+            .collect()
     }
 
     /// Follows one statement.
     pub(super) fn apply(&mut self, parsed: &Parsed) {
-        let Parsed::Stmt(statement) = parsed else {
-            return;
+        let statement = match parsed {
+            Parsed::Stmt(statement) => statement,
+            Parsed::DropIndexConcurrently(names) => {
+                for name in names {
+                    self.indexes.remove(&table_key(name));
+                }
+                return;
+            }
+            _ => return,
         };
         match statement.as_ref() {
             Statement::CreateTable(ct) => {
-                let columns = ct
+                let mut columns: Columns = ct
                     .columns
                     .iter()
-                    .map(|c| (ident_key(&c.name), c.data_type.clone()))
+                    .map(|c| (ident_key(&c.name), column(c)))
                     .collect();
+                for c in &ct.constraints {
+                    if let TableConstraint::PrimaryKey(pk) = c {
+                        set_not_null(&mut columns, pk.columns.iter().filter_map(plain_column));
+                    }
+                }
                 let key = table_key(&ct.name);
                 self.tables.insert(key.clone(), columns);
                 if ct.partition_by.is_some() {
@@ -115,7 +181,34 @@ impl Schema {
                         })
                     }));
                 let proofs: Proofs = checks.filter_map(|c| proof(c, true)).collect();
-                self.proofs.insert(key, proofs);
+                self.proofs.insert(key.clone(), proofs);
+                self.indexes.retain(|_, index| index.table != key);
+            }
+            Statement::CreateIndex(ci) => {
+                let columns: Option<Vec<String>> = ci.columns.iter().map(plain_column).collect();
+                if let (Some(key), Some(columns)) = (new_index_key(ci), columns) {
+                    let table = table_key(&ci.table_name);
+                    self.indexes.entry(key).or_insert(Index { table, columns });
+                }
+            }
+            Statement::AlterIndex {
+                name,
+                operation: AlterIndexOperation::RenameIndex { index_name },
+            } => {
+                let from = table_key(name);
+                let to = index_name.0.last().and_then(ObjectNamePart::as_ident);
+                if let (Some(index), Some(to)) = (self.indexes.remove(&from), to) {
+                    self.indexes.insert(index_key(&index.table, to), index);
+                }
+            }
+            Statement::Drop {
+                object_type: ObjectType::Index,
+                names,
+                ..
+            } => {
+                for name in names {
+                    self.indexes.remove(&table_key(name));
+                }
             }
             Statement::AlterTable(at) => {
                 let mut key = table_key(&at.name);
@@ -139,8 +232,12 @@ impl Schema {
                         if self.partitioned.remove(&key) {
                             self.partitioned.insert(to.clone());
                         }
+                        for index in self.indexes.values_mut().filter(|i| i.table == key) {
+                            index.table.clone_from(&to);
+                        }
                         key = to;
                     } else {
+                        self.follow_indexes(&key, op);
                         if let Some(columns) = self.tables.get_mut(&key) {
                             alter(columns, op);
                         }
@@ -154,13 +251,102 @@ impl Schema {
                 ..
             } => {
                 for name in names {
-                    self.tables.remove(&table_key(name));
-                    self.proofs.remove(&table_key(name));
-                    self.partitioned.remove(&table_key(name));
+                    let key = table_key(name);
+                    self.tables.remove(&key);
+                    self.proofs.remove(&key);
+                    self.partitioned.remove(&key);
+                    self.indexes.retain(|_, index| index.table != key);
                 }
             }
             _ => {}
         }
+    }
+
+    /// Follows one `ALTER TABLE` operation's effect on the indexes of `table`: a constraint
+    /// made of an index takes the constraint's name (and a primary key's columns become `NOT
+    /// NULL`); dropping a column drops the indexes on it; renaming one renames their key.
+    fn follow_indexes(&mut self, table: &str, op: &AlterTableOperation) {
+        match op {
+            AlterTableOperation::AddConstraint {
+                constraint:
+                    c @ (TableConstraint::PrimaryKeyUsingIndex(using)
+                    | TableConstraint::UniqueUsingIndex(using)),
+                ..
+            } => {
+                let Some(index) = self.indexes.remove(&index_key(table, &using.index_name)) else {
+                    return;
+                };
+                if matches!(c, TableConstraint::PrimaryKeyUsingIndex(_))
+                    && let Some(columns) = self.tables.get_mut(table)
+                {
+                    set_not_null(columns, index.columns.iter().cloned());
+                }
+                let name = using.name.as_ref().unwrap_or(&using.index_name);
+                self.indexes.insert(index_key(table, name), index);
+            }
+            AlterTableOperation::DropColumn { column_names, .. } => {
+                let dropped: Vec<String> = column_names.iter().map(ident_key).collect();
+                self.indexes.retain(|_, index| {
+                    index.table != table || !index.columns.iter().any(|c| dropped.contains(c))
+                });
+            }
+            AlterTableOperation::RenameColumn {
+                old_column_name,
+                new_column_name,
+            } => {
+                let (old, new) = (ident_key(old_column_name), ident_key(new_column_name));
+                for index in self.indexes.values_mut().filter(|i| i.table == table) {
+                    for c in index.columns.iter_mut().filter(|c| **c == old) {
+                        c.clone_from(&new);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A column as `CREATE TABLE` or `ADD COLUMN` declares it.
+fn column(def: &ColumnDef) -> Column {
+    Column {
+        data_type: def.data_type.clone(),
+        not_null: def.options.iter().any(|o| {
+            matches!(
+                o.option,
+                ColumnOption::NotNull | ColumnOption::PrimaryKey(_)
+            )
+        }),
+    }
+}
+
+/// Marks `names` `NOT NULL`, as a primary key does.
+fn set_not_null(columns: &mut Columns, names: impl IntoIterator<Item = String>) {
+    for name in names {
+        if let Some(c) = columns.get_mut(&name) {
+            c.not_null = true;
+        }
+    }
+}
+
+/// The column an index key names, if it is a plain column (not an expression).
+fn plain_column(key: &IndexColumn) -> Option<String> {
+    match &key.column.expr {
+        Expr::Identifier(column) => Some(ident_key(column)),
+        _ => None,
+    }
+}
+
+/// The key of the index `CREATE INDEX` names (it may leave the name to PostgreSQL).
+pub(super) fn new_index_key(ci: &CreateIndex) -> Option<String> {
+    let name = ci.name.as_ref()?.0.last()?.as_ident()?;
+    Some(index_key(&table_key(&ci.table_name), name))
+}
+
+/// An index's key: PostgreSQL keeps an index in its table's schema.
+fn index_key(table: &str, index: &Ident) -> String {
+    match table.rsplit_once('.') {
+        Some((schema, _)) => format!("{schema}.{}", ident_key(index)),
+        None => ident_key(index),
     }
 }
 
@@ -231,7 +417,7 @@ fn follow_checks(proofs: &mut Proofs, op: &AlterTableOperation) {
 fn alter(columns: &mut Columns, op: &AlterTableOperation) {
     match op {
         AlterTableOperation::AddColumn { column_def, .. } => {
-            columns.insert(ident_key(&column_def.name), column_def.data_type.clone());
+            columns.insert(ident_key(&column_def.name), column(column_def));
         }
         AlterTableOperation::DropColumn { column_names, .. } => {
             for c in column_names {
@@ -242,16 +428,27 @@ fn alter(columns: &mut Columns, op: &AlterTableOperation) {
             old_column_name,
             new_column_name,
         } => {
-            if let Some(ty) = columns.remove(&ident_key(old_column_name)) {
-                columns.insert(ident_key(new_column_name), ty);
+            if let Some(c) = columns.remove(&ident_key(old_column_name)) {
+                columns.insert(ident_key(new_column_name), c);
             }
         }
-        AlterTableOperation::AlterColumn {
-            column_name,
-            op: AlterColumnOperation::SetDataType { data_type, .. },
-        } => {
-            columns.insert(ident_key(column_name), data_type.clone());
+        AlterTableOperation::AlterColumn { column_name, op } => {
+            let Some(c) = columns.get_mut(&ident_key(column_name)) else {
+                return;
+            };
+            match op {
+                AlterColumnOperation::SetDataType { data_type, .. } => {
+                    c.data_type = data_type.clone();
+                }
+                AlterColumnOperation::SetNotNull => c.not_null = true,
+                AlterColumnOperation::DropNotNull => c.not_null = false,
+                _ => {}
+            }
         }
+        AlterTableOperation::AddConstraint {
+            constraint: TableConstraint::PrimaryKey(pk),
+            ..
+        } => set_not_null(columns, pk.columns.iter().filter_map(plain_column)),
         _ => {}
     }
 }
