@@ -19,6 +19,10 @@
 //! - Primary keys made of an index: whether `ADD CONSTRAINT ... PRIMARY KEY USING INDEX`
 //!   verifies the table (to set its columns `NOT NULL`) after nine histories of the index and
 //!   its columns, against whether the analysis reports `adding-not-nullable-field`.
+//! - Partitions: which tables PostgreSQL scans to check partition bounds when a partition is
+//!   attached or created (the partition itself, the parent's default partition), after
+//!   fifteen histories of checks, defaults and keys, against the tables the analysis's
+//!   `partition-bound-scan` findings name.
 //! - Retries: five migrations whose concurrent index build fails on the table's data, run
 //!   again once the data is mended: whether the second run succeeds and leaves the index
 //!   invalid, against whether the analysis reports `concurrent-index-if-not-exists`.
@@ -104,6 +108,10 @@ const SCHEMA: &str = "
 
 /// Statements a migration runs inside a transaction, on tables in use.
 const STATEMENTS: &[&str] = &[
+    "CREATE TABLE k (id bigint, u_id bigint REFERENCES u (id))",
+    "CREATE TABLE k (id bigint, u_id bigint, FOREIGN KEY (u_id) REFERENCES u (id))",
+    "CREATE TABLE k (id bigint, c int)",
+    "CREATE TABLE p2026 PARTITION OF p FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')",
     "ALTER TABLE t ADD COLUMN a text",
     "ALTER TABLE t ALTER COLUMN c SET DEFAULT 1",
     "ALTER TABLE t ALTER COLUMN v TYPE varchar(20)",
@@ -495,11 +503,20 @@ fn the_locks_the_analysis_says_a_transaction_keeps_are_kept() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
-/// What PostgreSQL says at `DEBUG1` while it runs `statement` after `before`, in a transaction
-/// rolled back after.
-fn debug_said(db: &Database, before: &str, statement: &str) -> String {
+/// What psql prints (the rows of `before`'s last query) and what PostgreSQL says at `DEBUG1`
+/// while it runs `statement` after `before`, in a transaction rolled back after.
+fn debug_said(db: &Database, before: &str, statement: &str) -> (String, String) {
     let out = Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &db.conninfo()])
+        .args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            &db.conninfo(),
+        ])
         .args(["-c", &format!("BEGIN; {before}")])
         .args(["-c", "SET client_min_messages = debug1"])
         .args(["-c", statement])
@@ -508,7 +525,7 @@ fn debug_said(db: &Database, before: &str, statement: &str) -> String {
         .expect("psql runs");
     let said = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{before} {statement}: {said}");
-    said
+    (String::from_utf8_lossy(&out.stdout).into_owned(), said)
 }
 
 /// What comes before `SET NOT NULL` on `n.c`, and which statements of it ran in earlier
@@ -538,7 +555,7 @@ fn set_not_null_scans_the_table_when_the_analysis_says_it_does() {
     for before in BEFORE_SET_NOT_NULL {
         // PostgreSQL says at DEBUG1 whether it verifies the table or finds a check that proves
         // the column holds no NULL.
-        let said = debug_said(&db, before, "ALTER TABLE n ALTER COLUMN c SET NOT NULL");
+        let (_, said) = debug_said(&db, before, "ALTER TABLE n ALTER COLUMN c SET NOT NULL");
         let scanned = said.contains("verifying table \"n\"");
         assert!(
             scanned || said.contains("sufficient to prove"),
@@ -682,7 +699,9 @@ fn a_primary_key_made_of_an_index_scans_the_table_when_the_analysis_says_it_does
     let primary_key = "ALTER TABLE n ADD CONSTRAINT n_pk PRIMARY KEY USING INDEX n_i";
     let mut wrong = Vec::new();
     for before in BEFORE_PRIMARY_KEY {
-        let scanned = debug_said(&db, before, primary_key).contains("verifying table \"n\"");
+        let scanned = debug_said(&db, before, primary_key)
+            .1
+            .contains("verifying table \"n\"");
         let mut schema = Schema::default();
         schema.learn(table);
         schema.learn(before);
@@ -764,6 +783,153 @@ fn a_retried_concurrent_index_stays_invalid_when_the_analysis_says_it_does() {
                 "{migration}: run again {}, the index valid: {valid:?}; the analysis says it {}",
                 if retried { "without error" } else { "failed" },
                 if claimed { "stays invalid" } else { "does not" }
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+const PARTITIONED: &str = "
+    CREATE TABLE p (at date, v int) PARTITION BY RANGE (at);
+    CREATE TABLE p1 PARTITION OF p FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+    CREATE TABLE s (at date, v int); INSERT INTO s VALUES ('2025-02-01', 1);
+    CREATE TABLE l (r text) PARTITION BY LIST (r); CREATE TABLE ls (r text);
+    CREATE TABLE h (id int) PARTITION BY HASH (id); CREATE TABLE hs (id int);
+";
+
+const ATTACH_S: &str =
+    "ALTER TABLE p ATTACH PARTITION s FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')";
+const PROVE_S: &str = "ALTER TABLE s ADD CONSTRAINT s_b \
+    CHECK (at IS NOT NULL AND at >= '2025-01-01' AND at < '2026-01-01') NOT VALID; \
+    ALTER TABLE s VALIDATE CONSTRAINT s_b;";
+const DEFAULT_PD: &str = "CREATE TABLE pd PARTITION OF p DEFAULT;";
+
+/// A partition added after what earlier migrations did, and the tables PostgreSQL scans
+/// (`verifying table`) to check the bounds.
+fn partition_cases() -> Vec<(String, &'static str, &'static [&'static str])> {
+    let bounded = "CHECK (at >= '2025-01-01' AND at < '2026-01-01')";
+    let p3 = "CREATE TABLE p3 PARTITION OF p FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')";
+    let pd_proof = "ALTER TABLE pd ADD CONSTRAINT pd_x \
+                    CHECK (NOT (at >= '2025-01-01' AND at < '2026-01-01'));";
+    vec![
+        (String::new(), ATTACH_S, &["s"]),
+        (PROVE_S.into(), ATTACH_S, &[]),
+        (
+            PROVE_S.replace("ALTER TABLE s VALIDATE CONSTRAINT s_b;", ""),
+            ATTACH_S,
+            &["s"],
+        ),
+        (
+            format!("ALTER TABLE s ADD CONSTRAINT s_b {bounded};"),
+            ATTACH_S,
+            &["s"],
+        ),
+        (
+            format!("ALTER TABLE s ALTER COLUMN at SET NOT NULL; ALTER TABLE s ADD {bounded};"),
+            ATTACH_S,
+            &[],
+        ),
+        (
+            "ALTER TABLE s ADD CONSTRAINT s_v CHECK (v IS NOT NULL AND v > 0);".into(),
+            ATTACH_S,
+            &["s"],
+        ),
+        (DEFAULT_PD.into(), ATTACH_S, &["s", "pd"]),
+        (format!("{DEFAULT_PD} {PROVE_S} {pd_proof}"), ATTACH_S, &[]),
+        (
+            format!("{DEFAULT_PD} ALTER TABLE p DETACH PARTITION pd; {PROVE_S}"),
+            ATTACH_S,
+            &[],
+        ),
+        (DEFAULT_PD.into(), p3, &["pd"]),
+        (String::new(), p3, &[]),
+        (
+            String::new(),
+            "ALTER TABLE p ATTACH PARTITION s DEFAULT",
+            &["s"],
+        ),
+        (
+            "ALTER TABLE ls ADD CONSTRAINT ls_c CHECK (r IN ('a', 'b'));".into(),
+            "ALTER TABLE l ATTACH PARTITION ls FOR VALUES IN ('a', 'b')",
+            &["ls"],
+        ),
+        (
+            "ALTER TABLE ls ADD CONSTRAINT ls_c CHECK (r IS NOT NULL AND r IN ('a', 'b'));".into(),
+            "ALTER TABLE l ATTACH PARTITION ls FOR VALUES IN ('a', 'b')",
+            &[],
+        ),
+        (
+            "ALTER TABLE hs ADD CONSTRAINT hs_c CHECK (id IS NOT NULL AND id > 0);".into(),
+            "ALTER TABLE h ATTACH PARTITION hs FOR VALUES WITH (MODULUS 2, REMAINDER 0)",
+            &["hs"],
+        ),
+    ]
+}
+
+/// The tables PostgreSQL scans to check partition bounds while it runs `statement` after
+/// `before` (in a transaction rolled back after): at `DEBUG1` it names the tables it verifies
+/// by `ALTER TABLE`, and says when a check spares it the scan of `p`'s default partition,
+/// which adding a partition otherwise makes (`CREATE TABLE ... PARTITION OF` without a word).
+fn scans_to_add_partition(db: &Database, before: &str, statement: &str) -> Vec<String> {
+    let default = "SELECT 'default:' || partdefid::regclass FROM pg_partitioned_table \
+                   WHERE partrelid = 'p'::regclass AND partdefid <> 0";
+    let (stdout, said) = debug_said(db, &format!("{before}; {default}"), statement);
+    let mut scanned: Vec<String> = said
+        .lines()
+        .filter_map(|l| l.strip_prefix("DEBUG:  verifying table \""))
+        .filter_map(|l| l.strip_suffix('"'))
+        .map(str::to_owned)
+        .collect();
+    let default = stdout.lines().find_map(|l| l.strip_prefix("default:"));
+    if let Some(d) = default {
+        let spared = format!("default partition \"{d}\" is implied by existing constraints");
+        if !said.contains(&spared) && !scanned.iter().any(|s| s == d) {
+            scanned.push(d.to_owned());
+        }
+    }
+    scanned
+}
+
+#[test]
+fn adding_a_partition_scans_the_tables_the_analysis_says_it_scans() {
+    let Some(db) = Database::create("partitions", PARTITIONED) else {
+        return;
+    };
+    let mut wrong = Vec::new();
+    for (before, statement, expected) in partition_cases() {
+        let mut scanned = scans_to_add_partition(&db, &before, statement);
+        scanned.sort_unstable();
+        let mut schema = Schema::default();
+        schema.learn(PARTITIONED);
+        schema.learn(&before);
+        let report = analyze_after(
+            "m",
+            &format!("SET lock_timeout = '1s'; {statement}"),
+            &schema,
+        )
+        .unwrap();
+        let mut claimed: Vec<String> = report
+            .findings()
+            .filter(|(_, f)| f.rule == "partition-bound-scan")
+            .filter_map(|(_, f)| {
+                f.message
+                    .split(" scans ")
+                    .nth(1)?
+                    .split([' ', ','])
+                    .next()
+                    .map(str::to_owned)
+            })
+            .collect();
+        claimed.sort_unstable();
+        let mut expected: Vec<String> = expected.iter().map(|e| (*e).to_owned()).collect();
+        expected.sort_unstable();
+        assert_eq!(
+            scanned, expected,
+            "{before} {statement}: what this test expects of PostgreSQL"
+        );
+        if claimed != scanned {
+            wrong.push(format!(
+                "{before:?} then {statement}: PostgreSQL scanned {scanned:?}, the analysis says {claimed:?}"
             ));
         }
     }

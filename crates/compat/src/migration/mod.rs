@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::validation::Severity;
 
+mod checks;
 mod placeholder;
 mod read;
 mod rules;
@@ -65,6 +66,7 @@ pub const RULES: &[&str] = &[
     "lock-held-through-transaction",
     "new-enum-value-used-in-transaction",
     "not-analysed",
+    "partition-bound-scan",
     "prefer-repack",
     "renaming-column",
     "renaming-enum-value",
@@ -1002,6 +1004,60 @@ mod tests {
         assert!(
             rules("DROP INDEX IF EXISTS i; CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON s.t (c)")
                 .contains(&"concurrent-index-if-not-exists".to_owned())
+        );
+    }
+
+    #[test]
+    fn adding_a_partition_reports_the_scans_of_tables_in_use() {
+        let mut schema = Schema::default();
+        schema.learn(
+            "CREATE TABLE p (at date NOT NULL, v int) PARTITION BY RANGE (at);\n\
+             CREATE TABLE pd PARTITION OF p DEFAULT;\n\
+             CREATE TABLE s (at date, v int);",
+        );
+        let scanned = |sql: &str| -> Vec<String> {
+            analyze_after("m", &format!("SET lock_timeout = '1s';\n{sql}"), &schema)
+                .unwrap()
+                .findings()
+                .filter(|(_, f)| f.rule == "partition-bound-scan")
+                .filter_map(|(_, f)| f.message.split(" scans ").nth(1)?.split([' ', ',']).next())
+                .map(str::to_owned)
+                .collect()
+        };
+        let attach = "ALTER TABLE p ATTACH PARTITION s FOR VALUES FROM ('2025-01-01') TO \
+                      ('2026-01-01');";
+        assert_eq!(scanned(attach), ["s", "pd"]);
+        // A partition of p has p's NOT NULL key: a validated bound on it proves it.
+        let create = "CREATE TABLE p3 PARTITION OF p FOR VALUES FROM ('2027-01-01') TO \
+                      ('2028-01-01');";
+        assert_eq!(scanned(create), ["pd"]);
+        let proven = "ALTER TABLE pd ADD CONSTRAINT x CHECK (at < '2027-01-01') NOT VALID;\n\
+                      ALTER TABLE pd VALIDATE CONSTRAINT x;\n";
+        assert!(scanned(&format!("{proven}{create}")).is_empty());
+        // The default partition renamed, detached, dropped or new, the table new: no scan of it.
+        let renamed = format!("ALTER TABLE pd RENAME TO pd2;\n{create}");
+        assert_eq!(scanned(&renamed), ["pd2"]);
+        for gone in [
+            "ALTER TABLE p DETACH PARTITION pd;",
+            "DROP TABLE pd;",
+            "ALTER TABLE p DETACH PARTITION pd; CREATE TABLE pd2 PARTITION OF p DEFAULT;",
+        ] {
+            assert!(scanned(&format!("{gone}\n{create}")).is_empty(), "{gone}");
+        }
+        let new = attach.replace(" s ", " n ");
+        assert_eq!(
+            scanned(&format!("CREATE TABLE n (at date);\n{new}")),
+            ["pd"]
+        );
+        // Creating a partition, or a table that refers to one in use, locks the table in use.
+        for sql in [create, "CREATE TABLE k (id int REFERENCES s (v))"] {
+            let r = analyze("m", sql).unwrap();
+            let rules: Vec<_> = r.findings().map(|(_, f)| f.rule.as_str()).collect();
+            assert!(rules.contains(&"require-lock-timeout"), "{sql}: {rules:?}");
+        }
+        assert_eq!(
+            rules("CREATE TABLE u (id int PRIMARY KEY); CREATE TABLE k (u_id int REFERENCES u)"),
+            Vec::<String>::new()
         );
     }
 

@@ -5,9 +5,9 @@ use std::ops::Range;
 
 use sqlparser::ast::{
     AlterColumnOperation, AlterTableOperation, AlterTypeOperation, AlterViewOperation,
-    ColumnOption, ContextModifier, DataType, DetachPartitionMode, Expr, FromTable, FunctionDesc,
-    GrantObjects, LockTableMode, ObjectName, ObjectType, Reset, Set, SetExpr, Statement,
-    TableConstraint, TableFactor, TableObject, TableWithJoins, TimezoneInfo,
+    ColumnOption, ContextModifier, CreateTable, DataType, DetachPartitionMode, Expr, ForValues,
+    FromTable, FunctionDesc, GrantObjects, LockTableMode, ObjectName, ObjectType, Reset, Set,
+    SetExpr, Statement, TableConstraint, TableFactor, TableObject, TableWithJoins, TimezoneInfo,
 };
 
 use super::read::{ByWords, Parsed, Written};
@@ -701,14 +701,28 @@ fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
             // Validating a constraint and most storage parameters take SHARE UPDATE EXCLUSIVE,
             // which lets reads and writes go on; every other change of a table blocks them.
             Statement::AlterTable(at) => {
-                ctx.in_use(&at.name)
-                    && !at.operations.iter().all(|op| {
-                        matches!(
-                            op,
-                            AlterTableOperation::ValidateConstraint { .. }
-                                | AlterTableOperation::SetOptionsParens { .. }
-                        )
-                    })
+                let refers = at.operations.iter().any(|op| match op {
+                    AlterTableOperation::AddConstraint {
+                        constraint: TableConstraint::ForeignKey(fk),
+                        ..
+                    } => ctx.in_use(&fk.foreign_table),
+                    AlterTableOperation::AddColumn { column_def, .. } => {
+                        column_def.options.iter().any(|o| match &o.option {
+                            ColumnOption::ForeignKey(fk) => ctx.in_use(&fk.foreign_table),
+                            _ => false,
+                        })
+                    }
+                    _ => false,
+                });
+                refers
+                    || ctx.in_use(&at.name)
+                        && !at.operations.iter().all(|op| {
+                            matches!(
+                                op,
+                                AlterTableOperation::ValidateConstraint { .. }
+                                    | AlterTableOperation::SetOptionsParens { .. }
+                            )
+                        })
             }
             // Triggers (SHARE ROW EXCLUSIVE to create) and policies (ACCESS EXCLUSIVE) change
             // how the table's rows are written or read.
@@ -721,6 +735,12 @@ fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
             Statement::AlterPolicy(p) => ctx.in_use(&p.table_name),
             Statement::DropPolicy(p) => ctx.in_use(&p.table_name),
             Statement::CreateIndex(ci) => !ci.concurrently && ctx.in_use(&ci.table_name),
+            // A new table locks a table in use it refers to (SHARE ROW EXCLUSIVE, for the
+            // foreign key's trigger) or is a partition of (ACCESS EXCLUSIVE).
+            Statement::CreateTable(ct) => {
+                ct.partition_of.as_ref().is_some_and(|p| ctx.in_use(p))
+                    || foreign_tables(ct).any(|t| ctx.in_use(t))
+            }
             Statement::Drop { .. } | Statement::Truncate(_) => true,
             // An enum's values and a type's name: the type is locked, not the tables using it
             // (checked on PostgreSQL 15: their reads and writes go on meanwhile).
@@ -739,6 +759,23 @@ fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
             _ => false,
         },
     }
+}
+
+/// The tables a new table's foreign keys refer to.
+fn foreign_tables(ct: &CreateTable) -> impl Iterator<Item = &ObjectName> {
+    let of_columns = ct
+        .columns
+        .iter()
+        .flat_map(|c| &c.options)
+        .filter_map(|o| match &o.option {
+            ColumnOption::ForeignKey(fk) => Some(&fk.foreign_table),
+            _ => None,
+        });
+    let of_table = ct.constraints.iter().filter_map(|c| match c {
+        TableConstraint::ForeignKey(fk) => Some(&fk.foreign_table),
+        _ => None,
+    });
+    of_columns.chain(of_table)
 }
 
 /// The rules whose recipe is a concurrent form, which runs only outside a transaction.
@@ -993,6 +1030,10 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
         }
         Statement::CreateTable(ct) => {
             ctx.create(&ct.name);
+            if let (Some(parent), Some(bound)) = (&ct.partition_of, &ct.for_values) {
+                let what = format!("CREATE TABLE {} PARTITION OF {parent}", ct.name);
+                out.extend(default_partition_scan(parent, bound, &what, ctx));
+            }
         }
         Statement::CreateIndex(ci) => {
             let table = ci.table_name.to_string();
@@ -1078,6 +1119,15 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             let created = !ctx.in_use(&at.name);
             for op in &at.operations {
                 alter_table(&at.name, op, created, &ctx.schema, &mut out);
+                if let AlterTableOperation::AttachPartitionOf {
+                    partition,
+                    for_values,
+                } = op
+                {
+                    out.extend(attach_scan(&at.name, partition, for_values, ctx));
+                    let what = format!("ATTACH PARTITION {partition}");
+                    out.extend(default_partition_scan(&at.name, for_values, &what, ctx));
+                }
             }
         }
         Statement::Drop {
@@ -1347,6 +1397,70 @@ fn follow_transaction(written: &Written, locks: bool, ctx: &mut Ctx, out: &mut V
             statement: ctx.number,
         });
     }
+}
+
+/// The scan of a partition in use that `ATTACH PARTITION` makes to check its rows fit `bound`.
+fn attach_scan(
+    parent: &ObjectName,
+    partition: &ObjectName,
+    bound: &ForValues,
+    ctx: &Ctx,
+) -> Option<SqlFinding> {
+    if !ctx.in_use(partition) || !ctx.schema.attach_scans(parent, partition, bound) {
+        return None;
+    }
+    let recipe = match bound {
+        ForValues::With { .. } => "no check proves a hash bound: attach a hash partition while \
+             it is new and empty"
+            .to_owned(),
+        ForValues::Default => format!(
+            "first ADD CONSTRAINT ... CHECK (no row another partition of {parent} takes) NOT \
+             VALID to {partition}, then VALIDATE CONSTRAINT (reads and writes go on): the \
+             attach then finds the bound proven and scans nothing"
+        ),
+        ForValues::In(_) | ForValues::From { .. } => format!(
+            "first ADD CONSTRAINT ... CHECK (the key IS NOT NULL AND within the bound) NOT \
+             VALID to {partition}, then VALIDATE CONSTRAINT (reads and writes go on): the \
+             attach then finds the bound proven and scans nothing; drop the check after"
+        ),
+    };
+    Some(finding(
+        "partition-bound-scan",
+        Severity::Error,
+        Safety::Unsafe,
+        format!(
+            "ATTACH PARTITION {partition} scans {partition} for rows outside the bound, under \
+             an ACCESS EXCLUSIVE lock on it: its reads and writes wait"
+        ),
+        &recipe,
+    ))
+}
+
+/// The scan of `parent`'s default partition, when it is in use, that adding a partition with
+/// `bound` makes, for rows the new bound takes (`what` says how the partition is added).
+fn default_partition_scan(
+    parent: &ObjectName,
+    bound: &ForValues,
+    what: &str,
+    ctx: &Ctx,
+) -> Option<SqlFinding> {
+    let default = ctx.schema.default_scanned(parent, bound)?;
+    if ctx.created.contains(&default) {
+        return None;
+    }
+    Some(finding(
+        "partition-bound-scan",
+        Severity::Error,
+        Safety::Unsafe,
+        format!(
+            "{what} scans {default}, the default partition of {parent}, for rows the new bound \
+             takes, under an ACCESS EXCLUSIVE lock on it: its reads and writes wait"
+        ),
+        &format!(
+            "first ADD CONSTRAINT ... CHECK (NOT (the new bound)) NOT VALID to {default}, then \
+             VALIDATE CONSTRAINT (reads and writes go on): PostgreSQL then skips the scan"
+        ),
+    ))
 }
 
 /// What PostgreSQL refuses to run inside a transaction block, besides the concurrent index

@@ -1,18 +1,19 @@
 //! What earlier migrations built: each table's columns and their types, so that a change of
 //! type can be told apart from a widening that PostgreSQL makes without a rewrite; the columns
 //! declared `NOT NULL` and the checks that prove a column holds no NULL, with which `SET NOT
-//! NULL` (and a primary key made of an index) scans nothing; and which columns each index
-//! covers.
+//! NULL` (and a primary key made of an index) scans nothing; which columns each index covers;
+//! and how partitioned tables split their rows, with the checks that let a partition be
+//! attached without a scan.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use sqlparser::ast::{
-    AlterColumnOperation, AlterIndexOperation, AlterTableOperation, BinaryOperator,
-    CharacterLength, CheckConstraint, ColumnDef, ColumnOption, CreateIndex, DataType,
-    ExactNumberInfo, Expr, Ident, IndexColumn, ObjectName, ObjectNamePart, ObjectType,
-    RenameTableNameKind, Statement, TableConstraint,
+    AlterColumnOperation, AlterIndexOperation, AlterTableOperation, CharacterLength, ColumnDef,
+    ColumnOption, CreateIndex, DataType, ExactNumberInfo, Expr, ForValues, Ident, IndexColumn,
+    ObjectName, ObjectNamePart, ObjectType, RenameTableNameKind, Statement, TableConstraint,
 };
 
+use super::checks::{self, Check, Checks, check, follow_checks};
 use super::read::{Parsed, parse};
 
 /// A table's columns, by normalized name.
@@ -33,9 +34,14 @@ struct Index {
     columns: Vec<String>,
 }
 
-/// A table's checks that prove a column holds no NULL (`CHECK (c IS NOT NULL)`), by constraint
-/// name: the column, and whether the check is valid (added without `NOT VALID`, or validated).
-type Proofs = BTreeMap<String, (String, bool)>;
+/// How a partitioned table splits its rows.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Partitioning {
+    /// The columns its partition key reads.
+    key: BTreeSet<String>,
+    /// Its default partition (by key), if it has one.
+    default: Option<String>,
+}
 
 /// The tables and column types that migrations already applied created, as far as their
 /// statements say: `CREATE TABLE`, `ADD COLUMN`, `ALTER COLUMN ... TYPE`, renames and drops;
@@ -60,9 +66,10 @@ type Proofs = BTreeMap<String, (String, bool)>;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Schema {
     tables: BTreeMap<String, Columns>,
-    /// The tables among them declared `PARTITION BY`.
-    partitioned: BTreeSet<String>,
-    proofs: BTreeMap<String, Proofs>,
+    /// The tables declared `PARTITION BY`.
+    partitioned: BTreeMap<String, Partitioning>,
+    /// Each table's checks, valid or not yet (known also of tables whose creation was not seen).
+    checks: BTreeMap<String, Checks>,
     /// By normalized name, in the schema of its table (as `table_key` names tables).
     indexes: BTreeMap<String, Index>,
 }
@@ -89,13 +96,13 @@ impl Schema {
 
     /// Whether `table` is known to be partitioned (`CREATE TABLE ... PARTITION BY`).
     pub(super) fn is_partitioned(&self, table: &ObjectName) -> bool {
-        self.partitioned.contains(&table_key(table))
+        self.partitioned.contains_key(&table_key(table))
     }
 
     /// Whether `table` is known, and known not to be partitioned.
     pub(super) fn is_plain_table(&self, table: &ObjectName) -> bool {
         let key = table_key(table);
-        self.tables.contains_key(&key) && !self.partitioned.contains(&key)
+        self.tables.contains_key(&key) && !self.partitioned.contains_key(&key)
     }
 
     /// Whether `table.column` is known to hold no NULL: it is declared `NOT NULL`, or a valid
@@ -112,9 +119,60 @@ impl Schema {
             .is_some_and(|c| c.not_null);
         declared
             || self
-                .proofs
-                .get(table)
-                .is_some_and(|p| p.values().any(|(c, valid)| *valid && c == column))
+                .valid_checks(table)
+                .any(|c| c.not_null.contains(column))
+    }
+
+    fn valid_checks(&self, table: &str) -> impl Iterator<Item = &Check> {
+        self.checks
+            .get(table)
+            .into_iter()
+            .flat_map(BTreeMap::values)
+            .filter(|c| c.valid)
+    }
+
+    /// Whether a valid check of `table` bounds every column of `key` (with no key known: any
+    /// column), as a check must for PostgreSQL to find a partition bound proven by it.
+    fn bounds(&self, table: &str, key: &BTreeSet<String>) -> bool {
+        self.valid_checks(table)
+            .any(|c| !c.bounds.is_empty() && c.bounds.is_superset(key))
+    }
+
+    /// Whether `ATTACH PARTITION partition` with `bound` scans `partition` (under an ACCESS
+    /// EXCLUSIVE lock on it) to check that its rows fit: unless a valid check bounds the
+    /// parent's partition key and the key's columns hold no NULL (a range or list bound
+    /// excludes NULL). A hash bound no check proves.
+    pub(super) fn attach_scans(
+        &self,
+        parent: &ObjectName,
+        partition: &ObjectName,
+        bound: &ForValues,
+    ) -> bool {
+        let key = self
+            .partitioned
+            .get(&table_key(parent))
+            .map(|p| p.key.clone())
+            .unwrap_or_default();
+        let partition = table_key(partition);
+        let proven = match bound {
+            ForValues::With { .. } => false,
+            ForValues::Default => self.bounds(&partition, &key),
+            ForValues::In(_) | ForValues::From { .. } => {
+                self.bounds(&partition, &key)
+                    && key.iter().all(|c| self.holds_no_null(&partition, c))
+            }
+        };
+        !proven
+    }
+
+    /// The default partition of `parent` (by key) that adding a partition with `bound`
+    /// scans, under an ACCESS EXCLUSIVE lock, for rows the new bound takes: unless a valid
+    /// check of it bounds the partition key.
+    pub(super) fn default_scanned(&self, parent: &ObjectName, bound: &ForValues) -> Option<String> {
+        let parent = self.partitioned.get(&table_key(parent))?;
+        let default = parent.default.as_ref()?;
+        (!matches!(bound, ForValues::Default) && !self.bounds(default, &parent.key))
+            .then(|| default.clone())
     }
 
     /// The columns of `index` on `table` that are known to exist and known to allow NULL, so
@@ -161,11 +219,33 @@ impl Schema {
                     }
                 }
                 let key = table_key(&ct.name);
+                if let Some(parent) = &ct.partition_of {
+                    let parent = table_key(parent);
+                    // A partition has its parent's columns.
+                    if let Some(inherited) = self.tables.get(&parent) {
+                        for (name, c) in inherited {
+                            columns.entry(name.clone()).or_insert_with(|| c.clone());
+                        }
+                    }
+                    if ct.for_values == Some(ForValues::Default)
+                        && let Some(p) = self.partitioned.get_mut(&parent)
+                    {
+                        p.default = Some(key.clone());
+                    }
+                }
                 self.tables.insert(key.clone(), columns);
-                if ct.partition_by.is_some() {
-                    self.partitioned.insert(key.clone());
-                } else {
-                    self.partitioned.remove(&key);
+                match &ct.partition_by {
+                    Some(by) => {
+                        let key_columns = checks::columns(by);
+                        let partitioning = Partitioning {
+                            key: key_columns,
+                            default: None,
+                        };
+                        self.partitioned.insert(key.clone(), partitioning);
+                    }
+                    None => {
+                        self.partitioned.remove(&key);
+                    }
                 }
                 let checks = ct
                     .constraints
@@ -180,8 +260,8 @@ impl Schema {
                             _ => None,
                         })
                     }));
-                let proofs: Proofs = checks.filter_map(|c| proof(c, true)).collect();
-                self.proofs.insert(key.clone(), proofs);
+                let checks: Checks = checks.map(|c| check(c, true)).collect();
+                self.checks.insert(key.clone(), checks);
                 self.indexes.retain(|_, index| index.table != key);
             }
             Statement::CreateIndex(ci) => {
@@ -226,11 +306,16 @@ impl Schema {
                         if let Some(columns) = self.tables.remove(&key) {
                             self.tables.insert(to.clone(), columns);
                         }
-                        if let Some(proofs) = self.proofs.remove(&key) {
-                            self.proofs.insert(to.clone(), proofs);
+                        if let Some(checks) = self.checks.remove(&key) {
+                            self.checks.insert(to.clone(), checks);
                         }
-                        if self.partitioned.remove(&key) {
-                            self.partitioned.insert(to.clone());
+                        if let Some(p) = self.partitioned.remove(&key) {
+                            self.partitioned.insert(to.clone(), p);
+                        }
+                        for p in self.partitioned.values_mut() {
+                            if p.default.as_ref() == Some(&key) {
+                                p.default = Some(to.clone());
+                            }
                         }
                         for index in self.indexes.values_mut().filter(|i| i.table == key) {
                             index.table.clone_from(&to);
@@ -238,10 +323,11 @@ impl Schema {
                         key = to;
                     } else {
                         self.follow_indexes(&key, op);
+                        self.follow_partitions(&key, op);
                         if let Some(columns) = self.tables.get_mut(&key) {
                             alter(columns, op);
                         }
-                        follow_checks(self.proofs.entry(key.clone()).or_default(), op);
+                        follow_checks(self.checks.entry(key.clone()).or_default(), op);
                     }
                 }
             }
@@ -253,10 +339,34 @@ impl Schema {
                 for name in names {
                     let key = table_key(name);
                     self.tables.remove(&key);
-                    self.proofs.remove(&key);
+                    self.checks.remove(&key);
                     self.partitioned.remove(&key);
+                    for p in self.partitioned.values_mut() {
+                        if p.default.as_ref() == Some(&key) {
+                            p.default = None;
+                        }
+                    }
                     self.indexes.retain(|_, index| index.table != key);
                 }
+            }
+            _ => {}
+        }
+    }
+
+    /// Follows a partition attached to or detached from `table`: which is its default.
+    fn follow_partitions(&mut self, table: &str, op: &AlterTableOperation) {
+        let Some(p) = self.partitioned.get_mut(table) else {
+            return;
+        };
+        match op {
+            AlterTableOperation::AttachPartitionOf {
+                partition,
+                for_values: ForValues::Default,
+            } => p.default = Some(table_key(partition)),
+            AlterTableOperation::DetachPartitionOf { partition, .. }
+                if p.default == Some(table_key(partition)) =>
+            {
+                p.default = None;
             }
             _ => {}
         }
@@ -350,69 +460,6 @@ fn index_key(table: &str, index: &Ident) -> String {
     }
 }
 
-/// The proof a check gives, if it proves a column holds no NULL: its name and the column.
-fn proof(check: &CheckConstraint, valid: bool) -> Option<(String, (String, bool))> {
-    let name = check.name.as_ref().map(ident_key).unwrap_or_default();
-    Some((name, (not_null_column(&check.expr)?, valid)))
-}
-
-/// The column `expr` proves holds no NULL: `c IS NOT NULL`, alone or in a conjunction. (Any
-/// other check passes on NULL, so it proves nothing.)
-fn not_null_column(expr: &Expr) -> Option<String> {
-    match expr {
-        Expr::Nested(inner) => not_null_column(inner),
-        Expr::IsNotNull(inner) => match inner.as_ref() {
-            Expr::Identifier(column) => Some(ident_key(column)),
-            _ => None,
-        },
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::And,
-            right,
-        } => not_null_column(left).or_else(|| not_null_column(right)),
-        _ => None,
-    }
-}
-
-/// Follows one `ALTER TABLE` operation's effect on a table's not-NULL proofs.
-fn follow_checks(proofs: &mut Proofs, op: &AlterTableOperation) {
-    match op {
-        AlterTableOperation::AddConstraint {
-            constraint: TableConstraint::Check(check),
-            not_valid,
-        } => proofs.extend(proof(check, !not_valid)),
-        AlterTableOperation::ValidateConstraint { name } => {
-            if let Some((_, valid)) = proofs.get_mut(&ident_key(name)) {
-                *valid = true;
-            }
-        }
-        AlterTableOperation::DropConstraint { name, .. } => {
-            proofs.remove(&ident_key(name));
-        }
-        AlterTableOperation::RenameConstraint { old_name, new_name } => {
-            if let Some(p) = proofs.remove(&ident_key(old_name)) {
-                proofs.insert(ident_key(new_name), p);
-            }
-        }
-        AlterTableOperation::RenameColumn {
-            old_column_name,
-            new_column_name,
-        } => {
-            let (old, new) = (ident_key(old_column_name), ident_key(new_column_name));
-            for (column, _) in proofs.values_mut() {
-                if *column == old {
-                    column.clone_from(&new);
-                }
-            }
-        }
-        AlterTableOperation::DropColumn { column_names, .. } => {
-            let dropped: Vec<String> = column_names.iter().map(ident_key).collect();
-            proofs.retain(|_, (column, _)| !dropped.contains(column));
-        }
-        _ => {}
-    }
-}
-
 /// Follows one `ALTER TABLE` operation on a known table.
 fn alter(columns: &mut Columns, op: &AlterTableOperation) {
     match op {
@@ -470,7 +517,7 @@ pub(super) fn table_key(name: &ObjectName) -> String {
     }
 }
 
-fn ident_key(ident: &Ident) -> String {
+pub(super) fn ident_key(ident: &Ident) -> String {
     if ident.quote_style.is_some() {
         ident.value.clone()
     } else {
