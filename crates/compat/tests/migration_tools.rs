@@ -215,13 +215,13 @@ fn knex_migrations_get_the_findings_their_changes_deserve() {
     );
 }
 
-/// Files in the formats of five migration runners, each run by the runner itself against
+/// Files in the formats of six migration runners, each run by the runner itself against
 /// PostgreSQL 15 after the first file of its directory (`runners/<tool>/`): dbmate 2.36 (npm),
-/// sql-migrate (Debian 12's package), node-pg-migrate 9.0 (npm), sqlx-cli 0.8.6 (crates.io)
-/// and yoyo-migrations 9.0 (PyPI). `refused` is what the runner did: it stopped with "CREATE
-/// INDEX CONCURRENTLY cannot run inside a transaction block", having wrapped the file in a
-/// transaction, or (dbmate's `transaction:false`, sqlx's `-- no-transaction`) sent it as one
-/// query of two statements. The runners ran no down part: each first file's `DROP TABLE users`
+/// sql-migrate (Debian 12's package), node-pg-migrate 9.0 (npm), sqlx-cli 0.8.6 and
+/// refinery_cli 0.10 (crates.io) and yoyo-migrations 9.0 (PyPI). `refused` is what the runner
+/// did: it stopped with "CREATE INDEX CONCURRENTLY cannot run inside a transaction block",
+/// having wrapped the file in a transaction (refinery always does), or (dbmate's
+/// `transaction:false`, sqlx's `-- no-transaction`) sent it as one query of two statements. The runners ran no down part: each first file's `DROP TABLE users`
 /// left the table in place. `marked` is whether the file names its runner (sqlx's only with
 /// `-- no-transaction`).
 #[rustfmt::skip]
@@ -240,6 +240,10 @@ const RUNS: &[(&str, Runner, bool, bool)] = &[
     ("sqlx/20261129000002_users_email",              Runner::Sqlx,          false, true),
     ("sqlx/20261129000003_users_email_no_tx",        Runner::Sqlx,          true,  true),
     ("sqlx/20261129000004_users_email_alone",        Runner::Sqlx,          true,  false),
+    ("refinery/V1__users",                           Runner::Refinery,      false, false),
+    ("refinery/V2__users_email",                     Runner::Refinery,      false, true),
+    ("refinery/V3__users_email_alone",               Runner::Refinery,      false, true),
+    ("refinery/V4__users_name",                      Runner::Refinery,      false, false),
     ("yoyo/0001_users",                              Runner::Yoyo,          true,  false),
     ("yoyo/0002_users_email",                        Runner::Yoyo,          true,  true),
     ("yoyo/0003_users_email_no_tx",                  Runner::Yoyo,          true,  false),

@@ -265,10 +265,10 @@ pub fn analyze_after(name: &str, sql: &str, schema: &Schema) -> Result<Migration
 
 /// [`analyze_after`] a migration that `run`'s runner runs, for files that do not carry its
 /// markers: a sqlx migration runs in a transaction unless it begins `-- no-transaction`, a
-/// diesel one unless its `metadata.toml` says otherwise ([`RunBy::in_transaction`]), and sqlx,
-/// diesel and golang-migrate send a whole file as one query, so `CREATE INDEX CONCURRENTLY` must
-/// be alone in a file that runs outside a transaction. A file the runner refuses to run
-/// (goose's without `-- +goose Up`) is an error.
+/// diesel one unless its `metadata.toml` says otherwise ([`RunBy::in_transaction`]), a
+/// refinery one always; and sqlx, diesel, refinery and golang-migrate send a whole file as one
+/// query, so `CREATE INDEX CONCURRENTLY` must be alone in a file that runs outside a
+/// transaction. A file the runner refuses to run (goose's without `-- +goose Up`) is an error.
 ///
 /// ```
 /// use serin_compat::migration::{analyze_as, Runner, Schema};

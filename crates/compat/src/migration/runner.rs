@@ -4,7 +4,8 @@
 //! one file, between marker comments, and run the up part in a transaction unless a marker
 //! says otherwise; sqlx, diesel and golang-migrate send a whole file as one query, sqlx in a
 //! transaction unless the file begins `-- no-transaction`, diesel unless the migration's
-//! `metadata.toml` says `run_in_transaction = false`; yoyo runs a file statement by statement
+//! `metadata.toml` says `run_in_transaction = false`; refinery sends a file as one query, always
+//! in a transaction of its own; yoyo runs a file statement by statement
 //! in a transaction unless its leading comments say `transactional: false`. Only the up part
 //! runs on deploy, so only it is analysed; and whether the runner opens a transaction, or sends
 //! several statements as one query (which PostgreSQL runs as one implicit transaction), decides
@@ -43,6 +44,10 @@ pub enum Runner {
     /// `-- transactional: false`. Recognised from those comments' `transactional:` or
     /// `depends:` directive.
     Yoyo,
+    /// refinery (0.10, `refinery migrate`, `embed_migrations!`): a file (`V1__name.sql`) is one
+    /// query (`batch_execute`), always in a transaction of its own, or in one for all the
+    /// migrations with `set_grouped(true)`. Never recognised: its files carry no marker.
+    Refinery,
     /// golang-migrate: a file is one query, outside a transaction (without
     /// `x-multi-statement`, which sends statements one by one as psql does). Never recognised:
     /// its files carry no markers.
@@ -78,6 +83,11 @@ impl Runner {
                  `run_in_transaction = false` in its `metadata.toml` (diesel sends a file as one \
                  query)"
             }
+            Self::Refinery => {
+                "refinery 0.10 runs every migration in a transaction and has no way out: run it \
+                 outside refinery, alone, after the migrations (psql, or the application's \
+                 own connection)"
+            }
         }
     }
 
@@ -103,6 +113,7 @@ impl fmt::Display for Runner {
             Self::Sqlx => "sqlx",
             Self::Yoyo => "yoyo",
             Self::Diesel => "diesel",
+            Self::Refinery => "refinery",
             Self::GolangMigrate => "golang-migrate",
         })
     }
@@ -197,7 +208,7 @@ impl Layout {
             Runner::Tern => Ok(tern(&lines, sql).unwrap_or(whole(true))),
             Runner::Sqlx => Ok(sqlx(&lines, sql)),
             Runner::GolangMigrate => Ok(whole(false)),
-            Runner::Diesel => Ok(whole(true)),
+            Runner::Diesel | Runner::Refinery => Ok(whole(true)),
             Runner::Yoyo => Ok(yoyo(&lines, sql.len()).unwrap_or(Self::one_part(
                 runner,
                 0..sql.len(),
