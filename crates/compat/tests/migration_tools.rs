@@ -215,13 +215,17 @@ fn knex_migrations_get_the_findings_their_changes_deserve() {
     );
 }
 
-/// Files in the formats of six migration runners, each run by the runner itself against
+/// Files in the formats of seven migration runners, each run by the runner itself against
 /// PostgreSQL 15 after the first file of its directory (`runners/<tool>/`): dbmate 2.36 (npm),
 /// sql-migrate (Debian 12's package), node-pg-migrate 9.0 (npm), sqlx-cli 0.8.6 and
-/// refinery_cli 0.10 (crates.io) and yoyo-migrations 9.0 (PyPI). `refused` is what the runner
-/// did: it stopped with "CREATE INDEX CONCURRENTLY cannot run inside a transaction block",
-/// having wrapped the file in a transaction (refinery always does), or (dbmate's
-/// `transaction:false`, sqlx's `-- no-transaction`) sent it as one query of two statements. The runners ran no down part: each first file's `DROP TABLE users`
+/// refinery_cli 0.10 (crates.io), yoyo-migrations 9.0 (PyPI) and Liquibase 4.28 (npm's
+/// `liquibase`, on Debian 12's OpenJDK 17). `refused` is what the runner did: it stopped with
+/// "CREATE INDEX CONCURRENTLY cannot run inside a transaction block", having wrapped the file
+/// (Liquibase: the changeset) in a transaction (refinery always does), or (dbmate's
+/// `transaction:false`, sqlx's `-- no-transaction`) sent it as one query of two statements
+/// (Liquibase's `splitStatements:false`: "cannot be executed within a pipeline", as pgJDBC
+/// sends them). Liquibase committed each changeset before the next, and ran none for other
+/// databases (`dbms:mysql,mariadb`). The runners ran no down part: each first file's `DROP TABLE users`
 /// left the table in place. `marked` is whether the file names its runner (sqlx's only with
 /// `-- no-transaction`).
 #[rustfmt::skip]
@@ -240,6 +244,13 @@ const RUNS: &[(&str, Runner, bool, bool)] = &[
     ("sqlx/20261129000002_users_email",              Runner::Sqlx,          false, true),
     ("sqlx/20261129000003_users_email_no_tx",        Runner::Sqlx,          true,  true),
     ("sqlx/20261129000004_users_email_alone",        Runner::Sqlx,          true,  false),
+    ("liquibase/1_users",                            Runner::Liquibase,     true,  false),
+    ("liquibase/2_users_email",                      Runner::Liquibase,     true,  true),
+    ("liquibase/3_users_email_no_tx",                Runner::Liquibase,     true,  false),
+    ("liquibase/4_users_email_one_query",            Runner::Liquibase,     true,  true),
+    ("liquibase/5_changesets_commit",                Runner::Liquibase,     true,  false),
+    ("liquibase/6_other_dbms",                       Runner::Liquibase,     true,  false),
+    ("liquibase/7_users_email_alone_one_query",      Runner::Liquibase,     true,  true),
     ("refinery/V1__users",                           Runner::Refinery,      false, false),
     ("refinery/V2__users_email",                     Runner::Refinery,      false, true),
     ("refinery/V3__users_email_alone",               Runner::Refinery,      false, true),

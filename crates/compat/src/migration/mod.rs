@@ -305,7 +305,19 @@ fn analyse(name: &str, sql: &str, schema: &Schema, run: Option<RunBy>) -> Result
     let mut analysed: Vec<_> = Vec::with_capacity(written.len());
     // The statement that opened the transaction still open, if one is.
     let mut opened = None;
+    // The part of the file the runner runs on its own that the statement is in.
+    let mut part = None;
     for (i, w) in written.iter().enumerate() {
+        if let Some(l) = &layout {
+            let now = l.parts.iter().rposition(|(first, _)| *first <= w.line);
+            if now != part {
+                ctx.runner_commits();
+                if let Some((_, true)) = now.map(|p| l.parts[p]) {
+                    ctx.begun_by(l.runner);
+                }
+                part = now;
+            }
+        }
         ctx.shared_query = layout
             .as_ref()
             .and_then(|l| Some((l.runner, l.query_of(w.line, &starts)?)));
@@ -860,6 +872,22 @@ mod tests {
             held(&report)[0]
                 .1
                 .contains("golang-migrate sends both in one query")
+        );
+        // Liquibase commits each changeset: a lock is kept to the end of its own only.
+        let changesets = "--liquibase formatted sql\n--changeset a:1\nSET lock_timeout = '1s';\n\
+                          ALTER TABLE t ADD COLUMN c int;\n--changeset a:2\nUPDATE t SET c = 0;\n";
+        assert_eq!(held(&analyze("m", changesets).unwrap()), []);
+        let one = changesets.replace("--changeset a:2\n", "");
+        let found = held(&analyze("m", &one).unwrap());
+        assert!(
+            found[0]
+                .1
+                .contains("Liquibase's transaction keeps it until the changeset ends")
+        );
+        assert!(
+            found[0]
+                .2
+                .starts_with("move this statement to a changeset of its own")
         );
         // Outside goose's transaction, a StatementBegin ... StatementEnd block is one query;
         // what follows it is another.

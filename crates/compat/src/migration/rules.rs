@@ -164,10 +164,11 @@ impl Held {
                 format!("COMMIT after statement {n}, so its lock is released before this runs"),
             ),
             Keeper::Transaction(Opened::ByRunner(r)) => (
-                format!("{r}'s transaction keeps it until the migration ends"),
+                format!("{r}'s transaction keeps it until the {} ends", r.unit()),
                 format!(
-                    "move this statement to a migration of its own, so {r} commits statement \
-                     {n}'s lock first"
+                    "move this statement to a {} of its own, so {r} commits statement {n}'s \
+                     lock first",
+                    r.unit()
                 ),
             ),
             Keeper::Query(r, _) => (
@@ -176,8 +177,9 @@ impl Held {
                      it is kept until the query ends"
                 ),
                 format!(
-                    "move this statement to a migration of its own, so statement {n}'s lock is \
-                     released first"
+                    "move this statement to a {} of its own, so statement {n}'s lock is \
+                     released first",
+                    r.unit()
                 ),
             ),
         };
@@ -293,6 +295,20 @@ impl Ctx {
         self.transaction = Some(Opened::ByRunner(runner));
     }
 
+    /// The runner commits the transaction it opened (at the end of a Liquibase changeset),
+    /// and with it the locks it kept.
+    pub(super) fn runner_commits(&mut self) {
+        if let Some(Opened::ByRunner(_)) = self.transaction {
+            self.transaction = None;
+            if self.lock_timeout_local {
+                self.set_lock_timeout(false, false);
+            }
+        }
+        self.scope = None;
+        self.held = None;
+        self.added.clear();
+    }
+
     /// Whether a statement of the migration opened the transaction in force.
     pub(super) fn opened_by_statement(&self) -> bool {
         matches!(self.transaction, Some(Opened::ByStatement))
@@ -308,7 +324,8 @@ impl Ctx {
             ),
             Keeper::Transaction(Opened::ByRunner(r)) => (
                 format!(
-                    "{r} runs this migration in a transaction, and {what} cannot run inside one"
+                    "{r} runs this {} in a transaction, and {what} cannot run inside one",
+                    r.unit()
                 ),
                 r.without_transaction().into(),
             ),

@@ -6,7 +6,9 @@
 //! transaction unless the file begins `-- no-transaction`, diesel unless the migration's
 //! `metadata.toml` says `run_in_transaction = false`; refinery sends a file as one query, always
 //! in a transaction of its own; yoyo runs a file statement by statement
-//! in a transaction unless its leading comments say `transactional: false`. Only the up part
+//! in a transaction unless its leading comments say `transactional: false`; Liquibase runs each
+//! changeset of a formatted SQL file in a transaction of its own, statement by statement, unless
+//! the changeset says otherwise. Only the up part
 //! runs on deploy, so only it is analysed; and whether the runner opens a transaction, or sends
 //! several statements as one query (which PostgreSQL runs as one implicit transaction), decides
 //! whether `CREATE INDEX CONCURRENTLY` can run at all and how long locks are kept. The markers
@@ -48,6 +50,11 @@ pub enum Runner {
     /// query (`batch_execute`), always in a transaction of its own, or in one for all the
     /// migrations with `set_grouped(true)`. Never recognised: its files carry no marker.
     Refinery,
+    /// Liquibase's formatted SQL (`--liquibase formatted sql`, then `--changeset author:id`
+    /// lines): each changeset runs in a transaction of its own unless `runInTransaction:false`,
+    /// statement by statement unless `splitStatements:false` (then as one query); a changeset
+    /// whose `dbms:` leaves PostgreSQL out does not run.
+    Liquibase,
     /// golang-migrate: a file is one query, outside a transaction (without
     /// `x-multi-statement`, which sends statements one by one as psql does). Never recognised:
     /// its files carry no markers.
@@ -83,6 +90,10 @@ impl Runner {
                  `run_in_transaction = false` in its `metadata.toml` (diesel sends a file as one \
                  query)"
             }
+            Self::Liquibase => {
+                "add `runInTransaction:false` to its `--changeset` line (in a changeset of its \
+                 own, so that the rest keeps its transaction)"
+            }
             Self::Refinery => {
                 "refinery 0.10 runs every migration in a transaction and has no way out: run it \
                  outside refinery, alone, after the migrations (psql, or the application's \
@@ -91,11 +102,23 @@ impl Runner {
         }
     }
 
+    /// What it runs as one: a migration, or (Liquibase) a changeset.
+    pub(super) fn unit(self) -> &'static str {
+        match self {
+            Self::Liquibase => "changeset",
+            _ => "migration",
+        }
+    }
+
     /// How to send a statement to PostgreSQL on its own, not in one query with others.
     pub(super) fn alone(self) -> &'static str {
         match self {
             Self::Goose | Self::SqlMigrate => {
                 "send it on its own: outside the `StatementBegin` ... `StatementEnd` block"
+            }
+            Self::Liquibase => {
+                "drop `splitStatements:false` from its changeset, so that Liquibase sends the \
+                 statements one by one"
             }
             other => other.without_transaction(),
         }
@@ -114,6 +137,7 @@ impl fmt::Display for Runner {
             Self::Yoyo => "yoyo",
             Self::Diesel => "diesel",
             Self::Refinery => "refinery",
+            Self::Liquibase => "Liquibase",
             Self::GolangMigrate => "golang-migrate",
         })
     }
@@ -165,6 +189,10 @@ pub(super) struct Layout {
     pub(super) up: Vec<Range<usize>>,
     /// Whether the runner wraps what runs in a transaction.
     pub(super) transaction: bool,
+    /// Where the runner commits and begins anew (Liquibase's changesets): the first line of
+    /// each part it runs on its own, and whether in a transaction. Empty: the file is one part,
+    /// in a transaction if `transaction` says so.
+    pub(super) parts: Vec<(u64, bool)>,
     /// Lines (1-based, end excluded) whose statements the runner sends as one query.
     pub(super) together: Vec<Range<u64>>,
 }
@@ -173,7 +201,8 @@ impl Layout {
     /// Recognises the runner whose markers the file carries, if any.
     pub(super) fn recognise(sql: &str) -> Option<Self> {
         let lines = Line::split(sql);
-        goose(&lines)
+        liquibase(&lines)
+            .or_else(|| goose(&lines))
             .or_else(|| sql_migrate(&lines))
             .or_else(|| dbmate(&lines, sql.len()))
             .or_else(|| tern(&lines, sql))
@@ -187,6 +216,9 @@ impl Layout {
         let mut layout = Self::for_runner(sql, run.runner)?;
         if let Some(transaction) = run.transaction {
             layout.transaction = transaction;
+            for part in &mut layout.parts {
+                part.1 = transaction;
+            }
         }
         Ok(layout)
     }
@@ -209,6 +241,11 @@ impl Layout {
             Runner::Sqlx => Ok(sqlx(&lines, sql)),
             Runner::GolangMigrate => Ok(whole(false)),
             Runner::Diesel | Runner::Refinery => Ok(whole(true)),
+            Runner::Liquibase => liquibase(&lines).ok_or_else(|| {
+                "Liquibase reads no SQL file as a changelog without `--liquibase formatted sql` \
+                 on its first line"
+                    .into()
+            }),
             Runner::Yoyo => Ok(yoyo(&lines, sql.len()).unwrap_or(Self::one_part(
                 runner,
                 0..sql.len(),
@@ -235,6 +272,7 @@ impl Layout {
             runner,
             up: vec![up],
             transaction,
+            parts: Vec::new(),
             together: together.into_iter().collect(),
         }
     }
@@ -370,6 +408,7 @@ fn sql_migrate(lines: &[Line]) -> Option<Layout> {
         runner: Runner::SqlMigrate,
         up,
         transaction,
+        parts: Vec::new(),
         together,
     })
 }
@@ -509,6 +548,94 @@ fn node_pg_migrate(lines: &[Line], len: usize) -> Option<Layout> {
     ))
 }
 
+/// Liquibase's formatted SQL: the first line says `--liquibase formatted sql`; each
+/// `--changeset author:id` line begins a changeset, which runs up to the next one in a
+/// transaction of its own unless `runInTransaction:false`, statement by statement unless
+/// `splitStatements:false` (then as one query). A changeset whose `dbms:` leaves PostgreSQL out
+/// does not run, nor do the lines between `--ignoreLines:start` and `--ignoreLines:end`, nor
+/// what comes before the first changeset. Directives are read without regard to case.
+fn liquibase(lines: &[Line]) -> Option<Layout> {
+    let first = lines.first()?;
+    let formatted = liquibase_directive(first.text, "liquibase")
+        .is_some_and(|rest| rest.to_ascii_lowercase().starts_with("formatted"));
+    if !formatted {
+        return None;
+    }
+    let end = lines.last().map_or(0, |l| l.end);
+    let mut layout = Layout {
+        runner: Runner::Liquibase,
+        up: Vec::new(),
+        transaction: false,
+        parts: Vec::new(),
+        together: Vec::new(),
+    };
+    // The running changeset: where its text resumes (`None` while lines are ignored), and
+    // its first line when it is sent as one query.
+    let mut open: Option<(Option<usize>, Option<u64>)> = None;
+    for l in lines {
+        let Some(rest) = liquibase_directive(l.text, "changeset") else {
+            let ignore = liquibase_directive(l.text, "ignorelines:");
+            match (
+                open.as_mut(),
+                ignore.map(str::to_ascii_lowercase).as_deref(),
+            ) {
+                (Some((at, _)), Some("start")) => layout.up.extend(at.take().map(|a| a..l.start)),
+                (Some((at, _)), Some("end")) => *at = Some(l.end),
+                _ => {}
+            }
+            continue;
+        };
+        if let Some((at, one_query)) = open.take() {
+            layout.up.extend(at.map(|a| a..l.start));
+            layout.together.extend(one_query.map(|f| f..l.number));
+        }
+        let attribute = |name: &str| {
+            rest.split_whitespace().find_map(|w| {
+                let (key, value) = w.split_once(':')?;
+                key.eq_ignore_ascii_case(name).then_some(value)
+            })
+        };
+        let off = |name: &str| attribute(name).is_some_and(|v| v.eq_ignore_ascii_case("false"));
+        if attribute("dbms").is_none_or(runs_on_postgresql) {
+            layout.parts.push((l.number + 1, !off("runInTransaction")));
+            let one_query = off("splitStatements").then_some(l.number + 1);
+            open = Some((Some(l.end), one_query));
+        }
+    }
+    if let Some((at, one_query)) = open {
+        layout.up.extend(at.map(|a| a..end));
+        let last = lines.last().map_or(1, |l| l.number);
+        layout.together.extend(one_query.map(|f| f..last + 1));
+    }
+    Some(layout)
+}
+
+/// What follows `--name` (with any spaces after the dashes) at the start of a line.
+fn liquibase_directive<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let rest = line.trim_start().strip_prefix("--")?.trim_start();
+    let head = rest.get(..name.len())?;
+    head.eq_ignore_ascii_case(name)
+        .then(|| rest[name.len()..].trim())
+        .filter(|_| name.ends_with(':') || rest[name.len()..].starts_with(char::is_whitespace))
+}
+
+/// Whether a changeset's `dbms:` list (`postgresql,h2`, `!mysql`, `all`, `none`) lets it run
+/// on PostgreSQL.
+fn runs_on_postgresql(list: &str) -> bool {
+    let items: Vec<String> = list
+        .split(',')
+        .map(|i| i.trim().to_ascii_lowercase())
+        .collect();
+    let has = |name: &str| items.iter().any(|i| i == name);
+    if has("none") || has("!postgresql") {
+        false
+    } else if has("all") || has("postgresql") {
+        true
+    } else {
+        items.iter().all(|i| i.starts_with('!'))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,6 +660,43 @@ mod tests {
             "",
         ] {
             assert_eq!(Layout::recognise(sql), None, "{sql:?}");
+        }
+    }
+
+    #[test]
+    fn liquibase_runs_each_changeset_on_its_own() {
+        let sql = "--Liquibase formatted SQL\nSELECT 0;\n\
+                   --changeset ana:1\nALTER TABLE t ADD c int;\n--rollback ALTER TABLE t DROP c;\n\
+                   --  changeSet ana:2 runInTransaction:FALSE splitStatements:false\nSELECT 1;\nSELECT 2;\n\
+                   --changeset ana:3 dbms:mysql\nSELECT 3;\n\
+                   --changeset ana:4 dbms:!h2 runInTransaction:true\nSELECT 4;\n\
+                   --ignoreLines:start\n\\set x 1\n--ignoreLines:end\nSELECT 5;\n";
+        let (layout, up) = up_text(sql);
+        assert_eq!(layout.runner, Runner::Liquibase);
+        assert_eq!(
+            up,
+            "ALTER TABLE t ADD c int;\n--rollback ALTER TABLE t DROP c;\n|SELECT 1;\nSELECT 2;\n\
+             |SELECT 4;\n|SELECT 5;\n"
+        );
+        assert_eq!(layout.parts, [(4, true), (7, false), (12, true)]);
+        assert_eq!(layout.together, vec![Range { start: 7, end: 9 }]);
+        // Not a changelog without the first line; a changeset word must stand alone.
+        assert_eq!(
+            Layout::recognise("\n--liquibase formatted sql\n--changeset a:1\n"),
+            None
+        );
+        let (_, up) = up_text("--liquibase formatted sql\n--changesets a:1\nSELECT 1;\n");
+        assert_eq!(up, "");
+        for (list, runs) in [
+            ("postgresql", true),
+            ("h2,PostgreSQL", true),
+            ("all", true),
+            ("!mysql", true),
+            ("!postgresql", false),
+            ("mysql,mariadb", false),
+            ("none", false),
+        ] {
+            assert_eq!(runs_on_postgresql(list), runs, "{list}");
         }
     }
 
