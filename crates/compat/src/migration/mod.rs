@@ -919,6 +919,32 @@ mod tests {
     }
 
     #[test]
+    fn psql_variables_are_read_and_shown_as_written() {
+        let sql = "\\set ON_ERROR_STOP on\nSET lock_timeout = :'timeout';\n\
+                   ALTER TABLE :\"schema\".users ADD COLUMN note text DEFAULT :'note';\n\
+                   CREATE INDEX :idx ON :\"schema\".users (note);\n\
+                   UPDATE users SET n = a[1:2]::int;\n";
+        let report = analyze("0002", sql).unwrap();
+        let shown: Vec<_> = report.statements.iter().map(|s| s.sql.as_str()).collect();
+        assert_eq!(
+            shown[1..4],
+            [
+                "SET lock_timeout = :'timeout'",
+                "ALTER TABLE :\"schema\".users ADD COLUMN note TEXT DEFAULT :'note'",
+                "CREATE INDEX :idx ON :\"schema\".users(note)",
+            ]
+        );
+        let rules: Vec<_> = report
+            .findings()
+            .map(|(s, f)| (s.number, f.rule.as_str()))
+            .collect();
+        assert_eq!(
+            rules,
+            [(4, "require-concurrent-index-creation"), (5, "backfill")]
+        );
+    }
+
+    #[test]
     fn set_not_null_after_a_validated_check_scans_nothing() {
         // The recipe the rule gives, in one migration: the last step passes.
         let recipe = "SET lock_timeout = '1s';\n\

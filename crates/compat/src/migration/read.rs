@@ -615,9 +615,10 @@ pub(super) fn parse(name: &str, sql: &str, run: Option<RunBy>) -> Result<Script>
         Some(l) => Cow::Owned(l.blank_the_rest(sql)),
         None => Cow::Borrowed(sql),
     };
-    // Flyway's placeholders are read as names of the same length.
+    // Flyway's placeholders, and psql's variables in a file psql runs, are read as text of the
+    // same length.
     let mut stand_ins = Vec::new();
-    if let Some((read, found)) = stand_in(&text) {
+    if let Some((read, found)) = stand_in(&text, layout.is_none()) {
         text = Cow::Owned(read);
         stand_ins = found;
     }
