@@ -12,10 +12,12 @@
 //!   holds no NULL (PostgreSQL says which at `DEBUG1`), after nine kinds of check, against
 //!   whether the analysis reports `adding-not-nullable-field`, the check in the same migration
 //!   or an earlier one.
-//! - Refusals: fourteen migrations, run by psql statement by statement or as one query, that
+//! - Refusals: seventeen migrations, run by psql statement by statement or as one query, that
 //!   PostgreSQL refuses or runs (`VACUUM`, `DETACH PARTITION ... CONCURRENTLY` and `CREATE INDEX
 //!   CONCURRENTLY` in a transaction block, a new enum value used before its transaction
-//!   commits, `CREATE INDEX CONCURRENTLY` on a partitioned table), against whether the analysis reports a rule that says it refuses them.
+//!   commits, `CREATE INDEX CONCURRENTLY` on a partitioned table, `DROP INDEX CONCURRENTLY` of
+//!   several indexes or with `CASCADE`), against whether the analysis reports a rule that says
+//!   it refuses them.
 //! - Primary keys made of an index: whether `ADD CONSTRAINT ... PRIMARY KEY USING INDEX`
 //!   verifies the table (to set its columns `NOT NULL`) after nine histories of the index and
 //!   its columns, against whether the analysis reports `adding-not-nullable-field`.
@@ -591,7 +593,7 @@ fn set_not_null_scans_the_table_when_the_analysis_says_it_does() {
 /// Migrations PostgreSQL may refuse to run, as psql runs them (statement by statement) or as
 /// one query (`true`).
 #[rustfmt::skip]
-const REFUSED: [(&str, bool); 14] = [
+const REFUSED: [(&str, bool); 17] = [
     ("BEGIN; VACUUM t; COMMIT;", false),
     ("VACUUM t;", false),
     ("SET lock_timeout = '1s'; VACUUM t;", true),
@@ -605,21 +607,26 @@ const REFUSED: [(&str, bool); 14] = [
     ("CREATE INDEX CONCURRENTLY i ON t (c);", true),
     ("SET lock_timeout = '1s'; CREATE INDEX CONCURRENTLY i ON t (c);", true),
     ("CREATE INDEX CONCURRENTLY pa ON p (at);", false),
+    ("DROP INDEX CONCURRENTLY t_c, t_id;", false),
+    ("DROP INDEX CONCURRENTLY t_c CASCADE;", false),
+    ("DROP INDEX CONCURRENTLY IF EXISTS t_c RESTRICT;", false),
     ("CREATE INDEX pa ON ONLY p (at); CREATE INDEX CONCURRENTLY p1a ON p1 (at); \
       ALTER INDEX pa ATTACH PARTITION p1a;", false),
 ];
 
 /// The rules that say PostgreSQL refuses a statement where it stands.
-const REFUSING: [&str; 4] = [
+const REFUSING: [&str; 5] = [
     "ban-concurrent-index-creation-in-transaction",
     "ban-concurrent-index-on-partitioned-table",
     "cannot-run-in-transaction",
     "new-enum-value-used-in-transaction",
+    "unsupported-concurrent-drop",
 ];
 
 #[test]
 fn postgresql_refuses_the_statements_the_analysis_says_it_refuses() {
     let setup = "CREATE TABLE t (id bigint PRIMARY KEY, c int);
+                 CREATE INDEX t_c ON t (c); CREATE INDEX t_id ON t (id);
                  CREATE TYPE st AS ENUM ('a'); CREATE TABLE e (s st);
                  CREATE TABLE p (at date) PARTITION BY RANGE (at);
                  CREATE TABLE p1 PARTITION OF p FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');";

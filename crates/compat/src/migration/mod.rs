@@ -80,6 +80,7 @@ pub const RULES: &[&str] = &[
     "revoking-privilege",
     "transaction-nesting",
     "unparsable-statement",
+    "unsupported-concurrent-drop",
 ];
 
 /// How a statement behaves while the old version keeps running.
@@ -522,6 +523,11 @@ mod tests {
                 "adding-exclusion-constraint",
             ),
             ("ALTER TABLE t SET UNLOGGED", "changing-table-logging"),
+            ("DROP INDEX CONCURRENTLY a, b", "unsupported-concurrent-drop"),
+            (
+                "DROP INDEX CONCURRENTLY IF EXISTS a CASCADE",
+                "unsupported-concurrent-drop",
+            ),
             ("VACUUM FULL t", "prefer-repack"),
             ("CLUSTER t USING i", "prefer-repack"),
             ("REFRESH MATERIALIZED VIEW v", "require-concurrent-refresh"),

@@ -15,7 +15,12 @@ use crate::error::{Error, Result};
 /// What the parser made of one statement.
 pub(super) enum Parsed {
     Stmt(Box<Statement>),
-    DropIndexConcurrently(Vec<ObjectName>),
+    /// `DROP INDEX CONCURRENTLY`, which the parser does not know.
+    DropIndexConcurrently {
+        names: Vec<ObjectName>,
+        if_exists: bool,
+        cascade: bool,
+    },
     /// `REINDEX ...`, which the parser does not know.
     Reindex {
         concurrently: bool,
@@ -524,10 +529,15 @@ impl<'a> Positions<'a> {
 /// Reads one statement from its own tokens (no `;`).
 fn read_statement(parser: &mut Parser<'_>) -> std::result::Result<Parsed, ParserError> {
     let parsed = if parser.parse_keywords(&[Keyword::DROP, Keyword::INDEX, Keyword::CONCURRENTLY]) {
-        let _ = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+        let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
         let names = parser.parse_comma_separated(|p| p.parse_object_name(false))?;
-        let _ = parser.parse_one_of_keywords(&[Keyword::CASCADE, Keyword::RESTRICT]);
-        Parsed::DropIndexConcurrently(names)
+        let cascade = parser.parse_one_of_keywords(&[Keyword::CASCADE, Keyword::RESTRICT])
+            == Some(Keyword::CASCADE);
+        Parsed::DropIndexConcurrently {
+            names,
+            if_exists,
+            cascade,
+        }
     } else if parser.parse_keyword(Keyword::REINDEX) {
         let mut concurrently = false;
         loop {

@@ -688,7 +688,7 @@ fn alter_table(
 /// migration created).
 fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
     match stmt {
-        Parsed::DropIndexConcurrently(_) | Parsed::Meta(_) | Parsed::Unreadable(_) => false,
+        Parsed::DropIndexConcurrently { .. } | Parsed::Meta(_) | Parsed::Unreadable(_) => false,
         // SET STATISTICS takes SHARE UPDATE EXCLUSIVE, which blocks neither reads nor writes.
         Parsed::ByWords(ByWords::ColumnSetting { table, setting, .. }) => {
             setting != "STATISTICS" && ctx.in_use(table)
@@ -846,9 +846,13 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
         ));
     }
     let sql = match stmt {
-        Parsed::DropIndexConcurrently(names) => {
+        Parsed::DropIndexConcurrently {
+            names,
+            if_exists,
+            cascade,
+        } => {
             ctx.dropped_indexes.extend(names.iter().map(table_key));
-            let names: Vec<String> = names.iter().map(ToString::to_string).collect();
+            let list: Vec<String> = names.iter().map(ToString::to_string).collect();
             if let Some((message, recipe)) = ctx.transaction_block("DROP INDEX CONCURRENTLY") {
                 out.push(finding(
                     "ban-concurrent-index-creation-in-transaction",
@@ -858,7 +862,29 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                     &recipe,
                 ));
             }
-            return (format!("DROP INDEX CONCURRENTLY {}", names.join(", ")), out);
+            // PostgreSQL refuses both, wherever the statement stands.
+            if names.len() > 1 || *cascade {
+                let what = if *cascade {
+                    "CASCADE"
+                } else {
+                    "dropping several indexes"
+                };
+                out.push(finding(
+                    "unsupported-concurrent-drop",
+                    E,
+                    Unsafe,
+                    format!("PostgreSQL refuses DROP INDEX CONCURRENTLY with {what}"),
+                    "one DROP INDEX CONCURRENTLY per index, without CASCADE (drop what depends \
+                     on the index first)",
+                ));
+            }
+            let sql = format!(
+                "DROP INDEX CONCURRENTLY {}{}{}",
+                if *if_exists { "IF EXISTS " } else { "" },
+                list.join(", "),
+                if *cascade { " CASCADE" } else { "" }
+            );
+            return (sql, out);
         }
         Parsed::Reindex { concurrently } => {
             let block = ctx.transaction_block("REINDEX CONCURRENTLY");

@@ -198,7 +198,7 @@ impl Schema {
     pub(super) fn apply(&mut self, parsed: &Parsed) {
         let statement = match parsed {
             Parsed::Stmt(statement) => statement,
-            Parsed::DropIndexConcurrently(names) => {
+            Parsed::DropIndexConcurrently { names, .. } => {
                 for name in names {
                     self.indexes.remove(&table_key(name));
                 }
