@@ -523,7 +523,10 @@ mod tests {
                 "adding-exclusion-constraint",
             ),
             ("ALTER TABLE t SET UNLOGGED", "changing-table-logging"),
-            ("DROP INDEX CONCURRENTLY a, b", "unsupported-concurrent-drop"),
+            (
+                "DROP INDEX CONCURRENTLY a, b",
+                "unsupported-concurrent-drop",
+            ),
             (
                 "DROP INDEX CONCURRENTLY IF EXISTS a CASCADE",
                 "unsupported-concurrent-drop",

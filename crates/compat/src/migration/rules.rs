@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::ops::Range;
 
 use sqlparser::ast::{
-    AlterColumnOperation, AlterTableOperation, AlterTypeOperation, AlterViewOperation,
+    AlterColumnOperation, AlterTableOperation, AlterTypeOperation, AlterViewOperation, ColumnDef,
     ColumnOption, ContextModifier, CreateTable, DataType, DetachPartitionMode, Expr, ForValues,
     FromTable, FunctionDesc, GrantObjects, LockTableMode, ObjectName, ObjectType, Reset, Set,
     SetExpr, Statement, TableConstraint, TableFactor, TableObject, TableWithJoins, TimezoneInfo,
@@ -266,8 +266,8 @@ pub(super) struct Ctx {
     added: Vec<AddedValue>,
     /// Its absence was reported since it was last in force: once is enough.
     lock_timeout_reported: bool,
-    /// Indexes this migration dropped (as `index_key` names them): one it then creates again
-    /// is built afresh on every run.
+    /// Indexes this migration dropped (by `table_key` of their names): one it then creates
+    /// again is built afresh on every run.
     dropped_indexes: BTreeSet<String>,
 }
 
@@ -724,10 +724,7 @@ fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
                         ..
                     } => ctx.in_use(&fk.foreign_table),
                     AlterTableOperation::AddColumn { column_def, .. } => {
-                        column_def.options.iter().any(|o| match &o.option {
-                            ColumnOption::ForeignKey(fk) => ctx.in_use(&fk.foreign_table),
-                            _ => false,
-                        })
+                        referenced_by(column_def).any(|t| ctx.in_use(t))
                     }
                     _ => false,
                 });
@@ -780,19 +777,19 @@ fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
 
 /// The tables a new table's foreign keys refer to.
 fn foreign_tables(ct: &CreateTable) -> impl Iterator<Item = &ObjectName> {
-    let of_columns = ct
-        .columns
-        .iter()
-        .flat_map(|c| &c.options)
-        .filter_map(|o| match &o.option {
-            ColumnOption::ForeignKey(fk) => Some(&fk.foreign_table),
-            _ => None,
-        });
     let of_table = ct.constraints.iter().filter_map(|c| match c {
         TableConstraint::ForeignKey(fk) => Some(&fk.foreign_table),
         _ => None,
     });
-    of_columns.chain(of_table)
+    ct.columns.iter().flat_map(referenced_by).chain(of_table)
+}
+
+/// The table a column's `REFERENCES` names, if it has one.
+fn referenced_by(column: &ColumnDef) -> impl Iterator<Item = &ObjectName> {
+    column.options.iter().filter_map(|o| match &o.option {
+        ColumnOption::ForeignKey(fk) => Some(&fk.foreign_table),
+        _ => None,
+    })
 }
 
 /// The rules whose recipe is a concurrent form, which runs only outside a transaction.

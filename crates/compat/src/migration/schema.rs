@@ -45,8 +45,8 @@ struct Partitioning {
 
 /// The tables and column types that migrations already applied created, as far as their
 /// statements say: `CREATE TABLE`, `ADD COLUMN`, `ALTER COLUMN ... TYPE`, renames and drops;
-/// the columns declared `NOT NULL` and the checks that prove a column holds no NULL, valid or
-/// not yet; and the indexes on plain columns.
+/// the columns declared `NOT NULL` and every check, valid or not yet; the indexes on plain
+/// columns; and each partitioned table's key and default partition.
 /// Names are compared as PostgreSQL does (unquoted names fold to lower case; `public.` is
 /// the default schema).
 ///
