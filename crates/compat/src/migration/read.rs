@@ -80,6 +80,20 @@ pub(super) enum ByWords {
     /// `ALTER INDEX parent ATTACH PARTITION child`: the catalog only, but an ACCESS EXCLUSIVE
     /// lock on the partition's index, which its table's queries wait for.
     AttachIndex,
+    /// `ALTER DOMAIN d ...`: `ADD ... CHECK` without `NOT VALID`, `VALIDATE CONSTRAINT` and
+    /// `SET NOT NULL` check every column of the domain under a SHARE lock on its tables, which
+    /// blocks their writes; the rest (`NOT VALID`, drops, defaults, renames) is the catalog only.
+    Domain {
+        domain: ObjectName,
+        checks_columns: bool,
+    },
+    /// `ALTER INDEX i SET (...)` or `RESET (...)`: storage parameters, under a lock of the
+    /// index that lets reads and writes go on.
+    IndexSetting,
+    /// New catalog objects that lock no table in use: `CREATE [OR REPLACE] PROCEDURE`, `CREATE
+    /// EVENT TRIGGER`, `CREATE CAST`, `SECURITY LABEL`, `IMPORT FOREIGN SCHEMA`; and
+    /// `CHECKPOINT`.
+    CatalogOnly,
     /// `CREATE MATERIALIZED VIEW ...` in forms the parser lacks (`pg_dump`'s `WITH NO DATA`): a
     /// new object, which nothing uses yet.
     CreateMaterializedView { view: ObjectName },
@@ -99,9 +113,16 @@ impl ByWords {
             if w.keyword("PUBLICATION") {
                 return Some(Self::Publication);
             }
+            if w.keyword("DOMAIN") {
+                return Self::domain(w);
+            }
             if w.keyword("INDEX") {
                 let _ = w.keyword("IF") && w.keyword("EXISTS");
                 w.name()?;
+                if w.keyword("SET") || w.keyword("RESET") {
+                    return (w.next_is(&Token::LParen) && w.skip_to_close() && w.done())
+                        .then_some(Self::IndexSetting);
+                }
                 return (w.keyword("ATTACH") && w.keyword("PARTITION") && w.name().is_some())
                     .then_some(Self::AttachIndex);
             }
@@ -111,6 +132,21 @@ impl ByWords {
             return Self::alter_table(w);
         }
         if w.keyword("CREATE") {
+            let _ = w.keyword("OR") && w.keyword("REPLACE");
+            // A procedure's body is a string (`AS $$ ... $$`), as a function's is.
+            if w.keyword("PROCEDURE") {
+                let quoted_body = tokens.windows(2).any(|t| {
+                    matches!(&t[0].token, Token::Word(w) if w.value.eq_ignore_ascii_case("AS"))
+                        && matches!(
+                            t[1].token,
+                            Token::DollarQuotedString(_) | Token::SingleQuotedString(_)
+                        )
+                });
+                return quoted_body.then_some(Self::CatalogOnly);
+            }
+            if w.keyword("CAST") || (w.keyword("EVENT") && w.keyword("TRIGGER")) {
+                return Some(Self::CatalogOnly);
+            }
             if w.keyword("STATISTICS") {
                 return Some(Self::Statistics);
             }
@@ -130,6 +166,12 @@ impl ByWords {
         if w.keyword("VACUUM") {
             return Self::vacuum(w);
         }
+        if (w.keyword("SECURITY") && w.keyword("LABEL"))
+            || (w.keyword("IMPORT") && w.keyword("FOREIGN") && w.keyword("SCHEMA"))
+            || (w.keyword("CHECKPOINT") && w.done())
+        {
+            return Some(Self::CatalogOnly);
+        }
         if w.keyword("DO") {
             let _ = w.keyword("LANGUAGE") && w.name().is_some();
             if !matches!(
@@ -142,6 +184,27 @@ impl ByWords {
             return w.done().then_some(Self::Do);
         }
         None
+    }
+
+    /// After `ALTER DOMAIN`: a name and one of its clauses, of which three check the columns.
+    fn domain(mut w: Words<'_>) -> Option<Self> {
+        let domain = w.name()?;
+        let checks_columns = if w.keyword("ADD") {
+            let rest: Vec<&Token> = w.tokens[w.at..]
+                .iter()
+                .map(|t| &t.token)
+                .filter(|t| **t != Token::EOF)
+                .collect();
+            let word =
+                |t: &Token, k: &str| matches!(t, Token::Word(x) if x.value.eq_ignore_ascii_case(k));
+            !matches!(rest.as_slice(), [.., not, valid] if word(not, "NOT") && word(valid, "VALID"))
+        } else {
+            w.keyword("VALIDATE") || (w.keyword("SET") && w.keyword("NOT"))
+        };
+        Some(Self::Domain {
+            domain,
+            checks_columns,
+        })
     }
 
     /// After `ALTER SEQUENCE`: a name and one of its clauses.
@@ -317,8 +380,38 @@ impl ByWords {
                 setting: "IDENTITY".to_owned(),
             });
         }
+        // An identity or generated column's settings: `DROP EXPRESSION`, `DROP IDENTITY`,
+        // `RESTART [WITH n]`, `SET GENERATED ALWAYS | BY DEFAULT`.
+        let setting = if w.keyword("DROP") {
+            let s = ["EXPRESSION", "IDENTITY"]
+                .into_iter()
+                .find(|s| w.keyword(s))?;
+            let _ = w.keyword("IF") && w.keyword("EXISTS");
+            Some(s)
+        } else if w.keyword("RESTART") {
+            let _ = w.keyword("WITH");
+            let _ = matches!(w.peek(), Some(Token::Number(..))) && w.next().is_some();
+            Some("RESTART")
+        } else {
+            None
+        };
+        if let Some(setting) = setting {
+            return w.done().then(|| Self::ColumnSetting {
+                table,
+                column,
+                setting: setting.to_owned(),
+            });
+        }
         if !w.keyword("SET") {
             return None;
+        }
+        if w.keyword("GENERATED") {
+            let generated = w.keyword("ALWAYS") || (w.keyword("BY") && w.keyword("DEFAULT"));
+            return (generated && w.done()).then(|| Self::ColumnSetting {
+                table,
+                column,
+                setting: "GENERATED".to_owned(),
+            });
         }
         let setting = ["STATISTICS", "STORAGE", "COMPRESSION"]
             .into_iter()

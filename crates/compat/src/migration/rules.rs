@@ -700,6 +700,10 @@ fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
         // SHARE on the parent; ACCESS EXCLUSIVE on the partition's index.
         Parsed::ByWords(ByWords::IndexOnOnly { table }) => ctx.in_use(table),
         Parsed::ByWords(ByWords::AttachIndex) => true,
+        Parsed::ByWords(ByWords::Domain {
+            domain,
+            checks_columns,
+        }) => *checks_columns && ctx.in_use(domain),
         Parsed::ByWords(ByWords::ConstraintSetting { table }) => ctx.in_use(table),
         // A DO block's locks are those of its body, which is not read.
         Parsed::ByWords(
@@ -710,7 +714,9 @@ fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
             | ByWords::Owner
             | ByWords::CreateMaterializedView { .. }
             | ByWords::ClusterMark
-            | ByWords::Publication,
+            | ByWords::Publication
+            | ByWords::IndexSetting
+            | ByWords::CatalogOnly,
         ) => false,
         Parsed::Reindex { concurrently } => !concurrently,
         Parsed::Cluster => true,
@@ -942,7 +948,30 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                 | ByWords::AttachIndex
                 | ByWords::ConstraintSetting { .. }
                 | ByWords::ClusterMark
-                | ByWords::Publication => {}
+                | ByWords::Publication
+                | ByWords::IndexSetting
+                | ByWords::CatalogOnly => {}
+                ByWords::Domain {
+                    domain,
+                    checks_columns,
+                } => {
+                    if *checks_columns && ctx.in_use(domain) {
+                        out.push(finding(
+                            "domain-constraint-scan",
+                            E,
+                            Unsafe,
+                            format!(
+                                "ALTER DOMAIN {domain} checks every column of type {domain} \
+                                 under a SHARE lock on its tables, which blocks their writes \
+                                 while it scans (a domain's VALIDATE CONSTRAINT too, unlike a \
+                                 table's)"
+                            ),
+                            "check the columns with table constraints instead (ADD CONSTRAINT \
+                             ... CHECK (...) NOT VALID, then VALIDATE CONSTRAINT, which lets \
+                             writes go on), or run it in a quiet window",
+                        ));
+                    }
+                }
                 // `ONLY` builds nothing on a partitioned table; on another, a whole index.
                 ByWords::IndexOnOnly { table } => {
                     if ctx.in_use(table) && ctx.schema.is_plain_table(table) {
@@ -1068,6 +1097,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                 ctx.set_lock_timeout(false, false);
             }
         }
+        Statement::CreateDomain(d) => ctx.create(&d.name),
         Statement::CreateTable(ct) => {
             ctx.create(&ct.name);
             if let (Some(parent), Some(bound)) = (&ct.partition_of, &ct.for_values) {
@@ -1312,7 +1342,6 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
         // relies on changes (their locks are counted above).
         Statement::CreateType { .. }
         | Statement::CreateSchema { .. }
-        | Statement::CreateDomain(_)
         | Statement::CreateExtension(_)
         | Statement::Comment { .. }
         | Statement::Grant(_)
