@@ -28,6 +28,10 @@
 //! - Retries: five migrations whose concurrent index build fails on the table's data, run
 //!   again once the data is mended: whether the second run succeeds and leaves the index
 //!   invalid, against whether the analysis reports `concurrent-index-if-not-exists`.
+//! - Timeouts: eight migrations whose last statement scans a table slowly (a concurrent index
+//!   build, a validation, a backfill), run with the `statement_timeout` they set or reset,
+//!   against whether the analysis reports `statement-timeout-cancels`; a cancelled concurrent
+//!   build leaves its index invalid, as the finding says.
 //! - Kept locks: for each migration whose last statement runs long, whether a write of the
 //!   table from another session waits while that statement would run (it is replaced by a wait
 //!   for an advisory lock the test holds), the migration run by psql statement by statement or
@@ -954,6 +958,76 @@ fn adding_a_partition_scans_the_tables_the_analysis_says_it_scans() {
         if claimed != scanned {
             wrong.push(format!(
                 "{before:?} then {statement}: PostgreSQL scanned {scanned:?}, the analysis says {claimed:?}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// Migrations whose last statement scans a table of ten rows, slowly (each row costs 50 ms
+/// through `slow`), run by psql statement by statement with whatever `statement_timeout` they
+/// set (100 ms), and the setting in force before them.
+const TIMED: [&str; 8] = [
+    "SET statement_timeout = '100ms'; CREATE INDEX CONCURRENTLY i ON t ((slow(c)));",
+    "SET statement_timeout = '100ms'; SET statement_timeout = 0; \
+     CREATE INDEX CONCURRENTLY i ON t ((slow(c)));",
+    "SET statement_timeout = '100ms'; ALTER TABLE t VALIDATE CONSTRAINT t_slow;",
+    "SET statement_timeout = '100ms'; RESET statement_timeout; \
+     ALTER TABLE t VALIDATE CONSTRAINT t_slow;",
+    "BEGIN; SET LOCAL statement_timeout = '100ms'; COMMIT; UPDATE t SET c = slow(c);",
+    "SET statement_timeout = '100ms'; UPDATE t SET c = slow(c);",
+    "SET statement_timeout = '100ms'; RESET ALL; UPDATE t SET c = slow(c);",
+    "SET statement_timeout = DEFAULT; CREATE INDEX CONCURRENTLY i ON t ((slow(c)));",
+];
+
+#[test]
+fn a_statement_timeout_cancels_the_long_statements_the_analysis_says_it_cancels() {
+    let setup = "CREATE FUNCTION slow(v int) RETURNS int LANGUAGE sql IMMUTABLE
+                   AS $$ SELECT v FROM (SELECT pg_sleep(0.05)) AS s $$;
+                 CREATE TABLE t (id bigint PRIMARY KEY, c int);
+                 INSERT INTO t SELECT g, g FROM generate_series(1, 10) AS g;
+                 ALTER TABLE t ADD CONSTRAINT t_slow CHECK (slow(c) > 0) NOT VALID;";
+    let Some(db) = Database::create("timed", setup) else {
+        return;
+    };
+    let mut schema = Schema::default();
+    schema.learn(setup);
+    let mut wrong = Vec::new();
+    for migration in TIMED {
+        psql(
+            &db.conninfo(),
+            &format!("DROP SCHEMA public CASCADE; CREATE SCHEMA public; {setup}"),
+        );
+        let mut run = Command::new("psql");
+        run.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &db.conninfo()]);
+        for statement in migration.split_inclusive(';') {
+            run.args(["-c", statement]);
+        }
+        let out = run.output().expect("psql runs");
+        let said = String::from_utf8_lossy(&out.stderr);
+        let cancelled = said.contains("canceling statement due to statement timeout");
+        assert!(out.status.success() || cancelled, "{migration}: {said}");
+        if cancelled && migration.contains("CREATE INDEX CONCURRENTLY") {
+            // What the finding says of the index a cancelled build leaves.
+            let valid = db.answer(
+                "SELECT indisvalid FROM pg_index WHERE indexrelid = 'i'::regclass;",
+                "",
+            );
+            assert_eq!(valid.trim(), "f", "{migration}");
+        }
+        let claimed = analyze_after(
+            "m",
+            &format!("SET lock_timeout = '1s'; {migration}"),
+            &schema,
+        )
+        .unwrap()
+        .findings()
+        .any(|(_, f)| f.rule == "statement-timeout-cancels");
+        if claimed != cancelled {
+            wrong.push(format!(
+                "{migration}: PostgreSQL {} it, the analysis says it {}",
+                if cancelled { "cancelled" } else { "ran" },
+                if claimed { "is cancelled" } else { "runs" }
             ));
         }
     }

@@ -79,6 +79,7 @@ pub const RULES: &[&str] = &[
     "require-concurrent-reindex",
     "require-lock-timeout",
     "revoking-privilege",
+    "statement-timeout-cancels",
     "transaction-nesting",
     "unparsable-statement",
     "unsupported-concurrent-drop",
@@ -957,6 +958,44 @@ mod tests {
             rules,
             [(4, "require-concurrent-index-creation"), (5, "backfill")]
         );
+    }
+
+    #[test]
+    fn a_statement_timeout_is_reported_before_statements_that_outlast_it() {
+        let found = |sql: &str| -> Vec<(usize, String)> {
+            analyze("m", &format!("SET lock_timeout = '1s';\n{sql}"))
+                .unwrap()
+                .findings()
+                .filter(|(_, f)| f.rule == "statement-timeout-cancels")
+                .map(|(s, f)| (s.number, f.message.clone()))
+                .collect()
+        };
+        let cic = "CREATE INDEX CONCURRENTLY i ON t (c);";
+        let hit = found(&format!("SET statement_timeout = '5s';\n{cic}"));
+        assert_eq!(hit.len(), 1);
+        assert!(hit[0].1.starts_with("statement_timeout = '5s' is in force"));
+        assert!(hit[0].1.ends_with("leaves its index behind, invalid"));
+        for long in [
+            "ALTER TABLE t VALIDATE CONSTRAINT c;",
+            "REINDEX INDEX CONCURRENTLY i;",
+        ] {
+            assert_eq!(
+                found(&format!("SET statement_timeout TO 5000;\n{long}")).len(),
+                1
+            );
+        }
+        for off in [
+            "SET statement_timeout = '5s';\nSET statement_timeout = 0;",
+            "SET statement_timeout = '5s';\nRESET statement_timeout;",
+            "BEGIN;\nSET LOCAL statement_timeout = '5s';\nCOMMIT;",
+            "SET LOCAL statement_timeout = '5s';",
+        ] {
+            assert!(found(&format!("{off}\n{cic}")).is_empty(), "{off}");
+        }
+        // Short statements, and a table this migration created, are not at risk.
+        let short = "SET statement_timeout = '5s';\nALTER TABLE t ADD COLUMN n int;\n\
+                     CREATE TABLE n (a int);\nCREATE INDEX CONCURRENTLY j ON n (a);";
+        assert!(found(short).is_empty());
     }
 
     #[test]

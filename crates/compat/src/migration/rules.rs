@@ -59,8 +59,8 @@ const RECIPE_PRIMARY_KEY: &str = "first prove each column holds no NULL: ADD CON
     then scans nothing";
 const RECIPE_TYPE: &str = "expand/contract: add a column of the new type, write both, backfill, \
     move reads, drop the old column (only varchar widening or varchar->text is free)";
-const RECIPE_LOCK_TIMEOUT: &str = "start the migration with SET lock_timeout = '1s' (and a \
-    statement_timeout) and retry on timeout, so a waiting DDL never queues all traffic";
+const RECIPE_LOCK_TIMEOUT: &str = "start the migration with SET lock_timeout = '1s' and retry on \
+    timeout, so a waiting DDL never queues all traffic";
 const RECIPE_REPACK: &str = "pg_repack (or pg_squeeze) rebuilds the table online; a plain \
     VACUUM makes the space reusable without blocking reads or writes";
 const RECIPE_BACKFILL: &str = "backfill in small batches outside the DDL transaction, throttled";
@@ -250,6 +250,10 @@ pub(super) struct Ctx {
     lock_timeout: bool,
     /// ... set by `SET LOCAL`, so it ends with the transaction.
     lock_timeout_local: bool,
+    /// A non-zero `statement_timeout` in force, as written.
+    statement_timeout: Option<String>,
+    /// ... set by `SET LOCAL`, so it ends with the transaction.
+    statement_timeout_local: bool,
     /// The transaction in force, and who opened it.
     transaction: Option<Opened>,
     /// Set while the statement being analysed is sent in one query with others by this
@@ -300,9 +304,7 @@ impl Ctx {
     pub(super) fn runner_commits(&mut self) {
         if let Some(Opened::ByRunner(_)) = self.transaction {
             self.transaction = None;
-            if self.lock_timeout_local {
-                self.set_lock_timeout(false, false);
-            }
+            self.end_local_settings();
         }
         self.scope = None;
         self.held = None;
@@ -348,6 +350,16 @@ impl Ctx {
         })
     }
 
+    /// The transaction ended: what `SET LOCAL` set ends with it.
+    fn end_local_settings(&mut self) {
+        if self.lock_timeout_local {
+            self.set_lock_timeout(false, false);
+        }
+        if self.statement_timeout_local {
+            self.statement_timeout = None;
+        }
+    }
+
     fn set_lock_timeout(&mut self, on: bool, local: bool) {
         if self.lock_timeout && !on {
             self.lock_timeout_reported = false;
@@ -359,6 +371,10 @@ impl Ctx {
 
 fn is_lock_timeout(name: &ObjectName) -> bool {
     name.to_string().eq_ignore_ascii_case("lock_timeout")
+}
+
+fn is_statement_timeout(name: &ObjectName) -> bool {
+    name.to_string().eq_ignore_ascii_case("statement_timeout")
 }
 
 /// Whether `SET lock_timeout` to `values` sets a timeout: `0` (in any unit) and `DEFAULT`
@@ -848,6 +864,24 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             RECIPE_LOCK_TIMEOUT,
         ));
     }
+    if let (Some(timeout), Some(what)) = (&ctx.statement_timeout, takes_long(stmt, ctx)) {
+        let invalid = if what == "concurrent index build" {
+            ", and a cancelled one leaves its index behind, invalid"
+        } else {
+            ""
+        };
+        out.push(finding(
+            "statement-timeout-cancels",
+            W,
+            Safe,
+            format!(
+                "statement_timeout = {timeout} is in force: this {what} lasts as long as its \
+                 table is big, and is cancelled if it outlasts the timeout{invalid}"
+            ),
+            "SET statement_timeout = 0 just before it, and back after (lock_timeout still \
+             bounds its wait for a lock)",
+        ));
+    }
     let sql = match stmt {
         Parsed::DropIndexConcurrently {
             names,
@@ -1059,12 +1093,33 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                 ctx.set_lock_timeout(sets_a_timeout(values), local);
             }
         }
+        Statement::Set(Set::SingleAssignment {
+            scope,
+            variable,
+            values,
+            ..
+        }) if is_statement_timeout(variable) => {
+            let local = matches!(scope, Some(ContextModifier::Local));
+            if !local || ctx.transaction.is_some() {
+                ctx.statement_timeout = sets_a_timeout(values).then(|| {
+                    let written: Vec<String> = values.iter().map(ToString::to_string).collect();
+                    written.join(", ")
+                });
+                ctx.statement_timeout_local = local;
+            }
+        }
         // Other settings of the session (`pg_dump` starts with a dozen) change no schema.
         Statement::Set(_) => {}
         Statement::Reset(r) => match &r.reset {
-            Reset::ALL => ctx.set_lock_timeout(false, false),
+            Reset::ALL => {
+                ctx.set_lock_timeout(false, false);
+                ctx.statement_timeout = None;
+            }
             Reset::ConfigurationParameter(name) if is_lock_timeout(name) => {
                 ctx.set_lock_timeout(false, false);
+            }
+            Reset::ConfigurationParameter(name) if is_statement_timeout(name) => {
+                ctx.statement_timeout = None;
             }
             _ => {}
         },
@@ -1093,9 +1148,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
         },
         Statement::Commit { .. } | Statement::Rollback { .. } => {
             ctx.transaction = None;
-            if ctx.lock_timeout_local {
-                ctx.set_lock_timeout(false, false);
-            }
+            ctx.end_local_settings();
         }
         Statement::CreateDomain(d) => ctx.create(&d.name),
         Statement::CreateTable(ct) => {
@@ -1578,6 +1631,21 @@ fn runs_long(stmt: &Parsed, ctx: &Ctx) -> Option<&'static str> {
         {
             Some("validation of every row")
         }
+        _ => None,
+    }
+}
+
+/// What a statement does that lasts as long as its table is big, which a `statement_timeout`
+/// cancels on a big table: a concurrent index build, a reindex, or what [`runs_long`] names.
+fn takes_long(stmt: &Parsed, ctx: &Ctx) -> Option<&'static str> {
+    match stmt {
+        Parsed::Reindex { .. } => Some("reindex"),
+        Parsed::Stmt(s) => match s.as_ref() {
+            Statement::CreateIndex(ci) if ci.concurrently && ctx.in_use(&ci.table_name) => {
+                Some("concurrent index build")
+            }
+            _ => runs_long(stmt, ctx),
+        },
         _ => None,
     }
 }
