@@ -83,6 +83,34 @@ fn psql(conninfo: &str, script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs `migration` as psql runs a file: statement by statement, stopping at the first error.
+fn run_statements(conninfo: &str, migration: &str) -> std::process::Output {
+    let mut run = Command::new("psql");
+    run.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", conninfo]);
+    for statement in migration.split_inclusive(';') {
+        run.args(["-c", statement]);
+    }
+    run.output().expect("psql runs")
+}
+
+/// The analysis of `migration` (after `SET lock_timeout`, so that only what the test is about
+/// is reported), run after what `schema` learned.
+fn analysed(migration: &str, schema: &Schema) -> serin_compat::migration::MigrationReport {
+    analyze_after(
+        "m",
+        &format!("SET lock_timeout = '1s'; {migration}"),
+        schema,
+    )
+    .unwrap()
+}
+
+/// Whether the analysis of `migration` reports `rule`.
+fn reports(migration: &str, schema: &Schema, rule: &str) -> bool {
+    analysed(migration, schema)
+        .findings()
+        .any(|(_, f)| f.rule == rule)
+}
+
 /// The lock modes that block writes (and, the last, reads).
 const BLOCKING: [&str; 4] = [
     "ShareLock",
@@ -375,8 +403,7 @@ fn the_rewrites_the_analysis_claims_are_the_ones_postgresql_makes() {
              ROLLBACK;"
         );
         let rewritten = db.answer(&script, "rewritten:") == "true";
-        let claimed = analyze_after("m", &format!("SET lock_timeout = '1s'; {change}"), &schema)
-            .unwrap()
+        let claimed = analysed(change, &schema)
             .findings()
             .any(|(_, f)| REWRITING.contains(&f.rule.as_str()) && f.severity == Severity::Error);
         if rewritten != claimed {
@@ -662,16 +689,15 @@ fn postgresql_refuses_the_statements_the_analysis_says_it_refuses() {
             &db.conninfo(),
             &format!("DROP SCHEMA public CASCADE; CREATE SCHEMA public; {setup}"),
         );
-        let mut run = Command::new("psql");
-        run.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &db.conninfo()]);
-        if one_query {
-            run.args(["-c", migration]);
+        let out = if one_query {
+            Command::new("psql")
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &db.conninfo()])
+                .args(["-c", migration])
+                .output()
+                .expect("psql runs")
         } else {
-            for statement in migration.split_inclusive(';') {
-                run.args(["-c", statement]);
-            }
-        }
-        let out = run.output().expect("psql runs");
+            run_statements(&db.conninfo(), migration)
+        };
         let refused = !out.status.success();
         let report = if one_query {
             analyze_as("m", migration, &schema, Runner::GolangMigrate)
@@ -733,14 +759,7 @@ fn a_primary_key_made_of_an_index_scans_the_table_when_the_analysis_says_it_does
         let mut schema = Schema::default();
         schema.learn(table);
         schema.learn(before);
-        let claimed = analyze_after(
-            "m",
-            &format!("SET lock_timeout = '1s'; {primary_key}"),
-            &schema,
-        )
-        .unwrap()
-        .findings()
-        .any(|(_, f)| f.rule == "adding-not-nullable-field");
+        let claimed = reports(primary_key, &schema, "adding-not-nullable-field");
         if claimed != scanned {
             wrong.push(format!(
                 "{before:?}: PostgreSQL {} the table, the analysis says it {}",
@@ -778,14 +797,7 @@ fn a_retried_concurrent_index_stays_invalid_when_the_analysis_says_it_does() {
             &format!("DROP SCHEMA public CASCADE; CREATE SCHEMA public; {setup}"),
         );
         // As psql runs a file, statement by statement: the first run fails at the build.
-        let run = || {
-            let mut run = Command::new("psql");
-            run.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &db.conninfo()]);
-            for statement in migration.split_inclusive(';') {
-                run.args(["-c", statement]);
-            }
-            run.output().expect("psql runs").status.success()
-        };
+        let run = || run_statements(&db.conninfo(), migration).status.success();
         assert!(!run(), "{migration} ran on data it cannot index");
         psql(
             &db.conninfo(),
@@ -798,14 +810,7 @@ fn a_retried_concurrent_index_stays_invalid_when_the_analysis_says_it_does() {
         );
         // Run again without a word, yet the index is unusable.
         let kept_invalid = retried && valid.trim() == "f";
-        let claimed = analyze_after(
-            "m",
-            &format!("SET lock_timeout = '1s'; {migration}"),
-            &schema,
-        )
-        .unwrap()
-        .findings()
-        .any(|(_, f)| f.rule == "concurrent-index-if-not-exists");
+        let claimed = reports(migration, &schema, "concurrent-index-if-not-exists");
         if claimed != kept_invalid {
             wrong.push(format!(
                 "{migration}: run again {}, the index valid: {valid:?}; the analysis says it {}",
@@ -930,13 +935,7 @@ fn adding_a_partition_scans_the_tables_the_analysis_says_it_scans() {
         let mut schema = Schema::default();
         schema.learn(PARTITIONED);
         schema.learn(&before);
-        let report = analyze_after(
-            "m",
-            &format!("SET lock_timeout = '1s'; {statement}"),
-            &schema,
-        )
-        .unwrap();
-        let mut claimed: Vec<String> = report
+        let mut claimed: Vec<String> = analysed(statement, &schema)
             .findings()
             .filter(|(_, f)| f.rule == "partition-bound-scan")
             .filter_map(|(_, f)| {
@@ -998,12 +997,7 @@ fn a_statement_timeout_cancels_the_long_statements_the_analysis_says_it_cancels(
             &db.conninfo(),
             &format!("DROP SCHEMA public CASCADE; CREATE SCHEMA public; {setup}"),
         );
-        let mut run = Command::new("psql");
-        run.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &db.conninfo()]);
-        for statement in migration.split_inclusive(';') {
-            run.args(["-c", statement]);
-        }
-        let out = run.output().expect("psql runs");
+        let out = run_statements(&db.conninfo(), migration);
         let said = String::from_utf8_lossy(&out.stderr);
         let cancelled = said.contains("canceling statement due to statement timeout");
         assert!(out.status.success() || cancelled, "{migration}: {said}");
@@ -1015,14 +1009,7 @@ fn a_statement_timeout_cancels_the_long_statements_the_analysis_says_it_cancels(
             );
             assert_eq!(valid.trim(), "f", "{migration}");
         }
-        let claimed = analyze_after(
-            "m",
-            &format!("SET lock_timeout = '1s'; {migration}"),
-            &schema,
-        )
-        .unwrap()
-        .findings()
-        .any(|(_, f)| f.rule == "statement-timeout-cancels");
+        let claimed = reports(migration, &schema, "statement-timeout-cancels");
         if claimed != cancelled {
             wrong.push(format!(
                 "{migration}: PostgreSQL {} it, the analysis says it {}",
