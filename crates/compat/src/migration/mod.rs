@@ -210,10 +210,12 @@ impl MigrationReport {
 ///
 /// A file that carries a runner's markers (goose's `-- +goose Up`, sql-migrate's `-- +migrate
 /// Up`, dbmate's `-- migrate:up`, node-pg-migrate's `-- Up Migration`, tern's `---- create
-/// above / drop below ----`, sqlx's `-- no-transaction`, yoyo's `-- depends:`) is read as that
-/// runner reads it: only the part that runs on the way up is analysed (the report names the
-/// [`Runner`]), inside the transaction the runner opens unless a marker says otherwise, and
-/// statements the runner sends as one query run as one implicit transaction. So `CREATE INDEX
+/// above / drop below ----`, sqlx's `-- no-transaction`, yoyo's `-- depends:`, Liquibase's
+/// `--liquibase formatted sql`) is read as that runner reads it: only the part that runs on the
+/// way up is analysed (the report names the [`Runner`]; for Liquibase, the changesets that run
+/// on PostgreSQL, each committed before the next), inside the transaction the runner opens
+/// unless a marker says otherwise, and statements the runner sends as one query run as one
+/// implicit transaction. So `CREATE INDEX
 /// CONCURRENTLY`, which PostgreSQL refuses in a transaction, is an error there, with the marker
 /// that lets it run. For files that carry no marker, name the runner with [`analyze_as`].
 ///
@@ -228,8 +230,16 @@ impl MigrationReport {
 /// (`CREATE INDEX ... ON ONLY`, then each partition concurrently, then `ALTER INDEX ... ATTACH
 /// PARTITION`): PostgreSQL refuses `CREATE INDEX CONCURRENTLY` on it.
 ///
-/// Flyway's placeholders (`${schema}`) are read as names, so the statements that hold them are
-/// analysed, and shown as written.
+/// A `statement_timeout` in force cancels what lasts as long as its table is big (a concurrent
+/// index build, which then leaves an invalid index, a reindex, a validation, a backfill):
+/// `statement-timeout-cancels`, a warning. Adding a partition scans a partition in use, and
+/// the parent's default partition, unless a validated check proves the bound
+/// (`partition-bound-scan`); a domain's check scans every column of the domain under a lock
+/// that blocks writes (`domain-constraint-scan`).
+///
+/// Flyway's placeholders (`${schema}`) are read as names, and psql's variables (`:'v'`,
+/// `:"v"`, `:v`) in a file psql runs as what they stand for, so the statements that hold them
+/// are analysed, and shown as written.
 ///
 /// A reviewer who has checked a finding by hand silences it with a comment naming its rule:
 /// `-- serin:ignore rule-a, rule-b` before (or inside) the statement, or
