@@ -136,7 +136,7 @@ impl ByWords {
             // A procedure's body is a string (`AS $$ ... $$`), as a function's is.
             if w.keyword("PROCEDURE") {
                 let quoted_body = tokens.windows(2).any(|t| {
-                    matches!(&t[0].token, Token::Word(w) if w.value.eq_ignore_ascii_case("AS"))
+                    matches!(&t[0].token, Token::Word(word) if word.value.eq_ignore_ascii_case("AS"))
                         && matches!(
                             t[1].token,
                             Token::DollarQuotedString(_) | Token::SingleQuotedString(_)

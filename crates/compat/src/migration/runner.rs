@@ -1,18 +1,20 @@
 //! Migration files laid out for the tool that runs them.
 //!
-//! goose, sql-migrate, dbmate, node-pg-migrate and tern keep a migration's up and down SQL in
-//! one file, between marker comments, and run the up part in a transaction unless a marker
-//! says otherwise; sqlx, diesel and golang-migrate send a whole file as one query, sqlx in a
-//! transaction unless the file begins `-- no-transaction`, diesel unless the migration's
-//! `metadata.toml` says `run_in_transaction = false`; refinery sends a file as one query, always
-//! in a transaction of its own; yoyo runs a file statement by statement
-//! in a transaction unless its leading comments say `transactional: false`; Liquibase runs each
-//! changeset of a formatted SQL file in a transaction of its own, statement by statement, unless
-//! the changeset says otherwise. Only the up part
-//! runs on deploy, so only it is analysed; and whether the runner opens a transaction, or sends
-//! several statements as one query (which PostgreSQL runs as one implicit transaction), decides
-//! whether `CREATE INDEX CONCURRENTLY` can run at all and how long locks are kept. The markers
-//! are read as each tool reads them.
+//! - goose, sql-migrate, dbmate, node-pg-migrate and tern keep a migration's up and down SQL
+//!   in one file, between marker comments, and run the up part in a transaction unless a
+//!   marker says otherwise.
+//! - sqlx, diesel, refinery and golang-migrate send a whole file as one query: sqlx in a
+//!   transaction unless the file begins `-- no-transaction`, diesel unless the migration's
+//!   `metadata.toml` says `run_in_transaction = false`, refinery always, golang-migrate never.
+//! - yoyo runs a file statement by statement in a transaction unless its leading comments say
+//!   `transactional: false`.
+//! - Liquibase runs each changeset of a formatted SQL file in a transaction of its own,
+//!   statement by statement, unless the changeset says otherwise.
+//!
+//! Only the up part runs on deploy, so only it is analysed; and whether the runner opens a
+//! transaction, or sends several statements as one query (which PostgreSQL runs as one
+//! implicit transaction), decides whether `CREATE INDEX CONCURRENTLY` can run at all and how
+//! long locks are kept. The markers are read as each tool reads them.
 
 use std::fmt;
 use std::ops::Range;
