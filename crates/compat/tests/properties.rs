@@ -552,8 +552,18 @@ proptest! {
         Just("\n-- Up Migration\n"), Just("\n-- Down Migration\n"),
         Just("---- create above / drop below ----"), Just("\n---- tern: disable-tx ----\n"),
         Just("-- no-transaction\n"), Just("-- depends: 0001\n"),
-        // Flyway's placeholders, whole and not.
+        // Flyway's placeholders, whole and not; psql's variables.
         Just("${schema}.t"), Just("${flyway:user}"), Just("${"), Just("}"),
+        Just(":'v'"), Just(":\"t\""), Just(":v"), Just("::int"), Just("[1:2]"), Just("E'\\'"),
+        // Liquibase's changelog and changesets.
+        Just("--liquibase formatted sql\n"), Just("\n--changeset a:1\n"),
+        Just("\n--changeset a:2 runInTransaction:false splitStatements:false\n"),
+        Just("\n--changeset a:3 dbms:mysql\n"), Just("\n--ignoreLines:start\n"),
+        Just("\n--ignoreLines:end\n"),
+        // Partitions, domains, primary keys made of indexes, timeouts.
+        Just("PARTITION"), Just("OF"), Just("BY"), Just("RANGE"), Just("FOR"), Just("VALUES"),
+        Just("FROM"), Just("ATTACH"), Just("DOMAIN"), Just("PRIMARY"), Just("IF"),
+        Just("EXISTS"), Just("statement_timeout"), Just("RESET"), Just("EXPRESSION"),
     ], 0..30)) {
         let sql = words.join(" ");
         // Learned as an earlier migration, the same text is the schema the analysis starts from.
