@@ -591,8 +591,9 @@ fn liquibase(lines: &[Line]) -> Option<Layout> {
             layout.up.extend(at.map(|a| a..l.start));
             layout.together.extend(one_query.map(|f| f..l.number));
         }
+        // After `author:id`.
         let attribute = |name: &str| {
-            rest.split_whitespace().find_map(|w| {
+            rest.split_whitespace().skip(1).find_map(|w| {
                 let (key, value) = w.split_once(':')?;
                 key.eq_ignore_ascii_case(name).then_some(value)
             })
@@ -689,6 +690,9 @@ mod tests {
         );
         let (_, up) = up_text("--liquibase formatted sql\n--changesets a:1\nSELECT 1;\n");
         assert_eq!(up, "");
+        // An author named like an attribute is an author.
+        let (_, up) = up_text("--liquibase formatted sql\n--changeset dbms:1\nSELECT 1;\n");
+        assert_eq!(up, "SELECT 1;\n");
         for (list, runs) in [
             ("postgresql", true),
             ("h2,PostgreSQL", true),
