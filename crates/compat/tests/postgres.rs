@@ -9,7 +9,7 @@
 //!   (its `relfilenode` changed) against whether the analysis says it rewrites the table (an
 //!   error of a rewriting rule), the schema before it known.
 //! - Scans: whether `SET NOT NULL` verifies the table or finds a check that proves the column
-//!   holds no NULL (PostgreSQL says which at `DEBUG1`), after nine kinds of check, against
+//!   holds no NULL (PostgreSQL says which at `DEBUG1`), after twelve kinds of check, against
 //!   whether the analysis reports `adding-not-nullable-field`, the check in the same migration
 //!   or an earlier one.
 //! - Refusals: seventeen migrations, run by psql statement by statement or as one query, that
@@ -580,7 +580,7 @@ fn debug_said(db: &Database, before: &str, statement: &str) -> (String, String) 
 
 /// What comes before `SET NOT NULL` on `n.c`, and which statements of it ran in earlier
 /// migrations (the rest in the same one).
-const BEFORE_SET_NOT_NULL: [&str; 9] = [
+const BEFORE_SET_NOT_NULL: [&str; 12] = [
     "",
     "ALTER TABLE n ADD CONSTRAINT n_c CHECK (c IS NOT NULL) NOT VALID;",
     "ALTER TABLE n ADD CONSTRAINT n_c CHECK (c IS NOT NULL) NOT VALID; \
@@ -593,6 +593,12 @@ const BEFORE_SET_NOT_NULL: [&str; 9] = [
      ALTER TABLE n RENAME CONSTRAINT n_c TO n_c2; ALTER TABLE n RENAME COLUMN c TO d; \
      ALTER TABLE n RENAME COLUMN d TO c;",
     "DROP TABLE n; CREATE TABLE n (id bigint, c int CHECK (c IS NOT NULL));",
+    // Unnamed checks, dropped by the names PostgreSQL gave them.
+    "ALTER TABLE n ADD CHECK (c IS NOT NULL); ALTER TABLE n DROP CONSTRAINT n_c_check;",
+    "DROP TABLE n; CREATE TABLE n (id bigint, c int CHECK (c IS NOT NULL), CHECK (c > 0)); \
+     ALTER TABLE n DROP CONSTRAINT n_c_check;",
+    "DROP TABLE n; CREATE TABLE n (id bigint, c int CHECK (c IS NOT NULL), CHECK (c > 0)); \
+     ALTER TABLE n DROP CONSTRAINT n_c_check1;",
 ];
 
 #[test]

@@ -24,13 +24,16 @@ pub(super) struct Check {
     pub(super) valid: bool,
 }
 
-/// A check as declared, under its name. An unnamed one is keyed by its text, which no
-/// constraint name can equal (a name cannot be referred to without its own name anyway).
-pub(super) fn check(c: &CheckConstraint, valid: bool) -> (String, Check) {
-    let name = c
-        .name
-        .as_ref()
-        .map_or_else(|| format!("({})", c.expr), ident_key);
+/// A check of `table` as declared, under its name: for an unnamed one, the name PostgreSQL
+/// gives it (`<table>_<column>_check` when it reads one column, else `<table>_check`, and a
+/// number after it when `taken` holds that name already), so that dropping it by that name is
+/// followed.
+pub(super) fn check(
+    c: &CheckConstraint,
+    valid: bool,
+    table: &str,
+    taken: &Checks,
+) -> (String, Check) {
     let mut check = Check {
         not_null: BTreeSet::new(),
         bounds: BTreeSet::new(),
@@ -44,6 +47,21 @@ pub(super) fn check(c: &CheckConstraint, valid: bool) -> (String, Check) {
             other => check.bounds.extend(columns(other)),
         }
     }
+    let name = c.name.as_ref().map_or_else(
+        || {
+            let relation = table.rsplit('.').next().unwrap_or(table);
+            let read: BTreeSet<&String> = check.not_null.iter().chain(&check.bounds).collect();
+            let base = match read.into_iter().collect::<Vec<_>>().as_slice() {
+                [column] => format!("{relation}_{column}_check"),
+                _ => format!("{relation}_check"),
+            };
+            std::iter::once(base.clone())
+                .chain((1..).map(|n| format!("{base}{n}")))
+                .find(|name| !taken.contains_key(name))
+                .unwrap_or(base)
+        },
+        ident_key,
+    );
     (name, check)
 }
 
@@ -80,14 +98,14 @@ pub(super) fn columns(expr: &Expr) -> BTreeSet<String> {
     out
 }
 
-/// Follows one `ALTER TABLE` operation's effect on a table's checks.
-pub(super) fn follow_checks(checks: &mut Checks, op: &AlterTableOperation) {
+/// Follows one `ALTER TABLE` operation's effect on the checks of `table`.
+pub(super) fn follow_checks(table: &str, checks: &mut Checks, op: &AlterTableOperation) {
     match op {
         AlterTableOperation::AddConstraint {
             constraint: TableConstraint::Check(c),
             not_valid,
         } => {
-            let (name, c) = check(c, !not_valid);
+            let (name, c) = check(c, !not_valid, table, checks);
             checks.insert(name, c);
         }
         AlterTableOperation::ValidateConstraint { name } => {
@@ -143,7 +161,7 @@ mod tests {
             no_inherit: false,
             enforced: None,
         };
-        check(&c, true)
+        check(&c, true, "public.t", &Checks::new())
     }
 
     fn set(names: &[&str]) -> BTreeSet<String> {
@@ -154,12 +172,10 @@ mod tests {
     fn a_check_proves_not_null_columns_and_bounds_the_rest() {
         let (name, c) =
             read("\"At\" IS NOT NULL AND (\"At\" >= '2025-01-01' AND t.\"At\" < now())");
-        assert_eq!(
-            name,
-            "(\"At\" IS NOT NULL AND (\"At\" >= '2025-01-01' AND t.\"At\" < now()))"
-        );
+        assert_eq!(name, "t_At_check");
         assert_eq!((c.not_null, c.bounds), (set(&["At"]), set(&["At"])));
-        let (_, c) = read("lower(region) IN ('eu', 'us') OR Kind = 2");
+        let (name, c) = read("lower(region) IN ('eu', 'us') OR Kind = 2");
+        assert_eq!(name, "t_check");
         assert_eq!((c.not_null, c.bounds), (set(&[]), set(&["kind", "region"])));
         // A NOT NULL of an expression, or under OR, proves nothing.
         let (_, c) = read("(a + b) IS NOT NULL OR c IS NOT NULL");

@@ -247,20 +247,25 @@ impl Schema {
                         self.partitioned.remove(&key);
                     }
                 }
-                let checks = ct
-                    .constraints
+                // Named as PostgreSQL names them: the columns' checks first, then the table's.
+                let declared = ct
+                    .columns
                     .iter()
-                    .filter_map(|c| match c {
-                        TableConstraint::Check(check) => Some(check),
-                        _ => None,
-                    })
-                    .chain(ct.columns.iter().flat_map(|c| {
+                    .flat_map(|c| {
                         c.options.iter().filter_map(|o| match &o.option {
                             ColumnOption::Check(check) => Some(check),
                             _ => None,
                         })
+                    })
+                    .chain(ct.constraints.iter().filter_map(|c| match c {
+                        TableConstraint::Check(check) => Some(check),
+                        _ => None,
                     }));
-                let checks: Checks = checks.map(|c| check(c, true)).collect();
+                let mut checks = Checks::new();
+                for c in declared {
+                    let (name, c) = check(c, true, &key, &checks);
+                    checks.insert(name, c);
+                }
                 self.checks.insert(key.clone(), checks);
                 self.indexes.retain(|_, index| index.table != key);
             }
@@ -327,7 +332,7 @@ impl Schema {
                         if let Some(columns) = self.tables.get_mut(&key) {
                             alter(columns, op);
                         }
-                        follow_checks(self.checks.entry(key.clone()).or_default(), op);
+                        follow_checks(&key, self.checks.entry(key.clone()).or_default(), op);
                     }
                 }
             }
