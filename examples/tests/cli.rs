@@ -719,14 +719,17 @@ fn an_upgrade_the_catalog_refuses_is_blocked_with_exit_3() {
         .args(["plan", "--version", "1.2.0"])
         .assert()
         .code(3)
-        .stdout(predicate::str::contains("validation: BLOCKED — demo"));
+        .stdout(predicate::str::contains(
+            "validation: BLOCKED — [error] demo 1.2.0 (matrix.oneMinorAtATime): demo 1.0.0 -> \
+             1.2.0 skips a minor (instead: move demo one minor at a time",
+        ));
     with_catalog(d)
         .args(["plan", "--version", "1.1.0"])
         .assert()
         .success()
         .stdout(predicate::str::contains(
-            "validation: OkWithWarnings — demo 1.1.0 migration 0011 statement 2 (line 1, column \
-             26) (sql.ban-drop-column): dropping column(s) c of t",
+            "validation: OkWithWarnings — [warn] demo 1.1.0 migration 0011 statement 2 (line 1, \
+             column 26) (sql.ban-drop-column): dropping column(s) c of t",
         ));
     let out = with_catalog(d)
         .args(["deploy", "--version", "1.2.0", "--output", "json"])

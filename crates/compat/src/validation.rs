@@ -128,15 +128,36 @@ impl Finding {
         self.recipe = Some(recipe.into());
         self
     }
+
+    /// The finding on one line, for events and logs: severity, subject, code, message and
+    /// what to do instead; the evidence and the derivation are left to [`Display`](fmt::Display).
+    ///
+    /// ```
+    /// use serin_compat::{Finding, Severity};
+    /// let f = Finding::new(Severity::Error, "sql.ban-drop-table", "api 1.2.0 migration 0007",
+    ///     "dropping table(s) users breaks the old version").with_recipe("drop it later");
+    /// assert_eq!(f.one_line(), "[error] api 1.2.0 migration 0007 (sql.ban-drop-table): \
+    ///     dropping table(s) users breaks the old version (instead: drop it later)");
+    /// ```
+    pub fn one_line(&self) -> String {
+        let head = self.head();
+        match &self.recipe {
+            Some(r) => format!("{head} (instead: {r})"),
+            None => head,
+        }
+    }
+
+    fn head(&self) -> String {
+        format!(
+            "[{}] {} ({}): {}",
+            self.severity, self.subject, self.code, self.message
+        )
+    }
 }
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "[{}] {} ({}): {}",
-            self.severity, self.subject, self.code, self.message
-        )?;
+        f.write_str(&self.head())?;
         for e in &self.evidence {
             write!(f, "\n    evidence: {e}")?;
         }

@@ -427,7 +427,7 @@ impl Orchestrator {
         if !validation.is_allowed() {
             let findings: Vec<String> = validation
                 .findings_at_least(serin_compat::Severity::Error)
-                .map(|f| format!("{}: {}", f.code, f.message))
+                .map(serin_compat::Finding::one_line)
                 .collect();
             return Err(blocked(findings.join("; ")));
         }

@@ -72,7 +72,7 @@ fn findings_worth_listing(val: &serin_compat::UpgradeValidation) -> Option<Strin
         .findings
         .iter()
         .filter(|f| f.severity >= floor)
-        .map(|f| format!("{} ({}): {}", f.subject, f.code, f.message))
+        .map(serin_compat::Finding::one_line)
         .collect();
     (!listed.is_empty()).then(|| listed.join("; "))
 }

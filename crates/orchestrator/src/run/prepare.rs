@@ -46,7 +46,7 @@ impl Runner {
         let findings: Vec<String> = validation
             .findings
             .iter()
-            .map(|f| format!("{:?} {}: {}", f.severity, f.code, f.message))
+            .map(serin_compat::Finding::one_line)
             .collect();
         if !validation.is_allowed() {
             let reason = findings.join("; ");
