@@ -167,8 +167,9 @@ pub fn plan(inputs: &StepInputs<'_>) -> Vec<Step> {
                     (expand, contract) => format!(
                         "split migration {name}: {runner} applies a file whole, and statements \
                          {contract} must wait until the old version is gone: move them to a \
-                         migration of its own, and apply the rest (statements {expand}) for \
-                         {version} before deploying, with lock_timeout set"
+                         {} of its own, and apply the rest (statements {expand}) for \
+                         {version} before deploying, with lock_timeout set",
+                        runner.file_kind()
                     ),
                 }
             }
@@ -349,6 +350,14 @@ mod tests {
                  statements #3)"
             ]
         );
+        // Liquibase's file is a changelog.
+        let changelog = "--liquibase formatted sql\n--changeset a:1\nSET lock_timeout = '1s';\n\
+                         ALTER TABLE t ADD COLUMN a text;\n--changeset a:2\n\
+                         ALTER TABLE t DROP COLUMN b;\n";
+        assert!(texts(changelog)[0].contains(
+            "Liquibase applies a file whole, and statements #3 must wait until the old version \
+             is gone: move them to a changelog of its own"
+        ));
         let contract = "-- +goose Up\nSET lock_timeout = '1s';\nALTER TABLE t DROP COLUMN b;\n";
         assert_eq!(
             texts(contract),

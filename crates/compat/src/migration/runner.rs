@@ -104,6 +104,14 @@ impl Runner {
         }
     }
 
+    /// What a file of its holds: a migration, or (Liquibase) a changelog.
+    pub(crate) fn file_kind(self) -> &'static str {
+        match self {
+            Self::Liquibase => "changelog",
+            _ => "migration",
+        }
+    }
+
     /// What it runs as one: a migration, or (Liquibase) a changeset.
     pub(super) fn unit(self) -> &'static str {
         match self {
