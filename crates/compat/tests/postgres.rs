@@ -23,7 +23,7 @@
 //!   its columns, against whether the analysis reports `adding-not-nullable-field`.
 //! - Partitions: which tables PostgreSQL scans to check partition bounds when a partition is
 //!   attached or created (the partition itself, the parent's default partition), after
-//!   fifteen histories of checks, defaults and keys, against the tables the analysis's
+//!   twenty-two histories of checks, defaults and keys, against the tables the analysis's
 //!   `partition-bound-scan` findings name.
 //! - Retries: five migrations whose concurrent index build fails on the table's data, run
 //!   again once the data is mended: whether the second run succeeds and leaves the index
@@ -873,6 +873,40 @@ fn partition_cases() -> Vec<(String, &'static str, &'static [&'static str])> {
             ATTACH_S,
             &["s"],
         ),
+        // Only a check that keeps the key within the bound proves it.
+        (
+            "ALTER TABLE s ADD CONSTRAINT s_b CHECK (at IS NOT NULL AND at > '2000-01-01');".into(),
+            ATTACH_S,
+            &["s"],
+        ),
+        (
+            "ALTER TABLE s ADD CONSTRAINT s_b \
+             CHECK (at IS NOT NULL AND at >= '2025-02-01' AND at < '2025-03-01');"
+                .into(),
+            ATTACH_S,
+            &[],
+        ),
+        (
+            "ALTER TABLE s ADD CONSTRAINT s_b \
+             CHECK (at IS NOT NULL AND at BETWEEN '2025-01-01' AND '2025-12-31');"
+                .into(),
+            ATTACH_S,
+            &[],
+        ),
+        (
+            "ALTER TABLE s ADD CONSTRAINT s_b CHECK \
+             (at IS NOT NULL AND at >= DATE '2025-01-01' AND at < '2026-01-01'::date);"
+                .into(),
+            ATTACH_S,
+            &[],
+        ),
+        (
+            "ALTER TABLE s ADD CONSTRAINT s_b \
+             CHECK (at IS NOT NULL AND extract(year FROM at) = 2025);"
+                .into(),
+            ATTACH_S,
+            &["s"],
+        ),
         (DEFAULT_PD.into(), ATTACH_S, &["s", "pd"]),
         (format!("{DEFAULT_PD} {PROVE_S} {pd_proof}"), ATTACH_S, &[]),
         (
@@ -894,6 +928,16 @@ fn partition_cases() -> Vec<(String, &'static str, &'static [&'static str])> {
         ),
         (
             "ALTER TABLE ls ADD CONSTRAINT ls_c CHECK (r IS NOT NULL AND r IN ('a', 'b'));".into(),
+            "ALTER TABLE l ATTACH PARTITION ls FOR VALUES IN ('a', 'b')",
+            &[],
+        ),
+        (
+            "ALTER TABLE ls ADD CONSTRAINT ls_c CHECK (r IS NOT NULL AND r IN ('a', 'c'));".into(),
+            "ALTER TABLE l ATTACH PARTITION ls FOR VALUES IN ('a', 'b')",
+            &["ls"],
+        ),
+        (
+            "ALTER TABLE ls ADD CONSTRAINT ls_c CHECK (r IS NOT NULL AND r = 'a');".into(),
             "ALTER TABLE l ATTACH PARTITION ls FOR VALUES IN ('a', 'b')",
             &[],
         ),

@@ -1,11 +1,16 @@
 //! A table's check constraints, as far as two questions need them: does a valid check prove
-//! that a column holds no NULL (then `SET NOT NULL` scans nothing), and does one bound the
-//! columns a partition key reads (then `ATTACH PARTITION` may find its bound proven).
+//! that a column holds no NULL (then `SET NOT NULL` scans nothing), and does one imply a
+//! partition's bound (then `ATTACH PARTITION` scans nothing). PostgreSQL proves a bound from
+//! comparisons of the key with constants, so those are what is kept of a check.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{AlterTableOperation, BinaryOperator, CheckConstraint, Expr, TableConstraint};
+use sqlparser::ast::{
+    AlterTableOperation, BinaryOperator, CheckConstraint, Expr, ForValues, InTarget,
+    PartitionBoundValue, TableConstraint, UnaryOperator, Value,
+};
 
 use super::schema::ident_key;
 
@@ -20,6 +25,8 @@ pub(super) struct Check {
     pub(super) not_null: BTreeSet<String>,
     /// The columns the rest of it reads: what it bounds.
     pub(super) bounds: BTreeSet<String>,
+    /// Its conjuncts that compare a column with constants.
+    pub(super) terms: Vec<Term>,
     /// Added without `NOT VALID`, or validated since: PostgreSQL relies only on such checks.
     pub(super) valid: bool,
 }
@@ -37,6 +44,7 @@ pub(super) fn check(
     let mut check = Check {
         not_null: BTreeSet::new(),
         bounds: BTreeSet::new(),
+        terms: Vec::new(),
         valid,
     };
     for conjunct in conjuncts(&c.expr) {
@@ -44,7 +52,10 @@ pub(super) fn check(
             Expr::IsNotNull(inner) if matches!(inner.as_ref(), Expr::Identifier(_)) => {
                 check.not_null.extend(columns(inner));
             }
-            other => check.bounds.extend(columns(other)),
+            other => {
+                check.bounds.extend(columns(other));
+                check.terms.extend(terms(other));
+            }
         }
     }
     let name = c.name.as_ref().map_or_else(
@@ -80,6 +91,215 @@ fn conjuncts(expr: &Expr) -> Vec<&Expr> {
         }
         other => vec![other],
     }
+}
+
+/// A constant a check or a bound compares a column with. Strings compare as text, which orders
+/// dates and times written alike (`'2025-01-01'`) as PostgreSQL orders their values.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Literal {
+    Number(f64),
+    Text(String),
+}
+
+impl Literal {
+    /// The constant `expr` is (through casts: `'2025-01-01'::date`, `DATE '2025-01-01'`).
+    fn of(expr: &Expr) -> Option<Self> {
+        match expr {
+            Expr::Nested(inner) | Expr::Cast { expr: inner, .. } => Self::of(inner),
+            Expr::TypedString(t) => Self::of_value(&t.value.value),
+            Expr::Value(v) => Self::of_value(&v.value),
+            Expr::UnaryOp {
+                op: UnaryOperator::Minus,
+                expr,
+            } => match Self::of(expr)? {
+                Self::Number(n) => Some(Self::Number(-n)),
+                Self::Text(_) => None,
+            },
+            _ => None,
+        }
+    }
+
+    fn of_value(value: &Value) -> Option<Self> {
+        match value {
+            Value::Number(n, _) => n.parse().ok().map(Self::Number),
+            Value::SingleQuotedString(s) => Some(Self::Text(s.clone())),
+            _ => None,
+        }
+    }
+
+    /// How `self` compares with `other`; `None` for a number against a string.
+    fn cmp(&self, other: &Self) -> Option<Ordering> {
+        match (self, other) {
+            (Self::Number(a), Self::Number(b)) => a.partial_cmp(b),
+            (Self::Text(a), Self::Text(b)) => Some(a.cmp(b)),
+            _ => None,
+        }
+    }
+}
+
+/// A conjunct of a check that compares a column with constants.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Term {
+    /// `c > x` (`strict`) or `c >= x`.
+    Above {
+        column: String,
+        value: Literal,
+        strict: bool,
+    },
+    /// `c < x` (`strict`) or `c <= x`.
+    Below {
+        column: String,
+        value: Literal,
+        strict: bool,
+    },
+    /// `c = x`, `c IN (x, y)`.
+    OneOf {
+        column: String,
+        values: Vec<Literal>,
+    },
+}
+
+impl Term {
+    fn column(&self) -> &str {
+        match self {
+            Self::Above { column, .. }
+            | Self::Below { column, .. }
+            | Self::OneOf { column, .. } => column,
+        }
+    }
+}
+
+/// The comparisons with constants that `conjunct` makes: `c > 1`, `'a' = c`, `c BETWEEN x AND
+/// y`, `c IN (x, y)`.
+fn terms(conjunct: &Expr) -> Vec<Term> {
+    let column = |e: &Expr| match e {
+        Expr::Identifier(c) => Some(ident_key(c)),
+        Expr::CompoundIdentifier(parts) => parts.last().map(ident_key),
+        _ => None,
+    };
+    match conjunct {
+        Expr::Nested(inner) => terms(inner),
+        Expr::BinaryOp { left, op, right } => {
+            // `c op x`, or `x op c` read as `c (op flipped) x`.
+            let (c, value, flipped) = match (column(left), Literal::of(right)) {
+                (Some(c), Some(v)) => (c, v, false),
+                _ => match (Literal::of(left), column(right)) {
+                    (Some(v), Some(c)) => (c, v, true),
+                    _ => return Vec::new(),
+                },
+            };
+            let above = |strict| Term::Above {
+                column: c.clone(),
+                value: value.clone(),
+                strict,
+            };
+            let below = |strict| Term::Below {
+                column: c.clone(),
+                value: value.clone(),
+                strict,
+            };
+            let term = match (op, flipped) {
+                (BinaryOperator::Gt, false) | (BinaryOperator::Lt, true) => above(true),
+                (BinaryOperator::GtEq, false) | (BinaryOperator::LtEq, true) => above(false),
+                (BinaryOperator::Lt, false) | (BinaryOperator::Gt, true) => below(true),
+                (BinaryOperator::LtEq, false) | (BinaryOperator::GtEq, true) => below(false),
+                (BinaryOperator::Eq, _) => Term::OneOf {
+                    column: c.clone(),
+                    values: vec![value.clone()],
+                },
+                _ => return Vec::new(),
+            };
+            vec![term]
+        }
+        Expr::Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        } => match (column(expr), Literal::of(low), Literal::of(high)) {
+            (Some(c), Some(low), Some(high)) => vec![
+                Term::Above {
+                    column: c.clone(),
+                    value: low,
+                    strict: false,
+                },
+                Term::Below {
+                    column: c,
+                    value: high,
+                    strict: false,
+                },
+            ],
+            _ => Vec::new(),
+        },
+        Expr::In {
+            expr,
+            target: InTarget::List(list),
+            negated: false,
+            ..
+        } => {
+            let values: Option<Vec<Literal>> = list.iter().map(Literal::of).collect();
+            match (column(expr), values) {
+                (Some(column), Some(values)) => vec![Term::OneOf { column, values }],
+                _ => Vec::new(),
+            }
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Whether `check`'s comparisons with constants keep `column` within `bound` (a range or list
+/// partition's, on that one column), as PostgreSQL must find to skip the scan. A bound of
+/// another kind, or of several columns, is `None`: not answered here.
+pub(super) fn implies_bound(check: &Check, column: &str, bound: &ForValues) -> Option<bool> {
+    let terms: Vec<&Term> = check
+        .terms
+        .iter()
+        .filter(|t| t.column() == column)
+        .collect();
+    let at_least = |v: &Literal, low: &Literal| v.cmp(low).is_some_and(Ordering::is_ge);
+    Some(match bound {
+        ForValues::From { from, to } => {
+            let ([from], [to]) = (from.as_slice(), to.as_slice()) else {
+                return None;
+            };
+            let lower = match from {
+                PartitionBoundValue::MinValue => true,
+                PartitionBoundValue::MaxValue => false,
+                PartitionBoundValue::Expr(e) => Literal::of(e).is_some_and(|low| {
+                    terms.iter().any(|t| match t {
+                        Term::Above { value, .. } => at_least(value, &low),
+                        Term::OneOf { values, .. } => values.iter().all(|v| at_least(v, &low)),
+                        Term::Below { .. } => false,
+                    })
+                }),
+            };
+            // The upper bound is exclusive.
+            let upper = match to {
+                PartitionBoundValue::MaxValue => true,
+                PartitionBoundValue::MinValue => false,
+                PartitionBoundValue::Expr(e) => Literal::of(e).is_some_and(|high| {
+                    let under = |v: &Literal, strict: bool| {
+                        v.cmp(&high)
+                            .is_some_and(|o| o.is_lt() || (strict && o.is_eq()))
+                    };
+                    terms.iter().any(|t| match t {
+                        Term::Below { value, strict, .. } => under(value, *strict),
+                        Term::OneOf { values, .. } => values.iter().all(|v| under(v, false)),
+                        Term::Above { .. } => false,
+                    })
+                }),
+            };
+            lower && upper
+        }
+        ForValues::In(list) => {
+            let allowed: Vec<Literal> = list.iter().map(Literal::of).collect::<Option<_>>()?;
+            terms.iter().any(|t| match t {
+                Term::OneOf { values, .. } => values.iter().all(|v| allowed.contains(v)),
+                _ => false,
+            })
+        }
+        ForValues::With { .. } | ForValues::Default => return None,
+    })
 }
 
 /// The columns `expr` reads, by normalized name.
@@ -180,5 +400,43 @@ mod tests {
         // A NOT NULL of an expression, or under OR, proves nothing.
         let (_, c) = read("(a + b) IS NOT NULL OR c IS NOT NULL");
         assert_eq!((c.not_null, c.bounds), (set(&[]), set(&["a", "b", "c"])));
+    }
+
+    fn bound(sql: &str) -> ForValues {
+        let stmt = format!("CREATE TABLE x PARTITION OF p {sql}");
+        let parsed = sqlparser::parser::Parser::parse_sql(&PostgreSqlDialect {}, &stmt);
+        match parsed.expect("a partition").remove(0) {
+            sqlparser::ast::Statement::CreateTable(ct) => ct.for_values.expect("a bound"),
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn a_bound_is_implied_by_comparisons_with_constants_within_it() {
+        let range = bound("FOR VALUES FROM (10) TO (20)");
+        for (sql, implied) in [
+            ("k >= 10 AND k < 20", Some(true)),
+            ("k > 12 AND 19 >= k", Some(true)),
+            ("k BETWEEN 10 AND 19.5", Some(true)),
+            ("k IN (10, 15)", Some(true)),
+            ("k = 20", Some(false)),
+            ("k >= 10 AND k <= 20", Some(false)),
+            ("k > 9 AND k < 20", Some(false)),
+            ("k >= 10", Some(false)),
+            ("k >= '10' AND k < '20'", Some(false)),
+            ("abs(k) < 20", Some(false)),
+        ] {
+            assert_eq!(implies_bound(&read(sql).1, "k", &range), implied, "{sql}");
+        }
+        let open = bound("FOR VALUES FROM (MINVALUE) TO (-5)");
+        assert_eq!(implies_bound(&read("k < -6").1, "k", &open), Some(true));
+        let list = bound("FOR VALUES IN ('a', 'b')");
+        assert_eq!(implies_bound(&read("k = 'b'").1, "k", &list), Some(true));
+        assert_eq!(
+            implies_bound(&read("k IN ('a', 'c')").1, "k", &list),
+            Some(false)
+        );
+        let hash = bound("FOR VALUES WITH (MODULUS 2, REMAINDER 0)");
+        assert_eq!(implies_bound(&read("k > 0").1, "k", &hash), None);
     }
 }

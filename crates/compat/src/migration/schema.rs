@@ -13,7 +13,7 @@ use sqlparser::ast::{
     ObjectName, ObjectNamePart, ObjectType, RenameTableNameKind, Statement, TableConstraint,
 };
 
-use super::checks::{self, Check, Checks, check, follow_checks};
+use super::checks::{self, Check, Checks, check, follow_checks, implies_bound};
 use super::read::{Parsed, parse};
 
 /// A table's columns, by normalized name.
@@ -139,9 +139,12 @@ impl Schema {
     }
 
     /// Whether `ATTACH PARTITION partition` with `bound` scans `partition` (under an ACCESS
-    /// EXCLUSIVE lock on it) to check that its rows fit: unless a valid check bounds the
-    /// parent's partition key and the key's columns hold no NULL (a range or list bound
-    /// excludes NULL). A hash bound no check proves.
+    /// EXCLUSIVE lock on it) to check that its rows fit: unless a valid check implies the bound
+    /// and the key's columns hold no NULL (a range or list bound excludes NULL, and a check
+    /// lets NULL through). On a key of one column, the check's comparisons with constants must
+    /// keep it within the bound, as PostgreSQL's proof needs; on a key of several columns, or
+    /// one not known, a check that reads every column of it is taken for the bound's. A hash
+    /// bound no check proves.
     pub(super) fn attach_scans(
         &self,
         parent: &ObjectName,
@@ -154,12 +157,17 @@ impl Schema {
             .map(|p| p.key.clone())
             .unwrap_or_default();
         let partition = table_key(partition);
+        let implied = || match key.iter().collect::<Vec<_>>().as_slice() {
+            [column] => self
+                .valid_checks(&partition)
+                .any(|c| implies_bound(c, column, bound) == Some(true)),
+            _ => self.bounds(&partition, &key),
+        };
         let proven = match bound {
             ForValues::With { .. } => false,
             ForValues::Default => self.bounds(&partition, &key),
             ForValues::In(_) | ForValues::From { .. } => {
-                self.bounds(&partition, &key)
-                    && key.iter().all(|c| self.holds_no_null(&partition, c))
+                implied() && key.iter().all(|c| self.holds_no_null(&partition, c))
             }
         };
         !proven
