@@ -1086,21 +1086,13 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             variable,
             values,
             ..
-        }) if is_lock_timeout(variable) => {
+        }) if is_lock_timeout(variable) || is_statement_timeout(variable) => {
             let local = matches!(scope, Some(ContextModifier::Local));
             // SET LOCAL outside a transaction does nothing (PostgreSQL only warns).
-            if !local || ctx.transaction.is_some() {
+            if local && ctx.transaction.is_none() {
+            } else if is_lock_timeout(variable) {
                 ctx.set_lock_timeout(sets_a_timeout(values), local);
-            }
-        }
-        Statement::Set(Set::SingleAssignment {
-            scope,
-            variable,
-            values,
-            ..
-        }) if is_statement_timeout(variable) => {
-            let local = matches!(scope, Some(ContextModifier::Local));
-            if !local || ctx.transaction.is_some() {
+            } else {
                 ctx.statement_timeout = sets_a_timeout(values).then(|| {
                     let written: Vec<String> = values.iter().map(ToString::to_string).collect();
                     written.join(", ")
