@@ -564,6 +564,9 @@ proptest! {
         Just("PARTITION"), Just("OF"), Just("BY"), Just("RANGE"), Just("FOR"), Just("VALUES"),
         Just("FROM"), Just("ATTACH"), Just("DOMAIN"), Just("PRIMARY"), Just("IF"),
         Just("EXISTS"), Just("statement_timeout"), Just("RESET"), Just("EXPRESSION"),
+        // Storage parameters, access methods, materialized views.
+        Just("(fillfactor = 70)"), Just("(fastupdate = off, toast.autovacuum_enabled)"),
+        Just("ACCESS"), Just("METHOD"), Just("MATERIALIZED"), Just("VIEW"), Just("brin"),
     ], 0..30)) {
         let sql = words.join(" ");
         // Learned as an earlier migration, the same text is the schema the analysis starts from.

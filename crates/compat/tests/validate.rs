@@ -368,9 +368,9 @@ fn migrations_become_findings_and_steps() {
     reg.add_release(
         "api",
         Release::new(v("1.4.0")).with_migration(
-            "0015_stats",
+            "0015_tablespaces",
             "SET lock_timeout = '1s';\n-- serin:ignore unparsable-statement\n\
-             ALTER TABLE users ALTER COLUMN email SET (n_distinct = 100);",
+             ALTER TABLE ALL IN TABLESPACE old SET TABLESPACE new;",
         ),
     )
     .unwrap();
@@ -439,16 +439,16 @@ fn migrations_become_findings_and_steps() {
         .validate(&fleet, &Proposal::new().with("api", v("1.4.0")))
         .unwrap();
     assert_ne!(result.verdict, Verdict::Blocked, "{result}");
-    let stats = result
+    let unread = result
         .findings
         .iter()
         .find(|f| f.code == "sql.unparsable-statement")
         .unwrap();
-    assert_eq!(stats.severity, Severity::Info);
+    assert_eq!(unread.severity, Severity::Info);
     assert!(
-        stats.message.contains("ignored by a serin:ignore comment"),
+        unread.message.contains("ignored by a serin:ignore comment"),
         "{}",
-        stats.message
+        unread.message
     );
 }
 

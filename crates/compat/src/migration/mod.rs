@@ -55,6 +55,7 @@ pub const RULES: &[&str] = &[
     "ban-truncate",
     "ban-uncommitted-transaction",
     "cannot-run-in-transaction",
+    "changing-access-method",
     "changing-column-type",
     "changing-table-logging",
     "changing-tablespace",
@@ -575,6 +576,19 @@ mod tests {
                 "ALTER TABLE IF EXISTS ONLY t SET TABLESPACE fast",
                 "changing-tablespace",
             ),
+            ("ALTER INDEX i SET TABLESPACE fast", "changing-tablespace"),
+            (
+                "ALTER MATERIALIZED VIEW IF EXISTS v SET TABLESPACE fast",
+                "changing-tablespace",
+            ),
+            (
+                "ALTER TABLE t SET ACCESS METHOD heap2",
+                "changing-access-method",
+            ),
+            (
+                "ALTER MATERIALIZED VIEW v SET ACCESS METHOD heap2",
+                "changing-access-method",
+            ),
             ("VACUUM (FULL, ANALYZE) t", "prefer-repack"),
             ("UPDATE t SET c = 1", "backfill"),
             ("DELETE FROM t WHERE c IS NULL", "backfill"),
@@ -604,6 +618,16 @@ mod tests {
             "ALTER TABLE \"T\" ALTER c SET STATISTICS -1",
             "ALTER TABLE t ALTER COLUMN c SET STORAGE EXTERNAL",
             "ALTER TABLE ONLY t ALTER COLUMN c SET COMPRESSION lz4",
+            "ALTER TABLE t ALTER COLUMN c SET (n_distinct = -0.5, n_distinct_inherited = 100)",
+            "ALTER TABLE t ALTER c RESET (n_distinct)",
+            "ALTER TABLE t SET (fillfactor = 70, toast.autovacuum_enabled = false)",
+            "ALTER TABLE t RESET (parallel_workers, autovacuum_vacuum_scale_factor)",
+            "ALTER MATERIALIZED VIEW v SET (fillfactor = 50)",
+            "ALTER MATERIALIZED VIEW v CLUSTER ON v_i",
+            "ALTER INDEX i SET (fillfactor = 70)",
+            "ALTER INDEX IF EXISTS i RESET (deduplicate_items)",
+            "CREATE TABLE n (c int); CREATE INDEX n_c ON n USING brin (c); \
+             ALTER INDEX n_c SET (pages_per_range = 64); ALTER INDEX n_c SET TABLESPACE fast",
             // Forms `pg_dump` writes, read from their words.
             "ALTER SEQUENCE public.t_id_seq OWNED BY public.t.id",
             "ALTER SEQUENCE IF EXISTS s RESTART WITH 100",
@@ -674,6 +698,27 @@ mod tests {
         // As PostgreSQL takes them (tests/postgres.rs checks each against a server).
         assert_eq!(timeouts("ALTER TABLE t VALIDATE CONSTRAINT c"), 0);
         assert_eq!(timeouts("ALTER TABLE t SET (fillfactor = 70)"), 0);
+        assert_eq!(timeouts("ALTER TABLE t RESET (fillfactor)"), 0);
+        assert_eq!(
+            timeouts("ALTER TABLE t SET (user_catalog_table = false)"),
+            1
+        );
+        assert_eq!(
+            timeouts("ALTER TABLE t RESET (fillfactor, User_Catalog_Table)"),
+            1
+        );
+        assert_eq!(timeouts("ALTER INDEX i SET (fastupdate = off)"), 1);
+        assert_eq!(timeouts("ALTER INDEX i RESET (pages_per_range)"), 1);
+        assert_eq!(timeouts("ALTER INDEX i SET TABLESPACE fast"), 1);
+        assert_eq!(timeouts("ALTER VIEW v SET (security_barrier = true)"), 1);
+        assert_eq!(timeouts("ALTER VIEW v OWNER TO app"), 1);
+        assert_eq!(timeouts("ALTER MATERIALIZED VIEW v RENAME TO w"), 1);
+        assert_eq!(
+            timeouts("ALTER MATERIALIZED VIEW v SET (fillfactor = 50)"),
+            0
+        );
+        assert_eq!(timeouts("ALTER TABLE t OF pair"), 1);
+        assert_eq!(timeouts("ALTER TABLE t NOT OF"), 1);
         assert_eq!(
             timeouts("CREATE TRIGGER g BEFORE INSERT ON t EXECUTE FUNCTION f()"),
             1
@@ -1340,20 +1385,20 @@ mod tests {
     #[test]
     fn an_unreadable_statement_is_reported_and_the_others_analysed() {
         let r = analyze(
-            "0007_stats",
-            "SET lock_timeout = '1s';\nALTER TABLE t ALTER COLUMN c SET (n_distinct = 100);\n\
+            "0007_tablespaces",
+            "SET lock_timeout = '1s';\nALTER TABLE ALL IN TABLESPACE old SET TABLESPACE new;\n\
              ALTER TABLE t DROP COLUMN d;\nALTER TABLE ;",
         )
         .unwrap();
         assert_eq!(r.statements.len(), 4);
-        let stats = &r.statements[1];
+        let unread = &r.statements[1];
         assert_eq!(
-            stats.sql,
-            "ALTER TABLE t ALTER COLUMN c SET (n_distinct = 100)"
+            unread.sql,
+            "ALTER TABLE ALL IN TABLESPACE old SET TABLESPACE new"
         );
-        assert_eq!((stats.line, stats.phase), (2, None));
-        assert_eq!(stats.findings[0].rule, "unparsable-statement");
-        assert_eq!(stats.findings[0].severity, Severity::Error);
+        assert_eq!((unread.line, unread.phase), (2, None));
+        assert_eq!(unread.findings[0].rule, "unparsable-statement");
+        assert_eq!(unread.findings[0].severity, Severity::Error);
         assert_eq!(r.statements[2].findings[0].rule, "ban-drop-column");
         assert_eq!(r.statements[2].line, 3);
         let broken = &r.statements[3].findings[0];

@@ -1,6 +1,7 @@
 //! Splitting a migration into statements, reading each, and the `serin:ignore` comments.
 
 use std::borrow::Cow;
+use std::fmt;
 
 use sqlparser::ast::{ObjectName, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
@@ -44,10 +45,20 @@ pub(super) enum ByWords {
         table: ObjectName,
         schema: ObjectName,
     },
-    /// `SET TABLESPACE ts`: the table is copied under an ACCESS EXCLUSIVE lock.
-    SetTablespace { table: ObjectName },
-    /// `ALTER [COLUMN] c SET STATISTICS | STORAGE | COMPRESSION ...` or `ADD GENERATED ... AS
-    /// IDENTITY (...)`: the catalog only.
+    /// `SET TABLESPACE ts` of a table, materialized view or index: its files are copied under
+    /// an ACCESS EXCLUSIVE lock (of an index, one that its table's queries wait for).
+    SetTablespace {
+        relation: ObjectName,
+        kind: Relation,
+    },
+    /// `SET ACCESS METHOD am` of a table or materialized view: rewritten under an ACCESS
+    /// EXCLUSIVE lock.
+    SetAccessMethod {
+        relation: ObjectName,
+        kind: Relation,
+    },
+    /// `ALTER [COLUMN] c SET STATISTICS | STORAGE | COMPRESSION ...`, `SET | RESET (options)`
+    /// (`OPTIONS`) or `ADD GENERATED ... AS IDENTITY (...)`: the catalog only.
     ColumnSetting {
         table: ObjectName,
         column: ObjectName,
@@ -69,9 +80,9 @@ pub(super) enum ByWords {
     /// `CREATE [UNIQUE] INDEX ... ON ONLY table ...`: on a partitioned table, an index of the
     /// parent alone (its partitions are indexed, each concurrently, and attached after).
     IndexOnOnly { table: ObjectName },
-    /// `ALTER TABLE t ALTER CONSTRAINT c [NOT] DEFERRABLE ...`: the catalog only, under an
-    /// ACCESS EXCLUSIVE lock.
-    ConstraintSetting { table: ObjectName },
+    /// `ALTER TABLE t ALTER CONSTRAINT c [NOT] DEFERRABLE ...`, `OF type` or `NOT OF`: the
+    /// catalog only, under an ACCESS EXCLUSIVE lock.
+    LockedCatalog { table: ObjectName },
     /// `ALTER TABLE t CLUSTER ON index` or `SET WITHOUT CLUSTER`: which index a later `CLUSTER`
     /// follows; the catalog only, under SHARE UPDATE EXCLUSIVE.
     ClusterMark,
@@ -87,9 +98,12 @@ pub(super) enum ByWords {
         domain: ObjectName,
         checks_columns: bool,
     },
-    /// `ALTER INDEX i SET (...)` or `RESET (...)`: storage parameters, under a lock of the
-    /// index that lets reads and writes go on.
-    IndexSetting,
+    /// `ALTER INDEX i SET (...)` or `RESET (...)`: storage parameters, by name; the lock of
+    /// the index depends on which (see `rules::blocking_option`).
+    IndexSetting {
+        index: ObjectName,
+        options: Vec<String>,
+    },
     /// New catalog objects that lock no table in use: `CREATE [OR REPLACE] PROCEDURE`, `CREATE
     /// EVENT TRIGGER`, `CREATE CAST`, `SECURITY LABEL`, `IMPORT FOREIGN SCHEMA`; and
     /// `CHECKPOINT`.
@@ -118,18 +132,32 @@ impl ByWords {
             }
             if w.keyword("INDEX") {
                 let _ = w.keyword("IF") && w.keyword("EXISTS");
-                w.name()?;
-                if w.keyword("SET") || w.keyword("RESET") {
-                    return (w.next_is(&Token::LParen) && w.skip_to_close() && w.done())
-                        .then_some(Self::IndexSetting);
+                let index = w.name()?;
+                if w.keyword("SET") {
+                    if w.keyword("TABLESPACE") {
+                        w.name()?;
+                        return w.done().then_some(Self::SetTablespace {
+                            relation: index,
+                            kind: Relation::Index,
+                        });
+                    }
+                    let options = w.options()?;
+                    return w.done().then_some(Self::IndexSetting { index, options });
+                }
+                if w.keyword("RESET") {
+                    let options = w.options()?;
+                    return w.done().then_some(Self::IndexSetting { index, options });
                 }
                 return (w.keyword("ATTACH") && w.keyword("PARTITION") && w.name().is_some())
                     .then_some(Self::AttachIndex);
             }
-            if !w.keyword("TABLE") {
-                return None;
+            if w.keyword("TABLE") {
+                return Self::alter_table(w, Relation::Table);
             }
-            return Self::alter_table(w);
+            if w.keyword("MATERIALIZED") && w.keyword("VIEW") {
+                return Self::alter_table(w, Relation::MaterializedView);
+            }
+            return None;
         }
         if w.keyword("CREATE") {
             let _ = w.keyword("OR") && w.keyword("REPLACE");
@@ -308,8 +336,9 @@ impl ByWords {
         Some(Self::Vacuum { full, tables })
     }
 
-    /// After `ALTER TABLE`: `[IF EXISTS] [ONLY] name` and one of its forms.
-    fn alter_table(mut w: Words<'_>) -> Option<Self> {
+    /// After `ALTER TABLE` or `ALTER MATERIALIZED VIEW`: `[IF EXISTS] [ONLY] name` and one of
+    /// their forms.
+    fn alter_table(mut w: Words<'_>, kind: Relation) -> Option<Self> {
         let _ = w.keyword("IF") && w.keyword("EXISTS");
         let _ = w.keyword("ONLY");
         let table = w.name()?;
@@ -321,12 +350,29 @@ impl ByWords {
                 }
             } else if w.keyword("TABLESPACE") {
                 w.name()?;
-                Self::SetTablespace { table }
+                Self::SetTablespace {
+                    relation: table,
+                    kind,
+                }
+            } else if w.keyword("ACCESS") && w.keyword("METHOD") {
+                w.name()?;
+                Self::SetAccessMethod {
+                    relation: table,
+                    kind,
+                }
             } else if w.keyword("WITHOUT") && w.keyword("CLUSTER") {
                 Self::ClusterMark
             } else {
                 return None;
             }
+        } else if kind == Relation::Table && w.keyword("OF") {
+            w.name()?;
+            Self::LockedCatalog { table }
+        } else if kind == Relation::Table && w.keyword("NOT") {
+            if !w.keyword("OF") {
+                return None;
+            }
+            Self::LockedCatalog { table }
         } else if w.keyword("CLUSTER") {
             if !w.keyword("ON") {
                 return None;
@@ -351,7 +397,7 @@ impl ByWords {
                 if !any {
                     return None;
                 }
-                Self::ConstraintSetting { table }
+                Self::LockedCatalog { table }
             } else {
                 return Self::alter_column(table, w);
             }
@@ -402,6 +448,9 @@ impl ByWords {
                 setting: setting.to_owned(),
             });
         }
+        if w.keyword("RESET") {
+            return Self::column_options(table, column, w);
+        }
         if !w.keyword("SET") {
             return None;
         }
@@ -412,6 +461,9 @@ impl ByWords {
                 column,
                 setting: "GENERATED".to_owned(),
             });
+        }
+        if w.peek() == Some(&Token::LParen) {
+            return Self::column_options(table, column, w);
         }
         let setting = ["STATISTICS", "STORAGE", "COMPRESSION"]
             .into_iter()
@@ -426,6 +478,35 @@ impl ByWords {
             table,
             column,
             setting: setting.to_owned(),
+        })
+    }
+
+    /// After `ALTER TABLE t ALTER [COLUMN] c SET | RESET`: the column's options
+    /// (`n_distinct`, `n_distinct_inherited`), which only the planner reads.
+    fn column_options(table: ObjectName, column: ObjectName, mut w: Words<'_>) -> Option<Self> {
+        w.options()?;
+        w.done().then(|| Self::ColumnSetting {
+            table,
+            column,
+            setting: "OPTIONS".to_owned(),
+        })
+    }
+}
+
+/// What kind of relation a statement alters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Relation {
+    Table,
+    MaterializedView,
+    Index,
+}
+
+impl fmt::Display for Relation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Relation::Table => "table",
+            Relation::MaterializedView => "materialized view",
+            Relation::Index => "index",
         })
     }
 }
@@ -508,6 +589,33 @@ impl Words<'_> {
 
     fn done(&self) -> bool {
         self.peek().is_none()
+    }
+
+    /// A parenthesised list of storage parameters, `(name [= value], ...)` (`RESET` lists
+    /// names only): their names in lower case, `toast.` kept.
+    fn options(&mut self) -> Option<Vec<String>> {
+        if !self.next_is(&Token::LParen) {
+            return None;
+        }
+        let mut names = Vec::new();
+        loop {
+            let name = self.name()?;
+            names.push(name.to_string().to_ascii_lowercase());
+            if self.next_is(&Token::Eq) {
+                // The value: a word, a number or a string, possibly signed.
+                let _ = self.next_is(&Token::Minus) || self.next_is(&Token::Plus);
+                match self.next()? {
+                    Token::Word(_) | Token::Number(..) | Token::SingleQuotedString(_) => {}
+                    _ => return None,
+                }
+            }
+            if self.next_is(&Token::RParen) {
+                return Some(names);
+            }
+            if !self.next_is(&Token::Comma) {
+                return None;
+            }
+        }
     }
 }
 
@@ -938,9 +1046,72 @@ mod tests {
             ),
             (
                 "ALTER TABLE t ALTER CONSTRAINT fk NOT DEFERRABLE INITIALLY IMMEDIATE",
-                Some(ByWords::ConstraintSetting { table: n("t") }),
+                Some(ByWords::LockedCatalog { table: n("t") }),
             ),
             ("ALTER TABLE t ALTER CONSTRAINT fk", None),
+            (
+                "ALTER TABLE t OF pair",
+                Some(ByWords::LockedCatalog { table: n("t") }),
+            ),
+            (
+                "ALTER TABLE ONLY t NOT OF",
+                Some(ByWords::LockedCatalog { table: n("t") }),
+            ),
+            (
+                "ALTER TABLE t ALTER COLUMN c SET (n_distinct = -0.5, n_distinct_inherited = 1)",
+                Some(ByWords::ColumnSetting {
+                    table: n("t"),
+                    column: n("c"),
+                    setting: "OPTIONS".into(),
+                }),
+            ),
+            (
+                "ALTER TABLE t ALTER c RESET (n_distinct)",
+                Some(ByWords::ColumnSetting {
+                    table: n("t"),
+                    column: n("c"),
+                    setting: "OPTIONS".into(),
+                }),
+            ),
+            (
+                "ALTER INDEX IF EXISTS app.i SET (FillFactor = 70, fastupdate = off, x = 'y')",
+                Some(ByWords::IndexSetting {
+                    index: n("app.i"),
+                    options: vec!["fillfactor".into(), "fastupdate".into(), "x".into()],
+                }),
+            ),
+            (
+                "ALTER INDEX i RESET (toast.autovacuum_enabled)",
+                Some(ByWords::IndexSetting {
+                    index: n("i"),
+                    options: vec!["toast.autovacuum_enabled".into()],
+                }),
+            ),
+            (
+                "ALTER INDEX i SET TABLESPACE fast",
+                Some(ByWords::SetTablespace {
+                    relation: n("i"),
+                    kind: Relation::Index,
+                }),
+            ),
+            (
+                "ALTER MATERIALIZED VIEW IF EXISTS v SET TABLESPACE fast",
+                Some(ByWords::SetTablespace {
+                    relation: n("v"),
+                    kind: Relation::MaterializedView,
+                }),
+            ),
+            (
+                "ALTER TABLE ONLY t SET ACCESS METHOD heap2",
+                Some(ByWords::SetAccessMethod {
+                    relation: n("t"),
+                    kind: Relation::Table,
+                }),
+            ),
+            (
+                "ALTER MATERIALIZED VIEW v CLUSTER ON v_i",
+                Some(ByWords::ClusterMark),
+            ),
             ("ALTER TABLE t CLUSTER ON t_c", Some(ByWords::ClusterMark)),
             (
                 "ALTER TABLE t SET WITHOUT CLUSTER",
@@ -1022,9 +1193,18 @@ mod tests {
             "ALTER TABLE t SET SCHEMA",
             "ALTER TABLE t SET TABLESPACE a b",
             "ALTER TABLE t ALTER COLUMN c SET STATISTICS 5, ALTER d SET STATISTICS 5",
-            "ALTER TABLE t ALTER COLUMN c SET (n_distinct = 1)",
+            "ALTER TABLE t ALTER COLUMN c SET (n_distinct = 1",
+            "ALTER TABLE t ALTER COLUMN c SET (n_distinct = 1) x",
+            "ALTER TABLE t ALTER COLUMN c RESET n_distinct",
+            "ALTER TABLE t ALTER COLUMN c SET (n_distinct 1)",
+            "ALTER INDEX i SET (fillfactor = (70))",
+            "ALTER INDEX i SET TABLESPACE",
+            "ALTER INDEX i SET TABLESPACE a b",
+            "ALTER TABLE t SET ACCESS heap",
+            "ALTER TABLE t NOT OF a",
+            "ALTER MATERIALIZED VIEW v OF a",
             r#"ALTER "TABLE" t SET SCHEMA s"#,
-            "ALTER INDEX i SET TABLESPACE fast",
+            "ALTER TABLE ALL IN TABLESPACE a SET TABLESPACE b",
             "ALTER TABLE",
         ] {
             assert_eq!(words(sql), None, "{sql}");

@@ -7,10 +7,11 @@ use sqlparser::ast::{
     AlterColumnOperation, AlterTableOperation, AlterTypeOperation, AlterViewOperation, ColumnDef,
     ColumnOption, ContextModifier, CreateTable, DataType, DetachPartitionMode, Expr, ForValues,
     FromTable, FunctionDesc, GrantObjects, LockTableMode, ObjectName, ObjectType, Reset, Set,
-    SetExpr, Statement, TableConstraint, TableFactor, TableObject, TableWithJoins, TimezoneInfo,
+    SetExpr, SqlOption, Statement, TableConstraint, TableFactor, TableObject, TableWithJoins,
+    TimezoneInfo,
 };
 
-use super::read::{ByWords, Parsed, Written};
+use super::read::{ByWords, Parsed, Relation, Written};
 use super::runner::Runner;
 use super::schema::{Schema, keeps_values, new_index_key, restates_column, table_key};
 use super::{Safety, SqlFinding};
@@ -705,12 +706,21 @@ fn alter_table(
 fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
     match stmt {
         Parsed::DropIndexConcurrently { .. } | Parsed::Meta(_) | Parsed::Unreadable(_) => false,
-        // SET STATISTICS takes SHARE UPDATE EXCLUSIVE, which blocks neither reads nor writes.
+        // SET STATISTICS and a column's options take SHARE UPDATE EXCLUSIVE, which blocks
+        // neither reads nor writes.
         Parsed::ByWords(ByWords::ColumnSetting { table, setting, .. }) => {
-            setting != "STATISTICS" && ctx.in_use(table)
+            !matches!(setting.as_str(), "STATISTICS" | "OPTIONS") && ctx.in_use(table)
         }
-        Parsed::ByWords(ByWords::SetSchema { table, .. } | ByWords::SetTablespace { table }) => {
-            ctx.in_use(table)
+        Parsed::ByWords(
+            ByWords::SetSchema {
+                table: relation, ..
+            }
+            | ByWords::SetTablespace { relation, .. }
+            | ByWords::SetAccessMethod { relation, .. },
+        ) => ctx.in_use(relation),
+        // An ACCESS EXCLUSIVE lock of an index holds up every query that plans on its table.
+        Parsed::ByWords(ByWords::IndexSetting { index, options }) => {
+            options.iter().any(|o| blocking_option(o)) && ctx.in_use(index)
         }
         Parsed::ByWords(ByWords::Vacuum { full, .. }) => *full,
         // SHARE on the parent; ACCESS EXCLUSIVE on the partition's index.
@@ -720,7 +730,7 @@ fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
             domain,
             checks_columns,
         }) => *checks_columns && ctx.in_use(domain),
-        Parsed::ByWords(ByWords::ConstraintSetting { table }) => ctx.in_use(table),
+        Parsed::ByWords(ByWords::LockedCatalog { table }) => ctx.in_use(table),
         // A DO block's locks are those of its body, which is not read.
         Parsed::ByWords(
             ByWords::Sequence
@@ -731,7 +741,6 @@ fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
             | ByWords::CreateMaterializedView { .. }
             | ByWords::ClusterMark
             | ByWords::Publication
-            | ByWords::IndexSetting
             | ByWords::CatalogOnly,
         ) => false,
         Parsed::Reindex { concurrently } => !concurrently,
@@ -752,13 +761,27 @@ fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
                 });
                 refers
                     || ctx.in_use(&at.name)
-                        && !at.operations.iter().all(|op| {
-                            matches!(
-                                op,
-                                AlterTableOperation::ValidateConstraint { .. }
-                                    | AlterTableOperation::SetOptionsParens { .. }
-                            )
+                        && !at.operations.iter().all(|op| match op {
+                            AlterTableOperation::ValidateConstraint { .. } => true,
+                            AlterTableOperation::SetOptionsParens { options } => {
+                                !sets_blocking(options)
+                            }
+                            AlterTableOperation::ResetOptions { options } => {
+                                !resets_blocking(options)
+                            }
+                            _ => false,
                         })
+            }
+            // A view's every change takes ACCESS EXCLUSIVE, which its readers wait for; a
+            // materialized view's storage parameters are a table's.
+            Statement::AlterView(av) => {
+                let weak = av.materialized
+                    && match &av.operation {
+                        AlterViewOperation::SetOptions { options } => !sets_blocking(options),
+                        AlterViewOperation::ResetOptions { options } => !resets_blocking(options),
+                        _ => false,
+                    };
+                !weak && ctx.in_use(&av.name)
             }
             // Triggers (SHARE ROW EXCLUSIVE to create) and policies (ACCESS EXCLUSIVE) change
             // how the table's rows are written or read.
@@ -795,6 +818,44 @@ fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
             _ => false,
         },
     }
+}
+
+/// Storage parameters whose change takes SHARE UPDATE EXCLUSIVE (reads and writes go on), as
+/// PostgreSQL 15 declares them (checked against `pg_locks`): those of vacuum, of the fill
+/// factor, of TOAST and of parallel plans. Any other (`user_catalog_table`, a view's
+/// `security_barrier`, GIN's `fastupdate`, BRIN's `pages_per_range`, GiST's `buffering`) and
+/// any unknown name takes ACCESS EXCLUSIVE.
+const WEAK_OPTIONS: &[&str] = &[
+    "fillfactor",
+    "deduplicate_items",
+    "toast_tuple_target",
+    "parallel_workers",
+    "vacuum_index_cleanup",
+    "vacuum_truncate",
+    "log_autovacuum_min_duration",
+];
+
+/// Whether changing the storage parameter `name` blocks reads and writes.
+fn blocking_option(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    let name = name.trim_start_matches("toast.");
+    !(name.starts_with("autovacuum_") || WEAK_OPTIONS.contains(&name))
+}
+
+/// Whether `SET (...)` of these storage parameters blocks reads and writes (anything other
+/// than a storage parameter counts as one that does).
+fn sets_blocking(options: &[SqlOption]) -> bool {
+    options.iter().any(|o| match o {
+        SqlOption::KeyValue { key, .. } | SqlOption::Ident(key) => {
+            blocking_option(&key.to_string())
+        }
+        _ => true,
+    })
+}
+
+/// Whether `RESET (...)` of these storage parameters blocks reads and writes.
+fn resets_blocking(names: &[impl ToString]) -> bool {
+    names.iter().any(|n| blocking_option(&n.to_string()))
 }
 
 /// The tables a new table's foreign keys refer to.
@@ -963,15 +1024,40 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                     "renaming-table",
                     format!("moving {table} to schema {schema}"),
                 )),
-                ByWords::SetTablespace { table } => out.push(finding(
+                // A new relation is moved before anything uses it.
+                ByWords::SetTablespace { relation, .. }
+                | ByWords::SetAccessMethod { relation, .. }
+                    if !ctx.in_use(relation) => {}
+                ByWords::SetTablespace { relation, kind } => out.push(finding(
                     "changing-tablespace",
                     E,
                     Unsafe,
                     format!(
-                        "SET TABLESPACE copies {table} under an ACCESS EXCLUSIVE lock, blocking \
-                         reads and writes"
+                        "SET TABLESPACE copies {kind} {relation} under an ACCESS EXCLUSIVE lock, \
+                         blocking {}",
+                        if *kind == Relation::Index {
+                            "reads and writes of its table"
+                        } else {
+                            "reads and writes"
+                        }
                     ),
-                    "move it online with pg_repack --tablespace, or in a maintenance window",
+                    if *kind == Relation::Index {
+                        "build a copy in the new tablespace with CREATE INDEX CONCURRENTLY ... \
+                         TABLESPACE, then DROP INDEX CONCURRENTLY the old one"
+                    } else {
+                        "move it online with pg_repack --tablespace, or in a maintenance window"
+                    },
+                )),
+                ByWords::SetAccessMethod { relation, kind } => out.push(finding(
+                    "changing-access-method",
+                    E,
+                    Unsafe,
+                    format!(
+                        "SET ACCESS METHOD rewrites {kind} {relation} under an ACCESS EXCLUSIVE \
+                         lock, blocking reads and writes"
+                    ),
+                    "copy the rows online into a new table with the access method (batches or \
+                     logical replication) and switch over, or do it in a maintenance window",
                 )),
                 // Planner statistics, TOAST storage and compression of new values, an identity,
                 // a sequence's settings, an owner, a new view: catalog changes only, no rewrite.
@@ -980,10 +1066,10 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                 | ByWords::Statistics
                 | ByWords::Owner
                 | ByWords::AttachIndex
-                | ByWords::ConstraintSetting { .. }
+                | ByWords::LockedCatalog { .. }
                 | ByWords::ClusterMark
                 | ByWords::Publication
-                | ByWords::IndexSetting
+                | ByWords::IndexSetting { .. }
                 | ByWords::CatalogOnly => {}
                 ByWords::Domain {
                     domain,
@@ -1151,6 +1237,10 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             }
         }
         Statement::CreateIndex(ci) => {
+            // An index of a new table: altering it later holds up no query in use.
+            if let Some(index) = ci.name.as_ref().filter(|_| !ctx.in_use(&ci.table_name)) {
+                ctx.create(index);
+            }
             let table = ci.table_name.to_string();
             let partitioned = ctx.schema.is_partitioned(&ci.table_name);
             let block = ctx.transaction_block("CREATE INDEX CONCURRENTLY");
@@ -1308,6 +1398,10 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                     format!("moving or renaming view {}", av.name),
                 ))
             }
+            // A materialized view's storage parameters, and an owner: the catalog only.
+            AlterViewOperation::SetOptions { .. } | AlterViewOperation::ResetOptions { .. }
+                if av.materialized => {}
+            AlterViewOperation::OwnerTo(_) => {}
             AlterViewOperation::RenameColumn {
                 old_column_name,
                 new_column_name,
