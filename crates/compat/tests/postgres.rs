@@ -13,12 +13,14 @@
 //!   holds no NULL (PostgreSQL says which at `DEBUG1`), after twelve kinds of check, against
 //!   whether the analysis reports `adding-not-nullable-field`, the check in the same migration
 //!   or an earlier one.
-//! - Refusals: seventeen migrations, run by psql statement by statement or as one query, that
-//!   PostgreSQL refuses or runs (`VACUUM`, `DETACH PARTITION ... CONCURRENTLY` and `CREATE INDEX
-//!   CONCURRENTLY` in a transaction block, a new enum value used before its transaction
-//!   commits, `CREATE INDEX CONCURRENTLY` on a partitioned table, `DROP INDEX CONCURRENTLY` of
-//!   several indexes or with `CASCADE`), against whether the analysis reports a rule that says
-//!   it refuses them.
+//! - Refusals: thirty-one migrations, run by psql statement by statement or as one query, that
+//!   PostgreSQL refuses or runs (`VACUUM`, `DETACH PARTITION ... CONCURRENTLY`, `CREATE INDEX
+//!   CONCURRENTLY`, `CREATE | DROP DATABASE`, `CREATE | DROP TABLESPACE`, `ALTER SYSTEM`,
+//!   `REINDEX SCHEMA`, `CLUSTER` without a table and `DISCARD ALL` in a transaction block, also
+//!   after a savepoint rolled back to or a `COMMIT AND CHAIN`; a new enum value used before
+//!   its transaction commits, `CREATE INDEX CONCURRENTLY` on a partitioned table, `DROP INDEX
+//!   CONCURRENTLY` of several indexes or with `CASCADE`), against whether the analysis reports
+//!   a rule that says it refuses them.
 //! - Primary keys made of an index: whether `ADD CONSTRAINT ... PRIMARY KEY USING INDEX`
 //!   verifies the table (to set its columns `NOT NULL`) after nine histories of the index and
 //!   its columns, against whether the analysis reports `adding-not-nullable-field`.
@@ -147,6 +149,7 @@ const SCHEMA: &str = "
     CREATE TYPE pair AS (id bigint);
     CREATE TYPE kt AS (id bigint); CREATE TABLE ko OF kt;
     CREATE TABLE ch () INHERITS (u);
+    CREATE STATISTICS st_c ON c, s FROM t;
 ";
 
 /// Statements a migration runs inside a transaction, on tables in use.
@@ -264,6 +267,13 @@ const STATEMENTS: &[&str] = &[
     "COMMENT ON COLUMN t.c IS 'count'",
     "ALTER TABLE u OF pair",
     "ALTER TABLE ko NOT OF",
+    "COMMENT ON FUNCTION touch() IS 'keeps rows touched'",
+    "ALTER STATISTICS st_c SET STATISTICS 200",
+    "ANALYZE VERBOSE t",
+    "ANALYZE (SKIP_LOCKED) t (c, s), u",
+    "SET CONSTRAINTS ALL DEFERRED",
+    "ALTER ROLE CURRENT_USER SET search_path = public, pg_catalog",
+    "SAVEPOINT s",
 ];
 
 /// A database of its own on the server `SERIN_TEST_POSTGRES` names, with `schema` in it,
@@ -689,7 +699,7 @@ fn set_not_null_scans_the_table_when_the_analysis_says_it_does() {
 /// Migrations PostgreSQL may refuse to run, as psql runs them (statement by statement) or as
 /// one query (`true`).
 #[rustfmt::skip]
-const REFUSED: [(&str, bool); 17] = [
+const REFUSED: [(&str, bool); 31] = [
     ("BEGIN; VACUUM t; COMMIT;", false),
     ("VACUUM t;", false),
     ("SET lock_timeout = '1s'; VACUUM t;", true),
@@ -708,6 +718,25 @@ const REFUSED: [(&str, bool); 17] = [
     ("DROP INDEX CONCURRENTLY IF EXISTS t_c RESTRICT;", false),
     ("CREATE INDEX pa ON ONLY p (at); CREATE INDEX CONCURRENTLY p1a ON p1 (at); \
       ALTER INDEX pa ATTACH PARTITION p1a;", false),
+    // Statements about the whole server or database.
+    ("BEGIN; CREATE DATABASE serin_compat_refused_new; COMMIT;", false),
+    ("DROP DATABASE IF EXISTS serin_compat_refused_new; \
+      CREATE DATABASE serin_compat_refused_new; DROP DATABASE serin_compat_refused_new;", false),
+    ("BEGIN; DROP DATABASE IF EXISTS serin_compat_refused_none; COMMIT;", false),
+    ("BEGIN; CREATE TABLESPACE ts LOCATION '/nonexistent'; COMMIT;", false),
+    ("BEGIN; DROP TABLESPACE IF EXISTS ts; COMMIT;", false),
+    ("BEGIN; ALTER SYSTEM RESET serin_compat.none; COMMIT;", false),
+    ("BEGIN; REINDEX SCHEMA public; COMMIT;", false),
+    ("REINDEX SCHEMA public;", false),
+    ("BEGIN; CLUSTER; COMMIT;", false),
+    ("BEGIN; CLUSTER t USING t_c; COMMIT;", false),
+    ("BEGIN; DISCARD ALL; COMMIT;", false),
+    // What ends a transaction, and what does not.
+    ("BEGIN; SAVEPOINT s; ROLLBACK TO SAVEPOINT s; CREATE INDEX CONCURRENTLY i ON t (c); \
+      COMMIT;", false),
+    ("BEGIN; COMMIT AND CHAIN; CREATE INDEX CONCURRENTLY i ON t (c); COMMIT;", false),
+    ("BEGIN; SAVEPOINT s; RELEASE SAVEPOINT s; END; CREATE INDEX CONCURRENTLY i ON t (c);",
+     false),
 ];
 
 /// The rules that say PostgreSQL refuses a statement where it stands.

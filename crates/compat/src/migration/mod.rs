@@ -225,8 +225,11 @@ impl MigrationReport {
 /// same transaction (the file's own, the runner's, or one query of several statements), keeps
 /// that table blocked as long as it runs: `lock-held-through-transaction`, an error. In the
 /// same transaction, an enum value added is not usable before it commits (a statement that
-/// names it as a literal: `new-enum-value-used-in-transaction`, a warning), and `VACUUM` and
-/// `DETACH PARTITION ... CONCURRENTLY` are refused (`cannot-run-in-transaction`, an error).
+/// names it as a literal: `new-enum-value-used-in-transaction`, a warning), and `VACUUM`,
+/// `DETACH PARTITION ... CONCURRENTLY`, `CREATE | DROP DATABASE`, `CREATE | DROP TABLESPACE`,
+/// `ALTER SYSTEM`, `REINDEX SCHEMA | DATABASE | SYSTEM`, `CLUSTER` without a table and
+/// `DISCARD ALL` are refused (`cannot-run-in-transaction`, an error). A savepoint, or a
+/// rollback to one, leaves the transaction open; `COMMIT AND CHAIN` starts the next at once.
 /// A table that earlier statements declared `PARTITION BY` is indexed partition by partition
 /// (`CREATE INDEX ... ON ONLY`, then each partition concurrently, then `ALTER INDEX ... ATTACH
 /// PARTITION`): PostgreSQL refuses `CREATE INDEX CONCURRENTLY` on it.
@@ -577,6 +580,16 @@ mod tests {
                 "changing-tablespace",
             ),
             ("ALTER INDEX i SET TABLESPACE fast", "changing-tablespace"),
+            ("ALTER EXTENSION postgis UPDATE", "not-analysed"),
+            (
+                "BEGIN; CREATE DATABASE d; COMMIT",
+                "cannot-run-in-transaction",
+            ),
+            ("BEGIN; CLUSTER; COMMIT", "cannot-run-in-transaction"),
+            (
+                "BEGIN; SAVEPOINT s; ROLLBACK TO s; REINDEX DATABASE d; COMMIT",
+                "cannot-run-in-transaction",
+            ),
             (
                 "ALTER MATERIALIZED VIEW IF EXISTS v SET TABLESPACE fast",
                 "changing-tablespace",
@@ -646,6 +659,13 @@ mod tests {
              alembic_version.version_num",
             "UPDATE alembic_version SET version_num='b2' WHERE alembic_version.version_num = 'a1'",
             "DELETE FROM public.schema_migrations WHERE version = '20260101'",
+            // Transactions, sessions, databases, roles and extensions.
+            "BEGIN; SAVEPOINT s; ROLLBACK TO SAVEPOINT s; RELEASE SAVEPOINT s; COMMIT",
+            "DISCARD ALL; SET lock_timeout = '1s'; CREATE DATABASE d",
+            "ALTER DATABASE d SET timezone TO 'UTC'; ALTER ROLE r SET search_path = a, b",
+            "ALTER EXTENSION e ADD FUNCTION f(int); COMMENT ON FUNCTION f(int) IS 'x'",
+            "SET CONSTRAINTS ALL DEFERRED; ANALYZE VERBOSE t",
+            "CREATE TABLESPACE ts LOCATION '/x'; ALTER SYSTEM SET work_mem = '8MB'",
         ] {
             let r = analyze("m", &format!("SET lock_timeout = '1s'; {sql}")).unwrap();
             assert_eq!(r.findings().count(), 0, "{sql}: {r:?}");
@@ -699,6 +719,10 @@ mod tests {
         assert_eq!(timeouts("ALTER TABLE t VALIDATE CONSTRAINT c"), 0);
         assert_eq!(timeouts("ALTER TABLE t SET (fillfactor = 70)"), 0);
         assert_eq!(timeouts("ALTER TABLE t RESET (fillfactor)"), 0);
+        assert_eq!(
+            timeouts("SET lock_timeout = '1s'; DISCARD ALL; ALTER TABLE t ADD COLUMN c int"),
+            1
+        );
         assert_eq!(
             timeouts("ALTER TABLE t SET (user_catalog_table = false)"),
             1

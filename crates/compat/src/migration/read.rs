@@ -22,12 +22,17 @@ pub(super) enum Parsed {
         if_exists: bool,
         cascade: bool,
     },
-    /// `REINDEX ...`, which the parser does not know.
+    /// `REINDEX ...`, which the parser does not know; `many` for `SCHEMA`, `DATABASE` and
+    /// `SYSTEM`, which PostgreSQL refuses in a transaction block.
     Reindex {
         concurrently: bool,
+        many: bool,
     },
-    /// `CLUSTER ...`, which the parser does not know either.
-    Cluster,
+    /// `CLUSTER ...`, which the parser does not know either; `every` without a table (every
+    /// table clustered before), which PostgreSQL refuses in a transaction block.
+    Cluster {
+        every: bool,
+    },
     /// A statement the parser does not know, read from its words.
     ByWords(ByWords),
     /// A psql meta-command (`\i file`), by its name (`i`).
@@ -104,10 +109,20 @@ pub(super) enum ByWords {
         index: ObjectName,
         options: Vec<String>,
     },
-    /// New catalog objects that lock no table in use: `CREATE [OR REPLACE] PROCEDURE`, `CREATE
-    /// EVENT TRIGGER`, `CREATE CAST`, `SECURITY LABEL`, `IMPORT FOREIGN SCHEMA`; and
-    /// `CHECKPOINT`.
+    /// Statements that lock no table in use and change nothing a running version reads: new
+    /// catalog objects (`CREATE [OR REPLACE] PROCEDURE`, `CREATE EVENT TRIGGER`, `CREATE
+    /// CAST`, `IMPORT FOREIGN SCHEMA`), comments and labels (`COMMENT ON FUNCTION f(int) ...`,
+    /// `SECURITY LABEL`), settings of a database or role (`ALTER DATABASE d SET ...`, `ALTER
+    /// ROLE r SET ...`), an extension's members or schema, `SET CONSTRAINTS`, `ALTER
+    /// STATISTICS`, `ALTER TABLESPACE`, `ANALYZE` with options, and `CHECKPOINT`.
     CatalogOnly,
+    /// Statements about the whole server, which PostgreSQL refuses in a transaction block:
+    /// `CREATE TABLESPACE`, `DROP TABLESPACE`, `ALTER SYSTEM`, `ALTER DATABASE ... SET
+    /// TABLESPACE`. They lock no table in use.
+    ServerWide { what: &'static str },
+    /// `ALTER EXTENSION e UPDATE [TO v]`: runs the extension's upgrade scripts, which are not
+    /// read.
+    ExtensionUpdate,
     /// `CREATE MATERIALIZED VIEW ...` in forms the parser lacks (`pg_dump`'s `WITH NO DATA`): a
     /// new object, which nothing uses yet.
     CreateMaterializedView { view: ObjectName },
@@ -129,6 +144,46 @@ impl ByWords {
             }
             if w.keyword("DOMAIN") {
                 return Self::domain(w);
+            }
+            if w.keyword("SYSTEM") {
+                return Some(Self::ServerWide {
+                    what: "ALTER SYSTEM",
+                });
+            }
+            if w.keyword("DATABASE") {
+                w.name()?;
+                if w.keyword("RESET") {
+                    return Some(Self::CatalogOnly);
+                }
+                if !w.keyword("SET") {
+                    return None;
+                }
+                if w.keyword("TABLESPACE") {
+                    return Some(Self::ServerWide {
+                        what: "ALTER DATABASE ... SET TABLESPACE",
+                    });
+                }
+                return Some(Self::CatalogOnly);
+            }
+            if w.keyword("ROLE") || w.keyword("USER") {
+                w.name()?;
+                if w.keyword("IN") && !(w.keyword("DATABASE") && w.name().is_some()) {
+                    return None;
+                }
+                return (w.keyword("SET") || w.keyword("RESET")).then_some(Self::CatalogOnly);
+            }
+            if w.keyword("EXTENSION") {
+                w.name()?;
+                if w.keyword("UPDATE") {
+                    return Some(Self::ExtensionUpdate);
+                }
+                return (w.keyword("ADD")
+                    || w.keyword("DROP")
+                    || (w.keyword("SET") && w.keyword("SCHEMA")))
+                .then_some(Self::CatalogOnly);
+            }
+            if w.keyword("STATISTICS") || w.keyword("TABLESPACE") {
+                return Some(Self::CatalogOnly);
             }
             if w.keyword("INDEX") {
                 let _ = w.keyword("IF") && w.keyword("EXISTS");
@@ -172,6 +227,11 @@ impl ByWords {
                 });
                 return quoted_body.then_some(Self::CatalogOnly);
             }
+            if w.keyword("TABLESPACE") {
+                return Some(Self::ServerWide {
+                    what: "CREATE TABLESPACE",
+                });
+            }
             if w.keyword("CAST") || (w.keyword("EVENT") && w.keyword("TRIGGER")) {
                 return Some(Self::CatalogOnly);
             }
@@ -194,6 +254,29 @@ impl ByWords {
         if w.keyword("VACUUM") {
             return Self::vacuum(w);
         }
+        if w.keyword("ANALYZE") || w.keyword("ANALYSE") {
+            // `ANALYZE [VERBOSE | (options)] [table [(columns)], ...]`: SHARE UPDATE EXCLUSIVE.
+            return Self::vacuum(w).map(|_| Self::CatalogOnly);
+        }
+        if w.keyword("DROP") && w.keyword("TABLESPACE") {
+            return Some(Self::ServerWide {
+                what: "DROP TABLESPACE",
+            });
+        }
+        w.at = 0;
+        if (w.keyword("COMMENT") && w.keyword("ON"))
+            && matches!(
+                tokens.iter().rev().map(|t| &t.token).filter(|t| **t != Token::EOF).nth(1),
+                Some(Token::Word(is)) if is.value.eq_ignore_ascii_case("IS")
+            )
+        {
+            return Some(Self::CatalogOnly);
+        }
+        w.at = 0;
+        if w.keyword("SET") && w.keyword("CONSTRAINTS") {
+            return Some(Self::CatalogOnly);
+        }
+        w.at = 0;
         if (w.keyword("SECURITY") && w.keyword("LABEL"))
             || (w.keyword("IMPORT") && w.keyword("FOREIGN") && w.keyword("SCHEMA"))
             || (w.keyword("CHECKPOINT") && w.done())
@@ -740,18 +823,33 @@ fn read_statement(parser: &mut Parser<'_>) -> std::result::Result<Parsed, Parser
             cascade,
         }
     } else if parser.parse_keyword(Keyword::REINDEX) {
-        let mut concurrently = false;
+        // `REINDEX [(options)] {INDEX | TABLE | SCHEMA | DATABASE | SYSTEM} [CONCURRENTLY] name`.
+        let (mut concurrently, mut kind, mut depth) = (false, None, 0);
         loop {
             match parser.next_token().token {
                 Token::EOF => break,
-                Token::Word(w) => concurrently |= w.keyword == Keyword::CONCURRENTLY,
+                Token::LParen => depth += 1,
+                Token::RParen => depth -= 1,
+                Token::Word(w) if depth == 0 => {
+                    concurrently |= w.keyword == Keyword::CONCURRENTLY;
+                    kind = kind.or(Some(w.keyword));
+                }
                 _ => {}
             }
         }
-        Parsed::Reindex { concurrently }
+        let many = matches!(
+            kind,
+            Some(Keyword::SCHEMA | Keyword::DATABASE | Keyword::SYSTEM)
+        );
+        Parsed::Reindex { concurrently, many }
     } else if parser.parse_keyword(Keyword::CLUSTER) {
+        // `CLUSTER [VERBOSE | (options)] [table [USING index]]`.
+        if !parser.parse_keyword(Keyword::VERBOSE) && parser.consume_token(&Token::LParen) {
+            while !matches!(parser.next_token().token, Token::RParen | Token::EOF) {}
+        }
+        let every = parser.peek_token().token == Token::EOF;
         while parser.next_token().token != Token::EOF {}
-        Parsed::Cluster
+        Parsed::Cluster { every }
     } else {
         Parsed::Stmt(Box::new(parser.parse_statement()?))
     };
@@ -1018,6 +1116,32 @@ mod tests {
             .expect("a name")
     }
 
+    #[test]
+    fn reindex_and_cluster_say_whether_they_reach_many_tables() {
+        let read = |sql: &str| {
+            let mut parser = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(sql)
+                .expect("tokens");
+            match read_statement(&mut parser).expect("read") {
+                Parsed::Reindex { concurrently, many } => (concurrently, many),
+                Parsed::Cluster { every } => (false, every),
+                _ => panic!("{sql}: not REINDEX or CLUSTER"),
+            }
+        };
+        assert_eq!(read("REINDEX INDEX CONCURRENTLY i"), (true, false));
+        assert_eq!(read("REINDEX (VERBOSE) TABLE t"), (false, false));
+        assert_eq!(read("REINDEX SCHEMA CONCURRENTLY s"), (true, true));
+        assert_eq!(read("REINDEX DATABASE d"), (false, true));
+        assert_eq!(read("REINDEX SYSTEM"), (false, true));
+        assert_eq!(read("REINDEX TABLE database"), (false, false));
+        assert_eq!(read("CLUSTER"), (false, true));
+        assert_eq!(read("CLUSTER VERBOSE"), (false, true));
+        assert_eq!(read("CLUSTER (VERBOSE)"), (false, true));
+        assert_eq!(read("CLUSTER t USING i"), (false, false));
+        assert_eq!(read("CLUSTER VERBOSE t"), (false, false));
+        assert_eq!(read("CLUSTER (VERBOSE) t"), (false, false));
+    }
+
     fn words(sql: &str) -> Option<ByWords> {
         let tokens: Vec<TokenWithSpan> = Tokenizer::new(&PostgreSqlDialect {}, sql)
             .tokenize_with_location()
@@ -1049,6 +1173,68 @@ mod tests {
                 Some(ByWords::LockedCatalog { table: n("t") }),
             ),
             ("ALTER TABLE t ALTER CONSTRAINT fk", None),
+            (
+                "ALTER SYSTEM SET work_mem = '1MB'",
+                Some(ByWords::ServerWide {
+                    what: "ALTER SYSTEM",
+                }),
+            ),
+            (
+                "CREATE TABLESPACE ts OWNER r LOCATION '/x'",
+                Some(ByWords::ServerWide {
+                    what: "CREATE TABLESPACE",
+                }),
+            ),
+            (
+                "DROP TABLESPACE IF EXISTS ts",
+                Some(ByWords::ServerWide {
+                    what: "DROP TABLESPACE",
+                }),
+            ),
+            (
+                "ALTER DATABASE d SET TABLESPACE x",
+                Some(ByWords::ServerWide {
+                    what: "ALTER DATABASE ... SET TABLESPACE",
+                }),
+            ),
+            (
+                "ALTER DATABASE d SET timezone TO 'UTC'",
+                Some(ByWords::CatalogOnly),
+            ),
+            ("ALTER DATABASE d RESET ALL", Some(ByWords::CatalogOnly)),
+            ("ALTER DATABASE d RENAME TO e", None),
+            (
+                "ALTER ROLE r IN DATABASE d SET search_path = a, b",
+                Some(ByWords::CatalogOnly),
+            ),
+            ("ALTER USER r RESET work_mem", Some(ByWords::CatalogOnly)),
+            ("ALTER ROLE r IN SCHEMA s SET x = 1", None),
+            (
+                "ALTER EXTENSION e UPDATE TO '2.0'",
+                Some(ByWords::ExtensionUpdate),
+            ),
+            (
+                "ALTER EXTENSION e ADD FUNCTION f(int)",
+                Some(ByWords::CatalogOnly),
+            ),
+            ("ALTER EXTENSION e SET SCHEMA s", Some(ByWords::CatalogOnly)),
+            ("ALTER EXTENSION e RENAME TO f", None),
+            (
+                "COMMENT ON FUNCTION f(int, text) IS 'x'",
+                Some(ByWords::CatalogOnly),
+            ),
+            (
+                "COMMENT ON AGGREGATE a(int) IS NULL",
+                Some(ByWords::CatalogOnly),
+            ),
+            ("COMMENT ON FUNCTION f(int)", None),
+            ("SET CONSTRAINTS ALL DEFERRED", Some(ByWords::CatalogOnly)),
+            ("ANALYZE VERBOSE t", Some(ByWords::CatalogOnly)),
+            (
+                "ANALYZE (VERBOSE, SKIP_LOCKED) t (a, b), u",
+                Some(ByWords::CatalogOnly),
+            ),
+            ("ANALYZE t u", None),
             (
                 "ALTER TABLE t OF pair",
                 Some(ByWords::LockedCatalog { table: n("t") }),

@@ -5,9 +5,9 @@ use std::ops::Range;
 
 use sqlparser::ast::{
     AlterColumnOperation, AlterTableOperation, AlterTypeOperation, AlterViewOperation, ColumnDef,
-    ColumnOption, ContextModifier, CreateTable, DataType, DetachPartitionMode, Expr, ForValues,
-    FromTable, FunctionDesc, GrantObjects, LockTableMode, ObjectName, ObjectType, Reset, Set,
-    SetExpr, SqlOption, Statement, TableConstraint, TableFactor, TableObject, TableWithJoins,
+    ColumnOption, ContextModifier, CreateTable, DataType, DetachPartitionMode, DiscardObject, Expr,
+    ForValues, FromTable, FunctionDesc, GrantObjects, LockTableMode, ObjectName, ObjectType, Reset,
+    Set, SetExpr, SqlOption, Statement, TableConstraint, TableFactor, TableObject, TableWithJoins,
     TimezoneInfo,
 };
 
@@ -741,10 +741,13 @@ fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
             | ByWords::CreateMaterializedView { .. }
             | ByWords::ClusterMark
             | ByWords::Publication
-            | ByWords::CatalogOnly,
+            | ByWords::CatalogOnly
+            | ByWords::ServerWide { .. },
         ) => false,
-        Parsed::Reindex { concurrently } => !concurrently,
-        Parsed::Cluster => true,
+        // What the scripts lock is not known; the finding says they are not read.
+        Parsed::ByWords(ByWords::ExtensionUpdate) => false,
+        Parsed::Reindex { concurrently, .. } => !concurrently,
+        Parsed::Cluster { .. } => true,
         Parsed::Stmt(s) => match s.as_ref() {
             // Validating a constraint and most storage parameters take SHARE UPDATE EXCLUSIVE,
             // which lets reads and writes go on; every other change of a table blocks them.
@@ -984,7 +987,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             );
             return (sql, out);
         }
-        Parsed::Reindex { concurrently } => {
+        Parsed::Reindex { concurrently, .. } => {
             let block = ctx.transaction_block("REINDEX CONCURRENTLY");
             if let Some((message, recipe)) = block.filter(|_| *concurrently) {
                 out.push(finding(
@@ -1006,14 +1009,19 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             }
             return (written.text.clone(), out);
         }
-        Parsed::Cluster => {
+        Parsed::Cluster { every } => {
             out.push(finding(
                 "prefer-repack",
                 E,
                 Unsafe,
-                "CLUSTER rewrites the table under an ACCESS EXCLUSIVE lock, blocking reads and \
-                 writes"
-                    .into(),
+                if *every {
+                    "CLUSTER without a table rewrites every table clustered before, each under \
+                     an ACCESS EXCLUSIVE lock that blocks reads and writes"
+                } else {
+                    "CLUSTER rewrites the table under an ACCESS EXCLUSIVE lock, blocking reads \
+                     and writes"
+                }
+                .into(),
                 RECIPE_REPACK,
             ));
             return (written.text.clone(), out);
@@ -1070,7 +1078,8 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                 | ByWords::ClusterMark
                 | ByWords::Publication
                 | ByWords::IndexSetting { .. }
-                | ByWords::CatalogOnly => {}
+                | ByWords::CatalogOnly
+                | ByWords::ServerWide { .. } => {}
                 ByWords::Domain {
                     domain,
                     checks_columns,
@@ -1128,6 +1137,16 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                         .into(),
                     "review its statements by hand as if they stood alone (better: write them \
                      as plain statements, which are analysed)",
+                )),
+                ByWords::ExtensionUpdate => out.push(finding(
+                    "not-analysed",
+                    W,
+                    Safe,
+                    "ALTER EXTENSION ... UPDATE runs the extension's upgrade scripts, which are \
+                     not analysed: they may lock or rewrite the tables that use its types"
+                        .into(),
+                    "read the extension's release notes for what its upgrade locks, and run it \
+                     in a quiet window if it rebuilds anything",
                 )),
             }
             return (written.text.clone(), out);
@@ -1224,10 +1243,32 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             )),
             None => ctx.transaction = Some(Opened::ByStatement),
         },
+        // A savepoint and a rollback to it leave the transaction open.
+        Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. }
+        | Statement::Rollback {
+            savepoint: Some(_), ..
+        } => {}
+        // `AND CHAIN` ends the transaction and starts the next one at once.
+        Statement::Commit { chain: true, .. } | Statement::Rollback { chain: true, .. } => {
+            ctx.end_local_settings();
+            ctx.held = None;
+            ctx.added.clear();
+        }
         Statement::Commit { .. } | Statement::Rollback { .. } => {
             ctx.transaction = None;
             ctx.end_local_settings();
         }
+        // A new database, which nothing uses yet.
+        Statement::CreateDatabase { .. } => {}
+        // DISCARD ALL resets the session's settings, as RESET ALL does.
+        Statement::Discard {
+            object_type: DiscardObject::ALL,
+        } => {
+            ctx.set_lock_timeout(false, false);
+            ctx.statement_timeout = None;
+        }
+        Statement::Discard { .. } => {}
         Statement::CreateDomain(d) => ctx.create(&d.name),
         Statement::CreateTable(ct) => {
             ctx.create(&ct.name);
@@ -1677,8 +1718,19 @@ fn default_partition_scan(
 fn refused_in_transaction(stmt: &Parsed) -> Option<&'static str> {
     match stmt {
         Parsed::ByWords(ByWords::Vacuum { .. }) => Some("VACUUM"),
+        Parsed::ByWords(ByWords::ServerWide { what }) => Some(what),
+        Parsed::Reindex { many: true, .. } => Some("REINDEX SCHEMA, DATABASE or SYSTEM"),
+        Parsed::Cluster { every: true } => Some("CLUSTER without a table"),
         Parsed::Stmt(s) => match s.as_ref() {
             Statement::Vacuum(_) => Some("VACUUM"),
+            Statement::CreateDatabase { .. } => Some("CREATE DATABASE"),
+            Statement::Drop {
+                object_type: ObjectType::Database,
+                ..
+            } => Some("DROP DATABASE"),
+            Statement::Discard {
+                object_type: DiscardObject::ALL,
+            } => Some("DISCARD ALL"),
             Statement::AlterTable(at)
                 if at.operations.iter().any(|op| {
                     matches!(
