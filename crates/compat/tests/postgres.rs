@@ -49,7 +49,9 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use serin_compat::Severity;
-use serin_compat::migration::{Runner, Schema, analyze, analyze_after, analyze_as};
+use serin_compat::migration::{
+    MigrationReport, Runner, Schema, analyze, analyze_after, analyze_as,
+};
 
 /// Runs `script` through `psql` on `conninfo` and returns its output (tuples only, unaligned).
 fn psql(conninfo: &str, script: &str) -> String {
@@ -98,13 +100,21 @@ fn run_statements(conninfo: &str, migration: &str) -> std::process::Output {
 
 /// The analysis of `migration` (after `SET lock_timeout`, so that only what the test is about
 /// is reported), run after what `schema` learned.
-fn analysed(migration: &str, schema: &Schema) -> serin_compat::migration::MigrationReport {
+fn analysed(migration: &str, schema: &Schema) -> MigrationReport {
     analyze_after(
         "m",
         &format!("SET lock_timeout = '1s'; {migration}"),
         schema,
     )
     .unwrap()
+}
+
+/// Why the analysis could not read a statement of `report`, if it could not.
+fn unread(report: &MigrationReport) -> Option<&str> {
+    report
+        .findings()
+        .find(|(_, f)| f.rule == "unparsable-statement")
+        .map(|(_, f)| f.message.as_str())
 }
 
 /// Whether the analysis of `migration` reports `rule`.
@@ -351,13 +361,9 @@ fn the_locks_the_analysis_counts_are_the_ones_postgresql_takes() {
         let modes = db.answer(&script, "modes:");
         let blocks = modes.split(',').any(|m| BLOCKING.contains(&m));
         let report = analyze("m", statement).unwrap();
-        if let Some((_, f)) = report
-            .findings()
-            .find(|(_, f)| f.rule == "unparsable-statement")
-        {
+        if let Some(why) = unread(&report) {
             wrong.push(format!(
-                "{statement}: PostgreSQL takes [{modes}], the analysis cannot read it ({})",
-                f.message
+                "{statement}: PostgreSQL takes [{modes}], the analysis cannot read it ({why})"
             ));
             continue;
         }
@@ -381,8 +387,10 @@ fn the_locks_the_analysis_counts_are_the_ones_postgresql_takes() {
 const TABLE: &str = "
     CREATE EXTENSION IF NOT EXISTS citext;
     CREATE TABLE r (id bigint PRIMARY KEY, v varchar(10), n numeric(10, 2), tx text, ip cidr,
-                    i int, ts timestamp, js json, cs citext);
-    INSERT INTO r VALUES (1, 'a', 1.5, 'b', '10.0.0.0/8', 2, now(), '{}', 'C');
+                    i int, ts timestamp, js json, cs citext, vc varchar(10) COLLATE \"C\");
+    INSERT INTO r VALUES (1, 'a', 1.5, 'b', '10.0.0.0/8', 2, now(), '{}', 'C', 'c');
+    CREATE INDEX r_v ON r (v);
+    CREATE INDEX r_vc ON r (vc);
 ";
 
 /// Changes of a column or table in use.
@@ -427,6 +435,13 @@ const CHANGES: &[&str] = &[
     "ALTER TABLE r ADD COLUMN a date DEFAULT CURRENT_DATE",
     "ALTER TABLE r ALTER COLUMN i TYPE smallint",
     "ALTER TABLE r ALTER COLUMN js TYPE jsonb",
+    "ALTER TABLE r ALTER COLUMN v SET DATA TYPE varchar(20) COLLATE \"C\"",
+    "ALTER TABLE r ALTER COLUMN v TYPE varchar(10) COLLATE pg_catalog.\"default\"",
+    "ALTER TABLE r ALTER COLUMN v TYPE text COLLATE \"default\"",
+    "ALTER TABLE r ALTER COLUMN vc TYPE varchar(20)",
+    "ALTER TABLE r ALTER COLUMN vc TYPE varchar(20) COLLATE \"C\"",
+    "ALTER TABLE r ALTER COLUMN vc TYPE text COLLATE \"POSIX\"",
+    "ALTER TABLE r ALTER COLUMN vc TYPE int USING length(vc)",
 ];
 
 /// The rules that say a statement writes the table anew.
@@ -448,14 +463,23 @@ fn the_rewrites_the_analysis_claims_are_the_ones_postgresql_makes() {
     for change in CHANGES {
         let script = format!(
             "BEGIN;
-             CREATE TEMP TABLE before AS SELECT relfilenode FROM pg_class WHERE relname = 'r';
+             CREATE TEMP TABLE before AS SELECT relname, relfilenode FROM pg_class
+               WHERE relname IN ('r', 'r_v', 'r_vc');
              {change};
-             SELECT 'rewritten:' || (relfilenode <> (SELECT relfilenode FROM before))
-               FROM pg_class WHERE relname = 'r';
+             SELECT 'rewritten:' || (c.relfilenode <> b.relfilenode)
+               FROM pg_class c JOIN before b USING (relname) WHERE relname = 'r';
+             SELECT 'reindexed:' || bool_or(c.relfilenode <> b.relfilenode)
+               FROM pg_class c JOIN before b USING (relname) WHERE relname <> 'r';
              ROLLBACK;"
         );
         let rewritten = db.answer(&script, "rewritten:") == "true";
-        let claimed = analysed(change, &schema)
+        let reindexed = db.answer(&script, "reindexed:") == "true";
+        let report = analysed(change, &schema);
+        if let Some(why) = unread(&report) {
+            wrong.push(format!("{change}: the analysis cannot read it ({why})"));
+            continue;
+        }
+        let claimed = report
             .findings()
             .any(|(_, f)| REWRITING.contains(&f.rule.as_str()) && f.severity == Severity::Error);
         if rewritten != claimed {
@@ -463,6 +487,19 @@ fn the_rewrites_the_analysis_claims_are_the_ones_postgresql_makes() {
                 "{change}: PostgreSQL {} the table, the analysis says it {}",
                 if rewritten { "rewrote" } else { "kept" },
                 if claimed { "rewrites it" } else { "does not" }
+            ));
+        }
+        // Without a rewrite, an index of the column (`v` and `vc` have one) is rebuilt only
+        // when the way its values compare changes.
+        let recollated = report
+            .findings()
+            .any(|(_, f)| f.rule == "changing-collation");
+        let indexed = [" v ", " vc "].iter().any(|c| change.contains(c));
+        if indexed && !rewritten && reindexed != recollated {
+            wrong.push(format!(
+                "{change}: PostgreSQL {} the column's index, the analysis says its collation {}",
+                if reindexed { "rebuilt" } else { "kept" },
+                if recollated { "changes" } else { "stays" }
             ));
         }
     }

@@ -567,6 +567,7 @@ proptest! {
         // Storage parameters, access methods, materialized views.
         Just("(fillfactor = 70)"), Just("(fastupdate = off, toast.autovacuum_enabled)"),
         Just("ACCESS"), Just("METHOD"), Just("MATERIALIZED"), Just("VIEW"), Just("brin"),
+        Just("COLLATE"), Just("\"C\""), Just("citext"), Just("DATA"), Just("SAVEPOINT"),
     ], 0..30)) {
         let sql = words.join(" ");
         // Learned as an earlier migration, the same text is the schema the analysis starts from.

@@ -56,6 +56,7 @@ pub const RULES: &[&str] = &[
     "ban-uncommitted-transaction",
     "cannot-run-in-transaction",
     "changing-access-method",
+    "changing-collation",
     "changing-column-type",
     "changing-table-logging",
     "changing-tablespace",
@@ -339,7 +340,7 @@ fn analyse(name: &str, sql: &str, schema: &Schema, run: Option<RunBy>) -> Result
             .as_ref()
             .and_then(|l| Some((l.runner, l.query_of(w.line, &starts)?)));
         analysed.push(analyse_one(w, &mut ctx));
-        ctx.schema.apply(&w.parsed);
+        ctx.schema.apply(w);
         opened = ctx.opened_by_statement().then(|| opened.unwrap_or(i));
     }
     if let Some(i) = opened {
@@ -1379,6 +1380,51 @@ mod tests {
         let report = analyze_after("m", widen, &schema).unwrap();
         assert_eq!(report.findings().count(), 0);
     }
+    #[test]
+    fn a_collation_or_citext_changes_how_values_compare() {
+        let mut schema = Schema::default();
+        schema.learn(
+            "CREATE TABLE t (c varchar(10) COLLATE \"C\", d text, e varchar(5) COLLATE \
+             pg_catalog.\"POSIX\"); ALTER TABLE t ALTER e TYPE varchar(6) COLLATE \"default\"",
+        );
+        let compares = |sql: &str| -> Vec<String> {
+            analyze_after("m", &format!("SET lock_timeout = '1s'; {sql}"), &schema)
+                .unwrap()
+                .findings()
+                .map(|(_, f)| f.message.clone())
+                .collect()
+        };
+        // Without COLLATE, a widening takes the new type's default collation.
+        let got = compares("ALTER TABLE t ALTER COLUMN c TYPE varchar(20)");
+        assert!(
+            got.len() == 1 && got[0].contains("t.c changes collation to the default"),
+            "{got:?}"
+        );
+        let got = compares("ALTER TABLE t ALTER d SET DATA TYPE varchar COLLATE pg_catalog.\"C\"");
+        assert!(
+            got.len() == 1 && got[0].contains("t.d changes collation to \"C\""),
+            "{got:?}"
+        );
+        let got = compares("ALTER TABLE t ALTER d TYPE citext");
+        assert!(
+            got.len() == 1 && got[0].contains("compares case-insensitively"),
+            "{got:?}"
+        );
+        for same in [
+            "ALTER TABLE t ALTER COLUMN c TYPE varchar(20) COLLATE \"C\"",
+            "ALTER TABLE t ALTER COLUMN d TYPE text COLLATE \"default\"",
+            "ALTER TABLE t ALTER COLUMN e TYPE text",
+            "ALTER TABLE t ALTER COLUMN c TYPE varchar(20) COLLATE \"C\", \
+             ALTER COLUMN d TYPE varchar",
+            "CREATE TABLE n (c text); ALTER TABLE n ALTER c TYPE text COLLATE \"C\"",
+        ] {
+            assert_eq!(compares(same), Vec::<String>::new(), "{same}");
+        }
+        // A change of type as well is reported as one.
+        let got = compares("ALTER TABLE t ALTER c TYPE int USING length(c)");
+        assert!(got[0].contains("changes type"), "{got:?}");
+    }
+
     #[test]
     fn the_rule_list_is_sorted_and_whole() {
         assert!(

@@ -11,6 +11,7 @@ use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer, Whit
 
 use super::placeholder::{StandIn, stand_in};
 use super::runner::{Layout, RunBy};
+use super::schema::ident_key;
 use crate::error::{Error, Result};
 
 /// What the parser made of one statement.
@@ -758,6 +759,9 @@ pub(super) struct Written {
     /// The `serin:ignore` comments before or in it.
     pub(super) ignores: Vec<Ignore>,
     pub(super) parsed: Parsed,
+    /// The columns whose new type carries a `COLLATE` clause, which the parser lacks: the
+    /// statement was parsed without the clauses.
+    pub(super) collations: Collations,
 }
 
 /// Byte offsets of 1-based line/column positions (columns count characters, as the tokenizer's).
@@ -808,6 +812,65 @@ impl<'a> Positions<'a> {
             _ => String::new(),
         }
     }
+}
+
+/// Columns (as keys) whose new type carries `COLLATE`, with the collation as written.
+pub(super) type Collations = Vec<(String, String)>;
+
+/// An `ALTER TABLE` whose `ALTER [COLUMN] c [SET DATA] TYPE t COLLATE x` clauses the parser
+/// cannot read: its tokens without the `COLLATE x`, and each clause's column (as a key) and
+/// collation; `None` when it has no such clause.
+fn without_collations(tokens: &[TokenWithSpan]) -> Option<(Vec<TokenWithSpan>, Collations)> {
+    let word = |t: &TokenWithSpan, k: &str| matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(k));
+    if !(tokens.len() > 2 && word(&tokens[0], "ALTER") && word(&tokens[1], "TABLE")) {
+        return None;
+    }
+    let (mut kept, mut found) = (Vec::with_capacity(tokens.len()), Vec::new());
+    let (mut depth, mut column) = (0usize, None);
+    let mut i = 0;
+    while i < tokens.len() {
+        let t = &tokens[i];
+        match &t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth == 0 && word(t, "TYPE") {
+            // The column is the word before `TYPE`, or before `SET DATA TYPE`.
+            let before: Vec<&TokenWithSpan> = kept.iter().rev().take(3).collect();
+            let at = if before.len() == 3 && word(before[0], "DATA") && word(before[1], "SET") {
+                before.get(2)
+            } else {
+                before.first()
+            };
+            column = at.and_then(|c| match &c.token {
+                Token::Word(w) => Some(ident_key(&w.to_ident(Span::empty()))),
+                _ => None,
+            });
+        }
+        if depth == 0 && word(t, "COLLATE") {
+            let name = column.take()?;
+            let mut collation = String::new();
+            i += 1;
+            while let Some(Token::Word(w)) = tokens.get(i).map(|t| &t.token) {
+                collation.push_str(&w.to_string());
+                i += 1;
+                if tokens.get(i).map(|t| &t.token) != Some(&Token::Period) {
+                    break;
+                }
+                collation.push('.');
+                i += 1;
+            }
+            if collation.is_empty() {
+                return None;
+            }
+            found.push((name, collation));
+            continue;
+        }
+        kept.push(t.clone());
+        i += 1;
+    }
+    (!found.is_empty()).then_some((kept, found))
 }
 
 /// Reads one statement from its own tokens (no `;`).
@@ -1064,7 +1127,16 @@ impl Splitter<'_> {
         chunk.push(TokenWithSpan::new(Token::EOF, end));
         let mut parser =
             Parser::new(&PostgreSqlDialect {}).with_tokens_with_locations(chunk.clone());
+        let mut collations = Vec::new();
         let parsed = read_statement(&mut parser).unwrap_or_else(|e| {
+            if let Some((tokens, found)) = without_collations(&chunk) {
+                let mut parser =
+                    Parser::new(&PostgreSqlDialect {}).with_tokens_with_locations(tokens);
+                if let Ok(parsed) = read_statement(&mut parser) {
+                    collations = found;
+                    return parsed;
+                }
+            }
             ByWords::read(&chunk).map_or_else(|| Parsed::Unreadable(e.to_string()), Parsed::ByWords)
         });
         self.statements.push(Written {
@@ -1073,6 +1145,7 @@ impl Splitter<'_> {
             text,
             ignores: std::mem::take(&mut self.ignores),
             parsed,
+            collations,
         });
         self.boundary = Boundary::default();
     }
@@ -1100,6 +1173,7 @@ impl Splitter<'_> {
             text: self.positions.rest_of_line(meta[0].span.start),
             ignores,
             parsed: Parsed::Meta(command),
+            collations: Vec::new(),
         });
     }
 }

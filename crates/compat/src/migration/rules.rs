@@ -13,7 +13,9 @@ use sqlparser::ast::{
 
 use super::read::{ByWords, Parsed, Relation, Written};
 use super::runner::Runner;
-use super::schema::{Schema, keeps_values, new_index_key, restates_column, table_key};
+use super::schema::{
+    Schema, keeps_values, new_collation, new_index_key, restates_column, table_key,
+};
 use super::{Safety, SqlFinding};
 use crate::validation::Severity;
 
@@ -396,11 +398,14 @@ fn sets_a_timeout(values: &[Expr]) -> bool {
     !number.parse::<f64>().is_ok_and(|n| n == 0.0)
 }
 
+/// The findings of one operation of an `ALTER TABLE`; `collations` holds the columns whose
+/// new type carries `COLLATE`, with the collation.
 fn alter_table(
     name: &ObjectName,
     op: &AlterTableOperation,
     created: bool,
     schema: &Schema,
+    collations: &[(String, String)],
     out: &mut Vec<SqlFinding>,
 ) {
     let table = &name.to_string();
@@ -568,8 +573,45 @@ fn alter_table(
                 let converts = using
                     .as_ref()
                     .is_some_and(|u| !restates_column(u, column_name, data_type));
-                if !converts && old.is_some_and(|old| keeps_values(old, data_type)) {
-                    // A widening: the catalog only.
+                if let Some(old) = old.filter(|old| !converts && keeps_values(old, data_type)) {
+                    // A widening: the catalog only, unless the way values compare changes: to
+                    // or from citext, or another collation (without `COLLATE`, the new type's
+                    // default).
+                    let new = new_collation(column_name, collations);
+                    let now = schema.column_collation(name, column_name).flatten();
+                    let change = if is_citext(old) != is_citext(data_type) {
+                        Some(format!(
+                            "changes from {old} to {data_type}, which compares {}",
+                            if is_citext(data_type) {
+                                "case-insensitively"
+                            } else {
+                                "case by case"
+                            }
+                        ))
+                    } else if now != new.as_deref() {
+                        Some(format!(
+                            "changes collation to {}",
+                            new.map_or_else(|| "the default".to_owned(), |c| format!("\"{c}\""))
+                        ))
+                    } else {
+                        None
+                    };
+                    if let Some(change) = change.filter(|_| !created) {
+                        out.push(finding(
+                            "changing-collation",
+                            E,
+                            Unsafe,
+                            format!(
+                                "{table}.{column_name} {change}: every index on it is rebuilt \
+                                 under the ACCESS EXCLUSIVE lock (a unique one fails on values \
+                                 that now compare equal), and the old version's comparisons and \
+                                 sort order of it change"
+                            ),
+                            "add an index that compares as wanted (CREATE INDEX CONCURRENTLY ... \
+                             (col COLLATE ...) or (lower(col))) and use it in the queries that \
+                             need it, or expand/contract through a new column",
+                        ));
+                    }
                 } else if let Some(old) = old.filter(|old| !conditional(old)) {
                     out.push(finding(
                         "changing-column-type",
@@ -821,6 +863,11 @@ fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
             _ => false,
         },
     }
+}
+
+/// Whether `ty` is the citext extension's case-insensitive text.
+fn is_citext(ty: &DataType) -> bool {
+    matches!(ty, DataType::Custom(name, args) if args.is_empty() && name.to_string().eq_ignore_ascii_case("citext"))
 }
 
 /// Storage parameters whose change takes SHARE UPDATE EXCLUSIVE (reads and writes go on), as
@@ -1364,7 +1411,14 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
         Statement::AlterTable(at) => {
             let created = !ctx.in_use(&at.name);
             for op in &at.operations {
-                alter_table(&at.name, op, created, &ctx.schema, &mut out);
+                alter_table(
+                    &at.name,
+                    op,
+                    created,
+                    &ctx.schema,
+                    &written.collations,
+                    &mut out,
+                );
                 if let AlterTableOperation::AttachPartitionOf {
                     partition,
                     for_values,

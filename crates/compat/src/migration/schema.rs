@@ -14,7 +14,7 @@ use sqlparser::ast::{
 };
 
 use super::checks::{self, Check, Checks, check, follow_checks, implies_bound};
-use super::read::{Parsed, parse};
+use super::read::{Parsed, Written, parse};
 
 /// A table's columns, by normalized name.
 type Columns = BTreeMap<String, Column>;
@@ -25,6 +25,8 @@ struct Column {
     data_type: DataType,
     /// Declared `NOT NULL` (or part of the primary key).
     not_null: bool,
+    /// Its collation (see [`collation_key`]); `None` for the type's default.
+    collation: Option<String>,
 }
 
 /// An index whose keys are plain columns: its table's key and the columns, in order.
@@ -80,7 +82,7 @@ impl Schema {
     pub fn learn(&mut self, sql: &str) {
         if let Ok(script) = parse("schema", sql, None) {
             for w in &script.statements {
-                self.apply(&w.parsed);
+                self.apply(w);
             }
         }
     }
@@ -202,9 +204,23 @@ impl Schema {
             .collect()
     }
 
+    /// The collation of `table.column` (see [`collation_key`]), if an earlier statement
+    /// declared the column: `None` inside for the type's default.
+    pub(super) fn column_collation(
+        &self,
+        table: &ObjectName,
+        column: &Ident,
+    ) -> Option<Option<&str>> {
+        let column = self
+            .tables
+            .get(&table_key(table))?
+            .get(&ident_key(column))?;
+        Some(column.collation.as_deref())
+    }
+
     /// Follows one statement.
-    pub(super) fn apply(&mut self, parsed: &Parsed) {
-        let statement = match parsed {
+    pub(super) fn apply(&mut self, written: &Written) {
+        let statement = match &written.parsed {
             Parsed::Stmt(statement) => statement,
             Parsed::DropIndexConcurrently { names, .. } => {
                 for name in names {
@@ -338,7 +354,7 @@ impl Schema {
                         self.follow_indexes(&key, op);
                         self.follow_partitions(&key, op);
                         if let Some(columns) = self.tables.get_mut(&key) {
-                            alter(columns, op);
+                            alter(columns, op, &written.collations);
                         }
                         follow_checks(&key, self.checks.entry(key.clone()).or_default(), op);
                     }
@@ -439,7 +455,22 @@ fn column(def: &ColumnDef) -> Column {
                 ColumnOption::NotNull | ColumnOption::PrimaryKey(_)
             )
         }),
+        collation: def.options.iter().find_map(|o| match &o.option {
+            ColumnOption::Collation(name) => collation_key(&name.to_string()),
+            _ => None,
+        }),
     }
+}
+
+/// A collation as PostgreSQL finds it (`pg_catalog."C"` is `"C"`, an unquoted name folds to
+/// lower case); `None` for `"default"`, the type's default collation.
+pub(super) fn collation_key(written: &str) -> Option<String> {
+    let name = written.strip_prefix("pg_catalog.").unwrap_or(written);
+    let name = match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        Some(quoted) => quoted.to_owned(),
+        None => name.to_ascii_lowercase(),
+    };
+    (name != "default").then_some(name)
 }
 
 /// Marks `names` `NOT NULL`, as a primary key does.
@@ -459,6 +490,16 @@ fn plain_column(key: &IndexColumn) -> Option<String> {
     }
 }
 
+/// The collation a change of `column`'s type gives it: the one its `COLLATE` names, or the
+/// type's default (`None`).
+pub(super) fn new_collation(column: &Ident, collations: &[(String, String)]) -> Option<String> {
+    let column = ident_key(column);
+    collations
+        .iter()
+        .find(|(c, _)| *c == column)
+        .and_then(|(_, collation)| collation_key(collation))
+}
+
 /// The key of the index `CREATE INDEX` names (it may leave the name to PostgreSQL).
 pub(super) fn new_index_key(ci: &CreateIndex) -> Option<String> {
     let name = ci.name.as_ref()?.0.last()?.as_ident()?;
@@ -473,8 +514,9 @@ fn index_key(table: &str, index: &Ident) -> String {
     }
 }
 
-/// Follows one `ALTER TABLE` operation on a known table.
-fn alter(columns: &mut Columns, op: &AlterTableOperation) {
+/// Follows one `ALTER TABLE` operation on a known table; `collations` holds the columns whose
+/// new type carries `COLLATE`.
+fn alter(columns: &mut Columns, op: &AlterTableOperation, collations: &[(String, String)]) {
     match op {
         AlterTableOperation::AddColumn { column_def, .. } => {
             columns.insert(ident_key(&column_def.name), column(column_def));
@@ -497,8 +539,10 @@ fn alter(columns: &mut Columns, op: &AlterTableOperation) {
                 return;
             };
             match op {
+                // Without `COLLATE`, the column takes the new type's default collation.
                 AlterColumnOperation::SetDataType { data_type, .. } => {
                     c.data_type = data_type.clone();
+                    c.collation = new_collation(column_name, collations);
                 }
                 AlterColumnOperation::SetNotNull => c.not_null = true,
                 AlterColumnOperation::DropNotNull => c.not_null = false,
