@@ -10,9 +10,11 @@
 //!   (its `relfilenode` changed) against whether the analysis says it rewrites the table (an
 //!   error of a rewriting rule), the schema before it known.
 //! - Scans: whether `SET NOT NULL` verifies the table or finds a check that proves the column
-//!   holds no NULL (PostgreSQL says which at `DEBUG1`), after twelve kinds of check, against
-//!   whether the analysis reports `adding-not-nullable-field`, the check in the same migration
-//!   or an earlier one.
+//!   holds no NULL (PostgreSQL says which at `DEBUG1`), after fifteen histories of checks
+//!   (names cut to 63 bytes and folded as PostgreSQL folds them among them), against whether
+//!   the analysis reports `adding-not-nullable-field`, the check in the same migration or an
+//!   earlier one; and, for tables and columns with long or non-ASCII names, whether the
+//!   analysis follows the drop of each unnamed check by the name PostgreSQL gave it.
 //! - Refusals: thirty-one migrations, run by psql statement by statement or as one query, that
 //!   PostgreSQL refuses or runs (`VACUUM`, `DETACH PARTITION ... CONCURRENTLY`, `CREATE INDEX
 //!   CONCURRENTLY`, `CREATE | DROP DATABASE`, `CREATE | DROP TABLESPACE`, `ALTER SYSTEM`,
@@ -669,7 +671,7 @@ fn debug_said(db: &Database, before: &str, statement: &str) -> (String, String) 
 
 /// What comes before `SET NOT NULL` on `n.c`, and which statements of it ran in earlier
 /// migrations (the rest in the same one).
-const BEFORE_SET_NOT_NULL: [&str; 12] = [
+const BEFORE_SET_NOT_NULL: [&str; 15] = [
     "",
     "ALTER TABLE n ADD CONSTRAINT n_c CHECK (c IS NOT NULL) NOT VALID;",
     "ALTER TABLE n ADD CONSTRAINT n_c CHECK (c IS NOT NULL) NOT VALID; \
@@ -688,6 +690,15 @@ const BEFORE_SET_NOT_NULL: [&str; 12] = [
      ALTER TABLE n DROP CONSTRAINT n_c_check;",
     "DROP TABLE n; CREATE TABLE n (id bigint, c int CHECK (c IS NOT NULL), CHECK (c > 0)); \
      ALTER TABLE n DROP CONSTRAINT n_c_check1;",
+    // Names as PostgreSQL keeps them: cut to 63 bytes, and only ASCII folded to lower case.
+    "ALTER TABLE n ADD CONSTRAINT \
+     n_c_is_never_null_and_this_name_goes_on_for_longer_than_postgresql_keeps_of_it \
+     CHECK (c IS NOT NULL); \
+     ALTER TABLE n DROP CONSTRAINT n_c_is_never_null_and_this_name_goes_on_for_longer_than_postgre;",
+    "ALTER TABLE n ADD CONSTRAINT Ärger CHECK (c IS NOT NULL); \
+     ALTER TABLE n DROP CONSTRAINT \"Ärger\";",
+    "ALTER TABLE n ADD CONSTRAINT ÄRGER CHECK (c IS NOT NULL); \
+     ALTER TABLE n DROP CONSTRAINT \"Ärger\";",
 ];
 
 #[test]
@@ -726,6 +737,81 @@ fn set_not_null_scans_the_table_when_the_analysis_says_it_does() {
                      it {}",
                     if scanned { "scanned" } else { "did not scan" },
                     if claimed { "scans it" } else { "does not" }
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// Tables with names long enough that PostgreSQL cuts the names it gives their unnamed checks:
+/// the table as written, its column, and the unnamed checks a migration adds.
+const LONG_NAMES: [(&str, &str, &str); 4] = [
+    (
+        "orders_archived_by_the_nightly_job_and_kept_for_seven_years",
+        "customer_reference_number_as_given",
+        "CHECK (customer_reference_number_as_given IS NOT NULL)",
+    ),
+    (
+        "orders_archived_by_the_nightly_job_and_kept_for_seven_years",
+        "customer_reference_number_as_given",
+        "CHECK (customer_reference_number_as_given IS NOT NULL), \
+         ADD CHECK (customer_reference_number_as_given IS NOT NULL)",
+    ),
+    (
+        "an_events_table_whose_name_uses_nearly_all_of_the_63_bytes_allowed",
+        "c",
+        "CHECK (c IS NOT NULL AND id > 0)",
+    ),
+    (
+        "\"Größenangaben_der_Bestellungen_für_das_Lager_in_Österreich\"",
+        "\"Maße\"",
+        "CHECK (\"Maße\" IS NOT NULL), ADD CHECK (\"Maße\" IS NOT NULL)",
+    ),
+];
+
+#[test]
+fn unnamed_checks_of_long_names_are_known_by_the_names_postgresql_gives_them() {
+    let Some(db) = Database::create("names", "") else {
+        return;
+    };
+    let mut wrong = Vec::new();
+    for (table, column, checks) in LONG_NAMES {
+        let create = format!("CREATE TABLE {table} (id bigint, {column} int);");
+        psql(
+            &db.conninfo(),
+            &format!("DROP SCHEMA public CASCADE; CREATE SCHEMA public; {create}"),
+        );
+        let adds = format!("ALTER TABLE {table} ADD {checks};");
+        let names = db.answer(
+            &format!(
+                "BEGIN; {adds} SELECT 'names:' || string_agg(quote_ident(conname), ',') \
+                 FROM pg_constraint WHERE conrelid = '{table}'::regclass; ROLLBACK;"
+            ),
+            "names:",
+        );
+        // Every proof dropped by the name PostgreSQL gave it, SET NOT NULL scans the table.
+        let drops: String = names
+            .split(',')
+            .map(|n| format!(" ALTER TABLE {table} DROP CONSTRAINT {n};"))
+            .collect();
+        let before = format!("{adds}{drops}");
+        let set = format!("ALTER TABLE {table} ALTER COLUMN {column} SET NOT NULL");
+        let (_, said) = debug_said(&db, &before, &set);
+        assert!(said.contains("verifying table"), "{before}: {said}");
+        let mut schema = Schema::default();
+        schema.learn(&create);
+        let same = analysed(&format!("{before} {set}"), &schema);
+        schema.learn(&before);
+        let earlier = analysed(&set, &schema);
+        for (report, when) in [(same, "same"), (earlier, "earlier")] {
+            if !report
+                .findings()
+                .any(|(_, f)| f.rule == "adding-not-nullable-field")
+            {
+                wrong.push(format!(
+                    "{before} ({when} migration): PostgreSQL named the checks {names} and \
+                     scanned the table once they were dropped; the analysis still sees a proof"
                 ));
             }
         }

@@ -12,7 +12,7 @@ use sqlparser::ast::{
     PartitionBoundValue, TableConstraint, UnaryOperator, Value,
 };
 
-use super::schema::ident_key;
+use super::schema::{MAX_NAME_BYTES, clip, ident_key};
 
 /// A table's checks, by normalized constraint name.
 pub(super) type Checks = BTreeMap<String, Check>;
@@ -62,18 +62,40 @@ pub(super) fn check(
         || {
             let relation = table.rsplit('.').next().unwrap_or(table);
             let read: BTreeSet<&String> = check.not_null.iter().chain(&check.bounds).collect();
-            let base = match read.into_iter().collect::<Vec<_>>().as_slice() {
-                [column] => format!("{relation}_{column}_check"),
-                _ => format!("{relation}_check"),
+            let column = match read.into_iter().collect::<Vec<_>>().as_slice() {
+                [column] => Some(column.as_str()),
+                _ => None,
             };
-            std::iter::once(base.clone())
-                .chain((1..).map(|n| format!("{base}{n}")))
+            std::iter::once("check".to_owned())
+                .chain((1..).map(|n| format!("check{n}")))
+                .map(|label| object_name(relation, column, &label))
                 .find(|name| !taken.contains_key(name))
-                .unwrap_or(base)
+                .unwrap_or_default()
         },
         ident_key,
     );
     (name, check)
+}
+
+/// The name PostgreSQL makes for a constraint from its table's name, its column's and a
+/// label (`makeObjectName`): `table_column_label`, the longer of the two names shortened a
+/// byte at a time until the whole fits in 63 bytes.
+fn object_name(table: &str, column: Option<&str>, label: &str) -> String {
+    let overhead = label.len() + 1 + usize::from(column.is_some());
+    let room = MAX_NAME_BYTES.saturating_sub(overhead);
+    let (mut first, mut second) = (table.len(), column.map_or(0, str::len));
+    while first + second > room {
+        if first > second {
+            first -= 1;
+        } else {
+            second -= 1;
+        }
+    }
+    let table = clip(table, first);
+    match column {
+        Some(column) => format!("{table}_{}_{label}", clip(column, second)),
+        None => format!("{table}_{label}"),
+    }
 }
 
 /// The terms of a conjunction (`a AND (b AND c)`), or the expression itself.

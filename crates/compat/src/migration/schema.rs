@@ -574,12 +574,28 @@ pub(super) fn table_key(name: &ObjectName) -> String {
     }
 }
 
+/// A name as PostgreSQL keeps it: unquoted, its ASCII letters fold to lower case (others stay
+/// as written, as in a UTF-8 database), and any name is cut to [`MAX_NAME_BYTES`].
 pub(super) fn ident_key(ident: &Ident) -> String {
-    if ident.quote_style.is_some() {
+    let name = if ident.quote_style.is_some() {
         ident.value.clone()
     } else {
-        ident.value.to_lowercase()
+        ident.value.to_ascii_lowercase()
+    };
+    clip(&name, MAX_NAME_BYTES).to_owned()
+}
+
+/// The longest name PostgreSQL keeps, in bytes (`NAMEDATALEN - 1`); it cuts longer ones.
+pub(super) const MAX_NAME_BYTES: usize = 63;
+
+/// The longest start of `s` of at most `max` bytes that ends between characters, as
+/// PostgreSQL cuts a name.
+pub(super) fn clip(s: &str, max: usize) -> &str {
+    let mut end = max.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
     }
+    &s[..end]
 }
 
 /// Whether a `USING` expression only restates the conversion PostgreSQL makes without one:
