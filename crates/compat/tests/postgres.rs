@@ -28,7 +28,7 @@
 //!   its columns, against whether the analysis reports `adding-not-nullable-field`.
 //! - Partitions: which tables PostgreSQL scans to check partition bounds when a partition is
 //!   attached or created (the partition itself, the parent's default partition), after
-//!   twenty-two histories of checks, defaults and keys, against the tables the analysis's
+//!   twenty-five histories of checks, defaults and keys, against the tables the analysis's
 //!   `partition-bound-scan` findings name.
 //! - Retries: five migrations whose concurrent index build fails on the table's data, run
 //!   again once the data is mended: whether the second run succeeds and leaves the index
@@ -1100,6 +1100,28 @@ fn partition_cases() -> Vec<(String, &'static str, &'static [&'static str])> {
                 .into(),
             ATTACH_S,
             &["s"],
+        ),
+        // Dates written another way are the same dates.
+        (
+            "ALTER TABLE s ADD CONSTRAINT s_b \
+             CHECK (at IS NOT NULL AND at >= '2025-1-1' AND at < '2026-01-01 00:00');"
+                .into(),
+            ATTACH_S,
+            &[],
+        ),
+        (
+            "ALTER TABLE s ADD CONSTRAINT s_b \
+             CHECK (at IS NOT NULL AND at >= '2025-01-01' AND at <= '2026-1-1');"
+                .into(),
+            ATTACH_S,
+            &["s"],
+        ),
+        (
+            "ALTER TABLE s ADD CONSTRAINT s_b \
+             CHECK (at IS NOT NULL AND at IN ('2025-2-1', '2025-12-31'));"
+                .into(),
+            ATTACH_S,
+            &[],
         ),
         (DEFAULT_PD.into(), ATTACH_S, &["s", "pd"]),
         (format!("{DEFAULT_PD} {PROVE_S} {pd_proof}"), ATTACH_S, &[]),

@@ -115,11 +115,14 @@ fn conjuncts(expr: &Expr) -> Vec<&Expr> {
     }
 }
 
-/// A constant a check or a bound compares a column with. Strings compare as text, which orders
-/// dates and times written alike (`'2025-01-01'`) as PostgreSQL orders their values.
+/// A constant a check or a bound compares a column with. Dates and times without a zone are
+/// compared as moments, whichever way they are written (`'2025-1-1'`, `'2025-01-01
+/// 00:00:00'`); other strings as text, by their bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Literal {
     Number(f64),
+    /// A date or time without a zone, as `YYYY-MM-DD HH:MM:SS.ffffff`.
+    Moment(String),
     Text(String),
 }
 
@@ -135,7 +138,7 @@ impl Literal {
                 expr,
             } => match Self::of(expr)? {
                 Self::Number(n) => Some(Self::Number(-n)),
-                Self::Text(_) => None,
+                Self::Moment(_) | Self::Text(_) => None,
             },
             _ => None,
         }
@@ -144,19 +147,65 @@ impl Literal {
     fn of_value(value: &Value) -> Option<Self> {
         match value {
             Value::Number(n, _) => n.parse().ok().map(Self::Number),
-            Value::SingleQuotedString(s) => Some(Self::Text(s.clone())),
+            Value::SingleQuotedString(s) => {
+                Some(moment(s).map_or_else(|| Self::Text(s.clone()), Self::Moment))
+            }
             _ => None,
         }
     }
 
-    /// How `self` compares with `other`; `None` for a number against a string.
+    /// How `self` compares with `other`; `None` for constants of different kinds.
     fn cmp(&self, other: &Self) -> Option<Ordering> {
         match (self, other) {
             (Self::Number(a), Self::Number(b)) => a.partial_cmp(b),
-            (Self::Text(a), Self::Text(b)) => Some(a.cmp(b)),
+            (Self::Moment(a), Self::Moment(b)) | (Self::Text(a), Self::Text(b)) => Some(a.cmp(b)),
             _ => None,
         }
     }
+}
+
+/// A date, or a date and time, without a zone (`2025-1-1`, `2025-01-01 08:30`,
+/// `2025-01-01T08:30:00.5`), as `YYYY-MM-DD HH:MM:SS.ffffff`; `None` for anything else
+/// (a zone, another form, a field out of range).
+fn moment(s: &str) -> Option<String> {
+    let number = |part: &str, max: u32| {
+        (!part.is_empty() && part.len() <= 4 && part.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| part.parse::<u32>().ok())
+            .flatten()
+            .filter(|n| *n <= max)
+    };
+    let (date, time) = s.trim().split_once([' ', 'T']).unwrap_or((s.trim(), ""));
+    let mut ymd = date.split('-');
+    let (y, m, d) = (ymd.next()?, ymd.next()?, ymd.next()?);
+    if ymd.next().is_some() || y.len() != 4 {
+        return None;
+    }
+    let (y, m, d) = (number(y, 9999)?, number(m, 12)?, number(d, 31)?);
+    if m == 0 || d == 0 {
+        return None;
+    }
+    let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
+    let mut hms = if clock.is_empty() {
+        Vec::new()
+    } else {
+        clock.split(':').collect()
+    };
+    let seconds = hms.len() == 3;
+    if hms.len() == 1 || hms.len() > 3 || fraction.len() > 6 {
+        return None;
+    }
+    hms.resize(3, "0");
+    let (h, mi, sec) = (
+        number(hms[0], 24)?,
+        number(hms[1], 59)?,
+        number(hms[2], 60)?,
+    );
+    if !fraction.bytes().all(|b| b.is_ascii_digit()) || (!fraction.is_empty() && !seconds) {
+        return None;
+    }
+    Some(format!(
+        "{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{sec:02}.{fraction:0<6}"
+    ))
 }
 
 /// A conjunct of a check that compares a column with constants.
@@ -408,6 +457,32 @@ mod tests {
 
     fn set(names: &[&str]) -> BTreeSet<String> {
         names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    #[test]
+    fn dates_and_times_compare_as_moments_however_written() {
+        for (written, read) in [
+            ("2025-01-01", Some("2025-01-01 00:00:00.000000")),
+            ("2025-1-1", Some("2025-01-01 00:00:00.000000")),
+            (" 2025-01-01 00:00 ", Some("2025-01-01 00:00:00.000000")),
+            ("2025-12-31T23:59:59.5", Some("2025-12-31 23:59:59.500000")),
+            ("2025-01-01 00:00:00+00", None),
+            ("2025-01-01 08:30.5", None),
+            ("2025-13-01", None),
+            ("25-01-01", None),
+            ("2025-01", None),
+            ("infinity", None),
+            ("a-b-c", None),
+        ] {
+            assert_eq!(moment(written).as_deref(), read, "{written}");
+        }
+        let of = |s: &str| Literal::of_value(&Value::SingleQuotedString(s.into())).unwrap();
+        assert_eq!(
+            of("2025-1-1").cmp(&of("2025-01-01 00:00")),
+            Some(Ordering::Equal)
+        );
+        assert_eq!(of("2025-1-2").cmp(&of("2025-01-10")), Some(Ordering::Less));
+        assert_eq!(of("2025-01-01").cmp(&of("a")), None);
     }
 
     #[test]
