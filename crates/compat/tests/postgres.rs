@@ -286,6 +286,8 @@ const STATEMENTS: &[&str] = &[
     "SET CONSTRAINTS ALL DEFERRED",
     "ALTER ROLE CURRENT_USER SET search_path = public, pg_catalog",
     "SAVEPOINT s",
+    "CREATE TRIGGER t_touch3 AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION touch('a', 'b')",
+    "SET ROLE NONE",
 ];
 
 /// A database of its own on the server `SERIN_TEST_POSTGRES` names, with `schema` in it,

@@ -583,6 +583,11 @@ mod tests {
             ("ALTER INDEX i SET TABLESPACE fast", "changing-tablespace"),
             ("ALTER EXTENSION postgis UPDATE", "not-analysed"),
             (
+                "CREATE TRIGGER g AFTER INSERT ON t FOR EACH ROW \
+                 EXECUTE PROCEDURE audit('added', (2))",
+                "not-analysed",
+            ),
+            (
                 "BEGIN; CREATE DATABASE d; COMMIT",
                 "cannot-run-in-transaction",
             ),

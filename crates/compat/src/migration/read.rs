@@ -124,6 +124,9 @@ pub(super) enum ByWords {
     /// `ALTER EXTENSION e UPDATE [TO v]`: runs the extension's upgrade scripts, which are not
     /// read.
     ExtensionUpdate,
+    /// `ALTER TEXT SEARCH CONFIGURATION | DICTIONARY ...`: how full-text search reads text,
+    /// for every version running.
+    TextSearch,
     /// `CREATE MATERIALIZED VIEW ...` in forms the parser lacks (`pg_dump`'s `WITH NO DATA`): a
     /// new object, which nothing uses yet.
     CreateMaterializedView { view: ObjectName },
@@ -186,6 +189,10 @@ impl ByWords {
             if w.keyword("STATISTICS") || w.keyword("TABLESPACE") {
                 return Some(Self::CatalogOnly);
             }
+            if w.keyword("TEXT") && w.keyword("SEARCH") {
+                return (w.keyword("CONFIGURATION") || w.keyword("DICTIONARY"))
+                    .then_some(Self::TextSearch);
+            }
             if w.keyword("INDEX") {
                 let _ = w.keyword("IF") && w.keyword("EXISTS");
                 let index = w.name()?;
@@ -233,6 +240,10 @@ impl ByWords {
                     what: "CREATE TABLESPACE",
                 });
             }
+            // Roles in forms the parser lacks (`CREATE USER u WITH LOGIN REPLICATION`).
+            if w.keyword("ROLE") || w.keyword("USER") || w.keyword("GROUP") {
+                return w.name().map(|_| Self::CatalogOnly);
+            }
             if w.keyword("CAST") || (w.keyword("EVENT") && w.keyword("TRIGGER")) {
                 return Some(Self::CatalogOnly);
             }
@@ -274,7 +285,7 @@ impl ByWords {
             return Some(Self::CatalogOnly);
         }
         w.at = 0;
-        if w.keyword("SET") && w.keyword("CONSTRAINTS") {
+        if w.keyword("SET") && (w.keyword("CONSTRAINTS") || w.keyword("ROLE")) {
             return Some(Self::CatalogOnly);
         }
         w.at = 0;
@@ -873,6 +884,35 @@ fn without_collations(tokens: &[TokenWithSpan]) -> Option<(Vec<TokenWithSpan>, C
     (!found.is_empty()).then_some((kept, found))
 }
 
+/// A `CREATE TRIGGER` whose function is given arguments (`EXECUTE FUNCTION f('a', 'b')`),
+/// which the parser lacks: its tokens without the arguments, which the analysis does not
+/// need; `None` when it has none.
+fn without_trigger_arguments(tokens: &[TokenWithSpan]) -> Option<Vec<TokenWithSpan>> {
+    let word = |t: &TokenWithSpan, k: &str| matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(k));
+    let trigger = tokens.iter().take(5).position(|t| word(t, "TRIGGER"))?;
+    if !word(&tokens[0], "CREATE") {
+        return None;
+    }
+    let execute = (trigger..tokens.len().saturating_sub(1)).find(|&i| {
+        word(&tokens[i], "EXECUTE")
+            && (word(&tokens[i + 1], "FUNCTION") || word(&tokens[i + 1], "PROCEDURE"))
+    })?;
+    let open = (execute..tokens.len()).find(|&i| tokens[i].token == Token::LParen)?;
+    let mut depth = 0;
+    let close = (open..tokens.len()).find(|&i| {
+        match tokens[i].token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ => {}
+        }
+        depth == 0
+    })?;
+    if close == open + 1 {
+        return None;
+    }
+    Some([&tokens[..=open], &tokens[close..]].concat())
+}
+
 /// Reads one statement from its own tokens (no `;`).
 fn read_statement(parser: &mut Parser<'_>) -> std::result::Result<Parsed, ParserError> {
     let parsed = if parser.parse_keywords(&[Keyword::DROP, Keyword::INDEX, Keyword::CONCURRENTLY]) {
@@ -1129,7 +1169,9 @@ impl Splitter<'_> {
             Parser::new(&PostgreSqlDialect {}).with_tokens_with_locations(chunk.clone());
         let mut collations = Vec::new();
         let parsed = read_statement(&mut parser).unwrap_or_else(|e| {
-            if let Some((tokens, found)) = without_collations(&chunk) {
+            let retry = without_collations(&chunk)
+                .or_else(|| without_trigger_arguments(&chunk).map(|t| (t, Vec::new())));
+            if let Some((tokens, found)) = retry {
                 let mut parser =
                     Parser::new(&PostgreSqlDialect {}).with_tokens_with_locations(tokens);
                 if let Ok(parsed) = read_statement(&mut parser) {
@@ -1309,6 +1351,20 @@ mod tests {
                 Some(ByWords::CatalogOnly),
             ),
             ("ANALYZE t u", None),
+            (
+                "create user replicator with login replication",
+                Some(ByWords::CatalogOnly),
+            ),
+            (
+                "CREATE USER authenticator NOINHERIT",
+                Some(ByWords::CatalogOnly),
+            ),
+            ("SET ROLE TO app", Some(ByWords::CatalogOnly)),
+            (
+                "ALTER TEXT SEARCH CONFIGURATION fi ALTER MAPPING FOR word WITH unaccent, simple",
+                Some(ByWords::TextSearch),
+            ),
+            ("ALTER TEXT SEARCH PARSER p RENAME TO q", None),
             (
                 "ALTER TABLE t OF pair",
                 Some(ByWords::LockedCatalog { table: n("t") }),

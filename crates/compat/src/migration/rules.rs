@@ -787,7 +787,7 @@ fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
             | ByWords::ServerWide { .. },
         ) => false,
         // What the scripts lock is not known; the finding says they are not read.
-        Parsed::ByWords(ByWords::ExtensionUpdate) => false,
+        Parsed::ByWords(ByWords::ExtensionUpdate | ByWords::TextSearch) => false,
         Parsed::Reindex { concurrently, .. } => !concurrently,
         Parsed::Cluster { .. } => true,
         Parsed::Stmt(s) => match s.as_ref() {
@@ -1184,6 +1184,17 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                         .into(),
                     "review its statements by hand as if they stood alone (better: write them \
                      as plain statements, which are analysed)",
+                )),
+                ByWords::TextSearch => out.push(finding(
+                    "not-analysed",
+                    Severity::Info,
+                    Safe,
+                    "a text search configuration changes how to_tsvector and to_tsquery read \
+                     text, for every version running; what indexes and stored tsvectors hold \
+                     was read the old way until they are rebuilt"
+                        .into(),
+                    "check that the version still running searches as it should, and rebuild \
+                     the full-text indexes and stored tsvectors that use it",
                 )),
                 ByWords::ExtensionUpdate => out.push(finding(
                     "not-analysed",
