@@ -83,7 +83,8 @@ fn a_schema_dump_is_read_whole_and_nothing_in_it_blocks() {
         "{}",
         add.sql
     );
-    assert_eq!(add.findings[0].rule, "not-analysed");
+    // A new function: nothing running calls it yet.
+    assert!(add.findings.is_empty(), "{:?}", add.findings);
 }
 
 /// The warnings and errors of a report, as (line, rule).

@@ -583,6 +583,10 @@ mod tests {
             ("ALTER INDEX i SET TABLESPACE fast", "changing-tablespace"),
             ("ALTER EXTENSION postgis UPDATE", "not-analysed"),
             (
+                "CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 2 $$",
+                "not-analysed",
+            ),
+            (
                 "CREATE TRIGGER g AFTER INSERT ON t FOR EACH ROW \
                  EXECUTE PROCEDURE audit('added', (2))",
                 "not-analysed",
@@ -672,6 +676,12 @@ mod tests {
             "ALTER EXTENSION e ADD FUNCTION f(int); COMMENT ON FUNCTION f(int) IS 'x'",
             "SET CONSTRAINTS ALL DEFERRED; ANALYZE VERBOSE t",
             "CREATE TABLESPACE ts LOCATION '/x'; ALTER SYSTEM SET work_mem = '8MB'",
+            // New functions, roles and privileges for objects made later.
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$; \
+             CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 2 $$",
+            "CREATE ROLE anon NOLOGIN; CREATE USER app WITH PASSWORD 'x'",
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO anon",
+            "CREATE TEXT SEARCH CONFIGURATION fr (COPY = french)",
         ] {
             let r = analyze("m", &format!("SET lock_timeout = '1s'; {sql}")).unwrap();
             assert_eq!(r.findings().count(), 0, "{sql}: {r:?}");
@@ -725,6 +735,14 @@ mod tests {
         assert_eq!(timeouts("ALTER TABLE t VALIDATE CONSTRAINT c"), 0);
         assert_eq!(timeouts("ALTER TABLE t SET (fillfactor = 70)"), 0);
         assert_eq!(timeouts("ALTER TABLE t RESET (fillfactor)"), 0);
+        // A function of the same name is not the table.
+        assert_eq!(
+            timeouts(
+                "CREATE FUNCTION t() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$; \
+                 ALTER TABLE t ADD COLUMN d int"
+            ),
+            1
+        );
         assert_eq!(
             timeouts("SET lock_timeout = '1s'; DISCARD ALL; ALTER TABLE t ADD COLUMN c int"),
             1
@@ -1428,6 +1446,12 @@ mod tests {
         // A change of type as well is reported as one.
         let got = compares("ALTER TABLE t ALTER c TYPE int USING length(c)");
         assert!(got[0].contains("changes type"), "{got:?}");
+        // A bounded varchar over a type no migration declared may be a widening, or not.
+        let got = compares("ALTER TABLE u ALTER c TYPE varchar(512)");
+        assert!(
+            got.len() == 1 && got[0].contains("from a type no earlier migration declared"),
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -249,6 +249,8 @@ pub(super) struct Ctx {
     pub(super) schema: Schema,
     /// Tables, views and sequences this migration created: nothing uses them yet.
     created: BTreeSet<String>,
+    /// Functions this migration created (by name; functions have names of their own).
+    routines: BTreeSet<String>,
     /// A non-zero `lock_timeout` is in force.
     lock_timeout: bool,
     /// ... set by `SET LOCAL`, so it ends with the transaction.
@@ -634,6 +636,27 @@ fn alter_table(
                              widening varchar (or timestamp -> timestamptz with UTC)"
                         ),
                         RECIPE_TYPE,
+                    ));
+                } else if matches!(
+                    data_type,
+                    DataType::Varchar(Some(_)) | DataType::CharacterVarying(Some(_))
+                ) && !converts
+                {
+                    // From a shorter varchar this is a widening; the old type is not known.
+                    out.push(finding(
+                        "changing-column-type",
+                        E,
+                        Unsafe,
+                        format!(
+                            "{table}.{column_name} changes type to {data_type} from a type no \
+                             earlier migration declared: from a shorter varchar the catalog \
+                             only changes, from anything else the table is rewritten under an \
+                             ACCESS EXCLUSIVE lock and the old version reads the old type"
+                        ),
+                        "if it widens a varchar, say so with -- serin:ignore \
+                         changing-column-type (or give the catalog the migration that made the \
+                         column); otherwise expand/contract: add a column of the new type, \
+                         write both, backfill, move reads, drop the old column",
                     ));
                 } else {
                     out.push(finding(
@@ -1606,6 +1629,35 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             out.push(behaviour_changes("a trigger"));
         }
         Statement::CreateRule(_) | Statement::DropRule(_) => out.push(behaviour_changes("a rule")),
+        // A new function, or one this migration made: nothing running calls it yet.
+        Statement::CreateFunction(f)
+            if !f.or_replace || ctx.routines.contains(&table_key(&f.name)) =>
+        {
+            ctx.routines.insert(table_key(&f.name));
+        }
+        Statement::CreateFunction(f) => out.push(finding(
+            "not-analysed",
+            Severity::Info,
+            Safe,
+            format!(
+                "CREATE OR REPLACE FUNCTION {} changes what it does for every version running \
+                 that calls it (and for the triggers, defaults and views that use it); its body \
+                 is not analysed",
+                f.name
+            ),
+            "check that the version still running works with the new body (same arguments, \
+             same result), and review what it runs by hand",
+        )),
+        // New roles, collations, text search objects and operators, privileges for objects
+        // made later, and a role's settings: nothing running relies on them.
+        Statement::CreateRole(_)
+        | Statement::CreateUser(_)
+        | Statement::CreateCollation(_)
+        | Statement::CreateTextSearch(_)
+        | Statement::CreateAggregate(_)
+        | Statement::CreateOperator(_)
+        | Statement::AlterDefaultPrivileges(_)
+        | Statement::AlterRole { .. } => {}
         Statement::CreatePolicy(_) | Statement::AlterPolicy(_) | Statement::DropPolicy(_) => {
             out.push(behaviour_changes("a row-level security policy"));
         }
