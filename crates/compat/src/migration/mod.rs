@@ -202,7 +202,8 @@ impl MigrationReport {
 /// The migration is read as psql runs it: statements end at `;`, except inside a routine's
 /// `BEGIN ATOMIC ... END` body, and a meta-command (`\i other.sql`, `pg_dump`'s `\restrict`)
 /// is a statement of its own, reported as not analysed when it runs SQL from elsewhere (`\i`,
-/// `\gexec`). Each statement is read on its own. Forms that `pg_dump` and migration tools
+/// `\gexec`); `\connect` opens a new session, so what follows is analysed afresh and a
+/// transaction left open before it is rolled back (`ban-uncommitted-transaction`). Each statement is read on its own. Forms that `pg_dump` and migration tools
 /// write but the parser lacks (`ALTER SEQUENCE`, `OWNER TO`, identity options, `VACUUM
 /// ANALYZE`, `CREATE TABLE ... (LIKE ...)`, `DO` blocks, whose bodies are reported as not
 /// analysed) are recognised from their words; any other statement the parser does not know is
@@ -308,6 +309,20 @@ pub fn analyze_as(
     analyse(name, sql, schema, Some(run.into()))
 }
 
+/// A transaction that `end` (the session, or what ends it) rolls back, never committed.
+fn uncommitted(end: &str) -> SqlFinding {
+    finding(
+        "ban-uncommitted-transaction",
+        Severity::Error,
+        Safety::Unsafe,
+        format!(
+            "this transaction is never committed: when {end} ends it, everything after it is \
+             rolled back"
+        ),
+        "end the transaction with COMMIT",
+    )
+}
+
 fn analyse(name: &str, sql: &str, schema: &Schema, run: Option<RunBy>) -> Result<MigrationReport> {
     let Script {
         statements: written,
@@ -320,9 +335,9 @@ fn analyse(name: &str, sql: &str, schema: &Schema, run: Option<RunBy>) -> Result
         ctx.begun_by(l.runner);
     }
     let starts: Vec<u64> = written.iter().map(|w| w.line).collect();
-    let mut analysed: Vec<_> = Vec::with_capacity(written.len());
+    let mut analysed: Vec<(String, Vec<SqlFinding>)> = Vec::with_capacity(written.len());
     // The statement that opened the transaction still open, if one is.
-    let mut opened = None;
+    let mut opened: Option<usize> = None;
     // The part of the file the runner runs on its own that the statement is in.
     let mut part = None;
     for (i, w) in written.iter().enumerate() {
@@ -339,20 +354,20 @@ fn analyse(name: &str, sql: &str, schema: &Schema, run: Option<RunBy>) -> Result
         ctx.shared_query = layout
             .as_ref()
             .and_then(|l| Some((l.runner, l.query_of(w.line, &starts)?)));
+        // psql's `\connect` ends the session, and with it a transaction still open.
+        if w.parsed.reconnects()
+            && let Some(o) = opened.take()
+        {
+            analysed[o]
+                .1
+                .push(uncommitted(&format!("the \\connect at line {}", w.line)));
+        }
         analysed.push(analyse_one(w, &mut ctx));
         ctx.schema.apply(w);
         opened = ctx.opened_by_statement().then(|| opened.unwrap_or(i));
     }
     if let Some(i) = opened {
-        analysed[i].1.push(finding(
-            "ban-uncommitted-transaction",
-            Severity::Error,
-            Safety::Unsafe,
-            "this transaction is never committed: when the session ends, everything after it \
-             is rolled back"
-                .into(),
-            "end the migration with COMMIT",
-        ));
+        analysed[i].1.push(uncommitted("the session"));
     }
     let statements = written
         .iter()
@@ -1660,6 +1675,31 @@ mod tests {
         let r = analyze("m", "\\echo it's 0002_done\nDROP TABLE t;").unwrap();
         assert_eq!(r.statements[0].sql, "\\echo it's 0002_done");
         assert_eq!(r.statements[1].findings[1].rule, "ban-drop-table");
+        // A new session knows nothing of the one before: its tables, its lock_timeout.
+        let r = analyze(
+            "m",
+            "SET lock_timeout = '1s';\nBEGIN;\nCREATE TABLE n (c int);\n\\connect other\n\
+             ALTER TABLE n ADD COLUMN d int;\nCREATE INDEX CONCURRENTLY i ON n (c);",
+        )
+        .unwrap();
+        let got: Vec<Vec<(&str, bool)>> = r.statements.iter().map(rules_and_ignored).collect();
+        assert_eq!(
+            got[1..],
+            [
+                vec![("ban-uncommitted-transaction", false)],
+                vec![],
+                vec![("not-analysed", false)],
+                vec![("require-lock-timeout", false)],
+                vec![]
+            ]
+        );
+        assert!(
+            r.statements[1].findings[0]
+                .message
+                .contains("the \\connect at line 4 ends it"),
+            "{:?}",
+            r.statements[1].findings
+        );
     }
 
     #[test]

@@ -132,6 +132,13 @@ pub(super) enum ByWords {
     CreateMaterializedView { view: ObjectName },
 }
 
+impl Parsed {
+    /// Whether this is psql's `\connect` (`\c`), which opens a new session.
+    pub(super) fn reconnects(&self) -> bool {
+        matches!(self, Self::Meta(command) if command == "c" || command == "connect")
+    }
+}
+
 impl ByWords {
     /// Reads one of the forms, or gives up.
     fn read(tokens: &[TokenWithSpan]) -> Option<Self> {

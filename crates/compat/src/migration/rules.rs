@@ -1232,6 +1232,24 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             }
             return (written.text.clone(), out);
         }
+        Parsed::Meta(_) if stmt.reconnects() => {
+            // A new session, perhaps of another database: nothing known carries over.
+            *ctx = Ctx {
+                number: ctx.number,
+                ..Ctx::default()
+            };
+            out.push(finding(
+                "not-analysed",
+                Severity::Info,
+                Safe,
+                "psql opens a new session here, perhaps in another database: what follows is \
+                 analysed without the schema learned so far, and settings such as lock_timeout \
+                 start over"
+                    .into(),
+                "keep one database per migration where you can",
+            ));
+            return (written.text.clone(), out);
+        }
         Parsed::Meta(command) => {
             let message = match command.as_str() {
                 "i" | "ir" | "include" | "include_relative" => {
