@@ -602,6 +602,10 @@ mod tests {
                 "not-analysed",
             ),
             (
+                "CREATE OR REPLACE PROCEDURE p() LANGUAGE sql AS $$ SELECT 1 $$",
+                "not-analysed",
+            ),
+            (
                 "CREATE TRIGGER g AFTER INSERT ON t FOR EACH ROW \
                  EXECUTE PROCEDURE audit('added', (2))",
                 "not-analysed",
@@ -695,6 +699,10 @@ mod tests {
             "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$; \
              CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 2 $$",
             "CREATE ROLE anon NOLOGIN; CREATE USER app WITH PASSWORD 'x'",
+            "CREATE FUNCTION f(a bigint) RETURNS t LANGUAGE plpgsql STABLE COST 1 \
+             AS $$ BEGIN RETURN NULL; END $$; CREATE OR REPLACE FUNCTION f(a bigint) \
+             RETURNS t LANGUAGE plpgsql COST 5 AS $$ BEGIN RETURN NULL; END $$",
+            "DROP PUBLICATION IF EXISTS realtime",
             "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO anon",
             "CREATE TEXT SEARCH CONFIGURATION fr (COPY = french)",
         ] {

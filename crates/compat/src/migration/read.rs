@@ -110,9 +110,11 @@ pub(super) enum ByWords {
         index: ObjectName,
         options: Vec<String>,
     },
+    /// `CREATE [OR REPLACE] FUNCTION | PROCEDURE name ... AS '...'` in forms the parser lacks
+    /// (procedures, `COST n`): its body is not read.
+    Routine { name: ObjectName, or_replace: bool },
     /// Statements that lock no table in use and change nothing a running version reads: new
-    /// catalog objects (`CREATE [OR REPLACE] PROCEDURE`, `CREATE EVENT TRIGGER`, `CREATE
-    /// CAST`, `IMPORT FOREIGN SCHEMA`), comments and labels (`COMMENT ON FUNCTION f(int) ...`,
+    /// catalog objects (`CREATE EVENT TRIGGER`, `CREATE CAST`, `IMPORT FOREIGN SCHEMA`), comments and labels (`COMMENT ON FUNCTION f(int) ...`,
     /// `SECURITY LABEL`), settings of a database or role (`ALTER DATABASE d SET ...`, `ALTER
     /// ROLE r SET ...`), an extension's members or schema, `SET CONSTRAINTS`, `ALTER
     /// STATISTICS`, `ALTER TABLESPACE`, `ANALYZE` with options, and `CHECKPOINT`.
@@ -230,9 +232,11 @@ impl ByWords {
             return None;
         }
         if w.keyword("CREATE") {
-            let _ = w.keyword("OR") && w.keyword("REPLACE");
-            // A procedure's body is a string (`AS $$ ... $$`), as a function's is.
-            if w.keyword("PROCEDURE") {
+            let or_replace = w.keyword("OR") && w.keyword("REPLACE");
+            // A routine whose body is a string (`AS $$ ... $$`), in forms the parser lacks
+            // (procedures, `COST n`).
+            if w.keyword("PROCEDURE") || w.keyword("FUNCTION") {
+                let name = w.name()?;
                 let quoted_body = tokens.windows(2).any(|t| {
                     matches!(&t[0].token, Token::Word(word) if word.value.eq_ignore_ascii_case("AS"))
                         && matches!(
@@ -240,7 +244,7 @@ impl ByWords {
                             Token::DollarQuotedString(_) | Token::SingleQuotedString(_)
                         )
                 });
-                return quoted_body.then_some(Self::CatalogOnly);
+                return quoted_body.then_some(Self::Routine { name, or_replace });
             }
             if w.keyword("TABLESPACE") {
                 return Some(Self::ServerWide {
@@ -277,10 +281,15 @@ impl ByWords {
             // `ANALYZE [VERBOSE | (options)] [table [(columns)], ...]`: SHARE UPDATE EXCLUSIVE.
             return Self::vacuum(w).map(|_| Self::CatalogOnly);
         }
-        if w.keyword("DROP") && w.keyword("TABLESPACE") {
-            return Some(Self::ServerWide {
-                what: "DROP TABLESPACE",
-            });
+        if w.keyword("DROP") {
+            if w.keyword("TABLESPACE") {
+                return Some(Self::ServerWide {
+                    what: "DROP TABLESPACE",
+                });
+            }
+            if w.keyword("PUBLICATION") {
+                return Some(Self::Publication);
+            }
         }
         w.at = 0;
         if (w.keyword("COMMENT") && w.keyword("ON"))
@@ -1358,6 +1367,26 @@ mod tests {
                 Some(ByWords::CatalogOnly),
             ),
             ("ANALYZE t u", None),
+            (
+                "CREATE FUNCTION f(a bigint) RETURNS t LANGUAGE plpgsql STABLE COST 1 \
+                 PARALLEL SAFE AS $$ BEGIN RETURN NULL; END $$",
+                Some(ByWords::Routine {
+                    name: n("f"),
+                    or_replace: false,
+                }),
+            ),
+            (
+                "CREATE OR REPLACE PROCEDURE app.p() LANGUAGE sql AS 'SELECT 1'",
+                Some(ByWords::Routine {
+                    name: n("app.p"),
+                    or_replace: true,
+                }),
+            ),
+            ("CREATE FUNCTION f() RETURNS int COST 1", None),
+            (
+                "DROP PUBLICATION IF EXISTS realtime",
+                Some(ByWords::Publication),
+            ),
             (
                 "create user replicator with login replication",
                 Some(ByWords::CatalogOnly),

@@ -811,6 +811,8 @@ fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
         ) => false,
         // What the scripts lock is not known; the finding says they are not read.
         Parsed::ByWords(ByWords::ExtensionUpdate | ByWords::TextSearch) => false,
+        // A routine locks no table; what its body does runs when it is called.
+        Parsed::ByWords(ByWords::Routine { .. }) => false,
         Parsed::Reindex { concurrently, .. } => !concurrently,
         Parsed::Cluster { .. } => true,
         Parsed::Stmt(s) => match s.as_ref() {
@@ -886,6 +888,28 @@ fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
             _ => false,
         },
     }
+}
+
+/// A new function or procedure is known from here on; replacing one this migration did not
+/// make changes what it does for every version running.
+fn create_routine(name: &ObjectName, or_replace: bool, ctx: &mut Ctx) -> Option<SqlFinding> {
+    let key = table_key(name);
+    if !or_replace || ctx.routines.contains(&key) {
+        ctx.routines.insert(key);
+        return None;
+    }
+    Some(finding(
+        "not-analysed",
+        Severity::Info,
+        Safety::Safe,
+        format!(
+            "CREATE OR REPLACE of {name} changes what it does for every version running that \
+             calls it (and for the triggers, defaults and views that use it); its body is not \
+             analysed"
+        ),
+        "check that the version still running works with the new body (same arguments, same \
+         result), and review what it runs by hand",
+    ))
 }
 
 /// Whether `ty` is the citext extension's case-insensitive text.
@@ -1208,6 +1232,9 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                     "review its statements by hand as if they stood alone (better: write them \
                      as plain statements, which are analysed)",
                 )),
+                ByWords::Routine { name, or_replace } => {
+                    out.extend(create_routine(name, *or_replace, ctx));
+                }
                 ByWords::TextSearch => out.push(finding(
                     "not-analysed",
                     Severity::Info,
@@ -1647,25 +1674,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             out.push(behaviour_changes("a trigger"));
         }
         Statement::CreateRule(_) | Statement::DropRule(_) => out.push(behaviour_changes("a rule")),
-        // A new function, or one this migration made: nothing running calls it yet.
-        Statement::CreateFunction(f)
-            if !f.or_replace || ctx.routines.contains(&table_key(&f.name)) =>
-        {
-            ctx.routines.insert(table_key(&f.name));
-        }
-        Statement::CreateFunction(f) => out.push(finding(
-            "not-analysed",
-            Severity::Info,
-            Safe,
-            format!(
-                "CREATE OR REPLACE FUNCTION {} changes what it does for every version running \
-                 that calls it (and for the triggers, defaults and views that use it); its body \
-                 is not analysed",
-                f.name
-            ),
-            "check that the version still running works with the new body (same arguments, \
-             same result), and review what it runs by hand",
-        )),
+        Statement::CreateFunction(f) => out.extend(create_routine(&f.name, f.or_replace, ctx)),
         // New roles, collations, text search objects and operators, privileges for objects
         // made later, and a role's settings: nothing running relies on them.
         Statement::CreateRole(_)
