@@ -703,6 +703,11 @@ mod tests {
              AS $$ BEGIN RETURN NULL; END $$; CREATE OR REPLACE FUNCTION f(a bigint) \
              RETURNS t LANGUAGE plpgsql COST 5 AS $$ BEGIN RETURN NULL; END $$",
             "DROP PUBLICATION IF EXISTS realtime",
+            "NOTIFY pgrst, 'reload schema'; ALTER SCHEMA app OWNER TO app",
+            "ALTER FUNCTION public.handle_new_user() OWNER TO postgres",
+            "CREATE SERVER s FOREIGN DATA WRAPPER postgres_fdw OPTIONS (dbname 'x'); \
+             CREATE USER MAPPING FOR postgres SERVER s OPTIONS (user 'u')",
+            "DROP EVENT TRIGGER IF EXISTS guard",
             "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO anon",
             "CREATE TEXT SEARCH CONFIGURATION fr (COPY = french)",
         ] {

@@ -198,6 +198,9 @@ impl ByWords {
             if w.keyword("STATISTICS") || w.keyword("TABLESPACE") {
                 return Some(Self::CatalogOnly);
             }
+            if w.keyword("EVENT") && w.keyword("TRIGGER") {
+                return Some(Self::CatalogOnly);
+            }
             if w.keyword("TEXT") && w.keyword("SEARCH") {
                 return (w.keyword("CONFIGURATION") || w.keyword("DICTIONARY"))
                     .then_some(Self::TextSearch);
@@ -289,6 +292,9 @@ impl ByWords {
             }
             if w.keyword("PUBLICATION") {
                 return Some(Self::Publication);
+            }
+            if w.keyword("EVENT") && w.keyword("TRIGGER") {
+                return Some(Self::CatalogOnly);
             }
         }
         w.at = 0;
@@ -1386,6 +1392,18 @@ mod tests {
             (
                 "DROP PUBLICATION IF EXISTS realtime",
                 Some(ByWords::Publication),
+            ),
+            (
+                "DROP EVENT TRIGGER IF EXISTS guard CASCADE",
+                Some(ByWords::CatalogOnly),
+            ),
+            (
+                "ALTER EVENT TRIGGER guard OWNER TO admin",
+                Some(ByWords::Owner),
+            ),
+            (
+                "ALTER EVENT TRIGGER guard DISABLE",
+                Some(ByWords::CatalogOnly),
             ),
             (
                 "create user replicator with login replication",

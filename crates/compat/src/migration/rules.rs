@@ -4,11 +4,11 @@ use std::collections::BTreeSet;
 use std::ops::Range;
 
 use sqlparser::ast::{
-    AlterColumnOperation, AlterTableOperation, AlterTypeOperation, AlterViewOperation, ColumnDef,
-    ColumnOption, ContextModifier, CreateTable, DataType, DetachPartitionMode, DiscardObject, Expr,
-    ForValues, FromTable, FunctionDesc, GrantObjects, LockTableMode, ObjectName, ObjectType, Reset,
-    Set, SetExpr, SqlOption, Statement, TableConstraint, TableFactor, TableObject, TableWithJoins,
-    TimezoneInfo,
+    AlterColumnOperation, AlterFunctionOperation, AlterSchemaOperation, AlterTableOperation,
+    AlterTypeOperation, AlterViewOperation, ColumnDef, ColumnOption, ContextModifier, CreateTable,
+    DataType, DetachPartitionMode, DiscardObject, Expr, ForValues, FromTable, FunctionDesc,
+    GrantObjects, LockTableMode, ObjectName, ObjectType, Reset, Set, SetExpr, SqlOption, Statement,
+    TableConstraint, TableFactor, TableObject, TableWithJoins, TimezoneInfo,
 };
 
 use super::read::{ByWords, Parsed, Relation, Written};
@@ -1675,8 +1675,9 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
         }
         Statement::CreateRule(_) | Statement::DropRule(_) => out.push(behaviour_changes("a rule")),
         Statement::CreateFunction(f) => out.extend(create_routine(&f.name, f.or_replace, ctx)),
-        // New roles, collations, text search objects and operators, privileges for objects
-        // made later, and a role's settings: nothing running relies on them.
+        // New roles, collations, text search objects, operators, foreign servers and user
+        // mappings, privileges for objects made later, a role's settings and a notification:
+        // nothing running relies on them.
         Statement::CreateRole(_)
         | Statement::CreateUser(_)
         | Statement::CreateCollation(_)
@@ -1684,7 +1685,17 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
         | Statement::CreateAggregate(_)
         | Statement::CreateOperator(_)
         | Statement::AlterDefaultPrivileges(_)
-        | Statement::AlterRole { .. } => {}
+        | Statement::AlterRole { .. }
+        | Statement::CreateServer(_)
+        | Statement::CreateUserMapping(_)
+        | Statement::NOTIFY { .. } => {}
+        // A new owner: the catalog only.
+        Statement::AlterFunction(f)
+            if matches!(f.operation, AlterFunctionOperation::OwnerTo(_)) => {}
+        Statement::AlterSchema(a)
+            if a.operations
+                .iter()
+                .all(|op| matches!(op, AlterSchemaOperation::OwnerTo { .. })) => {}
         Statement::CreatePolicy(_) | Statement::AlterPolicy(_) | Statement::DropPolicy(_) => {
             out.push(behaviour_changes("a row-level security policy"));
         }
