@@ -288,6 +288,11 @@ const STATEMENTS: &[&str] = &[
     "SAVEPOINT s",
     "CREATE TRIGGER t_touch3 AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION touch('a', 'b')",
     "SET ROLE NONE",
+    "CREATE FUNCTION f2(a bigint) RETURNS int LANGUAGE sql STABLE COST 1 PARALLEL SAFE \
+     AS $$ SELECT 1 $$",
+    "ALTER TABLE t ALTER COLUMN s TYPE text COLLATE \"C\"",
+    "NOTIFY reload, 'schema'",
+    "DROP EVENT TRIGGER IF EXISTS none_here",
 ];
 
 /// A database of its own on the server `SERIN_TEST_POSTGRES` names, with `schema` in it,
