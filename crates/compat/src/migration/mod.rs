@@ -703,6 +703,9 @@ mod tests {
              AS $$ BEGIN RETURN NULL; END $$; CREATE OR REPLACE FUNCTION f(a bigint) \
              RETURNS t LANGUAGE plpgsql COST 5 AS $$ BEGIN RETURN NULL; END $$",
             "DROP PUBLICATION IF EXISTS realtime",
+            // A helper made, run and dropped by the migration itself.
+            "CREATE FUNCTION init() RETURNS void LANGUAGE sql AS $$ SELECT 1 $$; \
+             SELECT init(); DROP FUNCTION init()",
             "NOTIFY pgrst, 'reload schema'; ALTER SCHEMA app OWNER TO app",
             "ALTER FUNCTION public.handle_new_user() OWNER TO postgres",
             "CREATE SERVER s FOREIGN DATA WRAPPER postgres_fdw OPTIONS (dbname 'x'); \
@@ -1479,6 +1482,26 @@ mod tests {
         assert!(
             got.len() == 1 && got[0].contains("from a type no earlier migration declared"),
             "{got:?}"
+        );
+    }
+
+    #[test]
+    fn drops_and_renames_name_what_they_touch() {
+        let r = analyze(
+            "m",
+            "SET lock_timeout = '1s';\n\
+             CREATE FUNCTION init() RETURNS void LANGUAGE sql AS $$ SELECT 1 $$;\n\
+             DROP FUNCTION init(), old_helper(int);\nALTER TABLE audit RENAME TO audit_old;",
+        )
+        .unwrap();
+        let messages: Vec<&str> = r.findings().map(|(_, f)| f.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "dropping function(s) old_helper breaks the old version if it still uses them",
+                "renaming table audit to audit_old breaks whichever version uses the other name"
+            ],
+            "{messages:?}"
         );
     }
 

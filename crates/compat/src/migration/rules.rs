@@ -7,8 +7,8 @@ use sqlparser::ast::{
     AlterColumnOperation, AlterFunctionOperation, AlterSchemaOperation, AlterTableOperation,
     AlterTypeOperation, AlterViewOperation, ColumnDef, ColumnOption, ContextModifier, CreateTable,
     DataType, DetachPartitionMode, DiscardObject, Expr, ForValues, FromTable, FunctionDesc,
-    GrantObjects, LockTableMode, ObjectName, ObjectType, Reset, Set, SetExpr, SqlOption, Statement,
-    TableConstraint, TableFactor, TableObject, TableWithJoins, TimezoneInfo,
+    GrantObjects, LockTableMode, ObjectName, ObjectType, RenameTableNameKind, Reset, Set, SetExpr,
+    SqlOption, Statement, TableConstraint, TableFactor, TableObject, TableWithJoins, TimezoneInfo,
 };
 
 use super::read::{ByWords, Parsed, Relation, Written};
@@ -434,9 +434,11 @@ fn alter_table(
             "renaming-column",
             format!("renaming {table}.{old_column_name} to {new_column_name}"),
         )),
-        AlterTableOperation::RenameTable { table_name } => out.push(renamed(
+        AlterTableOperation::RenameTable {
+            table_name: RenameTableNameKind::As(to) | RenameTableNameKind::To(to),
+        } => out.push(renamed(
             "renaming-table",
-            format!("renaming table {table} to {table_name}"),
+            format!("renaming table {table} to {to}"),
         )),
         AlterTableOperation::AddColumn { column_def, .. } => {
             let col = &column_def.name.value;
@@ -1558,8 +1560,17 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                 _ => {}
             }
         }
+        // Functions this migration made (helpers run once, then dropped) are nobody's yet.
         Statement::DropFunction(f) => {
-            out.push(drop_in_use("function(s)", &functions(&f.func_desc)))
+            let in_use: Vec<FunctionDesc> = f
+                .func_desc
+                .iter()
+                .filter(|d| !ctx.routines.remove(&table_key(&d.name)))
+                .cloned()
+                .collect();
+            if !in_use.is_empty() {
+                out.push(drop_in_use("function(s)", &functions(&in_use)));
+            }
         }
         Statement::DropProcedure { proc_desc, .. } => {
             out.push(drop_in_use("procedure(s)", &functions(proc_desc)));
