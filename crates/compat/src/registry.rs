@@ -86,7 +86,7 @@ pub struct Migration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
     /// The tool that runs it, where its text does not say (`sqlx`, `diesel`, `refinery`,
-    /// `golang-migrate`): whether it runs in a transaction, and as one query, decides what may
+    /// `golang-migrate`, `drizzle`): whether it runs in a transaction, and as one query, decides what may
     /// run at all. A file that carries a runner's markers (`-- +goose Up`) is read as that
     /// runner's without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

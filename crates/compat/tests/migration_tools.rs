@@ -216,13 +216,16 @@ fn knex_migrations_get_the_findings_their_changes_deserve() {
     );
 }
 
-/// Files in the formats of seven migration runners, each run by the runner itself against
+/// Files in the formats of eight migration runners, each run by the runner itself against
 /// PostgreSQL 15 after the first file of its directory (`runners/<tool>/`): dbmate 2.36 (npm),
 /// sql-migrate (Debian 12's package), node-pg-migrate 9.0 (npm), sqlx-cli 0.8.6 and
-/// refinery_cli 0.10 (crates.io), yoyo-migrations 9.0 (PyPI) and Liquibase 4.28 (npm's
-/// `liquibase`, on Debian 12's OpenJDK 17). `refused` is what the runner did: it stopped with
-/// "CREATE INDEX CONCURRENTLY cannot run inside a transaction block", having wrapped the file
-/// (Liquibase: the changeset) in a transaction (refinery always does), or (dbmate's
+/// refinery_cli 0.10 (crates.io), yoyo-migrations 9.0 (PyPI), Liquibase 4.28 (npm's
+/// `liquibase`, on Debian 12's OpenJDK 17) and drizzle-orm 0.45.4's `migrate()` (npm, with
+/// node-postgres, each file listed in the journal after the first). `refused` is what the
+/// runner did: it stopped with "CREATE INDEX CONCURRENTLY cannot run inside a transaction
+/// block", having wrapped the file (Liquibase: the changeset) in a transaction (refinery and
+/// drizzle always do; drizzle one for all the pending migrations, and a refusal undid the
+/// first file too when both were pending), or (dbmate's
 /// `transaction:false`, sqlx's `-- no-transaction`) sent it as one query of two statements
 /// (Liquibase's `splitStatements:false`: "cannot be executed within a pipeline", as pgJDBC
 /// sends them). Liquibase committed each changeset before the next, and ran none for other
@@ -259,6 +262,10 @@ const RUNS: &[(&str, Runner, bool, bool)] = &[
     ("yoyo/0001_users",                              Runner::Yoyo,          true,  false),
     ("yoyo/0002_users_email",                        Runner::Yoyo,          true,  true),
     ("yoyo/0003_users_email_no_tx",                  Runner::Yoyo,          true,  false),
+    ("drizzle/0000_users",                           Runner::Drizzle,       false, false),
+    ("drizzle/0001_users_email",                     Runner::Drizzle,       true,  true),
+    ("drizzle/0002_users_email_alone",               Runner::Drizzle,       false, true),
+    ("drizzle/0003_users_name",                      Runner::Drizzle,       true,  false),
 ];
 
 #[test]

@@ -568,6 +568,7 @@ proptest! {
         Just("(fillfactor = 70)"), Just("(fastupdate = off, toast.autovacuum_enabled)"),
         Just("ACCESS"), Just("METHOD"), Just("MATERIALIZED"), Just("VIEW"), Just("brin"),
         Just("COLLATE"), Just("\"C\""), Just("citext"), Just("DATA"), Just("SAVEPOINT"),
+        Just("--> statement-breakpoint\n"), Just("\\connect other\n"),
     ], 0..30)) {
         let sql = words.join(" ");
         // Learned as an earlier migration, the same text is the schema the analysis starts from.

@@ -214,7 +214,8 @@ impl MigrationReport {
 /// A file that carries a runner's markers (goose's `-- +goose Up`, sql-migrate's `-- +migrate
 /// Up`, dbmate's `-- migrate:up`, node-pg-migrate's `-- Up Migration`, tern's `---- create
 /// above / drop below ----`, sqlx's `-- no-transaction`, yoyo's `-- depends:`, Liquibase's
-/// `--liquibase formatted sql`) is read as that runner reads it: only the part that runs on the
+/// `--liquibase formatted sql`, drizzle's `--> statement-breakpoint`) is read as that runner
+/// reads it: only the part that runs on the
 /// way up is analysed (the report names the [`Runner`]; for Liquibase, the changesets that run
 /// on PostgreSQL, each committed before the next), inside the transaction the runner opens
 /// unless a marker says otherwise, and statements the runner sends as one query run as one

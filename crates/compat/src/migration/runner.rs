@@ -10,6 +10,8 @@
 //!   `transactional: false`.
 //! - Liquibase runs each changeset of a formatted SQL file in a transaction of its own,
 //!   statement by statement, unless the changeset says otherwise.
+//! - drizzle-orm's `migrate()` runs every pending migration in one transaction, sending each
+//!   stretch between `--> statement-breakpoint` comments as one query.
 //!
 //! Only the up part runs on deploy, so only it is analysed; and whether the runner opens a
 //! transaction, or sends several statements as one query (which PostgreSQL runs as one
@@ -61,6 +63,11 @@ pub enum Runner {
     /// `x-multi-statement`, which sends statements one by one as psql does). Never recognised:
     /// its files carry no markers.
     GolangMigrate,
+    /// drizzle (drizzle-orm 0.45's `migrate()`, drizzle-kit's `migrate`): every pending
+    /// migration runs in one transaction, so the locks one takes are kept until all have run;
+    /// each stretch of a file between `--> statement-breakpoint` comments is one query.
+    /// Recognised from those comments.
+    Drizzle,
 }
 
 impl Runner {
@@ -99,6 +106,11 @@ impl Runner {
             Self::Refinery => {
                 "refinery 0.10 runs every migration in a transaction and has no way out: run it \
                  outside refinery, alone, after the migrations (psql, or the application's \
+                 own connection)"
+            }
+            Self::Drizzle => {
+                "drizzle runs all pending migrations in one transaction and has no way out: run \
+                 it outside drizzle, alone, after the migrations (psql, or the application's \
                  own connection)"
             }
         }
@@ -149,6 +161,7 @@ impl fmt::Display for Runner {
             Self::Refinery => "refinery",
             Self::Liquibase => "Liquibase",
             Self::GolangMigrate => "golang-migrate",
+            Self::Drizzle => "drizzle",
         })
     }
 }
@@ -219,6 +232,10 @@ impl Layout {
             .or_else(|| node_pg_migrate(&lines, sql.len()))
             .or_else(|| sql.starts_with(SQLX_NO_TX).then(|| sqlx(&lines, sql)))
             .or_else(|| yoyo(&lines, sql.len()))
+            .or_else(|| {
+                sql.contains(DRIZZLE_BREAKPOINT)
+                    .then(|| drizzle(&lines, sql))
+            })
     }
 
     /// What `run` makes of the file, or why its runner refuses to run it.
@@ -251,6 +268,7 @@ impl Layout {
             Runner::Sqlx => Ok(sqlx(&lines, sql)),
             Runner::GolangMigrate => Ok(whole(false)),
             Runner::Diesel | Runner::Refinery => Ok(whole(true)),
+            Runner::Drizzle => Ok(drizzle(&lines, sql)),
             Runner::Liquibase => liquibase(&lines).ok_or_else(|| {
                 "Liquibase reads no SQL file as a changelog without `--liquibase formatted sql` \
                  on its first line"
@@ -344,6 +362,35 @@ impl<'a> Line<'a> {
                 line
             })
             .collect()
+    }
+}
+
+/// What drizzle splits a migration at, wherever it stands.
+const DRIZZLE_BREAKPOINT: &str = "--> statement-breakpoint";
+
+/// drizzle: the whole file runs, in the transaction of the run; each stretch between
+/// breakpoints is sent as one query (from its first line that holds more than blanks).
+fn drizzle(lines: &[Line], sql: &str) -> Layout {
+    let line_of = |at: usize| {
+        lines
+            .iter()
+            .find(|l| at < l.end)
+            .or(lines.last())
+            .map_or(1, |l| l.number)
+    };
+    let mut together = Vec::new();
+    let mut start = 0;
+    for stretch in sql.split(DRIZZLE_BREAKPOINT) {
+        let blank = stretch.len() - stretch.trim_start().len();
+        if !stretch.trim().is_empty() {
+            let end = start + stretch.trim_end().len();
+            together.push(line_of(start + blank)..line_of(end.saturating_sub(1)) + 1);
+        }
+        start += stretch.len() + DRIZZLE_BREAKPOINT.len();
+    }
+    Layout {
+        together,
+        ..Layout::one_part(Runner::Drizzle, 0..sql.len(), true, None)
     }
 }
 
@@ -672,6 +719,27 @@ mod tests {
         ] {
             assert_eq!(Layout::recognise(sql), None, "{sql:?}");
         }
+    }
+
+    #[test]
+    fn drizzle_sends_each_stretch_between_breakpoints_as_one_query() {
+        let sql = "CREATE TABLE t (a int);--> statement-breakpoint\nSET lock_timeout = '1s';\n\
+                   ALTER TABLE t ADD b int;--> statement-breakpoint\n\n  CREATE INDEX i ON t (a);\n";
+        let (layout, text) = up_text(sql);
+        assert_eq!((layout.runner, layout.transaction), (Runner::Drizzle, true));
+        assert_eq!(text, sql);
+        assert_eq!(layout.together, [1..2, 2..4, 5..6]);
+        // The two statements of the second stretch go as one query; the others alone.
+        let starts = [1, 2, 3, 5];
+        assert_eq!(layout.query_of(2, &starts), Some(2..4));
+        assert_eq!(layout.query_of(1, &starts), None);
+        assert_eq!(layout.query_of(5, &starts), None);
+        // A file without breakpoints is drizzle's only when the catalog says so.
+        let one = "CREATE INDEX CONCURRENTLY i ON t (a);";
+        assert_eq!(Layout::recognise(one), None);
+        let layout = Layout::run_by(one, Runner::Drizzle.into()).unwrap();
+        assert!(layout.transaction);
+        assert_eq!(layout.together, std::iter::once(1..2).collect::<Vec<_>>());
     }
 
     #[test]
