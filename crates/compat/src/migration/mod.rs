@@ -28,6 +28,7 @@ mod read;
 mod rules;
 mod runner;
 mod schema;
+mod words;
 
 use placeholder::restore;
 use read::{Script, parse};

@@ -11,11 +11,12 @@ use sqlparser::ast::{
     SqlOption, Statement, TableConstraint, TableFactor, TableObject, TableWithJoins, TimezoneInfo,
 };
 
-use super::read::{ByWords, Parsed, Relation, Written};
+use super::read::{Parsed, Written};
 use super::runner::Runner;
 use super::schema::{
     Schema, keeps_values, new_collation, new_index_key, restates_column, table_key,
 };
+use super::words::{ByWords, Relation};
 use super::{Safety, SqlFinding};
 use crate::validation::Severity;
 
