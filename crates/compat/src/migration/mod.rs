@@ -23,6 +23,7 @@ use crate::error::Result;
 use crate::validation::Severity;
 
 mod checks;
+mod locks;
 mod placeholder;
 mod read;
 mod rules;
