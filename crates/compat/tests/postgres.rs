@@ -518,7 +518,7 @@ fn the_rewrites_the_analysis_claims_are_the_ones_postgresql_makes() {
 /// Migrations whose last statement runs long (`UPDATE` or `VALIDATE CONSTRAINT` of `k`), after
 /// statements that may take a lock on `k` and keep it: each as psql runs the file, or as one
 /// query (golang-migrate, sqlx, dbmate send a file or section so).
-const KEPT: [(&str, bool); 8] = [
+const KEPT: [(&str, bool); 11] = [
     (
         "BEGIN; ALTER TABLE k ADD COLUMN d int; UPDATE k SET c = 1; COMMIT;",
         false,
@@ -544,6 +544,19 @@ const KEPT: [(&str, bool); 8] = [
     ),
     (
         "BEGIN; CREATE INDEX k_c ON k (c); UPDATE k SET c = 1; COMMIT;",
+        true,
+    ),
+    // An index build after a lock: ADD COLUMN's ACCESS EXCLUSIVE is kept while it builds.
+    (
+        "BEGIN; ALTER TABLE k ADD COLUMN d int; CREATE INDEX k_id ON k (id); COMMIT;",
+        false,
+    ),
+    (
+        "ALTER TABLE k ADD COLUMN d int; CREATE INDEX k_id ON k (id);",
+        false,
+    ),
+    (
+        "ALTER TABLE k ADD COLUMN d int; CREATE INDEX k_id ON k (id);",
         true,
     ),
 ];
@@ -626,6 +639,8 @@ fn the_locks_the_analysis_says_a_transaction_keeps_are_kept() {
         psql(&db.conninfo(), &format!("DROP TABLE k; {table}"));
         let long = if migration.contains("VALIDATE CONSTRAINT k_c") {
             "ALTER TABLE k VALIDATE CONSTRAINT k_c"
+        } else if migration.contains("k_id") {
+            "CREATE INDEX k_id ON k (id)"
         } else {
             "UPDATE k SET c = 1"
         };

@@ -225,8 +225,9 @@ impl MigrationReport {
 /// CONCURRENTLY`, which PostgreSQL refuses in a transaction, is an error there, with the marker
 /// that lets it run. For files that carry no marker, name the runner with [`analyze_as`].
 ///
-/// A transaction keeps the locks its statements take until it ends. A data change or a
-/// constraint's validation that runs after a statement took a lock that blocks writes, in the
+/// A transaction keeps the locks its statements take until it ends. A data change, a
+/// constraint's validation, an index built with a lock or a materialized view refreshed
+/// without `CONCURRENTLY` that runs after a statement took a lock that blocks writes, in the
 /// same transaction (the file's own, the runner's, or one query of several statements), keeps
 /// that table blocked as long as it runs: `lock-held-through-transaction`, an error. In the
 /// same transaction, an enum value added is not usable before it commits (a statement that
@@ -1485,6 +1486,25 @@ mod tests {
         assert!(
             got.len() == 1 && got[0].contains("from a type no earlier migration declared"),
             "{got:?}"
+        );
+    }
+
+    #[test]
+    fn drizzle_keeps_locks_across_its_pending_migrations() {
+        let sql = "SET lock_timeout = '1s';--> statement-breakpoint\n\
+                   ALTER TABLE t ADD COLUMN a int;--> statement-breakpoint\n\
+                   CREATE INDEX i ON t (a);";
+        let r = analyze("0002_a", sql).unwrap();
+        assert_eq!(r.runner, Some(Runner::Drizzle));
+        let (_, held) = r
+            .findings()
+            .find(|(_, f)| f.rule == "lock-held-through-transaction")
+            .expect("the index builds while the column's lock is kept");
+        assert!(
+            held.message
+                .contains("until every pending migration has run")
+                && held.recipe.contains("in an earlier deploy"),
+            "{held:?}"
         );
     }
 

@@ -168,6 +168,13 @@ impl Held {
                 "the transaction keeps it until COMMIT".to_owned(),
                 format!("COMMIT after statement {n}, so its lock is released before this runs"),
             ),
+            Keeper::Transaction(Opened::ByRunner(r @ Runner::Drizzle)) => (
+                format!("{r}'s transaction keeps it until every pending migration has run"),
+                format!(
+                    "{r} runs all pending migrations in one transaction: apply statement {n}'s \
+                     migration in an earlier deploy, or run this statement outside {r}"
+                ),
+            ),
             Keeper::Transaction(Opened::ByRunner(r)) => (
                 format!("{r}'s transaction keeps it until the {} ends", r.unit()),
                 format!(
@@ -223,6 +230,10 @@ impl AddedValue {
             Keeper::Transaction(Opened::ByStatement) => {
                 format!("COMMIT after statement {n}, before the value is used")
             }
+            Keeper::Transaction(Opened::ByRunner(r @ Runner::Drizzle)) => format!(
+                "{r} runs all pending migrations in one transaction: use the value in a \
+                 migration deployed after this one is applied"
+            ),
             Keeper::Transaction(Opened::ByRunner(r)) => {
                 format!("use the value in a migration of its own, after {r} commits this one")
             }
@@ -1739,8 +1750,9 @@ fn refused_in_transaction(stmt: &Parsed) -> Option<&'static str> {
     }
 }
 
-/// What in `stmt` runs long on a table in use, if anything: a data change (a backfill), or
-/// the validation of a constraint, which reads every row.
+/// What in `stmt` runs long on a table in use, if anything: a data change (a backfill), the
+/// validation of a constraint, which reads every row, an index built with a lock, or a
+/// materialized view filled anew.
 fn runs_long(stmt: &Parsed, ctx: &Ctx) -> Option<&'static str> {
     let Parsed::Stmt(s) = stmt else {
         return None;
@@ -1757,6 +1769,13 @@ fn runs_long(stmt: &Parsed, ctx: &Ctx) -> Option<&'static str> {
                     .any(|op| matches!(op, AlterTableOperation::ValidateConstraint { .. })) =>
         {
             Some("validation of every row")
+        }
+        // An index built with a lock, or a view filled anew, takes as long as its table is big.
+        Statement::CreateIndex(ci) if !ci.concurrently && ctx.in_use(&ci.table_name) => {
+            Some("index build")
+        }
+        Statement::RefreshMaterializedView(r) if !r.concurrently && ctx.in_use(&r.name) => {
+            Some("refresh")
         }
         _ => None,
     }
