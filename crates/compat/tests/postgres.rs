@@ -518,7 +518,7 @@ fn the_rewrites_the_analysis_claims_are_the_ones_postgresql_makes() {
 /// Migrations whose last statement runs long (`UPDATE` or `VALIDATE CONSTRAINT` of `k`), after
 /// statements that may take a lock on `k` and keep it: each as psql runs the file, or as one
 /// query (golang-migrate, sqlx, dbmate send a file or section so).
-const KEPT: [(&str, bool); 11] = [
+const KEPT: [(&str, bool); 12] = [
     (
         "BEGIN; ALTER TABLE k ADD COLUMN d int; UPDATE k SET c = 1; COMMIT;",
         false,
@@ -558,6 +558,10 @@ const KEPT: [(&str, bool); 11] = [
     (
         "ALTER TABLE k ADD COLUMN d int; CREATE INDEX k_id ON k (id);",
         true,
+    ),
+    (
+        "BEGIN; ALTER TABLE k ADD COLUMN d int; REINDEX TABLE k; COMMIT;",
+        false,
     ),
 ];
 
@@ -641,6 +645,8 @@ fn the_locks_the_analysis_says_a_transaction_keeps_are_kept() {
             "ALTER TABLE k VALIDATE CONSTRAINT k_c"
         } else if migration.contains("k_id") {
             "CREATE INDEX k_id ON k (id)"
+        } else if migration.contains("REINDEX") {
+            "REINDEX TABLE k"
         } else {
             "UPDATE k SET c = 1"
         };

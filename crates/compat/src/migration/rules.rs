@@ -1751,11 +1751,18 @@ fn refused_in_transaction(stmt: &Parsed) -> Option<&'static str> {
 }
 
 /// What in `stmt` runs long on a table in use, if anything: a data change (a backfill), the
-/// validation of a constraint, which reads every row, an index built with a lock, or a
-/// materialized view filled anew.
+/// validation of a constraint, which reads every row, an index built (or rebuilt) with a
+/// lock, or a materialized view filled anew. Each takes a lock weaker than an ACCESS
+/// EXCLUSIVE kept from before, or none on that table.
 fn runs_long(stmt: &Parsed, ctx: &Ctx) -> Option<&'static str> {
-    let Parsed::Stmt(s) = stmt else {
-        return None;
+    let s = match stmt {
+        Parsed::Stmt(s) => s,
+        // A reindex takes SHARE on its table, so an earlier ACCESS EXCLUSIVE kept adds reads.
+        Parsed::Reindex {
+            concurrently: false,
+            ..
+        } => return Some("reindex"),
+        _ => return None,
     };
     match s.as_ref() {
         Statement::Update(_) | Statement::Delete(_) | Statement::Insert(_) => {
