@@ -33,11 +33,13 @@
 //! - Retries: five migrations whose concurrent index build fails on the table's data, run
 //!   again once the data is mended: whether the second run succeeds and leaves the index
 //!   invalid, against whether the analysis reports `concurrent-index-if-not-exists`.
-//! - Timeouts: eight migrations whose last statement scans a table slowly (a concurrent index
-//!   build, a validation, a backfill), run with the `statement_timeout` they set or reset,
+//! - Timeouts: ten migrations whose last statement scans a table slowly (an index build,
+//!   concurrent or not, a reindex, a validation, a backfill), run with the `statement_timeout`
+//!   they set or reset,
 //!   against whether the analysis reports `statement-timeout-cancels`; a cancelled concurrent
 //!   build leaves its index invalid, as the finding says.
-//! - Kept locks: for each migration whose last statement runs long, whether a write of the
+//! - Kept locks: for each migration whose last statement runs long (a backfill, a
+//!   validation, an index build, a reindex), whether a write of the
 //!   table from another session waits while that statement would run (it is replaced by a wait
 //!   for an advisory lock the test holds), the migration run by psql statement by statement or
 //!   as one query, against whether the analysis reports `lock-held-through-transaction`.
@@ -1260,7 +1262,7 @@ fn adding_a_partition_scans_the_tables_the_analysis_says_it_scans() {
 /// Migrations whose last statement scans a table of ten rows, slowly (each row costs 50 ms
 /// through `slow`), run by psql statement by statement with whatever `statement_timeout` they
 /// set (100 ms), and the setting in force before them.
-const TIMED: [&str; 8] = [
+const TIMED: [&str; 10] = [
     "SET statement_timeout = '100ms'; CREATE INDEX CONCURRENTLY i ON t ((slow(c)));",
     "SET statement_timeout = '100ms'; SET statement_timeout = 0; \
      CREATE INDEX CONCURRENTLY i ON t ((slow(c)));",
@@ -1271,6 +1273,8 @@ const TIMED: [&str; 8] = [
     "SET statement_timeout = '100ms'; UPDATE t SET c = slow(c);",
     "SET statement_timeout = '100ms'; RESET ALL; UPDATE t SET c = slow(c);",
     "SET statement_timeout = DEFAULT; CREATE INDEX CONCURRENTLY i ON t ((slow(c)));",
+    "SET lock_timeout = '1s'; SET statement_timeout = '100ms'; CREATE INDEX i ON t ((slow(c)));",
+    "CREATE INDEX i ON t ((slow(c))); SET statement_timeout = '100ms'; REINDEX TABLE t;",
 ];
 
 #[test]
