@@ -15,7 +15,7 @@ use super::locks::takes_lock;
 use super::read::{Parsed, Written};
 use super::runner::Runner;
 use super::schema::{
-    Schema, keeps_values, new_collation, new_index_key, restates_column, table_key,
+    Schema, is_citext, keeps_values, new_collation, new_index_key, restates_column, table_key,
 };
 use super::words::{ByWords, Relation};
 use super::{Safety, SqlFinding};
@@ -801,11 +801,6 @@ fn create_routine(name: &ObjectName, or_replace: bool, ctx: &mut Ctx) -> Option<
         "check that the version still running works with the new body (same arguments, same \
          result), and review what it runs by hand",
     ))
-}
-
-/// Whether `ty` is the citext extension's case-insensitive text.
-fn is_citext(ty: &DataType) -> bool {
-    matches!(ty, DataType::Custom(name, args) if args.is_empty() && name.to_string().eq_ignore_ascii_case("citext"))
 }
 
 /// The rules whose recipe is a concurrent form, which runs only outside a transaction.

@@ -612,6 +612,11 @@ pub(super) fn restates_column(using: &Expr, column: &Ident, new: &DataType) -> b
     }
 }
 
+/// Whether `ty` is the citext extension's case-insensitive text.
+pub(super) fn is_citext(ty: &DataType) -> bool {
+    matches!(ty, DataType::Custom(name, args) if args.is_empty() && name.to_string().eq_ignore_ascii_case("citext"))
+}
+
 /// Whether changing a column from `old` to `new` (without `USING`) leaves every stored value
 /// as it is, so PostgreSQL changes only the catalog: a varchar, varbit or numeric precision
 /// widened or unbounded, varchar to text (or `citext`) and back to an unbounded varchar, `cidr`
@@ -627,11 +632,7 @@ pub(super) fn keeps_values(old: &DataType, new: &DataType) -> bool {
         }),
         Text => Some(None),
         // The extension's case-insensitive text: an unbounded varchar on disk.
-        Custom(name, args)
-            if args.is_empty() && name.to_string().eq_ignore_ascii_case("citext") =>
-        {
-            Some(None)
-        }
+        t if is_citext(t) => Some(None),
         _ => None,
     };
     let numeric = |t: &DataType| match t {
