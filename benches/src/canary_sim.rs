@@ -236,7 +236,7 @@ pub struct Outcome {
     pub noted: bool,
 }
 
-fn poisson(rng: &mut ChaCha8Rng, mean: f64) -> u64 {
+pub(crate) fn poisson(rng: &mut ChaCha8Rng, mean: f64) -> u64 {
     if mean <= 0.0 {
         return 0;
     }
@@ -937,14 +937,26 @@ pub fn summarize(outcomes: &[Outcome]) -> Summary {
 /// Runs `runs` seeded runs of `scenario` on `threads` threads; the result is independent of the
 /// thread count (run `i` always uses seed `seed ^ mix(i)`).
 pub fn run_many(scenario: &Scenario, seed: u64, runs: u64, threads: usize) -> Vec<Run> {
+    run_seeded(seed, runs, threads, |s| run(scenario, s))
+}
+
+/// `runs` calls of `f`, the `i`-th with seed [`run_seed`]`(seed, i)`, spread over `threads`
+/// threads and returned in order: the result does not depend on the thread count.
+pub fn run_seeded<T: Send>(
+    seed: u64,
+    runs: u64,
+    threads: usize,
+    f: impl Fn(u64) -> T + Sync,
+) -> Vec<T> {
     let threads = threads.max(1) as u64;
-    let mut all: Vec<(u64, Run)> = std::thread::scope(|s| {
+    let f = &f;
+    let mut all: Vec<(u64, T)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|k| {
                 s.spawn(move || {
                     (k..runs)
                         .step_by(threads as usize)
-                        .map(|i| (i, run(scenario, run_seed(seed, i))))
+                        .map(|i| (i, f(run_seed(seed, i))))
                         .collect::<Vec<_>>()
                 })
             })

@@ -2,6 +2,7 @@
 
 pub mod canary_sim;
 pub mod cusum;
+pub mod rollout_sim;
 pub mod wander_filter;
 
 use std::time::Instant;

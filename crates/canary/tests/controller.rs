@@ -305,53 +305,95 @@ fn commands_abort_and_promote_but_promotion_is_refused_while_failing() {
 }
 
 #[test]
-fn pacing_holds_the_weight_until_the_step_could_have_caught_a_regression() {
+fn pacing_raises_the_weight_once_the_errors_rule_out_the_regression() {
     let mut policy = CanaryPolicy::new(vec![Step::SetWeight(5), Step::SetWeight(50)]);
     policy.pacing = Some(Pacing::default());
     let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
     assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(5));
-    let needed = Pacing::default().errors_required(0.05);
+    // Both errors of each second from the baseline: each is ln(0.9048/0.95) of evidence that
+    // the canary is not 2x worse, and the gate passes at ln(0.05).
+    let per_error = (1.0 - 0.1 / 1.05f64).ln() - 0.95f64.ln();
+    let needed = (0.05f64.ln() / per_error).ceil();
     let mut errors = 0.0;
-    let mut raised_at = None;
     for s in 0..3_600 {
-        // 2 errors per second between the arms.
         let d = feed(&mut ctl, s, 950, 2, 50, 0);
+        errors += 2.0;
         if d.action == Action::SetWeight(50) {
-            raised_at = Some(errors);
-            break;
+            assert!(
+                errors >= needed && errors < needed + 2.0,
+                "{errors} vs {needed}"
+            );
+            return;
         }
         assert!(d.reason.contains("pacing"), "{}", d.reason);
-        errors += 2.0;
     }
-    let gathered = raised_at.expect("the weight rises once enough evidence is in");
-    assert!(
-        gathered >= needed - 2.0 && gathered < needed + 4.0,
-        "{gathered} vs {needed}"
-    );
+    panic!("the weight never rose");
 }
 
 #[test]
-fn an_exposure_budget_caps_the_increase() {
-    let mut policy = CanaryPolicy::new(vec![Step::SetWeight(5), Step::SetWeight(50)]);
+fn pacing_holds_a_canary_as_bad_as_the_detectable_regression() {
+    let mut policy = CanaryPolicy::new(vec![Step::SetWeight(20)]);
+    policy.pacing = Some(Pacing::default());
+    // A judge that cannot fail in time: pacing alone must keep the weight and the promotion.
+    let lenient = SequentialCountJudge::new(Metric::ErrorRate, 1e-9, 0.0).unwrap();
+    let mut ctl = Ctl::new(policy, vec![lenient]).unwrap();
+    assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(20));
+    // At 20%, a 2x worse canary makes 1 of 3 errors: 1 canary and 2 baseline errors a second.
+    for s in 0..3_600 {
+        let d = feed(&mut ctl, s, 800, 2, 200, 1);
+        assert_ne!(d.action, Action::Promote, "promoted at {s}");
+        if d.action == Action::Rollback {
+            return;
+        }
+        assert!(d.reason.contains("before promoting"), "{}", d.reason);
+    }
+    assert_eq!(ctl.state().weight(), 20);
+}
+
+#[test]
+fn an_exposure_budget_sizes_the_first_weight_and_the_gate_lifts_it() {
+    let mut policy = CanaryPolicy::new(vec![Step::SetWeight(50)]);
     let pacing = Pacing {
-        exposure_budget: Some(2_500.0),
-        evidence_factor: 1.0,
+        exposure_budget: Some(3_000.0),
         ..Pacing::default()
     };
     policy.pacing = Some(pacing.clone());
     let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
-    ctl.tick(at(0));
-    let mut first_raise = None;
-    for s in 0..3_600 {
-        let d = feed(&mut ctl, s, 1_900, 10, 100, 0);
+    // No baseline error seen yet: nothing estimates its rate, so the canary stays at 0%.
+    let d = ctl.tick(at(0));
+    assert_eq!(d.action, Action::Hold);
+    assert!(d.reason.contains("budget of 3000 requests"), "{}", d.reason);
+    // The baseline alone, 1,000 requests and 5 errors a second: once 20 errors estimate its
+    // rate, the first weight is the largest within the budget.
+    let mut first = None;
+    for s in 0..600 {
+        let d = feed(&mut ctl, s, 1_000, 5, 0, 0);
         if let Action::SetWeight(w) = d.action {
-            first_raise = Some(w);
+            first = Some((s, w));
             break;
         }
+        assert_eq!(ctl.state().weight(), 0);
     }
-    let w = first_raise.unwrap();
+    let (s0, w) = first.expect("a first weight within the budget");
     assert!(w > 5 && w < 50, "{w}");
-    assert!(pacing.expected_exposure(f64::from(w) / 100.0, 10.5 / 1_900.0) <= 2_500.0 * 1.01);
+    assert!(pacing.expected_exposure(f64::from(w) / 100.0, 0.005) <= 3_000.0);
+    // As the estimate firms up, the weight may rise within the budget; then the gate lifts the
+    // cap and the weight goes to 50%.
+    let mut w = w;
+    for s in s0 + 1..s0 + 3_600 {
+        let (c, b) = (10 * u64::from(w), 10 * (100 - u64::from(w)));
+        let d = feed(&mut ctl, s, b, 5, c, 0);
+        match d.action {
+            Action::SetWeight(50) => return,
+            Action::SetWeight(higher) => {
+                assert!(higher > w, "{}", d.reason);
+                assert!(pacing.expected_exposure(f64::from(higher) / 100.0, 0.005) <= 3_000.0);
+                w = higher;
+            }
+            other => assert_eq!(other, Action::Hold, "{}", d.reason),
+        }
+    }
+    panic!("the weight never reached 50%");
 }
 
 #[test]

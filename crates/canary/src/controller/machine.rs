@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serin_signals::{Measurement, Observation, Timestamp};
 
+use super::pacing::Level;
 use super::policy::{CanaryPolicy, CanaryScale, OnInconclusive, OnWarning, Step};
 use crate::judge::{Evidence, Judge, Judgement, Sample, Severity, Verdict};
 use crate::{Error, Result};
@@ -85,8 +86,12 @@ pub struct ControllerState {
     total_samples: Vec<u64>,
     /// Per judge: the latest judgement.
     judgements: Vec<Option<Judgement>>,
-    /// Errors of the pacing metric (both arms) in the current step.
+    /// Errors of the pacing metric (both arms) since pacing's gate last set the weight.
     step_errors: u64,
+    /// Pacing's log likelihood ratio over those errors (0 in states saved before it existed,
+    /// which only makes the gate wait longer).
+    #[serde(default)]
+    step_log_lr: f64,
     /// The baseline's requests and errors of the pacing metric, over the rollout.
     baseline_requests: u64,
     baseline_errors: u64,
@@ -112,6 +117,7 @@ impl ControllerState {
             total_samples: vec![0; judges],
             judgements: vec![None; judges],
             step_errors: 0,
+            step_log_lr: 0.0,
             baseline_requests: 0,
             baseline_errors: 0,
             canary_requests: 0,
@@ -147,8 +153,8 @@ impl ControllerState {
 /// 3. Past `maxDuration`, or holding longer than `progressDeadline` in one step (timed steps
 ///    only; a pause waiting for approval has no deadline), the rollout rolls back.
 /// 4. Otherwise the current step runs: `setWeight` raises the weight only while no judge fails
-///    and, with [`Pacing`](super::Pacing), once the step has gathered enough evidence (and only
-///    as far as the exposure budget allows); `pause` waits; `analysis` advances when every
+///    and, with [`Pacing`](super::Pacing), once the step has gathered enough evidence (the first
+///    weight, with an exposure budget, as far as the budget allows); `pause` waits; `analysis` advances when every
 ///    judge passes or when its duration has passed with enough samples and no failure (else
 ///    [`OnInconclusive`]); after the last step, the canary is promoted, but only if every judge
 ///    has seen data and none fails, and, with a [`PromotionGate`](super::PromotionGate), once
@@ -287,10 +293,12 @@ impl<J: Judge> CanaryController<J> {
                 }
             }
             if for_pacing
+                && let Some(p) = &self.policy.pacing
                 && let (Measurement::Counts(b), Measurement::Counts(c)) =
                     (&baseline.measurement, &canary.measurement)
             {
                 let s = &mut self.state;
+                s.step_log_lr += p.log_likelihood_ratio(b, c);
                 s.step_errors = s
                     .step_errors
                     .saturating_add(b.errors())
@@ -434,11 +442,29 @@ impl<J: Judge> CanaryController<J> {
         self.decision(action, now, severity, reason, decisive)
     }
 
+    /// Pacing's standing at the current weight.
+    fn level(&self) -> Level {
+        Level {
+            weight: self.state.weight,
+            errors: self.state.step_errors,
+            log_lr: self.state.step_log_lr,
+        }
+    }
+
+    /// Sets the weight; `new_level` starts pacing's evidence afresh (a passed gate, or a lower
+    /// weight).
+    fn set_weight(&mut self, weight: u8, new_level: bool) {
+        self.state.weight = weight;
+        if new_level {
+            self.state.step_errors = 0;
+            self.state.step_log_lr = 0.0;
+        }
+    }
+
     fn advance(&mut self, now: Timestamp) {
         self.state.step += 1;
         self.state.step_started_at = Some(now);
         self.state.resumed = false;
-        self.state.step_errors = 0;
         self.state.step_samples.iter_mut().for_each(|s| *s = 0);
     }
 
@@ -457,12 +483,6 @@ impl<J: Judge> CanaryController<J> {
             );
         }
         self.decision(Action::Hold, now, None, reason, None)
-    }
-
-    fn baseline_error_rate(&self) -> Option<f64> {
-        let s = &self.state;
-        (s.baseline_requests > 0)
-            .then(|| (s.baseline_errors as f64 + 0.5) / (s.baseline_requests as f64 + 1.0))
     }
 
     fn decide(&mut self, now: Timestamp) -> Decision {
@@ -529,6 +549,14 @@ impl<J: Judge> CanaryController<J> {
                         OnInconclusive::Hold => self.hold(now, reason, true),
                     };
                 }
+                if let Some(reason) = self
+                    .policy
+                    .pacing
+                    .as_ref()
+                    .and_then(|p| p.promotion_hold(&self.level()))
+                {
+                    return self.hold(now, reason, true);
+                }
                 if let Some(g) = &self.policy.promotion {
                     let (n, e) = (self.state.canary_requests, self.state.canary_errors);
                     if !g.shown(n, e) {
@@ -556,7 +584,7 @@ impl<J: Judge> CanaryController<J> {
                     if target <= current {
                         self.advance(now);
                         if target < current {
-                            self.state.weight = target;
+                            self.set_weight(target, true);
                             return self.decision(
                                 Action::SetWeight(target),
                                 now,
@@ -570,35 +598,38 @@ impl<J: Judge> CanaryController<J> {
                     if let Some(f) = &failing {
                         return self.hold(now, format!("weight not raised: {f}"), true);
                     }
-                    let mut next = target;
-                    if let Some(p) = &self.policy.pacing {
-                        let share = f64::from(current) / 100.0;
-                        let needed = p.errors_required(share);
-                        if (self.state.step_errors as f64) < needed {
-                            let reason = format!(
-                                "pacing: {} of {needed:.0} errors gathered at {current}% to detect \
-                                 a {}x error-rate regression before raising the weight",
-                                self.state.step_errors, p.detectable_ratio
-                            );
-                            return self.hold(now, reason, true);
+                    let (next, new_level) = match &self.policy.pacing {
+                        None => (target, true),
+                        Some(p) => {
+                            let level = self.level();
+                            let first = !self.policy.steps[..self.state.step]
+                                .iter()
+                                .any(|st| matches!(st, Step::SetWeight(w) if *w > 0));
+                            let top = self
+                                .policy
+                                .steps
+                                .iter()
+                                .filter_map(|st| match st {
+                                    Step::SetWeight(w) if *w < 100 => Some(*w),
+                                    _ => None,
+                                })
+                                .max()
+                                .unwrap_or(0);
+                            let s = &self.state;
+                            let baseline = (s.baseline_requests, s.baseline_errors);
+                            match p.next_weight(&level, target, top, baseline, first) {
+                                // A weight the budget allows before the gate passed keeps the
+                                // evidence gathered so far.
+                                Ok(w) => (w, current == 0 || p.gate_passed(level.log_lr)),
+                                Err(reason) => return self.hold(now, reason, true),
+                            }
                         }
-                        next = p.cap_weight(current, target, self.baseline_error_rate());
-                        if next <= current {
-                            let reason = format!(
-                                "pacing: no weight above {current}% keeps the expected exposure \
-                                 within the budget of {:?} requests",
-                                p.exposure_budget
-                            );
-                            return self.hold(now, reason, true);
-                        }
-                    }
-                    self.state.weight = next;
+                    };
+                    self.set_weight(next, new_level);
                     if next == target {
                         self.advance(now);
                     } else {
-                        // Same step, new weight: gather evidence afresh before the next raise.
                         self.state.step_started_at = Some(now);
-                        self.state.step_errors = 0;
                         self.state.step_samples.iter_mut().for_each(|s| *s = 0);
                     }
                     return self.decision(

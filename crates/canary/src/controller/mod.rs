@@ -7,9 +7,10 @@
 //! does I/O. Its [`ControllerState`] is serializable, and so are the sequential judges, so an
 //! interrupted rollout resumes exactly with [`CanaryController::from_parts`].
 //!
-//! [`Pacing`] adds what none of Argo Rollouts, Flagger or Kayenta has: the weight rises only once
-//! the current step could have caught a regression of a stated size, keeping the expected number
-//! of users exposed to a bad version within a budget. A [`PromotionGate`] keeps a canary whose
+//! [`Pacing`] adds what none of Argo Rollouts, Flagger or Kayenta has: the weight rises, and the
+//! canary is promoted, only once the errors at the current weight rule out a regression of a
+//! stated size, and the first weight can be sized so that the expected number of users exposed
+//! to a bad version stays within a budget. A [`PromotionGate`] keeps a canary whose
 //! judges never had the data to fail it from being promoted: its own error rate must first be
 //! shown below a bound.
 

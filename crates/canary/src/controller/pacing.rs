@@ -1,33 +1,62 @@
-//! Power-aware pacing: raise the canary's weight only once the current step could have caught a
-//! regression of a stated size, and keep the expected exposure to a bad version within a budget.
+//! Power-aware pacing: raise the canary's weight only once the evidence at the current weight
+//! rules out a regression of a stated size, and keep the expected exposure to a bad version
+//! within a budget.
 //!
-//! For the count test, a canary whose error rate is `r` times the baseline's makes each error
-//! come from the canary with probability `θ₁ = ρr/(ρr + 1 − ρ)` instead of `θ₀ = ρ` (share `ρ`).
-//! The likelihood ratio that knows `r` gains `KL(θ₁‖θ₀)` nats per error on average and rejects at
-//! `ln(1/α)`, so about
+//! # The gate
 //!
-//! ```text
-//! N(ρ) = ln(1/α) / KL(θ₁ ‖ θ₀)
-//! ```
-//!
-//! errors are needed to detect the regression at share `ρ` (the best any anytime-valid test can
-//! do; the sequential judge needs a little more, hence [`Pacing::evidence_factor`]). Until the
-//! current step has seen `evidence_factor · N(ρ)` errors, a bad version could still be hiding,
-//! and raising the weight would expose more users to it: the controller holds instead.
-//!
-//! Errors arrive at `λ·p_b·((1 − ρ) + ρr)` and canary requests at `λρ`, so the expected number of
-//! canary requests served before detection is
+//! Given where the errors of one observation came from, a canary whose error rate is `r` times
+//! the baseline's makes each error come from the canary with probability
+//! `θ₁ = ρr/(ρr + 1 − ρ)` instead of `θ₀ = ρ`, `ρ` being the canary's share of the requests
+//! (read from the observation's own counts). The likelihood ratio of the two,
 //!
 //! ```text
-//! X(ρ) = N(ρ) · ρ / (p_b · ((1 − ρ) + ρr))
+//! Λ = Π θ₁^c (1 − θ₁)^b / (θ₀^c (1 − θ₀)^b)      over the errors at the current weight
 //! ```
 //!
-//! whatever the load. With an [`Pacing::exposure_budget`], a weight increase goes only as far as
-//! the largest weight whose `X` stays within the budget (with `p_b` estimated from the baseline's
-//! observed counts); when no higher weight fits, the weight is held and the evidence says why.
+//! (`c` canary and `b` baseline errors per observation), does not depend on the baseline's own
+//! error rate. The weight rises (or the canary is promoted) only once `Λ ≤ β`. By Wald's
+//! likelihood-ratio identity, a version with exactly the detectable regression passes that gate
+//! with probability at most `β`, however often it is checked: it is the acceptance boundary of
+//! Wald's SPRT. A good version reaches it after about `ln(1/β) / KL(θ₀‖θ₁)` errors; one near
+//! the detectable size hovers and is held, which a fixed count of errors would let through.
+//! Each weight starts its own ratio, so a version with the regression reaches the `k`-th weight
+//! with probability at most `β^(k−1)` (the product of the ratios is the likelihood ratio of all
+//! the data).
+//!
+//! # Exposure
+//!
+//! Until then the judges must catch a bad version. The likelihood ratio that knows `r` gains
+//! `KL(θ₁‖θ₀)` nats per error on average and rejects at `ln(1/α)`, so about
+//! `N(ρ) = ln(1/α) / KL(θ₁‖θ₀)` errors are needed at share `ρ` (the best any anytime-valid test
+//! can do; the sequential judge needs a little more, [`Pacing::evidence_factor`] times). Errors
+//! arrive at `λ·p_b·((1 − ρ) + ρr)` and canary requests at `λρ`, so the expected number of canary
+//! requests a bad version serves at share `ρ` before it is caught is
+//!
+//! ```text
+//! X(ρ) = evidence_factor · N(ρ) · ρ / (p_b · ((1 − ρ) + ρr))
+//! ```
+//!
+//! whatever the load. It barely grows with small shares (it tends to a floor as `ρ → 0`: a
+//! regression costs about as many canary requests to see at 1% as at 5%), and faster above,
+//! where the baseline's errors thin out.
+//!
+//! # The exposure budget
+//!
+//! A bad version's expected exposure is then about `X(ρ₁) + Σₖ₌₂ β^(k−1) X(ρₖ)` over the
+//! weights `ρₖ` it could reach: most is spent at the first weight, the only one taken without
+//! evidence, and the gate discounts the rest. An [`Pacing::exposure_budget`] sizes that first
+//! weight: the largest in the first step's range with `X(ρ₁) + β/(1 − β)·X(ρ_top) ≤ budget`,
+//! `ρ_top` being the policy's highest weight. The canary stays at 0% until the baseline has
+//! shown [`Pacing::BASELINE_ERRORS`] errors, with `p_b` estimated as `(e − 1)/(n − 1)` (unbiased
+//! when sampling stops at the `e`-th error; `X` is inversely proportional to `p_b`, so the
+//! exposure chosen, averaged over the estimate's error, stays within the budget). As the
+//! estimate improves, the first weight may rise within the budget, up to the first step's
+//! target, before its gate passes: the requests already served carry their evidence, and the
+//! judges' cost per nat, `X(ρ)/ln(1/α)`, grows with the share, so the total stays within the new
+//! weight's `X`. The `canary_pacing` harness measures all of this over whole rollouts.
 
 use serde::{Deserialize, Serialize};
-use serin_signals::Metric;
+use serin_signals::{Counts, Metric};
 
 use crate::{Error, Result};
 
@@ -38,18 +67,24 @@ pub struct Pacing {
     /// The count metric whose errors measure the evidence. Default `error_rate`.
     #[serde(default = "default_metric")]
     pub metric: Metric,
-    /// The error-rate ratio (canary / baseline) that must be detectable before each increase,
+    /// The error-rate ratio (canary / baseline) that must be ruled out before each increase,
     /// above 1. Default `2`.
     #[serde(default = "default_ratio")]
     pub detectable_ratio: f64,
-    /// The `α` of the calculation (use the judges' `α`). Default `0.05`.
+    /// The largest chance that a version with exactly the detectable regression passes one
+    /// weight's gate, in (0, 1). Default `0.05`.
+    #[serde(default = "default_beta")]
+    pub beta: f64,
+    /// The judges' `α`, to predict how soon they catch a bad version. Default `0.05`.
     #[serde(default = "default_alpha")]
     pub alpha: f64,
-    /// Multiple of the oracle's expected errors a step must gather, at least 1. Default `1.5`.
+    /// How many times the errors of the likelihood ratio that knows the effect the judges need
+    /// to catch it, at least 1; for the budget. Default `1.5`.
     #[serde(default = "default_factor")]
     pub evidence_factor: f64,
-    /// The largest expected number of canary requests served before a regression of the
-    /// detectable size is caught, at any weight; `None` for no budget.
+    /// The largest expected number of canary requests a regression of the detectable size may
+    /// serve before it is caught; it sizes the first weight (see the module docs). `None` for no
+    /// budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exposure_budget: Option<f64>,
 }
@@ -59,6 +94,9 @@ fn default_metric() -> Metric {
 }
 fn default_ratio() -> f64 {
     2.0
+}
+fn default_beta() -> f64 {
+    0.05
 }
 fn default_alpha() -> f64 {
     0.05
@@ -72,6 +110,7 @@ impl Default for Pacing {
         Pacing {
             metric: default_metric(),
             detectable_ratio: default_ratio(),
+            beta: default_beta(),
             alpha: default_alpha(),
             evidence_factor: default_factor(),
             exposure_budget: None,
@@ -79,7 +118,22 @@ impl Default for Pacing {
     }
 }
 
+/// `(θ₀, θ₁)`: the chance that an error came from the canary at canary share `share`, without
+/// and with an error-rate ratio of `r`.
+fn arm_odds(share: f64, r: f64) -> (f64, f64) {
+    (share, share * r / (share * r + 1.0 - share))
+}
+
+/// `KL(p‖q)` of two Bernoulli laws.
+fn bernoulli_kl(p: f64, q: f64) -> f64 {
+    p * (p / q).ln() + (1.0 - p) * ((1.0 - p) / (1.0 - q)).ln()
+}
+
 impl Pacing {
+    /// The baseline errors to see before the baseline's error rate sizes a weight for the
+    /// budget (the estimate is then within about ±22%).
+    pub const BASELINE_ERRORS: u64 = 20;
+
     /// Checks every field; `path` prefixes the field names in errors.
     pub fn validate(&self, path: &str) -> Result<()> {
         if !(self.detectable_ratio.is_finite() && self.detectable_ratio > 1.0) {
@@ -89,6 +143,7 @@ impl Pacing {
                 "must be a finite error-rate ratio above 1",
             ));
         }
+        crate::sequential::check_alpha(&format!("{path}.beta"), self.beta)?;
         crate::sequential::check_alpha(&format!("{path}.alpha"), self.alpha)?;
         if !(self.evidence_factor.is_finite() && self.evidence_factor >= 1.0) {
             return Err(Error::invalid_config(
@@ -109,30 +164,49 @@ impl Pacing {
         Ok(())
     }
 
-    /// `N(ρ)`: the errors the known-effect likelihood ratio needs on average at canary share
-    /// `share` (infinite outside `(0, 1)`).
+    /// The log of the gate's likelihood ratio carried by one pair of observations over the same
+    /// window: how much more likely their errors' split between the arms is with the canary
+    /// `detectable_ratio` times worse than with both alike. Zero when either arm served nothing.
+    pub fn log_likelihood_ratio(&self, baseline: &Counts, canary: &Counts) -> f64 {
+        let (nb, nc) = (baseline.requests() as f64, canary.requests() as f64);
+        if nb == 0.0 || nc == 0.0 {
+            return 0.0;
+        }
+        // θ₁/θ₀ = r/(1 + ρ(r − 1)) and (1 − θ₁)/(1 − θ₀) = 1/(1 + ρ(r − 1)), written so that
+        // no share near 0 or 1 loses them to cancellation.
+        let r = self.detectable_ratio;
+        let spread = (nc / (nb + nc) * (r - 1.0)).ln_1p();
+        let errors = canary.errors() as f64 + baseline.errors() as f64;
+        canary.errors() as f64 * r.ln() - errors * spread
+    }
+
+    /// Whether a weight's gate has passed: its log likelihood ratio is at most `ln β`.
+    pub fn gate_passed(&self, log_lr: f64) -> bool {
+        log_lr <= self.beta.ln()
+    }
+
+    /// About how many errors a version no worse than the baseline gathers at canary share
+    /// `share` before the gate passes, `ln(1/β) / KL(θ₀‖θ₁)` (infinite outside `(0, 1)`).
+    pub fn errors_to_pass(&self, share: f64) -> f64 {
+        if !(share > 0.0 && share < 1.0) {
+            return f64::INFINITY;
+        }
+        let (t0, t1) = arm_odds(share, self.detectable_ratio);
+        (1.0 / self.beta).ln() / bernoulli_kl(t0, t1)
+    }
+
+    /// `N(ρ)`: the errors the known-effect likelihood ratio needs on average to catch the
+    /// regression at canary share `share` (infinite outside `(0, 1)`).
     pub fn oracle_errors(&self, share: f64) -> f64 {
         if !(share > 0.0 && share < 1.0) {
             return f64::INFINITY;
         }
-        let r = self.detectable_ratio;
-        let t0 = share;
-        let t1 = share * r / (share * r + 1.0 - share);
-        let kl = t1 * (t1 / t0).ln() + (1.0 - t1) * ((1.0 - t1) / (1.0 - t0)).ln();
-        (1.0 / self.alpha).ln() / kl
+        let (t0, t1) = arm_odds(share, self.detectable_ratio);
+        (1.0 / self.alpha).ln() / bernoulli_kl(t1, t0)
     }
 
-    /// The errors a step at `share` must gather before the weight may rise:
-    /// `evidence_factor · N(share)`; zero when the canary has no traffic yet.
-    pub fn errors_required(&self, share: f64) -> f64 {
-        if share <= 0.0 {
-            return 0.0;
-        }
-        self.evidence_factor * self.oracle_errors(share)
-    }
-
-    /// `X(ρ)`: the expected canary requests served before a regression of the detectable size is
-    /// caught at `share`, given the baseline's error rate.
+    /// `X(ρ)`: the expected canary requests a version with the detectable regression serves at
+    /// `share` before the judges catch it, given the baseline's error rate.
     pub fn expected_exposure(&self, share: f64, baseline_error_rate: f64) -> f64 {
         let r = self.detectable_ratio;
         if baseline_error_rate.is_nan() || baseline_error_rate <= 0.0 {
@@ -142,27 +216,117 @@ impl Pacing {
             / (baseline_error_rate * ((1.0 - share) + share * r))
     }
 
-    /// The weight to move to when the policy asks to go from `current` to `target` percent:
-    /// the largest weight in `(current, target]` whose expected exposure fits the budget, or
-    /// `current` when none does. Without a budget, or without an estimate of the baseline's error
-    /// rate, `target`.
-    pub fn cap_weight(&self, current: u8, target: u8, baseline_error_rate: Option<f64>) -> u8 {
-        let (Some(budget), Some(p)) = (self.exposure_budget, baseline_error_rate) else {
-            return target;
-        };
-        if target <= current {
-            return target;
+    /// The largest weight up to `target` whose expected exposure, with the gate-discounted
+    /// exposure at the policy's highest weight `top` added, fits the budget, given the
+    /// baseline's `(requests, errors)` so far; 0 until the baseline has shown
+    /// [`Pacing::BASELINE_ERRORS`] errors, and while no weight fits. `None` without a budget.
+    pub fn budget_weight(&self, target: u8, top: u8, baseline: (u64, u64)) -> Option<u8> {
+        let budget = self.exposure_budget?;
+        let (requests, errors) = baseline;
+        if errors < Self::BASELINE_ERRORS || requests <= errors {
+            return Some(0);
         }
-        (current + 1..=target)
-            .rev()
-            .find(|w| self.expected_exposure(f64::from(*w) / 100.0, p) <= budget)
-            .unwrap_or(current)
+        let p = (errors - 1) as f64 / (requests - 1) as f64;
+        let tail = match top {
+            1..=99 => {
+                self.beta / (1.0 - self.beta) * self.expected_exposure(f64::from(top) / 100.0, p)
+            }
+            _ => 0.0,
+        };
+        Some(
+            (1..=target)
+                .rev()
+                .find(|w| self.expected_exposure(f64::from(*w) / 100.0, p) + tail <= budget)
+                .unwrap_or(0),
+        )
+    }
+}
+
+/// Where pacing stands at the current weight, since it was last set by a passed gate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Level {
+    /// The current weight.
+    pub weight: u8,
+    /// Errors (both arms) gathered at it.
+    pub errors: u64,
+    /// The gate's log likelihood ratio over them.
+    pub log_lr: f64,
+}
+
+impl Pacing {
+    /// The weight a `setWeight` step may take now on its way from `level.weight` to `target`
+    /// percent; or, when it must hold, why. `top` is the policy's highest weight, `baseline`
+    /// the baseline's `(requests, errors)` so far, and `first` says whether the step sets the
+    /// rollout's first weight.
+    ///
+    /// From 0%, the target, or with a budget in the first step, the largest weight the budget
+    /// allows. Then the target once the gate passes; before that, in the first step with a
+    /// budget, a higher weight as soon as the budget allows one.
+    pub fn next_weight(
+        &self,
+        level: &Level,
+        target: u8,
+        top: u8,
+        baseline: (u64, u64),
+        first: bool,
+    ) -> std::result::Result<u8, String> {
+        let budget = self.budget_weight(target, top, baseline).filter(|_| first);
+        if level.weight > 0 && self.gate_passed(level.log_lr) {
+            return Ok(target);
+        }
+        match budget {
+            Some(w) if w > level.weight => Ok(w),
+            Some(_) if level.weight == 0 => Err(format!(
+                "pacing: no first weight yet keeps the expected exposure to a {}x error-rate \
+                 regression within the budget of {:.0} requests (the baseline's error rate is \
+                 read from at least {} errors; {} in {} requests so far)",
+                self.detectable_ratio,
+                self.exposure_budget.unwrap_or(f64::INFINITY),
+                Self::BASELINE_ERRORS,
+                baseline.1,
+                baseline.0
+            )),
+            None if level.weight == 0 => Ok(target),
+            _ => Err(self.gate_reason(level, "raising the weight")),
+        }
+    }
+
+    /// Why the canary may not be promoted yet from `level`, if its gate has not passed.
+    pub fn promotion_hold(&self, level: &Level) -> Option<String> {
+        ((1..100).contains(&level.weight) && !self.gate_passed(level.log_lr))
+            .then(|| self.gate_reason(level, "promoting"))
+    }
+
+    fn gate_reason(&self, level: &Level, what: &str) -> String {
+        format!(
+            "pacing: the {} errors at {}% do not yet rule out a {}x error-rate regression \
+             (likelihood ratio {:.3}, at most {} needed) before {what}; a canary as good as the \
+             baseline needs about {:.0}",
+            level.errors,
+            level.weight,
+            self.detectable_ratio,
+            level.log_lr.exp(),
+            self.beta,
+            self.errors_to_pass(f64::from(level.weight) / 100.0)
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn counts(requests: u64, errors: u64) -> Counts {
+        Counts::new(requests, errors).unwrap()
+    }
+
+    fn level(weight: u8, errors: u64, log_lr: f64) -> Level {
+        Level {
+            weight,
+            errors,
+            log_lr,
+        }
+    }
 
     #[test]
     fn oracle_errors_match_the_likelihood_ratio_drift() {
@@ -174,26 +338,140 @@ mod tests {
             p.oracle_errors(0.5)
         );
         assert!(p.oracle_errors(0.05) > p.oracle_errors(0.5));
-        assert_eq!(p.errors_required(0.0), 0.0);
         assert!(p.oracle_errors(1.0).is_infinite());
+        // A good canary's drift the other way: KL(1/2 ‖ 2/3) = 0.0589; ln 20 / KL ≈ 50.9.
+        assert!(
+            (p.errors_to_pass(0.5) - 50.9).abs() < 0.2,
+            "{}",
+            p.errors_to_pass(0.5)
+        );
     }
 
     #[test]
-    fn the_budget_caps_the_weight() {
+    fn the_gate_weighs_where_the_errors_came_from() {
+        let p = Pacing::default();
+        // Half the requests each: a canary error counts ln(4/3), a baseline one ln(2/3).
+        let llr = p.log_likelihood_ratio(&counts(100, 1), &counts(100, 1));
+        assert!((llr - (4.0f64 / 3.0).ln() - (2.0f64 / 3.0).ln()).abs() < 1e-12);
+        // The split is read from the requests, not the weight.
+        let skewed = p.log_likelihood_ratio(&counts(300, 1), &counts(100, 0));
+        assert!((skewed - (1.0 - 0.4f64).ln() + (1.0 - 0.25f64).ln()).abs() < 1e-12);
+        assert_eq!(p.log_likelihood_ratio(&counts(0, 0), &counts(100, 3)), 0.0);
+        assert!(p.gate_passed(0.05f64.ln()) && !p.gate_passed(0.051f64.ln()));
+    }
+
+    /// Runs of errors at a 20% share whose arm is drawn with the canary `ratio` times worse; the
+    /// share of runs whose gate passes within `max_errors`.
+    fn gate_pass_rate(ratio: f64, runs: u32, max_errors: u32) -> f64 {
+        use rand::{Rng, SeedableRng};
+        let p = Pacing::default();
+        let (_, t1) = arm_odds(0.2, ratio);
+        // What one error adds to the log ratio, from each arm.
+        let from_canary = p.log_likelihood_ratio(&counts(800, 0), &counts(200, 1));
+        let from_baseline = p.log_likelihood_ratio(&counts(800, 1), &counts(200, 0));
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let passed = (0..runs)
+            .filter(|_| {
+                let mut llr = 0.0;
+                (0..max_errors).any(|_| {
+                    llr += if rng.random::<f64>() < t1 {
+                        from_canary
+                    } else {
+                        from_baseline
+                    };
+                    p.gate_passed(llr)
+                })
+            })
+            .count();
+        passed as f64 / f64::from(runs)
+    }
+
+    #[test]
+    fn a_version_with_the_regression_rarely_passes_and_a_good_one_does() {
+        // Wald: at most β = 5% ever pass with exactly the regression (after 500 errors its log
+        // ratio has drifted about 25 nats up); 3,000 runs put 3 sd at 1.2%.
+        let bad = gate_pass_rate(2.0, 3_000, 500);
+        assert!(bad <= 0.062, "{bad}");
+        // A good version passes, after about 69 errors on average at 20%.
+        let good = gate_pass_rate(1.0, 1_000, 400);
+        assert!(good >= 0.99, "{good}");
+        // A worse one passes less often than one with exactly the regression.
+        assert!(gate_pass_rate(3.0, 3_000, 500) <= bad);
+    }
+
+    #[test]
+    fn the_gate_holds_until_the_regression_is_ruled_out() {
+        let p = Pacing::default();
+        // From 0% without a budget: the target at once.
+        assert_eq!(p.next_weight(&level(0, 0, 0.0), 5, 50, (0, 0), true), Ok(5));
+        let hold = p
+            .next_weight(&level(5, 40, -1.0), 20, 50, (0, 0), false)
+            .unwrap_err();
+        assert!(
+            hold.contains("40 errors at 5%") && hold.contains("before raising"),
+            "{hold}"
+        );
+        assert_eq!(
+            p.next_weight(&level(5, 200, -3.1), 20, 50, (0, 0), false),
+            Ok(20)
+        );
+        // Promotion waits for the last weight's gate too.
+        assert!(
+            p.promotion_hold(&level(50, 10, -1.0))
+                .unwrap()
+                .contains("promoting")
+        );
+        assert_eq!(p.promotion_hold(&level(50, 60, -3.1)), None);
+        assert_eq!(p.promotion_hold(&level(100, 0, 0.0)), None);
+    }
+
+    #[test]
+    fn the_budget_sizes_the_first_weight() {
         let p = Pacing {
-            exposure_budget: Some(4_000.0),
+            exposure_budget: Some(3_000.0),
             ..Pacing::default()
         };
-        let capped = p.cap_weight(5, 50, Some(0.005));
-        assert!(capped > 5 && capped < 50, "{capped}");
-        assert!(p.expected_exposure(f64::from(capped) / 100.0, 0.005) <= 4_000.0);
-        assert!(p.expected_exposure(f64::from(capped + 1) / 100.0, 0.005) > 4_000.0);
-        assert_eq!(p.cap_weight(5, 50, None), 50);
+        let tail = p.beta / (1.0 - p.beta) * p.expected_exposure(0.5, 0.005);
+        let w = p.budget_weight(50, 50, (4_001, 21)).unwrap();
+        assert!(w > 5 && w < 50, "{w}");
+        assert!(p.expected_exposure(f64::from(w) / 100.0, 0.005) + tail <= 3_000.0);
+        assert!(p.expected_exposure(f64::from(w + 1) / 100.0, 0.005) + tail > 3_000.0);
+        // A lower error rate means more requests per error: a smaller weight.
+        assert!(p.budget_weight(50, 50, (4_401, 21)).unwrap() < w);
+        // Too few baseline errors to estimate its rate, or a budget no weight fits: 0%.
+        assert_eq!(p.budget_weight(50, 50, (3_801, 19)), Some(0));
         let tiny = Pacing {
             exposure_budget: Some(1.0),
             ..Pacing::default()
         };
-        assert_eq!(tiny.cap_weight(5, 50, Some(0.005)), 5);
+        assert_eq!(tiny.budget_weight(50, 50, (4_001, 21)), Some(0));
+        assert_eq!(Pacing::default().budget_weight(50, 50, (0, 0)), None);
+
+        // The first step takes the budget's weight, or holds at 0% with the reason.
+        assert_eq!(
+            p.next_weight(&level(0, 0, 0.0), 50, 50, (4_001, 21), true),
+            Ok(w)
+        );
+        let hold = p
+            .next_weight(&level(0, 0, 0.0), 50, 50, (100, 0), true)
+            .unwrap_err();
+        assert!(hold.contains("budget of 3000 requests"), "{hold}");
+        // A better estimate of the baseline's rate lifts the first weight before its gate.
+        let better = p.next_weight(&level(w, 10, -0.5), 50, 50, (3_601, 21), true);
+        assert!(better.unwrap() > w);
+        assert!(
+            p.next_weight(&level(w, 10, -0.5), 50, 50, (4_001, 21), true)
+                .is_err()
+        );
+        // The gate lifts the budget's cap; a later step never rises before its gate.
+        assert_eq!(
+            p.next_weight(&level(w, 80, -3.1), 50, 50, (4_001, 21), true),
+            Ok(50)
+        );
+        assert!(
+            p.next_weight(&level(5, 10, -0.5), 50, 50, (3_601, 21), false)
+                .is_err()
+        );
     }
 
     #[test]
@@ -204,5 +482,11 @@ mod tests {
         };
         let msg = p.validate("canaryPolicy.pacing").unwrap_err().to_string();
         assert!(msg.contains("canaryPolicy.pacing.detectableRatio"), "{msg}");
+        let p = Pacing {
+            beta: 1.0,
+            ..Pacing::default()
+        };
+        let msg = p.validate("canaryPolicy.pacing").unwrap_err().to_string();
+        assert!(msg.contains("canaryPolicy.pacing.beta"), "{msg}");
     }
 }

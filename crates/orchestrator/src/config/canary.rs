@@ -68,8 +68,10 @@ pub struct CanaryConfig {
     /// had the data to fail it (scarce traffic) from being promoted. `1` turns the gate off.
     /// Default `0.05`.
     pub promotion_max_error_rate: f64,
-    /// Power-aware pacing: raise the weight only once the current step could have caught a
-    /// regression of `detectableRatio` times the baseline's error rate. Off by default.
+    /// Power-aware pacing: raise the weight, and promote, only once the errors at the current
+    /// weight rule out a regression of `detectableRatio` times the baseline's error rate (a
+    /// version with it passes each raise with probability at most `beta`); optionally size the
+    /// first weight to an `exposureBudget`. Off by default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pacing: Option<Pacing>,
 }

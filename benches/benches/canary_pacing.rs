@@ -1,0 +1,236 @@
+//! The pacing harness: whole canary rollouts under three policies, to measure what power-aware
+//! pacing buys (fewer requests served by a bad version) and what it costs (time to promote a
+//! good one), and whether an exposure budget holds.
+//!
+//! ```text
+//! cargo bench -p serin-benches --bench canary_pacing             # 2,000 runs per row
+//! cargo bench -p serin-benches --bench canary_pacing -- --quick  # 300 runs per row
+//! ```
+//!
+//! Options: `--quick`, `--runs N`, `--seed S`, `--threads N` (default 2; results do not depend
+//! on it), `--budget B` (the budget row's exposure budget, in canary requests).
+//!
+//! The model and the policies are documented in `serin_benches::rollout_sim`. Two shapes of
+//! policy: steps of 5%, 20% and 50%, each held for a 5-minute pause, then promotion; and one
+//! step to 50%, held 5 minutes. The default count judge (one-sided, α 0.05) watches the error
+//! rate every second throughout. Each shape runs without pacing (Argo Rollouts' and Flagger's
+//! way: the pause alone decides) and with pacing's defaults (a 2× regression must be
+//! detectable before each raise); the one-step shape also with an exposure budget, which sizes
+//! its first weight.
+
+use std::time::Instant;
+
+use serin_benches::canary_sim::{ALPHA, BASE_ERROR_RATE, upper_bound};
+use serin_benches::rollout_sim::{
+    Ending, HALF, Pacer, ROLLOUT_HORIZON_S, RolloutRun, RolloutScenario, STEP_WEIGHTS, run_rollouts,
+};
+use serin_canary::controller::Pacing;
+
+struct Options {
+    runs: u64,
+    seed: u64,
+    threads: usize,
+    budget: f64,
+}
+
+fn parse() -> Result<Options, String> {
+    let mut o = Options {
+        runs: 2_000,
+        seed: 20_261_129,
+        threads: 2,
+        budget: 3_000.0,
+    };
+    let mut args = std::env::args().skip(1);
+    let number = |v: Option<String>, what: &str| -> Result<f64, String> {
+        v.ok_or(format!("{what} needs a value"))?
+            .parse::<f64>()
+            .map_err(|e| format!("{what}: {e}"))
+    };
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => o.runs = 300,
+            "--runs" => o.runs = number(args.next(), "--runs")? as u64,
+            "--seed" => o.seed = number(args.next(), "--seed")? as u64,
+            "--threads" => o.threads = number(args.next(), "--threads")? as usize,
+            "--budget" => o.budget = number(args.next(), "--budget")?,
+            // Flags cargo bench passes to every harness.
+            "--bench" | "--nocapture" => {}
+            other => return Err(format!("unknown option `{other}`")),
+        }
+    }
+    Ok(o)
+}
+
+/// The row's seed: the harness's seed mixed with the label, so a row draws the same streams
+/// whichever rows run beside it.
+fn row_seed(seed: u64, label: &str) -> u64 {
+    label.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let idx = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1)) - 1;
+    sorted.get(idx).copied().unwrap_or(f64::NAN)
+}
+
+/// Mean and the half-width of its normal 95% interval.
+fn mean_ci(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len().max(1) as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, 1.96 * (var / n).sqrt())
+}
+
+fn share(k: usize, n: usize) -> String {
+    format!("{:.1}%", 100.0 * k as f64 / n.max(1) as f64)
+}
+
+fn print_row(scenario: &RolloutScenario, runs: &[RolloutRun], budget: Option<f64>) {
+    let n = runs.len();
+    let promoted: Vec<u32> = runs
+        .iter()
+        .filter_map(|r| match r.ending {
+            Ending::Promoted(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    let rolled: Vec<u32> = runs
+        .iter()
+        .filter_map(|r| match r.ending {
+            Ending::RolledBack(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    let unfinished = n - promoted.len() - rolled.len();
+    let mut ends: Vec<f64> = runs
+        .iter()
+        .map(|r| match r.ending {
+            Ending::Promoted(t) | Ending::RolledBack(t) => f64::from(t),
+            Ending::Unfinished => f64::INFINITY,
+        })
+        .collect();
+    ends.sort_by(f64::total_cmp);
+    let mut exposure: Vec<f64> = runs.iter().map(|r| r.canary_requests as f64).collect();
+    let (mean, half) = mean_ci(&exposure);
+    exposure.sort_by(f64::total_cmp);
+    let errors = runs.iter().map(|r| r.canary_errors as f64).sum::<f64>() / n.max(1) as f64;
+    let time = |q: f64| {
+        let t = quantile(&ends, q);
+        if t.is_finite() {
+            format!("{t:.0}")
+        } else {
+            format!(">{ROLLOUT_HORIZON_S}")
+        }
+    };
+    let bad = scenario.ratio > 1.0;
+    let verdict = if !bad {
+        format!(
+            "false rollback {} (95% upper {:.1}%)",
+            share(rolled.len(), n),
+            100.0 * upper_bound(rolled.len() as u64, n as u64, 0.95)
+        )
+    } else {
+        let promoted = format!("bad version promoted {}", share(promoted.len(), n));
+        match budget {
+            Some(b) if scenario.ratio >= Pacing::default().detectable_ratio => {
+                let within = if mean + half <= b {
+                    "within"
+                } else if mean <= b {
+                    "within, but not its 95% interval,"
+                } else {
+                    "OVER"
+                };
+                format!("mean exposure {within} the budget {b:.0}; {promoted}")
+            }
+            _ => promoted,
+        }
+    };
+    println!(
+        "| {} | {} | {} | {} | {} | {} / {} | {mean:.0} ± {half:.0} | {:.0} | {errors:.1} | {verdict} |",
+        scenario.label(),
+        share(promoted.len(), n),
+        share(rolled.len(), n),
+        share(unfinished, n),
+        runs.iter().map(|r| r.max_weight).max().unwrap_or(0),
+        time(0.5),
+        time(0.9),
+        quantile(&exposure, 0.9),
+    );
+}
+
+fn main() {
+    let opts = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("canary_pacing: {e}");
+            std::process::exit(2);
+        }
+    };
+    let pacing = Pacing {
+        exposure_budget: Some(opts.budget),
+        ..Pacing::default()
+    };
+    println!(
+        "canary_pacing: seed {}, {} runs per row, horizon {ROLLOUT_HORIZON_S} s, α {ALPHA}, \
+         baseline error rate {}%, {} thread(s)",
+        opts.seed,
+        opts.runs,
+        100.0 * BASE_ERROR_RATE,
+        opts.threads
+    );
+    println!(
+        "Policies: set weight {STEP_WEIGHTS:?}% or {HALF:?}%, each held 5 min, then promote; the \
+         default count judge watches every second. Pacing's gate holds each weight until the \
+         errors there make a {}× regression unlikely (likelihood ratio ≤ β = {}). At each \
+         weight: errors a good canary needs to pass, and the expected canary requests a {}× \
+         regression serves before the judge catches it (X):",
+        pacing.detectable_ratio, pacing.beta, pacing.detectable_ratio
+    );
+    for &w in STEP_WEIGHTS {
+        let s = f64::from(w) / 100.0;
+        println!(
+            "- {w}%: {:.0} errors, X = {:.0} requests",
+            pacing.errors_to_pass(s),
+            pacing.expected_exposure(s, BASE_ERROR_RATE)
+        );
+    }
+    println!(
+        "\nend = seconds to promotion or rollback (median / p90; >{ROLLOUT_HORIZON_S} if \
+         unfinished). exposure = canary requests served before the end (mean ± 95%, p90; a \
+         promoted bad version goes on to serve everyone), errors = of those, failed (mean).\n"
+    );
+    println!(
+        "| row | promoted | rolled back | unfinished | top weight | end s median / p90 | \
+         exposure mean | exposure p90 | errors | verdict |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let started = Instant::now();
+    for load in [20.0, 500.0] {
+        for ratio in [1.0, 1.5, 2.0, 5.0] {
+            let rows = [
+                (STEP_WEIGHTS, Pacer::Fixed),
+                (STEP_WEIGHTS, Pacer::Paced(None)),
+                (HALF, Pacer::Fixed),
+                (HALF, Pacer::Paced(None)),
+                (HALF, Pacer::Paced(Some(opts.budget))),
+            ];
+            for (weights, pacer) in rows {
+                let budget = match pacer {
+                    Pacer::Paced(b) => b,
+                    Pacer::Fixed => None,
+                };
+                let scenario = RolloutScenario {
+                    load_rps: load,
+                    ratio,
+                    weights,
+                    pacer,
+                };
+                let seed = row_seed(opts.seed, &scenario.label());
+                let runs = run_rollouts(&scenario, seed, opts.runs, opts.threads);
+                print_row(&scenario, &runs, budget);
+            }
+        }
+    }
+    println!("\ntotal {:.1} s", started.elapsed().as_secs_f64());
+}

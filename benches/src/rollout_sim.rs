@@ -1,0 +1,248 @@
+//! Whole rollouts in simulation: the canary controller, its policy and the default count judge
+//! driven second by second over seeded request streams, to measure what a policy costs — the
+//! canary requests a bad version serves before it is rolled back, and the time a good one takes
+//! to be promoted. Used by the `canary_pacing` harness.
+//!
+//! # Model
+//!
+//! The request model of [`canary_sim`](crate::canary_sim)'s independent rows: total load `L`
+//! requests/s; each second each arm serves `Poisson(λ(1 − p))` successes and `Poisson(λp)`
+//! errors, with `λ` its share of the load at the weight the controller last set, the baseline's
+//! error rate 0.5% and the canary's `ratio ×` that. The controller sees each second as one pair
+//! of observations and its action takes effect from the next second. A run ends at promotion,
+//! at rollback, or at the horizon.
+
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serin_canary::controller::{
+    Action, CanaryController, CanaryPolicy, Pacing, Pause, Phase, Step,
+};
+use serin_canary::sequential::SequentialCountJudge;
+use serin_signals::{Counts, Measurement, Metric, Observation, Timestamp, Track, Window};
+
+use crate::canary_sim::{ALPHA, BASE_ERROR_RATE, poisson, run_seeded};
+
+/// Seconds a run may last before it counts as neither promoted nor rolled back.
+pub const ROLLOUT_HORIZON_S: u32 = 4 * 3600;
+
+/// The weights of the stepped policy, as Argo Rollouts' examples write them.
+pub const STEP_WEIGHTS: &[u8] = &[5, 20, 50];
+
+/// The weight of the one-step policy: half the traffic at once, as a blue-green switch with a
+/// canary phase might.
+pub const HALF: &[u8] = &[50];
+
+/// How long each `pause` step of the policy waits after its weight is set.
+pub const STEP_PAUSE: Duration = Duration::from_secs(300);
+
+/// How the policy paces its weight increases.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pacer {
+    /// Fixed pauses only: the weight rises when the pause ends, whatever the evidence.
+    Fixed,
+    /// Pauses, and power-aware pacing with its defaults (a 2× regression detectable before each
+    /// raise) and the given exposure budget, if any.
+    Paced(Option<f64>),
+}
+
+impl Pacer {
+    /// A short name for tables.
+    pub fn label(&self) -> String {
+        match self {
+            Pacer::Fixed => "fixed pauses".into(),
+            Pacer::Paced(None) => "paced".into(),
+            Pacer::Paced(Some(b)) => format!("paced, budget {b:.0}"),
+        }
+    }
+
+    /// The policy: for each of `weights`, set it, then pause [`STEP_PAUSE`]; promote after the
+    /// last pause.
+    pub fn policy(&self, weights: &[u8]) -> CanaryPolicy {
+        let steps = weights
+            .iter()
+            .flat_map(|w| {
+                [
+                    Step::SetWeight(*w),
+                    Step::Pause(Pause {
+                        duration: Some(STEP_PAUSE),
+                    }),
+                ]
+            })
+            .collect();
+        let mut policy = CanaryPolicy::new(steps);
+        if let Pacer::Paced(budget) = self {
+            policy.pacing = Some(Pacing {
+                exposure_budget: *budget,
+                ..Pacing::default()
+            });
+        }
+        policy
+    }
+}
+
+/// One row: a load, the canary's error-rate ratio, the policy's weights and a pacer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutScenario {
+    /// Total requests per second.
+    pub load_rps: f64,
+    /// Canary error rate ÷ the baseline's (1 = a good version).
+    pub ratio: f64,
+    /// The weights the policy steps through ([`STEP_WEIGHTS`] or [`HALF`]).
+    pub weights: &'static [u8],
+    /// How weight increases are paced.
+    pub pacer: Pacer,
+}
+
+impl RolloutScenario {
+    /// The row's label (its streams are drawn from the seed and this label).
+    pub fn label(&self) -> String {
+        let weights: Vec<String> = self.weights.iter().map(u8::to_string).collect();
+        format!(
+            "err×{} {}rps, {}%, {}",
+            self.ratio,
+            self.load_rps,
+            weights.join("/"),
+            self.pacer.label()
+        )
+    }
+}
+
+/// How one rollout ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Promoted at this second.
+    Promoted(u32),
+    /// Rolled back at this second.
+    RolledBack(u32),
+    /// Still progressing at the horizon.
+    Unfinished,
+}
+
+/// One rollout's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RolloutRun {
+    /// How it ended.
+    pub ending: Ending,
+    /// Requests the canary served before the rollout ended (its whole exposure; a promoted
+    /// version serves everyone from then on).
+    pub canary_requests: u64,
+    /// Of those, the requests that failed.
+    pub canary_errors: u64,
+    /// The highest weight the canary reached before the end.
+    pub max_weight: u8,
+}
+
+fn second(s: u32) -> Window {
+    let at = |s: u32| Timestamp::from_millis(u64::from(s) * 1000);
+    Window::new(at(s), at(s + 1)).expect("a second is a window")
+}
+
+fn counts(track: Track, window: Window, requests: u64, errors: u64) -> Observation {
+    let c = Counts::new(requests + errors, errors).expect("errors never exceed requests");
+    Observation::new(Metric::ErrorRate, track, window, Measurement::Counts(c))
+}
+
+/// One seeded rollout of `scenario`.
+pub fn run_rollout(scenario: &RolloutScenario, seed: u64) -> RolloutRun {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let judge = SequentialCountJudge::new(Metric::ErrorRate, ALPHA, 0.0)
+        .expect("the default judge's settings are valid");
+    let mut ctl = CanaryController::new(scenario.pacer.policy(scenario.weights), vec![judge])
+        .expect("the harness's policy is valid");
+    let mut out = RolloutRun {
+        ending: Ending::Unfinished,
+        canary_requests: 0,
+        canary_errors: 0,
+        max_weight: 0,
+    };
+    let mut action = ctl.tick(Timestamp::from_millis(0)).action;
+    let p_c = BASE_ERROR_RATE * scenario.ratio;
+    for s in 0..ROLLOUT_HORIZON_S {
+        match action {
+            Action::Promote => {
+                out.ending = Ending::Promoted(s);
+                break;
+            }
+            Action::Rollback => {
+                out.ending = Ending::RolledBack(s);
+                break;
+            }
+            _ => {}
+        }
+        let w = f64::from(ctl.state().weight()) / 100.0;
+        out.max_weight = out.max_weight.max(ctl.state().weight());
+        let (lb, lc) = (scenario.load_rps * (1.0 - w), scenario.load_rps * w);
+        let (bs, be) = (
+            poisson(&mut rng, lb * (1.0 - BASE_ERROR_RATE)),
+            poisson(&mut rng, lb * BASE_ERROR_RATE),
+        );
+        let (cs, ce) = (
+            poisson(&mut rng, lc * (1.0 - p_c)),
+            poisson(&mut rng, lc * p_c),
+        );
+        out.canary_requests += cs + ce;
+        out.canary_errors += ce;
+        let window = second(s);
+        let decision = ctl
+            .observe(
+                &counts(Track::Stable, window, bs, be),
+                &counts(Track::Canary, window, cs, ce),
+                window.end(),
+            )
+            .expect("the observations pair up");
+        action = decision.action;
+    }
+    if out.ending == Ending::Unfinished {
+        match ctl.state().phase() {
+            Phase::Promoted => out.ending = Ending::Promoted(ROLLOUT_HORIZON_S),
+            Phase::RolledBack => out.ending = Ending::RolledBack(ROLLOUT_HORIZON_S),
+            Phase::Progressing => {}
+        }
+    }
+    out
+}
+
+/// `runs` seeded rollouts of `scenario` on `threads` threads; run `i` uses
+/// `run_seed(seed, i)`, so the result does not depend on the thread count.
+pub fn run_rollouts(
+    scenario: &RolloutScenario,
+    seed: u64,
+    runs: u64,
+    threads: usize,
+) -> Vec<RolloutRun> {
+    run_seeded(seed, runs, threads, |s| run_rollout(scenario, s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rollout_is_reproducible_from_its_seed() {
+        let s = RolloutScenario {
+            load_rps: 500.0,
+            ratio: 5.0,
+            weights: STEP_WEIGHTS,
+            pacer: Pacer::Fixed,
+        };
+        assert_eq!(run_rollout(&s, 7), run_rollout(&s, 7));
+    }
+
+    #[test]
+    fn a_much_worse_canary_is_rolled_back_at_the_first_step() {
+        let s = RolloutScenario {
+            load_rps: 500.0,
+            ratio: 20.0,
+            weights: STEP_WEIGHTS,
+            pacer: Pacer::Paced(None),
+        };
+        let r = run_rollout(&s, 1);
+        assert!(
+            matches!(r.ending, Ending::RolledBack(t) if t < 300),
+            "{r:?}"
+        );
+        assert_eq!(r.max_weight, STEP_WEIGHTS[0]);
+    }
+}
