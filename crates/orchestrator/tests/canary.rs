@@ -5,6 +5,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serin_canary::controller::Pacing;
 use serin_orchestrator::{EventKind, Outcome, Platform};
 use serin_signals::{Arm, Track};
 use support::{SERVICE, World, canary_config, drain, rollback_reason};
@@ -34,18 +35,45 @@ async fn a_healthy_canary_is_promoted_and_the_old_track_retired() {
         "old track retired"
     );
     let seen = drain(&mut events);
-    let weights: Vec<f64> = seen
+    assert_eq!(weights(&seen), vec![10.0, 40.0, 70.0, 100.0]);
+    assert_eq!(
+        seen, report.timeline,
+        "subscribers see exactly the journalled timeline"
+    );
+}
+
+/// The weights a deployment's events set, in order.
+fn weights(events: &[serin_orchestrator::Event]) -> Vec<f64> {
+    events
         .iter()
         .filter_map(|e| match &e.kind {
             EventKind::WeightChanged { percent, .. } => Some(*percent),
             _ => None,
         })
-        .collect();
-    assert_eq!(weights, vec![10.0, 40.0, 70.0, 100.0]);
-    assert_eq!(
-        seen, report.timeline,
-        "subscribers see exactly the journalled timeline"
-    );
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_exposure_budget_starts_the_canary_at_0_percent_and_pacing_still_promotes() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let mut config = canary_config("1.1.0");
+    config.canary_config.pacing = Some(Pacing {
+        exposure_budget: Some(3_000.0),
+        ..Pacing::default()
+    });
+    let report = world.deploy(&config).await;
+    println!("{report}");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded));
+    // The canary waits at 0% while the baseline's errors give its rate, then takes the
+    // largest weight up to the first step's 10% within the budget, and every later weight
+    // once the errors there rule out a 2x regression.
+    let seen = weights(&report.timeline);
+    assert_eq!(seen.first(), Some(&0.0), "{seen:?}");
+    assert_eq!(&seen[seen.len() - 3..], &[40.0, 70.0, 100.0], "{seen:?}");
+    let paced = report.timeline.iter().any(|e| {
+        matches!(&e.kind, EventKind::AnalysisResult { decision } if decision.reason.contains("pacing"))
+    });
+    assert!(paced, "the held weights say why");
 }
 
 #[tokio::test(start_paused = true)]

@@ -292,19 +292,22 @@ impl<J: Judge> CanaryController<J> {
                     *slot = Some(j);
                 }
             }
+            // The baseline's rate is learned even while the canary serves nothing (a budget
+            // holds it at 0% until then); the gate weighs the errors of both arms.
             if for_pacing
                 && let Some(p) = &self.policy.pacing
-                && let (Measurement::Counts(b), Measurement::Counts(c)) =
-                    (&baseline.measurement, &canary.measurement)
+                && let Measurement::Counts(b) = &baseline.measurement
             {
                 let s = &mut self.state;
-                s.step_log_lr += p.log_likelihood_ratio(b, c);
-                s.step_errors = s
-                    .step_errors
-                    .saturating_add(b.errors())
-                    .saturating_add(c.errors());
                 s.baseline_requests = s.baseline_requests.saturating_add(b.requests());
                 s.baseline_errors = s.baseline_errors.saturating_add(b.errors());
+                if let Measurement::Counts(c) = &canary.measurement {
+                    s.step_log_lr += p.log_likelihood_ratio(b, c);
+                    s.step_errors = s
+                        .step_errors
+                        .saturating_add(b.errors())
+                        .saturating_add(c.errors());
+                }
             }
             if for_gate && let Measurement::Counts(c) = &canary.measurement {
                 let s = &mut self.state;

@@ -261,7 +261,8 @@ impl Pacing {
     ///
     /// From 0%, the target, or with a budget in the first step, the largest weight the budget
     /// allows. Then the target once the gate passes; before that, in the first step with a
-    /// budget, a higher weight as soon as the budget allows one.
+    /// budget, a higher weight as soon as the budget allows the target or half again the
+    /// current weight.
     pub fn next_weight(
         &self,
         level: &Level,
@@ -275,7 +276,11 @@ impl Pacing {
             return Ok(target);
         }
         match budget {
-            Some(w) if w > level.weight => Ok(w),
+            // Before its gate, the first weight rises only to the target or by half again at
+            // least: the estimate of the baseline's rate firms up by the second, and traffic
+            // should not shift with each digit.
+            Some(w) if level.weight == 0 && w > 0 => Ok(w),
+            Some(w) if w > level.weight && (w == target || w > level.weight * 3 / 2) => Ok(w),
             Some(_) if level.weight == 0 => Err(format!(
                 "pacing: no first weight yet keeps the expected exposure to a {}x error-rate \
                  regression within the budget of {:.0} requests (the baseline's error rate is \

@@ -51,11 +51,7 @@ impl Runner {
         let mut controller = controller_of(run.clone())?;
         let mut decision: Option<Decision> = None;
         for (metric, b, c) in &observations {
-            if controller
-                .judges()
-                .iter()
-                .any(|j| serin_canary::judge::Judge::metric(j) == metric)
-            {
+            if reads(&controller, metric) {
                 match controller.observe(b, c, now) {
                     Ok(d) => decision = Some(d),
                     Err(e) => kinds.push(EventKind::Anomaly {
@@ -154,6 +150,20 @@ impl Runner {
             .div_ceil(100))
         .max(1)
     }
+}
+
+/// Whether the controller reads `metric`: a judge of it, pacing or the promotion gate.
+fn reads(controller: &CanaryController<AnyJudge>, metric: &Metric) -> bool {
+    let policy = controller.policy();
+    controller
+        .judges()
+        .iter()
+        .any(|j| serin_canary::judge::Judge::metric(j) == metric)
+        || policy.pacing.as_ref().is_some_and(|p| &p.metric == metric)
+        || policy
+            .promotion
+            .as_ref()
+            .is_some_and(|g| &g.metric == metric)
 }
 
 pub(super) fn controller_of(run: CanaryRun) -> Result<CanaryController<AnyJudge>> {

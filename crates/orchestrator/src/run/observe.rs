@@ -26,6 +26,12 @@ impl Runner {
             for j in &run.judges {
                 add(serin_canary::judge::Judge::metric(j).clone());
             }
+            if let Some(p) = &run.policy.pacing {
+                add(p.metric.clone());
+            }
+            if let Some(g) = &run.policy.promotion {
+                add(g.metric.clone());
+            }
         }
         for t in &self.state.triggers.config().triggers {
             match t {
