@@ -161,6 +161,7 @@ const SCHEMA: &str = "
     CREATE INDEX tv_c ON tv (c);
     CREATE INDEX t_c_brin ON t USING brin (c);
     CREATE TYPE pair AS (id bigint);
+    CREATE TYPE duo AS (id bigint, n int); CREATE TABLE du (d duo);
     CREATE TYPE kt AS (id bigint); CREATE TABLE ko OF kt;
     CREATE TABLE ch () INHERITS (u);
     CREATE STATISTICS st_c ON c, s FROM t;
@@ -216,6 +217,18 @@ const STATEMENTS: &[&str] = &[
     "ALTER INDEX t_c RENAME TO t_c_renamed",
     "ALTER INDEX t_c SET (fillfactor = 70)",
     "ALTER SEQUENCE t_id_seq OWNED BY t.id",
+    "ALTER SEQUENCE t_id_seq INCREMENT BY 2",
+    "ALTER SEQUENCE IF EXISTS t_id_seq RESTART WITH 10",
+    "ALTER SEQUENCE t_id_seq RENAME TO t_id_seq2",
+    "ALTER SEQUENCE t_id_seq OWNER TO CURRENT_USER",
+    "ALTER TYPE duo ADD ATTRIBUTE m int",
+    "ALTER TYPE duo RENAME ATTRIBUTE n TO n2",
+    "ALTER TYPE duo DROP ATTRIBUTE n, ADD ATTRIBUTE m text",
+    "ALTER TYPE duo RENAME TO couple",
+    "ALTER TYPE mood RENAME TO feeling",
+    "ALTER DOMAIN posint RENAME TO pint",
+    "ALTER FUNCTION touch() RENAME TO touch2",
+    "ALTER SCHEMA public RENAME TO main",
     "CREATE RULE r AS ON INSERT TO t DO INSTEAD NOTHING",
     "DROP RULE t_r ON t",
     "ALTER TABLE t ALTER CONSTRAINT t_u_fk DEFERRABLE",
@@ -355,13 +368,19 @@ fn the_locks_the_analysis_counts_are_the_ones_postgresql_takes() {
     let Some(db) = Database::create("locks", SCHEMA) else {
         return;
     };
+    // Analysed as a catalog would, after what the schema's own statements taught it (which
+    // types are enums, for one).
+    let mut schema = Schema::default();
+    schema.learn(SCHEMA);
     let mut wrong = Vec::new();
     for statement in STATEMENTS {
         // The tables' locks held by this session right after the statement, by the oids
-        // the tables had before it (a rename keeps the oid), and those of indexes, which
-        // their table's reads and writes wait for (planning a query opens every index).
+        // the tables had before it (a rename keeps the oid); those of indexes, which their
+        // table's reads and writes wait for (planning a query opens every index); of a
+        // sequence, which `nextval` waits for; and of a composite type, which reads of the
+        // tables using it wait for.
         let script = format!(
-            "CREATE TEMP TABLE watched AS SELECT oid FROM pg_class WHERE relname IN ('t', 'u', 'm', 'tv', 'p', 'p2025', 'p2025_at', 'gi', 'ko', 'ch', 't_c', 't_c_brin');
+            "CREATE TEMP TABLE watched AS SELECT oid FROM pg_class WHERE relname IN ('t', 'u', 'm', 'tv', 'p', 'p2025', 'p2025_at', 'gi', 'ko', 'ch', 't_c', 't_c_brin', 't_id_seq', 'duo', 'du');
              BEGIN;
              {statement};
              SELECT 'modes:' || coalesce(string_agg(DISTINCT mode, ','), '') FROM pg_locks
@@ -371,7 +390,7 @@ fn the_locks_the_analysis_counts_are_the_ones_postgresql_takes() {
         );
         let modes = db.answer(&script, "modes:");
         let blocks = modes.split(',').any(|m| BLOCKING.contains(&m));
-        let report = analyze("m", statement).unwrap();
+        let report = analyze_after("m", statement, &schema).unwrap();
         if let Some(why) = unread(&report) {
             wrong.push(format!(
                 "{statement}: PostgreSQL takes [{modes}], the analysis cannot read it ({why})"

@@ -3,8 +3,8 @@
 //! `lock_timeout` first, and what a transaction keeps blocked until it ends.
 
 use sqlparser::ast::{
-    AlterTableOperation, AlterViewOperation, ColumnDef, ColumnOption, CreateTable, LockTableMode,
-    ObjectName, SqlOption, Statement, TableConstraint,
+    AlterTableOperation, AlterTypeOperation, AlterViewOperation, ColumnDef, ColumnOption,
+    CreateTable, LockTableMode, ObjectName, SqlOption, Statement, TableConstraint,
 };
 
 use super::read::Parsed;
@@ -41,10 +41,14 @@ pub(super) fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
             checks_columns,
         }) => *checks_columns && ctx.in_use(domain),
         Parsed::ByWords(ByWords::LockedCatalog { table }) => ctx.in_use(table),
+        // `nextval` waits for it, and so do the inserts that draw from the sequence.
+        Parsed::ByWords(ByWords::Sequence { sequence, .. }) => ctx.in_use(sequence),
+        Parsed::ByWords(ByWords::TypeAttributes { ty, .. }) => ctx.in_use(ty),
+        // Each table the role owns, under ACCESS EXCLUSIVE; a drop of each object it owns.
+        Parsed::ByWords(ByWords::ReassignOwned | ByWords::DropOwned) => true,
         // A DO block's locks are those of its body, which is not read.
         Parsed::ByWords(
-            ByWords::Sequence
-            | ByWords::Statistics
+            ByWords::Statistics
             | ByWords::CreateTable { .. }
             | ByWords::Do
             | ByWords::Owner
@@ -52,7 +56,9 @@ pub(super) fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
             | ByWords::ClusterMark
             | ByWords::Publication
             | ByWords::CatalogOnly
-            | ByWords::ServerWide { .. },
+            | ByWords::ServerWide { .. }
+            | ByWords::Renamed { .. }
+            | ByWords::RoutineSetting,
         ) => false,
         // What the scripts lock is not known; the finding says they are not read.
         Parsed::ByWords(ByWords::ExtensionUpdate | ByWords::TextSearch) => false,
@@ -116,9 +122,15 @@ pub(super) fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
                     || foreign_tables(ct).any(|t| ctx.in_use(t))
             }
             Statement::Drop { .. } | Statement::Truncate(_) => true,
-            // An enum's values and a type's name: the type is locked, not the tables using it
-            // (checked on PostgreSQL 15: their reads and writes go on meanwhile).
-            Statement::AlterType(_) => false,
+            // An enum's values and name: the type is locked, not the tables using it (checked
+            // on PostgreSQL 15: their reads and writes go on meanwhile). A composite type's
+            // name is changed under an ACCESS EXCLUSIVE lock of the type, which reads of the
+            // tables using it wait for: any type not known to be an enum counts as one.
+            Statement::AlterType(at) => {
+                matches!(at.operation, AlterTypeOperation::Rename(_))
+                    && !ctx.schema.is_enum(&at.name)
+                    && ctx.in_use(&at.name)
+            }
             Statement::Vacuum(v) => v.full,
             Statement::Lock(l) => l.lock_mode.as_ref().is_none_or(|m| {
                 matches!(

@@ -75,7 +75,11 @@ pub const RULES: &[&str] = &[
     "prefer-repack",
     "renaming-column",
     "renaming-enum-value",
+    "renaming-function",
+    "renaming-schema",
+    "renaming-sequence",
     "renaming-table",
+    "renaming-type",
     "require-concurrent-index-creation",
     "require-concurrent-index-deletion",
     "require-concurrent-partition-detach",
@@ -595,6 +599,27 @@ mod tests {
             ("ALTER MATERIALIZED VIEW v SET SCHEMA s", "renaming-table"),
             ("ALTER VIEW v RENAME COLUMN a TO b", "renaming-column"),
             ("ALTER TABLE s.t SET SCHEMA archive", "renaming-table"),
+            ("ALTER SCHEMA app RENAME TO app2", "renaming-schema"),
+            ("ALTER FUNCTION f(int) RENAME TO g", "renaming-function"),
+            ("ALTER AGGREGATE a(int) SET SCHEMA s", "renaming-function"),
+            (
+                "ALTER PROCEDURE p(int, text) RENAME TO q",
+                "renaming-function",
+            ),
+            ("ALTER ROUTINE p SET SCHEMA s", "renaming-function"),
+            ("ALTER PROCEDURE p() SET search_path = a", "not-analysed"),
+            ("ALTER TYPE mood RENAME TO feeling", "renaming-type"),
+            ("ALTER TYPE mood SET SCHEMA s", "renaming-type"),
+            ("ALTER DOMAIN d RENAME TO e", "renaming-type"),
+            ("ALTER SEQUENCE s RENAME TO s2", "renaming-sequence"),
+            ("ALTER SEQUENCE s SET SCHEMA archive", "renaming-sequence"),
+            ("ALTER TYPE pair RENAME ATTRIBUTE a TO b", "renaming-column"),
+            (
+                "ALTER TYPE pair DROP ATTRIBUTE IF EXISTS a",
+                "ban-drop-column",
+            ),
+            ("REASSIGN OWNED BY app TO admin", "revoking-privilege"),
+            ("DROP OWNED BY app", "ban-drop-object"),
             (
                 "ALTER TABLE IF EXISTS ONLY t SET TABLESPACE fast",
                 "changing-tablespace",
@@ -652,6 +677,29 @@ mod tests {
     }
 
     #[test]
+    fn a_sequence_or_a_composite_type_in_use_is_locked_while_it_changes() {
+        // Checked against PostgreSQL by `tests/postgres.rs`: `nextval` waits for the first,
+        // reads of the tables using a composite type for the second.
+        for sql in [
+            "ALTER SEQUENCE s INCREMENT BY 2",
+            "ALTER SEQUENCE s OWNER TO app",
+            "ALTER TYPE pair ADD ATTRIBUTE m int",
+            "ALTER TYPE pair RENAME TO couple",
+        ] {
+            let r = analyze("t", sql).unwrap();
+            assert!(
+                r.findings().any(|(_, f)| f.rule == "require-lock-timeout"),
+                "{sql}"
+            );
+        }
+        // An enum known from earlier migrations locks no table when renamed.
+        let mut schema = Schema::default();
+        schema.learn("CREATE TYPE mood AS ENUM ('ok')");
+        let r = analyze_after("t", "ALTER TYPE mood RENAME TO feeling", &schema).unwrap();
+        assert!(!r.findings().any(|(_, f)| f.rule == "require-lock-timeout"));
+    }
+
+    #[test]
     fn their_online_forms_pass() {
         for sql in [
             "VACUUM t",
@@ -675,8 +723,16 @@ mod tests {
             "CREATE TABLE n (c int); CREATE INDEX n_c ON n USING brin (c); \
              ALTER INDEX n_c SET (pages_per_range = 64); ALTER INDEX n_c SET TABLESPACE fast",
             // Forms `pg_dump` writes, read from their words.
-            "ALTER SEQUENCE public.t_id_seq OWNED BY public.t.id",
-            "ALTER SEQUENCE IF EXISTS s RESTART WITH 100",
+            "CREATE SEQUENCE public.t_id_seq; ALTER SEQUENCE public.t_id_seq OWNED BY public.t.id",
+            // A sequence in use holds up `nextval` while it changes: after a lock_timeout.
+            "SET lock_timeout = '1s'; ALTER SEQUENCE IF EXISTS s RESTART WITH 100",
+            // Objects this migration made are renamed before anything uses them.
+            "CREATE SCHEMA a; ALTER SCHEMA a RENAME TO b",
+            "CREATE SCHEMA AUTHORIZATION app; ALTER SCHEMA app RENAME TO b",
+            "CREATE TYPE t AS (a int); ALTER TYPE t ADD ATTRIBUTE b int; ALTER TYPE t RENAME TO u",
+            "CREATE DOMAIN d AS int; ALTER DOMAIN d RENAME TO e",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'; ALTER FUNCTION f() \
+             RENAME TO g",
             "ALTER TABLE ONLY t ALTER COLUMN id SET DEFAULT nextval('t_id_seq'::regclass)",
             "CREATE STATISTICS s (dependencies) ON a, b FROM t",
             "VACUUM ANALYZE t",

@@ -4,11 +4,11 @@ use std::collections::BTreeSet;
 use std::ops::Range;
 
 use sqlparser::ast::{
-    AlterColumnOperation, AlterFunctionOperation, AlterSchemaOperation, AlterTableOperation,
-    AlterTypeOperation, AlterViewOperation, ColumnOption, ContextModifier, DataType,
-    DetachPartitionMode, DiscardObject, Expr, ForValues, FromTable, FunctionDesc, GrantObjects,
-    ObjectName, ObjectType, RenameTableNameKind, Reset, Set, SetExpr, Statement, TableConstraint,
-    TableFactor, TableObject, TableWithJoins, TimezoneInfo,
+    AlterColumnOperation, AlterFunction, AlterFunctionOperation, AlterSchemaOperation,
+    AlterTableOperation, AlterTypeOperation, AlterViewOperation, ColumnOption, ContextModifier,
+    DataType, DetachPartitionMode, DiscardObject, Expr, ForValues, FromTable, FunctionDesc,
+    GrantObjects, ObjectName, ObjectType, RenameTableNameKind, Reset, SchemaName, Set, SetExpr,
+    Statement, TableConstraint, TableFactor, TableObject, TableWithJoins, TimezoneInfo,
 };
 
 use super::locks::takes_lock;
@@ -48,6 +48,9 @@ const RECIPE_DROP_COLUMN: &str = "stop reading and writing the column, deploy, t
     the contract phase after the old version is retired";
 const RECIPE_RENAME: &str = "expand/contract: add the new name, write both, backfill, move \
     reads, stop old writes, then drop the old one";
+const RECIPE_RENAME_OBJECT: &str = "expand/contract: create the object under the new name \
+    beside the old one (a function or type can be copied, a schema can hold views), deploy the \
+    version that uses it, then drop the old one once no running version does";
 const RECIPE_NOT_NULL: &str = "add CHECK (col IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT, then \
     SET NOT NULL (no scan) and drop the check";
 const RECIPE_REQUIRED: &str = "add the column nullable (or with a constant default), backfill in \
@@ -260,10 +263,12 @@ impl AddedValue {
 pub(super) struct Ctx {
     /// The tables and column types known so far, from earlier migrations and statements.
     pub(super) schema: Schema,
-    /// Tables, views and sequences this migration created: nothing uses them yet.
+    /// Tables, views, sequences and types this migration created: nothing uses them yet.
     created: BTreeSet<String>,
     /// Functions this migration created (by name; functions have names of their own).
     routines: BTreeSet<String>,
+    /// Schemas this migration created (schemas have names of their own too).
+    schemas: BTreeSet<String>,
     /// A non-zero `lock_timeout` is in force.
     lock_timeout: bool,
     /// ... set by `SET LOCAL`, so it ends with the transaction.
@@ -994,8 +999,65 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                 )),
                 // Planner statistics, TOAST storage and compression of new values, an identity,
                 // a sequence's settings, an owner, a new view: catalog changes only, no rewrite.
+                ByWords::Sequence {
+                    sequence,
+                    renamed: Some(change),
+                } if ctx.in_use(sequence) => {
+                    out.push(renamed_object("renaming-sequence", change));
+                }
+                ByWords::TypeAttributes {
+                    ty,
+                    dropped,
+                    renamed: new_name,
+                } if ctx.in_use(ty) => {
+                    if let Some((from, to)) = new_name {
+                        out.push(renamed(
+                            "renaming-column",
+                            format!("renaming attribute {from} of type {ty} to {to}"),
+                        ));
+                    }
+                    if !dropped.is_empty() {
+                        out.push(finding(
+                            "ban-drop-column",
+                            W,
+                            ExpandContract,
+                            format!(
+                                "dropping attribute(s) {} of type {ty} breaks the old version if \
+                                 it reads them, and discards their values in every column of the \
+                                 type",
+                                dropped.join(", ")
+                            ),
+                            RECIPE_DROP_COLUMN,
+                        ));
+                    }
+                }
+                ByWords::Renamed { rule, name, change } if ctx.in_use(name) => {
+                    out.push(renamed_object(rule, change));
+                }
+                ByWords::Renamed { .. } => {}
+                ByWords::RoutineSetting => out.push(not_analysed()),
+                ByWords::ReassignOwned => out.push(finding(
+                    "revoking-privilege",
+                    W,
+                    ExpandContract,
+                    "REASSIGN OWNED moves every object the role owns to another role: a version \
+                     connecting as that role keeps only the privileges granted to it explicitly"
+                        .into(),
+                    "grant the old owner what it needs on each object first, or move the \
+                     objects after every version connecting as it is retired",
+                )),
+                ByWords::DropOwned => out.push(finding(
+                    "ban-drop-object",
+                    E,
+                    ExpandContract,
+                    "DROP OWNED drops every object the role owns, its tables included, and \
+                     revokes its privileges everywhere"
+                        .into(),
+                    "drop each object by name in the contract phase, once no running version \
+                     uses it",
+                )),
+                ByWords::Sequence { .. } | ByWords::TypeAttributes { .. } => {}
                 ByWords::ColumnSetting { .. }
-                | ByWords::Sequence
                 | ByWords::Statistics
                 | ByWords::Owner
                 | ByWords::AttachIndex
@@ -1445,7 +1507,11 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             )),
             // Adding a value is quick (PostgreSQL 12+) and breaks nobody.
             AlterTypeOperation::AddValue(_) => {}
-            AlterTypeOperation::Rename(_) => out.push(not_analysed()),
+            AlterTypeOperation::Rename(r) if ctx.in_use(&at.name) => out.push(renamed_object(
+                "renaming-type",
+                &format!("renaming type {} to {}", at.name, r.new_name),
+            )),
+            AlterTypeOperation::Rename(_) => {}
         },
         Statement::Vacuum(v) if v.full => out.push(vacuum_full(
             &v.table_name
@@ -1493,9 +1559,15 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
         Statement::Query(_) => {}
         // Privileges given, statistics gathered, an index renamed: nothing a running version
         // relies on changes (their locks are counted above).
-        Statement::CreateType { .. }
-        | Statement::CreateSchema { .. }
-        | Statement::CreateExtension(_)
+        Statement::CreateType { name, .. } => ctx.create(name),
+        Statement::CreateSchema { schema_name, .. } => {
+            let name = match schema_name {
+                SchemaName::Simple(n) | SchemaName::NamedAuthorization(n, _) => n.clone(),
+                SchemaName::UnnamedAuthorization(role) => ObjectName::from(vec![role.clone()]),
+            };
+            ctx.schemas.insert(table_key(&name));
+        }
+        Statement::CreateExtension(_)
         | Statement::Comment { .. }
         | Statement::Grant(_)
         | Statement::GrantRole(_)
@@ -1536,6 +1608,36 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             if a.operations
                 .iter()
                 .all(|op| matches!(op, AlterSchemaOperation::OwnerTo { .. })) => {}
+        Statement::AlterSchema(a)
+            if a.operations.iter().all(|op| {
+                matches!(
+                    op,
+                    AlterSchemaOperation::OwnerTo { .. } | AlterSchemaOperation::Rename { .. }
+                )
+            }) =>
+        {
+            for op in &a.operations {
+                if let AlterSchemaOperation::Rename { name } = op
+                    && !ctx.schemas.contains(&table_key(&a.name))
+                {
+                    out.push(renamed_object(
+                        "renaming-schema",
+                        &format!(
+                            "renaming schema {} to {name} (and so every name qualified by it)",
+                            a.name
+                        ),
+                    ));
+                }
+            }
+        }
+        // A routine made by this migration is renamed before anything calls it.
+        Statement::AlterFunction(f) if renamed_routine(f).is_some() => {
+            if !ctx.routines.contains(&table_key(&f.function.name))
+                && let Some(change) = renamed_routine(f)
+            {
+                out.push(renamed_object("renaming-function", &change));
+            }
+        }
         Statement::CreatePolicy(_) | Statement::AlterPolicy(_) | Statement::DropPolicy(_) => {
             out.push(behaviour_changes("a row-level security policy"));
         }
@@ -1799,6 +1901,32 @@ fn takes_long(stmt: &Parsed, ctx: &Ctx) -> Option<&'static str> {
 }
 
 /// A rename (`what`) that breaks whichever version uses the other name.
+/// How `ALTER FUNCTION | AGGREGATE` names a routine anew, if it does.
+fn renamed_routine(f: &AlterFunction) -> Option<String> {
+    let (kind, name) = (f.kind.to_string().to_lowercase(), &f.function.name);
+    match &f.operation {
+        AlterFunctionOperation::RenameTo { new_name } => {
+            Some(format!("renaming {kind} {name} to {new_name}"))
+        }
+        AlterFunctionOperation::SetSchema { schema_name } => {
+            Some(format!("moving {kind} {name} to schema {schema_name}"))
+        }
+        _ => None,
+    }
+}
+
+/// A new name for an object that is not a table's: a function, a type, a sequence or a schema.
+/// Nothing keeps the old name alive beside it, as a view can for a table.
+fn renamed_object(rule: &str, change: &str) -> SqlFinding {
+    finding(
+        rule,
+        Severity::Error,
+        Safety::ExpandContract,
+        format!("{change} breaks whichever version uses the other name"),
+        RECIPE_RENAME_OBJECT,
+    )
+}
+
 fn renamed(rule: &str, what: String) -> SqlFinding {
     finding(
         rule,

@@ -8,9 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sqlparser::ast::{
-    AlterColumnOperation, AlterIndexOperation, AlterTableOperation, CharacterLength, ColumnDef,
-    ColumnOption, CreateIndex, DataType, ExactNumberInfo, Expr, ForValues, Ident, IndexColumn,
-    ObjectName, ObjectNamePart, ObjectType, RenameTableNameKind, Statement, TableConstraint,
+    AlterColumnOperation, AlterIndexOperation, AlterTableOperation, AlterType, AlterTypeOperation,
+    CharacterLength, ColumnDef, ColumnOption, CreateIndex, DataType, ExactNumberInfo, Expr,
+    ForValues, Ident, IndexColumn, ObjectName, ObjectNamePart, ObjectType, RenameTableNameKind,
+    Statement, TableConstraint, UserDefinedTypeRepresentation,
 };
 
 use super::checks::{self, Check, Checks, check, follow_checks, implies_bound};
@@ -74,6 +75,8 @@ pub struct Schema {
     checks: BTreeMap<String, Checks>,
     /// By normalized name, in the schema of its table (as `table_key` names tables).
     indexes: BTreeMap<String, Index>,
+    /// The enum types (`CREATE TYPE ... AS ENUM`), whose changes lock no table.
+    enums: BTreeSet<String>,
 }
 
 impl Schema {
@@ -94,6 +97,11 @@ impl Schema {
             .get(&table_key(table))?
             .get(&ident_key(column))?;
         Some(&column.data_type)
+    }
+
+    /// Whether `ty` is known to be an enum type, not a composite one.
+    pub(super) fn is_enum(&self, ty: &ObjectName) -> bool {
+        self.enums.contains(&table_key(ty))
     }
 
     /// Whether `table` is known to be partitioned (`CREATE TABLE ... PARTITION BY`).
@@ -317,6 +325,33 @@ impl Schema {
             } => {
                 for name in names {
                     self.indexes.remove(&table_key(name));
+                }
+            }
+            Statement::CreateType {
+                name,
+                representation: Some(UserDefinedTypeRepresentation::Enum { .. }),
+            } => {
+                self.enums.insert(table_key(name));
+            }
+            Statement::AlterType(AlterType {
+                name,
+                operation: AlterTypeOperation::Rename(r),
+            }) if self.enums.contains(&table_key(name)) => {
+                self.enums.remove(&table_key(name));
+                // The new name stays in the old one's schema.
+                let mut to = name.clone();
+                if let Some(last) = to.0.last_mut() {
+                    *last = ObjectNamePart::Identifier(r.new_name.clone());
+                }
+                self.enums.insert(table_key(&to));
+            }
+            Statement::Drop {
+                object_type: ObjectType::Type,
+                names,
+                ..
+            } => {
+                for name in names {
+                    self.enums.remove(&table_key(name));
                 }
             }
             Statement::AlterTable(at) => {

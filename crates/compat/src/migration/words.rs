@@ -37,8 +37,36 @@ pub(super) enum ByWords {
         column: ObjectName,
         setting: String,
     },
-    /// `ALTER SEQUENCE name ...`: the sequence only, no table lock.
-    Sequence,
+    /// `ALTER SEQUENCE name ...`: every clause locks the sequence against `nextval` (SHARE ROW
+    /// EXCLUSIVE, or ACCESS EXCLUSIVE), so the inserts that draw from it wait, and the lock
+    /// waits for every open transaction that drew from it. `renamed` says how `RENAME TO` or
+    /// `SET SCHEMA` names it anew.
+    Sequence {
+        sequence: ObjectName,
+        renamed: Option<String>,
+    },
+    /// `ALTER TYPE t ADD | DROP | ALTER | RENAME ATTRIBUTE ...`: a composite type's attributes,
+    /// under an ACCESS EXCLUSIVE lock of the type, which reads of the tables using it wait for.
+    TypeAttributes {
+        ty: ObjectName,
+        dropped: Vec<String>,
+        renamed: Option<(String, String)>,
+    },
+    /// `ALTER TYPE | DOMAIN | PROCEDURE | ROUTINE name ... RENAME TO | SET SCHEMA` in forms the
+    /// parser lacks: a new name for an object a running version may name (`rule`, and what
+    /// changes).
+    Renamed {
+        rule: &'static str,
+        name: ObjectName,
+        change: String,
+    },
+    /// `ALTER PROCEDURE | ROUTINE name ...` with another clause: how it runs, for every version.
+    RoutineSetting,
+    /// `REASSIGN OWNED BY r TO s`: every object `r` owns changes owner, each table under an
+    /// ACCESS EXCLUSIVE lock, and `r` keeps only the privileges granted to it.
+    ReassignOwned,
+    /// `DROP OWNED BY r`: drops every object `r` owns and revokes its privileges.
+    DropOwned,
     /// `CREATE STATISTICS ...`: planner statistics, SHARE UPDATE EXCLUSIVE on the table.
     Statistics,
     /// `CREATE TABLE name (...)` with a clause the parser lacks (`LIKE t INCLUDING ALL`).
@@ -106,11 +134,18 @@ impl ByWords {
     pub(super) fn read(tokens: &[TokenWithSpan]) -> Option<Self> {
         let mut w = Words { tokens, at: 0 };
         if w.keyword("ALTER") {
+            // A sequence's every clause, its owner's included, holds up `nextval`.
+            if w.keyword("SEQUENCE") {
+                return Self::sequence(w);
+            }
             if changes_owner(tokens) {
                 return Some(Self::Owner);
             }
-            if w.keyword("SEQUENCE") {
-                return Self::sequence(w);
+            if w.keyword("TYPE") {
+                return Self::alter_type(w);
+            }
+            if w.keyword("PROCEDURE") || w.keyword("ROUTINE") {
+                return Self::alter_routine(w);
             }
             if w.keyword("PUBLICATION") {
                 return Some(Self::Publication);
@@ -244,7 +279,13 @@ impl ByWords {
             // `ANALYZE [VERBOSE | (options)] [table [(columns)], ...]`: SHARE UPDATE EXCLUSIVE.
             return Self::vacuum(w).map(|_| Self::CatalogOnly);
         }
+        if w.keyword("REASSIGN") {
+            return (w.keyword("OWNED") && w.keyword("BY")).then_some(Self::ReassignOwned);
+        }
         if w.keyword("DROP") {
+            if w.keyword("OWNED") {
+                return w.keyword("BY").then_some(Self::DropOwned);
+            }
             if w.keyword("TABLESPACE") {
                 return Some(Self::ServerWide {
                     what: "DROP TABLESPACE",
@@ -294,6 +335,13 @@ impl ByWords {
     /// After `ALTER DOMAIN`: a name and one of its clauses, of which three check the columns.
     fn domain(mut w: Words<'_>) -> Option<Self> {
         let domain = w.name()?;
+        if let Some(change) = w.new_name(&format!("domain {domain}")) {
+            return Some(Self::Renamed {
+                rule: "renaming-type",
+                name: domain,
+                change,
+            });
+        }
         let checks_columns = if w.keyword("ADD") {
             let rest: Vec<&Token> = w.tokens[w.at..]
                 .iter()
@@ -315,8 +363,16 @@ impl ByWords {
     /// After `ALTER SEQUENCE`: a name and one of its clauses.
     fn sequence(mut w: Words<'_>) -> Option<Self> {
         let _ = w.keyword("IF") && w.keyword("EXISTS");
-        w.name()?;
-        const CLAUSES: [&str; 13] = [
+        let sequence = w.name()?;
+        let at = w.at;
+        if let Some(change) = w.new_name(&format!("sequence {sequence}")) {
+            return Some(Self::Sequence {
+                sequence,
+                renamed: Some(change),
+            });
+        }
+        w.at = at;
+        const CLAUSES: [&str; 12] = [
             "AS",
             "INCREMENT",
             "MINVALUE",
@@ -328,13 +384,90 @@ impl ByWords {
             "CYCLE",
             "OWNED",
             "OWNER",
-            "RENAME",
             "SET",
         ];
         CLAUSES
             .iter()
             .any(|c| w.keyword(c))
-            .then_some(Self::Sequence)
+            .then_some(Self::Sequence {
+                sequence,
+                renamed: None,
+            })
+    }
+
+    /// After `ALTER TYPE`, the forms the parser lacks: `SET SCHEMA`, and a composite type's
+    /// attribute actions, separated by commas.
+    fn alter_type(mut w: Words<'_>) -> Option<Self> {
+        let ty = w.name()?;
+        if let Some(change) = w.new_name(&format!("type {ty}")) {
+            return Some(Self::Renamed {
+                rule: "renaming-type",
+                name: ty,
+                change,
+            });
+        }
+        if w.keyword("RENAME") {
+            if !w.keyword("ATTRIBUTE") {
+                return None;
+            }
+            let from = w.name()?.to_string();
+            if !w.keyword("TO") {
+                return None;
+            }
+            let to = w.name()?.to_string();
+            let _ = w.keyword("CASCADE") || w.keyword("RESTRICT");
+            return w.done().then_some(Self::TypeAttributes {
+                ty,
+                dropped: Vec::new(),
+                renamed: Some((from, to)),
+            });
+        }
+        let mut dropped = Vec::new();
+        loop {
+            if w.keyword("DROP") {
+                if !w.keyword("ATTRIBUTE") {
+                    return None;
+                }
+                let _ = w.keyword("IF") && w.keyword("EXISTS");
+                dropped.push(w.name()?.to_string());
+            } else if !((w.keyword("ADD") || w.keyword("ALTER")) && w.keyword("ATTRIBUTE")) {
+                return None;
+            }
+            // The rest of the action: a type, `SET DATA TYPE ...`, `COLLATE`, `CASCADE`.
+            let mut depth = 0usize;
+            while let Some(t) = w.peek() {
+                match t {
+                    Token::Comma if depth == 0 => break,
+                    Token::LParen => depth += 1,
+                    Token::RParen => depth = depth.saturating_sub(1),
+                    _ => {}
+                }
+                w.at += 1;
+            }
+            if !w.next_is(&Token::Comma) {
+                return Some(Self::TypeAttributes {
+                    ty,
+                    dropped,
+                    renamed: None,
+                });
+            }
+        }
+    }
+
+    /// After `ALTER PROCEDURE | ROUTINE`: a name, its arguments, and a rename or a setting.
+    fn alter_routine(mut w: Words<'_>) -> Option<Self> {
+        let name = w.name()?;
+        if w.next_is(&Token::LParen) && !w.skip_to_close() {
+            return None;
+        }
+        if let Some(change) = w.new_name(&format!("procedure {name}")) {
+            return Some(Self::Renamed {
+                rule: "renaming-function",
+                name,
+                change,
+            });
+        }
+        (!w.done()).then_some(Self::RoutineSetting)
     }
 
     /// After `CREATE [UNIQUE] INDEX`: `[IF NOT EXISTS] [name] ON ONLY table`.
@@ -671,6 +804,25 @@ impl<'a> Words<'a> {
 
     fn done(&self) -> bool {
         self.peek().is_none()
+    }
+
+    /// `RENAME TO name` or `SET SCHEMA schema`, ending the statement: how `what` is named anew.
+    fn new_name(&mut self, what: &str) -> Option<String> {
+        let at = self.at;
+        let change = if self.keyword("RENAME") && self.keyword("TO") {
+            self.name().map(|n| format!("renaming {what} to {n}"))
+        } else {
+            self.at = at;
+            (self.keyword("SET") && self.keyword("SCHEMA"))
+                .then(|| self.name())
+                .flatten()
+                .map(|s| format!("moving {what} to schema {s}"))
+        };
+        if change.is_none() || !self.done() {
+            self.at = at;
+            return None;
+        }
+        change
     }
 
     /// A parenthesised list of storage parameters, `(name [= value], ...)` (`RESET` lists
@@ -1074,9 +1226,65 @@ mod tests {
                 setting: "IDENTITY".into()
             })
         );
+        assert_eq!(
+            words("ALTER SEQUENCE IF EXISTS app.s RENAME TO s2"),
+            Some(ByWords::Sequence {
+                sequence: n("app.s"),
+                renamed: Some("renaming sequence app.s to s2".into())
+            })
+        );
+        assert_eq!(
+            words("ALTER SEQUENCE s OWNER TO app"),
+            Some(ByWords::Sequence {
+                sequence: n("s"),
+                renamed: None
+            })
+        );
+        assert_eq!(
+            words(
+                "ALTER TYPE pair ADD ATTRIBUTE m numeric(10, 2), DROP ATTRIBUTE IF EXISTS a, DROP ATTRIBUTE b CASCADE"
+            ),
+            Some(ByWords::TypeAttributes {
+                ty: n("pair"),
+                dropped: vec!["a".into(), "b".into()],
+                renamed: None
+            })
+        );
+        assert_eq!(
+            words("ALTER TYPE pair RENAME ATTRIBUTE a TO b CASCADE"),
+            Some(ByWords::TypeAttributes {
+                ty: n("pair"),
+                dropped: vec![],
+                renamed: Some(("a".into(), "b".into()))
+            })
+        );
+        assert_eq!(
+            words("ALTER PROCEDURE app.p(IN a int, b text) SET SCHEMA archive"),
+            Some(ByWords::Renamed {
+                rule: "renaming-function",
+                name: n("app.p"),
+                change: "moving procedure app.p to schema archive".into()
+            })
+        );
+        assert_eq!(
+            words("ALTER ROUTINE p SECURITY DEFINER"),
+            Some(ByWords::RoutineSetting)
+        );
+        assert_eq!(
+            words("REASSIGN OWNED BY a, b TO c"),
+            Some(ByWords::ReassignOwned)
+        );
+        assert_eq!(words("DROP OWNED BY a CASCADE"), Some(ByWords::DropOwned));
         // Anything else, or more, is left to be reported unreadable.
         for sql in [
             "ALTER SEQUENCE s",
+            "ALTER SEQUENCE s RENAME TO",
+            "ALTER TYPE t RENAME ATTRIBUTE a",
+            "ALTER TYPE t ADD VALUE 'x'",
+            "ALTER TYPE t SET SCHEMA s x",
+            "ALTER PROCEDURE p",
+            "ALTER PROCEDURE p(int",
+            "REASSIGN OWNED a TO b",
             "ALTER TYPE t OWNER TO",
             "ALTER TABLE t ALTER id ADD GENERATED ALWAYS AS IDENTITY (START 1",
             "ALTER TABLE t ALTER id ADD GENERATED AS IDENTITY",
