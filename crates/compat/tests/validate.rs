@@ -368,9 +368,9 @@ fn migrations_become_findings_and_steps() {
     reg.add_release(
         "api",
         Release::new(v("1.4.0")).with_migration(
-            "0015_tablespaces",
+            "0015_operators",
             "SET lock_timeout = '1s';\n-- serin:ignore unparsable-statement\n\
-             ALTER TABLE ALL IN TABLESPACE old SET TABLESPACE new;",
+             CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = int4eq);",
         ),
     )
     .unwrap();

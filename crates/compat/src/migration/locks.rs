@@ -45,7 +45,9 @@ pub(super) fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
         Parsed::ByWords(ByWords::Sequence { sequence, .. }) => ctx.in_use(sequence),
         Parsed::ByWords(ByWords::TypeAttributes { ty, .. }) => ctx.in_use(ty),
         // Each table the role owns, under ACCESS EXCLUSIVE; a drop of each object it owns.
-        Parsed::ByWords(ByWords::ReassignOwned | ByWords::DropOwned) => true,
+        Parsed::ByWords(
+            ByWords::ReassignOwned | ByWords::DropOwned | ByWords::MoveTablespace { .. },
+        ) => true,
         // A DO block's locks are those of its body, which is not read.
         Parsed::ByWords(
             ByWords::Statistics

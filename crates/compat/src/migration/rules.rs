@@ -986,6 +986,18 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                         "move it online with pg_repack --tablespace, or in a maintenance window"
                     },
                 )),
+                ByWords::MoveTablespace { kind, from } => out.push(finding(
+                    "changing-tablespace",
+                    E,
+                    Unsafe,
+                    format!(
+                        "ALL IN TABLESPACE locks every {kind} in tablespace {from} (ACCESS \
+                         EXCLUSIVE), then copies each, blocking reads and writes of them all \
+                         until the last is moved"
+                    ),
+                    "move the tables one at a time online with pg_repack --tablespace, and \
+                     the indexes with CREATE INDEX CONCURRENTLY ... TABLESPACE",
+                )),
                 ByWords::SetAccessMethod { relation, kind } => out.push(finding(
                     "changing-access-method",
                     E,

@@ -30,6 +30,9 @@ pub(super) enum ByWords {
         relation: ObjectName,
         kind: Relation,
     },
+    /// `ALTER TABLE | INDEX | MATERIALIZED VIEW ALL IN TABLESPACE a ... SET TABLESPACE b`: each
+    /// relation of the kind in `a` copied, all of them locked first (ACCESS EXCLUSIVE).
+    MoveTablespace { kind: Relation, from: ObjectName },
     /// `ALTER [COLUMN] c SET STATISTICS | STORAGE | COMPRESSION ...`, `SET | RESET (options)`
     /// (`OPTIONS`) or `ADD GENERATED ... AS IDENTITY (...)`: the catalog only.
     ColumnSetting {
@@ -200,6 +203,22 @@ impl ByWords {
                 return (w.keyword("CONFIGURATION") || w.keyword("DICTIONARY"))
                     .then_some(Self::TextSearch);
             }
+            let at = w.at;
+            let kind = if w.keyword("TABLE") {
+                Some(Relation::Table)
+            } else if w.keyword("INDEX") {
+                Some(Relation::Index)
+            } else if w.keyword("MATERIALIZED") && w.keyword("VIEW") {
+                Some(Relation::MaterializedView)
+            } else {
+                None
+            };
+            if let Some(kind) = kind
+                && w.keyword("ALL")
+            {
+                return Self::move_tablespace(w, kind);
+            }
+            w.at = at;
             if w.keyword("INDEX") {
                 let _ = w.keyword("IF") && w.keyword("EXISTS");
                 let index = w.name()?;
@@ -393,6 +412,30 @@ impl ByWords {
                 sequence,
                 renamed: None,
             })
+    }
+
+    /// After `ALTER TABLE | INDEX | MATERIALIZED VIEW ALL`: `IN TABLESPACE a [OWNED BY r, ...]
+    /// SET TABLESPACE b [NOWAIT]`.
+    fn move_tablespace(mut w: Words<'_>, kind: Relation) -> Option<Self> {
+        if !(w.keyword("IN") && w.keyword("TABLESPACE")) {
+            return None;
+        }
+        let from = w.name()?;
+        if w.keyword("OWNED") {
+            if !w.keyword("BY") {
+                return None;
+            }
+            w.name()?;
+            while w.next_is(&Token::Comma) {
+                w.name()?;
+            }
+        }
+        if !(w.keyword("SET") && w.keyword("TABLESPACE")) {
+            return None;
+        }
+        w.name()?;
+        let _ = w.keyword("NOWAIT");
+        w.done().then_some(Self::MoveTablespace { kind, from })
     }
 
     /// After `ALTER TYPE`, the forms the parser lacks: `SET SCHEMA`, and a composite type's
@@ -1275,6 +1318,20 @@ mod tests {
             Some(ByWords::ReassignOwned)
         );
         assert_eq!(words("DROP OWNED BY a CASCADE"), Some(ByWords::DropOwned));
+        assert_eq!(
+            words("ALTER TABLE ALL IN TABLESPACE slow OWNED BY a, b SET TABLESPACE fast NOWAIT"),
+            Some(ByWords::MoveTablespace {
+                kind: Relation::Table,
+                from: n("slow")
+            })
+        );
+        assert_eq!(
+            words("ALTER MATERIALIZED VIEW ALL IN TABLESPACE slow SET TABLESPACE fast"),
+            Some(ByWords::MoveTablespace {
+                kind: Relation::MaterializedView,
+                from: n("slow")
+            })
+        );
         // Anything else, or more, is left to be reported unreadable.
         for sql in [
             "ALTER SEQUENCE s",
@@ -1285,6 +1342,8 @@ mod tests {
             "ALTER PROCEDURE p",
             "ALTER PROCEDURE p(int",
             "REASSIGN OWNED a TO b",
+            "ALTER INDEX ALL IN TABLESPACE a SET TABLESPACE",
+            "ALTER TABLE ALL IN TABLESPACE a OWNED b SET TABLESPACE c",
             "ALTER TYPE t OWNER TO",
             "ALTER TABLE t ALTER id ADD GENERATED ALWAYS AS IDENTITY (START 1",
             "ALTER TABLE t ALTER id ADD GENERATED AS IDENTITY",
@@ -1309,7 +1368,6 @@ mod tests {
             "ALTER TABLE t NOT OF a",
             "ALTER MATERIALIZED VIEW v OF a",
             r#"ALTER "TABLE" t SET SCHEMA s"#,
-            "ALTER TABLE ALL IN TABLESPACE a SET TABLESPACE b",
             "ALTER TABLE",
         ] {
             assert_eq!(words(sql), None, "{sql}");
