@@ -346,6 +346,8 @@ fn analyse(name: &str, sql: &str, schema: &Schema, run: Option<RunBy>) -> Result
     let mut analysed: Vec<(String, Vec<SqlFinding>)> = Vec::with_capacity(written.len());
     // The statement that opened the transaction still open, if one is.
     let mut opened: Option<usize> = None;
+    // Whether a transaction is open after each statement.
+    let mut in_transaction = Vec::with_capacity(written.len());
     // The part of the file the runner runs on its own that the statement is in.
     let mut part = None;
     for (i, w) in written.iter().enumerate() {
@@ -373,7 +375,9 @@ fn analyse(name: &str, sql: &str, schema: &Schema, run: Option<RunBy>) -> Result
         analysed.push(analyse_one(w, &mut ctx));
         ctx.schema.apply(w);
         opened = ctx.opened_by_statement().then(|| opened.unwrap_or(i));
+        in_transaction.push(ctx.in_transaction());
     }
+    refilled(&written, &in_transaction, &mut analysed);
     if let Some(i) = opened {
         analysed[i].1.push(uncommitted("the session"));
     }
@@ -440,6 +444,47 @@ fn analyse(name: &str, sql: &str, schema: &Schema, run: Option<RunBy>) -> Result
         runner: layout.map(|l| l.runner),
         statements,
     })
+}
+
+/// A table, view or type renamed and its name taken by another in the same transaction is
+/// never missing for the versions running: other sessions see the swap at once, on commit.
+/// The rename's finding becomes a note that the old version will use the other object.
+fn refilled(
+    written: &[read::Written],
+    in_transaction: &[bool],
+    analysed: &mut [(String, Vec<SqlFinding>)],
+) {
+    let moved: Vec<_> = written
+        .iter()
+        .map(|w| rules::names_moved(&w.parsed))
+        .collect();
+    for (i, (vacated, _)) in moved.iter().enumerate() {
+        let Some(name) = vacated else { continue };
+        let taken = (i + 1..written.len())
+            .take_while(|k| in_transaction[*k - 1])
+            .find(|j| moved[*j].1.as_ref() == Some(name));
+        let Some(j) = taken else { continue };
+        let findings = &mut analysed[i].1;
+        let Some(at) = findings
+            .iter()
+            .position(|f| f.rule == "renaming-table" || f.rule == "renaming-type")
+        else {
+            continue;
+        };
+        let rule = findings.remove(at).rule;
+        findings.push(finding(
+            &rule,
+            Severity::Info,
+            Safety::Safe,
+            format!(
+                "the name is taken again by statement {} in the same transaction, so no running \
+                 version finds it missing: the old version uses that object under it from the \
+                 commit on",
+                j + 1
+            ),
+            "check that the object taking the name serves the old version as well",
+        ));
+    }
 }
 
 /// A statement's class and phase from its findings: the worst class of those that count (not
@@ -674,6 +719,44 @@ mod tests {
                 "{sql}: expected {rule}, got {got:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_name_given_up_and_taken_again_in_one_transaction_is_never_missing() {
+        let errors = |sql: &str| -> Vec<String> {
+            analyze("t", &format!("SET lock_timeout = '1s'; {sql}"))
+                .unwrap()
+                .findings()
+                .filter(|(_, f)| f.severity == Severity::Error)
+                .map(|(_, f)| f.rule.clone())
+                .collect()
+        };
+        // Prisma's migration for an enum that loses a value, and a table swap.
+        let swaps = [
+            "CREATE TYPE \"Role_new\" AS ENUM ('USER'); \
+             ALTER TYPE \"Role\" RENAME TO \"Role_old\"; \
+             ALTER TYPE \"Role_new\" RENAME TO \"Role\"; DROP TYPE \"Role_old\";",
+            "CREATE TABLE t_new (id int); ALTER TABLE t RENAME TO t_old; \
+             ALTER TABLE t_new RENAME TO t;",
+            "ALTER TABLE app.t RENAME TO t_old; CREATE VIEW app.t AS SELECT * FROM app.t_old;",
+        ];
+        for sql in swaps {
+            assert!(errors(&format!("BEGIN; {sql} COMMIT;")).is_empty(), "{sql}");
+            let notes = analyze("t", &format!("BEGIN; {sql} COMMIT;")).unwrap();
+            assert!(
+                notes
+                    .findings()
+                    .any(|(_, f)| f.severity == Severity::Info && f.rule.starts_with("renaming-")),
+                "{sql}"
+            );
+            // Statement by statement, the name is missing in between.
+            assert!(!errors(sql).is_empty(), "{sql}");
+        }
+        // Taken again only after the commit: missing in between.
+        assert!(
+            !errors("BEGIN; ALTER TABLE t RENAME TO t_old; COMMIT; CREATE TABLE t (id int);")
+                .is_empty()
+        );
     }
 
     #[test]

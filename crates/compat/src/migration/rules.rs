@@ -334,6 +334,11 @@ impl Ctx {
         self.added.clear();
     }
 
+    /// Whether a transaction is open, opened by a statement or by the runner.
+    pub(super) fn in_transaction(&self) -> bool {
+        self.transaction.is_some()
+    }
+
     /// Whether a statement of the migration opened the transaction in force.
     pub(super) fn opened_by_statement(&self) -> bool {
         matches!(self.transaction, Some(Opened::ByStatement))
@@ -452,12 +457,14 @@ fn alter_table(
             "renaming-column",
             format!("renaming {table}.{old_column_name} to {new_column_name}"),
         )),
+        // A table this migration made is renamed before anything uses it.
         AlterTableOperation::RenameTable {
             table_name: RenameTableNameKind::As(to) | RenameTableNameKind::To(to),
-        } => out.push(renamed(
+        } if !created => out.push(renamed(
             "renaming-table",
             format!("renaming table {table} to {to}"),
         )),
+        AlterTableOperation::RenameTable { .. } => {}
         AlterTableOperation::AddColumn { column_def, .. } => {
             let col = &column_def.name.value;
             let mut not_null = false;
@@ -1913,6 +1920,55 @@ fn takes_long(stmt: &Parsed, ctx: &Ctx) -> Option<&'static str> {
 }
 
 /// A rename (`what`) that breaks whichever version uses the other name.
+/// The name of a relation or type a statement gives up by renaming it, and the one it takes
+/// (by a rename or by creating it), as `table_key` writes them: so that a name given up and
+/// taken again in one transaction is known never to have been missing.
+pub(super) fn names_moved(parsed: &Parsed) -> (Option<String>, Option<String>) {
+    // A new name stays in the old one's schema.
+    let moved = |from: &ObjectName, to: &ObjectName| {
+        let mut name = from.clone();
+        if let (Some(last), [to]) = (name.0.last_mut(), to.0.as_slice()) {
+            *last = to.clone();
+        } else {
+            name = to.clone();
+        }
+        (Some(table_key(from)), Some(table_key(&name)))
+    };
+    match parsed {
+        Parsed::Stmt(s) => match s.as_ref() {
+            Statement::AlterTable(at) => at
+                .operations
+                .iter()
+                .find_map(|op| match op {
+                    AlterTableOperation::RenameTable {
+                        table_name: RenameTableNameKind::As(to) | RenameTableNameKind::To(to),
+                    } => Some(moved(&at.name, to)),
+                    _ => None,
+                })
+                .unwrap_or((None, None)),
+            Statement::AlterView(av) => match &av.operation {
+                AlterViewOperation::RenameTo { new_name } => moved(&av.name, new_name),
+                _ => (None, None),
+            },
+            Statement::AlterType(at) => match &at.operation {
+                AlterTypeOperation::Rename(r) => {
+                    moved(&at.name, &ObjectName::from(vec![r.new_name.clone()]))
+                }
+                _ => (None, None),
+            },
+            Statement::CreateTable(ct) => (None, Some(table_key(&ct.name))),
+            Statement::CreateView(v) => (None, Some(table_key(&v.name))),
+            Statement::CreateType { name, .. } => (None, Some(table_key(name))),
+            Statement::CreateDomain(d) => (None, Some(table_key(&d.name))),
+            _ => (None, None),
+        },
+        Parsed::ByWords(
+            ByWords::CreateTable { table: name } | ByWords::CreateMaterializedView { view: name },
+        ) => (None, Some(table_key(name))),
+        _ => (None, None),
+    }
+}
+
 /// How `ALTER FUNCTION | AGGREGATE` names a routine anew, if it does.
 fn renamed_routine(f: &AlterFunction) -> Option<String> {
     let (kind, name) = (f.kind.to_string().to_lowercase(), &f.function.name);
