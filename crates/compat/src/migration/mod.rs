@@ -446,9 +446,9 @@ fn analyse(name: &str, sql: &str, schema: &Schema, run: Option<RunBy>) -> Result
     })
 }
 
-/// A table, view or type renamed and its name taken by another in the same transaction is
-/// never missing for the versions running: other sessions see the swap at once, on commit.
-/// The rename's finding becomes a note that the old version will use the other object.
+/// A table, view or type renamed, or a view dropped, and its name taken by another in the same
+/// transaction is never missing for the versions running: other sessions see the swap at
+/// once, on commit. The finding becomes a note that the old version will use the other object.
 fn refilled(
     written: &[read::Written],
     in_transaction: &[bool],
@@ -465,10 +465,9 @@ fn refilled(
             .find(|j| moved[*j].1.as_ref() == Some(name));
         let Some(j) = taken else { continue };
         let findings = &mut analysed[i].1;
-        let Some(at) = findings
-            .iter()
-            .position(|f| f.rule == "renaming-table" || f.rule == "renaming-type")
-        else {
+        let Some(at) = findings.iter().position(|f| {
+            ["renaming-table", "renaming-type", "ban-drop-object"].contains(&f.rule.as_str())
+        }) else {
             continue;
         };
         let rule = findings.remove(at).rule;
@@ -740,6 +739,17 @@ mod tests {
              ALTER TABLE t_new RENAME TO t;",
             "ALTER TABLE app.t RENAME TO t_old; CREATE VIEW app.t AS SELECT * FROM app.t_old;",
         ];
+        // A view made again with other columns.
+        let remade = analyze(
+            "t",
+            "SET lock_timeout = '1s'; BEGIN; DROP VIEW v; CREATE VIEW v AS SELECT 1 AS a, 2 AS b; \
+             COMMIT;",
+        )
+        .unwrap();
+        assert!(
+            remade.findings().all(|(_, f)| f.severity == Severity::Info),
+            "{remade:?}"
+        );
         for sql in swaps {
             assert!(errors(&format!("BEGIN; {sql} COMMIT;")).is_empty(), "{sql}");
             let notes = analyze("t", &format!("BEGIN; {sql} COMMIT;")).unwrap();

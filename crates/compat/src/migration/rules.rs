@@ -1920,7 +1920,8 @@ fn takes_long(stmt: &Parsed, ctx: &Ctx) -> Option<&'static str> {
 }
 
 /// A rename (`what`) that breaks whichever version uses the other name.
-/// The name of a relation or type a statement gives up by renaming it, and the one it takes
+/// The name of a relation or type a statement gives up by renaming it (or a view's, by
+/// dropping it), and the one it takes
 /// (by a rename or by creating it), as `table_key` writes them: so that a name given up and
 /// taken again in one transaction is known never to have been missing.
 pub(super) fn names_moved(parsed: &Parsed) -> (Option<String>, Option<String>) {
@@ -1956,6 +1957,12 @@ pub(super) fn names_moved(parsed: &Parsed) -> (Option<String>, Option<String>) {
                 }
                 _ => (None, None),
             },
+            // A view dropped to be made again (CREATE OR REPLACE cannot drop its columns).
+            Statement::Drop {
+                object_type: ObjectType::View | ObjectType::MaterializedView,
+                names,
+                ..
+            } if names.len() == 1 => (names.first().map(table_key), None),
             Statement::CreateTable(ct) => (None, Some(table_key(&ct.name))),
             Statement::CreateView(v) => (None, Some(table_key(&v.name))),
             Statement::CreateType { name, .. } => (None, Some(table_key(name))),
