@@ -153,12 +153,14 @@ impl ControllerState {
 /// 3. Past `maxDuration`, or holding longer than `progressDeadline` in one step (timed steps
 ///    only; a pause waiting for approval has no deadline), the rollout rolls back.
 /// 4. Otherwise the current step runs: `setWeight` raises the weight only while no judge fails
-///    and, with [`Pacing`](super::Pacing), once the step has gathered enough evidence (the first
-///    weight, with an exposure budget, as far as the budget allows); `pause` waits; `analysis` advances when every
-///    judge passes or when its duration has passed with enough samples and no failure (else
-///    [`OnInconclusive`]); after the last step, the canary is promoted, but only if every judge
-///    has seen data and none fails, and, with a [`PromotionGate`](super::PromotionGate), once
-///    the canary's own error rate is shown below the gate's bound (until then it holds).
+///    and, with [`Pacing`](super::Pacing), once the errors at the current weight rule out the
+///    stated regression (the first weight, with an exposure budget, only as far as the budget
+///    allows); `pause` waits; `analysis` advances when every judge passes or when its duration
+///    has passed with enough samples and no failure (else [`OnInconclusive`]); after the last
+///    step, the canary is promoted, but only if every judge has seen data and none fails, with
+///    [`Pacing`](super::Pacing) once the last weight's errors rule out the regression too, and
+///    with a [`PromotionGate`](super::PromotionGate) once the canary's own error rate is shown
+///    below the gate's bound (until then it holds).
 ///
 /// ```
 /// use serin_canary::controller::{Action, CanaryController, CanaryPolicy, Step};
@@ -605,19 +607,8 @@ impl<J: Judge> CanaryController<J> {
                         None => (target, true),
                         Some(p) => {
                             let level = self.level();
-                            let first = !self.policy.steps[..self.state.step]
-                                .iter()
-                                .any(|st| matches!(st, Step::SetWeight(w) if *w > 0));
-                            let top = self
-                                .policy
-                                .steps
-                                .iter()
-                                .filter_map(|st| match st {
-                                    Step::SetWeight(w) if *w < 100 => Some(*w),
-                                    _ => None,
-                                })
-                                .max()
-                                .unwrap_or(0);
+                            let first = !self.policy.sets_weight_before(self.state.step);
+                            let top = self.policy.highest_weight();
                             let s = &self.state;
                             let baseline = (s.baseline_requests, s.baseline_errors);
                             match p.next_weight(&level, target, top, baseline, first) {

@@ -78,8 +78,9 @@ pub struct Pacing {
     /// The judges' `α`, to predict how soon they catch a bad version. Default `0.05`.
     #[serde(default = "default_alpha")]
     pub alpha: f64,
-    /// How many times the errors of the likelihood ratio that knows the effect the judges need
-    /// to catch it, at least 1; for the budget. Default `1.5`.
+    /// How many times the likelihood ratio that knows the effect's errors the judges need to
+    /// catch it (at least 1), for the exposure model `X`. Default `1.5`, about the default
+    /// count judge's median in the `canary_eval` harness.
     #[serde(default = "default_factor")]
     pub evidence_factor: f64,
     /// The largest expected number of canary requests a regression of the detectable size may
@@ -127,6 +128,17 @@ fn arm_odds(share: f64, r: f64) -> (f64, f64) {
 /// `KL(p‖q)` of two Bernoulli laws.
 fn bernoulli_kl(p: f64, q: f64) -> f64 {
     p * (p / q).ln() + (1.0 - p) * ((1.0 - p) / (1.0 - q)).ln()
+}
+
+/// Where pacing stands at the current weight, since it was last set by a passed gate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Level {
+    /// The current weight.
+    pub(crate) weight: u8,
+    /// Errors (both arms) gathered at it.
+    pub(crate) errors: u64,
+    /// The gate's log likelihood ratio over them.
+    pub(crate) log_lr: f64,
 }
 
 impl Pacing {
@@ -240,20 +252,7 @@ impl Pacing {
                 .unwrap_or(0),
         )
     }
-}
 
-/// Where pacing stands at the current weight, since it was last set by a passed gate.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Level {
-    /// The current weight.
-    pub weight: u8,
-    /// Errors (both arms) gathered at it.
-    pub errors: u64,
-    /// The gate's log likelihood ratio over them.
-    pub log_lr: f64,
-}
-
-impl Pacing {
     /// The weight a `setWeight` step may take now on its way from `level.weight` to `target`
     /// percent; or, when it must hold, why. `top` is the policy's highest weight, `baseline`
     /// the baseline's `(requests, errors)` so far, and `first` says whether the step sets the
@@ -263,7 +262,7 @@ impl Pacing {
     /// allows. Then the target once the gate passes; before that, in the first step with a
     /// budget, a higher weight as soon as the budget allows the target or half again the
     /// current weight.
-    pub fn next_weight(
+    pub(crate) fn next_weight(
         &self,
         level: &Level,
         target: u8,
@@ -297,7 +296,7 @@ impl Pacing {
     }
 
     /// Why the canary may not be promoted yet from `level`, if its gate has not passed.
-    pub fn promotion_hold(&self, level: &Level) -> Option<String> {
+    pub(crate) fn promotion_hold(&self, level: &Level) -> Option<String> {
         ((1..100).contains(&level.weight) && !self.gate_passed(level.log_lr))
             .then(|| self.gate_reason(level, "promoting"))
     }

@@ -208,6 +208,26 @@ impl CanaryPolicy {
         }
     }
 
+    /// The highest weight below 100% a `setWeight` step asks for (0 without one).
+    pub fn highest_weight(&self) -> u8 {
+        self.weights().filter(|w| *w < 100).max().unwrap_or(0)
+    }
+
+    /// Whether a step before `step` sets a weight above 0%.
+    pub fn sets_weight_before(&self, step: usize) -> bool {
+        self.steps
+            .iter()
+            .take(step)
+            .any(|s| matches!(s, Step::SetWeight(w) if *w > 0))
+    }
+
+    fn weights(&self) -> impl Iterator<Item = u8> + '_ {
+        self.steps.iter().filter_map(|s| match s {
+            Step::SetWeight(w) => Some(*w),
+            _ => None,
+        })
+    }
+
     /// Checks the policy; errors name the path (`canaryPolicy.steps[2].setWeight`).
     pub fn validate(&self) -> Result<()> {
         if self.steps.is_empty() {
