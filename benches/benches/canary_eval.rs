@@ -56,7 +56,7 @@ use std::time::Instant;
 
 use serin_benches::canary_sim::{
     ALPHA, Effect, HORIZON_S, JUDGES, KAYENTA, LR, LatencyShape, N_JUDGES, Outcome, ROBUST, Run,
-    SEQ, SPRT, Scenario, Summary, lower_bound, run_many, summarize, upper_bound,
+    SEQ, SPRT, Scenario, Summary, lower_bound, row_seed, run_many, summarize, upper_bound,
 };
 use serin_benches::cusum::{self, Crossing, CusumTrace};
 
@@ -226,16 +226,6 @@ fn scenarios(sets: &[String], rhos: &[f64]) -> Vec<(String, Scenario)> {
         }
     }
     rows
-}
-
-/// A row's seed: the run's seed mixed with a hash (FNV-1a) of the row's label, so that a row
-/// draws the same streams whichever other rows run beside it (`--set`, `--only`) and wherever
-/// it sits in the list.
-fn row_seed(seed: u64, label: &str) -> u64 {
-    let hash = label.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    seed ^ hash
 }
 
 /// When the regression of the `late` rows starts: after half an hour of a good canary.

@@ -20,7 +20,7 @@
 
 use std::time::Instant;
 
-use serin_benches::canary_sim::{ALPHA, BASE_ERROR_RATE, upper_bound};
+use serin_benches::canary_sim::{ALPHA, BASE_ERROR_RATE, row_seed, upper_bound};
 use serin_benches::rollout_sim::{
     Ending, HALF, Pacer, ROLLOUT_HORIZON_S, RolloutRun, RolloutScenario, STEP_WEIGHTS, run_rollouts,
 };
@@ -61,14 +61,6 @@ fn parse() -> Result<Options, String> {
     Ok(o)
 }
 
-/// The row's seed: the harness's seed mixed with the label, so a row draws the same streams
-/// whichever rows run beside it.
-fn row_seed(seed: u64, label: &str) -> u64 {
-    label.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     let idx = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1)) - 1;
     sorted.get(idx).copied().unwrap_or(f64::NAN)
@@ -88,21 +80,10 @@ fn share(k: usize, n: usize) -> String {
 
 fn print_row(scenario: &RolloutScenario, runs: &[RolloutRun], budget: Option<f64>) {
     let n = runs.len();
-    let promoted: Vec<u32> = runs
-        .iter()
-        .filter_map(|r| match r.ending {
-            Ending::Promoted(t) => Some(t),
-            _ => None,
-        })
-        .collect();
-    let rolled: Vec<u32> = runs
-        .iter()
-        .filter_map(|r| match r.ending {
-            Ending::RolledBack(t) => Some(t),
-            _ => None,
-        })
-        .collect();
-    let unfinished = n - promoted.len() - rolled.len();
+    let count = |f: fn(&Ending) -> bool| runs.iter().filter(|r| f(&r.ending)).count();
+    let promoted = count(|e| matches!(e, Ending::Promoted(_)));
+    let rolled = count(|e| matches!(e, Ending::RolledBack(_)));
+    let unfinished = n - promoted - rolled;
     let mut ends: Vec<f64> = runs
         .iter()
         .map(|r| match r.ending {
@@ -127,11 +108,11 @@ fn print_row(scenario: &RolloutScenario, runs: &[RolloutRun], budget: Option<f64
     let verdict = if !bad {
         format!(
             "false rollback {} (95% upper {:.1}%)",
-            share(rolled.len(), n),
-            100.0 * upper_bound(rolled.len() as u64, n as u64, 0.95)
+            share(rolled, n),
+            100.0 * upper_bound(rolled as u64, n as u64, 0.95)
         )
     } else {
-        let promoted = format!("bad version promoted {}", share(promoted.len(), n));
+        let promoted = format!("bad version promoted {}", share(promoted, n));
         match budget {
             Some(b) if scenario.ratio >= Pacing::default().detectable_ratio => {
                 let within = if mean + half <= b {
@@ -149,8 +130,8 @@ fn print_row(scenario: &RolloutScenario, runs: &[RolloutRun], budget: Option<f64
     println!(
         "| {} | {} | {} | {} | {} | {} / {} | {mean:.0} ± {half:.0} | {:.0} | {errors:.1} | {verdict} |",
         scenario.label(),
-        share(promoted.len(), n),
-        share(rolled.len(), n),
+        share(promoted, n),
+        share(rolled, n),
         share(unfinished, n),
         runs.iter().map(|r| r.max_weight).max().unwrap_or(0),
         time(0.5),

@@ -970,6 +970,16 @@ pub fn run_seeded<T: Send>(
     all.into_iter().map(|(_, o)| o).collect()
 }
 
+/// A row's seed: the run's seed mixed with a hash (FNV-1a) of the row's label, so that a row
+/// draws the same streams whichever other rows run beside it (`--set`, `--only`) and wherever
+/// it sits in the list.
+pub fn row_seed(seed: u64, label: &str) -> u64 {
+    let hash = label.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    seed ^ hash
+}
+
 /// The seed of run `i` of a row seeded `seed` (splitmix64 of the pair).
 pub fn run_seed(seed: u64, i: u64) -> u64 {
     let mut z = seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
