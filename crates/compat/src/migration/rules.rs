@@ -1620,13 +1620,9 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
         | Statement::CreateServer(_)
         | Statement::CreateUserMapping(_)
         | Statement::NOTIFY { .. } => {}
-        // A new owner: the catalog only.
+        // A new owner: the catalog only. A schema renamed: every name qualified by it.
         Statement::AlterFunction(f)
             if matches!(f.operation, AlterFunctionOperation::OwnerTo(_)) => {}
-        Statement::AlterSchema(a)
-            if a.operations
-                .iter()
-                .all(|op| matches!(op, AlterSchemaOperation::OwnerTo { .. })) => {}
         Statement::AlterSchema(a)
             if a.operations.iter().all(|op| {
                 matches!(
@@ -1650,13 +1646,11 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             }
         }
         // A routine made by this migration is renamed before anything calls it.
-        Statement::AlterFunction(f) if renamed_routine(f).is_some() => {
-            if !ctx.routines.contains(&table_key(&f.function.name))
-                && let Some(change) = renamed_routine(f)
-            {
-                out.push(renamed_object("renaming-function", &change));
-            }
-        }
+        Statement::AlterFunction(f) => match renamed_routine(f) {
+            Some(_) if ctx.routines.contains(&table_key(&f.function.name)) => {}
+            Some(change) => out.push(renamed_object("renaming-function", &change)),
+            None => out.push(not_analysed()),
+        },
         Statement::CreatePolicy(_) | Statement::AlterPolicy(_) | Statement::DropPolicy(_) => {
             out.push(behaviour_changes("a row-level security policy"));
         }
@@ -1921,9 +1915,9 @@ fn takes_long(stmt: &Parsed, ctx: &Ctx) -> Option<&'static str> {
 
 /// A rename (`what`) that breaks whichever version uses the other name.
 /// The name of a relation or type a statement gives up by renaming it (or a view's, by
-/// dropping it), and the one it takes
-/// (by a rename or by creating it), as `table_key` writes them: so that a name given up and
-/// taken again in one transaction is known never to have been missing.
+/// dropping it), and the one it takes by a rename or by creating it, as `table_key` writes
+/// them: so that a name given up and taken again in one transaction is known never to have
+/// been missing.
 pub(super) fn names_moved(parsed: &Parsed) -> (Option<String>, Option<String>) {
     // A new name stays in the old one's schema.
     let moved = |from: &ObjectName, to: &ObjectName| {

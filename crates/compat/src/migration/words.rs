@@ -383,14 +383,12 @@ impl ByWords {
     fn sequence(mut w: Words<'_>) -> Option<Self> {
         let _ = w.keyword("IF") && w.keyword("EXISTS");
         let sequence = w.name()?;
-        let at = w.at;
         if let Some(change) = w.new_name(&format!("sequence {sequence}")) {
             return Some(Self::Sequence {
                 sequence,
                 renamed: Some(change),
             });
         }
-        w.at = at;
         const CLAUSES: [&str; 12] = [
             "AS",
             "INCREMENT",
