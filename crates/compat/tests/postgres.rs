@@ -226,6 +226,9 @@ const STATEMENTS: &[&str] = &[
     "ALTER TYPE duo DROP ATTRIBUTE n, ADD ATTRIBUTE m text",
     "ALTER TYPE duo RENAME TO couple",
     "ALTER TYPE mood RENAME TO feeling",
+    // A new owner (roles are transactional: this one is gone with the rollback).
+    "CREATE ROLE serin_owner; ALTER TYPE duo OWNER TO serin_owner",
+    "CREATE ROLE serin_owner; ALTER TYPE mood OWNER TO serin_owner",
     "ALTER DOMAIN posint RENAME TO pint",
     "ALTER FUNCTION touch() RENAME TO touch2",
     "ALTER SCHEMA public RENAME TO main",

@@ -44,6 +44,7 @@ pub(super) fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
         // `nextval` waits for it, and so do the inserts that draw from the sequence.
         Parsed::ByWords(ByWords::Sequence { sequence, .. }) => ctx.in_use(sequence),
         Parsed::ByWords(ByWords::TypeAttributes { ty, .. }) => ctx.in_use(ty),
+        Parsed::ByWords(ByWords::TypeOwner { ty }) => !ctx.schema.is_enum(ty) && ctx.in_use(ty),
         // Each table the role owns, under ACCESS EXCLUSIVE; a drop of each object it owns.
         Parsed::ByWords(
             ByWords::ReassignOwned | ByWords::DropOwned | ByWords::MoveTablespace { .. },

@@ -1077,6 +1077,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                 )),
                 ByWords::Sequence { .. } | ByWords::TypeAttributes { .. } => {}
                 ByWords::ColumnSetting { .. }
+                | ByWords::TypeOwner { .. }
                 | ByWords::Statistics
                 | ByWords::Owner
                 | ByWords::AttachIndex

@@ -55,6 +55,9 @@ pub(super) enum ByWords {
         dropped: Vec<String>,
         renamed: Option<(String, String)>,
     },
+    /// `ALTER TYPE t OWNER TO r`: the catalog only for an enum, but ACCESS EXCLUSIVE on a
+    /// composite type, which reads of the tables using it wait for.
+    TypeOwner { ty: ObjectName },
     /// `ALTER TYPE | DOMAIN | PROCEDURE | ROUTINE name ... RENAME TO | SET SCHEMA` in forms the
     /// parser lacks: a new name for an object a running version may name (`rule`, and what
     /// changes).
@@ -141,11 +144,12 @@ impl ByWords {
             if w.keyword("SEQUENCE") {
                 return Self::sequence(w);
             }
-            if changes_owner(tokens) {
-                return Some(Self::Owner);
-            }
+            // A composite type's owner is changed under a lock of the type.
             if w.keyword("TYPE") {
                 return Self::alter_type(w);
+            }
+            if changes_owner(tokens) {
+                return Some(Self::Owner);
             }
             if w.keyword("PROCEDURE") || w.keyword("ROUTINE") {
                 return Self::alter_routine(w);
@@ -436,10 +440,14 @@ impl ByWords {
         w.done().then_some(Self::MoveTablespace { kind, from })
     }
 
-    /// After `ALTER TYPE`, the forms the parser lacks: `SET SCHEMA`, and a composite type's
-    /// attribute actions, separated by commas.
+    /// After `ALTER TYPE`, the forms the parser lacks: `OWNER TO`, `SET SCHEMA`, and a
+    /// composite type's attribute actions, separated by commas.
     fn alter_type(mut w: Words<'_>) -> Option<Self> {
         let ty = w.name()?;
+        if w.keyword("OWNER") {
+            return (w.keyword("TO") && w.name().is_some() && w.done())
+                .then_some(Self::TypeOwner { ty });
+        }
         if let Some(change) = w.new_name(&format!("type {ty}")) {
             return Some(Self::Renamed {
                 rule: "renaming-type",
@@ -1249,7 +1257,7 @@ mod tests {
             Some(ByWords::Do)
         );
         assert_eq!(
-            words("ALTER TYPE public.mood OWNER TO app"),
+            words("ALTER DOMAIN public.d OWNER TO app"),
             Some(ByWords::Owner)
         );
         assert_eq!(
