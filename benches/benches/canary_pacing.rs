@@ -14,9 +14,9 @@
 //! policy: steps of 5%, 20% and 50%, each held for a 5-minute pause, then promotion; and one
 //! step to 50%, held 5 minutes. The default count judge (one-sided, α 0.05) watches the error
 //! rate every second throughout. Each shape runs without pacing (Argo Rollouts' and Flagger's
-//! way: the pause alone decides) and with pacing's defaults (a 2× regression must be
-//! detectable before each raise); the one-step shape also with an exposure budget, which sizes
-//! its first weight.
+//! way: the pause alone decides) and with pacing's defaults (the errors at each weight must rule
+//! out a 2× regression before the weight rises or the canary is promoted); the one-step shape
+//! also with an exposure budget, which sizes its first weight.
 
 use std::time::Instant;
 

@@ -42,8 +42,8 @@ pub const STEP_PAUSE: Duration = Duration::from_secs(300);
 pub enum Pacer {
     /// Fixed pauses only: the weight rises when the pause ends, whatever the evidence.
     Fixed,
-    /// Pauses, and power-aware pacing with its defaults (a 2× regression detectable before each
-    /// raise) and the given exposure budget, if any.
+    /// Pauses, and power-aware pacing with its defaults (each raise and the promotion wait until
+    /// the errors rule out a 2× regression) and the given exposure budget, if any.
     Paced(Option<f64>),
 }
 
