@@ -542,7 +542,7 @@ fn the_rewrites_the_analysis_claims_are_the_ones_postgresql_makes() {
 /// Migrations whose last statement runs long (`UPDATE` or `VALIDATE CONSTRAINT` of `k`), after
 /// statements that may take a lock on `k` and keep it: each as psql runs the file, or as one
 /// query (golang-migrate, sqlx, dbmate send a file or section so).
-const KEPT: [(&str, bool); 12] = [
+const KEPT: [(&str, bool); 14] = [
     (
         "BEGIN; ALTER TABLE k ADD COLUMN d int; UPDATE k SET c = 1; COMMIT;",
         false,
@@ -587,9 +587,18 @@ const KEPT: [(&str, bool); 12] = [
         "BEGIN; ALTER TABLE k ADD COLUMN d int; REINDEX TABLE k; COMMIT;",
         false,
     ),
+    // A sequence's lock, kept: the inserts that draw from it wait for the data change.
+    (
+        "BEGIN; ALTER SEQUENCE k_seq RESTART WITH 1000; UPDATE k SET c = 1; COMMIT;",
+        false,
+    ),
+    (
+        "BEGIN; ALTER SEQUENCE k_seq RESTART WITH 1000; COMMIT; UPDATE k SET c = 1;",
+        false,
+    ),
 ];
 
-/// Whether a write of `k` from another session waits, while `migration` runs with its long
+/// Whether a write of `k` from another session (an insert, which draws its id from `k_seq`) waits, while `migration` runs with its long
 /// statement (`long`) replaced by a wait for an advisory lock this test holds: psql runs it
 /// statement by statement, or as one query.
 fn write_waits(db: &Database, migration: &str, long: &str, one_query: bool) -> bool {
@@ -639,7 +648,7 @@ fn write_waits(db: &Database, migration: &str, long: &str, one_query: bool) -> b
     let write = Command::new("psql")
         .args(["-X", "-q", "-d", &db.conninfo(), "-v", "ON_ERROR_STOP=1"])
         .args(["-c", "SET lock_timeout = '200ms'", "-c"])
-        .arg("UPDATE k SET id = id WHERE false")
+        .arg("INSERT INTO k (c) VALUES (1)")
         .output()
         .expect("psql runs");
     drop(hold);
@@ -657,14 +666,18 @@ fn write_waits(db: &Database, migration: &str, long: &str, one_query: bool) -> b
 
 #[test]
 fn the_locks_the_analysis_says_a_transaction_keeps_are_kept() {
-    let table = "CREATE TABLE k (id bigint PRIMARY KEY, c int);
+    let table = "CREATE SEQUENCE k_seq;
+                 CREATE TABLE k (id bigint PRIMARY KEY DEFAULT nextval('k_seq'), c int);
                  ALTER TABLE k ADD CONSTRAINT k_pos CHECK (c > 0) NOT VALID;";
     let Some(db) = Database::create("kept", table) else {
         return;
     };
     let mut wrong = Vec::new();
     for (migration, one_query) in KEPT {
-        psql(&db.conninfo(), &format!("DROP TABLE k; {table}"));
+        psql(
+            &db.conninfo(),
+            &format!("DROP TABLE k; DROP SEQUENCE k_seq; {table}"),
+        );
         let long = if migration.contains("VALIDATE CONSTRAINT k_c") {
             "ALTER TABLE k VALIDATE CONSTRAINT k_c"
         } else if migration.contains("k_id") {
