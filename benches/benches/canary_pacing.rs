@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Options: `--quick`, `--runs N`, `--seed S`, `--threads N` (default 2; results do not depend
-//! on it), `--budget B` (the budget row's exposure budget, in canary requests).
+//! on it), `--budget B` (the budget row's exposure budget, in canary requests), `--set errors`
+//! or `--set latency` (one set of rows; both by default).
 //!
 //! The model and the policies are documented in `serin_benches::rollout_sim`. Two shapes of
 //! policy: steps of 5%, 20% and 50%, each held for a 5-minute pause, then promotion; and one
@@ -17,20 +18,31 @@
 //! way: the pause alone decides) and with pacing's defaults (the errors at each weight must rule
 //! out a 2× regression before the weight rises or the canary is promoted); the one-step shape
 //! also with an exposure budget, which sizes its first weight.
+//!
+//! The latency rows (20 requests/s, where a slowdown takes minutes to see) give the canary a
+//! median 5% or 10% above the baseline's, errors alike, and add the default latency judge;
+//! the stepped shape also runs with 1-minute pauses, Flagger's default interval.
+//! Each shape runs with fixed pauses, with pacing on errors alone, with pacing's latency gate
+//! too (the latencies at each weight must rule out a 10% slowdown), and on latency alone.
 
 use std::time::Instant;
 
-use serin_benches::canary_sim::{ALPHA, BASE_ERROR_RATE, row_seed, upper_bound};
-use serin_benches::rollout_sim::{
-    Ending, HALF, Pacer, ROLLOUT_HORIZON_S, RolloutRun, RolloutScenario, STEP_WEIGHTS, run_rollouts,
+use serin_benches::canary_sim::{
+    ALPHA, BASE_ERROR_RATE, Effect, LATENCY_LOG_SD, row_seed, upper_bound,
 };
-use serin_canary::controller::Pacing;
+use serin_benches::rollout_sim::{
+    Ending, HALF, Pacer, ROLLOUT_HORIZON_S, RolloutRun, RolloutScenario, SHORT_PAUSE, STEP_PAUSE,
+    STEP_WEIGHTS, run_rollouts,
+};
+use serin_canary::controller::{LatencyPacing, Pacing};
 
 struct Options {
     runs: u64,
     seed: u64,
     threads: usize,
     budget: f64,
+    errors: bool,
+    latency: bool,
 }
 
 fn parse() -> Result<Options, String> {
@@ -39,6 +51,8 @@ fn parse() -> Result<Options, String> {
         seed: 20_261_129,
         threads: 2,
         budget: 3_000.0,
+        errors: true,
+        latency: true,
     };
     let mut args = std::env::args().skip(1);
     let number = |v: Option<String>, what: &str| -> Result<f64, String> {
@@ -53,6 +67,11 @@ fn parse() -> Result<Options, String> {
             "--seed" => o.seed = number(args.next(), "--seed")? as u64,
             "--threads" => o.threads = number(args.next(), "--threads")? as usize,
             "--budget" => o.budget = number(args.next(), "--budget")?,
+            "--set" => match args.next().as_deref() {
+                Some("errors") => o.latency = false,
+                Some("latency") => o.errors = false,
+                other => return Err(format!("--set takes errors or latency, not {other:?}")),
+            },
             // Flags cargo bench passes to every harness.
             "--bench" | "--nocapture" => {}
             other => return Err(format!("unknown option `{other}`")),
@@ -104,7 +123,7 @@ fn print_row(scenario: &RolloutScenario, runs: &[RolloutRun], budget: Option<f64
             format!(">{ROLLOUT_HORIZON_S}")
         }
     };
-    let bad = scenario.ratio > 1.0;
+    let bad = !scenario.effect.is_null();
     let verdict = if !bad {
         format!(
             "false rollback {} (95% upper {:.1}%)",
@@ -114,7 +133,10 @@ fn print_row(scenario: &RolloutScenario, runs: &[RolloutRun], budget: Option<f64
     } else {
         let promoted = format!("bad version promoted {}", share(promoted, n));
         match budget {
-            Some(b) if scenario.ratio >= Pacing::default().detectable_ratio => {
+            Some(b)
+                if matches!(scenario.effect, Effect::ErrorRatio(r)
+                    if Pacing::default().detectable_ratio.is_some_and(|d| r >= d)) =>
+            {
                 let within = if mean + half <= b {
                     "within"
                 } else if mean <= b {
@@ -160,20 +182,31 @@ fn main() {
         100.0 * BASE_ERROR_RATE,
         opts.threads
     );
+    let ratio = pacing.detectable_ratio.unwrap_or(f64::NAN);
+    let latency = LatencyPacing::default();
+    let pair_weight = latency.weight_to_pass(LATENCY_LOG_SD * LATENCY_LOG_SD, pacing.beta);
     println!(
-        "Policies: set weight {STEP_WEIGHTS:?}% or {HALF:?}%, each held 5 min, then promote; the \
-         default count judge watches every second. Pacing's gate holds each weight until the \
-         errors there make a {}× regression unlikely (likelihood ratio ≤ β = {}). At each \
-         weight: errors a good canary needs to pass, and the expected canary requests a {}× \
-         regression serves before the judge catches it (X):",
-        pacing.detectable_ratio, pacing.beta, pacing.detectable_ratio
+        "Policies: set weight {STEP_WEIGHTS:?}% or {HALF:?}%, each held 5 min (or 1 min where \
+         the row says so), then promote; the default count judge watches every second (with \
+         the latency judge in the latency rows, each at α/2). Pacing's gate holds each weight \
+         until the errors there make a {}× regression unlikely (likelihood ratio ≤ β = {}); \
+         its latency gate, until the latencies make a {}% slowdown unlikely, which for a canary \
+         as fast as the baseline takes a pair weight of about {pair_weight:.0}. At each weight: \
+         errors a good canary needs to pass, the expected canary requests a {}× regression \
+         serves before the judge catches it (X), and the seconds a good canary needs to pass \
+         the latency gate at 20 requests/s:",
+        ratio,
+        pacing.beta,
+        latency.detectable_shift * 100.0,
+        ratio
     );
     for &w in STEP_WEIGHTS {
         let s = f64::from(w) / 100.0;
         println!(
-            "- {w}%: {:.0} errors, X = {:.0} requests",
+            "- {w}%: {:.0} errors, X = {:.0} requests; latency gate about {:.0} s",
             pacing.errors_to_pass(s),
-            pacing.expected_exposure(s, BASE_ERROR_RATE)
+            pacing.expected_exposure(s, BASE_ERROR_RATE),
+            pair_weight / (20.0 * s * (1.0 - s))
         );
     }
     println!(
@@ -187,31 +220,55 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let started = Instant::now();
-    for load in [20.0, 500.0] {
-        for ratio in [1.0, 1.5, 2.0, 5.0] {
-            let rows = [
-                (STEP_WEIGHTS, Pacer::Fixed),
-                (STEP_WEIGHTS, Pacer::Paced(None)),
-                (HALF, Pacer::Fixed),
-                (HALF, Pacer::Paced(None)),
-                (HALF, Pacer::Paced(Some(opts.budget))),
-            ];
-            for (weights, pacer) in rows {
-                let budget = match pacer {
-                    Pacer::Paced(b) => b,
-                    Pacer::Fixed => None,
-                };
-                let scenario = RolloutScenario {
-                    load_rps: load,
-                    ratio,
-                    weights,
-                    pacer,
-                };
-                let seed = row_seed(opts.seed, &scenario.label());
-                let runs = run_rollouts(&scenario, seed, opts.runs, opts.threads);
-                print_row(&scenario, &runs, budget);
+    let mut rows = Vec::new();
+    if opts.errors {
+        for load in [20.0, 500.0] {
+            for ratio in [1.0, 1.5, 2.0, 5.0] {
+                for (weights, pacer) in [
+                    (STEP_WEIGHTS, Pacer::Fixed),
+                    (STEP_WEIGHTS, Pacer::Paced(None)),
+                    (HALF, Pacer::Fixed),
+                    (HALF, Pacer::Paced(None)),
+                    (HALF, Pacer::Paced(Some(opts.budget))),
+                ] {
+                    rows.push((load, Effect::ErrorRatio(ratio), weights, STEP_PAUSE, pacer));
+                }
             }
         }
+    }
+    if opts.latency {
+        for shift in [0.0, 0.05, 0.1] {
+            for (weights, pause) in [
+                (STEP_WEIGHTS, STEP_PAUSE),
+                (STEP_WEIGHTS, SHORT_PAUSE),
+                (HALF, STEP_PAUSE),
+            ] {
+                for pacer in [
+                    Pacer::Fixed,
+                    Pacer::Paced(None),
+                    Pacer::PacedBoth,
+                    Pacer::PacedLatency,
+                ] {
+                    rows.push((20.0, Effect::LatencyShift(shift), weights, pause, pacer));
+                }
+            }
+        }
+    }
+    for (load_rps, effect, weights, pause, pacer) in rows {
+        let budget = match pacer {
+            Pacer::Paced(b) => b,
+            Pacer::Fixed | Pacer::PacedBoth | Pacer::PacedLatency => None,
+        };
+        let scenario = RolloutScenario {
+            load_rps,
+            effect,
+            weights,
+            pause,
+            pacer,
+        };
+        let seed = row_seed(opts.seed, &scenario.label());
+        let runs = run_rollouts(&scenario, seed, opts.runs, opts.threads);
+        print_row(&scenario, &runs, budget);
     }
     println!("\ntotal {:.1} s", started.elapsed().as_secs_f64());
 }

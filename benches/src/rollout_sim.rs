@@ -1,28 +1,41 @@
-//! Whole rollouts in simulation: the canary controller, its policy and the default count judge
-//! driven second by second over seeded request streams, to measure what a policy costs — the
-//! canary requests a bad version serves before it is rolled back, and the time a good one takes
-//! to be promoted. Used by the `canary_pacing` harness.
+//! Whole rollouts in simulation: the canary controller, its policy and the default judges driven
+//! second by second over seeded request streams, to measure what a policy costs — the canary
+//! requests a bad version serves before it is rolled back, and the time a good one takes to be
+//! promoted. Used by the `canary_pacing` harness.
 //!
 //! # Model
 //!
 //! The request model of [`canary_sim`](crate::canary_sim)'s independent rows: total load `L`
 //! requests/s; each second each arm serves `Poisson(λ(1 − p))` successes and `Poisson(λp)`
 //! errors, with `λ` its share of the load at the weight the controller last set, the baseline's
-//! error rate 0.5% and the canary's `ratio ×` that. The controller sees each second as one pair
-//! of observations and its action takes effect from the next second. A run ends at promotion,
+//! error rate 0.5% and the canary's `ratio ×` that. The controller is fed each second's pair of
+//! observations of every metric, then decides once, and its action takes effect from the next
+//! second. A run ends at promotion,
 //! at rollback, or at the horizon.
+//!
+//! Rows with an error-rate effect run the default count judge alone. Rows with a latency effect
+//! also give every request a log-normal latency (median 100 ms, the canary's `1 + shift` times
+//! that, log sd 0.5), fed each second as both arms' sketches to the default latency judge, and
+//! to pacing's latency gate where the policy has one; the two judges share α equally, as the
+//! orchestrator's do.
 
 use std::time::Duration;
 
+use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
 use serin_canary::controller::{
-    Action, CanaryController, CanaryPolicy, Pacing, Pause, Phase, Step,
+    Action, CanaryController, CanaryPolicy, LatencyPacing, Pacing, Pause, Phase, Step,
 };
-use serin_canary::sequential::SequentialCountJudge;
-use serin_signals::{Counts, Measurement, Metric, Observation, Timestamp, Track, Window};
+use serin_canary::sequential::{SequentialCountJudge, SequentialJudge, SequentialLatencyJudge};
+use serin_signals::{
+    Counts, LatencySketch, Measurement, Metric, Observation, Timestamp, Track, Window,
+};
 
-use crate::canary_sim::{ALPHA, BASE_ERROR_RATE, poisson, run_seeded};
+use crate::canary_sim::{
+    ALPHA, BASE_ERROR_RATE, BASE_MEDIAN_MS, Effect, LATENCY_LOG_SD, poisson, run_seeded,
+};
 
 /// Seconds a run may last before it counts as neither promoted nor rolled back.
 pub const ROLLOUT_HORIZON_S: u32 = 4 * 3600;
@@ -34,8 +47,12 @@ pub const STEP_WEIGHTS: &[u8] = &[5, 20, 50];
 /// canary phase might.
 pub const HALF: &[u8] = &[50];
 
-/// How long each `pause` step of the policy waits after its weight is set.
+/// How long each `pause` step of the policy waits after its weight is set, unless a row says
+/// otherwise.
 pub const STEP_PAUSE: Duration = Duration::from_secs(300);
+
+/// The shorter pause of some latency rows: Flagger's default analysis interval.
+pub const SHORT_PAUSE: Duration = Duration::from_secs(60);
 
 /// How the policy paces its weight increases.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +62,11 @@ pub enum Pacer {
     /// Pauses, and power-aware pacing with its defaults (each raise and the promotion wait until
     /// the errors rule out a 2× regression) and the given exposure budget, if any.
     Paced(Option<f64>),
+    /// Pauses, and pacing with its defaults and its latency gate's (the latencies must also
+    /// rule out a 10% slowdown).
+    PacedBoth,
+    /// Pauses, and pacing on the latency gate alone (no errors' gate).
+    PacedLatency,
 }
 
 impl Pacer {
@@ -54,43 +76,58 @@ impl Pacer {
             Pacer::Fixed => "fixed pauses".into(),
             Pacer::Paced(None) => "paced".into(),
             Pacer::Paced(Some(b)) => format!("paced, budget {b:.0}"),
+            Pacer::PacedBoth => "paced on errors and latency".into(),
+            Pacer::PacedLatency => "paced on latency alone".into(),
         }
     }
 
-    /// The policy: for each of `weights`, set it, then pause [`STEP_PAUSE`]; promote after the
-    /// last pause.
-    pub fn policy(&self, weights: &[u8]) -> CanaryPolicy {
+    /// The policy: for each of `weights`, set it, then pause for `pause`; promote after the last
+    /// pause.
+    pub fn policy(&self, weights: &[u8], pause: Duration) -> CanaryPolicy {
         let steps = weights
             .iter()
             .flat_map(|w| {
                 [
                     Step::SetWeight(*w),
                     Step::Pause(Pause {
-                        duration: Some(STEP_PAUSE),
+                        duration: Some(pause),
                     }),
                 ]
             })
             .collect();
         let mut policy = CanaryPolicy::new(steps);
-        if let Pacer::Paced(budget) = self {
-            policy.pacing = Some(Pacing {
+        policy.pacing = match self {
+            Pacer::Fixed => None,
+            Pacer::Paced(budget) => Some(Pacing {
                 exposure_budget: *budget,
                 ..Pacing::default()
-            });
-        }
+            }),
+            Pacer::PacedBoth => Some(Pacing {
+                latency: Some(LatencyPacing::default()),
+                ..Pacing::default()
+            }),
+            Pacer::PacedLatency => Some(Pacing {
+                detectable_ratio: None,
+                latency: Some(LatencyPacing::default()),
+                ..Pacing::default()
+            }),
+        };
         policy
     }
 }
 
-/// One row: a load, the canary's error-rate ratio, the policy's weights and a pacer.
+/// One row: a load, the canary's regression, the policy's weights and a pacer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RolloutScenario {
     /// Total requests per second.
     pub load_rps: f64,
-    /// Canary error rate ÷ the baseline's (1 = a good version).
-    pub ratio: f64,
+    /// The canary's regression: its error-rate ratio (1 = a good version), or its latency
+    /// shift (0 = a good version, errors alike).
+    pub effect: Effect,
     /// The weights the policy steps through ([`STEP_WEIGHTS`] or [`HALF`]).
     pub weights: &'static [u8],
+    /// How long each weight's pause lasts ([`STEP_PAUSE`] in most rows).
+    pub pause: Duration,
     /// How weight increases are paced.
     pub pacer: Pacer,
 }
@@ -99,9 +136,17 @@ impl RolloutScenario {
     /// The row's label (its streams are drawn from the seed and this label).
     pub fn label(&self) -> String {
         let weights: Vec<String> = self.weights.iter().map(u8::to_string).collect();
+        let effect = match self.effect {
+            Effect::ErrorRatio(r) => format!("err×{r}"),
+            Effect::LatencyShift(s) => format!("lat+{}%", s * 100.0),
+        };
+        let pause = if self.pause == STEP_PAUSE {
+            String::new()
+        } else {
+            format!(" with {} s pauses", self.pause.as_secs())
+        };
         format!(
-            "err×{} {}rps, {}%, {}",
-            self.ratio,
+            "{effect} {}rps, {}%{pause}, {}",
             self.load_rps,
             weights.join("/"),
             self.pacer.label()
@@ -144,13 +189,49 @@ fn counts(track: Track, window: Window, requests: u64, errors: u64) -> Observati
     Observation::new(Metric::ErrorRate, track, window, Measurement::Counts(c))
 }
 
+/// A sketch of `n` requests' latencies, log-normal around `median_ms`.
+fn latencies(
+    rng: &mut ChaCha8Rng,
+    track: Track,
+    window: Window,
+    n: u64,
+    median_ms: f64,
+) -> Observation {
+    let mut sketch = LatencySketch::new();
+    for _ in 0..n {
+        let z: f64 = rng.sample(StandardNormal);
+        // Finite and positive by construction, so the sketch takes it.
+        let _ = sketch.add(median_ms * (LATENCY_LOG_SD * z).exp());
+    }
+    Observation::new(Metric::Latency, track, window, Measurement::Latency(sketch))
+}
+
 /// One seeded rollout of `scenario`.
 pub fn run_rollout(scenario: &RolloutScenario, seed: u64) -> RolloutRun {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let judge = SequentialCountJudge::new(Metric::ErrorRate, ALPHA, 0.0)
-        .expect("the default judge's settings are valid");
-    let mut ctl = CanaryController::new(scenario.pacer.policy(scenario.weights), vec![judge])
-        .expect("the harness's policy is valid");
+    let (ratio, shift) = match scenario.effect {
+        Effect::ErrorRatio(r) => (r, None),
+        Effect::LatencyShift(s) => (1.0, Some(s)),
+    };
+    // With two judges, each takes half of α, as the orchestrator splits it.
+    let alpha = if shift.is_some() { ALPHA / 2.0 } else { ALPHA };
+    let mut judges: Vec<SequentialJudge> = vec![
+        SequentialCountJudge::new(Metric::ErrorRate, alpha, 0.0)
+            .expect("the default judge's settings are valid")
+            .into(),
+    ];
+    if shift.is_some() {
+        judges.push(
+            SequentialLatencyJudge::new(Metric::Latency, alpha, 0.0)
+                .expect("the default judge's settings are valid")
+                .into(),
+        );
+    }
+    let mut ctl = CanaryController::new(
+        scenario.pacer.policy(scenario.weights, scenario.pause),
+        judges,
+    )
+    .expect("the harness's policy is valid");
     let mut out = RolloutRun {
         ending: Ending::Unfinished,
         canary_requests: 0,
@@ -158,7 +239,7 @@ pub fn run_rollout(scenario: &RolloutScenario, seed: u64) -> RolloutRun {
         max_weight: 0,
     };
     let mut action = ctl.tick(Timestamp::from_millis(0)).action;
-    let p_c = BASE_ERROR_RATE * scenario.ratio;
+    let p_c = BASE_ERROR_RATE * ratio;
     for s in 0..ROLLOUT_HORIZON_S {
         match action {
             Action::Promote => {
@@ -185,14 +266,23 @@ pub fn run_rollout(scenario: &RolloutScenario, seed: u64) -> RolloutRun {
         out.canary_requests += cs + ce;
         out.canary_errors += ce;
         let window = second(s);
-        let decision = ctl
-            .observe(
-                &counts(Track::Stable, window, bs, be),
-                &counts(Track::Canary, window, cs, ce),
+        // Every metric of the second, then one decision, as the orchestrator does.
+        ctl.feed(
+            &counts(Track::Stable, window, bs, be),
+            &counts(Track::Canary, window, cs, ce),
+            window.end(),
+        )
+        .expect("the observations pair up");
+        if let Some(shift) = shift {
+            let median = BASE_MEDIAN_MS * (1.0 + shift);
+            ctl.feed(
+                &latencies(&mut rng, Track::Stable, window, bs + be, BASE_MEDIAN_MS),
+                &latencies(&mut rng, Track::Canary, window, cs + ce, median),
                 window.end(),
             )
             .expect("the observations pair up");
-        action = decision.action;
+        }
+        action = ctl.tick(window.end()).action;
     }
     if out.ending == Ending::Unfinished {
         match ctl.state().phase() {
@@ -223,8 +313,9 @@ mod tests {
     fn a_rollout_is_reproducible_from_its_seed() {
         let s = RolloutScenario {
             load_rps: 500.0,
-            ratio: 5.0,
+            effect: Effect::ErrorRatio(5.0),
             weights: STEP_WEIGHTS,
+            pause: STEP_PAUSE,
             pacer: Pacer::Fixed,
         };
         assert_eq!(run_rollout(&s, 7), run_rollout(&s, 7));
@@ -234,8 +325,9 @@ mod tests {
     fn a_much_worse_canary_is_rolled_back_at_the_first_step() {
         let s = RolloutScenario {
             load_rps: 500.0,
-            ratio: 20.0,
+            effect: Effect::ErrorRatio(20.0),
             weights: STEP_WEIGHTS,
+            pause: STEP_PAUSE,
             pacer: Pacer::Paced(None),
         };
         let r = run_rollout(&s, 1);

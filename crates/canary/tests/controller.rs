@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use common::{Rng, counts, no_data, second};
 use serin_canary::controller::{
-    Action, AnalysisStep, CanaryController, CanaryPolicy, Command, ControllerState, OnInconclusive,
-    OnWarning, Pacing, Pause, Phase, PromotionGate, Step,
+    Action, AnalysisStep, CanaryController, CanaryPolicy, Command, ControllerState, LatencyPacing,
+    OnInconclusive, OnWarning, Pacing, Pause, Phase, PromotionGate, Step,
 };
 use serin_canary::judge::{Judge, Severity};
 use serin_canary::sequential::SequentialCountJudge;
@@ -152,6 +152,29 @@ fn a_warning_can_hold_instead_of_rolling_back_and_never_raises_the_weight() {
         assert_eq!(ctl.tick(at(t)).action, Action::Hold);
     }
     assert_eq!(ctl.state().weight(), 10);
+}
+
+#[test]
+fn feeding_does_not_decide_so_one_tick_covers_every_metric_of_a_window() {
+    let policy = CanaryPolicy::new(vec![
+        Step::SetWeight(10),
+        Step::Pause(Pause {
+            duration: Some(Duration::from_secs(60)),
+        }),
+        Step::SetWeight(50),
+    ]);
+    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(10));
+    let w = second(61);
+    let (b, c) = (
+        counts(Metric::ErrorRate, Track::Stable, w, 900, 4),
+        counts(Metric::ErrorRate, Track::Canary, w, 100, 0),
+    );
+    ctl.feed(&b, &c, w.end()).unwrap();
+    // The pause has ended, but nothing moves until the caller asks for the decision.
+    assert_eq!(ctl.state().weight(), 10);
+    assert_eq!(ctl.state().step(), 1);
+    assert_eq!(ctl.tick(w.end()).action, Action::SetWeight(50));
 }
 
 #[test]
@@ -350,6 +373,116 @@ fn pacing_holds_a_canary_as_bad_as_the_detectable_regression() {
     assert_eq!(ctl.state().weight(), 20);
 }
 
+/// A 20%-then-50% policy paced by `pacing`, judged by a count judge too lenient to fail in
+/// time; per second the baseline makes `baseline_errors` errors and the canary none, and the
+/// canary's median is `slowdown` times the baseline's. The second at which the weight rose to
+/// 50%, with the last hold's reason, or `None` within `seconds`.
+fn latency_paced(
+    pacing: Pacing,
+    baseline_errors: u64,
+    slowdown: f64,
+    seconds: u64,
+) -> (Option<u64>, String) {
+    let mut policy = CanaryPolicy::new(vec![Step::SetWeight(20), Step::SetWeight(50)]);
+    policy.pacing = Some(pacing);
+    let lenient = SequentialCountJudge::new(Metric::ErrorRate, 1e-9, 0.0).unwrap();
+    let mut ctl = Ctl::new(policy, vec![lenient]).unwrap();
+    assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(20));
+    let mut rng = Rng::new(5);
+    let mut reason = String::new();
+    for s in 0..seconds {
+        let w = second(s);
+        let b = counts(Metric::ErrorRate, Track::Stable, w, 800, baseline_errors);
+        let c = counts(Metric::ErrorRate, Track::Canary, w, 200, 0);
+        ctl.feed(&b, &c, w.end()).unwrap();
+        let base = log_normal(&mut rng, 16, 100.0, 0.5);
+        let can = log_normal(&mut rng, 4, 100.0 * slowdown, 0.5);
+        ctl.feed(
+            &common::latency(Track::Stable, w, &base),
+            &common::latency(Track::Canary, w, &can),
+            w.end(),
+        )
+        .unwrap();
+        let d = ctl.tick(w.end());
+        if d.action == Action::SetWeight(50) {
+            return (Some(s), reason);
+        }
+        reason = d.reason;
+    }
+    (None, reason)
+}
+
+fn both_gates() -> Pacing {
+    Pacing {
+        latency: Some(LatencyPacing::default()),
+        ..Pacing::default()
+    }
+}
+
+#[test]
+fn a_latency_gate_holds_a_slow_canary_the_errors_would_let_through() {
+    // As fast as the baseline: Σw grows 3.2 a second and about 165 rules out 10%, after the
+    // errors' 69 or so (4 a second).
+    let (rose, reason) = latency_paced(both_gates(), 4, 1.0, 600);
+    let rose = rose.expect("a fast canary's weight rises");
+    assert!(rose < 300, "rose at {rose}");
+    assert!(reason.contains("latencies at 20%"), "{reason}");
+    // 25% slower: the errors' gate has long passed, the latencies' never does.
+    let (rose, reason) = latency_paced(both_gates(), 4, 1.25, 900);
+    assert_eq!(rose, None);
+    assert!(
+        reason.contains("do not yet rule out a canary 10% slower") && !reason.contains("errors at"),
+        "{reason}"
+    );
+    assert!(reason.contains("estimated shift +2"), "{reason}");
+}
+
+#[test]
+fn pacing_on_latency_alone_raises_the_weight_of_a_service_without_errors() {
+    // Without a single error, the errors' gate has nothing to weigh and holds for ever.
+    let (rose, reason) = latency_paced(both_gates(), 0, 1.0, 900);
+    assert_eq!(rose, None);
+    assert!(reason.contains("the 0 errors at 20%"), "{reason}");
+    // On latency alone, the weight rises once the latencies rule out a 10% slowdown.
+    let latency_only = Pacing {
+        detectable_ratio: None,
+        ..both_gates()
+    };
+    let (rose, _) = latency_paced(latency_only.clone(), 0, 1.0, 900);
+    assert!(rose.is_some_and(|s| s < 300), "{rose:?}");
+    let (rose, reason) = latency_paced(latency_only, 0, 1.25, 900);
+    assert_eq!(rose, None, "{reason}");
+}
+
+#[test]
+fn the_latency_gate_s_evidence_is_in_the_state_and_older_states_load_without_it() {
+    let mut policy = CanaryPolicy::new(vec![Step::SetWeight(20), Step::SetWeight(50)]);
+    policy.pacing = Some(Pacing {
+        latency: Some(LatencyPacing::default()),
+        ..Pacing::default()
+    });
+    let mut ctl = Ctl::new(policy.clone(), vec![judge()]).unwrap();
+    ctl.tick(at(0));
+    let w = second(0);
+    let (base, can) = ([90.0, 100.0, 110.0, 120.0], [130.0, 140.0]);
+    ctl.observe(
+        &common::latency(Track::Stable, w, &base),
+        &common::latency(Track::Canary, w, &can),
+        w.end(),
+    )
+    .unwrap();
+    let (_, judges, state) = ctl.into_parts();
+    let mut json = serde_json::to_value(&state).unwrap();
+    let gathered = json["stepLatency"].clone();
+    assert!(gathered["weight"].as_f64().unwrap() > 1.3, "{gathered}");
+    let restored: ControllerState = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(restored, state);
+    // A state journalled before the latency gate existed starts it empty.
+    json.as_object_mut().unwrap().remove("stepLatency");
+    let older: ControllerState = serde_json::from_value(json).unwrap();
+    assert!(CanaryController::from_parts(policy, judges, older).is_ok());
+}
+
 #[test]
 fn an_exposure_budget_sizes_the_first_weight_and_the_gate_lifts_it() {
     let mut policy = CanaryPolicy::new(vec![Step::SetWeight(50)]);
@@ -463,16 +596,15 @@ fn counts_and_latency_judges_run_together_and_serialize_whole() {
     for s in 0..120 {
         feed_any(&mut ctl, s, 800, rng.poisson(4.0), 200, rng.poisson(1.0));
         let w = second(s);
-        let base: Vec<f64> = (0..40).map(|_| (3.0 + 0.4 * rng.normal()).exp()).collect();
-        let can: Vec<f64> = (0..10).map(|_| (3.0 + 0.4 * rng.normal()).exp()).collect();
-        let d = ctl
-            .observe(
-                &common::latency(Track::Stable, w, &base),
-                &common::latency(Track::Canary, w, &can),
-                w.end(),
-            )
-            .unwrap();
-        last = Some(d);
+        let base = log_normal(&mut rng, 40, 20.0, 0.4);
+        let can = log_normal(&mut rng, 10, 20.0, 0.4);
+        ctl.feed(
+            &common::latency(Track::Stable, w, &base),
+            &common::latency(Track::Canary, w, &can),
+            w.end(),
+        )
+        .unwrap();
+        last = Some(ctl.tick(w.end()));
         if ctl.state().phase() != Phase::Progressing {
             break;
         }
@@ -493,6 +625,13 @@ fn counts_and_latency_judges_run_together_and_serialize_whole() {
     assert_eq!(ctl.state().phase(), Phase::Promoted);
 }
 
+/// `n` latencies, log-normal around `median_ms` with log sd `log_sd`.
+fn log_normal(rng: &mut Rng, n: usize, median_ms: f64, log_sd: f64) -> Vec<f64> {
+    (0..n)
+        .map(|_| median_ms * (log_sd * rng.normal()).exp())
+        .collect()
+}
+
 fn feed_any(
     ctl: &mut CanaryController<serin_canary::sequential::SequentialJudge>,
     s: u64,
@@ -504,5 +643,5 @@ fn feed_any(
     let w = second(s);
     let b = counts(Metric::ErrorRate, Track::Stable, w, br, be);
     let c = counts(Metric::ErrorRate, Track::Canary, w, cr, ce);
-    ctl.observe(&b, &c, w.end()).unwrap();
+    ctl.feed(&b, &c, w.end()).unwrap();
 }

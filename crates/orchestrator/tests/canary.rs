@@ -5,7 +5,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serin_canary::controller::Pacing;
+use serin_canary::controller::{LatencyPacing, Pacing};
 use serin_orchestrator::{EventKind, Outcome, Platform};
 use serin_signals::{Arm, Track};
 use support::{SERVICE, World, canary_config, drain, rollback_reason};
@@ -74,6 +74,59 @@ async fn an_exposure_budget_starts_the_canary_at_0_percent_and_pacing_still_prom
         matches!(&e.kind, EventKind::AnalysisResult { decision } if decision.reason.contains("pacing"))
     });
     assert!(paced, "the held weights say why");
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_two_judges_every_weight_the_controller_sets_is_carried_out() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    world.set_latency("1.0.0", 100.0);
+    world.set_latency("1.1.0", 100.0);
+    let mut config = canary_config("1.1.0");
+    config.canary_config.judge_latency = true;
+    let report = world.deploy(&config).await;
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    // Error rate and latency are fed each window, then one decision is carried out: a raise
+    // decided on the first metric is not lost behind the second's hold.
+    assert_eq!(weights(&report.timeline), vec![10.0, 40.0, 70.0, 100.0]);
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Canary, "1.1.0".into()))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn pacing_on_latency_alone_promotes_a_service_without_errors_and_holds_a_slow_one() {
+    let pacing = Pacing {
+        detectable_ratio: None,
+        latency: Some(LatencyPacing::default()),
+        ..Pacing::default()
+    };
+    for (median, promoted) in [(100.0, true), (130.0, false)] {
+        let (world, _traffic) = World::serving(0.0, 0.0).await;
+        world.set_latency("1.0.0", 100.0);
+        world.set_latency("1.1.0", median);
+        let mut config = canary_config("1.1.0");
+        config.canary_config.pacing = Some(pacing.clone());
+        config.canary_config.max_duration = Duration::from_secs(1_200);
+        let report = world.deploy(&config).await;
+        println!("{report}");
+        let holds = report.timeline.iter().any(|e| {
+            matches!(&e.kind, EventKind::AnalysisResult { decision }
+                if decision.reason.contains("do not yet rule out a canary 10% slower"))
+        });
+        if promoted {
+            // Errors never come, so only the latencies can pace it, and they do. Every weight is
+            // carried out, though each window feeds two metrics.
+            assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+            assert_eq!(weights(&report.timeline), vec![10.0, 40.0, 70.0, 100.0]);
+        } else {
+            // No judge reads latency: the gate alone keeps it at 10% until the rollout's end.
+            let reason = rollback_reason(&report);
+            assert!(reason.contains("maximum duration"), "{reason}");
+            assert_eq!(weights(&report.timeline), vec![10.0]);
+            assert!(holds, "the held weight says why");
+        }
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -4,9 +4,11 @@
 use serde::{Deserialize, Serialize};
 use serin_signals::{Measurement, Observation, Timestamp};
 
+use super::latency_gate::LatencyEvidence;
 use super::pacing::Level;
 use super::policy::{CanaryPolicy, CanaryScale, OnInconclusive, OnWarning, Step};
 use crate::judge::{Evidence, Judge, Judgement, Sample, Severity, Verdict};
+use crate::sequential::LogMoments;
 use crate::{Error, Result};
 
 /// What the caller must do next. The controller assumes the caller carries it out (and journals
@@ -92,6 +94,9 @@ pub struct ControllerState {
     /// which only makes the gate wait longer).
     #[serde(default)]
     step_log_lr: f64,
+    /// What pacing's latency gate has gathered.
+    #[serde(default)]
+    step_latency: LatencyEvidence,
     /// The baseline's requests and errors of the pacing metric, over the rollout.
     baseline_requests: u64,
     baseline_errors: u64,
@@ -118,6 +123,7 @@ impl ControllerState {
             judgements: vec![None; judges],
             step_errors: 0,
             step_log_lr: 0.0,
+            step_latency: LatencyEvidence::default(),
             baseline_requests: 0,
             baseline_errors: 0,
             canary_requests: 0,
@@ -153,12 +159,12 @@ impl ControllerState {
 /// 3. Past `maxDuration`, or holding longer than `progressDeadline` in one step (timed steps
 ///    only; a pause waiting for approval has no deadline), the rollout rolls back.
 /// 4. Otherwise the current step runs: `setWeight` raises the weight only while no judge fails
-///    and, with [`Pacing`](super::Pacing), once the errors at the current weight rule out the
-///    stated regression (the first weight, with an exposure budget, only as far as the budget
-///    allows); `pause` waits; `analysis` advances when every judge passes or when its duration
+///    and, with [`Pacing`](super::Pacing), once the errors at the current weight (and the
+///    latencies, with its latency gate) rule out the stated regression (the first weight, with
+///    an exposure budget, only as far as the budget allows); `pause` waits; `analysis` advances when every judge passes or when its duration
 ///    has passed with enough samples and no failure (else [`OnInconclusive`]); after the last
 ///    step, the canary is promoted, but only if every judge has seen data and none fails, with
-///    [`Pacing`](super::Pacing) once the last weight's errors rule out the regression too, and
+///    [`Pacing`](super::Pacing) once the last weight's evidence rules out the regression too, and
 ///    with a [`PromotionGate`](super::PromotionGate) once the canary's own error rate is shown
 ///    below the gate's bound (until then it holds).
 ///
@@ -250,26 +256,46 @@ impl<J: Judge> CanaryController<J> {
     }
 
     /// Feeds the baseline's and the canary's observation of one metric over the same window to
-    /// every judge of that metric (and to pacing), then decides.
+    /// every judge of that metric (and to pacing), then decides: [`feed`](Self::feed), then
+    /// [`tick`](Self::tick).
     ///
-    /// Errors: the observations do not pair up (other metric or window), or no judge and no
-    /// pacing uses the metric (nothing changes); or a judge rejects the measurement's kind (that
-    /// judge and the controller's state are unchanged; with several judges of one metric, the
-    /// judges before it in the list have already been fed).
+    /// Each decision's action is to be carried out, so a caller with several metrics per window
+    /// feeds them all and ticks once instead: a weight set on one metric's decision would
+    /// otherwise be lost behind the next metric's hold.
     pub fn observe(
         &mut self,
         baseline: &Observation,
         canary: &Observation,
         now: Timestamp,
     ) -> Result<Decision> {
+        self.feed(baseline, canary, now)?;
+        Ok(self.decide(now))
+    }
+
+    /// Feeds one metric's pair of observations, as [`observe`](Self::observe) does, without
+    /// deciding.
+    ///
+    /// Errors: the observations do not pair up (other metric or window), or no judge and no
+    /// pacing uses the metric (nothing changes); or a judge rejects the measurement's kind (that
+    /// judge and the controller's state are unchanged; with several judges of one metric, the
+    /// judges before it in the list have already been fed).
+    pub fn feed(
+        &mut self,
+        baseline: &Observation,
+        canary: &Observation,
+        now: Timestamp,
+    ) -> Result<()> {
         let w = self.state.weight;
         let share = (w > 0 && w < 100).then(|| f64::from(w) / 100.0);
         let sample = Sample::new(baseline, canary, share, now)?;
-        let pacing_metric = self.policy.pacing.as_ref().map(|p| p.metric.clone());
         let users: Vec<usize> = (0..self.judges.len())
             .filter(|i| self.judges[*i].metric() == sample.metric())
             .collect();
-        let for_pacing = pacing_metric.as_ref() == Some(sample.metric());
+        let for_pacing = self
+            .policy
+            .pacing
+            .as_ref()
+            .is_some_and(|p| p.metrics().any(|m| m == sample.metric()));
         let for_gate = self
             .policy
             .promotion
@@ -296,8 +322,8 @@ impl<J: Judge> CanaryController<J> {
             }
             // The baseline's rate is learned even while the canary serves nothing (a budget
             // holds it at 0% until then); the gate weighs the errors of both arms.
-            if for_pacing
-                && let Some(p) = &self.policy.pacing
+            if let Some(p) = &self.policy.pacing
+                && &p.metric == sample.metric()
                 && let Measurement::Counts(b) = &baseline.measurement
             {
                 let s = &mut self.state;
@@ -311,13 +337,22 @@ impl<J: Judge> CanaryController<J> {
                         .saturating_add(c.errors());
                 }
             }
+            if let Some(l) = self.policy.pacing.as_ref().and_then(|p| p.latency.as_ref())
+                && &l.metric == sample.metric()
+                && let (Measurement::Latency(b), Measurement::Latency(c)) =
+                    (&baseline.measurement, &canary.measurement)
+            {
+                self.state
+                    .step_latency
+                    .add(&LogMoments::from_sketch(b), &LogMoments::from_sketch(c));
+            }
             if for_gate && let Measurement::Counts(c) = &canary.measurement {
                 let s = &mut self.state;
                 s.canary_requests = s.canary_requests.saturating_add(c.requests());
                 s.canary_errors = s.canary_errors.saturating_add(c.errors());
             }
         }
-        Ok(self.decide(now))
+        Ok(())
     }
 
     /// Applies a command, then decides. A promotion is refused (an error, nothing changes) while
@@ -453,6 +488,7 @@ impl<J: Judge> CanaryController<J> {
             weight: self.state.weight,
             errors: self.state.step_errors,
             log_lr: self.state.step_log_lr,
+            latency: self.state.step_latency,
         }
     }
 
@@ -463,6 +499,7 @@ impl<J: Judge> CanaryController<J> {
         if new_level {
             self.state.step_errors = 0;
             self.state.step_log_lr = 0.0;
+            self.state.step_latency.new_level();
         }
     }
 
@@ -614,7 +651,7 @@ impl<J: Judge> CanaryController<J> {
                             match p.next_weight(&level, target, top, baseline, first) {
                                 // A weight the budget allows before the gate passed keeps the
                                 // evidence gathered so far.
-                                Ok(w) => (w, current == 0 || p.gate_passed(level.log_lr)),
+                                Ok(w) => (w, current == 0 || p.passed(&level)),
                                 Err(reason) => return self.hold(now, reason, true),
                             }
                         }

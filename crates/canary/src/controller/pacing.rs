@@ -23,6 +23,10 @@
 //! with probability at most `β^(k−1)` (the product of the ratios is the likelihood ratio of all
 //! the data).
 //!
+//! With [`Pacing::latency`], the latencies at the current weight must also rule out a slowdown
+//! of a stated size, by the same boundary (see [`LatencyPacing`]): the weight rises once both
+//! gates have passed. The exposure model below is the errors' alone.
+//!
 //! # Exposure
 //!
 //! Until then the judges must catch a bad version. The likelihood ratio that knows `r` gains
@@ -58,6 +62,7 @@
 use serde::{Deserialize, Serialize};
 use serin_signals::{Counts, Metric};
 
+use super::latency_gate::{LatencyEvidence, LatencyPacing, MIN_SPREAD_DOF};
 use crate::{Error, Result};
 
 /// Settings of power-aware pacing.
@@ -69,8 +74,12 @@ pub struct Pacing {
     pub metric: Metric,
     /// The error-rate ratio (canary / baseline) that must be ruled out before each increase,
     /// above 1. Default `2`.
+    ///
+    /// `null` turns the errors' gate off, to pace on latency alone ([`Pacing::latency`] is then
+    /// required, and no exposure budget applies): for a service whose errors are too rare for
+    /// their gate to pass in reasonable time.
     #[serde(default = "default_ratio")]
-    pub detectable_ratio: f64,
+    pub detectable_ratio: Option<f64>,
     /// The largest chance that a version with exactly the detectable regression passes one
     /// weight's gate, in (0, 1). Default `0.05`.
     #[serde(default = "default_beta")]
@@ -88,13 +97,16 @@ pub struct Pacing {
     /// budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exposure_budget: Option<f64>,
+    /// A slowdown the latencies must rule out as well before each increase, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencyPacing>,
 }
 
 fn default_metric() -> Metric {
     Metric::ErrorRate
 }
-fn default_ratio() -> f64 {
-    2.0
+fn default_ratio() -> Option<f64> {
+    Some(2.0)
 }
 fn default_beta() -> f64 {
     0.05
@@ -115,6 +127,7 @@ impl Default for Pacing {
             alpha: default_alpha(),
             evidence_factor: default_factor(),
             exposure_budget: None,
+            latency: None,
         }
     }
 }
@@ -139,6 +152,8 @@ pub(crate) struct Level {
     pub(crate) errors: u64,
     /// The gate's log likelihood ratio over them.
     pub(crate) log_lr: f64,
+    /// What the latency gate has gathered.
+    pub(crate) latency: LatencyEvidence,
 }
 
 impl Pacing {
@@ -148,12 +163,30 @@ impl Pacing {
 
     /// Checks every field; `path` prefixes the field names in errors.
     pub fn validate(&self, path: &str) -> Result<()> {
-        if !(self.detectable_ratio.is_finite() && self.detectable_ratio > 1.0) {
-            return Err(Error::invalid_config(
-                format!("{path}.detectableRatio"),
-                self.detectable_ratio,
-                "must be a finite error-rate ratio above 1",
-            ));
+        match self.detectable_ratio {
+            Some(r) if !(r.is_finite() && r > 1.0) => {
+                return Err(Error::invalid_config(
+                    format!("{path}.detectableRatio"),
+                    r,
+                    "must be a finite error-rate ratio above 1",
+                ));
+            }
+            None if self.latency.is_none() => {
+                return Err(Error::invalid_config(
+                    format!("{path}.detectableRatio"),
+                    "null",
+                    "may be null only with a latency gate: pacing must rule out something",
+                ));
+            }
+            None if self.exposure_budget.is_some() => {
+                return Err(Error::invalid_config(
+                    format!("{path}.exposureBudget"),
+                    self.exposure_budget.unwrap_or_default(),
+                    "needs the errors' gate (a detectableRatio): the budget models error-rate \
+                     regressions",
+                ));
+            }
+            _ => {}
         }
         crate::sequential::check_alpha(&format!("{path}.beta"), self.beta)?;
         crate::sequential::check_alpha(&format!("{path}.alpha"), self.alpha)?;
@@ -173,20 +206,32 @@ impl Pacing {
                 "must be a finite number of requests > 0",
             ));
         }
+        if let Some(l) = &self.latency {
+            l.validate(&format!("{path}.latency"))?;
+        }
         Ok(())
+    }
+
+    /// The metrics pacing reads: its count metric with the errors' gate, and the latency
+    /// gate's metric with that gate.
+    pub fn metrics(&self) -> impl Iterator<Item = &Metric> {
+        let counts = self.detectable_ratio.map(|_| &self.metric);
+        counts
+            .into_iter()
+            .chain(self.latency.as_ref().map(|l| &l.metric))
     }
 
     /// The log of the gate's likelihood ratio carried by one pair of observations over the same
     /// window: how much more likely their errors' split between the arms is with the canary
-    /// `detectable_ratio` times worse than with both alike. Zero when either arm served nothing.
+    /// `detectable_ratio` times worse than with both alike. Zero when either arm served
+    /// nothing, or without the errors' gate.
     pub fn log_likelihood_ratio(&self, baseline: &Counts, canary: &Counts) -> f64 {
         let (nb, nc) = (baseline.requests() as f64, canary.requests() as f64);
-        if nb == 0.0 || nc == 0.0 {
+        let Some(r) = self.detectable_ratio.filter(|_| nb > 0.0 && nc > 0.0) else {
             return 0.0;
-        }
+        };
         // θ₁/θ₀ = r/(1 + ρ(r − 1)) and (1 − θ₁)/(1 − θ₀) = 1/(1 + ρ(r − 1)), written so that
         // no share near 0 or 1 loses them to cancellation.
-        let r = self.detectable_ratio;
         let spread = (nc / (nb + nc) * (r - 1.0)).ln_1p();
         let errors = canary.errors() as f64 + baseline.errors() as f64;
         canary.errors() as f64 * r.ln() - errors * spread
@@ -197,33 +242,50 @@ impl Pacing {
         log_lr <= self.beta.ln()
     }
 
+    /// Whether every gate has passed at `level`: the errors' and the latencies', each if set.
+    pub(crate) fn passed(&self, level: &Level) -> bool {
+        self.errors_passed(level) && self.latency_passed(level)
+    }
+
+    fn errors_passed(&self, level: &Level) -> bool {
+        self.detectable_ratio.is_none() || self.gate_passed(level.log_lr)
+    }
+
+    fn latency_passed(&self, level: &Level) -> bool {
+        self.latency.as_ref().is_none_or(|gate| {
+            gate.log_likelihood_ratio(&level.latency)
+                .is_some_and(|llr| self.gate_passed(llr))
+        })
+    }
+
     /// About how many errors a version no worse than the baseline gathers at canary share
-    /// `share` before the gate passes, `ln(1/β) / KL(θ₀‖θ₁)` (infinite outside `(0, 1)`).
+    /// `share` before the gate passes, `ln(1/β) / KL(θ₀‖θ₁)` (infinite outside `(0, 1)` or
+    /// without the errors' gate).
     pub fn errors_to_pass(&self, share: f64) -> f64 {
-        if !(share > 0.0 && share < 1.0) {
+        let Some(r) = self.detectable_ratio.filter(|_| share > 0.0 && share < 1.0) else {
             return f64::INFINITY;
-        }
-        let (t0, t1) = arm_odds(share, self.detectable_ratio);
+        };
+        let (t0, t1) = arm_odds(share, r);
         (1.0 / self.beta).ln() / bernoulli_kl(t0, t1)
     }
 
     /// `N(ρ)`: the errors the known-effect likelihood ratio needs on average to catch the
-    /// regression at canary share `share` (infinite outside `(0, 1)`).
+    /// regression at canary share `share` (infinite outside `(0, 1)` or without the errors'
+    /// gate).
     pub fn oracle_errors(&self, share: f64) -> f64 {
-        if !(share > 0.0 && share < 1.0) {
+        let Some(r) = self.detectable_ratio.filter(|_| share > 0.0 && share < 1.0) else {
             return f64::INFINITY;
-        }
-        let (t0, t1) = arm_odds(share, self.detectable_ratio);
+        };
+        let (t0, t1) = arm_odds(share, r);
         (1.0 / self.alpha).ln() / bernoulli_kl(t1, t0)
     }
 
     /// `X(ρ)`: the expected canary requests a version with the detectable regression serves at
     /// `share` before the judges catch it, given the baseline's error rate.
     pub fn expected_exposure(&self, share: f64, baseline_error_rate: f64) -> f64 {
-        let r = self.detectable_ratio;
-        if baseline_error_rate.is_nan() || baseline_error_rate <= 0.0 {
+        let Some(r) = self.detectable_ratio.filter(|_| baseline_error_rate > 0.0) else {
             return f64::INFINITY;
-        }
+        };
         self.evidence_factor * self.oracle_errors(share) * share
             / (baseline_error_rate * ((1.0 - share) + share * r))
     }
@@ -271,7 +333,7 @@ impl Pacing {
         first: bool,
     ) -> std::result::Result<u8, String> {
         let budget = self.budget_weight(target, top, baseline).filter(|_| first);
-        if level.weight > 0 && self.gate_passed(level.log_lr) {
+        if level.weight > 0 && self.passed(level) {
             return Ok(target);
         }
         match budget {
@@ -284,7 +346,7 @@ impl Pacing {
                 "pacing: no first weight yet keeps the expected exposure to a {}x error-rate \
                  regression within the budget of {:.0} requests (the baseline's error rate is \
                  read from at least {} errors; {} in {} requests so far)",
-                self.detectable_ratio,
+                self.detectable_ratio.unwrap_or(f64::NAN),
                 self.exposure_budget.unwrap_or(f64::INFINITY),
                 Self::BASELINE_ERRORS,
                 baseline.1,
@@ -297,22 +359,61 @@ impl Pacing {
 
     /// Why the canary may not be promoted yet from `level`, if its gate has not passed.
     pub(crate) fn promotion_hold(&self, level: &Level) -> Option<String> {
-        ((1..100).contains(&level.weight) && !self.gate_passed(level.log_lr))
+        ((1..100).contains(&level.weight) && !self.passed(level))
             .then(|| self.gate_reason(level, "promoting"))
     }
 
+    /// Why the latency gate holds at `level`, if it is set and has not passed.
+    fn latency_hold(&self, level: &Level) -> Option<String> {
+        let gate = self
+            .latency
+            .as_ref()
+            .filter(|_| !self.latency_passed(level))?;
+        let slowdown = gate.detectable_shift * 100.0;
+        match gate.log_likelihood_ratio(&level.latency) {
+            Some(llr) => {
+                let (weight, variance) = level.latency.weight_and_variance();
+                Some(format!(
+                    "the latencies at {}% do not yet rule out a canary {slowdown}% slower \
+                     (likelihood ratio {:.3}, at most {} needed; estimated shift {}; a canary \
+                     as fast as the baseline needs a pair weight of about {:.0}, {weight:.0} \
+                     so far)",
+                    level.weight,
+                    llr.exp(),
+                    self.beta,
+                    level
+                        .latency
+                        .estimated_shift()
+                        .map_or("none yet".into(), |s| format!("{:+.1}%", s * 100.0)),
+                    gate.weight_to_pass(variance, self.beta),
+                ))
+            }
+            None => Some(format!(
+                "the latencies' spread does not yet rest on {MIN_SPREAD_DOF} degrees of freedom, \
+                 so they cannot rule out a canary {slowdown}% slower"
+            )),
+        }
+    }
+
     fn gate_reason(&self, level: &Level, what: &str) -> String {
-        format!(
-            "pacing: the {} errors at {}% do not yet rule out a {}x error-rate regression \
-             (likelihood ratio {:.3}, at most {} needed) before {what}; a canary as good as the \
-             baseline needs about {:.0}",
-            level.errors,
-            level.weight,
-            self.detectable_ratio,
-            level.log_lr.exp(),
-            self.beta,
-            self.errors_to_pass(f64::from(level.weight) / 100.0)
-        )
+        let errors = self
+            .detectable_ratio
+            .filter(|_| !self.errors_passed(level))
+            .map(|r| {
+                format!(
+                    "the {} errors at {}% do not yet rule out a {}x error-rate regression \
+                 (likelihood ratio {:.3}, at most {} needed; a canary as good as the baseline \
+                 needs about {:.0})",
+                    level.errors,
+                    level.weight,
+                    r,
+                    level.log_lr.exp(),
+                    self.beta,
+                    self.errors_to_pass(f64::from(level.weight) / 100.0)
+                )
+            });
+        let holds: Vec<String> = errors.into_iter().chain(self.latency_hold(level)).collect();
+        format!("pacing: {} before {what}", holds.join("; and "))
     }
 }
 
@@ -329,6 +430,7 @@ mod tests {
             weight,
             errors,
             log_lr,
+            latency: LatencyEvidence::default(),
         }
     }
 
@@ -479,9 +581,50 @@ mod tests {
     }
 
     #[test]
+    fn pacing_on_latency_alone_drops_the_errors_gate_and_needs_the_latency_one() {
+        let p: Pacing =
+            serde_json::from_str(r#"{"detectableRatio": null, "latency": {}}"#).unwrap();
+        assert!(p.validate("pacing").is_ok());
+        assert_eq!(p.metrics().collect::<Vec<_>>(), [&Metric::Latency]);
+        assert_eq!(
+            p.log_likelihood_ratio(&counts(100, 0), &counts(100, 9)),
+            0.0
+        );
+        assert!(p.errors_to_pass(0.2).is_infinite());
+        // No errors at all: the errors' gate would never pass; without it, only the latencies'
+        // holds (here for want of spread).
+        let hold = p.promotion_hold(&level(20, 0, 0.0)).unwrap();
+        assert!(
+            !hold.contains("errors at") && hold.contains("degrees of freedom"),
+            "{hold}"
+        );
+        let back: Pacing = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+        // Nothing to rule out, or a budget without the errors it models: refused.
+        let nothing: Pacing = serde_json::from_str(r#"{"detectableRatio": null}"#).unwrap();
+        let msg = nothing.validate("pacing").unwrap_err().to_string();
+        assert!(msg.contains("pacing.detectableRatio"), "{msg}");
+        let budget = Pacing {
+            exposure_budget: Some(3_000.0),
+            ..p
+        };
+        let msg = budget.validate("pacing").unwrap_err().to_string();
+        assert!(msg.contains("pacing.exposureBudget"), "{msg}");
+        // With both gates, the errors' metric comes first.
+        let both = Pacing {
+            latency: Some(LatencyPacing::default()),
+            ..Pacing::default()
+        };
+        assert_eq!(
+            both.metrics().collect::<Vec<_>>(),
+            [&Metric::ErrorRate, &Metric::Latency]
+        );
+    }
+
+    #[test]
     fn bad_settings_name_the_field() {
         let p = Pacing {
-            detectable_ratio: 1.0,
+            detectable_ratio: Some(1.0),
             ..Pacing::default()
         };
         let msg = p.validate("canaryPolicy.pacing").unwrap_err().to_string();

@@ -40,4 +40,5 @@ pub(crate) use counts::check_open_unit as check_alpha;
 pub use counts::{CountTest, CountTestConfig, CountTotals, Sides};
 pub use judges::{CountMode, SequentialCountJudge, SequentialJudge, SequentialLatencyJudge};
 pub use latency::{CONCENTRATED_LOG_SD, LatencyTest, LatencyTestConfig, LatencyVariance};
+pub(crate) use moments::Spread;
 pub use moments::{LogMoments, SKETCH_LOG_ERROR};

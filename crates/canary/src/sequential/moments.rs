@@ -206,6 +206,11 @@ impl Spread {
         self.dof = self.dof.saturating_add(m.count().saturating_sub(1));
     }
 
+    /// The degrees of freedom.
+    pub(crate) fn dof(&self) -> u64 {
+        self.dof
+    }
+
     /// The plain estimate of the variance (NaN without degrees of freedom).
     pub(crate) fn estimate(&self) -> f64 {
         if self.dof == 0 {

@@ -70,8 +70,9 @@ pub struct CanaryConfig {
     pub promotion_max_error_rate: f64,
     /// Power-aware pacing: raise the weight, and promote, only once the errors at the current
     /// weight rule out a regression of `detectableRatio` times the baseline's error rate (a
-    /// version with it passes each raise with probability at most `beta`); optionally size the
-    /// first weight to an `exposureBudget`. Off by default.
+    /// version with it passes each raise with probability at most `beta`) and, with `latency`,
+    /// once the latencies rule out a slowdown of `detectableShift`; optionally size the first
+    /// weight to an `exposureBudget`. Off by default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pacing: Option<Pacing>,
 }

@@ -49,20 +49,20 @@ impl Runner {
             ));
         };
         let mut controller = controller_of(run.clone())?;
-        let mut decision: Option<Decision> = None;
+        // Every metric first, then one decision for the window: each decision's action must be
+        // carried out, so a weight set while feeding one metric must not hide behind the next.
         for (metric, b, c) in &observations {
-            if reads(&controller, metric) {
-                match controller.observe(b, c, now) {
-                    Ok(d) => decision = Some(d),
-                    Err(e) => kinds.push(EventKind::Anomaly {
-                        source: "canary".into(),
-                        severity: "info".into(),
-                        summary: format!("observation of {metric} not usable: {e}"),
-                    }),
-                }
+            if reads(&controller, metric)
+                && let Err(e) = controller.feed(b, c, now)
+            {
+                kinds.push(EventKind::Anomaly {
+                    source: "canary".into(),
+                    severity: "info".into(),
+                    summary: format!("observation of {metric} not usable: {e}"),
+                });
             }
         }
-        let decision = decision.unwrap_or_else(|| controller.tick(now));
+        let decision = controller.tick(now);
         self.carry_out(controller, decision, &run.last_reason, kinds)
             .await
     }
@@ -159,7 +159,10 @@ fn reads(controller: &CanaryController<AnyJudge>, metric: &Metric) -> bool {
         .judges()
         .iter()
         .any(|j| serin_canary::judge::Judge::metric(j) == metric)
-        || policy.pacing.as_ref().is_some_and(|p| &p.metric == metric)
+        || policy
+            .pacing
+            .as_ref()
+            .is_some_and(|p| p.metrics().any(|m| m == metric))
         || policy
             .promotion
             .as_ref()

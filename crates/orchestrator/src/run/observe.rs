@@ -27,7 +27,7 @@ impl Runner {
                 add(serin_canary::judge::Judge::metric(j).clone());
             }
             if let Some(p) = &run.policy.pacing {
-                add(p.metric.clone());
+                p.metrics().cloned().for_each(&mut add);
             }
             if let Some(g) = &run.policy.promotion {
                 add(g.metric.clone());

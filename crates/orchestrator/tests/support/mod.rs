@@ -1,6 +1,7 @@
 //! A small in-memory world for behaviour tests: platform, router, metrics and health sources,
 //! a journal, and a traffic generator that records, every second, the requests and errors
-//! each track served under the split in force (errors at each version's configured rate).
+//! each track served under the split in force (errors at each version's configured rate) and,
+//! for versions given a median latency, their latencies.
 
 #![allow(dead_code)]
 
@@ -28,7 +29,15 @@ pub struct World {
     pub clock: Clock,
     /// Error rate per version (`major.minor.patch`).
     pub rates: Arc<Mutex<BTreeMap<String, f64>>>,
+    /// Median latency in ms per version, for those whose latencies are recorded.
+    pub medians: Arc<Mutex<BTreeMap<String, f64>>>,
 }
+
+/// The standard normal's deciles' midpoints: the spread of recorded latencies around their
+/// median (log sd 0.5), the same every second.
+const LOG_SPREAD: [f64; 10] = [
+    -1.645, -1.036, -0.674, -0.385, -0.126, 0.126, 0.385, 0.674, 1.036, 1.645,
+];
 
 pub fn v(s: &str) -> semver::Version {
     semver::Version::parse(s).expect("test version")
@@ -44,6 +53,7 @@ impl World {
             journal: Arc::new(InMemoryJournal::new()),
             clock: Clock::starting_at(Timestamp::from_millis(1_700_000_000_000)),
             rates: Arc::new(Mutex::new(BTreeMap::new())),
+            medians: Arc::new(Mutex::new(BTreeMap::new())),
         }
     }
 
@@ -73,6 +83,14 @@ impl World {
             .lock()
             .expect("rates")
             .insert(version.to_owned(), rate);
+    }
+
+    /// Records `version`'s latencies from now on, log-normal around `median_ms`.
+    pub fn set_latency(&self, version: &str, median_ms: f64) {
+        self.medians
+            .lock()
+            .expect("medians")
+            .insert(version.to_owned(), median_ms);
     }
 
     /// Records one second of traffic ending now, split by the router's current split.
@@ -110,13 +128,27 @@ impl World {
             let track: Track = name.parse().expect("track");
             self.source
                 .record_counts(
-                    track,
+                    track.clone(),
                     Metric::ErrorRate,
                     window,
                     requests,
                     errors.min(requests),
                 )
                 .expect("record");
+            let median = self
+                .medians
+                .lock()
+                .expect("medians")
+                .get(&st.version.to_string())
+                .copied();
+            if let Some(median) = median {
+                let millis: Vec<f64> = (0..requests as usize)
+                    .map(|i| median * (0.5 * LOG_SPREAD[i % LOG_SPREAD.len()]).exp())
+                    .collect();
+                self.source
+                    .record_latency(track, window, &millis)
+                    .expect("record");
+            }
         }
     }
 
