@@ -184,20 +184,23 @@ fn main() {
     );
     let ratio = pacing.detectable_ratio.unwrap_or(f64::NAN);
     let latency = LatencyPacing::default();
-    let pair_weight = latency.weight_to_pass(LATENCY_LOG_SD * LATENCY_LOG_SD, pacing.beta);
+    let variance = LATENCY_LOG_SD * LATENCY_LOG_SD;
+    let precision = latency.precision_to_pass(pacing.beta);
     println!(
         "Policies: set weight {STEP_WEIGHTS:?}% or {HALF:?}%, each held 5 min (or 1 min where \
          the row says so), then promote; the default count judge watches every second (with \
          the latency judge in the latency rows, each at α/2). Pacing's gate holds each weight \
          until the errors there make a {}× regression unlikely (likelihood ratio ≤ β = {}); \
          its latency gate, until the latencies make a {}% slowdown unlikely, which for a canary \
-         as fast as the baseline takes a pair weight of about {pair_weight:.0}. At each weight: \
+         as fast as the baseline takes a precision of about {precision:.0} (the estimated log \
+         shift's standard error down to {:.1}%). At each weight: \
          errors a good canary needs to pass, the expected canary requests a {}× regression \
          serves before the judge catches it (X), and the seconds a good canary needs to pass \
          the latency gate at 20 requests/s:",
         ratio,
         pacing.beta,
         latency.detectable_shift * 100.0,
+        100.0 / precision.sqrt(),
         ratio
     );
     for &w in STEP_WEIGHTS {
@@ -206,7 +209,7 @@ fn main() {
             "- {w}%: {:.0} errors, X = {:.0} requests; latency gate about {:.0} s",
             pacing.errors_to_pass(s),
             pacing.expected_exposure(s, BASE_ERROR_RATE),
-            pair_weight / (20.0 * s * (1.0 - s))
+            precision * variance / (20.0 * s * (1.0 - s))
         );
     }
     println!(

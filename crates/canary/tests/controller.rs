@@ -474,7 +474,8 @@ fn the_latency_gate_s_evidence_is_in_the_state_and_older_states_load_without_it(
     let (_, judges, state) = ctl.into_parts();
     let mut json = serde_json::to_value(&state).unwrap();
     let gathered = json["stepLatency"].clone();
-    assert!(gathered["weight"].as_f64().unwrap() > 1.3, "{gathered}");
+    assert_eq!(gathered["baseline"]["dof"], 3, "{gathered}");
+    assert_eq!(gathered["canary"]["dof"], 1, "{gathered}");
     let restored: ControllerState = serde_json::from_value(json.clone()).unwrap();
     assert_eq!(restored, state);
     // A state journalled before the latency gate existed starts it empty.

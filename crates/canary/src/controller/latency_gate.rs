@@ -5,32 +5,35 @@
 //!
 //! Within one observation each arm's log latencies have a mean, `m_c` for the `n_c` canary
 //! requests and `m_b` for the `n_b` baseline ones. Whatever the load does to both arms in that
-//! window cancels in their difference `D = m_c − m_b`, which, with log latencies of spread `σ`
-//! within each arm, is about `N(δ, σ²/w)`, `w = n_b·n_c/(n_b + n_c)`, when the canary is slower
-//! by a factor `e^δ`. The likelihood ratio of a slowdown `δ₁ = ln(1 + detectable_shift)` against
-//! none, over the observations at the current weight, is
+//! window cancels in their difference `D = m_c − m_b`, which, with log latencies of spread `σ_c`
+//! and `σ_b` within the arms, is about `N(δ, v)`, `v = σ_c²/n_c + σ_b²/n_b`, when the canary is
+//! slower by a factor `e^δ`. The likelihood ratio of a slowdown `δ₁ = ln(1 + detectable_shift)`
+//! against none, over the observations at the current weight, is
 //!
 //! ```text
-//! ln Λ = (δ₁·Σ w·D − δ₁²·Σ w / 2) / σ²
+//! ln Λ = δ₁·Σ D/v − δ₁²·Σ 1/v / 2
 //! ```
 //!
 //! and the gate passes once `ln Λ ≤ ln β`: Wald's SPRT acceptance boundary, as for errors, so a
 //! version exactly `detectable_shift` slower passes it with probability at most `β`.
 //!
-//! `σ²` is not assumed: it is an upper confidence bound on the variance pooled from the spread
-//! within each arm of every observation of the rollout (the latency test's own bound), and the
-//! gate holds until that rests on [`MIN_SPREAD_DOF`] degrees of freedom. An overstated `σ²`
-//! shrinks `ln Λ` towards 0, which only makes the gate slower to pass, good versions and bad.
+//! The spreads are not assumed. Each arm's is pooled from its spread within every observation
+//! of the rollout, and each observation's `v` is taken from the upper confidence bounds on them
+//! that the latency test uses, as they stood before it (an arm whose spread grows, as a
+//! regression's tail may make the canary's, weighs less). Observations count only once both
+//! arms' spreads rest on [`MIN_SPREAD_DOF`] degrees of freedom. An overstated `v` shrinks each
+//! step of `ln Λ`, which only makes the gate slower to pass, good versions and bad.
 //!
-//! A version as fast as the baseline passes after a pair weight `Σ w ≈ 2σ² ln(1/β)/δ₁²` (one
-//! canary request beside many baseline ones weighs about 1); `w` grows by about `L·ρ(1 − ρ)` a
-//! second at load `L` and share `ρ`. For log-normal latencies of spread 0.5 and
-//! the default 10% that is 165: about three minutes at 20 requests/s and a 5% share, seconds at
-//! 500. The errors' gate usually takes longer.
+//! A version as fast as the baseline passes once the precision `Σ 1/v` reaches about
+//! `2 ln(1/β)/δ₁²` ([`LatencyPacing::precision_to_pass`]: 660 for the default 10%), that is once
+//! the standard error of its estimated shift is down to `δ₁/√(2 ln(1/β))`, about 4%. The
+//! precision grows by about `L·ρ(1 − ρ)/σ²` a second at load `L` and share `ρ`: for log-normal
+//! latencies of spread 0.5, about three minutes at 20 requests/s and a 5% share, seconds at 500.
+//! The errors' gate usually takes longer.
 //!
 //! Like the count gate and the default judges, it takes the requests of one observation as
 //! independent: latencies whose level wanders per arm from second to second make `D` scatter
-//! more than `σ²/w`, and the gate then passes a slow version more often than `β`.
+//! more than `v`, and the gate then passes a slow version more often than `β`.
 
 use serde::{Deserialize, Serialize};
 use serin_signals::Metric;
@@ -38,7 +41,8 @@ use serin_signals::Metric;
 use crate::sequential::{LogMoments, Spread};
 use crate::{Error, Result};
 
-/// The degrees of freedom the pooled spread of log latencies needs before the gate may pass.
+/// The degrees of freedom each arm's pooled spread of log latencies needs before observations
+/// count.
 pub const MIN_SPREAD_DOF: u64 = 30;
 
 /// Settings of the latency gate of [`Pacing`](super::Pacing).
@@ -98,66 +102,70 @@ impl LatencyPacing {
         self.detectable_shift.ln_1p()
     }
 
-    /// About how much pair weight `Σ w` a canary as fast as the baseline gathers before the gate
-    /// passes at `beta`, for log latencies of variance `log_variance`: `2σ² ln(1/β)/δ₁²`. The
-    /// weight grows by about `L·ρ(1 − ρ)` a second at load `L` and canary share `ρ`.
-    pub fn weight_to_pass(&self, log_variance: f64, beta: f64) -> f64 {
+    /// About the precision `Σ 1/v` a canary as fast as the baseline gathers before the gate
+    /// passes at `beta`: `2 ln(1/β)/δ₁²`. It grows by about `L·ρ(1 − ρ)/σ²` a second at load
+    /// `L`, canary share `ρ` and spread `σ` of log latencies.
+    pub fn precision_to_pass(&self, beta: f64) -> f64 {
         let d = self.log_shift();
-        2.0 * log_variance * (1.0 / beta).ln() / (d * d)
+        2.0 * (1.0 / beta).ln() / (d * d)
     }
 
-    /// The gate's log likelihood ratio at the current weight, or `None` while the spread rests
-    /// on fewer than [`MIN_SPREAD_DOF`] degrees of freedom.
+    /// The gate's log likelihood ratio at the current weight, or `None` until both arms'
+    /// spreads rest on [`MIN_SPREAD_DOF`] degrees of freedom.
     pub(crate) fn log_likelihood_ratio(&self, evidence: &LatencyEvidence) -> Option<f64> {
-        if evidence.spread.dof() < MIN_SPREAD_DOF {
-            return None;
-        }
         let d = self.log_shift();
-        let var = evidence.spread.upper();
-        Some((d * evidence.shift - d * d * evidence.weight / 2.0) / var)
+        evidence
+            .ready()
+            .then(|| d * evidence.shift - d * d * evidence.precision / 2.0)
     }
 }
 
-/// What the latency gate has gathered: its sums at the current weight, and the spread of log
-/// latencies within each arm over the whole rollout.
+/// What the latency gate has gathered: its sums at the current weight, and each arm's spread
+/// of log latencies over the whole rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct LatencyEvidence {
-    /// `Σ w` at the current weight.
-    weight: f64,
-    /// `Σ w·D` at the current weight.
+    /// `Σ 1/v` at the current weight.
+    precision: f64,
+    /// `Σ D/v` at the current weight.
     shift: f64,
-    spread: Spread,
+    baseline: Spread,
+    canary: Spread,
 }
 
 impl LatencyEvidence {
-    /// Adds one observation of each arm's log latencies.
-    pub(crate) fn add(&mut self, baseline: &LogMoments, canary: &LogMoments) {
-        self.spread.add(baseline);
-        self.spread.add(canary);
-        let (nb, nc) = (baseline.count() as f64, canary.count() as f64);
-        if nb > 0.0 && nc > 0.0 {
-            let w = nb * nc / (nb + nc);
-            self.weight += w;
-            self.shift += w * (canary.mean() - baseline.mean());
-        }
+    /// Whether both arms' spreads rest on [`MIN_SPREAD_DOF`] degrees of freedom.
+    fn ready(&self) -> bool {
+        self.baseline.dof() >= MIN_SPREAD_DOF && self.canary.dof() >= MIN_SPREAD_DOF
     }
 
-    /// Starts the current weight's sums afresh; the spread is kept.
+    /// Adds one observation of each arm's log latencies: its difference of means, weighed by
+    /// the spreads as they stood before it, then its spreads.
+    pub(crate) fn add(&mut self, baseline: &LogMoments, canary: &LogMoments) {
+        let (nb, nc) = (baseline.count() as f64, canary.count() as f64);
+        if self.ready() && nb > 0.0 && nc > 0.0 {
+            let v = self.canary.upper() / nc + self.baseline.upper() / nb;
+            self.precision += 1.0 / v;
+            self.shift += (canary.mean() - baseline.mean()) / v;
+        }
+        self.baseline.add(baseline);
+        self.canary.add(canary);
+    }
+
+    /// Starts the current weight's sums afresh; the spreads are kept.
     pub(crate) fn new_level(&mut self) {
-        self.weight = 0.0;
+        self.precision = 0.0;
         self.shift = 0.0;
     }
 
-    /// `Σ w` at the current weight, and the pooled variance of log latencies (NaN without
-    /// degrees of freedom).
-    pub(crate) fn weight_and_variance(&self) -> (f64, f64) {
-        (self.weight, self.spread.estimate())
+    /// `Σ 1/v` at the current weight.
+    pub(crate) fn precision(&self) -> f64 {
+        self.precision
     }
 
     /// The estimated slowdown at the current weight, as a fraction (`None` without pairs).
     pub(crate) fn estimated_shift(&self) -> Option<f64> {
-        (self.weight > 0.0).then(|| (self.shift / self.weight).exp_m1())
+        (self.precision > 0.0).then(|| (self.shift / self.precision).exp_m1())
     }
 }
 
@@ -169,59 +177,66 @@ mod tests {
         LogMoments::from_parts(n, mean, sd * sd).unwrap()
     }
 
-    #[test]
-    fn the_ratio_waits_for_the_spread_then_weighs_the_shift() {
-        let gate = LatencyPacing::default();
+    /// `n` observations of 16 baseline and 4 canary values, of spread 0.5 and `canary_sd`,
+    /// with the canary's mean log latency `shift` above the baseline's.
+    fn observed(n: usize, shift: f64, canary_sd: f64) -> LatencyEvidence {
         let mut ev = LatencyEvidence::default();
-        // 19 + 1 values: 18 degrees of freedom, not enough.
-        ev.add(&arm(19, 4.6, 0.5), &arm(1, 4.6, 0.0));
-        assert_eq!(gate.log_likelihood_ratio(&ev), None);
-        ev.add(&arm(19, 4.6, 0.5), &arm(1, 4.6, 0.0));
-        let llr = gate.log_likelihood_ratio(&ev).unwrap();
-        // No shift: −δ²Σw/(2σ²) with Σw = 2·19/20 and σ² a little above 0.25.
-        let d = 1.1f64.ln();
-        let plain = -d * d * 1.9 / (2.0 * 0.25);
-        assert!(llr < 0.0 && llr > plain, "{llr} vs {plain}");
-        // A canary exactly 10% slower drifts up instead.
-        let mut slow = LatencyEvidence::default();
-        for _ in 0..40 {
-            slow.add(&arm(19, 4.6, 0.5), &arm(1, 4.6 + d, 0.0));
+        for _ in 0..n {
+            ev.add(&arm(16, 4.6, 0.5), &arm(4, 4.6 + shift, canary_sd));
         }
-        assert!(gate.log_likelihood_ratio(&slow).unwrap() > 0.0);
-        // Σw = 40·19/20 so far; a fast canary needs about 2·0.25·ln 20/δ² ≈ 165.
-        let (weight, var) = slow.weight_and_variance();
-        assert!(
-            (weight - 38.0).abs() < 1e-9 && (var - 0.25).abs() < 0.01,
-            "{var}"
+        ev
+    }
+
+    #[test]
+    fn the_ratio_waits_for_both_spreads_then_weighs_the_shift() {
+        let gate = LatencyPacing::default();
+        let d = 1.1f64.ln();
+        // The canary's 3 degrees of freedom an observation reach 30 at the tenth, which itself
+        // is weighed by the spreads before it: not yet.
+        assert_eq!(gate.log_likelihood_ratio(&observed(9, 0.0, 0.5)), None);
+        assert_eq!(
+            gate.log_likelihood_ratio(&observed(10, 0.0, 0.5)),
+            Some(0.0)
         );
-        assert!((gate.weight_to_pass(0.25, 0.05) - 165.0).abs() < 1.0);
+        // One more without a shift: −δ²/(2v), v a little above 0.25/4 + 0.25/16.
+        let llr = gate.log_likelihood_ratio(&observed(11, 0.0, 0.5)).unwrap();
+        let plain = -d * d / (2.0 * (0.25 / 4.0 + 0.25 / 16.0));
+        assert!(llr < 0.0 && llr > plain, "{llr} vs {plain}");
+        // A canary exactly 10% slower drifts up instead, and its shift is read back.
+        let slow = observed(50, d, 0.5);
+        assert!(gate.log_likelihood_ratio(&slow).unwrap() > 0.0);
         assert!((slow.estimated_shift().unwrap() - 0.1).abs() < 1e-9);
-        // A new weight keeps the spread and drops the sums.
-        slow.new_level();
-        assert_eq!(gate.log_likelihood_ratio(&slow), Some(0.0));
-        assert_eq!(slow.estimated_shift(), None);
+        // A canary whose own spread is twice the baseline's weighs less.
+        assert!(observed(50, d, 1.0).precision() < 0.5 * slow.precision());
+        // A good canary passes at a precision of about 2 ln 20/δ² ≈ 660.
+        assert!((gate.precision_to_pass(0.05) - 659.5).abs() < 1.0);
+        // A new weight keeps the spreads and drops the sums.
+        let mut next = slow;
+        next.new_level();
+        assert_eq!(gate.log_likelihood_ratio(&next), Some(0.0));
+        assert_eq!(next.estimated_shift(), None);
     }
 
     /// Runs of per-second observations at 20 requests/s and a 20% share, log-normal latencies of
-    /// spread 0.5 with the canary slower by `shift`; the share of runs whose gate passes within
-    /// `seconds`.
-    fn pass_rate(shift: f64, runs: u32, seconds: u32) -> f64 {
+    /// spread 0.5 (the canary's `canary_sd`) with the canary slower by `shift`; the share of runs
+    /// whose gate passes within `seconds`.
+    fn pass_rate(shift: f64, canary_sd: f64, runs: u32, seconds: u32) -> f64 {
         use rand::{Rng, SeedableRng};
         use rand_distr::StandardNormal;
         let gate = LatencyPacing::default();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-        // The arms' means are drawn; their spread is taken as known, which the gate's bound
-        // on it barely moves at these degrees of freedom.
-        let mean = |rng: &mut rand_chacha::ChaCha8Rng, n: u64, mu: f64| {
+        // The arms' means are drawn; their spreads are taken as known, which the gate's bounds
+        // on them barely move at these degrees of freedom.
+        let mean = |rng: &mut rand_chacha::ChaCha8Rng, n: u64, mu: f64, sd: f64| {
             let z: f64 = rng.sample(StandardNormal);
-            LogMoments::from_parts(n, mu + 0.5 * z / (n as f64).sqrt(), 0.25).unwrap()
+            LogMoments::from_parts(n, mu + sd * z / (n as f64).sqrt(), sd * sd).unwrap()
         };
         let passed = (0..runs)
             .filter(|_| {
                 let mut ev = LatencyEvidence::default();
                 (0..seconds).any(|_| {
-                    let b = mean(&mut rng, 16, 4.6);
-                    let c = mean(&mut rng, 4, 4.6 + shift.ln_1p());
+                    let b = mean(&mut rng, 16, 4.6, 0.5);
+                    let c = mean(&mut rng, 4, 4.6 + shift.ln_1p(), canary_sd);
                     ev.add(&b, &c);
                     gate.log_likelihood_ratio(&ev)
                         .is_some_and(|l| l <= 0.05f64.ln())
@@ -234,12 +249,16 @@ mod tests {
     #[test]
     fn a_version_exactly_that_slow_rarely_passes_and_a_fast_one_does() {
         // Wald: at most β = 5% with exactly the slowdown; 2,000 runs put 3 sd at 1.5%.
-        let slow = pass_rate(0.1, 2_000, 600);
+        let slow = pass_rate(0.1, 0.5, 2_000, 600);
         assert!(slow <= 0.065, "{slow}");
-        // As fast as the baseline: Σw grows 3.2 a second and 165 suffices on average.
-        let good = pass_rate(0.0, 500, 300);
+        // Also when the slow canary's own latencies spread twice as wide: its arm weighs less.
+        let wide = pass_rate(0.1, 1.0, 2_000, 600);
+        assert!(wide <= 0.065, "{wide}");
+        // As fast as the baseline: the precision grows 12.8 a second and 660 suffices on
+        // average.
+        let good = pass_rate(0.0, 0.5, 500, 300);
         assert!(good >= 0.99, "{good}");
-        assert!(pass_rate(0.25, 2_000, 600) <= slow);
+        assert!(pass_rate(0.25, 0.5, 2_000, 600) <= slow);
     }
 
     #[test]

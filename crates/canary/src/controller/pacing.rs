@@ -372,12 +372,12 @@ impl Pacing {
         let slowdown = gate.detectable_shift * 100.0;
         match gate.log_likelihood_ratio(&level.latency) {
             Some(llr) => {
-                let (weight, variance) = level.latency.weight_and_variance();
+                let se = |precision: f64| 100.0 / precision.sqrt();
                 Some(format!(
                     "the latencies at {}% do not yet rule out a canary {slowdown}% slower \
-                     (likelihood ratio {:.3}, at most {} needed; estimated shift {}; a canary \
-                     as fast as the baseline needs a pair weight of about {:.0}, {weight:.0} \
-                     so far)",
+                     (likelihood ratio {:.3}, at most {} needed; estimated shift {}, standard \
+                     error {:.1}%, which a canary as fast as the baseline must bring down to \
+                     about {:.1}%)",
                     level.weight,
                     llr.exp(),
                     self.beta,
@@ -385,12 +385,13 @@ impl Pacing {
                         .latency
                         .estimated_shift()
                         .map_or("none yet".into(), |s| format!("{:+.1}%", s * 100.0)),
-                    gate.weight_to_pass(variance, self.beta),
+                    se(level.latency.precision()),
+                    se(gate.precision_to_pass(self.beta)),
                 ))
             }
             None => Some(format!(
-                "the latencies' spread does not yet rest on {MIN_SPREAD_DOF} degrees of freedom, \
-                 so they cannot rule out a canary {slowdown}% slower"
+                "each arm's spread of latencies does not yet rest on {MIN_SPREAD_DOF} degrees of \
+                 freedom, so they cannot rule out a canary {slowdown}% slower"
             )),
         }
     }
