@@ -17,7 +17,7 @@ use serin_canary::sequential::{
     SequentialCountJudge, SequentialLatencyJudge, Sides,
 };
 use serin_canary::severity::SeverityBands;
-use serin_signals::{LatencySketch, Metric, Track};
+use serin_signals::{Counts, LatencySketch, Metric, Track};
 
 fn count_judges() -> Vec<SequentialCountJudge> {
     let bands = SeverityBands::default();
@@ -139,7 +139,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
     #[test]
-    fn the_controller_never_raises_the_weight_while_a_judge_fails(
+    fn the_controller_never_raises_the_weight_while_a_judge_fails_or_pacing_holds(
         steps in prop::collection::vec(step(), 1..8),
         events in prop::collection::vec(event(), 1..400),
         hold_on_warning in any::<bool>(),
@@ -157,9 +157,12 @@ proptest! {
             CountMode::PerRequest(CountTestConfig::new(0.1)),
             SeverityBands::new(0.0, 50.0).unwrap(),
         ).unwrap();
+        let pacing = policy.pacing.clone();
         let mut ctl = CanaryController::new(policy, vec![judge]).unwrap();
         let mut now_s = 0u64;
         let mut weight = 0u8;
+        // Pacing's log likelihood ratio at the current weight, as the test reckons it.
+        let mut llr = 0.0;
         for e in events {
             let failing_before = ctl.judges()[0].judgement(common::second(now_s).end()).verdict.is_fail();
             let d = match e {
@@ -171,6 +174,10 @@ proptest! {
                     let be = br * base_permille / 1000;
                     let ce = cr * base_permille * canary_x10 / 10_000;
                     now_s += 1;
+                    if let Some(p) = &pacing {
+                        let (bc, cc) = (Counts::new(br, be).unwrap(), Counts::new(cr, ce).unwrap());
+                        llr += p.log_likelihood_ratio(&bc, &cc);
+                    }
                     let b = counts(Metric::ErrorRate, Track::Stable, w, br, be);
                     let c = counts(Metric::ErrorRate, Track::Canary, w, cr, ce);
                     ctl.observe(&b, &c, w.end()).unwrap()
@@ -189,13 +196,22 @@ proptest! {
                 Event::Resume => ctl.command(Command::Resume, second(now_s).start()).unwrap(),
             };
             let failing_now = ctl.judges()[0].judgement(d.at).verdict.is_fail();
+            let gate_holds = pacing.as_ref().is_some_and(|p| weight > 0 && !p.gate_passed(llr));
             match d.action {
                 Action::SetWeight(w) if w > weight => {
                     prop_assert!(!failing_before && !failing_now, "raised to {} while failing: {}", w, d.reason);
+                    prop_assert!(!gate_holds, "raised from {} to {} before pacing's gate passed", weight, w);
                     weight = w;
+                    llr = 0.0;
                 }
-                Action::SetWeight(w) => weight = w,
-                Action::Promote => prop_assert!(!failing_now, "promoted while failing"),
+                Action::SetWeight(w) => {
+                    weight = w;
+                    llr = 0.0;
+                }
+                Action::Promote => {
+                    prop_assert!(!failing_now, "promoted while failing");
+                    prop_assert!(weight == 100 || !gate_holds, "promoted from {} before pacing's gate passed", weight);
+                }
                 _ => {}
             }
             prop_assert!(!d.reason.is_empty());
