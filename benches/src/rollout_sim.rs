@@ -10,8 +10,7 @@
 //! errors, with `λ` its share of the load at the weight the controller last set, the baseline's
 //! error rate 0.5% and the canary's `ratio ×` that. The controller is fed each second's pair of
 //! observations of every metric, then decides once, and its action takes effect from the next
-//! second. A run ends at promotion,
-//! at rollback, or at the horizon.
+//! second. A run ends at promotion, at rollback, or at the horizon.
 //!
 //! Rows with an error-rate effect run the default count judge alone. Rows with a latency effect
 //! also give every request a log-normal latency (median 100 ms, the canary's `1 + shift` times
@@ -319,6 +318,22 @@ mod tests {
             pacer: Pacer::Fixed,
         };
         assert_eq!(run_rollout(&s, 7), run_rollout(&s, 7));
+    }
+
+    #[test]
+    fn a_slow_canary_paced_on_latency_is_held_and_rolled_back_by_the_latency_judge() {
+        let s = RolloutScenario {
+            load_rps: 20.0,
+            effect: Effect::LatencyShift(0.5),
+            weights: HALF,
+            pause: SHORT_PAUSE,
+            pacer: Pacer::PacedLatency,
+        };
+        let r = run_rollout(&s, 3);
+        assert!(
+            matches!(r.ending, Ending::RolledBack(t) if t < 120),
+            "{r:?}"
+        );
     }
 
     #[test]
