@@ -31,19 +31,32 @@
 //! latencies of spread 0.5, about three minutes at 20 requests/s and a 5% share, seconds at 500.
 //! The errors' gate usually takes longer.
 //!
-//! Like the count gate and the default judges, it takes the requests of one observation as
-//! independent: latencies whose level wanders per arm from second to second make `D` scatter
-//! more than `v`, and the gate then passes a slow version more often than `β`.
+//! # Latencies that wander
+//!
+//! The ratio takes `D` to vary only as much as the requests in the observation explain. A
+//! latency level that wanders on its own in each arm from one observation to the next (a busy
+//! neighbour, a garbage collector) adds scatter they do not: at high traffic `v` is tiny and the
+//! wander dominates. The gate measures that as the latency test's diagnostic does, the weighted
+//! scatter of every counted `D` over the rollout against `v` (`Σ (D − D̄)²/v / (n − 1)`, about 1
+//! or less without wander), and divides `ln Λ` by it (its upper confidence bound, read as the
+//! spreads' are) when that exceeds 1: the likelihood ratio with each `v` widened by that factor.
+//! It needs [`MIN_SCATTER_PAIRS`] counted observations first. Wander that is correlated from one observation to the next widens the sum's spread
+//! more than the scatter shows, so at high traffic with strongly correlated wander the gate
+//! passes a slow version more often than `β`.
 
 use serde::{Deserialize, Serialize};
 use serin_signals::Metric;
 
-use crate::sequential::{LogMoments, Spread};
+use crate::sequential::{LogMoments, Scatter, Spread};
 use crate::{Error, Result};
 
 /// The degrees of freedom each arm's pooled spread of log latencies needs before observations
 /// count.
 pub const MIN_SPREAD_DOF: u64 = 30;
+
+/// The observations the gate counts before it may pass, so that their scatter is read from
+/// some (ten at the orchestrator's default 30-second windows take five minutes).
+pub const MIN_SCATTER_PAIRS: u64 = 10;
 
 /// Settings of the latency gate of [`Pacing`](super::Pacing).
 ///
@@ -110,13 +123,14 @@ impl LatencyPacing {
         2.0 * (1.0 / beta).ln() / (d * d)
     }
 
-    /// The gate's log likelihood ratio at the current weight, or `None` until both arms'
-    /// spreads rest on [`MIN_SPREAD_DOF`] degrees of freedom.
+    /// The gate's log likelihood ratio at the current weight, widened by the observations'
+    /// excess scatter; `None` until both arms' spreads rest on [`MIN_SPREAD_DOF`] degrees of
+    /// freedom and [`MIN_SCATTER_PAIRS`] observations have counted.
     pub(crate) fn log_likelihood_ratio(&self, evidence: &LatencyEvidence) -> Option<f64> {
         let d = self.log_shift();
-        evidence
-            .ready()
-            .then(|| d * evidence.shift - d * d * evidence.precision / 2.0)
+        (evidence.ready() && evidence.scatter.count() >= MIN_SCATTER_PAIRS).then(|| {
+            (d * evidence.shift - d * d * evidence.precision / 2.0) / evidence.dispersion()
+        })
     }
 }
 
@@ -131,6 +145,8 @@ pub(crate) struct LatencyEvidence {
     shift: f64,
     baseline: Spread,
     canary: Spread,
+    /// Every counted `D` against its `v`, over the rollout.
+    scatter: Scatter,
 }
 
 impl LatencyEvidence {
@@ -145,8 +161,10 @@ impl LatencyEvidence {
         let (nb, nc) = (baseline.count() as f64, canary.count() as f64);
         if self.ready() && nb > 0.0 && nc > 0.0 {
             let v = self.canary.upper() / nc + self.baseline.upper() / nb;
+            let d = canary.mean() - baseline.mean();
             self.precision += 1.0 / v;
-            self.shift += (canary.mean() - baseline.mean()) / v;
+            self.shift += d / v;
+            self.scatter.push(d, v);
         }
         self.baseline.add(baseline);
         self.canary.add(canary);
@@ -161,6 +179,12 @@ impl LatencyEvidence {
     /// `Σ 1/v` at the current weight.
     pub(crate) fn precision(&self) -> f64 {
         self.precision
+    }
+
+    /// How many times what their spreads explain the observations scatter (an upper
+    /// confidence bound, as for the spreads), at least 1.
+    pub(crate) fn dispersion(&self) -> f64 {
+        self.scatter.upper_ratio().map_or(1.0, |r| r.max(1.0))
     }
 
     /// The estimated slowdown at the current weight, as a fraction (`None` without pairs).
@@ -192,15 +216,11 @@ mod tests {
         let gate = LatencyPacing::default();
         let d = 1.1f64.ln();
         // The canary's 3 degrees of freedom an observation reach 30 at the tenth, which itself
-        // is weighed by the spreads before it: not yet.
-        assert_eq!(gate.log_likelihood_ratio(&observed(9, 0.0, 0.5)), None);
-        assert_eq!(
-            gate.log_likelihood_ratio(&observed(10, 0.0, 0.5)),
-            Some(0.0)
-        );
-        // One more without a shift: −δ²/(2v), v a little above 0.25/4 + 0.25/16.
-        let llr = gate.log_likelihood_ratio(&observed(11, 0.0, 0.5)).unwrap();
-        let plain = -d * d / (2.0 * (0.25 / 4.0 + 0.25 / 16.0));
+        // is weighed by the spreads before it; ten observations count from the eleventh on.
+        assert_eq!(gate.log_likelihood_ratio(&observed(19, 0.0, 0.5)), None);
+        // Ten without a shift: −δ²·10/(2v), v a little above 0.25/4 + 0.25/16.
+        let llr = gate.log_likelihood_ratio(&observed(20, 0.0, 0.5)).unwrap();
+        let plain = -10.0 * d * d / (2.0 * (0.25 / 4.0 + 0.25 / 16.0));
         assert!(llr < 0.0 && llr > plain, "{llr} vs {plain}");
         // A canary exactly 10% slower drifts up instead, and its shift is read back.
         let slow = observed(50, d, 0.5);
@@ -210,17 +230,41 @@ mod tests {
         assert!(observed(50, d, 1.0).precision() < 0.5 * slow.precision());
         // A good canary passes at a precision of about 2 ln 20/δ² ≈ 660.
         assert!((gate.precision_to_pass(0.05) - 659.5).abs() < 1.0);
-        // A new weight keeps the spreads and drops the sums.
+        // A new weight keeps the spreads and the scatter, and drops the sums.
         let mut next = slow;
         next.new_level();
         assert_eq!(gate.log_likelihood_ratio(&next), Some(0.0));
         assert_eq!(next.estimated_shift(), None);
     }
 
+    #[test]
+    fn observations_that_scatter_beyond_their_spread_count_for_less() {
+        let gate = LatencyPacing::default();
+        let mut ev = observed(10, 0.0, 0.5);
+        let mut calm = ev;
+        for k in 0..40 {
+            // The arms' levels wander ±0.4 apart: a variance of 0.16 beside v ≈ 0.08.
+            let wander = if k % 2 == 0 { 0.4 } else { -0.4 };
+            ev.add(&arm(16, 4.6, 0.5), &arm(4, 4.6 + wander, 0.5));
+            calm.add(&arm(16, 4.6, 0.5), &arm(4, 4.6, 0.5));
+        }
+        assert_eq!(calm.dispersion(), 1.0);
+        assert!(ev.dispersion() > 1.5, "{}", ev.dispersion());
+        let (wandering, still) = (
+            gate.log_likelihood_ratio(&ev).unwrap(),
+            gate.log_likelihood_ratio(&calm).unwrap(),
+        );
+        // About the same precision and no net shift: the wander shrinks the evidence that the
+        // canary is not slower by the dispersion.
+        assert!(still < 0.0 && wandering < 0.0, "{wandering} {still}");
+        assert!(wandering > still / 1.5, "{wandering} {still}");
+    }
+
     /// Runs of per-second observations at 20 requests/s and a 20% share, log-normal latencies of
-    /// spread 0.5 (the canary's `canary_sd`) with the canary slower by `shift`; the share of runs
-    /// whose gate passes within `seconds`.
-    fn pass_rate(shift: f64, canary_sd: f64, runs: u32, seconds: u32) -> f64 {
+    /// spread 0.5 (the canary's `canary_sd`) with the canary slower by `shift` and each arm's
+    /// level wandering by `wander` (sd, independently each second); the share of runs whose gate
+    /// passes within `seconds`.
+    fn pass_rate(shift: f64, canary_sd: f64, wander: f64, runs: u32, seconds: u32) -> f64 {
         use rand::{Rng, SeedableRng};
         use rand_distr::StandardNormal;
         let gate = LatencyPacing::default();
@@ -228,8 +272,9 @@ mod tests {
         // The arms' means are drawn; their spreads are taken as known, which the gate's bounds
         // on them barely move at these degrees of freedom.
         let mean = |rng: &mut rand_chacha::ChaCha8Rng, n: u64, mu: f64, sd: f64| {
-            let z: f64 = rng.sample(StandardNormal);
-            LogMoments::from_parts(n, mu + sd * z / (n as f64).sqrt(), sd * sd).unwrap()
+            let (z, level): (f64, f64) = (rng.sample(StandardNormal), rng.sample(StandardNormal));
+            let m = mu + wander * level + sd * z / (n as f64).sqrt();
+            LogMoments::from_parts(n, m, sd * sd).unwrap()
         };
         let passed = (0..runs)
             .filter(|_| {
@@ -249,16 +294,19 @@ mod tests {
     #[test]
     fn a_version_exactly_that_slow_rarely_passes_and_a_fast_one_does() {
         // Wald: at most β = 5% with exactly the slowdown; 2,000 runs put 3 sd at 1.5%.
-        let slow = pass_rate(0.1, 0.5, 2_000, 600);
+        let slow = pass_rate(0.1, 0.5, 0.0, 2_000, 600);
         assert!(slow <= 0.065, "{slow}");
-        // Also when the slow canary's own latencies spread twice as wide: its arm weighs less.
-        let wide = pass_rate(0.1, 1.0, 2_000, 600);
+        // Also when the slow canary's own latencies spread twice as wide (its arm weighs less),
+        // and when both arms' levels wander by more than their requests explain.
+        let wide = pass_rate(0.1, 1.0, 0.0, 2_000, 600);
         assert!(wide <= 0.065, "{wide}");
+        let wandering = pass_rate(0.1, 0.5, 0.2, 2_000, 600);
+        assert!(wandering <= 0.065, "{wandering}");
         // As fast as the baseline: the precision grows 12.8 a second and 660 suffices on
         // average.
-        let good = pass_rate(0.0, 0.5, 500, 300);
+        let good = pass_rate(0.0, 0.5, 0.0, 500, 300);
         assert!(good >= 0.99, "{good}");
-        assert!(pass_rate(0.25, 0.5, 2_000, 600) <= slow);
+        assert!(pass_rate(0.25, 0.5, 0.0, 2_000, 600) <= slow);
     }
 
     #[test]

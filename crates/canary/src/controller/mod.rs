@@ -24,7 +24,7 @@ mod pacing;
 mod policy;
 mod promotion;
 
-pub use latency_gate::{LatencyPacing, MIN_SPREAD_DOF};
+pub use latency_gate::{LatencyPacing, MIN_SCATTER_PAIRS, MIN_SPREAD_DOF};
 pub use machine::{Action, CanaryController, Command, ControllerState, Decision, Phase};
 pub use pacing::Pacing;
 pub use policy::{AnalysisStep, CanaryPolicy, CanaryScale, OnInconclusive, OnWarning, Pause, Step};

@@ -62,7 +62,7 @@
 use serde::{Deserialize, Serialize};
 use serin_signals::{Counts, Metric};
 
-use super::latency_gate::{LatencyEvidence, LatencyPacing, MIN_SPREAD_DOF};
+use super::latency_gate::{LatencyEvidence, LatencyPacing, MIN_SCATTER_PAIRS, MIN_SPREAD_DOF};
 use crate::{Error, Result};
 
 /// Settings of power-aware pacing.
@@ -385,13 +385,14 @@ impl Pacing {
                         .latency
                         .estimated_shift()
                         .map_or("none yet".into(), |s| format!("{:+.1}%", s * 100.0)),
-                    se(level.latency.precision()),
+                    se(level.latency.precision() / level.latency.dispersion()),
                     se(gate.precision_to_pass(self.beta)),
                 ))
             }
             None => Some(format!(
-                "each arm's spread of latencies does not yet rest on {MIN_SPREAD_DOF} degrees of \
-                 freedom, so they cannot rule out a canary {slowdown}% slower"
+                "the latencies cannot rule out a canary {slowdown}% slower before each arm's \
+                 spread rests on {MIN_SPREAD_DOF} degrees of freedom and {MIN_SCATTER_PAIRS} \
+                 observations of both arms have counted"
             )),
         }
     }

@@ -223,14 +223,21 @@ impl Spread {
     /// approximation of χ²'s quantile [`VARIANCE_BOUND_Z`] sd below its mean; infinite without
     /// degrees of freedom.
     pub(crate) fn upper(&self) -> f64 {
-        if self.dof == 0 {
-            return f64::INFINITY;
-        }
-        let k = self.dof as f64;
-        let h = 2.0 / (9.0 * k);
-        let base = (1.0 - h - VARIANCE_BOUND_Z * h.sqrt()).max(0.05);
-        (self.sum_sq_dev / (k * base * base * base)).max(MIN_LOG_VARIANCE)
+        variance_upper(self.sum_sq_dev, self.dof).max(MIN_LOG_VARIANCE)
     }
+}
+
+/// An upper confidence bound on a variance from a sum of squares with `dof` degrees of freedom:
+/// the squares over the Wilson–Hilferty approximation of χ²'s quantile [`VARIANCE_BOUND_Z`] sd
+/// below its mean; infinite without degrees of freedom.
+pub(crate) fn variance_upper(sum_sq: f64, dof: u64) -> f64 {
+    if dof == 0 {
+        return f64::INFINITY;
+    }
+    let k = dof as f64;
+    let h = 2.0 / (9.0 * k);
+    let base = (1.0 - h - VARIANCE_BOUND_Z * h.sqrt()).max(0.05);
+    sum_sq / (k * base * base * base)
 }
 
 #[cfg(test)]

@@ -49,10 +49,21 @@ impl Scatter {
         self.sum_sq += w * delta * (d - self.mean);
     }
 
+    /// The number of differences pushed.
+    pub(crate) fn count(&self) -> u64 {
+        self.n
+    }
+
     /// The scatter over what the values explain, `Σ w_k (d_k − d̄)² / (n − 1)`: about 1 (or
     /// less) when the within-batch model holds; `None` below two batches.
     pub(crate) fn ratio(&self) -> Option<f64> {
         (self.n >= 2).then(|| self.sum_sq / (self.n - 1) as f64)
+    }
+
+    /// An upper confidence bound on the ratio, read as the latency test reads its variances
+    /// (see `Spread::upper`); `None` below two batches.
+    pub(crate) fn upper_ratio(&self) -> Option<f64> {
+        (self.n >= 2).then(|| super::moments::variance_upper(self.sum_sq, self.n - 1))
     }
 
     /// The ratio, when at least [`MIN_BATCHES`] batches scatter more than a `χ²` with
