@@ -219,9 +219,8 @@ impl Spread {
         self.sum_sq_dev / self.dof as f64
     }
 
-    /// An upper confidence bound on the variance: the squares over the Wilson–Hilferty
-    /// approximation of χ²'s quantile [`VARIANCE_BOUND_Z`] sd below its mean; infinite without
-    /// degrees of freedom.
+    /// An upper confidence bound on the variance ([`variance_upper`]), never below the sketch's
+    /// rounding alone.
     pub(crate) fn upper(&self) -> f64 {
         variance_upper(self.sum_sq_dev, self.dof).max(MIN_LOG_VARIANCE)
     }
