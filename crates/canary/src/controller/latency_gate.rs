@@ -18,34 +18,49 @@
 //! version exactly `detectable_shift` slower passes it with probability at most `β`.
 //!
 //! The spreads are not assumed. Each arm's is pooled from its spread within every observation
-//! of the rollout, and each observation's `v` is taken from the upper confidence bounds on them
-//! that the latency test uses, as they stood before it (an arm whose spread grows, as a
-//! regression's tail may make the canary's, weighs less). Observations count only once both
-//! arms' spreads rest on [`MIN_SPREAD_DOF`] degrees of freedom. An overstated `v` shrinks each
-//! step of `ln Λ`, which only makes the gate slower to pass, good versions and bad.
+//! of the rollout, and each batch's `v` (below: the gate pools observations into batches) is
+//! taken from the upper confidence bounds on them that the latency test uses, as they stood
+//! before it (an arm whose spread grows, as a regression's tail may make the canary's, weighs
+//! less). Batches open only once both arms' spreads rest on [`MIN_SPREAD_DOF`] degrees of
+//! freedom. An overstated `v` shrinks each step of `ln Λ`, which only makes the gate slower to
+//! pass, good versions and bad.
 //!
 //! A version as fast as the baseline passes once the precision `Σ 1/v` reaches about
 //! `2 ln(1/β)/δ₁²` ([`LatencyPacing::precision_to_pass`]: 660 for the default 10%), that is once
-//! the standard error of its estimated shift is down to `δ₁/√(2 ln(1/β))`, about 4%. The
-//! precision grows by about `L·ρ(1 − ρ)/σ²` a second at load `L` and share `ρ`: for log-normal
-//! latencies of spread 0.5, about three minutes at 20 requests/s and a 5% share, seconds at 500.
-//! The errors' gate usually takes longer.
+//! the standard error of its estimated shift is down to `δ₁/√(2 ln(1/β))`, about 4%, and not
+//! before [`MIN_SCATTER_PAIRS`] batches have counted over the rollout (five minutes of the
+//! default 30-s batches). The precision grows by about `L·ρ(1 − ρ)/σ²` a second at load `L` and
+//! share `ρ`: for log-normal latencies of spread 0.5, about three minutes at 20 requests/s and a
+//! 5% share, seconds at 500. The errors' gate usually takes longer.
 //!
 //! # Latencies that wander
 //!
 //! The ratio takes `D` to vary only as much as the requests in the observation explain. A
-//! latency level that wanders on its own in each arm from one observation to the next (a busy
-//! neighbour, a garbage collector) adds scatter they do not: at high traffic `v` is tiny and the
-//! wander dominates. The gate measures that as the latency test's diagnostic does, the weighted
-//! scatter of every counted `D` over the rollout against `v` (`Σ (D − D̄)²/v / (n − 1)`, about 1
-//! or less without wander), and divides `ln Λ` by it (its upper confidence bound, read as the
-//! spreads' are) when that exceeds 1: the likelihood ratio with each `v` widened by that factor.
-//! It needs [`MIN_SCATTER_PAIRS`] counted observations first. Wander that is correlated from one observation to the next widens the sum's spread
-//! more than the scatter shows, so at high traffic with strongly correlated wander the gate
-//! passes a slow version more often than `β`.
+//! latency level that wanders on its own in each arm (a busy neighbour, a garbage collector)
+//! adds scatter they do not: at high traffic `v` is tiny and the wander dominates. Two things
+//! keep the gate's `β` then:
+//!
+//! - **Batches.** The gate pools consecutive observations until they span
+//!   [`LatencyPacing::batch`] (30 s by default, one observation at the orchestrator's default
+//!   windows) and takes one `D` per batch, from the pooled means. Wander that is correlated from
+//!   one second to the next makes consecutive per-second `D`s err together, which their scatter
+//!   alone cannot show; batches that outlast the wander's memory are close to independent.
+//!   In the unit simulations below, per-second observations whose levels wander with an
+//!   autocorrelation of 0.6 (sd 0.05–0.5 per arm, at 20 and 500 requests/s) let a canary
+//!   exactly 10% slower pass 9–42% of the time taken one by one, and 0–3.3% in 30-s batches.
+//! - **Their scatter.** The gate measures it as the latency test's diagnostic does, the weighted
+//!   scatter of every counted `D` over the rollout against `v` (`Σ (D − D̄)²/v / (n − 1)`, about
+//!   1 or less without wander), and divides `ln Λ` by it (its upper confidence bound, read as the
+//!   spreads' are) when that exceeds 1: the likelihood ratio with each `v` widened by that factor.
+//!   It needs [`MIN_SCATTER_PAIRS`] counted batches first.
+//!
+//! Wander slower than a batch still correlates the batches; raise `batch` for latencies that
+//! wander over minutes.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serin_signals::Metric;
+use serin_signals::{Metric, Timestamp, Window};
 
 use crate::sequential::{LogMoments, Scatter, Spread};
 use crate::{Error, Result};
@@ -54,8 +69,8 @@ use crate::{Error, Result};
 /// count.
 pub const MIN_SPREAD_DOF: u64 = 30;
 
-/// The observations the gate counts before it may pass, so that their scatter is read from
-/// some (ten at the orchestrator's default 30-second windows take five minutes).
+/// The batches the gate counts before it may pass, so that their scatter is read from some
+/// (ten of the default 30 s take five minutes).
 pub const MIN_SCATTER_PAIRS: u64 = 10;
 
 /// Settings of the latency gate of [`Pacing`](super::Pacing).
@@ -79,6 +94,11 @@ pub struct LatencyPacing {
     /// median, when log-normal) to rule out, as a fraction: `0.1` is 10% slower. Default `0.1`.
     #[serde(default = "default_shift")]
     pub detectable_shift: f64,
+    /// How long a span of consecutive observations the gate pools into one batch (see the
+    /// module docs): longer than the time over which latency levels wander. `0s` takes every
+    /// observation on its own. Default `30s`.
+    #[serde(default = "default_batch", with = "serin_signals::duration")]
+    pub batch: Duration,
 }
 
 fn latency_metric() -> Metric {
@@ -87,12 +107,16 @@ fn latency_metric() -> Metric {
 fn default_shift() -> f64 {
     0.1
 }
+fn default_batch() -> Duration {
+    Duration::from_secs(30)
+}
 
 impl Default for LatencyPacing {
     fn default() -> Self {
         LatencyPacing {
             metric: latency_metric(),
             detectable_shift: default_shift(),
+            batch: default_batch(),
         }
     }
 }
@@ -125,10 +149,10 @@ impl LatencyPacing {
 
     /// The gate's log likelihood ratio at the current weight, widened by the observations'
     /// excess scatter; `None` until both arms' spreads rest on [`MIN_SPREAD_DOF`] degrees of
-    /// freedom and [`MIN_SCATTER_PAIRS`] observations have counted.
+    /// freedom and [`MIN_SCATTER_PAIRS`] batches have counted.
     pub(crate) fn log_likelihood_ratio(&self, evidence: &LatencyEvidence) -> Option<f64> {
         let d = self.log_shift();
-        (evidence.ready() && evidence.scatter.count() >= MIN_SCATTER_PAIRS).then(|| {
+        (evidence.ready() && evidence.batches() >= MIN_SCATTER_PAIRS).then(|| {
             (d * evidence.shift - d * d * evidence.precision / 2.0) / evidence.dispersion()
         })
     }
@@ -147,6 +171,23 @@ pub(crate) struct LatencyEvidence {
     canary: Spread,
     /// Every counted `D` against its `v`, over the rollout.
     scatter: Scatter,
+    /// The batch being gathered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    open: Option<Batch>,
+}
+
+/// Observations pooled until they span the gate's batch.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Batch {
+    /// The start of its first observation's window.
+    start: Timestamp,
+    baseline: LogMoments,
+    canary: LogMoments,
+    /// Each arm's per-value variance in `v`: its spread's upper bound as it stood when the batch
+    /// opened.
+    baseline_variance: f64,
+    canary_variance: f64,
 }
 
 impl LatencyEvidence {
@@ -155,25 +196,52 @@ impl LatencyEvidence {
         self.baseline.dof() >= MIN_SPREAD_DOF && self.canary.dof() >= MIN_SPREAD_DOF
     }
 
-    /// Adds one observation of each arm's log latencies: its difference of means, weighed by
-    /// the spreads as they stood before it, then its spreads.
-    pub(crate) fn add(&mut self, baseline: &LogMoments, canary: &LogMoments) {
-        let (nb, nc) = (baseline.count() as f64, canary.count() as f64);
-        if self.ready() && nb > 0.0 && nc > 0.0 {
-            let v = self.canary.upper() / nc + self.baseline.upper() / nb;
-            let d = canary.mean() - baseline.mean();
-            self.precision += 1.0 / v;
-            self.shift += d / v;
-            self.scatter.push(d, v);
+    /// Adds one observation of each arm's log latencies over `window`, into the open batch;
+    /// a batch that spans `batch` closes into one difference of means, weighed by the spreads
+    /// as they stood when it opened. The spreads then take the observation.
+    pub(crate) fn add(
+        &mut self,
+        baseline: &LogMoments,
+        canary: &LogMoments,
+        window: Window,
+        batch: Duration,
+    ) {
+        if self.ready() {
+            let (b, c) = (self.baseline.upper(), self.canary.upper());
+            let open = self.open.get_or_insert(Batch {
+                start: window.start(),
+                baseline: LogMoments::empty(),
+                canary: LogMoments::empty(),
+                baseline_variance: b,
+                canary_variance: c,
+            });
+            open.baseline.merge(baseline);
+            open.canary.merge(canary);
+            let (nb, nc) = (open.baseline.count() as f64, open.canary.count() as f64);
+            if window.end().saturating_duration_since(open.start) >= batch && nb > 0.0 && nc > 0.0 {
+                let v = open.canary_variance / nc + open.baseline_variance / nb;
+                let d = open.canary.mean() - open.baseline.mean();
+                self.precision += 1.0 / v;
+                self.shift += d / v;
+                self.scatter.push(d, v);
+                self.open = None;
+            }
         }
         self.baseline.add(baseline);
         self.canary.add(canary);
     }
 
-    /// Starts the current weight's sums afresh; the spreads are kept.
+    /// Starts the current weight's sums afresh, dropping the batch gathered at the weight
+    /// before; the spreads and the scatter are kept.
     pub(crate) fn new_level(&mut self) {
         self.precision = 0.0;
         self.shift = 0.0;
+        self.open = None;
+    }
+
+    /// The batches counted over the rollout.
+    pub(crate) fn batches(&self) -> u64 {
+        self.scatter.count()
     }
 
     /// `Σ 1/v` at the current weight.
@@ -201,12 +269,22 @@ mod tests {
         LogMoments::from_parts(n, mean, sd * sd).unwrap()
     }
 
-    /// `n` observations of 16 baseline and 4 canary values, of spread 0.5 and `canary_sd`,
-    /// with the canary's mean log latency `shift` above the baseline's.
-    fn observed(n: usize, shift: f64, canary_sd: f64) -> LatencyEvidence {
+    /// The `k`-th one-second window.
+    fn second(k: u64) -> Window {
+        Window::ending_at(
+            Timestamp::from_millis((k + 1) * 1_000),
+            Duration::from_secs(1),
+        )
+    }
+
+    /// `n` one-second observations, each its own batch, of 16 baseline and 4 canary values, of
+    /// spread 0.5 and `canary_sd`, with the canary's mean log latency `shift` above the
+    /// baseline's.
+    fn observed(n: u64, shift: f64, canary_sd: f64) -> LatencyEvidence {
         let mut ev = LatencyEvidence::default();
-        for _ in 0..n {
-            ev.add(&arm(16, 4.6, 0.5), &arm(4, 4.6 + shift, canary_sd));
+        for k in 0..n {
+            let (b, c) = (arm(16, 4.6, 0.5), arm(4, 4.6 + shift, canary_sd));
+            ev.add(&b, &c, second(k), Duration::ZERO);
         }
         ev
     }
@@ -242,11 +320,12 @@ mod tests {
         let gate = LatencyPacing::default();
         let mut ev = observed(10, 0.0, 0.5);
         let mut calm = ev;
-        for k in 0..40 {
+        for k in 10..50 {
             // The arms' levels wander ±0.4 apart: a variance of 0.16 beside v ≈ 0.08.
             let wander = if k % 2 == 0 { 0.4 } else { -0.4 };
-            ev.add(&arm(16, 4.6, 0.5), &arm(4, 4.6 + wander, 0.5));
-            calm.add(&arm(16, 4.6, 0.5), &arm(4, 4.6, 0.5));
+            let b = arm(16, 4.6, 0.5);
+            ev.add(&b, &arm(4, 4.6 + wander, 0.5), second(k), Duration::ZERO);
+            calm.add(&b, &arm(4, 4.6, 0.5), second(k), Duration::ZERO);
         }
         assert_eq!(calm.dispersion(), 1.0);
         assert!(ev.dispersion() > 1.5, "{}", ev.dispersion());
@@ -260,29 +339,61 @@ mod tests {
         assert!(wandering > still / 1.5, "{wandering} {still}");
     }
 
-    /// Runs of per-second observations at 20 requests/s and a 20% share, log-normal latencies of
-    /// spread 0.5 (the canary's `canary_sd`) with the canary slower by `shift` and each arm's
-    /// level wandering by `wander` (sd, independently each second); the share of runs whose gate
-    /// passes within `seconds`.
-    fn pass_rate(shift: f64, canary_sd: f64, wander: f64, runs: u32, seconds: u32) -> f64 {
+    /// How a simulated run's latencies behave: log-normal of spread 0.5 (the canary's
+    /// `canary_sd`), the canary slower by `shift`, and each arm's level wandering by `wander`
+    /// (its sd) with autocorrelation `rho` from one second to the next, independently per arm.
+    #[derive(Clone, Copy)]
+    struct Run {
+        shift: f64,
+        canary_sd: f64,
+        wander: f64,
+        rho: f64,
+        /// Baseline and canary requests a second.
+        load: (u64, u64),
+        batch: Duration,
+    }
+
+    /// 20 requests/s at a 20% share, no wander, 30-s batches.
+    const PLAIN: Run = Run {
+        shift: 0.0,
+        canary_sd: 0.5,
+        wander: 0.0,
+        rho: 0.0,
+        load: (16, 4),
+        batch: Duration::from_secs(30),
+    };
+
+    /// The share of `runs` runs of per-second observations whose gate passes within `seconds`.
+    fn pass_rate(run: Run, runs: u32, seconds: u64) -> f64 {
         use rand::{Rng, SeedableRng};
         use rand_distr::StandardNormal;
-        let gate = LatencyPacing::default();
+        let gate = LatencyPacing {
+            batch: run.batch,
+            ..LatencyPacing::default()
+        };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let innovation = (1.0 - run.rho * run.rho).sqrt();
         // The arms' means are drawn; their spreads are taken as known, which the gate's bounds
         // on them barely move at these degrees of freedom.
-        let mean = |rng: &mut rand_chacha::ChaCha8Rng, n: u64, mu: f64, sd: f64| {
-            let (z, level): (f64, f64) = (rng.sample(StandardNormal), rng.sample(StandardNormal));
-            let m = mu + wander * level + sd * z / (n as f64).sqrt();
+        let mut mean = |level: &mut f64, n: u64, mu: f64, sd: f64| {
+            let (z, e): (f64, f64) = (rng.sample(StandardNormal), rng.sample(StandardNormal));
+            *level = run.rho * *level + innovation * e;
+            let m = mu + run.wander * *level + sd * z / (n as f64).sqrt();
             LogMoments::from_parts(n, m, sd * sd).unwrap()
         };
         let passed = (0..runs)
             .filter(|_| {
                 let mut ev = LatencyEvidence::default();
-                (0..seconds).any(|_| {
-                    let b = mean(&mut rng, 16, 4.6, 0.5);
-                    let c = mean(&mut rng, 4, 4.6 + shift.ln_1p(), canary_sd);
-                    ev.add(&b, &c);
+                // Each arm's level starts from its stationary law.
+                let (mut lb, mut lc) = (0.0, 0.0);
+                for _ in 0..20 {
+                    mean(&mut lb, 1, 0.0, 0.0);
+                    mean(&mut lc, 1, 0.0, 0.0);
+                }
+                (0..seconds).any(|k| {
+                    let b = mean(&mut lb, run.load.0, 4.6, 0.5);
+                    let c = mean(&mut lc, run.load.1, 4.6 + run.shift.ln_1p(), run.canary_sd);
+                    ev.add(&b, &c, second(k), run.batch);
                     gate.log_likelihood_ratio(&ev)
                         .is_some_and(|l| l <= 0.05f64.ln())
                 })
@@ -294,19 +405,74 @@ mod tests {
     #[test]
     fn a_version_exactly_that_slow_rarely_passes_and_a_fast_one_does() {
         // Wald: at most β = 5% with exactly the slowdown; 2,000 runs put 3 sd at 1.5%.
-        let slow = pass_rate(0.1, 0.5, 0.0, 2_000, 600);
-        assert!(slow <= 0.065, "{slow}");
+        let slow = Run {
+            shift: 0.1,
+            ..PLAIN
+        };
+        let slow_rate = pass_rate(slow, 2_000, 600);
+        assert!(slow_rate <= 0.065, "{slow_rate}");
         // Also when the slow canary's own latencies spread twice as wide (its arm weighs less),
         // and when both arms' levels wander by more than their requests explain.
-        let wide = pass_rate(0.1, 1.0, 0.0, 2_000, 600);
+        let wide = pass_rate(
+            Run {
+                canary_sd: 1.0,
+                ..slow
+            },
+            2_000,
+            600,
+        );
         assert!(wide <= 0.065, "{wide}");
-        let wandering = pass_rate(0.1, 0.5, 0.2, 2_000, 600);
+        let wandering = pass_rate(
+            Run {
+                wander: 0.2,
+                ..slow
+            },
+            2_000,
+            600,
+        );
         assert!(wandering <= 0.065, "{wandering}");
         // As fast as the baseline: the precision grows 12.8 a second and 660 suffices on
-        // average.
-        let good = pass_rate(0.0, 0.5, 0.0, 500, 300);
+        // average, but ten batches must count first.
+        let good = pass_rate(PLAIN, 500, 400);
         assert!(good >= 0.99, "{good}");
-        assert!(pass_rate(0.25, 0.5, 0.0, 2_000, 600) <= slow);
+        assert!(
+            pass_rate(
+                Run {
+                    shift: 0.25,
+                    ..slow
+                },
+                2_000,
+                600
+            ) <= slow_rate
+        );
+    }
+
+    #[test]
+    fn batches_keep_the_bound_when_the_wander_remembers() {
+        // At 500 requests/s and a 20% share the requests explain little of each second's
+        // difference, and levels that wander with autocorrelation 0.6 make seconds err together.
+        let slow = Run {
+            shift: 0.1,
+            wander: 0.1,
+            rho: 0.6,
+            load: (400, 100),
+            ..PLAIN
+        };
+        let batched = pass_rate(slow, 2_000, 600);
+        assert!(batched <= 0.065, "{batched}");
+        // Second by second, the scatter misses what the seconds share.
+        let seconds = pass_rate(
+            Run {
+                batch: Duration::ZERO,
+                ..slow
+            },
+            1_000,
+            600,
+        );
+        assert!(seconds > 0.1, "{seconds}");
+        // A good canary still passes, once ten batches have counted.
+        let good = pass_rate(Run { shift: 0.0, ..slow }, 500, 600);
+        assert!(good >= 0.99, "{good}");
     }
 
     #[test]
@@ -321,5 +487,7 @@ mod tests {
         }
         let unknown = serde_json::from_str::<LatencyPacing>(r#"{"shift": 0.1}"#);
         assert!(unknown.is_err());
+        let batch = serde_json::from_str::<LatencyPacing>(r#"{"batch": "thirty"}"#);
+        assert!(batch.unwrap_err().to_string().contains("thirty"));
     }
 }

@@ -342,9 +342,12 @@ impl<J: Judge> CanaryController<J> {
                 && let (Measurement::Latency(b), Measurement::Latency(c)) =
                     (&baseline.measurement, &canary.measurement)
             {
-                self.state
-                    .step_latency
-                    .add(&LogMoments::from_sketch(b), &LogMoments::from_sketch(c));
+                self.state.step_latency.add(
+                    &LogMoments::from_sketch(b),
+                    &LogMoments::from_sketch(c),
+                    baseline.window,
+                    l.batch,
+                );
             }
             if for_gate && let Measurement::Counts(c) = &canary.measurement {
                 let s = &mut self.state;

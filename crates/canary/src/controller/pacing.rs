@@ -392,7 +392,9 @@ impl Pacing {
             None => Some(format!(
                 "the latencies cannot rule out a canary {slowdown}% slower before each arm's \
                  spread rests on {MIN_SPREAD_DOF} degrees of freedom and {MIN_SCATTER_PAIRS} \
-                 observations of both arms have counted"
+                 batches of both arms spanning {:?} each have counted ({} so far)",
+                gate.batch,
+                level.latency.batches()
             )),
         }
     }
