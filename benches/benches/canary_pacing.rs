@@ -34,7 +34,7 @@ use serin_benches::rollout_sim::{
     Ending, HALF, Pacer, ROLLOUT_HORIZON_S, RolloutRun, RolloutScenario, SHORT_PAUSE, STEP_PAUSE,
     STEP_WEIGHTS, run_rollouts,
 };
-use serin_canary::controller::{LatencyPacing, Pacing};
+use serin_canary::controller::{LatencyPacing, MIN_SCATTER_PAIRS, Pacing};
 
 struct Options {
     runs: u64,
@@ -196,12 +196,14 @@ fn main() {
          shift's standard error down to {:.1}%). At each weight: \
          errors a good canary needs to pass, the expected canary requests a {}× regression \
          serves before the judge catches it (X), and the seconds a good canary needs to pass \
-         the latency gate at 20 requests/s:",
+         the latency gate at 20 requests/s (counted in {}-s batches, of which {MIN_SCATTER_PAIRS} \
+         must count over the rollout before the first raise):",
         ratio,
         pacing.beta,
         latency.detectable_shift * 100.0,
         100.0 / precision.sqrt(),
-        ratio
+        ratio,
+        latency.batch.as_secs()
     );
     for &w in STEP_WEIGHTS {
         let s = f64::from(w) / 100.0;
