@@ -373,6 +373,40 @@ fn pacing_holds_a_canary_as_bad_as_the_detectable_regression() {
     assert_eq!(ctl.state().weight(), 20);
 }
 
+#[test]
+fn a_robust_errors_gate_waits_for_ten_batches_of_errors_and_survives_a_resume() {
+    let mut policy = CanaryPolicy::new(vec![Step::SetWeight(20), Step::SetWeight(50)]);
+    policy.pacing = Some(Pacing {
+        robust_batch: Some(Duration::from_secs(30)),
+        ..Pacing::default()
+    });
+    let lenient = || SequentialCountJudge::new(Metric::ErrorRate, 1e-9, 0.0).unwrap();
+    let mut ctl = Ctl::new(policy.clone(), vec![lenient()]).unwrap();
+    assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(20));
+    // A canary as good as the baseline, 5 errors a second: the plain gate would pass after
+    // about 69 errors, in 14 s; the robust one waits for ten half-minute batches.
+    let mut reason = String::new();
+    for s in 0..299 {
+        let d = feed(&mut ctl, s, 800, 4, 200, 1);
+        assert_eq!(d.action, Action::Hold, "at {s}");
+        reason = d.reason;
+        if s == 150 {
+            // Resumed from its journalled state, the controller goes on with the open batch.
+            let json = serde_json::to_string(ctl.state()).unwrap();
+            let state = serde_json::from_str(&json).unwrap();
+            ctl = Ctl::from_parts(policy.clone(), vec![lenient()], state).unwrap();
+        }
+    }
+    assert!(
+        reason.contains("10 batches spanning 30s") && reason.contains("(9 so far)"),
+        "{reason}"
+    );
+    assert_eq!(
+        feed(&mut ctl, 299, 800, 4, 200, 1).action,
+        Action::SetWeight(50)
+    );
+}
+
 /// A 20%-then-50% policy paced by `pacing`, judged by a count judge too lenient to fail in
 /// time; per second the baseline makes `baseline_errors` errors and the canary none, and the
 /// canary's median is `slowdown` times the baseline's. The second at which the weight rose to

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serin_signals::{Measurement, Observation, Timestamp};
 
+use super::error_batches::ErrorBatches;
 use super::latency_gate::LatencyEvidence;
 use super::pacing::Level;
 use super::policy::{CanaryPolicy, CanaryScale, OnInconclusive, OnWarning, Step};
@@ -97,6 +98,9 @@ pub struct ControllerState {
     /// What pacing's latency gate has gathered.
     #[serde(default)]
     step_latency: LatencyEvidence,
+    /// The robust errors' gate's batches, over the rollout.
+    #[serde(default)]
+    error_batches: ErrorBatches,
     /// The baseline's requests and errors of the pacing metric, over the rollout.
     baseline_requests: u64,
     baseline_errors: u64,
@@ -124,6 +128,7 @@ impl ControllerState {
             step_errors: 0,
             step_log_lr: 0.0,
             step_latency: LatencyEvidence::default(),
+            error_batches: ErrorBatches::default(),
             baseline_requests: 0,
             baseline_errors: 0,
             canary_requests: 0,
@@ -331,6 +336,16 @@ impl<J: Judge> CanaryController<J> {
                 s.baseline_errors = s.baseline_errors.saturating_add(b.errors());
                 if let Measurement::Counts(c) = &canary.measurement {
                     s.step_log_lr += p.log_likelihood_ratio(b, c);
+                    let (nb, nc) = (b.requests(), c.requests());
+                    if let Some(span) = p.robust_batch
+                        && nb > 0
+                        && nc > 0
+                    {
+                        let share = nc as f64 / (nb + nc) as f64;
+                        let window = baseline.window;
+                        s.error_batches
+                            .add(c.errors(), b.errors(), share, window, span);
+                    }
                     s.step_errors = s
                         .step_errors
                         .saturating_add(b.errors())
@@ -492,6 +507,7 @@ impl<J: Judge> CanaryController<J> {
             errors: self.state.step_errors,
             log_lr: self.state.step_log_lr,
             latency: self.state.step_latency,
+            error_batches: self.state.error_batches,
         }
     }
 

@@ -14,10 +14,11 @@
 //! version stays within a budget.
 //!
 //! A caller with several metrics per window [`feeds`](CanaryController::feed) each of them and
-//! then [`ticks`](CanaryController::tick) once, and carries out that one decision. A [`PromotionGate`] keeps a canary whose
-//! judges never had the data to fail it from being promoted: its own error rate must first be
-//! shown below a bound.
+//! then [`ticks`](CanaryController::tick) once, and carries out that one decision. A
+//! [`PromotionGate`] keeps a canary whose judges never had the data to fail it from being
+//! promoted: its own error rate must first be shown below a bound.
 
+mod error_batches;
 mod latency_gate;
 mod machine;
 mod pacing;

@@ -27,6 +27,11 @@
 //! of a stated size, by the same boundary (see [`LatencyPacing`]): the weight rises once both
 //! gates have passed. The exposure model below is the errors' alone.
 //!
+//! The ratio takes the errors to come from the arms independently. Error rates that wander on
+//! their own per arm make them clump, and a bad version then passes more often than `β`; with
+//! [`Pacing::robust_batch`] the gate measures that clumping and widens its evidence by it (see
+//! `error_batches.rs`' docs).
+//!
 //! # Exposure
 //!
 //! Until then the judges must catch a bad version. The likelihood ratio that knows `r` gains
@@ -59,10 +64,14 @@
 //! judges' cost per nat, `X(ρ)/ln(1/α)`, grows with the share, so the total stays within the new
 //! weight's `X`. The `canary_pacing` harness measures all of this over whole rollouts.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use serin_signals::{Counts, Metric};
 
+use super::error_batches::ErrorBatches;
 use super::latency_gate::{LatencyEvidence, LatencyPacing, MIN_SCATTER_PAIRS, MIN_SPREAD_DOF};
+use super::policy::opt_duration;
 use crate::{Error, Result};
 
 /// Settings of power-aware pacing.
@@ -100,6 +109,19 @@ pub struct Pacing {
     /// A slowdown the latencies must rule out as well before each increase, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency: Option<LatencyPacing>,
+    /// Robust mode of the errors' gate, for error rates that wander on their own per arm (the
+    /// traffic the judges' robust mode is for): the errors are pooled into batches that span at
+    /// least this long and in which each arm expects 8 errors, and the gate's likelihood ratio
+    /// is divided by how much more their split scatters than independent requests explain. The
+    /// gate then waits for ten batches: five minutes at 500 requests a second, from half an
+    /// hour to hours at 20 (each arm must expect 8 errors per batch). `None` (the default)
+    /// takes requests as independent, as the default judges do.
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub robust_batch: Option<Duration>,
 }
 
 fn default_metric() -> Metric {
@@ -128,6 +150,7 @@ impl Default for Pacing {
             evidence_factor: default_factor(),
             exposure_budget: None,
             latency: None,
+            robust_batch: None,
         }
     }
 }
@@ -154,6 +177,8 @@ pub(crate) struct Level {
     pub(crate) log_lr: f64,
     /// What the latency gate has gathered.
     pub(crate) latency: LatencyEvidence,
+    /// The robust errors' gate's batches, over the rollout.
+    pub(crate) error_batches: ErrorBatches,
 }
 
 impl Pacing {
@@ -176,6 +201,13 @@ impl Pacing {
                     format!("{path}.detectableRatio"),
                     "null",
                     "may be null only with a latency gate: pacing must rule out something",
+                ));
+            }
+            None if self.robust_batch.is_some() => {
+                return Err(Error::invalid_config(
+                    format!("{path}.robustBatch"),
+                    format!("{:?}", self.robust_batch.unwrap_or_default()),
+                    "needs the errors' gate (a detectableRatio): it is that gate's robust mode",
                 ));
             }
             None if self.exposure_budget.is_some() => {
@@ -248,7 +280,19 @@ impl Pacing {
     }
 
     fn errors_passed(&self, level: &Level) -> bool {
-        self.detectable_ratio.is_none() || self.gate_passed(level.log_lr)
+        self.detectable_ratio.is_none()
+            || self
+                .errors_log_lr(level)
+                .is_some_and(|llr| self.gate_passed(llr))
+    }
+
+    /// The errors' gate's log likelihood ratio at `level`; in robust mode divided by the
+    /// batches' dispersion, and `None` before there are enough batches to read it.
+    fn errors_log_lr(&self, level: &Level) -> Option<f64> {
+        match self.robust_batch {
+            None => Some(level.log_lr),
+            Some(_) => level.error_batches.dispersion().map(|d| level.log_lr / d),
+        }
     }
 
     fn latency_passed(&self, level: &Level) -> bool {
@@ -403,18 +447,31 @@ impl Pacing {
         let errors = self
             .detectable_ratio
             .filter(|_| !self.errors_passed(level))
-            .map(|r| {
-                format!(
-                    "the {} errors at {}% do not yet rule out a {}x error-rate regression \
-                 (likelihood ratio {:.3}, at most {} needed; a canary as good as the baseline \
-                 needs about {:.0})",
+            .map(|r| match self.errors_log_lr(level) {
+                Some(llr) => format!(
+                    "the {} errors at {}% do not yet rule out a {r}x error-rate regression \
+                     (likelihood ratio {:.3}{}, at most {} needed; a canary as good as the \
+                     baseline needs about {:.0})",
                     level.errors,
                     level.weight,
-                    r,
-                    level.log_lr.exp(),
+                    llr.exp(),
+                    level
+                        .error_batches
+                        .dispersion()
+                        .filter(|_| self.robust_batch.is_some())
+                        .map_or(String::new(), |d| format!(
+                            ", widened {d:.2}x for errors that clump"
+                        )),
                     self.beta,
                     self.errors_to_pass(f64::from(level.weight) / 100.0)
-                )
+                ),
+                None => format!(
+                    "the errors cannot rule out a {r}x error-rate regression before \
+                     {MIN_SCATTER_PAIRS} batches spanning {:?}, with 8 errors expected of each \
+                     arm, have closed ({} so far)",
+                    self.robust_batch.unwrap_or_default(),
+                    level.error_batches.count()
+                ),
             });
         let holds: Vec<String> = errors.into_iter().chain(self.latency_hold(level)).collect();
         format!("pacing: {} before {what}", holds.join("; and "))
@@ -435,6 +492,7 @@ mod tests {
             errors,
             log_lr,
             latency: LatencyEvidence::default(),
+            error_batches: ErrorBatches::default(),
         }
     }
 

@@ -104,14 +104,21 @@ impl ErrorScatter {
     /// Adds one sample's errors, `c` of the canary and `b` of the baseline, at the canary's
     /// share `share` of the traffic.
     pub(crate) fn add(&mut self, c: u64, b: u64, share: f64) {
+        self.add_closing(c, b, share, true);
+    }
+
+    /// As [`add`](Self::add), but the batch closes only if `may_close` too (a caller's own
+    /// condition, such as a span of time); whether it closed.
+    pub(crate) fn add_closing(&mut self, c: u64, b: u64, share: f64, may_close: bool) -> bool {
         self.canary = self.canary.saturating_add(c);
         self.baseline = self.baseline.saturating_add(b);
         self.expected_canary += c.saturating_add(b) as f64 * share;
         let total = self.canary.saturating_add(self.baseline) as f64;
-        if self.expected_canary < MIN_EXPECTED_ERRORS
+        if !may_close
+            || self.expected_canary < MIN_EXPECTED_ERRORS
             || total - self.expected_canary < MIN_EXPECTED_ERRORS
         {
-            return;
+            return false;
         }
         let (c, b) = (self.canary as f64 + 0.5, self.baseline as f64 + 0.5);
         let rho = self.expected_canary / total;
@@ -121,6 +128,12 @@ impl ErrorScatter {
             scatter: self.scatter,
             ..ErrorScatter::default()
         };
+        true
+    }
+
+    /// The closed batches' scatter.
+    pub(crate) fn scatter(&self) -> &Scatter {
+        &self.scatter
     }
 
     /// As [`Scatter::excess`], over the closed batches.

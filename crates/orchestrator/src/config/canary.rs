@@ -57,7 +57,8 @@ pub struct CanaryConfig {
     /// `alpha` where the default per-request tests' do not (with ±5% of per-track latency
     /// wander and a 50% canary weight, the default latency judge rolls back up to a quarter
     /// of good canaries even with its 10% margin), at the price of several batches (minutes)
-    /// before any verdict. Default `false`.
+    /// before any verdict. With `pacing`, its errors' gate takes the same robust mode
+    /// (`pacing.robustBatch`, half a minute unless set). Default `false`.
     pub robust_judges: bool,
     /// How long a retired track drains in-flight requests. Default `10s`.
     #[serde(with = "serin_signals::duration")]
@@ -100,10 +101,17 @@ impl Default for CanaryConfig {
     }
 }
 
+/// The shortest span of a robust judge's batch: long enough for an error rate's or a latency's
+/// own wander to average out within it (see `BatchCountConfig::min_samples` and
+/// `LatencyTestConfig::min_samples`, whose defaults are this span of per-second samples), and
+/// of the robust errors' gate's batches (`Pacing::robust_batch`).
+pub(crate) const ROBUST_BATCH_SPAN: Duration = Duration::from_secs(30);
+
 impl CanaryConfig {
     /// The canary controller's policy: the explicit steps, or `initial`, `initial + increment`,
     /// ... below `target`, each followed by a pause of `incrementInterval` during which the
-    /// judges watch; promotion at `target`.
+    /// judges watch; promotion at `target`. With `robustJudges`, pacing's errors' gate is
+    /// robust too.
     pub fn policy(&self) -> Result<CanaryPolicy> {
         let steps = match &self.steps {
             Some(steps) => steps.clone(),
@@ -122,7 +130,12 @@ impl CanaryConfig {
         };
         let mut policy = CanaryPolicy::new(steps);
         policy.max_duration = Some(self.max_duration);
-        policy.pacing = self.pacing.clone();
+        policy.pacing = self.pacing.clone().map(|mut p| {
+            if self.robust_judges && p.detectable_ratio.is_some() {
+                p.robust_batch = p.robust_batch.or(Some(ROBUST_BATCH_SPAN));
+            }
+            p
+        });
         if self.promotion_max_error_rate < 1.0 {
             policy.promotion = Some(
                 PromotionGate::new(self.promotion_max_error_rate, self.alpha).map_err(|e| {

@@ -10,6 +10,7 @@ mod monitoring;
 mod notify;
 
 pub use blue_green::{BlueGreenConfig, TrafficStrategyKind};
+pub(crate) use canary::ROBUST_BATCH_SPAN;
 use canary::threshold_trigger;
 pub use canary::{Bounds, CanaryConfig, CanaryThresholds};
 pub use monitoring::{MonitoringConfig, OnDeadline};
@@ -780,5 +781,30 @@ maxDeploymentDuration: 2h
         assert_eq!(weights, vec![10, 40, 70]);
         assert_eq!(p.steps.len(), 6);
         assert_eq!(p.max_duration, Some(Duration::from_secs(3_600)));
+    }
+
+    #[test]
+    fn robust_judges_make_pacing_s_errors_gate_robust_too() {
+        use serin_canary::controller::{LatencyPacing, Pacing};
+        let mut c = base().canary_config;
+        c.pacing = Some(Pacing::default());
+        let batch = |c: &CanaryConfig| c.policy().expect("valid").pacing.unwrap().robust_batch;
+        assert_eq!(batch(&c), None);
+        c.robust_judges = true;
+        assert_eq!(batch(&c), Some(ROBUST_BATCH_SPAN));
+        // A span the user set is kept.
+        c.pacing = Some(Pacing {
+            robust_batch: Some(Duration::from_secs(120)),
+            ..Pacing::default()
+        });
+        assert_eq!(batch(&c), Some(Duration::from_secs(120)));
+        // Pacing on latency alone has no errors' gate to make robust.
+        c.pacing = Some(Pacing {
+            detectable_ratio: None,
+            latency: Some(LatencyPacing::default()),
+            ..Pacing::default()
+        });
+        assert_eq!(batch(&c), None);
+        assert!(c.validate().is_ok());
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serin_canary::controller::{Action, CanaryController, Decision};
 use serin_signals::{Metric, Track};
 
+use crate::config::ROBUST_BATCH_SPAN;
 use crate::error::{Error, Result};
 use crate::event::EventKind;
 use crate::state::{AnyJudge, CanaryRun, DeploymentState, Effect};
@@ -192,11 +193,6 @@ pub(super) fn store(c: CanaryController<AnyJudge>, last_reason: String) -> Canar
         last_reason,
     }
 }
-
-/// The shortest span of a robust judge's batch: long enough for an error rate's or a latency's
-/// own wander to average out within it (see `BatchCountConfig::min_samples` and
-/// `LatencyTestConfig::min_samples`, whose defaults are this span of per-second samples).
-const ROBUST_BATCH_SPAN: Duration = Duration::from_secs(30);
 
 /// The judges `canaryConfig` asks for: the error-rate count test, and the latency test if
 /// `judgeLatency`, sharing `alpha` equally; robust modes batch half a minute of observations,
