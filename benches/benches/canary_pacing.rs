@@ -8,8 +8,8 @@
 //! ```
 //!
 //! Options: `--quick`, `--runs N`, `--seed S`, `--threads N` (default 2; results do not depend
-//! on it), `--budget B` (the budget row's exposure budget, in canary requests), `--set errors`
-//! or `--set latency` (one set of rows; both by default).
+//! on it), `--budget B` (the budget row's exposure budget, in canary requests), `--set errors`,
+//! `--set latency` or `--set overdispersed` (one set of rows; all three by default).
 //!
 //! The model and the policies are documented in `serin_benches::rollout_sim`. Two shapes of
 //! policy: steps of 5%, 20% and 50%, each held for a 5-minute pause, then promotion; and one
@@ -24,6 +24,12 @@
 //! the stepped shape also runs with 1-minute pauses, Flagger's default interval.
 //! Each shape runs with fixed pauses, with pacing on errors alone, with pacing's latency gate
 //! too (the latencies at each weight must rule out a 10% slowdown), and on latency alone.
+//!
+//! The overdispersed rows (500 requests/s, each arm's error rate wandering on its own with
+//! autocorrelation 0.3 or 0.6 per second, as in `canary_eval`'s) run the judges' robust modes,
+//! as `canaryConfig.robustJudges` does, and the stepped shape with 5- and 1-minute pauses,
+//! with fixed pauses, with pacing's errors' gate as it is by default (taking requests as
+//! independent), and with it in robust mode (`robustBatch` of half a minute).
 
 use std::time::Instant;
 
@@ -43,6 +49,7 @@ struct Options {
     budget: f64,
     errors: bool,
     latency: bool,
+    overdispersed: bool,
 }
 
 fn parse() -> Result<Options, String> {
@@ -53,6 +60,7 @@ fn parse() -> Result<Options, String> {
         budget: 3_000.0,
         errors: true,
         latency: true,
+        overdispersed: true,
     };
     let mut args = std::env::args().skip(1);
     let number = |v: Option<String>, what: &str| -> Result<f64, String> {
@@ -67,11 +75,17 @@ fn parse() -> Result<Options, String> {
             "--seed" => o.seed = number(args.next(), "--seed")? as u64,
             "--threads" => o.threads = number(args.next(), "--threads")? as usize,
             "--budget" => o.budget = number(args.next(), "--budget")?,
-            "--set" => match args.next().as_deref() {
-                Some("errors") => o.latency = false,
-                Some("latency") => o.errors = false,
-                other => return Err(format!("--set takes errors or latency, not {other:?}")),
-            },
+            "--set" => {
+                let set = args.next();
+                o.errors = set.as_deref() == Some("errors");
+                o.latency = set.as_deref() == Some("latency");
+                o.overdispersed = set.as_deref() == Some("overdispersed");
+                if !(o.errors || o.latency || o.overdispersed) {
+                    return Err(format!(
+                        "--set takes errors, latency or overdispersed, not {set:?}"
+                    ));
+                }
+            }
             // Flags cargo bench passes to every harness.
             "--bench" | "--nocapture" => {}
             other => return Err(format!("unknown option `{other}`")),
@@ -131,7 +145,16 @@ fn print_row(scenario: &RolloutScenario, runs: &[RolloutRun], budget: Option<f64
             100.0 * upper_bound(rolled as u64, n as u64, 0.95)
         )
     } else {
-        let promoted = format!("bad version promoted {}", share(promoted, n));
+        // Each weight's gate lets a version with the detectable regression past with
+        // probability at most β, unless a judge rolls it back first.
+        let first = scenario.weights.first().copied().unwrap_or(0);
+        let raised = runs.iter().filter(|r| r.max_weight > first).count();
+        let raised = if scenario.weights.len() > 1 {
+            format!(", raised past {first}% {}", share(raised, n))
+        } else {
+            String::new()
+        };
+        let promoted = format!("bad version promoted {}{raised}", share(promoted, n));
         match budget {
             Some(b)
                 if matches!(scenario.effect, Effect::ErrorRatio(r)
@@ -236,7 +259,8 @@ fn main() {
                     (HALF, Pacer::Paced(None)),
                     (HALF, Pacer::Paced(Some(opts.budget))),
                 ] {
-                    rows.push((load, Effect::ErrorRatio(ratio), weights, STEP_PAUSE, pacer));
+                    let row = (load, Effect::ErrorRatio(ratio), weights, STEP_PAUSE, pacer);
+                    rows.push((row, None));
                 }
             }
         }
@@ -254,15 +278,28 @@ fn main() {
                     Pacer::PacedBoth,
                     Pacer::PacedLatency,
                 ] {
-                    rows.push((20.0, Effect::LatencyShift(shift), weights, pause, pacer));
+                    let row = (20.0, Effect::LatencyShift(shift), weights, pause, pacer);
+                    rows.push((row, None));
                 }
             }
         }
     }
-    for (load_rps, effect, weights, pause, pacer) in rows {
+    if opts.overdispersed {
+        for rho in [0.3, 0.6] {
+            for ratio in [1.0, 2.0] {
+                for pause in [STEP_PAUSE, SHORT_PAUSE] {
+                    for pacer in [Pacer::Fixed, Pacer::Paced(None), Pacer::PacedRobust] {
+                        let row = (500.0, Effect::ErrorRatio(ratio), STEP_WEIGHTS, pause, pacer);
+                        rows.push((row, Some(rho)));
+                    }
+                }
+            }
+        }
+    }
+    for ((load_rps, effect, weights, pause, pacer), ar_rho) in rows {
         let budget = match pacer {
             Pacer::Paced(b) => b,
-            Pacer::Fixed | Pacer::PacedBoth | Pacer::PacedLatency => None,
+            Pacer::Fixed | Pacer::PacedBoth | Pacer::PacedLatency | Pacer::PacedRobust => None,
         };
         let scenario = RolloutScenario {
             load_rps,
@@ -270,6 +307,7 @@ fn main() {
             weights,
             pause,
             pacer,
+            ar_rho,
         };
         let seed = row_seed(opts.seed, &scenario.label());
         let runs = run_rollouts(&scenario, seed, opts.runs, opts.threads);

@@ -248,27 +248,28 @@ pub(crate) fn poisson(rng: &mut ChaCha8Rng, mean: f64) -> u64 {
 
 /// One arm's AR(1) wander in log space: of its error rate (a multiplier `exp(x − σ²/2)`, mean 1)
 /// or of its median latency (an offset `x` to the log median).
-struct Wander {
+pub(crate) struct Wander {
     rho: f64,
     sd: f64,
     x: f64,
 }
 
 impl Wander {
-    fn new(rho: f64, sd: f64, rng: &mut ChaCha8Rng) -> Self {
+    /// Autocorrelation `rho` per second and stationary sd `sd`, started from its stationary law.
+    pub(crate) fn new(rho: f64, sd: f64, rng: &mut ChaCha8Rng) -> Self {
         let z: f64 = rng.sample(StandardNormal);
         Wander { rho, sd, x: sd * z }
     }
 
     /// The next second's log offset `x`.
-    fn next(&mut self, rng: &mut ChaCha8Rng) -> f64 {
+    pub(crate) fn next(&mut self, rng: &mut ChaCha8Rng) -> f64 {
         let z: f64 = rng.sample(StandardNormal);
         self.x = self.rho * self.x + (1.0 - self.rho * self.rho).sqrt() * self.sd * z;
         self.x
     }
 
     /// The next second's error-rate multiplier, of mean 1.
-    fn next_multiplier(&mut self, rng: &mut ChaCha8Rng) -> f64 {
+    pub(crate) fn next_multiplier(&mut self, rng: &mut ChaCha8Rng) -> f64 {
         (self.next(rng) - self.sd * self.sd / 2.0).exp()
     }
 }

@@ -17,6 +17,11 @@
 //! that, log sd 0.5), fed each second as both arms' sketches to the default latency judge, and
 //! to pacing's latency gate where the policy has one; the two judges share α equally, as the
 //! orchestrator's do.
+//!
+//! Overdispersed rows (`ar…`) multiply each arm's error rate by its own wandering factor, as
+//! `canary_sim`'s overdispersed rows do (log-sd 0.5, an AR(1) of the row's autocorrelation per
+//! second, mean 1), and run the judges' robust modes with their defaults, as
+//! `canaryConfig.robustJudges` does.
 
 use std::time::Duration;
 
@@ -27,13 +32,17 @@ use rand_distr::StandardNormal;
 use serin_canary::controller::{
     Action, CanaryController, CanaryPolicy, LatencyPacing, Pacing, Pause, Phase, Step,
 };
-use serin_canary::sequential::{SequentialCountJudge, SequentialJudge, SequentialLatencyJudge};
+use serin_canary::sequential::{
+    BatchCountConfig, CountMode, SequentialCountJudge, SequentialJudge, SequentialLatencyJudge,
+};
+use serin_canary::severity::SeverityBands;
 use serin_signals::{
     Counts, LatencySketch, Measurement, Metric, Observation, Timestamp, Track, Window,
 };
 
 use crate::canary_sim::{
-    ALPHA, BASE_ERROR_RATE, BASE_MEDIAN_MS, Effect, LATENCY_LOG_SD, poisson, run_seeded,
+    ALPHA, BASE_ERROR_RATE, BASE_MEDIAN_MS, Effect, LATENCY_LOG_SD, OVERDISPERSION_SD, Wander,
+    poisson, run_seeded,
 };
 
 /// Seconds a run may last before it counts as neither promoted nor rolled back.
@@ -66,6 +75,9 @@ pub enum Pacer {
     PacedBoth,
     /// Pauses, and pacing on the latency gate alone (no errors' gate).
     PacedLatency,
+    /// Pauses, and pacing with its errors' gate in robust mode (half-minute batches), as
+    /// `canaryConfig.robustJudges` sets it.
+    PacedRobust,
 }
 
 impl Pacer {
@@ -77,6 +89,7 @@ impl Pacer {
             Pacer::Paced(Some(b)) => format!("paced, budget {b:.0}"),
             Pacer::PacedBoth => "paced on errors and latency".into(),
             Pacer::PacedLatency => "paced on latency alone".into(),
+            Pacer::PacedRobust => "paced, robust gate".into(),
         }
     }
 
@@ -110,6 +123,10 @@ impl Pacer {
                 latency: Some(LatencyPacing::default()),
                 ..Pacing::default()
             }),
+            Pacer::PacedRobust => Some(Pacing {
+                robust_batch: Some(Duration::from_secs(30)),
+                ..Pacing::default()
+            }),
         };
         policy
     }
@@ -129,6 +146,9 @@ pub struct RolloutScenario {
     pub pause: Duration,
     /// How weight increases are paced.
     pub pacer: Pacer,
+    /// The autocorrelation per second of each arm's error-rate wander, in overdispersed rows
+    /// (judged by the robust modes); `None` for independent requests.
+    pub ar_rho: Option<f64>,
 }
 
 impl RolloutScenario {
@@ -144,8 +164,9 @@ impl RolloutScenario {
         } else {
             format!(" with {} s pauses", self.pause.as_secs())
         };
+        let wander = self.ar_rho.map_or(String::new(), |rho| format!(" ar{rho}"));
         format!(
-            "{effect} {}rps, {}%{pause}, {}",
+            "{effect} {}rps{wander}, {}%{pause}, {}",
             self.load_rps,
             weights.join("/"),
             self.pacer.label()
@@ -214,11 +235,22 @@ pub fn run_rollout(scenario: &RolloutScenario, seed: u64) -> RolloutRun {
     };
     // With two judges, each takes half of α, as the orchestrator splits it.
     let alpha = if shift.is_some() { ALPHA / 2.0 } else { ALPHA };
-    let mut judges: Vec<SequentialJudge> = vec![
-        SequentialCountJudge::new(Metric::ErrorRate, alpha, 0.0)
-            .expect("the default judge's settings are valid")
-            .into(),
-    ];
+    let count_judge = match scenario.ar_rho {
+        None => SequentialCountJudge::new(Metric::ErrorRate, alpha, 0.0),
+        Some(_) => SequentialCountJudge::with_mode(
+            Metric::ErrorRate,
+            CountMode::Batched(BatchCountConfig::new(alpha)),
+            SeverityBands::default(),
+        ),
+    };
+    let mut judges: Vec<SequentialJudge> =
+        vec![count_judge.expect("the judge's settings are valid").into()];
+    let mut wander = scenario.ar_rho.map(|rho| {
+        (
+            Wander::new(rho, OVERDISPERSION_SD, &mut rng),
+            Wander::new(rho, OVERDISPERSION_SD, &mut rng),
+        )
+    });
     if shift.is_some() {
         judges.push(
             SequentialLatencyJudge::new(Metric::Latency, alpha, 0.0)
@@ -254,9 +286,13 @@ pub fn run_rollout(scenario: &RolloutScenario, seed: u64) -> RolloutRun {
         let w = f64::from(ctl.state().weight()) / 100.0;
         out.max_weight = out.max_weight.max(ctl.state().weight());
         let (lb, lc) = (scenario.load_rps * (1.0 - w), scenario.load_rps * w);
+        let (mb, mc) = wander.as_mut().map_or((1.0, 1.0), |(wb, wc)| {
+            (wb.next_multiplier(&mut rng), wc.next_multiplier(&mut rng))
+        });
+        let (p_b, p_c) = (BASE_ERROR_RATE * mb, p_c * mc);
         let (bs, be) = (
-            poisson(&mut rng, lb * (1.0 - BASE_ERROR_RATE)),
-            poisson(&mut rng, lb * BASE_ERROR_RATE),
+            poisson(&mut rng, lb * (1.0 - p_b)),
+            poisson(&mut rng, lb * p_b),
         );
         let (cs, ce) = (
             poisson(&mut rng, lc * (1.0 - p_c)),
@@ -316,6 +352,7 @@ mod tests {
             weights: STEP_WEIGHTS,
             pause: STEP_PAUSE,
             pacer: Pacer::Fixed,
+            ar_rho: None,
         };
         assert_eq!(run_rollout(&s, 7), run_rollout(&s, 7));
     }
@@ -328,6 +365,7 @@ mod tests {
             weights: HALF,
             pause: SHORT_PAUSE,
             pacer: Pacer::PacedLatency,
+            ar_rho: None,
         };
         let r = run_rollout(&s, 3);
         assert!(
@@ -344,6 +382,7 @@ mod tests {
             weights: STEP_WEIGHTS,
             pause: STEP_PAUSE,
             pacer: Pacer::Paced(None),
+            ar_rho: None,
         };
         let r = run_rollout(&s, 1);
         assert!(
@@ -351,5 +390,29 @@ mod tests {
             "{r:?}"
         );
         assert_eq!(r.max_weight, STEP_WEIGHTS[0]);
+    }
+
+    #[test]
+    fn the_robust_gate_holds_the_first_weight_until_its_batches_have_closed() {
+        // At 500 requests/s and a 5% share, the canary expects an error every 8 s, so each
+        // batch takes about 64 s to expect 8 of them, and the gate waits for ten.
+        let paced = |pacer| RolloutScenario {
+            load_rps: 500.0,
+            effect: Effect::ErrorRatio(1.0),
+            weights: STEP_WEIGHTS,
+            pause: SHORT_PAUSE,
+            pacer,
+            ar_rho: Some(0.6),
+        };
+        let robust = run_rollout(&paced(Pacer::PacedRobust), 2);
+        assert!(
+            matches!(robust.ending, Ending::Promoted(t) if t > 600),
+            "{robust:?}"
+        );
+        let plain = run_rollout(&paced(Pacer::Paced(None)), 2);
+        assert!(
+            matches!(plain.ending, Ending::Promoted(t) if t < 600),
+            "{plain:?}"
+        );
     }
 }

@@ -72,6 +72,7 @@ use serin_signals::{Counts, Metric};
 use super::error_batches::ErrorBatches;
 use super::latency_gate::{LatencyEvidence, LatencyPacing, MIN_SCATTER_PAIRS, MIN_SPREAD_DOF};
 use super::policy::opt_duration;
+use crate::sequential::MIN_EXPECTED_ERRORS;
 use crate::{Error, Result};
 
 /// Settings of power-aware pacing.
@@ -467,8 +468,8 @@ impl Pacing {
                 ),
                 None => format!(
                     "the errors cannot rule out a {r}x error-rate regression before \
-                     {MIN_SCATTER_PAIRS} batches spanning {:?}, with 8 errors expected of each \
-                     arm, have closed ({} so far)",
+                     {MIN_SCATTER_PAIRS} batches spanning {:?}, with {MIN_EXPECTED_ERRORS} \
+                     errors expected of each arm, have closed ({} so far)",
                     self.robust_batch.unwrap_or_default(),
                     level.error_batches.count()
                 ),

@@ -42,4 +42,4 @@ pub use judges::{CountMode, SequentialCountJudge, SequentialJudge, SequentialLat
 pub use latency::{CONCENTRATED_LOG_SD, LatencyTest, LatencyTestConfig, LatencyVariance};
 pub(crate) use moments::Spread;
 pub use moments::{LogMoments, SKETCH_LOG_ERROR};
-pub(crate) use scatter::{ErrorScatter, Scatter};
+pub(crate) use scatter::{ErrorScatter, MIN_EXPECTED_ERRORS, Scatter};

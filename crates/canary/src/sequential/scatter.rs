@@ -81,7 +81,7 @@ impl Scatter {
 
 /// The errors each arm must expect, under equal rates, before a batch of [`ErrorScatter`]
 /// closes: enough for its log-ratio to be close to Gaussian.
-const MIN_EXPECTED_ERRORS: f64 = 8.0;
+pub(crate) const MIN_EXPECTED_ERRORS: f64 = 8.0;
 
 /// The same diagnostic for the per-request count test, which takes every error to come from
 /// the canary independently with a probability set by the split and the rate ratio. Its errors
