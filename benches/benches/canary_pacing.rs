@@ -25,11 +25,14 @@
 //! Each shape runs with fixed pauses, with pacing on errors alone, with pacing's latency gate
 //! too (the latencies at each weight must rule out a 10% slowdown), and on latency alone.
 //!
-//! The overdispersed rows (500 requests/s, each arm's error rate wandering on its own with
-//! autocorrelation 0.3 or 0.6 per second, as in `canary_eval`'s) run the judges' robust modes,
-//! as `canaryConfig.robustJudges` does, and the stepped shape with 5- and 1-minute pauses,
-//! with fixed pauses, with pacing's errors' gate as it is by default (taking requests as
-//! independent), and with it in robust mode (`robustBatch` of half a minute).
+//! The overdispersed rows (500 requests/s, each arm wandering on its own with autocorrelation
+//! 0.3 or 0.6 per second, as in `canary_eval`'s) run the judges' robust modes, as
+//! `canaryConfig.robustJudges` does. Error rows wander in their error rates and run the stepped
+//! shape with 5- and 1-minute pauses, with fixed pauses, with pacing's errors' gate as it is by
+//! default (taking requests as independent), and with it in robust mode (`robustBatch` of half
+//! a minute). Latency rows wander in their medians (autocorrelation 0.6) and run the stepped
+//! shape with 1-minute pauses, with fixed pauses and paced on latency alone, with the latency
+//! gate's default half-minute batches and second by second.
 
 use std::time::Instant;
 
@@ -295,11 +298,26 @@ fn main() {
                 }
             }
         }
+        for shift in [0.0, 0.05, 0.1] {
+            for pacer in [
+                Pacer::Fixed,
+                Pacer::PacedLatency,
+                Pacer::PacedLatencyPerSecond,
+            ] {
+                let effect = Effect::LatencyShift(shift);
+                let row = (500.0, effect, STEP_WEIGHTS, SHORT_PAUSE, pacer);
+                rows.push((row, Some(0.6)));
+            }
+        }
     }
     for ((load_rps, effect, weights, pause, pacer), ar_rho) in rows {
         let budget = match pacer {
             Pacer::Paced(b) => b,
-            Pacer::Fixed | Pacer::PacedBoth | Pacer::PacedLatency | Pacer::PacedRobust => None,
+            Pacer::Fixed
+            | Pacer::PacedBoth
+            | Pacer::PacedLatency
+            | Pacer::PacedRobust
+            | Pacer::PacedLatencyPerSecond => None,
         };
         let scenario = RolloutScenario {
             load_rps,

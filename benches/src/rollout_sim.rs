@@ -18,9 +18,10 @@
 //! to pacing's latency gate where the policy has one; the two judges share α equally, as the
 //! orchestrator's do.
 //!
-//! Overdispersed rows (`ar…`) multiply each arm's error rate by its own wandering factor, as
-//! `canary_sim`'s overdispersed rows do (log-sd 0.5, an AR(1) of the row's autocorrelation per
-//! second, mean 1), and run the judges' robust modes with their defaults, as
+//! Overdispersed rows (`ar…`) wander as `canary_sim`'s overdispersed rows do, each arm on its
+//! own with the row's autocorrelation per second: in error rows each arm's error rate is
+//! multiplied by a factor of mean 1 and log-sd 0.5, in latency rows each arm's log median is
+//! offset by a wander of sd 0.05. They run the judges' robust modes with their defaults, as
 //! `canaryConfig.robustJudges` does.
 
 use std::time::Duration;
@@ -32,17 +33,14 @@ use rand_distr::StandardNormal;
 use serin_canary::controller::{
     Action, CanaryController, CanaryPolicy, LatencyPacing, Pacing, Pause, Phase, Step,
 };
-use serin_canary::sequential::{
-    BatchCountConfig, CountMode, SequentialCountJudge, SequentialJudge, SequentialLatencyJudge,
-};
-use serin_canary::severity::SeverityBands;
+use serin_canary::sequential::{SequentialCountJudge, SequentialJudge, SequentialLatencyJudge};
 use serin_signals::{
     Counts, LatencySketch, Measurement, Metric, Observation, Timestamp, Track, Window,
 };
 
 use crate::canary_sim::{
-    ALPHA, BASE_ERROR_RATE, BASE_MEDIAN_MS, Effect, LATENCY_LOG_SD, OVERDISPERSION_SD, Wander,
-    poisson, run_seeded,
+    ALPHA, BASE_ERROR_RATE, BASE_MEDIAN_MS, Effect, LATENCY_LOG_SD, LATENCY_WANDER_SD,
+    OVERDISPERSION_SD, Wander, poisson, run_seeded,
 };
 
 /// Seconds a run may last before it counts as neither promoted nor rolled back.
@@ -78,6 +76,9 @@ pub enum Pacer {
     /// Pauses, and pacing with its errors' gate in robust mode (half-minute batches), as
     /// `canaryConfig.robustJudges` sets it.
     PacedRobust,
+    /// Pauses, and pacing on the latency gate alone, taking each second as its own batch (the
+    /// gate without its default half-minute batches).
+    PacedLatencyPerSecond,
 }
 
 impl Pacer {
@@ -90,6 +91,7 @@ impl Pacer {
             Pacer::PacedBoth => "paced on errors and latency".into(),
             Pacer::PacedLatency => "paced on latency alone".into(),
             Pacer::PacedRobust => "paced, robust gate".into(),
+            Pacer::PacedLatencyPerSecond => "paced on latency alone, second by second".into(),
         }
     }
 
@@ -127,6 +129,14 @@ impl Pacer {
                 robust_batch: Some(Duration::from_secs(30)),
                 ..Pacing::default()
             }),
+            Pacer::PacedLatencyPerSecond => Some(Pacing {
+                detectable_ratio: None,
+                latency: Some(LatencyPacing {
+                    batch: Duration::ZERO,
+                    ..LatencyPacing::default()
+                }),
+                ..Pacing::default()
+            }),
         };
         policy
     }
@@ -146,8 +156,9 @@ pub struct RolloutScenario {
     pub pause: Duration,
     /// How weight increases are paced.
     pub pacer: Pacer,
-    /// The autocorrelation per second of each arm's error-rate wander, in overdispersed rows
-    /// (judged by the robust modes); `None` for independent requests.
+    /// The autocorrelation per second of each arm's wander (of its error rate, or in latency
+    /// rows of its median latency), in overdispersed rows (judged by the robust modes); `None`
+    /// for independent requests.
     pub ar_rho: Option<f64>,
 }
 
@@ -237,26 +248,28 @@ pub fn run_rollout(scenario: &RolloutScenario, seed: u64) -> RolloutRun {
     let alpha = if shift.is_some() { ALPHA / 2.0 } else { ALPHA };
     let count_judge = match scenario.ar_rho {
         None => SequentialCountJudge::new(Metric::ErrorRate, alpha, 0.0),
-        Some(_) => SequentialCountJudge::with_mode(
-            Metric::ErrorRate,
-            CountMode::Batched(BatchCountConfig::new(alpha)),
-            SeverityBands::default(),
-        ),
+        Some(_) => SequentialCountJudge::robust(Metric::ErrorRate, alpha, 0.0),
     };
     let mut judges: Vec<SequentialJudge> =
         vec![count_judge.expect("the judge's settings are valid").into()];
+    // Each arm's wander: of its error rate in error rows, of its median in latency rows.
+    let sd = if shift.is_some() {
+        LATENCY_WANDER_SD
+    } else {
+        OVERDISPERSION_SD
+    };
     let mut wander = scenario.ar_rho.map(|rho| {
         (
-            Wander::new(rho, OVERDISPERSION_SD, &mut rng),
-            Wander::new(rho, OVERDISPERSION_SD, &mut rng),
+            Wander::new(rho, sd, &mut rng),
+            Wander::new(rho, sd, &mut rng),
         )
     });
     if shift.is_some() {
-        judges.push(
-            SequentialLatencyJudge::new(Metric::Latency, alpha, 0.0)
-                .expect("the default judge's settings are valid")
-                .into(),
-        );
+        let judge = match scenario.ar_rho {
+            None => SequentialLatencyJudge::new(Metric::Latency, alpha, 0.0),
+            Some(_) => SequentialLatencyJudge::robust(Metric::Latency, alpha, 0.0),
+        };
+        judges.push(judge.expect("the judge's settings are valid").into());
     }
     let mut ctl = CanaryController::new(
         scenario.pacer.policy(scenario.weights, scenario.pause),
@@ -286,9 +299,18 @@ pub fn run_rollout(scenario: &RolloutScenario, seed: u64) -> RolloutRun {
         let w = f64::from(ctl.state().weight()) / 100.0;
         out.max_weight = out.max_weight.max(ctl.state().weight());
         let (lb, lc) = (scenario.load_rps * (1.0 - w), scenario.load_rps * w);
-        let (mb, mc) = wander.as_mut().map_or((1.0, 1.0), |(wb, wc)| {
-            (wb.next_multiplier(&mut rng), wc.next_multiplier(&mut rng))
-        });
+        let (mb, mc) = match wander.as_mut() {
+            Some((wb, wc)) if shift.is_none() => {
+                (wb.next_multiplier(&mut rng), wc.next_multiplier(&mut rng))
+            }
+            Some((wb, wc)) => (wb.next(&mut rng).exp(), wc.next(&mut rng).exp()),
+            None => (1.0, 1.0),
+        };
+        // The multipliers are of the error rates in error rows, of the medians in latency rows.
+        let (mb, mc, median_b, median_c) = match shift {
+            None => (mb, mc, 1.0, 1.0),
+            Some(_) => (1.0, 1.0, mb, mc),
+        };
         let (p_b, p_c) = (BASE_ERROR_RATE * mb, p_c * mc);
         let (bs, be) = (
             poisson(&mut rng, lb * (1.0 - p_b)),
@@ -309,10 +331,13 @@ pub fn run_rollout(scenario: &RolloutScenario, seed: u64) -> RolloutRun {
         )
         .expect("the observations pair up");
         if let Some(shift) = shift {
-            let median = BASE_MEDIAN_MS * (1.0 + shift);
+            let (b, c) = (
+                BASE_MEDIAN_MS * median_b,
+                BASE_MEDIAN_MS * (1.0 + shift) * median_c,
+            );
             ctl.feed(
-                &latencies(&mut rng, Track::Stable, window, bs + be, BASE_MEDIAN_MS),
-                &latencies(&mut rng, Track::Canary, window, cs + ce, median),
+                &latencies(&mut rng, Track::Stable, window, bs + be, b),
+                &latencies(&mut rng, Track::Canary, window, cs + ce, c),
                 window.end(),
             )
             .expect("the observations pair up");
@@ -413,6 +438,30 @@ mod tests {
         assert!(
             matches!(plain.ending, Ending::Promoted(t) if t < 600),
             "{plain:?}"
+        );
+    }
+
+    #[test]
+    fn the_latency_gate_waits_for_its_batches_where_medians_wander() {
+        let paced = |pacer| RolloutScenario {
+            load_rps: 500.0,
+            effect: Effect::LatencyShift(0.0),
+            weights: STEP_WEIGHTS,
+            pause: SHORT_PAUSE,
+            pacer,
+            ar_rho: Some(0.6),
+        };
+        // Ten half-minute batches must count before the first raise; second by second the
+        // gate would pass within the first pause.
+        let batched = run_rollout(&paced(Pacer::PacedLatency), 4);
+        assert!(
+            matches!(batched.ending, Ending::Promoted(t) if t > 300),
+            "{batched:?}"
+        );
+        let seconds = run_rollout(&paced(Pacer::PacedLatencyPerSecond), 4);
+        assert!(
+            matches!(seconds.ending, Ending::Promoted(t) if t < 300),
+            "{seconds:?}"
         );
     }
 }
