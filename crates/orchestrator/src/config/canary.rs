@@ -58,7 +58,9 @@ pub struct CanaryConfig {
     /// wander and a 50% canary weight, the default latency judge rolls back up to a quarter
     /// of good canaries even with its 10% margin), at the price of several batches (minutes)
     /// before any verdict. With `pacing`, its errors' gate takes the same robust mode
-    /// (`pacing.robustBatch`, half a minute unless set). Default `false`.
+    /// (`pacing.robustBatch`, half a minute unless set), which holds the first raise until ten
+    /// batches, each with 8 errors expected of each track, have closed: minutes at hundreds of
+    /// requests a second, hours at a few. Default `false`.
     pub robust_judges: bool,
     /// How long a retired track drains in-flight requests. Default `10s`.
     #[serde(with = "serin_signals::duration")]
