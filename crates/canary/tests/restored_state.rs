@@ -13,8 +13,8 @@ use common::{Rng, counts, latency, second};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use serin_canary::controller::{
-    AnalysisStep, CanaryController, CanaryPolicy, Command, ControllerState, Pacing, Pause,
-    PromotionGate, Step,
+    AnalysisStep, CanaryController, CanaryPolicy, Command, ControllerState, LatencyPacing, Pacing,
+    Pause, PromotionGate, Step,
 };
 use serin_canary::judge::{Judge, Sample};
 use serin_canary::kayenta::{KayentaConfig, KayentaJudge, Quantity};
@@ -38,9 +38,11 @@ enum Kind {
     Argo,
     Flagger,
     Controller,
+    /// A controller with both of pacing's gates, the errors' in robust mode.
+    PacedController,
 }
 
-const KINDS: [Kind; 9] = [
+const KINDS: [Kind; 10] = [
     Kind::Count,
     Kind::TwoSidedCount,
     Kind::BatchedCount,
@@ -50,6 +52,7 @@ const KINDS: [Kind; 9] = [
     Kind::Argo,
     Kind::Flagger,
     Kind::Controller,
+    Kind::PacedController,
 ];
 
 fn count_judge(kind: Kind) -> SequentialCountJudge {
@@ -105,6 +108,17 @@ fn controller() -> CanaryController<SequentialCountJudge> {
     CanaryController::new(policy, vec![count_judge(Kind::Count)]).unwrap()
 }
 
+/// A 10%-then-50% policy paced by errors (in robust mode, 30-s batches) and latency.
+fn paced_controller() -> CanaryController<SequentialCountJudge> {
+    let mut policy = CanaryPolicy::new(vec![Step::SetWeight(10), Step::SetWeight(50)]);
+    policy.pacing = Some(Pacing {
+        latency: Some(LatencyPacing::default()),
+        robust_batch: Some(Duration::from_secs(30)),
+        ..Pacing::default()
+    });
+    CanaryController::new(policy, vec![count_judge(Kind::Count)]).unwrap()
+}
+
 /// Seconds `from..from + n` of errors, the canary's rate a little above the baseline's.
 fn feed_counts(judge: &mut dyn Judge, rng: &mut Rng, from: u64, n: u64) {
     for s in from..from + n {
@@ -138,6 +152,25 @@ fn feed_controller(ctl: &mut CanaryController<SequentialCountJudge>, rng: &mut R
     }
 }
 
+/// Seconds `from..from + n` of errors and latencies for a paced controller: each second's
+/// metrics fed, then one decision.
+fn feed_paced(ctl: &mut CanaryController<SequentialCountJudge>, rng: &mut Rng, from: u64, n: u64) {
+    for s in from..from + n {
+        let w = second(s);
+        let b = counts(Metric::ErrorRate, Track::Stable, w, 450, rng.poisson(2.0));
+        let c = counts(Metric::ErrorRate, Track::Canary, w, 50, rng.poisson(0.4));
+        let _ = ctl.feed(&b, &c, w.end());
+        let mut values =
+            |k: usize| -> Vec<f64> { (0..k).map(|_| (3.0 + 0.5 * rng.normal()).exp()).collect() };
+        let (b, c) = (
+            latency(Track::Stable, w, &values(18)),
+            latency(Track::Canary, w, &values(2)),
+        );
+        let _ = ctl.feed(&b, &c, w.end());
+        let _ = ctl.tick(w.end());
+    }
+}
+
 /// The kind's state after a few minutes of data, serialized.
 fn saved(kind: Kind) -> Value {
     fn fed<J: Judge + serde::Serialize>(mut judge: J, seconds: u64) -> Value {
@@ -162,6 +195,14 @@ fn saved(kind: Kind) -> Value {
             let mut ctl = controller();
             let _ = ctl.tick(Timestamp::from_millis(0));
             feed_controller(&mut ctl, &mut Rng::new(7), 0);
+            let (_, judges, state) = ctl.into_parts();
+            json!({ "judges": judges, "state": state })
+        }
+        Kind::PacedController => {
+            let mut ctl = paced_controller();
+            let _ = ctl.tick(Timestamp::from_millis(0));
+            // Long enough for closed batches of both gates and an open one of each.
+            feed_paced(&mut ctl, &mut Rng::new(7), 0, 100);
             let (_, judges, state) = ctl.into_parts();
             json!({ "judges": judges, "state": state })
         }
@@ -204,6 +245,17 @@ fn restore_and_feed(kind: Kind, state: Value, seed: u64) -> serde_json::Result<b
                 return Ok(false);
             };
             feed_controller(&mut ctl, rng, 60);
+            Ok(true)
+        }
+        Kind::PacedController => {
+            let judges: Vec<SequentialCountJudge> =
+                serde_json::from_value(state["judges"].clone())?;
+            let saved: ControllerState = serde_json::from_value(state["state"].clone())?;
+            let policy = paced_controller().policy().clone();
+            let Ok(mut ctl) = CanaryController::from_parts(policy, judges, saved) else {
+                return Ok(false);
+            };
+            feed_paced(&mut ctl, rng, 100, 60);
             Ok(true)
         }
     }
