@@ -3,12 +3,13 @@
 //!
 //! # The likelihood ratio
 //!
-//! Within one observation each arm's log latencies have a mean, `m_c` for the `n_c` canary
-//! requests and `m_b` for the `n_b` baseline ones. Whatever the load does to both arms in that
-//! window cancels in their difference `D = m_c − m_b`, which, with log latencies of spread `σ_c`
-//! and `σ_b` within the arms, is about `N(δ, v)`, `v = σ_c²/n_c + σ_b²/n_b`, when the canary is
-//! slower by a factor `e^δ`. The likelihood ratio of a slowdown `δ₁ = ln(1 + detectable_shift)`
-//! against none, over the observations at the current weight, is
+//! Within one batch of observations (consecutive ones pooled, see below) each arm's log
+//! latencies have a mean, `m_c` for the `n_c` canary requests and `m_b` for the `n_b` baseline
+//! ones. Whatever the load does to both arms in that time cancels in their difference
+//! `D = m_c − m_b`, which, with log latencies of spread `σ_c` and `σ_b` within the arms, is
+//! about `N(δ, v)`, `v = σ_c²/n_c + σ_b²/n_b`, when the canary is slower by a factor `e^δ`. The
+//! likelihood ratio of a slowdown `δ₁ = ln(1 + detectable_shift)` against none, over the
+//! batches at the current weight, is
 //!
 //! ```text
 //! ln Λ = δ₁·Σ D/v − δ₁²·Σ 1/v / 2
@@ -35,7 +36,7 @@
 //!
 //! # Latencies that wander
 //!
-//! The ratio takes `D` to vary only as much as the requests in the observation explain. A
+//! The ratio takes `D` to vary only as much as the requests in the batch explain. A
 //! latency level that wanders on its own in each arm (a busy neighbour, a garbage collector)
 //! adds scatter they do not: at high traffic `v` is tiny and the wander dominates. Two things
 //! keep the gate's `β` then:
@@ -65,8 +66,8 @@ use serin_signals::{Metric, Timestamp, Window};
 use crate::sequential::{LogMoments, Scatter, Spread};
 use crate::{Error, Result};
 
-/// The degrees of freedom each arm's pooled spread of log latencies needs before observations
-/// count.
+/// The degrees of freedom each arm's pooled spread of log latencies needs before batches
+/// open.
 pub const MIN_SPREAD_DOF: u64 = 30;
 
 /// The batches the gate counts before it may pass, so that their scatter is read from some
@@ -147,8 +148,8 @@ impl LatencyPacing {
         2.0 * (1.0 / beta).ln() / (d * d)
     }
 
-    /// The gate's log likelihood ratio at the current weight, widened by the observations'
-    /// excess scatter; `None` until both arms' spreads rest on [`MIN_SPREAD_DOF`] degrees of
+    /// The gate's log likelihood ratio at the current weight, widened by the batches' excess
+    /// scatter; `None` until both arms' spreads rest on [`MIN_SPREAD_DOF`] degrees of
     /// freedom and [`MIN_SCATTER_PAIRS`] batches have counted.
     pub(crate) fn log_likelihood_ratio(&self, evidence: &LatencyEvidence) -> Option<f64> {
         let d = self.log_shift();
@@ -249,13 +250,13 @@ impl LatencyEvidence {
         self.precision
     }
 
-    /// How many times what their spreads explain the observations scatter (an upper
-    /// confidence bound, as for the spreads), at least 1.
+    /// How many times what their spreads explain the batches scatter (an upper confidence
+    /// bound, as for the spreads), at least 1.
     pub(crate) fn dispersion(&self) -> f64 {
         self.scatter.upper_ratio().map_or(1.0, |r| r.max(1.0))
     }
 
-    /// The estimated slowdown at the current weight, as a fraction (`None` without pairs).
+    /// The estimated slowdown at the current weight, as a fraction (`None` before a batch).
     pub(crate) fn estimated_shift(&self) -> Option<f64> {
         (self.precision > 0.0).then(|| (self.shift / self.precision).exp_m1())
     }
