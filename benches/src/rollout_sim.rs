@@ -299,19 +299,16 @@ pub fn run_rollout(scenario: &RolloutScenario, seed: u64) -> RolloutRun {
         let w = f64::from(ctl.state().weight()) / 100.0;
         out.max_weight = out.max_weight.max(ctl.state().weight());
         let (lb, lc) = (scenario.load_rps * (1.0 - w), scenario.load_rps * w);
-        let (mb, mc) = match wander.as_mut() {
-            Some((wb, wc)) if shift.is_none() => {
-                (wb.next_multiplier(&mut rng), wc.next_multiplier(&mut rng))
+        // This second's wander of each arm: of its error rate, or in latency rows its median.
+        let (mut rate_factor, mut median_factor) = ((1.0, 1.0), (1.0, 1.0));
+        if let Some((wb, wc)) = wander.as_mut() {
+            if shift.is_some() {
+                median_factor = (wb.next(&mut rng).exp(), wc.next(&mut rng).exp());
+            } else {
+                rate_factor = (wb.next_multiplier(&mut rng), wc.next_multiplier(&mut rng));
             }
-            Some((wb, wc)) => (wb.next(&mut rng).exp(), wc.next(&mut rng).exp()),
-            None => (1.0, 1.0),
-        };
-        // The multipliers are of the error rates in error rows, of the medians in latency rows.
-        let (mb, mc, median_b, median_c) = match shift {
-            None => (mb, mc, 1.0, 1.0),
-            Some(_) => (1.0, 1.0, mb, mc),
-        };
-        let (p_b, p_c) = (BASE_ERROR_RATE * mb, p_c * mc);
+        }
+        let (p_b, p_c) = (BASE_ERROR_RATE * rate_factor.0, p_c * rate_factor.1);
         let (bs, be) = (
             poisson(&mut rng, lb * (1.0 - p_b)),
             poisson(&mut rng, lb * p_b),
@@ -332,8 +329,8 @@ pub fn run_rollout(scenario: &RolloutScenario, seed: u64) -> RolloutRun {
         .expect("the observations pair up");
         if let Some(shift) = shift {
             let (b, c) = (
-                BASE_MEDIAN_MS * median_b,
-                BASE_MEDIAN_MS * (1.0 + shift) * median_c,
+                BASE_MEDIAN_MS * median_factor.0,
+                BASE_MEDIAN_MS * (1.0 + shift) * median_factor.1,
             );
             ctl.feed(
                 &latencies(&mut rng, Track::Stable, window, bs + be, b),
