@@ -46,9 +46,10 @@
 //!   windows) and takes one `D` per batch, from the pooled means. Wander that is correlated from
 //!   one second to the next makes consecutive per-second `D`s err together, which their scatter
 //!   alone cannot show; batches that outlast the wander's memory are close to independent.
-//!   In the unit simulations below, per-second observations whose levels wander with an
-//!   autocorrelation of 0.6 (sd 0.05–0.5 per arm, at 20 and 500 requests/s) let a canary
-//!   exactly 10% slower pass 9–42% of the time taken one by one, and 0–3.3% in 30-s batches.
+//!   Simulated as in the unit tests below, per-second observations whose levels wander with
+//!   an autocorrelation of 0.6 (sd 0.1–0.5 per arm, at 20 and 500 requests/s, 20-minute runs)
+//!   let a canary exactly 10% slower pass in 21–42% of runs taken one by one, and in 0–3.3% in
+//!   30-s batches.
 //! - **Their scatter.** The gate measures it as the latency test's diagnostic does, the weighted
 //!   scatter of every counted `D` over the rollout against `v` (`Σ (D − D̄)²/v / (n − 1)`, about
 //!   1 or less without wander), and divides `ln Λ` by it (its upper confidence bound, read as the
