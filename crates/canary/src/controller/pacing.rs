@@ -76,6 +76,26 @@ use crate::sequential::MIN_EXPECTED_ERRORS;
 use crate::{Error, Result};
 
 /// Settings of power-aware pacing.
+///
+/// ```
+/// use serin_canary::controller::Pacing;
+///
+/// // Before each raise, rule out a 2x error-rate regression and a 10% slowdown; the errors may
+/// // clump, so their gate runs in its robust mode with half-minute batches.
+/// let pacing: Pacing = serde_json::from_str(
+///     r#"{"detectableRatio": 2, "latency": {"detectableShift": 0.1}, "robustBatch": "30s"}"#,
+/// )?;
+/// assert!(pacing.validate("pacing").is_ok());
+/// assert_eq!(pacing.metrics().count(), 2);
+///
+/// // The robust mode belongs to the errors' gate, so pacing on latency alone refuses it.
+/// let latency_only: Pacing = serde_json::from_str(
+///     r#"{"detectableRatio": null, "latency": {}, "robustBatch": "30s"}"#,
+/// )?;
+/// let refused = latency_only.validate("pacing").unwrap_err().to_string();
+/// assert!(refused.contains("pacing.robustBatch"), "{refused}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Pacing {
