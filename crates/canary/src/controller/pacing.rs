@@ -124,7 +124,9 @@ pub struct Pacing {
     pub evidence_factor: f64,
     /// The largest expected number of canary requests a regression of the detectable size may
     /// serve before it is caught; it sizes the first weight (see the module docs). `None` for no
-    /// budget.
+    /// budget. Its model is the per-request count judge's evidence
+    /// ([`evidence_factor`](Self::evidence_factor)); the robust batched judge needs several
+    /// batches first, which the model does not count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exposure_budget: Option<f64>,
     /// A slowdown the latencies must rule out as well before each increase, if any.

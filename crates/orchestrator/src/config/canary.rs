@@ -60,7 +60,8 @@ pub struct CanaryConfig {
     /// before any verdict. With `pacing`, its errors' gate takes the same robust mode
     /// (`pacing.robustBatch`, half a minute unless set), which holds the first raise until ten
     /// batches, each with 8 errors expected of each track, have closed: minutes at hundreds of
-    /// requests a second, hours at a few. Default `false`.
+    /// requests a second, hours at a few. It refuses `pacing.exposureBudget`, whose model is
+    /// the default judges'. Default `false`.
     pub robust_judges: bool,
     /// How long a retired track drains in-flight requests. Default `10s`.
     #[serde(with = "serin_signals::duration")]
@@ -223,6 +224,16 @@ impl CanaryConfig {
         if let Some(p) = &self.pacing {
             p.validate(&format!("{path}.pacing"))
                 .map_err(|e| Error::invalid(format!("{path}.pacing"), "…", e.to_string()))?;
+            if let Some(budget) = p.exposure_budget.filter(|_| self.robust_judges) {
+                return Err(Error::invalid(
+                    format!("{path}.pacing.exposureBudget"),
+                    budget,
+                    "cannot be kept with robustJudges: the budget models how soon the default \
+                     judges catch a regression, and the robust judges first need several \
+                     batches, each with errors expected of both tracks, which at low traffic \
+                     serve many times that exposure",
+                ));
+            }
         }
         for (name, v) in [
             ("errorRateMargin", self.error_rate_margin),

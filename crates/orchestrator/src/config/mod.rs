@@ -806,5 +806,15 @@ maxDeploymentDuration: 2h
         });
         assert_eq!(batch(&c), None);
         assert!(c.validate().is_ok());
+        // An exposure budget models the default judges, so robust judges refuse it.
+        c.pacing = Some(Pacing {
+            exposure_budget: Some(3_000.0),
+            ..Pacing::default()
+        });
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("canaryConfig.pacing.exposureBudget"), "{err}");
+        assert!(err.contains("robustJudges"), "{err}");
+        c.robust_judges = false;
+        assert!(c.validate().is_ok());
     }
 }
