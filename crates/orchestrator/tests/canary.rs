@@ -77,6 +77,37 @@ async fn an_exposure_budget_starts_the_canary_at_0_percent_and_pacing_still_prom
 }
 
 #[tokio::test(start_paused = true)]
+async fn robust_judges_pace_on_half_minute_batches_of_errors_before_the_first_raise() {
+    // 5% errors on both tracks: at 10%, the canary's track expects one error a second, so each
+    // half-minute batch holds enough, and the gate waits for ten of them.
+    let (world, _traffic) = World::serving(0.05, 0.05).await;
+    let mut config = canary_config("1.1.0");
+    config.canary_config.robust_judges = true;
+    // 5% is the promotion gate's default bound, which this canary could never be shown below.
+    config.canary_config.promotion_max_error_rate = 1.0;
+    config.canary_config.pacing = Some(Pacing::default());
+    let report = world.deploy(&config).await;
+    println!("{report}");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    assert_eq!(weights(&report.timeline), vec![10.0, 40.0, 70.0, 100.0]);
+    // Without the robust gate the weight rises when the first 60-s pause ends.
+    let at = |percent: f64| {
+        report.timeline.iter().find_map(|e| match &e.kind {
+            EventKind::WeightChanged { percent: p, .. } if *p == percent => Some(e.at),
+            _ => None,
+        })
+    };
+    let (first, second) = (at(10.0).unwrap(), at(40.0).unwrap());
+    let held = second.saturating_duration_since(first);
+    assert!(held >= Duration::from_secs(300), "raised after {held:?}");
+    let waited = report.timeline.iter().any(|e| {
+        matches!(&e.kind, EventKind::AnalysisResult { decision }
+            if decision.reason.contains("batches spanning 30s"))
+    });
+    assert!(waited, "the held weight says why");
+}
+
+#[tokio::test(start_paused = true)]
 async fn with_two_judges_every_weight_the_controller_sets_is_carried_out() {
     let (world, _traffic) = World::serving(0.005, 0.005).await;
     world.set_latency("1.0.0", 100.0);
