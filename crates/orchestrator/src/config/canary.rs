@@ -229,9 +229,9 @@ impl CanaryConfig {
                     format!("{path}.pacing.exposureBudget"),
                     budget,
                     "cannot be kept with robustJudges: the budget models how soon the default \
-                     judges catch a regression, and the robust judges first need several \
-                     batches, each with errors expected of both tracks, which at low traffic \
-                     serve many times that exposure",
+                     judges catch a regression, and the robust judges first need four or more \
+                     batches with 8 errors expected of each track, which at a 0.5% error rate \
+                     take thousands of canary requests whatever the load",
                 ));
             }
         }
