@@ -236,26 +236,25 @@ fn restore_and_feed(kind: Kind, state: Value, seed: u64) -> serde_json::Result<b
         Kind::Kayenta => fed::<KayentaJudge>(state, rng, 30, 15),
         Kind::Argo => fed::<ArgoJudge>(state, rng, 120, 60),
         Kind::Flagger => fed::<FlaggerJudge>(state, rng, 120, 60),
-        Kind::Controller => {
+        Kind::Controller | Kind::PacedController => {
+            let paced = matches!(kind, Kind::PacedController);
             let judges: Vec<SequentialCountJudge> =
                 serde_json::from_value(state["judges"].clone())?;
             let saved: ControllerState = serde_json::from_value(state["state"].clone())?;
-            let policy = controller().policy().clone();
-            let Ok(mut ctl) = CanaryController::from_parts(policy, judges, saved) else {
+            let fresh = if paced {
+                paced_controller()
+            } else {
+                controller()
+            };
+            let Ok(mut ctl) = CanaryController::from_parts(fresh.policy().clone(), judges, saved)
+            else {
                 return Ok(false);
             };
-            feed_controller(&mut ctl, rng, 60);
-            Ok(true)
-        }
-        Kind::PacedController => {
-            let judges: Vec<SequentialCountJudge> =
-                serde_json::from_value(state["judges"].clone())?;
-            let saved: ControllerState = serde_json::from_value(state["state"].clone())?;
-            let policy = paced_controller().policy().clone();
-            let Ok(mut ctl) = CanaryController::from_parts(policy, judges, saved) else {
-                return Ok(false);
-            };
-            feed_paced(&mut ctl, rng, 100, 60);
+            if paced {
+                feed_paced(&mut ctl, rng, 100, 60);
+            } else {
+                feed_controller(&mut ctl, rng, 60);
+            }
             Ok(true)
         }
     }
