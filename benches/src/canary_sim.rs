@@ -261,6 +261,18 @@ impl Wander {
         Wander { rho, sd, x: sd * z }
     }
 
+    /// The baseline's and the canary's wander in the overdispersed rows, autocorrelation `rho`:
+    /// of their error rates (sd [`OVERDISPERSION_SD`]) or of their medians
+    /// ([`LATENCY_WANDER_SD`]).
+    pub(crate) fn per_track(rho: f64, errors: bool, rng: &mut ChaCha8Rng) -> (Self, Self) {
+        let sd = if errors {
+            OVERDISPERSION_SD
+        } else {
+            LATENCY_WANDER_SD
+        };
+        (Wander::new(rho, sd, rng), Wander::new(rho, sd, rng))
+    }
+
     /// The next second's log offset `x`.
     pub(crate) fn next(&mut self, rng: &mut ChaCha8Rng) -> f64 {
         let z: f64 = rng.sample(StandardNormal);
@@ -533,17 +545,9 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
     // The variance of a log latency as read from a sketch (see `second_moments`).
     let read_var = var + SKETCH_LOG_ERROR * SKETCH_LOG_ERROR / 3.0;
     let phase = rng.random::<f64>() * std::f64::consts::TAU;
-    let wander_sd = if errors {
-        OVERDISPERSION_SD
-    } else {
-        LATENCY_WANDER_SD
-    };
-    let mut wander = scenario.ar_rho.map(|rho| {
-        (
-            Wander::new(rho, wander_sd, &mut rng),
-            Wander::new(rho, wander_sd, &mut rng),
-        )
-    });
+    let mut wander = scenario
+        .ar_rho
+        .map(|rho| Wander::per_track(rho, errors, &mut rng));
     // In the overdispersed rows the oracles' likelihood is the model's own (see
     // `wander_filter`): for errors a hidden Markov filter over the canary's multiplier; for
     // latency Kalman filters, over the difference of the arms' wanders (the LR oracle, which

@@ -39,8 +39,7 @@ use serin_signals::{
 };
 
 use crate::canary_sim::{
-    ALPHA, BASE_ERROR_RATE, BASE_MEDIAN_MS, Effect, LATENCY_LOG_SD, LATENCY_WANDER_SD,
-    OVERDISPERSION_SD, Wander, poisson, run_seeded,
+    ALPHA, BASE_ERROR_RATE, BASE_MEDIAN_MS, Effect, LATENCY_LOG_SD, Wander, poisson, run_seeded,
 };
 
 /// Seconds a run may last before it counts as neither promoted nor rolled back.
@@ -253,17 +252,9 @@ pub fn run_rollout(scenario: &RolloutScenario, seed: u64) -> RolloutRun {
     let mut judges: Vec<SequentialJudge> =
         vec![count_judge.expect("the judge's settings are valid").into()];
     // Each arm's wander: of its error rate in error rows, of its median in latency rows.
-    let sd = if shift.is_some() {
-        LATENCY_WANDER_SD
-    } else {
-        OVERDISPERSION_SD
-    };
-    let mut wander = scenario.ar_rho.map(|rho| {
-        (
-            Wander::new(rho, sd, &mut rng),
-            Wander::new(rho, sd, &mut rng),
-        )
-    });
+    let mut wander = scenario
+        .ar_rho
+        .map(|rho| Wander::per_track(rho, shift.is_none(), &mut rng));
     if shift.is_some() {
         let judge = match scenario.ar_rho {
             None => SequentialLatencyJudge::new(Metric::Latency, alpha, 0.0),
