@@ -651,11 +651,13 @@ fn a_canary_that_waits_on_missing_data_says_so_while_it_waits() {
     let err = String::from_utf8_lossy(&out);
     // The first hold of a step comes when its first analysis window closes (30 s): the notes
     // after it say what the canary waits on. (Whether one at 10 s does depends on whether a
-    // line was printed during an earlier hold, which follows when the rare requests come.)
+    // line was printed during an earlier hold, and which track lacks data in a window depends
+    // on which track the rare requests reached: the simulated traffic follows the clock.)
     for needle in [
         "... nothing new for 40s; still analysis: Hold",
         "... nothing new for 1m 20s; still analysis: Hold",
-        "No data for the baseline and the canary",
+        "No data for the ",
+        "inconclusive, never a pass",
     ] {
         assert!(err.contains(needle), "{needle:?} in:\n{err}");
     }
