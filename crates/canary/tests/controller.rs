@@ -401,9 +401,75 @@ fn a_robust_errors_gate_waits_for_ten_batches_of_errors_and_survives_a_resume() 
         reason.contains("10 batches spanning 30s") && reason.contains("(9 so far)"),
         "{reason}"
     );
+    // As the 298th second's window ends, the tenth batch lacks only its last second.
+    assert!(
+        reason.ends_with("at the pace so far, 1 more take about 1s"),
+        "{reason}"
+    );
     assert_eq!(
         feed(&mut ctl, 299, 800, 4, 200, 1).action,
         Action::SetWeight(50)
+    );
+}
+
+/// The last hold reason of a rollout paced by a robust errors' gate at low traffic, with
+/// `policy`'s limits, after 900 s.
+fn robust_gate_at_low_traffic(limits: impl FnOnce(&mut CanaryPolicy)) -> String {
+    let mut policy = CanaryPolicy::new(vec![Step::SetWeight(20), Step::SetWeight(50)]);
+    limits(&mut policy);
+    policy.pacing = Some(Pacing {
+        robust_batch: Some(Duration::from_secs(30)),
+        ..Pacing::default()
+    });
+    let lenient = SequentialCountJudge::new(Metric::ErrorRate, 1e-9, 0.0).unwrap();
+    let mut ctl = Ctl::new(policy, vec![lenient]).unwrap();
+    assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(20));
+    // A baseline error every 10 s and a canary one every 40 s: the canary's arm expects 8
+    // errors in 320 s, so ten batches take some 53 minutes.
+    let mut reason = String::new();
+    for s in 0..900 {
+        let d = feed(
+            &mut ctl,
+            s,
+            80,
+            u64::from(s % 10 == 0),
+            20,
+            u64::from(s % 40 == 0),
+        );
+        assert_eq!(d.action, Action::Hold, "at {s}");
+        reason = d.reason;
+    }
+    assert!(reason.contains("(2 so far)"), "{reason}");
+    // Two batches of about 320 s and most of a third in 900 s: 8 more take about 38 minutes.
+    assert!(
+        reason.contains("at the pace so far, 8 more take about 38m"),
+        "{reason}"
+    );
+    reason
+}
+
+#[test]
+fn a_robust_errors_gate_at_low_traffic_says_early_that_its_batches_outlast_the_deadline() {
+    let reason = robust_gate_at_low_traffic(|_| {});
+    assert!(reason.ends_with("take about 38m"), "{reason}");
+    let reason = robust_gate_at_low_traffic(|p| p.max_duration = Some(Duration::from_secs(1_800)));
+    assert!(
+        reason.ends_with(
+            "past the rollout's maximum duration (30m), which ends in 15m, when the rollout \
+             rolls back"
+        ),
+        "{reason}"
+    );
+    // The nearer deadline is the one named.
+    let reason = robust_gate_at_low_traffic(|p| {
+        p.max_duration = Some(Duration::from_secs(1_800));
+        p.progress_deadline = Some(Duration::from_secs(1_200));
+    });
+    assert!(
+        reason.ends_with(
+            "past the progress deadline (20m), which ends in 5m, when the rollout rolls back"
+        ),
+        "{reason}"
     );
 }
 

@@ -39,6 +39,10 @@ use crate::sequential::ErrorScatter;
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct ErrorBatches {
+    /// The start of the first batch's first window (`None` in states saved before it was kept,
+    /// which then never project when the batches close).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    since: Option<Timestamp>,
     /// The start of the open batch's first window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     start: Option<Timestamp>,
@@ -50,6 +54,9 @@ impl ErrorBatches {
     /// share `share` of its requests; the open batch closes once it spans `span` and each arm
     /// expects enough errors.
     pub(crate) fn add(&mut self, c: u64, b: u64, share: f64, window: Window, span: Duration) {
+        if self.count() == 0 && self.start.is_none() {
+            self.since = Some(window.start());
+        }
         let start = *self.start.get_or_insert(window.start());
         let spanned = window.end().saturating_duration_since(start) >= span;
         if self.batches.add_closing(c, b, share, spanned) {
@@ -60,6 +67,32 @@ impl ErrorBatches {
     /// The batches closed so far.
     pub(crate) fn count(&self) -> u64 {
         self.batches.scatter().count()
+    }
+
+    /// How much longer, as of `now`, the batches the gate still waits for take at the pace so
+    /// far: the closed ones and the open one's progress (toward its errors and its `span`,
+    /// whichever is behind) over the time since the first began. `None` once
+    /// [`MIN_SCATTER_PAIRS`] have closed, or before there is a pace to go by.
+    ///
+    /// Traffic that grows with the weight closes later batches sooner, so the projection errs
+    /// long after a raise; it is there to say that hours are ahead, not to time them.
+    pub(crate) fn remaining(&self, now: Timestamp, span: Duration) -> Option<Duration> {
+        let needed = MIN_SCATTER_PAIRS as f64;
+        let closed = self.count() as f64;
+        let elapsed = now.saturating_duration_since(self.since?).as_secs_f64();
+        let open = self.start.map_or(0.0, |start| {
+            let spanned = if span.is_zero() {
+                1.0
+            } else {
+                now.saturating_duration_since(start).as_secs_f64() / span.as_secs_f64()
+            };
+            self.batches.open_progress().min(spanned).min(1.0)
+        });
+        let done = closed + open;
+        if closed >= needed || done <= 0.0 || elapsed <= 0.0 {
+            return None;
+        }
+        Duration::try_from_secs_f64(elapsed * (needed - done) / done).ok()
     }
 
     /// How many times what independent requests explain the batches scatter (an upper
@@ -178,5 +211,59 @@ mod tests {
         assert_eq!(batches.count(), 1);
         batches.add(8, 8, 0.5, second(70), span);
         assert_eq!(batches.count(), 2);
+    }
+
+    #[test]
+    fn the_wait_for_the_batches_goes_by_the_pace_so_far() {
+        let mut batches = ErrorBatches::default();
+        let span = Duration::from_secs(30);
+        let at = |k: u64| Timestamp::from_millis(k * 1_000);
+        assert_eq!(batches.remaining(at(0), span), None, "no pace yet");
+        // One error of each arm a second at an even split: a batch holds its errors after 8 s
+        // and closes at its span, every 30 s.
+        for k in 0..90 {
+            batches.add(1, 1, 0.5, second(k), span);
+        }
+        assert_eq!(batches.count(), 3);
+        assert_eq!(
+            batches.remaining(at(90), span),
+            Some(Duration::from_secs(210))
+        );
+        // Halfway through the fourth batch's span, the span is what is behind.
+        for k in 90..105 {
+            batches.add(1, 1, 0.5, second(k), span);
+        }
+        assert_eq!(
+            batches.remaining(at(105), span),
+            Some(Duration::from_secs(195))
+        );
+        for k in 105..120 {
+            batches.add(1, 1, 0.5, second(k), span);
+        }
+        assert_eq!(batches.count(), 4);
+        // Errors ten times rarer over the fifth batch's span: its errors are behind (3 of the
+        // 8 each arm must expect), and the pace slows. At the even pace, half the batches in
+        // 150 s would leave 150 s to go.
+        for k in 120..150 {
+            batches.add(
+                u64::from(k % 10 == 0),
+                u64::from(k % 10 == 5),
+                0.5,
+                second(k),
+                span,
+            );
+        }
+        assert_eq!(batches.count(), 4);
+        let slower = batches.remaining(at(150), span).unwrap().as_secs_f64();
+        assert!((slower - 150.0 * 5.625 / 4.375).abs() < 1e-6, "{slower}");
+        for k in 150..600 {
+            batches.add(1, 1, 0.5, second(k), span);
+        }
+        assert!(batches.count() >= MIN_SCATTER_PAIRS);
+        assert_eq!(
+            batches.remaining(at(600), span),
+            None,
+            "no wait once they have closed"
+        );
     }
 }

@@ -6,7 +6,7 @@ use serin_signals::{Measurement, Observation, Timestamp};
 
 use super::error_batches::ErrorBatches;
 use super::latency_gate::LatencyEvidence;
-use super::pacing::Level;
+use super::pacing::{Level, Pacing, rounded};
 use super::policy::{CanaryPolicy, CanaryScale, OnInconclusive, OnWarning, Step};
 use crate::judge::{Evidence, Judge, Judgement, Sample, Severity, Verdict};
 use crate::sequential::LogMoments;
@@ -511,6 +511,35 @@ impl<J: Judge> CanaryController<J> {
         }
     }
 
+    /// A pacing hold's `reason`, with when the robust errors' gate's batches will have closed
+    /// if it waits for them.
+    fn with_outlook(&self, pacing: &Pacing, reason: String, now: Timestamp) -> String {
+        match pacing.batches_outlook(&self.level(), now, self.deadline()) {
+            Some(outlook) => format!("{reason}; {outlook}"),
+            None => reason,
+        }
+    }
+
+    /// The nearest of the deadlines at which a hold rolls back: what it is, and when.
+    fn deadline(&self) -> Option<(String, Timestamp)> {
+        let ends = |limit: Option<std::time::Duration>, since: Option<Timestamp>, what: &str| {
+            let (d, since) = limit.zip(since)?;
+            Some((format!("{what} ({})", rounded(d)), since.saturating_add(d)))
+        };
+        let s = &self.state;
+        let max = ends(
+            self.policy.max_duration,
+            s.started_at,
+            "the rollout's maximum duration",
+        );
+        let progress = ends(
+            self.policy.progress_deadline,
+            s.step_started_at,
+            "the progress deadline",
+        );
+        max.into_iter().chain(progress).min_by_key(|(_, at)| *at)
+    }
+
     /// Sets the weight; `new_level` starts pacing's evidence afresh (a passed gate, or a lower
     /// weight).
     fn set_weight(&mut self, weight: u8, new_level: bool) {
@@ -610,12 +639,10 @@ impl<J: Judge> CanaryController<J> {
                         OnInconclusive::Hold => self.hold(now, reason, true),
                     };
                 }
-                if let Some(reason) = self
-                    .policy
-                    .pacing
-                    .as_ref()
-                    .and_then(|p| p.promotion_hold(&self.level()))
-                {
+                if let Some(reason) = self.policy.pacing.as_ref().and_then(|p| {
+                    let reason = p.promotion_hold(&self.level())?;
+                    Some(self.with_outlook(p, reason, now))
+                }) {
                     return self.hold(now, reason, true);
                 }
                 if let Some(g) = &self.policy.promotion {
@@ -671,7 +698,10 @@ impl<J: Judge> CanaryController<J> {
                                 // A weight the budget allows before the gate passed keeps the
                                 // evidence gathered so far.
                                 Ok(w) => (w, current == 0 || p.passed(&level)),
-                                Err(reason) => return self.hold(now, reason, true),
+                                Err(reason) => {
+                                    let reason = self.with_outlook(p, reason, now);
+                                    return self.hold(now, reason, true);
+                                }
                             }
                         }
                     };

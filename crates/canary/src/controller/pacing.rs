@@ -67,7 +67,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serin_signals::{Counts, Metric};
+use serin_signals::{Counts, Metric, Timestamp};
 
 use super::error_batches::ErrorBatches;
 use super::latency_gate::{LatencyEvidence, LatencyPacing, MIN_SCATTER_PAIRS, MIN_SPREAD_DOF};
@@ -137,8 +137,10 @@ pub struct Pacing {
     /// least this long and in which each arm expects 8 errors, and the gate's likelihood ratio
     /// is divided by how much more their split scatters than independent requests explain. The
     /// gate then waits for ten batches: five minutes at 500 requests a second, from half an
-    /// hour to hours at 20 (each arm must expect 8 errors per batch). `None` (the default)
-    /// takes requests as independent, as the default judges do.
+    /// hour to hours at 20 (each arm must expect 8 errors per batch); while it waits, the hold
+    /// reason says how long the rest take at the pace so far, and whether that is past the
+    /// rollout's maximum duration or progress deadline. `None` (the default) takes requests as
+    /// independent, as the default judges do.
     #[serde(
         default,
         with = "opt_duration",
@@ -466,6 +468,33 @@ impl Pacing {
         }
     }
 
+    /// While the robust errors' gate waits for its batches: how long the rest take at the pace
+    /// so far, as of `now`, and whether that is past `deadline` (what ends, and when), at which
+    /// the rollout rolls back. At tens of requests a second the batches take hours, so an
+    /// operator learns early what the hold will come to.
+    pub(crate) fn batches_outlook(
+        &self,
+        level: &Level,
+        now: Timestamp,
+        deadline: Option<(String, Timestamp)>,
+    ) -> Option<String> {
+        let span = self.robust_batch?;
+        self.detectable_ratio?;
+        let wait = level.error_batches.remaining(now, span)?;
+        let more = MIN_SCATTER_PAIRS - level.error_batches.count();
+        let outlook = format!(
+            "at the pace so far, {more} more take about {}",
+            rounded(wait)
+        );
+        Some(match deadline {
+            Some((what, end)) if now.saturating_add(wait) > end => format!(
+                "{outlook}, past {what}, which ends in {}, when the rollout rolls back",
+                rounded(end.saturating_duration_since(now))
+            ),
+            _ => outlook,
+        })
+    }
+
     fn gate_reason(&self, level: &Level, what: &str) -> String {
         let errors = self
             .detectable_ratio
@@ -499,6 +528,17 @@ impl Pacing {
         let holds: Vec<String> = errors.into_iter().chain(self.latency_hold(level)).collect();
         format!("pacing: {} before {what}", holds.join("; and "))
     }
+}
+
+/// `d` for a reason's reader: to the second under ten minutes, to the minute above.
+pub(crate) fn rounded(d: Duration) -> String {
+    let secs = d.as_secs_f64().round() as u64;
+    let secs = if secs < 600 {
+        secs
+    } else {
+        (secs + 30) / 60 * 60
+    };
+    humantime::format_duration(Duration::from_secs(secs)).to_string()
 }
 
 #[cfg(test)]

@@ -131,6 +131,14 @@ impl ErrorScatter {
         true
     }
 
+    /// How far the open batch has come toward holding its errors, in `[0, 1]`: the errors its
+    /// smaller arm expects over [`MIN_EXPECTED_ERRORS`].
+    pub(crate) fn open_progress(&self) -> f64 {
+        let total = self.canary.saturating_add(self.baseline) as f64;
+        let smaller = self.expected_canary.min(total - self.expected_canary);
+        (smaller / MIN_EXPECTED_ERRORS).clamp(0.0, 1.0)
+    }
+
     /// The closed batches' scatter.
     pub(crate) fn scatter(&self) -> &Scatter {
         &self.scatter

@@ -60,8 +60,9 @@ pub struct CanaryConfig {
     /// before any verdict. With `pacing`, its errors' gate takes the same robust mode
     /// (`pacing.robustBatch`, half a minute unless set), which holds the first raise until ten
     /// batches, each with 8 errors expected of each track, have closed: minutes at hundreds of
-    /// requests a second, hours at a few. It refuses `pacing.exposureBudget`, whose model is
-    /// the default judges'. Default `false`.
+    /// requests a second, hours at a few (its hold reason says when they will have closed at
+    /// the pace so far, and whether past `maxDuration`). It refuses `pacing.exposureBudget`,
+    /// whose model is the default judges'. Default `false`.
     pub robust_judges: bool,
     /// How long a retired track drains in-flight requests. Default `10s`.
     #[serde(with = "serin_signals::duration")]
