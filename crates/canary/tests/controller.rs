@@ -234,6 +234,29 @@ fn deadlines_roll_back_and_missing_data_never_promotes() {
 }
 
 #[test]
+fn a_canary_that_never_served_a_request_is_not_promoted_when_its_pauses_end() {
+    let policy = CanaryPolicy::new(vec![
+        Step::SetWeight(10),
+        Step::Pause(Pause {
+            duration: Some(Duration::from_secs(60)),
+        }),
+    ]);
+    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    ctl.tick(at(0));
+    // The source reports counts of no requests for the canary rather than no data.
+    for s in 0..120 {
+        let d = feed(&mut ctl, s, 1_000, 5, 0, 0);
+        assert_eq!(d.action, Action::Hold, "at {s}: {}", d.reason);
+    }
+    let d = ctl.tick(at(120));
+    assert_eq!(d.action, Action::Hold);
+    assert!(d.reason.contains("has seen no data"), "{}", d.reason);
+    // One window in which the canary served is enough for that rule.
+    let d = feed(&mut ctl, 120, 900, 4, 100, 0);
+    assert_eq!(d.action, Action::Promote, "{}", d.reason);
+}
+
+#[test]
 fn a_canary_its_judges_could_not_fail_is_not_promoted_until_its_error_rate_is_shown_low() {
     let policy = |gate: bool| {
         let mut policy = CanaryPolicy::new(vec![

@@ -138,6 +138,19 @@ impl Measurement {
     pub fn is_no_data(&self) -> bool {
         matches!(self, Measurement::NoData)
     }
+
+    /// Whether this holds nothing to weigh: [`Measurement::NoData`], counts of no requests, or
+    /// a sketch of no values. A source should report the latter two as no data; a consumer that
+    /// must not take an empty window for evidence checks this rather than
+    /// [`is_no_data`](Self::is_no_data).
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Measurement::Counts(c) => c.requests() == 0,
+            Measurement::Latency(s) => s.count() == 0,
+            Measurement::Gauge(_) => false,
+            Measurement::NoData => true,
+        }
+    }
 }
 
 /// One metric of one track over one window, as a source reported it.
@@ -228,5 +241,15 @@ mod tests {
         assert_eq!(back, o);
         let none = Observation::new(Metric::Latency, Track::Stable, w, Measurement::NoData);
         assert!(none.measurement.is_no_data() && none.error_rate().is_none());
+        // Empty counts and sketches are data to no consumer, though not `NoData` by name.
+        for empty in [
+            Measurement::Counts(Counts::new(0, 0).unwrap()),
+            Measurement::Latency(crate::LatencySketch::default()),
+            Measurement::NoData,
+        ] {
+            assert!(empty.is_empty(), "{empty:?}");
+        }
+        assert!(!o.measurement.is_empty());
+        assert!(!Measurement::Gauge(Gauge::new(0.0).unwrap()).is_empty());
     }
 }

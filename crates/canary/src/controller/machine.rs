@@ -313,7 +313,8 @@ impl<J: Judge> CanaryController<J> {
                 "no judge of this controller analyses it",
             ));
         }
-        let has_data = !baseline.measurement.is_no_data() && !canary.measurement.is_no_data();
+        // An empty window (no requests) is no data, whatever the source called it.
+        let has_data = !baseline.measurement.is_empty() && !canary.measurement.is_empty();
         if self.state.phase == Phase::Progressing {
             for i in users {
                 let j = self.judges[i].observe(&sample)?;
