@@ -217,9 +217,14 @@ impl BatchCountTest {
                 - (theta0 / (1.0 - theta0)).ln();
             self.t.push(x);
             self.open = OpenBatch::default();
-            if self.rejected_at.is_none() && self.t.log_bf(0.0) >= (1.0 / self.config.alpha).ln() {
-                let worse = self.t.mean() > 0.0;
-                if worse || self.config.sides == Sides::TwoSided {
+            if self.rejected_at.is_none() {
+                let target = (1.0 / self.config.alpha).ln();
+                let (mean, lower) = (self.t.mean(), self.lower_edge());
+                let worse = mean > 0.0 && self.t.log_bf(0.0) >= target;
+                let better = self.config.sides == Sides::TwoSided
+                    && mean < lower
+                    && self.t.log_bf(lower) >= target;
+                if worse || better {
                     self.rejected_at = Some(self.updates);
                     self.rejected_worse = worse;
                 }
@@ -231,10 +236,20 @@ impl BatchCountTest {
     /// The e-value (the t-test Bayes factor against "no difference beyond the margin"), counting
     /// only the "canary worse" side in one-sided mode.
     pub fn e_value(&self) -> f64 {
-        if self.config.sides == Sides::CanaryWorse && self.t.mean() <= 0.0 {
-            return self.t.log_bf(0.0).exp().min(1.0);
+        let (mean, lower) = (self.t.mean(), self.lower_edge());
+        if mean > 0.0 {
+            self.t.log_bf(0.0).exp()
+        } else if self.config.sides == Sides::TwoSided && mean < lower {
+            self.t.log_bf(lower).exp()
+        } else {
+            self.t.log_bf(mean.min(0.0)).exp().min(1.0)
         }
-        self.t.log_bf(0.0).exp()
+    }
+
+    /// The other side's null, two-sided: a canary's rate `1/(1 + margin)` times the
+    /// baseline's, on the batches' scale (centred on the ratio `1 + margin`).
+    fn lower_edge(&self) -> f64 {
+        -2.0 * self.null_ratio().ln()
     }
 
     /// Whether the test has rejected.
@@ -321,6 +336,36 @@ mod tests {
         let at = (1..=1_000u64).find(|_| t.update(300, 1, 300, 3));
         assert_eq!(at, Some(4 * 30));
         assert_eq!(t.batches(), 4);
+    }
+
+    #[test]
+    fn two_sided_with_a_margin_fails_only_beyond_it_on_either_side() {
+        let config = BatchCountConfig {
+            sides: Sides::TwoSided,
+            ..BatchCountConfig::default().with_margin(0.1)
+        };
+        let run = |c: fn(u64) -> u64| {
+            let mut t = BatchCountTest::new(config).unwrap();
+            let mut rng = 7u64;
+            for i in 0..20_000u64 {
+                // A little noise, so that the batches scatter as real ones do.
+                rng = rng.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                let e = i % 4 + u64::from(rng >> 62 == 0);
+                t.update(300, e, 300, c(e));
+            }
+            t
+        };
+        // Identical arms are within the margin: no rejection, and no evidence either way.
+        let same = run(|e| e);
+        assert!(!same.rejected(), "{:?}", same.rejected_at());
+        assert!(same.e_value() <= 1.0, "{}", same.e_value());
+        // A canary with half the errors is better by more than the margin.
+        let better = run(|e| e / 2);
+        assert_eq!(better.rejected_worse(), Some(false));
+        assert!(better.e_value() >= 20.0, "{}", better.e_value());
+        // One with twice the errors is worse by more than it.
+        let worse = run(|e| 2 * e);
+        assert_eq!(worse.rejected_worse(), Some(true));
     }
 
     #[test]
