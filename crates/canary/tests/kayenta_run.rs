@@ -45,10 +45,40 @@ fn a_regression_fails_at_the_first_interim_judgement() {
         "{}",
         judgement.evidence.summary
     );
-    // The run has ended: later points judge nothing more.
+    // The run has ended: later points are not taken, and its judgement stands as it was.
+    let before = j.judgement(Timestamp::from_millis(0));
     feed(&mut j, 10, 30, 1.0);
+    assert_eq!(j.points(), 10);
     assert_eq!(j.run_state().scores.len(), 1);
+    assert_eq!(j.judgement(Timestamp::from_millis(0)), before);
+}
+
+#[test]
+fn a_sliding_window_keeps_only_the_points_it_may_still_judge() {
+    let mut c = KayentaConfig::new(Metric::ErrorRate, Quantity::ErrorRate);
+    c.lookback_points = Some(20);
+    let mut j = KayentaJudge::new(c).unwrap();
+    feed(&mut j, 0, 1_000, 1.0);
+    assert_eq!(j.points(), 1_000);
+    let state: serde_json::Value = serde_json::to_value(&j).unwrap();
+    let held = state["baseline"].as_array().map_or(0, Vec::len);
+    assert!((20..40).contains(&held), "{held} points held");
+    // The window is still the last 20 points: a regression in them fails.
+    feed(&mut j, 1_000, 1_020, 2.0);
     assert!(j.judgement(Timestamp::from_millis(0)).verdict.is_fail());
+    let back: KayentaJudge = serde_json::from_value(serde_json::to_value(&j).unwrap()).unwrap();
+    assert_eq!(back, j);
+}
+
+#[test]
+fn a_sliding_window_shorter_than_min_points_is_a_config_error() {
+    let mut c = KayentaConfig::new(Metric::ErrorRate, Quantity::ErrorRate);
+    c.lookback_points = Some(5);
+    let e = KayentaJudge::new(c).unwrap_err().to_string();
+    assert!(
+        e.contains("kayentaConfig.lookbackPoints `5`") && e.contains("minPoints (10)"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -81,11 +81,17 @@ impl KayentaConfig {
                 "at least one point per arm is needed",
             ));
         }
-        if self.lookback_points == Some(0) {
+        if let Some(k) = self.lookback_points
+            && k < self.min_points
+        {
             return Err(Error::invalid_config(
                 "kayentaConfig.lookbackPoints",
-                0,
-                "a sliding window needs at least one point (omit it for a growing window)",
+                k,
+                format!(
+                    "a sliding window must hold at least minPoints ({}) points, or no judgement \
+                     is ever made (omit it for a growing window)",
+                    self.min_points
+                ),
             ));
         }
         if let Some(run) = &self.run {
@@ -146,6 +152,9 @@ pub struct KayentaJudge {
     config: KayentaConfig,
     baseline: Vec<Option<f64>>,
     canary: Vec<Option<f64>>,
+    /// Points per arm dropped from the front once a sliding window no longer needed them.
+    #[serde(default)]
+    dropped: usize,
     window: Option<Window>,
     #[serde(default)]
     run_state: RunState,
@@ -162,6 +171,7 @@ impl KayentaJudge {
             config,
             baseline: Vec::new(),
             canary: Vec::new(),
+            dropped: 0,
             window: None,
             run_state: RunState::default(),
         })
@@ -180,9 +190,23 @@ impl KayentaJudge {
     /// Adds one point per arm directly (`None` = missing), for callers that already hold
     /// per-interval values.
     pub fn push_points(&mut self, baseline: Option<f64>, canary: Option<f64>) {
+        // A run that has ended takes no more points, as Spinnaker's stage ends with it: its
+        // verdict and evidence stay those of its last judgement.
+        if self.config.run.is_some() && self.run_state.status != RunStatus::Running {
+            return;
+        }
         self.baseline.push(baseline.filter(|v| v.is_finite()));
         self.canary.push(canary.filter(|v| v.is_finite()));
-        let n = self.baseline.len();
+        // A sliding window needs only its last points: keep at most twice as many.
+        if let Some(k) = self.config.lookback_points
+            && self.baseline.len() >= 2 * k
+        {
+            let drop = self.baseline.len() - k;
+            self.baseline.drain(..drop);
+            self.canary.drain(..drop);
+            self.dropped = self.dropped.saturating_add(drop);
+        }
+        let n = self.points();
         if let Some(run) = &self.config.run
             && run.due(n)
             && n >= self.config.min_points
@@ -191,6 +215,11 @@ impl KayentaJudge {
             self.run_state
                 .judge(run, n, &self.config.metric.to_string(), cls);
         }
+    }
+
+    /// Points per arm so far, including those a sliding window no longer holds.
+    pub fn points(&self) -> usize {
+        self.dropped.saturating_add(self.baseline.len())
     }
 
     fn windowed(&self) -> (&[Option<f64>], &[Option<f64>]) {
@@ -340,6 +369,7 @@ impl Judge for KayentaJudge {
     fn reset(&mut self) {
         self.baseline.clear();
         self.canary.clear();
+        self.dropped = 0;
         self.window = None;
         self.run_state = RunState::default();
     }
