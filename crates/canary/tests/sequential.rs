@@ -6,8 +6,9 @@ use common::{Rng, counts, latency, no_data, second};
 use serin_canary::judge::{Judge, Judgement, Sample, Severity, Verdict};
 use serin_canary::sequential::{
     AlphaSharing, BatchCountConfig, BatchCountTest, CountTest, CountTestConfig, LatencyTest,
-    LatencyTestConfig, SequentialCountJudge, SequentialLatencyJudge, combine,
+    LatencyTestConfig, SequentialCountJudge, SequentialLatencyJudge, Sides, combine,
 };
+use serin_canary::severity::SeverityBands;
 use serin_signals::{Metric, Observation, Timestamp, Track};
 
 /// Runs `runs` A/A streams of `secs` seconds (requests per second per arm fixed, errors Poisson)
@@ -473,4 +474,74 @@ fn alpha_sharing_splits_or_averages_and_says_how() {
     let avg = combine(&[ja, jl], 0.05, AlphaSharing::Average, now).unwrap();
     assert!(avg.evidence.summary.contains("e-value averaging"));
     assert!(combine(&[], 0.05, AlphaSharing::Split, now).is_err());
+}
+
+/// The verdicts of a count judge with `margin` and `sides`, fed an even split of 2,000 requests
+/// a second with the canary's error rate `ratio` times the baseline's 2%: every verdict over
+/// `secs` seconds.
+fn count_verdicts(margin: f64, sides: Sides, ratio: f64, secs: u64) -> Vec<Verdict> {
+    let mut rng = Rng::new(11);
+    let mut judge = SequentialCountJudge::new(Metric::ErrorRate, 0.05, margin)
+        .and_then(|j| j.with_sides(sides))
+        .unwrap();
+    (0..secs)
+        .map(|s| {
+            let w = second(s);
+            let (eb, ec) = (rng.poisson(20.0), rng.poisson(20.0 * ratio));
+            let b = counts(Metric::ErrorRate, Track::Stable, w, 1_000, eb);
+            let c = counts(Metric::ErrorRate, Track::Canary, w, 1_000, ec);
+            observe_even(&mut judge, &b, &c).verdict
+        })
+        .collect()
+}
+
+/// The same for a latency judge: 60 log-normal values per arm a second, the canary's median
+/// `ratio` times the baseline's.
+fn latency_verdicts(margin: f64, sides: Sides, ratio: f64, secs: u64) -> Vec<Verdict> {
+    let mut rng = Rng::new(12);
+    let config = LatencyTestConfig {
+        sides,
+        ..LatencyTestConfig::new(0.05).with_margin(margin)
+    };
+    let mut judge =
+        SequentialLatencyJudge::with_config(Metric::Latency, config, SeverityBands::default())
+            .unwrap();
+    (0..secs)
+        .map(|s| {
+            let w = second(s);
+            let base: Vec<f64> = (0..60).map(|_| (3.0 + 0.5 * rng.normal()).exp()).collect();
+            let can: Vec<f64> = (0..60)
+                .map(|_| ratio * (3.0 + 0.5 * rng.normal()).exp())
+                .collect();
+            let (b, c) = (
+                latency(Track::Stable, w, &base),
+                latency(Track::Canary, w, &can),
+            );
+            observe_even(&mut judge, &b, &c).verdict
+        })
+        .collect()
+}
+
+#[test]
+fn a_two_sided_judge_passes_only_a_canary_within_the_margin_on_both_sides() {
+    for verdicts in [
+        count_verdicts(0.2, Sides::TwoSided, 0.6, 600),
+        latency_verdicts(0.1, Sides::TwoSided, 0.8, 600),
+    ] {
+        // Better beyond the margin: never a pass; in time, a failure.
+        assert!(!verdicts.contains(&Verdict::Pass), "{verdicts:?}");
+        assert!(
+            verdicts.last().is_some_and(Verdict::is_fail),
+            "{verdicts:?}"
+        );
+    }
+    // One-sided, the same canaries pass; and two-sided, ones within the margin do.
+    for verdicts in [
+        count_verdicts(0.2, Sides::CanaryWorse, 0.6, 600),
+        latency_verdicts(0.1, Sides::CanaryWorse, 0.8, 600),
+        count_verdicts(0.2, Sides::TwoSided, 1.0, 600),
+        latency_verdicts(0.1, Sides::TwoSided, 1.0, 600),
+    ] {
+        assert_eq!(verdicts.last(), Some(&Verdict::Pass));
+    }
 }

@@ -67,6 +67,12 @@ impl CountEngine {
             CountEngine::Batched(t) => t.config().margin,
         }
     }
+    fn sides(&self) -> Sides {
+        match self {
+            CountEngine::PerRequest(t) => t.config().sides,
+            CountEngine::Batched(t) => t.config().sides,
+        }
+    }
     fn ratio(&self) -> (f64, Option<Interval>) {
         match self {
             CountEngine::PerRequest(t) => (t.ratio_estimate(), t.ratio_interval()),
@@ -335,13 +341,25 @@ impl Judge for SequentialCountJudge {
                 ratio_text(ratio)
             );
             Verdict::Fail(sev)
-        } else if interval.is_some_and(|i| i.upper < limit) {
+        } else if let Some(i) = interval.filter(|i| {
+            // Two-sided, a pass also rules out a canary better beyond the margin.
+            i.upper < limit && (self.engine.sides() == Sides::CanaryWorse || i.lower > 1.0 / limit)
+        }) {
             let _ = write!(
                 summary,
                 "The canary's error rate is at most {:.3} times the baseline's with confidence \
-                 {:.3}, below the limit {limit:.3}: pass.",
-                interval.map_or(f64::NAN, |i| i.upper),
-                1.0 - 1.0 / threshold
+                 {:.3}, below the limit {limit:.3}{}: pass.",
+                i.upper,
+                1.0 - 1.0 / threshold,
+                if self.engine.sides() == Sides::TwoSided {
+                    format!(
+                        ", and at least {:.3} times, above {:.3}",
+                        i.lower,
+                        1.0 / limit
+                    )
+                } else {
+                    String::new()
+                }
             );
             Verdict::Pass
         } else {
@@ -511,12 +529,21 @@ impl Judge for SequentialLatencyJudge {
                 median * 100.0
             );
             Verdict::Fail(sev)
-        } else if median_ci.is_some_and(|i| i.upper < margin) {
+        } else if let Some(i) = median_ci.filter(|i| {
+            // Two-sided, a pass also rules out a canary faster beyond the margin.
+            let floor = 1.0 / (1.0 + margin) - 1.0;
+            i.upper < margin && (self.test.config().sides == Sides::CanaryWorse || i.lower > floor)
+        }) {
             let _ = write!(
                 summary,
-                "The canary's median is at most {:+.1}% off the baseline's, within the margin \
+                "The canary's median is at most {:+.1}% off the baseline's{}, within the margin \
                  {:.1}%: pass.",
-                median_ci.map_or(f64::NAN, |i| i.upper * 100.0),
+                i.upper * 100.0,
+                if self.test.config().sides == Sides::TwoSided {
+                    format!(" and at least {:+.1}%", i.lower * 100.0)
+                } else {
+                    String::new()
+                },
                 margin * 100.0
             );
             Verdict::Pass
