@@ -342,7 +342,7 @@ impl<J: Judge> CanaryController<J> {
                         && nb > 0
                         && nc > 0
                     {
-                        let share = nc as f64 / (nb + nc) as f64;
+                        let share = crate::sequential::share_of(nc, nb);
                         let window = baseline.window;
                         s.error_batches
                             .add(c.errors(), b.errors(), share, window, span);

@@ -410,7 +410,12 @@ impl Pacing {
             // least: the estimate of the baseline's rate firms up by the second, and traffic
             // should not shift with each digit.
             Some(w) if level.weight == 0 && w > 0 => Ok(w),
-            Some(w) if w > level.weight && (w == target || w > level.weight * 3 / 2) => Ok(w),
+            Some(w)
+                if w > level.weight
+                    && (w == target || 2 * u16::from(w) > 3 * u16::from(level.weight)) =>
+            {
+                Ok(w)
+            }
             Some(_) if level.weight == 0 => Err(format!(
                 "pacing: no first weight yet keeps the expected exposure to a {}x error-rate \
                  regression within the budget of {:.0} requests (the baseline's error rate is \
@@ -536,7 +541,7 @@ pub(crate) fn rounded(d: Duration) -> String {
     let secs = if secs < 600 {
         secs
     } else {
-        (secs + 30) / 60 * 60
+        secs.saturating_add(30) / 60 * 60
     };
     humantime::format_duration(Duration::from_secs(secs)).to_string()
 }
@@ -703,6 +708,20 @@ mod tests {
             p.next_weight(&level(5, 10, -0.5), 50, 50, (3_601, 21), false)
                 .is_err()
         );
+        // Near the top, "half again" the current weight is past 100%: the budget's weight
+        // below the target waits for the gate (and the sum does not overflow).
+        let near_top = (1..1_000)
+            .map(|k| Pacing {
+                exposure_budget: Some(1_000.0 * f64::from(k)),
+                ..Pacing::default()
+            })
+            .find(|p| {
+                p.budget_weight(99, 99, (4_001, 21))
+                    .is_some_and(|w| (91..99).contains(&w))
+            })
+            .unwrap();
+        let hold = near_top.next_weight(&level(90, 10, -0.5), 99, 99, (4_001, 21), true);
+        assert!(hold.is_err(), "{hold:?}");
     }
 
     #[test]

@@ -582,7 +582,7 @@ struct Segment {
 
 /// The canary's share of the requests of a sample or a batch, summed in floats so that no count
 /// overflows.
-pub(super) fn share_of(canary_requests: u64, baseline_requests: u64) -> f64 {
+pub(crate) fn share_of(canary_requests: u64, baseline_requests: u64) -> f64 {
     canary_requests as f64 / (canary_requests as f64 + baseline_requests as f64)
 }
 
