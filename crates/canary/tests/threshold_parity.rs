@@ -138,10 +138,33 @@ fn argo_missing_data_is_inconclusive_never_a_failure() {
     assert_eq!(last, Verdict::Inconclusive);
     let ev = j.judgement(Timestamp::EPOCH).evidence;
     assert!(ev.summary.contains("abort"), "{}", ev.summary);
-    assert_eq!(
-        observe(&mut j, 600, Some(60), 7),
-        Verdict::Fail(Severity::Warning)
+    // As in Argo, an ended run measures no more: a failing measurement changes nothing.
+    assert_eq!(observe(&mut j, 600, Some(60), 7), Verdict::Inconclusive);
+    assert_eq!(j.phase(), ArgoPhase::Error);
+}
+
+#[test]
+fn an_argo_run_that_ended_keeps_its_phase() {
+    let mut c = ArgoConfig::new(Metric::ErrorRate, Quantity::ErrorRate);
+    c.success_condition = Some(Range::at_most(0.01));
+    c.count = Some(3);
+    let mut j = ArgoJudge::new(c).unwrap();
+    for m in 0..3 {
+        assert_eq!(observe(&mut j, 600, Some(1), m), Verdict::Pass);
+    }
+    assert_eq!(j.phase(), ArgoPhase::Successful);
+    // Later failing measurements are not taken: the run stays Successful.
+    for m in 3..6 {
+        assert_eq!(observe(&mut j, 600, Some(60), m), Verdict::Pass);
+    }
+    assert_eq!(j.phase(), ArgoPhase::Successful);
+    let ev = j.judgement(Timestamp::EPOCH).evidence;
+    assert!(
+        ev.summary.starts_with("Argo: run Successful"),
+        "{}",
+        ev.summary
     );
+    assert!(ev.summary.contains("3 measurements"), "{}", ev.summary);
 }
 
 fn flagger(no_data_fails: bool, threshold: u32) -> FlaggerJudge {

@@ -104,6 +104,13 @@ impl BatchCountConfig {
                 "must be a finite fraction >= 0",
             ));
         }
+        if self.min_samples == 0 {
+            return Err(Error::invalid_config(
+                format!("{path}.minSamples"),
+                0,
+                "must be at least 1 sample",
+            ));
+        }
         if !(self.min_expected_errors.is_finite() && self.min_expected_errors >= 1.0) {
             return Err(Error::invalid_config(
                 format!("{path}.minExpectedErrors"),
@@ -376,5 +383,11 @@ mod tests {
         };
         let msg = BatchCountTest::new(bad).unwrap_err().to_string();
         assert!(msg.contains("batchCountTest.minExpectedErrors"), "{msg}");
+        let bad = BatchCountConfig {
+            min_samples: 0,
+            ..Default::default()
+        };
+        let msg = BatchCountTest::new(bad).unwrap_err().to_string();
+        assert!(msg.contains("batchCountTest.minSamples `0`"), "{msg}");
     }
 }

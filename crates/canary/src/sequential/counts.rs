@@ -945,6 +945,8 @@ impl CountTest {
     }
 }
 
+/// `ln B(a, b)`, total: statrs' `ln_beta` panics at a share of 0 or 1 (`a` or `b` zero), where
+/// this gives infinities that the bisection below handles.
 fn ln_beta(a: f64, b: f64) -> f64 {
     ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b)
 }

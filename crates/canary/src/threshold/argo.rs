@@ -176,10 +176,15 @@ impl ArgoJudge {
         }
     }
 
-    /// Records one measurement of `result` (`None` = no data) and returns its phase.
+    /// Records one measurement of `result` (`None` = no data) and returns its phase. Once the
+    /// run has ended (any phase but `Running`), nothing more is recorded, as Argo stops
+    /// measuring a completed metric: the run's phase is final.
     pub fn measure(&mut self, result: Option<f64>) -> ArgoPhase {
         let result = result.filter(|v| v.is_finite());
         let phase = self.evaluate(result);
+        if self.phase() != ArgoPhase::Running {
+            return phase;
+        }
         self.count = self.count.saturating_add(1);
         match phase {
             ArgoPhase::Error => {
@@ -253,13 +258,14 @@ impl Judge for ArgoJudge {
         let phase = self.phase();
         let last = self.last.map(|(p, _)| p);
         let counts = format!(
-            "{} measurements: {} failed (limit {}), {} inconclusive (limit {}), {} consecutive \
-             errors (limit {})",
+            "{} measurements: {} failed (limit {}), {} inconclusive (limit {}), {} errors ({} \
+             consecutive, limit {})",
             self.count,
             self.failed,
             self.config.failure_limit,
             self.inconclusive,
             self.config.inconclusive_limit,
+            self.errors,
             self.consecutive_errors,
             self.config.consecutive_error_limit
         );
