@@ -545,3 +545,42 @@ fn a_two_sided_judge_passes_only_a_canary_within_the_margin_on_both_sides() {
         assert_eq!(verdicts.last(), Some(&Verdict::Pass));
     }
 }
+
+#[test]
+fn a_reported_failure_keeps_its_severity_when_the_split_changes() {
+    let mut judge = SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.0).unwrap();
+    let mut rng = Rng::new(3);
+    let feed = |judge: &mut SequentialCountJudge, rng: &mut Rng, s: u64, share: f64| {
+        let w = second(s);
+        let nc = (1_000.0 * share) as u64;
+        let (eb, ec) = (
+            rng.poisson(0.02 * (1_000 - nc) as f64),
+            rng.poisson(0.03 * nc as f64),
+        );
+        let b = counts(Metric::ErrorRate, Track::Stable, w, 1_000 - nc, eb);
+        let c = counts(Metric::ErrorRate, Track::Canary, w, nc, ec);
+        let sample = Sample::new(&b, &c, Some(share), w.end()).unwrap();
+        judge.observe(&sample).unwrap().verdict
+    };
+    // Half as bad again: a warning, not critical.
+    let failed = (0..600)
+        .map(|s| feed(&mut judge, &mut rng, s, 0.5))
+        .find(Verdict::is_fail);
+    assert_eq!(failed, Some(Verdict::Fail(Severity::Warning)));
+    // A new split starts a new segment of the ratio, with no errors yet: the failure stands
+    // as reported, and stays through a resume.
+    let w = second(600);
+    let b = counts(Metric::ErrorRate, Track::Stable, w, 900, 0);
+    let c = counts(Metric::ErrorRate, Track::Canary, w, 100, 0);
+    let sample = Sample::new(&b, &c, Some(0.1), w.end()).unwrap();
+    assert_eq!(
+        judge.observe(&sample).unwrap().verdict,
+        Verdict::Fail(Severity::Warning)
+    );
+    let back: SequentialCountJudge =
+        serde_json::from_str(&serde_json::to_string(&judge).unwrap()).unwrap();
+    assert_eq!(
+        back.judgement(w.end()).verdict,
+        Verdict::Fail(Severity::Warning)
+    );
+}

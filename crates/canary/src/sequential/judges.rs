@@ -9,7 +9,7 @@ use super::batch::{BatchCountConfig, BatchCountTest};
 use super::counts::{CountTest, CountTestConfig, Sides};
 use super::latency::{LatencyTest, LatencyTestConfig, LatencyVariance};
 use crate::judge::{
-    ArmValues, Effect, Evidence, Interval, Judge, Judgement, Sample, Statistic, Verdict,
+    ArmValues, Effect, Evidence, Interval, Judge, Judgement, Sample, Severity, Statistic, Verdict,
     check_metric,
 };
 use crate::severity::SeverityBands;
@@ -163,6 +163,10 @@ pub struct SequentialCountJudge {
     engine: CountEngine,
     seen: Seen,
     last_stated_share: Option<f64>,
+    /// The failure's severity, from the ratio when the test rejected: later segments of the
+    /// ratio (a new split) must not reclassify a failure already reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rejected_severity: Option<Severity>,
 }
 
 impl SequentialCountJudge {
@@ -194,6 +198,7 @@ impl SequentialCountJudge {
             engine,
             seen: Seen::default(),
             last_stated_share: None,
+            rejected_severity: None,
         })
     }
 
@@ -304,6 +309,9 @@ impl Judge for SequentialCountJudge {
         self.seen.units.canary = self.seen.units.canary.saturating_add(c.requests());
         self.seen.errors.baseline = self.seen.errors.baseline.saturating_add(b.errors());
         self.seen.errors.canary = self.seen.errors.canary.saturating_add(c.errors());
+        if self.rejected_severity.is_none() && self.engine.rejected_worse().is_some() {
+            self.rejected_severity = Some(self.severity.classify(self.engine.ratio().0 - 1.0));
+        }
         Ok(self.judgement(sample.now()))
     }
 
@@ -332,7 +340,9 @@ impl Judge for SequentialCountJudge {
             summary.push_str("No samples yet: inconclusive.");
             Verdict::Inconclusive
         } else if let Some(worse) = self.engine.rejected_worse() {
-            let sev = self.severity.classify(ratio - 1.0);
+            let sev = self
+                .rejected_severity
+                .unwrap_or_else(|| self.severity.classify(ratio - 1.0));
             let _ = write!(
                 summary,
                 "The canary's error rate is {} than the baseline's by more than the margin \
@@ -391,6 +401,7 @@ impl Judge for SequentialCountJudge {
         self.engine.reset();
         self.seen = Seen::default();
         self.last_stated_share = None;
+        self.rejected_severity = None;
     }
 }
 
