@@ -69,14 +69,28 @@ fn severity(status: ProbeStatus) -> u8 {
     }
 }
 
-/// A sortable key for a probe (the probe type itself is not `Ord`).
-fn probe_key(probe: &Probe) -> (u8, String) {
+/// A sort key for a probe giving the order [`HealthSource::signals`] lists probes in:
+/// readiness, liveness, startup, then dependencies by name. Shared so that every source lists
+/// them alike (the probe type itself is not `Ord`).
+pub fn probe_key(probe: &Probe) -> (u8, String) {
     match probe {
         Probe::Readiness => (0, String::new()),
         Probe::Liveness => (1, String::new()),
         Probe::Startup => (2, String::new()),
         Probe::Dependency(name) => (3, name.clone()),
     }
+}
+
+/// The summary [`HealthSource::probe`] gives of one probe's latest results over instances: the
+/// worst (`Fail`, then `Unknown`, then `Pass`), the most recent on a tie, the last given on a
+/// full tie. Shared so that every source summarises alike and a failing instance is never
+/// hidden by a passing one.
+pub fn worst_signal<'a>(
+    signals: impl IntoIterator<Item = &'a HealthSignal>,
+) -> Option<&'a HealthSignal> {
+    signals
+        .into_iter()
+        .max_by_key(|s| (severity(s.status), s.at))
 }
 
 type Key = (Track, (u8, String), Option<String>);
@@ -176,13 +190,14 @@ impl HealthSource for InMemoryHealth {
         let mut state = lock(&self.state);
         state.faults.check(&self.name)?;
         let wanted = probe_key(probe);
-        Ok(state
-            .latest
-            .iter()
-            .filter(|((t, p, _), _)| t == track && *p == wanted)
-            .map(|(_, s)| s)
-            .max_by_key(|s| (severity(s.status), s.at))
-            .cloned())
+        Ok(worst_signal(
+            state
+                .latest
+                .iter()
+                .filter(|((t, p, _), _)| t == track && *p == wanted)
+                .map(|(_, s)| s),
+        )
+        .cloned())
     }
 
     async fn signals(&self, track: &Track) -> Result<Vec<HealthSignal>> {
@@ -205,6 +220,44 @@ mod tests {
 
     fn sig(track: Track, probe: Probe, status: ProbeStatus, at: u64) -> HealthSignal {
         HealthSignal::new(track, probe, status, Timestamp::from_millis(at))
+    }
+
+    #[test]
+    fn the_worst_result_wins_and_the_latest_breaks_ties() {
+        let s = |status, at, instance| {
+            sig(Track::Blue, Probe::Readiness, status, at).with_instance(instance)
+        };
+        let all = [
+            s(ProbeStatus::Unknown, 30, "a"),
+            s(ProbeStatus::Fail, 10, "b"),
+            s(ProbeStatus::Fail, 20, "c"),
+            s(ProbeStatus::Pass, 40, "d"),
+        ];
+        let worst = |from: &[HealthSignal]| worst_signal(from).and_then(|w| w.instance.clone());
+        assert_eq!(worst(&all), Some("c".to_owned()));
+        assert_eq!(
+            worst(&[all[0].clone(), all[3].clone()]),
+            Some("a".to_owned())
+        );
+        assert_eq!(worst(&[]), None);
+        let mut probes = vec![
+            Probe::Dependency("db".into()),
+            Probe::Startup,
+            Probe::Dependency("cache".into()),
+            Probe::Readiness,
+            Probe::Liveness,
+        ];
+        probes.sort_by_key(probe_key);
+        assert_eq!(
+            probes,
+            vec![
+                Probe::Readiness,
+                Probe::Liveness,
+                Probe::Startup,
+                Probe::Dependency("cache".into()),
+                Probe::Dependency("db".into()),
+            ]
+        );
     }
 
     #[tokio::test]

@@ -77,7 +77,7 @@ mod track;
 
 pub use error::{Error, Result};
 pub use health::{HealthSignal, Probe, ProbeStatus};
-pub use health_source::{HealthSource, InMemoryHealth};
+pub use health_source::{HealthSource, InMemoryHealth, probe_key, worst_signal};
 pub use memory::InMemorySource;
 pub use metric::Metric;
 pub use observation::{Counts, Gauge, Measurement, Observation};

@@ -56,8 +56,8 @@ impl MetricQuery {
     ///
     /// Steps are aligned to the window's **end**, so the last step always ends at
     /// `window.end()` and the freshest data is never cut off; a remainder at the start shorter
-    /// than one step is left out. A zero step, a step longer than the window or more than
-    /// [`MAX_RANGE_STEPS`] steps is an error.
+    /// than one step is left out. A zero step, a step with a sub-millisecond part, a step longer
+    /// than the window or more than [`MAX_RANGE_STEPS`] steps is an error.
     ///
     /// ```
     /// use std::time::Duration;
@@ -78,6 +78,16 @@ impl MetricQuery {
                 "step",
                 format!("{step:?}"),
                 "must be at least one millisecond",
+            ));
+        }
+        // Windows and Prometheus' sample times are whole milliseconds: a step with a finer part
+        // would space the windows by one length and ask the backend for another, and every
+        // point after the first would fall between samples.
+        if !step.subsec_nanos().is_multiple_of(1_000_000) {
+            return Err(Error::invalid(
+                "step",
+                format!("{step:?}"),
+                "must be a whole number of milliseconds",
             ));
         }
         let length_ms = u64::try_from(self.window.length().as_millis()).unwrap_or(u64::MAX);
@@ -217,6 +227,7 @@ mod tests {
             (Duration::ZERO, "at least one millisecond"),
             (Duration::from_secs(11), "longer than the query window"),
             (Duration::from_micros(10), "at least one millisecond"),
+            (Duration::new(1, 600_000), "whole number of milliseconds"),
         ] {
             let msg = q.steps(step).unwrap_err().to_string();
             assert!(msg.contains("step") && msg.contains(why), "{msg}");

@@ -13,7 +13,7 @@ pub enum Error {
     /// A value given to a constructor or read from config was rejected.
     #[error("invalid {field} `{value}`: {reason}")]
     InvalidField {
-        /// The field or parameter, as a path (`simConfig.traffic.rps`).
+        /// The field or parameter, as a path (`simConfig.load.rps`).
         field: String,
         /// The offending value, rendered for humans.
         value: String,

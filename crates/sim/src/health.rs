@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serin_orchestrator::TrackKey;
 use serin_signals::{
-    Error, HealthSignal, HealthSource, Probe, ProbeStatus, Result, Timestamp, Track,
+    Error, HealthSignal, HealthSource, Probe, ProbeStatus, Result, Timestamp, Track, probe_key,
+    worst_signal,
 };
 
 use crate::fault::{Fault, covers};
@@ -67,24 +68,11 @@ impl SimHealth {
     }
 }
 
+/// One result per probe and instance, listed in the order every health source uses.
 type Key = ((u8, String), Option<String>);
 
 fn key(s: &HealthSignal) -> Key {
-    let probe = match &s.probe {
-        Probe::Readiness => (0, String::new()),
-        Probe::Liveness => (1, String::new()),
-        Probe::Startup => (2, String::new()),
-        Probe::Dependency(name) => (3, name.clone()),
-    };
-    (probe, s.instance.clone())
-}
-
-fn severity(status: ProbeStatus) -> u8 {
-    match status {
-        ProbeStatus::Pass => 0,
-        ProbeStatus::Unknown => 1,
-        ProbeStatus::Fail => 2,
-    }
+    (probe_key(&s.probe), s.instance.clone())
 }
 
 fn failing(state: &State, track: &Track, probe: &Probe, now: Timestamp) -> bool {
@@ -154,10 +142,7 @@ impl HealthSource for SimHealth {
 
     async fn probe(&self, track: &Track, probe: &Probe) -> Result<Option<HealthSignal>> {
         let latest = self.latest(track).await?;
-        Ok(latest
-            .into_values()
-            .filter(|s| &s.probe == probe)
-            .max_by_key(|s| (severity(s.status), s.at)))
+        Ok(worst_signal(latest.values().filter(|s| &s.probe == probe)).cloned())
     }
 
     async fn signals(&self, track: &Track) -> Result<Vec<HealthSignal>> {

@@ -146,7 +146,10 @@ pub struct VersionProfile {
     /// Readiness once started.
     pub readiness: Readiness,
     /// Each instance crashes this long after it started (and is never restarted).
-    #[serde(with = "optional_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "serin_signals::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub crash_after: Option<Duration>,
     /// CPU each live instance uses while idle, in cores (`0.0 ..= 1024.0`).
     pub cpu_idle_cores: f64,
@@ -266,28 +269,6 @@ impl VersionProfile {
             ));
         }
         Ok(())
-    }
-}
-
-/// Serde for `Option<Duration>` with the human/millisecond forms of `serin_signals::duration`.
-mod optional_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    #[derive(Deserialize)]
-    #[serde(transparent)]
-    struct Wrapped(#[serde(with = "serin_signals::duration")] Duration);
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => serin_signals::duration::serialize(d, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Option::<Wrapped>::deserialize(d).map(|o| o.map(|w| w.0))
     }
 }
 

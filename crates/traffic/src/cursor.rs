@@ -101,9 +101,25 @@ impl PlanCursor {
 
     /// Records that step `step` of `plan` was applied at `at_millis`. Only the step that is due
     /// (the first, or the one after the last applied) is accepted; anything else is refused and
-    /// changes nothing.
+    /// changes nothing. A cursor whose last applied step is not a step of `plan` (journalled for
+    /// another plan, or edited) is refused too, rather than guessing what is due.
     pub fn applied(&mut self, plan: &Plan, step: usize, at_millis: u64) -> Result<()> {
-        let expected = self.applied.map_or(0, |a| a.step + 1);
+        let expected = match self.applied {
+            None => 0,
+            Some(a) => match a.step.checked_add(1).filter(|next| *next <= plan.len()) {
+                Some(next) => next,
+                None => {
+                    return Err(Error::invalid(
+                        "applied.step",
+                        a.step,
+                        format!(
+                            "is not a step of the plan, which has {} steps; the cursor belongs to another plan",
+                            plan.len()
+                        ),
+                    ));
+                }
+            },
+        };
         if step != expected || step >= plan.len() {
             return Err(Error::invalid(
                 "step",
@@ -213,5 +229,24 @@ mod tests {
         assert_eq!(c.next(&plan, 10_000), Next::Apply { step: 1 });
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<PlanCursor>(&json).unwrap(), c);
+    }
+
+    #[test]
+    fn a_cursor_past_the_plan_is_refused_and_unchanged() {
+        let plan = plan();
+        for step in [plan.len(), usize::MAX] {
+            let json = format!(r#"{{"applied":{{"step":{step},"atMillis":0,"approved":false}}}}"#);
+            let mut c: PlanCursor = serde_json::from_str(&json).unwrap();
+            let before = c;
+            for attempt in [0, 1, step] {
+                let err = c.applied(&plan, attempt, 1_000).unwrap_err();
+                let msg = err.to_string();
+                assert!(
+                    msg.contains(&format!("applied.step `{step}`")) && msg.contains("3 steps"),
+                    "{msg}"
+                );
+            }
+            assert_eq!(c, before);
+        }
     }
 }

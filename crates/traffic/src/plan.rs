@@ -47,9 +47,12 @@ impl PlanStep {
 /// The ordered steps from a starting split to a target split.
 ///
 /// Build one with [`Plan::shift`] — moving all traffic to one backend (stable → canary,
-/// blue → green), the common case. A plan always has at least one step, its last step's split is
-/// the target exactly, and [`Plan::rollback`] / [`Plan::rollback_from`] give the one-step plan
-/// back to the starting (stable) split exactly.
+/// blue → green), the common case. A plan always has at least one step, every step names the
+/// starting split's backends in the same order (steps move weight, never add or drop a
+/// backend, so the dry-run table has one column per backend), its last step's split is the
+/// target exactly, and [`Plan::rollback`] / [`Plan::rollback_from`] give the one-step plan back
+/// to the starting (stable) split exactly. A plan read back from JSON is checked to have steps
+/// and to name the same backends in each.
 ///
 /// ```
 /// use std::time::Duration;
@@ -426,11 +429,29 @@ impl TryFrom<RawPlan> for Plan {
                 "a plan has at least one step",
             ));
         }
+        let from = backend_names(&raw.from);
+        for (i, step) in raw.steps.iter().enumerate() {
+            let here = backend_names(&step.split);
+            if here != from {
+                return Err(Error::invalid(
+                    format!("steps[{i}].split.backends"),
+                    here.join(", "),
+                    format!(
+                        "must name the starting split's backends in the same order ({})",
+                        from.join(", ")
+                    ),
+                ));
+            }
+        }
         Ok(Plan {
             from: raw.from,
             steps: raw.steps,
         })
     }
+}
+
+fn backend_names(split: &TrafficSplit) -> Vec<&str> {
+    split.backends().iter().map(|b| b.name().as_str()).collect()
 }
 
 impl From<Plan> for RawPlan {
@@ -621,5 +642,34 @@ start    100%      0%     -
         let empty = r#"{"from":{"backends":[{"name":"a","weight":100}]},"steps":[]}"#;
         let msg = serde_json::from_str::<Plan>(empty).unwrap_err().to_string();
         assert!(msg.contains("steps"), "{msg}");
+    }
+
+    #[test]
+    fn plans_whose_steps_name_other_backends_are_refused() {
+        let from = r#"{"backends":[{"name":"stable","weight":100},{"name":"canary","weight":0}]}"#;
+        for (step1, names) in [
+            (
+                r#"{"backends":[{"name":"stable","weight":0},{"name":"other","weight":100}]}"#,
+                "`stable, other`",
+            ),
+            (
+                r#"{"backends":[{"name":"canary","weight":100}]}"#,
+                "`canary`",
+            ),
+            (
+                r#"{"backends":[{"name":"canary","weight":100},{"name":"stable","weight":0}]}"#,
+                "`canary, stable`",
+            ),
+        ] {
+            let json = format!(
+                r#"{{"from":{from},"steps":[{{"split":{from},"hold":0}},{{"split":{step1},"hold":0}}]}}"#
+            );
+            let msg = serde_json::from_str::<Plan>(&json).unwrap_err().to_string();
+            assert!(
+                msg.contains("steps[1].split.backends") && msg.contains(names),
+                "{json}: {msg}"
+            );
+            assert!(msg.contains("(stable, canary)"), "{msg}");
+        }
     }
 }

@@ -338,14 +338,16 @@ pub struct StickySession {
 }
 
 impl StickySession {
-    /// Sticky sessions through cookie `cookie` (an HTTP token) lasting `ttl` (more than zero).
+    /// Sticky sessions through cookie `cookie` (an HTTP token) lasting `ttl` (at least one
+    /// second: a cookie's `Max-Age` counts whole seconds, and a TTL below one would set
+    /// `Max-Age=0`, which deletes the cookie instead of keeping the user on their backend).
     pub fn new(cookie: &str, ttl: Duration) -> Result<Self> {
         validate_token("cookie", cookie)?;
-        if ttl.is_zero() {
+        if ttl < Duration::from_secs(1) {
             return Err(Error::invalid(
                 "ttl",
                 duration::human(ttl),
-                "must be more than zero",
+                "must be at least 1s (cookies count their lifetime in whole seconds)",
             ));
         }
         Ok(StickySession {
@@ -474,6 +476,14 @@ mod tests {
             r#"{"cookie":"serin","ttl":"1day"}"#
         );
         assert!(serde_json::from_str::<StickySession>(r#"{"cookie":"serin","ttl":0}"#).is_err());
+        let msg = serde_json::from_str::<StickySession>(r#"{"cookie":"serin","ttl":"500ms"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("ttl `500ms`") && msg.contains("at least 1s"),
+            "{msg}"
+        );
+        assert!(StickySession::new("serin", Duration::from_secs(1)).is_ok());
         assert!(serde_json::from_str::<StickySession>(r#"{"cookie":"a b","ttl":"1h"}"#).is_err());
     }
 }

@@ -38,24 +38,25 @@ pub struct PrometheusConfig {
     /// The time one HTTP request may take.
     #[serde(
         default,
-        with = "opt_duration",
+        with = "crate::duration::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout: Option<Duration>,
-    /// How many times a transient failure is retried.
+    /// How many times a transient failure is retried (at most
+    /// [`MAX_RETRIES`](super::MAX_RETRIES)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
-    /// The first backoff between retries.
+    /// The first backoff between retries (longer than zero unless `retries` is 0).
     #[serde(
         default,
-        with = "opt_duration",
+        with = "crate::duration::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub initial_backoff: Option<Duration>,
     /// The cap on the backoff between retries.
     #[serde(
         default,
-        with = "opt_duration",
+        with = "crate::duration::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub max_backoff: Option<Duration>,
@@ -83,29 +84,6 @@ pub struct QueryConfig {
     /// Gauge: the one query.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-}
-
-/// Serde for optional durations through [`crate::duration`].
-mod opt_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    #[derive(Deserialize)]
-    struct Wrapped(#[serde(with = "crate::duration")] Duration);
-
-    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => crate::duration::serialize(d, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Duration>, D::Error> {
-        Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
-    }
 }
 
 impl PrometheusConfig {
@@ -267,6 +245,14 @@ mod tests {
                 "lacks `{{track}}`",
             ),
             (r#"{"baseUrl":"gopher://x"}"#, "baseUrl"),
+            (
+                r#"{"baseUrl":"http://x","retries":11}"#,
+                "invalid retries `11`",
+            ),
+            (
+                r#"{"baseUrl":"http://x","initialBackoff":0}"#,
+                "invalid initialBackoff `0s`",
+            ),
             (
                 r#"{"baseUrl":"http://x","queries":{"9bad":{"value":"x"}}}"#,
                 "9bad",

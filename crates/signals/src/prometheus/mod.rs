@@ -234,14 +234,16 @@ impl PrometheusBuilder {
         self
     }
 
-    /// How many times a transient failure is retried (default 3, so 4 attempts in all).
+    /// How many times a transient failure is retried (default 3, so 4 attempts in all; at most
+    /// [`MAX_RETRIES`]).
     pub fn with_retries(mut self, retries: u32) -> Self {
         self.retries = retries;
         self
     }
 
     /// The first backoff and its cap; each retry waits twice as long as the one before
-    /// (default 200 ms, capped at 5 s).
+    /// (default 200 ms, capped at 5 s). The first backoff must be longer than zero when there
+    /// are retries.
     pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.initial_backoff = initial;
         self.max_backoff = max;
@@ -263,7 +265,8 @@ impl PrometheusBuilder {
     }
 
     /// Checks everything and builds the source. Errors name the setting (`baseUrl`, `timeout`,
-    /// `backoff`, `latencyScale`) or the metric and template.
+    /// `retries`, `initialBackoff`, `backoff`, `latencyScale`) or the metric and template; an
+    /// HTTP client that cannot be set up (no TLS backend) is [`Error::Unavailable`].
     pub fn build(self) -> Result<PrometheusSource> {
         let mut base = url::Url::parse(&self.base_url).map_err(|e| {
             Error::invalid("baseUrl", &self.base_url, format!("is not a URL ({e})"))
@@ -293,6 +296,20 @@ impl PrometheusBuilder {
         let (query_url, range_url) = (endpoint("api/v1/query")?, endpoint("api/v1/query_range")?);
         if self.timeout.is_zero() {
             return Err(Error::invalid("timeout", "0s", "must be longer than zero"));
+        }
+        if self.retries > MAX_RETRIES {
+            return Err(Error::invalid(
+                "retries",
+                self.retries,
+                format!("must be at most {MAX_RETRIES}"),
+            ));
+        }
+        if self.retries > 0 && self.initial_backoff.is_zero() {
+            return Err(Error::invalid(
+                "initialBackoff",
+                "0s",
+                "must be longer than zero when there are retries, or they hammer a struggling server",
+            ));
         }
         if self.max_backoff < self.initial_backoff {
             return Err(Error::invalid(
@@ -325,8 +342,18 @@ impl PrometheusBuilder {
             };
             queries.insert(metric.clone(), parsed);
         }
+        let client = match self.client {
+            Some(client) => client,
+            // `Client::default()` panics where `build` reports, e.g. without TLS roots.
+            None => reqwest::Client::builder()
+                .build()
+                .map_err(|e| Error::Unavailable {
+                    source_name: self.name.clone(),
+                    reason: format!("cannot set up an HTTP client: {}", describe(&e)),
+                })?,
+        };
         let transport: Arc<dyn Transport> = Arc::new(ReqwestTransport {
-            client: self.client.unwrap_or_default(),
+            client,
             max_answer_bytes: MAX_ANSWER_BYTES,
         });
         Ok(PrometheusSource {
@@ -343,6 +370,11 @@ impl PrometheusBuilder {
         })
     }
 }
+
+/// The most retries a source may make per request. With the backoff doubling up to its cap,
+/// more would keep a caller waiting minutes for a Prometheus that is down, when holding and
+/// asking again at the next tick gives the same answer sooner.
+pub const MAX_RETRIES: u32 = 10;
 
 /// The largest answer read, in bytes. Prometheus returns at most 11,000 points per series, so
 /// a histogram of 40 buckets over that many steps is about 10 MB; an answer beyond this limit is

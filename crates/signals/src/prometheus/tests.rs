@@ -424,6 +424,16 @@ fn build_checks_every_setting() {
             "backoff",
         ),
         (
+            PrometheusSource::builder("http://x").with_retries(MAX_RETRIES + 1),
+            "invalid retries `11`: must be at most 10",
+        ),
+        (
+            PrometheusSource::builder("http://x")
+                .with_retries(1)
+                .with_backoff(Duration::ZERO, Duration::from_secs(1)),
+            "invalid initialBackoff `0s`",
+        ),
+        (
             PrometheusSource::builder("http://x").with_latency_scale(f64::NAN),
             "latencyScale",
         ),
@@ -445,6 +455,31 @@ fn build_checks_every_setting() {
         let msg = builder.build().unwrap_err().to_string();
         assert!(msg.contains(want), "{want}: {msg}");
     }
+    // The limits themselves, and no backoff when nothing is retried, are fine.
+    for builder in [
+        PrometheusSource::builder("http://x").with_retries(MAX_RETRIES),
+        PrometheusSource::builder("http://x")
+            .with_retries(0)
+            .with_backoff(Duration::ZERO, Duration::ZERO),
+    ] {
+        builder.build().unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn sub_millisecond_steps_are_refused_before_asking() {
+    let t = Scripted::new([]);
+    let s = source(Arc::clone(&t));
+    let q = MetricQuery::new(Metric::ErrorRate, Track::Canary, minute());
+    let err = s
+        .query_range(&q, Duration::new(1, 600_000))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("whole number of milliseconds"),
+        "{err}"
+    );
+    assert!(t.seen().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
