@@ -155,6 +155,30 @@ fn a_warning_can_hold_instead_of_rolling_back_and_never_raises_the_weight() {
 }
 
 #[test]
+fn an_analysis_that_ends_on_a_held_warning_holds_rather_than_taking_it_for_missing_data() {
+    let mut policy = CanaryPolicy::new(vec![Step::SetWeight(10), analysis(600, 1)]);
+    policy.on_warning = OnWarning::Hold;
+    policy.on_inconclusive = OnInconclusive::Rollback;
+    let mut ctl = Ctl::new(policy, vec![warning_judge()]).unwrap();
+    assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(10));
+    let mut rng = Rng::new(4);
+    for s in 0..600 {
+        let d = feed(&mut ctl, s, 900, rng.poisson(4.5), 100, rng.poisson(2.0));
+        assert_eq!(d.action, Action::Hold, "{}", d.reason);
+    }
+    assert!(ctl.judges()[0].judgement(at(600)).verdict.is_fail());
+    // The step's time is up with the judge failing: it holds for a command, as the warning
+    // asks, and is not rolled back as if data were missing.
+    let d = ctl.tick(at(601));
+    assert_eq!(d.action, Action::Hold);
+    assert!(d.reason.contains("analysis ended while"), "{}", d.reason);
+    assert_eq!(
+        ctl.command(Command::Abort, at(602)).unwrap().action,
+        Action::Rollback
+    );
+}
+
+#[test]
 fn feeding_does_not_decide_so_one_tick_covers_every_metric_of_a_window() {
     let policy = CanaryPolicy::new(vec![
         Step::SetWeight(10),

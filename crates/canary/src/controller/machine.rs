@@ -756,13 +756,15 @@ impl<J: Judge> CanaryController<J> {
                         self.advance(now);
                         continue;
                     }
-                    let reason = match &failing {
-                        Some(f) => format!("analysis ended while {f}"),
-                        None => format!(
-                            "analysis ended with fewer than {} samples with data for some judge",
-                            a.min_samples
-                        ),
-                    };
+                    // A failure that does not roll back (informational, or a warning that
+                    // holds) holds here as at any step; `onInconclusive` is for missing data.
+                    if let Some(f) = &failing {
+                        return self.hold(now, format!("analysis ended while {f}"), true);
+                    }
+                    let reason = format!(
+                        "analysis ended with fewer than {} samples with data for some judge",
+                        a.min_samples
+                    );
                     return match self.policy.on_inconclusive {
                         OnInconclusive::Rollback => {
                             self.finish(Phase::RolledBack, now, None, reason, None)
