@@ -77,6 +77,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod checked;
 pub mod controller;
 pub mod judge;
 pub mod kayenta;

@@ -545,3 +545,41 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_journalled_judge_with_a_setting_its_constructor_refuses_is_refused() {
+    // A setting no constructor takes, and a field no judge has.
+    let bad_settings: [(&str, Value); 5] = [
+        ("/alpha", json!(0.0)),
+        ("/minExpectedErrors", json!(0.0)),
+        ("/minPoints", json!(0)),
+        ("/failureLimit", json!(-5)),
+        ("/threshold", json!(0)),
+    ];
+    for (kind, state, pointers) in states() {
+        if matches!(kind, Kind::Controller | Kind::PacedController) {
+            continue;
+        }
+        let mut refused = 0;
+        for p in pointers {
+            for (end, value) in &bad_settings {
+                if p.contains("/config/") && p.ends_with(end) {
+                    let mut edited = state.clone();
+                    *edited.pointer_mut(p).unwrap() = value.clone();
+                    assert!(
+                        restore_and_feed(*kind, edited, 1).is_err(),
+                        "{kind:?}: {p} = {value} was taken"
+                    );
+                    refused += 1;
+                }
+            }
+        }
+        assert!(refused > 0, "{kind:?}: no setting edited");
+        let mut extra = state.clone();
+        extra["unknownField"] = json!(1);
+        assert!(
+            restore_and_feed(*kind, extra, 1).is_err(),
+            "{kind:?}: an unknown field was taken"
+        );
+    }
+}

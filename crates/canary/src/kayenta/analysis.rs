@@ -147,8 +147,9 @@ impl KayentaConfig {
 /// # Ok::<(), serin_canary::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KayentaJudge {
+    #[serde(deserialize_with = "crate::checked::config")]
     config: KayentaConfig,
     baseline: Vec<Option<f64>>,
     canary: Vec<Option<f64>>,
@@ -199,7 +200,7 @@ impl KayentaJudge {
         self.canary.push(canary.filter(|v| v.is_finite()));
         // A sliding window needs only its last points: keep at most twice as many.
         if let Some(k) = self.config.lookback_points
-            && self.baseline.len() >= 2 * k
+            && self.baseline.len() >= k.saturating_mul(2)
         {
             let drop = self.baseline.len() - k;
             self.baseline.drain(..drop);

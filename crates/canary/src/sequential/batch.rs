@@ -159,6 +159,7 @@ struct OpenBatch {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BatchCountTest {
+    #[serde(deserialize_with = "crate::checked::config")]
     config: BatchCountConfig,
     open: OpenBatch,
     t: SequentialT,

@@ -316,6 +316,7 @@ pub const CONCENTRATED_LOG_SD: f64 = 0.1;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LatencyTest {
+    #[serde(deserialize_with = "crate::checked::config")]
     config: LatencyTestConfig,
     open_baseline: LogMoments,
     open_canary: LogMoments,

@@ -122,8 +122,9 @@ pub enum ArgoPhase {
 /// measurement succeeded and is inconclusive before any measurement or after an inconclusive or
 /// errored one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ArgoJudge {
+    #[serde(deserialize_with = "crate::checked::config")]
     config: ArgoConfig,
     count: u32,
     failed: u32,

@@ -85,8 +85,9 @@ pub enum CheckOutcome {
 /// after a passed check and is inconclusive after a failed or missing one (Flagger halts
 /// advancement on a failed check).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FlaggerJudge {
+    #[serde(deserialize_with = "crate::checked::config")]
     config: FlaggerConfig,
     checks: u32,
     failed_checks: u32,
