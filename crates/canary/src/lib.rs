@@ -23,7 +23,7 @@
 //! A canary at 10% of 500 requests/s fails 1% of its requests, 1.8 times the baseline's rate.
 //! The caller carries out each [`Action`](controller::Action) and feeds the controller every
 //! second's counts; the default judge may be read after every sample, so the rollback comes the
-//! second its evidence crosses `1/α` (here within the first minute), not at the end of an
+//! second its evidence crosses `1/α` (here within two minutes), not at the end of an
 //! analysis interval. Half a minute in, the rollout is journalled and resumed, as after a
 //! restart of the process running it.
 //!

@@ -282,8 +282,8 @@ impl<J: Judge> CanaryController<J> {
     ///
     /// Errors: the observations do not pair up (other metric or window), or no judge and no
     /// pacing uses the metric (nothing changes); or a judge rejects the measurement's kind (that
-    /// judge and the controller's state are unchanged; with several judges of one metric, the
-    /// judges before it in the list have already been fed).
+    /// judge is unchanged, but with several judges of one metric, the judges before it in the
+    /// list have already been fed, and their samples counted).
     pub fn feed(
         &mut self,
         baseline: &Observation,
