@@ -2,9 +2,23 @@
 //!
 //! In the spirit of pubgrub's reports, an [`Explanation`] is a conclusion drawn from causes; a
 //! cause is either a fact (a rule, a running version, a blocked edge) or another explanation.
-//! Rendering puts the derived sub-results first, so the text reads top-down:
-//! "Because api 2.0.0 needs db >=1.4 and db 1.4.0 cannot be reached from 1.2.0, api 2.0.0
-//! cannot be deployed while db is at 1.2.0."
+//! Rendering puts the derived sub-results first, each as a sentence of its own, so the text
+//! reads top-down and the final conclusion comes last:
+//!
+//! ```
+//! use serin_compat::Explanation;
+//! let unreachable = Explanation::new("db 1.4.0 cannot be reached from 1.2.0")
+//!     .fact("the edge 1.2.0 -> 1.4.0 is blocked");
+//! let e = Explanation::new("api 2.0.0 cannot be deployed while db is at 1.2.0")
+//!     .fact("api 2.0.0 needs db >=1.4")
+//!     .derived(unreachable);
+//! assert_eq!(
+//!     e.to_string(),
+//!     "Because the edge 1.2.0 -> 1.4.0 is blocked, db 1.4.0 cannot be reached from 1.2.0. \
+//!      So, because api 2.0.0 needs db >=1.4 and db 1.4.0 cannot be reached from 1.2.0, \
+//!      api 2.0.0 cannot be deployed while db is at 1.2.0."
+//! );
+//! ```
 
 use std::fmt;
 

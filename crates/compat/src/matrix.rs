@@ -3,8 +3,9 @@
 //! Rule kinds:
 //! - [`Requires`]: versions of a service need versions of another (a semver range).
 //! - [`PairRule`] as `deny` or `allow`: an explicit verdict on a pair of version sets. A deny
-//!   always wins; an allow exempts the pair from `requires`, `skew` and API requirements. A pair
-//!   caught by both an allow and a deny is a contradiction.
+//!   always wins; an allow exempts the pair from `requires`, `skew` and API requirements. An
+//!   allow and a deny written for the same two version sets contradict each other and are
+//!   rejected; where they only overlap, the deny wins for the pairs both catch.
 //! - [`Skew`]: how many minors a client may lag behind (or lead) a server, as in Kubernetes'
 //!   version-skew policy, with an override below a version.
 //! - [`OneMinorAtATime`]: a service moves at most one minor per step and never skips a major.

@@ -322,6 +322,10 @@ pub struct UpgradeGraph {
     blocked: Rules<String>,
     conditional: Rules<Vec<Risk>>,
     stops: Vec<StopRule>,
+    /// What it was built from, and its name in errors: to build it again with a running
+    /// version it leaves out ([`route_from_running`](Self::route_from_running)).
+    source: GraphBuilder,
+    name: String,
 }
 
 /// Collects releases and edges, then filters and checks them in [`GraphBuilder::build`].
@@ -330,6 +334,8 @@ pub struct GraphBuilder {
     releases: BTreeSet<Version>,
     exact: Vec<(Version, Version)>,
     spec: GraphSpec,
+    /// A release that routes may start from but no edge leads to.
+    start_only: Option<Version>,
 }
 
 impl GraphBuilder {
@@ -393,15 +399,19 @@ impl GraphBuilder {
         let releases = spec.releases.iter().map(|r| r.0.clone()).collect();
         Self {
             releases,
-            exact: Vec::new(),
             spec,
+            ..Self::default()
         }
     }
 
     /// Builds the graph; `path` names it in errors (`graphs.elasticsearch`).
     pub fn build(self, path: &str) -> Result<UpgradeGraph> {
+        let source = self.clone();
         let releases: Vec<Version> = self.releases.into_iter().collect();
         let n = releases.len();
+        let start_only = self
+            .start_only
+            .and_then(|v| releases.binary_search(&v).ok());
         let mut exact = vec![Vec::new(); n];
         let mut exact_into = vec![Vec::new(); n];
         for (i, (from, to)) in self.exact.iter().enumerate() {
@@ -436,7 +446,10 @@ impl GraphBuilder {
         };
         let mut edges = Rules::new(n);
         for (i, spec) in self.spec.edges.iter().enumerate() {
-            let (from, to) = (matches(&spec.from), matches(&spec.to));
+            let (from, mut to) = (matches(&spec.from), matches(&spec.to));
+            if let Some(start) = start_only {
+                to.remove(start);
+            }
             if from.is_clear() || to.is_clear() {
                 return Err(Error::InvalidValue {
                     path: format!("{path}.edges[{i}]"),
@@ -479,6 +492,8 @@ impl GraphBuilder {
             blocked,
             conditional,
             stops,
+            source,
+            name: path.to_owned(),
         };
         if let Some(cycle) = graph.cycle() {
             let mut names: Vec<String> = cycle
@@ -724,6 +739,27 @@ impl UpgradeGraph {
             path.hops.push(vb.clone());
         }
         Ok(Route::Found(path))
+    }
+
+    /// The cheapest route from a version the service runs now, which, unlike for
+    /// [`route`](Self::route), need not be a release of the graph: a yanked release, which a
+    /// service most needs to move off, or one the registry never listed. Such a version is
+    /// only a start: the graph's rules decide the edges from it as for any release (a required
+    /// stop it matches counts as passed), and no edge leads to it, so it is never a hop. The
+    /// target must be a release of the graph.
+    pub fn route_from_running(
+        &self,
+        from: &Version,
+        to: &Version,
+        opts: PathOptions,
+    ) -> Result<Route> {
+        if self.contains(from) {
+            return self.route(from, to, opts);
+        }
+        self.node(to, "to")?;
+        let mut builder = self.source.clone().release(from.clone());
+        builder.start_only = Some(from.clone());
+        builder.build(&self.name)?.route(from, to, opts)
     }
 
     /// The releases reachable from `start` (forwards) or that reach it (backwards).
@@ -979,6 +1015,51 @@ mod tests {
             .build("g")
             .unwrap_err();
         assert!(err.to_string().contains("g.edges[0]"));
+    }
+
+    #[test]
+    fn a_running_version_the_graph_leaves_out_is_a_start_only() {
+        let g = es();
+        let found = |from: &str, to: &str| match g
+            .route_from_running(&v(from), &v(to), PathOptions::default())
+            .unwrap()
+        {
+            Route::Found(p) => p.hops,
+            Route::NoRoute(e) => panic!("{e}"),
+        };
+        // The rules decide its edges: from before 7.17 through the stop, from a 7.17 (a
+        // required stop itself) straight on.
+        assert_eq!(found("7.12.0", "8.15.0"), vec![v("7.17.25"), v("8.15.0")]);
+        assert_eq!(found("7.17.3", "8.15.0"), vec![v("8.15.0")]);
+        // A release of the graph is routed as `route` does.
+        assert_eq!(found("7.10.2", "7.16.3"), vec![v("7.16.3")]);
+        // It is never a target, and the graph itself does not change.
+        assert!(
+            g.route_from_running(&v("7.10.2"), &v("7.12.0"), PathOptions::default())
+                .is_err()
+        );
+        assert!(!g.contains(&v("7.12.0")));
+        assert!(
+            g.route(&v("7.12.0"), &v("8.15.0"), PathOptions::default())
+                .is_err()
+        );
+        // No edge leads to it, so it cannot close a cycle: were 1.0.0 -> 1.5.0 an edge,
+        // 1.0.0 -> 1.5.0 -> 2.0.0 -> 1.0.0 would be one, round the block.
+        let g = UpgradeGraph::builder()
+            .releases(["1.0.0", "2.0.0"].map(v))
+            .edges(sel("1.0.0"), sel("<1.9.0"))
+            .edges(sel("*"), sel("2.0.0"))
+            .block(sel("1.0.0"), sel("2.0.0"), "no")
+            .edge(v("2.0.0"), v("1.0.0"))
+            .build("g")
+            .unwrap();
+        let Route::Found(p) = g
+            .route_from_running(&v("1.5.0"), &v("2.0.0"), PathOptions::default())
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((p.from, p.hops), (v("1.5.0"), vec![v("2.0.0")]));
     }
 
     #[test]

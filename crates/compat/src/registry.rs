@@ -475,8 +475,14 @@ impl Registry {
         }
     }
 
-    /// Adds a release; a version already present is an error and changes nothing.
-    pub fn add_release(&mut self, service: &str, release: Release) -> Result<()> {
+    /// Adds a release, checking its migrations as loading a registry does (a migration with
+    /// neither SQL nor a file would otherwise be analysed as an empty, safe one); a bad
+    /// migration or a version already present is an error and changes nothing.
+    pub fn add_release(&mut self, service: &str, mut release: Release) -> Result<()> {
+        let path = format!("services.{service}.releases[{}]", release.version);
+        for (j, m) in release.migrations.iter_mut().enumerate() {
+            m.settle(&format!("{path}.migrations[{j}]"))?;
+        }
         self.insert(service, release, &format!("services.{service}"))
     }
 
@@ -557,6 +563,47 @@ mod tests {
         let yaml =
             "services:\n  api:\n    releases:\n      - version: 1.0.0\n        colour: red\n";
         assert!(serde_yaml_ng::from_str::<Registry>(yaml).is_err());
+    }
+
+    #[test]
+    fn added_releases_have_their_migrations_checked_as_loaded_ones() {
+        let mut r = Registry::new();
+        let v1 = Version::new(1, 0, 0);
+        let err = r
+            .add_release(
+                "api",
+                Release::new(v1.clone()).with_migration("0001_users", " "),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("services.api.releases[1.0.0].migrations[0]")
+                && err.contains("0001_users")
+                && err.contains("give its SQL"),
+            "{err}"
+        );
+        let err = r
+            .add_release(
+                "api",
+                Release::new(v1.clone()).with_migration("", "SELECT 1"),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("name it"), "{err}");
+        // Nothing was added.
+        assert!(!r.has_service("api"));
+        // A migration given as a file is named after it, as on load.
+        let mut release = Release::new(v1.clone());
+        release.migrations.push(Migration {
+            name: String::new(),
+            sql: String::new(),
+            file: Some(PathBuf::from("migrations/0002_email.sql")),
+            runner: None,
+            transaction: None,
+        });
+        r.add_release("api", release).unwrap();
+        let added = r.release("api", &v1).unwrap();
+        assert_eq!(added.migrations[0].name, "0002_email");
     }
 
     #[test]

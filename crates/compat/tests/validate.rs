@@ -825,6 +825,17 @@ fn one_minor_at_a_time_lists_each_stop_or_sums_up_a_long_way() {
         "move web one minor at a time: 1.29.3 -> 1.30.10 -> 1.31.x (not released) -> 1.32.0, \
          each as its own upgrade"
     );
+    // A stop is a release, not a release candidate, unless its minor has only candidates.
+    assert_eq!(
+        one_minor_recipe(
+            &["1.30.9", "1.30.10-rc.1", "1.31.0-rc.1", "1.31.0-rc.2"],
+            "1.29.3",
+            "1.32.0"
+        )
+        .unwrap(),
+        "move web one minor at a time: 1.29.3 -> 1.30.9 -> 1.31.0-rc.2 -> 1.32.0, each as its own \
+         upgrade"
+    );
     // Date-numbered minors: a year apart is hundreds of thousands of minors; the recipe names
     // the first stop and counts the rest instead of listing every one.
     let long = one_minor_recipe(
@@ -852,4 +863,46 @@ fn one_minor_at_a_time_lists_each_stop_or_sums_up_a_long_way() {
                 max - 1
             ))
     );
+}
+
+#[test]
+fn a_service_moves_off_a_yanked_or_unregistered_running_version_along_its_graph() {
+    let catalog = serin_compat::Catalog::parse(
+        "registry:\n  services:\n    api:\n      releases:\n\
+         \x20       - {version: 1.0.0}\n        - {version: 1.1.0, yanked: true}\n\
+         \x20       - {version: 1.2.0}\n        - {version: 2.0.0}\n\
+         graphs:\n  api:\n    edges: [{from: '*', to: '*'}]\n    requiredStops:\n\
+         \x20     - {name: 1.2 before 2, stop: 1.2.*, into: '>=2.0.0'}\n",
+        serin_compat::Format::Yaml,
+    )
+    .unwrap();
+    let validator = catalog.validator().unwrap();
+    for (running, warning) in [
+        ("1.1.0", None),
+        ("1.1.5", Some("registry.unknown-running-version")),
+    ] {
+        let fleet = Fleet::new().with("api", v(running));
+        let result = validator
+            .validate(&fleet, &Proposal::new().with("api", v("1.2.0")))
+            .unwrap();
+        assert_ne!(result.verdict, Verdict::Blocked, "{:?}", result.findings);
+        assert_eq!(result.paths["api"].hops, vec![v("1.2.0")]);
+        assert_eq!(
+            result
+                .findings_at_least(Severity::Warn)
+                .map(|f| f.code.as_str())
+                .collect::<Vec<_>>(),
+            Vec::from_iter(warning),
+            "{running}"
+        );
+        // The graph's rules still apply to it: the way to 2.0.0 passes the required stop.
+        let result = validator
+            .validate(&fleet, &Proposal::new().with("api", v("2.0.0")))
+            .unwrap();
+        assert_eq!(result.paths["api"].hops, vec![v("1.2.0"), v("2.0.0")]);
+        assert!(
+            !codes(&result).contains(&"path.unknown-release"),
+            "{running}"
+        );
+    }
 }

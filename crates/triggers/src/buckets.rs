@@ -67,12 +67,14 @@ impl CountRing {
         }
     }
 
-    /// The counts of the window ending at `at`.
+    /// The counts of the window ending at `at`. A bucket is in the window when it is fewer
+    /// than [`BUCKETS`] behind `at`'s, counted by subtraction: bucket numbers saturate at
+    /// `u64::MAX`, where adding to them would overflow.
     pub fn sum(&self, at: Timestamp) -> Counts {
         let now = self.epoch(at);
         let (mut requests, mut errors) = (0u64, 0u64);
         for s in &self.slots {
-            if s.epoch != 0 && s.epoch <= now && s.epoch + BUCKETS as u64 > now {
+            if s.epoch != 0 && s.epoch <= now && now - s.epoch < BUCKETS as u64 {
                 requests = requests.saturating_add(s.requests);
                 errors = errors.saturating_add(s.errors);
             }
@@ -85,7 +87,7 @@ impl CountRing {
         let (lo, now) = (self.epoch(from), self.epoch(at));
         let (mut requests, mut errors) = (0u64, 0u64);
         for s in &self.slots {
-            if s.epoch > lo && s.epoch <= now && s.epoch + BUCKETS as u64 > now {
+            if s.epoch > lo && s.epoch <= now && now - s.epoch < BUCKETS as u64 {
                 requests = requests.saturating_add(s.requests);
                 errors = errors.saturating_add(s.errors);
             }
@@ -120,6 +122,16 @@ mod tests {
             ring.sum(Timestamp::from_millis(1_000_000)),
             Counts::default()
         );
+    }
+
+    #[test]
+    fn the_last_bucket_of_time_sums_without_overflow() {
+        // 1 ms buckets: the bucket number saturates at `u64::MAX`.
+        let mut ring = CountRing::new(Duration::from_millis(BUCKETS as u64));
+        let end = Timestamp::from_millis(u64::MAX);
+        ring.add(end, c(3, 1));
+        assert_eq!(ring.sum(end), c(3, 1));
+        assert_eq!(ring.sum_since(Timestamp::EPOCH, end), c(3, 1));
     }
 
     #[test]

@@ -87,6 +87,8 @@ pub enum TriggerConfig {
 ///
 /// The value read from each observation: counts give the error rate (requests per second for
 /// `throughput`), a latency sketch gives its `quantile` in milliseconds, a gauge its value.
+/// Counts for a metric other than `error_rate` or `throughput`, and a sketch for one other than
+/// `latency`, are rejected (a custom metric may come as anything).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MetricThresholdConfig {
@@ -244,8 +246,8 @@ pub struct ErrorSpikeConfig {
     /// Fewer errors than this in the window never fire (default 10).
     #[serde(default = "ten")]
     pub min_error_count: u64,
-    /// A learned baseline needs at least this many requests (default 100); with fewer the
-    /// trigger has no data.
+    /// A learned baseline needs at least this many requests (default 100, at least 1); with
+    /// fewer the trigger has no data.
     #[serde(default = "hundred")]
     pub min_baseline_requests: u64,
     /// The detector (default `cusum`).
@@ -637,6 +639,14 @@ impl ErrorSpikeConfig {
         if let Some(d) = self.learn_for {
             check_positive(path, "learnFor", d)?;
         }
+        // From no requests the learned rate would be the smoothing's 0.5 alone.
+        if self.min_baseline_requests == 0 {
+            return Err(Error::config(
+                format!("{path}.minBaselineRequests"),
+                0,
+                "must be at least 1: a baseline is learned from requests",
+            ));
+        }
         if self.window_size < Duration::from_millis(crate::buckets::BUCKETS as u64) {
             return Err(Error::config(
                 format!("{path}.windowSize"),
@@ -845,6 +855,10 @@ mod tests {
             (
                 r#"{"kind":"errorSpike","id":"s","baselineErrorRate":0.02,"dispersion":0.5}"#,
                 "triggers[0].dispersion",
+            ),
+            (
+                r#"{"kind":"errorSpike","id":"s","learnFor":"1m","minBaselineRequests":0}"#,
+                "triggers[0].minBaselineRequests",
             ),
             (
                 r#"{"kind":"dependencyFailure","id":"d","dependency":"db","callMetric":"db_calls"}"#,

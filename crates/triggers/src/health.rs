@@ -201,7 +201,13 @@ impl Trigger for HealthCheckTrigger {
         Evidence {
             trigger: c.id.clone(),
             kind: TriggerKind::HealthCheck,
-            subject: format!("{:?} of {service} on {}", c.check_type, c.track).to_lowercase(),
+            // Only the check type's name is ours to lowercase; the service's is written as its
+            // owner wrote it.
+            subject: format!(
+                "{} of {service} on {}",
+                format!("{:?}", c.check_type).to_lowercase(),
+                c.track
+            ),
             observed: Some(observed),
             threshold: Some(threshold),
             operator: Some(Operator::Ge),
@@ -253,6 +259,13 @@ mod tests {
             Timestamp::from_millis(s * 1_000),
         )
         .with_instance(inst)
+    }
+
+    #[test]
+    fn the_subject_keeps_the_service_and_track_names_as_written() {
+        let t = trigger(r#","serviceName":"Checkout-API","track":"blue""#);
+        let e = t.evidence(Timestamp::EPOCH, None);
+        assert_eq!(e.subject, "readiness of Checkout-API on blue");
     }
 
     #[test]

@@ -35,7 +35,8 @@
 //!   suppressed, and cooldowns are per trigger, so they never hide another trigger's condition;
 //! - no usable data for longer than `staleAfter` is *stale*, which asks once for the trigger's
 //!   `onMissingData` action (`hold` by default, `warn`, or `fire` = rollback); that action counts
-//!   as a fire for the cooldown. Missing data is never taken as healthy.
+//!   as a fire for the cooldown, unless a more severe fire's cooldown still runs, which goes on.
+//!   Missing data is never taken as healthy.
 //!
 //! ```
 //! use std::time::Duration;

@@ -175,7 +175,12 @@ impl Lifecycle {
         if stale && !matches!(from, TriggerState::Stale { .. }) {
             self.since = [None; 3];
             let action = t.missing.action();
-            self.fired = Some(Fired { action, at: now });
+            // The stale action counts as a fire, but must not end the cooldown of a more severe
+            // one: a rollback would otherwise fire again as soon as breaching data returns.
+            let cooling = self
+                .fired
+                .filter(|f| f.action > action && now < f.at.saturating_add(t.cooldown));
+            self.fired = cooling.or(Some(Fired { action, at: now }));
             self.state = TriggerState::Stale { since: now };
             return self.report(from, Some(action), now);
         }
@@ -416,6 +421,32 @@ mod tests {
         assert!(m.observe(Verdict::NoData, ts(201), &t).is_none());
         let tr = m.observe(Verdict::Ok, ts(300), &t).unwrap();
         assert_eq!(tr.to, TriggerState::Ok);
+    }
+
+    #[test]
+    fn going_stale_keeps_the_cooldown_of_a_more_severe_fire() {
+        let t = timing(0, 600);
+        let mut m = Lifecycle::new(ts(0));
+        assert_eq!(
+            m.observe(RB, ts(10), &t).unwrap().action,
+            Some(Action::Rollback)
+        );
+        assert_eq!(m.tick(ts(100), &t).unwrap().action, Some(Action::Hold));
+        // Data returns still breaching, inside the rollback's cooldown: suppressed.
+        let tr = m.observe(RB, ts(110), &t).unwrap();
+        assert_eq!(tr.action, None);
+        assert_eq!(
+            tr.to,
+            TriggerState::Cooldown {
+                until: ts(610),
+                action: Action::Rollback
+            }
+        );
+        assert!(m.observe(RB, ts(609), &t).is_none());
+        assert_eq!(
+            m.observe(RB, ts(610), &t).unwrap().action,
+            Some(Action::Rollback)
+        );
     }
 
     #[test]

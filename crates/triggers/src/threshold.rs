@@ -48,6 +48,10 @@ impl MetricThresholdTrigger {
         &self.config
     }
 
+    fn watches(&self, obs: &Observation) -> bool {
+        obs.metric == self.config.metric && obs.track == self.config.track
+    }
+
     /// The value an observation carries for this trigger, or `None` for no data.
     fn value(&self, obs: &Observation) -> Option<f64> {
         match &obs.measurement {
@@ -70,14 +74,38 @@ impl Trigger for MetricThresholdTrigger {
         TriggerKind::MetricThreshold
     }
 
-    fn check(&self, _obs: &Observation) -> Result<()> {
-        Ok(())
+    /// Counts (read as a ratio or a rate) and a sketch (read as milliseconds) mean something
+    /// only for their own metrics: a latency sketch on an `error_rate` trigger would be its p99
+    /// against a fraction, a breach every time, and counts on a `latency` trigger would never
+    /// breach. A gauge is the value itself (a source's query may compute any metric), and a
+    /// custom metric may come as any of them.
+    fn check(&self, obs: &Observation) -> Result<()> {
+        if !self.watches(obs) {
+            return Ok(());
+        }
+        let expected = match (&obs.metric, &obs.measurement) {
+            (_, Measurement::Gauge(_) | Measurement::NoData)
+            | (Metric::Custom(_), _)
+            | (Metric::ErrorRate | Metric::Throughput, Measurement::Counts(_))
+            | (Metric::Latency, Measurement::Latency(_)) => return Ok(()),
+            (Metric::ErrorRate | Metric::Throughput, _) => "counts or a gauge",
+            (Metric::Latency, _) => "a latency sketch or a gauge",
+            (Metric::Cpu | Metric::Memory, _) => "a gauge",
+        };
+        Err(Error::MeasurementMismatch {
+            trigger: self.config.id.clone(),
+            metric: obs.metric.to_string(),
+            track: obs.track.to_string(),
+            expected,
+            found: found(&obs.measurement),
+        })
     }
 
     fn observe(&mut self, obs: &Observation) -> Result<Option<Verdict>> {
-        if obs.metric != self.config.metric || obs.track != self.config.track {
+        if !self.watches(obs) {
             return Ok(None);
         }
+        self.check(obs)?;
         let Some(v) = self.value(obs) else {
             return Ok(Some(Verdict::NoData));
         };
@@ -308,6 +336,58 @@ mod tests {
         // Another track or metric is not this trigger's business.
         let other = Observation::new(Metric::Throughput, Track::Stable, window(), counts(1));
         assert_eq!(t.observe(&other).unwrap(), None);
+    }
+
+    #[test]
+    fn a_measurement_that_does_not_fit_the_metric_is_rejected() {
+        let mut errors = threshold(
+            r#"{"kind":"metricThreshold","id":"errors","metric":"error_rate","operator":"gt",
+                "value":0.10}"#,
+        );
+        let mut sketch = LatencySketch::new();
+        sketch.add_n(250.0, 100).unwrap();
+        let o = |metric, m| Observation::new(metric, Track::Canary, window(), m);
+        let before = errors.clone();
+        let err = errors
+            .observe(&o(Metric::ErrorRate, Measurement::Latency(sketch.clone())))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`errors`") && err.contains("a latency sketch") && err.contains("counts"),
+            "{err}"
+        );
+        assert_eq!(errors, before);
+        // Counts, a gauge holding the rate, and no data fit.
+        let counts = Measurement::Counts(Counts::new(100, 5).unwrap());
+        let rate = Measurement::Gauge(Gauge::new(0.05).unwrap());
+        for fits in [counts.clone(), rate.clone(), Measurement::NoData] {
+            assert!(errors.observe(&o(Metric::ErrorRate, fits)).is_ok());
+        }
+        let mut latency = threshold(
+            r#"{"kind":"metricThreshold","id":"p99","metric":"latency","operator":"gt",
+                "value":500}"#,
+        );
+        assert!(
+            latency
+                .observe(&o(Metric::Latency, counts.clone()))
+                .unwrap_err()
+                .to_string()
+                .contains("a latency sketch or a gauge")
+        );
+        assert!(latency.observe(&o(Metric::Latency, rate.clone())).is_ok());
+        let cpu = threshold(
+            r#"{"kind":"metricThreshold","id":"cpu","metric":"cpu","operator":"gt","value":2}"#,
+        );
+        assert!(cpu.check(&o(Metric::Cpu, counts.clone())).is_err());
+        // A custom metric may come as anything.
+        let mut custom = threshold(
+            r#"{"kind":"metricThreshold","id":"q","metric":"queue_wait","operator":"gt",
+                "value":500}"#,
+        );
+        let queue_wait = Metric::named("queue_wait").unwrap();
+        for m in [counts, rate, Measurement::Latency(sketch)] {
+            assert!(custom.observe(&o(queue_wait.clone(), m)).is_ok());
+        }
     }
 
     #[test]

@@ -123,8 +123,11 @@ pub struct Change {
     pub message: String,
 }
 
-/// The kind of bump between two versions, with the Cargo rule that below 1.0 the left-most
-/// non-zero component is the "major" one: `0.2.0 -> 0.3.0` is a major bump.
+/// The kind of bump between two versions, with Cargo's rule that below 1.0 the left-most
+/// non-zero component is the "major" one and the next the "minor" one, as consumers' `^0.2`
+/// requirements accept `0.2.1` but not `0.3.0`: `0.2.0 -> 0.3.0` is a major bump and
+/// `0.2.0 -> 0.2.1` a minor one, and in `0.0.x`, which `^0.0.3` pins exactly, every release is a
+/// major bump.
 pub fn bump_between(old: &Version, new: &Version) -> Bump {
     let key = |v: &Version| -> (u64, u64, u64) {
         if v.major > 0 {
@@ -138,11 +141,13 @@ pub fn bump_between(old: &Version, new: &Version) -> Bump {
     if key(old) != key(new) {
         return Bump::Major;
     }
+    // The component after the "major" one (`0.0.x` has none left: its patch is the "major").
+    let compatible = |v: &Version| if v.major > 0 { v.minor } else { v.patch };
     let (o, n) = (
         (old.major, old.minor, old.patch),
         (new.major, new.minor, new.patch),
     );
-    if (o.0, o.1) != (n.0, n.1) {
+    if compatible(old) != compatible(new) {
         Bump::Minor
     } else if o != n || old.pre != new.pre {
         Bump::Patch
@@ -458,6 +463,43 @@ mod tests {
         assert_eq!(bump_between(&v("0.2.3"), &v("0.3.0")), Bump::Major);
         assert_eq!(bump_between(&v("0.0.3"), &v("0.0.4")), Bump::Major);
         assert_eq!(bump_between(&v("1.2.3"), &v("1.2.3")), Bump::None);
+        // Below 1.0 the levels shift: the patch digit is the compatible one.
+        assert_eq!(bump_between(&v("0.2.0"), &v("0.2.1")), Bump::Minor);
+        assert_eq!(bump_between(&v("0.2.1-rc.1"), &v("0.2.1")), Bump::Patch);
+        assert_eq!(bump_between(&v("0.0.3-rc.1"), &v("0.0.3")), Bump::Patch);
+    }
+
+    /// The semver findings of `orders` going `from` -> `to` with a response field added (an
+    /// additive change) or removed (a breaking one).
+    fn semver_findings(from: &str, to: &str, breaking: bool) -> Vec<Severity> {
+        let old = ProvidedApi::new("orders", Version::parse(from).unwrap())
+            .with_endpoints(vec![ep("e", vec![], vec![Field::new("t", "int", true)])]);
+        let mut new = old.clone();
+        new.version = Version::parse(to).unwrap();
+        if breaking {
+            new.endpoints[0].response.clear();
+        } else {
+            new.endpoints[0]
+                .response
+                .push(Field::new("u", "int", false));
+        }
+        let (findings, _) = diff_provided("svc", &[old], &[new]);
+        findings
+            .iter()
+            .filter(|f| f.code == "breaking.semver-violation")
+            .map(|f| f.severity)
+            .collect()
+    }
+
+    #[test]
+    fn below_one_a_patch_release_may_add_and_a_minor_one_may_break() {
+        assert_eq!(semver_findings("0.2.0", "0.2.1", false), []);
+        assert_eq!(semver_findings("0.2.0", "0.2.1", true), [Severity::Error]);
+        assert_eq!(semver_findings("0.2.1", "0.3.0", true), []);
+        // In 0.0.x every release is breaking, so it may break anything.
+        assert_eq!(semver_findings("0.0.1", "0.0.2", true), []);
+        // At 1.0 and above a patch release still may not add.
+        assert_eq!(semver_findings("1.2.0", "1.2.1", false), [Severity::Warn]);
     }
 
     #[test]

@@ -437,6 +437,17 @@ fn alter_table(
     use Safety::{ExpandContract, Unsafe};
     use Severity::{Error as E, Warn as W};
     match op {
+        // No running version knows a table this migration made: dropping, renaming or
+        // retyping its columns, or making them required, breaks nothing and waits for nothing.
+        AlterTableOperation::DropColumn { .. }
+        | AlterTableOperation::RenameColumn { .. }
+        | AlterTableOperation::AlterColumn {
+            op:
+                AlterColumnOperation::SetNotNull
+                | AlterColumnOperation::DropNotNull
+                | AlterColumnOperation::SetDataType { .. },
+            ..
+        } if created => {}
         AlterTableOperation::DropColumn { column_names, .. } => {
             let names: Vec<String> = column_names.iter().map(|c| c.value.clone()).collect();
             out.push(finding(
@@ -625,7 +636,7 @@ fn alter_table(
                     } else {
                         None
                     };
-                    if let Some(change) = change.filter(|_| !created) {
+                    if let Some(change) = change {
                         out.push(finding(
                             "changing-collation",
                             E,
@@ -965,6 +976,8 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
         }
         Parsed::ByWords(form) => {
             match form {
+                // A new table is moved before anything uses it.
+                ByWords::SetSchema { table, .. } if !ctx.in_use(table) => {}
                 ByWords::SetSchema { table, schema } => out.push(renamed(
                     "renaming-table",
                     format!("moving {table} to schema {schema}"),
@@ -1428,9 +1441,15 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             if *object_type == ObjectType::Index {
                 ctx.dropped_indexes.extend(names.iter().map(table_key));
             }
-            let names: Vec<String> = names.iter().map(ToString::to_string).collect();
+            let names: Vec<String> = names
+                .iter()
+                // A table this migration made is dropped before any running version knows it.
+                .filter(|n| *object_type != ObjectType::Table || ctx.in_use(n))
+                .map(ToString::to_string)
+                .collect();
             let list = names.join(", ");
             match object_type {
+                ObjectType::Table if names.is_empty() => {}
                 ObjectType::Table => out.push(finding(
                     "ban-drop-table",
                     W,
@@ -1914,7 +1933,6 @@ fn takes_long(stmt: &Parsed, ctx: &Ctx) -> Option<&'static str> {
     }
 }
 
-/// A rename (`what`) that breaks whichever version uses the other name.
 /// The name of a relation or type a statement gives up by renaming it (or a view's, by
 /// dropping it), and the one it takes by a rename or by creating it, as `table_key` writes
 /// them: so that a name given up and taken again in one transaction is known never to have
@@ -1997,6 +2015,7 @@ fn renamed_object(rule: &str, change: &str) -> SqlFinding {
     )
 }
 
+/// A rename (`what`) that breaks whichever version uses the other name.
 fn renamed(rule: &str, what: String) -> SqlFinding {
     finding(
         rule,

@@ -22,7 +22,9 @@ const MAX_LISTED_STOPS: u64 = 12;
 impl Validator {
     /// The hops of one service's move to `release`, from the versions it runs `now`: along its
     /// upgrade graph when it has one (recording the route in `paths`), else straight to the
-    /// target. Yanked and deprecated releases, risky edges and missing routes are reported.
+    /// target. The route starts from the latest version running even when the graph leaves it
+    /// out: a yanked one is the version most in need of a way off. Yanked and deprecated
+    /// targets, risky edges and missing routes are reported.
     pub(super) fn hops(
         &self,
         service: &str,
@@ -56,7 +58,7 @@ impl Validator {
             let opts = PathOptions {
                 accept_conditional: self.options.accept_conditional,
             };
-            match graph.route(from, target, opts) {
+            match graph.route_from_running(from, target, opts) {
                 Ok(Route::Found(p)) => {
                     hops = p.hops.clone();
                     for r in &p.risks {
@@ -92,9 +94,6 @@ impl Validator {
                     e.to_string(),
                 )),
             }
-        }
-        if hops.is_empty() {
-            hops.push(target.clone());
         }
         if hops.is_empty() {
             hops.push(target.clone());
@@ -163,7 +162,7 @@ impl Validator {
                 Some(target) => {
                     let from = current.get(other.0).and_then(|s| s.iter().max().cloned());
                     match (self.graphs.get(os), from) {
-                        (Some(g), Some(from)) => match g.route(
+                        (Some(g), Some(from)) => match g.route_from_running(
                             &from,
                             &target,
                             PathOptions {
@@ -268,17 +267,27 @@ impl Validator {
         }
     }
 
-    /// "Go through 1.29.14, then 1.30.10": the latest release of each minor in between. A way
+    /// "Go through 1.29.14, then 1.30.10": the latest release of each minor in between, a
+    /// pre-release only when its minor has nothing else (a stop is run in production). A way
     /// through more than [`MAX_LISTED_STOPS`] minors (date-numbered minors, say) is summarised
     /// with its first stop, so the recipe stays readable and its cost does not grow with the gap.
     fn stepwise_recipe(&self, service: &str, from: &Version, to: &Version) -> String {
         let latest_of = |minor: u64| {
-            self.registry
+            let of_minor: Vec<&Version> = self
+                .registry
                 .releases(service)
                 .filter(|r| !r.yanked && r.version.major == from.major && r.version.minor == minor)
-                .map(|r| r.version.to_string())
-                .last()
-                .unwrap_or_else(|| format!("{}.{minor}.x (not released)", from.major))
+                .map(|r| &r.version)
+                .collect();
+            of_minor
+                .iter()
+                .rev()
+                .find(|v| v.pre.is_empty())
+                .or(of_minor.last())
+                .map_or_else(
+                    || format!("{}.{minor}.x (not released)", from.major),
+                    ToString::to_string,
+                )
         };
         let between = if from.major == to.major {
             to.minor.saturating_sub(from.minor).saturating_sub(1)
