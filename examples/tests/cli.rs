@@ -733,7 +733,7 @@ fn an_upgrade_the_catalog_refuses_is_blocked_with_exit_3() {
         .assert()
         .success()
         .stdout(predicate::str::contains(
-            "validation: OkWithWarnings — [warn] demo 1.1.0 migration 0011 statement 2 (line 1, \
+            "validation: okWithWarnings — [warn] demo 1.1.0 migration 0011 statement 2 (line 1, \
              column 26) (sql.ban-drop-column): dropping column(s) c of t",
         ));
     let out = with_catalog(d)

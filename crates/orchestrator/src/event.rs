@@ -67,7 +67,8 @@ pub enum EventKind {
     /// The upgrade validated, with the validator's verdict and findings in one line each.
     #[serde(rename_all = "camelCase")]
     Validated {
-        /// `ok`, `okWithWarnings` or a note that no validator is configured.
+        /// The validator's verdict by its serialized name, `ok` or `okWithWarnings`, or
+        /// `not checked` when no validator is configured.
         verdict: String,
         /// The findings, one sentence each.
         findings: Vec<String>,
@@ -116,7 +117,9 @@ pub enum EventKind {
         /// Its share, in percent.
         percent: f64,
     },
-    /// The canary controller decided something other than holding, with its evidence.
+    /// The canary controller decided something other than holding, or held for a reason other
+    /// than the last one (a hold is announced when its reason changes, not at every window),
+    /// with its evidence.
     #[serde(rename_all = "camelCase")]
     AnalysisResult {
         /// The decision and its evidence.
@@ -209,6 +212,17 @@ impl EventKind {
             EventKind::PhaseChanged { .. } => Some(NotifyOn::Phase),
             _ => None,
         }
+    }
+}
+
+/// A compatibility verdict by its serialized name (`ok`, `okWithWarnings`, `blocked`), as
+/// events and the dry run write it: the Rust names (`OkWithWarnings`) are no part of the
+/// report's schema.
+pub(crate) fn verdict_name(verdict: serin_compat::Verdict) -> &'static str {
+    match verdict {
+        serin_compat::Verdict::Ok => "ok",
+        serin_compat::Verdict::OkWithWarnings => "okWithWarnings",
+        serin_compat::Verdict::Blocked => "blocked",
     }
 }
 
@@ -314,5 +328,23 @@ impl fmt::Display for Event {
             self.at.as_millis(),
             self.kind
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serin_compat::Verdict;
+
+    use super::verdict_name;
+
+    #[test]
+    fn verdict_names_are_the_serialized_ones() {
+        for v in [Verdict::Ok, Verdict::OkWithWarnings, Verdict::Blocked] {
+            assert_eq!(
+                serde_json::to_value(v).expect("serializes"),
+                verdict_name(v),
+                "{v:?}"
+            );
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The [`Notifier`] and [`BackupProvider`] traits, with in-memory implementations that record
 //! what they were asked (real backups are in `backup`, behind the `backup` feature).
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,10 +12,7 @@ use crate::backup::Retention;
 use crate::config::NotificationChannel;
 use crate::error::{Error, Result};
 use crate::event::Event;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+use crate::lock;
 
 /// Delivers events to a notification channel (Slack, e-mail, PagerDuty, a webhook).
 ///

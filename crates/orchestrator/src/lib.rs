@@ -26,10 +26,12 @@
 //!   [`EventKind::UpgradeStep`] events of the phase it belongs to. The orchestrator runs no SQL:
 //!   a [`StepRunner`] carries out what it can ([`InMemoryStepRunner`] records), the backup
 //!   provider's backup does the backup step, and anything else is recorded as due.
-//! - `maxDeploymentDuration` bounds the whole deployment: before promotion it rolls back
-//!   (never promote on missing evidence); after promotion `monitoring.onDeadline` ([`OnDeadline`])
-//!   either finishes at once (the default: the watch ends and the old version is retired
-//!   without the rest of its warm delay) or rolls back to the still-warm old version.
+//! - `maxDeploymentDuration` bounds the deployment once traffic moves: it is checked during
+//!   the analysis, the switch, the watch and the warm delay, not during preparation or the wait
+//!   for readiness (which only `blueGreenConfig.readinessTimeout` bounds). Before promotion it
+//!   rolls back (never promote on missing evidence); after promotion `monitoring.onDeadline`
+//!   ([`OnDeadline`]) either finishes at once (the default: the watch ends and the old version
+//!   is retired without the rest of its warm delay) or rolls back to the still-warm old version.
 //! - [`Journal`] ([`FileJournal`]: append-only JSON lines with fsync, compacted on demand or
 //!   past a size; [`InMemoryJournal`]):
 //!   every [`Record`] holds the new [`DeploymentState`] (including the canary controller, its
@@ -89,6 +91,8 @@ mod run;
 mod sample;
 mod state;
 
+use std::sync::{Mutex, MutexGuard};
+
 #[cfg(feature = "charts")]
 pub use chart::ChartOptions;
 pub use config::{
@@ -120,3 +124,35 @@ pub use state::{
     AnyJudge, CanaryRun, DeploymentState, Effect, Outcome, Placement, PlanRun, Stage, StepStatus,
     UpgradeStep,
 };
+
+/// Locks `m`, taking over a lock that a panicking thread poisoned: every value guarded in this
+/// crate is whole between statements, so one panic is no reason to fail every later call.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Cuts `s` to at most `max` characters, marking the cut with `…`: notification fields and
+/// chart captions have limits, and a cut must never split a character.
+#[cfg(any(feature = "charts", feature = "notify"))]
+pub(crate) fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(all(test, any(feature = "charts", feature = "notify")))]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        assert_eq!(truncate("héllo", 10), "héllo");
+        assert_eq!(truncate("héllo wörld", 5), "héll…");
+        assert_eq!(truncate("rolled back", 6), "rolle…");
+        assert_eq!(truncate("→→→", 2), "→…");
+        assert_eq!(truncate("", 0), "");
+    }
+}

@@ -16,9 +16,11 @@ use crate::state::{Outcome, Placement, UpgradeStep};
 /// The version of the report's JSON form that this crate writes: `serin.report/v<major>`.
 ///
 /// Tools that read reports check it before anything else. Fields may be added within a major
-/// version (readers should ignore fields they do not know); a field that is removed, renamed or
-/// changes meaning takes a new major version. The schema is documented in
-/// `docs/report-schema.md` and published as JSON Schema in `docs/report.schema.json`.
+/// version (`serin.report/v1.<minor>` may mark additions); a field that is removed, renamed or
+/// changes meaning takes a new major version. Other readers should ignore fields they do not
+/// know; this crate's own reader, [`Report::from_json`], is strict and refuses them. The schema
+/// is documented in `docs/report-schema.md` and published as JSON Schema in
+/// `docs/report.schema.json`.
 pub const REPORT_SCHEMA_VERSION: &str = "serin.report/v1";
 
 /// The prefix of every report schema version.
@@ -123,7 +125,11 @@ impl Report {
 
     /// Reads a report from its JSON form, checking its schema version first: a report of
     /// another major version than [`REPORT_SCHEMA_VERSION`]'s is refused with an error naming
-    /// `report.schemaVersion`, before its fields are read.
+    /// `report.schemaVersion`, before its fields are read. A v1 report (`serin.report/v1` or
+    /// `serin.report/v1.<minor>`) is then read strictly: an unknown field of the report, of an
+    /// event, a sample or a checklist step, and an unknown event type, are refused with an
+    /// error naming them, so a report with additions of a later minor version may not load.
+    /// Tools that must read those read the JSON themselves, ignoring what they do not know.
     ///
     /// ```
     /// use serin_orchestrator::Report;

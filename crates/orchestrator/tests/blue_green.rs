@@ -228,3 +228,91 @@ async fn a_paused_switch_is_rolled_back_at_the_deadline_whatever_the_check_inter
         Some((Track::Blue, "1.0.0".into()))
     );
 }
+
+/// The world's router, failing the next `failures` applies.
+struct FlakyRouter {
+    world: Arc<World>,
+    failures: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl serin_traffic::TrafficRouter for FlakyRouter {
+    fn name(&self) -> &str {
+        "flaky"
+    }
+
+    fn capabilities(&self) -> serin_traffic::Capabilities {
+        self.world.router.capabilities()
+    }
+
+    async fn apply(&self, split: &serin_traffic::TrafficSplit) -> serin_traffic::Result<()> {
+        use std::sync::atomic::Ordering;
+        let failing = self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            self.world.router.fail_next_apply("connection refused");
+        }
+        self.world.router.apply(split).await
+    }
+
+    async fn current(&self) -> serin_traffic::Result<Option<serin_traffic::TrafficSplit>> {
+        self.world.router.current().await
+    }
+}
+
+/// Runs a gradual switch to 1.1.0 through a router that fails its next `failures` applies.
+async fn switch_through_a_failing_router(
+    failures: usize,
+) -> (Arc<World>, serin_orchestrator::Report) {
+    let world = world_on_blue().await;
+    let router = Arc::new(FlakyRouter {
+        world: Arc::clone(&world),
+        failures: failures.into(),
+    });
+    let backends = ServiceBackends::new(router, world.source.clone(), world.health.clone());
+    let o = Orchestrator::builder(world.platform.clone(), world.journal.clone())
+        .service(SERVICE, backends)
+        .clock(world.clock)
+        .build();
+    let report = o
+        .run(&blue_green_config("1.1.0", TrafficStrategyKind::Gradual))
+        .await
+        .expect("the deployment ends with a report")
+        .remove(0);
+    (world, report)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_router_failing_again_as_the_rollback_starts_is_retried_and_the_rollback_finishes() {
+    // The first step of the switch fails, then the rollback's first switch back.
+    let (world, report) = switch_through_a_failing_router(2).await;
+    let reason = rollback_reason(&report);
+    assert!(reason.contains("connection refused"), "{reason}");
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Blue, "1.0.0".into()))
+    );
+    assert!(world.platform.status(SERVICE, &Track::Green).await.is_err());
+    // The deployment is over, so its lock is free.
+    world
+        .platform
+        .lock(SERVICE, "next")
+        .await
+        .expect("lock freed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_router_failing_through_the_whole_rollback_ends_the_deployment_as_failed() {
+    let (world, report) = switch_through_a_failing_router(3).await;
+    let Some(Outcome::Failed { reason }) = &report.outcome else {
+        panic!("expected failed, got {report}");
+    };
+    assert!(reason.contains("connection refused"), "{reason}");
+    world
+        .platform
+        .lock(SERVICE, "next")
+        .await
+        .expect("lock freed");
+}

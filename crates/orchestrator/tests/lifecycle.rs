@@ -643,3 +643,28 @@ async fn a_rollback_across_a_destructive_migration_without_a_backup_is_refused()
     );
     assert!(err.contains("took no backup"), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_verdict_is_written_by_its_serialized_name_in_events_and_the_dry_run() {
+    let world = on_1_0_0().await;
+    let _traffic = world.spawn_traffic();
+    let runner = Arc::new(InMemoryStepRunner::new());
+    let o = orchestrator(&world, Some(Arc::new(InMemoryBackup::new())), Some(runner));
+    let config = canary_config("1.1.0");
+    let plan = o.plan(&config).await.expect("plan").remove(0);
+    let report = o.run(&config).await.expect("run").remove(0);
+    let verdict = report
+        .timeline
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::Validated { verdict, .. } => Some(verdict.as_str()),
+            _ => None,
+        })
+        .expect("a validated event");
+    // 1.1.0 drops a column: allowed, with warnings.
+    assert_eq!(verdict, "okWithWarnings");
+    assert!(
+        plan.steps[0].starts_with("validation: okWithWarnings"),
+        "{plan}"
+    );
+}

@@ -101,16 +101,6 @@ impl ChartOptions {
     }
 }
 
-/// Shortens `text` to at most `max` characters, ending with an ellipsis when cut.
-fn shorten(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
-
 impl Report {
     /// The chart's title: service, versions, strategy and outcome.
     fn chart_title(&self) -> String {
@@ -152,7 +142,7 @@ impl Report {
             line.push_str(reason);
         }
         // About one character per 6.5 pixels at the subtitle's size.
-        shorten(&line, (width.saturating_sub(40) as usize * 2) / 13)
+        crate::truncate(&line, (width.saturating_sub(40) as usize * 2) / 13)
     }
 
     /// Renders the report's timeline chart as an SVG document (`charts` feature).
@@ -231,12 +221,5 @@ mod tests {
             .validate()
             .expect_err("too tall");
         assert!(e.to_string().contains("chartOptions.height `9000`"), "{e}");
-    }
-
-    #[test]
-    fn long_text_is_shortened_with_an_ellipsis() {
-        assert_eq!(shorten("rolled back", 20), "rolled back");
-        assert_eq!(shorten("rolled back", 6), "rolle…");
-        assert_eq!(shorten("→→→", 2), "→…");
     }
 }

@@ -7,7 +7,7 @@ use serin_traffic::{Strategy, Weight, WeightedStep};
 
 use crate::error::{Error, Result};
 
-use super::{percent, positive};
+use super::{percent, positive, replicas};
 
 /// How blue-green moves traffic from the old colour to the new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -26,7 +26,7 @@ pub enum TrafficStrategyKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct BlueGreenConfig {
-    /// Instances per colour (`REPLICAS`). Default 3.
+    /// Instances per colour (`REPLICAS`), 1 to `TrackSpec::MAX_INSTANCES` (64). Default 3.
     pub replicas_per_env: u32,
     /// How often readiness is polled while the new colour starts. Default `5s`.
     #[serde(with = "serin_signals::duration")]
@@ -113,32 +113,27 @@ impl BlueGreenConfig {
 
     pub(super) fn validate(&self) -> Result<()> {
         let path = "blueGreenConfig";
-        if self.replicas_per_env == 0 || self.replicas_per_env > 1_000 {
-            return Err(Error::invalid(
-                format!("{path}.replicasPerEnv"),
-                self.replicas_per_env,
-                "must be between 1 and 1000",
-            ));
-        }
+        replicas(&format!("{path}.replicasPerEnv"), self.replicas_per_env)?;
         positive(
             &format!("{path}.healthCheckInterval"),
             self.health_check_interval,
         )?;
         positive(&format!("{path}.readinessTimeout"), self.readiness_timeout)?;
         if self.traffic_strategy == TrafficStrategyKind::Gradual {
-            percent(
-                &format!("{path}.trafficIncrement"),
-                self.traffic_increment,
-                false,
-            )?;
+            percent(&format!("{path}.trafficIncrement"), self.traffic_increment)?;
             positive(&format!("{path}.trafficInterval"), self.traffic_interval)?;
         }
-        if self.traffic_strategy == TrafficStrategyKind::Weighted && self.weights.is_empty() {
-            return Err(Error::invalid(
-                format!("{path}.weights"),
-                "[]",
-                "a weighted switch needs at least one weight",
-            ));
+        if self.traffic_strategy == TrafficStrategyKind::Weighted {
+            if self.weights.is_empty() {
+                return Err(Error::invalid(
+                    format!("{path}.weights"),
+                    "[]",
+                    "a weighted switch needs at least one weight",
+                ));
+            }
+            // Each weight holds for the interval: a zero one would pass every weight at once,
+            // before any check could see it.
+            positive(&format!("{path}.trafficInterval"), self.traffic_interval)?;
         }
         self.traffic().map(|_| ())
     }

@@ -11,7 +11,7 @@ use serin_triggers::{Action as TriggerAction, Operator, TriggerConfig};
 
 use crate::error::{Error, Result};
 
-use super::{humantime_like, positive};
+use super::{humantime_like, positive, replicas};
 
 /// Canary settings (`canaryConfig`). Percentages are written as percent (`5` = 5%).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,7 +38,8 @@ pub struct CanaryConfig {
     /// derived from the percentages above.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steps: Option<Vec<Step>>,
-    /// Instances of the canary track (of a canary strategy). Default 1.
+    /// Instances of the canary track (of a canary strategy), 1 to `TrackSpec::MAX_INSTANCES`
+    /// (64). Default 1.
     pub replicas: u32,
     /// The judges' false-rollback bound. Default `0.05`.
     pub alpha: f64,
@@ -201,13 +202,7 @@ impl CanaryConfig {
                 "must be at least 100ms",
             ));
         }
-        if self.replicas == 0 || self.replicas > 1_000 {
-            return Err(Error::invalid(
-                format!("{path}.replicas"),
-                self.replicas,
-                "must be between 1 and 1000",
-            ));
-        }
+        replicas(&format!("{path}.replicas"), self.replicas)?;
         if !(self.alpha > 0.0 && self.alpha < 1.0) {
             return Err(Error::invalid(
                 format!("{path}.alpha"),
@@ -282,6 +277,10 @@ pub struct Bounds {
 }
 
 /// Absolute limits on the canary arm (`canaryThresholds`), each watched by a rollback trigger.
+///
+/// Each acts on one breaching check: a limit is a bound the canary must never cross, so,
+/// unlike the monitoring thresholds (held for `monitoring.consecutiveFailures` checks), it does
+/// not wait for the breach to last.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct CanaryThresholds {
@@ -356,12 +355,19 @@ impl CanaryThresholds {
         Ok(())
     }
 
-    /// The rollback triggers these limits stand for, watching `track`.
-    pub(super) fn triggers(&self, track: &Track, hold_for: Duration) -> Vec<TriggerConfig> {
+    /// The rollback triggers these limits stand for, watching `track`; each acts on the first
+    /// breaching check.
+    pub(super) fn triggers(&self, track: &Track) -> Vec<TriggerConfig> {
         let mut out = Vec::new();
         let mut push = |id: String, metric: Metric, op: Operator, value: f64, action| {
             out.push(threshold_trigger(
-                id, track, metric, op, value, action, hold_for,
+                id,
+                track,
+                metric,
+                op,
+                value,
+                action,
+                Duration::ZERO,
             ));
         };
         if let Some(v) = self.max_error_rate {

@@ -26,6 +26,7 @@ use serin_signals::{Metric, Track};
 use serin_triggers::{Action as TriggerAction, EngineConfig, Operator, TriggerConfig};
 
 use crate::error::{Error, Result};
+use crate::platform::{TrackSpec, validate_service};
 
 /// How the new version replaces the old one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -104,8 +105,9 @@ pub struct DeploymentConfig {
     pub strategy: StrategyKind,
     /// The version to deploy (`VERSION`).
     pub version: semver::Version,
-    /// The services to deploy: one after the other in this order, or, with a compatibility
-    /// validator, group by group in its rollout order for the set (see `Orchestrator::run`).
+    /// The services to deploy, each a DNS label (platforms name tracks after it): one after
+    /// the other in this order, or, with a compatibility validator, group by group in its
+    /// rollout order for the set (see `Orchestrator::run`).
     pub target_services: Vec<String>,
     /// Blue-green settings (also the instance count of the stable track).
     #[serde(default)]
@@ -119,7 +121,12 @@ pub struct DeploymentConfig {
     /// Monitoring during and after the rollout.
     #[serde(default)]
     pub monitoring: MonitoringConfig,
-    /// Extra rollback triggers (see `serin-triggers`).
+    /// Extra rollback triggers (see `serin-triggers`). They run beside the triggers derived
+    /// from `canaryThresholds` and `monitoring`, whose ids they may not take:
+    /// `canary-max-error-rate`, `canary-max-latency`, `canary-min-throughput`,
+    /// `canary-max-cpu`, `canary-max-memory`, `canary-<metric>-max` and `canary-<metric>-min`
+    /// (one per custom metric bound), `error-rate-threshold` and `latency-threshold`, each
+    /// while the threshold it stands for is set.
     #[serde(default)]
     pub triggers: Vec<TriggerConfig>,
     /// Where notifications go.
@@ -128,7 +135,11 @@ pub struct DeploymentConfig {
     /// Roll back when an action fails (a router or platform error). Default `true`.
     #[serde(default = "yes")]
     pub rollback_on_error: bool,
-    /// The deployment is rolled back if it has not finished by then. Default `2h`.
+    /// How long the deployment may take from its start. Default `2h`. It is checked while
+    /// traffic moves and after promotion, not during preparation or while the new version
+    /// starts (that wait ends at `blueGreenConfig.readinessTimeout`), so a deployment may run
+    /// past it until its next check. Before promotion it rolls back; after promotion
+    /// `monitoring.onDeadline` decides, by default completing the deployment at once.
     #[serde(default = "two_hours", with = "serin_signals::duration")]
     pub max_deployment_duration: Duration,
     /// What `resume` does after a crash. Default `continue`.
@@ -349,18 +360,9 @@ impl DeploymentConfig {
             ));
         }
         for (i, s) in self.target_services.iter().enumerate() {
-            if s.is_empty()
-                || s.len() > 63
-                || !s
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-            {
-                return Err(Error::invalid(
-                    format!("deploymentConfig.targetServices[{i}]"),
-                    s,
-                    "must be 1 to 63 ASCII letters, digits, `-`, `_` or `.`",
-                ));
-            }
+            // Platforms and backup providers name tracks after the service: a name they would
+            // refuse is refused here, before any pre-upgrade step has run.
+            validate_service(&format!("deploymentConfig.targetServices[{i}]"), s)?;
             if self.target_services[..i].contains(s) {
                 return Err(Error::invalid(
                     format!("deploymentConfig.targetServices[{i}]"),
@@ -418,11 +420,30 @@ impl DeploymentConfig {
         self.trigger_config().map(|_| ())
     }
 
+    /// How many instances the new version starts with: a canary over a running version starts
+    /// small (`canaryConfig.replicas`); anything else, a first install included, at full size
+    /// (`replicasPerEnv`). The executor and the dry run both ask here, so they cannot differ.
+    pub(crate) fn bring_up_instances(&self, over_running: bool) -> u32 {
+        match self.strategy {
+            StrategyKind::Canary if over_running => self.canary_config.replicas,
+            _ => self.blue_green_config.replicas_per_env,
+        }
+    }
+
+    /// The size a canary's track grows to before it takes all traffic, if it must grow: a
+    /// canary strategy started it at `canaryConfig.replicas`, and the promoted version serves
+    /// alone at `replicasPerEnv`.
+    pub(crate) fn promotion_scale(&self) -> Option<u32> {
+        let full = self.blue_green_config.replicas_per_env;
+        (self.strategy == StrategyKind::Canary && full > self.canary_config.replicas)
+            .then_some(full)
+    }
+
     /// Every rollback trigger of the deployment, watching the canary arm (relabelled
     /// `canary`): the `canaryThresholds`, the monitoring thresholds and the extra `triggers`.
     pub fn trigger_config(&self) -> Result<EngineConfig> {
         let track = Track::Canary;
-        let mut triggers = self.canary_thresholds.triggers(&track, Duration::ZERO);
+        let mut triggers = self.canary_thresholds.triggers(&track);
         let hold = self.monitoring.hold_for();
         if let Some(v) = self.monitoring.error_rate_threshold {
             triggers.push(threshold_trigger(
@@ -446,6 +467,18 @@ impl DeploymentConfig {
                 hold,
             ));
         }
+        // Checked here, where the derived ids are known, so that the error names the user's
+        // trigger rather than a position in the combined list.
+        for (i, t) in self.triggers.iter().enumerate() {
+            if triggers.iter().any(|d| d.id() == t.id()) {
+                return Err(Error::invalid(
+                    format!("deploymentConfig.triggers[{i}].id"),
+                    t.id(),
+                    "is the id of a trigger derived from canaryThresholds or monitoring: \
+                     choose another",
+                ));
+            }
+        }
         triggers.extend(self.triggers.iter().cloned());
         let config = EngineConfig { triggers };
         config
@@ -462,8 +495,24 @@ fn positive(path: &str, d: Duration) -> Result<()> {
     Ok(())
 }
 
-fn percent(path: &str, v: f64, zero_ok: bool) -> Result<()> {
-    if !(v.is_finite() && v <= 100.0 && (v > 0.0 || (zero_ok && v == 0.0))) {
+/// Checks an instance count against what every platform runs per track, so that a config
+/// that validates is not refused at bring-up, after the pre-upgrade steps have run.
+fn replicas(path: &str, v: u32) -> Result<()> {
+    if v == 0 || v > TrackSpec::MAX_INSTANCES {
+        return Err(Error::invalid(
+            path,
+            v,
+            format!(
+                "must be between 1 and {} (the most instances a platform runs per track)",
+                TrackSpec::MAX_INSTANCES
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn percent(path: &str, v: f64) -> Result<()> {
+    if !(v.is_finite() && v > 0.0 && v <= 100.0) {
         return Err(Error::invalid(path, v, "must be a percentage in (0, 100]"));
     }
     Ok(())
@@ -686,6 +735,123 @@ maxDeploymentDuration: 2h
                 "{json}: `{err}` does not mention `{needle}`"
             );
         }
+    }
+
+    #[test]
+    fn services_and_replicas_are_checked_as_the_platform_checks_them() {
+        let load = |services: &str, extra: &str| {
+            DeploymentConfig::from_json(&format!(
+                r#"{{"strategy":"canary","version":"1.0.0","targetServices":{services}{extra}}}"#
+            ))
+        };
+        for bad in ["Web", "web_api", "web.api", "-web", "web-"] {
+            let err = load(&format!(r#"["ok", "{bad}"]"#), "")
+                .expect_err(bad)
+                .to_string();
+            assert!(
+                err.contains(&format!("deploymentConfig.targetServices[1] `{bad}`")),
+                "{err}"
+            );
+        }
+        for (field, extra) in [
+            (
+                "blueGreenConfig.replicasPerEnv",
+                r#","blueGreenConfig":{"replicasPerEnv":65}"#,
+            ),
+            (
+                "canaryConfig.replicas",
+                r#","canaryConfig":{"replicas":65}"#,
+            ),
+        ] {
+            let err = load(r#"["web"]"#, extra).expect_err(field).to_string();
+            assert!(err.contains(&format!("{field} `65`")), "{err}");
+            assert!(err.contains("between 1 and 64"), "{err}");
+        }
+        // What validates, the platform takes.
+        let c = load(
+            r#"["web-2"]"#,
+            r#","blueGreenConfig":{"replicasPerEnv":64},"canaryConfig":{"replicas":64}"#,
+        )
+        .expect("valid");
+        for n in [
+            c.blue_green_config.replicas_per_env,
+            c.canary_config.replicas,
+        ] {
+            TrackSpec::new(&c.target_services[0], "1.0.0", Track::Green, n).expect("a spec");
+        }
+    }
+
+    #[test]
+    fn a_trigger_may_not_take_the_id_of_a_derived_one() {
+        let trigger = |id: &str| {
+            format!(
+                r#""triggers":[{{"kind":"metricThreshold","id":"p99","metric":"latency","operator":"gt","value":900}},{{"kind":"metricThreshold","id":"{id}","metric":"error_rate","operator":"gt","value":0.2}}]"#
+            )
+        };
+        for (id, extra) in [
+            (
+                "canary-max-error-rate",
+                r#""canaryThresholds":{"maxErrorRate":0.05},"#,
+            ),
+            (
+                "canary-queue_depth-max",
+                r#""canaryThresholds":{"customMetricThresholds":{"queue_depth":{"max":100}}},"#,
+            ),
+            ("error-rate-threshold", ""),
+            (
+                "latency-threshold",
+                r#""monitoring":{"latencyThreshold":500},"#,
+            ),
+        ] {
+            let json = format!(
+                r#"{{"strategy":"canary","version":"1.0.0","targetServices":["a"],{extra}{}}}"#,
+                trigger(id)
+            );
+            let err = DeploymentConfig::from_json(&json)
+                .expect_err(id)
+                .to_string();
+            assert!(
+                err.contains(&format!("deploymentConfig.triggers[1].id `{id}`")),
+                "{err}"
+            );
+        }
+        // An id is free while the threshold it would stand for is not set.
+        let json = format!(
+            r#"{{"strategy":"canary","version":"1.0.0","targetServices":["a"],{}}}"#,
+            trigger("latency-threshold")
+        );
+        assert!(DeploymentConfig::from_json(&json).is_ok());
+    }
+
+    #[test]
+    fn a_weighted_switch_needs_a_positive_interval() {
+        let mut c = base();
+        c.blue_green_config.traffic_strategy = TrafficStrategyKind::Weighted;
+        c.blue_green_config.weights = vec![10.0, 50.0];
+        assert!(c.validate().is_ok());
+        c.blue_green_config.traffic_interval = Duration::ZERO;
+        let err = c.validate().expect_err("zero interval").to_string();
+        assert!(
+            err.contains("blueGreenConfig.trafficInterval `0s`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_instance_counts_follow_the_strategy() {
+        let mut c = base();
+        c.canary_config.replicas = 1;
+        c.blue_green_config.replicas_per_env = 4;
+        assert_eq!(c.bring_up_instances(true), 1);
+        assert_eq!(
+            c.bring_up_instances(false),
+            4,
+            "a first install runs full size"
+        );
+        assert_eq!(c.promotion_scale(), Some(4));
+        c.strategy = StrategyKind::BlueGreenWithCanary;
+        assert_eq!(c.bring_up_instances(true), 4);
+        assert_eq!(c.promotion_scale(), None);
     }
 
     #[test]

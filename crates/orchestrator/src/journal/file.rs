@@ -8,8 +8,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{Journal, Record, first_appearances, lock};
+use super::{Journal, Record, first_appearances};
 use crate::error::{Error, Result};
+use crate::lock;
 
 /// The embedded default: an append-only file of JSON lines, one record per line, synced to
 /// disk (`fsync`) before `append` returns. A last line cut short by a crash is skipped.
@@ -240,7 +241,7 @@ impl FileJournal {
                 dropped += 1;
                 return Ok(());
             }
-            out.write_all(line.as_bytes())
+            out.write_all(&line)
                 .and_then(|()| out.write_all(b"\n"))
                 .map_err(cannot)?;
             bytes += line.len() as u64 + 1;
@@ -270,25 +271,40 @@ impl FileJournal {
         )
     }
 
-    /// Calls `each` with every record line's number, deployment and text, in order. A torn
-    /// line (a crash mid-write: it ends early and was never acknowledged) is skipped; a line
-    /// that is complete but does not name its deployment is corruption, and replaying around
-    /// it would be a lie.
-    fn scan(&self, mut each: impl FnMut(usize, String, String) -> Result<()>) -> Result<()> {
+    /// Calls `each` with every record line's number, deployment and bytes (without the
+    /// newline), in order. A torn line (a crash mid-write: it ends early and was never
+    /// acknowledged) is skipped, and so is a last line without its newline that does not
+    /// decode; lines are read as bytes, since a write cut inside a multi-byte character leaves
+    /// no valid UTF-8 to read as text. A line that is complete but does not name its
+    /// deployment is corruption, and replaying around it would be a lie.
+    fn scan(&self, mut each: impl FnMut(usize, String, Vec<u8>) -> Result<()>) -> Result<()> {
         let file = match std::fs::File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(Error::backend("journal", &self.name, e)),
         };
-        for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(|e| Error::backend("journal", &self.name, e))?;
-            if line.trim().is_empty() {
+        let mut reader = std::io::BufReader::new(file);
+        let mut line = Vec::new();
+        for n in 1usize.. {
+            line.clear();
+            let read = reader
+                .read_until(b'\n', &mut line)
+                .map_err(|e| Error::backend("journal", &self.name, e))?;
+            if read == 0 {
+                break;
+            }
+            // Only the last line can lack its newline.
+            let unterminated = line.last() != Some(&b'\n');
+            if !unterminated {
+                line.pop();
+            }
+            if line.trim_ascii().is_empty() {
                 continue;
             }
-            match serde_json::from_str::<Head>(&line) {
-                Ok(head) => each(n + 1, head.deployment, line)?,
-                Err(e) if e.is_eof() => {}
-                Err(e) => return Err(self.corrupt(n + 1, &e)),
+            match serde_json::from_slice::<Head>(&line) {
+                Ok(head) => each(n, head.deployment, std::mem::take(&mut line))?,
+                Err(e) if e.is_eof() || unterminated => {}
+                Err(e) => return Err(self.corrupt(n, &e)),
             }
         }
         Ok(())
@@ -298,7 +314,7 @@ impl FileJournal {
     /// record: one pass, parsing only those records.
     fn last_of_each(&self) -> Result<Vec<(usize, Record)>> {
         let mut order = Vec::new();
-        let mut last: HashMap<String, (usize, String)> = HashMap::new();
+        let mut last: HashMap<String, (usize, Vec<u8>)> = HashMap::new();
         self.scan(|number, whose, line| {
             if !last.contains_key(&whose) {
                 order.push(whose.clone());
@@ -316,8 +332,8 @@ impl FileJournal {
     }
 
     /// The record on line `number`, which [`scan`](Self::scan) found complete.
-    fn parse(&self, number: usize, line: &str) -> Result<Record> {
-        serde_json::from_str::<Record>(line).map_err(|e| self.corrupt(number, &e))
+    fn parse(&self, number: usize, line: &[u8]) -> Result<Record> {
+        serde_json::from_slice::<Record>(line).map_err(|e| self.corrupt(number, &e))
     }
 }
 
@@ -481,6 +497,45 @@ mod tests {
             vec![0, 1, 2]
         );
         assert_eq!(seqs(back.last_records().await.expect("last")), vec![2]);
+    }
+
+    #[tokio::test]
+    async fn a_line_cut_inside_a_multi_byte_character_is_skipped_as_torn() {
+        let (_dir, path) = fresh();
+        let id = "web-1";
+        let j = FileJournal::open(&path).expect("open");
+        let with_reason = |seq| {
+            let mut r = sample_record(id, seq);
+            r.state.rollback_reason = Some("latence dégradée".into());
+            r
+        };
+        j.append(&with_reason(0)).await.expect("append");
+        j.append(&with_reason(1)).await.expect("append");
+        // A crash cuts the last line after the first byte of its last `é`.
+        let bytes = std::fs::read(&path).expect("read");
+        let e_acute = "é".as_bytes();
+        let at = bytes
+            .windows(e_acute.len())
+            .rposition(|w| w == e_acute)
+            .expect("the reason is in the file");
+        std::fs::write(&path, &bytes[..=at]).expect("truncate");
+        let seqs = |records: Vec<Record>| records.iter().map(|r| r.seq).collect::<Vec<_>>();
+        let back = FileJournal::open(&path).expect("reopen");
+        let records = back.records(id).await.expect("records");
+        assert_eq!(
+            records[0].state.rollback_reason.as_deref(),
+            Some("latence dégradée")
+        );
+        assert_eq!(seqs(records), vec![0]);
+        assert_eq!(seqs(back.last_records().await.expect("last")), vec![0]);
+        // Writing on: the torn line, now ended by a newline, stays skipped.
+        back.append(&with_reason(2)).await.expect("append");
+        assert_eq!(seqs(back.all_records().await.expect("all")), vec![0, 2]);
+        // A compaction leaves the torn line out.
+        back.compact(0).await.expect("compact");
+        let text = std::fs::read_to_string(&path).expect("whole characters only");
+        assert_eq!(text.lines().count(), 2);
+        assert_eq!(seqs(back.records(id).await.expect("records")), vec![0, 2]);
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ mod file;
 pub mod testkit;
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -21,12 +21,9 @@ use serin_signals::Timestamp;
 
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::lock;
 use crate::sample::Sample;
 use crate::state::{DeploymentState, Effect, MAX_SEQ};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// One journal record: the state a deployment moves to, the effects that move the world there,
 /// and the events that tell about it.

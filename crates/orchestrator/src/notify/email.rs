@@ -12,9 +12,10 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::queue::Failure;
 use super::settings::{Secret, SmtpSettings, StartTls};
-use super::{event_type, evidence, truncate};
+use super::{event_type, evidence};
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::truncate;
 
 /// The SMTP client of one channel.
 pub(super) type Transport = AsyncSmtpTransport<Tokio1Executor>;

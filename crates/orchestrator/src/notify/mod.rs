@@ -46,7 +46,7 @@ pub mod testkit;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serin_signals::Timestamp;
@@ -55,16 +55,13 @@ use crate::config::{ChannelKind, NotificationChannel};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind};
 use crate::hooks::Notifier;
+use crate::lock;
 
 pub use queue::DeliveryStats;
 pub use settings::{NotifySettings, Overflow, RetryPolicy, Secret, SmtpSettings, StartTls};
 pub use webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, cloud_event, signature, verify_signature};
 
 use queue::{Job, Lane, Payload, Shared};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// The event's type as its JSON names it (`started`, `phaseChanged`, `rolledBack`, ...): the
 /// suffix of the CloudEvents `type` and the `class` of a PagerDuty event.
@@ -432,16 +429,6 @@ fn redact_url(value: &str) -> String {
     }
 }
 
-/// Cuts `s` to at most `max` characters, marking the cut with `…`.
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_owned();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
-
 /// The evidence lines of an event: the decision's judges, the trigger's reading.
 fn evidence(kind: &EventKind) -> Vec<String> {
     match kind {
@@ -466,13 +453,6 @@ mod tests {
             "rolledBack"
         );
         assert_eq!(event_type(&EventKind::Paused), "paused");
-    }
-
-    #[test]
-    fn truncation_keeps_whole_characters() {
-        assert_eq!(truncate("héllo", 10), "héllo");
-        assert_eq!(truncate("héllo wörld", 5), "héll…");
-        assert_eq!(truncate("", 0), "");
     }
 
     #[test]

@@ -11,10 +11,11 @@
 
 use serde_json::{Value, json};
 
+use super::event_type;
 use super::settings::Secret;
-use super::{event_type, truncate};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind};
+use crate::truncate;
 
 /// The Events API's limits: `summary` 1024 characters, `dedup_key` 255.
 const SUMMARY_MAX: usize = 1_024;

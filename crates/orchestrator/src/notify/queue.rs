@@ -14,13 +14,15 @@ use serin_signals::Timestamp;
 use tokio::sync::{Notify, watch};
 
 use super::settings::{NotifySettings, Overflow, Secret};
-use super::{WallClock, email, lock};
+use super::{WallClock, email};
+use crate::lock;
 
 /// What was sent where, counted since the notifier was built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct DeliveryStats {
-    /// Messages accepted onto a queue.
+    /// Messages accepted onto a queue. One that [`Overflow::DropNewest`] refuses from a full
+    /// queue is counted in `dropped` only.
     pub queued: u64,
     /// Messages the receiver accepted.
     pub delivered: u64,
@@ -146,24 +148,26 @@ impl Shared {
 
     /// Puts `job` on `lane` without waiting; a full lane drops per [`Overflow`].
     pub(super) fn enqueue(&self, lane: &Lane, job: Job) {
-        let dropped = {
+        let (accepted, dropped) = {
             let mut q = lock(&lane.queue);
             if q.len() < self.settings.queue_capacity {
                 q.push_back(job);
                 self.pending.send_modify(|n| *n += 1);
-                None
+                (true, None)
             } else {
                 match self.settings.overflow {
                     Overflow::DropOldest => {
                         let old = q.pop_front().map(|j| j.id);
                         q.push_back(job);
-                        old
+                        (true, old)
                     }
-                    Overflow::DropNewest => Some(job.id),
+                    Overflow::DropNewest => (false, Some(job.id)),
                 }
             }
         };
-        self.queued.fetch_add(1, Ordering::SeqCst);
+        if accepted {
+            self.queued.fetch_add(1, Ordering::SeqCst);
+        }
         if let Some(id) = dropped {
             self.dropped.fetch_add(1, Ordering::SeqCst);
             tracing::warn!(
@@ -303,7 +307,7 @@ pub(super) async fn classify(
             let text = refusal_text(resp).await;
             let reason = format!(
                 "the receiver answered {status}: {}",
-                super::truncate(text.trim(), 200)
+                crate::truncate(text.trim(), 200)
             );
             if let Some(asked) = asked {
                 Err(Failure::Throttled(reason, asked))
@@ -444,7 +448,9 @@ mod tests {
             let held = pushes.min(capacity);
             prop_assert_eq!(kept.len(), held);
             let stats = shared.stats();
-            prop_assert_eq!(stats.queued, pushes as u64);
+            // Dropping the oldest accepts every message; dropping the newest refuses those past
+            // the bound.
+            prop_assert_eq!(stats.queued, if newest { held } else { pushes } as u64);
             prop_assert_eq!(stats.dropped, (pushes - held) as u64);
             prop_assert_eq!(*shared.pending.borrow(), held as u64);
             let want: Vec<String> = if newest {

@@ -5,9 +5,10 @@
 
 use serde_json::{Value, json};
 
-use super::{event_type, evidence, truncate};
+use super::{event_type, evidence};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind};
+use crate::truncate;
 
 /// Block Kit limits: header text 150 characters, section text 3000.
 const HEADER_MAX: usize = 150;

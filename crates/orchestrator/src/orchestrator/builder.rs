@@ -123,12 +123,12 @@ impl Validation {
 
     /// What runs now, as far as this orchestrator knows.
     pub(crate) fn fleet(&self) -> Fleet {
-        super::lock(&self.fleet).clone()
+        crate::lock(&self.fleet).clone()
     }
 
     /// Records that `service` now runs `version` alone.
     pub(crate) fn record(&self, service: &str, version: semver::Version) {
-        super::lock(&self.fleet).set(service, vec![version]);
+        crate::lock(&self.fleet).set(service, vec![version]);
     }
 }
 

@@ -8,11 +8,12 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::event::Phase;
+use crate::lock;
 use crate::report::Report;
 use crate::run::Operation;
 use crate::state::{DeploymentState, Outcome, Stage};
 
-use super::{Inner, lock};
+use super::Inner;
 
 /// A deployment's status, as its handle reports it.
 #[derive(Debug, Clone, PartialEq)]

@@ -13,7 +13,7 @@ pub use handle::{DeploymentHandle, Status};
 pub use plan::DeploymentPlan;
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use serin_signals::Track;
 use serin_traffic::TrafficRouter;
@@ -24,14 +24,11 @@ use crate::config::{DeploymentConfig, OnResume, StrategyKind};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, Phase};
 use crate::journal::Journal;
+use crate::lock;
 use crate::platform::Platform;
 use crate::report::Report;
 use crate::run::Runner;
 use crate::state::{DeploymentState, Outcome, Placement, Stage};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// Plans, runs, operates, resumes and reports deployments.
 ///

@@ -7,6 +7,7 @@ use serin_traffic::Plan;
 
 use crate::config::{DeploymentConfig, StrategyKind};
 use crate::error::{Error, Result};
+use crate::event::verdict_name;
 use crate::run::split_all;
 use crate::state::{Placement, UpgradeStep};
 
@@ -105,7 +106,7 @@ impl Orchestrator {
                         Ok(val) => {
                             let head = if val.is_allowed() {
                                 checklist = val.steps.clone();
-                                format!("validation: {:?}", val.verdict)
+                                format!("validation: {}", verdict_name(val.verdict))
                             } else {
                                 "validation: BLOCKED".to_owned()
                             };
@@ -145,10 +146,7 @@ impl Orchestrator {
                 ));
             }
             let bg = &config.blue_green_config;
-            let instances = match (config.strategy, &from) {
-                (StrategyKind::Canary, Some(_)) => config.canary_config.replicas,
-                _ => bg.replicas_per_env,
-            };
+            let instances = config.bring_up_instances(from.is_some());
             steps.push(format!(
                 "bring up {} on {} with {instances} instance(s), wait until ready",
                 to.version, to.track
@@ -188,13 +186,8 @@ impl Orchestrator {
                         weights.join(" → "),
                         config.canary_config.metrics_window
                     ));
-                    if config.strategy == StrategyKind::Canary
-                        && bg.replicas_per_env > config.canary_config.replicas
-                    {
-                        steps.push(format!(
-                            "scale {} to {} instance(s)",
-                            to.track, bg.replicas_per_env
-                        ));
+                    if let Some(full) = config.promotion_scale() {
+                        steps.push(format!("scale {} to {full} instance(s)", to.track));
                     }
                     canary = Some(policy);
                 }

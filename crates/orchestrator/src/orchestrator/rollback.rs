@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::hooks::{BackupInfo, BackupProvider};
 use crate::journal::Journal;
 use crate::report::Report;
-use crate::state::{Outcome, StepStatus};
+use crate::state::{DeploymentState, Outcome, StepStatus};
 
 use super::{DeploymentHandle, Orchestrator};
 
@@ -72,16 +72,7 @@ impl Orchestrator {
         service: &str,
         version: &semver::Version,
     ) -> Result<Option<String>> {
-        let mut succeeded = Vec::new();
-        for id in self.inner.journal.deployments().await? {
-            let records = self.inner.journal.records(&id).await?;
-            if let Some(last) = records.into_iter().last()
-                && last.state.service == service
-                && last.state.outcome.as_ref().is_some_and(Outcome::is_success)
-            {
-                succeeded.push(last.state);
-            }
-        }
+        let succeeded = self.succeeded(service).await?;
         // The deployments being undone: those after the last one that left `version` running,
         // or else those since `version` was last replaced.
         let start = match succeeded.iter().rposition(|d| &d.to.version == version) {
@@ -121,20 +112,25 @@ impl Orchestrator {
 
     /// Deploys back the version that ran before the last successful deployment of `service`.
     pub async fn rollback(&self, config: &DeploymentConfig, service: &str) -> Result<Report> {
-        let mut previous = None;
-        for id in self.inner.journal.deployments().await? {
-            let records = self.inner.journal.records(&id).await?;
-            if let Some(last) = records.last()
-                && last.state.service == service
-                && last.state.outcome.as_ref().is_some_and(Outcome::is_success)
-            {
-                previous = last.state.from.as_ref().map(|p| p.version.clone());
-            }
-        }
-        let Some(version) = previous else {
+        let last = self.succeeded(service).await?.pop();
+        let Some(version) = last.and_then(|d| d.from).map(|p| p.version) else {
             return Err(Error::not_found("previous version of service", service));
         };
         self.rollback_to(config, service, version).await
+    }
+
+    /// The final states of the deployments of `service` that succeeded, in the order they
+    /// started.
+    async fn succeeded(&self, service: &str) -> Result<Vec<DeploymentState>> {
+        Ok(self
+            .inner
+            .journal
+            .last_records()
+            .await?
+            .into_iter()
+            .map(|r| r.state)
+            .filter(|d| d.service == service && d.outcome.as_ref().is_some_and(Outcome::is_success))
+            .collect())
     }
 }
 

@@ -124,9 +124,7 @@ impl InMemoryPlatform {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::lock(&self.state)
     }
 
     fn take_failure(&self, state: &mut State) -> Result<()> {

@@ -17,6 +17,7 @@ use serin_signals::Track;
 use crate::error::{Error, Result};
 
 pub use memory::InMemoryPlatform;
+pub(crate) use spec::validate_service;
 pub use spec::{RESERVED_ENV, TrackKey, TrackSpec};
 pub use status::{InstanceStatus, TrackStatus};
 

@@ -186,7 +186,8 @@ pub(crate) fn validate_instances(field: &str, instances: u32) -> Result<()> {
     Ok(())
 }
 
-fn validate_service(field: &str, value: &str) -> Result<()> {
+/// Checks a service name: a DNS label, as every platform and backup provider names it.
+pub(crate) fn validate_service(field: &str, value: &str) -> Result<()> {
     match serin_signals::dns_label_problem(value) {
         Some(reason) => Err(Error::invalid(field, value, reason)),
         None => Ok(()),

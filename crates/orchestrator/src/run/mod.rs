@@ -234,20 +234,27 @@ impl Runner {
         }
         tracing::warn!(deployment = %self.state.id, "stage {:?} failed: {e}", self.state.stage);
         let changed_nothing = matches!(self.state.stage, Stage::Validation | Stage::Preparation);
+        let mut reason = e.to_string();
         if !changed_nothing
             && self.state.stage != Stage::RollingBack
             && self.state.config.rollback_on_error
         {
-            return self.start_rollback(format!("error: {e}"), Vec::new()).await;
+            match self.start_rollback(format!("error: {e}"), Vec::new()).await {
+                Ok(()) => return Ok(()),
+                Err(err) if is_journal_error(&err) => return Err(err),
+                // The rollback is journalled but its first switch back failed: the drive loop
+                // carries on with the RollingBack stage, which switches back again and retires
+                // the new track, or finishes as failed if that fails too. Returning the error
+                // instead would leave the deployment unfinished and its lock held.
+                Err(err) if self.state.stage == Stage::RollingBack => {
+                    tracing::warn!(deployment = %self.state.id, "starting the rollback failed: {err}");
+                    return Ok(());
+                }
+                Err(err) => reason = format!("{reason}; the rollback could not start: {err}"),
+            }
         }
-        self.finish(
-            Outcome::Failed {
-                reason: e.to_string(),
-            },
-            Vec::new(),
-            Vec::new(),
-        )
-        .await
+        self.finish(Outcome::Failed { reason }, Vec::new(), Vec::new())
+            .await
     }
 
     async fn finish(

@@ -7,7 +7,7 @@ use serin_traffic::{Plan, PlanCursor};
 
 use crate::config::StrategyKind;
 use crate::error::{Error, Result};
-use crate::event::EventKind;
+use crate::event::{EventKind, verdict_name};
 use crate::platform::wait_ready;
 use crate::state::{Effect, Outcome, PlanRun, Stage, StepStatus, UpgradeStep};
 
@@ -55,7 +55,7 @@ impl Runner {
                 .await;
         }
         let kinds = vec![EventKind::Validated {
-            verdict: format!("{:?}", validation.verdict),
+            verdict: verdict_name(validation.verdict).to_owned(),
             findings,
         }];
         self.state.checklist = validation
@@ -213,11 +213,10 @@ impl Runner {
 
     /// Starts the new version on its track.
     pub(super) async fn bring_up(&mut self) -> Result<()> {
-        let cfg = &self.state.config;
-        let instances = match (self.state.strategy, &self.state.from) {
-            (StrategyKind::Canary, Some(_)) => cfg.canary_config.replicas,
-            _ => cfg.blue_green_config.replicas_per_env,
-        };
+        let instances = self
+            .state
+            .config
+            .bring_up_instances(self.state.from.is_some());
         let track = self.new_track();
         let effects = vec![Effect::BringUp {
             track: track.clone(),

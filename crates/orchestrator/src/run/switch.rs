@@ -3,7 +3,6 @@
 use serin_signals::Timestamp;
 use serin_traffic::Next;
 
-use crate::config::StrategyKind;
 use crate::error::{Error, Result};
 use crate::event::EventKind;
 use crate::state::{Effect, Outcome, Stage};
@@ -92,19 +91,16 @@ impl Runner {
                 "nothing runs before",
             ));
         };
-        if self.state.strategy == StrategyKind::Canary {
-            let full = self.state.config.blue_green_config.replicas_per_env;
-            if full > self.state.config.canary_config.replicas {
-                self.commit(
-                    vec![Effect::Scale {
-                        track: new.clone(),
-                        instances: full,
-                    }],
-                    std::mem::take(&mut kinds),
-                )
-                .await?;
-                self.wait_for_ready().await?;
-            }
+        if let Some(full) = self.state.config.promotion_scale() {
+            self.commit(
+                vec![Effect::Scale {
+                    track: new.clone(),
+                    instances: full,
+                }],
+                std::mem::take(&mut kinds),
+            )
+            .await?;
+            self.wait_for_ready().await?;
         }
         let now = self.now();
         if self.state.weight < 100.0 {
