@@ -2,10 +2,14 @@
 
 use std::net::SocketAddr;
 
-/// Everything that can go wrong while building or running the embedded backend's parts.
+/// Everything that can go wrong while building the embedded backend's own parts: binding the
+/// proxy, checking its configuration, starting a [`Load`](crate::load::Load).
 ///
-/// The trait implementations map these onto the traits' own errors (`serin_traffic::Error`,
-/// `serin_signals::Error`, `serin_orchestrator::Error`), keeping the message.
+/// The trait implementations ([`TrafficRouter`](serin_traffic::TrafficRouter),
+/// [`MetricsSource`](serin_signals::MetricsSource), [`Platform`](serin_orchestrator::Platform))
+/// answer with the traits' own errors, as their callers expect; so does
+/// [`ProcessPlatform::new`](crate::ProcessPlatform::new), whose configuration belongs to the
+/// platform.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -24,14 +28,6 @@ pub enum Error {
     Bind {
         /// The address asked for.
         addr: SocketAddr,
-        /// What the system said.
-        reason: String,
-    },
-    /// An I/O operation failed (a log file, a process spawn).
-    #[error("{what} failed: {reason}")]
-    Io {
-        /// What was being done.
-        what: String,
         /// What the system said.
         reason: String,
     },

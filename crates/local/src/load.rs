@@ -84,8 +84,8 @@ impl Tally {
     }
 }
 
-/// A running load; [`stop`](Load::stop) ends it, and so does dropping it. Shareable: every
-/// method takes `&self`.
+/// A running load; [`stop`](Load::stop) ends it, and so does dropping it (which cancels its
+/// clients at once, requests in flight included). Shareable: every method takes `&self`.
 #[derive(Debug)]
 pub struct Load {
     tally: Arc<Mutex<Tally>>,
@@ -125,22 +125,37 @@ impl Load {
         self.tally.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Stops every client (each finishes its request in flight, for at most two seconds) and
-    /// returns the totals.
+    /// Stops every client (each finishes its request in flight, all within two seconds; a
+    /// client still waiting then is cancelled, its request uncounted) and returns the totals.
     pub async fn stop(&self) -> Tally {
         self.stop.store(true, Ordering::Relaxed);
         let clients = std::mem::take(&mut *self.clients.lock().unwrap_or_else(|e| e.into_inner()));
-        for c in clients {
-            // A request stuck on a dying upstream: the client is dropped with it.
-            let _ = tokio::time::timeout(Duration::from_secs(2), c).await;
+        let deadline = tokio::time::Instant::now() + STOP_WAIT;
+        for mut c in clients {
+            // A request stuck on a hanging upstream would keep its client, and its connection,
+            // running for as long as the upstream holds it: dropping the handle would not end it.
+            if tokio::time::timeout_at(deadline, &mut c).await.is_err() {
+                c.abort();
+            }
         }
         self.tally()
     }
 }
 
+/// How long [`Load::stop`] lets the clients finish their requests in flight.
+const STOP_WAIT: Duration = Duration::from_secs(2);
+
 impl Drop for Load {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        for c in self
+            .clients
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            c.abort();
+        }
     }
 }
 
@@ -234,6 +249,54 @@ mod tests {
             let err = Load::start(addr, rps).expect_err("refused");
             assert!(err.to_string().contains("rps"), "{err}");
         }
+    }
+
+    /// A server that accepts connections and never answers: the clients' requests hang.
+    async fn silent() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        (addr, task)
+    }
+
+    /// Whether every client task has ended (they alone hold the tally besides the load).
+    async fn clients_ended(tally: &std::sync::Weak<Mutex<Tally>>, holders: usize) -> bool {
+        for _ in 0..100 {
+            if tally.strong_count() <= holders {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stopping_cancels_clients_stuck_on_a_silent_upstream() {
+        let (addr, server) = silent().await;
+        let load = Load::start(addr, 20.0).expect("start");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let tally = Arc::downgrade(&load.tally);
+        load.stop().await;
+        assert!(clients_ended(&tally, 1).await, "a client still runs");
+        server.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropping_cancels_clients_stuck_on_a_silent_upstream() {
+        let (addr, server) = silent().await;
+        let load = Load::start(addr, 20.0).expect("start");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let tally = Arc::downgrade(&load.tally);
+        drop(load);
+        assert!(clients_ended(&tally, 0).await, "a client still runs");
+        server.abort();
     }
 
     /// Nothing listens: every attempt is unanswered, and stopping returns.

@@ -10,10 +10,10 @@
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, PipeReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use serin_orchestrator::{Error, Result};
+use tokio::sync::watch;
 
 /// When an instance's log is rotated and how many rotated files are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub struct LogRotation {
     pub max_bytes: u64,
     /// Rotated files kept (`.log.1` is the newest); the oldest beyond them is deleted. `0`
     /// starts the log over at the limit. Default 3, so an instance holds at most about
-    /// `(keep + 1) × max_bytes` = 64 MiB of logs.
+    /// `(keep + 1) × max_bytes` = 64 MiB of logs; at most [`MAX_KEEP`](Self::MAX_KEEP).
     pub keep: u32,
 }
 
@@ -41,12 +41,23 @@ impl LogRotation {
     /// The least `max_bytes`: below it a log would rotate every few lines.
     pub const MIN_BYTES: u64 = 1024;
 
+    /// The most rotated files kept: every rotation renames each of them, on the thread that
+    /// drains the process's output, so a huge count would stall that output.
+    pub const MAX_KEEP: u32 = 100;
+
     pub(crate) fn validate(&self) -> Result<()> {
         if self.max_bytes < Self::MIN_BYTES {
             return Err(Error::invalid(
                 "processConfig.logRotation.maxBytes",
                 self.max_bytes,
                 format!("must be at least {} bytes", Self::MIN_BYTES),
+            ));
+        }
+        if self.keep > Self::MAX_KEEP {
+            return Err(Error::invalid(
+                "processConfig.logRotation.keep",
+                self.keep,
+                format!("must be at most {} rotated files", Self::MAX_KEEP),
             ));
         }
         Ok(())
@@ -135,8 +146,9 @@ const DRAIN_WAIT: Duration = Duration::from_millis(200);
 /// The thread that copies one process's output into its log.
 #[derive(Debug)]
 pub(crate) struct Pump {
-    /// Disconnected when the thread has written everything the pipe held and ended.
-    done: mpsc::Receiver<()>,
+    /// Closed when the thread has written everything the pipe held and ended (nothing is ever
+    /// sent on it).
+    done: watch::Receiver<()>,
 }
 
 impl Pump {
@@ -148,7 +160,7 @@ impl Pump {
         mut pipe: PipeReader,
         mut log: RotatingFile,
     ) -> std::io::Result<Self> {
-        let (tx, done) = mpsc::channel::<()>();
+        let (tx, done) = watch::channel(());
         let id = instance.to_owned();
         std::thread::Builder::new()
             .name(format!("serin-log-{instance}"))
@@ -182,8 +194,14 @@ impl Pump {
     /// Waits, at most [`DRAIN_WAIT`], for the thread to write the last of the output (called once
     /// the process has exited, before its last log line is read). A child the process left
     /// behind may hold the pipe open for longer; its output then lands later.
-    pub(crate) fn drained(&self) {
-        let _ = self.done.recv_timeout(DRAIN_WAIT);
+    ///
+    /// The wait owns what it needs, so a caller can take it while holding a lock and wait
+    /// after releasing it: no other call waits on this process's output.
+    pub(crate) fn drained(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut done = self.done.clone();
+        async move {
+            let _ = tokio::time::timeout(DRAIN_WAIT, done.changed()).await;
+        }
     }
 }
 
@@ -192,8 +210,8 @@ const LOG_TAIL_BYTES: u64 = 64 * 1024;
 
 /// The last non-empty line of an instance's log, from the current file or, if that holds none
 /// (it was just rotated), from the newest rotated one. Only the last 64 KiB of a file are read:
-/// this runs while the platform's lock is held. Bytes that are not UTF-8 (a binary dump, a cut
-/// character) are replaced, not fatal.
+/// this runs on the task that reports the instance's status. Bytes that are not UTF-8 (a binary
+/// dump, a cut character) are replaced, not fatal.
 pub(crate) fn last_line(log: &Path) -> Option<String> {
     last_line_of(log).or_else(|| last_line_of(&rotated(log, 1)))
 }
@@ -254,6 +272,18 @@ mod tests {
             names,
             ["web-green-0.log", "web-green-0.log.1", "web-green-0.log.2"]
         );
+    }
+
+    #[test]
+    fn keeping_more_rotated_files_than_the_most_is_refused() {
+        assert!(rotation(1024, LogRotation::MAX_KEEP).validate().is_ok());
+        for keep in [LogRotation::MAX_KEEP + 1, u32::MAX] {
+            let err = rotation(1024, keep).validate().unwrap_err().to_string();
+            assert!(
+                err.contains("processConfig.logRotation.keep") && err.contains(&keep.to_string()),
+                "{err}"
+            );
+        }
     }
 
     #[test]
@@ -324,8 +354,8 @@ mod tests {
         assert_eq!(last_line(&dir.path().join("missing.log")), None);
     }
 
-    #[test]
-    fn the_pump_copies_a_pipe_until_it_closes() {
+    #[tokio::test]
+    async fn the_pump_copies_a_pipe_until_it_closes() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("web-green-0.log");
         let (reader, mut writer) = std::io::pipe().unwrap();
@@ -340,10 +370,9 @@ mod tests {
             writeln!(writer, "line {i:04} of the instance's output").unwrap();
         }
         drop(writer);
-        assert_eq!(
-            pump.done.recv_timeout(Duration::from_secs(10)),
-            Err(mpsc::RecvTimeoutError::Disconnected)
-        );
+        let mut done = pump.done.clone();
+        let ended = tokio::time::timeout(Duration::from_secs(10), done.changed()).await;
+        assert!(ended.expect("the pump ends").is_err(), "nothing is sent");
         assert!(rotated(&log, 1).exists());
         assert!(!rotated(&log, 50).exists());
         let all: String = (0..50).rev().map(|n| read(&rotated(&log, n))).collect();

@@ -3,7 +3,11 @@
 //!
 //! Every forwarded request is counted against the backend (track) that answered it: one
 //! request, an error if the answer was a 5xx or the proxy could not reach any instance (a 502
-//! it made itself), and its latency to the response headers in milliseconds. Counts are kept in
+//! it made itself), and its latency to the response headers in milliseconds. An instance that
+//! received a request and then failed it (crashed mid-answer) or did not answer it in time is
+//! charged with one errored request too, even when the request is then replayed elsewhere and
+//! counted there as well: canary analysis reads these counts, and a version that crashes or
+//! hangs must show as failing even though the proxy saved its requests. Counts are kept in
 //! time buckets of a fixed resolution (one second by default) for a bounded retention, so a
 //! query over a window `[start, end)` sums the buckets that start inside it: exact for windows
 //! aligned to the resolution.
@@ -160,11 +164,13 @@ impl Store {
     }
 
     /// Counts a connection failure to an instance of `backend` (retried or not).
-    pub(crate) fn record_connect_error(&self, backend: &str, retried: bool) {
-        let shared = self.series(backend);
-        let mut series = lock(&shared);
-        series.connect_errors += 1;
-        series.retries += u64::from(retried);
+    pub(crate) fn record_connect_error(&self, backend: &str) {
+        lock(&self.series(backend)).connect_errors += 1;
+    }
+
+    /// Counts a request whose attempt on `backend` failed and that was sent again elsewhere.
+    pub(crate) fn record_retry(&self, backend: &str) {
+        lock(&self.series(backend)).retries += 1;
     }
 
     /// Counts a request chosen for mirroring to `mirror` that was not mirrored because of its
@@ -214,13 +220,15 @@ impl Store {
             (
                 "serin_proxy_requests_total",
                 "counter",
-                "Requests answered, per backend.",
+                "Requests sent to this backend's instances (answered, failed or timed out) \
+                 or answered 502 for it, per backend.",
                 |s| s.total_requests as f64,
             ),
             (
                 "serin_proxy_errors_total",
                 "counter",
-                "Requests answered 5xx or not answered (connection errors), per backend.",
+                "Requests answered 5xx, failed or timed out on an instance (even if replayed \
+                 elsewhere), or not answered at all, per backend.",
                 |s| s.total_errors as f64,
             ),
             (
@@ -232,7 +240,8 @@ impl Store {
             (
                 "serin_proxy_retries_total",
                 "counter",
-                "Requests retried elsewhere after a failed connection, per backend.",
+                "Requests sent again to another instance after their attempt on this backend \
+                 could not be sent or, for idempotent bodyless requests, failed or timed out.",
                 |s| s.retries as f64,
             ),
             (
@@ -286,7 +295,7 @@ impl Store {
 /// split's backend names; [`Metric::ErrorRate`] and [`Metric::Throughput`] answer counts,
 /// [`Metric::Latency`] a sketch in milliseconds; a window with no request is
 /// [`Measurement::NoData`]. Other metrics are not measured by a proxy and are refused with
-/// [`serin_signals::Error::BadQuery`].
+/// [`serin_signals::Error::Unsupported`]: the question is fine, this source cannot answer it.
 ///
 /// Get one from [`ProxyRouter::metrics`](crate::ProxyRouter::metrics); clones share the data.
 #[derive(Debug, Clone)]
@@ -344,10 +353,12 @@ impl MetricsSource for ProxyMetrics {
                 None => Measurement::NoData,
             },
             other => {
-                return Err(serin_signals::Error::BadQuery {
-                    query: format!("{other} of {} over {}", query.track, query.window),
-                    reason: "the local proxy measures only error_rate, throughput and latency"
-                        .into(),
+                return Err(serin_signals::Error::Unsupported {
+                    source_name: self.name().to_owned(),
+                    what: format!(
+                        "metric `{other}` (a proxy measures only error_rate, throughput and \
+                         latency; take {other} from a metrics store)"
+                    ),
                 });
             }
         };
@@ -416,7 +427,12 @@ mod tests {
             panic!("latency")
         };
         assert_eq!(s.count(), 3);
-        assert!(m.query(&q(1_000, 1_200, Metric::Cpu)).await.is_err());
+        let err = m.query(&q(1_000, 1_200, Metric::Cpu)).await.unwrap_err();
+        assert!(
+            matches!(err, serin_signals::Error::Unsupported { .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("local-proxy"), "{err}");
         let text = m.prometheus_text();
         assert!(
             text.contains("serin_proxy_requests_total{backend=\"canary\"} 3"),

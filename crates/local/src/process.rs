@@ -15,6 +15,7 @@ use serin_orchestrator::{
 };
 use serin_signals::{ProbeStatus, Track};
 use tokio::process::{Child, ChildStdin, Command};
+use tokio::time::Instant;
 
 use crate::logs::{LogRotation, Pump, RotatingFile, last_line};
 use crate::probe;
@@ -133,8 +134,10 @@ struct Running {
 ///   [`status`](Platform::status); **live** while its process runs.
 /// - A process that exits is reported dead (with its exit status and the last line of its log)
 ///   and is **never restarted silently**: the caller decides (roll back, scale, retire).
-/// - Stopping sends SIGTERM, then SIGKILL after the grace period. Processes are killed when the
-///   platform is dropped.
+/// - Each process leads a process group of its own, and stopping signals the whole group, so a
+///   wrapper (`sh -c ./web`) stops together with the service it started. Stopping sends SIGTERM,
+///   then SIGKILL after the grace period; the instances of a retire or a scale-down are stopped
+///   together, within one grace period. Processes are killed when the platform is dropped.
 /// - A platform killed outright (SIGKILL) cannot stop its processes, so it hands each one a
 ///   lifeline: its stdin is a pipe whose write end the platform holds, and `SERIN_LIFELINE=stdin`
 ///   says so. When the platform's process dies, however it dies, the pipe closes and the
@@ -155,6 +158,29 @@ impl std::fmt::Debug for ProcessPlatform {
         f.debug_struct("ProcessPlatform")
             .field("config", &self.config)
             .finish_non_exhaustive()
+    }
+}
+
+/// Kills every process group still running: each process's own `kill_on_drop` reaches only the
+/// process, not what a wrapper (`sh -c ./web`) started.
+impl Drop for ProcessPlatform {
+    fn drop(&mut self) {
+        let tracks = self
+            .tracks
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for p in tracks.values().flat_map(|r| &r.procs) {
+            signal_group(&p.child, Signal::SIGKILL);
+        }
+    }
+}
+
+/// Sends `signal` to the process group `child` leads (the platform starts each process in a
+/// group of its own), so a wrapper and the processes it started get it together. Only while the
+/// child has not been reaped (it has an id): until then its id cannot name another group.
+fn signal_group(child: &Child, signal: Signal) {
+    if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+        let _ = kill(Pid::from_raw(-pid), signal);
     }
 }
 
@@ -269,6 +295,7 @@ impl ProcessPlatform {
             .stdin(Stdio::piped())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| fail(format!("cannot start `{program}` for {id}: {e}")))?;
@@ -283,50 +310,92 @@ impl ProcessPlatform {
         })
     }
 
-    async fn stop(&self, mut p: Proc) {
-        if p.exited.is_some() || matches!(p.child.try_wait(), Ok(Some(_))) {
-            return;
+    /// Stops `procs` together: SIGTERM to every one's process group, one grace period shared by
+    /// all of them, then SIGKILL to the groups whose leader is still running. Stopping several
+    /// instances that ignore SIGTERM takes one grace period, not one each.
+    async fn stop(&self, procs: Vec<Proc>) {
+        let mut stopping: Vec<Proc> = procs
+            .into_iter()
+            .filter_map(|mut p| {
+                let gone = p.exited.is_some() || matches!(p.child.try_wait(), Ok(Some(_)));
+                (!gone).then_some(p)
+            })
+            .collect();
+        for p in &stopping {
+            signal_group(&p.child, Signal::SIGTERM);
         }
-        if let Some(pid) = p.child.id().and_then(|id| i32::try_from(id).ok()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        // A grace period past what the clock holds waits as long as it takes.
+        let deadline = Instant::now().checked_add(self.config.grace);
+        for p in &mut stopping {
+            let exited = match deadline {
+                Some(d) => tokio::time::timeout_at(d, p.child.wait()).await.is_ok(),
+                None => {
+                    let _ = p.child.wait().await;
+                    true
+                }
+            };
+            if !exited {
+                tracing::warn!(instance = %p.id, "no exit within the grace period; killing");
+                signal_group(&p.child, Signal::SIGKILL);
+                // The leader may have left its group; it is killed all the same.
+                let _ = p.child.start_kill();
+                let _ = p.child.wait().await;
+            }
         }
-        if tokio::time::timeout(self.config.grace, p.child.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(instance = %p.id, "no exit within the grace period; killing");
-            let _ = p.child.start_kill();
-            let _ = p.child.wait().await;
+        // The processes' last words ("drained; exiting") reach their logs before the caller
+        // moves on (and perhaps exits, taking the logs' threads with it); waited for together.
+        let drains: Vec<_> = stopping
+            .iter()
+            .map(|p| tokio::spawn(p.pump.drained()))
+            .collect();
+        for d in drains {
+            let _ = d.await;
         }
-        // The process's last words ("drained; exiting") reach its log before the caller moves
-        // on (and perhaps exits, taking the log's thread with it).
-        let pump = p.pump;
-        let _ = tokio::task::spawn_blocking(move || pump.drained()).await;
     }
 
-    /// Checks every process of `key`: which exited, and each one's address.
-    fn census(&self, key: &TrackKey) -> Result<(TrackSpec, Vec<Census>)> {
-        let mut tracks = self.running();
-        let running = tracks
-            .get_mut(key)
-            .ok_or_else(|| Error::not_found("track", key))?;
-        let mut out = Vec::with_capacity(running.procs.len());
-        for p in &mut running.procs {
-            if p.exited.is_none()
-                && let Ok(Some(status)) = p.child.try_wait()
-            {
-                p.pump.drained();
-                let tail =
-                    last_line(&p.log).map_or_else(String::new, |l| format!("; last log line: {l}"));
-                p.exited = Some(format!("exited with {status}{tail}"));
+    /// Checks every process of `key`: which exited, and each one's address. A process found
+    /// exited is described with the last line of its log once its output is all written; that
+    /// wait (up to 200 ms) happens with the platform's lock released, so no other call waits.
+    async fn census(&self, key: &TrackKey) -> Result<(TrackSpec, Vec<Census>)> {
+        let mut ended = Vec::new();
+        let (spec, mut out) = {
+            let mut tracks = self.running();
+            let running = tracks
+                .get_mut(key)
+                .ok_or_else(|| Error::not_found("track", key))?;
+            let mut out: Vec<Census> = Vec::with_capacity(running.procs.len());
+            for p in &mut running.procs {
+                if p.exited.is_none()
+                    && let Ok(Some(status)) = p.child.try_wait()
+                {
+                    let drained = tokio::spawn(p.pump.drained());
+                    ended.push((out.len(), status, drained, p.log.clone()));
+                }
+                out.push((p.id.clone(), p.addr, p.exited.clone()));
             }
-            out.push((p.id.clone(), p.addr, p.exited.clone()));
+            (running.spec.clone(), out)
+        };
+        for (i, status, drained, log) in ended {
+            let _ = drained.await;
+            let tail =
+                last_line(&log).map_or_else(String::new, |l| format!("; last log line: {l}"));
+            let why = format!("exited with {status}{tail}");
+            let Some((id, _, exited)) = out.get_mut(i) else {
+                continue;
+            };
+            // The first description found is kept, so every later report says the same.
+            let mut tracks = self.running();
+            let kept = tracks
+                .get_mut(key)
+                .and_then(|r| r.procs.iter_mut().find(|p| p.id == *id))
+                .map(|p| p.exited.get_or_insert(why.clone()).clone());
+            *exited = Some(kept.unwrap_or(why));
         }
-        Ok((running.spec.clone(), out))
+        Ok((spec, out))
     }
 
     async fn report(&self, key: &TrackKey) -> Result<TrackStatus> {
-        let (spec, census) = self.census(key)?;
+        let (spec, census) = self.census(key).await?;
         let mut checks = Vec::with_capacity(census.len());
         for (id, addr, exited) in census {
             let path = self.config.readiness_path.clone();
@@ -397,9 +466,7 @@ impl Platform for ProcessPlatform {
             match self.spawn(spec, i) {
                 Ok(p) => procs.push(p),
                 Err(e) => {
-                    for p in procs {
-                        self.stop(p).await;
-                    }
+                    self.stop(procs).await;
                     return Err(e);
                 }
             }
@@ -421,9 +488,7 @@ impl Platform for ProcessPlatform {
             }
         };
         if let Some(procs) = refused {
-            for p in procs {
-                self.stop(p).await;
-            }
+            self.stop(procs).await;
             return Err(Error::AlreadyExists {
                 what: "track".into(),
                 name: key.to_string(),
@@ -449,14 +514,22 @@ impl Platform for ProcessPlatform {
                 ),
             ));
         }
-        let (spec, first_new, have) = {
-            let tracks = self.running();
-            let r = tracks
-                .get(&key)
-                .ok_or_else(|| Error::not_found("track", &key))?;
-            (r.spec.clone(), r.next_index, r.procs.len())
-        };
         let want = instances as usize;
+        let (spec, first_new, have) = {
+            let mut tracks = self.running();
+            let r = tracks
+                .get_mut(&key)
+                .ok_or_else(|| Error::not_found("track", &key))?;
+            let have = r.procs.len();
+            let first_new = r.next_index;
+            // The new ids are taken before the lock is released: a concurrent scale-up starts
+            // others, each with a log file of its own. Ids of a failed start are not reused.
+            if want > have {
+                let adding = u32::try_from(want - have).unwrap_or(u32::MAX);
+                r.next_index = first_new.saturating_add(adding);
+            }
+            (r.spec.clone(), first_new, have)
+        };
         if want > have {
             let mut added = Vec::new();
             for i in 0..(want - have) {
@@ -464,9 +537,7 @@ impl Platform for ProcessPlatform {
                 match self.spawn(&spec, index) {
                     Ok(p) => added.push(p),
                     Err(e) => {
-                        for p in added {
-                            self.stop(p).await;
-                        }
+                        self.stop(added).await;
                         return Err(e);
                     }
                 }
@@ -475,8 +546,6 @@ impl Platform for ProcessPlatform {
                 let mut tracks = self.running();
                 match tracks.get_mut(&key) {
                     Some(r) => {
-                        r.next_index = first_new
-                            .saturating_add(u32::try_from(added.len()).unwrap_or(u32::MAX));
                         r.procs.extend(added);
                         None
                     }
@@ -484,9 +553,7 @@ impl Platform for ProcessPlatform {
                 }
             };
             if let Some(orphans) = orphans {
-                for p in orphans {
-                    self.stop(p).await;
-                }
+                self.stop(orphans).await;
                 return Err(Error::not_found("track", &key));
             }
         } else if want < have {
@@ -497,9 +564,7 @@ impl Platform for ProcessPlatform {
                     None => return Err(Error::not_found("track", &key)),
                 }
             };
-            for p in removed {
-                self.stop(p).await;
-            }
+            self.stop(removed).await;
         }
         self.report(&key).await
     }
@@ -514,9 +579,7 @@ impl Platform for ProcessPlatform {
             .running()
             .remove(&key)
             .ok_or_else(|| Error::not_found("track", &key))?;
-        for p in running.procs {
-            self.stop(p).await;
-        }
+        self.stop(running.procs).await;
         Ok(())
     }
 

@@ -3,11 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serin_orchestrator::{Platform, TrackSpec, TrackStatus};
+use serin_orchestrator::{Error, Platform, TrackSpec, TrackStatus};
 use serin_signals::Track;
 
 use crate::process::ProcessPlatform;
@@ -29,11 +29,23 @@ use crate::proxy::ProxyRouter;
 /// (the newest ones, the last in its status, as the [`Platform`] contract says) leave the
 /// proxy first and are withheld from it while their in-flight requests finish (at most the
 /// [drain timeout](ProxiedPlatform::with_drain_timeout)); only then does the platform stop them.
+///
+/// **One service.** The proxy names its backends by track alone (`green`), so it fronts one
+/// service: two services' `green` tracks would overwrite each other's instances. The wrapper
+/// therefore follows one service, the one its first successful
+/// [`bring_up`](Platform::bring_up), [`status`](Platform::status), [`scale`](Platform::scale)
+/// or [`retire`](Platform::retire) names: [`sync`](ProxiedPlatform::sync) gives the proxy that
+/// service's tracks only (none before that first call), and a call about another service is
+/// refused with [`Error::InvalidField`] naming both, changing nothing. Give each service a proxy
+/// and a wrapper of its own. [`list`](Platform::list), [`lock`](Platform::lock) and
+/// [`unlock`](Platform::unlock) are the platform's, for every service.
 pub struct ProxiedPlatform<P = ProcessPlatform> {
     platform: P,
     router: ProxyRouter,
     /// The longest a scale-down waits for the leaving instances' requests.
     drain: Duration,
+    /// The service the proxy fronts, once a call has named it.
+    service: OnceLock<String>,
     tracks: Mutex<BTreeMap<String, TrackState>>,
 }
 
@@ -59,6 +71,7 @@ impl<P: Platform> ProxiedPlatform<P> {
             platform,
             router,
             drain: DEFAULT_DRAIN,
+            service: OnceLock::new(),
             tracks: Mutex::new(BTreeMap::new()),
         }
     }
@@ -73,6 +86,29 @@ impl<P: Platform> ProxiedPlatform<P> {
     /// The wrapped platform.
     pub fn inner(&self) -> &P {
         &self.platform
+    }
+
+    /// Refuses `service` if the wrapper follows another one.
+    fn check(&self, service: &str) -> serin_orchestrator::Result<()> {
+        match self.service.get() {
+            Some(fronted) if fronted != service => Err(Error::invalid(
+                "service",
+                service,
+                format!(
+                    "this proxied platform fronts service `{fronted}` (its proxy names backends \
+                     by track alone); give `{service}` a proxy and a proxied platform of its own"
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Follows `service` from now on, if no call named one before: called once the platform
+    /// has accepted a call about it, so a call that fails (a mistyped service) binds nothing.
+    /// Of two first calls about different services at once, the later one is refused here.
+    fn bind(&self, service: &str) -> serin_orchestrator::Result<()> {
+        self.service.get_or_init(|| service.to_owned());
+        self.check(service)
     }
 
     fn tracks(&self) -> MutexGuard<'_, BTreeMap<String, TrackState>> {
@@ -131,16 +167,20 @@ impl<P: Platform> ProxiedPlatform<P> {
         t.generation
     }
 
-    /// One pass over every track: instances that became ready or died since the last read reach
-    /// the proxy. A platform error leaves the proxy as it was (the next pass tries again).
+    /// One pass over every track of the service the proxy fronts: instances that became ready or
+    /// died since the last read reach the proxy. A platform error leaves the proxy as it was
+    /// (the next pass tries again). Before a call has named the service, it does nothing.
     pub async fn sync(&self) {
+        let Some(service) = self.service.get() else {
+            return;
+        };
         let before: BTreeMap<String, u64> = self
             .tracks()
             .iter()
             .map(|(name, t)| (name.clone(), t.generation))
             .collect();
         if let Ok(tracks) = self.platform.list().await {
-            for t in &tracks {
+            for t in tracks.iter().filter(|t| t.service == *service) {
                 let g = before.get(t.track.as_str()).copied().unwrap_or(0);
                 self.offer(t, g);
             }
@@ -170,6 +210,7 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
     }
 
     async fn bring_up(&self, spec: &TrackSpec) -> serin_orchestrator::Result<TrackStatus> {
+        self.check(spec.service())?;
         let g = {
             let mut tracks = self.tracks();
             let t = tracks.entry(spec.track().to_string()).or_default();
@@ -178,6 +219,7 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
             t.generation
         };
         let status = self.platform.bring_up(spec).await?;
+        self.bind(spec.service())?;
         self.offer(&status, g);
         Ok(status)
     }
@@ -187,8 +229,10 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
         service: &str,
         track: &Track,
     ) -> serin_orchestrator::Result<TrackStatus> {
+        self.check(service)?;
         let g = self.generation(track.as_str());
         let status = self.platform.status(service, track).await?;
+        self.bind(service)?;
         self.offer(&status, g);
         Ok(status)
     }
@@ -203,11 +247,13 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
         track: &Track,
         instances: u32,
     ) -> serin_orchestrator::Result<TrackStatus> {
+        self.check(service)?;
         let name = track.as_str();
         let g = self.generation(name);
         // Bad counts are the platform's to refuse, before anything leaves the proxy.
         let leaving: Vec<SocketAddr> = if (1..=TrackSpec::MAX_INSTANCES).contains(&instances) {
             let before = self.platform.status(service, track).await?;
+            self.bind(service)?;
             before
                 .instances
                 .iter()
@@ -219,6 +265,7 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
         };
         if leaving.is_empty() {
             let status = self.platform.scale(service, track, instances).await?;
+            self.bind(service)?;
             self.offer(&status, g);
             return Ok(status);
         }
@@ -245,6 +292,7 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
         track: &Track,
         drain: Duration,
     ) -> serin_orchestrator::Result<()> {
+        self.check(service)?;
         let endpoints = {
             let mut tracks = self.tracks();
             let t = tracks.entry(track.to_string()).or_default();
@@ -257,7 +305,8 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
         self.router
             .wait_drained(&endpoints, drain.max(Duration::from_secs(5)))
             .await;
-        self.platform.retire(service, track, Duration::ZERO).await
+        self.platform.retire(service, track, Duration::ZERO).await?;
+        self.bind(service)
     }
 
     async fn list(&self) -> serin_orchestrator::Result<Vec<TrackStatus>> {
@@ -270,5 +319,112 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
 
     async fn unlock(&self, service: &str, holder: &str) -> serin_orchestrator::Result<()> {
         self.platform.unlock(service, holder).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serin_orchestrator::{InstanceStatus, Result, TrackKey};
+    use serin_signals::ProbeStatus;
+
+    use super::*;
+    use crate::ProxyConfig;
+
+    /// A platform whose tracks run already, each with one ready instance at a fixed address.
+    #[derive(Default)]
+    struct Running(Mutex<Vec<TrackStatus>>);
+
+    impl Running {
+        fn with(self, service: &str, track: Track, addr: SocketAddr) -> Self {
+            self.0.lock().unwrap().push(TrackStatus {
+                service: service.to_owned(),
+                version: "1.0.0".parse().unwrap(),
+                instances: vec![InstanceStatus {
+                    id: format!("{track}-0"),
+                    address: Some(addr),
+                    readiness: ProbeStatus::Pass,
+                    liveness: ProbeStatus::Pass,
+                    detail: None,
+                }],
+                track,
+            });
+            self
+        }
+
+        fn find(&self, service: &str, track: &Track) -> Result<TrackStatus> {
+            self.0
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|t| t.service == service && t.track == *track)
+                .cloned()
+                .ok_or_else(|| Error::not_found("track", TrackKey::new(service, track)))
+        }
+    }
+
+    #[async_trait]
+    impl Platform for Running {
+        fn name(&self) -> &str {
+            "running"
+        }
+        async fn bring_up(&self, spec: &TrackSpec) -> Result<TrackStatus> {
+            self.find(spec.service(), spec.track())
+        }
+        async fn status(&self, service: &str, track: &Track) -> Result<TrackStatus> {
+            self.find(service, track)
+        }
+        async fn scale(&self, service: &str, track: &Track, _: u32) -> Result<TrackStatus> {
+            self.find(service, track)
+        }
+        async fn retire(&self, service: &str, track: &Track, _: Duration) -> Result<()> {
+            self.find(service, track).map(drop)
+        }
+        async fn list(&self) -> Result<Vec<TrackStatus>> {
+            Ok(self.0.lock().unwrap().clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_proxy_follows_one_service_and_refuses_another() {
+        let web = SocketAddr::from(([127, 0, 0, 1], 10_001));
+        let api = SocketAddr::from(([127, 0, 0, 1], 10_002));
+        let platform =
+            Running::default()
+                .with("web", Track::Green, web)
+                .with("api", Track::Green, api);
+        let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
+        let proxied = ProxiedPlatform::new(platform, router.clone());
+
+        // No service named yet: a sync cannot tell whose `green` the proxy fronts.
+        proxied.sync().await;
+        assert!(router.endpoints("green").is_empty());
+        // A call the platform refuses names no service.
+        assert!(proxied.status("wbe", &Track::Green).await.is_err());
+        proxied.status("web", &Track::Green).await.unwrap();
+        assert_eq!(router.endpoints("green"), [web]);
+
+        let refused = |e: Error| {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("`api`") && msg.contains("`web`") && msg.contains("service"),
+                "{msg}"
+            );
+        };
+        let spec = TrackSpec::new("api", "1.0.0", Track::Green, 1).unwrap();
+        refused(proxied.bring_up(&spec).await.unwrap_err());
+        refused(proxied.status("api", &Track::Green).await.unwrap_err());
+        refused(proxied.scale("api", &Track::Green, 1).await.unwrap_err());
+        refused(
+            proxied
+                .retire("api", &Track::Green, Duration::ZERO)
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(router.endpoints("green"), [web]);
+
+        // A sync passes over the other service's tracks.
+        proxied.sync().await;
+        assert_eq!(router.endpoints("green"), [web]);
+        router.shutdown();
     }
 }

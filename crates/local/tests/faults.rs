@@ -17,7 +17,7 @@ use serin_local::{Error, ProcessConfig, ProcessPlatform, ProxyConfig, ProxyRoute
 use serin_orchestrator::{Platform, wait_ready};
 use serin_signals::{Metric, MetricQuery, MetricsSource, ProbeStatus, Timestamp, Track, Window};
 use serin_traffic::{TrafficRouter, TrafficSplit};
-use support::{Tally, demo_spec, free_port, get, start_demo, start_load};
+use support::{Tally, counter, demo_spec, free_port, get, start_demo, start_load};
 
 const POLL: Duration = Duration::from_millis(20);
 
@@ -149,6 +149,11 @@ async fn an_instance_refusing_connections_costs_no_request() {
     );
     let o = router.metrics().query(&q).await.unwrap();
     assert_eq!(o.error_rate(), Some(1.0), "{o:?}");
+    // Every failed connection but the last was retried elsewhere; the last had nowhere to go.
+    let text = router.metrics().prometheus_text();
+    let connects = counter(&text, "serin_proxy_connect_errors_total", "canary");
+    let retries = counter(&text, "serin_proxy_retries_total", "canary");
+    assert_eq!(retries + 1.0, connects, "{text}");
     router.shutdown();
 }
 
@@ -545,4 +550,201 @@ async fn an_upload_slower_than_the_response_timeout_is_not_the_instance_s_delay(
     let o = router.metrics().query(&q).await.unwrap();
     assert_eq!(o.error_rate(), Some(0.0), "{o:?}");
     router.shutdown();
+}
+
+/// The error counts of `track` since start: (requests, errors).
+async fn error_counts(router: &ProxyRouter, track: Track) -> (u64, u64) {
+    let q = MetricQuery::new(
+        Metric::ErrorRate,
+        track,
+        Window::new(Timestamp::EPOCH, Timestamp::from_millis(u64::MAX / 2)).unwrap(),
+    );
+    match router.metrics().query(&q).await.unwrap().measurement {
+        serin_signals::Measurement::Counts(c) => (c.requests(), c.errors()),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_crashes_on_a_replayed_request_is_charged_with_the_error() {
+    let (crasher, crashing) = support::start_crasher().await;
+    let (answering, _seen) = support::start_recorder().await;
+    let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
+    router.set_endpoints("canary", &[crasher, answering]);
+    router
+        .apply(&TrafficSplit::all_to("canary", &[]).unwrap())
+        .await
+        .unwrap();
+    // Round-robin gives each GET to the crashing instance first; the answering one serves the
+    // replay. The client sees no failure, and the canary's analysis sees the crashes.
+    for _ in 0..2 {
+        let (status, _, body) = get(router.local_addr(), "/", &[]).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    }
+    assert_eq!(error_counts(&router, Track::Canary).await, (4, 2));
+    let text = router.metrics().prometheus_text();
+    assert_eq!(
+        counter(&text, "serin_proxy_retries_total", "canary"),
+        2.0,
+        "{text}"
+    );
+    router.shutdown();
+    crashing.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_goes_to_the_instances_listed_when_it_is_made() {
+    let (silent, held) = support::start_silent().await;
+    let (answering, _seen) = support::start_recorder().await;
+    let router =
+        ProxyRouter::bind(ProxyConfig::default().with_response_timeout(Duration::from_secs(1)))
+            .await
+            .unwrap();
+    router.set_endpoints("stable", &[silent]);
+    router
+        .apply(&TrafficSplit::all_to("stable", &[]).unwrap())
+        .await
+        .unwrap();
+    let proxy = router.local_addr();
+    let request = tokio::spawn(async move { get(proxy, "/", &[]).await });
+    for _ in 0..500 {
+        if router.in_flight(silent) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        router.in_flight(silent),
+        1,
+        "the GET waits on the silent instance"
+    );
+    // While it waits, the silent instance is replaced (and could be stopped once drained):
+    // the replay goes to the instance listed now, not to one listed when the GET came in.
+    router.set_endpoints("stable", &[answering]);
+    let (status, _, body) = tokio::time::timeout(Duration::from_secs(10), request)
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    router.shutdown();
+    held.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metrics_scraper_s_keep_alive_connection_ends_at_shutdown() {
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let router = ProxyRouter::bind(ProxyConfig::default().with_admin(admin))
+        .await
+        .unwrap();
+    let admin = router.admin_addr().unwrap();
+    let stream = tokio::net::TcpStream::connect(admin).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<
+        _,
+        http_body_util::Empty<bytes::Bytes>,
+    >(hyper_util::rt::TokioIo::new(stream))
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let scrape = || {
+        hyper::Request::get("/metrics")
+            .header("host", admin.to_string())
+            .body(http_body_util::Empty::new())
+            .unwrap()
+    };
+    let res = sender.send_request(scrape()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let _ = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .unwrap();
+    router.shutdown();
+    // The idle keep-alive connection is closed, not served on.
+    tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("the admin connection closes at shutdown")
+        .unwrap()
+        .unwrap();
+    assert!(sender.send_request(scrape()).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_started_by_a_wrapper_stops_with_it() {
+    let dir =
+        std::env::temp_dir().join(format!("serin-local-faults-wrapper-{}", std::process::id()));
+    let p = ProcessPlatform::new(
+        ProcessConfig::new(&dir)
+            .with_grace(Duration::from_secs(5))
+            .with_probe_timeout(Duration::from_millis(300)),
+    )
+    .unwrap();
+    let pid_file = dir.join("service.pid");
+    let _ = std::fs::remove_file(&pid_file);
+    // The shell stays, as the parent of the service, and passes no signal on. Without the
+    // lifeline the service would only stop if signalled itself.
+    let spec = serin_orchestrator::TrackSpec::new("web", "1.0.0", Track::Blue, 1)
+        .unwrap()
+        .with_command([
+            "sh",
+            "-c",
+            "unset SERIN_LIFELINE; \"$0\" & echo $! > \"$1\"; wait",
+            support::DEMO,
+            &pid_file.display().to_string(),
+        ])
+        .unwrap();
+    p.bring_up(&spec).await.unwrap();
+    let status = wait_ready(&p, "web", &Track::Blue, POLL, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let addr = status.instances[0].address.unwrap();
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    p.retire("web", &Track::Blue, Duration::ZERO).await.unwrap();
+    // The service drains and exits on its SIGTERM: its last words reach the log.
+    let log = p.log_path("web", "blue-0");
+    let exited =
+        || std::fs::read_to_string(&log).is_ok_and(|l| l.trim_end().ends_with("drained; exiting"));
+    for _ in 0..500 {
+        if exited() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if !exited() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        panic!("the wrapped service still runs on {addr}");
+    }
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn instances_that_ignore_sigterm_share_one_grace_period() {
+    let dir = std::env::temp_dir().join(format!(
+        "serin-local-faults-stubborn-{}",
+        std::process::id()
+    ));
+    let grace = Duration::from_secs(10);
+    let p = ProcessPlatform::new(ProcessConfig::new(&dir).with_grace(grace)).unwrap();
+    let spec = serin_orchestrator::TrackSpec::new("web", "1.0.0", Track::Blue, 3)
+        .unwrap()
+        .with_command(["sh", "-c", "trap '' TERM; echo armed; exec sleep 600"])
+        .unwrap();
+    p.bring_up(&spec).await.unwrap();
+    // The processes start in real time; the test's clock stands still meanwhile.
+    for i in 0..3 {
+        let log = p.log_path("web", &format!("blue-{i}"));
+        let armed = (0..500).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            std::fs::read_to_string(&log).is_ok_and(|l| l.contains("armed"))
+        });
+        assert!(armed, "blue-{i} set its trap");
+    }
+    let started = tokio::time::Instant::now();
+    p.retire("web", &Track::Blue, Duration::ZERO).await.unwrap();
+    let took = started.elapsed();
+    assert!(took >= grace && took < grace * 2, "{took:?}");
 }

@@ -125,3 +125,45 @@ async fn a_slow_request_on_an_instance_being_removed_completes() {
         .unwrap();
     router.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_scale_ups_start_instances_with_ids_of_their_own() {
+    let dir = std::env::temp_dir().join(format!("serin-local-scale-ids-{}", std::process::id()));
+    let platform = Arc::new(
+        ProcessPlatform::new(ProcessConfig::new(dir).with_grace(Duration::from_secs(2))).unwrap(),
+    );
+    platform
+        .bring_up(&demo_spec("web", "1.0.0", Track::Canary, 1))
+        .await
+        .unwrap();
+    // Both read one instance running and add two; released together from threads of their
+    // own, they race.
+    let start = Arc::new(std::sync::Barrier::new(2));
+    let runtime = tokio::runtime::Handle::current();
+    let scales: Vec<_> = (0..2)
+        .map(|_| {
+            let (platform, start, runtime) = (platform.clone(), start.clone(), runtime.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                runtime.block_on(platform.scale("web", &Track::Canary, 3))
+            })
+        })
+        .collect();
+    for s in scales {
+        tokio::task::spawn_blocking(move || s.join())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+    let status = platform.status("web", &Track::Canary).await.unwrap();
+    let mut ids: Vec<&str> = status.instances.iter().map(|i| i.id.as_str()).collect();
+    let all = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "an id was started twice: {status:?}");
+    platform
+        .retire("web", &Track::Canary, Duration::ZERO)
+        .await
+        .unwrap();
+}

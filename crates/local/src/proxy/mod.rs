@@ -109,9 +109,11 @@ struct Shared {
 ///   which the platform can stop the process.
 /// - **Retry.** A request whose connection to an instance fails before any byte was sent is
 ///   retried once on another ready instance (another instance of the same backend first, then
-///   another backend of the split by weight). A bodyless `GET`, `HEAD` or `OPTIONS` is also
-///   retried once if the instance failed after receiving it (it crashed mid-answer): it is
-///   idempotent. Request and response bodies are streamed, never buffered.
+///   another backend of the split by weight), chosen among the instances listed when the retry
+///   is made. A bodyless `GET`, `HEAD` or `OPTIONS` is also retried once if the instance failed
+///   after receiving it (it crashed mid-answer) or did not answer in time: it is idempotent. The
+///   instance is still charged with the error in the [metrics](ProxyRouter::metrics). Request
+///   and response bodies are streamed, never buffered.
 /// - **Mirroring** sends a copy of the given share of requests to the mirror backend and
 ///   discards its answers (a copy gets at most 30 s). A request body of a declared length up to
 ///   [`ProxyConfig::mirror_body_limit`] is copied to the mirror as it streams to the chosen
@@ -128,7 +130,9 @@ struct Shared {
 /// - **Metrics.** Every answer is measured per backend ([`metrics`](ProxyRouter::metrics)) and
 ///   served as Prometheus text at `/metrics` on the admin address, if configured.
 ///
-/// Dropping the router does not stop it; call [`shutdown`](ProxyRouter::shutdown).
+/// Clones share one proxy. It serves until [`shutdown`](ProxyRouter::shutdown) is called or
+/// its last clone is dropped, which stops it the same way: no new connections, in-flight
+/// requests finish, idle connections close. Keep a clone for as long as it should serve.
 #[derive(Debug, Clone)]
 pub struct ProxyRouter {
     shared: Arc<Shared>,
@@ -224,12 +228,26 @@ impl ProxyRouter {
     pub fn set_endpoints(&self, backend: &str, addrs: &[SocketAddr]) {
         let mut registry = lock(&self.shared.write);
         let old = self.snapshot();
-        let mut backends = old.backends.clone();
-        let mut eps = Vec::with_capacity(addrs.len());
+        let mut wanted: Vec<SocketAddr> = Vec::with_capacity(addrs.len());
         for a in addrs {
-            if eps.iter().any(|e: &Arc<Endpoint>| e.addr() == *a) {
-                continue;
+            if !wanted.contains(a) {
+                wanted.push(*a);
             }
+        }
+        let current = old.backends.get(backend);
+        // Every status read and sync pass lists the instances again: when nothing changed, the
+        // backend stays as it is, round-robin position included, so requests keep rotating
+        // over all its instances instead of starting again from the first.
+        let listed: Vec<SocketAddr> = current
+            .map(|b| b.endpoints.iter().map(|e| e.addr()).collect())
+            .unwrap_or_default();
+        if listed == wanted {
+            return;
+        }
+        let next = current.map_or(0, |b| b.next.load(Ordering::Relaxed));
+        let mut backends = old.backends.clone();
+        let mut eps = Vec::with_capacity(wanted.len());
+        for a in &wanted {
             let pools = usize::from(self.shared.config.workers);
             let ep = registry
                 .entry(*a)
@@ -245,7 +263,7 @@ impl ProxyRouter {
                 backend.to_owned(),
                 Arc::new(Backend {
                     endpoints: eps,
-                    next: AtomicUsize::new(0),
+                    next: AtomicUsize::new(next),
                 }),
             );
         }
@@ -307,7 +325,8 @@ impl ProxyRouter {
         }
     }
 
-    /// Stops accepting connections and closes open ones gracefully (in-flight requests finish).
+    /// Stops accepting connections and closes open ones gracefully (in-flight requests finish),
+    /// on the proxy's listener and its admin listener alike.
     pub fn shutdown(&self) {
         let _ = self.stop.send(true);
     }
@@ -416,7 +435,10 @@ fn has_no_body(req: &Request<Incoming>) -> bool {
 /// One attempt's outcome.
 enum Attempt {
     Answered(Response<Body>),
+    /// Nothing was sent (no connection, or the instance had just left the proxy): the request
+    /// comes back, for a retry elsewhere.
     NotSent(Request<Body>),
+    /// Sent, then the exchange failed (the instance crashed or closed the connection).
     Failed,
     /// Sent, and not answered within the response timeout (already counted as an error).
     TimedOut,
@@ -428,9 +450,14 @@ async fn attempt(
     endpoint: Arc<Endpoint>,
     req: Request<Body>,
     started: Instant,
-    retrying: bool,
 ) -> Attempt {
     let guard = endpoint.begin();
+    // Counted in flight first, then checked: an instance taken out of the proxy since the
+    // caller picked it gets nothing (it may be stopping), and one taken out after this point
+    // sees the request in flight, so `wait_drained` waits for it.
+    if endpoint.is_removed() {
+        return Attempt::NotSent(req);
+    }
     let (req, body_sent) = sent::signal_when_sent(req);
     let send = endpoint.send(req, shared.config.connect_timeout);
     let limit = shared.config.response_timeout;
@@ -474,7 +501,7 @@ async fn attempt(
         }
         Err(SendError::NotSent(req, reason)) => {
             tracing::debug!(%backend, addr = %endpoint.addr(), %reason, "request not sent");
-            shared.metrics.record_connect_error(backend, !retrying);
+            shared.metrics.record_connect_error(backend);
             Attempt::NotSent(*req)
         }
         Err(SendError::Failed(reason)) => {
@@ -525,7 +552,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                 // A mirror that never answers holds its connection for a bounded time only.
                 let _ = tokio::time::timeout(MIRROR_TIMEOUT, async {
                     if let Attempt::Answered(res) =
-                        attempt(&shared, &name, ep, copy, Instant::now(), true).await
+                        attempt(&shared, &name, ep, copy, Instant::now()).await
                     {
                         mirror::drain(res.into_body()).await;
                     }
@@ -558,34 +585,48 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let replay = (bodyless
         && matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS))
     .then(|| mirror_copy(&req));
-    let (retry, failure) = match attempt(&shared, backend, first, req, started, false).await {
-        Attempt::NotSent(req) => (Some(req), Attempt::Failed),
-        Attempt::Failed => (replay, Attempt::Failed),
-        Attempt::TimedOut => (replay, Attempt::TimedOut),
+    let (req, failure) = match attempt(&shared, backend, first, req, started).await {
+        Attempt::NotSent(req) => (req, None),
+        failed @ (Attempt::Failed | Attempt::TimedOut) => match replay {
+            Some(req) => (req, Some(failed)),
+            None => return finish(failed, backend, backend, set_cookie, &shared, started),
+        },
         answered => return finish(answered, backend, backend, set_cookie, &shared, started),
     };
-    let Some(req) = retry else {
-        return finish(failure, backend, backend, set_cookie, &shared, started);
-    };
-    // Once, elsewhere: another instance of the same backend, else another backend.
-    let other = snap
+    // Once, elsewhere: another instance of the same backend, else another backend, among the
+    // instances listed now. The first try may have waited out the response timeout; the ones
+    // listed when the request came in may have left the proxy and been stopped since.
+    let latest = shared.snapshot();
+    let retry_split = latest.split.as_deref().unwrap_or(&split);
+    let listed = |b: &str| latest.backends.contains_key(b);
+    let other = latest
         .backends
         .get(backend)
         .and_then(|b| b.pick(Some(first_addr)))
         .map(|e| (backend, e))
         .or_else(|| {
             let roll = rand::random_range(0..10_000u32);
-            choose(&split, req.headers(), roll, &ready, Some(backend)).and_then(|(b, _)| {
-                snap.backends
+            choose(retry_split, req.headers(), roll, &listed, Some(backend)).and_then(|(b, _)| {
+                latest
+                    .backends
                     .get(b)
                     .and_then(|x| x.pick(None))
                     .map(|e| (b, e))
             })
         });
-    let (served_by, outcome) = match other {
-        Some((b, ep)) => (b, attempt(&shared, b, ep, req, started, true).await),
-        None => (backend, failure),
+    let Some((served_by, ep)) = other else {
+        // Nowhere else to go: a request never sent is a 502 counted by `finish`.
+        let outcome = failure.unwrap_or(Attempt::Failed);
+        return finish(outcome, backend, backend, set_cookie, &shared, started);
     };
+    shared.metrics.record_retry(backend);
+    // An instance that received the request and failed it is charged with the error, like one
+    // that timed out, even though another answers the replay: a crashing version must show.
+    if matches!(failure, Some(Attempt::Failed)) {
+        let latency = started.elapsed().as_secs_f64() * 1_000.0;
+        shared.metrics.record(backend, now(), latency, true);
+    }
+    let outcome = attempt(&shared, served_by, ep, req, started).await;
     finish(outcome, backend, served_by, set_cookie, &shared, started)
 }
 
@@ -666,6 +707,8 @@ async fn serve_admin(
     mut stopped: watch::Receiver<bool>,
 ) {
     let builder = http_server(&shared.config);
+    // A scraper's keep-alive connection is closed at shutdown like a client's.
+    let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
             accepted = accept::accept(&listener) => {
@@ -690,6 +733,7 @@ async fn serve_admin(
                     }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     let _ = conn.await;
                 });
@@ -697,6 +741,8 @@ async fn serve_admin(
             _ = stopped.changed() => break,
         }
     }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 #[async_trait]
@@ -725,5 +771,69 @@ impl TrafficRouter for ProxyRouter {
 
     async fn current(&self) -> serin_traffic::Result<Option<TrafficSplit>> {
         Ok(self.snapshot().split.as_deref().cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[tokio::test]
+    async fn listing_the_instances_again_keeps_their_rotation() {
+        let router = ProxyRouter::bind(ProxyConfig::default().with_workers(0))
+            .await
+            .unwrap();
+        let (a, b, c) = (addr(10_001), addr(10_002), addr(10_003));
+        let pick = || {
+            router.snapshot().backends["stable"]
+                .pick(None)
+                .map(|e| e.addr())
+        };
+        router.set_endpoints("stable", &[a, b]);
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            seen.push(pick());
+            // A status read or sync pass in between lists the same instances.
+            router.set_endpoints("stable", &[a, b]);
+        }
+        assert_eq!(seen, [Some(a), Some(b), Some(a), Some(b)]);
+        // A longer list, listed again between requests, rotates over all of it.
+        router.set_endpoints("stable", &[a, b, c]);
+        let mut seen: Vec<_> = (0..3)
+            .map(|_| {
+                router.set_endpoints("stable", &[a, b, c]);
+                pick()
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(seen, [Some(a), Some(b), Some(c)]);
+        router.shutdown();
+    }
+
+    #[tokio::test]
+    async fn an_instance_taken_out_gets_nothing_from_a_request_that_picked_it_before() {
+        // It would accept a connection, and never answer.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let instance = listener.local_addr().unwrap();
+        let router = ProxyRouter::bind(
+            ProxyConfig::default()
+                .with_workers(0)
+                .with_response_timeout(Duration::from_secs(1)),
+        )
+        .await
+        .unwrap();
+        router.set_endpoints("stable", &[instance]);
+        // A request read the endpoints; then the instance left the proxy.
+        let picked = router.snapshot().backends["stable"].endpoints[0].clone();
+        router.set_endpoints("stable", &[]);
+        let req = Request::get("/").body(full("")).unwrap();
+        let outcome = attempt(&router.shared, "stable", picked, req, Instant::now()).await;
+        assert!(matches!(outcome, Attempt::NotSent(_)), "sent anyway");
+        assert_eq!(router.in_flight(instance), 0);
+        router.shutdown();
     }
 }

@@ -82,14 +82,22 @@ impl Endpoint {
     }
 
     pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Acquire)
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Whether the endpoint is out of every backend. A request counts itself in flight
+    /// ([`begin`](Self::begin)) before asking, and the proxy marks an endpoint removed before
+    /// reading its in-flight count: with both in one order (`SeqCst`), either the request sees
+    /// the mark or the count sees the request.
+    pub(crate) fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::SeqCst)
     }
 
     /// Marks the endpoint as out of every backend: idle connections are closed now (the
     /// instance sees a clean end of its keep-alive connections) and busy ones when their
     /// request completes.
     pub(crate) fn remove(&self) {
-        self.removed.store(true, Ordering::Release);
+        self.removed.store(true, Ordering::SeqCst);
         for pool in &self.idle {
             lock_pool(pool).clear();
         }
@@ -97,7 +105,7 @@ impl Endpoint {
 
     /// Takes it back into service (an address listed again).
     pub(crate) fn restore(&self) {
-        self.removed.store(false, Ordering::Release);
+        self.removed.store(false, Ordering::SeqCst);
     }
 
     /// This worker's pool (`new` makes one for every worker).
@@ -110,7 +118,7 @@ impl Endpoint {
     }
 
     pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
         InFlight(self.clone())
     }
 

@@ -275,3 +275,35 @@ pub fn payload(len: usize) -> Bytes {
         .collect::<Vec<u8>>()
         .into()
 }
+
+/// A server that reads each request's headers and closes the connection without answering: an
+/// instance that crashes on every request it receives. Runs until the task is aborted.
+pub async fn start_crasher() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// The value of the Prometheus counter `name` of `backend` in `text` (0 if absent).
+pub fn counter(text: &str, name: &str, backend: &str) -> f64 {
+    let prefix = format!("{name}{{backend=\"{backend}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
