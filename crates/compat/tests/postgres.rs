@@ -795,8 +795,11 @@ fn set_not_null_scans_the_table_when_the_analysis_says_it_does() {
                 .findings()
                 .any(|(_, f)| f.rule == "adding-not-nullable-field")
         });
+        // A table the same migration made again is new to every running version: making its
+        // column required breaks nothing, whether or not PostgreSQL scans the (empty) table.
+        let remade = before.contains("CREATE TABLE n ");
         for (claimed, when) in claims.into_iter().zip(["same", "earlier"]) {
-            if claimed != scanned {
+            if claimed != (scanned && !(remade && when == "same")) {
                 wrong.push(format!(
                     "{before:?} ({when} migration): PostgreSQL {} the table, the analysis says \
                      it {}",
