@@ -266,14 +266,13 @@ impl DeploymentConfig {
         };
         if let Some(v) = get("VERSION") {
             c.version = semver::Version::parse(&v)
-                .map_err(|e| Error::invalid("VERSION (version)", &v, e.to_string()))?;
+                .map_err(|e| Error::invalid(label("VERSION"), &v, e.to_string()))?;
         }
         if let Some(v) = get("DEPLOYMENT_STRATEGY") {
-            c.strategy = StrategyKind::parse("DEPLOYMENT_STRATEGY (strategy)", &v)?;
+            c.strategy = StrategyKind::parse(&label("DEPLOYMENT_STRATEGY"), &v)?;
         }
         if let Some(v) = get("REPLICAS") {
-            c.blue_green_config.replicas_per_env =
-                num("REPLICAS (blueGreenConfig.replicasPerEnv)", &v)?;
+            c.blue_green_config.replicas_per_env = num(&label("REPLICAS"), &v)?;
         }
         if let Some(v) = get("TRAFFIC_STRATEGY") {
             c.blue_green_config.traffic_strategy = match v.as_str() {
@@ -282,7 +281,7 @@ impl DeploymentConfig {
                 "weighted" => TrafficStrategyKind::Weighted,
                 other => {
                     return Err(Error::invalid(
-                        "TRAFFIC_STRATEGY (blueGreenConfig.trafficStrategy)",
+                        label("TRAFFIC_STRATEGY"),
                         other,
                         "must be `immediate`, `gradual` or `weighted`",
                     ));
@@ -290,55 +289,40 @@ impl DeploymentConfig {
             };
         }
         if let Some(v) = get("TRAFFIC_INCREMENT") {
-            c.blue_green_config.traffic_increment =
-                num("TRAFFIC_INCREMENT (blueGreenConfig.trafficIncrement)", &v)?;
+            c.blue_green_config.traffic_increment = num(&label("TRAFFIC_INCREMENT"), &v)?;
         }
         if let Some(v) = get("TRAFFIC_INTERVAL") {
-            c.blue_green_config.traffic_interval =
-                secs("TRAFFIC_INTERVAL (blueGreenConfig.trafficInterval)", &v)?;
+            c.blue_green_config.traffic_interval = secs(&label("TRAFFIC_INTERVAL"), &v)?;
         }
         if let Some(v) = get("INITIAL_PERCENTAGE") {
-            c.canary_config.initial_percentage =
-                num("INITIAL_PERCENTAGE (canaryConfig.initialPercentage)", &v)?;
+            c.canary_config.initial_percentage = num(&label("INITIAL_PERCENTAGE"), &v)?;
         }
         if let Some(v) = get("INCREMENT") {
-            c.canary_config.increment_percentage =
-                num("INCREMENT (canaryConfig.incrementPercentage)", &v)?;
+            c.canary_config.increment_percentage = num(&label("INCREMENT"), &v)?;
         }
         if let Some(v) = get("PHASE_DURATION") {
-            c.canary_config.increment_interval =
-                secs("PHASE_DURATION (canaryConfig.incrementInterval)", &v)?;
+            c.canary_config.increment_interval = secs(&label("PHASE_DURATION"), &v)?;
         }
         if let Some(v) = get("MAX_ERROR_RATE") {
-            c.canary_thresholds.max_error_rate =
-                Some(num("MAX_ERROR_RATE (canaryThresholds.maxErrorRate)", &v)?);
+            c.canary_thresholds.max_error_rate = Some(num(&label("MAX_ERROR_RATE"), &v)?);
         }
         if let Some(v) = get("CANARY_ERROR_RATE") {
-            c.canary_thresholds.max_error_rate = Some(num(
-                "CANARY_ERROR_RATE (canaryThresholds.maxErrorRate)",
-                &v,
-            )?);
+            c.canary_thresholds.max_error_rate = Some(num(&label("CANARY_ERROR_RATE"), &v)?);
         }
         if let Some(v) = get("ERROR_RATE_THRESHOLD") {
-            c.monitoring.error_rate_threshold = Some(num(
-                "ERROR_RATE_THRESHOLD (monitoring.errorRateThreshold)",
-                &v,
-            )?);
+            c.monitoring.error_rate_threshold = Some(num(&label("ERROR_RATE_THRESHOLD"), &v)?);
         }
         if let Some(v) = get("LATENCY_THRESHOLD") {
-            c.monitoring.latency_threshold =
-                Some(num("LATENCY_THRESHOLD (monitoring.latencyThreshold)", &v)?);
+            c.monitoring.latency_threshold = Some(num(&label("LATENCY_THRESHOLD"), &v)?);
         }
         if let Some(v) = get("CHECK_INTERVAL") {
-            c.monitoring.check_interval = secs("CHECK_INTERVAL (monitoring.checkInterval)", &v)?;
+            c.monitoring.check_interval = secs(&label("CHECK_INTERVAL"), &v)?;
         }
         if let Some(v) = get("MONITORING_DURATION") {
-            c.monitoring.monitoring_duration =
-                secs("MONITORING_DURATION (monitoring.monitoringDuration)", &v)?;
+            c.monitoring.monitoring_duration = secs(&label("MONITORING_DURATION"), &v)?;
         }
         if let Some(v) = get("CONSECUTIVE_FAILURES") {
-            c.monitoring.consecutive_failures =
-                num("CONSECUTIVE_FAILURES (monitoring.consecutiveFailures)", &v)?;
+            c.monitoring.consecutive_failures = num(&label("CONSECUTIVE_FAILURES"), &v)?;
         }
         if let Some(v) = get("NAMESPACE") {
             c.namespace = Some(v);
@@ -346,7 +330,24 @@ impl DeploymentConfig {
         if let Some(v) = get("ENVIRONMENT") {
             c.environment = Some(v);
         }
-        c.validate()?;
+        // A value that parses but is out of range is caught here: name its variable too.
+        c.validate().map_err(|e| match e {
+            Error::InvalidField {
+                field,
+                value,
+                reason,
+            } => {
+                let var = OVERRIDES
+                    .iter()
+                    .find(|(var, path)| get(var).is_some() && field.ends_with(path));
+                Error::InvalidField {
+                    field: var.map_or(field.clone(), |(var, _)| format!("{var} ({field})")),
+                    value,
+                    reason,
+                }
+            }
+            other => other,
+        })?;
         Ok(c)
     }
 
@@ -486,6 +487,36 @@ impl DeploymentConfig {
             .map_err(|e| Error::invalid("deploymentConfig.triggers", "…", e.to_string()))?;
         Ok(config)
     }
+}
+
+/// The environment variables [`DeploymentConfig::with_overrides`] reads and the fields they
+/// set; when both set a field, the one listed first wins (`CANARY_ERROR_RATE`).
+const OVERRIDES: [(&str, &str); 16] = [
+    ("CANARY_ERROR_RATE", "canaryThresholds.maxErrorRate"),
+    ("VERSION", "version"),
+    ("DEPLOYMENT_STRATEGY", "strategy"),
+    ("REPLICAS", "blueGreenConfig.replicasPerEnv"),
+    ("TRAFFIC_STRATEGY", "blueGreenConfig.trafficStrategy"),
+    ("TRAFFIC_INCREMENT", "blueGreenConfig.trafficIncrement"),
+    ("TRAFFIC_INTERVAL", "blueGreenConfig.trafficInterval"),
+    ("INITIAL_PERCENTAGE", "canaryConfig.initialPercentage"),
+    ("INCREMENT", "canaryConfig.incrementPercentage"),
+    ("PHASE_DURATION", "canaryConfig.incrementInterval"),
+    ("MAX_ERROR_RATE", "canaryThresholds.maxErrorRate"),
+    ("ERROR_RATE_THRESHOLD", "monitoring.errorRateThreshold"),
+    ("LATENCY_THRESHOLD", "monitoring.latencyThreshold"),
+    ("CHECK_INTERVAL", "monitoring.checkInterval"),
+    ("MONITORING_DURATION", "monitoring.monitoringDuration"),
+    ("CONSECUTIVE_FAILURES", "monitoring.consecutiveFailures"),
+];
+
+/// `VAR (field)`, how an override's errors name what was given.
+fn label(var: &str) -> String {
+    let path = OVERRIDES
+        .iter()
+        .find(|(v, _)| *v == var)
+        .map_or("", |(_, p)| p);
+    format!("{var} ({path})")
 }
 
 fn positive(path: &str, d: Duration) -> Result<()> {
@@ -915,9 +946,23 @@ maxDeploymentDuration: 2h
             ),
             ("DEPLOYMENT_STRATEGY", "rolling", "DEPLOYMENT_STRATEGY"),
             ("PHASE_DURATION", "soon", "PHASE_DURATION"),
-            ("INCREMENT", "0", "canaryConfig.incrementPercentage"),
+            // In range only once checked with the rest: named by the variable too.
+            (
+                "INCREMENT",
+                "0",
+                "INCREMENT (canaryConfig.incrementPercentage)",
+            ),
+            (
+                "REPLICAS",
+                "65",
+                "REPLICAS (blueGreenConfig.replicasPerEnv)",
+            ),
             ("VERSION", "v2", "VERSION"),
-            ("CANARY_ERROR_RATE", "2", "canaryThresholds.maxErrorRate"),
+            (
+                "CANARY_ERROR_RATE",
+                "2",
+                "CANARY_ERROR_RATE (canaryThresholds.maxErrorRate)",
+            ),
         ] {
             let err = before
                 .clone()
