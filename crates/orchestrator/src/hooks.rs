@@ -230,6 +230,7 @@ struct BackupLog {
     infos: Vec<BackupInfo>,
     restored: Vec<String>,
     fail_next: Option<String>,
+    fail_next_list: Option<String>,
 }
 
 impl InMemoryBackup {
@@ -247,6 +248,11 @@ impl InMemoryBackup {
     /// The next backup fails with `reason`.
     pub fn fail_next(&self, reason: impl Into<String>) {
         lock(&self.inner).fail_next = Some(reason.into());
+    }
+
+    /// The next listing fails with `reason`.
+    pub fn fail_next_list(&self, reason: impl Into<String>) {
+        lock(&self.inner).fail_next_list = Some(reason.into());
     }
 
     /// Backups taken: (id, service, label), including those deleted since.
@@ -314,7 +320,11 @@ impl BackupProvider for InMemoryBackup {
     }
 
     async fn list(&self, service: &str) -> Result<Vec<BackupInfo>> {
-        Ok(lock(&self.inner)
+        let mut log = lock(&self.inner);
+        if let Some(reason) = log.fail_next_list.take() {
+            return Err(Error::backend("backup", "in-memory", reason));
+        }
+        Ok(log
             .infos
             .iter()
             .filter(|i| i.service == service)

@@ -614,6 +614,14 @@ async fn a_rollback_is_refused_when_its_restore_point_is_gone_or_retention_would
     // The restore point is still there.
     assert!(backup.info(&before).await.is_ok());
 
+    // The backups cannot be listed: refused rather than risking the restore point.
+    backup.fail_next_list("catalog unreachable");
+    let err = refused_rollback(&world, &o, &config).await;
+    assert!(
+        err.contains("cannot be checked") && err.contains("catalog unreachable"),
+        "{err}"
+    );
+
     // Deleted (by hand, or by a retention elsewhere): refused as gone.
     backup.delete(&before).await.expect("delete");
     let err = refused_rollback(&world, &o, &config).await;

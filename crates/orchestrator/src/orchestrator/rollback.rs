@@ -150,9 +150,19 @@ async fn survives_fresh_backup(backup: &dyn BackupProvider, service: &str, id: &
     let Some(retention) = backup.retention() else {
         return Ok(());
     };
-    let Ok(mut kept) = backup.list(service).await else {
-        return Ok(());
-    };
+    // A provider that enforces a retention must list what it keeps: were the rollback to go
+    // on unchecked, the backup it takes first could expire the one it must restore.
+    let mut kept = backup.list(service).await.map_err(|e| {
+        Error::conflict(
+            "rollback",
+            service,
+            format!(
+                "backup {id} must be restored, but whether the backup taken first would make the \
+                 retention (keepLast {}) delete it cannot be checked: {e}; try again",
+                retention.keep()
+            ),
+        )
+    })?;
     let Some(target) = kept
         .iter()
         .find(|b| b.id == id)
