@@ -13,6 +13,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use serin_signals::{Timestamp, dns_label_problem};
+use tokio::io::AsyncWriteExt;
 
 use crate::error::{Error, Result};
 use crate::hooks::BackupInfo;
@@ -124,12 +125,23 @@ impl Catalog {
                 format!("cannot encode the metadata of `{}`: {e}", info.id),
             )
         })?;
-        tokio::fs::write(&tmp, body)
-            .await
-            .map_err(|e| self.io_error("write", &tmp, e))?;
+        // On disk before the rename, and the rename itself after it: a power loss leaves the
+        // old state or the whole new file, never an empty one that no listing could read.
+        let write = async {
+            let mut file = tokio::fs::File::create(&tmp).await?;
+            file.write_all(&body).await?;
+            file.sync_all().await
+        };
+        write.await.map_err(|e| self.io_error("write", &tmp, e))?;
         tokio::fs::rename(&tmp, &path)
             .await
             .map_err(|e| self.io_error("write", &path, e))?;
+        if let Some(dir) = path.parent() {
+            // Best effort: a file system that cannot sync a directory still renamed the file.
+            if let Ok(dir) = tokio::fs::File::open(dir).await {
+                let _ = dir.sync_all().await;
+            }
+        }
         self.release(&info.id).await;
         Ok(())
     }
