@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -123,6 +123,9 @@ struct Running {
     spec: TrackSpec,
     next_index: u32,
     procs: Vec<Proc>,
+    /// Taken for the whole of a `scale`, so that two scales of one track run one after the
+    /// other and the second sees what the first left: two `scale(3)` end at three instances.
+    scaling: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Runs each instance of a track as a process of the spec's command, with `PORT` (a free
@@ -482,6 +485,7 @@ impl Platform for ProcessPlatform {
                         spec: spec.clone(),
                         next_index: spec.instances(),
                         procs,
+                        scaling: Arc::default(),
                     },
                 );
                 None
@@ -515,6 +519,12 @@ impl Platform for ProcessPlatform {
             ));
         }
         let want = instances as usize;
+        let scaling = self
+            .running()
+            .get(&key)
+            .map(|r| Arc::clone(&r.scaling))
+            .ok_or_else(|| Error::not_found("track", &key))?;
+        let _turn = scaling.lock().await;
         let (spec, first_new, have) = {
             let mut tracks = self.running();
             let r = tracks

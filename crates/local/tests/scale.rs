@@ -127,7 +127,7 @@ async fn a_slow_request_on_an_instance_being_removed_completes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_scale_ups_start_instances_with_ids_of_their_own() {
+async fn concurrent_scale_ups_to_one_count_end_at_it_with_ids_of_their_own() {
     let dir = std::env::temp_dir().join(format!("serin-local-scale-ids-{}", std::process::id()));
     let platform = Arc::new(
         ProcessPlatform::new(ProcessConfig::new(dir).with_grace(Duration::from_secs(2))).unwrap(),
@@ -136,8 +136,8 @@ async fn concurrent_scale_ups_start_instances_with_ids_of_their_own() {
         .bring_up(&demo_spec("web", "1.0.0", Track::Canary, 1))
         .await
         .unwrap();
-    // Both read one instance running and add two; released together from threads of their
-    // own, they race.
+    // Released together from threads of their own, they race: each must see what the other
+    // left, not both add two to the one instance running.
     let start = Arc::new(std::sync::Barrier::new(2));
     let runtime = tokio::runtime::Handle::current();
     let scales: Vec<_> = (0..2)
@@ -162,6 +162,7 @@ async fn concurrent_scale_ups_start_instances_with_ids_of_their_own() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), all, "an id was started twice: {status:?}");
+    assert_eq!(all, 3, "{status:?}");
     platform
         .retire("web", &Track::Canary, Duration::ZERO)
         .await
