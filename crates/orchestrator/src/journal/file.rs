@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -21,13 +21,24 @@ use crate::lock;
 /// [`last_records`](Journal::last_records) and [`all_records`](Journal::all_records) read the
 /// file once for all deployments. [`compact`](FileJournal::compact) reduces old finished
 /// deployments to their last record.
+///
+/// The file's reads, writes and syncs run on Tokio's blocking pool, so an `fsync` on a slow
+/// disk or a read of a large journal never stalls the runtime's other tasks (a proxy serving
+/// requests on the same runtime, say). A call whose future is dropped still finishes its
+/// write: an append is either whole or torn, never half-acknowledged.
 #[derive(Debug)]
 pub struct FileJournal {
+    files: Arc<Files>,
+    /// Compact once the file is past this many bytes, keeping this many finished deployments.
+    auto_compact: Option<(u64, usize)>,
+}
+
+/// The journal's file and the blocking operations on it.
+#[derive(Debug)]
+struct Files {
     path: PathBuf,
     name: String,
     write: Mutex<()>,
-    /// Compact once the file is past this many bytes, keeping this many finished deployments.
-    auto_compact: Option<(u64, usize)>,
 }
 
 /// What [`FileJournal::compact`] did.
@@ -67,9 +78,11 @@ impl FileJournal {
             _ => {}
         }
         Ok(FileJournal {
-            name: path.display().to_string(),
-            path,
-            write: Mutex::new(()),
+            files: Arc::new(Files {
+                name: path.display().to_string(),
+                path,
+                write: Mutex::new(()),
+            }),
             auto_compact: None,
         })
     }
@@ -84,6 +97,42 @@ impl FileJournal {
         self
     }
 
+    /// Rewrites the file with the finished deployments before the last `keep_finished` of them
+    /// (in the order of their first record) reduced to their last record: a journal that only
+    /// grows makes every question read years of deployments again. The last record holds a
+    /// deployment's final state (its outcome, versions, backup and checklist), which is what
+    /// `status`, [`Orchestrator::rollback`](crate::Orchestrator::rollback) and the restore
+    /// point of [`rollback_to`](crate::Orchestrator::rollback_to) read, so those answer as
+    /// before; the timelines of the trimmed deployments keep only their final events.
+    /// Unfinished deployments keep every record (a resume starts from their last). Kept lines
+    /// are copied byte for byte; lines torn by a crash, never acknowledged, are left out.
+    ///
+    /// A crash at any point leaves either the old file or the new one: the kept lines are
+    /// written to a temporary file beside the journal, synced, renamed over it, and the
+    /// directory synced. Appends from this process and from others wait meanwhile (on a lock
+    /// file `<journal>.lock` beside it), and readers holding the old file read it whole. A
+    /// corrupt line stops the compaction before anything changes, as it stops every read. The
+    /// temporary files of compactions a crash cut short are removed.
+    pub async fn compact(&self, keep_finished: usize) -> Result<Compacted> {
+        self.blocking(move |files| files.compact(keep_finished))
+            .await
+    }
+
+    /// Runs `f` on the blocking pool. A panic in it is the caller's panic.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Files) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let files = Arc::clone(&self.files);
+        match tokio::task::spawn_blocking(move || f(&files)).await {
+            Ok(out) => out,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(self.files.failed(e)),
+        }
+    }
+}
+
+impl Files {
     fn failed(&self, e: impl std::fmt::Display) -> Error {
         Error::backend("journal", &self.name, e)
     }
@@ -108,23 +157,7 @@ impl FileJournal {
         Ok(file)
     }
 
-    /// Rewrites the file with the finished deployments before the last `keep_finished` of them
-    /// (in the order of their first record) reduced to their last record: a journal that only
-    /// grows makes every question read years of deployments again. The last record holds a
-    /// deployment's final state (its outcome, versions, backup and checklist), which is what
-    /// `status`, [`Orchestrator::rollback`](crate::Orchestrator::rollback) and the restore
-    /// point of [`rollback_to`](crate::Orchestrator::rollback_to) read, so those answer as
-    /// before; the timelines of the trimmed deployments keep only their final events.
-    /// Unfinished deployments keep every record (a resume starts from their last). Kept lines
-    /// are copied byte for byte; lines torn by a crash, never acknowledged, are left out.
-    ///
-    /// A crash at any point leaves either the old file or the new one: the kept lines are
-    /// written to a temporary file beside the journal, synced, renamed over it, and the
-    /// directory synced. Appends from this process and from others wait meanwhile (on a lock
-    /// file `<journal>.lock` beside it), and readers holding the old file read it whole. A
-    /// corrupt line stops the compaction before anything changes, as it stops every read. The
-    /// temporary files of compactions a crash cut short are removed.
-    pub async fn compact(&self, keep_finished: usize) -> Result<Compacted> {
+    fn compact(&self, keep_finished: usize) -> Result<Compacted> {
         let _guard = lock(&self.write);
         let _lock = self.lock_file(true)?;
         let bytes_before = match std::fs::metadata(&self.path) {
@@ -264,11 +297,7 @@ impl FileJournal {
     }
 
     fn corrupt(&self, line: usize, e: &serde_json::Error) -> Error {
-        Error::backend(
-            "journal",
-            &self.name,
-            format!("line {line} is corrupt: {e}"),
-        )
+        self.failed(format!("line {line} is corrupt: {e}"))
     }
 
     /// Calls `each` with every record line's number, deployment and bytes (without the
@@ -281,7 +310,7 @@ impl FileJournal {
         let file = match std::fs::File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::backend("journal", &self.name, e)),
+            Err(e) => return Err(self.failed(e)),
         };
         let mut reader = std::io::BufReader::new(file);
         let mut line = Vec::new();
@@ -289,7 +318,7 @@ impl FileJournal {
             line.clear();
             let read = reader
                 .read_until(b'\n', &mut line)
-                .map_err(|e| Error::backend("journal", &self.name, e))?;
+                .map_err(|e| self.failed(e))?;
             if read == 0 {
                 break;
             }
@@ -349,28 +378,10 @@ fn ends_torn(file: &mut std::fs::File) -> std::io::Result<bool> {
     Ok(last[0] != b'\n')
 }
 
-#[async_trait]
-impl Journal for FileJournal {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    async fn append(&self, record: &Record) -> Result<()> {
-        let mut line =
-            serde_json::to_vec(record).map_err(|e| Error::backend("journal", &self.name, e))?;
-        // A record that would not read back is refused before anything acts on it: a journal
-        // that cannot be replayed is no journal.
-        serde_json::from_slice::<Record>(&line).map_err(|e| {
-            Error::backend(
-                "journal",
-                &self.name,
-                format!(
-                    "record {} of {} would not read back: {e}",
-                    record.seq, record.deployment
-                ),
-            )
-        })?;
-        line.push(b'\n');
+impl Files {
+    /// Appends one encoded line (ending in a newline) and syncs it; answers the file's size
+    /// after.
+    fn append(&self, mut line: Vec<u8>) -> Result<u64> {
         let _guard = lock(&self.write);
         let _lock = self.lock_file(false)?;
         let mut file = std::fs::OpenOptions::new()
@@ -378,26 +389,19 @@ impl Journal for FileJournal {
             .append(true)
             .read(true)
             .open(&self.path)
-            .map_err(|e| Error::backend("journal", &self.name, e))?;
-        if ends_torn(&mut file).map_err(|e| Error::backend("journal", &self.name, e))? {
+            .map_err(|e| self.failed(e))?;
+        if ends_torn(&mut file).map_err(|e| self.failed(e))? {
             // A crash left a partial last line: end it, so this record starts a line of its own.
             line.insert(0, b'\n');
         }
         file.write_all(&line)
             .and_then(|()| file.sync_data())
-            .map_err(|e| Error::backend("journal", &self.name, e))?;
-        drop((_guard, _lock));
-        if let Some((above_bytes, keep)) = self.auto_compact
-            && record.state.is_done()
-            && file.metadata().is_ok_and(|m| m.len() > above_bytes)
-            && let Err(e) = self.compact(keep).await
-        {
-            tracing::warn!(journal = %self.name, "the journal could not be compacted: {e}");
-        }
-        Ok(())
+            .and_then(|()| file.metadata())
+            .map(|m| m.len())
+            .map_err(|e| self.failed(e))
     }
 
-    async fn records(&self, deployment: &str) -> Result<Vec<Record>> {
+    fn records(&self, deployment: &str) -> Result<Vec<Record>> {
         let mut out = Vec::new();
         self.scan(|number, whose, line| {
             if whose == deployment {
@@ -408,7 +412,7 @@ impl Journal for FileJournal {
         Ok(out)
     }
 
-    async fn deployments(&self) -> Result<Vec<String>> {
+    fn deployments(&self) -> Result<Vec<String>> {
         let mut names = Vec::new();
         self.scan(|_, whose, _| {
             names.push(whose);
@@ -417,11 +421,7 @@ impl Journal for FileJournal {
         Ok(first_appearances(names.iter().map(String::as_str)))
     }
 
-    async fn last_records(&self) -> Result<Vec<Record>> {
-        Ok(self.last_of_each()?.into_iter().map(|(_, r)| r).collect())
-    }
-
-    async fn all_records(&self) -> Result<Vec<Record>> {
+    fn all_records(&self) -> Result<Vec<Record>> {
         let mut order: Vec<Vec<Record>> = Vec::new();
         let mut place: HashMap<String, usize> = HashMap::new();
         self.scan(|number, whose, line| {
@@ -434,6 +434,53 @@ impl Journal for FileJournal {
             Ok(())
         })?;
         Ok(order.into_iter().flatten().collect())
+    }
+}
+
+#[async_trait]
+impl Journal for FileJournal {
+    fn name(&self) -> &str {
+        &self.files.name
+    }
+
+    async fn append(&self, record: &Record) -> Result<()> {
+        let mut line = serde_json::to_vec(record).map_err(|e| self.files.failed(e))?;
+        // A record that would not read back is refused before anything acts on it: a journal
+        // that cannot be replayed is no journal.
+        serde_json::from_slice::<Record>(&line).map_err(|e| {
+            self.files.failed(format!(
+                "record {} of {} would not read back: {e}",
+                record.seq, record.deployment
+            ))
+        })?;
+        line.push(b'\n');
+        let size = self.blocking(move |files| files.append(line)).await?;
+        if let Some((above_bytes, keep)) = self.auto_compact
+            && record.state.is_done()
+            && size > above_bytes
+            && let Err(e) = self.compact(keep).await
+        {
+            tracing::warn!(journal = %self.files.name, "the journal could not be compacted: {e}");
+        }
+        Ok(())
+    }
+
+    async fn records(&self, deployment: &str) -> Result<Vec<Record>> {
+        let deployment = deployment.to_owned();
+        self.blocking(move |files| files.records(&deployment)).await
+    }
+
+    async fn deployments(&self) -> Result<Vec<String>> {
+        self.blocking(Files::deployments).await
+    }
+
+    async fn last_records(&self) -> Result<Vec<Record>> {
+        self.blocking(|files| Ok(files.last_of_each()?.into_iter().map(|(_, r)| r).collect()))
+            .await
+    }
+
+    async fn all_records(&self) -> Result<Vec<Record>> {
+        self.blocking(Files::all_records).await
     }
 }
 
@@ -739,6 +786,37 @@ mod tests {
             .map(|r| r.seq)
             .collect();
         assert_eq!(seqs, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_journal_waiting_on_its_file_leaves_the_runtime_to_other_tasks() {
+        let (_dir, path) = fresh();
+        let journal = std::sync::Arc::new(FileJournal::open(&path).expect("open"));
+        // Another process compacting holds the lock file: appends wait for it.
+        let compacting = journal.files.lock_file(true).expect("lock");
+        let (ran, other_task_ran) = std::sync::mpsc::channel();
+        let runtime = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let append = tokio::spawn({
+                    let journal = std::sync::Arc::clone(&journal);
+                    async move { journal.append(&record("web-1", 0, false)).await }
+                });
+                tokio::task::yield_now().await;
+                ran.send(()).expect("send");
+                append.await.expect("task").expect("append");
+                journal.records("web-1").await.expect("records").len()
+            })
+        });
+        let waited = other_task_ran.recv_timeout(std::time::Duration::from_secs(30));
+        drop(compacting);
+        assert!(
+            waited.is_ok(),
+            "the runtime's thread was stuck in the journal's wait for its lock"
+        );
+        assert_eq!(runtime.join().expect("runtime thread"), 1);
     }
 
     #[test]
