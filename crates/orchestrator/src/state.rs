@@ -466,6 +466,21 @@ impl DeploymentState {
                 "is past 2^53, more events than any deployment announces",
             ));
         }
+        if let Some(run) = &self.plan
+            && let Some(step) = run.cursor.last_applied()
+            && step >= run.plan.len()
+        {
+            // The cursor would answer that the plan is done, and the switch would be taken as
+            // made without moving any traffic.
+            return Err(Error::invalid(
+                "state.plan.cursor.applied.step",
+                step,
+                format!(
+                    "is not a step of the plan, which has {} steps",
+                    run.plan.len()
+                ),
+            ));
+        }
         let missing = |field: &str, reason: &str| {
             Err(Error::invalid(
                 field,
@@ -547,6 +562,34 @@ pub(crate) mod tests {
             .check_restored()
             .expect_err("a canary stage without a controller");
         assert!(e.to_string().contains("state.canary"), "{e}");
+    }
+
+    #[test]
+    fn a_plan_cursor_past_its_plan_is_refused_on_restore() {
+        let mut state = sample_state();
+        let from = TrafficSplit::all_to("blue", &["green"]).expect("split");
+        let plan =
+            Plan::shift(&from, "green", &serin_traffic::Strategy::immediate()).expect("plan");
+        let cursor = |step: usize| -> PlanCursor {
+            serde_json::from_value(serde_json::json!({
+                "applied": { "step": step, "atMillis": 0, "approved": false }
+            }))
+            .expect("cursor")
+        };
+        let last = plan.len() - 1;
+        state.plan = Some(PlanRun {
+            plan,
+            cursor: cursor(last),
+        });
+        state.check_restored().expect("the last step applied");
+        if let Some(run) = state.plan.as_mut() {
+            run.cursor = cursor(last + 1);
+        }
+        let e = state.check_restored().expect_err("a step past the plan");
+        assert!(
+            e.to_string().contains("state.plan.cursor.applied.step"),
+            "{e}"
+        );
     }
 
     #[test]

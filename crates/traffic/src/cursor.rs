@@ -76,7 +76,10 @@ impl PlanCursor {
         self.applied.map(|a| a.step)
     }
 
-    /// What is due in `plan` at `now_millis`.
+    /// What is due in `plan` at `now_millis`. A cursor whose last applied step is not a step of
+    /// `plan` (journalled for another plan) answers [`Next::Done`]; a caller restoring a cursor
+    /// checks [`last_applied`](Self::last_applied) against the plan first, as
+    /// [`applied`](Self::applied) does.
     pub fn next(&self, plan: &Plan, now_millis: u64) -> Next {
         let Some(a) = self.applied else {
             return Next::Apply { step: 0 };
