@@ -1850,9 +1850,17 @@ mod tests {
         );
         assert_eq!(other_column[0].1, Severity::Error);
         // timestamp to timestamptz keeps the values only in a UTC session.
+        let tz = retype("ALTER TABLE shop_customer ALTER born TYPE timestamptz");
+        assert_eq!(tz[0].1, Severity::Warn);
+        assert!(tz[0].2.contains("TimeZone is UTC"), "{tz:?}");
+        // Unless it converts the values.
         assert_eq!(
-            retype("ALTER TABLE shop_customer ALTER born TYPE timestamptz")[0].1,
-            Severity::Warn
+            retype(
+                "ALTER TABLE shop_customer ALTER born TYPE timestamptz \
+                 USING born AT TIME ZONE 'Europe/Paris'"
+            )[0]
+            .1,
+            Severity::Error
         );
         // The migration's own earlier statements count too.
         let rules: Vec<String> = retype(
@@ -1870,6 +1878,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!(alone.findings().next().unwrap().1.severity, Severity::Error);
+        // So is any retype that may or may not be a widening: to text it is one from a varchar
+        // and a rewrite from an int.
+        for (to, free_from) in [
+            ("text", "from a varchar the catalog only changes"),
+            ("varchar", "from a varchar the catalog only changes"),
+            ("varchar(200)", "from a shorter varchar"),
+            (
+                "timestamptz",
+                "from timestamp, in a session whose TimeZone is UTC,",
+            ),
+        ] {
+            let alone = analyze(
+                "0002",
+                &format!("SET lock_timeout = '1s'; ALTER TABLE shop_customer ALTER c TYPE {to}"),
+            )
+            .unwrap();
+            let (_, f) = alone.findings().next().unwrap();
+            assert_eq!(f.severity, Severity::Error, "{to}");
+            assert!(
+                f.message.contains("no earlier migration declared")
+                    && f.message.contains(free_from),
+                "{to}: {}",
+                f.message
+            );
+        }
     }
 
     #[test]

@@ -125,16 +125,22 @@ fn volatility(expr: &Expr) -> Option<bool> {
     }
 }
 
-/// Whether a change to `ty` can keep every value whatever the old type was: an unbounded
-/// varchar or text (from a varchar), or `timestamptz` (from `timestamp`, in a UTC session).
-fn free_retype(ty: &DataType) -> bool {
-    matches!(
-        ty,
-        DataType::Text
-            | DataType::Varchar(None)
-            | DataType::CharacterVarying(None)
-            | DataType::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz)
-    )
+/// The old types from which a change to `ty` keeps every value without a rewrite, for a
+/// message, if there are any: a shorter varchar (to a longer one), a varchar (to text or an
+/// unbounded varchar), or `timestamp` in a UTC session (to `timestamptz`).
+fn free_from(ty: &DataType) -> Option<&'static str> {
+    match ty {
+        DataType::Text | DataType::Varchar(None) | DataType::CharacterVarying(None) => {
+            Some("a varchar")
+        }
+        DataType::Varchar(Some(_)) | DataType::CharacterVarying(Some(_)) => {
+            Some("a shorter varchar")
+        }
+        DataType::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => {
+            Some("timestamp, in a session whose TimeZone is UTC,")
+        }
+        _ => None,
+    }
 }
 
 /// Who opened a transaction.
@@ -608,7 +614,10 @@ fn alter_table(
                     matches!(
                         old,
                         DataType::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone)
-                    ) && free_retype(data_type)
+                    ) && matches!(
+                        data_type,
+                        DataType::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz)
+                    )
                 };
                 let converts = using
                     .as_ref()
@@ -652,7 +661,21 @@ fn alter_table(
                              need it, or expand/contract through a new column",
                         ));
                     }
-                } else if let Some(old) = old.filter(|old| !conditional(old)) {
+                } else if let Some(old) = old.filter(|old| conditional(old) && !converts) {
+                    out.push(finding(
+                        "changing-column-type",
+                        W,
+                        Unsafe,
+                        format!(
+                            "{table}.{column_name} changes type from {old} to {data_type}: the \
+                             catalog only changes when the session's TimeZone is UTC; in any \
+                             other the table is rewritten under an ACCESS EXCLUSIVE lock"
+                        ),
+                        "run it with SET TimeZone = 'UTC' first, or expand/contract: add a \
+                         column of the new type, write both, backfill, move reads, drop the \
+                         old column",
+                    ));
+                } else if let Some(old) = old {
                     out.push(finding(
                         "changing-column-type",
                         E,
@@ -664,34 +687,19 @@ fn alter_table(
                         ),
                         RECIPE_TYPE,
                     ));
-                } else if free_retype(data_type) {
-                    out.push(finding(
-                        "changing-column-type",
-                        W,
-                        Unsafe,
-                        format!(
-                            "{table}.{column_name} changes type to {data_type}: free only when \
-                             widening varchar (or timestamp -> timestamptz with UTC)"
-                        ),
-                        RECIPE_TYPE,
-                    ));
-                } else if matches!(
-                    data_type,
-                    DataType::Varchar(Some(_)) | DataType::CharacterVarying(Some(_))
-                ) && !converts
-                {
-                    // From a shorter varchar this is a widening; the old type is not known.
+                } else if let Some(free_from) = free_from(data_type).filter(|_| !converts) {
+                    // It may be a widening; the old type is not known.
                     out.push(finding(
                         "changing-column-type",
                         E,
                         Unsafe,
                         format!(
                             "{table}.{column_name} changes type to {data_type} from a type no \
-                             earlier migration declared: from a shorter varchar the catalog \
-                             only changes, from anything else the table is rewritten under an \
+                             earlier migration declared: from {free_from} the catalog only \
+                             changes, from anything else the table is rewritten under an \
                              ACCESS EXCLUSIVE lock and the old version reads the old type"
                         ),
-                        "if it widens a varchar, say so with -- serin:ignore \
+                        "if it is such a widening, say so with -- serin:ignore \
                          changing-column-type (or give the catalog the migration that made the \
                          column); otherwise expand/contract: add a column of the new type, \
                          write both, backfill, move reads, drop the old column",
