@@ -139,8 +139,9 @@ struct Running {
 ///   and is **never restarted silently**: the caller decides (roll back, scale, retire).
 /// - Each process leads a process group of its own, and stopping signals the whole group, so a
 ///   wrapper (`sh -c ./web`) stops together with the service it started. Stopping sends SIGTERM,
-///   then SIGKILL after the grace period; the instances of a retire or a scale-down are stopped
-///   together, within one grace period. Processes are killed when the platform is dropped.
+///   then SIGKILL after the grace period to whatever is left of the group, even once the
+///   wrapper has exited; the instances of a retire or a scale-down are stopped together, within
+///   one grace period. Processes are killed when the platform is dropped.
 /// - A platform killed outright (SIGKILL) cannot stop its processes, so it hands each one a
 ///   lifeline: its stdin is a pipe whose write end the platform holds, and `SERIN_LIFELINE=stdin`
 ///   says so. When the platform's process dies, however it dies, the pipe closes and the
@@ -180,11 +181,62 @@ impl Drop for ProcessPlatform {
 
 /// Sends `signal` to the process group `child` leads (the platform starts each process in a
 /// group of its own), so a wrapper and the processes it started get it together. Only while the
-/// child has not been reaped (it has an id): until then its id cannot name another group.
+/// child has not been reaped (it has an id): until then its id cannot name another group. The
+/// platform reaps a leader only when it stops it (see [`leader_exit`]), so the group of one
+/// that exited by itself (a wrapper that left its service running) is still reached.
 fn signal_group(child: &Child, signal: Signal) {
     if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
         let _ = kill(Pid::from_raw(-pid), signal);
     }
+}
+
+/// How often a stop looks whether what a reaped leader started has exited.
+const GROUP_POLL: Duration = Duration::from_millis(20);
+
+/// Waits until process group `pgid`, whose leader was just reaped, has no process left, or
+/// until `deadline`; answers whether it emptied. Signalling the group afterwards is safe only
+/// while it has a member: the kernel hands out no process id still in use as a group's id, so
+/// a signal sent right after a look that found a member reaches this group and no other.
+async fn group_emptied(pgid: i32, deadline: Option<Instant>) -> bool {
+    loop {
+        match kill(Pid::from_raw(-pgid), None) {
+            Err(nix::errno::Errno::ESRCH) => return true,
+            // A member this process may not signal: nothing to wait for that it could end.
+            Err(_) => return true,
+            Ok(()) => {}
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return false;
+        }
+        tokio::time::sleep(GROUP_POLL).await;
+    }
+}
+
+/// How `child` ended, if it has, leaving it unreaped where the system allows (`WNOWAIT`): an
+/// unreaped leader keeps its process id, and with it its group's, from being handed to another
+/// process, so a later stop can still signal what is left of its group.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+fn leader_exit(child: &mut Child) -> Option<std::process::ExitStatus> {
+    use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+    use std::os::unix::process::ExitStatusExt;
+    let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) else {
+        // Reaped already: the status is kept.
+        return child.try_wait().ok().flatten();
+    };
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    match waitid(Id::Pid(Pid::from_raw(pid)), flags) {
+        Ok(WaitStatus::Exited(_, code)) => Some(ExitStatusExt::from_raw((code & 0xff) << 8)),
+        Ok(WaitStatus::Signaled(_, signal, core)) => Some(ExitStatusExt::from_raw(
+            signal as i32 | if core { 0x80 } else { 0 },
+        )),
+        _ => None,
+    }
+}
+
+/// How `child` ended, if it has (reaped: this system has no `WNOWAIT` probe).
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+fn leader_exit(child: &mut Child) -> Option<std::process::ExitStatus> {
+    child.try_wait().ok().flatten()
 }
 
 /// A free loopback port for a process that will bind it itself a moment later (the platform's
@@ -314,22 +366,18 @@ impl ProcessPlatform {
     }
 
     /// Stops `procs` together: SIGTERM to every one's process group, one grace period shared by
-    /// all of them, then SIGKILL to the groups whose leader is still running. Stopping several
-    /// instances that ignore SIGTERM takes one grace period, not one each.
-    async fn stop(&self, procs: Vec<Proc>) {
-        let mut stopping: Vec<Proc> = procs
-            .into_iter()
-            .filter_map(|mut p| {
-                let gone = p.exited.is_some() || matches!(p.child.try_wait(), Ok(Some(_)));
-                (!gone).then_some(p)
-            })
-            .collect();
+    /// all of them, then SIGKILL to the groups still running. Stopping several instances that
+    /// ignore SIGTERM takes one grace period, not one each. A group counts as running while
+    /// any process is left in it: a wrapper that exits on SIGTERM does not leave behind a
+    /// service that ignores it, and neither does one that exited earlier by itself.
+    async fn stop(&self, mut stopping: Vec<Proc>) {
         for p in &stopping {
             signal_group(&p.child, Signal::SIGTERM);
         }
         // A grace period past what the clock holds waits as long as it takes.
         let deadline = Instant::now().checked_add(self.config.grace);
         for p in &mut stopping {
+            let pgid = p.child.id().and_then(|id| i32::try_from(id).ok());
             let exited = match deadline {
                 Some(d) => tokio::time::timeout_at(d, p.child.wait()).await.is_ok(),
                 None => {
@@ -343,6 +391,14 @@ impl ProcessPlatform {
                 // The leader may have left its group; it is killed all the same.
                 let _ = p.child.start_kill();
                 let _ = p.child.wait().await;
+            } else if let Some(pgid) = pgid
+                && !group_emptied(pgid, deadline).await
+            {
+                tracing::warn!(
+                    instance = %p.id,
+                    "processes its leader started did not exit within the grace period; killing"
+                );
+                let _ = kill(Pid::from_raw(-pgid), Signal::SIGKILL);
             }
         }
         // The processes' last words ("drained; exiting") reach their logs before the caller
@@ -369,7 +425,7 @@ impl ProcessPlatform {
             let mut out: Vec<Census> = Vec::with_capacity(running.procs.len());
             for p in &mut running.procs {
                 if p.exited.is_none()
-                    && let Ok(Some(status)) = p.child.try_wait()
+                    && let Some(status) = leader_exit(&mut p.child)
                 {
                     let drained = tokio::spawn(p.pump.drained());
                     ended.push((out.len(), status, drained, p.log.clone()));

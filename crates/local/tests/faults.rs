@@ -721,6 +721,86 @@ async fn a_service_started_by_a_wrapper_stops_with_it() {
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
 
+/// Whether process `pid` has ended: it is gone, or a zombie its new parent has not reaped yet.
+fn ended(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z'))
+    })
+}
+
+/// Reads the process id a service wrote to `pid_file`, once it has.
+async fn written_pid(pid_file: &std::path::Path) -> i32 {
+    for _ in 0..500 {
+        if let Some(pid) = std::fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            return pid;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no process id in {}", pid_file.display());
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_wrapper_leaves_behind_is_stopped_with_its_group() {
+    let dir =
+        std::env::temp_dir().join(format!("serin-local-faults-orphans-{}", std::process::id()));
+    let grace = Duration::from_millis(500);
+    let p = ProcessPlatform::new(ProcessConfig::new(&dir).with_grace(grace)).unwrap();
+    // `$0` is the file the service writes its process id to, then it becomes `sleep`.
+    let service = |ignores_term: bool| {
+        format!(
+            "sh -c '{}echo $$ > \"$0\"; exec sleep 600' \"$0\"",
+            if ignores_term { "trap \"\" TERM; " } else { "" }
+        )
+    };
+    let cases = [
+        // The wrapper waits and dies of SIGTERM; the service ignores SIGTERM.
+        ("stubborn", format!("{} & wait", service(true))),
+        // The wrapper exited long before the stop, leaving the service running.
+        ("left", format!("{} &", service(false))),
+    ];
+    for (name, script) in cases {
+        let pid_file = dir.join(format!("{name}.pid"));
+        let _ = std::fs::remove_file(&pid_file);
+        let spec = serin_orchestrator::TrackSpec::new(name, "1.0.0", Track::Blue, 1)
+            .unwrap()
+            .with_command(["sh", "-c", &script, &pid_file.display().to_string()])
+            .unwrap();
+        p.bring_up(&spec).await.unwrap();
+        let pid = written_pid(&pid_file).await;
+        if name == "left" {
+            // The wrapper is reported dead; its group still holds the service.
+            let mut dead = false;
+            for _ in 0..500 {
+                let status = p.status(name, &Track::Blue).await.unwrap();
+                if status.instances[0].liveness == ProbeStatus::Fail {
+                    dead = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(dead, "the wrapper's exit is reported");
+        }
+        assert!(!ended(pid), "{name}: the service runs");
+        p.retire(name, &Track::Blue, Duration::ZERO).await.unwrap();
+        let gone = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            ended(pid)
+        });
+        if !gone {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        assert!(gone, "{name}: the service outlived its retire");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn instances_that_ignore_sigterm_share_one_grace_period() {
     let dir = std::env::temp_dir().join(format!(
