@@ -55,6 +55,7 @@ use crate::metric::Metric;
 use crate::observation::{Measurement, Observation};
 use crate::source::{MetricQuery, MetricsSource};
 use crate::time::{Timestamp, Window};
+use crate::track::Track;
 use response::Series;
 use retry::Failure;
 use template::Template;
@@ -526,6 +527,17 @@ impl PrometheusSource {
     /// The PromQL this source sends for `query` (one query, or requests then errors for counts).
     /// Useful for evidence and for checking templates.
     pub fn promql(&self, query: &MetricQuery) -> Result<Vec<String>> {
+        // The name goes into the query as written, which is safe inside a quoted label matcher
+        // only for a DNS-1123 label. `Track::Named` is a public variant, so a name that never
+        // went through `Track::named` can reach here, quotes and all.
+        if Track::named(query.track.as_str()).ok().as_ref() != Some(&query.track) {
+            return Err(Error::invalid(
+                "query.track",
+                query.track.as_str(),
+                "is not a DNS-1123 label (or is a well-known name built as `Track::Named`); \
+                 build tracks with `Track::named`",
+            ));
+        }
         let len = query.window.length();
         Ok(match self.queries_for(query)? {
             Queries::Counts { requests, errors } => vec![
@@ -623,7 +635,9 @@ impl PrometheusSource {
             ("query", promql.to_owned()),
             ("start", prom_time(first.end())),
             ("end", prom_time(last.end())),
-            ("step", format!("{:.3}", step.as_secs_f64())),
+            // In milliseconds, which Prometheus parses exactly: seconds as a float (`4.100`)
+            // are truncated to 4099 ms there, and the samples then miss the steps' ends.
+            ("step", format!("{}ms", step.as_millis())),
         ];
         self.fetch(&self.range_url, promql, &params).await
     }

@@ -74,6 +74,12 @@ pub(crate) fn classify(status: u16, body: &str) -> Result<Vec<Series>, Failure> 
             Err(Failure::Transient(format!("HTTP {status}: {detail}")))
         }
         400..=499 => match parsed {
+            // Prometheus answers `canceled` with 499, and it is as transient at any status.
+            Err(ResponseError::Api { error_type, error }) if transient_error_type(&error_type) => {
+                Err(Failure::Transient(format!(
+                    "HTTP {status}: {error_type}: {error}"
+                )))
+            }
             Err(ResponseError::Api { error_type, error }) => {
                 Err(Failure::BadQuery(format!("{error_type}: {error}")))
             }
@@ -107,6 +113,8 @@ mod tests {
     const EXECUTION: &str =
         r#"{"status":"error","errorType":"execution","error":"many-to-many matching not allowed"}"#;
     const TIMEOUT: &str = r#"{"status":"error","errorType":"timeout","error":"query timed out in expression evaluation"}"#;
+    const CANCELED: &str =
+        r#"{"status":"error","errorType":"canceled","error":"context canceled"}"#;
 
     #[test]
     fn success_and_permanent_failures() {
@@ -138,6 +146,7 @@ mod tests {
             (502, "<html>bad gateway</html>"),
             (429, "slow down"),
             (200, TIMEOUT),
+            (499, CANCELED),
         ] {
             let f = classify(status, body).unwrap_err();
             assert!(f.is_transient(), "{status} {body}: {f:?}");

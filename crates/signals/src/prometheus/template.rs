@@ -9,7 +9,8 @@ use crate::track::Track;
 /// A placeholder a template may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Placeholder {
-    /// The track's name (a DNS-1123 label, so it is safe inside a quoted label matcher).
+    /// The track's name (a DNS-1123 label, checked by the source before rendering, so it is
+    /// safe inside a quoted label matcher).
     Track,
     /// The window's length as a PromQL duration in milliseconds (`60000ms`).
     Window,

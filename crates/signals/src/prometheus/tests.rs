@@ -263,7 +263,7 @@ async fn range_queries_evaluate_each_step_end() {
     let params: BTreeMap<_, _> = seen[0].1.iter().cloned().collect();
     assert_eq!(params["start"], "1764303570.500");
     assert_eq!(params["end"], "1764303600.500");
-    assert_eq!(params["step"], "30.000");
+    assert_eq!(params["step"], "30000ms");
     assert!(params["query"].contains("[30000ms]"));
     assert_eq!(got.len(), 2);
     assert_eq!(
@@ -522,4 +522,26 @@ proptest::proptest! {
             proptest::prop_assert!(t.render(&Track::Canary, Duration::from_secs(1)).contains("canary"));
         }
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_track_built_around_its_checks_is_refused_not_spliced_into_promql() {
+    let t = Scripted::new([]);
+    let s = source(Arc::clone(&t));
+    for track in [
+        Track::Named(r#"a"} or vector(1e9) #"#.to_owned()),
+        Track::Named("stable".to_owned()),
+    ] {
+        let q = MetricQuery::new(Metric::ErrorRate, track, minute());
+        let err = s.promql(&q).expect_err("refused");
+        assert!(err.to_string().contains("query.track"), "{err}");
+        assert!(s.query(&q).await.is_err());
+    }
+    assert!(t.seen().is_empty(), "nothing was sent");
+    let q = MetricQuery::new(
+        Metric::ErrorRate,
+        Track::named("shadow-1").unwrap(),
+        minute(),
+    );
+    assert!(s.promql(&q).unwrap()[0].contains(r#"track="shadow-1""#));
 }
