@@ -113,7 +113,12 @@ pub struct MetricThresholdConfig {
     /// The quantile read from latency sketches (default `0.99`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantile: Option<f64>,
-    /// How long the breach must hold before firing (Prometheus `for:`; default 0).
+    /// How long the breach must hold before firing (Prometheus `for:`; default 0), in data time
+    /// from the first breaching input to the latest one; an input on the healthy side resets it.
+    /// Inputs without data (a window without requests) neither end a pending breach nor count
+    /// as breaching; a gap longer than `staleAfter` ends it. Prometheus' `for:` drops a pending
+    /// alert when its expression returns nothing; Serin does not, because at low traffic windows
+    /// without data are common and must not reset a real breach.
     #[serde(default, with = "serin_signals::duration")]
     pub duration: Duration,
     /// After firing, no fire of the same or a lower level for this long (default 1m).
@@ -215,6 +220,9 @@ pub enum Detector {
 /// The baseline is exactly one of: `baselineErrorRate` (fixed), `baselineTrack` (learned from
 /// that track's counts over `windowSize`, e.g. `stable`), or `learnFor` (learned from the watched
 /// track's own first `learnFor` of data: the pre-deploy window, judged healthy by definition).
+/// `learnFor` therefore needs a watched track that served before the deploy (`stable`, or a
+/// named track): it is refused on `canary`, the version under evaluation, which has no data from
+/// before the deploy and would learn its own faults as the baseline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ErrorSpikeConfig {
@@ -229,7 +237,10 @@ pub struct ErrorSpikeConfig {
     /// Learn the baseline from this track's error rate over `windowSize`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline_track: Option<Track>,
-    /// Learn the baseline from the watched track's first `learnFor` of data.
+    /// Learn the baseline from the watched track's first `learnFor` of data (inputs meanwhile
+    /// are healthy by definition), and on past it, with no verdict (no data), until it holds
+    /// `minBaselineRequests` requests. Not on the `canary` track, which has no data from before
+    /// the deploy.
     #[serde(
         default,
         with = "serin_signals::duration::option",
@@ -247,7 +258,8 @@ pub struct ErrorSpikeConfig {
     #[serde(default = "ten")]
     pub min_error_count: u64,
     /// A learned baseline needs at least this many requests (default 100, at least 1); with
-    /// fewer the trigger has no data.
+    /// fewer the trigger has no data, and a `learnFor` baseline goes on learning until it has
+    /// them.
     #[serde(default = "hundred")]
     pub min_baseline_requests: u64,
     /// The detector (default `cusum`).
@@ -264,7 +276,12 @@ pub struct ErrorSpikeConfig {
     /// windows independently of the version.
     #[serde(default = "one")]
     pub dispersion: f64,
-    /// How long the spike must hold before firing (default 0).
+    /// How long the spike must hold before firing (default 0), in data time from the first
+    /// breaching input to the latest one; an input on the healthy side resets it.
+    /// Inputs without data (a window without requests) neither end a pending breach nor count
+    /// as breaching; a gap longer than `staleAfter` ends it. Prometheus' `for:` drops a pending
+    /// alert when its expression returns nothing; Serin does not, because at low traffic windows
+    /// without data are common and must not reset a real breach.
     #[serde(default, with = "serin_signals::duration")]
     pub duration: Duration,
     /// After firing, no fire of the same or a lower level for this long (default 2m).
@@ -299,9 +316,14 @@ pub enum SharedOutage {
 /// same dependency tells the cases apart: if the baseline still passes, the new version broke its
 /// use of the dependency and the trigger asks for `action`; if the baseline fails too or has no
 /// recent result, the dependency is down for everyone and the trigger asks for `onSharedOutage`.
-/// "Still passes" means the watched track failed after the baseline's latest pass, so the end of
-/// a shared outage (the baseline's pass arriving before the watched track's) is not mistaken for
-/// a fault of the new version.
+/// "Still passes" means the baseline's latest result is a pass that came while the watched track
+/// was failing: at or after the first failure of the watched track's current streak (a pass from
+/// before the failures began only says the baseline has not been checked since, and proves
+/// nothing), and no later than its latest failure (so the end of a shared outage, the baseline's
+/// pass arriving before the watched track's, is not mistaken for a fault of the new version).
+///
+/// Each check counts once: a probe result or call window whose time is not later than the newest
+/// one of its track and kind is the same check read again (or an older one) and is ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DependencyFailureConfig {
@@ -381,7 +403,12 @@ pub struct ResourceUsageConfig {
     /// Roll back above this percentage of capacity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_percent: Option<f64>,
-    /// How long the level must hold before firing (default 0).
+    /// How long the level must hold before firing (default 0), in data time from the first
+    /// breaching input to the latest one; an input on the healthy side resets it.
+    /// Inputs without data (a window without a reading) neither end a pending breach nor count
+    /// as breaching; a gap longer than `staleAfter` ends it. Prometheus' `for:` drops a pending
+    /// alert when its expression returns nothing; Serin does not, because at low traffic windows
+    /// without data are common and must not reset a real breach.
     #[serde(default, with = "serin_signals::duration")]
     pub duration: Duration,
     /// After firing, no fire of the same or a lower level for this long (default 1m).
@@ -638,6 +665,21 @@ impl ErrorSpikeConfig {
         }
         if let Some(d) = self.learn_for {
             check_positive(path, "learnFor", d)?;
+            // The canary is the version under evaluation: it has no data from before the deploy,
+            // so its "pre-deploy window" would be its own first minutes, faults included.
+            if self.track == Track::Canary {
+                return Err(Error::config(
+                    format!("{path}.learnFor"),
+                    format!("{d:?}"),
+                    format!(
+                        "learns the baseline from the watched track's data before the deploy, \
+                         but track `{}` is the version under evaluation and has none: watch a \
+                         track that served before it, or use baselineTrack (e.g. `stable`) or \
+                         baselineErrorRate",
+                        self.track
+                    ),
+                ));
+            }
         }
         // From no requests the learned rate would be the smoothing's 0.5 alone.
         if self.min_baseline_requests == 0 {
@@ -857,8 +899,12 @@ mod tests {
                 "triggers[0].dispersion",
             ),
             (
-                r#"{"kind":"errorSpike","id":"s","learnFor":"1m","minBaselineRequests":0}"#,
+                r#"{"kind":"errorSpike","id":"s","track":"stable","learnFor":"1m","minBaselineRequests":0}"#,
                 "triggers[0].minBaselineRequests",
+            ),
+            (
+                r#"{"kind":"errorSpike","id":"s","learnFor":"1m"}"#,
+                "triggers[0].learnFor",
             ),
             (
                 r#"{"kind":"dependencyFailure","id":"d","dependency":"db","callMetric":"db_calls"}"#,
@@ -881,6 +927,27 @@ mod tests {
             let msg = err(json);
             assert!(msg.contains(path), "{json}: {msg}");
         }
+    }
+
+    #[test]
+    fn a_baseline_is_never_learned_from_the_version_under_evaluation() {
+        for json in [
+            r#"{"kind":"errorSpike","id":"s","learnFor":"1m"}"#,
+            r#"{"kind":"errorSpike","id":"s","track":"canary","learnFor":"1m"}"#,
+        ] {
+            let msg = err(json);
+            assert!(
+                msg.contains("triggers[0].learnFor")
+                    && msg.contains("60s")
+                    && msg.contains("canary")
+                    && msg.contains("before the deploy"),
+                "{json}: {msg}"
+            );
+        }
+        // A track that served before the deploy may learn from its own past.
+        parse(r#"{"kind":"errorSpike","id":"s","track":"stable","learnFor":"1m"}"#)
+            .validate("triggers[0]")
+            .unwrap();
     }
 
     #[test]

@@ -15,10 +15,28 @@ use crate::trigger::{Trigger, found, track_heap};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Side {
     consecutive_failures: u32,
-    /// The last pass or fail and when it arrived.
+    /// The newest pass or fail and its data time.
     last: Option<(bool, Timestamp)>,
-    /// When the last failure arrived.
+    /// The data time of the newest failure.
     last_failure: Option<Timestamp>,
+    /// The data time of the first failure of the current streak (`None` while passing, and in
+    /// states journalled before it was kept, until the next failure).
+    #[serde(default)]
+    streak_start: Option<Timestamp>,
+    /// The probe time of the newest probe result taken (any status).
+    #[serde(default)]
+    last_probe: Option<Timestamp>,
+    /// The window end of the newest call observation taken.
+    #[serde(default)]
+    last_call: Option<Timestamp>,
+}
+
+/// Where a check came from: probes and call windows are separate streams, each with its own
+/// times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Probe,
+    Call,
 }
 
 /// Why the trigger last breached.
@@ -28,12 +46,17 @@ enum Cause {
     None,
     /// Only the watched track fails: the new version broke its use of the dependency.
     Ours,
-    /// The baseline fails too, or has no recent result: the dependency itself is down.
+    /// The baseline fails too, has no recent result, or has not been seen passing since the
+    /// watched track began failing: the dependency itself may be down.
     Shared,
 }
 
 /// An external dependency failing `failureThreshold` consecutive checks from the watched track.
 /// See [`DependencyFailureConfig`] for how a shared outage is told apart.
+///
+/// A check counts once: a probe result (or call window) whose time is not later than the newest
+/// one of the same track and stream is the same check read again, or an older one, and changes
+/// nothing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DependencyFailureTrigger {
@@ -64,6 +87,16 @@ impl DependencyFailureTrigger {
         &self.config
     }
 
+    /// The data time of the newest pass or fail held on either track, the time the verdict
+    /// stands for.
+    pub(crate) fn data_time(&self) -> Option<Timestamp> {
+        [self.watched.last, self.baseline.last]
+            .into_iter()
+            .flatten()
+            .map(|(_, t)| t)
+            .max()
+    }
+
     /// Which side a track is: `Some(true)` watched, `Some(false)` baseline.
     fn side_of(&self, track: &serin_signals::Track) -> Option<bool> {
         if *track == self.config.track {
@@ -83,28 +116,51 @@ impl DependencyFailureTrigger {
         self.side_of(&obs.track)
     }
 
-    /// Records one check on one side and answers the verdict.
-    fn record(&mut self, watched: bool, passed: Option<bool>, at: Timestamp) -> Verdict {
-        let at = at.max(self.clock);
-        self.clock = at;
+    /// Records one check on one side and answers the verdict; `None` when the check is not
+    /// newer than the last one of its side and stream (read again, or late).
+    fn record(
+        &mut self,
+        watched: bool,
+        stream: Stream,
+        passed: Option<bool>,
+        at: Timestamp,
+    ) -> Option<Verdict> {
         let side = if watched {
             &mut self.watched
         } else {
             &mut self.baseline
         };
+        let last = match stream {
+            Stream::Probe => &mut side.last_probe,
+            Stream::Call => &mut side.last_call,
+        };
+        if last.is_some_and(|l| at <= l) {
+            return None;
+        }
+        *last = Some(at);
+        // Counted in arrival order; times are kept as they are (the newest wins).
+        let newest = side.last.is_none_or(|(_, t)| at >= t);
         match passed {
             Some(true) => {
                 side.consecutive_failures = 0;
-                side.last = Some((true, at));
+                side.streak_start = None;
+                if newest {
+                    side.last = Some((true, at));
+                }
             }
             Some(false) => {
                 side.consecutive_failures = side.consecutive_failures.saturating_add(1);
-                side.last = Some((false, at));
-                side.last_failure = Some(at);
+                side.streak_start = Some(side.streak_start.map_or(at, |s| s.min(at)));
+                side.last_failure = Some(side.last_failure.map_or(at, |f| f.max(at)));
+                if newest {
+                    side.last = Some((false, at));
+                }
             }
             None => {}
         }
-        self.verdict(passed.is_none() && watched)
+        // The trigger's data clock: the newest check of either side and stream.
+        self.clock = self.clock.max(at);
+        Some(self.verdict(passed.is_none() && watched))
     }
 
     fn verdict(&mut self, unknown: bool) -> Verdict {
@@ -113,11 +169,19 @@ impl DependencyFailureTrigger {
         if self.watched.consecutive_failures >= self.config.failure_threshold
             && recent(&self.watched)
         {
-            // Ours only if the watched track failed after the baseline was seen passing: when a
-            // shared outage ends, the baseline's pass may arrive before the watched track's own.
+            // Ours only if the baseline was seen passing while the watched track failed: at or
+            // after the first failure of the streak (a pass from before it says nothing about
+            // the dependency since), and no later than the latest one (when a shared outage
+            // ends, the baseline's pass may arrive before the watched track's own).
             let ours = recent(&self.baseline)
-                && match (self.baseline.last, self.watched.last_failure) {
-                    (Some((true, passed)), Some(failed)) => failed >= passed,
+                && match (
+                    self.baseline.last,
+                    self.watched.streak_start,
+                    self.watched.last_failure,
+                ) {
+                    (Some((true, passed)), Some(began), Some(failed)) => {
+                        began <= passed && passed <= failed
+                    }
                     _ => false,
                 };
             return if ours {
@@ -172,13 +236,14 @@ impl Trigger for DependencyFailureTrigger {
             Measurement::Gauge(g) => Some(g.value()),
             _ => None,
         };
-        if watched {
-            self.last_call_rate = rate;
-        }
         let max = self.config.max_call_error_rate.unwrap_or(1.0);
         let passed = rate.map(|r| r <= max);
         // A baseline result can turn a shared outage into "ours" (or back): report it too.
-        Ok(Some(self.record(watched, passed, obs.window.end())))
+        let verdict = self.record(watched, Stream::Call, passed, obs.window.end());
+        if watched && verdict.is_some() {
+            self.last_call_rate = rate;
+        }
+        Ok(verdict)
     }
 
     fn observe_health(&mut self, signal: &HealthSignal) -> Option<Verdict> {
@@ -192,14 +257,18 @@ impl Trigger for DependencyFailureTrigger {
             ProbeStatus::Fail => Some(false),
             ProbeStatus::Unknown => None,
         };
-        let v = self.record(watched, passed, signal.at);
         // A baseline result can turn a shared outage into "ours" (or back): report it too.
-        Some(v)
+        self.record(watched, Stream::Probe, passed, signal.at)
     }
 
     fn evidence(&self, at: Timestamp, since: Option<Timestamp>) -> Evidence {
         let c = &self.config;
+        let began = self.watched.streak_start;
         let base = match self.baseline.last {
+            Some((true, t)) if began.is_some_and(|b| t < b) => format!(
+                "{} last passed at {t}, before these failures began",
+                c.baseline_track
+            ),
             Some((true, t)) => format!("{} passes (at {t})", c.baseline_track),
             Some((false, t)) => format!(
                 "{} fails too ({} consecutive, at {t})",
@@ -254,8 +323,12 @@ mod tests {
     use std::time::Duration;
 
     fn trigger(extra: &str) -> DependencyFailureTrigger {
+        trigger_with(2, extra)
+    }
+
+    fn trigger_with(threshold: u32, extra: &str) -> DependencyFailureTrigger {
         let json = format!(
-            r#"{{"kind":"dependencyFailure","id":"db","dependency":"postgres","failureThreshold":2{extra}}}"#
+            r#"{{"kind":"dependencyFailure","id":"db","dependency":"postgres","failureThreshold":{threshold}{extra}}}"#
         );
         let TriggerConfig::DependencyFailure(c) = serde_json::from_str(&json).unwrap() else {
             panic!("kind")
@@ -278,6 +351,11 @@ mod tests {
         t.observe_health(&probe(Track::Stable, ProbeStatus::Pass, 1));
         assert_eq!(
             t.observe_health(&probe(Track::Canary, ProbeStatus::Fail, 2)),
+            Some(Verdict::Ok)
+        );
+        // The baseline passes while the watched track fails.
+        assert_eq!(
+            t.observe_health(&probe(Track::Stable, ProbeStatus::Pass, 2)),
             Some(Verdict::Ok)
         );
         assert_eq!(
@@ -323,6 +401,71 @@ mod tests {
         assert_eq!(
             t.observe_health(&probe(Track::Canary, ProbeStatus::Fail, 5)),
             Some(Verdict::Breach(Action::Rollback))
+        );
+    }
+
+    #[test]
+    fn a_baseline_pass_from_before_the_failures_began_is_not_proof() {
+        let mut t = trigger_with(3, "");
+        // The baseline's last pass is older than the outage: it has not been probed since.
+        t.observe_health(&probe(Track::Stable, ProbeStatus::Pass, 30));
+        for s in [35, 40] {
+            t.observe_health(&probe(Track::Canary, ProbeStatus::Fail, s));
+        }
+        assert_eq!(
+            t.observe_health(&probe(Track::Canary, ProbeStatus::Fail, 45)),
+            Some(Verdict::Breach(Action::Hold))
+        );
+        let e = t.evidence(Timestamp::from_millis(45_000), None);
+        assert!(
+            e.reason.contains("shared outage") && e.reason.contains("before these failures began"),
+            "{}",
+            e.reason
+        );
+        // A pass during the failures, followed by another failure, is proof.
+        assert_eq!(
+            t.observe_health(&probe(Track::Stable, ProbeStatus::Pass, 47)),
+            Some(Verdict::Breach(Action::Hold))
+        );
+        assert_eq!(
+            t.observe_health(&probe(Track::Canary, ProbeStatus::Fail, 50)),
+            Some(Verdict::Breach(Action::Rollback))
+        );
+    }
+
+    #[test]
+    fn a_check_read_again_is_not_another_failure() {
+        let mut t = trigger_with(
+            3,
+            r#","callMetric":"postgres_calls","maxCallErrorRate":0.05"#,
+        );
+        t.observe_health(&probe(Track::Stable, ProbeStatus::Pass, 30));
+        assert_eq!(
+            t.observe_health(&probe(Track::Canary, ProbeStatus::Fail, 30)),
+            Some(Verdict::Ok)
+        );
+        for s in [30, 30, 20] {
+            assert_eq!(
+                t.observe_health(&probe(Track::Canary, ProbeStatus::Fail, s)),
+                None
+            );
+        }
+        assert_eq!(t.watched.consecutive_failures, 1);
+        // Call windows are a stream of their own: one ending before the last probe is new, but
+        // the same window read again is not.
+        let calls = Observation::new(
+            Metric::named("postgres_calls").unwrap(),
+            Track::Canary,
+            Window::ending_at(Timestamp::from_millis(29_000), Duration::from_secs(1)),
+            Measurement::Counts(Counts::new(100, 50).unwrap()),
+        );
+        assert_eq!(t.observe(&calls).unwrap(), Some(Verdict::Ok));
+        assert_eq!(t.observe(&calls).unwrap(), None);
+        assert_eq!(t.watched.consecutive_failures, 2);
+        // The baseline's results are deduplicated too.
+        assert_eq!(
+            t.observe_health(&probe(Track::Stable, ProbeStatus::Pass, 30)),
+            None
         );
     }
 

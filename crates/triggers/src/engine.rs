@@ -50,7 +50,8 @@ impl EngineConfig {
 pub struct Event {
     /// The trigger's id.
     pub trigger: String,
-    /// When it happened (data time, or the `now` of a tick).
+    /// When it happened: the data time of the input that caused it, or the `now` of a tick,
+    /// never earlier than a tick or input the trigger has already seen.
     pub at: Timestamp,
     /// The state before.
     pub from: TriggerState,
@@ -221,6 +222,12 @@ impl Engine {
 
     /// Feeds one observation to the triggers that watch its metric and track. A measurement one
     /// of them cannot read is an error, and then no trigger has changed.
+    ///
+    /// The window's end is the observation's data time. An observation older than the last data
+    /// a trigger took (a late window, or one sent again) or already older than its `staleAfter`
+    /// at the engine's clock changes nothing: it neither clears a breach that began after it nor
+    /// keeps the trigger from going stale. The same holds for probe results
+    /// ([`observe_health`](Engine::observe_health)), judged per instance and track.
     pub fn observe(&mut self, obs: &Observation) -> Result<()> {
         let Some(route) = self
             .metric_routes
@@ -239,9 +246,21 @@ impl Engine {
             let Some(slot) = self.slots.get_mut(i as usize) else {
                 continue;
             };
+            // A trigger that reads one stream takes nothing from an input its lifecycle would
+            // not take; one that merges streams drops repeats per stream itself.
+            if !slot.trigger.merges_streams()
+                && slot
+                    .timing
+                    .as_ref()
+                    .is_some_and(|t| !slot.lifecycle.takes(at, t))
+            {
+                continue;
+            }
             if let Some(verdict) = slot.trigger.observe(obs)?
                 && let Some(timing) = &slot.timing
-                && let Some(tr) = slot.lifecycle.observe(verdict, at, timing)
+                && let Some(tr) =
+                    slot.lifecycle
+                        .observe(verdict, slot.trigger.verdict_time(at), timing)
             {
                 self.events.push_back(event(&slot.trigger, tr));
             }
@@ -249,7 +268,10 @@ impl Engine {
         Ok(())
     }
 
-    /// Feeds one probe result to the triggers that watch its probe and track.
+    /// Feeds one probe result to the triggers that watch its probe and track. A result that is
+    /// not newer than the last one taken for its instance (or, for a dependency, its track) is
+    /// the same result read again, or an older one, and changes nothing: a source answers the
+    /// latest result it holds each time it is asked.
     pub fn observe_health(&mut self, signal: &HealthSignal) {
         let Some(route) = self
             .probe_routes
@@ -264,7 +286,9 @@ impl Engine {
             };
             if let Some(verdict) = slot.trigger.observe_health(signal)
                 && let Some(timing) = &slot.timing
-                && let Some(tr) = slot.lifecycle.observe(verdict, signal.at, timing)
+                && let Some(tr) =
+                    slot.lifecycle
+                        .observe(verdict, slot.trigger.verdict_time(signal.at), timing)
             {
                 self.events.push_back(event(&slot.trigger, tr));
             }

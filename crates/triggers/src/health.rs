@@ -16,8 +16,10 @@ struct InstanceHealth {
     /// `None` for probes of the track as a whole (boxed: no spare capacity).
     name: Option<Box<str>>,
     consecutive_failures: u32,
-    /// When the last pass or fail arrived (unknown results do not count).
+    /// The probe time of the last pass or fail (unknown results do not count).
     last_known: Option<Timestamp>,
+    /// The probe time of the newest result taken, whatever its status: a result that is not
+    /// newer is the same one read again (or an older one) and is ignored.
     last_seen: Timestamp,
 }
 
@@ -25,8 +27,10 @@ struct InstanceHealth {
 ///
 /// Each instance (or the track as a whole, for probes without an instance) keeps its own count of
 /// consecutive failures; a pass resets it and an `unknown` result leaves it as it was (unknown is
-/// not healthy). Instances not heard from within `staleAfter` no longer count, and at most
-/// `maxInstances` are remembered.
+/// not healthy). A result counts once: one whose probe time is not later than the instance's
+/// newest result is the same result read again (sources answer the latest result they hold each
+/// time they are asked) or an older one, and changes nothing. Instances not heard from within
+/// `staleAfter` of the newest result no longer count, and at most `maxInstances` are remembered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HealthCheckTrigger {
@@ -53,6 +57,11 @@ impl HealthCheckTrigger {
     /// The config.
     pub fn config(&self) -> &HealthCheckConfig {
         &self.config
+    }
+
+    /// The probe time of the newest pass or fail held, the time the verdict stands for.
+    pub(crate) fn data_time(&self) -> Option<Timestamp> {
+        self.instances.iter().filter_map(|i| i.last_known).max()
     }
 
     pub(crate) fn check_state(&self) -> std::result::Result<(), String> {
@@ -117,9 +126,18 @@ impl Trigger for HealthCheckTrigger {
         if signal.track != self.config.track || signal.probe != self.config.check_type.probe() {
             return None;
         }
-        let at = signal.at.max(self.clock);
-        self.clock = at;
-        let slot = self.slot(signal.instance.as_deref(), at)?;
+        let name = signal.instance.as_deref();
+        let at = signal.at;
+        if self
+            .instances
+            .iter()
+            .any(|i| i.name.as_deref() == name && at <= i.last_seen)
+        {
+            return None;
+        }
+        // The newest probe time seen: the trigger's own data clock.
+        self.clock = self.clock.max(at);
+        let slot = self.slot(name, at)?;
         slot.last_seen = at;
         match signal.status {
             ProbeStatus::Pass => {
@@ -132,7 +150,9 @@ impl Trigger for HealthCheckTrigger {
             }
             ProbeStatus::Unknown => {}
         }
-        let horizon = at.saturating_sub(self.config.effective_stale_after());
+        let horizon = self
+            .clock
+            .saturating_sub(self.config.effective_stale_after());
         let threshold = self.config.failure_threshold;
         let active = self
             .instances
@@ -306,6 +326,45 @@ mod tests {
             Timestamp::EPOCH,
         );
         assert_eq!(t.observe_health(&live), None);
+    }
+
+    #[test]
+    fn a_result_read_again_is_not_another_failure() {
+        let mut t = trigger("");
+        // A source answers the latest result it holds, read at every tick: one failed probe,
+        // read three times, is one failure.
+        assert_eq!(
+            t.observe_health(&sig("a", ProbeStatus::Fail, 30)),
+            Some(Verdict::Ok)
+        );
+        assert_eq!(t.observe_health(&sig("a", ProbeStatus::Fail, 30)), None);
+        assert_eq!(t.observe_health(&sig("a", ProbeStatus::Fail, 30)), None);
+        // An older result arriving late is not news either.
+        assert_eq!(t.observe_health(&sig("a", ProbeStatus::Pass, 25)), None);
+        assert_eq!(t.instances[0].consecutive_failures, 1);
+        // Newer probes count.
+        t.observe_health(&sig("a", ProbeStatus::Fail, 35));
+        assert_eq!(
+            t.observe_health(&sig("a", ProbeStatus::Fail, 40)),
+            Some(Verdict::Breach(Action::Rollback))
+        );
+    }
+
+    #[test]
+    fn results_are_new_per_instance() {
+        // Sources list results by instance, not by time: b's results, older than a's latest, are
+        // still b's newest.
+        let mut t = trigger("");
+        assert_eq!(
+            t.observe_health(&sig("a", ProbeStatus::Pass, 33)),
+            Some(Verdict::Ok)
+        );
+        t.observe_health(&sig("b", ProbeStatus::Fail, 21));
+        t.observe_health(&sig("b", ProbeStatus::Fail, 26));
+        assert_eq!(
+            t.observe_health(&sig("b", ProbeStatus::Fail, 31)),
+            Some(Verdict::Breach(Action::Rollback))
+        );
     }
 
     #[test]

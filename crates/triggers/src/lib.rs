@@ -27,8 +27,16 @@
 //!
 //! Each trigger moves `Ok → Pending → Firing → Cooldown → Ok` ([`TriggerState`]):
 //!
-//! - a breach is *pending* until it has held, on every input, for the trigger's `duration`
-//!   (measured in data time: the window end of observations, the completion time of probes);
+//! - a breach is *pending* until it has held for the trigger's `duration`, measured in data time
+//!   (the window end of observations, the completion time of probes) from the first breaching
+//!   input to the latest one. An input on the healthy side ends it. Inputs without data (a
+//!   window without requests, an `unknown` probe) neither end it nor count as breaching: a fire
+//!   still needs a breaching input at the end of the duration. A gap in the data longer than
+//!   `staleAfter` ends it (the next tick finds the trigger stale, below). Prometheus' `for:`
+//!   drops a pending alert as soon as its expression returns nothing; Serin does not, because at
+//!   low traffic windows without requests are common, and resetting on each of them would keep a
+//!   real breach pending for ever, while the staleness rule still bounds how long data may be
+//!   missing;
 //! - *firing* asks for the action once and is latched while the condition holds;
 //! - after firing, a fire of the same or a lower action is suppressed until `cooldown` has passed
 //!   since the fire (*cooldown*); a more severe action (a rollback after a warning) is never
@@ -37,6 +45,15 @@
 //!   `onMissingData` action (`hold` by default, `warn`, or `fire` = rollback); that action counts
 //!   as a fire for the cooldown, unless a more severe fire's cooldown still runs, which goes on.
 //!   Missing data is never taken as healthy.
+//!
+//! Inputs are judged by their data time, never re-stamped with the `now` of a tick. An input
+//! older than the last data a trigger took (a late window, or old data sent again) changes
+//! nothing, so it can neither clear a breach that began after it nor keep the trigger from going
+//! stale; nor does one already older than `staleAfter` when it arrives. A probe result counts
+//! once: health and dependency checks ignore a result that is not newer than the last one of its
+//! instance (or track), since a source answers the latest result it holds each time it is asked;
+//! as sources list results by instance rather than by time, their verdict stands for the newest
+//! result they hold.
 //!
 //! ```
 //! use std::time::Duration;

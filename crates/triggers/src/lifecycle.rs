@@ -2,8 +2,13 @@
 //!
 //! A trigger only answers a [`Verdict`] for each input; this module turns the stream of verdicts
 //! into [`TriggerState`]s and actions. Times are data times (an observation's window end, a
-//! probe's completion time) and the `now` of [`Engine::tick`](crate::Engine::tick); the machine
-//! keeps its own monotonic clock, so a late input never moves time backwards.
+//! probe's completion time) and the `now` of [`Engine::tick`](crate::Engine::tick).
+//!
+//! The `for` duration and staleness are measured in data time: an input older than the last
+//! data taken is late and ignored (it changes nothing), as is one already older than `staleAfter`
+//! at the machine's clock; an input older than the last tick but newer than the last data counts
+//! at its own time. The machine's clock (the latest input or tick) never moves backwards: fires,
+//! cooldowns and state changes are reported at it.
 
 use std::time::Duration;
 
@@ -19,7 +24,8 @@ pub enum Verdict {
     /// The condition is on the healthy side of its bound.
     Ok,
     /// The input carried no usable data (no requests, an unknown probe, a missing baseline):
-    /// nothing is concluded, and the time since the last usable data keeps growing.
+    /// nothing is concluded (a pending breach is neither ended nor extended), and the time since
+    /// the last usable data keeps growing.
     NoData,
     /// The condition is breached at this action's level.
     Breach(Action),
@@ -107,11 +113,14 @@ struct Fired {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct Lifecycle {
     state: TriggerState,
-    /// Since when the verdict has been at or above each action's level, without a break.
+    /// Since when (data time) the verdict has been at or above each action's level, without a
+    /// break.
     since: [Option<Timestamp>; 3],
     fired: Option<Fired>,
+    /// The data time of the newest usable input taken (never re-stamped with the clock).
     last_data: Option<Timestamp>,
     origin: Timestamp,
+    /// The latest input or tick.
     clock: Timestamp,
 }
 
@@ -132,10 +141,22 @@ impl Lifecycle {
         self.state
     }
 
-    /// Feeds one verdict observed at data time `at`.
+    /// Whether an input of data time `at` would be taken: it is neither older than the last
+    /// data taken (late, or old data sent again) nor older than `staleAfter` at the clock (stale
+    /// on arrival).
+    pub fn takes(&self, at: Timestamp, t: &Timing) -> bool {
+        self.last_data.is_none_or(|last| at >= last)
+            && self.clock.saturating_duration_since(at) <= t.stale_after
+    }
+
+    /// Feeds one verdict observed at data time `at`. An input the machine does not
+    /// [take](Lifecycle::takes) changes nothing.
     pub fn observe(&mut self, verdict: Verdict, at: Timestamp, t: &Timing) -> Option<Transition> {
-        let at = at.max(self.clock);
-        self.clock = at;
+        if !self.takes(at, t) {
+            return None;
+        }
+        let now = at.max(self.clock);
+        self.clock = now;
         let from = self.state;
         match verdict {
             Verdict::NoData => return None,
@@ -155,14 +176,14 @@ impl Lifecycle {
                 }
             }
         }
-        let fire = self.eligible(at, t);
+        let fire = self.eligible(at, now, t);
         if let Some(action) = fire {
-            self.fired = Some(Fired { action, at });
-            self.state = TriggerState::Firing { action, since: at };
+            self.fired = Some(Fired { action, at: now });
+            self.state = TriggerState::Firing { action, since: now };
         } else {
-            self.state = self.resting(at, t);
+            self.state = self.resting(now, t);
         }
-        self.report(from, fire, at)
+        self.report(from, fire, now)
     }
 
     /// Advances the clock to `now`: detects staleness and the end of a cooldown.
@@ -192,9 +213,10 @@ impl Lifecycle {
         self.report(from, None, now)
     }
 
-    /// The most severe level that has been breached for the whole `duration` and is not
-    /// suppressed by the current firing or a cooldown of the same or a higher level.
-    fn eligible(&self, at: Timestamp, t: &Timing) -> Option<Action> {
+    /// The most severe level that has been breached for the whole `duration` up to the data
+    /// time `at` and is not suppressed, at the clock `now`, by the current firing or a cooldown of
+    /// the same or a higher level.
+    fn eligible(&self, at: Timestamp, now: Timestamp, t: &Timing) -> Option<Action> {
         for a in Action::ALL.into_iter().rev() {
             let Some(since) = self.since[a.index()] else {
                 continue;
@@ -209,7 +231,7 @@ impl Lifecycle {
             }
             if let Some(f) = self.fired
                 && f.action >= a
-                && at < f.at.saturating_add(t.cooldown)
+                && now < f.at.saturating_add(t.cooldown)
             {
                 continue;
             }
@@ -495,18 +517,72 @@ mod tests {
     }
 
     #[test]
-    fn late_inputs_never_move_time_backwards() {
+    fn a_late_healthy_input_does_not_clear_a_later_breach() {
         let t = timing(30, 0);
         let mut m = Lifecycle::new(ts(0));
-        m.observe(RB, ts(100), &t);
-        // An input stamped earlier is taken at the machine's clock.
-        m.observe(RB, ts(50), &t);
+        m.observe(RB, ts(40), &t);
+        assert!(m.tick(ts(45), &t).is_none());
+        // A healthy window that ended before the breach began arrives late: it says nothing
+        // about the breach, and changes nothing.
+        assert!(m.observe(Verdict::Ok, ts(35), &t).is_none());
         assert_eq!(
             m.state(),
             TriggerState::Pending {
-                since: ts(100),
+                since: ts(40),
                 action: Action::Rollback
             }
+        );
+        let tr = m.observe(RB, ts(70), &t).unwrap();
+        assert_eq!(tr.action, Some(Action::Rollback));
+        assert_eq!(tr.since, Some(ts(40)));
+    }
+
+    #[test]
+    fn old_data_sent_again_does_not_keep_a_trigger_fresh() {
+        let t = timing(0, 0);
+        let mut m = Lifecycle::new(ts(0));
+        m.observe(Verdict::Ok, ts(10), &t);
+        assert!(m.tick(ts(40), &t).is_none());
+        // The same window again, and an older one: still data from 10 s.
+        assert!(m.observe(Verdict::Ok, ts(10), &t).is_none());
+        assert!(m.observe(Verdict::Ok, ts(5), &t).is_none());
+        assert!(m.tick(ts(70), &t).is_none());
+        let tr = m.tick(ts(71), &t).unwrap();
+        assert_eq!(tr.to, TriggerState::Stale { since: ts(71) });
+        assert_eq!(tr.last_data, Some(ts(10)));
+    }
+
+    #[test]
+    fn a_late_but_new_input_counts_in_data_time() {
+        let t = timing(30, 0);
+        let mut m = Lifecycle::new(ts(0));
+        m.observe(RB, ts(10), &t);
+        assert!(m.tick(ts(45), &t).is_none());
+        // Newer than the last data, older than the tick: the breach has held 28 s of data.
+        assert!(m.observe(RB, ts(38), &t).is_none());
+        assert!(matches!(m.state(), TriggerState::Pending { .. }));
+        assert_eq!(
+            m.observe(RB, ts(46), &t).unwrap().action,
+            Some(Action::Rollback)
+        );
+    }
+
+    #[test]
+    fn data_older_than_stale_after_is_stale_on_arrival() {
+        let t = timing(0, 0);
+        let mut m = Lifecycle::new(ts(0));
+        m.observe(Verdict::Ok, ts(10), &t);
+        assert_eq!(
+            m.tick(ts(100), &t).unwrap().to,
+            TriggerState::Stale { since: ts(100) }
+        );
+        // Newer than the last data, but already older than staleAfter: it is not taken.
+        assert!(m.observe(Verdict::Ok, ts(39), &t).is_none());
+        assert_eq!(m.state(), TriggerState::Stale { since: ts(100) });
+        // Data within staleAfter of the clock is.
+        assert_eq!(
+            m.observe(Verdict::Ok, ts(40), &t).unwrap().to,
+            TriggerState::Ok
         );
     }
 }

@@ -282,11 +282,20 @@ impl ErrorSpikeTrigger {
             .or_else(|| self.baseline(at))
     }
 
-    fn is_learning(&self, obs: &Observation) -> bool {
-        match (self.config.learn_for, &self.state.learning) {
-            (Some(_), None) => true,
-            (Some(d), Some(l)) => obs.window.end() <= l.started.saturating_add(d),
-            (None, _) => false,
+    /// Whether a watched observation goes to the learned baseline: `Some(true)` within
+    /// `learnFor` (healthy by definition), `Some(false)` past it while the baseline still has
+    /// fewer than `minBaselineRequests` requests (no verdict yet), `None` once learned.
+    fn is_learning(&self, obs: &Observation) -> Option<bool> {
+        let d = self.config.learn_for?;
+        let Some(l) = &self.state.learning else {
+            return Some(true);
+        };
+        if obs.window.end() <= l.started.saturating_add(d) {
+            Some(true)
+        } else if l.counts.requests() < self.config.min_baseline_requests {
+            Some(false)
+        } else {
+            None
         }
     }
 }
@@ -321,13 +330,13 @@ impl Trigger for ErrorSpikeTrigger {
             }
             return Ok(None);
         }
-        if self.is_learning(obs) {
+        if let Some(within) = self.is_learning(obs) {
             let l = self.state.learning.get_or_insert(Learning {
                 started: obs.window.start(),
                 counts: Counts::default(),
             });
             l.counts = l.counts.saturating_add(c);
-            return Ok(Some(Verdict::Ok));
+            return Ok(Some(if within { Verdict::Ok } else { Verdict::NoData }));
         }
         self.state.window.add(at, c);
         let window = self.state.window.sum(at);
@@ -564,21 +573,53 @@ mod tests {
     #[test]
     fn a_pre_deploy_window_is_learned_then_judged() {
         let mut t = spike(
-            r#"{"kind":"errorSpike","id":"s","learnFor":"30s","detector":"ratio",
+            r#"{"kind":"errorSpike","id":"s","track":"stable","learnFor":"30s","detector":"ratio",
                 "windowSize":"10s","minErrorCount":1}"#,
         );
         for s in [10, 20, 30] {
             assert_eq!(
-                t.observe(&obs(Track::Canary, s, 1_000, 10)).unwrap(),
+                t.observe(&obs(Track::Stable, s, 1_000, 10)).unwrap(),
                 Some(Verdict::Ok)
             );
         }
         assert_eq!(
-            t.observe(&obs(Track::Canary, 40, 1_000, 10)).unwrap(),
+            t.observe(&obs(Track::Stable, 40, 1_000, 10)).unwrap(),
             Some(Verdict::Ok)
         );
         assert_eq!(
-            t.observe(&obs(Track::Canary, 50, 1_000, 30)).unwrap(),
+            t.observe(&obs(Track::Stable, 50, 1_000, 30)).unwrap(),
+            Some(Verdict::Breach(crate::Action::Rollback))
+        );
+    }
+
+    #[test]
+    fn learning_goes_on_until_it_has_the_minimum_requests() {
+        let mut t = spike(
+            r#"{"kind":"errorSpike","id":"s","track":"stable","learnFor":"30s","detector":"ratio",
+                "windowSize":"10s","minErrorCount":1,"minBaselineRequests":100}"#,
+        );
+        // 60 requests in the first 30 s: not enough for a baseline.
+        for s in [10, 20, 30] {
+            assert_eq!(
+                t.observe(&obs(Track::Stable, s, 20, 1)).unwrap(),
+                Some(Verdict::Ok)
+            );
+        }
+        // Learning goes on past learnFor, without a verdict, until it has 100.
+        for s in [40, 50] {
+            assert_eq!(
+                t.observe(&obs(Track::Stable, s, 20, 1)).unwrap(),
+                Some(Verdict::NoData),
+                "at {s}s"
+            );
+        }
+        // Baseline 5.4%: 5% is fine, 30% is a spike.
+        assert_eq!(
+            t.observe(&obs(Track::Stable, 60, 1_000, 50)).unwrap(),
+            Some(Verdict::Ok)
+        );
+        assert_eq!(
+            t.observe(&obs(Track::Stable, 70, 1_000, 300)).unwrap(),
             Some(Verdict::Breach(crate::Action::Rollback))
         );
     }

@@ -27,12 +27,15 @@ pub trait Trigger {
     /// Whether [`observe`](Trigger::observe) would accept `obs`, without changing anything.
     fn check(&self, obs: &Observation) -> Result<()>;
 
-    /// Reads an observation. `Ok(None)` when it is not about this trigger's subject or only
-    /// updates a reference (a baseline); an error (a measurement the trigger cannot read) leaves
-    /// the trigger unchanged.
+    /// Reads an observation. `Ok(None)` when it is not about this trigger's subject, only
+    /// updates a reference (a baseline), or repeats a check already taken (a dependency's call
+    /// window not newer than the last one of its track); an error (a measurement the trigger
+    /// cannot read) leaves the trigger unchanged.
     fn observe(&mut self, obs: &Observation) -> Result<Option<Verdict>>;
 
-    /// Reads a probe result; `None` when it is not about this trigger's subject.
+    /// Reads a probe result; `None` when it is not about this trigger's subject, or when it is
+    /// not newer than the last result taken for its instance (health checks) or track
+    /// (dependency checks): the same result read again, or an older one, changes nothing.
     fn observe_health(&mut self, signal: &HealthSignal) -> Option<Verdict>;
 
     /// What the trigger last saw, stamped `at`, with the breach start `since` if any.
@@ -134,6 +137,31 @@ impl AnyTrigger {
             AnyTrigger::HealthCheck(t) => t.check_state(),
             _ => Ok(()),
         }
+    }
+
+    /// Whether the trigger merges several streams into one verdict (a health check its
+    /// instances; a dependency check its two tracks, probes and call windows). Sources list such
+    /// results by instance or track, not by time, so these triggers drop a result that is not
+    /// newer than the last one of its own stream themselves, and their verdict stands for the
+    /// newest data they hold ([`verdict_time`](AnyTrigger::verdict_time)).
+    pub fn merges_streams(&self) -> bool {
+        matches!(
+            self,
+            AnyTrigger::HealthCheck(_) | AnyTrigger::DependencyFailure(_)
+        )
+    }
+
+    /// The data time of the verdict answered for an input of data time `at`: `at` itself, or
+    /// for a trigger that merges streams the newest usable data it holds if that is later (one
+    /// instance's late but new result changes the verdict as of the other instances' newer
+    /// ones).
+    pub fn verdict_time(&self, at: Timestamp) -> Timestamp {
+        let newest = match self {
+            AnyTrigger::HealthCheck(t) => t.data_time(),
+            AnyTrigger::DependencyFailure(t) => t.data_time(),
+            _ => None,
+        };
+        newest.map_or(at, |n| n.max(at))
     }
 
     pub fn subscriptions(&self) -> Vec<Subscription> {

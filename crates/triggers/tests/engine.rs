@@ -363,3 +363,109 @@ fn memory_per_trigger_stays_small_at_default_windows() {
     let full = h.memory_bytes();
     assert!(full > empty && full <= 4 * 1024, "{empty} -> {full} bytes");
 }
+
+fn readiness(instance: &str, status: ProbeStatus, s: u64) -> HealthSignal {
+    HealthSignal::new(Track::Canary, Probe::Readiness, status, ts(s)).with_instance(instance)
+}
+
+fn postgres(track: Track, status: ProbeStatus, s: u64) -> HealthSignal {
+    HealthSignal::new(track, Probe::Dependency("postgres".into()), status, ts(s))
+}
+
+#[test]
+fn a_probe_result_read_at_every_tick_counts_once() {
+    let mut e = engine(
+        r#"{"triggers": [
+        {"kind":"healthCheck","id":"ready","checkType":"readiness","failureThreshold":3,
+         "checkInterval":"30s"},
+        {"kind":"dependencyFailure","id":"db","dependency":"postgres","failureThreshold":3}
+    ]}"#,
+    );
+    // The source answers its latest result at each tick: the probe of 30 s, three times.
+    for now in [30, 35, 40] {
+        e.observe_health(&readiness("canary-0", ProbeStatus::Fail, 30));
+        e.observe_health(&postgres(Track::Canary, ProbeStatus::Fail, 30));
+        e.tick(ts(now));
+    }
+    assert!(actions(&mut e).is_empty());
+    assert_eq!(e.state("ready"), Some(TriggerState::Ok));
+    // Two more probes make three failures.
+    for now in [60, 90] {
+        e.observe_health(&readiness("canary-0", ProbeStatus::Fail, now));
+        e.tick(ts(now));
+    }
+    assert_eq!(
+        actions(&mut e),
+        vec![("ready".to_owned(), Action::Rollback, ts(90))]
+    );
+}
+
+#[test]
+fn a_baseline_pass_from_before_an_outage_does_not_make_it_ours() {
+    let mut e = engine(
+        r#"{"triggers": [
+        {"kind":"dependencyFailure","id":"db","dependency":"postgres","failureThreshold":3}
+    ]}"#,
+    );
+    e.observe_health(&postgres(Track::Stable, ProbeStatus::Pass, 30));
+    e.tick(ts(30));
+    for s in [35, 40, 45] {
+        e.observe_health(&postgres(Track::Canary, ProbeStatus::Fail, s));
+        e.tick(ts(s));
+    }
+    assert_eq!(
+        actions(&mut e),
+        vec![("db".to_owned(), Action::Hold, ts(45))]
+    );
+}
+
+#[test]
+fn late_and_repeated_windows_are_not_fresh_data() {
+    let json = r#"{"triggers": [
+        {"kind":"metricThreshold","id":"errors","metric":"error_rate","operator":"gt",
+         "value":0.10,"duration":"30s","staleAfter":"1m"}
+    ]}"#;
+    // A healthy window that ended before a breach began, arriving late, does not clear it.
+    let mut e = engine(json);
+    e.observe(&errors(Track::Canary, 40, 100, 50)).unwrap();
+    e.tick(ts(45));
+    e.observe(&errors(Track::Canary, 35, 100, 0)).unwrap();
+    e.observe(&errors(Track::Canary, 70, 100, 50)).unwrap();
+    assert_eq!(
+        actions(&mut e),
+        vec![("errors".to_owned(), Action::Rollback, ts(70))]
+    );
+    // Old data sent again does not keep the trigger fresh: it goes stale a minute after 10 s.
+    let mut e = engine(json);
+    e.observe(&errors(Track::Canary, 10, 100, 1)).unwrap();
+    e.tick(ts(40));
+    e.observe(&errors(Track::Canary, 10, 100, 1)).unwrap();
+    e.observe(&errors(Track::Canary, 5, 100, 1)).unwrap();
+    e.tick(ts(70));
+    assert!(actions(&mut e).is_empty());
+    e.tick(ts(71));
+    assert_eq!(
+        actions(&mut e),
+        vec![("errors".to_owned(), Action::Hold, ts(71))]
+    );
+}
+
+#[test]
+fn a_late_probe_of_another_instance_still_counts() {
+    let mut e = engine(
+        r#"{"triggers": [
+        {"kind":"healthCheck","id":"ready","checkType":"readiness","failureThreshold":3}
+    ]}"#,
+    );
+    for s in [21, 26] {
+        e.observe_health(&readiness("b", ProbeStatus::Fail, s));
+    }
+    e.tick(ts(30));
+    // Sources list results by instance: a's newer pass comes before b's third failure.
+    e.observe_health(&readiness("a", ProbeStatus::Pass, 33));
+    e.observe_health(&readiness("b", ProbeStatus::Fail, 31));
+    assert_eq!(
+        actions(&mut e),
+        vec![("ready".to_owned(), Action::Rollback, ts(33))]
+    );
+}

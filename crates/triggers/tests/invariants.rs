@@ -193,7 +193,7 @@ proptest! {
         let config: EngineConfig = serde_json::from_str(&format!(r#"{{"triggers": [
             {{"kind":"metricThreshold","id":"t","metric":"queue_depth","operator":"gt",
               "value":{ROLLBACK},"warnValue":{WARN},"duration":"20s","cooldown":"1m","staleAfter":"30s"}},
-            {{"kind":"errorSpike","id":"s","learnFor":"1m","minErrorCount":1,"minBaselineRequests":1}}
+            {{"kind":"errorSpike","id":"s","track":"stable","learnFor":"1m","minErrorCount":1,"minBaselineRequests":1}}
         ]}}"#)).unwrap();
         let inputs: Vec<(u64, Option<f64>)> = s
             .iter()
@@ -207,7 +207,7 @@ proptest! {
                 e.observe(&gauge(at, v)).unwrap();
                 let w = Window::ending_at(Timestamp::from_millis(at), Duration::from_secs(1));
                 let errors = v.map_or(0, |v| v as u64);
-                e.observe(&Observation::new(Metric::ErrorRate, Track::Canary, w,
+                e.observe(&Observation::new(Metric::ErrorRate, Track::Stable, w,
                     Measurement::Counts(Counts::new(100, errors).unwrap()))).unwrap();
                 if gap_ticks {
                     e.tick(Timestamp::from_millis(at + 45_000));
