@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use common::{Rng, counts, no_data, second};
 use serin_canary::controller::{
-    Action, AnalysisStep, CanaryController, CanaryPolicy, Command, ControllerState, LatencyPacing,
-    OnInconclusive, OnWarning, Pacing, Pause, Phase, PromotionGate, Step,
+    Action, AnalysisStep, CanaryController, CanaryPolicy, CanaryScale, Command, ControllerState,
+    LatencyPacing, OnInconclusive, OnWarning, Pacing, Pause, Phase, PromotionGate, Step,
 };
 use serin_canary::judge::{Judge, Severity};
 use serin_canary::sequential::SequentialCountJudge;
@@ -109,6 +109,7 @@ fn a_critical_regression_rolls_back_at_once_with_its_evidence() {
     assert_eq!(d.severity, Some(Severity::Critical));
     assert_eq!(d.weight, 0);
     assert_eq!(d.evidence[0].metric, Metric::ErrorRate);
+    assert_eq!(d.decisive_evidence(), Some(&d.evidence[0]));
     assert!(d.reason.contains("critical"), "{}", d.reason);
 }
 
@@ -248,10 +249,12 @@ fn deadlines_roll_back_and_missing_data_never_promotes() {
     ctl.tick(at(0));
     assert_eq!(ctl.tick(at(61)).action, Action::Rollback);
 
-    let mut policy = CanaryPolicy::new(vec![Step::SetWeight(10), analysis(3_600, 1)]);
+    // A pause waiting for approval has no progress deadline, but the maximum duration caps it.
+    let mut policy = CanaryPolicy::new(vec![Step::SetWeight(10), Step::Pause(Pause::default())]);
     policy.max_duration = Some(Duration::from_secs(600));
     let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
     ctl.tick(at(0));
+    assert_eq!(ctl.tick(at(600)).action, Action::Hold);
     let d = ctl.tick(at(601));
     assert_eq!(d.action, Action::Rollback);
     assert!(d.reason.contains("maximum duration"));
@@ -796,4 +799,244 @@ fn feed_any(
     let b = counts(Metric::ErrorRate, Track::Stable, w, br, be);
     let c = counts(Metric::ErrorRate, Track::Canary, w, cr, ce);
     ctl.feed(&b, &c, w.end()).unwrap();
+}
+
+#[test]
+fn a_timed_pause_or_analysis_longer_than_the_progress_deadline_runs_its_course() {
+    for wait in [
+        Step::Pause(Pause {
+            duration: Some(Duration::from_secs(600)),
+        }),
+        analysis(600, 30),
+    ] {
+        let mut policy =
+            CanaryPolicy::new(vec![Step::SetWeight(10), wait.clone(), Step::SetWeight(50)]);
+        policy.progress_deadline = Some(Duration::from_secs(300));
+        policy.max_duration = Some(Duration::from_secs(3_600));
+        let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+        assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(10));
+        // A healthy canary: both arms at 0.5% errors.
+        let mut rng = Rng::new(3);
+        let mut raised = None;
+        for s in 0..700 {
+            let d = feed(&mut ctl, s, 900, rng.poisson(4.5), 100, rng.poisson(0.5));
+            match d.action {
+                Action::Hold => {}
+                Action::SetWeight(50) => {
+                    raised = Some(s + 1);
+                    break;
+                }
+                other => panic!("{wait:?} at {}: {other:?}: {}", s + 1, d.reason),
+            }
+        }
+        // The planned wait is not a lack of progress: the weight rises when it ends.
+        assert_eq!(raised, Some(600), "{wait:?}");
+    }
+}
+
+#[test]
+fn the_progress_deadline_counts_from_the_end_of_a_step_s_planned_wait() {
+    let mut policy = CanaryPolicy::new(vec![Step::SetWeight(10), analysis(600, 10)]);
+    policy.progress_deadline = Some(Duration::from_secs(300));
+    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(10));
+    // No data: the analysis runs its 600 s, ends inconclusive and holds (`onInconclusive:
+    // hold`), and only then does the progress deadline's 300 s start.
+    for s in [1, 299, 301, 599, 600, 601, 899, 900] {
+        let d = ctl.tick(at(s));
+        assert_eq!(d.action, Action::Hold, "at {s}: {}", d.reason);
+    }
+    let d = ctl.tick(at(901));
+    assert_eq!(d.action, Action::Rollback);
+    assert!(
+        d.reason.contains("progress deadline") && d.reason.contains("analysis ended"),
+        "{}",
+        d.reason
+    );
+}
+
+#[test]
+fn a_failing_judge_after_the_last_step_is_held_only_until_the_progress_deadline() {
+    let mut policy = CanaryPolicy::new(vec![Step::SetWeight(10), Step::Pause(Pause::default())]);
+    policy.on_warning = OnWarning::Hold;
+    policy.progress_deadline = Some(Duration::from_secs(3_600));
+    let mut ctl = Ctl::new(policy, vec![warning_judge()]).unwrap();
+    assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(10));
+    let mut rng = Rng::new(4);
+    let mut failed_at = None;
+    for s in 0..600 {
+        let d = feed(&mut ctl, s, 900, rng.poisson(4.5), 100, rng.poisson(2.0));
+        assert_eq!(d.action, Action::Hold, "{}", d.reason);
+        if ctl.judges()[0].judgement(at(s)).verdict.is_fail() {
+            failed_at = Some(s + 1);
+            break;
+        }
+    }
+    let s = failed_at.expect("a 4x regression fails");
+    // Approved past the last step, but the judge fails: not promoted, held as at any step.
+    let d = ctl.command(Command::Resume, at(s)).unwrap();
+    assert_eq!(d.action, Action::Hold);
+    assert!(d.reason.contains("not promoting"), "{}", d.reason);
+    assert_eq!(ctl.tick(at(s + 3_600)).action, Action::Hold);
+    let d = ctl.tick(at(s + 3_601));
+    assert_eq!(d.action, Action::Rollback, "{}", d.reason);
+    assert!(
+        d.reason.contains("progress deadline") && d.reason.contains("not promoting"),
+        "{}",
+        d.reason
+    );
+}
+
+#[test]
+fn a_decision_names_the_step_that_made_it() {
+    let policy = CanaryPolicy::new(vec![
+        Step::SetWeight(10),
+        Step::Pause(Pause {
+            duration: Some(Duration::from_secs(60)),
+        }),
+        Step::SetCanaryScale(CanaryScale {
+            replicas: Some(2),
+            ..CanaryScale::default()
+        }),
+        Step::SetWeight(50),
+        Step::SetWeight(20),
+    ]);
+    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    let steps = |d: serin_canary::controller::Decision| (d.action, d.step);
+    assert_eq!(steps(ctl.tick(at(0))), (Action::SetWeight(10), 0));
+    assert_eq!(steps(ctl.tick(at(30))), (Action::Hold, 1));
+    let scale = Action::SetCanaryScale(CanaryScale {
+        replicas: Some(2),
+        ..CanaryScale::default()
+    });
+    assert_eq!(steps(ctl.tick(at(60))), (scale, 2));
+    assert_eq!(steps(ctl.tick(at(61))), (Action::SetWeight(50), 3));
+    assert_eq!(steps(ctl.tick(at(62))), (Action::SetWeight(20), 4));
+    // Past the last step: `steps.len()`.
+    assert_eq!(
+        steps(feed(&mut ctl, 62, 800, 4, 200, 1)),
+        (Action::Promote, 5)
+    );
+    assert_eq!(steps(ctl.tick(at(100))), (Action::Promote, 5));
+}
+
+#[test]
+fn resume_ends_a_timed_pause_too() {
+    let policy = CanaryPolicy::new(vec![
+        Step::SetWeight(10),
+        Step::Pause(Pause {
+            duration: Some(Duration::from_secs(600)),
+        }),
+        Step::SetWeight(50),
+    ]);
+    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(10));
+    assert_eq!(ctl.tick(at(100)).action, Action::Hold);
+    assert_eq!(
+        ctl.command(Command::Resume, at(101)).unwrap().action,
+        Action::SetWeight(50)
+    );
+}
+
+/// A controller part way through a pause of `[10%, pause 60s, 50%]`, with its state as JSON.
+fn paused_state() -> (CanaryPolicy, serde_json::Value) {
+    let policy = CanaryPolicy::new(vec![
+        Step::SetWeight(10),
+        Step::Pause(Pause {
+            duration: Some(Duration::from_secs(60)),
+        }),
+        Step::SetWeight(50),
+    ]);
+    let mut ctl = Ctl::new(policy.clone(), vec![judge()]).unwrap();
+    assert_eq!(ctl.tick(at(5)).action, Action::SetWeight(10));
+    for s in 5..15 {
+        assert_eq!(feed(&mut ctl, s, 900, 4, 100, 0).action, Action::Hold);
+    }
+    (policy, serde_json::to_value(ctl.state()).unwrap())
+}
+
+fn restored(policy: &CanaryPolicy, state: serde_json::Value) -> serin_canary::Result<Ctl> {
+    let state: ControllerState = serde_json::from_value(state).unwrap();
+    Ctl::from_parts(policy.clone(), vec![judge()], state)
+}
+
+#[test]
+fn an_edited_or_inconsistent_state_is_refused_with_the_field_and_the_reason() {
+    use serde_json::json;
+    let (policy, saved) = paused_state();
+    assert!(restored(&policy, saved.clone()).is_ok());
+    let edits: Vec<(&str, serde_json::Value, &str)> = vec![
+        ("weight", json!(200), "state.weight"),
+        ("stepStartedAt", json!(null), "state.stepStartedAt"),
+        ("stepStartedAt", json!(4_000), "state.stepStartedAt"),
+        ("startedAt", json!(null), "state.startedAt"),
+        ("stepSamples", json!([11]), "state.stepSamples[0]"),
+        ("baselineErrors", json!(3), "state.baselineErrors"),
+        ("canaryErrors", json!(3), "state.canaryErrors"),
+        ("lastAction", json!({"setWeight": 30}), "state.lastAction"),
+        ("lastAction", json!("promote"), "state.lastAction"),
+        ("phase", json!("promoted"), "state.lastAction"),
+        ("phase", json!("rolledBack"), "state.lastAction"),
+    ];
+    for (field, value, named) in edits {
+        let mut state = saved.clone();
+        state[field] = value.clone();
+        let msg = match restored(&policy, state) {
+            Ok(_) => panic!("{field} = {value} was taken"),
+            Err(e) => e.to_string(),
+        };
+        assert!(msg.contains(named), "{field} = {value}: {msg}");
+    }
+    // A rollout that never started cannot have left its first step.
+    let mut state = saved.clone();
+    state["startedAt"] = json!(null);
+    state["stepStartedAt"] = json!(null);
+    let msg = restored(&policy, state).err().unwrap().to_string();
+    assert!(msg.contains("state.startedAt"), "{msg}");
+    // A weight past 100, a final phase at odds with its last action or its weight.
+    let mut state = saved.clone();
+    state["weight"] = json!(200);
+    let msg = restored(&policy, state).err().unwrap().to_string();
+    assert!(msg.contains("200") && msg.contains("100"), "{msg}");
+    for (phase, action, weight, named) in [
+        ("promoted", json!({"setWeight": 7}), 7, "state.lastAction"),
+        ("promoted", json!("promote"), 10, "state.weight"),
+        ("rolledBack", json!("rollback"), 10, "state.weight"),
+        ("rolledBack", json!("promote"), 0, "state.lastAction"),
+    ] {
+        let mut state = saved.clone();
+        state["phase"] = json!(phase);
+        state["lastAction"] = action.clone();
+        state["weight"] = json!(weight);
+        let msg = restored(&policy, state).err().map(|e| e.to_string());
+        assert!(
+            msg.as_ref().is_some_and(|m| m.contains(named)),
+            "{phase} with {action} at {weight}%: {msg:?}"
+        );
+    }
+    // Final states the controller wrote restore.
+    for command in [Command::Abort, Command::Promote] {
+        let mut ctl = restored(&policy, saved.clone()).unwrap();
+        let d = ctl.command(command, at(20)).unwrap();
+        let state = serde_json::to_value(ctl.state()).unwrap();
+        let mut again = restored(&policy, state).unwrap();
+        assert_eq!(again.tick(at(30)).action, d.action);
+    }
+}
+
+#[test]
+fn a_rollback_no_judge_decided_quotes_no_decisive_evidence() {
+    let mut policy = CanaryPolicy::new(vec![Step::SetWeight(10), Step::Pause(Pause::default())]);
+    policy.max_duration = Some(Duration::from_secs(600));
+    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    ctl.tick(at(0));
+    for s in 0..10 {
+        feed(&mut ctl, s, 900, 4, 100, 0);
+    }
+    let d = ctl.tick(at(601));
+    assert_eq!(d.action, Action::Rollback);
+    assert!(d.reason.contains("maximum duration"), "{}", d.reason);
+    // The judges' standing is there, but none of them decided it.
+    assert_eq!(d.evidence.len(), 1);
+    assert_eq!(d.decisive_evidence(), None);
 }

@@ -128,7 +128,7 @@ fn step() -> impl Strategy<Value = Step> {
         prop::option::of(1u64..120).prop_map(|d| Step::Pause(Pause {
             duration: d.map(Duration::from_secs)
         })),
-        (1u64..300, 0u64..30).prop_map(|(d, m)| Step::Analysis(AnalysisStep {
+        (1u64..300, 1u64..30).prop_map(|(d, m)| Step::Analysis(AnalysisStep {
             duration: Duration::from_secs(d),
             min_samples: m,
         })),

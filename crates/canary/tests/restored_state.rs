@@ -487,7 +487,7 @@ proptest! {
 
     /// A controller with pacing, a promotion gate, deadlines and one judge of each sequential
     /// kind takes any counts, latencies, times, window lengths, commands and step durations
-    /// without a panic, and its state always survives a journal.
+    /// without a panic, and its state always survives a journal and restores.
     #[test]
     fn a_controller_takes_extreme_inputs_without_a_panic(
         steps in prop::collection::vec(extreme_step(), 1..6),
@@ -541,7 +541,11 @@ proptest! {
                 serde_json::to_string(&d.evidence).unwrap();
             }
             let saved = serde_json::to_string(ctl.state()).unwrap();
-            let _: ControllerState = serde_json::from_str(&saved).unwrap();
+            let saved: ControllerState = serde_json::from_str(&saved).unwrap();
+            // The controller never writes a state it would refuse to restore, whatever the clock.
+            let restored =
+                CanaryController::from_parts(ctl.policy().clone(), ctl.judges().to_vec(), saved);
+            prop_assert!(restored.is_ok(), "{:?}", restored.err());
         }
     }
 }

@@ -7,7 +7,7 @@ use serin_signals::{Measurement, Observation, Timestamp};
 use super::error_batches::ErrorBatches;
 use super::latency_gate::LatencyEvidence;
 use super::pacing::{Level, Pacing, rounded};
-use super::policy::{CanaryPolicy, CanaryScale, OnInconclusive, OnWarning, Step};
+use super::policy::{CanaryPolicy, CanaryScale, OnInconclusive, OnWarning, Step, planned_wait};
 use crate::judge::{Evidence, Judge, Judgement, Sample, Severity, Verdict};
 use crate::sequential::LogMoments;
 use crate::{Error, Result};
@@ -33,7 +33,9 @@ pub enum Action {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Command {
-    /// Approve: end a pause that waits without a duration.
+    /// Approve: end the current pause, whether it waits for approval or for its duration (as
+    /// Argo Rollouts' `promote` skips one pause step). At any other step it only decides, as a
+    /// tick does.
     Resume,
     /// Promote now, skipping the remaining steps (refused while a judge fails).
     Promote,
@@ -49,7 +51,8 @@ pub struct Decision {
     pub action: Action,
     /// When it was decided.
     pub at: Timestamp,
-    /// The index of the policy step in force when deciding (`steps.len()` once past the last).
+    /// The index of the policy step in force when deciding (`steps.len()` once past the last):
+    /// the step whose action this is, before the controller moves on to the next one.
     pub step: usize,
     /// The canary weight once the action is carried out.
     pub weight: u8,
@@ -57,8 +60,19 @@ pub struct Decision {
     pub severity: Option<Severity>,
     /// One human sentence.
     pub reason: String,
-    /// The judges' latest evidence, the decisive judge first.
+    /// The judges' latest evidence, the decisive judge first when a judge decided (see
+    /// [`Decision::decisive_evidence`]).
     pub evidence: Vec<Evidence>,
+}
+
+impl Decision {
+    /// The evidence of the judge whose failure decided this rollback, if a judge's did (then
+    /// [`severity`](Self::severity) is set). `None` for any other decision, among them
+    /// rollbacks for a deadline, for missing data or by command, whose
+    /// [`evidence`](Self::evidence) is only the judges' standing at the time.
+    pub fn decisive_evidence(&self) -> Option<&Evidence> {
+        self.severity.and(self.evidence.first())
+    }
 }
 
 /// Where the rollout is.
@@ -151,6 +165,139 @@ impl ControllerState {
     pub fn weight(&self) -> u8 {
         self.weight
     }
+
+    /// Refuses a state the controller never writes (an edited or damaged record), naming the
+    /// field, its value and why, rather than acting on it.
+    fn check(&self) -> Result<()> {
+        let refuse = |field: &str, value: String, reason: &str| {
+            Err(Error::invalid_input(
+                format!("state.{field}"),
+                value,
+                reason,
+            ))
+        };
+        if self.weight > 100 {
+            return refuse(
+                "weight",
+                self.weight.to_string(),
+                "must be a percentage in 0..=100",
+            );
+        }
+        match (self.started_at, self.step_started_at) {
+            (None, None) if self.step > 0 || self.weight > 0 => {
+                return refuse(
+                    "startedAt",
+                    "null".into(),
+                    "a rollout that has left its first step or set a weight has started",
+                );
+            }
+            (None, None) => {}
+            (Some(_), None) => {
+                return refuse(
+                    "stepStartedAt",
+                    "null".into(),
+                    "a started rollout's current step has started too",
+                );
+            }
+            (None, Some(t)) => {
+                return refuse(
+                    "startedAt",
+                    "null".into(),
+                    &format!("stepStartedAt is {t}, and a step starts only once the rollout has"),
+                );
+            }
+            (Some(start), Some(t)) if t < start => {
+                return refuse(
+                    "stepStartedAt",
+                    t.to_string(),
+                    &format!("is before the rollout's start, startedAt {start}"),
+                );
+            }
+            (Some(_), Some(_)) => {}
+        }
+        for (i, (step, total)) in self
+            .step_samples
+            .iter()
+            .zip(&self.total_samples)
+            .enumerate()
+        {
+            if step > total {
+                return refuse(
+                    &format!("stepSamples[{i}]"),
+                    step.to_string(),
+                    &format!("exceeds the rollout's samples, totalSamples[{i}] = {total}"),
+                );
+            }
+        }
+        for (field, errors, requests) in [
+            (
+                "baselineErrors",
+                self.baseline_errors,
+                self.baseline_requests,
+            ),
+            ("canaryErrors", self.canary_errors, self.canary_requests),
+        ] {
+            if errors > requests {
+                return refuse(
+                    field,
+                    errors.to_string(),
+                    &format!("exceeds the requests counted with them ({requests})"),
+                );
+            }
+        }
+        let action = format!("{:?}", self.last_action);
+        let (phase, weight) = match (self.phase, self.last_action) {
+            (Phase::Progressing, Action::Promote | Action::Rollback) => {
+                return refuse(
+                    "lastAction",
+                    action,
+                    "ends a rollout, but phase is progressing",
+                );
+            }
+            (Phase::Progressing, Action::SetWeight(w)) if w != self.weight => {
+                return refuse(
+                    "lastAction",
+                    action,
+                    &format!(
+                        "sets another weight than the state's, weight {}",
+                        self.weight
+                    ),
+                );
+            }
+            (Phase::Progressing, _) => return Ok(()),
+            (Phase::Promoted, Action::Promote) => ("promoted", 100),
+            (Phase::RolledBack, Action::Rollback) => ("rolledBack", 0),
+            (Phase::Promoted, _) => {
+                return refuse(
+                    "lastAction",
+                    action,
+                    "phase is promoted, whose last action can only be promote",
+                );
+            }
+            (Phase::RolledBack, _) => {
+                return refuse(
+                    "lastAction",
+                    action,
+                    "phase is rolledBack, whose last action can only be rollback",
+                );
+            }
+        };
+        if self.started_at.is_none() {
+            return refuse(
+                "startedAt",
+                "null".into(),
+                &format!("phase is {phase}, so the rollout has started"),
+            );
+        }
+        if self.weight != weight {
+            return refuse(
+                "weight",
+                self.weight.to_string(),
+                &format!("phase is {phase}, whose weight can only be {weight}"),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The canary controller: feed it observations ([`CanaryController::observe`]), commands
@@ -161,8 +308,10 @@ impl ControllerState {
 /// 1. A final phase repeats its action.
 /// 2. A judge failing with `Critical` severity rolls back at once; with `Warning`, per
 ///    [`OnWarning`]; with `Info`, the weight is held (never raised).
-/// 3. Past `maxDuration`, or holding longer than `progressDeadline` in one step (timed steps
-///    only; a pause waiting for approval has no deadline), the rollout rolls back.
+/// 3. Past `maxDuration`, or holding longer than `progressDeadline` in one step, the rollout
+///    rolls back. The progress deadline counts from the end of the step's planned wait (a timed
+///    pause's or an analysis step's duration), which is not a lack of progress; a pause waiting
+///    for approval has no deadline.
 /// 4. Otherwise the current step runs: `setWeight` raises the weight only while no judge fails
 ///    and, with [`Pacing`](super::Pacing), once the errors at the current weight (and the
 ///    latencies, with its latency gate) rule out the stated regression (the first weight, with
@@ -233,6 +382,7 @@ impl<J: Judge> CanaryController<J> {
                 format!("the policy has only {} steps", policy.steps.len()),
             ));
         }
+        state.check()?;
         Ok(CanaryController {
             policy,
             judges,
@@ -535,7 +685,7 @@ impl<J: Judge> CanaryController<J> {
         );
         let progress = ends(
             self.policy.progress_deadline,
-            s.step_started_at,
+            self.progress_since(),
             "the progress deadline",
         );
         max.into_iter().chain(progress).min_by_key(|(_, at)| *at)
@@ -554,15 +704,36 @@ impl<J: Judge> CanaryController<J> {
 
     fn advance(&mut self, now: Timestamp) {
         self.state.step += 1;
-        self.state.step_started_at = Some(now);
+        self.restart_step_clock(now);
         self.state.resumed = false;
         self.state.step_samples.iter_mut().for_each(|s| *s = 0);
     }
 
-    fn hold(&mut self, now: Timestamp, reason: String, timed: bool) -> Decision {
-        if timed
-            && let (Some(deadline), Some(since)) =
-                (self.policy.progress_deadline, self.state.step_started_at)
+    /// Starts the current step's clock at `now`, never before the rollout's start (a caller's
+    /// clock may step back; a state with a step started before the rollout is refused).
+    fn restart_step_clock(&mut self, now: Timestamp) {
+        self.state.step_started_at = Some(self.state.started_at.map_or(now, |s| s.max(now)));
+    }
+
+    /// When the current step's progress deadline starts counting: at the end of the step's
+    /// planned wait (a timed pause's or an analysis step's duration), which is no lack of
+    /// progress, or else when the step started. `None` for a pause waiting for approval (it has
+    /// no deadline) or before the rollout starts.
+    fn progress_since(&self) -> Option<Timestamp> {
+        let since = self.state.step_started_at?;
+        match self.policy.steps.get(self.state.step) {
+            Some(Step::Pause(p)) if p.duration.is_none() => None,
+            Some(step) => {
+                Some(planned_wait(step).map_or(since, |(_, planned)| since.saturating_add(planned)))
+            }
+            None => Some(since),
+        }
+    }
+
+    /// Holds, or rolls back past the progress deadline (see [`Self::progress_since`]).
+    fn hold(&mut self, now: Timestamp, reason: String) -> Decision {
+        if let (Some(deadline), Some(since)) =
+            (self.policy.progress_deadline, self.progress_since())
             && now.saturating_duration_since(since) > deadline
         {
             return self.finish(
@@ -625,7 +796,7 @@ impl<J: Judge> CanaryController<J> {
         loop {
             let Some(step) = self.policy.steps.get(self.state.step).cloned() else {
                 if let Some(f) = failing {
-                    return self.hold(now, format!("not promoting: {f}"), false);
+                    return self.hold(now, format!("not promoting: {f}"));
                 }
                 if let Some(i) = self.state.total_samples.iter().position(|n| *n == 0) {
                     let reason = format!(
@@ -637,14 +808,14 @@ impl<J: Judge> CanaryController<J> {
                         OnInconclusive::Rollback => {
                             self.finish(Phase::RolledBack, now, None, reason, Some(i))
                         }
-                        OnInconclusive::Hold => self.hold(now, reason, true),
+                        OnInconclusive::Hold => self.hold(now, reason),
                     };
                 }
                 if let Some(reason) = self.policy.pacing.as_ref().and_then(|p| {
                     let reason = p.promotion_hold(&self.level())?;
                     Some(self.with_outlook(p, reason, now))
                 }) {
-                    return self.hold(now, reason, true);
+                    return self.hold(now, reason);
                 }
                 if let Some(g) = &self.policy.promotion {
                     let (n, e) = (self.state.canary_requests, self.state.canary_errors);
@@ -656,7 +827,7 @@ impl<J: Judge> CanaryController<J> {
                             g.e_value(n, e),
                             1.0 / g.alpha
                         );
-                        return self.hold(now, reason, true);
+                        return self.hold(now, reason);
                     }
                 }
                 return self.finish(
@@ -670,22 +841,24 @@ impl<J: Judge> CanaryController<J> {
             match step {
                 Step::SetWeight(target) => {
                     let current = self.state.weight;
-                    if target <= current {
+                    if target < current {
+                        self.set_weight(target, true);
+                        let d = self.decision(
+                            Action::SetWeight(target),
+                            now,
+                            None,
+                            format!("step: lower the canary weight to {target}%"),
+                            None,
+                        );
                         self.advance(now);
-                        if target < current {
-                            self.set_weight(target, true);
-                            return self.decision(
-                                Action::SetWeight(target),
-                                now,
-                                None,
-                                format!("step: lower the canary weight to {target}%"),
-                                None,
-                            );
-                        }
+                        return d;
+                    }
+                    if target == current {
+                        self.advance(now);
                         continue;
                     }
                     if let Some(f) = &failing {
-                        return self.hold(now, format!("weight not raised: {f}"), true);
+                        return self.hold(now, format!("weight not raised: {f}"));
                     }
                     let (next, new_level) = match &self.policy.pacing {
                         None => (target, true),
@@ -701,25 +874,27 @@ impl<J: Judge> CanaryController<J> {
                                 Ok(w) => (w, current == 0 || p.passed(&level)),
                                 Err(reason) => {
                                     let reason = self.with_outlook(p, reason, now);
-                                    return self.hold(now, reason, true);
+                                    return self.hold(now, reason);
                                 }
                             }
                         }
                     };
                     self.set_weight(next, new_level);
-                    if next == target {
-                        self.advance(now);
-                    } else {
-                        self.state.step_started_at = Some(now);
-                        self.state.step_samples.iter_mut().for_each(|s| *s = 0);
-                    }
-                    return self.decision(
+                    // The decision names this step, before it moves on.
+                    let d = self.decision(
                         Action::SetWeight(next),
                         now,
                         None,
                         format!("step: raise the canary weight to {next}%"),
                         None,
                     );
+                    if next == target {
+                        self.advance(now);
+                    } else {
+                        self.restart_step_clock(now);
+                        self.state.step_samples.iter_mut().for_each(|s| *s = 0);
+                    }
+                    return d;
                 }
                 Step::Pause(p) => {
                     let since = self.state.step_started_at.unwrap_or(now);
@@ -734,7 +909,7 @@ impl<J: Judge> CanaryController<J> {
                         Some(d) => format!("paused for {d:?}"),
                         None => "paused until resumed".to_string(),
                     };
-                    return self.hold(now, reason, p.duration.is_some());
+                    return self.hold(now, reason);
                 }
                 Step::Analysis(a) => {
                     let enough = self.state.step_samples.iter().all(|n| *n >= a.min_samples);
@@ -749,7 +924,7 @@ impl<J: Judge> CanaryController<J> {
                     }
                     let since = self.state.step_started_at.unwrap_or(now);
                     if now.saturating_duration_since(since) < a.duration {
-                        return self.hold(now, "analysing".into(), true);
+                        return self.hold(now, "analysing".into());
                     }
                     if failing.is_none() && enough {
                         // The step ran its course with enough data and no failure.
@@ -759,7 +934,7 @@ impl<J: Judge> CanaryController<J> {
                     // A failure that does not roll back (informational, or a warning that
                     // holds) holds here as at any step; `onInconclusive` is for missing data.
                     if let Some(f) = &failing {
-                        return self.hold(now, format!("analysis ended while {f}"), true);
+                        return self.hold(now, format!("analysis ended while {f}"));
                     }
                     let reason = format!(
                         "analysis ended with fewer than {} samples with data for some judge",
@@ -769,18 +944,19 @@ impl<J: Judge> CanaryController<J> {
                         OnInconclusive::Rollback => {
                             self.finish(Phase::RolledBack, now, None, reason, None)
                         }
-                        OnInconclusive::Hold => self.hold(now, reason, true),
+                        OnInconclusive::Hold => self.hold(now, reason),
                     };
                 }
                 Step::SetCanaryScale(s) => {
-                    self.advance(now);
-                    return self.decision(
+                    let d = self.decision(
                         Action::SetCanaryScale(s),
                         now,
                         None,
                         "step: scale the canary".into(),
                         None,
                     );
+                    self.advance(now);
+                    return d;
                 }
             }
         }

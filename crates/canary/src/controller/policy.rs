@@ -16,7 +16,8 @@ use crate::{Error, Result};
 pub enum Step {
     /// Route this percentage (0..=100) of traffic to the canary.
     SetWeight(u8),
-    /// Wait: for a duration, or without one until a [`Command::Resume`](super::Command::Resume).
+    /// Wait: for a duration, or without one until a [`Command::Resume`](super::Command::Resume)
+    /// (which also ends a timed pause early).
     Pause(Pause),
     /// Keep judging at the current weight until the judges pass, or the step's duration ends with
     /// enough samples and no failure.
@@ -29,7 +30,8 @@ pub enum Step {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Pause {
-    /// How long to wait; `None` waits for a resume command.
+    /// How long to wait (unless a resume command ends the pause first); `None` waits for a
+    /// resume command.
     #[serde(
         default,
         with = "opt_duration",
@@ -46,7 +48,7 @@ pub struct AnalysisStep {
     #[serde(with = "serin_signals::duration")]
     pub duration: Duration,
     /// Samples with data (for every judge) the step needs before it may complete without every
-    /// judge passing. Default `1`.
+    /// judge passing. Default `1`, and at least `1`: missing evidence is never a pass.
     #[serde(default = "one")]
     pub min_samples: u64,
 }
@@ -122,9 +124,12 @@ pub enum OnWarning {
 pub struct CanaryPolicy {
     /// The steps, in order; after the last one the canary is promoted.
     pub steps: Vec<Step>,
-    /// The longest the whole rollout may take; past it, it rolls back.
+    /// The longest the whole rollout may take; past it, it rolls back. Each timed pause and
+    /// analysis step must be shorter.
     pub max_duration: Option<Duration>,
-    /// The longest one step may hold without progress; past it, the rollout rolls back.
+    /// The longest one step may hold without progress; past it, the rollout rolls back. A step's
+    /// planned wait (a timed pause's or an analysis step's duration) is not a lack of progress:
+    /// the deadline counts from its end. A pause waiting for approval has none.
     pub progress_deadline: Option<Duration>,
     /// What to do when an analysis step ends without enough data.
     pub on_inconclusive: OnInconclusive,
@@ -254,6 +259,14 @@ impl CanaryPolicy {
                         "must be longer than zero",
                     ));
                 }
+                Step::Analysis(a) if a.min_samples == 0 => {
+                    return Err(Error::invalid_config(
+                        format!("{path}.analysis.minSamples"),
+                        0,
+                        "must be at least 1: an analysis step must not end on no data, since \
+                         missing evidence is never a pass",
+                    ));
+                }
                 Step::SetCanaryScale(s) => {
                     let set = usize::from(s.replicas.is_some())
                         + usize::from(s.weight.is_some())
@@ -290,6 +303,24 @@ impl CanaryPolicy {
                 ));
             }
         }
+        if let Some(max) = self.max_duration {
+            for (i, step) in self.steps.iter().enumerate() {
+                let Some((field, planned)) = planned_wait(step) else {
+                    continue;
+                };
+                if planned >= max {
+                    return Err(Error::invalid_config(
+                        format!("canaryPolicy.steps[{i}].{field}"),
+                        humantime::format_duration(planned),
+                        format!(
+                            "must be shorter than canaryPolicy.maxDuration ({}): the rollout \
+                             would be rolled back before the step ran its course",
+                            humantime::format_duration(max)
+                        ),
+                    ));
+                }
+            }
+        }
         if let Some(p) = &self.pacing {
             p.validate("canaryPolicy.pacing")?;
         }
@@ -297,6 +328,16 @@ impl CanaryPolicy {
             g.validate("canaryPolicy.promotion")?;
         }
         Ok(())
+    }
+}
+
+/// A step's planned wait, with the field that sets it: a timed pause's or an analysis step's
+/// duration.
+pub(crate) fn planned_wait(step: &Step) -> Option<(&'static str, Duration)> {
+    match step {
+        Step::Pause(Pause { duration: Some(d) }) => Some(("pause.duration", *d)),
+        Step::Analysis(a) => Some(("analysis.duration", a.duration)),
+        _ => None,
     }
 }
 
@@ -345,6 +386,18 @@ mod tests {
                 r#"{"steps":[{"setWeight":5}],"maxDuration":"0s"}"#,
                 "canaryPolicy.maxDuration",
             ),
+            (
+                r#"{"steps":[{"analysis":{"duration":"60s","minSamples":0}}]}"#,
+                "canaryPolicy.steps[0].analysis.minSamples",
+            ),
+            (
+                r#"{"steps":[{"setWeight":5},{"pause":{"duration":"1h"}}],"maxDuration":"1h"}"#,
+                "canaryPolicy.steps[1].pause.duration",
+            ),
+            (
+                r#"{"steps":[{"setWeight":5},{"analysis":{"duration":"2h"}}],"maxDuration":"1h"}"#,
+                "canaryPolicy.steps[1].analysis.duration",
+            ),
         ] {
             let msg = serde_json::from_str::<CanaryPolicy>(json)
                 .unwrap_err()
@@ -353,6 +406,41 @@ mod tests {
         }
         assert!(
             serde_json::from_str::<CanaryPolicy>(r#"{"steps":[{"setWeight":5}],"x":1}"#).is_err()
+        );
+    }
+
+    #[test]
+    fn a_step_that_cannot_run_its_course_within_the_maximum_duration_is_refused() {
+        let json = |pause: &str| {
+            format!(
+                r#"{{"steps":[{{"setWeight":5}},{{"pause":{{"duration":"{pause}"}}}}],
+                "maxDuration":"10m","progressDeadline":"1m"}}"#
+            )
+        };
+        let msg = serde_json::from_str::<CanaryPolicy>(&json("10m"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("canaryPolicy.steps[1].pause.duration")
+                && msg.contains("10m")
+                && msg.contains("canaryPolicy.maxDuration"),
+            "{msg}"
+        );
+        // Shorter than the maximum duration, though longer than the progress deadline: taken.
+        assert!(serde_json::from_str::<CanaryPolicy>(&json("9m")).is_ok());
+        // An analysis step needs at least one sample to end without every judge passing.
+        let p: CanaryPolicy =
+            serde_json::from_str(r#"{"steps":[{"analysis":{"duration":"60s"}}]}"#).unwrap();
+        assert!(p.validate().is_ok());
+        let mut zero = p;
+        zero.steps[0] = Step::Analysis(AnalysisStep {
+            duration: Duration::from_secs(60),
+            min_samples: 0,
+        });
+        let msg = zero.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("canaryPolicy.steps[0].analysis.minSamples"),
+            "{msg}"
         );
     }
 
