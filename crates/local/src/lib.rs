@@ -7,10 +7,14 @@
 //!   [`TrafficRouter`](serin_traffic::TrafficRouter) that routes by the applied split (weights,
 //!   header/cookie routes, sticky sessions, mirroring), applies splits atomically, gives traffic
 //!   only to ready instances, drains instances before they stop, and retries once elsewhere a
-//!   request that never reached an instance.
-//! - [`ProxyMetrics`]: what the proxy measured per backend (requests, 5xx and connection errors,
-//!   latency sketch) as a [`MetricsSource`](serin_signals::MetricsSource) and as Prometheus text
-//!   on the admin endpoint, so canary analysis needs no external infrastructure.
+//!   request that never reached an instance. It adds `Via`, `X-Forwarded-For` (appended to the
+//!   client's) and `X-Forwarded-Proto`, relays HTTP/1.1 protocol upgrades (WebSocket) through a
+//!   tunnel that drains wait for, answers `CONNECT` with 501, and times out clients and
+//!   instances that stop sending or reading.
+//! - [`ProxyMetrics`]: what the proxy measured per backend (requests, 5xx, failures, timeouts
+//!   and connection errors, latency sketch; mirrored copies against the mirror's backend) as a
+//!   [`MetricsSource`](serin_signals::MetricsSource) and as Prometheus text on the admin
+//!   endpoint, so canary analysis needs no external infrastructure.
 //! - [`ProcessPlatform`]: a [`Platform`](serin_orchestrator::Platform) that runs each instance
 //!   as a local process from a command (`PORT`, `VERSION`, `INSTANCE` in its environment), waits
 //!   on an HTTP readiness path, reports deaths without restarting, stops with SIGTERM then

@@ -7,7 +7,12 @@
 //! received a request and then failed it (crashed mid-answer) or did not answer it in time is
 //! charged with one errored request too, even when the request is then replayed elsewhere and
 //! counted there as well: canary analysis reads these counts, and a version that crashes or
-//! hangs must show as failing even though the proxy saved its requests. Counts are kept in
+//! hangs must show as failing even though the proxy saved its requests. An instance that
+//! stopped reading a request's body for the body timeout counts as not answering in time. A
+//! mirrored copy is measured against the mirror's backend the same way (a copy that could not
+//! even be sent counts as an error there, as the 502 a client would have had), except a copy
+//! cut short because the mirror fell behind. A request whose client broke or stalled its own
+//! body (disconnected mid-upload: nginx's 499) is charged to no one. Counts are kept in
 //! time buckets of a fixed resolution (one second by default) for a bounded retention, so a
 //! query over a window `[start, end)` sums the buckets that start inside it: exact for windows
 //! aligned to the resolution.
@@ -45,7 +50,8 @@ struct Series {
     retries: u64,
     /// Requests chosen for mirroring to this backend whose body could not be teed.
     mirror_skipped: u64,
-    /// Mirror copies to this backend dropped because it fell behind the primary's body.
+    /// Mirror copies to this backend dropped because it fell behind: the primary's body, or
+    /// with as many copies outstanding as it may have.
     mirror_dropped: u64,
     latency_sum_ms: f64,
     latency: LatencySketch,
@@ -179,7 +185,8 @@ impl Store {
         lock(&self.series(mirror)).mirror_skipped += 1;
     }
 
-    /// Counts a mirror copy to `mirror` dropped because it fell behind the primary's body.
+    /// Counts a mirror copy to `mirror` dropped because it fell behind: behind the primary's
+    /// body, or with as many copies outstanding as it may have.
     pub(crate) fn record_mirror_dropped(&self, mirror: &str) {
         lock(&self.series(mirror)).mirror_dropped += 1;
     }
@@ -254,8 +261,9 @@ impl Store {
             (
                 "serin_proxy_mirror_dropped_total",
                 "counter",
-                "Mirror copies dropped part-way because the mirror fell behind the request \
-                 body, per mirror backend.",
+                "Mirror copies dropped because the mirror fell behind: part-way, behind the \
+                 request body, or before sending, with 128 copies already outstanding, per \
+                 mirror backend.",
                 |s| s.mirror_dropped as f64,
             ),
             (
@@ -322,8 +330,12 @@ impl ProxyMetrics {
         self.store.mirror_counts(mirror).0
     }
 
-    /// Mirror copies to `mirror` dropped part-way because the mirror fell behind the request
-    /// body (the request itself went on), since start.
+    /// Mirror copies to `mirror` dropped because the mirror fell behind, since start (the
+    /// request itself went on either way): part-way, because the mirror read its copy of the
+    /// request body more slowly than the instance read the body, or before being sent, because
+    /// the mirror already had 128 copies outstanding (sent and not yet answered and read) as
+    /// one that answers slowly or not at all does. The bound keeps such a mirror from holding
+    /// a connection, and a file descriptor, for every request.
     pub fn mirror_dropped(&self, mirror: &str) -> u64 {
         self.store.mirror_counts(mirror).1
     }

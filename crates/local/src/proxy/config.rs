@@ -61,16 +61,29 @@ pub struct ProxyConfig {
     /// How long a client may take to send a request's headers before its connection is closed
     /// (1 ms ..= 1 h; default 30 s, hyper's, where nginx's `client_header_timeout` is 60 s).
     /// Without it a client that opens connections and sends its headers a byte at a time holds
-    /// them, and a connection in the middle of its headers, forever.
+    /// them, and a connection in the middle of its headers, forever. It runs from the accept
+    /// for the first request, whatever the protocol: a connection that sends nothing, or only
+    /// the HTTP/2 preface, is closed then. An idle HTTP/1.1 keep-alive connection is closed
+    /// after it too; an idle HTTP/2 connection is pinged once it has been quiet this long, and
+    /// closed if the ping is not acknowledged within as long again.
     pub header_read_timeout: Duration,
     /// How long an instance may take to answer a request's headers once the request, body
     /// included, was sent (1 ms ..= 24 h; default 60 s, nginx's `proxy_read_timeout`). Past it
     /// the client gets a 504, counted as an error of the instance's backend, so a version that
     /// hangs is seen by the analysis (a request that never ends is never measured); a bodyless
-    /// GET, HEAD or OPTIONS is first tried once more elsewhere, as after a failure. Neither an
-    /// upload, which takes as long as its client, nor the body of a response that has begun is
-    /// timed: streams and downloads run as long as they take.
+    /// GET, HEAD or OPTIONS is first tried once more elsewhere, as after a failure. An upload
+    /// takes as long as its client takes, within [`request_body_timeout`](Self::request_body_timeout)
+    /// between chunks, and the body of a response that has begun is not timed: streams and
+    /// downloads run as long as they take. It also bounds a mirrored copy's wait for its answer
+    /// and the reading of that answer.
     pub response_timeout: Duration,
+    /// The longest pause allowed in sending a request body to an instance (1 ms ..= 24 h;
+    /// default 60 s, nginx's `client_body_timeout` and `proxy_send_timeout`): how long the
+    /// proxy waits for the client's next chunk, or for the instance to take the chunk it was
+    /// given. An instance that stops reading an upload gets a 504 charged to its backend, as if
+    /// it had not answered in time; a client that stops sending its body gets a 408, charged to
+    /// no one. Either way the request ends, so it is measured and a drain does not wait for it.
+    pub request_body_timeout: Duration,
 }
 
 /// The most worker threads a proxy may have.
@@ -101,6 +114,7 @@ impl Default for ProxyConfig {
             mirror_body_limit: 64 * 1024,
             header_read_timeout: Duration::from_secs(30),
             response_timeout: Duration::from_secs(60),
+            request_body_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -157,6 +171,12 @@ impl ProxyConfig {
         self
     }
 
+    /// With another limit on the pauses in sending a request body.
+    pub fn with_request_body_timeout(mut self, timeout: Duration) -> Self {
+        self.request_body_timeout = timeout;
+        self
+    }
+
     /// Checks every field; [`ProxyRouter::bind`](crate::ProxyRouter::bind) calls it.
     pub fn validate(&self) -> Result<()> {
         let within = |field: &str, value: Duration, max: Duration, max_text: &str| {
@@ -185,6 +205,12 @@ impl ProxyConfig {
         within(
             "responseTimeout",
             self.response_timeout,
+            Duration::from_secs(86_400),
+            "24h",
+        )?;
+        within(
+            "requestBodyTimeout",
+            self.request_body_timeout,
             Duration::from_secs(86_400),
             "24h",
         )?;
@@ -230,6 +256,8 @@ struct RawConfig {
     header_read_timeout: Duration,
     #[serde(default = "default_response", with = "serin_signals::duration")]
     response_timeout: Duration,
+    #[serde(default = "default_request_body", with = "serin_signals::duration")]
+    request_body_timeout: Duration,
 }
 
 fn default_listen() -> SocketAddr {
@@ -253,6 +281,9 @@ fn default_header_read() -> Duration {
 fn default_response() -> Duration {
     ProxyConfig::default().response_timeout
 }
+fn default_request_body() -> Duration {
+    ProxyConfig::default().request_body_timeout
+}
 
 impl TryFrom<RawConfig> for ProxyConfig {
     type Error = Error;
@@ -267,6 +298,7 @@ impl TryFrom<RawConfig> for ProxyConfig {
             mirror_body_limit: r.mirror_body_limit,
             header_read_timeout: r.header_read_timeout,
             response_timeout: r.response_timeout,
+            request_body_timeout: r.request_body_timeout,
         };
         c.validate()?;
         Ok(c)
@@ -285,6 +317,7 @@ impl From<ProxyConfig> for RawConfig {
             mirror_body_limit: c.mirror_body_limit,
             header_read_timeout: c.header_read_timeout,
             response_timeout: c.response_timeout,
+            request_body_timeout: c.request_body_timeout,
         }
     }
 }
@@ -325,6 +358,14 @@ mod tests {
                 r#"{"responseTimeout": "25h"}"#,
                 "proxyConfig.responseTimeout",
             ),
+            (
+                r#"{"requestBodyTimeout": "25h"}"#,
+                "proxyConfig.requestBodyTimeout",
+            ),
+            (
+                r#"{"requestBodyTimeout": 0}"#,
+                "proxyConfig.requestBodyTimeout",
+            ),
         ] {
             let e = serde_json::from_str::<ProxyConfig>(json)
                 .unwrap_err()
@@ -339,6 +380,19 @@ mod tests {
         assert_eq!(usize::from(c.workers), cores.clamp(1, 8));
         let caller: ProxyConfig = serde_json::from_str(r#"{"workers": 0}"#).unwrap();
         assert_eq!(caller.workers, 0);
+        assert_eq!(c.request_body_timeout, Duration::from_secs(60));
+        let body: ProxyConfig = serde_json::from_str(r#"{"requestBodyTimeout": "250ms"}"#).unwrap();
+        assert_eq!(
+            body,
+            ProxyConfig::default().with_request_body_timeout(Duration::from_millis(250))
+        );
+        let e = serde_json::from_str::<ProxyConfig>(r#"{"requestBodyTimeout": "25h"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("90000s") && e.contains("between 1ms and 24h"),
+            "{e}"
+        );
         let none: ProxyConfig = serde_json::from_str(r#"{"mirrorBodyLimit": 0}"#).unwrap();
         assert_eq!(none, ProxyConfig::default().with_mirror_body_limit(0));
     }

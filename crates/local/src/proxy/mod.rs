@@ -22,6 +22,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -30,7 +31,7 @@ use serin_orchestrator::TrackStatus;
 use serin_signals::Timestamp;
 use serin_traffic::{Capabilities, TrafficRouter, TrafficSplit};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
 pub use config::ProxyConfig;
@@ -39,13 +40,20 @@ use crate::error::{Error, Result};
 use crate::metrics::{ProxyMetrics, Store};
 use accept::{Conns, spawn_workers};
 use choose::{Reason, choose};
-use upstream::{Endpoint, SendError};
+use sent::Waiting;
+use upstream::{Endpoint, InFlight, SendError};
 
 /// The body type the proxy forwards: streamed, never buffered.
 pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
 
-/// How long a mirrored copy may take, answer included, before it is given up.
-const MIRROR_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many mirrored copies may be outstanding per mirror backend (sent and not yet answered
+/// and read, or given up): past it a copy is dropped and counted, so a mirror that answers
+/// slowly or not at all holds at most this many connections, however many requests come.
+const MIRROR_CONCURRENCY: usize = 128;
+
+/// `X-Forwarded-For` and `X-Forwarded-Proto`, de facto standard.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Headers that belong to one connection and are not forwarded (RFC 9110, 7.6.1).
 const HOP_BY_HOP: [HeaderName; 6] = [
@@ -90,6 +98,19 @@ struct Shared {
     /// Serialises writers (apply, set_endpoints) so none loses another's change.
     write: Mutex<HashMap<SocketAddr, Arc<Endpoint>>>,
     metrics: Arc<Store>,
+    /// The outstanding mirrored copies each mirror backend may still take.
+    mirror_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Becomes `true` (or closes) when the proxy stops: tunnels end with it.
+    stopped: watch::Receiver<bool>,
+}
+
+/// The client connection a request came on.
+#[derive(Debug, Clone, Copy, Default)]
+struct Peer {
+    /// The client's address.
+    client: Option<SocketAddr>,
+    /// The proxy's address as the client reached it.
+    local: Option<SocketAddr>,
 }
 
 /// The embedded reverse proxy, a [`TrafficRouter`] with [`Capabilities::full`]: weights to the
@@ -114,14 +135,49 @@ struct Shared {
 ///   after receiving it (it crashed mid-answer) or did not answer in time: it is idempotent. The
 ///   instance is still charged with the error in the [metrics](ProxyRouter::metrics). Request
 ///   and response bodies are streamed, never buffered.
+/// - **Timeouts.** A client has [`ProxyConfig::header_read_timeout`] to send each request's
+///   headers, the first one included (a connection that sends nothing, or only the HTTP/2
+///   preface, is closed then), and an HTTP/2 connection is pinged when idle and closed if the
+///   ping goes unanswered. A request body may pause at most
+///   [`ProxyConfig::request_body_timeout`]: an instance that stops reading it gets a 504
+///   charged to its backend, a client that stops sending it a 408 charged to no one. Once the
+///   request is sent, the instance has [`ProxyConfig::response_timeout`] to answer (504). A
+///   client that disconnects or breaks its own upload is not an error of the instance (nginx
+///   logs it as 499): nothing is charged.
 /// - **Mirroring** sends a copy of the given share of requests to the mirror backend and
-///   discards its answers (a copy gets at most 30 s). A request body of a declared length up to
+///   discards its answers. A copy is measured against the mirror backend like any request
+///   (answered, failed, refused or not answered within [`ProxyConfig::response_timeout`]), so
+///   a shadow version's errors show; its answer's body is read within the response timeout
+///   too. At most 128 copies per mirror backend are outstanding at a time: past that, a copy
+///   is dropped and counted ([`ProxyMetrics::mirror_dropped`],
+///   `serin_proxy_mirror_dropped_total`), so a mirror that hangs holds at most 128 connections
+///   and the request itself never waits for it. A request body of a declared length up to
 ///   [`ProxyConfig::mirror_body_limit`] is copied to the mirror as it streams to the chosen
 ///   instance, through a bounded queue: the request never waits for the mirror, and a mirror
 ///   that falls behind loses its copy (cut short, so it never sees a truncated body as a whole
-///   one; counted by [`ProxyMetrics::mirror_dropped`]). Requests with a larger body or one of
-///   unknown length (chunked) are not mirrored and are counted
-///   ([`ProxyMetrics::mirror_skipped`], `serin_proxy_mirror_skipped_total`).
+///   one; counted by [`ProxyMetrics::mirror_dropped`], and not as the mirror's error).
+///   Requests with a larger body or one of unknown length (chunked) are not mirrored and are
+///   counted ([`ProxyMetrics::mirror_skipped`], `serin_proxy_mirror_skipped_total`). Upgrade
+///   requests are not mirrored.
+/// - **Forwarding headers.** Requests go to the instances as HTTP/1.1 with `Via: 1.1 serin`
+///   appended (the version the client spoke: `2 serin` for HTTP/2), responses come back with
+///   `Via: 1.1 serin` appended, and requests get `X-Forwarded-Proto: http` (the proxy serves
+///   cleartext only; a client's value is replaced) and the client's address appended to
+///   `X-Forwarded-For`, as nginx's `$proxy_add_x_forwarded_for` does: only the last entry is
+///   vouched for by the proxy, earlier ones are whatever the client sent and are not to be
+///   trusted unless the proxy sits behind trusted proxies of its own. `Host` is the request
+///   target's authority when it has one (an absolute-form target, or HTTP/2's `:authority`),
+///   else the client's `Host`, else (an HTTP/1.0 request without one) the proxy's address as
+///   the client reached it. An HTTP/2 client's separate `cookie` fields are joined with `; `
+///   into one `Cookie` header. Hop-by-hop headers are not forwarded.
+/// - **Upgrades.** An HTTP/1.1 request to switch protocols (`Connection: upgrade` with
+///   `Upgrade`, as a WebSocket handshake) is forwarded with those headers; when the instance
+///   answers `101 Switching Protocols`, the proxy answers the same and then relays bytes both
+///   ways until either side closes or the proxy shuts down. The tunnel counts as in flight on
+///   its instance for its whole life, so [`wait_drained`](ProxyRouter::wait_drained) waits for
+///   it (up to its timeout, after which the platform stops the instance and the tunnel ends).
+///   HTTP/2 upgrades (extended `CONNECT`) are not offered, and `CONNECT` is answered
+///   `501 Not Implemented`: this is a reverse proxy, not a forward one.
 /// - **Threads.** By default the proxy serves on threads of its own, one per core (at most 8,
 ///   [`ProxyConfig::workers`]), each a single-threaded runtime with an even share of the client
 ///   connections and its own upstream pools, so a request is forwarded and answered without
@@ -174,13 +230,15 @@ impl ProxyRouter {
             config.metrics_resolution,
             config.metrics_retention,
         )?);
+        let (stop, stopped) = watch::channel(false);
         let shared = Arc::new(Shared {
             config,
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             write: Mutex::new(HashMap::new()),
             metrics,
+            mirror_slots: Mutex::new(HashMap::new()),
+            stopped: stopped.clone(),
         });
-        let (stop, stopped) = watch::channel(false);
         let workers = shared.config.workers;
         if workers == 0 {
             tokio::spawn(serve(
@@ -352,6 +410,21 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
+
+    /// A slot for one more outstanding copy to `mirror`, if it has one free.
+    fn mirror_slot(&self, mirror: &str) -> Option<OwnedSemaphorePermit> {
+        let slots = {
+            let mut all = lock(&self.mirror_slots);
+            match all.get(mirror) {
+                Some(s) => s.clone(),
+                None => all
+                    .entry(mirror.to_owned())
+                    .or_insert_with(|| Arc::new(Semaphore::new(MIRROR_CONCURRENCY)))
+                    .clone(),
+            }
+        };
+        slots.try_acquire_owned().ok()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -379,7 +452,9 @@ fn answer(status: StatusCode, text: &str) -> Response<Body> {
     res
 }
 
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+/// Removes the hop-by-hop headers (those of `HOP_BY_HOP` and those named in `Connection`);
+/// with `keep_upgrade`, for a protocol switch, `Upgrade` stays and `Connection` says `upgrade`.
+fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // Headers named in `Connection` are hop-by-hop too.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -388,24 +463,132 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::try_from(n.trim()).ok())
         .collect();
+    let upgrade: Vec<HeaderValue> = if keep_upgrade {
+        headers.get_all(header::UPGRADE).iter().cloned().collect()
+    } else {
+        Vec::new()
+    };
     for h in named.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(h);
     }
+    if !upgrade.is_empty() {
+        for v in upgrade {
+            headers.append(header::UPGRADE, v);
+        }
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
 }
 
-/// The request as sent to an instance: HTTP/1.1, origin-form URI, `Host` kept (or taken from
-/// an HTTP/2 `:authority`), hop-by-hop headers removed, body streamed.
-fn upstream_request(req: Request<Incoming>) -> Request<Body> {
-    let (mut parts, body) = req.into_parts();
-    if !parts.headers.contains_key(header::HOST)
-        && let Some(host) = parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+/// Whether the comma-separated `Connection` header lists `token`.
+fn connection_lists(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Whether `req` asks to switch protocols (a WebSocket handshake): HTTP/1.1 only (RFC 9110,
+/// 7.8), with `Upgrade` named in `Connection`.
+fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && connection_lists(req.headers(), "upgrade")
+}
+
+/// The proxy's `Via` entry for a message received in version `v` (RFC 9110, 7.6.3: the
+/// protocol's name is left out for HTTP, and the proxy calls itself `serin`).
+fn via(v: Version) -> &'static [u8] {
+    match v {
+        Version::HTTP_09 => b"0.9 serin",
+        Version::HTTP_10 => b"1.0 serin",
+        Version::HTTP_2 => b"2 serin",
+        Version::HTTP_3 => b"3 serin",
+        _ => b"1.1 serin",
+    }
+}
+
+/// Puts the values of `name`, and `last` after them if given, into one field joined with
+/// `sep`.
+fn join_field(headers: &mut HeaderMap, name: HeaderName, last: Option<&[u8]>, sep: &[u8]) {
+    if let Some(last) = last
+        && !headers.contains_key(&name)
     {
+        // The common case: nothing to join.
+        if let Ok(v) = HeaderValue::from_bytes(last) {
+            headers.insert(name, v);
+        }
+        return;
+    }
+    let mut joined = Vec::new();
+    let values = headers.get_all(&name).iter().map(HeaderValue::as_bytes);
+    for v in values.chain(last).map(<[u8]>::trim_ascii) {
+        if v.is_empty() {
+            continue;
+        }
+        if !joined.is_empty() {
+            joined.extend_from_slice(sep);
+        }
+        joined.extend_from_slice(v);
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(name, v);
+    }
+}
+
+/// The request as sent to an instance: HTTP/1.1, origin-form URI, `Host` set (RFC 9112, 3.2),
+/// split `cookie` fields joined (RFC 9113, 8.2.3), hop-by-hop headers removed (all but the
+/// protocol switch of an `upgrade`), `Via`, `X-Forwarded-For` and `X-Forwarded-Proto` added,
+/// body streamed.
+fn upstream_request(req: Request<Incoming>, peer: &Peer, upgrade: bool) -> Request<Body> {
+    let (mut parts, body) = req.into_parts();
+    // Before anything is added: a client could name the proxy's own headers in `Connection`.
+    strip_hop_by_hop(&mut parts.headers, upgrade);
+    // The target's authority (absolute form, HTTP/2's `:authority`) wins over the client's
+    // `Host` (RFC 9112, 3.2.2); an HTTP/1.0 request may have neither, and HTTP/1.1 needs one.
+    let host = match parts.uri.authority() {
+        Some(a) => HeaderValue::from_str(match a.as_str().rsplit_once('@') {
+            Some((_, host)) => host,
+            None => a.as_str(),
+        })
+        .ok(),
+        None if parts.headers.contains_key(header::HOST) => None,
+        None => peer
+            .local
+            .and_then(|l| HeaderValue::from_str(&l.to_string()).ok()),
+    };
+    if let Some(host) = host {
         parts.headers.insert(header::HOST, host);
     }
-    strip_hop_by_hop(&mut parts.headers);
+    // HTTP/2 lets a client split its cookies over several fields; HTTP/1.1 wants one.
+    if parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        join_field(&mut parts.headers, header::COOKIE, None, b"; ");
+    }
+    join_field(
+        &mut parts.headers,
+        header::VIA,
+        Some(via(parts.version)),
+        b", ",
+    );
+    if let Some(client) = peer.client {
+        let ip = client.ip().to_canonical().to_string();
+        join_field(
+            &mut parts.headers,
+            X_FORWARDED_FOR,
+            Some(ip.as_bytes()),
+            b", ",
+        );
+    }
+    parts
+        .headers
+        .insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     // HTTP/1.1 clients send the origin form already: keep it as it is, without a copy.
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
         let path = parts
@@ -435,13 +618,55 @@ fn has_no_body(req: &Request<Incoming>) -> bool {
 /// One attempt's outcome.
 enum Attempt {
     Answered(Response<Body>),
+    /// `101 Switching Protocols` to an upgrade request: the response, the instance's side of
+    /// the connection once it is switched, and the in-flight count the tunnel holds.
+    Upgraded(Response<Body>, OnUpgrade, InFlight),
     /// Nothing was sent (no connection, or the instance had just left the proxy): the request
     /// comes back, for a retry elsewhere.
     NotSent(Request<Body>),
     /// Sent, then the exchange failed (the instance crashed or closed the connection).
     Failed,
-    /// Sent, and not answered within the response timeout (already counted as an error).
+    /// Sent, and not answered within the response timeout, or the instance stopped reading
+    /// the body for longer than the body timeout (already counted as an error).
     TimedOut,
+    /// The request body failed on the proxy's side: the client disconnected or broke its
+    /// upload, or a mirror's copy was cut short. Not the instance's doing: counted nowhere.
+    BodyFailed,
+    /// The client paused its body for longer than the body timeout. Counted nowhere.
+    ClientStalled,
+}
+
+/// How the sending of a request body ended.
+enum Sending<T> {
+    /// The exchange ended (answered or failed) before the body was all sent.
+    Done(T),
+    /// The body was sent in full (or ended otherwise): the answer is awaited.
+    Sent,
+    /// The body made no progress for the body timeout, waiting for this side.
+    Stalled(Waiting),
+}
+
+/// Follows `send` while its body is sent, until it is sent, the exchange ends, or it pauses
+/// for longer than `idle`.
+async fn while_sending<F: Future + Unpin>(
+    send: &mut F,
+    mut watch: sent::Watch,
+    idle: Duration,
+) -> Sending<F::Output> {
+    loop {
+        let (who, since) = watch.progress.waiting();
+        tokio::select! {
+            biased;
+            outcome = &mut *send => return Sending::Done(outcome),
+            _ = &mut watch.sent => return Sending::Sent,
+            () = tokio::time::sleep_until(since + idle) => {
+                // Before the body is asked for, the connection is timed by the connect timeout.
+                if who != Waiting::Start && watch.progress.waiting() == (who, since) {
+                    return Sending::Stalled(who);
+                }
+            }
+        }
+    }
 }
 
 async fn attempt(
@@ -458,38 +683,62 @@ async fn attempt(
     if endpoint.is_removed() {
         return Attempt::NotSent(req);
     }
-    let (req, body_sent) = sent::signal_when_sent(req);
+    // Only an upgrade request keeps its `Upgrade` header on the way (`upstream_request`).
+    let upgrade = req.headers().contains_key(header::UPGRADE);
+    let (req, watch) = sent::watch(req);
+    let progress = watch.as_ref().map(|w| w.progress.clone());
     let send = endpoint.send(req, shared.config.connect_timeout);
+    tokio::pin!(send);
     let limit = shared.config.response_timeout;
-    // The wait for the instance is timed from the end of the request body.
-    let timed = match body_sent {
-        None => tokio::time::timeout(limit, send).await,
-        Some(body_sent) => {
-            tokio::pin!(send);
-            let early = tokio::select! {
-                biased;
-                outcome = &mut send => Some(outcome),
-                _ = body_sent => None,
-            };
-            match early {
-                Some(outcome) => Ok(outcome),
-                None => tokio::time::timeout(limit, send).await,
+    let latency = || started.elapsed().as_secs_f64() * 1_000.0;
+    // The body's pauses are timed while it is sent; the wait for the instance's answer is
+    // timed from the end of the body.
+    let early = match watch {
+        None => None,
+        Some(watch) => {
+            let idle = shared.config.request_body_timeout;
+            match while_sending(&mut send, watch, idle).await {
+                Sending::Done(outcome) => Some(outcome),
+                Sending::Sent => None,
+                Sending::Stalled(Waiting::Client) => {
+                    tracing::debug!(%backend, addr = %endpoint.addr(), ?idle, "client body stalled");
+                    return Attempt::ClientStalled;
+                }
+                Sending::Stalled(_) => {
+                    tracing::debug!(%backend, addr = %endpoint.addr(), ?idle, "instance stopped reading the body");
+                    shared.metrics.record(backend, now(), latency(), true);
+                    return Attempt::TimedOut;
+                }
             }
         }
     };
+    let timed = match early {
+        Some(outcome) => Ok(outcome),
+        None => tokio::time::timeout(limit, send).await,
+    };
     let Ok(outcome) = timed else {
         tracing::debug!(%backend, addr = %endpoint.addr(), ?limit, "no answer in time");
-        let latency = started.elapsed().as_secs_f64() * 1_000.0;
-        shared.metrics.record(backend, now(), latency, true);
+        shared.metrics.record(backend, now(), latency(), true);
         return Attempt::TimedOut;
     };
     match outcome {
-        Ok(res) => {
-            let latency = started.elapsed().as_secs_f64() * 1_000.0;
+        Ok(mut res) => {
             let error = res.status().is_server_error();
-            shared.metrics.record(backend, now(), latency, error);
+            shared.metrics.record(backend, now(), latency(), error);
+            let switched = (upgrade && res.status() == StatusCode::SWITCHING_PROTOCOLS)
+                .then(|| hyper::upgrade::on(&mut res));
             let (mut parts, body) = res.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
+            strip_hop_by_hop(&mut parts.headers, switched.is_some());
+            join_field(
+                &mut parts.headers,
+                header::VIA,
+                Some(via(parts.version)),
+                b", ",
+            );
+            if let Some(switched) = switched {
+                let res = Response::from_parts(parts, body.boxed());
+                return Attempt::Upgraded(res, switched, guard);
+            }
             // The in-flight count drops when the response body is done (or dropped).
             let body = body
                 .map_frame(move |f| {
@@ -504,6 +753,10 @@ async fn attempt(
             shared.metrics.record_connect_error(backend);
             Attempt::NotSent(*req)
         }
+        Err(SendError::Failed(reason)) if progress.is_some_and(|p| p.source_failed()) => {
+            tracing::debug!(%backend, addr = %endpoint.addr(), %reason, "request body failed at its source");
+            Attempt::BodyFailed
+        }
         Err(SendError::Failed(reason)) => {
             tracing::debug!(%backend, addr = %endpoint.addr(), %reason, "request failed");
             Attempt::Failed
@@ -511,8 +764,87 @@ async fn attempt(
     }
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+/// Sends a mirrored copy and reads its answer, holding one of the mirror's slots until done;
+/// the copy is measured against the mirror's backend like any request.
+fn spawn_mirror(
+    shared: Arc<Shared>,
+    mirror: String,
+    endpoint: Arc<Endpoint>,
+    copy: Request<Body>,
+    slot: OwnedSemaphorePermit,
+) {
+    tokio::spawn(async move {
+        let _slot = slot;
+        let started = Instant::now();
+        // Bounded by the connect timeout, the body's pauses and the response timeout; the
+        // answer's body is read within the response timeout as well.
+        match attempt(&shared, &mirror, endpoint.clone(), copy, started).await {
+            Attempt::Answered(res) => {
+                let limit = shared.config.response_timeout;
+                if tokio::time::timeout(limit, mirror::drain(res.into_body()))
+                    .await
+                    .is_err()
+                {
+                    tracing::debug!(%mirror, ?limit, "mirror answer not read in time");
+                }
+            }
+            // Charged as the 502 a client would have had: nothing else is tried for a copy.
+            Attempt::Failed => {
+                let latency = started.elapsed().as_secs_f64() * 1_000.0;
+                shared.metrics.record(&mirror, now(), latency, true);
+            }
+            Attempt::NotSent(_) if !endpoint.is_removed() => {
+                let latency = started.elapsed().as_secs_f64() * 1_000.0;
+                shared.metrics.record(&mirror, now(), latency, true);
+            }
+            // Counted already (timed out), or the copy's source failed or stalled (the client,
+            // or a copy cut short because the mirror fell behind), or the instance left.
+            Attempt::NotSent(_)
+            | Attempt::TimedOut
+            | Attempt::BodyFailed
+            | Attempt::ClientStalled
+            | Attempt::Upgraded(..) => {}
+        }
+    });
+}
+
+/// Relays bytes both ways between a client and an instance once both have switched
+/// protocols, until either side closes or the proxy stops; the instance counts the tunnel in
+/// flight meanwhile.
+async fn tunnel(
+    client: OnUpgrade,
+    instance: OnUpgrade,
+    in_flight: InFlight,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let relay = async {
+        let (client, instance) = match tokio::join!(client, instance) {
+            (Ok(c), Ok(i)) => (c, i),
+            (c, i) => {
+                tracing::debug!(client = ?c.err(), instance = ?i.err(), "upgrade failed");
+                return;
+            }
+        };
+        let (mut client, mut instance) = (TokioIo::new(client), TokioIo::new(instance));
+        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut instance).await {
+            tracing::debug!(error = %e, "tunnel ended");
+        }
+    };
+    tokio::select! {
+        () = relay => {}
+        _ = stopped.wait_for(|s| *s) => {}
+    }
+    drop(in_flight);
+}
+
+async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>, peer: Peer) -> Response<Body> {
     let started = Instant::now();
+    if req.method() == Method::CONNECT {
+        return answer(
+            StatusCode::NOT_IMPLEMENTED,
+            "CONNECT is not supported: this is a reverse proxy",
+        );
+    }
     let snap = shared.snapshot();
     let Some(split) = snap.split.clone() else {
         return answer(StatusCode::SERVICE_UNAVAILABLE, "no traffic split applied");
@@ -526,8 +858,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         );
     };
     let bodyless = has_no_body(&req);
-    let mut req = upstream_request(req);
-    if let Some(m) = split.mirror()
+    // The client's side of a protocol switch, should the instance agree to it.
+    let upgrade = is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+    let mut req = upstream_request(req, &peer, upgrade.is_some());
+    if upgrade.is_none()
+        && let Some(m) = split.mirror()
         && rand::random_range(0..10_000u32) < u32::from(m.percent().bps())
         && let Some(ep) = snap
             .backends
@@ -535,30 +870,29 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             .and_then(|b| b.pick(None))
     {
         let name = m.backend().as_str();
-        let copy = if bodyless {
-            Some(mirror_copy(&req))
-        } else if let Some(len) = mirror::teeable_len(&req, shared.config.mirror_body_limit) {
-            let (primary, copy) = mirror::tee(req, len, shared.metrics.clone(), name);
-            req = primary;
-            Some(copy)
+        let teeable = if bodyless {
+            Some(None)
         } else {
-            shared.metrics.record_mirror_skipped(name);
-            None
+            mirror::teeable_len(&req, shared.config.mirror_body_limit).map(Some)
         };
-        if let Some(copy) = copy {
-            let shared = shared.clone();
-            let name = name.to_owned();
-            tokio::spawn(async move {
-                // A mirror that never answers holds its connection for a bounded time only.
-                let _ = tokio::time::timeout(MIRROR_TIMEOUT, async {
-                    if let Attempt::Answered(res) =
-                        attempt(&shared, &name, ep, copy, Instant::now()).await
-                    {
-                        mirror::drain(res.into_body()).await;
-                    }
-                })
-                .await;
-            });
+        match teeable {
+            None => shared.metrics.record_mirror_skipped(name),
+            Some(len) => match shared.mirror_slot(name) {
+                // The mirror has as many copies outstanding as it may: it has fallen behind.
+                None => shared.metrics.record_mirror_dropped(name),
+                Some(slot) => {
+                    let copy = match len {
+                        None => mirror_copy(&req),
+                        Some(len) => {
+                            let (primary, copy) =
+                                mirror::tee(req, len, shared.metrics.clone(), name);
+                            req = primary;
+                            copy
+                        }
+                    };
+                    spawn_mirror(shared.clone(), name.to_owned(), ep, copy, slot);
+                }
+            },
         }
     }
     let set_cookie = split.sticky().and_then(|s| {
@@ -580,6 +914,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         );
     };
     let first_addr = first.addr();
+    let reply = Reply {
+        chosen: backend,
+        set_cookie,
+        started,
+        upgrade,
+    };
     // An idempotent request without a body can be sent again even if the first try reached
     // the instance (it crashed or closed the connection mid-answer).
     let replay = (bodyless
@@ -589,9 +929,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         Attempt::NotSent(req) => (req, None),
         failed @ (Attempt::Failed | Attempt::TimedOut) => match replay {
             Some(req) => (req, Some(failed)),
-            None => return finish(failed, backend, backend, set_cookie, &shared, started),
+            None => return reply.finish(failed, backend, &shared),
         },
-        answered => return finish(answered, backend, backend, set_cookie, &shared, started),
+        answered => return reply.finish(answered, backend, &shared),
     };
     // Once, elsewhere: another instance of the same backend, else another backend, among the
     // instances listed now. The first try may have waited out the response timeout; the ones
@@ -617,7 +957,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let Some((served_by, ep)) = other else {
         // Nowhere else to go: a request never sent is a 502 counted by `finish`.
         let outcome = failure.unwrap_or(Attempt::Failed);
-        return finish(outcome, backend, backend, set_cookie, &shared, started);
+        return reply.finish(outcome, backend, &shared);
     };
     shared.metrics.record_retry(backend);
     // An instance that received the request and failed it is charged with the error, like one
@@ -627,43 +967,82 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         shared.metrics.record(backend, now(), latency, true);
     }
     let outcome = attempt(&shared, served_by, ep, req, started).await;
-    finish(outcome, backend, served_by, set_cookie, &shared, started)
+    reply.finish(outcome, served_by, &shared)
 }
 
-/// The client's answer: the instance's response (with the sticky cookie when it was chosen by
-/// weight and served by that backend), a 504 for an instance that did not answer in time
-/// (counted when it timed out), or a 502 counted as an error of `served_by`.
-fn finish(
-    outcome: Attempt,
-    chosen: &str,
-    served_by: &str,
+/// What the client's answer needs besides the outcome.
+struct Reply<'a> {
+    /// The backend the request was routed to.
+    chosen: &'a str,
+    /// The sticky cookie, when the backend was chosen by weight.
     set_cookie: Option<HeaderValue>,
-    shared: &Shared,
     started: Instant,
-) -> Response<Body> {
-    match outcome {
-        Attempt::Answered(mut res) => {
-            if let Some(v) = set_cookie
-                && served_by == chosen
+    /// The client's side of a protocol switch it asked for.
+    upgrade: Option<OnUpgrade>,
+}
+
+impl Reply<'_> {
+    /// The client's answer: the instance's response (with the sticky cookie when it was chosen
+    /// by weight and served by that backend; a switch of protocols starts the tunnel), a 504
+    /// for an instance that did not answer or read in time (counted when it timed out), a 408
+    /// or 400 for a client that stalled or broke its body (counted nowhere), or a 502 counted
+    /// as an error of `served_by`.
+    fn finish(self, outcome: Attempt, served_by: &str, shared: &Shared) -> Response<Body> {
+        let cookie = |mut res: Response<Body>| {
+            if let Some(v) = self.set_cookie
+                && served_by == self.chosen
             {
                 res.headers_mut().append(header::SET_COOKIE, v);
             }
             res
-        }
-        Attempt::TimedOut => answer(
-            StatusCode::GATEWAY_TIMEOUT,
-            "the instance did not answer within the proxy's response timeout",
-        ),
-        Attempt::NotSent(_) | Attempt::Failed => {
-            let latency = started.elapsed().as_secs_f64() * 1_000.0;
-            shared.metrics.record(served_by, now(), latency, true);
-            answer(StatusCode::BAD_GATEWAY, "no instance could answer")
+        };
+        match outcome {
+            Attempt::Answered(res) => cookie(res),
+            Attempt::Upgraded(res, instance, in_flight) => match self.upgrade {
+                Some(client) => {
+                    tokio::spawn(tunnel(client, instance, in_flight, shared.stopped.clone()));
+                    cookie(res)
+                }
+                None => answer(
+                    StatusCode::BAD_GATEWAY,
+                    "the instance switched protocols unasked",
+                ),
+            },
+            Attempt::TimedOut => answer(
+                StatusCode::GATEWAY_TIMEOUT,
+                "the instance did not answer, or read the request, within the proxy's timeout",
+            ),
+            Attempt::ClientStalled => {
+                let mut res = answer(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body paused for longer than the proxy's body timeout",
+                );
+                res.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                res
+            }
+            Attempt::BodyFailed => {
+                let mut res = answer(
+                    StatusCode::BAD_REQUEST,
+                    "the request body could not be read",
+                );
+                res.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                res
+            }
+            Attempt::NotSent(_) | Attempt::Failed => {
+                let latency = self.started.elapsed().as_secs_f64() * 1_000.0;
+                shared.metrics.record(served_by, now(), latency, true);
+                answer(StatusCode::BAD_GATEWAY, "no instance could answer")
+            }
         }
     }
 }
 
-/// The HTTP/1.1 and HTTP/2 server of the proxy and of its admin listener, closing connections
-/// whose request headers take longer than the configured limit.
+/// The HTTP/1.1 and HTTP/2 server of the proxy and of its admin listener: connections whose
+/// request headers take longer than the header read timeout are closed (HTTP/1.1, by hyper;
+/// the first request of either version, by [`run_conn`]), and idle HTTP/2 connections are
+/// pinged every header read timeout and closed if a ping is not acknowledged within as long.
 fn http_server(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -671,28 +1050,66 @@ fn http_server(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout);
     builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(config.header_read_timeout)
+        .keep_alive_timeout(config.header_read_timeout);
+    builder
+}
+
+/// Runs a client connection, closing it if its first request has not arrived within `limit`
+/// of its accept (`first` is notified by the service on each request): hyper's own header
+/// timeout starts only once it knows the protocol, and waiting to tell HTTP/1.1 from HTTP/2
+/// has no limit, nor does the HTTP/2 handshake.
+async fn run_conn<F, E>(conn: F, first: Arc<Notify>, limit: Duration)
+where
+    F: Future<Output = std::result::Result<(), E>>,
+    E: std::fmt::Display,
+{
+    tokio::pin!(conn);
+    let early = tokio::select! {
+        biased;
+        ended = &mut conn => Some(ended),
+        () = first.notified() => None,
+        () = tokio::time::sleep(limit) => {
+            tracing::debug!(?limit, "no request in time: connection closed");
+            return;
+        }
+    };
+    let ended = match early {
+        Some(ended) => ended,
+        None => conn.await,
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "client connection ended");
+    }
 }
 
 async fn serve(mut conns: Conns, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
     let builder = http_server(&shared.config);
     let graceful = GracefulShutdown::new();
+    let limit = shared.config.header_read_timeout;
     loop {
         tokio::select! {
             accepted = conns.next() => {
                 let Some(stream) = accepted else { break };
                 let _ = stream.set_nodelay(true);
+                let peer = Peer {
+                    client: stream.peer_addr().ok(),
+                    local: stream.local_addr().ok(),
+                };
                 let shared = shared.clone();
+                let first = Arc::new(Notify::new());
+                let seen = first.clone();
                 let svc = service_fn(move |req| {
+                    seen.notify_one();
                     let shared = shared.clone();
-                    async move { Ok::<_, Infallible>(handle(shared, req).await) }
+                    async move { Ok::<_, Infallible>(handle(shared, req, peer).await) }
                 });
-                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "client connection ended");
-                    }
-                });
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .into_owned();
+                tokio::spawn(run_conn(graceful.watch(conn), first, limit));
             }
             _ = stopped.changed() => break,
         }
@@ -709,12 +1126,16 @@ async fn serve_admin(
     let builder = http_server(&shared.config);
     // A scraper's keep-alive connection is closed at shutdown like a client's.
     let graceful = GracefulShutdown::new();
+    let limit = shared.config.header_read_timeout;
     loop {
         tokio::select! {
             accepted = accept::accept(&listener) => {
                 let Some(stream) = accepted else { continue };
                 let shared = shared.clone();
+                let first = Arc::new(Notify::new());
+                let seen = first.clone();
                 let svc = service_fn(move |req: Request<Incoming>| {
+                    seen.notify_one();
                     let shared = shared.clone();
                     async move {
                         let res = match (req.method(), req.uri().path()) {
@@ -733,10 +1154,7 @@ async fn serve_admin(
                     }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
+                tokio::spawn(run_conn(graceful.watch(conn), first, limit));
             }
             _ = stopped.changed() => break,
         }
@@ -780,6 +1198,75 @@ mod tests {
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go_but_a_protocol_switch_keeps_its_own() {
+        let sent = headers(&[
+            ("connection", "keep-alive, Upgrade, x-secret"),
+            ("upgrade", "websocket"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("sec-websocket-key", "abc"),
+        ]);
+        let mut plain = sent.clone();
+        strip_hop_by_hop(&mut plain, false);
+        assert_eq!(plain, headers(&[("sec-websocket-key", "abc")]));
+        let mut switch = sent;
+        strip_hop_by_hop(&mut switch, true);
+        assert_eq!(
+            switch,
+            headers(&[
+                ("sec-websocket-key", "abc"),
+                ("upgrade", "websocket"),
+                ("connection", "upgrade"),
+            ])
+        );
+    }
+
+    #[test]
+    fn only_http_1_1_requests_naming_upgrade_in_connection_switch_protocols() {
+        let req = |version, pairs: &[(&'static str, &'static str)]| {
+            let mut r = Request::new(());
+            *r.version_mut() = version;
+            *r.headers_mut() = headers(pairs);
+            r
+        };
+        let ws = [
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ];
+        assert!(is_upgrade(&req(Version::HTTP_11, &ws)));
+        assert!(!is_upgrade(&req(Version::HTTP_10, &ws)));
+        assert!(!is_upgrade(&req(
+            Version::HTTP_11,
+            &[("upgrade", "websocket")]
+        )));
+        assert!(!is_upgrade(&req(
+            Version::HTTP_11,
+            &[("connection", "upgrade")]
+        )));
+    }
+
+    #[test]
+    fn fields_are_joined_in_order_with_the_proxy_s_entry_last() {
+        let mut h = headers(&[("via", "1.0 edge"), ("via", " 1.1 cdn "), ("cookie", "a=1")]);
+        join_field(&mut h, header::VIA, Some(via(Version::HTTP_2)), b", ");
+        assert_eq!(h["via"], "1.0 edge, 1.1 cdn, 2 serin");
+        join_field(&mut h, X_FORWARDED_FOR, Some(b"10.0.0.1"), b", ");
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        join_field(&mut h, header::COOKIE, None, b"; ");
+        assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
+        assert_eq!(h["cookie"], "a=1; b=2");
     }
 
     #[tokio::test]

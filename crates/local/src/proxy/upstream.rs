@@ -137,8 +137,10 @@ impl Endpoint {
         let (sender, conn) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("handshake with {}: {e}", self.addr))?;
+        // With upgrades, so that a `101 Switching Protocols` answer hands the connection over
+        // to the proxy's tunnel (see `ProxyRouter`); other requests are served as without.
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!(error = %e, "upstream connection ended");
             }
         });
