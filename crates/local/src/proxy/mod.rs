@@ -4,6 +4,7 @@
 mod accept;
 mod choose;
 mod config;
+mod headers;
 mod mirror;
 mod sent;
 mod upstream;
@@ -20,10 +21,10 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body as _, Incoming};
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{self, HeaderValue};
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
-use hyper::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -40,6 +41,7 @@ use crate::error::{Error, Result};
 use crate::metrics::{ProxyMetrics, Store};
 use accept::{Conns, spawn_workers};
 use choose::{Reason, choose};
+use headers::{Peer, is_upgrade, join_field, strip_hop_by_hop, upstream_request, via};
 use sent::Waiting;
 use upstream::{Endpoint, InFlight, SendError};
 
@@ -50,20 +52,6 @@ pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
 /// and read, or given up): past it a copy is dropped and counted, so a mirror that answers
 /// slowly or not at all holds at most this many connections, however many requests come.
 const MIRROR_CONCURRENCY: usize = 128;
-
-/// `X-Forwarded-For` and `X-Forwarded-Proto`, de facto standard.
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-
-/// Headers that belong to one connection and are not forwarded (RFC 9110, 7.6.1).
-const HOP_BY_HOP: [HeaderName; 6] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
 
 /// What requests read: the split in force and the ready endpoints of each backend, swapped
 /// whole, so a request sees either the old or the new of both, never a mix.
@@ -102,15 +90,6 @@ struct Shared {
     mirror_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Becomes `true` (or closes) when the proxy stops: tunnels end with it.
     stopped: watch::Receiver<bool>,
-}
-
-/// The client connection a request came on.
-#[derive(Debug, Clone, Copy, Default)]
-struct Peer {
-    /// The client's address.
-    client: Option<SocketAddr>,
-    /// The proxy's address as the client reached it.
-    local: Option<SocketAddr>,
 }
 
 /// The embedded reverse proxy, a [`TrafficRouter`] with [`Capabilities::full`]: weights to the
@@ -450,156 +429,6 @@ fn answer(status: StatusCode, text: &str) -> Response<Body> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     res
-}
-
-/// Removes the hop-by-hop headers (those of `HOP_BY_HOP` and those named in `Connection`);
-/// with `keep_upgrade`, for a protocol switch, `Upgrade` stays and `Connection` says `upgrade`.
-fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Headers named in `Connection` are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::try_from(n.trim()).ok())
-        .collect();
-    let upgrade: Vec<HeaderValue> = if keep_upgrade {
-        headers.get_all(header::UPGRADE).iter().cloned().collect()
-    } else {
-        Vec::new()
-    };
-    for h in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(h);
-    }
-    if !upgrade.is_empty() {
-        for v in upgrade {
-            headers.append(header::UPGRADE, v);
-        }
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    }
-}
-
-/// Whether the comma-separated `Connection` header lists `token`.
-fn connection_lists(headers: &HeaderMap, token: &str) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
-/// Whether `req` asks to switch protocols (a WebSocket handshake): HTTP/1.1 only (RFC 9110,
-/// 7.8), with `Upgrade` named in `Connection`.
-fn is_upgrade<B>(req: &Request<B>) -> bool {
-    req.version() == Version::HTTP_11
-        && req.headers().contains_key(header::UPGRADE)
-        && connection_lists(req.headers(), "upgrade")
-}
-
-/// The proxy's `Via` entry for a message received in version `v` (RFC 9110, 7.6.3: the
-/// protocol's name is left out for HTTP, and the proxy calls itself `serin`).
-fn via(v: Version) -> &'static [u8] {
-    match v {
-        Version::HTTP_09 => b"0.9 serin",
-        Version::HTTP_10 => b"1.0 serin",
-        Version::HTTP_2 => b"2 serin",
-        Version::HTTP_3 => b"3 serin",
-        _ => b"1.1 serin",
-    }
-}
-
-/// Puts the values of `name`, and `last` after them if given, into one field joined with
-/// `sep`.
-fn join_field(headers: &mut HeaderMap, name: HeaderName, last: Option<&[u8]>, sep: &[u8]) {
-    if let Some(last) = last
-        && !headers.contains_key(&name)
-    {
-        // The common case: nothing to join.
-        if let Ok(v) = HeaderValue::from_bytes(last) {
-            headers.insert(name, v);
-        }
-        return;
-    }
-    let mut joined = Vec::new();
-    let values = headers.get_all(&name).iter().map(HeaderValue::as_bytes);
-    for v in values.chain(last).map(<[u8]>::trim_ascii) {
-        if v.is_empty() {
-            continue;
-        }
-        if !joined.is_empty() {
-            joined.extend_from_slice(sep);
-        }
-        joined.extend_from_slice(v);
-    }
-    if let Ok(v) = HeaderValue::from_bytes(&joined) {
-        headers.insert(name, v);
-    }
-}
-
-/// The request as sent to an instance: HTTP/1.1, origin-form URI, `Host` set (RFC 9112, 3.2),
-/// split `cookie` fields joined (RFC 9113, 8.2.3), hop-by-hop headers removed (all but the
-/// protocol switch of an `upgrade`), `Via`, `X-Forwarded-For` and `X-Forwarded-Proto` added,
-/// body streamed.
-fn upstream_request(req: Request<Incoming>, peer: &Peer, upgrade: bool) -> Request<Body> {
-    let (mut parts, body) = req.into_parts();
-    // Before anything is added: a client could name the proxy's own headers in `Connection`.
-    strip_hop_by_hop(&mut parts.headers, upgrade);
-    // The target's authority (absolute form, HTTP/2's `:authority`) wins over the client's
-    // `Host` (RFC 9112, 3.2.2); an HTTP/1.0 request may have neither, and HTTP/1.1 needs one.
-    let host = match parts.uri.authority() {
-        Some(a) => HeaderValue::from_str(match a.as_str().rsplit_once('@') {
-            Some((_, host)) => host,
-            None => a.as_str(),
-        })
-        .ok(),
-        None if parts.headers.contains_key(header::HOST) => None,
-        None => peer
-            .local
-            .and_then(|l| HeaderValue::from_str(&l.to_string()).ok()),
-    };
-    if let Some(host) = host {
-        parts.headers.insert(header::HOST, host);
-    }
-    // HTTP/2 lets a client split its cookies over several fields; HTTP/1.1 wants one.
-    if parts
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .nth(1)
-        .is_some()
-    {
-        join_field(&mut parts.headers, header::COOKIE, None, b"; ");
-    }
-    join_field(
-        &mut parts.headers,
-        header::VIA,
-        Some(via(parts.version)),
-        b", ",
-    );
-    if let Some(client) = peer.client {
-        let ip = client.ip().to_canonical().to_string();
-        join_field(
-            &mut parts.headers,
-            X_FORWARDED_FOR,
-            Some(ip.as_bytes()),
-            b", ",
-        );
-    }
-    parts
-        .headers
-        .insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    // HTTP/1.1 clients send the origin form already: keep it as it is, without a copy.
-    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        parts.uri = Uri::try_from(path).unwrap_or_else(|_| Uri::from_static("/"));
-    }
-    parts.version = Version::HTTP_11;
-    Request::from_parts(parts, body.boxed())
 }
 
 /// A bodyless copy of `req` for the mirror.
@@ -1198,75 +1027,6 @@ mod tests {
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
-    }
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_static(v));
-        }
-        h
-    }
-
-    #[test]
-    fn hop_by_hop_headers_go_but_a_protocol_switch_keeps_its_own() {
-        let sent = headers(&[
-            ("connection", "keep-alive, Upgrade, x-secret"),
-            ("upgrade", "websocket"),
-            ("keep-alive", "timeout=5"),
-            ("x-secret", "1"),
-            ("sec-websocket-key", "abc"),
-        ]);
-        let mut plain = sent.clone();
-        strip_hop_by_hop(&mut plain, false);
-        assert_eq!(plain, headers(&[("sec-websocket-key", "abc")]));
-        let mut switch = sent;
-        strip_hop_by_hop(&mut switch, true);
-        assert_eq!(
-            switch,
-            headers(&[
-                ("sec-websocket-key", "abc"),
-                ("upgrade", "websocket"),
-                ("connection", "upgrade"),
-            ])
-        );
-    }
-
-    #[test]
-    fn only_http_1_1_requests_naming_upgrade_in_connection_switch_protocols() {
-        let req = |version, pairs: &[(&'static str, &'static str)]| {
-            let mut r = Request::new(());
-            *r.version_mut() = version;
-            *r.headers_mut() = headers(pairs);
-            r
-        };
-        let ws = [
-            ("connection", "keep-alive, Upgrade"),
-            ("upgrade", "websocket"),
-        ];
-        assert!(is_upgrade(&req(Version::HTTP_11, &ws)));
-        assert!(!is_upgrade(&req(Version::HTTP_10, &ws)));
-        assert!(!is_upgrade(&req(
-            Version::HTTP_11,
-            &[("upgrade", "websocket")]
-        )));
-        assert!(!is_upgrade(&req(
-            Version::HTTP_11,
-            &[("connection", "upgrade")]
-        )));
-    }
-
-    #[test]
-    fn fields_are_joined_in_order_with_the_proxy_s_entry_last() {
-        let mut h = headers(&[("via", "1.0 edge"), ("via", " 1.1 cdn "), ("cookie", "a=1")]);
-        join_field(&mut h, header::VIA, Some(via(Version::HTTP_2)), b", ");
-        assert_eq!(h["via"], "1.0 edge, 1.1 cdn, 2 serin");
-        join_field(&mut h, X_FORWARDED_FOR, Some(b"10.0.0.1"), b", ");
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
-        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
-        join_field(&mut h, header::COOKIE, None, b"; ");
-        assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
-        assert_eq!(h["cookie"], "a=1; b=2");
     }
 
     #[tokio::test]
