@@ -121,8 +121,8 @@ pub use report::{REPORT_SCHEMA_VERSION, Report};
 pub use run::Operation;
 pub use sample::{ArmSample, Sample};
 pub use state::{
-    AnyJudge, CanaryRun, DeploymentState, Effect, Outcome, Placement, PlanRun, Stage, StepStatus,
-    UpgradeStep,
+    AnyJudge, CanaryRun, DeploymentState, Effect, InFlight, Outcome, Placement, PlanRun, Stage,
+    StepStatus, UpgradeStep,
 };
 
 /// Locks `m`, taking over a lock that a panicking thread poisoned: every value guarded in this

@@ -334,6 +334,53 @@ impl fmt::Display for UpgradeStep {
     }
 }
 
+/// A non-idempotent action journalled as started before it is carried out, and cleared by
+/// the record that journals its result.
+///
+/// Effects ([`Effect`]) are idempotent and simply carried out again after a crash. A backup, a
+/// restore and an upgrade step are not: taking a backup twice lets the provider's retention
+/// expire an older one (the restore point of a later rollback), restoring twice throws away
+/// what was written in between, and a migration may not run twice. So each is journalled as
+/// started first, and a deployment resumed with one still started does not carry it out again
+/// blindly: it looks for the backup, and hands the restore or the step to an operator (see
+/// where each is carried out: preparation and completion).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "action")]
+pub enum InFlight {
+    /// The preparation backup is being taken.
+    #[serde(rename_all = "camelCase")]
+    Backup {
+        /// The label it is taken with.
+        label: String,
+        /// The ids of the service's backups that bore the same label before it was started
+        /// (none is this one), or `None` when the provider could not list them then: a resumed
+        /// deployment takes a backup with the label that is not among them as this one.
+        existing: Option<Vec<String>>,
+    },
+    /// The backup `restore` is being restored.
+    #[serde(rename_all = "camelCase")]
+    Restore {
+        /// The backup.
+        id: String,
+    },
+    /// The step runner carries out the checklist item at `index`.
+    #[serde(rename_all = "camelCase")]
+    Step {
+        /// Its index in the checklist.
+        index: usize,
+    },
+}
+
+impl fmt::Display for InFlight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InFlight::Backup { label, .. } => write!(f, "backup `{label}`"),
+            InFlight::Restore { id } => write!(f, "restore of backup {id}"),
+            InFlight::Step { index } => write!(f, "checklist step {index}"),
+        }
+    }
+}
+
 /// Everything about one deployment that a journal record holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -387,6 +434,32 @@ pub struct DeploymentState {
     /// the deployment (the warm delay and a pause no longer hold it).
     #[serde(default)]
     pub deadline_action: bool,
+    /// A backup, restore or upgrade step journalled as started and whose result is not
+    /// journalled yet (see [`InFlight`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<InFlight>,
+    /// The preparation backup was started before a restart and could not be found again
+    /// afterwards (why): it is not taken again, so that the provider's retention does not
+    /// expire an older backup, and the deployment goes on without naming one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_unconfirmed: Option<String>,
+    /// The backup [`restore`](Self::restore) was restored (journalled once it was).
+    #[serde(default)]
+    pub restored: bool,
+    /// When the current wait for the new track's readiness began (bringing it up, or scaling
+    /// it for promotion): `readinessTimeout` counts from here, across restarts. `None` in
+    /// records written before it was journalled, whose wait counts from the resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_since: Option<Timestamp>,
+    /// The promotion is under way: the new track is scaled to full size and, once ready, gets
+    /// all traffic. Journalled with the scale, so a resumed deployment finishes the promotion
+    /// (whatever `paused` says) instead of asking the canary controller again.
+    #[serde(default)]
+    pub promoting: bool,
+    /// The old version's retire is journalled (completion): from then on the deployment can
+    /// only finish forward, since no rollback can route traffic to a retired track.
+    #[serde(default)]
+    pub old_retired: bool,
     /// Why a rollback was started.
     pub rollback_reason: Option<String>,
     /// How it ended, once [`Stage::Done`].
@@ -429,6 +502,12 @@ impl DeploymentState {
             canary_scale_follows_weight: false,
             checklist: Vec::new(),
             deadline_action: false,
+            in_flight: None,
+            backup_unconfirmed: None,
+            restored: false,
+            readiness_since: None,
+            promoting: false,
+            old_retired: false,
             rollback_reason: None,
             outcome: None,
             next_event: 0,
@@ -443,6 +522,15 @@ impl DeploymentState {
     /// Whether the deployment is over.
     pub fn is_done(&self) -> bool {
         self.stage == Stage::Done
+    }
+
+    /// Whether a rollback may still start: not once the deployment is over, nor once the old
+    /// version's retire is journalled ([`old_retired`](Self::old_retired)) — a rollback would
+    /// route all traffic to a retired track and retire the new one. Such a deployment only
+    /// finishes forward; the rollback paths (an operator's abort, `rollbackOnError`,
+    /// `onResume: rollback`) ask this first.
+    pub fn may_roll_back(&self) -> bool {
+        !self.is_done() && !self.old_retired
     }
 
     /// Checks a state read back from a journal before a deployment resumes from it: the
@@ -481,6 +569,7 @@ impl DeploymentState {
                 ),
             ));
         }
+        self.check_progress()?;
         let missing = |field: &str, reason: &str| {
             Err(Error::invalid(
                 field,
@@ -513,6 +602,144 @@ impl DeploymentState {
             )),
             _ => Ok(()),
         }
+    }
+}
+
+impl DeploymentState {
+    /// The restore check of the fields that journal progress through non-idempotent actions
+    /// ([`in_flight`](Self::in_flight), [`backup_unconfirmed`](Self::backup_unconfirmed),
+    /// [`restored`](Self::restored)), the promotion and the old version's retire: each agrees
+    /// with the stage and the fields the executor sets with it.
+    fn check_progress(&self) -> Result<()> {
+        let stage = self.stage;
+        let refuse =
+            |field: &str, value: String, reason: String| Err(Error::invalid(field, value, reason));
+        match &self.in_flight {
+            Some(InFlight::Backup { .. } | InFlight::Restore { .. })
+                if stage != Stage::Preparation =>
+            {
+                return refuse(
+                    "state.inFlight",
+                    self.in_flight
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                    format!(
+                        "backups and restores are made in preparation, not in the {stage} stage"
+                    ),
+                );
+            }
+            Some(InFlight::Backup { .. })
+                if self.backup.is_some() || self.backup_unconfirmed.is_some() =>
+            {
+                return refuse(
+                    "state.inFlight",
+                    "backup".into(),
+                    "the preparation backup is already settled".into(),
+                );
+            }
+            Some(InFlight::Restore { id })
+                if self.restored || self.restore.as_deref() != Some(id.as_str()) =>
+            {
+                return refuse(
+                    "state.inFlight.id",
+                    id.clone(),
+                    "is not the backup this deployment has still to restore".into(),
+                );
+            }
+            Some(InFlight::Step { index }) => {
+                let post = stage == Stage::Completion && self.old_retired;
+                if stage != Stage::Preparation && !post {
+                    return refuse(
+                        "state.inFlight",
+                        format!("step {index}"),
+                        format!(
+                            "upgrade steps are carried out in preparation or after the old \
+                             version is retired, not in the {stage} stage"
+                        ),
+                    );
+                }
+                match self.checklist.get(*index) {
+                    Some(item) if item.status == StepStatus::Pending => {}
+                    Some(item) => {
+                        return refuse(
+                            "state.inFlight.index",
+                            index.to_string(),
+                            format!("names a step that is {} already", item.status),
+                        );
+                    }
+                    None => {
+                        return refuse(
+                            "state.inFlight.index",
+                            index.to_string(),
+                            format!(
+                                "is not a step of the checklist, which has {} steps",
+                                self.checklist.len()
+                            ),
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+        if self.backup_unconfirmed.is_some() && self.backup.is_some() {
+            return refuse(
+                "state.backupUnconfirmed",
+                "…".into(),
+                "the backup is named by state.backup, so it is not unconfirmed".into(),
+            );
+        }
+        if self.restored && self.restore.is_none() {
+            return refuse(
+                "state.restored",
+                "true".into(),
+                "no backup was to be restored (state.restore is null)".into(),
+            );
+        }
+        if self.promoting {
+            if !matches!(stage, Stage::Canary | Stage::Switch) {
+                return refuse(
+                    "state.promoting",
+                    "true".into(),
+                    format!(
+                        "a promotion is under way in the canary or switch stage, not in the {stage} stage"
+                    ),
+                );
+            }
+            if self.readiness_since.is_none() {
+                return refuse(
+                    "state.readinessSince",
+                    "null".into(),
+                    "a promotion under way waits for the new track's readiness since it scaled it"
+                        .into(),
+                );
+            }
+        }
+        if self.old_retired {
+            if !matches!(stage, Stage::Completion | Stage::Done) {
+                return refuse(
+                    "state.oldRetired",
+                    "true".into(),
+                    format!("the old version is retired at completion, not in the {stage} stage"),
+                );
+            }
+            if self.from.is_none() || self.promoted_at.is_none() {
+                return refuse(
+                    "state.oldRetired",
+                    "true".into(),
+                    "only a promoted deployment over a running version retires an old version"
+                        .into(),
+                );
+            }
+            if matches!(self.outcome, Some(Outcome::RolledBack { .. })) {
+                return refuse(
+                    "state.oldRetired",
+                    "true".into(),
+                    "a deployment whose old version was retired cannot have rolled back".into(),
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -590,6 +817,155 @@ pub(crate) mod tests {
             e.to_string().contains("state.plan.cursor.applied.step"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_state_journalled_before_the_progress_fields_reads_back_with_their_defaults() {
+        let mut json = serde_json::to_value(sample_state()).expect("json");
+        let fields = json.as_object_mut().expect("an object");
+        for key in [
+            "inFlight",
+            "backupUnconfirmed",
+            "restored",
+            "readinessSince",
+            "promoting",
+            "oldRetired",
+        ] {
+            fields.remove(key);
+        }
+        let state: DeploymentState = serde_json::from_value(json).expect("an older state");
+        assert_eq!(state.in_flight, None);
+        assert_eq!(state.backup_unconfirmed, None);
+        assert_eq!(state.readiness_since, None);
+        assert!(!state.restored && !state.promoting && !state.old_retired);
+        assert!(state.may_roll_back());
+        state.check_restored().expect("consistent");
+    }
+
+    /// A state in completion after promotion.
+    fn completing() -> DeploymentState {
+        let mut state = sample_state();
+        state.stage = Stage::Completion;
+        state.weight = 100.0;
+        state.promoted_at = Some(state.started_at);
+        state
+    }
+
+    #[test]
+    fn once_the_old_version_is_retired_no_rollback_may_start() {
+        let mut state = completing();
+        assert!(state.may_roll_back());
+        state.old_retired = true;
+        state.check_restored().expect("retired at completion");
+        assert!(!state.may_roll_back());
+        state.stage = Stage::RollingBack;
+        let e = state
+            .check_restored()
+            .expect_err("rolling back to a retired track");
+        assert!(e.to_string().contains("state.oldRetired"), "{e}");
+        state.stage = Stage::Done;
+        state.outcome = Some(Outcome::RolledBack {
+            reason: "judge".into(),
+        });
+        let e = state
+            .check_restored()
+            .expect_err("rolled back to a retired track");
+        assert!(e.to_string().contains("state.oldRetired"), "{e}");
+        state.outcome = Some(Outcome::Succeeded);
+        state.check_restored().expect("finished forward");
+    }
+
+    #[test]
+    fn progress_fields_that_disagree_with_the_stage_are_refused_on_restore() {
+        type Edit = fn(&mut DeploymentState);
+        let cases: [(&str, Edit, &str); 8] = [
+            (
+                "a backup in flight after preparation",
+                |s| {
+                    s.stage = Stage::WaitReady;
+                    s.in_flight = Some(InFlight::Backup {
+                        label: "before 1.0.0 -> 1.1.0".into(),
+                        existing: Some(Vec::new()),
+                    });
+                },
+                "state.inFlight ",
+            ),
+            (
+                "a backup in flight that is already named",
+                |s| {
+                    s.stage = Stage::Preparation;
+                    s.backup = Some("b-1".into());
+                    s.in_flight = Some(InFlight::Backup {
+                        label: "before 1.0.0 -> 1.1.0".into(),
+                        existing: None,
+                    });
+                },
+                "state.inFlight ",
+            ),
+            (
+                "a restore in flight of a backup not to restore",
+                |s| {
+                    s.stage = Stage::Preparation;
+                    s.in_flight = Some(InFlight::Restore { id: "b-1".into() });
+                },
+                "state.inFlight.id ",
+            ),
+            (
+                "a step in flight past the checklist",
+                |s| {
+                    s.stage = Stage::Preparation;
+                    s.in_flight = Some(InFlight::Step { index: 3 });
+                },
+                "state.inFlight.index ",
+            ),
+            (
+                "a step in flight in the canary stage",
+                |s| {
+                    s.stage = Stage::WaitReady;
+                    s.in_flight = Some(InFlight::Step { index: 0 });
+                },
+                "state.inFlight ",
+            ),
+            (
+                "a restored backup that was not to be restored",
+                |s| s.restored = true,
+                "state.restored ",
+            ),
+            (
+                "a promotion under way in monitoring",
+                |s| {
+                    s.stage = Stage::Monitoring;
+                    s.promoted_at = Some(s.started_at);
+                    s.promoting = true;
+                    s.readiness_since = Some(s.started_at);
+                },
+                "state.promoting ",
+            ),
+            (
+                "the old version retired before promotion",
+                |s| s.old_retired = true,
+                "state.oldRetired ",
+            ),
+        ];
+        for (what, edit, field) in cases {
+            let mut state = sample_state();
+            edit(&mut state);
+            let e = state.check_restored().expect_err(what);
+            assert!(e.to_string().contains(field), "{what}: {e}");
+        }
+        let mut state = sample_state();
+        state.stage = Stage::Preparation;
+        state.checklist = vec![UpgradeStep::pending(serin_compat::Step {
+            phase: serin_compat::steps::StepPhase::Before,
+            kind: serin_compat::steps::StepKind::ExpandMigration,
+            service: "web".into(),
+            text: "apply migration 0002".into(),
+        })];
+        state.in_flight = Some(InFlight::Step { index: 0 });
+        state.check_restored().expect("a pending step in flight");
+        state.checklist[0].status = StepStatus::Done;
+        let e = state.check_restored().expect_err("a done step in flight");
+        assert!(e.to_string().contains("state.inFlight.index"), "{e}");
     }
 
     #[test]

@@ -8,6 +8,12 @@
 //! drops a message ([`Overflow`]) and counts it ([`DeliveryStats::dropped`]) instead of
 //! waiting.
 //!
+//! The queues live in memory only. Across a crash, delivery is at most once, except for the
+//! events of the deployment's last journal record, which
+//! [`Orchestrator::resume`](crate::Orchestrator::resume) announces again (a receiver may get
+//! those twice, with the same id): messages still queued or waiting for a retry when the process
+//! died are lost. The deployment's report, read from the journal, keeps every event.
+//!
 //! | `type` | `destination` | secret (`secretEnv`, or the [`NotifySettings`] default) |
 //! |---|---|---|
 //! | `webhook` | the receiver's `http(s)` URL | the HMAC-SHA256 signing secret (required) |

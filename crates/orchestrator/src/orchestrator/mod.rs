@@ -20,15 +20,15 @@ use serin_traffic::TrafficRouter;
 use serin_triggers::Engine;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::config::{DeploymentConfig, OnResume, StrategyKind};
+use crate::config::{DeploymentConfig, StrategyKind};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, Phase};
 use crate::journal::Journal;
 use crate::lock;
 use crate::platform::Platform;
 use crate::report::Report;
-use crate::run::Runner;
-use crate::state::{DeploymentState, Outcome, Placement, Stage};
+use crate::run::{Resumption, Runner};
+use crate::state::{DeploymentState, Outcome, Placement};
 
 /// Plans, runs, operates, resumes and reports deployments.
 ///
@@ -193,7 +193,7 @@ impl Orchestrator {
         &self,
         state: DeploymentState,
         seq: u64,
-        resume_effects: Option<crate::journal::Record>,
+        resumption: Option<Resumption>,
         backends: ServiceBackends,
         guard: LockGuard,
     ) -> DeploymentHandle {
@@ -213,30 +213,10 @@ impl Orchestrator {
         let task = tokio::spawn(async move {
             let _guard = guard;
             let mut runner = runner;
-            if let Some(last) = resume_effects {
-                // Carry out the last journalled record again (its effects are idempotent) and
-                // announce its events, which the crash may have kept from subscribers.
-                if let Err(e) = runner.execute(&last.effects).await {
-                    tracing::warn!(deployment = %last.deployment, "repeating the last record failed: {e}");
-                    if runner.state.stage != Stage::Done && runner.state.config.rollback_on_error {
-                        runner.state.stage = Stage::RollingBack;
-                        runner.state.rollback_reason = Some(format!(
-                            "resumed after a crash; repeating the last step failed: {e}"
-                        ));
-                    }
-                }
-                runner.emit(&last.events).await;
-                if runner.state.stage != Stage::Done
-                    && runner.state.config.on_resume == OnResume::Rollback
-                    && !matches!(
-                        runner.state.stage,
-                        Stage::Validation | Stage::Preparation | Stage::RollingBack
-                    )
-                {
-                    runner.state.stage = Stage::RollingBack;
-                    runner.state.rollback_reason =
-                        Some("resumed after a crash; onResume is rollback".into());
-                }
+            if let Some(resumption) = resumption {
+                // Before any stage runs again: the split, the last record's effects and
+                // events, and `onResume`, each journalled as an uninterrupted run would.
+                runner.resume_from(resumption).await?;
             }
             // A deployment that ended frees the platform's lock; one cut short (a journal
             // failure, or `kill`, which never gets here) keeps it until it is resumed.
@@ -461,12 +441,28 @@ impl Orchestrator {
             .collect())
     }
 
-    /// Resumes a deployment from its last journal record: carries out that record's effects
-    /// again (they are idempotent), announces its events again (so none is lost; a subscriber
-    /// may see the last ones twice, with the same sequence numbers), then continues — or rolls
-    /// back when the config says `onResume: rollback`. Resuming a finished deployment only
-    /// announces its final events again (a crash may have come between writing and announcing
-    /// them) and returns its report.
+    /// Resumes a deployment from its last journal record. First the traffic split: the one the
+    /// journal has in force (the last one the deployment applied) is read back from the router
+    /// and applied again if the router holds another or none (an embedded proxy that restarted
+    /// with the process, a split that drifted); before the deployment applied any, the split it
+    /// started under is put back only if the router lost its split. Then the last record's
+    /// effects are carried out again (they are idempotent) and its events announced again (a
+    /// subscriber may see them twice, with the same sequence numbers). If carrying them out
+    /// fails, the deployment goes on as an uninterrupted run whose step failed: with
+    /// `rollbackOnError` it rolls back, otherwise it ends as failed — journalled and announced
+    /// either way. Then it continues, or, when the config says `onResume: rollback`, starts a
+    /// rollback, journalled and announced like an operator's abort. Resuming a finished
+    /// deployment only announces its final events again (a crash may have come between
+    /// writing and announcing them) and returns its report; it touches no split.
+    ///
+    /// Events: a record's events are announced once its effects were carried out, and the
+    /// next record is written only after that, so a crash can keep only the last record's
+    /// events from subscribers, and those are announced again here. Notifications are
+    /// delivered at most once across a crash, except the last record's events, which are sent
+    /// again: a [`Notifier`](crate::Notifier) may deliver in the background (the
+    /// `notify::ChannelNotifier` of feature `notify` queues and retries in memory), and
+    /// what it still held for earlier records when the process died is lost. The report's
+    /// timeline, read from the journal, has every event.
     ///
     /// A record edited by hand or damaged is refused with the field and the reason, and
     /// nothing moves: one whose configuration no longer validates, or whose fields disagree
@@ -474,10 +470,11 @@ impl Orchestrator {
     /// clock ahead of this one is observed from now, so the new version is watched at once.
     pub async fn resume(&self, deployment: &str) -> Result<DeploymentHandle> {
         let records = self.inner.journal.records(deployment).await?;
-        let Some(last) = records.last().cloned() else {
+        let Some((last, earlier)) = records.split_last() else {
             return Err(Error::not_found("deployment", deployment));
         };
         last.check_restored()?;
+        let resumption = Resumption::of(last.clone(), earlier)?;
         let mut state = last.state.clone();
         let now = self.inner.clock.now();
         if state.observed_until > now {
@@ -493,7 +490,8 @@ impl Orchestrator {
         let guard = self.lock_service(&state.service)?;
         self.inner.platform.lock(&state.service, &state.id).await?;
         let backends = self.backends(&state.service)?;
-        Ok(self.spawn(state, last.seq + 1, Some(last), backends, guard))
+        let seq = last.seq + 1;
+        Ok(self.spawn(state, seq, Some(resumption), backends, guard))
     }
 
     /// The status of a deployment as its last journal record has it (running or not).

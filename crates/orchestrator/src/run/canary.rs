@@ -16,7 +16,13 @@ use super::{Runner, split_percent};
 impl Runner {
     /// One metrics window of the canary stage: triggers first (they may roll back or hold),
     /// then the controller, fed both arms of every metric a judge reads.
+    ///
+    /// A promotion journalled as under way (the scale to full size is) is finished first:
+    /// the controller has promoted, and is not asked again.
     pub(super) async fn canary_tick(&mut self) -> Result<()> {
+        if self.state.promoting {
+            return self.finish_promotion(Vec::new()).await;
+        }
         let window = self.state.config.canary_config.metrics_window;
         // Never past the deadline: a window longer than what is left of the deployment ends
         // early, and the rollback below is not late.

@@ -2,11 +2,11 @@
 //! version, post-upgrade steps).
 
 use crate::config::OnDeadline;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::event::EventKind;
 use crate::state::{Effect, Outcome, Stage};
 
-use super::{Runner, split_all};
+use super::{Runner, is_journal_error, split_all};
 
 impl Runner {
     /// One check of the rollback triggers (switch and monitoring stages), if one is due.
@@ -84,7 +84,20 @@ impl Runner {
 
     /// Keeps the old version warm for `keepOldWarmFor` (or until the deadline), then
     /// completes.
+    ///
+    /// Once the old version's retire is journalled ([`old_retired`]), a resumed deployment
+    /// only finishes forward: it carries out the retire again (idempotent) and the steps after
+    /// it, whatever the warm delay, a pause or the deadline say.
+    ///
+    /// [`old_retired`]: crate::DeploymentState::old_retired
     pub(super) async fn completion(&mut self) -> Result<()> {
+        if self.state.old_retired {
+            let effects = self.retire_effects()?;
+            if let Err(e) = self.execute(&effects).await {
+                return self.retire_failed(e).await;
+            }
+            return self.after_retire(Vec::new()).await;
+        }
         let warm = self.state.config.blue_green_config.keep_old_warm_for;
         let at = self
             .state
@@ -122,18 +135,60 @@ impl Runner {
 
     /// Gives the new version all traffic for good, retires the old one, then carries out the
     /// post-upgrade steps (the old version is gone, so contract migrations are safe).
+    ///
+    /// The retire's record also journals [`old_retired`]: from it on, no rollback starts (it
+    /// would route traffic to a retired track), and a resumed deployment finishes forward.
+    /// When the retire fails, the deployment ends as failed, with the new version serving all
+    /// traffic.
+    ///
+    /// [`old_retired`]: crate::DeploymentState::old_retired
     async fn complete(&mut self, mut kinds: Vec<EventKind>) -> Result<()> {
-        let new = self.new_track();
+        let effects = self.retire_effects()?;
+        self.state.old_retired = self.state.from.is_some();
+        // The old version is retired by its own record first; the steps after it are
+        // journalled each in its own records, and the end in the last.
+        if let Err(e) = self.commit(effects, std::mem::take(&mut kinds)).await {
+            return self.retire_failed(e).await;
+        }
+        self.after_retire(kinds).await
+    }
+
+    /// All traffic to the new version, and the old one retired.
+    fn retire_effects(&self) -> Result<Vec<Effect>> {
         let mut effects = vec![Effect::Apply {
-            split: split_all(&new, None)?,
+            split: split_all(&self.new_track(), None)?,
         }];
         if let Some(old) = self.old_track() {
             effects.push(Effect::retire(old, self.drain()));
         }
-        // The old version is retired by its own record first; the steps after it are
-        // journalled with the end.
-        self.commit(effects, std::mem::take(&mut kinds)).await?;
-        self.run_steps(false, &mut kinds).await;
+        Ok(effects)
+    }
+
+    /// The post-upgrade steps, then the end.
+    async fn after_retire(&mut self, mut kinds: Vec<EventKind>) -> Result<()> {
+        self.run_steps(false, &mut kinds).await?;
         self.finish(Outcome::Succeeded, Vec::new(), kinds).await
+    }
+
+    /// Carrying out the retire's record failed. A journal failure stops the deployment as
+    /// always; anything else ends it as failed: the retire is journalled, so it is not rolled
+    /// back to the old version.
+    async fn retire_failed(&mut self, e: Error) -> Result<()> {
+        if is_journal_error(&e) || !self.state.old_retired {
+            return Err(e);
+        }
+        let old = self
+            .state
+            .from
+            .as_ref()
+            .map_or_else(|| "the old version".to_owned(), ToString::to_string);
+        let reason = format!(
+            "giving {} all traffic and retiring {old} at completion failed: {e}; no rollback \
+             starts once the old version's retire is journalled: check the split, and retire \
+             {old} by hand",
+            self.state.to
+        );
+        self.finish(Outcome::Failed { reason }, Vec::new(), Vec::new())
+            .await
     }
 }

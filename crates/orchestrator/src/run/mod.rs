@@ -18,7 +18,7 @@ use serin_signals::{Timestamp, Track};
 use serin_traffic::TrafficSplit;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::config::StrategyKind;
+use crate::config::{OnResume, StrategyKind};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, Phase};
 use crate::journal::Record;
@@ -58,6 +58,46 @@ pub(crate) struct Runner {
     pub(crate) sample: Option<Sample>,
 }
 
+/// What a deployment resumed after a crash starts from.
+pub(crate) struct Resumption {
+    /// Its last journal record, whose effects are carried out again.
+    pub(crate) last: Record,
+    /// The split in force when `last` was written.
+    pub(crate) before: Before,
+}
+
+/// The split in force when a deployment's last record was written.
+pub(crate) enum Before {
+    /// The last split an earlier record of the deployment applied.
+    Applied(TrafficSplit),
+    /// The deployment applied none yet: the split it started under, which sent all traffic
+    /// to the track then live (every deployment ends so). Not the deployment's own, so it is
+    /// put back only if the router lost its split, never over one that differs.
+    Inherited(TrafficSplit),
+    /// Nothing was routed yet (a first install that applied no split).
+    Nothing,
+}
+
+impl Resumption {
+    /// From a deployment's last record and those before it, oldest first.
+    pub(crate) fn of(last: Record, earlier: &[Record]) -> Result<Self> {
+        let applied = earlier
+            .iter()
+            .rev()
+            .flat_map(|r| r.effects.iter().rev())
+            .find_map(|e| match e {
+                Effect::Apply { split } => Some(split.clone()),
+                _ => None,
+            });
+        let before = match (applied, &last.state.from) {
+            (Some(split), _) => Before::Applied(split),
+            (None, Some(from)) => Before::Inherited(split_all(&from.track, None)?),
+            (None, None) => Before::Nothing,
+        };
+        Ok(Resumption { last, before })
+    }
+}
+
 fn is_journal_error(e: &Error) -> bool {
     matches!(e, Error::Backend { backend, .. } if backend == "journal")
 }
@@ -87,6 +127,11 @@ impl Runner {
 
     /// Journals the current state with `effects` and `kinds`, carries the effects out, then
     /// announces the events.
+    ///
+    /// The events are announced even when an effect fails: they are journalled, so they are in
+    /// the report's timeline, and they tell of the state change the record made (the stage
+    /// entered, the weight decided), which stands; the error then goes back to the caller,
+    /// whose error path journals and announces what follows (a rollback, say) after them.
     pub(crate) async fn commit(
         &mut self,
         effects: Vec<Effect>,
@@ -122,10 +167,115 @@ impl Runner {
                 other => Error::backend("journal", self.inner.journal.name(), other),
             })?;
         self.seq += 1;
-        self.execute(&record.effects).await?;
+        let executed = self.execute(&record.effects).await;
         self.emit(&record.events).await;
         self.publish();
+        executed
+    }
+
+    /// Picks a deployment up after a crash, before its stages run again: puts back the split
+    /// the journal says is in force if the router lost or changed it, carries out the last
+    /// record's effects again (they are idempotent) and announces its events again (the crash
+    /// may have kept them from subscribers). A failure of those effects takes the error path
+    /// of an uninterrupted run ([`on_error`](Self::on_error): a journalled rollback, or the
+    /// end as failed; in the rolling-back stage, that stage tries again). Then `onResume:
+    /// rollback` starts a journalled rollback, as an abort would. A finished deployment only
+    /// announces its final events again.
+    pub(crate) async fn resume_from(&mut self, resumption: Resumption) -> Result<()> {
+        let Resumption { last, before } = resumption;
+        if self.state.stage == Stage::Done {
+            // A finished deployment's last record carries no effects (`finish` journals them
+            // in a record of their own), and the router may be another deployment's by now.
+            self.emit(&last.events).await;
+            return Ok(());
+        }
+        let mut effects = Vec::with_capacity(last.effects.len() + 1);
+        if let Some(split) = self.split_to_restore(&last.effects, before).await {
+            effects.push(Effect::Apply { split });
+        }
+        effects.extend(last.effects.iter().cloned());
+        let executed = self.execute(&effects).await;
+        self.emit(&last.events).await;
+        if let Err(e) = executed {
+            tracing::warn!(deployment = %self.state.id, "repeating the last record after a crash failed: {e}");
+            if self.state.stage == Stage::RollingBack {
+                // The rollback is journalled already: as when its first switch back fails in
+                // an uninterrupted run, the rolling-back stage switches back again and retires
+                // the new track, or ends as failed if that fails too.
+            } else {
+                self.on_error(e).await?;
+            }
+        }
+        if self.state.config.on_resume == OnResume::Rollback
+            && self.state.may_roll_back()
+            && !matches!(
+                self.state.stage,
+                Stage::Validation | Stage::Preparation | Stage::RollingBack | Stage::Done
+            )
+            && let Err(e) = self
+                .start_rollback(
+                    "resumed after a crash; onResume is rollback".into(),
+                    Vec::new(),
+                )
+                .await
+        {
+            if is_journal_error(&e) {
+                return Err(e);
+            }
+            if self.state.stage == Stage::RollingBack {
+                // Journalled, but its switch back failed: as after an operator's abort, the
+                // rolling-back stage switches back again (or ends as failed).
+                tracing::warn!(deployment = %self.state.id, "starting the rollback failed: {e}");
+            } else {
+                self.on_error(e).await?;
+            }
+        }
         Ok(())
+    }
+
+    /// The split to put in force before the last record's effects are carried out again:
+    /// the split in force when that record was written, when the router holds something
+    /// else — nothing, after an embedded proxy restarted with the process, or a split that
+    /// drifted. Not when the router already holds it or the record's own split (the crash came
+    /// after that was applied: going back would move traffic back, to a canary being rolled
+    /// back say), nor when the record's first effect is an apply, which puts its split in
+    /// force at once. A record whose apply comes after another effect (a scale-up before the
+    /// weight rises) gets the earlier split first, so the order it was journalled in holds.
+    async fn split_to_restore(&self, effects: &[Effect], before: Before) -> Option<TrafficSplit> {
+        let (before, inherited) = match before {
+            Before::Applied(split) => (split, false),
+            Before::Inherited(split) => (split, true),
+            Before::Nothing => return None,
+        };
+        if matches!(effects.first(), Some(Effect::Apply { .. })) {
+            return None;
+        }
+        let after = effects.iter().rev().find_map(|e| match e {
+            Effect::Apply { split } => Some(split),
+            _ => None,
+        });
+        let router = &self.backends.router;
+        match router.current().await {
+            Ok(Some(current)) if current == before || after == Some(&current) || inherited => None,
+            Ok(current) => {
+                tracing::warn!(
+                    deployment = %self.state.id,
+                    router = router.name(),
+                    "the router holds {current:?}, not the journalled split {before:?}; applying it again"
+                );
+                Some(before)
+            }
+            Err(e) => {
+                // An unknown split is never left standing: apply it again (idempotent) and let
+                // that decide.
+                tracing::warn!(
+                    deployment = %self.state.id,
+                    router = router.name(),
+                    "reading back the split failed ({e}); applying the journalled split again"
+                );
+                Some(before)
+            }
+        }
     }
 
     /// Carries out effects; each is idempotent, so a resumed run repeats its last record's.

@@ -1,6 +1,8 @@
 //! The stages before traffic moves: validation, preparation (backup, restore, pre-upgrade
 //! steps), bringing up the new version and waiting until it is ready.
 
+use std::time::Duration;
+
 use serin_canary::controller::{Action, CanaryController};
 use serin_compat::Proposal;
 use serin_traffic::{Plan, PlanCursor};
@@ -8,11 +10,11 @@ use serin_traffic::{Plan, PlanCursor};
 use crate::config::StrategyKind;
 use crate::error::{Error, Result};
 use crate::event::{EventKind, verdict_name};
-use crate::platform::wait_ready;
-use crate::state::{Effect, Outcome, PlanRun, Stage, StepStatus, UpgradeStep};
+use crate::hooks::BackupProvider;
+use crate::state::{Effect, InFlight, Outcome, PlanRun, Stage, StepStatus, UpgradeStep};
 
 use super::canary::{build_judges, controller_of_state, store};
-use super::{Runner, split_all, split_percent};
+use super::{Operation, Reply, Runner, is_journal_error, split_all, split_percent};
 
 impl Runner {
     /// Checks the new version against the compatibility rules before anything changes.
@@ -69,8 +71,19 @@ impl Runner {
 
     /// Pre-checks dependencies, takes the backup, restores one if this is a rollback across a
     /// destructive migration, and runs the pre-upgrade steps.
+    ///
+    /// The backup, the restore and each step a step runner carries out are not idempotent, so
+    /// none is left to "carry out the last record again": each is journalled as started
+    /// ([`InFlight`]) before it is carried out, and its result in a record of its own right
+    /// after. A deployment resumed in preparation does again only what no record shows
+    /// started, skips what a record shows ended, and never repeats blindly what a record shows
+    /// started and none ended: see [`take_backup`](Self::take_backup),
+    /// [`restore_backup`](Self::restore_backup) and [`run_steps`](Self::run_steps). The
+    /// pre-checks, which change nothing, run only before the first of these.
     pub(super) async fn preparation(&mut self) -> Result<()> {
-        if let Some(from) = self.state.from.clone() {
+        if !self.preparation_begun()
+            && let Some(from) = self.state.from.clone()
+        {
             let st = self
                 .inner
                 .platform
@@ -116,34 +129,13 @@ impl Runner {
             }
         }
         let mut kinds = Vec::new();
-        if let Some(b) = &self.inner.backup {
-            let label = match &self.state.from {
-                Some(from) => format!("before {} -> {}", from.version, self.state.to.version),
-                None => format!("before installing {}", self.state.to.version),
-            };
-            let id = b.backup(&self.state.service, &label).await?;
-            kinds.push(EventKind::BackupTaken { id: id.clone() });
-            self.state.backup = Some(id);
+        self.take_backup(&mut kinds).await?;
+        if let Some(reason) = self.restore_backup(&mut kinds).await? {
+            return self
+                .finish(Outcome::Failed { reason }, Vec::new(), kinds)
+                .await;
         }
-        if let Some(id) = self.state.restore.clone() {
-            // Only a rollback across destructive migrations asks for this, and `rollback_to`
-            // refuses one without a backup provider; the check stays for journals from elsewhere.
-            let restored = match &self.inner.backup {
-                Some(b) => b.restore(&id).await.map_err(|e| e.to_string()),
-                None => Err("no backup provider is configured".to_owned()),
-            };
-            if let Err(e) = restored {
-                let reason = format!(
-                    "restoring backup {id} before rolling back failed: {e}; traffic was not \
-                     switched"
-                );
-                return self
-                    .finish(Outcome::Failed { reason }, Vec::new(), kinds)
-                    .await;
-            }
-            kinds.push(EventKind::BackupRestored { id });
-        }
-        if let Some(reason) = self.run_steps(true, &mut kinds).await {
+        if let Some(reason) = self.run_steps(true, &mut kinds).await? {
             return self
                 .finish(Outcome::Failed { reason }, Vec::new(), kinds)
                 .await;
@@ -151,39 +143,208 @@ impl Runner {
         self.enter(Stage::BringUp, Vec::new(), kinds).await
     }
 
+    /// Whether a record shows preparation past its pre-checks: a backup, a restore or a
+    /// pre-upgrade step started or ended.
+    fn preparation_begun(&self) -> bool {
+        let s = &self.state;
+        s.in_flight.is_some()
+            || s.backup.is_some()
+            || s.backup_unconfirmed.is_some()
+            || s.restored
+            || s.checklist
+                .iter()
+                .any(|i| i.is_pre(&s.service) && i.status != StepStatus::Pending)
+    }
+
+    /// Takes the preparation backup, once, when a backup provider is configured.
+    ///
+    /// Its start is journalled first, with its label and the ids of the service's backups that
+    /// already bear that label; its id in a record of its own as soon as the provider answers.
+    /// A deployment resumed with the backup started and not ended looks for it
+    /// ([`BackupProvider::list`]): a backup with the label that was not there before is this
+    /// one, and is adopted. A listing without one shows that none was left behind (a failed
+    /// backup leaves none), so it is taken now. When the backups cannot be listed (the
+    /// provider keeps no catalog, the listing fails), it is not taken again — a second backup
+    /// would let the provider's retention expire an older one, such as the restore point of a
+    /// rollback — and the deployment goes on without naming a backup, saying so in an
+    /// anomaly event and in [`backup_unconfirmed`](crate::DeploymentState::backup_unconfirmed).
+    async fn take_backup(&mut self, kinds: &mut Vec<EventKind>) -> Result<()> {
+        if self.state.backup.is_some() || self.state.backup_unconfirmed.is_some() {
+            return Ok(());
+        }
+        let service = self.state.service.clone();
+        let started = match self.state.in_flight.clone() {
+            Some(InFlight::Backup { label, existing }) => Some((label, existing)),
+            _ => None,
+        };
+        let Some(provider) = self.inner.backup.clone() else {
+            if let Some((label, _)) = started {
+                let why = "no backup provider is configured to look it up".to_owned();
+                self.backup_unconfirmed(&label, why, kinds);
+            }
+            return Ok(());
+        };
+        if let Some((label, existing)) = started {
+            match find_backup(provider.as_ref(), &service, &label, existing).await {
+                Lookup::Found(id) => {
+                    self.state.in_flight = None;
+                    kinds.push(EventKind::BackupTaken { id: id.clone() });
+                    self.state.backup = Some(id);
+                    return Ok(());
+                }
+                Lookup::Unknown(why) => {
+                    self.backup_unconfirmed(&label, why, kinds);
+                    return Ok(());
+                }
+                Lookup::Absent => {}
+            }
+        }
+        let label = match &self.state.from {
+            Some(from) => format!("before {} -> {}", from.version, self.state.to.version),
+            None => format!("before installing {}", self.state.to.version),
+        };
+        let existing = provider.list(&service).await.ok().map(|list| {
+            list.into_iter()
+                .filter(|b| b.label == label)
+                .map(|b| b.id)
+                .collect()
+        });
+        self.state.in_flight = Some(InFlight::Backup {
+            label: label.clone(),
+            existing,
+        });
+        self.commit(Vec::new(), std::mem::take(kinds)).await?;
+        let taken = provider.backup(&service, &label).await;
+        // A failed backup leaves none behind: nothing is in flight any more either way.
+        self.state.in_flight = None;
+        let id = taken?;
+        kinds.push(EventKind::BackupTaken { id: id.clone() });
+        self.state.backup = Some(id);
+        self.commit(Vec::new(), std::mem::take(kinds)).await
+    }
+
+    /// Records that the backup started before a restart cannot be confirmed, and why.
+    fn backup_unconfirmed(&mut self, label: &str, why: String, kinds: &mut Vec<EventKind>) {
+        kinds.push(EventKind::Anomaly {
+            source: "backup".into(),
+            severity: "warning".into(),
+            summary: format!(
+                "backup `{label}` was started before the process stopped and cannot be \
+                 confirmed ({why}); it is not taken again, so that retention expires no older \
+                 backup: check the provider's backups of {}",
+                self.state.service
+            ),
+        });
+        self.state.in_flight = None;
+        self.state.backup_unconfirmed = Some(why);
+    }
+
+    /// Restores the backup a rollback across destructive migrations needs, once; answers the
+    /// reason to fail when it is not restored.
+    ///
+    /// Journalled as started before the provider is asked, and as restored right after. A
+    /// deployment resumed with the restore started and not ended cannot tell whether it
+    /// happened, and does not restore a second time (that would throw away what was written
+    /// since the first): it fails, with traffic not switched, and leaves the database to an
+    /// operator.
+    async fn restore_backup(&mut self, kinds: &mut Vec<EventKind>) -> Result<Option<String>> {
+        let Some(id) = self.state.restore.clone() else {
+            return Ok(None);
+        };
+        if self.state.restored {
+            return Ok(None);
+        }
+        if matches!(self.state.in_flight, Some(InFlight::Restore { .. })) {
+            self.state.in_flight = None;
+            let serving = self
+                .state
+                .from
+                .as_ref()
+                .map_or_else(|| "nothing".to_owned(), ToString::to_string);
+            return Ok(Some(format!(
+                "restoring backup {id} was started before the process stopped and its end was \
+                 not journalled: the database may or may not be restored, and it is not restored \
+                 a second time; traffic was not switched ({serving} still serves). Check the \
+                 database, restore backup {id} by hand if it was not, then deploy {} again",
+                self.state.to.version
+            )));
+        }
+        // Only a rollback across destructive migrations asks for this, and `rollback_to`
+        // refuses one without a backup provider; the check stays for journals from elsewhere.
+        let Some(provider) = self.inner.backup.clone() else {
+            return Ok(Some(format!(
+                "restoring backup {id} before rolling back failed: no backup provider is \
+                 configured; traffic was not switched"
+            )));
+        };
+        self.state.in_flight = Some(InFlight::Restore { id: id.clone() });
+        self.commit(Vec::new(), std::mem::take(kinds)).await?;
+        let restored = provider.restore(&id).await;
+        self.state.in_flight = None;
+        if let Err(e) = restored {
+            return Ok(Some(format!(
+                "restoring backup {id} before rolling back failed: {e}; traffic was not switched"
+            )));
+        }
+        self.state.restored = true;
+        kinds.push(EventKind::BackupRestored { id });
+        self.commit(Vec::new(), std::mem::take(kinds)).await?;
+        Ok(None)
+    }
+
     /// Carries out (or records as due) the checklist steps of one side of the deployment:
     /// `pre` in preparation, the others in completion. Backups are done by the backup taken in
     /// preparation; the deployment's own step is done by this deployment; the rest go to the
     /// step runner, if any. Answers the reason to fail when a pre-upgrade step failed.
+    ///
+    /// A step the runner carries out is journalled as started before the runner is called and
+    /// with its result right after, each in a record of its own. A step a resumed deployment
+    /// finds started and not ended may or may not have been carried out, and a migration must
+    /// not run twice: it is not run again but recorded as due, with that as evidence, for an
+    /// operator to check (as steps no runner carries out are), and the deployment goes on.
     pub(super) async fn run_steps(
         &mut self,
         pre: bool,
         kinds: &mut Vec<EventKind>,
-    ) -> Option<String> {
+    ) -> Result<Option<String>> {
         let service = self.state.service.clone();
         let id = self.state.id.clone();
-        let mut checklist = std::mem::take(&mut self.state.checklist);
-        let mut failure = None;
-        for item in checklist
-            .iter_mut()
-            .filter(|i| i.status == StepStatus::Pending && i.is_pre(&service) == pre)
-        {
-            if failure.is_some() {
-                break;
+        if let Some(InFlight::Step { index }) = self.state.in_flight {
+            self.state.in_flight = None;
+            if let Some(item) = self.state.checklist.get_mut(index) {
+                item.status = StepStatus::Due;
+                item.evidence = Some(format!(
+                    "started by {id} before the process stopped and not confirmed: it may or may \
+                     not have been carried out, so it was not run again; check it and carry it \
+                     out if it was not"
+                ));
+                kinds.push(step_event(item));
             }
-            let done = if item.is_this_deploy(&service) {
-                Ok(Some(format!("deployed by {id}")))
-            } else if item.step.kind == serin_compat::steps::StepKind::Backup
-                && item.step.service == service
+        }
+        for index in 0..self.state.checklist.len() {
+            let item = &self.state.checklist[index];
+            if item.status != StepStatus::Pending || item.is_pre(&service) != pre {
+                continue;
+            }
+            let step = item.step.clone();
+            let (done, journalled) = if item.is_this_deploy(&service) {
+                (Ok(Some(format!("deployed by {id}"))), false)
+            } else if step.kind == serin_compat::steps::StepKind::Backup
+                && step.service == service
                 && let Some(b) = &self.state.backup
             {
-                Ok(Some(format!("backup {b}")))
+                (Ok(Some(format!("backup {b}"))), false)
+            } else if let Some(runner) = self.inner.steps.clone() {
+                self.state.in_flight = Some(InFlight::Step { index });
+                self.commit(Vec::new(), std::mem::take(kinds)).await?;
+                let done = runner.run(&id, &step).await;
+                self.state.in_flight = None;
+                (done, true)
             } else {
-                match &self.inner.steps {
-                    Some(runner) => runner.run(&id, &item.step).await,
-                    None => Ok(None),
-                }
+                (Ok(None), false)
             };
+            let item = &mut self.state.checklist[index];
+            let mut failure = None;
             match done {
                 Ok(Some(evidence)) => {
                     item.status = StepStatus::Done;
@@ -201,14 +362,15 @@ impl Runner {
                     }
                 }
             }
-            kinds.push(EventKind::UpgradeStep {
-                step: item.step.clone(),
-                status: item.status,
-                evidence: item.evidence.clone(),
-            });
+            kinds.push(step_event(item));
+            if journalled {
+                self.commit(Vec::new(), std::mem::take(kinds)).await?;
+            }
+            if failure.is_some() {
+                return Ok(failure);
+            }
         }
-        self.state.checklist = checklist;
-        failure
+        Ok(None)
     }
 
     /// Starts the new version on its track.
@@ -228,28 +390,113 @@ impl Runner {
             track: track.to_string(),
             instances,
         }];
+        // `readinessTimeout` counts from this record, across restarts.
+        self.state.readiness_since = Some(self.now());
         self.enter(Stage::WaitReady, effects, kinds).await
     }
 
-    /// Waits until the platform reports the new track ready, or fails after the readiness
-    /// timeout.
-    pub(super) async fn wait_for_ready(&self) -> Result<()> {
+    /// Waits until the platform reports the new track ready, serving operator commands
+    /// meanwhile: an abort rolls back at once, before any traffic moves to the new track.
+    /// Fails when an instance dies, or when the track is not ready `readinessTimeout` after the
+    /// wait began as journalled ([`readiness_since`](crate::DeploymentState::readiness_since)),
+    /// so a restart does not extend the wait. `false` when a command moved the deployment to
+    /// another stage.
+    pub(super) async fn await_ready(&mut self) -> Result<bool> {
         let cfg = &self.state.config.blue_green_config;
-        wait_ready(
-            self.inner.platform.as_ref(),
-            &self.state.service,
-            &self.state.to.track,
-            cfg.health_check_interval,
-            cfg.readiness_timeout,
-        )
-        .await
-        .map(|_| ())
+        let poll = cfg.health_check_interval.max(Duration::from_millis(1));
+        let timeout = cfg.readiness_timeout;
+        let now = self.now();
+        // A start journalled by a clock ahead of this one counts from now.
+        let since = self.state.readiness_since.map_or(now, |t| t.min(now));
+        let deadline = since.saturating_add(timeout);
+        let stage = self.state.stage;
+        let service = self.state.service.clone();
+        let track = self.new_track();
+        loop {
+            let platform = &self.inner.platform;
+            let status = platform.status(&service, &track).await?;
+            if let Some(dead) = status.dead_instance() {
+                return Err(Error::platform(
+                    platform.name(),
+                    format!(
+                        "instance {} of {} died while starting: {}",
+                        dead.id,
+                        status.key(),
+                        dead.detail.as_deref().unwrap_or("no detail")
+                    ),
+                ));
+            }
+            if status.all_ready() {
+                // A command that came while the platform answered is served before anything
+                // moves: an abort now still moves no traffic to the new track.
+                while let Ok((op, reply)) = self.commands.try_recv() {
+                    self.serve_while_waiting_ready(op, reply).await?;
+                    if self.state.stage != stage {
+                        return Ok(false);
+                    }
+                }
+                return Ok(true);
+            }
+            let now = self.now();
+            if now >= deadline {
+                let waiting: Vec<String> = status
+                    .instances
+                    .iter()
+                    .filter(|i| !i.is_ready())
+                    .map(|i| match &i.detail {
+                        Some(d) => format!("{} ({d})", i.id),
+                        None => i.id.clone(),
+                    })
+                    .collect();
+                return Err(Error::Timeout {
+                    what: format!("readiness of {}", status.key()),
+                    after: timeout,
+                    reason: format!("not ready: {}", waiting.join(", ")),
+                });
+            }
+            let d = poll.min(deadline.saturating_duration_since(now));
+            tokio::select! {
+                // Commands first: one that came during the sleep is served before the next check.
+                biased;
+                cmd = self.commands.recv() => {
+                    if let Some((op, reply)) = cmd {
+                        self.serve_while_waiting_ready(op, reply).await?;
+                        if self.state.stage != stage {
+                            return Ok(false);
+                        }
+                    }
+                }
+                () = tokio::time::sleep(d) => {}
+            }
+        }
+    }
+
+    /// Serves an operator command during a readiness wait. During a promotion, a promote is
+    /// already being carried out and a resume only lifts the pause (the canary controller,
+    /// which has promoted, is not asked again).
+    async fn serve_while_waiting_ready(&mut self, op: Operation, reply: Reply) -> Result<()> {
+        let r = match op {
+            Operation::Promote if self.state.promoting => Ok(()),
+            Operation::Resume if self.state.promoting => {
+                self.state.paused = false;
+                self.commit(Vec::new(), vec![EventKind::Resumed]).await
+            }
+            // Boxed: `handle` may promote, and a promotion waits for readiness through this.
+            _ => Box::pin(self.handle(op)).await,
+        };
+        let journal_failed = r.as_ref().err().is_some_and(is_journal_error);
+        let shared = r.as_ref().map(|_| ()).map_err(Clone::clone);
+        let _ = reply.send(shared);
+        if journal_failed { r } else { Ok(()) }
     }
 
     /// Once the new track is ready: a first install finishes, a canary starts its analysis, a
     /// blue-green deployment starts its switch plan.
     pub(super) async fn wait_ready(&mut self) -> Result<()> {
-        self.wait_for_ready().await?;
+        if !self.await_ready().await? {
+            return Ok(());
+        }
+        self.state.readiness_since = None;
         let new = self.new_track();
         let now = self.now();
         self.state.observed_until = now;
@@ -310,5 +557,48 @@ impl Runner {
                     .await
             }
         }
+    }
+}
+
+/// The event announcing where a checklist step stands.
+fn step_event(item: &UpgradeStep) -> EventKind {
+    EventKind::UpgradeStep {
+        step: item.step.clone(),
+        status: item.status,
+        evidence: item.evidence.clone(),
+    }
+}
+
+/// What looking for a backup started before a restart found.
+enum Lookup {
+    /// It exists: its id.
+    Found(String),
+    /// The listing shows it does not exist: it was never taken.
+    Absent,
+    /// Whether it exists cannot be told: why.
+    Unknown(String),
+}
+
+/// Looks for the backup of `service` labelled `label` started before a restart: one with the
+/// label that is not among `existing`, the ids that bore the label before it was started
+/// (the newest, should there be several).
+async fn find_backup(
+    provider: &dyn BackupProvider,
+    service: &str,
+    label: &str,
+    existing: Option<Vec<String>>,
+) -> Lookup {
+    let Some(existing) = existing else {
+        return Lookup::Unknown(
+            "the provider's backups could not be listed when it was started".to_owned(),
+        );
+    };
+    match provider.list(service).await {
+        Ok(list) => list
+            .into_iter()
+            .filter(|b| b.label == label && !existing.contains(&b.id))
+            .max_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)))
+            .map_or(Lookup::Absent, |b| Lookup::Found(b.id)),
+        Err(e) => Lookup::Unknown(format!("listing the backups of {service} failed: {e}")),
     }
 }

@@ -13,6 +13,9 @@ impl Runner {
     /// One step of the blue-green switch: apply the plan's next split when it is due, or
     /// watch the triggers until it is.
     pub(super) async fn switch_tick(&mut self) -> Result<()> {
+        if self.state.promoting {
+            return self.finish_promotion(Vec::new()).await;
+        }
         let Some(mut run) = self.state.plan.clone() else {
             return Err(Error::conflict("switch", &self.state.id, "no traffic plan"));
         };
@@ -82,7 +85,63 @@ impl Runner {
     }
 
     /// Gives the new version all traffic (scaling a canary track to full size first).
+    ///
+    /// The scale is journalled with [`promoting`](crate::DeploymentState::promoting) and the
+    /// start of the readiness wait: a deployment resumed from that record finishes the
+    /// promotion ([`finish_promotion`](Self::finish_promotion)) without asking the canary
+    /// controller again, whatever `paused` says, within what is left of `readinessTimeout`.
     pub(super) async fn promote(&mut self, mut kinds: Vec<EventKind>) -> Result<()> {
+        if self.old_track().is_none() {
+            return Err(Error::conflict(
+                "promote",
+                &self.state.id,
+                "nothing runs before",
+            ));
+        }
+        let Some(full) = self.state.config.promotion_scale() else {
+            return self.give_all_traffic(kinds).await;
+        };
+        self.state.promoting = true;
+        self.state.readiness_since = Some(self.now());
+        let scaled = self
+            .commit(
+                vec![Effect::Scale {
+                    track: self.new_track(),
+                    instances: full,
+                }],
+                std::mem::take(&mut kinds),
+            )
+            .await;
+        if let Err(e) = scaled {
+            self.end_promotion();
+            return Err(e);
+        }
+        self.finish_promotion(kinds).await
+    }
+
+    /// The rest of a promotion journalled as under way: waits until the scaled track is
+    /// ready (serving commands: an abort still rolls back), then gives it all traffic.
+    pub(super) async fn finish_promotion(&mut self, kinds: Vec<EventKind>) -> Result<()> {
+        match self.await_ready().await {
+            Ok(true) => self.give_all_traffic(kinds).await,
+            // An abort moved the deployment on (its rollback ended the promotion).
+            Ok(false) => Ok(()),
+            Err(e) => {
+                self.end_promotion();
+                Err(e)
+            }
+        }
+    }
+
+    /// The promotion is over (done, or failed and about to roll back or end): the record
+    /// that follows says so.
+    fn end_promotion(&mut self) {
+        self.state.promoting = false;
+        self.state.readiness_since = None;
+    }
+
+    /// Gives the new version all traffic and starts watching it.
+    async fn give_all_traffic(&mut self, mut kinds: Vec<EventKind>) -> Result<()> {
         let new = self.new_track();
         let Some(old) = self.old_track() else {
             return Err(Error::conflict(
@@ -91,21 +150,11 @@ impl Runner {
                 "nothing runs before",
             ));
         };
-        if let Some(full) = self.state.config.promotion_scale() {
-            self.commit(
-                vec![Effect::Scale {
-                    track: new.clone(),
-                    instances: full,
-                }],
-                std::mem::take(&mut kinds),
-            )
-            .await?;
-            self.wait_for_ready().await?;
-        }
         let now = self.now();
         if self.state.weight < 100.0 {
             kinds.push(self.weight_changed(100.0));
         }
+        self.end_promotion();
         self.state.weight = 100.0;
         self.state.promoted_at = Some(now);
         self.state.observed_until = now;
@@ -116,11 +165,25 @@ impl Runner {
 
     /// Gives the old version all traffic now and records why; the new track is retired by
     /// the rolling-back stage that follows.
+    ///
+    /// Once the old version's retire is journalled ([`old_retired`]), no rollback starts: it
+    /// would route all traffic to a retired track and retire the new one. The refusal is
+    /// journalled and announced (an anomaly event naming the reason given) and the deployment
+    /// stays where it is, so it finishes forward: completion carries out the retire again and
+    /// the steps after it, and ends as succeeded, or as failed if the retire fails. This holds
+    /// for every caller: an operator's abort, `rollbackOnError`, `onResume: rollback`.
+    ///
+    /// [`old_retired`]: crate::DeploymentState::old_retired
     pub(super) async fn start_rollback(
         &mut self,
         reason: String,
         mut kinds: Vec<EventKind>,
     ) -> Result<()> {
+        if self.state.old_retired {
+            kinds.push(self.rollback_refused(&reason));
+            return self.commit(Vec::new(), kinds).await;
+        }
+        self.end_promotion();
         self.state.rollback_reason = Some(reason.clone());
         self.state.weight = 0.0;
         kinds.push(EventKind::RollbackStarted { reason });
@@ -134,7 +197,18 @@ impl Runner {
     }
 
     /// Retires the new track after its drain and ends the deployment as rolled back.
+    ///
+    /// A state that has retired the old version never reaches this stage through
+    /// [`start_rollback`](Self::start_rollback) (and the restore check refuses a record that
+    /// says so); should it get here anyway, it goes back to completion and finishes forward
+    /// rather than route traffic to a retired track.
     pub(super) async fn rolling_back(&mut self) -> Result<()> {
+        if self.state.old_retired {
+            let reason = self.state.rollback_reason.take().unwrap_or_default();
+            let kinds = vec![self.rollback_refused(&reason)];
+            self.state.stage = Stage::Completion;
+            return self.commit(Vec::new(), kinds).await;
+        }
         let reason = self
             .state
             .rollback_reason
@@ -149,5 +223,23 @@ impl Runner {
         effects.push(Effect::retire(self.new_track(), self.drain()));
         self.finish(Outcome::RolledBack { reason }, effects, Vec::new())
             .await
+    }
+
+    /// The anomaly announcing that a rollback asked for `reason` does not start because the
+    /// old version is retired.
+    fn rollback_refused(&self, reason: &str) -> EventKind {
+        let old = self
+            .state
+            .from
+            .as_ref()
+            .map_or_else(|| "the old version".to_owned(), ToString::to_string);
+        EventKind::Anomaly {
+            source: "rollback".into(),
+            severity: "warning".into(),
+            summary: format!(
+                "no rollback ({reason}): {old} was retired when the deployment completed, and \
+                 a rollback would route all traffic to it; finishing the deployment instead"
+            ),
+        }
     }
 }

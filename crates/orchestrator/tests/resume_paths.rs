@@ -1,0 +1,474 @@
+//! The paths a resumed deployment takes before its stages run again, and the announcing of a
+//! record whose effects fail: the split the journal has in force is read back from the router
+//! and put back when the router lost it or it drifted; a rollback a resume begins (after a
+//! failed repeat of the last record, or by `onResume: rollback`) is journalled and announced
+//! like one an uninterrupted run begins, and a failed repeat without `rollbackOnError` ends the
+//! deployment as failed; every journalled event reaches subscribers even when its record's
+//! effects fail.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serin_orchestrator::{
+    DeploymentConfig, Effect, Event, EventKind, InMemoryPlatform, OnResume, Orchestrator, Outcome,
+    Phase, Platform, Record, Report, ServiceBackends, Stage, TrafficStrategyKind,
+};
+use serin_signals::Track;
+use serin_traffic::{InMemoryRouter, TrafficRouter, TrafficSplit};
+use support::{SERVICE, World, blue_green_config, canary_config, drain};
+
+/// An orchestrator on `world` whose router is `router` instead of the world's: what a process
+/// restarted with an embedded proxy (which keeps its split in memory) looks like.
+fn orchestrator_with_router(world: &World, router: Arc<InMemoryRouter>) -> Orchestrator {
+    let backends = ServiceBackends::new(router, world.source.clone(), world.health.clone());
+    Orchestrator::builder(world.platform.clone(), world.journal.clone())
+        .service(SERVICE, backends)
+        .clock(world.clock)
+        .build()
+}
+
+fn records_of(world: &World, id: &str) -> Vec<Record> {
+    world
+        .journal
+        .all()
+        .into_iter()
+        .filter(|r| r.deployment == id)
+        .collect()
+}
+
+/// The last split the deployment's journal applies.
+fn journalled_split(world: &World, id: &str) -> TrafficSplit {
+    records_of(world, id)
+        .iter()
+        .flat_map(|r| r.effects.iter())
+        .filter_map(|e| match e {
+            Effect::Apply { split } => Some(split.clone()),
+            _ => None,
+        })
+        .next_back()
+        .expect("the deployment applied a split")
+}
+
+fn applies(record: &Record) -> bool {
+    record
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::Apply { .. }))
+}
+
+/// Polls the handle's status every `step` until `done` holds (for at most two virtual hours).
+async fn until(
+    h: &serin_orchestrator::DeploymentHandle,
+    step: Duration,
+    what: &str,
+    done: impl Fn(&serin_orchestrator::Status) -> bool,
+) {
+    for _ in 0..(7_200_000 / step.as_millis().max(1)) {
+        if done(&h.status()) {
+            return;
+        }
+        tokio::time::sleep(step).await;
+    }
+    panic!("never reached: {what}; status {:?}", h.status());
+}
+
+/// Every event of the timeline from `from_seq` on reached the subscriber, unchanged.
+fn all_delivered(report: &Report, delivered: &BTreeMap<u64, Event>, from_seq: u64) {
+    for e in report.timeline.iter().filter(|e| e.seq >= from_seq) {
+        assert_eq!(
+            delivered.get(&e.seq),
+            Some(e),
+            "journalled event {} ({}) never reached a subscriber\n{report}",
+            e.seq,
+            e.kind
+        );
+    }
+}
+
+fn collect(rx: &mut tokio::sync::broadcast::Receiver<Event>) -> BTreeMap<u64, Event> {
+    drain(rx).into_iter().map(|e| (e.seq, e)).collect()
+}
+
+// ---- A: the split is read back and put back on resume ----
+
+#[tokio::test(start_paused = true)]
+async fn resume_in_monitoring_puts_back_the_split_a_restarted_router_lost() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let mut config = canary_config("1.1.0");
+    config.monitoring.monitoring_duration = Duration::from_secs(600);
+    let h = world
+        .orchestrator()
+        .start(&config, SERVICE)
+        .await
+        .expect("start");
+    let id = h.id().to_owned();
+    until(&h, Duration::from_secs(1), "monitoring", |s| {
+        s.stage == Stage::Monitoring
+    })
+    .await;
+    // A watch check or two: the last record then carries no apply.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    h.kill();
+    let last = records_of(&world, &id).pop().expect("records");
+    assert_eq!(last.state.stage, Stage::Monitoring);
+    assert!(!applies(&last), "the last record applies: {last:?}");
+    let intended = journalled_split(&world, &id);
+
+    let restarted = Arc::new(InMemoryRouter::new());
+    let second = orchestrator_with_router(&world, restarted.clone());
+    let handle = second.resume(&id).await.expect("resume");
+    let resumed_at = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(
+        restarted.current().await.expect("current"),
+        Some(intended.clone()),
+        "right after the resume"
+    );
+    // Within the 600 s watch, which applies nothing of its own.
+    for at in [1, 60, 300] {
+        tokio::time::sleep_until(resumed_at + Duration::from_secs(at)).await;
+        assert_eq!(
+            restarted.current().await.expect("current"),
+            Some(intended.clone()),
+            "{at} s after the resume"
+        );
+    }
+    let report = handle.wait().await.expect("report");
+    assert_eq!(
+        report.outcome,
+        Some(Outcome::Succeeded),
+        "{:?}\n{report}",
+        report.outcome
+    );
+    assert_eq!(
+        restarted.current().await.expect("current"),
+        Some(TrafficSplit::all_to(Track::Canary.as_str(), &[]).expect("split"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_in_a_canary_hold_puts_back_a_split_that_drifted() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let h = world
+        .orchestrator()
+        .start(&canary_config("1.1.0"), SERVICE)
+        .await
+        .expect("start");
+    let id = h.id().to_owned();
+    until(&h, Duration::from_secs(1), "40% to the canary", |s| {
+        s.weight >= 40.0
+    })
+    .await;
+    // Into the hold window after the step: the canary's ticks journal holds, no applies.
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    h.kill();
+    let last = records_of(&world, &id).pop().expect("records");
+    assert_eq!(last.state.stage, Stage::Canary);
+    assert!(!applies(&last), "the last record applies: {last:?}");
+    let intended = journalled_split(&world, &id);
+    assert_eq!(
+        world.router.current().await.expect("current"),
+        Some(intended.clone())
+    );
+    // Someone (or a router's reconciler) moved traffic while nothing ran.
+    let drifted = TrafficSplit::from_percents([("stable", 50), ("canary", 50)]).expect("split");
+    world.router.apply(&drifted).await.expect("drift");
+
+    let handle = world.orchestrator().resume(&id).await.expect("resume");
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(
+        world.router.current().await.expect("current"),
+        Some(intended),
+        "the journalled split is back before anything else runs"
+    );
+    let report = handle.wait().await.expect("report");
+    assert_eq!(
+        report.outcome,
+        Some(Outcome::Succeeded),
+        "{:?}\n{report}",
+        report.outcome
+    );
+}
+
+/// A platform whose instances get ready after a few health checks, so a deployment can be
+/// killed while it waits for its new track.
+async fn slow_ready_world() -> (Arc<World>, tokio::task::JoinHandle<()>) {
+    let mut w = World::new();
+    w.platform = Arc::new(InMemoryPlatform::new().with_ready_after(20));
+    let world = Arc::new(w);
+    world.set_rate("1.0.0", 0.005);
+    world.set_rate("1.1.0", 0.005);
+    let traffic = world.spawn_traffic();
+    world.install("1.0.0").await;
+    (world, traffic)
+}
+
+/// Starts `config` and kills it while it waits for the new track (the last record brought it
+/// up); returns the deployment's id.
+async fn killed_waiting_for_ready(world: &World, config: &DeploymentConfig) -> String {
+    let h = world
+        .orchestrator()
+        .start(config, SERVICE)
+        .await
+        .expect("start");
+    let id = h.id().to_owned();
+    until(&h, Duration::from_millis(100), "waiting for ready", |s| {
+        s.stage == Stage::WaitReady
+    })
+    .await;
+    h.kill();
+    let last = records_of(world, &id).pop().expect("records");
+    assert!(
+        last.effects
+            .iter()
+            .any(|e| matches!(e, Effect::BringUp { .. })),
+        "the last record brings the track up: {last:?}"
+    );
+    id
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_before_any_apply_puts_back_the_split_the_deployment_started_under() {
+    let (world, _traffic) = slow_ready_world().await;
+    let started_under = world.router.current().await.expect("current");
+    assert_eq!(
+        started_under,
+        Some(TrafficSplit::all_to(Track::Stable.as_str(), &[]).expect("split"))
+    );
+    let id = killed_waiting_for_ready(&world, &canary_config("1.1.0")).await;
+
+    let restarted = Arc::new(InMemoryRouter::new());
+    let handle = orchestrator_with_router(&world, restarted.clone())
+        .resume(&id)
+        .await
+        .expect("resume");
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(
+        restarted.current().await.expect("current"),
+        started_under,
+        "the old version serves while the new track gets ready"
+    );
+    // Then the canary starts from there, as it would have.
+    until(
+        &handle,
+        Duration::from_secs(1),
+        "the canary's first step",
+        |s| s.stage == Stage::Canary,
+    )
+    .await;
+    let first_step = TrafficSplit::from_percents([("stable", 90), ("canary", 10)]).expect("split");
+    assert_eq!(
+        restarted.history(),
+        vec![started_under.expect("a split"), first_step]
+    );
+    handle.kill();
+}
+
+// ---- B: a rollback a resume begins goes through the journal ----
+
+/// Kills a canary right after the record that moves 40% of traffic to it, makes the router
+/// fail the repeat of that apply, and resumes; also runs the same failure uninterrupted (the
+/// router fails the 40% step). Returns (resumed, uninterrupted) reports, the events the resumed
+/// run announced and the first sequence number it could announce.
+async fn failed_repeat(rollback_on_error: bool) -> (Report, Report, BTreeMap<u64, Event>, u64) {
+    let mut config = canary_config("1.1.0");
+    config.rollback_on_error = rollback_on_error;
+    let at_40 = |s: &serin_orchestrator::Status| s.weight >= 40.0;
+
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let h = world
+        .orchestrator()
+        .start(&config, SERVICE)
+        .await
+        .expect("start");
+    let id = h.id().to_owned();
+    until(&h, Duration::from_secs(1), "40% to the canary", at_40).await;
+    h.kill();
+    let last = records_of(&world, &id).pop().expect("records");
+    assert!(
+        matches!(last.effects.as_slice(), [Effect::Apply { .. }]) && last.state.weight == 40.0,
+        "the last record moves 40% to the canary: {last:?}"
+    );
+    world.router.fail_next_apply("router unreachable");
+    let second = world.orchestrator();
+    let mut events = second.subscribe();
+    let resumed = second
+        .resume(&id)
+        .await
+        .expect("resume")
+        .wait()
+        .await
+        .expect("report");
+    let delivered = collect(&mut events);
+
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let h = world
+        .orchestrator()
+        .start(&config, SERVICE)
+        .await
+        .expect("start");
+    until(&h, Duration::from_secs(1), "10% to the canary", |s| {
+        s.weight >= 10.0
+    })
+    .await;
+    world.router.fail_next_apply("router unreachable");
+    let uninterrupted = h.wait().await.expect("report");
+    (resumed, uninterrupted, delivered, last.state.next_event)
+}
+
+fn rollback_started(report: &Report) -> Option<&str> {
+    report.timeline.iter().find_map(|e| match &e.kind {
+        EventKind::RollbackStarted { reason } => Some(reason.as_str()),
+        _ => None,
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_repeat_without_rollback_on_error_ends_failed_as_an_uninterrupted_run_does() {
+    let (resumed, uninterrupted, delivered, from) = failed_repeat(false).await;
+    assert!(
+        matches!(&uninterrupted.outcome, Some(Outcome::Failed { reason }) if reason.contains("router unreachable")),
+        "uninterrupted: {uninterrupted}"
+    );
+    assert!(
+        matches!(&resumed.outcome, Some(Outcome::Failed { reason }) if reason.contains("router unreachable")),
+        "resumed: {resumed}"
+    );
+    assert_eq!(rollback_started(&resumed), None, "{resumed}");
+    all_delivered(&resumed, &delivered, from);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_repeat_starts_a_journalled_and_announced_rollback() {
+    let (resumed, uninterrupted, delivered, from) = failed_repeat(true).await;
+    for (name, report) in [("uninterrupted", &uninterrupted), ("resumed", &resumed)] {
+        assert!(
+            matches!(&report.outcome, Some(Outcome::RolledBack { reason }) if reason.contains("router unreachable")),
+            "{name}: {report}"
+        );
+        assert!(
+            rollback_started(report).is_some_and(|r| r.contains("router unreachable")),
+            "{name}: no rollback-started event naming the failure\n{report}"
+        );
+        assert!(
+            report.timeline.iter().any(|e| e.kind
+                == EventKind::PhaseChanged {
+                    phase: Phase::Rollback
+                }),
+            "{name}: no change to the rollback phase\n{report}"
+        );
+    }
+    all_delivered(&resumed, &delivered, from);
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_resume_rollback_is_journalled_before_it_is_carried_out_and_announced() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let mut config = canary_config("1.1.0");
+    config.on_resume = OnResume::Rollback;
+    let h = world
+        .orchestrator()
+        .start(&config, SERVICE)
+        .await
+        .expect("start");
+    let id = h.id().to_owned();
+    until(&h, Duration::from_secs(1), "40% to the canary", |s| {
+        s.weight >= 40.0
+    })
+    .await;
+    h.kill();
+    let killed_at = records_of(&world, &id).len();
+    let from = records_of(&world, &id)
+        .pop()
+        .expect("records")
+        .state
+        .next_event;
+    let second = world.orchestrator();
+    let mut events = second.subscribe();
+    let report = second
+        .resume(&id)
+        .await
+        .expect("resume")
+        .wait()
+        .await
+        .expect("report");
+    let delivered = collect(&mut events);
+    assert!(
+        matches!(&report.outcome, Some(Outcome::RolledBack { reason }) if reason.contains("onResume")),
+        "{report}"
+    );
+    // The first record the resumed run writes starts the rollback: stage, reason, events, and
+    // the switch back to the old version as its effect.
+    let records = records_of(&world, &id);
+    let first = &records[killed_at];
+    assert_eq!(first.state.stage, Stage::RollingBack, "{first:?}");
+    assert_eq!(first.state.weight, 0.0);
+    let kinds: Vec<&EventKind> = first.events.iter().map(|e| &e.kind).collect();
+    assert!(
+        matches!(kinds.as_slice(), [EventKind::RollbackStarted { reason }, EventKind::PhaseChanged { phase: Phase::Rollback }] if reason.contains("onResume")),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        first.effects,
+        vec![Effect::Apply {
+            split: TrafficSplit::all_to(Track::Stable.as_str(), &[Track::Canary.as_str()])
+                .expect("split")
+        }]
+    );
+    all_delivered(&report, &delivered, from);
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Stable, "1.0.0".into()))
+    );
+    assert!(
+        world
+            .platform
+            .status(SERVICE, &Track::Canary)
+            .await
+            .is_err()
+    );
+}
+
+// ---- C: the events of a record whose effects fail are announced ----
+
+#[tokio::test(start_paused = true)]
+async fn the_events_of_a_record_whose_effects_fail_reach_subscribers() {
+    let world = World::new();
+    let install = blue_green_config("1.0.0", TrafficStrategyKind::Immediate);
+    assert_eq!(
+        world.deploy(&install).await.outcome,
+        Some(Outcome::Succeeded)
+    );
+    let o = world.orchestrator();
+    let mut events = o.subscribe();
+    world.platform.fail_next("quota exceeded");
+    let report = o
+        .start(
+            &blue_green_config("1.1.0", TrafficStrategyKind::Immediate),
+            SERVICE,
+        )
+        .await
+        .expect("start")
+        .wait()
+        .await
+        .expect("report");
+    assert!(
+        matches!(&report.outcome, Some(Outcome::RolledBack { reason }) if reason.contains("quota exceeded")),
+        "{report}"
+    );
+    let received: Vec<Event> = drain(&mut events);
+    let started = report
+        .timeline
+        .iter()
+        .find(|e| matches!(&e.kind, EventKind::TrackStarted { version, .. } if version == "1.1.0"))
+        .expect("the track-started event is journalled");
+    assert!(
+        received.contains(started),
+        "{started:?} is in the timeline but was never announced"
+    );
+    // All of them, in the journal's order: the failed record's events before the rollback's.
+    assert_eq!(received, report.timeline, "{report}");
+}

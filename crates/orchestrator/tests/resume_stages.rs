@@ -1,0 +1,854 @@
+//! Crashes and failed journal writes at the stages whose actions are not simple idempotent
+//! effects: the retire of the old version at completion (after which only finishing forward is
+//! safe), the backup, restore and upgrade steps of preparation and completion (journalled as
+//! started before they are carried out, never repeated blindly), the wait for the new track's
+//! readiness (which serves an operator's abort, and whose timeout counts from its journalled
+//! start) and the promotion of a canary (finished on resume, paused or not).
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serin_canary::controller::Action;
+use serin_compat::{Fleet, Matrix, Registry, Release, Validator};
+use serin_orchestrator::backup::Retention;
+use serin_orchestrator::{
+    BackupProvider, DeploymentConfig, DeploymentHandle, Effect, Error, EventKind, InMemoryBackup,
+    InMemoryJournal, InMemoryPlatform, InMemoryStepRunner, Journal, OnResume, Orchestrator,
+    Outcome, Platform, Record, Report, ServiceBackends, Stage, StepStatus, StrategyKind,
+    TrafficStrategyKind,
+};
+use serin_signals::Track;
+use support::{SERVICE, World, blue_green_config, canary_config, v};
+
+// ---- A journal that fails or stalls one chosen append ----
+
+/// What the faulty journal does to the append it picks.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Refuses it: nothing is stored and the append fails, as on a full disk.
+    Fail,
+    /// Stores it and never returns: a crash right after the write.
+    Stall,
+}
+
+type Pick = Box<dyn Fn(&Record) -> bool + Send + Sync>;
+
+/// The world's journal, with the first append that `pick` chooses failed or stalled.
+struct Faulty {
+    inner: Arc<InMemoryJournal>,
+    pick: Pick,
+    fault: Fault,
+    fired: AtomicBool,
+}
+
+impl Faulty {
+    fn new(
+        world: &World,
+        fault: Fault,
+        pick: impl Fn(&Record) -> bool + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Arc::new(Faulty {
+            inner: world.journal.clone(),
+            pick: Box::new(pick),
+            fault,
+            fired: AtomicBool::new(false),
+        })
+    }
+
+    fn fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Journal for Faulty {
+    fn name(&self) -> &str {
+        "faulty"
+    }
+
+    async fn append(&self, record: &Record) -> serin_orchestrator::Result<()> {
+        if !self.fired() && (self.pick)(record) {
+            self.fired.store(true, Ordering::SeqCst);
+            match self.fault {
+                Fault::Fail => {
+                    return Err(Error::backend(
+                        "journal",
+                        "faulty",
+                        "no space left on device",
+                    ));
+                }
+                Fault::Stall => {
+                    self.inner.append(record).await?;
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+        self.inner.append(record).await
+    }
+
+    async fn records(&self, deployment: &str) -> serin_orchestrator::Result<Vec<Record>> {
+        self.inner.records(deployment).await
+    }
+
+    async fn deployments(&self) -> serin_orchestrator::Result<Vec<String>> {
+        self.inner.deployments().await
+    }
+}
+
+/// An orchestrator on the world's backends over `journal`, with the compatibility validator of
+/// [`validator`], and the backup provider and step runner given.
+fn orchestrator_on(
+    world: &World,
+    journal: Arc<dyn Journal>,
+    backup: Option<Arc<InMemoryBackup>>,
+    runner: Option<Arc<InMemoryStepRunner>>,
+) -> Orchestrator {
+    let (validator, fleet) = validator();
+    let mut b = Orchestrator::builder(world.platform.clone(), journal)
+        .service(
+            SERVICE,
+            ServiceBackends::new(
+                world.router.clone(),
+                world.source.clone(),
+                world.health.clone(),
+            ),
+        )
+        .clock(world.clock)
+        .validator(validator, fleet);
+    if let Some(backup) = backup {
+        b = b.backup(backup);
+    }
+    if let Some(runner) = runner {
+        b = b.step_runner(runner);
+    }
+    b.build()
+}
+
+/// An orchestrator on the world's backends (no validator) over `journal`.
+fn plain_on(world: &World, journal: Arc<dyn Journal>) -> Orchestrator {
+    Orchestrator::builder(world.platform.clone(), journal)
+        .service(
+            SERVICE,
+            ServiceBackends::new(
+                world.router.clone(),
+                world.source.clone(),
+                world.health.clone(),
+            ),
+        )
+        .clock(world.clock)
+        .build()
+}
+
+/// 1.0.0 runs; 1.1.0 adds a column (expand), drops an old one (contract) and declares a
+/// breaking change (flag before, clean-up after): two steps before the deployment for the
+/// runner (the flag and the expand migration; the backup step is done by the backup) and two
+/// after it.
+fn validator() -> (Validator, Fleet) {
+    let mut registry = Registry::new();
+    registry
+        .add_release(SERVICE, Release::new(v("1.0.0")).with_schema_version(1))
+        .expect("release");
+    registry
+        .add_release(
+            SERVICE,
+            Release::new(v("1.1.0"))
+                .with_schema_version(2)
+                .with_migration("0002_add_email", "ALTER TABLE users ADD COLUMN email text;")
+                .with_migration("0003_drop_fax", "ALTER TABLE users DROP COLUMN fax;")
+                .with_breaking("the /v1/fax endpoint is removed"),
+        )
+        .expect("release");
+    let matrix = Matrix::new(Vec::new(), &registry).expect("matrix");
+    (
+        Validator::new(registry, matrix).expect("validator"),
+        Fleet::new().with(SERVICE, v("1.0.0")),
+    )
+}
+
+/// A canary short enough to run in a few virtual minutes.
+fn short_canary() -> DeploymentConfig {
+    let mut config = canary_config("1.1.0");
+    config.monitoring.error_rate_threshold = None;
+    config.canary_config.increment_percentage = 45;
+    config.canary_config.increment_interval = Duration::from_secs(30);
+    config.monitoring.monitoring_duration = Duration::from_secs(20);
+    config.blue_green_config.keep_old_warm_for = Duration::from_secs(20);
+    config.validate().expect("valid");
+    config
+}
+
+/// Waits (in virtual time) until `done` holds of the journal's records of the deployments.
+async fn until_journal(world: &World, what: &str, done: impl Fn(&[Record]) -> bool) {
+    for _ in 0..20_000 {
+        if done(&world.journal.all()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+/// Waits (in virtual time) until the deployment's status is in `stage`.
+async fn until_stage(h: &DeploymentHandle, stage: Stage) {
+    for _ in 0..100_000 {
+        if h.status().stage == stage {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never reached {stage:?}: {:?}", h.status());
+}
+
+fn kinds(report: &Report) -> Vec<&EventKind> {
+    report.timeline.iter().map(|e| &e.kind).collect()
+}
+
+async fn tracks(world: &World) -> Vec<(Track, String)> {
+    world
+        .platform
+        .list()
+        .await
+        .expect("list")
+        .into_iter()
+        .filter(|t| t.service == SERVICE)
+        .map(|t| (t.track, t.version.to_string()))
+        .collect()
+}
+
+// ---- 1: after the old version's retire is journalled, only forward ----
+
+fn retires_stable(r: &Record) -> bool {
+    r.state.stage == Stage::Completion
+        && r.effects
+            .iter()
+            .any(|e| matches!(e, Effect::Retire { track, .. } if *track == Track::Stable))
+}
+
+/// A canary of 1.1.0 over 1.0.0 (`config`), killed right after the record that retires the
+/// old version; returns the deployment's id.
+async fn killed_after_the_retire(world: &Arc<World>, config: DeploymentConfig) -> String {
+    let journal = Faulty::new(world, Fault::Stall, retires_stable);
+    let o = plain_on(world, journal.clone());
+    let h = o.start(&config, SERVICE).await.expect("start");
+    let id = h.id().to_owned();
+    until_journal(world, "the retire's record", |_| journal.fired()).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    h.kill();
+    id
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_resume_rollback_after_the_old_version_was_retired_finishes_forward() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let mut config = short_canary();
+    config.on_resume = OnResume::Rollback;
+    let id = killed_after_the_retire(&world, config).await;
+
+    let report = world
+        .orchestrator()
+        .resume(&id)
+        .await
+        .expect("resume")
+        .wait()
+        .await
+        .expect("report");
+    // Rolling back would send all traffic to the retired 1.0.0 and retire 1.1.0: an outage.
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Canary, "1.1.0".into()))
+    );
+    assert_eq!(tracks(&world).await, vec![(Track::Canary, "1.1.0".into())]);
+    assert!(
+        !kinds(&report)
+            .iter()
+            .any(|k| matches!(k, EventKind::RollbackStarted { .. })),
+        "{report}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_repeat_of_the_retire_on_resume_finishes_forward() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let config = short_canary();
+    assert!(config.rollback_on_error);
+    let id = killed_after_the_retire(&world, config).await;
+    // The router is still restarting when the deployment resumes: repeating the record's
+    // apply fails once.
+    world.router.fail_next_apply("connection refused");
+
+    let report = world
+        .orchestrator()
+        .resume(&id)
+        .await
+        .expect("resume")
+        .wait()
+        .await
+        .expect("report");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Canary, "1.1.0".into()))
+    );
+    assert_eq!(tracks(&world).await, vec![(Track::Canary, "1.1.0".into())]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_retire_ends_the_deployment_as_failed_and_never_routes_back_to_the_old_track() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let mut config = short_canary();
+    // The old version stays warm for 40 s after the watch.
+    config.blue_green_config.keep_old_warm_for = Duration::from_secs(60);
+    let h = world
+        .orchestrator()
+        .start(&config, SERVICE)
+        .await
+        .expect("start");
+    until_stage(&h, Stage::Completion).await;
+    // The next platform change is the retire of 1.0.0.
+    world.platform.fail_next("drain interrupted");
+    let report = h.wait().await.expect("report");
+    let Some(Outcome::Failed { reason }) = &report.outcome else {
+        panic!("expected a failure, got {report}");
+    };
+    assert!(
+        reason.contains("drain interrupted") && reason.contains("no rollback"),
+        "{reason}"
+    );
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Canary, "1.1.0".into()))
+    );
+    assert!(
+        !kinds(&report)
+            .iter()
+            .any(|k| matches!(k, EventKind::RollbackStarted { .. })),
+        "{report}"
+    );
+}
+
+// ---- 2: backups, restores and upgrade steps are never repeated blindly ----
+
+/// 1.0.0 runs under traffic; the world, its backup provider and step runner.
+async fn with_checklist() -> (
+    Arc<World>,
+    tokio::task::JoinHandle<()>,
+    Arc<InMemoryBackup>,
+    Arc<InMemoryStepRunner>,
+) {
+    let (world, traffic) = World::serving(0.005, 0.005).await;
+    (
+        world,
+        traffic,
+        Arc::new(InMemoryBackup::new()),
+        Arc::new(InMemoryStepRunner::new()),
+    )
+}
+
+/// Starts `config` over a journal that fails the first append `pick` chooses; the run stops
+/// there with a journal error, and a new orchestrator (with the same backup provider and step
+/// runner, and `prepare` run first) resumes it from the journal. Returns the resumed report.
+async fn failed_append_then_resumed(
+    world: &World,
+    config: &DeploymentConfig,
+    backup: &Arc<InMemoryBackup>,
+    runner: &Arc<InMemoryStepRunner>,
+    pick: impl Fn(&Record) -> bool + Send + Sync + 'static,
+    prepare: impl FnOnce(),
+) -> Report {
+    let journal = Faulty::new(world, Fault::Fail, pick);
+    let first = orchestrator_on(
+        world,
+        journal.clone(),
+        Some(backup.clone()),
+        Some(runner.clone()),
+    );
+    let h = first.start(config, SERVICE).await.expect("start");
+    let id = h.id().to_owned();
+    let e = h.wait().await.expect_err("the journal failed");
+    assert!(journal.fired(), "{e}");
+    assert!(e.to_string().contains("no space left"), "{e}");
+    prepare();
+    orchestrator_on(
+        world,
+        world.journal.clone(),
+        Some(backup.clone()),
+        Some(runner.clone()),
+    )
+    .resume(&id)
+    .await
+    .expect("resume")
+    .wait()
+    .await
+    .expect("report")
+}
+
+/// How often the runner carried out each step, by its text.
+fn runs(runner: &InMemoryStepRunner) -> Vec<(String, usize)> {
+    let ran = runner.ran();
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for (_, step) in &ran {
+        match out.iter_mut().find(|(t, _)| *t == step.text) {
+            Some((_, n)) => *n += 1,
+            None => out.push((step.text.clone(), 1)),
+        }
+    }
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_write_after_preparation_takes_no_second_backup_and_runs_no_step_twice() {
+    let (world, _traffic, backup, runner) = with_checklist().await;
+    let report = failed_append_then_resumed(
+        &world,
+        &short_canary(),
+        &backup,
+        &runner,
+        |r| r.state.stage == Stage::BringUp,
+        || {},
+    )
+    .await;
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    let taken = backup.taken();
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert_eq!(report.backup.as_deref(), Some(taken[0].0.as_str()));
+    let runs = runs(&runner);
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    assert!(runs.iter().all(|(_, n)| *n == 1), "{runs:?}");
+    assert!(
+        report
+            .checklist
+            .iter()
+            .all(|s| s.status == StepStatus::Done),
+        "{:?}",
+        report.checklist
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_write_of_the_end_runs_no_post_upgrade_step_twice() {
+    let (world, _traffic, backup, runner) = with_checklist().await;
+    let report = failed_append_then_resumed(
+        &world,
+        &short_canary(),
+        &backup,
+        &runner,
+        |r| r.state.stage == Stage::Done,
+        || {},
+    )
+    .await;
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    let runs = runs(&runner);
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    assert!(runs.iter().all(|(_, n)| *n == 1), "{runs:?}");
+    assert!(
+        report
+            .checklist
+            .iter()
+            .all(|s| s.status == StepStatus::Done),
+        "{:?}",
+        report.checklist
+    );
+    assert_eq!(backup.taken().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_whose_end_was_not_journalled_is_handed_to_an_operator_not_run_again() {
+    let (world, _traffic, backup, runner) = with_checklist().await;
+    // The expand migration ran, and the record of its end could not be written.
+    let expand_done = |r: &Record| {
+        r.state.checklist.iter().any(|s| {
+            s.step.kind == serin_compat::steps::StepKind::ExpandMigration
+                && s.status == StepStatus::Done
+        })
+    };
+    let report = failed_append_then_resumed(
+        &world,
+        &short_canary(),
+        &backup,
+        &runner,
+        expand_done,
+        || {},
+    )
+    .await;
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    let runs = runs(&runner);
+    assert!(runs.iter().all(|(_, n)| *n == 1), "{runs:?}");
+    let expand = report
+        .checklist
+        .iter()
+        .find(|s| s.step.kind == serin_compat::steps::StepKind::ExpandMigration)
+        .expect("an expand migration");
+    assert_eq!(expand.status, StepStatus::Due, "{expand}");
+    assert!(
+        expand
+            .evidence
+            .as_deref()
+            .is_some_and(|e| e.contains("not run again")),
+        "{expand}"
+    );
+    // Every other step was carried out once.
+    assert!(
+        report
+            .checklist
+            .iter()
+            .filter(|s| s.step.kind != serin_compat::steps::StepKind::ExpandMigration)
+            .all(|s| s.status == StepStatus::Done),
+        "{:?}",
+        report.checklist
+    );
+}
+
+fn backup_named(r: &Record) -> bool {
+    r.state.backup.is_some()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backup_whose_id_was_not_journalled_is_found_again_not_taken_twice() {
+    let (world, _traffic, backup, runner) = with_checklist().await;
+    let report = failed_append_then_resumed(
+        &world,
+        &short_canary(),
+        &backup,
+        &runner,
+        backup_named,
+        || {},
+    )
+    .await;
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    let taken = backup.taken();
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert_eq!(report.backup.as_deref(), Some(taken[0].0.as_str()));
+    assert!(
+        kinds(&report)
+            .iter()
+            .any(|k| matches!(k, EventKind::BackupTaken { id } if *id == taken[0].0))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backup_that_cannot_be_looked_up_after_a_crash_is_not_taken_again() {
+    let (world, _traffic, backup, runner) = with_checklist().await;
+    let report = failed_append_then_resumed(
+        &world,
+        &short_canary(),
+        &backup,
+        &runner,
+        backup_named,
+        || backup.fail_next_list("catalog unreachable"),
+    )
+    .await;
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    assert_eq!(backup.taken().len(), 1, "{:?}", backup.taken());
+    assert_eq!(report.backup, None);
+    assert!(
+        kinds(&report).iter().any(|k| matches!(
+            k,
+            EventKind::Anomaly { source, summary, .. }
+                if source == "backup" && summary.contains("catalog unreachable")
+        )),
+        "{report}"
+    );
+}
+
+/// 1.0.0 runs; 1.1.0 (whose contract migration the runner carries out) was deployed over it
+/// with a backup, and succeeded. Returns the id of that backup.
+async fn upgraded(
+    world: &World,
+    backup: &Arc<InMemoryBackup>,
+    runner: &Arc<InMemoryStepRunner>,
+) -> String {
+    let o = orchestrator_on(
+        world,
+        world.journal.clone(),
+        Some(backup.clone()),
+        Some(runner.clone()),
+    );
+    let up = o.start(&short_canary(), SERVICE).await.expect("start");
+    assert_eq!(
+        up.wait().await.expect("report").outcome,
+        Some(Outcome::Succeeded)
+    );
+    backup.taken()[0].0.clone()
+}
+
+/// An orchestrator on the world's backends over `journal`, with `backup` and no validator:
+/// what rolls a service back needs no more.
+fn with_backup(
+    world: &World,
+    journal: Arc<dyn Journal>,
+    backup: &Arc<InMemoryBackup>,
+) -> Orchestrator {
+    Orchestrator::builder(world.platform.clone(), journal)
+        .service(
+            SERVICE,
+            ServiceBackends::new(
+                world.router.clone(),
+                world.source.clone(),
+                world.health.clone(),
+            ),
+        )
+        .clock(world.clock)
+        .backup(backup.clone())
+        .build()
+}
+
+/// Starts a rollback of the upgraded service to 1.0.0 over a journal that fails the first
+/// append `pick` chooses, then resumes it from the journal.
+async fn rollback_failed_then_resumed(
+    world: &World,
+    backup: &Arc<InMemoryBackup>,
+    pick: impl Fn(&Record) -> bool + Send + Sync + 'static,
+) -> Report {
+    let journal = Faulty::new(world, Fault::Fail, pick);
+    let first = with_backup(world, journal.clone(), backup);
+    let e = first
+        .rollback_to(&short_canary(), SERVICE, v("1.0.0"))
+        .await
+        .expect_err("the journal failed");
+    assert!(journal.fired(), "{e}");
+    let id = world
+        .journal
+        .all()
+        .last()
+        .expect("records")
+        .deployment
+        .clone();
+    with_backup(world, world.journal.clone(), backup)
+        .resume(&id)
+        .await
+        .expect("resume")
+        .wait()
+        .await
+        .expect("report")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_resumed_after_its_restore_backs_up_and_restores_once() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    // keepLast 2: a second fresh backup of the restored database would expire the restore
+    // point.
+    let backup = Arc::new(InMemoryBackup::new().with_retention(Retention::keep_last(2).unwrap()));
+    let runner = Arc::new(InMemoryStepRunner::new());
+    let before = upgraded(&world, &backup, &runner).await;
+
+    let report =
+        rollback_failed_then_resumed(&world, &backup, |r| r.state.stage == Stage::BringUp).await;
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    assert_eq!(backup.restored(), vec![before.clone()]);
+    assert_eq!(backup.taken().len(), 2, "{:?}", backup.taken());
+    assert!(
+        backup.info(&before).await.is_ok(),
+        "the restore point is kept"
+    );
+    assert_eq!(
+        world.live_version().await.map(|l| l.1),
+        Some("1.0.0".into())
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restore_whose_end_was_not_journalled_is_not_repeated() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let backup = Arc::new(InMemoryBackup::new());
+    let runner = Arc::new(InMemoryStepRunner::new());
+    let before = upgraded(&world, &backup, &runner).await;
+
+    let report = rollback_failed_then_resumed(&world, &backup, |r| r.state.restored).await;
+    let Some(Outcome::Failed { reason }) = &report.outcome else {
+        panic!("expected a failure for an operator, got {report}");
+    };
+    assert!(
+        reason.contains(&before) && reason.contains("not restored a second time"),
+        "{reason}"
+    );
+    assert_eq!(backup.restored(), vec![before]);
+    assert_eq!(backup.taken().len(), 2, "{:?}", backup.taken());
+    // Traffic was not switched: 1.1.0 still serves.
+    assert_eq!(
+        world.live_version().await.map(|l| l.1),
+        Some("1.1.0".into())
+    );
+}
+
+// ---- 3 and 5: the readiness wait ----
+
+/// A world whose instances get ready after `checks` health checks, serving 1.0.0 (installed
+/// with a readiness timeout long enough for it).
+async fn slow_world(checks: u32) -> (Arc<World>, tokio::task::JoinHandle<()>) {
+    let mut w = World::new();
+    w.platform = Arc::new(InMemoryPlatform::new().with_ready_after(checks));
+    let world = Arc::new(w);
+    world.set_rate("1.0.0", 0.005);
+    world.set_rate("1.1.0", 0.005);
+    let traffic = world.spawn_traffic();
+    let mut install =
+        DeploymentConfig::new(StrategyKind::Canary, v("1.0.0"), &[SERVICE]).expect("config");
+    install.blue_green_config.health_check_interval = Duration::from_secs(1);
+    install.blue_green_config.readiness_timeout = Duration::from_secs(3_600);
+    let report = world.deploy(&install).await;
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    (world, traffic)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_abort_while_the_new_track_gets_ready_rolls_back_at_once_and_moves_no_traffic() {
+    let (world, _traffic) = slow_world(30).await;
+    let config = blue_green_config("1.1.0", TrafficStrategyKind::Immediate);
+    let h = world
+        .orchestrator()
+        .start(&config, SERVICE)
+        .await
+        .expect("start");
+    until_stage(&h, Stage::WaitReady).await;
+    let applies = world.router.history().len();
+    let asked = tokio::time::Instant::now();
+    h.abort().await.expect("abort");
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "the abort waited {:?}",
+        asked.elapsed()
+    );
+    let report = h.wait().await.expect("report");
+    assert!(
+        matches!(&report.outcome, Some(Outcome::RolledBack { reason }) if reason.contains("aborted")),
+        "{report}"
+    );
+    assert!(
+        !kinds(&report).iter().any(|k| matches!(
+            k,
+            EventKind::WeightChanged { percent, .. } if *percent > 0.0
+        ) || matches!(k, EventKind::PhaseChanged { phase } if *phase == serin_orchestrator::Phase::Monitoring)),
+        "{report}"
+    );
+    // No split the deployment applied gave the new track (blue, beside 1.0.0 on stable) any
+    // traffic.
+    for split in &world.router.history()[applies..] {
+        assert!(
+            split
+                .weight_of(Track::Blue.as_str())
+                .is_none_or(|w| w.is_zero()),
+            "{split:?}"
+        );
+    }
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Stable, "1.0.0".into()))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_readiness_timeout_counts_from_the_journalled_start_of_the_wait() {
+    // The new track would be ready after 200 s; the deployment waits 60 s at most.
+    let (world, _traffic) = slow_world(200).await;
+    let mut config = blue_green_config("1.1.0", TrafficStrategyKind::Immediate);
+    config.blue_green_config.readiness_timeout = Duration::from_secs(60);
+    let h = world
+        .orchestrator()
+        .start(&config, SERVICE)
+        .await
+        .expect("start");
+    let id = h.id().to_owned();
+    until_stage(&h, Stage::WaitReady).await;
+    h.kill();
+    let waiting_since = world
+        .journal
+        .all()
+        .into_iter()
+        .rev()
+        .find(|r| r.deployment == id && r.state.stage == Stage::WaitReady)
+        .expect("the record that started the wait")
+        .at;
+    // The process is down for 50 s.
+    tokio::time::sleep(Duration::from_secs(50)).await;
+    let report = world
+        .orchestrator()
+        .resume(&id)
+        .await
+        .expect("resume")
+        .wait()
+        .await
+        .expect("report");
+    let (at, reason) = report
+        .timeline
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::RollbackStarted { reason } => Some((e.at, reason.clone())),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no rollback: {report}"));
+    assert!(reason.contains("readiness"), "{reason}");
+    let waited = at.saturating_duration_since(waiting_since);
+    assert!(
+        waited <= Duration::from_secs(61),
+        "gave up {waited:?} after the wait began, not 60 s\n{report}"
+    );
+}
+
+// ---- 4: a promotion cut short by a crash ----
+
+#[tokio::test(start_paused = true)]
+async fn a_promotion_cut_short_by_a_crash_finishes_on_resume_even_while_paused() {
+    let (world, _traffic) = slow_world(20).await;
+    let config = canary_config("1.1.0");
+    // The canary runs 1 instance and is scaled to 2 before it takes all traffic.
+    assert!(config.blue_green_config.replicas_per_env > config.canary_config.replicas);
+    let h = world
+        .orchestrator()
+        .start(&config, SERVICE)
+        .await
+        .expect("start");
+    let id = h.id().to_owned();
+    until_stage(&h, Stage::Canary).await;
+    h.pause().await.expect("pause");
+    // The promote is answered once the scaled track is ready; the process dies before.
+    let promoted = tokio::time::timeout(Duration::from_secs(3), h.promote()).await;
+    assert!(promoted.is_err(), "the promotion waits for readiness");
+    let last = world.journal.all().last().expect("records").clone();
+    assert!(
+        last.effects
+            .iter()
+            .any(|e| matches!(e, Effect::Scale { instances: 2, .. })),
+        "{last:?}"
+    );
+    h.kill();
+
+    let report = world
+        .orchestrator()
+        .resume(&id)
+        .await
+        .expect("resume")
+        .wait()
+        .await
+        .expect("report");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    let promotions = report
+        .timeline
+        .iter()
+        .filter(|e| {
+            matches!(&e.kind, EventKind::AnalysisResult { decision } if decision.action == Action::Promote)
+        })
+        .count();
+    assert_eq!(promotions, 1, "{report}");
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Canary, "1.1.0".into()))
+    );
+    // Monitoring began once the scaled track was ready, not after another analysis window.
+    let monitoring = report
+        .timeline
+        .iter()
+        .find(|e| {
+            matches!(&e.kind, EventKind::PhaseChanged { phase } if *phase == serin_orchestrator::Phase::Monitoring)
+        })
+        .expect("monitoring");
+    let promoted_at = last.at;
+    assert!(
+        monitoring.at.saturating_duration_since(promoted_at) < Duration::from_secs(30),
+        "{report}"
+    );
+}
