@@ -113,6 +113,47 @@ fn a_critical_regression_rolls_back_at_once_with_its_evidence() {
     assert!(d.reason.contains("critical"), "{}", d.reason);
 }
 
+#[test]
+fn a_held_rollout_moves_no_step_but_its_judges_still_roll_a_critical_regression_back() {
+    let policy = CanaryPolicy::new(vec![
+        Step::SetWeight(10),
+        Step::Pause(Pause {
+            duration: Some(Duration::from_secs(30)),
+        }),
+        Step::SetWeight(50),
+    ]);
+    let mut ctl = Ctl::new(policy.clone(), vec![judge()]).unwrap();
+    assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(10));
+    // Held past the pause's end, with healthy traffic: nothing moves.
+    let mut rng = Rng::new(7);
+    for s in 1..120 {
+        let w = second(s);
+        let b = counts(Metric::ErrorRate, Track::Stable, w, 900, rng.poisson(4.5));
+        let c = counts(Metric::ErrorRate, Track::Canary, w, 100, rng.poisson(0.5));
+        ctl.feed(&b, &c, w.end()).unwrap();
+        let d = ctl.tick_held(w.end());
+        assert_eq!((d.action, d.weight), (Action::Hold, 10), "second {s}");
+    }
+    assert_eq!(ctl.tick(at(120)).action, Action::SetWeight(50));
+    // A regression while held is judged, and rolls back at once.
+    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    ctl.tick(at(0));
+    let rolled_back = (1..600).find_map(|s| {
+        let w = second(s);
+        let b = counts(Metric::ErrorRate, Track::Stable, w, 900, rng.poisson(4.5));
+        let c = counts(Metric::ErrorRate, Track::Canary, w, 100, rng.poisson(3.0));
+        ctl.feed(&b, &c, w.end()).unwrap();
+        let d = ctl.tick_held(w.end());
+        (d.action != Action::Hold).then_some(d)
+    });
+    let d = rolled_back.expect("a 6x regression is acted on while held");
+    assert_eq!(
+        (d.action, d.severity),
+        (Action::Rollback, Some(Severity::Critical))
+    );
+    assert_eq!(ctl.state().phase(), Phase::RolledBack);
+}
+
 fn warning_judge() -> SequentialCountJudge {
     SequentialCountJudge::with_mode(
         Metric::ErrorRate,

@@ -96,6 +96,34 @@ async fn pause_holds_the_weight_until_resumed() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_paused_canary_is_still_judged_and_a_critical_regression_rolls_it_back() {
+    // The canary errs ten times as often as the baseline, under the error-rate trigger's 10%.
+    let (world, _traffic) = World::serving(0.005, 0.05).await;
+    let o = world.orchestrator();
+    let h = o
+        .start(&canary_config("1.1.0"), SERVICE)
+        .await
+        .expect("start");
+    wait_for_stage(&h, Stage::Canary).await;
+    h.pause().await.expect("pause");
+    for _ in 0..60 {
+        if h.status().outcome.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    let status = h.status();
+    assert!(
+        matches!(&status.outcome, Some(Outcome::RolledBack { reason }) if reason.contains("critical")),
+        "{status:?}"
+    );
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Stable, "1.0.0".into()))
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn one_deployment_per_service_at_a_time() {
     let world = healthy_world().await;
     let o = world.orchestrator();
@@ -346,6 +374,52 @@ async fn set_canary_scale_sizes_the_canary_by_replicas_weight_or_traffic() {
         })
         .collect();
     assert_eq!(sizes, vec![2, 1, 3, 3, 4], "{report}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_canary_that_follows_the_weight_scales_up_before_a_raise_and_down_after_a_cut() {
+    let world = healthy_world().await;
+    let mut config = canary_config("1.1.0");
+    config.blue_green_config.replicas_per_env = 4;
+    config.canary_config.steps = Some(
+        serde_json::from_str(
+            r#"[{"setCanaryScale":{"matchTrafficWeight":true}},{"setWeight":60},
+                {"pause":{"duration":"1m"}},{"setWeight":20},{"pause":{"duration":"1m"}}]"#,
+        )
+        .expect("steps"),
+    );
+    config.validate().expect("valid");
+    let report = world.deploy(&config).await;
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    let records = world
+        .journal
+        .records(&report.deployment)
+        .await
+        .expect("records");
+    // Each weight's record, as the kinds of its effects in order.
+    let orders: Vec<Vec<&str>> = records
+        .iter()
+        .filter(|r| {
+            r.effects.iter().any(|e| matches!(e, Effect::Scale { .. }))
+                && r.effects.iter().any(|e| matches!(e, Effect::Apply { .. }))
+                && r.state.weight < 100.0
+        })
+        .map(|r| {
+            r.effects
+                .iter()
+                .map(|e| match e {
+                    Effect::Scale { .. } => "scale",
+                    Effect::Apply { .. } => "apply",
+                    _ => "other",
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        orders,
+        vec![vec!["scale", "apply"], vec!["apply", "scale"]],
+        "{report}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -574,6 +574,46 @@ impl<J: Judge> CanaryController<J> {
         self.decide(now)
     }
 
+    /// Decides while the caller holds the rollout where it is (an operator's pause, a rollback
+    /// trigger's hold): the judges keep judging what they are fed, and a failure that rolls
+    /// back does so at once, as [`tick`](Self::tick) would decide it (rule 2); anything else
+    /// holds, and nothing moves on: no step advances, no weight changes, no deadline is
+    /// counted. As in Argo Rollouts, analysis goes on while a rollout is paused.
+    pub fn tick_held(&mut self, now: Timestamp) -> Decision {
+        if self.state.phase == Phase::Progressing
+            && let Some((i, severity)) = self.worst_failure()
+            && (severity == Severity::Critical
+                || (severity == Severity::Warning && self.policy.on_warning == OnWarning::Rollback))
+        {
+            self.start(now);
+            let what = if severity == Severity::Critical {
+                "critical regression"
+            } else {
+                "regression"
+            };
+            return self.finish(
+                Phase::RolledBack,
+                now,
+                Some(severity),
+                format!("{what} in `{}`", self.judges[i].metric()),
+                Some(i),
+            );
+        }
+        if self.state.phase != Phase::Progressing {
+            return self.decide(now);
+        }
+        let action = Action::Hold;
+        Decision {
+            action,
+            at: now,
+            step: self.state.step,
+            weight: self.state.weight,
+            severity: None,
+            reason: "held by the caller".into(),
+            evidence: self.evidence(None),
+        }
+    }
+
     fn start(&mut self, now: Timestamp) {
         if self.state.started_at.is_none() {
             self.state.started_at = Some(now);

@@ -45,9 +45,6 @@ impl Runner {
         if let Some(reason) = rollback {
             return self.start_rollback(reason, kinds).await;
         }
-        if self.state.paused || hold {
-            return self.commit(Vec::new(), kinds).await;
-        }
         let Some(run) = self.state.canary.clone() else {
             return Err(Error::conflict(
                 "analyse",
@@ -68,6 +65,18 @@ impl Runner {
                     summary: format!("observation of {metric} not usable: {e}"),
                 });
             }
+        }
+        if self.state.paused || hold {
+            // Held where it is, the canary keeps its traffic and its analysis: the judges see
+            // the window, and a failure that rolls back does so now. Nothing else moves.
+            let decision = controller.tick_held(now);
+            if decision.action == Action::Rollback {
+                return self
+                    .carry_out(controller, decision, &run.last_reason, kinds)
+                    .await;
+            }
+            self.state.canary = Some(store(controller, run.last_reason));
+            return self.commit(Vec::new(), kinds).await;
         }
         let decision = controller.tick(now);
         self.carry_out(controller, decision, &run.last_reason, kinds)
@@ -94,20 +103,26 @@ impl Runner {
                 self.commit(Vec::new(), kinds).await
             }
             Action::SetWeight(w) => {
+                let previous_weight = self.state.weight;
                 self.state.weight = f64::from(w);
                 kinds.push(EventKind::AnalysisResult { decision });
                 kinds.push(self.weight_changed(f64::from(w)));
                 let split = split_percent(&old, &new, w)?;
-                let mut effects = Vec::new();
+                let mut effects = vec![Effect::Apply { split }];
                 if self.state.canary_scale_follows_weight {
                     // Scale up before the weight rises, so the new share lands on enough
-                    // instances (ready ones only: the platform gates readiness).
-                    effects.push(Effect::Scale {
+                    // instances (ready ones only: the platform gates readiness); scale down
+                    // after it falls, so the instances that stay never carry the old share.
+                    let scale = Effect::Scale {
                         track: new,
                         instances: self.share_of_full(w),
-                    });
+                    };
+                    if f64::from(w) >= previous_weight {
+                        effects.insert(0, scale);
+                    } else {
+                        effects.push(scale);
+                    }
                 }
-                effects.push(Effect::Apply { split });
                 self.commit(effects, kinds).await
             }
             Action::SetCanaryScale(scale) => {
@@ -139,8 +154,10 @@ impl Runner {
                 self.promote(kinds).await
             }
             Action::Rollback => {
+                // The judge's evidence only when a judge's failure decided it: a deadline's
+                // rollback is not explained by whichever judge comes first.
                 let mut reason = decision.reason.clone();
-                if let Some(e) = decision.evidence.first() {
+                if let Some(e) = decision.decisive_evidence() {
                     reason = format!("{reason}: {}", e.summary);
                 }
                 kinds.push(EventKind::AnalysisResult { decision });
