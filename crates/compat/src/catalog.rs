@@ -57,8 +57,14 @@ pub struct Catalog {
     #[serde(default)]
     pub rules: Matrix,
     /// Upgrade graphs per service.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_graphs")]
     pub graphs: BTreeMap<String, GraphSpec>,
+}
+
+fn unique_graphs<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, GraphSpec>, D::Error> {
+    crate::unique::unique_map(d, "graphs")
 }
 
 /// Parses `text` in `format` into any deserializable type, with the parser's position.
@@ -153,7 +159,9 @@ impl Catalog {
         self.graphs().map(|_| ())
     }
 
-    /// Builds every graph, adding the registry's (non-yanked) releases to each.
+    /// Builds every graph, adding the registry's releases to each. A release a graph lists
+    /// must be in the registry; a yanked one is left out, as the registry's yanked releases are,
+    /// so that no route passes through it (a service that runs it still starts a route there).
     pub fn graphs(&self) -> Result<BTreeMap<String, UpgradeGraph>> {
         let mut out = BTreeMap::new();
         for (service, spec) in &self.graphs {
@@ -164,12 +172,27 @@ impl Catalog {
                     service: service.clone(),
                 });
             }
+            let mut spec = spec.clone();
+            for (i, listed) in spec.releases.iter().enumerate() {
+                if self.registry.release(service, &listed.0).is_none() {
+                    return Err(Error::UnknownVersion {
+                        path: format!("{path}.releases[{i}]"),
+                        service: service.clone(),
+                        version: listed.0.to_string(),
+                    });
+                }
+            }
+            spec.releases.retain(|r| {
+                self.registry
+                    .release(service, &r.0)
+                    .is_some_and(|r| !r.yanked)
+            });
             let releases = self
                 .registry
                 .releases(service)
                 .filter(|r| !r.yanked)
                 .map(|r| r.version.clone());
-            let graph = GraphBuilder::from_spec(spec.clone())
+            let graph = GraphBuilder::from_spec(spec)
                 .releases(releases)
                 .build(&path)?;
             out.insert(service.clone(), graph);

@@ -6,14 +6,116 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Format;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::selector::parse_version;
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
+/// The versions of one service as written: a version, a list of them, or something else,
+/// kept to be named in the error (`kubelet: 1.30` is the number 1.3 to YAML, not a version).
+enum Written {
+    Text(String),
+    List(Vec<Written>),
+    Other { value: String, what: &'static str },
+}
+
+impl<'de> Deserialize<'de> for Written {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Any;
+        impl<'de> serde::de::Visitor<'de> for Any {
+            type Value = Written;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a version or a list of versions")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Written, E> {
+                Ok(Written::Text(v.to_owned()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Written, E> {
+                Ok(Written::Other {
+                    value: v.to_string(),
+                    what: "a number",
+                })
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Written, E> {
+                Ok(Written::Other {
+                    value: v.to_string(),
+                    what: "a number",
+                })
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Written, E> {
+                Ok(Written::Other {
+                    value: v.to_string(),
+                    what: "a number",
+                })
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Written, E> {
+                Ok(Written::Other {
+                    value: v.to_string(),
+                    what: "a boolean",
+                })
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Written, E> {
+                Ok(Written::Other {
+                    value: String::new(),
+                    what: "empty",
+                })
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<Written, E> {
+                self.visit_unit()
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Written, A::Error> {
+                let mut list = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    list.push(item);
+                }
+                Ok(Written::List(list))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Written, A::Error> {
+                use serde::de::IgnoredAny;
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Written::Other {
+                    value: "{…}".into(),
+                    what: "a map",
+                })
+            }
+        }
+        d.deserialize_any(Any)
+    }
+}
+
+impl Written {
+    /// The version it holds, or an error naming `path`, the value and why.
+    fn version(self, path: &str) -> Result<Version> {
+        match self {
+            Written::Text(text) => parse_version(&text, path),
+            Written::List(_) => Err(Error::InvalidVersion {
+                path: path.to_owned(),
+                value: "[…]".into(),
+                reason: "a list inside a list of versions".into(),
+            }),
+            Written::Other { value, what } => Err(Error::InvalidVersion {
+                path: path.to_owned(),
+                value,
+                reason: format!(
+                    "it is {what}, not a version: write major.minor.patch as text, quoted where \
+                     it could read as a number (`\"1.30.0\"`; YAML reads 1.30 as the number 1.3)"
+                ),
+            }),
+        }
+    }
+}
+
+/// A fleet as written: each service once.
+struct WrittenFleet(BTreeMap<String, Written>);
+
+impl<'de> Deserialize<'de> for WrittenFleet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::unique::unique_map(d, "fleet").map(WrittenFleet)
+    }
 }
 
 /// The versions running per service. Usually one; several while a rollout is under way (or
@@ -72,22 +174,28 @@ impl Fleet {
     }
 
     /// Parses the YAML form.
+    ///
+    /// ```
+    /// use serin_compat::Fleet;
+    /// let err = Fleet::from_yaml_str("kubelet: 1.30").unwrap_err().to_string();
+    /// assert!(err.starts_with("fleet.kubelet: invalid version \"1.3\": it is a number"), "{err}");
+    /// ```
     pub fn from_yaml_str(text: &str) -> Result<Self> {
-        let raw: BTreeMap<String, OneOrMany> = crate::catalog::from_str(text, Format::Yaml)?;
+        let raw: WrittenFleet = crate::catalog::from_str(text, Format::Yaml)?;
         Self::from_raw(raw, "fleet")
     }
 
-    fn from_raw(raw: BTreeMap<String, OneOrMany>, root: &str) -> Result<Self> {
+    fn from_raw(raw: WrittenFleet, root: &str) -> Result<Self> {
         let mut fleet = Self::new();
-        for (service, versions) in raw {
-            let list = match versions {
-                OneOrMany::One(v) => vec![v],
-                OneOrMany::Many(v) => v,
+        for (service, versions) in raw.0 {
+            let parsed = match versions {
+                Written::List(list) => list
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, w)| w.version(&format!("{root}.{service}[{i}]")))
+                    .collect::<Result<Vec<_>>>()?,
+                one => vec![one.version(&format!("{root}.{service}"))?],
             };
-            let mut parsed = Vec::with_capacity(list.len());
-            for (i, text) in list.iter().enumerate() {
-                parsed.push(parse_version(text, &format!("{root}.{service}[{i}]"))?);
-            }
             fleet.set(service, parsed);
         }
         Ok(fleet)
@@ -96,7 +204,7 @@ impl Fleet {
 
 impl<'de> Deserialize<'de> for Fleet {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = BTreeMap::<String, OneOrMany>::deserialize(d)?;
+        let raw = WrittenFleet::deserialize(d)?;
         Self::from_raw(raw, "fleet").map_err(serde::de::Error::custom)
     }
 }
@@ -131,7 +239,7 @@ mod targets_serde {
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<BTreeMap<String, Version>, D::Error> {
-        let raw = BTreeMap::<String, String>::deserialize(d)?;
+        let raw: BTreeMap<String, String> = crate::unique::unique_map(d, "proposal")?;
         raw.into_iter()
             .map(|(k, v)| {
                 parse_version(&v, &format!("proposal.{k}"))

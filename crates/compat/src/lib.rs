@@ -61,6 +61,7 @@ pub mod path;
 pub mod registry;
 pub mod selector;
 pub mod steps;
+mod unique;
 pub mod validate;
 pub mod validation;
 mod yaml;

@@ -8,7 +8,8 @@
 //!   rejected; where they only overlap, the deny wins for the pairs both catch.
 //! - [`Skew`]: how many minors a client may lag behind (or lead) a server, as in Kubernetes'
 //!   version-skew policy, with an override below a version.
-//! - [`OneMinorAtATime`]: a service moves at most one minor per step and never skips a major.
+//! - [`OneMinorAtATime`]: a service moves at most one minor per step, up or down, and never skips
+//!   a major (it crosses one from its latest minor to the next major's `.0`).
 //! - [`Transition`]: blocks or warns about a kind of change (e.g. a PostgreSQL major).
 //!
 //! Written as a list of externally tagged entries: `- requires: {service: api, ...}`.
@@ -168,7 +169,12 @@ impl Skew {
     }
 }
 
-/// The service moves at most one minor per deployment and never across a major.
+/// The service moves at most one minor per deployment and never skips a major.
+///
+/// A step goes to the next or the previous minor of the same major, or from the latest minor of
+/// a major (the highest among its releases that are not yanked) to the next major's `.0`. A
+/// rollback is bound as an upgrade is: `9.0.0 -> 1.0.0` is refused as `1.0.0 -> 9.0.0` is, with a
+/// recipe of the minors to pass, each a step the rule allows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OneMinorAtATime {

@@ -76,6 +76,10 @@ pub struct ConditionalSpec {
 }
 
 /// Every route that enters `into` from outside it comes from a `stop` release.
+///
+/// Both sides read a pre-release as the release it leads to, so that a release candidate is
+/// guarded as its release is: `into: ">=8.0.0"` covers `8.0.0-rc.1` (which semver's own rules
+/// leave out of that range), and `stop: "7.17.*"` covers `7.17.1-rc.1`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RequiredStop {
@@ -334,8 +338,9 @@ pub struct GraphBuilder {
     releases: BTreeSet<Version>,
     exact: Vec<(Version, Version)>,
     spec: GraphSpec,
-    /// A release that routes may start from but no edge leads to.
-    start_only: Option<Version>,
+    /// Releases that routes may start from but no edge leads to: a yanked release, or a version
+    /// a service runs that the graph leaves out.
+    start_only: BTreeSet<Version>,
 }
 
 impl GraphBuilder {
@@ -409,9 +414,11 @@ impl GraphBuilder {
         let source = self.clone();
         let releases: Vec<Version> = self.releases.into_iter().collect();
         let n = releases.len();
-        let start_only = self
+        let start_only: Vec<usize> = self
             .start_only
-            .and_then(|v| releases.binary_search(&v).ok());
+            .iter()
+            .filter_map(|v| releases.binary_search(v).ok())
+            .collect();
         let mut exact = vec![Vec::new(); n];
         let mut exact_into = vec![Vec::new(); n];
         for (i, (from, to)) in self.exact.iter().enumerate() {
@@ -423,6 +430,9 @@ impl GraphBuilder {
                 })
             };
             let (a, b) = (place(from)?, place(to)?);
+            if start_only.contains(&b) {
+                continue;
+            }
             if a == b {
                 return Err(Error::InvalidValue {
                     path: format!("{path}.edges[{i}]"),
@@ -444,18 +454,30 @@ impl GraphBuilder {
             }
             set
         };
+        // A required stop reads a pre-release as the release it leads to: `8.0.0-rc.1` is
+        // guarded by `>=8.0.0` (which, by semver's rules, does not match it), and `7.17.0-rc.1`
+        // is a `7.17.*` stop. A selector that names a pre-release still matches it as written.
+        let matches_release = |sel: &Selector| -> Matches {
+            let mut set = FixedBitSet::with_capacity(n);
+            for (i, r) in releases.iter().enumerate() {
+                if sel.matches(r) || sel.matches(&Version::new(r.major, r.minor, r.patch)) {
+                    set.insert(i);
+                }
+            }
+            set
+        };
         let mut edges = Rules::new(n);
         for (i, spec) in self.spec.edges.iter().enumerate() {
             let (from, mut to) = (matches(&spec.from), matches(&spec.to));
-            if let Some(start) = start_only {
-                to.remove(start);
-            }
             if from.is_clear() || to.is_clear() {
                 return Err(Error::InvalidValue {
                     path: format!("{path}.edges[{i}]"),
                     value: format!("{} -> {}", spec.from, spec.to),
                     reason: "matches no release on one side".into(),
                 });
+            }
+            for &start in &start_only {
+                to.remove(start);
             }
             edges.push(&from, to, ());
         }
@@ -479,8 +501,8 @@ impl GraphBuilder {
             .required_stops
             .into_iter()
             .map(|spec| StopRule {
-                stop: matches(&spec.stop),
-                into: matches(&spec.into),
+                stop: matches_release(&spec.stop),
+                into: matches_release(&spec.into),
                 spec,
             })
             .collect();
@@ -496,14 +518,10 @@ impl GraphBuilder {
             name: path.to_owned(),
         };
         if let Some(cycle) = graph.cycle() {
-            let mut names: Vec<String> = cycle
+            let names: Vec<String> = cycle
                 .iter()
                 .map(|i| graph.releases[*i].to_string())
                 .collect();
-            names.sort();
-            if let Some(first) = names.first().cloned() {
-                names.push(first);
-            }
             return Err(Error::Cycle {
                 path: path.to_owned(),
                 cycle: names.join(" -> "),
@@ -552,6 +570,26 @@ impl UpgradeGraph {
     /// Whether the graph holds the release.
     pub fn contains(&self, version: &Version) -> bool {
         self.releases.binary_search(version).is_ok()
+    }
+
+    /// The releases, in ascending order.
+    pub fn releases(&self) -> impl Iterator<Item = &Version> {
+        self.releases.iter()
+    }
+
+    /// The same graph with `withdrawn` releases (yanked ones) kept only as starts: routes may
+    /// leave them, no edge leads to them, so no route passes through them. Unchanged when none
+    /// of them is a release of the graph, or all already are starts only.
+    pub(crate) fn withdrawing(&self, withdrawn: &[Version]) -> Result<UpgradeGraph> {
+        let mut builder = self.source.clone();
+        let before = builder.start_only.len();
+        builder
+            .start_only
+            .extend(withdrawn.iter().filter(|v| self.contains(v)).cloned());
+        if builder.start_only.len() == before {
+            return Ok(self.clone());
+        }
+        builder.build(&self.name)
     }
 
     /// The state of the edge `from -> to`, if it is usable.
@@ -672,15 +710,16 @@ impl UpgradeGraph {
         let mut settled = FixedBitSet::with_capacity(n);
         let mut out = Targets::new(n);
         dist[start] = 0;
-        // Among releases as near, the goal is settled first, then later releases before
-        // earlier ones: with `* -> *` a direct edge ends the search after one pass over the
-        // releases, and of routes of equal cost the one through later releases is found (the
-        // latest patch of a required stop, say) and found soonest, as later releases are
-        // usually nearer the goal (and, settled, are left out of the targets of the releases
-        // below them). Once the goal is reached, a release no nearer than one edge short of it
-        // cannot lead to it more cheaply, and is not expanded.
-        heap.push(Reverse((0u64, start != goal, Reverse(start))));
-        while let Some(Reverse((d, _, Reverse(u)))) = heap.pop() {
+        // Among releases as near, the goal is settled first, then releases before pre-releases
+        // (a hop is run in production), then later releases before earlier ones: with `* -> *`
+        // a direct edge ends the search after one pass over the releases, and of routes of
+        // equal cost the one through later releases is found (the latest patch of a required
+        // stop, say) and found soonest, as later releases are usually nearer the goal (and,
+        // settled, are left out of the targets of the releases below them). Once the goal is
+        // reached, a release no nearer than one edge short of it cannot lead to it more cheaply,
+        // and is not expanded.
+        heap.push(Reverse((0u64, start != goal, false, Reverse(start))));
+        while let Some(Reverse((d, _, _, Reverse(u)))) = heap.pop() {
             if u == goal {
                 break;
             }
@@ -702,7 +741,8 @@ impl UpgradeGraph {
                     if nd < dist[v] {
                         dist[v] = nd;
                         prev[v] = Some(u);
-                        heap.push(Reverse((nd, v != goal, Reverse(v))));
+                        let pre = !self.releases[v].pre.is_empty();
+                        heap.push(Reverse((nd, v != goal, pre, Reverse(v))));
                     }
                 }
             }
@@ -757,9 +797,25 @@ impl UpgradeGraph {
             return self.route(from, to, opts);
         }
         self.node(to, "to")?;
+        self.starting_at(from)?.route(from, to, opts)
+    }
+
+    /// The state of the edge from a version the service runs to a release of the graph, if it
+    /// is usable; the running version need not be a release of the graph, as for
+    /// [`route_from_running`](Self::route_from_running).
+    pub fn edge_from_running(&self, from: &Version, to: &Version) -> Result<Option<EdgeState>> {
+        if self.contains(from) {
+            return Ok(self.edge(from, to));
+        }
+        self.node(to, "to")?;
+        Ok(self.starting_at(from)?.edge(from, to))
+    }
+
+    /// The graph with `from` added as a release routes may start from but never lead to.
+    fn starting_at(&self, from: &Version) -> Result<UpgradeGraph> {
         let mut builder = self.source.clone().release(from.clone());
-        builder.start_only = Some(from.clone());
-        builder.build(&self.name)?.route(from, to, opts)
+        builder.start_only.insert(from.clone());
+        builder.build(&self.name)
     }
 
     /// The releases reachable from `start` (forwards) or that reach it (backwards).
@@ -778,40 +834,43 @@ impl UpgradeGraph {
         seen
     }
 
-    /// The releases from which `goal` is reachable, conditional edges included (rarely needed:
-    /// this decides edges one by one).
-    fn reaching(&self, goal: usize) -> FixedBitSet {
-        let mut seen = FixedBitSet::with_capacity(self.releases.len());
-        let mut stack = vec![goal];
-        seen.insert(goal);
-        while let Some(u) = stack.pop() {
-            for v in self.sources(u) {
-                if !seen[v] && self.cost(v, u, true).is_some() {
-                    seen.insert(v);
-                    stack.push(v);
-                }
-            }
-        }
-        seen
-    }
-
-    /// The releases of a cycle, if the graph has one. Rules only lead to higher releases, so a
-    /// cycle takes an edge added one by one to a lower release; its releases are those that
-    /// edge's target reaches and that reach its source.
+    /// A cycle of the graph, if it has one, as the releases along it, the first repeated at
+    /// the end. Rules only lead to higher releases, so a cycle takes an edge added one by one
+    /// to a lower release; the cycle is that edge and the shortest way back from its target to
+    /// its source.
     fn cycle(&self) -> Option<Vec<usize>> {
+        let n = self.releases.len();
+        let mut out = Targets::new(n);
         for (a, targets) in self.exact.iter().enumerate() {
             for &b in targets.iter().filter(|&&b| b < a) {
                 if self.cost(a, b, true).is_none() {
                     continue;
                 }
-                let onward = self.reachable(b, true);
-                if onward[a] {
-                    let back = self.reaching(a);
-                    return Some(
-                        (0..self.releases.len())
-                            .filter(|&i| onward[i] && back[i])
-                            .collect(),
-                    );
+                // Breadth first from `b`, conditional edges included, until `a`.
+                let mut prev: Vec<Option<usize>> = vec![None; n];
+                let mut seen = FixedBitSet::with_capacity(n);
+                seen.insert(b);
+                let mut queue = std::collections::VecDeque::from([b]);
+                while let Some(u) = queue.pop_front() {
+                    if u == a {
+                        let mut cycle = vec![a];
+                        let mut cur = a;
+                        while let Some(p) = prev[cur] {
+                            cycle.push(p);
+                            cur = p;
+                        }
+                        cycle.reverse();
+                        cycle.push(b);
+                        return Some(cycle);
+                    }
+                    self.targets(u, true, &mut out);
+                    out.allowed.union_with(&out.conditional);
+                    out.allowed.difference_with(&seen);
+                    for v in out.allowed.ones() {
+                        prev[v] = Some(u);
+                        queue.push_back(v);
+                    }
+                    seen.union_with(&out.allowed);
                 }
             }
         }
@@ -822,6 +881,11 @@ impl UpgradeGraph {
         let (from, to) = (&self.releases[start], &self.releases[goal]);
         let seen = self.reachable(start, opts.accept_conditional);
         let mut e = Explanation::new(format!("{to} cannot be reached from {from}"));
+        if self.source.start_only.contains(to) {
+            e = e.fact(format!(
+                "{to} is withdrawn (yanked): a route may start there, never lead to it"
+            ));
+        }
         if goal < start {
             e = e.fact(format!(
                 "{to} is older than {from} and the graph only holds upgrades"

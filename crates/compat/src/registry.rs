@@ -1,7 +1,8 @@
 //! The version registry: services, their releases, and what each release needs and offers.
 //!
 //! Serialized as `services: { <name>: { releases: [ {version, ...}, ... ] } }` (camelCase keys),
-//! validated on load: every version parses, none is declared twice, every migration has a name
+//! validated on load: every version parses, none is declared twice (build metadata does not set
+//! two versions apart, SemVer §10), no service is named twice, every migration has a name
 //! and its SQL (or a file that holds it, read by [`Catalog::load`](crate::Catalog::load)).
 
 use std::collections::BTreeMap;
@@ -317,8 +318,14 @@ struct ServiceRepr {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RegistryRepr {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_services")]
     services: BTreeMap<String, ServiceRepr>,
+}
+
+fn unique_services<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, ServiceRepr>, D::Error> {
+    crate::unique::unique_map(d, "services")
 }
 
 /// All services and their releases.
@@ -387,15 +394,37 @@ impl Registry {
                 reason: "a service name must not be empty".into(),
             });
         }
-        let releases = self.services.entry(service.to_owned()).or_default();
-        if releases.contains_key(&release.version) {
+        // Build metadata does not set versions apart (SemVer §10): `1.0.0+a` is `1.0.0`. The
+        // versions of the same precedence sort together, the one without metadata first.
+        let existing = self.services.get(service).and_then(|releases| {
+            let mut base = release.version.clone();
+            base.build = semver::BuildMetadata::EMPTY;
+            releases
+                .range(base..)
+                .next()
+                .map(|(v, _)| v)
+                .filter(|v| v.cmp_precedence(&release.version).is_eq())
+        });
+        if let Some(existing) = existing {
+            let version = if existing == &release.version {
+                release.version.to_string()
+            } else {
+                format!(
+                    "{} (the same release as {existing}: build metadata does not set versions \
+                     apart)",
+                    release.version
+                )
+            };
             return Err(Error::DuplicateRelease {
                 path: format!("{path}.version"),
                 service: service.to_owned(),
-                version: release.version.to_string(),
+                version,
             });
         }
-        releases.insert(release.version.clone(), release);
+        self.services
+            .entry(service.to_owned())
+            .or_default()
+            .insert(release.version.clone(), release);
         Ok(())
     }
 

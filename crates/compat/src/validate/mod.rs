@@ -9,9 +9,16 @@
 //! check.
 //!
 //! A service that passes required stops (several hops) is checked hop by hop against services
-//! that do not change; against another moving service it is treated, conservatively, as possibly
-//! running any version of its route while it moves. Pairs that already run together in the
-//! current fleet are reported once as warnings and never blamed on the change.
+//! that do not change and against itself (the replay too); against another moving service it is
+//! treated, conservatively, as possibly running any version of its route while it moves. Pairs
+//! that already run together in the current fleet are reported once as warnings and never blamed
+//! on the change. A fleet half-way through a rollout moves from every version it runs: the first
+//! hop must be one step from each of them, by the upgrade graph and by the move rules.
+//!
+//! A release that calls an API needs a deployed service (or one deployed in the same change) that
+//! provides it, and every running release that provides it must provide a version it works with.
+//! While a change is analysed, a provider that changes counts as providing the API only if every
+//! state it passes does; the final replay checks the chosen order exactly.
 
 mod moves;
 mod order;
@@ -72,7 +79,7 @@ struct Violation {
     left: (usize, Version),
     right: (usize, Version),
     /// What the dependent side needs of the other, for suggestions.
-    needs: Option<crate::selector::Selector>,
+    needs: Option<Needs>,
     /// Whether the right side is missing from the fleet (not deployed).
     missing: bool,
 }
@@ -98,6 +105,48 @@ impl Violation {
     }
 }
 
+/// What the dependent side of a violation needs of the other.
+#[derive(Debug, Clone)]
+enum Needs {
+    /// A release in this set.
+    Release(crate::selector::Selector),
+    /// A release that provides this API at a version in this range.
+    Api(String, semver::VersionReq),
+}
+
+/// What the services other than a constraint's two run, for the one rule that looks further:
+/// that some deployed provider offers an API a consumer calls.
+#[derive(Clone, Copy)]
+enum View<'a> {
+    /// Exactly this state.
+    State(&'a [Vec<Version>]),
+    /// While a change is analysed pair by pair, before the order is known: a service that does
+    /// not change runs `current`; one that changes surely offers an API only if every state it
+    /// passes (`states`) does, and may offer it if one does.
+    Analysis {
+        current: &'a [Vec<Version>],
+        states: &'a BTreeMap<usize, Vec<Vec<Version>>>,
+    },
+}
+
+impl View<'_> {
+    /// Whether service `q` surely runs a version for which `pred` holds (`maybe == false`), or
+    /// may run one (`maybe == true`).
+    fn runs(&self, q: usize, maybe: bool, pred: &dyn Fn(&Version) -> bool) -> bool {
+        let any = |set: &[Version]| set.iter().any(pred);
+        match self {
+            View::State(state) => state.get(q).is_some_and(|s| any(s)),
+            View::Analysis { current, states } => match states.get(&q) {
+                Some(list) if maybe => {
+                    list.iter().any(|s| any(s)) || current.get(q).is_some_and(|s| any(s))
+                }
+                Some(list) => !list.is_empty() && list.iter().all(|s| any(s)),
+                None => current.get(q).is_some_and(|s| any(s)),
+            },
+        }
+    }
+}
+
 /// Whether each of two moving services may move first (`a` is the lower service index).
 struct PairInfo {
     a_first: Option<Violation>,
@@ -120,6 +169,8 @@ pub struct Validator {
     allows: HashMap<(usize, usize), Vec<usize>>,
     move_rules: Vec<Vec<usize>>,
     orphan_apis: Vec<(usize, String)>,
+    /// The services whose releases provide each API (in at least one release).
+    api_providers: HashMap<String, Vec<usize>>,
 }
 
 impl Validator {
@@ -181,6 +232,7 @@ impl Validator {
             }
         }
         let mut orphan_apis = Vec::new();
+        let mut api_providers: HashMap<String, Vec<usize>> = HashMap::new();
         for (a, name) in names.iter().enumerate() {
             let apis: BTreeSet<&str> = registry
                 .releases(name)
@@ -196,6 +248,13 @@ impl Validator {
                 if providers.is_empty() {
                     orphan_apis.push((a, api.to_owned()));
                 }
+                api_providers.entry(api.to_owned()).or_insert_with(|| {
+                    registry
+                        .providers_of(api)
+                        .into_iter()
+                        .filter_map(|p| index.get(p).copied())
+                        .collect()
+                });
                 for b in providers {
                     constraints.push(Constraint {
                         kind: Kind::Api(api.to_owned()),
@@ -228,17 +287,36 @@ impl Validator {
             allows,
             move_rules,
             orphan_apis,
+            api_providers,
         })
     }
 
-    /// Adds the upgrade graph of a service; its releases must exist in the registry.
+    /// Adds the upgrade graph of a service; its releases must exist in the registry. A yanked
+    /// release stays in it only as a start: a route may leave it (the service may run it), never
+    /// pass through it or end there.
     pub fn with_graph(mut self, service: &str, graph: UpgradeGraph) -> Result<Self> {
+        let path = format!("graphs.{service}");
         if !self.registry.has_service(service) {
             return Err(Error::UnknownService {
-                path: format!("graphs.{service}"),
+                path,
                 service: service.to_owned(),
             });
         }
+        let mut yanked = Vec::new();
+        for version in graph.releases() {
+            match self.registry.release(service, version) {
+                None => {
+                    return Err(Error::UnknownVersion {
+                        path: format!("{path}.releases"),
+                        service: service.to_owned(),
+                        version: version.to_string(),
+                    });
+                }
+                Some(r) if r.yanked => yanked.push(version.clone()),
+                Some(_) => {}
+            }
+        }
+        let graph = graph.withdrawing(&yanked)?;
         self.graphs.insert(service.to_owned(), graph);
         Ok(self)
     }
@@ -289,19 +367,23 @@ impl Validator {
         })
     }
 
-    /// The first violation of constraint `ci` with `a_set` running for its first service and
-    /// `b_set` for its second.
-    fn check(&self, ci: usize, a_set: &[Version], b_set: &[Version]) -> Option<Violation> {
-        self.check_skipping(ci, a_set, b_set, &|_| false)
+    /// The first violation of constraint `ci` in `state`.
+    fn check(&self, ci: usize, state: &[Vec<Version>]) -> Option<Violation> {
+        let c = self.constraints.get(ci)?;
+        let set = |i: usize| state.get(i).map_or(&[][..], Vec::as_slice);
+        self.check_skipping(ci, set(c.a), set(c.b), View::State(state), &|_| false)
     }
 
-    /// Like `check`, ignoring violations for which `skip` is true (pairs that already run
-    /// together in the current fleet, which no order of this change can fix).
+    /// The first violation of constraint `ci` with `a_set` running for its first service and
+    /// `b_set` for its second, and the other services as `view` says, ignoring violations for
+    /// which `skip` is true (pairs that already run together in the current fleet, which no
+    /// order of this change can fix).
     fn check_skipping(
         &self,
         ci: usize,
         a_set: &[Version],
         b_set: &[Version],
+        view: View<'_>,
         skip: &dyn Fn(&Violation) -> bool,
     ) -> Option<Violation> {
         let c = self.constraints.get(ci)?;
@@ -320,7 +402,7 @@ impl Validator {
                                     ),
                                     left: (a, va.clone()),
                                     right: (b, Version::new(0, 0, 0)),
-                                    needs: Some(r.req.clone()),
+                                    needs: Some(Needs::Release(r.req.clone())),
                                     missing: true,
                                 };
                                 if !skip(&v) {
@@ -336,7 +418,7 @@ impl Validator {
                                         ),
                                         left: (a, va.clone()),
                                         right: (b, vb.clone()),
-                                        needs: Some(r.req.clone()),
+                                        needs: Some(Needs::Release(r.req.clone())),
                                         missing: false,
                                     };
                                     if !skip(&v) {
@@ -415,41 +497,106 @@ impl Validator {
                 }
                 None
             }
-            Kind::Api(api) => {
-                for va in a_set {
-                    let Some(release) = self.registry.release(self.name(a), va) else {
+            Kind::Api(api) => self.check_api(api, (a, a_set), (b, b_set), view, skip),
+        }
+    }
+
+    /// The API constraint between consumer `a` and provider `b` of `api`: every release of `b`
+    /// running that provides the API provides a version the consumer works with, and some
+    /// deployed provider (`b` or another, as `view` says) provides one at all. While a change
+    /// is analysed, a pair whose provider cannot help leaves that to the providers that can.
+    fn check_api(
+        &self,
+        api: &str,
+        (a, a_set): (usize, &[Version]),
+        (b, b_set): (usize, &[Version]),
+        view: View<'_>,
+        skip: &dyn Fn(&Violation) -> bool,
+    ) -> Option<Violation> {
+        let provided = |q: usize, v: &Version| {
+            self.registry
+                .release(self.name(q), v)
+                .and_then(|r| r.provided(api))
+        };
+        let others: Vec<usize> = self
+            .api_providers
+            .get(api)
+            .map(|list| {
+                list.iter()
+                    .copied()
+                    .filter(|q| *q != a && *q != b)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for va in a_set {
+            let Some(release) = self.registry.release(self.name(a), va) else {
+                continue;
+            };
+            for need in release.consumes.iter().filter(|c| c.api == api) {
+                let mut offered = false;
+                for vb in b_set {
+                    let Some(provided) = provided(b, vb) else {
                         continue;
                     };
-                    for need in release.consumes.iter().filter(|c| &c.api == api) {
-                        for vb in b_set {
-                            let Some(provided) = self
-                                .registry
-                                .release(self.name(b), vb)
-                                .and_then(|r| r.provided(api))
-                            else {
-                                continue;
-                            };
-                            if !need.version.matches(&provided.version)
-                                && !self.allowed(a, va, b, vb)
-                            {
-                                let fact = format!(
-                                    "{} {va} calls api {api} {} but {} {vb} provides {api} {}",
-                                    self.name(a),
-                                    need.version,
-                                    self.name(b),
-                                    provided.version
-                                );
-                                let v = Violation::between(fact, (a, va.clone()), (b, vb.clone()));
-                                if !skip(&v) {
-                                    return Some(v);
-                                }
-                            }
+                    offered = true;
+                    if !need.version.matches(&provided.version) && !self.allowed(a, va, b, vb) {
+                        let fact = format!(
+                            "{} {va} calls api {api} {} but {} {vb} provides {api} {}",
+                            self.name(a),
+                            need.version,
+                            self.name(b),
+                            provided.version
+                        );
+                        let v = Violation::between(fact, (a, va.clone()), (b, vb.clone()));
+                        if !skip(&v) {
+                            return Some(v);
                         }
                     }
                 }
-                None
+                if offered {
+                    continue;
+                }
+                let matching = |q: usize| {
+                    move |v: &Version| {
+                        provided(q, v).is_some_and(|p| need.version.matches(&p.version))
+                    }
+                };
+                if others.iter().any(|&q| view.runs(q, false, &matching(q))) {
+                    continue;
+                }
+                let b_may = view.runs(b, true, &|v| provided(b, v).is_some());
+                if !b_may && others.iter().any(|&q| view.runs(q, true, &matching(q))) {
+                    continue;
+                }
+                if !b_set.is_empty() && b_set.iter().all(|vb| self.allowed(a, va, b, vb)) {
+                    continue;
+                }
+                let names: Vec<&str> = std::iter::once(b)
+                    .chain(others.iter().copied())
+                    .map(|q| self.name(q))
+                    .collect();
+                let v = Violation {
+                    fact: format!(
+                        "{} {va} calls api {api} {} and no deployed release provides it \
+                         (releases of {} do)",
+                        self.name(a),
+                        need.version,
+                        names.join(" or ")
+                    ),
+                    left: (a, va.clone()),
+                    right: (
+                        b,
+                        b_set.iter().max().cloned().unwrap_or(Version::new(0, 0, 0)),
+                    ),
+                    needs: Some(Needs::Api(api.to_owned(), need.version.clone())),
+                    missing: b_set.is_empty(),
+                };
+                if !skip(&v) {
+                    return Some(v);
+                }
             }
         }
+        None
     }
 
     fn idx(&self, service: &str, path: String) -> Result<usize> {
@@ -481,7 +628,7 @@ impl Validator {
             if a_set.is_empty() && b_set.is_empty() {
                 continue;
             }
-            if let Some(v) = self.check(ci, a_set, b_set) {
+            if let Some(v) = self.check(ci, &state) {
                 findings.push(Finding::new(
                     Severity::Error,
                     self.code(ci),
@@ -618,13 +765,10 @@ impl Validator {
             .collect();
         if self.options.report_existing {
             for (ci, c) in self.constraints.iter().enumerate() {
-                let (Some(sa), Some(sb)) = (current.get(c.a), current.get(c.b)) else {
-                    continue;
-                };
-                if sa.is_empty() {
+                if current.get(c.a).is_none_or(Vec::is_empty) {
                     continue;
                 }
-                if let Some(v) = self.check(ci, sa, sb) {
+                if let Some(v) = self.check(ci, &current) {
                     findings.push(Finding::new(
                         Severity::Warn,
                         format!("{}.existing", self.code(ci)),
@@ -640,6 +784,10 @@ impl Validator {
             .map(|&i| (i, self.states_of(i, &current, &changing)))
             .collect();
         let states_of = |i: usize| states.get(&i).map_or(&[][..], Vec::as_slice);
+        let view = View::Analysis {
+            current: &current,
+            states: &states,
+        };
         for &ci in &touched {
             let Some(c) = self.constraints.get(ci) else {
                 continue;
@@ -647,7 +795,7 @@ impl Validator {
             let (a, b) = (c.a, c.b);
             if a == b {
                 for state in states_of(a) {
-                    if let Some(v) = self.check_skipping(ci, state, state, &skip) {
+                    if let Some(v) = self.check_skipping(ci, state, state, view, &skip) {
                         findings.push(self.blocked_finding(ci, &v, a, &current));
                         break;
                     }
@@ -661,9 +809,9 @@ impl Validator {
                     let (x, y) = key;
                     let run = |xs: &[Version], ys: &[Version]| {
                         if c.a == x {
-                            self.check_skipping(ci, xs, ys, &skip)
+                            self.check_skipping(ci, xs, ys, view, &skip)
                         } else {
-                            self.check_skipping(ci, ys, xs, &skip)
+                            self.check_skipping(ci, ys, xs, view, &skip)
                         }
                     };
                     let cur = |i: usize| current.get(i).map_or(&[][..], Vec::as_slice);
@@ -715,9 +863,9 @@ impl Validator {
                     let fixed_set = current.get(fixed).map_or(&[][..], Vec::as_slice);
                     for state in states_of(moving) {
                         let v = if moving == a {
-                            self.check_skipping(ci, state, fixed_set, &skip)
+                            self.check_skipping(ci, state, fixed_set, view, &skip)
                         } else {
-                            self.check_skipping(ci, fixed_set, state, &skip)
+                            self.check_skipping(ci, fixed_set, state, view, &skip)
                         };
                         if let Some(v) = v {
                             findings.push(self.blocked_finding(ci, &v, moving, &current));

@@ -10,11 +10,11 @@ use crate::breaking::{Bump, Change, bump_between, diff_provided_with};
 use crate::explain::Explanation;
 use crate::matrix::{ChangeKind, Effect, Rule};
 use crate::migration::{MigrationReport, Schema, analyze_after, analyze_as};
-use crate::path::{PathOptions, Route, UpgradePath};
+use crate::path::{EdgeState, HopRisk, PathOptions, Route, UpgradeGraph, UpgradePath};
 use crate::registry::Release;
 use crate::validation::{Finding, Move, Severity};
 
-use super::{Validator, Violation};
+use super::{Needs, Validator, Violation};
 
 /// The most minors a one-minor-at-a-time recipe lists one by one.
 const MAX_LISTED_STOPS: u64 = 12;
@@ -22,9 +22,12 @@ const MAX_LISTED_STOPS: u64 = 12;
 impl Validator {
     /// The hops of one service's move to `release`, from the versions it runs `now`: along its
     /// upgrade graph when it has one (recording the route in `paths`), else straight to the
-    /// target. The route starts from the latest version running even when the graph leaves it
-    /// out: a yanked one is the version most in need of a way off. Yanked and deprecated
-    /// targets, risky edges and missing routes are reported.
+    /// target. Every instance deploys each hop in turn, so the first hop must be one step away
+    /// from every version running: the route is the cheapest from the latest version running
+    /// whose first hop every other running version reaches by an edge (or runs already), so
+    /// that a fleet half-way through a rollout finishes it before it moves on. A running version
+    /// the graph leaves out is still a start: a yanked one is the version most in need of a way
+    /// off. Yanked and deprecated targets, risky edges and missing routes are reported.
     pub(super) fn hops(
         &self,
         service: &str,
@@ -54,12 +57,35 @@ impl Validator {
             ));
         }
         let mut hops = vec![target.clone()];
-        if let (Some(graph), Some(from)) = (self.graphs.get(service), now.iter().max()) {
+        if let (Some(graph), Some(latest)) = (self.graphs.get(service), now.iter().max()) {
             let opts = PathOptions {
                 accept_conditional: self.options.accept_conditional,
             };
-            match graph.route_from_running(from, target, opts) {
-                Ok(Route::Found(p)) => {
+            // The first answer, from the latest version running, explains a failure.
+            let mut first: Option<Result<Route, String>> = None;
+            let mut stray: Option<(Version, UpgradePath)> = None;
+            let mut chosen = None;
+            for from in now.iter().rev() {
+                let route = graph
+                    .route_from_running(from, target, opts)
+                    .map_err(|e| e.to_string());
+                if let Ok(Route::Found(p)) = &route {
+                    match self.strays(graph, now, p, opts) {
+                        Ok(risks) => {
+                            chosen = Some((p.clone(), risks));
+                            break;
+                        }
+                        Err(r) => {
+                            stray.get_or_insert((r, p.clone()));
+                        }
+                    }
+                }
+                first.get_or_insert(route);
+            }
+            match (chosen, first) {
+                (Some((mut p, joining)), _) => {
+                    // The edges other running versions take into the first hop count as hops.
+                    p.risks.splice(0..0, joining);
                     hops = p.hops.clone();
                     for r in &p.risks {
                         for risk in &r.risks {
@@ -76,29 +102,106 @@ impl Validator {
                     }
                     paths.insert(service.to_owned(), p);
                 }
-                Ok(Route::NoRoute(why)) => {
+                (None, Some(Ok(Route::NoRoute(why)))) => {
                     findings.push(
                         Finding::new(
                             Severity::Error,
                             "path.no-route",
                             subject.clone(),
-                            format!("no upgrade path leads from {service} {from} to {target}"),
+                            format!("no upgrade path leads from {service} {latest} to {target}"),
                         )
                         .with_explanation(why),
                     );
                 }
-                Err(e) => findings.push(Finding::new(
+                (None, Some(Err(e))) => findings.push(Finding::new(
                     Severity::Error,
                     "path.unknown-release",
                     subject.clone(),
-                    e.to_string(),
+                    e,
                 )),
+                (None, _) => {
+                    if let Some((r, p)) = stray {
+                        findings.push(self.mixed_fleet_finding(service, graph, now, &r, &p));
+                    }
+                }
             }
         }
         if hops.is_empty() {
             hops.push(target.clone());
         }
         hops
+    }
+
+    /// Whether every version in `now` reaches the first hop of `path` in one step (or runs it):
+    /// the risks of the conditional edges taken, or the first version that does not.
+    fn strays(
+        &self,
+        graph: &UpgradeGraph,
+        now: &[Version],
+        path: &UpgradePath,
+        opts: PathOptions,
+    ) -> Result<Vec<HopRisk>, Version> {
+        let Some(hop) = path.hops.first() else {
+            return Ok(Vec::new());
+        };
+        let mut risks = Vec::new();
+        for r in now.iter().filter(|r| *r != &path.from && *r != hop) {
+            match graph.edge_from_running(r, hop) {
+                Ok(Some(EdgeState::Allowed)) => {}
+                Ok(Some(EdgeState::Conditional(list))) if opts.accept_conditional => {
+                    risks.push(HopRisk {
+                        from: r.clone(),
+                        to: hop.clone(),
+                        risks: list,
+                    });
+                }
+                _ => return Err(r.clone()),
+            }
+        }
+        Ok(risks)
+    }
+
+    /// A fleet half-way through a rollout that no single route serves: `stray` cannot reach
+    /// the first hop of `path`, the route from another running version.
+    fn mixed_fleet_finding(
+        &self,
+        service: &str,
+        graph: &UpgradeGraph,
+        now: &[Version],
+        stray: &Version,
+        path: &UpgradePath,
+    ) -> Finding {
+        let running: Vec<String> = now.iter().map(ToString::to_string).collect();
+        let running = running.join(", ");
+        let target = path.hops.last().unwrap_or(&path.from);
+        let hop = path.hops.first().unwrap_or(target);
+        let conclusion =
+            format!("{service} runs {running}, and no route to {target} suits every instance");
+        let e = Explanation::new(conclusion.clone())
+            .fact(format!("the route from {} is {path}", path.from))
+            .fact(format!(
+                "the instances at {stray} cannot go straight to {hop}: {stray} -> {hop} is not \
+                 an upgrade edge"
+            ));
+        let latest = now.iter().max().unwrap_or(&path.from);
+        let joins = now
+            .iter()
+            .all(|r| r == latest || matches!(graph.edge_from_running(r, latest), Ok(Some(_))));
+        let recipe = if joins {
+            format!("finish the rollout of {service} to {latest} first, then upgrade to {target}")
+        } else {
+            format!(
+                "bring every instance of {service} to one version first, then upgrade to {target}"
+            )
+        };
+        Finding::new(
+            Severity::Error,
+            "path.mixed-fleet",
+            format!("{service} {target}"),
+            conclusion,
+        )
+        .with_explanation(e)
+        .with_recipe(recipe)
     }
 
     pub(super) fn state_fact(&self, v: &Violation) -> String {
@@ -151,37 +254,51 @@ impl Validator {
             && v.left.0 == moving
             && mine.0 != other.0
         {
-            let candidate = self
-                .registry
-                .releases(os)
-                .filter(|r| !r.yanked && needs.matches(&r.version))
-                .map(|r| r.version.clone())
-                .next();
+            let from = current.get(other.0).and_then(|s| s.iter().max().cloned());
+            let candidate = match needs {
+                Needs::Release(sel) => self
+                    .registry
+                    .releases(os)
+                    .find(|r| !r.yanked && sel.matches(&r.version))
+                    .map(|r| r.version.clone())
+                    .ok_or_else(|| format!("no release of {os} matches {sel}")),
+                // The first release that offers the API, after the one running.
+                Needs::Api(api, req) => self
+                    .registry
+                    .releases(os)
+                    .filter(|r| from.as_ref().is_none_or(|f| &r.version > f))
+                    .find(|r| !r.yanked && r.provided(api).is_some_and(|p| req.matches(&p.version)))
+                    .map(|r| r.version.clone())
+                    .ok_or_else(|| match &from {
+                        Some(f) => format!("no release of {os} after {f} provides api {api} {req}"),
+                        None => format!("no release of {os} provides api {api} {req}"),
+                    }),
+            };
             match candidate {
-                None => e = e.fact(format!("no release of {os} matches {needs}")),
-                Some(target) => {
-                    let from = current.get(other.0).and_then(|s| s.iter().max().cloned());
-                    match (self.graphs.get(os), from) {
-                        (Some(g), Some(from)) => match g.route_from_running(
-                            &from,
-                            &target,
-                            PathOptions {
-                                accept_conditional: self.options.accept_conditional,
-                            },
-                        ) {
-                            Ok(Route::NoRoute(why)) => e = e.derived(why),
-                            Ok(Route::Found(p)) => {
-                                recipe = Some(format!(
-                                    "upgrade {os} to {target} in the same change (path {p})"
-                                ));
-                            }
-                            Err(_) => {}
+                Err(why) => e = e.fact(why),
+                Ok(target) => match (self.graphs.get(os), from) {
+                    (Some(g), Some(from)) => match g.route_from_running(
+                        &from,
+                        &target,
+                        PathOptions {
+                            accept_conditional: self.options.accept_conditional,
                         },
-                        _ => {
-                            recipe = Some(format!("upgrade {os} to {target} in the same change"));
+                    ) {
+                        Ok(Route::NoRoute(why)) => e = e.derived(why),
+                        Ok(Route::Found(p)) => {
+                            recipe = Some(format!(
+                                "upgrade {os} to {target} in the same change (path {p})"
+                            ));
                         }
+                        Err(_) => {}
+                    },
+                    (_, Some(_)) => {
+                        recipe = Some(format!("upgrade {os} to {target} in the same change"));
                     }
-                }
+                    (_, None) => {
+                        recipe = Some(format!("deploy {os} {target} in the same change"));
+                    }
+                },
             }
         }
         let mut f = Finding::new(
@@ -198,6 +315,10 @@ impl Validator {
         f
     }
 
+    /// Checks the rules on how one service moves (one minor at a time, transitions) on every
+    /// step of its move: from each version running to the first hop (a fleet half-way through
+    /// a rollout moves from all of them), then from hop to hop. A rule is reported once per
+    /// hop, for the lowest running version that breaks it.
     pub(super) fn check_move_rules(
         &self,
         i: usize,
@@ -206,37 +327,46 @@ impl Validator {
         findings: &mut Vec<Finding>,
     ) {
         let service = self.name(i).to_owned();
-        let Some(start) = now.iter().max() else {
+        let rules = self.move_rules.get(i).map(Vec::as_slice).unwrap_or(&[]);
+        if now.is_empty() || rules.is_empty() {
             return;
-        };
-        let mut prev = start.clone();
+        }
+        let mut from: Vec<&Version> = now.iter().collect();
         for hop in hops {
-            for &ri in self.move_rules.get(i).map(Vec::as_slice).unwrap_or(&[]) {
+            for &ri in rules {
                 let label = self.matrix.label(ri);
                 match self.matrix.rules().get(ri) {
                     Some(Rule::OneMinorAtATime(_)) => {
-                        let ok = hop <= &prev
-                            || (hop.major == prev.major
-                                && hop.minor <= prev.minor.saturating_add(1));
-                        if !ok {
-                            let e = Explanation::new(format!(
-                                "{service} cannot go from {prev} to {hop} in one step"
-                            ))
-                            .fact(format!("{service} moves one minor at a time ({label})"))
-                            .fact(format!("{prev} -> {hop} skips at least one minor"));
-                            findings.push(
-                                Finding::new(
-                                    Severity::Error,
-                                    "matrix.oneMinorAtATime",
-                                    format!("{service} {hop}"),
-                                    format!("{service} {prev} -> {hop} skips a minor"),
-                                )
-                                .with_explanation(e)
-                                .with_recipe(self.stepwise_recipe(&service, &prev, hop)),
-                            );
-                        }
+                        let Some(prev) = from
+                            .iter()
+                            .find(|prev| !self.one_minor_step(&service, prev, hop))
+                        else {
+                            continue;
+                        };
+                        let e = Explanation::new(format!(
+                            "{service} cannot go from {prev} to {hop} in one step"
+                        ))
+                        .fact(format!(
+                            "{service} moves one minor at a time and never skips a major \
+                             ({label})"
+                        ))
+                        .fact(format!("{prev} -> {hop} skips at least one minor"));
+                        findings.push(
+                            Finding::new(
+                                Severity::Error,
+                                "matrix.oneMinorAtATime",
+                                format!("{service} {hop}"),
+                                format!("{service} {prev} -> {hop} skips a minor"),
+                            )
+                            .with_explanation(e)
+                            .with_recipe(self.stepwise_recipe(&service, prev, hop)),
+                        );
                     }
-                    Some(Rule::Transition(t)) if t.change.matches(&prev, hop) => {
+                    Some(Rule::Transition(t)) => {
+                        let Some(prev) = from.iter().find(|prev| t.change.matches(prev, hop))
+                        else {
+                            continue;
+                        };
                         let severity = match t.effect {
                             Effect::Block => Severity::Error,
                             Effect::Warn => Severity::Warn,
@@ -263,20 +393,53 @@ impl Validator {
                     _ => {}
                 }
             }
-            prev = hop.clone();
+            from = vec![hop];
         }
     }
 
-    /// "Go through 1.29.14, then 1.30.10": the latest release of each minor in between, a
-    /// pre-release only when its minor has nothing else (a stop is run in production). A way
-    /// through more than [`MAX_LISTED_STOPS`] minors (date-numbered minors, say) is summarised
-    /// with its first stop, so the recipe stays readable and its cost does not grow with the gap.
+    /// The latest minor of each major among the releases of `service` that are not yanked.
+    fn last_minors(&self, service: &str) -> BTreeMap<u64, u64> {
+        let mut last = BTreeMap::new();
+        for r in self.registry.releases(service).filter(|r| !r.yanked) {
+            let minor = last.entry(r.version.major).or_insert(r.version.minor);
+            *minor = (*minor).max(r.version.minor);
+        }
+        last
+    }
+
+    /// Whether one-minor-at-a-time allows `from -> to` in one step, either way (a rollback is
+    /// bound as an upgrade is): within a minor, to the next or the previous minor, and from the
+    /// latest minor of a major that has a release to the next major's `.0` (or back).
+    fn one_minor_step(&self, service: &str, from: &Version, to: &Version) -> bool {
+        let (lo, hi) = if (from.major, from.minor) <= (to.major, to.minor) {
+            (from, to)
+        } else {
+            (to, from)
+        };
+        if lo.major == hi.major {
+            return hi.minor - lo.minor <= 1;
+        }
+        lo.major.checked_add(1) == Some(hi.major)
+            && hi.minor == 0
+            && self
+                .last_minors(service)
+                .get(&lo.major)
+                .is_none_or(|last| *last <= lo.minor)
+    }
+
+    /// "Go through 1.29.14, then 1.30.10": the latest release of each minor in between, in the
+    /// order the move passes them (downwards for a rollback, through the latest minor of each
+    /// major and the `.0` of the next), a pre-release only when its minor has nothing else (a
+    /// stop is run in production). Each step of the recipe is one `one_minor_step` allows. A
+    /// way through more than [`MAX_LISTED_STOPS`] minors (date-numbered minors, say) is
+    /// summarised with its first stop, so the recipe stays readable and its cost does not grow
+    /// with the gap.
     fn stepwise_recipe(&self, service: &str, from: &Version, to: &Version) -> String {
-        let latest_of = |minor: u64| {
+        let latest_of = |(major, minor): (u64, u64)| {
             let of_minor: Vec<&Version> = self
                 .registry
                 .releases(service)
-                .filter(|r| !r.yanked && r.version.major == from.major && r.version.minor == minor)
+                .filter(|r| !r.yanked && r.version.major == major && r.version.minor == minor)
                 .map(|r| &r.version)
                 .collect();
             of_minor
@@ -285,36 +448,47 @@ impl Validator {
                 .find(|v| v.pre.is_empty())
                 .or(of_minor.last())
                 .map_or_else(
-                    || format!("{}.{minor}.x (not released)", from.major),
+                    || format!("{major}.{minor}.x (not released)"),
                     ToString::to_string,
                 )
         };
-        let between = if from.major == to.major {
-            to.minor.saturating_sub(from.minor).saturating_sub(1)
-        } else {
-            0
-        };
-        if between == 0 {
+        let last = self.last_minors(service);
+        let listed: Vec<(u64, u64)> = minors_between(from, to, &last)
+            .take(
+                usize::try_from(MAX_LISTED_STOPS)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(1),
+            )
+            .collect();
+        let Some(&first) = listed.first() else {
             return format!("move {service} one minor at a time from {from} towards {to}");
-        }
-        // `to.minor >= from.minor + 2` here, so `from.minor + 1` does not overflow.
-        let first = from.minor + 1;
-        if between > MAX_LISTED_STOPS {
-            let released: BTreeSet<u64> = self
-                .registry
-                .releases(service)
-                .filter(|r| !r.yanked && r.version.major == from.major)
-                .map(|r| r.version.minor)
-                .filter(|m| (first..to.minor).contains(m))
-                .collect();
+        };
+        if listed.len() as u64 > MAX_LISTED_STOPS {
+            if from.major == to.major && from.minor < to.minor {
+                // `to.minor >= from.minor + 2` here.
+                let between = to.minor - from.minor - 1;
+                let released: BTreeSet<u64> = self
+                    .registry
+                    .releases(service)
+                    .filter(|r| !r.yanked && r.version.major == from.major)
+                    .map(|r| r.version.minor)
+                    .filter(|m| (first.1..to.minor).contains(m))
+                    .collect();
+                return format!(
+                    "move {service} one minor at a time from {from} to {to}, each as its own \
+                     upgrade, starting with {}: {between} minors lie in between, {} of them \
+                     released",
+                    latest_of(first),
+                    released.len()
+                );
+            }
             return format!(
                 "move {service} one minor at a time from {from} to {to}, each as its own \
-                 upgrade, starting with {}: {between} minors lie in between, {} of them released",
-                latest_of(first),
-                released.len()
+                 upgrade, starting with {}: more than {MAX_LISTED_STOPS} minors lie in between",
+                latest_of(first)
             );
         }
-        let stops: Vec<String> = (first..to.minor).map(latest_of).collect();
+        let stops: Vec<String> = listed.into_iter().map(latest_of).collect();
         format!(
             "move {service} one minor at a time: {from} -> {} -> {to}, each as its own upgrade",
             stops.join(" -> ")
@@ -486,5 +660,52 @@ impl Validator {
                 }
             }
         }
+    }
+}
+
+/// The minors (`(major, minor)`) a one-minor-at-a-time move from `from` to `to` passes, in
+/// order, without either end: every minor of the same major in between; across majors, the
+/// minors of `from`'s major up to its latest (`last`, per major), each minor of every major in
+/// between up to its latest (its `.0` when it has no release), and those of `to`'s major below
+/// `to`'s. Lazy, so that a gap of many minors costs nothing until read.
+fn minors_between<'a>(
+    from: &Version,
+    to: &Version,
+    last: &'a BTreeMap<u64, u64>,
+) -> Box<dyn Iterator<Item = (u64, u64)> + 'a> {
+    let down = (from.major, from.minor) > (to.major, to.minor);
+    let (lo, hi) = if down { (to, from) } else { (from, to) };
+    let (lo_major, hi_major, lo_minor, hi_minor) = (lo.major, hi.major, lo.minor, hi.minor);
+    let same = lo_major == hi_major;
+    let range = |start: Option<u64>, end: Option<u64>| match (start, end) {
+        (Some(s), Some(e)) => s..=e,
+        #[allow(clippy::reversed_empty_ranges)]
+        _ => 1..=0,
+    };
+    let latest = move |major: u64| last.get(&major).copied();
+    let first = range(
+        lo_minor.checked_add(1),
+        if same {
+            hi_minor.checked_sub(1)
+        } else {
+            latest(lo_major)
+        },
+    )
+    .map(move |m| (lo_major, m));
+    let majors = if same {
+        range(None, None)
+    } else {
+        range(lo_major.checked_add(1), hi_major.checked_sub(1))
+    };
+    let middle = majors.flat_map(move |major| {
+        range(Some(0), Some(latest(major).unwrap_or(0))).map(move |m| (major, m))
+    });
+    let end = range(Some(0), if same { None } else { hi_minor.checked_sub(1) })
+        .map(move |m| (hi_major, m));
+    let all = first.chain(middle).chain(end);
+    if down {
+        Box::new(all.rev())
+    } else {
+        Box::new(all)
     }
 }

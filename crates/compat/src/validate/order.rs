@@ -10,7 +10,7 @@ use semver::Version;
 use crate::explain::Explanation;
 use crate::validation::{Finding, Move, Severity};
 
-use super::{PairInfo, Validator, Violation};
+use super::{PairInfo, Validator, View, Violation};
 
 impl Validator {
     /// Turns the pairwise verdicts into "moves before" edges, reports conflicts and cycles, and
@@ -178,27 +178,49 @@ impl Validator {
         .with_recipe("split the upgrade: add a release of one service that works with both sides")
     }
 
+    /// Replays the chosen order state by state. Each move of a group passes its states one by
+    /// one ([`hop_states`]: the versions running plus one hop, then that hop alone), while the
+    /// other moves of its group may run any version of their routes; once the group is done,
+    /// every move of it runs its target.
     pub(super) fn replay(&self, order: &[Vec<Move>], current: &[Vec<Version>]) -> Vec<Finding> {
         let mut state: Vec<Vec<Version>> = current.to_vec();
         let mut findings = Vec::new();
         for (g, group) in order.iter().enumerate() {
-            let mut ids = Vec::new();
-            for mv in group {
-                let Some(&i) = self.index.get(&mv.service) else {
-                    continue;
-                };
-                if let Some(slot) = state.get_mut(i) {
+            let moving: Vec<(usize, &Move)> = group
+                .iter()
+                .filter_map(|mv| self.index.get(&mv.service).map(|&i| (i, mv)))
+                .collect();
+            // Every version each move of the group may run while the group rolls out.
+            let mut during = state.clone();
+            for (i, mv) in &moving {
+                if let Some(slot) = during.get_mut(*i) {
                     slot.extend(mv.hops.iter().cloned());
                     slot.sort();
                     slot.dedup();
                 }
-                ids.push(i);
             }
-            findings.extend(self.check_touching(&ids, &state, current, g, "while it rolls out"));
-            for mv in group {
-                if let (Some(&i), Some(t)) = (self.index.get(&mv.service), mv.target())
-                    && let Some(slot) = state.get_mut(i)
-                {
+            for (i, mv) in &moving {
+                let start = state.get(*i).map_or(&[][..], Vec::as_slice);
+                for step in hop_states(start, &mv.hops) {
+                    let mut now = during.clone();
+                    if let Some(slot) = now.get_mut(*i) {
+                        *slot = step;
+                    }
+                    let found = self.check_touching(&[*i], &now, current, g, "while it rolls out");
+                    if !found.is_empty() {
+                        // A rule two moves of the group break together is reported once.
+                        for f in found {
+                            if !findings.iter().any(|e: &Finding| e.message == f.message) {
+                                findings.push(f);
+                            }
+                        }
+                        break;
+                    }
+                }
+            }
+            let ids: Vec<usize> = moving.iter().map(|(i, _)| *i).collect();
+            for (i, mv) in &moving {
+                if let (Some(t), Some(slot)) = (mv.target(), state.get_mut(*i)) {
                     *slot = vec![t.clone()];
                 }
             }
@@ -229,7 +251,9 @@ impl Validator {
             let (Some(sa), Some(sb)) = (state.get(c.a), state.get(c.b)) else {
                 continue;
             };
-            if let Some(v) = self.check_skipping(ci, sa, sb, &|v| v.preexisting(current)) {
+            if let Some(v) =
+                self.check_skipping(ci, sa, sb, View::State(state), &|v| v.preexisting(current))
+            {
                 out.push(Finding::new(
                     Severity::Error,
                     self.code(ci),
@@ -248,20 +272,27 @@ impl Validator {
         current: &[Vec<Version>],
         changing: &[Option<Vec<Version>>],
     ) -> Vec<Vec<Version>> {
-        let mut states = Vec::new();
-        let mut running = current.get(i).cloned().unwrap_or_default();
-        if let Some(Some(hops)) = changing.get(i) {
-            for hop in hops {
-                let mut mixed = running.clone();
-                if !mixed.contains(hop) {
-                    mixed.push(hop.clone());
-                }
-                mixed.sort();
-                states.push(mixed);
-                running = vec![hop.clone()];
-                states.push(running.clone());
-            }
+        match changing.get(i) {
+            Some(Some(hops)) => hop_states(current.get(i).map_or(&[][..], Vec::as_slice), hops),
+            _ => Vec::new(),
         }
-        states
     }
+}
+
+/// The states of a service that runs `start` and deploys each of `hops` in turn: for each hop,
+/// the versions running before it plus the hop (while it rolls out), then the hop alone.
+pub(super) fn hop_states(start: &[Version], hops: &[Version]) -> Vec<Vec<Version>> {
+    let mut states = Vec::with_capacity(hops.len() * 2);
+    let mut running = start.to_vec();
+    for hop in hops {
+        let mut mixed = running;
+        if !mixed.contains(hop) {
+            mixed.push(hop.clone());
+        }
+        mixed.sort();
+        states.push(mixed);
+        running = vec![hop.clone()];
+        states.push(running.clone());
+    }
+    states
 }
