@@ -151,36 +151,49 @@ pub async fn wait_ready(
     let poll = poll.max(Duration::from_millis(1));
     loop {
         let status = platform.status(service, track).await?;
-        if let Some(dead) = status.dead_instance() {
-            return Err(Error::platform(
-                platform.name(),
-                format!(
-                    "instance {} of {} died while starting: {}",
-                    dead.id,
-                    status.key(),
-                    dead.detail.as_deref().unwrap_or("no detail")
-                ),
-            ));
+        if let Some(e) = died_while_starting(platform.name(), &status) {
+            return Err(e);
         }
         if status.all_ready() {
             return Ok(status);
         }
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-            let waiting: Vec<String> = status
-                .instances
-                .iter()
-                .filter(|i| !i.is_ready())
-                .map(|i| match &i.detail {
-                    Some(d) => format!("{} ({d})", i.id),
-                    None => i.id.clone(),
-                })
-                .collect();
-            return Err(Error::Timeout {
-                what: format!("readiness of {}", status.key()),
-                after: timeout,
-                reason: format!("not ready: {}", waiting.join(", ")),
-            });
+            return Err(not_ready(&status, timeout));
         }
         tokio::time::sleep(poll).await;
+    }
+}
+
+/// The error of a track one of whose instances died while it was starting (a platform never
+/// restarts it, so waiting longer cannot help), if one did.
+pub(crate) fn died_while_starting(platform: &str, status: &TrackStatus) -> Option<Error> {
+    status.dead_instance().map(|dead| {
+        Error::platform(
+            platform,
+            format!(
+                "instance {} of {} died while starting: {}",
+                dead.id,
+                status.key(),
+                dead.detail.as_deref().unwrap_or("no detail")
+            ),
+        )
+    })
+}
+
+/// The error of a track still not ready after `timeout`, naming the instances it waits for.
+pub(crate) fn not_ready(status: &TrackStatus, timeout: Duration) -> Error {
+    let waiting: Vec<String> = status
+        .instances
+        .iter()
+        .filter(|i| !i.is_ready())
+        .map(|i| match &i.detail {
+            Some(d) => format!("{} ({d})", i.id),
+            None => i.id.clone(),
+        })
+        .collect();
+    Error::Timeout {
+        what: format!("readiness of {}", status.key()),
+        after: timeout,
+        reason: format!("not ready: {}", waiting.join(", ")),
     }
 }

@@ -11,6 +11,7 @@ use crate::config::StrategyKind;
 use crate::error::{Error, Result};
 use crate::event::{EventKind, verdict_name};
 use crate::hooks::BackupProvider;
+use crate::platform::{died_while_starting, not_ready};
 use crate::state::{Effect, InFlight, Outcome, PlanRun, Stage, StepStatus, UpgradeStep};
 
 use super::canary::{build_judges, controller_of_state, store};
@@ -415,16 +416,8 @@ impl Runner {
         loop {
             let platform = &self.inner.platform;
             let status = platform.status(&service, &track).await?;
-            if let Some(dead) = status.dead_instance() {
-                return Err(Error::platform(
-                    platform.name(),
-                    format!(
-                        "instance {} of {} died while starting: {}",
-                        dead.id,
-                        status.key(),
-                        dead.detail.as_deref().unwrap_or("no detail")
-                    ),
-                ));
+            if let Some(e) = died_while_starting(platform.name(), &status) {
+                return Err(e);
             }
             if status.all_ready() {
                 // A command that came while the platform answered is served before anything
@@ -439,20 +432,7 @@ impl Runner {
             }
             let now = self.now();
             if now >= deadline {
-                let waiting: Vec<String> = status
-                    .instances
-                    .iter()
-                    .filter(|i| !i.is_ready())
-                    .map(|i| match &i.detail {
-                        Some(d) => format!("{} ({d})", i.id),
-                        None => i.id.clone(),
-                    })
-                    .collect();
-                return Err(Error::Timeout {
-                    what: format!("readiness of {}", status.key()),
-                    after: timeout,
-                    reason: format!("not ready: {}", waiting.join(", ")),
-                });
+                return Err(not_ready(&status, timeout));
             }
             let d = poll.min(deadline.saturating_duration_since(now));
             tokio::select! {
