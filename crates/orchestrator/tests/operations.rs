@@ -124,6 +124,42 @@ async fn a_paused_canary_is_still_judged_and_a_critical_regression_rolls_it_back
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_dependency_trigger_reads_the_call_metric_it_names() {
+    let world = healthy_world().await;
+    // Calls to the database: the new version's fail half the time, the old version's never.
+    let calls = serin_signals::Metric::named("db_calls").expect("metric");
+    let recorder = {
+        let (world, calls) = (Arc::clone(&world), calls.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let window =
+                    serin_signals::Window::ending_at(world.clock.now(), Duration::from_secs(1));
+                for (track, errors) in [(Track::Stable, 0), (Track::Canary, 50)] {
+                    world
+                        .source
+                        .record_counts(track, calls.clone(), window, 100, errors)
+                        .expect("record");
+                }
+            }
+        })
+    };
+    let mut config = canary_config("1.1.0");
+    config.triggers = vec![
+        serde_json::from_str(
+            r#"{"kind":"dependencyFailure","id":"db","dependency":"postgres",
+                "callMetric":"db_calls","maxCallErrorRate":0.1,"failureThreshold":2}"#,
+        )
+        .expect("trigger"),
+    ];
+    config.validate().expect("valid");
+    let report = world.deploy(&config).await;
+    recorder.abort();
+    let reason = support::rollback_reason(&report);
+    assert!(reason.contains("db"), "{reason}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn one_deployment_per_service_at_a_time() {
     let world = healthy_world().await;
     let o = world.orchestrator();

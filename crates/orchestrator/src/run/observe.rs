@@ -38,6 +38,11 @@ impl Runner {
                 TriggerConfig::MetricThreshold(c) => add(c.metric.clone()),
                 TriggerConfig::ResourceUsage(c) => add(c.resource.metric()),
                 TriggerConfig::ErrorSpike(_) => add(Metric::ErrorRate),
+                TriggerConfig::DependencyFailure(c) => {
+                    if let Some(m) = &c.call_metric {
+                        add(m.clone());
+                    }
+                }
                 _ => {}
             }
         }
