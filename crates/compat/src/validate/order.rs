@@ -200,13 +200,18 @@ impl Validator {
                 }
             }
             for (i, mv) in &moving {
-                let start = state.get(*i).map_or(&[][..], Vec::as_slice);
+                let (Some(start), Some(rolling_out)) = (state.get(*i), during.get(*i).cloned())
+                else {
+                    continue;
+                };
+                // Each state in turn in the move's own slot, the rest as during the group: one
+                // slot changes, not a copy of every service's per state.
                 for step in hop_states(start, &mv.hops) {
-                    let mut now = during.clone();
-                    if let Some(slot) = now.get_mut(*i) {
+                    if let Some(slot) = during.get_mut(*i) {
                         *slot = step;
                     }
-                    let found = self.check_touching(&[*i], &now, current, g, "while it rolls out");
+                    let found =
+                        self.check_touching(&[*i], &during, current, g, "while it rolls out");
                     if !found.is_empty() {
                         // A rule two moves of the group break together is reported once.
                         for f in found {
@@ -216,6 +221,9 @@ impl Validator {
                         }
                         break;
                     }
+                }
+                if let Some(slot) = during.get_mut(*i) {
+                    *slot = rolling_out;
                 }
             }
             let ids: Vec<usize> = moving.iter().map(|(i, _)| *i).collect();
