@@ -8,77 +8,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serin_compat::steps::{StepKind, StepPhase};
-use serin_compat::{Fleet, Matrix, Registry, Release, Validator};
 use serin_orchestrator::backup::Retention;
 use serin_orchestrator::{
     BackupProvider, DeploymentConfig, Event, EventKind, FileJournal, InMemoryBackup,
     InMemoryStepRunner, Journal, OnDeadline, Orchestrator, Outcome, Phase, Platform, Report,
-    ServiceBackends, StepStatus,
+    StepStatus,
 };
 use serin_signals::Track;
 use support::{SERVICE, World, canary_config, drain, v};
-
-/// 1.0.0 runs; 1.1.0 adds a column (expand), drops an old one (contract) and declares a
-/// breaking change (flag before, clean-up after).
-fn validator() -> (Validator, Fleet) {
-    let mut registry = Registry::new();
-    registry
-        .add_release(SERVICE, Release::new(v("1.0.0")).with_schema_version(1))
-        .expect("release");
-    registry
-        .add_release(
-            SERVICE,
-            Release::new(v("1.1.0"))
-                .with_schema_version(2)
-                .with_migration("0002_add_email", "ALTER TABLE users ADD COLUMN email text;")
-                .with_migration("0003_drop_fax", "ALTER TABLE users DROP COLUMN fax;")
-                .with_breaking("the /v1/fax endpoint is removed"),
-        )
-        .expect("release");
-    registry
-        .add_release(SERVICE, Release::new(v("1.2.0")).with_schema_version(2))
-        .expect("release");
-    let matrix = Matrix::new(Vec::new(), &registry).expect("matrix");
-    (
-        Validator::new(registry, matrix).expect("validator"),
-        Fleet::new().with(SERVICE, v("1.0.0")),
-    )
-}
 
 fn orchestrator(
     world: &World,
     backup: Option<Arc<InMemoryBackup>>,
     runner: Option<Arc<InMemoryStepRunner>>,
 ) -> Orchestrator {
-    orchestrator_on(world, world.journal.clone(), backup, runner)
-}
-
-/// [`orchestrator`] over another journal.
-fn orchestrator_on(
-    world: &World,
-    journal: Arc<dyn Journal>,
-    backup: Option<Arc<InMemoryBackup>>,
-    runner: Option<Arc<InMemoryStepRunner>>,
-) -> Orchestrator {
-    let (validator, fleet) = validator();
-    let mut b = Orchestrator::builder(world.platform.clone(), journal)
-        .service(
-            SERVICE,
-            ServiceBackends::new(
-                world.router.clone(),
-                world.source.clone(),
-                world.health.clone(),
-            ),
-        )
-        .clock(world.clock)
-        .validator(validator, fleet);
-    if let Some(backup) = backup {
-        b = b.backup(backup);
-    }
-    if let Some(runner) = runner {
-        b = b.step_runner(runner);
-    }
-    b.build()
+    world.checklist_orchestrator(world.journal.clone(), backup, runner)
 }
 
 /// The phase each upgrade-step event was announced in.
@@ -598,7 +542,7 @@ async fn a_compacted_file_journal_still_tells_a_rollback_which_backup_to_restore
     let done = file.compact(0).await.expect("compact");
     assert!(done.trimmed > 0 && done.records_dropped > 10, "{done:?}");
 
-    let o = orchestrator_on(&world, file, Some(backup.clone()), None);
+    let o = world.checklist_orchestrator(file, Some(backup.clone()), None);
     rolls_back_restoring(&o, &config, &backup, before).await;
 }
 

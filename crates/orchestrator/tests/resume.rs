@@ -174,14 +174,7 @@ async fn on_resume_rollback_rolls_an_interrupted_canary_back() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     h.kill();
-    let report = world
-        .orchestrator()
-        .resume(&id)
-        .await
-        .expect("resume")
-        .wait()
-        .await
-        .expect("report");
+    let report = world.resumed(&id).await;
     assert!(
         matches!(&report.outcome, Some(Outcome::RolledBack { reason }) if reason.contains("onResume")),
         "{:?}",

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serin_canary::controller::Action;
-use serin_compat::{Fleet, Matrix, Registry, Release, Validator};
 use serin_orchestrator::backup::Retention;
 use serin_orchestrator::{
     BackupProvider, DeploymentConfig, DeploymentHandle, Effect, Error, EventKind, InMemoryBackup,
@@ -99,76 +98,6 @@ impl Journal for Faulty {
     }
 }
 
-/// An orchestrator on the world's backends over `journal`, with the compatibility validator of
-/// [`validator`], and the backup provider and step runner given.
-fn orchestrator_on(
-    world: &World,
-    journal: Arc<dyn Journal>,
-    backup: Option<Arc<InMemoryBackup>>,
-    runner: Option<Arc<InMemoryStepRunner>>,
-) -> Orchestrator {
-    let (validator, fleet) = validator();
-    let mut b = Orchestrator::builder(world.platform.clone(), journal)
-        .service(
-            SERVICE,
-            ServiceBackends::new(
-                world.router.clone(),
-                world.source.clone(),
-                world.health.clone(),
-            ),
-        )
-        .clock(world.clock)
-        .validator(validator, fleet);
-    if let Some(backup) = backup {
-        b = b.backup(backup);
-    }
-    if let Some(runner) = runner {
-        b = b.step_runner(runner);
-    }
-    b.build()
-}
-
-/// An orchestrator on the world's backends (no validator) over `journal`.
-fn plain_on(world: &World, journal: Arc<dyn Journal>) -> Orchestrator {
-    Orchestrator::builder(world.platform.clone(), journal)
-        .service(
-            SERVICE,
-            ServiceBackends::new(
-                world.router.clone(),
-                world.source.clone(),
-                world.health.clone(),
-            ),
-        )
-        .clock(world.clock)
-        .build()
-}
-
-/// 1.0.0 runs; 1.1.0 adds a column (expand), drops an old one (contract) and declares a
-/// breaking change (flag before, clean-up after): two steps before the deployment for the
-/// runner (the flag and the expand migration; the backup step is done by the backup) and two
-/// after it.
-fn validator() -> (Validator, Fleet) {
-    let mut registry = Registry::new();
-    registry
-        .add_release(SERVICE, Release::new(v("1.0.0")).with_schema_version(1))
-        .expect("release");
-    registry
-        .add_release(
-            SERVICE,
-            Release::new(v("1.1.0"))
-                .with_schema_version(2)
-                .with_migration("0002_add_email", "ALTER TABLE users ADD COLUMN email text;")
-                .with_migration("0003_drop_fax", "ALTER TABLE users DROP COLUMN fax;")
-                .with_breaking("the /v1/fax endpoint is removed"),
-        )
-        .expect("release");
-    let matrix = Matrix::new(Vec::new(), &registry).expect("matrix");
-    (
-        Validator::new(registry, matrix).expect("validator"),
-        Fleet::new().with(SERVICE, v("1.0.0")),
-    )
-}
-
 /// A canary short enough to run in a few virtual minutes.
 fn short_canary() -> DeploymentConfig {
     let mut config = canary_config("1.1.0");
@@ -232,7 +161,7 @@ fn retires_stable(r: &Record) -> bool {
 /// old version; returns the deployment's id.
 async fn killed_after_the_retire(world: &Arc<World>, config: DeploymentConfig) -> String {
     let journal = Faulty::new(world, Fault::Stall, retires_stable);
-    let o = plain_on(world, journal.clone());
+    let o = world.orchestrator_over(journal.clone());
     let h = o.start(&config, SERVICE).await.expect("start");
     let id = h.id().to_owned();
     until_journal(world, "the retire's record", |_| journal.fired()).await;
@@ -248,14 +177,7 @@ async fn on_resume_rollback_after_the_old_version_was_retired_finishes_forward()
     config.on_resume = OnResume::Rollback;
     let id = killed_after_the_retire(&world, config).await;
 
-    let report = world
-        .orchestrator()
-        .resume(&id)
-        .await
-        .expect("resume")
-        .wait()
-        .await
-        .expect("report");
+    let report = world.resumed(&id).await;
     // Rolling back would send all traffic to the retired 1.0.0 and retire 1.1.0: an outage.
     assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
     assert_eq!(
@@ -281,14 +203,7 @@ async fn a_failed_repeat_of_the_retire_on_resume_finishes_forward() {
     // apply fails once.
     world.router.fail_next_apply("connection refused");
 
-    let report = world
-        .orchestrator()
-        .resume(&id)
-        .await
-        .expect("resume")
-        .wait()
-        .await
-        .expect("report");
+    let report = world.resumed(&id).await;
     assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
     assert_eq!(
         world.live_version().await,
@@ -361,30 +276,26 @@ async fn failed_append_then_resumed(
     prepare: impl FnOnce(),
 ) -> Report {
     let journal = Faulty::new(world, Fault::Fail, pick);
-    let first = orchestrator_on(
-        world,
-        journal.clone(),
-        Some(backup.clone()),
-        Some(runner.clone()),
-    );
+    let first =
+        world.checklist_orchestrator(journal.clone(), Some(backup.clone()), Some(runner.clone()));
     let h = first.start(config, SERVICE).await.expect("start");
     let id = h.id().to_owned();
     let e = h.wait().await.expect_err("the journal failed");
     assert!(journal.fired(), "{e}");
     assert!(e.to_string().contains("no space left"), "{e}");
     prepare();
-    orchestrator_on(
-        world,
-        world.journal.clone(),
-        Some(backup.clone()),
-        Some(runner.clone()),
-    )
-    .resume(&id)
-    .await
-    .expect("resume")
-    .wait()
-    .await
-    .expect("report")
+    world
+        .checklist_orchestrator(
+            world.journal.clone(),
+            Some(backup.clone()),
+            Some(runner.clone()),
+        )
+        .resume(&id)
+        .await
+        .expect("resume")
+        .wait()
+        .await
+        .expect("report")
 }
 
 /// How often the runner carried out each step, by its text.
@@ -562,8 +473,7 @@ async fn upgraded(
     backup: &Arc<InMemoryBackup>,
     runner: &Arc<InMemoryStepRunner>,
 ) -> String {
-    let o = orchestrator_on(
-        world,
+    let o = world.checklist_orchestrator(
         world.journal.clone(),
         Some(backup.clone()),
         Some(runner.clone()),
@@ -765,14 +675,7 @@ async fn the_readiness_timeout_counts_from_the_journalled_start_of_the_wait() {
         .at;
     // The process is down for 50 s.
     tokio::time::sleep(Duration::from_secs(50)).await;
-    let report = world
-        .orchestrator()
-        .resume(&id)
-        .await
-        .expect("resume")
-        .wait()
-        .await
-        .expect("report");
+    let report = world.resumed(&id).await;
     let (at, reason) = report
         .timeline
         .iter()
@@ -817,14 +720,7 @@ async fn a_promotion_cut_short_by_a_crash_finishes_on_resume_even_while_paused()
     );
     h.kill();
 
-    let report = world
-        .orchestrator()
-        .resume(&id)
-        .await
-        .expect("resume")
-        .wait()
-        .await
-        .expect("report");
+    let report = world.resumed(&id).await;
     assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
     let promotions = report
         .timeline

@@ -9,9 +9,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serin_compat::{Fleet, Matrix, Registry, Release, Validator};
 use serin_orchestrator::{
-    Clock, DeploymentConfig, Event, InMemoryJournal, InMemoryPlatform, Orchestrator, Outcome,
-    Platform, Report, ServiceBackends, StrategyKind, TrafficStrategyKind,
+    Clock, DeploymentConfig, Event, InMemoryBackup, InMemoryJournal, InMemoryPlatform,
+    InMemoryStepRunner, Journal, Orchestrator, Outcome, Platform, Report, ServiceBackends,
+    StrategyKind, TrafficStrategyKind,
 };
 use serin_signals::{InMemoryHealth, InMemorySource, Metric, Timestamp, Track, Window};
 use serin_traffic::{InMemoryRouter, TrafficRouter};
@@ -58,15 +60,53 @@ impl World {
     }
 
     pub fn orchestrator(&self) -> Orchestrator {
+        self.orchestrator_over(self.journal.clone())
+    }
+
+    /// An orchestrator on the world's backends over another journal.
+    pub fn orchestrator_over(&self, journal: Arc<dyn Journal>) -> Orchestrator {
+        self.builder(journal).build()
+    }
+
+    fn builder(&self, journal: Arc<dyn Journal>) -> serin_orchestrator::OrchestratorBuilder {
         let backends = ServiceBackends::new(
             self.router.clone(),
             self.source.clone(),
             self.health.clone(),
         );
-        Orchestrator::builder(self.platform.clone(), self.journal.clone())
+        Orchestrator::builder(self.platform.clone(), journal)
             .service(SERVICE, backends)
             .clock(self.clock)
-            .build()
+    }
+
+    /// An orchestrator over `journal` with the [`checklist_validator`], and the backup provider
+    /// and step runner given.
+    pub fn checklist_orchestrator(
+        &self,
+        journal: Arc<dyn Journal>,
+        backup: Option<Arc<InMemoryBackup>>,
+        runner: Option<Arc<InMemoryStepRunner>>,
+    ) -> Orchestrator {
+        let (validator, fleet) = checklist_validator();
+        let mut b = self.builder(journal).validator(validator, fleet);
+        if let Some(backup) = backup {
+            b = b.backup(backup);
+        }
+        if let Some(runner) = runner {
+            b = b.step_runner(runner);
+        }
+        b.build()
+    }
+
+    /// Resumes deployment `id` with a fresh orchestrator and returns its report.
+    pub async fn resumed(&self, id: &str) -> Report {
+        self.orchestrator()
+            .resume(id)
+            .await
+            .expect("resume")
+            .wait()
+            .await
+            .expect("report")
     }
 
     /// Runs `config` to its end and returns the report of its one target service.
@@ -241,4 +281,33 @@ pub fn drain(rx: &mut broadcast::Receiver<Event>) -> Vec<Event> {
         out.push(e);
     }
     out
+}
+
+/// 1.0.0 runs; 1.1.0 adds a column (expand), drops an old one (contract) and declares a
+/// breaking change (flag before, clean-up after): two steps before the deployment for the
+/// runner (the flag and the expand migration; the backup step is done by the backup) and two
+/// after it. 1.2.0 keeps 1.1.0's schema.
+pub fn checklist_validator() -> (Validator, Fleet) {
+    let mut registry = Registry::new();
+    registry
+        .add_release(SERVICE, Release::new(v("1.0.0")).with_schema_version(1))
+        .expect("release");
+    registry
+        .add_release(
+            SERVICE,
+            Release::new(v("1.1.0"))
+                .with_schema_version(2)
+                .with_migration("0002_add_email", "ALTER TABLE users ADD COLUMN email text;")
+                .with_migration("0003_drop_fax", "ALTER TABLE users DROP COLUMN fax;")
+                .with_breaking("the /v1/fax endpoint is removed"),
+        )
+        .expect("release");
+    registry
+        .add_release(SERVICE, Release::new(v("1.2.0")).with_schema_version(2))
+        .expect("release");
+    let matrix = Matrix::new(Vec::new(), &registry).expect("matrix");
+    (
+        Validator::new(registry, matrix).expect("validator"),
+        Fleet::new().with(SERVICE, v("1.0.0")),
+    )
 }
