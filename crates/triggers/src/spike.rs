@@ -151,6 +151,13 @@ pub(crate) struct SpikeState {
     last_rate: Option<f64>,
     last_p0: Option<f64>,
     last_window: Counts,
+    /// The end of the last window taken of the watched track and of the baseline track: a
+    /// window that does not end later is one already counted (sent again) or a late one, and is
+    /// not added to the counts a second time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_watched: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_baseline: Option<Timestamp>,
 }
 
 /// Error rate of the watched track above a baseline.
@@ -189,6 +196,8 @@ impl ErrorSpikeTrigger {
             last_rate: None,
             last_p0: None,
             last_window: Counts::default(),
+            last_watched: None,
+            last_baseline: None,
         };
         Ok(ErrorSpikeTrigger { config, state })
     }
@@ -324,6 +333,15 @@ impl Trigger for ErrorSpikeTrigger {
             return Ok(watched.then_some(Verdict::NoData));
         };
         let at = obs.window.end();
+        let last = if watched {
+            &mut self.state.last_watched
+        } else {
+            &mut self.state.last_baseline
+        };
+        if last.is_some_and(|last| at <= last) {
+            return Ok(None);
+        }
+        *last = Some(at);
         if !watched {
             if let Some(ring) = &mut self.state.baseline {
                 ring.add(at, c);
@@ -588,6 +606,28 @@ mod tests {
         );
         assert_eq!(
             t.observe(&obs(Track::Stable, 50, 1_000, 30)).unwrap(),
+            Some(Verdict::Breach(crate::Action::Rollback))
+        );
+    }
+
+    #[test]
+    fn a_window_sent_again_is_not_counted_again() {
+        let mut t = spike(
+            r#"{"kind":"errorSpike","id":"s","baselineErrorRate":0.01,"detector":"ratio",
+                "windowSize":"1m","minErrorCount":5}"#,
+        );
+        assert_eq!(
+            t.observe(&obs(Track::Canary, 10, 100, 4)).unwrap(),
+            Some(Verdict::Ok)
+        );
+        // 4% errors, but only four, below minErrorCount. The same window again, and a late
+        // one: neither is new, so the window still holds four errors (counted twice, they
+        // would be eight and a spike).
+        assert_eq!(t.observe(&obs(Track::Canary, 10, 100, 4)).unwrap(), None);
+        assert_eq!(t.observe(&obs(Track::Canary, 5, 100, 4)).unwrap(), None);
+        assert_eq!(t.state.last_window, Counts::new(100, 4).unwrap());
+        assert_eq!(
+            t.observe(&obs(Track::Canary, 20, 100, 4)).unwrap(),
             Some(Verdict::Breach(crate::Action::Rollback))
         );
     }

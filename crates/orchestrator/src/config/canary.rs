@@ -243,22 +243,21 @@ impl CanaryConfig {
                 ));
             }
         }
-        if let Some(steps) = &self.steps {
-            let policy = CanaryPolicy::new(steps.clone());
-            policy
-                .validate()
-                .map_err(|e| Error::invalid(format!("{path}.steps"), steps.len(), e.to_string()))?;
-            if !steps
+        // The whole policy, as the deployment will run it: a step that cannot run its course
+        // within `maxDuration`, say, is refused when the config is loaded, not when the plan
+        // is made.
+        self.policy()?;
+        if let Some(steps) = &self.steps
+            && !steps
                 .iter()
                 .any(|s| matches!(s, Step::Pause(_) | Step::Analysis(_)))
-            {
-                return Err(Error::invalid(
-                    format!("{path}.steps"),
-                    steps.len(),
-                    "needs at least one pause or analysis step: a canary that is never watched \
-                     is never judged",
-                ));
-            }
+        {
+            return Err(Error::invalid(
+                format!("{path}.steps"),
+                steps.len(),
+                "needs at least one pause or analysis step: a canary that is never watched is \
+                 never judged",
+            ));
         }
         Ok(())
     }

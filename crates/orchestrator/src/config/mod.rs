@@ -769,6 +769,26 @@ maxDeploymentDuration: 2h
     }
 
     #[test]
+    fn a_canary_step_that_cannot_run_its_course_is_refused_at_load() {
+        let load = |canary: &str| {
+            DeploymentConfig::from_json(&format!(
+                r#"{{"strategy":"canary","version":"1.0.0","targetServices":["web"],
+                    "canaryConfig":{canary}}}"#
+            ))
+        };
+        let err =
+            load(r#"{"maxDuration":"1h","steps":[{"setWeight":10},{"pause":{"duration":"2h"}}]}"#)
+                .expect_err("a pause past maxDuration")
+                .to_string();
+        assert!(
+            err.contains("canaryConfig.steps") && err.contains("maxDuration"),
+            "{err}"
+        );
+        load(r#"{"maxDuration":"3h","steps":[{"setWeight":10},{"pause":{"duration":"2h"}}]}"#)
+            .expect("within maxDuration");
+    }
+
+    #[test]
     fn services_and_replicas_are_checked_as_the_platform_checks_them() {
         let load = |services: &str, extra: &str| {
             DeploymentConfig::from_json(&format!(
