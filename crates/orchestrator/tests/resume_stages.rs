@@ -311,6 +311,21 @@ fn runs(runner: &InMemoryStepRunner) -> Vec<(String, usize)> {
     out
 }
 
+/// Each of the four steps the runner handles ran exactly once, and the checklist says done.
+fn every_step_ran_once_and_is_done(report: &Report, runner: &InMemoryStepRunner) {
+    let runs = runs(runner);
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    assert!(runs.iter().all(|(_, n)| *n == 1), "{runs:?}");
+    assert!(
+        report
+            .checklist
+            .iter()
+            .all(|s| s.status == StepStatus::Done),
+        "{:?}",
+        report.checklist
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_failed_write_after_preparation_takes_no_second_backup_and_runs_no_step_twice() {
     let (world, _traffic, backup, runner) = with_checklist().await;
@@ -327,17 +342,7 @@ async fn a_failed_write_after_preparation_takes_no_second_backup_and_runs_no_ste
     let taken = backup.taken();
     assert_eq!(taken.len(), 1, "{taken:?}");
     assert_eq!(report.backup.as_deref(), Some(taken[0].0.as_str()));
-    let runs = runs(&runner);
-    assert_eq!(runs.len(), 4, "{runs:?}");
-    assert!(runs.iter().all(|(_, n)| *n == 1), "{runs:?}");
-    assert!(
-        report
-            .checklist
-            .iter()
-            .all(|s| s.status == StepStatus::Done),
-        "{:?}",
-        report.checklist
-    );
+    every_step_ran_once_and_is_done(&report, &runner);
 }
 
 #[tokio::test(start_paused = true)]
@@ -353,17 +358,7 @@ async fn a_failed_write_of_the_end_runs_no_post_upgrade_step_twice() {
     )
     .await;
     assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
-    let runs = runs(&runner);
-    assert_eq!(runs.len(), 4, "{runs:?}");
-    assert!(runs.iter().all(|(_, n)| *n == 1), "{runs:?}");
-    assert!(
-        report
-            .checklist
-            .iter()
-            .all(|s| s.status == StepStatus::Done),
-        "{:?}",
-        report.checklist
-    );
+    every_step_ran_once_and_is_done(&report, &runner);
     assert_eq!(backup.taken().len(), 1);
 }
 
