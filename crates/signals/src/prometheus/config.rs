@@ -18,6 +18,7 @@ use crate::metric::Metric;
 /// initialBackoff: 200ms
 /// maxBackoff: 5s
 /// latencyScale: 1000     # histogram bounds in seconds
+/// acceptWarnings: false  # a warned answer may be partial (Thanos, Cortex): retried, then no data
 /// queries:
 ///   error_rate:
 ///     requests: sum(increase(http_requests_total{app="shop",track="{{track}}"}[{{window}}]))
@@ -63,6 +64,9 @@ pub struct PrometheusConfig {
     /// What a histogram `le` bound is multiplied by to get milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_scale: Option<f64>,
+    /// Whether an answer that carries warnings is taken as whole (default `false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept_warnings: Option<bool>,
     /// Query templates per metric, replacing the defaults of the metrics listed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub queries: BTreeMap<Metric, QueryConfig>,
@@ -96,6 +100,7 @@ impl PrometheusConfig {
             initial_backoff: None,
             max_backoff: None,
             latency_scale: None,
+            accept_warnings: None,
             queries: BTreeMap::new(),
         }
     }
@@ -116,6 +121,9 @@ impl PrometheusConfig {
         }
         if let Some(s) = self.latency_scale {
             b = b.with_latency_scale(s);
+        }
+        if let Some(accept) = self.accept_warnings {
+            b = b.accept_warnings(accept);
         }
         for (metric, q) in self.queries {
             let path = format!("queries.{metric}");
@@ -192,6 +200,7 @@ mod tests {
             "timeout": "5s",
             "retries": 1,
             "initialBackoff": 50,
+            "acceptWarnings": true,
             "queries": {
                 "queue_depth": {"value": "max(queue_depth{track=\"{{track}}\"})"},
                 "error_rate": {
@@ -203,6 +212,7 @@ mod tests {
         let config: PrometheusConfig = serde_json::from_str(json).unwrap();
         assert_eq!(config.timeout, Some(Duration::from_secs(5)));
         assert_eq!(config.initial_backoff, Some(Duration::from_millis(50)));
+        assert_eq!(config.accept_warnings, Some(true));
         let back: PrometheusConfig =
             serde_json::from_str(&serde_json::to_string(&config).unwrap()).unwrap();
         assert_eq!(back, config);

@@ -35,6 +35,13 @@
 //! larger than 64 MiB is [`Error::BadResponse`] without another attempt: it is a query that
 //! forgot to aggregate, and reading it whole would hold it all in memory.
 //!
+//! **Partial answers**: Thanos and Cortex answer with the data they could reach and say so only in
+//! the answer's `warnings` (VictoriaMetrics with `isPartial`). Such an answer is retried like a
+//! transient failure, then reported as [`Error::Unavailable`], which a judge takes as inconclusive,
+//! rather than as a count that misses a store's errors. Prometheus' `PromQL info:` notes do not count.
+//! [`PrometheusBuilder::accept_warnings`] takes warned answers as whole, for a server whose
+//! warnings are known to be harmless.
+//!
 //! Build a source in code with [`PrometheusSource::builder`], or from a config file with
 //! [`PrometheusConfig`] and [`PrometheusSource::from_config`].
 
@@ -132,6 +139,7 @@ pub struct PrometheusBuilder {
     initial_backoff: Duration,
     max_backoff: Duration,
     latency_scale: f64,
+    accept_warnings: bool,
     client: Option<reqwest::Client>,
 }
 
@@ -172,6 +180,7 @@ impl PrometheusBuilder {
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(5),
             latency_scale: 1_000.0,
+            accept_warnings: false,
             client: None,
         }
     }
@@ -255,6 +264,14 @@ impl PrometheusBuilder {
     /// histograms in seconds; 1 for histograms in milliseconds).
     pub fn with_latency_scale(mut self, to_millis: f64) -> Self {
         self.latency_scale = to_millis;
+        self
+    }
+
+    /// Whether an answer that carries warnings is taken as whole (default `false`: it is retried,
+    /// then reported as [`Error::Unavailable`], because Thanos and Cortex mark partial data only
+    /// with warnings).
+    pub fn accept_warnings(mut self, accept: bool) -> Self {
+        self.accept_warnings = accept;
         self
     }
 
@@ -367,6 +384,7 @@ impl PrometheusBuilder {
             initial_backoff: self.initial_backoff,
             max_backoff: self.max_backoff,
             latency_scale: self.latency_scale,
+            accept_warnings: self.accept_warnings,
             transport,
         })
     }
@@ -470,6 +488,7 @@ pub struct PrometheusSource {
     initial_backoff: Duration,
     max_backoff: Duration,
     latency_scale: f64,
+    accept_warnings: bool,
     transport: Arc<dyn Transport>,
 }
 
@@ -580,10 +599,12 @@ impl PrometheusSource {
             let failure = match outcome {
                 Err(_elapsed) => Failure::TimedOut,
                 Ok(Err(failure)) => failure,
-                Ok(Ok((status, body))) => match retry::classify(status, &body) {
-                    Ok(series) => return Ok(series),
-                    Err(f) => f,
-                },
+                Ok(Ok((status, body))) => {
+                    match retry::classify(status, &body, self.accept_warnings) {
+                        Ok(series) => return Ok(series),
+                        Err(f) => f,
+                    }
+                }
             };
             if failure.is_transient() && retry < self.retries {
                 tokio::time::sleep(retry::backoff(

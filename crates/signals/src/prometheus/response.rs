@@ -3,6 +3,12 @@
 //! The envelope is `{"status":"success","data":{"resultType":...,"result":...}}` or
 //! `{"status":"error","errorType":...,"error":...}`. Sample values are strings because they may be
 //! `NaN`, `+Inf` or `-Inf`; such values are carried as `None` (no data), never as zero.
+//!
+//! A successful answer may carry `warnings`. Thanos and Cortex report a partial answer (a store
+//! or ingester that did not answer) only that way, and VictoriaMetrics sets `isPartial`; Prometheus
+//! itself warns when it dropped samples (histograms mixed with floats). The caller decides what a
+//! warned answer is worth. Prometheus' `PromQL info:` annotations (a counter's name without
+//! `_total`) say nothing about the data and are not kept.
 
 use std::collections::BTreeMap;
 
@@ -41,6 +47,17 @@ struct Envelope<'a> {
     error_type: Option<String>,
     #[serde(default)]
     error: Option<String>,
+    #[serde(default)]
+    warnings: Vec<String>,
+    #[serde(default, rename = "isPartial")]
+    is_partial: bool,
+}
+
+/// A successful answer: its series, and the warnings that say it may be partial.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Answer {
+    pub(crate) series: Vec<Series>,
+    pub(crate) warnings: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -73,9 +90,9 @@ fn value(raw: &str) -> Result<Option<f64>, ResponseError> {
     Ok(v.is_finite().then_some(v))
 }
 
-/// Parses a body into its series. A `vector` or `scalar` gives one sample per series, a `matrix`
-/// many; an empty result is an empty list (no data).
-pub(crate) fn parse(body: &str) -> Result<Vec<Series>, ResponseError> {
+/// Parses a body into its series and warnings. A `vector` or `scalar` gives one sample per
+/// series, a `matrix` many; an empty result is an empty list (no data).
+pub(crate) fn parse(body: &str) -> Result<Answer, ResponseError> {
     let envelope: Envelope = serde_json::from_str(body)
         .map_err(|e| ResponseError::Malformed(format!("not a Prometheus API answer ({e})")))?;
     if envelope.status != "success" {
@@ -86,9 +103,20 @@ pub(crate) fn parse(body: &str) -> Result<Vec<Series>, ResponseError> {
                 .unwrap_or_else(|| format!("status `{}` without a message", envelope.status)),
         });
     }
-    let data = envelope
-        .data
-        .ok_or_else(|| ResponseError::Malformed("`data` is missing".into()))?;
+    let mut warnings: Vec<String> = envelope
+        .warnings
+        .into_iter()
+        .filter(|w| !w.starts_with("PromQL info:"))
+        .collect();
+    if envelope.is_partial && warnings.is_empty() {
+        warnings.push("the answer is marked partial (`isPartial`)".into());
+    }
+    let series = series(envelope.data)?;
+    Ok(Answer { series, warnings })
+}
+
+fn series(data: Option<&RawValue>) -> Result<Vec<Series>, ResponseError> {
+    let data = data.ok_or_else(|| ResponseError::Malformed("`data` is missing".into()))?;
     let data: Data<'_> = serde_json::from_str(data.get())
         .map_err(|e| ResponseError::Malformed(format!("`data` is not a query result ({e})")))?;
     let bad = |e: serde_json::Error| {
@@ -156,42 +184,67 @@ mod tests {
     const SCALAR_NAN: &str =
         r#"{"status":"success","data":{"resultType":"scalar","result":[1795840200.5,"NaN"]}}"#;
     const ERROR: &str = r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": 1:16: parse error: unclosed left parenthesis"}"#;
-    const WARNINGS: &str = r#"{"status":"success","data":{"resultType":"vector","result":[]},"warnings":["PromQL info: metric might not be a counter"]}"#;
+    const INFO: &str = r#"{"status":"success","data":{"resultType":"vector","result":[]},"warnings":["PromQL info: metric might not be a counter"]}"#;
+    const PARTIAL: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1795840314.250,"60"]}]},"warnings":["No StoreAPIs matched for this query","receive-1 did not answer"]}"#;
+    const VM_PARTIAL: &str =
+        r#"{"status":"success","isPartial":true,"data":{"resultType":"vector","result":[]}}"#;
 
     #[test]
     fn vectors_matrices_and_scalars_parse() {
-        let v = parse(VECTOR).unwrap();
+        let v = parse(VECTOR).unwrap().series;
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].samples, vec![(1795840314.25, Some(60.0))]);
-        let labelled = parse(VECTOR_LABELS).unwrap();
+        let labelled = parse(VECTOR_LABELS).unwrap().series;
         assert_eq!(
             labelled[0].labels.get("job").map(String::as_str),
             Some("serin-test-exporter")
         );
-        let le = parse(VECTOR_LE).unwrap();
+        let le = parse(VECTOR_LE).unwrap().series;
         assert_eq!(le[1].labels.get("le").map(String::as_str), Some("+Inf"));
-        let m = parse(MATRIX).unwrap();
+        let m = parse(MATRIX).unwrap().series;
         let times: Vec<f64> = m[0].samples.iter().map(|(t, _)| *t).collect();
         assert_eq!(times, vec![1795840294.25, 1795840304.25, 1795840314.25]);
         assert!(m[0].samples.iter().all(|(_, v)| *v == Some(10.0)));
         assert_eq!(
-            parse(SCALAR).unwrap()[0].samples,
+            parse(SCALAR).unwrap().series[0].samples,
             vec![(1795840200.5, Some(3.0))]
         );
     }
 
     #[test]
     fn empty_results_nan_and_infinities_are_no_data() {
-        assert!(parse(EMPTY).unwrap().is_empty());
-        assert!(parse(MATRIX_EMPTY).unwrap().is_empty());
-        assert!(parse(WARNINGS).unwrap().is_empty());
-        assert_eq!(parse(NAN).unwrap()[0].samples, vec![(1795840314.25, None)]);
+        assert!(parse(EMPTY).unwrap().series.is_empty());
+        assert!(parse(MATRIX_EMPTY).unwrap().series.is_empty());
         assert_eq!(
-            parse(SCALAR_NAN).unwrap()[0].samples,
+            parse(NAN).unwrap().series[0].samples,
+            vec![(1795840314.25, None)]
+        );
+        assert_eq!(
+            parse(SCALAR_NAN).unwrap().series[0].samples,
             vec![(1795840200.5, None)]
         );
         let inf = NAN.replace("NaN", "+Inf");
-        assert_eq!(parse(&inf).unwrap()[0].samples[0].1, None);
+        assert_eq!(parse(&inf).unwrap().series[0].samples[0].1, None);
+    }
+
+    #[test]
+    fn warnings_are_kept_but_infos_are_not() {
+        let info = parse(INFO).unwrap();
+        assert!(
+            info.series.is_empty() && info.warnings.is_empty(),
+            "{info:?}"
+        );
+        let partial = parse(PARTIAL).unwrap();
+        assert_eq!(partial.series[0].samples, vec![(1795840314.25, Some(60.0))]);
+        assert_eq!(
+            partial.warnings,
+            [
+                "No StoreAPIs matched for this query",
+                "receive-1 did not answer"
+            ]
+        );
+        let vm = parse(VM_PARTIAL).unwrap();
+        assert!(vm.warnings[0].contains("isPartial"), "{vm:?}");
     }
 
     #[test]

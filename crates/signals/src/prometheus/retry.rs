@@ -4,6 +4,10 @@
 //! `canceled`, `unavailable` and `internal` error types. Never retried: any other 4xx and the
 //! `bad_data` / `execution` error types (the same query would fail the same way), and answers that
 //! cannot be read.
+//!
+//! An answer that carries warnings (see [`response`]) is transient too unless warnings are
+//! accepted: a partial count can pass for a whole one, and a store that did not answer usually
+//! does at the next attempt.
 
 use std::time::Duration;
 
@@ -51,12 +55,21 @@ fn excerpt(body: &str) -> String {
     }
 }
 
-/// Classifies one HTTP answer.
-pub(crate) fn classify(status: u16, body: &str) -> Result<Vec<Series>, Failure> {
+/// Classifies one HTTP answer; `accept_warnings` takes an answer that carries warnings as whole.
+pub(crate) fn classify(
+    status: u16,
+    body: &str,
+    accept_warnings: bool,
+) -> Result<Vec<Series>, Failure> {
     let parsed = response::parse(body);
     match status {
         200..=299 => match parsed {
-            Ok(series) => Ok(series),
+            Ok(answer) if answer.warnings.is_empty() || accept_warnings => Ok(answer.series),
+            Ok(answer) => Err(Failure::Transient(format!(
+                "the answer may be partial; it carries warnings: {} \
+                 (set `acceptWarnings` to take such answers as whole)",
+                excerpt(&answer.warnings.join("; "))
+            ))),
             Err(ResponseError::Api { error_type, error }) => {
                 if transient_error_type(&error_type) {
                     Err(Failure::Transient(format!("{error_type}: {error}")))
@@ -118,24 +131,27 @@ mod tests {
 
     #[test]
     fn success_and_permanent_failures() {
-        assert_eq!(classify(200, OK), Ok(vec![]));
+        assert_eq!(classify(200, OK, false), Ok(vec![]));
         for (status, body) in [(400, BAD_DATA), (422, EXECUTION), (200, BAD_DATA)] {
-            let f = classify(status, body).unwrap_err();
+            let f = classify(status, body, false).unwrap_err();
             assert!(
                 matches!(f, Failure::BadQuery(_)) && !f.is_transient(),
                 "{status}: {f:?}"
             );
         }
-        let f = classify(404, "404 page not found").unwrap_err();
+        let f = classify(404, "404 page not found", false).unwrap_err();
         assert!(
             matches!(&f, Failure::Malformed(r) if r.contains("404") && r.contains("base URL")),
             "{f:?}"
         );
         assert!(matches!(
-            classify(200, "<html>"),
+            classify(200, "<html>", false),
             Err(Failure::Malformed(_))
         ));
-        assert!(matches!(classify(302, ""), Err(Failure::Malformed(_))));
+        assert!(matches!(
+            classify(302, "", false),
+            Err(Failure::Malformed(_))
+        ));
     }
 
     #[test]
@@ -148,17 +164,30 @@ mod tests {
             (200, TIMEOUT),
             (499, CANCELED),
         ] {
-            let f = classify(status, body).unwrap_err();
+            let f = classify(status, body, false).unwrap_err();
             assert!(f.is_transient(), "{status} {body}: {f:?}");
         }
         assert!(Failure::TimedOut.is_transient());
-        let Err(Failure::Transient(reason)) = classify(503, TIMEOUT) else {
+        let Err(Failure::Transient(reason)) = classify(503, TIMEOUT, false) else {
             panic!("503 must be transient")
         };
         assert!(
             reason.contains("HTTP 503") && reason.contains("timed out"),
             "{reason}"
         );
+    }
+
+    #[test]
+    fn warned_answers_are_retried_unless_accepted() {
+        let partial = r#"{"status":"success","data":{"resultType":"vector","result":[]},"warnings":["store-2 did not answer"]}"#;
+        let Err(Failure::Transient(reason)) = classify(200, partial, false) else {
+            panic!("a warned answer must be transient")
+        };
+        assert!(
+            reason.contains("store-2 did not answer") && reason.contains("acceptWarnings"),
+            "{reason}"
+        );
+        assert_eq!(classify(200, partial, true), Ok(vec![]));
     }
 
     #[test]
@@ -171,7 +200,7 @@ mod tests {
 
     #[test]
     fn long_bodies_are_cut() {
-        let Err(Failure::Transient(reason)) = classify(500, &"x\n".repeat(1_000)) else {
+        let Err(Failure::Transient(reason)) = classify(500, &"x\n".repeat(1_000), false) else {
             panic!("500 must be transient")
         };
         assert!(reason.len() < 300 && reason.ends_with("...") && !reason.contains('\n'));

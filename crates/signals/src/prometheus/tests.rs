@@ -216,6 +216,53 @@ async fn an_outage_is_unavailable_after_every_retry() {
     assert_eq!(t.seen().len(), 3);
 }
 
+const PARTIAL_ERRORS: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1764303600.5,"3"]}]},"warnings":["receive-2: store unavailable, partial response"]}"#;
+
+/// Thanos and Cortex mark a partial answer only with warnings: its count may miss a store's
+/// errors, so it is asked again and, while it stays partial, reported rather than judged.
+#[tokio::test(start_paused = true)]
+async fn partial_answers_are_retried_and_never_taken_as_whole() {
+    let t = Scripted::new([
+        Reply::Http(200, REQUESTS),
+        Reply::Http(200, PARTIAL_ERRORS),
+        Reply::Http(200, ERRORS),
+    ]);
+    let q = MetricQuery::new(Metric::ErrorRate, Track::Canary, minute());
+    let o = source(Arc::clone(&t)).query(&q).await.unwrap();
+    assert_eq!(
+        o.measurement,
+        Measurement::Counts(Counts::new(1_000, 12).unwrap())
+    );
+    assert_eq!(t.seen().len(), 3);
+
+    let t = Scripted::new([
+        Reply::Http(200, REQUESTS),
+        Reply::Http(200, PARTIAL_ERRORS),
+        Reply::Http(200, PARTIAL_ERRORS),
+        Reply::Http(200, PARTIAL_ERRORS),
+    ]);
+    let err = source(Arc::clone(&t)).query(&q).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, Error::Unavailable { .. })
+            && msg.contains("store unavailable, partial response")
+            && msg.contains("acceptWarnings"),
+        "{msg}"
+    );
+
+    let t = Scripted::new([Reply::Http(200, REQUESTS), Reply::Http(200, PARTIAL_ERRORS)]);
+    let accepting = PrometheusSource::builder("http://prom.example:9090")
+        .accept_warnings(true)
+        .build()
+        .unwrap()
+        .with_transport(Arc::clone(&t) as Arc<dyn Transport>);
+    let o = accepting.query(&q).await.unwrap();
+    assert_eq!(
+        o.measurement,
+        Measurement::Counts(Counts::new(1_000, 3).unwrap())
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_hanging_server_is_a_timeout() {
     let t = Scripted::new([Reply::Hang, Reply::Hang, Reply::Hang]);
