@@ -159,6 +159,58 @@ async fn a_dependency_trigger_reads_the_call_metric_it_names() {
     assert!(reason.contains("db"), "{reason}");
 }
 
+/// A source that answers counts for `cpu` leaves a threshold on it blind: the deployment says so
+/// once, not at every window (the trigger then only warns that its data is missing, as asked).
+#[tokio::test(start_paused = true)]
+async fn a_trigger_input_the_engine_cannot_read_is_announced_once() {
+    let world = healthy_world().await;
+    let recorder = {
+        let world = Arc::clone(&world);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let window =
+                    serin_signals::Window::ending_at(world.clock.now(), Duration::from_secs(1));
+                for track in [Track::Stable, Track::Canary] {
+                    world
+                        .source
+                        .record_counts(track, serin_signals::Metric::Cpu, window, 100, 1)
+                        .expect("record");
+                }
+            }
+        })
+    };
+    let mut config = canary_config("1.1.0");
+    config.triggers = vec![
+        serde_json::from_str(
+            r#"{"kind":"metricThreshold","id":"cpu-high","metric":"cpu","operator":"gt",
+                "value":4,"duration":30000,"onMissingData":"warn"}"#,
+        )
+        .expect("trigger"),
+    ];
+    config.validate().expect("valid");
+    let report = world.deploy(&config).await;
+    recorder.abort();
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    let warnings: Vec<&str> = report
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Anomaly {
+                source, summary, ..
+            } if source == "rollback triggers" => Some(summary.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].contains("holds counts, but trigger `cpu-high` needs a gauge")
+            && warnings[0].contains("`cpu` of `canary` go without it"),
+        "{}",
+        warnings[0]
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn one_deployment_per_service_at_a_time() {
     let world = healthy_world().await;

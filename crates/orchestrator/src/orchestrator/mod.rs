@@ -209,6 +209,7 @@ impl Orchestrator {
             _keep: tx.clone(),
             status: status_tx,
             sample: None,
+            unreadable: Default::default(),
         };
         let task = tokio::spawn(async move {
             let _guard = guard;
@@ -323,6 +324,7 @@ impl Orchestrator {
             _keep: tx,
             status: status_tx,
             sample: None,
+            unreadable: Default::default(),
         };
         if let Err(e) = first.commit(Vec::new(), kinds).await {
             let _ = self.inner.platform.unlock(service, &first.state.id).await;

@@ -10,6 +10,7 @@ mod switch;
 
 pub(crate) use canary::build_judges;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,6 +57,9 @@ pub(crate) struct Runner {
     pub(crate) status: watch::Sender<Status>,
     /// The last observation window's summary, journalled with the next record.
     pub(crate) sample: Option<Sample>,
+    /// Observations the trigger engine could not read, already announced: each is announced
+    /// once per run, not at every window.
+    pub(crate) unreadable: BTreeSet<String>,
 }
 
 /// What a deployment resumed after a crash starts from.

@@ -116,15 +116,37 @@ impl Runner {
 
     /// Feeds the trigger engine (the old track as `stable`, the new one as `canary`) and
     /// answers the events to record, the rollback reason if one fired, and whether one holds.
+    ///
+    /// An observation the engine cannot read (a source answering counts for a gauge's metric)
+    /// leaves every trigger on that metric and track without it. That is announced as a warning
+    /// anomaly the first time, because those triggers are blind until the source is fixed.
     pub(super) async fn feed_triggers(
         &mut self,
         observations: &[(Metric, Observation, Observation)],
         now: Timestamp,
     ) -> (Vec<EventKind>, Option<String>, bool) {
         let engine = &mut self.state.triggers;
+        let mut kinds = Vec::new();
         for (_, b, c) in observations {
-            let _ = engine.observe(&relabel(b.clone(), Track::Stable));
-            let _ = engine.observe(&relabel(c.clone(), Track::Canary));
+            for obs in [
+                relabel(b.clone(), Track::Stable),
+                relabel(c.clone(), Track::Canary),
+            ] {
+                if let Err(e) = engine.observe(&obs) {
+                    let summary = format!(
+                        "{e}; the triggers on `{}` of `{}` go without it",
+                        obs.metric, obs.track
+                    );
+                    tracing::warn!(deployment = %self.state.id, "{summary}");
+                    if self.unreadable.insert(summary.clone()) {
+                        kinds.push(EventKind::Anomaly {
+                            source: "rollback triggers".into(),
+                            severity: "warning".into(),
+                            summary,
+                        });
+                    }
+                }
+            }
         }
         let new = self.state.to.track.clone();
         if let Ok(signals) = self.backends.health.signals(&new).await {
@@ -142,7 +164,6 @@ impl Runner {
             }
         }
         engine.tick(now);
-        let mut kinds = Vec::new();
         let mut rollback = None;
         for e in engine.drain_events() {
             match e.action {
