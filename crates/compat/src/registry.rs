@@ -380,6 +380,25 @@ impl From<Registry> for RegistryRepr {
     }
 }
 
+/// The release of `releases` with `version`'s precedence (build metadata ignored); the registry
+/// holds at most one.
+fn same_release<'a>(
+    releases: &'a BTreeMap<Version, Release>,
+    version: &Version,
+) -> Option<&'a Release> {
+    if let Some(exact) = releases.get(version) {
+        return Some(exact);
+    }
+    // Versions of one precedence sort together, the one without metadata first.
+    let mut base = version.clone();
+    base.build = semver::BuildMetadata::EMPTY;
+    releases
+        .range(base..)
+        .next()
+        .map(|(_, r)| r)
+        .filter(|r| r.version.cmp_precedence(version).is_eq())
+}
+
 impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
@@ -396,15 +415,11 @@ impl Registry {
         }
         // Build metadata does not set versions apart (SemVer §10): `1.0.0+a` is `1.0.0`. The
         // versions of the same precedence sort together, the one without metadata first.
-        let existing = self.services.get(service).and_then(|releases| {
-            let mut base = release.version.clone();
-            base.build = semver::BuildMetadata::EMPTY;
-            releases
-                .range(base..)
-                .next()
-                .map(|(v, _)| v)
-                .filter(|v| v.cmp_precedence(&release.version).is_eq())
-        });
+        let existing = self
+            .services
+            .get(service)
+            .and_then(|releases| same_release(releases, &release.version))
+            .map(|r| &r.version);
         if let Some(existing) = existing {
             let version = if existing == &release.version {
                 release.version.to_string()
@@ -533,9 +548,10 @@ impl Registry {
             .flat_map(|releases| releases.values())
     }
 
-    /// One release.
+    /// One release. Build metadata does not set versions apart (SemVer §10), so `1.0.0+b` finds
+    /// the release registered as `1.0.0` (or `1.0.0+a`): a fleet reports what its binaries say.
     pub fn release(&self, service: &str, version: &Version) -> Option<&Release> {
-        self.services.get(service)?.get(version)
+        same_release(self.services.get(service)?, version)
     }
 
     /// One release, or an error naming `path`.
@@ -547,7 +563,7 @@ impl Registry {
                 path: path.to_owned(),
                 service: service.to_owned(),
             })?;
-        releases.get(version).ok_or_else(|| Error::UnknownVersion {
+        same_release(releases, version).ok_or_else(|| Error::UnknownVersion {
             path: path.to_owned(),
             service: service.to_owned(),
             version: version.to_string(),

@@ -507,3 +507,25 @@ fn releases_that_differ_in_build_metadata_only_are_duplicates() {
     }
     assert_eq!(registry.releases("api").count(), 3);
 }
+
+/// A binary that reports build metadata the registry does not list runs the registered release:
+/// it is routed, checked and found in the registry as that release.
+#[test]
+fn a_running_version_with_build_metadata_is_its_registered_release() {
+    let validator = load(SELF_SKEW);
+    let result = check(&validator, "k: 1.28.0+build.7", &[("k", "1.30.0")]);
+    assert_eq!(result.verdict, Verdict::Ok, "{result}");
+    assert!(
+        !codes(&result).contains(&"registry.unknown-running-version"),
+        "{result}"
+    );
+    assert_eq!(hops(&result, "k"), ["1.29.0", "1.30.0"]);
+    // Two builds of one release are one version of the fleet, not a mixed fleet.
+    let result = check(
+        &validator,
+        "k: [1.28.0+build.7, 1.28.0+build.8]",
+        &[("k", "1.30.0")],
+    );
+    assert_eq!(result.verdict, Verdict::Ok, "{result}");
+    assert_eq!(hops(&result, "k"), ["1.29.0", "1.30.0"]);
+}

@@ -665,7 +665,18 @@ impl Validator {
         for (service, versions) in fleet.iter() {
             let i = self.idx(service, format!("fleet.{service}"))?;
             if let Some(slot) = current.get_mut(i) {
-                *slot = versions.to_vec();
+                // A binary may report build metadata the registry does not list (`1.0.0+b` for
+                // `1.0.0`): it is the same release (SemVer §10), routed and checked as such.
+                *slot = Vec::with_capacity(versions.len());
+                for v in versions {
+                    let v = self
+                        .registry
+                        .release(service, v)
+                        .map_or_else(|| v.clone(), |r| r.version.clone());
+                    if !slot.contains(&v) {
+                        slot.push(v);
+                    }
+                }
             }
         }
         let mut findings = Vec::new();
