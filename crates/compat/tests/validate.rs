@@ -906,3 +906,46 @@ fn a_service_moves_off_a_yanked_or_unregistered_running_version_along_its_graph(
         );
     }
 }
+
+/// In a mixed fleet, the instances of the oldest version still serve its API, so what the move
+/// takes from their clients counts from it; the newest version's migrations have run, so they
+/// are not judged again.
+#[test]
+fn a_mixed_fleet_counts_api_changes_from_its_oldest_version_and_migrations_from_its_newest() {
+    let mut reg = Registry::new();
+    reg.add_release(
+        "pay",
+        Release::new(v("1.0.0"))
+            .providing(ProvidedApi::new("legacy", v("1.0.0")))
+            .with_schema_version(1),
+    )
+    .unwrap();
+    reg.add_release(
+        "pay",
+        Release::new(v("1.1.0"))
+            .with_breaking("the legacy API is gone")
+            .with_schema_version(2)
+            .with_migration("0002_drop_note", "ALTER TABLE orders DROP COLUMN note;"),
+    )
+    .unwrap();
+    reg.add_release("pay", Release::new(v("2.0.0")).with_schema_version(2))
+        .unwrap();
+    let validator = Validator::new(reg, Matrix::default()).unwrap();
+    let fleet = Fleet::new().with("pay", v("1.0.0")).with("pay", v("1.1.0"));
+    let result = validator
+        .validate(&fleet, &Proposal::new().with("pay", v("2.0.0")))
+        .unwrap();
+    let codes: Vec<&str> = result.findings.iter().map(|f| f.code.as_str()).collect();
+    assert!(codes.contains(&"breaking.api-removed"), "{result}");
+    assert!(
+        result
+            .findings
+            .iter()
+            .any(|f| f.code == "breaking.declared" && f.message.contains("legacy API is gone")),
+        "{result}"
+    );
+    assert!(
+        !codes.iter().any(|c| c.starts_with("sql.")),
+        "1.1.0's migration ran with 1.1.0: {result}"
+    );
+}

@@ -541,20 +541,27 @@ impl Validator {
         let Some(new) = self.registry.release(service, target) else {
             return;
         };
+        // In a mixed fleet, the API changes count from the oldest running version, whose clients
+        // lose what it served when its instances move; the schema is the newest version's, whose
+        // migrations have run, so migrations count from it.
+        let oldest = mv.from.iter().min();
         let old_version = mv.from.iter().max();
         let old = old_version.and_then(|v| self.registry.release(service, v));
         let from = old_version.cloned();
-        let passed: Vec<&Release> = self
-            .registry
-            .releases(service)
-            .filter(|r| {
-                from.as_ref().is_none_or(|f| &r.version > f) && &r.version <= target && !r.yanked
-            })
-            .collect();
-        let reported = Self::reported_changes(service, &passed, findings, breaking);
-        if let Some(old) = old {
+        let after = |start: Option<&Version>| -> Vec<&Release> {
+            self.registry
+                .releases(service)
+                .filter(|r| {
+                    start.is_none_or(|f| &r.version > f) && &r.version <= target && !r.yanked
+                })
+                .collect()
+        };
+        let passed = after(old_version);
+        let passed_by_oldest = after(oldest);
+        let reported = Self::reported_changes(service, &passed_by_oldest, findings, breaking);
+        if let Some(oldest) = oldest.and_then(|v| self.registry.release(service, v)) {
             let (mut f, changes) =
-                diff_provided_with(service, &old.provides, &new.provides, &reported);
+                diff_provided_with(service, &oldest.provides, &new.provides, &reported);
             for c in changes.iter().filter(|c| c.severity >= Severity::Warn) {
                 breaking.push((
                     service.to_owned(),
@@ -562,27 +569,30 @@ impl Validator {
                 ));
             }
             findings.append(&mut f);
-            if old.schema_version != new.schema_version && new.schema_version.is_some() {
-                schema_changes.push(service.to_owned());
-                let shipped = self.registry.releases(service).any(|r| {
-                    &r.version > old_version.unwrap_or(&r.version)
-                        && &r.version <= target
-                        && !r.migrations.is_empty()
-                });
-                if !shipped {
-                    findings.push(Finding::new(
-                        Severity::Warn,
-                        "registry.schema-without-migration",
-                        format!("{service} {target}"),
-                        format!(
-                            "{service} needs schema version {} instead of {} but no release up to \
-                             {target} ships a migration",
-                            new.schema_version.unwrap_or_default(),
-                            old.schema_version
-                                .map_or_else(|| "none".to_owned(), |v| v.to_string())
-                        ),
-                    ));
-                }
+        }
+        if let Some(old) = old
+            && old.schema_version != new.schema_version
+            && new.schema_version.is_some()
+        {
+            schema_changes.push(service.to_owned());
+            let shipped = self.registry.releases(service).any(|r| {
+                &r.version > old_version.unwrap_or(&r.version)
+                    && &r.version <= target
+                    && !r.migrations.is_empty()
+            });
+            if !shipped {
+                findings.push(Finding::new(
+                    Severity::Warn,
+                    "registry.schema-without-migration",
+                    format!("{service} {target}"),
+                    format!(
+                        "{service} needs schema version {} instead of {} but no release up to \
+                         {target} ships a migration",
+                        new.schema_version.unwrap_or_default(),
+                        old.schema_version
+                            .map_or_else(|| "none".to_owned(), |v| v.to_string())
+                    ),
+                ));
             }
         }
         // What the running version's schema holds, from the migrations of the releases up to
@@ -595,7 +605,7 @@ impl Validator {
         for m in history.flat_map(|r| &r.migrations) {
             schema.learn(&m.sql);
         }
-        for release in passed {
+        for release in passed_by_oldest {
             for change in &release.breaking {
                 breaking.push((service.to_owned(), change.clone()));
                 findings.push(Finding::new(
@@ -606,7 +616,7 @@ impl Validator {
                 ));
             }
             if !release.breaking.is_empty()
-                && let Some(f) = &from
+                && let Some(f) = oldest
                 && bump_between(f, &release.version) < Bump::Major
             {
                 findings.push(Finding::new(
@@ -619,6 +629,8 @@ impl Validator {
                     ),
                 ));
             }
+        }
+        for release in passed {
             for m in &release.migrations {
                 let analysed = match m.run_by() {
                     Some(run) => analyze_as(&m.name, &m.sql, &schema, run),
