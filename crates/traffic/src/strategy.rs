@@ -52,7 +52,7 @@ pub enum Strategy {
     /// paused for approval (Argo Rollouts' `setWeight` + `pause`). After the last step the
     /// target gets 100%.
     Weighted {
-        /// The steps, strictly increasing in weight.
+        /// The steps, strictly increasing in weight, the first above 0%.
         steps: Vec<WeightedStep>,
     },
 }
@@ -82,7 +82,7 @@ impl Strategy {
 
     /// Checks the strategy, naming the field at fault (`strategy.increment`,
     /// `strategy.steps[2].weight`): the increment must be more than 0%; weighted steps must be
-    /// present and strictly increasing.
+    /// present, more than 0% and strictly increasing.
     pub fn validate(&self) -> Result<()> {
         match self {
             Strategy::Immediate => Ok(()),
@@ -103,6 +103,19 @@ impl Strategy {
                         "strategy.steps",
                         "[]",
                         "a weighted strategy needs at least one step",
+                    ));
+                }
+                // Steps only rise, so only the first can be at 0%. Such a step moves no traffic
+                // and a plan skips it as already passed — its hold and approval pause with it —
+                // so it is refused rather than silently dropped.
+                if let Some(first) = steps.first()
+                    && first.weight.is_zero()
+                {
+                    return Err(Error::invalid(
+                        "strategy.steps[0].weight",
+                        first.weight,
+                        "must be more than 0% (a step at 0% moves no traffic, so a plan would \
+                         skip it together with its hold and pause)",
                     ));
                 }
                 for (i, pair) in steps.windows(2).enumerate() {
@@ -173,7 +186,9 @@ pub enum Pause {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 enum RawStrategy {
-    Immediate,
+    // A struct variant, not a unit one: serde ignores every other key of an internally tagged
+    // unit variant, so `{"type": "immediate", "interval": "30s"}` would pass unnoticed.
+    Immediate {},
     Gradual {
         increment: Percent,
         #[serde(with = "duration")]
@@ -198,7 +213,7 @@ impl TryFrom<RawStrategy> for Strategy {
     type Error = Error;
     fn try_from(raw: RawStrategy) -> Result<Self> {
         let s = match raw {
-            RawStrategy::Immediate => Strategy::Immediate,
+            RawStrategy::Immediate {} => Strategy::Immediate,
             RawStrategy::Gradual {
                 increment,
                 interval,
@@ -228,7 +243,7 @@ impl TryFrom<RawStrategy> for Strategy {
 impl From<Strategy> for RawStrategy {
     fn from(s: Strategy) -> Self {
         match s {
-            Strategy::Immediate => RawStrategy::Immediate,
+            Strategy::Immediate => RawStrategy::Immediate {},
             Strategy::Gradual {
                 increment,
                 interval,
@@ -283,6 +298,29 @@ mod tests {
                 .unwrap(),
             r#"{"type":"gradual","increment":10,"interval":"30s"}"#
         );
+        assert_eq!(
+            serde_json::to_string(&Strategy::immediate()).unwrap(),
+            r#"{"type":"immediate"}"#
+        );
+    }
+
+    #[test]
+    fn a_weighted_step_at_zero_is_refused_rather_than_dropped() {
+        // A plan would skip this step as already passed, and its approval gate with it.
+        let gate_first = Strategy::weighted(vec![
+            WeightedStep::new(Weight::ZERO, Duration::ZERO).with_pause(Pause::UntilApproved),
+            WeightedStep::new(pct(20), Duration::from_secs(60)),
+        ]);
+        match gate_first {
+            Err(Error::InvalidField { field, reason, .. }) => {
+                assert_eq!(field, "strategy.steps[0].weight");
+                assert!(reason.contains("more than 0%"), "{reason}");
+            }
+            other => panic!("expected InvalidField, got {other:?}"),
+        }
+        assert!(
+            Strategy::weighted(vec![WeightedStep::new(Weight::ONE_BPS, Duration::ZERO)]).is_ok()
+        );
     }
 
     #[test]
@@ -318,6 +356,11 @@ mod tests {
                 "hold",
             ),
             (r#"{"type":"linear"}"#, "linear"),
+            (r#"{"type":"immediate","interval":"30s"}"#, "interval"),
+            (
+                r#"{"type":"weighted","steps":[{"weight":0,"pause":"untilApproved"},{"weight":50}]}"#,
+                "strategy.steps[0].weight",
+            ),
         ] {
             let msg = serde_json::from_str::<Strategy>(json)
                 .unwrap_err()

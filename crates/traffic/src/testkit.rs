@@ -200,8 +200,8 @@ pub async fn check_finest_weights(router: &dyn TrafficRouter) {
     }
 }
 
-/// What the router claims is accepted and read back exactly; what it does not claim is refused
-/// with the split in force unchanged.
+/// What the router claims is accepted, read back exactly and taken away again by a plain split;
+/// what it does not claim is refused with the split in force unchanged.
 pub async fn check_capability_honesty(router: &dyn TrafficRouter) {
     let caps = router.capabilities();
     let header = must(
@@ -236,6 +236,15 @@ pub async fn check_capability_honesty(router: &dyn TrafficRouter) {
                 router,
                 &split,
                 &format!("applying a split with {capability}"),
+            )
+            .await;
+            // A plan's last step is a plain split: the router must take a route, mirror or
+            // sticky sessions away again, not only add them.
+            apply_ok(router, &base()).await;
+            assert_current(
+                router,
+                &base(),
+                &format!("going back to a plain split from one with {capability}"),
             )
             .await;
         } else {

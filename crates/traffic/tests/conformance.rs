@@ -19,6 +19,8 @@ enum Flaw {
     DropsRoutes,
     /// Claims whole-percent weights but accepts anything.
     IgnoresGranularity,
+    /// Adds the routes of a split but never removes them, so a plain split keeps the old ones.
+    KeepsOldRoutes,
 }
 
 struct Proxy {
@@ -59,10 +61,18 @@ impl TrafficRouter for Proxy {
         if self.flaw != Flaw::IgnoresGranularity {
             self.caps.check(split, self.name())?;
         }
+        let kept = match (self.flaw, stored.as_ref()) {
+            (Flaw::KeepsOldRoutes, Some(old)) if split.routes().is_empty() => {
+                old.routes()
+                    .iter()
+                    .try_fold(split.clone(), |s, r| s.with_route(r.clone()))?
+            }
+            _ => split.clone(),
+        };
         *stored = Some(if self.flaw == Flaw::DropsRoutes {
             split.plain()
         } else {
-            split.clone()
+            kept
         });
         Ok(())
     }
@@ -98,6 +108,14 @@ async fn a_router_that_is_not_atomic_is_caught() {
 )]
 async fn a_router_that_drops_what_it_claims_is_caught() {
     testkit::check_capability_honesty(&Proxy::new(Flaw::DropsRoutes)).await;
+}
+
+#[tokio::test]
+#[should_panic(
+    expected = "reads back a different split after going back to a plain split from one with header routing"
+)]
+async fn a_router_that_cannot_take_a_route_away_is_caught() {
+    testkit::check_capability_honesty(&Proxy::new(Flaw::KeepsOldRoutes)).await;
 }
 
 #[tokio::test]
