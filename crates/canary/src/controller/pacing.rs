@@ -245,6 +245,14 @@ impl Pacing {
             }
             _ => {}
         }
+        if self.robust_batch.is_some_and(|b| b.is_zero()) {
+            return Err(Error::invalid_config(
+                format!("{path}.robustBatch"),
+                "0s",
+                "must be longer than zero (or left out): a batch must outlast the error rates' \
+                 wander to measure it, and batches closed by their error count alone do not",
+            ));
+        }
         crate::sequential::check_alpha(&format!("{path}.beta"), self.beta)?;
         crate::sequential::check_alpha(&format!("{path}.alpha"), self.alpha)?;
         if !(self.evidence_factor.is_finite() && self.evidence_factor >= 1.0) {
@@ -779,5 +787,14 @@ mod tests {
         };
         let msg = p.validate("canaryPolicy.pacing").unwrap_err().to_string();
         assert!(msg.contains("canaryPolicy.pacing.beta"), "{msg}");
+        let p = Pacing {
+            robust_batch: Some(Duration::ZERO),
+            ..Pacing::default()
+        };
+        let msg = p.validate("canaryPolicy.pacing").unwrap_err().to_string();
+        assert!(
+            msg.contains("canaryPolicy.pacing.robustBatch `0s`") && msg.contains("outlast"),
+            "{msg}"
+        );
     }
 }
