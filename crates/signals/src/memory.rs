@@ -72,9 +72,9 @@ struct State {
 /// A query over a window aggregates every recorded observation of that metric and track whose
 /// window lies **inside** the query window: counts add, latency sketches merge, and for gauges the
 /// reading with the latest window end wins (the later recording on a tie). Observations that only
-/// overlap the query window are left out, so windows never leak into each other. Nothing inside is
-/// [`Measurement::NoData`]. One metric of one track holds one kind of measurement; recording
-/// another kind is an error and changes nothing.
+/// overlap the query window are left out, so windows never leak into each other. Nothing inside,
+/// or only latency sketches of no values, is [`Measurement::NoData`]. One metric of one track
+/// holds one kind of measurement; recording another kind is an error and changes nothing.
 ///
 /// ```
 /// use serin_signals::{InMemorySource, Measurement, Metric, MetricQuery, MetricsSource, Timestamp, Track, Window};
@@ -275,6 +275,8 @@ impl InMemorySource {
                 (Some(a), _) => a,
             });
         }
+        // A sketch of no values has no quantile to weigh: it is no data, never a reading.
+        let acc = acc.filter(|m| !matches!(m, Measurement::Latency(s) if s.count() == 0));
         Ok(Observation::new(
             query.metric.clone(),
             query.track.clone(),
@@ -389,6 +391,28 @@ mod tests {
         assert_eq!(
             early.measurement,
             Measurement::Gauge(Gauge::new(1.0).unwrap())
+        );
+    }
+
+    #[tokio::test]
+    async fn sketches_of_no_values_are_no_data() {
+        let s = InMemorySource::new();
+        s.record_latency(Track::Canary, w(0, 10), &[]).unwrap();
+        s.record_sketch(Track::Canary, w(10, 20), LatencySketch::new())
+            .unwrap();
+        let got = s
+            .query(&q(Metric::Latency, Track::Canary, w(0, 20)))
+            .await
+            .unwrap();
+        assert_eq!(got.measurement, Measurement::NoData);
+        s.record_latency(Track::Canary, w(5, 10), &[12.0]).unwrap();
+        let got = s
+            .query(&q(Metric::Latency, Track::Canary, w(0, 20)))
+            .await
+            .unwrap();
+        assert!(
+            matches!(&got.measurement, Measurement::Latency(sk) if sk.count() == 1),
+            "{got:?}"
         );
     }
 

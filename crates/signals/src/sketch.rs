@@ -66,9 +66,27 @@ fn config() -> Config {
 }
 
 impl StoreRepr {
+    /// The store of no values, as DDSketch starts one: no bins, and keys that any first value
+    /// replaces.
+    fn empty() -> Self {
+        StoreRepr {
+            bins: Vec::new(),
+            count: 0,
+            min_key: i32::MAX,
+            max_key: i32::MIN,
+            offset: 0,
+            bin_limit: BIN_LIMIT as usize,
+            is_collapsed: false,
+        }
+    }
+
     /// Checks what DDSketch relies on: the bins sum to the count, fit the bin limit, and hold
-    /// nothing outside the keys `[min_key, max_key]`, which lie inside the bins.
-    fn check(&self, field: &str) -> Result<()> {
+    /// nothing outside the keys `[min_key, max_key]`, which lie inside the bins. What DDSketch
+    /// would misuse yet can rebuild is reset: a store of no values becomes the empty store (its
+    /// keys say nothing, yet DDSketch would grow its bins from them on the next value added, and
+    /// keys far apart would overflow or index past them), and a collapsed mark the bins
+    /// contradict is cleared.
+    fn check(&mut self, field: &str) -> Result<()> {
         let invalid = |name: &str, value: &dyn ToString, reason: &str| {
             Err(Error::invalid(
                 format!("{field}.{name}"),
@@ -88,6 +106,7 @@ impl StoreRepr {
             return invalid("count", &self.count, "must be the sum of the bins");
         }
         if self.count == 0 {
+            *self = StoreRepr::empty();
             return Ok(());
         }
         let (lo, hi) = (i64::from(self.min_key), i64::from(self.max_key));
@@ -111,13 +130,22 @@ impl StoreRepr {
                 "a bin outside minKey..=maxKey holds values",
             );
         }
+        // A store that collapsed its lowest bins fills all of them, from its lowest key up, and
+        // DDSketch counts every smaller value in the first bin. Marked collapsed with bins to
+        // spare, a small value would be counted at a key below the lowest one or far above the
+        // value: its quantiles off by more than the sketch's bound, and the store unreadable.
+        // Unmarked, DDSketch collapses the store again when it must.
+        let full = hi - lo + 1 == i64::from(BIN_LIMIT) && self.bins.len() == BIN_LIMIT as usize;
+        if self.is_collapsed && !(full && lo == first) {
+            self.is_collapsed = false;
+        }
         Ok(())
     }
 }
 
 impl DdSketchRepr {
     /// Checks a serialized sketch; the empty sketch is `None`.
-    fn check(self) -> Result<Option<DDSketch>> {
+    fn check(mut self) -> Result<Option<DDSketch>> {
         let standard = serde_json::to_value(DDSketch::new(config()))
             .ok()
             .and_then(|mut v| v.get_mut("config").map(serde_json::Value::take));
@@ -257,17 +285,29 @@ impl std::fmt::Debug for LatencySketch {
     }
 }
 
-/// Two sketches are equal when they hold the same number of values with the same sum, extremes and
-/// quantiles at every percentile; sketches built from the same values in any order are equal.
+/// Two sketches are equal when they hold the same number of values with the same extremes and
+/// quantiles at every percentile, and sums that differ by no more than adding the values in
+/// another order can round them; sketches built from the same values in any order are equal.
 impl PartialEq for LatencySketch {
     fn eq(&self, other: &Self) -> bool {
         self.count() == other.count()
-            && self.inner.sum() == other.inner.sum()
+            && sums_agree(self.inner.sum(), other.inner.sum(), self.count())
             && self.min() == other.min()
             && self.max() == other.max()
             && (0..=100).all(|p| {
                 self.quantile(f64::from(p) / 100.0) == other.quantile(f64::from(p) / 100.0)
             })
+    }
+}
+
+/// Whether two sums of the same `n` non-negative values agree within rounding: adding a value,
+/// scaling a repeated one and merging a sketch each round a sum by at most one part in 2⁵³ of
+/// the total, whatever the order, so two sums made in different orders differ by at most a few
+/// `n` parts in 2⁵³.
+fn sums_agree(a: Option<f64>, b: Option<f64>, n: u64) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => (a - b).abs() <= a.max(b) * 4.0 * f64::EPSILON * n as f64,
+        (a, b) => a == b,
     }
 }
 
@@ -292,7 +332,9 @@ impl LatencySketch {
         self.add_n(millis, 1)
     }
 
-    /// Adds `count` copies of one latency in milliseconds, in constant time.
+    /// Adds `count` copies of one latency in milliseconds, in constant time. Errs, changing
+    /// nothing, on a value [`add`](Self::add) rejects, past [`MAX_VALUES`](Self::MAX_VALUES), or
+    /// when the sum of the values would no longer be a finite number.
     pub fn add_n(&mut self, millis: f64, count: u64) -> Result<()> {
         if !millis.is_finite() || millis < 0.0 {
             return Err(Error::invalid(
@@ -302,17 +344,21 @@ impl LatencySketch {
             ));
         }
         self.room_for("latency.count", count)?;
+        self.sum_room("latency", millis, millis * count as f64)?;
         self.inner.add_with_count(millis, count);
         Ok(())
     }
 
     /// Merges `other` into this sketch; the result is the sketch of both sets of values. Errs,
-    /// changing nothing, if that would hold more than [`MAX_VALUES`](Self::MAX_VALUES).
+    /// changing nothing, if that would hold more than [`MAX_VALUES`](Self::MAX_VALUES) or a sum
+    /// that is no longer a finite number.
     pub fn merge(&mut self, other: &LatencySketch) -> Result<()> {
         if other.count() == 0 {
             return Ok(());
         }
         self.room_for("latencySketch.count", other.count())?;
+        let other_sum = other.inner.sum().unwrap_or(0.0);
+        self.sum_room("latencySketch.sum", other_sum, other_sum)?;
         // Both sides are built with the same configuration (checked when read back), the only
         // case DDSketch refuses.
         if self.inner.merge(&other.inner).is_err() {
@@ -335,6 +381,22 @@ impl LatencySketch {
                 ),
             )),
         }
+    }
+
+    /// Errs unless `added` keeps the sum finite: an infinite sum has no JSON form, so the
+    /// sketch could be written to a journal but never read back, and its mean would be infinite.
+    fn sum_room(&self, field: &str, value: f64, added: f64) -> Result<()> {
+        let sum = self.inner.sum().unwrap_or(0.0);
+        if (sum + added).is_finite() {
+            return Ok(());
+        }
+        Err(Error::invalid(
+            field,
+            value,
+            format!(
+                "would take the sum of the sketch's values ({sum} ms) past the largest finite number"
+            ),
+        ))
     }
 
     /// The number of values added.
@@ -406,6 +468,37 @@ mod tests {
     }
 
     #[test]
+    fn sketches_of_the_same_values_in_any_order_are_equal() {
+        let values = [0.1, 0.2, 0.3];
+        let of = |values: &mut dyn Iterator<Item = &f64>| {
+            let mut s = LatencySketch::new();
+            for v in values {
+                s.add(*v).unwrap();
+            }
+            s
+        };
+        let forward = of(&mut values.iter());
+        let backward = of(&mut values.iter().rev());
+        assert_ne!(
+            forward.inner.sum(),
+            backward.inner.sum(),
+            "the sums round apart"
+        );
+        assert_eq!(forward, backward);
+        let (mut halves, second) = (of(&mut values[2..].iter()), of(&mut values[..2].iter()));
+        halves.merge(&second).unwrap();
+        assert_eq!(halves, forward);
+        let mut more = forward.clone();
+        more.add(0.0).unwrap();
+        assert_ne!(more, forward, "another value is another sketch");
+        let mut heavier = LatencySketch::new();
+        for v in values.iter().rev() {
+            heavier.add(v * 1.000_001).unwrap();
+        }
+        assert_ne!(heavier.inner.sum(), forward.inner.sum());
+    }
+
+    #[test]
     fn bad_values_change_nothing() {
         let mut s = LatencySketch::new();
         for bad in [f64::NAN, f64::INFINITY, -1.0] {
@@ -430,6 +523,27 @@ mod tests {
         assert_eq!((s.count(), s.max()), (LatencySketch::MAX_VALUES, Some(5.0)));
         one.merge(&LatencySketch::new()).unwrap();
         assert_eq!(one.count(), 1);
+    }
+
+    #[test]
+    fn a_sum_past_the_largest_float_is_refused_and_the_sketch_still_reads_back() {
+        let mut s = LatencySketch::new();
+        s.add(f64::MAX).unwrap();
+        let e = s.add(f64::MAX).unwrap_err().to_string();
+        assert!(e.contains("latency") && e.contains("sum"), "{e}");
+        assert!(s.add_n(1e300, 1_000_000).is_err());
+        let mut big = LatencySketch::new();
+        big.add(f64::MAX / 2.0).unwrap();
+        let mut copy = big.clone();
+        copy.merge(&big).unwrap();
+        let e = copy.merge(&s).unwrap_err().to_string();
+        assert!(e.contains("latencySketch.sum"), "{e}");
+        assert_eq!((s.count(), copy.count()), (1, 2));
+        for sketch in [s, copy] {
+            let json = serde_json::to_string(&sketch).unwrap();
+            let back: LatencySketch = serde_json::from_str(&json).expect(&json);
+            assert_eq!(back, sketch);
+        }
     }
 
     /// A sketch of a few values as its serialized form, edited by `edit`, read back.
@@ -516,6 +630,68 @@ mod tests {
     }
 
     #[test]
+    fn a_sketch_of_zeros_read_back_takes_new_values_whatever_its_empty_store_says() {
+        let edits: [fn(&mut serde_json::Value); 3] = [
+            |store| {
+                store["min_key"] = i32::MIN.into();
+                store["max_key"] = i32::MAX.into();
+            },
+            |store| {
+                store["bins"] = serde_json::json!([0, 0, 0]);
+                store["offset"] = (i32::MAX - 1).into();
+                store["min_key"] = (i32::MAX - 1).into();
+                store["max_key"] = (i32::MAX - 1).into();
+            },
+            |store| {
+                store["offset"] = i32::MIN.into();
+                store["is_collapsed"] = true.into();
+            },
+        ];
+        for (i, edit) in edits.into_iter().enumerate() {
+            let mut zeros = LatencySketch::new();
+            zeros.add_n(0.0, 3).unwrap();
+            let mut form = serde_json::to_value(&zeros).unwrap();
+            edit(&mut form["store"]);
+            let mut back: LatencySketch = serde_json::from_value(form).unwrap();
+            back.add(0.5).unwrap();
+            back.add_n(40.0, 2).unwrap();
+            let mut want = zeros.clone();
+            want.add(0.5).unwrap();
+            want.add_n(40.0, 2).unwrap();
+            assert_eq!(back, want, "edit {i}");
+        }
+    }
+
+    #[test]
+    fn a_collapsed_mark_the_bins_contradict_misplaces_no_value() {
+        let mut s = LatencySketch::new();
+        s.add(100.0).unwrap();
+        s.add(120.0).unwrap();
+        let form = serde_json::to_value(&s).unwrap();
+        let (offset, min_key) = (&form["store"]["offset"], &form["store"]["min_key"]);
+        assert_ne!(offset, min_key);
+        // Marked as it is, and with its bins moved to start at its lowest key.
+        let mut starting_at_min = form.clone();
+        let skip = min_key.as_u64().unwrap() - offset.as_u64().unwrap();
+        let store = &mut starting_at_min["store"];
+        let bins = store["bins"].as_array_mut().unwrap();
+        bins.drain(..usize::try_from(skip).unwrap());
+        store["offset"] = store["min_key"].clone();
+        s.add(10.0).unwrap();
+        for (i, mut form) in [form, starting_at_min].into_iter().enumerate() {
+            form["store"]["is_collapsed"] = true.into();
+            let mut back: LatencySketch = serde_json::from_value(form).unwrap();
+            back.add(10.0).unwrap();
+            let low = back.quantile(0.01).unwrap();
+            assert!((low - 10.0).abs() <= 10.0 * 0.0101, "case {i}: {low}");
+            assert_eq!(back, s, "case {i}");
+            let json = serde_json::to_string(&back).unwrap();
+            let again: LatencySketch = serde_json::from_str(&json).expect(&json);
+            assert_eq!(again, s, "case {i}");
+        }
+    }
+
+    #[test]
     fn sketches_of_any_range_read_back_whole() {
         let of = |values: &[f64]| {
             let mut s = LatencySketch::new();
@@ -528,6 +704,12 @@ mod tests {
         let collapsed = of(&[0.01, 3.0, 1e17]);
         let form = serde_json::to_value(&collapsed).unwrap();
         assert_eq!(form["store"]["is_collapsed"], true);
+        let back: LatencySketch = serde_json::from_value(form).unwrap();
+        let again = serde_json::to_value(&back).unwrap();
+        assert_eq!(
+            again["store"]["is_collapsed"], true,
+            "a collapsed store stays marked"
+        );
         // A merge keeps the collapsed bins but not the store's `is_collapsed` flag.
         let mut merged = of(&[1.0]);
         merged.merge(&of(&[3e16, 0.003])).unwrap();

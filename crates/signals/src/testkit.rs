@@ -19,6 +19,7 @@
 //! # });
 //! ```
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -93,6 +94,10 @@ pub trait HealthFixture: Send + Sync {
     async fn arrange(&self, signal: HealthSignal) -> Result<()>;
 
     /// A track name the check may use, unique to `purpose`, on which nothing was arranged yet.
+    ///
+    /// The default names the track after `purpose` alone, so it is fresh only the first time a
+    /// check runs against a source; a fixture whose checks run more than once against the same
+    /// source hands out a new track each call (as [`InMemoryHealthFixture`] does).
     fn fresh_track(&self, purpose: &str) -> Track {
         Track::Named(format!("tk-{purpose}"))
     }
@@ -573,10 +578,12 @@ impl MetricsFixture for InMemoryFixture {
     }
 }
 
-/// A [`HealthFixture`] over an [`InMemoryHealth`].
+/// A [`HealthFixture`] over an [`InMemoryHealth`]. Each fresh track it hands out is new, so the
+/// checks may run on one fixture any number of times.
 #[derive(Debug, Default)]
 pub struct InMemoryHealthFixture {
     source: Arc<InMemoryHealth>,
+    tracks_given: AtomicU64,
 }
 
 impl InMemoryHealthFixture {
@@ -596,6 +603,11 @@ impl HealthFixture for InMemoryHealthFixture {
     async fn arrange(&self, signal: HealthSignal) -> Result<()> {
         self.source.record(signal);
         Ok(())
+    }
+
+    fn fresh_track(&self, purpose: &str) -> Track {
+        let n = self.tracks_given.fetch_add(1, Ordering::Relaxed);
+        Track::Named(format!("tk-{purpose}-{n}"))
     }
 }
 
@@ -631,6 +643,14 @@ mod tests {
     #[should_panic(expected = "arranged")]
     async fn a_source_that_loses_counts_fails_the_suite() {
         check_counts_per_track(&Zeroes, &InMemoryFixture::new()).await;
+    }
+
+    #[tokio::test]
+    async fn the_health_suite_runs_again_on_the_same_fixture() {
+        let fixture = InMemoryHealthFixture::new();
+        for _ in 0..2 {
+            check_health_source_all(fixture.source().as_ref(), &fixture).await;
+        }
     }
 
     #[tokio::test]
