@@ -140,9 +140,10 @@ impl Measurement {
     }
 
     /// Whether this holds nothing to weigh: [`Measurement::NoData`], counts of no requests, or
-    /// a sketch of no values. A source should report the latter two as no data; a consumer that
-    /// must not take an empty window for evidence checks this rather than
-    /// [`is_no_data`](Self::is_no_data).
+    /// a sketch of no values. Sources report counts of no requests as they are, because they are
+    /// a reading of throughput (traffic fell to zero), while they say nothing of an error rate;
+    /// a sketch of no values they report as no data. A consumer that must not take an empty
+    /// window for evidence checks this rather than [`is_no_data`](Self::is_no_data).
     pub fn is_empty(&self) -> bool {
         match self {
             Measurement::Counts(c) => c.requests() == 0,
