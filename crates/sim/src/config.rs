@@ -220,7 +220,29 @@ impl SimConfig {
             }
         }
         for (i, fault) in self.faults.iter().enumerate() {
-            fault.validate(&format!("simConfig.faults[{i}]"))?;
+            self.check_fault(fault, &format!("simConfig.faults[{i}]"))?;
+        }
+        Ok(())
+    }
+
+    /// Checks `fault` on its own and against this world: a dependency probe can only fail
+    /// for a dependency the tracks probe, or the fault would never show.
+    pub(crate) fn check_fault(&self, fault: &Fault, field: &str) -> Result<()> {
+        fault.validate(field)?;
+        if let Fault::ProbeFailure {
+            probe: serin_signals::Probe::Dependency(name),
+            ..
+        } = fault
+            && !self.dependencies.contains(name)
+        {
+            return Err(Error::invalid(
+                format!("{field}.probe.dependency"),
+                name,
+                format!(
+                    "is not a dependency of the world (simConfig.dependencies: {:?})",
+                    self.dependencies
+                ),
+            ));
         }
         Ok(())
     }
@@ -333,6 +355,39 @@ mod tests {
         }
         assert!(serde_json::from_str::<SimConfig>(r#"{"seed": 1, "sed": 2}"#).is_err());
         assert!(serde_json::from_str::<SimConfig>(r#"{"service": "web"}"#).is_err());
+    }
+
+    /// A fault that names a dependency nobody probes or an instance its track never has
+    /// would never fire: a typo must not make a scenario pass vacuously.
+    #[test]
+    fn faults_that_could_never_fire_are_refused() {
+        let probe = r#"{"kind": "probeFailure", "probe": {"dependency": "postgress"},
+                        "span": {"from": 0, "until": "1m"}}"#;
+        for (faults, path) in [
+            (probe, "simConfig.faults[0].probe.dependency"),
+            (
+                r#"{"kind": "crash", "track": "canary", "instance": "1", "at": "1m"}"#,
+                "simConfig.faults[0].instance",
+            ),
+            (
+                r#"{"kind": "crash", "track": "canary", "instance": "stable-0", "at": "1m"}"#,
+                "simConfig.faults[0].instance",
+            ),
+            (
+                r#"{"kind": "crash", "track": "canary", "instance": "canary-01", "at": "1m"}"#,
+                "simConfig.faults[0].instance",
+            ),
+        ] {
+            let json =
+                format!(r#"{{"seed": 1, "dependencies": ["postgres"], "faults": [{faults}]}}"#);
+            let msg = serde_json::from_str::<SimConfig>(&json)
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains(path), "{json}: {msg}");
+        }
+        let json = r#"{"seed": 1, "dependencies": ["postgress"], "faults": [FAULT,
+            {"kind": "crash", "track": "canary", "instance": "canary-12", "at": "1m"}]}"#;
+        serde_json::from_str::<SimConfig>(&json.replace("FAULT", probe)).unwrap();
     }
 
     #[test]

@@ -54,7 +54,8 @@ pub enum Fault {
     Crash {
         /// The track whose instances crash.
         track: Track,
-        /// Only this instance (`canary-1`), or every instance when absent.
+        /// Only this instance (`canary-1`: instances are named `<track>-<n>`), or every
+        /// instance when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         instance: Option<String>,
         /// When.
@@ -78,8 +79,10 @@ pub enum Fault {
         /// When.
         span: Span,
     },
-    /// Nothing is recorded for the seconds in `span`: queries covering them see no data there,
-    /// before and after, as after a scrape gap.
+    /// Nothing is recorded for the seconds in `span`: queries covering them see no data there
+    /// (no counts, latencies or gauge readings), before and after, as after a scrape gap. The
+    /// traffic itself still flows: [`SimWorld::unroutable`](crate::SimWorld::unroutable) still
+    /// counts the requests lost in it.
     MetricsGap {
         /// Which seconds are lost.
         span: Span,
@@ -101,7 +104,8 @@ pub enum Fault {
     },
     /// `probe` fails on `track` (or on every track) during `span`. A failing readiness probe
     /// takes the instances out of traffic and a failing liveness probe marks them not alive, as
-    /// the platform sees them too; startup and dependency probes only show in health.
+    /// the platform sees them too; startup and dependency probes only show in health. A
+    /// dependency probe must name one of the world's dependencies.
     ProbeFailure {
         /// The track affected, or every track.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -137,15 +141,27 @@ impl Fault {
     /// Checks spans and names; `field` names the fault in errors (`simConfig.faults[2]`).
     pub fn validate(&self, field: &str) -> Result<()> {
         match self {
-            Fault::Crash { instance, .. } => {
-                if instance.as_deref().is_some_and(str::is_empty) {
-                    return Err(Error::invalid(
+            Fault::Crash {
+                track, instance, ..
+            } => {
+                // Instances are named `<track>-<n>`: any other name would never crash.
+                let of_track = |name: &str| {
+                    name.strip_prefix(track.as_str())
+                        .and_then(|rest| rest.strip_prefix('-'))
+                        .and_then(|n| n.parse::<u32>().ok().filter(|i| i.to_string() == n))
+                        .is_some()
+                };
+                match instance {
+                    Some(name) if !of_track(name) => Err(Error::invalid(
                         format!("{field}.instance"),
-                        "",
-                        "must name an instance (or be left out for all)",
-                    ));
+                        name,
+                        format!(
+                            "must name an instance of track `{track}` as `{track}-<n>` \
+                             (or be left out for all)"
+                        ),
+                    )),
+                    _ => Ok(()),
                 }
-                Ok(())
             }
             Fault::SlowStart { span, .. }
             | Fault::MetricsOutage { span }

@@ -17,8 +17,9 @@ const NAME: &str = "sim";
 /// each track of the service served over the window, and [`Metric::Latency`] with the merged
 /// sketch of their latencies, generated second by second (see [`SimWorld`]). [`Metric::Cpu`]
 /// (cores) and [`Metric::Memory`] (bytes) are gauges read at the last second of the window in
-/// which the track had a live instance: idle CPU per live instance plus CPU time per request
-/// served, and the profile's memory per live instance. Seconds not over yet are not reported.
+/// which the track had a live instance and that no metrics gap lost: idle CPU per live instance
+/// plus CPU time per request served, and the profile's memory per live instance. Seconds not
+/// over yet are not reported.
 /// Observations recorded with [`SimWorld::record`] are added on top; custom metrics come from
 /// those recordings only.
 /// A window in which a track served nothing is [`Measurement::NoData`]. During a

@@ -68,19 +68,46 @@ fn check_faults(
     });
     match failing {
         Some(reason) => {
-            state.push(
-                now,
-                EventKind::PlatformCallFailed {
-                    call: call.to_owned(),
-                    service: service.to_owned(),
-                    track: track.clone(),
-                    reason: reason.clone(),
-                },
-            );
-            Err(Error::platform(NAME, reason))
+            let error = Error::platform(NAME, reason.clone());
+            Err(failed(state, now, call, service, track, reason, error))
         }
         None => Ok(()),
     }
+}
+
+/// Records a failed call in the timeline, with `reason`, and hands back its `error`.
+fn failed(
+    state: &mut State,
+    now: Timestamp,
+    call: &str,
+    service: &str,
+    track: &Track,
+    reason: String,
+    error: Error,
+) -> Error {
+    state.push(
+        now,
+        EventKind::PlatformCallFailed {
+            call: call.to_owned(),
+            service: service.to_owned(),
+            track: track.clone(),
+            reason,
+        },
+    );
+    error
+}
+
+/// Records a call refused for its input or the state of the fleet, and hands back `error`.
+fn refused(
+    state: &mut State,
+    now: Timestamp,
+    call: &str,
+    service: &str,
+    track: &Track,
+    error: Error,
+) -> Error {
+    let reason = error.to_string();
+    failed(state, now, call, service, track, reason, error)
 }
 
 fn check_instances(instances: u32) -> Result<()> {
@@ -111,14 +138,16 @@ impl Platform for SimPlatform {
         let now = self.world.now();
         let key = spec.key();
         let mut state = self.world.lock();
+        let (service, track) = (spec.service(), spec.track());
         if state.active(&key).is_some() {
-            return Err(Error::AlreadyExists {
+            let error = Error::AlreadyExists {
                 what: "track".into(),
                 name: key.to_string(),
                 reason: "retire it first, or bring the version up as another track".into(),
-            });
+            };
+            return Err(refused(&mut state, now, "bringUp", service, track, error));
         }
-        check_faults(&mut state, now, "bringUp", spec.service(), spec.track())?;
+        check_faults(&mut state, now, "bringUp", service, track)?;
         let profile = state.config.profile_of(spec.version()).clone();
         let ready_delay = state.ready_delay(spec.track(), &profile, now);
         let incarnation = Incarnation {
@@ -161,12 +190,15 @@ impl Platform for SimPlatform {
     }
 
     async fn scale(&self, service: &str, track: &Track, instances: u32) -> Result<TrackStatus> {
-        check_instances(instances)?;
         let now = self.world.now();
         let key = TrackKey::new(service, track);
         let mut state = self.world.lock();
+        if let Err(error) = check_instances(instances) {
+            return Err(refused(&mut state, now, "scale", service, track, error));
+        }
         let Some(inc) = state.active(&key) else {
-            return Err(Error::not_found("track", &key));
+            let error = Error::not_found("track", &key);
+            return Err(refused(&mut state, now, "scale", service, track, error));
         };
         let profile = inc.profile.clone();
         let from = u32::try_from(present(inc).count()).unwrap_or(u32::MAX);
@@ -209,17 +241,25 @@ impl Platform for SimPlatform {
 
     async fn retire(&self, service: &str, track: &Track, drain: Duration) -> Result<()> {
         let key = TrackKey::new(service, track);
-        {
+        let draining = {
             let now = self.world.now();
             let mut state = self.world.lock();
             if state.active(&key).is_none() {
-                return Err(Error::not_found("track", &key));
+                let error = Error::not_found("track", &key);
+                return Err(refused(&mut state, now, "retire", service, track, error));
             }
             check_faults(&mut state, now, "retire", service, track)?;
-        }
+            state.incarnations(&key)
+        };
         tokio::time::sleep(drain).await;
         let now = self.world.now();
         let mut state = self.world.lock();
+        // Another call may have retired the track during the drain and brought it up anew:
+        // that new incarnation was never drained, so it is not this call's to stop.
+        if state.incarnations(&key) != draining || state.active(&key).is_none() {
+            let error = Error::not_found("track", &key);
+            return Err(refused(&mut state, now, "retire", service, track, error));
+        }
         let Some(inc) = state.active_mut(&key) else {
             return Err(Error::not_found("track", &key));
         };

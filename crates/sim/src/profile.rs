@@ -87,8 +87,16 @@ impl ErrorWander {
 }
 
 /// When an instance is ready to receive traffic, once its startup time has passed.
+///
+/// Serialized with a `kind` tag: `{"kind": "never"}`, `{"kind": "flapping", "up": "30s",
+/// "down": "5s"}`; a field the kind does not have is rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "kind", deny_unknown_fields)]
+#[serde(
+    rename_all = "camelCase",
+    tag = "kind",
+    deny_unknown_fields,
+    from = "ReadinessRepr"
+)]
 pub enum Readiness {
     /// Ready from the end of startup on.
     #[default]
@@ -96,7 +104,8 @@ pub enum Readiness {
     /// Never ready (a broken readiness endpoint, a missing dependency at boot).
     Never,
     /// Alternates: ready for `up`, then not ready for `down`, starting ready at the end of
-    /// startup. Every instance of a track flaps in step.
+    /// each instance's startup. Instances started together flap in step; one added later by a
+    /// scale keeps its own rhythm.
     Flapping {
         /// How long each ready spell lasts.
         #[serde(with = "serin_signals::duration")]
@@ -105,6 +114,31 @@ pub enum Readiness {
         #[serde(with = "serin_signals::duration")]
         down: Duration,
     },
+}
+
+/// The serialized form of [`Readiness`]: its kinds without fields are read as empty structs,
+/// since a tagged unit variant would accept, and silently drop, any field given with it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind", deny_unknown_fields)]
+enum ReadinessRepr {
+    Ready {},
+    Never {},
+    Flapping {
+        #[serde(with = "serin_signals::duration")]
+        up: Duration,
+        #[serde(with = "serin_signals::duration")]
+        down: Duration,
+    },
+}
+
+impl From<ReadinessRepr> for Readiness {
+    fn from(r: ReadinessRepr) -> Self {
+        match r {
+            ReadinessRepr::Ready {} => Readiness::Ready,
+            ReadinessRepr::Never {} => Readiness::Never,
+            ReadinessRepr::Flapping { up, down } => Readiness::Flapping { up, down },
+        }
+    }
 }
 
 /// How the instances of one version behave: errors, latency, startup, readiness, crashes, CPU
@@ -308,6 +342,21 @@ mod tests {
         assert_eq!(p.startup, Duration::from_secs(5));
         assert_eq!(p.error_wander, None);
         assert!(serde_json::from_str::<VersionProfile>(r#"{"errorRates": 0.05}"#).is_err());
+        for (json, want) in [
+            (r#"{"kind": "never"}"#, Some(Readiness::Never)),
+            (r#"{"kind": "ready"}"#, Some(Readiness::Ready)),
+            (r#"{"kind": "never", "up": "30s", "down": "5s"}"#, None),
+            (r#"{"kind": "ready", "up": "30s"}"#, None),
+            (r#"{"kind": "flapping", "up": "30s"}"#, None),
+        ] {
+            let got = serde_json::from_str::<Readiness>(json).ok();
+            assert_eq!(got, want, "{json}");
+        }
+        let json = serde_json::to_string(&Readiness::Never).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Readiness>(&json).unwrap(),
+            Readiness::Never
+        );
         let w: VersionProfile =
             serde_json::from_str(r#"{"errorWander": {"sd": 0.5, "rho": 0.6}}"#).unwrap();
         assert_eq!(w.error_wander, Some(ErrorWander::new(0.5, 0.6)));

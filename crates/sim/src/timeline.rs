@@ -71,7 +71,8 @@ pub enum EventKind {
         #[serde(with = "serin_signals::duration")]
         drain: Duration,
     },
-    /// A platform call failed; nothing changed.
+    /// A platform call failed, by a scripted platform error or refused (a track that does not
+    /// run or already runs, an instance count out of range); nothing changed.
     PlatformCallFailed {
         /// `bringUp`, `scale` or `retire`.
         call: String,

@@ -1,7 +1,7 @@
 //! [`SimWorld`]: the shared simulated world, its virtual clock and its fleet.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use serin_orchestrator::{InstanceStatus, TrackKey, TrackStatus};
@@ -31,7 +31,8 @@ use crate::timeline::{EventKind, TimelineEvent};
 /// router applies and what the platform runs is what the metrics show.
 ///
 /// Time is tokio's: the world's `now` is its start [`Timestamp`] plus the
-/// `tokio::time::Instant` elapsed since it was built. Under a paused clock
+/// `tokio::time::Instant` elapsed since it was built ([`SimWorld::new`] says when a world built
+/// outside a runtime starts). Under a paused clock
 /// (`#[tokio::test(start_paused = true)]`), hours of simulated rollout pass in milliseconds; the
 /// world itself never sleeps except where the trait says to wait (a retirement's drain).
 ///
@@ -53,7 +54,9 @@ pub struct SimWorld {
 
 #[derive(Debug)]
 struct Inner {
-    origin: tokio::time::Instant,
+    /// The instant of the runtime's clock at which the world's clock starts: when it was built
+    /// inside a runtime, or else when it was first read inside one.
+    origin: OnceLock<tokio::time::Instant>,
     state: Mutex<State>,
     recorded: InMemorySource,
     recorded_health: InMemoryHealth,
@@ -141,11 +144,19 @@ pub(crate) struct Second {
 
 impl SimWorld {
     /// A world built from `config` (checked first), whose virtual clock starts now.
+    ///
+    /// Built outside a Tokio runtime, where there is no virtual clock to start from, the
+    /// world's clock starts when it is first read inside one: the wall-clock time that passes
+    /// before then would otherwise shift every virtual time by a different amount in every run.
     pub fn new(config: SimConfig) -> Result<Self> {
         config.validate()?;
+        let origin = OnceLock::new();
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let _ = origin.set(tokio::time::Instant::now());
+        }
         Ok(SimWorld {
             inner: Arc::new(Inner {
-                origin: tokio::time::Instant::now(),
+                origin,
                 state: Mutex::new(State {
                     config,
                     splits: Vec::new(),
@@ -182,7 +193,16 @@ impl SimWorld {
 
     /// The virtual time now.
     pub fn now(&self) -> Timestamp {
-        let elapsed = tokio::time::Instant::now().saturating_duration_since(self.inner.origin);
+        let origin = match self.inner.origin.get() {
+            Some(origin) => Some(*origin),
+            None if tokio::runtime::Handle::try_current().is_ok() => {
+                Some(*self.inner.origin.get_or_init(tokio::time::Instant::now))
+            }
+            None => None,
+        };
+        let elapsed = origin.map_or(Duration::ZERO, |origin| {
+            tokio::time::Instant::now().saturating_duration_since(origin)
+        });
         self.lock().config.start().saturating_add(elapsed)
     }
 
@@ -206,7 +226,7 @@ impl SimWorld {
     pub fn inject(&self, fault: Fault) -> Result<()> {
         let now = self.now();
         let mut state = self.lock();
-        fault.validate("fault")?;
+        state.config.check_fault(&fault, "fault")?;
         let since = state.since_start(now);
         if fault.starts() < since {
             return Err(Error::invalid(
@@ -267,7 +287,8 @@ impl SimWorld {
 
     /// The requests over `window` that found no ready instance of the track the split sent
     /// them to (all failed, whatever [`Unready`] policy), summed over tracks. Zero means no
-    /// request was lost to routing.
+    /// request was lost to routing. This is what happened, not what the metrics saw: seconds a
+    /// metrics gap hides from queries count here too.
     pub fn unroutable(&self, window: Window) -> Counts {
         let now = self.now();
         let state = self.lock();
@@ -280,7 +301,8 @@ impl SimWorld {
                 let Ok(track) = Track::named(backend.name().as_str()) else {
                     continue;
                 };
-                if let Some(sec) = state.second(&track, s)
+                // The requests were lost whether or not the metrics saw them.
+                if let Some(sec) = state.served(&track, s)
                     && sec.unroutable
                 {
                     total = total
@@ -364,6 +386,11 @@ impl State {
             .get_mut(key)
             .and_then(|v| v.last_mut())
             .filter(|inc| inc.retired.is_none())
+    }
+
+    /// How many times `key` has been brought up: tells one incarnation from the next.
+    pub(crate) fn incarnations(&self, key: &TrackKey) -> usize {
+        self.fleet.get(key).map_or(0, Vec::len)
     }
 
     pub(crate) fn add_incarnation(&mut self, key: TrackKey, incarnation: Incarnation) {
@@ -584,18 +611,30 @@ impl State {
         first..end.max(first)
     }
 
-    /// What `track` of the loaded service served in second `s`, drawn from the state in force
-    /// at its first instant; `None` when it was sent nothing or the second was lost to a gap.
-    pub(crate) fn second(&self, track: &Track, s: u64) -> Option<Second> {
-        let t = Timestamp::from_millis(s.checked_mul(1_000)?);
-        let since = self.since_start(t);
-        let gap = self.config.faults().iter().any(|f| match f {
+    /// Whether the metrics of second `s` were lost to a metrics-gap fault.
+    fn lost_to_gap(&self, s: u64) -> bool {
+        let since = self.since_start(Timestamp::from_millis(s.saturating_mul(1_000)));
+        self.config.faults().iter().any(|f| match f {
             Fault::MetricsGap { span } => span.contains(since),
             _ => false,
-        });
-        if gap {
+        })
+    }
+
+    /// What the metrics recorded of `track` of the loaded service in second `s`: what it
+    /// served, unless the second was lost to a gap.
+    pub(crate) fn second(&self, track: &Track, s: u64) -> Option<Second> {
+        if self.lost_to_gap(s) {
             return None;
         }
+        self.served(track, s)
+    }
+
+    /// What `track` of the loaded service served in second `s`, drawn from the state in force
+    /// at its first instant, whether or not the metrics recorded it; `None` when it was sent
+    /// nothing.
+    fn served(&self, track: &Track, s: u64) -> Option<Second> {
+        let t = Timestamp::from_millis(s.checked_mul(1_000)?);
+        let since = self.since_start(t);
         let split = self.split_at(t)?;
         let weight = split.weight_of(track.as_str())?;
         if weight.is_zero() {
@@ -653,7 +692,8 @@ impl State {
     }
 
     /// The CPU (cores) or memory (bytes) of `track` of the loaded service at the last second
-    /// of `seconds` in which it had a live instance, or `None` when it had none.
+    /// of `seconds` in which it had a live instance and that a metrics gap did not lose, or
+    /// `None` when there is none.
     pub(crate) fn gauge(
         &self,
         track: &Track,
@@ -661,6 +701,9 @@ impl State {
         memory: bool,
     ) -> Option<f64> {
         for s in seconds.rev() {
+            if self.lost_to_gap(s) {
+                continue;
+            }
             let t = Timestamp::from_millis(s.saturating_mul(1_000));
             let Some(inc) = self.incarnation_at(track, t) else {
                 continue;

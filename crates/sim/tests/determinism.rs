@@ -141,3 +141,27 @@ proptest! {
         });
     }
 }
+
+/// A world built before its runtime exists takes no wall-clock time into its virtual clock:
+/// its clock starts when first read inside the runtime, so every run sees the same times.
+#[test]
+fn a_world_built_outside_a_runtime_keeps_its_clock_virtual() {
+    let world = SimWorld::new(SimConfig::new(5)).unwrap();
+    let start = world.config().start();
+    assert_eq!(world.now(), start);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        // Whatever time passes before the world is first used is not the world's.
+        tokio::time::advance(Duration::from_secs(3_600)).await;
+        assert_eq!(world.now(), start);
+        up(&world, "1.0.0", Track::Stable, 1).await;
+        wait(Duration::from_secs(90)).await;
+        assert_eq!(world.now(), start.saturating_add(Duration::from_secs(90)));
+        let up_at = world.timeline().first().map(|e| e.at);
+        assert_eq!(up_at, Some(start));
+    });
+}

@@ -181,6 +181,35 @@ async fn a_metrics_gap_loses_its_seconds_for_good() {
     assert!((10_000..14_000).contains(&c.requests()), "{c:?}");
 }
 
+/// A gap hides the metrics, not what happened: requests lost in it still count as
+/// unroutable, and no gauge is read from its seconds.
+#[tokio::test(start_paused = true)]
+async fn a_metrics_gap_hides_no_lost_requests_and_no_gauge_is_read_in_it() {
+    let world = fleet(SimConfig::new(15).with_fault(Fault::MetricsGap {
+        span: span(mins(5), mins(6)),
+    }))
+    .await;
+    let start = world.config().start();
+    wait(mins(5).saturating_sub(world.now().saturating_duration_since(start))).await;
+    // Half the traffic goes to a canary for the five seconds before it is ready.
+    up(&world, "2.0.0", Track::Canary, 1).await;
+    split(&world, &[("stable", 50), ("canary", 50)]).await;
+    wait(mins(3)).await;
+    let gap = Window::new(start.saturating_add(mins(5)), start.saturating_add(mins(6))).unwrap();
+    let lost = world.unroutable(gap);
+    assert!(lost.requests() > 100, "{lost:?}");
+    assert_eq!(counts(&world, Track::Canary, gap).await, None);
+    for metric in [Metric::Cpu, Metric::Memory] {
+        let q = MetricQuery::new(metric.clone(), Track::Stable, gap);
+        let o = world.metrics().query(&q).await.unwrap();
+        assert!(o.measurement.is_no_data(), "{metric:?}: {o:?}");
+        let around = Window::new(start.saturating_add(mins(4)), start.saturating_add(mins(7)));
+        let q = MetricQuery::new(metric.clone(), Track::Stable, around.unwrap());
+        let o = world.metrics().query(&q).await.unwrap();
+        assert!(!o.measurement.is_no_data(), "{metric:?}: {o:?}");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn router_errors_refuse_applies_while_they_last() {
     let world = fleet(SimConfig::new(16).with_fault(Fault::RouterErrors {
@@ -506,6 +535,14 @@ async fn the_past_cannot_be_rewritten() {
     world
         .set_profile(semver::Version::new(9, 0, 0), VersionProfile::default())
         .unwrap();
+    // A dependency no track probes would never fail.
+    let typo = Fault::ProbeFailure {
+        track: None,
+        probe: Probe::Dependency("postgress".into()),
+        span: span(mins(20), mins(21)),
+    };
+    let err = world.inject(typo).unwrap_err();
+    assert!(err.to_string().contains("fault.probe.dependency"), "{err}");
     assert!(world.config().faults().len() == 1);
     assert!(matches!(
         world.timeline().last().map(|e| &e.kind),
