@@ -590,3 +590,44 @@ async fn two_directories_of_one_database_do_not_collide_on_snapshot_names() {
     assert!(!db.database_exists(&a.snapshot_database(&id_a)).await);
     db.drop().await;
 }
+
+/// A restore verifies the tables its backup recorded, whatever the settings list now: a table
+/// dropped from `verifyTables` since the backup neither blocks the restore nor goes unchecked.
+#[tokio::test]
+async fn a_restore_verifies_the_tables_its_backup_recorded() {
+    let Some(server) = server("recorded_tables") else {
+        return;
+    };
+    for (mode, name) in [
+        (PostgresMode::Dump { jobs: 1 }, "recorded_dump"),
+        (PostgresMode::Template, "recorded_template"),
+    ] {
+        let db = Db::plain(&server, name).await;
+        orders(&db).await;
+        let store = tempfile::tempdir().unwrap();
+        let both = PostgresSettings::new(db.connection(), store.path())
+            .with_mode(mode)
+            .verify_table(TableName::new("orders"))
+            .verify_table(TableName::new("audit"));
+        let pg = PostgresBackup::new(both).unwrap();
+        let id = pg.backup("shop", "v1").await.unwrap();
+        let before = fingerprint(&db).await;
+        change(&db).await;
+        // A later configuration verifies only `orders`.
+        let fewer = PostgresBackup::new(
+            PostgresSettings::new(db.connection(), store.path())
+                .with_mode(mode)
+                .verify_table(TableName::new("orders")),
+        )
+        .unwrap();
+        fewer.restore(&id).await.unwrap();
+        assert_eq!(fingerprint(&db).await, before, "{mode:?}");
+        assert_eq!(db.sql("SELECT note FROM audit").await, "created");
+        // `audit` is still checked: a forged record of it fails the restore.
+        forge_checksum(store.path(), &id, "public.audit");
+        let msg = fewer.restore(&id).await.unwrap_err().to_string();
+        assert!(msg.contains("public.audit"), "{mode:?}: {msg}");
+        fewer.delete(&id).await.unwrap();
+        db.drop().await;
+    }
+}

@@ -146,6 +146,18 @@ impl Catalog {
         Ok(())
     }
 
+    /// A guard over the claimed `id` whose backup writes `files`: dropped before it is
+    /// [`finished`](Unfinished::finished) (the backup was cancelled or timed out at an
+    /// `.await`), it removes them and the claim, unless the metadata was already committed.
+    pub(crate) fn unfinished(&self, id: &str, files: Vec<PathBuf>) -> Unfinished {
+        Unfinished {
+            metadata: self.data_path(id, ".json"),
+            pending: self.data_path(id, ".pending"),
+            files,
+            armed: true,
+        }
+    }
+
     /// Drops the claim on `id` (after a failed backup, or once committed).
     pub(crate) async fn release(&self, id: &str) {
         // A claim that is already gone is what was wanted.
@@ -234,6 +246,39 @@ impl Catalog {
             Err(e) if e.kind() == ErrorKind::NotFound => Err(Error::not_found("backup", id)),
             Err(e) => Err(self.io_error("remove", &path, e)),
         }
+    }
+}
+
+/// See [`Catalog::unfinished`]. Its removals are synchronous, as a drop cannot wait: a few
+/// files, not trees.
+#[derive(Debug)]
+pub(crate) struct Unfinished {
+    metadata: PathBuf,
+    pending: PathBuf,
+    files: Vec<PathBuf>,
+    armed: bool,
+}
+
+impl Unfinished {
+    /// The backup was committed, or its failure cleaned up: nothing is left to remove.
+    pub(crate) fn finished(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // Committed but not yet told so (cancelled while the claim was being released): the
+        // backup is listed, so its data stays.
+        if !self.metadata.exists() {
+            for file in &self.files {
+                let _ = std::fs::remove_file(file);
+            }
+        }
+        let _ = std::fs::remove_file(&self.pending);
     }
 }
 

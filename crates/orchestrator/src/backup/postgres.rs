@@ -206,7 +206,16 @@ fn parse_conninfo(s: &str) -> Result<Vec<(String, String)>> {
             chars.next();
         }
         if chars.next() != Some('=') {
-            return Err(Error::invalid("conninfo", &key, "expected `key=value`"));
+            // After an unquoted password, this is likely the rest of it: never shown.
+            return Err(match out.last() {
+                Some((last, _)) if last == "password" => Error::invalid(
+                    "conninfo",
+                    "<redacted>",
+                    "expected `key=value` after the password: a password holding spaces \
+                     must be quoted ('…')",
+                ),
+                _ => Error::invalid("conninfo", &key, "expected `key=value`"),
+            });
         }
         while chars.peek().is_some_and(|c| c.is_whitespace()) {
             chars.next();
@@ -599,22 +608,22 @@ impl PostgresBackup {
         self.client.0.run("psql", &args).await
     }
 
-    fn tables(&self) -> Vec<(String, String)> {
-        self.settings
-            .verify_tables
-            .iter()
-            .map(|t| (t.schema.clone(), t.name.clone()))
-            .collect()
-    }
-
-    /// Row counts and checksums of the chosen tables in `database`, in the exported
-    /// `snapshot` if given.
-    async fn checksums(&self, database: &str, snapshot: Option<&str>) -> Result<Vec<BackupCheck>> {
-        let tables = self.tables();
+    /// Row counts and checksums of `tables` in `database`, in the exported `snapshot` if
+    /// given.
+    async fn checksums(
+        &self,
+        database: &str,
+        tables: &[TableName],
+        snapshot: Option<&str>,
+    ) -> Result<Vec<BackupCheck>> {
         if tables.is_empty() {
             return Ok(Vec::new());
         }
-        let query = sql::checksum_query(&tables);
+        let names: Vec<(String, String)> = tables
+            .iter()
+            .map(|t| (t.schema.clone(), t.name.clone()))
+            .collect();
+        let query = sql::checksum_query(&names);
         let statements = match snapshot {
             Some(id) => vec![
                 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY".to_owned(),
@@ -630,9 +639,7 @@ impl PostgresBackup {
                 "cannot read the checksums of database `{database}`: {e}"
             ))
         })?;
-        Ok(self
-            .settings
-            .verify_tables
+        Ok(tables
             .iter()
             .zip(sums)
             .map(|(t, (rows, md5))| BackupCheck::new(t.subject(), rows, md5))
@@ -655,12 +662,34 @@ impl PostgresBackup {
         out
     }
 
-    /// Checks of the same tables as `info` recorded (by subject), as the settings can change
-    /// between a backup and its restore.
-    fn recorded_tables(info: &BackupInfo) -> Vec<&BackupCheck> {
+    /// The table checks `info` recorded.
+    fn recorded_checks(info: &BackupInfo) -> Vec<BackupCheck> {
         info.checks
             .iter()
             .filter(|c| c.subject != DUMP_CHECK)
+            .cloned()
+            .collect()
+    }
+
+    /// The tables `info` recorded checks of, which a restore verifies whatever the settings
+    /// list now (they can change between a backup and its restore): each is the table of the
+    /// settings with the same subject, or else the subject read as `schema.name`, split at
+    /// its first dot.
+    fn recorded_tables(&self, info: &BackupInfo) -> Vec<TableName> {
+        Self::recorded_checks(info)
+            .iter()
+            .map(|c| {
+                let listed = self
+                    .settings
+                    .verify_tables
+                    .iter()
+                    .find(|t| t.subject() == c.subject);
+                match (listed, c.subject.split_once('.')) {
+                    (Some(t), _) => t.clone(),
+                    (None, Some((schema, name))) => TableName::in_schema(schema, name),
+                    (None, None) => TableName::new(c.subject.as_str()),
+                }
+            })
             .collect()
     }
 
@@ -723,7 +752,9 @@ impl PostgresBackup {
             }
         };
         let result = async {
-            let checks = self.checksums(self.db(), Some(&snapshot)).await?;
+            let checks = self
+                .checksums(self.db(), &self.settings.verify_tables, Some(&snapshot))
+                .await?;
             let mut args = os(&["--format=custom", "--no-password", "--file"]);
             args.push(file.clone().into());
             args.push(format!("--snapshot={snapshot}").into());
@@ -776,7 +807,9 @@ impl PostgresBackup {
             self.failed(reason)
         })?;
         let rest = async {
-            let checks = self.checksums(&snap, None).await?;
+            let checks = self
+                .checksums(&snap, &self.settings.verify_tables, None)
+                .await?;
             self.psql(
                 maintenance,
                 &[format!(
@@ -879,8 +912,10 @@ impl PostgresBackup {
         args.push(sql::dbname_conninfo(self.db()).into());
         args.push(file.into());
         self.client.0.run("pg_restore", &args).await?;
-        let actual = self.checksums(self.db(), None).await?;
-        let expected: Vec<BackupCheck> = Self::recorded_tables(info).into_iter().cloned().collect();
+        let actual = self
+            .checksums(self.db(), &self.recorded_tables(info), None)
+            .await?;
+        let expected = Self::recorded_checks(info);
         let differences = Self::compare(&expected, &actual);
         if !differences.is_empty() {
             return Err(self.failed(format!(
@@ -898,7 +933,10 @@ impl PostgresBackup {
         let staging = self.database_for("restore", &info.id);
         let aside = self.database_for("old", &info.id);
         let maintenance = self.settings.maintenance_database.clone();
+        // Leftovers of an earlier restore of this backup: a copy that was never swapped in,
+        // and a replaced database that could not be dropped (it would block the rename).
         self.drop_database(&staging).await?;
+        self.drop_database(&aside).await?;
         self.psql(
             &maintenance,
             &[format!(
@@ -914,8 +952,11 @@ impl PostgresBackup {
                 info.id
             ))
         })?;
-        let expected: Vec<BackupCheck> = Self::recorded_tables(info).into_iter().cloned().collect();
-        let verified = match self.checksums(&staging, None).await {
+        let expected = Self::recorded_checks(info);
+        let verified = match self
+            .checksums(&staging, &self.recorded_tables(info), None)
+            .await
+        {
             Ok(actual) => Ok(Self::compare(&expected, &actual)),
             Err(e) => Err(e),
         };
@@ -1015,6 +1056,11 @@ impl BackupProvider for PostgresBackup {
         let created_at = self.clock.now();
         let template = self.settings.mode == PostgresMode::Template;
         let id = self.claim(service, created_at, template).await?;
+        // A cancelled dump leaves no partial file; a template snapshot is a database, which
+        // a drop cannot remove.
+        let unfinished = self
+            .catalog
+            .unfinished(&id, vec![self.catalog.data_path(&id, ".dump")]);
         let started = tokio::time::Instant::now();
         let taken = if template {
             self.take_template(&id).await
@@ -1025,6 +1071,8 @@ impl BackupProvider for PostgresBackup {
             Ok(checks) => checks,
             Err(e) => {
                 let _ = tokio::fs::remove_file(self.catalog.data_path(&id, ".dump")).await;
+                // Once released, the id may be claimed again: the guard must not act on it.
+                unfinished.finished();
                 self.catalog.release(&id).await;
                 return Err(e);
             }
@@ -1053,10 +1101,12 @@ impl BackupProvider for PostgresBackup {
             Ok(info) => info,
             Err(e) => {
                 let _ = self.remove_data(&id, template).await;
+                unfinished.finished();
                 self.catalog.release(&id).await;
                 return Err(e);
             }
         };
+        unfinished.finished();
         tracing::info!(
             backup = %id, service, bytes = info.size_bytes, ?duration,
             "postgres backup of database `{}` taken", self.db()
@@ -1158,6 +1208,12 @@ mod tests {
         assert!(!format!("{p:?}").contains("s3cret-pw"));
         let err = PostgresConnection::from_conninfo("host=h user=u password='a\0b'").unwrap_err();
         assert!(!err.to_string().contains("a\0b"), "{err}");
+        // An unquoted password holding a space: the rest is no key, and is not shown either.
+        let err = PostgresConnection::from_conninfo("host=h user=u password=s3cret pw2 port=1")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("pw2"), "{err}");
+        assert!(err.contains("password") && err.contains("quoted"), "{err}");
     }
 
     #[test]
@@ -1301,6 +1357,57 @@ mod tests {
         assert!(std::fs::read_dir(store.path()).unwrap().next().is_none());
     }
 
+    /// A `psql` that holds a snapshot, and a `pg_dump` that writes part of a dump, says so
+    /// through the FIFO `dir/stalled`, then stalls until it is killed.
+    fn stalling_clients(dir: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let psql = "#!/bin/sh\nread a\nread b\necho 00000003-00000002-1\nexec cat >/dev/null\n";
+        let pg_dump = format!(
+            "#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$next\" = file ]; then out=\"$a\"; fi\n  \
+             next=; [ \"$a\" = --file ] && next=file\ndone\nprintf partial > \"$out\"\n\
+             echo stalled > '{}/stalled'\nexec sleep 600\n",
+            dir.display()
+        );
+        for (name, body) in [("psql", psql.to_owned()), ("pg_dump", pg_dump)] {
+            let path = dir.join(name);
+            std::fs::write(&path, body).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let made = std::process::Command::new("mkfifo")
+            .arg(dir.join("stalled"))
+            .status()
+            .unwrap();
+        assert!(made.success());
+    }
+
+    #[tokio::test]
+    async fn a_dump_cancelled_half_way_leaves_nothing_behind() {
+        let bin = tempfile::tempdir().unwrap();
+        stalling_clients(bin.path());
+        let store = tempfile::tempdir().unwrap();
+        let pg = PostgresBackup::new(
+            PostgresSettings::new(conn(), store.path()).with_bin_dir(bin.path()),
+        )
+        .unwrap();
+        // What the store holds while the dump runs; the backup is dropped once it is known.
+        let stalled = async {
+            tokio::fs::read(bin.path().join("stalled")).await.unwrap();
+            let during: Vec<_> = std::fs::read_dir(store.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            during
+        };
+        let during = tokio::select! {
+            taken = pg.backup("shop", "v1") => panic!("the backup ended: {taken:?}"),
+            during = stalled => during,
+        };
+        assert_eq!(during.len(), 2, "a claim and a partial dump: {during:?}");
+        let left: Vec<_> = std::fs::read_dir(store.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+        assert!(pg.list("shop").await.unwrap().is_empty());
+    }
+
     #[tokio::test]
     async fn a_snapshot_name_taken_by_another_directory_is_named_as_the_cause() {
         let bin = tempfile::tempdir().unwrap();
@@ -1345,6 +1452,47 @@ mod tests {
                 .any(|l| l == r"dbname='x host=evil user=\'root\''"),
             "{args}"
         );
+    }
+
+    /// A template restore whose replaced database could not be dropped leaves it under its
+    /// `old` name; restoring the same backup again must not stumble over it.
+    #[tokio::test]
+    async fn a_template_restore_clears_what_an_earlier_restore_left_aside() {
+        let Ok(conninfo) = std::env::var("SERIN_TEST_POSTGRES") else {
+            return;
+        };
+        let mut connection = PostgresConnection::from_conninfo(&conninfo).unwrap();
+        connection.dbname = format!("serin_t_aside_{}", std::process::id());
+        let store = tempfile::tempdir().unwrap();
+        let pg = PostgresBackup::new(
+            PostgresSettings::new(connection, store.path())
+                .with_mode(PostgresMode::Template)
+                .verify_table(TableName::new("t")),
+        )
+        .unwrap();
+        let db = sql::ident(pg.db());
+        let admin = |statement: String| {
+            let pg = pg.clone();
+            async move { pg.psql("postgres", &[statement]).await.unwrap() }
+        };
+        admin(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
+        admin(format!("CREATE DATABASE {db}")).await;
+        pg.psql(
+            pg.db(),
+            &["CREATE TABLE t (v int); INSERT INTO t VALUES (1)".into()],
+        )
+        .await
+        .unwrap();
+        let id = pg.backup("shop", "v1").await.unwrap();
+        let aside = pg.database_for("old", &id);
+        admin(format!("CREATE DATABASE {}", sql::ident(&aside))).await;
+        pg.psql(pg.db(), &["DELETE FROM t".into()]).await.unwrap();
+        pg.restore(&id).await.unwrap();
+        let rows = pg.psql(pg.db(), &["SELECT count(*) FROM t".into()]).await;
+        assert_eq!(rows.unwrap().trim(), "1");
+        assert!(!pg.database_exists(&aside).await.unwrap());
+        pg.delete(&id).await.unwrap();
+        admin(format!("DROP DATABASE {db} WITH (FORCE)")).await;
     }
 
     #[test]

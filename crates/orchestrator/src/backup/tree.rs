@@ -113,7 +113,7 @@ impl Manifest {
                     found.next();
                 }
                 (Some(e), Some(f)) => {
-                    if e.path < f.path {
+                    if order_key(&e.path) < order_key(&f.path) {
                         out.push(format!("`{}` is missing", e.path));
                         expected.next();
                     } else {
@@ -124,6 +124,17 @@ impl Manifest {
             }
         }
         out
+    }
+}
+
+/// A path's place in a manifest's order (depth first, names sorted): its names compared one
+/// by one, so that a directory's entries all come before its next sibling (`a/x` before `a-b`,
+/// though `-` sorts before `/`), and the root (`.`) first.
+fn order_key(path: &str) -> Vec<&str> {
+    if path == "." {
+        Vec::new()
+    } else {
+        path.split('/').collect()
     }
 }
 
@@ -394,6 +405,28 @@ mod tests {
         fs::create_dir(tmp.path().join("src")).unwrap();
         fs::create_dir(tmp.path().join("dst")).unwrap();
         assert!(copy_tree(&tmp.path().join("src"), &tmp.path().join("dst")).is_err());
+    }
+
+    #[test]
+    fn differences_name_the_paths_that_differ_whatever_their_characters() {
+        // Depth first with sorted names puts `a/x` before `a-b`, though `-` sorts before `/`.
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        fs::create_dir_all(src.join("a")).unwrap();
+        fs::write(src.join("a/x"), b"x").unwrap();
+        fs::write(src.join("a-b"), b"b").unwrap();
+        fs::write(src.join("+c"), b"c").unwrap();
+        let expected = copy_tree(&src, &tmp.path().join("one")).unwrap();
+        fs::remove_file(src.join("a/x")).unwrap();
+        let actual = copy_tree(&src, &tmp.path().join("two")).unwrap();
+        assert_eq!(expected.differences(&actual, 10), ["`a/x` is missing"]);
+        assert_eq!(
+            actual.differences(&expected, 10),
+            ["`a/x` was not in the backup"]
+        );
+        fs::remove_file(src.join("+c")).unwrap();
+        let fewer = copy_tree(&src, &tmp.path().join("three")).unwrap();
+        assert_eq!(actual.differences(&fewer, 10), ["`+c` is missing"]);
     }
 
     #[test]
