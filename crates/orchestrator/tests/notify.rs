@@ -256,6 +256,66 @@ async fn a_hanging_receiver_holds_up_neither_notify_nor_other_channels() {
     );
 }
 
+#[test]
+fn a_notifier_keeps_delivering_after_the_runtime_that_first_used_it_is_gone() {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    };
+    // The receiver lives on its own runtime throughout.
+    let io = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("io runtime");
+    let gate = Arc::new(Semaphore::new(0));
+    let rx = io.block_on(Receiver::start(
+        Mode::Gate(Arc::clone(&gate)),
+        Some(SECRET),
+        &[],
+    ));
+    let n = ChannelNotifier::new(fast_settings())
+        .expect("notifier")
+        .with_env(env());
+    let ch = webhook(&rx.url("/"));
+    // The first runtime ends while its delivery task holds a message in flight.
+    let first = runtime();
+    first.block_on(async {
+        n.notify(&ch, &event("web-1", 0, rolled_back()))
+            .await
+            .expect("queued");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while rx.attempts().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "delivery in flight");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    drop(first);
+    gate.add_permits(100);
+    runtime().block_on(async {
+        n.notify(&ch, &event("web-1", 1, rolled_back()))
+            .await
+            .expect("queued");
+        tokio::time::timeout(Duration::from_secs(5), n.flush())
+            .await
+            .expect("a message lost with its runtime leaves nothing pending");
+    });
+    let seqs: Vec<u64> = rx
+        .accepted()
+        .iter()
+        .map(|r| r.json()["data"]["seq"].as_u64().expect("seq"))
+        .collect();
+    assert!(seqs.contains(&1), "delivered on the new runtime: {seqs:?}");
+    let stats = n.stats();
+    assert_eq!(
+        (stats.queued, stats.delivered, stats.failed),
+        (2, 1, 1),
+        "the message lost in flight counts as failed"
+    );
+}
+
 async fn overflow(policy: Overflow) -> (Vec<u64>, u64) {
     let gate = Arc::new(Semaphore::new(0));
     let rx = Receiver::start(Mode::Gate(Arc::clone(&gate)), Some(SECRET), &[]).await;

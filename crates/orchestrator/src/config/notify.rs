@@ -24,20 +24,28 @@ pub struct NotificationChannel {
 
 impl NotificationChannel {
     /// The destination as logs and errors may show it: a URL cut to its scheme and host (the
-    /// paths and queries of webhook URLs often carry tokens), anything else as written.
+    /// paths and queries of webhook URLs often carry tokens), a URL written without its scheme
+    /// cut to its host likewise, anything else (a channel name, e-mail addresses) as written.
     pub fn redacted_destination(&self) -> String {
         redact_url(self.destination.trim())
     }
 }
 
-/// `scheme://host/***` for a URL (user info dropped), the value itself otherwise.
+/// `scheme://host/***` for a URL (user info dropped), `host/***` for one written without its
+/// scheme (a path or query follows the first word), the value itself otherwise.
 pub(crate) fn redact_url(value: &str) -> String {
-    let Some((scheme, rest)) = value.split_once("://") else {
-        return value.to_owned();
+    // Without a scheme, `#` starts a Slack channel name rather than a fragment.
+    let (scheme, rest, ends) = match value.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest, &['/', '?', '#'][..]),
+        None => (None, value, &['/', '?'][..]),
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = rest.split(ends).next().unwrap_or_default();
     let host = authority.rsplit('@').next().unwrap_or_default();
-    format!("{scheme}://{host}/***")
+    match scheme {
+        Some(scheme) => format!("{scheme}://{host}/***"),
+        None if authority.len() < rest.len() => format!("{host}/***"),
+        None => value.to_owned(),
+    }
 }
 
 /// The kinds of notification channel the brief names.
@@ -70,4 +78,29 @@ pub enum NotifyOn {
     Rollback,
     /// The deployment entered a phase (validation, preparation, deployment, ...).
     Phase,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_written_without_its_scheme_is_cut_to_its_host() {
+        let ch = |kind, destination: &str| NotificationChannel {
+            kind,
+            destination: destination.to_owned(),
+            events: Vec::new(),
+            secret_env: None,
+        };
+        let hook = ch(ChannelKind::Webhook, "hooks.example/T0/B0/tok3n");
+        assert_eq!(hook.redacted_destination(), "hooks.example/***");
+        let hook = ch(ChannelKind::Webhook, "hooks.example?token=tok3n");
+        assert_eq!(hook.redacted_destination(), "hooks.example/***");
+        let hook = ch(ChannelKind::Webhook, "HTTPS://hooks.example/T0/B0/tok3n");
+        assert_eq!(hook.redacted_destination(), "HTTPS://hooks.example/***");
+        assert_eq!(
+            ch(ChannelKind::Slack, "#deploys").redacted_destination(),
+            "#deploys"
+        );
+    }
 }

@@ -88,14 +88,18 @@ pub type WallClock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 ///
 /// Each distinct channel (kind, destination, `secretEnv`) gets its own bounded queue and
 /// delivery task, started on first use on the current tokio runtime (or the one given to
-/// [`on_runtime`](Self::on_runtime)), so a slow webhook never delays a page. Dropping the
+/// [`on_runtime`](Self::on_runtime)), so a slow webhook never delays a page; if that runtime
+/// shuts down, the next `notify` starts the task again on its own runtime. Dropping the
 /// notifier lets each task finish what is queued and stop.
 pub struct ChannelNotifier {
     shared: Arc<Shared>,
     env: EnvLookup,
     runtime: Option<tokio::runtime::Handle>,
-    lanes: Mutex<BTreeMap<String, Arc<Lane>>>,
+    lanes: Mutex<BTreeMap<String, Running>>,
 }
+
+/// A channel's lane and the task delivering from it.
+type Running = (Arc<Lane>, tokio::task::JoinHandle<()>);
 
 impl fmt::Debug for ChannelNotifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -197,7 +201,14 @@ impl ChannelNotifier {
                 Ok(Target::Webhook { url, secret })
             }
             ChannelKind::Slack => {
-                let secret = self.secret(channel, path, settings.slack_webhook_url.as_ref())?;
+                // A destination that is the webhook URL itself names where this channel posts:
+                // the settings' default URL is for channels that give only a channel name.
+                let fallback = if is_url(dest) {
+                    None
+                } else {
+                    settings.slack_webhook_url.as_ref()
+                };
+                let secret = self.secret(channel, path, fallback)?;
                 let (url, name) = match secret {
                     Some(s) => {
                         let url =
@@ -258,6 +269,25 @@ impl ChannelNotifier {
                 })?;
                 let to = email::recipients(&format!("{path}.destination"), dest)?;
                 let password = self.secret(channel, path, smtp.password.as_ref())?;
+                // A login needs both halves: without this check a username would log in with
+                // an empty password, and a channel's password without a user would go unused.
+                match (&smtp.username, &password, &channel.secret_env) {
+                    (Some(_), None, _) => {
+                        return Err(Error::invalid(
+                            format!("{path}.secretEnv"),
+                            "(none)",
+                            "notifySettings.smtp.username is set: name the variable holding the SMTP password, or set notifySettings.smtp.password",
+                        ));
+                    }
+                    (None, Some(_), Some(name)) => {
+                        return Err(Error::invalid(
+                            format!("{path}.secretEnv"),
+                            name,
+                            "holds an SMTP password, but notifySettings.smtp.username is not set: name the user it logs in as",
+                        ));
+                    }
+                    _ => {}
+                }
                 let transport = email::transport(smtp, password, settings.request_timeout)?;
                 Ok(Target::Email { transport, to })
             }
@@ -284,11 +314,16 @@ impl ChannelNotifier {
         }
     }
 
+    /// The lane of channel `key`, with a delivery task running for it. A task that ended
+    /// while the notifier lives (its runtime shut down) is started again on the current
+    /// runtime, so what is queued is still delivered.
     fn lane(&self, key: &str, label: &str) -> Result<Arc<Lane>> {
         let mut lanes = lock(&self.lanes);
-        if let Some(lane) = lanes.get(key) {
-            return Ok(Arc::clone(lane));
-        }
+        let existing = match lanes.get(key) {
+            Some((lane, task)) if !task.is_finished() => return Ok(Arc::clone(lane)),
+            Some((lane, _)) => Some(Arc::clone(lane)),
+            None => None,
+        };
         let runtime = match &self.runtime {
             Some(h) => h.clone(),
             None => tokio::runtime::Handle::try_current().map_err(|_| {
@@ -299,16 +334,16 @@ impl ChannelNotifier {
                 )
             })?,
         };
-        let lane = Arc::new(Lane::new(label.to_owned()));
-        runtime.spawn(queue::work(Arc::clone(&self.shared), Arc::clone(&lane)));
-        lanes.insert(key.to_owned(), Arc::clone(&lane));
+        let lane = existing.unwrap_or_else(|| Arc::new(Lane::new(label.to_owned())));
+        let task = runtime.spawn(queue::work(Arc::clone(&self.shared), Arc::clone(&lane)));
+        lanes.insert(key.to_owned(), (Arc::clone(&lane), task));
         Ok(lane)
     }
 }
 
 impl Drop for ChannelNotifier {
     fn drop(&mut self) {
-        for lane in lock(&self.lanes).values() {
+        for (lane, _) in lock(&self.lanes).values() {
             lane.close();
         }
     }
@@ -394,20 +429,22 @@ fn kind_name(kind: ChannelKind) -> &'static str {
     }
 }
 
-/// How logs and errors name a channel: its kind and destination, a URL destination cut to its
-/// scheme and host (webhook paths often carry tokens).
+/// How logs and errors name a channel: its kind and
+/// [redacted destination](NotificationChannel::redacted_destination).
 fn label(channel: &NotificationChannel) -> String {
-    let dest = channel.destination.trim();
-    let shown = if is_url(dest) {
-        redact_url(dest)
-    } else {
-        dest.to_owned()
-    };
-    format!("{} `{shown}`", kind_name(channel.kind))
+    format!(
+        "{} `{}`",
+        kind_name(channel.kind),
+        channel.redacted_destination()
+    )
 }
 
+/// Whether `s` is an `http(s)` URL rather than a name; the scheme is case-insensitive, as URL
+/// parsing treats it.
 fn is_url(s: &str) -> bool {
-    s.starts_with("http://") || s.starts_with("https://")
+    s.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
+    })
 }
 
 /// Parses an `http(s)` URL; the error names `field` and never repeats a URL that may hold a
@@ -459,6 +496,104 @@ mod tests {
             "rolledBack"
         );
         assert_eq!(event_type(&EventKind::Paused), "paused");
+    }
+
+    fn ch(json: &str) -> NotificationChannel {
+        serde_json::from_str(json).expect("channel")
+    }
+
+    #[test]
+    fn a_slack_destination_url_is_where_the_channel_posts() {
+        let settings = NotifySettings {
+            slack_webhook_url: Some(Secret::new("https://hooks.example/T/B/default")),
+            ..NotifySettings::default()
+        };
+        let n = ChannelNotifier::new(settings).expect("notifier");
+        let url = |json: &str| match n.target(&ch(json), "p").expect("target") {
+            Target::Slack { url, .. } => url.expose().to_owned(),
+            _ => panic!("not a Slack target"),
+        };
+        assert_eq!(
+            url(r#"{"type":"slack","destination":"https://hooks.example/T/B/own"}"#),
+            "https://hooks.example/T/B/own"
+        );
+        assert_eq!(
+            url(r##"{"type":"slack","destination":"#deploys"}"##),
+            "https://hooks.example/T/B/default"
+        );
+    }
+
+    #[test]
+    fn url_schemes_are_case_insensitive_and_webhook_labels_never_show_a_path() {
+        for json in [
+            r#"{"type":"webhook","destination":"HTTPS://hooks.example/T/B/tok3n"}"#,
+            r#"{"type":"webhook","destination":"hooks.example/T/B/tok3n"}"#,
+            r#"{"type":"slack","destination":"Https://hooks.example/T/B/tok3n"}"#,
+        ] {
+            let shown = label(&ch(json));
+            assert!(!shown.contains("tok3n"), "{json}: {shown}");
+        }
+        assert_eq!(
+            label(&ch(r##"{"type":"slack","destination":"#deploys"}"##)),
+            "slack `#deploys`"
+        );
+        let settings = NotifySettings {
+            pagerduty_routing_key: Some(Secret::new("key")),
+            ..NotifySettings::default()
+        };
+        let n = ChannelNotifier::new(settings).expect("notifier");
+        let eu =
+            r#"{"type":"pagerduty","destination":"HTTPS://events.eu.pagerduty.com/v2/enqueue"}"#;
+        match n.target(&ch(eu), "p").expect("target") {
+            Target::PagerDuty { url, .. } => {
+                assert_eq!(url.host_str(), Some("events.eu.pagerduty.com"));
+            }
+            _ => panic!("not a PagerDuty target"),
+        }
+        let slack = r#"{"type":"slack","destination":"HTTPS://hooks.example/T/B/tok3n"}"#;
+        assert!(matches!(
+            n.target(&ch(slack), "p")
+                .expect("a URL destination needs no default"),
+            Target::Slack { channel: None, .. }
+        ));
+    }
+
+    #[test]
+    fn an_smtp_login_needs_both_its_user_and_its_password() {
+        let smtp = |username: Option<&str>| {
+            let mut smtp = SmtpSettings::new("127.0.0.1", 2525, "serin@example.org");
+            smtp.starttls = StartTls::None;
+            smtp.username = username.map(str::to_owned);
+            smtp
+        };
+        let notifier = |username: Option<&str>| {
+            ChannelNotifier::new(NotifySettings {
+                smtp: Some(smtp(username)),
+                ..NotifySettings::default()
+            })
+            .expect("notifier")
+            .with_env(|name| (name == "SMTP_PW").then(|| "pw".to_owned()))
+        };
+        let plain = ch(r#"{"type":"email","destination":"ops@example.org"}"#);
+        let with_pw =
+            ch(r#"{"type":"email","destination":"ops@example.org","secretEnv":"SMTP_PW"}"#);
+        let e = notifier(Some("serin"))
+            .check_channels(std::slice::from_ref(&plain))
+            .expect_err("a user without a password")
+            .to_string();
+        assert!(
+            e.contains("notificationChannels[0].secretEnv") && e.contains("smtp.password"),
+            "{e}"
+        );
+        let e = notifier(None)
+            .check_channels(std::slice::from_ref(&with_pw))
+            .expect_err("a password without a user")
+            .to_string();
+        assert!(e.contains("SMTP_PW") && e.contains("smtp.username"), "{e}");
+        notifier(Some("serin"))
+            .check_channels(&[with_pw])
+            .expect("user and password");
+        notifier(None).check_channels(&[plain]).expect("no login");
     }
 
     #[test]

@@ -28,7 +28,8 @@ pub struct DeliveryStats {
     pub delivered: u64,
     /// Attempts repeated after a failure that may pass.
     pub retries: u64,
-    /// Messages given up on (a permanent failure, or every attempt failed).
+    /// Messages given up on (a permanent failure, or every attempt failed), or lost in
+    /// flight when their delivery task's runtime shut down.
     pub failed: u64,
     /// Messages dropped because their queue was full.
     pub dropped: u64,
@@ -334,14 +335,35 @@ pub(super) async fn classify(
     }
 }
 
+/// Marks a taken job finished when dropped, also when its task is cancelled mid-delivery
+/// (its runtime shut down): such a job counts as failed, and [`Shared::flush`] does not wait
+/// for it forever.
+struct Taken<'a> {
+    shared: &'a Shared,
+    settled: bool,
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.shared.failed.fetch_add(1, Ordering::SeqCst);
+        }
+        self.shared.done();
+    }
+}
+
 /// A lane's task: delivers in order until the lane is closed and empty.
 pub(super) async fn work(shared: Arc<Shared>, lane: Arc<Lane>) {
     loop {
         let job = lock(&lane.queue).pop_front();
         match job {
             Some(job) => {
+                let mut taken = Taken {
+                    shared: &shared,
+                    settled: false,
+                };
                 shared.deliver(&lane.label, &job).await;
-                shared.done();
+                taken.settled = true;
             }
             None if lane.closed.load(Ordering::SeqCst) => return,
             None => lane.wake.notified().await,

@@ -192,7 +192,8 @@ pub struct NotifySettings {
     /// The signing secret of webhooks without `secretEnv`.
     #[serde(default)]
     pub webhook_secret: Option<Secret>,
-    /// The incoming-webhook URL of Slack channels without `secretEnv`.
+    /// The incoming-webhook URL of Slack channels without `secretEnv` whose destination is a
+    /// channel name (a destination that is itself a URL posts there).
     #[serde(default)]
     pub slack_webhook_url: Option<Secret>,
     /// The routing key of PagerDuty channels without `secretEnv`.
@@ -284,6 +285,34 @@ impl NotifySettings {
             "notifySettings.pagerdutyEventsUrl",
             &self.pagerduty_events_url,
         )?;
+        // A blank secret would sign webhooks with an empty key, or fail only at delivery.
+        let secrets = [
+            ("notifySettings.webhookSecret", &self.webhook_secret),
+            ("notifySettings.slackWebhookUrl", &self.slack_webhook_url),
+            (
+                "notifySettings.pagerdutyRoutingKey",
+                &self.pagerduty_routing_key,
+            ),
+            (
+                "notifySettings.smtp.password",
+                self.smtp.as_ref().map_or(&None, |s| &s.password),
+            ),
+        ];
+        for (field, secret) in secrets {
+            if secret
+                .as_ref()
+                .is_some_and(|s| s.expose().trim().is_empty())
+            {
+                return Err(Error::invalid(
+                    field,
+                    "(blank)",
+                    "must not be empty: leave it out instead",
+                ));
+            }
+        }
+        if let Some(url) = &self.slack_webhook_url {
+            super::http_url("notifySettings.slackWebhookUrl", url.expose())?;
+        }
         if let Some(smtp) = &self.smtp {
             if smtp.host.trim().is_empty() {
                 return Err(Error::invalid(
@@ -387,6 +416,34 @@ mod tests {
             .expect_err("unknown field")
             .to_string();
         assert!(e.contains("oops"), "{e}");
+    }
+
+    #[test]
+    fn blank_secrets_and_a_bad_slack_url_are_refused_on_load() {
+        let cases = [
+            (r#"{"webhookSecret":""}"#, "notifySettings.webhookSecret"),
+            (
+                r#"{"pagerdutyRoutingKey":"  "}"#,
+                "notifySettings.pagerdutyRoutingKey",
+            ),
+            (
+                r#"{"slackWebhookUrl":""}"#,
+                "notifySettings.slackWebhookUrl",
+            ),
+            (
+                r#"{"slackWebhookUrl":"hooks.example/T/B/tok3n"}"#,
+                "notifySettings.slackWebhookUrl",
+            ),
+            (
+                r#"{"smtp":{"host":"h","from":"a@b.c","username":"u","password":""}}"#,
+                "notifySettings.smtp.password",
+            ),
+        ];
+        for (json, needle) in cases {
+            let e = NotifySettings::from_json(json).expect_err(json).to_string();
+            assert!(e.contains(needle), "{json}: `{e}`");
+            assert!(!e.contains("tok3n"), "{e}");
+        }
     }
 
     #[test]

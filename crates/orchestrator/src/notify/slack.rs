@@ -75,7 +75,7 @@ pub(super) fn message(event: &Event, channel: Option<&str>) -> Value {
         }],
     }));
     let mut msg = json!({
-        "text": truncate(&format!("{}: {}", event.service, event.kind), SECTION_MAX),
+        "text": truncate(&escape(&format!("{}: {}", event.service, event.kind)), SECTION_MAX),
         "blocks": blocks,
     });
     if let (Some(ch), Some(obj)) = (channel, msg.as_object_mut()) {
@@ -133,5 +133,24 @@ mod tests {
             "{ctx}"
         );
         assert!(message(&e, None).get("channel").is_none());
+    }
+
+    #[test]
+    fn the_fallback_text_is_escaped_so_a_reason_cannot_mention_anyone() {
+        let e = Event {
+            deployment: "web-1".into(),
+            service: "web".into(),
+            seq: 1,
+            at: Timestamp::from_millis(1_700_000_000_000),
+            kind: EventKind::Failed {
+                reason: "<!channel> p99 <canary> > 2s & rising".into(),
+            },
+        };
+        let text = message(&e, None)["text"].as_str().expect("text").to_owned();
+        assert!(!text.contains('<') && !text.contains('>'), "{text}");
+        assert!(
+            text.contains("&lt;!channel&gt;") && text.contains("&amp; rising"),
+            "{text}"
+        );
     }
 }
