@@ -31,7 +31,9 @@ pub struct HttpProbe {
 /// ([`check`](HttpHealth::check)) and reports the latest result of each.
 ///
 /// A 2xx answer is `Pass`; a 5xx, a refused connection or no answer within the timeout is
-/// `Fail`; any other status (a 404 from a wrong path) is `Unknown` — never a pass. Results carry
+/// `Fail`; any other status (a 404 from a wrong path) is `Unknown` — never a pass — and so is a
+/// path no request can carry (`ready`, `/re ady`), which is the probe's fault, not the
+/// instance's, and is not sent. Results carry
 /// the `now` given to `check`, so a caller in virtual time gets consistent timestamps, and the
 /// reason as detail.
 #[derive(Debug)]
@@ -89,18 +91,27 @@ impl HttpHealth {
 
     /// Stops probing `track` and forgets its results (a retired track).
     pub fn forget(&self, track: &Track) {
-        self.lock().retain(|p| &p.track != track);
+        // Under the probes' lock, so that a check in flight records nothing of the track after
+        // its results are forgotten (see `check`).
+        let mut probes = self.lock();
+        probes.retain(|p| &p.track != track);
         self.results.forget(track);
     }
 
-    /// Runs every probe now, concurrently, and records the results at `now`.
+    /// Runs every probe now, concurrently, and records the results at `now`. A probe forgotten
+    /// or replaced while it ran has its result dropped: it would describe an instance no longer
+    /// watched (retired, or removed by a scale-down), and no later check would replace it.
     pub async fn check(&self, now: Timestamp) {
         let probes = self.lock().clone();
         let mut running = Vec::with_capacity(probes.len());
         for p in probes {
             let timeout = self.timeout;
             running.push(tokio::spawn(async move {
-                let (status, detail) = match probe::get(p.addr, &p.path, timeout).await {
+                let answer = match probe::path_problem(&p.path) {
+                    Some(reason) => Err(Err(format!("probe path `{}` {reason}", p.path))),
+                    None => probe::get(p.addr, &p.path, timeout).await.map_err(Ok),
+                };
+                let (status, detail) = match answer {
                     Ok(s) if s.is_success() => {
                         (ProbeStatus::Pass, format!("{} answered {s}", p.path))
                     }
@@ -108,17 +119,21 @@ impl HttpHealth {
                         (ProbeStatus::Fail, format!("{} answered {s}", p.path))
                     }
                     Ok(s) => (ProbeStatus::Unknown, format!("{} answered {s}", p.path)),
-                    Err(e) => (ProbeStatus::Fail, e),
+                    Err(Ok(no_answer)) => (ProbeStatus::Fail, no_answer),
+                    Err(Err(bad_path)) => (ProbeStatus::Unknown, bad_path),
                 };
-                let mut signal =
-                    HealthSignal::new(p.track, p.probe, status, now).with_detail(detail);
-                signal.instance = p.instance;
-                signal
+                let mut signal = HealthSignal::new(p.track.clone(), p.probe.clone(), status, now)
+                    .with_detail(detail);
+                signal.instance = p.instance.clone();
+                (p, signal)
             }));
         }
         for r in running {
-            if let Ok(signal) = r.await {
-                self.results.record(signal);
+            if let Ok((probe, signal)) = r.await {
+                let probes = self.lock();
+                if probes.contains(&probe) {
+                    self.results.record(signal);
+                }
             }
         }
     }
@@ -140,5 +155,76 @@ impl HealthSource for HttpHealth {
 
     async fn signals(&self, track: &Track) -> serin_signals::Result<Vec<HealthSignal>> {
         self.results.signals(track).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_path_no_request_can_carry_is_unknown_not_a_failed_instance() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let health = HttpHealth::new(Duration::from_secs(1));
+        for (instance, path) in [("blue-0", "/re ady"), ("blue-1", "ready")] {
+            health.watch(HttpProbe {
+                track: Track::Blue,
+                probe: Probe::Readiness,
+                instance: Some(instance.to_owned()),
+                addr,
+                path: path.to_owned(),
+            });
+        }
+        health.check(Timestamp::from_millis(1_000)).await;
+        let signals = health.signals(&Track::Blue).await.unwrap();
+        assert_eq!(signals.len(), 2, "{signals:?}");
+        for s in signals {
+            assert_eq!(s.status, ProbeStatus::Unknown, "{s:?}");
+            let detail = s.detail.unwrap_or_default();
+            assert!(detail.contains("probe path"), "{detail}");
+        }
+    }
+
+    /// A track forgotten while a check of it is in flight (retired, or watched anew after a
+    /// scale-down) gets none of that check's results: they describe instances no longer
+    /// watched, and nothing would ever replace them.
+    #[tokio::test]
+    async fn a_result_of_a_forgotten_probe_is_not_recorded() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (asked, mut was_asked) = tokio::sync::mpsc::channel::<()>(1);
+        let answer = std::sync::Arc::new(tokio::sync::Notify::new());
+        let release = std::sync::Arc::clone(&answer);
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf).await.unwrap();
+            asked.send(()).await.unwrap();
+            release.notified().await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        });
+        let health = std::sync::Arc::new(HttpHealth::new(Duration::from_secs(10)));
+        health.watch(HttpProbe {
+            track: Track::Blue,
+            probe: Probe::Readiness,
+            instance: Some("blue-1".into()),
+            addr,
+            path: "/ready".into(),
+        });
+        let checking = {
+            let health = std::sync::Arc::clone(&health);
+            tokio::spawn(async move { health.check(Timestamp::from_millis(1_000)).await })
+        };
+        was_asked.recv().await.unwrap();
+        health.forget(&Track::Blue);
+        answer.notify_one();
+        checking.await.unwrap();
+        server.await.unwrap();
+        let signals = health.signals(&Track::Blue).await.unwrap();
+        assert!(signals.is_empty(), "{signals:?}");
     }
 }

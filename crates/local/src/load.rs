@@ -1,6 +1,7 @@
 //! [`Load`]: steady HTTP traffic through the proxy, counting who answered each request.
 //!
-//! Keep-alive clients send `GET /` at a fixed total rate and reconnect when a connection drops.
+//! Keep-alive clients send `GET /` at a fixed total rate, taking turns so that the requests are
+//! spread evenly over time, and reconnect when a connection drops.
 //! A request counts as *answered* when the response carries the `x-serin-version` header that
 //! the demo service (and any service that wants its answers counted per version) sets, and as
 //! *unanswered* otherwise: a refused connection, or a 502/503 from the proxy itself. That is how
@@ -110,8 +111,20 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let clients = (rps / RPS_PER_CLIENT).ceil().clamp(1.0, 64.0) as usize;
         let period = Duration::from_secs_f64(clients as f64 / rps.max(clients as f64));
+        // The clients take turns over the period, so the load is steady rather than a burst
+        // of every client at once: client `i` starts `i / clients` of a period after the first.
+        let now = tokio::time::Instant::now();
         let clients = (0..clients)
-            .map(|_| tokio::spawn(client(proxy, period, Arc::clone(&tally), Arc::clone(&stop))))
+            .map(|i| {
+                let first = now + period.mul_f64(i as f64 / clients as f64);
+                tokio::spawn(client(
+                    proxy,
+                    first,
+                    period,
+                    Arc::clone(&tally),
+                    Arc::clone(&stop),
+                ))
+            })
             .collect();
         Ok(Load {
             tally,
@@ -161,6 +174,7 @@ impl Drop for Load {
 
 async fn client(
     proxy: SocketAddr,
+    first: tokio::time::Instant,
     period: Duration,
     tally: Arc<Mutex<Tally>>,
     stop: Arc<AtomicBool>,
@@ -171,50 +185,71 @@ async fn client(
             .unwrap_or_else(|e| e.into_inner())
             .record(version, server_error);
     };
-    let mut tick = tokio::time::interval(period);
+    let mut tick = tokio::time::interval_at(first, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    'connect: while !stop.load(Ordering::Relaxed) {
-        let Ok(stream) = TcpStream::connect(proxy).await else {
+    let mut sender = None;
+    loop {
+        tick.tick().await;
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        // A keep-alive connection the proxy closed since the last request is replaced on this
+        // tick. A connection that cannot be made is this tick's request, unanswered: the
+        // attempts keep the load's rate, so an outage counts as many requests as it lasted
+        // ticks, not as many as the client could retry.
+        if let Some(s) = sender.as_mut()
+            && !is_ready(s).await
+        {
+            sender = None;
+        }
+        if sender.is_none() {
+            sender = connect(proxy).await;
+        }
+        let Some(s) = sender.as_mut() else {
             record(None, false);
-            tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let Ok((mut sender, conn)) =
-            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await
+        let Ok(req) = hyper::Request::get("/")
+            .header(hyper::header::HOST, proxy.to_string())
+            .body(Empty::new())
         else {
-            record(None, false);
             continue;
         };
-        tokio::spawn(conn);
-        while !stop.load(Ordering::Relaxed) {
-            tick.tick().await;
-            if sender.ready().await.is_err() {
-                continue 'connect;
+        match s.send_request(req).await {
+            Ok(resp) => {
+                let version = resp
+                    .headers()
+                    .get(VERSION_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let server_error = resp.status().is_server_error();
+                let _ = resp.into_body().collect().await;
+                record(version, server_error);
             }
-            let Ok(req) = hyper::Request::get("/")
-                .header(hyper::header::HOST, proxy.to_string())
-                .body(Empty::new())
-            else {
-                continue;
-            };
-            match sender.send_request(req).await {
-                Ok(resp) => {
-                    let version = resp
-                        .headers()
-                        .get(VERSION_HEADER)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned);
-                    let server_error = resp.status().is_server_error();
-                    let _ = resp.into_body().collect().await;
-                    record(version, server_error);
-                }
-                Err(_) => {
-                    record(None, false);
-                    continue 'connect;
-                }
+            Err(_) => {
+                record(None, false);
+                sender = None;
             }
         }
     }
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+/// Whether `sender`'s connection can take a request now.
+async fn is_ready(sender: &mut Sender) -> bool {
+    sender.ready().await.is_ok()
+}
+
+/// A new keep-alive connection to `proxy`, ready for a request; `None` if none could be made.
+async fn connect(proxy: SocketAddr) -> Option<Sender> {
+    let stream = TcpStream::connect(proxy).await.ok()?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+            .await
+            .ok()?;
+    tokio::spawn(conn);
+    is_ready(&mut sender).await.then_some(sender)
 }
 
 #[cfg(test)]
@@ -297,6 +332,64 @@ mod tests {
         drop(load);
         assert!(clients_ended(&tally, 0).await, "a client still runs");
         server.abort();
+    }
+
+    /// The clients take turns: a load of eight clients sends one request every 2.5 ms, not
+    /// eight at once every 20 ms, which would queue in bursts at the proxy and show in its
+    /// latency. In paused time the clock moves only from one timer to the next, so requests
+    /// sent together arrive at the same instant.
+    #[tokio::test(start_paused = true)]
+    async fn the_clients_spread_their_requests_over_the_period() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let arrivals = Arc::new(Mutex::new(Vec::<tokio::time::Instant>::new()));
+        let seen = Arc::clone(&arrivals);
+        let server = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let seen = Arc::clone(&seen);
+                let svc = hyper::service::service_fn(move |_req| {
+                    seen.lock().unwrap().push(tokio::time::Instant::now());
+                    async {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            Empty::<Bytes>::new(),
+                        ))
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc),
+                );
+            }
+        });
+        let load = Load::start(addr, 400.0).expect("start");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        load.stop().await;
+        server.abort();
+        let at = arrivals.lock().unwrap().clone();
+        let instants: std::collections::BTreeSet<_> = at.iter().collect();
+        assert!(at.len() > 100, "{} requests", at.len());
+        assert!(
+            instants.len() * 2 > at.len(),
+            "{} requests arrived at only {} instants",
+            at.len(),
+            instants.len()
+        );
+    }
+
+    /// Nothing listens: each tick's attempt counts as one unanswered request, at the load's
+    /// rate, not as fast as connections are refused.
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_counts_the_requests_the_load_would_have_sent() {
+        let spare = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = spare.local_addr().expect("addr");
+        drop(spare);
+        let load = Load::start(addr, 2.0).expect("start");
+        tokio::time::sleep(Duration::from_millis(1_900)).await;
+        let t = load.stop().await;
+        assert_eq!(t.answered, 0);
+        assert!((3..=5).contains(&t.unanswered), "{t:?}");
     }
 
     /// Nothing listens: every attempt is unanswered, and stopping returns.

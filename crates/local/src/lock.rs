@@ -2,14 +2,16 @@
 //! a tool and an operator's shell) never deploy one service at once.
 //!
 //! A lock is the file `{dir}/{service}.lock` holding its holder's name (a deployment id). It is
-//! taken by creating the file exclusively (`O_CREAT | O_EXCL`, atomic on a local file system),
-//! taken again by the same holder, and freed by removing the file. It deliberately survives the
+//! taken by linking a file that already holds the name as the lock (`link` fails if the lock
+//! exists and is atomic on a local file system), taken again by the same holder, and freed by
+//! removing the file. It deliberately survives the
 //! death of the process that took it: the deployment it names is unfinished in the journal and
 //! must be resumed (or rolled back) before another one starts, as the `Platform` contract says.
 //! An operator who knows better removes the file; the refusal names it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serin_orchestrator::{Error, Result};
 
@@ -59,15 +61,8 @@ impl LockDir {
         let path = self.path(service)?;
         let io =
             |e: std::io::Error| Error::platform("process", format!("lock {}: {e}", path.display()));
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(mut f) => f
-                .write_all(holder.as_bytes())
-                .and_then(|()| f.sync_all())
-                .map_err(io),
+        match self.create(&path, holder) {
+            Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let current = std::fs::read_to_string(&path).map_err(io)?;
                 if current == holder {
@@ -84,6 +79,47 @@ impl LockDir {
                 }
             }
             Err(e) => Err(io(e)),
+        }
+    }
+
+    /// Creates the lock file `path` holding `holder`, or fails with `AlreadyExists`.
+    ///
+    /// The name is written to a file of its own first and then linked as the lock: a link is
+    /// made at once or not at all and never replaces a file, so a lock is never seen without
+    /// its holder's name (by another process asking who holds it), nor left without it by a
+    /// crash. Where the file system has no hard links, the lock is created empty and then
+    /// written, as the only way left.
+    fn create(&self, path: &Path, holder: &str) -> std::io::Result<()> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let staged = path.with_extension(format!(
+            "lock.{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = write_synced(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true),
+            &staged,
+            holder,
+        );
+        let linked = written.and_then(|()| std::fs::hard_link(&staged, path));
+        let _ = std::fs::remove_file(&staged);
+        match linked {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::Unsupported | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                write_synced(
+                    std::fs::OpenOptions::new().write(true).create_new(true),
+                    path,
+                    holder,
+                )
+            }
+            other => other,
         }
     }
 
@@ -105,6 +141,13 @@ impl LockDir {
             )),
         }
     }
+}
+
+/// Opens `path` with `options` and writes `text` to disk.
+fn write_synced(options: &std::fs::OpenOptions, path: &Path, text: &str) -> std::io::Result<()> {
+    let mut f = options.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
 }
 
 #[cfg(test)]
@@ -129,5 +172,31 @@ mod tests {
             assert!(a.lock(bad, "x").is_err(), "{bad}");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_lock_being_taken_already_names_its_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = LockDir::new(dir.path()).unwrap();
+        for round in 0..100 {
+            let service = format!("web-{round}");
+            let outcomes: Vec<Result<()>> = std::thread::scope(|s| {
+                let racers: Vec<_> = (0..4)
+                    .map(|i| {
+                        let (locks, service) = (&locks, &service);
+                        s.spawn(move || locks.lock(service, &format!("deployment-{i}")))
+                    })
+                    .collect();
+                racers.into_iter().map(|r| r.join().unwrap()).collect()
+            });
+            assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1);
+            for refused in outcomes.into_iter().filter_map(|o| o.err()) {
+                let msg = refused.to_string();
+                assert!(
+                    msg.contains("deployment deployment-"),
+                    "round {round}: {msg}"
+                );
+            }
+        }
     }
 }

@@ -12,11 +12,14 @@ use std::io::{ErrorKind, PipeReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serin_orchestrator::{Error, Result};
 use tokio::sync::watch;
 
-/// When an instance's log is rotated and how many rotated files are kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// When an instance's log is rotated and how many rotated files are kept. Serialized in
+/// camelCase (`maxBytes`, `keep`), each field defaulted; checked on load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawRotation", into = "RawRotation")]
 pub struct LogRotation {
     /// The size past which the log is rotated, at the start of the next write the process makes
     /// (a write is never split, so a file may end up to one pipe read, 64 KiB, beyond it).
@@ -61,6 +64,44 @@ impl LogRotation {
             ));
         }
         Ok(())
+    }
+}
+
+/// The serialized form of [`LogRotation`].
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawRotation {
+    #[serde(default = "default_max_bytes")]
+    max_bytes: u64,
+    #[serde(default = "default_keep")]
+    keep: u32,
+}
+
+fn default_max_bytes() -> u64 {
+    LogRotation::default().max_bytes
+}
+fn default_keep() -> u32 {
+    LogRotation::default().keep
+}
+
+impl TryFrom<RawRotation> for LogRotation {
+    type Error = Error;
+    fn try_from(r: RawRotation) -> Result<Self> {
+        let rotation = LogRotation {
+            max_bytes: r.max_bytes,
+            keep: r.keep,
+        };
+        rotation.validate()?;
+        Ok(rotation)
+    }
+}
+
+impl From<LogRotation> for RawRotation {
+    fn from(r: LogRotation) -> Self {
+        RawRotation {
+            max_bytes: r.max_bytes,
+            keep: r.keep,
+        }
     }
 }
 

@@ -10,6 +10,17 @@ use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+/// Why `path` cannot be a probe's request target (it must start with `/` and be a valid
+/// origin-form path, query allowed), or `None` if it can.
+pub(crate) fn path_problem(path: &str) -> Option<String> {
+    if !path.starts_with('/') {
+        return Some("must start with '/'".to_owned());
+    }
+    path.parse::<hyper::Uri>()
+        .err()
+        .map(|e| format!("is not a valid HTTP request path: {e}"))
+}
+
 /// `GET path` on `addr` on a fresh connection, with everything (connect included) bounded by
 /// `timeout`. `Err` says why there was no status: refused, timed out, closed.
 pub(crate) async fn get(

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
 use serin_orchestrator::{
     Error, InstanceStatus, Platform, Result, TrackKey, TrackSpec, TrackStatus,
 };
@@ -20,15 +21,33 @@ use tokio::time::Instant;
 use crate::logs::{LogRotation, Pump, RotatingFile, last_line};
 use crate::probe;
 
-/// How a [`ProcessPlatform`] runs and checks its processes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a [`ProcessPlatform`] runs and checks its processes. Serialized in camelCase (`logDir`,
+/// `logRotation`, `readinessPath`, `probeTimeout`, `grace`, `lockDir`), durations as human
+/// strings (`5s`) or integer milliseconds; only `logDir` is required. Checked on load, errors
+/// naming the field (`processConfig.readinessPath`), and unknown fields are refused.
+///
+/// ```
+/// use serin_local::ProcessConfig;
+///
+/// let c: ProcessConfig = serde_json::from_str(
+///     r#"{"logDir": "/var/log/web", "grace": "10s", "logRotation": {"keep": 5}}"#,
+/// )?;
+/// assert_eq!(c.grace, std::time::Duration::from_secs(10));
+/// assert_eq!(c.log_rotation.keep, 5);
+/// assert!(serde_json::from_str::<ProcessConfig>(r#"{"logDir": "x", "readinessPath": "ready"}"#)
+///     .unwrap_err().to_string().contains("processConfig.readinessPath"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawProcessConfig", into = "RawProcessConfig")]
 #[non_exhaustive]
 pub struct ProcessConfig {
     /// Where each process's standard output and error go: `{service}-{track}-{n}.log`.
     pub log_dir: PathBuf,
     /// When those logs are rotated (default at 16 MiB, keeping 3 rotated files).
     pub log_rotation: LogRotation,
-    /// The HTTP path that answers 2xx once an instance is ready (default `/ready`).
+    /// The HTTP path (and query) that answers 2xx once an instance is ready (default `/ready`);
+    /// it must start with `/` and be a valid request target (no spaces).
     pub readiness_path: String,
     /// How long one readiness check may take (default 500 ms).
     pub probe_timeout: Duration,
@@ -64,7 +83,7 @@ impl ProcessConfig {
         self
     }
 
-    /// With another readiness path (must start with `/`).
+    /// With another readiness path (must start with `/` and be a valid request target).
     pub fn with_readiness_path(mut self, path: &str) -> Self {
         self.readiness_path = path.to_owned();
         self
@@ -84,11 +103,13 @@ impl ProcessConfig {
 
     fn validate(&self) -> Result<()> {
         self.log_rotation.validate()?;
-        if !self.readiness_path.starts_with('/') {
+        // A path no request can carry would fail every readiness check, reported as the
+        // instances' fault rather than the configuration's.
+        if let Some(reason) = probe::path_problem(&self.readiness_path) {
             return Err(Error::invalid(
                 "processConfig.readinessPath",
                 &self.readiness_path,
-                "must start with '/'",
+                reason,
             ));
         }
         if self.probe_timeout.is_zero() {
@@ -99,6 +120,62 @@ impl ProcessConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// The serialized form of [`ProcessConfig`].
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawProcessConfig {
+    log_dir: PathBuf,
+    #[serde(default)]
+    log_rotation: LogRotation,
+    #[serde(default = "default_readiness_path")]
+    readiness_path: String,
+    #[serde(default = "default_probe_timeout", with = "serin_signals::duration")]
+    probe_timeout: Duration,
+    #[serde(default = "default_grace", with = "serin_signals::duration")]
+    grace: Duration,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lock_dir: Option<PathBuf>,
+}
+
+fn default_readiness_path() -> String {
+    ProcessConfig::new("").readiness_path
+}
+fn default_probe_timeout() -> Duration {
+    ProcessConfig::new("").probe_timeout
+}
+fn default_grace() -> Duration {
+    ProcessConfig::new("").grace
+}
+
+impl TryFrom<RawProcessConfig> for ProcessConfig {
+    type Error = Error;
+    fn try_from(r: RawProcessConfig) -> Result<Self> {
+        let c = ProcessConfig {
+            log_dir: r.log_dir,
+            log_rotation: r.log_rotation,
+            readiness_path: r.readiness_path,
+            probe_timeout: r.probe_timeout,
+            grace: r.grace,
+            lock_dir: r.lock_dir,
+        };
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+impl From<ProcessConfig> for RawProcessConfig {
+    fn from(c: ProcessConfig) -> Self {
+        RawProcessConfig {
+            log_dir: c.log_dir,
+            log_rotation: c.log_rotation,
+            readiness_path: c.readiness_path,
+            probe_timeout: c.probe_timeout,
+            grace: c.grace,
+            lock_dir: c.lock_dir,
+        }
     }
 }
 
@@ -113,6 +190,17 @@ struct Proc {
     /// The thread that writes the process's output to `log`.
     pump: Pump,
     exited: Option<String>,
+}
+
+/// Kills the process's group if the process was not stopped: when the platform is dropped, and
+/// when a call that was stopping it (a retire, a scale-down) is dropped before it finished, as a
+/// caller's timeout or `select!` does. The process's own `kill_on_drop` reaches only the process,
+/// not what a wrapper (`sh -c ./web`) started. A process that was stopped has been reaped and
+/// has no id left: nothing is signalled.
+impl Drop for Proc {
+    fn drop(&mut self) {
+        signal_group(&self.child, Signal::SIGKILL);
+    }
 }
 
 /// An instance's id, address and, if its process exited, why.
@@ -162,20 +250,6 @@ impl std::fmt::Debug for ProcessPlatform {
         f.debug_struct("ProcessPlatform")
             .field("config", &self.config)
             .finish_non_exhaustive()
-    }
-}
-
-/// Kills every process group still running: each process's own `kill_on_drop` reaches only the
-/// process, not what a wrapper (`sh -c ./web`) started.
-impl Drop for ProcessPlatform {
-    fn drop(&mut self) {
-        let tracks = self
-            .tracks
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for p in tracks.values().flat_map(|r| &r.procs) {
-            signal_group(&p.child, Signal::SIGKILL);
-        }
     }
 }
 
@@ -680,6 +754,69 @@ impl Platform for ProcessPlatform {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_readiness_path_no_request_can_carry_is_refused_naming_it() {
+        for bad in ["ready", "/re ady", "/ready\n", "/a\tb"] {
+            let err = ProcessConfig::new("logs")
+                .with_readiness_path(bad)
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("processConfig.readinessPath") && err.contains(bad.trim_end()),
+                "{bad:?}: {err}"
+            );
+        }
+        for good in ["/ready", "/health/ready?deep=1", "/%20"] {
+            ProcessConfig::new("logs")
+                .with_readiness_path(good)
+                .validate()
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn the_config_loads_in_camel_case_checked_and_round_trips() {
+        let c: ProcessConfig = serde_json::from_str(
+            r#"{"logDir": "/tmp/l", "logRotation": {"maxBytes": 4096}, "readinessPath": "/up",
+                "probeTimeout": "1s", "grace": 3000, "lockDir": "/tmp/locks"}"#,
+        )
+        .unwrap();
+        let expected = ProcessConfig::new("/tmp/l")
+            .with_log_rotation(4096, LogRotation::default().keep)
+            .with_readiness_path("/up")
+            .with_probe_timeout(Duration::from_secs(1))
+            .with_grace(Duration::from_secs(3))
+            .with_lock_dir("/tmp/locks");
+        assert_eq!(c, expected);
+        let text = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<ProcessConfig>(&text).unwrap(), c);
+        let defaults: ProcessConfig = serde_json::from_str(r#"{"logDir": "/tmp/l"}"#).unwrap();
+        assert_eq!(defaults, ProcessConfig::new("/tmp/l"));
+        for (json, named) in [
+            (
+                r#"{"logDir": "x", "probeTimeout": 0}"#,
+                "processConfig.probeTimeout",
+            ),
+            (
+                r#"{"logDir": "x", "readinessPath": "/a b"}"#,
+                "processConfig.readinessPath",
+            ),
+            (
+                r#"{"logDir": "x", "logRotation": {"maxBytes": 10}}"#,
+                "processConfig.logRotation.maxBytes",
+            ),
+            (r#"{"logDir": "x", "gracePeriod": "5s"}"#, "gracePeriod"),
+            (r#"{"logDir": "x", "logRotation": {"count": 2}}"#, "count"),
+            (r#"{"grace": "5s"}"#, "logDir"),
+        ] {
+            let err = serde_json::from_str::<ProcessConfig>(json)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(named), "{json}: {err}");
+        }
+    }
 
     #[test]
     fn instance_ports_come_from_below_the_ephemeral_range() {

@@ -392,6 +392,63 @@ async fn the_demo_service_stops_when_its_platform_is_gone() {
     assert!(child.try_wait().unwrap().is_none());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_service_drains_when_its_platform_is_gone_with_its_output() {
+    // A platform killed outright closes both ends it held: the demo's stdin and the reading end
+    // of its output. The demo still drains its request in flight and exits cleanly.
+    let port = free_port();
+    let mut child = tokio::process::Command::new(support::DEMO)
+        .env("PORT", port.to_string())
+        .env("SERIN_LIFELINE", "stdin")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut up = false;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    assert!(up, "demo service on {addr} did not start");
+    let in_flight = tokio::spawn(get(addr, "/delay/300", &[]));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    drop(child.stdin.take());
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("exits once stdin closes")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(in_flight.await.unwrap().0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_demo_service_names_a_bad_setting_and_its_value() {
+    for (name, value) in [
+        ("PORT", "80a"),
+        ("PORT", "70000"),
+        ("DEMO_ERROR_RATE", "1.5"),
+        ("DEMO_LATENCY_MS", "-3"),
+    ] {
+        let mut cmd = tokio::process::Command::new(support::DEMO);
+        cmd.env("PORT", "0").env(name, value);
+        let out = cmd.output().await.unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}={value}: {err}");
+        assert!(
+            err.contains(name) && err.contains(&format!("`{value}`")),
+            "{name}={value}: {err}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_drain_timeout_past_what_the_clock_holds_does_not_panic() {
     let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
@@ -827,4 +884,54 @@ async fn instances_that_ignore_sigterm_share_one_grace_period() {
     p.retire("web", &Track::Blue, Duration::ZERO).await.unwrap();
     let took = started.elapsed();
     assert!(took >= grace && took < grace * 2, "{took:?}");
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_cut_short_still_ends_what_a_wrapper_started() {
+    let dir = std::env::temp_dir().join(format!(
+        "serin-local-faults-cancelled-{}",
+        std::process::id()
+    ));
+    // A long grace, so the retire below is still waiting in it when it is given up.
+    let p =
+        ProcessPlatform::new(ProcessConfig::new(&dir).with_grace(Duration::from_secs(30))).unwrap();
+    let pid_file = dir.join("cancelled.pid");
+    let _ = std::fs::remove_file(&pid_file);
+    // The wrapper and its service ignore SIGTERM; the service writes its process id.
+    let spec = serin_orchestrator::TrackSpec::new("web", "1.0.0", Track::Blue, 1)
+        .unwrap()
+        .with_command([
+            "sh",
+            "-c",
+            "trap '' TERM; sh -c 'echo $$ > \"$0\"; exec sleep 600' \"$0\" & wait",
+            &pid_file.display().to_string(),
+        ])
+        .unwrap();
+    p.bring_up(&spec).await.unwrap();
+    let pid = written_pid(&pid_file).await;
+    assert!(!ended(pid), "the service runs");
+    // The caller gives up on the retire (a timeout, a select!) while it waits for the grace.
+    let retire = p.retire("web", &Track::Blue, Duration::ZERO);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), retire)
+            .await
+            .is_err(),
+        "the retire was still waiting"
+    );
+    let gone = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        ended(pid)
+    });
+    if !gone {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(gone, "the service outlived its platform's retire");
+    assert!(
+        p.status("web", &Track::Blue).await.is_err(),
+        "the track is gone"
+    );
 }

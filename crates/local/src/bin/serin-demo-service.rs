@@ -60,10 +60,10 @@ fn parse<T: std::str::FromStr>(name: &str, default: &str) -> Result<T, String> {
 }
 
 fn config() -> Result<(u16, Config), String> {
-    let port: u16 = std::env::var("PORT")
-        .map_err(|_| "PORT is not set".to_owned())?
+    let raw_port = std::env::var("PORT").map_err(|_| "PORT is not set".to_owned())?;
+    let port: u16 = raw_port
         .parse()
-        .map_err(|_| "invalid PORT: must be a port number".to_owned())?;
+        .map_err(|_| format!("invalid PORT `{raw_port}`: must be a port number (0 to 65535)"))?;
     let error_rate: f64 = parse("DEMO_ERROR_RATE", "0")?;
     if !(0.0..=1.0).contains(&error_rate) {
         return Err(format!(
@@ -86,6 +86,20 @@ fn config() -> Result<(u16, Config), String> {
                 .flatten(),
         },
     ))
+}
+
+/// Writes one line to standard output, ignoring a failure: the output is a pipe to the platform,
+/// and a platform that is gone (the very reason the lifeline ends) takes its reading end with it.
+/// `println!` would panic there, and the service would exit without draining.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+/// [`say`] on standard error.
+fn complain(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn text(cfg: &Config, status: StatusCode, body: String) -> Response<Body> {
@@ -132,7 +146,7 @@ async fn handle(cfg: Arc<Config>, req: Request<Incoming>) -> Result<Response<Bod
             res
         }
         "/crash" => {
-            eprintln!("crashing on request");
+            complain(format_args!("crashing on request"));
             std::process::exit(3);
         }
         "/hang" => std::future::pending().await,
@@ -170,10 +184,10 @@ async fn serve(port: u16, cfg: Config) -> Result<(), String> {
     let local = listener
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
-    println!(
+    say(format_args!(
         "serin-demo-service {} {} listening on {local}",
         cfg.version, cfg.instance
-    );
+    ));
     let cfg = Arc::new(cfg);
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
@@ -198,18 +212,18 @@ async fn serve(port: u16, cfg: Config) -> Result<(), String> {
                 });
             }
             _ = term.recv() => {
-                println!("SIGTERM: draining");
+                say(format_args!("SIGTERM: draining"));
                 break;
             }
             () = &mut lifeline => {
-                println!("stdin closed (the platform is gone): draining");
+                say(format_args!("stdin closed (the platform is gone): draining"));
                 break;
             }
         }
     }
     drop(listener);
     graceful.shutdown().await;
-    println!("drained; exiting");
+    say(format_args!("drained; exiting"));
     Ok(())
 }
 
@@ -239,7 +253,7 @@ fn main() {
             .block_on(serve(port, cfg))
     });
     if let Err(e) = result {
-        eprintln!("serin-demo-service: {e}");
+        complain(format_args!("serin-demo-service: {e}"));
         std::process::exit(2);
     }
 }
