@@ -12,7 +12,8 @@
 //!    random, and a good canary's first errors may arrive in a clump; at the default 0.05 this
 //!    demo would end otherwise than described in up to 5% of runs).
 //! 4. Deploys 1.2.0, whose error rate is 5% (ten times 1.1.0's): the sequential judge sees it at
-//!    the first weight and rolls it back automatically.
+//!    one of the first weights (which one depends on when its random errors come) and rolls it
+//!    back automatically.
 //!
 //! A live status line shows the phase, the weight, the requests and error rates per version and
 //! the last decision; each deployment ends with its report, and the run ends with the load
@@ -29,6 +30,7 @@ use std::error::Error;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use indicatif::{ProgressBar, ProgressStyle};
 use serin_local::load::{Load, Tally};
 use serin_local::{ProcessConfig, ProcessPlatform, ProxiedPlatform, ProxyConfig, ProxyRouter};
 use serin_orchestrator::{
@@ -96,8 +98,14 @@ monitoring:
 maxDeploymentDuration: 3m
 "#
     ))?;
-    // The brief's environment variables override the file (VERSION, INCREMENT, ...).
-    c = c.with_env()?;
+    // The brief's environment variables override the file (INCREMENT, PHASE_DURATION, ...),
+    // except VERSION: each step of the demo names the version it deploys, and a VERSION left
+    // in the shell would make all three deploy the same one.
+    c = c.with_overrides(|name| {
+        (name != "VERSION")
+            .then(|| std::env::var(name).ok())
+            .flatten()
+    })?;
     Ok(c)
 }
 
@@ -126,32 +134,37 @@ async fn deploy(
     let handle = orchestrator.start(&config, SERVICE).await?;
     let status = handle.watch();
     let last = Arc::new(Mutex::new(String::from("starting")));
+    // The status line, cut to the terminal's width (a longer one would wrap, and each redraw
+    // would scroll the screen); not drawn when stderr is not a terminal.
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{wide_msg}")?);
     let printer = {
         let load = Arc::clone(load);
         let last = Arc::clone(&last);
+        let bar = bar.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 let s: Status = status.borrow().clone();
                 let decision = last.lock().map(|l| l.clone()).unwrap_or_default();
-                let mut line = format!(
+                bar.set_message(format!(
                     "[{:<10}] weight {:>5.1}% | {} | {}",
                     s.phase.to_string(),
                     s.weight,
                     load_line(&load.tally()),
                     decision
-                );
-                line.truncate(200);
-                eprint!("\r{line:<200}");
+                ));
             }
         })
     };
     let listener = {
         let last = Arc::clone(&last);
+        let bar = bar.clone();
         tokio::spawn(async move {
             while let Ok(e) = events.recv().await {
                 if let Some(text) = describe(&e) {
-                    eprintln!("\r{:<200}", format!("  • {text}"));
+                    // Above the status line, and in full when stderr is a file.
+                    bar.suspend(|| eprintln!("  • {text}"));
                     if let Ok(mut l) = last.lock() {
                         *l = text.chars().take(80).collect();
                     }
@@ -159,10 +172,11 @@ async fn deploy(
             }
         })
     };
-    let report = handle.wait().await?;
+    let report = handle.wait().await;
     printer.abort();
     listener.abort();
-    eprintln!();
+    bar.finish_and_clear();
+    let report = report?;
     println!("\n== report ==\n{report}");
     Ok(report)
 }

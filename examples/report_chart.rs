@@ -12,10 +12,14 @@
 //! ```
 //!
 //! `--json PATH` also writes the report's JSON (schema `serin.report/v1`, see
-//! `docs/report-schema.md`).
+//! `docs/report-schema.md`). A prefix that names several deployments (one version deployed
+//! twice) is refused with their ids: the full id picks one.
+//!
+//! Exit status: 0 when written, 2 on a usage error, 1 when the input cannot be read or drawn.
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use serin_orchestrator::{ChartOptions, FileJournal, Journal, Report};
 
@@ -24,6 +28,22 @@ type BoxError = Box<dyn Error + Send + Sync>;
 const USAGE: &str =
     "usage: report_chart INPUT(.json | .jsonl) OUTPUT.svg [--deployment ID] [--json REPORT.json]";
 
+/// Why the command ends without a chart.
+enum Failure {
+    /// `--help`: the usage, on stdout, exit 0.
+    Help,
+    /// Bad arguments: the usage, on stderr, exit 2.
+    Usage(String),
+    /// The input could not be read or drawn: exit 1.
+    Failed(BoxError),
+}
+
+impl<E: Into<BoxError>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Failed(e.into())
+    }
+}
+
 struct Args {
     input: PathBuf,
     output: PathBuf,
@@ -31,19 +51,28 @@ struct Args {
     json: Option<PathBuf>,
 }
 
-fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, BoxError> {
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, Failure> {
     let mut positional = Vec::new();
     let mut deployment = None;
     let mut json = None;
+    let missing = |flag: &str| Failure::Usage(format!("{flag} needs a value"));
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--deployment" => deployment = Some(args.next().ok_or(USAGE)?),
-            "--json" => json = Some(PathBuf::from(args.next().ok_or(USAGE)?)),
-            "-h" | "--help" => return Err(USAGE.into()),
+            "--deployment" => deployment = Some(args.next().ok_or_else(|| missing(&a))?),
+            "--json" => json = Some(PathBuf::from(args.next().ok_or_else(|| missing(&a))?)),
+            "-h" | "--help" => return Err(Failure::Help),
+            flag if flag.starts_with("--") => {
+                return Err(Failure::Usage(format!("unknown option `{flag}`")));
+            }
             _ => positional.push(PathBuf::from(a)),
         }
     }
-    let [input, output] = <[PathBuf; 2]>::try_from(positional).map_err(|_| USAGE)?;
+    let [input, output] = <[PathBuf; 2]>::try_from(positional).map_err(|p| {
+        Failure::Usage(format!(
+            "expected an input and an output file, got {} argument(s)",
+            p.len()
+        ))
+    })?;
     Ok(Args {
         input,
         output,
@@ -54,15 +83,45 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, BoxError> {
 
 /// The report of one deployment in the journal at `path`.
 async fn from_journal(path: &Path, wanted: Option<&str>) -> Result<Report, BoxError> {
+    // A missing journal reads as an empty one: a mistyped path would say "no deployment".
+    std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let journal = FileJournal::open(path)?;
     let ids = journal.deployments().await?;
     let id = match wanted {
-        Some(w) => ids.iter().find(|id| id.starts_with(w)).ok_or_else(|| {
-            format!(
-                "no deployment `{w}*` in {}; it holds {ids:?}",
-                path.display()
-            )
-        })?,
+        // The exact id, else the one id that starts with it.
+        Some(w) => match ids.iter().find(|id| *id == w) {
+            Some(id) => id,
+            None => match ids
+                .iter()
+                .filter(|id| id.starts_with(w))
+                .collect::<Vec<_>>()[..]
+            {
+                [id] => id,
+                [] => {
+                    return Err(format!(
+                        "invalid --deployment `{w}`: no deployment in {} starts with it; it \
+                         holds {}",
+                        path.display(),
+                        ids.join(", ")
+                    )
+                    .into());
+                }
+                ref several => {
+                    return Err(format!(
+                        "invalid --deployment `{w}`: it starts the ids of {} deployments in {} \
+                         ({}); give one of them",
+                        several.len(),
+                        path.display(),
+                        several
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                    .into());
+                }
+            },
+        },
         None => ids
             .last()
             .ok_or_else(|| format!("{} holds no deployment", path.display()))?,
@@ -71,7 +130,25 @@ async fn from_journal(path: &Path, wanted: Option<&str>) -> Result<Report, BoxEr
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Help) => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Err(Failure::Usage(why)) => {
+            eprintln!("error: {why}\n{USAGE}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Failed(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Failure> {
     let args = parse(std::env::args().skip(1))?;
     let is_journal = args
         .input
@@ -80,7 +157,10 @@ async fn main() -> Result<(), BoxError> {
     let report = if is_journal {
         from_journal(&args.input, args.deployment.as_deref()).await?
     } else {
-        Report::from_json(&std::fs::read_to_string(&args.input)?)?
+        let shown = args.input.display();
+        let text = std::fs::read_to_string(&args.input)
+            .map_err(|e| format!("cannot read {shown}: {e}"))?;
+        Report::from_json(&text).map_err(|e| format!("{shown}: {e}"))?
     };
     report.write_chart(&args.output, &ChartOptions::default())?;
     println!(

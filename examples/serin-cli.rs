@@ -28,7 +28,10 @@
 //!   last deployment's id and outcome, and a mark while a deployment runs) and, on the local
 //!   backend, the processes' logs (`logs/`), and the backups of `--backup-dir` and
 //!   `--backup-postgres` (`backups/`). So `status`, `logs`, `rollback` and `backups` work
-//!   across invocations. `status` reads the last deployment's phase and outcome back from the
+//!   across invocations. One `deploy` or `rollback` at a time holds the directory (a lock on
+//!   its file `lock`, released when the command ends, however it ends): another one started
+//!   meanwhile is refused (exit 4) and changes nothing, and `status` says the deployment is in
+//!   progress. `status` reads the last deployment's phase and outcome back from the
 //!   journal (`Orchestrator::status`); `state.json` stays because the local backend's processes
 //!   end with each command, so what runs must be recorded apart from the journal to be
 //!   brought back up.
@@ -66,8 +69,10 @@
 //! - **`plan`** and **`deploy --dry-run`** compute the plan on an in-memory copy of what runs:
 //!   no process starts and nothing changes.
 //! - **`monitor --duration`** samples health (HTTP `/ready` and `/live` of every instance) and
-//!   the proxy's measurements every `--interval`; **`metrics`** measures once over
-//!   `--duration`; **`health-check`** probes once.
+//!   the proxy's measurements every `--interval` (without the flags, for the brief's
+//!   `MONITORING_DURATION` every `CHECK_INTERVAL`, else for 5 minutes every second);
+//!   **`metrics`** measures once over `--duration`; **`health-check`** probes once. A duration
+//!   is `30s`, `5m` or a number of seconds, and never zero.
 //! - **Output:** text for people, with progress bars on stderr when stdout and stderr are
 //!   terminals; a deployment's events are lines on stderr, and when none has come for 10 s
 //!   (then 20 s, 40 s, ...) a line says so, with the canary's last decision to hold if it
@@ -108,12 +113,12 @@
 //! | 4 | backend error (process, proxy, simulator, journal, state directory) |
 //!
 //! **Interrupting.** Ctrl-C (SIGINT) during `deploy` or `rollback` aborts the deployment: it
-//! rolls back to what ran, is recorded, and the command ends with exit 1. (From a terminal the
-//! demo processes receive the interrupt too and stop at once; the record of what runs stays
-//! right, and the next command brings that version back up.) A command killed outright
-//! (SIGKILL) leaves its deployment unfinished in the journal, and `status` says it was
-//! interrupted; on the local backend its demo processes are then left running, to be stopped by
-//! hand.
+//! rolls back to what ran, is recorded, and the command ends with exit 1. (The demo processes
+//! run in process groups of their own, so the terminal's interrupt reaches only the command,
+//! which stops them at its end.) A command killed outright (SIGKILL) leaves its deployment
+//! unfinished in the journal, and `status` says it was interrupted; on the local backend its
+//! demo processes stop by themselves once it is gone (their standard input, a pipe the command
+//! held, closes), and the next command brings the recorded version back up.
 
 mod cli;
 

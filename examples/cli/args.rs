@@ -205,14 +205,14 @@ pub struct RollbackArgs {
 }
 
 /// Flags of `monitor`.
-#[derive(Debug, Args, Clone)]
+#[derive(Debug, Args, Clone, Default)]
 pub struct MonitorArgs {
-    /// How long to watch: `30s`, `5m`, or seconds.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5m")]
-    pub duration: Duration,
-    /// How often to sample health and metrics.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
-    pub interval: Duration,
+    /// How long to watch: `30s`, `5m`, or seconds (`MONITORING_DURATION`; default 5m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// How often to sample health and metrics (`CHECK_INTERVAL`; default 1s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub interval: Option<Duration>,
 }
 
 /// Flags of `logs`.
@@ -243,14 +243,15 @@ pub struct MetricsArgs {
 }
 
 /// A duration as the brief writes them: a bare number is seconds (`PHASE_DURATION=300`),
-/// otherwise a human string (`30s`, `5m`, `1h30m`).
+/// otherwise a human string (`30s`, `5m`, `1h30m`). Zero is refused however it is written:
+/// no phase, watch, sampling interval or measurement can last no time.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    if let Ok(secs) = t.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let d = humantime::parse_duration(t)
-        .map_err(|e| format!("`{t}` is not a duration (`30s`, `5m`, or seconds): {e}"))?;
+    let d = match t.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(t)
+            .map_err(|e| format!("`{t}` is not a duration (`30s`, `5m`, or seconds): {e}"))?,
+    };
     if d.is_zero() {
         return Err(format!("`{t}` must be longer than zero"));
     }
@@ -267,6 +268,11 @@ mod tests {
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("soon").unwrap_err().contains("soon"));
         assert!(parse_duration("0s").is_err());
+        assert!(
+            parse_duration("0")
+                .unwrap_err()
+                .contains("longer than zero")
+        );
     }
 
     #[test]

@@ -147,16 +147,18 @@ pub struct Stack {
 }
 
 /// The demo service binary: the given one, or `serin-demo-service` in this program's target
-/// directory (built there with cargo when missing).
+/// directory (built there with cargo when missing). The given one is made absolute: a bare
+/// name (`--demo-binary demo`) would otherwise be looked up on `PATH` when started, not in the
+/// working directory where it was found.
 fn demo_binary(given: Option<&Path>) -> Result<PathBuf, CliError> {
     if let Some(p) = given {
-        if p.is_file() {
-            return Ok(p.to_path_buf());
+        let invalid = |why: String| {
+            CliError::usage(format!("invalid --demo-binary `{}`: {why}", p.display()))
+        };
+        if !p.is_file() {
+            return Err(invalid("no such file".into()));
         }
-        return Err(CliError::usage(format!(
-            "invalid --demo-binary `{}`: no such file",
-            p.display()
-        )));
+        return std::fs::canonicalize(p).map_err(|e| invalid(e.to_string()));
     }
     serin_examples::demo_binary().map_err(|e| CliError::backend(format!("{e}; pass --demo-binary")))
 }
@@ -527,4 +529,20 @@ pub fn load_catalog(path: &Path) -> Result<serin_compat::Validator, CliError> {
     Catalog::parse_in(&text, format, path.parent().unwrap_or(Path::new("")))
         .and_then(|c| c.validator())
         .map_err(|e| CliError::usage(format!("catalog file {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_demo_binary_given_by_a_bare_name_is_started_from_where_it_was_found() {
+        // The tests run in the package's directory.
+        let found = demo_binary(Some(Path::new("Cargo.toml"))).expect("a file");
+        assert!(found.is_absolute(), "{}", found.display());
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        assert_eq!(Some(found), std::fs::canonicalize(manifest).ok());
+        let e = demo_binary(Some(Path::new("no-such-demo"))).expect_err("missing");
+        assert!(e.message.contains("--demo-binary `no-such-demo`"), "{e}");
+    }
 }

@@ -310,10 +310,13 @@ fn report_text(report: &Report, tally: Option<Tally>) -> String {
 pub async fn deploy(ctx: &Ctx, args: &CanaryArgs, flavour: Flavour) -> Result<Exit, CliError> {
     let config = deploy_config(ctx, args, flavour)?;
     if args.deploy.dry_run {
+        // What the deployment would refuse, the dry run refuses too.
+        behaviour(&args.deploy, Behaviour::default())?;
         return plan_of(ctx, config).await;
     }
     let service = service_of(&config).to_owned();
     let states = ctx.states()?;
+    let _held = states.lock()?;
     let mut state = ctx.state(&states, &service)?;
     let b = behaviour(&args.deploy, state.behaviour(&config.version))?;
     state.behaviours.insert(config.version.to_string(), b);
@@ -331,6 +334,7 @@ pub async fn rollback(ctx: &Ctx, args: &RollbackArgs) -> Result<Exit, CliError> 
     let (config, _) = ctx.config()?;
     let service = service_of(&config).to_owned();
     let states = ctx.states()?;
+    let _held = states.lock()?;
     let mut state = ctx.state(&states, &service)?;
     let Some(current) = state.current.clone() else {
         return Err(CliError::usage(format!(
@@ -370,6 +374,7 @@ pub async fn plan(ctx: &Ctx, args: &DeployArgs) -> Result<Exit, CliError> {
         ..CanaryArgs::default()
     };
     let config = deploy_config(ctx, &canary, Flavour::Any)?;
+    behaviour(args, Behaviour::default())?;
     plan_of(ctx, config).await
 }
 

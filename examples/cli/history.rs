@@ -82,7 +82,14 @@ pub async fn status(ctx: &Ctx) -> Result<Exit, CliError> {
             s.weight
         );
     }
-    if let Some(p) = &state.in_progress {
+    // A deployment still marked is running if a command holds the directory, else that
+    // command was stopped before its end.
+    let running = state.in_progress.as_ref().filter(|_| states.is_locked());
+    let interrupted = state.in_progress.as_ref().filter(|_| running.is_none());
+    if let Some(p) = running {
+        let _ = writeln!(text, "in progress: the {p} (another command is running it)");
+    }
+    if let Some(p) = interrupted {
         let _ = writeln!(text, "interrupted: the {p} and was stopped before its end");
     }
     let doc = json!({
@@ -95,7 +102,8 @@ pub async fn status(ctx: &Ctx) -> Result<Exit, CliError> {
         "lastOutcome": last.as_ref().map(|s| s.outcome.clone()),
         "lastPhase": last.as_ref().map(|s| s.phase),
         "lastWeight": last.as_ref().map(|s| s.weight),
-        "interrupted": state.in_progress,
+        "inProgress": running,
+        "interrupted": interrupted,
     });
     ctx.ui.result(&text, &doc)?;
     Ok(Exit::Success)

@@ -7,11 +7,11 @@ use std::time::Duration;
 use serde_json::json;
 use serin_signals::{Timestamp, Window};
 
-use crate::cli::args::{MetricsArgs, MonitorArgs};
+use crate::cli::args::{MetricsArgs, MonitorArgs, parse_duration};
 use crate::cli::backend::{TrackHealth, TrackMetrics};
 use crate::cli::context::{Ctx, deployed};
 use crate::cli::exit::{CliError, Exit};
-use crate::cli::settings::service_of;
+use crate::cli::settings::{EnvLookup, service_of};
 
 /// `[start, end)` shrunk to whole seconds: both backends measure in one-second buckets, and a
 /// bucket counts in the window it starts in, so a partial second at either edge would be
@@ -134,17 +134,42 @@ pub async fn health_check(ctx: &Ctx) -> Result<Exit, CliError> {
     Ok(if healthy { Exit::Success } else { Exit::Failed })
 }
 
+/// How long `monitor` watches when neither `--duration` nor `MONITORING_DURATION` says.
+const MONITOR_DURATION: Duration = Duration::from_secs(300);
+/// How often `monitor` samples when neither `--interval` nor `CHECK_INTERVAL` says.
+const MONITOR_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long `monitor` watches and how often it samples: the flags, else the brief's
+/// `MONITORING_DURATION` and `CHECK_INTERVAL` (`MONITORING_DURATION=60 make monitor`), else
+/// 5 minutes and 1 second.
+pub fn monitor_span(args: &MonitorArgs, env: &EnvLookup) -> Result<(Duration, Duration), CliError> {
+    let pick = |flag: Option<Duration>, var: &str, default: Duration| match flag {
+        Some(d) => Ok(d),
+        // Empty is unset, as for the config's variables.
+        None => match env.get(var).filter(|t| !t.trim().is_empty()) {
+            Some(text) => parse_duration(&text)
+                .map_err(|e| CliError::usage(format!("invalid {var} `{text}`: {e}"))),
+            None => Ok(default),
+        },
+    };
+    Ok((
+        pick(args.duration, "MONITORING_DURATION", MONITOR_DURATION)?,
+        pick(args.interval, "CHECK_INTERVAL", MONITOR_INTERVAL)?,
+    ))
+}
+
 /// `monitor`: samples health and metrics of what runs every `--interval` for `--duration`.
 pub async fn monitor(ctx: &Ctx, args: &MonitorArgs) -> Result<Exit, CliError> {
+    let (duration, interval) = monitor_span(args, &ctx.env)?;
     let (config, _) = ctx.config()?;
     let service = service_of(&config).to_owned();
     let states = ctx.states()?;
     let state = deployed(ctx, &states, &service)?;
     let mut stack = ctx.stack(&states, &state, &config).await?;
-    let interval = args.interval.min(args.duration);
+    let interval = interval.min(duration);
     let result = async {
         stack.start_load().await?;
-        let steps = (args.duration.as_millis() / interval.as_millis().max(1)).max(1);
+        let steps = (duration.as_millis() / interval.as_millis().max(1)).max(1);
         // Each sample measures the last whole seconds (at least one) before it.
         let steps = u64::try_from(steps).unwrap_or(u64::MAX);
         let bar = ctx.ui.bar(
@@ -201,7 +226,7 @@ pub async fn monitor(ctx: &Ctx, args: &MonitorArgs) -> Result<Exit, CliError> {
     let mut text = format!(
         "monitored {} for {}: {}\n",
         service,
-        humantime::format_duration(args.duration),
+        humantime::format_duration(duration),
         if healthy {
             "healthy throughout"
         } else {
@@ -221,6 +246,35 @@ pub async fn monitor(ctx: &Ctx, args: &MonitorArgs) -> Result<Exit, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn monitor_takes_the_flags_then_the_brief_s_variables_then_its_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let none = MonitorArgs::default();
+        assert_eq!(
+            monitor_span(&none, &EnvLookup::default()).expect("defaults"),
+            (MONITOR_DURATION, MONITOR_INTERVAL)
+        );
+        let file = dir.path().join(".env");
+        std::fs::write(&file, "MONITORING_DURATION=60\nCHECK_INTERVAL=5s\n").expect("write");
+        let env = EnvLookup::load(Some(&file)).expect("env file");
+        assert_eq!(
+            monitor_span(&none, &env).expect("variables"),
+            (Duration::from_secs(60), Duration::from_secs(5))
+        );
+        let flags = MonitorArgs {
+            duration: Some(Duration::from_secs(10)),
+            interval: Some(Duration::from_secs(2)),
+        };
+        assert_eq!(
+            monitor_span(&flags, &env).expect("flags"),
+            (Duration::from_secs(10), Duration::from_secs(2))
+        );
+        std::fs::write(&file, "CHECK_INTERVAL=often\n").expect("write");
+        let env = EnvLookup::load(Some(&file)).expect("env file");
+        let e = monitor_span(&none, &env).expect_err("not a duration");
+        assert!(e.message.contains("CHECK_INTERVAL `often`"), "{e}");
+    }
 
     #[test]
     fn windows_shrink_to_whole_seconds_unless_shorter_than_one() {

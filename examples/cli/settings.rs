@@ -181,48 +181,41 @@ fn format_of(path: &Path) -> Result<Format, CliError> {
     }
 }
 
-/// Whether the document has a top-level `version` (the orchestrator requires one; the CLI
-/// lets `--version` or `VERSION` give it instead).
-fn add_missing_version(text: &str, format: Format) -> Result<Option<String>, String> {
+/// The document with a placeholder top-level `version` added (the orchestrator requires one;
+/// the CLI lets `--version` or `VERSION` give it instead). It is written out again, so its
+/// lines are not the file's: only a document that failed for want of a version alone is read
+/// this way, and its remaining errors are checks that name fields, not lines.
+fn with_placeholder_version(text: &str, format: Format) -> Result<String, String> {
     let placeholder = "0.0.0";
+    let not_a_table = || "the document is not a table of fields".to_owned();
     match format {
         Format::Yaml => {
             let mut v: serde_yaml_ng::Value =
                 serin_compat::catalog::from_str(text, serin_compat::Format::Yaml)
                     .map_err(|e| e.to_string())?;
-            let Some(map) = v.as_mapping_mut() else {
-                return Ok(None);
-            };
-            if map.contains_key("version") {
-                return Ok(None);
-            }
-            map.insert("version".into(), placeholder.into());
-            serde_yaml_ng::to_string(&v)
-                .map(Some)
-                .map_err(|e| e.to_string())
+            v.as_mapping_mut()
+                .ok_or_else(not_a_table)?
+                .insert("version".into(), placeholder.into());
+            serde_yaml_ng::to_string(&v).map_err(|e| e.to_string())
         }
         Format::Json => {
             let mut v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-            let Some(map) = v.as_object_mut() else {
-                return Ok(None);
-            };
-            if map.contains_key("version") {
-                return Ok(None);
-            }
-            map.insert("version".into(), placeholder.into());
-            serde_json::to_string_pretty(&v)
-                .map(Some)
-                .map_err(|e| e.to_string())
+            v.as_object_mut()
+                .ok_or_else(not_a_table)?
+                .insert("version".into(), placeholder.into());
+            serde_json::to_string_pretty(&v).map_err(|e| e.to_string())
         }
         Format::Toml => {
             let mut v: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
-            if v.contains_key("version") {
-                return Ok(None);
-            }
             v.insert("version".into(), placeholder.into());
-            toml::to_string(&v).map(Some).map_err(|e| e.to_string())
+            toml::to_string(&v).map_err(|e| e.to_string())
         }
     }
+}
+
+/// Whether `e` is the refusal of a document that has no top-level `version`.
+fn lacks_version(e: &serin_orchestrator::Error) -> bool {
+    e.to_string().contains("missing field `version`")
 }
 
 /// A loaded config, and whether a version to deploy was actually given (by the file or the
@@ -257,12 +250,20 @@ pub fn load_config(
             let text = std::fs::read_to_string(path).map_err(|e| {
                 CliError::usage(format!("cannot read config file {}: {e}", path.display()))
             })?;
-            let filled = add_missing_version(&text, format)
-                .map_err(|e| CliError::usage(format!("config file {}: {e}", path.display())))?;
-            let given = filled.is_none();
-            let c = DeploymentConfig::parse(filled.as_deref().unwrap_or(&text), format)
-                .map_err(|e| CliError::usage(format!("config file {}: {e}", path.display())))?;
-            (c, given)
+            let in_file = |e: &dyn std::fmt::Display| {
+                CliError::usage(format!("config file {}: {e}", path.display()))
+            };
+            // The file as written first, so that an error's line and column are the file's.
+            match DeploymentConfig::parse(&text, format) {
+                Ok(c) => (c, true),
+                Err(e) if lacks_version(&e) => {
+                    let filled =
+                        with_placeholder_version(&text, format).map_err(|e| in_file(&e))?;
+                    let c = DeploymentConfig::parse(&filled, format).map_err(|e| in_file(&e))?;
+                    (c, false)
+                }
+                Err(e) => return Err(in_file(&e)),
+            }
         }
     };
     if env.get("VERSION").is_some_and(|v| !v.trim().is_empty()) {
@@ -319,28 +320,70 @@ mod tests {
 
     #[test]
     fn a_missing_version_is_filled_in_every_format() {
-        let yaml = add_missing_version("strategy: canary\ntargetServices: [web]\n", Format::Yaml)
-            .expect("yaml")
-            .expect("filled");
-        assert!(DeploymentConfig::from_yaml(&yaml).is_ok(), "{yaml}");
-        let json = add_missing_version(
-            r#"{"strategy":"canary","targetServices":["web"]}"#,
-            Format::Json,
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (name, text) in [
+            ("c.yaml", "strategy: canary\ntargetServices: [web]\n"),
+            (
+                "c.json",
+                r#"{"strategy":"canary","targetServices":["web"]}"#,
+            ),
+            (
+                "c.toml",
+                "strategy = \"canary\"\ntargetServices = [\"web\"]\n",
+            ),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write");
+            let loaded = load_config(Some(&path), BackendKind::Sim, &EnvLookup::default())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!loaded.version_given, "{name}");
+            assert_eq!(service_of(&loaded.config), "web", "{name}");
+        }
+        let path = dir.path().join("v.yaml");
+        std::fs::write(
+            &path,
+            "version: 1.0.0\nstrategy: canary\ntargetServices: [web]\n",
         )
-        .expect("json")
-        .expect("filled");
-        assert!(DeploymentConfig::from_json(&json).is_ok(), "{json}");
-        let toml = add_missing_version(
-            "strategy = \"canary\"\ntargetServices = [\"web\"]\n",
-            Format::Toml,
-        )
-        .expect("toml")
-        .expect("filled");
-        assert!(DeploymentConfig::from_toml(&toml).is_ok(), "{toml}");
-        assert_eq!(
-            add_missing_version("version: 1.0.0\n", Format::Yaml),
-            Ok(None)
-        );
+        .expect("write");
+        let loaded =
+            load_config(Some(&path), BackendKind::Sim, &EnvLookup::default()).expect("loads");
+        assert!(loaded.version_given);
+        assert_eq!(loaded.config.version, semver::Version::new(1, 0, 0));
+        assert!(with_placeholder_version("[1, 2]", Format::Yaml).is_err());
+    }
+
+    #[test]
+    fn an_error_in_a_file_without_a_version_names_the_file_s_own_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The unknown field is on line 6 of each file, after comments and blank lines that a
+        // document written out again would not keep.
+        for (name, text, at) in [
+            (
+                "c.yaml",
+                "# deploy\n\n# settings\nstrategy: canary\ncanaryConfig:\n  incrementPercent: 30\ntargetServices: [demo]\n",
+                "line 6 column 3",
+            ),
+            (
+                "c.toml",
+                "# deploy\n\nstrategy = \"canary\"\ntargetServices = [\"demo\"]\n[canaryConfig]\nincrementPercent = 30\n",
+                "line 6, column 1",
+            ),
+            (
+                "c.json",
+                "{\n  \"strategy\": \"canary\",\n\n  \"targetServices\": [\"demo\"],\n  \"canaryConfig\": {\n    \"incrementPercent\": 30 }\n}\n",
+                "line 6 column",
+            ),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write");
+            let e = load_config(Some(&path), BackendKind::Sim, &EnvLookup::default())
+                .expect_err("unknown field");
+            assert!(
+                e.message.contains("incrementPercent") && e.message.contains(at),
+                "{name}: `{at}` in {}",
+                e.message
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The state directory: the event journal (`journal.jsonl`, a `FileJournal`), the record of
-//! what runs (`state.json`) and the demo processes' logs (`logs/`).
+//! what runs (`state.json`), the lock a command that changes it holds (`lock`) and the demo
+//! processes' logs (`logs/`).
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -105,6 +107,16 @@ impl RunState {
     }
 }
 
+/// How many more times [`StateDir::lock`] tries a held lock, and how long it waits between.
+const LOCK_TRIES: u32 = 3;
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// A command's hold on the state directory, released when dropped (or when the process ends).
+#[derive(Debug)]
+pub struct StateLock {
+    _file: std::fs::File,
+}
+
 /// The state directory's files.
 #[derive(Debug, Clone)]
 pub struct StateDir {
@@ -149,6 +161,71 @@ impl StateDir {
 
     fn state_file(&self) -> PathBuf {
         self.dir.join("state.json")
+    }
+
+    fn lock_file(&self) -> PathBuf {
+        self.dir.join("lock")
+    }
+
+    /// Holds the state directory for one command that changes what runs (`deploy`,
+    /// `rollback`): an exclusive lock on `lock` in the directory, so that two commands never
+    /// deploy from one record at once (each would write back its own view of what runs, and the
+    /// last to finish would win). The system releases it when the command ends, however it
+    /// ends. A directory held by another command is an error naming that command's process.
+    pub fn lock(&self) -> Result<StateLock, CliError> {
+        let path = self.lock_file();
+        let failed =
+            |e: std::io::Error| CliError::backend(format!("cannot lock {}: {e}", path.display()));
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(failed)?;
+        // `status` takes the lock for an instant to see whether it is held: a few tries
+        // (in real time: the clock of the simulated fleet may be virtual) let that pass.
+        let mut tries = 0;
+        let taken = loop {
+            match file.try_lock() {
+                Err(std::fs::TryLockError::WouldBlock) if tries < LOCK_TRIES => {
+                    tries += 1;
+                    std::thread::sleep(LOCK_RETRY);
+                }
+                other => break other,
+            }
+        };
+        match taken {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                let holder = holder.trim();
+                return Err(CliError::backend(format!(
+                    "state directory {} is in use by another command{}: wait for its end, or use \
+                     another --state-dir",
+                    self.dir.display(),
+                    if holder.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (process {holder})")
+                    }
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(failed(e)),
+        }
+        // Who holds it, for the error of the next command that tries.
+        file.set_len(0)
+            .and_then(|()| file.write_all(std::process::id().to_string().as_bytes()))
+            .map_err(failed)?;
+        Ok(StateLock { _file: file })
+    }
+
+    /// Whether a command holds the directory now (see [`lock`](Self::lock)).
+    pub fn is_locked(&self) -> bool {
+        match std::fs::File::open(self.lock_file()) {
+            Ok(file) => matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+            Err(_) => false,
+        }
     }
 
     /// The recorded state, or `None` before the first deployment.
@@ -219,6 +296,25 @@ mod tests {
             s.current.as_ref().map(|r| r.version.clone()),
             Some(v("1.1.0"))
         );
+    }
+
+    #[test]
+    fn one_command_at_a_time_holds_the_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let states = StateDir::open(dir.path()).expect("open");
+        assert!(!states.is_locked());
+        let held = states.lock().expect("first lock");
+        assert!(states.is_locked());
+        let e = states.lock().expect_err("held");
+        assert_eq!(e.exit, crate::cli::exit::Exit::Backend);
+        assert!(
+            e.message.contains("in use by another command")
+                && e.message.contains(&std::process::id().to_string()),
+            "{e}"
+        );
+        drop(held);
+        assert!(!states.is_locked());
+        states.lock().expect("free again");
     }
 
     #[test]

@@ -62,6 +62,22 @@ fn cli_binary() -> &'static Path {
     })
 }
 
+/// The `report_chart` example.
+fn report_chart_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let bin = profile_dir().join("examples").join("report_chart");
+        if bin.exists() {
+            return bin;
+        }
+        build_elsewhere(
+            "report-chart-build",
+            &["-p", "serin-examples", "--example", "report_chart"],
+            "examples/report_chart",
+        )
+    })
+}
+
 /// The demo service binary of `serin-local`.
 fn demo_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -95,6 +111,8 @@ fn cli(dir: &Path) -> Command {
         "TRAFFIC_STRATEGY",
         "TRAFFIC_INCREMENT",
         "TRAFFIC_INTERVAL",
+        "MONITORING_DURATION",
+        "CHECK_INTERVAL",
     ] {
         cmd.env_remove(var);
     }
@@ -516,6 +534,168 @@ fn deploy_status_logs_and_rollbacks_work_across_invocations_on_the_simulated_fle
 }
 
 #[test]
+fn monitor_watches_as_long_and_as_often_as_the_brief_s_variables_say() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    sim(d)
+        .args(["deploy", "--version", "1.0.0"])
+        .assert()
+        .success();
+    std::fs::write(d.join(".env"), "MONITORING_DURATION=180\n").expect("write .env");
+    let m = succeeds_with_json(sim(d).env("CHECK_INTERVAL", "1m"), &["monitor"]);
+    assert_eq!(
+        m["samples"].as_array().map(Vec::len),
+        Some(3),
+        "3 minutes by 1"
+    );
+    // The flags win.
+    let m = succeeds_with_json(
+        sim(d).env("CHECK_INTERVAL", "1m"),
+        &["monitor", "--duration", "2m"],
+    );
+    assert_eq!(
+        m["samples"].as_array().map(Vec::len),
+        Some(2),
+        "2 minutes by 1"
+    );
+    sim(d)
+        .env("CHECK_INTERVAL", "0")
+        .args(["monitor"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("CHECK_INTERVAL `0`"));
+}
+
+#[test]
+fn report_chart_draws_the_deployment_a_prefix_names_and_refuses_an_ambiguous_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    sim(d)
+        .args(["deploy", "--version", "1.0.0"])
+        .assert()
+        .success();
+    // 1.1.0 twice: rolled back, then promoted.
+    let first = report(
+        &sim(d)
+            .args(["deploy", "--version", "1.1.0", "--error-rate", "0.3"])
+            .args(["--output", "json"])
+            .assert()
+            .code(1)
+            .get_output()
+            .stdout,
+    );
+    let second = report(
+        &sim(d)
+            .args(["deploy", "--version", "1.1.0", "--error-rate", "0"])
+            .args(["--output", "json"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    let ids = [&first, &second].map(|r| r["deployment"].as_str().expect("id").to_owned());
+    let chart = |args: &[&str]| {
+        let mut cmd = Command::new(report_chart_binary());
+        cmd.current_dir(d).args(args);
+        cmd
+    };
+    chart(&[
+        ".serin/journal.jsonl",
+        "chart.svg",
+        "--deployment",
+        "demo-1.1.0",
+    ])
+    .assert()
+    .code(1)
+    .stderr(predicate::str::contains(ids[0].as_str()))
+    .stderr(predicate::str::contains(ids[1].as_str()));
+    assert!(!d.join("chart.svg").exists());
+    chart(&[".serin/journal.jsonl", "chart.svg", "--deployment", &ids[1]])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(ids[1].as_str()));
+    assert!(d.join("chart.svg").is_file());
+    chart(&["--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("usage: report_chart"));
+    chart(&["missing.jsonl", "chart.svg"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("cannot read missing.jsonl"));
+    chart(&[".serin/journal.jsonl"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("usage: report_chart"));
+}
+
+/// Holds `dir`'s state directory as a running `deploy` does.
+fn hold_state_dir(dir: &Path) -> std::fs::File {
+    std::fs::create_dir_all(dir.join(".serin")).expect("state dir");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".serin").join("lock"))
+        .expect("lock file");
+    lock.lock().expect("lock");
+    lock
+}
+
+#[test]
+fn two_commands_never_deploy_from_one_state_directory_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let held = hold_state_dir(d);
+    for args in [vec!["deploy", "--version", "1.0.0"], vec!["rollback"]] {
+        sim(d)
+            .args(&args)
+            .assert()
+            .code(4)
+            .stderr(predicate::str::contains("is in use by another command"));
+    }
+    assert!(!d.join(".serin").join("state.json").exists());
+    assert!(!d.join(".serin").join("journal.jsonl").exists());
+    // What only reads does not wait.
+    sim(d).args(["status"]).assert().success();
+    drop(held);
+    sim(d)
+        .args(["deploy", "--version", "1.0.0"])
+        .assert()
+        .success();
+
+    // A deployment marked as started is running while a command holds the directory, and
+    // was interrupted once none does.
+    let path = d.join(".serin").join("state.json");
+    let mut state = json(&std::fs::read(&path).expect("state"));
+    state["inProgress"] = "deployment of 1.1.0 started at 2026-01-01T00:00:00Z".into();
+    std::fs::write(&path, state.to_string()).expect("write state");
+    let held = hold_state_dir(d);
+    let s = status(d, &["--backend", "sim"]);
+    assert!(
+        s["inProgress"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("deployment of 1.1.0"))
+            && s["interrupted"].is_null(),
+        "{s}"
+    );
+    sim(d)
+        .args(["status"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "in progress: the deployment of 1.1.0",
+        ))
+        .stdout(predicate::str::contains("interrupted").not());
+    drop(held);
+    let s = status(d, &["--backend", "sim"]);
+    assert!(
+        s["interrupted"].is_string() && s["inProgress"].is_null(),
+        "{s}"
+    );
+}
+
+#[test]
 fn bad_config_and_bad_flags_exit_2_naming_the_field() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
@@ -564,7 +744,7 @@ fn bad_config_and_bad_flags_exit_2_naming_the_field() {
 
     /// An environment variable to set, the arguments, and what the error must name.
     type Case<'a> = (Option<(&'a str, &'a str)>, Vec<&'a str>, &'a str);
-    let cases: [Case; 9] = [
+    let cases: [Case; 11] = [
         (
             None,
             vec!["--config", &bad, "deploy", "--version", "1.0.0"],
@@ -595,6 +775,24 @@ fn bad_config_and_bad_flags_exit_2_naming_the_field() {
             None,
             vec!["deploy", "--version", "1.0.0", "--error-rate", "2"],
             "--error-rate",
+        ),
+        // A dry run refuses what the deployment would.
+        (
+            None,
+            vec![
+                "deploy",
+                "--version",
+                "1.0.0",
+                "--dry-run",
+                "--error-rate",
+                "2",
+            ],
+            "--error-rate",
+        ),
+        (
+            None,
+            vec!["plan", "--version", "1.0.0", "--latency-ms", "99999999"],
+            "--latency-ms",
         ),
         (None, vec!["deploy"], "no version to deploy"),
         (None, vec!["rollback"], "nothing is deployed"),
