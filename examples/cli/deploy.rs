@@ -183,16 +183,20 @@ fn weight_of(kind: &EventKind) -> Option<u64> {
 
 const DEPLOY_BAR: &str = "{spinner} [{elapsed_precise}] {prefix:>11} {bar:30} {pos:>3}% {msg}";
 
-/// Waits for the end of a deployment; Ctrl-C aborts it (it rolls back) and waits for that.
+/// Waits for the end of a deployment; Ctrl-C (SIGINT) or SIGTERM (a service manager, a CI
+/// cancel, `timeout`) aborts it, so it rolls back, and waits for that. Left unfinished, the new
+/// version would keep its share of traffic with nothing watching it.
 async fn until_the_end(
     ui: Ui,
     bar: &ProgressBar,
     handle: DeploymentHandle,
 ) -> serin_orchestrator::Result<Report> {
     let mut status = handle.watch();
-    // Registered now, not at the first poll of a select branch, so no interrupt is missed.
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
-    let mut interrupted = sigint.is_none();
+    // Registered now, not at the first poll of a select branch, so no signal is missed.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigint = signal(SignalKind::interrupt()).ok();
+    let mut sigterm = signal(SignalKind::terminate()).ok();
+    let mut interrupted = sigint.is_none() && sigterm.is_none();
     loop {
         if status.borrow_and_update().outcome.is_some() {
             break;
@@ -203,10 +207,16 @@ async fn until_the_end(
                     break;
                 }
             }
-            signal = async { sigint.as_mut()?.recv().await }, if !interrupted => {
+            signal = async {
+                tokio::select! {
+                    Some(()) = async { sigint.as_mut()?.recv().await } => Some("interrupted"),
+                    Some(()) = async { sigterm.as_mut()?.recv().await } => Some("terminated"),
+                    else => None,
+                }
+            }, if !interrupted => {
                 interrupted = true;
-                if signal.is_some() {
-                    ui.note(bar, "interrupted: aborting the deployment (it rolls back) ...");
+                if let Some(what) = signal {
+                    ui.note(bar, &format!("{what}: aborting the deployment (it rolls back) ..."));
                     if let Err(e) = handle.abort().await {
                         ui.note(bar, &format!("could not abort: {e}"));
                     }

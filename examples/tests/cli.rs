@@ -995,56 +995,18 @@ fn a_small_canary_on_the_local_backend_with_real_processes() {
         .success()
         .stdout(predicate::str::contains("healthy"));
 
-    // Ctrl-C (SIGINT) during a canary aborts it: it rolls back, and 1.1.0 still runs.
-    let child = std::process::Command::new(cli_binary())
-        .current_dir(d)
-        .args([
-            "--demo-binary",
-            &demo,
-            "deploy-canary",
-            "--version",
-            "1.2.0",
-        ])
-        .args(["--phase-duration", "60s", "--output", "json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    // Wait until the deployment is recorded as in progress, then a little longer so the canary
-    // takes traffic.
-    let started = std::time::Instant::now();
-    loop {
-        let s = std::fs::read_to_string(d.join(".serin").join("state.json")).unwrap_or_default();
-        if s.contains("\"inProgress\": \"deployment of 1.2.0") {
-            break;
-        }
+    // Ctrl-C (SIGINT) during a canary aborts it: it rolls back, and 1.1.0 still runs. So does
+    // SIGTERM, as a service manager or a CI cancel sends it.
+    for signal in ["-INT", "-TERM"] {
+        let r = deploy_canary_then_signal(d, &demo, signal);
+        assert_eq!(result(&r), "rolledBack", "{signal}: {r}");
         assert!(
-            started.elapsed().as_secs() < 20,
-            "the deployment never started: {s}"
+            r["outcome"]["reason"]
+                .as_str()
+                .is_some_and(|x| x.contains("abort")),
+            "{signal}: {r}"
         );
-        std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    let killed = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let r = report(&out.stdout);
-    assert_eq!(result(&r), "rolledBack", "{r}");
-    assert!(
-        r["outcome"]["reason"]
-            .as_str()
-            .is_some_and(|x| x.contains("abort")),
-        "{r}"
-    );
     let s = status(d, &[]);
     assert_eq!(s["current"]["version"], "1.1.0", "{s}");
     assert!(s["interrupted"].is_null(), "{s}");
@@ -1433,4 +1395,45 @@ fn deployments_back_up_a_postgres_database_when_one_is_given() {
             .is_ok_and(|mut e| e.next().is_some()),
         "the dump is kept under the state directory"
     );
+}
+
+/// Starts a canary of 1.2.0 in `d`, sends `signal` (`-INT`, `-TERM`) once it takes traffic, and
+/// answers the report the command prints as it exits 1.
+fn deploy_canary_then_signal(d: &Path, demo: &str, signal: &str) -> Value {
+    let child = std::process::Command::new(cli_binary())
+        .current_dir(d)
+        .args(["--demo-binary", demo, "deploy-canary", "--version", "1.2.0"])
+        .args(["--phase-duration", "60s", "--output", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Wait until the deployment is recorded as in progress, then a little longer so the canary
+    // takes traffic.
+    let started = std::time::Instant::now();
+    loop {
+        let s = std::fs::read_to_string(d.join(".serin").join("state.json")).unwrap_or_default();
+        if s.contains("\"inProgress\": \"deployment of 1.2.0") {
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "the deployment never started: {s}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let killed = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    report(&out.stdout)
 }
