@@ -131,10 +131,13 @@ fn django_migrations_get_the_findings_their_operations_deserve() {
             (5, "renaming-column"),
             // 9: `name` (now `full_name`) widened from varchar(100) to varchar(200), and
             // 18: numeric(10, 2) to (12, 2): the catalog only.
+            // Fields added NOT NULL lose the default the old version's inserts rely on.
+            (14, "adding-required-field"),
             // The index builds run in the migration's transaction too, while it holds the
             // rename's ACCESS EXCLUSIVE lock: reads of the table wait for them.
             (22, "lock-held-through-transaction"),
             (22, "require-concurrent-index-creation"),
+            (27, "adding-required-field"),
             (35, "constraint-missing-not-valid"),
             (39, "ban-drop-column"),
             (43, "lock-held-through-transaction"),

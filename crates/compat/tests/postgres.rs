@@ -245,6 +245,14 @@ const STATEMENTS: &[&str] = &[
     "ALTER TABLE t OWNER TO CURRENT_USER",
     "ALTER TABLE t RENAME CONSTRAINT t_c_positive TO t_c_pos",
     "ALTER TABLE t ALTER COLUMN s SET COMPRESSION pglz",
+    // What the migration made and then drops, empties or fills locks nothing in use, but for
+    // the table a new table's foreign key refers to.
+    "CREATE VIEW nv AS SELECT * FROM t; DROP VIEW nv",
+    "CREATE TABLE k (id bigint); CREATE INDEX k_id ON k (id); DROP INDEX k_id",
+    "CREATE TABLE k (id bigint); TRUNCATE k",
+    "CREATE SEQUENCE ns; DROP SEQUENCE ns",
+    "CREATE MATERIALIZED VIEW nmv AS SELECT * FROM t WITH NO DATA; REFRESH MATERIALIZED VIEW nmv",
+    "CREATE TABLE k (id bigint, u_id bigint REFERENCES u (id)); DROP TABLE k",
     "ALTER TABLE t ALTER COLUMN s SET STORAGE EXTERNAL",
     "ALTER TABLE t INHERIT u",
     "CREATE STATISTICS st ON c, s FROM t",
@@ -420,8 +428,11 @@ fn the_locks_the_analysis_counts_are_the_ones_postgresql_takes() {
 const TABLE: &str = "
     CREATE EXTENSION IF NOT EXISTS citext;
     CREATE TABLE r (id bigint PRIMARY KEY, v varchar(10), n numeric(10, 2), tx text, ip cidr,
-                    i int, ts timestamp, js json, cs citext, vc varchar(10) COLLATE \"C\");
-    INSERT INTO r VALUES (1, 'a', 1.5, 'b', '10.0.0.0/8', 2, now(), '{}', 'C', 'c');
+                    i int, ts timestamp, js json, cs citext, vc varchar(10) COLLATE \"C\",
+                    t3 timestamp(3), tz3 timestamptz(3), tm2 time(2),
+                    iv interval day to second(2));
+    INSERT INTO r VALUES (1, 'a', 1.5, 'b', '10.0.0.0/8', 2, now(), '{}', 'C', 'c', now(), now(),
+                          now(), '1 day 0.25 seconds');
     CREATE INDEX r_v ON r (v);
     CREATE INDEX r_vc ON r (vc);
 ";
@@ -475,6 +486,18 @@ const CHANGES: &[&str] = &[
     "ALTER TABLE r ALTER COLUMN vc TYPE varchar(20) COLLATE \"C\"",
     "ALTER TABLE r ALTER COLUMN vc TYPE text COLLATE \"POSIX\"",
     "ALTER TABLE r ALTER COLUMN vc TYPE int USING length(vc)",
+    "ALTER TABLE r ALTER COLUMN t3 TYPE timestamp(6)",
+    "ALTER TABLE r ALTER COLUMN t3 TYPE timestamp",
+    "ALTER TABLE r ALTER COLUMN t3 TYPE timestamp(2)",
+    "ALTER TABLE r ALTER COLUMN ts TYPE timestamp(6)",
+    "ALTER TABLE r ALTER COLUMN ts TYPE timestamp without time zone",
+    "ALTER TABLE r ALTER COLUMN tz3 TYPE timestamptz(4)",
+    "ALTER TABLE r ALTER COLUMN tz3 TYPE timestamp(6) with time zone",
+    "ALTER TABLE r ALTER COLUMN tm2 TYPE time(4)",
+    "ALTER TABLE r ALTER COLUMN tm2 TYPE time(1)",
+    "ALTER TABLE r ALTER COLUMN iv TYPE interval",
+    "ALTER TABLE r ALTER COLUMN iv TYPE interval day to second(4)",
+    "ALTER TABLE r ALTER COLUMN iv TYPE interval day to second(1)",
 ];
 
 /// The rules that say a statement writes the table anew.

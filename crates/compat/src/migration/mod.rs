@@ -283,8 +283,8 @@ pub fn analyze(name: &str, sql: &str) -> Result<MigrationReport> {
 
 /// [`analyze`] a migration that runs after the ones `schema` learned: where it changes the
 /// type of a column whose type they gave, a widening that keeps every value (a longer
-/// varchar, more numeric precision) is no finding, and any other change is an error that
-/// names both types. A `USING` that only restates the cast (`USING (c::varchar(255))`)
+/// varchar, more numeric precision or fractional seconds) is no finding, and any other change
+/// is an error that names both types. A `USING` that only restates the cast (`USING (c::varchar(255))`)
 /// converts nothing; any other `USING` rewrites.
 pub fn analyze_after(name: &str, sql: &str, schema: &Schema) -> Result<MigrationReport> {
     analyse(name, sql, schema, None)
@@ -426,6 +426,11 @@ fn analyse(name: &str, sql: &str, schema: &Schema, run: Option<RunBy>) -> Result
                          `serin_compat::migration::RULES`)",
                     ));
                 }
+            }
+            // What a finding says of the statement names its placeholders as written too.
+            for f in &mut findings {
+                f.message = restore(std::mem::take(&mut f.message), &stand_ins);
+                f.recipe = restore(std::mem::take(&mut f.recipe), &stand_ins);
             }
             let (safety, phase) = classify(&findings);
             StatementReport {

@@ -188,11 +188,34 @@ fn flyway(text: &str) -> Option<(String, Vec<StandIn>)> {
     Some((out, stand_ins))
 }
 
-/// `sql` (a statement as the parser prints it) with the placeholders written again.
-pub(super) fn restore(sql: String, stand_ins: &[StandIn]) -> String {
-    stand_ins
-        .iter()
-        .fold(sql, |sql, s| sql.replace(&s.name, &s.written))
+/// `text` (a statement as the parser prints it, or what a finding says of it) with the
+/// placeholders written again: each stand-in that is a whole name, not a part of a longer one
+/// (`_n`, read for `:n`, is left alone in `user_name`).
+pub(super) fn restore(text: String, stand_ins: &[StandIn]) -> String {
+    stand_ins.iter().fold(text, |text, s| {
+        whole_names_replaced(&text, &s.name, &s.written)
+    })
+}
+
+/// `text` with each `name` that is not a part of a longer name replaced by `with`.
+fn whole_names_replaced(text: &str, name: &str, with: &str) -> String {
+    let in_name = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$');
+    let (first, last) = (name.chars().next(), name.chars().next_back());
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for (at, _) in text.match_indices(name) {
+        let end = at + name.len();
+        let joined_before = in_name(first) && in_name(text[..at].chars().next_back());
+        let joined_after = in_name(last) && in_name(text[end..].chars().next());
+        if at < copied || joined_before || joined_after {
+            continue;
+        }
+        out.push_str(&text[copied..at]);
+        out.push_str(with);
+        copied = end;
+    }
+    out.push_str(&text[copied..]);
+    out
 }
 
 #[cfg(test)]
@@ -224,6 +247,18 @@ mod tests {
         assert_eq!(
             restore("CREATE TABLE _schema__.t (a INT)".into(), &stand_ins),
             "CREATE TABLE ${schema}.t (a INT)"
+        );
+    }
+
+    #[test]
+    fn only_whole_stand_ins_are_written_again() {
+        let (_, stand_ins) = stand_in("UPDATE t SET a = :n, b = ${n}", true).unwrap();
+        assert_eq!(
+            restore(
+                "UPDATE t SET user_name = _n, _n_x = _n__ WHERE my_n__ = 1 AND _n=_n".into(),
+                &stand_ins
+            ),
+            "UPDATE t SET user_name = :n, _n_x = ${n} WHERE my_n__ = 1 AND :n=:n"
         );
     }
 

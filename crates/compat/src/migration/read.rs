@@ -212,11 +212,12 @@ fn read_statement(parser: &mut Parser<'_>) -> std::result::Result<Parsed, Parser
     Ok(parsed)
 }
 
-/// Follows a statement's words to tell whether a `;` ends it: not inside the SQL-standard body
-/// of a routine (`CREATE FUNCTION ... BEGIN ATOMIC ...; ...; END`, PostgreSQL 14+). The rule is
-/// psql's, so statements end where they end when psql runs the file: in a statement that
-/// defines a function or procedure, outside parentheses, `BEGIN` opens a block, `CASE` opens
-/// one inside a block (it ends with `END` too) and `END` closes one.
+/// Follows a statement's words to tell whether a `;` ends it: not inside parentheses, nor
+/// inside the SQL-standard body of a routine (`CREATE FUNCTION ... BEGIN ATOMIC ...; ...;
+/// END`, PostgreSQL 14+). The rule is psql's, so statements end where they end when psql runs
+/// the file: in a statement that defines a function or procedure, outside parentheses, `BEGIN`
+/// opens a block, `CASE` opens one inside a block (it ends with `END` too) and `END` closes
+/// one.
 #[derive(Default)]
 struct Boundary {
     parens: usize,
@@ -239,8 +240,10 @@ impl Boundary {
         }
     }
 
+    /// Whether a `;` here is part of the statement: psql ends one only outside parentheses
+    /// (a rule's actions, `DO ALSO (INSERT ...; INSERT ...)`) and outside a routine's body.
     fn inside_body(&self) -> bool {
-        self.blocks > 0
+        self.blocks > 0 || self.parens > 0
     }
 }
 

@@ -8,14 +8,15 @@ use sqlparser::ast::{
     AlterTableOperation, AlterTypeOperation, AlterViewOperation, ColumnOption, ContextModifier,
     DataType, DetachPartitionMode, DiscardObject, Expr, ForValues, FromTable, FunctionDesc,
     GrantObjects, ObjectName, ObjectType, RenameTableNameKind, Reset, SchemaName, Set, SetExpr,
-    Statement, TableConstraint, TableFactor, TableObject, TableWithJoins, TimezoneInfo,
+    Statement, TableConstraint, TableFactor, TableObject, TableWithJoins, TimezoneInfo, Value,
 };
 
 use super::locks::takes_lock;
 use super::read::{Parsed, Written};
 use super::runner::Runner;
 use super::schema::{
-    Schema, is_citext, keeps_values, new_collation, new_index_key, restates_column, table_key,
+    Schema, ident_key, is_citext, keeps_values, new_collation, new_index_key, restates_column,
+    table_key,
 };
 use super::words::{ByWords, Relation};
 use super::{Safety, SqlFinding};
@@ -66,7 +67,8 @@ const RECIPE_PRIMARY_KEY: &str = "first prove each column holds no NULL: ADD CON
     CHECK (col IS NOT NULL) NOT VALID, then VALIDATE CONSTRAINT (writes go on); the primary key \
     then scans nothing";
 const RECIPE_TYPE: &str = "expand/contract: add a column of the new type, write both, backfill, \
-    move reads, drop the old column (only varchar widening or varchar->text is free)";
+    move reads, drop the old column (only a widening is free: a longer varchar, varchar to \
+    text, more numeric precision or fractional seconds)";
 const RECIPE_LOCK_TIMEOUT: &str = "start the migration with SET lock_timeout = '1s' and retry on \
     timeout, so a waiting DDL never queues all traffic";
 const RECIPE_REPACK: &str = "pg_repack (or pg_squeeze) rebuilds the table online; a plain \
@@ -75,7 +77,12 @@ const RECIPE_BACKFILL: &str = "backfill in small batches outside the DDL transac
 
 const VOLATILE: &[&str] = &[
     "random",
+    "random_normal",
     "gen_random_uuid",
+    "gen_random_bytes",
+    "uuidv4",
+    "uuidv7",
+    "uuid_generate_v7",
     "uuid_generate_v1",
     "uuid_generate_v1mc",
     "uuid_generate_v4",
@@ -122,6 +129,16 @@ fn volatility(expr: &Expr) -> Option<bool> {
                 .then_some(false)
         }
         _ => None,
+    }
+}
+
+/// Whether `expr` is `NULL`, cast or in brackets (`DEFAULT NULL::integer`, as `pg_dump`
+/// writes it).
+fn is_null(expr: &Expr) -> bool {
+    match expr {
+        Expr::Value(v) => v.value == Value::Null,
+        Expr::Cast { expr, .. } | Expr::Nested(expr) => is_null(expr),
+        _ => false,
     }
 }
 
@@ -302,6 +319,9 @@ pub(super) struct Ctx {
     /// Indexes this migration dropped (by `table_key` of their names): one it then creates
     /// again is built afresh on every run.
     dropped_indexes: BTreeSet<String>,
+    /// Columns this migration added `NOT NULL` to tables in use (`table_key`, `ident_key`):
+    /// the old version's inserts leave them out.
+    required_added: BTreeSet<(String, String)>,
 }
 
 impl Ctx {
@@ -495,7 +515,8 @@ fn alter_table(
                 match &opt.option {
                     ColumnOption::NotNull => not_null = true,
                     ColumnOption::Generated { .. } | ColumnOption::Identity(_) => fills_rows = true,
-                    ColumnOption::Default(e) => default = Some(e),
+                    // `DEFAULT NULL` fills nothing: the column has no default to speak of.
+                    ColumnOption::Default(e) if !is_null(e) => default = Some(e),
                     ColumnOption::PrimaryKey(_) | ColumnOption::Unique(_) if !created => {
                         out.push(finding(
                             "disallowed-unique-constraint",
@@ -1147,6 +1168,8 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                 ByWords::CreateMaterializedView { view } => {
                     ctx.create(view);
                 }
+                // `IF NOT EXISTS` leaves a table earlier migrations made as it is, in use.
+                ByWords::CreateTable { table } if ctx.schema.has_table(table) => {}
                 ByWords::CreateTable { table } => {
                     ctx.create(table);
                 }
@@ -1330,6 +1353,9 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
         }
         Statement::Discard { .. } => {}
         Statement::CreateDomain(d) => ctx.create(&d.name),
+        // `IF NOT EXISTS` of a table earlier migrations made does nothing: the table stays
+        // the one running versions use.
+        Statement::CreateTable(ct) if ct.if_not_exists && ctx.schema.has_table(&ct.name) => {}
         Statement::CreateTable(ct) => {
             ctx.create(&ct.name);
             if let (Some(parent), Some(bound)) = (&ct.partition_of, &ct.for_values) {
@@ -1432,14 +1458,52 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                     &written.collations,
                     &mut out,
                 );
-                if let AlterTableOperation::AttachPartitionOf {
-                    partition,
-                    for_values,
-                } = op
-                {
-                    out.extend(attach_scan(&at.name, partition, for_values, ctx));
-                    let what = format!("ATTACH PARTITION {partition}");
-                    out.extend(default_partition_scan(&at.name, for_values, &what, ctx));
+                match op {
+                    AlterTableOperation::AttachPartitionOf {
+                        partition,
+                        for_values,
+                    } => {
+                        out.extend(attach_scan(&at.name, partition, for_values, ctx));
+                        let what = format!("ATTACH PARTITION {partition}");
+                        out.extend(default_partition_scan(&at.name, for_values, &what, ctx));
+                    }
+                    // The old version knows nothing of a column this migration adds, so its
+                    // inserts leave it out: while it runs, a required one needs its default.
+                    AlterTableOperation::AddColumn { column_def, .. } if !created => {
+                        let column = (table_key(&at.name), ident_key(&column_def.name));
+                        if column_def.options.iter().any(|o| {
+                            matches!(
+                                o.option,
+                                ColumnOption::NotNull | ColumnOption::PrimaryKey(_)
+                            )
+                        }) {
+                            ctx.required_added.insert(column);
+                        } else {
+                            ctx.required_added.remove(&column);
+                        }
+                    }
+                    AlterTableOperation::AlterColumn {
+                        column_name,
+                        op: AlterColumnOperation::DropDefault,
+                    } if ctx
+                        .required_added
+                        .contains(&(table_key(&at.name), ident_key(column_name))) =>
+                    {
+                        out.push(finding(
+                            "adding-required-field",
+                            W,
+                            ExpandContract,
+                            format!(
+                                "{}.{column_name} was added NOT NULL by this migration, so the \
+                                 old version's inserts leave it out: without its default they \
+                                 fail",
+                                at.name
+                            ),
+                            "keep the default while the old version runs, and drop it in the \
+                             contract phase, once the old version is retired",
+                        ));
+                    }
+                    _ => {}
                 }
             }
         }
@@ -1451,13 +1515,18 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             }
             let names: Vec<String> = names
                 .iter()
-                // A table this migration made is dropped before any running version knows it.
-                .filter(|n| *object_type != ObjectType::Table || ctx.in_use(n))
+                // What this migration made (a table, view, sequence or type, an index of a
+                // new table, a schema) is dropped before any running version knows it.
+                .filter(|n| match object_type {
+                    ObjectType::Schema => !ctx.schemas.contains(&table_key(n)),
+                    ObjectType::Database => true,
+                    _ => ctx.in_use(n),
+                })
                 .map(ToString::to_string)
                 .collect();
             let list = names.join(", ");
             match object_type {
-                ObjectType::Table if names.is_empty() => {}
+                _ if names.is_empty() => {}
                 ObjectType::Table => out.push(finding(
                     "ban-drop-table",
                     W,
@@ -1511,8 +1580,16 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             }
         }
         Statement::DropProcedure { proc_desc, .. } => {
-            out.push(drop_in_use("procedure(s)", &functions(proc_desc)));
+            let in_use: Vec<FunctionDesc> = proc_desc
+                .iter()
+                .filter(|d| !ctx.routines.remove(&table_key(&d.name)))
+                .cloned()
+                .collect();
+            if !in_use.is_empty() {
+                out.push(drop_in_use("procedure(s)", &functions(&in_use)));
+            }
         }
+        Statement::DropDomain(d) if !ctx.in_use(&d.name) => {}
         Statement::DropDomain(d) => out.push(drop_in_use("domain", &d.name.to_string())),
         Statement::AlterView(av) => match &av.operation {
             AlterViewOperation::RenameTo { .. } | AlterViewOperation::SetSchema { .. } => {
@@ -1567,17 +1644,21 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                 .unwrap_or_default(),
         )),
         Statement::Vacuum(_) => {}
-        Statement::RefreshMaterializedView(r) if !r.concurrently => out.push(finding(
-            "require-concurrent-refresh",
-            E,
-            Unsafe,
-            format!(
-                "REFRESH MATERIALIZED VIEW {} without CONCURRENTLY blocks its readers until the \
-                 refresh ends",
-                r.name
-            ),
-            "REFRESH MATERIALIZED VIEW CONCURRENTLY (the view needs a unique index)",
-        )),
+        // A view this migration made is filled before anything reads it (and CONCURRENTLY
+        // is refused on one never filled, as `WITH NO DATA` leaves it).
+        Statement::RefreshMaterializedView(r) if !r.concurrently && ctx.in_use(&r.name) => {
+            out.push(finding(
+                "require-concurrent-refresh",
+                E,
+                Unsafe,
+                format!(
+                    "REFRESH MATERIALIZED VIEW {} without CONCURRENTLY blocks its readers until \
+                     the refresh ends",
+                    r.name
+                ),
+                "REFRESH MATERIALIZED VIEW CONCURRENTLY (the view needs a unique index)",
+            ));
+        }
         Statement::RefreshMaterializedView(_) => {}
         Statement::Update(_) | Statement::Delete(_) | Statement::Insert(_)
             if !changes_rows_in_use(sql, ctx) => {}
@@ -1588,6 +1669,8 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             "data change inside a migration: one large transaction holds row locks".into(),
             RECIPE_BACKFILL,
         )),
+        // Tables this migration made hold only what it wrote.
+        Statement::Truncate(t) if t.table_names.iter().all(|t| !ctx.in_use(&t.name)) => {}
         Statement::Truncate(_) => out.push(finding(
             "ban-truncate",
             E,

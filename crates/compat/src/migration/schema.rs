@@ -11,7 +11,7 @@ use sqlparser::ast::{
     AlterColumnOperation, AlterIndexOperation, AlterTableOperation, AlterType, AlterTypeOperation,
     CharacterLength, ColumnDef, ColumnOption, CreateIndex, DataType, ExactNumberInfo, Expr,
     ForValues, Ident, IndexColumn, ObjectName, ObjectNamePart, ObjectType, RenameTableNameKind,
-    Statement, TableConstraint, UserDefinedTypeRepresentation,
+    Statement, TableConstraint, TimezoneInfo, UserDefinedTypeRepresentation,
 };
 
 use super::checks::{self, Check, Checks, check, follow_checks, implies_bound};
@@ -107,6 +107,11 @@ impl Schema {
     /// Whether `table` is known to be partitioned (`CREATE TABLE ... PARTITION BY`).
     pub(super) fn is_partitioned(&self, table: &ObjectName) -> bool {
         self.partitioned.contains_key(&table_key(table))
+    }
+
+    /// Whether an earlier statement created `table` (and none dropped it since).
+    pub(super) fn has_table(&self, table: &ObjectName) -> bool {
+        self.tables.contains_key(&table_key(table))
     }
 
     /// Whether `table` is known, and known not to be partitioned.
@@ -239,6 +244,8 @@ impl Schema {
             _ => return,
         };
         match statement.as_ref() {
+            // PostgreSQL leaves a table that is there already as it is.
+            Statement::CreateTable(ct) if ct.if_not_exists && self.has_table(&ct.name) => {}
             Statement::CreateTable(ct) => {
                 let mut columns: Columns = ct
                     .columns
@@ -647,6 +654,28 @@ pub(super) fn restates_column(using: &Expr, column: &Ident, new: &DataType) -> b
     }
 }
 
+/// The most digits of a second that a time, timestamp or interval keeps; the unbounded type
+/// keeps as many.
+const MAX_SECONDS_PRECISION: u64 = 6;
+
+/// A time, timestamp or interval type apart from its precision (its kind, and whether it has a
+/// time zone or which fields it keeps), and the precision of its seconds (`None`: unbounded).
+fn temporal(ty: &DataType) -> Option<(String, Option<u64>)> {
+    let zoned = |tz: &TimezoneInfo| matches!(tz, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz);
+    match ty {
+        DataType::Timestamp(p, tz) => Some((format!("timestamp {}", zoned(tz)), *p)),
+        DataType::Time(p, tz) => Some((format!("time {}", zoned(tz)), *p)),
+        DataType::Interval { fields, precision } => Some((
+            format!(
+                "interval {}",
+                fields.as_ref().map(ToString::to_string).unwrap_or_default()
+            ),
+            *precision,
+        )),
+        _ => None,
+    }
+}
+
 /// Whether `ty` is the citext extension's case-insensitive text.
 pub(super) fn is_citext(ty: &DataType) -> bool {
     matches!(ty, DataType::Custom(name, args) if args.is_empty() && name.to_string().eq_ignore_ascii_case("citext"))
@@ -654,9 +683,11 @@ pub(super) fn is_citext(ty: &DataType) -> bool {
 
 /// Whether changing a column from `old` to `new` (without `USING`) leaves every stored value
 /// as it is, so PostgreSQL changes only the catalog: a varchar, varbit or numeric precision
-/// widened or unbounded, varchar to text (or `citext`) and back to an unbounded varchar, `cidr`
-/// to `inet`, or no change at all. (`timestamp` to `timestamptz` also qualifies, but only when the
-/// session's time zone is UTC, which a migration cannot show.)
+/// widened or unbounded, the fractional seconds of a `timestamp`, `timestamptz`, `time`,
+/// `timetz` or `interval` widened or unbounded, varchar to text (or `citext`) and back to an
+/// unbounded varchar, `cidr` to `inet`, or no change at all. (`timestamp` to `timestamptz`
+/// also qualifies, but only when the session's time zone is UTC, which a migration cannot
+/// show.)
 pub(super) fn keeps_values(old: &DataType, new: &DataType) -> bool {
     use DataType::{CharVarying, CharacterVarying, Custom, Decimal, Numeric, Text, Varchar};
     // A varchar's length limit (`None`: no limit).
@@ -680,6 +711,27 @@ pub(super) fn keeps_values(old: &DataType, new: &DataType) -> bool {
     };
     if old == new {
         return true;
+    }
+    if let (Some((kind, a)), Some((to, b))) = (temporal(old), temporal(new)) {
+        // An interval of no fields and no precision takes any interval as it is.
+        let any_interval = matches!(old, DataType::Interval { .. })
+            && matches!(
+                new,
+                DataType::Interval {
+                    fields: None,
+                    precision: None
+                }
+            );
+        // Otherwise the values stay when the precision goes, becomes the most there is (what
+        // an unbounded one keeps), or grows from a bound one.
+        return any_interval
+            || kind == to
+                && match (a, b) {
+                    (_, None) => true,
+                    (_, Some(b)) if b >= MAX_SECONDS_PRECISION => true,
+                    (Some(a), Some(b)) => b >= a,
+                    (None, Some(_)) => false,
+                };
     }
     if let (Some(old), Some(new)) = (varchar(old), varchar(new)) {
         return match (old, new) {

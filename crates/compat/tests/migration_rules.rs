@@ -1,0 +1,299 @@
+//! The analysis of migrations judged by what PostgreSQL does and what a reviewer reads:
+//! objects a migration makes and then drops, refreshes or empties are nobody's yet; a `NOT
+//! NULL` column whose default is `NULL` has no default; the seconds' precision of times and
+//! timestamps widens in the catalog only; a required column added keeps its default while the
+//! old version runs; placeholders are shown as written; statements end where psql ends them.
+
+use serin_compat::migration::{Phase, Schema, analyze, analyze_after};
+
+/// The rules each statement after the leading `SET lock_timeout` reports, by statement.
+fn rules_after(schema: &Schema, sql: &str) -> Vec<Vec<String>> {
+    let report = analyze_after("m", &format!("SET lock_timeout = '1s';\n{sql}"), schema).unwrap();
+    report.statements[1..]
+        .iter()
+        .map(|s| s.findings.iter().map(|f| f.rule.clone()).collect())
+        .collect()
+}
+
+fn rules(sql: &str) -> Vec<Vec<String>> {
+    rules_after(&Schema::default(), sql)
+}
+
+#[test]
+fn what_a_migration_made_it_drops_without_breaking_the_old_version() {
+    for (made, dropped) in [
+        ("CREATE VIEW v AS SELECT 1", "DROP VIEW v"),
+        (
+            "CREATE MATERIALIZED VIEW mv AS SELECT 1",
+            "DROP MATERIALIZED VIEW mv",
+        ),
+        ("CREATE SEQUENCE s", "DROP SEQUENCE IF EXISTS s"),
+        ("CREATE TYPE tmp AS ENUM ('a')", "DROP TYPE tmp"),
+        ("CREATE DOMAIN d AS int", "DROP DOMAIN d"),
+        (
+            "CREATE PROCEDURE backfill() LANGUAGE sql AS $$ SELECT 1 $$",
+            "DROP PROCEDURE backfill",
+        ),
+        ("CREATE SCHEMA staging", "DROP SCHEMA staging CASCADE"),
+        (
+            "CREATE TABLE n (id int); CREATE INDEX n_id ON n (id)",
+            "DROP INDEX n_id",
+        ),
+        ("CREATE TABLE n (id int)", "TRUNCATE n"),
+    ] {
+        let found = rules(&format!("{made};\n{dropped};"));
+        let last = found.last().unwrap();
+        assert!(last.is_empty(), "{made}; {dropped}: {last:?}");
+    }
+    // What the old version may use is still reported, alone in the message.
+    let report = analyze(
+        "m",
+        "SET lock_timeout = '1s'; CREATE VIEW v AS SELECT 1; DROP VIEW v, w;",
+    )
+    .unwrap();
+    let (_, f) = report.findings().next().unwrap();
+    assert_eq!(f.rule, "ban-drop-object");
+    assert!(f.message.contains("view(s) w "), "{}", f.message);
+    for sql in [
+        "DROP PROCEDURE p",
+        "DROP DOMAIN d",
+        "DROP SCHEMA s",
+        "DROP INDEX i",
+        "TRUNCATE t",
+        "CREATE TABLE n (id int); TRUNCATE n, t",
+        "CREATE INDEX CONCURRENTLY j ON t (c); DROP INDEX j",
+    ] {
+        let found = rules(sql);
+        assert!(!found.last().unwrap().is_empty(), "{sql}: {found:?}");
+    }
+}
+
+#[test]
+fn a_materialized_view_made_empty_is_filled_without_concurrently() {
+    // PostgreSQL refuses CONCURRENTLY on a view never filled, and nothing reads it yet.
+    let found = rules(
+        "CREATE MATERIALIZED VIEW mv AS SELECT 1 AS x WITH NO DATA;\n\
+         REFRESH MATERIALIZED VIEW mv;",
+    );
+    assert_eq!(found, [Vec::<String>::new(), Vec::new()]);
+    let found = rules("REFRESH MATERIALIZED VIEW mv;");
+    assert_eq!(found, [["require-concurrent-refresh"]]);
+}
+
+#[test]
+fn a_not_null_column_whose_default_is_null_is_required() {
+    for sql in [
+        "ALTER TABLE t ADD COLUMN c int NOT NULL DEFAULT NULL",
+        "ALTER TABLE t ADD COLUMN c int DEFAULT (NULL::integer) NOT NULL",
+    ] {
+        assert_eq!(rules(sql), [["adding-required-field"]], "{sql}");
+    }
+    assert_eq!(
+        rules("ALTER TABLE t ADD COLUMN c int DEFAULT NULL"),
+        [Vec::<String>::new()]
+    );
+}
+
+#[test]
+fn a_wider_precision_of_seconds_changes_the_catalog_only() {
+    let mut schema = Schema::default();
+    schema.learn(
+        "CREATE TABLE r (t3 timestamp(3), ts timestamp, tz3 timestamptz(3), tm2 time(2), \
+         tt2 timetz(2), iv interval day to second(2), i2 interval(2));",
+    );
+    for change in [
+        "t3 TYPE timestamp(6)",
+        "t3 TYPE timestamp",
+        "t3 TYPE timestamp(3) without time zone",
+        "ts TYPE timestamp(6)",
+        "tz3 TYPE timestamptz(4)",
+        "tz3 TYPE timestamp with time zone",
+        "tm2 TYPE time(4)",
+        "tm2 TYPE time",
+        "tt2 TYPE timetz(5)",
+        "iv TYPE interval",
+        "iv TYPE interval day to second(4)",
+        "i2 TYPE interval(6)",
+    ] {
+        let found = rules_after(&schema, &format!("ALTER TABLE r ALTER COLUMN {change};"));
+        assert_eq!(found, [Vec::<String>::new()], "{change}");
+    }
+    for change in [
+        "t3 TYPE timestamp(2)",
+        "ts TYPE timestamp(3)",
+        "tz3 TYPE timestamp(6)",
+        "tm2 TYPE time(1)",
+        "tm2 TYPE timestamp",
+        "iv TYPE interval day to second(1)",
+        "i2 TYPE interval(1)",
+        "t3 TYPE interval",
+    ] {
+        let found = rules_after(&schema, &format!("ALTER TABLE r ALTER COLUMN {change};"));
+        assert_eq!(found, [["changing-column-type"]], "{change}");
+    }
+}
+
+#[test]
+fn create_table_if_not_exists_of_a_table_in_use_leaves_it_in_use() {
+    let mut schema = Schema::default();
+    schema.learn("CREATE TABLE users (id bigint, name varchar(50), email text);");
+    let found = rules_after(
+        &schema,
+        "CREATE TABLE IF NOT EXISTS users (id bigint, name text);\n\
+         ALTER TABLE users DROP COLUMN email;\n\
+         ALTER TABLE users ALTER COLUMN name TYPE varchar(100);\n\
+         CREATE INDEX users_name ON users (name);",
+    );
+    assert_eq!(
+        found,
+        [
+            vec![],
+            vec!["ban-drop-column".to_owned()],
+            vec![],
+            vec!["require-concurrent-index-creation".to_owned()],
+        ]
+    );
+    let found = rules_after(
+        &schema,
+        "CREATE TABLE IF NOT EXISTS users (LIKE template INCLUDING ALL);\n\
+         ALTER TABLE users DROP COLUMN email;",
+    );
+    assert_eq!(found, [vec![], vec!["ban-drop-column".to_owned()]]);
+    // A table no earlier migration made is new, with the columns this statement gives it.
+    let found = rules(
+        "CREATE TABLE IF NOT EXISTS audit (id bigint, note varchar(10));\n\
+         ALTER TABLE audit DROP COLUMN note;\n\
+         CREATE INDEX audit_id ON audit (id);",
+    );
+    assert_eq!(found, [Vec::<String>::new(), vec![], vec![]]);
+}
+
+#[test]
+fn the_volatile_defaults_of_recent_postgresql_rewrite_the_table() {
+    for default in [
+        "uuidv7()",
+        "uuidv4()",
+        "uuid_generate_v7()",
+        "random_normal()",
+    ] {
+        let report = analyze(
+            "m",
+            &format!("SET lock_timeout = '1s'; ALTER TABLE t ADD COLUMN d uuid DEFAULT {default};"),
+        )
+        .unwrap();
+        let (_, f) = report.findings().next().unwrap();
+        assert_eq!(f.rule, "adding-field-with-default", "{default}");
+        assert_eq!(
+            f.severity,
+            serin_compat::validation::Severity::Error,
+            "{default}"
+        );
+    }
+}
+
+#[test]
+fn placeholders_are_shown_as_written_in_statements_and_findings() {
+    let report = analyze(
+        "m",
+        "\\set n 10\n\
+         SET lock_timeout = '1s';\n\
+         UPDATE users SET user_name = 'x' WHERE id < :n;\n\
+         CREATE INDEX CONCURRENTLY idx_name ON users (user_name);\n\
+         ALTER TABLE ${schema}.users DROP COLUMN email;\n\
+         ALTER TABLE :\"tbl\" RENAME COLUMN a TO b;",
+    )
+    .unwrap();
+    let sql: Vec<&str> = report.statements.iter().map(|s| s.sql.as_str()).collect();
+    assert_eq!(
+        sql[2..4],
+        [
+            "UPDATE users SET user_name = 'x' WHERE id < :n",
+            "CREATE INDEX CONCURRENTLY idx_name ON users(user_name)",
+        ]
+    );
+    let messages: Vec<&str> = report.findings().map(|(_, f)| f.message.as_str()).collect();
+    assert!(
+        messages[1].contains("email of ${schema}.users "),
+        "{}",
+        messages[1]
+    );
+    assert!(
+        messages[2].contains("renaming :\"tbl\".a to b"),
+        "{}",
+        messages[2]
+    );
+}
+
+#[test]
+fn a_required_column_added_keeps_its_default_while_the_old_version_runs() {
+    // As Django writes a field added with a default: the old version's inserts leave the
+    // column out, and fail once the default is gone.
+    let report = analyze(
+        "0002_add_x",
+        "BEGIN;\n\
+         SET LOCAL lock_timeout = '1s';\n\
+         ALTER TABLE \"app_model\" ADD COLUMN \"x\" integer DEFAULT 0 NOT NULL;\n\
+         ALTER TABLE \"app_model\" ALTER COLUMN \"x\" DROP DEFAULT;\n\
+         COMMIT;",
+    )
+    .unwrap();
+    let dropped = &report.statements[3];
+    assert_eq!(dropped.findings[0].rule, "adding-required-field");
+    assert_eq!(dropped.phase, Some(Phase::Contract));
+    assert_eq!(report.statements[2].phase, Some(Phase::Expand));
+    assert_eq!(
+        rules("ALTER TABLE t ADD COLUMN x int NOT NULL DEFAULT 0, ALTER COLUMN x DROP DEFAULT;"),
+        [["adding-required-field"]]
+    );
+    // A nullable column, one the old version may fill itself, and one of a new table: no
+    // insert of the old version depends on their default.
+    for sql in [
+        "ALTER TABLE t ADD COLUMN y int DEFAULT 0; ALTER TABLE t ALTER COLUMN y DROP DEFAULT;",
+        "ALTER TABLE t ALTER COLUMN z DROP DEFAULT; SELECT 1;",
+        "CREATE TABLE n (id int); ALTER TABLE n ADD COLUMN x int NOT NULL DEFAULT 0; \
+         ALTER TABLE n ALTER COLUMN x DROP DEFAULT;",
+    ] {
+        assert!(rules(sql).iter().all(Vec::is_empty), "{sql}");
+    }
+}
+
+#[test]
+fn dropping_what_the_migration_made_keeps_no_lock_through_its_transaction() {
+    let report = analyze(
+        "m",
+        "SET lock_timeout = '1s';\n\
+         BEGIN;\n\
+         CREATE VIEW pending AS SELECT id FROM orders WHERE state = 'new';\n\
+         CREATE TABLE batch (id bigint); CREATE INDEX batch_id ON batch (id);\n\
+         DROP VIEW pending; DROP INDEX batch_id; TRUNCATE batch;\n\
+         UPDATE orders SET state = 'queued' WHERE state = 'new';\n\
+         COMMIT;",
+    )
+    .unwrap();
+    let rules: Vec<&str> = report.findings().map(|(_, f)| f.rule.as_str()).collect();
+    assert_eq!(rules, ["backfill"]);
+}
+
+#[test]
+fn a_semicolon_inside_parentheses_ends_no_statement_as_psql_reads_it() {
+    let report = analyze(
+        "m",
+        "SET lock_timeout = '1s';\n\
+         CREATE RULE audit AS ON INSERT TO orders DO ALSO\n\
+           (INSERT INTO log VALUES (NEW.id); INSERT INTO log VALUES (NEW.id + 1));\n\
+         ALTER TABLE orders ADD COLUMN note text;",
+    )
+    .unwrap();
+    let lines: Vec<u64> = report.statements.iter().map(|s| s.line).collect();
+    assert_eq!(lines, [1, 2, 4]);
+    assert!(
+        report.statements[1].sql.ends_with("VALUES (NEW.id + 1))"),
+        "{}",
+        report.statements[1].sql
+    );
+    assert!(
+        report
+            .findings()
+            .all(|(_, f)| f.rule != "unparsable-statement")
+    );
+}
