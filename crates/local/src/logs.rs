@@ -122,6 +122,10 @@ pub(crate) struct RotatingFile {
     file: File,
     size: u64,
     rotation: LogRotation,
+    /// The log was renamed to `.log.1` but its new file did not open: writes go on into the
+    /// renamed one, and the next rotation only opens the new file. Shifting the files again
+    /// would push the one being written toward the oldest, and delete it there.
+    reopen: bool,
 }
 
 impl RotatingFile {
@@ -134,10 +138,15 @@ impl RotatingFile {
             file,
             size,
             rotation,
+            reopen: false,
         })
     }
 
     fn append(path: &Path) -> std::io::Result<File> {
+        #[cfg(test)]
+        if tests::OPEN_FAILS.with(std::cell::Cell::get) {
+            return Err(std::io::Error::other("too many open files"));
+        }
         OpenOptions::new().create(true).append(true).open(path)
     }
 
@@ -163,19 +172,23 @@ impl RotatingFile {
             self.size = 0;
             return Ok(());
         }
-        match std::fs::remove_file(rotated(&self.path, keep)) {
-            Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        for n in (1..keep).rev() {
-            match std::fs::rename(rotated(&self.path, n), rotated(&self.path, n + 1)) {
+        if !self.reopen {
+            match std::fs::remove_file(rotated(&self.path, keep)) {
                 Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
                 _ => {}
             }
+            for n in (1..keep).rev() {
+                match std::fs::rename(rotated(&self.path, n), rotated(&self.path, n + 1)) {
+                    Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            std::fs::rename(&self.path, rotated(&self.path, 1))?;
+            self.reopen = true;
         }
-        std::fs::rename(&self.path, rotated(&self.path, 1))?;
         // Until the new file opens, writes go on into the renamed one (its handle still works).
         self.file = Self::append(&self.path)?;
+        self.reopen = false;
         self.size = 0;
         Ok(())
     }
@@ -275,6 +288,35 @@ fn last_line_of(log: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// Makes opening a log fail on this thread (as running out of file descriptors does).
+        pub(super) static OPEN_FAILS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    #[test]
+    fn a_log_whose_new_file_does_not_open_keeps_its_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("web-green-0.log");
+        let mut file = RotatingFile::open(&log, rotation(100, 2)).unwrap();
+        let line = |i: usize| format!("{i:0>49}\n");
+        for i in 0..2 {
+            file.write(line(i).as_bytes()).unwrap();
+        }
+        OPEN_FAILS.with(|f| f.set(true));
+        // Each write past the limit fails to open the new log but keeps its line.
+        for i in 2..8 {
+            assert!(file.write(line(i).as_bytes()).is_err());
+        }
+        OPEN_FAILS.with(|f| f.set(false));
+        file.write(line(8).as_bytes()).unwrap();
+        assert_eq!(
+            read(&rotated(&log, 1)),
+            (0..8).map(line).collect::<String>()
+        );
+        assert_eq!(read(&log), line(8));
+        assert!(!rotated(&log, 2).exists());
+    }
 
     fn rotation(max_bytes: u64, keep: u32) -> LogRotation {
         LogRotation { max_bytes, keep }
