@@ -238,7 +238,7 @@ impl Stack {
                         proxy,
                         proxied,
                         sync,
-                        probes: HttpHealth::new(Duration::from_secs(2)),
+                        probes: HttpHealth::new(Duration::from_secs(2))?,
                         load: None,
                     })),
                     clock: Clock::system(),

@@ -5,7 +5,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serin_orchestrator::TrackStatus;
+use serin_orchestrator::{Error, Result, TrackStatus};
 use serin_signals::{
     HealthSignal, HealthSource, InMemoryHealth, Probe, ProbeStatus, Timestamp, Track,
 };
@@ -44,13 +44,22 @@ pub struct HttpHealth {
 }
 
 impl HttpHealth {
-    /// A source with no probe yet; each GET is bounded by `timeout`.
-    pub fn new(timeout: Duration) -> Self {
-        HttpHealth {
+    /// A source with no probe yet; each GET is bounded by `timeout`, which must be longer than
+    /// zero: a GET that may take no time fails every probe, and healthy instances would read as
+    /// failing.
+    pub fn new(timeout: Duration) -> Result<Self> {
+        if timeout.is_zero() {
+            return Err(Error::invalid(
+                "httpHealth.timeout",
+                "0s",
+                "must be longer than zero, or every probe fails",
+            ));
+        }
+        Ok(HttpHealth {
             timeout,
             probes: Mutex::new(Vec::new()),
             results: InMemoryHealth::named("local-http"),
-        }
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<HttpProbe>> {
@@ -162,11 +171,18 @@ impl HealthSource for HttpHealth {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_timeout_of_zero_is_refused_naming_it() {
+        let err = HttpHealth::new(Duration::ZERO).unwrap_err().to_string();
+        assert!(err.contains("httpHealth.timeout `0s`"), "{err}");
+        assert!(HttpHealth::new(Duration::from_millis(1)).is_ok());
+    }
+
     #[tokio::test]
     async fn a_path_no_request_can_carry_is_unknown_not_a_failed_instance() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let health = HttpHealth::new(Duration::from_secs(1));
+        let health = HttpHealth::new(Duration::from_secs(1)).unwrap();
         for (instance, path) in [("blue-0", "/re ady"), ("blue-1", "ready")] {
             health.watch(HttpProbe {
                 track: Track::Blue,
@@ -207,7 +223,7 @@ mod tests {
                 .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
                 .await;
         });
-        let health = std::sync::Arc::new(HttpHealth::new(Duration::from_secs(10)));
+        let health = std::sync::Arc::new(HttpHealth::new(Duration::from_secs(10)).unwrap());
         health.watch(HttpProbe {
             track: Track::Blue,
             probe: Probe::Readiness,

@@ -234,7 +234,7 @@ impl HealthFixture for HealthFix {
 async fn http_health_passes_the_health_suite() {
     let demo = start_demo("1.0.0", &[]).await;
     let fixture = HealthFix {
-        health: Arc::new(HttpHealth::new(Duration::from_secs(2))),
+        health: Arc::new(HttpHealth::new(Duration::from_secs(2)).expect("timeout")),
         addr: demo.addr,
     };
     testkit::check_health_source_all(fixture.health.as_ref(), &fixture).await;
