@@ -46,6 +46,12 @@ pub struct Report {
     pub deployment: String,
     /// The service.
     pub service: String,
+    /// The environment deployed to, as the config names it (`environment`, `ENVIRONMENT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// The namespace, as the config names it (`namespace`, `NAMESPACE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// The strategy.
     pub strategy: StrategyKind,
     /// What ran before.
@@ -83,6 +89,8 @@ impl Report {
             schema_version: REPORT_SCHEMA_VERSION.to_owned(),
             deployment: s.id.clone(),
             service: s.service.clone(),
+            environment: s.config.environment.clone(),
+            namespace: s.config.namespace.clone(),
             strategy: s.strategy,
             from: s.from.clone(),
             to: s.to.clone(),
@@ -177,6 +185,12 @@ fn check_schema_version(version: &str) -> Result<()> {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "deployment {} ({})", self.deployment, self.strategy)?;
+        match (&self.environment, &self.namespace) {
+            (Some(env), Some(ns)) => writeln!(f, "  environment: {env}, namespace {ns}")?,
+            (Some(env), None) => writeln!(f, "  environment: {env}")?,
+            (None, Some(ns)) => writeln!(f, "  namespace: {ns}")?,
+            (None, None) => {}
+        }
         match &self.from {
             Some(from) => writeln!(f, "  {}: {from} -> {}", self.service, self.to)?,
             None => writeln!(f, "  {}: install {}", self.service, self.to)?,
@@ -267,7 +281,7 @@ mod tests {
             effects: Vec::new(),
             sample: None,
         };
-        let report = Report::from_records(&[first, second]).expect("report");
+        let report = Report::from_records(&[first.clone(), second.clone()]).expect("report");
         assert_eq!(report.timeline.len(), 2);
         assert_eq!(report.decisions().count(), 2);
         let json = report.to_json().expect("json");
@@ -279,5 +293,24 @@ mod tests {
         );
         assert!(text.contains("duration: 2.0s"), "{text}");
         assert!(Report::from_records(&[]).is_err());
+        // Written only when the config names them.
+        assert_eq!((report.environment, report.namespace), (None, None));
+        assert!(!json.contains("environment") && !json.contains("namespace"));
+
+        // The environment and namespace of the config are the report's.
+        let mut named = second;
+        named.state.config.environment = Some("prod".into());
+        named.state.config.namespace = Some("payments".into());
+        let report = Report::from_records(&[first, named]).expect("report");
+        assert_eq!(report.environment.as_deref(), Some("prod"));
+        assert_eq!(report.namespace.as_deref(), Some("payments"));
+        let json = report.to_json().expect("json");
+        assert!(json.contains(r#""environment": "prod""#), "{json}");
+        assert_eq!(Report::from_json(&json).expect("back"), report);
+        let text = report.to_string();
+        assert!(
+            text.contains("environment: prod, namespace payments"),
+            "{text}"
+        );
     }
 }

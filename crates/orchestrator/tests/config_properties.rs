@@ -1,5 +1,8 @@
 //! Properties of the configuration: environment overrides never panic and either give a valid
-//! config or an error naming the variable; derived canary steps always rise toward the target.
+//! config or an error naming the variable; derived canary steps always rise toward the target,
+//! and are refused exactly when their pauses together would outlast `maxDuration`.
+
+use std::time::Duration;
 
 use proptest::prelude::*;
 use serin_canary::controller::Step;
@@ -77,6 +80,8 @@ proptest! {
         c.canary_config.initial_percentage = initial;
         c.canary_config.increment_percentage = increment;
         c.canary_config.target_percentage = target;
+        // Room for a hundred pauses, so that only the percentages can be refused here.
+        c.canary_config.max_duration = c.canary_config.increment_interval * 101;
         if c.validate().is_err() {
             prop_assert!(initial >= target);
             return Ok(());
@@ -92,5 +97,26 @@ proptest! {
         prop_assert_eq!(weights[0], initial);
         prop_assert!(weights.windows(2).all(|w| w[0] < w[1]));
         prop_assert!(weights.iter().all(|w| *w < target));
+    }
+
+    #[test]
+    fn derived_canary_steps_are_refused_exactly_when_their_pauses_outlast_max_duration(
+        initial in 1u8..100, increment in 1u8..=100, interval_s in 1u64..3_600, slack in -2i64..=2
+    ) {
+        let mut c = base();
+        c.canary_config.initial_percentage = initial;
+        c.canary_config.increment_percentage = increment;
+        c.canary_config.increment_interval = Duration::from_secs(interval_s);
+        let weights = (100 - u64::from(initial)).div_ceil(u64::from(increment));
+        let planned = interval_s * weights;
+        let max = planned.saturating_add_signed(slack).max(interval_s + 1);
+        c.canary_config.max_duration = Duration::from_secs(max);
+        match c.validate() {
+            Ok(()) => prop_assert!(max > planned, "{planned}s of pauses in {max}s"),
+            Err(e) => {
+                prop_assert!(max <= planned, "{e}");
+                prop_assert!(e.to_string().contains("canaryConfig.maxDuration"), "{e}");
+            }
+        }
     }
 }

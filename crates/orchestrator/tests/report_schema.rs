@@ -6,7 +6,9 @@ mod sim_fleet;
 
 use std::time::Duration;
 
-use serin_orchestrator::{Orchestrator, Outcome, REPORT_SCHEMA_VERSION, Report, StrategyKind};
+use serin_orchestrator::{
+    Event, EventKind, Orchestrator, Outcome, Phase, REPORT_SCHEMA_VERSION, Report, StrategyKind,
+};
 use serin_sim::{Fault, SimWorld, Span};
 use sim_fleet::deploy;
 
@@ -176,4 +178,140 @@ fn the_committed_quickstart_report_validates_and_loads() {
         !report.samples.is_empty(),
         "the quickstart observed both arms"
     );
+}
+
+/// One event of every kind this crate writes. A kind added to `EventKind` fails to compile in
+/// `listed` below until it is added here, and then fails the test until the schema has it.
+fn one_event_of_each_kind() -> Vec<EventKind> {
+    /// Exhaustive on purpose: no wildcard arm.
+    fn listed(kind: &EventKind) {
+        match kind {
+            EventKind::Started { .. }
+            | EventKind::PhaseChanged { .. }
+            | EventKind::Validated { .. }
+            | EventKind::BackupTaken { .. }
+            | EventKind::BackupRestored { .. }
+            | EventKind::TrackStarted { .. }
+            | EventKind::TrackReady { .. }
+            | EventKind::WeightChanged { .. }
+            | EventKind::AnalysisResult { .. }
+            | EventKind::Anomaly { .. }
+            | EventKind::TriggerFired { .. }
+            | EventKind::UpgradeStep { .. }
+            | EventKind::DeadlineReached { .. }
+            | EventKind::Paused
+            | EventKind::Resumed
+            | EventKind::RollbackStarted { .. }
+            | EventKind::Completed { .. }
+            | EventKind::RolledBack { .. }
+            | EventKind::Blocked { .. }
+            | EventKind::Failed { .. } => {}
+        }
+    }
+    let from_json = |json: &str| serde_json::from_str(json).expect(json);
+    let kinds = vec![
+        EventKind::Started {
+            strategy: StrategyKind::Canary,
+            from: Some("1.0.0".into()),
+            to: "1.1.0".into(),
+        },
+        EventKind::PhaseChanged {
+            phase: Phase::Rollback,
+        },
+        EventKind::Validated {
+            verdict: "ok".into(),
+            findings: vec!["a finding".into()],
+        },
+        EventKind::BackupTaken { id: "b-1".into() },
+        EventKind::BackupRestored { id: "b-1".into() },
+        EventKind::TrackStarted {
+            version: "1.1.0".into(),
+            track: "canary".into(),
+            instances: 1,
+        },
+        EventKind::TrackReady {
+            version: "1.1.0".into(),
+            track: "canary".into(),
+        },
+        EventKind::WeightChanged {
+            version: "1.1.0".into(),
+            track: "canary".into(),
+            percent: 10.0,
+        },
+        from_json(
+            r#"{"type":"analysisResult","decision":{"action":{"setWeight":10},"at":5,
+                "step":0,"weight":10,"severity":null,"reason":"step 0","evidence":[]}}"#,
+        ),
+        EventKind::Anomaly {
+            source: "canary".into(),
+            severity: "info".into(),
+            summary: "a summary".into(),
+        },
+        from_json(
+            r#"{"type":"triggerFired","event":{"trigger":"t","at":5,"from":{"state":"ok"},
+                "to":{"state":"firing","action":"rollback","since":5},"action":"rollback",
+                "evidence":{"trigger":"t","kind":"metricThreshold","subject":"error_rate on canary",
+                "observed":0.2,"threshold":0.1,"operator":"gt","at":5,"reason":"breached"}}}"#,
+        ),
+        from_json(
+            r#"{"type":"upgradeStep","step":{"phase":"after","kind":"contractMigration","service":"web",
+                "text":"drop the old column"},"status":"done","evidence":"ran"}"#,
+        ),
+        EventKind::DeadlineReached {
+            phase: Phase::Monitoring,
+            action: "rolling back".into(),
+        },
+        EventKind::Paused,
+        EventKind::Resumed,
+        EventKind::RollbackStarted { reason: "r".into() },
+        EventKind::Completed {
+            version: "1.1.0".into(),
+        },
+        EventKind::RolledBack { reason: "r".into() },
+        EventKind::Blocked { reason: "r".into() },
+        EventKind::Failed { reason: "r".into() },
+    ];
+    kinds.iter().for_each(listed);
+    kinds
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_event_kind_is_documented_by_the_schema() {
+    let (_world, o, _) = fleet(16, StrategyKind::Canary).await;
+    let mut report = deploy(&o, "1.1.0", StrategyKind::Canary).await;
+    let at = report.last_at;
+    let first = report.timeline.len() as u64;
+    report.timeline.extend(
+        one_event_of_each_kind()
+            .into_iter()
+            .zip(first..)
+            .map(|(kind, seq)| Event {
+                deployment: report.deployment.clone(),
+                service: report.service.clone(),
+                seq,
+                at,
+                kind,
+            }),
+    );
+    let json = report.to_json().expect("json");
+    let value: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_valid(&closed(schema()), &value, "one event of each kind");
+    assert_eq!(Report::from_json(&json).expect("read back"), report);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_environment_and_namespace_of_the_config_are_reported_and_documented() {
+    let (_world, o, _) = fleet(17, StrategyKind::Canary).await;
+    let mut c = sim_fleet::config("1.1.0", StrategyKind::Canary);
+    c.environment = Some("prod".into());
+    c.namespace = Some("payments".into());
+    let report = o.run(&c).await.expect("run").remove(0);
+    assert_eq!(report.environment.as_deref(), Some("prod"));
+    assert_eq!(report.namespace.as_deref(), Some("payments"));
+    let json = report.to_json().expect("json");
+    let value: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(value["environment"], "prod");
+    assert_eq!(value["namespace"], "payments");
+    assert_valid(&closed(schema()), &value, "a report naming its environment");
+    assert_eq!(Report::from_json(&json).expect("read back"), report);
 }

@@ -85,10 +85,17 @@ pub(crate) fn time_ticks(span: f64, max_ticks: usize) -> Vec<f64> {
 }
 
 /// A value-axis label: whole numbers as they are, others with up to two decimals (`0.5ms`,
-/// `2.5%`, `0.25%`), so that small scales do not print as `0`.
+/// `2.5%`, `0.25%`), so that small scales do not print as `0`; from a million up, a mantissa
+/// and an exponent (`2.5e6ms`), so that the label fits beside the axis.
 pub(crate) fn format_value(v: f64, unit: &str) -> String {
     if !v.is_finite() {
         return String::new();
+    }
+    if v.abs() >= 1e6 {
+        let text = format!("{v:.2e}");
+        let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+        let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
+        return format!("{mantissa}e{exponent}{unit}");
     }
     if (v - v.round()).abs() < 1e-9 {
         return format!("{v:.0}{unit}");
@@ -128,15 +135,19 @@ pub(crate) fn upper_bound(values: impl IntoIterator<Item = f64>, floor: f64) -> 
         .filter(|v| v.is_finite())
         .fold(0.0_f64, f64::max);
     let wanted = (max * 1.1).max(floor);
-    if wanted <= 0.0 || !wanted.is_finite() {
+    if wanted.is_nan() || wanted <= 0.0 {
         return 1.0;
     }
+    // Near the largest `f64`, the headroom and the rounding overflow: the axis then ends at
+    // the largest `f64`, which still covers every value, rather than at infinity (which
+    // nothing can be drawn against).
     let magnitude = 10_f64.powf(wanted.log10().floor());
     [1.0, 2.0, 2.5, 5.0, 10.0]
         .iter()
         .map(|m| m * magnitude)
         .find(|bound| *bound >= wanted * (1.0 - 1e-9))
         .unwrap_or(10.0 * magnitude)
+        .min(f64::MAX)
 }
 
 /// Assigns each label (its horizontal extent in pixels, in drawing order) the first of `rows`
@@ -233,14 +244,18 @@ mod tests {
             }
         }
 
-        /// The top of a value axis is at or above every value and the floor.
+        /// The top of a value axis is finite, at or above every value and the floor, up to the
+        /// largest `f64`.
         #[test]
         fn axis_tops_cover_the_data(
-            values in proptest::collection::vec(0.0..1e9_f64, 0..20),
+            values in proptest::collection::vec(
+                prop_oneof![0.0..1e9_f64, 0.0..f64::MAX],
+                0..20,
+            ),
             floor in 0.0..100.0_f64,
         ) {
             let top = upper_bound(values.iter().copied(), floor);
-            prop_assert!(top > 0.0);
+            prop_assert!(top > 0.0 && top.is_finite(), "{top}");
             prop_assert!(top >= floor);
             prop_assert!(values.iter().all(|v| *v <= top));
         }
@@ -301,6 +316,11 @@ mod tests {
         assert_eq!(format_value(0.25, "%"), "0.25%");
         assert_eq!(format_value(1.0 / 3.0, "%"), "0.33%");
         assert_eq!(format_value(f64::NAN, "%"), "");
+        // Large values keep to a few characters.
+        assert_eq!(format_value(999_999.0, "ms"), "999999ms");
+        assert_eq!(format_value(2_500_000.0, "ms"), "2.5e6ms");
+        assert_eq!(format_value(1e7, "ms"), "1e7ms");
+        assert_eq!(format_value(f64::MAX, "ms"), "1.8e308ms");
     }
 
     #[test]
@@ -337,6 +357,9 @@ mod tests {
         assert_eq!(upper_bound([f64::NAN, f64::INFINITY], 1.0), 1.0);
         assert_eq!(upper_bound([0.0], 0.0), 1.0);
         assert_eq!(upper_bound([100.0], 100.0), 200.0);
+        // Where the headroom would overflow, the axis still covers the value.
+        assert_eq!(upper_bound([1e300, f64::MAX], 1.0), f64::MAX);
+        assert_eq!(upper_bound([1e308], 1.0), f64::MAX);
     }
 
     #[test]

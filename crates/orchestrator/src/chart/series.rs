@@ -201,7 +201,10 @@ impl Timeline {
             for s in &report.samples {
                 let at = TimeAxis::offset(start, s.window.end());
                 let a = s.arm(arm);
-                error_rate.push((at, a.and_then(|a| a.error_rate()).map(|r| r * 100.0)));
+                // More errors than requests cannot be (a report edited by hand): no data,
+                // rather than an error rate past 100% that flattens every other line.
+                let rate = a.and_then(|a| a.error_rate()).filter(|r| *r <= 1.0);
+                error_rate.push((at, rate.map(|r| r * 100.0)));
                 // A latency that cannot be (negative or not finite, in a report edited by
                 // hand) is no data rather than a point far off the axis.
                 let p99 = a.and_then(|a| a.p99_ms);
@@ -398,17 +401,38 @@ mod tests {
     }
 
     #[test]
-    fn a_latency_that_cannot_be_is_no_data_and_the_chart_still_renders() {
+    fn values_that_cannot_be_are_no_data_and_the_chart_still_renders() {
         // A report edited by hand: plotters panics on a point this far off the axis.
         let samples = r#"
             {"window":{"start":1000,"end":11000},"weightPercent":10.0,"arms":[
-                {"arm":"baseline","version":"1.0.0","track":"stable","requests":900,"errors":9,"p99Ms":-1e300},
+                {"arm":"baseline","version":"1.0.0","track":"stable","requests":9,"errors":900,"p99Ms":-1e300},
                 {"arm":"canary","version":"1.1.0","track":"canary","requests":100,"errors":2,"p99Ms":80.5}]}"#;
         let r = report(r#"{"track":"stable","version":"1.0.0"}"#, "", samples);
         let t = Timeline::of(&r);
-        assert_eq!(t.baseline.expect("baseline").p99_ms, vec![(10.0, None)]);
+        let baseline = t.baseline.expect("baseline");
+        assert_eq!(baseline.p99_ms, vec![(10.0, None)]);
+        assert_eq!(
+            baseline.error_rate,
+            vec![(10.0, None)],
+            "more errors than requests"
+        );
         assert_eq!(t.canary.p99_ms, vec![(10.0, Some(80.5))]);
         r.render_svg(&crate::ChartOptions::default())
             .expect("render");
+    }
+
+    #[test]
+    fn a_latency_near_the_largest_f64_gets_an_axis_that_reaches_it() {
+        // The axis once ended at 1ms here (its headroom overflowed), with the line off the top.
+        let samples = r#"
+            {"window":{"start":1000,"end":11000},"weightPercent":10.0,"arms":[
+                {"arm":"canary","version":"1.1.0","track":"canary","requests":100,"errors":2,"p99Ms":1.7e308}]},
+            {"window":{"start":11000,"end":21000},"weightPercent":10.0,"arms":[
+                {"arm":"canary","version":"1.1.0","track":"canary","requests":100,"errors":2,"p99Ms":80.5}]}"#;
+        let r = report(r#"{"track":"stable","version":"1.0.0"}"#, "", samples);
+        let svg = r
+            .render_svg(&crate::ChartOptions::default())
+            .expect("render");
+        assert!(svg.contains("\n1.5e308ms\n"), "{svg}");
     }
 }

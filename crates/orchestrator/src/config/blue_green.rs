@@ -43,7 +43,9 @@ pub struct BlueGreenConfig {
     pub traffic_interval: Duration,
     /// The percentages of a weighted switch, rising (100 is added at the end if missing).
     pub weights: Vec<f64>,
-    /// How long the old colour stays up after the switch, ready to take traffic back. Default `5m`.
+    /// How long the old colour stays up after the switch, ready to take traffic back: it is
+    /// retired once this has passed and the watch (`monitoring.monitoringDuration`) has ended,
+    /// whichever is later. Default `5m`.
     #[serde(with = "serin_signals::duration")]
     pub keep_old_warm_for: Duration,
     /// How long a retired colour drains in-flight requests. Default `10s`.

@@ -11,7 +11,7 @@ use serin_triggers::{Action as TriggerAction, Operator, TriggerConfig};
 
 use crate::error::{Error, Result};
 
-use super::{humantime_like, positive, replicas};
+use super::{human, humantime_like, positive, replicas};
 
 /// Canary settings (`canaryConfig`). Percentages are written as percent (`5` = 5%).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,7 +26,9 @@ pub struct CanaryConfig {
     /// How long each weight holds while it is judged (`PHASE_DURATION`). Default `5m`.
     #[serde(with = "serin_signals::duration")]
     pub increment_interval: Duration,
-    /// The longest the canary may run before it is rolled back. Default `1h`. The default
+    /// The longest the canary may run before it is rolled back. Default `1h`. It must be longer
+    /// than the timed pauses together (`incrementInterval` once per weight below
+    /// `targetPercentage`, or the explicit steps' pauses). The default
     /// sequential judges also spread half of their prior on when a late regression began over
     /// this span, so that a regression beginning at any moment of the run finds the same weight.
     #[serde(with = "serin_signals::duration")]
@@ -65,7 +67,9 @@ pub struct CanaryConfig {
     /// the pace so far, and whether past `maxDuration`). It refuses `pacing.exposureBudget`,
     /// whose model is the default judges'. Default `false`.
     pub robust_judges: bool,
-    /// How long a retired track drains in-flight requests. Default `10s`.
+    /// How long a retired track drains in-flight requests, in a canary strategy (the
+    /// blue-green strategies, with canary or not, drain for `blueGreenConfig.drain`). Default
+    /// `10s`.
     #[serde(with = "serin_signals::duration")]
     pub drain: Duration,
     /// The canary is promoted only once its own error rate is shown below this fraction, with
@@ -246,7 +250,31 @@ impl CanaryConfig {
         // The whole policy, as the deployment will run it: a step that cannot run its course
         // within `maxDuration`, say, is refused when the config is loaded, not when the plan
         // is made.
-        self.policy()?;
+        let policy = self.policy()?;
+        // The policy checks each step's wait against `maxDuration`; the timed pauses, which
+        // every rollout sits through (an analysis step may end early, when its judges pass),
+        // must fit together too, or every canary, however good, is rolled back before its last
+        // step, after taking most of the traffic (5% steps of 5m need 95m).
+        let paused = policy
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Pause(Pause { duration: Some(d) }) => Some(*d),
+                _ => None,
+            })
+            .fold(Duration::ZERO, Duration::saturating_add);
+        if paused >= self.max_duration {
+            return Err(Error::invalid(
+                format!("{path}.maxDuration"),
+                human(self.max_duration),
+                format!(
+                    "must be longer than the canary's timed pauses together ({}): the canary \
+                     would be rolled back before its last step ran its course; raise \
+                     maxDuration, or plan fewer or shorter pauses",
+                    human(paused)
+                ),
+            ));
+        }
         if let Some(steps) = &self.steps
             && !steps
                 .iter()

@@ -145,10 +145,12 @@ pub struct DeploymentConfig {
     /// What `resume` does after a crash. Default `continue`.
     #[serde(default)]
     pub on_resume: OnResume,
-    /// The namespace (`NAMESPACE`), passed to platforms that have one.
+    /// The namespace (`NAMESPACE`), recorded in the report. It is a label only: the
+    /// `Platform` trait takes no namespace, so a platform that has namespaces is given its own
+    /// when it is built.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
-    /// The environment name (`ENVIRONMENT`), for reports and notifications.
+    /// The environment name (`ENVIRONMENT`), recorded in the report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
 }
@@ -211,8 +213,13 @@ impl DeploymentConfig {
             }
             Format::Toml => toml::from_str(text)
                 .map_err(|e| Error::invalid("deploymentConfig", "(toml)", e.to_string()))?,
-            Format::Json => serde_json::from_str(text)
-                .map_err(|e| Error::invalid("deploymentConfig", "(json)", e.to_string()))?,
+            Format::Json => serde_json::from_str(text).map_err(|e| {
+                Error::invalid(
+                    "deploymentConfig",
+                    "(json)",
+                    json_error_in_context(text, &e),
+                )
+            })?,
         };
         config.validate()?;
         Ok(config)
@@ -549,6 +556,44 @@ fn percent(path: &str, v: f64) -> Result<()> {
     Ok(())
 }
 
+/// A JSON error with the text it points at. Unlike the YAML and TOML parsers' errors,
+/// serde_json's give a line and column but not the field, and a config written on one line
+/// would leave the reader to count columns; the text before the column names the field.
+fn json_error_in_context(text: &str, e: &serde_json::Error) -> String {
+    const BEFORE: usize = 48;
+    let Some(line) = e.line().checked_sub(1).and_then(|i| text.lines().nth(i)) else {
+        return e.to_string();
+    };
+    // The column counts bytes, 1-based, and points at the last byte read.
+    let end = (1..=e.column().min(line.len()))
+        .rev()
+        .find(|&i| line.is_char_boundary(i))
+        .unwrap_or(0);
+    let head = &line[..end];
+    let start = head
+        .char_indices()
+        .rev()
+        .nth(BEFORE - 1)
+        .map_or(0, |(i, _)| i);
+    let snippet = head[start..].trim();
+    if snippet.is_empty() {
+        return e.to_string();
+    }
+    let ellipsis = if start > 0 { "…" } else { "" };
+    format!("{e}, after `{ellipsis}{snippet}`")
+}
+
+/// A duration as config files write it (`1h 35m`).
+fn human(d: Duration) -> String {
+    #[derive(Serialize)]
+    #[serde(transparent)]
+    struct Human(#[serde(with = "serin_signals::duration")] Duration);
+    match serde_json::to_value(Human(d)) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => format!("{d:?}"),
+    }
+}
+
 fn humantime_like(d: Duration) -> String {
     format!("{}ms", d.as_millis())
 }
@@ -786,6 +831,85 @@ maxDeploymentDuration: 2h
         );
         load(r#"{"maxDuration":"3h","steps":[{"setWeight":10},{"pause":{"duration":"2h"}}]}"#)
             .expect("within maxDuration");
+    }
+
+    #[test]
+    fn json_type_errors_show_the_field_they_are_in() {
+        let err = DeploymentConfig::from_json(
+            r#"{"strategy":"canary","version":"1.0.0","targetServices":["web"],"canaryConfig":{"initialPercentage":300}}"#,
+        )
+        .expect_err("not a u8")
+        .to_string();
+        assert!(
+            err.contains("expected u8")
+                && err.contains(r#"after `…"#)
+                && err.contains(r#""canaryConfig":{"initialPercentage":300`"#),
+            "{err}"
+        );
+        let err = DeploymentConfig::from_json(
+            "{\n  \"strategy\": \"canary\",\n  \"version\": \"1.0.0\",\n  \"targetServices\": [\"wéb\"],\n  \"monitoring\": {\"consecutiveFailures\": -1}\n}",
+        )
+        .expect_err("not a u32")
+        .to_string();
+        assert!(
+            err.contains(r#"after `"monitoring": {"consecutiveFailures": -1`"#),
+            "{err}"
+        );
+        // Whatever the text, the context never splits a character nor panics.
+        for text in [
+            "",
+            "{",
+            "é",
+            "{\"é\":",
+            "\n\n}",
+            "[1,2",
+            "{\"strategy\":\"ü\"}",
+        ] {
+            assert!(DeploymentConfig::from_json(text).is_err(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn canary_steps_that_together_outlast_max_duration_are_refused_at_load() {
+        let load = |canary: &str| {
+            DeploymentConfig::from_json(&format!(
+                r#"{{"strategy":"canary","version":"1.0.0","targetServices":["web"],
+                    "canaryConfig":{canary}}}"#
+            ))
+        };
+        // 5%, 10%, ... 95%: nineteen pauses of 5m, each within the default hour, together not.
+        let err = load(r#"{"initialPercentage":5,"incrementPercentage":5}"#)
+            .expect_err("95 minutes of pauses in an hour")
+            .to_string();
+        assert!(
+            err.contains("canaryConfig.maxDuration `1h`") && err.contains("(1h 35m)"),
+            "{err}"
+        );
+        load(r#"{"initialPercentage":5,"incrementPercentage":5,"maxDuration":"2h"}"#)
+            .expect("the pauses fit in two hours");
+        let err = load(
+            r#"{"maxDuration":"1h","steps":[{"setWeight":10},{"pause":{"duration":"40m"}},
+                {"setWeight":50},{"pause":{"duration":"20m"}}]}"#,
+        )
+        .expect_err("an hour of pauses in an hour")
+        .to_string();
+        assert!(err.contains("canaryConfig.maxDuration"), "{err}");
+        // An analysis step ends when its judges pass: its duration is a bound, not a wait.
+        load(
+            r#"{"maxDuration":"1h","steps":[{"setWeight":10},{"pause":{"duration":"40m"}},
+                {"setWeight":50},{"analysis":{"duration":"30m"}}]}"#,
+        )
+        .expect("forty minutes of pauses in an hour");
+        // The environment's steps are checked the same way.
+        let err = base()
+            .with_overrides(|k| match k {
+                "INCREMENT" => Some("5".into()),
+                "PHASE_DURATION" => Some("300".into()),
+                _ => None,
+            })
+            .expect_err("95 minutes of pauses")
+            .to_string();
+        assert!(err.contains("canaryConfig.maxDuration"), "{err}");
     }
 
     #[test]

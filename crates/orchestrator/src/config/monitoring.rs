@@ -13,13 +13,18 @@ use super::{humantime_like, positive};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct MonitoringConfig {
-    /// How often signals are read and triggers checked. Default `5s`.
+    /// How often signals are read and triggers checked during a blue-green switch and after
+    /// promotion (during a canary's analysis they are read once per `canaryConfig.metricsWindow`).
+    /// Default `5s`.
     #[serde(with = "serin_signals::duration")]
     pub check_interval: Duration,
     /// How long the new version is watched after promotion. Default `5m`.
     #[serde(with = "serin_signals::duration")]
     pub monitoring_duration: Duration,
-    /// Consecutive breaching checks before a threshold rolls back. Default 3.
+    /// Consecutive breaching checks before a threshold rolls back. Default 3. It is kept as a
+    /// span, `consecutiveFailures - 1` check intervals (see [`hold_for`](Self::hold_for)): during
+    /// a canary's analysis, whose checks come once per `metricsWindow`, a threshold rolls back at
+    /// the first breaching window that ends at least that long after the breach began.
     pub consecutive_failures: u32,
     /// Error rate (fraction) that rolls back when held for the consecutive checks. Default `0.10`.
     #[serde(skip_serializing_if = "Option::is_none")]

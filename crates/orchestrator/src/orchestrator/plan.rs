@@ -199,9 +199,15 @@ impl Orchestrator {
                     config.monitoring.monitoring_duration,
                     config.trigger_config()?.triggers.len()
                 ));
+                // Completion starts when the watch ends, and keeps the old version warm until
+                // `keepOldWarmFor` after promotion: it goes at whichever comes later.
+                let retire_after = config
+                    .monitoring
+                    .monitoring_duration
+                    .max(bg.keep_old_warm_for);
                 steps.push(format!(
-                    "retire {} ({}) {:?} after promotion",
-                    old.track, old.version, bg.keep_old_warm_for
+                    "retire {} ({}) {retire_after:?} after promotion",
+                    old.track, old.version
                 ));
             }
             for item in items.iter().filter(|i| !i.is_pre(service)) {
