@@ -213,13 +213,8 @@ impl DeploymentConfig {
             }
             Format::Toml => toml::from_str(text)
                 .map_err(|e| Error::invalid("deploymentConfig", "(toml)", e.to_string()))?,
-            Format::Json => serde_json::from_str(text).map_err(|e| {
-                Error::invalid(
-                    "deploymentConfig",
-                    "(json)",
-                    json_error_in_context(text, &e),
-                )
-            })?,
+            Format::Json => from_json_naming_the_field(text)
+                .map_err(|reason| Error::invalid("deploymentConfig", "(json)", reason))?,
         };
         config.validate()?;
         Ok(config)
@@ -556,31 +551,23 @@ fn percent(path: &str, v: f64) -> Result<()> {
     Ok(())
 }
 
-/// A JSON error with the text it points at. Unlike the YAML and TOML parsers' errors,
-/// serde_json's give a line and column but not the field, and a config written on one line
-/// would leave the reader to count columns; the text before the column names the field.
-fn json_error_in_context(text: &str, e: &serde_json::Error) -> String {
-    const BEFORE: usize = 48;
-    let Some(line) = e.line().checked_sub(1).and_then(|i| text.lines().nth(i)) else {
-        return e.to_string();
-    };
-    // The column counts bytes, 1-based, and points at the last byte read.
-    let end = (1..=e.column().min(line.len()))
-        .rev()
-        .find(|&i| line.is_char_boundary(i))
-        .unwrap_or(0);
-    let head = &line[..end];
-    let start = head
-        .char_indices()
-        .rev()
-        .nth(BEFORE - 1)
-        .map_or(0, |(i, _)| i);
-    let snippet = head[start..].trim();
-    if snippet.is_empty() {
-        return e.to_string();
-    }
-    let ellipsis = if start > 0 { "…" } else { "" };
-    format!("{e}, after `{ellipsis}{snippet}`")
+/// Reads `text` as JSON, an error naming the field it is in (`canaryConfig.initialPercentage:
+/// invalid value ...`) as the YAML and TOML readers' errors do; serde_json's own name only a line
+/// and column, which leaves the reader of a one-line config to count.
+pub(crate) fn from_json_naming_the_field<T: serde::de::DeserializeOwned>(
+    text: &str,
+) -> std::result::Result<T, String> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.into_inner().to_string()
+        } else {
+            format!("{path}: {}", e.into_inner())
+        }
+    })?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(value)
 }
 
 /// A duration as config files write it (`1h 35m`).
@@ -834,28 +821,32 @@ maxDeploymentDuration: 2h
     }
 
     #[test]
-    fn json_type_errors_show_the_field_they_are_in() {
+    fn json_type_errors_name_the_field_they_are_in() {
         let err = DeploymentConfig::from_json(
             r#"{"strategy":"canary","version":"1.0.0","targetServices":["web"],"canaryConfig":{"initialPercentage":300}}"#,
         )
         .expect_err("not a u8")
         .to_string();
         assert!(
-            err.contains("expected u8")
-                && err.contains(r#"after `…"#)
-                && err.contains(r#""canaryConfig":{"initialPercentage":300`"#),
+            err.contains("canaryConfig.initialPercentage: invalid value: integer `300`")
+                && err.contains("expected u8"),
             "{err}"
         );
         let err = DeploymentConfig::from_json(
-            "{\n  \"strategy\": \"canary\",\n  \"version\": \"1.0.0\",\n  \"targetServices\": [\"wéb\"],\n  \"monitoring\": {\"consecutiveFailures\": -1}\n}",
+            "{\n  \"strategy\": \"canary\",\n  \"version\": \"1.0.0\",\n  \"targetServices\": [\"web\"],\n  \"monitoring\": {\"consecutiveFailures\": -1}\n}",
         )
         .expect_err("not a u32")
         .to_string();
         assert!(
-            err.contains(r#"after `"monitoring": {"consecutiveFailures": -1`"#),
+            err.contains("monitoring.consecutiveFailures: invalid value") && err.contains("line 5"),
             "{err}"
         );
-        // Whatever the text, the context never splits a character nor panics.
+        let err = DeploymentConfig::from_json(
+            r#"{"strategy":"canary","version":"1.0.0","targetServices":["web"]} x"#,
+        )
+        .expect_err("trailing characters")
+        .to_string();
+        assert!(err.contains("trailing characters"), "{err}");
         for text in [
             "",
             "{",

@@ -227,8 +227,8 @@ impl Default for NotifySettings {
 impl NotifySettings {
     /// Parses and validates JSON settings.
     pub fn from_json(text: &str) -> Result<Self> {
-        let s: NotifySettings = serde_json::from_str(text)
-            .map_err(|e| Error::invalid("notifySettings", "(json)", e.to_string()))?;
+        let s: NotifySettings = crate::config::from_json_naming_the_field(text)
+            .map_err(|reason| Error::invalid("notifySettings", "(json)", reason))?;
         s.validate()?;
         Ok(s)
     }
@@ -382,6 +382,17 @@ fn pagerduty_url() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wrong_type_names_its_field() {
+        let err = NotifySettings::from_json(r#"{"queueCapacity": "many"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("notifySettings `(json)`: queueCapacity: invalid type: string"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
