@@ -132,14 +132,12 @@ impl InMemorySource {
             .series
             .entry((observation.metric.clone(), observation.track.clone()))
             .or_default();
+        // A series holds one kind, so its first measurement with data says which, and recording
+        // does not read the whole series each time (which made long recordings quadratic).
         let clash = (!observation.measurement.is_no_data())
-            .then(|| {
-                series.iter().find(|o| {
-                    !o.measurement.is_no_data()
-                        && kind(&o.measurement) != kind(&observation.measurement)
-                })
-            })
-            .flatten();
+            .then(|| series.iter().find(|o| !o.measurement.is_no_data()))
+            .flatten()
+            .filter(|o| kind(&o.measurement) != kind(&observation.measurement));
         if let Some(existing) = clash {
             return Err(Error::invalid(
                 "observation.measurement",
