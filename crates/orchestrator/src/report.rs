@@ -159,16 +159,24 @@ impl Report {
     }
 }
 
-/// Accepts `serin.report/v1` and any `serin.report/v1.<minor>`; refuses everything else.
+/// Accepts `serin.report/v1` and any `serin.report/v1.<minor>` (a number, as the published
+/// schema's pattern says); refuses everything else.
 fn check_schema_version(version: &str) -> Result<()> {
     let supported = REPORT_SCHEMA_VERSION
         .strip_prefix(SCHEMA_PREFIX)
         .unwrap_or_default();
-    let major = version
-        .strip_prefix(SCHEMA_PREFIX)
-        .map(|rest| rest.split('.').next().unwrap_or(rest));
-    match major {
-        Some(m) if m == supported => Ok(()),
+    let parts = version.strip_prefix(SCHEMA_PREFIX).map(|rest| {
+        rest.split_once('.')
+            .map_or((rest, None), |(m, n)| (m, Some(n)))
+    });
+    let numeric = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
+    match parts {
+        Some((m, minor)) if m == supported && minor.is_none_or(numeric) => Ok(()),
+        Some((m, Some(_))) if m == supported => Err(Error::invalid(
+            "report.schemaVersion",
+            version,
+            format!("a minor version is a number (`{REPORT_SCHEMA_VERSION}.2`)"),
+        )),
         Some(_) => Err(Error::invalid(
             "report.schemaVersion",
             version,
@@ -238,6 +246,27 @@ mod tests {
     use super::*;
     use crate::state::Stage;
     use crate::state::tests::sample_state;
+
+    #[test]
+    fn schema_versions_are_read_as_the_published_schema_writes_them() {
+        for ok in ["serin.report/v1", "serin.report/v1.0", "serin.report/v1.12"] {
+            assert!(check_schema_version(ok).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("serin.report/v1.x", "a minor version is a number"),
+            ("serin.report/v1.", "a minor version is a number"),
+            ("serin.report/v1.2.3", "a minor version is a number"),
+            ("serin.report/v2", "understands serin.report/v1 only"),
+            ("serin.report/v10.1", "understands serin.report/v1 only"),
+            ("report/v1", "not a report schema version"),
+        ] {
+            let err = check_schema_version(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("report.schemaVersion") && err.contains(why),
+                "{bad}: {err}"
+            );
+        }
+    }
 
     #[test]
     fn a_report_is_rebuilt_from_records_and_round_trips_as_json() {
