@@ -148,3 +148,69 @@ fn a_run_shorter_than_min_points_is_a_config_error() {
     let e = KayentaJudge::new(c).unwrap_err().to_string();
     assert!(e.contains("kayentaConfig.run.lifetimePoints"), "{e}");
 }
+
+#[test]
+fn a_bad_run_threshold_is_named_where_it_is_written() {
+    let mut run = RunConfig::new(30);
+    run.thresholds.pass = 120.0;
+    let c = KayentaConfig::new(Metric::ErrorRate, Quantity::ErrorRate).with_run(run);
+    let e = KayentaJudge::new(c).unwrap_err().to_string();
+    assert!(
+        e.contains("kayentaConfig.run.thresholds.pass `120`") && e.contains("[0, 100]"),
+        "{e}"
+    );
+    let json = r#"{"metric":"error_rate","quantity":"errorRate",
+        "run":{"lifetimePoints":30,"thresholds":{"pass":60,"marginal":70}}}"#;
+    let c: KayentaConfig = serde_json::from_str(json).unwrap();
+    let e = KayentaJudge::new(c).unwrap_err().to_string();
+    assert!(
+        e.contains("kayentaConfig.run.thresholds.marginal `70`")
+            && e.contains("exceeds kayentaConfig.run.thresholds.pass (60)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_ended_run_keeps_the_window_it_judged() {
+    use serin_canary::judge::{Judge, Sample};
+    use serin_signals::{Counts, Measurement, Observation, Track, Window};
+
+    let mut j = judge(RunConfig::new(10));
+    let observe = |j: &mut KayentaJudge, minute: u64, errors: u64| {
+        let w = Window::new(
+            Timestamp::from_millis(minute * 60_000),
+            Timestamp::from_millis((minute + 1) * 60_000),
+        )
+        .unwrap();
+        let obs = |track, e| {
+            let m = Measurement::Counts(Counts::new(1_000, e).unwrap());
+            Observation::new(Metric::ErrorRate, track, w, m)
+        };
+        let (b, c) = (
+            obs(Track::Stable, 10 + minute % 3),
+            obs(Track::Canary, errors + minute % 3),
+        );
+        let s = Sample::new(&b, &c, Some(0.1), w.end()).unwrap();
+        j.observe(&s).unwrap()
+    };
+    for minute in 0..10 {
+        observe(&mut j, minute, 40);
+    }
+    assert_eq!(j.run_state().status, RunStatus::Failed);
+    let judged = j.judgement(Timestamp::from_millis(600_000)).evidence.window;
+    assert_eq!(
+        judged.map(|w| w.end()),
+        Some(Timestamp::from_millis(600_000))
+    );
+    // Later samples are not taken, so the evidence does not claim their time either.
+    for minute in 10..20 {
+        observe(&mut j, minute, 10);
+    }
+    assert_eq!(j.points(), 10);
+    assert_eq!(
+        j.judgement(Timestamp::from_millis(1_200_000))
+            .evidence
+            .window,
+        judged
+    );
+}

@@ -239,3 +239,50 @@ fn configs_validate_with_paths_and_deny_unknown_fields() {
     let a: ArgoConfig = serde_json::from_str(json).unwrap();
     assert_eq!((a.failure_limit, a.consecutive_error_limit), (0, 4));
 }
+
+#[test]
+fn argo_errored_measurements_do_not_count_toward_count() {
+    // Argo retries an errored measurement and does not count it (`runMeasurements` increments
+    // `count` only for Successful, Failed and Inconclusive), so `count: 3` is never reached by
+    // errors alone: a provider outage is not a Successful run.
+    let mut c = ArgoConfig::new(Metric::ErrorRate, Quantity::ErrorRate);
+    c.success_condition = Some(Range::at_most(0.01));
+    c.count = Some(3);
+    let mut j = ArgoJudge::new(c).unwrap();
+    for m in 0..3 {
+        assert_eq!(observe(&mut j, 0, None, m), Verdict::Inconclusive);
+    }
+    assert_eq!(j.phase(), ArgoPhase::Running);
+    // The run goes on: three good measurements end it successfully.
+    for m in 3..6 {
+        observe(&mut j, 600, Some(1), m);
+    }
+    assert_eq!(j.phase(), ArgoPhase::Successful);
+    assert_eq!(j.judgement(Timestamp::EPOCH).verdict, Verdict::Pass);
+    let ev = j.judgement(Timestamp::EPOCH).evidence;
+    assert_eq!(ev.sample_size.canary, 3);
+    assert!(ev.summary.contains("3 errors"), "{}", ev.summary);
+
+    // Errors alone past consecutiveErrorLimit are an Error run even before any count.
+    let mut j = argo(Some(Range::at_most(0.01)), None);
+    for _ in 0..5 {
+        j.measure(None);
+    }
+    assert_eq!(j.phase(), ArgoPhase::Error);
+}
+
+#[test]
+fn a_successful_argo_run_passes_whatever_its_last_measurement() {
+    // failureLimit 1 tolerates one failure: Argo ends `count: 2` Successful after a success
+    // and a failure, and the rollout goes on. The run has ended, so the judge must pass rather
+    // than hold on an inconclusive verdict that no later measurement can change.
+    let mut c = ArgoConfig::new(Metric::ErrorRate, Quantity::ErrorRate);
+    c.success_condition = Some(Range::at_most(0.01));
+    c.failure_limit = 1;
+    c.count = Some(2);
+    let mut j = ArgoJudge::new(c).unwrap();
+    assert_eq!(observe(&mut j, 600, Some(1), 0), Verdict::Pass);
+    let last = observe(&mut j, 600, Some(60), 1);
+    assert_eq!(j.phase(), ArgoPhase::Successful);
+    assert_eq!(last, Verdict::Pass);
+}

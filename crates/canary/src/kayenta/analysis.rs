@@ -147,18 +147,61 @@ impl KayentaConfig {
 /// # Ok::<(), serin_canary::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    try_from = "SavedKayentaJudge"
+)]
 pub struct KayentaJudge {
-    #[serde(deserialize_with = "crate::checked::config")]
     config: KayentaConfig,
     baseline: Vec<Option<f64>>,
     canary: Vec<Option<f64>>,
     /// Points per arm dropped from the front once a sliding window no longer needed them.
+    dropped: usize,
+    window: Option<Window>,
+    run_state: RunState,
+}
+
+/// A journalled [`KayentaJudge`] as read back, checked before it becomes a judge: the settings
+/// as the constructor checks them, and one point per arm for every interval, which the window
+/// and the sliding-window trimming rely on.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SavedKayentaJudge {
+    #[serde(deserialize_with = "crate::checked::config")]
+    config: KayentaConfig,
+    baseline: Vec<Option<f64>>,
+    canary: Vec<Option<f64>>,
     #[serde(default)]
     dropped: usize,
     window: Option<Window>,
     #[serde(default)]
     run_state: RunState,
+}
+
+impl TryFrom<SavedKayentaJudge> for KayentaJudge {
+    type Error = Error;
+
+    fn try_from(s: SavedKayentaJudge) -> Result<Self> {
+        if s.baseline.len() != s.canary.len() {
+            return Err(Error::invalid_input(
+                "kayentaJudge.canary",
+                format!("{} points", s.canary.len()),
+                format!(
+                    "the baseline holds {} points; each arm holds one point per interval",
+                    s.baseline.len()
+                ),
+            ));
+        }
+        Ok(KayentaJudge {
+            config: s.config,
+            baseline: s.baseline,
+            canary: s.canary,
+            dropped: s.dropped,
+            window: s.window,
+            run_state: s.run_state,
+        })
+    }
 }
 
 impl KayentaJudge {
@@ -264,12 +307,16 @@ impl Judge for KayentaJudge {
             Some(prev) => Window::new(prev.start().min(w.start()), prev.end().max(w.end()))?,
             None => w,
         };
+        // A run that has ended takes no more points, so its evidence keeps the window it judged.
+        let taken = self.config.run.is_none() || self.run_state.status == RunStatus::Running;
         let q = self.config.quantity;
         self.push_points(
             q.of(&sample.baseline().measurement),
             q.of(&sample.canary().measurement),
         );
-        self.window = Some(window);
+        if taken {
+            self.window = Some(window);
+        }
         Ok(self.judgement(sample.now()))
     }
 

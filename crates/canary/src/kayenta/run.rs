@@ -80,9 +80,7 @@ impl RunConfig {
                 "must be at least one point (omit it for one judgement at the end)",
             ));
         }
-        self.thresholds
-            .validate()
-            .map_err(|e| Error::invalid_config(format!("{path}.thresholds"), "", e.to_string()))
+        self.thresholds.validate_at(&format!("{path}.thresholds"))
     }
 
     /// Whether a judgement is due once `n` points have arrived.

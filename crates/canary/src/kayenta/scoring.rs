@@ -52,10 +52,16 @@ impl Default for ScoreConfig {
 impl ScoreConfig {
     /// Checks thresholds and weights, naming the path (`scoreConfig.groupWeights.latency`).
     pub fn validate(&self) -> Result<()> {
+        self.validate_at("scoreConfig")
+    }
+
+    /// As [`validate`](Self::validate), with `path` naming this block in errors
+    /// (`kayentaConfig.run.thresholds`), for a score configuration nested in another.
+    pub fn validate_at(&self, path: &str) -> Result<()> {
         for (name, v) in [("pass", self.pass), ("marginal", self.marginal)] {
             if !(0.0..=100.0).contains(&v) {
                 return Err(Error::invalid_config(
-                    format!("scoreConfig.{name}"),
+                    format!("{path}.{name}"),
                     v,
                     "a score threshold must lie in [0, 100]",
                 ));
@@ -63,16 +69,16 @@ impl ScoreConfig {
         }
         if self.marginal > self.pass {
             return Err(Error::invalid_config(
-                "scoreConfig.marginal",
+                format!("{path}.marginal"),
                 self.marginal,
-                format!("exceeds scoreConfig.pass ({})", self.pass),
+                format!("exceeds {path}.pass ({})", self.pass),
             ));
         }
         let mut sum = 0.0;
         for (group, w) in &self.group_weights {
             if !(w.is_finite() && *w >= 0.0) {
                 return Err(Error::invalid_config(
-                    format!("scoreConfig.groupWeights.{group}"),
+                    format!("{path}.groupWeights.{group}"),
                     w,
                     "a weight must be a finite number ≥ 0",
                 ));
@@ -81,7 +87,7 @@ impl ScoreConfig {
         }
         if sum > 100.0 + 1e-9 {
             return Err(Error::invalid_config(
-                "scoreConfig.groupWeights",
+                format!("{path}.groupWeights"),
                 sum,
                 "weights must sum to at most 100",
             ));

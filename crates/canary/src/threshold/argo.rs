@@ -37,7 +37,8 @@ pub struct ArgoConfig {
     /// Successful once this many consecutive measurements succeed; 0 = off (Argo ≥ 1.8).
     #[serde(default)]
     pub consecutive_success_limit: u32,
-    /// Successful after this many measurements; `None` = runs until stopped.
+    /// Successful after this many measurements that were not errors (Argo retries an errored
+    /// measurement and does not count it); `None` = runs until stopped.
     #[serde(default)]
     pub count: Option<u32>,
 }
@@ -114,18 +115,21 @@ pub enum ArgoPhase {
 /// `Inconclusive` (upstream `EvaluateResult`). The run is `Failed` when failures exceed
 /// `failureLimit`, `Inconclusive` when inconclusive measurements exceed `inconclusiveLimit`,
 /// `Error` when consecutive errors exceed `consecutiveErrorLimit`, and `Successful` after
-/// `consecutiveSuccessLimit` successes in a row or `count` measurements.
+/// `consecutiveSuccessLimit` successes in a row or `count` measurements. As in Argo, errored
+/// measurements do not count toward `count`, so a run of errors alone never ends `Successful`.
 ///
 /// Verdicts: `Failed` fails (warning severity). Argo aborts a rollout on an `Error` run; here,
 /// as everywhere in Serin, missing evidence is **inconclusive**, never a failure or a pass, and
-/// the evidence says that Argo would have aborted. Otherwise the judge passes while the last
-/// measurement succeeded and is inconclusive before any measurement or after an inconclusive or
-/// errored one.
+/// the evidence says that Argo would have aborted. A `Successful` run passes (Argo goes on with
+/// the rollout, whatever failures or inconclusive measurements stayed within their limits).
+/// Otherwise the judge passes while the last measurement succeeded and is inconclusive before
+/// any measurement or after an inconclusive or errored one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ArgoJudge {
     #[serde(deserialize_with = "crate::checked::config")]
     config: ArgoConfig,
+    /// Measurements that were not errors (Argo's `count`).
     count: u32,
     failed: u32,
     inconclusive: u32,
@@ -186,7 +190,9 @@ impl ArgoJudge {
         if self.phase() != ArgoPhase::Running {
             return phase;
         }
-        self.count = self.count.saturating_add(1);
+        if phase != ArgoPhase::Error {
+            self.count = self.count.saturating_add(1);
+        }
         match phase {
             ArgoPhase::Error => {
                 self.errors = self.errors.saturating_add(1);
@@ -212,12 +218,10 @@ impl ArgoJudge {
         phase
     }
 
-    /// The run's phase after the measurements so far (`assessMetricStatus`).
+    /// The run's phase after the measurements so far (`assessMetricStatus`); `Running` before
+    /// any measurement, as every counter is still zero.
     pub fn phase(&self) -> ArgoPhase {
         let c = &self.config;
-        if self.count == 0 {
-            return ArgoPhase::Running;
-        }
         if c.failure_limit >= 0 && i64::from(self.failed) > c.failure_limit {
             ArgoPhase::Failed
         } else if self.inconclusive > c.inconclusive_limit {
@@ -277,6 +281,7 @@ impl Judge for ArgoJudge {
                 "run Error (Argo would abort; missing data is inconclusive here)".to_owned(),
             ),
             (ArgoPhase::Inconclusive, _) => (Verdict::Inconclusive, "run Inconclusive".to_owned()),
+            (ArgoPhase::Successful, _) => (Verdict::Pass, "run Successful".to_owned()),
             (_, Some(ArgoPhase::Successful)) => (
                 Verdict::Pass,
                 format!("run {phase:?}, last measurement successful"),
