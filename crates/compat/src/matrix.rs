@@ -101,7 +101,9 @@ pub struct SkewOverride {
 /// Version skew between a client and a server, in minors of the same major.
 ///
 /// With `client == server` the rule bounds the spread between instances of one service that
-/// run side by side (Kubernetes: HA apiservers within one minor).
+/// run side by side (Kubernetes: HA apiservers within one minor): `maxOlder` bounds it, with
+/// the overrides that apply to the older instance, and `maxNewer`, which would say the same,
+/// is left out or equal to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Skew {
@@ -142,10 +144,12 @@ impl Skew {
         }
         if self.client == self.server {
             let spread = c.minor.abs_diff(s.minor);
-            return (spread > self.max_older).then(|| {
+            let allowed = self.max_older_for(c.min(s));
+            return (spread > allowed).then(|| {
                 format!(
-                    "{} instances at {c} and {s} are {spread} minors apart (at most {} allowed)",
-                    self.client, self.max_older
+                    "{} instances at {c} and {s} are {spread} minors apart (at most {allowed} \
+                     allowed)",
+                    self.client
                 )
             });
         }
@@ -316,7 +320,7 @@ pub struct Matrix {
 
 impl Matrix {
     /// Validates `rules` against `registry`: every service named exists, numbers make sense,
-    /// and no allow contradicts a deny over the very same versions.
+    /// no two rules share an id, and no allow contradicts a deny over the very same versions.
     pub fn new(rules: Vec<Rule>, registry: &Registry) -> Result<Self> {
         let matrix = Self { rules };
         matrix.validate(registry)?;
@@ -340,6 +344,27 @@ impl Matrix {
     pub fn validate(&self, registry: &Registry) -> Result<()> {
         for (i, rule) in self.rules.iter().enumerate() {
             let path = format!("rules[{i}].{}", rule.kind());
+            // An id is how messages name the rule, so it must name one rule.
+            if let Some(id) = rule.id() {
+                if id.trim().is_empty() {
+                    return Err(Error::InvalidValue {
+                        path: format!("{path}.id"),
+                        value: id.to_owned(),
+                        reason: "an id names the rule in messages; give a name or leave it out"
+                            .into(),
+                    });
+                }
+                if let Some(j) = self.rules[..i].iter().position(|r| r.id() == Some(id)) {
+                    return Err(Error::InvalidValue {
+                        path: format!("{path}.id"),
+                        value: id.to_owned(),
+                        reason: format!(
+                            "rules[{j}] has the same id; each rule needs its own, as messages \
+                             name rules by it"
+                        ),
+                    });
+                }
+            }
             for (field, service) in rule.services() {
                 if !registry.has_service(service) {
                     return Err(Error::UnknownService {
@@ -364,6 +389,21 @@ impl Matrix {
                     path: format!("{path}.reason"),
                     value: String::new(),
                     reason: "say why the change is blocked or risky".into(),
+                });
+            }
+            if let Rule::Skew(s) = rule
+                && s.client == s.server
+                && s.max_newer != 0
+                && s.max_newer != s.max_older
+            {
+                return Err(Error::InvalidValue {
+                    path: format!("{path}.maxNewer"),
+                    value: s.max_newer.to_string(),
+                    reason: format!(
+                        "between instances of {} maxOlder ({}) bounds the spread either way; \
+                         leave maxNewer out",
+                        s.client, s.max_older
+                    ),
                 });
             }
             if let Rule::Skew(s) = rule
@@ -463,6 +503,36 @@ mod tests {
     }
 
     #[test]
+    fn self_skew_honours_overrides_and_refuses_a_different_max_newer() {
+        let mut s = Skew {
+            id: None,
+            client: "kube-apiserver".into(),
+            server: "kube-apiserver".into(),
+            max_older: 2,
+            max_newer: 0,
+            overrides: vec![SkewOverride {
+                below: v("1.25.0"),
+                max_older: 1,
+            }],
+        };
+        assert!(s.violation(&v("1.28.0"), &v("1.30.0")).is_none());
+        let why = s
+            .violation(&v("1.24.0"), &v("1.26.0"))
+            .expect("too far apart");
+        assert!(why.contains("at most 1 allowed"), "{why}");
+        assert!(s.violation(&v("1.24.0"), &v("1.25.0")).is_none());
+        Matrix::new(vec![Rule::Skew(s.clone())], &registry()).unwrap();
+        s.max_newer = 3;
+        let err = Matrix::new(vec![Rule::Skew(s)], &registry())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("rules[0].skew.maxNewer") && err.contains("\"3\""),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn change_kinds() {
         assert!(ChangeKind::Major.matches(&v("15.6.0"), &v("16.0.0")));
         assert!(!ChangeKind::Major.matches(&v("16.1.0"), &v("16.4.0")));
@@ -492,10 +562,38 @@ mod tests {
             reason: None,
         };
         let mut swapped = pair.clone();
+        swapped.id = Some("y".into());
         std::mem::swap(&mut swapped.a, &mut swapped.b);
         let err =
             Matrix::new(vec![Rule::Allow(pair), Rule::Deny(swapped)], &registry()).unwrap_err();
         assert!(matches!(err, Error::ContradictoryRules { .. }));
+    }
+
+    #[test]
+    fn ids_are_unique_and_not_blank() {
+        let one_minor = |id: &str| {
+            Rule::OneMinorAtATime(OneMinorAtATime {
+                id: Some(id.into()),
+                service: "db".into(),
+            })
+        };
+        let err = Matrix::new(
+            vec![one_minor("a"), one_minor("b"), one_minor("a")],
+            &registry(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("rules[2].oneMinorAtATime.id")
+                && err.contains("\"a\"")
+                && err.contains("rules[0] has the same id"),
+            "{err}"
+        );
+        let err = Matrix::new(vec![one_minor(" ")], &registry())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rules[0].oneMinorAtATime.id"), "{err}");
+        Matrix::new(vec![one_minor("a"), one_minor("b")], &registry()).unwrap();
     }
 
     #[test]

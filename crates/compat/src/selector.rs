@@ -23,7 +23,8 @@ pub enum Selector {
     /// Every release (`*`).
     #[default]
     Any,
-    /// Exactly one release (`1.4.0`).
+    /// Exactly one release (`1.4.0`). Build metadata does not set two versions apart (SemVer
+    /// §10), so `1.4.0` selects a release listed as `1.4.0+linux`, as `=1.4.0` does.
     Exact(Version),
     /// A Cargo requirement (`^1.4`, `>=1.4.0, <2.0.0`).
     Range(VersionReq),
@@ -59,7 +60,7 @@ impl Selector {
     pub fn matches(&self, version: &Version) -> bool {
         match self {
             Self::Any => true,
-            Self::Exact(v) => v == version,
+            Self::Exact(v) => v.cmp_precedence(version).is_eq(),
             Self::Range(req) => req.matches(version),
         }
     }
@@ -157,6 +158,17 @@ mod tests {
         let s = Selector::parse("1.4.0", "x").unwrap();
         assert!(s.matches(&v("1.4.0")));
         assert!(!s.matches(&v("1.4.1")));
+    }
+
+    #[test]
+    fn an_exact_version_ignores_build_metadata_as_a_requirement_does() {
+        for (written, release) in [("1.4.0", "1.4.0+linux"), ("1.4.0+b1", "1.4.0")] {
+            let s = Selector::parse(written, "x").unwrap();
+            assert!(s.matches(&v(release)), "{written} should select {release}");
+        }
+        let s = Selector::parse("1.4.0", "x").unwrap();
+        assert!(!s.matches(&v("1.4.0-rc.1+linux")));
+        assert!(!s.matches(&v("1.4.1+linux")));
     }
 
     #[test]

@@ -75,7 +75,8 @@ fn to_rule(spec: &RuleSpec) -> Option<Rule> {
             client: name(a),
             server: name(b),
             max_older: o,
-            max_newer: w,
+            // Between instances of one service only `maxOlder` bounds the spread.
+            max_newer: if a == b { 0 } else { w },
             overrides: vec![],
         }),
         RuleSpec::OneMinor(a) => Rule::OneMinorAtATime(OneMinorAtATime {

@@ -128,7 +128,15 @@ pub struct Change {
 /// requirements accept `0.2.1` but not `0.3.0`: `0.2.0 -> 0.3.0` is a major bump and
 /// `0.2.0 -> 0.2.1` a minor one, and in `0.0.x`, which `^0.0.3` pins exactly, every release is a
 /// major bump.
+///
+/// A move to, from or between pre-releases is a major bump too, as cargo-semver-checks counts
+/// it: a pre-release promises no compatibility (SemVer §9), so `2.0.0-rc.1 -> 2.0.0-rc.2` may
+/// break what `rc.1` offered, and only the stable releases on either side are held to their
+/// numbers.
 pub fn bump_between(old: &Version, new: &Version) -> Bump {
+    if (!old.pre.is_empty() || !new.pre.is_empty()) && old.cmp_precedence(new).is_ne() {
+        return Bump::Major;
+    }
     let key = |v: &Version| -> (u64, u64, u64) {
         if v.major > 0 {
             (v.major, 0, 0)
@@ -149,7 +157,7 @@ pub fn bump_between(old: &Version, new: &Version) -> Bump {
     );
     if compatible(old) != compatible(new) {
         Bump::Minor
-    } else if o != n || old.pre != new.pre {
+    } else if o != n {
         Bump::Patch
     } else {
         Bump::None
@@ -403,6 +411,11 @@ fn semver_violation(
     to: &Version,
     changes: &[Change],
 ) -> Option<Finding> {
+    // Going back to an older version is a rollback, not a release: what it takes away was
+    // added under a version that was bumped for it, and the changes themselves are reported.
+    if to.cmp_precedence(from).is_lt() {
+        return None;
+    }
     let needed = changes
         .iter()
         .map(|c| c.required_bump)
@@ -465,8 +478,25 @@ mod tests {
         assert_eq!(bump_between(&v("1.2.3"), &v("1.2.3")), Bump::None);
         // Below 1.0 the levels shift: the patch digit is the compatible one.
         assert_eq!(bump_between(&v("0.2.0"), &v("0.2.1")), Bump::Minor);
-        assert_eq!(bump_between(&v("0.2.1-rc.1"), &v("0.2.1")), Bump::Patch);
-        assert_eq!(bump_between(&v("0.0.3-rc.1"), &v("0.0.3")), Bump::Patch);
+        // A pre-release on either side promises nothing.
+        for (old, new) in [
+            ("0.2.1-rc.1", "0.2.1"),
+            ("0.0.3-rc.1", "0.0.3"),
+            ("2.0.0-rc.1", "2.0.0-rc.2"),
+            ("1.4.0", "1.5.0-rc.1"),
+            ("1.5.0-rc.1", "1.5.0"),
+        ] {
+            assert_eq!(
+                bump_between(&v(old), &v(new)),
+                Bump::Major,
+                "{old} -> {new}"
+            );
+        }
+        assert_eq!(
+            bump_between(&v("2.0.0-rc.1"), &v("2.0.0-rc.1+b")),
+            Bump::None
+        );
+        assert_eq!(bump_between(&v("1.2.3+a"), &v("1.2.3+b")), Bump::None);
     }
 
     /// The semver findings of `orders` going `from` -> `to` with a response field added (an
@@ -500,6 +530,44 @@ mod tests {
         assert_eq!(semver_findings("0.0.1", "0.0.2", true), []);
         // At 1.0 and above a patch release still may not add.
         assert_eq!(semver_findings("1.2.0", "1.2.1", false), [Severity::Warn]);
+    }
+
+    #[test]
+    fn pre_releases_may_break() {
+        assert_eq!(semver_findings("2.0.0-rc.1", "2.0.0-rc.2", true), []);
+        assert_eq!(semver_findings("2.0.0-rc.2", "2.0.0", true), []);
+        assert_eq!(semver_findings("1.4.0", "1.5.0-rc.1", true), []);
+        // Between stable releases the check still holds.
+        assert_eq!(semver_findings("1.4.0", "1.5.0", true), [Severity::Error]);
+    }
+
+    #[test]
+    fn going_back_to_an_older_version_is_no_semver_violation() {
+        // The way back from a release that added a field takes it away again.
+        let added = |version: &str, fields: usize| {
+            ProvidedApi::new("orders", Version::parse(version).unwrap()).with_endpoints(vec![ep(
+                "e",
+                vec![],
+                (0..fields)
+                    .map(|i| Field::new(format!("f{i}"), "int", true))
+                    .collect(),
+            )])
+        };
+        let (findings, changes) = diff_provided("svc", &[added("1.1.0", 2)], &[added("1.0.0", 1)]);
+        assert_eq!(ids(&changes), ["response-field-removed"]);
+        assert!(
+            !findings
+                .iter()
+                .any(|f| f.code == "breaking.semver-violation"),
+            "{findings:?}"
+        );
+        // The way up is checked as before.
+        let (findings, _) = diff_provided("svc", &[added("1.0.0", 2)], &[added("1.0.1", 1)]);
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.code == "breaking.semver-violation")
+        );
     }
 
     #[test]
