@@ -380,6 +380,48 @@ impl From<Registry> for RegistryRepr {
     }
 }
 
+/// Refuses a name given twice among a release's APIs, an API's endpoints, or an endpoint's
+/// request or response fields: the breaking-change diff finds each by its name, so the changes
+/// of all but one of the same name would go unreported.
+fn check_surface(provides: &[ProvidedApi], path: &str) -> Result<()> {
+    fn unique<'a>(
+        names: impl Iterator<Item = &'a str>,
+        at: impl Fn(usize) -> String,
+    ) -> Result<()> {
+        let mut seen = std::collections::BTreeMap::new();
+        for (i, name) in names.enumerate() {
+            if let Some(first) = seen.insert(name, i) {
+                return Err(Error::InvalidValue {
+                    path: format!("{}.name", at(i)),
+                    value: name.to_owned(),
+                    reason: format!("{} has the same name", at(first)),
+                });
+            }
+        }
+        Ok(())
+    }
+    unique(provides.iter().map(|a| a.name.as_str()), |i| {
+        format!("{path}.provides[{i}]")
+    })?;
+    for (i, api) in provides.iter().enumerate() {
+        let api_at = format!("{path}.provides[{i}]");
+        unique(api.endpoints.iter().map(|e| e.name.as_str()), |j| {
+            format!("{api_at}.endpoints[{j}]")
+        })?;
+        for (j, endpoint) in api.endpoints.iter().enumerate() {
+            for (side, fields) in [
+                ("request", &endpoint.request),
+                ("response", &endpoint.response),
+            ] {
+                unique(fields.iter().map(|f| f.name.as_str()), |k| {
+                    format!("{api_at}.endpoints[{j}].{side}[{k}]")
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The release of `releases` with `version`'s precedence (build metadata ignored); the registry
 /// holds at most one.
 fn same_release<'a>(
@@ -406,6 +448,7 @@ impl Registry {
     }
 
     fn insert(&mut self, service: &str, release: Release, path: &str) -> Result<()> {
+        check_surface(&release.provides, path)?;
         if service.trim().is_empty() {
             return Err(Error::InvalidValue {
                 path: path.to_owned(),
@@ -527,7 +570,7 @@ impl Registry {
         for (j, m) in release.migrations.iter_mut().enumerate() {
             m.settle(&format!("{path}.migrations[{j}]"))?;
         }
-        self.insert(service, release, &format!("services.{service}"))
+        self.insert(service, release, &path)
     }
 
     /// Whether the service is known.

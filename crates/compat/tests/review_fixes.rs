@@ -529,3 +529,53 @@ fn a_running_version_with_build_metadata_is_its_registered_release() {
     assert_eq!(result.verdict, Verdict::Ok, "{result}");
     assert_eq!(hops(&result, "k"), ["1.29.0", "1.30.0"]);
 }
+
+/// The breaking-change diff finds APIs, endpoints and fields by name: a name given twice would
+/// hide the changes of one of them, so it is refused where it is written.
+#[test]
+fn a_name_given_twice_in_a_release_s_api_is_refused_naming_both() {
+    let catalog = |provides: &str| {
+        format!(
+            "registry:\n  services:\n    api:\n      releases:\n\
+             \x20       - version: 1.0.0\n          provides: {provides}\n"
+        )
+    };
+    for (provides, path, first) in [
+        (
+            "[{name: orders, version: 1.0.0}, {name: orders, version: 2.0.0}]",
+            "services.api.releases[0].provides[1].name",
+            "provides[0] has the same name",
+        ),
+        (
+            "[{name: orders, version: 1.0.0, endpoints: [{name: get}, {name: list}, {name: get}]}]",
+            "services.api.releases[0].provides[0].endpoints[2].name",
+            "endpoints[0] has the same name",
+        ),
+        (
+            "[{name: orders, version: 1.0.0, endpoints: [{name: get, response: \
+             [{name: id, type: string}, {name: id, type: int64}]}]}]",
+            "services.api.releases[0].provides[0].endpoints[0].response[1].name",
+            "response[0] has the same name",
+        ),
+    ] {
+        let err = Catalog::parse(&catalog(provides), Format::Yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(path) && err.contains(first), "{err}");
+    }
+    let mut registry = serin_compat::Registry::new();
+    let api = serin_compat::registry::ProvidedApi::new("orders", v("1.0.0"));
+    let err = registry
+        .add_release(
+            "api",
+            serin_compat::Release::new(v("1.0.0"))
+                .providing(api.clone())
+                .providing(api),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("services.api.releases[1.0.0].provides[1].name"),
+        "{err}"
+    );
+}
