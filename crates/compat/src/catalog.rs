@@ -82,10 +82,25 @@ pub fn from_str<T: serde::de::DeserializeOwned>(text: &str, format: Format) -> R
                 reason: e.to_string(),
             })
         }
-        Format::Json => serde_json::from_str(text).map_err(|e| Error::Parse {
-            format: "JSON",
-            reason: e.to_string(),
-        }),
+        Format::Json => {
+            // serde_json's errors give a line and column only; the path names the field, as
+            // the YAML reader's errors do.
+            let mut de = serde_json::Deserializer::from_str(text);
+            let parsed = serde_path_to_error::deserialize(&mut de)
+                .map_err(|e| {
+                    let path = e.path().to_string();
+                    if path == "." {
+                        e.into_inner().to_string()
+                    } else {
+                        format!("{path}: {}", e.into_inner())
+                    }
+                })
+                .and_then(|value| de.end().map(|()| value).map_err(|e| e.to_string()));
+            parsed.map_err(|reason| Error::Parse {
+                format: "JSON",
+                reason,
+            })
+        }
         Format::Toml => toml::from_str(text).map_err(|e| Error::Parse {
             format: "TOML",
             reason: e.to_string(),
@@ -226,6 +241,20 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_errors_name_the_field() {
+        let json = r#"{"registry":{"services":{"api":{"releases":[{"version":"1.0.0","schemaVersion":"two"}]}}}}"#;
+        let err = Catalog::parse(json, Format::Json).unwrap_err().to_string();
+        assert!(
+            err.contains("registry.services.api.releases[0].schemaVersion: invalid type: string"),
+            "{err}"
+        );
+        let err = Catalog::parse("{} {}", Format::Json)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("trailing characters"), "{err}");
+    }
 
     const YAML: &str = "registry:\n  services:\n    api:\n      releases:\n        - version: 1.0.0\n        - version: 1.1.0\n\
 rules:\n  - oneMinorAtATime: {service: api}\n\
