@@ -203,19 +203,13 @@ impl DeploymentConfig {
 
     /// Parses and validates `text` in `format`.
     pub fn parse(text: &str, format: Format) -> Result<Self> {
-        let config: DeploymentConfig = match format {
-            Format::Yaml => {
-                if let Some(reason) = serin_compat::yaml_nesting_problem(text) {
-                    return Err(Error::invalid("deploymentConfig", "(yaml)", reason));
-                }
-                serde_yaml_ng::from_str(text)
-                    .map_err(|e| Error::invalid("deploymentConfig", "(yaml)", e.to_string()))?
-            }
-            Format::Toml => toml::from_str(text)
-                .map_err(|e| Error::invalid("deploymentConfig", "(toml)", e.to_string()))?,
-            Format::Json => from_json_naming_the_field(text)
-                .map_err(|reason| Error::invalid("deploymentConfig", "(json)", reason))?,
+        let (as_compat, label) = match format {
+            Format::Yaml => (serin_compat::Format::Yaml, "(yaml)"),
+            Format::Toml => (serin_compat::Format::Toml, "(toml)"),
+            Format::Json => (serin_compat::Format::Json, "(json)"),
         };
+        let config: DeploymentConfig = serin_compat::catalog::from_str(text, as_compat)
+            .map_err(|e| Error::invalid("deploymentConfig", label, parse_reason(e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -551,23 +545,13 @@ fn percent(path: &str, v: f64) -> Result<()> {
     Ok(())
 }
 
-/// Reads `text` as JSON, an error naming the field it is in (`canaryConfig.initialPercentage:
-/// invalid value ...`) as the YAML and TOML readers' errors do; serde_json's own name only a line
-/// and column, which leaves the reader of a one-line config to count.
-pub(crate) fn from_json_naming_the_field<T: serde::de::DeserializeOwned>(
-    text: &str,
-) -> std::result::Result<T, String> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        if path == "." {
-            e.into_inner().to_string()
-        } else {
-            format!("{path}: {}", e.into_inner())
-        }
-    })?;
-    de.end().map_err(|e| e.to_string())?;
-    Ok(value)
+/// What a parser said of a config, with its position and, for YAML and JSON, the field's path
+/// (serin-compat's reader is shared by every config file of the project).
+pub(crate) fn parse_reason(e: serin_compat::Error) -> String {
+    match e {
+        serin_compat::Error::Parse { reason, .. } => reason,
+        other => other.to_string(),
+    }
 }
 
 /// A duration as config files write it (`1h 35m`).

@@ -227,8 +227,10 @@ impl Default for NotifySettings {
 impl NotifySettings {
     /// Parses and validates JSON settings.
     pub fn from_json(text: &str) -> Result<Self> {
-        let s: NotifySettings = crate::config::from_json_naming_the_field(text)
-            .map_err(|reason| Error::invalid("notifySettings", "(json)", reason))?;
+        let s: NotifySettings = serin_compat::catalog::from_str(text, serin_compat::Format::Json)
+            .map_err(|e| {
+            Error::invalid("notifySettings", "(json)", crate::config::parse_reason(e))
+        })?;
         s.validate()?;
         Ok(s)
     }
