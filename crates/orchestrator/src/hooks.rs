@@ -1,5 +1,6 @@
-//! The [`Notifier`] and [`BackupProvider`] traits, with in-memory implementations that record
-//! what they were asked (real backups are in `backup`, behind the `backup` feature).
+//! The [`Notifier`], [`BackupProvider`] and [`StepRunner`] traits, with in-memory
+//! implementations that record what they were asked (real backups are in `backup`, behind the
+//! `backup` feature).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

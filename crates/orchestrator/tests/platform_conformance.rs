@@ -68,3 +68,50 @@ async fn instances_that_never_become_ready_fail_the_suite() {
     let never = InMemoryPlatform::new().with_ready_after(u32::MAX);
     testkit::check_bring_up_and_list(&never, &template(), Duration::from_secs(1)).await;
 }
+
+/// Names instances by their place in the track, so a new instance takes the id of one removed
+/// before.
+struct Renumbering(InMemoryPlatform);
+
+fn renumbered(mut status: TrackStatus) -> TrackStatus {
+    for (n, instance) in status.instances.iter_mut().enumerate() {
+        instance.id = format!("{}-{n}", status.track);
+    }
+    status
+}
+
+#[async_trait]
+impl Platform for Renumbering {
+    fn name(&self) -> &str {
+        "renumbering"
+    }
+    async fn bring_up(&self, spec: &TrackSpec) -> Result<TrackStatus> {
+        self.0.bring_up(spec).await.map(renumbered)
+    }
+    async fn status(&self, service: &str, track: &Track) -> Result<TrackStatus> {
+        self.0.status(service, track).await.map(renumbered)
+    }
+    async fn scale(&self, service: &str, track: &Track, instances: u32) -> Result<TrackStatus> {
+        self.0
+            .scale(service, track, instances)
+            .await
+            .map(renumbered)
+    }
+    async fn retire(&self, service: &str, track: &Track, drain: Duration) -> Result<()> {
+        self.0.retire(service, track, drain).await
+    }
+    async fn list(&self) -> Result<Vec<TrackStatus>> {
+        Ok(self.0.list().await?.into_iter().map(renumbered).collect())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+#[should_panic(expected = "must add one instance with a new id")]
+async fn a_platform_that_gives_a_new_instance_an_old_id_fails_the_suite() {
+    testkit::check_scale(
+        &Renumbering(InMemoryPlatform::new()),
+        &template(),
+        Duration::from_secs(1),
+    )
+    .await;
+}

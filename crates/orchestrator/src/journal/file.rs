@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 use crate::lock;
 
 /// The embedded default: an append-only file of JSON lines, one record per line, synced to
-/// disk (`fsync`) before `append` returns. A last line cut short by a crash is skipped.
+/// disk (`fsync`) before `append` returns. A last line cut short by a crash is skipped, and
+/// the next append cuts it off (it was never acknowledged).
 ///
 /// One file holds every deployment (a year of daily deployments is tens of megabytes), so a
 /// read takes only each line's `deployment` field until a line of the deployment asked for
@@ -366,7 +367,8 @@ impl Files {
     }
 }
 
-/// Whether the file's last byte is not a newline (a write cut short by a crash).
+/// Whether the file's last byte is not a newline: a write cut short by a crash, or one that
+/// another process is making right now.
 fn ends_torn(file: &mut std::fs::File) -> std::io::Result<bool> {
     use std::io::{Read, Seek, SeekFrom};
     if file.metadata()?.len() == 0 {
@@ -378,27 +380,88 @@ fn ends_torn(file: &mut std::fs::File) -> std::io::Result<bool> {
     Ok(last[0] != b'\n')
 }
 
+/// The file's last line (after its last newline) and the offset it starts at.
+fn last_line(file: &mut std::fs::File) -> std::io::Result<(u64, Vec<u8>)> {
+    use std::io::{Read, Seek, SeekFrom};
+    const CHUNK: u64 = 64 * 1024;
+    let mut start = file.metadata()?.len();
+    let mut tail = Vec::new();
+    while start > 0 {
+        let from = start.saturating_sub(CHUNK);
+        let mut chunk = vec![0u8; usize::try_from(start - from).unwrap_or(0)];
+        file.seek(SeekFrom::Start(from))?;
+        file.read_exact(&mut chunk)?;
+        let newline = chunk.iter().rposition(|b| *b == b'\n');
+        if let Some(at) = newline {
+            chunk.drain(..=at);
+        }
+        chunk.append(&mut tail);
+        tail = chunk;
+        if let Some(at) = newline {
+            return Ok((from + at as u64 + 1, tail));
+        }
+        start = from;
+    }
+    Ok((0, tail))
+}
+
 impl Files {
-    /// Appends one encoded line (ending in a newline) and syncs it; answers the file's size
-    /// after.
-    fn append(&self, mut line: Vec<u8>) -> Result<u64> {
-        let _guard = lock(&self.write);
-        let _lock = self.lock_file(false)?;
-        let mut file = std::fs::OpenOptions::new()
+    fn open_for_append(&self) -> Result<std::fs::File> {
+        std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .read(true)
             .open(&self.path)
-            .map_err(|e| self.failed(e))?;
+            .map_err(|e| self.failed(e))
+    }
+
+    /// Appends one encoded line (ending in a newline) and syncs it; answers the file's size
+    /// after.
+    fn append(&self, mut line: Vec<u8>) -> Result<u64> {
+        let _guard = lock(&self.write);
+        let mut held = self.lock_file(false)?;
+        let mut file = self.open_for_append()?;
         if ends_torn(&mut file).map_err(|e| self.failed(e))? {
-            // A crash left a partial last line: end it, so this record starts a line of its own.
-            line.insert(0, b'\n');
+            // A crash left a partial last line, or another process is still writing its own:
+            // look again alone. The file is opened anew, as a compaction may have replaced it.
+            drop(held);
+            held = self.lock_file(true)?;
+            file = self.open_for_append()?;
+            if self.settle_torn_end(&mut file)? {
+                line.insert(0, b'\n');
+            }
         }
-        file.write_all(&line)
+        let size = file
+            .write_all(&line)
             .and_then(|()| file.sync_data())
             .and_then(|()| file.metadata())
             .map(|m| m.len())
-            .map_err(|e| self.failed(e))
+            .map_err(|e| self.failed(e));
+        drop(held);
+        size
+    }
+
+    /// Deals with a last line that lacks its newline, under the exclusive lock; answers whether
+    /// the next line must first end it. A line that reads back (a crash came just before its
+    /// newline) is kept and ended. Anything else, which every read skips as torn and which was
+    /// never acknowledged, is cut off: ended by a newline it would become a complete line that
+    /// does not decode, and every read of the journal would stop at it as corrupt.
+    fn settle_torn_end(&self, file: &mut std::fs::File) -> Result<bool> {
+        if !ends_torn(file).map_err(|e| self.failed(e))? {
+            return Ok(false);
+        }
+        let (start, tail) = last_line(file).map_err(|e| self.failed(e))?;
+        if tail.trim_ascii().is_empty() || serde_json::from_slice::<Head>(&tail).is_ok() {
+            return Ok(true);
+        }
+        file.set_len(start)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| self.failed(format!("cannot cut off a torn last line: {e}")))?;
+        tracing::warn!(
+            journal = %self.name, bytes = tail.len(),
+            "cut off a last line torn by a crash (never acknowledged)"
+        );
+        Ok(false)
     }
 
     fn records(&self, deployment: &str) -> Result<Vec<Record>> {
@@ -534,8 +597,8 @@ mod tests {
         );
         assert_eq!(seqs(back.records(id).await.expect("records")), vec![0, 1]);
         assert_eq!(seqs(back.last_records().await.expect("last")), vec![1]);
-        // Writing on after the crash: the new record starts its own line, the torn ones stay
-        // skipped.
+        // Writing on after the crash: the torn last line is cut off, and the one before it
+        // (ended by a newline, as a journal once wrote on after a crash) stays skipped.
         back.append(&sample_record(id, 2))
             .await
             .expect("append after a torn write");
@@ -544,6 +607,41 @@ mod tests {
             vec![0, 1, 2]
         );
         assert_eq!(seqs(back.last_records().await.expect("last")), vec![2]);
+    }
+
+    #[tokio::test]
+    async fn a_torn_last_line_that_does_not_decode_is_cut_off_by_the_next_append() {
+        let (_dir, path) = fresh();
+        let j = FileJournal::open(&path).expect("open");
+        let seqs = |records: Vec<Record>| records.iter().map(|r| r.seq).collect::<Vec<_>>();
+        j.append(&sample_record("web-1", 0)).await.expect("append");
+        let whole = std::fs::read(&path).expect("read");
+        // A crash left the file longer than what reached the disk: a tail of zeros, the start
+        // of a record whose later part is zeros, or a long run of garbage. Reads skip such a
+        // last line.
+        for tail in [
+            b"\0\0\0\0\0\0\0\0".to_vec(),
+            b"{\"deployment\":\"web-1\",\"seq\":1\0\0\0\0".to_vec(),
+            vec![b'x'; 150_000],
+        ] {
+            std::fs::write(&path, &whole).expect("reset");
+            append_raw(&path, &tail);
+            assert_eq!(seqs(j.records("web-1").await.expect("records")), vec![0]);
+            // The next append leaves every read as it was, plus its own record.
+            j.append(&sample_record("web-1", 1)).await.expect("append");
+            assert_eq!(seqs(j.records("web-1").await.expect("records")), vec![0, 1]);
+            assert_eq!(
+                j.deployments().await.expect("ids"),
+                vec!["web-1".to_owned()]
+            );
+            assert_eq!(seqs(j.all_records().await.expect("all")), vec![0, 1]);
+            let text = std::fs::read_to_string(&path).expect("text");
+            assert_eq!(text.lines().count(), 2, "the torn line is gone: {text:?}");
+        }
+        // A last line that reads back (the crash came just before its newline) is kept.
+        std::fs::write(&path, &whole[..whole.len() - 1]).expect("cut the newline");
+        j.append(&sample_record("web-1", 1)).await.expect("append");
+        assert_eq!(seqs(j.records("web-1").await.expect("records")), vec![0, 1]);
     }
 
     #[tokio::test]
@@ -575,14 +673,16 @@ mod tests {
         );
         assert_eq!(seqs(records), vec![0]);
         assert_eq!(seqs(back.last_records().await.expect("last")), vec![0]);
-        // Writing on: the torn line, now ended by a newline, stays skipped.
-        back.append(&with_reason(2)).await.expect("append");
-        assert_eq!(seqs(back.all_records().await.expect("all")), vec![0, 2]);
         // A compaction leaves the torn line out.
         back.compact(0).await.expect("compact");
         let text = std::fs::read_to_string(&path).expect("whole characters only");
+        assert_eq!(text.lines().count(), 1);
+        // Writing on after another such crash: the torn line is cut off.
+        std::fs::write(&path, &bytes[..=at]).expect("truncate");
+        back.append(&with_reason(2)).await.expect("append");
+        assert_eq!(seqs(back.all_records().await.expect("all")), vec![0, 2]);
+        let text = std::fs::read_to_string(&path).expect("whole characters only");
         assert_eq!(text.lines().count(), 2);
-        assert_eq!(seqs(back.records(id).await.expect("records")), vec![0, 2]);
     }
 
     #[tokio::test]
@@ -640,9 +740,9 @@ mod tests {
             j.append(&record(&id, 1, true)).await.expect("append");
         }
         j.append(&record("web-5", 0, false)).await.expect("append");
-        // A line torn by a crash, never acknowledged.
-        append_raw(&path, b"{\"deployment\":\"web-5\",\"seq\":1");
         j.append(&record("web-5", 1, false)).await.expect("append");
+        // A line torn by a crash, never acknowledged.
+        append_raw(&path, b"{\"deployment\":\"web-5\",\"seq\":2");
         let before = std::fs::read_to_string(&path).expect("read");
         // A compaction a crash cut short left its file; another journal's is not ours.
         let dir = path.parent().expect("dir");
@@ -661,7 +761,7 @@ mod tests {
         };
         let kept: Vec<&str> = before
             .lines()
-            .filter(|l| !trimmed(l) && !l.ends_with("\"seq\":1"))
+            .filter(|l| !trimmed(l) && !l.ends_with("\"seq\":2"))
             .collect();
         assert_eq!(after.lines().collect::<Vec<_>>(), kept);
         assert_eq!(j.deployments().await.expect("ids").len(), 6);

@@ -370,6 +370,24 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_poll_longer_than_the_timeout_still_times_out_on_time() {
+        let p = InMemoryPlatform::new().with_ready_after(u32::MAX);
+        p.bring_up(&spec(Track::Canary, 1)).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let err = crate::wait_ready(
+            &p,
+            "web",
+            &Track::Canary,
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err}");
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_timeout_past_what_the_clock_holds_never_ends_the_wait() {
         let p = InMemoryPlatform::new().with_ready_after(3);
         p.bring_up(&spec(Track::Canary, 1)).await.unwrap();

@@ -157,10 +157,14 @@ pub async fn wait_ready(
         if status.all_ready() {
             return Ok(status);
         }
-        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+        let now = tokio::time::Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
             return Err(not_ready(&status, timeout));
         }
-        tokio::time::sleep(poll).await;
+        // A poll longer than what is left of the timeout is cut to it, so the wait ends at its
+        // timeout, not up to a poll later.
+        let nap = deadline.map_or(poll, |d| poll.min(d.saturating_duration_since(now)));
+        tokio::time::sleep(nap).await;
     }
 }
 

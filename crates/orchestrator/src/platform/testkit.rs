@@ -224,7 +224,8 @@ pub async fn check_unknown_track_not_found(platform: &dyn Platform, template: &T
     retire(platform, &spec).await;
 }
 
-/// Scaling up adds ready instances with new ids; scaling down keeps the oldest.
+/// Scaling up adds ready instances with new ids, never one an instance had before (metrics,
+/// health and logs are kept by instance id); scaling down keeps the oldest.
 pub async fn check_scale(platform: &dyn Platform, template: &TrackSpec, ready_timeout: Duration) {
     let spec = spec(template, "tk-scale", 1);
     up(platform, &spec).await;
@@ -237,6 +238,7 @@ pub async fn check_scale(platform: &dyn Platform, template: &TrackSpec, ready_ti
     }
     let three = ready(platform, &spec, ready_timeout).await;
     assert_eq!(three.instances.len(), 3, "{name}: three ready instances");
+    let seen: Vec<String> = three.instances.iter().map(|i| i.id.clone()).collect();
     match platform.scale(spec.service(), spec.track(), 1).await {
         Ok(s) => {
             assert_eq!(s.instances.len(), 1, "{name}: scale down to 1");
@@ -248,6 +250,24 @@ pub async fn check_scale(platform: &dyn Platform, template: &TrackSpec, ready_ti
         }
         Err(e) => panic!("{name}: scale down failed: {e}"),
     }
+    match platform.scale(spec.service(), spec.track(), 2).await {
+        Ok(s) => {
+            let added: Vec<&str> = s
+                .instances
+                .iter()
+                .map(|i| i.id.as_str())
+                .filter(|id| Some(*id) != first_id.as_deref())
+                .collect();
+            assert!(
+                added.len() == 1 && !seen.iter().any(|id| id == added[0]),
+                "{name}: scaling up again must add one instance with a new id, not one of \
+                 {seen:?}; got {added:?}"
+            );
+        }
+        Err(e) => panic!("{name}: scale up again failed: {e}"),
+    }
+    let two = ready(platform, &spec, ready_timeout).await;
+    assert_eq!(two.instances.len(), 2, "{name}: two ready instances");
     retire(platform, &spec).await;
 }
 
