@@ -291,6 +291,11 @@ impl Files {
     fn replace_with(&self, temp: &Path) -> Result<()> {
         std::fs::rename(temp, &self.path)
             .map_err(|e| self.failed(format!("cannot replace the journal: {e}")))?;
+        self.sync_dir()
+    }
+
+    /// Syncs the journal's directory, so that a file created or renamed in it outlives a crash.
+    fn sync_dir(&self) -> Result<()> {
         let dir = self.dir();
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
@@ -420,6 +425,8 @@ impl Files {
     fn append(&self, mut line: Vec<u8>) -> Result<u64> {
         let _guard = lock(&self.write);
         let mut held = self.lock_file(false)?;
+        // The first append creates the file, whose name must reach the disk too.
+        let created = !self.path.exists();
         let mut file = self.open_for_append()?;
         if ends_torn(&mut file).map_err(|e| self.failed(e))? {
             // A crash left a partial last line, or another process is still writing its own:
@@ -436,9 +443,12 @@ impl Files {
             .and_then(|()| file.sync_data())
             .and_then(|()| file.metadata())
             .map(|m| m.len())
-            .map_err(|e| self.failed(e));
+            .map_err(|e| self.failed(e))?;
+        if created {
+            self.sync_dir()?;
+        }
         drop(held);
-        size
+        Ok(size)
     }
 
     /// Deals with a last line that lacks its newline, under the exclusive lock; answers whether
