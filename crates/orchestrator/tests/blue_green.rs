@@ -316,3 +316,84 @@ async fn a_router_failing_through_the_whole_rollback_ends_the_deployment_as_fail
         .await
         .expect("lock freed");
 }
+
+/// A metrics outage is no evidence: the rollback triggers go stale and hold, and a gradual
+/// switch holds with them instead of moving on to 100%; at the deadline it rolls back.
+#[tokio::test(start_paused = true)]
+async fn a_metrics_outage_holds_a_gradual_switch_and_never_promotes() {
+    let world = world_on_blue().await;
+    world.source.set_unavailable(true);
+    let mut config = blue_green_config("1.1.0", TrafficStrategyKind::Gradual);
+    config.blue_green_config.traffic_interval = std::time::Duration::from_secs(120);
+    config.max_deployment_duration = std::time::Duration::from_secs(900);
+    let report = world.deploy(&config).await;
+    let reason = rollback_reason(&report);
+    assert!(reason.contains("maxDeploymentDuration"), "{reason}");
+    let top = weights(&report).into_iter().fold(0.0_f64, f64::max);
+    assert!(top < 100.0, "switched fully without evidence: {report}");
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Blue, "1.0.0".into()))
+    );
+}
+
+/// After the switch, a watch whose triggers hold for want of data does not end at
+/// `monitoringDuration` and retire blue: it goes on until the data comes back or the deadline
+/// decides (here: roll back).
+#[tokio::test(start_paused = true)]
+async fn a_metrics_outage_after_an_immediate_switch_keeps_blue_until_the_deadline() {
+    let world = world_on_blue().await;
+    world.source.set_unavailable(true);
+    let mut config = blue_green_config("1.1.0", TrafficStrategyKind::Immediate);
+    config.monitoring.monitoring_duration = std::time::Duration::from_secs(600);
+    config.monitoring.on_deadline = serin_orchestrator::OnDeadline::Rollback;
+    config.max_deployment_duration = std::time::Duration::from_secs(1_200);
+    let report = world.deploy(&config).await;
+    let reason = rollback_reason(&report);
+    assert!(reason.contains("maxDeploymentDuration"), "{reason}");
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Blue, "1.0.0".into()))
+    );
+    assert!(world.platform.status(SERVICE, &Track::Green).await.is_err());
+}
+
+/// A green instance that dies during a gradual switch stops it: no more traffic goes to a
+/// track that is not wholly ready, and the switch rolls back to blue.
+#[tokio::test(start_paused = true)]
+async fn a_green_instance_dying_mid_switch_stops_the_switch_and_rolls_back() {
+    let world = world_on_blue().await;
+    let h = world
+        .orchestrator()
+        .start(
+            &blue_green_config("1.1.0", TrafficStrategyKind::Gradual),
+            SERVICE,
+        )
+        .await
+        .expect("start");
+    while h.status().weight < 25.0 {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    let green = world
+        .platform
+        .status(SERVICE, &Track::Green)
+        .await
+        .expect("green");
+    world
+        .platform
+        .kill(
+            SERVICE,
+            &Track::Green,
+            &green.instances[0].id,
+            "out of memory",
+        )
+        .expect("kill");
+    let report = h.wait().await.expect("report");
+    let reason = rollback_reason(&report);
+    assert!(reason.contains("out of memory"), "{reason}");
+    assert_eq!(weights(&report), vec![25.0], "{report}");
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Blue, "1.0.0".into()))
+    );
+}

@@ -278,3 +278,77 @@ async fn a_metrics_outage_holds_the_canary_and_never_promotes() {
         .fold(0.0_f64, f64::max);
     assert!(max_weight < 100.0, "promoted without evidence");
 }
+
+/// The world's router, failing the first switch back to the stable track once the canary has
+/// had traffic.
+struct FailsTheSwitchBack {
+    world: Arc<World>,
+    exposed: std::sync::atomic::AtomicBool,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl serin_traffic::TrafficRouter for FailsTheSwitchBack {
+    fn name(&self) -> &str {
+        "fails-the-switch-back"
+    }
+
+    fn capabilities(&self) -> serin_traffic::Capabilities {
+        self.world.router.capabilities()
+    }
+
+    async fn apply(&self, split: &serin_traffic::TrafficSplit) -> serin_traffic::Result<()> {
+        use std::sync::atomic::Ordering;
+        let canary = split.weight_of("canary").map_or(0, |w| w.bps());
+        if canary > 0 {
+            self.exposed.store(true, Ordering::SeqCst);
+        } else if self.exposed.load(Ordering::SeqCst) && !self.failed.swap(true, Ordering::SeqCst) {
+            self.world.router.fail_next_apply("connection refused");
+        }
+        self.world.router.apply(split).await
+    }
+
+    async fn current(&self) -> serin_traffic::Result<Option<serin_traffic::TrafficSplit>> {
+        self.world.router.current().await
+    }
+}
+
+/// A rollback a judge decides whose first switch back fails is switched back again by the
+/// rolling-back stage, as one started on an error is: the deployment does not end with the
+/// bad version still taking traffic.
+#[tokio::test(start_paused = true)]
+async fn a_judged_rollback_whose_first_switch_back_fails_switches_back_again() {
+    let (world, _traffic) = World::serving(0.005, 0.05).await;
+    let router = Arc::new(FailsTheSwitchBack {
+        world: Arc::clone(&world),
+        exposed: false.into(),
+        failed: false.into(),
+    });
+    let backends = serin_orchestrator::ServiceBackends::new(
+        router.clone(),
+        world.source.clone(),
+        world.health.clone(),
+    );
+    let o =
+        serin_orchestrator::Orchestrator::builder(world.platform.clone(), world.journal.clone())
+            .service(SERVICE, backends)
+            .clock(world.clock)
+            .build();
+    let mut config = canary_config("1.1.0");
+    config.monitoring.error_rate_threshold = None;
+    let report = o.run(&config).await.expect("run").remove(0);
+    assert!(router.failed.load(std::sync::atomic::Ordering::SeqCst));
+    let reason = rollback_reason(&report);
+    assert!(reason.contains("error_rate"), "{reason}");
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Stable, "1.0.0".into()))
+    );
+    assert!(
+        world
+            .platform
+            .status(SERVICE, &Track::Canary)
+            .await
+            .is_err()
+    );
+}

@@ -549,3 +549,142 @@ async fn the_platform_lock_keeps_two_orchestrators_from_deploying_one_service_at
         .expect("report");
     assert_eq!(next.outcome, Some(Outcome::Succeeded), "{next}");
 }
+
+/// A promotion whose switch fails is not taken as done: the operator hears of the failure,
+/// and the deployment takes its error path (`rollbackOnError`) instead of watching and
+/// completing a promotion the router never carried out.
+#[tokio::test(start_paused = true)]
+async fn a_promotion_the_router_fails_to_carry_out_rolls_back() {
+    let world = healthy_world().await;
+    let o = world.orchestrator();
+    let h = o
+        .start(&canary_config("1.1.0"), SERVICE)
+        .await
+        .expect("start");
+    wait_for_stage(&h, Stage::Canary).await;
+    world.router.fail_next_apply("connection refused");
+    let err = h.promote().await.expect_err("the switch failed");
+    assert!(err.to_string().contains("connection refused"), "{err}");
+    let report = h.wait().await.expect("report");
+    let Some(Outcome::RolledBack { reason }) = &report.outcome else {
+        panic!("expected a rollback, got {report}");
+    };
+    assert!(reason.contains("connection refused"), "{reason}");
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Stable, "1.0.0".into()))
+    );
+}
+
+/// A canary a scale step shrank grows back to `replicasPerEnv` before it takes all traffic,
+/// also when `canaryConfig.replicas` is full size already.
+#[tokio::test(start_paused = true)]
+async fn a_canary_shrunk_by_a_scale_step_takes_all_traffic_only_at_full_size() {
+    let world = healthy_world().await;
+    let mut config = canary_config("1.1.0");
+    config.blue_green_config.replicas_per_env = 3;
+    config.canary_config.replicas = 3;
+    config.canary_config.steps = Some(
+        serde_json::from_str(
+            r#"[{"setCanaryScale":{"replicas":1}},{"setWeight":20},{"pause":{"duration":"1m"}}]"#,
+        )
+        .expect("steps"),
+    );
+    config.validate().expect("valid");
+    let report = world.deploy(&config).await;
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Canary, "1.1.0".into()))
+    );
+    let canary = world
+        .platform
+        .status(SERVICE, &Track::Canary)
+        .await
+        .expect("canary");
+    assert_eq!(canary.instances.len(), 3, "{report}");
+}
+
+/// A pause that comes while the new track starts holds the canary at 0%: no weight moves
+/// until the resume.
+#[tokio::test(start_paused = true)]
+async fn a_pause_while_the_canary_starts_holds_its_first_weight() {
+    let mut w = World::new();
+    w.platform = Arc::new(serin_orchestrator::InMemoryPlatform::new().with_ready_after(20));
+    let world = Arc::new(w);
+    world.set_rate("1.0.0", 0.005);
+    world.set_rate("1.1.0", 0.005);
+    let _traffic = world.spawn_traffic();
+    world.install("1.0.0").await;
+    let o = world.orchestrator();
+    let h = o
+        .start(&canary_config("1.1.0"), SERVICE)
+        .await
+        .expect("start");
+    wait_for_stage(&h, Stage::WaitReady).await;
+    h.pause().await.expect("pause");
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let status = h.status();
+    assert_eq!(status.stage, Stage::Canary, "{status:?}");
+    assert_eq!(status.weight, 0.0, "{status:?}");
+    let split = serin_traffic::TrafficRouter::current(world.router.as_ref())
+        .await
+        .expect("split")
+        .expect("a split");
+    assert_eq!(split.weight_of("canary").map(|w| w.bps()), Some(0));
+    h.resume().await.expect("resume");
+    let report = h.wait().await.expect("report");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+}
+
+/// A resume with nothing to resume is a no-op, as a second pause is: it announces no resume
+/// that did not happen.
+#[tokio::test(start_paused = true)]
+async fn a_resume_with_nothing_paused_changes_nothing() {
+    let world = healthy_world().await;
+    let o = world.orchestrator();
+    let h = o
+        .start(&canary_config("1.1.0"), SERVICE)
+        .await
+        .expect("start");
+    wait_for_stage(&h, Stage::Canary).await;
+    h.resume().await.expect("a no-op");
+    let report = h.wait().await.expect("report");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    assert!(
+        !report.timeline.iter().any(|e| e.kind == EventKind::Resumed),
+        "{report}"
+    );
+}
+
+/// `maxDeploymentDuration` bounds the wait for the new track too: a track that takes longer
+/// than what is left of the deployment is rolled back at the deadline, not when
+/// `readinessTimeout` runs out.
+#[tokio::test(start_paused = true)]
+async fn the_deadline_ends_a_readiness_wait_that_outlasts_it() {
+    let mut w = World::new();
+    // Ready after about 200 s of checks, one a second.
+    w.platform = Arc::new(serin_orchestrator::InMemoryPlatform::new().with_ready_after(200));
+    let world = Arc::new(w);
+    let mut install = canary_config("1.0.0");
+    install.blue_green_config.readiness_timeout = Duration::from_secs(1_000);
+    let r = world.deploy(&install).await;
+    assert_eq!(r.outcome, Some(Outcome::Succeeded), "{r}");
+    let mut config = canary_config("1.1.0");
+    config.blue_green_config.readiness_timeout = Duration::from_secs(600);
+    config.max_deployment_duration = Duration::from_secs(120);
+    let report = world.deploy(&config).await;
+    let Some(Outcome::RolledBack { reason }) = &report.outcome else {
+        panic!("expected a rollback, got {report}");
+    };
+    assert!(reason.contains("maxDeploymentDuration"), "{reason}");
+    let took = report.last_at.saturating_duration_since(report.started_at);
+    assert!(took <= Duration::from_secs(121), "{took:?}");
+    assert!(
+        world
+            .platform
+            .status(SERVICE, &Track::Canary)
+            .await
+            .is_err()
+    );
+}

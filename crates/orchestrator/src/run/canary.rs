@@ -36,15 +36,14 @@ impl Runner {
         }
         let now = self.now();
         if self.past_deadline(now) {
-            return self
-                .start_rollback(self.deadline_reason(), Vec::new())
-                .await;
+            return self.roll_back(self.deadline_reason(), Vec::new()).await;
         }
         let observations = self.observe(now).await?;
-        let (mut kinds, rollback, hold) = self.feed_triggers(&observations, now).await;
+        let (mut kinds, rollback, _) = self.feed_triggers(&observations, now).await;
         if let Some(reason) = rollback {
-            return self.start_rollback(reason, kinds).await;
+            return self.roll_back(reason, kinds).await;
         }
+        let hold = self.triggers_hold();
         let Some(run) = self.state.canary.clone() else {
             return Err(Error::conflict(
                 "analyse",
@@ -161,7 +160,7 @@ impl Runner {
                     reason = format!("{reason}: {}", e.summary);
                 }
                 kinds.push(EventKind::AnalysisResult { decision });
-                self.start_rollback(reason, kinds).await
+                self.roll_back(reason, kinds).await
             }
         }
     }

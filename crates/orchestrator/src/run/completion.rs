@@ -19,7 +19,7 @@ impl Runner {
         let observations = self.observe(now).await?;
         let (kinds, rollback, _hold) = self.feed_triggers(&observations, now).await;
         if let Some(reason) = rollback {
-            return self.start_rollback(reason, kinds).await;
+            return self.roll_back(reason, kinds).await;
         }
         self.commit(Vec::new(), kinds).await
     }
@@ -35,7 +35,7 @@ impl Runner {
                     action: "rolling back (onDeadline: rollback)".into(),
                 }];
                 let reason = self.deadline_reason();
-                self.start_rollback(reason, kinds).await
+                self.roll_back(reason, kinds).await
             }
             OnDeadline::Complete => {
                 let kinds = vec![EventKind::DeadlineReached {
@@ -53,7 +53,10 @@ impl Runner {
         }
     }
 
-    /// One check of the watch after promotion; at its end, completion.
+    /// One check of the watch after promotion; at its end, completion. A watch whose
+    /// triggers hold (no usable data, say) does not end: it goes on checking until they clear,
+    /// or the deadline decides (`monitoring.onDeadline`), so the old version is not retired on
+    /// missing evidence.
     pub(super) async fn monitoring_tick(&mut self) -> Result<()> {
         let now = self.now();
         if self.past_deadline(now) {
@@ -67,7 +70,7 @@ impl Runner {
             .unwrap_or(self.state.observed_until)
             .saturating_add(cfg.monitoring_duration);
         let next = self.state.observed_until.saturating_add(cfg.check_interval);
-        if next > until {
+        if next > until && !self.triggers_hold() {
             let target = until.min(deadline);
             if !self.wait_until(target).await? || target < until {
                 // Moved by a command, or the deadline came first (the next tick handles it).

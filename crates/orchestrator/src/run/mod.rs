@@ -479,13 +479,9 @@ impl Runner {
             tokio::select! {
                 cmd = self.commands.recv() => {
                     if let Some((op, reply)) = cmd {
+                        let seq = self.seq;
                         let r = self.handle(op).await;
-                        let journal_failed = r.as_ref().err().is_some_and(is_journal_error);
-                        let shared = r.as_ref().map(|_| ()).map_err(Clone::clone);
-                        let _ = reply.send(shared);
-                        if journal_failed {
-                            r?;
-                        }
+                        self.answer(r, seq, reply)?;
                         if self.state.stage != stage {
                             return Ok(false);
                         }
@@ -493,6 +489,29 @@ impl Runner {
                 }
                 () = tokio::time::sleep(d) => return Ok(true),
             }
+        }
+    }
+
+    /// Replies to an operator's command with its result `r` (`seq`: the journal's sequence
+    /// number before the command was served), and answers what the deployment makes of it.
+    ///
+    /// A refusal changed nothing and is the operator's alone. A command that journalled a
+    /// change and then failed to carry it out (a promotion whose switch the router refused,
+    /// say) is the deployment's error too: it goes back to the stage, so the error path of
+    /// any failed stage follows (a rollback, or the end as failed) instead of the state going
+    /// on as if the change were made. A rollback already journalled is the exception: the
+    /// rolling-back stage that follows switches back again.
+    fn answer(&self, r: Result<()>, seq: u64, reply: Reply) -> Result<()> {
+        let _ = reply.send(r.as_ref().map(|_| ()).map_err(Clone::clone));
+        match r {
+            Err(e) if is_journal_error(&e) => Err(e),
+            Err(e)
+                if self.seq != seq
+                    && !matches!(self.state.stage, Stage::RollingBack | Stage::Done) =>
+            {
+                Err(e)
+            }
+            _ => Ok(()),
         }
     }
 
@@ -508,7 +527,7 @@ impl Runner {
             }
             Operation::Resume => {
                 let now = self.now();
-                self.state.paused = false;
+                let was_paused = std::mem::replace(&mut self.state.paused, false);
                 // An indefinite pause step of the policy waits for this resume too; a timed
                 // one keeps its own clock.
                 if self.state.stage == Stage::Canary
@@ -525,6 +544,10 @@ impl Runner {
                     return self
                         .carry_out(c, decision, &run.last_reason, vec![EventKind::Resumed])
                         .await;
+                }
+                if !was_paused {
+                    // Nothing to resume: as a second pause, it changes and announces nothing.
+                    return Ok(());
                 }
                 self.commit(Vec::new(), vec![EventKind::Resumed]).await
             }
@@ -579,6 +602,31 @@ impl Runner {
             StrategyKind::Canary => self.state.config.canary_config.drain,
             _ => self.state.config.blue_green_config.drain,
         }
+    }
+
+    /// Whether a rollback trigger asks to hold: one firing with the hold action, or one gone
+    /// stale whose missing data asks to hold (a metrics outage). No evidence is no pass: a
+    /// held canary or switch moves no weight and a held watch does not end, until the
+    /// triggers clear or the deadline comes.
+    ///
+    /// While the new version serves no traffic, its triggers can have no data, and would go
+    /// stale for that alone and hold it at 0% for good: there only a trigger firing holds. A
+    /// real outage goes on holding at the first weight.
+    fn triggers_hold(&self) -> bool {
+        use serin_triggers::{Action, TriggerState};
+        let engine = &self.state.triggers;
+        if self.state.weight > 0.0 {
+            return engine.current_action() == Some(Action::Hold);
+        }
+        engine.states().any(|(_, s)| {
+            matches!(
+                s,
+                TriggerState::Firing {
+                    action: Action::Hold,
+                    ..
+                }
+            )
+        })
     }
 
     fn past_deadline(&self, now: Timestamp) -> bool {

@@ -15,7 +15,7 @@ use crate::platform::{died_while_starting, not_ready};
 use crate::state::{Effect, InFlight, Outcome, PlanRun, Stage, StepStatus, UpgradeStep};
 
 use super::canary::{build_judges, controller_of_state, store};
-use super::{Operation, Reply, Runner, is_journal_error, split_all, split_percent};
+use super::{Operation, Reply, Runner, split_all, split_percent};
 
 impl Runner {
     /// Checks the new version against the compatibility rules before anything changes.
@@ -400,8 +400,8 @@ impl Runner {
     /// meanwhile: an abort rolls back at once, before any traffic moves to the new track.
     /// Fails when an instance dies, or when the track is not ready `readinessTimeout` after the
     /// wait began as journalled ([`readiness_since`](crate::DeploymentState::readiness_since)),
-    /// so a restart does not extend the wait. `false` when a command moved the deployment to
-    /// another stage.
+    /// so a restart does not extend the wait. Rolls back when `maxDeploymentDuration` runs out
+    /// first. `false` when a command or the deadline moved the deployment to another stage.
     pub(super) async fn await_ready(&mut self) -> Result<bool> {
         let cfg = &self.state.config.blue_green_config;
         let poll = cfg.health_check_interval.max(Duration::from_millis(1));
@@ -409,7 +409,8 @@ impl Runner {
         let now = self.now();
         // A start journalled by a clock ahead of this one counts from now.
         let since = self.state.readiness_since.map_or(now, |t| t.min(now));
-        let deadline = since.saturating_add(timeout);
+        let ready_by = since.saturating_add(timeout);
+        let deadline = ready_by.min(self.state.deadline);
         let stage = self.state.stage;
         let service = self.state.service.clone();
         let track = self.new_track();
@@ -431,8 +432,14 @@ impl Runner {
                 return Ok(true);
             }
             let now = self.now();
-            if now >= deadline {
+            if now >= ready_by {
                 return Err(not_ready(&status, timeout));
+            }
+            if self.past_deadline(now) {
+                // `maxDeploymentDuration` ran out first: no traffic moves to a track still
+                // starting, and the wait is not the deadline's exception.
+                self.roll_back(self.deadline_reason(), Vec::new()).await?;
+                return Ok(false);
             }
             let d = poll.min(deadline.saturating_duration_since(now));
             tokio::select! {
@@ -455,8 +462,10 @@ impl Runner {
     /// already being carried out and a resume only lifts the pause (the canary controller,
     /// which has promoted, is not asked again).
     async fn serve_while_waiting_ready(&mut self, op: Operation, reply: Reply) -> Result<()> {
+        let seq = self.seq;
         let r = match op {
             Operation::Promote if self.state.promoting => Ok(()),
+            Operation::Resume if self.state.promoting && !self.state.paused => Ok(()),
             Operation::Resume if self.state.promoting => {
                 self.state.paused = false;
                 self.commit(Vec::new(), vec![EventKind::Resumed]).await
@@ -464,14 +473,12 @@ impl Runner {
             // Boxed: `handle` may promote, and a promotion waits for readiness through this.
             _ => Box::pin(self.handle(op)).await,
         };
-        let journal_failed = r.as_ref().err().is_some_and(is_journal_error);
-        let shared = r.as_ref().map(|_| ()).map_err(Clone::clone);
-        let _ = reply.send(shared);
-        if journal_failed { r } else { Ok(()) }
+        self.answer(r, seq, reply)
     }
 
     /// Once the new track is ready: a first install finishes, a canary starts its analysis, a
-    /// blue-green deployment starts its switch plan.
+    /// blue-green deployment starts its switch plan. A deployment paused meanwhile starts
+    /// with no traffic on the new track, as a pause holds every weight.
     pub(super) async fn wait_ready(&mut self) -> Result<()> {
         if !self.await_ready().await? {
             return Ok(());
@@ -501,6 +508,17 @@ impl Runner {
                 let judges = build_judges(&self.state.config)?;
                 let mut controller = CanaryController::new(policy, judges)
                     .map_err(|e| Error::invalid("canaryConfig", "…", e.to_string()))?;
+                if self.state.paused {
+                    // Paused while the track started: no weight moves before the resume. The
+                    // canary stage starts at 0% with its controller not yet asked, and its
+                    // first window after the resume takes the first step.
+                    self.state.canary = Some(store(controller, String::new()));
+                    self.state.weight = 0.0;
+                    let split = split_percent(&old, &new, 0)?;
+                    return self
+                        .enter(Stage::Canary, vec![Effect::Apply { split }], kinds)
+                        .await;
+                }
                 let decision = controller.tick(now);
                 let Action::SetWeight(weight) = decision.action else {
                     // The first step is not a weight (a scale step, say): the canary stage

@@ -1,5 +1,6 @@
 //! Moving traffic: the blue-green switch plan, promotion, and rollback.
 
+use serin_canary::controller::Step;
 use serin_signals::Timestamp;
 use serin_traffic::Next;
 
@@ -7,11 +8,15 @@ use crate::error::{Error, Result};
 use crate::event::EventKind;
 use crate::state::{Effect, Outcome, Stage};
 
-use super::{Runner, split_all};
+use super::{Runner, is_journal_error, split_all};
 
 impl Runner {
     /// One step of the blue-green switch: apply the plan's next split when it is due, or
-    /// watch the triggers until it is.
+    /// watch the triggers until it is. While paused, while a trigger holds (a metrics
+    /// outage, say), or while an instance of the new track is not ready, no step is applied
+    /// and the switch does not finish: the triggers are watched until that ends, or the
+    /// deadline rolls back. An instance of the new track that died is an error, which rolls
+    /// back (a platform never restarts one).
     pub(super) async fn switch_tick(&mut self) -> Result<()> {
         if self.state.promoting {
             return self.finish_promotion(Vec::new()).await;
@@ -21,14 +26,18 @@ impl Runner {
         };
         let now = self.now();
         if self.past_deadline(now) {
-            return self
-                .start_rollback(self.deadline_reason(), Vec::new())
-                .await;
+            return self.roll_back(self.deadline_reason(), Vec::new()).await;
         }
-        let next = if self.state.paused {
+        let next = if self.state.paused || self.triggers_hold() {
             Next::AwaitApproval { step: 0 }
         } else {
             run.cursor.next(&run.plan, now.as_millis())
+        };
+        let next = match next {
+            Next::Apply { .. } | Next::Done if !self.new_track_ready().await? => {
+                Next::AwaitApproval { step: 0 }
+            }
+            other => other,
         };
         match next {
             Next::Apply { step } => {
@@ -84,6 +93,27 @@ impl Runner {
         }
     }
 
+    /// Whether every instance of the new track is alive and ready, so that it may take more
+    /// traffic. An instance that died is an error: a platform never restarts it, and the
+    /// track cannot serve its share.
+    async fn new_track_ready(&self) -> Result<bool> {
+        let platform = &self.inner.platform;
+        let track = self.new_track();
+        let status = platform.status(&self.state.service, &track).await?;
+        if let Some(dead) = status.dead_instance() {
+            return Err(Error::platform(
+                platform.name(),
+                format!(
+                    "instance {} of {} died: {}",
+                    dead.id,
+                    status.key(),
+                    dead.detail.as_deref().unwrap_or("no detail")
+                ),
+            ));
+        }
+        Ok(status.all_ready())
+    }
+
     /// Gives the new version all traffic (scaling a canary track to full size first).
     ///
     /// The scale is journalled with [`promoting`](crate::DeploymentState::promoting) and the
@@ -98,7 +128,7 @@ impl Runner {
                 "nothing runs before",
             ));
         }
-        let Some(full) = self.state.config.promotion_scale() else {
+        let Some(full) = self.promotion_scale() else {
             return self.give_all_traffic(kinds).await;
         };
         self.state.promoting = true;
@@ -117,6 +147,23 @@ impl Runner {
             return Err(e);
         }
         self.finish_promotion(kinds).await
+    }
+
+    /// The size the new track grows to before it takes all traffic, if it must grow: a
+    /// canary started at `canaryConfig.replicas` below `replicasPerEnv`, or any track a
+    /// `setCanaryScale` step of the policy may have resized (Argo Rollouts' semantics: the
+    /// promoted version serves at full size, whatever the steps made of the canary).
+    fn promotion_scale(&self) -> Option<u32> {
+        let resized = self.state.canary.as_ref().is_some_and(|run| {
+            run.policy
+                .steps
+                .iter()
+                .any(|s| matches!(s, Step::SetCanaryScale(_)))
+        });
+        self.state
+            .config
+            .promotion_scale()
+            .or_else(|| resized.then_some(self.state.config.blue_green_config.replicas_per_env))
     }
 
     /// The rest of a promotion journalled as under way: waits until the scaled track is
@@ -194,6 +241,21 @@ impl Runner {
             None => Vec::new(),
         };
         self.enter(Stage::RollingBack, effects, kinds).await
+    }
+
+    /// [`start_rollback`](Self::start_rollback) for a rollback a stage decides (a judge, a
+    /// trigger, the deadline). A rollback journalled whose first switch back failed is not
+    /// the end: the rolling-back stage that follows switches back again and retires the new
+    /// track, and ends as failed only if that fails too, as for a rollback started on an
+    /// error.
+    pub(super) async fn roll_back(&mut self, reason: String, kinds: Vec<EventKind>) -> Result<()> {
+        match self.start_rollback(reason, kinds).await {
+            Err(e) if !is_journal_error(&e) && self.state.stage == Stage::RollingBack => {
+                tracing::warn!(deployment = %self.state.id, "starting the rollback failed: {e}");
+                Ok(())
+            }
+            r => r,
+        }
     }
 
     /// Retires the new track after its drain and ends the deployment as rolled back.
