@@ -591,6 +591,19 @@ async fn a_canary_shrunk_by_a_scale_step_takes_all_traffic_only_at_full_size() {
         .expect("steps"),
     );
     config.validate().expect("valid");
+    // The dry run says so too.
+    let plan = world
+        .orchestrator()
+        .plan(&config)
+        .await
+        .expect("plan")
+        .remove(0);
+    assert!(
+        plan.steps
+            .iter()
+            .any(|s| s == "scale canary to 3 instance(s)"),
+        "{plan}"
+    );
     let report = world.deploy(&config).await;
     assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
     assert_eq!(

@@ -427,12 +427,17 @@ impl DeploymentConfig {
         }
     }
 
-    /// The size a canary's track grows to before it takes all traffic, if it must grow: a
-    /// canary strategy started it at `canaryConfig.replicas`, and the promoted version serves
-    /// alone at `replicasPerEnv`.
-    pub(crate) fn promotion_scale(&self) -> Option<u32> {
+    /// The size the new track grows to before it takes all traffic, if it must grow, under a
+    /// canary policy of `steps`: a canary strategy started it at `canaryConfig.replicas`, or a
+    /// `setCanaryScale` step may have resized it, and the promoted version serves alone at
+    /// `replicasPerEnv` (Argo Rollouts' semantics: full size, whatever the steps made of the
+    /// canary).
+    pub(crate) fn promotion_scale(&self, steps: &[serin_canary::controller::Step]) -> Option<u32> {
         let full = self.blue_green_config.replicas_per_env;
-        (self.strategy == StrategyKind::Canary && full > self.canary_config.replicas)
+        let resized = steps
+            .iter()
+            .any(|s| matches!(s, serin_canary::controller::Step::SetCanaryScale(_)));
+        ((self.strategy == StrategyKind::Canary && full > self.canary_config.replicas) || resized)
             .then_some(full)
     }
 
@@ -998,10 +1003,16 @@ maxDeploymentDuration: 2h
             4,
             "a first install runs full size"
         );
-        assert_eq!(c.promotion_scale(), Some(4));
+        assert_eq!(c.promotion_scale(&[]), Some(4));
         c.strategy = StrategyKind::BlueGreenWithCanary;
         assert_eq!(c.bring_up_instances(true), 4);
-        assert_eq!(c.promotion_scale(), None);
+        assert_eq!(c.promotion_scale(&[]), None);
+        let resize = serin_canary::controller::Step::SetCanaryScale(Default::default());
+        assert_eq!(
+            c.promotion_scale(&[resize]),
+            Some(4),
+            "a step may have resized it"
+        );
     }
 
     #[test]

@@ -186,7 +186,7 @@ impl Orchestrator {
                         weights.join(" → "),
                         config.canary_config.metrics_window
                     ));
-                    if let Some(full) = config.promotion_scale() {
+                    if let Some(full) = config.promotion_scale(&policy.steps) {
                         steps.push(format!("scale {} to {full} instance(s)", to.track));
                     }
                     canary = Some(policy);

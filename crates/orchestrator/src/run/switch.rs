@@ -1,6 +1,5 @@
 //! Moving traffic: the blue-green switch plan, promotion, and rollback.
 
-use serin_canary::controller::Step;
 use serin_signals::Timestamp;
 use serin_traffic::Next;
 
@@ -149,21 +148,15 @@ impl Runner {
         self.finish_promotion(kinds).await
     }
 
-    /// The size the new track grows to before it takes all traffic, if it must grow: a
-    /// canary started at `canaryConfig.replicas` below `replicasPerEnv`, or any track a
-    /// `setCanaryScale` step of the policy may have resized (Argo Rollouts' semantics: the
-    /// promoted version serves at full size, whatever the steps made of the canary).
+    /// The size the new track grows to before it takes all traffic, if it must grow (see
+    /// [`DeploymentConfig::promotion_scale`](crate::DeploymentConfig)).
     fn promotion_scale(&self) -> Option<u32> {
-        let resized = self.state.canary.as_ref().is_some_and(|run| {
-            run.policy
-                .steps
-                .iter()
-                .any(|s| matches!(s, Step::SetCanaryScale(_)))
-        });
-        self.state
-            .config
-            .promotion_scale()
-            .or_else(|| resized.then_some(self.state.config.blue_green_config.replicas_per_env))
+        let steps = self
+            .state
+            .canary
+            .as_ref()
+            .map_or(&[][..], |run| &run.policy.steps);
+        self.state.config.promotion_scale(steps)
     }
 
     /// The rest of a promotion journalled as under way: waits until the scaled track is
