@@ -1,16 +1,19 @@
 //! What the orchestrator is given besides the backend: the notifier of the config's
 //! `notificationChannels` and the backup provider of `--backup-dir` / `--backup-postgres`.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+use async_trait::async_trait;
 
 use serin_orchestrator::backup::{
     DirectorySnapshot, PostgresBackup, PostgresConnection, PostgresMode, PostgresSettings,
     Retention,
 };
 use serin_orchestrator::notify::{ChannelNotifier, NotifySettings};
-use serin_orchestrator::{BackupProvider, DeploymentConfig};
+use serin_orchestrator::{BackupInfo, BackupProvider, DeploymentConfig, Error};
 
 use crate::cli::args::Global;
 use crate::cli::exit::CliError;
@@ -181,6 +184,90 @@ pub fn backup(
         return Ok(Some(Arc::new(provider)));
     }
     Ok(None)
+}
+
+/// `provider`, with its calls run on the real-time runtime `io` when there is one (the
+/// simulated backend's) while the deployment's thread waits for them, blocked.
+///
+/// A backup is real work that takes real time. On the simulation's paused clock, a runtime
+/// that only waits for it is idle, so its clock would jump from timer to timer for as long as
+/// `pg_dump` runs: years of virtual time, past every deadline. Blocking the simulation's one
+/// thread instead keeps its clock still: the backup takes no virtual time.
+pub fn in_real_time(
+    provider: Arc<dyn BackupProvider>,
+    io: Option<tokio::runtime::Handle>,
+) -> Arc<dyn BackupProvider> {
+    match io {
+        Some(io) => Arc::new(InRealTime {
+            inner: provider,
+            io,
+        }),
+        None => provider,
+    }
+}
+
+struct InRealTime {
+    inner: Arc<dyn BackupProvider>,
+    io: tokio::runtime::Handle,
+}
+
+impl InRealTime {
+    fn wait<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = serin_orchestrator::Result<T>> + Send + 'static,
+    ) -> serin_orchestrator::Result<T> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.io.spawn(async move {
+            let _ = tx.send(work.await);
+        });
+        rx.recv().unwrap_or_else(|_| {
+            Err(Error::backend(
+                "backup",
+                self.inner.name(),
+                "the backup's task ended without an answer",
+            ))
+        })
+    }
+}
+
+#[async_trait]
+impl BackupProvider for InRealTime {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    async fn backup(&self, service: &str, label: &str) -> serin_orchestrator::Result<String> {
+        let (p, service, label) = (
+            Arc::clone(&self.inner),
+            service.to_owned(),
+            label.to_owned(),
+        );
+        self.wait(async move { p.backup(&service, &label).await })
+    }
+
+    async fn restore(&self, id: &str) -> serin_orchestrator::Result<()> {
+        let (p, id) = (Arc::clone(&self.inner), id.to_owned());
+        self.wait(async move { p.restore(&id).await })
+    }
+
+    async fn info(&self, id: &str) -> serin_orchestrator::Result<BackupInfo> {
+        let (p, id) = (Arc::clone(&self.inner), id.to_owned());
+        self.wait(async move { p.info(&id).await })
+    }
+
+    async fn list(&self, service: &str) -> serin_orchestrator::Result<Vec<BackupInfo>> {
+        let (p, service) = (Arc::clone(&self.inner), service.to_owned());
+        self.wait(async move { p.list(&service).await })
+    }
+
+    async fn delete(&self, id: &str) -> serin_orchestrator::Result<()> {
+        let (p, id) = (Arc::clone(&self.inner), id.to_owned());
+        self.wait(async move { p.delete(&id).await })
+    }
+
+    fn retention(&self) -> Option<Retention> {
+        self.inner.retention()
+    }
 }
 
 #[cfg(test)]
