@@ -78,8 +78,10 @@ impl Explanation {
                 }
             }
         }
+        // A conclusion is kept as written: it often starts with a service's name (`api 2.0.0
+        // needs ...`), which a capital would misspell.
         let sentence = if parts.is_empty() {
-            capitalise(&self.conclusion)
+            self.conclusion.clone()
         } else {
             format!("Because {}, {}", join_and(&parts), self.conclusion)
         };
@@ -93,14 +95,6 @@ fn join_and(parts: &[String]) -> String {
         [] => String::new(),
         [one] => one.clone(),
         [init @ .., last] => format!("{} and {}", init.join(", "), last),
-    }
-}
-
-fn capitalise(s: &str) -> String {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
     }
 }
 
@@ -160,10 +154,10 @@ mod tests {
     }
 
     #[test]
-    fn no_causes_is_just_the_conclusion() {
+    fn no_causes_is_just_the_conclusion_as_written() {
         assert_eq!(
-            Explanation::new("nothing to do").to_string(),
-            "Nothing to do."
+            Explanation::new("api 2.0.0 cannot move before web").to_string(),
+            "api 2.0.0 cannot move before web."
         );
     }
 }
