@@ -47,7 +47,8 @@ impl fmt::Display for Action {
 /// What a trigger does when its data goes missing (no usable observation for `staleAfter`).
 ///
 /// Missing data is never treated as healthy: the trigger enters the `stale` state and asks for
-/// this policy's action once on entry.
+/// this policy's action once on entry, unless the cooldown of a fire of the same or a higher
+/// level still runs (the state, and so the engine's current action, are stale all the same).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum MissingData {

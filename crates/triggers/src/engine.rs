@@ -57,7 +57,8 @@ pub struct Event {
     pub from: TriggerState,
     /// The state after.
     pub to: TriggerState,
-    /// The action asked for: set when the trigger fires or goes stale.
+    /// The action asked for: set when the trigger fires or goes stale, except inside the
+    /// cooldown of a fire of the same or a higher level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<Action>,
     /// What the trigger saw.
@@ -137,6 +138,12 @@ impl TryFrom<Snapshot> for Engine {
                 .check_state()
                 .map_err(|reason| Error::InvalidSnapshot {
                     field: format!("triggers[{i}]"),
+                    reason,
+                })?;
+            slot.lifecycle
+                .check_state(&slot.trigger.config().timing())
+                .map_err(|reason| Error::InvalidSnapshot {
+                    field: format!("triggers[{i}].lifecycle"),
                     reason,
                 })?;
         }
@@ -296,14 +303,16 @@ impl Engine {
     }
 
     /// Advances every trigger to `now`: triggers without usable data for longer than their
-    /// `staleAfter` go stale (asking for their missing-data action), and ended cooldowns clear.
+    /// `staleAfter` go stale (asking for their missing-data action, unless the cooldown of a
+    /// fire of the same or a higher level still runs), and ended cooldowns clear.
     pub fn tick(&mut self, now: Timestamp) {
         for slot in &mut self.slots {
             if let Some(timing) = &slot.timing
                 && let Some(tr) = slot.lifecycle.tick(now, timing)
             {
                 let mut ev = event(&slot.trigger, tr);
-                if let (TriggerState::Stale { .. }, Some(action)) = (tr.to, tr.action) {
+                if let TriggerState::Stale { .. } = tr.to {
+                    let action = timing.missing.action();
                     let last = tr.last_data.map_or_else(
                         || "none since the start".to_owned(),
                         |t| format!("last at {t}"),
@@ -352,15 +361,25 @@ impl Engine {
     }
 
     /// The most severe action among triggers currently firing or stale (the stale action is the
-    /// trigger's missing-data policy), or `None` when nothing asks for anything.
+    /// trigger's missing-data policy), or `None` when nothing asks for anything. A trigger in
+    /// its cooldown whose condition is breached again for its `duration` asks for that level
+    /// too: the cooldown keeps a fire from being repeated, not the condition from counting, so
+    /// a hold breached again inside it still holds.
     pub fn current_action(&self) -> Option<Action> {
         self.slots
             .iter()
-            .filter_map(|s| match s.lifecycle.state() {
-                TriggerState::Firing { action, .. } => Some(action),
-                TriggerState::Stale { .. } => s.timing.map(|t| t.missing.action()),
-                _ => None,
-            })
+            .filter_map(|s| s.timing.and_then(|t| s.lifecycle.asks(&t)))
+            .max()
+    }
+
+    /// [`current_action`](Self::current_action) without what stale triggers ask for: the
+    /// action the data itself asks for. A caller that knows a track can have no data yet (it
+    /// serves no traffic) holds on this one, as staleness there says nothing of the version.
+    pub fn data_action(&self) -> Option<Action> {
+        self.slots
+            .iter()
+            .filter(|s| !matches!(s.lifecycle.state(), TriggerState::Stale { .. }))
+            .filter_map(|s| s.timing.and_then(|t| s.lifecycle.asks(&t)))
             .max()
     }
 

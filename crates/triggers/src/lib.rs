@@ -40,10 +40,14 @@
 //! - *firing* asks for the action once and is latched while the condition holds;
 //! - after firing, a fire of the same or a lower action is suppressed until `cooldown` has passed
 //!   since the fire (*cooldown*); a more severe action (a rollback after a warning) is never
-//!   suppressed, and cooldowns are per trigger, so they never hide another trigger's condition;
+//!   suppressed, and cooldowns are per trigger, so they never hide another trigger's condition.
+//!   A cooldown suppresses the repeated request, not the condition: a breach that holds for its
+//!   `duration` inside the cooldown still counts in [`Engine::current_action`], so a hold
+//!   breached again goes on holding;
 //! - no usable data for longer than `staleAfter` is *stale*, which asks once for the trigger's
 //!   `onMissingData` action (`hold` by default, `warn`, or `fire` = rollback); that action counts
-//!   as a fire for the cooldown, unless a more severe fire's cooldown still runs, which goes on.
+//!   as a fire for the cooldown: it is not asked for inside the cooldown of a fire of the same or
+//!   a higher level, whose cooldown goes on (the trigger is stale all the same).
 //!   Missing data is never taken as healthy.
 //!
 //! Inputs are judged by their data time, never re-stamped with the `now` of a tick. An input

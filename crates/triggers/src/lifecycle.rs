@@ -52,8 +52,10 @@ pub enum TriggerState {
         /// When it fired.
         since: Timestamp,
     },
-    /// Fired `action` and the condition has cleared (or is pending again), but a fire of the same
-    /// or a lower level is suppressed until `until`.
+    /// Fired `action` and the condition has cleared (or is breached again), but a fire of the
+    /// same or a lower level is suppressed until `until`. A breach that holds for the duration
+    /// meanwhile is not asked for again, yet still counts in
+    /// [`Engine::current_action`](crate::Engine::current_action).
     Cooldown {
         /// The end of the cooldown.
         until: Timestamp,
@@ -141,6 +143,60 @@ impl Lifecycle {
         self.state
     }
 
+    /// Checks a deserialized machine: no time it holds lies past its clock (the latest input
+    /// or tick), and a breach begins no later than the last data. The machine itself never
+    /// writes such times; one from a damaged snapshot would silence the trigger without a
+    /// word: a fire dated in the future keeps it in cooldown, and last data dated there makes
+    /// every real input look late.
+    pub fn check_state(&self, t: &Timing) -> Result<(), String> {
+        let clock = self.clock;
+        let late = |name: &str, at: Option<Timestamp>| match at {
+            Some(at) if at > clock => Err(format!("{name} {at} is later than the clock {clock}")),
+            _ => Ok(()),
+        };
+        late("origin", Some(self.origin))?;
+        late("lastData", self.last_data)?;
+        late("fired.at", self.fired.map(|f| f.at))?;
+        for (a, since) in Action::ALL.into_iter().zip(self.since) {
+            if since.is_some_and(|s| self.last_data.is_none_or(|last| s > last)) {
+                let last = self.last_data.map_or("none".to_owned(), |l| l.to_string());
+                return Err(format!(
+                    "the {a} breach begins after the last data ({last})"
+                ));
+            }
+        }
+        match self.state {
+            TriggerState::Pending { since, .. }
+            | TriggerState::Firing { since, .. }
+            | TriggerState::Stale { since } => late("state.since", Some(since)),
+            TriggerState::Cooldown { until, .. } if until > clock.saturating_add(t.cooldown) => {
+                Err(format!(
+                    "the cooldown until {until} outlasts the clock {clock} plus the cooldown"
+                ))
+            }
+            TriggerState::Ok | TriggerState::Cooldown { .. } => Ok(()),
+        }
+    }
+
+    /// The action the trigger asks for now: the one it fired while it stays firing, its
+    /// missing-data action while stale, and otherwise the most severe level whose breach has
+    /// held for the whole `duration` up to the last data. The last case is a breach the cooldown
+    /// keeps from firing again: the cooldown only keeps the request from being repeated, so a
+    /// hold that is breached again inside it still holds.
+    pub fn asks(&self, t: &Timing) -> Option<Action> {
+        match self.state {
+            TriggerState::Firing { action, .. } => Some(action),
+            TriggerState::Stale { .. } => Some(t.missing.action()),
+            TriggerState::Ok | TriggerState::Pending { .. } | TriggerState::Cooldown { .. } => {
+                let last = self.last_data?;
+                Action::ALL.into_iter().rev().find(|a| {
+                    self.since[a.index()]
+                        .is_some_and(|s| last.saturating_duration_since(s) >= t.duration)
+                })
+            }
+        }
+    }
+
     /// Whether an input of data time `at` would be taken: it is neither older than the last
     /// data taken (late, or old data sent again) nor older than `staleAfter` at the clock (stale
     /// on arrival).
@@ -196,14 +252,17 @@ impl Lifecycle {
         if stale && !matches!(from, TriggerState::Stale { .. }) {
             self.since = [None; 3];
             let action = t.missing.action();
-            // The stale action counts as a fire, but must not end the cooldown of a more severe
-            // one: a rollback would otherwise fire again as soon as breaching data returns.
+            // The stale action counts as a fire, and like any fire it is not asked for again
+            // inside the cooldown of one of the same or a higher level (a source that keeps
+            // dropping out would otherwise ask each time); nor does it end that cooldown: a
+            // rollback would otherwise fire again as soon as breaching data returns. The trigger
+            // is stale all the same, so its action still counts in the current action.
             let cooling = self
                 .fired
-                .filter(|f| f.action > action && now < f.at.saturating_add(t.cooldown));
+                .filter(|f| f.action >= action && now < f.at.saturating_add(t.cooldown));
             self.fired = cooling.or(Some(Fired { action, at: now }));
             self.state = TriggerState::Stale { since: now };
-            return self.report(from, Some(action), now);
+            return self.report(from, cooling.is_none().then_some(action), now);
         }
         if let TriggerState::Cooldown { until, .. } = from
             && now >= until
@@ -453,7 +512,13 @@ mod tests {
             m.observe(RB, ts(10), &t).unwrap().action,
             Some(Action::Rollback)
         );
-        assert_eq!(m.tick(ts(100), &t).unwrap().action, Some(Action::Hold));
+        // Stale, but a hold is not asked for inside the rollback's cooldown.
+        let tr = m.tick(ts(100), &t).unwrap();
+        assert_eq!(
+            (tr.to, tr.action),
+            (TriggerState::Stale { since: ts(100) }, None)
+        );
+        assert_eq!(m.asks(&t), Some(Action::Hold));
         // Data returns still breaching, inside the rollback's cooldown: suppressed.
         let tr = m.observe(RB, ts(110), &t).unwrap();
         assert_eq!(tr.action, None);

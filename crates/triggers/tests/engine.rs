@@ -469,3 +469,142 @@ fn a_late_probe_of_another_instance_still_counts() {
         vec![("ready".to_owned(), Action::Rollback, ts(33))]
     );
 }
+
+#[test]
+fn a_hold_breached_again_inside_its_cooldown_still_holds() {
+    let mut e = engine(
+        r#"{"triggers": [
+        {"kind":"dependencyFailure","id":"db","dependency":"postgres","failureThreshold":2,
+         "cooldown":"2m","staleAfter":"1m"}
+    ]}"#,
+    );
+    // Both tracks fail: a shared outage asks to hold.
+    for s in [5, 10] {
+        e.observe_health(&postgres(Track::Stable, ProbeStatus::Fail, s));
+        e.observe_health(&postgres(Track::Canary, ProbeStatus::Fail, s));
+        e.tick(ts(s));
+    }
+    assert_eq!(
+        actions(&mut e),
+        vec![("db".to_owned(), Action::Hold, ts(10))]
+    );
+    assert_eq!(e.current_action(), Some(Action::Hold));
+    // One passing check clears it; the outage comes back inside the cooldown.
+    e.observe_health(&postgres(Track::Canary, ProbeStatus::Pass, 15));
+    e.tick(ts(15));
+    assert_eq!(e.current_action(), None);
+    for s in [20, 25] {
+        e.observe_health(&postgres(Track::Stable, ProbeStatus::Fail, s));
+        e.observe_health(&postgres(Track::Canary, ProbeStatus::Fail, s));
+        e.tick(ts(s));
+    }
+    // The cooldown keeps the hold from being asked for again, not the condition from holding.
+    assert!(actions(&mut e).is_empty());
+    assert!(matches!(e.state("db"), Some(TriggerState::Cooldown { .. })));
+    assert_eq!(e.current_action(), Some(Action::Hold));
+    // Once the dependency recovers, nothing holds any more.
+    e.observe_health(&postgres(Track::Canary, ProbeStatus::Pass, 30));
+    e.tick(ts(30));
+    assert_eq!(e.current_action(), None);
+}
+
+#[test]
+fn a_hold_after_missing_data_is_not_lost_to_the_stale_cooldown() {
+    let mut e = engine(
+        r#"{"triggers": [
+        {"kind":"metricThreshold","id":"errors","metric":"error_rate","operator":"gt",
+         "value":0.10,"action":"hold","cooldown":"5m","staleAfter":"30s"}
+    ]}"#,
+    );
+    // The metrics go missing: stale, holding; the data itself asks for nothing.
+    e.tick(ts(31));
+    assert_eq!(e.current_action(), Some(Action::Hold));
+    assert_eq!(e.data_action(), None);
+    // They come back breaching the hold level inside the stale action's cooldown.
+    e.observe(&errors(Track::Canary, 40, 1_000, 500)).unwrap();
+    e.tick(ts(40));
+    assert_eq!(e.current_action(), Some(Action::Hold));
+    assert_eq!(e.data_action(), Some(Action::Hold));
+    e.observe(&errors(Track::Canary, 50, 1_000, 10)).unwrap();
+    e.tick(ts(50));
+    assert_eq!(e.current_action(), None);
+}
+
+#[test]
+fn data_that_keeps_going_missing_asks_once_per_cooldown() {
+    let mut e = engine(
+        r#"{"triggers": [
+        {"kind":"metricThreshold","id":"errors","metric":"error_rate","operator":"gt",
+         "value":0.10,"cooldown":"5m","staleAfter":"30s","onMissingData":"warn"},
+        {"kind":"metricThreshold","id":"strict","metric":"error_rate","operator":"gt",
+         "value":0.10,"cooldown":"5m","staleAfter":"30s","onMissingData":"fire"}
+    ]}"#,
+    );
+    e.observe(&errors(Track::Canary, 10, 1_000, 500)).unwrap();
+    e.tick(ts(10));
+    let fired = actions(&mut e);
+    assert_eq!(
+        fired,
+        vec![
+            ("errors".to_owned(), Action::Rollback, ts(10)),
+            ("strict".to_owned(), Action::Rollback, ts(10)),
+        ]
+    );
+    // The source flaps: data, then none, three times within the cooldown. The rollback was
+    // asked for already; neither the warning nor a second rollback is asked for again.
+    for s in [50, 100, 150] {
+        e.observe(&errors(Track::Canary, s, 1_000, 10)).unwrap();
+        e.tick(ts(s));
+        e.tick(ts(s + 31));
+        assert!(matches!(
+            e.state("errors"),
+            Some(TriggerState::Stale { .. })
+        ));
+    }
+    assert!(actions(&mut e).is_empty());
+    // Still stale, so the missing-data action still counts.
+    assert_eq!(e.current_action(), Some(Action::Rollback));
+    // After the cooldown, going stale asks again.
+    e.observe(&errors(Track::Canary, 400, 1_000, 10)).unwrap();
+    e.tick(ts(400));
+    e.tick(ts(431));
+    assert_eq!(
+        actions(&mut e),
+        vec![
+            ("errors".to_owned(), Action::Warn, ts(431)),
+            ("strict".to_owned(), Action::Rollback, ts(431)),
+        ]
+    );
+}
+
+#[test]
+fn a_snapshot_with_times_past_its_clock_is_refused() {
+    let mut e = engine(MIXED);
+    feed(&mut e, 0, 100);
+    let v: serde_json::Value = serde_json::to_value(&e).unwrap();
+    let clock = v["triggers"][3]["lifecycle"]["clock"].clone();
+    assert!(
+        serde_json::from_value::<Engine>(v.clone()).is_ok(),
+        "{clock}"
+    );
+    // A rollback dated a year ahead would keep the trigger in cooldown for a year, and last
+    // data dated there would make every real window look late: the trigger would be silent.
+    let year_ahead = serde_json::to_value(ts(100 + 365 * 24 * 3600)).unwrap();
+    for (field, value) in [
+        (
+            "fired",
+            serde_json::json!({"action": "rollback", "at": year_ahead}),
+        ),
+        ("lastData", year_ahead.clone()),
+    ] {
+        let mut bad = v.clone();
+        bad["triggers"][3]["lifecycle"][field] = value;
+        let msg = serde_json::from_value::<Engine>(bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("triggers[3].lifecycle") && msg.contains("later than the clock"),
+            "{field}: {msg}"
+        );
+    }
+}

@@ -610,23 +610,17 @@ impl Runner {
     /// triggers clear or the deadline comes.
     ///
     /// While the new version serves no traffic, its triggers can have no data, and would go
-    /// stale for that alone and hold it at 0% for good: there only a trigger firing holds. A
-    /// real outage goes on holding at the first weight.
+    /// stale for that alone and hold it at 0% for good: there only what the data asks for
+    /// holds (a trigger firing, or breached again inside its cooldown). A real outage goes on
+    /// holding at the first weight.
     fn triggers_hold(&self) -> bool {
-        use serin_triggers::{Action, TriggerState};
         let engine = &self.state.triggers;
-        if self.state.weight > 0.0 {
-            return engine.current_action() == Some(Action::Hold);
-        }
-        engine.states().any(|(_, s)| {
-            matches!(
-                s,
-                TriggerState::Firing {
-                    action: Action::Hold,
-                    ..
-                }
-            )
-        })
+        let asked = if self.state.weight > 0.0 {
+            engine.current_action()
+        } else {
+            engine.data_action()
+        };
+        asked == Some(serin_triggers::Action::Hold)
     }
 
     fn past_deadline(&self, now: Timestamp) -> bool {
