@@ -157,7 +157,7 @@ struct OpenBatch {
 /// # Ok::<(), serin_canary::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub struct BatchCountTest {
     #[serde(deserialize_with = "crate::checked::config")]
     config: BatchCountConfig,
@@ -166,6 +166,31 @@ pub struct BatchCountTest {
     updates: u64,
     rejected_at: Option<u64>,
     rejected_worse: bool,
+}
+
+impl Serialize for BatchCountTest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        BatchCountTest::serialize(self, s)
+    }
+}
+
+/// A state read back must test with the prior its settings name: the t-test keeps its own
+/// copy, and one edited apart from the settings would judge with a prior nobody configured.
+impl<'de> Deserialize<'de> for BatchCountTest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let t = BatchCountTest::deserialize(d)?;
+        if t.t.g() != t.config.prior_variance {
+            return Err(serde::de::Error::custom(Error::invalid_input(
+                "batchCountTest.t.g",
+                t.t.g(),
+                format!(
+                    "must equal config.priorVariance ({})",
+                    t.config.prior_variance
+                ),
+            )));
+        }
+        Ok(t)
+    }
 }
 
 impl BatchCountTest {

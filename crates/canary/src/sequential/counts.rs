@@ -363,6 +363,45 @@ impl PartialEq for Direction {
 }
 
 impl Direction {
+    /// Checks a direction read back: a pending factor at or below 0, or a negative discounted
+    /// count, would turn the e-value into NaN (a test that can never reject) or its bet into
+    /// one no past could have made. `path` names the direction in errors.
+    fn check(&self, path: &str) -> Result<()> {
+        let positive = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(Error::invalid_input(
+                    format!("{path}.{name}"),
+                    v,
+                    "must be a finite factor > 0",
+                ))
+            }
+        };
+        let non_negative = |name: &str, v: f64, what: &str| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(Error::invalid_input(
+                    format!("{path}.{name}"),
+                    v,
+                    format!("must be a finite {what} >= 0"),
+                ))
+            }
+        };
+        positive("pendingPlug", self.pending_plug)?;
+        for (j, v) in self.pending_grid.iter().enumerate() {
+            positive(&format!("pendingGrid[{j}]"), *v)?;
+        }
+        non_negative("weightedTested", self.weighted_tested, "discounted count")?;
+        non_negative("weightedOther", self.weighted_other, "discounted count")?;
+        non_negative("skipPlug", self.skip_plug, "threshold")?;
+        for (j, v) in self.skip_grid.iter().enumerate() {
+            non_negative(&format!("skipGrid[{j}]"), *v, "threshold")?;
+        }
+        Ok(())
+    }
+
     fn new(ln_first_start: f64) -> Self {
         Direction {
             log_plug: 0.0,
@@ -580,6 +619,14 @@ struct Segment {
     baseline_errors: u64,
 }
 
+/// Whether a canary's share leaves both arms a share the bets can divide by: within
+/// `f64::EPSILON` of 0 or 1, one arm's share (or `1 − share`) rounds to 0 or so near it that
+/// its errors weigh infinitely, which would turn the bet's estimate into NaN for good and the
+/// state into one that cannot be saved.
+fn usable_share(share: f64) -> bool {
+    share >= f64::EPSILON && 1.0 - share >= f64::EPSILON
+}
+
 /// The canary's share of the requests of a sample or a batch, summed in floats so that no count
 /// overflows.
 pub(crate) fn share_of(canary_requests: u64, baseline_requests: u64) -> f64 {
@@ -676,6 +723,16 @@ impl TryFrom<CountTestState> for CountTest {
     type Error = Error;
     fn try_from(state: CountTestState) -> Result<Self> {
         state.config.validate("countTest.config")?;
+        state.worse.check("countTest.worse")?;
+        state.better.check("countTest.better")?;
+        // Candidate 0 starts with the test; a later one numbered 0 would spend its weight twice.
+        if state.next_start == 0 {
+            return Err(Error::invalid_input(
+                "countTest.nextStart",
+                state.next_start,
+                "must be at least 1: the first candidate start is taken when the test begins",
+            ));
+        }
         Ok(CountTest {
             params: Params::from_config(&state.config),
             state,
@@ -708,8 +765,10 @@ impl CountTest {
     /// the observed share of requests. Returns whether the test has rejected (now or before).
     ///
     /// A sample in which either arm served no requests carries no information about the ratio
-    /// and only adds to the totals. Errors above requests are clamped to the requests (use
-    /// [`serin_signals::Counts`] upstream to reject them).
+    /// and only adds to the totals, as does one whose split is so lopsided that the canary's
+    /// share lies within `f64::EPSILON` of 0 or 1 (one request in 4·10¹⁵). Errors above
+    /// requests are clamped to the requests (use [`serin_signals::Counts`] upstream to reject
+    /// them).
     #[inline]
     pub fn update(
         &mut self,
@@ -735,14 +794,17 @@ impl CountTest {
             return s.rejected_at.is_some();
         }
         let share = share_of(canary_requests, baseline_requests);
+        if !usable_share(share) {
+            return s.rejected_at.is_some();
+        }
         self.bet(c, b, share)
     }
 
     /// Feeds one sample's errors with the canary's share of traffic stated by the caller (the
     /// Lindon & Malek form, for error counts without request counts, such as crashes). A share
     /// different from the previous one starts a new segment of the ratio's confidence sequence.
-    /// Returns whether the test has rejected; a share outside `(0, 1)` is an error and changes
-    /// nothing.
+    /// Returns whether the test has rejected; a share outside `(0, 1)`, or within
+    /// `f64::EPSILON` of 0 or 1, is an error and changes nothing.
     pub fn update_with_share(
         &mut self,
         baseline_errors: u64,
@@ -754,6 +816,17 @@ impl CountTest {
                 "canaryShare",
                 canary_share,
                 "must be a fraction strictly between 0 and 1",
+            ));
+        }
+        if !usable_share(canary_share) {
+            return Err(Error::invalid_input(
+                "canaryShare",
+                canary_share,
+                format!(
+                    "must lie at least {:e} from 0 and from 1: closer, one arm's share \
+                     cannot be told from 0 in floating point",
+                    f64::EPSILON
+                ),
             ));
         }
         if self.state.segment.stated_share != canary_share {

@@ -419,6 +419,11 @@ pub struct SequentialLatencyJudge {
     severity: SeverityBands,
     test: LatencyTest,
     seen: Seen,
+    /// The failure's severity, from the median shift when the test rejected: the batches that
+    /// keep arriving after it move the estimate, and must not reclassify a failure already
+    /// reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rejected_severity: Option<Severity>,
 }
 
 impl SequentialLatencyJudge {
@@ -465,6 +470,7 @@ impl SequentialLatencyJudge {
             severity,
             test: LatencyTest::new(config)?,
             seen: Seen::default(),
+            rejected_severity: None,
         })
     }
 
@@ -500,6 +506,9 @@ impl Judge for SequentialLatencyJudge {
         self.seen.add_window(sample.window());
         let (nb, nc) = self.test.values();
         self.seen.units = ArmValues::new(nb, nc);
+        if self.rejected_severity.is_none() && self.test.rejected() {
+            self.rejected_severity = Some(self.severity.classify(self.test.median_shift()));
+        }
         Ok(self.judgement(sample.now()))
     }
 
@@ -531,7 +540,9 @@ impl Judge for SequentialLatencyJudge {
             );
             Verdict::Inconclusive
         } else if let Some(worse) = self.test.rejected_worse() {
-            let sev = self.severity.classify(median);
+            let sev = self
+                .rejected_severity
+                .unwrap_or_else(|| self.severity.classify(median));
             let _ = write!(
                 summary,
                 "The canary's median latency is {} than the baseline's by more than the margin \
@@ -596,6 +607,7 @@ impl Judge for SequentialLatencyJudge {
     fn reset(&mut self) {
         self.test.reset();
         self.seen = Seen::default();
+        self.rejected_severity = None;
     }
 }
 

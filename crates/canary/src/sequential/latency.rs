@@ -314,7 +314,7 @@ pub const CONCENTRATED_LOG_SD: f64 = 0.1;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub struct LatencyTest {
     #[serde(deserialize_with = "crate::checked::config")]
     config: LatencyTestConfig,
@@ -348,6 +348,32 @@ pub struct LatencyTest {
     updates: u64,
     rejected_at: Option<u64>,
     rejected_worse: bool,
+}
+
+impl Serialize for LatencyTest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        LatencyTest::serialize(self, s)
+    }
+}
+
+/// A state read back must test with the prior its settings name: the between-batches t-test
+/// keeps its own copy, and one edited apart from the settings would judge with a prior nobody
+/// configured.
+impl<'de> Deserialize<'de> for LatencyTest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let t = LatencyTest::deserialize(d)?;
+        if t.between.g() != t.config.prior_variance {
+            return Err(serde::de::Error::custom(Error::invalid_input(
+                "latencyTest.between.g",
+                t.between.g(),
+                format!(
+                    "must equal config.priorVariance ({})",
+                    t.config.prior_variance
+                ),
+            )));
+        }
+        Ok(t)
+    }
 }
 
 impl LatencyTest {

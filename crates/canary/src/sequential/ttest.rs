@@ -19,10 +19,13 @@
 use serde::{Deserialize, Serialize};
 
 use crate::judge::Interval;
+use crate::{Error, Result};
 
-/// The running state of a sequential t-test against `μ₀`.
+/// The running state of a sequential t-test against `μ₀`. A state read back is checked: a prior
+/// variance that is not a finite positive number, or a negative sum of squares, would make every
+/// Bayes factor NaN, and a test that can never reject would pass for a working one.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, try_from = "Saved")]
 pub(crate) struct SequentialT {
     /// The prior variance `g` of the standardized effect.
     g: f64,
@@ -30,6 +33,49 @@ pub(crate) struct SequentialT {
     mean: f64,
     /// Σ (x − mean)².
     m2: f64,
+}
+
+/// The serialized form of a [`SequentialT`], checked on load.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Saved {
+    g: f64,
+    n: u64,
+    mean: f64,
+    m2: f64,
+}
+
+impl TryFrom<Saved> for SequentialT {
+    type Error = Error;
+    fn try_from(s: Saved) -> Result<Self> {
+        if !(s.g.is_finite() && s.g > 0.0) {
+            return Err(Error::invalid_input(
+                "sequentialT.g",
+                s.g,
+                "must be a finite prior variance > 0",
+            ));
+        }
+        if !s.mean.is_finite() {
+            return Err(Error::invalid_input(
+                "sequentialT.mean",
+                s.mean,
+                "must be a finite mean of the batch statistics",
+            ));
+        }
+        if !(s.m2.is_finite() && s.m2 >= 0.0) {
+            return Err(Error::invalid_input(
+                "sequentialT.m2",
+                s.m2,
+                "must be a finite sum of squared deviations >= 0",
+            ));
+        }
+        Ok(SequentialT {
+            g: s.g,
+            n: s.n,
+            mean: s.mean,
+            m2: s.m2,
+        })
+    }
 }
 
 impl SequentialT {
@@ -51,6 +97,11 @@ impl SequentialT {
         let d = x - self.mean;
         self.mean += d / self.n as f64;
         self.m2 += d * (x - self.mean);
+    }
+
+    /// The prior variance of the standardized effect.
+    pub(crate) fn g(&self) -> f64 {
+        self.g
     }
 
     pub(crate) fn n(&self) -> u64 {
