@@ -14,12 +14,18 @@
 //! - [`ProxyMetrics`]: what the proxy measured per backend (requests, 5xx, failures, timeouts
 //!   and connection errors, latency sketch; mirrored copies against the mirror's backend) as a
 //!   [`MetricsSource`](serin_signals::MetricsSource) and as Prometheus text on the admin
-//!   endpoint, so canary analysis needs no external infrastructure.
+//!   endpoint, so canary analysis needs no external infrastructure. Counts are kept in buckets
+//!   of `metricsResolution` (one second by default) and a window sums the buckets that start
+//!   inside it, so metric windows and check intervals should be whole multiples of it: a
+//!   shorter window may hold no bucket start, and reads as no data.
 //! - [`ProcessPlatform`]: a [`Platform`](serin_orchestrator::Platform) that runs each instance
 //!   as a local process from a command (`PORT`, `VERSION`, `INSTANCE` in its environment), waits
 //!   on an HTTP readiness path, reports deaths without restarting, stops with SIGTERM then
 //!   SIGKILL, and keeps each process's output in a log file rotated at a size limit
 //!   ([`LogRotation`]).
+//! - [`ProxiedPlatform`]: a [`ProcessPlatform`] with the proxy kept in step with it, for the
+//!   orchestrator: ready instances join the proxy, and a retired track leaves it and drains
+//!   before its processes stop (the example below does the same by hand).
 //! - [`HttpHealth`]: HTTP readiness/liveness/dependency probes as a
 //!   [`HealthSource`](serin_signals::HealthSource).
 //!

@@ -26,9 +26,9 @@
 //!   [`EventKind::UpgradeStep`] events of the phase it belongs to. The orchestrator runs no SQL:
 //!   a [`StepRunner`] carries out what it can ([`InMemoryStepRunner`] records), the backup
 //!   provider's backup does the backup step, and anything else is recorded as due.
-//! - `maxDeploymentDuration` bounds the deployment once traffic moves: it is checked during
-//!   the analysis, the switch, the watch and the warm delay, not during preparation or the wait
-//!   for readiness (which only `blueGreenConfig.readinessTimeout` bounds). Before promotion it
+//! - `maxDeploymentDuration` bounds the deployment from its start: it is checked during the
+//!   wait for readiness (which `blueGreenConfig.readinessTimeout` also bounds), the analysis,
+//!   the switch, the watch and the warm delay, not during preparation. Before promotion it
 //!   rolls back (never promote on missing evidence); after promotion `monitoring.onDeadline`
 //!   ([`OnDeadline`]) either finishes at once (the default: the watch ends and the old version
 //!   is retired without the rest of its warm delay) or rolls back to the still-warm old version.
@@ -41,7 +41,8 @@
 //! - [`Platform`] (what runs the instances of each track) with [`InMemoryPlatform`] and
 //!   [`wait_ready`]; [`BackupProvider`] with [`InMemoryBackup`]; behind the `testkit`
 //!   feature, the conformance suites of platforms (`testkit`), journals (`journal::testkit`),
-//!   backup providers (`backup::testkit`) and notification channels (`notify::testkit`).
+//!   backup providers (`backup::testkit`) and, with `notify` too, notification channels
+//!   (`notify::testkit`).
 //!
 //! ## Tracks
 //!
