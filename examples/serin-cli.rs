@@ -1,14 +1,15 @@
 //! `serin-cli`: the brief's make targets as one command line over Serin — `deploy`,
 //! `deploy-blue-green`, `deploy-canary`, `rollback`, `status`, `monitor`, `logs`, `metrics`,
-//! `health-check` and `plan`, plus `backups` — on one machine (`--backend local`, the default) or on a
-//! simulated fleet in virtual time (`--backend sim`).
+//! `health-check` and `plan`, plus `backups` and `compact` (trims the journal's old finished
+//! deployments) — on one machine (`--backend local`, the default) or on a simulated fleet in
+//! virtual time (`--backend sim`).
 //!
 //! ```text
 //! cargo build -p serin-examples --example serin-cli
 //! target/debug/examples/serin-cli deploy --version 1.0.0             # first install
 //! target/debug/examples/serin-cli deploy-canary --version 1.1.0      # judged canary, promoted
 //! target/debug/examples/serin-cli deploy --version 1.2.0 --error-rate 0.3
-//! # blue-green: 30% errors, switched back by its rollback trigger (exit 1)
+//! # blue-green: 30% errors, switched back by its rollback trigger (exit 1); 1.1.0 serves again
 //! target/debug/examples/serin-cli status
 //! target/debug/examples/serin-cli logs --tail 20
 //! target/debug/examples/serin-cli rollback                           # back to 1.0.0

@@ -116,8 +116,10 @@ fn unescape(s: &str) -> String {
 
 /// The config used without `--config` on the local backend: the demo at small scale, so a
 /// deployment takes seconds (two instances per colour; a canary in 3 s phases at 20%, 60% and
-/// 100% with 1 s metric windows; a 2 s watch after promotion). The strategy is the brief's
-/// default, blue-green (`deploy-canary` or `DEPLOYMENT_STRATEGY=canary` for a canary).
+/// 100% with 1 s metric windows; a 6 s watch after promotion, checked every second, as the
+/// proxy counts requests per second: a 30% error rate for three checks in a row switches back).
+/// The strategy is the brief's default, blue-green (`deploy-canary` or
+/// `DEPLOYMENT_STRATEGY=canary` for a canary).
 const LOCAL_DEFAULT: &str = r#"
 strategy: blue-green
 version: 0.0.0
@@ -136,8 +138,8 @@ canaryConfig:
   replicas: 1
   drain: 500ms
 monitoring:
-  checkInterval: 500ms
-  monitoringDuration: 2s
+  checkInterval: 1s
+  monitoringDuration: 6s
   consecutiveFailures: 3
   errorRateThreshold: 0.2
 maxDeploymentDuration: 5m

@@ -125,17 +125,20 @@ pub enum EventKind {
         /// The decision and its evidence.
         decision: Decision,
     },
-    /// A judge or trigger saw something wrong that does not (yet) roll back.
+    /// Something wrong that does not (yet) roll back: a trigger that fired to warn or hold, an
+    /// observation the canary or the triggers could not use, a backup that cannot be confirmed
+    /// after a restart, a rollback refused once the old version is retired.
     #[serde(rename_all = "camelCase")]
     Anomaly {
-        /// Who saw it (a judge or trigger name).
+        /// Who saw it: ``trigger `id` ``, `canary`, `rollback triggers`, `backup` or `rollback`.
         source: String,
-        /// How bad (`info`, `warning`, `critical`, `warn`, `hold`).
+        /// How bad: a trigger's action (`warn`, `hold`), else `info` or `warning`.
         severity: String,
         /// One sentence with the evidence.
         summary: String,
     },
-    /// A rollback trigger fired.
+    /// A rollback trigger fired asking for a rollback (one that warns or holds is an
+    /// [`Anomaly`](EventKind::Anomaly)).
     #[serde(rename_all = "camelCase")]
     TriggerFired {
         /// The trigger's event, with its evidence.

@@ -135,11 +135,11 @@ pub struct DeploymentConfig {
     /// Roll back when an action fails (a router or platform error). Default `true`.
     #[serde(default = "yes")]
     pub rollback_on_error: bool,
-    /// How long the deployment may take from its start. Default `2h`. It is checked while
-    /// traffic moves and after promotion, not during preparation or while the new version
-    /// starts (that wait ends at `blueGreenConfig.readinessTimeout`), so a deployment may run
-    /// past it until its next check. Before promotion it rolls back; after promotion
-    /// `monitoring.onDeadline` decides, by default completing the deployment at once.
+    /// How long the deployment may take from its start. Default `2h`. It is checked while the
+    /// new version starts, while traffic moves and after promotion, not during preparation (a
+    /// backup or an upgrade step runs to its end), so a deployment may run past it until its
+    /// next check. Before promotion it rolls back; after promotion `monitoring.onDeadline`
+    /// decides, by default completing the deployment at once.
     #[serde(default = "two_hours", with = "serin_signals::duration")]
     pub max_deployment_duration: Duration,
     /// What `resume` does after a crash. Default `continue`.
