@@ -46,36 +46,32 @@ fn build_elsewhere(dir: &str, args: &[&str], product: &str) -> PathBuf {
     built
 }
 
-/// The CLI binary.
-fn cli_binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let bin = profile_dir().join("examples").join("serin-cli");
+/// The example `name`, built once per run: the one cargo built beside this test, else one
+/// built in a directory of its own.
+fn example_binary(cell: &'static OnceLock<PathBuf>, name: &str, build_dir: &str) -> &'static Path {
+    cell.get_or_init(|| {
+        let bin = profile_dir().join("examples").join(name);
         if bin.exists() {
             return bin;
         }
         build_elsewhere(
-            "serin-cli-build",
-            &["-p", "serin-examples", "--example", "serin-cli"],
-            "examples/serin-cli",
+            build_dir,
+            &["-p", "serin-examples", "--example", name],
+            &format!("examples/{name}"),
         )
     })
+}
+
+/// The CLI binary.
+fn cli_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    example_binary(&BIN, "serin-cli", "serin-cli-build")
 }
 
 /// The `report_chart` example.
 fn report_chart_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let bin = profile_dir().join("examples").join("report_chart");
-        if bin.exists() {
-            return bin;
-        }
-        build_elsewhere(
-            "report-chart-build",
-            &["-p", "serin-examples", "--example", "report_chart"],
-            "examples/report_chart",
-        )
-    })
+    example_binary(&BIN, "report_chart", "report-chart-build")
 }
 
 /// The demo service binary of `serin-local`.

@@ -1,29 +1,9 @@
 //! Defects found in review, each with the behaviour that fixes it.
 
+mod catalog_support;
+
+use catalog_support::{check, codes, load, v};
 use serin_compat::{Catalog, Fleet, Format, Proposal, UpgradeValidation, Validator, Verdict};
-
-fn v(s: &str) -> semver::Version {
-    semver::Version::parse(s).unwrap()
-}
-
-fn load(yaml: &str) -> Validator {
-    Catalog::parse(yaml, Format::Yaml)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .validator()
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn check(validator: &Validator, fleet: &str, proposal: &[(&str, &str)]) -> UpgradeValidation {
-    let fleet = Fleet::from_yaml_str(fleet).unwrap();
-    let proposal = proposal
-        .iter()
-        .fold(Proposal::new(), |p, (s, t)| p.with(*s, v(t)));
-    validator.validate(&fleet, &proposal).unwrap()
-}
-
-fn codes(result: &UpgradeValidation) -> Vec<&str> {
-    result.findings.iter().map(|f| f.code.as_str()).collect()
-}
 
 fn hops(result: &UpgradeValidation, service: &str) -> Vec<String> {
     result.paths[service]

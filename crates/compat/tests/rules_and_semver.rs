@@ -1,30 +1,10 @@
 //! Rules and graphs select the releases they name, and the semver check of an API's version
 //! asks only what semver promises.
 
-use serin_compat::{Catalog, Fleet, Format, Proposal, UpgradeValidation, Validator, Verdict};
+mod catalog_support;
 
-fn v(s: &str) -> semver::Version {
-    semver::Version::parse(s).unwrap()
-}
-
-fn load(yaml: &str) -> Validator {
-    Catalog::parse(yaml, Format::Yaml)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .validator()
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn check(validator: &Validator, fleet: &str, proposal: &[(&str, &str)]) -> UpgradeValidation {
-    let fleet = Fleet::from_yaml_str(fleet).unwrap();
-    let proposal = proposal
-        .iter()
-        .fold(Proposal::new(), |p, (s, t)| p.with(*s, v(t)));
-    validator.validate(&fleet, &proposal).unwrap()
-}
-
-fn codes(result: &UpgradeValidation) -> Vec<&str> {
-    result.findings.iter().map(|f| f.code.as_str()).collect()
-}
+use catalog_support::{check, codes, load};
+use serin_compat::{UpgradeValidation, Verdict};
 
 /// A release listed with build metadata is the release its rules name without it: a deny that
 /// names `1.4.0` applies to `1.4.0+linux`.
