@@ -547,14 +547,29 @@ impl MetricThresholdConfig {
     fn validate(&self, path: &str) -> Result<()> {
         check_finite(path, "value", self.value)?;
         check_positive(path, "staleAfter", self.stale_after)?;
-        if let Some(q) = self.quantile
-            && !(q > 0.0 && q <= 1.0)
-        {
-            return Err(Error::config(
-                format!("{path}.quantile"),
-                q,
-                "must be in (0, 1] (0.99 = p99)",
-            ));
+        if let Some(q) = self.quantile {
+            if !(q > 0.0 && q <= 1.0) {
+                return Err(Error::config(
+                    format!("{path}.quantile"),
+                    q,
+                    "must be in (0, 1] (0.99 = p99)",
+                ));
+            }
+            // Read only from latency sketches: a metric that never gives one would ignore it,
+            // and the threshold would apply to another value than the one written.
+            if matches!(
+                self.metric,
+                Metric::ErrorRate | Metric::Throughput | Metric::Cpu | Metric::Memory
+            ) {
+                return Err(Error::config(
+                    format!("{path}.quantile"),
+                    q,
+                    format!(
+                        "is read from latency sketches only, and `{}` gives counts or a gauge",
+                        self.metric
+                    ),
+                ));
+            }
         }
         if let Some(w) = self.warn_value {
             check_finite(path, "warnValue", w)?;
@@ -869,6 +884,10 @@ mod tests {
             (
                 r#"{"kind":"metricThreshold","id":"e","metric":"latency","operator":"gt","value":1,"quantile":1.5}"#,
                 "triggers[0].quantile",
+            ),
+            (
+                r#"{"kind":"metricThreshold","id":"e","metric":"error_rate","operator":"gt","value":0.1,"quantile":0.99}"#,
+                "triggers[0].quantile `0.99`: is read from latency sketches only",
             ),
             (
                 r#"{"kind":"healthCheck","id":"h","checkType":"liveness","failureThreshold":0}"#,
