@@ -631,3 +631,48 @@ async fn a_restore_verifies_the_tables_its_backup_recorded() {
         db.drop().await;
     }
 }
+
+/// `pg_restore --exit-on-error` stops at the first failure, but what it restored before stays:
+/// the error says that the database may hold part of the backup.
+#[tokio::test]
+async fn a_restore_that_stops_part_way_says_the_database_may_hold_part_of_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(server) = server("restore_part_way") else {
+        return;
+    };
+    let db = Db::plain(&server, "part_way").await;
+    orders(&db).await;
+    let store = tempfile::tempdir().unwrap();
+    let settings = PostgresSettings::new(db.connection(), store.path());
+    let id = PostgresBackup::new(settings.clone())
+        .unwrap()
+        .backup("shop", "v1")
+        .await
+        .unwrap();
+    // The same store, read by clients whose pg_restore fails after restoring something.
+    let bin = tempfile::tempdir().unwrap();
+    for tool in ["psql", "pg_dump"] {
+        let real = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .unwrap();
+        let real = String::from_utf8_lossy(&real.stdout).trim().to_owned();
+        std::os::unix::fs::symlink(real, bin.path().join(tool)).unwrap();
+    }
+    let stub = bin.path().join("pg_restore");
+    std::fs::write(
+        &stub,
+        "#!/bin/sh\necho 'pg_restore: error: could not execute query: out of disk' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let failing = PostgresBackup::new(settings.with_bin_dir(bin.path())).unwrap();
+    let msg = failing.restore(&id).await.unwrap_err().to_string();
+    assert!(
+        msg.contains("stopped part-way")
+            && msg.contains("out of disk")
+            && msg.contains("may now hold part of the backup"),
+        "{msg}"
+    );
+    db.drop().await;
+}

@@ -911,7 +911,20 @@ impl PostgresBackup {
         args.push("--dbname".into());
         args.push(sql::dbname_conninfo(self.db()).into());
         args.push(file.into());
-        self.client.0.run("pg_restore", &args).await?;
+        // `--exit-on-error` stops at the first failure, but without one transaction for the
+        // whole restore (which `--jobs` rules out) what ran before it stays: say so.
+        self.client.0.run("pg_restore", &args).await.map_err(|e| {
+            let cause = match e {
+                Error::Backend { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            self.failed(format!(
+                "restore of backup `{}` into `{}` stopped part-way ({cause}); the database may \
+                 now hold part of the backup: restore it again once the cause is fixed",
+                info.id,
+                self.db()
+            ))
+        })?;
         let actual = self
             .checksums(self.db(), &self.recorded_tables(info), None)
             .await?;
