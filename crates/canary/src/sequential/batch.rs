@@ -174,21 +174,13 @@ impl Serialize for BatchCountTest {
     }
 }
 
-/// A state read back must test with the prior its settings name: the t-test keeps its own
-/// copy, and one edited apart from the settings would judge with a prior nobody configured.
+/// A state read back must test with the prior its settings name
+/// (`SequentialT::check_prior`).
 impl<'de> Deserialize<'de> for BatchCountTest {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let t = BatchCountTest::deserialize(d)?;
-        if t.t.g() != t.config.prior_variance {
-            return Err(serde::de::Error::custom(Error::invalid_input(
-                "batchCountTest.t.g",
-                t.t.g(),
-                format!(
-                    "must equal config.priorVariance ({})",
-                    t.config.prior_variance
-                ),
-            )));
-        }
+        t.t.check_prior("batchCountTest.t.g", t.config.prior_variance)
+            .map_err(serde::de::Error::custom)?;
         Ok(t)
     }
 }

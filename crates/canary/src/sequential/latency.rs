@@ -356,22 +356,14 @@ impl Serialize for LatencyTest {
     }
 }
 
-/// A state read back must test with the prior its settings name: the between-batches t-test
-/// keeps its own copy, and one edited apart from the settings would judge with a prior nobody
-/// configured.
+/// A state read back must test with the prior its settings name
+/// (`SequentialT::check_prior`).
 impl<'de> Deserialize<'de> for LatencyTest {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let t = LatencyTest::deserialize(d)?;
-        if t.between.g() != t.config.prior_variance {
-            return Err(serde::de::Error::custom(Error::invalid_input(
-                "latencyTest.between.g",
-                t.between.g(),
-                format!(
-                    "must equal config.priorVariance ({})",
-                    t.config.prior_variance
-                ),
-            )));
-        }
+        t.between
+            .check_prior("latencyTest.between.g", t.config.prior_variance)
+            .map_err(serde::de::Error::custom)?;
         Ok(t)
     }
 }

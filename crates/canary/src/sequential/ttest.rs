@@ -100,8 +100,18 @@ impl SequentialT {
     }
 
     /// The prior variance of the standardized effect.
-    pub(crate) fn g(&self) -> f64 {
-        self.g
+    /// Checks that a test read back uses the prior `configured` by its owner's settings: the
+    /// test keeps its own copy, and one edited apart from the settings would judge with a
+    /// prior nobody configured. `path` names the copy (`latencyTest.between.g`).
+    pub(crate) fn check_prior(&self, path: &str, configured: f64) -> Result<()> {
+        if self.g == configured {
+            return Ok(());
+        }
+        Err(Error::invalid_input(
+            path,
+            self.g,
+            format!("must equal config.priorVariance ({configured})"),
+        ))
     }
 
     pub(crate) fn n(&self) -> u64 {
