@@ -39,7 +39,8 @@ fn argo_limits_decide_the_run() {
     j.measure(Some(0.5));
     assert_eq!(j.phase(), ArgoPhase::Failed);
 
-    // failureLimit 2: the third failure fails; −1 never fails.
+    // failureLimit 2: the third failure fails; −1 never fails (Argo ≥ 1.8 takes −1 only with a
+    // consecutiveSuccessLimit, which then is the only way the run ends).
     let mut c = ArgoConfig::new(Metric::ErrorRate, Quantity::ErrorRate);
     c.success_condition = Some(Range::at_most(0.01));
     c.failure_limit = 2;
@@ -51,6 +52,7 @@ fn argo_limits_decide_the_run() {
     j.measure(Some(0.5));
     assert_eq!(j.phase(), ArgoPhase::Failed);
     c.failure_limit = -1;
+    c.consecutive_success_limit = 3;
     let mut j = ArgoJudge::new(c).unwrap();
     for _ in 0..50 {
         j.measure(Some(0.5));
@@ -285,4 +287,117 @@ fn a_successful_argo_run_passes_whatever_its_last_measurement() {
     let last = observe(&mut j, 600, Some(60), 1);
     assert_eq!(j.phase(), ArgoPhase::Successful);
     assert_eq!(last, Verdict::Pass);
+}
+
+fn argo_limits(
+    failure_limit: i64,
+    consecutive_success_limit: u32,
+    count: Option<u32>,
+) -> ArgoConfig {
+    let mut c = ArgoConfig::new(Metric::ErrorRate, Quantity::ErrorRate);
+    c.success_condition = Some(Range::at_most(0.01));
+    c.failure_limit = failure_limit;
+    c.consecutive_success_limit = consecutive_success_limit;
+    c.count = count;
+    c
+}
+
+#[test]
+fn argo_refuses_a_metric_that_can_neither_fail_nor_succeed() {
+    // Argo ≥ 1.8: "One of them has to be applicable (i.e. not disabled) ..., otherwise a
+    // validation error is thrown" (failureLimit −1 and consecutiveSuccessLimit 0 disable both).
+    let msg = ArgoJudge::new(argo_limits(-1, 0, None))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("argoConfig.failureLimit")
+            && msg.contains("-1")
+            && msg.contains("consecutiveSuccessLimit"),
+        "{msg}"
+    );
+    assert!(ArgoJudge::new(argo_limits(-1, 1, None)).is_ok());
+    // A journalled judge with both disabled is refused on load too.
+    let mut saved =
+        serde_json::to_value(ArgoJudge::new(argo_limits(-1, 1, None)).unwrap()).unwrap();
+    saved["config"]["consecutiveSuccessLimit"] = serde_json::json!(0);
+    assert!(serde_json::from_value::<ArgoJudge>(saved).is_err());
+}
+
+#[test]
+fn argo_refuses_a_count_its_limits_could_never_reach() {
+    // Argo's ValidateMetric: count must be ≥ failureLimit and ≥ inconclusiveLimit; and a streak
+    // longer than the run could never end it successfully.
+    for (c, field) in [
+        (argo_limits(3, 0, Some(2)), "failureLimit (3)"),
+        (argo_limits(-1, 4, Some(3)), "consecutiveSuccessLimit (4)"),
+    ] {
+        let msg = ArgoJudge::new(c).unwrap_err().to_string();
+        assert!(
+            msg.contains("argoConfig.count") && msg.contains(field),
+            "{msg}"
+        );
+    }
+    let mut c = argo_limits(0, 0, Some(1));
+    c.inconclusive_limit = 2;
+    let msg = ArgoJudge::new(c).unwrap_err().to_string();
+    assert!(msg.contains("inconclusiveLimit (2)"), "{msg}");
+    assert!(ArgoJudge::new(argo_limits(2, 2, Some(2))).is_ok());
+}
+
+#[test]
+fn argo_count_ends_the_run_by_which_limits_apply() {
+    // Success, failure, success, success: count 4 is reached with a streak of 2.
+    let run = |c: ArgoConfig| {
+        let mut j = ArgoJudge::new(c).unwrap();
+        for v in [0.0, 0.5, 0.0, 0.0] {
+            j.measure(Some(v));
+        }
+        (j.phase(), j.judgement(Timestamp::EPOCH))
+    };
+    // Only failureLimit (1 failure tolerated): Successful, as before 1.8.
+    let (phase, j) = run(argo_limits(1, 0, Some(4)));
+    assert_eq!((phase, j.verdict), (ArgoPhase::Successful, Verdict::Pass));
+    // Only consecutiveSuccessLimit 3: the streak never came, so the run is Failed.
+    let (phase, j) = run(argo_limits(-1, 3, Some(4)));
+    assert_eq!(
+        (phase, j.verdict),
+        (ArgoPhase::Failed, Verdict::Fail(Severity::Warning))
+    );
+    assert!(
+        j.evidence
+            .summary
+            .contains("without 3 consecutive successes"),
+        "{}",
+        j.evidence.summary
+    );
+    // Both apply and neither was reached: Inconclusive.
+    let (phase, j) = run(argo_limits(1, 3, Some(4)));
+    assert_eq!(
+        (phase, j.verdict),
+        (ArgoPhase::Inconclusive, Verdict::Inconclusive)
+    );
+    // The streak reached before the count ends the run successfully.
+    let mut j = ArgoJudge::new(argo_limits(-1, 2, Some(4))).unwrap();
+    for v in [0.5, 0.0, 0.0] {
+        j.measure(Some(v));
+    }
+    assert_eq!(j.phase(), ArgoPhase::Successful);
+}
+
+#[test]
+fn argo_with_a_success_streak_to_reach_passes_only_once_it_is_reached() {
+    // Argo waits for consecutiveSuccessLimit successes in a row: one success is not yet a pass.
+    let mut j = ArgoJudge::new(argo_limits(-1, 3, None)).unwrap();
+    assert_eq!(observe(&mut j, 600, Some(1), 0), Verdict::Inconclusive);
+    assert_eq!(observe(&mut j, 600, Some(60), 1), Verdict::Inconclusive);
+    assert_eq!(observe(&mut j, 600, Some(1), 2), Verdict::Inconclusive);
+    let ev = j.judgement(Timestamp::EPOCH).evidence;
+    assert!(
+        ev.summary.contains("1 of 3 consecutive successes"),
+        "{}",
+        ev.summary
+    );
+    assert_eq!(observe(&mut j, 600, Some(1), 3), Verdict::Inconclusive);
+    assert_eq!(observe(&mut j, 600, Some(1), 4), Verdict::Pass);
+    assert_eq!(j.phase(), ArgoPhase::Successful);
 }

@@ -33,6 +33,8 @@ proptest! {
         let mut a = ArgoConfig::new(Metric::ErrorRate, Quantity::ErrorRate);
         a.success_condition = Some(Range::at_most(0.01));
         a.failure_limit = failure_limit;
+        // Argo takes failureLimit −1 only with a consecutiveSuccessLimit.
+        a.consecutive_success_limit = if failure_limit < 0 { 3 } else { 0 };
         let mut argo = ArgoJudge::new(a).unwrap();
         let f = FlaggerConfig::new(Metric::ErrorRate, Quantity::SuccessRatePercent, Range::at_least(99.0));
         let mut flagger = FlaggerJudge::new(f).unwrap();

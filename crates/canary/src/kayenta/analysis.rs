@@ -95,6 +95,17 @@ impl KayentaConfig {
             ));
         }
         if let Some(run) = &self.run {
+            if self.metric_config.muted {
+                // Kayenta leaves muted metrics out of the score; a run of this one metric would
+                // score nothing, which Kayenta reports as 0 and so fails the run: the opposite
+                // of muting.
+                return Err(Error::invalid_config(
+                    "kayentaConfig.metricConfig.muted",
+                    true,
+                    "a muted metric is classified but not scored, so a run of it alone has no \
+                     score; drop `run` to report its label, or unmute it",
+                ));
+            }
             run.validate("kayentaConfig.run")?;
             if run.lifetime_points < self.min_points {
                 return Err(Error::invalid_config(
@@ -119,6 +130,11 @@ impl KayentaConfig {
 /// `Pass` passes, and `Nodata`, `NodataFailMetric` and `Error` are inconclusive (the label is in
 /// the evidence, and [`score`](crate::kayenta::score) keeps Kayenta's run-level rules for them).
 /// Fewer than `minPoints` points per arm is inconclusive.
+///
+/// A `muted` metric is classified and reported but, as in Kayenta, never scored: its verdict is
+/// always inconclusive, whatever its label, so it neither rolls the canary back nor counts as
+/// evidence for promoting it; the label, interval and effect stay in the evidence. A muted
+/// metric cannot have a [`RunConfig`], since a run of it alone would have nothing to score.
 ///
 /// With a [`RunConfig`], verdicts follow Spinnaker's canary stage instead: a judgement is made
 /// only when one is due (every `intervalPoints` points and at the end of the lifetime; due
@@ -374,6 +390,16 @@ impl Judge for KayentaJudge {
             "Kayenta label {} on {} ({} baseline, {} canary points): {}",
             cls.label, quantity, cls.points.0, cls.points.1, cls.reason
         );
+        if self.config.metric_config.muted {
+            ev.summary = format!(
+                "{} Muted: classified but not scored, so it decides nothing.",
+                ev.summary
+            );
+            return Judgement {
+                verdict: Verdict::Inconclusive,
+                evidence: ev,
+            };
+        }
         let verdict = match &self.config.run {
             None => label_verdict,
             Some(run) => {

@@ -110,7 +110,10 @@ pub struct MetricConfig {
     pub critical: bool,
     /// A non-critical metric without data is `NodataFailMetric` instead of `Nodata`.
     pub must_have_data: bool,
-    /// Muted metrics are classified but not scored.
+    /// Muted metrics are classified and reported but not scored (Kayenta's `muted`): they are
+    /// left out of [`score`](crate::kayenta::score), and a
+    /// [`KayentaJudge`](crate::kayenta::KayentaJudge) of one answers inconclusive whatever its
+    /// label.
     pub muted: bool,
     /// Effect-size measure and limits.
     pub effect_size: EffectSize,

@@ -112,14 +112,35 @@ pub enum ScoreVerdict {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryScore {
-    /// The summary score, 0..=100, rounded to two decimals.
+    /// The summary score, 0..=100, rounded half up to two decimals.
     pub score: f64,
-    /// Each group's score, 0..=100.
+    /// Each group's score, 0..=100, as Kayenta reports it: a group none of whose metrics is
+    /// `Pass`, `High`, `Low` or `NodataFailMetric` reports 0 (Kayenta's `noData` group), although
+    /// it counts as 100 in the summary score, so that a group without evidence neither drags the
+    /// score down nor shows as healthy.
     pub group_scores: BTreeMap<String, f64>,
     /// Pass, marginal or fail.
     pub verdict: ScoreVerdict,
     /// Why the score was forced to 0, if it was.
     pub forced_zero: Option<String>,
+}
+
+/// Commons Math's `Precision.round(x, 2)`, as Kayenta rounds the summary score: half up, on the
+/// shortest decimal that reads back as `x` (so 1.005 is 1.01, where `(100x).round() / 100`, on
+/// the binary value 100.49999…, gives 1.0). Scores are finite and non-negative.
+fn round_half_up_2(x: f64) -> f64 {
+    let text = x.to_string();
+    let Some((whole, frac)) = text.split_once('.') else {
+        return x;
+    };
+    let digits: Vec<f64> = frac.bytes().take(3).map(|b| f64::from(b - b'0')).collect();
+    match (whole.parse::<f64>(), digits.as_slice()) {
+        (Ok(whole), [tenths, hundredths, next]) => {
+            let up = if *next >= 5.0 { 1.0 } else { 0.0 };
+            (whole * 100.0 + tenths * 10.0 + hundredths + up) / 100.0
+        }
+        _ => x,
+    }
 }
 
 /// Scores a set of metric classifications as Kayenta does.
@@ -138,11 +159,18 @@ pub struct CanaryScore {
 /// assert_eq!((s.score, s.verdict), (100.0, ScoreVerdict::Pass));
 /// # Ok::<(), serin_canary::Error>(())
 /// ```
+///
+/// Muted results are left out before anything is counted, as Kayenta's `ScoringHelper` does:
+/// they are in no group, cannot be a critical failure and do not count toward the `Nodata`
+/// share. Groups without a configured weight share what *all* the configured weights leave of
+/// 100, whether or not the weighted groups have results (Kayenta's `WeightedSumScorer`): a
+/// configured group with no results therefore lowers the best reachable score instead of
+/// handing its weight to the others.
 pub fn score(results: &[MetricResult], config: &ScoreConfig) -> Result<CanaryScore> {
     config.validate()?;
     let scored: Vec<&MetricResult> = results.iter().filter(|r| !r.muted).collect();
 
-    // Group scores: Nodata and Error are not counted; a group with nothing counted scores 100.
+    // Group tallies: Nodata and Error are not counted.
     let mut tallies: BTreeMap<&str, (u32, u32)> = BTreeMap::new();
     for r in &scored {
         let t = tallies.entry(r.group.as_str()).or_default();
@@ -155,37 +183,43 @@ pub fn score(results: &[MetricResult], config: &ScoreConfig) -> Result<CanarySco
             Label::Nodata | Label::Error => {}
         }
     }
+    // The score of each group in the summary: a group with nothing counted counts as 100.
+    let effective = |(pass, counted): (u32, u32)| {
+        if counted == 0 {
+            100.0
+        } else {
+            100.0 * f64::from(pass) / f64::from(counted)
+        }
+    };
+    // As reported: a group with nothing counted reports 0.
     let group_scores: BTreeMap<String, f64> = tallies
         .iter()
-        .map(|(g, (pass, counted))| {
-            let s = if *counted == 0 {
-                100.0
-            } else {
-                100.0 * f64::from(*pass) / f64::from(*counted)
-            };
+        .map(|(g, t)| {
+            let s = if t.1 == 0 { 0.0 } else { effective(*t) };
             ((*g).to_owned(), s)
         })
         .collect();
 
-    // Weights: explicit ones for present groups; the rest share the remainder equally.
-    let explicit: f64 = group_scores
+    // Weights: explicit ones for present groups; the others share what all the configured
+    // weights leave, present or not.
+    let configured: f64 = config.group_weights.values().sum();
+    let unweighted = tallies
         .keys()
-        .filter_map(|g| config.group_weights.get(g))
-        .sum();
-    let unweighted = group_scores
-        .keys()
-        .filter(|g| !config.group_weights.contains_key(*g))
+        .filter(|g| !config.group_weights.contains_key(**g))
         .count();
     let share = if unweighted > 0 {
-        (100.0 - explicit).max(0.0) / unweighted as f64
+        (100.0 - configured).max(0.0) / unweighted as f64
     } else {
         0.0
     };
-    let raw: f64 = group_scores
+    let raw: f64 = tallies
         .iter()
-        .map(|(g, s)| s * config.group_weights.get(g).copied().unwrap_or(share) / 100.0)
+        .map(|(g, t)| {
+            let w = config.group_weights.get(*g).copied().unwrap_or(share);
+            effective(*t) * (w / 100.0)
+        })
         .sum();
-    let mut total = (raw * 100.0).round() / 100.0;
+    let mut total = round_half_up_2(raw);
 
     let critical = scored
         .iter()
@@ -297,6 +331,26 @@ mod tests {
         ];
         let s = score(&rs, &ScoreConfig::default()).unwrap();
         assert_eq!((s.score, s.verdict), (66.67, ScoreVerdict::Marginal));
+    }
+
+    #[test]
+    fn the_summary_rounds_half_up_on_its_decimal_digits() {
+        // Commons Math rounds the decimal text: 1.005 is 1.01, though 100 × 1.005 < 100.5.
+        assert_eq!(round_half_up_2(1.005), 1.01);
+        assert_eq!(round_half_up_2(99.985), 99.99);
+        assert_eq!(round_half_up_2(200.0 / 3.0), 66.67);
+        assert_eq!(round_half_up_2(0.004), 0.0);
+        assert_eq!(round_half_up_2(90.0), 90.0);
+        // End to end: one group weighted 2.01 scoring 50 sums to 50 × (2.01 / 100) = 1.005.
+        let rs = vec![
+            result("a", "g", Label::Pass, false),
+            result("b", "g", Label::High, false),
+        ];
+        let cfg = ScoreConfig {
+            group_weights: BTreeMap::from([("g".to_owned(), 2.01)]),
+            ..ScoreConfig::default()
+        };
+        assert_eq!(score(&rs, &cfg).unwrap().score, 1.01);
     }
 
     #[test]

@@ -25,7 +25,8 @@ pub struct ArgoConfig {
     /// `failureCondition` as bounds on the result (inside the range = the condition holds).
     #[serde(default)]
     pub failure_condition: Option<Range>,
-    /// Failed when failed measurements exceed this; −1 disables (Argo default 0).
+    /// Failed when failed measurements exceed this; −1 disables (Argo default 0). Disabling it
+    /// needs a `consecutiveSuccessLimit`, as in Argo ≥ 1.8: a metric must be able to end.
     #[serde(default)]
     pub failure_limit: i64,
     /// Inconclusive when inconclusive measurements exceed this (Argo default 0).
@@ -37,8 +38,11 @@ pub struct ArgoConfig {
     /// Successful once this many consecutive measurements succeed; 0 = off (Argo ≥ 1.8).
     #[serde(default)]
     pub consecutive_success_limit: u32,
-    /// Successful after this many measurements that were not errors (Argo retries an errored
-    /// measurement and does not count it); `None` = runs until stopped.
+    /// The run ends after this many measurements that were not errors (Argo retries an errored
+    /// measurement and does not count it); `None` = runs until stopped. How it ends, if no limit
+    /// ended it first, depends on which limits apply (Argo ≥ 1.8): `Successful` with only
+    /// `failureLimit`, `Failed` with only `consecutiveSuccessLimit` (the streak never came), and
+    /// `Inconclusive` with both.
     #[serde(default)]
     pub count: Option<u32>,
 }
@@ -79,14 +83,52 @@ impl ArgoConfig {
                 "must be ≥ 0, or −1 to disable",
             ));
         }
-        if self.count == Some(0) {
+        if !self.failure_applies() && !self.success_applies() {
+            // Argo ≥ 1.8 refuses it too: such a metric could never end but by error.
             return Err(Error::invalid_config(
-                "argoConfig.count",
-                0,
-                "must be at least 1 (omit it to run until stopped)",
+                "argoConfig.failureLimit",
+                self.failure_limit,
+                "disables the failure limit while consecutiveSuccessLimit is 0 (off): one of \
+                 them must apply, or the metric can neither fail nor succeed",
             ));
         }
+        if let Some(count) = self.count {
+            if count == 0 {
+                return Err(Error::invalid_config(
+                    "argoConfig.count",
+                    0,
+                    "must be at least 1 (omit it to run until stopped)",
+                ));
+            }
+            // Argo's `ValidateMetric`: limits a run of `count` measurements could never reach.
+            for (name, limit) in [
+                ("failureLimit", self.failure_limit),
+                ("inconclusiveLimit", i64::from(self.inconclusive_limit)),
+                (
+                    "consecutiveSuccessLimit",
+                    i64::from(self.consecutive_success_limit),
+                ),
+            ] {
+                if i64::from(count) < limit {
+                    return Err(Error::invalid_config(
+                        "argoConfig.count",
+                        count,
+                        format!("must be ≥ {name} ({limit}), which the run could never reach"),
+                    ));
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Whether `failureLimit` applies (it is not −1).
+    fn failure_applies(&self) -> bool {
+        self.failure_limit >= 0
+    }
+
+    /// Whether `consecutiveSuccessLimit` applies (it is not 0).
+    fn success_applies(&self) -> bool {
+        self.consecutive_success_limit > 0
     }
 }
 
@@ -115,15 +157,19 @@ pub enum ArgoPhase {
 /// `Inconclusive` (upstream `EvaluateResult`). The run is `Failed` when failures exceed
 /// `failureLimit`, `Inconclusive` when inconclusive measurements exceed `inconclusiveLimit`,
 /// `Error` when consecutive errors exceed `consecutiveErrorLimit`, and `Successful` after
-/// `consecutiveSuccessLimit` successes in a row or `count` measurements. As in Argo, errored
-/// measurements do not count toward `count`, so a run of errors alone never ends `Successful`.
+/// `consecutiveSuccessLimit` successes in a row. After `count` measurements with none of these,
+/// it ends as Argo ≥ 1.8 ends it: `Successful` if only `failureLimit` applies, `Failed` if only
+/// `consecutiveSuccessLimit` does, `Inconclusive` if both do. As in Argo, errored measurements
+/// do not count toward `count`, so a run of errors alone never ends `Successful`.
 ///
 /// Verdicts: `Failed` fails (warning severity). Argo aborts a rollout on an `Error` run; here,
 /// as everywhere in Serin, missing evidence is **inconclusive**, never a failure or a pass, and
 /// the evidence says that Argo would have aborted. A `Successful` run passes (Argo goes on with
 /// the rollout, whatever failures or inconclusive measurements stayed within their limits).
-/// Otherwise the judge passes while the last measurement succeeded and is inconclusive before
-/// any measurement or after an inconclusive or errored one.
+/// While the run goes on, a metric with a `consecutiveSuccessLimit` is inconclusive until the
+/// streak is complete (Argo waits for it); one without passes while the last measurement
+/// succeeded, and is inconclusive before any measurement or after an inconclusive or errored
+/// one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ArgoJudge {
@@ -222,17 +268,22 @@ impl ArgoJudge {
     /// any measurement, as every counter is still zero.
     pub fn phase(&self) -> ArgoPhase {
         let c = &self.config;
-        if c.failure_limit >= 0 && i64::from(self.failed) > c.failure_limit {
+        let (failure, success) = (c.failure_applies(), c.success_applies());
+        if failure && i64::from(self.failed) > c.failure_limit {
             ArgoPhase::Failed
         } else if self.inconclusive > c.inconclusive_limit {
             ArgoPhase::Inconclusive
         } else if self.consecutive_errors > c.consecutive_error_limit {
             ArgoPhase::Error
-        } else if c.consecutive_success_limit > 0
-            && self.consecutive_successes >= c.consecutive_success_limit
-            || c.count.is_some_and(|n| self.count >= n)
-        {
+        } else if success && self.consecutive_successes >= c.consecutive_success_limit {
             ArgoPhase::Successful
+        } else if c.count.is_some_and(|n| self.count >= n) {
+            // The count is reached and no limit ended the run.
+            match (failure, success) {
+                (true, true) => ArgoPhase::Inconclusive,
+                (false, true) => ArgoPhase::Failed,
+                _ => ArgoPhase::Successful,
+            }
         } else {
             ArgoPhase::Running
         }
@@ -274,14 +325,45 @@ impl Judge for ArgoJudge {
             self.consecutive_errors,
             self.config.consecutive_error_limit
         );
+        let c = &self.config;
+        // Whether the count, rather than a limit, ended the run.
+        let by_count = |limit_hit: bool| {
+            if limit_hit {
+                String::new()
+            } else {
+                format!(
+                    " at count {} without {} consecutive successes",
+                    self.count, c.consecutive_success_limit
+                )
+            }
+        };
         let (verdict, why) = match (phase, last) {
-            (ArgoPhase::Failed, _) => (Verdict::Fail(Severity::Warning), "run Failed".to_owned()),
+            (ArgoPhase::Failed, _) => (
+                Verdict::Fail(Severity::Warning),
+                format!(
+                    "run Failed{}",
+                    by_count(c.failure_applies() && i64::from(self.failed) > c.failure_limit)
+                ),
+            ),
             (ArgoPhase::Error, _) => (
                 Verdict::Inconclusive,
                 "run Error (Argo would abort; missing data is inconclusive here)".to_owned(),
             ),
-            (ArgoPhase::Inconclusive, _) => (Verdict::Inconclusive, "run Inconclusive".to_owned()),
+            (ArgoPhase::Inconclusive, _) => (
+                Verdict::Inconclusive,
+                format!(
+                    "run Inconclusive{}",
+                    by_count(self.inconclusive > c.inconclusive_limit)
+                ),
+            ),
             (ArgoPhase::Successful, _) => (Verdict::Pass, "run Successful".to_owned()),
+            (_, Some(ArgoPhase::Successful)) if self.config.success_applies() => (
+                Verdict::Inconclusive,
+                format!(
+                    "run {phase:?}, {} of {} consecutive successes",
+                    self.consecutive_successes, self.config.consecutive_success_limit
+                ),
+            ),
             (_, Some(ArgoPhase::Successful)) => (
                 Verdict::Pass,
                 format!("run {phase:?}, last measurement successful"),
