@@ -58,7 +58,8 @@ pub struct Event {
     /// The state after.
     pub to: TriggerState,
     /// The action asked for: set when the trigger fires or goes stale, except inside the
-    /// cooldown of a fire of the same or a higher level.
+    /// cooldown of a fire of the same or a higher level. A firing trigger stepping down to a
+    /// lower level (or back up inside that level's cooldown) changes state without asking.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<Action>,
     /// What the trigger saw.
@@ -361,7 +362,9 @@ impl Engine {
     }
 
     /// The most severe action among triggers currently firing or stale (the stale action is the
-    /// trigger's missing-data policy), or `None` when nothing asks for anything. A trigger in
+    /// trigger's missing-data policy), or `None` when nothing asks for anything. A firing
+    /// trigger counts at the most severe level that still holds, so a hold eased to a warning
+    /// counts as a warning ([`TriggerState`] says when levels step down). A trigger in
     /// its cooldown whose condition is breached again for its `duration` asks for that level
     /// too: the cooldown keeps a fire from being repeated, not the condition from counting, so
     /// a hold breached again inside it still holds.

@@ -37,7 +37,10 @@
 //!   low traffic windows without requests are common, and resetting on each of them would keep a
 //!   real breach pending for ever, while the staleness rule still bounds how long data may be
 //!   missing;
-//! - *firing* asks for the action once and is latched while the condition holds;
+//! - *firing* asks for the action once and stays firing while the condition holds, at the most
+//!   severe level that still holds for its `duration` (one Prometheus alert rule per severity):
+//!   a hold eased to a warning steps down to the warning and no longer holds the rollout,
+//!   asking for nothing new. A rollback never steps down: it is acted on once;
 //! - after firing, a fire of the same or a lower action is suppressed until `cooldown` has passed
 //!   since the fire (*cooldown*); a more severe action (a rollback after a warning) is never
 //!   suppressed, and cooldowns are per trigger, so they never hide another trigger's condition.

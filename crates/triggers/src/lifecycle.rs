@@ -33,8 +33,20 @@ pub enum Verdict {
 
 /// Where a trigger stands: `Ok → Pending → Firing → Cooldown → Ok`, plus `Stale` when its data is
 /// missing.
+///
+/// The level a firing trigger reports (and [`Engine::current_action`](crate::Engine::current_action)
+/// counts) is the most severe one whose condition currently holds for its own `duration`, as
+/// with one Prometheus alert rule per severity: when a higher level clears while a lower one
+/// still holds, the trigger steps down to the lower one (a hold eased to a warning stops holding
+/// the rollout, instead of holding it until its deadline rolls it back). A step down asks for
+/// nothing new: the lower condition has held all along, under the higher one. Going back up
+/// asks again unless the cooldown of a fire of that level still runs, and then the trigger
+/// reports the level without asking. A rollback never steps down: once asked for it is acted
+/// on, once, and stays firing while any level is breached.
+///
+/// Read back from saved state strictly: an unknown key is an error, not ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "state")]
+#[serde(rename_all = "camelCase", tag = "state", from = "StrictState")]
 pub enum TriggerState {
     /// Healthy, or not yet breached.
     Ok,
@@ -45,11 +57,12 @@ pub enum TriggerState {
         /// The level breached.
         action: Action,
     },
-    /// Fired `action` at `since`; stays here while the condition holds.
+    /// Asks for `action` since `since`; stays here while the condition holds, at the most
+    /// severe level that still holds (a rollback at rollback).
     Firing {
-        /// The action asked for.
+        /// The level asked for: the one fired, or the one stepped to since.
         action: Action,
-        /// When it fired.
+        /// When it fired, or stepped to this level.
         since: Timestamp,
     },
     /// Fired `action` and the condition has cleared (or is breached again), but a fire of the
@@ -67,6 +80,31 @@ pub enum TriggerState {
         /// When the trigger went stale.
         since: Timestamp,
     },
+}
+
+/// [`TriggerState`] as it is read back. Serde ignores the extra keys of an internally tagged
+/// unit variant even with `deny_unknown_fields` (`{"state": "ok", "since": ...}` would read as
+/// `ok`), so `ok` is read as an empty struct variant here, where unknown keys are refused.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", tag = "state", deny_unknown_fields)]
+enum StrictState {
+    Ok {},
+    Pending { since: Timestamp, action: Action },
+    Firing { action: Action, since: Timestamp },
+    Cooldown { until: Timestamp, action: Action },
+    Stale { since: Timestamp },
+}
+
+impl From<StrictState> for TriggerState {
+    fn from(s: StrictState) -> Self {
+        match s {
+            StrictState::Ok {} => TriggerState::Ok,
+            StrictState::Pending { since, action } => TriggerState::Pending { since, action },
+            StrictState::Firing { action, since } => TriggerState::Firing { action, since },
+            StrictState::Cooldown { until, action } => TriggerState::Cooldown { until, action },
+            StrictState::Stale { since } => TriggerState::Stale { since },
+        }
+    }
 }
 
 impl TriggerState {
@@ -178,8 +216,8 @@ impl Lifecycle {
         }
     }
 
-    /// The action the trigger asks for now: the one it fired while it stays firing, its
-    /// missing-data action while stale, and otherwise the most severe level whose breach has
+    /// The action the trigger asks for now: the level it is firing at while it stays firing,
+    /// its missing-data action while stale, and otherwise the most severe level whose breach has
     /// held for the whole `duration` up to the last data. The last case is a breach the cooldown
     /// keeps from firing again: the cooldown only keeps the request from being repeated, so a
     /// hold that is breached again inside it still holds.
@@ -188,13 +226,18 @@ impl Lifecycle {
             TriggerState::Firing { action, .. } => Some(action),
             TriggerState::Stale { .. } => Some(t.missing.action()),
             TriggerState::Ok | TriggerState::Pending { .. } | TriggerState::Cooldown { .. } => {
-                let last = self.last_data?;
-                Action::ALL.into_iter().rev().find(|a| {
-                    self.since[a.index()]
-                        .is_some_and(|s| last.saturating_duration_since(s) >= t.duration)
-                })
+                self.held(t)
             }
         }
+    }
+
+    /// The most severe level whose breach has held for the whole `duration` up to the last
+    /// data.
+    fn held(&self, t: &Timing) -> Option<Action> {
+        let last = self.last_data?;
+        Action::ALL.into_iter().rev().find(|a| {
+            self.since[a.index()].is_some_and(|s| last.saturating_duration_since(s) >= t.duration)
+        })
     }
 
     /// Whether an input of data time `at` would be taken: it is neither older than the last
@@ -307,12 +350,27 @@ impl Lifecycle {
     }
 
     /// The state when nothing fires at `at`.
+    ///
+    /// A trigger firing below `rollback` follows the most severe level that still holds for its
+    /// `duration`: it steps down when a higher level clears (and back up, without asking again,
+    /// when that level holds again inside its cooldown), so a hold whose condition has eased to
+    /// a warning no longer holds the rollout. A rollback never steps down while any level is
+    /// breached: it has been asked for and is acted on once.
     fn resting(&self, at: Timestamp, t: &Timing) -> TriggerState {
         let breach = self.breach();
-        if let TriggerState::Firing { .. } = self.state
+        if let TriggerState::Firing { action, since } = self.state
             && breach.is_some()
         {
-            return self.state;
+            if action == Action::Rollback {
+                return self.state;
+            }
+            if let Some(level) = self.held(t) {
+                let since = if level == action { since } else { at };
+                return TriggerState::Firing {
+                    action: level,
+                    since,
+                };
+            }
         }
         if let Some(f) = self.fired {
             let until = f.at.saturating_add(t.cooldown);
@@ -483,6 +541,131 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_hold_steps_down_to_warn_when_only_the_warn_level_holds() {
+        let t = timing(30, 600);
+        let mut m = Lifecycle::new(ts(0));
+        let (warn, hold) = (Verdict::Breach(Action::Warn), Verdict::Breach(Action::Hold));
+        m.observe(hold, ts(10), &t);
+        assert_eq!(
+            m.observe(hold, ts(40), &t).unwrap().action,
+            Some(Action::Hold)
+        );
+        // Only the warn level holds now: the trigger reports warn, and asks for nothing new.
+        let tr = m.observe(warn, ts(50), &t).unwrap();
+        assert_eq!(
+            (tr.to, tr.action, tr.since),
+            (
+                TriggerState::Firing {
+                    action: Action::Warn,
+                    since: ts(50)
+                },
+                None,
+                Some(ts(10))
+            )
+        );
+        assert_eq!(m.asks(&t), Some(Action::Warn));
+        // The hold level breached again must hold for its own duration first.
+        assert!(m.observe(hold, ts(60), &t).is_none());
+        assert_eq!(m.asks(&t), Some(Action::Warn));
+        // Held again inside the hold's cooldown: reported, not asked for again.
+        let tr = m.observe(hold, ts(90), &t).unwrap();
+        assert_eq!(
+            (tr.to, tr.action),
+            (
+                TriggerState::Firing {
+                    action: Action::Hold,
+                    since: ts(90)
+                },
+                None
+            )
+        );
+        assert_eq!(m.asks(&t), Some(Action::Hold));
+        // Cleared: the hold's cooldown goes on from its fire.
+        let tr = m.observe(Verdict::Ok, ts(100), &t).unwrap();
+        assert_eq!(
+            tr.to,
+            TriggerState::Cooldown {
+                until: ts(640),
+                action: Action::Hold
+            }
+        );
+        assert_eq!(m.asks(&t), None);
+    }
+
+    #[test]
+    fn back_up_after_the_cooldown_asks_again() {
+        let t = timing(0, 60);
+        let mut m = Lifecycle::new(ts(0));
+        let (warn, hold) = (Verdict::Breach(Action::Warn), Verdict::Breach(Action::Hold));
+        assert_eq!(
+            m.observe(hold, ts(10), &t).unwrap().action,
+            Some(Action::Hold)
+        );
+        // Eased to a warning past the hold's cooldown: still nothing new is asked for.
+        let tr = m.observe(warn, ts(100), &t).unwrap();
+        assert_eq!((tr.to.name(), tr.action), ("firing", None));
+        assert_eq!(m.asks(&t), Some(Action::Warn));
+        assert!(m.observe(warn, ts(110), &t).is_none());
+        // The hold comes back after its cooldown: asked for again.
+        let tr = m.observe(hold, ts(120), &t).unwrap();
+        assert_eq!(tr.action, Some(Action::Hold));
+        assert_eq!(m.asks(&t), Some(Action::Hold));
+    }
+
+    #[test]
+    fn nothing_steps_down_from_rollback() {
+        let t = timing(0, 60);
+        let mut m = Lifecycle::new(ts(0));
+        assert_eq!(
+            m.observe(RB, ts(10), &t).unwrap().action,
+            Some(Action::Rollback)
+        );
+        // Inside the cooldown and after it, at every lower level: still the rollback.
+        for (s, level) in [(20, Action::Hold), (30, Action::Warn), (200, Action::Warn)] {
+            assert!(
+                m.observe(Verdict::Breach(level), ts(s), &t).is_none(),
+                "{level} at {s}"
+            );
+            assert_eq!(
+                m.state(),
+                TriggerState::Firing {
+                    action: Action::Rollback,
+                    since: ts(10)
+                }
+            );
+            assert_eq!(m.asks(&t), Some(Action::Rollback));
+        }
+    }
+
+    #[test]
+    fn saved_states_with_unknown_keys_are_refused() {
+        let firing = TriggerState::Firing {
+            action: Action::Hold,
+            since: ts(5),
+        };
+        let json = serde_json::to_value(firing).unwrap();
+        assert_eq!(
+            serde_json::from_value::<TriggerState>(json.clone()).unwrap(),
+            firing
+        );
+        for (state, key) in [
+            (json, "until"),
+            (serde_json::to_value(TriggerState::Ok).unwrap(), "since"),
+            (
+                serde_json::to_value(TriggerState::Stale { since: ts(5) }).unwrap(),
+                "action",
+            ),
+        ] {
+            let mut bad = state;
+            bad[key] = serde_json::json!(7);
+            let msg = serde_json::from_value::<TriggerState>(bad.clone())
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains(key), "{bad}: {msg}");
+        }
     }
 
     #[test]

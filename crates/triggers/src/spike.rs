@@ -381,10 +381,14 @@ impl Trigger for ErrorSpikeTrigger {
             }
         };
         let enough = window.errors() >= self.config.min_error_count;
-        Ok(Some(if alarm && enough {
-            Verdict::Breach(self.config.action)
-        } else if c.requests() == 0 {
+        // A window without requests is no data, whatever the detectors hold: their state (the
+        // sliding window, the CUSUM statistic) is what earlier windows left, and answering it
+        // again would count an empty window as breaching, so that a spike followed by silence
+        // would fire once its `duration` had passed without a single new error.
+        Ok(Some(if c.requests() == 0 {
             Verdict::NoData
+        } else if alarm && enough {
+            Verdict::Breach(self.config.action)
         } else {
             Verdict::Ok
         }))
@@ -533,6 +537,27 @@ mod tests {
         let e = t.evidence(Timestamp::from_millis(20_000), None);
         assert_eq!(e.observed, Some(0.075));
         assert!((e.threshold.unwrap() - 0.03).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_window_without_requests_is_no_data_even_after_a_spike() {
+        for detector in ["ratio", "cusum"] {
+            let mut t = spike(&format!(
+                r#"{{"kind":"errorSpike","id":"s","baselineErrorRate":0.02,"minErrorCount":1,
+                    "averageRunLength":10,"detector":"{detector}"}}"#
+            ));
+            assert_eq!(
+                t.observe(&obs(Track::Canary, 10, 1_000, 300)).unwrap(),
+                Some(Verdict::Breach(crate::Action::Rollback)),
+                "{detector}"
+            );
+            // The window and the statistic still hold the spike, but nothing new was seen.
+            assert_eq!(
+                t.observe(&obs(Track::Canary, 20, 0, 0)).unwrap(),
+                Some(Verdict::NoData),
+                "{detector}"
+            );
+        }
     }
 
     #[test]

@@ -344,6 +344,29 @@ fn a_tampered_snapshot_is_refused() {
 }
 
 #[test]
+fn a_snapshot_with_an_unknown_key_in_a_state_is_refused() {
+    let mut e = engine(MIXED);
+    feed(&mut e, 0, 210);
+    let v: serde_json::Value = serde_json::to_value(&e).unwrap();
+    assert!(serde_json::from_value::<Engine>(v.clone()).is_ok());
+    // A key no state has (a cooldown's end on a healthy trigger, say) is damage or another
+    // format, not something to drop in silence.
+    let mut bad = v.clone();
+    assert_eq!(bad["triggers"][2]["lifecycle"]["state"]["state"], "ok");
+    bad["triggers"][2]["lifecycle"]["state"]["until"] = serde_json::json!(1_000);
+    let msg = serde_json::from_value::<Engine>(bad)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("until"), "{msg}");
+    let mut bad = v;
+    bad["events"][0]["to"]["actoin"] = "rollback".into();
+    let msg = serde_json::from_value::<Engine>(bad)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("actoin"), "{msg}");
+}
+
+#[test]
 fn memory_per_trigger_stays_small_at_default_windows() {
     let mut e = engine(MIXED);
     feed(&mut e, 0, 400);
@@ -506,6 +529,89 @@ fn a_hold_breached_again_inside_its_cooldown_still_holds() {
     e.observe_health(&postgres(Track::Canary, ProbeStatus::Pass, 30));
     e.tick(ts(30));
     assert_eq!(e.current_action(), None);
+}
+
+#[test]
+fn a_hold_eased_to_a_warning_stops_holding() {
+    let mut e = engine(
+        r#"{"triggers": [
+        {"kind":"metricThreshold","id":"errors","metric":"error_rate","operator":"gt",
+         "value":0.20,"warnValue":0.10,"action":"hold","duration":"20s","cooldown":"5m"}
+    ]}"#,
+    );
+    for s in [10, 20, 30] {
+        e.observe(&errors(Track::Canary, s, 1_000, 250)).unwrap();
+        e.tick(ts(s));
+    }
+    assert_eq!(
+        actions(&mut e),
+        vec![("errors".to_owned(), Action::Hold, ts(30))]
+    );
+    assert_eq!(e.current_action(), Some(Action::Hold));
+    // The error rate eases to the warn band: the hold is released, the warning stays.
+    e.observe(&errors(Track::Canary, 40, 1_000, 150)).unwrap();
+    e.tick(ts(40));
+    let events: Vec<Event> = e.drain_events().collect();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let down = &events[0];
+    assert_eq!(down.action, None);
+    assert_eq!(
+        (down.from, down.to),
+        (
+            TriggerState::Firing {
+                action: Action::Hold,
+                since: ts(30)
+            },
+            TriggerState::Firing {
+                action: Action::Warn,
+                since: ts(40)
+            }
+        )
+    );
+    assert_eq!(
+        (down.evidence.threshold, down.evidence.since),
+        (Some(0.10), Some(ts(10)))
+    );
+    assert_eq!(e.current_action(), Some(Action::Warn));
+    assert_eq!(e.data_action(), Some(Action::Warn));
+    // Healthy again: nothing is asked for.
+    e.observe(&errors(Track::Canary, 50, 1_000, 10)).unwrap();
+    e.tick(ts(50));
+    assert!(matches!(
+        e.state("errors"),
+        Some(TriggerState::Cooldown {
+            action: Action::Hold,
+            ..
+        })
+    ));
+    assert_eq!(e.current_action(), None);
+}
+
+#[test]
+fn an_error_spike_followed_by_silence_does_not_fire() {
+    let mut e = engine(
+        r#"{"triggers": [
+        {"kind":"errorSpike","id":"spike","baselineErrorRate":0.02,"minErrorCount":1,
+         "detector":"ratio","duration":"20s","staleAfter":"1m"}
+    ]}"#,
+    );
+    e.observe(&errors(Track::Canary, 10, 1_000, 300)).unwrap();
+    e.tick(ts(10));
+    // The canary stops serving: windows without requests neither end the breach nor extend it.
+    for s in [20, 30, 40] {
+        e.observe(&errors(Track::Canary, s, 0, 0)).unwrap();
+        e.tick(ts(s));
+    }
+    assert!(actions(&mut e).is_empty());
+    assert_eq!(e.current_action(), None);
+    // A breaching window at the end of the duration fires, from the first breach.
+    e.observe(&errors(Track::Canary, 50, 1_000, 300)).unwrap();
+    let fired: Vec<Event> = e.drain_events().filter(|ev| ev.action.is_some()).collect();
+    assert_eq!(fired.len(), 1, "{fired:#?}");
+    assert_eq!(
+        (fired[0].action, fired[0].at, fired[0].evidence.since),
+        (Some(Action::Rollback), ts(50), Some(ts(10)))
+    );
 }
 
 #[test]
