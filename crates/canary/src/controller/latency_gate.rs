@@ -193,6 +193,49 @@ struct Batch {
 }
 
 impl LatencyEvidence {
+    /// Refuses evidence the gate never gathers (an edited or damaged record), naming the field
+    /// under `path`, its value and why. A negative spread would floor each batch's variance at
+    /// the sketch's rounding, and a negative precision or a batch variance at or below 0 would
+    /// weigh batches as no latencies could: the gate could pass on evidence it never had and
+    /// raise the weight.
+    pub(crate) fn check(&self, path: &str) -> Result<()> {
+        if !(self.precision.is_finite() && self.precision >= 0.0) {
+            return Err(Error::invalid_input(
+                format!("{path}.precision"),
+                self.precision,
+                "must be a finite sum of batch precisions >= 0",
+            ));
+        }
+        if !self.shift.is_finite() {
+            return Err(Error::invalid_input(
+                format!("{path}.shift"),
+                self.shift,
+                "must be a finite sum of weighted batch differences",
+            ));
+        }
+        self.baseline.check(&format!("{path}.baseline"))?;
+        self.canary.check(&format!("{path}.canary"))?;
+        if let Some(open) = &self.open {
+            let path = format!("{path}.open");
+            open.baseline.check(&format!("{path}.baseline"))?;
+            open.canary.check(&format!("{path}.canary"))?;
+            for (field, v) in [
+                ("baselineVariance", open.baseline_variance),
+                ("canaryVariance", open.canary_variance),
+            ] {
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(Error::invalid_input(
+                        format!("{path}.{field}"),
+                        v,
+                        "must be a finite variance > 0: the gate takes it from a spread's upper \
+                         bound, never below the sketch's rounding",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Whether both arms' spreads rest on [`MIN_SPREAD_DOF`] degrees of freedom.
     fn ready(&self) -> bool {
         self.baseline.dof() >= MIN_SPREAD_DOF && self.canary.dof() >= MIN_SPREAD_DOF

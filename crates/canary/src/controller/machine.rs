@@ -97,6 +97,11 @@ pub struct ControllerState {
     weight: u8,
     started_at: Option<Timestamp>,
     step_started_at: Option<Timestamp>,
+    /// The last time the caller held the rollout in the current step
+    /// ([`CanaryController::tick_held`]): the step's progress deadline counts from then at the
+    /// earliest. `None` in states saved before it was kept, and once the step moves on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    held_at: Option<Timestamp>,
     resumed: bool,
     /// Per judge: samples with data in the current step, and in the whole rollout.
     step_samples: Vec<u64>,
@@ -135,6 +140,7 @@ impl ControllerState {
             weight: 0,
             started_at: None,
             step_started_at: None,
+            held_at: None,
             resumed: false,
             step_samples: vec![0; judges],
             total_samples: vec![0; judges],
@@ -245,6 +251,7 @@ impl ControllerState {
                 );
             }
         }
+        self.step_latency.check("state.stepLatency")?;
         let action = format!("{:?}", self.last_action);
         let (phase, weight) = match (self.phase, self.last_action) {
             (Phase::Progressing, Action::Promote | Action::Rollback) => {
@@ -310,7 +317,8 @@ impl ControllerState {
 ///    [`OnWarning`]; with `Info`, the weight is held (never raised).
 /// 3. Past `maxDuration`, or holding longer than `progressDeadline` in one step, the rollout
 ///    rolls back. The progress deadline counts from the end of the step's planned wait (a timed
-///    pause's or an analysis step's duration), which is not a lack of progress; a pause waiting
+///    pause's or an analysis step's duration), which is not a lack of progress, and afresh
+///    after the caller held the rollout ([`tick_held`](Self::tick_held)); a pause waiting
 ///    for approval has no deadline.
 /// 4. Otherwise the current step runs: `setWeight` raises the weight only while no judge fails
 ///    and, with [`Pacing`](super::Pacing), once the errors at the current weight (and the
@@ -526,9 +534,33 @@ impl<J: Judge> CanaryController<J> {
 
     /// Applies a command, then decides. A promotion is refused (an error, nothing changes) while
     /// any judge fails.
+    ///
+    /// Once the rollout is over, a command that asks for its outcome again (or a resume)
+    /// repeats its final decision, but one that asks for the other outcome is an error and
+    /// changes nothing. After a promotion the canary's analysis has ended, and undoing the
+    /// promotion is a rollback for the caller to carry out, not a canary decision. After a
+    /// rollback there is no canary left to promote. Answering such a command with the final
+    /// action, as if it had been carried out, would leave the caller believing it had.
     pub fn command(&mut self, command: Command, now: Timestamp) -> Result<Decision> {
-        if self.state.phase != Phase::Progressing {
-            return Ok(self.decide(now));
+        match (self.state.phase, command) {
+            (Phase::Progressing, _) => {}
+            (Phase::Promoted, Command::Abort) => {
+                return Err(Error::invalid_input(
+                    "command",
+                    "abort",
+                    "the canary's rollout is over and it was promoted: undoing a promotion is a \
+                     rollback of the caller's, not a canary decision",
+                ));
+            }
+            (Phase::RolledBack, Command::Promote) => {
+                return Err(Error::invalid_input(
+                    "command",
+                    "promote",
+                    "the rollout is over and the canary was rolled back: there is no canary \
+                     left to promote",
+                ));
+            }
+            _ => return Ok(self.decide(now)),
         }
         match command {
             Command::Resume => {
@@ -579,6 +611,11 @@ impl<J: Judge> CanaryController<J> {
     /// back does so at once, as [`tick`](Self::tick) would decide it (rule 2); anything else
     /// holds, and nothing moves on: no step advances, no weight changes, no deadline is
     /// counted. As in Argo Rollouts, analysis goes on while a rollout is paused.
+    ///
+    /// Once the hold ends, the step's progress deadline counts afresh from its last held tick
+    /// (as Kubernetes and Argo Rollouts restart theirs on a resume), while the rollout's
+    /// `maxDuration` counts the time held: it bounds the whole rollout, an operator's wait
+    /// included, and the first tick after a hold past it rolls back.
     pub fn tick_held(&mut self, now: Timestamp) -> Decision {
         if self.state.phase == Phase::Progressing
             && let Some((i, severity)) = self.worst_failure()
@@ -601,6 +638,11 @@ impl<J: Judge> CanaryController<J> {
         }
         if self.state.phase != Phase::Progressing {
             return self.decide(now);
+        }
+        // The hold ends the step's wait for progress so far: its deadline counts afresh from
+        // the last held tick (see `progress_since`). Before the rollout starts there is none.
+        if self.state.started_at.is_some() {
+            self.state.held_at = Some(self.state.held_at.map_or(now, |h| h.max(now)));
         }
         let action = Action::Hold;
         Decision {
@@ -745,6 +787,7 @@ impl<J: Judge> CanaryController<J> {
     fn advance(&mut self, now: Timestamp) {
         self.state.step += 1;
         self.restart_step_clock(now);
+        self.state.held_at = None;
         self.state.resumed = false;
         self.state.step_samples.iter_mut().for_each(|s| *s = 0);
     }
@@ -757,17 +800,22 @@ impl<J: Judge> CanaryController<J> {
 
     /// When the current step's progress deadline starts counting: at the end of the step's
     /// planned wait (a timed pause's or an analysis step's duration), which is no lack of
-    /// progress, or else when the step started. `None` for a pause waiting for approval (it has
-    /// no deadline) or before the rollout starts.
+    /// progress, or else when the step started; and never before the caller last held the
+    /// rollout ([`tick_held`](Self::tick_held)). A hold is the caller's, not a lack of progress
+    /// of the step, so the deadline counts afresh once it ends, as Kubernetes and Argo Rollouts
+    /// count theirs afresh from a resume: an operator who pauses a rollout longer than its
+    /// progress deadline does not find it rolled back on resuming. `None` for a pause waiting
+    /// for approval (it has no deadline) or before the rollout starts.
     fn progress_since(&self) -> Option<Timestamp> {
         let since = self.state.step_started_at?;
-        match self.policy.steps.get(self.state.step) {
-            Some(Step::Pause(p)) if p.duration.is_none() => None,
+        let from = match self.policy.steps.get(self.state.step) {
+            Some(Step::Pause(p)) if p.duration.is_none() => return None,
             Some(step) => {
-                Some(planned_wait(step).map_or(since, |(_, planned)| since.saturating_add(planned)))
+                planned_wait(step).map_or(since, |(_, planned)| since.saturating_add(planned))
             }
-            None => Some(since),
-        }
+            None => since,
+        };
+        Some(self.state.held_at.map_or(from, |held| from.max(held)))
     }
 
     /// Holds, or rolls back past the progress deadline (see [`Self::progress_since`]).
@@ -862,10 +910,10 @@ impl<J: Judge> CanaryController<J> {
                     if !g.shown(n, e) {
                         let reason = format!(
                             "not promoting yet: {e} of {n} canary requests failed, which does \
-                             not yet show its error rate below {}% (e-value {:.1}, {:.0} needed)",
+                             not yet show its error rate below {}% (e-value {:.1}, {} needed)",
                             g.max_error_rate * 100.0,
                             g.e_value(n, e),
-                            1.0 / g.alpha
+                            crate::sequential::threshold_text(1.0 / g.alpha)
                         );
                         return self.hold(now, reason);
                     }

@@ -129,7 +129,8 @@ pub struct CanaryPolicy {
     pub max_duration: Option<Duration>,
     /// The longest one step may hold without progress; past it, the rollout rolls back. A step's
     /// planned wait (a timed pause's or an analysis step's duration) is not a lack of progress:
-    /// the deadline counts from its end. A pause waiting for approval has none.
+    /// the deadline counts from its end. Nor is a hold of the caller's (an operator's pause):
+    /// the deadline counts afresh once it ends. A pause waiting for approval has none.
     pub progress_deadline: Option<Duration>,
     /// What to do when an analysis step ends without enough data.
     pub on_inconclusive: OnInconclusive,

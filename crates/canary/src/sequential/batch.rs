@@ -174,12 +174,12 @@ impl Serialize for BatchCountTest {
     }
 }
 
-/// A state read back must test with the prior its settings name
-/// (`SequentialT::check_prior`).
+/// A state read back must test with the prior its settings name, and hold a t-test's state
+/// (`SequentialT::check`).
 impl<'de> Deserialize<'de> for BatchCountTest {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let t = BatchCountTest::deserialize(d)?;
-        t.t.check_prior("batchCountTest.t.g", t.config.prior_variance)
+        t.t.check("batchCountTest.t", t.config.prior_variance)
             .map_err(serde::de::Error::custom)?;
         Ok(t)
     }

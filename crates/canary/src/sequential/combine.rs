@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serin_signals::Timestamp;
 
 use super::counts::check_open_unit;
+use super::judges::threshold_text;
 use crate::judge::{Judgement, Severity, Statistic, Verdict};
 use crate::{Error, Result};
 
@@ -82,8 +83,8 @@ pub fn combine(
                 .max_by(|a, b| e(a).total_cmp(&e(b)))
                 .unwrap_or(first);
             let how = format!(
-                "mean e-value {mean:.3} of {m} metric(s) against 1/alpha = {:.1} (e-value averaging)",
-                1.0 / alpha
+                "mean e-value {mean:.3} of {m} metric(s) against 1/alpha = {} (e-value averaging)",
+                threshold_text(1.0 / alpha)
             );
             if mean >= 1.0 / alpha {
                 let sev = worst_fail.map_or(Severity::Warning, |(s, _)| s);

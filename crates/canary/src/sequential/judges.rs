@@ -107,6 +107,19 @@ fn ratio_text(ratio: f64) -> String {
     }
 }
 
+/// `1/α` (or any threshold of an e-value) as evidence writes it: to one decimal, two below 10,
+/// without trailing zeros. Rounded to a whole number, `α = 0.03` would read 33 where the test
+/// needs 33.3; a round `α` keeps its round threshold (`0.05` reads 20, not 20.0).
+pub(crate) fn threshold_text(threshold: f64) -> String {
+    let decimals = if threshold.abs() < 10.0 { 2 } else { 1 };
+    let text = format!("{threshold:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
+    }
+}
+
 /// Totals and time span shared by both sequential judges.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -346,9 +359,10 @@ impl Judge for SequentialCountJudge {
             let _ = write!(
                 summary,
                 "The canary's error rate is {} than the baseline's by more than the margin \
-                 (ratio {}, e-value reached 1/alpha = {threshold:.0}); severity {sev}.",
+                 (ratio {}, e-value reached 1/alpha = {}); severity {sev}.",
                 if worse { "higher" } else { "lower" },
-                ratio_text(ratio)
+                ratio_text(ratio),
+                threshold_text(threshold)
             );
             Verdict::Fail(sev)
         } else if let Some(i) = interval.filter(|i| {
@@ -375,9 +389,10 @@ impl Judge for SequentialCountJudge {
         } else {
             let _ = write!(
                 summary,
-                "Error-rate ratio {} with e-value {e:.3} below 1/alpha = {threshold:.0}, \
+                "Error-rate ratio {} with e-value {e:.3} below 1/alpha = {}, \
                  and the interval still reaches the limit {limit:.3}: inconclusive.",
-                ratio_text(ratio)
+                ratio_text(ratio),
+                threshold_text(threshold)
             );
             Verdict::Inconclusive
         };
@@ -546,9 +561,10 @@ impl Judge for SequentialLatencyJudge {
             let _ = write!(
                 summary,
                 "The canary's median latency is {} than the baseline's by more than the margin \
-                 (shift {:+.1}%, e-value reached 1/alpha = {threshold:.0}); severity {sev}.",
+                 (shift {:+.1}%, e-value reached 1/alpha = {}); severity {sev}.",
                 if worse { "higher" } else { "lower" },
-                median * 100.0
+                median * 100.0,
+                threshold_text(threshold)
             );
             Verdict::Fail(sev)
         } else if let Some(i) = median_ci.filter(|i| {
@@ -572,9 +588,9 @@ impl Judge for SequentialLatencyJudge {
         } else {
             let _ = write!(
                 summary,
-                "Median shift {:+.1}% with e-value {e:.3} below 1/alpha = {threshold:.0}: \
-                 inconclusive.",
-                median * 100.0
+                "Median shift {:+.1}% with e-value {e:.3} below 1/alpha = {}: inconclusive.",
+                median * 100.0,
+                threshold_text(threshold)
             );
             Verdict::Inconclusive
         };

@@ -356,14 +356,13 @@ impl Serialize for LatencyTest {
     }
 }
 
-/// A state read back must test with the prior its settings name
-/// (`SequentialT::check_prior`).
+/// A state read back is checked before it judges anything: a state no test writes (moments
+/// or spreads no values have, sums that are not finite, a t-test with another prior than the
+/// settings') is refused with an error naming the field, as `latencyTest.spreadBaseline.sumSqDev`.
 impl<'de> Deserialize<'de> for LatencyTest {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let t = LatencyTest::deserialize(d)?;
-        t.between
-            .check_prior("latencyTest.between.g", t.config.prior_variance)
-            .map_err(serde::de::Error::custom)?;
+        t.check().map_err(serde::de::Error::custom)?;
         Ok(t)
     }
 }
@@ -394,6 +393,45 @@ impl LatencyTest {
             rejected_at: None,
             rejected_worse: false,
         })
+    }
+
+    /// Refuses a state the test never writes (an edited or damaged record), naming the field
+    /// as the saved state spells it, its value and why. Moments with a mean that is not finite
+    /// or a negative sum of squares, a negative spread, or sums that are not finite (or below 0
+    /// where only values >= 0 are added) would make batch differences or their variances NaN or
+    /// wrong: the test would skip its batches, or weigh them as no data could, and judge blind
+    /// without an error. The t-test between batches must use the settings' prior.
+    fn check(&self) -> Result<()> {
+        const PATH: &str = "latencyTest";
+        self.open_baseline.check(&format!("{PATH}.openBaseline"))?;
+        self.open_canary.check(&format!("{PATH}.openCanary"))?;
+        self.spread_baseline
+            .check(&format!("{PATH}.spreadBaseline"))?;
+        self.spread_canary.check(&format!("{PATH}.spreadCanary"))?;
+        self.between
+            .check(&format!("{PATH}.between"), self.config.prior_variance)?;
+        if !self.sum_d.is_finite() {
+            return Err(Error::invalid_input(
+                format!("{PATH}.sumD"),
+                self.sum_d,
+                "must be a finite sum of weighted batch differences",
+            ));
+        }
+        for (field, v) in [
+            ("sumAllowance", self.sum_allowance),
+            ("precision", self.precision),
+            ("maxAllowance", self.max_allowance),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::invalid_input(
+                    format!("{PATH}.{field}"),
+                    v,
+                    "must be a finite number >= 0: the test only ever adds or keeps values \
+                     >= 0 there",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The settings.
@@ -845,6 +883,29 @@ mod tests {
             old.e_value(),
             t.e_value()
         );
+    }
+
+    /// Sums that formats other than JSON can carry as NaN or infinite are refused on load;
+    /// each would leave the e-value NaN, a test that never rejects.
+    #[test]
+    fn non_finite_sums_read_back_are_refused() {
+        let fresh = LatencyTest::new(LatencyTestConfig::default()).unwrap();
+        assert!(fresh.check().is_ok());
+        type Edit = fn(&mut LatencyTest);
+        let cases: [(&str, Edit); 4] = [
+            ("latencyTest.sumD", |t| t.sum_d = f64::NAN),
+            ("latencyTest.precision", |t| t.precision = f64::INFINITY),
+            ("latencyTest.sumAllowance", |t| t.sum_allowance = f64::NAN),
+            ("latencyTest.maxAllowance", |t| {
+                t.max_allowance = f64::NEG_INFINITY
+            }),
+        ];
+        for (field, edit) in cases {
+            let mut t = fresh.clone();
+            edit(&mut t);
+            let e = t.check().unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        }
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub use combine::{AlphaSharing, combine};
 pub(crate) use counts::check_open_unit as check_alpha;
 pub(crate) use counts::share_of;
 pub use counts::{CountTest, CountTestConfig, CountTotals, Sides};
+pub(crate) use judges::threshold_text;
 pub use judges::{CountMode, SequentialCountJudge, SequentialJudge, SequentialLatencyJudge};
 pub use latency::{CONCENTRATED_LOG_SD, LatencyTest, LatencyTestConfig, LatencyVariance};
 pub(crate) use moments::Spread;

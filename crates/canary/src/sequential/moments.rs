@@ -182,6 +182,34 @@ impl LogMoments {
         }
         self.m2 / (self.count - 1) as f64
     }
+
+    /// Checks moments read back from a saved state, as [`from_parts`](Self::from_parts) checks
+    /// its arguments: a mean that is not finite, or a sum of squared deviations that is not a
+    /// finite number `>= 0`, are no values' moments. Merged into a batch they make its
+    /// difference NaN or its variance wrong, and the test would skip or misweigh its batches
+    /// without a word. `path` names the moments in errors (`latencyTest.openBaseline`).
+    pub(crate) fn check(&self, path: &str) -> Result<()> {
+        if !self.mean.is_finite() {
+            return Err(Error::invalid_input(
+                format!("{path}.mean"),
+                self.mean,
+                "must be a finite mean of log latencies",
+            ));
+        }
+        check_sum_sq(&format!("{path}.m2"), self.m2)
+    }
+}
+
+/// Checks a sum of squared deviations read back: finite and `>= 0`.
+fn check_sum_sq(path: &str, v: f64) -> Result<()> {
+    if v.is_finite() && v >= 0.0 {
+        return Ok(());
+    }
+    Err(Error::invalid_input(
+        path,
+        v,
+        "must be a finite sum of squared deviations >= 0",
+    ))
 }
 
 /// The standard deviations below its mean at which the χ² quantile bounding the variance is read
@@ -201,6 +229,14 @@ pub(crate) struct Spread {
 }
 
 impl Spread {
+    /// Checks a spread read back from a saved state: a negative or non-finite sum of squares
+    /// is no spread. Its variance bound would be the sketch's rounding alone or not a number,
+    /// and the test would overweigh or skip its batches without a word. `path` names the
+    /// spread in errors (`latencyTest.spreadBaseline`).
+    pub(crate) fn check(&self, path: &str) -> Result<()> {
+        check_sum_sq(&format!("{path}.sumSqDev"), self.sum_sq_dev)
+    }
+
     pub(crate) fn add(&mut self, m: &LogMoments) {
         self.sum_sq_dev += m.sum_sq_dev();
         self.dof = self.dof.saturating_add(m.count().saturating_sub(1));
@@ -292,6 +328,50 @@ mod tests {
         assert!((a.mean() - 1.75).abs() < 1e-12);
         // Σ squares: 9·0.5 + 29·0.25 + 10·30/40·1² = 4.5 + 7.25 + 7.5.
         assert!((a.sum_sq_dev() - 19.25).abs() < 1e-12);
+    }
+
+    /// Formats other than JSON carry NaN and infinities; moments and spreads read back with
+    /// them are refused, naming the field under the owner's path.
+    #[test]
+    fn moments_and_spreads_read_back_are_checked() {
+        let m = LogMoments::from_parts(5, 1.0, 0.5).unwrap();
+        assert!(m.check("x").is_ok() && Spread::default().check("x").is_ok());
+        for (bad, field) in [
+            (
+                LogMoments {
+                    mean: f64::NAN,
+                    ..m
+                },
+                "open.mean",
+            ),
+            (
+                LogMoments {
+                    mean: f64::INFINITY,
+                    ..m
+                },
+                "open.mean",
+            ),
+            (LogMoments { m2: -1e-9, ..m }, "open.m2"),
+            (LogMoments { m2: f64::NAN, ..m }, "open.m2"),
+            (
+                LogMoments {
+                    m2: f64::INFINITY,
+                    ..m
+                },
+                "open.m2",
+            ),
+        ] {
+            let e = bad.check("open").unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        }
+        for v in [-1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let s = Spread {
+                sum_sq_dev: v,
+                dof: 3,
+            };
+            let e = s.check("spread").unwrap_err().to_string();
+            assert!(e.contains("spread.sumSqDev") && e.contains(">= 0"), "{e}");
+        }
     }
 
     #[test]

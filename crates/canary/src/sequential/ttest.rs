@@ -21,11 +21,13 @@ use serde::{Deserialize, Serialize};
 use crate::judge::Interval;
 use crate::{Error, Result};
 
-/// The running state of a sequential t-test against `μ₀`. A state read back is checked: a prior
-/// variance that is not a finite positive number, or a negative sum of squares, would make every
-/// Bayes factor NaN, and a test that can never reject would pass for a working one.
+/// The running state of a sequential t-test against `μ₀`. Its owner checks a state read back
+/// ([`SequentialT::check`]), naming the test's place in the owner's state: a prior variance
+/// other than the settings', a mean that is not finite, or a negative sum of squares, would make
+/// every Bayes factor NaN or one nobody configured, and a test that can never reject would pass
+/// for a working one.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, try_from = "Saved")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct SequentialT {
     /// The prior variance `g` of the standardized effect.
     g: f64,
@@ -33,49 +35,6 @@ pub(crate) struct SequentialT {
     mean: f64,
     /// Σ (x − mean)².
     m2: f64,
-}
-
-/// The serialized form of a [`SequentialT`], checked on load.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Saved {
-    g: f64,
-    n: u64,
-    mean: f64,
-    m2: f64,
-}
-
-impl TryFrom<Saved> for SequentialT {
-    type Error = Error;
-    fn try_from(s: Saved) -> Result<Self> {
-        if !(s.g.is_finite() && s.g > 0.0) {
-            return Err(Error::invalid_input(
-                "sequentialT.g",
-                s.g,
-                "must be a finite prior variance > 0",
-            ));
-        }
-        if !s.mean.is_finite() {
-            return Err(Error::invalid_input(
-                "sequentialT.mean",
-                s.mean,
-                "must be a finite mean of the batch statistics",
-            ));
-        }
-        if !(s.m2.is_finite() && s.m2 >= 0.0) {
-            return Err(Error::invalid_input(
-                "sequentialT.m2",
-                s.m2,
-                "must be a finite sum of squared deviations >= 0",
-            ));
-        }
-        Ok(SequentialT {
-            g: s.g,
-            n: s.n,
-            mean: s.mean,
-            m2: s.m2,
-        })
-    }
 }
 
 impl SequentialT {
@@ -99,19 +58,34 @@ impl SequentialT {
         self.m2 += d * (x - self.mean);
     }
 
-    /// The prior variance of the standardized effect.
-    /// Checks that a test read back uses the prior `configured` by its owner's settings: the
-    /// test keeps its own copy, and one edited apart from the settings would judge with a
-    /// prior nobody configured. `path` names the copy (`latencyTest.between.g`).
-    pub(crate) fn check_prior(&self, path: &str, configured: f64) -> Result<()> {
-        if self.g == configured {
-            return Ok(());
+    /// Checks a test read back. Its prior must be the one `configured` by its owner's
+    /// settings (the test keeps its own copy, and one edited apart from the settings would
+    /// judge with a prior nobody configured); its mean must be finite and its sum of squares a
+    /// finite number `>= 0`. `path` names the test where its owner's state holds it
+    /// (`latencyTest.between`), so that an error names the field as the saved state spells it.
+    pub(crate) fn check(&self, path: &str, configured: f64) -> Result<()> {
+        if self.g != configured {
+            return Err(Error::invalid_input(
+                format!("{path}.g"),
+                self.g,
+                format!("must equal config.priorVariance ({configured})"),
+            ));
         }
-        Err(Error::invalid_input(
-            path,
-            self.g,
-            format!("must equal config.priorVariance ({configured})"),
-        ))
+        if !self.mean.is_finite() {
+            return Err(Error::invalid_input(
+                format!("{path}.mean"),
+                self.mean,
+                "must be a finite mean of the batch statistics",
+            ));
+        }
+        if !(self.m2.is_finite() && self.m2 >= 0.0) {
+            return Err(Error::invalid_input(
+                format!("{path}.m2"),
+                self.m2,
+                "must be a finite sum of squared deviations >= 0",
+            ));
+        }
+        Ok(())
     }
 
     pub(crate) fn n(&self) -> u64 {
@@ -263,6 +237,47 @@ mod tests {
             let bound = log_bf_t(f64::INFINITY, n, 4.0);
             let big = log_bf_t(1e8, n, 4.0);
             assert!(big < bound + 1e-9 && bound - big < 1e-6, "{big} vs {bound}");
+        }
+    }
+
+    #[test]
+    fn a_test_read_back_is_checked_under_its_owner_s_path() {
+        let mut s = SequentialT::new(4.0);
+        s.push(1.0);
+        s.push(2.0);
+        assert!(s.check("owner.t", 4.0).is_ok());
+        let e = s.check("owner.t", 1.0).unwrap_err().to_string();
+        assert!(
+            e.contains("owner.t.g") && e.contains("priorVariance"),
+            "{e}"
+        );
+        for (bad, field) in [
+            (
+                SequentialT {
+                    mean: f64::NAN,
+                    ..s
+                },
+                "owner.t.mean",
+            ),
+            (
+                SequentialT {
+                    mean: f64::NEG_INFINITY,
+                    ..s
+                },
+                "owner.t.mean",
+            ),
+            (SequentialT { m2: -1.0, ..s }, "owner.t.m2"),
+            (
+                SequentialT {
+                    m2: f64::INFINITY,
+                    ..s
+                },
+                "owner.t.m2",
+            ),
+            (SequentialT { g: f64::NAN, ..s }, "owner.t.g"),
+        ] {
+            let e = bad.check("owner.t", 4.0).unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
         }
     }
 

@@ -1,0 +1,215 @@
+//! The canary controller under an operator's hand: a hold of the caller's does not use up a
+//! step's progress deadline, a command that contradicts a finished rollout is refused, and a
+//! journalled state whose pacing evidence no rollout could gather is refused on load.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Rng, counts, latency, second};
+use serde_json::json;
+use serin_canary::controller::{
+    Action, AnalysisStep, CanaryController, CanaryPolicy, Command, ControllerState, LatencyPacing,
+    Pacing, Phase, Step,
+};
+use serin_canary::sequential::SequentialCountJudge;
+use serin_signals::{Metric, Timestamp, Track};
+
+type Ctl = CanaryController<SequentialCountJudge>;
+
+fn judge() -> SequentialCountJudge {
+    SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.0).unwrap()
+}
+
+fn at(s: u64) -> Timestamp {
+    Timestamp::from_millis(s * 1000)
+}
+
+/// Feeds second `s` of a healthy canary at 10%: both arms at 0.5% errors.
+fn feed_healthy(ctl: &mut Ctl, rng: &mut Rng, s: u64) {
+    let w = second(s);
+    let b = counts(Metric::ErrorRate, Track::Stable, w, 900, rng.poisson(4.5));
+    let c = counts(Metric::ErrorRate, Track::Canary, w, 100, rng.poisson(0.5));
+    ctl.feed(&b, &c, w.end()).unwrap();
+}
+
+/// `[10%, analysis 60 s needing more samples than it gets, 50%]` with a 300 s progress deadline:
+/// the analysis ends inconclusive at 60 s and holds, and its deadline ends at 360 s.
+fn held_policy() -> CanaryPolicy {
+    let mut policy = CanaryPolicy::new(vec![
+        Step::SetWeight(10),
+        Step::Analysis(AnalysisStep {
+            duration: Duration::from_secs(60),
+            min_samples: 100_000,
+        }),
+        Step::SetWeight(50),
+    ]);
+    policy.progress_deadline = Some(Duration::from_secs(300));
+    policy
+}
+
+#[test]
+fn an_operator_s_hold_longer_than_the_progress_deadline_does_not_roll_back_on_resume() {
+    let mut ctl = Ctl::new(held_policy(), vec![judge()]).unwrap();
+    assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(10));
+    let mut rng = Rng::new(11);
+    for s in 0..30 {
+        feed_healthy(&mut ctl, &mut rng, s);
+        assert_eq!(ctl.tick(at(s + 1)).action, Action::Hold);
+    }
+    // An operator holds the rollout for an hour, far past the step's progress deadline.
+    for s in 30..3_630 {
+        feed_healthy(&mut ctl, &mut rng, s);
+        assert_eq!(ctl.tick_held(at(s + 1)).action, Action::Hold, "second {s}");
+    }
+    // The hold survives a journal.
+    let (policy, judges, state) = ctl.into_parts();
+    let state: ControllerState =
+        serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+    let mut ctl = Ctl::from_parts(policy, judges, state).unwrap();
+    // On resuming, the step has its deadline afresh: it holds, and rolls back only once a
+    // whole deadline has passed without progress after the hold.
+    let d = ctl.tick(at(3_631));
+    assert_eq!(d.action, Action::Hold, "{}", d.reason);
+    assert_eq!(ctl.tick(at(3_630 + 300)).action, Action::Hold);
+    let d = ctl.tick(at(3_630 + 301));
+    assert_eq!(d.action, Action::Rollback);
+    assert!(d.reason.contains("progress deadline"), "{}", d.reason);
+}
+
+#[test]
+fn a_hold_counts_toward_the_maximum_duration() {
+    let mut policy = held_policy();
+    policy.max_duration = Some(Duration::from_secs(1_800));
+    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    ctl.tick(at(0));
+    for s in 1..2_000 {
+        assert_eq!(ctl.tick_held(at(s)).action, Action::Hold);
+    }
+    let d = ctl.tick(at(2_000));
+    assert_eq!(d.action, Action::Rollback);
+    assert!(d.reason.contains("maximum duration"), "{}", d.reason);
+}
+
+#[test]
+fn a_command_that_contradicts_a_finished_rollout_is_refused() {
+    let policy = CanaryPolicy::new(vec![Step::SetWeight(10), Step::SetWeight(50)]);
+    // Promoted: an abort is refused, naming the command and why; a promote or resume repeats.
+    let mut ctl = Ctl::new(policy.clone(), vec![judge()]).unwrap();
+    ctl.tick(at(0));
+    assert_eq!(
+        ctl.command(Command::Promote, at(1)).unwrap().action,
+        Action::Promote
+    );
+    let before = serde_json::to_value(ctl.state()).unwrap();
+    let e = ctl.command(Command::Abort, at(2)).unwrap_err().to_string();
+    assert!(
+        e.contains("command") && e.contains("abort") && e.contains("promoted"),
+        "{e}"
+    );
+    assert_eq!(serde_json::to_value(ctl.state()).unwrap(), before);
+    assert_eq!(ctl.state().phase(), Phase::Promoted);
+    for command in [Command::Promote, Command::Resume] {
+        assert_eq!(ctl.command(command, at(3)).unwrap().action, Action::Promote);
+    }
+
+    // Rolled back: a promotion is refused; an abort or resume repeats.
+    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    ctl.tick(at(0));
+    assert_eq!(
+        ctl.command(Command::Abort, at(1)).unwrap().action,
+        Action::Rollback
+    );
+    let e = ctl
+        .command(Command::Promote, at(2))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("command") && e.contains("promote") && e.contains("rolled back"),
+        "{e}"
+    );
+    assert_eq!(ctl.state().phase(), Phase::RolledBack);
+    for command in [Command::Abort, Command::Resume] {
+        assert_eq!(
+            ctl.command(command, at(3)).unwrap().action,
+            Action::Rollback
+        );
+    }
+}
+
+/// A rollout paced by both gates, fed long enough for the latency gate to hold spreads, batches
+/// and an open batch, with its state as JSON.
+fn paced_state() -> (CanaryPolicy, serde_json::Value) {
+    let mut policy = CanaryPolicy::new(vec![Step::SetWeight(10), Step::SetWeight(50)]);
+    policy.pacing = Some(Pacing {
+        latency: Some(LatencyPacing {
+            batch: Duration::from_secs(5),
+            ..LatencyPacing::default()
+        }),
+        ..Pacing::default()
+    });
+    let mut ctl = Ctl::new(policy.clone(), vec![judge()]).unwrap();
+    ctl.tick(at(0));
+    let mut rng = Rng::new(2);
+    for s in 0..62 {
+        let w = second(s);
+        let b = counts(Metric::ErrorRate, Track::Stable, w, 900, rng.poisson(9.0));
+        let c = counts(Metric::ErrorRate, Track::Canary, w, 100, rng.poisson(1.0));
+        ctl.feed(&b, &c, w.end()).unwrap();
+        let values = |rng: &mut Rng, n: usize| -> Vec<f64> {
+            (0..n).map(|_| 20.0 * (0.4 * rng.normal()).exp()).collect()
+        };
+        let b = latency(Track::Stable, w, &values(&mut rng, 90));
+        let c = latency(Track::Canary, w, &values(&mut rng, 10));
+        ctl.feed(&b, &c, w.end()).unwrap();
+        ctl.tick(w.end());
+    }
+    (policy, serde_json::to_value(ctl.state()).unwrap())
+}
+
+#[test]
+fn a_state_whose_pacing_evidence_no_rollout_gathers_is_refused_naming_the_field() {
+    let (policy, saved) = paced_state();
+    let restore = |state: serde_json::Value| {
+        let state: ControllerState = serde_json::from_value(state).map_err(|e| e.to_string())?;
+        Ctl::from_parts(policy.clone(), vec![judge()], state).map_err(|e| e.to_string())
+    };
+    assert!(restore(saved.clone()).is_ok());
+    let latency = &saved["stepLatency"];
+    assert!(latency["open"].is_object(), "{latency}");
+    for (pointer, field, value) in [
+        (
+            "/stepLatency/precision",
+            "state.stepLatency.precision",
+            -1.0,
+        ),
+        (
+            "/stepLatency/baseline/sumSqDev",
+            "state.stepLatency.baseline.sumSqDev",
+            -1e300,
+        ),
+        (
+            "/stepLatency/canary/sumSqDev",
+            "state.stepLatency.canary.sumSqDev",
+            -1.0,
+        ),
+        (
+            "/stepLatency/open/baseline/m2",
+            "state.stepLatency.open.baseline.m2",
+            -1.0,
+        ),
+        (
+            "/stepLatency/open/canaryVariance",
+            "state.stepLatency.open.canaryVariance",
+            0.0,
+        ),
+    ] {
+        let mut state = saved.clone();
+        *state.pointer_mut(pointer).unwrap() = json!(value);
+        let e = restore(state).expect_err(&format!("{pointer} = {value} was taken"));
+        assert!(
+            e.contains(field) && e.contains(&value.to_string()),
+            "{pointer}: {e}"
+        );
+    }
+}
