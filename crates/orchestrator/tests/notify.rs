@@ -14,8 +14,8 @@ use notify_support::*;
 use serde_json::Value;
 use serin_orchestrator::notify::testkit::{Coverage, Delivered, Inbox, check_notifier};
 use serin_orchestrator::notify::{
-    ChannelNotifier, NotifySettings, Overflow, RetryPolicy, SIGNATURE_HEADER, SmtpSettings,
-    StartTls, TIMESTAMP_HEADER, event_type, verify_signature,
+    ChannelNotifier, DeliveryStats, NotifySettings, Overflow, RetryPolicy, SIGNATURE_HEADER,
+    SmtpSettings, StartTls, TIMESTAMP_HEADER, event_type, verify_signature,
 };
 use serin_orchestrator::{
     DeploymentConfig, Event, EventKind, Notifier, NotifyOn, Orchestrator, Outcome, Phase,
@@ -316,6 +316,112 @@ fn a_notifier_keeps_delivering_after_the_runtime_that_first_used_it_is_gone() {
     );
 }
 
+#[test]
+fn flush_returns_when_the_runtime_given_to_on_runtime_has_shut_down() {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    };
+    let io = runtime();
+    let n = ChannelNotifier::new(fast_settings())
+        .expect("notifier")
+        .with_env(env())
+        .on_runtime(io.handle().clone());
+    drop(io);
+    runtime().block_on(async {
+        let err = n
+            .notify(
+                &webhook("http://127.0.0.1:9/"),
+                &event("web-1", 0, rolled_back()),
+            )
+            .await
+            .expect_err("nothing can deliver it")
+            .to_string();
+        assert!(err.contains("has shut down"), "{err}");
+        tokio::time::timeout(Duration::from_secs(5), n.flush())
+            .await
+            .expect("flush returns");
+    });
+    assert_eq!(n.stats().queued, 0);
+}
+
+/// Queues three messages on `ch` while the first is held in flight by a gated receiver, then
+/// shuts down the runtime the deliveries ran on; returns the sequence numbers of the queued
+/// two that arrived once `flush` returned (on a runtime of its own), and the stats.
+fn flush_after_the_delivery_runtime_died(given: bool) -> (Vec<u64>, DeliveryStats) {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    };
+    let io = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("io runtime");
+    let gate = Arc::new(Semaphore::new(0));
+    let rx = io.block_on(Receiver::start(
+        Mode::Gate(Arc::clone(&gate)),
+        Some(SECRET),
+        &[],
+    ));
+    let deliveries = runtime();
+    let mut n = ChannelNotifier::new(fast_settings())
+        .expect("notifier")
+        .with_env(env());
+    if given {
+        n = n.on_runtime(deliveries.handle().clone());
+    }
+    let ch = webhook(&rx.url("/"));
+    deliveries.block_on(async {
+        for seq in 0..3 {
+            n.notify(&ch, &event("web-1", seq, rolled_back()))
+                .await
+                .expect("queued");
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while rx.attempts().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "delivery in flight");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    drop(deliveries);
+    gate.add_permits(100);
+    runtime().block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), n.flush())
+            .await
+            .expect("flush returns");
+    });
+    let seqs = rx
+        .accepted()
+        .iter()
+        .map(|r| r.json()["data"]["seq"].as_u64().expect("seq"))
+        // The receiver still answers the one that was in flight once its gate opens.
+        .filter(|seq| *seq > 0)
+        .collect();
+    io.shutdown_background();
+    (seqs, n.stats())
+}
+
+#[test]
+fn messages_left_queued_by_a_runtime_that_shut_down_are_delivered_or_given_up_by_flush() {
+    // Without a runtime of its own, the notifier delivers on the runtime that flushes.
+    let (seqs, stats) = flush_after_the_delivery_runtime_died(false);
+    assert_eq!(
+        seqs,
+        vec![1, 2],
+        "the one in flight was lost with its runtime"
+    );
+    assert_eq!((stats.delivered, stats.failed), (2, 1), "{stats:?}");
+    // The runtime it was given is gone, so nothing is left to deliver them.
+    let (seqs, stats) = flush_after_the_delivery_runtime_died(true);
+    assert!(seqs.is_empty(), "{seqs:?}");
+    assert_eq!((stats.delivered, stats.failed), (0, 3), "{stats:?}");
+}
+
 async fn overflow(policy: Overflow) -> (Vec<u64>, u64) {
     let gate = Arc::new(Semaphore::new(0));
     let rx = Receiver::start(Mode::Gate(Arc::clone(&gate)), Some(SECRET), &[]).await;
@@ -535,6 +641,73 @@ async fn channels_are_checked_with_the_path_of_the_bad_field() {
         })
         .is_err()
     );
+}
+
+#[tokio::test]
+async fn a_url_without_its_scheme_is_refused_not_taken_for_a_name() {
+    // With defaults for every kind, a name falls back to them: a URL taken for a name would
+    // post its token as the Slack channel, or page through the default PagerDuty endpoint.
+    let mut settings = fast_settings();
+    settings.slack_webhook_url = Some(serin_orchestrator::notify::Secret::new(
+        "https://hooks.example.org/T/B/default",
+    ));
+    settings.pagerduty_routing_key = Some(serin_orchestrator::notify::Secret::new(ROUTING_KEY));
+    let n = ChannelNotifier::new(settings)
+        .expect("notifier")
+        .with_env(env());
+    for (json, shown) in [
+        (
+            r#"{"type":"slack","destination":"hooks.slack.com/services/T0/B0/tok3n"}"#,
+            "`hooks.slack.com/***`",
+        ),
+        (
+            r#"{"type":"slack","destination":"hooks.slack.com:443/services/T0/B0/tok3n"}"#,
+            "`hooks.slack.com:443/***`",
+        ),
+        (
+            r#"{"type":"pagerduty","destination":"events.eu.pagerduty.com/v2/enqueue?tok3n"}"#,
+            "`events.eu.pagerduty.com/***`",
+        ),
+        (
+            r#"{"type":"webhook","destination":"hooks.example.org/deploys?token=tok3n"}"#,
+            "`hooks.example.org/***`",
+        ),
+    ] {
+        let err = n
+            .check_channels(&[channel(json)])
+            .expect_err(json)
+            .to_string();
+        assert!(
+            err.contains("deploymentConfig.notificationChannels[0].destination")
+                && err.contains(shown)
+                && err.contains("without its scheme"),
+            "{json}: {err}"
+        );
+        assert!(!err.contains("tok3n"), "{err}");
+        let err = n
+            .notify(&channel(json), &event("web-1", 0, rolled_back()))
+            .await
+            .expect_err(json)
+            .to_string();
+        assert!(err.contains("without its scheme"), "{err}");
+    }
+    // Another scheme is refused too, and names stay names.
+    let err = n
+        .check_channels(&[channel(
+            r#"{"type":"slack","destination":"ftp://hooks.slack.com/services/tok3n"}"#,
+        )])
+        .expect_err("ftp")
+        .to_string();
+    assert!(err.contains("http:// or https://"), "{err}");
+    n.check_channels(&[
+        channel(r##"{"type":"slack","destination":"#deploys"}"##),
+        channel(r#"{"type":"slack","destination":"C024BE91L"}"#),
+        channel(r#"{"type":"slack","destination":"@oncall.web"}"#),
+        channel(r#"{"type":"pagerduty","destination":"web on-call"}"#),
+        channel(r#"{"type":"pagerduty","destination":"api.web team"}"#),
+    ])
+    .expect("names");
+    assert_eq!(n.stats().queued, 0);
 }
 
 #[test]

@@ -1,24 +1,33 @@
 //! E-mail through an SMTP server (lettre): one plain-text message per event, with STARTTLS
 //! required, opportunistic or off ([`StartTls`]), and a login when the server wants one.
-//! SMTP replies sort into retried (4xx, connection trouble) and not (5xx).
+//! SMTP replies sort into retried (4xx, connection trouble) and not (5xx, and what the client
+//! itself refuses, such as a server without the STARTTLS that is required).
+//!
+//! Each e-mail channel has one [`Mailer`], built once (TLS settings, credentials) and kept by
+//! the channel's lane, which holds one SMTP connection open across messages: a deployment's
+//! events go out as several messages of one session, not one connection (and TLS handshake and
+//! login) each. lettre pools connections only with its `pool` feature, which this crate does not
+//! build with; a lane delivers one message at a time, so one connection is all a pool would
+//! hold. Before it is reused the connection is checked with `NOOP` (a server may have closed
+//! it meanwhile), and the lane closes it with `QUIT` once it has been idle for
+//! [`SmtpSettings::idle_timeout`] (lettre's pool does both likewise).
 
+use std::sync::Mutex;
 use std::time::Duration;
 
+use lettre::Message;
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 
 use super::queue::Failure;
 use super::settings::{Secret, SmtpSettings, StartTls};
 use super::{event_type, evidence};
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::truncate;
-
-/// The SMTP client of one channel.
-pub(super) type Transport = AsyncSmtpTransport<Tokio1Executor>;
+use crate::{lock, truncate};
 
 /// The recipients in `dest`, comma-separated.
 pub(super) fn recipients(field: &str, dest: &str) -> Result<Vec<Mailbox>> {
@@ -39,36 +48,185 @@ pub(super) fn recipients(field: &str, dest: &str) -> Result<Vec<Mailbox>> {
     Ok(out)
 }
 
-/// The client for `smtp`, logging in with `password` (a channel's `secretEnv`, else the
-/// settings') when a username is set.
-pub(super) fn transport(
-    smtp: &SmtpSettings,
+/// The SMTP client of one e-mail channel and the connection it keeps open.
+pub(super) struct Mailer {
+    host: String,
+    port: u16,
+    starttls: StartTls,
+    /// Built once: setting up TLS reads the root certificates.
+    tls: Option<TlsParameters>,
+    hello: ClientId,
+    /// The password the login uses, to tell when the channel's secret changed.
     password: Option<Secret>,
+    credentials: Option<Credentials>,
+    /// The bound on one message: connect, greeting, login, and the whole transaction.
     timeout: Duration,
-) -> Result<Transport> {
-    let params = || {
-        TlsParameters::new(smtp.host.clone()).map_err(|e| {
-            Error::invalid(
-                "notifySettings.smtp.host",
-                &smtp.host,
-                format!("cannot set up TLS for it: {e}"),
-            )
+    idle_timeout: Duration,
+    /// The open session between messages; taken out while a message is sent.
+    conn: Mutex<Option<AsyncSmtpConnection>>,
+}
+
+impl Mailer {
+    /// The client for `smtp`, logging in with `password` (a channel's `secretEnv`, else the
+    /// settings') when a username is set; `timeout` bounds each message.
+    pub(super) fn new(
+        smtp: &SmtpSettings,
+        password: Option<Secret>,
+        timeout: Duration,
+    ) -> Result<Self> {
+        let tls = match smtp.starttls {
+            StartTls::Required | StartTls::Opportunistic => {
+                Some(TlsParameters::new(smtp.host.clone()).map_err(|e| {
+                    Error::invalid(
+                        "notifySettings.smtp.host",
+                        &smtp.host,
+                        format!("cannot set up TLS for it: {e}"),
+                    )
+                })?)
+            }
+            StartTls::None => None,
+        };
+        let credentials = smtp.username.as_ref().map(|user| {
+            let pw = password.as_ref().map(|p| p.expose().to_owned());
+            Credentials::new(user.clone(), pw.unwrap_or_default())
+        });
+        Ok(Mailer {
+            host: smtp.host.clone(),
+            port: smtp.port,
+            starttls: smtp.starttls,
+            tls,
+            hello: ClientId::default(),
+            password,
+            credentials,
+            timeout,
+            idle_timeout: smtp.idle_timeout,
+            conn: Mutex::new(None),
         })
-    };
-    let tls = match smtp.starttls {
-        StartTls::Required => Tls::Required(params()?),
-        StartTls::Opportunistic => Tls::Opportunistic(params()?),
-        StartTls::None => Tls::None,
-    };
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.as_str())
-        .port(smtp.port)
-        .tls(tls)
-        .timeout(Some(timeout));
-    if let Some(user) = &smtp.username {
-        let pw = password.map(|p| p.expose().to_owned()).unwrap_or_default();
-        builder = builder.credentials(Credentials::new(user.clone(), pw));
     }
-    Ok(builder.build())
+
+    /// Whether this client logs in with `password`.
+    pub(super) fn logs_in_with(&self, password: Option<&Secret>) -> bool {
+        self.password.as_ref() == password
+    }
+
+    /// How long an unused connection stays open.
+    pub(super) fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
+    /// Whether a connection is open between messages.
+    pub(super) fn is_open(&self) -> bool {
+        lock(&self.conn).is_some()
+    }
+
+    /// A new session: greeting, STARTTLS as configured, login.
+    async fn connect(
+        &self,
+    ) -> std::result::Result<AsyncSmtpConnection, lettre::transport::smtp::Error> {
+        let mut conn = AsyncSmtpConnection::connect_tokio1(
+            (self.host.as_str(), self.port),
+            Some(self.timeout),
+            &self.hello,
+            None,
+            None,
+        )
+        .await?;
+        let upgraded = match (&self.tls, self.starttls) {
+            (Some(tls), StartTls::Required) => conn.starttls(tls.clone(), &self.hello).await,
+            (Some(tls), StartTls::Opportunistic) if conn.can_starttls() => {
+                conn.starttls(tls.clone(), &self.hello).await
+            }
+            _ => Ok(()),
+        };
+        let logged_in = match (upgraded, &self.credentials) {
+            (Ok(()), Some(credentials)) => {
+                conn.auth(DEFAULT_MECHANISMS, credentials).await.map(drop)
+            }
+            (outcome, _) => outcome,
+        };
+        match logged_in {
+            Ok(()) => Ok(conn),
+            Err(e) => {
+                conn.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The open session if it still answers, else a new one.
+    async fn session(
+        &self,
+    ) -> std::result::Result<AsyncSmtpConnection, lettre::transport::smtp::Error> {
+        let kept = lock(&self.conn).take();
+        if let Some(mut conn) = kept {
+            if !conn.has_broken() && conn.test_connected().await {
+                return Ok(conn);
+            }
+            conn.abort().await;
+        }
+        self.connect().await
+    }
+
+    /// Sends `message` within the timeout, keeping the session open for the next one.
+    pub(super) async fn send(&self, message: &Message) -> Result<(), Failure> {
+        let attempt = async {
+            let mut conn = self.session().await?;
+            let sent = conn.send(message.envelope(), &message.formatted()).await;
+            // A refusal the client raised before the transaction began leaves the session
+            // usable; any other failure broke it off.
+            if !conn.has_broken() {
+                *lock(&self.conn) = Some(conn);
+            }
+            sent
+        };
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(failure(&e)),
+            // The session was taken out for this message: dropping it closes it.
+            Err(_) => Err(Failure::Transient(format!(
+                "SMTP delivery timed out after {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
+    /// Ends the open session, if any, with `QUIT`.
+    pub(super) async fn close(&self) {
+        let kept = lock(&self.conn).take();
+        if let Some(mut conn) = kept {
+            let _ = tokio::time::timeout(self.timeout, conn.quit()).await;
+        }
+    }
+}
+
+/// Sorts an SMTP failure: permanent replies (5xx) and what the client itself refused (the
+/// required STARTTLS not offered, no login mechanism in common, a message the server cannot
+/// take) will not pass on retry; transient replies (4xx) and connection trouble may.
+fn failure(e: &lettre::transport::smtp::Error) -> Failure {
+    if e.is_permanent() {
+        Failure::Permanent(format!("the SMTP server refused: {e}"))
+    } else if e.is_client() {
+        Failure::Permanent(format!("SMTP delivery is impossible: {e}"))
+    } else {
+        Failure::Transient(format!("SMTP delivery failed: {e}"))
+    }
+}
+
+/// The `Message-ID` of `event`, `<serin.{deployment}.{seq}@{domain of from}>`: the same for
+/// every sending of the event (a retry whose answer was lost, the re-announcement after a
+/// resume), so mail systems and readers can drop the copy, as webhook receivers do by the
+/// CloudEvents `id`. Characters a message id cannot hold are written `=XX` (hex), so distinct
+/// deployments keep distinct ids.
+fn message_id(from: &Mailbox, event: &Event) -> String {
+    let mut local = String::from("serin.");
+    for b in event.deployment.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            local.push(char::from(b));
+        } else {
+            local.push_str(&format!("={b:02X}"));
+        }
+    }
+    format!("<{local}.{}@{}>", event.seq, from.email.domain())
 }
 
 /// The message for `event`: subject `[serin] {service}: {what happened}`, then the sentence,
@@ -107,7 +265,11 @@ pub(super) fn message(from: &str, to: &[Mailbox], event: &Event) -> Result<Messa
     text.push_str("\n-- event (JSON) --\n");
     text.push_str(&json);
     text.push('\n');
-    let mut builder = Message::builder().from(from).subject(subject);
+    let id = message_id(&from, event);
+    let mut builder = Message::builder()
+        .message_id(Some(id))
+        .from(from)
+        .subject(subject);
     for m in to {
         builder = builder.to(m.clone());
     }
@@ -121,16 +283,6 @@ pub(super) fn message(from: &str, to: &[Mailbox], event: &Event) -> Result<Messa
                 format!("cannot build the message: {e}"),
             )
         })
-}
-
-pub(super) async fn send(transport: &Transport, message: &Message) -> Result<(), Failure> {
-    match transport.send(message.clone()).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_permanent() => {
-            Err(Failure::Permanent(format!("the SMTP server refused: {e}")))
-        }
-        Err(e) => Err(Failure::Transient(format!("SMTP delivery failed: {e}"))),
-    }
 }
 
 #[cfg(test)]
@@ -178,5 +330,34 @@ mod tests {
         let headers = raw.split("\r\n\r\n").next().unwrap_or_default();
         assert!(!headers.contains("\r\nBcc:"), "{raw}");
         assert!(raw.contains("\"rollbackStarted\""), "{raw}");
+        // Every sending of the event carries the same id; other events and deployments
+        // (however they are spelt) get their own.
+        assert!(
+            headers
+                .split("\r\n")
+                .any(|h| h == "Message-ID: <serin.web-1.2@example.org>"),
+            "{raw}"
+        );
+        let again = String::from_utf8(
+            message("serin@example.org", &to, &e)
+                .expect("again")
+                .formatted(),
+        )
+        .expect("utf8");
+        assert!(again.contains("Message-ID: <serin.web-1.2@example.org>"));
+        let from: Mailbox = "serin@example.org".parse().expect("from");
+        let id = |deployment: &str, seq| {
+            message_id(
+                &from,
+                &Event {
+                    deployment: deployment.into(),
+                    seq,
+                    ..e.clone()
+                },
+            )
+        };
+        assert_eq!(id("web 1\r\n", 0), "<serin.web=201=0D=0A.0@example.org>");
+        assert_ne!(id("web.1", 0), id("web=2E1", 0));
+        assert_ne!(id("web-1", 2), id("web-1", 3));
     }
 }

@@ -21,6 +21,11 @@
 //! | `pagerduty` | the Events API v2 URL, or a label (then [`NotifySettings::pagerduty_events_url`]) | the integration's routing key |
 //! | `email` | recipients, comma-separated | the SMTP password ([`SmtpSettings`]) |
 //!
+//! A URL is written whole, `https://` included: a destination that looks like a URL without
+//! its scheme (`hooks.slack.com/services/...`) is refused, not taken for a channel name or a
+//! label, which would post its token as a Slack channel's name or page through the default
+//! endpoint.
+//!
 //! Secrets are held in [`Secret`], whose `Debug` and `Display` print `***`; error messages
 //! and logs name the channel and the environment variable, never the value. Only the
 //! protocol that needs a secret sees it (PagerDuty's body carries its routing key; a webhook
@@ -167,8 +172,20 @@ impl ChannelNotifier {
     }
 
     /// Waits until every queued message was delivered, given up on or dropped.
+    ///
+    /// Messages left queued by a runtime that shut down are delivered by a task started
+    /// again on the current runtime; when the runtime given to
+    /// [`on_runtime`](Self::on_runtime) has shut down, nothing can deliver them, so they are
+    /// given up on (counted in [`DeliveryStats::failed`] and logged) and `flush` returns
+    /// rather than wait for ever.
     pub async fn flush(&self) {
-        self.shared.flush().await;
+        loop {
+            let pending = self.shared.watch_pending();
+            self.restart_ended_lanes();
+            if self.shared.settled_or_ended(pending).await {
+                return;
+            }
+        }
     }
 
     /// Checks every channel as [`notify`](Notifier::notify) would (destination, secret,
@@ -177,7 +194,10 @@ impl ChannelNotifier {
     pub fn check_channels(&self, channels: &[NotificationChannel]) -> Result<()> {
         for (i, ch) in channels.iter().enumerate() {
             let path = format!("deploymentConfig.notificationChannels[{i}]");
-            self.target(ch, &path)?;
+            if let Target::Email { password, .. } = self.target(ch, &path)? {
+                // Sets up TLS for the server, as the first message to the channel will.
+                self.mailer(password)?;
+            }
         }
         Ok(())
     }
@@ -201,6 +221,9 @@ impl ChannelNotifier {
                 Ok(Target::Webhook { url, secret })
             }
             ChannelKind::Slack => {
+                if !is_url(dest) {
+                    refuse_url_as_name(&format!("{path}.destination"), dest)?;
+                }
                 // A destination that is the webhook URL itself names where this channel posts:
                 // the settings' default URL is for channels that give only a channel name.
                 let fallback = if is_url(dest) {
@@ -243,6 +266,7 @@ impl ChannelNotifier {
                 let url = if is_url(dest) {
                     http_url(&format!("{path}.destination"), dest)?
                 } else {
+                    refuse_url_as_name(&format!("{path}.destination"), dest)?;
                     http_url(
                         "notifySettings.pagerdutyEventsUrl",
                         &settings.pagerduty_events_url,
@@ -288,10 +312,33 @@ impl ChannelNotifier {
                     }
                     _ => {}
                 }
-                let transport = email::transport(smtp, password, settings.request_timeout)?;
-                Ok(Target::Email { transport, to })
+                Ok(Target::Email { password, to })
             }
         }
+    }
+
+    /// The e-mail client of the configured SMTP server, logging in with `password`.
+    fn mailer(&self, password: Option<Secret>) -> Result<email::Mailer> {
+        let settings = &self.shared.settings;
+        let smtp = settings.smtp.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "notifySettings.smtp",
+                "(none)",
+                "an email channel needs the SMTP server",
+            )
+        })?;
+        email::Mailer::new(smtp, password, settings.request_timeout)
+    }
+
+    /// Queues `payload`, the message of `event`, on `lane`.
+    fn enqueue(&self, lane: &Lane, event: &Event, payload: Payload) {
+        self.shared.enqueue(
+            lane,
+            Job {
+                id: format!("{}-{}", event.deployment, event.seq),
+                payload,
+            },
+        );
     }
 
     /// The channel's secret: from the variable its `secretEnv` names, else `fallback`.
@@ -316,7 +363,8 @@ impl ChannelNotifier {
 
     /// The lane of channel `key`, with a delivery task running for it. A task that ended
     /// while the notifier lives (its runtime shut down) is started again on the current
-    /// runtime, so what is queued is still delivered.
+    /// runtime, so what is queued is still delivered; on the runtime given to
+    /// [`on_runtime`](Self::on_runtime), if that one is alive.
     fn lane(&self, key: &str, label: &str) -> Result<Arc<Lane>> {
         let mut lanes = lock(&self.lanes);
         let existing = match lanes.get(key) {
@@ -324,21 +372,75 @@ impl ChannelNotifier {
             Some((lane, _)) => Some(Arc::clone(lane)),
             None => None,
         };
-        let runtime = match &self.runtime {
-            Some(h) => h.clone(),
-            None => tokio::runtime::Handle::try_current().map_err(|_| {
-                Error::backend(
+        let lane = existing.unwrap_or_else(|| Arc::new(Lane::new(label.to_owned())));
+        match self.start(&lane) {
+            Started::Running(task) => {
+                lanes.insert(key.to_owned(), (Arc::clone(&lane), task));
+                Ok(lane)
+            }
+            Started::NoRuntime => Err(Error::backend(
+                "notifier",
+                label,
+                "no tokio runtime to run deliveries on: call notify from a runtime or use on_runtime",
+            )),
+            Started::RuntimeGone => {
+                let lost = self.shared.abandon(&lane);
+                Err(Error::backend(
                     "notifier",
                     label,
-                    "no tokio runtime to run deliveries on: call notify from a runtime or use on_runtime",
-                )
-            })?,
-        };
-        let lane = existing.unwrap_or_else(|| Arc::new(Lane::new(label.to_owned())));
-        let task = runtime.spawn(queue::work(Arc::clone(&self.shared), Arc::clone(&lane)));
-        lanes.insert(key.to_owned(), (Arc::clone(&lane), task));
-        Ok(lane)
+                    format!(
+                        "the runtime that runs its deliveries has shut down: this event is not sent, and {lost} queued message(s) were given up; give on_runtime a runtime that outlives the notifier"
+                    ),
+                ))
+            }
+        }
     }
+
+    /// Starts `lane`'s delivery task on the runtime given to [`on_runtime`](Self::on_runtime),
+    /// else on the current one.
+    fn start(&self, lane: &Arc<Lane>) -> Started {
+        let runtime = match &self.runtime {
+            Some(h) => h.clone(),
+            None => match tokio::runtime::Handle::try_current() {
+                Ok(h) => h,
+                Err(_) => return Started::NoRuntime,
+            },
+        };
+        let task = runtime.spawn(queue::work(Arc::clone(&self.shared), Arc::clone(lane)));
+        // A runtime that has shut down drops a new task at once, unstarted; on a live one the
+        // task runs until its lane is closed, which only dropping the notifier does.
+        if task.is_finished() {
+            Started::RuntimeGone
+        } else {
+            Started::Running(task)
+        }
+    }
+
+    /// Restarts the task of each lane that still holds messages but whose task ended (its
+    /// runtime shut down), or gives those messages up when no runtime is left to run it.
+    fn restart_ended_lanes(&self) {
+        let mut lanes = lock(&self.lanes);
+        for (lane, task) in lanes.values_mut() {
+            if !task.is_finished() || lane.is_closed() || !lane.has_queued() {
+                continue;
+            }
+            match self.start(lane) {
+                Started::Running(t) => *task = t,
+                Started::NoRuntime | Started::RuntimeGone => {
+                    self.shared.abandon(lane);
+                }
+            }
+        }
+    }
+}
+
+/// How starting a lane's task went.
+enum Started {
+    Running(tokio::task::JoinHandle<()>),
+    /// Neither [`ChannelNotifier::on_runtime`] nor a current runtime.
+    NoRuntime,
+    /// The runtime has shut down.
+    RuntimeGone,
 }
 
 impl Drop for ChannelNotifier {
@@ -356,6 +458,12 @@ impl Notifier for ChannelNotifier {
         let path = format!("notificationChannel({label})");
         let target = self.target(channel, &path)?;
         let settings = &self.shared.settings;
+        let key = format!(
+            "{}|{}|{}",
+            kind_name(channel.kind),
+            channel.destination,
+            channel.secret_env.as_deref().unwrap_or_default()
+        );
         let payload = match target {
             Target::Webhook { url, secret } => Payload::Webhook {
                 url,
@@ -371,32 +479,23 @@ impl Notifier for ChannelNotifier {
                 // PagerDuty is for incidents: starts and phase changes open none.
                 None => return Ok(()),
             },
-            Target::Email { transport, to } => {
+            Target::Email { password, to } => {
                 let from = settings
                     .smtp
                     .as_ref()
                     .map(|s| s.from.as_str())
                     .unwrap_or_default();
-                Payload::Email {
-                    transport: Box::new(transport),
-                    message: Box::new(email::message(from, &to, event)?),
-                }
+                let message = Box::new(email::message(from, &to, event)?);
+                // The channel's client lives with its lane, so its connection serves the
+                // channel's later messages too.
+                let lane = self.lane(&key, &label)?;
+                let mailer = lane.mailer(password.as_ref(), || self.mailer(password.clone()))?;
+                self.enqueue(&lane, event, Payload::Email { mailer, message });
+                return Ok(());
             }
         };
-        let key = format!(
-            "{}|{}|{}",
-            kind_name(channel.kind),
-            channel.destination,
-            channel.secret_env.as_deref().unwrap_or_default()
-        );
         let lane = self.lane(&key, &label)?;
-        self.shared.enqueue(
-            &lane,
-            Job {
-                id: format!("{}-{}", event.deployment, event.seq),
-                payload,
-            },
-        );
+        self.enqueue(&lane, event, payload);
         Ok(())
     }
 }
@@ -415,7 +514,7 @@ enum Target {
         key: Secret,
     },
     Email {
-        transport: email::Transport,
+        password: Option<Secret>,
         to: Vec<lettre::message::Mailbox>,
     },
 }
@@ -450,8 +549,17 @@ fn is_url(s: &str) -> bool {
 /// Parses an `http(s)` URL; the error names `field` and never repeats a URL that may hold a
 /// token, only its scheme and host.
 fn http_url(field: &str, value: &str) -> Result<reqwest::Url> {
-    let url = reqwest::Url::parse(value)
-        .map_err(|e| Error::invalid(field, redact_url(value), format!("is not a URL: {e}")))?;
+    let url = match reqwest::Url::parse(value) {
+        Ok(url) => url,
+        Err(_) if is_schemeless_url(value) => return Err(schemeless(field, value)),
+        Err(e) => {
+            return Err(Error::invalid(
+                field,
+                redact_url(value),
+                format!("is not a URL: {e}"),
+            ));
+        }
+    };
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(Error::invalid(
             field,
@@ -460,6 +568,52 @@ fn http_url(field: &str, value: &str) -> Result<reqwest::Url> {
         ));
     }
     Ok(url)
+}
+
+/// Refuses a channel name or label (a Slack channel, a PagerDuty service) that is in fact a
+/// URL: one with another scheme than `http(s)`, or one whose scheme was left off
+/// (`hooks.slack.com/services/...`). Taken for a name, the first would post to the default
+/// webhook with its token as the channel name, the second page through the default endpoint.
+fn refuse_url_as_name(field: &str, value: &str) -> Result<()> {
+    if value.contains("://") {
+        http_url(field, value).map(drop)
+    } else if is_schemeless_url(value) {
+        Err(schemeless(field, value))
+    } else {
+        Ok(())
+    }
+}
+
+fn schemeless(field: &str, value: &str) -> Error {
+    Error::invalid(
+        field,
+        crate::config::redact_url(value),
+        "looks like a URL without its scheme: write it whole, with https:// (or http://), or give a name without `/` or `?`",
+    )
+}
+
+/// Whether `s` is a host name (with a dot, or `localhost`), an optional port, then a path or
+/// query: a URL written without its scheme.
+fn is_schemeless_url(s: &str) -> bool {
+    if s.contains("://") {
+        return false;
+    }
+    let Some(end) = s.find(['/', '?']) else {
+        return false;
+    };
+    let authority = &s[..end];
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || (host.contains('.')
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            }))
 }
 
 /// The scheme and host of a URL, the rest masked (paths and queries of webhook URLs often
@@ -594,6 +748,35 @@ mod tests {
             .check_channels(&[with_pw])
             .expect("user and password");
         notifier(None).check_channels(&[plain]).expect("no login");
+    }
+
+    #[test]
+    fn urls_without_their_scheme_are_told_from_names() {
+        for url in [
+            "hooks.slack.com/services/T0/B0/x",
+            "HOOKS.Slack.com/x",
+            "events.eu.pagerduty.com/v2/enqueue",
+            "hooks.example.org:8443/h",
+            "hooks.example.org?token=x",
+            "localhost:8080/hook",
+        ] {
+            assert!(is_schemeless_url(url), "{url}");
+        }
+        for name in [
+            "#deploys",
+            "deploys",
+            "C024BE91L",
+            "@oncall.web",
+            "web on-call",
+            "api.web team",
+            "ops@example.org",
+            "#team/web",
+            "https://hooks.example.org/h",
+            "a..b/c",
+            "",
+        ] {
+            assert!(!is_schemeless_url(name), "{name}");
+        }
     }
 
     #[test]

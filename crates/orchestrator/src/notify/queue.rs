@@ -51,7 +51,7 @@ pub(super) enum Payload {
         body: Vec<u8>,
     },
     Email {
-        transport: Box<email::Transport>,
+        mailer: Arc<email::Mailer>,
         message: Box<lettre::Message>,
     },
 }
@@ -79,6 +79,8 @@ pub(super) struct Lane {
     queue: Mutex<VecDeque<Job>>,
     wake: Notify,
     closed: AtomicBool,
+    /// An e-mail channel's client, kept with its open connection from message to message.
+    mailer: Mutex<Option<Arc<email::Mailer>>>,
 }
 
 impl Lane {
@@ -88,7 +90,41 @@ impl Lane {
             queue: Mutex::new(VecDeque::new()),
             wake: Notify::new(),
             closed: AtomicBool::new(false),
+            mailer: Mutex::new(None),
         }
+    }
+
+    /// The lane's mailer, built by `build` the first time and again only when the channel's
+    /// password changed (its `secretEnv` variable was rotated).
+    pub(super) fn mailer(
+        &self,
+        password: Option<&Secret>,
+        build: impl FnOnce() -> crate::Result<email::Mailer>,
+    ) -> crate::Result<Arc<email::Mailer>> {
+        let mut slot = lock(&self.mailer);
+        match slot.as_ref() {
+            Some(m) if m.logs_in_with(password) => Ok(Arc::clone(m)),
+            _ => {
+                let m = Arc::new(build()?);
+                *slot = Some(Arc::clone(&m));
+                Ok(m)
+            }
+        }
+    }
+
+    /// Whether the lane was closed (its notifier dropped).
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Whether messages wait on the lane.
+    pub(super) fn has_queued(&self) -> bool {
+        !lock(&self.queue).is_empty()
+    }
+
+    /// The lane's mailer while it holds a connection open.
+    fn open_mailer(&self) -> Option<Arc<email::Mailer>> {
+        lock(&self.mailer).as_ref().filter(|m| m.is_open()).cloned()
     }
 
     /// Lets the task finish what is queued, then stop.
@@ -141,10 +177,20 @@ impl Shared {
         }
     }
 
-    pub(super) async fn flush(&self) {
-        let mut rx = self.pending.subscribe();
-        // The sender lives as long as `self`, so this only ends when nothing is pending.
-        let _ = rx.wait_for(|n| *n == 0).await;
+    /// Waits until nothing is pending or some lane's task ended (its runtime may have shut
+    /// down with messages still queued): `true` when nothing is pending.
+    pub(super) async fn settled_or_ended(&self, mut rx: watch::Receiver<u64>) -> bool {
+        if *rx.borrow_and_update() == 0 {
+            return true;
+        }
+        // The sender lives as long as `self`, so `changed` only fails if `self` is gone.
+        let _ = rx.changed().await;
+        *rx.borrow() == 0
+    }
+
+    /// A view of the pending count, subscribed now.
+    pub(super) fn watch_pending(&self) -> watch::Receiver<u64> {
+        self.pending.subscribe()
     }
 
     /// Puts `job` on `lane` without waiting; a full lane drops per [`Overflow`].
@@ -179,6 +225,18 @@ impl Shared {
             );
         }
         lane.wake.notify_one();
+    }
+
+    /// Gives up on every message still queued on `lane` (no runtime is left to run its
+    /// task), counting each as failed; returns how many.
+    pub(super) fn abandon(&self, lane: &Lane) -> usize {
+        let lost: Vec<Job> = lock(&lane.queue).drain(..).collect();
+        for job in &lost {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            self.done();
+            tracing::warn!(channel = %lane.label, event = %job.id, "notification not delivered: the runtime of its deliveries has shut down");
+        }
+        lost.len()
     }
 
     fn done(&self) {
@@ -231,7 +289,7 @@ impl Shared {
             Payload::PagerDuty { url, body } => {
                 post_json(&self.http, url.clone(), body.clone(), &[], now).await
             }
-            Payload::Email { transport, message } => email::send(transport, message).await,
+            Payload::Email { mailer, message } => mailer.send(message).await,
         }
     }
 }
@@ -352,21 +410,51 @@ impl Drop for Taken<'_> {
     }
 }
 
-/// A lane's task: delivers in order until the lane is closed and empty.
-pub(super) async fn work(shared: Arc<Shared>, lane: Arc<Lane>) {
-    loop {
-        let job = lock(&lane.queue).pop_front();
-        match job {
-            Some(job) => {
-                let mut taken = Taken {
-                    shared: &shared,
-                    settled: false,
-                };
-                shared.deliver(&lane.label, &job).await;
-                taken.settled = true;
+/// Wakes [`ChannelNotifier::flush`](super::ChannelNotifier::flush) when a lane's task ends,
+/// also when its runtime shut down and dropped it, started or not: a flush then looks again
+/// at what is left on that lane.
+struct Ended(Arc<Shared>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.pending.send_modify(|_| {});
+    }
+}
+
+/// A lane's task: delivers in order until the lane is closed and empty. Between messages it
+/// closes an e-mail channel's connection once it has been idle for the mailer's idle timeout.
+pub(super) fn work(shared: Arc<Shared>, lane: Arc<Lane>) -> impl Future<Output = ()> + Send {
+    // Made before the task first runs, so that a task dropped unstarted signals its end too.
+    let ended = Ended(shared);
+    async move {
+        let shared = &ended.0;
+        loop {
+            let job = lock(&lane.queue).pop_front();
+            match job {
+                Some(job) => {
+                    let mut taken = Taken {
+                        shared,
+                        settled: false,
+                    };
+                    shared.deliver(&lane.label, &job).await;
+                    taken.settled = true;
+                }
+                None if lane.is_closed() => {
+                    if let Some(mailer) = lane.open_mailer() {
+                        mailer.close().await;
+                    }
+                    return;
+                }
+                None => match lane.open_mailer() {
+                    Some(mailer) => {
+                        tokio::select! {
+                            () = lane.wake.notified() => {}
+                            () = tokio::time::sleep(mailer.idle_timeout()) => mailer.close().await,
+                        }
+                    }
+                    None => lane.wake.notified().await,
+                },
             }
-            None if lane.closed.load(Ordering::SeqCst) => return,
-            None => lane.wake.notified().await,
         }
     }
 }

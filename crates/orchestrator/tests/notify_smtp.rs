@@ -1,0 +1,128 @@
+//! The e-mail channel against a scripted SMTP server on loopback (`notify_support::smtp`):
+//! one session carries a channel's messages, a session the server closed is replaced, a
+//! stalled server is given up on within the request timeout, and a refusal by the client
+//! itself is not retried.
+
+#![cfg(feature = "notify")]
+
+mod notify_support;
+
+use std::time::Duration;
+
+use notify_support::smtp::{FakeSmtp, SmtpMode};
+use notify_support::{channel, event, fast_settings, flush, rolled_back};
+use serin_orchestrator::Notifier;
+use serin_orchestrator::notify::{ChannelNotifier, NotifySettings, SmtpSettings, StartTls};
+
+fn settings(server: &FakeSmtp) -> NotifySettings {
+    let mut s = fast_settings();
+    let mut smtp = SmtpSettings::new(server.host(), server.port(), "Serin <serin@example.org>");
+    smtp.starttls = StartTls::None;
+    s.smtp = Some(smtp);
+    s
+}
+
+fn email() -> serin_orchestrator::NotificationChannel {
+    channel(r#"{"type":"email","destination":"ops@example.org"}"#)
+}
+
+#[tokio::test]
+async fn one_smtp_session_carries_a_channels_messages_until_it_idles() {
+    let server = FakeSmtp::start(SmtpMode::Serve).await;
+    let mut s = settings(&server);
+    if let Some(smtp) = s.smtp.as_mut() {
+        smtp.idle_timeout = Duration::from_millis(300);
+    }
+    let n = ChannelNotifier::new(s).expect("notifier");
+    for seq in 0..3 {
+        n.notify(&email(), &event("web-mail", seq, rolled_back()))
+            .await
+            .expect("queued");
+    }
+    flush(&n).await;
+    n.notify(&email(), &event("web-mail", 3, rolled_back()))
+        .await
+        .expect("queued");
+    flush(&n).await;
+    assert_eq!(n.stats().delivered, 4, "{:?}", n.stats());
+    assert_eq!(server.messages().len(), 4);
+    assert_eq!(
+        (server.connections(), server.quits()),
+        (1, 0),
+        "one session, still open between messages"
+    );
+    // Left idle, the session is ended politely; the next message opens another.
+    server
+        .wait_until("the idle session is closed", |s| s.quits() == 1)
+        .await;
+    n.notify(&email(), &event("web-mail", 4, rolled_back()))
+        .await
+        .expect("queued");
+    flush(&n).await;
+    assert_eq!((server.connections(), server.messages().len()), (2, 5));
+    // Dropping the notifier ends the open session too.
+    drop(n);
+    server
+        .wait_until("the session ends with the notifier", |s| s.quits() == 2)
+        .await;
+}
+
+#[tokio::test]
+async fn a_session_the_server_closed_is_replaced_without_a_failed_attempt() {
+    let server = FakeSmtp::start(SmtpMode::HangUpAfterEachMessage).await;
+    let n = ChannelNotifier::new(settings(&server)).expect("notifier");
+    for seq in 0..2 {
+        n.notify(&email(), &event("web-mail", seq, rolled_back()))
+            .await
+            .expect("queued");
+        flush(&n).await;
+    }
+    let stats = n.stats();
+    assert_eq!(
+        (stats.delivered, stats.retries, stats.failed),
+        (2, 0, 0),
+        "{stats:?}"
+    );
+    assert_eq!((server.connections(), server.messages().len()), (2, 2));
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_is_given_up_on_within_the_request_timeout() {
+    let server = FakeSmtp::start(SmtpMode::Silent).await;
+    let mut s = settings(&server);
+    s.request_timeout = Duration::from_millis(300);
+    s.retry.max_attempts = 2;
+    let n = ChannelNotifier::new(s).expect("notifier");
+    let started = tokio::time::Instant::now();
+    n.notify(&email(), &event("web-mail", 0, rolled_back()))
+        .await
+        .expect("queued");
+    flush(&n).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let stats = n.stats();
+    assert_eq!((stats.retries, stats.failed), (1, 1), "{stats:?}");
+    assert_eq!(server.connections(), 2, "each attempt connects afresh");
+}
+
+#[tokio::test]
+async fn a_server_without_the_required_starttls_is_refused_once_not_retried() {
+    let server = FakeSmtp::start(SmtpMode::Serve).await;
+    let mut s = settings(&server);
+    s.retry.max_attempts = 3;
+    if let Some(smtp) = s.smtp.as_mut() {
+        smtp.starttls = StartTls::Required;
+    }
+    let n = ChannelNotifier::new(s).expect("notifier");
+    n.notify(&email(), &event("web-mail", 0, rolled_back()))
+        .await
+        .expect("queued");
+    flush(&n).await;
+    let stats = n.stats();
+    assert_eq!((stats.retries, stats.failed), (0, 1), "{stats:?}");
+    assert_eq!(server.connections(), 1);
+    assert!(server.messages().is_empty(), "nothing sent in clear text");
+}
