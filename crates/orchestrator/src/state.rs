@@ -405,7 +405,9 @@ pub struct DeploymentState {
     pub deadline: Timestamp,
     /// Paused by an operator.
     pub paused: bool,
-    /// The new version's share of traffic, in percent.
+    /// The new version's share of traffic, in percent, once this record's effects are carried
+    /// out. It is announced ([`EventKind::WeightChanged`](crate::EventKind::WeightChanged)) in
+    /// the record after, once the router took it.
     pub weight: f64,
     /// The end of the last window observed.
     pub observed_until: Timestamp,

@@ -207,8 +207,9 @@ async fn a_paused_switch_is_rolled_back_at_the_deadline_whatever_the_check_inter
     let mut config = blue_green_config("1.1.0", TrafficStrategyKind::Gradual);
     config.max_deployment_duration = std::time::Duration::from_secs(120);
     // Longer than the whole deployment may take: the wait for the next check ends at the
-    // deadline.
+    // deadline. (The watch after promotion must be at least as long.)
     config.monitoring.check_interval = std::time::Duration::from_secs(3_600);
+    config.monitoring.monitoring_duration = std::time::Duration::from_secs(3_600);
     let h = world
         .orchestrator()
         .start(&config, SERVICE)
@@ -391,7 +392,7 @@ async fn a_green_instance_dying_mid_switch_stops_the_switch_and_rolls_back() {
     let report = h.wait().await.expect("report");
     let reason = rollback_reason(&report);
     assert!(reason.contains("out of memory"), "{reason}");
-    assert_eq!(weights(&report), vec![25.0], "{report}");
+    assert_eq!(weights(&report), vec![25.0, 0.0], "{report}");
     assert_eq!(
         world.live_version().await,
         Some((Track::Blue, "1.0.0".into()))

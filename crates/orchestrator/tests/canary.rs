@@ -151,10 +151,11 @@ async fn pacing_on_latency_alone_promotes_a_service_without_errors_and_holds_a_s
             assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
             assert_eq!(weights(&report.timeline), vec![10.0, 40.0, 70.0, 100.0]);
         } else {
-            // No judge reads latency: the gate alone keeps it at 10% until the rollout's end.
+            // No judge reads latency: the gate alone keeps it at 10% until the rollout's end,
+            // and the rollback takes it back to 0%.
             let reason = rollback_reason(&report);
             assert!(reason.contains("maximum duration"), "{reason}");
-            assert_eq!(weights(&report.timeline), vec![10.0]);
+            assert_eq!(weights(&report.timeline), vec![10.0, 0.0]);
             assert!(holds, "the held weight says why");
         }
     }

@@ -601,7 +601,7 @@ async fn a_canary_shrunk_by_a_scale_step_takes_all_traffic_only_at_full_size() {
     assert!(
         plan.steps
             .iter()
-            .any(|s| s == "scale canary to 3 instance(s)"),
+            .any(|s| s.starts_with("scale canary to 3 instance(s), rollback triggers")),
         "{plan}"
     );
     let report = world.deploy(&config).await;

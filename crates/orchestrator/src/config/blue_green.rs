@@ -43,9 +43,16 @@ pub struct BlueGreenConfig {
     pub traffic_interval: Duration,
     /// The percentages of a weighted switch, rising (100 is added at the end if missing).
     pub weights: Vec<f64>,
-    /// How long the old colour stays up after the switch, ready to take traffic back: it is
-    /// retired once this has passed and the watch (`monitoring.monitoringDuration`) has ended,
-    /// whichever is later. Default `5m`.
+    /// How long the old version stays up after promotion, ready to take traffic back (in every
+    /// strategy): it is retired once this has passed and the watch
+    /// (`monitoring.monitoringDuration`) has ended, whichever is later. Default `5m`.
+    ///
+    /// Only the watch is monitored. When this delay outlasts it, no rollback trigger checks the
+    /// new version for the rest of it: like Argo Rollouts' `scaleDownDelaySeconds`, it keeps the
+    /// old version for a quick switch back, it does not watch for one. Until the old version is
+    /// retired, an operator's abort (or `monitoring.onDeadline: rollback` at the deadline) still
+    /// gives it all traffic at once, without starting it again. To have the new version watched
+    /// longer, raise `monitoring.monitoringDuration`.
     #[serde(with = "serin_signals::duration")]
     pub keep_old_warm_for: Duration,
     /// How long a retired colour drains in-flight requests. Default `10s`.

@@ -326,16 +326,28 @@ impl DeploymentConfig {
         if let Some(v) = get("ENVIRONMENT") {
             c.environment = Some(v);
         }
-        // A value that parses but is out of range is caught here: name its variable too.
+        // A value that parses but is out of range is caught here: name its variable too. A
+        // check across two fields names one of them; when a variable set the other, the
+        // reason says so.
         c.validate().map_err(|e| match e {
             Error::InvalidField {
                 field,
                 value,
-                reason,
+                mut reason,
             } => {
+                let set = |path: &&(&str, &str)| get(path.0).is_some();
                 let var = OVERRIDES
                     .iter()
-                    .find(|(var, path)| get(var).is_some() && field.ends_with(path));
+                    .filter(set)
+                    .find(|(_, path)| field.ends_with(path));
+                if var.is_none()
+                    && let Some((other, path)) = OVERRIDES
+                        .iter()
+                        .filter(set)
+                        .find(|(_, path)| reason.contains(path))
+                {
+                    reason = format!("{reason} ({path} is set by {other})");
+                }
                 Error::InvalidField {
                     field: var.map_or(field.clone(), |(var, _)| format!("{var} ({field})")),
                     value,
@@ -379,6 +391,20 @@ impl DeploymentConfig {
         }
         self.canary_thresholds.validate()?;
         self.monitoring.validate()?;
+        // A canary track is grown to `replicasPerEnv` before it takes all traffic, never
+        // shrunk: a larger canary would be promoted at its own size.
+        if self.canary_config.replicas > self.blue_green_config.replicas_per_env {
+            return Err(Error::invalid(
+                "canaryConfig.replicas",
+                self.canary_config.replicas,
+                format!(
+                    "must not exceed blueGreenConfig.replicasPerEnv ({}): the promoted canary \
+                     track keeps its size, so it would serve all traffic with more instances \
+                     than replicasPerEnv",
+                    self.blue_green_config.replicas_per_env
+                ),
+            ));
+        }
         EngineConfig {
             triggers: self.triggers.clone(),
         }
@@ -1102,6 +1128,75 @@ maxDeploymentDuration: 2h
             assert!(err.contains(needle), "{k}={v}: `{err}`");
         }
         assert_eq!(before, base());
+    }
+
+    #[test]
+    fn a_canary_larger_than_a_colour_is_refused_naming_both_fields() {
+        let load = |extra: &str| {
+            DeploymentConfig::from_json(&format!(
+                r#"{{"strategy":"canary","version":"1.0.0","targetServices":["web"],{extra}}}"#
+            ))
+        };
+        let err = load(r#""blueGreenConfig":{"replicasPerEnv":2},"canaryConfig":{"replicas":3}"#)
+            .expect_err("a canary of 3 over colours of 2")
+            .to_string();
+        assert!(
+            err.contains("canaryConfig.replicas `3`")
+                && err.contains("blueGreenConfig.replicasPerEnv (2)"),
+            "{err}"
+        );
+        load(r#""blueGreenConfig":{"replicasPerEnv":3},"canaryConfig":{"replicas":3}"#)
+            .expect("a canary as large as a colour");
+        // Set by the environment, the other side is named with its variable.
+        let mut c = base();
+        c.canary_config.replicas = 2;
+        let err = c
+            .with_overrides(|k| (k == "REPLICAS").then(|| "1".to_owned()))
+            .expect_err("REPLICAS below the canary's")
+            .to_string();
+        assert!(
+            err.contains("canaryConfig.replicas `2`")
+                && err.contains("blueGreenConfig.replicasPerEnv (1)")
+                && err.contains("set by REPLICAS"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_check_interval_longer_than_the_watch_is_refused_naming_both_fields() {
+        let load = |monitoring: &str| {
+            DeploymentConfig::from_json(&format!(
+                r#"{{"strategy":"blue-green","version":"1.0.0","targetServices":["web"],
+                    "monitoring":{monitoring}}}"#
+            ))
+        };
+        let err = load(r#"{"checkInterval":"10m","monitoringDuration":"5m"}"#)
+            .expect_err("no check in the watch")
+            .to_string();
+        assert!(
+            err.contains("monitoring.checkInterval `10m`")
+                && err.contains("monitoring.monitoringDuration (5m)"),
+            "{err}"
+        );
+        load(r#"{"checkInterval":"5m","monitoringDuration":"5m"}"#)
+            .expect("one check, at the end of the watch");
+        let err = base()
+            .with_overrides(|k| (k == "MONITORING_DURATION").then(|| "2".to_owned()))
+            .expect_err("a 2 s watch checked every 5 s")
+            .to_string();
+        assert!(
+            err.contains("monitoring.checkInterval `5s`")
+                && err.contains("set by MONITORING_DURATION"),
+            "{err}"
+        );
+        let err = base()
+            .with_overrides(|k| (k == "CHECK_INTERVAL").then(|| "600".to_owned()))
+            .expect_err("a 10 min interval in a 5 min watch")
+            .to_string();
+        assert!(
+            err.contains("CHECK_INTERVAL (monitoring.checkInterval) `10m`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -6,30 +6,44 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-use super::{humantime_like, positive};
+use super::{human, humantime_like, positive};
 
 /// The watch after promotion (and the checks during a rollout): `CHECK_INTERVAL`,
 /// `MONITORING_DURATION`, `CONSECUTIVE_FAILURES`, `ERROR_RATE_THRESHOLD`, `LATENCY_THRESHOLD`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct MonitoringConfig {
-    /// How often signals are read and triggers checked during a blue-green switch and after
-    /// promotion (during a canary's analysis they are read once per `canaryConfig.metricsWindow`).
-    /// Default `5s`.
+    /// How often signals are read and triggers checked during a blue-green switch, while a
+    /// promoted canary's track grows to full size, and after promotion (during a canary's
+    /// analysis they are read once per `canaryConfig.metricsWindow`). Default `5s`.
     #[serde(with = "serin_signals::duration")]
     pub check_interval: Duration,
     /// How long the new version is watched after promotion. Default `5m`.
     #[serde(with = "serin_signals::duration")]
     pub monitoring_duration: Duration,
-    /// Consecutive breaching checks before a threshold rolls back. Default 3. It is kept as a
-    /// span, `consecutiveFailures - 1` check intervals (see [`hold_for`](Self::hold_for)): during
-    /// a canary's analysis, whose checks come once per `metricsWindow`, a threshold rolls back at
-    /// the first breaching window that ends at least that long after the breach began.
+    /// How long a monitoring threshold (`errorRateThreshold`, `latencyThreshold`) must be
+    /// breached before it rolls back, in checks: the breach must last `consecutiveFailures - 1`
+    /// check intervals of data time, from the end of its first breaching check to the end of the
+    /// latest (see [`hold_for`](Self::hold_for)). Default 3.
+    ///
+    /// It is a span of time, not a tally of checks. With data at every check, as during a
+    /// blue-green switch and after promotion, it is `consecutiveFailures` breaching checks in a
+    /// row, and a healthy check ends the breach. A check without data (no requests, a metrics
+    /// outage) ends nothing and the span runs on across it: breaching checks on either side of
+    /// it are one breach, since missing data is no evidence that the breach ended (the
+    /// triggers hold meanwhile, and a gap longer than five minutes ends the breach). During a
+    /// canary's analysis, whose checks come once per `metricsWindow`, a threshold rolls back at
+    /// the first breaching window that ends at least that long after the breach began. A
+    /// span keeps the bound the same whatever a stage's cadence and however the data comes:
+    /// a bad version serves for about as long as configured before it is switched back, where
+    /// a tally would grow with every window that brought no data.
     pub consecutive_failures: u32,
-    /// Error rate (fraction) that rolls back when held for the consecutive checks. Default `0.10`.
+    /// Error rate (fraction) that rolls back when breached for `consecutiveFailures` checks
+    /// (see there). Default `0.10`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_rate_threshold: Option<f64>,
-    /// p99 latency in milliseconds that rolls back when held for the consecutive checks.
+    /// p99 latency in milliseconds that rolls back when breached for `consecutiveFailures`
+    /// checks (see there).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_threshold: Option<f64>,
     /// What happens when `maxDeploymentDuration` runs out after promotion, while the promoted
@@ -78,6 +92,19 @@ impl MonitoringConfig {
                 "must be at least 10ms",
             ));
         }
+        // The first check after promotion comes one interval after it: a longer interval
+        // than the watch would end the watch before anything was checked.
+        if self.check_interval > self.monitoring_duration {
+            return Err(Error::invalid(
+                format!("{path}.checkInterval"),
+                human(self.check_interval),
+                format!(
+                    "must not be longer than {path}.monitoringDuration ({}): the watch after \
+                     promotion would end before its first check",
+                    human(self.monitoring_duration)
+                ),
+            ));
+        }
         if self.consecutive_failures == 0 {
             return Err(Error::invalid(
                 format!("{path}.consecutiveFailures"),
@@ -106,8 +133,10 @@ impl MonitoringConfig {
         Ok(())
     }
 
-    /// How long a breach must hold: `consecutiveFailures - 1` check intervals (the first
-    /// breaching check starts the clock).
+    /// How long a monitoring threshold's breach must hold before it rolls back:
+    /// `consecutiveFailures - 1` check intervals (the end of the first breaching check starts
+    /// the clock, so a breach seen at `consecutiveFailures` checks in a row rolls back at the
+    /// last of them).
     pub fn hold_for(&self) -> Duration {
         self.check_interval
             .saturating_mul(self.consecutive_failures.saturating_sub(1))

@@ -200,6 +200,7 @@ impl Orchestrator {
         let (tx, rx) = mpsc::unbounded_channel();
         let (status_tx, status_rx) = watch::channel(Status::of(&state));
         let id = state.id.clone();
+        let announced = resumption.as_ref().map_or(0.0, |r| r.announced);
         let runner = Runner {
             inner: Arc::clone(&self.inner),
             backends,
@@ -210,6 +211,7 @@ impl Orchestrator {
             status: status_tx,
             sample: None,
             unreadable: Default::default(),
+            announced,
         };
         let task = tokio::spawn(async move {
             let _guard = guard;
@@ -325,6 +327,7 @@ impl Orchestrator {
             status: status_tx,
             sample: None,
             unreadable: Default::default(),
+            announced: 0.0,
         };
         if let Err(e) = first.commit(Vec::new(), kinds).await {
             let _ = self.inner.platform.unlock(service, &first.state.id).await;
@@ -449,8 +452,10 @@ impl Orchestrator {
     /// with the process, a split that drifted); before the deployment applied any, the split it
     /// started under is put back only if the router lost its split. Then the last record's
     /// effects are carried out again (they are idempotent) and its events announced again (a
-    /// subscriber may see them twice, with the same sequence numbers). If carrying them out
-    /// fails, the deployment goes on as an uninterrupted run whose step failed: with
+    /// subscriber may see them twice, with the same sequence numbers); a share of traffic they
+    /// give the new version that the deployment had not announced yet (the crash came between
+    /// applying it and announcing it) is announced then, in a record of its own. If carrying
+    /// them out fails, the deployment goes on as an uninterrupted run whose step failed: with
     /// `rollbackOnError` it rolls back, otherwise it ends as failed — journalled and announced
     /// either way. Then it continues, or, when the config says `onResume: rollback`, starts a
     /// rollback, journalled and announced like an operator's abort. Resuming a finished

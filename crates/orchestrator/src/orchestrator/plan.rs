@@ -187,18 +187,32 @@ impl Orchestrator {
                         config.canary_config.metrics_window
                     ));
                     if let Some(full) = config.promotion_scale(&policy.steps) {
-                        steps.push(format!("scale {} to {full} instance(s)", to.track));
+                        steps.push(format!(
+                            "scale {} to {full} instance(s), rollback triggers checked every {:?} \
+                             until ready",
+                            to.track, config.monitoring.check_interval
+                        ));
                     }
                     canary = Some(policy);
                 }
             }
             if let Some(old) = &from {
                 steps.push(format!("route 100% to {}", to.track));
-                steps.push(format!(
-                    "monitor for {:?} with {} rollback trigger(s)",
-                    config.monitoring.monitoring_duration,
+                let m = &config.monitoring;
+                let mut watch = format!(
+                    "monitor for {:?}, checked every {:?}, with {} rollback trigger(s)",
+                    m.monitoring_duration,
+                    m.check_interval,
                     config.trigger_config()?.triggers.len()
-                ));
+                );
+                if m.error_rate_threshold.is_some() || m.latency_threshold.is_some() {
+                    watch.push_str(&format!(
+                        "; a monitoring threshold rolls back once breached for {:?} ({} checks)",
+                        m.hold_for(),
+                        m.consecutive_failures
+                    ));
+                }
+                steps.push(watch);
                 // Completion starts when the watch ends, and keeps the old version warm until
                 // `keepOldWarmFor` after promotion: it goes at whichever comes later.
                 let retire_after = config

@@ -60,6 +60,10 @@ pub(crate) struct Runner {
     /// Observations the trigger engine could not read, already announced: each is announced
     /// once per run, not at every window.
     pub(crate) unreadable: BTreeSet<String>,
+    /// The new version's share of traffic last announced (0 before any): what the router took
+    /// last, which [`DeploymentState::weight`] is not while the split that sets it is being
+    /// applied, or after applying it failed.
+    pub(crate) announced: f64,
 }
 
 /// What a deployment resumed after a crash starts from.
@@ -68,6 +72,8 @@ pub(crate) struct Resumption {
     pub(crate) last: Record,
     /// The split in force when `last` was written.
     pub(crate) before: Before,
+    /// The new version's share of traffic the deployment last announced (0 before any).
+    pub(crate) announced: f64,
 }
 
 /// The split in force when a deployment's last record was written.
@@ -98,7 +104,21 @@ impl Resumption {
             (None, Some(from)) => Before::Inherited(split_all(&from.track, None)?),
             (None, None) => Before::Nothing,
         };
-        Ok(Resumption { last, before })
+        let announced = earlier
+            .iter()
+            .chain([&last])
+            .flat_map(|r| r.events.iter())
+            .filter_map(|e| match e.kind {
+                EventKind::WeightChanged { percent, .. } => Some(percent),
+                _ => None,
+            })
+            .next_back()
+            .unwrap_or(0.0);
+        Ok(Resumption {
+            last,
+            before,
+            announced,
+        })
     }
 }
 
@@ -134,13 +154,43 @@ impl Runner {
     ///
     /// The events are announced even when an effect fails: they are journalled, so they are in
     /// the report's timeline, and they tell of the state change the record made (the stage
-    /// entered, the weight decided), which stands; the error then goes back to the caller,
+    /// entered, the decision taken), which stands; the error then goes back to the caller,
     /// whose error path journals and announces what follows (a rollback, say) after them.
+    ///
+    /// The new version's share of traffic is the exception: it is announced only once the
+    /// router took it, so that nobody is told of a split that is not in force (the report's
+    /// timeline included). A [`WeightChanged`](EventKind::WeightChanged) among `kinds` (a
+    /// weight a decision sets) is not journalled with the effects that apply it but in a record
+    /// of its own right after they were carried out, and only if they were; so is the share any
+    /// other split the effects apply gives the new version, when it differs from the one last
+    /// announced (a promotion's 100%, a rollback's 0%). See
+    /// [`announce_weights`](Self::announce_weights).
     pub(crate) async fn commit(
         &mut self,
         effects: Vec<Effect>,
-        kinds: Vec<EventKind>,
+        mut kinds: Vec<EventKind>,
     ) -> Result<()> {
+        let mut weights = Vec::new();
+        kinds.retain(|k| {
+            let weight = matches!(k, EventKind::WeightChanged { .. });
+            if weight {
+                weights.push(k.clone());
+            }
+            !weight
+        });
+        let record = self.append(effects, kinds).await?;
+        let executed = self.execute(&record.effects).await;
+        self.emit(&record.events).await;
+        self.publish();
+        executed?;
+        if weights.is_empty() {
+            weights.extend(self.weight_moved(&record.effects));
+        }
+        self.announce_weights(weights, &record.effects).await
+    }
+
+    /// Journals the current state with `effects` and `kinds` as the next record.
+    async fn append(&mut self, effects: Vec<Effect>, kinds: Vec<EventKind>) -> Result<Record> {
         let now = self.now();
         let mut events = Vec::with_capacity(kinds.len());
         for kind in kinds {
@@ -171,10 +221,44 @@ impl Runner {
                 other => Error::backend("journal", self.inner.journal.name(), other),
             })?;
         self.seq += 1;
-        let executed = self.execute(&record.effects).await;
+        Ok(record)
+    }
+
+    /// The event announcing the new version's share in the last split `effects` apply, if that
+    /// differs from the share last announced.
+    fn weight_moved(&self, effects: &[Effect]) -> Option<EventKind> {
+        let percent = last_split(effects)?
+            .weight_of(self.state.to.track.as_str())
+            .map_or(0.0, |w| w.as_percent());
+        (percent != self.announced).then(|| self.weight_changed(percent))
+    }
+
+    /// Journals and announces `weights`, the shares the router took when `effects` were carried
+    /// out, in a record of their own. That record holds the split the effects applied, as the
+    /// effect it stands for: it is in force already, and a deployment resumed from the record
+    /// puts it back (idempotent) before going on, as from the record that applied it.
+    async fn announce_weights(
+        &mut self,
+        weights: Vec<EventKind>,
+        effects: &[Effect],
+    ) -> Result<()> {
+        let Some(percent) = weights.iter().rev().find_map(|k| match k {
+            EventKind::WeightChanged { percent, .. } => Some(*percent),
+            _ => None,
+        }) else {
+            return Ok(());
+        };
+        self.announced = percent;
+        let applied = last_split(effects)
+            .map(|split| Effect::Apply {
+                split: split.clone(),
+            })
+            .into_iter()
+            .collect();
+        let record = self.append(applied, weights).await?;
         self.emit(&record.events).await;
         self.publish();
-        executed
+        Ok(())
     }
 
     /// Picks a deployment up after a crash, before its stages run again: puts back the split
@@ -186,7 +270,7 @@ impl Runner {
     /// rollback` starts a journalled rollback, as an abort would. A finished deployment only
     /// announces its final events again.
     pub(crate) async fn resume_from(&mut self, resumption: Resumption) -> Result<()> {
-        let Resumption { last, before } = resumption;
+        let Resumption { last, before, .. } = resumption;
         if self.state.stage == Stage::Done {
             // A finished deployment's last record carries no effects (`finish` journals them
             // in a record of their own), and the router may be another deployment's by now.
@@ -200,6 +284,13 @@ impl Runner {
         effects.extend(last.effects.iter().cloned());
         let executed = self.execute(&effects).await;
         self.emit(&last.events).await;
+        if executed.is_ok() {
+            // The crash may have come before the share they gave the new version was
+            // announced (only a journal failure stops this).
+            let moved = self.weight_moved(&effects);
+            self.announce_weights(moved.into_iter().collect(), &effects)
+                .await?;
+        }
         if let Err(e) = executed {
             tracing::warn!(deployment = %self.state.id, "repeating the last record after a crash failed: {e}");
             if self.state.stage == Stage::RollingBack {
@@ -389,10 +480,19 @@ impl Runner {
         tracing::warn!(deployment = %self.state.id, "stage {:?} failed: {e}", self.state.stage);
         let changed_nothing = matches!(self.state.stage, Stage::Validation | Stage::Preparation);
         let mut reason = e.to_string();
-        if !changed_nothing
-            && self.state.stage != Stage::RollingBack
-            && self.state.config.rollback_on_error
-        {
+        if self.state.stage == Stage::RollingBack {
+            let why = self
+                .state
+                .rollback_reason
+                .as_deref()
+                .unwrap_or("rolled back");
+            reason = format!("rolling back ({why}) failed: {e}; {}", self.left_behind());
+        } else if !changed_nothing && !self.state.config.rollback_on_error {
+            reason = format!(
+                "{e}; not rolled back (rollbackOnError is false): {}",
+                self.left_behind()
+            );
+        } else if !changed_nothing {
             match self.start_rollback(format!("error: {e}"), Vec::new()).await {
                 Ok(()) => return Ok(()),
                 Err(err) if is_journal_error(&err) => return Err(err),
@@ -404,11 +504,36 @@ impl Runner {
                     tracing::warn!(deployment = %self.state.id, "starting the rollback failed: {err}");
                     return Ok(());
                 }
-                Err(err) => reason = format!("{reason}; the rollback could not start: {err}"),
+                Err(err) => {
+                    reason = format!(
+                        "{reason}; the rollback could not start: {err}; {}",
+                        self.left_behind()
+                    );
+                }
             }
         }
         self.finish(Outcome::Failed { reason }, Vec::new(), Vec::new())
             .await
+    }
+
+    /// Where a deployment that ends failed without switching back leaves traffic and tracks,
+    /// for the operator who must finish it by hand: nothing watches the new version any more.
+    /// The router's last split is the last one it took (an apply that fails changes nothing).
+    fn left_behind(&self) -> String {
+        let new = &self.state.to;
+        match &self.state.from {
+            Some(old) if self.announced > 0.0 => format!(
+                "the router may still give {new} {}% of traffic (the last split it took) beside \
+                 {old}, and nothing watches it: route all traffic to one of them and retire the \
+                 other by hand",
+                self.announced
+            ),
+            None if self.announced > 0.0 => format!(
+                "{new} serves {}% of traffic and nothing watches it",
+                self.announced
+            ),
+            _ => format!("{new} gets no traffic but may still run: retire it by hand"),
+        }
     }
 
     async fn finish(
@@ -633,6 +758,14 @@ impl Runner {
             self.state.config.max_deployment_duration
         )
     }
+}
+
+/// The last split `effects` apply, if any.
+fn last_split(effects: &[Effect]) -> Option<&TrafficSplit> {
+    effects.iter().rev().find_map(|e| match e {
+        Effect::Apply { split } => Some(split),
+        _ => None,
+    })
 }
 
 /// All traffic to `to`, with `other` kept in the split at 0%.

@@ -401,11 +401,15 @@ impl Runner {
     /// Fails when an instance dies, or when the track is not ready `readinessTimeout` after the
     /// wait began as journalled ([`readiness_since`](crate::DeploymentState::readiness_since)),
     /// so a restart does not extend the wait. Rolls back when `maxDeploymentDuration` runs out
-    /// first. `false` when a command or the deadline moved the deployment to another stage.
+    /// first. During a promotion, whose new track already serves its canary share, the
+    /// rollback triggers are checked every `monitoring.checkInterval` until it is ready, and
+    /// roll back as in the watch. `false` when a command, the deadline or a trigger moved the
+    /// deployment to another stage.
     pub(super) async fn await_ready(&mut self) -> Result<bool> {
         let cfg = &self.state.config.blue_green_config;
         let poll = cfg.health_check_interval.max(Duration::from_millis(1));
         let timeout = cfg.readiness_timeout;
+        let check = self.state.config.monitoring.check_interval;
         let now = self.now();
         // A start journalled by a clock ahead of this one counts from now.
         let since = self.state.readiness_since.map_or(now, |t| t.min(now));
@@ -441,7 +445,20 @@ impl Runner {
                 self.roll_back(self.deadline_reason(), Vec::new()).await?;
                 return Ok(false);
             }
-            let d = poll.min(deadline.saturating_duration_since(now));
+            let mut d = poll.min(deadline.saturating_duration_since(now));
+            if self.state.promoting {
+                // The new version serves its canary share until the scaled track is ready:
+                // the rollback triggers watch it meanwhile, every check interval.
+                let due = self.state.observed_until.saturating_add(check);
+                if now >= due {
+                    self.watch_tick().await?;
+                    if self.state.stage != stage {
+                        return Ok(false);
+                    }
+                } else {
+                    d = d.min(due.saturating_duration_since(now));
+                }
+            }
             tokio::select! {
                 // Commands first: one that came during the sleep is served before the next check.
                 biased;
@@ -495,7 +512,6 @@ impl Runner {
             // A first install: nothing to compare with, nothing to switch from.
             self.state.weight = 100.0;
             self.state.promoted_at = Some(now);
-            kinds.push(self.weight_changed(100.0));
             let split = split_all(&new, None)?;
             return self
                 .finish(Outcome::Succeeded, vec![Effect::Apply { split }], kinds)

@@ -181,7 +181,7 @@ impl Runner {
     }
 
     /// Gives the new version all traffic and starts watching it.
-    async fn give_all_traffic(&mut self, mut kinds: Vec<EventKind>) -> Result<()> {
+    async fn give_all_traffic(&mut self, kinds: Vec<EventKind>) -> Result<()> {
         let new = self.new_track();
         let Some(old) = self.old_track() else {
             return Err(Error::conflict(
@@ -191,13 +191,11 @@ impl Runner {
             ));
         };
         let now = self.now();
-        if self.state.weight < 100.0 {
-            kinds.push(self.weight_changed(100.0));
-        }
         self.end_promotion();
         self.state.weight = 100.0;
+        // The watch goes on from the last observation: what the new version did since (while
+        // the scaled track became ready, say) is in its first check.
         self.state.promoted_at = Some(now);
-        self.state.observed_until = now;
         let split = split_all(&new, Some(&old))?;
         self.enter(Stage::Monitoring, vec![Effect::Apply { split }], kinds)
             .await
