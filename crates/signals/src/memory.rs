@@ -124,9 +124,12 @@ impl InMemorySource {
     }
 
     /// Records one observation. [`Measurement::NoData`] is accepted and ignored by queries.
-    /// A measurement of another kind than those already recorded for the same metric and track
-    /// is an error and changes nothing.
+    /// A measurement of another kind than those already recorded for the same metric and track,
+    /// or a metric or track built around its name checks ([`Metric::validate`],
+    /// [`Track::validate`]), is an error and changes nothing.
     pub fn record(&self, observation: Observation) -> Result<()> {
+        observation.metric.validate("observation.metric")?;
+        observation.track.validate("observation.track")?;
         let mut state = lock(&self.state);
         let series = state
             .series
@@ -237,6 +240,8 @@ impl InMemorySource {
     }
 
     fn aggregate(&self, query: &MetricQuery) -> Result<Observation> {
+        // Before the faults: a refused query does not use up an injected failure.
+        query.validate()?;
         let mut state = lock(&self.state);
         state.faults.check(&self.name)?;
         let key = (query.metric.clone(), query.track.clone());
@@ -443,6 +448,46 @@ mod tests {
             "{msg}"
         );
         assert_eq!(s.len(), 1);
+    }
+
+    /// A name built around `Track::named` or `Metric::named` is refused where it enters: it
+    /// would otherwise be answered as no data, or recorded under a key no query can name.
+    #[tokio::test]
+    async fn names_built_around_their_checks_are_refused() {
+        let s = InMemorySource::new();
+        s.fail_next(1);
+        let bad_track = q(Metric::ErrorRate, Track::Named("Canary 2".into()), w(0, 10));
+        let err = s.query(&bad_track).await.unwrap_err();
+        assert!(err.to_string().contains("query.track"), "{err}");
+        let err = s
+            .query_range(&bad_track, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("query.track"), "{err}");
+        let bad_metric = q(Metric::Custom("cpu".into()), Track::Canary, w(0, 10));
+        let err = s.query(&bad_metric).await.unwrap_err();
+        assert!(err.to_string().contains("query.metric"), "{err}");
+        let err = s
+            .record_counts(
+                Track::Named(String::new()),
+                Metric::ErrorRate,
+                w(0, 1),
+                1,
+                0,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("observation.track"), "{err}");
+        let err = s
+            .record_gauge(Track::Blue, Metric::Custom("a b".into()), w(0, 1), 1.0)
+            .unwrap_err();
+        assert!(err.to_string().contains("observation.metric"), "{err}");
+        assert!(s.is_empty());
+        // The refused query did not use up the injected failure.
+        let good = q(Metric::ErrorRate, Track::Canary, w(0, 10));
+        assert!(matches!(
+            s.query(&good).await,
+            Err(Error::Unavailable { .. })
+        ));
     }
 
     #[tokio::test]

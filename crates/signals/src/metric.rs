@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 
@@ -13,8 +13,13 @@ use crate::error::{Error, Result};
 /// Units are fixed so that every source and judge agrees: latency in milliseconds, CPU in cores
 /// (1.0 = one core busy), memory in bytes; error rate and throughput are derived from request and
 /// error [`Counts`](crate::Counts) over a window.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+///
+/// [`Metric::named`] checks a custom name; a [`Metric::Custom`] built directly does not, so every
+/// boundary that takes a metric from a caller checks it with [`Metric::validate`]: the sources'
+/// queries, recordings and templates, and serialization, which refuses to write a name it could
+/// not read back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
 pub enum Metric {
     /// Share of requests that failed (5xx or connection error), from counts.
     ErrorRate,
@@ -27,7 +32,8 @@ pub enum Metric {
     /// Resident memory in bytes, as a gauge.
     Memory,
     /// Anything else, by a Prometheus-style name (`[a-zA-Z_:][a-zA-Z0-9_:]*`), never one of the
-    /// five names above.
+    /// five names above. Build it with [`Metric::named`]; one built directly is refused where it
+    /// is used ([`Metric::validate`]).
     Custom(String),
 }
 
@@ -48,6 +54,53 @@ impl Metric {
             Metric::Custom(n) => n,
         }
     }
+
+    /// Checks a metric built around [`Metric::named`]: a [`Metric::Custom`] whose name does not
+    /// match `[a-zA-Z_:][a-zA-Z0-9_:]*`, or is one of the five well-known names (which have their
+    /// own variants, so `Custom("cpu")` would be another key for the CPU metric), is an error
+    /// naming `field`. The well-known variants are always valid.
+    ///
+    /// ```
+    /// use serin_signals::Metric;
+    ///
+    /// assert!(Metric::named("queue_depth").unwrap().validate("metric").is_ok());
+    /// let err = Metric::Custom("queue depth".into()).validate("query.metric").unwrap_err();
+    /// assert!(err.to_string().contains("query.metric"));
+    /// assert!(Metric::Custom("latency".into()).validate("metric").is_err());
+    /// ```
+    pub fn validate(&self, field: &str) -> Result<()> {
+        let Metric::Custom(name) = self else {
+            return Ok(());
+        };
+        check_custom(field, name)?;
+        if WELL_KNOWN.contains(&name.as_str()) {
+            return Err(Error::invalid(
+                field,
+                name,
+                "is a well-known metric name; build it with `Metric::named`, which gives its own variant",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The names of the well-known variants.
+const WELL_KNOWN: [&str; 5] = ["error_rate", "latency", "throughput", "cpu", "memory"];
+
+/// Checks a custom metric name against Prometheus' metric name syntax.
+fn check_custom(field: &str, name: &str) -> Result<()> {
+    let mut bytes = name.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b':');
+    if !first_ok || !bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':') {
+        return Err(Error::invalid(
+            field,
+            name,
+            "a custom metric name must match [a-zA-Z_:][a-zA-Z0-9_:]*",
+        ));
+    }
+    Ok(())
 }
 
 impl FromStr for Metric {
@@ -60,18 +113,7 @@ impl FromStr for Metric {
             "cpu" => Metric::Cpu,
             "memory" => Metric::Memory,
             other => {
-                let mut bytes = other.bytes();
-                let first_ok = bytes
-                    .next()
-                    .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b':');
-                if !first_ok || !bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
-                {
-                    return Err(Error::invalid(
-                        "metric",
-                        other,
-                        "a custom metric name must match [a-zA-Z_:][a-zA-Z0-9_:]*",
-                    ));
-                }
+                check_custom("metric", other)?;
                 Metric::Custom(other.to_owned())
             }
         })
@@ -88,6 +130,15 @@ impl TryFrom<String> for Metric {
 impl From<Metric> for String {
     fn from(m: Metric) -> String {
         m.as_str().to_owned()
+    }
+}
+
+/// The name; a [`Metric::Custom`] that [`Metric::validate`] refuses is an error, since it could
+/// not be read back.
+impl Serialize for Metric {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.validate("metric").map_err(serde::ser::Error::custom)?;
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -124,6 +175,30 @@ mod tests {
         for bad in ["", "9lives", "has space", "dash-ed"] {
             let msg = Metric::named(bad).unwrap_err().to_string();
             assert!(msg.contains("metric"), "{msg}");
+        }
+    }
+
+    /// A `Metric::Custom` built directly is checked where it is used: it could otherwise hold any
+    /// string, or a second name for a well-known metric.
+    #[test]
+    fn custom_metrics_built_directly_are_checked_and_never_written_unreadable() {
+        for (name, why) in [
+            ("", "must match"),
+            ("queue depth", "must match"),
+            ("latency", "well-known"),
+        ] {
+            let metric = Metric::Custom(name.to_owned());
+            let msg = metric.validate("query.metric").unwrap_err().to_string();
+            assert!(
+                msg.contains("query.metric") && msg.contains(why),
+                "{name}: {msg}"
+            );
+            assert!(serde_json::to_string(&metric).is_err(), "{name}");
+        }
+        for metric in [Metric::Cpu, Metric::named("queue_depth").unwrap()] {
+            metric.validate("metric").unwrap();
+            let json = serde_json::to_string(&metric).unwrap();
+            assert_eq!(serde_json::from_str::<Metric>(&json).unwrap(), metric);
         }
     }
 }

@@ -43,6 +43,15 @@ impl MetricQuery {
         }
     }
 
+    /// Checks the metric and the track (see [`Metric::validate`] and [`Track::validate`]), naming
+    /// `query.metric` or `query.track`: a query built with [`Metric::Custom`] or [`Track::Named`]
+    /// directly has not been checked. Every source calls this before it answers, so a bad name is
+    /// refused rather than answered as no data or spliced into a backend's query language.
+    pub fn validate(&self) -> Result<()> {
+        self.metric.validate("query.metric")?;
+        self.track.validate("query.track")
+    }
+
     /// The same question over another window.
     pub fn with_window(&self, window: Window) -> Self {
         MetricQuery {
@@ -140,14 +149,17 @@ pub trait MetricsSource: Send + Sync {
 
     /// The observation of `query.metric` on `query.track` over `query.window`, with the query's
     /// window, or [`Measurement::NoData`](crate::Measurement::NoData) when nothing was measured.
+    /// A query that [`MetricQuery::validate`] refuses is an error, never no data.
     async fn query(&self, query: &MetricQuery) -> Result<Observation>;
 
     /// One observation per step of the query's window (see [`MetricQuery::steps`]), oldest
     /// first, each over its own step window.
     ///
-    /// The default asks [`query`](MetricsSource::query) once per step; backends with a native
-    /// range query (Prometheus' `query_range`) override it.
+    /// The default checks the query ([`MetricQuery::validate`]), then asks
+    /// [`query`](MetricsSource::query) once per step; backends with a native range query
+    /// (Prometheus' `query_range`) override it.
     async fn query_range(&self, query: &MetricQuery, step: Duration) -> Result<Vec<Observation>> {
+        query.validate()?;
         let steps = query.steps(step)?;
         let mut out = Vec::with_capacity(steps.len());
         for window in steps {

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 
@@ -13,8 +13,13 @@ use crate::error::{Error, Result};
 /// name is a DNS-1123 label (lowercase letters, digits and `-`, at most 63 characters, starting and
 /// ending with a letter or digit), so the same name works as a Kubernetes label value, a process
 /// name and a Prometheus label. Serialized as the plain name: `"stable"`, `"green"`, `"shadow-1"`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+///
+/// [`Track::named`] checks the name; a [`Track::Named`] built directly does not, so every
+/// boundary that takes a track from a caller checks it with [`Track::validate`]: the sources'
+/// queries and recordings, and serialization, which refuses to write a name it could not read
+/// back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
 pub enum Track {
     /// The version that serves production traffic today.
     Stable,
@@ -24,7 +29,9 @@ pub enum Track {
     Blue,
     /// The green environment of a blue-green pair.
     Green,
-    /// Any other track, by name (never one of the four names above).
+    /// Any other track, by name (never one of the four names above). Build it with
+    /// [`Track::named`]; one built directly is refused where it is used
+    /// ([`Track::validate`]).
     Named(String),
 }
 
@@ -44,6 +51,47 @@ impl Track {
             Track::Green => "green",
             Track::Named(n) => n,
         }
+    }
+
+    /// Checks a track built around [`Track::named`]: a [`Track::Named`] whose name is not a
+    /// DNS-1123 label, or is one of the four well-known names (which have their own variants, so
+    /// `Named("stable")` would be another key for the stable track), is an error naming `field`.
+    /// The well-known variants are always valid.
+    ///
+    /// The variant stays public so that callers can match on it and build it in tests; this
+    /// check, at every boundary that takes a track, is what keeps a bad name out of a PromQL
+    /// label matcher or a journal.
+    ///
+    /// ```
+    /// use serin_signals::Track;
+    ///
+    /// assert!(Track::named("shadow-1").unwrap().validate("track").is_ok());
+    /// let err = Track::Named("Shadow 1".into()).validate("query.track").unwrap_err();
+    /// assert!(err.to_string().contains("query.track"));
+    /// assert!(Track::Named("stable".into()).validate("track").is_err());
+    /// ```
+    pub fn validate(&self, field: &str) -> Result<()> {
+        let Track::Named(name) = self else {
+            return Ok(());
+        };
+        validate_label(field, name)?;
+        if matches!(name.as_str(), "stable" | "canary" | "blue" | "green") {
+            return Err(Error::invalid(
+                field,
+                name,
+                "is a well-known track name; build it with `Track::named`, which gives its own variant",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The plain name; a [`Track::Named`] that [`Track::validate`] refuses is an error, since it could
+/// not be read back.
+impl Serialize for Track {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.validate("track").map_err(serde::ser::Error::custom)?;
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -181,6 +229,31 @@ mod tests {
         }
         assert!(Track::named(&"a".repeat(64)).is_err());
         assert!(serde_json::from_str::<Track>("\"Not Valid\"").is_err());
+    }
+
+    /// A `Track::Named` built directly is checked where it is used: it could otherwise hold any
+    /// string, or a second name for a well-known track.
+    #[test]
+    fn tracks_built_directly_are_checked_and_never_written_unreadable() {
+        for (name, why) in [
+            ("", "empty"),
+            ("Not Valid", "lowercase"),
+            ("a\"} or vector(1)", "lowercase"),
+            ("canary", "well-known"),
+        ] {
+            let track = Track::Named(name.to_owned());
+            let msg = track.validate("query.track").unwrap_err().to_string();
+            assert!(
+                msg.contains("query.track") && msg.contains(why),
+                "{name}: {msg}"
+            );
+            assert!(serde_json::to_string(&track).is_err(), "{name}");
+        }
+        for track in [Track::Stable, Track::named("shadow-1").unwrap()] {
+            track.validate("track").unwrap();
+            let json = serde_json::to_string(&track).unwrap();
+            assert_eq!(serde_json::from_str::<Track>(&json).unwrap(), track);
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 use serin_signals::Timestamp;
 use serin_traffic::Capabilities;
 
@@ -31,7 +31,11 @@ pub enum Unready {
 /// version behaves, and the faults to come.
 ///
 /// Built in code with [`SimConfig::new`] and `with_*` setters, or read from YAML/JSON/TOML
-/// (camelCase, unknown fields rejected, every field checked on load with its path):
+/// (camelCase, unknown fields rejected, every field checked on load with its path). It is
+/// written back in the same form, every field spelled out, so a world built or changed in code
+/// (faults injected while it ran, say: [`SimWorld::config`](crate::SimWorld::config)) can be
+/// kept as a scenario file and loaded again as the same world. The router's
+/// [capabilities](SimConfig::with_capabilities) are set in code only and are not written.
 ///
 /// ```
 /// let yaml = r#"
@@ -49,6 +53,9 @@ pub enum Unready {
 ///
 /// let bad = serde_yaml_ng::from_str::<serin_sim::SimConfig>("seed: 1\nprofiles: {\"2.0\": {}}");
 /// assert!(bad.unwrap_err().to_string().contains("simConfig.profiles.2.0"));
+///
+/// let written = serde_yaml_ng::to_string(&config)?;
+/// assert_eq!(serde_yaml_ng::from_str::<serin_sim::SimConfig>(&written)?, config);
 /// # Ok::<(), serde_yaml_ng::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -254,6 +261,45 @@ fn validate_label(field: &str, value: &str) -> Result<()> {
         Some(reason) => Err(Error::invalid(field, value, reason)),
         None => Ok(()),
     }
+}
+
+impl Serialize for SimConfig {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        ConfigOut {
+            seed: self.seed,
+            start: self.start,
+            service: &self.service,
+            load: &self.load,
+            default_profile: &self.default_profile,
+            profiles: self
+                .profiles
+                .iter()
+                .map(|(version, profile)| (version.to_string(), profile))
+                .collect(),
+            dependencies: &self.dependencies,
+            unready: self.unready,
+            faults: &self.faults,
+        }
+        .serialize(s)
+    }
+}
+
+/// The written form of a [`SimConfig`]: what [`RawConfig`] reads, by reference.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConfigOut<'a> {
+    seed: u64,
+    start: Timestamp,
+    service: &'a str,
+    load: &'a Load,
+    default_profile: &'a VersionProfile,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    profiles: BTreeMap<String, &'a VersionProfile>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    dependencies: &'a [String],
+    unready: Unready,
+    #[serde(skip_serializing_if = "<[Fault]>::is_empty")]
+    faults: &'a [Fault],
 }
 
 #[derive(Deserialize)]

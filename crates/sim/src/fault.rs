@@ -45,13 +45,27 @@ impl Span {
 /// Something that goes wrong in the simulated world, scripted in advance. Times count from the
 /// world's start, so a script reads the same whatever the start timestamp.
 ///
+/// A fault that names a track acts on that track of the world's own service
+/// ([`SimConfig::service`](crate::SimConfig::service)), the one whose traffic, metrics and probes
+/// the world simulates: other services the platform runs in the same world are bystanders with
+/// tracks of the same names. A crash can name another service explicitly.
+///
 /// Serialized with a `kind` tag: `{"kind": "crash", "track": "canary", "at": "30m"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "kind", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum Fault {
-    /// The instances of `track` (or only `instance`) running at `at` crash then, and stay dead.
+    /// The instances of `track` of `service` (or only `instance`) running at `at` crash then,
+    /// and stay dead.
     Crash {
+        /// The service whose track crashes: the world's own service
+        /// ([`SimConfig::service`](crate::SimConfig::service)) when absent. Another service
+        /// the world runs (unloaded, brought up through the platform) is named here; its
+        /// name must be a DNS-1123 label. A track name alone never reaches across services: a
+        /// crash of `canary` scripted for the service under test does not also take down the
+        /// `canary` track of a neighbour that happens to run in the same world.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
         /// The track whose instances crash.
         track: Track,
         /// Only this instance (`canary-1`: instances are named `<track>-<n>`), or every
@@ -62,8 +76,8 @@ pub enum Fault {
         #[serde(with = "serin_signals::duration")]
         at: Duration,
     },
-    /// Instances started during `span` (on `track`, or on every track when absent) take `extra`
-    /// longer than their profile's startup to become ready.
+    /// Instances of the world's service started during `span` (on `track`, or on every track
+    /// when absent) take `extra` longer than their profile's startup to become ready.
     SlowStart {
         /// The track affected, or every track.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,7 +116,8 @@ pub enum Fault {
         /// What the platform says.
         message: String,
     },
-    /// `probe` fails on `track` (or on every track) during `span`. A failing readiness probe
+    /// `probe` fails on `track` of the world's service (or on every track of it) during `span`.
+    /// A failing readiness probe
     /// takes the instances out of traffic and a failing liveness probe marks them not alive, as
     /// the platform sees them too; startup and dependency probes only show in health. A
     /// dependency probe must name one of the world's dependencies.
@@ -111,6 +126,7 @@ pub enum Fault {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         track: Option<Track>,
         /// The probe that fails.
+        #[serde(serialize_with = "probe_as_written")]
         probe: Probe,
         /// When.
         span: Span,
@@ -140,10 +156,28 @@ impl Fault {
 
     /// Checks spans and names; `field` names the fault in errors (`simConfig.faults[2]`).
     pub fn validate(&self, field: &str) -> Result<()> {
+        // A track built as `Track::Named` around its name check would never match a running
+        // track.
+        let track = match self {
+            Fault::Crash { track, .. } => Some(track),
+            Fault::SlowStart { track, .. } | Fault::ProbeFailure { track, .. } => track.as_ref(),
+            _ => None,
+        };
+        if let Some(track) = track {
+            track.validate(&format!("{field}.track"))?;
+        }
         match self {
             Fault::Crash {
-                track, instance, ..
+                service,
+                track,
+                instance,
+                ..
             } => {
+                if let Some(name) = service
+                    && let Some(reason) = serin_signals::dns_label_problem(name)
+                {
+                    return Err(Error::invalid(format!("{field}.service"), name, reason));
+                }
                 // Instances are named `<track>-<n>`: any other name would never crash.
                 let of_track = |name: &str| {
                     name.strip_prefix(track.as_str())
@@ -183,6 +217,21 @@ impl Fault {
     }
 }
 
+/// Writes a probe as config spells it in every format: `readiness`, or `{dependency: postgres}`.
+/// Left to itself, YAML writes a dependency as a tagged value (`!dependency postgres`), which a
+/// fault, read by its `kind` tag, cannot read back.
+fn probe_as_written<S: serde::Serializer>(probe: &Probe, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    match probe {
+        Probe::Dependency(name) => {
+            let mut map = s.serialize_map(Some(1))?;
+            map.serialize_entry("dependency", name)?;
+            map.end()
+        }
+        other => other.serialize(s),
+    }
+}
+
 /// Whether `fault_track` (absent: every track) covers `track`.
 pub(crate) fn covers(fault_track: Option<&Track>, track: &Track) -> bool {
     fault_track.is_none_or(|t| t == track)
@@ -207,6 +256,7 @@ mod tests {
         assert_eq!(
             f[0],
             Fault::Crash {
+                service: None,
                 track: Track::Canary,
                 instance: None,
                 at: Duration::from_secs(1_800)

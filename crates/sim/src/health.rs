@@ -9,7 +9,7 @@ use serin_signals::{
     worst_signal,
 };
 
-use crate::fault::{Fault, covers};
+use crate::fault::Fault;
 use crate::world::{SimWorld, State};
 
 /// The name the simulated health source gives in messages and errors.
@@ -38,6 +38,7 @@ impl SimHealth {
 
     /// The latest result of every probe and instance of `track`, keyed for ordering.
     async fn latest(&self, track: &Track) -> Result<BTreeMap<Key, HealthSignal>> {
+        track.validate("track")?;
         let recorded = self.world.recorded_health().signals(track).await?;
         let now = self.world.now();
         let state = self.world.lock();
@@ -75,19 +76,6 @@ fn key(s: &HealthSignal) -> Key {
     (probe_key(&s.probe), s.instance.clone())
 }
 
-fn failing(state: &State, track: &Track, probe: &Probe, now: Timestamp) -> bool {
-    state
-        .active_fault(now, |f, since| match f {
-            Fault::ProbeFailure {
-                track: ft,
-                probe: p,
-                span,
-            } if p == probe && covers(ft.as_ref(), track) && span.contains(since) => Some(()),
-            _ => None,
-        })
-        .is_some()
-}
-
 /// The simulated probe results of `track` of the loaded service at `now`.
 fn generated(state: &State, track: &Track, now: Timestamp) -> Vec<HealthSignal> {
     let key = TrackKey::new(state.config.service(), track);
@@ -96,7 +84,7 @@ fn generated(state: &State, track: &Track, now: Timestamp) -> Vec<HealthSignal> 
     };
     let mut out = Vec::new();
     for inst in &inc.instances {
-        let Some(s) = state.instance_state(track, inc, inst, now) else {
+        let Some(s) = state.instance_state(&key, inc, inst, now) else {
             continue;
         };
         let signal = |probe, status, detail: Option<&String>| {
@@ -108,7 +96,7 @@ fn generated(state: &State, track: &Track, now: Timestamp) -> Vec<HealthSignal> 
         };
         out.push(signal(Probe::Readiness, s.readiness, s.detail.as_ref()));
         out.push(signal(Probe::Liveness, s.liveness, s.detail.as_ref()));
-        let startup_fails = failing(state, track, &Probe::Startup, now);
+        let startup_fails = state.probe_failing(&key, &Probe::Startup, now);
         let startup = if s.started && !startup_fails {
             signal(Probe::Startup, ProbeStatus::Pass, None)
         } else {
@@ -123,7 +111,7 @@ fn generated(state: &State, track: &Track, now: Timestamp) -> Vec<HealthSignal> 
     }
     for name in state.config.dependencies() {
         let probe = Probe::Dependency(name.clone());
-        let sig = if failing(state, track, &probe, now) {
+        let sig = if state.probe_failing(&key, &probe, now) {
             HealthSignal::new(track.clone(), probe, ProbeStatus::Fail, now)
                 .with_detail(format!("dependency `{name}` failing (scripted fault)"))
         } else {

@@ -24,9 +24,9 @@
 //!   its virtual time, and [`unroutable`](SimWorld::unroutable) requests (sent to a track with no ready
 //!   instance), so tests can check *when* things happened and that no request was lost.
 //!
-//! - **Configurable in code or in files:** [`SimConfig`] has `with_*` setters and reads from
+//! - **Configurable in code or in files:** [`SimConfig`] has `with_*` setters, reads from
 //!   YAML, JSON or TOML (camelCase, unknown fields rejected, checked on load with the path of
-//!   the offending field).
+//!   the offending field), and writes back the same form, which loads as the same world.
 //!
 //! Every conformance suite of the traits it implements runs against it in this crate's tests.
 //! Traffic is routed by weight only: match routes and mirrors are accepted and read back, but no

@@ -22,7 +22,8 @@ const NAME: &str = "sim";
 /// over yet are not reported.
 /// Observations recorded with [`SimWorld::record`] are added on top; custom metrics come from
 /// those recordings only.
-/// A window in which a track served nothing is [`Measurement::NoData`]. During a
+/// A window in which a track served nothing is [`Measurement::NoData`]; a query whose track or
+/// metric fails its name check ([`MetricQuery::validate`]) is an error. During a
 /// metrics-outage fault every query fails with [`Error::Unavailable`]; seconds lost to a
 /// metrics-gap fault are missing from every answer.
 ///
@@ -134,6 +135,8 @@ impl MetricsSource for SimMetrics {
     }
 
     async fn query(&self, query: &MetricQuery) -> Result<Observation> {
+        // A track or metric built around its name check would otherwise be answered as no data.
+        query.validate()?;
         let generated = self.generate(query)?;
         let recorded = self.world.recorded().query(query).await?.measurement;
         Ok(Observation::new(

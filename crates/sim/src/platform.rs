@@ -149,7 +149,7 @@ impl Platform for SimPlatform {
         }
         check_faults(&mut state, now, "bringUp", service, track)?;
         let profile = state.config.profile_of(spec.version()).clone();
-        let ready_delay = state.ready_delay(spec.track(), &profile, now);
+        let ready_delay = state.ready_delay(&key, &profile, now);
         let incarnation = Incarnation {
             version: spec.version().clone(),
             profile,
@@ -203,7 +203,7 @@ impl Platform for SimPlatform {
         let profile = inc.profile.clone();
         let from = u32::try_from(present(inc).count()).unwrap_or(u32::MAX);
         check_faults(&mut state, now, "scale", service, track)?;
-        let ready_delay = state.ready_delay(track, &profile, now);
+        let ready_delay = state.ready_delay(&key, &profile, now);
         let Some(inc) = state.active_mut(&key) else {
             return Err(Error::not_found("track", &key));
         };

@@ -70,23 +70,72 @@ pub(crate) struct State {
     fleet: BTreeMap<TrackKey, Vec<Incarnation>>,
     timeline: Vec<TimelineEvent>,
     pub(crate) fail_next_apply: Option<String>,
-    /// What each track served in whole blocks of [`BLOCK`] seconds, once they are over.
+    /// What each track served in whole blocks of [`Level::Block`] seconds, once they are over.
     blocks: HashMap<(Track, u64), Block>,
+    /// What each track served in whole spans of [`Level::Span`] seconds, once they are over.
+    spans: HashMap<(Track, u64), Block>,
+    /// How many seconds have been drawn, for tests of the cache.
+    #[cfg(test)]
+    drawn: std::cell::Cell<u64>,
 }
 
-/// Seconds per cached block: a query adds whole blocks from the cache and draws only the
-/// seconds at its edges.
-const BLOCK: u64 = 10;
+/// The two levels of the cache of what tracks served. A query adds whole spans (hours) from
+/// the span cache, whole blocks (ten seconds) at its edges from the block cache, and draws only
+/// the seconds left over: a query costs about the same whatever its length, once its time has
+/// been drawn. Each level starts over when full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    /// Ten seconds: the windows of a canary's ticks.
+    Block,
+    /// An hour: the bulk of a long window. Without it, a window longer than the block cache
+    /// holds (about 22 hours of one track) emptied the cache on its way and was drawn anew,
+    /// second by second, every time it was asked.
+    Span,
+}
 
-/// The most blocks kept (each a few KiB: counts and a sketch of a few hundred bins), about
-/// eleven hours of two tracks; the cache starts over when full.
-const MAX_BLOCKS: usize = 8_192;
+impl Level {
+    /// Seconds per cached piece.
+    fn seconds(self) -> u64 {
+        match self {
+            Level::Block => 10,
+            Level::Span => 3_600,
+        }
+    }
 
-/// What one track served over one block: its counts, and its latencies once asked for.
+    /// The most pieces kept (each a few KiB: counts and a sketch of a few hundred bins). 8,192
+    /// blocks are about eleven hours of two tracks; 4,096 spans are months.
+    fn max(self) -> usize {
+        match self {
+            Level::Block => 8_192,
+            Level::Span => 4_096,
+        }
+    }
+}
+
+/// What one track served over one piece of time: its counts, and its latencies when asked for.
 #[derive(Debug, Clone, Default)]
 struct Block {
     counts: Counts,
     latency: Option<LatencySketch>,
+}
+
+impl Block {
+    /// Nothing served, with an empty sketch when latencies are asked for.
+    fn empty(latency: bool) -> Self {
+        Block {
+            counts: Counts::default(),
+            latency: latency.then(LatencySketch::new),
+        }
+    }
+
+    /// Adds what `other` served (its latencies only when this block keeps them).
+    fn add(&mut self, other: &Block) {
+        self.counts = self.counts.saturating_add(other.counts);
+        if let (Some(mine), Some(theirs)) = (&mut self.latency, &other.latency) {
+            // A scenario's requests never approach the sketch's limit (see `combine`).
+            let _ = mine.merge(theirs);
+        }
+    }
 }
 
 /// One life of a track: from bring-up to retirement.
@@ -164,6 +213,9 @@ impl SimWorld {
                     timeline: Vec::new(),
                     fail_next_apply: None,
                     blocks: HashMap::new(),
+                    spans: HashMap::new(),
+                    #[cfg(test)]
+                    drawn: std::cell::Cell::new(0),
                 }),
                 recorded: InMemorySource::named("sim"),
                 recorded_health: InMemoryHealth::named("sim"),
@@ -414,11 +466,17 @@ impl State {
             .find(|inc| inc.started <= t && inc.retired.is_none_or(|r| t < r))
     }
 
-    /// The startup delay of an instance of `track` started at `now` with `profile`: its
-    /// startup plus any slow-start fault.
+    /// Whether `service` is the world's own: the one whose traffic, metrics and probes it
+    /// simulates, and the only one a fault acts on unless it names another (a crash may).
+    fn is_world_service(&self, service: &str) -> bool {
+        service == self.config.service()
+    }
+
+    /// The startup delay of an instance of `key` started at `now` with `profile`: its
+    /// startup plus any slow-start fault (on the world's service).
     pub(crate) fn ready_delay(
         &self,
-        track: &Track,
+        key: &TrackKey,
         profile: &VersionProfile,
         now: Timestamp,
     ) -> Duration {
@@ -428,18 +486,23 @@ impl State {
                     track: t,
                     span,
                     extra,
-                } if covers(t.as_ref(), track) && span.contains(since) => Some(*extra),
+                } if self.is_world_service(&key.service)
+                    && covers(t.as_ref(), &key.track)
+                    && span.contains(since) =>
+                {
+                    Some(*extra)
+                }
                 _ => None,
             })
             .unwrap_or_default();
         profile.startup.saturating_add(extra)
     }
 
-    /// When `instance` of `track` crashes, if ever: its profile's crash time or a crash fault
-    /// at or after its start.
+    /// When `inst` of `key` crashes, if ever: its profile's crash time or a crash fault of its
+    /// service and track at or after its start.
     fn crash_time(
         &self,
-        track: &Track,
+        key: &TrackKey,
         profile: &VersionProfile,
         inst: &Instance,
     ) -> Option<Timestamp> {
@@ -451,10 +514,14 @@ impl State {
             .iter()
             .filter_map(|f| match f {
                 Fault::Crash {
+                    service,
                     track: t,
                     instance,
                     at,
-                } if t == track && instance.as_ref().is_none_or(|i| *i == inst.id) => {
+                } if *t == key.track
+                    && service.as_deref().unwrap_or(self.config.service()) == key.service
+                    && instance.as_ref().is_none_or(|i| *i == inst.id) =>
+                {
                     Some(start.saturating_add(*at))
                 }
                 _ => None,
@@ -467,22 +534,32 @@ impl State {
         }
     }
 
-    fn probe_failing(&self, track: &Track, probe: &serin_signals::Probe, t: Timestamp) -> bool {
-        self.active_fault(t, |f, since| match f {
-            Fault::ProbeFailure {
-                track: ft,
-                probe: p,
-                span,
-            } if p == probe && covers(ft.as_ref(), track) && span.contains(since) => Some(()),
-            _ => None,
-        })
-        .is_some()
+    /// Whether a probe-failure fault fails `probe` of `key` at `t` (on the world's service).
+    pub(crate) fn probe_failing(
+        &self,
+        key: &TrackKey,
+        probe: &serin_signals::Probe,
+        t: Timestamp,
+    ) -> bool {
+        self.is_world_service(&key.service)
+            && self
+                .active_fault(t, |f, since| match f {
+                    Fault::ProbeFailure {
+                        track: ft,
+                        probe: p,
+                        span,
+                    } if p == probe && covers(ft.as_ref(), &key.track) && span.contains(since) => {
+                        Some(())
+                    }
+                    _ => None,
+                })
+                .is_some()
     }
 
-    /// The probes of `inst` at `t`, or `None` when it did not run then.
+    /// The probes of `inst` of `key` at `t`, or `None` when it did not run then.
     pub(crate) fn instance_state(
         &self,
-        track: &Track,
+        key: &TrackKey,
         inc: &Incarnation,
         inst: &Instance,
         t: Timestamp,
@@ -499,7 +576,7 @@ impl State {
             started,
             detail: Some(detail),
         };
-        if let Some(crash) = self.crash_time(track, &inc.profile, inst)
+        if let Some(crash) = self.crash_time(key, &inc.profile, inst)
             && crash <= t
         {
             return Some(state(
@@ -508,7 +585,7 @@ impl State {
                 format!("crashed at {crash}"),
             ));
         }
-        if self.probe_failing(track, &Probe::Liveness, t) {
+        if self.probe_failing(key, &Probe::Liveness, t) {
             return Some(state(
                 ProbeStatus::Fail,
                 ProbeStatus::Fail,
@@ -543,7 +620,7 @@ impl State {
             }
             Readiness::Ready => {}
         }
-        if self.probe_failing(track, &Probe::Readiness, t) {
+        if self.probe_failing(key, &Probe::Readiness, t) {
             return Some(state(
                 ProbeStatus::Fail,
                 ProbeStatus::Pass,
@@ -568,7 +645,7 @@ impl State {
                 .instances
                 .iter()
                 .filter_map(|inst| {
-                    let s = self.instance_state(&key.track, inc, inst, now)?;
+                    let s = self.instance_state(key, inc, inst, now)?;
                     Some(InstanceStatus {
                         id: inst.id.clone(),
                         address: None,
@@ -582,11 +659,12 @@ impl State {
     }
 
     fn ready_count(&self, track: &Track, t: Timestamp) -> usize {
+        let key = TrackKey::new(self.config.service(), track);
         self.incarnation_at(track, t).map_or(0, |inc| {
             inc.instances
                 .iter()
                 .filter(|i| {
-                    self.instance_state(track, inc, i, t)
+                    self.instance_state(&key, inc, i, t)
                         .is_some_and(|s| s.is_ready())
                 })
                 .count()
@@ -633,6 +711,8 @@ impl State {
     /// at its first instant, whether or not the metrics recorded it; `None` when it was sent
     /// nothing.
     fn served(&self, track: &Track, s: u64) -> Option<Second> {
+        #[cfg(test)]
+        self.drawn.set(self.drawn.get() + 1);
         let t = Timestamp::from_millis(s.checked_mul(1_000)?);
         let since = self.since_start(t);
         let split = self.split_at(t)?;
@@ -708,11 +788,12 @@ impl State {
             let Some(inc) = self.incarnation_at(track, t) else {
                 continue;
             };
+            let key = TrackKey::new(self.config.service(), track);
             let live = inc
                 .instances
                 .iter()
                 .filter(|i| {
-                    self.instance_state(track, inc, i, t)
+                    self.instance_state(&key, inc, i, t)
                         .is_some_and(|st| st.liveness != ProbeStatus::Fail)
                 })
                 .count() as f64;
@@ -744,78 +825,103 @@ impl State {
         }
     }
 
-    /// Splits `seconds` into its leading seconds, the whole blocks inside it, and its trailing
-    /// seconds.
+    /// Splits `seconds` into its leading seconds, the indices of the whole pieces of `size`
+    /// seconds inside it, and its trailing seconds.
     fn partition(
         seconds: std::ops::Range<u64>,
+        size: u64,
     ) -> (
         std::ops::Range<u64>,
         std::ops::Range<u64>,
         std::ops::Range<u64>,
     ) {
-        let first_block = seconds.start.div_ceil(BLOCK);
-        let end_block = seconds.end / BLOCK;
-        if first_block >= end_block {
+        let first = seconds.start.div_ceil(size);
+        let end = seconds.end / size;
+        if first >= end {
             return (seconds.clone(), 0..0, seconds.end..seconds.end);
         }
         (
-            seconds.start..first_block * BLOCK,
-            first_block..end_block,
-            end_block * BLOCK..seconds.end,
+            seconds.start..first * size,
+            first..end,
+            end * size..seconds.end,
         )
     }
 
-    fn counts_of_seconds(&self, track: &Track, seconds: std::ops::Range<u64>) -> Counts {
-        seconds
-            .filter_map(|s| self.second(track, s))
-            .fold(Counts::default(), |acc, sec| {
-                acc.saturating_add(Counts::new(sec.requests, sec.errors).unwrap_or_default())
-            })
+    /// Adds what `track` served in each of `seconds`, drawn one by one, to `acc`.
+    fn add_seconds(&self, track: &Track, seconds: std::ops::Range<u64>, acc: &mut Block) {
+        for mut sec in seconds.filter_map(|s| self.second(track, s)) {
+            acc.counts = acc
+                .counts
+                .saturating_add(Counts::new(sec.requests, sec.errors).unwrap_or_default());
+            if let Some(sketch) = &mut acc.latency {
+                Self::add_latencies(&mut sec, sketch);
+            }
+        }
     }
 
-    fn block(&mut self, track: &Track, block: u64, latency: bool) -> &Block {
-        let key = (track.clone(), block);
-        let fresh = match self.blocks.get(&key) {
-            None => true,
-            Some(b) => latency && b.latency.is_none(),
+    /// Adds what `track` served over `seconds` to `acc`: whole blocks from the block cache,
+    /// the seconds at the edges drawn.
+    fn add_blocks(&mut self, track: &Track, seconds: std::ops::Range<u64>, acc: &mut Block) {
+        let latency = acc.latency.is_some();
+        let (head, blocks, tail) = Self::partition(seconds, Level::Block.seconds());
+        self.add_seconds(track, head, acc);
+        for b in blocks {
+            acc.add(self.cached(Level::Block, track, b, latency));
+        }
+        self.add_seconds(track, tail, acc);
+    }
+
+    /// What `track` served over piece `index` of `level`, from the cache or drawn into it.
+    fn cached(&mut self, level: Level, track: &Track, index: u64, latency: bool) -> &Block {
+        let key = (track.clone(), index);
+        let cache = match level {
+            Level::Block => &self.blocks,
+            Level::Span => &self.spans,
         };
+        let fresh = cache
+            .get(&key)
+            .is_none_or(|b| latency && b.latency.is_none());
         if fresh {
-            let seconds = block * BLOCK..(block + 1) * BLOCK;
-            let computed = if latency {
-                let mut sketch = LatencySketch::new();
-                let mut counts = Counts::default();
-                for mut sec in seconds.filter_map(|s| self.second(track, s)) {
-                    counts = counts
-                        .saturating_add(Counts::new(sec.requests, sec.errors).unwrap_or_default());
-                    Self::add_latencies(&mut sec, &mut sketch);
-                }
-                Block {
-                    counts,
-                    latency: Some(sketch),
-                }
-            } else {
-                Block {
-                    counts: self.counts_of_seconds(track, seconds),
-                    latency: None,
-                }
-            };
-            if self.blocks.len() >= MAX_BLOCKS {
-                self.blocks.clear();
+            let size = level.seconds();
+            let mut computed = Block::empty(latency);
+            self.add_seconds(track, index * size..(index + 1) * size, &mut computed);
+            let cache = self.cache_mut(level);
+            if cache.len() >= level.max() {
+                cache.clear();
             }
-            self.blocks.insert(key.clone(), computed);
+            cache.insert(key.clone(), computed);
         }
         // Present: found above or just inserted.
-        self.blocks.entry(key).or_default()
+        self.cache_mut(level).entry(key).or_default()
+    }
+
+    fn cache_mut(&mut self, level: Level) -> &mut HashMap<(Track, u64), Block> {
+        match level {
+            Level::Block => &mut self.blocks,
+            Level::Span => &mut self.spans,
+        }
+    }
+
+    /// What `track` served over `seconds` (all of them over), with its latencies when asked.
+    fn served_over(
+        &mut self,
+        track: &Track,
+        seconds: std::ops::Range<u64>,
+        latency: bool,
+    ) -> Block {
+        let (head, spans, tail) = Self::partition(seconds, Level::Span.seconds());
+        let mut acc = Block::empty(latency);
+        self.add_blocks(track, head, &mut acc);
+        for h in spans {
+            acc.add(self.cached(Level::Span, track, h, latency));
+        }
+        self.add_blocks(track, tail, &mut acc);
+        acc
     }
 
     /// The requests and errors `track` served over `seconds` (all of them over).
     pub(crate) fn counts_over(&mut self, track: &Track, seconds: std::ops::Range<u64>) -> Counts {
-        let (head, blocks, tail) = Self::partition(seconds);
-        let mut total = self.counts_of_seconds(track, head);
-        for b in blocks {
-            total = total.saturating_add(self.block(track, b, false).counts);
-        }
-        total.saturating_add(self.counts_of_seconds(track, tail))
+        self.served_over(track, seconds, false).counts
     }
 
     /// The latencies `track` served over `seconds` (all of them over).
@@ -824,24 +930,45 @@ impl State {
         track: &Track,
         seconds: std::ops::Range<u64>,
     ) -> LatencySketch {
-        let (head, blocks, tail) = Self::partition(seconds);
-        let mut sketch = LatencySketch::new();
-        for s in head {
-            if let Some(mut sec) = self.second(track, s) {
-                Self::add_latencies(&mut sec, &mut sketch);
-            }
+        self.served_over(track, seconds, true)
+            .latency
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serin_orchestrator::{Platform, TrackSpec};
+    use serin_signals::{Metric, MetricQuery, MetricsSource};
+    use serin_traffic::TrafficRouter;
+
+    use super::*;
+
+    /// A query over most of a day is answered from the cache when it is asked again, as a
+    /// short one is: the seconds it covers are not drawn anew.
+    #[tokio::test(start_paused = true)]
+    async fn a_long_query_asked_again_comes_from_the_cache() {
+        let world = SimWorld::new(SimConfig::new(5)).unwrap();
+        let spec = TrackSpec::new("web", "1.0.0", Track::Stable, 1).unwrap();
+        world.platform().bring_up(&spec).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let split = TrafficSplit::from_percents([("stable", 100)]).unwrap();
+        world.router().apply(&split).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(24 * 3_600)).await;
+        let window = Window::ending_at(world.now(), Duration::from_secs(24 * 3_600 - 7));
+        let metrics = world.metrics();
+        for metric in [Metric::ErrorRate, Metric::Latency] {
+            let query = MetricQuery::new(metric.clone(), Track::Stable, window);
+            let first = metrics.query(&query).await.unwrap();
+            let before = world.lock().drawn.get();
+            let again = metrics.query(&query).await.unwrap();
+            let redrawn = world.lock().drawn.get() - before;
+            assert_eq!(again, first);
+            // Only the seconds at the window's edges, outside whole blocks, are drawn again.
+            assert!(
+                redrawn < 2 * Level::Block.seconds(),
+                "{metric}: {redrawn} seconds drawn again"
+            );
         }
-        for b in blocks {
-            if let Some(block) = &self.block(track, b, true).latency {
-                // A scenario's requests never approach the sketch's limit (see `combine`).
-                let _ = sketch.merge(block);
-            }
-        }
-        for s in tail {
-            if let Some(mut sec) = self.second(track, s) {
-                Self::add_latencies(&mut sec, &mut sketch);
-            }
-        }
-        sketch
     }
 }

@@ -32,6 +32,7 @@ fn span(from: Duration, until: Duration) -> Span {
 #[tokio::test(start_paused = true)]
 async fn a_crash_kills_the_instances_and_their_traffic_fails() {
     let world = fleet(SimConfig::new(11).with_fault(Fault::Crash {
+        service: None,
         track: Track::Canary,
         instance: None,
         at: mins(10),
@@ -617,4 +618,69 @@ async fn other_services_run_but_receive_no_load() {
         Some(true)
     );
     assert_eq!(world.platform().list().await.unwrap().len(), 2);
+}
+
+/// A fault that names a track acts on that track of the world's service; another service
+/// running in the same world with tracks of the same names is a bystander, unless a crash
+/// names it.
+#[tokio::test(start_paused = true)]
+async fn faults_act_on_the_world_service_and_a_crash_may_name_another() {
+    let config: SimConfig = serde_json::from_str(
+        r#"{"seed": 19, "service": "web", "faults": [
+            {"kind": "crash", "track": "canary", "at": "10m"},
+            {"kind": "crash", "service": "api", "track": "stable", "at": "10m"},
+            {"kind": "probeFailure", "track": "blue", "probe": "readiness",
+             "span": {"from": 0, "until": "1h"}},
+            {"kind": "slowStart", "track": "green", "span": {"from": 0, "until": "1h"},
+             "extra": "2m"}
+        ]}"#,
+    )
+    .unwrap();
+    let world = fleet(config).await;
+    let platform = world.platform();
+    for service in [SERVICE, "api"] {
+        for track in [Track::Canary, Track::Blue, Track::Green] {
+            let spec = TrackSpec::new(service, "1.0.0", track, 1).unwrap();
+            platform.bring_up(&spec).await.unwrap();
+        }
+    }
+    let spec = TrackSpec::new("api", "1.0.0", Track::Stable, 1).unwrap();
+    platform.bring_up(&spec).await.unwrap();
+    let ready = |service: &'static str, track: Track| {
+        let platform = platform.clone();
+        async move {
+            platform
+                .status(service, &track)
+                .await
+                .unwrap()
+                .ready_count()
+        }
+    };
+    // Past the profile's startup of five seconds, not past the slow start's two minutes more.
+    wait(secs(10)).await;
+    assert_eq!(ready(SERVICE, Track::Green).await, 0, "slowed");
+    assert_eq!(ready("api", Track::Green).await, 1, "a bystander");
+    assert_eq!(ready(SERVICE, Track::Blue).await, 0, "readiness failing");
+    assert_eq!(ready("api", Track::Blue).await, 1, "a bystander");
+    // Past the crashes.
+    wait(mins(15)).await;
+    assert_eq!(ready(SERVICE, Track::Canary).await, 0, "crashed");
+    assert_eq!(ready(SERVICE, Track::Stable).await, 3);
+    assert_eq!(ready(SERVICE, Track::Green).await, 1);
+    assert_eq!(ready("api", Track::Canary).await, 1, "a bystander");
+    assert_eq!(ready("api", Track::Stable).await, 0, "named by the crash");
+}
+
+/// A crash naming a service that is no service name is refused on load, with its path.
+#[test]
+fn a_crash_naming_an_invalid_service_is_refused() {
+    let json = r#"{"seed": 1, "faults": [
+        {"kind": "crash", "service": "Api", "track": "canary", "at": "1m"}]}"#;
+    let msg = serde_json::from_str::<SimConfig>(json)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("simConfig.faults[0].service") && msg.contains("Api"),
+        "{msg}"
+    );
 }

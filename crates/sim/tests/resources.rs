@@ -34,6 +34,7 @@ async fn cpu_follows_traffic_and_memory_follows_the_profile() {
             .with_load(Load::constant(1_000.0))
             .with_profile(semver::Version::new(2, 0, 0), leaky)
             .with_fault(Fault::Crash {
+                service: None,
                 track: Track::Canary,
                 instance: Some("canary-1".into()),
                 at: Duration::from_secs(7_200),

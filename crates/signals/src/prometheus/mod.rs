@@ -27,6 +27,11 @@
 //! [`with_latency_scale`](PrometheusBuilder::with_latency_scale) (default 1000: seconds to
 //! milliseconds).
 //!
+//! **Result types**: an instant query must give a `vector` or a `scalar`, one value per series at
+//! the window's end; a `matrix` (a template whose range has no function over it, `x[5m]`) holds
+//! raw samples of which none is that value, and is [`Error::BadResponse`]. A range query must
+//! give a `matrix`, as Prometheus always does.
+//!
 //! **No data**: an empty result, NaN or an infinity is [`Measurement::NoData`](crate::Measurement),
 //! never zero. **Errors**: a query Prometheus rejects (`bad_data`, `execution`, other 4xx) is
 //! [`Error::BadQuery`] at once; connection errors, 5xx, 429 and Prometheus' `timeout`/`unavailable`
@@ -62,8 +67,7 @@ use crate::metric::Metric;
 use crate::observation::{Measurement, Observation};
 use crate::source::{MetricQuery, MetricsSource};
 use crate::time::{Timestamp, Window};
-use crate::track::Track;
-use response::Series;
+use response::{ResultType, Series};
 use retry::Failure;
 use template::Template;
 
@@ -345,6 +349,8 @@ impl PrometheusBuilder {
         }
         let mut queries = BTreeMap::new();
         for (metric, raw) in &self.queries {
+            // A `Metric::Custom` built directly: no query could name it.
+            metric.validate("queries")?;
             let part = |p: &str| format!("{metric}.{p}");
             let parsed = match raw {
                 RawQueries::Counts { requests, errors } => Queries::Counts {
@@ -492,6 +498,38 @@ pub struct PrometheusSource {
     transport: Arc<dyn Transport>,
 }
 
+/// Which result types a request's answer may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expected {
+    /// An instant query: a `vector` or a `scalar`, one value per series at the evaluation time.
+    /// A `matrix` is the answer to a range-vector expression (`x[5m]` without a function over
+    /// it): it holds every raw sample of the range, none of which is the value at the window's
+    /// end, so reading one (the oldest, say) would pass off a stale sample as the measurement.
+    Instant,
+    /// A range query: Prometheus answers every one with a `matrix`; anything else is not
+    /// Prometheus' answer to it.
+    Range,
+}
+
+impl Expected {
+    fn check(self, got: ResultType) -> std::result::Result<(), String> {
+        match (self, got) {
+            (Expected::Instant, ResultType::Vector | ResultType::Scalar)
+            | (Expected::Range, ResultType::Matrix) => Ok(()),
+            (Expected::Instant, _) => Err(format!(
+                "an instant query gave a `{}` (a range vector of raw samples), not one value per \
+                 series at the window's end; apply a function over the range in the template, \
+                 e.g. `max_over_time(x[{{{{window}}}}])` or `increase(x[{{{{window}}}}])`",
+                got.as_str()
+            )),
+            (Expected::Range, _) => Err(format!(
+                "a range query gave a `{}` where Prometheus answers a `matrix`",
+                got.as_str()
+            )),
+        }
+    }
+}
+
 /// Prometheus' time parameter: seconds since the epoch with milliseconds.
 fn prom_time(t: Timestamp) -> String {
     let ms = t.as_millis();
@@ -549,14 +587,7 @@ impl PrometheusSource {
         // The name goes into the query as written, which is safe inside a quoted label matcher
         // only for a DNS-1123 label. `Track::Named` is a public variant, so a name that never
         // went through `Track::named` can reach here, quotes and all.
-        if Track::named(query.track.as_str()).ok().as_ref() != Some(&query.track) {
-            return Err(Error::invalid(
-                "query.track",
-                query.track.as_str(),
-                "is not a DNS-1123 label (or is a well-known name built as `Track::Named`); \
-                 build tracks with `Track::named`",
-            ));
-        }
+        query.validate()?;
         let len = query.window.length();
         Ok(match self.queries_for(query)? {
             Queries::Counts { requests, errors } => vec![
@@ -586,12 +617,14 @@ impl PrometheusSource {
         self
     }
 
-    /// Sends one request with retries, timeouts and backoff, and parses the answer.
+    /// Sends one request with retries, timeouts and backoff, and parses the answer, which must be
+    /// of one of the `expected` result types.
     async fn fetch(
         &self,
         url: &url::Url,
         promql: &str,
         params: &[(&str, String)],
+        expected: Expected,
     ) -> Result<Vec<Series>> {
         let mut retry = 0u32;
         loop {
@@ -601,7 +634,10 @@ impl PrometheusSource {
                 Ok(Err(failure)) => failure,
                 Ok(Ok((status, body))) => {
                     match retry::classify(status, &body, self.accept_warnings) {
-                        Ok(series) => return Ok(series),
+                        Ok(answer) => match expected.check(answer.result_type) {
+                            Ok(()) => return Ok(answer.series),
+                            Err(reason) => Failure::Malformed(reason),
+                        },
                         Err(f) => f,
                     }
                 }
@@ -645,7 +681,8 @@ impl PrometheusSource {
 
     async fn instant(&self, promql: &str, at: Timestamp) -> Result<Vec<Series>> {
         let params = [("query", promql.to_owned()), ("time", prom_time(at))];
-        self.fetch(&self.query_url, promql, &params).await
+        self.fetch(&self.query_url, promql, &params, Expected::Instant)
+            .await
     }
 
     async fn range(&self, promql: &str, steps: &[Window], step: Duration) -> Result<Vec<Series>> {
@@ -660,7 +697,8 @@ impl PrometheusSource {
             // are truncated to 4099 ms there, and the samples then miss the steps' ends.
             ("step", format!("{}ms", step.as_millis())),
         ];
-        self.fetch(&self.range_url, promql, &params).await
+        self.fetch(&self.range_url, promql, &params, Expected::Range)
+            .await
     }
 
     fn bad_response(&self, promql: &str, reason: String) -> Error {

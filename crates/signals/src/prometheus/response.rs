@@ -53,9 +53,35 @@ struct Envelope<'a> {
     is_partial: bool,
 }
 
-/// A successful answer: its series, and the warnings that say it may be partial.
+/// The `resultType` of an answer that can be a measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum ResultType {
+    /// An instant vector: one sample per series, at the evaluation time.
+    #[default]
+    Vector,
+    /// A range vector (an instant query of `x[5m]`) or a range query's answer: many samples
+    /// per series.
+    Matrix,
+    /// A single number, without labels.
+    Scalar,
+}
+
+impl ResultType {
+    /// The name Prometheus gives it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ResultType::Vector => "vector",
+            ResultType::Matrix => "matrix",
+            ResultType::Scalar => "scalar",
+        }
+    }
+}
+
+/// A successful answer: its result type, its series, and the warnings that say it may be
+/// partial.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct Answer {
+    pub(crate) result_type: ResultType,
     pub(crate) series: Vec<Series>,
     pub(crate) warnings: Vec<String>,
 }
@@ -111,11 +137,15 @@ pub(crate) fn parse(body: &str) -> Result<Answer, ResponseError> {
     if envelope.is_partial && warnings.is_empty() {
         warnings.push("the answer is marked partial (`isPartial`)".into());
     }
-    let series = series(envelope.data)?;
-    Ok(Answer { series, warnings })
+    let (result_type, series) = series(envelope.data)?;
+    Ok(Answer {
+        result_type,
+        series,
+        warnings,
+    })
 }
 
-fn series(data: Option<&RawValue>) -> Result<Vec<Series>, ResponseError> {
+fn series(data: Option<&RawValue>) -> Result<(ResultType, Vec<Series>), ResponseError> {
     let data = data.ok_or_else(|| ResponseError::Malformed("`data` is missing".into()))?;
     let data: Data<'_> = serde_json::from_str(data.get())
         .map_err(|e| ResponseError::Malformed(format!("`data` is not a query result ({e})")))?;
@@ -126,7 +156,7 @@ fn series(data: Option<&RawValue>) -> Result<Vec<Series>, ResponseError> {
         "vector" => {
             let samples: Vec<VectorSample> =
                 serde_json::from_str(data.result.get()).map_err(bad)?;
-            samples
+            let series = samples
                 .into_iter()
                 .map(|s| {
                     Ok(Series {
@@ -134,11 +164,12 @@ fn series(data: Option<&RawValue>) -> Result<Vec<Series>, ResponseError> {
                         samples: vec![(s.value.0, value(&s.value.1)?)],
                     })
                 })
-                .collect()
+                .collect::<Result<_, ResponseError>>()?;
+            Ok((ResultType::Vector, series))
         }
         "matrix" => {
             let series: Vec<MatrixSeries> = serde_json::from_str(data.result.get()).map_err(bad)?;
-            series
+            let series = series
                 .into_iter()
                 .map(|s| {
                     let samples = s
@@ -151,14 +182,16 @@ fn series(data: Option<&RawValue>) -> Result<Vec<Series>, ResponseError> {
                         samples,
                     })
                 })
-                .collect()
+                .collect::<Result<_, ResponseError>>()?;
+            Ok((ResultType::Matrix, series))
         }
         "scalar" => {
             let (t, v): (f64, String) = serde_json::from_str(data.result.get()).map_err(bad)?;
-            Ok(vec![Series {
+            let series = vec![Series {
                 labels: BTreeMap::new(),
                 samples: vec![(t, value(&v)?)],
-            }])
+            }];
+            Ok((ResultType::Scalar, series))
         }
         other => Err(ResponseError::Malformed(format!(
             "result type `{other}` cannot be a measurement; the query must give a vector, matrix or scalar"
@@ -191,7 +224,9 @@ mod tests {
 
     #[test]
     fn vectors_matrices_and_scalars_parse() {
-        let v = parse(VECTOR).unwrap().series;
+        let v = parse(VECTOR).unwrap();
+        assert_eq!(v.result_type, ResultType::Vector);
+        let v = v.series;
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].samples, vec![(1795840314.25, Some(60.0))]);
         let labelled = parse(VECTOR_LABELS).unwrap().series;
@@ -201,6 +236,8 @@ mod tests {
         );
         let le = parse(VECTOR_LE).unwrap().series;
         assert_eq!(le[1].labels.get("le").map(String::as_str), Some("+Inf"));
+        assert_eq!(parse(MATRIX).unwrap().result_type, ResultType::Matrix);
+        assert_eq!(parse(SCALAR).unwrap().result_type, ResultType::Scalar);
         let m = parse(MATRIX).unwrap().series;
         let times: Vec<f64> = m[0].samples.iter().map(|(t, _)| *t).collect();
         assert_eq!(times, vec![1795840294.25, 1795840304.25, 1795840314.25]);

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use super::response::{self, ResponseError, Series};
+use super::response::{self, Answer, ResponseError};
 
 /// Why an attempt did not give series.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,15 +56,11 @@ fn excerpt(body: &str) -> String {
 }
 
 /// Classifies one HTTP answer; `accept_warnings` takes an answer that carries warnings as whole.
-pub(crate) fn classify(
-    status: u16,
-    body: &str,
-    accept_warnings: bool,
-) -> Result<Vec<Series>, Failure> {
+pub(crate) fn classify(status: u16, body: &str, accept_warnings: bool) -> Result<Answer, Failure> {
     let parsed = response::parse(body);
     match status {
         200..=299 => match parsed {
-            Ok(answer) if answer.warnings.is_empty() || accept_warnings => Ok(answer.series),
+            Ok(answer) if answer.warnings.is_empty() || accept_warnings => Ok(answer),
             Ok(answer) => Err(Failure::Transient(format!(
                 "the answer may be partial; it carries warnings: {} \
                  (set `acceptWarnings` to take such answers as whole)",
@@ -131,7 +127,7 @@ mod tests {
 
     #[test]
     fn success_and_permanent_failures() {
-        assert_eq!(classify(200, OK, false), Ok(vec![]));
+        assert_eq!(classify(200, OK, false).map(|a| a.series), Ok(vec![]));
         for (status, body) in [(400, BAD_DATA), (422, EXECUTION), (200, BAD_DATA)] {
             let f = classify(status, body, false).unwrap_err();
             assert!(
@@ -187,7 +183,7 @@ mod tests {
             reason.contains("store-2 did not answer") && reason.contains("acceptWarnings"),
             "{reason}"
         );
-        assert_eq!(classify(200, partial, true), Ok(vec![]));
+        assert_eq!(classify(200, partial, true).map(|a| a.series), Ok(vec![]));
     }
 
     #[test]

@@ -296,6 +296,34 @@ async fn unreadable_answers_are_bad_responses() {
     }
 }
 
+/// A template without a function over its range (`x[5m]`) makes Prometheus answer an instant
+/// query with every raw sample of the range: none is the value at the window's end, so the
+/// answer is refused rather than read from its oldest sample.
+#[tokio::test(start_paused = true)]
+async fn a_range_vector_is_no_instant_measurement() {
+    const RAW: &str = r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1764303540.5,"7"],[1764303570.5,"8"],[1764303600.5,"9"]]}]}}"#;
+    let t = Scripted::new([Reply::Http(200, RAW)]);
+    let s = source(Arc::clone(&t));
+    let err = s
+        .query(&MetricQuery::new(Metric::Cpu, Track::Green, minute()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::BadResponse { reason, .. } if reason.contains("`matrix`")),
+        "{err}"
+    );
+    assert_eq!(t.seen().len(), 1, "not retried");
+    // A range query is answered with a matrix, and only with one.
+    let t = Scripted::new([Reply::Http(200, REQUESTS), Reply::Http(200, ERRORS)]);
+    let s = source(Arc::clone(&t));
+    let q = MetricQuery::new(Metric::ErrorRate, Track::Canary, minute());
+    let err = s
+        .query_range(&q, Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::BadResponse { .. }), "{err}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn range_queries_evaluate_each_step_end() {
     let t = Scripted::new([
@@ -591,4 +619,18 @@ async fn a_track_built_around_its_checks_is_refused_not_spliced_into_promql() {
         minute(),
     );
     assert!(s.promql(&q).unwrap()[0].contains(r#"track="shadow-1""#));
+}
+
+/// A custom metric built around `Metric::named` is refused when the source is built, as a
+/// query for it would be: no query could name it.
+#[test]
+fn a_custom_metric_built_around_its_checks_is_refused_at_build() {
+    for name in ["queue depth", "cpu"] {
+        let err = PrometheusSource::builder("http://prom.example:9090")
+            .with_gauge_query(Metric::Custom(name.into()), r#"max(q{track="{{track}}"})"#)
+            .build()
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("queries") && msg.contains(name), "{msg}");
+    }
 }
