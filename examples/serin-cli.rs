@@ -31,8 +31,13 @@
 //!   `--backup-postgres` (`backups/`). So `status`, `logs`, `rollback` and `backups` work
 //!   across invocations. One `deploy` or `rollback` at a time holds the directory (a lock on
 //!   its file `lock`, released when the command ends, however it ends): another one started
-//!   meanwhile is refused (exit 4) and changes nothing, and `status` says the deployment is in
-//!   progress. `status` reads the last deployment's phase and outcome back from the
+//!   meanwhile is refused (exit 4, naming the holder's process and what it does) and changes
+//!   nothing, and `status` says the deployment is in progress. `monitor`, `metrics` and
+//!   `health-check` are refused too while a `deploy` or `rollback` holds the directory (exit 4,
+//!   naming the holder): they bring up their own copy of the recorded version, which during a
+//!   deployment would be a second service beside the one being changed, measured under a load
+//!   of its own, describing neither. Follow the deployment's own output, or `status` and
+//!   `logs`, and measure once it has ended. `status` reads the last deployment's phase and outcome back from the
 //!   journal (`Orchestrator::status`); `state.json` stays because the local backend's processes
 //!   end with each command, so what runs must be recorded apart from the journal to be
 //!   brought back up.
@@ -95,7 +100,8 @@
 //!   it first dumps that database with `pg_dump` (`PostgresBackup`, dump mode; the password
 //!   from `password=` or `PGPASSWORD`). One of the two at a time; the backups are kept under
 //!   `<state-dir>/backups/`, the last `--backup-keep` (default 5) of the service. `backups`
-//!   lists them, oldest first (given the same flag). The backup's id is in the deployment's
+//!   lists them, oldest first (given the same flag), and creates nothing: before the first
+//!   backup it lists none. The backup's id is in the deployment's
 //!   timeline (`backupTaken`). `rollback` goes through the orchestrator's rollback: it takes
 //!   a fresh backup, and when the deployments it undoes ran destructive (contract) migrations
 //!   it restores the backup taken before them, or refuses when there is none.
@@ -111,12 +117,17 @@
 //! | 1 | the deployment was rolled back or failed; a health check (or monitoring) saw a failure |
 //! | 2 | usage or configuration error (bad flag, bad config naming its field, nothing to roll back) |
 //! | 3 | blocked by validation (`--catalog`) |
-//! | 4 | backend error (process, proxy, simulator, journal, state directory) |
+//! | 4 | backend error (process, proxy, simulator, journal, state directory; the state directory held by a running `deploy` or `rollback`) |
+//! | 5 | a second interrupt quit a `deploy` or `rollback` before it finished rolling back; it may be left half-switched |
 //!
-//! **Interrupting.** Ctrl-C (SIGINT) during `deploy` or `rollback` aborts the deployment: it
-//! rolls back to what ran, is recorded, and the command ends with exit 1. (The demo processes
-//! run in process groups of their own, so the terminal's interrupt reaches only the command,
-//! which stops them at its end.) A command killed outright (SIGKILL) leaves its deployment
+//! **Interrupting.** Ctrl-C (SIGINT) or SIGTERM during `deploy` or `rollback` aborts the
+//! deployment: it rolls back to what ran, is recorded, and the command ends with exit 1. (The
+//! demo processes run in process groups of their own, so the terminal's interrupt reaches only
+//! the command, which stops them at its end.) A second Ctrl-C or SIGTERM, while it rolls back
+//! or cleans up, quits at once with exit 5 and says what may be left: the deployment unfinished
+//! in the journal, perhaps half-switched, and `state.json` still naming the version that ran
+//! before, which the next command brings back up with all traffic; `status` shows the
+//! deployment as interrupted. A command killed outright (SIGKILL) leaves its deployment
 //! unfinished in the journal, and `status` says it was interrupted; on the local backend its
 //! demo processes stop by themselves once it is gone (their standard input, a pipe the command
 //! held, closes), and the next command brings the recorded version back up.

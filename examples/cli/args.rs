@@ -13,7 +13,11 @@ Exit status:
   1  the deployment was rolled back or failed, or a health check failed
   2  usage or configuration error (bad flag, bad config file, nothing to roll back)
   3  blocked by validation (the compatibility catalog refused the upgrade)
-  4  backend error (a process, the proxy, the simulator, the journal or the state directory)";
+  4  backend error (a process, the proxy, the simulator, the journal or the state directory,
+     or the state directory is held by a running deploy or rollback)
+  5  a second Ctrl-C or SIGTERM quit a deploy or rollback at once, before it finished rolling
+     back: it may be left half-switched (see `status`; the next command brings back the
+     recorded version)";
 
 /// Zero-downtime deployments of a demo service on one machine (or in a simulated fleet).
 #[derive(Debug, Parser)]
@@ -139,13 +143,17 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// What runs, the versions before it, and where the last deployment stands.
     Status,
-    /// Watches the health and metrics of what runs, under the built-in load.
+    /// Watches the health and metrics of what runs, under the built-in load. Refused (exit 4,
+    /// naming the holder) while a deploy or rollback holds the state directory: it would run a
+    /// second copy of what that command is changing.
     Monitor(MonitorArgs),
     /// The event journal: every event of every deployment.
     Logs(LogsArgs),
-    /// Requests, errors and latency of what runs, measured under the built-in load.
+    /// Requests, errors and latency of what runs, measured under the built-in load. Refused
+    /// (exit 4, naming the holder) while a deploy or rollback holds the state directory.
     Metrics(MetricsArgs),
-    /// Brings what runs up and probes its readiness and liveness.
+    /// Brings what runs up and probes its readiness and liveness. Refused (exit 4, naming the
+    /// holder) while a deploy or rollback holds the state directory.
     HealthCheck,
     /// The dry run: what would be deployed where, step by step; nothing changes.
     Plan(DeployArgs),

@@ -115,7 +115,7 @@ impl Ctx {
     ) -> Result<Stack, CliError> {
         let hooks = Hooks {
             notifier: hooks::notifier(&self.global, &self.env, self.io.clone(), config)?,
-            backup: hooks::backup(&self.global, &self.env, states)?
+            backup: hooks::backup(&self.global, &self.env, states, hooks::Use::Deploy)?
                 .map(|b| hooks::in_real_time(b, self.io.clone())),
         };
         self.assemble(states, state, config, hooks).await

@@ -19,6 +19,7 @@ use crate::cli::args::{CanaryArgs, DeployArgs, RollbackArgs, StrategyArg};
 use crate::cli::backend::Stack;
 use crate::cli::context::Ctx;
 use crate::cli::exit::{CliError, Exit};
+use crate::cli::interrupt::{Interrupts, forced_message};
 use crate::cli::settings::service_of;
 use crate::cli::state::{Behaviour, RunState, StateDir};
 use crate::cli::ui::Ui;
@@ -183,20 +184,18 @@ fn weight_of(kind: &EventKind) -> Option<u64> {
 
 const DEPLOY_BAR: &str = "{spinner} [{elapsed_precise}] {prefix:>11} {bar:30} {pos:>3}% {msg}";
 
-/// Waits for the end of a deployment; Ctrl-C (SIGINT) or SIGTERM (a service manager, a CI
-/// cancel, `timeout`) aborts it, so it rolls back, and waits for that. Left unfinished, the new
-/// version would keep its share of traffic with nothing watching it.
+/// Waits for the end of a deployment; the first Ctrl-C (SIGINT) or SIGTERM (a service manager,
+/// a CI cancel, `timeout`) aborts it, so it rolls back, and waits for that. Left unfinished, the
+/// new version would keep its share of traffic with nothing watching it. The next signal quits
+/// at once (see [`Interrupts`]).
 async fn until_the_end(
     ui: Ui,
     bar: &ProgressBar,
     handle: DeploymentHandle,
+    interrupts: Option<Interrupts>,
 ) -> serin_orchestrator::Result<Report> {
     let mut status = handle.watch();
-    // Registered now, not at the first poll of a select branch, so no signal is missed.
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut sigint = signal(SignalKind::interrupt()).ok();
-    let mut sigterm = signal(SignalKind::terminate()).ok();
-    let mut interrupted = sigint.is_none() && sigterm.is_none();
+    let mut interrupts = interrupts;
     loop {
         if status.borrow_and_update().outcome.is_some() {
             break;
@@ -207,16 +206,16 @@ async fn until_the_end(
                     break;
                 }
             }
-            signal = async {
-                tokio::select! {
-                    Some(()) = async { sigint.as_mut()?.recv().await } => Some("interrupted"),
-                    Some(()) = async { sigterm.as_mut()?.recv().await } => Some("terminated"),
-                    else => None,
-                }
-            }, if !interrupted => {
-                interrupted = true;
-                if let Some(what) = signal {
-                    ui.note(bar, &format!("{what}: aborting the deployment (it rolls back) ..."));
+            what = async { interrupts.as_mut()?.first().await.into() }, if interrupts.is_some() => {
+                interrupts = None;
+                if let Some(what) = what {
+                    ui.note(
+                        bar,
+                        &format!(
+                            "{what}: aborting the deployment (it rolls back) ...; interrupt \
+                             again to quit at once"
+                        ),
+                    );
                     if let Err(e) = handle.abort().await {
                         ui.note(bar, &format!("could not abort: {e}"));
                     }
@@ -255,6 +254,16 @@ async fn run_to_end(
         ctx.ui
             .note(&ProgressBar::hidden(), &format!("proxy on http://{addr}"));
     }
+    // From here to the end of the command a first signal aborts, a second quits at once.
+    let interrupts = Interrupts::listen(
+        ctx.ui,
+        forced_message(
+            &ctx.global.state_dir,
+            &config.version,
+            state.current.as_ref().map(|r| &r.version),
+            is_rollback,
+        ),
+    );
     state.in_progress = Some(format!(
         "{} of {} started at {}",
         if is_rollback {
@@ -279,7 +288,7 @@ async fn run_to_end(
         stack.orchestrator.start(config, &service).await
     };
     let report = match started {
-        Ok(handle) => until_the_end(ctx.ui, &bar, handle).await,
+        Ok(handle) => until_the_end(ctx.ui, &bar, handle, interrupts).await,
         Err(e) => Err(e),
     };
     // Let the printer catch the last events before it stops.
@@ -326,7 +335,7 @@ pub async fn deploy(ctx: &Ctx, args: &CanaryArgs, flavour: Flavour) -> Result<Ex
     }
     let service = service_of(&config).to_owned();
     let states = ctx.states()?;
-    let _held = states.lock()?;
+    let _held = states.lock(&format!("deploy of {}", config.version))?;
     let mut state = ctx.state(&states, &service)?;
     let b = behaviour(&args.deploy, state.behaviour(&config.version))?;
     state.behaviours.insert(config.version.to_string(), b);
@@ -344,7 +353,7 @@ pub async fn rollback(ctx: &Ctx, args: &RollbackArgs) -> Result<Exit, CliError> 
     let (config, _) = ctx.config()?;
     let service = service_of(&config).to_owned();
     let states = ctx.states()?;
-    let _held = states.lock()?;
+    let _held = states.lock(&format!("rollback of {service}"))?;
     let mut state = ctx.state(&states, &service)?;
     let Some(current) = state.current.clone() else {
         return Err(CliError::usage(format!(

@@ -15,6 +15,9 @@ pub enum Exit {
     Blocked = 3,
     /// 4: backend error.
     Backend = 4,
+    /// 5: a second interrupt quit a deployment before it finished rolling back; it may be left
+    /// half-switched.
+    Forced = 5,
 }
 
 impl Exit {

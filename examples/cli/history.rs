@@ -203,7 +203,8 @@ pub async fn backups(ctx: &Ctx) -> Result<Exit, CliError> {
     let (config, _) = ctx.config()?;
     let service = service_of(&config).to_owned();
     let states = StateDir::existing(&ctx.global.state_dir);
-    let Some(provider) = hooks::backup(&ctx.global, &ctx.env, &states)? else {
+    // Listing creates nothing: a state directory or store that does not exist lists nothing.
+    let Some(provider) = hooks::backup(&ctx.global, &ctx.env, &states, hooks::Use::List)? else {
         return Err(CliError::usage(
             "no backups to list: give the --backup-dir or --backup-postgres the deployments used",
         ));

@@ -131,9 +131,22 @@ fn absolute(flag: &str, path: &Path) -> Result<PathBuf, CliError> {
         .map_err(|e| CliError::usage(format!("invalid {flag} `{}`: {e}", path.display())))
 }
 
-/// The store of `kind`'s backups under the state directory, created if missing.
-fn store(states: &StateDir, kind: &str) -> Result<PathBuf, CliError> {
+/// What a backup provider is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// Taking (and restoring) backups: the store is created if missing.
+    Deploy,
+    /// Listing them: nothing is created, and a store that does not exist lists nothing.
+    List,
+}
+
+/// The store of `kind`'s backups under the state directory, as an absolute path; created if
+/// missing when it is for `Use::Deploy`.
+fn store(states: &StateDir, kind: &str, purpose: Use) -> Result<PathBuf, CliError> {
     let dir = states.backups().join(kind);
+    if purpose == Use::List {
+        return resolved("--state-dir", &dir);
+    }
     std::fs::create_dir_all(&dir).map_err(|e| {
         CliError::backend(format!(
             "cannot create the backup store {}: {e}",
@@ -143,11 +156,39 @@ fn store(states: &StateDir, kind: &str) -> Result<PathBuf, CliError> {
     absolute("--state-dir", &dir)
 }
 
-/// The backup provider of `--backup-dir` or `--backup-postgres` (none without either).
+/// `path` made absolute without creating anything: its nearest existing ancestor resolved (as
+/// [`absolute`] does), with the missing rest appended as written.
+fn resolved(flag: &str, path: &Path) -> Result<PathBuf, CliError> {
+    let invalid =
+        |why: String| CliError::usage(format!("invalid {flag} `{}`: {why}", path.display()));
+    let full = std::path::absolute(path).map_err(|e| invalid(e.to_string()))?;
+    let mut missing = Vec::new();
+    let mut at = full.as_path();
+    loop {
+        match std::fs::canonicalize(at) {
+            Ok(mut real) => {
+                real.extend(missing.iter().rev());
+                return Ok(real);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (Some(name), Some(parent)) = (at.file_name(), at.parent()) else {
+                    return Err(invalid(e.to_string()));
+                };
+                missing.push(name);
+                at = parent;
+            }
+            Err(e) => return Err(invalid(e.to_string())),
+        }
+    }
+}
+
+/// The backup provider of `--backup-dir` or `--backup-postgres` (none without either), for
+/// `purpose`.
 pub fn backup(
     global: &Global,
     env: &EnvLookup,
     states: &StateDir,
+    purpose: Use,
 ) -> Result<Option<Arc<dyn BackupProvider>>, CliError> {
     let retention = Retention::keep_last(global.backup_keep).map_err(|e| {
         CliError::usage(format!(
@@ -163,7 +204,7 @@ pub fn backup(
                 dir.display()
             )));
         }
-        let provider = DirectorySnapshot::new(&source, store(states, "directory")?)
+        let provider = DirectorySnapshot::new(&source, store(states, "directory", purpose)?)
             .map_err(|e| CliError::usage(format!("invalid --backup-dir `{}`: {e}", dir.display())))?
             .with_retention(retention);
         return Ok(Some(Arc::new(provider)));
@@ -176,7 +217,7 @@ pub fn backup(
         {
             connection = connection.with_password(password);
         }
-        let settings = PostgresSettings::new(connection, store(states, "postgres")?)
+        let settings = PostgresSettings::new(connection, store(states, "postgres", purpose)?)
             .with_mode(PostgresMode::default())
             .with_retention(retention);
         let provider = PostgresBackup::new(settings)
@@ -307,13 +348,22 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let states = StateDir::open(&dir.path().join("state")).expect("state dir");
         let env = EnvLookup::default();
-        assert!(backup(&global(&[]), &env, &states).expect("none").is_none());
+        assert!(
+            backup(&global(&[]), &env, &states, Use::Deploy)
+                .expect("none")
+                .is_none()
+        );
 
         let missing = dir.path().join("missing");
         let missing = missing.to_str().expect("utf-8");
-        let e = backup(&global(&["--backup-dir", missing]), &env, &states)
-            .err()
-            .expect("no such directory");
+        let e = backup(
+            &global(&["--backup-dir", missing]),
+            &env,
+            &states,
+            Use::Deploy,
+        )
+        .err()
+        .expect("no such directory");
         assert!(e.message.contains("--backup-dir"), "{}", e.message);
 
         let data = dir.path().join("data");
@@ -323,12 +373,23 @@ mod tests {
             &global(&["--backup-dir", data, "--backup-keep", "0"]),
             &env,
             &states,
+            Use::Deploy,
         )
         .err()
         .expect("keep nothing");
         assert!(e.message.contains("--backup-keep"), "{}", e.message);
 
-        let provider = backup(&global(&["--backup-dir", data]), &env, &states)
+        let listing = backup(&global(&["--backup-dir", data]), &env, &states, Use::List)
+            .expect("provider")
+            .expect("some");
+        assert!(!states.backups().exists(), "listing created the store");
+        let listed = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(listing.list("demo"))
+            .expect("an absent store lists nothing");
+        assert!(listed.is_empty());
+        let provider = backup(&global(&["--backup-dir", data]), &env, &states, Use::Deploy)
             .expect("provider")
             .expect("some");
         assert!(states.backups().join("directory").is_dir());
@@ -338,6 +399,7 @@ mod tests {
             &global(&["--backup-postgres", "host=h colour=red"]),
             &env,
             &states,
+            Use::Deploy,
         )
         .err()
         .expect("unknown key");

@@ -7,6 +7,7 @@ pub mod deploy;
 pub mod exit;
 pub mod history;
 pub mod hooks;
+pub mod interrupt;
 pub mod observe;
 pub mod settings;
 pub mod state;

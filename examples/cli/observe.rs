@@ -12,6 +12,7 @@ use crate::cli::backend::{TrackHealth, TrackMetrics};
 use crate::cli::context::{Ctx, deployed};
 use crate::cli::exit::{CliError, Exit};
 use crate::cli::settings::{EnvLookup, service_of};
+use crate::cli::state::StateDir;
 
 /// `[start, end)` shrunk to whole seconds: both backends measure in one-second buckets, and a
 /// bucket counts in the window it starts in, so a partial second at either edge would be
@@ -52,7 +53,8 @@ fn metrics_text(tracks: &[TrackMetrics]) -> String {
 pub async fn metrics(ctx: &Ctx, args: &MetricsArgs) -> Result<Exit, CliError> {
     let (config, _) = ctx.config()?;
     let service = service_of(&config).to_owned();
-    let states = ctx.states()?;
+    let states = StateDir::existing(&ctx.global.state_dir);
+    states.refuse_while_held("metrics")?;
     let state = deployed(ctx, &states, &service)?;
     let mut stack = ctx.stack(&states, &state, &config).await?;
     let result = async {
@@ -114,6 +116,7 @@ pub async fn health_check(ctx: &Ctx) -> Result<Exit, CliError> {
     let (config, _) = ctx.config()?;
     let service = service_of(&config).to_owned();
     let states = ctx.states()?;
+    states.refuse_while_held("health-check")?;
     let state = ctx.state(&states, &service)?;
     let stack = ctx.stack(&states, &state, &config).await?;
     let result = stack.probe().await;
@@ -163,7 +166,8 @@ pub async fn monitor(ctx: &Ctx, args: &MonitorArgs) -> Result<Exit, CliError> {
     let (duration, interval) = monitor_span(args, &ctx.env)?;
     let (config, _) = ctx.config()?;
     let service = service_of(&config).to_owned();
-    let states = ctx.states()?;
+    let states = StateDir::existing(&ctx.global.state_dir);
+    states.refuse_while_held("monitor")?;
     let state = deployed(ctx, &states, &service)?;
     let mut stack = ctx.stack(&states, &state, &config).await?;
     let interval = interval.min(duration);

@@ -171,8 +171,9 @@ impl StateDir {
     /// `rollback`): an exclusive lock on `lock` in the directory, so that two commands never
     /// deploy from one record at once (each would write back its own view of what runs, and the
     /// last to finish would win). The system releases it when the command ends, however it
-    /// ends. A directory held by another command is an error naming that command's process.
-    pub fn lock(&self) -> Result<StateLock, CliError> {
+    /// ends. The file names the holder (its process and `what` it does, `deploy of 1.2.0`), and
+    /// a directory held by another command is an error naming it.
+    pub fn lock(&self, what: &str) -> Result<StateLock, CliError> {
         let path = self.lock_file();
         let failed =
             |e: std::io::Error| CliError::backend(format!("cannot lock {}: {e}", path.display()));
@@ -198,26 +199,30 @@ impl StateDir {
         match taken {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                let holder = holder.trim();
                 return Err(CliError::backend(format!(
                     "state directory {} is in use by another command{}: wait for its end, or use \
                      another --state-dir",
                     self.dir.display(),
-                    if holder.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (process {holder})")
-                    }
+                    self.holder_text()
                 )));
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(failed(e)),
         }
         // Who holds it, for the error of the next command that tries.
+        let holder = format!("{}: {what}", std::process::id());
         file.set_len(0)
-            .and_then(|()| file.write_all(std::process::id().to_string().as_bytes()))
+            .and_then(|()| file.write_all(holder.as_bytes()))
             .map_err(failed)?;
         Ok(StateLock { _file: file })
+    }
+
+    /// ` (process 4242: deploy of 1.2.0)`, as the lock file names its holder, or nothing.
+    fn holder_text(&self) -> String {
+        let holder = std::fs::read_to_string(self.lock_file()).unwrap_or_default();
+        match holder.trim() {
+            "" => String::new(),
+            h => format!(" (process {h})"),
+        }
     }
 
     /// Whether a command holds the directory now (see [`lock`](Self::lock)).
@@ -226,6 +231,28 @@ impl StateDir {
             Ok(file) => matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
             Err(_) => false,
         }
+    }
+
+    /// Refuses `verb` (`monitor`, `metrics`, `health-check`) while a `deploy` or `rollback`
+    /// holds the directory, with an error (exit 4) naming the holder.
+    ///
+    /// Those verbs bring up their own copy of the version `state.json` records. During a
+    /// deployment that record is about to change, and the copy would be a second service
+    /// beside the one being deployed, on a proxy of its own, measured under a load of its own:
+    /// its numbers would describe neither. Attaching to the running deployment instead would
+    /// need a channel to that command, which a one-shot CLI does not keep; its own output
+    /// already shows the deployment's progress, and `status` and `logs` read its record.
+    pub fn refuse_while_held(&self, verb: &str) -> Result<(), CliError> {
+        if !self.is_locked() {
+            return Ok(());
+        }
+        Err(CliError::backend(format!(
+            "state directory {} is in use by another command{}: `{verb}` would start a second \
+             copy of what that command is changing; follow that command's output, or `status` \
+             and `logs`, and run `{verb}` once it has ended",
+            self.dir.display(),
+            self.holder_text()
+        )))
     }
 
     /// The recorded state, or `None` before the first deployment.
@@ -303,18 +330,26 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let states = StateDir::open(dir.path()).expect("open");
         assert!(!states.is_locked());
-        let held = states.lock().expect("first lock");
+        states.refuse_while_held("metrics").expect("free");
+        let held = states.lock("deploy of 1.2.0").expect("first lock");
         assert!(states.is_locked());
-        let e = states.lock().expect_err("held");
+        let e = states.lock("rollback").expect_err("held");
+        assert_eq!(e.exit, crate::cli::exit::Exit::Backend);
+        let holder = format!("(process {}: deploy of 1.2.0)", std::process::id());
+        assert!(
+            e.message.contains("in use by another command") && e.message.contains(&holder),
+            "{e}"
+        );
+        let e = states.refuse_while_held("metrics").expect_err("held");
         assert_eq!(e.exit, crate::cli::exit::Exit::Backend);
         assert!(
-            e.message.contains("in use by another command")
-                && e.message.contains(&std::process::id().to_string()),
+            e.message.contains(&holder) && e.message.contains("`metrics`"),
             "{e}"
         );
         drop(held);
         assert!(!states.is_locked());
-        states.lock().expect("free again");
+        states.refuse_while_held("metrics").expect("free again");
+        states.lock("deploy of 1.3.0").expect("free again");
     }
 
     #[test]

@@ -1229,6 +1229,11 @@ fn deployments_back_up_the_directory_and_backups_lists_them() {
         .stdout
         .clone();
     assert_eq!(json(&out)["backups"], serde_json::json!([]));
+    // Listing creates nothing: no state directory, no backup store.
+    assert!(
+        !d.join(".serin").exists(),
+        "listing created the state directory"
+    );
 
     for version in ["1.0.0", "1.1.0", "1.2.0"] {
         let out = sim(d)
@@ -1443,4 +1448,135 @@ fn deploy_canary_then_signal(d: &Path, demo: &str, signal: &str) -> Value {
         String::from_utf8_lossy(&out.stdout)
     );
     report(&out.stdout)
+}
+
+/// A second Ctrl-C (or SIGTERM) while an aborted canary rolls back quits at once with exit 5,
+/// saying what may be left and how to go on; the next command brings back the version that ran.
+#[test]
+fn a_second_signal_while_the_deployment_rolls_back_quits_at_once_with_exit_5() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let demo = demo_binary().to_str().expect("path").to_owned();
+    cli(d)
+        .args(["--demo-binary", &demo, "deploy", "--version", "1.0.0"])
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .success();
+    // 1.1.0 answers in 3 s: rolling it back waits for its requests in flight.
+    let child = std::process::Command::new(cli_binary())
+        .current_dir(d)
+        .args([
+            "--demo-binary",
+            &demo,
+            "deploy-canary",
+            "--version",
+            "1.1.0",
+        ])
+        .args(["--latency-ms", "3000", "--phase-duration", "60s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let started = std::time::Instant::now();
+    loop {
+        let s = std::fs::read_to_string(d.join(".serin").join("state.json")).unwrap_or_default();
+        if s.contains("\"inProgress\": \"deployment of 1.1.0") {
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "the deployment never started: {s}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let kill = |signal: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+    };
+    kill("-INT");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let second = std::time::Instant::now();
+    kill("-TERM");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(
+        second.elapsed() < std::time::Duration::from_secs(2),
+        "quit {:?} after the second signal",
+        second.elapsed()
+    );
+    for part in [
+        "aborting the deployment",
+        "half-switched",
+        ".serin/state.json still records 1.0.0",
+        "serin-cli deploy --version 1.1.0",
+    ] {
+        assert!(stderr.contains(part), "{part}: {stderr}");
+    }
+    let s = status(d, &[]);
+    assert!(
+        s["interrupted"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("deployment of 1.1.0")),
+        "{s}"
+    );
+    assert_eq!(s["current"]["version"], "1.0.0", "{s}");
+    cli(d)
+        .args(["--demo-binary", &demo, "health-check"])
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("1.0.0"));
+}
+
+/// `monitor`, `metrics` and `health-check` are refused while a deployment holds the state
+/// directory, naming the holder, and start nothing; `metrics` and `monitor` with nothing
+/// deployed create no state directory.
+#[test]
+fn watching_verbs_are_refused_while_a_deployment_holds_the_state_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    for args in [
+        vec!["metrics", "--duration", "1s"],
+        vec!["monitor", "--duration", "1s"],
+    ] {
+        sim(d)
+            .args(&args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("nothing is deployed"));
+    }
+    assert!(
+        !d.join(".serin").exists(),
+        "a watching verb created the state directory"
+    );
+    sim(d)
+        .args(["deploy", "--version", "1.0.0"])
+        .assert()
+        .success();
+    let held = hold_state_dir(d);
+    std::fs::write(d.join(".serin").join("lock"), "4242: deploy of 1.1.0").expect("holder");
+    for args in [
+        vec!["metrics", "--duration", "1s"],
+        vec!["monitor", "--duration", "1s"],
+        vec!["health-check"],
+    ] {
+        sim(d)
+            .args(&args)
+            .assert()
+            .code(4)
+            .stderr(predicate::str::contains(
+                "in use by another command (process 4242: deploy of 1.1.0)",
+            ))
+            .stderr(predicate::str::contains(format!("`{}`", args[0])));
+    }
+    drop(held);
+    sim(d)
+        .args(["metrics", "--duration", "1s"])
+        .assert()
+        .success();
 }

@@ -79,23 +79,50 @@ impl HttpHealth {
 
     /// Watches readiness (`readiness_path`) and liveness (`liveness_path`) of every instance of
     /// a platform's track that has an address, replacing what was watched on that track.
+    ///
+    /// Results of an instance watched exactly as before (same id, address and paths) stay, so
+    /// watching a track again at every status read does not leave it unknown until the next
+    /// [`check`](Self::check); those of instances gone, or probed elsewhere now (a new process
+    /// under a reused id listens on another port), are dropped, so they never count in the
+    /// track's worst result.
     pub fn watch_track(&self, status: &TrackStatus, readiness_path: &str, liveness_path: &str) {
-        self.forget(&status.track);
-        for i in &status.instances {
-            let Some(addr) = i.address else { continue };
-            for (probe, path) in [
-                (Probe::Readiness, readiness_path),
-                (Probe::Liveness, liveness_path),
-            ] {
-                self.watch(HttpProbe {
+        let wanted: Vec<HttpProbe> = status
+            .instances
+            .iter()
+            .filter_map(|i| Some((i, i.address?)))
+            .flat_map(|(i, addr)| {
+                [
+                    (Probe::Readiness, readiness_path),
+                    (Probe::Liveness, liveness_path),
+                ]
+                .map(|(probe, path)| HttpProbe {
                     track: status.track.clone(),
                     probe,
                     instance: Some(i.id.clone()),
                     addr,
                     path: path.to_owned(),
-                });
-            }
-        }
+                })
+            })
+            .collect();
+        let track = &status.track;
+        // Under the probes' lock, as in `forget`: a check in flight records nothing dropped.
+        let mut probes = self.lock();
+        let of = |list: &[HttpProbe], instance: &Option<String>| -> Vec<HttpProbe> {
+            list.iter()
+                .filter(|p| &p.track == track && &p.instance == instance)
+                .cloned()
+                .collect()
+        };
+        let unchanged: Vec<Option<String>> = wanted
+            .iter()
+            .map(|p| p.instance.clone())
+            .filter(|i| of(&probes, i) == of(&wanted, i))
+            .collect();
+        probes.retain(|p| &p.track != track);
+        probes.extend(wanted);
+        self.results.retain(track, |s| {
+            s.instance.is_some() && unchanged.contains(&s.instance)
+        });
     }
 
     /// Stops probing `track` and forgets its results (a retired track).
@@ -200,6 +227,63 @@ mod tests {
             let detail = s.detail.unwrap_or_default();
             assert!(detail.contains("probe path"), "{detail}");
         }
+    }
+
+    /// Watching a track again keeps the results of the instances watched as before, and drops
+    /// those of an instance gone and of one now at another address.
+    #[tokio::test]
+    async fn watching_a_track_again_keeps_only_the_results_of_unchanged_instances() {
+        use serin_orchestrator::InstanceStatus;
+        let refused = || {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let instance = |id: &str, addr| InstanceStatus {
+            id: id.to_owned(),
+            address: Some(addr),
+            readiness: ProbeStatus::Pass,
+            liveness: ProbeStatus::Pass,
+            detail: None,
+        };
+        let track = |instances| TrackStatus {
+            service: "web".into(),
+            version: "1.0.0".parse().unwrap(),
+            track: Track::Green,
+            instances,
+        };
+        let (a, b, c) = (refused(), refused(), refused());
+        let health = HttpHealth::new(Duration::from_secs(1)).unwrap();
+        health.watch_track(
+            &track(vec![instance("green-0", a), instance("green-1", b)]),
+            "/ready",
+            "/live",
+        );
+        health.check(Timestamp::from_millis(1_000)).await;
+        assert_eq!(health.signals(&Track::Green).await.unwrap().len(), 4);
+        // The same instances: nothing is lost until the next check.
+        health.watch_track(
+            &track(vec![instance("green-0", a), instance("green-1", b)]),
+            "/ready",
+            "/live",
+        );
+        assert_eq!(health.signals(&Track::Green).await.unwrap().len(), 4);
+        // green-1 is gone; green-0 was restarted elsewhere; green-2 is new.
+        health.watch_track(
+            &track(vec![instance("green-0", c), instance("green-2", b)]),
+            "/ready",
+            "/live",
+        );
+        assert!(health.signals(&Track::Green).await.unwrap().is_empty());
+        health.watch_track(&track(vec![instance("green-2", b)]), "/ready", "/live");
+        health.check(Timestamp::from_millis(2_000)).await;
+        let instances: Vec<_> = health
+            .signals(&Track::Green)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.instance.unwrap())
+            .collect();
+        assert_eq!(instances, ["green-2", "green-2"]);
     }
 
     /// A track forgotten while a check of it is in flight (retired, or watched anew after a

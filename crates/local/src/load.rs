@@ -1,38 +1,55 @@
 //! [`Load`]: steady HTTP traffic through the proxy, counting who answered each request.
 //!
-//! Keep-alive clients send `GET /` at a fixed total rate, taking turns so that the requests are
-//! spread evenly over time, and reconnect when a connection drops.
-//! A request counts as *answered* when the response carries the `x-serin-version` header that
-//! the demo service (and any service that wants its answers counted per version) sets, and as
-//! *unanswered* otherwise: a refused connection, or a 502/503 from the proxy itself. That is how
-//! the quickstart, the CLI's built-in load and the end-to-end tests measure "no request failed
-//! because of a switch".
+//! The load is *open-loop*, as wrk2's: a scheduler starts a `GET /` every `1 / rps` seconds,
+//! whatever the answers' times. A closed loop, where each client waits for its answer before it
+//! sends the next request, slows down exactly when the service does: it sends fewer requests
+//! than asked, and the time they would have waited is never measured (coordinated omission),
+//! so a slow switch looks fast and a stall looks like a quiet moment.
+//!
+//! - Each request goes out on an idle keep-alive connection, or on a new one. At most
+//!   `max_in_flight` requests are in flight at once ([`DEFAULT_MAX_IN_FLIGHT`] unless given);
+//!   a request that falls due while that many are is counted as **not sent** rather than
+//!   delayed, so the rate is never silently lower than asked.
+//! - The latency of an answer is measured from the moment its request was **due**, not from when
+//!   it left: a scheduler that fell behind (a busy runtime) sends the requests it owes at once and
+//!   their wait shows as latency, not as a lower rate.
+//! - A request counts as *answered* when the response carries the `x-serin-version` header that
+//!   the demo service (and any service that wants its answers counted per version) sets, and as
+//!   *unanswered* otherwise: a refused connection, a dropped one, or a 502/503 from the proxy
+//!   itself. That is how the quickstart, the CLI's built-in load and the end-to-end tests measure
+//!   "no request failed because of a switch".
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
+use serin_signals::LatencySketch;
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
+use tokio::sync::Notify;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 
 /// The response header naming the version that answered.
 pub const VERSION_HEADER: &str = "x-serin-version";
 
-/// Requests per second one client sends at most; more load runs more clients.
-const RPS_PER_CLIENT: f64 = 50.0;
-
-/// The most requests per second a [`Load`] sends: 64 keep-alive clients, one request in flight
-/// each. Past it the clients would not pace but spin, and their own CPU would be what the
-/// proxy's latency measured.
+/// The most requests per second a [`Load`] sends: one scheduler starts every request, and past
+/// this rate its own CPU would be what the proxy's latency measured.
 pub const MAX_RPS: f64 = 10_000.0;
+
+/// The requests a [`Load`] keeps in flight at most unless told otherwise. Each one holds a
+/// connection to the proxy, and, in a process that runs the proxy too, the proxy holds two more
+/// (the client's and the instance's): 128 stay well inside the usual limit of 1,024 open files.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 128;
+
+/// The largest bound on requests in flight [`Load::start_bounded`] accepts.
+pub const MAX_IN_FLIGHT: usize = 4_096;
 
 /// What one version answered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -45,36 +62,60 @@ pub struct VersionTally {
 }
 
 /// What the load saw.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Tally {
     /// Requests a version answered.
     pub answered: u64,
     /// Of those, answered with a 5xx by the version itself.
     pub server_errors: u64,
-    /// Requests no version answered (refused connections, proxy 502/503).
+    /// Requests no version answered (refused or dropped connections, proxy 502/503).
     pub unanswered: u64,
+    /// Requests that fell due while the bound of requests in flight was reached, and were not
+    /// sent: the answers were too slow for the rate (see `latency`). Not counted as unanswered,
+    /// since nothing was asked of the service, but a sign that it stalls.
+    pub not_sent: u64,
     /// The answered requests by version.
     pub by_version: BTreeMap<String, VersionTally>,
+    /// The latency of the answered requests in milliseconds, each from the moment its request
+    /// was due. Serialized as a summary (`count`, `p50`, `p90`, `p99`, `max`), not as the
+    /// sketch's bins.
+    #[serde(serialize_with = "latency_summary")]
+    pub latency: LatencySketch,
 }
 
-/// `N answered (M with a 5xx from the service), K unanswered`.
+fn latency_summary<S: serde::Serializer>(
+    sketch: &LatencySketch,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    let mut s = serializer.serialize_struct("Latency", 5)?;
+    s.serialize_field("count", &sketch.count())?;
+    s.serialize_field("p50", &sketch.quantile(0.5))?;
+    s.serialize_field("p90", &sketch.quantile(0.9))?;
+    s.serialize_field("p99", &sketch.quantile(0.99))?;
+    s.serialize_field("max", &sketch.max())?;
+    s.end()
+}
+
+/// `N answered (M with a 5xx from the service), K unanswered, J not sent`, then the latency
+/// when something was answered.
 impl std::fmt::Display for Tally {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} answered ({} with a 5xx from the service), {} unanswered",
-            self.answered, self.server_errors, self.unanswered
-        )
+            "{} answered ({} with a 5xx from the service), {} unanswered, {} not sent",
+            self.answered, self.server_errors, self.unanswered, self.not_sent
+        )?;
+        if let (Some(p50), Some(p99)) = (self.latency.quantile(0.5), self.latency.quantile(0.99)) {
+            write!(f, "; latency p50 {p50:.1} ms, p99 {p99:.1} ms")?;
+        }
+        Ok(())
     }
 }
 
 impl Tally {
-    fn record(&mut self, version: Option<String>, server_error: bool) {
-        let Some(version) = version else {
-            self.unanswered += 1;
-            return;
-        };
+    fn answered(&mut self, version: String, server_error: bool, latency: Duration) {
         let v = self.by_version.entry(version).or_default();
         v.answered += 1;
         self.answered += 1;
@@ -82,24 +123,54 @@ impl Tally {
             v.server_errors += 1;
             self.server_errors += 1;
         }
+        // A duration's milliseconds are finite and non-negative: the sketch takes them.
+        let _ = self.latency.add(latency.as_secs_f64() * 1_000.0);
+    }
+}
+
+/// What the scheduler and the requests in flight share.
+#[derive(Debug)]
+struct Shared {
+    proxy: SocketAddr,
+    tally: Mutex<Tally>,
+    /// Keep-alive connections with no request on them.
+    idle: Mutex<Vec<Sender>>,
+}
+
+impl Shared {
+    fn tally(&self) -> MutexGuard<'_, Tally> {
+        self.tally.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn idle(&self) -> MutexGuard<'_, Vec<Sender>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 /// A running load; [`stop`](Load::stop) ends it, and so does dropping it (which cancels its
-/// clients at once, requests in flight included). Shareable: every method takes `&self`.
+/// requests in flight at once). Shareable: every method takes `&self`.
 #[derive(Debug)]
 pub struct Load {
-    tally: Arc<Mutex<Tally>>,
-    stop: Arc<AtomicBool>,
-    clients: Mutex<Vec<JoinHandle<()>>>,
+    shared: Arc<Shared>,
+    stop: Arc<Notify>,
+    scheduler: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Load {
-    /// Starts `rps` requests a second in total to `proxy`, from one keep-alive client per 50
-    /// requests a second (each sending at least one a second). Needs a Tokio runtime.
+    /// Starts `rps` requests a second to `proxy`, at most [`DEFAULT_MAX_IN_FLIGHT`] in flight.
+    /// Needs a Tokio runtime.
     ///
     /// Errors: `rps` is not a number above 0 and at most [`MAX_RPS`] (nothing starts).
     pub fn start(proxy: SocketAddr, rps: f64) -> Result<Load> {
+        Load::start_bounded(proxy, rps, DEFAULT_MAX_IN_FLIGHT)
+    }
+
+    /// Starts `rps` requests a second to `proxy`, at most `max_in_flight` in flight (a request
+    /// due beyond that is counted as not sent). Needs a Tokio runtime.
+    ///
+    /// Errors: `rps` is not a number above 0 and at most [`MAX_RPS`], or `max_in_flight` is not
+    /// between 1 and [`MAX_IN_FLIGHT`] (nothing starts).
+    pub fn start_bounded(proxy: SocketAddr, rps: f64, max_in_flight: usize) -> Result<Load> {
         if !(rps > 0.0 && rps <= MAX_RPS) {
             return Err(Error::invalid(
                 "rps",
@@ -107,138 +178,143 @@ impl Load {
                 format!("must be a number of requests a second above 0 and at most {MAX_RPS}"),
             ));
         }
-        let tally = Arc::new(Mutex::new(Tally::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let clients = (rps / RPS_PER_CLIENT).ceil().clamp(1.0, 64.0) as usize;
-        let period = Duration::from_secs_f64(clients as f64 / rps.max(clients as f64));
-        // The clients take turns over the period, so the load is steady rather than a burst
-        // of every client at once: client `i` starts `i / clients` of a period after the first.
-        let now = tokio::time::Instant::now();
-        let clients = (0..clients)
-            .map(|i| {
-                let first = now + period.mul_f64(i as f64 / clients as f64);
-                tokio::spawn(client(
-                    proxy,
-                    first,
-                    period,
-                    Arc::clone(&tally),
-                    Arc::clone(&stop),
-                ))
-            })
-            .collect();
+        if !(1..=MAX_IN_FLIGHT).contains(&max_in_flight) {
+            return Err(Error::invalid(
+                "maxInFlight",
+                max_in_flight,
+                format!("must be between 1 and {MAX_IN_FLIGHT} requests"),
+            ));
+        }
+        let shared = Arc::new(Shared {
+            proxy,
+            tally: Mutex::new(Tally::default()),
+            idle: Mutex::new(Vec::new()),
+        });
+        let stop = Arc::new(Notify::new());
+        let scheduler = tokio::spawn(schedule(
+            Arc::clone(&shared),
+            rps,
+            max_in_flight,
+            Arc::clone(&stop),
+        ));
         Ok(Load {
-            tally,
+            shared,
             stop,
-            clients: Mutex::new(clients),
+            scheduler: Mutex::new(Some(scheduler)),
         })
     }
 
     /// What the load saw so far.
     pub fn tally(&self) -> Tally {
-        self.tally.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared.tally().clone()
     }
 
-    /// Stops every client (each finishes its request in flight, all within two seconds; a
-    /// client still waiting then is cancelled, its request uncounted) and returns the totals.
+    /// Stops sending, lets the requests in flight finish (all within two seconds; one still
+    /// waiting then is cancelled, uncounted) and returns the totals.
     pub async fn stop(&self) -> Tally {
-        self.stop.store(true, Ordering::Relaxed);
-        let clients = std::mem::take(&mut *self.clients.lock().unwrap_or_else(|e| e.into_inner()));
-        let deadline = tokio::time::Instant::now() + STOP_WAIT;
-        for mut c in clients {
-            // A request stuck on a hanging upstream would keep its client, and its connection,
-            // running for as long as the upstream holds it: dropping the handle would not end it.
-            if tokio::time::timeout_at(deadline, &mut c).await.is_err() {
-                c.abort();
-            }
+        self.stop.notify_one();
+        let scheduler = self
+            .scheduler
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(s) = scheduler {
+            let _ = s.await;
         }
+        // The keep-alive connections close with the load's end, not with its last handle.
+        self.shared.idle().clear();
         self.tally()
     }
 }
 
-/// How long [`Load::stop`] lets the clients finish their requests in flight.
+/// How long [`Load::stop`] lets the requests in flight finish.
 const STOP_WAIT: Duration = Duration::from_secs(2);
 
 impl Drop for Load {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for c in self
-            .clients
+        // The scheduler owns the requests in flight: aborting it cancels them too.
+        if let Some(s) = self
+            .scheduler
             .get_mut()
             .unwrap_or_else(|e| e.into_inner())
-            .iter()
+            .take()
         {
-            c.abort();
+            s.abort();
         }
     }
 }
 
-async fn client(
-    proxy: SocketAddr,
-    first: tokio::time::Instant,
-    period: Duration,
-    tally: Arc<Mutex<Tally>>,
-    stop: Arc<AtomicBool>,
-) {
-    let record = |version: Option<String>, server_error: bool| {
-        tally
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .record(version, server_error);
+/// Starts a request every `1 / rps` seconds, each due at `start + n / rps` and measured from
+/// then, until told to stop; then waits for the requests in flight (at most [`STOP_WAIT`]).
+async fn schedule(shared: Arc<Shared>, rps: f64, max_in_flight: usize, stop: Arc<Notify>) {
+    let start = Instant::now();
+    let mut in_flight = JoinSet::new();
+    for n in 0u64.. {
+        let due = start + Duration::from_secs_f64(n as f64 / rps);
+        tokio::select! {
+            biased;
+            () = stop.notified() => break,
+            // A request already due (the scheduler fell behind) is sent at once.
+            () = tokio::time::sleep_until(due) => {}
+        }
+        while in_flight.try_join_next().is_some() {}
+        if in_flight.len() >= max_in_flight {
+            shared.tally().not_sent += 1;
+            continue;
+        }
+        in_flight.spawn(request(Arc::clone(&shared), due));
+    }
+    let finished = async { while in_flight.join_next().await.is_some() {} };
+    // A request stuck on a hanging upstream is cancelled with the set when the wait is over.
+    let _ = tokio::time::timeout(STOP_WAIT, finished).await;
+}
+
+/// One request, due at `due`: on an idle keep-alive connection, or a new one. A connection that
+/// cannot be made, or that drops the request, makes it unanswered.
+async fn request(shared: Arc<Shared>, due: Instant) {
+    let Some(mut sender) = sender(&shared).await else {
+        shared.tally().unanswered += 1;
+        return;
     };
-    let mut tick = tokio::time::interval_at(first, period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut sender = None;
-    loop {
-        tick.tick().await;
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        // A keep-alive connection the proxy closed since the last request is replaced on this
-        // tick. A connection that cannot be made is this tick's request, unanswered: the
-        // attempts keep the load's rate, so an outage counts as many requests as it lasted
-        // ticks, not as many as the client could retry.
-        if let Some(s) = sender.as_mut()
-            && !is_ready(s).await
-        {
-            sender = None;
-        }
-        if sender.is_none() {
-            sender = connect(proxy).await;
-        }
-        let Some(s) = sender.as_mut() else {
-            record(None, false);
-            continue;
-        };
-        let Ok(req) = hyper::Request::get("/")
-            .header(hyper::header::HOST, proxy.to_string())
-            .body(Empty::new())
-        else {
-            continue;
-        };
-        match s.send_request(req).await {
-            Ok(resp) => {
-                let version = resp
-                    .headers()
-                    .get(VERSION_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
-                let server_error = resp.status().is_server_error();
-                let _ = resp.into_body().collect().await;
-                record(version, server_error);
-            }
-            Err(_) => {
-                record(None, false);
-                sender = None;
-            }
-        }
+    let Ok(req) = hyper::Request::get("/")
+        .header(hyper::header::HOST, shared.proxy.to_string())
+        .body(Empty::new())
+    else {
+        return;
+    };
+    let Ok(resp) = sender.send_request(req).await else {
+        shared.tally().unanswered += 1;
+        return;
+    };
+    let version = resp
+        .headers()
+        .get(VERSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let server_error = resp.status().is_server_error();
+    let whole = resp.into_body().collect().await.is_ok();
+    match version {
+        Some(v) if whole => shared.tally().answered(v, server_error, due.elapsed()),
+        _ => shared.tally().unanswered += 1,
+    }
+    if whole {
+        shared.idle().push(sender);
     }
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
 
-/// Whether `sender`'s connection can take a request now.
-async fn is_ready(sender: &mut Sender) -> bool {
-    sender.ready().await.is_ok()
+/// An idle connection that can take a request (those the proxy closed meanwhile are dropped),
+/// else a new one; `None` if none could be made.
+async fn sender(shared: &Shared) -> Option<Sender> {
+    loop {
+        let Some(mut s) = shared.idle().pop() else {
+            return connect(shared.proxy).await;
+        };
+        if s.ready().await.is_ok() {
+            return Some(s);
+        }
+    }
 }
 
 /// A new keep-alive connection to `proxy`, ready for a request; `None` if none could be made.
@@ -249,7 +325,8 @@ async fn connect(proxy: SocketAddr) -> Option<Sender> {
             .await
             .ok()?;
     tokio::spawn(conn);
-    is_ready(&mut sender).await.then_some(sender)
+    sender.ready().await.ok()?;
+    Some(sender)
 }
 
 #[cfg(test)]
@@ -259,15 +336,25 @@ mod tests {
     #[test]
     fn the_tally_counts_by_version_and_keeps_the_unanswered_apart() {
         let mut t = Tally::default();
-        t.record(Some("1.0.0".into()), false);
-        t.record(Some("1.1.0".into()), true);
-        t.record(Some("1.1.0".into()), false);
-        t.record(None, false);
+        let ms = Duration::from_millis;
+        t.answered("1.0.0".into(), false, ms(10));
+        t.answered("1.1.0".into(), true, ms(20));
+        t.answered("1.1.0".into(), false, ms(30));
+        t.unanswered += 1;
+        t.not_sent += 2;
         assert_eq!((t.answered, t.server_errors, t.unanswered), (3, 1, 1));
+        let (p50, p99) = (
+            t.latency.quantile(0.5).expect("p50"),
+            t.latency.quantile(0.99).expect("p99"),
+        );
         assert_eq!(
             t.to_string(),
-            "3 answered (1 with a 5xx from the service), 1 unanswered"
+            format!(
+                "3 answered (1 with a 5xx from the service), 1 unanswered, 2 not sent; \
+                 latency p50 {p50:.1} ms, p99 {p99:.1} ms"
+            )
         );
+        assert!((19.0..=21.0).contains(&p50), "{t}");
         assert_eq!(
             t.by_version["1.1.0"],
             VersionTally {
@@ -275,86 +362,71 @@ mod tests {
                 server_errors: 1
             }
         );
+        assert_eq!(t.latency.count(), 3);
+        let doc = serde_json::to_value(&t).expect("json");
+        assert_eq!(doc["notSent"], 2);
+        assert_eq!(doc["latency"]["count"], 3);
+        assert_eq!(doc["latency"]["p50"], p50);
     }
 
     #[tokio::test]
-    async fn a_rate_that_is_not_a_positive_number_starts_nothing() {
+    async fn a_rate_or_bound_out_of_range_starts_nothing() {
         let addr: SocketAddr = "127.0.0.1:9".parse().expect("addr");
         for rps in [0.0, -5.0, f64::NAN, f64::INFINITY, MAX_RPS * 1.01, 1e12] {
             let err = Load::start(addr, rps).expect_err("refused");
             assert!(err.to_string().contains("rps"), "{err}");
         }
+        for bound in [0, MAX_IN_FLIGHT + 1] {
+            let err = Load::start_bounded(addr, 10.0, bound).expect_err("refused");
+            let text = err.to_string();
+            assert!(
+                text.contains("maxInFlight") && text.contains(&bound.to_string()),
+                "{text}"
+            );
+        }
     }
 
-    /// A server that accepts connections and never answers: the clients' requests hang.
-    async fn silent() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    /// A server that accepts connections and never answers: the requests hang. It counts the
+    /// connections it accepted.
+    async fn silent() -> (SocketAddr, Arc<Mutex<usize>>, JoinHandle<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(Mutex::new(0));
+        let count = Arc::clone(&accepted);
         let task = tokio::spawn(async move {
             let mut held = Vec::new();
             while let Ok((stream, _)) = listener.accept().await {
+                *count.lock().unwrap() += 1;
                 held.push(stream);
             }
         });
-        (addr, task)
+        (addr, accepted, task)
     }
 
-    /// Whether every client task has ended (they alone hold the tally besides the load).
-    async fn clients_ended(tally: &std::sync::Weak<Mutex<Tally>>, holders: usize) -> bool {
-        for _ in 0..100 {
-            if tally.strong_count() <= holders {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        false
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn stopping_cancels_clients_stuck_on_a_silent_upstream() {
-        let (addr, server) = silent().await;
-        let load = Load::start(addr, 20.0).expect("start");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let tally = Arc::downgrade(&load.tally);
-        load.stop().await;
-        assert!(clients_ended(&tally, 1).await, "a client still runs");
-        server.abort();
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn dropping_cancels_clients_stuck_on_a_silent_upstream() {
-        let (addr, server) = silent().await;
-        let load = Load::start(addr, 20.0).expect("start");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let tally = Arc::downgrade(&load.tally);
-        drop(load);
-        assert!(clients_ended(&tally, 0).await, "a client still runs");
-        server.abort();
-    }
-
-    /// The clients take turns: a load of eight clients sends one request every 2.5 ms, not
-    /// eight at once every 20 ms, which would queue in bursts at the proxy and show in its
-    /// latency. In paused time the clock moves only from one timer to the next, so requests
-    /// sent together arrive at the same instant.
-    #[tokio::test(start_paused = true)]
-    async fn the_clients_spread_their_requests_over_the_period() {
+    /// A service that answers every request as version `1.0.0` after `delay` (in the test's
+    /// paused time), noting when each request arrived.
+    async fn slow(delay: Duration) -> (SocketAddr, Arc<Mutex<Vec<Instant>>>, JoinHandle<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let arrivals = Arc::new(Mutex::new(Vec::<tokio::time::Instant>::new()));
+        let arrivals = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&arrivals);
-        let server = tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let seen = Arc::clone(&seen);
                 let svc = hyper::service::service_fn(move |_req| {
-                    seen.lock().unwrap().push(tokio::time::Instant::now());
-                    async {
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                            Empty::<Bytes>::new(),
-                        ))
+                    seen.lock().unwrap().push(Instant::now());
+                    async move {
+                        tokio::time::sleep(delay).await;
+                        let mut resp = hyper::Response::new(Empty::<Bytes>::new());
+                        resp.headers_mut().insert(
+                            VERSION_HEADER,
+                            hyper::header::HeaderValue::from_static("1.0.0"),
+                        );
+                        Ok::<_, std::convert::Infallible>(resp)
                     }
                 });
                 tokio::spawn(
@@ -363,6 +435,50 @@ mod tests {
                 );
             }
         });
+        (addr, arrivals, task)
+    }
+
+    /// Whether every task of the load has ended (they alone hold its shared state besides the
+    /// load itself).
+    async fn tasks_ended(shared: &std::sync::Weak<Shared>, holders: usize) -> bool {
+        for _ in 0..100 {
+            if shared.strong_count() <= holders {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stopping_cancels_requests_stuck_on_a_silent_upstream() {
+        let (addr, _, server) = silent().await;
+        let load = Load::start(addr, 20.0).expect("start");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let shared = Arc::downgrade(&load.shared);
+        load.stop().await;
+        assert!(tasks_ended(&shared, 1).await, "a request still runs");
+        server.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropping_cancels_requests_stuck_on_a_silent_upstream() {
+        let (addr, _, server) = silent().await;
+        let load = Load::start(addr, 20.0).expect("start");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let shared = Arc::downgrade(&load.shared);
+        drop(load);
+        assert!(tasks_ended(&shared, 0).await, "a request still runs");
+        server.abort();
+    }
+
+    /// The requests are spread evenly: at 400 a second, one every 2.5 ms, not a burst of many
+    /// at once, which would queue at the proxy and show in its latency. In paused time the
+    /// clock moves only from one timer to the next, so requests sent together arrive at the
+    /// same instant.
+    #[tokio::test(start_paused = true)]
+    async fn the_requests_are_spread_over_time() {
+        let (addr, arrivals, server) = slow(Duration::ZERO).await;
         let load = Load::start(addr, 400.0).expect("start");
         tokio::time::sleep(Duration::from_millis(500)).await;
         load.stop().await;
@@ -378,8 +494,105 @@ mod tests {
         );
     }
 
-    /// Nothing listens: each tick's attempt counts as one unanswered request, at the load's
-    /// rate, not as fast as connections are refused.
+    /// Answers that take half a second do not slow the load down: at 20 requests a second, a
+    /// second brings 20 requests, not the two or three a client waiting for each answer sends.
+    /// Each answer's latency is the service's half second.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_service_gets_requests_at_the_rate_asked() {
+        let (addr, arrivals, server) = slow(Duration::from_millis(500)).await;
+        let load = Load::start(addr, 20.0).expect("start");
+        tokio::time::sleep(Duration::from_millis(975)).await;
+        assert_eq!(arrivals.lock().unwrap().len(), 20);
+        let t = load.stop().await;
+        server.abort();
+        assert_eq!((t.answered, t.unanswered, t.not_sent), (20, 0, 0), "{t}");
+        let p50 = t.latency.quantile(0.5).expect("latency");
+        assert!((495.0..=600.0).contains(&p50), "{t}");
+    }
+
+    /// A scheduler held up for half a second (a busy runtime) sends the requests that fell due
+    /// meanwhile as soon as it runs again, and measures each from when it was due: the wait
+    /// shows as latency, not as requests never sent.
+    #[tokio::test(start_paused = true)]
+    async fn requests_due_while_the_scheduler_was_held_up_are_sent_late_and_measured_from_due() {
+        let (addr, arrivals, server) = slow(Duration::ZERO).await;
+        let load = Load::start(addr, 10.0).expect("start");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        // The clock jumps past five more due times before the scheduler runs again.
+        tokio::time::advance(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let t = load.stop().await;
+        server.abort();
+        // Due at 0, 100, 200 ms on time; at 300 .. 700 ms late.
+        assert_eq!(arrivals.lock().unwrap().len(), 8);
+        assert_eq!(t.answered, 8, "{t}");
+        let late = t.latency.max().expect("latency");
+        assert!((440.0..=520.0).contains(&late), "{t}");
+    }
+
+    /// The service holds every request: past the bound of requests in flight, those that fall
+    /// due are counted as not sent, at the load's rate, and no more connections are opened.
+    #[tokio::test(start_paused = true)]
+    async fn requests_due_at_the_in_flight_bound_are_counted_not_sent() {
+        let (addr, accepted, server) = silent().await;
+        let load = Load::start_bounded(addr, 20.0, 3).expect("start");
+        tokio::time::sleep(Duration::from_millis(975)).await;
+        let t = load.tally();
+        assert_eq!((t.answered, t.unanswered, t.not_sent), (0, 0, 17), "{t}");
+        assert_eq!(*accepted.lock().unwrap(), 3);
+        drop(load);
+        server.abort();
+    }
+
+    /// Once stopped, the load holds no connection open to the proxy, though it is still there
+    /// to be asked for its tally.
+    #[tokio::test(start_paused = true)]
+    async fn stopping_closes_the_load_s_connections() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let open = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&open);
+        let server = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let svc = hyper::service::service_fn(|_req| async {
+                    let mut resp = hyper::Response::new(Empty::<Bytes>::new());
+                    resp.headers_mut().insert(
+                        VERSION_HEADER,
+                        hyper::header::HeaderValue::from_static("1.0.0"),
+                    );
+                    Ok::<_, std::convert::Infallible>(resp)
+                });
+                let count = Arc::clone(&count);
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                    count.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        let load = Load::start(addr, 50.0).expect("start");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(open.load(Ordering::SeqCst) > 0);
+        let t = load.stop().await;
+        assert!(t.answered > 20, "{t}");
+        for _ in 0..100 {
+            if open.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(open.load(Ordering::SeqCst), 0, "connections left open");
+        drop(load);
+        server.abort();
+    }
+
+    /// Nothing listens: each due request counts as one unanswered request, at the load's rate,
+    /// not as fast as connections are refused.
     #[tokio::test(start_paused = true)]
     async fn an_outage_counts_the_requests_the_load_would_have_sent() {
         let spare = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -169,6 +169,42 @@ impl InMemoryHealth {
         lock(&self.state).latest.retain(|(t, _, _), _| t != track);
     }
 
+    /// Keeps, of the results of `track`, only those `keep` accepts; other tracks' results stay.
+    ///
+    /// The source does not know which instances a track has (whoever probes pushes the
+    /// results), so it keeps every instance's latest result until told otherwise. When the
+    /// instances of a track are replaced (a scale-down, an instance restarted under a new id or
+    /// at a new address), drop the results of those that are gone: [`probe`](HealthSource::probe)
+    /// answers the worst result over every instance held, so a failing result of an instance
+    /// that no longer exists would keep the whole track failing, and a passing one would stand
+    /// for an instance nobody probes any more. [`forget`](Self::forget) drops the track's
+    /// results whole, the healthy instances' too, which would leave the track unknown until
+    /// they are probed again.
+    ///
+    /// ```
+    /// use serin_signals::{HealthSignal, HealthSource, InMemoryHealth, Probe, ProbeStatus, Timestamp, Track};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let health = InMemoryHealth::new();
+    /// let ready = |instance: &str, status| {
+    ///     HealthSignal::new(Track::Green, Probe::Readiness, status, Timestamp::from_millis(10))
+    ///         .with_instance(instance)
+    /// };
+    /// health.record(ready("green-0", ProbeStatus::Pass));
+    /// health.record(ready("green-1", ProbeStatus::Fail));
+    /// // green-1 was scaled away.
+    /// health.retain(&Track::Green, |s| s.instance.as_deref() == Some("green-0"));
+    /// let worst = health.probe(&Track::Green, &Probe::Readiness).await?.unwrap();
+    /// assert_eq!(worst.status, ProbeStatus::Pass);
+    /// # Ok::<(), serin_signals::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn retain(&self, track: &Track, mut keep: impl FnMut(&HealthSignal) -> bool) {
+        lock(&self.state)
+            .latest
+            .retain(|(t, _, _), signal| t != track || keep(signal));
+    }
+
     /// Makes the next `n` calls fail with [`Error::Unavailable`](crate::Error::Unavailable).
     pub fn fail_next(&self, n: u64) {
         lock(&self.state).faults.fail_next(n);
@@ -303,6 +339,30 @@ mod tests {
         h.forget(&Track::Canary);
         assert!(h.signals(&Track::Canary).await.unwrap().is_empty());
         assert_eq!(h.signals(&Track::Stable).await.unwrap().len(), 1);
+    }
+
+    /// An instance replaced by a scale-down no longer counts: its failing result goes, the
+    /// remaining instances' results and other tracks' stay.
+    #[tokio::test]
+    async fn results_of_instances_no_longer_kept_leave_the_summary() {
+        let h = InMemoryHealth::new();
+        let ready = |track: Track, instance: &str, status| {
+            sig(track, Probe::Readiness, status, 5).with_instance(instance)
+        };
+        h.record(ready(Track::Canary, "canary-0", ProbeStatus::Pass));
+        h.record(ready(Track::Canary, "canary-1", ProbeStatus::Fail));
+        h.record(ready(Track::Stable, "canary-1", ProbeStatus::Fail));
+        async fn status(h: &InMemoryHealth, track: Track) -> Option<ProbeStatus> {
+            let worst = h.probe(&track, &Probe::Readiness).await.unwrap();
+            worst.map(|s| s.status)
+        }
+        assert_eq!(status(&h, Track::Canary).await, Some(ProbeStatus::Fail));
+        h.retain(&Track::Canary, |s| {
+            s.instance.as_deref() == Some("canary-0")
+        });
+        assert_eq!(status(&h, Track::Canary).await, Some(ProbeStatus::Pass));
+        assert_eq!(h.signals(&Track::Canary).await.unwrap().len(), 1);
+        assert_eq!(status(&h, Track::Stable).await, Some(ProbeStatus::Fail));
     }
 
     #[tokio::test]
