@@ -56,7 +56,7 @@ fn error_rate(version: &semver::Version) -> &'static str {
 /// The load generator's status: requests, and each version's share of 5xx, and those that no
 /// version answered.
 fn load_line(t: &Tally) -> String {
-    let mut parts = vec![format!("{} req", t.answered + t.unanswered)];
+    let mut parts = vec![format!("{} req", t.answered + t.unanswered + t.not_sent)];
     for (v, n) in &t.by_version {
         let rate = if n.answered > 0 {
             n.server_errors as f64 / n.answered as f64 * 100.0
@@ -66,6 +66,9 @@ fn load_line(t: &Tally) -> String {
         parts.push(format!("v{v}: {} ({rate:.1}% err)", n.answered));
     }
     parts.push(format!("unanswered {}", t.unanswered));
+    if t.not_sent > 0 {
+        parts.push(format!("not sent {}", t.not_sent));
+    }
     parts.join(" | ")
 }
 
@@ -269,6 +272,14 @@ async fn main() -> Result<(), BoxError> {
     let v3_errors = tally.by_version.get("1.2.0").map_or(0, |n| n.server_errors);
     println!("  failed because of a switch (no version answered): {unanswered}");
     println!("  failed by 1.2.0's own errors: {v3_errors}");
+    // Due while the generator's bound of requests in flight was reached: a stall, not a switch.
+    println!(
+        "  not sent (answers too slow for the rate): {}",
+        tally.not_sent
+    );
+    if let (Some(p50), Some(p99)) = (tally.latency.quantile(0.5), tally.latency.quantile(0.99)) {
+        println!("  latency from each request's due time: p50 {p50:.1} ms, p99 {p99:.1} ms");
+    }
     println!(
         "  1.1.0: {}; 1.2.0: {}",
         v2.outcome
