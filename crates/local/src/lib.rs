@@ -7,8 +7,9 @@
 //!   [`TrafficRouter`](serin_traffic::TrafficRouter) that routes by the applied split (weights,
 //!   header/cookie routes, sticky sessions, mirroring), applies splits atomically, gives traffic
 //!   only to ready instances, drains instances before they stop, and retries once elsewhere a
-//!   request that never reached an instance. It adds `Via`, `X-Forwarded-For` (appended to the
-//!   client's) and `X-Forwarded-Proto`, relays HTTP/1.1 protocol upgrades (WebSocket) through a
+//!   request that never reached an instance. It adds `Via`, and sets `X-Forwarded-For`,
+//!   `X-Forwarded-Proto` and `Forwarded` from what it saw (a client's own forwarding headers are
+//!   kept and extended only from `trustedProxies`), relays HTTP/1.1 protocol upgrades (WebSocket) through a
 //!   tunnel that drains wait for, answers `CONNECT` with 501, and times out clients and
 //!   instances that stop sending or reading.
 //! - [`ProxyMetrics`]: what the proxy measured per backend (requests, 5xx, failures, timeouts

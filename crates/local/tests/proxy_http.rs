@@ -272,7 +272,10 @@ async fn a_client_that_abandons_its_upload_costs_its_instance_nothing() {
     );
     drop(client);
     assert!(eventually(|| router.in_flight(stable) == 0).await);
+    // Counted as closed by its client (nginx's 499), once.
+    assert!(eventually(|| router.client_closed("stable") == 1).await);
     tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(router.client_closed("stable"), 1);
     assert_eq!(
         measured(&router, "stable"),
         (0.0, 0.0),
@@ -470,52 +473,111 @@ async fn an_http2_client_that_stops_answering_pings_is_disconnected() {
 
 // 6. Forwarding headers.
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_carry_via_and_forwarded_headers_added_to_the_client_s() {
-    let (stable, mut seen) = start_header_recorder().await;
-    let router = proxy(ProxyConfig::default(), stable, None).await;
-    let proxy = router.local_addr();
-    // A client that claims to have come through other proxies: its claims are kept, and the
-    // address the proxy saw is appended.
+/// Sends `GET path` with `headers` on a fresh HTTP/1.1 connection and checks it was answered
+/// 200 with the proxy's `Via`.
+async fn get_with(proxy: SocketAddr, path: &str, headers: &[(&'static str, &'static str)]) {
     let stream = TcpStream::connect(proxy).await.unwrap();
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
             .await
             .unwrap();
     tokio::spawn(conn);
-    let req = Request::get("/claims")
-        .header("host", "shop")
-        .header("x-forwarded-for", "203.0.113.9")
-        .header("x-forwarded-for", "198.51.100.7")
-        .header("x-forwarded-proto", "https")
-        .header("via", "1.0 edge")
-        .body(Empty::new())
+    let mut req = Request::get(path).header("host", "shop");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = sender
+        .send_request(req.body(Empty::new()).unwrap())
+        .await
         .unwrap();
-    let res = sender.send_request(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["via"], "1.1 serin", "responses say it too");
+}
+
+/// A client that claims to have come through other proxies.
+const CLAIMS: [(&str, &str); 8] = [
+    ("x-forwarded-for", "203.0.113.9"),
+    ("x-forwarded-for", "198.51.100.7"),
+    ("x-forwarded-proto", "https"),
+    ("forwarded", "for=203.0.113.9;proto=https"),
+    ("x-forwarded-host", "admin.internal"),
+    ("x-forwarded-port", "443"),
+    ("x-real-ip", "10.0.0.1"),
+    ("via", "1.0 edge"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_s_forwarding_claims_are_replaced_by_what_the_proxy_saw() {
+    let (stable, mut seen) = start_header_recorder().await;
+    let router = proxy(ProxyConfig::default(), stable, None).await;
+    let at = router.local_addr();
+    // Not a trusted proxy: none of its claims reach the instance, only the address the proxy
+    // saw and the scheme it was reached by.
+    get_with(at, "/claims", &CLAIMS).await;
+    let s = seen.recv().await.unwrap();
+    assert_eq!(s.headers.get_all("x-forwarded-for").iter().count(), 1);
+    assert_eq!(s.headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(s.headers["x-forwarded-proto"], "http");
+    assert_eq!(s.headers.get_all("forwarded").iter().count(), 1);
+    assert_eq!(s.headers["forwarded"], "for=127.0.0.1;proto=http");
+    for gone in ["x-forwarded-host", "x-forwarded-port", "x-real-ip"] {
+        assert!(!s.headers.contains_key(gone), "{gone} passed on");
+    }
+    assert_eq!(s.headers["via"], "1.0 edge, 1.1 serin");
+    // A client cannot drop the proxy's own headers by naming them in `Connection`.
+    get_with(
+        at,
+        "/plain",
+        &[
+            ("x-forwarded-for", "10.9.9.9"),
+            ("connection", "x-forwarded-for, forwarded, via"),
+        ],
+    )
+    .await;
+    let s = seen.recv().await.unwrap();
+    assert_eq!(s.headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(s.headers["forwarded"], "for=127.0.0.1;proto=http");
+    assert_eq!(s.headers["via"], "1.1 serin");
+    router.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxy_s_forwarding_chain_is_kept_and_extended() {
+    let (stable, mut seen) = start_header_recorder().await;
+    let config = ProxyConfig::default().with_trusted_proxies(["10.0.0.0/8", "127.0.0.0/8"]);
+    let router = proxy(config, stable, None).await;
+    let at = router.local_addr();
+    get_with(at, "/claims", &CLAIMS).await;
     let s = seen.recv().await.unwrap();
     assert_eq!(
         s.headers["x-forwarded-for"],
         "203.0.113.9, 198.51.100.7, 127.0.0.1"
     );
     assert_eq!(s.headers.get_all("x-forwarded-for").iter().count(), 1);
-    assert_eq!(s.headers["x-forwarded-proto"], "http");
-    assert_eq!(s.headers["via"], "1.0 edge, 1.1 serin");
-    // A client cannot drop the proxy's own headers by naming them in `Connection`.
-    let (status, _, _) = get(
-        proxy,
-        "/plain",
-        &[
-            ("x-forwarded-for", "10.9.9.9"),
-            ("connection", "x-forwarded-for, via"),
-        ],
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    // The scheme the first proxy was reached by (TLS ended there) is kept.
+    assert_eq!(s.headers["x-forwarded-proto"], "https");
+    assert_eq!(
+        s.headers["forwarded"],
+        "for=203.0.113.9;proto=https, for=127.0.0.1;proto=http"
+    );
+    assert_eq!(s.headers["x-forwarded-host"], "admin.internal");
+    assert_eq!(s.headers["x-forwarded-port"], "443");
+    assert_eq!(s.headers["x-real-ip"], "10.0.0.1");
+    // A trusted proxy that says nothing of its client gets the proxy's entries alone.
+    get_with(at, "/bare", &[]).await;
     let s = seen.recv().await.unwrap();
     assert_eq!(s.headers["x-forwarded-for"], "127.0.0.1");
-    assert_eq!(s.headers["via"], "1.1 serin");
+    assert_eq!(s.headers["x-forwarded-proto"], "http");
+    assert_eq!(s.headers["forwarded"], "for=127.0.0.1;proto=http");
+    router.shutdown();
+    // Trusting another network only is not trusting this client.
+    let (stable, mut seen) = start_header_recorder().await;
+    let config = ProxyConfig::default().with_trusted_proxies(["10.0.0.0/8"]);
+    let router = proxy(config, stable, None).await;
+    get_with(router.local_addr(), "/claims", &CLAIMS).await;
+    let s = seen.recv().await.unwrap();
+    assert_eq!(s.headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(s.headers["x-forwarded-proto"], "http");
     router.shutdown();
 }
 
@@ -696,5 +758,46 @@ async fn connect_is_refused_as_not_implemented() {
         .unwrap();
     assert!(head.starts_with("HTTP/1.1 501"), "{head}");
     assert!(seen.try_recv().is_err(), "nothing reached the instance");
+    router.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_upgrade_is_not_passed_on_and_the_request_is_served_in_http_1_1() {
+    let (stable, mut seen) = start_header_recorder().await;
+    let router = proxy(ProxyConfig::default(), stable, None).await;
+    let mut client = TcpStream::connect(router.local_addr()).await.unwrap();
+    client
+        .write_all(
+            b"GET /h2c HTTP/1.1\r\nHost: shop\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+              Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let head = timeout(Duration::from_secs(5), read_head(&mut client))
+        .await
+        .unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let s = seen.recv().await.unwrap();
+    // Were `Upgrade: h2c` passed on, an instance that speaks h2c would switch, and the
+    // connection would become an HTTP/2 tunnel to it that no split or drain governs.
+    for gone in ["upgrade", "http2-settings", "connection"] {
+        assert!(!s.headers.contains_key(gone), "{gone}: {:?}", s.headers);
+    }
+    // A WebSocket upgrade that also offers h2c is not one either: the instance is asked in
+    // HTTP/1.1 alone.
+    let mut client = TcpStream::connect(router.local_addr()).await.unwrap();
+    client
+        .write_all(
+            b"GET /both HTTP/1.1\r\nHost: shop\r\nConnection: upgrade\r\n\
+              Upgrade: websocket, h2c\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let head = timeout(Duration::from_secs(5), read_head(&mut client))
+        .await
+        .unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let s = seen.recv().await.unwrap();
+    assert!(!s.headers.contains_key("upgrade"), "{:?}", s.headers);
     router.shutdown();
 }

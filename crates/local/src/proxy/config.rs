@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::trust::Net;
 use crate::error::{Error, Result};
 
 /// How a [`ProxyRouter`](crate::ProxyRouter) is set up. Serialized in camelCase; durations as
@@ -63,9 +64,16 @@ pub struct ProxyConfig {
     /// Without it a client that opens connections and sends its headers a byte at a time holds
     /// them, and a connection in the middle of its headers, forever. It runs from the accept
     /// for the first request, whatever the protocol: a connection that sends nothing, or only
-    /// the HTTP/2 preface, is closed then. An idle HTTP/1.1 keep-alive connection is closed
-    /// after it too; an idle HTTP/2 connection is pinged once it has been quiet this long, and
-    /// closed if the ping is not acknowledged within as long again.
+    /// the HTTP/2 preface, is closed then.
+    ///
+    /// It is the idle timeout too: a keep-alive connection, HTTP/1.1 or HTTP/2, with no
+    /// request in progress for this long is closed (HTTP/2 with a `GOAWAY`, so the client's
+    /// next request goes on a new connection and none is lost), as Go's `http.Server` uses its
+    /// read timeout when no idle timeout is set; hyper already ties the two for HTTP/1.1.
+    /// Without it an HTTP/2 client that answers pings held its connection for ever. A
+    /// connection with a request in progress (a long poll, a download) stays open however long
+    /// that takes; an HTTP/2 one is pinged every this long meanwhile and closed if a ping is not
+    /// acknowledged within as long again (a client gone without a word).
     pub header_read_timeout: Duration,
     /// How long an instance may take to answer a request's headers once the request, body
     /// included, was sent (1 ms ..= 24 h; default 60 s, nginx's `proxy_read_timeout`). Past it
@@ -84,6 +92,20 @@ pub struct ProxyConfig {
     /// it had not answered in time; a client that stops sending its body gets a 408, charged to
     /// no one. Either way the request ends, so it is measured and a drain does not wait for it.
     pub request_body_timeout: Duration,
+    /// The proxies in front of this one whose forwarding headers are believed: addresses or
+    /// CIDR ranges (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`); none by default.
+    ///
+    /// A request from one of them keeps its `Forwarded`, `X-Forwarded-For`,
+    /// `X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Forwarded-Port` and `X-Real-IP`, and the
+    /// proxy appends its own entries to the first two (and sets `X-Forwarded-Proto: http` only
+    /// if it is missing), so an instance sees the whole chain, as nginx's `set_real_ip_from`,
+    /// Envoy's `xff_num_trusted_hops` and Traefik's `forwardedHeaders.trustedIPs` allow. From
+    /// any other client those headers are dropped and the proxy's own put in their place: the
+    /// instance gets `X-Forwarded-For` with the client's address alone, `X-Forwarded-Proto:
+    /// http` and `Forwarded: for=…;proto=http`, so a client cannot pass itself off as another
+    /// address, scheme or host. Checked on load: each entry must be an address or a range
+    /// without address bits past its prefix (`10.0.0.1/8` is refused; write `10.0.0.0/8`).
+    pub trusted_proxies: Vec<String>,
 }
 
 /// The most worker threads a proxy may have.
@@ -115,6 +137,7 @@ impl Default for ProxyConfig {
             header_read_timeout: Duration::from_secs(30),
             response_timeout: Duration::from_secs(60),
             request_body_timeout: Duration::from_secs(60),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -177,6 +200,29 @@ impl ProxyConfig {
         self
     }
 
+    /// Believing the forwarding headers of requests from `proxies`: addresses or CIDR ranges
+    /// (see [`trusted_proxies`](Self::trusted_proxies)).
+    pub fn with_trusted_proxies<S: Into<String>>(
+        mut self,
+        proxies: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.trusted_proxies = proxies.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The trusted ranges, read; the first bad one is an error naming it.
+    pub(super) fn trusted_nets(&self) -> Result<Vec<Net>> {
+        self.trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                Net::parse(text).map_err(|reason| {
+                    Error::invalid(format!("proxyConfig.trustedProxies[{i}]"), text, reason)
+                })
+            })
+            .collect()
+    }
+
     /// Checks every field; [`ProxyRouter::bind`](crate::ProxyRouter::bind) calls it.
     pub fn validate(&self) -> Result<()> {
         let within = |field: &str, value: Duration, max: Duration, max_text: &str| {
@@ -231,6 +277,7 @@ impl ProxyConfig {
                 ),
             ));
         }
+        self.trusted_nets()?;
         crate::metrics::Store::new(self.metrics_resolution, self.metrics_retention).map(|_| ())
     }
 }
@@ -258,6 +305,8 @@ struct RawConfig {
     response_timeout: Duration,
     #[serde(default = "default_request_body", with = "serin_signals::duration")]
     request_body_timeout: Duration,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    trusted_proxies: Vec<String>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -299,6 +348,7 @@ impl TryFrom<RawConfig> for ProxyConfig {
             header_read_timeout: r.header_read_timeout,
             response_timeout: r.response_timeout,
             request_body_timeout: r.request_body_timeout,
+            trusted_proxies: r.trusted_proxies,
         };
         c.validate()?;
         Ok(c)
@@ -318,6 +368,7 @@ impl From<ProxyConfig> for RawConfig {
             header_read_timeout: c.header_read_timeout,
             response_timeout: c.response_timeout,
             request_body_timeout: c.request_body_timeout,
+            trusted_proxies: c.trusted_proxies,
         }
     }
 }
@@ -395,5 +446,41 @@ mod tests {
         );
         let none: ProxyConfig = serde_json::from_str(r#"{"mirrorBodyLimit": 0}"#).unwrap();
         assert_eq!(none, ProxyConfig::default().with_mirror_body_limit(0));
+    }
+
+    #[test]
+    fn trusted_proxies_are_read_and_a_bad_one_is_named_with_its_index() {
+        let c: ProxyConfig =
+            serde_json::from_str(r#"{"trustedProxies": ["10.0.0.0/8", "::1"]}"#).unwrap();
+        assert_eq!(
+            c,
+            ProxyConfig::default().with_trusted_proxies(["10.0.0.0/8", "::1"])
+        );
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(
+            json.contains(r#""trustedProxies":["10.0.0.0/8","::1"]"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<ProxyConfig>(&json).unwrap(), c);
+        assert!(c.trusted_nets().unwrap()[0].contains([10, 1, 2, 3].into()));
+        assert!(
+            !serde_json::to_string(&ProxyConfig::default())
+                .unwrap()
+                .contains("trustedProxies")
+        );
+        let e = serde_json::from_str::<ProxyConfig>(
+            r#"{"trustedProxies": ["10.0.0.0/8", "10.0.0.1/8"]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("proxyConfig.trustedProxies[1]")
+                && e.contains("`10.0.0.1/8`")
+                && e.contains("write 10.0.0.0/8"),
+            "{e}"
+        );
+        let built = ProxyConfig::default().with_trusted_proxies(["edge"]);
+        let e = built.validate().unwrap_err().to_string();
+        assert!(e.contains("proxyConfig.trustedProxies[0]"), "{e}");
     }
 }

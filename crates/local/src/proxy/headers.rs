@@ -1,9 +1,10 @@
 //! What a request and its answer carry through the proxy: hop-by-hop headers removed (RFC 9110,
-//! 7.6.1) except a protocol switch's own, `Via` added to both (7.6.3), `X-Forwarded-For` and
-//! `X-Forwarded-Proto` added to requests, a `Host` always (RFC 9112, 3.2), and an HTTP/2
-//! client's split cookies joined (RFC 9113, 8.2.3).
+//! 7.6.1) except a protocol switch's own, `Via` added to both (7.6.3), `Forwarded` (RFC 7239),
+//! `X-Forwarded-For` and `X-Forwarded-Proto` added to requests (a client's own kept only when
+//! it is a trusted proxy), a `Host` always (RFC 9112, 3.2), and an HTTP/2 client's split
+//! cookies joined (RFC 9113, 8.2.3).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -11,10 +12,22 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Uri, Version};
 
 use super::Body;
+use super::trust::Net;
 
 /// `X-Forwarded-For` and `X-Forwarded-Proto`, de facto standard.
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// The headers by which a proxy tells the next hop who its client was: believed only from a
+/// trusted proxy, dropped from anyone else (Traefik's list, without its own extensions).
+const FORWARDING: [HeaderName; 6] = [
+    header::FORWARDED,
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-real-ip"),
+];
 
 /// Headers that belong to one connection and are not forwarded (RFC 9110, 7.6.1).
 const HOP_BY_HOP: [HeaderName; 6] = [
@@ -27,12 +40,50 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 ];
 
 /// The client connection a request came on.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct Peer {
-    /// The client's address.
-    pub(super) client: Option<SocketAddr>,
     /// The proxy's address as the client reached it.
-    pub(super) local: Option<SocketAddr>,
+    local: Option<SocketAddr>,
+    /// Whether the client is a trusted proxy, whose forwarding headers are kept.
+    trusted: bool,
+    /// This hop's `X-Forwarded-For` entry and `Forwarded` element (the client's address),
+    /// made once for all the connection's requests.
+    forwarded_for: Option<HeaderValue>,
+    forwarded: Option<HeaderValue>,
+}
+
+impl Peer {
+    /// The connection from `client` to the proxy's `local` address; `trusted` lists the
+    /// proxies whose forwarding headers are kept.
+    pub(super) fn new(
+        client: Option<SocketAddr>,
+        local: Option<SocketAddr>,
+        trusted: &[Net],
+    ) -> Self {
+        let ip = client.map(|c| c.ip().to_canonical());
+        Peer {
+            local,
+            trusted: ip.is_some_and(|ip| trusted.iter().any(|n| n.contains(ip))),
+            forwarded_for: ip.and_then(|ip| HeaderValue::from_str(&ip.to_string()).ok()),
+            forwarded: ip.and_then(|ip| {
+                // RFC 7239, 6: an IPv6 node is bracketed and, with its `:`, quoted.
+                let node = match ip {
+                    IpAddr::V4(v4) => v4.to_string(),
+                    IpAddr::V6(v6) => format!("\"[{v6}]\""),
+                };
+                HeaderValue::from_str(&format!("for={node};proto=http")).ok()
+            }),
+        }
+    }
+}
+
+/// Adds this hop's `value` to the field `name`, after the values already there.
+fn append_entry(headers: &mut HeaderMap, name: HeaderName, value: &HeaderValue) {
+    if headers.contains_key(&name) {
+        join_field(headers, name, Some(value.as_bytes()), b", ");
+    } else {
+        headers.insert(name, value.clone());
+    }
 }
 
 /// Removes the hop-by-hop headers (those of `HOP_BY_HOP` and those named in `Connection`);
@@ -73,11 +124,23 @@ pub(super) fn connection_lists(headers: &HeaderMap, token: &str) -> bool {
 }
 
 /// Whether `req` asks to switch protocols (a WebSocket handshake): HTTP/1.1 only (RFC 9110,
-/// 7.8), with `Upgrade` named in `Connection`.
+/// 7.8), with `Upgrade` named in `Connection`, and not to HTTP/2 (`h2c`).
+///
+/// An `h2c` upgrade is never passed on (Envoy drops it too): were the instance to accept it,
+/// the connection would become a tunnel of HTTP/2 straight to that instance, and every later
+/// request on it would bypass the split, the metrics and the drain (h2c smuggling). The client
+/// goes on in HTTP/1.1, as the upgrade is optional; it can speak HTTP/2 to the proxy directly.
 pub(super) fn is_upgrade<B>(req: &Request<B>) -> bool {
     req.version() == Version::HTTP_11
         && req.headers().contains_key(header::UPGRADE)
         && connection_lists(req.headers(), "upgrade")
+        && !req
+            .headers()
+            .get_all(header::UPGRADE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim().eq_ignore_ascii_case("h2c"))
 }
 
 /// The proxy's `Via` entry for a message received in version `v` (RFC 9110, 7.6.3: the
@@ -127,8 +190,8 @@ pub(super) fn join_field(
 
 /// The request as sent to an instance: HTTP/1.1, origin-form URI, `Host` set (RFC 9112, 3.2),
 /// split `cookie` fields joined (RFC 9113, 8.2.3), hop-by-hop headers removed (all but the
-/// protocol switch of an `upgrade`), `Via`, `X-Forwarded-For` and `X-Forwarded-Proto` added,
-/// body streamed.
+/// protocol switch of an `upgrade`), `Via` added, forwarding headers added to a trusted
+/// proxy's or put in place of anyone else's, body streamed.
 pub(super) fn upstream_request(
     req: Request<Incoming>,
     peer: &Peer,
@@ -169,18 +232,25 @@ pub(super) fn upstream_request(
         Some(via(parts.version)),
         b", ",
     );
-    if let Some(client) = peer.client {
-        let ip = client.ip().to_canonical().to_string();
-        join_field(
-            &mut parts.headers,
-            X_FORWARDED_FOR,
-            Some(ip.as_bytes()),
-            b", ",
-        );
+    // Only a trusted proxy's account of who its client was is passed on; anyone else could
+    // write any address, scheme or host there.
+    if !peer.trusted {
+        for h in &FORWARDING {
+            parts.headers.remove(h);
+        }
     }
-    parts
-        .headers
-        .insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    if let Some(v) = &peer.forwarded_for {
+        append_entry(&mut parts.headers, X_FORWARDED_FOR, v);
+    }
+    if let Some(v) = &peer.forwarded {
+        append_entry(&mut parts.headers, header::FORWARDED, v);
+    }
+    // The scheme the first proxy was reached by, if a trusted one said; else this hop's.
+    if !parts.headers.contains_key(X_FORWARDED_PROTO) {
+        parts
+            .headers
+            .insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    }
     // HTTP/1.1 clients send the origin form already: keep it as it is, without a copy.
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
         let path = parts
@@ -252,6 +322,14 @@ mod tests {
             Version::HTTP_11,
             &[("connection", "upgrade")]
         )));
+        // An upgrade to HTTP/2 would take the connection out of the proxy's hands.
+        for offer in ["h2c", "websocket, H2C"] {
+            let h2c = [
+                ("connection", "Upgrade, HTTP2-Settings"),
+                ("upgrade", offer),
+            ];
+            assert!(!is_upgrade(&req(Version::HTTP_11, &h2c)), "{offer}");
+        }
     }
 
     #[test]

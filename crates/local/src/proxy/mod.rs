@@ -4,13 +4,16 @@
 mod accept;
 mod choose;
 mod config;
+mod conn;
 mod headers;
 mod mirror;
 mod sent;
+mod trust;
 mod upstream;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -27,12 +30,11 @@ use hyper::upgrade::OnUpgrade;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use serin_orchestrator::TrackStatus;
 use serin_signals::Timestamp;
 use serin_traffic::{Capabilities, TrafficRouter, TrafficSplit};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
 pub use config::ProxyConfig;
@@ -41,6 +43,7 @@ use crate::error::{Error, Result};
 use crate::metrics::{ProxyMetrics, Store};
 use accept::{Conns, spawn_workers};
 use choose::{Reason, choose};
+use conn::{Activity, Tracked};
 use headers::{Peer, is_upgrade, join_field, strip_hop_by_hop, upstream_request, via};
 use sent::Waiting;
 use upstream::{Endpoint, InFlight, SendError};
@@ -90,6 +93,10 @@ struct Shared {
     mirror_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Becomes `true` (or closes) when the proxy stops: tunnels end with it.
     stopped: watch::Receiver<bool>,
+    /// [`ProxyConfig::trusted_proxies`], read.
+    trusted: Vec<trust::Net>,
+    /// Requests whose client went away before their answer, per backend they were routed to.
+    client_closed: Mutex<BTreeMap<String, u64>>,
 }
 
 /// The embedded reverse proxy, a [`TrafficRouter`] with [`Capabilities::full`]: weights to the
@@ -116,13 +123,18 @@ struct Shared {
 ///   and response bodies are streamed, never buffered.
 /// - **Timeouts.** A client has [`ProxyConfig::header_read_timeout`] to send each request's
 ///   headers, the first one included (a connection that sends nothing, or only the HTTP/2
-///   preface, is closed then), and an HTTP/2 connection is pinged when idle and closed if the
-///   ping goes unanswered. A request body may pause at most
+///   preface, is closed then). A connection of either protocol with no request in progress for
+///   as long is closed (HTTP/2 with a `GOAWAY`, so the client's next request goes on a new
+///   connection and none is lost), as Go's `IdleTimeout` defaults to its read timeout; one
+///   with a request in progress stays however long that takes, and an HTTP/2 one is pinged
+///   meanwhile and closed if the ping goes unanswered. A request body may pause at most
 ///   [`ProxyConfig::request_body_timeout`]: an instance that stops reading it gets a 504
 ///   charged to its backend, a client that stops sending it a 408 charged to no one. Once the
 ///   request is sent, the instance has [`ProxyConfig::response_timeout`] to answer (504). A
-///   client that disconnects or breaks its own upload is not an error of the instance (nginx
-///   logs it as 499): nothing is charged.
+///   client that goes away before its answer (closes its connection or resets its HTTP/2
+///   stream, mid-upload or waiting) is not an error of the instance: it is counted apart, as
+///   closed by the client ([`client_closed`](ProxyRouter::client_closed), nginx's 499), and
+///   the instance is charged nothing.
 /// - **Mirroring** sends a copy of the given share of requests to the mirror backend and
 ///   discards its answers. A copy is measured against the mirror backend like any request
 ///   (answered, failed, refused or not answered within [`ProxyConfig::response_timeout`]), so
@@ -139,16 +151,18 @@ struct Shared {
 ///   counted ([`ProxyMetrics::mirror_skipped`], `serin_proxy_mirror_skipped_total`). Upgrade
 ///   requests are not mirrored.
 /// - **Forwarding headers.** Requests go to the instances as HTTP/1.1 with `Via: 1.1 serin`
-///   appended (the version the client spoke: `2 serin` for HTTP/2), responses come back with
-///   `Via: 1.1 serin` appended, and requests get `X-Forwarded-Proto: http` (the proxy serves
-///   cleartext only; a client's value is replaced) and the client's address appended to
-///   `X-Forwarded-For`, as nginx's `$proxy_add_x_forwarded_for` does: only the last entry is
-///   vouched for by the proxy, earlier ones are whatever the client sent and are not to be
-///   trusted unless the proxy sits behind trusted proxies of its own. `Host` is the request
-///   target's authority when it has one (an absolute-form target, or HTTP/2's `:authority`),
-///   else the client's `Host`, else (an HTTP/1.0 request without one) the proxy's address as
-///   the client reached it. An HTTP/2 client's separate `cookie` fields are joined with `; `
-///   into one `Cookie` header. Hop-by-hop headers are not forwarded.
+///   appended (the version the client spoke: `2 serin` for HTTP/2), and responses come back
+///   with `Via: 1.1 serin` appended. Requests tell the instance who the client was:
+///   `X-Forwarded-For` (its address), `X-Forwarded-Proto: http` (the proxy serves cleartext
+///   only) and `Forwarded: for=…;proto=http` (RFC 7239). What a client says of itself in
+///   those headers (and in `X-Forwarded-Host`, `X-Forwarded-Port`, `X-Real-IP`) is dropped,
+///   so none can pass itself off as another address, scheme or host, unless the client is one
+///   of [`ProxyConfig::trusted_proxies`]: then its chain is kept and the proxy's entries are
+///   appended to it (nginx's `set_real_ip_from`, Envoy's `xff_num_trusted_hops`). `Host` is
+///   the request target's authority when it has one (an absolute-form target, or HTTP/2's
+///   `:authority`), else the client's `Host`, else (an HTTP/1.0 request without one) the
+///   proxy's address as the client reached it. An HTTP/2 client's separate `cookie` fields
+///   are joined with `; ` into one `Cookie` header. Hop-by-hop headers are not forwarded.
 /// - **Upgrades.** An HTTP/1.1 request to switch protocols (`Connection: upgrade` with
 ///   `Upgrade`, as a WebSocket handshake) is forwarded with those headers; when the instance
 ///   answers `101 Switching Protocols`, the proxy answers the same and then relays bytes both
@@ -156,14 +170,17 @@ struct Shared {
 ///   its instance for its whole life, so [`wait_drained`](ProxyRouter::wait_drained) waits for
 ///   it (up to its timeout, after which the platform stops the instance and the tunnel ends).
 ///   HTTP/2 upgrades (extended `CONNECT`) are not offered, and `CONNECT` is answered
-///   `501 Not Implemented`: this is a reverse proxy, not a forward one.
+///   `501 Not Implemented`: this is a reverse proxy, not a forward one. An upgrade to `h2c`
+///   is not passed on (the request is forwarded as plain HTTP/1.1): it would turn the
+///   connection into an HTTP/2 tunnel to one instance that no split, metric or drain governs.
 /// - **Threads.** By default the proxy serves on threads of its own, one per core (at most 8,
 ///   [`ProxyConfig::workers`]), each a single-threaded runtime with an even share of the client
 ///   connections and its own upstream pools, so a request is forwarded and answered without
 ///   waking another thread; every guarantee above holds the same way (one snapshot, shared
 ///   endpoints and in-flight counts). With `workers` 0 it serves on the runtime that binds it.
 /// - **Metrics.** Every answer is measured per backend ([`metrics`](ProxyRouter::metrics)) and
-///   served as Prometheus text at `/metrics` on the admin address, if configured.
+///   served as Prometheus text at `/metrics` on the admin address, if configured, with the
+///   requests closed by their clients ([`client_closed`](ProxyRouter::client_closed)).
 ///
 /// Clones share one proxy. It serves until [`shutdown`](ProxyRouter::shutdown) is called or
 /// its last clone is dropped, which stops it the same way: no new connections, in-flight
@@ -181,6 +198,7 @@ impl ProxyRouter {
     /// runtime. A port already in use is [`Error::Bind`].
     pub async fn bind(config: ProxyConfig) -> Result<Self> {
         config.validate()?;
+        let trusted = config.trusted_nets()?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| Error::Bind {
@@ -217,6 +235,8 @@ impl ProxyRouter {
             metrics,
             mirror_slots: Mutex::new(HashMap::new()),
             stopped: stopped.clone(),
+            trusted,
+            client_closed: Mutex::new(BTreeMap::new()),
         });
         let workers = shared.config.workers;
         if workers == 0 {
@@ -336,6 +356,19 @@ impl ProxyRouter {
             .unwrap_or_default()
     }
 
+    /// Requests routed to `backend` whose client went away (closed its connection or reset its
+    /// HTTP/2 stream, mid-upload or waiting) before their answer began, since start: what
+    /// nginx logs as 499 and Envoy as response code 0. They are in neither the backend's
+    /// requests nor its errors (the instance did nothing wrong, and nothing was answered);
+    /// served at `/metrics` as `serin_proxy_client_closed_total`. Many of them on one backend
+    /// alone can mean that its instances are too slow for their clients' patience.
+    pub fn client_closed(&self, backend: &str) -> u64 {
+        lock(&self.shared.client_closed)
+            .get(backend)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// How many requests are in flight on instance `addr`, listed or draining (0 for an
     /// unknown one).
     pub fn in_flight(&self, addr: SocketAddr) -> usize {
@@ -388,6 +421,32 @@ impl Shared {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// Counts a request routed to `backend` whose client went away before its answer.
+    fn record_client_closed(&self, backend: &str) {
+        tracing::debug!(%backend, "the client went away before its answer (499)");
+        let mut all = lock(&self.client_closed);
+        match all.get_mut(backend) {
+            Some(n) => *n += 1,
+            None => {
+                all.insert(backend.to_owned(), 1);
+            }
+        }
+    }
+
+    /// Appends the client-closed counts to the Prometheus text `out`.
+    fn write_client_closed(&self, out: &mut String) {
+        let name = "serin_proxy_client_closed_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Requests whose client went away before their answer began \
+             (nginx's 499), per backend they were routed to; in neither requests nor errors.\n\
+             # TYPE {name} counter"
+        );
+        for (backend, n) in lock(&self.client_closed).iter() {
+            let _ = writeln!(out, "{name}{{backend=\"{backend}\"}} {n}");
+        }
     }
 
     /// A slot for one more outstanding copy to `mirror`, if it has one free.
@@ -458,9 +517,12 @@ enum Attempt {
     /// Sent, and not answered within the response timeout, or the instance stopped reading
     /// the body for longer than the body timeout (already counted as an error).
     TimedOut,
-    /// The request body failed on the proxy's side: the client disconnected or broke its
-    /// upload, or a mirror's copy was cut short. Not the instance's doing: counted nowhere.
+    /// The request body failed on the proxy's side: the client sent a malformed one, or a
+    /// mirror's copy was cut short. Not the instance's doing: counted nowhere.
     BodyFailed,
+    /// The client went away in the middle of its request body (closed its connection or reset
+    /// its stream). Not the instance's doing: counted as closed by the client.
+    ClientGone,
     /// The client paused its body for longer than the body timeout. Counted nowhere.
     ClientStalled,
 }
@@ -582,6 +644,10 @@ async fn attempt(
             shared.metrics.record_connect_error(backend);
             Attempt::NotSent(*req)
         }
+        Err(SendError::Failed(reason)) if progress.as_ref().is_some_and(|p| p.client_gone()) => {
+            tracing::debug!(%backend, addr = %endpoint.addr(), %reason, "client gone mid-body");
+            Attempt::ClientGone
+        }
         Err(SendError::Failed(reason)) if progress.is_some_and(|p| p.source_failed()) => {
             tracing::debug!(%backend, addr = %endpoint.addr(), %reason, "request body failed at its source");
             Attempt::BodyFailed
@@ -631,6 +697,7 @@ fn spawn_mirror(
             Attempt::NotSent(_)
             | Attempt::TimedOut
             | Attempt::BodyFailed
+            | Attempt::ClientGone
             | Attempt::ClientStalled
             | Attempt::Upgraded(..) => {}
         }
@@ -666,7 +733,7 @@ async fn tunnel(
     drop(in_flight);
 }
 
-async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>, peer: Peer) -> Response<Body> {
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: &Peer) -> Response<Body> {
     let started = Instant::now();
     if req.method() == Method::CONNECT {
         return answer(
@@ -686,10 +753,57 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>, peer: Peer) -> 
             "no ready backend in the split",
         );
     };
+    let mut answering = Answering {
+        shared: &shared,
+        backend,
+        armed: true,
+    };
+    let res = forward(
+        &shared,
+        req,
+        peer,
+        &snap,
+        &split,
+        (backend, reason),
+        started,
+    )
+    .await;
+    answering.armed = false;
+    res
+}
+
+/// Counts its request as closed by the client if it is dropped armed: hyper drops a request's
+/// future when the client goes away before the answer (closes its connection or resets its
+/// HTTP/2 stream), so nothing else would record it.
+struct Answering<'a> {
+    shared: &'a Shared,
+    /// The backend the request was routed to.
+    backend: &'a str,
+    armed: bool,
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.shared.record_client_closed(self.backend);
+        }
+    }
+}
+
+/// Forwards `req`, routed to `backend` for `reason`, and answers it.
+async fn forward(
+    shared: &Arc<Shared>,
+    mut req: Request<Incoming>,
+    peer: &Peer,
+    snap: &Snapshot,
+    split: &TrafficSplit,
+    (backend, reason): (&str, Reason),
+    started: Instant,
+) -> Response<Body> {
     let bodyless = has_no_body(&req);
     // The client's side of a protocol switch, should the instance agree to it.
     let upgrade = is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
-    let mut req = upstream_request(req, &peer, upgrade.is_some());
+    let mut req = upstream_request(req, peer, upgrade.is_some());
     if upgrade.is_none()
         && let Some(m) = split.mirror()
         && rand::random_range(0..10_000u32) < u32::from(m.percent().bps())
@@ -754,19 +868,19 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>, peer: Peer) -> 
     let replay = (bodyless
         && matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS))
     .then(|| mirror_copy(&req));
-    let (req, failure) = match attempt(&shared, backend, first, req, started).await {
+    let (req, failure) = match attempt(shared, backend, first, req, started).await {
         Attempt::NotSent(req) => (req, None),
         failed @ (Attempt::Failed | Attempt::TimedOut) => match replay {
             Some(req) => (req, Some(failed)),
-            None => return reply.finish(failed, backend, &shared),
+            None => return reply.finish(failed, backend, shared),
         },
-        answered => return reply.finish(answered, backend, &shared),
+        answered => return reply.finish(answered, backend, shared),
     };
     // Once, elsewhere: another instance of the same backend, else another backend, among the
     // instances listed now. The first try may have waited out the response timeout; the ones
     // listed when the request came in may have left the proxy and been stopped since.
     let latest = shared.snapshot();
-    let retry_split = latest.split.as_deref().unwrap_or(&split);
+    let retry_split = latest.split.as_deref().unwrap_or(split);
     let listed = |b: &str| latest.backends.contains_key(b);
     let other = latest
         .backends
@@ -786,7 +900,7 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>, peer: Peer) -> 
     let Some((served_by, ep)) = other else {
         // Nowhere else to go: a request never sent is a 502 counted by `finish`.
         let outcome = failure.unwrap_or(Attempt::Failed);
-        return reply.finish(outcome, backend, &shared);
+        return reply.finish(outcome, backend, shared);
     };
     shared.metrics.record_retry(backend);
     // An instance that received the request and failed it is charged with the error, like one
@@ -795,8 +909,8 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>, peer: Peer) -> 
         let latency = started.elapsed().as_secs_f64() * 1_000.0;
         shared.metrics.record(backend, now(), latency, true);
     }
-    let outcome = attempt(&shared, served_by, ep, req, started).await;
-    reply.finish(outcome, served_by, &shared)
+    let outcome = attempt(shared, served_by, ep, req, started).await;
+    reply.finish(outcome, served_by, shared)
 }
 
 /// What the client's answer needs besides the outcome.
@@ -814,8 +928,9 @@ impl Reply<'_> {
     /// The client's answer: the instance's response (with the sticky cookie when it was chosen
     /// by weight and served by that backend; a switch of protocols starts the tunnel), a 504
     /// for an instance that did not answer or read in time (counted when it timed out), a 408
-    /// or 400 for a client that stalled or broke its body (counted nowhere), or a 502 counted
-    /// as an error of `served_by`.
+    /// or 400 for a client that stalled or broke its body (counted nowhere; one that went away
+    /// mid-body is counted as closed by the client), or a 502 counted as an error of
+    /// `served_by`.
     fn finish(self, outcome: Attempt, served_by: &str, shared: &Shared) -> Response<Body> {
         let cookie = |mut res: Response<Body>| {
             if let Some(v) = self.set_cookie
@@ -850,6 +965,16 @@ impl Reply<'_> {
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 res
             }
+            Attempt::ClientGone => {
+                shared.record_client_closed(self.chosen);
+                let mut res = answer(
+                    StatusCode::BAD_REQUEST,
+                    "the request body ended with its connection or stream",
+                );
+                res.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                res
+            }
             Attempt::BodyFailed => {
                 let mut res = answer(
                     StatusCode::BAD_REQUEST,
@@ -870,8 +995,10 @@ impl Reply<'_> {
 
 /// The HTTP/1.1 and HTTP/2 server of the proxy and of its admin listener: connections whose
 /// request headers take longer than the header read timeout are closed (HTTP/1.1, by hyper;
-/// the first request of either version, by [`run_conn`]), and idle HTTP/2 connections are
-/// pinged every header read timeout and closed if a ping is not acknowledged within as long.
+/// the first request of either version, by [`conn::run`]), so are connections idle for as
+/// long (by hyper for HTTP/1.1, by [`conn::run`] for both), and HTTP/2 connections are pinged
+/// every header read timeout and closed if a ping is not acknowledged within as long (a
+/// client gone without a word, in the middle of a long request).
 fn http_server(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -886,65 +1013,42 @@ fn http_server(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Runs a client connection, closing it if its first request has not arrived within `limit`
-/// of its accept (`first` is notified by the service on each request): hyper's own header
-/// timeout starts only once it knows the protocol, and waiting to tell HTTP/1.1 from HTTP/2
-/// has no limit, nor does the HTTP/2 handshake.
-async fn run_conn<F, E>(conn: F, first: Arc<Notify>, limit: Duration)
-where
-    F: Future<Output = std::result::Result<(), E>>,
-    E: std::fmt::Display,
-{
-    tokio::pin!(conn);
-    let early = tokio::select! {
-        biased;
-        ended = &mut conn => Some(ended),
-        () = first.notified() => None,
-        () = tokio::time::sleep(limit) => {
-            tracing::debug!(?limit, "no request in time: connection closed");
-            return;
-        }
-    };
-    let ended = match early {
-        Some(ended) => ended,
-        None => conn.await,
-    };
-    if let Err(e) = ended {
-        tracing::debug!(error = %e, "client connection ended");
-    }
-}
-
 async fn serve(mut conns: Conns, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
     let builder = http_server(&shared.config);
-    let graceful = GracefulShutdown::new();
+    // Every connection holds a receiver until it ends: the shutdown waits for them all.
+    let (open, _) = watch::channel(());
     let limit = shared.config.header_read_timeout;
     loop {
         tokio::select! {
             accepted = conns.next() => {
                 let Some(stream) = accepted else { break };
                 let _ = stream.set_nodelay(true);
-                let peer = Peer {
-                    client: stream.peer_addr().ok(),
-                    local: stream.local_addr().ok(),
-                };
+                let peer = Arc::new(Peer::new(
+                    stream.peer_addr().ok(),
+                    stream.local_addr().ok(),
+                    &shared.trusted,
+                ));
+                let activity = Activity::new();
+                let busy = activity.clone();
                 let shared = shared.clone();
-                let first = Arc::new(Notify::new());
-                let seen = first.clone();
                 let svc = service_fn(move |req| {
-                    seen.notify_one();
-                    let shared = shared.clone();
-                    async move { Ok::<_, Infallible>(handle(shared, req, peer).await) }
+                    let busy = busy.begin();
+                    let (shared, peer) = (shared.clone(), peer.clone());
+                    async move {
+                        let res = handle(shared, req, &peer).await;
+                        Ok::<_, Infallible>(res.map(|body| Tracked::new(body, busy)))
+                    }
                 });
                 let conn = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                     .into_owned();
-                tokio::spawn(run_conn(graceful.watch(conn), first, limit));
+                tokio::spawn(conn::run(conn, activity, limit, stopped.clone(), open.subscribe()));
             }
             _ = stopped.changed() => break,
         }
     }
     drop(conns);
-    graceful.shutdown().await;
+    open.closed().await;
 }
 
 async fn serve_admin(
@@ -954,22 +1058,24 @@ async fn serve_admin(
 ) {
     let builder = http_server(&shared.config);
     // A scraper's keep-alive connection is closed at shutdown like a client's.
-    let graceful = GracefulShutdown::new();
+    let (open, _) = watch::channel(());
     let limit = shared.config.header_read_timeout;
     loop {
         tokio::select! {
             accepted = accept::accept(&listener) => {
                 let Some(stream) = accepted else { continue };
                 let shared = shared.clone();
-                let first = Arc::new(Notify::new());
-                let seen = first.clone();
+                let activity = Activity::new();
+                let busy = activity.clone();
                 let svc = service_fn(move |req: Request<Incoming>| {
-                    seen.notify_one();
+                    let busy = busy.begin();
                     let shared = shared.clone();
                     async move {
                         let res = match (req.method(), req.uri().path()) {
                             (&Method::GET, "/metrics") => {
-                                let mut r = Response::new(full(shared.metrics.prometheus()));
+                                let mut text = shared.metrics.prometheus();
+                                shared.write_client_closed(&mut text);
+                                let mut r = Response::new(full(text));
                                 r.headers_mut().insert(
                                     header::CONTENT_TYPE,
                                     HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -979,17 +1085,17 @@ async fn serve_admin(
                             (&Method::GET, "/healthz") => answer(StatusCode::OK, "ok"),
                             _ => answer(StatusCode::NOT_FOUND, "not found"),
                         };
-                        Ok::<_, Infallible>(res)
+                        Ok::<_, Infallible>(res.map(|body| Tracked::new(body, busy)))
                     }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                tokio::spawn(run_conn(graceful.watch(conn), first, limit));
+                tokio::spawn(conn::run(conn, activity, limit, stopped.clone(), open.subscribe()));
             }
             _ = stopped.changed() => break,
         }
     }
     drop(listener);
-    graceful.shutdown().await;
+    open.closed().await;
 }
 
 #[async_trait]

@@ -48,6 +48,9 @@ pub(super) struct Progress {
     state: Mutex<(Waiting, Instant)>,
     /// The body's source failed or ended short of its declared length.
     failed: AtomicBool,
+    /// The body's source failed because the client went away (closed its connection or reset
+    /// its stream), not because it sent a malformed body.
+    gone: AtomicBool,
 }
 
 impl Progress {
@@ -55,6 +58,7 @@ impl Progress {
         Progress {
             state: Mutex::new((Waiting::Start, Instant::now())),
             failed: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
         }
     }
 
@@ -82,6 +86,28 @@ impl Progress {
     pub(super) fn source_failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)
     }
+
+    /// Whether the body failed because the client went away in the middle of it.
+    pub(super) fn client_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
+    }
+}
+
+/// Whether a request body's error means that its client went away (an early end of its
+/// connection, a reset, a reset HTTP/2 stream) rather than that it sent a malformed body,
+/// which hyper reports as invalid input or data.
+fn went_away(e: &hyper::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return !matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+            );
+        }
+        cause = c.source();
+    }
+    true
 }
 
 /// `req` with a body that reports its progress, and the report; `None` for a request without
@@ -137,7 +163,10 @@ impl HttpBody for Reporting {
                     self.report();
                 }
             }
-            Poll::Ready(Some(Err(_))) => {
+            Poll::Ready(Some(Err(e))) => {
+                if went_away(e) {
+                    self.progress.gone.store(true, Ordering::Release);
+                }
                 self.progress.failed.store(true, Ordering::Release);
                 self.report();
             }
