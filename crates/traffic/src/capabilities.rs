@@ -20,7 +20,7 @@ use crate::weight::Weight;
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub enum Capability {
-    /// Weights finer than the router's granularity.
+    /// Weights (or a mirror's share) finer than the router's granularity.
     WeightGranularity,
     /// Header match routes.
     HeaderRouting,
@@ -112,8 +112,9 @@ impl Capabilities {
         }
     }
 
-    /// The smallest step of weight the router can express; every weight of a split must be a
-    /// multiple of it. Must be more than zero and divide 100% evenly (1 bps, 1%, 5%, 100%, ...).
+    /// The smallest step of weight the router can express; every weight of a split, and the
+    /// share a mirror copies, must be a multiple of it. Must be more than zero and divide 100%
+    /// evenly (1 bps, 1%, 5%, 100%, ...).
     pub fn with_weight_granularity(mut self, granularity: Weight) -> Result<Self> {
         if granularity.is_zero() || !Weight::TOTAL_BPS.is_multiple_of(granularity.bps()) {
             return Err(Error::invalid(
@@ -220,11 +221,27 @@ impl Capabilities {
                 return Err(unsupported(capability, format!("the split routes {r}")));
             }
         }
-        if let (Some(m), false) = (split.mirror(), self.mirroring) {
-            return Err(unsupported(
-                Capability::Mirroring,
-                format!("the split asks to {m}"),
-            ));
+        if let Some(m) = split.mirror() {
+            if !self.mirroring {
+                return Err(unsupported(
+                    Capability::Mirroring,
+                    format!("the split asks to {m}"),
+                ));
+            }
+            // A router picks the requests it mirrors with the same sampler as the ones it
+            // weights, so the share is held to the same granularity: rounding it would copy
+            // more (or less) traffic than asked to a backend that may not take the load.
+            if m.percent().bps() % step != 0 {
+                return Err(unsupported(
+                    Capability::WeightGranularity,
+                    format!(
+                        "the mirror's share {} to {} is not a multiple of {}",
+                        m.percent(),
+                        m.backend(),
+                        self.weight_granularity
+                    ),
+                ));
+            }
         }
         if let (Some(s), false) = (split.sticky(), self.sticky_sessions) {
             return Err(unsupported(
@@ -312,6 +329,35 @@ mod tests {
             .check_plan(&plan, "lb")
             .unwrap_err();
         assert!(e.to_string().contains("rollback target"), "{e}");
+    }
+
+    #[test]
+    fn a_mirror_share_finer_than_the_granularity_is_refused() {
+        let whole_percent = Capabilities::full()
+            .with_weight_granularity(Weight::from_percent(1).unwrap())
+            .unwrap();
+        let base = TrafficSplit::from_percents([("stable", 90), ("canary", 10)]).unwrap();
+        let fine = base
+            .clone()
+            .with_mirror(Mirror::new("shadow", Weight::from_bps(1_250).unwrap()).unwrap());
+        let e = whole_percent.check(&fine, "nginx").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("the mirror's share 12.5% to shadow is not a multiple of 1%"),
+            "{e}"
+        );
+        assert_eq!(capability_of(e), Capability::WeightGranularity);
+        Capabilities::full().check(&fine, "mesh").unwrap();
+        let whole =
+            base.with_mirror(Mirror::new("shadow", Weight::from_percent(12).unwrap()).unwrap());
+        whole_percent.check(&whole, "nginx").unwrap();
+        // A router without mirroring names mirroring, whatever the share.
+        let e = Capabilities::weights_only()
+            .with_weight_granularity(Weight::from_percent(1).unwrap())
+            .unwrap()
+            .check(&fine, "lb")
+            .unwrap_err();
+        assert_eq!(capability_of(e), Capability::Mirroring);
     }
 
     #[test]

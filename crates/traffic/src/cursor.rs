@@ -102,10 +102,14 @@ impl PlanCursor {
         }
     }
 
-    /// Records that step `step` of `plan` was applied at `at_millis`. Only the step that is due
-    /// (the first, or the one after the last applied) is accepted; anything else is refused and
-    /// changes nothing. A cursor whose last applied step is not a step of `plan` (journalled for
-    /// another plan, or edited) is refused too, rather than guessing what is due.
+    /// Records that step `step` of `plan` was applied at `at_millis`. Only the step that
+    /// [`next`](Self::next) answers as due at `at_millis` is accepted: the first, or the one
+    /// after the last applied once that step has held for its hold and, if it awaits approval,
+    /// has been approved. Anything else is refused, naming the step and what it waits for, and
+    /// changes nothing: the cursor is what an executor journals, so it never records an order
+    /// of steps the plan does not allow (a replay would resume past an approval gate no one
+    /// gave). A cursor whose last applied step is not a step of `plan` (journalled for another
+    /// plan, or edited) is refused too, rather than guessing what is due.
     pub fn applied(&mut self, plan: &Plan, step: usize, at_millis: u64) -> Result<()> {
         let expected = match self.applied {
             None => 0,
@@ -133,6 +137,31 @@ impl PlanCursor {
                     format!("the next step to apply is {expected}")
                 },
             ));
+        }
+        if let Some(a) = self.applied {
+            match self.next(plan, at_millis) {
+                Next::Wait { until_millis } => {
+                    return Err(Error::invalid(
+                        "step",
+                        step,
+                        format!(
+                            "is not due at {at_millis} ms: step {} holds until {until_millis} ms",
+                            a.step
+                        ),
+                    ));
+                }
+                Next::AwaitApproval { step: waiting } => {
+                    return Err(Error::invalid(
+                        "step",
+                        step,
+                        format!(
+                            "is not due: step {waiting} awaits approval; approve it before \
+                             applying step {step}"
+                        ),
+                    ));
+                }
+                Next::Apply { .. } | Next::Done => {}
+            }
         }
         self.applied = Some(Applied {
             step,
@@ -232,6 +261,32 @@ mod tests {
         assert_eq!(c.next(&plan, 10_000), Next::Apply { step: 1 });
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<PlanCursor>(&json).unwrap(), c);
+    }
+
+    #[test]
+    fn a_step_is_refused_until_its_predecessor_has_held_and_been_approved() {
+        let plan = plan();
+        let mut c = PlanCursor::new();
+        c.applied(&plan, 0, 1_000).unwrap();
+        let before = c;
+        // Step 0 holds until 11 000 ms, then awaits approval.
+        let err = c.applied(&plan, 1, 5_000).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid step `1`: is not due at 5000 ms: step 0 holds until 11000 ms"
+        );
+        let err = c.applied(&plan, 1, 11_000).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid step `1`: is not due: step 0 awaits approval; approve it before applying \
+             step 1"
+        );
+        assert_eq!(c, before);
+        c.approve(&plan, 0).unwrap();
+        c.applied(&plan, 1, 11_000).unwrap();
+        // Step 1 has no approval gate: only its hold counts.
+        assert!(c.applied(&plan, 2, 15_999).is_err());
+        c.applied(&plan, 2, 16_000).unwrap();
     }
 
     #[test]

@@ -23,8 +23,11 @@ pub enum Error {
     },
 
     /// A split as a whole is not valid (its weights do not add up, it has no backend, ...).
-    #[error("invalid traffic split {split}: {reason}")]
+    #[error("invalid traffic split {split}{}: {reason}", at(.field))]
     InvalidSplit {
+        /// Where the split stands when it is part of something larger, as a path
+        /// (`steps[2].split`, `from`); empty for a split on its own.
+        field: String,
         /// The split (or the part of it at fault), rendered for humans.
         split: String,
         /// Why it was rejected.
@@ -70,18 +73,43 @@ impl Error {
     /// The same error with its field path prefixed by `parent` (`backends[0]` + `name` becomes
     /// `backends[0].name`), so nested validation can name the full path.
     pub(crate) fn within(self, parent: &str) -> Self {
+        let nest = |field: String| {
+            if field.is_empty() {
+                parent.to_owned()
+            } else {
+                format!("{parent}.{field}")
+            }
+        };
         match self {
             Error::InvalidField {
                 field,
                 value,
                 reason,
             } => Error::InvalidField {
-                field: format!("{parent}.{field}"),
+                field: nest(field),
                 value,
+                reason,
+            },
+            Error::InvalidSplit {
+                field,
+                split,
+                reason,
+            } => Error::InvalidSplit {
+                field: nest(field),
+                split,
                 reason,
             },
             other => other,
         }
+    }
+}
+
+/// ` at <field>` for a split that stands inside something larger, else nothing.
+fn at(field: &str) -> String {
+    if field.is_empty() {
+        String::new()
+    } else {
+        format!(" at {field}")
     }
 }
 

@@ -11,19 +11,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration;
 use crate::error::{Error, Result};
-use crate::split::TrafficSplit;
+use crate::split::{RawSplit, TrafficSplit};
 use crate::strategy::{Pause, Strategy};
 use crate::weight::Weight;
 
 /// One step of a [`Plan`]: apply `split`, hold it for `hold`, then (if `await_approval`) wait
 /// for approval before the next step.
+///
+/// Serialized as `{"split": {...}, "hold": "30s", "awaitApproval": false}`; an error in the
+/// split names its path from the step (`split.backends[1].weight`), and from the plan
+/// (`steps[2].split.backends[1].weight`) when the step is read as part of one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(try_from = "RawStep", into = "RawStep")]
 pub struct PlanStep {
     split: TrafficSplit,
-    #[serde(with = "duration")]
     hold: Duration,
-    #[serde(default)]
     await_approval: bool,
 }
 
@@ -414,23 +416,64 @@ impl fmt::Display for Plan {
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawStep {
+    split: RawSplit,
+    #[serde(with = "duration")]
+    hold: Duration,
+    #[serde(default)]
+    await_approval: bool,
+}
+
+impl TryFrom<RawStep> for PlanStep {
+    type Error = Error;
+    fn try_from(raw: RawStep) -> Result<Self> {
+        Ok(PlanStep {
+            split: TrafficSplit::try_from(raw.split).map_err(|e| e.within("split"))?,
+            hold: raw.hold,
+            await_approval: raw.await_approval,
+        })
+    }
+}
+
+impl From<PlanStep> for RawStep {
+    fn from(s: PlanStep) -> Self {
+        RawStep {
+            split: s.split.into(),
+            hold: s.hold,
+            await_approval: s.await_approval,
+        }
+    }
+}
+
+/// A plan as read, its splits not yet checked, so that an error in one names its path in the
+/// plan (`from.backends[0].name`, `steps[2].split.routes[0].backend`).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawPlan {
-    from: TrafficSplit,
-    steps: Vec<PlanStep>,
+    from: RawSplit,
+    steps: Vec<RawStep>,
 }
 
 impl TryFrom<RawPlan> for Plan {
     type Error = Error;
     fn try_from(raw: RawPlan) -> Result<Self> {
-        if raw.steps.is_empty() {
+        let from = TrafficSplit::try_from(raw.from).map_err(|e| e.within("from"))?;
+        let steps = raw
+            .steps
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| PlanStep::try_from(s).map_err(|e| e.within(&format!("steps[{i}]"))))
+            .collect::<Result<Vec<_>>>()?;
+        if steps.is_empty() {
             return Err(Error::invalid(
                 "steps",
                 "[]",
                 "a plan has at least one step",
             ));
         }
-        let from = backend_names(&raw.from);
-        for (i, step) in raw.steps.iter().enumerate() {
+        let plan = Plan { from, steps };
+        let from = backend_names(&plan.from);
+        for (i, step) in plan.steps.iter().enumerate() {
             let here = backend_names(&step.split);
             if here != from {
                 return Err(Error::invalid(
@@ -443,10 +486,7 @@ impl TryFrom<RawPlan> for Plan {
                 ));
             }
         }
-        Ok(Plan {
-            from: raw.from,
-            steps: raw.steps,
-        })
+        Ok(plan)
     }
 }
 
@@ -457,8 +497,8 @@ fn backend_names(split: &TrafficSplit) -> Vec<&str> {
 impl From<Plan> for RawPlan {
     fn from(p: Plan) -> Self {
         RawPlan {
-            from: p.from,
-            steps: p.steps,
+            from: p.from.into(),
+            steps: p.steps.into_iter().map(Into::into).collect(),
         }
     }
 }
@@ -642,6 +682,77 @@ start    100%      0%     -
         let empty = r#"{"from":{"backends":[{"name":"a","weight":100}]},"steps":[]}"#;
         let msg = serde_json::from_str::<Plan>(empty).unwrap_err().to_string();
         assert!(msg.contains("steps"), "{msg}");
+    }
+
+    #[test]
+    fn an_error_in_a_nested_split_names_its_path_in_the_plan() {
+        let ok = r#"{"backends":[{"name":"stable","weight":100},{"name":"green","weight":0}]}"#;
+        let plan = |from: &str, bad_step: &str| {
+            format!(
+                r#"{{"from":{from},"steps":[{{"split":{ok},"hold":0}},{{"split":{ok},"hold":0}},{{"split":{bad_step},"hold":"30s"}}]}}"#
+            )
+        };
+        for (json, field) in [
+            (
+                plan(
+                    ok,
+                    r#"{"backends":[{"name":"stable","weight":0},{"name":"green","weight":100.001}]}"#,
+                ),
+                "steps[2].split.backends[1].weight",
+            ),
+            (
+                plan(
+                    ok,
+                    r#"{"backends":[{"name":"stable","weight":0},{"name":"Green","weight":100}]}"#,
+                ),
+                "steps[2].split.backends[1].name",
+            ),
+            (
+                plan(
+                    ok,
+                    r#"{"backends":[{"name":"stable","weight":0},{"name":"green","weight":100}],"routes":[{"header":"x","exact":"1","backend":"blue"}]}"#,
+                ),
+                "steps[2].split.routes[0].backend",
+            ),
+            (
+                plan(
+                    ok,
+                    r#"{"backends":[{"name":"stable","weight":0},{"name":"green","weight":100}],"mirror":{"backend":"shadow","percent":0}}"#,
+                ),
+                "steps[2].split.mirror.percent",
+            ),
+            (
+                plan(
+                    r#"{"backends":[{"name":"stable","weight":-1},{"name":"green","weight":0}]}"#,
+                    ok,
+                ),
+                "from.backends[0].weight",
+            ),
+        ] {
+            let raw: RawPlan = serde_json::from_str(&json).unwrap();
+            match Plan::try_from(raw) {
+                Err(Error::InvalidField { field: got, .. }) => assert_eq!(got, field, "{json}"),
+                other => panic!("{json}: expected InvalidField, got {other:?}"),
+            }
+            let msg = serde_json::from_str::<Plan>(&json).unwrap_err().to_string();
+            assert!(msg.contains(&format!("invalid {field} `")), "{msg}");
+        }
+        // Weights that do not add up name the split's place too.
+        let json = plan(
+            ok,
+            r#"{"backends":[{"name":"stable","weight":90},{"name":"green","weight":20}]}"#,
+        );
+        let msg = serde_json::from_str::<Plan>(&json).unwrap_err().to_string();
+        assert!(
+            msg.contains("invalid traffic split stable 90% + green 20% at steps[2].split: "),
+            "{msg}"
+        );
+        // A step read on its own names the path from the step.
+        let step = r#"{"split":{"backends":[{"name":"a","weight":100.5}]},"hold":0}"#;
+        let msg = serde_json::from_str::<PlanStep>(step)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("invalid split.backends[0].weight `"), "{msg}");
     }
 
     #[test]

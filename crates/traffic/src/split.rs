@@ -141,6 +141,7 @@ impl TrafficSplit {
                 .collect::<Vec<_>>()
                 .join(" + ");
             return Err(Error::InvalidSplit {
+                field: String::new(),
                 split: listed,
                 reason: format!(
                     "weights add up to {sum} bps; they must add up to exactly 10000 bps (100%)"
@@ -292,9 +293,11 @@ struct RawBackend {
     weight: Percent,
 }
 
+/// A split as read from config, before it is checked; lets a containing type (a plan's steps)
+/// name where it stands in its errors.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RawSplit {
+pub(crate) struct RawSplit {
     backends: Vec<RawBackend>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     routes: Vec<RawRoute>,

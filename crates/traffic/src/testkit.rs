@@ -159,8 +159,8 @@ pub async fn check_idempotent(router: &dyn TrafficRouter) {
 }
 
 /// Splits that are invalid never reach a router (their constructors and the deserializer refuse
-/// them), and a split finer than the router's granularity is refused with the split in force
-/// unchanged.
+/// them), and a split whose weights or mirror share are finer than the router's granularity is
+/// refused with the split in force unchanged.
 pub async fn check_invalid_splits_refused(router: &dyn TrafficRouter) {
     assert!(TrafficSplit::from_percents([("stable", 90), ("canary", 20)]).is_err());
     assert!(TrafficSplit::from_percents([("stable", 50), ("stable", 50)]).is_err());
@@ -178,10 +178,16 @@ pub async fn check_invalid_splits_refused(router: &dyn TrafficRouter) {
         );
         // stable 99.99%, canary 0.01%: not a multiple of any granularity above one basis point.
         assert_refused(router, &finer, Capability::WeightGranularity).await;
+        if router.capabilities().mirroring() {
+            let mirror = must(Mirror::new("shadow", Weight::ONE_BPS), "a mirror of 0.01%");
+            let finer_mirror = base().with_mirror(mirror);
+            assert_refused(router, &finer_mirror, Capability::WeightGranularity).await;
+        }
     }
 }
 
-/// Weights exactly at the router's granularity are accepted and read back exactly, at both ends.
+/// Weights exactly at the router's granularity are accepted and read back exactly, at both ends,
+/// and so is a mirror of one granularity step when the router mirrors.
 pub async fn check_finest_weights(router: &dyn TrafficRouter) {
     let g = router.capabilities().weight_granularity();
     let low = one_step(router);
@@ -189,7 +195,16 @@ pub async fn check_finest_weights(router: &dyn TrafficRouter) {
         TrafficSplit::new([("stable", g), ("canary", g.complement())]),
         "a split one step short of full",
     );
-    for split in [low, high, base()] {
+    let mut splits = vec![low, high];
+    if router.capabilities().mirroring() {
+        let mirror = must(
+            Mirror::new("shadow", g),
+            "a mirror at the router's granularity",
+        );
+        splits.push(one_step(router).with_mirror(mirror));
+    }
+    splits.push(base());
+    for split in splits {
         apply_ok(router, &split).await;
         assert_current(
             router,

@@ -21,6 +21,9 @@ enum Flaw {
     IgnoresGranularity,
     /// Adds the routes of a split but never removes them, so a plain split keeps the old ones.
     KeepsOldRoutes,
+    /// Claims mirroring and whole-percent weights, but checks only the weights: a mirror
+    /// share finer than a whole percent goes through.
+    IgnoresMirrorShare,
 }
 
 struct Proxy {
@@ -41,6 +44,13 @@ impl Proxy {
             split: Mutex::new(None),
         }
     }
+
+    /// The same proxy, mirroring too.
+    fn mirroring(flaw: Flaw) -> Self {
+        let mut proxy = Self::new(flaw);
+        proxy.caps = proxy.caps.with_mirroring(true);
+        proxy
+    }
 }
 
 #[async_trait]
@@ -58,8 +68,10 @@ impl TrafficRouter for Proxy {
         if self.flaw == Flaw::StoresBeforeChecking {
             *stored = Some(split.clone());
         }
-        if self.flaw != Flaw::IgnoresGranularity {
-            self.caps.check(split, self.name())?;
+        match self.flaw {
+            Flaw::IgnoresGranularity => {}
+            Flaw::IgnoresMirrorShare => self.caps.check(&split.plain(), self.name())?,
+            _ => self.caps.check(split, self.name())?,
         }
         let kept = match (self.flaw, stored.as_ref()) {
             (Flaw::KeepsOldRoutes, Some(old)) if split.routes().is_empty() => {
@@ -85,6 +97,17 @@ impl TrafficRouter for Proxy {
 #[tokio::test]
 async fn an_external_router_passes_the_suite() {
     testkit::check_all(&Proxy::new(Flaw::None)).await;
+}
+
+#[tokio::test]
+async fn an_external_mirroring_router_passes_the_suite() {
+    testkit::check_all(&Proxy::mirroring(Flaw::None)).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "although it does not claim weights this fine")]
+async fn a_router_that_mirrors_finer_shares_than_it_claims_is_caught() {
+    testkit::check_invalid_splits_refused(&Proxy::mirroring(Flaw::IgnoresMirrorShare)).await;
 }
 
 #[tokio::test]

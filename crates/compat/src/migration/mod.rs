@@ -29,6 +29,7 @@ mod read;
 mod rules;
 mod runner;
 mod schema;
+mod settings;
 mod words;
 
 use placeholder::restore;
@@ -229,17 +230,31 @@ impl MigrationReport {
 /// CONCURRENTLY`, which PostgreSQL refuses in a transaction, is an error there, with the marker
 /// that lets it run. For files that carry no marker, name the runner with [`analyze_as`].
 ///
-/// A transaction keeps the locks its statements take until it ends. A data change, a
-/// constraint's validation, an index built with a lock or a materialized view refreshed
-/// without `CONCURRENTLY` that runs after a statement took a lock that blocks writes, in the
-/// same transaction (the file's own, the runner's, or one query of several statements), keeps
-/// that table blocked as long as it runs: `lock-held-through-transaction`, an error. In the
+/// A transaction keeps the locks its statements take until it ends. A data change, a copy of
+/// a table in use into a new one (`INSERT ... SELECT`, `CREATE TABLE ... AS`, `SELECT ...
+/// INTO`), a constraint's validation, an index built with a lock or a materialized view
+/// refreshed without `CONCURRENTLY` that runs after a statement took a lock that blocks
+/// writes, in the same transaction (the file's own, the runner's, or one query of several
+/// statements), keeps that table blocked as long as it runs: `lock-held-through-transaction`,
+/// an error. In the
 /// same transaction, an enum value added is not usable before it commits (a statement that
 /// names it as a literal: `new-enum-value-used-in-transaction`, a warning), and `VACUUM`,
 /// `DETACH PARTITION ... CONCURRENTLY`, `CREATE | DROP DATABASE`, `CREATE | DROP TABLESPACE`,
 /// `ALTER SYSTEM`, `REINDEX SCHEMA | DATABASE | SYSTEM`, `CLUSTER` without a table and
 /// `DISCARD ALL` are refused (`cannot-run-in-transaction`, an error). A savepoint, or a
 /// rollback to one, leaves the transaction open; `COMMIT AND CHAIN` starts the next at once.
+/// `lock_timeout` and `statement_timeout` follow transactions as PostgreSQL keeps them: a
+/// `ROLLBACK` undoes a `SET` made since `BEGIN` (a `ROLLBACK TO SAVEPOINT`, one made since the
+/// savepoint), and a `SET LOCAL` ends with its transaction, giving back the session's value;
+/// `SELECT set_config('lock_timeout', '1s', false)` is a `SET` (`true`: a `SET LOCAL`).
+///
+/// What the migration makes (`CREATE TABLE`, `CREATE TABLE ... AS`, `SELECT ... INTO`, views,
+/// sequences, types, routines) no running version uses yet: changing or dropping it breaks
+/// nothing and waits for nothing, and renamed it stays new. Made under a name that an object
+/// in use gave up (renamed away, or a view dropped), it is the running version's from the
+/// commit on. Routines are told apart by their arguments' types, as PostgreSQL tells overloads
+/// apart.
+///
 /// A table that earlier statements declared `PARTITION BY` is indexed partition by partition
 /// (`CREATE INDEX ... ON ONLY`, then each partition concurrently, then `ALTER INDEX ... ATTACH
 /// PARTITION`): PostgreSQL refuses `CREATE INDEX CONCURRENTLY` on it.
@@ -453,7 +468,10 @@ fn analyse(name: &str, sql: &str, schema: &Schema, run: Option<RunBy>) -> Result
 
 /// A table, view or type renamed, or a view dropped, and its name taken by another in the same
 /// transaction is never missing for the versions running: other sessions see the swap at
-/// once, on commit. The finding becomes a note that the old version will use the other object.
+/// once, on commit. So is a function or procedure dropped (without `CASCADE`, which would drop
+/// what depends on it) and made again with the same arguments: within one transaction that is
+/// what `CREATE OR REPLACE` does, and it is the only way to change a routine's result type or
+/// argument names. The finding becomes a note that the old version will use the other object.
 fn refilled(
     written: &[read::Written],
     in_transaction: &[bool],
@@ -476,17 +494,34 @@ fn refilled(
             continue;
         };
         let rule = findings.remove(at).rule;
+        let (message, recipe) = if name.starts_with("routine ") {
+            (
+                format!(
+                    "statement {} makes it again with the same arguments in the same \
+                     transaction, so no running version finds it missing, as with CREATE OR \
+                     REPLACE: the old version calls the new one from the commit on",
+                    j + 1
+                ),
+                "check that the version still running works with the new routine (same \
+                 result type, same behaviour), and review what it runs by hand",
+            )
+        } else {
+            (
+                format!(
+                    "the name is taken again by statement {} in the same transaction, so no \
+                     running version finds it missing: the old version uses that object under \
+                     it from the commit on",
+                    j + 1
+                ),
+                "check that the object taking the name serves the old version as well",
+            )
+        };
         findings.push(finding(
             &rule,
             Severity::Info,
             Safety::Safe,
-            format!(
-                "the name is taken again by statement {} in the same transaction, so no running \
-                 version finds it missing: the old version uses that object under it from the \
-                 commit on",
-                j + 1
-            ),
-            "check that the object taking the name serves the old version as well",
+            message,
+            recipe,
         ));
     }
 }
@@ -1178,7 +1213,8 @@ mod tests {
             "BEGIN;\nALTER TABLE t ADD COLUMN c int;\nCOMMIT;\nUPDATE t SET c = 0;",
             "ALTER TABLE t ADD COLUMN c int;\nUPDATE t SET c = 0;",
             "BEGIN;\nCREATE TABLE n (a int);\nALTER TABLE t ADD COLUMN c int;\n\
-             INSERT INTO n SELECT a FROM t;\nINSERT INTO t (a) VALUES (1);\nCOMMIT;",
+             INSERT INTO n SELECT generate_series(1, 10);\nINSERT INTO t (a) VALUES (1);\n\
+             COMMIT;",
         ] {
             let report = sql(body);
             assert_eq!(held(&report), [], "{body}");

@@ -1,14 +1,16 @@
 //! The rules: what each statement does to a table while the old version runs.
 
 use std::collections::BTreeSet;
-use std::ops::Range;
+use std::ops::{ControlFlow, Range};
 
 use sqlparser::ast::{
     AlterColumnOperation, AlterFunction, AlterFunctionOperation, AlterSchemaOperation,
-    AlterTableOperation, AlterTypeOperation, AlterViewOperation, ColumnOption, ContextModifier,
-    DataType, DetachPartitionMode, DiscardObject, Expr, ForValues, FromTable, FunctionDesc,
-    GrantObjects, ObjectName, ObjectType, RenameTableNameKind, Reset, SchemaName, Set, SetExpr,
-    Statement, TableConstraint, TableFactor, TableObject, TableWithJoins, TimezoneInfo, Value,
+    AlterTableOperation, AlterTypeOperation, AlterViewOperation, ArgMode, ColumnOption,
+    ContextModifier, DataType, DetachPartitionMode, DiscardObject, DropBehavior, DropFunction,
+    Expr, ForValues, FromTable, FunctionArg, FunctionArgExpr, FunctionArguments, FunctionDesc,
+    GrantObjects, ObjectName, ObjectNamePart, ObjectType, OperateFunctionArg, Query,
+    RenameTableNameKind, Reset, SchemaName, SelectItem, Set, SetExpr, Statement, TableConstraint,
+    TableFactor, TableObject, TableWithJoins, TimezoneInfo, Value, visit_relations,
 };
 
 use super::locks::takes_lock;
@@ -16,8 +18,9 @@ use super::read::{Parsed, Written};
 use super::runner::Runner;
 use super::schema::{
     Schema, ident_key, is_citext, keeps_values, new_collation, new_index_key, restates_column,
-    table_key,
+    select_into, table_key,
 };
+use super::settings::{Event, Setting};
 use super::words::{ByWords, Relation};
 use super::{Safety, SqlFinding};
 use crate::validation::Severity;
@@ -108,10 +111,17 @@ const STABLE: &[&str] = &[
 /// `None` if unknown.
 fn volatility(expr: &Expr) -> Option<bool> {
     match expr {
-        Expr::Value(_) | Expr::TypedString { .. } => Some(false),
+        Expr::Value(_) | Expr::TypedString { .. } | Expr::Interval(_) => Some(false),
         Expr::Cast { expr, .. } | Expr::Nested(expr) | Expr::UnaryOp { expr, .. } => {
             volatility(expr)
         }
+        // The built-in operators are immutable or stable (`now() + interval '1 day'`): the
+        // result is as volatile as the operands.
+        Expr::BinaryOp { left, right, .. } => match (volatility(left), volatility(right)) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (Some(false), Some(false)) => Some(false),
+            _ => None,
+        },
         Expr::Function(f) => {
             let name = f.name.to_string().to_lowercase();
             let base = name.rsplit('.').next().unwrap_or(&name);
@@ -288,18 +298,23 @@ pub(super) struct Ctx {
     pub(super) schema: Schema,
     /// Tables, views, sequences and types this migration created: nothing uses them yet.
     created: BTreeSet<String>,
-    /// Functions this migration created (by name; functions have names of their own).
-    routines: BTreeSet<String>,
+    /// Names that relations and types in use gave up (renamed away, or a view or type
+    /// dropped): the running version still looks them up.
+    vacated: BTreeSet<String>,
+    /// What this migration made under a vacated name in the transaction in force: nobody else
+    /// sees it before the commit, and from then on the running version uses it.
+    taken_over: BTreeSet<String>,
+    /// Functions and procedures this migration created (routines have names of their own).
+    routines: BTreeSet<RoutineKey>,
+    /// The names of routines in use that this migration dropped or renamed away: a routine
+    /// it makes again under such a name replaces one the running version calls.
+    replaced_routines: BTreeSet<String>,
     /// Schemas this migration created (schemas have names of their own too).
     schemas: BTreeSet<String>,
-    /// A non-zero `lock_timeout` is in force.
-    lock_timeout: bool,
-    /// ... set by `SET LOCAL`, so it ends with the transaction.
-    lock_timeout_local: bool,
-    /// A non-zero `statement_timeout` in force, as written.
-    statement_timeout: Option<String>,
-    /// ... set by `SET LOCAL`, so it ends with the transaction.
-    statement_timeout_local: bool,
+    /// Whether a non-zero `lock_timeout` is in force.
+    lock_timeout: Setting<bool>,
+    /// The non-zero `statement_timeout` in force, as written.
+    statement_timeout: Setting<Option<String>>,
     /// The transaction in force, and who opened it.
     transaction: Option<Opened>,
     /// Set while the statement being analysed is sent in one query with others by this
@@ -335,7 +350,95 @@ impl Ctx {
 
     /// Records a table, view or sequence this migration creates.
     fn create(&mut self, name: &ObjectName) {
-        self.created.insert(table_key(name));
+        self.made(table_key(name));
+    }
+
+    /// Records an object this migration made (or renamed) under `key`. Under a name an object
+    /// in use gave up, it is the running version's as soon as other sessions see it: at once
+    /// outside a transaction, at the commit inside one.
+    fn made(&mut self, key: String) {
+        if !self.vacated.remove(&key) {
+            self.created.insert(key);
+        } else if self.transaction.is_some() {
+            self.taken_over.insert(key.clone());
+            self.created.insert(key);
+        } else {
+            self.created.remove(&key);
+        }
+    }
+
+    /// Whether this migration made the routine `key` names (any of the name's when `key` has
+    /// no arguments, or the routine was made in a form whose arguments are not read).
+    fn made_routine(&self, key: &RoutineKey) -> bool {
+        self.routines.iter().any(|made| same_routine(made, key))
+    }
+
+    /// Forgets the routines this migration made that `key` names (it drops or renames them),
+    /// and answers them.
+    fn forget_routine(&mut self, key: &RoutineKey) -> Vec<RoutineKey> {
+        let (gone, kept): (BTreeSet<_>, BTreeSet<_>) = std::mem::take(&mut self.routines)
+            .into_iter()
+            .partition(|made| same_routine(made, key));
+        self.routines = kept;
+        gone.into_iter().collect()
+    }
+
+    /// Follows `ALTER FUNCTION | PROCEDURE ... RENAME TO | SET SCHEMA`: a routine this
+    /// migration made is still its own under the new name; one in use leaves its name to be
+    /// replaced, and takes the new one from anything made under it.
+    fn follow_routine_rename(&mut self, f: &AlterFunction) {
+        let mut to = f.function.name.clone();
+        match &f.operation {
+            AlterFunctionOperation::RenameTo { new_name } => {
+                if let Some(last) = to.0.last_mut() {
+                    *last = ObjectNamePart::Identifier(new_name.clone());
+                }
+            }
+            AlterFunctionOperation::SetSchema { schema_name } => {
+                to = schema_name.clone();
+                to.0.extend(f.function.name.0.last().cloned());
+            }
+            _ => return,
+        }
+        let from = routine_key(&f.function.name, f.function.args.as_deref());
+        let gone = self.forget_routine(&from);
+        if !gone.is_empty() {
+            let to = table_key(&to);
+            self.routines
+                .extend(gone.into_iter().map(|(_, args)| (to.clone(), args)));
+        } else {
+            self.forget_routine(&routine_key(&to, f.function.args.as_deref()));
+            self.replaced_routines.insert(from.0);
+        }
+    }
+
+    /// Follows a relation or type renamed (or moved to another schema), as `names_moved`
+    /// reads it: one this migration made stays new under its new name, unless that name is
+    /// one the running version uses; one in use stays in use, and leaves its old name vacated.
+    fn follow_renames(&mut self, parsed: &Parsed) {
+        let (Some(from), Some(to)) = names_moved(parsed) else {
+            return;
+        };
+        if from == to {
+            return;
+        }
+        if self.created.remove(&from) {
+            self.taken_over.remove(&from);
+            self.made(to);
+        } else {
+            self.created.remove(&to);
+            self.taken_over.remove(&to);
+            self.vacated.remove(&to);
+            self.vacated.insert(from);
+        }
+    }
+
+    /// The transaction in force ended: what it made under names in use is the running
+    /// version's from now on (committed), or gone and the old objects back (rolled back).
+    fn transaction_ended(&mut self) {
+        for key in std::mem::take(&mut self.taken_over) {
+            self.created.remove(&key);
+        }
     }
 
     /// Whether `name` existed before this migration, so running versions may use it.
@@ -346,6 +449,7 @@ impl Ctx {
     /// The runner opens a transaction around the whole migration.
     pub(super) fn begun_by(&mut self, runner: Runner) {
         self.transaction = Some(Opened::ByRunner(runner));
+        self.follow_settings(Event::Begin);
     }
 
     /// The runner commits the transaction it opened (at the end of a Liquibase changeset),
@@ -353,7 +457,8 @@ impl Ctx {
     pub(super) fn runner_commits(&mut self) {
         if let Some(Opened::ByRunner(_)) = self.transaction {
             self.transaction = None;
-            self.end_local_settings();
+            self.follow_settings(Event::Commit);
+            self.transaction_ended();
         }
         self.scope = None;
         self.held = None;
@@ -404,23 +509,95 @@ impl Ctx {
         })
     }
 
-    /// The transaction ended: what `SET LOCAL` set ends with it.
-    fn end_local_settings(&mut self) {
-        if self.lock_timeout_local {
-            self.set_lock_timeout(false, false);
-        }
-        if self.statement_timeout_local {
-            self.statement_timeout = None;
-        }
+    /// The settings follow `event` of the transaction: a commit ends what `SET LOCAL` set, a
+    /// rollback undoes every `SET` since `BEGIN` (or since the savepoint).
+    fn follow_settings(&mut self, event: Event<'_>) {
+        let was = *self.lock_timeout.get();
+        self.lock_timeout.follow(event);
+        self.statement_timeout.follow(event);
+        self.lock_timeout_changed(was);
     }
 
     fn set_lock_timeout(&mut self, on: bool, local: bool) {
-        if self.lock_timeout && !on {
+        let was = *self.lock_timeout.get();
+        self.lock_timeout.set(on, local);
+        self.lock_timeout_changed(was);
+    }
+
+    /// A `lock_timeout` no longer in force is reported again at the next strong lock.
+    fn lock_timeout_changed(&mut self, was: bool) {
+        if was && !*self.lock_timeout.get() {
             self.lock_timeout_reported = false;
         }
-        self.lock_timeout = on;
-        self.lock_timeout_local = on && local;
     }
+}
+
+/// `SET [LOCAL] name = values` of `lock_timeout` or `statement_timeout` (any other `name` is
+/// left alone).
+fn set_timeout(ctx: &mut Ctx, name: &str, values: &[Expr], local: bool) {
+    // SET LOCAL outside a transaction does nothing (PostgreSQL only warns).
+    if local && ctx.transaction.is_none() {
+        return;
+    }
+    if name.eq_ignore_ascii_case("lock_timeout") {
+        ctx.set_lock_timeout(sets_a_timeout(values), local);
+    } else if name.eq_ignore_ascii_case("statement_timeout") {
+        let timeout = sets_a_timeout(values).then(|| {
+            let written: Vec<String> = values.iter().map(ToString::to_string).collect();
+            written.join(", ")
+        });
+        ctx.statement_timeout.set(timeout, local);
+    }
+}
+
+/// The settings a `SELECT [pg_catalog.]set_config('name', value, is_local), ...` without a
+/// `FROM` makes, as `SET [LOCAL]` would: each name, value and whether it is local. A call whose
+/// name or `is_local` is not a literal is left out.
+fn set_configs(query: &Query) -> Vec<(String, &Expr, bool)> {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return Vec::new();
+    };
+    if !select.from.is_empty() {
+        return Vec::new();
+    }
+    select
+        .projection
+        .iter()
+        .filter_map(|item| {
+            let (SelectItem::UnnamedExpr(Expr::Function(f))
+            | SelectItem::ExprWithAlias {
+                expr: Expr::Function(f),
+                ..
+            }) = item
+            else {
+                return None;
+            };
+            let called = f.name.0.last()?.as_ident()?;
+            if !called.value.eq_ignore_ascii_case("set_config") {
+                return None;
+            }
+            let FunctionArguments::List(list) = &f.args else {
+                return None;
+            };
+            let args: Vec<&Expr> = list
+                .args
+                .iter()
+                .filter_map(|a| match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+                    _ => None,
+                })
+                .collect();
+            let [Expr::Value(name), value, Expr::Value(local)] = args.as_slice() else {
+                return None;
+            };
+            let (Value::SingleQuotedString(name), Value::Boolean(local)) =
+                (&name.value, &local.value)
+            else {
+                return None;
+            };
+            Some((name.clone(), *value, *local))
+        })
+        .collect()
 }
 
 fn is_lock_timeout(name: &ObjectName) -> bool {
@@ -833,12 +1010,84 @@ fn alter_table(
     }
 }
 
+/// A routine as PostgreSQL tells routines apart: its name (as `table_key` writes it) and the
+/// types of its input arguments, `None` where a statement names it without them.
+type RoutineKey = (String, Option<String>);
+
+fn routine_key(name: &ObjectName, args: Option<&[OperateFunctionArg]>) -> RoutineKey {
+    let types = args.map(|args| {
+        args.iter()
+            .filter(|a| a.mode != Some(ArgMode::Out))
+            .map(|a| signature_type(&a.data_type))
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    (table_key(name), types)
+}
+
+/// Whether two keys may name the same routine: the same name, and the same argument types
+/// where both are known.
+fn same_routine(a: &RoutineKey, b: &RoutineKey) -> bool {
+    a.0 == b.0 && (a.1.is_none() || b.1.is_none() || a.1 == b.1)
+}
+
+/// A type as a routine's signature holds it: PostgreSQL drops type modifiers there
+/// (`varchar(10)` is `varchar`) and knows each type by one name (`int`, `int4` and `integer`).
+fn signature_type(ty: &DataType) -> String {
+    let written = ty.to_string().to_ascii_lowercase();
+    let mut depth = 0usize;
+    let plain: String = written
+        .chars()
+        .filter(|c| match c {
+            '(' => {
+                depth += 1;
+                false
+            }
+            ')' => {
+                depth = depth.saturating_sub(1);
+                false
+            }
+            _ => depth == 0,
+        })
+        .collect();
+    let plain = plain.split_whitespace().collect::<Vec<_>>().join(" ");
+    let plain = plain.strip_prefix("pg_catalog.").unwrap_or(&plain);
+    let base = plain.trim_end_matches("[]").trim_end();
+    let arrays = &plain[base.len()..];
+    let base = match base {
+        "int" | "int4" | "integer" => "integer",
+        "int8" | "bigint" => "bigint",
+        "int2" | "smallint" => "smallint",
+        "bool" | "boolean" => "boolean",
+        "float" | "float8" | "double precision" => "double precision",
+        "float4" | "real" => "real",
+        "varchar" | "character varying" => "character varying",
+        "char" | "character" | "bpchar" => "character",
+        "decimal" | "numeric" => "numeric",
+        "timestamptz" | "timestamp with time zone" => "timestamp with time zone",
+        "timestamp" | "timestamp without time zone" => "timestamp",
+        "timetz" | "time with time zone" => "time with time zone",
+        "time" | "time without time zone" => "time",
+        "varbit" | "bit varying" => "bit varying",
+        other => other,
+    };
+    format!("{base}{}", arrays.replace(' ', ""))
+}
+
 /// A new function or procedure is known from here on; replacing one this migration did not
 /// make changes what it does for every version running.
-fn create_routine(name: &ObjectName, or_replace: bool, ctx: &mut Ctx) -> Option<SqlFinding> {
-    let key = table_key(name);
-    if !or_replace || ctx.routines.contains(&key) {
-        ctx.routines.insert(key);
+fn create_routine(
+    name: &ObjectName,
+    args: Option<&[OperateFunctionArg]>,
+    or_replace: bool,
+    ctx: &mut Ctx,
+) -> Option<SqlFinding> {
+    let key = routine_key(name, args);
+    if !or_replace || ctx.made_routine(&key) {
+        // Made again where one in use was dropped, it is the running version's routine.
+        if !ctx.replaced_routines.contains(&key.0) {
+            ctx.routines.insert(key);
+        }
         return None;
     }
     Some(finding(
@@ -870,6 +1119,7 @@ const CONCURRENT_RECIPES: [&str; 5] = [
 pub(super) fn analyse_one(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFinding>) {
     let keeper = ctx.keeper();
     let (sql, mut findings) = analyse_statement(written, ctx);
+    ctx.follow_renames(&written.parsed);
     if let Some(keeper) = keeper {
         let how = match keeper {
             Keeper::Transaction(Opened::ByStatement) => {
@@ -895,7 +1145,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
     ctx.number += 1;
     let locks = takes_lock(stmt, ctx);
     follow_transaction(written, locks, ctx, &mut out);
-    if locks && !ctx.lock_timeout && !ctx.lock_timeout_reported {
+    if locks && !*ctx.lock_timeout.get() && !ctx.lock_timeout_reported {
         ctx.lock_timeout_reported = true;
         out.push(finding(
             "require-lock-timeout",
@@ -905,7 +1155,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             RECIPE_LOCK_TIMEOUT,
         ));
     }
-    if let (Some(timeout), Some(what)) = (&ctx.statement_timeout, takes_long(stmt, ctx)) {
+    if let (Some(timeout), Some(what)) = (ctx.statement_timeout.get(), takes_long(stmt, ctx)) {
         let invalid = if what == "concurrent index build" {
             ", and a cancelled one leaves its index behind, invalid"
         } else {
@@ -1092,6 +1342,17 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                         ));
                     }
                 }
+                // A procedure this migration made is renamed before anything calls it.
+                ByWords::Renamed {
+                    rule: "renaming-function",
+                    name,
+                    ..
+                } if ctx.made_routine(&routine_key(name, None)) => {}
+                ByWords::Renamed {
+                    rule: rule @ "renaming-function",
+                    change,
+                    ..
+                } => out.push(renamed_object(rule, change)),
                 ByWords::Renamed { rule, name, change } if ctx.in_use(name) => {
                     out.push(renamed_object(rule, change));
                 }
@@ -1189,8 +1450,12 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                     "review its statements by hand as if they stood alone (better: write them \
                      as plain statements, which are analysed)",
                 )),
-                ByWords::Routine { name, or_replace } => {
-                    out.extend(create_routine(name, *or_replace, ctx));
+                ByWords::Routine {
+                    name,
+                    args,
+                    or_replace,
+                } => {
+                    out.extend(create_routine(name, args.as_deref(), *or_replace, ctx));
                 }
                 ByWords::TextSearch => out.push(finding(
                     "not-analysed",
@@ -1276,30 +1541,20 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             ..
         }) if is_lock_timeout(variable) || is_statement_timeout(variable) => {
             let local = matches!(scope, Some(ContextModifier::Local));
-            // SET LOCAL outside a transaction does nothing (PostgreSQL only warns).
-            if local && ctx.transaction.is_none() {
-            } else if is_lock_timeout(variable) {
-                ctx.set_lock_timeout(sets_a_timeout(values), local);
-            } else {
-                ctx.statement_timeout = sets_a_timeout(values).then(|| {
-                    let written: Vec<String> = values.iter().map(ToString::to_string).collect();
-                    written.join(", ")
-                });
-                ctx.statement_timeout_local = local;
-            }
+            set_timeout(ctx, &variable.to_string(), values, local);
         }
         // Other settings of the session (`pg_dump` starts with a dozen) change no schema.
         Statement::Set(_) => {}
         Statement::Reset(r) => match &r.reset {
             Reset::ALL => {
                 ctx.set_lock_timeout(false, false);
-                ctx.statement_timeout = None;
+                ctx.statement_timeout.set(None, false);
             }
             Reset::ConfigurationParameter(name) if is_lock_timeout(name) => {
                 ctx.set_lock_timeout(false, false);
             }
             Reset::ConfigurationParameter(name) if is_statement_timeout(name) => {
-                ctx.statement_timeout = None;
+                ctx.statement_timeout.set(None, false);
             }
             _ => {}
         },
@@ -1324,23 +1579,54 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                 ),
                 "remove the migration's own BEGIN and COMMIT",
             )),
-            None => ctx.transaction = Some(Opened::ByStatement),
+            None => {
+                ctx.transaction = Some(Opened::ByStatement);
+                ctx.follow_settings(Event::Begin);
+            }
         },
-        // A savepoint and a rollback to it leave the transaction open.
-        Statement::Savepoint { .. }
-        | Statement::ReleaseSavepoint { .. }
-        | Statement::Rollback {
-            savepoint: Some(_), ..
-        } => {}
+        // A savepoint and a rollback to it leave the transaction open; the rollback undoes
+        // the settings made since the savepoint.
+        Statement::Savepoint { name } if ctx.transaction.is_some() => {
+            ctx.follow_settings(Event::Savepoint(&ident_key(name)));
+        }
+        Statement::ReleaseSavepoint { name } if ctx.transaction.is_some() => {
+            ctx.follow_settings(Event::Release(&ident_key(name)));
+        }
+        Statement::Rollback {
+            savepoint: Some(name),
+            ..
+        } => {
+            if ctx.transaction.is_some() {
+                ctx.follow_settings(Event::RollbackTo(&ident_key(name)));
+            }
+        }
+        Statement::Savepoint { .. } | Statement::ReleaseSavepoint { .. } => {}
         // `AND CHAIN` ends the transaction and starts the next one at once.
         Statement::Commit { chain: true, .. } | Statement::Rollback { chain: true, .. } => {
-            ctx.end_local_settings();
+            let rolled_back = matches!(sql, Statement::Rollback { .. });
+            if ctx.transaction.is_some() {
+                ctx.follow_settings(if rolled_back {
+                    Event::Rollback
+                } else {
+                    Event::Commit
+                });
+                ctx.follow_settings(Event::Begin);
+                ctx.transaction_ended();
+            }
             ctx.held = None;
             ctx.added.clear();
         }
+        // A rollback undoes every setting made in the transaction, `SET` as `SET LOCAL`; a
+        // commit ends what `SET LOCAL` set.
         Statement::Commit { .. } | Statement::Rollback { .. } => {
-            ctx.transaction = None;
-            ctx.end_local_settings();
+            if ctx.transaction.take().is_some() {
+                ctx.follow_settings(if matches!(sql, Statement::Rollback { .. }) {
+                    Event::Rollback
+                } else {
+                    Event::Commit
+                });
+                ctx.transaction_ended();
+            }
         }
         // A new database, which nothing uses yet.
         Statement::CreateDatabase { .. } => {}
@@ -1349,7 +1635,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             object_type: DiscardObject::ALL,
         } => {
             ctx.set_lock_timeout(false, false);
-            ctx.statement_timeout = None;
+            ctx.statement_timeout.set(None, false);
         }
         Statement::Discard { .. } => {}
         Statement::CreateDomain(d) => ctx.create(&d.name),
@@ -1513,7 +1799,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             if *object_type == ObjectType::Index {
                 ctx.dropped_indexes.extend(names.iter().map(table_key));
             }
-            let names: Vec<String> = names
+            let names: Vec<&ObjectName> = names
                 .iter()
                 // What this migration made (a table, view, sequence or type, an index of a
                 // new table, a schema) is dropped before any running version knows it.
@@ -1522,8 +1808,17 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                     ObjectType::Database => true,
                     _ => ctx.in_use(n),
                 })
-                .map(ToString::to_string)
                 .collect();
+            // A view or type made again under the name is the running version's. A table or
+            // sequence made again starts empty, so nothing waits long for it, and its drop is
+            // reported already.
+            if matches!(
+                object_type,
+                ObjectType::View | ObjectType::MaterializedView | ObjectType::Type
+            ) {
+                ctx.vacated.extend(names.iter().map(|n| table_key(n)));
+            }
+            let names: Vec<String> = names.iter().map(ToString::to_string).collect();
             let list = names.join(", ");
             match object_type {
                 _ if names.is_empty() => {}
@@ -1569,28 +1864,22 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
         }
         // Functions this migration made (helpers run once, then dropped) are nobody's yet.
         Statement::DropFunction(f) => {
-            let in_use: Vec<FunctionDesc> = f
-                .func_desc
-                .iter()
-                .filter(|d| !ctx.routines.remove(&table_key(&d.name)))
-                .cloned()
-                .collect();
+            let in_use = drop_routines(&f.func_desc, ctx);
             if !in_use.is_empty() {
                 out.push(drop_in_use("function(s)", &functions(&in_use)));
             }
         }
         Statement::DropProcedure { proc_desc, .. } => {
-            let in_use: Vec<FunctionDesc> = proc_desc
-                .iter()
-                .filter(|d| !ctx.routines.remove(&table_key(&d.name)))
-                .cloned()
-                .collect();
+            let in_use = drop_routines(proc_desc, ctx);
             if !in_use.is_empty() {
                 out.push(drop_in_use("procedure(s)", &functions(&in_use)));
             }
         }
         Statement::DropDomain(d) if !ctx.in_use(&d.name) => {}
-        Statement::DropDomain(d) => out.push(drop_in_use("domain", &d.name.to_string())),
+        Statement::DropDomain(d) => {
+            ctx.vacated.insert(table_key(&d.name));
+            out.push(drop_in_use("domain", &d.name.to_string()));
+        }
         Statement::AlterView(av) => match &av.operation {
             AlterViewOperation::RenameTo { .. } | AlterViewOperation::SetSchema { .. } => {
                 out.push(renamed(
@@ -1686,7 +1975,16 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                 ctx.create(&v.name);
             }
         }
-        Statement::Query(_) => {}
+        // `SELECT ... INTO` makes a table, as `CREATE TABLE ... AS` does: nothing uses it yet.
+        // `SELECT set_config('lock_timeout', '1s', false)` is `SET` written as a function.
+        Statement::Query(query) => {
+            if let Some(table) = select_into(query) {
+                ctx.create(&table);
+            }
+            for (name, value, local) in set_configs(query) {
+                set_timeout(ctx, &name, std::slice::from_ref(value), local);
+            }
+        }
         // Privileges given, statistics gathered, an index renamed: nothing a running version
         // relies on changes (their locks are counted above).
         Statement::CreateType { name, .. } => ctx.create(name),
@@ -1716,7 +2014,12 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             out.push(behaviour_changes("a trigger"));
         }
         Statement::CreateRule(_) | Statement::DropRule(_) => out.push(behaviour_changes("a rule")),
-        Statement::CreateFunction(f) => out.extend(create_routine(&f.name, f.or_replace, ctx)),
+        Statement::CreateFunction(f) => out.extend(create_routine(
+            &f.name,
+            f.args.as_deref(),
+            f.or_replace,
+            ctx,
+        )),
         // New roles, collations, text search objects, operators, foreign servers and user
         // mappings, privileges for objects made later, a role's settings and a notification:
         // nothing running relies on them.
@@ -1757,11 +2060,15 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             }
         }
         // A routine made by this migration is renamed before anything calls it.
-        Statement::AlterFunction(f) => match renamed_routine(f) {
-            Some(_) if ctx.routines.contains(&table_key(&f.function.name)) => {}
-            Some(change) => out.push(renamed_object("renaming-function", &change)),
-            None => out.push(not_analysed()),
-        },
+        Statement::AlterFunction(f) => {
+            let key = routine_key(&f.function.name, f.function.args.as_deref());
+            match renamed_routine(f) {
+                Some(_) if ctx.made_routine(&key) => {}
+                Some(change) => out.push(renamed_object("renaming-function", &change)),
+                None => out.push(not_analysed()),
+            }
+            ctx.follow_routine_rename(f);
+        }
         Statement::CreatePolicy(_) | Statement::AlterPolicy(_) | Statement::DropPolicy(_) => {
             out.push(behaviour_changes("a row-level security policy"));
         }
@@ -1817,6 +2124,42 @@ fn changes_rows_in_use(statement: &Statement, ctx: &Ctx) -> bool {
         },
         _ => true,
     }
+}
+
+/// Whether `statement` copies the rows of a table in use into one this migration made: `INSERT
+/// INTO new SELECT ...`, `CREATE TABLE new AS ...` (unless `WITH NO DATA`) or `SELECT ...
+/// INTO new` reading it.
+fn copies_rows_in_use(statement: &Statement, ctx: &Ctx) -> bool {
+    let query = match statement {
+        Statement::Insert(insert) => insert.source.as_deref(),
+        Statement::CreateTable(ct) if ct.with_data.is_none_or(|w| w.data) => ct.query.as_deref(),
+        Statement::Query(query) if select_into(query).is_some() => Some(query.as_ref()),
+        _ => None,
+    };
+    let Some(query) = query else {
+        return false;
+    };
+    // The query's own common table expressions are no tables.
+    let ctes: BTreeSet<String> = query
+        .with
+        .iter()
+        .flat_map(|w| &w.cte_tables)
+        .map(|cte| ident_key(&cte.alias.name))
+        .collect();
+    visit_relations(query, |name| {
+        let cte = match name.0.as_slice() {
+            [part] => part
+                .as_ident()
+                .is_some_and(|i| ctes.contains(&ident_key(i))),
+            _ => false,
+        };
+        if !cte && ctx.in_use(name) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .is_break()
 }
 
 /// Follows what the transaction (or query) in force keeps from one statement to the next, and
@@ -1986,9 +2329,13 @@ fn runs_long(stmt: &Parsed, ctx: &Ctx) -> Option<&'static str> {
         _ => return None,
     };
     match s.as_ref() {
-        Statement::Update(_) | Statement::Delete(_) | Statement::Insert(_) => {
-            changes_rows_in_use(s, ctx).then_some("data change")
+        Statement::Update(_) | Statement::Delete(_) | Statement::Insert(_)
+            if changes_rows_in_use(s, ctx) =>
+        {
+            Some("data change")
         }
+        // Rows of a table in use copied into a new one take as long as the table is big.
+        _ if copies_rows_in_use(s, ctx) => Some("copy of rows"),
         Statement::AlterTable(at)
             if ctx.in_use(&at.name)
                 && at
@@ -2068,6 +2415,25 @@ pub(super) fn names_moved(parsed: &Parsed) -> (Option<String>, Option<String>) {
                 ..
             } if names.len() == 1 => (names.first().map(table_key), None),
             Statement::CreateTable(ct) => (None, Some(table_key(&ct.name))),
+            Statement::Query(query) => (None, select_into(query).map(|t| table_key(&t))),
+            // A routine dropped and made again with the same arguments: as `CREATE OR REPLACE`
+            // does, unless `CASCADE` drops what depends on it (views, triggers, defaults).
+            Statement::DropFunction(DropFunction {
+                func_desc,
+                drop_behavior,
+                ..
+            })
+            | Statement::DropProcedure {
+                proc_desc: func_desc,
+                drop_behavior,
+                ..
+            } => match func_desc.as_slice() {
+                [desc] if *drop_behavior != Some(DropBehavior::Cascade) => {
+                    (routine_name(&desc.name, desc.args.as_deref()), None)
+                }
+                _ => (None, None),
+            },
+            Statement::CreateFunction(f) => (None, routine_name(&f.name, f.args.as_deref())),
             Statement::CreateView(v) => (None, Some(table_key(&v.name))),
             Statement::CreateType { name, .. } => (None, Some(table_key(name))),
             Statement::CreateDomain(d) => (None, Some(table_key(&d.name))),
@@ -2076,8 +2442,24 @@ pub(super) fn names_moved(parsed: &Parsed) -> (Option<String>, Option<String>) {
         Parsed::ByWords(
             ByWords::CreateTable { table: name } | ByWords::CreateMaterializedView { view: name },
         ) => (None, Some(table_key(name))),
+        Parsed::ByWords(ByWords::Routine { name, args, .. }) => {
+            (None, routine_name(name, args.as_deref()))
+        }
+        // The name stays, in another schema.
+        Parsed::ByWords(ByWords::SetSchema { table, schema }) => {
+            let mut to = schema.clone();
+            to.0.extend(table.0.last().cloned());
+            (Some(table_key(table)), Some(table_key(&to)))
+        }
         _ => (None, None),
     }
+}
+
+/// A routine's name and argument types, apart from the names of relations and types, when the
+/// arguments are written.
+fn routine_name(name: &ObjectName, args: Option<&[OperateFunctionArg]>) -> Option<String> {
+    let (name, types) = routine_key(name, args);
+    Some(format!("routine {name}({})", types?))
 }
 
 /// How `ALTER FUNCTION | AGGREGATE` names a routine anew, if it does.
@@ -2144,6 +2526,22 @@ fn drop_in_use(kind: &str, list: &str) -> SqlFinding {
         format!("dropping {kind} {list} breaks the old version if it still uses them"),
         "stop using it, deploy, then drop it in the contract phase",
     )
+}
+
+/// Forgets the routines of `descs` this migration made, and answers the others: routines in
+/// use, whose names are left to be replaced.
+fn drop_routines(descs: &[FunctionDesc], ctx: &mut Ctx) -> Vec<FunctionDesc> {
+    let in_use: Vec<FunctionDesc> = descs
+        .iter()
+        .filter(|d| {
+            ctx.forget_routine(&routine_key(&d.name, d.args.as_deref()))
+                .is_empty()
+        })
+        .cloned()
+        .collect();
+    ctx.replaced_routines
+        .extend(in_use.iter().map(|d| table_key(&d.name)));
+    in_use
 }
 
 fn functions(descs: &[FunctionDesc]) -> String {

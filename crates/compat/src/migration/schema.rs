@@ -10,8 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use sqlparser::ast::{
     AlterColumnOperation, AlterIndexOperation, AlterTableOperation, AlterType, AlterTypeOperation,
     CharacterLength, ColumnDef, ColumnOption, CreateIndex, DataType, ExactNumberInfo, Expr,
-    ForValues, Ident, IndexColumn, ObjectName, ObjectNamePart, ObjectType, RenameTableNameKind,
-    Statement, TableConstraint, TimezoneInfo, UserDefinedTypeRepresentation,
+    ForValues, Ident, IndexColumn, ObjectName, ObjectNamePart, ObjectType, Query,
+    RenameTableNameKind, SetExpr, Statement, TableConstraint, TimezoneInfo,
+    UserDefinedTypeRepresentation,
 };
 
 use super::checks::{self, Check, Checks, check, follow_checks, implies_bound};
@@ -244,6 +245,14 @@ impl Schema {
             _ => return,
         };
         match statement.as_ref() {
+            // A table made of a query's rows: its columns' types are not written out.
+            Statement::Query(query) => {
+                if let Some(table) = select_into(query) {
+                    let key = table_key(&table);
+                    self.forget_table(&key);
+                    self.tables.insert(key, Columns::new());
+                }
+            }
             // PostgreSQL leaves a table that is there already as it is.
             Statement::CreateTable(ct) if ct.if_not_exists && self.has_table(&ct.name) => {}
             Statement::CreateTable(ct) => {
@@ -408,20 +417,24 @@ impl Schema {
                 ..
             } => {
                 for name in names {
-                    let key = table_key(name);
-                    self.tables.remove(&key);
-                    self.checks.remove(&key);
-                    self.partitioned.remove(&key);
-                    for p in self.partitioned.values_mut() {
-                        if p.default.as_ref() == Some(&key) {
-                            p.default = None;
-                        }
-                    }
-                    self.indexes.retain(|_, index| index.table != key);
+                    self.forget_table(&table_key(name));
                 }
             }
             _ => {}
         }
+    }
+
+    /// Forgets what was known of the table `key`: it is dropped, or made anew.
+    fn forget_table(&mut self, key: &str) {
+        self.tables.remove(key);
+        self.checks.remove(key);
+        self.partitioned.remove(key);
+        for p in self.partitioned.values_mut() {
+            if p.default.as_deref() == Some(key) {
+                p.default = None;
+            }
+        }
+        self.indexes.retain(|_, index| index.table != key);
     }
 
     /// Follows a partition attached to or detached from `table`: which is its default.
@@ -484,6 +497,27 @@ impl Schema {
             }
             _ => {}
         }
+    }
+}
+
+/// The table a `SELECT ... INTO` makes, which PostgreSQL reads from the first `SELECT` of
+/// the query (`SELECT ... INTO new FROM a UNION SELECT ... FROM b`).
+pub(super) fn select_into(query: &Query) -> Option<ObjectName> {
+    let mut body = query.body.as_ref();
+    loop {
+        body = match body {
+            SetExpr::Select(select) => {
+                let into = select.into.as_ref()?;
+                return match into.targets.as_slice() {
+                    [Expr::Identifier(name)] => Some(ObjectName::from(vec![name.clone()])),
+                    [Expr::CompoundIdentifier(parts)] => Some(ObjectName::from(parts.clone())),
+                    _ => None,
+                };
+            }
+            SetExpr::SetOperation { left, .. } => left,
+            SetExpr::Query(query) => query.body.as_ref(),
+            _ => return None,
+        };
     }
 }
 

@@ -4,7 +4,9 @@
 
 use std::fmt;
 
-use sqlparser::ast::ObjectName;
+use sqlparser::ast::{ObjectName, OperateFunctionArg, Statement};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Span, Token, TokenWithSpan};
 
 use super::schema::ident_key;
@@ -111,9 +113,14 @@ pub(super) enum ByWords {
         index: ObjectName,
         options: Vec<String>,
     },
-    /// `CREATE [OR REPLACE] FUNCTION | PROCEDURE name ... AS '...'` in forms the parser lacks
-    /// (procedures, `COST n`): its body is not read.
-    Routine { name: ObjectName, or_replace: bool },
+    /// `CREATE [OR REPLACE] FUNCTION | PROCEDURE name (args) ... AS '...'` in forms the parser
+    /// lacks (procedures, `COST n`): its body is not read; its arguments are, as `DROP FUNCTION`
+    /// reads them (`None` if they cannot be).
+    Routine {
+        name: ObjectName,
+        args: Option<Vec<OperateFunctionArg>>,
+        or_replace: bool,
+    },
     /// Statements that lock no table in use and change nothing a running version reads: new
     /// catalog objects (`CREATE EVENT TRIGGER`, `CREATE CAST`, `IMPORT FOREIGN SCHEMA`), comments and labels (`COMMENT ON FUNCTION f(int) ...`,
     /// `SECURITY LABEL`), settings of a database or role (`ALTER DATABASE d SET ...`, `ALTER
@@ -258,6 +265,7 @@ impl ByWords {
             // (procedures, `COST n`).
             if w.keyword("PROCEDURE") || w.keyword("FUNCTION") {
                 let name = w.name()?;
+                let args = w.routine_args();
                 let quoted_body = tokens.windows(2).any(|t| {
                     matches!(&t[0].token, Token::Word(word) if word.value.eq_ignore_ascii_case("AS"))
                         && matches!(
@@ -265,7 +273,11 @@ impl ByWords {
                             Token::DollarQuotedString(_) | Token::SingleQuotedString(_)
                         )
                 });
-                return quoted_body.then_some(Self::Routine { name, or_replace });
+                return quoted_body.then_some(Self::Routine {
+                    name,
+                    args,
+                    or_replace,
+                });
             }
             if w.keyword("TABLESPACE") {
                 return Some(Self::ServerWide {
@@ -855,6 +867,31 @@ impl<'a> Words<'a> {
         self.peek().is_none()
     }
 
+    /// A routine's parenthesised arguments, read by the parser as those of a `DROP FUNCTION`
+    /// (modes, names, types, defaults); `None`, with nothing taken, when there are none or the
+    /// parser cannot read them.
+    fn routine_args(&mut self) -> Option<Vec<OperateFunctionArg>> {
+        let start = self.at;
+        if !(self.next_is(&Token::LParen) && self.skip_to_close()) {
+            self.at = start;
+            return None;
+        }
+        let written: Vec<String> = self.tokens[start..self.at]
+            .iter()
+            .map(|t| t.token.to_string())
+            .collect();
+        let sql = format!("DROP FUNCTION f {}", written.join(" "));
+        let parsed = Parser::parse_sql(&PostgreSqlDialect {}, &sql).unwrap_or_default();
+        let args = match parsed.as_slice() {
+            [Statement::DropFunction(drop)] => drop.func_desc.first().and_then(|d| d.args.clone()),
+            _ => None,
+        };
+        if args.is_none() {
+            self.at = start;
+        }
+        args
+    }
+
     /// `RENAME TO name` or `SET SCHEMA schema`, ending the statement: how `what` is named anew.
     fn new_name(&mut self, what: &str) -> Option<String> {
         let at = self.at;
@@ -994,8 +1031,7 @@ pub(super) fn without_trigger_arguments(tokens: &[TokenWithSpan]) -> Option<Vec<
 
 #[cfg(test)]
 mod tests {
-    use sqlparser::dialect::PostgreSqlDialect;
-    use sqlparser::parser::Parser;
+    use sqlparser::ast::DataType;
     use sqlparser::tokenizer::Tokenizer;
 
     use super::*;
@@ -1106,6 +1142,10 @@ mod tests {
                  PARALLEL SAFE AS $$ BEGIN RETURN NULL; END $$",
                 Some(ByWords::Routine {
                     name: n("f"),
+                    args: Some(vec![OperateFunctionArg::with_name(
+                        "a",
+                        DataType::BigInt(None),
+                    )]),
                     or_replace: false,
                 }),
             ),
@@ -1113,6 +1153,7 @@ mod tests {
                 "CREATE OR REPLACE PROCEDURE app.p() LANGUAGE sql AS 'SELECT 1'",
                 Some(ByWords::Routine {
                     name: n("app.p"),
+                    args: Some(vec![]),
                     or_replace: true,
                 }),
             ),
