@@ -1,8 +1,9 @@
 //! The ordered checklist for a validated upgrade.
 //!
-//! Order: backups, feature flags for breaking changes, risks to accept, expand migrations, the
-//! deployments group by group (through required stops), then, once the old versions are gone,
-//! contract migrations and flag clean-up.
+//! Order: backups, feature flags for breaking changes, risks to accept, APIs that change hands
+//! (the new provider first), expand migrations, the deployments group by group (through
+//! required stops), then, once the old versions are gone, contract migrations, flag clean-up and
+//! the callers of APIs that changed hands.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -46,6 +47,21 @@ pub enum StepKind {
     ContractMigration,
     /// Remove flags and compatibility code.
     Cleanup,
+    /// Move an API from one service to another: the new provider serves it before the old one
+    /// stops, and callers that address the old one follow it afterwards.
+    Handover,
+}
+
+/// An API that moves from one service to another in the change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Handover {
+    /// The API.
+    pub api: String,
+    /// The service that stops providing it.
+    pub from: String,
+    /// The service that takes it over.
+    pub to: String,
 }
 
 /// One checklist item.
@@ -86,6 +102,8 @@ pub struct StepInputs<'a> {
     pub breaking: Vec<(&'a str, String)>,
     /// Services whose database schema changes.
     pub schema_changes: Vec<&'a str>,
+    /// APIs that move from one service to another; the order moves each new provider first.
+    pub handovers: Vec<Handover>,
 }
 
 fn step(phase: StepPhase, kind: StepKind, service: &str, text: String) -> Step {
@@ -145,6 +163,34 @@ pub fn plan(inputs: &StepInputs<'_>) -> Vec<Step> {
                 }
             }
         }
+    }
+    // Where each service's move ends, and in which group (looked up once per handover).
+    let targets: BTreeMap<&str, (usize, &Version)> = if inputs.handovers.is_empty() {
+        BTreeMap::new()
+    } else {
+        inputs
+            .order
+            .iter()
+            .enumerate()
+            .flat_map(|(g, group)| {
+                group
+                    .iter()
+                    .filter_map(move |m| m.target().map(|t| (m.service.as_str(), (g + 1, t))))
+            })
+            .collect()
+    };
+    let target = |service: &str| targets.get(service).copied();
+    for h in &inputs.handovers {
+        let (api, from, to) = (&h.api, &h.from, &h.to);
+        let text = match (target(to), target(from)) {
+            (Some((gt, vt)), Some((gf, vf))) => format!(
+                "upgrade {to} first: it takes over api {api} from {from}; {to} {vt} (group {gt}) \
+                 must serve it before {from} {vf} (group {gf}), which no longer provides it, \
+                 is deployed"
+            ),
+            _ => format!("upgrade {to} first: it takes over api {api} from {from}"),
+        };
+        steps.push(step(P::Before, K::Handover, to, text));
     }
     for (service, version, report) in &inputs.migrations {
         let expand = numbers(report, Phase::Expand);
@@ -241,6 +287,18 @@ pub fn plan(inputs: &StepInputs<'_>) -> Vec<Step> {
             format!("turn the flag on, then remove it and the old code path: {change}"),
         ));
     }
+    for h in &inputs.handovers {
+        let (api, from, to) = (&h.api, &h.from, &h.to);
+        steps.push(step(
+            P::After,
+            K::Handover,
+            from,
+            format!(
+                "api {api} is served by {to} now: point any caller that still addresses {from} \
+                 for it at {to}"
+            ),
+        ));
+    }
     steps
 }
 
@@ -293,6 +351,7 @@ mod tests {
             migrations: vec![("api", &v, &report)],
             breaking: vec![("api", "orders.total is now a string".into())],
             schema_changes: vec![],
+            handovers: vec![],
         };
         let steps = plan(&inputs);
         let kinds: Vec<StepKind> = steps.iter().map(|s| s.kind).collect();
@@ -312,6 +371,47 @@ mod tests {
     }
 
     #[test]
+    fn a_handover_upgrades_the_new_provider_first_and_points_callers_after() {
+        let mv = |service: &str, from: &str, to: &str| Move {
+            service: service.into(),
+            from: vec![Version::parse(from).unwrap()],
+            hops: vec![Version::parse(to).unwrap()],
+        };
+        let order = vec![
+            vec![mv("idx2", "1.0.0", "1.1.0")],
+            vec![mv("idx", "1.0.0", "2.0.0")],
+        ];
+        let inputs = StepInputs {
+            order: &order,
+            handovers: vec![Handover {
+                api: "search".into(),
+                from: "idx".into(),
+                to: "idx2".into(),
+            }],
+            ..StepInputs::default()
+        };
+        let steps = plan(&inputs);
+        let got: Vec<(StepPhase, StepKind, &str)> = steps
+            .iter()
+            .map(|s| (s.phase, s.kind, s.service.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (StepPhase::Before, StepKind::Handover, "idx2"),
+                (StepPhase::Deploy, StepKind::Deploy, "idx2"),
+                (StepPhase::Deploy, StepKind::Deploy, "idx"),
+                (StepPhase::After, StepKind::Handover, "idx"),
+            ]
+        );
+        assert_eq!(
+            steps[0].text,
+            "upgrade idx2 first: it takes over api search from idx; idx2 1.1.0 (group 1) must \
+             serve it before idx 2.0.0 (group 2), which no longer provides it, is deployed"
+        );
+    }
+
+    #[test]
     fn a_runners_file_is_applied_whole_or_split() {
         let v = Version::new(2, 0, 0);
         let texts = |sql: &str| -> Vec<String> {
@@ -322,6 +422,7 @@ mod tests {
                 migrations: vec![("api", &v, &report)],
                 breaking: vec![],
                 schema_changes: vec![],
+                handovers: vec![],
             };
             plan(&inputs)
                 .into_iter()

@@ -350,22 +350,41 @@ pub fn diff_provided(
     old: &[ProvidedApi],
     new: &[ProvidedApi],
 ) -> (Vec<Finding>, Vec<Change>) {
-    diff_provided_with(service, old, new, &BTreeMap::new())
+    diff_provided_with(service, old, new, &BTreeMap::new(), &|_| None)
 }
 
 /// [`diff_provided`], with the changes other tools reported for each API over the move
-/// (`reported`, by API name) counted in its semver check.
+/// (`reported`, by API name) counted in its semver check, and what serves an API `new` no
+/// longer provides (`elsewhere`: who provides it instead, or `None`).
+///
+/// An API another service takes over in the same change is no removal: its consumers are
+/// still served, so it is a warning (`breaking.api-moved`) that names who serves it now, as a
+/// client that addresses this service for it must follow it. Without one, its consumers break
+/// (`breaking.api-removed`, an error).
 pub(crate) fn diff_provided_with(
     service: &str,
     old: &[ProvidedApi],
     new: &[ProvidedApi],
     reported: &BTreeMap<&str, Vec<Change>>,
+    elsewhere: &dyn Fn(&ProvidedApi) -> Option<String>,
 ) -> (Vec<Finding>, Vec<Change>) {
     let mut findings = Vec::new();
     let mut all = Vec::new();
     for before in old {
         let subject = format!("{service} api {}", before.name);
         let Some(after) = new.iter().find(|p| p.name == before.name) else {
+            if let Some(by) = elsewhere(before) {
+                findings.push(Finding::new(
+                    Severity::Warn,
+                    "breaking.api-moved",
+                    subject,
+                    format!(
+                        "api {} {} is no longer provided by {service}: {by}",
+                        before.name, before.version
+                    ),
+                ));
+                continue;
+            }
             findings.push(Finding::new(
                 Severity::Error,
                 "breaking.api-removed",
@@ -661,5 +680,21 @@ mod tests {
         let old = ProvidedApi::new("orders", Version::new(1, 0, 0));
         let (findings, _) = diff_provided("svc", &[old], &[]);
         assert_eq!(findings[0].code, "breaking.api-removed");
+    }
+
+    #[test]
+    fn an_api_served_elsewhere_is_moved_not_removed() {
+        let old = ProvidedApi::new("orders", Version::new(1, 0, 0));
+        let elsewhere = |api: &ProvidedApi| {
+            (api.name == "orders").then(|| "shop 2.0.0 provides orders 1.1.0".to_owned())
+        };
+        let (findings, _) = diff_provided_with("svc", &[old], &[], &BTreeMap::new(), &elsewhere);
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].code, "breaking.api-moved");
+        assert_eq!(findings[0].severity, Severity::Warn);
+        assert_eq!(
+            findings[0].message,
+            "api orders 1.0.0 is no longer provided by svc: shop 2.0.0 provides orders 1.1.0"
+        );
     }
 }

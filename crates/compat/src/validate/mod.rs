@@ -17,9 +17,15 @@
 //!
 //! A release that calls an API needs a deployed service (or one deployed in the same change) that
 //! provides it, and every running release that provides it must provide a version it works with.
-//! While a change is analysed, a provider that changes counts as providing the API only if every
-//! state it passes does; the final replay checks the chosen order exactly.
+//! While a change is analysed, a provider that changes counts as providing the API only if it
+//! does before its move and in every state it passes; the final replay checks the chosen order.
+//!
+//! An API may move from one service to another in one change: the old provider's release
+//! without it is no breaking removal when the target state serves every consumer
+//! (`breaking.api-moved`, a warning), and the new provider moves before the old one, so that the
+//! consumers are served throughout (`order.handover` when other rules forbid that order).
 
+mod handover;
 mod moves;
 mod order;
 
@@ -34,8 +40,10 @@ use crate::matrix::{Matrix, Rule};
 use crate::migration::MigrationReport;
 use crate::path::UpgradeGraph;
 use crate::registry::Registry;
-use crate::steps::{StepInputs, plan};
+use crate::steps::{Handover, StepInputs, plan};
 use crate::validation::{Finding, Move, Severity, UpgradeValidation};
+
+use handover::Handovers;
 
 /// Options of a validation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,11 +129,16 @@ enum View<'a> {
     /// Exactly this state.
     State(&'a [Vec<Version>]),
     /// While a change is analysed pair by pair, before the order is known: a service that does
-    /// not change runs `current`; one that changes surely offers an API only if every state it
-    /// passes (`states`) does, and may offer it if one does.
+    /// not change runs `current`; one that changes surely offers an API only if it does before
+    /// its move (`current`: it may not have started) and in every state it passes (`states`),
+    /// and may offer it if it does in one of them. An API a moving service stops providing is
+    /// offered by the new providers it is handed over to (`handovers`), which run their targets
+    /// (`finals`) before the old provider moves.
     Analysis {
         current: &'a [Vec<Version>],
         states: &'a BTreeMap<usize, Vec<Vec<Version>>>,
+        finals: &'a [Vec<Version>],
+        handovers: &'a Handovers,
     },
 }
 
@@ -136,13 +149,32 @@ impl View<'_> {
         let any = |set: &[Version]| set.iter().any(pred);
         match self {
             View::State(state) => state.get(q).is_some_and(|s| any(s)),
-            View::Analysis { current, states } => match states.get(&q) {
-                Some(list) if maybe => {
-                    list.iter().any(|s| any(s)) || current.get(q).is_some_and(|s| any(s))
+            View::Analysis {
+                current, states, ..
+            } => {
+                let now = current.get(q).is_some_and(|s| any(s));
+                match states.get(&q) {
+                    Some(list) if maybe => now || list.iter().any(|s| any(s)),
+                    Some(list) => now && list.iter().all(|s| any(s)),
+                    None => now,
                 }
-                Some(list) => !list.is_empty() && list.iter().all(|s| any(s)),
-                None => current.get(q).is_some_and(|s| any(s)),
-            },
+            }
+        }
+    }
+
+    /// Whether a new provider that `api` is handed over to from `old` runs, once it has moved,
+    /// a version for which `serves` holds. Only while a change is analysed: a replayed state
+    /// already shows where each new provider is.
+    fn handed_over(&self, old: usize, api: &str, serves: &dyn Fn(usize, &Version) -> bool) -> bool {
+        match self {
+            View::State(_) => false,
+            View::Analysis {
+                finals, handovers, ..
+            } => handovers.takers(old, api).any(|t| {
+                finals
+                    .get(t)
+                    .is_some_and(|set| set.iter().any(|v| serves(t, v)))
+            }),
         }
     }
 }
@@ -169,8 +201,10 @@ pub struct Validator {
     allows: HashMap<(usize, usize), Vec<usize>>,
     move_rules: Vec<Vec<usize>>,
     orphan_apis: Vec<(usize, String)>,
-    /// The services whose releases provide each API (in at least one release).
+    /// The services whose releases provide each API (in at least one release), in index order.
     api_providers: HashMap<String, Vec<usize>>,
+    /// The services whose releases call each API (in at least one release).
+    api_consumers: HashMap<String, Vec<usize>>,
 }
 
 impl Validator {
@@ -231,30 +265,37 @@ impl Validator {
                 }
             }
         }
-        let mut orphan_apis = Vec::new();
+        // Who provides each API, from one pass over every release: looking the providers up
+        // in the registry per consumer would cost a scan of every service per consumer.
         let mut api_providers: HashMap<String, Vec<usize>> = HashMap::new();
+        for (p, name) in names.iter().enumerate() {
+            let apis: BTreeSet<&str> = registry
+                .releases(name)
+                .flat_map(|r| r.provides.iter().map(|api| api.name.as_str()))
+                .collect();
+            for api in apis {
+                api_providers.entry(api.to_owned()).or_default().push(p);
+            }
+        }
+        let mut orphan_apis = Vec::new();
+        let mut api_consumers: HashMap<String, Vec<usize>> = HashMap::new();
         for (a, name) in names.iter().enumerate() {
             let apis: BTreeSet<&str> = registry
                 .releases(name)
                 .flat_map(|r| r.consumes.iter().map(|c| c.api.as_str()))
                 .collect();
             for api in apis {
-                let providers: Vec<usize> = registry
-                    .providers_of(api)
-                    .into_iter()
-                    .filter_map(|p| index.get(p).copied())
+                api_consumers.entry(api.to_owned()).or_default().push(a);
+                let providers: Vec<usize> = api_providers
+                    .get(api)
+                    .map_or(&[][..], Vec::as_slice)
+                    .iter()
+                    .copied()
                     .filter(|p| *p != a)
                     .collect();
                 if providers.is_empty() {
                     orphan_apis.push((a, api.to_owned()));
                 }
-                api_providers.entry(api.to_owned()).or_insert_with(|| {
-                    registry
-                        .providers_of(api)
-                        .into_iter()
-                        .filter_map(|p| index.get(p).copied())
-                        .collect()
-                });
                 for b in providers {
                     constraints.push(Constraint {
                         kind: Kind::Api(api.to_owned()),
@@ -288,6 +329,7 @@ impl Validator {
             move_rules,
             orphan_apis,
             api_providers,
+            api_consumers,
         })
     }
 
@@ -561,7 +603,9 @@ impl Validator {
                         provided(q, v).is_some_and(|p| need.version.matches(&p.version))
                     }
                 };
-                if others.iter().any(|&q| view.runs(q, false, &matching(q))) {
+                if others.iter().any(|&q| view.runs(q, false, &matching(q)))
+                    || view.handed_over(b, api, &|q, v| matching(q)(v))
+                {
                     continue;
                 }
                 let b_may = view.runs(b, true, &|v| provided(b, v).is_some());
@@ -795,9 +839,12 @@ impl Validator {
             .map(|&i| (i, self.states_of(i, &current, &changing)))
             .collect();
         let states_of = |i: usize| states.get(&i).map_or(&[][..], Vec::as_slice);
+        let handovers = self.handovers(&moves, &current, &mixed_sets, &final_sets);
         let view = View::Analysis {
             current: &current,
             states: &states,
+            finals: &final_sets,
+            handovers: &handovers,
         };
         for &ci in &touched {
             let Some(c) = self.constraints.get(ci) else {
@@ -887,7 +934,8 @@ impl Validator {
                 (false, false) => {}
             }
         }
-        let order = self.order(&moves, &pairs, &mut findings);
+        let edges = self.handover_edges(&handovers, &pairs, &final_sets);
+        let order = self.order(&moves, &pairs, &edges, &mut findings);
         let blocked = findings.iter().any(|f| f.severity == Severity::Error);
         if !blocked {
             findings.extend(self.replay(&order, &current));
@@ -899,6 +947,7 @@ impl Validator {
         for mv in moves.values() {
             self.check_release_changes(
                 mv,
+                &final_sets,
                 &mut findings,
                 &mut reports,
                 &mut breaking,
@@ -917,6 +966,14 @@ impl Validator {
                     .map(|(s, c)| (s.as_str(), c.clone()))
                     .collect(),
                 schema_changes: schema_changes.iter().map(String::as_str).collect(),
+                handovers: edges
+                    .iter()
+                    .map(|e| Handover {
+                        api: e.api.clone(),
+                        from: self.name(e.old).to_owned(),
+                        to: self.name(e.new).to_owned(),
+                    })
+                    .collect(),
             })
         };
         Ok(UpgradeValidation::new(findings, order, paths, steps))

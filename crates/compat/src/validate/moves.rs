@@ -11,7 +11,7 @@ use crate::explain::Explanation;
 use crate::matrix::{ChangeKind, Effect, Rule};
 use crate::migration::{MigrationReport, Schema, analyze_after, analyze_as};
 use crate::path::{EdgeState, HopRisk, PathOptions, Route, UpgradeGraph, UpgradePath};
-use crate::registry::Release;
+use crate::registry::{ProvidedApi, Release};
 use crate::validation::{Finding, Move, Severity};
 
 use super::{Needs, Validator, Violation};
@@ -528,9 +528,13 @@ impl Validator {
         by_api
     }
 
+    /// What a move's releases change: the APIs it provides (an API the target state serves
+    /// elsewhere, `fin`, is handed over rather than removed), declared breaking changes and
+    /// migrations.
     pub(super) fn check_release_changes(
         &self,
         mv: &Move,
+        fin: &[Vec<Version>],
         findings: &mut Vec<Finding>,
         reports: &mut Vec<(String, Version, MigrationReport)>,
         breaking: &mut Vec<(String, String)>,
@@ -560,8 +564,15 @@ impl Validator {
         let passed_by_oldest = after(oldest);
         let reported = Self::reported_changes(service, &passed_by_oldest, findings, breaking);
         if let Some(oldest) = oldest.and_then(|v| self.registry.release(service, v)) {
-            let (mut f, changes) =
-                diff_provided_with(service, &oldest.provides, &new.provides, &reported);
+            let me = self.index.get(service).copied();
+            let elsewhere = |api: &ProvidedApi| me.and_then(|i| self.taken_over(i, api, fin));
+            let (mut f, changes) = diff_provided_with(
+                service,
+                &oldest.provides,
+                &new.provides,
+                &reported,
+                &elsewhere,
+            );
             for c in changes.iter().filter(|c| c.severity >= Severity::Warn) {
                 breaking.push((
                     service.to_owned(),

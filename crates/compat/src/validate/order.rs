@@ -1,5 +1,6 @@
-//! The rollout order: the pairwise "must move before" verdicts layered into groups, cycles
-//! among them named, and the chosen order replayed state by state as a check.
+//! The rollout order: the pairwise "must move before" verdicts and the handovers of APIs
+//! layered into groups, cycles among them named, and the chosen order replayed state by state
+//! as a check.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,15 +11,19 @@ use semver::Version;
 use crate::explain::Explanation;
 use crate::validation::{Finding, Move, Severity};
 
+use super::handover::HandoverEdge;
 use super::{PairInfo, Validator, View, Violation};
 
 impl Validator {
-    /// Turns the pairwise verdicts into "moves before" edges, reports conflicts and cycles, and
-    /// layers the moves into groups (longest path from the sources).
+    /// Turns the pairwise verdicts and the handovers (the new provider of an API moves before
+    /// the old one) into "moves before" edges, reports conflicts and cycles (a handover caught
+    /// in one is refused by name), and layers the moves into groups (longest path from the
+    /// sources).
     pub(super) fn order(
         &self,
         moves: &BTreeMap<usize, Move>,
         pairs: &BTreeMap<(usize, usize), PairInfo>,
+        handovers: &[HandoverEdge],
         findings: &mut Vec<Finding>,
     ) -> Vec<Vec<Move>> {
         let mut graph: DiGraph<usize, String> = DiGraph::new();
@@ -74,6 +79,11 @@ impl Validator {
                 (true, true) => {}
             }
         }
+        for h in handovers {
+            if let (Some(&nn), Some(&no)) = (node.get(&h.new), node.get(&h.old)) {
+                graph.add_edge(nn, no, h.fact.clone());
+            }
+        }
         let mut order = Vec::new();
         let cycles: Vec<Vec<NodeIndex>> = tarjan_scc(&graph)
             .into_iter()
@@ -81,6 +91,14 @@ impl Validator {
             .collect();
         for scc in &cycles {
             findings.push(self.cycle_finding(&graph, scc));
+        }
+        for h in handovers {
+            let (Some(nn), Some(no)) = (node.get(&h.new), node.get(&h.old)) else {
+                continue;
+            };
+            if let Some(scc) = cycles.iter().find(|c| c.contains(nn) && c.contains(no)) {
+                findings.push(self.handover_cycle_finding(&graph, scc, h));
+            }
         }
         if cycles.is_empty() {
             let mut level: BTreeMap<NodeIndex, usize> = BTreeMap::new();
@@ -176,6 +194,46 @@ impl Validator {
         )
         .with_explanation(e)
         .with_recipe("split the upgrade: add a release of one service that works with both sides")
+    }
+
+    /// A handover that other rules make impossible: the new provider must move before the old
+    /// one, and the cycle `scc` says it cannot.
+    fn handover_cycle_finding(
+        &self,
+        graph: &DiGraph<usize, String>,
+        scc: &[NodeIndex],
+        h: &HandoverEdge,
+    ) -> Finding {
+        let (old, new, api) = (self.name(h.old), self.name(h.new), h.api.as_str());
+        let mut members: Vec<&str> = scc
+            .iter()
+            .filter_map(|n| graph.node_weight(*n))
+            .map(|i| self.name(*i))
+            .collect();
+        members.sort_unstable();
+        let conclusion = format!(
+            "api {api} cannot move from {old} to {new} in this change: {new} must be upgraded \
+             before {old} stops providing it, and the services {} cannot all be ordered",
+            members.join(", ")
+        );
+        // The cycle's derivation names the handover's edge among the others.
+        let mut e = Explanation::new(conclusion.clone());
+        if let Some(why) = self.cycle_finding(graph, scc).explanation {
+            e = e.derived(why);
+        }
+        Finding::new(
+            Severity::Error,
+            "order.handover",
+            format!("api {api}: {old} -> {new}"),
+            conclusion,
+        )
+        .with_evidence(h.fact.clone())
+        .with_explanation(e)
+        .with_recipe(format!(
+            "hand api {api} over in two changes: first upgrade {new} while {old} keeps \
+             providing it (in a release of {old} that {new} works with), then release {old} \
+             without it"
+        ))
     }
 
     /// Replays the chosen order state by state. Each move of a group passes its states one by
