@@ -17,13 +17,78 @@ use crate::lock;
 
 /// Delivers events to a notification channel (Slack, e-mail, PagerDuty, a webhook).
 ///
-/// The orchestrator calls it after an event is journalled and executed, only for the
-/// channels subscribed to the event's category. A failure is logged and never stops or rolls
-/// back a deployment: a notification is a courtesy, not a safety mechanism.
+/// The orchestrator calls [`notify_in`](Notifier::notify_in) after an event is journalled and
+/// executed, only for the channels subscribed to the event's category, with the deployment's
+/// [`NotifyContext`] (its environment and namespace). A failure is logged and never stops or
+/// rolls back a deployment: a notification is a courtesy, not a safety mechanism.
+///
+/// An implementation needs only [`notify`](Notifier::notify): `notify_in` calls it by default,
+/// dropping the context. One that tells its readers where the deployment runs (the
+/// environment in a page's summary, say) overrides `notify_in` as well.
 #[async_trait]
 pub trait Notifier: Send + Sync {
     /// Delivers `event` to `channel`.
     async fn notify(&self, channel: &NotificationChannel, event: &Event) -> Result<()>;
+
+    /// Delivers `event` of a deployment running in `ctx` to `channel`; what the orchestrator
+    /// calls. By default [`notify`](Notifier::notify), without the context.
+    ///
+    /// The context is an argument rather than part of the [`Event`]: it describes the
+    /// deployment, not what happened, and the journal and the report record it once, with the
+    /// deployment's config, not in every event.
+    async fn notify_in(
+        &self,
+        ctx: &NotifyContext,
+        channel: &NotificationChannel,
+        event: &Event,
+    ) -> Result<()> {
+        let _ = ctx;
+        self.notify(channel, event).await
+    }
+}
+
+/// Where the deployment an event belongs to runs, as its config names it: what a reader of a
+/// notification needs to tell `prod` from `staging` before reading on.
+///
+/// Both fields are labels from the [`DeploymentConfig`](crate::DeploymentConfig)
+/// (`environment`, `namespace`, or `ENVIRONMENT`, `NAMESPACE`), `None` when it names none.
+/// Non-exhaustive, so that more of the deployment's surroundings can be added without breaking
+/// notifiers: build one with [`new`](Self::new) and the `with_` methods.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NotifyContext {
+    /// The environment deployed to (`prod`, `staging`).
+    pub environment: Option<String>,
+    /// The namespace deployed to.
+    pub namespace: Option<String>,
+}
+
+impl NotifyContext {
+    /// A context that names nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// With the environment deployed to.
+    pub fn with_environment(mut self, environment: impl Into<String>) -> Self {
+        self.environment = Some(environment.into());
+        self
+    }
+
+    /// With the namespace deployed to.
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// The context of a deployment run with `config`.
+    pub(crate) fn of(config: &crate::DeploymentConfig) -> Self {
+        let named = |s: &Option<String>| s.as_ref().filter(|s| !s.trim().is_empty()).cloned();
+        NotifyContext {
+            environment: named(&config.environment),
+            namespace: named(&config.namespace),
+        }
+    }
 }
 
 /// Records every notification in memory.

@@ -105,7 +105,7 @@ pub use error::{Error, Result};
 pub use event::{Event, EventKind, Phase};
 pub use hooks::{
     BackupCheck, BackupInfo, BackupProvider, InMemoryBackup, InMemoryNotifier, InMemoryStepRunner,
-    Notifier, StepRunner,
+    Notifier, NotifyContext, StepRunner,
 };
 pub use journal::{Compacted, FileJournal, InMemoryJournal, Journal, Record};
 pub use orchestrator::{

@@ -1054,6 +1054,8 @@ fn a_rolled_back_canary_is_announced_to_a_signed_webhook() {
             .build();
         let mut config = support::canary_config("1.1.0");
         config.notification_channels = vec![webhook(&url)];
+        config.environment = Some("prod".into());
+        config.namespace = Some("shop".into());
         let report = o.run(&config).await.expect("run").remove(0);
         traffic.abort();
         report
@@ -1085,6 +1087,11 @@ fn a_rolled_back_canary_is_announced_to_a_signed_webhook() {
         .filter(|e| e.kind.notify_on().is_some())
         .collect();
     assert_eq!(data.iter().collect::<Vec<_>>(), expected, "{types:?}");
+    // Every delivery says where the deployment runs, beside the event.
+    for ce in &got {
+        assert_eq!(ce["serinenvironment"], "prod", "{ce}");
+        assert_eq!(ce["serinnamespace"], "shop", "{ce}");
+    }
     for t in [
         "dev.serin.deployment.started",
         "dev.serin.deployment.phaseChanged",

@@ -24,7 +24,7 @@ use lettre::transport::smtp::extension::ClientId;
 
 use super::queue::Failure;
 use super::settings::{Secret, SmtpSettings, StartTls};
-use super::{event_type, evidence};
+use super::{NotifyContext, environment, event_type, evidence, namespace, scope};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::{lock, truncate};
@@ -229,9 +229,16 @@ fn message_id(from: &Mailbox, event: &Event) -> String {
     format!("<{local}.{}@{}>", event.seq, from.email.domain())
 }
 
-/// The message for `event`: subject `[serin] {service}: {what happened}`, then the sentence,
-/// its evidence, where it belongs, and the event as JSON for machines.
-pub(super) fn message(from: &str, to: &[Mailbox], event: &Event) -> Result<Message> {
+/// The message for `event` of a deployment running in `ctx`: subject
+/// `[serin] {environment}/{service}: {what happened}` (`[serin] {service}: ...` when no
+/// environment is named), then the sentence, its evidence, where it belongs (environment and
+/// namespace included), and the event as JSON for machines.
+pub(super) fn message(
+    from: &str,
+    to: &[Mailbox],
+    ctx: &NotifyContext,
+    event: &Event,
+) -> Result<Message> {
     let from: Mailbox = from.parse().map_err(|e| {
         Error::invalid(
             "notifySettings.smtp.from",
@@ -240,7 +247,8 @@ pub(super) fn message(from: &str, to: &[Mailbox], event: &Event) -> Result<Messa
         )
     })?;
     let subject = truncate(
-        &format!("[serin] {}: {}", event.service, event.kind).replace(['\r', '\n'], " "),
+        &format!("[serin] {}: {}", scope(ctx, &event.service), event.kind)
+            .replace(['\r', '\n'], " "),
         200,
     );
     let mut text = format!("{}\n", event.kind);
@@ -251,9 +259,15 @@ pub(super) fn message(from: &str, to: &[Mailbox], event: &Event) -> Result<Messa
             text.push_str(&format!("  - {l}\n"));
         }
     }
+    text.push_str(&format!("\nService:    {}\n", event.service));
+    if let Some(env) = environment(ctx) {
+        text.push_str(&format!("Environment: {env}\n"));
+    }
+    if let Some(ns) = namespace(ctx) {
+        text.push_str(&format!("Namespace:  {ns}\n"));
+    }
     text.push_str(&format!(
-        "\nService:    {}\nDeployment: {}\nEvent:      #{} ({})\nTime:       {}\n",
-        event.service,
+        "Deployment: {}\nEvent:      #{} ({})\nTime:       {}\n",
         event.deployment,
         event.seq,
         event_type(&event.kind),
@@ -321,7 +335,7 @@ mod tests {
             },
         };
         let to = recipients("d", "ops@example.org").expect("to");
-        let m = message("serin@example.org", &to, &e).expect("message");
+        let m = message("serin@example.org", &to, &NotifyContext::default(), &e).expect("message");
         let raw = String::from_utf8(m.formatted()).expect("utf8");
         assert!(
             raw.contains("Subject: [serin] web: rollback started: error rate  Bcc: x@y"),
@@ -339,7 +353,7 @@ mod tests {
             "{raw}"
         );
         let again = String::from_utf8(
-            message("serin@example.org", &to, &e)
+            message("serin@example.org", &to, &NotifyContext::default(), &e)
                 .expect("again")
                 .formatted(),
         )
@@ -359,5 +373,46 @@ mod tests {
         assert_eq!(id("web 1\r\n", 0), "<serin.web=201=0D=0A.0@example.org>");
         assert_ne!(id("web.1", 0), id("web=2E1", 0));
         assert_ne!(id("web-1", 2), id("web-1", 3));
+    }
+
+    #[test]
+    fn the_subject_names_the_environment_and_the_body_the_namespace() {
+        let e = Event {
+            deployment: "web-1".into(),
+            service: "web".into(),
+            seq: 2,
+            at: Timestamp::from_millis(1_700_000_000_000),
+            kind: EventKind::RolledBack {
+                reason: "5xx".into(),
+            },
+        };
+        let to = recipients("d", "ops@example.org").expect("to");
+        let raw = |ctx: &NotifyContext| {
+            let m = message("serin@example.org", &to, ctx, &e).expect("message");
+            String::from_utf8(m.formatted()).expect("utf8")
+        };
+        let ctx = NotifyContext::new()
+            .with_environment("prod\r\nBcc: x@y")
+            .with_namespace("shop");
+        let msg = raw(&ctx);
+        assert!(
+            msg.contains("Subject: [serin] prod  Bcc: x@y/web: rolled back: 5xx"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("Environment: prod") && msg.contains("Namespace:  shop\r\n"),
+            "{msg}"
+        );
+        let headers = msg.split("\r\n\r\n").next().unwrap_or_default();
+        assert!(!headers.contains("\r\nBcc:"), "{msg}");
+        let msg = raw(&NotifyContext::new().with_environment("staging"));
+        assert!(
+            msg.contains("Subject: [serin] staging/web: rolled back"),
+            "{msg}"
+        );
+        assert!(!msg.contains("Namespace:"), "{msg}");
+        let msg = raw(&NotifyContext::default());
+        assert!(msg.contains("Subject: [serin] web: rolled back"), "{msg}");
+        assert!(!msg.contains("Environment:"), "{msg}");
     }
 }

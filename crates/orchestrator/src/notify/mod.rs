@@ -1,12 +1,12 @@
 //! Real notification channels (feature `notify`): signed webhooks, Slack, PagerDuty and SMTP
 //! e-mail, behind one [`ChannelNotifier`] that implements [`Notifier`].
 //!
-//! The orchestrator awaits [`Notifier::notify`] inline while it emits an event, so a receiver
-//! must never be able to hold up a rollback. [`ChannelNotifier::notify`] therefore only checks
-//! the channel, renders the message and puts it on that channel's bounded queue; a background
-//! task per channel delivers it, with retries and exponential backoff, in order. A full queue
-//! drops a message ([`Overflow`]) and counts it ([`DeliveryStats::dropped`]) instead of
-//! waiting.
+//! The orchestrator awaits [`Notifier::notify_in`] inline while it emits an event, so a
+//! receiver must never be able to hold up a rollback. [`ChannelNotifier::notify_in`] (and
+//! `notify`, which calls it) therefore only checks the channel, renders the message and puts
+//! it on that channel's bounded queue; a background task per channel delivers it, with
+//! retries and exponential backoff, in order. A full queue drops a message ([`Overflow`]) and
+//! counts it ([`DeliveryStats::dropped`]) instead of waiting.
 //!
 //! The queues live in memory only. Across a crash, delivery is at most once, except for the
 //! events of the deployment's last journal record, which
@@ -20,6 +20,22 @@
 //! | `slack` | a channel name (`#deploys`), or the incoming-webhook URL itself (then it is in the journalled config: prefer `secretEnv`) | the incoming-webhook URL |
 //! | `pagerduty` | the Events API v2 URL, or a label (then [`NotifySettings::pagerduty_events_url`]) | the integration's routing key |
 //! | `email` | recipients, comma-separated | the SMTP password ([`SmtpSettings`]) |
+//!
+//! Each message names where the deployment runs, from the [`NotifyContext`] the orchestrator
+//! passes to [`Notifier::notify_in`] (the config's `environment` and `namespace`), so a reader
+//! tells `prod` from `staging` at a glance: the webhook's CloudEvents extension attributes
+//! [`serinenvironment`](ENVIRONMENT_ATTRIBUTE) and [`serinnamespace`](NAMESPACE_ATTRIBUTE),
+//! Slack's header (`prod/web: rolled back`), fallback text and context line, PagerDuty's
+//! summary, `payload.group` and `custom_details`, and the e-mail's subject
+//! (`[serin] prod/web: ...`) and body. A deployment that names neither gets the messages it
+//! always got.
+//!
+//! PagerDuty gets only what opens or closes the deployment's incident: a failure
+//! (`critical`), a blocked upgrade, a trigger firing for a rollback and the rollback (`error`),
+//! an anomaly at its own severity (`critical`, `error`, else `warning`: a trigger's `warn` or
+//! `hold` included); completion resolves it. An `info` anomaly pages nobody: every `trigger`
+//! notifies the on-call at the service's urgency, whatever its severity, and an observation
+//! the canary could not use is no incident. The other channels get it.
 //!
 //! A URL is written whole, `https://` included: a destination that looks like a URL without
 //! its scheme (`hooks.slack.com/services/...`) is refused, not taken for a channel name or a
@@ -68,9 +84,13 @@ use crate::event::{Event, EventKind};
 use crate::hooks::Notifier;
 use crate::lock;
 
+use crate::hooks::NotifyContext;
 pub use queue::DeliveryStats;
 pub use settings::{NotifySettings, Overflow, RetryPolicy, Secret, SmtpSettings, StartTls};
-pub use webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, cloud_event, signature, verify_signature};
+pub use webhook::{
+    ENVIRONMENT_ATTRIBUTE, NAMESPACE_ATTRIBUTE, SIGNATURE_HEADER, TIMESTAMP_HEADER, cloud_event,
+    cloud_event_in, signature, verify_signature,
+};
 
 use queue::{Job, Lane, Payload, Shared};
 
@@ -453,7 +473,21 @@ impl Drop for ChannelNotifier {
 
 #[async_trait]
 impl Notifier for ChannelNotifier {
+    /// Delivers as [`notify_in`](Notifier::notify_in) does, in a context that names no
+    /// environment or namespace.
     async fn notify(&self, channel: &NotificationChannel, event: &Event) -> Result<()> {
+        self.notify_in(&NotifyContext::default(), channel, event)
+            .await
+    }
+
+    /// Renders `event` for `channel`, naming the environment and namespace of `ctx` where the
+    /// channel's readers look first (see the [module docs](crate::notify)), and queues it.
+    async fn notify_in(
+        &self,
+        ctx: &NotifyContext,
+        channel: &NotificationChannel,
+        event: &Event,
+    ) -> Result<()> {
         let label = label(channel);
         let path = format!("notificationChannel({label})");
         let target = self.target(channel, &path)?;
@@ -468,15 +502,16 @@ impl Notifier for ChannelNotifier {
             Target::Webhook { url, secret } => Payload::Webhook {
                 url,
                 secret,
-                body: webhook::body(&settings.source, event)?,
+                body: webhook::body(&settings.source, ctx, event)?,
             },
             Target::Slack { url, channel } => Payload::Slack {
                 url,
-                body: slack::body(event, channel.as_deref())?,
+                body: slack::body(event, ctx, channel.as_deref())?,
             },
-            Target::PagerDuty { url, key } => match pagerduty::body(event, &key)? {
+            Target::PagerDuty { url, key } => match pagerduty::body(event, ctx, &key)? {
                 Some(body) => Payload::PagerDuty { url, body },
-                // PagerDuty is for incidents: starts and phase changes open none.
+                // PagerDuty is for incidents: starts, phase changes and `info` anomalies
+                // open none.
                 None => return Ok(()),
             },
             Target::Email { password, to } => {
@@ -485,7 +520,7 @@ impl Notifier for ChannelNotifier {
                     .as_ref()
                     .map(|s| s.from.as_str())
                     .unwrap_or_default();
-                let message = Box::new(email::message(from, &to, event)?);
+                let message = Box::new(email::message(from, &to, ctx, event)?);
                 // The channel's client lives with its lane, so its connection serves the
                 // channel's later messages too.
                 let lane = self.lane(&key, &label)?;
@@ -623,6 +658,25 @@ fn redact_url(value: &str) -> String {
         crate::config::redact_url(value)
     } else {
         "***".to_owned()
+    }
+}
+
+/// The environment `ctx` names, if any (a blank name is none).
+fn environment(ctx: &NotifyContext) -> Option<&str> {
+    ctx.environment.as_deref().filter(|s| !s.trim().is_empty())
+}
+
+/// The namespace `ctx` names, if any (a blank name is none).
+fn namespace(ctx: &NotifyContext) -> Option<&str> {
+    ctx.namespace.as_deref().filter(|s| !s.trim().is_empty())
+}
+
+/// What a subject, a header or a summary says an event is about: `{environment}/{service}`
+/// (`prod/web`), or the service alone when no environment is named.
+fn scope(ctx: &NotifyContext, service: &str) -> String {
+    match environment(ctx) {
+        Some(env) => format!("{env}/{service}"),
+        None => service.to_owned(),
     }
 }
 

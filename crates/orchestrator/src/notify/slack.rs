@@ -1,11 +1,13 @@
 //! Slack incoming webhooks: one message per event, with a plain-text fallback (`text`, shown
 //! in notifications) and Block Kit `blocks`: a header naming the service and what happened,
 //! the event's sentence, its evidence (judges' and triggers' readings) and a context line with
-//! the deployment, the event's number and time.
+//! the deployment, the event's number and time, the environment and the namespace. The header and
+//! the fallback name the environment before the service (`prod/web: rolled back`), so a
+//! notification tells `prod` from `staging` before it is opened.
 
 use serde_json::{Value, json};
 
-use super::{event_type, evidence};
+use super::{NotifyContext, environment, event_type, evidence, namespace, scope};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind};
 use crate::truncate;
@@ -37,13 +39,12 @@ fn headline(kind: &EventKind) -> &'static str {
     }
 }
 
-/// The message for `event`; `channel` is sent as Slack's `channel` when the destination names
-/// one (honoured by legacy webhooks, ignored by app webhooks bound to their channel).
-pub(super) fn message(event: &Event, channel: Option<&str>) -> Value {
-    let title = truncate(
-        &format!("{}: {}", event.service, headline(&event.kind)),
-        HEADER_MAX,
-    );
+/// The message for `event` of a deployment running in `ctx`; `channel` is sent as Slack's
+/// `channel` when the destination names one (honoured by legacy webhooks, ignored by app
+/// webhooks bound to their channel).
+pub(super) fn message(event: &Event, ctx: &NotifyContext, channel: Option<&str>) -> Value {
+    let about = scope(ctx, &event.service);
+    let title = truncate(&format!("{about}: {}", headline(&event.kind)), HEADER_MAX);
     let sentence = escape(&event.kind.to_string());
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": title}}),
@@ -61,21 +62,30 @@ pub(super) fn message(event: &Event, channel: Option<&str>) -> Value {
             "text": {"type": "mrkdwn", "text": truncate(&format!("*Evidence*\n{text}"), SECTION_MAX)}
         }));
     }
+    // The deployment and the event first, as before the environment was added (the header
+    // already leads with it), then where the deployment runs.
+    let mut context = vec![format!(
+        "deployment `{}` · event #{} `{}` · {}",
+        escape(&event.deployment),
+        event.seq,
+        event_type(&event.kind),
+        event.at
+    )];
+    if let Some(env) = environment(ctx) {
+        context.push(format!("environment `{}`", escape(env)));
+    }
+    if let Some(ns) = namespace(ctx) {
+        context.push(format!("namespace `{}`", escape(ns)));
+    }
     blocks.push(json!({
         "type": "context",
         "elements": [{
             "type": "mrkdwn",
-            "text": format!(
-                "deployment `{}` · event #{} `{}` · {}",
-                escape(&event.deployment),
-                event.seq,
-                event_type(&event.kind),
-                event.at
-            ),
+            "text": context.join(" · "),
         }],
     }));
     let mut msg = json!({
-        "text": truncate(&escape(&format!("{}: {}", event.service, event.kind)), SECTION_MAX),
+        "text": truncate(&escape(&format!("{about}: {}", event.kind)), SECTION_MAX),
         "blocks": blocks,
     });
     if let (Some(ch), Some(obj)) = (channel, msg.as_object_mut()) {
@@ -84,8 +94,8 @@ pub(super) fn message(event: &Event, channel: Option<&str>) -> Value {
     msg
 }
 
-pub(super) fn body(event: &Event, channel: Option<&str>) -> Result<Vec<u8>> {
-    serde_json::to_vec(&message(event, channel)).map_err(|e| {
+pub(super) fn body(event: &Event, ctx: &NotifyContext, channel: Option<&str>) -> Result<Vec<u8>> {
+    serde_json::to_vec(&message(event, ctx, channel)).map_err(|e| {
         Error::backend(
             "notifier",
             "slack",
@@ -110,7 +120,7 @@ mod tests {
                 reason: "error_rate <canary> 0.2 > 0.05 & rising".into(),
             },
         };
-        let m = message(&e, Some("#deploys"));
+        let m = message(&e, &NotifyContext::default(), Some("#deploys"));
         assert_eq!(m["channel"], "#deploys");
         assert!(
             m["text"]
@@ -132,7 +142,11 @@ mod tests {
             ctx.contains("`web-1`") && ctx.contains("#7") && ctx.contains("`rolledBack`"),
             "{ctx}"
         );
-        assert!(message(&e, None).get("channel").is_none());
+        assert!(
+            message(&e, &NotifyContext::default(), None)
+                .get("channel")
+                .is_none()
+        );
     }
 
     #[test]
@@ -146,11 +160,51 @@ mod tests {
                 reason: "<!channel> p99 <canary> > 2s & rising".into(),
             },
         };
-        let text = message(&e, None)["text"].as_str().expect("text").to_owned();
+        let text = message(&e, &NotifyContext::default(), None)["text"]
+            .as_str()
+            .expect("text")
+            .to_owned();
         assert!(!text.contains('<') && !text.contains('>'), "{text}");
         assert!(
             text.contains("&lt;!channel&gt;") && text.contains("&amp; rising"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn the_environment_leads_the_header_and_fallback_and_is_in_the_context_line() {
+        let e = Event {
+            deployment: "web-1".into(),
+            service: "web".into(),
+            seq: 7,
+            at: Timestamp::from_millis(1_700_000_000_000),
+            kind: EventKind::RolledBack {
+                reason: "5xx".into(),
+            },
+        };
+        let ctx = NotifyContext::new()
+            .with_environment("prod<eu>")
+            .with_namespace("shop");
+        let m = message(&e, &ctx, None);
+        assert_eq!(m["blocks"][0]["text"]["text"], "prod<eu>/web: rolled back");
+        assert_eq!(m["text"], "prod&lt;eu&gt;/web: rolled back: 5xx");
+        let ctx_line = m["blocks"][2]["elements"][0]["text"]
+            .as_str()
+            .expect("context");
+        assert!(
+            ctx_line.starts_with("deployment `web-1` · event #7 `rolledBack`")
+                && ctx_line.ends_with(" · environment `prod&lt;eu&gt;` · namespace `shop`"),
+            "{ctx_line}"
+        );
+        let bare = message(&e, &NotifyContext::new().with_namespace("shop"), None);
+        assert_eq!(bare["blocks"][0]["text"]["text"], "web: rolled back");
+        let ctx_line = bare["blocks"][2]["elements"][0]["text"]
+            .as_str()
+            .expect("context");
+        assert!(
+            ctx_line.starts_with("deployment `web-1`")
+                && ctx_line.ends_with("Z · namespace `shop`"),
+            "{ctx_line}"
         );
     }
 }

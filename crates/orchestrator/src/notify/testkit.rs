@@ -1,8 +1,10 @@
 //! The conformance suite for [`Notifier`] implementations (features `notify` and `testkit`).
 //!
 //! A notifier is called inline by the orchestrator while it emits events, so the suite checks
-//! what the orchestrator relies on: `notify` returns promptly, everything it accepts reaches
-//! the receiver exactly once, and each deployment's events arrive in order. The caller gives
+//! what the orchestrator relies on: [`notify_in`](Notifier::notify_in), which the orchestrator
+//! calls (a notifier implementing only `notify` gets it by default), returns promptly,
+//! everything it accepts reaches the receiver exactly once, and each deployment's events
+//! arrive in order. The caller gives
 //! a view of the receiving end ([`Inbox`]) and says which events its channel carries
 //! ([`Coverage`]). Run it with real time (receivers on loopback answer in real time).
 //!
@@ -27,7 +29,7 @@ use serin_signals::Timestamp;
 use super::event_type;
 use crate::config::{NotificationChannel, StrategyKind};
 use crate::event::{Event, EventKind, Phase};
-use crate::hooks::{InMemoryNotifier, Notifier};
+use crate::hooks::{InMemoryNotifier, Notifier, NotifyContext};
 
 /// One message as the receiver saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,8 +54,8 @@ pub trait Inbox: Send + Sync {
 pub enum Coverage {
     /// Every event it is given (webhooks, Slack, e-mail, the in-memory recorder).
     Every,
-    /// Only what opens or closes an incident: anomalies, rollbacks, failures, completion
-    /// (PagerDuty).
+    /// Only what opens or closes an incident: anomalies above `info`, rollbacks, failures,
+    /// completion (PagerDuty).
     Incidents,
 }
 
@@ -61,16 +63,18 @@ impl Coverage {
     fn carries(self, kind: &EventKind) -> bool {
         match self {
             Coverage::Every => true,
-            Coverage::Incidents => matches!(
-                kind,
-                EventKind::Anomaly { .. }
-                    | EventKind::TriggerFired { .. }
-                    | EventKind::RollbackStarted { .. }
-                    | EventKind::RolledBack { .. }
-                    | EventKind::Failed { .. }
-                    | EventKind::Blocked { .. }
-                    | EventKind::Completed { .. }
-            ),
+            Coverage::Incidents => match kind {
+                EventKind::Anomaly { severity, .. } => !severity.eq_ignore_ascii_case("info"),
+                _ => matches!(
+                    kind,
+                    EventKind::TriggerFired { .. }
+                        | EventKind::RollbackStarted { .. }
+                        | EventKind::RolledBack { .. }
+                        | EventKind::Failed { .. }
+                        | EventKind::Blocked { .. }
+                        | EventKind::Completed { .. }
+                ),
+            },
         }
     }
 }
@@ -116,6 +120,11 @@ fn scripts() -> Vec<(String, Vec<EventKind>)> {
                     phase: Phase::Deployment,
                 },
                 EventKind::Anomaly {
+                    source: "canary".into(),
+                    severity: "info".into(),
+                    summary: "observation of latency not usable: no requests in the window".into(),
+                },
+                EventKind::Anomaly {
                     source: "sequential-counts".into(),
                     severity: "warning".into(),
                     summary: "canary error rate 4.1% vs 1.0% (e-value 12.3 < 20)".into(),
@@ -154,13 +163,17 @@ fn scripts() -> Vec<(String, Vec<EventKind>)> {
 }
 
 /// Runs every check against `notifier` delivering to `channel`, observed through `inbox`;
-/// panics with what went wrong.
+/// panics with what went wrong. The events are given as the orchestrator gives them, through
+/// [`notify_in`](Notifier::notify_in), with a context naming an environment and a namespace.
 pub async fn check_notifier(
     notifier: &dyn Notifier,
     channel: &NotificationChannel,
     inbox: &dyn Inbox,
     coverage: Coverage,
 ) {
+    let ctx = NotifyContext::new()
+        .with_environment("conformance")
+        .with_namespace("serin-conformance");
     let scripts = scripts();
     // Interleave the deployments, as concurrent deployments of several services do.
     let longest = scripts.iter().map(|(_, s)| s.len()).max().unwrap_or(0);
@@ -179,7 +192,9 @@ pub async fn check_notifier(
                 kind: kind.clone(),
             };
             let started = tokio::time::Instant::now();
-            match tokio::time::timeout(NOTIFY_BOUND, notifier.notify(channel, &event)).await {
+            match tokio::time::timeout(NOTIFY_BOUND, notifier.notify_in(&ctx, channel, &event))
+                .await
+            {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => panic!("notify({event}) failed: {e}"),
                 Err(_) => panic!(

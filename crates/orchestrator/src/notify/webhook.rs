@@ -10,6 +10,11 @@
 //! A receiver recomputes the HMAC over the raw body and rejects timestamps too far from its
 //! own clock ([`verify_signature`]); it de-duplicates by the CloudEvents `id`
 //! (`{deployment}-{seq}`), since a delivery whose answer was lost is sent again.
+//!
+//! Where the deployment runs travels as CloudEvents extension attributes, beside the event
+//! rather than in it, so a broker or receiver can route and filter on them without reading
+//! `data`: [`ENVIRONMENT_ATTRIBUTE`] (`serinenvironment`) and [`NAMESPACE_ATTRIBUTE`]
+//! (`serinnamespace`), strings, each present only when the deployment's config names it.
 
 use std::time::Duration;
 
@@ -18,6 +23,7 @@ use serde_json::json;
 use serin_signals::Timestamp;
 use sha2::Sha256;
 
+use super::NotifyContext;
 use super::queue::{Failure, classify};
 use super::settings::Secret;
 use crate::error::{Error, Result};
@@ -28,6 +34,13 @@ pub const SIGNATURE_HEADER: &str = "X-Serin-Signature";
 
 /// The header carrying the signing time, in seconds since the Unix epoch.
 pub const TIMESTAMP_HEADER: &str = "X-Serin-Timestamp";
+
+/// The CloudEvents extension attribute naming the deployment's environment (`prod`).
+/// CloudEvents attribute names are lowercase letters and digits only, hence no separator.
+pub const ENVIRONMENT_ATTRIBUTE: &str = "serinenvironment";
+
+/// The CloudEvents extension attribute naming the deployment's namespace.
+pub const NAMESPACE_ATTRIBUTE: &str = "serinnamespace";
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -132,9 +145,30 @@ pub fn verify_signature(
 
 /// The CloudEvents 1.0 envelope of `event` (structured mode): `id` is `{deployment}-{seq}`,
 /// `type` is `dev.serin.deployment.{eventType}`, `subject` the deployment, `time` the event's
-/// time, `data` the event itself.
+/// time, `data` the event itself. No extension attributes: [`cloud_event_in`] adds where the
+/// deployment runs.
 pub fn cloud_event(source: &str, event: &Event) -> serde_json::Value {
-    json!({
+    cloud_event_in(source, &NotifyContext::default(), event)
+}
+
+/// [`cloud_event`] of a deployment running in `ctx`, with the extension attributes
+/// [`ENVIRONMENT_ATTRIBUTE`] and [`NAMESPACE_ATTRIBUTE`] for what `ctx` names: what the
+/// orchestrator's webhooks send.
+///
+/// ```
+/// use serin_orchestrator::notify::{NotifyContext, cloud_event_in};
+/// # use serin_orchestrator::{Event, EventKind};
+/// # use serin_signals::Timestamp;
+/// # let event = Event { deployment: "web-1".into(), service: "web".into(), seq: 0,
+/// #     at: Timestamp::from_millis(0), kind: EventKind::Paused };
+///
+/// let ctx = NotifyContext::new().with_environment("prod");
+/// let ce = cloud_event_in("/serin/orchestrator", &ctx, &event);
+/// assert_eq!(ce["serinenvironment"], "prod");
+/// assert!(ce.get("serinnamespace").is_none());
+/// ```
+pub fn cloud_event_in(source: &str, ctx: &NotifyContext, event: &Event) -> serde_json::Value {
+    let mut ce = json!({
         "specversion": "1.0",
         "id": format!("{}-{}", event.deployment, event.seq),
         "source": source,
@@ -143,11 +177,22 @@ pub fn cloud_event(source: &str, event: &Event) -> serde_json::Value {
         "time": event.at.to_string(),
         "datacontenttype": "application/json",
         "data": event,
-    })
+    });
+    if let Some(obj) = ce.as_object_mut() {
+        for (name, value) in [
+            (ENVIRONMENT_ATTRIBUTE, super::environment(ctx)),
+            (NAMESPACE_ATTRIBUTE, super::namespace(ctx)),
+        ] {
+            if let Some(v) = value {
+                obj.insert(name.to_owned(), serde_json::Value::String(v.to_owned()));
+            }
+        }
+    }
+    ce
 }
 
-pub(super) fn body(source: &str, event: &Event) -> Result<Vec<u8>> {
-    serde_json::to_vec(&cloud_event(source, event)).map_err(|e| {
+pub(super) fn body(source: &str, ctx: &NotifyContext, event: &Event) -> Result<Vec<u8>> {
+    serde_json::to_vec(&cloud_event_in(source, ctx, event)).map_err(|e| {
         Error::backend(
             "notifier",
             "webhook",
@@ -259,5 +304,54 @@ mod tests {
             sig,
             format!("sha256={}", hex::encode(m.finalize().into_bytes()))
         );
+    }
+
+    #[test]
+    fn the_environment_and_namespace_are_cloudevents_extension_attributes() {
+        // CloudEvents: extension names are lowercase letters and digits, at most 20 of them.
+        for name in [ENVIRONMENT_ATTRIBUTE, NAMESPACE_ATTRIBUTE] {
+            assert!(
+                name.len() <= 20
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
+                "{name}"
+            );
+        }
+        let e = Event {
+            deployment: "web-1".into(),
+            service: "web".into(),
+            seq: 4,
+            at: NOW,
+            kind: crate::event::EventKind::Paused,
+        };
+        let ctx = NotifyContext::new()
+            .with_environment("prod")
+            .with_namespace("shop");
+        let body = body("/serin/orchestrator", &ctx, &e).expect("body");
+        let ce: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(ce["serinenvironment"], "prod");
+        assert_eq!(ce["serinnamespace"], "shop");
+        assert_eq!(ce["id"], "web-1-4");
+        // The event itself is unchanged: the context is beside it, not in it.
+        assert_eq!(
+            serde_json::from_value::<Event>(ce["data"].clone()).expect("event"),
+            e
+        );
+        // Named nowhere (or blank), the attributes are absent, not empty.
+        for ctx in [
+            NotifyContext::default(),
+            NotifyContext::new()
+                .with_environment(" ")
+                .with_namespace(""),
+        ] {
+            let ce = cloud_event_in("/serin/orchestrator", &ctx, &e);
+            let obj = ce.as_object().expect("object");
+            assert!(
+                !obj.contains_key(ENVIRONMENT_ATTRIBUTE) && !obj.contains_key(NAMESPACE_ATTRIBUTE),
+                "{ce}"
+            );
+            assert_eq!(ce, cloud_event("/serin/orchestrator", &e));
+        }
     }
 }

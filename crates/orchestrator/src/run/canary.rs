@@ -21,7 +21,7 @@ impl Runner {
     /// the controller has promoted, and is not asked again.
     pub(super) async fn canary_tick(&mut self) -> Result<()> {
         if self.state.promoting {
-            return self.finish_promotion(Vec::new()).await;
+            return self.finish_promotion(Vec::new(), false).await;
         }
         let window = self.state.config.canary_config.metrics_window;
         // Never past the deadline: a window longer than what is left of the deployment ends
@@ -150,7 +150,7 @@ impl Runner {
             }
             Action::Promote => {
                 kinds.push(EventKind::AnalysisResult { decision });
-                self.promote(kinds).await
+                self.promote(kinds, false).await
             }
             Action::Rollback => {
                 // The judge's evidence only when a judge's failure decided it: a deadline's

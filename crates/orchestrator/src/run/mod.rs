@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::config::{OnResume, StrategyKind};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, Phase};
+use crate::hooks::NotifyContext;
 use crate::journal::Record;
 use crate::orchestrator::{Inner, ServiceBackends, Status};
 use crate::platform::TrackSpec;
@@ -34,7 +35,9 @@ use canary::{controller_of, store};
 /// An operator's command to a running deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
-    /// Skip the remaining analysis or switch steps and give the new version all traffic.
+    /// Skip the remaining analysis or switch steps and give the new version all traffic
+    /// (once its track has grown to full size). A rollback trigger's hold does not stop it: the
+    /// operator decides on the evidence there is.
     Promote,
     /// Roll back now.
     Abort,
@@ -429,14 +432,18 @@ impl Runner {
         Ok(())
     }
 
+    /// Announces `events`: to `tracing`, to subscribers, and to the notification channels
+    /// subscribed to each one's category, with the deployment's environment and namespace
+    /// ([`NotifyContext`]).
     pub(crate) async fn emit(&self, events: &[Event]) {
+        let ctx = NotifyContext::of(&self.state.config);
         for e in events {
             tracing::info!(deployment = %e.deployment, seq = e.seq, "{}", e.kind);
             let _ = self.inner.events.send(e.clone());
             if let (Some(notifier), Some(category)) = (&self.inner.notifier, e.kind.notify_on()) {
                 for ch in &self.state.config.notification_channels {
                     if (ch.events.is_empty() || ch.events.contains(&category))
-                        && let Err(err) = notifier.notify(ch, e).await
+                        && let Err(err) = notifier.notify_in(&ctx, ch, e).await
                     {
                         tracing::warn!(deployment = %e.deployment, "notification to {} failed: {err}", ch.redacted_destination());
                     }
@@ -708,10 +715,10 @@ impl Runner {
                         .command(CanaryCommand::Promote, now)
                         .map_err(|e| Error::conflict("promote", &id, e.to_string()))?;
                     self.state.canary = Some(store(c, run.last_reason));
-                    self.promote(vec![EventKind::AnalysisResult { decision }])
+                    self.promote(vec![EventKind::AnalysisResult { decision }], true)
                         .await
                 }
-                Stage::Switch => self.promote(Vec::new()).await,
+                Stage::Switch => self.promote(Vec::new(), true).await,
                 Stage::Monitoring => self.enter(Stage::Completion, Vec::new(), Vec::new()).await,
                 _ => Err(Error::conflict(
                     "promote",
@@ -731,8 +738,9 @@ impl Runner {
 
     /// Whether a rollback trigger asks to hold: one firing with the hold action, or one gone
     /// stale whose missing data asks to hold (a metrics outage). No evidence is no pass: a
-    /// held canary or switch moves no weight and a held watch does not end, until the
-    /// triggers clear or the deadline comes.
+    /// held canary or switch moves no weight, a held promotion keeps the canary at its share
+    /// once its grown track is ready, and a held watch does not end, until the triggers clear
+    /// or the deadline comes. An operator's promotion goes through a hold.
     ///
     /// While the new version serves no traffic, its triggers can have no data, and would go
     /// stale for that alone and hold it at 0% for good: there only what the data asks for

@@ -401,11 +401,20 @@ impl Runner {
     /// Fails when an instance dies, or when the track is not ready `readinessTimeout` after the
     /// wait began as journalled ([`readiness_since`](crate::DeploymentState::readiness_since)),
     /// so a restart does not extend the wait. Rolls back when `maxDeploymentDuration` runs out
-    /// first. During a promotion, whose new track already serves its canary share, the
-    /// rollback triggers are checked every `monitoring.checkInterval` until it is ready, and
-    /// roll back as in the watch. `false` when a command, the deadline or a trigger moved the
-    /// deployment to another stage.
-    pub(super) async fn await_ready(&mut self) -> Result<bool> {
+    /// first. `false` when a command, the deadline or a trigger moved the deployment to another
+    /// stage.
+    ///
+    /// During a promotion, whose new track already serves its canary share, the rollback
+    /// triggers are checked every `monitoring.checkInterval` until it is ready, and roll back
+    /// as in the watch. A trigger asking to hold (a metrics outage, a hold-level breach) keeps
+    /// the canary at its share past the moment its track is ready: the promotion completes
+    /// once the hold clears, or `maxDeploymentDuration` rolls back, as a hold stops the canary,
+    /// the switch and the watch; no version takes all traffic on missing evidence. An
+    /// operator's promotion goes through the hold (`forced`: the promotion was the operator's,
+    /// or a promote came during the wait), as it does in every other stage. That is not
+    /// journalled: a deployment resumed during a held wait holds again until the hold clears
+    /// or the operator promotes again.
+    pub(super) async fn await_ready(&mut self, mut forced: bool) -> Result<bool> {
         let cfg = &self.state.config.blue_green_config;
         let poll = cfg.health_check_interval.max(Duration::from_millis(1));
         let timeout = cfg.readiness_timeout;
@@ -414,7 +423,6 @@ impl Runner {
         // A start journalled by a clock ahead of this one counts from now.
         let since = self.state.readiness_since.map_or(now, |t| t.min(now));
         let ready_by = since.saturating_add(timeout);
-        let deadline = ready_by.min(self.state.deadline);
         let stage = self.state.stage;
         let service = self.state.service.clone();
         let track = self.new_track();
@@ -424,28 +432,39 @@ impl Runner {
             if let Some(e) = died_while_starting(platform.name(), &status) {
                 return Err(e);
             }
-            if status.all_ready() {
+            let ready = status.all_ready();
+            if ready {
                 // A command that came while the platform answered is served before anything
                 // moves: an abort now still moves no traffic to the new track.
                 while let Ok((op, reply)) = self.commands.try_recv() {
+                    forced |= op == Operation::Promote && self.state.promoting;
                     self.serve_while_waiting_ready(op, reply).await?;
                     if self.state.stage != stage {
                         return Ok(false);
                     }
                 }
-                return Ok(true);
+                if !self.state.promoting || forced || !self.triggers_hold() {
+                    return Ok(true);
+                }
             }
             let now = self.now();
-            if now >= ready_by {
+            if !ready && now >= ready_by {
                 return Err(not_ready(&status, timeout));
             }
             if self.past_deadline(now) {
                 // `maxDeploymentDuration` ran out first: no traffic moves to a track still
-                // starting, and the wait is not the deadline's exception.
+                // starting (or held), and the wait is not the deadline's exception.
                 self.roll_back(self.deadline_reason(), Vec::new()).await?;
                 return Ok(false);
             }
-            let mut d = poll.min(deadline.saturating_duration_since(now));
+            // A ready track held by the triggers waits for them (or the deadline), no longer
+            // for readiness.
+            let until = if ready {
+                self.state.deadline
+            } else {
+                ready_by.min(self.state.deadline)
+            };
+            let mut d = poll.min(until.saturating_duration_since(now));
             if self.state.promoting {
                 // The new version serves its canary share until the scaled track is ready:
                 // the rollback triggers watch it meanwhile, every check interval.
@@ -464,6 +483,7 @@ impl Runner {
                 biased;
                 cmd = self.commands.recv() => {
                     if let Some((op, reply)) = cmd {
+                        forced |= op == Operation::Promote && self.state.promoting;
                         self.serve_while_waiting_ready(op, reply).await?;
                         if self.state.stage != stage {
                             return Ok(false);
@@ -476,8 +496,9 @@ impl Runner {
     }
 
     /// Serves an operator command during a readiness wait. During a promotion, a promote is
-    /// already being carried out and a resume only lifts the pause (the canary controller,
-    /// which has promoted, is not asked again).
+    /// already being carried out (the wait lets it through a hold, see
+    /// [`await_ready`](Self::await_ready)) and a resume only lifts the pause (the canary
+    /// controller, which has promoted, is not asked again).
     async fn serve_while_waiting_ready(&mut self, op: Operation, reply: Reply) -> Result<()> {
         let seq = self.seq;
         let r = match op {
@@ -497,7 +518,7 @@ impl Runner {
     /// blue-green deployment starts its switch plan. A deployment paused meanwhile starts
     /// with no traffic on the new track, as a pause holds every weight.
     pub(super) async fn wait_ready(&mut self) -> Result<()> {
-        if !self.await_ready().await? {
+        if !self.await_ready(false).await? {
             return Ok(());
         }
         self.state.readiness_since = None;

@@ -18,7 +18,7 @@ impl Runner {
     /// back (a platform never restarts one).
     pub(super) async fn switch_tick(&mut self) -> Result<()> {
         if self.state.promoting {
-            return self.finish_promotion(Vec::new()).await;
+            return self.finish_promotion(Vec::new(), false).await;
         }
         let Some(mut run) = self.state.plan.clone() else {
             return Err(Error::conflict("switch", &self.state.id, "no traffic plan"));
@@ -66,7 +66,7 @@ impl Runner {
                 )
                 .await
             }
-            Next::Done => self.promote(Vec::new()).await,
+            Next::Done => self.promote(Vec::new(), false).await,
             Next::Wait { until_millis } => {
                 let check = self.state.config.monitoring.check_interval;
                 let target = Timestamp::from_millis(until_millis)
@@ -113,13 +113,14 @@ impl Runner {
         Ok(status.all_ready())
     }
 
-    /// Gives the new version all traffic (scaling a canary track to full size first).
+    /// Gives the new version all traffic (scaling a canary track to full size first);
+    /// `forced` when an operator asked for it, which a rollback trigger's hold does not stop.
     ///
     /// The scale is journalled with [`promoting`](crate::DeploymentState::promoting) and the
     /// start of the readiness wait: a deployment resumed from that record finishes the
     /// promotion ([`finish_promotion`](Self::finish_promotion)) without asking the canary
     /// controller again, whatever `paused` says, within what is left of `readinessTimeout`.
-    pub(super) async fn promote(&mut self, mut kinds: Vec<EventKind>) -> Result<()> {
+    pub(super) async fn promote(&mut self, mut kinds: Vec<EventKind>, forced: bool) -> Result<()> {
         if self.old_track().is_none() {
             return Err(Error::conflict(
                 "promote",
@@ -145,7 +146,7 @@ impl Runner {
             self.end_promotion();
             return Err(e);
         }
-        self.finish_promotion(kinds).await
+        self.finish_promotion(kinds, forced).await
     }
 
     /// The size the new track grows to before it takes all traffic, if it must grow (see
@@ -160,9 +161,14 @@ impl Runner {
     }
 
     /// The rest of a promotion journalled as under way: waits until the scaled track is
-    /// ready (serving commands: an abort still rolls back), then gives it all traffic.
-    pub(super) async fn finish_promotion(&mut self, kinds: Vec<EventKind>) -> Result<()> {
-        match self.await_ready().await {
+    /// ready and no rollback trigger holds, unless `forced` by an operator (serving commands:
+    /// an abort still rolls back), then gives it all traffic.
+    pub(super) async fn finish_promotion(
+        &mut self,
+        kinds: Vec<EventKind>,
+        forced: bool,
+    ) -> Result<()> {
+        match self.await_ready(forced).await {
             Ok(true) => self.give_all_traffic(kinds).await,
             // An abort moved the deployment on (its rollback ended the promotion).
             Ok(false) => Ok(()),

@@ -1,0 +1,215 @@
+//! A promoted canary whose track grows to full size before it takes all traffic: a rollback
+//! trigger asking to hold (a metrics outage, a hold-level breach) keeps it at its share, as it
+//! holds the canary, the switch and the watch, until the hold clears or the deadline rolls
+//! back; an operator's promotion goes through the hold.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serin_orchestrator::{
+    DeploymentConfig, DeploymentHandle, EventKind, InMemoryPlatform, Outcome, Platform, Report,
+};
+use serin_signals::{Timestamp, Track};
+use support::{SERVICE, World, canary_config, rollback_reason};
+
+/// New instances take this many status checks (one a second while the orchestrator waits)
+/// to become ready: the promotion's scale-up takes about as many seconds.
+const READY_AFTER: u32 = 40;
+
+/// A world serving 1.0.0 whose new instances are slow to become ready.
+async fn slow_world() -> (Arc<World>, tokio::task::JoinHandle<()>) {
+    let world = Arc::new(World {
+        platform: Arc::new(InMemoryPlatform::new().with_ready_after(READY_AFTER)),
+        ..World::new()
+    });
+    world.set_rate("1.0.0", 0.005);
+    world.set_rate("1.1.0", 0.005);
+    let traffic = world.spawn_traffic();
+    world.install("1.0.0").await;
+    (world, traffic)
+}
+
+/// A canary to 1.1.0 (10%, 40%, 70%, then a promotion that grows its track from 1 instance
+/// to 2) with a trigger that holds above 20% errors, and goes stale, holding too, after 10 s
+/// without data. The monitoring threshold, which would roll back, is off.
+fn config() -> DeploymentConfig {
+    let mut config = canary_config("1.1.0");
+    config.monitoring.error_rate_threshold = None;
+    config.blue_green_config.readiness_timeout = Duration::from_secs(300);
+    config.triggers = vec![
+        serde_json::from_str(
+            r#"{"kind":"metricThreshold","id":"errors-hold","metric":"error_rate",
+                "operator":"gt","value":0.2,"action":"hold","staleAfter":"10s"}"#,
+        )
+        .expect("trigger"),
+    ];
+    config.validate().expect("valid");
+    config
+}
+
+/// Starts `config` and waits until the promotion has scaled the canary track to 2 instances;
+/// answers the handle and when that was seen.
+async fn promoting(world: &World, config: &DeploymentConfig) -> (DeploymentHandle, Timestamp) {
+    let h = world
+        .orchestrator()
+        .start(config, SERVICE)
+        .await
+        .expect("start");
+    loop {
+        let canary = world
+            .platform
+            .list()
+            .await
+            .expect("list")
+            .iter()
+            .find(|t| t.track == Track::Canary)
+            .map_or(0, |t| t.instances.len());
+        if canary >= 2 {
+            return (h, world.clock.now());
+        }
+        if h.status().outcome.is_some() {
+            let report = h.wait().await.expect("report");
+            panic!("over before the promotion's scale-up:\n{report}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The new version's shares announced, with when.
+fn weights(report: &Report) -> Vec<(Timestamp, f64)> {
+    report
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::WeightChanged { percent, .. } => Some((e.at, *percent)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The canary track's share in the router's split now, in percent.
+async fn canary_share(world: &World) -> f64 {
+    use serin_traffic::TrafficRouter as _;
+    world
+        .router
+        .current()
+        .await
+        .expect("split")
+        .and_then(|s| s.weight_of("canary").map(|w| w.as_percent()))
+        .unwrap_or(0.0)
+}
+
+/// A metrics outage while the track grows: the trigger goes stale and holds, so the canary
+/// stays at 70% well past the moment its track is ready, and takes all traffic only once the
+/// data is back.
+#[tokio::test(start_paused = true)]
+async fn a_metrics_outage_while_a_promoted_canary_grows_holds_it_until_the_data_returns() {
+    let (world, _traffic) = slow_world().await;
+    let (h, scaled) = promoting(&world, &config()).await;
+    world.source.set_unavailable(true);
+    // The track is ready some 40 s after the scale; the hold keeps it at its share.
+    tokio::time::sleep(Duration::from_secs(90)).await;
+    assert!(
+        world
+            .platform
+            .status(SERVICE, &Track::Canary)
+            .await
+            .expect("status")
+            .all_ready(),
+        "the scaled track is ready by now"
+    );
+    assert_eq!(canary_share(&world).await, 70.0);
+    assert_eq!(h.status().weight, 70.0);
+    let back = world.clock.now();
+    world.source.set_unavailable(false);
+    let report = h.wait().await.expect("report");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    let full = weights(&report)
+        .into_iter()
+        .find(|(_, w)| *w == 100.0)
+        .map(|(at, _)| at)
+        .expect("promoted");
+    assert!(
+        full >= back,
+        "all traffic at {full:?}, before the data returned at {back:?} (scaled at {scaled:?})"
+    );
+    assert!(
+        report.timeline.iter().any(|e| matches!(
+            &e.kind,
+            EventKind::Anomaly { source, severity, .. }
+                if source == "trigger `errors-hold`" && severity == "hold"
+        )),
+        "{report}"
+    );
+}
+
+/// A hold-level breach that does not clear keeps the canary at its share until
+/// `maxDeploymentDuration` rolls it back: it never takes all traffic.
+#[tokio::test(start_paused = true)]
+async fn a_hold_that_never_clears_while_the_track_grows_rolls_back_at_the_deadline() {
+    let (world, _traffic) = slow_world().await;
+    let mut config = config();
+    config.max_deployment_duration = Duration::from_secs(600);
+    let (h, _) = promoting(&world, &config).await;
+    world.set_rate("1.1.0", 0.5);
+    let report = h.wait().await.expect("report");
+    let reason = rollback_reason(&report);
+    assert!(reason.contains("maxDeploymentDuration"), "{reason}");
+    let top = weights(&report)
+        .into_iter()
+        .map(|(_, w)| w)
+        .fold(0.0, f64::max);
+    assert_eq!(top, 70.0, "{report}");
+    assert_eq!(
+        world.live_version().await,
+        Some((Track::Stable, "1.0.0".into()))
+    );
+}
+
+/// An operator's promotion goes through a hold, as it does in the canary stage, the switch
+/// and the watch: promoting again during the held wait gives the ready track all traffic.
+#[tokio::test(start_paused = true)]
+async fn an_operators_promotion_goes_through_a_hold_while_the_track_grows() {
+    let (world, _traffic) = slow_world().await;
+    let (h, _) = promoting(&world, &config()).await;
+    world.set_rate("1.1.0", 0.5);
+    tokio::time::sleep(Duration::from_secs(90)).await;
+    assert_eq!(canary_share(&world).await, 70.0, "held");
+    let asked = world.clock.now();
+    h.promote().await.expect("promote");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(canary_share(&world).await, 100.0);
+    let took = world.clock.now().saturating_duration_since(asked);
+    assert!(took <= Duration::from_secs(3), "{took:?}");
+    h.abort().await.expect("abort");
+    let report = h.wait().await.expect("report");
+    assert!(matches!(report.outcome, Some(Outcome::RolledBack { .. })));
+}
+
+/// An operator who promotes a canary held by a metrics outage promotes it through the hold:
+/// its track grows, and takes all traffic once ready, though the data is still missing.
+#[tokio::test(start_paused = true)]
+async fn an_operators_promotion_of_a_held_canary_is_not_held_while_its_track_grows() {
+    let (world, _traffic) = slow_world().await;
+    let h = world
+        .orchestrator()
+        .start(&config(), SERVICE)
+        .await
+        .expect("start");
+    while h.status().weight < 40.0 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    world.source.set_unavailable(true);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(h.status().weight, 40.0, "held by the outage");
+    assert_eq!(canary_share(&world).await, 40.0);
+    h.promote().await.expect("promote");
+    // The track grows in some 40 s; then it takes all traffic.
+    tokio::time::sleep(Duration::from_secs(u64::from(READY_AFTER) + 10)).await;
+    assert_eq!(canary_share(&world).await, 100.0);
+    h.abort().await.expect("abort");
+    let report = h.wait().await.expect("report");
+    assert!(matches!(report.outcome, Some(Outcome::RolledBack { .. })));
+}

@@ -1,0 +1,153 @@
+//! What a deployment gives its notifier: a notifier implementing only `notify` still gets
+//! every event it is subscribed to, and one implementing `notify_in` also gets where the
+//! deployment runs (the config's `environment` and `namespace`).
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use serin_orchestrator::{
+    Event, NotificationChannel, Notifier, Orchestrator, Outcome, Result, ServiceBackends,
+};
+use support::{SERVICE, World, canary_config};
+
+/// A notifier written before `notify_in` existed: it implements `notify` alone.
+#[derive(Default)]
+struct Plain {
+    seen: Mutex<Vec<Event>>,
+}
+
+#[async_trait]
+impl Notifier for Plain {
+    async fn notify(&self, _channel: &NotificationChannel, event: &Event) -> Result<()> {
+        self.seen.lock().expect("seen").push(event.clone());
+        Ok(())
+    }
+}
+
+fn orchestrator(world: &World, notifier: Arc<dyn Notifier>) -> Orchestrator {
+    Orchestrator::builder(world.platform.clone(), world.journal.clone())
+        .service(
+            SERVICE,
+            ServiceBackends::new(
+                world.router.clone(),
+                world.source.clone(),
+                world.health.clone(),
+            ),
+        )
+        .clock(world.clock)
+        .notifier(notifier)
+        .build()
+}
+
+fn channel() -> NotificationChannel {
+    serde_json::from_str(r##"{"type":"slack","destination":"#deploys"}"##).expect("channel")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_notifier_implementing_only_notify_gets_every_subscribed_event() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let plain = Arc::new(Plain::default());
+    let mut config = canary_config("1.1.0");
+    config.notification_channels = vec![channel()];
+    config.environment = Some("prod".into());
+    let report = orchestrator(&world, plain.clone())
+        .run(&config)
+        .await
+        .expect("run")
+        .remove(0);
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    let expected: Vec<Event> = report
+        .timeline
+        .iter()
+        .filter(|e| e.kind.notify_on().is_some())
+        .cloned()
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(*plain.seen.lock().expect("seen"), expected);
+}
+
+#[cfg(feature = "notify")]
+mod with_context {
+    use super::*;
+    use serin_orchestrator::NotifyContext;
+
+    /// A notifier that tells where the deployment runs.
+    #[derive(Default)]
+    struct Placed {
+        seen: Mutex<Vec<(NotifyContext, Event)>>,
+        plain: Mutex<usize>,
+    }
+
+    #[async_trait]
+    impl Notifier for Placed {
+        async fn notify(&self, _channel: &NotificationChannel, _event: &Event) -> Result<()> {
+            *self.plain.lock().expect("plain") += 1;
+            Ok(())
+        }
+
+        async fn notify_in(
+            &self,
+            ctx: &NotifyContext,
+            _channel: &NotificationChannel,
+            event: &Event,
+        ) -> Result<()> {
+            self.seen
+                .lock()
+                .expect("seen")
+                .push((ctx.clone(), event.clone()));
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_notifier_implementing_notify_in_gets_the_environment_and_namespace() {
+        let (world, _traffic) = World::serving(0.005, 0.005).await;
+        let placed = Arc::new(Placed::default());
+        let mut config = canary_config("1.1.0");
+        config.notification_channels = vec![channel()];
+        config.environment = Some("prod".into());
+        config.namespace = Some("shop".into());
+        let report = orchestrator(&world, placed.clone())
+            .run(&config)
+            .await
+            .expect("run")
+            .remove(0);
+        assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+        let want = NotifyContext::new()
+            .with_environment("prod")
+            .with_namespace("shop");
+        let seen = placed.seen.lock().expect("seen").clone();
+        assert_eq!(
+            seen.len(),
+            report
+                .timeline
+                .iter()
+                .filter(|e| e.kind.notify_on().is_some())
+                .count()
+        );
+        assert!(seen.iter().all(|(ctx, _)| *ctx == want), "{seen:?}");
+        assert_eq!(
+            *placed.plain.lock().expect("plain"),
+            0,
+            "notify_in is called"
+        );
+        // A config naming neither (or blanks) gives an empty context.
+        let placed = Arc::new(Placed::default());
+        let mut config = canary_config("1.2.0");
+        config.notification_channels = vec![channel()];
+        config.environment = Some("  ".into());
+        world.set_rate("1.2.0", 0.005);
+        orchestrator(&world, placed.clone())
+            .run(&config)
+            .await
+            .expect("run");
+        let seen = placed.seen.lock().expect("seen").clone();
+        assert!(!seen.is_empty());
+        assert!(
+            seen.iter().all(|(ctx, _)| *ctx == NotifyContext::default()),
+            "{seen:?}"
+        );
+    }
+}
