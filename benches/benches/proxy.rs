@@ -130,6 +130,18 @@ async fn start_nginx(bin: &Path, backends: &[SocketAddr]) -> Result<(SocketAddr,
     Ok((addr, child))
 }
 
+/// Stops nginx with SIGTERM, which its master passes on to its workers; the `kill_on_drop`
+/// SIGKILL (left for an early exit) ends the master alone and leaves the workers running.
+async fn stop_nginx(mut child: Child) {
+    if let Some(pid) = child.id() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+    }
+}
+
 /// Saturation throughput with wrk (64 connections, 2 threads), if installed.
 async fn wrk(addr: SocketAddr, secs: u64) -> Option<f64> {
     let out = Command::new("wrk")
@@ -371,7 +383,9 @@ async fn throughput_and_latency(bin: &Path, secs: u64) -> Result<(), BoxError> {
     for (row, (_, addr)) in rows.iter_mut().zip(&paths) {
         latency(row, *addr, secs, rate).await;
     }
-    drop(nginx);
+    if let Some((_, child)) = nginx {
+        stop_nginx(child).await;
+    }
     let [direct, serin, caller, rest @ ..] = rows.as_slice() else {
         return Err("no rows measured".into());
     };
