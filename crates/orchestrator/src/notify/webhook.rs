@@ -156,7 +156,8 @@ pub fn cloud_event(source: &str, event: &Event) -> serde_json::Value {
 /// orchestrator's webhooks send.
 ///
 /// ```
-/// use serin_orchestrator::notify::{NotifyContext, cloud_event_in};
+/// use serin_orchestrator::NotifyContext;
+/// use serin_orchestrator::notify::cloud_event_in;
 /// # use serin_orchestrator::{Event, EventKind};
 /// # use serin_signals::Timestamp;
 /// # let event = Event { deployment: "web-1".into(), service: "web".into(), seq: 0,
