@@ -676,3 +676,133 @@ async fn a_restore_that_stops_part_way_says_the_database_may_hold_part_of_it() {
     );
     db.drop().await;
 }
+
+/// Polls `fut` until `stop()` answers true before a poll, then drops it (a cancellation at an
+/// `.await`); answers whether it was dropped before it finished.
+async fn cancel_when<F, S>(fut: F, mut stop: impl FnMut() -> S) -> bool
+where
+    F: std::future::Future,
+    S: std::future::Future<Output = bool>,
+{
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if stop().await {
+            return true;
+        }
+        let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+        if polled.is_ready() {
+            return false;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A template-mode backup cancelled once its snapshot database exists (say, by a timeout)
+/// leaves neither the database nor anything in its directory.
+#[tokio::test]
+async fn a_template_backup_cancelled_after_the_copy_leaves_no_snapshot_database() {
+    let Some(server) = server("cancelled_template") else {
+        return;
+    };
+    let db = Db::plain(&server, "cancel_tpl").await;
+    orders(&db).await;
+    let store = tempfile::tempdir().unwrap();
+    let pg = PostgresBackup::new(
+        PostgresSettings::new(db.connection(), store.path())
+            .with_mode(PostgresMode::Template)
+            .verify_table(TableName::new("orders")),
+    )
+    .unwrap();
+    let claimed = || {
+        std::fs::read_dir(store.path()).unwrap().find_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".pending").map(str::to_owned)
+        })
+    };
+    let copied = || async {
+        match claimed() {
+            Some(id) => db.database_exists(&pg.snapshot_database(&id)).await,
+            None => false,
+        }
+    };
+    let mut id = None;
+    let cancelled = cancel_when(pg.backup("shop", "v1"), || {
+        id = id.take().or_else(claimed);
+        copied()
+    })
+    .await;
+    assert!(cancelled, "the backup ended before its copy was seen");
+    let id = id.expect("a claim was seen");
+    assert!(!db.database_exists(&pg.snapshot_database(&id)).await);
+    let left: Vec<_> = std::fs::read_dir(store.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(pg.list("shop").await.unwrap().is_empty());
+    db.drop().await;
+}
+
+/// A delete that cannot drop a snapshot database still unlists the backup first (a listed
+/// backup always has its data), says so, and is finished by deleting again or by the next
+/// backup.
+#[tokio::test]
+async fn an_interrupted_delete_unlists_first_and_is_finished_later() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(server) = server("interrupted_delete") else {
+        return;
+    };
+    let db = Db::plain(&server, "interrupted").await;
+    orders(&db).await;
+    let store = tempfile::tempdir().unwrap();
+    let settings =
+        PostgresSettings::new(db.connection(), store.path()).with_mode(PostgresMode::Template);
+    let pg = PostgresBackup::new(settings.clone()).unwrap();
+    let first = pg.backup("shop", "v1").await.unwrap();
+    let second = pg.backup("shop", "v2").await.unwrap();
+    // The same store, through a psql that cannot drop snapshot databases.
+    let bin = tempfile::tempdir().unwrap();
+    let real = std::process::Command::new("sh")
+        .args(["-c", "command -v psql"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8_lossy(&real.stdout).trim().to_owned();
+    let wrapper = bin.path().join("psql");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in *'DROP DATABASE IF EXISTS \"serin_snap_'*) \
+             echo 'ERROR:  refused by the test' >&2; exit 1;; esac\nexec '{real}' \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let failing = PostgresBackup::new(settings.with_bin_dir(bin.path())).unwrap();
+    for id in [&first, &second] {
+        let msg = failing.delete(id).await.unwrap_err().to_string();
+        assert!(
+            msg.contains(&format!("backup `{id}` is no longer listed"))
+                && msg.contains("refused by the test")
+                && msg.contains("deleting")
+                && msg.contains("again"),
+            "{msg}"
+        );
+        assert!(matches!(pg.info(id).await, Err(Error::NotFound { .. })));
+        assert!(db.database_exists(&pg.snapshot_database(id)).await);
+    }
+    assert!(pg.list("shop").await.unwrap().is_empty());
+    // Deleting again finishes it.
+    pg.delete(&first).await.unwrap();
+    assert!(!db.database_exists(&pg.snapshot_database(&first)).await);
+    assert!(matches!(
+        pg.delete(&first).await,
+        Err(Error::NotFound { .. })
+    ));
+    // So does the next backup of the service.
+    let third = pg.backup("shop", "v3").await.unwrap();
+    assert!(!db.database_exists(&pg.snapshot_database(&second)).await);
+    let files: Vec<String> = std::fs::read_dir(store.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(files, [format!("{third}.json")]);
+    pg.delete(&third).await.unwrap();
+    db.drop().await;
+}

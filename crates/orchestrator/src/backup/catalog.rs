@@ -6,20 +6,39 @@
 //! same id) and the provider's data sits beside it under the id. Only `.json` files are listed,
 //! so a backup that is still running or was interrupted is never offered for a restore.
 //!
+//! The metadata is the last thing a backup writes and the first thing a delete removes, so a
+//! listed backup always has all its data:
+//! - a backup syncs its data, then the directory, and only then commits the metadata;
+//! - a delete first renames the metadata to `<dir>/<id>.deleting` (the backup is no longer
+//!   listed, read or restored from that moment), then removes the data, then that file. A
+//!   delete that was interrupted leaves the `.deleting` file, which keeps the id from being
+//!   handed out again while data of it may remain; deleting the id again, or the next backup of
+//!   the service, finishes it.
+//!
 //! Several providers may share a directory: each backup records its provider's source (see
 //! [`BackupInfo::source`]), and a catalog lists and reads only its own source's backups.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serin_signals::{Timestamp, dns_label_problem};
 use tokio::io::AsyncWriteExt;
 
+use super::{durable, tree};
 use crate::error::{Error, Result};
-use crate::hooks::BackupInfo;
+use crate::hooks::{BackupInfo, BackupProvider};
 
 /// How many ids one millisecond can hand out to one service.
 const IDS_PER_MILLI: u32 = 1000;
+
+/// The metadata of a backup.
+const LISTED: &str = ".json";
+/// The metadata of a backup being deleted.
+const DELETING: &str = ".deleting";
+/// The claim on the id of a backup being taken.
+const PENDING: &str = ".pending";
 
 /// A provider's directory of backup metadata.
 #[derive(Debug, Clone)]
@@ -77,31 +96,48 @@ impl Catalog {
         )
     }
 
-    /// Claims a new id for a backup of `service` taken at `now`; the caller must
-    /// [`commit`](Self::commit) or [`release`](Self::release) it.
-    pub(crate) async fn claim(&self, service: &str, now: Timestamp) -> Result<String> {
+    /// Claims a new id for a backup of `service` taken at `now`. The claim is held until it
+    /// is [`commit`](Self::commit)ted or dropped; dropped, it removes what the backup wrote.
+    pub(crate) async fn claim(&self, service: &str, now: Timestamp) -> Result<Claim> {
         check_service(service)?;
         tokio::fs::create_dir_all(&self.dir)
             .await
             .map_err(|e| self.io_error("create the backup directory", &self.dir, e))?;
         for n in 0..IDS_PER_MILLI {
             let id = format!("{service}-{}-{n:03}", now.as_millis());
-            if tokio::fs::try_exists(self.data_path(&id, ".json"))
-                .await
-                .unwrap_or(true)
-            {
-                continue;
-            }
-            let pending = self.data_path(&id, ".pending");
+            let pending = self.data_path(&id, PENDING);
             match tokio::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .open(&pending)
                 .await
             {
-                Ok(_) => return Ok(id),
+                Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(self.io_error("claim a backup id at", &pending, e)),
+            }
+            let claim = Claim {
+                metadata: self.data_path(&id, LISTED),
+                pending,
+                id,
+                data: Vec::new(),
+                undo: None,
+                work: Work::default(),
+                armed: true,
+            };
+            // A listed backup, or one whose delete has not finished, still holds the id.
+            // Checked after the claim is made: a commit drops its claim only once its
+            // metadata exists, so a backup committed at this very moment is seen here,
+            // where a check before the claim could have missed it.
+            let mut taken = false;
+            for suffix in [LISTED, DELETING] {
+                taken = taken
+                    || tokio::fs::try_exists(self.data_path(&claim.id, suffix))
+                        .await
+                        .unwrap_or(true);
+            }
+            if !taken {
+                return Ok(claim);
             }
         }
         Err(Error::backend(
@@ -114,9 +150,13 @@ impl Catalog {
         ))
     }
 
-    /// Records `info` (written beside, then renamed into place) and drops the claim.
-    pub(crate) async fn commit(&self, info: &BackupInfo) -> Result<()> {
-        let path = self.data_path(&info.id, ".json");
+    /// Records `info`, the metadata of the backup `claim` was taken for, and drops the claim.
+    /// The caller has synced the data; the directory holding its names is synced here, before
+    /// the metadata is written beside and renamed into place. On an error, the claim is
+    /// dropped and the data with it.
+    pub(crate) async fn commit(&self, info: &BackupInfo, claim: Claim) -> Result<()> {
+        debug_assert_eq!(info.id, claim.id);
+        let path = self.data_path(&info.id, LISTED);
         let tmp = self.data_path(&info.id, ".json.tmp");
         let body = serde_json::to_vec_pretty(info).map_err(|e| {
             Error::backend(
@@ -125,49 +165,39 @@ impl Catalog {
                 format!("cannot encode the metadata of `{}`: {e}", info.id),
             )
         })?;
+        durable::sync_dir(&self.dir)
+            .await
+            .map_err(|e| self.io_error("sync", &self.dir, e))?;
         // On disk before the rename, and the rename itself after it: a power loss leaves the
         // old state or the whole new file, never an empty one that no listing could read.
         let write = async {
             let mut file = tokio::fs::File::create(&tmp).await?;
             file.write_all(&body).await?;
-            file.sync_all().await
+            file.sync_all().await?;
+            durable::synced(&tmp);
+            Ok::<_, std::io::Error>(())
         };
         write.await.map_err(|e| self.io_error("write", &tmp, e))?;
         tokio::fs::rename(&tmp, &path)
             .await
             .map_err(|e| self.io_error("write", &path, e))?;
-        if let Some(dir) = path.parent() {
-            // Best effort: a file system that cannot sync a directory still renamed the file.
-            if let Ok(dir) = tokio::fs::File::open(dir).await {
-                let _ = dir.sync_all().await;
-            }
-        }
-        self.release(&info.id).await;
+        // Listed from here on, whatever happens next: the claim keeps the data.
+        claim.finish();
+        durable::sync_dir(&self.dir)
+            .await
+            .map_err(|e| self.io_error("sync", &self.dir, e))?;
         Ok(())
-    }
-
-    /// A guard over the claimed `id` whose backup writes `files`: dropped before it is
-    /// [`finished`](Unfinished::finished) (the backup was cancelled or timed out at an
-    /// `.await`), it removes them and the claim, unless the metadata was already committed.
-    pub(crate) fn unfinished(&self, id: &str, files: Vec<PathBuf>) -> Unfinished {
-        Unfinished {
-            metadata: self.data_path(id, ".json"),
-            pending: self.data_path(id, ".pending"),
-            files,
-            armed: true,
-        }
-    }
-
-    /// Drops the claim on `id` (after a failed backup, or once committed).
-    pub(crate) async fn release(&self, id: &str) {
-        // A claim that is already gone is what was wanted.
-        let _ = tokio::fs::remove_file(self.data_path(id, ".pending")).await;
     }
 
     /// The metadata of backup `id`.
     pub(crate) async fn read(&self, id: &str) -> Result<BackupInfo> {
+        self.read_as(id, LISTED).await
+    }
+
+    /// The metadata of backup `id` in its file with `suffix`.
+    async fn read_as(&self, id: &str, suffix: &str) -> Result<BackupInfo> {
         check_id(id)?;
-        let path = self.data_path(id, ".json");
+        let path = self.data_path(id, suffix);
         let body = match tokio::fs::read(&path).await {
             Ok(body) => body,
             Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -202,13 +232,22 @@ impl Catalog {
 
     /// The backups of `service`, oldest first.
     pub(crate) async fn list(&self, service: &str) -> Result<Vec<BackupInfo>> {
+        self.scan(service, LISTED).await
+    }
+
+    /// The backups of `service` whose delete was started and has not finished, oldest first.
+    pub(crate) async fn interrupted_deletes(&self, service: &str) -> Result<Vec<BackupInfo>> {
+        self.scan(service, DELETING).await
+    }
+
+    /// The metadata of `service`'s backups in files with `suffix`, oldest first.
+    async fn scan(&self, service: &str, suffix: &str) -> Result<Vec<BackupInfo>> {
         check_service(service)?;
         let mut entries = match tokio::fs::read_dir(&self.dir).await {
             Ok(entries) => entries,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(self.io_error("list", &self.dir, e)),
         };
-        let prefix = format!("{service}-");
         let mut found = Vec::new();
         while let Some(entry) = entries
             .next_entry()
@@ -217,7 +256,12 @@ impl Catalog {
         {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if !(name.starts_with(&prefix) && name.ends_with(".json")) {
+            // Only this service's files are read: another service's damaged metadata (even
+            // of `web-api` beside `web`) must not stop this one's listing.
+            if !name
+                .strip_suffix(suffix)
+                .is_some_and(|id| is_id_of(id, service))
+            {
                 continue;
             }
             let path = entry.path();
@@ -228,7 +272,6 @@ impl Catalog {
                 Err(e) => return Err(self.io_error("read", &path, e)),
             };
             let info = self.decode(&path, &body)?;
-            // A service whose name extends this one (`web` and `web-api`) shares the prefix.
             if info.service == service && self.owns(&info) {
                 found.push(info);
             }
@@ -237,49 +280,203 @@ impl Catalog {
         Ok(found)
     }
 
-    /// Forgets backup `id` (its data must already be gone).
-    pub(crate) async fn remove(&self, id: &str) -> Result<()> {
-        check_id(id)?;
-        let path = self.data_path(id, ".json");
+    /// Starts deleting backup `id`: its metadata moves aside (durably) so that it is no
+    /// longer listed, read or restored, and is returned for the provider to remove the data
+    /// it describes, then [`finish_delete`](Self::finish_delete). Of a backup whose delete
+    /// was interrupted, the metadata that was moved aside is returned: the delete resumes.
+    pub(crate) async fn start_delete(&self, id: &str) -> Result<BackupInfo> {
+        match self.read(id).await {
+            Ok(info) => {
+                let (from, to) = (self.data_path(id, LISTED), self.data_path(id, DELETING));
+                match tokio::fs::rename(&from, &to).await {
+                    Ok(()) => {
+                        durable::sync_dir(&self.dir)
+                            .await
+                            .map_err(|e| self.io_error("sync", &self.dir, e))?;
+                        Ok(info)
+                    }
+                    // Another delete of it moved it first: resume that one.
+                    Err(e) if e.kind() == ErrorKind::NotFound => self.read_as(id, DELETING).await,
+                    Err(e) => Err(self.io_error("move aside", &from, e)),
+                }
+            }
+            Err(Error::NotFound { .. }) => self.read_as(id, DELETING).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The error of a delete that unlisted backup `info` but could not remove its data (`e`).
+    pub(crate) fn unlisted_but_kept(&self, info: &BackupInfo, e: Error) -> Error {
+        let cause = match e {
+            Error::Backend { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        Error::backend(
+            "backup",
+            self.provider.as_str(),
+            format!(
+                "backup `{}` is no longer listed, but its data could not be removed ({cause}); \
+                 deleting `{}` again, or the next backup of `{}`, removes it",
+                info.id, info.id, info.service
+            ),
+        )
+    }
+
+    /// Forgets backup `id` once its data is gone.
+    pub(crate) async fn finish_delete(&self, id: &str) -> Result<()> {
+        let path = self.data_path(id, DELETING);
         match tokio::fs::remove_file(&path).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Err(Error::not_found("backup", id)),
-            Err(e) => Err(self.io_error("remove", &path, e)),
+            // Finished by a delete running beside this one.
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(self.io_error("remove", &path, e)),
+            _ => Ok(()),
         }
     }
 }
 
-/// See [`Catalog::unfinished`]. Its removals are synchronous, as a drop cannot wait: a few
-/// files, not trees.
-#[derive(Debug)]
-pub(crate) struct Unfinished {
-    metadata: PathBuf,
-    pending: PathBuf,
-    files: Vec<PathBuf>,
-    armed: bool,
-}
-
-impl Unfinished {
-    /// The backup was committed, or its failure cleaned up: nothing is left to remove.
-    pub(crate) fn finished(mut self) {
-        self.armed = false;
+/// Finishes the deletes of `service`'s backups in `catalog` that were interrupted, through
+/// `provider` (whose `delete` resumes them). Best effort: a failure is logged, and the next
+/// backup tries again.
+pub(crate) async fn finish_interrupted_deletes(
+    catalog: &Catalog,
+    provider: &dyn BackupProvider,
+    service: &str,
+) {
+    let interrupted = match catalog.interrupted_deletes(service).await {
+        Ok(interrupted) => interrupted,
+        Err(e) => {
+            tracing::warn!(service, "cannot look for interrupted deletes: {e}");
+            return;
+        }
+    };
+    for info in interrupted {
+        match provider.delete(&info.id).await {
+            // Finished by a delete running beside this one.
+            Ok(()) | Err(Error::NotFound { .. }) => {
+                tracing::info!(backup = %info.id, service, "finished an interrupted delete");
+            }
+            Err(e) => tracing::warn!(backup = %info.id, service, "{e}"),
+        }
     }
 }
 
-impl Drop for Unfinished {
+/// Work on a backup's data that runs on a blocking thread, and the way to stop it: the work
+/// holds [`busy`](Self::busy) while it writes and reads [`cancelled`](Self::cancelled) as it
+/// goes; whoever stops it sets the flag and waits for the lock, after which nothing writes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Work {
+    cancelled: Arc<AtomicBool>,
+    busy: Arc<Mutex<()>>,
+}
+
+impl Work {
+    /// Set once the work must stop.
+    pub(crate) fn cancelled(&self) -> &AtomicBool {
+        &self.cancelled
+    }
+
+    /// Held while the work writes.
+    pub(crate) fn busy(&self) -> MutexGuard<'_, ()> {
+        self.busy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stops the work: once this returns, it writes no more until the guard is dropped.
+    pub(crate) fn stop(&self) -> MutexGuard<'_, ()> {
+        self.cancelled.store(true, Ordering::Relaxed);
+        self.busy()
+    }
+}
+
+/// A cleanup that needs more than removing files (a database to drop).
+pub(crate) type Undo = Box<dyn FnOnce() + Send + Sync>;
+
+/// The claim on the id of a backup being taken (see [`Catalog::claim`]).
+///
+/// Dropped before it is committed (the backup failed, or was cancelled or timed out at an
+/// `.await`), it stops the backup's [`work`](Self::work), removes the data
+/// [registered](Self::remove_on_drop) and runs its [undo](Self::undo_on_drop), unless the
+/// metadata was already committed, and then drops the claim. All of it is done before the drop
+/// returns, so a caller that retries or exits next finds nothing left behind; the thread
+/// that drops it waits for that (removing files, or one client session for a database).
+pub(crate) struct Claim {
+    id: String,
+    metadata: PathBuf,
+    pending: PathBuf,
+    data: Vec<PathBuf>,
+    undo: Option<Undo>,
+    work: Work,
+    armed: bool,
+}
+
+impl std::fmt::Debug for Claim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claim")
+            .field("id", &self.id)
+            .field("data", &self.data)
+            .field("undo", &self.undo.is_some())
+            .field("armed", &self.armed)
+            .finish()
+    }
+}
+
+impl Claim {
+    /// The id claimed.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The file or tree at `path` is data of this backup.
+    pub(crate) fn remove_on_drop(&mut self, path: PathBuf) {
+        self.data.push(path);
+    }
+
+    /// What else undoes this backup if it is dropped unfinished; `None` once there is
+    /// nothing more to undo (or it was undone another way).
+    pub(crate) fn undo_on_drop(&mut self, undo: Option<Undo>) {
+        self.undo = undo;
+    }
+
+    /// The work writing this backup's data on a blocking thread.
+    pub(crate) fn work(&self) -> Work {
+        self.work.clone()
+    }
+
+    /// The backup was committed: its data stays, and the claim is dropped.
+    fn finish(mut self) {
+        self.armed = false;
+        // A claim that is already gone is what was wanted.
+        let _ = std::fs::remove_file(&self.pending);
+    }
+}
+
+impl Drop for Claim {
     fn drop(&mut self) {
         if !self.armed {
             return;
         }
-        // Committed but not yet told so (cancelled while the claim was being released): the
-        // backup is listed, so its data stays.
+        let _stopped = self.work.stop();
+        // Committed but not yet told so (cancelled while the directory was being synced):
+        // the backup is listed, so its data stays.
         if !self.metadata.exists() {
-            for file in &self.files {
-                let _ = std::fs::remove_file(file);
+            for path in &self.data {
+                if let Err(e) = tree::remove_tree(path) {
+                    tracing::warn!(backup = %self.id, "an unfinished backup left data: {e}");
+                }
+            }
+            if let Some(undo) = self.undo.take() {
+                undo();
             }
         }
         let _ = std::fs::remove_file(&self.pending);
     }
+}
+
+/// Whether `id` is one [`Catalog::claim`] hands out to `service`: `<service>-<ms>-<n>`.
+fn is_id_of(id: &str, service: &str) -> bool {
+    let numbers = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    id.strip_prefix(service)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .and_then(|rest| rest.split_once('-'))
+        .is_some_and(|(ms, n)| numbers(ms) && numbers(n))
 }
 
 /// A service name becomes part of file names: it must be a DNS label, like every service name.
@@ -313,6 +510,17 @@ mod tests {
     use super::*;
     use crate::hooks::BackupCheck;
 
+    /// Commits a backup of `service` at `at` labelled `label`; its id.
+    async fn take(catalog: &Catalog, service: &str, label: &str, at: Timestamp) -> String {
+        let claim = catalog.claim(service, at).await.unwrap();
+        let id = claim.id().to_owned();
+        catalog
+            .commit(&catalog.info(&id, service, label, at), claim)
+            .await
+            .unwrap();
+        id
+    }
+
     #[tokio::test]
     async fn ids_are_unique_listed_oldest_first_and_pending_ones_are_hidden() {
         let dir = tempfile::tempdir().unwrap();
@@ -320,37 +528,177 @@ mod tests {
         let at = Timestamp::from_millis(1_000);
         let a = catalog.claim("web", at).await.unwrap();
         let b = catalog.claim("web", at).await.unwrap();
-        assert_ne!(a, b);
-        assert_eq!(a, "web-1000-000");
-        assert_eq!(b, "web-1000-001");
+        assert_eq!(a.id(), "web-1000-000");
+        assert_eq!(b.id(), "web-1000-001");
         assert!(catalog.list("web").await.unwrap().is_empty());
 
         let info_b = catalog
-            .info(&b, "web", "second", at)
+            .info(b.id(), "web", "second", at)
             .with_checks(vec![BackupCheck::new("files", 2, "ab")]);
-        catalog.commit(&info_b).await.unwrap();
-        let info_a = catalog.info(&a, "web", "first", at);
-        catalog.commit(&info_a).await.unwrap();
-        let other = catalog.claim("web-api", at).await.unwrap();
-        catalog
-            .commit(&catalog.info(&other, "web-api", "x", at))
-            .await
-            .unwrap();
+        catalog.commit(&info_b, b).await.unwrap();
+        let info_a = catalog.info(a.id(), "web", "first", at);
+        catalog.commit(&info_a, a).await.unwrap();
+        take(&catalog, "web-api", "x", at).await;
 
         let listed = catalog.list("web").await.unwrap();
         assert_eq!(listed, vec![info_a.clone(), info_b.clone()]);
-        assert_eq!(catalog.read(&b).await.unwrap(), info_b);
-        assert!(!catalog.data_path(&b, ".pending").exists());
+        assert_eq!(catalog.read(&info_b.id).await.unwrap(), info_b);
+        assert!(!catalog.data_path(&info_b.id, ".pending").exists());
 
-        catalog.remove(&a).await.unwrap();
+        let a = &info_a.id;
+        assert_eq!(catalog.start_delete(a).await.unwrap(), info_a);
+        catalog.finish_delete(a).await.unwrap();
+        assert!(matches!(catalog.read(a).await, Err(Error::NotFound { .. })));
         assert!(matches!(
-            catalog.read(&a).await,
+            catalog.start_delete(a).await,
             Err(Error::NotFound { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_delete_unlists_the_backup_before_its_data_goes_and_holds_the_id_until_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::new(dir.path(), "test", "test a");
+        let at = Timestamp::from_millis(1_000);
+        let id = take(&catalog, "web", "v1", at).await;
+        let data = catalog.data_path(&id, ".dump");
+        std::fs::write(&data, b"data").unwrap();
+
+        // Interrupted after the metadata moved aside: not listed, its data still there.
+        let info = catalog.start_delete(&id).await.unwrap();
+        assert!(catalog.list("web").await.unwrap().is_empty());
         assert!(matches!(
-            catalog.remove(&a).await,
+            catalog.read(&id).await,
             Err(Error::NotFound { .. })
         ));
+        assert!(data.exists());
+        assert_eq!(
+            catalog.interrupted_deletes("web").await.unwrap(),
+            std::slice::from_ref(&info)
+        );
+        assert!(
+            catalog
+                .interrupted_deletes("web-api")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Its id is not handed out again while its data may remain.
+        let next = catalog.claim("web", at).await.unwrap();
+        assert_eq!(next.id(), "web-1000-001");
+        drop(next);
+        // Deleting it again resumes the delete.
+        assert_eq!(catalog.start_delete(&id).await.unwrap(), info);
+        std::fs::remove_file(&data).unwrap();
+        catalog.finish_delete(&id).await.unwrap();
+        catalog.finish_delete(&id).await.unwrap();
+        assert!(catalog.interrupted_deletes("web").await.unwrap().is_empty());
+        assert_eq!(catalog.claim("web", at).await.unwrap().id(), id);
+        // Another source's backup is neither deleted nor resumed.
+        let other = Catalog::new(dir.path(), "test", "test b");
+        let theirs = take(&other, "web", "v1", at).await;
+        let err = catalog.start_delete(&theirs).await.unwrap_err();
+        assert!(err.to_string().contains("not of test a"), "{err}");
+        other.start_delete(&theirs).await.unwrap();
+        let err = catalog.start_delete(&theirs).await.unwrap_err();
+        assert!(err.to_string().contains("not of test a"), "{err}");
+        assert!(catalog.interrupted_deletes("web").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_claim_dropped_unfinished_removes_its_data_but_never_a_committed_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::new(dir.path(), "test", "test a");
+        let at = Timestamp::from_millis(1_000);
+        let undone = Arc::new(AtomicBool::new(false));
+        let mut claim = catalog.claim("web", at).await.unwrap();
+        let (file, tree) = (
+            catalog.data_path(claim.id(), ".dump"),
+            catalog.data_path(claim.id(), ""),
+        );
+        std::fs::write(&file, b"part").unwrap();
+        std::fs::create_dir_all(tree.join("a/b")).unwrap();
+        claim.remove_on_drop(file.clone());
+        claim.remove_on_drop(tree.clone());
+        let flag = undone.clone();
+        claim.undo_on_drop(Some(Box::new(move || flag.store(true, Ordering::SeqCst))));
+        let work = claim.work();
+        drop(claim);
+        assert!(work.cancelled().load(Ordering::SeqCst));
+        assert!(undone.load(Ordering::SeqCst));
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+
+        // Committed: the data is the backup's, whatever the claim does after.
+        let mut claim = catalog.claim("web", at).await.unwrap();
+        let id = claim.id().to_owned();
+        let file = catalog.data_path(&id, ".dump");
+        std::fs::write(&file, b"whole").unwrap();
+        claim.remove_on_drop(file.clone());
+        catalog
+            .commit(&catalog.info(&id, "web", "v1", at), claim)
+            .await
+            .unwrap();
+        assert!(file.exists());
+        assert_eq!(catalog.list("web").await.unwrap().len(), 1);
+        assert!(!catalog.data_path(&id, ".pending").exists());
+    }
+
+    /// A waker that notes it was woken.
+    struct Woken(AtomicBool);
+
+    impl std::task::Wake for Woken {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_id_committed_while_another_claim_looks_at_it_is_not_handed_out_twice() {
+        use std::future::Future;
+        let at = Timestamp::from_millis(1_000);
+        let woken = Arc::new(Woken(AtomicBool::new(false)));
+        let waker = std::task::Waker::from(woken.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        // A second claim takes a few steps on the blocking pool, looking at the first id;
+        // the first backup is committed (and its claim dropped) after each number of them,
+        // several times over, as a step may end before it is waited for.
+        for steps in (1..=5).cycle().take(50) {
+            let dir = tempfile::tempdir().unwrap();
+            let catalog = Catalog::new(dir.path(), "test", "test a");
+            let first = catalog.claim("web", at).await.unwrap();
+            let info = catalog.info(first.id(), "web", "first", at);
+            let mut second = Box::pin(catalog.claim("web", at));
+            let mut claimed = None;
+            for _ in 0..steps {
+                woken.0.store(false, Ordering::SeqCst);
+                if let std::task::Poll::Ready(claim) = second.as_mut().poll(&mut cx) {
+                    claimed = Some(claim);
+                    break;
+                }
+                while !woken.0.load(Ordering::SeqCst) {
+                    tokio::task::yield_now().await;
+                }
+            }
+            catalog.commit(&info, first).await.unwrap();
+            let second = match claimed {
+                Some(claim) => claim,
+                None => second.await,
+            };
+            assert_eq!(second.unwrap().id(), "web-1000-001", "after {steps} steps");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_directory_is_synced_before_the_metadata_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::new(dir.path(), "test", "test a");
+        let at = Timestamp::from_millis(1_000);
+        let id = take(&catalog, "web", "v1", at).await;
+        let synced = durable::log::synced_under(dir.path());
+        let tmp = catalog.data_path(&id, ".json.tmp");
+        let dir = dir.path().to_owned();
+        assert_eq!(synced, [dir.clone(), tmp, dir]);
     }
 
     #[tokio::test]
@@ -359,26 +707,25 @@ mod tests {
         let a = Catalog::new(dir.path(), "test", "test a");
         let b = Catalog::new(dir.path(), "test", "test b");
         let at = Timestamp::from_millis(1_000);
-        let id_a = a.claim("web", at).await.unwrap();
-        let info_a = a.info(&id_a, "web", "of a", at);
-        a.commit(&info_a).await.unwrap();
+        let claim = a.claim("web", at).await.unwrap();
+        let info_a = a.info(claim.id(), "web", "of a", at);
+        a.commit(&info_a, claim).await.unwrap();
         // Ids stay unique across the two.
-        let id_b = b.claim("web", at).await.unwrap();
-        assert_ne!(id_a, id_b);
-        b.commit(&b.info(&id_b, "web", "of b", at)).await.unwrap();
+        let id_b = take(&b, "web", "of b", at).await;
+        assert_ne!(info_a.id, id_b);
         // Metadata from before sources were recorded belongs to everyone.
-        let id_old = a.claim("web", at).await.unwrap();
-        let old = BackupInfo::new(&id_old, "web", "old", at);
-        a.commit(&old).await.unwrap();
+        let claim = a.claim("web", at).await.unwrap();
+        let old = BackupInfo::new(claim.id(), "web", "old", at);
+        a.commit(&old, claim).await.unwrap();
 
         let labels = |list: Vec<BackupInfo>| list.into_iter().map(|i| i.label).collect::<Vec<_>>();
         assert_eq!(labels(a.list("web").await.unwrap()), ["of a", "old"]);
         assert_eq!(labels(b.list("web").await.unwrap()), ["of b", "old"]);
-        assert_eq!(a.read(&id_a).await.unwrap(), info_a);
-        assert_eq!(b.read(&id_old).await.unwrap(), old);
-        let err = b.read(&id_a).await.unwrap_err().to_string();
+        assert_eq!(a.read(&info_a.id).await.unwrap(), info_a);
+        assert_eq!(b.read(&old.id).await.unwrap(), old);
+        let err = b.read(&info_a.id).await.unwrap_err().to_string();
         assert!(
-            err.contains(&id_a) && err.contains("test a") && err.contains("not of test b"),
+            err.contains(&info_a.id) && err.contains("test a") && err.contains("not of test b"),
             "{err}"
         );
     }
@@ -392,6 +739,8 @@ mod tests {
         for id in ["", "../x", "a/b", "A", "x.json"] {
             let err = catalog.read(id).await.unwrap_err();
             assert!(err.to_string().contains("backup id"), "{id}: {err}");
+            let err = catalog.start_delete(id).await.unwrap_err();
+            assert!(err.to_string().contains("backup id"), "{id}: {err}");
         }
         assert!(!dir.path().join("never").exists());
     }
@@ -403,5 +752,29 @@ mod tests {
         let catalog = Catalog::new(dir.path(), "test", "test a");
         let err = catalog.list("web").await.unwrap_err();
         assert!(err.to_string().contains("web-1-000.json"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn another_services_damaged_metadata_does_not_stop_a_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::new(dir.path(), "test", "test a");
+        let at = Timestamp::from_millis(1_000);
+        let id = take(&catalog, "web", "v1", at).await;
+        for name in ["web-api-1-000.json", "web-1-1000-000.json"] {
+            std::fs::write(dir.path().join(name), b"{not json").unwrap();
+        }
+        let listed = catalog.list("web").await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id, id);
+        let err = catalog.list("web-api").await.unwrap_err();
+        assert!(err.to_string().contains("web-api-1-000.json"), "{err}");
+        assert!(is_id_of("web-1-000", "web"));
+        for (id, service) in [
+            ("web-api-1-000", "web"),
+            ("web-1", "web"),
+            ("web-1-", "web"),
+        ] {
+            assert!(!is_id_of(id, service), "{id}");
+        }
     }
 }

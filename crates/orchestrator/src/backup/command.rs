@@ -30,18 +30,17 @@ const CLEARED: [&str; 8] = [
 ];
 
 impl Client {
-    /// A command for `program` with `args`, its environment set and stdin closed.
-    pub(crate) fn command(&self, program: &str, args: &[OsString]) -> Command {
+    /// `program` with `args`, its environment set and stdin closed.
+    fn std_command(&self, program: &str, args: &[OsString]) -> std::process::Command {
         let path = match &self.bin_dir {
             Some(dir) => dir.join(program),
             None => PathBuf::from(program),
         };
-        let mut cmd = Command::new(path);
+        let mut cmd = std::process::Command::new(path);
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .stderr(Stdio::piped());
         for var in CLEARED {
             cmd.env_remove(var);
         }
@@ -49,6 +48,23 @@ impl Client {
             cmd.env(var, value);
         }
         cmd
+    }
+
+    /// A command for `program` with `args`, its environment set and stdin closed; killed
+    /// if it is dropped before it ends.
+    pub(crate) fn command(&self, program: &str, args: &[OsString]) -> Command {
+        let mut cmd = Command::from(self.std_command(program, args));
+        cmd.kill_on_drop(true);
+        cmd
+    }
+
+    /// This client, its sessions named `name` on the server (`application_name`), so that
+    /// a cleanup can find the sessions of one operation and end them.
+    pub(crate) fn named(&self, name: &str) -> Client {
+        let mut client = self.clone();
+        client.env.retain(|(var, _)| *var != "PGAPPNAME");
+        client.env.push(("PGAPPNAME", name.to_owned()));
+        client
     }
 
     /// Runs `program` to completion; its stdout on success, an error quoting its stderr
@@ -60,16 +76,35 @@ impl Client {
             .output()
             .await
             .map_err(|e| failed(program, args, &format!("cannot start it: {e}")))?;
-        if output.status.success() {
-            return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
-        }
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        Err(failed(
-            program,
-            args,
-            &format!("{}: {}", output.status, tail(&stderr)),
-        ))
+        answer(program, args, output)
     }
+
+    /// [`run`](Self::run) on this thread, for a drop (which cannot wait): the thread waits,
+    /// for at most [`CONNECT_TIMEOUT_S`] to connect and then for the statements.
+    pub(crate) fn run_blocking(&self, program: &str, args: &[OsString]) -> Result<String> {
+        let output = self
+            .std_command(program, args)
+            .env("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT_S.to_string())
+            .output()
+            .map_err(|e| failed(program, args, &format!("cannot start it: {e}")))?;
+        answer(program, args, output)
+    }
+}
+
+/// How long a cleanup run from a drop waits to connect, in seconds.
+pub(crate) const CONNECT_TIMEOUT_S: u32 = 10;
+
+/// The stdout of a program that succeeded, or an error quoting its stderr.
+fn answer(program: &str, args: &[OsString], output: std::process::Output) -> Result<String> {
+    if output.status.success() {
+        return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    Err(failed(
+        program,
+        args,
+        &format!("{}: {}", output.status, tail(&stderr)),
+    ))
 }
 
 /// The last lines of a program's error output, enough to see why it failed.

@@ -1,10 +1,12 @@
 //! [`DirectorySnapshot`]: backups of a directory tree, for services with local state.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 
-use super::catalog::{Catalog, check_id};
+use super::catalog::{Catalog, Work, check_id, finish_interrupted_deletes};
+use super::durable;
 use super::retention::Retention;
 use super::tree::{self, Manifest, TreeError};
 use crate::error::{Error, Result};
@@ -19,15 +21,22 @@ const TREE_CHECK: &str = "files";
 /// - **Backup** copies the tree (relative paths, permission bits, symbolic links kept as links)
 ///   into `<store>/<id>/tree`, hashing every file with SHA-256 as it is read, and writes the
 ///   per-file manifest to `<store>/<id>/manifest.json` and the metadata to `<store>/<id>.json`.
-///   Sockets, FIFOs and devices are refused. Files written while the copy runs may be caught
-///   half-way: stop writers first (or snapshot a directory the service only writes to
-///   atomically).
+///   Everything is synced before the metadata is written, so a backup reported taken
+///   survives a power loss. Sockets, FIFOs and devices are refused. Files written while the
+///   copy runs may be caught half-way: stop writers first (or snapshot a directory the service
+///   only writes to atomically). A backup that is cancelled (its future dropped, say by a
+///   timeout) stops copying and leaves nothing behind: the drop waits until the copy has
+///   stopped and the partial snapshot is removed.
 /// - **Restore** copies the snapshot into a hidden sibling of the directory
 ///   (`.<name>.serin-restore-<id>`), verifies it against the manifest (every path, kind, mode,
-///   size and SHA-256), and only then swaps it in with two renames: the current directory moves
-///   aside, the restored one takes its name, and the old one is deleted. A verification that
-///   fails changes nothing. Between the two renames (microseconds, same file system) the path
-///   does not exist; a process that opens files by path at that instant sees them missing.
+///   size and SHA-256), syncs it, and only then swaps it in with two renames: the current
+///   directory moves aside, the restored one takes its name, and the old one is deleted. A
+///   verification that fails changes nothing. Between the two renames (microseconds, same file
+///   system) the path does not exist; a process that opens files by path at that instant sees
+///   them missing. A restore cancelled before the swap changes nothing (its copy is removed);
+///   once the swap has begun it runs to its end, so the directory is never left missing.
+/// - **Delete** removes the metadata first, then the snapshot (see the catalog layout in
+///   [`backup`](crate::backup)): a listed backup always has its data.
 ///
 /// ```no_run
 /// use serin_orchestrator::BackupProvider;
@@ -131,7 +140,7 @@ impl DirectorySnapshot {
     }
 
     fn failed(&self, doing: &str, e: impl std::fmt::Display) -> Error {
-        Error::backend("backup", "directory", format!("{doing}: {e}"))
+        failed(doing, e)
     }
 
     /// The sibling of the source named `.<name>.serin-<what>-<id>`.
@@ -145,44 +154,42 @@ impl DirectorySnapshot {
             .with_file_name(format!(".{name}.serin-{what}-{id}"))
     }
 
+    /// Runs `f` on the blocking pool.
     async fn blocking<T: Send + 'static>(
         &self,
-        doing: String,
-        f: impl FnOnce() -> Result<T, TreeError> + Send + 'static,
+        doing: &str,
+        f: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        match tokio::task::spawn_blocking(f).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.failed(&doing, e)),
-            Err(e) => Err(self.failed(&doing, e)),
-        }
+        tokio::task::spawn_blocking(f)
+            .await
+            .unwrap_or_else(|e| Err(self.failed(doing, e)))
     }
 
-    async fn take(&self, id: &str) -> Result<(Manifest, std::time::Duration)> {
+    /// Snapshots the source into `data` as `work`; a snapshot that fails or is cancelled
+    /// removes what it wrote.
+    async fn take(&self, data: PathBuf, work: Work) -> Result<(Manifest, std::time::Duration)> {
         let started = tokio::time::Instant::now();
-        let data = self.catalog.data_path(id, "");
-        tokio::fs::create_dir(&data)
-            .await
-            .map_err(|e| self.failed(&format!("cannot create `{}`", data.display()), e))?;
-        let (from, to) = (self.source.clone(), data.join("tree"));
+        let doing = format!("cannot snapshot `{}`", self.source.display());
+        let source = self.source.clone();
         let manifest = self
-            .blocking(
-                format!("cannot snapshot `{}`", self.source.display()),
-                move || tree::copy_tree(&from, &to),
-            )
+            .blocking(&doing.clone(), move || {
+                let _busy = work.busy();
+                let taken = snapshot(&source, &data, work.cancelled());
+                if taken.is_err() {
+                    // Best effort: the error that matters is the one that stopped the backup.
+                    let _ = tree::remove_tree(&data);
+                }
+                taken.map_err(|e| failed(&doing, e))
+            })
             .await?;
-        let path = data.join("manifest.json");
-        let body = serde_json::to_vec(&manifest)
-            .map_err(|e| self.failed("cannot encode the manifest", e))?;
-        tokio::fs::write(&path, body)
-            .await
-            .map_err(|e| self.failed(&format!("cannot write `{}`", path.display()), e))?;
         Ok((manifest, started.elapsed()))
     }
 
     async fn remove_data(&self, id: &str) -> Result<()> {
         let data = self.catalog.data_path(id, "");
-        self.blocking(format!("cannot remove `{}`", data.display()), move || {
-            tree::remove_tree(&data)
+        let doing = format!("cannot remove `{}`", data.display());
+        self.blocking(&doing.clone(), move || {
+            tree::remove_tree(&data).map_err(|e| failed(&doing, e))
         })
         .await
     }
@@ -230,17 +237,12 @@ impl BackupProvider for DirectorySnapshot {
 
     async fn backup(&self, service: &str, label: &str) -> Result<String> {
         let created_at = self.clock.now();
-        let id = self.catalog.claim(service, created_at).await?;
-        let taken = match self.take(&id).await {
-            Ok(taken) => taken,
-            Err(e) => {
-                // Best effort: the error that matters is the one that stopped the backup.
-                let _ = self.remove_data(&id).await;
-                self.catalog.release(&id).await;
-                return Err(e);
-            }
-        };
-        let (manifest, duration) = taken;
+        let mut claim = self.catalog.claim(service, created_at).await?;
+        let id = claim.id().to_owned();
+        let data = self.catalog.data_path(&id, "");
+        claim.remove_on_drop(data.clone());
+        // An error or a cancellation from here on drops the claim, which removes the data.
+        let (manifest, duration) = self.take(data, claim.work()).await?;
         let info = self
             .catalog
             .info(&id, service, label, created_at)
@@ -251,15 +253,12 @@ impl BackupProvider for DirectorySnapshot {
                 manifest.entries.len() as u64,
                 manifest.digest(),
             )]);
-        if let Err(e) = self.catalog.commit(&info).await {
-            let _ = self.remove_data(&id).await;
-            self.catalog.release(&id).await;
-            return Err(e);
-        }
+        self.catalog.commit(&info, claim).await?;
         tracing::info!(
             backup = %id, service, bytes = info.size_bytes, ?duration,
             "directory snapshot taken of {}", self.source.display()
         );
+        finish_interrupted_deletes(&self.catalog, self, service).await;
         if let Some(retention) = self.retention
             && let Err(e) = retention.enforce(self, service).await
         {
@@ -271,70 +270,30 @@ impl BackupProvider for DirectorySnapshot {
     async fn restore(&self, id: &str) -> Result<()> {
         let info = self.catalog.read(id).await?;
         let expected = self.manifest(&info).await?;
-        let staging = self.sibling("restore", id);
-        let aside = self.sibling("old", id);
-        for leftover in [&staging, &aside] {
-            let path = leftover.clone();
-            self.blocking(
-                format!("cannot remove `{}`", leftover.display()),
-                move || tree::remove_tree(&path),
-            )
-            .await?;
-        }
-        let (from, to) = (self.catalog.data_path(id, "").join("tree"), staging.clone());
-        let restored = self
-            .blocking(
-                format!("cannot restore backup `{id}` into `{}`", staging.display()),
-                move || tree::copy_tree(&from, &to),
-            )
-            .await;
-        let differences = match &restored {
-            Ok(restored) => expected.differences(restored, 5),
-            Err(_) => Vec::new(),
+        let restore = Restore {
+            source: self.source.clone(),
+            stored: self.catalog.data_path(id, "").join("tree"),
+            staging: self.sibling("restore", id),
+            aside: self.sibling("old", id),
+            id: id.to_owned(),
         };
-        if restored.is_err() || !differences.is_empty() {
-            let path = staging.clone();
-            let _ = self
-                .blocking(String::new(), move || tree::remove_tree(&path))
-                .await;
-            restored?;
-            return Err(self.failed(
-                &format!(
-                    "restore of backup `{id}` did not verify; `{}` was left unchanged",
-                    self.source.display()
-                ),
-                differences.join("; "),
-            ));
-        }
-        let had_source = tokio::fs::symlink_metadata(&self.source).await.is_ok();
-        if had_source {
-            tokio::fs::rename(&self.source, &aside).await.map_err(|e| {
-                self.failed(&format!("cannot move `{}` aside", self.source.display()), e)
-            })?;
-        }
-        if let Err(e) = tokio::fs::rename(&staging, &self.source).await {
-            if had_source {
-                let _ = tokio::fs::rename(&aside, &self.source).await;
+        let work = Work::default();
+        // Dropped (the restore cancelled), it stops the copy, or waits for a swap that began.
+        let _stop = StopOnDrop(work.clone());
+        self.blocking(&format!("cannot restore backup `{id}`"), move || {
+            let swapped = {
+                let _busy = work.busy();
+                restore.run(&expected, work.cancelled())?
+            };
+            if swapped {
+                // The replaced tree is no longer needed, however long it takes to remove.
+                if let Err(e) = tree::remove_tree(&restore.aside) {
+                    tracing::warn!(backup = %restore.id, "restored, but the replaced tree stays: {e}");
+                }
             }
-            return Err(self.failed(
-                &format!(
-                    "cannot move the restored tree to `{}`",
-                    self.source.display()
-                ),
-                e,
-            ));
-        }
-        if had_source {
-            let path = aside.clone();
-            if let Err(e) = self
-                .blocking(format!("cannot remove `{}`", aside.display()), move || {
-                    tree::remove_tree(&path)
-                })
-                .await
-            {
-                tracing::warn!(backup = %id, "restored, but the replaced tree stays: {e}");
-            }
-        }
+            Ok(())
+        })
+        .await?;
         tracing::info!(backup = %id, "restored `{}`", self.source.display());
         Ok(())
     }
@@ -353,10 +312,135 @@ impl BackupProvider for DirectorySnapshot {
 
     async fn delete(&self, id: &str) -> Result<()> {
         check_id(id)?;
-        // Make sure it exists before removing anything.
-        self.catalog.read(id).await?;
-        self.remove_data(id).await?;
-        self.catalog.remove(id).await
+        let info = self.catalog.start_delete(id).await?;
+        self.remove_data(id)
+            .await
+            .map_err(|e| self.catalog.unlisted_but_kept(&info, e))?;
+        self.catalog.finish_delete(id).await
+    }
+}
+
+/// The error of a backup `failed` at `doing`.
+fn failed(doing: &str, e: impl std::fmt::Display) -> Error {
+    Error::backend("backup", "directory", format!("{doing}: {e}"))
+}
+
+/// Snapshots `source` into `data` (which must not exist): the tree, then its manifest, all
+/// synced. Nothing is written once `cancelled` is set.
+fn snapshot(source: &Path, data: &Path, cancelled: &AtomicBool) -> Result<Manifest, TreeError> {
+    let at = |path: &Path| {
+        let path = path.to_owned();
+        move |e: std::io::Error| TreeError {
+            path,
+            reason: e.to_string(),
+        }
+    };
+    if cancelled.load(Ordering::Relaxed) {
+        return Err(TreeError {
+            path: data.to_owned(),
+            reason: "the snapshot was cancelled".into(),
+        });
+    }
+    std::fs::create_dir(data).map_err(at(data))?;
+    let manifest = tree::copy_tree(source, &data.join("tree"), cancelled)?;
+    let path = data.join("manifest.json");
+    let body = serde_json::to_vec(&manifest).map_err(|e| TreeError {
+        path: path.clone(),
+        reason: format!("cannot encode the manifest: {e}"),
+    })?;
+    std::fs::write(&path, body).map_err(at(&path))?;
+    durable::sync_file_blocking(&path).map_err(at(&path))?;
+    durable::sync_dir_blocking(data).map_err(at(data))?;
+    Ok(manifest)
+}
+
+/// One restore of a snapshot, run on a blocking thread.
+struct Restore {
+    source: PathBuf,
+    stored: PathBuf,
+    staging: PathBuf,
+    aside: PathBuf,
+    id: String,
+}
+
+impl Restore {
+    /// Copies the stored tree beside the source, verifies the copy against `expected` and
+    /// syncs it, then swaps it in, unless `cancelled` was set before the swap began. Answers
+    /// whether a replaced tree was moved aside to be removed.
+    fn run(&self, expected: &Manifest, cancelled: &AtomicBool) -> Result<bool> {
+        let (id, source, staging) = (&self.id, &self.source, &self.staging);
+        for leftover in [staging, &self.aside] {
+            tree::remove_tree(leftover)
+                .map_err(|e| failed(&format!("cannot remove `{}`", leftover.display()), e))?;
+        }
+        let restored = tree::copy_tree(&self.stored, staging, cancelled);
+        let differences = match &restored {
+            Ok(restored) => expected.differences(restored, 5),
+            Err(_) => Vec::new(),
+        };
+        if restored.is_err() || !differences.is_empty() {
+            let _ = tree::remove_tree(staging);
+            restored.map_err(|e| {
+                failed(
+                    &format!("cannot restore backup `{id}` into `{}`", staging.display()),
+                    e,
+                )
+            })?;
+            return Err(failed(
+                &format!(
+                    "restore of backup `{id}` did not verify; `{}` was left unchanged",
+                    source.display()
+                ),
+                differences.join("; "),
+            ));
+        }
+        let parent = source.parent().unwrap_or(Path::new("/"));
+        let sync_parent = || {
+            durable::sync_dir_blocking(parent)
+                .map_err(|e| failed(&format!("cannot sync `{}`", parent.display()), e))
+        };
+        // The copy is on disk, its name too, before it replaces anything.
+        if let Err(e) = sync_parent() {
+            let _ = tree::remove_tree(staging);
+            return Err(e);
+        }
+        if cancelled.load(Ordering::Relaxed) {
+            let _ = tree::remove_tree(staging);
+            return Err(failed(
+                &format!("restore of backup `{id}` was cancelled"),
+                format!("`{}` was left unchanged", source.display()),
+            ));
+        }
+        // From here on the swap runs to its end, cancelled or not.
+        let had_source = std::fs::symlink_metadata(source).is_ok();
+        if had_source && let Err(e) = std::fs::rename(source, &self.aside) {
+            let _ = tree::remove_tree(staging);
+            return Err(failed(
+                &format!("cannot move `{}` aside", source.display()),
+                e,
+            ));
+        }
+        if let Err(e) = std::fs::rename(staging, source) {
+            if had_source {
+                let _ = std::fs::rename(&self.aside, source);
+            }
+            let _ = tree::remove_tree(staging);
+            return Err(failed(
+                &format!("cannot move the restored tree to `{}`", source.display()),
+                e,
+            ));
+        }
+        sync_parent()?;
+        Ok(had_source)
+    }
+}
+
+/// Stops blocking work when dropped: a restore cancelled at its `.await`.
+struct StopOnDrop(Work);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _stopped = self.0.stop();
     }
 }
 
@@ -398,6 +482,148 @@ mod tests {
                 1_700_000_000_000,
             )));
         (tmp, p)
+    }
+
+    /// Polls `fut` until `stop()` holds before a poll, then drops it (a cancellation at an
+    /// `.await`); answers whether it was dropped before it finished.
+    async fn cancel_when<F: std::future::Future>(fut: F, mut stop: impl FnMut() -> bool) -> bool {
+        let mut fut = std::pin::pin!(fut);
+        loop {
+            if stop() {
+                return true;
+            }
+            let polled =
+                std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+            if polled.is_ready() {
+                return false;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Many files of a few blocks each, so that a copy takes a while.
+    fn many_files(dir: &Path, marker: &str) {
+        fs::create_dir_all(dir.join("sub")).unwrap();
+        for i in 0..200 {
+            fs::write(dir.join(format!("sub/f{i}")), vec![b'x'; 70_000]).unwrap();
+        }
+        fs::write(dir.join("marker"), marker).unwrap();
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_is_on_disk_before_its_metadata() {
+        let (tmp, p) = setup();
+        let state = tmp.path().join("state");
+        fs::create_dir_all(state.join("a/b")).unwrap();
+        fs::write(state.join("a/b/f"), b"x").unwrap();
+        symlink("a/b/f", state.join("link")).unwrap();
+        let id = p.backup("web", "v1").await.unwrap();
+        let synced = durable::log::synced_under(tmp.path());
+        let metadata = synced
+            .iter()
+            .position(|s| *s == p.store().join(format!("{id}.json.tmp")))
+            .unwrap();
+        let data = p.store().join(&id);
+        let mut must = vec![p.store().to_owned(), data.join("manifest.json")];
+        let mut dirs = vec![data.clone()];
+        while let Some(dir) = dirs.pop() {
+            must.push(dir.clone());
+            for entry in fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                let meta = fs::symlink_metadata(&path).unwrap();
+                if meta.is_dir() {
+                    dirs.push(path);
+                } else if meta.is_file() {
+                    must.push(path);
+                }
+            }
+        }
+        for path in must {
+            let at = synced.iter().position(|s| *s == path);
+            assert!(
+                at.is_some_and(|at| at < metadata),
+                "`{}` must be synced before the metadata: {synced:?}",
+                path.display()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_backup_cancelled_half_way_leaves_nothing_behind() {
+        let (tmp, p) = setup();
+        many_files(&tmp.path().join("state"), "one");
+        let store = p.store().to_owned();
+        // Dropped once the copy has begun: the snapshot's directory exists.
+        let copying = || {
+            fs::read_dir(&store)
+                .map(|mut d| d.any(|e| e.unwrap().path().is_dir()))
+                .unwrap_or(false)
+        };
+        assert!(cancel_when(p.backup("web", "v1"), copying).await);
+        assert!(names(&store).is_empty(), "{:?}", names(&store));
+        assert!(p.list("web").await.unwrap().is_empty());
+        // And the next backup takes the id back.
+        let id = p.backup("web", "v1").await.unwrap();
+        assert!(id.ends_with("-000"), "{id}");
+    }
+
+    #[tokio::test]
+    async fn a_restore_cancelled_before_the_swap_changes_nothing() {
+        let (tmp, p) = setup();
+        let state = tmp.path().join("state");
+        many_files(&state, "one");
+        let id = p.backup("web", "v1").await.unwrap();
+        fs::write(state.join("marker"), "two").unwrap();
+        let staging = p.sibling("restore", &id);
+        assert!(cancel_when(p.restore(&id), || staging.exists()).await);
+        // Once the drop returns, the copy has stopped and is gone.
+        let hidden: Vec<String> = names(tmp.path())
+            .into_iter()
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(hidden.is_empty(), "{hidden:?}");
+        assert_eq!(fs::read_to_string(state.join("marker")).unwrap(), "two");
+    }
+
+    #[tokio::test]
+    async fn a_restore_cancelled_during_the_swap_never_leaves_the_directory_missing() {
+        let (tmp, p) = setup();
+        let state = tmp.path().join("state");
+        many_files(&state, "one");
+        let id = p.backup("web", "v1").await.unwrap();
+        fs::write(state.join("marker"), "two").unwrap();
+        // Dropped once the current tree has moved aside, if that is ever seen between polls.
+        let aside = p.sibling("old", &id);
+        cancel_when(p.restore(&id), || aside.exists()).await;
+        let marker = fs::read_to_string(state.join("marker"));
+        assert!(
+            marker.as_deref().is_ok_and(|m| m == "one" || m == "two"),
+            "{marker:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_delete_cancelled_once_the_data_is_gone_leaves_no_listed_backup() {
+        let (tmp, p) = setup();
+        many_files(&tmp.path().join("state"), "one");
+        let id = p.backup("web", "v1").await.unwrap();
+        let data = p.store().join(&id);
+        assert!(cancel_when(p.delete(&id), || !data.exists()).await);
+        // Whatever is listed can be restored: here, nothing is.
+        assert!(p.list("web").await.unwrap().is_empty());
+        assert!(matches!(p.restore(&id).await, Err(Error::NotFound { .. })));
+        // The next backup finishes the delete.
+        let next = p.backup("web", "v2").await.unwrap();
+        assert_ne!(next, id);
+        assert_eq!(names(p.store()).len(), 2, "{:?}", names(p.store()));
+        assert!(matches!(p.delete(&id).await, Err(Error::NotFound { .. })));
     }
 
     #[tokio::test]

@@ -17,6 +17,22 @@
 //! its directory, so `list` and `info` answer across processes: the process that rolls back
 //! need not be the one that took the backup.
 //!
+//! A listed backup always has all its data, whatever is interrupted and when:
+//! - **Backup**: the data is synced to disk (files, then the directories naming them) before
+//!   the metadata is written, so a backup reported taken survives a power loss. A backup that
+//!   fails, or is cancelled at an `.await` (its future dropped, say by a timeout), leaves
+//!   nothing behind: no partial dump, snapshot tree or snapshot database, and no claim on its
+//!   id. The cleanup of a cancelled backup is done by the drop, so it is complete when the
+//!   drop returns (a retry or an exit next finds nothing), at the price of the dropping
+//!   thread waiting for it (removing files, or one `psql` session).
+//! - **Delete**: the metadata goes first (renamed to `<id>.deleting`, which is never listed),
+//!   then the data. A delete that is interrupted or fails to remove the data leaves the
+//!   backup unlisted and its id reserved; deleting the id again, or the next backup of the
+//!   service, finishes it.
+//! - **Restore**: a directory snapshot or a template-mode database is copied and verified
+//!   before it replaces anything; a restore cancelled before the swap changes nothing, and
+//!   the swap itself is never left half-done (see each provider).
+//!
 //! Every external program is started with `tokio::process::Command` and separate arguments,
 //! never through a shell; names that reach SQL are quoted as identifiers or literals, and the
 //! database name reaches libpq as a quoted connection-string value.
@@ -25,6 +41,8 @@
 mod catalog;
 #[cfg(feature = "backup")]
 mod command;
+#[cfg(feature = "backup")]
+mod durable;
 #[cfg(feature = "backup")]
 mod files;
 #[cfg(feature = "backup")]

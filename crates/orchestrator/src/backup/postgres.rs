@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,8 +14,9 @@ use serin_signals::Timestamp;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-use super::catalog::{Catalog, check_id};
+use super::catalog::{Catalog, Claim, Undo, check_id, finish_interrupted_deletes};
 use super::command::{Client, failed, tail};
+use super::durable;
 use super::retention::Retention;
 use super::sql;
 use super::tree::hex;
@@ -288,6 +290,12 @@ pub enum PostgresMode {
     /// refused and ended first); a verification that fails changes nothing. A database that
     /// was dropped is simply recreated from the snapshot. Needs a role that
     /// may create databases, and a maintenance database to connect to.
+    ///
+    /// A backup or restore cancelled at an `.await` ends its own server sessions (found by
+    /// their `application_name`, `serin-backup-<pid>-<n>`, and waited for with
+    /// `pg_terminate_backend(pid, timeout)`, PostgreSQL 14 or later), so that no statement
+    /// of it commits after the cleanup, then drops the copies it made and, if it was
+    /// swapping, lets connections into the database again.
     Template,
 }
 
@@ -599,13 +607,44 @@ impl PostgresBackup {
     /// Runs SQL `statements` in order in one `psql` session on `database`, stopping at the
     /// first error; returns the unaligned, tuples-only output.
     async fn psql(&self, database: &str, statements: &[String]) -> Result<String> {
-        let mut args = os(&["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"]);
-        args.push(sql::dbname_conninfo(database).into());
-        for s in statements {
-            args.push("-c".into());
-            args.push(s.into());
-        }
-        self.client.0.run("psql", &args).await
+        self.client
+            .0
+            .run("psql", &psql_args(database, statements))
+            .await
+    }
+
+    /// This provider with sessions named for one operation of its own (see
+    /// [`Client::named`]), and that name.
+    fn named_sessions(&self) -> (PostgresBackup, String) {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "serin-backup-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut named = self.clone();
+        named.client = ClientSettings(self.client.0.named(&name));
+        (named, name)
+    }
+
+    /// A cleanup for a drop (which cannot wait): it ends the sessions named `sessions`
+    /// (waiting up to 5 s for each to end, so that no statement they started still runs,
+    /// say a `CREATE DATABASE` that would otherwise commit after the cleanup), then runs
+    /// `statements` on the maintenance database, on the dropping thread.
+    fn cleanup(&self, what: String, sessions: &str, statements: Vec<String>) -> Undo {
+        let client = self.client.0.clone();
+        let maintenance = self.settings.maintenance_database.clone();
+        let mut all = vec![format!(
+            "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity \
+             WHERE application_name = {} AND pid <> pg_backend_pid()",
+            sql::literal(sessions)
+        )];
+        all.extend(statements);
+        Box::new(move || {
+            if let Err(e) = client.run_blocking("psql", &psql_args(&maintenance, &all)) {
+                tracing::warn!("cannot clean up after {what}: {e}");
+            }
+        })
     }
 
     /// Row counts and checksums of `tables` in `database`, in the exported `snapshot` if
@@ -768,6 +807,10 @@ impl PostgresBackup {
         drop(stdin);
         let _ = holder.wait().await;
         let mut checks = result?;
+        // On disk before the metadata says the backup exists (the catalog syncs its name).
+        durable::sync_file(&file)
+            .await
+            .map_err(|e| self.failed(format!("cannot sync `{}`: {e}", file.display())))?;
         let (size, sha) = file_digest(&file)
             .await
             .map_err(|e| self.failed(format!("cannot read `{}`: {e}", file.display())))?;
@@ -775,19 +818,37 @@ impl PostgresBackup {
         Ok(checks)
     }
 
-    async fn take_template(&self, id: &str) -> Result<Vec<BackupCheck>> {
-        let snap = self.database_for("snap", id);
-        let maintenance = &self.settings.maintenance_database;
-        self.psql(
-            maintenance,
-            &[format!(
-                "CREATE DATABASE {} TEMPLATE {}",
-                sql::ident(&snap),
-                sql::ident(self.db())
+    /// Copies the database to the snapshot database of `claim`'s backup, whose drop then
+    /// drops the snapshot too. PostgreSQL makes a committed `CREATE DATABASE` durable, so
+    /// there is nothing to sync.
+    async fn take_template(&self, claim: &mut Claim) -> Result<Vec<BackupCheck>> {
+        let id = claim.id().to_owned();
+        let snap = self.database_for("snap", &id);
+        let (named, sessions) = self.named_sessions();
+        // Cancelled during the copy, the copy may be running or committed on the server:
+        // its session is ended first, then the snapshot dropped if it was made.
+        claim.undo_on_drop(Some(self.cleanup(
+            format!("cancelled backup `{id}`"),
+            &sessions,
+            vec![format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                sql::ident(&snap)
             )],
-        )
-        .await
-        .map_err(|e| {
+        )));
+        let maintenance = &self.settings.maintenance_database;
+        let copied = named
+            .psql(
+                maintenance,
+                &[format!(
+                    "CREATE DATABASE {} TEMPLATE {}",
+                    sql::ident(&snap),
+                    sql::ident(self.db())
+                )],
+            )
+            .await;
+        if let Err(e) = copied {
+            // Not made, or made by another backup directory: not this backup's to drop.
+            claim.undo_on_drop(None);
             // `claim` passed over the ids whose snapshots existed; one that appeared since
             // (another directory of the same database, at the same moment) is in the way.
             let reason = if e.to_string().contains("already exists") {
@@ -804,27 +865,38 @@ impl PostgresBackup {
                     self.db()
                 )
             };
-            self.failed(reason)
-        })?;
+            return Err(self.failed(reason));
+        }
         let rest = async {
-            let checks = self
+            let checks = named
                 .checksums(&snap, &self.settings.verify_tables, None)
                 .await?;
-            self.psql(
-                maintenance,
-                &[format!(
-                    "ALTER DATABASE {} ALLOW_CONNECTIONS false",
-                    sql::ident(&snap)
-                )],
-            )
-            .await?;
+            named
+                .psql(
+                    maintenance,
+                    &[format!(
+                        "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+                        sql::ident(&snap)
+                    )],
+                )
+                .await?;
             Ok::<_, Error>(checks)
         }
         .await;
         if rest.is_err() {
-            let _ = self.drop_database(&snap).await;
+            self.abandon(claim).await;
         }
         rest
+    }
+
+    /// Drops the snapshot database of `claim`'s failed backup without blocking (best effort:
+    /// the error that matters is the one that stopped the backup); the claim's drop does
+    /// the rest.
+    async fn abandon(&self, claim: &mut Claim) {
+        let _ = self
+            .drop_database(&self.database_for("snap", claim.id()))
+            .await;
+        claim.undo_on_drop(None);
     }
 
     async fn drop_database(&self, name: &str) -> Result<String> {
@@ -856,26 +928,23 @@ impl PostgresBackup {
     /// directory, and another directory of the same database hands out the same ones, so its
     /// snapshot may hold the name. Such ids stay claimed until a free one is found, so that the
     /// catalog hands out the next.
-    async fn claim(&self, service: &str, at: Timestamp, template: bool) -> Result<String> {
+    async fn claim(&self, service: &str, at: Timestamp, template: bool) -> Result<Claim> {
+        // Dropped at the end, which gives their ids back (also if this is cancelled).
         let mut passed = Vec::new();
-        let claimed = loop {
-            let id = match self.catalog.claim(service, at).await {
-                Ok(id) => id,
-                Err(e) => break Err(e),
-            };
+        loop {
+            let claim = self.catalog.claim(service, at).await?;
             if !template || passed.len() == MAX_SNAPSHOT_IDS_SKIPPED {
-                break Ok(id);
+                return Ok(claim);
             }
             // A check that fails leaves the copy itself to fail, with the server's reason.
-            match self.database_exists(&self.database_for("snap", &id)).await {
-                Ok(true) => passed.push(id),
-                Ok(false) | Err(_) => break Ok(id),
+            match self
+                .database_exists(&self.database_for("snap", claim.id()))
+                .await
+            {
+                Ok(true) => passed.push(claim),
+                Ok(false) | Err(_) => return Ok(claim),
             }
-        };
-        for id in passed {
-            self.catalog.release(&id).await;
         }
-        claimed
     }
 
     async fn database_size(&self, name: &str) -> Result<u64> {
@@ -941,7 +1010,51 @@ impl PostgresBackup {
         Ok(())
     }
 
+    /// Restores `info` in template mode. Cancelled at an `.await` (its future dropped), the
+    /// restore's own session is ended first, so that no statement of it still runs; then,
+    /// before the swap, its copy is dropped and the database is as it was; during the swap,
+    /// the database takes connections again (whichever copy holds its name: the renames are
+    /// one transaction) and what is left of the other copy is dropped.
     async fn restore_template(&self, info: &BackupInfo) -> Result<()> {
+        let (named, sessions) = self.named_sessions();
+        let (staging, aside) = (
+            self.database_for("restore", &info.id),
+            self.database_for("old", &info.id),
+        );
+        let drop_database =
+            |name: &str| format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", sql::ident(name));
+        let what = format!("the cancelled restore of backup `{}`", info.id);
+        let mut cancelled = OnDrop(Some(self.cleanup(
+            what.clone(),
+            &sessions,
+            vec![drop_database(&staging)],
+        )));
+        let swap = self.cleanup(
+            what,
+            &sessions,
+            vec![
+                drop_database(&staging),
+                drop_database(&aside),
+                format!(
+                    "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+                    sql::ident(self.db())
+                ),
+            ],
+        );
+        let restored = named.copy_and_swap(info, &mut cancelled, swap).await;
+        // Finished, or failed and cleaned up: nothing is left running.
+        cancelled.0 = None;
+        restored
+    }
+
+    /// [`restore_template`](Self::restore_template) but for what a cancellation does: `swap`
+    /// replaces the cleanup in `cancelled` once the swap begins.
+    async fn copy_and_swap(
+        &self,
+        info: &BackupInfo,
+        cancelled: &mut OnDrop,
+        swap: Undo,
+    ) -> Result<()> {
         let snap = self.database_for("snap", &info.id);
         let staging = self.database_for("restore", &info.id);
         let aside = self.database_for("old", &info.id);
@@ -1002,6 +1115,7 @@ impl PostgresBackup {
                 .await
                 .map(|_| ());
         }
+        cancelled.0 = Some(swap);
         let swapped = self
             .psql(
                 &maintenance,
@@ -1042,6 +1156,30 @@ impl PostgresBackup {
     }
 }
 
+/// Runs its cleanup when dropped, unless it was taken out first (a restore cancelled at an
+/// `.await`).
+struct OnDrop(Option<Undo>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        if let Some(undo) = self.0.take() {
+            undo();
+        }
+    }
+}
+
+/// The arguments of `psql` running SQL `statements` in order in one session on `database`,
+/// stopping at the first error, answering unaligned and tuples only.
+fn psql_args(database: &str, statements: &[String]) -> Vec<OsString> {
+    let mut args = os(&["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"]);
+    args.push(sql::dbname_conninfo(database).into());
+    for s in statements {
+        args.push("-c".into());
+        args.push(s.into());
+    }
+    args
+}
+
 /// The size and SHA-256 of a file.
 async fn file_digest(path: &Path) -> std::io::Result<(u64, String)> {
     let mut file = tokio::fs::File::open(path).await?;
@@ -1068,62 +1206,44 @@ impl BackupProvider for PostgresBackup {
     async fn backup(&self, service: &str, label: &str) -> Result<String> {
         let created_at = self.clock.now();
         let template = self.settings.mode == PostgresMode::Template;
-        let id = self.claim(service, created_at, template).await?;
-        // A cancelled dump leaves no partial file; a template snapshot is a database, which
-        // a drop cannot remove.
-        let unfinished = self
-            .catalog
-            .unfinished(&id, vec![self.catalog.data_path(&id, ".dump")]);
+        let mut claim = self.claim(service, created_at, template).await?;
+        let id = claim.id().to_owned();
+        // From here on, an error or a cancellation drops the claim, which removes what the
+        // backup made: the dump file, or the snapshot database.
         let started = tokio::time::Instant::now();
-        let taken = if template {
-            self.take_template(&id).await
+        let checks = if template {
+            self.take_template(&mut claim).await?
         } else {
-            self.take_dump(&id).await
-        };
-        let checks = match taken {
-            Ok(checks) => checks,
-            Err(e) => {
-                let _ = tokio::fs::remove_file(self.catalog.data_path(&id, ".dump")).await;
-                // Once released, the id may be claimed again: the guard must not act on it.
-                unfinished.finished();
-                self.catalog.release(&id).await;
-                return Err(e);
-            }
+            claim.remove_on_drop(self.catalog.data_path(&id, ".dump"));
+            self.take_dump(&id).await?
         };
         let duration: Duration = started.elapsed();
         let size = if template {
-            self.database_size(&self.database_for("snap", &id)).await
+            match self.database_size(&self.database_for("snap", &id)).await {
+                Ok(size) => size,
+                Err(e) => {
+                    self.abandon(&mut claim).await;
+                    return Err(e);
+                }
+            }
         } else {
-            Ok(checks
+            checks
                 .iter()
                 .find(|c| c.subject == DUMP_CHECK)
-                .map_or(0, |c| c.count))
+                .map_or(0, |c| c.count)
         };
-        let info = size.map(|size| {
-            self.catalog
-                .info(&id, service, label, created_at)
-                .with_size(size)
-                .with_duration(duration)
-                .with_checks(checks)
-        });
-        let committed = match info {
-            Ok(info) => self.catalog.commit(&info).await.map(|()| info),
-            Err(e) => Err(e),
-        };
-        let info = match committed {
-            Ok(info) => info,
-            Err(e) => {
-                let _ = self.remove_data(&id, template).await;
-                unfinished.finished();
-                self.catalog.release(&id).await;
-                return Err(e);
-            }
-        };
-        unfinished.finished();
+        let info = self
+            .catalog
+            .info(&id, service, label, created_at)
+            .with_size(size)
+            .with_duration(duration)
+            .with_checks(checks);
+        self.catalog.commit(&info, claim).await?;
         tracing::info!(
             backup = %id, service, bytes = info.size_bytes, ?duration,
             "postgres backup of database `{}` taken", self.db()
         );
+        finish_interrupted_deletes(&self.catalog, self, service).await;
         if let Some(retention) = self.settings.retention
             && let Err(e) = retention.enforce(self, service).await
         {
@@ -1156,10 +1276,12 @@ impl BackupProvider for PostgresBackup {
 
     async fn delete(&self, id: &str) -> Result<()> {
         check_id(id)?;
-        let info = self.catalog.read(id).await?;
+        let info = self.catalog.start_delete(id).await?;
         let template = !info.checks.iter().any(|c| c.subject == DUMP_CHECK);
-        self.remove_data(id, template).await?;
-        self.catalog.remove(id).await
+        self.remove_data(id, template)
+            .await
+            .map_err(|e| self.catalog.unlisted_but_kept(&info, e))?;
+        self.catalog.finish_delete(id).await
     }
 }
 
@@ -1419,6 +1541,204 @@ mod tests {
         let left: Vec<_> = std::fs::read_dir(store.path()).unwrap().collect();
         assert!(left.is_empty(), "{left:?}");
         assert!(pg.list("shop").await.unwrap().is_empty());
+    }
+
+    /// Writes the executable `dir/name` with `body`.
+    fn script(dir: &Path, name: &str, body: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// A `psql` standing in for a server: it notes each call (its session name, `|`, its
+    /// arguments) as a line of `dir/calls`; stalls at the first call whose arguments hold
+    /// `stall_at`, saying so through the FIFO `dir/stalled`, until it is killed; answers that
+    /// database `shop` exists and no other, and a size; and succeeds at everything else.
+    fn scripted_client(dir: &Path, stall_at: &str) {
+        let d = dir.display();
+        script(
+            dir,
+            "psql",
+            &format!(
+                "printf '%s|%s\\n' \"$PGAPPNAME\" \"$*\" >> '{d}/calls'\n\
+                 case \"$*\" in\n\
+                 *'{stall_at}'*) echo stalled > '{d}/stalled'; exec sleep 600;;\n\
+                 *\"datname = E'shop'\"*) echo 1;;\n\
+                 *'FROM pg_database WHERE'*) echo 0;;\n\
+                 *pg_database_size*) echo 4096;;\n\
+                 esac\n"
+            ),
+        );
+        let fifo = dir.join("stalled");
+        if !fifo.exists() {
+            let made = std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap();
+            assert!(made.success());
+        }
+    }
+
+    /// The calls `scripted_client` noted: (session name, arguments).
+    fn calls(dir: &Path) -> Vec<(String, String)> {
+        std::fs::read_to_string(dir.join("calls"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let (session, args) = l.split_once('|').unwrap();
+                (session.to_owned(), args.to_owned())
+            })
+            .collect()
+    }
+
+    fn template(bin: &Path, store: &Path) -> PostgresBackup {
+        PostgresBackup::new(
+            PostgresSettings::new(conn(), store)
+                .with_mode(PostgresMode::Template)
+                .with_bin_dir(bin),
+        )
+        .unwrap()
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_template_backup_cancelled_after_the_copy_drops_its_snapshot() {
+        let bin = tempfile::tempdir().unwrap();
+        scripted_client(bin.path(), "ALLOW_CONNECTIONS false");
+        let store = tempfile::tempdir().unwrap();
+        let pg = template(bin.path(), store.path());
+        let stalled = async {
+            tokio::fs::read(bin.path().join("stalled")).await.unwrap();
+            names(store.path())
+        };
+        let during = tokio::select! {
+            taken = pg.backup("shop", "v1") => panic!("the backup ended: {taken:?}"),
+            during = stalled => during,
+        };
+        let id = during[0].strip_suffix(".pending").unwrap().to_owned();
+        let calls = calls(bin.path());
+        let (copier, _) = calls
+            .iter()
+            .find(|(_, args)| args.contains("CREATE DATABASE"))
+            .unwrap();
+        assert!(copier.starts_with("serin-backup-"), "{copier}");
+        // Once the drop returns, the session that copied was ended, then the copy dropped.
+        let (_, cleanup) = calls.last().unwrap();
+        let ended = format!(
+            "pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE application_name = \
+             E'{copier}' AND pid <> pg_backend_pid() -c DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            pg.snapshot_database(&id)
+        );
+        assert!(cleanup.contains(&ended), "{cleanup}");
+        assert!(names(store.path()).is_empty(), "{:?}", names(store.path()));
+    }
+
+    #[tokio::test]
+    async fn a_template_backup_cancelled_while_it_picks_an_id_gives_back_every_id() {
+        let bin = tempfile::tempdir().unwrap();
+        let d = bin.path().display();
+        // The first snapshot name is taken; the check of the second stalls.
+        script(
+            bin.path(),
+            "psql",
+            &format!(
+                "[ -e '{d}/seen' ] && {{ echo stalled > '{d}/stalled'; exec sleep 600; }}\n\
+                 touch '{d}/seen'; echo 1\n"
+            ),
+        );
+        let made = std::process::Command::new("mkfifo")
+            .arg(bin.path().join("stalled"))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let store = tempfile::tempdir().unwrap();
+        let pg = template(bin.path(), store.path());
+        let stalled = async {
+            tokio::fs::read(bin.path().join("stalled")).await.unwrap();
+            names(store.path())
+        };
+        let during = tokio::select! {
+            taken = pg.backup("shop", "v1") => panic!("the backup ended: {taken:?}"),
+            during = stalled => during,
+        };
+        assert_eq!(during.len(), 2, "two claims: {during:?}");
+        assert!(names(store.path()).is_empty(), "{:?}", names(store.path()));
+    }
+
+    #[tokio::test]
+    async fn a_template_restore_cancelled_during_the_swap_lets_connections_back_in() {
+        let bin = tempfile::tempdir().unwrap();
+        scripted_client(bin.path(), "no call holds this");
+        let store = tempfile::tempdir().unwrap();
+        let pg = template(bin.path(), store.path());
+        let id = pg.backup("shop", "v1").await.unwrap();
+        scripted_client(bin.path(), "RENAME TO");
+        let stalled = tokio::fs::read(bin.path().join("stalled"));
+        tokio::select! {
+            restored = pg.restore(&id) => panic!("the restore ended: {restored:?}"),
+            _ = stalled => {}
+        }
+        let calls = calls(bin.path());
+        let (swapper, swap) = calls
+            .iter()
+            .find(|(_, args)| args.contains("RENAME TO"))
+            .unwrap();
+        assert!(
+            swap.contains(r#"ALTER DATABASE "shop" ALLOW_CONNECTIONS false"#),
+            "{swap}"
+        );
+        // The swap's session is ended first, so none of its statements runs after the cleanup.
+        let (_, cleanup) = calls.last().unwrap();
+        let expected = format!(
+            "application_name = E'{swapper}' AND pid <> pg_backend_pid() \
+             -c DROP DATABASE IF EXISTS \"{}\" WITH (FORCE) \
+             -c DROP DATABASE IF EXISTS \"{}\" WITH (FORCE) \
+             -c ALTER DATABASE \"shop\" ALLOW_CONNECTIONS true",
+            pg.database_for("restore", &id),
+            pg.database_for("old", &id)
+        );
+        assert!(cleanup.ends_with(&expected), "{cleanup}");
+        // The backup is still there to restore.
+        assert_eq!(pg.list("shop").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_dump_is_on_disk_before_its_metadata() {
+        let bin = tempfile::tempdir().unwrap();
+        script(
+            bin.path(),
+            "psql",
+            "read a\nread b\necho 00000003-00000002-1\nexec cat >/dev/null\n",
+        );
+        script(
+            bin.path(),
+            "pg_dump",
+            "for a in \"$@\"; do\n  if [ \"$next\" = file ]; then out=\"$a\"; fi\n  \
+             next=; [ \"$a\" = --file ] && next=file\ndone\nprintf dump > \"$out\"\n",
+        );
+        let store = tempfile::tempdir().unwrap();
+        let pg = PostgresBackup::new(
+            PostgresSettings::new(conn(), store.path()).with_bin_dir(bin.path()),
+        )
+        .unwrap();
+        let id = pg.backup("shop", "v1").await.unwrap();
+        let synced = durable::log::synced_under(store.path());
+        let at = |path: PathBuf| synced.iter().position(|s| *s == path);
+        let metadata = at(store.path().join(format!("{id}.json.tmp"))).unwrap();
+        for data in [store.path().join(format!("{id}.dump")), store.path().into()] {
+            assert!(
+                at(data.clone()).is_some_and(|at| at < metadata),
+                "`{}` must be synced before the metadata: {synced:?}",
+                data.display()
+            );
+        }
     }
 
     #[tokio::test]

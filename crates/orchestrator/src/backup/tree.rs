@@ -6,15 +6,28 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use super::durable;
 
 /// What failed while copying or reading a tree: the path and what went wrong there.
 #[derive(Debug)]
 pub(crate) struct TreeError {
     pub(crate) path: PathBuf,
     pub(crate) reason: String,
+}
+
+impl TreeError {
+    /// The copy into `path` stopped because it was cancelled.
+    fn cancelled(path: &Path) -> Self {
+        TreeError {
+            path: path.to_owned(),
+            reason: "the copy was cancelled".into(),
+        }
+    }
 }
 
 impl std::fmt::Display for TreeError {
@@ -163,7 +176,16 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// Copies the tree at `from` to `to` (which must not exist), keeping relative paths, permission
 /// bits and symlinks as symlinks; returns the manifest of what was read. Sockets, FIFOs and
 /// devices are refused: they are not state that a copy can keep.
-pub(crate) fn copy_tree(from: &Path, to: &Path) -> Result<Manifest, TreeError> {
+///
+/// Every file and directory of the copy is synced before it returns, so the copy is on disk
+/// but for its own name (the caller syncs the directory holding `to`). `cancelled` is read
+/// before each entry and each block: once it is set, the copy stops with an error and leaves
+/// what it wrote for the caller to remove.
+pub(crate) fn copy_tree(
+    from: &Path,
+    to: &Path,
+    cancelled: &AtomicBool,
+) -> Result<Manifest, TreeError> {
     let meta = fs::symlink_metadata(from).map_err(at(from))?;
     if !meta.is_dir() {
         return Err(TreeError {
@@ -172,7 +194,7 @@ pub(crate) fn copy_tree(from: &Path, to: &Path) -> Result<Manifest, TreeError> {
         });
     }
     let mut manifest = Manifest::default();
-    copy_dir(from, to, ".", &mut manifest)?;
+    copy_dir(from, to, ".", &mut manifest, cancelled)?;
     Ok(manifest)
 }
 
@@ -180,10 +202,19 @@ fn mode_of(meta: &fs::Metadata) -> u32 {
     meta.permissions().mode() & 0o7777
 }
 
-fn copy_dir(from: &Path, to: &Path, rel: &str, manifest: &mut Manifest) -> Result<(), TreeError> {
+fn copy_dir(
+    from: &Path,
+    to: &Path,
+    rel: &str,
+    manifest: &mut Manifest,
+    cancelled: &AtomicBool,
+) -> Result<(), TreeError> {
     let meta = fs::symlink_metadata(from).map_err(at(from))?;
     let mode = mode_of(&meta);
     fs::create_dir(to).map_err(at(to))?;
+    // Opened while still writable and readable, synced once its mode is set: a directory
+    // whose mode forbids reading could not be opened later.
+    let dir = fs::File::open(to).map_err(at(to))?;
     manifest.entries.push(Entry {
         path: rel.to_owned(),
         kind: EntryKind::Dir { mode },
@@ -195,6 +226,9 @@ fn copy_dir(from: &Path, to: &Path, rel: &str, manifest: &mut Manifest) -> Resul
     }
     names.sort();
     for name in names {
+        if cancelled.load(Ordering::Relaxed) {
+            return Err(TreeError::cancelled(to));
+        }
         let src = from.join(&name);
         let dst = to.join(&name);
         let Some(name) = name.to_str() else {
@@ -226,11 +260,10 @@ fn copy_dir(from: &Path, to: &Path, rel: &str, manifest: &mut Manifest) -> Resul
                 },
             });
         } else if kind.is_dir() {
-            copy_dir(&src, &dst, &child, manifest)?;
+            copy_dir(&src, &dst, &child, manifest, cancelled)?;
         } else if kind.is_file() {
-            let (size, sha256) = copy_file(&src, &dst)?;
             let mode = mode_of(&meta);
-            fs::set_permissions(&dst, fs::Permissions::from_mode(mode)).map_err(at(&dst))?;
+            let (size, sha256) = copy_file(&src, &dst, mode, cancelled)?;
             manifest.entries.push(Entry {
                 path: child,
                 kind: EntryKind::File { mode, size, sha256 },
@@ -244,11 +277,18 @@ fn copy_dir(from: &Path, to: &Path, rel: &str, manifest: &mut Manifest) -> Resul
     }
     // Last, so that a read-only directory could still be filled.
     fs::set_permissions(to, fs::Permissions::from_mode(mode)).map_err(at(to))?;
+    dir.sync_all().map_err(at(to))?;
+    durable::synced(to);
     Ok(())
 }
 
-/// Copies one file's bytes, hashing what was read.
-fn copy_file(from: &Path, to: &Path) -> Result<(u64, String), TreeError> {
+/// Copies one file's bytes, hashing what was read, and syncs the copy with its `mode`.
+fn copy_file(
+    from: &Path,
+    to: &Path,
+    mode: u32,
+    cancelled: &AtomicBool,
+) -> Result<(u64, String), TreeError> {
     let mut src = fs::File::open(from).map_err(at(from))?;
     let mut dst = fs::OpenOptions::new()
         .write(true)
@@ -259,6 +299,9 @@ fn copy_file(from: &Path, to: &Path) -> Result<(u64, String), TreeError> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut size = 0u64;
     loop {
+        if cancelled.load(Ordering::Relaxed) {
+            return Err(TreeError::cancelled(to));
+        }
         let n = src.read(&mut buf).map_err(at(from))?;
         if n == 0 {
             break;
@@ -268,7 +311,10 @@ fn copy_file(from: &Path, to: &Path) -> Result<(u64, String), TreeError> {
         dst.write_all(chunk).map_err(at(to))?;
         size += n as u64;
     }
+    dst.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(at(to))?;
     dst.sync_all().map_err(at(to))?;
+    durable::synced(to);
     Ok((size, hex(&hasher.finalize())))
 }
 
@@ -307,6 +353,11 @@ fn make_writable(dir: &Path) -> Result<(), TreeError> {
 mod tests {
     use super::*;
 
+    /// A copy that is never cancelled.
+    fn go() -> AtomicBool {
+        AtomicBool::new(false)
+    }
+
     fn sample(root: &Path) {
         fs::create_dir_all(root.join("data/nested")).unwrap();
         fs::write(root.join("data/a.txt"), b"alpha").unwrap();
@@ -327,7 +378,7 @@ mod tests {
         fs::create_dir(&src).unwrap();
         sample(&src);
         let dst = tmp.path().join("dst");
-        let manifest = copy_tree(&src, &dst).unwrap();
+        let manifest = copy_tree(&src, &dst, &go()).unwrap();
 
         assert_eq!(fs::read(dst.join("data/a.txt")).unwrap(), b"alpha");
         assert_eq!(
@@ -376,12 +427,13 @@ mod tests {
         );
 
         // Copying the copy gives the same manifest; a change shows up as a difference.
-        let again = copy_tree(&dst, &tmp.path().join("again")).unwrap();
+        let again = copy_tree(&dst, &tmp.path().join("again"), &go()).unwrap();
         assert_eq!(again, manifest);
         assert_eq!(again.digest(), manifest.digest());
         fs::write(tmp.path().join("again/data/a.txt"), b"beta").unwrap();
         fs::remove_file(tmp.path().join("again/run.sh")).unwrap();
-        let changed = copy_tree(&tmp.path().join("again"), &tmp.path().join("third")).unwrap();
+        let changed =
+            copy_tree(&tmp.path().join("again"), &tmp.path().join("third"), &go()).unwrap();
         let diff = manifest.differences(&changed, 10);
         assert_eq!(diff.len(), 2, "{diff:?}");
         assert!(diff[0].starts_with("`data/a.txt` differs"), "{diff:?}");
@@ -395,16 +447,53 @@ mod tests {
     }
 
     #[test]
+    fn a_copy_syncs_every_file_and_directory_it_wrote() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        fs::create_dir(&src).unwrap();
+        sample(&src);
+        let dst = tmp.path().join("dst");
+        let manifest = copy_tree(&src, &dst, &go()).unwrap();
+        let synced = durable::log::synced_under(&dst);
+        for entry in &manifest.entries {
+            let path = if entry.path == "." {
+                dst.clone()
+            } else {
+                dst.join(&entry.path)
+            };
+            let must = !matches!(entry.kind, EntryKind::Symlink { .. });
+            assert_eq!(synced.contains(&path), must, "{}: {synced:?}", entry.path);
+        }
+        // A directory is synced after everything in it: then its names are durable too.
+        let position = |p: &Path| synced.iter().position(|s| s == p).unwrap();
+        assert!(position(&dst.join("data/nested/b.bin")) < position(&dst.join("data/nested")));
+        assert!(position(&dst.join("data")) < position(&dst));
+        remove_tree(&dst).unwrap();
+    }
+
+    #[test]
+    fn a_cancelled_copy_stops_before_the_next_entry() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        fs::create_dir(&src).unwrap();
+        sample(&src);
+        let dst = tmp.path().join("dst");
+        let err = copy_tree(&src, &dst, &AtomicBool::new(true)).unwrap_err();
+        assert!(err.to_string().contains("cancelled"), "{err}");
+        assert_eq!(fs::read_dir(&dst).unwrap().count(), 0);
+    }
+
+    #[test]
     fn copying_refuses_a_missing_source_a_file_and_an_existing_target() {
         let tmp = tempfile::tempdir().unwrap();
-        let err = copy_tree(&tmp.path().join("missing"), &tmp.path().join("x")).unwrap_err();
+        let err = copy_tree(&tmp.path().join("missing"), &tmp.path().join("x"), &go()).unwrap_err();
         assert!(err.to_string().contains("missing"), "{err}");
         fs::write(tmp.path().join("file"), b"x").unwrap();
-        let err = copy_tree(&tmp.path().join("file"), &tmp.path().join("x")).unwrap_err();
+        let err = copy_tree(&tmp.path().join("file"), &tmp.path().join("x"), &go()).unwrap_err();
         assert!(err.to_string().contains("is not a directory"), "{err}");
         fs::create_dir(tmp.path().join("src")).unwrap();
         fs::create_dir(tmp.path().join("dst")).unwrap();
-        assert!(copy_tree(&tmp.path().join("src"), &tmp.path().join("dst")).is_err());
+        assert!(copy_tree(&tmp.path().join("src"), &tmp.path().join("dst"), &go()).is_err());
     }
 
     #[test]
@@ -416,16 +505,16 @@ mod tests {
         fs::write(src.join("a/x"), b"x").unwrap();
         fs::write(src.join("a-b"), b"b").unwrap();
         fs::write(src.join("+c"), b"c").unwrap();
-        let expected = copy_tree(&src, &tmp.path().join("one")).unwrap();
+        let expected = copy_tree(&src, &tmp.path().join("one"), &go()).unwrap();
         fs::remove_file(src.join("a/x")).unwrap();
-        let actual = copy_tree(&src, &tmp.path().join("two")).unwrap();
+        let actual = copy_tree(&src, &tmp.path().join("two"), &go()).unwrap();
         assert_eq!(expected.differences(&actual, 10), ["`a/x` is missing"]);
         assert_eq!(
             actual.differences(&expected, 10),
             ["`a/x` was not in the backup"]
         );
         fs::remove_file(src.join("+c")).unwrap();
-        let fewer = copy_tree(&src, &tmp.path().join("three")).unwrap();
+        let fewer = copy_tree(&src, &tmp.path().join("three"), &go()).unwrap();
         assert_eq!(actual.differences(&fewer, 10), ["`+c` is missing"]);
     }
 
