@@ -998,32 +998,30 @@ mod tests {
     use super::*;
     use crate::cusum::Crossing;
 
-    #[test]
-    fn runs_are_reproducible_and_thread_count_free() {
-        let s = Scenario {
-            load: 500.0,
-            share: 0.05,
-            effect: Effect::ErrorRatio(5.0),
+    /// A row of `load` requests/s, `share` of them to a canary with `effect` from `onset_s`:
+    /// log-normal latency, no wander, no diurnal swing.
+    fn row(load: f64, share: f64, effect: Effect, onset_s: u32) -> Scenario {
+        Scenario {
+            load,
+            share,
+            effect,
             ar_rho: None,
             diurnal: false,
-            onset_s: 0,
+            onset_s,
             shape: LatencyShape::LogNormal,
-        };
+        }
+    }
+
+    #[test]
+    fn runs_are_reproducible_and_thread_count_free() {
+        let s = row(500.0, 0.05, Effect::ErrorRatio(5.0), 0);
         assert_eq!(run(&s, 7), run(&s, 7));
         assert_eq!(run_many(&s, 1, 6, 1), run_many(&s, 1, 6, 2));
     }
 
     #[test]
     fn a_large_regression_is_caught_by_the_oracles_quickly() {
-        let s = Scenario {
-            load: 500.0,
-            share: 0.2,
-            effect: Effect::ErrorRatio(5.0),
-            ar_rho: None,
-            diurnal: false,
-            onset_s: 0,
-            shape: LatencyShape::LogNormal,
-        };
+        let s = row(500.0, 0.2, Effect::ErrorRatio(5.0), 0);
         let r = run(&s, 3);
         assert!(r.judges[LR].detected_at.is_some_and(|t| t < 120), "{r:?}");
         // Without a late onset there is no CUSUM to follow.
@@ -1033,15 +1031,7 @@ mod tests {
     #[test]
     fn a_late_effect_starts_at_its_onset_and_the_oracles_with_it() {
         for effect in [Effect::ErrorRatio(5.0), Effect::LatencyShift(0.25)] {
-            let s = Scenario {
-                load: 500.0,
-                share: 0.2,
-                effect,
-                ar_rho: None,
-                diurnal: false,
-                onset_s: 600,
-                shape: LatencyShape::LogNormal,
-            };
+            let s = row(500.0, 0.2, effect, 600);
             let mut sequential_after_onset = 0;
             for seed in 0..10 {
                 let r = run(&s, seed);
@@ -1072,15 +1062,7 @@ mod tests {
     #[test]
     fn the_oracle_survives_seconds_without_canary_requests() {
         // At 20 req/s and a 5% share most seconds have no canary request at all.
-        let s = Scenario {
-            load: 20.0,
-            share: 0.05,
-            effect: Effect::ErrorRatio(5.0),
-            ar_rho: None,
-            diurnal: false,
-            onset_s: 0,
-            shape: LatencyShape::LogNormal,
-        };
+        let s = row(20.0, 0.05, Effect::ErrorRatio(5.0), 0);
         let detected = (0..20)
             .filter(|seed| run(&s, *seed).judges[LR].detected_at.is_some())
             .count();

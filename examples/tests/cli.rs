@@ -7,7 +7,9 @@
 //! these tests into `target/<profile>/examples/`, beside this test's own directory; run alone
 //! (`--test cli`), the tests build it with cargo into a target directory of their own.
 
+use std::io::{BufRead as _, Read as _};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
 use std::sync::OnceLock;
 
 use assert_cmd::Command;
@@ -122,22 +124,39 @@ fn sim(dir: &Path) -> Command {
     cmd
 }
 
-/// `cmd` with `args` and `--output json`, succeeding: its document.
-fn succeeds_with_json(cmd: &mut Command, args: &[&str]) -> Value {
-    let out = cmd
-        .args(args)
+/// `cmd` with `args` and `--output json`, exiting with `code`: what it printed.
+fn json_stdout(cmd: &mut Command, args: &[&str], code: i32) -> Vec<u8> {
+    cmd.args(args)
         .args(["--output", "json"])
         .assert()
-        .success()
+        .code(code)
         .get_output()
         .stdout
-        .clone();
-    json(&out)
+        .clone()
+}
+
+/// `cmd` with `args` and `--output json`, succeeding: its document.
+fn succeeds_with_json(cmd: &mut Command, args: &[&str]) -> Value {
+    json(&json_stdout(cmd, args, 0))
 }
 
 /// `args` on the simulated fleet, succeeding, with `--output json`: its document.
 fn sim_json(dir: &Path, args: &[&str]) -> Value {
     succeeds_with_json(&mut sim(dir), args)
+}
+
+/// The deployment `args` on the simulated fleet with `--output json`, exiting with `code`: its
+/// report.
+fn sim_report(dir: &Path, args: &[&str], code: i32) -> Value {
+    report(&json_stdout(&mut sim(dir), args, code))
+}
+
+/// Installs `version` on the simulated fleet in `dir`.
+fn deploy_on_sim(dir: &Path, version: &str) {
+    sim(dir)
+        .args(["deploy", "--version", version])
+        .assert()
+        .success();
 }
 
 fn json(output: &[u8]) -> Value {
@@ -187,8 +206,24 @@ fn logs_show_the_promotion_and_the_rollback(dir: &Path) {
         .stdout(predicate::str::contains("rolled back"));
 }
 
-fn status(dir: &Path, backend: &[&str]) -> Value {
-    succeeds_with_json(cli(dir).args(backend), &["status"])
+/// `status` on the default (local) backend, as JSON.
+fn status(dir: &Path) -> Value {
+    succeeds_with_json(&mut cli(dir), &["status"])
+}
+
+/// `status` on the simulated fleet, as JSON.
+fn sim_status(dir: &Path) -> Value {
+    sim_json(dir, &["status"])
+}
+
+/// `name` in the state directory of `dir`.
+fn state_file(dir: &Path, name: &str) -> PathBuf {
+    dir.join(".serin").join(name)
+}
+
+/// The example config file: a gradual blue-green switch.
+fn example_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("cli/deploy.yaml")
 }
 
 #[test]
@@ -237,8 +272,8 @@ fn a_dry_run_plans_and_changes_nothing() {
         .success()
         .stdout(predicate::str::contains("dry run: nothing was changed"))
         .stdout(predicate::str::contains("install 1.0.0"));
-    assert!(!dir.path().join(".serin").join("state.json").exists());
-    assert!(!dir.path().join(".serin").join("journal.jsonl").exists());
+    assert!(!state_file(dir.path(), "state.json").exists());
+    assert!(!state_file(dir.path(), "journal.jsonl").exists());
     // Before any deployment, the verbs that read the history find it empty.
     sim(dir.path())
         .args(["logs"])
@@ -247,7 +282,7 @@ fn a_dry_run_plans_and_changes_nothing() {
         .stdout(predicate::str::contains("no events"));
     sim(dir.path()).args(["compact"]).assert().success();
     // The example config file: a gradual blue-green switch.
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("cli/deploy.yaml");
+    let example = example_config();
     sim(dir.path())
         .args([
             "--config",
@@ -269,14 +304,7 @@ fn deploy_status_logs_and_rollbacks_work_across_invocations_on_the_simulated_fle
     let d = dir.path();
 
     // First install.
-    let out = sim(d)
-        .args(["deploy", "--version", "1.0.0", "--output", "json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let install = report(&out);
+    let install = sim_report(d, &["deploy", "--version", "1.0.0"], 0);
     assert_eq!(result(&install), "succeeded", "{install}");
     assert!(
         install["schemaVersion"]
@@ -287,33 +315,19 @@ fn deploy_status_logs_and_rollbacks_work_across_invocations_on_the_simulated_fle
     assert!(install["from"].is_null(), "{install}");
 
     // The plan sees what runs, and changes nothing.
-    let out = sim(d)
-        .args([
-            "plan",
-            "--version",
-            "1.1.0",
-            "--strategy",
-            "blue-green",
-            "--output",
-            "json",
-        ])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let plan = json(&out);
+    let plan = sim_json(
+        d,
+        &["plan", "--version", "1.1.0", "--strategy", "blue-green"],
+    );
     assert_eq!(plan["plans"][0]["from"]["version"], "1.0.0", "{plan}");
     assert_eq!(plan["plans"][0]["to"]["version"], "1.1.0", "{plan}");
     assert_eq!(plan["plans"][0]["strategy"], "blue-green", "{plan}");
-    assert_eq!(
-        status(d, &["--backend", "sim"])["current"]["version"],
-        "1.0.0"
-    );
+    assert_eq!(sim_status(d)["current"]["version"], "1.0.0");
 
     // A healthy canary is promoted.
-    let out = sim(d)
-        .args([
+    let canary = sim_report(
+        d,
+        &[
             "deploy-canary",
             "--version",
             "1.1.0",
@@ -323,15 +337,9 @@ fn deploy_status_logs_and_rollbacks_work_across_invocations_on_the_simulated_fle
             "30",
             "--phase-duration",
             "2m",
-            "--output",
-            "json",
-        ])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let canary = report(&out);
+        ],
+        0,
+    );
     assert_eq!(result(&canary), "succeeded", "{canary}");
     assert_eq!(canary["from"]["version"], "1.0.0", "{canary}");
     let timeline = canary["timeline"].as_array().cloned().unwrap_or_default();
@@ -345,25 +353,14 @@ fn deploy_status_logs_and_rollbacks_work_across_invocations_on_the_simulated_fle
     assert!(weights.contains(&40.0), "{weights:?}");
 
     // A version answering 20% errors is rolled back by its canary: exit 1.
-    let out = sim(d)
-        .args([
-            "deploy",
-            "--version",
-            "1.2.0",
-            "--error-rate",
-            "0.2",
-            "--output",
-            "json",
-        ])
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let bad = report(&out);
+    let bad = sim_report(
+        d,
+        &["deploy", "--version", "1.2.0", "--error-rate", "0.2"],
+        1,
+    );
     assert_eq!(result(&bad), "rolledBack", "{bad}");
 
-    let s = status(d, &["--backend", "sim"]);
+    let s = sim_status(d);
     assert_eq!(s["current"]["version"], "1.1.0", "{s}");
     assert_eq!(s["previous"], serde_json::json!(["1.0.0"]), "{s}");
     assert_eq!(s["lastDeployment"], bad["deployment"], "{s}");
@@ -374,28 +371,18 @@ fn deploy_status_logs_and_rollbacks_work_across_invocations_on_the_simulated_fle
 
     // The journal holds every deployment's events.
     logs_show_the_promotion_and_the_rollback(d);
-    let out = sim(d)
-        .args(["logs", "--deployment", &canary_id, "--output", "json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let events = json(&out)["events"].as_array().cloned().unwrap_or_default();
+    let events = sim_json(d, &["logs", "--deployment", &canary_id])["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(
         events.len(),
         timeline.len(),
         "the journal has every event of the report"
     );
     assert!(events.iter().all(|e| e["deployment"] == canary_id.as_str()));
-    let out = sim(d)
-        .args(["logs", "--tail", "1", "--output", "json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    assert_eq!(json(&out)["events"].as_array().map(Vec::len), Some(1));
+    let tail = sim_json(d, &["logs", "--tail", "1"]);
+    assert_eq!(tail["events"].as_array().map(Vec::len), Some(1));
     sim(d)
         .args(["logs", "--deployment", "nope"])
         .assert()
@@ -421,21 +408,14 @@ fn deploy_status_logs_and_rollbacks_work_across_invocations_on_the_simulated_fle
         timeline.len()
     );
     logs_show_the_promotion_and_the_rollback(d);
-    assert_eq!(status(d, &["--backend", "sim"])["lastPhase"], "finished");
+    assert_eq!(sim_status(d)["lastPhase"], "finished");
 
     // Rollback goes back to the version before 1.1.0.
-    let out = sim(d)
-        .args(["rollback", "--output", "json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let back = report(&out);
+    let back = sim_report(d, &["rollback"], 0);
     assert_eq!(result(&back), "succeeded", "{back}");
     assert_eq!(back["to"]["version"], "1.0.0", "{back}");
     assert_eq!(back["strategy"], "blue-green", "{back}");
-    let s = status(d, &["--backend", "sim"]);
+    let s = sim_status(d);
     assert_eq!(s["current"]["version"], "1.0.0", "{s}");
     assert_eq!(s["previous"], serde_json::json!([]), "{s}");
 
@@ -450,28 +430,10 @@ fn deploy_status_logs_and_rollbacks_work_across_invocations_on_the_simulated_fle
         .assert()
         .success()
         .stdout(predicate::str::contains("outcome: succeeded"));
-    assert_eq!(
-        status(d, &["--backend", "sim"])["current"]["version"],
-        "1.1.0"
-    );
+    assert_eq!(sim_status(d)["current"]["version"], "1.1.0");
 
     // Monitoring and metrics of what runs, in virtual time.
-    let out = sim(d)
-        .args([
-            "monitor",
-            "--duration",
-            "3m",
-            "--interval",
-            "1m",
-            "--output",
-            "json",
-        ])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let m = json(&out);
+    let m = sim_json(d, &["monitor", "--duration", "3m", "--interval", "1m"]);
     assert_eq!(m["healthy"], true, "{m}");
     let samples = m["samples"].as_array().cloned().unwrap_or_default();
     assert_eq!(samples.len(), 3, "{m}");
@@ -482,14 +444,7 @@ fn deploy_status_logs_and_rollbacks_work_across_invocations_on_the_simulated_fle
         let n = track["requests"].as_u64().unwrap_or(0);
         assert!((5_000..7_000).contains(&n), "{n} requests in {sample}");
     }
-    let out = sim(d)
-        .args(["metrics", "--duration", "10s", "--output", "json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let m = json(&out);
+    let m = sim_json(d, &["metrics", "--duration", "10s"]);
     assert!(
         m["tracks"][0]["p99Ms"].as_f64().is_some_and(|p| p > 0.0),
         "{m}"
@@ -503,9 +458,9 @@ fn deploy_status_logs_and_rollbacks_work_across_invocations_on_the_simulated_fle
     // Trimmed to their last records, the deployments still tell status how the last one ended;
     // with the journal gone, status still tells what runs.
     sim(d).args(["compact", "--keep", "0"]).assert().success();
-    assert_eq!(status(d, &["--backend", "sim"])["lastPhase"], "finished");
-    std::fs::remove_file(d.join(".serin").join("journal.jsonl")).expect("journal");
-    let s = status(d, &["--backend", "sim"]);
+    assert_eq!(sim_status(d)["lastPhase"], "finished");
+    std::fs::remove_file(state_file(d, "journal.jsonl")).expect("journal");
+    let s = sim_status(d);
     assert_eq!(s["current"]["version"], "1.1.0", "{s}");
     assert!(
         s["lastDeployment"].is_string() && s["lastPhase"].is_null(),
@@ -533,10 +488,7 @@ fn deploy_status_logs_and_rollbacks_work_across_invocations_on_the_simulated_fle
 fn monitor_watches_as_long_and_as_often_as_the_brief_s_variables_say() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    sim(d)
-        .args(["deploy", "--version", "1.0.0"])
-        .assert()
-        .success();
+    deploy_on_sim(d, "1.0.0");
     std::fs::write(d.join(".env"), "MONITORING_DURATION=180\n").expect("write .env");
     let m = succeeds_with_json(sim(d).env("CHECK_INTERVAL", "1m"), &["monitor"]);
     assert_eq!(
@@ -566,29 +518,14 @@ fn monitor_watches_as_long_and_as_often_as_the_brief_s_variables_say() {
 fn report_chart_draws_the_deployment_a_prefix_names_and_refuses_an_ambiguous_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    sim(d)
-        .args(["deploy", "--version", "1.0.0"])
-        .assert()
-        .success();
+    deploy_on_sim(d, "1.0.0");
     // 1.1.0 twice: rolled back, then promoted.
-    let first = report(
-        &sim(d)
-            .args(["deploy", "--version", "1.1.0", "--error-rate", "0.3"])
-            .args(["--output", "json"])
-            .assert()
-            .code(1)
-            .get_output()
-            .stdout,
+    let first = sim_report(
+        d,
+        &["deploy", "--version", "1.1.0", "--error-rate", "0.3"],
+        1,
     );
-    let second = report(
-        &sim(d)
-            .args(["deploy", "--version", "1.1.0", "--error-rate", "0"])
-            .args(["--output", "json"])
-            .assert()
-            .success()
-            .get_output()
-            .stdout,
-    );
+    let second = sim_report(d, &["deploy", "--version", "1.1.0", "--error-rate", "0"], 0);
     let ids = [&first, &second].map(|r| r["deployment"].as_str().expect("id").to_owned());
     let chart = |args: &[&str]| {
         let mut cmd = Command::new(report_chart_binary());
@@ -632,7 +569,7 @@ fn hold_state_dir(dir: &Path) -> std::fs::File {
         .create(true)
         .truncate(false)
         .write(true)
-        .open(dir.join(".serin").join("lock"))
+        .open(state_file(dir, "lock"))
         .expect("lock file");
     lock.lock().expect("lock");
     lock
@@ -650,24 +587,21 @@ fn two_commands_never_deploy_from_one_state_directory_at_once() {
             .code(4)
             .stderr(predicate::str::contains("is in use by another command"));
     }
-    assert!(!d.join(".serin").join("state.json").exists());
-    assert!(!d.join(".serin").join("journal.jsonl").exists());
+    assert!(!state_file(d, "state.json").exists());
+    assert!(!state_file(d, "journal.jsonl").exists());
     // What only reads does not wait.
     sim(d).args(["status"]).assert().success();
     drop(held);
-    sim(d)
-        .args(["deploy", "--version", "1.0.0"])
-        .assert()
-        .success();
+    deploy_on_sim(d, "1.0.0");
 
     // A deployment marked as started is running while a command holds the directory, and
     // was interrupted once none does.
-    let path = d.join(".serin").join("state.json");
+    let path = state_file(d, "state.json");
     let mut state = json(&std::fs::read(&path).expect("state"));
     state["inProgress"] = "deployment of 1.1.0 started at 2026-01-01T00:00:00Z".into();
     std::fs::write(&path, state.to_string()).expect("write state");
     let held = hold_state_dir(d);
-    let s = status(d, &["--backend", "sim"]);
+    let s = sim_status(d);
     assert!(
         s["inProgress"]
             .as_str()
@@ -684,7 +618,7 @@ fn two_commands_never_deploy_from_one_state_directory_at_once() {
         ))
         .stdout(predicate::str::contains("interrupted").not());
     drop(held);
-    let s = status(d, &["--backend", "sim"]);
+    let s = sim_status(d);
     assert!(
         s["interrupted"].is_string() && s["inProgress"].is_null(),
         "{s}"
@@ -823,17 +757,14 @@ fn bad_config_and_bad_flags_exit_2_naming_the_field() {
              most 10000 on the local backend",
         ));
     // Nothing was recorded by any of them.
-    assert!(!d.join(".serin").join("state.json").exists());
+    assert!(!state_file(d, "state.json").exists());
 }
 
 #[test]
 fn a_canary_that_waits_on_missing_data_says_so_while_it_waits() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    sim(d)
-        .args(["deploy", "--version", "1.0.0"])
-        .assert()
-        .success();
+    deploy_on_sim(d, "1.0.0");
     // One request a hundred seconds: the analysis stays inconclusive until the deadline.
     let out = sim(d)
         .args(["deploy-canary", "--version", "1.1.0", "--load-rps", "0.01"])
@@ -930,18 +861,9 @@ fn an_upgrade_the_catalog_refuses_is_blocked_with_exit_3() {
             "validation: okWithWarnings — [warn] demo 1.1.0 migration 0011 statement 2 (line 1, \
              column 26) (sql.ban-drop-column): dropping column(s) c of t",
         ));
-    let out = with_catalog(d)
-        .args(["deploy", "--version", "1.2.0", "--output", "json"])
-        .assert()
-        .code(3)
-        .get_output()
-        .stdout
-        .clone();
+    let out = json_stdout(&mut with_catalog(d), &["deploy", "--version", "1.2.0"], 3);
     assert_eq!(result(&report(&out)), "blocked");
-    assert_eq!(
-        status(d, &["--backend", "sim"])["current"]["version"],
-        "1.0.0"
-    );
+    assert_eq!(sim_status(d)["current"]["version"], "1.0.0");
 }
 
 #[test]
@@ -950,9 +872,8 @@ fn a_small_canary_on_the_local_backend_with_real_processes() {
     let d = dir.path();
     let demo = demo_binary().to_str().expect("path").to_owned();
     let local = |d: &Path| {
-        let mut c = cli(d);
-        c.args(["--demo-binary", &demo, "--load-rps", "200"]);
-        c.timeout(std::time::Duration::from_secs(60));
+        let mut c = on_local(d, &demo);
+        c.args(["--load-rps", "200"]);
         c
     };
     local(d)
@@ -960,28 +881,18 @@ fn a_small_canary_on_the_local_backend_with_real_processes() {
         .assert()
         .success()
         .stdout(predicate::str::contains("install 1.0.0"));
-    let out = local(d)
-        .args(["deploy-canary", "--version", "1.1.0", "--output", "json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let r = report(&out);
+    let r = report(&json_stdout(
+        &mut local(d),
+        &["deploy-canary", "--version", "1.1.0"],
+        0,
+    ));
     assert_eq!(result(&r), "succeeded", "{r}");
-    let s = status(d, &[]);
+    let s = status(d);
     assert_eq!(s["current"]["version"], "1.1.0", "{s}");
     assert_eq!(s["backend"], "local", "{s}");
     // Every process ended with the command: the logs are there, the ports are free.
-    assert!(d.join(".serin").join("logs").is_dir());
-    let out = local(d)
-        .args(["metrics", "--duration", "2s", "--output", "json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let m = json(&out);
+    assert!(state_file(d, "logs").is_dir());
+    let m = succeeds_with_json(&mut local(d), &["metrics", "--duration", "2s"]);
     let track = &m["tracks"][0];
     assert_eq!(track["version"], "1.1.0", "{m}");
     assert!(track["requests"].as_u64().is_some_and(|n| n > 50), "{m}");
@@ -1003,7 +914,7 @@ fn a_small_canary_on_the_local_backend_with_real_processes() {
             "{signal}: {r}"
         );
     }
-    let s = status(d, &[]);
+    let s = status(d);
     assert_eq!(s["current"]["version"], "1.1.0", "{s}");
     assert!(s["interrupted"].is_null(), "{s}");
 
@@ -1020,7 +931,7 @@ fn a_small_canary_on_the_local_backend_with_real_processes() {
             )
             .expect("regex"),
         );
-    let s = status(d, &[]);
+    let s = status(d);
     assert_eq!(s["current"]["version"], "1.0.0", "{s}");
     assert_eq!(s["current"]["track"], "blue", "{s}");
 }
@@ -1039,7 +950,7 @@ fn a_backend_that_cannot_start_exits_4_and_records_nothing() {
         .code(4)
         .stderr(predicate::str::contains("cannot start the proxy"))
         .stderr(predicate::str::contains(addr.as_str()));
-    assert!(!d.join(".serin").join("state.json").exists());
+    assert!(!state_file(d, "state.json").exists());
     cli(d)
         .args([
             "--demo-binary",
@@ -1055,8 +966,7 @@ fn a_backend_that_cannot_start_exits_4_and_records_nothing() {
 
 /// The example config with `extra` appended (more top-level fields).
 fn config_with(dir: &Path, extra: &str) -> PathBuf {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("cli/deploy.yaml");
-    let mut text = std::fs::read_to_string(example).expect("example config");
+    let mut text = std::fs::read_to_string(example_config()).expect("example config");
     text.push_str(extra);
     let path = dir.join("deploy.yaml");
     std::fs::write(&path, text).expect("write config");
@@ -1168,22 +1078,11 @@ fn a_deployment_on_the_simulated_fleet_delivers_signed_webhook_events() {
         format!("SERIN_CLI_TEST_HOOK_SECRET={SECRET}\n"),
     )
     .expect("write .env");
-    let out = sim(d)
-        .env_remove("SERIN_CLI_TEST_HOOK_SECRET")
-        .args([
-            "--config",
-            config,
-            "deploy",
-            "--version",
-            "1.0.0",
-            "--output",
-            "json",
-        ])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = json_stdout(
+        sim(d).env_remove("SERIN_CLI_TEST_HOOK_SECRET"),
+        &["--config", config, "deploy", "--version", "1.0.0"],
+        0,
+    );
     assert_eq!(result(&report(&out)), "succeeded");
 
     // Delivered before the command exited, each one signed with the secret.
@@ -1220,15 +1119,8 @@ fn deployments_back_up_the_directory_and_backups_lists_them() {
     let backup = ["--backup-dir", "data", "--backup-keep", "2"];
 
     // Before the first deployment there is nothing to list.
-    let out = sim(d)
-        .args(backup)
-        .args(["backups", "--output", "json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    assert_eq!(json(&out)["backups"], serde_json::json!([]));
+    let listed = succeeds_with_json(sim(d).args(backup), &["backups"]);
+    assert_eq!(listed["backups"], serde_json::json!([]));
     // Listing creates nothing: no state directory, no backup store.
     assert!(
         !d.join(".serin").exists(),
@@ -1236,15 +1128,11 @@ fn deployments_back_up_the_directory_and_backups_lists_them() {
     );
 
     for version in ["1.0.0", "1.1.0", "1.2.0"] {
-        let out = sim(d)
-            .args(backup)
-            .args(["deploy", "--version", version, "--output", "json"])
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone();
-        let r = report(&out);
+        let r = report(&json_stdout(
+            sim(d).args(backup),
+            &["deploy", "--version", version],
+            0,
+        ));
         assert!(
             r["timeline"]
                 .as_array()
@@ -1254,15 +1142,7 @@ fn deployments_back_up_the_directory_and_backups_lists_them() {
     }
 
     // Oldest first; `--backup-keep 2` deleted the first.
-    let out = sim(d)
-        .args(backup)
-        .args(["backups", "--output", "json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let doc = json(&out);
+    let doc = succeeds_with_json(sim(d).args(backup), &["backups"]);
     let labels: Vec<&str> = doc["backups"]
         .as_array()
         .expect("backups")
@@ -1366,31 +1246,19 @@ fn deployments_back_up_a_postgres_database_when_one_is_given() {
     let d = dir.path();
     let conninfo = db.conninfo();
     let backup = ["--backup-postgres", conninfo.as_str()];
-    let out = sim(d)
-        .args(backup)
-        .args(["deploy", "--version", "1.0.0", "--output", "json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let r = report(&json_stdout(
+        sim(d).args(backup),
+        &["deploy", "--version", "1.0.0"],
+        0,
+    ));
     // The real dump takes no virtual time: the simulation's clock stands still while it runs,
     // instead of jumping from timer to timer, past every deadline.
-    let r = report(&out);
     let took = r["lastAt"].as_u64().expect("lastAt") - r["startedAt"].as_u64().expect("startedAt");
     assert!(
         took < 60_000,
         "the install took {took} ms of virtual time: {r}"
     );
-    let out = sim(d)
-        .args(backup)
-        .args(["backups", "--output", "json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let doc = json(&out);
+    let doc = succeeds_with_json(sim(d).args(backup), &["backups"]);
     assert_eq!(
         doc["backups"][0]["label"], "before installing 1.0.0",
         "{doc}"
@@ -1409,23 +1277,38 @@ fn deployments_back_up_a_postgres_database_when_one_is_given() {
     );
 }
 
-/// Starts a canary of 1.2.0 in `d`, sends `signal` (`-INT`, `-TERM`) once it takes traffic, and
-/// answers the report the command prints as it exits 1.
-fn deploy_canary_then_signal(d: &Path, demo: &str, signal: &str) -> Value {
+/// The CLI in `d` on the local backend, running the demo service `demo`.
+fn on_local(d: &Path, demo: &str) -> Command {
+    let mut c = cli(d);
+    c.args(["--demo-binary", demo]);
+    c.timeout(std::time::Duration::from_secs(60));
+    c
+}
+
+/// Starts a canary of `version` in `d` on the local backend (`demo`), with `args` after the
+/// verb and its stdout and stderr as given, and returns once the deployment is recorded as in
+/// progress, and a little longer, so that the canary takes traffic.
+fn start_canary(
+    d: &Path,
+    demo: &str,
+    version: &str,
+    args: &[&str],
+    (stdout, stderr): (Stdio, Stdio),
+) -> Child {
     let child = std::process::Command::new(cli_binary())
         .current_dir(d)
-        .args(["--demo-binary", demo, "deploy-canary", "--version", "1.2.0"])
-        .args(["--phase-duration", "60s", "--output", "json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .args(["--demo-binary", demo, "deploy-canary", "--version", version])
+        .args(args)
+        .stdout(stdout)
+        .stderr(stderr)
         .spawn()
         .expect("spawn");
-    // Wait until the deployment is recorded as in progress, then a little longer so the canary
-    // takes traffic.
+    // The command is a process of its own, in real time: poll its state file.
+    let recorded = format!("\"inProgress\": \"deployment of {version}");
     let started = std::time::Instant::now();
     loop {
-        let s = std::fs::read_to_string(d.join(".serin").join("state.json")).unwrap_or_default();
-        if s.contains("\"inProgress\": \"deployment of 1.2.0") {
+        let s = std::fs::read_to_string(state_file(d, "state.json")).unwrap_or_default();
+        if s.contains(&recorded) {
             break;
         }
         assert!(
@@ -1435,11 +1318,29 @@ fn deploy_canary_then_signal(d: &Path, demo: &str, signal: &str) -> Value {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     std::thread::sleep(std::time::Duration::from_secs(2));
-    let killed = std::process::Command::new("kill")
+    child
+}
+
+/// Sends `signal` (`-INT`, `-TERM`) to `child`.
+fn send(signal: &str, child: &Child) {
+    let sent = std::process::Command::new("kill")
         .args([signal, &child.id().to_string()])
         .status()
         .expect("kill");
-    assert!(killed.success());
+    assert!(sent.success());
+}
+
+/// Starts a canary of 1.2.0 in `d`, sends `signal` (`-INT`, `-TERM`) once it takes traffic, and
+/// answers the report the command prints as it exits 1.
+fn deploy_canary_then_signal(d: &Path, demo: &str, signal: &str) -> Value {
+    let child = start_canary(
+        d,
+        demo,
+        "1.2.0",
+        &["--phase-duration", "60s", "--output", "json"],
+        (Stdio::piped(), Stdio::null()),
+    );
+    send(signal, &child);
     let out = child.wait_with_output().expect("wait");
     assert_eq!(
         out.status.code(),
@@ -1457,53 +1358,33 @@ fn a_second_signal_while_the_deployment_rolls_back_quits_at_once_with_exit_5() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let demo = demo_binary().to_str().expect("path").to_owned();
-    cli(d)
-        .args(["--demo-binary", &demo, "deploy", "--version", "1.0.0"])
-        .timeout(std::time::Duration::from_secs(60))
+    on_local(d, &demo)
+        .args(["deploy", "--version", "1.0.0"])
         .assert()
         .success();
     // 1.1.0 answers in 3 s: rolling it back waits for its requests in flight.
-    let child = std::process::Command::new(cli_binary())
-        .current_dir(d)
-        .args([
-            "--demo-binary",
-            &demo,
-            "deploy-canary",
-            "--version",
-            "1.1.0",
-        ])
-        .args(["--latency-ms", "3000", "--phase-duration", "60s"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let started = std::time::Instant::now();
-    loop {
-        let s = std::fs::read_to_string(d.join(".serin").join("state.json")).unwrap_or_default();
-        if s.contains("\"inProgress\": \"deployment of 1.1.0") {
+    let mut child = start_canary(
+        d,
+        &demo,
+        "1.1.0",
+        &["--latency-ms", "3000", "--phase-duration", "60s"],
+        (Stdio::null(), Stdio::piped()),
+    );
+    send("-INT", &child);
+    // The second signal goes once the command says it aborts (rather than after a guessed
+    // pause, which a loaded machine may outlast).
+    let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut stderr = String::new();
+    while !stderr.contains("aborting the deployment") {
+        if err.read_line(&mut stderr).expect("stderr") == 0 {
             break;
         }
-        assert!(
-            started.elapsed().as_secs() < 20,
-            "the deployment never started: {s}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    let kill = |signal: &str| {
-        let sent = std::process::Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(sent.success());
-    };
-    kill("-INT");
-    std::thread::sleep(std::time::Duration::from_millis(300));
     let second = std::time::Instant::now();
-    kill("-TERM");
-    let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    send("-TERM", &child);
+    err.read_to_string(&mut stderr).expect("stderr");
+    let code = child.wait().expect("wait").code();
+    assert_eq!(code, Some(5), "{stderr}");
     assert!(
         second.elapsed() < std::time::Duration::from_secs(2),
         "quit {:?} after the second signal",
@@ -1517,7 +1398,7 @@ fn a_second_signal_while_the_deployment_rolls_back_quits_at_once_with_exit_5() {
     ] {
         assert!(stderr.contains(part), "{part}: {stderr}");
     }
-    let s = status(d, &[]);
+    let s = status(d);
     assert!(
         s["interrupted"]
             .as_str()
@@ -1525,9 +1406,8 @@ fn a_second_signal_while_the_deployment_rolls_back_quits_at_once_with_exit_5() {
         "{s}"
     );
     assert_eq!(s["current"]["version"], "1.0.0", "{s}");
-    cli(d)
-        .args(["--demo-binary", &demo, "health-check"])
-        .timeout(std::time::Duration::from_secs(60))
+    on_local(d, &demo)
+        .args(["health-check"])
         .assert()
         .success()
         .stdout(predicate::str::contains("1.0.0"));
@@ -1554,12 +1434,9 @@ fn watching_verbs_are_refused_while_a_deployment_holds_the_state_directory() {
         !d.join(".serin").exists(),
         "a watching verb created the state directory"
     );
-    sim(d)
-        .args(["deploy", "--version", "1.0.0"])
-        .assert()
-        .success();
+    deploy_on_sim(d, "1.0.0");
     let held = hold_state_dir(d);
-    std::fs::write(d.join(".serin").join("lock"), "4242: deploy of 1.1.0").expect("holder");
+    std::fs::write(state_file(d, "lock"), "4242: deploy of 1.1.0").expect("holder");
     for args in [
         vec!["metrics", "--duration", "1s"],
         vec!["monitor", "--duration", "1s"],
