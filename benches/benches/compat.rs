@@ -10,6 +10,14 @@
 //!   Among the constraints, those between two moving services that bite only on the new
 //!   versions force an order (dependency first), so the answer has several groups.
 //!   Target: under 1 s.
+//! - `validate with APIs`: 2,000 services with 12 releases each, where 400 provide one API
+//!   each (its version follows the release) and the other 1,600 call three of them (`^1`,
+//!   seeded); the fleet at 1.10.0 and every fourth service moving to 1.11.0. Among the moving
+//!   callers, some new releases need the new version of a moving API (the provider moves
+//!   first), and 20 APIs move from one provider to another (the new provider moves first, the
+//!   old one's release without the API is no breaking removal). This exercises the provider
+//!   and caller checks and the handover of APIs. Beside it, the baseline: the same fleet and
+//!   change with no API declared. No target.
 //! - `route`: a release graph of 2,000 releases and over 100,000 upgrade edges (each release to
 //!   the next 52), with blocked and conditional edges and a required stop; shortest safe route
 //!   from the first to the last release. Target: under 1 ms.
@@ -36,9 +44,10 @@ use rand_chacha::ChaCha8Rng;
 use serin_compat::matrix::Requires;
 use serin_compat::migration;
 use serin_compat::path::{GraphBuilder, PathOptions, RequiredStop, Risk, Route, UpgradeGraph};
+use serin_compat::registry::ProvidedApi;
 use serin_compat::{
     Fleet, Matrix, Proposal, Registry, Release, Rule, Selector, UpgradeValidation, Validator,
-    Verdict, Version,
+    Verdict, Version, VersionReq,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -102,6 +111,70 @@ fn fleet_case(moving: usize) -> FleetCase {
     let mut fleet = Fleet::new();
     let mut proposal = Proposal::new();
     for i in 0..SERVICES {
+        fleet.insert(name(i), Version::new(1, 10, 0));
+        if is_moving(i) {
+            proposal = proposal.with(name(i), Version::new(1, 11, 0));
+        }
+    }
+    FleetCase {
+        validator,
+        fleet,
+        proposal,
+    }
+}
+
+const API_SERVICES: usize = 2_000;
+const API_RELEASES: u64 = 12;
+const APIS: usize = 400;
+const API_CALLS: usize = 3;
+const HANDOVERS: usize = 20;
+
+/// The API case; with no API declared at all when `!with_apis` (the baseline).
+fn api_case(with_apis: bool) -> FleetCase {
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED);
+    let is_moving = |i: usize| i % 4 == 0;
+    let api = |k: usize| format!("api-{k:03}");
+    // Handed over: the first `HANDOVERS` APIs of moving providers, each to the provider
+    // `APIS / 2` further on (moving too), whose new release takes it.
+    let handed_over = |k: usize| k % 4 == 0 && k / 4 < HANDOVERS;
+    let mut registry = Registry::new();
+    for i in 0..API_SERVICES {
+        let calls: Vec<usize> = (0..API_CALLS).map(|_| rng.random_range(0..APIS)).collect();
+        let needs_new = is_moving(i) && rng.random_bool(0.3);
+        for minor in 0..API_RELEASES {
+            let version = Version::new(1, minor, 0);
+            let newest = minor == API_RELEASES - 1;
+            let mut release = Release::new(version.clone());
+            if with_apis && i < APIS {
+                if !(newest && handed_over(i)) {
+                    release = release.providing(ProvidedApi::new(api(i), version.clone()));
+                }
+                let from = i.wrapping_sub(APIS / 2);
+                if newest && i >= APIS / 2 && handed_over(from) {
+                    release = release.providing(ProvidedApi::new(api(from), version.clone()));
+                }
+            }
+            if with_apis && i >= APIS {
+                for &k in &calls {
+                    // A new release that needs what the API's moving provider adds in its own.
+                    let req = if newest && needs_new && is_moving(k) && !handed_over(k) {
+                        ">=1.11.0"
+                    } else {
+                        "^1"
+                    };
+                    release = release.consuming(api(k), VersionReq::parse(req).expect("req"));
+                }
+            }
+            registry
+                .add_release(&name(i), release)
+                .expect("fresh release");
+        }
+    }
+    let matrix = Matrix::new(Vec::new(), &registry).expect("valid matrix");
+    let validator = Validator::new(registry, matrix).expect("validator");
+    let mut fleet = Fleet::new();
+    let mut proposal = Proposal::new();
+    for i in 0..API_SERVICES {
         fleet.insert(name(i), Version::new(1, 10, 0));
         if is_moving(i) {
             proposal = proposal.with(name(i), Version::new(1, 11, 0));
@@ -231,6 +304,20 @@ fn main() {
     let result = validate(&all);
     assert_eq!(result.verdict, Verdict::Ok, "{}", result.findings.len());
     let groups_all = result.order.len();
+    let apis = api_case(true);
+    let no_apis = api_case(false);
+    let result = validate(&apis);
+    assert_ne!(result.verdict, Verdict::Blocked, "{result}");
+    let groups_apis = result.order.len();
+    let moved_apis = result
+        .findings
+        .iter()
+        .filter(|f| f.code == "breaking.api-moved")
+        .count();
+    assert_eq!(moved_apis, HANDOVERS, "{result}");
+    let result = validate(&no_apis);
+    assert_eq!(result.verdict, Verdict::Ok, "{}", result.findings.len());
+    let groups_no_apis = result.order.len();
     let Route::Found(path) = graph.route(&from, &to, opts).expect("route") else {
         panic!("no route in the bench graph");
     };
@@ -263,6 +350,12 @@ fn main() {
     });
     group.bench_function("validate 10k services / 50k constraints, 10k moving", |b| {
         b.iter(|| black_box(validate(&all)))
+    });
+    group.bench_function("validate 2k services / 400 APIs, 500 moving", |b| {
+        b.iter(|| black_box(validate(&apis)))
+    });
+    group.bench_function("baseline: the same fleet and change without APIs", |b| {
+        b.iter(|| black_box(validate(&no_apis)))
     });
     group.finish();
     let mut group = criterion.benchmark_group("compat");
@@ -348,6 +441,30 @@ fn main() {
         t_wide_route,
     );
     untargeted("building that graph", 5, t_wide_build);
+    let t_apis = mean_of(5, || {
+        black_box(validate(&apis));
+    });
+    let t_no_apis = mean_of(5, || {
+        black_box(validate(&no_apis));
+    });
+    untargeted(
+        &format!(
+            "validate, {API_SERVICES} services calling {APIS} APIs, {} moving, {HANDOVERS} \
+             APIs handed over ({groups_apis} groups)",
+            API_SERVICES / 4
+        ),
+        5,
+        t_apis,
+    );
+    untargeted(
+        &format!("baseline: the same fleet and change without APIs ({groups_no_apis} groups)"),
+        5,
+        t_no_apis,
+    );
+    println!(
+        "with APIs ÷ without: {:.2}",
+        t_apis.as_secs_f64() / t_no_apis.as_secs_f64()
+    );
     let t_analyze = mean_of(20, || {
         black_box(migration::analyze("bench", &migration).expect("analysis"));
     });

@@ -43,6 +43,11 @@
 //!   table from another session waits while that statement would run (it is replaced by a wait
 //!   for an advisory lock the test holds), the migration run by psql statement by statement or
 //!   as one query, against whether the analysis reports `lock-held-through-transaction`.
+//! - Rollbacks and queries: for migrations that make a table or set `lock_timeout` and roll
+//!   back (to a savepoint), or send several statements as one query (with `SET LOCAL`, a
+//!   `COMMIT`, a `ROLLBACK` or a `BEGIN` in it), whether the table exists and `lock_timeout`
+//!   is set afterwards, against whether the analysis counts the table as new and reports
+//!   `require-lock-timeout` for an index built on it next.
 //!
 //! The tests run when `SERIN_TEST_POSTGRES` holds a libpq connection string (`host=127.0.0.1
 //! port=55432 user=postgres`, as `scripts/services/postgres.sh` prints it) and `psql` is on
@@ -104,6 +109,21 @@ fn run_statements(conninfo: &str, migration: &str) -> std::process::Output {
 
 /// The analysis of `migration` (after `SET lock_timeout`, so that only what the test is about
 /// is reported), run after what `schema` learned.
+/// What the analysis knows after `sqls` ran, in order.
+fn learned(sqls: &[&str]) -> Schema {
+    let mut schema = Schema::default();
+    for sql in sqls {
+        schema.learn(sql);
+    }
+    schema
+}
+
+/// A database made of `setup` for `test`, and what the analysis learns of `setup`; `None`
+/// when no server is configured.
+fn database_and_schema(test: &str, setup: &str) -> Option<(Database, Schema)> {
+    Some((Database::create(test, setup)?, learned(&[setup])))
+}
+
 fn analysed(migration: &str, schema: &Schema) -> MigrationReport {
     analyze_after(
         "m",
@@ -376,13 +396,11 @@ impl Drop for Database {
 
 #[test]
 fn the_locks_the_analysis_counts_are_the_ones_postgresql_takes() {
-    let Some(db) = Database::create("locks", SCHEMA) else {
-        return;
-    };
     // Analysed as a catalog would, after what the schema's own statements taught it (which
     // types are enums, for one).
-    let mut schema = Schema::default();
-    schema.learn(SCHEMA);
+    let Some((db, schema)) = database_and_schema("locks", SCHEMA) else {
+        return;
+    };
     let mut wrong = Vec::new();
     for statement in STATEMENTS {
         // The tables' locks held by this session right after the statement, by the oids
@@ -510,11 +528,9 @@ const REWRITING: [&str; 4] = [
 
 #[test]
 fn the_rewrites_the_analysis_claims_are_the_ones_postgresql_makes() {
-    let Some(db) = Database::create("rewrites", TABLE) else {
+    let Some((db, schema)) = database_and_schema("rewrites", TABLE) else {
         return;
     };
-    let mut schema = Schema::default();
-    schema.learn(TABLE);
     let mut wrong = Vec::new();
     for change in CHANGES {
         let script = format!(
@@ -807,8 +823,7 @@ fn set_not_null_scans_the_table_when_the_analysis_says_it_does() {
         );
         // The same statements in an earlier migration, and in the same one.
         let set = "SET lock_timeout = '1s'; ALTER TABLE n ALTER COLUMN c SET NOT NULL";
-        let mut schema = Schema::default();
-        schema.learn(table);
+        let mut schema = learned(&[table]);
         let claims = [analyze_after("m", &format!("{before} {set}"), &schema), {
             schema.learn(before);
             analyze_after("m", set, &schema)
@@ -890,8 +905,7 @@ fn unnamed_checks_of_long_names_are_known_by_the_names_postgresql_gives_them() {
         let set = format!("ALTER TABLE {table} ALTER COLUMN {column} SET NOT NULL");
         let (_, said) = debug_said(&db, &before, &set);
         assert!(said.contains("verifying table"), "{before}: {said}");
-        let mut schema = Schema::default();
-        schema.learn(&create);
+        let mut schema = learned(&[&create]);
         let same = analysed(&format!("{before} {set}"), &schema);
         schema.learn(&before);
         let earlier = analysed(&set, &schema);
@@ -969,11 +983,9 @@ fn postgresql_refuses_the_statements_the_analysis_says_it_refuses() {
                  CREATE TYPE st AS ENUM ('a'); CREATE TABLE e (s st);
                  CREATE TABLE p (at date) PARTITION BY RANGE (at);
                  CREATE TABLE p1 PARTITION OF p FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');";
-    let Some(db) = Database::create("refused", setup) else {
+    let Some((db, schema)) = database_and_schema("refused", setup) else {
         return;
     };
-    let mut schema = Schema::default();
-    schema.learn(setup);
     let mut wrong = Vec::new();
     for (migration, one_query) in REFUSED {
         psql(
@@ -1047,9 +1059,7 @@ fn a_primary_key_made_of_an_index_scans_the_table_when_the_analysis_says_it_does
         let scanned = debug_said(&db, before, primary_key)
             .1
             .contains("verifying table \"n\"");
-        let mut schema = Schema::default();
-        schema.learn(table);
-        schema.learn(before);
+        let schema = learned(&[table, before]);
         let claimed = reports(primary_key, &schema, "adding-not-nullable-field");
         if claimed != scanned {
             wrong.push(format!(
@@ -1076,11 +1086,9 @@ const RETRIED: [&str; 5] = [
 fn a_retried_concurrent_index_stays_invalid_when_the_analysis_says_it_does() {
     let setup = "CREATE TABLE t (id bigint PRIMARY KEY, c int);
                  INSERT INTO t VALUES (1, 0), (2, 0), (3, 1);";
-    let Some(db) = Database::create("retried", setup) else {
+    let Some((db, schema)) = database_and_schema("retried", setup) else {
         return;
     };
-    let mut schema = Schema::default();
-    schema.learn(setup);
     let mut wrong = Vec::new();
     for migration in RETRIED {
         psql(
@@ -1289,9 +1297,7 @@ fn adding_a_partition_scans_the_tables_the_analysis_says_it_scans() {
     for (before, statement, expected) in partition_cases() {
         let mut scanned = scans_to_add_partition(&db, &before, statement);
         scanned.sort_unstable();
-        let mut schema = Schema::default();
-        schema.learn(PARTITIONED);
-        schema.learn(&before);
+        let schema = learned(&[PARTITIONED, &before]);
         let mut claimed: Vec<String> = analysed(statement, &schema)
             .findings()
             .filter(|(_, f)| f.rule == "partition-bound-scan")
@@ -1345,11 +1351,9 @@ fn a_statement_timeout_cancels_the_long_statements_the_analysis_says_it_cancels(
                  CREATE TABLE t (id bigint PRIMARY KEY, c int);
                  INSERT INTO t SELECT g, g FROM generate_series(1, 10) AS g;
                  ALTER TABLE t ADD CONSTRAINT t_slow CHECK (slow(c) > 0) NOT VALID;";
-    let Some(db) = Database::create("timed", setup) else {
+    let Some((db, schema)) = database_and_schema("timed", setup) else {
         return;
     };
-    let mut schema = Schema::default();
-    schema.learn(setup);
     let mut wrong = Vec::new();
     for migration in TIMED {
         psql(
@@ -1374,6 +1378,82 @@ fn a_statement_timeout_cancels_the_long_statements_the_analysis_says_it_cancels(
                 "{migration}: PostgreSQL {} it, the analysis says it {}",
                 if cancelled { "cancelled" } else { "ran" },
                 if claimed { "is cancelled" } else { "runs" }
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// Migrations, and whether their statements are sent as one query (psql joins them with `\;`;
+/// the analysis reads them as a Liquibase changeset sent as one query) or one by one.
+#[rustfmt::skip]
+const AFTERWARDS: [(&str, bool); 12] = [
+    ("BEGIN; CREATE TABLE n (a int); ROLLBACK;", false),
+    ("BEGIN; SAVEPOINT s; CREATE TABLE n (a int); ROLLBACK TO SAVEPOINT s; COMMIT;", false),
+    ("BEGIN; CREATE TABLE n (a int); SAVEPOINT s; ROLLBACK TO s; COMMIT;", false),
+    ("BEGIN; CREATE TABLE n (a int); ROLLBACK AND CHAIN; COMMIT;", false),
+    ("BEGIN; SET lock_timeout = '1s'; SAVEPOINT s; SET lock_timeout = 0; ROLLBACK TO s; COMMIT;", false),
+    ("BEGIN; SAVEPOINT s; SET lock_timeout = '1s'; ROLLBACK TO s; COMMIT;", false),
+    ("SET LOCAL lock_timeout = '1s'; SELECT 1;", true),
+    ("SET lock_timeout = '1s'; SELECT 1;", true),
+    ("SET lock_timeout = '1s'; CREATE TABLE n (a int); ROLLBACK;", true),
+    ("SET lock_timeout = '1s'; COMMIT; SET LOCAL lock_timeout = 0; SELECT 1;", true),
+    ("SET lock_timeout = '1s'; BEGIN; CREATE TABLE n (a int); ROLLBACK;", true),
+    ("CREATE TABLE n (a int); COMMIT; SELECT set_config('lock_timeout', '1s', true);", true),
+];
+
+#[test]
+fn what_a_rollback_or_a_query_leaves_is_what_the_analysis_follows() {
+    let Some(db) = Database::create("afterwards", "CREATE TABLE t (a int);") else {
+        return;
+    };
+    let mut wrong = Vec::new();
+    for (migration, one_query) in AFTERWARDS {
+        let sent = if one_query {
+            migration.trim_end_matches(';').replace("; ", "\\; ") + ";"
+        } else {
+            migration.to_owned()
+        };
+        let script = format!(
+            "{sent}\nSELECT 'made:' || (to_regclass('n') IS NOT NULL);\n\
+             SELECT 'timeout:' || current_setting('lock_timeout');\nDROP TABLE IF EXISTS n;"
+        );
+        let made = db.answer(&script, "made:") == "true";
+        let timeout = db.answer(&script, "timeout:") != "0";
+        // Then an index of `n`: of a new table if PostgreSQL kept the one the migration made,
+        // else of one in use (as if earlier migrations had made it), whose lock blocks writes
+        // and is reported without a timeout.
+        let next = "CREATE INDEX ON n (a);";
+        let report = if one_query {
+            let file = format!(
+                "--liquibase formatted sql\n\n\
+                 --changeset serin:1 runInTransaction:false splitStatements:false\n\
+                 {migration}\n\n\
+                 --changeset serin:2 runInTransaction:false\n{next}\n"
+            );
+            analyze_as("m", &file, &Schema::default(), Runner::Liquibase).unwrap()
+        } else {
+            analyze("m", &format!("{migration}\n{next}")).unwrap()
+        };
+        let Some(last) = report.statements.last() else {
+            wrong.push(format!("{migration}: nothing analysed"));
+            continue;
+        };
+        let rules: Vec<&str> = last.findings.iter().map(|f| f.rule.as_str()).collect();
+        let new = !rules.contains(&"require-concurrent-index-creation");
+        let claimed_timeout = !rules.contains(&"require-lock-timeout");
+        if new != made {
+            wrong.push(format!(
+                "{migration}: PostgreSQL {} table n, the analysis says it {}",
+                if made { "kept" } else { "has no" },
+                if new { "is new" } else { "is in use" }
+            ));
+        }
+        if !new && claimed_timeout != timeout {
+            wrong.push(format!(
+                "{migration}: PostgreSQL {} lock_timeout, the analysis says it {}",
+                if timeout { "kept" } else { "has no" },
+                if claimed_timeout { "is set" } else { "is not" }
             ));
         }
     }

@@ -246,7 +246,11 @@ impl MigrationReport {
 /// `lock_timeout` and `statement_timeout` follow transactions as PostgreSQL keeps them: a
 /// `ROLLBACK` undoes a `SET` made since `BEGIN` (a `ROLLBACK TO SAVEPOINT`, one made since the
 /// savepoint), and a `SET LOCAL` ends with its transaction, giving back the session's value;
-/// `SELECT set_config('lock_timeout', '1s', false)` is a `SET` (`true`: a `SET LOCAL`).
+/// `SELECT set_config('lock_timeout', '1s', false)` is a `SET` (`true`: a `SET LOCAL`). A
+/// rollback undoes as well what the analysis learned since: the tables and other objects made,
+/// renamed or dropped, the checks validated, the locks taken. A query of several statements
+/// that a runner sends is a transaction of its own unless one is open: a `SET LOCAL` in it
+/// lasts until the query ends, and a `ROLLBACK` in it undoes what it did.
 ///
 /// What the migration makes (`CREATE TABLE`, `CREATE TABLE ... AS`, `SELECT ... INTO`, views,
 /// sequences, types, routines) no running version uses yet: changing or dropping it breaks
@@ -376,9 +380,11 @@ fn analyse(name: &str, sql: &str, schema: &Schema, run: Option<RunBy>) -> Result
                 part = now;
             }
         }
-        ctx.shared_query = layout
-            .as_ref()
-            .and_then(|l| Some((l.runner, l.query_of(w.line, &starts)?)));
+        ctx.enter_query(
+            layout
+                .as_ref()
+                .and_then(|l| Some((l.runner, l.query_of(w.line, &starts)?))),
+        );
         // psql's `\connect` ends the session, and with it a transaction still open.
         if w.parsed.reconnects()
             && let Some(o) = opened.take()

@@ -4,11 +4,11 @@ use std::collections::BTreeSet;
 use std::ops::{ControlFlow, Range};
 
 use sqlparser::ast::{
-    AlterColumnOperation, AlterFunction, AlterFunctionOperation, AlterSchemaOperation,
-    AlterTableOperation, AlterTypeOperation, AlterViewOperation, ArgMode, ColumnOption,
-    ContextModifier, DataType, DetachPartitionMode, DiscardObject, DropBehavior, DropFunction,
-    Expr, ForValues, FromTable, FunctionArg, FunctionArgExpr, FunctionArguments, FunctionDesc,
-    GrantObjects, ObjectName, ObjectNamePart, ObjectType, OperateFunctionArg, Query,
+    AlterColumnOperation, AlterFunction, AlterFunctionOperation, AlterIndexOperation,
+    AlterSchemaOperation, AlterTableOperation, AlterTypeOperation, AlterViewOperation, ArgMode,
+    ColumnOption, ContextModifier, DataType, DetachPartitionMode, DiscardObject, DropBehavior,
+    DropFunction, Expr, ForValues, FromTable, FunctionArg, FunctionArgExpr, FunctionArguments,
+    FunctionDesc, GrantObjects, ObjectName, ObjectNamePart, ObjectType, OperateFunctionArg, Query,
     RenameTableNameKind, Reset, SchemaName, SelectItem, Set, SetExpr, Statement, TableConstraint,
     TableFactor, TableObject, TableWithJoins, TimezoneInfo, Value, visit_relations,
 };
@@ -319,7 +319,10 @@ pub(super) struct Ctx {
     transaction: Option<Opened>,
     /// Set while the statement being analysed is sent in one query with others by this
     /// runner (the query's lines): PostgreSQL runs such a query as one implicit transaction.
-    pub(super) shared_query: Option<(Runner, Range<u64>)>,
+    shared_query: Option<(Runner, Range<u64>)>,
+    /// The lines of the query whose implicit transaction is in force, when no other is:
+    /// settings and a rollback follow it as they follow `BEGIN ... COMMIT`.
+    implicit: Option<Range<u64>>,
     /// Statements analysed so far.
     number: usize,
     /// What keeps locks for the statement analysed last: while it stays, `held` and `added`
@@ -337,6 +340,30 @@ pub(super) struct Ctx {
     /// Columns this migration added `NOT NULL` to tables in use (`table_key`, `ident_key`):
     /// the old version's inserts leave them out.
     required_added: BTreeSet<(String, String)>,
+    /// What the transaction in force saw at its start, then at each of its savepoints (by
+    /// name), for a rollback to bring back.
+    saved: Vec<(Option<String>, Saved)>,
+}
+
+/// What a rollback brings back: PostgreSQL undoes the objects a transaction (or the part after
+/// a savepoint) made, renamed or dropped as it undoes its settings, and releases the locks
+/// taken and the enum values added since. Without it, a table made and rolled back would still
+/// count as new, and later statements on the table of that name in use would pass unchecked.
+/// Checked against PostgreSQL 15 (`to_regclass`, `pg_locks` after each form).
+#[derive(Clone)]
+struct Saved {
+    schema: Schema,
+    created: BTreeSet<String>,
+    vacated: BTreeSet<String>,
+    taken_over: BTreeSet<String>,
+    routines: BTreeSet<RoutineKey>,
+    replaced_routines: BTreeSet<String>,
+    schemas: BTreeSet<String>,
+    dropped_indexes: BTreeSet<String>,
+    required_added: BTreeSet<(String, String)>,
+    /// Whether a lock that blocks writes was held, and how many enum values were added.
+    held: bool,
+    added: usize,
 }
 
 impl Ctx {
@@ -359,7 +386,7 @@ impl Ctx {
     fn made(&mut self, key: String) {
         if !self.vacated.remove(&key) {
             self.created.insert(key);
-        } else if self.transaction.is_some() {
+        } else if self.transaction.is_some() || self.implicit.is_some() {
             self.taken_over.insert(key.clone());
             self.created.insert(key);
         } else {
@@ -383,9 +410,7 @@ impl Ctx {
         gone.into_iter().collect()
     }
 
-    /// Follows `ALTER FUNCTION | PROCEDURE ... RENAME TO | SET SCHEMA`: a routine this
-    /// migration made is still its own under the new name; one in use leaves its name to be
-    /// replaced, and takes the new one from anything made under it.
+    /// Follows `ALTER FUNCTION ... RENAME TO | SET SCHEMA`.
     fn follow_routine_rename(&mut self, f: &AlterFunction) {
         let mut to = f.function.name.clone();
         match &f.operation {
@@ -400,14 +425,27 @@ impl Ctx {
             }
             _ => return,
         }
-        let from = routine_key(&f.function.name, f.function.args.as_deref());
+        self.move_routine(&f.function.name, f.function.args.as_deref(), &to);
+    }
+
+    /// Follows a routine (`name` with `args`) named anew `to`, as `ALTER FUNCTION | PROCEDURE
+    /// ... RENAME TO | SET SCHEMA` does: a routine this migration made is still its own under
+    /// the new name; one in use leaves its name to be replaced, and takes the new one from
+    /// anything made under it.
+    fn move_routine(
+        &mut self,
+        name: &ObjectName,
+        args: Option<&[OperateFunctionArg]>,
+        to: &ObjectName,
+    ) {
+        let from = routine_key(name, args);
         let gone = self.forget_routine(&from);
         if !gone.is_empty() {
-            let to = table_key(&to);
+            let to = table_key(to);
             self.routines
                 .extend(gone.into_iter().map(|(_, args)| (to.clone(), args)));
         } else {
-            self.forget_routine(&routine_key(&to, f.function.args.as_deref()));
+            self.forget_routine(&routine_key(to, args));
             self.replaced_routines.insert(from.0);
         }
     }
@@ -446,10 +484,30 @@ impl Ctx {
         !self.created.contains(&table_key(name))
     }
 
+    /// The statement about to be analysed is sent in `query` (the runner and the query's
+    /// lines) with others, or alone (`None`). PostgreSQL runs a query of several statements
+    /// as one implicit transaction unless one is open: a `SET LOCAL` in it lasts until the
+    /// query ends, a `ROLLBACK` in it undoes what it did so far (a `SET` too), a `COMMIT`
+    /// commits it and starts the next, and a `BEGIN` makes it a transaction of the file's
+    /// own, started with the query (checked against PostgreSQL 15 with `SHOW`).
+    pub(super) fn enter_query(&mut self, query: Option<(Runner, Range<u64>)>) {
+        let lines = query.as_ref().map(|(_, lines)| lines.clone());
+        if self.implicit.is_some() && self.implicit != lines {
+            self.implicit = None;
+            self.follow(Event::Commit);
+            self.transaction_ended();
+        }
+        if self.implicit.is_none() && self.transaction.is_none() && lines.is_some() {
+            self.implicit = lines;
+            self.follow(Event::Begin);
+        }
+        self.shared_query = query;
+    }
+
     /// The runner opens a transaction around the whole migration.
     pub(super) fn begun_by(&mut self, runner: Runner) {
         self.transaction = Some(Opened::ByRunner(runner));
-        self.follow_settings(Event::Begin);
+        self.follow(Event::Begin);
     }
 
     /// The runner commits the transaction it opened (at the end of a Liquibase changeset),
@@ -457,7 +515,7 @@ impl Ctx {
     pub(super) fn runner_commits(&mut self) {
         if let Some(Opened::ByRunner(_)) = self.transaction {
             self.transaction = None;
-            self.follow_settings(Event::Commit);
+            self.follow(Event::Commit);
             self.transaction_ended();
         }
         self.scope = None;
@@ -509,13 +567,75 @@ impl Ctx {
         })
     }
 
-    /// The settings follow `event` of the transaction: a commit ends what `SET LOCAL` set, a
-    /// rollback undoes every `SET` since `BEGIN` (or since the savepoint).
-    fn follow_settings(&mut self, event: Event<'_>) {
+    /// The settings and the record of what the migration made follow `event` of the
+    /// transaction: a commit ends what `SET LOCAL` set, a rollback undoes every `SET` since
+    /// `BEGIN` (or since the savepoint), and every object made, renamed or dropped since.
+    fn follow(&mut self, event: Event<'_>) {
         let was = *self.lock_timeout.get();
         self.lock_timeout.follow(event);
         self.statement_timeout.follow(event);
         self.lock_timeout_changed(was);
+        let named = |saved: &[(Option<String>, Saved)], name: &str| {
+            saved.iter().rposition(|(n, _)| n.as_deref() == Some(name))
+        };
+        match event {
+            Event::Begin => self.saved = vec![(None, self.saved())],
+            Event::Commit => self.saved.clear(),
+            Event::Rollback => {
+                if let Some((_, saved)) = std::mem::take(&mut self.saved).into_iter().next() {
+                    self.restore(saved);
+                }
+            }
+            Event::Savepoint(name) => {
+                let saved = self.saved();
+                self.saved.push((Some(name.to_owned()), saved));
+            }
+            // The savepoint stays, for another rollback to it.
+            Event::RollbackTo(name) => {
+                if let Some(at) = named(&self.saved, name) {
+                    self.saved.truncate(at + 1);
+                    let (_, saved) = self.saved[at].clone();
+                    self.restore(saved);
+                }
+            }
+            Event::Release(name) => {
+                if let Some(at) = named(&self.saved, name) {
+                    self.saved.truncate(at);
+                }
+            }
+        }
+    }
+
+    fn saved(&self) -> Saved {
+        Saved {
+            schema: self.schema.clone(),
+            created: self.created.clone(),
+            vacated: self.vacated.clone(),
+            taken_over: self.taken_over.clone(),
+            routines: self.routines.clone(),
+            replaced_routines: self.replaced_routines.clone(),
+            schemas: self.schemas.clone(),
+            dropped_indexes: self.dropped_indexes.clone(),
+            required_added: self.required_added.clone(),
+            held: self.held.is_some(),
+            added: self.added.len(),
+        }
+    }
+
+    fn restore(&mut self, saved: Saved) {
+        self.schema = saved.schema;
+        self.created = saved.created;
+        self.vacated = saved.vacated;
+        self.taken_over = saved.taken_over;
+        self.routines = saved.routines;
+        self.replaced_routines = saved.replaced_routines;
+        self.schemas = saved.schemas;
+        self.dropped_indexes = saved.dropped_indexes;
+        self.required_added = saved.required_added;
+        if !saved.held {
+            self.held = None;
+        }
+        self.added.truncate(saved.added);
     }
 
     fn set_lock_timeout(&mut self, on: bool, local: bool) {
@@ -535,8 +655,9 @@ impl Ctx {
 /// `SET [LOCAL] name = values` of `lock_timeout` or `statement_timeout` (any other `name` is
 /// left alone).
 fn set_timeout(ctx: &mut Ctx, name: &str, values: &[Expr], local: bool) {
-    // SET LOCAL outside a transaction does nothing (PostgreSQL only warns).
-    if local && ctx.transaction.is_none() {
+    // SET LOCAL outside a transaction does nothing (PostgreSQL only warns); a query of
+    // several statements is one.
+    if local && ctx.transaction.is_none() && ctx.implicit.is_none() {
         return;
     }
     if name.eq_ignore_ascii_case("lock_timeout") {
@@ -1312,7 +1433,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                 // a sequence's settings, an owner, a new view: catalog changes only, no rewrite.
                 ByWords::Sequence {
                     sequence,
-                    renamed: Some(change),
+                    renamed: Some((change, _)),
                 } if ctx.in_use(sequence) => {
                     out.push(renamed_object("renaming-sequence", change));
                 }
@@ -1342,18 +1463,23 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                         ));
                     }
                 }
-                // A procedure this migration made is renamed before anything calls it.
-                ByWords::Renamed {
-                    rule: "renaming-function",
-                    name,
-                    ..
-                } if ctx.made_routine(&routine_key(name, None)) => {}
+                // A procedure this migration made is renamed before anything calls it, and
+                // stays its own under the new name.
                 ByWords::Renamed {
                     rule: rule @ "renaming-function",
+                    name,
                     change,
-                    ..
-                } => out.push(renamed_object(rule, change)),
-                ByWords::Renamed { rule, name, change } if ctx.in_use(name) => {
+                    to,
+                    args,
+                } => {
+                    if !ctx.made_routine(&routine_key(name, args.as_deref())) {
+                        out.push(renamed_object(rule, change));
+                    }
+                    ctx.move_routine(name, args.as_deref(), to);
+                }
+                ByWords::Renamed {
+                    rule, name, change, ..
+                } if ctx.in_use(name) => {
                     out.push(renamed_object(rule, change));
                 }
                 ByWords::Renamed { .. } => {}
@@ -1579,25 +1705,29 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                 ),
                 "remove the migration's own BEGIN and COMMIT",
             )),
+            // In a query of several statements, BEGIN makes its implicit transaction one of
+            // the file's own: what ran before BEGIN in the query is part of it.
             None => {
                 ctx.transaction = Some(Opened::ByStatement);
-                ctx.follow_settings(Event::Begin);
+                if ctx.implicit.take().is_none() {
+                    ctx.follow(Event::Begin);
+                }
             }
         },
         // A savepoint and a rollback to it leave the transaction open; the rollback undoes
         // the settings made since the savepoint.
         Statement::Savepoint { name } if ctx.transaction.is_some() => {
-            ctx.follow_settings(Event::Savepoint(&ident_key(name)));
+            ctx.follow(Event::Savepoint(&ident_key(name)));
         }
         Statement::ReleaseSavepoint { name } if ctx.transaction.is_some() => {
-            ctx.follow_settings(Event::Release(&ident_key(name)));
+            ctx.follow(Event::Release(&ident_key(name)));
         }
         Statement::Rollback {
             savepoint: Some(name),
             ..
         } => {
             if ctx.transaction.is_some() {
-                ctx.follow_settings(Event::RollbackTo(&ident_key(name)));
+                ctx.follow(Event::RollbackTo(&ident_key(name)));
             }
         }
         Statement::Savepoint { .. } | Statement::ReleaseSavepoint { .. } => {}
@@ -1605,13 +1735,13 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
         Statement::Commit { chain: true, .. } | Statement::Rollback { chain: true, .. } => {
             let rolled_back = matches!(sql, Statement::Rollback { .. });
             if ctx.transaction.is_some() {
-                ctx.follow_settings(if rolled_back {
+                ctx.follow(if rolled_back {
                     Event::Rollback
                 } else {
                     Event::Commit
                 });
-                ctx.follow_settings(Event::Begin);
                 ctx.transaction_ended();
+                ctx.follow(Event::Begin);
             }
             ctx.held = None;
             ctx.added.clear();
@@ -1619,8 +1749,8 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
         // A rollback undoes every setting made in the transaction, `SET` as `SET LOCAL`; a
         // commit ends what `SET LOCAL` set.
         Statement::Commit { .. } | Statement::Rollback { .. } => {
-            if ctx.transaction.take().is_some() {
-                ctx.follow_settings(if matches!(sql, Statement::Rollback { .. }) {
+            if ctx.transaction.take().is_some() || ctx.implicit.take().is_some() {
+                ctx.follow(if matches!(sql, Statement::Rollback { .. }) {
                     Event::Rollback
                 } else {
                     Event::Commit
@@ -2402,6 +2532,11 @@ pub(super) fn names_moved(parsed: &Parsed) -> (Option<String>, Option<String>) {
                 AlterViewOperation::RenameTo { new_name } => moved(&av.name, new_name),
                 _ => (None, None),
             },
+            // An index of a new table stays new under its new name.
+            Statement::AlterIndex {
+                name,
+                operation: AlterIndexOperation::RenameIndex { index_name },
+            } => moved(name, index_name),
             Statement::AlterType(at) => match &at.operation {
                 AlterTypeOperation::Rename(r) => {
                     moved(&at.name, &ObjectName::from(vec![r.new_name.clone()]))
@@ -2445,6 +2580,20 @@ pub(super) fn names_moved(parsed: &Parsed) -> (Option<String>, Option<String>) {
         Parsed::ByWords(ByWords::Routine { name, args, .. }) => {
             (None, routine_name(name, args.as_deref()))
         }
+        // A sequence, type or domain named anew (a procedure is a routine, which `Ctx` follows
+        // apart).
+        Parsed::ByWords(
+            ByWords::Sequence {
+                sequence: from,
+                renamed: Some((_, to)),
+            }
+            | ByWords::Renamed {
+                rule: "renaming-type",
+                name: from,
+                to,
+                ..
+            },
+        ) => (Some(table_key(from)), Some(table_key(to))),
         // The name stays, in another schema.
         Parsed::ByWords(ByWords::SetSchema { table, schema }) => {
             let mut to = schema.clone();

@@ -82,12 +82,70 @@ pub struct Schema {
 
 impl Schema {
     /// Learns what a migration already applied did to tables and columns. Statements that
-    /// cannot be read, and text that cannot be split into statements, teach nothing.
+    /// cannot be read, and text that cannot be split into statements, teach nothing. What a
+    /// `ROLLBACK` undoes (since `BEGIN`, or since the savepoint a `ROLLBACK TO` names), or a
+    /// transaction left open when psql's `\connect` or the file ends, PostgreSQL never
+    /// applied, so it teaches nothing either: a check validated and rolled back proves
+    /// nothing to a later `SET NOT NULL`.
     pub fn learn(&mut self, sql: &str) {
-        if let Ok(script) = parse("schema", sql, None) {
-            for w in &script.statements {
-                self.apply(w);
+        let Ok(script) = parse("schema", sql, None) else {
+            return;
+        };
+        // What the schema was at the transaction's start, then at each savepoint (by name).
+        let mut saved: Vec<(Option<String>, Schema)> = Vec::new();
+        for w in &script.statements {
+            if w.parsed.reconnects()
+                && let Some((_, before)) = saved.drain(..).next()
+            {
+                *self = before;
             }
+            let Parsed::Stmt(statement) = &w.parsed else {
+                self.apply(w);
+                continue;
+            };
+            let named = |saved: &[(Option<String>, Schema)], name: &Ident| {
+                let name = ident_key(name);
+                saved
+                    .iter()
+                    .rposition(|(n, _)| n.as_deref() == Some(name.as_str()))
+            };
+            match statement.as_ref() {
+                Statement::StartTransaction { .. } if saved.is_empty() => {
+                    saved.push((None, self.clone()));
+                }
+                Statement::Savepoint { name } if !saved.is_empty() => {
+                    saved.push((Some(ident_key(name)), self.clone()));
+                }
+                Statement::ReleaseSavepoint { name } => {
+                    if let Some(at) = named(&saved, name) {
+                        saved.truncate(at);
+                    }
+                }
+                Statement::Rollback {
+                    savepoint: Some(name),
+                    ..
+                } => {
+                    if let Some(at) = named(&saved, name) {
+                        saved.truncate(at + 1);
+                        self.clone_from(&saved[at].1);
+                    }
+                }
+                Statement::Commit { chain, .. } | Statement::Rollback { chain, .. } => {
+                    let rolled_back = matches!(statement.as_ref(), Statement::Rollback { .. });
+                    if let Some((_, before)) = saved.drain(..).next()
+                        && rolled_back
+                    {
+                        *self = before;
+                    }
+                    if *chain {
+                        saved.push((None, self.clone()));
+                    }
+                }
+                _ => self.apply(w),
+            }
+        }
+        if let Some((_, before)) = saved.into_iter().next() {
+            *self = before;
         }
     }
 
@@ -859,5 +917,56 @@ mod tests {
         let before = s.clone();
         s.learn("CREATE TABLE 'open");
         assert_eq!(s, before);
+    }
+
+    #[test]
+    fn what_a_rollback_undoes_teaches_nothing() {
+        let made = "CREATE TABLE t (c text);\n\
+                    ALTER TABLE t ADD CONSTRAINT t_c_nn CHECK (c IS NOT NULL) NOT VALID;\n";
+        let proves = |history: &str| {
+            let mut s = Schema::default();
+            s.learn(&format!("{made}{history}"));
+            let name = ObjectName::from(vec![Ident::new("t")]);
+            (
+                s.proves_not_null(&name, &Ident::new("c")),
+                s.column_type(&name, &Ident::new("c")).cloned(),
+            )
+        };
+        let validate = "ALTER TABLE t VALIDATE CONSTRAINT t_c_nn;";
+        let retype = "ALTER TABLE t ALTER COLUMN c TYPE varchar(10);";
+        let text = Some(ty("text"));
+        for (history, want) in [
+            (
+                format!("{validate} {retype}"),
+                (true, Some(ty("varchar(10)"))),
+            ),
+            (
+                format!("BEGIN; {validate} {retype} COMMIT;"),
+                (true, Some(ty("varchar(10)"))),
+            ),
+            (
+                format!("BEGIN; {validate} {retype} ROLLBACK;"),
+                (false, text.clone()),
+            ),
+            (format!("BEGIN; {validate} {retype}"), (false, text.clone())),
+            (
+                format!("BEGIN; {validate} \\connect other\n"),
+                (false, text.clone()),
+            ),
+            (
+                format!("BEGIN; {validate} SAVEPOINT s; {retype} ROLLBACK TO SAVEPOINT s; COMMIT;"),
+                (true, text.clone()),
+            ),
+            (
+                format!("BEGIN; SAVEPOINT s; {validate} RELEASE SAVEPOINT s; ROLLBACK;"),
+                (false, text.clone()),
+            ),
+            (
+                format!("BEGIN; {validate} ROLLBACK AND CHAIN; {retype} COMMIT;"),
+                (false, Some(ty("varchar(10)"))),
+            ),
+        ] {
+            assert_eq!(proves(&history), want, "{history}");
+        }
     }
 }

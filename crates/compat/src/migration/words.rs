@@ -45,10 +45,10 @@ pub(super) enum ByWords {
     /// `ALTER SEQUENCE name ...`: every clause locks the sequence against `nextval` (SHARE ROW
     /// EXCLUSIVE, or ACCESS EXCLUSIVE), so the inserts that draw from it wait, and the lock
     /// waits for every open transaction that drew from it. `renamed` says how `RENAME TO` or
-    /// `SET SCHEMA` names it anew.
+    /// `SET SCHEMA` names it anew, and the name it takes.
     Sequence {
         sequence: ObjectName,
-        renamed: Option<String>,
+        renamed: Option<(String, ObjectName)>,
     },
     /// `ALTER TYPE t ADD | DROP | ALTER | RENAME ATTRIBUTE ...`: a composite type's attributes,
     /// under an ACCESS EXCLUSIVE lock of the type, which reads of the tables using it wait for.
@@ -61,12 +61,14 @@ pub(super) enum ByWords {
     /// composite type, which reads of the tables using it wait for.
     TypeOwner { ty: ObjectName },
     /// `ALTER TYPE | DOMAIN | PROCEDURE | ROUTINE name ... RENAME TO | SET SCHEMA` in forms the
-    /// parser lacks: a new name for an object a running version may name (`rule`, and what
-    /// changes).
+    /// parser lacks: a new name for an object a running version may name (`rule`, what
+    /// changes, the name it takes and, for a routine, its arguments when they are written).
     Renamed {
         rule: &'static str,
         name: ObjectName,
         change: String,
+        to: ObjectName,
+        args: Option<Vec<OperateFunctionArg>>,
     },
     /// `ALTER PROCEDURE | ROUTINE name ...` with another clause: how it runs, for every version.
     RoutineSetting,
@@ -370,11 +372,13 @@ impl ByWords {
     /// After `ALTER DOMAIN`: a name and one of its clauses, of which three check the columns.
     fn domain(mut w: Words<'_>) -> Option<Self> {
         let domain = w.name()?;
-        if let Some(change) = w.new_name(&format!("domain {domain}")) {
+        if let Some((change, to)) = w.new_name(&domain, "domain") {
             return Some(Self::Renamed {
                 rule: "renaming-type",
                 name: domain,
                 change,
+                to,
+                args: None,
             });
         }
         let checks_columns = if w.keyword("ADD") {
@@ -399,10 +403,10 @@ impl ByWords {
     fn sequence(mut w: Words<'_>) -> Option<Self> {
         let _ = w.keyword("IF") && w.keyword("EXISTS");
         let sequence = w.name()?;
-        if let Some(change) = w.new_name(&format!("sequence {sequence}")) {
+        if let Some(renamed) = w.new_name(&sequence, "sequence") {
             return Some(Self::Sequence {
                 sequence,
-                renamed: Some(change),
+                renamed: Some(renamed),
             });
         }
         const CLAUSES: [&str; 12] = [
@@ -460,11 +464,13 @@ impl ByWords {
             return (w.keyword("TO") && w.name().is_some() && w.done())
                 .then_some(Self::TypeOwner { ty });
         }
-        if let Some(change) = w.new_name(&format!("type {ty}")) {
+        if let Some((change, to)) = w.new_name(&ty, "type") {
             return Some(Self::Renamed {
                 rule: "renaming-type",
                 name: ty,
                 change,
+                to,
+                args: None,
             });
         }
         if w.keyword("RENAME") {
@@ -518,14 +524,17 @@ impl ByWords {
     /// After `ALTER PROCEDURE | ROUTINE`: a name, its arguments, and a rename or a setting.
     fn alter_routine(mut w: Words<'_>) -> Option<Self> {
         let name = w.name()?;
-        if w.next_is(&Token::LParen) && !w.skip_to_close() {
+        let args = w.routine_args();
+        if args.is_none() && w.next_is(&Token::LParen) && !w.skip_to_close() {
             return None;
         }
-        if let Some(change) = w.new_name(&format!("procedure {name}")) {
+        if let Some((change, to)) = w.new_name(&name, "procedure") {
             return Some(Self::Renamed {
                 rule: "renaming-function",
                 name,
                 change,
+                to,
+                args,
             });
         }
         (!w.done()).then_some(Self::RoutineSetting)
@@ -892,17 +901,30 @@ impl<'a> Words<'a> {
         args
     }
 
-    /// `RENAME TO name` or `SET SCHEMA schema`, ending the statement: how `what` is named anew.
-    fn new_name(&mut self, what: &str) -> Option<String> {
+    /// `RENAME TO name` or `SET SCHEMA schema`, ending the statement: how `old` (a `kind`) is
+    /// named anew, and its new name. A new name stays in the old one's schema, as PostgreSQL
+    /// keeps it; a new schema keeps the name.
+    fn new_name(&mut self, old: &ObjectName, kind: &str) -> Option<(String, ObjectName)> {
         let at = self.at;
         let change = if self.keyword("RENAME") && self.keyword("TO") {
-            self.name().map(|n| format!("renaming {what} to {n}"))
+            self.name().map(|n| {
+                let mut to = old.clone();
+                match (to.0.last_mut(), n.0.as_slice()) {
+                    (Some(last), [part]) => *last = part.clone(),
+                    _ => to = n.clone(),
+                }
+                (format!("renaming {kind} {old} to {n}"), to)
+            })
         } else {
             self.at = at;
             (self.keyword("SET") && self.keyword("SCHEMA"))
                 .then(|| self.name())
                 .flatten()
-                .map(|s| format!("moving {what} to schema {s}"))
+                .map(|s| {
+                    let mut to = s.clone();
+                    to.0.extend(old.0.last().cloned());
+                    (format!("moving {kind} {old} to schema {s}"), to)
+                })
         };
         if change.is_none() || !self.done() {
             self.at = at;
@@ -1031,7 +1053,7 @@ pub(super) fn without_trigger_arguments(tokens: &[TokenWithSpan]) -> Option<Vec<
 
 #[cfg(test)]
 mod tests {
-    use sqlparser::ast::DataType;
+    use sqlparser::ast::{ArgMode, DataType};
     use sqlparser::tokenizer::Tokenizer;
 
     use super::*;
@@ -1320,7 +1342,7 @@ mod tests {
             words("ALTER SEQUENCE IF EXISTS app.s RENAME TO s2"),
             Some(ByWords::Sequence {
                 sequence: n("app.s"),
-                renamed: Some("renaming sequence app.s to s2".into())
+                renamed: Some(("renaming sequence app.s to s2".into(), n("app.s2")))
             })
         );
         assert_eq!(
@@ -1353,7 +1375,15 @@ mod tests {
             Some(ByWords::Renamed {
                 rule: "renaming-function",
                 name: n("app.p"),
-                change: "moving procedure app.p to schema archive".into()
+                change: "moving procedure app.p to schema archive".into(),
+                to: n("archive.p"),
+                args: Some(vec![
+                    OperateFunctionArg {
+                        mode: Some(ArgMode::In),
+                        ..OperateFunctionArg::with_name("a", DataType::Int(None))
+                    },
+                    OperateFunctionArg::with_name("b", DataType::Text),
+                ]),
             })
         );
         assert_eq!(

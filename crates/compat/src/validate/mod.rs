@@ -18,7 +18,9 @@
 //! A release that calls an API needs a deployed service (or one deployed in the same change) that
 //! provides it, and every running release that provides it must provide a version it works with.
 //! While a change is analysed, a provider that changes counts as providing the API only if it
-//! does before its move and in every state it passes; the final replay checks the chosen order.
+//! does before its move and in every state it passes; the final replay checks the chosen order
+//! the same way: a provider moving in the same group as the consumer counts only if every state
+//! of its route provides the API, for it may not have started, or be half-way.
 //!
 //! An API may move from one service to another in one change: the old provider's release
 //! without it is no breaking removal when the target state serves every consumer
@@ -128,6 +130,17 @@ enum Needs {
 enum View<'a> {
     /// Exactly this state.
     State(&'a [Vec<Version>]),
+    /// A replayed state of a group whose moves pass the states of `passes` (by service, its
+    /// start first), while `stepping` is checked in one of them. `state` holds that one's
+    /// versions, and every version each other move may run while the group rolls out, which
+    /// is what a rule between two releases must allow; but another move surely offers an API
+    /// only if it does in every state of its route, as while a change is analysed: it may not
+    /// have started, or be half-way.
+    Rolling {
+        state: &'a [Vec<Version>],
+        passes: &'a BTreeMap<usize, Vec<Vec<Version>>>,
+        stepping: usize,
+    },
     /// While a change is analysed pair by pair, before the order is known: a service that does
     /// not change runs `current`; one that changes surely offers an API only if it does before
     /// its move (`current`: it may not have started) and in every state it passes (`states`),
@@ -149,6 +162,15 @@ impl View<'_> {
         let any = |set: &[Version]| set.iter().any(pred);
         match self {
             View::State(state) => state.get(q).is_some_and(|s| any(s)),
+            View::Rolling {
+                state,
+                passes,
+                stepping,
+            } => match passes.get(&q) {
+                Some(list) if maybe => list.iter().any(|s| any(s)),
+                Some(list) if q != *stepping => list.iter().all(|s| any(s)),
+                _ => state.get(q).is_some_and(|s| any(s)),
+            },
             View::Analysis {
                 current, states, ..
             } => {
@@ -162,12 +184,23 @@ impl View<'_> {
         }
     }
 
+    /// Whether `q`, whose versions the caller holds, surely runs one for which `pred` holds:
+    /// only another move of the group replayed may run fewer of them at once.
+    fn surely(&self, q: usize, pred: &dyn Fn(&Version) -> bool) -> bool {
+        match self {
+            View::Rolling {
+                passes, stepping, ..
+            } if q != *stepping && passes.contains_key(&q) => self.runs(q, false, pred),
+            _ => true,
+        }
+    }
+
     /// Whether a new provider that `api` is handed over to from `old` runs, once it has moved,
     /// a version for which `serves` holds. Only while a change is analysed: a replayed state
     /// already shows where each new provider is.
     fn handed_over(&self, old: usize, api: &str, serves: &dyn Fn(usize, &Version) -> bool) -> bool {
         match self {
-            View::State(_) => false,
+            View::State(_) | View::Rolling { .. } => false,
             View::Analysis {
                 finals, handovers, ..
             } => handovers.takers(old, api).any(|t| {
@@ -595,7 +628,9 @@ impl Validator {
                         }
                     }
                 }
-                if offered {
+                // Served by `b` only if it surely runs a release that provides the API (the
+                // versions it may run were checked above).
+                if offered && view.surely(b, &|v| provided(b, v).is_some()) {
                     continue;
                 }
                 let matching = |q: usize| {

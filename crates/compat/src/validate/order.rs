@@ -238,8 +238,10 @@ impl Validator {
 
     /// Replays the chosen order state by state. Each move of a group passes its states one by
     /// one ([`hop_states`]: the versions running plus one hop, then that hop alone), while the
-    /// other moves of its group may run any version of their routes; once the group is done,
-    /// every move of it runs its target.
+    /// other moves of its group may run any version of their routes (so a rule between two
+    /// releases must allow each of them) and offer an API only if every state of their routes
+    /// does (so a consumer is never counted as served by a provider still on its way); once the
+    /// group is done, every move of it runs its target.
     pub(super) fn replay(&self, order: &[Vec<Move>], current: &[Vec<Version>]) -> Vec<Finding> {
         let mut state: Vec<Vec<Version>> = current.to_vec();
         let mut findings = Vec::new();
@@ -250,8 +252,13 @@ impl Validator {
                 .collect();
             // Every version each move of the group may run while the group rolls out.
             let mut during = state.clone();
+            // The states each move of the group passes, its start first.
+            let mut passes = BTreeMap::new();
             for (i, mv) in &moving {
                 if let Some(slot) = during.get_mut(*i) {
+                    let mut route = vec![slot.clone()];
+                    route.extend(hop_states(slot, &mv.hops));
+                    passes.insert(*i, route);
                     slot.extend(mv.hops.iter().cloned());
                     slot.sort();
                     slot.dedup();
@@ -268,8 +275,12 @@ impl Validator {
                     if let Some(slot) = during.get_mut(*i) {
                         *slot = step;
                     }
-                    let found =
-                        self.check_touching(&[*i], &during, current, g, "while it rolls out");
+                    let view = View::Rolling {
+                        state: &during,
+                        passes: &passes,
+                        stepping: *i,
+                    };
+                    let found = self.check_touching(&[*i], view, current, g, "while it rolls out");
                     if !found.is_empty() {
                         // A rule two moves of the group break together is reported once.
                         for f in found {
@@ -290,7 +301,8 @@ impl Validator {
                     *slot = vec![t.clone()];
                 }
             }
-            findings.extend(self.check_touching(&ids, &state, current, g, "after it completes"));
+            let done = View::State(&state);
+            findings.extend(self.check_touching(&ids, done, current, g, "after it completes"));
         }
         findings
     }
@@ -298,7 +310,7 @@ impl Validator {
     fn check_touching(
         &self,
         ids: &[usize],
-        state: &[Vec<Version>],
+        view: View<'_>,
         current: &[Vec<Version>],
         group: usize,
         when: &str,
@@ -309,6 +321,9 @@ impl Validator {
             .flatten()
             .copied()
             .collect();
+        let (View::State(state) | View::Rolling { state, .. }) = view else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
         for ci in cis {
             let Some(c) = self.constraints.get(ci) else {
@@ -317,9 +332,7 @@ impl Validator {
             let (Some(sa), Some(sb)) = (state.get(c.a), state.get(c.b)) else {
                 continue;
             };
-            if let Some(v) =
-                self.check_skipping(ci, sa, sb, View::State(state), &|v| v.preexisting(current))
-            {
+            if let Some(v) = self.check_skipping(ci, sa, sb, view, &|v| v.preexisting(current)) {
                 out.push(Finding::new(
                     Severity::Error,
                     self.code(ci),
@@ -361,4 +374,73 @@ pub(super) fn hop_states(start: &[Version], hops: &[Version]) -> Vec<Vec<Version
         states.push(running.clone());
     }
     states
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Catalog, Format};
+
+    /// `idx` offers `search` only at 2.0.0, reached through 1.5.0; `idx2` offers it throughout.
+    const SEARCH: &str = "registry:\n  services:\n    web:\n      releases:\n\
+    \x20       - {version: 1.0.0}\n\
+    \x20       - {version: 2.0.0, consumes: [{api: search, version: ^1}]}\n\
+    \x20   idx:\n      releases:\n        - {version: 1.0.0}\n        - {version: 1.5.0}\n\
+    \x20       - {version: 2.0.0, provides: [{name: search, version: 1.0.0}]}\n\
+    \x20   idx2:\n      releases:\n        - {version: 1.0.0}\n\
+    \x20       - {version: 1.1.0, provides: [{name: search, version: 1.2.0}]}\n\
+    \x20       - {version: 1.2.0}\n";
+
+    fn v(s: &str) -> Version {
+        Version::parse(s).unwrap()
+    }
+
+    fn mv(service: &str, from: &str, hops: &[&str]) -> Move {
+        Move {
+            service: service.to_owned(),
+            from: vec![v(from)],
+            hops: hops.iter().map(|h| v(h)).collect(),
+        }
+    }
+
+    /// The codes the replay of `order` reports, from `web 1.0.0, idx 1.0.0` and `idx2` at
+    /// `idx2` (not deployed when `None`).
+    fn replayed(order: &[Vec<Move>], idx2: Option<&str>) -> Vec<String> {
+        let validator = Catalog::parse(SEARCH, Format::Yaml)
+            .unwrap()
+            .validator()
+            .unwrap();
+        let mut current = vec![Vec::new(); validator.names.len()];
+        current[validator.index["web"]] = vec![v("1.0.0")];
+        current[validator.index["idx"]] = vec![v("1.0.0")];
+        current[validator.index["idx2"]] = idx2.map(v).into_iter().collect();
+        validator
+            .replay(order, &current)
+            .into_iter()
+            .map(|f| f.code)
+            .collect()
+    }
+
+    #[test]
+    fn a_provider_of_the_same_group_serves_only_where_its_whole_route_does() {
+        let web = mv("web", "1.0.0", &["2.0.0"]);
+        let idx = mv("idx", "1.0.0", &["1.5.0", "2.0.0"]);
+        // Together, web 2.0.0 may run while idx is still at 1.0.0 or 1.5.0.
+        let together = [vec![web.clone(), idx.clone()]];
+        assert_eq!(replayed(&together, None), ["api.requires"]);
+        // The provider first, or another that serves throughout: sound, and still accepted.
+        assert!(replayed(&[vec![idx.clone()], vec![web.clone()]], None).is_empty());
+        assert!(replayed(&together, Some("1.1.0")).is_empty());
+        // Nor is a provider of the group that offers the API throughout its route refused.
+        let keeps = mv("idx2", "1.1.0", &["1.1.0"]);
+        assert!(replayed(&[vec![web.clone(), keeps]], Some("1.1.0")).is_empty());
+        // The API handed over from idx2 to idx in one group, once web calls it: idx2 may be
+        // done before idx starts, and then nobody serves web. The new provider first is sound.
+        let drops = mv("idx2", "1.1.0", &["1.2.0"]);
+        let one_group = [vec![web.clone()], vec![idx.clone(), drops.clone()]];
+        let found = replayed(&one_group, Some("1.1.0"));
+        assert!(found.iter().any(|c| c == "api.requires"), "{found:?}");
+        let in_turn = [vec![web], vec![idx], vec![drops]];
+        assert!(replayed(&in_turn, Some("1.1.0")).is_empty());
+    }
 }
