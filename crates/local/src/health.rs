@@ -68,13 +68,31 @@ impl HttpHealth {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Adds `probe`, replacing one for the same track, probe and instance.
-    pub fn watch(&self, probe: HttpProbe) {
+    /// Adds `probe`, replacing one for the same track, probe and instance. A track built
+    /// around its name check ([`Track::validate`]) is refused, naming `httpProbe.track`, and
+    /// nothing changes: its results could never be recorded nor asked for.
+    pub fn watch(&self, probe: HttpProbe) -> Result<()> {
+        match probe.track.validate("httpProbe.track") {
+            Ok(()) => {}
+            Err(serin_signals::Error::InvalidField {
+                field,
+                value,
+                reason,
+            }) => return Err(Error::invalid(field, value, reason)),
+            Err(other) => {
+                return Err(Error::invalid(
+                    "httpProbe.track",
+                    &probe.track,
+                    other.to_string(),
+                ));
+            }
+        }
         let mut probes = self.lock();
         probes.retain(|p| {
             !(p.track == probe.track && p.probe == probe.probe && p.instance == probe.instance)
         });
         probes.push(probe);
+        Ok(())
     }
 
     /// Watches readiness (`readiness_path`) and liveness (`liveness_path`) of every instance of
@@ -168,7 +186,10 @@ impl HttpHealth {
             if let Ok((probe, signal)) = r.await {
                 let probes = self.lock();
                 if probes.contains(&probe) {
-                    self.results.record(signal);
+                    // Refused only for a track built around its name check, which
+                    // `watch_track` takes from a platform's status as it is: such a track's
+                    // results could never be asked for either.
+                    let _ = self.results.record(signal);
                 }
             }
         }
@@ -206,18 +227,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_probe_of_a_track_built_around_its_check_is_refused() {
+        let health = HttpHealth::new(Duration::from_secs(1)).unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], 9));
+        let probe = |track| HttpProbe {
+            track,
+            probe: Probe::Readiness,
+            instance: None,
+            addr,
+            path: "/ready".into(),
+        };
+        let err = health
+            .watch(probe(Track::Named("stable".into())))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("httpProbe.track") && err.contains("`stable`"),
+            "{err}"
+        );
+        assert!(health.lock().is_empty(), "nothing is watched");
+        assert!(
+            health
+                .signals(&Track::Named("stable".into()))
+                .await
+                .is_err()
+        );
+        health.watch(probe(Track::Stable)).unwrap();
+        assert_eq!(health.lock().len(), 1);
+    }
+
+    #[tokio::test]
     async fn a_path_no_request_can_carry_is_unknown_not_a_failed_instance() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let health = HttpHealth::new(Duration::from_secs(1)).unwrap();
         for (instance, path) in [("blue-0", "/re ady"), ("blue-1", "ready")] {
-            health.watch(HttpProbe {
-                track: Track::Blue,
-                probe: Probe::Readiness,
-                instance: Some(instance.to_owned()),
-                addr,
-                path: path.to_owned(),
-            });
+            health
+                .watch(HttpProbe {
+                    track: Track::Blue,
+                    probe: Probe::Readiness,
+                    instance: Some(instance.to_owned()),
+                    addr,
+                    path: path.to_owned(),
+                })
+                .unwrap();
         }
         health.check(Timestamp::from_millis(1_000)).await;
         let signals = health.signals(&Track::Blue).await.unwrap();
@@ -308,13 +361,15 @@ mod tests {
                 .await;
         });
         let health = std::sync::Arc::new(HttpHealth::new(Duration::from_secs(10)).unwrap());
-        health.watch(HttpProbe {
-            track: Track::Blue,
-            probe: Probe::Readiness,
-            instance: Some("blue-1".into()),
-            addr,
-            path: "/ready".into(),
-        });
+        health
+            .watch(HttpProbe {
+                track: Track::Blue,
+                probe: Probe::Readiness,
+                instance: Some("blue-1".into()),
+                addr,
+                path: "/ready".into(),
+            })
+            .unwrap();
         let checking = {
             let health = std::sync::Arc::clone(&health);
             tokio::spawn(async move { health.check(Timestamp::from_millis(1_000)).await })

@@ -230,6 +230,12 @@ struct Running {
 ///   then SIGKILL after the grace period to whatever is left of the group, even once the
 ///   wrapper has exited; the instances of a retire or a scale-down are stopped together, within
 ///   one grace period. Processes are killed when the platform is dropped.
+/// - Run as a container's first process (PID 1) or as a subreaper, the platform is handed what
+///   a wrapper leaves behind when it exits; a stop reaps those processes of the instance's
+///   group, so they neither hold the stop until the grace period runs out nor stay as zombies.
+///   It reaps nothing else: other orphans of a container (from processes it did not start) are
+///   an init's job (`docker run --init`, tini), and reaping any child would take the exit
+///   status the platform waits for from under it.
 /// - A platform killed outright (SIGKILL) cannot stop its processes, so it hands each one a
 ///   lifeline: its stdin is a pipe whose write end the platform holds, and `SERIN_LIFELINE=stdin`
 ///   says so. When the platform's process dies, however it dies, the pipe closes and the
@@ -271,13 +277,22 @@ const GROUP_POLL: Duration = Duration::from_millis(20);
 /// until `deadline`; answers whether it emptied. Signalling the group afterwards is safe only
 /// while it has a member: the kernel hands out no process id still in use as a group's id, so
 /// a signal sent right after a look that found a member reaches this group and no other.
+///
+/// A member that exited stays in the group until its parent reaps it. The processes a leader
+/// started are handed, once the leader is gone, to the nearest subreaper, or to process 1: the
+/// platform itself when it runs as a container's first process (or as a subreaper). Nobody
+/// else would reap them then, and a group of such zombies would look running until the grace
+/// period ran out, and stay in the process table after. So each look first reaps the members
+/// handed to this process (`waitpid` on the group alone, never on any child: the platform's
+/// other processes are each reaped by the task that waits for it).
 async fn group_emptied(pgid: i32, deadline: Option<Instant>) -> bool {
     loop {
-        match kill(Pid::from_raw(-pgid), None) {
-            Err(nix::errno::Errno::ESRCH) => return true,
-            // A member this process may not signal: nothing to wait for that it could end.
-            Err(_) => return true,
-            Ok(()) => {}
+        if !group_has_member(pgid) {
+            return true;
+        }
+        reap_handed_over(pgid);
+        if !group_has_member(pgid) {
+            return true;
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return false;
@@ -285,6 +300,29 @@ async fn group_emptied(pgid: i32, deadline: Option<Instant>) -> bool {
         tokio::time::sleep(GROUP_POLL).await;
     }
 }
+
+/// Whether process group `pgid` has a process left (a zombie counts until it is reaped).
+fn group_has_member(pgid: i32) -> bool {
+    // An error other than "no such group" is a member this process may not signal: nothing to
+    // wait for that it could end.
+    kill(Pid::from_raw(-pgid), None).is_ok()
+}
+
+/// Reaps the members of group `pgid` that exited and whose parent is this process. Called only
+/// right after a look found the group, so `pgid` names it and no group started since.
+fn reap_handed_over(pgid: i32) {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    // Ends when none is left to reap (no child in the group: `ECHILD`) or none has exited yet.
+    while let Ok(status) = waitpid(Pid::from_raw(-pgid), Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// How long a stop waits, after SIGKILL, for what is left of a group to be gone (and reaped,
+/// when it was handed to this process).
+const AFTER_KILL: Duration = Duration::from_secs(1);
 
 /// How `child` ended, if it has, leaving it unreaped where the system allows (`WNOWAIT`): an
 /// unreaped leader keeps its process id, and with it its group's, from being handed to another
@@ -459,12 +497,13 @@ impl ProcessPlatform {
                     true
                 }
             };
-            if !exited {
+            let killed = if !exited {
                 tracing::warn!(instance = %p.id, "no exit within the grace period; killing");
                 signal_group(&p.child, Signal::SIGKILL);
                 // The leader may have left its group; it is killed all the same.
                 let _ = p.child.start_kill();
                 let _ = p.child.wait().await;
+                true
             } else if let Some(pgid) = pgid
                 && !group_emptied(pgid, deadline).await
             {
@@ -473,6 +512,13 @@ impl ProcessPlatform {
                     "processes its leader started did not exit within the grace period; killing"
                 );
                 let _ = kill(Pid::from_raw(-pgid), Signal::SIGKILL);
+                true
+            } else {
+                false
+            };
+            // What the kill ended is reaped too, if it was handed to this process.
+            if killed && let Some(pgid) = pgid {
+                let _ = group_emptied(pgid, Instant::now().checked_add(AFTER_KILL)).await;
             }
         }
         // The processes' last words ("drained; exiting") reach their logs before the caller

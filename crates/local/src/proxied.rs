@@ -25,6 +25,17 @@ use crate::proxy::ProxyRouter;
 /// the proxy after it (each track carries a generation number), so a retired track cannot come
 /// back into the proxy from a stale read.
 ///
+/// **Concurrent calls.** A [`bring_up`](Platform::bring_up), [`scale`](Platform::scale) or
+/// [`retire`](Platform::retire) of a track waits for the one already running on the same track
+/// to finish, as a controller handles one change of an object at a time: each of them reads the
+/// platform, changes the proxy and then the platform, and two interleaved would act on what the
+/// other is about to change (a scale-down would drain the instances a concurrent scale-up keeps,
+/// and stop others undrained; a bring-up refused because a retire still runs would give the
+/// retiring instances back to the proxy). Calls on different tracks do not wait for each other
+/// (the proxy keeps each track's instances apart), and status reads and
+/// [`sync`](ProxiedPlatform::sync) never wait: a retire's drain must not hold up the readiness
+/// polls of the track taking its traffic.
+///
 /// Scaling a track down drains the same way: the instances the platform is about to remove
 /// (the newest ones, the last in its status, as the [`Platform`] contract says) leave the
 /// proxy first and are withheld from it while their in-flight requests finish (at most the
@@ -59,6 +70,8 @@ struct TrackState {
     retired: bool,
     /// Instances a scale-down is draining: withheld from the proxy until they are stopped.
     leaving: BTreeSet<SocketAddr>,
+    /// Held for the whole of a bring-up, scale or retire of the track, so they run one at a time.
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// How long a scale-down waits, by default, for the leaving instances' requests to finish.
@@ -113,6 +126,13 @@ impl<P: Platform> ProxiedPlatform<P> {
 
     fn tracks(&self) -> MutexGuard<'_, BTreeMap<String, TrackState>> {
         self.tracks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until no other bring-up, scale or retire of `track` runs; it holds the track until
+    /// the guard is dropped.
+    async fn turn(&self, track: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = Arc::clone(&self.tracks().entry(track.to_owned()).or_default().turn);
+        turn.lock_owned().await
     }
 
     fn generation(&self, track: &str) -> u64 {
@@ -211,6 +231,7 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
 
     async fn bring_up(&self, spec: &TrackSpec) -> serin_orchestrator::Result<TrackStatus> {
         self.check(spec.service())?;
+        let _turn = self.turn(spec.track().as_str()).await;
         let g = {
             let mut tracks = self.tracks();
             let t = tracks.entry(spec.track().to_string()).or_default();
@@ -249,6 +270,7 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
     ) -> serin_orchestrator::Result<TrackStatus> {
         self.check(service)?;
         let name = track.as_str();
+        let _turn = self.turn(name).await;
         let g = self.generation(name);
         // Bad counts are the platform's to refuse, before anything leaves the proxy.
         let leaving: Vec<SocketAddr> = if (1..=TrackSpec::MAX_INSTANCES).contains(&instances) {
@@ -293,6 +315,7 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
         drain: Duration,
     ) -> serin_orchestrator::Result<()> {
         self.check(service)?;
+        let _turn = self.turn(track.as_str()).await;
         let endpoints = {
             let mut tracks = self.tracks();
             let t = tracks.entry(track.to_string()).or_default();
@@ -336,6 +359,11 @@ mod tests {
 
     impl Running {
         fn with(self, service: &str, track: Track, addr: SocketAddr) -> Self {
+            self.run(service, track, addr);
+            self
+        }
+
+        fn run(&self, service: &str, track: Track, addr: SocketAddr) {
             self.0.lock().unwrap().push(TrackStatus {
                 service: service.to_owned(),
                 version: "1.0.0".parse().unwrap(),
@@ -348,7 +376,6 @@ mod tests {
                 }],
                 track,
             });
-            self
         }
 
         fn find(&self, service: &str, track: &Track) -> Result<TrackStatus> {
@@ -382,6 +409,92 @@ mod tests {
         async fn list(&self) -> Result<Vec<TrackStatus>> {
             Ok(self.0.lock().unwrap().clone())
         }
+    }
+
+    /// A platform that runs one track at most once, each instance of it at `addr`, and takes
+    /// `retiring` to retire one, during which the track still runs (as a platform that reports a
+    /// track until its instances are gone does).
+    struct SlowRetire {
+        addr: SocketAddr,
+        retiring: Duration,
+        running: Running,
+    }
+
+    #[async_trait]
+    impl Platform for SlowRetire {
+        fn name(&self) -> &str {
+            "slow-retire"
+        }
+        async fn bring_up(&self, spec: &TrackSpec) -> Result<TrackStatus> {
+            if self.running.find(spec.service(), spec.track()).is_ok() {
+                return Err(Error::AlreadyExists {
+                    what: "track".into(),
+                    name: spec.key().to_string(),
+                    reason: "it runs".into(),
+                });
+            }
+            self.running
+                .run(spec.service(), spec.track().clone(), self.addr);
+            self.running.find(spec.service(), spec.track())
+        }
+        async fn status(&self, service: &str, track: &Track) -> Result<TrackStatus> {
+            self.running.find(service, track)
+        }
+        async fn scale(&self, service: &str, track: &Track, _: u32) -> Result<TrackStatus> {
+            self.running.find(service, track)
+        }
+        async fn retire(&self, service: &str, track: &Track, _: Duration) -> Result<()> {
+            self.running.find(service, track)?;
+            tokio::time::sleep(self.retiring).await;
+            self.running.0.lock().unwrap().retain(|t| t.track != *track);
+            Ok(())
+        }
+        async fn list(&self) -> Result<Vec<TrackStatus>> {
+            self.running.list().await
+        }
+    }
+
+    /// A bring-up that comes while a retire of the same track still runs waits for it: it is
+    /// not refused (the track still ran) in a way that gives the retiring instances back to the
+    /// proxy at the next status read.
+    #[tokio::test(start_paused = true)]
+    async fn a_bring_up_during_a_retire_waits_and_the_retiring_instances_stay_out() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 10_003));
+        let platform = SlowRetire {
+            addr,
+            retiring: Duration::from_secs(10),
+            running: Running::default(),
+        };
+        let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
+        let proxied = Arc::new(ProxiedPlatform::new(platform, router.clone()));
+        let spec = TrackSpec::new("web", "1.0.0", Track::Green, 1).unwrap();
+        proxied.bring_up(&spec).await.unwrap();
+        assert_eq!(router.endpoints("green"), [addr]);
+
+        let retire = tokio::spawn({
+            let proxied = Arc::clone(&proxied);
+            async move { proxied.retire("web", &Track::Green, Duration::ZERO).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(router.endpoints("green").is_empty(), "out while it retires");
+        let bring_up = tokio::spawn({
+            let proxied = Arc::clone(&proxied);
+            async move { proxied.bring_up(&spec).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // The track still runs, retiring: a status read must not give it back to the proxy.
+        proxied.status("web", &Track::Green).await.unwrap();
+        proxied.sync().await;
+        assert!(
+            router.endpoints("green").is_empty(),
+            "a retiring instance came back into the proxy"
+        );
+
+        retire.await.unwrap().unwrap();
+        let status = bring_up.await.unwrap().unwrap();
+        assert_eq!(status.ready_addresses(), [addr]);
+        assert_eq!(router.endpoints("green"), [addr]);
+        router.shutdown();
     }
 
     #[tokio::test]

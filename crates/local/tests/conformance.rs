@@ -218,13 +218,15 @@ impl HealthFixture for HealthFix {
             ProbeStatus::Fail => "/status/503",
             ProbeStatus::Unknown => "/status/404",
         };
-        self.health.watch(HttpProbe {
-            track: signal.track,
-            probe: signal.probe,
-            instance: signal.instance,
-            addr: self.addr,
-            path: path.into(),
-        });
+        self.health
+            .watch(HttpProbe {
+                track: signal.track,
+                probe: signal.probe,
+                instance: signal.instance,
+                addr: self.addr,
+                path: path.into(),
+            })
+            .map_err(|e| serin_signals::Error::invalid("signal", &e, "cannot be watched"))?;
         self.health.check(signal.at).await;
         Ok(())
     }

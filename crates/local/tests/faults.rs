@@ -36,9 +36,13 @@ async fn never_ready(
     (err, msg)
 }
 
+/// A directory of this test run for the test `name`.
+fn test_dir(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("serin-local-faults-{name}-{}", std::process::id()))
+}
+
 fn platform(name: &str) -> ProcessPlatform {
-    let dir =
-        std::env::temp_dir().join(format!("serin-local-faults-{name}-{}", std::process::id()));
+    let dir = test_dir(name);
     ProcessPlatform::new(
         ProcessConfig::new(dir)
             .with_grace(Duration::from_secs(2))
@@ -242,8 +246,7 @@ async fn a_port_in_use_is_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chatty_instance_log_is_rotated_and_its_last_words_are_reported() {
-    let dir =
-        std::env::temp_dir().join(format!("serin-local-faults-chatty-{}", std::process::id()));
+    let dir = test_dir("chatty");
     let _ = std::fs::remove_dir_all(&dir);
     let p = ProcessPlatform::new(
         ProcessConfig::new(&dir)
@@ -725,8 +728,7 @@ async fn a_metrics_scraper_s_keep_alive_connection_ends_at_shutdown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_started_by_a_wrapper_stops_with_it() {
-    let dir =
-        std::env::temp_dir().join(format!("serin-local-faults-wrapper-{}", std::process::id()));
+    let dir = test_dir("wrapper");
     let p = ProcessPlatform::new(
         ProcessConfig::new(&dir)
             .with_grace(Duration::from_secs(5))
@@ -769,10 +771,7 @@ async fn a_service_started_by_a_wrapper_stops_with_it() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     if !exited() {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        kill(pid);
         panic!("the wrapped service still runs on {addr}");
     }
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
@@ -784,6 +783,26 @@ fn ended(pid: i32) -> bool {
         stat.rsplit_once(") ")
             .is_some_and(|(_, rest)| rest.starts_with('Z'))
     })
+}
+
+/// Kills process `pid`, which a test left running.
+fn kill(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// Asserts that process `pid` ends within 2 s, and kills it if it does not.
+fn assert_ends(pid: i32, what: &str) {
+    let gone = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        ended(pid)
+    });
+    if !gone {
+        kill(pid);
+    }
+    assert!(gone, "{what}");
 }
 
 /// Reads the process id a service wrote to `pid_file`, once it has.
@@ -803,8 +822,7 @@ async fn written_pid(pid_file: &std::path::Path) -> i32 {
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_wrapper_leaves_behind_is_stopped_with_its_group() {
-    let dir =
-        std::env::temp_dir().join(format!("serin-local-faults-orphans-{}", std::process::id()));
+    let dir = test_dir("orphans");
     let grace = Duration::from_millis(500);
     let p = ProcessPlatform::new(ProcessConfig::new(&dir).with_grace(grace)).unwrap();
     // `$0` is the file the service writes its process id to, then it becomes `sleep`.
@@ -844,26 +862,13 @@ async fn what_a_wrapper_leaves_behind_is_stopped_with_its_group() {
         }
         assert!(!ended(pid), "{name}: the service runs");
         p.retire(name, &Track::Blue, Duration::ZERO).await.unwrap();
-        let gone = (0..200).any(|_| {
-            std::thread::sleep(Duration::from_millis(10));
-            ended(pid)
-        });
-        if !gone {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        assert!(gone, "{name}: the service outlived its retire");
+        assert_ends(pid, &format!("{name}: the service outlived its retire"));
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn instances_that_ignore_sigterm_share_one_grace_period() {
-    let dir = std::env::temp_dir().join(format!(
-        "serin-local-faults-stubborn-{}",
-        std::process::id()
-    ));
+    let dir = test_dir("stubborn");
     let grace = Duration::from_secs(10);
     let p = ProcessPlatform::new(ProcessConfig::new(&dir).with_grace(grace)).unwrap();
     let spec = serin_orchestrator::TrackSpec::new("web", "1.0.0", Track::Blue, 3)
@@ -889,10 +894,7 @@ async fn instances_that_ignore_sigterm_share_one_grace_period() {
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_cut_short_still_ends_what_a_wrapper_started() {
-    let dir = std::env::temp_dir().join(format!(
-        "serin-local-faults-cancelled-{}",
-        std::process::id()
-    ));
+    let dir = test_dir("cancelled");
     // A long grace, so the retire below is still waiting in it when it is given up.
     let p =
         ProcessPlatform::new(ProcessConfig::new(&dir).with_grace(Duration::from_secs(30))).unwrap();
@@ -919,17 +921,7 @@ async fn a_stop_cut_short_still_ends_what_a_wrapper_started() {
             .is_err(),
         "the retire was still waiting"
     );
-    let gone = (0..200).any(|_| {
-        std::thread::sleep(Duration::from_millis(10));
-        ended(pid)
-    });
-    if !gone {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    assert!(gone, "the service outlived its platform's retire");
+    assert_ends(pid, "the service outlived its platform's retire");
     assert!(
         p.status("web", &Track::Blue).await.is_err(),
         "the track is gone"

@@ -1,13 +1,24 @@
 //! Health and dependency [`HealthSignal`]s: probe results with timestamps.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::de::{self, EnumAccess, MapAccess, VariantAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::time::Timestamp;
 use crate::track::Track;
 
 /// What a probe checks.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+///
+/// Written as config spells it, in every format: `readiness`, `liveness`, `startup`, or a map
+/// `{dependency: postgres}`. Left to serde's default, YAML would write a dependency as a tagged
+/// value (`!dependency postgres`), which nothing read through a buffer can read back: a probe
+/// inside an internally tagged or untagged enum (a fault, a trigger), or flattened, would be
+/// written in a form its reader refuses; and serde's YAML reader takes only that tagged form,
+/// so a map written by hand would not be read where a probe stands alone. So every form is
+/// read everywhere: the name, the map, and the tagged value older files hold.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Probe {
     /// Ready to receive traffic (a failing readiness probe takes an instance out of the split).
     Readiness,
@@ -17,6 +28,93 @@ pub enum Probe {
     Startup,
     /// An external dependency the service calls (a database, another service), by name.
     Dependency(String),
+}
+
+impl Serialize for Probe {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (index, name) = match self {
+            Probe::Readiness => (0, "readiness"),
+            Probe::Liveness => (1, "liveness"),
+            Probe::Startup => (2, "startup"),
+            Probe::Dependency(dependency) => {
+                // A compact binary form keeps serde's own encoding, which its reader expects.
+                if !s.is_human_readable() {
+                    return s.serialize_newtype_variant("Probe", 3, "dependency", dependency);
+                }
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("dependency", dependency)?;
+                return map.end();
+            }
+        };
+        s.serialize_unit_variant("Probe", index, name)
+    }
+}
+
+/// The names of [`Probe`]'s forms, as written.
+const PROBES: &[&str] = &["readiness", "liveness", "startup", "dependency"];
+
+impl<'de> Deserialize<'de> for Probe {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            d.deserialize_any(ProbeVisitor)
+        } else {
+            d.deserialize_enum("Probe", PROBES, ProbeVisitor)
+        }
+    }
+}
+
+struct ProbeVisitor;
+
+impl ProbeVisitor {
+    /// The probe named `name`, which has no value.
+    fn plain<E: de::Error>(name: &str) -> Result<Probe, E> {
+        match name {
+            "readiness" => Ok(Probe::Readiness),
+            "liveness" => Ok(Probe::Liveness),
+            "startup" => Ok(Probe::Startup),
+            "dependency" => Err(E::invalid_value(
+                de::Unexpected::Str(name),
+                &"a dependency written with its name: `{dependency: postgres}`",
+            )),
+            other => Err(E::unknown_variant(other, PROBES)),
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for ProbeVisitor {
+    type Value = Probe;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("`readiness`, `liveness`, `startup` or `{dependency: <name>}`")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Probe, E> {
+        Self::plain(v)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Probe, A::Error> {
+        let Some(key) = map.next_key::<String>()? else {
+            return Err(de::Error::invalid_length(0, &self));
+        };
+        if key != "dependency" {
+            return Err(de::Error::unknown_field(&key, &["dependency"]));
+        }
+        let name = map.next_value::<String>()?;
+        if let Some(extra) = map.next_key::<String>()? {
+            return Err(de::Error::unknown_field(&extra, &[]));
+        }
+        Ok(Probe::Dependency(name))
+    }
+
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Probe, A::Error> {
+        let (name, variant) = data.variant::<String>()?;
+        if name == "dependency" {
+            return variant.newtype_variant().map(Probe::Dependency);
+        }
+        let probe = Self::plain(&name)?;
+        variant.unit_variant()?;
+        Ok(probe)
+    }
 }
 
 /// The outcome of one probe.

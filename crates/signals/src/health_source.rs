@@ -106,14 +106,20 @@ struct HealthState {
 /// For each track, probe and instance it keeps the result with the latest `at` (the later push on
 /// a tie), so results that arrive out of order never roll the state back.
 ///
+/// Like every source, it refuses a [`Track::Named`] built around its name check
+/// ([`Track::validate`]) where it enters, in a recording or a query, with
+/// [`Error::InvalidField`](crate::Error::InvalidField): such a track could never be reported
+/// under the name it was recorded by (`Named("stable")` is not [`Track::Stable`]), so accepting
+/// it would hide a result, or answer "never probed" for a track that was.
+///
 /// ```
 /// use serin_signals::{HealthSignal, HealthSource, InMemoryHealth, Probe, ProbeStatus, Timestamp, Track};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let health = InMemoryHealth::new();
 /// let at = Timestamp::from_millis;
-/// health.record(HealthSignal::new(Track::Green, Probe::Readiness, ProbeStatus::Pass, at(10)).with_instance("green-0"));
-/// health.record(HealthSignal::new(Track::Green, Probe::Readiness, ProbeStatus::Fail, at(12)).with_instance("green-1"));
+/// health.record(HealthSignal::new(Track::Green, Probe::Readiness, ProbeStatus::Pass, at(10)).with_instance("green-0"))?;
+/// health.record(HealthSignal::new(Track::Green, Probe::Readiness, ProbeStatus::Fail, at(12)).with_instance("green-1"))?;
 ///
 /// let worst = health.probe(&Track::Green, &Probe::Readiness).await?.unwrap();
 /// assert_eq!(worst.status, ProbeStatus::Fail);
@@ -148,8 +154,10 @@ impl InMemoryHealth {
     }
 
     /// Records a probe result; an older result than the one held for the same track, probe and
-    /// instance is ignored.
-    pub fn record(&self, signal: HealthSignal) {
+    /// instance is ignored. A track built around its name check ([`Track::validate`]) is an
+    /// error naming `signal.track`, and changes nothing.
+    pub fn record(&self, signal: HealthSignal) -> Result<()> {
+        signal.track.validate("signal.track")?;
         let key = (
             signal.track.clone(),
             probe_key(&signal.probe),
@@ -162,6 +170,7 @@ impl InMemoryHealth {
                 state.latest.insert(key, signal);
             }
         }
+        Ok(())
     }
 
     /// Forgets every result of `track` (a retired track).
@@ -190,8 +199,8 @@ impl InMemoryHealth {
     ///     HealthSignal::new(Track::Green, Probe::Readiness, status, Timestamp::from_millis(10))
     ///         .with_instance(instance)
     /// };
-    /// health.record(ready("green-0", ProbeStatus::Pass));
-    /// health.record(ready("green-1", ProbeStatus::Fail));
+    /// health.record(ready("green-0", ProbeStatus::Pass))?;
+    /// health.record(ready("green-1", ProbeStatus::Fail))?;
     /// // green-1 was scaled away.
     /// health.retain(&Track::Green, |s| s.instance.as_deref() == Some("green-0"));
     /// let worst = health.probe(&Track::Green, &Probe::Readiness).await?.unwrap();
@@ -223,6 +232,7 @@ impl HealthSource for InMemoryHealth {
     }
 
     async fn probe(&self, track: &Track, probe: &Probe) -> Result<Option<HealthSignal>> {
+        track.validate("track")?;
         let mut state = lock(&self.state);
         state.faults.check(&self.name)?;
         let wanted = probe_key(probe);
@@ -237,6 +247,7 @@ impl HealthSource for InMemoryHealth {
     }
 
     async fn signals(&self, track: &Track) -> Result<Vec<HealthSignal>> {
+        track.validate("track")?;
         let mut state = lock(&self.state);
         state.faults.check(&self.name)?;
         Ok(state
@@ -299,8 +310,10 @@ mod tests {
     #[tokio::test]
     async fn older_results_never_replace_newer_ones() {
         let h = InMemoryHealth::new();
-        h.record(sig(Track::Blue, Probe::Liveness, ProbeStatus::Fail, 20));
-        h.record(sig(Track::Blue, Probe::Liveness, ProbeStatus::Pass, 10));
+        h.record(sig(Track::Blue, Probe::Liveness, ProbeStatus::Fail, 20))
+            .unwrap();
+        h.record(sig(Track::Blue, Probe::Liveness, ProbeStatus::Pass, 10))
+            .unwrap();
         let got = h
             .probe(&Track::Blue, &Probe::Liveness)
             .await
@@ -310,7 +323,8 @@ mod tests {
             (got.status, got.at),
             (ProbeStatus::Fail, Timestamp::from_millis(20))
         );
-        h.record(sig(Track::Blue, Probe::Liveness, ProbeStatus::Pass, 30));
+        h.record(sig(Track::Blue, Probe::Liveness, ProbeStatus::Pass, 30))
+            .unwrap();
         let got = h
             .probe(&Track::Blue, &Probe::Liveness)
             .await
@@ -327,9 +341,12 @@ mod tests {
             Probe::Dependency("db".into()),
             ProbeStatus::Unknown,
             5,
-        ));
-        h.record(sig(Track::Canary, Probe::Readiness, ProbeStatus::Pass, 5));
-        h.record(sig(Track::Stable, Probe::Readiness, ProbeStatus::Pass, 5));
+        ))
+        .unwrap();
+        h.record(sig(Track::Canary, Probe::Readiness, ProbeStatus::Pass, 5))
+            .unwrap();
+        h.record(sig(Track::Stable, Probe::Readiness, ProbeStatus::Pass, 5))
+            .unwrap();
         let got = h.signals(&Track::Canary).await.unwrap();
         let probes: Vec<Probe> = got.into_iter().map(|s| s.probe).collect();
         assert_eq!(
@@ -349,9 +366,12 @@ mod tests {
         let ready = |track: Track, instance: &str, status| {
             sig(track, Probe::Readiness, status, 5).with_instance(instance)
         };
-        h.record(ready(Track::Canary, "canary-0", ProbeStatus::Pass));
-        h.record(ready(Track::Canary, "canary-1", ProbeStatus::Fail));
-        h.record(ready(Track::Stable, "canary-1", ProbeStatus::Fail));
+        h.record(ready(Track::Canary, "canary-0", ProbeStatus::Pass))
+            .unwrap();
+        h.record(ready(Track::Canary, "canary-1", ProbeStatus::Fail))
+            .unwrap();
+        h.record(ready(Track::Stable, "canary-1", ProbeStatus::Fail))
+            .unwrap();
         async fn status(h: &InMemoryHealth, track: Track) -> Option<ProbeStatus> {
             let worst = h.probe(&track, &Probe::Readiness).await.unwrap();
             worst.map(|s| s.status)
@@ -363,6 +383,33 @@ mod tests {
         assert_eq!(status(&h, Track::Canary).await, Some(ProbeStatus::Pass));
         assert_eq!(h.signals(&Track::Canary).await.unwrap().len(), 1);
         assert_eq!(status(&h, Track::Stable).await, Some(ProbeStatus::Fail));
+    }
+
+    /// A track built around its name check is refused where it enters, naming the field, and
+    /// a refused recording changes nothing.
+    #[tokio::test]
+    async fn tracks_built_around_their_check_are_refused() {
+        let h = InMemoryHealth::new();
+        h.record(sig(Track::Stable, Probe::Readiness, ProbeStatus::Fail, 5))
+            .unwrap();
+        for name in ["stable", "Shadow 1"] {
+            let track = Track::Named(name.to_owned());
+            let err = h
+                .record(sig(track.clone(), Probe::Readiness, ProbeStatus::Pass, 9))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("signal.track") && err.contains(&format!("`{name}`")),
+                "{err}"
+            );
+            let err = h.probe(&track, &Probe::Readiness).await.unwrap_err();
+            assert!(matches!(err, Error::InvalidField { ref field, .. } if field == "track"));
+            let err = h.signals(&track).await.unwrap_err();
+            assert!(matches!(err, Error::InvalidField { ref field, .. } if field == "track"));
+        }
+        let held = h.signals(&Track::Stable).await.unwrap();
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].status, ProbeStatus::Fail);
     }
 
     #[tokio::test]

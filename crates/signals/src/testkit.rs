@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::health::{HealthSignal, Probe, ProbeStatus};
 use crate::health_source::{HealthSource, InMemoryHealth};
 use crate::memory::{InMemorySource, lock};
@@ -489,11 +489,43 @@ pub async fn check_health_dependencies_and_instances(
     );
 }
 
+/// A [`Track::Named`] built around its name check is refused by both calls with an error
+/// naming the track, not answered as a track never probed: a `Named("stable")` would read as
+/// unknown while the stable track's probes fail.
+pub async fn check_health_invalid_tracks_refused(
+    source: &dyn HealthSource,
+    _fixture: &dyn HealthFixture,
+) {
+    for name in ["stable", "Shadow 1", ""] {
+        let track = Track::Named(name.to_owned());
+        let probed = source.probe(&track, &Probe::Readiness).await;
+        let listed = source.signals(&track).await;
+        for (call, outcome) in [
+            ("probe", probed.map(|_| ())),
+            ("signals", listed.map(|_| ())),
+        ] {
+            match outcome {
+                Err(Error::InvalidField { field, value, .. }) => assert!(
+                    field.contains("track") && value == name,
+                    "{}: {call} of Named({name:?}) must name the track, got {field} `{value}`",
+                    source.name()
+                ),
+                other => panic!(
+                    "{}: {call} of Named({name:?}) must be refused as an invalid track, got \
+                     {other:?}",
+                    source.name()
+                ),
+            }
+        }
+    }
+}
+
 /// Runs every [`HealthSource`] check in turn.
 pub async fn check_health_source_all(source: &dyn HealthSource, fixture: &dyn HealthFixture) {
     check_health_latest(source, fixture).await;
     check_health_tracks_apart(source, fixture).await;
     check_health_dependencies_and_instances(source, fixture).await;
+    check_health_invalid_tracks_refused(source, fixture).await;
 }
 
 /// A [`MetricsFixture`] over an [`InMemorySource`]: each arrangement is recorded over the next
@@ -601,8 +633,7 @@ impl InMemoryHealthFixture {
 #[async_trait]
 impl HealthFixture for InMemoryHealthFixture {
     async fn arrange(&self, signal: HealthSignal) -> Result<()> {
-        self.source.record(signal);
-        Ok(())
+        self.source.record(signal)
     }
 
     fn fresh_track(&self, purpose: &str) -> Track {

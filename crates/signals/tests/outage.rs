@@ -64,12 +64,14 @@ async fn an_outage_is_transient_and_leaves_the_data_intact() {
 #[tokio::test]
 async fn a_probe_outage_is_transient_too() {
     let health = InMemoryHealth::named("probes");
-    health.record(HealthSignal::new(
-        Track::Green,
-        Probe::Readiness,
-        ProbeStatus::Pass,
-        Timestamp::from_millis(1),
-    ));
+    health
+        .record(HealthSignal::new(
+            Track::Green,
+            Probe::Readiness,
+            ProbeStatus::Pass,
+            Timestamp::from_millis(1),
+        ))
+        .unwrap();
     health.set_unavailable(true);
     let err = health
         .probe(&Track::Green, &Probe::Readiness)

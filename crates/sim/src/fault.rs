@@ -125,8 +125,7 @@ pub enum Fault {
         /// The track affected, or every track.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         track: Option<Track>,
-        /// The probe that fails.
-        #[serde(serialize_with = "probe_as_written")]
+        /// The probe that fails: `readiness`, `liveness`, `startup` or `{dependency: name}`.
         probe: Probe,
         /// When.
         span: Span,
@@ -214,21 +213,6 @@ impl Fault {
                 Ok(())
             }
         }
-    }
-}
-
-/// Writes a probe as config spells it in every format: `readiness`, or `{dependency: postgres}`.
-/// Left to itself, YAML writes a dependency as a tagged value (`!dependency postgres`), which a
-/// fault, read by its `kind` tag, cannot read back.
-fn probe_as_written<S: serde::Serializer>(probe: &Probe, s: S) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeMap;
-    match probe {
-        Probe::Dependency(name) => {
-            let mut map = s.serialize_map(Some(1))?;
-            map.serialize_entry("dependency", name)?;
-            map.end()
-        }
-        other => other.serialize(s),
     }
 }
 

@@ -332,9 +332,11 @@ impl SimWorld {
     }
 
     /// Records a probe result that the health source reports alongside the simulated probes
-    /// (the newest result of each probe and instance wins).
-    pub fn record_health(&self, signal: HealthSignal) {
-        self.inner.recorded_health.record(signal);
+    /// (the newest result of each probe and instance wins). A track built around its name
+    /// check ([`Track::validate`](serin_signals::Track::validate)) is refused, as by
+    /// [`record`](Self::record), and changes nothing.
+    pub fn record_health(&self, signal: HealthSignal) -> Result<()> {
+        Ok(self.inner.recorded_health.record(signal)?)
     }
 
     /// The requests over `window` that found no ready instance of the track the split sent

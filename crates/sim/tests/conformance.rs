@@ -183,8 +183,10 @@ struct HealthArranger(SimWorld);
 #[async_trait]
 impl HealthFixture for HealthArranger {
     async fn arrange(&self, signal: HealthSignal) -> serin_signals::Result<()> {
-        self.0.record_health(signal);
-        Ok(())
+        self.0.record_health(signal).map_err(|e| match e {
+            serin_sim::Error::Signals(e) => e,
+            other => serin_signals::Error::invalid("signal", "", other.to_string()),
+        })
     }
 }
 
