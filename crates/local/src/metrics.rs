@@ -53,6 +53,8 @@ struct Series {
     /// Mirror copies to this backend dropped because it fell behind: the primary's body, or
     /// with as many copies outstanding as it may have.
     mirror_dropped: u64,
+    /// Requests routed to this backend whose client went away before their answer began.
+    client_closed: u64,
     latency_sum_ms: f64,
     latency: LatencySketch,
 }
@@ -191,6 +193,17 @@ impl Store {
         lock(&self.series(mirror)).mirror_dropped += 1;
     }
 
+    /// Counts a request routed to `backend` whose client went away before its answer began
+    /// (nginx's 499): in neither the backend's requests nor its errors.
+    pub(crate) fn record_client_closed(&self, backend: &str) {
+        lock(&self.series(backend)).client_closed += 1;
+    }
+
+    /// Requests routed to `backend` whose client went away before their answer, since start.
+    pub(crate) fn client_closed(&self, backend: &str) -> u64 {
+        self.existing(backend).map_or(0, |s| lock(&s).client_closed)
+    }
+
     /// (skipped, dropped) mirror copies of `mirror` since start.
     pub(crate) fn mirror_counts(&self, mirror: &str) -> (u64, u64) {
         self.existing(mirror).map_or((0, 0), |s| {
@@ -223,7 +236,7 @@ impl Store {
             .map(|(name, s)| (name.clone(), lock(s)))
             .collect();
         let mut out = String::new();
-        let families: [Family; 7] = [
+        let families: [Family; 8] = [
             (
                 "serin_proxy_requests_total",
                 "counter",
@@ -265,6 +278,13 @@ impl Store {
                  request body, or before sending, with 128 copies already outstanding, per \
                  mirror backend.",
                 |s| s.mirror_dropped as f64,
+            ),
+            (
+                "serin_proxy_client_closed_total",
+                "counter",
+                "Requests whose client went away before their answer began (nginx's 499), per \
+                 backend they were routed to; in neither requests nor errors.",
+                |s| s.client_closed as f64,
             ),
             (
                 "serin_proxy_request_duration_seconds_sum",
@@ -318,9 +338,18 @@ impl ProxyMetrics {
     }
 
     /// Everything measured since start, in the Prometheus text exposition format (what the
-    /// admin endpoint serves at `/metrics`).
+    /// admin endpoint serves at `/metrics`), requests closed by their client included
+    /// (`serin_proxy_client_closed_total`): a library user scraping this text sees all that
+    /// the admin endpoint's scraper sees.
     pub fn prometheus_text(&self) -> String {
         self.store.prometheus()
+    }
+
+    /// Requests routed to `backend` whose client went away (closed its connection or reset its
+    /// HTTP/2 stream) before their answer began, since start: nginx's 499. They are in neither
+    /// the backend's requests nor its errors, as the instance did nothing wrong.
+    pub fn client_closed(&self, backend: &str) -> u64 {
+        self.store.client_closed(backend)
     }
 
     /// Requests chosen for mirroring to `mirror` that were not mirrored because their body was
@@ -454,6 +483,37 @@ mod tests {
             text.contains("serin_proxy_errors_total{backend=\"canary\"} 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn requests_closed_by_their_client_are_in_the_text_and_in_no_other_count() {
+        let store = Arc::new(Store::new(Duration::from_secs(1), Duration::from_secs(10)).unwrap());
+        let m = ProxyMetrics {
+            store: store.clone(),
+        };
+        store.record_client_closed("stable");
+        store.record_client_closed("stable");
+        store.record("canary", at(1_000), 5.0, false);
+        assert_eq!(
+            (m.client_closed("stable"), m.client_closed("canary")),
+            (2, 0)
+        );
+        assert_eq!(m.client_closed("unknown"), 0);
+        let text = m.prometheus_text();
+        let name = "serin_proxy_client_closed_total";
+        assert_eq!(
+            text.matches(&format!("# TYPE {name} counter")).count(),
+            1,
+            "{text}"
+        );
+        for line in [
+            format!("{name}{{backend=\"stable\"}} 2"),
+            format!("{name}{{backend=\"canary\"}} 0"),
+            "serin_proxy_requests_total{backend=\"stable\"} 0".to_owned(),
+            "serin_proxy_errors_total{backend=\"stable\"} 0".to_owned(),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}: {text}");
+        }
     }
 
     #[test]

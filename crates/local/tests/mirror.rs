@@ -11,22 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::StatusCode;
-use serin_local::{ProxyConfig, ProxyRouter};
-use serin_traffic::{Mirror, TrafficRouter, TrafficSplit, Weight};
-use support::{Chunked, get, payload, post, start_demo, start_recorder, start_silent};
+use serin_local::ProxyConfig;
+use support::{Chunked, get, payload, post, proxy, start_demo, start_recorder, start_silent};
 use tokio::time::{Instant, timeout};
-
-/// A proxy sending everything to `stable` and a copy of everything to `shadow`.
-async fn mirrored(config: ProxyConfig, stable: SocketAddr, shadow: SocketAddr) -> ProxyRouter {
-    let router = ProxyRouter::bind(config).await.unwrap();
-    router.set_endpoints("stable", &[stable]);
-    router.set_endpoints("shadow", &[shadow]);
-    let split = TrafficSplit::from_percents([("stable", 100), ("shadow", 0)])
-        .unwrap()
-        .with_mirror(Mirror::new("shadow", Weight::FULL).unwrap());
-    router.apply(&split).await.unwrap();
-    router
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_bodies_arrive_intact_at_the_instance_and_the_mirror() {
@@ -36,7 +23,7 @@ async fn post_bodies_arrive_intact_at_the_instance_and_the_mirror() {
         ProxyConfig::default().with_workers(2),
     ] {
         let (shadow, mut seen) = start_recorder().await;
-        let router = mirrored(config, stable.addr, shadow).await;
+        let router = proxy(config, stable.addr, Some(shadow)).await;
         let proxy = router.local_addr();
         for len in [1, 4_096, 65_536] {
             let body = payload(len);
@@ -76,7 +63,7 @@ async fn a_mirror_that_never_reads_does_not_delay_the_request() {
     // A limit high enough that the silent mirror cannot take the whole body in its socket
     // buffers: its copy falls behind while the request streams on.
     let config = ProxyConfig::default().with_mirror_body_limit(8 * 1024 * 1024);
-    let router = mirrored(config, stable.addr, shadow).await;
+    let router = proxy(config, stable.addr, Some(shadow)).await;
     let proxy = router.local_addr();
     for len in [60_000, 8 * 1024 * 1024] {
         let body = payload(len);
@@ -114,7 +101,7 @@ async fn bodies_over_the_limit_or_of_unknown_length_are_not_mirrored_and_are_cou
     let config = ProxyConfig::default()
         .with_admin(admin)
         .with_mirror_body_limit(1_000);
-    let router = mirrored(config, stable.addr, shadow).await;
+    let router = proxy(config, stable.addr, Some(shadow)).await;
     let proxy = router.local_addr();
 
     let over = payload(1_001);

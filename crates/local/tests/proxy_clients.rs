@@ -10,60 +10,13 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::{Request, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use serin_local::{ProxyConfig, ProxyRouter};
-use serin_traffic::{TrafficRouter, TrafficSplit};
-use support::counter;
+use serin_local::ProxyConfig;
+use support::{counter, eventually, h2_connect, measured, proxy, read_head, send_raw};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
-
-/// A proxy sending everything to `stable`.
-async fn proxy(config: ProxyConfig, stable: SocketAddr) -> ProxyRouter {
-    let router = ProxyRouter::bind(config).await.unwrap();
-    router.set_endpoints("stable", &[stable]);
-    router
-        .apply(&TrafficSplit::all_to("stable", &[]).unwrap())
-        .await
-        .unwrap();
-    router
-}
-
-/// Waits (up to 5 s, polling every 10 ms) until `cond` holds; whether it did.
-async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    for _ in 0..500 {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    cond()
-}
-
-/// (requests, errors) of `backend` since start.
-fn measured(router: &ProxyRouter, backend: &str) -> (f64, f64) {
-    let text = router.metrics().prometheus_text();
-    (
-        counter(&text, "serin_proxy_requests_total", backend),
-        counter(&text, "serin_proxy_errors_total", backend),
-    )
-}
-
-/// Reads `stream` up to the end of a message head (the blank line), returned as text.
-async fn read_head(stream: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => head.push(byte[0]),
-        }
-    }
-    String::from_utf8_lossy(&head).into_owned()
-}
 
 /// An HTTP/1.1 instance that answers every request with a chunked body of `chunks` bytes,
 /// one byte every `pause`: a download (or a stream) that takes its time.
@@ -102,17 +55,11 @@ async fn an_idle_http2_connection_is_closed_and_a_busy_one_is_kept() {
     let router = proxy(
         ProxyConfig::default().with_header_read_timeout(limit),
         instance,
+        None,
     )
     .await;
-    let stream = TcpStream::connect(router.local_addr()).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake::<_, _, Empty<Bytes>>(
-        TokioExecutor::new(),
-        TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
     // The client answers the proxy's pings for as long as its connection lasts.
-    let conn = tokio::spawn(conn);
+    let (mut sender, conn) = h2_connect(router.local_addr()).await;
     let res = sender
         .send_request(Request::get("http://shop/slow").body(Empty::new()).unwrap())
         .await
@@ -147,7 +94,7 @@ async fn an_idle_http2_connection_is_closed_and_a_busy_one_is_kept() {
 async fn a_client_that_goes_away_before_its_answer_is_counted_as_closed_by_it() {
     let (instance, held) = support::start_silent().await;
     let admin = SocketAddr::from(([127, 0, 0, 1], 0));
-    let router = proxy(ProxyConfig::default().with_admin(admin), instance).await;
+    let router = proxy(ProxyConfig::default().with_admin(admin), instance, None).await;
     // HTTP/1.1: the client closes its connection while the instance thinks.
     let mut client = TcpStream::connect(router.local_addr()).await.unwrap();
     client
@@ -163,14 +110,7 @@ async fn a_client_that_goes_away_before_its_answer_is_counted_as_closed_by_it() 
     assert!(eventually(|| router.in_flight(instance) == 0).await);
     // HTTP/2: the client resets its stream (drops the response it waits for); the connection
     // stays.
-    let stream = TcpStream::connect(router.local_addr()).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake::<_, _, Empty<Bytes>>(
-        TokioExecutor::new(),
-        TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    let conn = tokio::spawn(conn);
+    let (mut sender, conn) = h2_connect(router.local_addr()).await;
     let waiting = sender.send_request(Request::get("http://shop/slow").body(Empty::new()).unwrap());
     let waiting = tokio::spawn(waiting);
     assert!(eventually(|| router.in_flight(instance) == 1).await);
@@ -211,19 +151,14 @@ async fn scrape(admin: SocketAddr) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_upload_is_a_bad_request_not_a_client_gone() {
     let (instance, _seen) = support::start_recorder().await;
-    let router = proxy(ProxyConfig::default(), instance).await;
-    let mut client = TcpStream::connect(router.local_addr()).await.unwrap();
+    let router = proxy(ProxyConfig::default(), instance, None).await;
     // A chunk size that is not hexadecimal.
-    client
-        .write_all(
-            b"POST /upload HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n\r\n\
-              3\r\nabc\r\nzz\r\n",
-        )
-        .await
-        .unwrap();
-    let head = timeout(Duration::from_secs(5), read_head(&mut client))
-        .await
-        .expect("an answer");
+    let (_client, head) = send_raw(
+        router.local_addr(),
+        b"POST /upload HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n\r\n\
+          3\r\nabc\r\nzz\r\n",
+    )
+    .await;
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
     assert!(eventually(|| router.in_flight(instance) == 0).await);
     assert_eq!(router.client_closed("stable"), 0);

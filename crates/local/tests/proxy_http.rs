@@ -17,55 +17,16 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::header::HeaderMap;
 use hyper::{Request, Response, StatusCode, Version};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use serin_local::{ProxyConfig, ProxyRouter};
-use serin_traffic::{Mirror, TrafficRouter, TrafficSplit, Weight};
-use support::{counter, get};
+use support::{
+    count, eventually, get, get_response, h2_connect, measured, proxy, read_head, read_to_close,
+    send_raw,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
-
-/// A proxy sending everything to `stable`, and a copy of everything to `shadow` if given.
-async fn proxy(config: ProxyConfig, stable: SocketAddr, shadow: Option<SocketAddr>) -> ProxyRouter {
-    let router = ProxyRouter::bind(config).await.unwrap();
-    router.set_endpoints("stable", &[stable]);
-    let split = match shadow {
-        Some(shadow) => {
-            router.set_endpoints("shadow", &[shadow]);
-            TrafficSplit::from_percents([("stable", 100), ("shadow", 0)])
-                .unwrap()
-                .with_mirror(Mirror::new("shadow", Weight::FULL).unwrap())
-        }
-        None => TrafficSplit::all_to("stable", &[]).unwrap(),
-    };
-    router.apply(&split).await.unwrap();
-    router
-}
-
-/// Waits (up to 5 s, polling every 10 ms) until `cond` holds; whether it did.
-async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    for _ in 0..500 {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    cond()
-}
-
-/// The Prometheus counter `name` of `backend`.
-fn count(router: &ProxyRouter, name: &str, backend: &str) -> f64 {
-    counter(&router.metrics().prometheus_text(), name, backend)
-}
-
-/// (requests, errors) of `backend` since start.
-fn measured(router: &ProxyRouter, backend: &str) -> (f64, f64) {
-    (
-        count(router, "serin_proxy_requests_total", backend),
-        count(router, "serin_proxy_errors_total", backend),
-    )
-}
 
 /// A server that accepts connections, counts them, and holds them without reading or
 /// answering: a mirror that hangs. Runs until the task is aborted.
@@ -120,31 +81,6 @@ async fn start_header_recorder() -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) 
         }
     });
     (addr, rx)
-}
-
-/// Reads `stream` up to the end of a response's head (the blank line), returned as text.
-async fn read_head(stream: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => head.push(byte[0]),
-        }
-    }
-    String::from_utf8_lossy(&head).into_owned()
-}
-
-/// Reads `stream` until the peer closes it (or it fails): everything read.
-async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
-    let mut all = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return all,
-            Ok(n) => all.extend_from_slice(&buf[..n]),
-        }
-    }
 }
 
 // 1. Mirroring is bounded.
@@ -475,21 +411,8 @@ async fn an_http2_client_that_stops_answering_pings_is_disconnected() {
 
 /// Sends `GET path` with `headers` on a fresh HTTP/1.1 connection and checks it was answered
 /// 200 with the proxy's `Via`.
-async fn get_with(proxy: SocketAddr, path: &str, headers: &[(&'static str, &'static str)]) {
-    let stream = TcpStream::connect(proxy).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let mut req = Request::get(path).header("host", "shop");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let res = sender
-        .send_request(req.body(Empty::new()).unwrap())
-        .await
-        .unwrap();
+async fn get_with(proxy: SocketAddr, path: &str, headers: &[(&str, &str)]) {
+    let res = get_response(proxy, "shop", path, headers).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["via"], "1.1 serin", "responses say it too");
 }
@@ -524,17 +447,19 @@ async fn a_client_s_forwarding_claims_are_replaced_by_what_the_proxy_saw() {
         assert!(!s.headers.contains_key(gone), "{gone} passed on");
     }
     assert_eq!(s.headers["via"], "1.0 edge, 1.1 serin");
-    // A client cannot drop the proxy's own headers by naming them in `Connection`.
+    // A client cannot drop the proxy's own headers, or its `Host`, by naming them in
+    // `Connection`.
     get_with(
         at,
         "/plain",
         &[
             ("x-forwarded-for", "10.9.9.9"),
-            ("connection", "x-forwarded-for, forwarded, via"),
+            ("connection", "x-forwarded-for, forwarded, via, host"),
         ],
     )
     .await;
     let s = seen.recv().await.unwrap();
+    assert_eq!(s.headers["host"], "shop");
     assert_eq!(s.headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(s.headers["forwarded"], "for=127.0.0.1;proto=http");
     assert_eq!(s.headers["via"], "1.1 serin");
@@ -589,14 +514,7 @@ async fn http2_cookies_are_joined_and_every_forwarded_request_has_a_host() {
     let router = proxy(ProxyConfig::default(), stable, None).await;
     let proxy = router.local_addr();
     // HTTP/2 (prior knowledge), with its cookies in two fields as browsers send them.
-    let stream = TcpStream::connect(proxy).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake::<_, _, Empty<Bytes>>(
-        TokioExecutor::new(),
-        TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let (mut sender, _conn) = h2_connect(proxy).await;
     let req = Request::get("http://shop.test:8443/cart?x=1")
         .header("cookie", "session=abc")
         .header("cookie", "theme=dark")
@@ -614,19 +532,18 @@ async fn http2_cookies_are_joined_and_every_forwarded_request_has_a_host() {
     assert_eq!(s.headers["host"], "shop.test:8443");
     assert_eq!(s.headers["via"], "2 serin");
     // HTTP/1.0 needs no Host; the instance gets HTTP/1.1, which does: the proxy's address.
-    let mut old = TcpStream::connect(proxy).await.unwrap();
-    old.write_all(b"GET /old HTTP/1.0\r\n\r\n").await.unwrap();
-    assert!(read_head(&mut old).await.starts_with("HTTP/1.0 200"));
+    let (_old, head) = send_raw(proxy, b"GET /old HTTP/1.0\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
     let s = seen.recv().await.unwrap();
     assert_eq!(s.headers["host"], proxy.to_string());
     assert_eq!(s.headers["via"], "1.0 serin");
     // An absolute-form target's authority wins over the client's Host (RFC 9112, 3.2.2).
-    let mut absolute = TcpStream::connect(proxy).await.unwrap();
-    absolute
-        .write_all(b"GET http://user@shop.test:8081/abs HTTP/1.1\r\nHost: elsewhere\r\n\r\n")
-        .await
-        .unwrap();
-    assert!(read_head(&mut absolute).await.starts_with("HTTP/1.1 200"));
+    let (_absolute, head) = send_raw(
+        proxy,
+        b"GET http://user@shop.test:8081/abs HTTP/1.1\r\nHost: elsewhere\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let s = seen.recv().await.unwrap();
     assert_eq!(s.path, "/abs");
     assert_eq!(s.headers["host"], "shop.test:8081");
@@ -679,17 +596,12 @@ async fn start_echo_upgrader() -> SocketAddr {
 async fn an_upgrade_is_tunnelled_and_drains_wait_for_the_tunnel() {
     let instance = start_echo_upgrader().await;
     let router = proxy(ProxyConfig::default(), instance, None).await;
-    let mut client = TcpStream::connect(router.local_addr()).await.unwrap();
-    client
-        .write_all(
-            b"GET /chat HTTP/1.1\r\nHost: shop\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
-        )
-        .await
-        .unwrap();
-    let head = timeout(Duration::from_secs(5), read_head(&mut client))
-        .await
-        .unwrap()
-        .to_ascii_lowercase();
+    let (mut client, head) = send_raw(
+        router.local_addr(),
+        b"GET /chat HTTP/1.1\r\nHost: shop\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+    )
+    .await;
+    let head = head.to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("\r\nupgrade: echo\r\n"), "{head}");
     assert!(head.contains("\r\nconnection: upgrade\r\n"), "{head}");
@@ -725,16 +637,11 @@ async fn a_tunnel_ends_when_the_proxy_shuts_down() {
     let instance = start_echo_upgrader().await;
     // On the caller's runtime, which outlives the proxy: the tunnel must end by itself.
     let router = proxy(ProxyConfig::default().with_workers(0), instance, None).await;
-    let mut client = TcpStream::connect(router.local_addr()).await.unwrap();
-    client
-        .write_all(
-            b"GET /chat HTTP/1.1\r\nHost: shop\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n",
-        )
-        .await
-        .unwrap();
-    let head = timeout(Duration::from_secs(5), read_head(&mut client))
-        .await
-        .unwrap();
+    let (mut client, head) = send_raw(
+        router.local_addr(),
+        b"GET /chat HTTP/1.1\r\nHost: shop\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n",
+    )
+    .await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(eventually(|| router.in_flight(instance) == 1).await);
     router.shutdown();
@@ -748,14 +655,11 @@ async fn a_tunnel_ends_when_the_proxy_shuts_down() {
 async fn connect_is_refused_as_not_implemented() {
     let (stable, mut seen) = start_header_recorder().await;
     let router = proxy(ProxyConfig::default(), stable, None).await;
-    let mut client = TcpStream::connect(router.local_addr()).await.unwrap();
-    client
-        .write_all(b"CONNECT shop.test:443 HTTP/1.1\r\nHost: shop.test:443\r\n\r\n")
-        .await
-        .unwrap();
-    let head = timeout(Duration::from_secs(5), read_head(&mut client))
-        .await
-        .unwrap();
+    let (_client, head) = send_raw(
+        router.local_addr(),
+        b"CONNECT shop.test:443 HTTP/1.1\r\nHost: shop.test:443\r\n\r\n",
+    )
+    .await;
     assert!(head.starts_with("HTTP/1.1 501"), "{head}");
     assert!(seen.try_recv().is_err(), "nothing reached the instance");
     router.shutdown();
@@ -765,17 +669,12 @@ async fn connect_is_refused_as_not_implemented() {
 async fn an_h2c_upgrade_is_not_passed_on_and_the_request_is_served_in_http_1_1() {
     let (stable, mut seen) = start_header_recorder().await;
     let router = proxy(ProxyConfig::default(), stable, None).await;
-    let mut client = TcpStream::connect(router.local_addr()).await.unwrap();
-    client
-        .write_all(
-            b"GET /h2c HTTP/1.1\r\nHost: shop\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+    let (_client, head) = send_raw(
+        router.local_addr(),
+        b"GET /h2c HTTP/1.1\r\nHost: shop\r\nConnection: Upgrade, HTTP2-Settings\r\n\
               Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
-        )
-        .await
-        .unwrap();
-    let head = timeout(Duration::from_secs(5), read_head(&mut client))
-        .await
-        .unwrap();
+    )
+    .await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let s = seen.recv().await.unwrap();
     // Were `Upgrade: h2c` passed on, an instance that speaks h2c would switch, and the
@@ -785,19 +684,57 @@ async fn an_h2c_upgrade_is_not_passed_on_and_the_request_is_served_in_http_1_1()
     }
     // A WebSocket upgrade that also offers h2c is not one either: the instance is asked in
     // HTTP/1.1 alone.
-    let mut client = TcpStream::connect(router.local_addr()).await.unwrap();
-    client
-        .write_all(
-            b"GET /both HTTP/1.1\r\nHost: shop\r\nConnection: upgrade\r\n\
+    let (_client, head) = send_raw(
+        router.local_addr(),
+        b"GET /both HTTP/1.1\r\nHost: shop\r\nConnection: upgrade\r\n\
               Upgrade: websocket, h2c\r\n\r\n",
-        )
-        .await
-        .unwrap();
-    let head = timeout(Duration::from_secs(5), read_head(&mut client))
-        .await
-        .unwrap();
+    )
+    .await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let s = seen.recv().await.unwrap();
     assert!(!s.headers.contains_key("upgrade"), "{:?}", s.headers);
+    router.shutdown();
+}
+
+// 9. Connections to instances.
+
+/// An HTTP/1.1 server that answers 200 to everything and tells of each connection it accepts
+/// (`true`) and each one its client closes (`false`).
+async fn start_connection_reporter() -> (SocketAddr, mpsc::UnboundedReceiver<bool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = tx.send(true);
+            let tx = tx.clone();
+            let svc = hyper::service::service_fn(|_: Request<Incoming>| async {
+                Ok::<_, hyper::Error>(Response::new(Empty::<Bytes>::new()))
+            });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+                let _ = tx.send(false);
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn a_connection_to_an_instance_left_unused_for_a_minute_is_closed_by_the_proxy() {
+    let (stable, mut events) = start_connection_reporter().await;
+    let router = proxy(ProxyConfig::default().with_workers(0), stable, None).await;
+    let (status, _, _) = get(router.local_addr(), "/", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(events.recv().await, Some(true));
+    // The sockets are settled: from here the clock only moves when everything waits on it.
+    tokio::time::pause();
+    tokio::time::sleep(Duration::from_secs(59)).await;
+    assert!(events.try_recv().is_err(), "closed before its minute");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let closed = timeout(Duration::from_secs(1), events.recv()).await;
+    assert_eq!(closed, Ok(Some(false)), "still open past nginx's 60 s");
     router.shutdown();
 }

@@ -92,6 +92,20 @@ pub struct ProxyConfig {
     /// it had not answered in time; a client that stops sending its body gets a 408, charged to
     /// no one. Either way the request ends, so it is measured and a drain does not wait for it.
     pub request_body_timeout: Duration,
+    /// How long a keep-alive connection to an instance may stay unused in the proxy's pool
+    /// before the proxy closes it (1 ms ..= 24 h; default 60 s, nginx's upstream
+    /// `keepalive_timeout`; Envoy's idle timeout does the same). Without a limit the proxy held
+    /// connections to an instance that no longer got traffic (a blue track at weight zero, a
+    /// retired mirror) for as long as the instance kept them.
+    ///
+    /// Set it below the instances' own keep-alive timeout (Node's is 5 s, Go's `IdleTimeout`
+    /// often 30 to 120 s): an instance that closes an idle connection just as the proxy sends a
+    /// request on it fails that request after it left the proxy, and only a bodyless GET, HEAD
+    /// or OPTIONS is then tried again; when the proxy closes first, no request is caught so.
+    /// The idle time runs from the moment the last answer on the connection was read in full
+    /// (from the arrival of its head, for a body read within the limit), and a connection with
+    /// a request in flight, waiting for its answer or reading it, is never closed by it.
+    pub upstream_idle_timeout: Duration,
     /// The proxies in front of this one whose forwarding headers are believed: addresses or
     /// CIDR ranges (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`); none by default.
     ///
@@ -137,6 +151,7 @@ impl Default for ProxyConfig {
             header_read_timeout: Duration::from_secs(30),
             response_timeout: Duration::from_secs(60),
             request_body_timeout: Duration::from_secs(60),
+            upstream_idle_timeout: super::upstream::DEFAULT_IDLE_TIMEOUT,
             trusted_proxies: Vec::new(),
         }
     }
@@ -200,6 +215,12 @@ impl ProxyConfig {
         self
     }
 
+    /// With another limit on the time a connection to an instance may stay unused.
+    pub fn with_upstream_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.upstream_idle_timeout = timeout;
+        self
+    }
+
     /// Believing the forwarding headers of requests from `proxies`: addresses or CIDR ranges
     /// (see [`trusted_proxies`](Self::trusted_proxies)).
     pub fn with_trusted_proxies<S: Into<String>>(
@@ -260,6 +281,12 @@ impl ProxyConfig {
             Duration::from_secs(86_400),
             "24h",
         )?;
+        within(
+            "upstreamIdleTimeout",
+            self.upstream_idle_timeout,
+            Duration::from_secs(86_400),
+            "24h",
+        )?;
         if self.workers > MAX_WORKERS {
             return Err(Error::invalid(
                 "proxyConfig.workers",
@@ -305,6 +332,8 @@ struct RawConfig {
     response_timeout: Duration,
     #[serde(default = "default_request_body", with = "serin_signals::duration")]
     request_body_timeout: Duration,
+    #[serde(default = "default_upstream_idle", with = "serin_signals::duration")]
+    upstream_idle_timeout: Duration,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     trusted_proxies: Vec<String>,
 }
@@ -333,6 +362,9 @@ fn default_response() -> Duration {
 fn default_request_body() -> Duration {
     ProxyConfig::default().request_body_timeout
 }
+fn default_upstream_idle() -> Duration {
+    ProxyConfig::default().upstream_idle_timeout
+}
 
 impl TryFrom<RawConfig> for ProxyConfig {
     type Error = Error;
@@ -348,6 +380,7 @@ impl TryFrom<RawConfig> for ProxyConfig {
             header_read_timeout: r.header_read_timeout,
             response_timeout: r.response_timeout,
             request_body_timeout: r.request_body_timeout,
+            upstream_idle_timeout: r.upstream_idle_timeout,
             trusted_proxies: r.trusted_proxies,
         };
         c.validate()?;
@@ -368,6 +401,7 @@ impl From<ProxyConfig> for RawConfig {
             header_read_timeout: c.header_read_timeout,
             response_timeout: c.response_timeout,
             request_body_timeout: c.request_body_timeout,
+            upstream_idle_timeout: c.upstream_idle_timeout,
             trusted_proxies: c.trusted_proxies,
         }
     }
@@ -417,6 +451,14 @@ mod tests {
                 r#"{"requestBodyTimeout": 0}"#,
                 "proxyConfig.requestBodyTimeout",
             ),
+            (
+                r#"{"upstreamIdleTimeout": 0}"#,
+                "proxyConfig.upstreamIdleTimeout",
+            ),
+            (
+                r#"{"upstreamIdleTimeout": "25h"}"#,
+                "proxyConfig.upstreamIdleTimeout",
+            ),
         ] {
             let e = serde_json::from_str::<ProxyConfig>(json)
                 .unwrap_err()
@@ -442,6 +484,21 @@ mod tests {
             .to_string();
         assert!(
             e.contains("90000s") && e.contains("between 1ms and 24h"),
+            "{e}"
+        );
+        assert_eq!(c.upstream_idle_timeout, Duration::from_secs(60));
+        let idle: ProxyConfig = serde_json::from_str(r#"{"upstreamIdleTimeout": "4s"}"#).unwrap();
+        assert_eq!(
+            idle,
+            ProxyConfig::default().with_upstream_idle_timeout(Duration::from_secs(4))
+        );
+        let e = ProxyConfig::default()
+            .with_upstream_idle_timeout(Duration::ZERO)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("proxyConfig.upstreamIdleTimeout") && e.contains("between 1ms and 24h"),
             "{e}"
         );
         let none: ProxyConfig = serde_json::from_str(r#"{"mirrorBodyLimit": 0}"#).unwrap();

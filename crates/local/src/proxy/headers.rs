@@ -89,13 +89,17 @@ fn append_entry(headers: &mut HeaderMap, name: HeaderName, value: &HeaderValue) 
 /// Removes the hop-by-hop headers (those of `HOP_BY_HOP` and those named in `Connection`);
 /// with `keep_upgrade`, for a protocol switch, `Upgrade` stays and `Connection` says `upgrade`.
 pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Headers named in `Connection` are hop-by-hop too.
+    // Headers named in `Connection` are hop-by-hop too, but for `Host`: it names the target,
+    // not the connection (RFC 9112, 3.2), and dropping it on a client's word would send the
+    // request to the instance with the proxy's own address as its host, as neither nginx nor
+    // Envoy ever does.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::try_from(n.trim()).ok())
+        .filter(|n| *n != header::HOST)
         .collect();
     let upgrade: Vec<HeaderValue> = if keep_upgrade {
         headers.get_all(header::UPGRADE).iter().cloned().collect()
@@ -298,6 +302,17 @@ mod tests {
                 ("connection", "upgrade"),
             ])
         );
+    }
+
+    #[test]
+    fn a_client_cannot_strip_its_own_host_by_naming_it_in_connection() {
+        let mut h = headers(&[
+            ("host", "shop"),
+            ("connection", "Host, x-secret"),
+            ("x-secret", "1"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, headers(&[("host", "shop")]));
     }
 
     #[test]

@@ -11,9 +11,8 @@ mod sent;
 mod trust;
 mod upstream;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -95,8 +94,6 @@ struct Shared {
     stopped: watch::Receiver<bool>,
     /// [`ProxyConfig::trusted_proxies`], read.
     trusted: Vec<trust::Net>,
-    /// Requests whose client went away before their answer, per backend they were routed to.
-    client_closed: Mutex<BTreeMap<String, u64>>,
 }
 
 /// The embedded reverse proxy, a [`TrafficRouter`] with [`Capabilities::full`]: weights to the
@@ -236,7 +233,6 @@ impl ProxyRouter {
             mirror_slots: Mutex::new(HashMap::new()),
             stopped: stopped.clone(),
             trusted,
-            client_closed: Mutex::new(BTreeMap::new()),
         });
         let workers = shared.config.workers;
         if workers == 0 {
@@ -305,10 +301,13 @@ impl ProxyRouter {
         let mut backends = old.backends.clone();
         let mut eps = Vec::with_capacity(wanted.len());
         for a in &wanted {
-            let pools = usize::from(self.shared.config.workers);
+            let (pools, idle) = (
+                usize::from(self.shared.config.workers),
+                self.shared.config.upstream_idle_timeout,
+            );
             let ep = registry
                 .entry(*a)
-                .or_insert_with(|| Endpoint::new(*a, pools))
+                .or_insert_with(|| Endpoint::new(*a, pools, idle))
                 .clone();
             ep.restore();
             eps.push(ep);
@@ -363,10 +362,7 @@ impl ProxyRouter {
     /// served at `/metrics` as `serin_proxy_client_closed_total`. Many of them on one backend
     /// alone can mean that its instances are too slow for their clients' patience.
     pub fn client_closed(&self, backend: &str) -> u64 {
-        lock(&self.shared.client_closed)
-            .get(backend)
-            .copied()
-            .unwrap_or(0)
+        self.shared.metrics.client_closed(backend)
     }
 
     /// How many requests are in flight on instance `addr`, listed or draining (0 for an
@@ -426,27 +422,7 @@ impl Shared {
     /// Counts a request routed to `backend` whose client went away before its answer.
     fn record_client_closed(&self, backend: &str) {
         tracing::debug!(%backend, "the client went away before its answer (499)");
-        let mut all = lock(&self.client_closed);
-        match all.get_mut(backend) {
-            Some(n) => *n += 1,
-            None => {
-                all.insert(backend.to_owned(), 1);
-            }
-        }
-    }
-
-    /// Appends the client-closed counts to the Prometheus text `out`.
-    fn write_client_closed(&self, out: &mut String) {
-        let name = "serin_proxy_client_closed_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Requests whose client went away before their answer began \
-             (nginx's 499), per backend they were routed to; in neither requests nor errors.\n\
-             # TYPE {name} counter"
-        );
-        for (backend, n) in lock(&self.client_closed).iter() {
-            let _ = writeln!(out, "{name}{{backend=\"{backend}\"}} {n}");
-        }
+        self.metrics.record_client_closed(backend);
     }
 
     /// A slot for one more outstanding copy to `mirror`, if it has one free.
@@ -1073,8 +1049,7 @@ async fn serve_admin(
                     async move {
                         let res = match (req.method(), req.uri().path()) {
                             (&Method::GET, "/metrics") => {
-                                let mut text = shared.metrics.prometheus();
-                                shared.write_client_closed(&mut text);
+                                let text = shared.metrics.prometheus();
                                 let mut r = Response::new(full(text));
                                 r.headers_mut().insert(
                                     header::CONTENT_TYPE,

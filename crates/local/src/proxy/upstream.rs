@@ -10,11 +10,17 @@
 //! With worker threads ([`ProxyConfig::workers`](crate::ProxyConfig::workers)) each worker has
 //! its own pool per endpoint: a connection's task runs on the worker that opened it, and only
 //! that worker's requests use it, so forwarding a request never wakes another thread.
+//!
+//! A pooled connection idle for [`ProxyConfig::upstream_idle_timeout`](crate::ProxyConfig::upstream_idle_timeout)
+//! is closed by its own task (as nginx's upstream `keepalive_timeout` and Envoy's idle timeout
+//! do), so instances no longer listed in any split, or no longer sent anything, are not held
+//! open for ever, and the proxy, not the instance, ends a connection it no longer uses.
 
 use std::cell::Cell;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -22,11 +28,16 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::proxy::Body;
 
 /// The most idle connections kept per endpoint.
 const MAX_IDLE: usize = 1_024;
+
+/// How long a pooled connection may stay idle unless configured otherwise: nginx's upstream
+/// `keepalive_timeout`.
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 thread_local! {
     /// The index of the proxy worker running on this thread (0 off the proxy's threads).
@@ -43,9 +54,34 @@ pub(crate) fn set_worker(index: usize) {
 pub(crate) struct Endpoint {
     addr: SocketAddr,
     /// One pool per worker (one in all when serving on the caller's runtime).
-    idle: Box<[Mutex<Vec<SendRequest<Body>>>]>,
+    idle: Box<[Mutex<Vec<Pooled>>]>,
+    /// How long a pooled connection may stay idle before its task closes it.
+    idle_timeout: Duration,
+    /// The id of the next connection opened.
+    next_id: AtomicU64,
     in_flight: AtomicUsize,
     removed: AtomicBool,
+}
+
+/// A connection in a pool: ready for a request, or still reading its last answer.
+#[derive(Debug)]
+struct Pooled {
+    sender: SendRequest<Body>,
+    /// Which connection it is, for its task to find it.
+    id: u64,
+    /// Since when it is idle, as far as known: the arrival of its last answer's head, until its
+    /// task sees that answer read in full (a body that takes longer than the limit to read).
+    since: Instant,
+}
+
+/// What a connection's task does next about its idle limit.
+enum Next {
+    /// Looks again then.
+    Sleep(Instant),
+    /// Waits for its answer to be read in full.
+    AwaitAnswer,
+    /// Nothing: the connection is closing.
+    Close,
 }
 
 /// A failed send.
@@ -67,11 +103,14 @@ impl Drop for InFlight {
 }
 
 impl Endpoint {
-    /// An endpoint with `pools` pools (the proxy's worker count, at least one).
-    pub(crate) fn new(addr: SocketAddr, pools: usize) -> Arc<Self> {
+    /// An endpoint with `pools` pools (the proxy's worker count, at least one), whose
+    /// connections are closed once idle for `idle`.
+    pub(crate) fn new(addr: SocketAddr, pools: usize, idle: Duration) -> Arc<Self> {
         Arc::new(Endpoint {
             addr,
             idle: (0..pools.max(1)).map(|_| Mutex::new(Vec::new())).collect(),
+            idle_timeout: idle,
+            next_id: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             removed: AtomicBool::new(false),
         })
@@ -109,12 +148,62 @@ impl Endpoint {
     }
 
     /// This worker's pool (`new` makes one for every worker).
-    fn lock_idle(&self) -> Option<std::sync::MutexGuard<'_, Vec<SendRequest<Body>>>> {
-        let worker = WORKER.get();
+    fn lock_idle(&self) -> Option<MutexGuard<'_, Vec<Pooled>>> {
+        self.lock_pool_of(WORKER.get())
+    }
+
+    /// Worker `worker`'s pool.
+    fn lock_pool_of(&self, worker: usize) -> Option<MutexGuard<'_, Vec<Pooled>>> {
         self.idle
             .get(worker)
             .or_else(|| self.idle.first())
             .map(lock_pool)
+    }
+
+    /// What connection `id` of `worker`'s pool does next about its idle limit, at `now`. One
+    /// idle for the limit leaves the pool, which closes it (hyper ends a connection whose
+    /// sender is dropped, with nothing in flight); one in use is never closed here.
+    fn expire(&self, worker: usize, id: u64, now: Instant) -> Next {
+        let Some(mut pool) = self.lock_pool_of(worker) else {
+            return Next::Close;
+        };
+        let Some(i) = pool.iter().position(|p| p.id == id) else {
+            // Taken by a request: it comes back, and is idle, no sooner than now.
+            return Next::Sleep(now + self.idle_timeout);
+        };
+        let pooled = &pool[i];
+        if pooled.sender.is_closed() {
+            // Ended by the instance or switched to another protocol: nothing left to time.
+            drop(pool.swap_remove(i));
+            return Next::Close;
+        }
+        if !pooled.sender.is_ready() {
+            return Next::AwaitAnswer;
+        }
+        let due = pooled.since + self.idle_timeout;
+        if due > now {
+            return Next::Sleep(due);
+        }
+        drop(pool.swap_remove(i));
+        Next::Close
+    }
+
+    /// Ready once connection `id` of `worker`'s pool has its answer read in full (its idle time
+    /// starts then), or has left the pool.
+    fn poll_answered(&self, worker: usize, id: u64, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(mut pool) = self.lock_pool_of(worker) else {
+            return Poll::Ready(());
+        };
+        let Some(pooled) = pool.iter_mut().find(|p| p.id == id) else {
+            return Poll::Ready(());
+        };
+        match pooled.sender.poll_ready(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(_) => {
+                pooled.since = Instant::now();
+                Poll::Ready(())
+            }
+        }
     }
 
     pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
@@ -122,7 +211,11 @@ impl Endpoint {
         InFlight(self.clone())
     }
 
-    async fn connect(&self, timeout: Duration) -> Result<SendRequest<Body>, String> {
+    /// Opens a connection: its sender and id.
+    async fn connect(
+        self: &Arc<Self>,
+        timeout: Duration,
+    ) -> Result<(SendRequest<Body>, u64), String> {
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(self.addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(format!("connect to {}: {e}", self.addr)),
@@ -137,14 +230,38 @@ impl Endpoint {
         let (sender, conn) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("handshake with {}: {e}", self.addr))?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let endpoint = Arc::downgrade(self);
+        let worker = WORKER.get();
+        let idle = self.idle_timeout;
         // With upgrades, so that a `101 Switching Protocols` answer hands the connection over
         // to the proxy's tunnel (see `ProxyRouter`); other requests are served as without.
         tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
+            let conn = conn.with_upgrades();
+            tokio::pin!(conn);
+            let mut next = Next::Sleep(Instant::now() + idle);
+            let ended = loop {
+                let check = async {
+                    match next {
+                        Next::Sleep(at) => tokio::time::sleep_until(at).await,
+                        Next::AwaitAnswer => answered(&endpoint, worker, id).await,
+                        Next::Close => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    ended = &mut conn => break ended,
+                    () = check => {
+                        next = endpoint
+                            .upgrade()
+                            .map_or(Next::Close, |e| e.expire(worker, id, Instant::now()));
+                    }
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(error = %e, "upstream connection ended");
             }
         });
-        Ok(sender)
+        Ok((sender, id))
     }
 
     /// Sends `req`, on an idle connection if one is usable, else on a new one.
@@ -158,15 +275,15 @@ impl Endpoint {
                 // Connections are pooled as soon as their request is sent; one whose response
                 // is still being read is not ready and stays for later. Closed ones go.
                 self.lock_idle().and_then(|mut idle| {
-                    idle.retain(|s| !s.is_closed());
+                    idle.retain(|p| !p.sender.is_closed());
                     idle.iter()
-                        .rposition(SendRequest::is_ready)
+                        .rposition(|p| p.sender.is_ready())
                         .map(|i| idle.swap_remove(i))
                 })
             };
             let reused = pooled.is_some();
-            let mut sender = match pooled {
-                Some(s) => s,
+            let (mut sender, id) = match pooled {
+                Some(p) => (p.sender, p.id),
                 None => match self.connect(connect_timeout).await {
                     Ok(s) => s,
                     Err(reason) => return Err(SendError::NotSent(Box::new(req), reason)),
@@ -174,7 +291,7 @@ impl Endpoint {
             };
             match sender.try_send_request(req).await {
                 Ok(res) => {
-                    self.recycle(sender);
+                    self.recycle(sender, id);
                     return Ok(res);
                 }
                 Err(mut e) => match e.take_message() {
@@ -192,23 +309,134 @@ impl Endpoint {
         }
     }
 
-    /// Puts the connection back in the pool at once: it becomes ready (usable) by itself when
+    /// Puts connection `id` back in the pool at once: it becomes ready (usable) by itself when
     /// its response has been read in full, with no task to watch it.
-    fn recycle(&self, sender: SendRequest<Body>) {
+    fn recycle(&self, sender: SendRequest<Body>, id: u64) {
         if self.removed.load(Ordering::Acquire) {
             return;
         }
         if let Some(mut idle) = self.lock_idle()
             && idle.len() < MAX_IDLE
         {
-            idle.push(sender);
+            idle.push(Pooled {
+                sender,
+                id,
+                since: Instant::now(),
+            });
         }
     }
 }
 
-fn lock_pool(
-    pool: &Mutex<Vec<SendRequest<Body>>>,
-) -> std::sync::MutexGuard<'_, Vec<SendRequest<Body>>> {
+/// Waits until connection `id` of `worker`'s pool of `endpoint` has its answer read in full.
+async fn answered(endpoint: &Weak<Endpoint>, worker: usize, id: u64) {
+    std::future::poll_fn(|cx| match endpoint.upgrade() {
+        Some(e) => e.poll_answered(worker, id, cx),
+        None => Poll::Ready(()),
+    })
+    .await;
+}
+
+fn lock_pool(pool: &Mutex<Vec<Pooled>>) -> MutexGuard<'_, Vec<Pooled>> {
     pool.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::{BodyExt, Empty};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    /// An instance that answers each request on its connections with `ok`: a request for
+    /// `/late` after 90 s, one for `/slow` with its head at once and its body 90 s later; it
+    /// tells of each connection it accepts (`true`) and each one closed by the proxy (`false`).
+    async fn instance() -> (SocketAddr, mpsc::UnboundedReceiver<bool>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let _ = tx.send(true);
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    loop {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                        if !seen.ends_with(b"\r\n\r\n") {
+                            continue;
+                        }
+                        let head = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n";
+                        if seen.starts_with(b"GET /late ") {
+                            tokio::time::sleep(Duration::from_secs(90)).await;
+                        }
+                        if stream.write_all(head).await.is_err() {
+                            break;
+                        }
+                        if seen.starts_with(b"GET /slow ") {
+                            tokio::time::sleep(Duration::from_secs(90)).await;
+                        }
+                        seen.clear();
+                        if stream.write_all(b"ok").await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = tx.send(false);
+                });
+            }
+        });
+        (addr, rx)
+    }
+
+    async fn get(endpoint: &Arc<Endpoint>, path: &str) {
+        let req = Request::get(path)
+            .header("host", "shop")
+            .body(Empty::new().map_err(|never| match never {}).boxed())
+            .unwrap();
+        let Ok(res) = endpoint.send(req, Duration::from_secs(1)).await else {
+            panic!("{path} not answered");
+        };
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"ok");
+    }
+
+    fn pooled(endpoint: &Endpoint) -> usize {
+        lock_pool(&endpoint.idle[0]).len()
+    }
+
+    #[tokio::test]
+    async fn a_connection_idle_for_the_limit_is_closed_and_one_in_use_never_is() {
+        let (addr, mut events) = instance().await;
+        let idle = Duration::from_secs(60);
+        let endpoint = Endpoint::new(addr, 1, idle);
+        get(&endpoint, "/").await;
+        assert_eq!(events.recv().await, Some(true));
+        // The socket is settled: from here the clock moves only when everything waits on it.
+        tokio::time::pause();
+        tokio::time::sleep(idle - Duration::from_secs(1)).await;
+        assert!(events.try_recv().is_err(), "closed before its limit");
+        // Used again, on the same connection, by a request answered after longer than the
+        // limit, then by one whose answer takes longer than the limit to read: it is not idle
+        // while an answer is awaited or read.
+        get(&endpoint, "/late").await;
+        get(&endpoint, "/slow").await;
+        tokio::time::sleep(idle - Duration::from_secs(1)).await;
+        assert!(events.try_recv().is_err(), "closed while in use or since");
+        assert_eq!(pooled(&endpoint), 1);
+        // Idle for the limit since its answer was read: closed by the proxy.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let closed = tokio::time::timeout(Duration::from_secs(1), events.recv()).await;
+        assert_eq!(closed, Ok(Some(false)), "still open past the idle limit");
+        assert_eq!(pooled(&endpoint), 0);
+        // The next request opens a new one.
+        tokio::time::resume();
+        get(&endpoint, "/").await;
+        assert_eq!(events.recv().await, Some(true));
+    }
 }

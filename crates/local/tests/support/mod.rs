@@ -1,4 +1,5 @@
-//! Shared test support: the demo service, a keep-alive load generator and small HTTP helpers.
+//! Shared test support: the demo service, a keep-alive load generator, a proxy set up for one
+//! backend, and small HTTP helpers.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -10,13 +11,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper::client::conn::http1;
+use hyper::client::conn::{http1, http2};
 use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serin_local::{ProxyConfig, ProxyRouter};
 use serin_orchestrator::TrackSpec;
 use serin_signals::Track;
+use serin_traffic::{Mirror, TrafficRouter, TrafficSplit, Weight};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
 
 pub const DEMO: &str = env!("CARGO_BIN_EXE_serin-demo-service");
 
@@ -62,25 +67,35 @@ pub async fn start_demo(version: &str, env: &[(&str, &str)]) -> Demo {
     panic!("demo service on {addr} did not start within 4s");
 }
 
+/// `GET path` with `host` and `headers` on a fresh HTTP/1.1 connection to `addr`: the answer.
+pub async fn get_response(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> hyper::Response<hyper::body::Incoming> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::get(path).header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    sender
+        .send_request(req.body(Empty::new()).unwrap())
+        .await
+        .unwrap()
+}
+
 /// One request on a fresh connection: status, headers' `x-serin-version` and body.
 pub async fn get(
     addr: SocketAddr,
     path: &str,
     headers: &[(&str, &str)],
 ) -> (StatusCode, String, String) {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut req = Request::get(path).header("host", addr.to_string());
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let res = sender
-        .send_request(req.body(Empty::new()).unwrap())
-        .await
-        .unwrap();
+    let res = get_response(addr, &addr.to_string(), path, headers).await;
     let status = res.status();
     let version = res
         .headers()
@@ -279,7 +294,6 @@ pub fn payload(len: usize) -> Bytes {
 /// A server that reads each request's headers and closes the connection without answering: an
 /// instance that crashes on every request it receives. Runs until the task is aborted.
 pub async fn start_crasher() -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    use tokio::io::AsyncReadExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -306,4 +320,100 @@ pub fn counter(text: &str, name: &str, backend: &str) -> f64 {
         .find_map(|l| l.strip_prefix(&prefix))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
+}
+
+/// A proxy sending everything to `stable`, and a copy of everything to `shadow` if given.
+pub async fn proxy(
+    config: ProxyConfig,
+    stable: SocketAddr,
+    shadow: Option<SocketAddr>,
+) -> ProxyRouter {
+    let router = ProxyRouter::bind(config).await.unwrap();
+    router.set_endpoints("stable", &[stable]);
+    let split = match shadow {
+        Some(shadow) => {
+            router.set_endpoints("shadow", &[shadow]);
+            TrafficSplit::from_percents([("stable", 100), ("shadow", 0)])
+                .unwrap()
+                .with_mirror(Mirror::new("shadow", Weight::FULL).unwrap())
+        }
+        None => TrafficSplit::all_to("stable", &[]).unwrap(),
+    };
+    router.apply(&split).await.unwrap();
+    router
+}
+
+/// Waits (up to 5 s, polling every 10 ms) until `cond` holds; whether it did.
+pub async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    for _ in 0..500 {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cond()
+}
+
+/// The Prometheus counter `name` of `backend`, as the proxy's metrics say.
+pub fn count(router: &ProxyRouter, name: &str, backend: &str) -> f64 {
+    counter(&router.metrics().prometheus_text(), name, backend)
+}
+
+/// (requests, errors) of `backend` since start.
+pub fn measured(router: &ProxyRouter, backend: &str) -> (f64, f64) {
+    let text = router.metrics().prometheus_text();
+    (
+        counter(&text, "serin_proxy_requests_total", backend),
+        counter(&text, "serin_proxy_errors_total", backend),
+    )
+}
+
+/// Reads `stream` up to the end of a message head (the blank line), returned as text.
+pub async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => head.push(byte[0]),
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Reads `stream` until the peer closes it (or it fails): everything read.
+pub async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return all,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Writes `request`, as raw bytes, on a fresh connection to `addr`: the connection and the
+/// head of the answer, read within 5 s.
+pub async fn send_raw(addr: SocketAddr, request: &[u8]) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut stream))
+        .await
+        .expect("an answer within 5 s");
+    (stream, head)
+}
+
+/// An HTTP/2 (prior knowledge) connection to `addr`: its sender and its running task.
+pub async fn h2_connect(
+    addr: SocketAddr,
+) -> (
+    http2::SendRequest<Empty<Bytes>>,
+    JoinHandle<hyper::Result<()>>,
+) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .unwrap();
+    (sender, tokio::spawn(conn))
 }
