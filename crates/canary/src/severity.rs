@@ -5,6 +5,8 @@
 //! worse" (an error-rate ratio of 1.5, a median 50% slower). A regression at or above
 //! [`SeverityBands::critical`] is [`Severity::Critical`] and asks for an immediate rollback; at or
 //! above [`SeverityBands::warning`] it is a [`Severity::Warning`]; below, [`Severity::Info`].
+//! A two-sided judge's failure because the canary is *better* is graded at most a warning
+//! ([`SeverityBands::classify_failure`]): an improvement never asks for an immediate rollback.
 //!
 //! ```
 //! use serin_canary::judge::Severity;
@@ -111,7 +113,8 @@ impl SeverityBands {
     }
 
     /// The severity of a confirmed regression of relative size `effect` (its absolute value is
-    /// used, so a two-sided judge's "better by 80%" grades like "worse by 80%"). NaN is critical.
+    /// used). NaN is critical. A failure in the canary's favour is graded by
+    /// [`classify_failure`](Self::classify_failure) instead.
     pub fn classify(&self, effect: f64) -> Severity {
         let e = effect.abs();
         if e.is_nan() || e >= self.critical {
@@ -120,6 +123,25 @@ impl SeverityBands {
             Severity::Warning
         } else {
             Severity::Info
+        }
+    }
+
+    /// The severity of a judge's failure of relative size `effect`, where `worse` says whether
+    /// the canary was found worse than the baseline or (a two-sided judge) better.
+    ///
+    /// Worse grades as [`classify`](Self::classify). Better grades by its size too, but at most
+    /// [`Severity::Warning`]: fewer errors or lower latency than the baseline beyond the margin
+    /// is suspicious (requests dropped before they are counted, a broken probe), and like
+    /// Kayenta's `Low` on a two-sided metric it fails the analysis, yet it is no evidence of
+    /// harm to users. A critical failure asks for an immediate rollback, which an improvement
+    /// never warrants; a warning follows the policy's `onWarning`, so an operator who holds on
+    /// warnings gets a hold to look at it instead.
+    pub fn classify_failure(&self, effect: f64, worse: bool) -> Severity {
+        let severity = self.classify(effect);
+        if worse {
+            severity
+        } else {
+            severity.min(Severity::Warning)
         }
     }
 }
@@ -152,5 +174,16 @@ mod tests {
             last = s;
         }
         assert_eq!(b.classify(-2.0), Severity::Critical);
+    }
+
+    #[test]
+    fn a_failure_in_the_canarys_favour_is_at_most_a_warning() {
+        let b = SeverityBands::new(0.2, 1.0).unwrap();
+        assert_eq!(b.classify_failure(-1.0, false), Severity::Warning);
+        assert_eq!(b.classify_failure(f64::NAN, false), Severity::Warning);
+        assert_eq!(b.classify_failure(-0.1, false), Severity::Info);
+        assert_eq!(b.classify_failure(-0.5, false), Severity::Warning);
+        assert_eq!(b.classify_failure(1.0, true), Severity::Critical);
+        assert_eq!(b.classify_failure(0.1, true), Severity::Info);
     }
 }

@@ -38,6 +38,18 @@ fn feed(
     ctl.observe(&b, &c, w.end()).unwrap()
 }
 
+/// A controller of `policy` with one default judge.
+fn controller(policy: CanaryPolicy) -> Ctl {
+    Ctl::new(policy, vec![judge()]).unwrap()
+}
+
+/// A pause of `secs` seconds.
+fn pause(secs: u64) -> Step {
+    Step::Pause(Pause {
+        duration: Some(Duration::from_secs(secs)),
+    })
+}
+
 fn analysis(secs: u64, min_samples: u64) -> Step {
     Step::Analysis(AnalysisStep {
         duration: Duration::from_secs(secs),
@@ -51,11 +63,9 @@ fn a_good_canary_walks_through_the_steps_and_is_promoted() {
         Step::SetWeight(10),
         analysis(60, 30),
         Step::SetWeight(50),
-        Step::Pause(Pause {
-            duration: Some(Duration::from_secs(30)),
-        }),
+        pause(30),
     ]);
-    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    let mut ctl = controller(policy);
     assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(10));
     let mut rng = Rng::new(1);
     let mut actions = vec![];
@@ -93,7 +103,7 @@ fn a_critical_regression_rolls_back_at_once_with_its_evidence() {
         analysis(3_600, 1),
         Step::SetWeight(100),
     ]);
-    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    let mut ctl = controller(policy);
     ctl.tick(at(0));
     let mut rng = Rng::new(2);
     let mut decision = None;
@@ -115,13 +125,7 @@ fn a_critical_regression_rolls_back_at_once_with_its_evidence() {
 
 #[test]
 fn a_held_rollout_moves_no_step_but_its_judges_still_roll_a_critical_regression_back() {
-    let policy = CanaryPolicy::new(vec![
-        Step::SetWeight(10),
-        Step::Pause(Pause {
-            duration: Some(Duration::from_secs(30)),
-        }),
-        Step::SetWeight(50),
-    ]);
+    let policy = CanaryPolicy::new(vec![Step::SetWeight(10), pause(30), Step::SetWeight(50)]);
     let mut ctl = Ctl::new(policy.clone(), vec![judge()]).unwrap();
     assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(10));
     // Held past the pause's end, with healthy traffic: nothing moves.
@@ -136,7 +140,7 @@ fn a_held_rollout_moves_no_step_but_its_judges_still_roll_a_critical_regression_
     }
     assert_eq!(ctl.tick(at(120)).action, Action::SetWeight(50));
     // A regression while held is judged, and rolls back at once.
-    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    let mut ctl = controller(policy);
     ctl.tick(at(0));
     let rolled_back = (1..600).find_map(|s| {
         let w = second(s);
@@ -222,14 +226,8 @@ fn an_analysis_that_ends_on_a_held_warning_holds_rather_than_taking_it_for_missi
 
 #[test]
 fn feeding_does_not_decide_so_one_tick_covers_every_metric_of_a_window() {
-    let policy = CanaryPolicy::new(vec![
-        Step::SetWeight(10),
-        Step::Pause(Pause {
-            duration: Some(Duration::from_secs(60)),
-        }),
-        Step::SetWeight(50),
-    ]);
-    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    let policy = CanaryPolicy::new(vec![Step::SetWeight(10), pause(60), Step::SetWeight(50)]);
+    let mut ctl = controller(policy);
     assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(10));
     let w = second(61);
     let (b, c) = (
@@ -248,12 +246,10 @@ fn pauses_wait_for_their_duration_or_for_resume() {
     let policy = CanaryPolicy::new(vec![
         Step::SetWeight(20),
         Step::Pause(Pause::default()),
-        Step::Pause(Pause {
-            duration: Some(Duration::from_secs(60)),
-        }),
+        pause(60),
         Step::SetWeight(60),
     ]);
-    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    let mut ctl = controller(policy);
     assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(20));
     feed(&mut ctl, 0, 800, 1, 200, 0);
     for s in 1..500 {
@@ -271,7 +267,7 @@ fn pauses_wait_for_their_duration_or_for_resume() {
 fn deadlines_roll_back_and_missing_data_never_promotes() {
     let mut policy = CanaryPolicy::new(vec![Step::SetWeight(10), analysis(60, 10)]);
     policy.progress_deadline = Some(Duration::from_secs(120));
-    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    let mut ctl = controller(policy);
     ctl.tick(at(0));
     for s in 0..100 {
         let w = second(s);
@@ -286,14 +282,14 @@ fn deadlines_roll_back_and_missing_data_never_promotes() {
 
     let mut policy = CanaryPolicy::new(vec![Step::SetWeight(10), analysis(60, 10)]);
     policy.on_inconclusive = OnInconclusive::Rollback;
-    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    let mut ctl = controller(policy);
     ctl.tick(at(0));
     assert_eq!(ctl.tick(at(61)).action, Action::Rollback);
 
     // A pause waiting for approval has no progress deadline, but the maximum duration caps it.
     let mut policy = CanaryPolicy::new(vec![Step::SetWeight(10), Step::Pause(Pause::default())]);
     policy.max_duration = Some(Duration::from_secs(600));
-    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    let mut ctl = controller(policy);
     ctl.tick(at(0));
     assert_eq!(ctl.tick(at(600)).action, Action::Hold);
     let d = ctl.tick(at(601));
@@ -303,13 +299,8 @@ fn deadlines_roll_back_and_missing_data_never_promotes() {
 
 #[test]
 fn a_canary_that_never_served_a_request_is_not_promoted_when_its_pauses_end() {
-    let policy = CanaryPolicy::new(vec![
-        Step::SetWeight(10),
-        Step::Pause(Pause {
-            duration: Some(Duration::from_secs(60)),
-        }),
-    ]);
-    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    let policy = CanaryPolicy::new(vec![Step::SetWeight(10), pause(60)]);
+    let mut ctl = controller(policy);
     ctl.tick(at(0));
     // The source reports counts of no requests for the canary rather than no data.
     for s in 0..120 {
@@ -327,15 +318,10 @@ fn a_canary_that_never_served_a_request_is_not_promoted_when_its_pauses_end() {
 #[test]
 fn a_canary_its_judges_could_not_fail_is_not_promoted_until_its_error_rate_is_shown_low() {
     let policy = |gate: bool| {
-        let mut policy = CanaryPolicy::new(vec![
-            Step::SetWeight(10),
-            Step::Pause(Pause {
-                duration: Some(Duration::from_secs(60)),
-            }),
-        ]);
+        let mut policy = CanaryPolicy::new(vec![Step::SetWeight(10), pause(60)]);
         policy.max_duration = Some(Duration::from_secs(900));
         policy.promotion = gate.then(|| PromotionGate::new(0.05, 0.05).unwrap());
-        let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+        let mut ctl = controller(policy);
         ctl.tick(at(0));
         ctl
     };
@@ -422,7 +408,7 @@ fn commands_abort_and_promote_but_promotion_is_refused_while_failing() {
 fn pacing_raises_the_weight_once_the_errors_rule_out_the_regression() {
     let mut policy = CanaryPolicy::new(vec![Step::SetWeight(5), Step::SetWeight(50)]);
     policy.pacing = Some(Pacing::default());
-    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    let mut ctl = controller(policy);
     assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(5));
     // Both errors of each second from the baseline: each is ln(0.9048/0.95) of evidence that
     // the canary is not 2x worse, and the gate passes at ln(0.05).
@@ -687,7 +673,7 @@ fn an_exposure_budget_sizes_the_first_weight_and_the_gate_lifts_it() {
         ..Pacing::default()
     };
     policy.pacing = Some(pacing.clone());
-    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    let mut ctl = controller(policy);
     // No baseline error seen yet: nothing estimates its rate, so the canary stays at 0%.
     let d = ctl.tick(at(0));
     assert_eq!(d.action, Action::Hold);
@@ -761,7 +747,7 @@ fn an_interrupted_rollout_resumes_exactly_from_its_serialized_state() {
 fn bad_inputs_are_errors_that_change_nothing() {
     let policy = CanaryPolicy::new(vec![Step::SetWeight(10)]);
     assert!(Ctl::new(policy.clone(), vec![]).is_err());
-    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    let mut ctl = controller(policy);
     ctl.tick(at(0));
     let before = ctl.state().clone();
     let w = second(1);
@@ -844,17 +830,12 @@ fn feed_any(
 
 #[test]
 fn a_timed_pause_or_analysis_longer_than_the_progress_deadline_runs_its_course() {
-    for wait in [
-        Step::Pause(Pause {
-            duration: Some(Duration::from_secs(600)),
-        }),
-        analysis(600, 30),
-    ] {
+    for wait in [pause(600), analysis(600, 30)] {
         let mut policy =
             CanaryPolicy::new(vec![Step::SetWeight(10), wait.clone(), Step::SetWeight(50)]);
         policy.progress_deadline = Some(Duration::from_secs(300));
         policy.max_duration = Some(Duration::from_secs(3_600));
-        let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+        let mut ctl = controller(policy);
         assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(10));
         // A healthy canary: both arms at 0.5% errors.
         let mut rng = Rng::new(3);
@@ -879,7 +860,7 @@ fn a_timed_pause_or_analysis_longer_than_the_progress_deadline_runs_its_course()
 fn the_progress_deadline_counts_from_the_end_of_a_step_s_planned_wait() {
     let mut policy = CanaryPolicy::new(vec![Step::SetWeight(10), analysis(600, 10)]);
     policy.progress_deadline = Some(Duration::from_secs(300));
-    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    let mut ctl = controller(policy);
     assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(10));
     // No data: the analysis runs its 600 s, ends inconclusive and holds (`onInconclusive:
     // hold`), and only then does the progress deadline's 300 s start.
@@ -932,9 +913,7 @@ fn a_failing_judge_after_the_last_step_is_held_only_until_the_progress_deadline(
 fn a_decision_names_the_step_that_made_it() {
     let policy = CanaryPolicy::new(vec![
         Step::SetWeight(10),
-        Step::Pause(Pause {
-            duration: Some(Duration::from_secs(60)),
-        }),
+        pause(60),
         Step::SetCanaryScale(CanaryScale {
             replicas: Some(2),
             ..CanaryScale::default()
@@ -942,7 +921,7 @@ fn a_decision_names_the_step_that_made_it() {
         Step::SetWeight(50),
         Step::SetWeight(20),
     ]);
-    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    let mut ctl = controller(policy);
     let steps = |d: serin_canary::controller::Decision| (d.action, d.step);
     assert_eq!(steps(ctl.tick(at(0))), (Action::SetWeight(10), 0));
     assert_eq!(steps(ctl.tick(at(30))), (Action::Hold, 1));
@@ -963,14 +942,8 @@ fn a_decision_names_the_step_that_made_it() {
 
 #[test]
 fn resume_ends_a_timed_pause_too() {
-    let policy = CanaryPolicy::new(vec![
-        Step::SetWeight(10),
-        Step::Pause(Pause {
-            duration: Some(Duration::from_secs(600)),
-        }),
-        Step::SetWeight(50),
-    ]);
-    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    let policy = CanaryPolicy::new(vec![Step::SetWeight(10), pause(600), Step::SetWeight(50)]);
+    let mut ctl = controller(policy);
     assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(10));
     assert_eq!(ctl.tick(at(100)).action, Action::Hold);
     assert_eq!(
@@ -981,13 +954,7 @@ fn resume_ends_a_timed_pause_too() {
 
 /// A controller part way through a pause of `[10%, pause 60s, 50%]`, with its state as JSON.
 fn paused_state() -> (CanaryPolicy, serde_json::Value) {
-    let policy = CanaryPolicy::new(vec![
-        Step::SetWeight(10),
-        Step::Pause(Pause {
-            duration: Some(Duration::from_secs(60)),
-        }),
-        Step::SetWeight(50),
-    ]);
+    let policy = CanaryPolicy::new(vec![Step::SetWeight(10), pause(60), Step::SetWeight(50)]);
     let mut ctl = Ctl::new(policy.clone(), vec![judge()]).unwrap();
     assert_eq!(ctl.tick(at(5)).action, Action::SetWeight(10));
     for s in 5..15 {
@@ -1069,7 +1036,7 @@ fn an_edited_or_inconsistent_state_is_refused_with_the_field_and_the_reason() {
 fn a_rollback_no_judge_decided_quotes_no_decisive_evidence() {
     let mut policy = CanaryPolicy::new(vec![Step::SetWeight(10), Step::Pause(Pause::default())]);
     policy.max_duration = Some(Duration::from_secs(600));
-    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    let mut ctl = controller(policy);
     ctl.tick(at(0));
     for s in 0..10 {
         feed(&mut ctl, s, 900, 4, 100, 0);

@@ -547,6 +547,55 @@ fn a_two_sided_judge_passes_only_a_canary_within_the_margin_on_both_sides() {
 }
 
 #[test]
+fn a_canary_better_than_the_baseline_fails_two_sided_as_a_warning_never_critical() {
+    // No canary errors at all (ratio 0, effect -1): as large as the critical band, yet an
+    // improvement must not ask for an immediate rollback.
+    let verdicts = count_verdicts(0.2, Sides::TwoSided, 0.0, 600);
+    assert_eq!(
+        verdicts.iter().find(|v| v.is_fail()),
+        Some(&Verdict::Fail(Severity::Warning)),
+    );
+    // A canary 70% faster under the latency bands (critical from +50%): a warning too.
+    let mut rng = Rng::new(13);
+    let config = LatencyTestConfig {
+        sides: Sides::TwoSided,
+        ..LatencyTestConfig::new(0.05).with_margin(0.1)
+    };
+    let mut judge =
+        SequentialLatencyJudge::with_config(Metric::Latency, config, SeverityBands::latency())
+            .unwrap();
+    let failed = (0..600).find_map(|s| {
+        let w = second(s);
+        let base: Vec<f64> = (0..60).map(|_| (3.0 + 0.5 * rng.normal()).exp()).collect();
+        let can: Vec<f64> = (0..60)
+            .map(|_| 0.3 * (3.0 + 0.5 * rng.normal()).exp())
+            .collect();
+        let (b, c) = (
+            latency(Track::Stable, w, &base),
+            latency(Track::Canary, w, &can),
+        );
+        let j = observe_even(&mut judge, &b, &c);
+        j.verdict.is_fail().then_some(j)
+    });
+    let failed = failed.expect("a canary far faster fails a two-sided judge");
+    assert_eq!(failed.verdict, Verdict::Fail(Severity::Warning));
+    assert!(
+        failed.evidence.summary.contains("lower"),
+        "{}",
+        failed.evidence.summary
+    );
+    // Worse by as much is still critical, one- or two-sided.
+    for sides in [Sides::CanaryWorse, Sides::TwoSided] {
+        let verdicts = count_verdicts(0.2, sides, 3.0, 600);
+        assert_eq!(
+            verdicts.iter().find(|v| v.is_fail()),
+            Some(&Verdict::Fail(Severity::Critical)),
+            "{sides:?}"
+        );
+    }
+}
+
+#[test]
 fn a_reported_failure_keeps_its_severity_when_the_split_changes() {
     let mut judge = SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.0).unwrap();
     let mut rng = Rng::new(3);

@@ -276,12 +276,9 @@ pub struct ErrorSpikeConfig {
     /// windows independently of the version.
     #[serde(default = "one")]
     pub dispersion: f64,
-    /// How long the spike must hold before firing (default 0), in data time from the first
-    /// breaching input to the latest one; an input on the healthy side resets it.
-    /// Inputs without data (a window without requests) neither end a pending breach nor count
-    /// as breaching; a gap longer than `staleAfter` ends it. Prometheus' `for:` drops a pending
-    /// alert when its expression returns nothing; Serin does not, because at low traffic windows
-    /// without data are common and must not reset a real breach.
+    /// How long the spike must hold before firing (default 0), measured as
+    /// [`MetricThresholdConfig::duration`] is: in data time, reset by an input on the healthy
+    /// side, neither ended nor extended by inputs without data.
     #[serde(default, with = "serin_signals::duration")]
     pub duration: Duration,
     /// After firing, no fire of the same or a lower level for this long (default 2m).
@@ -403,12 +400,9 @@ pub struct ResourceUsageConfig {
     /// Roll back above this percentage of capacity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_percent: Option<f64>,
-    /// How long the level must hold before firing (default 0), in data time from the first
-    /// breaching input to the latest one; an input on the healthy side resets it.
-    /// Inputs without data (a window without a reading) neither end a pending breach nor count
-    /// as breaching; a gap longer than `staleAfter` ends it. Prometheus' `for:` drops a pending
-    /// alert when its expression returns nothing; Serin does not, because at low traffic windows
-    /// without data are common and must not reset a real breach.
+    /// How long the level must hold before firing (default 0), measured as
+    /// [`MetricThresholdConfig::duration`] is: in data time, reset by an input on the healthy
+    /// side, neither ended nor extended by inputs without data.
     #[serde(default, with = "serin_signals::duration")]
     pub duration: Duration,
     /// After firing, no fire of the same or a lower level for this long (default 1m).

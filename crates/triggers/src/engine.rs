@@ -305,7 +305,9 @@ impl Engine {
 
     /// Advances every trigger to `now`: triggers without usable data for longer than their
     /// `staleAfter` go stale (asking for their missing-data action, unless the cooldown of a
-    /// fire of the same or a higher level still runs), and ended cooldowns clear.
+    /// fire of the same or a higher level still runs: then they ask when it ends, if still
+    /// stale), and ended cooldowns clear (a breach that has held for its `duration` through
+    /// one fires at once, rather than at the next input).
     pub fn tick(&mut self, now: Timestamp) {
         for slot in &mut self.slots {
             if let Some(timing) = &slot.timing

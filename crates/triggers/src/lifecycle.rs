@@ -68,7 +68,8 @@ pub enum TriggerState {
     /// Fired `action` and the condition has cleared (or is breached again), but a fire of the
     /// same or a lower level is suppressed until `until`. A breach that holds for the duration
     /// meanwhile is not asked for again, yet still counts in
-    /// [`Engine::current_action`](crate::Engine::current_action).
+    /// [`Engine::current_action`](crate::Engine::current_action); if it still holds at `until`,
+    /// the first evaluation from then on (tick or input) fires it.
     Cooldown {
         /// The end of the cooldown.
         until: Timestamp,
@@ -258,7 +259,7 @@ impl Lifecycle {
         self.clock = now;
         let from = self.state;
         match verdict {
-            Verdict::NoData => return None,
+            Verdict::NoData => return self.end_cooldown(from, now, t),
             Verdict::Ok => {
                 self.last_data = Some(at);
                 self.since = [None; 3];
@@ -307,10 +308,44 @@ impl Lifecycle {
             self.state = TriggerState::Stale { since: now };
             return self.report(from, cooling.is_none().then_some(action), now);
         }
+        // A trigger that went stale inside the cooldown of a fire of its missing-data action's
+        // level or above did not ask for that action (its fire is older than the staleness);
+        // still stale when that cooldown ends, it asks now, as a breach that held through a
+        // cooldown does.
+        if let TriggerState::Stale { since } = from
+            && let Some(f) = self.fired
+            && f.at < since
+            && now >= f.at.saturating_add(t.cooldown)
+        {
+            let action = t.missing.action();
+            self.fired = Some(Fired { action, at: now });
+            return self.report(from, Some(action), now);
+        }
+        self.end_cooldown(from, now, t)
+    }
+
+    /// Ends a cooldown that has run out by the clock `now`. A breach that has held for its
+    /// `duration` up to the last data fires here, at the first evaluation at or after the
+    /// cooldown's end, as a Prometheus rule that kept firing through an alert manager's repeat
+    /// interval notifies again once it elapses; resting in `Pending` would wait for the next
+    /// input and fire one check interval late.
+    fn end_cooldown(
+        &mut self,
+        from: TriggerState,
+        now: Timestamp,
+        t: &Timing,
+    ) -> Option<Transition> {
         if let TriggerState::Cooldown { until, .. } = from
             && now >= until
         {
-            self.state = self.resting(now, t);
+            let fire = self.last_data.and_then(|last| self.eligible(last, now, t));
+            if let Some(action) = fire {
+                self.fired = Some(Fired { action, at: now });
+                self.state = TriggerState::Firing { action, since: now };
+            } else {
+                self.state = self.resting(now, t);
+            }
+            return self.report(from, fire, now);
         }
         self.report(from, None, now)
     }
@@ -488,18 +523,96 @@ mod tests {
             "suppressed in cooldown"
         );
         assert!(m.tick(ts(69), &t).is_none());
+        // The breach still holds when the cooldown ends: it fires at that evaluation, not at
+        // the next input.
         let tr = m.tick(ts(70), &t).unwrap();
         assert_eq!(
-            tr.to,
-            TriggerState::Pending {
-                since: ts(30),
-                action: Action::Rollback
-            }
+            (tr.to, tr.action, tr.since),
+            (
+                TriggerState::Firing {
+                    action: Action::Rollback,
+                    since: ts(70)
+                },
+                Some(Action::Rollback),
+                Some(ts(30))
+            )
+        );
+        assert!(m.observe(RB, ts(71), &t).is_none(), "firing is latched");
+    }
+
+    #[test]
+    fn a_breach_that_holds_through_the_cooldown_fires_when_it_ends() {
+        let t = timing(30, 60);
+        let mut m = Lifecycle::new(ts(0));
+        let warn = Verdict::Breach(Action::Warn);
+        m.observe(warn, ts(0), &t);
+        assert_eq!(
+            m.observe(warn, ts(30), &t).unwrap().action,
+            Some(Action::Warn)
+        );
+        m.observe(Verdict::Ok, ts(40), &t);
+        // Breached again at 50 s, held for its 30 s by 80 s, inside the cooldown (until 90 s).
+        m.observe(warn, ts(50), &t);
+        assert!(m.observe(warn, ts(80), &t).is_none());
+        assert!(m.tick(ts(89), &t).is_none());
+        let tr = m.tick(ts(90), &t).unwrap();
+        assert_eq!(
+            (tr.action, tr.at, tr.since),
+            (Some(Action::Warn), ts(90), Some(ts(50)))
         );
         assert_eq!(
-            m.observe(RB, ts(71), &t).unwrap().action,
+            m.state(),
+            TriggerState::Firing {
+                action: Action::Warn,
+                since: ts(90)
+            }
+        );
+        // Its own cooldown runs from this fire.
+        m.observe(Verdict::Ok, ts(95), &t);
+        m.observe(warn, ts(100), &t);
+        assert!(m.observe(warn, ts(140), &t).is_none());
+        assert!(m.tick(ts(149), &t).is_none());
+        assert_eq!(m.tick(ts(150), &t).unwrap().action, Some(Action::Warn));
+    }
+
+    #[test]
+    fn a_breach_short_of_its_duration_when_the_cooldown_ends_waits() {
+        let t = timing(30, 60);
+        let mut m = Lifecycle::new(ts(0));
+        assert!(m.observe(RB, ts(0), &t).is_some());
+        assert_eq!(
+            m.observe(RB, ts(30), &t).unwrap().action,
             Some(Action::Rollback)
         );
+        m.observe(Verdict::Ok, ts(40), &t);
+        m.observe(RB, ts(80), &t);
+        // At 90 s the breach has held 0 s of data: pending, nothing asked.
+        let tr = m.tick(ts(90), &t).unwrap();
+        assert_eq!(
+            (tr.to, tr.action),
+            (
+                TriggerState::Pending {
+                    since: ts(80),
+                    action: Action::Rollback
+                },
+                None
+            )
+        );
+        assert_eq!(
+            m.observe(RB, ts(110), &t).unwrap().action,
+            Some(Action::Rollback)
+        );
+    }
+
+    #[test]
+    fn an_input_without_data_after_the_cooldown_ends_it_too() {
+        let t = timing(0, 60);
+        let mut m = Lifecycle::new(ts(0));
+        m.observe(RB, ts(10), &t);
+        m.observe(Verdict::Ok, ts(20), &t);
+        m.observe(RB, ts(30), &t);
+        let tr = m.observe(Verdict::NoData, ts(70), &t).unwrap();
+        assert_eq!((tr.action, tr.at), (Some(Action::Rollback), ts(70)));
     }
 
     #[test]
@@ -717,6 +830,26 @@ mod tests {
             m.observe(RB, ts(610), &t).unwrap().action,
             Some(Action::Rollback)
         );
+    }
+
+    #[test]
+    fn staleness_that_outlasts_the_cooldown_asks_when_it_ends() {
+        let t = timing(0, 600);
+        let mut m = Lifecycle::new(ts(0));
+        m.observe(RB, ts(10), &t);
+        assert_eq!(m.tick(ts(100), &t).unwrap().action, None);
+        assert!(m.tick(ts(609), &t).is_none());
+        let tr = m.tick(ts(610), &t).unwrap();
+        assert_eq!(
+            (tr.to, tr.action, tr.at),
+            (
+                TriggerState::Stale { since: ts(100) },
+                Some(Action::Hold),
+                ts(610)
+            )
+        );
+        // Asked once: not again while it stays stale.
+        assert!(m.tick(ts(1_300), &t).is_none());
     }
 
     #[test]

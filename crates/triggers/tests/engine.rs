@@ -714,3 +714,36 @@ fn a_snapshot_with_times_past_its_clock_is_refused() {
         );
     }
 }
+
+#[test]
+fn a_breach_held_through_the_cooldown_fires_at_the_tick_that_ends_it() {
+    let mut e = engine(
+        r#"{"triggers": [{"kind":"resourceUsage","id":"cpu","resource":"cpu","capacity":1,
+            "warnPercent":80,"rollbackPercent":95,"cooldown":"5m"}]}"#,
+    );
+    e.observe(&cpu(10, 0.99)).unwrap();
+    e.observe(&cpu(20, 0.10)).unwrap();
+    // Breached again inside the 5-minute cooldown (until 310 s), and still breached after it.
+    for s in (30..=300).step_by(30) {
+        e.observe(&cpu(s, 0.99)).unwrap();
+        e.tick(ts(s));
+    }
+    e.tick(ts(309));
+    assert_eq!(
+        actions(&mut e),
+        vec![("cpu".to_owned(), Action::Rollback, ts(10))]
+    );
+    // The first evaluation at the cooldown's end asks again, not the next input.
+    e.tick(ts(310));
+    assert_eq!(
+        actions(&mut e),
+        vec![("cpu".to_owned(), Action::Rollback, ts(310))]
+    );
+    assert!(matches!(
+        e.state("cpu"),
+        Some(TriggerState::Firing {
+            action: Action::Rollback,
+            ..
+        })
+    ));
+}

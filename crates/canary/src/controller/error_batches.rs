@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use serin_signals::{Timestamp, Window};
 
 use super::latency_gate::MIN_SCATTER_PAIRS;
+use crate::Result;
 use crate::sequential::ErrorScatter;
 
 /// The errors of the robust gate's batches, over the rollout.
@@ -62,6 +63,12 @@ impl ErrorBatches {
         if self.batches.add_closing(c, b, share, spanned) {
             self.start = None;
         }
+    }
+
+    /// Checks batches read back from a saved state (see `ErrorScatter::restore`), naming the
+    /// field under `path`.
+    pub(crate) fn restore(&mut self, path: &str) -> Result<()> {
+        self.batches.restore(&format!("{path}.batches"))
     }
 
     /// The batches closed so far.

@@ -198,7 +198,8 @@ impl LatencyEvidence {
     /// the sketch's rounding, and a negative precision or a batch variance at or below 0 would
     /// weigh batches as no latencies could: the gate could pass on evidence it never had and
     /// raise the weight.
-    pub(crate) fn check(&self, path: &str) -> Result<()> {
+    pub(crate) fn check(&mut self, path: &str) -> Result<()> {
+        self.scatter.restore(&format!("{path}.scatter"))?;
         if !(self.precision.is_finite() && self.precision >= 0.0) {
             return Err(Error::invalid_input(
                 format!("{path}.precision"),

@@ -173,8 +173,9 @@ impl ControllerState {
     }
 
     /// Refuses a state the controller never writes (an edited or damaged record), naming the
-    /// field, its value and why, rather than acting on it.
-    fn check(&self) -> Result<()> {
+    /// field, its value and why, rather than acting on it; the rounding noise a saved scatter
+    /// can hold is taken out of it.
+    fn check(&mut self) -> Result<()> {
         let refuse = |field: &str, value: String, reason: &str| {
             Err(Error::invalid_input(
                 format!("state.{field}"),
@@ -252,6 +253,7 @@ impl ControllerState {
             }
         }
         self.step_latency.check("state.stepLatency")?;
+        self.error_batches.restore("state.errorBatches")?;
         let action = format!("{:?}", self.last_action);
         let (phase, weight) = match (self.phase, self.last_action) {
             (Phase::Progressing, Action::Promote | Action::Rollback) => {
@@ -362,7 +364,7 @@ impl<J: Judge> CanaryController<J> {
     pub fn from_parts(
         policy: CanaryPolicy,
         judges: Vec<J>,
-        state: ControllerState,
+        mut state: ControllerState,
     ) -> Result<Self> {
         policy.validate()?;
         if judges.is_empty() {

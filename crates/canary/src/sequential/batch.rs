@@ -26,10 +26,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::counts::{Sides, share_of};
+use super::counts::{
+    MARGIN, PRIOR_VARIANCE, Sides, check_above, check_at_least, check_min_samples, check_open_unit,
+    share_of,
+};
 use super::ttest::SequentialT;
+use crate::Result;
 use crate::judge::Interval;
-use crate::{Error, Result};
 
 /// Settings of a [`BatchCountTest`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -96,36 +99,23 @@ impl BatchCountConfig {
 
     /// Checks every field; `path` prefixes the field names in errors.
     pub fn validate(&self, path: &str) -> Result<()> {
-        super::counts::check_open_unit(&format!("{path}.alpha"), self.alpha)?;
-        if !(self.margin.is_finite() && self.margin >= 0.0) {
-            return Err(Error::invalid_config(
-                format!("{path}.margin"),
-                self.margin,
-                "must be a finite fraction >= 0",
-            ));
-        }
-        if self.min_samples == 0 {
-            return Err(Error::invalid_config(
-                format!("{path}.minSamples"),
-                0,
-                "must be at least 1 sample",
-            ));
-        }
-        if !(self.min_expected_errors.is_finite() && self.min_expected_errors >= 1.0) {
-            return Err(Error::invalid_config(
-                format!("{path}.minExpectedErrors"),
-                self.min_expected_errors,
-                "must be a finite number of errors >= 1",
-            ));
-        }
-        if !(self.prior_variance.is_finite() && self.prior_variance > 0.0) {
-            return Err(Error::invalid_config(
-                format!("{path}.priorVariance"),
-                self.prior_variance,
-                "must be a finite number > 0",
-            ));
-        }
-        Ok(())
+        check_open_unit(&format!("{path}.alpha"), self.alpha)?;
+        check_at_least(path, "margin", self.margin, 0.0, MARGIN)?;
+        check_min_samples(path, self.min_samples)?;
+        check_at_least(
+            path,
+            "minExpectedErrors",
+            self.min_expected_errors,
+            1.0,
+            "must be a finite number of errors >= 1",
+        )?;
+        check_above(
+            path,
+            "priorVariance",
+            self.prior_variance,
+            0.0,
+            PRIOR_VARIANCE,
+        )
     }
 }
 

@@ -203,44 +203,44 @@ impl CountTestConfig {
     /// Checks every field; `path` prefixes the field names in errors (`judges[0].counts`).
     pub fn validate(&self, path: &str) -> Result<()> {
         check_open_unit(&format!("{path}.alpha"), self.alpha)?;
-        if !(self.margin.is_finite() && self.margin >= 0.0) {
-            return Err(Error::invalid_config(
-                format!("{path}.margin"),
-                self.margin,
-                "must be a finite fraction >= 0 (0.1 = fail only if worse by more than 10%)",
-            ));
-        }
-        if !(self.half_life.is_finite() && self.half_life >= 1.0) {
-            return Err(Error::invalid_config(
-                format!("{path}.halfLife"),
-                self.half_life,
-                "must be a finite number of errors >= 1",
-            ));
-        }
-        if !(self.max_ratio.is_finite() && self.max_ratio > 1.0 + self.margin) {
-            return Err(Error::invalid_config(
-                format!("{path}.maxRatio"),
-                self.max_ratio,
-                format!(
-                    "must be finite and above 1 + margin ({})",
-                    1.0 + self.margin
-                ),
-            ));
-        }
-        if !(self.prior_ratio.is_finite() && self.prior_ratio >= 1.0) {
-            return Err(Error::invalid_config(
-                format!("{path}.priorRatio"),
-                self.prior_ratio,
-                "must be a finite multiple >= 1",
-            ));
-        }
-        if !(self.prior_weight.is_finite() && self.prior_weight > 0.0) {
-            return Err(Error::invalid_config(
-                format!("{path}.priorWeight"),
-                self.prior_weight,
-                "must be a finite number of errors > 0",
-            ));
-        }
+        check_at_least(
+            path,
+            "margin",
+            self.margin,
+            0.0,
+            "must be a finite fraction >= 0 (0.1 = fail only if worse by more than 10%)",
+        )?;
+        check_at_least(
+            path,
+            "halfLife",
+            self.half_life,
+            1.0,
+            "must be a finite number of errors >= 1",
+        )?;
+        check_above(
+            path,
+            "maxRatio",
+            self.max_ratio,
+            1.0 + self.margin,
+            format!(
+                "must be finite and above 1 + margin ({})",
+                1.0 + self.margin
+            ),
+        )?;
+        check_at_least(
+            path,
+            "priorRatio",
+            self.prior_ratio,
+            1.0,
+            "must be a finite multiple >= 1",
+        )?;
+        check_above(
+            path,
+            "priorWeight",
+            self.prior_weight,
+            0.0,
+            "must be a finite number of errors > 0",
+        )?;
         check_start_mixture(path, self.restart_weight, self.restart_horizon)?;
         if self.restart_every == 0 {
             return Err(Error::invalid_config(
@@ -251,6 +251,56 @@ impl CountTestConfig {
         }
         Ok(())
     }
+}
+
+/// Refuses the setting `{path}.{field}` unless `v` is finite and at least `min`, saying what it
+/// `must` be.
+pub(crate) fn check_at_least(
+    path: &str,
+    field: &str,
+    v: f64,
+    min: f64,
+    must: impl Into<String>,
+) -> Result<()> {
+    check_setting(path, field, v, v.is_finite() && v >= min, must)
+}
+
+/// Refuses the setting `{path}.{field}` unless `v` is finite and above `min`, saying what it
+/// `must` be.
+pub(crate) fn check_above(
+    path: &str,
+    field: &str,
+    v: f64,
+    min: f64,
+    must: impl Into<String>,
+) -> Result<()> {
+    check_setting(path, field, v, v.is_finite() && v > min, must)
+}
+
+fn check_setting(path: &str, field: &str, v: f64, ok: bool, must: impl Into<String>) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid_config(format!("{path}.{field}"), v, must))
+    }
+}
+
+/// What a margin must be, in the tests that state no example.
+pub(crate) const MARGIN: &str = "must be a finite fraction >= 0";
+
+/// What a t-test's prior variance must be.
+pub(crate) const PRIOR_VARIANCE: &str = "must be a finite number > 0";
+
+/// Refuses `{path}.minSamples` of 0: a batch spans at least one sample.
+pub(crate) fn check_min_samples(path: &str, v: u64) -> Result<()> {
+    if v == 0 {
+        return Err(Error::invalid_config(
+            format!("{path}.minSamples"),
+            v,
+            "must be at least 1 sample",
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn check_open_unit(path: &str, v: f64) -> Result<()> {
@@ -721,8 +771,9 @@ impl CountTestState {
 
 impl TryFrom<CountTestState> for CountTest {
     type Error = Error;
-    fn try_from(state: CountTestState) -> Result<Self> {
+    fn try_from(mut state: CountTestState) -> Result<Self> {
         state.config.validate("countTest.config")?;
+        state.scatter.restore("countTest.scatter")?;
         state.worse.check("countTest.worse")?;
         state.better.check("countTest.better")?;
         // Candidate 0 starts with the test; a later one numbered 0 would spend its weight twice.

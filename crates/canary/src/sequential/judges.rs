@@ -144,7 +144,8 @@ impl Seen {
 /// on a metric observed as [`serin_signals::Counts`].
 ///
 /// Verdicts: `Fail(severity)` once the e-value has reached `1/α` (the severity from the
-/// effect-size bands on the estimated ratio − 1); `Pass` once the confidence sequence of the
+/// effect-size bands on the estimated ratio − 1; a two-sided failure because the canary has
+/// *fewer* errors is at most a warning, see [`SeverityBands::classify_failure`]); `Pass` once the confidence sequence of the
 /// ratio lies entirely below `1 + margin`; otherwise `Inconclusive`. A sample with no data is
 /// `Inconclusive` (a failure already established stays a failure).
 ///
@@ -287,6 +288,30 @@ fn wrong_kind(arm: &str, m: &Measurement, expected: &str) -> Error {
     )
 }
 
+/// What a judge answers before it reads a sample: an error if the sample is of another metric,
+/// and its current judgement (inconclusive, unless it has failed) if an arm has no data;
+/// `None` to read the sample.
+fn answer_without_data(judge: &impl Judge, sample: &Sample<'_>) -> Result<Option<Judgement>> {
+    check_metric(judge.name(), judge.metric(), sample)?;
+    Ok(arm_no_data(sample)
+        .map(|which| no_data_judgement(sample, judge.judgement(sample.now()), which)))
+}
+
+/// Each arm's measurement as `read` takes it, or an error naming the first arm that holds
+/// another kind than the `expected` one.
+fn arms<'s, T>(
+    sample: &'s Sample<'_>,
+    expected: &str,
+    read: impl Fn(&'s Measurement) -> Option<T>,
+) -> Result<(T, T)> {
+    let (b, c) = (&sample.baseline().measurement, &sample.canary().measurement);
+    match (read(b), read(c)) {
+        (Some(b), Some(c)) => Ok((b, c)),
+        (Some(_), None) => Err(wrong_kind("canary", c, expected)),
+        (None, _) => Err(wrong_kind("baseline", b, expected)),
+    }
+}
+
 impl Judge for SequentialCountJudge {
     fn name(&self) -> &str {
         Self::NAME
@@ -297,16 +322,13 @@ impl Judge for SequentialCountJudge {
     }
 
     fn observe(&mut self, sample: &Sample<'_>) -> Result<Judgement> {
-        check_metric(Self::NAME, &self.metric, sample)?;
-        if let Some(which) = arm_no_data(sample) {
-            let current = self.judgement(sample.now());
-            return Ok(no_data_judgement(sample, current, which));
+        if let Some(answer) = answer_without_data(self, sample)? {
+            return Ok(answer);
         }
-        let (b, c) = match (&sample.baseline().measurement, &sample.canary().measurement) {
-            (Measurement::Counts(b), Measurement::Counts(c)) => (*b, *c),
-            (Measurement::Counts(_), other) => return Err(wrong_kind("canary", other, "counts")),
-            (other, _) => return Err(wrong_kind("baseline", other, "counts")),
-        };
+        let (b, c) = arms(sample, "counts", |m| match m {
+            Measurement::Counts(c) => Some(*c),
+            _ => None,
+        })?;
         // A new split starts a new segment of the ratio's confidence sequence.
         if let (Some(share), CountEngine::PerRequest(t)) = (sample.canary_share(), &mut self.engine)
         {
@@ -322,8 +344,13 @@ impl Judge for SequentialCountJudge {
         self.seen.units.canary = self.seen.units.canary.saturating_add(c.requests());
         self.seen.errors.baseline = self.seen.errors.baseline.saturating_add(b.errors());
         self.seen.errors.canary = self.seen.errors.canary.saturating_add(c.errors());
-        if self.rejected_severity.is_none() && self.engine.rejected_worse().is_some() {
-            self.rejected_severity = Some(self.severity.classify(self.engine.ratio().0 - 1.0));
+        if self.rejected_severity.is_none()
+            && let Some(worse) = self.engine.rejected_worse()
+        {
+            self.rejected_severity = Some(
+                self.severity
+                    .classify_failure(self.engine.ratio().0 - 1.0, worse),
+            );
         }
         Ok(self.judgement(sample.now()))
     }
@@ -355,7 +382,7 @@ impl Judge for SequentialCountJudge {
         } else if let Some(worse) = self.engine.rejected_worse() {
             let sev = self
                 .rejected_severity
-                .unwrap_or_else(|| self.severity.classify(ratio - 1.0));
+                .unwrap_or_else(|| self.severity.classify_failure(ratio - 1.0, worse));
             let _ = write!(
                 summary,
                 "The canary's error rate is {} than the baseline's by more than the margin \
@@ -425,7 +452,8 @@ impl Judge for SequentialCountJudge {
 /// with their confidence sequences.
 ///
 /// Verdicts: `Fail(severity)` once the median test's e-value has reached `1/α` (severity from
-/// the bands on the median shift); `Pass` once the median shift's confidence sequence lies
+/// the bands on the median shift; a two-sided failure because the canary is *faster* is at most
+/// a warning, see [`SeverityBands::classify_failure`]); `Pass` once the median shift's confidence sequence lies
 /// below the margin; otherwise `Inconclusive`. No data is `Inconclusive`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -505,24 +533,24 @@ impl Judge for SequentialLatencyJudge {
     }
 
     fn observe(&mut self, sample: &Sample<'_>) -> Result<Judgement> {
-        check_metric(Self::NAME, &self.metric, sample)?;
-        if let Some(which) = arm_no_data(sample) {
-            let current = self.judgement(sample.now());
-            return Ok(no_data_judgement(sample, current, which));
+        if let Some(answer) = answer_without_data(self, sample)? {
+            return Ok(answer);
         }
-        let (b, c) = match (&sample.baseline().measurement, &sample.canary().measurement) {
-            (Measurement::Latency(b), Measurement::Latency(c)) => (b, c),
-            (Measurement::Latency(_), other) => {
-                return Err(wrong_kind("canary", other, "latency sketches"));
-            }
-            (other, _) => return Err(wrong_kind("baseline", other, "latency sketches")),
-        };
+        let (b, c) = arms(sample, "latency sketches", |m| match m {
+            Measurement::Latency(s) => Some(s),
+            _ => None,
+        })?;
         self.test.update(b, c);
         self.seen.add_window(sample.window());
         let (nb, nc) = self.test.values();
         self.seen.units = ArmValues::new(nb, nc);
-        if self.rejected_severity.is_none() && self.test.rejected() {
-            self.rejected_severity = Some(self.severity.classify(self.test.median_shift()));
+        if self.rejected_severity.is_none()
+            && let Some(worse) = self.test.rejected_worse()
+        {
+            self.rejected_severity = Some(
+                self.severity
+                    .classify_failure(self.test.median_shift(), worse),
+            );
         }
         Ok(self.judgement(sample.now()))
     }
@@ -557,7 +585,7 @@ impl Judge for SequentialLatencyJudge {
         } else if let Some(worse) = self.test.rejected_worse() {
             let sev = self
                 .rejected_severity
-                .unwrap_or_else(|| self.severity.classify(median));
+                .unwrap_or_else(|| self.severity.classify_failure(median, worse));
             let _ = write!(
                 summary,
                 "The canary's median latency is {} than the baseline's by more than the margin \

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use serin_signals::LatencySketch;
 use statrs::function::erf::erfc;
 
-use super::counts::Sides;
+use super::counts::{
+    MARGIN, PRIOR_VARIANCE, Sides, check_above, check_at_least, check_min_samples, check_open_unit,
+};
 use super::logspace::{log_add_exp, log_mean_exp};
 use super::moments::{FLOOR_MS, LogMoments, SKETCH_LOG_ERROR, Spread};
 use super::quantile_band::quantile_bounds;
@@ -115,21 +117,15 @@ impl LatencyTestConfig {
 
     /// Checks every field; `path` prefixes the field names in errors.
     pub fn validate(&self, path: &str) -> Result<()> {
-        super::counts::check_open_unit(&format!("{path}.alpha"), self.alpha)?;
-        if !(self.margin.is_finite() && self.margin >= 0.0) {
-            return Err(Error::invalid_config(
-                format!("{path}.margin"),
-                self.margin,
-                "must be a finite fraction >= 0",
-            ));
-        }
-        if !(self.prior_scale.is_finite() && self.prior_scale > 0.0) {
-            return Err(Error::invalid_config(
-                format!("{path}.priorScale"),
-                self.prior_scale,
-                "must be a finite log shift > 0",
-            ));
-        }
+        check_open_unit(&format!("{path}.alpha"), self.alpha)?;
+        check_at_least(path, "margin", self.margin, 0.0, MARGIN)?;
+        check_above(
+            path,
+            "priorScale",
+            self.prior_scale,
+            0.0,
+            "must be a finite log shift > 0",
+        )?;
         if self.min_batch < 2 {
             return Err(Error::invalid_config(
                 format!("{path}.minBatch"),
@@ -137,20 +133,14 @@ impl LatencyTestConfig {
                 "must be at least 2 values",
             ));
         }
-        if self.min_samples == 0 {
-            return Err(Error::invalid_config(
-                format!("{path}.minSamples"),
-                self.min_samples,
-                "must be at least 1 sample",
-            ));
-        }
-        if !(self.prior_variance.is_finite() && self.prior_variance > 0.0) {
-            return Err(Error::invalid_config(
-                format!("{path}.priorVariance"),
-                self.prior_variance,
-                "must be a finite number > 0",
-            ));
-        }
+        check_min_samples(path, self.min_samples)?;
+        check_above(
+            path,
+            "priorVariance",
+            self.prior_variance,
+            0.0,
+            PRIOR_VARIANCE,
+        )?;
         if let Some(k) = self.outlier_fence
             && !(k.is_finite() && k > 0.0)
         {
@@ -361,8 +351,11 @@ impl Serialize for LatencyTest {
 /// settings') is refused with an error naming the field, as `latencyTest.spreadBaseline.sumSqDev`.
 impl<'de> Deserialize<'de> for LatencyTest {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let t = LatencyTest::deserialize(d)?;
+        let mut t = LatencyTest::deserialize(d)?;
         t.check().map_err(serde::de::Error::custom)?;
+        t.scatter
+            .restore("latencyTest.scatter")
+            .map_err(serde::de::Error::custom)?;
         Ok(t)
     }
 }

@@ -15,6 +15,8 @@
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ChiSquared, ContinuousCDF};
 
+use crate::{Error, Result};
+
 /// The `χ²` tail probability below which the scatter is reported as excess.
 pub(crate) const EXCESS_P: f64 = 0.001;
 
@@ -46,7 +48,53 @@ impl Scatter {
         self.weight += w;
         let delta = d - self.mean;
         self.mean += delta * w / self.weight;
-        self.sum_sq += w * delta * (d - self.mean);
+        // Each term is `≥ 0` exactly; rounding can leave it a hair below (when the new mean
+        // overshoots `d`), and a sum of squares below 0 is none.
+        self.sum_sq = (self.sum_sq + w * delta * (d - self.mean)).max(0.0);
+    }
+
+    /// Checks a scatter read back from a saved state and takes rounding noise out of it. A
+    /// weight or mean that is not finite, a negative weight, or a sum of squares that is not a
+    /// number, infinite, or below 0 by more than rounding leaves (see
+    /// [`rounding_allowance`](Self::rounding_allowance)) is no batches' scatter: the
+    /// diagnostic, and the latency gate's widening that reads it, would report or weigh
+    /// nonsense without a word, so it is refused, naming `path`'s field. A sum of squares a
+    /// hair below 0 (states saved before updates clamped it held such values) is taken as 0.
+    pub(crate) fn restore(&mut self, path: &str) -> Result<()> {
+        if !(self.weight.is_finite() && self.weight >= 0.0) {
+            return Err(Error::invalid_input(
+                format!("{path}.weight"),
+                self.weight,
+                "must be a finite sum of batch weights >= 0",
+            ));
+        }
+        if !self.mean.is_finite() {
+            return Err(Error::invalid_input(
+                format!("{path}.mean"),
+                self.mean,
+                "must be a finite weighted mean of batch differences",
+            ));
+        }
+        let allowance = self.rounding_allowance();
+        if !(self.sum_sq.is_finite() && self.sum_sq >= -allowance) {
+            return Err(Error::invalid_input(
+                format!("{path}.sumSq"),
+                self.sum_sq,
+                format!(
+                    "must be a finite sum of squared deviations >= 0 (or above -{allowance:e}, \
+                     what rounding can leave)"
+                ),
+            ));
+        }
+        self.sum_sq = self.sum_sq.max(0.0);
+        Ok(())
+    }
+
+    /// How far below 0 rounding can take the sum of squares: a few parts in 10⁹ of the size
+    /// of the terms it sums, which is about `weight · mean²` when a common shift dominates the
+    /// scatter, and 1 otherwise.
+    fn rounding_allowance(&self) -> f64 {
+        1e-9 * (1.0 + self.weight * self.mean * self.mean)
     }
 
     /// The number of differences pushed.
@@ -139,6 +187,20 @@ impl ErrorScatter {
         (smaller / MIN_EXPECTED_ERRORS).clamp(0.0, 1.0)
     }
 
+    /// Checks errors read back from a saved state (see [`Scatter::restore`]): the errors the
+    /// open batch expects in the canary must be a finite number `>= 0`, or the batch would
+    /// never close, or close on a log-ratio of no errors. `path` names the errors in messages.
+    pub(crate) fn restore(&mut self, path: &str) -> Result<()> {
+        if !(self.expected_canary.is_finite() && self.expected_canary >= 0.0) {
+            return Err(Error::invalid_input(
+                format!("{path}.expectedCanary"),
+                self.expected_canary,
+                "must be a finite number of expected errors >= 0",
+            ));
+        }
+        self.scatter.restore(&format!("{path}.scatter"))
+    }
+
     /// The closed batches' scatter.
     pub(crate) fn scatter(&self) -> &Scatter {
         &self.scatter
@@ -165,6 +227,60 @@ mod tests {
         s.push(f64::NAN, 1.0);
         s.push(1.0, 0.0);
         assert_eq!(s.n, 3);
+    }
+
+    #[test]
+    fn a_restored_scatter_takes_rounding_noise_and_refuses_the_impossible() {
+        let mut s = Scatter::default();
+        for (d, v) in [(1.0, 1.0), (3.0, 1.0)] {
+            s.push(d, v);
+        }
+        let saved = serde_json::to_value(s).unwrap();
+        let with = |field: &str, v: f64| {
+            let mut edited = saved.clone();
+            edited[field] = serde_json::json!(v);
+            let mut r: Scatter = serde_json::from_value(edited).unwrap();
+            r.restore("latencyTest.scatter").map(|()| r)
+        };
+        let r = with("sumSq", -4e-18).unwrap();
+        assert_eq!(r.sum_sq, 0.0);
+        assert_eq!(with("sumSq", 2.0).unwrap(), s);
+        for (field, v) in [("sumSq", -0.5), ("weight", -1.0)] {
+            let msg = with(field, v).unwrap_err().to_string();
+            assert!(
+                msg.contains(&format!("latencyTest.scatter.{field}")),
+                "{msg}"
+            );
+        }
+        // NaN and infinities are not JSON; a state read from another format can hold them.
+        for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            for (field, r) in [
+                ("sumSq", Scatter { sum_sq: v, ..s }),
+                ("mean", Scatter { mean: v, ..s }),
+                ("weight", Scatter { weight: v, ..s }),
+            ] {
+                let msg = { r }.restore("x").unwrap_err().to_string();
+                assert!(msg.contains(&format!("x.{field}")), "{msg}");
+            }
+        }
+        let mut e = ErrorScatter {
+            expected_canary: f64::NAN,
+            ..ErrorScatter::default()
+        };
+        let msg = e.restore("countTest.scatter").unwrap_err().to_string();
+        assert!(msg.contains("countTest.scatter.expectedCanary"), "{msg}");
+        e.expected_canary = 1.0;
+        e.scatter.sum_sq = -1.0;
+        let msg = e.restore("countTest.scatter").unwrap_err().to_string();
+        assert!(msg.contains("countTest.scatter.scatter.sumSq"), "{msg}");
+    }
+
+    #[test]
+    fn pushes_never_leave_the_sum_of_squares_below_zero() {
+        // `d·w/w` rounds a hair past `d` here: the term added is about -9e-21 unless clamped.
+        let mut s = Scatter::default();
+        s.push(3.968_183_918_281_253_5, 202_242.784_161_184_97);
+        assert!(s.sum_sq >= 0.0, "{}", s.sum_sq);
     }
 
     #[test]

@@ -4,9 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serin_signals::{Metric, Timestamp};
 
-use crate::judge::{
-    ArmValues, Evidence, Judge, Judgement, Sample, Severity, Statistic, Verdict, check_metric,
-};
+use crate::judge::{Judge, Judgement, Sample, Severity, Verdict, check_metric};
 use crate::kayenta::Quantity;
 use crate::threshold::bounds::Range;
 use crate::{Error, Result};
@@ -306,11 +304,15 @@ impl Judge for ArgoJudge {
     }
 
     fn judgement(&self, now: Timestamp) -> Judgement {
-        let mut ev = Evidence::empty(Self::NAME, self.config.metric.clone(), now);
-        ev.sample_size = ArmValues::new(0, u64::from(self.count));
-        ev.estimates = ArmValues::new(None, self.last.and_then(|(_, v)| v));
-        ev.statistic = Some(Statistic::Score(f64::from(self.failed)));
-        ev.threshold = Some(self.config.failure_limit as f64);
+        let mut ev = super::evidence(
+            Self::NAME,
+            &self.config.metric,
+            now,
+            self.count,
+            self.last.and_then(|(_, v)| v),
+            self.failed,
+            self.config.failure_limit as f64,
+        );
         let phase = self.phase();
         let last = self.last.map(|(p, _)| p);
         let counts = format!(

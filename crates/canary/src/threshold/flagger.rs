@@ -4,9 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serin_signals::{Metric, Timestamp};
 
-use crate::judge::{
-    ArmValues, Evidence, Judge, Judgement, Sample, Severity, Statistic, Verdict, check_metric,
-};
+use crate::judge::{Judge, Judgement, Sample, Severity, Verdict, check_metric};
 use crate::kayenta::Quantity;
 use crate::threshold::bounds::Range;
 use crate::{Error, Result};
@@ -153,11 +151,15 @@ impl Judge for FlaggerJudge {
     }
 
     fn judgement(&self, now: Timestamp) -> Judgement {
-        let mut ev = Evidence::empty(Self::NAME, self.config.metric.clone(), now);
-        ev.sample_size = ArmValues::new(0, u64::from(self.checks));
-        ev.estimates = ArmValues::new(None, self.last.and_then(|(_, v)| v));
-        ev.statistic = Some(Statistic::Score(f64::from(self.failed_checks)));
-        ev.threshold = Some(f64::from(self.config.threshold));
+        let mut ev = super::evidence(
+            Self::NAME,
+            &self.config.metric,
+            now,
+            self.checks,
+            self.last.and_then(|(_, v)| v),
+            self.failed_checks,
+            f64::from(self.config.threshold),
+        );
         let range = self.config.threshold_range;
         let verdict = if self.rolls_back() {
             Verdict::Fail(Severity::Warning)

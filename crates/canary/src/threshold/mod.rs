@@ -17,3 +17,26 @@ mod flagger;
 pub use argo::{ArgoConfig, ArgoJudge, ArgoPhase};
 pub use bounds::Range;
 pub use flagger::{CheckOutcome, FlaggerConfig, FlaggerJudge};
+
+use serin_signals::{Metric, Timestamp};
+
+use crate::judge::{ArmValues, Evidence, Statistic};
+
+/// The evidence both threshold judges give: `checks` measurements of the canary alone (no
+/// baseline), the `last` value measured, and the `failed` ones as the score against `limit`.
+fn evidence(
+    judge: &str,
+    metric: &Metric,
+    now: Timestamp,
+    checks: u32,
+    last: Option<f64>,
+    failed: u32,
+    limit: f64,
+) -> Evidence {
+    let mut ev = Evidence::empty(judge, metric.clone(), now);
+    ev.sample_size = ArmValues::new(0, u64::from(checks));
+    ev.estimates = ArmValues::new(None, last);
+    ev.statistic = Some(Statistic::Score(f64::from(failed)));
+    ev.threshold = Some(limit);
+    ev
+}
