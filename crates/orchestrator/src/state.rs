@@ -455,9 +455,16 @@ pub struct DeploymentState {
     pub readiness_since: Option<Timestamp>,
     /// The promotion is under way: the new track is scaled to full size and, once ready, gets
     /// all traffic. Journalled with the scale, so a resumed deployment finishes the promotion
-    /// (whatever `paused` says) instead of asking the canary controller again.
+    /// instead of asking the canary controller again (a journalled pause holds it at its
+    /// canary share until the resume, as in an uninterrupted run).
     #[serde(default)]
     pub promoting: bool,
+    /// An operator promoted (during the canary or switch, or while the promotion under way
+    /// waited): the promotion goes through a rollback trigger's hold. Journalled with the
+    /// promotion, so a deployment resumed during its scale-up goes through the hold too
+    /// instead of waiting for a second promote. Only with [`promoting`](Self::promoting).
+    #[serde(default)]
+    pub operator_promoted: bool,
     /// The old version's retire is journalled (completion): from then on the deployment can
     /// only finish forward, since no rollback can route traffic to a retired track.
     #[serde(default)]
@@ -509,6 +516,7 @@ impl DeploymentState {
             restored: false,
             readiness_since: None,
             promoting: false,
+            operator_promoted: false,
             old_retired: false,
             rollback_reason: None,
             outcome: None,
@@ -717,6 +725,15 @@ impl DeploymentState {
                 );
             }
         }
+        if self.operator_promoted && !self.promoting {
+            return refuse(
+                "state.operatorPromoted",
+                "true".into(),
+                "an operator's promote is journalled with the promotion under way, and \
+                 state.promoting is false"
+                    .into(),
+            );
+        }
         if self.old_retired {
             if !matches!(stage, Stage::Completion | Stage::Done) {
                 return refuse(
@@ -831,6 +848,7 @@ pub(crate) mod tests {
             "restored",
             "readinessSince",
             "promoting",
+            "operatorPromoted",
             "oldRetired",
         ] {
             fields.remove(key);
@@ -840,6 +858,7 @@ pub(crate) mod tests {
         assert_eq!(state.backup_unconfirmed, None);
         assert_eq!(state.readiness_since, None);
         assert!(!state.restored && !state.promoting && !state.old_retired);
+        assert!(!state.operator_promoted);
         assert!(state.may_roll_back());
         state.check_restored().expect("consistent");
     }
@@ -880,7 +899,7 @@ pub(crate) mod tests {
     #[test]
     fn progress_fields_that_disagree_with_the_stage_are_refused_on_restore() {
         type Edit = fn(&mut DeploymentState);
-        let cases: [(&str, Edit, &str); 8] = [
+        let cases: [(&str, Edit, &str); 9] = [
             (
                 "a backup in flight after preparation",
                 |s| {
@@ -947,6 +966,14 @@ pub(crate) mod tests {
                 "the old version retired before promotion",
                 |s| s.old_retired = true,
                 "state.oldRetired ",
+            ),
+            (
+                "an operator's promote without a promotion under way",
+                |s| {
+                    s.stage = Stage::Canary;
+                    s.operator_promoted = true;
+                },
+                "state.operatorPromoted ",
             ),
         ];
         for (what, edit, field) in cases {

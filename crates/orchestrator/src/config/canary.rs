@@ -162,6 +162,30 @@ impl CanaryConfig {
         Ok(policy)
     }
 
+    /// The timed pauses of the policy together: what every canary sits through, however
+    /// good (an analysis step may end early, an indefinite pause waits for an operator).
+    pub(super) fn timed_pauses(&self) -> Result<Duration> {
+        Ok(self
+            .policy()?
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Pause(Pause { duration: Some(d) }) => Some(*d),
+                _ => None,
+            })
+            .fold(Duration::ZERO, Duration::saturating_add))
+    }
+
+    /// Where the timed pauses come from, for errors: the explicit steps, or
+    /// `incrementInterval` once per derived weight.
+    pub(super) fn pauses_field(&self) -> &'static str {
+        if self.steps.is_some() {
+            "canaryConfig.steps"
+        } else {
+            "canaryConfig.incrementInterval"
+        }
+    }
+
     pub(super) fn validate(&self) -> Result<()> {
         let path = "canaryConfig";
         for (name, v) in [
@@ -249,20 +273,11 @@ impl CanaryConfig {
         }
         // The whole policy, as the deployment will run it: a step that cannot run its course
         // within `maxDuration`, say, is refused when the config is loaded, not when the plan
-        // is made.
-        let policy = self.policy()?;
-        // The policy checks each step's wait against `maxDuration`; the timed pauses, which
-        // every rollout sits through (an analysis step may end early, when its judges pass),
-        // must fit together too, or every canary, however good, is rolled back before its last
-        // step, after taking most of the traffic (5% steps of 5m need 95m).
-        let paused = policy
-            .steps
-            .iter()
-            .filter_map(|s| match s {
-                Step::Pause(Pause { duration: Some(d) }) => Some(*d),
-                _ => None,
-            })
-            .fold(Duration::ZERO, Duration::saturating_add);
+        // is made. The policy checks each step's wait against `maxDuration`; the timed pauses,
+        // which every rollout sits through (an analysis step may end early, when its judges
+        // pass), must fit together too, or every canary, however good, is rolled back before
+        // its last step, after taking most of the traffic (5% steps of 5m need 95m).
+        let paused = self.timed_pauses()?;
         if paused >= self.max_duration {
             return Err(Error::invalid(
                 format!("{path}.maxDuration"),

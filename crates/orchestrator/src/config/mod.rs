@@ -139,7 +139,9 @@ pub struct DeploymentConfig {
     /// new version starts, while traffic moves and after promotion, not during preparation (a
     /// backup or an upgrade step runs to its end), so a deployment may run past it until its
     /// next check. Before promotion it rolls back; after promotion `monitoring.onDeadline`
-    /// decides, by default completing the deployment at once.
+    /// decides, by default completing the deployment at once. It must be longer than
+    /// `blueGreenConfig.readinessTimeout` and than a canary's timed pauses together, which
+    /// would otherwise never run their course.
     #[serde(default = "two_hours", with = "serin_signals::duration")]
     pub max_deployment_duration: Duration,
     /// What `resume` does after a crash. Default `continue`.
@@ -420,6 +422,7 @@ impl DeploymentConfig {
             "deploymentConfig.maxDeploymentDuration",
             self.max_deployment_duration,
         )?;
+        self.check_waits_fit()?;
         for (i, ch) in self.notification_channels.iter().enumerate() {
             if ch.destination.trim().is_empty() {
                 return Err(Error::invalid(
@@ -451,6 +454,54 @@ impl DeploymentConfig {
             StrategyKind::Canary if over_running => self.canary_config.replicas,
             _ => self.blue_green_config.replicas_per_env,
         }
+    }
+
+    /// The waits the config itself imposes must fit within `maxDeploymentDuration`, which
+    /// counts from the deployment's start: a config whose own waits outlast its deadline is
+    /// refused when loaded, not found out at the deadline of every rollout.
+    ///
+    /// - `blueGreenConfig.readinessTimeout` must be shorter: otherwise it never applies (the
+    ///   deadline always comes first, counting preparation too), and a slow track is rolled
+    ///   back for the deadline instead of being reported as not ready. Kubernetes refuses a
+    ///   Deployment whose `progressDeadlineSeconds` is not above `minReadySeconds` alike.
+    /// - A canary's timed pauses together must be shorter (as they must be shorter than
+    ///   `canaryConfig.maxDuration`): every canary sits through them, so every canary, however
+    ///   good, would be rolled back before its last step, after taking most of the traffic.
+    fn check_waits_fit(&self) -> Result<()> {
+        let max = self.max_deployment_duration;
+        let readiness = self.blue_green_config.readiness_timeout;
+        if readiness >= max {
+            return Err(Error::invalid(
+                "blueGreenConfig.readinessTimeout",
+                human(readiness),
+                format!(
+                    "must be shorter than deploymentConfig.maxDeploymentDuration ({}), which \
+                     counts from the deployment's start: the timeout would never apply; lower \
+                     readinessTimeout or raise maxDeploymentDuration",
+                    human(max)
+                ),
+            ));
+        }
+        if matches!(
+            self.strategy,
+            StrategyKind::Canary | StrategyKind::BlueGreenWithCanary
+        ) {
+            let paused = self.canary_config.timed_pauses()?;
+            if paused >= max {
+                return Err(Error::invalid(
+                    "deploymentConfig.maxDeploymentDuration",
+                    human(max),
+                    format!(
+                        "must be longer than the canary's timed pauses together ({}, from {}): \
+                         every canary would be rolled back before its last step ran its course; \
+                         raise maxDeploymentDuration, or plan fewer or shorter pauses",
+                        human(paused),
+                        self.canary_config.pauses_field()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The size the new track grows to before it takes all traffic, if it must grow, under a
@@ -831,8 +882,54 @@ maxDeploymentDuration: 2h
             err.contains("canaryConfig.steps") && err.contains("maxDuration"),
             "{err}"
         );
-        load(r#"{"maxDuration":"3h","steps":[{"setWeight":10},{"pause":{"duration":"2h"}}]}"#)
+        load(r#"{"maxDuration":"90m","steps":[{"setWeight":10},{"pause":{"duration":"1h"}}]}"#)
             .expect("within maxDuration");
+    }
+
+    #[test]
+    fn waits_that_outlast_max_deployment_duration_are_refused_at_load() {
+        let load = |strategy: &str, extra: &str| {
+            DeploymentConfig::from_json(&format!(
+                r#"{{"strategy":"{strategy}","version":"1.0.0","targetServices":["web"]{extra}}}"#
+            ))
+        };
+        let err = load(
+            "blue-green",
+            r#","maxDeploymentDuration":"10m","blueGreenConfig":{"readinessTimeout":"10m"}"#,
+        )
+        .expect_err("a readiness timeout as long as the deadline")
+        .to_string();
+        assert!(
+            err.contains("blueGreenConfig.readinessTimeout `10m`")
+                && err.contains("deploymentConfig.maxDeploymentDuration (10m)"),
+            "{err}"
+        );
+        load(
+            "blue-green",
+            r#","maxDeploymentDuration":"10m","blueGreenConfig":{"readinessTimeout":"9m"}"#,
+        )
+        .expect("the readiness timeout fits");
+        // 5%, 15%, ... 95%: ten pauses of 5m, within the canary's hour, past a 45m deadline.
+        for strategy in ["canary", "blue-green-with-canary"] {
+            let err = load(strategy, r#","maxDeploymentDuration":"45m""#)
+                .expect_err("50 minutes of pauses in 45")
+                .to_string();
+            assert!(
+                err.contains("deploymentConfig.maxDeploymentDuration `45m`")
+                    && err.contains("(50m, from canaryConfig.incrementInterval)"),
+                "{strategy}: {err}"
+            );
+        }
+        load("canary", r#","maxDeploymentDuration":"55m""#).expect("the pauses fit");
+        load("blue-green", r#","maxDeploymentDuration":"45m""#).expect("no canary pauses");
+        let err = load(
+            "canary",
+            r#","maxDeploymentDuration":"30m","canaryConfig":{"steps":[{"setWeight":10},
+                {"pause":{"duration":"20m"}},{"setWeight":50},{"pause":{"duration":"10m"}}]}"#,
+        )
+        .expect_err("30 minutes of pauses in 30")
+        .to_string();
+        assert!(err.contains("(30m, from canaryConfig.steps)"), "{err}");
     }
 
     #[test]

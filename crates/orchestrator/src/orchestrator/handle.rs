@@ -98,7 +98,11 @@ impl DeploymentHandle {
         })?
     }
 
-    /// Gives the new version all traffic now (refused while a judge fails).
+    /// Gives the new version all traffic now (refused while a judge fails), through a
+    /// rollback trigger's hold, and lifts a pause. A canary track that must first grow to full
+    /// size and is not ready at once takes all traffic once ready: the promote is answered
+    /// when it is under way, and the status and the events tell the rest (see
+    /// [`Operation::Promote`]).
     pub async fn promote(&self) -> Result<()> {
         self.send(Operation::Promote).await
     }
@@ -108,7 +112,8 @@ impl DeploymentHandle {
         self.send(Operation::Abort).await
     }
 
-    /// Holds the weight where it is; triggers keep watching and may still roll back.
+    /// Holds the weight where it is (a promotion's grown track too, see
+    /// [`Operation::Pause`]); triggers keep watching and may still roll back.
     pub async fn pause(&self) -> Result<()> {
         self.send(Operation::Pause).await
     }

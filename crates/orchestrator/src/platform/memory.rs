@@ -285,6 +285,15 @@ mod tests {
     use super::*;
     use crate::platform::testkit;
 
+    /// Waits for the canary track of `web` on `p` to be ready.
+    async fn wait_canary(
+        p: &InMemoryPlatform,
+        poll: Duration,
+        timeout: Duration,
+    ) -> Result<TrackStatus> {
+        crate::wait_ready(p, "web", &Track::Canary, poll, timeout).await
+    }
+
     fn spec(track: Track, n: u32) -> TrackSpec {
         TrackSpec::new("web", "1.0.0", track, n).unwrap()
     }
@@ -341,28 +350,16 @@ mod tests {
     async fn wait_ready_times_out_or_stops_on_a_death() {
         let p = InMemoryPlatform::new().with_ready_after(u32::MAX);
         p.bring_up(&spec(Track::Canary, 1)).await.unwrap();
-        let err = crate::wait_ready(
-            &p,
-            "web",
-            &Track::Canary,
-            Duration::from_millis(100),
-            Duration::from_secs(2),
-        )
-        .await
-        .unwrap_err();
+        let err = wait_canary(&p, Duration::from_millis(100), Duration::from_secs(2))
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Timeout { .. }), "{err}");
         assert!(err.to_string().contains("canary-0"), "{err}");
         p.kill("web", &Track::Canary, "canary-0", "segfault")
             .unwrap();
-        let err = crate::wait_ready(
-            &p,
-            "web",
-            &Track::Canary,
-            Duration::from_millis(100),
-            Duration::from_secs(2),
-        )
-        .await
-        .unwrap_err();
+        let err = wait_canary(&p, Duration::from_millis(100), Duration::from_secs(2))
+            .await
+            .unwrap_err();
         assert!(
             matches!(err, Error::Platform { .. }) && err.to_string().contains("segfault"),
             "{err}"
@@ -374,15 +371,9 @@ mod tests {
         let p = InMemoryPlatform::new().with_ready_after(u32::MAX);
         p.bring_up(&spec(Track::Canary, 1)).await.unwrap();
         let started = tokio::time::Instant::now();
-        let err = crate::wait_ready(
-            &p,
-            "web",
-            &Track::Canary,
-            Duration::from_secs(60),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap_err();
+        let err = wait_canary(&p, Duration::from_secs(60), Duration::from_secs(5))
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Timeout { .. }), "{err}");
         assert_eq!(started.elapsed(), Duration::from_secs(5));
     }
@@ -391,15 +382,9 @@ mod tests {
     async fn a_timeout_past_what_the_clock_holds_never_ends_the_wait() {
         let p = InMemoryPlatform::new().with_ready_after(3);
         p.bring_up(&spec(Track::Canary, 1)).await.unwrap();
-        let status = crate::wait_ready(
-            &p,
-            "web",
-            &Track::Canary,
-            Duration::from_millis(100),
-            Duration::MAX,
-        )
-        .await
-        .expect("ready");
+        let status = wait_canary(&p, Duration::from_millis(100), Duration::MAX)
+            .await
+            .expect("ready");
         assert!(status.all_ready());
     }
 }

@@ -76,61 +76,46 @@ pub trait Platform: Send + Sync {
     }
 }
 
-#[async_trait]
-impl<T: Platform + ?Sized> Platform for Arc<T> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    async fn bring_up(&self, spec: &TrackSpec) -> Result<TrackStatus> {
-        (**self).bring_up(spec).await
-    }
-    async fn status(&self, service: &str, track: &Track) -> Result<TrackStatus> {
-        (**self).status(service, track).await
-    }
-    async fn scale(&self, service: &str, track: &Track, instances: u32) -> Result<TrackStatus> {
-        (**self).scale(service, track, instances).await
-    }
-    async fn retire(&self, service: &str, track: &Track, drain: Duration) -> Result<()> {
-        (**self).retire(service, track, drain).await
-    }
-    async fn list(&self) -> Result<Vec<TrackStatus>> {
-        (**self).list().await
-    }
-    async fn lock(&self, service: &str, holder: &str) -> Result<()> {
-        (**self).lock(service, holder).await
-    }
-    async fn unlock(&self, service: &str, holder: &str) -> Result<()> {
-        (**self).unlock(service, holder).await
-    }
+/// A platform behind a smart pointer (`Arc<dyn Platform>`, `Box<dyn Platform>`) is the
+/// platform it points to: every call is forwarded.
+macro_rules! forward_platform {
+    ($($pointer:ident),+) => {$(
+        #[async_trait]
+        impl<T: Platform + ?Sized> Platform for $pointer<T> {
+            fn name(&self) -> &str {
+                (**self).name()
+            }
+            async fn bring_up(&self, spec: &TrackSpec) -> Result<TrackStatus> {
+                (**self).bring_up(spec).await
+            }
+            async fn status(&self, service: &str, track: &Track) -> Result<TrackStatus> {
+                (**self).status(service, track).await
+            }
+            async fn scale(
+                &self,
+                service: &str,
+                track: &Track,
+                instances: u32,
+            ) -> Result<TrackStatus> {
+                (**self).scale(service, track, instances).await
+            }
+            async fn retire(&self, service: &str, track: &Track, drain: Duration) -> Result<()> {
+                (**self).retire(service, track, drain).await
+            }
+            async fn list(&self) -> Result<Vec<TrackStatus>> {
+                (**self).list().await
+            }
+            async fn lock(&self, service: &str, holder: &str) -> Result<()> {
+                (**self).lock(service, holder).await
+            }
+            async fn unlock(&self, service: &str, holder: &str) -> Result<()> {
+                (**self).unlock(service, holder).await
+            }
+        }
+    )+};
 }
 
-#[async_trait]
-impl<T: Platform + ?Sized> Platform for Box<T> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    async fn bring_up(&self, spec: &TrackSpec) -> Result<TrackStatus> {
-        (**self).bring_up(spec).await
-    }
-    async fn status(&self, service: &str, track: &Track) -> Result<TrackStatus> {
-        (**self).status(service, track).await
-    }
-    async fn scale(&self, service: &str, track: &Track, instances: u32) -> Result<TrackStatus> {
-        (**self).scale(service, track, instances).await
-    }
-    async fn retire(&self, service: &str, track: &Track, drain: Duration) -> Result<()> {
-        (**self).retire(service, track, drain).await
-    }
-    async fn list(&self) -> Result<Vec<TrackStatus>> {
-        (**self).list().await
-    }
-    async fn lock(&self, service: &str, holder: &str) -> Result<()> {
-        (**self).lock(service, holder).await
-    }
-    async fn unlock(&self, service: &str, holder: &str) -> Result<()> {
-        (**self).unlock(service, holder).await
-    }
-}
+forward_platform!(Arc, Box);
 
 /// Asks `platform` for the track's status every `poll` until every instance is ready, and
 /// returns that status.

@@ -21,7 +21,7 @@ impl Runner {
     /// the controller has promoted, and is not asked again.
     pub(super) async fn canary_tick(&mut self) -> Result<()> {
         if self.state.promoting {
-            return self.finish_promotion(Vec::new(), false).await;
+            return self.finish_promotion(Vec::new()).await;
         }
         let window = self.state.config.canary_config.metrics_window;
         // Never past the deadline: a window longer than what is left of the deployment ends

@@ -37,11 +37,19 @@ use canary::{controller_of, store};
 pub enum Operation {
     /// Skip the remaining analysis or switch steps and give the new version all traffic
     /// (once its track has grown to full size). A rollback trigger's hold does not stop it: the
-    /// operator decides on the evidence there is.
+    /// operator decides on the evidence there is. It lifts a pause, as Argo Rollouts'
+    /// `promote` does. When the canary track must first grow to full size and is not ready at
+    /// once, answered as soon as the promotion is journalled and the scale carried out, not
+    /// when the grown track takes all traffic (up to `readinessTimeout` later); a promote
+    /// while that track grows lets the promotion through a hold, and is journalled too, so a
+    /// resumed deployment honours it.
     Promote,
     /// Roll back now.
     Abort,
-    /// Hold: no weight changes until resumed (triggers keep watching).
+    /// Hold: no weight changes until resumed (triggers keep watching). A promotion whose track
+    /// grows to full size keeps the new version at its canary share until the resume (or the
+    /// deadline, which rolls back): giving it all traffic is the rollout progressing. After
+    /// promotion, a pause keeps the old version warm past `keepOldWarmFor`.
     Pause,
     /// Carry on after a pause (also ends an indefinite canary pause step).
     Resume,
@@ -599,9 +607,11 @@ impl Runner {
     }
 
     /// Waits until `target`, serving operator commands meanwhile. `false` if a command moved
-    /// the deployment to another stage.
+    /// the deployment to another stage or started a promotion (an operator's promote, which
+    /// the stage's next turn finishes).
     async fn wait_until(&mut self, target: Timestamp) -> Result<bool> {
         let stage = self.state.stage;
+        let promoting = self.state.promoting;
         loop {
             let now = self.now();
             if now >= target {
@@ -614,7 +624,7 @@ impl Runner {
                         let seq = self.seq;
                         let r = self.handle(op).await;
                         self.answer(r, seq, reply)?;
-                        if self.state.stage != stage {
+                        if self.state.stage != stage || self.state.promoting != promoting {
                             return Ok(false);
                         }
                     }
@@ -705,6 +715,9 @@ impl Runner {
                 }
             },
             Operation::Promote => match self.state.stage {
+                Stage::Canary | Stage::Switch if self.state.promoting => {
+                    self.promote_under_way().await
+                }
                 Stage::Canary => {
                     let now = self.now();
                     let Some(run) = self.state.canary.clone() else {
@@ -719,7 +732,13 @@ impl Runner {
                         .await
                 }
                 Stage::Switch => self.promote(Vec::new(), true).await,
-                Stage::Monitoring => self.enter(Stage::Completion, Vec::new(), Vec::new()).await,
+                Stage::Monitoring => {
+                    let mut kinds = Vec::new();
+                    if std::mem::replace(&mut self.state.paused, false) {
+                        kinds.push(EventKind::Resumed);
+                    }
+                    self.enter(Stage::Completion, Vec::new(), kinds).await
+                }
                 _ => Err(Error::conflict(
                     "promote",
                     &id,

@@ -410,11 +410,13 @@ impl Runner {
     /// the canary at its share past the moment its track is ready: the promotion completes
     /// once the hold clears, or `maxDeploymentDuration` rolls back, as a hold stops the canary,
     /// the switch and the watch; no version takes all traffic on missing evidence. An
-    /// operator's promotion goes through the hold (`forced`: the promotion was the operator's,
-    /// or a promote came during the wait), as it does in every other stage. That is not
-    /// journalled: a deployment resumed during a held wait holds again until the hold clears
-    /// or the operator promotes again.
-    pub(super) async fn await_ready(&mut self, mut forced: bool) -> Result<bool> {
+    /// operator's promotion goes through the hold (the promotion was the operator's, or a
+    /// promote came during the wait), as it does in every other stage; it is journalled
+    /// ([`operator_promoted`](crate::DeploymentState::operator_promoted)), so a deployment
+    /// resumed during the wait goes through the hold too. A pause holds the canary at its share
+    /// in the same way, until the resume (or an operator's promote, which lifts it): a paused
+    /// rollout does not progress, here as in the canary and the switch.
+    pub(super) async fn await_ready(&mut self) -> Result<bool> {
         let cfg = &self.state.config.blue_green_config;
         let poll = cfg.health_check_interval.max(Duration::from_millis(1));
         let timeout = cfg.readiness_timeout;
@@ -437,13 +439,12 @@ impl Runner {
                 // A command that came while the platform answered is served before anything
                 // moves: an abort now still moves no traffic to the new track.
                 while let Ok((op, reply)) = self.commands.try_recv() {
-                    forced |= op == Operation::Promote && self.state.promoting;
                     self.serve_while_waiting_ready(op, reply).await?;
                     if self.state.stage != stage {
                         return Ok(false);
                     }
                 }
-                if !self.state.promoting || forced || !self.triggers_hold() {
+                if !self.state.promoting || !self.promotion_held() {
                     return Ok(true);
                 }
             }
@@ -483,7 +484,6 @@ impl Runner {
                 biased;
                 cmd = self.commands.recv() => {
                     if let Some((op, reply)) = cmd {
-                        forced |= op == Operation::Promote && self.state.promoting;
                         self.serve_while_waiting_ready(op, reply).await?;
                         if self.state.stage != stage {
                             return Ok(false);
@@ -495,14 +495,19 @@ impl Runner {
         }
     }
 
-    /// Serves an operator command during a readiness wait. During a promotion, a promote is
-    /// already being carried out (the wait lets it through a hold, see
-    /// [`await_ready`](Self::await_ready)) and a resume only lifts the pause (the canary
-    /// controller, which has promoted, is not asked again).
+    /// Whether the promotion under way keeps the new version at its canary share once its
+    /// grown track is ready: a pause holds it, and so does a rollback trigger asking to hold,
+    /// unless an operator promoted.
+    fn promotion_held(&self) -> bool {
+        self.state.paused || (!self.state.operator_promoted && self.triggers_hold())
+    }
+
+    /// Serves an operator command during a readiness wait. During a promotion, a promote lets
+    /// it through a hold (see [`await_ready`](Self::await_ready)) and a resume only lifts the
+    /// pause (the canary controller, which has promoted, is not asked again).
     async fn serve_while_waiting_ready(&mut self, op: Operation, reply: Reply) -> Result<()> {
         let seq = self.seq;
         let r = match op {
-            Operation::Promote if self.state.promoting => Ok(()),
             Operation::Resume if self.state.promoting && !self.state.paused => Ok(()),
             Operation::Resume if self.state.promoting => {
                 self.state.paused = false;
@@ -518,7 +523,7 @@ impl Runner {
     /// blue-green deployment starts its switch plan. A deployment paused meanwhile starts
     /// with no traffic on the new track, as a pause holds every weight.
     pub(super) async fn wait_ready(&mut self) -> Result<()> {
-        if !self.await_ready(false).await? {
+        if !self.await_ready().await? {
             return Ok(());
         }
         self.state.readiness_since = None;

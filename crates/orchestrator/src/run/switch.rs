@@ -18,7 +18,7 @@ impl Runner {
     /// back (a platform never restarts one).
     pub(super) async fn switch_tick(&mut self) -> Result<()> {
         if self.state.promoting {
-            return self.finish_promotion(Vec::new(), false).await;
+            return self.finish_promotion(Vec::new()).await;
         }
         let Some(mut run) = self.state.plan.clone() else {
             return Err(Error::conflict("switch", &self.state.id, "no traffic plan"));
@@ -114,12 +114,22 @@ impl Runner {
     }
 
     /// Gives the new version all traffic (scaling a canary track to full size first);
-    /// `forced` when an operator asked for it, which a rollback trigger's hold does not stop.
+    /// `forced` when an operator asked for it.
     ///
     /// The scale is journalled with [`promoting`](crate::DeploymentState::promoting) and the
     /// start of the readiness wait: a deployment resumed from that record finishes the
     /// promotion ([`finish_promotion`](Self::finish_promotion)) without asking the canary
-    /// controller again, whatever `paused` says, within what is left of `readinessTimeout`.
+    /// controller again, within what is left of `readinessTimeout`.
+    ///
+    /// An operator's promotion is journalled as such
+    /// ([`operator_promoted`](crate::DeploymentState::operator_promoted)), with the scale: it
+    /// goes through a rollback trigger's hold, before and after a restart. It also lifts a
+    /// pause, as Argo Rollouts' `promote` does: the operator's latest word is to go on. When
+    /// the grown track is ready at once, it is carried out at once, and the operator hears how
+    /// the switch went; otherwise it is answered once journalled and the scale carried out,
+    /// not when the track is ready (which can take up to `readinessTimeout`, while the operator
+    /// waits and can send nothing else): the stage's next turn finishes it, and the events and
+    /// the status tell how that goes; an abort still rolls it back meanwhile.
     pub(super) async fn promote(&mut self, mut kinds: Vec<EventKind>, forced: bool) -> Result<()> {
         if self.old_track().is_none() {
             return Err(Error::conflict(
@@ -128,10 +138,14 @@ impl Runner {
                 "nothing runs before",
             ));
         }
+        if forced && std::mem::replace(&mut self.state.paused, false) {
+            kinds.push(EventKind::Resumed);
+        }
         let Some(full) = self.promotion_scale() else {
             return self.give_all_traffic(kinds).await;
         };
         self.state.promoting = true;
+        self.state.operator_promoted = forced;
         self.state.readiness_since = Some(self.now());
         let scaled = self
             .commit(
@@ -146,7 +160,21 @@ impl Runner {
             self.end_promotion();
             return Err(e);
         }
-        self.finish_promotion(kinds, forced).await
+        if forced && !self.grown_track_ready().await {
+            // Acknowledged: the stage's next turn finishes the promotion.
+            return Ok(());
+        }
+        self.finish_promotion(kinds).await
+    }
+
+    /// Whether every instance of the new track, just scaled for promotion, is ready (a
+    /// platform that cannot tell is taken as not ready: the readiness wait finds out).
+    async fn grown_track_ready(&self) -> bool {
+        self.inner
+            .platform
+            .status(&self.state.service, &self.new_track())
+            .await
+            .is_ok_and(|s| s.all_ready())
     }
 
     /// The size the new track grows to before it takes all traffic, if it must grow (see
@@ -161,14 +189,10 @@ impl Runner {
     }
 
     /// The rest of a promotion journalled as under way: waits until the scaled track is
-    /// ready and no rollback trigger holds, unless `forced` by an operator (serving commands:
-    /// an abort still rolls back), then gives it all traffic.
-    pub(super) async fn finish_promotion(
-        &mut self,
-        kinds: Vec<EventKind>,
-        forced: bool,
-    ) -> Result<()> {
-        match self.await_ready(forced).await {
+    /// ready, no rollback trigger holds (unless an operator promoted) and no pause holds
+    /// (serving commands: an abort still rolls back), then gives it all traffic.
+    pub(super) async fn finish_promotion(&mut self, kinds: Vec<EventKind>) -> Result<()> {
+        match self.await_ready().await {
             Ok(true) => self.give_all_traffic(kinds).await,
             // An abort moved the deployment on (its rollback ended the promotion).
             Ok(false) => Ok(()),
@@ -179,10 +203,28 @@ impl Runner {
         }
     }
 
+    /// An operator's promote while the promotion is under way: it goes through a rollback
+    /// trigger's hold and lifts a pause (see [`promote`](Self::promote)), journalled so that
+    /// a deployment resumed during the wait honours it. A second one changes nothing.
+    pub(super) async fn promote_under_way(&mut self) -> Result<()> {
+        let was_paused = std::mem::replace(&mut self.state.paused, false);
+        if self.state.operator_promoted && !was_paused {
+            return Ok(());
+        }
+        self.state.operator_promoted = true;
+        let kinds = if was_paused {
+            vec![EventKind::Resumed]
+        } else {
+            Vec::new()
+        };
+        self.commit(Vec::new(), kinds).await
+    }
+
     /// The promotion is over (done, or failed and about to roll back or end): the record
     /// that follows says so.
     fn end_promotion(&mut self) {
         self.state.promoting = false;
+        self.state.operator_promoted = false;
         self.state.readiness_since = None;
     }
 
