@@ -191,15 +191,58 @@ async fn fingerprint(db: &Db) -> String {
         .await
 }
 
+/// A database of the test's own holding [`orders`], and an empty backup store.
+async fn orders_db(server: &PostgresConnection, test: &str) -> (Db, tempfile::TempDir) {
+    let db = Db::plain(server, test).await;
+    orders(&db).await;
+    (db, tempfile::tempdir().unwrap())
+}
+
+/// Backups of `db` into `store` in `mode`, verifying table `orders`.
+fn verifying_orders(db: &Db, store: &std::path::Path, mode: PostgresMode) -> PostgresSettings {
+    PostgresSettings::new(db.connection(), store)
+        .with_mode(mode)
+        .verify_table(TableName::new("orders"))
+}
+
+/// Each mode (a single dump job), with the name of the database its run works in.
+fn each_mode(dump: &'static str, template: &'static str) -> [(PostgresMode, &'static str); 2] {
+    [
+        (PostgresMode::Dump { jobs: 1 }, dump),
+        (PostgresMode::Template, template),
+    ]
+}
+
+/// The names of the files in `dir`.
+fn file_names(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect()
+}
+
+/// Where `tool` is found on the `PATH`.
+fn real_tool(tool: &str) -> String {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&found.stdout).trim().to_owned()
+}
+
+/// Writes `script` to an executable file `name` in `dir`.
+fn executable(dir: &std::path::Path, name: &str, script: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 async fn backup_change_restore(mode: PostgresMode, test: &str) {
     let Some(server) = server(test) else { return };
-    let db = Db::plain(&server, test).await;
-    orders(&db).await;
-    let store = tempfile::tempdir().unwrap();
+    let (db, store) = orders_db(&server, test).await;
     let pg = PostgresBackup::new(
-        PostgresSettings::new(db.connection(), store.path())
-            .with_mode(mode)
-            .verify_table(TableName::new("orders"))
+        verifying_orders(&db, store.path(), mode)
             .verify_table(TableName::in_schema("public", "audit")),
     )
     .unwrap();
@@ -275,19 +318,9 @@ async fn a_failed_verification_is_an_error() {
     let Some(server) = server("failed_verification") else {
         return;
     };
-    for (mode, name) in [
-        (PostgresMode::Dump { jobs: 1 }, "verify_dump"),
-        (PostgresMode::Template, "verify_template"),
-    ] {
-        let db = Db::plain(&server, name).await;
-        orders(&db).await;
-        let store = tempfile::tempdir().unwrap();
-        let pg = PostgresBackup::new(
-            PostgresSettings::new(db.connection(), store.path())
-                .with_mode(mode)
-                .verify_table(TableName::new("orders")),
-        )
-        .unwrap();
+    for (mode, name) in each_mode("verify_dump", "verify_template") {
+        let (db, store) = orders_db(&server, name).await;
+        let pg = PostgresBackup::new(verifying_orders(&db, store.path(), mode)).unwrap();
         let id = pg.backup("shop", "v1").await.unwrap();
         change(&db).await;
         let changed = fingerprint(&db).await;
@@ -313,9 +346,7 @@ async fn a_damaged_dump_is_refused_before_the_database_is_touched() {
     let Some(server) = server("damaged_dump") else {
         return;
     };
-    let db = Db::plain(&server, "damaged").await;
-    orders(&db).await;
-    let store = tempfile::tempdir().unwrap();
+    let (db, store) = orders_db(&server, "damaged").await;
     let pg = PostgresBackup::new(PostgresSettings::new(db.connection(), store.path())).unwrap();
     let id = pg.backup("shop", "v1").await.unwrap();
     change(&db).await;
@@ -392,13 +423,8 @@ async fn retention_keeps_the_last_backups_of_each_service() {
     let Some(server) = server("retention") else {
         return;
     };
-    for (mode, test) in [
-        (PostgresMode::Dump { jobs: 1 }, "keep_dump"),
-        (PostgresMode::Template, "keep_template"),
-    ] {
-        let db = Db::plain(&server, test).await;
-        orders(&db).await;
-        let store = tempfile::tempdir().unwrap();
+    for (mode, test) in each_mode("keep_dump", "keep_template") {
+        let (db, store) = orders_db(&server, test).await;
         let pg = PostgresBackup::new(
             PostgresSettings::new(db.connection(), store.path())
                 .with_mode(mode)
@@ -421,10 +447,7 @@ async fn retention_keeps_the_last_backups_of_each_service() {
             pg.info(&ids[0]).await,
             Err(Error::NotFound { .. })
         ));
-        let files: Vec<String> = std::fs::read_dir(store.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
+        let files = file_names(store.path());
         assert!(
             !files.iter().any(|f| f.starts_with(&ids[0])),
             "{mode:?}: {files:?}"
@@ -445,8 +468,7 @@ async fn retention_keeps_the_last_backups_of_each_service() {
 #[tokio::test]
 async fn template_mode_refuses_a_busy_database_and_says_why() {
     let Some(server) = server("busy") else { return };
-    let db = Db::plain(&server, "busy").await;
-    orders(&db).await;
+    let (db, store) = orders_db(&server, "busy").await;
     // A connection held open by "the service".
     let mut holder = tokio::process::Command::new("psql")
         .args(["-X", "-q", "-d"])
@@ -475,7 +497,6 @@ async fn template_mode_refuses_a_busy_database_and_says_why() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(connected, "the holding connection never appeared");
-    let store = tempfile::tempdir().unwrap();
     let pg = PostgresBackup::new(
         PostgresSettings::new(db.connection(), store.path()).with_mode(PostgresMode::Template),
     )
@@ -520,16 +541,10 @@ async fn a_template_restore_recreates_a_dropped_database() {
     let Some(server) = server("dropped") else {
         return;
     };
-    let db = Db::plain(&server, "dropped").await;
-    orders(&db).await;
+    let (db, store) = orders_db(&server, "dropped").await;
     let before = fingerprint(&db).await;
-    let store = tempfile::tempdir().unwrap();
-    let pg = PostgresBackup::new(
-        PostgresSettings::new(db.connection(), store.path())
-            .with_mode(PostgresMode::Template)
-            .verify_table(TableName::new("orders")),
-    )
-    .unwrap();
+    let pg =
+        PostgresBackup::new(verifying_orders(&db, store.path(), PostgresMode::Template)).unwrap();
     let id = pg.backup("shop", "v1").await.unwrap();
     db.admin(&format!("DROP DATABASE {} WITH (FORCE)", ident(&db.name)))
         .await;
@@ -598,28 +613,15 @@ async fn a_restore_verifies_the_tables_its_backup_recorded() {
     let Some(server) = server("recorded_tables") else {
         return;
     };
-    for (mode, name) in [
-        (PostgresMode::Dump { jobs: 1 }, "recorded_dump"),
-        (PostgresMode::Template, "recorded_template"),
-    ] {
-        let db = Db::plain(&server, name).await;
-        orders(&db).await;
-        let store = tempfile::tempdir().unwrap();
-        let both = PostgresSettings::new(db.connection(), store.path())
-            .with_mode(mode)
-            .verify_table(TableName::new("orders"))
-            .verify_table(TableName::new("audit"));
+    for (mode, name) in each_mode("recorded_dump", "recorded_template") {
+        let (db, store) = orders_db(&server, name).await;
+        let both = verifying_orders(&db, store.path(), mode).verify_table(TableName::new("audit"));
         let pg = PostgresBackup::new(both).unwrap();
         let id = pg.backup("shop", "v1").await.unwrap();
         let before = fingerprint(&db).await;
         change(&db).await;
         // A later configuration verifies only `orders`.
-        let fewer = PostgresBackup::new(
-            PostgresSettings::new(db.connection(), store.path())
-                .with_mode(mode)
-                .verify_table(TableName::new("orders")),
-        )
-        .unwrap();
+        let fewer = PostgresBackup::new(verifying_orders(&db, store.path(), mode)).unwrap();
         fewer.restore(&id).await.unwrap();
         assert_eq!(fingerprint(&db).await, before, "{mode:?}");
         assert_eq!(db.sql("SELECT note FROM audit").await, "created");
@@ -636,13 +638,10 @@ async fn a_restore_verifies_the_tables_its_backup_recorded() {
 /// the error says that the database may hold part of the backup.
 #[tokio::test]
 async fn a_restore_that_stops_part_way_says_the_database_may_hold_part_of_it() {
-    use std::os::unix::fs::PermissionsExt;
     let Some(server) = server("restore_part_way") else {
         return;
     };
-    let db = Db::plain(&server, "part_way").await;
-    orders(&db).await;
-    let store = tempfile::tempdir().unwrap();
+    let (db, store) = orders_db(&server, "part_way").await;
     let settings = PostgresSettings::new(db.connection(), store.path());
     let id = PostgresBackup::new(settings.clone())
         .unwrap()
@@ -652,20 +651,13 @@ async fn a_restore_that_stops_part_way_says_the_database_may_hold_part_of_it() {
     // The same store, read by clients whose pg_restore fails after restoring something.
     let bin = tempfile::tempdir().unwrap();
     for tool in ["psql", "pg_dump"] {
-        let real = std::process::Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .unwrap();
-        let real = String::from_utf8_lossy(&real.stdout).trim().to_owned();
-        std::os::unix::fs::symlink(real, bin.path().join(tool)).unwrap();
+        std::os::unix::fs::symlink(real_tool(tool), bin.path().join(tool)).unwrap();
     }
-    let stub = bin.path().join("pg_restore");
-    std::fs::write(
-        &stub,
+    executable(
+        bin.path(),
+        "pg_restore",
         "#!/bin/sh\necho 'pg_restore: error: could not execute query: out of disk' >&2\nexit 1\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let failing = PostgresBackup::new(settings.with_bin_dir(bin.path())).unwrap();
     let msg = failing.restore(&id).await.unwrap_err().to_string();
     assert!(
@@ -704,15 +696,9 @@ async fn a_template_backup_cancelled_after_the_copy_leaves_no_snapshot_database(
     let Some(server) = server("cancelled_template") else {
         return;
     };
-    let db = Db::plain(&server, "cancel_tpl").await;
-    orders(&db).await;
-    let store = tempfile::tempdir().unwrap();
-    let pg = PostgresBackup::new(
-        PostgresSettings::new(db.connection(), store.path())
-            .with_mode(PostgresMode::Template)
-            .verify_table(TableName::new("orders")),
-    )
-    .unwrap();
+    let (db, store) = orders_db(&server, "cancel_tpl").await;
+    let pg =
+        PostgresBackup::new(verifying_orders(&db, store.path(), PostgresMode::Template)).unwrap();
     let claimed = || {
         std::fs::read_dir(store.path()).unwrap().find_map(|e| {
             let name = e.unwrap().file_name().into_string().unwrap();
@@ -745,13 +731,10 @@ async fn a_template_backup_cancelled_after_the_copy_leaves_no_snapshot_database(
 /// backup.
 #[tokio::test]
 async fn an_interrupted_delete_unlists_first_and_is_finished_later() {
-    use std::os::unix::fs::PermissionsExt;
     let Some(server) = server("interrupted_delete") else {
         return;
     };
-    let db = Db::plain(&server, "interrupted").await;
-    orders(&db).await;
-    let store = tempfile::tempdir().unwrap();
+    let (db, store) = orders_db(&server, "interrupted").await;
     let settings =
         PostgresSettings::new(db.connection(), store.path()).with_mode(PostgresMode::Template);
     let pg = PostgresBackup::new(settings.clone()).unwrap();
@@ -759,21 +742,15 @@ async fn an_interrupted_delete_unlists_first_and_is_finished_later() {
     let second = pg.backup("shop", "v2").await.unwrap();
     // The same store, through a psql that cannot drop snapshot databases.
     let bin = tempfile::tempdir().unwrap();
-    let real = std::process::Command::new("sh")
-        .args(["-c", "command -v psql"])
-        .output()
-        .unwrap();
-    let real = String::from_utf8_lossy(&real.stdout).trim().to_owned();
-    let wrapper = bin.path().join("psql");
-    std::fs::write(
-        &wrapper,
-        format!(
+    let real = real_tool("psql");
+    executable(
+        bin.path(),
+        "psql",
+        &format!(
             "#!/bin/sh\ncase \"$*\" in *'DROP DATABASE IF EXISTS \"serin_snap_'*) \
              echo 'ERROR:  refused by the test' >&2; exit 1;; esac\nexec '{real}' \"$@\"\n"
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let failing = PostgresBackup::new(settings.with_bin_dir(bin.path())).unwrap();
     for id in [&first, &second] {
         let msg = failing.delete(id).await.unwrap_err().to_string();
@@ -798,11 +775,7 @@ async fn an_interrupted_delete_unlists_first_and_is_finished_later() {
     // So does the next backup of the service.
     let third = pg.backup("shop", "v3").await.unwrap();
     assert!(!db.database_exists(&pg.snapshot_database(&second)).await);
-    let files: Vec<String> = std::fs::read_dir(store.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    assert_eq!(files, [format!("{third}.json")]);
+    assert_eq!(file_names(store.path()), [format!("{third}.json")]);
     pg.delete(&third).await.unwrap();
     db.drop().await;
 }

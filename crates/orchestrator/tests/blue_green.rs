@@ -6,55 +6,44 @@ mod support;
 use std::sync::Arc;
 
 use serin_compat::{Fleet, Matrix, Registry, Release, Validator};
-use serin_orchestrator::{
-    EventKind, Orchestrator, Outcome, Platform, ServiceBackends, StrategyKind, TrafficStrategyKind,
-};
+use serin_orchestrator::{EventKind, Outcome, Platform, Report, StrategyKind, TrafficStrategyKind};
 use serin_signals::Track;
 use support::{SERVICE, World, blue_green_config, rollback_reason, v};
 
 async fn world_on_blue() -> Arc<World> {
-    let world = Arc::new(World::new());
-    world.set_rate("1.0.0", 0.005);
-    world.set_rate("1.1.0", 0.005);
-    world.spawn_traffic();
+    let (world, _traffic) = World::new().under_traffic(0.005, 0.005);
     let config = blue_green_config("1.0.0", TrafficStrategyKind::Immediate);
     let r = world.orchestrator().run(&config).await.expect("install");
     assert_eq!(r[0].outcome, Some(Outcome::Succeeded));
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Blue, "1.0.0".into()))
-    );
+    world.assert_live(Track::Blue, "1.0.0").await;
     world
 }
 
-fn weights(report: &serin_orchestrator::Report) -> Vec<f64> {
-    report
-        .timeline
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::WeightChanged { percent, .. } => Some(*percent),
-            _ => None,
-        })
-        .collect()
+fn weights(report: &Report) -> Vec<f64> {
+    support::weights(&report.timeline)
+}
+
+/// Deploys `config`, which must be rolled back to blue (1.0.0) with green retired; answers the
+/// rollback's reason.
+async fn switched_back(world: &World, config: &serin_orchestrator::DeploymentConfig) -> String {
+    let report = world.deploy(config).await;
+    let reason = rollback_reason(&report).to_owned();
+    world.assert_live(Track::Blue, "1.0.0").await;
+    assert!(!world.has_track(&Track::Green).await);
+    reason
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_gradual_blue_green_switch_moves_to_green_and_retires_blue() {
     let world = world_on_blue().await;
     let report = world
-        .orchestrator()
-        .run(&blue_green_config("1.1.0", TrafficStrategyKind::Gradual))
-        .await
-        .expect("run")
-        .remove(0);
+        .deploy(&blue_green_config("1.1.0", TrafficStrategyKind::Gradual))
+        .await;
     println!("{report}");
     assert_eq!(report.outcome, Some(Outcome::Succeeded));
     assert_eq!(weights(&report), vec![25.0, 50.0, 75.0, 100.0]);
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Green, "1.1.0".into()))
-    );
-    assert!(world.platform.status(SERVICE, &Track::Blue).await.is_err());
+    world.assert_live(Track::Green, "1.1.0").await;
+    assert!(!world.has_track(&Track::Blue).await);
     let green = world
         .platform
         .status(SERVICE, &Track::Green)
@@ -80,19 +69,12 @@ async fn a_gradual_blue_green_switch_moves_to_green_and_retires_blue() {
 async fn a_failing_green_is_switched_back_to_blue_by_the_error_rate_threshold() {
     let world = world_on_blue().await;
     world.set_rate("1.1.0", 0.30);
-    let report = world
-        .orchestrator()
-        .run(&blue_green_config("1.1.0", TrafficStrategyKind::Gradual))
-        .await
-        .expect("run")
-        .remove(0);
-    let reason = rollback_reason(&report);
+    let reason = switched_back(
+        &world,
+        &blue_green_config("1.1.0", TrafficStrategyKind::Gradual),
+    )
+    .await;
     assert!(reason.contains("error-rate-threshold"), "{reason}");
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Blue, "1.0.0".into()))
-    );
-    assert!(world.platform.status(SERVICE, &Track::Green).await.is_err());
 }
 
 #[tokio::test(start_paused = true)]
@@ -100,11 +82,8 @@ async fn an_immediate_switch_is_watched_after_promotion_and_switched_back() {
     let world = world_on_blue().await;
     world.set_rate("1.1.0", 0.30);
     let report = world
-        .orchestrator()
-        .run(&blue_green_config("1.1.0", TrafficStrategyKind::Immediate))
-        .await
-        .expect("run")
-        .remove(0);
+        .deploy(&blue_green_config("1.1.0", TrafficStrategyKind::Immediate))
+        .await;
     assert!(
         matches!(report.outcome, Some(Outcome::RolledBack { .. })),
         "{:?}",
@@ -114,10 +93,7 @@ async fn an_immediate_switch_is_watched_after_promotion_and_switched_back() {
         == EventKind::PhaseChanged {
             phase: serin_orchestrator::Phase::Monitoring
         }));
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Blue, "1.0.0".into()))
-    );
+    world.assert_live(Track::Blue, "1.0.0").await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -130,10 +106,7 @@ async fn blue_green_with_canary_brings_green_up_fully_then_judges_then_switches(
     println!("{report}");
     assert_eq!(report.outcome, Some(Outcome::Succeeded));
     assert_eq!(weights(&report), vec![10.0, 40.0, 100.0]);
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Green, "1.1.0".into()))
-    );
+    world.assert_live(Track::Green, "1.1.0").await;
     let started = report.timeline.iter().find_map(|e| match &e.kind {
         EventKind::TrackStarted { instances, .. } => Some(*instances),
         _ => None,
@@ -151,10 +124,7 @@ async fn blue_green_with_canary_brings_green_up_fully_then_judges_then_switches(
         "{:?}",
         report.outcome
     );
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Green, "1.1.0".into()))
-    );
+    world.assert_live(Track::Green, "1.1.0").await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -170,16 +140,8 @@ async fn a_blocked_upgrade_stops_at_validation_with_the_explanation() {
     let matrix = Matrix::new(Vec::new(), &registry).expect("matrix");
     let validator = Validator::new(registry, matrix).expect("validator");
     let fleet = Fleet::new().with(SERVICE, v("1.0.0"));
-    let o = Orchestrator::builder(world.platform.clone(), world.journal.clone())
-        .service(
-            SERVICE,
-            ServiceBackends::new(
-                world.router.clone(),
-                world.source.clone(),
-                world.health.clone(),
-            ),
-        )
-        .clock(world.clock)
+    let o = world
+        .builder(world.journal.clone())
         .validator(validator, fleet)
         .build();
     let applies = world.router.apply_count();
@@ -193,7 +155,7 @@ async fn a_blocked_upgrade_stops_at_validation_with_the_explanation() {
     };
     assert!(reason.contains("yanked"), "{reason}");
     assert_eq!(world.router.apply_count(), applies, "nothing changed");
-    assert!(world.platform.status(SERVICE, &Track::Green).await.is_err());
+    assert!(!world.has_track(&Track::Green).await);
     let plan = o
         .plan(&blue_green_config("1.1.0", TrafficStrategyKind::Immediate))
         .await
@@ -210,24 +172,15 @@ async fn a_paused_switch_is_rolled_back_at_the_deadline_whatever_the_check_inter
     // deadline. (The watch after promotion must be at least as long.)
     config.monitoring.check_interval = std::time::Duration::from_secs(3_600);
     config.monitoring.monitoring_duration = std::time::Duration::from_secs(3_600);
-    let h = world
-        .orchestrator()
-        .start(&config, SERVICE)
-        .await
-        .expect("start");
-    while h.status().weight < 25.0 {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    }
+    let h = world.start(&config).await;
+    support::until_weight(&h, 25.0).await;
     h.pause().await.expect("pause");
     let report = h.wait().await.expect("report");
     let reason = rollback_reason(&report);
     assert!(reason.contains("maxDeploymentDuration"), "{reason}");
     let took = report.last_at.saturating_duration_since(report.started_at);
     assert!(took.as_secs() >= 120 && took.as_secs() <= 130, "{took:?}");
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Blue, "1.0.0".into()))
-    );
+    world.assert_live(Track::Blue, "1.0.0").await;
 }
 
 /// The world's router, failing the next `failures` applies.
@@ -272,12 +225,8 @@ async fn switch_through_a_failing_router(
         world: Arc::clone(&world),
         failures: failures.into(),
     });
-    let backends = ServiceBackends::new(router, world.source.clone(), world.health.clone());
-    let o = Orchestrator::builder(world.platform.clone(), world.journal.clone())
-        .service(SERVICE, backends)
-        .clock(world.clock)
-        .build();
-    let report = o
+    let report = world
+        .orchestrator_routing(router)
         .run(&blue_green_config("1.1.0", TrafficStrategyKind::Gradual))
         .await
         .expect("the deployment ends with a report")
@@ -291,11 +240,8 @@ async fn a_router_failing_again_as_the_rollback_starts_is_retried_and_the_rollba
     let (world, report) = switch_through_a_failing_router(2).await;
     let reason = rollback_reason(&report);
     assert!(reason.contains("connection refused"), "{reason}");
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Blue, "1.0.0".into()))
-    );
-    assert!(world.platform.status(SERVICE, &Track::Green).await.is_err());
+    world.assert_live(Track::Blue, "1.0.0").await;
+    assert!(!world.has_track(&Track::Green).await);
     // The deployment is over, so its lock is free.
     world
         .platform
@@ -332,10 +278,7 @@ async fn a_metrics_outage_holds_a_gradual_switch_and_never_promotes() {
     assert!(reason.contains("maxDeploymentDuration"), "{reason}");
     let top = weights(&report).into_iter().fold(0.0_f64, f64::max);
     assert!(top < 100.0, "switched fully without evidence: {report}");
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Blue, "1.0.0".into()))
-    );
+    world.assert_live(Track::Blue, "1.0.0").await;
 }
 
 /// After the switch, a watch whose triggers hold for want of data does not end at
@@ -349,14 +292,8 @@ async fn a_metrics_outage_after_an_immediate_switch_keeps_blue_until_the_deadlin
     config.monitoring.monitoring_duration = std::time::Duration::from_secs(600);
     config.monitoring.on_deadline = serin_orchestrator::OnDeadline::Rollback;
     config.max_deployment_duration = std::time::Duration::from_secs(1_200);
-    let report = world.deploy(&config).await;
-    let reason = rollback_reason(&report);
+    let reason = switched_back(&world, &config).await;
     assert!(reason.contains("maxDeploymentDuration"), "{reason}");
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Blue, "1.0.0".into()))
-    );
-    assert!(world.platform.status(SERVICE, &Track::Green).await.is_err());
 }
 
 /// A green instance that dies during a gradual switch stops it: no more traffic goes to a
@@ -365,16 +302,9 @@ async fn a_metrics_outage_after_an_immediate_switch_keeps_blue_until_the_deadlin
 async fn a_green_instance_dying_mid_switch_stops_the_switch_and_rolls_back() {
     let world = world_on_blue().await;
     let h = world
-        .orchestrator()
-        .start(
-            &blue_green_config("1.1.0", TrafficStrategyKind::Gradual),
-            SERVICE,
-        )
-        .await
-        .expect("start");
-    while h.status().weight < 25.0 {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    }
+        .start(&blue_green_config("1.1.0", TrafficStrategyKind::Gradual))
+        .await;
+    support::until_weight(&h, 25.0).await;
     let green = world
         .platform
         .status(SERVICE, &Track::Green)
@@ -393,8 +323,5 @@ async fn a_green_instance_dying_mid_switch_stops_the_switch_and_rolls_back() {
     let reason = rollback_reason(&report);
     assert!(reason.contains("out of memory"), "{reason}");
     assert_eq!(weights(&report), vec![25.0, 0.0], "{report}");
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Blue, "1.0.0".into()))
-    );
+    world.assert_live(Track::Blue, "1.0.0").await;
 }

@@ -6,51 +6,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serin_canary::controller::{LatencyPacing, Pacing};
-use serin_orchestrator::{EventKind, Outcome, Platform};
+use serin_orchestrator::{EventKind, Outcome};
 use serin_signals::{Arm, Track};
-use support::{SERVICE, World, canary_config, drain, rollback_reason};
+use support::{World, canary_config, drain, rollback_reason, weights};
 
 #[tokio::test(start_paused = true)]
 async fn a_healthy_canary_is_promoted_and_the_old_track_retired() {
     let (world, _traffic) = World::serving(0.005, 0.005).await;
     let orchestrator = world.orchestrator();
     let mut events = orchestrator.subscribe();
-    let handle = orchestrator
-        .start(&canary_config("1.1.0"), SERVICE)
-        .await
-        .expect("start");
-    let report = handle.wait().await.expect("report");
+    let report = support::run_to_end(&orchestrator, &canary_config("1.1.0")).await;
     println!("{report}");
     assert_eq!(report.outcome, Some(Outcome::Succeeded));
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Canary, "1.1.0".into()))
-    );
-    assert!(
-        world
-            .platform
-            .status(SERVICE, &Track::Stable)
-            .await
-            .is_err(),
-        "old track retired"
-    );
+    world.assert_live(Track::Canary, "1.1.0").await;
+    assert!(!world.has_track(&Track::Stable).await, "old track retired");
     let seen = drain(&mut events);
     assert_eq!(weights(&seen), vec![10.0, 40.0, 70.0, 100.0]);
     assert_eq!(
         seen, report.timeline,
         "subscribers see exactly the journalled timeline"
     );
-}
-
-/// The weights a deployment's events set, in order.
-fn weights(events: &[serin_orchestrator::Event]) -> Vec<f64> {
-    events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::WeightChanged { percent, .. } => Some(*percent),
-            _ => None,
-        })
-        .collect()
 }
 
 #[tokio::test(start_paused = true)]
@@ -119,10 +94,7 @@ async fn with_two_judges_every_weight_the_controller_sets_is_carried_out() {
     // Error rate and latency are fed each window, then one decision is carried out: a raise
     // decided on the first metric is not lost behind the second's hold.
     assert_eq!(weights(&report.timeline), vec![10.0, 40.0, 70.0, 100.0]);
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Canary, "1.1.0".into()))
-    );
+    world.assert_live(Track::Canary, "1.1.0").await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -170,18 +142,8 @@ async fn a_canary_with_five_percent_errors_is_rolled_back_by_the_judge() {
     println!("{report}");
     let reason = rollback_reason(&report);
     assert!(reason.contains("error_rate"), "{reason}");
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Stable, "1.0.0".into()))
-    );
-    assert!(
-        world
-            .platform
-            .status(SERVICE, &Track::Canary)
-            .await
-            .is_err(),
-        "canary retired"
-    );
+    world.assert_live(Track::Stable, "1.0.0").await;
+    assert!(!world.has_track(&Track::Canary).await, "canary retired");
     assert!(report.timeline.iter().any(|e| matches!(&e.kind, EventKind::AnalysisResult { decision } if !decision.evidence.is_empty() && decision.severity.is_some())));
     // The report keeps what each arm looked like at every observation: the canary's error
     // rate, summed over the run, is near the 5% it was given, the baseline's near 0.5%.
@@ -204,13 +166,9 @@ async fn a_canary_with_five_percent_errors_is_rolled_back_by_the_judge() {
 
 #[tokio::test(start_paused = true)]
 async fn an_absolute_threshold_rolls_back_through_its_trigger() {
-    let world = Arc::new(World::new());
     // Both versions fail 3% of requests: the judges see no difference, but the canary
     // breaches the configured 2% ceiling.
-    world.set_rate("1.0.0", 0.03);
-    world.set_rate("1.1.0", 0.03);
-    let _traffic = world.spawn_traffic();
-    world.install("1.0.0").await;
+    let (world, _traffic) = World::serving(0.03, 0.03).await;
     let mut config = canary_config("1.1.0");
     config.canary_thresholds.max_error_rate = Some(0.02);
     config.monitoring.error_rate_threshold = None;
@@ -227,10 +185,7 @@ async fn an_absolute_threshold_rolls_back_through_its_trigger() {
         .expect("trigger event in the timeline");
     assert_eq!(fired.evidence.threshold, Some(0.02));
     assert!(fired.evidence.observed.is_some_and(|o| o > 0.02));
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Stable, "1.0.0".into()))
-    );
+    world.assert_live(Track::Stable, "1.0.0").await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -250,10 +205,7 @@ async fn a_canary_that_cannot_finish_in_time_is_rolled_back_at_the_deadline() {
             took.as_secs() >= 90 && took.as_secs() <= 100,
             "{window:?}: {took:?}"
         );
-        assert_eq!(
-            world.live_version().await,
-            Some((Track::Stable, "1.0.0".into()))
-        );
+        world.assert_live(Track::Stable, "1.0.0").await;
     }
 }
 
@@ -269,13 +221,8 @@ async fn a_metrics_outage_holds_the_canary_and_never_promotes() {
         "{:?}",
         report.outcome
     );
-    let max_weight = report
-        .timeline
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::WeightChanged { percent, .. } => Some(*percent),
-            _ => None,
-        })
+    let max_weight = weights(&report.timeline)
+        .into_iter()
         .fold(0.0_f64, f64::max);
     assert!(max_weight < 100.0, "promoted without evidence");
 }
@@ -325,31 +272,13 @@ async fn a_judged_rollback_whose_first_switch_back_fails_switches_back_again() {
         exposed: false.into(),
         failed: false.into(),
     });
-    let backends = serin_orchestrator::ServiceBackends::new(
-        router.clone(),
-        world.source.clone(),
-        world.health.clone(),
-    );
-    let o =
-        serin_orchestrator::Orchestrator::builder(world.platform.clone(), world.journal.clone())
-            .service(SERVICE, backends)
-            .clock(world.clock)
-            .build();
+    let o = world.orchestrator_routing(router.clone());
     let mut config = canary_config("1.1.0");
     config.monitoring.error_rate_threshold = None;
     let report = o.run(&config).await.expect("run").remove(0);
     assert!(router.failed.load(std::sync::atomic::Ordering::SeqCst));
     let reason = rollback_reason(&report);
     assert!(reason.contains("error_rate"), "{reason}");
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Stable, "1.0.0".into()))
-    );
-    assert!(
-        world
-            .platform
-            .status(SERVICE, &Track::Canary)
-            .await
-            .is_err()
-    );
+    world.assert_live(Track::Stable, "1.0.0").await;
+    assert!(!world.has_track(&Track::Canary).await);
 }

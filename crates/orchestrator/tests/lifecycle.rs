@@ -11,11 +11,13 @@ use serin_compat::steps::{StepKind, StepPhase};
 use serin_orchestrator::backup::Retention;
 use serin_orchestrator::{
     BackupProvider, DeploymentConfig, Event, EventKind, FileJournal, InMemoryBackup,
-    InMemoryStepRunner, Journal, OnDeadline, Orchestrator, Outcome, Phase, Platform, Report,
-    StepStatus,
+    InMemoryStepRunner, Journal, OnDeadline, Orchestrator, Outcome, Phase, Report, StepStatus,
 };
 use serin_signals::Track;
-use support::{SERVICE, World, canary_config, drain, v};
+use support::{
+    SERVICE, World, assert_succeeded, canary_config, drain, resume_to_end, run_to_end,
+    short_canary_config, v,
+};
 
 fn orchestrator(
     world: &World,
@@ -50,10 +52,16 @@ async fn on_1_0_0() -> Arc<World> {
     world
 }
 
+/// [`on_1_0_0`], then under traffic (which keeps flowing when the handle is dropped).
+async fn serving_1_0_0() -> (Arc<World>, tokio::task::JoinHandle<()>) {
+    let world = on_1_0_0().await;
+    let traffic = world.spawn_traffic();
+    (world, traffic)
+}
+
 #[tokio::test(start_paused = true)]
 async fn upgrade_steps_are_planned_then_done_before_and_after_the_deployment() {
-    let world = on_1_0_0().await;
-    let _traffic = world.spawn_traffic();
+    let (world, _traffic) = serving_1_0_0().await;
     let backup = Arc::new(InMemoryBackup::new());
     let runner = Arc::new(InMemoryStepRunner::new());
     let o = orchestrator(&world, Some(backup.clone()), Some(runner.clone()));
@@ -71,8 +79,7 @@ async fn upgrade_steps_are_planned_then_done_before_and_after_the_deployment() {
     assert!(text.contains("by the in-memory step runner"), "{text}");
 
     let mut events = o.subscribe();
-    let report = o.start(&config, SERVICE).await.expect("start").wait().await;
-    let report = report.expect("report");
+    let report = run_to_end(&o, &config).await;
     println!("{report}");
     assert_eq!(report.outcome, Some(Outcome::Succeeded));
     let phases = step_phases(&drain(&mut events));
@@ -129,13 +136,7 @@ async fn without_a_runner_steps_are_due_and_after_a_rollback_the_later_ones_stay
     world.set_rate("1.1.0", 0.08);
     let _traffic = world.spawn_traffic();
     let o = orchestrator(&world, None, None);
-    let report = o
-        .start(&canary_config("1.1.0"), SERVICE)
-        .await
-        .expect("start")
-        .wait()
-        .await
-        .expect("report");
+    let report = run_to_end(&o, &canary_config("1.1.0")).await;
     assert!(
         matches!(report.outcome, Some(Outcome::RolledBack { .. })),
         "{report}"
@@ -164,26 +165,14 @@ async fn a_failed_pre_upgrade_step_fails_the_deployment_before_anything_changes(
     runner.fail_next("migration tool unreachable");
     let o = orchestrator(&world, None, Some(runner));
     let applies = world.router.apply_count();
-    let report = o
-        .start(&canary_config("1.1.0"), SERVICE)
-        .await
-        .expect("start")
-        .wait()
-        .await
-        .expect("report");
+    let report = run_to_end(&o, &canary_config("1.1.0")).await;
     let Some(Outcome::Failed { reason }) = &report.outcome else {
         panic!("expected failed, got {report}");
     };
     assert!(reason.contains("migration tool unreachable"), "{reason}");
     assert!(reason.contains("nothing was deployed"), "{reason}");
     assert_eq!(world.router.apply_count(), applies, "no split changed");
-    assert!(
-        world
-            .platform
-            .status(SERVICE, &Track::Canary)
-            .await
-            .is_err()
-    );
+    assert!(!world.has_track(&Track::Canary).await);
     assert!(
         report
             .checklist
@@ -194,14 +183,13 @@ async fn a_failed_pre_upgrade_step_fails_the_deployment_before_anything_changes(
 
 #[tokio::test(start_paused = true)]
 async fn events_name_the_new_version_when_a_canary_runs_on_the_stable_track() {
-    let world = on_1_0_0().await;
-    let _traffic = world.spawn_traffic();
+    let (world, _traffic) = serving_1_0_0().await;
     let o = world.orchestrator();
     let first = o.run(&canary_config("1.1.0")).await.expect("run").remove(0);
     assert_eq!(first.to.track, Track::Canary);
     // 1.1.0 now runs on `canary`; the next canary runs 1.2.0 on the idle `stable` track.
     let second = o.run(&canary_config("1.2.0")).await.expect("run").remove(0);
-    assert_eq!(second.outcome, Some(Outcome::Succeeded), "{second}");
+    assert_succeeded(&second);
     assert_eq!(second.to.track, Track::Stable);
     let weights: Vec<&EventKind> = second
         .timeline
@@ -234,8 +222,7 @@ async fn deadline_run(
     warm: Duration,
     on: OnDeadline,
 ) -> (Arc<World>, Report) {
-    let world = on_1_0_0().await;
-    let _traffic = world.spawn_traffic();
+    let (world, _traffic) = serving_1_0_0().await;
     let mut c = canary_config("1.1.0");
     c.max_deployment_duration = max;
     c.monitoring.monitoring_duration = monitoring;
@@ -267,21 +254,17 @@ async fn the_deadline_ends_monitoring_and_completes_by_default() {
         OnDeadline::Complete,
     )
     .await;
-    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    assert_succeeded(&report);
     assert_eq!(deadline_event(&report), Some((Phase::Monitoring, 240)));
+    assert_took_at_most(&report, max);
+    world.assert_live(Track::Canary, "1.1.0").await;
+    assert!(!world.has_track(&Track::Stable).await);
+}
+
+/// The deployment ended within a second after `max`.
+fn assert_took_at_most(report: &Report, max: Duration) {
     let took = report.last_at.saturating_duration_since(report.started_at);
     assert!(took <= max + Duration::from_secs(1), "{took:?}");
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Canary, "1.1.0".into()))
-    );
-    assert!(
-        world
-            .platform
-            .status(SERVICE, &Track::Stable)
-            .await
-            .is_err()
-    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -298,17 +281,8 @@ async fn the_deadline_in_monitoring_rolls_back_when_configured() {
     };
     assert!(reason.contains("maxDeploymentDuration"), "{reason}");
     assert_eq!(deadline_event(&report), Some((Phase::Monitoring, 240)));
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Stable, "1.0.0".into()))
-    );
-    assert!(
-        world
-            .platform
-            .status(SERVICE, &Track::Canary)
-            .await
-            .is_err()
-    );
+    world.assert_live(Track::Stable, "1.0.0").await;
+    assert!(!world.has_track(&Track::Canary).await);
 }
 
 #[tokio::test(start_paused = true)]
@@ -321,23 +295,15 @@ async fn the_deadline_cuts_the_warm_delay_short() {
         OnDeadline::Complete,
     )
     .await;
-    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    assert_succeeded(&report);
     assert_eq!(deadline_event(&report), Some((Phase::Completion, 300)));
-    let took = report.last_at.saturating_duration_since(report.started_at);
-    assert!(took <= max + Duration::from_secs(1), "{took:?}");
-    assert!(
-        world
-            .platform
-            .status(SERVICE, &Track::Stable)
-            .await
-            .is_err()
-    );
+    assert_took_at_most(&report, max);
+    assert!(!world.has_track(&Track::Stable).await);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_paused_deployment_still_ends_at_the_deadline_after_promotion() {
-    let world = on_1_0_0().await;
-    let _traffic = world.spawn_traffic();
+    let (world, _traffic) = serving_1_0_0().await;
     let mut c = canary_config("1.1.0");
     c.max_deployment_duration = Duration::from_secs(400);
     c.monitoring.monitoring_duration = Duration::from_secs(20);
@@ -350,63 +316,26 @@ async fn a_paused_deployment_still_ends_at_the_deadline_after_promotion() {
     }
     handle.pause().await.expect("pause");
     let report = handle.wait().await.expect("report");
-    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    assert_succeeded(&report);
     assert_eq!(deadline_event(&report), Some((Phase::Completion, 400)));
 }
 
 /// The canary of 1.1.0 with its checklist, crashing after the `crash_at`-th record when
 /// given and resumed by a new orchestrator with the same step runner, which is returned.
 async fn checklist_run(crash_at: Option<usize>) -> (Report, usize, Arc<InMemoryStepRunner>) {
-    let world = on_1_0_0().await;
-    let _traffic = world.spawn_traffic();
+    let (world, _traffic) = serving_1_0_0().await;
     let runner = Arc::new(InMemoryStepRunner::new());
     let before = world.journal.len();
     // A short canary keeps the number of crash points (one per record) small.
-    let mut config = canary_config("1.1.0");
-    config.canary_config.increment_percentage = 45;
-    config.canary_config.increment_interval = Duration::from_secs(30);
-    config.monitoring.monitoring_duration = Duration::from_secs(20);
-    config.blue_green_config.keep_old_warm_for = Duration::from_secs(20);
+    let config = short_canary_config("1.1.0");
     let first = orchestrator(&world, None, Some(runner.clone()));
-    let resumed_with = runner.clone();
     let report = match crash_at {
-        None => first
-            .start(&config, SERVICE)
-            .await
-            .expect("start")
-            .wait()
-            .await
-            .expect("report"),
+        None => run_to_end(&first, &config).await,
         Some(k) => {
-            world.journal.stall_after(Some(before + k));
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let starter = tokio::spawn(async move {
-                let h = first.start(&config, SERVICE).await.expect("start");
-                let _ = tx.send(h);
-            });
-            while world.journal.len() < before + k {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            match tokio::time::timeout(Duration::from_millis(1), rx).await {
-                Ok(Ok(handle)) => handle.kill(),
-                _ => starter.abort(),
-            }
-            world.journal.stall_after(None);
-            let id = world
-                .journal
-                .all()
-                .last()
-                .expect("records")
-                .deployment
-                .clone();
-            orchestrator(&world, None, Some(resumed_with))
-                .resume(&id)
+            let id = support::crash_at(&world, first, config, before + k)
                 .await
-                .expect("resume")
-                .wait()
-                .await
-                .expect("report")
+                .deployment;
+            resume_to_end(&orchestrator(&world, None, Some(runner.clone())), &id).await
         }
     };
     (report, world.journal.len() - before, runner)
@@ -464,13 +393,12 @@ async fn the_checklist_survives_a_crash_at_every_journal_write() {
 async fn upgraded(
     backup: Option<Arc<InMemoryBackup>>,
 ) -> (Arc<World>, Orchestrator, DeploymentConfig) {
-    let world = on_1_0_0().await;
-    let _traffic = world.spawn_traffic();
+    let (world, _traffic) = serving_1_0_0().await;
     let runner = Arc::new(InMemoryStepRunner::new());
     let o = orchestrator(&world, backup, Some(runner));
     let config = canary_config("1.1.0");
-    let up = o.start(&config, SERVICE).await.expect("start").wait().await;
-    assert_eq!(up.expect("report").outcome, Some(Outcome::Succeeded));
+    let up = run_to_end(&o, &config).await;
+    assert_eq!(up.outcome, Some(Outcome::Succeeded));
     (world, o, config)
 }
 
@@ -507,11 +435,11 @@ async fn rolling_back_across_a_destructive_migration_restores_the_backup_taken_b
         .await
         .expect("rollback");
     println!("{report}");
-    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    assert_succeeded(&report);
     assert_eq!(backup.restored(), vec![before.clone()]);
     // A fresh backup of the migrated database is taken first, then the old one restored,
     // all before the switch.
-    let kinds: Vec<&EventKind> = report.timeline.iter().map(|e| &e.kind).collect();
+    let kinds = support::kinds(&report);
     let taken = kinds
         .iter()
         .position(|k| matches!(k, EventKind::BackupTaken { .. }));
@@ -557,7 +485,7 @@ async fn rolls_back_restoring(
         .rollback_to(config, SERVICE, v("1.0.0"))
         .await
         .expect("rollback");
-    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    assert_succeeded(&report);
     assert_eq!(backup.restored(), vec![before]);
 }
 
@@ -619,8 +547,7 @@ async fn a_rollback_across_a_destructive_migration_without_a_backup_is_refused()
 
 #[tokio::test(start_paused = true)]
 async fn the_verdict_is_written_by_its_serialized_name_in_events_and_the_dry_run() {
-    let world = on_1_0_0().await;
-    let _traffic = world.spawn_traffic();
+    let (world, _traffic) = serving_1_0_0().await;
     let runner = Arc::new(InMemoryStepRunner::new());
     let o = orchestrator(&world, Some(Arc::new(InMemoryBackup::new())), Some(runner));
     let config = canary_config("1.1.0");

@@ -8,10 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serin_orchestrator::{
-    EventKind, InMemoryPlatform, Journal, Outcome, Platform, Report, Stage, TrafficStrategyKind,
+    EventKind, InMemoryPlatform, Journal, Platform, Report, Stage, TrafficStrategyKind,
 };
 use serin_signals::{Timestamp, Track};
-use support::{SERVICE, World, blue_green_config, canary_config, rollback_reason};
+use support::{
+    SERVICE, World, assert_succeeded, blue_green_config, canary_config, rollback_reason,
+    until_stage, weights,
+};
 
 /// The samples' windows of the canary arm with data, each with whether its error rate is above
 /// `threshold`, and the windows without data (`None`).
@@ -51,14 +54,8 @@ async fn watched(gap: bool) -> Report {
     config.monitoring.error_rate_threshold = Some(0.2);
     config.monitoring.consecutive_failures = 3;
     config.monitoring.check_interval = Duration::from_secs(5);
-    let h = world
-        .orchestrator()
-        .start(&config, SERVICE)
-        .await
-        .expect("start");
-    while h.status().stage != Stage::Monitoring {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let h = world.start(&config).await;
+    until_stage(&h, Stage::Monitoring).await;
     tokio::time::sleep(Duration::from_millis(12_500)).await;
     world.set_rate("1.1.0", 0.5);
     if gap {
@@ -117,15 +114,12 @@ async fn consecutive_failures_after_promotion_are_a_span_of_checks() {
 
 /// A world whose new instances take `checks` status checks to become ready.
 async fn slow_world(checks: u32) -> (Arc<World>, tokio::task::JoinHandle<()>) {
-    let world = Arc::new(World {
-        platform: Arc::new(InMemoryPlatform::new().with_ready_after(checks)),
-        ..World::new()
-    });
-    world.set_rate("1.0.0", 0.005);
-    world.set_rate("1.1.0", 0.005);
-    let traffic = world.spawn_traffic();
-    world.install("1.0.0").await;
-    (world, traffic)
+    World::serving_on(
+        InMemoryPlatform::new().with_ready_after(checks),
+        0.005,
+        0.005,
+    )
+    .await
 }
 
 /// A promoted canary serves its last weight until its track has grown to full size: the
@@ -137,23 +131,9 @@ async fn a_canary_going_bad_while_its_track_grows_is_rolled_back_before_taking_a
     let mut config = canary_config("1.1.0");
     config.canary_thresholds.max_error_rate = Some(0.2);
     config.blue_green_config.readiness_timeout = Duration::from_secs(120);
-    let h = world
-        .orchestrator()
-        .start(&config, SERVICE)
-        .await
-        .expect("start");
+    let h = world.start(&config).await;
     // The promotion scales the canary track from 1 instance to 2.
-    let instances = || async {
-        world
-            .platform
-            .list()
-            .await
-            .expect("list")
-            .iter()
-            .find(|t| t.track == Track::Canary)
-            .map_or(0, |t| t.instances.len())
-    };
-    while instances().await < 2 {
+    while world.instances_of(&Track::Canary).await < 2 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let scaled = world.clock.now();
@@ -161,22 +141,14 @@ async fn a_canary_going_bad_while_its_track_grows_is_rolled_back_before_taking_a
     let report = h.wait().await.expect("report");
     let reason = rollback_reason(&report);
     assert!(reason.contains("canary-max-error-rate"), "{reason}");
-    let top = report
-        .timeline
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::WeightChanged { percent, .. } => Some(*percent),
-            _ => None,
-        })
+    let top = weights(&report.timeline)
+        .into_iter()
         .fold(0.0_f64, f64::max);
     assert_eq!(top, 70.0, "{report}");
     // Within a check interval or so, long before the 30 s the track takes.
     let took = fired_at(&report).saturating_duration_since(scaled);
     assert!(took <= Duration::from_secs(10), "{took:?}");
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Stable, "1.0.0".into()))
-    );
+    world.assert_live(Track::Stable, "1.0.0").await;
 }
 
 /// The watch after promotion, on [`blue_green_config`]'s timings but 10 s long, with the old
@@ -188,23 +160,27 @@ fn warm_config() -> serin_orchestrator::DeploymentConfig {
     config
 }
 
+/// The world serving 1.0.0 and the switch of [`warm_config`] to 1.1.0, past its watch.
+async fn past_the_watch() -> (
+    Arc<World>,
+    tokio::task::JoinHandle<()>,
+    serin_orchestrator::DeploymentHandle,
+) {
+    let (world, traffic) = World::serving(0.005, 0.005).await;
+    let h = world.start(&warm_config()).await;
+    until_stage(&h, Stage::Completion).await;
+    (world, traffic, h)
+}
+
 /// Past the watch, the rest of `keepOldWarmFor` keeps the old version for a switch back and
 /// watches nothing: a version that goes bad then is not rolled back by a trigger.
 #[tokio::test(start_paused = true)]
 async fn the_warm_delay_past_the_watch_is_not_watched() {
-    let (world, _traffic) = World::serving(0.005, 0.005).await;
-    let h = world
-        .orchestrator()
-        .start(&warm_config(), SERVICE)
-        .await
-        .expect("start");
-    while h.status().stage != Stage::Completion {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (world, _traffic, h) = past_the_watch().await;
     let watch_ended = world.clock.now();
     world.set_rate("1.1.0", 0.5);
     let report = h.wait().await.expect("report");
-    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    assert_succeeded(&report);
     assert!(
         report.samples.iter().all(|s| s.window.end() <= watch_ended),
         "{report}"
@@ -215,15 +191,7 @@ async fn the_warm_delay_past_the_watch_is_not_watched() {
 /// starting it again.
 #[tokio::test(start_paused = true)]
 async fn an_abort_in_the_warm_delay_past_the_watch_switches_back_to_the_warm_version() {
-    let (world, _traffic) = World::serving(0.005, 0.005).await;
-    let h = world
-        .orchestrator()
-        .start(&warm_config(), SERVICE)
-        .await
-        .expect("start");
-    while h.status().stage != Stage::Completion {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (world, _traffic, h) = past_the_watch().await;
     tokio::time::sleep(Duration::from_secs(20)).await;
     let old = world
         .platform
@@ -233,10 +201,7 @@ async fn an_abort_in_the_warm_delay_past_the_watch_switches_back_to_the_warm_ver
     h.abort().await.expect("abort");
     let report = h.wait().await.expect("report");
     assert!(rollback_reason(&report).contains("aborted"), "{report}");
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Stable, "1.0.0".into()))
-    );
+    world.assert_live(Track::Stable, "1.0.0").await;
     let now = world
         .platform
         .status(SERVICE, &Track::Stable)

@@ -20,15 +20,12 @@ const READY_AFTER: u32 = 40;
 
 /// A world serving 1.0.0 whose new instances are slow to become ready.
 async fn slow_world() -> (Arc<World>, tokio::task::JoinHandle<()>) {
-    let world = Arc::new(World {
-        platform: Arc::new(InMemoryPlatform::new().with_ready_after(READY_AFTER)),
-        ..World::new()
-    });
-    world.set_rate("1.0.0", 0.005);
-    world.set_rate("1.1.0", 0.005);
-    let traffic = world.spawn_traffic();
-    world.install("1.0.0").await;
-    (world, traffic)
+    World::serving_on(
+        InMemoryPlatform::new().with_ready_after(READY_AFTER),
+        0.005,
+        0.005,
+    )
+    .await
 }
 
 /// A canary to 1.1.0 (10%, 40%, 70%, then a promotion that grows its track from 1 instance
@@ -52,21 +49,9 @@ fn config() -> DeploymentConfig {
 /// Starts `config` and waits until the promotion has scaled the canary track to 2 instances;
 /// answers the handle and when that was seen.
 async fn promoting(world: &World, config: &DeploymentConfig) -> (DeploymentHandle, Timestamp) {
-    let h = world
-        .orchestrator()
-        .start(config, SERVICE)
-        .await
-        .expect("start");
+    let h = world.start(config).await;
     loop {
-        let canary = world
-            .platform
-            .list()
-            .await
-            .expect("list")
-            .iter()
-            .find(|t| t.track == Track::Canary)
-            .map_or(0, |t| t.instances.len());
-        if canary >= 2 {
+        if world.instances_of(&Track::Canary).await >= 2 {
             return (h, world.clock.now());
         }
         if h.status().outcome.is_some() {
@@ -125,7 +110,7 @@ async fn a_metrics_outage_while_a_promoted_canary_grows_holds_it_until_the_data_
     let back = world.clock.now();
     world.source.set_unavailable(false);
     let report = h.wait().await.expect("report");
-    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    support::assert_succeeded(&report);
     let full = weights(&report)
         .into_iter()
         .find(|(_, w)| *w == 100.0)
@@ -162,10 +147,7 @@ async fn a_hold_that_never_clears_while_the_track_grows_rolls_back_at_the_deadli
         .map(|(_, w)| w)
         .fold(0.0, f64::max);
     assert_eq!(top, 70.0, "{report}");
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Stable, "1.0.0".into()))
-    );
+    world.assert_live(Track::Stable, "1.0.0").await;
 }
 
 /// An operator's promotion goes through a hold, as it does in the canary stage, the switch
@@ -183,9 +165,7 @@ async fn an_operators_promotion_goes_through_a_hold_while_the_track_grows() {
     assert_eq!(canary_share(&world).await, 100.0);
     let took = world.clock.now().saturating_duration_since(asked);
     assert!(took <= Duration::from_secs(3), "{took:?}");
-    h.abort().await.expect("abort");
-    let report = h.wait().await.expect("report");
-    assert!(matches!(report.outcome, Some(Outcome::RolledBack { .. })));
+    rolled_back_by_an_abort(h).await;
 }
 
 /// An operator who promotes a canary held by a metrics outage promotes it through the hold:
@@ -193,14 +173,8 @@ async fn an_operators_promotion_goes_through_a_hold_while_the_track_grows() {
 #[tokio::test(start_paused = true)]
 async fn an_operators_promotion_of_a_held_canary_is_not_held_while_its_track_grows() {
     let (world, _traffic) = slow_world().await;
-    let h = world
-        .orchestrator()
-        .start(&config(), SERVICE)
-        .await
-        .expect("start");
-    while h.status().weight < 40.0 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    let h = world.start(&config()).await;
+    support::until_weight(&h, 40.0).await;
     world.source.set_unavailable(true);
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert_eq!(h.status().weight, 40.0, "held by the outage");
@@ -209,6 +183,11 @@ async fn an_operators_promotion_of_a_held_canary_is_not_held_while_its_track_gro
     // The track grows in some 40 s; then it takes all traffic.
     tokio::time::sleep(Duration::from_secs(u64::from(READY_AFTER) + 10)).await;
     assert_eq!(canary_share(&world).await, 100.0);
+    rolled_back_by_an_abort(h).await;
+}
+
+/// Aborts the deployment, which then ends rolled back.
+async fn rolled_back_by_an_abort(h: DeploymentHandle) {
     h.abort().await.expect("abort");
     let report = h.wait().await.expect("report");
     assert!(matches!(report.outcome, Some(Outcome::RolledBack { .. })));

@@ -8,23 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use serin_orchestrator::{
-    Effect, Event, EventKind, Orchestrator, Outcome, Report, ServiceBackends, TrafficStrategyKind,
-};
+use serin_orchestrator::{Effect, Event, EventKind, Outcome, Report, TrafficStrategyKind};
 use serin_signals::Track;
 use serin_traffic::{TrafficRouter, TrafficSplit};
-use support::{SERVICE, World, blue_green_config, canary_config, drain, rollback_reason};
-
-/// The weights events announce, in order.
-fn weights(events: &[Event]) -> Vec<f64> {
-    events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::WeightChanged { percent, .. } => Some(*percent),
-            _ => None,
-        })
-        .collect()
-}
+use support::{
+    SERVICE, World, assert_succeeded, blue_green_config, canary_config, drain, rollback_reason,
+    until_weight, weights,
+};
 
 /// The share `split` gives `track`, in percent.
 fn share(split: &TrafficSplit, track: &Track) -> f64 {
@@ -38,13 +28,7 @@ async fn a_canary_rolled_back_by_its_judges_announces_its_way_back_to_0_percent(
     let (world, _traffic) = World::serving(0.005, 0.05).await;
     let o = world.orchestrator();
     let mut events = o.subscribe();
-    let report = o
-        .start(&canary_config("1.1.0"), SERVICE)
-        .await
-        .expect("start")
-        .wait()
-        .await
-        .expect("report");
+    let report = support::run_to_end(&o, &canary_config("1.1.0")).await;
     rollback_reason(&report);
     let seen = drain(&mut events);
     assert_eq!(
@@ -61,25 +45,17 @@ async fn a_canary_rolled_back_by_its_judges_announces_its_way_back_to_0_percent(
         .expect("back to 0%");
     let over = at(&|k| matches!(k, EventKind::RolledBack { .. })).expect("over");
     assert!(started < back && back < over, "{report}");
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Stable, "1.0.0".into()))
-    );
+    world.assert_live(Track::Stable, "1.0.0").await;
 }
 
 /// An abort of a gradual switch at 50% announces the new colour's way back to 0%.
 #[tokio::test(start_paused = true)]
 async fn an_operator_abort_of_a_switch_announces_green_back_at_0_percent() {
     let (world, _traffic) = World::serving(0.005, 0.005).await;
-    let config = blue_green_config("1.1.0", TrafficStrategyKind::Gradual);
     let h = world
-        .orchestrator()
-        .start(&config, SERVICE)
-        .await
-        .expect("start");
-    while h.status().weight < 50.0 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+        .start(&blue_green_config("1.1.0", TrafficStrategyKind::Gradual))
+        .await;
+    until_weight(&h, 50.0).await;
     h.abort().await.expect("abort");
     let report = h.wait().await.expect("report");
     assert!(rollback_reason(&report).contains("aborted"), "{report}");
@@ -129,11 +105,7 @@ async fn through_a_refused_raise(
         track,
         refused: AtomicBool::new(false),
     });
-    let backends = ServiceBackends::new(router, world.source.clone(), world.health.clone());
-    let o = Orchestrator::builder(world.platform.clone(), world.journal.clone())
-        .service(SERVICE, backends)
-        .clock(world.clock)
-        .build();
+    let o = world.orchestrator_routing(router);
     let mut events = o.subscribe();
     let report = o.run(config).await.expect("run").remove(0);
     (report, drain(&mut events))
@@ -154,10 +126,7 @@ async fn a_switch_step_the_router_refuses_is_never_announced() {
         seen, report.timeline,
         "subscribers see the journalled timeline"
     );
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Stable, "1.0.0".into()))
-    );
+    world.assert_live(Track::Stable, "1.0.0").await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -192,12 +161,11 @@ async fn a_weight_applied_before_a_crash_is_announced_by_the_resumed_run() {
         let (world, _traffic) = World::serving(0.005, 0.005).await;
         world.deploy(&config).await
     };
-    assert_eq!(reference.outcome, Some(Outcome::Succeeded), "{reference}");
+    assert_succeeded(&reference);
 
     let (world, _traffic) = World::serving(0.005, 0.005).await;
     let before = world.journal.len();
-    let o = world.orchestrator();
-    let h = o.start(&config, SERVICE).await.expect("start");
+    let h = world.start(&config).await;
     let id = h.id().to_owned();
     // The record that applies 10% and the record after it.
     let applies_10 = |r: &serin_orchestrator::Record| {
@@ -220,15 +188,8 @@ async fn a_weight_applied_before_a_crash_is_announced_by_the_resumed_run() {
             .expect("append");
     }
     assert_eq!(weights(&records[k].events), Vec::<f64>::new());
-    let report = world
-        .orchestrator_over(cut)
-        .resume(&id)
-        .await
-        .expect("resume")
-        .wait()
-        .await
-        .expect("report");
-    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    let report = support::resume_to_end(&world.orchestrator_over(cut), &id).await;
+    assert_succeeded(&report);
     assert_eq!(
         weights(&report.timeline),
         weights(&reference.timeline),
@@ -273,18 +234,12 @@ async fn a_rollback_that_cannot_switch_back_says_where_it_left_traffic() {
         world: Arc::clone(&world),
         broken: AtomicBool::new(false),
     });
-    let backends = ServiceBackends::new(router.clone(), world.source.clone(), world.health.clone());
-    let o = Orchestrator::builder(world.platform.clone(), world.journal.clone())
-        .service(SERVICE, backends)
-        .clock(world.clock)
-        .build();
-    let h = o
+    let h = world
+        .orchestrator_routing(router.clone())
         .start(&canary_config("1.1.0"), SERVICE)
         .await
         .expect("start");
-    while h.status().weight < 40.0 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    until_weight(&h, 40.0).await;
     router.broken.store(true, Ordering::SeqCst);
     let _ = h.abort().await;
     let report = h.wait().await.expect("report");

@@ -11,7 +11,7 @@ use serin_local::load::{Load, Tally};
 use serin_local::{ProcessConfig, ProcessPlatform, ProxiedPlatform, ProxyConfig, ProxyRouter};
 use serin_orchestrator::{
     DeploymentConfig, InMemoryJournal, Orchestrator, Outcome, Platform, Report, ServiceBackends,
-    StrategyKind, TrackSpec, TrafficStrategyKind,
+    StrategyKind, TrackSpec, TrackStatus, TrafficStrategyKind,
 };
 use serin_signals::InMemoryHealth;
 
@@ -121,6 +121,18 @@ impl Local {
         }
     }
 
+    /// A world where `strategy` installed 1.0.0, then under load.
+    async fn installed(
+        rates: &'static [(&'static str, &'static str)],
+        strategy: StrategyKind,
+    ) -> Local {
+        let local = Local::new(rates).await;
+        let install = local.run(&config(strategy, "1.0.0")).await;
+        assert_eq!(install.outcome, Some(Outcome::Succeeded));
+        local.start_load().await;
+        local
+    }
+
     async fn start_load(&self) {
         let _ = self
             .load
@@ -139,6 +151,16 @@ impl Local {
             .expect("finished within a minute")
             .expect("run")
             .remove(0)
+    }
+
+    /// Lets the last requests land, then closes the world: what the load saw, and the tracks
+    /// that were left running.
+    async fn finish(self) -> (Tally, Vec<TrackStatus>) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let tally = self.tally();
+        let live = self.platform.list().await.expect("list");
+        self.close().await;
+        (tally, live)
     }
 
     async fn close(self) {
@@ -186,10 +208,7 @@ fn config(strategy: StrategyKind, version: &str) -> DeploymentConfig {
 async fn canary_promotes_then_rolls_back_on_real_processes_without_failed_requests() {
     // The healthy versions make no errors of their own, so any error a switch caused would show.
     static RATES: [(&str, &str); 3] = [("1.0.0", "0"), ("1.1.0", "0"), ("1.2.0", "0.3")];
-    let local = Local::new(&RATES).await;
-    let install = local.run(&config(StrategyKind::Canary, "1.0.0")).await;
-    assert_eq!(install.outcome, Some(Outcome::Succeeded));
-    local.start_load().await;
+    let local = Local::installed(&RATES, StrategyKind::Canary).await;
     let v2 = local.run(&config(StrategyKind::Canary, "1.1.0")).await;
     assert_eq!(v2.outcome, Some(Outcome::Succeeded), "{v2}");
     let v3 = local.run(&config(StrategyKind::Canary, "1.2.0")).await;
@@ -197,14 +216,14 @@ async fn canary_promotes_then_rolls_back_on_real_processes_without_failed_reques
         matches!(v3.outcome, Some(Outcome::RolledBack { .. })),
         "{v3}"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let Tally {
-        answered,
-        unanswered,
-        ..
-    } = local.tally();
-    let live = local.platform.list().await.expect("list");
-    local.close().await;
+    let (
+        Tally {
+            answered,
+            unanswered,
+            ..
+        },
+        live,
+    ) = local.finish().await;
     assert!(answered > 500, "{answered} requests answered");
     assert_eq!(unanswered, 0, "requests failed because of a switch");
     assert_eq!(live.len(), 1);
@@ -214,20 +233,17 @@ async fn canary_promotes_then_rolls_back_on_real_processes_without_failed_reques
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gradual_blue_green_switch_on_real_processes_drops_nothing() {
     static RATES: [(&str, &str); 2] = [("1.0.0", "0"), ("1.1.0", "0")];
-    let local = Local::new(&RATES).await;
-    let install = local.run(&config(StrategyKind::BlueGreen, "1.0.0")).await;
-    assert_eq!(install.outcome, Some(Outcome::Succeeded));
-    local.start_load().await;
+    let local = Local::installed(&RATES, StrategyKind::BlueGreen).await;
     let report = local.run(&config(StrategyKind::BlueGreen, "1.1.0")).await;
     assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let Tally {
-        server_errors,
-        unanswered,
-        ..
-    } = local.tally();
-    let live = local.platform.list().await.expect("list");
-    local.close().await;
+    let (
+        Tally {
+            server_errors,
+            unanswered,
+            ..
+        },
+        live,
+    ) = local.finish().await;
     assert_eq!((unanswered, server_errors), (0, 0));
     assert_eq!(live.len(), 1);
     assert_eq!(live[0].track.to_string(), "green");
@@ -236,10 +252,7 @@ async fn a_gradual_blue_green_switch_on_real_processes_drops_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blue_green_switch_to_a_failing_version_is_switched_back_by_its_trigger() {
     static RATES: [(&str, &str); 2] = [("1.0.0", "0"), ("1.1.0", "0.4")];
-    let local = Local::new(&RATES).await;
-    let install = local.run(&config(StrategyKind::BlueGreen, "1.0.0")).await;
-    assert_eq!(install.outcome, Some(Outcome::Succeeded));
-    local.start_load().await;
+    let local = Local::installed(&RATES, StrategyKind::BlueGreen).await;
     let mut c = config(StrategyKind::BlueGreen, "1.1.0");
     c.monitoring.error_rate_threshold = Some(0.10);
     c.monitoring.consecutive_failures = 2;
@@ -250,10 +263,7 @@ async fn a_blue_green_switch_to_a_failing_version_is_switched_back_by_its_trigge
         panic!("expected a rollback by the trigger, got {report}");
     };
     assert!(reason.contains("trigger"), "{reason}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let unanswered = local.tally().unanswered;
-    let live = local.platform.list().await.expect("list");
-    local.close().await;
+    let (Tally { unanswered, .. }, live) = local.finish().await;
     assert_eq!(unanswered, 0, "requests failed because of a switch");
     assert_eq!(live.len(), 1);
     assert_eq!(
@@ -265,10 +275,7 @@ async fn a_blue_green_switch_to_a_failing_version_is_switched_back_by_its_trigge
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_canary_holds_its_weight_then_an_abort_rolls_it_back() {
     static RATES: [(&str, &str); 2] = [("1.0.0", "0"), ("1.1.0", "0")];
-    let local = Local::new(&RATES).await;
-    let install = local.run(&config(StrategyKind::Canary, "1.0.0")).await;
-    assert_eq!(install.outcome, Some(Outcome::Succeeded));
-    local.start_load().await;
+    let local = Local::installed(&RATES, StrategyKind::Canary).await;
     let handle = local
         .orchestrator
         .start(&config(StrategyKind::Canary, "1.1.0"), SERVICE)
@@ -298,10 +305,7 @@ async fn a_paused_canary_holds_its_weight_then_an_abort_rolls_it_back() {
         panic!("expected a rollback, got {report}");
     };
     assert!(reason.contains("aborted"), "{reason}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let unanswered = local.tally().unanswered;
-    let live = local.platform.list().await.expect("list");
-    local.close().await;
+    let (Tally { unanswered, .. }, live) = local.finish().await;
     assert_eq!(unanswered, 0, "requests failed because of a switch");
     assert_eq!(live.len(), 1);
     assert_eq!(live[0].version.to_string(), "1.0.0");

@@ -18,8 +18,7 @@ use serin_orchestrator::notify::{
     SmtpSettings, StartTls, TIMESTAMP_HEADER, event_type, verify_signature,
 };
 use serin_orchestrator::{
-    DeploymentConfig, Event, EventKind, Notifier, NotifyOn, Orchestrator, Outcome, Phase,
-    ServiceBackends, StrategyKind,
+    DeploymentConfig, Event, EventKind, Notifier, NotifyOn, Outcome, Phase, StrategyKind,
 };
 use serin_signals::Timestamp;
 use tokio::net::TcpListener;
@@ -31,9 +30,7 @@ use tokio::sync::Semaphore;
 #[tokio::test]
 async fn a_webhook_delivery_is_a_signed_cloudevent() {
     let rx = Receiver::start(Mode::Answer(204), Some(SECRET), &[]).await;
-    let n = ChannelNotifier::new(fast_settings())
-        .expect("notifier")
-        .with_env(env());
+    let n = notifier(fast_settings());
     let e = event("web-42", 7, rolled_back());
     n.notify(&webhook(&rx.url("/hooks/deploy")), &e)
         .await
@@ -93,14 +90,8 @@ async fn a_webhook_delivery_is_a_signed_cloudevent() {
 #[tokio::test]
 async fn a_receiver_rejects_a_delivery_signed_at_a_stale_time() {
     let rx = Receiver::start(Mode::Answer(200), Some(SECRET), &[]).await;
-    let n = ChannelNotifier::new(fast_settings())
-        .expect("notifier")
-        .with_env(env())
-        .with_clock(|| Timestamp::from_millis(1_000_000_000_000));
-    n.notify(&webhook(&rx.url("/")), &event("web-1", 0, rolled_back()))
-        .await
-        .expect("queued");
-    flush(&n).await;
+    let n = notifier(fast_settings()).with_clock(|| Timestamp::from_millis(1_000_000_000_000));
+    deliver_one(&n, &rx.url("/")).await;
     let rejected = rx.rejected();
     assert_eq!(rejected.len(), 1, "a 401 is not retried");
     assert!(rejected[0].contains("tolerance"), "{rejected:?}");
@@ -111,13 +102,8 @@ async fn a_receiver_rejects_a_delivery_signed_at_a_stale_time() {
 #[tokio::test]
 async fn a_receiver_that_fails_twice_gets_the_event_exactly_once_after_retries() {
     let rx = Receiver::start(Mode::Answer(200), Some(SECRET), &[500, 503]).await;
-    let n = ChannelNotifier::new(fast_settings())
-        .expect("notifier")
-        .with_env(env());
-    n.notify(&webhook(&rx.url("/")), &event("web-1", 0, rolled_back()))
-        .await
-        .expect("queued");
-    flush(&n).await;
+    let n = notifier(fast_settings());
+    deliver_one(&n, &rx.url("/")).await;
     assert_eq!(rx.attempts().len(), 3, "two failures, then success");
     assert_eq!(rx.accepted().len(), 1, "delivered exactly once");
     assert!(rx.rejected().is_empty(), "each retry is signed afresh");
@@ -128,13 +114,8 @@ async fn a_receiver_that_fails_twice_gets_the_event_exactly_once_after_retries()
 #[tokio::test]
 async fn client_errors_are_not_retried_and_server_errors_are_given_up_after_the_last_attempt() {
     let rx = Receiver::start(Mode::Answer(200), Some(SECRET), &[400]).await;
-    let n = ChannelNotifier::new(fast_settings())
-        .expect("notifier")
-        .with_env(env());
-    n.notify(&webhook(&rx.url("/")), &event("web-1", 0, rolled_back()))
-        .await
-        .expect("queued");
-    flush(&n).await;
+    let n = notifier(fast_settings());
+    deliver_one(&n, &rx.url("/")).await;
     assert_eq!(rx.attempts().len(), 1);
     assert_eq!(n.stats().failed, 1);
 
@@ -160,13 +141,8 @@ async fn waits_asked(script: &[u16], retry_after: &str, max_backoff: Duration) -
         },
         ..fast_settings()
     };
-    let n = ChannelNotifier::new(settings)
-        .expect("notifier")
-        .with_env(env());
-    n.notify(&webhook(&rx.url("/")), &event("web-1", 0, rolled_back()))
-        .await
-        .expect("queued");
-    flush(&n).await;
+    let n = notifier(settings);
+    deliver_one(&n, &rx.url("/")).await;
     assert_eq!(rx.accepted().len(), 1);
     let retries = u64::try_from(script.len()).expect("a short script");
     assert_eq!((n.stats().retries, n.stats().delivered), (retries, 1));
@@ -199,16 +175,8 @@ async fn a_refused_connection_is_retried() {
         .expect("bind")
         .local_addr()
         .expect("addr");
-    let n = ChannelNotifier::new(fast_settings())
-        .expect("notifier")
-        .with_env(env());
-    n.notify(
-        &webhook(&format!("http://{addr}/")),
-        &event("web-1", 0, rolled_back()),
-    )
-    .await
-    .expect("queued");
-    flush(&n).await;
+    let n = notifier(fast_settings());
+    deliver_one(&n, &format!("http://{addr}/")).await;
     let stats = n.stats();
     assert_eq!((stats.retries, stats.failed, stats.delivered), (3, 1, 0));
 }
@@ -220,9 +188,7 @@ async fn a_hanging_receiver_holds_up_neither_notify_nor_other_channels() {
     let mut settings = fast_settings();
     settings.request_timeout = Duration::from_millis(300);
     settings.retry.max_attempts = 2;
-    let n = ChannelNotifier::new(settings)
-        .expect("notifier")
-        .with_env(env());
+    let n = notifier(settings);
     let started = tokio::time::Instant::now();
     for seq in 0..5 {
         let e = event("web-1", seq, rolled_back());
@@ -256,45 +222,35 @@ async fn a_hanging_receiver_holds_up_neither_notify_nor_other_channels() {
     );
 }
 
-#[test]
-fn a_notifier_keeps_delivering_after_the_runtime_that_first_used_it_is_gone() {
-    let runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-    };
-    // The receiver lives on its own runtime throughout.
-    let io = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("io runtime");
+/// A receiver on a runtime of its own that answers each delivery once `gate` gives it a permit.
+fn gated_receiver() -> (tokio::runtime::Runtime, Arc<Semaphore>, Receiver) {
+    let io = io_runtime();
     let gate = Arc::new(Semaphore::new(0));
     let rx = io.block_on(Receiver::start(
         Mode::Gate(Arc::clone(&gate)),
         Some(SECRET),
         &[],
     ));
-    let n = ChannelNotifier::new(fast_settings())
-        .expect("notifier")
-        .with_env(env());
+    (io, gate, rx)
+}
+
+#[test]
+fn a_notifier_keeps_delivering_after_the_runtime_that_first_used_it_is_gone() {
+    // The receiver lives on its own runtime throughout.
+    let (_io, gate, rx) = gated_receiver();
+    let n = notifier(fast_settings());
     let ch = webhook(&rx.url("/"));
     // The first runtime ends while its delivery task holds a message in flight.
-    let first = runtime();
+    let first = current_thread_runtime();
     first.block_on(async {
         n.notify(&ch, &event("web-1", 0, rolled_back()))
             .await
             .expect("queued");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while rx.attempts().is_empty() {
-            assert!(tokio::time::Instant::now() < deadline, "delivery in flight");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until_attempted(&rx, "delivery in flight").await;
     });
     drop(first);
     gate.add_permits(100);
-    runtime().block_on(async {
+    current_thread_runtime().block_on(async {
         n.notify(&ch, &event("web-1", 1, rolled_back()))
             .await
             .expect("queued");
@@ -302,11 +258,7 @@ fn a_notifier_keeps_delivering_after_the_runtime_that_first_used_it_is_gone() {
             .await
             .expect("a message lost with its runtime leaves nothing pending");
     });
-    let seqs: Vec<u64> = rx
-        .accepted()
-        .iter()
-        .map(|r| r.json()["data"]["seq"].as_u64().expect("seq"))
-        .collect();
+    let seqs = accepted_seqs(&rx);
     assert!(seqs.contains(&1), "delivered on the new runtime: {seqs:?}");
     let stats = n.stats();
     assert_eq!(
@@ -318,19 +270,10 @@ fn a_notifier_keeps_delivering_after_the_runtime_that_first_used_it_is_gone() {
 
 #[test]
 fn flush_returns_when_the_runtime_given_to_on_runtime_has_shut_down() {
-    let runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-    };
-    let io = runtime();
-    let n = ChannelNotifier::new(fast_settings())
-        .expect("notifier")
-        .with_env(env())
-        .on_runtime(io.handle().clone());
+    let io = current_thread_runtime();
+    let n = notifier(fast_settings()).on_runtime(io.handle().clone());
     drop(io);
-    runtime().block_on(async {
+    current_thread_runtime().block_on(async {
         let err = n
             .notify(
                 &webhook("http://127.0.0.1:9/"),
@@ -351,27 +294,9 @@ fn flush_returns_when_the_runtime_given_to_on_runtime_has_shut_down() {
 /// shuts down the runtime the deliveries ran on; returns the sequence numbers of the queued
 /// two that arrived once `flush` returned (on a runtime of its own), and the stats.
 fn flush_after_the_delivery_runtime_died(given: bool) -> (Vec<u64>, DeliveryStats) {
-    let runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-    };
-    let io = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("io runtime");
-    let gate = Arc::new(Semaphore::new(0));
-    let rx = io.block_on(Receiver::start(
-        Mode::Gate(Arc::clone(&gate)),
-        Some(SECRET),
-        &[],
-    ));
-    let deliveries = runtime();
-    let mut n = ChannelNotifier::new(fast_settings())
-        .expect("notifier")
-        .with_env(env());
+    let (io, gate, rx) = gated_receiver();
+    let deliveries = current_thread_runtime();
+    let mut n = notifier(fast_settings());
     if given {
         n = n.on_runtime(deliveries.handle().clone());
     }
@@ -382,23 +307,17 @@ fn flush_after_the_delivery_runtime_died(given: bool) -> (Vec<u64>, DeliveryStat
                 .await
                 .expect("queued");
         }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while rx.attempts().is_empty() {
-            assert!(tokio::time::Instant::now() < deadline, "delivery in flight");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until_attempted(&rx, "delivery in flight").await;
     });
     drop(deliveries);
     gate.add_permits(100);
-    runtime().block_on(async {
+    current_thread_runtime().block_on(async {
         tokio::time::timeout(Duration::from_secs(5), n.flush())
             .await
             .expect("flush returns");
     });
-    let seqs = rx
-        .accepted()
-        .iter()
-        .map(|r| r.json()["data"]["seq"].as_u64().expect("seq"))
+    let seqs = accepted_seqs(&rx)
+        .into_iter()
         // The receiver still answers the one that was in flight once its gate opens.
         .filter(|seq| *seq > 0)
         .collect();
@@ -429,21 +348,12 @@ async fn overflow(policy: Overflow) -> (Vec<u64>, u64) {
     settings.queue_capacity = 2;
     settings.overflow = policy;
     settings.request_timeout = Duration::from_secs(10);
-    let n = ChannelNotifier::new(settings)
-        .expect("notifier")
-        .with_env(env());
+    let n = notifier(settings);
     let ch = webhook(&rx.url("/"));
     n.notify(&ch, &event("web-1", 0, rolled_back()))
         .await
         .expect("queued");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while rx.attempts().is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "first delivery in flight"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_attempted(&rx, "first delivery in flight").await;
     for seq in 1..5 {
         n.notify(&ch, &event("web-1", seq, rolled_back()))
             .await
@@ -452,12 +362,7 @@ async fn overflow(policy: Overflow) -> (Vec<u64>, u64) {
     let dropped = n.stats().dropped;
     gate.add_permits(100);
     flush(&n).await;
-    let seqs = rx
-        .accepted()
-        .iter()
-        .map(|r| r.json()["data"]["seq"].as_u64().expect("seq"))
-        .collect();
-    (seqs, dropped)
+    (accepted_seqs(&rx), dropped)
 }
 
 #[tokio::test]
@@ -517,9 +422,7 @@ async fn pagerduty_triggers_on_rollback_and_resolves_on_completion_per_deploymen
     let rx = Receiver::start(Mode::Answer(202), None, &[]).await;
     let mut settings = fast_settings();
     settings.pagerduty_events_url = rx.url("/v2/enqueue");
-    let n = ChannelNotifier::new(settings)
-        .expect("notifier")
-        .with_env(env());
+    let n = notifier(settings);
     let ch =
         channel(r#"{"type":"pagerduty","destination":"web on-call","secretEnv":"SERIN_PD_KEY"}"#);
     let start = EventKind::Started {
@@ -595,9 +498,7 @@ async fn pagerduty_triggers_on_rollback_and_resolves_on_completion_per_deploymen
 async fn channels_are_checked_with_the_path_of_the_bad_field() {
     let mut settings = fast_settings();
     settings.webhook_secret = None;
-    let n = ChannelNotifier::new(settings)
-        .expect("notifier")
-        .with_env(env());
+    let n = notifier(settings);
     let cases = [
         (
             r#"{"type":"webhook","destination":"ftp://example.org"}"#,
@@ -652,9 +553,7 @@ async fn a_url_without_its_scheme_is_refused_not_taken_for_a_name() {
         "https://hooks.example.org/T/B/default",
     ));
     settings.pagerduty_routing_key = Some(serin_orchestrator::notify::Secret::new(ROUTING_KEY));
-    let n = ChannelNotifier::new(settings)
-        .expect("notifier")
-        .with_env(env());
+    let n = notifier(settings);
     for (json, shown) in [
         (
             r#"{"type":"slack","destination":"hooks.slack.com/services/T0/B0/tok3n"}"#,
@@ -1015,18 +914,9 @@ async fn starttls_required_refuses_a_server_without_it() {
 fn a_rolled_back_canary_is_announced_to_a_signed_webhook() {
     // The notifier and receiver keep real time on their own runtime; the deployment runs in
     // paused virtual time.
-    let io = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("io runtime");
+    let io = io_runtime();
     let rx = io.block_on(Receiver::start(Mode::Answer(200), Some(SECRET), &[500]));
-    let notifier = Arc::new(
-        ChannelNotifier::new(fast_settings())
-            .expect("notifier")
-            .with_env(env())
-            .on_runtime(io.handle().clone()),
-    );
+    let notifier = Arc::new(notifier(fast_settings()).on_runtime(io.handle().clone()));
     let sim = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
@@ -1035,23 +925,8 @@ fn a_rolled_back_canary_is_announced_to_a_signed_webhook() {
     let url = rx.url("/deploys");
     let n = Arc::clone(&notifier);
     let report = sim.block_on(async move {
-        let world = Arc::new(support::World::new());
-        world.set_rate("1.0.0", 0.005);
-        world.set_rate("1.1.0", 0.08);
-        let traffic = world.spawn_traffic();
-        world.install("1.0.0").await;
-        let o = Orchestrator::builder(world.platform.clone(), world.journal.clone())
-            .service(
-                support::SERVICE,
-                ServiceBackends::new(
-                    world.router.clone(),
-                    world.source.clone(),
-                    world.health.clone(),
-                ),
-            )
-            .clock(world.clock)
-            .notifier(n)
-            .build();
+        let (world, traffic) = support::World::serving(0.005, 0.08).await;
+        let o = world.builder(world.journal.clone()).notifier(n).build();
         let mut config = support::canary_config("1.1.0");
         config.notification_channels = vec![webhook(&url)];
         config.environment = Some("prod".into());

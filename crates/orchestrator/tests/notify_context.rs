@@ -7,10 +7,8 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use serin_orchestrator::{
-    Event, NotificationChannel, Notifier, Orchestrator, Outcome, Result, ServiceBackends,
-};
-use support::{SERVICE, World, canary_config};
+use serin_orchestrator::{DeploymentConfig, Event, NotificationChannel, Notifier, Report, Result};
+use support::{World, assert_succeeded, canary_config};
 
 /// A notifier written before `notify_in` existed: it implements `notify` alone.
 #[derive(Default)]
@@ -26,38 +24,39 @@ impl Notifier for Plain {
     }
 }
 
-fn orchestrator(world: &World, notifier: Arc<dyn Notifier>) -> Orchestrator {
-    Orchestrator::builder(world.platform.clone(), world.journal.clone())
-        .service(
-            SERVICE,
-            ServiceBackends::new(
-                world.router.clone(),
-                world.source.clone(),
-                world.health.clone(),
-            ),
-        )
-        .clock(world.clock)
+/// Runs `config` to its end on the world, announcing to `notifier`.
+async fn run_notifying(
+    world: &World,
+    notifier: Arc<dyn Notifier>,
+    config: &DeploymentConfig,
+) -> Report {
+    let o = world
+        .builder(world.journal.clone())
         .notifier(notifier)
-        .build()
+        .build();
+    o.run(config).await.expect("run").remove(0)
 }
 
 fn channel() -> NotificationChannel {
     serde_json::from_str(r##"{"type":"slack","destination":"#deploys"}"##).expect("channel")
 }
 
+/// A canary config of `version` with one channel subscribed to every event, deployed to
+/// `environment`.
+fn notified_config(version: &str, environment: &str) -> DeploymentConfig {
+    let mut config = canary_config(version);
+    config.notification_channels = vec![channel()];
+    config.environment = Some(environment.into());
+    config
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_notifier_implementing_only_notify_gets_every_subscribed_event() {
     let (world, _traffic) = World::serving(0.005, 0.005).await;
     let plain = Arc::new(Plain::default());
-    let mut config = canary_config("1.1.0");
-    config.notification_channels = vec![channel()];
-    config.environment = Some("prod".into());
-    let report = orchestrator(&world, plain.clone())
-        .run(&config)
-        .await
-        .expect("run")
-        .remove(0);
-    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    let config = notified_config("1.1.0", "prod");
+    let report = run_notifying(&world, plain.clone(), &config).await;
+    assert_succeeded(&report);
     let expected: Vec<Event> = report
         .timeline
         .iter()
@@ -105,16 +104,10 @@ mod with_context {
     async fn a_notifier_implementing_notify_in_gets_the_environment_and_namespace() {
         let (world, _traffic) = World::serving(0.005, 0.005).await;
         let placed = Arc::new(Placed::default());
-        let mut config = canary_config("1.1.0");
-        config.notification_channels = vec![channel()];
-        config.environment = Some("prod".into());
+        let mut config = notified_config("1.1.0", "prod");
         config.namespace = Some("shop".into());
-        let report = orchestrator(&world, placed.clone())
-            .run(&config)
-            .await
-            .expect("run")
-            .remove(0);
-        assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+        let report = run_notifying(&world, placed.clone(), &config).await;
+        assert_succeeded(&report);
         let want = NotifyContext::new()
             .with_environment("prod")
             .with_namespace("shop");
@@ -135,14 +128,9 @@ mod with_context {
         );
         // A config naming neither (or blanks) gives an empty context.
         let placed = Arc::new(Placed::default());
-        let mut config = canary_config("1.2.0");
-        config.notification_channels = vec![channel()];
-        config.environment = Some("  ".into());
+        let config = notified_config("1.2.0", "  ");
         world.set_rate("1.2.0", 0.005);
-        orchestrator(&world, placed.clone())
-            .run(&config)
-            .await
-            .expect("run");
+        run_notifying(&world, placed.clone(), &config).await;
         let seen = placed.seen.lock().expect("seen").clone();
         assert!(!seen.is_empty());
         assert!(

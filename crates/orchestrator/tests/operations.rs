@@ -7,36 +7,80 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serin_orchestrator::{
-    Effect, EventKind, InMemoryBackup, InMemoryNotifier, Journal, NotificationChannel,
-    Orchestrator, Outcome, Platform, ServiceBackends, Stage, StrategyKind,
+    DeploymentConfig, DeploymentHandle, Effect, EventKind, InMemoryBackup, InMemoryNotifier,
+    InMemoryPlatform, Journal, NotificationChannel, Orchestrator, Outcome, Platform, Record, Stage,
+    StrategyKind,
 };
-use serin_signals::{HealthSignal, Probe, ProbeStatus, Track};
-use support::{SERVICE, World, canary_config, v};
+use serin_signals::{HealthSignal, Metric, Probe, ProbeStatus, Track};
+use support::{SERVICE, World, canary_config, until_stage, v};
 
 async fn healthy_world() -> Arc<World> {
     let (world, _traffic) = World::serving(0.005, 0.005).await;
     world
 }
 
-async fn wait_for_stage(h: &serin_orchestrator::DeploymentHandle, stage: Stage) {
-    for _ in 0..10_000 {
-        if h.status().stage == stage {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("never reached {stage:?}: {:?}", h.status());
-}
-
-#[tokio::test(start_paused = true)]
-async fn promote_skips_the_remaining_steps() {
+/// A healthy world and an orchestrator on it, running the canary of 1.1.0 up to its canary
+/// stage.
+async fn canary_running() -> (Arc<World>, Orchestrator, DeploymentHandle) {
     let world = healthy_world().await;
     let o = world.orchestrator();
     let h = o
         .start(&canary_config("1.1.0"), SERVICE)
         .await
         .expect("start");
-    wait_for_stage(&h, Stage::Canary).await;
+    until_stage(&h, Stage::Canary).await;
+    (world, o, h)
+}
+
+/// Records, every virtual second, 100 counts of `metric` for each track given with its errors.
+fn record_every_second(
+    world: &Arc<World>,
+    metric: Metric,
+    errors: [(Track, u64); 2],
+) -> tokio::task::JoinHandle<()> {
+    let world = Arc::clone(world);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let window =
+                serin_signals::Window::ending_at(world.clock.now(), Duration::from_secs(1));
+            for (track, errors) in errors.clone() {
+                world
+                    .source
+                    .record_counts(track, metric.clone(), window, 100, errors)
+                    .expect("record");
+            }
+        }
+    })
+}
+
+/// `canary_config("1.1.0")` with `trigger` (JSON) as its one rollback trigger.
+fn with_trigger(trigger: &str) -> DeploymentConfig {
+    let mut config = canary_config("1.1.0");
+    config.triggers = vec![serde_json::from_str(trigger).expect("trigger")];
+    config.validate().expect("valid");
+    config
+}
+
+/// `canary_config("1.1.0")` with `steps` (JSON) as its canary steps.
+fn with_steps(steps: &str) -> DeploymentConfig {
+    let mut config = canary_config("1.1.0");
+    config.canary_config.steps = Some(serde_json::from_str(steps).expect("steps"));
+    config
+}
+
+/// The report's outcome is a failure whose reason names `what`.
+fn assert_failed_naming(report: &serin_orchestrator::Report, what: &str) {
+    assert!(
+        matches!(&report.outcome, Some(Outcome::Failed { reason }) if reason.contains(what)),
+        "{:?}",
+        report.outcome
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn promote_skips_the_remaining_steps() {
+    let (_world, _o, h) = canary_running().await;
     tokio::time::sleep(Duration::from_secs(15)).await;
     assert_eq!(h.status().weight, 10.0);
     h.promote().await.expect("promote");
@@ -53,13 +97,7 @@ async fn promote_skips_the_remaining_steps() {
 
 #[tokio::test(start_paused = true)]
 async fn abort_rolls_back_and_a_second_abort_is_refused() {
-    let world = healthy_world().await;
-    let o = world.orchestrator();
-    let h = o
-        .start(&canary_config("1.1.0"), SERVICE)
-        .await
-        .expect("start");
-    wait_for_stage(&h, Stage::Canary).await;
+    let (world, o, h) = canary_running().await;
     h.abort().await.expect("abort");
     let status = h.status();
     assert_eq!(o.status(h.id()).await.expect("status"), status);
@@ -69,21 +107,12 @@ async fn abort_rolls_back_and_a_second_abort_is_refused() {
     );
     let err = h.abort().await.expect_err("over");
     assert!(err.to_string().contains("abort"), "{err}");
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Stable, "1.0.0".into()))
-    );
+    world.assert_live(Track::Stable, "1.0.0").await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn pause_holds_the_weight_until_resumed() {
-    let world = healthy_world().await;
-    let o = world.orchestrator();
-    let h = o
-        .start(&canary_config("1.1.0"), SERVICE)
-        .await
-        .expect("start");
-    wait_for_stage(&h, Stage::Canary).await;
+    let (_world, _o, h) = canary_running().await;
     h.pause().await.expect("pause");
     tokio::time::sleep(Duration::from_secs(600)).await;
     assert_eq!(h.status().weight, 10.0, "no step while paused");
@@ -91,7 +120,7 @@ async fn pause_holds_the_weight_until_resumed() {
     h.resume().await.expect("resume");
     let report = h.wait().await.expect("report");
     assert_eq!(report.outcome, Some(Outcome::Succeeded));
-    let kinds: Vec<&EventKind> = report.timeline.iter().map(|e| &e.kind).collect();
+    let kinds = support::kinds(&report);
     assert!(kinds.contains(&&EventKind::Paused) && kinds.contains(&&EventKind::Resumed));
 }
 
@@ -99,12 +128,8 @@ async fn pause_holds_the_weight_until_resumed() {
 async fn a_paused_canary_is_still_judged_and_a_critical_regression_rolls_it_back() {
     // The canary errs ten times as often as the baseline, under the error-rate trigger's 10%.
     let (world, _traffic) = World::serving(0.005, 0.05).await;
-    let o = world.orchestrator();
-    let h = o
-        .start(&canary_config("1.1.0"), SERVICE)
-        .await
-        .expect("start");
-    wait_for_stage(&h, Stage::Canary).await;
+    let h = world.start(&canary_config("1.1.0")).await;
+    until_stage(&h, Stage::Canary).await;
     h.pause().await.expect("pause");
     for _ in 0..60 {
         if h.status().outcome.is_some() {
@@ -117,42 +142,19 @@ async fn a_paused_canary_is_still_judged_and_a_critical_regression_rolls_it_back
         matches!(&status.outcome, Some(Outcome::RolledBack { reason }) if reason.contains("critical")),
         "{status:?}"
     );
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Stable, "1.0.0".into()))
-    );
+    world.assert_live(Track::Stable, "1.0.0").await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_dependency_trigger_reads_the_call_metric_it_names() {
     let world = healthy_world().await;
     // Calls to the database: the new version's fail half the time, the old version's never.
-    let calls = serin_signals::Metric::named("db_calls").expect("metric");
-    let recorder = {
-        let (world, calls) = (Arc::clone(&world), calls.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let window =
-                    serin_signals::Window::ending_at(world.clock.now(), Duration::from_secs(1));
-                for (track, errors) in [(Track::Stable, 0), (Track::Canary, 50)] {
-                    world
-                        .source
-                        .record_counts(track, calls.clone(), window, 100, errors)
-                        .expect("record");
-                }
-            }
-        })
-    };
-    let mut config = canary_config("1.1.0");
-    config.triggers = vec![
-        serde_json::from_str(
-            r#"{"kind":"dependencyFailure","id":"db","dependency":"postgres",
-                "callMetric":"db_calls","maxCallErrorRate":0.1,"failureThreshold":2}"#,
-        )
-        .expect("trigger"),
-    ];
-    config.validate().expect("valid");
+    let calls = Metric::named("db_calls").expect("metric");
+    let recorder = record_every_second(&world, calls, [(Track::Stable, 0), (Track::Canary, 50)]);
+    let config = with_trigger(
+        r#"{"kind":"dependencyFailure","id":"db","dependency":"postgres",
+            "callMetric":"db_calls","maxCallErrorRate":0.1,"failureThreshold":2}"#,
+    );
     let report = world.deploy(&config).await;
     recorder.abort();
     let reason = support::rollback_reason(&report);
@@ -164,31 +166,15 @@ async fn a_dependency_trigger_reads_the_call_metric_it_names() {
 #[tokio::test(start_paused = true)]
 async fn a_trigger_input_the_engine_cannot_read_is_announced_once() {
     let world = healthy_world().await;
-    let recorder = {
-        let world = Arc::clone(&world);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let window =
-                    serin_signals::Window::ending_at(world.clock.now(), Duration::from_secs(1));
-                for track in [Track::Stable, Track::Canary] {
-                    world
-                        .source
-                        .record_counts(track, serin_signals::Metric::Cpu, window, 100, 1)
-                        .expect("record");
-                }
-            }
-        })
-    };
-    let mut config = canary_config("1.1.0");
-    config.triggers = vec![
-        serde_json::from_str(
-            r#"{"kind":"metricThreshold","id":"cpu-high","metric":"cpu","operator":"gt",
-                "value":4,"duration":30000,"onMissingData":"warn"}"#,
-        )
-        .expect("trigger"),
-    ];
-    config.validate().expect("valid");
+    let recorder = record_every_second(
+        &world,
+        Metric::Cpu,
+        [(Track::Stable, 1), (Track::Canary, 1)],
+    );
+    let config = with_trigger(
+        r#"{"kind":"metricThreshold","id":"cpu-high","metric":"cpu","operator":"gt",
+            "value":4,"duration":30000,"onMissingData":"warn"}"#,
+    );
     let report = world.deploy(&config).await;
     recorder.abort();
     assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
@@ -271,25 +257,10 @@ async fn an_unhealthy_running_version_stops_preparation_and_changes_nothing() {
         )
         .expect("kill");
     let applies = world.router.apply_count();
-    let report = world
-        .orchestrator()
-        .run(&canary_config("1.1.0"))
-        .await
-        .expect("run")
-        .remove(0);
-    assert!(
-        matches!(&report.outcome, Some(Outcome::Failed { reason }) if reason.contains("not healthy")),
-        "{:?}",
-        report.outcome
-    );
+    let report = world.deploy(&canary_config("1.1.0")).await;
+    assert_failed_naming(&report, "not healthy");
     assert_eq!(world.router.apply_count(), applies);
-    assert!(
-        world
-            .platform
-            .status(SERVICE, &Track::Canary)
-            .await
-            .is_err()
-    );
+    assert!(!world.has_track(&Track::Canary).await);
 }
 
 async fn first_instance(world: &World) -> String {
@@ -307,23 +278,17 @@ async fn first_instance(world: &World) -> String {
 async fn a_failing_dependency_stops_preparation() {
     let world = healthy_world().await;
     let now = world.clock.now();
-    world.health.record(HealthSignal::new(
-        Track::Stable,
-        Probe::Dependency("postgres".into()),
-        ProbeStatus::Fail,
-        now,
-    ));
-    let report = world
-        .orchestrator()
-        .run(&canary_config("1.1.0"))
-        .await
-        .expect("run")
-        .remove(0);
-    assert!(
-        matches!(&report.outcome, Some(Outcome::Failed { reason }) if reason.contains("postgres")),
-        "{:?}",
-        report.outcome
-    );
+    world
+        .health
+        .record(HealthSignal::new(
+            Track::Stable,
+            Probe::Dependency("postgres".into()),
+            ProbeStatus::Fail,
+            now,
+        ))
+        .expect("record");
+    let report = world.deploy(&canary_config("1.1.0")).await;
+    assert_failed_naming(&report, "postgres");
 }
 
 #[tokio::test(start_paused = true)]
@@ -331,16 +296,8 @@ async fn backups_and_notifications_follow_the_config() {
     let world = healthy_world().await;
     let backup = Arc::new(InMemoryBackup::new());
     let notifier = Arc::new(InMemoryNotifier::new());
-    let o = Orchestrator::builder(world.platform.clone(), world.journal.clone())
-        .service(
-            SERVICE,
-            ServiceBackends::new(
-                world.router.clone(),
-                world.source.clone(),
-                world.health.clone(),
-            ),
-        )
-        .clock(world.clock)
+    let o = world
+        .builder(world.journal.clone())
         .backup(backup.clone())
         .notifier(notifier.clone())
         .build();
@@ -368,11 +325,7 @@ async fn backups_and_notifications_follow_the_config() {
     // A failing backup stops the deployment before any change.
     backup.fail_next("disk full");
     let report = o.run(&canary_config("1.2.0")).await.expect("run").remove(0);
-    assert!(
-        matches!(&report.outcome, Some(Outcome::Failed { reason }) if reason.contains("disk full")),
-        "{:?}",
-        report.outcome
-    );
+    assert_failed_naming(&report, "disk full");
 }
 
 #[tokio::test(start_paused = true)]
@@ -384,10 +337,7 @@ async fn rollback_deploys_the_previous_version_back() {
         o.run(&config).await.expect("run")[0].outcome,
         Some(Outcome::Succeeded)
     );
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Canary, "1.1.0".into()))
-    );
+    world.assert_live(Track::Canary, "1.1.0").await;
     let report = o.rollback(&config, SERVICE).await.expect("rollback");
     assert_eq!(report.outcome, Some(Outcome::Succeeded));
     assert_eq!(report.to.version, v("1.0.0"));
@@ -409,16 +359,11 @@ async fn rollback_deploys_the_previous_version_back() {
 #[tokio::test(start_paused = true)]
 async fn an_indefinite_pause_step_waits_for_resume() {
     let world = healthy_world().await;
-    let mut config = canary_config("1.1.0");
-    config.canary_config.steps = Some(
-        serde_json::from_str(
-            r#"[{"setWeight":20},{"pause":{}},{"setWeight":60},{"pause":{"duration":"1m"}}]"#,
-        )
-        .expect("steps"),
+    let config = with_steps(
+        r#"[{"setWeight":20},{"pause":{}},{"setWeight":60},{"pause":{"duration":"1m"}}]"#,
     );
     config.validate().expect("valid");
-    let o = world.orchestrator();
-    let h = o.start(&config, SERVICE).await.expect("start");
+    let h = world.start(&config).await;
     tokio::time::sleep(Duration::from_secs(1_200)).await;
     assert_eq!(h.status().weight, 20.0, "held at the indefinite pause");
     h.resume().await.expect("resume");
@@ -431,28 +376,17 @@ async fn an_indefinite_pause_step_waits_for_resume() {
 #[tokio::test(start_paused = true)]
 async fn set_canary_scale_sizes_the_canary_by_replicas_weight_or_traffic() {
     let world = healthy_world().await;
-    let mut config = canary_config("1.1.0");
-    config.blue_green_config.replicas_per_env = 4;
-    config.canary_config.steps = Some(
-        serde_json::from_str(
-            r#"[{"setCanaryScale":{"weight":50}},{"setWeight":10},{"pause":{"duration":"1m"}},
-                {"setCanaryScale":{"matchTrafficWeight":true}},{"setWeight":60},
-                {"pause":{"duration":"1m"}},{"setCanaryScale":{"replicas":3}},
-                {"setWeight":80},{"pause":{"duration":"1m"}}]"#,
-        )
-        .expect("steps"),
+    let mut config = with_steps(
+        r#"[{"setCanaryScale":{"weight":50}},{"setWeight":10},{"pause":{"duration":"1m"}},
+            {"setCanaryScale":{"matchTrafficWeight":true}},{"setWeight":60},
+            {"pause":{"duration":"1m"}},{"setCanaryScale":{"replicas":3}},
+            {"setWeight":80},{"pause":{"duration":"1m"}}]"#,
     );
-    config.validate().expect("valid");
-    let report = world.deploy(&config).await;
-    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    config.blue_green_config.replicas_per_env = 4;
+    let (report, records) = deployed_with_records(&world, &config).await;
     // The canary's sizes, in order, from the journal's scale effects: 50% of 4, then the
     // traffic weight (10% -> 1, 60% -> 3), then a fixed 3 that 80% does not change, then all 4
     // at promotion.
-    let records = world
-        .journal
-        .records(&report.deployment)
-        .await
-        .expect("records");
     let sizes: Vec<u32> = records
         .iter()
         .flat_map(|r| &r.effects)
@@ -467,23 +401,12 @@ async fn set_canary_scale_sizes_the_canary_by_replicas_weight_or_traffic() {
 #[tokio::test(start_paused = true)]
 async fn a_canary_that_follows_the_weight_scales_up_before_a_raise_and_down_after_a_cut() {
     let world = healthy_world().await;
-    let mut config = canary_config("1.1.0");
-    config.blue_green_config.replicas_per_env = 4;
-    config.canary_config.steps = Some(
-        serde_json::from_str(
-            r#"[{"setCanaryScale":{"matchTrafficWeight":true}},{"setWeight":60},
-                {"pause":{"duration":"1m"}},{"setWeight":20},{"pause":{"duration":"1m"}}]"#,
-        )
-        .expect("steps"),
+    let mut config = with_steps(
+        r#"[{"setCanaryScale":{"matchTrafficWeight":true}},{"setWeight":60},
+            {"pause":{"duration":"1m"}},{"setWeight":20},{"pause":{"duration":"1m"}}]"#,
     );
-    config.validate().expect("valid");
-    let report = world.deploy(&config).await;
-    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
-    let records = world
-        .journal
-        .records(&report.deployment)
-        .await
-        .expect("records");
+    config.blue_green_config.replicas_per_env = 4;
+    let (report, records) = deployed_with_records(&world, &config).await;
     // Each weight's record, as the kinds of its effects in order.
     let orders: Vec<Vec<&str>> = records
         .iter()
@@ -510,6 +433,22 @@ async fn a_canary_that_follows_the_weight_scales_up_before_a_raise_and_down_afte
     );
 }
 
+/// Validates `config`, deploys it (it must succeed) and answers its report and journal records.
+async fn deployed_with_records(
+    world: &World,
+    config: &DeploymentConfig,
+) -> (serin_orchestrator::Report, Vec<Record>) {
+    config.validate().expect("valid");
+    let report = world.deploy(config).await;
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    let records = world
+        .journal
+        .records(&report.deployment)
+        .await
+        .expect("records");
+    (report, records)
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_platform_lock_keeps_two_orchestrators_from_deploying_one_service_at_once() {
     let world = healthy_world().await;
@@ -531,13 +470,7 @@ async fn the_platform_lock_keeps_two_orchestrators_from_deploying_one_service_at
         .expect_err("still locked")
         .to_string();
     assert!(err.contains(&id) && err.contains("resume"), "{err}");
-    let report = b
-        .resume(&id)
-        .await
-        .expect("resume")
-        .wait()
-        .await
-        .expect("report");
+    let report = support::resume_to_end(&b, &id).await;
     assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
     // It ended, so the lock is free again, for either orchestrator.
     let next = a
@@ -555,13 +488,7 @@ async fn the_platform_lock_keeps_two_orchestrators_from_deploying_one_service_at
 /// completing a promotion the router never carried out.
 #[tokio::test(start_paused = true)]
 async fn a_promotion_the_router_fails_to_carry_out_rolls_back() {
-    let world = healthy_world().await;
-    let o = world.orchestrator();
-    let h = o
-        .start(&canary_config("1.1.0"), SERVICE)
-        .await
-        .expect("start");
-    wait_for_stage(&h, Stage::Canary).await;
+    let (world, _o, h) = canary_running().await;
     world.router.fail_next_apply("connection refused");
     let err = h.promote().await.expect_err("the switch failed");
     assert!(err.to_string().contains("connection refused"), "{err}");
@@ -570,10 +497,7 @@ async fn a_promotion_the_router_fails_to_carry_out_rolls_back() {
         panic!("expected a rollback, got {report}");
     };
     assert!(reason.contains("connection refused"), "{reason}");
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Stable, "1.0.0".into()))
-    );
+    world.assert_live(Track::Stable, "1.0.0").await;
 }
 
 /// A canary a scale step shrank grows back to `replicasPerEnv` before it takes all traffic,
@@ -581,15 +505,11 @@ async fn a_promotion_the_router_fails_to_carry_out_rolls_back() {
 #[tokio::test(start_paused = true)]
 async fn a_canary_shrunk_by_a_scale_step_takes_all_traffic_only_at_full_size() {
     let world = healthy_world().await;
-    let mut config = canary_config("1.1.0");
+    let mut config = with_steps(
+        r#"[{"setCanaryScale":{"replicas":1}},{"setWeight":20},{"pause":{"duration":"1m"}}]"#,
+    );
     config.blue_green_config.replicas_per_env = 3;
     config.canary_config.replicas = 3;
-    config.canary_config.steps = Some(
-        serde_json::from_str(
-            r#"[{"setCanaryScale":{"replicas":1}},{"setWeight":20},{"pause":{"duration":"1m"}}]"#,
-        )
-        .expect("steps"),
-    );
     config.validate().expect("valid");
     // The dry run says so too.
     let plan = world
@@ -606,10 +526,7 @@ async fn a_canary_shrunk_by_a_scale_step_takes_all_traffic_only_at_full_size() {
     );
     let report = world.deploy(&config).await;
     assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Canary, "1.1.0".into()))
-    );
+    world.assert_live(Track::Canary, "1.1.0").await;
     let canary = world
         .platform
         .status(SERVICE, &Track::Canary)
@@ -622,19 +539,10 @@ async fn a_canary_shrunk_by_a_scale_step_takes_all_traffic_only_at_full_size() {
 /// until the resume.
 #[tokio::test(start_paused = true)]
 async fn a_pause_while_the_canary_starts_holds_its_first_weight() {
-    let mut w = World::new();
-    w.platform = Arc::new(serin_orchestrator::InMemoryPlatform::new().with_ready_after(20));
-    let world = Arc::new(w);
-    world.set_rate("1.0.0", 0.005);
-    world.set_rate("1.1.0", 0.005);
-    let _traffic = world.spawn_traffic();
-    world.install("1.0.0").await;
-    let o = world.orchestrator();
-    let h = o
-        .start(&canary_config("1.1.0"), SERVICE)
-        .await
-        .expect("start");
-    wait_for_stage(&h, Stage::WaitReady).await;
+    let (world, _traffic) =
+        World::serving_on(InMemoryPlatform::new().with_ready_after(20), 0.005, 0.005).await;
+    let h = world.start(&canary_config("1.1.0")).await;
+    until_stage(&h, Stage::WaitReady).await;
     h.pause().await.expect("pause");
     tokio::time::sleep(Duration::from_secs(600)).await;
     let status = h.status();
@@ -654,13 +562,7 @@ async fn a_pause_while_the_canary_starts_holds_its_first_weight() {
 /// that did not happen.
 #[tokio::test(start_paused = true)]
 async fn a_resume_with_nothing_paused_changes_nothing() {
-    let world = healthy_world().await;
-    let o = world.orchestrator();
-    let h = o
-        .start(&canary_config("1.1.0"), SERVICE)
-        .await
-        .expect("start");
-    wait_for_stage(&h, Stage::Canary).await;
+    let (_world, _o, h) = canary_running().await;
     h.resume().await.expect("a no-op");
     let report = h.wait().await.expect("report");
     assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
@@ -675,10 +577,8 @@ async fn a_resume_with_nothing_paused_changes_nothing() {
 /// `readinessTimeout` runs out.
 #[tokio::test(start_paused = true)]
 async fn the_deadline_ends_a_readiness_wait_that_outlasts_it() {
-    let mut w = World::new();
     // Ready after about 200 s of checks, one a second.
-    w.platform = Arc::new(serin_orchestrator::InMemoryPlatform::new().with_ready_after(200));
-    let world = Arc::new(w);
+    let world = World::on(InMemoryPlatform::new().with_ready_after(200));
     let mut install = canary_config("1.0.0");
     install.blue_green_config.readiness_timeout = Duration::from_secs(1_000);
     let r = world.deploy(&install).await;
@@ -693,11 +593,5 @@ async fn the_deadline_ends_a_readiness_wait_that_outlasts_it() {
     assert!(reason.contains("maxDeploymentDuration"), "{reason}");
     let took = report.last_at.saturating_duration_since(report.started_at);
     assert!(took <= Duration::from_secs(121), "{took:?}");
-    assert!(
-        world
-            .platform
-            .status(SERVICE, &Track::Canary)
-            .await
-            .is_err()
-    );
+    assert!(!world.has_track(&Track::Canary).await);
 }

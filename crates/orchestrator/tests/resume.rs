@@ -11,7 +11,7 @@ use std::time::Duration;
 use serin_orchestrator::{Event, Journal, Outcome, Platform, Report};
 use serin_signals::Track;
 use serin_traffic::TrafficRouter;
-use support::{SERVICE, World, canary_config, drain};
+use support::{SERVICE, World, canary_config, drain, short_canary_config};
 
 struct Run {
     report: Report,
@@ -29,47 +29,20 @@ async fn run(old_rate: f64, new_rate: f64, crash_at: Option<usize>) -> Run {
     let first = world.orchestrator();
     let mut events = first.subscribe();
     let mut delivered = BTreeMap::new();
-    let mut config = canary_config("1.1.0");
-    config.monitoring.error_rate_threshold = None;
     // A short canary keeps the number of crash points (one per record) small.
-    config.canary_config.increment_percentage = 45;
-    config.canary_config.increment_interval = Duration::from_secs(30);
-    config.monitoring.monitoring_duration = Duration::from_secs(20);
-    config.blue_green_config.keep_old_warm_for = Duration::from_secs(20);
+    let mut config = short_canary_config("1.1.0");
+    config.monitoring.error_rate_threshold = None;
 
     let report = match crash_at {
-        None => first
-            .start(&config, SERVICE)
-            .await
-            .expect("start")
-            .wait()
-            .await
-            .expect("report"),
+        None => support::run_to_end(&first, &config).await,
         Some(k) => {
-            world.journal.stall_after(Some(before + k));
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let o = first.clone();
-            let starter = tokio::spawn(async move {
-                let h = o.start(&config, SERVICE).await.expect("start");
-                let _ = tx.send(h);
-            });
-            while world.journal.len() < before + k {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            // Let the executor reach the stalled write and sit there.
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            match tokio::time::timeout(Duration::from_millis(1), rx).await {
-                Ok(Ok(handle)) => handle.kill(),
-                _ => starter.abort(),
-            }
+            let last = support::crash_at(&world, first.clone(), config, before + k).await;
             for e in drain(&mut events) {
                 delivered.insert(e.seq, e);
             }
-            world.journal.stall_after(None);
             let second = world.orchestrator();
             events = second.subscribe();
             let unfinished = second.unfinished().await.expect("unfinished");
-            let last = world.journal.all().last().expect("records").clone();
             let id = if last.state.is_done() {
                 // The crash came after the final record: nothing is left to do but to announce
                 // its events, which resuming a finished deployment does.
@@ -79,13 +52,7 @@ async fn run(old_rate: f64, new_rate: f64, crash_at: Option<usize>) -> Run {
                 assert_eq!(unfinished, vec![last.deployment.clone()]);
                 last.deployment
             };
-            second
-                .resume(&id)
-                .await
-                .expect("resume")
-                .wait()
-                .await
-                .expect("report")
+            support::resume_to_end(&second, &id).await
         }
     };
     for e in drain(&mut events) {
@@ -167,12 +134,9 @@ async fn on_resume_rollback_rolls_an_interrupted_canary_back() {
     let (world, _traffic) = World::serving(0.005, 0.005).await;
     let mut config = canary_config("1.1.0");
     config.on_resume = serin_orchestrator::OnResume::Rollback;
-    let first = world.orchestrator();
-    let h = first.start(&config, SERVICE).await.expect("start");
+    let h = world.start(&config).await;
     let id = h.id().to_owned();
-    while h.status().weight < 40.0 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    support::until_weight(&h, 40.0).await;
     h.kill();
     let report = world.resumed(&id).await;
     assert!(
@@ -180,31 +144,16 @@ async fn on_resume_rollback_rolls_an_interrupted_canary_back() {
         "{:?}",
         report.outcome
     );
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Stable, "1.0.0".into()))
-    );
-    assert!(
-        world
-            .platform
-            .status(SERVICE, &Track::Canary)
-            .await
-            .is_err()
-    );
+    world.assert_live(Track::Stable, "1.0.0").await;
+    assert!(!world.has_track(&Track::Canary).await);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_record_whose_config_no_longer_validates_is_refused_on_resume() {
     let (world, _traffic) = World::serving(0.005, 0.005).await;
-    let h = world
-        .orchestrator()
-        .start(&canary_config("1.1.0"), SERVICE)
-        .await
-        .expect("start");
+    let h = world.start(&canary_config("1.1.0")).await;
     let id = h.id().to_owned();
-    while h.status().weight < 10.0 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    support::until_weight(&h, 10.0).await;
     h.kill();
     // The journal's last record, edited by hand: a canary step of 0%.
     let mut edited = world.journal.all().last().expect("records").clone();

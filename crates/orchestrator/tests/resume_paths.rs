@@ -13,22 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serin_orchestrator::{
-    DeploymentConfig, Effect, Event, EventKind, InMemoryPlatform, OnResume, Orchestrator, Outcome,
-    Phase, Platform, Record, Report, ServiceBackends, Stage, TrafficStrategyKind,
+    DeploymentConfig, DeploymentHandle, Effect, Event, EventKind, InMemoryPlatform, OnResume,
+    Outcome, Phase, Record, Report, Stage, Status, TrafficStrategyKind,
 };
 use serin_signals::Track;
 use serin_traffic::{InMemoryRouter, TrafficRouter, TrafficSplit};
-use support::{SERVICE, World, blue_green_config, canary_config, drain};
-
-/// An orchestrator on `world` whose router is `router` instead of the world's: what a process
-/// restarted with an embedded proxy (which keeps its split in memory) looks like.
-fn orchestrator_with_router(world: &World, router: Arc<InMemoryRouter>) -> Orchestrator {
-    let backends = ServiceBackends::new(router, world.source.clone(), world.health.clone());
-    Orchestrator::builder(world.platform.clone(), world.journal.clone())
-        .service(SERVICE, backends)
-        .clock(world.clock)
-        .build()
-}
+use support::{World, blue_green_config, canary_config, drain, resume_to_end};
 
 fn records_of(world: &World, id: &str) -> Vec<Record> {
     world
@@ -52,6 +42,10 @@ fn journalled_split(world: &World, id: &str) -> TrafficSplit {
         .expect("the deployment applied a split")
 }
 
+fn last_record(world: &World, id: &str) -> Record {
+    records_of(world, id).pop().expect("records")
+}
+
 fn applies(record: &Record) -> bool {
     record
         .effects
@@ -60,12 +54,7 @@ fn applies(record: &Record) -> bool {
 }
 
 /// Polls the handle's status every `step` until `done` holds (for at most two virtual hours).
-async fn until(
-    h: &serin_orchestrator::DeploymentHandle,
-    step: Duration,
-    what: &str,
-    done: impl Fn(&serin_orchestrator::Status) -> bool,
-) {
+async fn until(h: &DeploymentHandle, step: Duration, what: &str, done: impl Fn(&Status) -> bool) {
     for _ in 0..(7_200_000 / step.as_millis().max(1)) {
         if done(&h.status()) {
             return;
@@ -92,6 +81,28 @@ fn collect(rx: &mut tokio::sync::broadcast::Receiver<Event>) -> BTreeMap<u64, Ev
     drain(rx).into_iter().map(|e| (e.seq, e)).collect()
 }
 
+/// Starts `config` and waits (checking every second) until `done` holds of its status;
+/// returns the handle and the deployment's id.
+async fn started_until(
+    world: &World,
+    config: &DeploymentConfig,
+    what: &str,
+    done: impl Fn(&Status) -> bool,
+) -> (DeploymentHandle, String) {
+    let h = world.start(config).await;
+    let id = h.id().to_owned();
+    until(&h, Duration::from_secs(1), what, done).await;
+    (h, id)
+}
+
+/// Resumes `id` with a fresh orchestrator; returns its report and the events it announced.
+async fn resumed_and_announced(world: &World, id: &str) -> (Report, BTreeMap<u64, Event>) {
+    let second = world.orchestrator();
+    let mut events = second.subscribe();
+    let report = resume_to_end(&second, id).await;
+    (report, collect(&mut events))
+}
+
 // ---- A: the split is read back and put back on resume ----
 
 #[tokio::test(start_paused = true)]
@@ -99,26 +110,20 @@ async fn resume_in_monitoring_puts_back_the_split_a_restarted_router_lost() {
     let (world, _traffic) = World::serving(0.005, 0.005).await;
     let mut config = canary_config("1.1.0");
     config.monitoring.monitoring_duration = Duration::from_secs(600);
-    let h = world
-        .orchestrator()
-        .start(&config, SERVICE)
-        .await
-        .expect("start");
-    let id = h.id().to_owned();
-    until(&h, Duration::from_secs(1), "monitoring", |s| {
+    let (h, id) = started_until(&world, &config, "monitoring", |s| {
         s.stage == Stage::Monitoring
     })
     .await;
     // A watch check or two: the last record then carries no apply.
     tokio::time::sleep(Duration::from_secs(12)).await;
     h.kill();
-    let last = records_of(&world, &id).pop().expect("records");
+    let last = last_record(&world, &id);
     assert_eq!(last.state.stage, Stage::Monitoring);
     assert!(!applies(&last), "the last record applies: {last:?}");
     let intended = journalled_split(&world, &id);
 
     let restarted = Arc::new(InMemoryRouter::new());
-    let second = orchestrator_with_router(&world, restarted.clone());
+    let second = world.orchestrator_routing(restarted.clone());
     let handle = second.resume(&id).await.expect("resume");
     let resumed_at = tokio::time::Instant::now();
     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -152,20 +157,14 @@ async fn resume_in_monitoring_puts_back_the_split_a_restarted_router_lost() {
 #[tokio::test(start_paused = true)]
 async fn resume_in_a_canary_hold_puts_back_a_split_that_drifted() {
     let (world, _traffic) = World::serving(0.005, 0.005).await;
-    let h = world
-        .orchestrator()
-        .start(&canary_config("1.1.0"), SERVICE)
-        .await
-        .expect("start");
-    let id = h.id().to_owned();
-    until(&h, Duration::from_secs(1), "40% to the canary", |s| {
+    let (h, id) = started_until(&world, &canary_config("1.1.0"), "40% to the canary", |s| {
         s.weight >= 40.0
     })
     .await;
     // Into the hold window after the step: the canary's ticks journal holds, no applies.
     tokio::time::sleep(Duration::from_secs(25)).await;
     h.kill();
-    let last = records_of(&world, &id).pop().expect("records");
+    let last = last_record(&world, &id);
     assert_eq!(last.state.stage, Stage::Canary);
     assert!(!applies(&last), "the last record applies: {last:?}");
     let intended = journalled_split(&world, &id);
@@ -196,31 +195,20 @@ async fn resume_in_a_canary_hold_puts_back_a_split_that_drifted() {
 /// A platform whose instances get ready after a few health checks, so a deployment can be
 /// killed while it waits for its new track.
 async fn slow_ready_world() -> (Arc<World>, tokio::task::JoinHandle<()>) {
-    let mut w = World::new();
-    w.platform = Arc::new(InMemoryPlatform::new().with_ready_after(20));
-    let world = Arc::new(w);
-    world.set_rate("1.0.0", 0.005);
-    world.set_rate("1.1.0", 0.005);
-    let traffic = world.spawn_traffic();
-    world.install("1.0.0").await;
-    (world, traffic)
+    World::serving_on(InMemoryPlatform::new().with_ready_after(20), 0.005, 0.005).await
 }
 
 /// Starts `config` and kills it while it waits for the new track (the last record brought it
 /// up); returns the deployment's id.
 async fn killed_waiting_for_ready(world: &World, config: &DeploymentConfig) -> String {
-    let h = world
-        .orchestrator()
-        .start(config, SERVICE)
-        .await
-        .expect("start");
+    let h = world.start(config).await;
     let id = h.id().to_owned();
     until(&h, Duration::from_millis(100), "waiting for ready", |s| {
         s.stage == Stage::WaitReady
     })
     .await;
     h.kill();
-    let last = records_of(world, &id).pop().expect("records");
+    let last = last_record(world, &id);
     assert!(
         last.effects
             .iter()
@@ -241,7 +229,8 @@ async fn resume_before_any_apply_puts_back_the_split_the_deployment_started_unde
     let id = killed_waiting_for_ready(&world, &canary_config("1.1.0")).await;
 
     let restarted = Arc::new(InMemoryRouter::new());
-    let handle = orchestrator_with_router(&world, restarted.clone())
+    let handle = world
+        .orchestrator_routing(restarted.clone())
         .resume(&id)
         .await
         .expect("resume");
@@ -279,41 +268,18 @@ async fn failed_repeat(rollback_on_error: bool) -> (Report, Report, BTreeMap<u64
     let at_40 = |s: &serin_orchestrator::Status| s.weight >= 40.0;
 
     let (world, _traffic) = World::serving(0.005, 0.005).await;
-    let h = world
-        .orchestrator()
-        .start(&config, SERVICE)
-        .await
-        .expect("start");
-    let id = h.id().to_owned();
-    until(&h, Duration::from_secs(1), "40% to the canary", at_40).await;
+    let (h, id) = started_until(&world, &config, "40% to the canary", at_40).await;
     h.kill();
-    let last = records_of(&world, &id).pop().expect("records");
+    let last = last_record(&world, &id);
     assert!(
         matches!(last.effects.as_slice(), [Effect::Apply { .. }]) && last.state.weight == 40.0,
         "the last record moves 40% to the canary: {last:?}"
     );
     world.router.fail_next_apply("router unreachable");
-    let second = world.orchestrator();
-    let mut events = second.subscribe();
-    let resumed = second
-        .resume(&id)
-        .await
-        .expect("resume")
-        .wait()
-        .await
-        .expect("report");
-    let delivered = collect(&mut events);
+    let (resumed, delivered) = resumed_and_announced(&world, &id).await;
 
     let (world, _traffic) = World::serving(0.005, 0.005).await;
-    let h = world
-        .orchestrator()
-        .start(&config, SERVICE)
-        .await
-        .expect("start");
-    until(&h, Duration::from_secs(1), "10% to the canary", |s| {
-        s.weight >= 10.0
-    })
-    .await;
+    let (h, _) = started_until(&world, &config, "10% to the canary", |s| s.weight >= 10.0).await;
     world.router.fail_next_apply("router unreachable");
     let uninterrupted = h.wait().await.expect("report");
     (resumed, uninterrupted, delivered, last.state.next_event)
@@ -369,33 +335,11 @@ async fn on_resume_rollback_is_journalled_before_it_is_carried_out_and_announced
     let (world, _traffic) = World::serving(0.005, 0.005).await;
     let mut config = canary_config("1.1.0");
     config.on_resume = OnResume::Rollback;
-    let h = world
-        .orchestrator()
-        .start(&config, SERVICE)
-        .await
-        .expect("start");
-    let id = h.id().to_owned();
-    until(&h, Duration::from_secs(1), "40% to the canary", |s| {
-        s.weight >= 40.0
-    })
-    .await;
+    let (h, id) = started_until(&world, &config, "40% to the canary", |s| s.weight >= 40.0).await;
     h.kill();
     let killed_at = records_of(&world, &id).len();
-    let from = records_of(&world, &id)
-        .pop()
-        .expect("records")
-        .state
-        .next_event;
-    let second = world.orchestrator();
-    let mut events = second.subscribe();
-    let report = second
-        .resume(&id)
-        .await
-        .expect("resume")
-        .wait()
-        .await
-        .expect("report");
-    let delivered = collect(&mut events);
+    let from = last_record(&world, &id).state.next_event;
+    let (report, delivered) = resumed_and_announced(&world, &id).await;
     assert!(
         matches!(&report.outcome, Some(Outcome::RolledBack { reason }) if reason.contains("onResume")),
         "{report}"
@@ -419,17 +363,8 @@ async fn on_resume_rollback_is_journalled_before_it_is_carried_out_and_announced
         }]
     );
     all_delivered(&report, &delivered, from);
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Stable, "1.0.0".into()))
-    );
-    assert!(
-        world
-            .platform
-            .status(SERVICE, &Track::Canary)
-            .await
-            .is_err()
-    );
+    world.assert_live(Track::Stable, "1.0.0").await;
+    assert!(!world.has_track(&Track::Canary).await);
 }
 
 // ---- C: the events of a record whose effects fail are announced ----
@@ -445,16 +380,11 @@ async fn the_events_of_a_record_whose_effects_fail_reach_subscribers() {
     let o = world.orchestrator();
     let mut events = o.subscribe();
     world.platform.fail_next("quota exceeded");
-    let report = o
-        .start(
-            &blue_green_config("1.1.0", TrafficStrategyKind::Immediate),
-            SERVICE,
-        )
-        .await
-        .expect("start")
-        .wait()
-        .await
-        .expect("report");
+    let report = support::run_to_end(
+        &o,
+        &blue_green_config("1.1.0", TrafficStrategyKind::Immediate),
+    )
+    .await;
     assert!(
         matches!(&report.outcome, Some(Outcome::RolledBack { reason }) if reason.contains("quota exceeded")),
         "{report}"

@@ -15,13 +15,15 @@ use async_trait::async_trait;
 use serin_canary::controller::Action;
 use serin_orchestrator::backup::Retention;
 use serin_orchestrator::{
-    BackupProvider, DeploymentConfig, DeploymentHandle, Effect, Error, EventKind, InMemoryBackup,
-    InMemoryJournal, InMemoryPlatform, InMemoryStepRunner, Journal, OnResume, Orchestrator,
-    Outcome, Platform, Record, Report, ServiceBackends, Stage, StepStatus, StrategyKind,
-    TrafficStrategyKind,
+    BackupProvider, DeploymentConfig, Effect, Error, EventKind, InMemoryBackup, InMemoryJournal,
+    InMemoryPlatform, InMemoryStepRunner, Journal, OnResume, Orchestrator, Outcome, Platform,
+    Record, Report, Stage, StepStatus, StrategyKind, TrafficStrategyKind,
 };
 use serin_signals::Track;
-use support::{SERVICE, World, blue_green_config, canary_config, v};
+use support::{
+    SERVICE, World, blue_green_config, canary_config, kinds, resume_to_end, run_to_end,
+    short_canary_config, until_stage, v,
+};
 
 // ---- A journal that fails or stalls one chosen append ----
 
@@ -100,12 +102,8 @@ impl Journal for Faulty {
 
 /// A canary short enough to run in a few virtual minutes.
 fn short_canary() -> DeploymentConfig {
-    let mut config = canary_config("1.1.0");
+    let mut config = short_canary_config("1.1.0");
     config.monitoring.error_rate_threshold = None;
-    config.canary_config.increment_percentage = 45;
-    config.canary_config.increment_interval = Duration::from_secs(30);
-    config.monitoring.monitoring_duration = Duration::from_secs(20);
-    config.blue_green_config.keep_old_warm_for = Duration::from_secs(20);
     config.validate().expect("valid");
     config
 }
@@ -119,21 +117,6 @@ async fn until_journal(world: &World, what: &str, done: impl Fn(&[Record]) -> bo
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     panic!("never happened: {what}");
-}
-
-/// Waits (in virtual time) until the deployment's status is in `stage`.
-async fn until_stage(h: &DeploymentHandle, stage: Stage) {
-    for _ in 0..100_000 {
-        if h.status().stage == stage {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("never reached {stage:?}: {:?}", h.status());
-}
-
-fn kinds(report: &Report) -> Vec<&EventKind> {
-    report.timeline.iter().map(|e| &e.kind).collect()
 }
 
 async fn tracks(world: &World) -> Vec<(Track, String)> {
@@ -180,10 +163,7 @@ async fn on_resume_rollback_after_the_old_version_was_retired_finishes_forward()
     let report = world.resumed(&id).await;
     // Rolling back would send all traffic to the retired 1.0.0 and retire 1.1.0: an outage.
     assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Canary, "1.1.0".into()))
-    );
+    world.assert_live(Track::Canary, "1.1.0").await;
     assert_eq!(tracks(&world).await, vec![(Track::Canary, "1.1.0".into())]);
     assert!(
         !kinds(&report)
@@ -205,10 +185,7 @@ async fn a_failed_repeat_of_the_retire_on_resume_finishes_forward() {
 
     let report = world.resumed(&id).await;
     assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Canary, "1.1.0".into()))
-    );
+    world.assert_live(Track::Canary, "1.1.0").await;
     assert_eq!(tracks(&world).await, vec![(Track::Canary, "1.1.0".into())]);
 }
 
@@ -218,11 +195,7 @@ async fn a_failed_retire_ends_the_deployment_as_failed_and_never_routes_back_to_
     let mut config = short_canary();
     // The old version stays warm for 40 s after the watch.
     config.blue_green_config.keep_old_warm_for = Duration::from_secs(60);
-    let h = world
-        .orchestrator()
-        .start(&config, SERVICE)
-        .await
-        .expect("start");
+    let h = world.start(&config).await;
     until_stage(&h, Stage::Completion).await;
     // The next platform change is the retire of 1.0.0.
     world.platform.fail_next("drain interrupted");
@@ -234,10 +207,7 @@ async fn a_failed_retire_ends_the_deployment_as_failed_and_never_routes_back_to_
         reason.contains("drain interrupted") && reason.contains("no rollback"),
         "{reason}"
     );
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Canary, "1.1.0".into()))
-    );
+    world.assert_live(Track::Canary, "1.1.0").await;
     assert!(
         !kinds(&report)
             .iter()
@@ -284,18 +254,12 @@ async fn failed_append_then_resumed(
     assert!(journal.fired(), "{e}");
     assert!(e.to_string().contains("no space left"), "{e}");
     prepare();
-    world
-        .checklist_orchestrator(
-            world.journal.clone(),
-            Some(backup.clone()),
-            Some(runner.clone()),
-        )
-        .resume(&id)
-        .await
-        .expect("resume")
-        .wait()
-        .await
-        .expect("report")
+    let second = world.checklist_orchestrator(
+        world.journal.clone(),
+        Some(backup.clone()),
+        Some(runner.clone()),
+    );
+    resume_to_end(&second, &id).await
 }
 
 /// How often the runner carried out each step, by its text.
@@ -326,19 +290,22 @@ fn every_step_ran_once_and_is_done(report: &Report, runner: &InMemoryStepRunner)
     );
 }
 
+/// [`failed_append_then_resumed`] for the canary of 1.1.0 with its checklist on a fresh world,
+/// with nothing to prepare: the resumed report must say the deployment succeeded.
+async fn succeeds_after_a_failed_append(
+    pick: impl Fn(&Record) -> bool + Send + Sync + 'static,
+) -> (Report, Arc<InMemoryBackup>, Arc<InMemoryStepRunner>) {
+    let (world, _traffic, backup, runner) = with_checklist().await;
+    let report =
+        failed_append_then_resumed(&world, &short_canary(), &backup, &runner, pick, || {}).await;
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    (report, backup, runner)
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_failed_write_after_preparation_takes_no_second_backup_and_runs_no_step_twice() {
-    let (world, _traffic, backup, runner) = with_checklist().await;
-    let report = failed_append_then_resumed(
-        &world,
-        &short_canary(),
-        &backup,
-        &runner,
-        |r| r.state.stage == Stage::BringUp,
-        || {},
-    )
-    .await;
-    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    let (report, backup, runner) =
+        succeeds_after_a_failed_append(|r| r.state.stage == Stage::BringUp).await;
     let taken = backup.taken();
     assert_eq!(taken.len(), 1, "{taken:?}");
     assert_eq!(report.backup.as_deref(), Some(taken[0].0.as_str()));
@@ -347,24 +314,14 @@ async fn a_failed_write_after_preparation_takes_no_second_backup_and_runs_no_ste
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_write_of_the_end_runs_no_post_upgrade_step_twice() {
-    let (world, _traffic, backup, runner) = with_checklist().await;
-    let report = failed_append_then_resumed(
-        &world,
-        &short_canary(),
-        &backup,
-        &runner,
-        |r| r.state.stage == Stage::Done,
-        || {},
-    )
-    .await;
-    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    let (report, backup, runner) =
+        succeeds_after_a_failed_append(|r| r.state.stage == Stage::Done).await;
     every_step_ran_once_and_is_done(&report, &runner);
     assert_eq!(backup.taken().len(), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_step_whose_end_was_not_journalled_is_handed_to_an_operator_not_run_again() {
-    let (world, _traffic, backup, runner) = with_checklist().await;
     // The expand migration ran, and the record of its end could not be written.
     let expand_done = |r: &Record| {
         r.state.checklist.iter().any(|s| {
@@ -372,16 +329,7 @@ async fn a_step_whose_end_was_not_journalled_is_handed_to_an_operator_not_run_ag
                 && s.status == StepStatus::Done
         })
     };
-    let report = failed_append_then_resumed(
-        &world,
-        &short_canary(),
-        &backup,
-        &runner,
-        expand_done,
-        || {},
-    )
-    .await;
-    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    let (report, _backup, runner) = succeeds_after_a_failed_append(expand_done).await;
     let runs = runs(&runner);
     assert!(runs.iter().all(|(_, n)| *n == 1), "{runs:?}");
     let expand = report
@@ -415,17 +363,7 @@ fn backup_named(r: &Record) -> bool {
 
 #[tokio::test(start_paused = true)]
 async fn a_backup_whose_id_was_not_journalled_is_found_again_not_taken_twice() {
-    let (world, _traffic, backup, runner) = with_checklist().await;
-    let report = failed_append_then_resumed(
-        &world,
-        &short_canary(),
-        &backup,
-        &runner,
-        backup_named,
-        || {},
-    )
-    .await;
-    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    let (report, backup, _runner) = succeeds_after_a_failed_append(backup_named).await;
     let taken = backup.taken();
     assert_eq!(taken.len(), 1, "{taken:?}");
     assert_eq!(report.backup.as_deref(), Some(taken[0].0.as_str()));
@@ -473,11 +411,8 @@ async fn upgraded(
         Some(backup.clone()),
         Some(runner.clone()),
     );
-    let up = o.start(&short_canary(), SERVICE).await.expect("start");
-    assert_eq!(
-        up.wait().await.expect("report").outcome,
-        Some(Outcome::Succeeded)
-    );
+    let up = run_to_end(&o, &short_canary()).await;
+    assert_eq!(up.outcome, Some(Outcome::Succeeded));
     backup.taken()[0].0.clone()
 }
 
@@ -488,18 +423,7 @@ fn with_backup(
     journal: Arc<dyn Journal>,
     backup: &Arc<InMemoryBackup>,
 ) -> Orchestrator {
-    Orchestrator::builder(world.platform.clone(), journal)
-        .service(
-            SERVICE,
-            ServiceBackends::new(
-                world.router.clone(),
-                world.source.clone(),
-                world.health.clone(),
-            ),
-        )
-        .clock(world.clock)
-        .backup(backup.clone())
-        .build()
+    world.builder(journal).backup(backup.clone()).build()
 }
 
 /// Starts a rollback of the upgraded service to 1.0.0 over a journal that fails the first
@@ -523,13 +447,7 @@ async fn rollback_failed_then_resumed(
         .expect("records")
         .deployment
         .clone();
-    with_backup(world, world.journal.clone(), backup)
-        .resume(&id)
-        .await
-        .expect("resume")
-        .wait()
-        .await
-        .expect("report")
+    resume_to_end(&with_backup(world, world.journal.clone(), backup), &id).await
 }
 
 #[tokio::test(start_paused = true)]
@@ -585,12 +503,8 @@ async fn a_restore_whose_end_was_not_journalled_is_not_repeated() {
 /// A world whose instances get ready after `checks` health checks, serving 1.0.0 (installed
 /// with a readiness timeout long enough for it).
 async fn slow_world(checks: u32) -> (Arc<World>, tokio::task::JoinHandle<()>) {
-    let mut w = World::new();
-    w.platform = Arc::new(InMemoryPlatform::new().with_ready_after(checks));
-    let world = Arc::new(w);
-    world.set_rate("1.0.0", 0.005);
-    world.set_rate("1.1.0", 0.005);
-    let traffic = world.spawn_traffic();
+    let (world, traffic) =
+        World::on(InMemoryPlatform::new().with_ready_after(checks)).under_traffic(0.005, 0.005);
     let mut install =
         DeploymentConfig::new(StrategyKind::Canary, v("1.0.0"), &[SERVICE]).expect("config");
     install.blue_green_config.health_check_interval = Duration::from_secs(1);
@@ -603,12 +517,9 @@ async fn slow_world(checks: u32) -> (Arc<World>, tokio::task::JoinHandle<()>) {
 #[tokio::test(start_paused = true)]
 async fn an_abort_while_the_new_track_gets_ready_rolls_back_at_once_and_moves_no_traffic() {
     let (world, _traffic) = slow_world(30).await;
-    let config = blue_green_config("1.1.0", TrafficStrategyKind::Immediate);
     let h = world
-        .orchestrator()
-        .start(&config, SERVICE)
-        .await
-        .expect("start");
+        .start(&blue_green_config("1.1.0", TrafficStrategyKind::Immediate))
+        .await;
     until_stage(&h, Stage::WaitReady).await;
     let applies = world.router.history().len();
     let asked = tokio::time::Instant::now();
@@ -640,10 +551,7 @@ async fn an_abort_while_the_new_track_gets_ready_rolls_back_at_once_and_moves_no
             "{split:?}"
         );
     }
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Stable, "1.0.0".into()))
-    );
+    world.assert_live(Track::Stable, "1.0.0").await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -652,11 +560,7 @@ async fn the_readiness_timeout_counts_from_the_journalled_start_of_the_wait() {
     let (world, _traffic) = slow_world(200).await;
     let mut config = blue_green_config("1.1.0", TrafficStrategyKind::Immediate);
     config.blue_green_config.readiness_timeout = Duration::from_secs(60);
-    let h = world
-        .orchestrator()
-        .start(&config, SERVICE)
-        .await
-        .expect("start");
+    let h = world.start(&config).await;
     let id = h.id().to_owned();
     until_stage(&h, Stage::WaitReady).await;
     h.kill();
@@ -695,11 +599,7 @@ async fn a_promotion_cut_short_by_a_crash_finishes_on_resume_even_while_paused()
     let config = canary_config("1.1.0");
     // The canary runs 1 instance and is scaled to 2 before it takes all traffic.
     assert!(config.blue_green_config.replicas_per_env > config.canary_config.replicas);
-    let h = world
-        .orchestrator()
-        .start(&config, SERVICE)
-        .await
-        .expect("start");
+    let h = world.start(&config).await;
     let id = h.id().to_owned();
     until_stage(&h, Stage::Canary).await;
     h.pause().await.expect("pause");
@@ -725,10 +625,7 @@ async fn a_promotion_cut_short_by_a_crash_finishes_on_resume_even_while_paused()
         })
         .count();
     assert_eq!(promotions, 1, "{report}");
-    assert_eq!(
-        world.live_version().await,
-        Some((Track::Canary, "1.1.0".into()))
-    );
+    world.assert_live(Track::Canary, "1.1.0").await;
     // Monitoring began once the scaled track was ready, not after another analysis window.
     let monitoring = report
         .timeline

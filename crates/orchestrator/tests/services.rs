@@ -207,12 +207,14 @@ async fn when_one_of_a_group_fails_the_others_finish_and_no_later_group_starts()
     // cache's dependency probe fails: its deployment stops in preparation.
     let now = f.clock.now();
     for track in [Track::Blue, Track::Green, Track::Stable] {
-        f.cache_health.record(HealthSignal::new(
-            track,
-            Probe::Dependency("redis".into()),
-            ProbeStatus::Fail,
-            now,
-        ));
+        f.cache_health
+            .record(HealthSignal::new(
+                track,
+                Probe::Dependency("redis".into()),
+                ProbeStatus::Fail,
+                now,
+            ))
+            .expect("record");
     }
     let all = DeploymentConfig::new(StrategyKind::BlueGreen, v("1.1.0"), &["api", "db", "cache"])
         .expect("config");

@@ -31,6 +31,15 @@ fn profile(rate: Schedule) -> VersionProfile {
         .with_startup(Duration::from_secs(5))
 }
 
+/// A fleet config under `seed` whose versions fail constant shares of their requests.
+fn constant_rates(seed: u64, rates: &[(&str, f64)]) -> SimConfig {
+    rates
+        .iter()
+        .fold(SimConfig::new(seed), |c, (version, rate)| {
+            c.with_profile(v(version), profile(Schedule::constant(*rate)))
+        })
+}
+
 fn sim(config: SimConfig) -> Sim {
     sim_at(config, 300.0)
 }
@@ -116,9 +125,7 @@ fn rolled_back(r: &Report) -> &str {
 
 #[tokio::test(start_paused = true)]
 async fn canary_success_without_a_lost_request() {
-    let s = sim(SimConfig::new(1)
-        .with_profile(v("1.0.0"), profile(Schedule::constant(0.005)))
-        .with_profile(v("1.1.0"), profile(Schedule::constant(0.005))));
+    let s = sim(constant_rates(1, &[("1.0.0", 0.005), ("1.1.0", 0.005)]));
     install(&s, StrategyKind::Canary).await;
     let since = s.world.now();
     let r = deploy(&s, &canary("1.1.0")).await;
@@ -140,9 +147,7 @@ async fn a_bad_canary_under_scarce_traffic_is_never_promoted_on_too_little_evide
     // never happens, until a trigger or the rollout's deadline rolls it back. (Without the gate,
     // this canary was promoted after its last timed step.)
     let s = sim_at(
-        SimConfig::new(21)
-            .with_profile(v("1.0.0"), profile(Schedule::constant(0.005)))
-            .with_profile(v("1.1.0"), profile(Schedule::constant(0.30))),
+        constant_rates(21, &[("1.0.0", 0.005), ("1.1.0", 0.30)]),
         0.02,
     );
     install(&s, StrategyKind::Canary).await;
@@ -237,9 +242,7 @@ async fn a_crashing_canary_is_rolled_back() {
 
 #[tokio::test(start_paused = true)]
 async fn a_canary_past_its_deadline_is_rolled_back() {
-    let s = sim(SimConfig::new(5)
-        .with_profile(v("1.0.0"), profile(Schedule::constant(0.005)))
-        .with_profile(v("1.1.0"), profile(Schedule::constant(0.005))));
+    let s = sim(constant_rates(5, &[("1.0.0", 0.005), ("1.1.0", 0.005)]));
     install(&s, StrategyKind::Canary).await;
     let mut c = canary("1.1.0");
     c.max_deployment_duration = Duration::from_secs(600);
@@ -249,9 +252,7 @@ async fn a_canary_past_its_deadline_is_rolled_back() {
 
 #[tokio::test(start_paused = true)]
 async fn a_four_hour_canary_runs_in_virtual_time() {
-    let s = sim(SimConfig::new(6)
-        .with_profile(v("1.0.0"), profile(Schedule::constant(0.01)))
-        .with_profile(v("1.1.0"), profile(Schedule::constant(0.01))));
+    let s = sim(constant_rates(6, &[("1.0.0", 0.01), ("1.1.0", 0.01)]));
     install(&s, StrategyKind::Canary).await;
     let mut c = canary("1.1.0");
     c.canary_config.initial_percentage = 5;
@@ -272,10 +273,10 @@ async fn a_four_hour_canary_runs_in_virtual_time() {
 
 #[tokio::test(start_paused = true)]
 async fn operations_on_the_simulator_abort_pause_resume_promote() {
-    let s = sim(SimConfig::new(7)
-        .with_profile(v("1.0.0"), profile(Schedule::constant(0.005)))
-        .with_profile(v("1.1.0"), profile(Schedule::constant(0.005)))
-        .with_profile(v("1.2.0"), profile(Schedule::constant(0.005))));
+    let s = sim(constant_rates(
+        7,
+        &[("1.0.0", 0.005), ("1.1.0", 0.005), ("1.2.0", 0.005)],
+    ));
     install(&s, StrategyKind::Canary).await;
     // Pause, resume, then promote early.
     let h = s
@@ -319,10 +320,10 @@ fn blue_green(version: &str, traffic: TrafficStrategyKind) -> DeploymentConfig {
 
 #[tokio::test(start_paused = true)]
 async fn blue_green_success_and_switch_back_on_failure() {
-    let s = sim(SimConfig::new(8)
-        .with_profile(v("1.0.0"), profile(Schedule::constant(0.005)))
-        .with_profile(v("1.1.0"), profile(Schedule::constant(0.005)))
-        .with_profile(v("1.2.0"), profile(Schedule::constant(0.25))));
+    let s = sim(constant_rates(
+        8,
+        &[("1.0.0", 0.005), ("1.1.0", 0.005), ("1.2.0", 0.25)],
+    ));
     install(&s, StrategyKind::BlueGreen).await;
     let since = s.world.now();
     let r = deploy(&s, &blue_green("1.1.0", TrafficStrategyKind::Gradual)).await;
@@ -336,9 +337,7 @@ async fn blue_green_success_and_switch_back_on_failure() {
 
 #[tokio::test(start_paused = true)]
 async fn router_errors_roll_back_when_rollback_on_error_is_set() {
-    let s = sim(SimConfig::new(9)
-        .with_profile(v("1.0.0"), profile(Schedule::constant(0.005)))
-        .with_profile(v("1.1.0"), profile(Schedule::constant(0.005))));
+    let s = sim(constant_rates(9, &[("1.0.0", 0.005), ("1.1.0", 0.005)]));
     install(&s, StrategyKind::BlueGreen).await;
     let mut c = blue_green("1.1.0", TrafficStrategyKind::Gradual);
     c.monitoring.error_rate_threshold = None;
@@ -351,10 +350,10 @@ async fn router_errors_roll_back_when_rollback_on_error_is_set() {
 
 #[tokio::test(start_paused = true)]
 async fn blue_green_with_canary_on_the_simulator() {
-    let s = sim(SimConfig::new(10)
-        .with_profile(v("1.0.0"), profile(Schedule::constant(0.005)))
-        .with_profile(v("1.1.0"), profile(Schedule::constant(0.005)))
-        .with_profile(v("1.2.0"), profile(Schedule::constant(0.05))));
+    let s = sim(constant_rates(
+        10,
+        &[("1.0.0", 0.005), ("1.1.0", 0.005), ("1.2.0", 0.05)],
+    ));
     install(&s, StrategyKind::BlueGreen).await;
     let mut c = canary("1.1.0");
     c.strategy = StrategyKind::BlueGreenWithCanary;
@@ -381,9 +380,7 @@ async fn a_file_journal_replays_every_record_of_a_canary_and_its_report() {
     let _ = std::fs::remove_file(&path);
     let journal = Arc::new(FileJournal::open(&path).expect("journal"));
     let s = sim_with(
-        SimConfig::new(5)
-            .with_profile(v("1.0.0"), profile(Schedule::constant(0.0)))
-            .with_profile(v("1.1.0"), profile(Schedule::constant(0.0))),
+        constant_rates(5, &[("1.0.0", 0.0), ("1.1.0", 0.0)]),
         300.0,
         journal.clone(),
     );

@@ -21,7 +21,7 @@ use serde_json::Value;
 use serin_orchestrator::notify::{
     ChannelNotifier, NotifySettings, RetryPolicy, Secret, verify_signature,
 };
-use serin_orchestrator::{Event, EventKind, NotificationChannel};
+use serin_orchestrator::{Event, EventKind, NotificationChannel, Notifier};
 use serin_signals::Timestamp;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -248,6 +248,55 @@ pub fn env() -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
         "SERIN_SMTP_PASSWORD" => Some("smtp-pa55w0rd".to_owned()),
         _ => None,
     }
+}
+
+/// A notifier with `settings`, reading secrets from [`env`].
+pub fn notifier(settings: NotifySettings) -> ChannelNotifier {
+    ChannelNotifier::new(settings)
+        .expect("notifier")
+        .with_env(env())
+}
+
+/// A runtime on the current thread, with time and I/O.
+pub fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// A runtime with one worker thread, where receivers and deliveries keep real time.
+pub fn io_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("io runtime")
+}
+
+/// Waits (in real time, for at most five seconds) until `rx` has seen a delivery attempt.
+pub async fn until_attempted(rx: &Receiver, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while rx.attempts().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The sequence numbers of the events `rx` accepted, in the order it accepted them.
+pub fn accepted_seqs(rx: &Receiver) -> Vec<u64> {
+    rx.accepted()
+        .iter()
+        .map(|r| r.json()["data"]["seq"].as_u64().expect("seq"))
+        .collect()
+}
+
+/// Notifies one rolled-back event of `web-1` to a webhook at `url`, then flushes.
+pub async fn deliver_one(n: &ChannelNotifier, url: &str) {
+    n.notify(&webhook(url), &event("web-1", 0, rolled_back()))
+        .await
+        .expect("queued");
+    flush(n).await;
 }
 
 pub fn channel(json: &str) -> NotificationChannel {

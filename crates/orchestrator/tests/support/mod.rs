@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use serin_compat::{Fleet, Matrix, Registry, Release, Validator};
 use serin_orchestrator::{
-    Clock, DeploymentConfig, Event, InMemoryBackup, InMemoryJournal, InMemoryPlatform,
-    InMemoryStepRunner, Journal, Orchestrator, Outcome, Platform, Report, ServiceBackends,
-    StrategyKind, TrafficStrategyKind,
+    Clock, DeploymentConfig, DeploymentHandle, Event, EventKind, InMemoryBackup, InMemoryJournal,
+    InMemoryPlatform, InMemoryStepRunner, Journal, Orchestrator, OrchestratorBuilder, Outcome,
+    Platform, Record, Report, ServiceBackends, Stage, StrategyKind, TrafficStrategyKind,
 };
 use serin_signals::{InMemoryHealth, InMemorySource, Metric, Timestamp, Track, Window};
 use serin_traffic::{InMemoryRouter, TrafficRouter};
@@ -59,6 +59,14 @@ impl World {
         }
     }
 
+    /// A world whose platform is `platform` (say, one whose instances get ready slowly).
+    pub fn on(platform: InMemoryPlatform) -> Self {
+        World {
+            platform: Arc::new(platform),
+            ..World::new()
+        }
+    }
+
     pub fn orchestrator(&self) -> Orchestrator {
         self.orchestrator_over(self.journal.clone())
     }
@@ -68,15 +76,56 @@ impl World {
         self.builder(journal).build()
     }
 
-    fn builder(&self, journal: Arc<dyn Journal>) -> serin_orchestrator::OrchestratorBuilder {
-        let backends = ServiceBackends::new(
-            self.router.clone(),
-            self.source.clone(),
-            self.health.clone(),
-        );
+    /// An orchestrator's builder on the world's backends over `journal`, for the providers a
+    /// test adds (backup, notifier, validator).
+    pub fn builder(&self, journal: Arc<dyn Journal>) -> OrchestratorBuilder {
+        self.builder_routing(self.router.clone(), journal)
+    }
+
+    /// An orchestrator on the world's backends over its journal but routing through `router`:
+    /// a router that fails on cue, or one a restarted process starts afresh.
+    pub fn orchestrator_routing(&self, router: Arc<dyn TrafficRouter>) -> Orchestrator {
+        self.builder_routing(router, self.journal.clone()).build()
+    }
+
+    fn builder_routing(
+        &self,
+        router: Arc<dyn TrafficRouter>,
+        journal: Arc<dyn Journal>,
+    ) -> OrchestratorBuilder {
+        let backends = ServiceBackends::new(router, self.source.clone(), self.health.clone());
         Orchestrator::builder(self.platform.clone(), journal)
             .service(SERVICE, backends)
             .clock(self.clock)
+    }
+
+    /// Starts `config` on a fresh orchestrator.
+    pub async fn start(&self, config: &DeploymentConfig) -> DeploymentHandle {
+        self.orchestrator()
+            .start(config, SERVICE)
+            .await
+            .expect("start")
+    }
+
+    /// Whether the service runs a track named `track`.
+    pub async fn has_track(&self, track: &Track) -> bool {
+        self.platform.status(SERVICE, track).await.is_ok()
+    }
+
+    /// How many instances the track named `track` runs (0 when there is none).
+    pub async fn instances_of(&self, track: &Track) -> usize {
+        self.platform
+            .list()
+            .await
+            .expect("list")
+            .iter()
+            .find(|t| t.track == *track)
+            .map_or(0, |t| t.instances.len())
+    }
+
+    /// Asserts that all traffic goes to `track`, which runs `version`.
+    pub async fn assert_live(&self, track: Track, version: &str) {
+        assert_eq!(self.live_version().await, Some((track, version.to_owned())));
     }
 
     /// An orchestrator over `journal` with the [`checklist_validator`], and the backup provider
@@ -100,13 +149,7 @@ impl World {
 
     /// Resumes deployment `id` with a fresh orchestrator and returns its report.
     pub async fn resumed(&self, id: &str) -> Report {
-        self.orchestrator()
-            .resume(id)
-            .await
-            .expect("resume")
-            .wait()
-            .await
-            .expect("report")
+        resume_to_end(&self.orchestrator(), id).await
     }
 
     /// Runs `config` to its end and returns the report of its one target service.
@@ -207,11 +250,31 @@ impl World {
     /// A world serving 1.0.0 under traffic, with 1.0.0 and 1.1.0 failing the given shares of
     /// requests; the traffic generator runs as long as the returned handle is kept or dropped.
     pub async fn serving(old_rate: f64, new_rate: f64) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
-        let world = Arc::new(World::new());
+        World::serving_on(InMemoryPlatform::new(), old_rate, new_rate).await
+    }
+
+    /// [`World::serving`] on `platform`.
+    pub async fn serving_on(
+        platform: InMemoryPlatform,
+        old_rate: f64,
+        new_rate: f64,
+    ) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
+        let (world, traffic) = World::on(platform).under_traffic(old_rate, new_rate);
+        world.install("1.0.0").await;
+        (world, traffic)
+    }
+
+    /// This world under traffic, with nothing installed yet: 1.0.0 and 1.1.0 fail the given
+    /// shares of requests.
+    pub fn under_traffic(
+        self,
+        old_rate: f64,
+        new_rate: f64,
+    ) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
+        let world = Arc::new(self);
         world.set_rate("1.0.0", old_rate);
         world.set_rate("1.1.0", new_rate);
         let traffic = world.spawn_traffic();
-        world.install("1.0.0").await;
         (world, traffic)
     }
 
@@ -256,6 +319,17 @@ pub fn canary_config(version: &str) -> DeploymentConfig {
     c
 }
 
+/// [`canary_config`] shortened to few records (so few crash points): 45% steps every 30 s,
+/// 20 s of monitoring, the old version kept warm for 20 s.
+pub fn short_canary_config(version: &str) -> DeploymentConfig {
+    let mut c = canary_config(version);
+    c.canary_config.increment_percentage = 45;
+    c.canary_config.increment_interval = Duration::from_secs(30);
+    c.monitoring.monitoring_duration = Duration::from_secs(20);
+    c.blue_green_config.keep_old_warm_for = Duration::from_secs(20);
+    c
+}
+
 /// A blue-green config on [`canary_config`]'s timings: with a gradual switch, 25% every 30 s.
 pub fn blue_green_config(version: &str, traffic: TrafficStrategyKind) -> DeploymentConfig {
     let mut c = canary_config(version);
@@ -272,6 +346,11 @@ pub fn rollback_reason(report: &Report) -> &str {
         Some(Outcome::RolledBack { reason }) => reason,
         other => panic!("expected a rollback, got {other:?}\n{report}"),
     }
+}
+
+/// Asserts that the deployment succeeded; shows the report otherwise.
+pub fn assert_succeeded(report: &Report) {
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
 }
 
 /// Every event received so far.
@@ -310,4 +389,87 @@ pub fn checklist_validator() -> (Validator, Fleet) {
         Validator::new(registry, matrix).expect("validator"),
         Fleet::new().with(SERVICE, v("1.0.0")),
     )
+}
+
+/// Starts `config` on `o` and waits for its report.
+pub async fn run_to_end(o: &Orchestrator, config: &DeploymentConfig) -> Report {
+    o.start(config, SERVICE)
+        .await
+        .expect("start")
+        .wait()
+        .await
+        .expect("report")
+}
+
+/// Resumes deployment `id` on `o` and waits for its report.
+pub async fn resume_to_end(o: &Orchestrator, id: &str) -> Report {
+    o.resume(id)
+        .await
+        .expect("resume")
+        .wait()
+        .await
+        .expect("report")
+}
+
+/// Waits (in virtual time) until the deployment's status is in `stage`.
+pub async fn until_stage(h: &DeploymentHandle, stage: Stage) {
+    for _ in 0..100_000 {
+        if h.status().stage == stage {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never reached {stage:?}: {:?}", h.status());
+}
+
+/// Waits (in virtual time, a second at a time) until the deployment sends at least `percent`
+/// of traffic to the new version.
+pub async fn until_weight(h: &DeploymentHandle, percent: f64) {
+    while h.status().weight < percent {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The kinds of the report's events, in order.
+pub fn kinds(report: &Report) -> Vec<&EventKind> {
+    report.timeline.iter().map(|e| &e.kind).collect()
+}
+
+/// The weights the events set, in order.
+pub fn weights(events: &[Event]) -> Vec<f64> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::WeightChanged { percent, .. } => Some(*percent),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Starts `config` on `o` with the world's journal set to stall once it holds `records`
+/// records, and kills the run there: the executor stops right after that write, before it
+/// acts on it. The journal then takes writes again; returns its last record.
+pub async fn crash_at(
+    world: &World,
+    o: Orchestrator,
+    config: DeploymentConfig,
+    records: usize,
+) -> Record {
+    world.journal.stall_after(Some(records));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let starter = tokio::spawn(async move {
+        let h = o.start(&config, SERVICE).await.expect("start");
+        let _ = tx.send(h);
+    });
+    while world.journal.len() < records {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Let the executor reach the stalled write and sit there.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    match tokio::time::timeout(Duration::from_millis(1), rx).await {
+        Ok(Ok(handle)) => handle.kill(),
+        _ => starter.abort(),
+    }
+    world.journal.stall_after(None);
+    world.journal.all().last().expect("records").clone()
 }
