@@ -168,6 +168,7 @@ async fn a_paused_switch_is_rolled_back_at_the_deadline_whatever_the_check_inter
     let world = world_on_blue().await;
     let mut config = blue_green_config("1.1.0", TrafficStrategyKind::Gradual);
     config.max_deployment_duration = std::time::Duration::from_secs(120);
+    config.blue_green_config.readiness_timeout = std::time::Duration::from_secs(60);
     // Longer than the whole deployment may take: the wait for the next check ends at the
     // deadline. (The watch after promotion must be at least as long.)
     config.monitoring.check_interval = std::time::Duration::from_secs(3_600);

@@ -82,6 +82,7 @@ proptest! {
         c.canary_config.target_percentage = target;
         // Room for a hundred pauses, so that only the percentages can be refused here.
         c.canary_config.max_duration = c.canary_config.increment_interval * 101;
+        c.max_deployment_duration = c.canary_config.max_duration;
         if c.validate().is_err() {
             prop_assert!(initial >= target);
             return Ok(());
@@ -111,6 +112,10 @@ proptest! {
         let planned = interval_s * weights;
         let max = planned.saturating_add_signed(slack).max(interval_s + 1);
         c.canary_config.max_duration = Duration::from_secs(max);
+        // The deployment's own deadline has room to spare (past the pauses and the readiness
+        // timeout alike): only the canary's is tested here.
+        c.max_deployment_duration =
+            Duration::from_secs(max + 1) + c.blue_green_config.readiness_timeout;
         match c.validate() {
             Ok(()) => prop_assert!(max > planned, "{planned}s of pauses in {max}s"),
             Err(e) => {

@@ -225,6 +225,8 @@ async fn deadline_run(
     let (world, _traffic) = serving_1_0_0().await;
     let mut c = canary_config("1.1.0");
     c.max_deployment_duration = max;
+    // Within the deadline, as it must be; tracks here are ready at once.
+    c.blue_green_config.readiness_timeout = Duration::from_secs(60);
     c.monitoring.monitoring_duration = monitoring;
     c.blue_green_config.keep_old_warm_for = warm;
     c.monitoring.on_deadline = on;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serin_orchestrator::{
-    DeploymentConfig, DeploymentHandle, Effect, EventKind, InMemoryBackup, InMemoryNotifier,
-    InMemoryPlatform, Journal, NotificationChannel, Orchestrator, Outcome, Platform, Record, Stage,
-    StrategyKind,
+    BackupProvider, DeploymentConfig, DeploymentHandle, Effect, EventKind, InMemoryBackup,
+    InMemoryNotifier, InMemoryPlatform, Journal, NotificationChannel, Orchestrator, Outcome,
+    Platform, Record, Stage, StrategyKind,
 };
 use serin_signals::{HealthSignal, Metric, Probe, ProbeStatus, Track};
 use support::{SERVICE, World, canary_config, until_stage, v};
@@ -583,15 +583,40 @@ async fn the_deadline_ends_a_readiness_wait_that_outlasts_it() {
     install.blue_green_config.readiness_timeout = Duration::from_secs(1_000);
     let r = world.deploy(&install).await;
     assert_eq!(r.outcome, Some(Outcome::Succeeded), "{r}");
+    // A backup of 100 s: the readiness wait starts with 100 s of the deadline left, and its
+    // timeout, shorter than the deadline as it must be, would end it 50 s later.
+    let o = world
+        .builder(world.journal.clone())
+        .backup(Arc::new(SlowBackup(InMemoryBackup::new())))
+        .build();
     let mut config = canary_config("1.1.0");
-    config.blue_green_config.readiness_timeout = Duration::from_secs(600);
-    config.max_deployment_duration = Duration::from_secs(120);
-    let report = world.deploy(&config).await;
+    config.blue_green_config.readiness_timeout = Duration::from_secs(150);
+    config.max_deployment_duration = Duration::from_secs(200);
+    let report = o.run(&config).await.expect("run").remove(0);
     let Some(Outcome::RolledBack { reason }) = &report.outcome else {
         panic!("expected a rollback, got {report}");
     };
     assert!(reason.contains("maxDeploymentDuration"), "{reason}");
     let took = report.last_at.saturating_duration_since(report.started_at);
-    assert!(took <= Duration::from_secs(121), "{took:?}");
+    assert!(took <= Duration::from_secs(201), "{took:?}");
     assert!(!world.has_track(&Track::Canary).await);
+}
+
+/// A backup that takes 100 s.
+struct SlowBackup(InMemoryBackup);
+
+#[async_trait::async_trait]
+impl BackupProvider for SlowBackup {
+    fn name(&self) -> &str {
+        "slow"
+    }
+
+    async fn backup(&self, service: &str, label: &str) -> serin_orchestrator::Result<String> {
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        self.0.backup(service, label).await
+    }
+
+    async fn restore(&self, id: &str) -> serin_orchestrator::Result<()> {
+        self.0.restore(id).await
+    }
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use serin_canary::controller::{Pause, Step};
 use serin_orchestrator::{
     Clock, DeploymentConfig, EventKind, FileJournal, InMemoryJournal, Journal, Orchestrator,
     Outcome, Platform, Report, ServiceBackends, StrategyKind, TrafficStrategyKind,
@@ -246,6 +247,17 @@ async fn a_canary_past_its_deadline_is_rolled_back() {
     install(&s, StrategyKind::Canary).await;
     let mut c = canary("1.1.0");
     c.max_deployment_duration = Duration::from_secs(600);
+    // A step that waits for an approval that never comes (timed pauses that outlast the
+    // deadline are refused when the config is loaded).
+    c.canary_config.steps = Some(vec![
+        Step::SetWeight(5),
+        Step::Pause(Pause {
+            duration: Some(Duration::from_secs(300)),
+        }),
+        Step::SetWeight(25),
+        Step::Pause(Pause::default()),
+    ]);
+    c.validate().expect("valid");
     let r = deploy(&s, &c).await;
     assert!(rolled_back(&r).contains("maxDeploymentDuration"), "{r}");
 }
