@@ -132,11 +132,11 @@ const HANDOVERS: usize = 20;
 /// The API case; with no API declared at all when `!with_apis` (the baseline).
 fn api_case(with_apis: bool) -> FleetCase {
     let mut rng = ChaCha8Rng::seed_from_u64(SEED);
-    let is_moving = |i: usize| i % 4 == 0;
+    let is_moving = |i: usize| i.is_multiple_of(4);
     let api = |k: usize| format!("api-{k:03}");
     // Handed over: the first `HANDOVERS` APIs of moving providers, each to the provider
     // `APIS / 2` further on (moving too), whose new release takes it.
-    let handed_over = |k: usize| k % 4 == 0 && k / 4 < HANDOVERS;
+    let handed_over = |k: usize| k.is_multiple_of(4) && k / 4 < HANDOVERS;
     let mut registry = Registry::new();
     for i in 0..API_SERVICES {
         let calls: Vec<usize> = (0..API_CALLS).map(|_| rng.random_range(0..APIS)).collect();
