@@ -17,13 +17,25 @@
 //!
 //! Several providers may share a directory: each backup records its provider's source (see
 //! [`BackupInfo::source`]), and a catalog lists and reads only its own source's backups.
+//!
+//! A process killed while it takes a backup leaves its claim and part of the data. A claim's
+//! `.pending` file records its source and a token unique to the claim (which names whatever
+//! the backup makes outside the directory, such as a database), and its owner holds an
+//! exclusive lock (`flock`) on it for as long as the claim lives; the kernel releases the lock
+//! when the owner dies, however it dies. A sweep ([`Catalog::abandoned`]) takes only claims it
+//! can lock, so it never touches a backup that another process is still taking: the provider
+//! removes what such a claim left, then the claim. Claims without a record (written before
+//! claims recorded one) are left alone: nothing proves their owner gone. The store must be on
+//! a file system whose locks work across its users (a local one; NFS with working locks).
 
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use serde::{Deserialize, Serialize};
 use serin_signals::{Timestamp, dns_label_problem};
+use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::{durable, tree};
@@ -39,6 +51,35 @@ const LISTED: &str = ".json";
 const DELETING: &str = ".deleting";
 /// The claim on the id of a backup being taken.
 const PENDING: &str = ".pending";
+
+/// What a claim's `.pending` file records, for a sweep of claims whose owner is gone.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Note {
+    /// The catalog's source: only its own provider sweeps the claim.
+    source: String,
+    /// Unique to the claim (see [`Claim::token`]).
+    token: String,
+}
+
+/// A token no other claim, in this directory or any other, is given: 20 hex digits of the
+/// SHA-256 of the process, the time, a counter, the claim's path and a random key.
+fn new_token(pending: &Path) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut random = std::collections::hash_map::RandomState::new().build_hasher();
+    random.write_u64(NEXT.fetch_add(1, Ordering::Relaxed));
+    let mut hasher = Sha256::new();
+    hasher.update(std::process::id().to_le_bytes());
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    hasher.update(since.as_nanos().to_le_bytes());
+    hasher.update(random.finish().to_le_bytes());
+    hasher.update(pending.as_os_str().as_encoded_bytes());
+    let digest = tree::hex(&hasher.finalize());
+    digest.get(..20).unwrap_or(&digest).to_owned()
+}
 
 /// A provider's directory of backup metadata.
 #[derive(Debug, Clone)]
@@ -106,24 +147,31 @@ impl Catalog {
         for n in 0..IDS_PER_MILLI {
             let id = format!("{service}-{}-{n:03}", now.as_millis());
             let pending = self.data_path(&id, PENDING);
-            match tokio::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&pending)
+            let token = new_token(&pending);
+            let note = Note {
+                source: self.source.clone(),
+                token: token.clone(),
+            };
+            let path = pending.clone();
+            let created = tokio::task::spawn_blocking(move || create_claim(&path, &note))
                 .await
-            {
-                Ok(_) => {}
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            let lock = match created {
+                Ok(file) => file,
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(self.io_error("claim a backup id at", &pending, e)),
-            }
+            };
             let claim = Claim {
                 metadata: self.data_path(&id, LISTED),
                 pending,
                 id,
+                token,
+                lock: Some(lock),
                 data: Vec::new(),
                 undo: None,
                 work: Work::default(),
                 armed: true,
+                leave: false,
             };
             // A listed backup, or one whose delete has not finished, still holds the id.
             // Checked after the claim is made: a commit drops its claim only once its
@@ -331,6 +379,162 @@ impl Catalog {
             _ => Ok(()),
         }
     }
+
+    /// The claims of this catalog's source whose owner is gone (a process killed while it
+    /// took a backup), each locked by the caller until it is [`forget`](Self::forget)ten or
+    /// dropped, so that no other sweep works on it meanwhile. A claim whose backup was
+    /// committed (the crash came between the metadata and the removal of the claim) is
+    /// removed here, its data kept. A claim another process still holds is never returned.
+    pub(crate) async fn abandoned(&self) -> Result<Vec<Abandoned>> {
+        let catalog = self.clone();
+        tokio::task::spawn_blocking(move || catalog.abandoned_blocking())
+            .await
+            .unwrap_or_else(|e| Err(self.io_error("sweep", &self.dir, std::io::Error::other(e))))
+    }
+
+    fn abandoned_blocking(&self) -> Result<Vec<Abandoned>> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.io_error("list", &self.dir, e)),
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| self.io_error("list", &self.dir, e))?;
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(PENDING)) else {
+                continue;
+            };
+            if check_id(id).is_err() {
+                continue;
+            }
+            let pending = entry.path();
+            let Some((lock, note)) = locked_claim(&pending)
+                .map_err(|e| self.io_error("sweep the claim", &pending, e))?
+            else {
+                continue;
+            };
+            if note.source != self.source {
+                continue;
+            }
+            let committed = [LISTED, DELETING]
+                .iter()
+                .any(|suffix| self.data_path(id, suffix).exists());
+            let abandoned = Abandoned {
+                id: id.to_owned(),
+                token: note.token,
+                pending,
+                tmp: self.data_path(id, ".json.tmp"),
+                _lock: lock,
+            };
+            if committed {
+                // Its data is the listed backup's: only the claim goes.
+                remove_file(&abandoned.pending)
+                    .map_err(|e| self.io_error("remove", &abandoned.pending, e))?;
+                continue;
+            }
+            found.push(abandoned);
+        }
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(found)
+    }
+
+    /// Removes the claim `abandoned` once its provider removed the data it left.
+    pub(crate) async fn forget(&self, abandoned: Abandoned) -> Result<()> {
+        let catalog = self.clone();
+        tokio::task::spawn_blocking(move || {
+            for path in [&abandoned.tmp, &abandoned.pending] {
+                remove_file(path).map_err(|e| catalog.io_error("remove", path, e))?;
+            }
+            tracing::info!(backup = %abandoned.id, "removed what a backup whose process is gone left");
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| Err(self.io_error("sweep", &self.dir, std::io::Error::other(e))))
+    }
+}
+
+/// Removes the file at `path`, if it is there.
+fn remove_file(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Creates the claim file at `path` (failing if it exists), locks it for this process and
+/// records `note` in it, synced: a sweep that finds it locked leaves it, and one that finds it
+/// unlocked reads whose it was.
+fn create_claim(path: &Path, note: &Note) -> std::io::Result<std::fs::File> {
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    let written = file
+        .lock()
+        .and_then(|()| serde_json::to_writer(&mut file, note).map_err(std::io::Error::other))
+        .and_then(|()| file.flush())
+        .and_then(|()| file.sync_all());
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    Ok(file)
+}
+
+/// The claim file at `path`, locked for this process, and its note; `None` if another
+/// process holds it (a backup being taken), if it is gone or was replaced since, or if it
+/// records no note (written before claims recorded one, or being written right now).
+fn locked_claim(path: &Path) -> std::io::Result<Option<(std::fs::File, Note)>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => return Err(e),
+    }
+    // Locked, but perhaps a file its owner removed before another claim took the name.
+    let held = file.metadata()?;
+    match std::fs::metadata(path) {
+        Ok(now) if (now.dev(), now.ino()) == (held.dev(), held.ino()) => {}
+        Ok(_) => return Ok(None),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let mut body = Vec::new();
+    file.read_to_end(&mut body)?;
+    Ok(serde_json::from_slice(&body).ok().map(|note| (file, note)))
+}
+
+/// A claim whose owner is gone, locked by the sweep that found it (see [`Catalog::abandoned`]).
+#[derive(Debug)]
+pub(crate) struct Abandoned {
+    id: String,
+    token: String,
+    pending: PathBuf,
+    tmp: PathBuf,
+    _lock: std::fs::File,
+}
+
+impl Abandoned {
+    /// The id it claimed.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Its claim's [token](Claim::token).
+    pub(crate) fn token(&self) -> &str {
+        &self.token
+    }
 }
 
 /// Finishes the deletes of `service`'s backups in `catalog` that were interrupted, through
@@ -356,6 +560,16 @@ pub(crate) async fn finish_interrupted_deletes(
             }
             Err(e) => tracing::warn!(backup = %info.id, service, "{e}"),
         }
+    }
+}
+
+/// Logs the outcome of a sweep run after a backup or a delete: best effort, as the next one
+/// tries again.
+pub(crate) fn sweep_quietly(swept: Result<usize>) {
+    match swept {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(claims = n, "swept what backups whose process is gone left"),
+        Err(e) => tracing::warn!("cannot sweep what backups whose process is gone left: {e}"),
     }
 }
 
@@ -386,8 +600,9 @@ impl Work {
     }
 }
 
-/// A cleanup that needs more than removing files (a database to drop).
-pub(crate) type Undo = Box<dyn FnOnce() + Send + Sync>;
+/// A cleanup that needs more than removing files (a database to drop); answers whether it
+/// finished (if not, a claim is left for the next sweep).
+pub(crate) type Undo = Box<dyn FnOnce() -> bool + Send + Sync>;
 
 /// The claim on the id of a backup being taken (see [`Catalog::claim`]).
 ///
@@ -399,12 +614,17 @@ pub(crate) type Undo = Box<dyn FnOnce() + Send + Sync>;
 /// that drops it waits for that (removing files, or one client session for a database).
 pub(crate) struct Claim {
     id: String,
+    token: String,
     metadata: PathBuf,
     pending: PathBuf,
+    /// The claim file, locked while the claim lives: its owner is alive.
+    lock: Option<std::fs::File>,
     data: Vec<PathBuf>,
     undo: Option<Undo>,
     work: Work,
     armed: bool,
+    /// Whether a drop leaves the claim (unlocked) for the next sweep.
+    leave: bool,
 }
 
 impl std::fmt::Debug for Claim {
@@ -424,6 +644,14 @@ impl Claim {
         &self.id
     }
 
+    /// A token no other claim is given, in this directory or any other: what the backup makes
+    /// outside the directory is named or marked with it, so that a cleanup or a sweep
+    /// removes only what this claim made, never what another directory's backup of the same
+    /// id made at the same moment.
+    pub(crate) fn token(&self) -> &str {
+        &self.token
+    }
+
     /// The file or tree at `path` is data of this backup.
     pub(crate) fn remove_on_drop(&mut self, path: PathBuf) {
         self.data.push(path);
@@ -433,6 +661,13 @@ impl Claim {
     /// nothing more to undo (or it was undone another way).
     pub(crate) fn undo_on_drop(&mut self, undo: Option<Undo>) {
         self.undo = undo;
+    }
+
+    /// Dropped unfinished, the claim stays (unlocked) for the next sweep, which removes what
+    /// the backup left: for a cleanup that could not be done now (its server unreachable).
+    pub(crate) fn leave_to_sweep(&mut self) {
+        self.undo = None;
+        self.leave = true;
     }
 
     /// The work writing this backup's data on a blocking thread.
@@ -446,6 +681,15 @@ impl Claim {
         // A claim that is already gone is what was wanted.
         let _ = std::fs::remove_file(&self.pending);
     }
+
+    /// What a process killed while it takes the backup leaves: the claim, unlocked, and the
+    /// data, with nothing undone.
+    #[cfg(test)]
+    pub(crate) fn die(mut self) {
+        self.armed = false;
+        self.undo = None;
+        self.lock = None;
+    }
 }
 
 impl Drop for Claim {
@@ -456,17 +700,24 @@ impl Drop for Claim {
         let _stopped = self.work.stop();
         // Committed but not yet told so (cancelled while the directory was being synced):
         // the backup is listed, so its data stays.
+        let mut clean = !self.leave;
         if !self.metadata.exists() {
             for path in &self.data {
                 if let Err(e) = tree::remove_tree(path) {
                     tracing::warn!(backup = %self.id, "an unfinished backup left data: {e}");
+                    clean = false;
                 }
             }
             if let Some(undo) = self.undo.take() {
-                undo();
+                clean &= undo();
             }
         }
-        let _ = std::fs::remove_file(&self.pending);
+        // What could not be removed now is the next sweep's, which finds the claim.
+        if clean {
+            let _ = std::fs::remove_file(&self.pending);
+        }
+        // Only now, with nothing left of it, may a sweep take the claim.
+        drop(self.lock.take());
     }
 }
 
@@ -621,7 +872,10 @@ mod tests {
         claim.remove_on_drop(file.clone());
         claim.remove_on_drop(tree.clone());
         let flag = undone.clone();
-        claim.undo_on_drop(Some(Box::new(move || flag.store(true, Ordering::SeqCst))));
+        claim.undo_on_drop(Some(Box::new(move || {
+            flag.store(true, Ordering::SeqCst);
+            true
+        })));
         let work = claim.work();
         drop(claim);
         assert!(work.cancelled().load(Ordering::SeqCst));
@@ -642,6 +896,69 @@ mod tests {
         assert!(file.exists());
         assert_eq!(catalog.list("web").await.unwrap().len(), 1);
         assert!(!catalog.data_path(&id, ".pending").exists());
+    }
+
+    #[tokio::test]
+    async fn a_sweep_takes_only_claims_whose_owner_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::new(dir.path(), "test", "test a");
+        let at = Timestamp::from_millis(1_000);
+        // A backup still being taken, one whose process was killed, one killed once its
+        // metadata was committed, another source's killed one, and a claim written before
+        // claims recorded their owner.
+        let running = catalog.claim("web", at).await.unwrap();
+        let killed = catalog.claim("web", at).await.unwrap();
+        let (id, token) = (killed.id().to_owned(), killed.token().to_owned());
+        std::fs::write(catalog.data_path(&id, ".dump"), b"part").unwrap();
+        std::fs::write(catalog.data_path(&id, ".json.tmp"), b"{").unwrap();
+        killed.die();
+        let committed = catalog.claim("web", at).await.unwrap();
+        let info = catalog.info(committed.id(), "web", "v1", at);
+        let listed = catalog.data_path(committed.id(), ".json");
+        std::fs::write(&listed, serde_json::to_vec(&info).unwrap()).unwrap();
+        committed.die();
+        let other = Catalog::new(dir.path(), "test", "test b");
+        let theirs = other.claim("web", at).await.unwrap();
+        let their_claim = other.data_path(theirs.id(), PENDING);
+        theirs.die();
+        let older = dir.path().join("web-2000-000.pending");
+        std::fs::write(&older, b"").unwrap();
+
+        let found = catalog.abandoned().await.unwrap();
+        let found_ids: Vec<(&str, &str)> = found.iter().map(|a| (a.id(), a.token())).collect();
+        assert_eq!(found_ids, [(id.as_str(), token.as_str())]);
+        // Another sweep meanwhile does not take it.
+        assert!(catalog.abandoned().await.unwrap().is_empty());
+        // The committed backup keeps its data and loses its claim.
+        assert!(!catalog.data_path(&info.id, PENDING).exists());
+        assert_eq!(catalog.list("web").await.unwrap(), [info]);
+        for abandoned in found {
+            catalog.forget(abandoned).await.unwrap();
+        }
+        for suffix in [PENDING, ".json.tmp"] {
+            assert!(!catalog.data_path(&id, suffix).exists(), "{suffix}");
+        }
+        assert!(catalog.abandoned().await.unwrap().is_empty());
+        assert!(catalog.data_path(running.id(), PENDING).exists());
+        assert!(their_claim.exists() && older.exists());
+        // Their own provider sweeps the other source's.
+        assert_eq!(other.abandoned().await.unwrap().len(), 1);
+        // A new claim takes the swept id again.
+        drop(running);
+        assert_eq!(catalog.claim("web", at).await.unwrap().id(), "web-1000-000");
+    }
+
+    #[tokio::test]
+    async fn a_claim_whose_cleanup_failed_is_left_to_the_next_sweep() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::new(dir.path(), "test", "test a");
+        let mut claim = catalog.claim("web", Timestamp::EPOCH).await.unwrap();
+        let id = claim.id().to_owned();
+        claim.undo_on_drop(Some(Box::new(|| false)));
+        drop(claim);
+        let found = catalog.abandoned().await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].id(), id);
     }
 
     /// A waker that notes it was woken.

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 
-use super::catalog::{Catalog, Work, check_id, finish_interrupted_deletes};
+use super::catalog::{Catalog, Work, check_id, finish_interrupted_deletes, sweep_quietly};
 use super::durable;
 use super::retention::Retention;
 use super::tree::{self, Manifest, TreeError};
@@ -185,6 +185,21 @@ impl DirectorySnapshot {
         Ok((manifest, started.elapsed()))
     }
 
+    /// Removes the partial snapshots of backups whose process is gone (killed while they
+    /// copied), and answers how many there were. Safe beside backups that other processes are
+    /// taking: only a claim whose owner is gone is swept (its lock released by the kernel
+    /// when its process ended; see the store layout in [`backup`](crate::backup)). Also run,
+    /// best effort, after every backup and delete.
+    pub async fn sweep(&self) -> Result<usize> {
+        let mut swept = 0;
+        for abandoned in self.catalog.abandoned().await? {
+            self.remove_data(abandoned.id()).await?;
+            self.catalog.forget(abandoned).await?;
+            swept += 1;
+        }
+        Ok(swept)
+    }
+
     async fn remove_data(&self, id: &str) -> Result<()> {
         let data = self.catalog.data_path(id, "");
         let doing = format!("cannot remove `{}`", data.display());
@@ -259,6 +274,7 @@ impl BackupProvider for DirectorySnapshot {
             "directory snapshot taken of {}", self.source.display()
         );
         finish_interrupted_deletes(&self.catalog, self, service).await;
+        sweep_quietly(self.sweep().await);
         if let Some(retention) = self.retention
             && let Err(e) = retention.enforce(self, service).await
         {
@@ -316,7 +332,9 @@ impl BackupProvider for DirectorySnapshot {
         self.remove_data(id)
             .await
             .map_err(|e| self.catalog.unlisted_but_kept(&info, e))?;
-        self.catalog.finish_delete(id).await
+        self.catalog.finish_delete(id).await?;
+        sweep_quietly(self.sweep().await);
+        Ok(())
     }
 }
 
@@ -624,6 +642,35 @@ mod tests {
         assert_ne!(next, id);
         assert_eq!(names(p.store()).len(), 2, "{:?}", names(p.store()));
         assert!(matches!(p.delete(&id).await, Err(Error::NotFound { .. })));
+    }
+
+    #[tokio::test]
+    async fn the_next_backup_sweeps_what_a_killed_backup_left_but_not_a_running_one() {
+        let (tmp, p) = setup();
+        fs::create_dir_all(tmp.path().join("state")).unwrap();
+        let at = Timestamp::from_millis(1_700_000_000_000);
+        let partial = |id: &str| {
+            let data = p.store().join(id);
+            fs::create_dir_all(data.join("tree/sub")).unwrap();
+            fs::write(data.join("tree/sub/f"), b"part").unwrap();
+            data
+        };
+        let killed = p.catalog.claim("web", at).await.unwrap();
+        let left = partial(killed.id());
+        let claim = p.store().join(format!("{}.pending", killed.id()));
+        killed.die();
+        let mut running = p.catalog.claim("web", at).await.unwrap();
+        let copying = partial(running.id());
+        running.remove_on_drop(copying.clone());
+        let id = p.backup("web", "v1").await.unwrap();
+        assert!(!left.exists() && !claim.exists());
+        assert!(copying.exists());
+        assert!(p.store().join(format!("{}.pending", running.id())).exists());
+        assert_eq!(p.sweep().await.unwrap(), 0);
+        drop(running);
+        let mut kept = names(p.store());
+        kept.sort();
+        assert_eq!(kept, [id.clone(), format!("{id}.json")]);
     }
 
     #[tokio::test]

@@ -24,7 +24,13 @@
 //!   nothing behind: no partial dump, snapshot tree or snapshot database, and no claim on its
 //!   id. The cleanup of a cancelled backup is done by the drop, so it is complete when the
 //!   drop returns (a retry or an exit next finds nothing), at the price of the dropping
-//!   thread waiting for it (removing files, or one `psql` session).
+//!   thread waiting for it (removing files, or `psql` sessions).
+//! - **Killed**: a backup whose process dies (killed, out of memory, power lost) cannot clean
+//!   up. Its claim records whose it is, and is locked while its process lives; the next
+//!   backup or delete of the provider, or its `sweep()`, removes what such a claim left (the
+//!   partial dump or snapshot tree; in template mode the copy, and the snapshot database if
+//!   it bears the claim's mark), and never touches a backup that another process is still
+//!   taking.
 //! - **Delete**: the metadata goes first (renamed to `<id>.deleting`, which is never listed),
 //!   then the data. A delete that is interrupted or fails to remove the data leaves the
 //!   backup unlisted and its id reserved; deleting the id again, or the next backup of the

@@ -14,7 +14,7 @@ use serin_signals::Timestamp;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-use super::catalog::{Catalog, Claim, Undo, check_id, finish_interrupted_deletes};
+use super::catalog::{Catalog, Claim, Undo, check_id, finish_interrupted_deletes, sweep_quietly};
 use super::command::{Client, failed, tail};
 use super::durable;
 use super::retention::Retention;
@@ -291,11 +291,24 @@ pub enum PostgresMode {
     /// was dropped is simply recreated from the snapshot. Needs a role that
     /// may create databases, and a maintenance database to connect to.
     ///
+    /// A backup copies the database under a name of its own claim (`serin_part_<token>`),
+    /// then, in one transaction, renames the copy to the backup's snapshot database and marks
+    /// it with a comment naming the claim. Another backup directory of the same database may
+    /// hand out the same id at the same moment, so only a snapshot marked as this claim's is
+    /// ever dropped by its cleanup: a cancelled copy never drops the other directory's
+    /// snapshot.
+    ///
     /// A backup or restore cancelled at an `.await` ends its own server sessions (found by
-    /// their `application_name`, `serin-backup-<pid>-<n>`, and waited for with
-    /// `pg_terminate_backend(pid, timeout)`, PostgreSQL 14 or later), so that no statement
-    /// of it commits after the cleanup, then drops the copies it made and, if it was
-    /// swapping, lets connections into the database again.
+    /// their `application_name`: `serin-backup-<token>` for a backup, `serin-backup-<pid>-<n>`
+    /// for a restore) and waits up to 5 s for them to end, so that no statement of it commits
+    /// after the cleanup, then drops the copies it made and, if it was swapping, lets
+    /// connections into the database again. The wait is a loop over `pg_stat_activity`, which
+    /// every supported server has (the two-argument `pg_terminate_backend` needs 14); a server
+    /// must be at least 13 (`DROP DATABASE … WITH (FORCE)`).
+    ///
+    /// A backup whose process was killed leaves its claim; [`PostgresBackup::sweep`] (also run
+    /// after every backup and delete) ends its sessions and drops its copy and its marked
+    /// snapshot.
     Template,
 }
 
@@ -622,29 +635,100 @@ impl PostgresBackup {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
+        (self.named(&name), name)
+    }
+
+    /// This provider with its sessions named `name`.
+    fn named(&self, name: &str) -> PostgresBackup {
         let mut named = self.clone();
-        named.client = ClientSettings(self.client.0.named(&name));
-        (named, name)
+        named.client = ClientSettings(self.client.0.named(name));
+        named
     }
 
     /// A cleanup for a drop (which cannot wait): it ends the sessions named `sessions`
-    /// (waiting up to 5 s for each to end, so that no statement they started still runs,
+    /// (waiting up to 5 s for them to end, so that no statement they started still runs,
     /// say a `CREATE DATABASE` that would otherwise commit after the cleanup), then runs
     /// `statements` on the maintenance database, on the dropping thread.
     fn cleanup(&self, what: String, sessions: &str, statements: Vec<String>) -> Undo {
         let client = self.client.0.clone();
         let maintenance = self.settings.maintenance_database.clone();
-        let mut all = vec![format!(
-            "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity \
-             WHERE application_name = {} AND pid <> pg_backend_pid()",
-            sql::literal(sessions)
-        )];
+        let mut all = vec![end_sessions(sessions)];
         all.extend(statements);
+        Box::new(
+            move || match client.run_blocking("psql", &psql_args(&maintenance, &all)) {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!("cannot clean up after {what}: {e}");
+                    false
+                }
+            },
+        )
+    }
+
+    /// What the template-mode backup `id` of the claim with `token` makes on the server.
+    fn leftovers(&self, id: &str, token: &str) -> Leftovers {
+        Leftovers {
+            sessions: format!("serin-backup-{token}"),
+            part: format!("serin_part_{token}"),
+            snap: self.database_for("snap", id),
+            mark: format!("serin-backup claim {token}"),
+        }
+    }
+
+    /// Removes what a template-mode backup left on the server (see [`Leftovers`]).
+    async fn remove_leftovers(&self, leftovers: &Leftovers) -> Result<()> {
+        let maintenance = &self.settings.maintenance_database;
+        let out = self.psql(maintenance, &leftovers.first()).await?;
+        if Leftovers::marked(&out) {
+            self.psql(maintenance, &[leftovers.drop_snap()]).await?;
+        }
+        Ok(())
+    }
+
+    /// [`remove_leftovers`](Self::remove_leftovers) for a drop (which cannot wait), on the
+    /// dropping thread.
+    fn remove_leftovers_on_drop(&self, what: String, leftovers: Leftovers) -> Undo {
+        let client = self.client.0.clone();
+        let maintenance = self.settings.maintenance_database.clone();
         Box::new(move || {
-            if let Err(e) = client.run_blocking("psql", &psql_args(&maintenance, &all)) {
-                tracing::warn!("cannot clean up after {what}: {e}");
+            let run = |statements: &[String]| {
+                client.run_blocking("psql", &psql_args(&maintenance, statements))
+            };
+            let removed = run(&leftovers.first()).and_then(|out| {
+                if Leftovers::marked(&out) {
+                    run(&[leftovers.drop_snap()])?;
+                }
+                Ok(())
+            });
+            match removed {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!("cannot clean up after {what}, left to the next sweep: {e}");
+                    false
+                }
             }
         })
+    }
+
+    /// Removes what backups of this provider whose process is gone (killed while they ran)
+    /// left behind, and answers how many there were. Safe beside backups that other processes
+    /// are taking: only a claim whose owner is gone is swept (its lock released by the kernel
+    /// when its process ended; see the store layout in [`backup`](crate::backup)). Of each:
+    /// the partial dump, and in template mode its sessions (ended, waited for), its copy and
+    /// its snapshot database if marked as its own (never another directory's of the same id),
+    /// then its claim. Also run, best effort, after every backup and delete.
+    pub async fn sweep(&self) -> Result<usize> {
+        let mut swept = 0;
+        for abandoned in self.catalog.abandoned().await? {
+            self.remove_data(abandoned.id(), false).await?;
+            if self.settings.mode == PostgresMode::Template {
+                self.remove_leftovers(&self.leftovers(abandoned.id(), abandoned.token()))
+                    .await?;
+            }
+            self.catalog.forget(abandoned).await?;
+            swept += 1;
+        }
+        Ok(swept)
     }
 
     /// Row counts and checksums of `tables` in `database`, in the exported `snapshot` if
@@ -821,34 +905,51 @@ impl PostgresBackup {
     /// Copies the database to the snapshot database of `claim`'s backup, whose drop then
     /// drops the snapshot too. PostgreSQL makes a committed `CREATE DATABASE` durable, so
     /// there is nothing to sync.
+    ///
+    /// The copy is made under the claim's own name, then renamed to the snapshot's name and
+    /// marked as the claim's in one transaction: cancelled at any point, the cleanup drops
+    /// the copy by its own name and the snapshot only if it bears the mark, so a snapshot that
+    /// another directory of the database made under the same name at the same moment stays.
     async fn take_template(&self, claim: &mut Claim) -> Result<Vec<BackupCheck>> {
         let id = claim.id().to_owned();
         let snap = self.database_for("snap", &id);
-        let (named, sessions) = self.named_sessions();
+        let leftovers = self.leftovers(&id, claim.token());
+        let named = self.named(&leftovers.sessions);
         // Cancelled during the copy, the copy may be running or committed on the server:
-        // its session is ended first, then the snapshot dropped if it was made.
-        claim.undo_on_drop(Some(self.cleanup(
+        // its session is ended first, then what it made is dropped.
+        claim.undo_on_drop(Some(self.remove_leftovers_on_drop(
             format!("cancelled backup `{id}`"),
-            &sessions,
-            vec![format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                sql::ident(&snap)
-            )],
+            leftovers.clone(),
         )));
         let maintenance = &self.settings.maintenance_database;
         let copied = named
             .psql(
                 maintenance,
-                &[format!(
-                    "CREATE DATABASE {} TEMPLATE {}",
-                    sql::ident(&snap),
-                    sql::ident(self.db())
-                )],
+                &[
+                    format!(
+                        "CREATE DATABASE {} TEMPLATE {}",
+                        sql::ident(&leftovers.part),
+                        sql::ident(self.db())
+                    ),
+                    "BEGIN".to_owned(),
+                    format!(
+                        "ALTER DATABASE {} RENAME TO {}",
+                        sql::ident(&leftovers.part),
+                        sql::ident(&snap)
+                    ),
+                    format!(
+                        "COMMENT ON DATABASE {} IS {}",
+                        sql::ident(&snap),
+                        sql::literal(&leftovers.mark)
+                    ),
+                    "COMMIT".to_owned(),
+                ],
             )
             .await;
         if let Err(e) = copied {
-            // Not made, or made by another backup directory: not this backup's to drop.
-            claim.undo_on_drop(None);
+            // The copy may be made under the claim's name; the snapshot's name is another
+            // directory's if the rename found it taken.
+            self.abandon(claim).await;
             // `claim` passed over the ids whose snapshots existed; one that appeared since
             // (another directory of the same database, at the same moment) is in the way.
             let reason = if e.to_string().contains("already exists") {
@@ -889,14 +990,18 @@ impl PostgresBackup {
         rest
     }
 
-    /// Drops the snapshot database of `claim`'s failed backup without blocking (best effort:
-    /// the error that matters is the one that stopped the backup); the claim's drop does
-    /// the rest.
+    /// Removes what `claim`'s failed template-mode backup made on the server without
+    /// blocking (best effort: the error that matters is the one that stopped the backup); if
+    /// that fails too, the claim is left for the next sweep.
     async fn abandon(&self, claim: &mut Claim) {
-        let _ = self
-            .drop_database(&self.database_for("snap", claim.id()))
-            .await;
-        claim.undo_on_drop(None);
+        let leftovers = self.leftovers(claim.id(), claim.token());
+        match self.remove_leftovers(&leftovers).await {
+            Ok(()) => claim.undo_on_drop(None),
+            Err(e) => {
+                tracing::warn!(backup = %claim.id(), "left to the next sweep: {e}");
+                claim.leave_to_sweep();
+            }
+        }
     }
 
     async fn drop_database(&self, name: &str) -> Result<String> {
@@ -1163,9 +1268,75 @@ struct OnDrop(Option<Undo>);
 impl Drop for OnDrop {
     fn drop(&mut self) {
         if let Some(undo) = self.0.take() {
-            undo();
+            // A failure was logged; a restore leaves no claim to sweep.
+            let _ = undo();
         }
     }
+}
+
+/// What a template-mode backup makes on the server, all named or marked with its claim's
+/// token, so that a cleanup or a sweep never touches another backup's: the sessions that
+/// copy, the copy under the claim's own name, and the snapshot database, which bears the
+/// claim's mark once the copy took its name.
+#[derive(Debug, Clone)]
+struct Leftovers {
+    sessions: String,
+    part: String,
+    snap: String,
+    mark: String,
+}
+
+impl Leftovers {
+    /// Ends the sessions (waiting for them), drops the copy, and answers whether the
+    /// snapshot bears the mark (`1` as the last line).
+    fn first(&self) -> Vec<String> {
+        vec![
+            end_sessions(&self.sessions),
+            format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                sql::ident(&self.part)
+            ),
+            format!(
+                "SELECT count(*) FROM pg_database d JOIN pg_shdescription c \
+                 ON c.objoid = d.oid AND c.classoid = 'pg_database'::regclass \
+                 WHERE d.datname = {} AND c.description = {}",
+                sql::literal(&self.snap),
+                sql::literal(&self.mark)
+            ),
+        ]
+    }
+
+    /// Whether the answer of [`first`](Self::first) says the snapshot is the claim's. Once
+    /// it is, no other backup can take its name, so dropping it next is safe.
+    fn marked(out: &str) -> bool {
+        out.lines().rev().map(str::trim).find(|l| !l.is_empty()) == Some("1")
+    }
+
+    fn drop_snap(&self) -> String {
+        format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            sql::ident(&self.snap)
+        )
+    }
+}
+
+/// A statement that ends the server sessions named `sessions` other than its own and waits
+/// up to 5 s for them to be gone. A loop rather than `pg_terminate_backend(pid, timeout)`,
+/// which PostgreSQL 13 lacks; the activity view is re-read on each turn (a transaction
+/// otherwise sees its first reading).
+fn end_sessions(sessions: &str) -> String {
+    let name = sql::literal(sessions);
+    format!(
+        "DO $serin$ BEGIN \
+         PERFORM pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = {name} AND pid <> pg_backend_pid(); \
+         FOR i IN 1..50 LOOP \
+         PERFORM pg_stat_clear_snapshot(); \
+         EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity \
+         WHERE application_name = {name} AND pid <> pg_backend_pid()); \
+         PERFORM pg_sleep(0.1); \
+         END LOOP; END $serin$"
+    )
 }
 
 /// The arguments of `psql` running SQL `statements` in order in one session on `database`,
@@ -1244,6 +1415,7 @@ impl BackupProvider for PostgresBackup {
             "postgres backup of database `{}` taken", self.db()
         );
         finish_interrupted_deletes(&self.catalog, self, service).await;
+        sweep_quietly(self.sweep().await);
         if let Some(retention) = self.settings.retention
             && let Err(e) = retention.enforce(self, service).await
         {
@@ -1281,7 +1453,9 @@ impl BackupProvider for PostgresBackup {
         self.remove_data(id, template)
             .await
             .map_err(|e| self.catalog.unlisted_but_kept(&info, e))?;
-        self.catalog.finish_delete(id).await
+        self.catalog.finish_delete(id).await?;
+        sweep_quietly(self.sweep().await);
+        Ok(())
     }
 }
 
@@ -1424,11 +1598,13 @@ mod tests {
         failing_client(dir, "refused by the test");
     }
 
-    /// [`fake_client`] failing with server message `error`.
+    /// [`fake_client`] failing with server message `error`, except the cleanup's look for a
+    /// snapshot marked as the claim's, which finds none (and is not recorded).
     fn failing_client(dir: &Path, error: &str) {
         use std::os::unix::fs::PermissionsExt;
         let script = format!(
-            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > '{0}/args'\nenv > '{0}/env'\n\
+            "#!/bin/sh\ncase \"$*\" in *pg_shdescription*) echo 0; exit 0;; esac\n\
+             for a in \"$@\"; do printf '%s\\n' \"$a\"; done > '{0}/args'\nenv > '{0}/env'\n\
              echo 'ERROR:  {error}' >&2\nexit 1\n",
             dir.display()
         );
@@ -1474,12 +1650,21 @@ mod tests {
         );
         assert_eq!(args[8], "-c");
         assert!(
-            args[9].starts_with("CREATE DATABASE \"serin_snap_")
+            args[9].starts_with("CREATE DATABASE \"serin_part_")
                 && args[9].ends_with(r#"TEMPLATE "we""ird'; DROP DATABASE x; -- host=evil""#),
             "{}",
             args[9]
         );
-        assert_eq!(args.len(), 10);
+        // The copy takes the snapshot's name and the claim's mark in one transaction.
+        assert_eq!((args[11], args[17]), ("BEGIN", "COMMIT"));
+        assert!(
+            args[13].starts_with("ALTER DATABASE \"serin_part_")
+                && args[13].contains("RENAME TO \"serin_snap_")
+                && args[15].starts_with("COMMENT ON DATABASE \"serin_snap_")
+                && args[15].contains("IS E'serin-backup claim "),
+            "{args:?}"
+        );
+        assert_eq!(args.len(), 18);
         let env = std::fs::read_to_string(bin.path().join("env")).unwrap();
         assert!(env.lines().any(|l| l == "PGPASSWORD=s3cret-pw"), "{env}");
         assert!(env.lines().any(|l| l == "PGHOST=127.0.0.1"), "{env}");
@@ -1553,8 +1738,10 @@ mod tests {
 
     /// A `psql` standing in for a server: it notes each call (its session name, `|`, its
     /// arguments) as a line of `dir/calls`; stalls at the first call whose arguments hold
-    /// `stall_at`, saying so through the FIFO `dir/stalled`, until it is killed; answers that
-    /// database `shop` exists and no other, and a size; and succeeds at everything else.
+    /// `stall_at`, saying so through the FIFO `dir/stalled`, until it is killed; refuses the
+    /// two-argument `pg_terminate_backend` as PostgreSQL 13 does; answers that database
+    /// `shop` exists and no other, that a snapshot bears its claim's mark (unless the file
+    /// `dir/unmarked` exists), and a size; and succeeds at everything else.
     fn scripted_client(dir: &Path, stall_at: &str) {
         let d = dir.display();
         script(
@@ -1564,6 +1751,9 @@ mod tests {
                 "printf '%s|%s\\n' \"$PGAPPNAME\" \"$*\" >> '{d}/calls'\n\
                  case \"$*\" in\n\
                  *'{stall_at}'*) echo stalled > '{d}/stalled'; exec sleep 600;;\n\
+                 *'pg_terminate_backend(pid, '*) echo 'ERROR:  function \
+                 pg_terminate_backend(integer, integer) does not exist' >&2; exit 1;;\n\
+                 *pg_shdescription*) if [ -e '{d}/unmarked' ]; then echo 0; else echo 1; fi;;\n\
                  *\"datname = E'shop'\"*) echo 1;;\n\
                  *'FROM pg_database WHERE'*) echo 0;;\n\
                  *pg_database_size*) echo 4096;;\n\
@@ -1611,32 +1801,89 @@ mod tests {
     #[tokio::test]
     async fn a_template_backup_cancelled_after_the_copy_drops_its_snapshot() {
         let bin = tempfile::tempdir().unwrap();
+        // The stand-in refuses `pg_terminate_backend(pid, timeout)`, as PostgreSQL 13 does.
         scripted_client(bin.path(), "ALLOW_CONNECTIONS false");
         let store = tempfile::tempdir().unwrap();
         let pg = template(bin.path(), store.path());
+        let (id, calls) = cancel_at_the_stall(&pg, bin.path(), store.path()).await;
+        let (copier, copy) = calls
+            .iter()
+            .find(|(_, args)| args.contains("CREATE DATABASE"))
+            .unwrap();
+        assert!(copier.starts_with("serin-backup-"), "{copier}");
+        let part = copy
+            .split('"')
+            .nth(1)
+            .filter(|p| p.starts_with("serin_part_"))
+            .unwrap_or_else(|| panic!("{copy}"));
+        // Once the drop returns, the session that copied was ended and waited for, then the
+        // copy dropped; the snapshot, marked as the claim's, was dropped last.
+        let [.., (_, ended), (_, dropped)] = &calls[..] else {
+            panic!("{calls:?}")
+        };
+        let expected = [
+            format!("application_name = E'{copier}' AND pid <> pg_backend_pid()"),
+            "pg_sleep(0.1)".to_owned(),
+            format!("-c DROP DATABASE IF EXISTS \"{part}\" WITH (FORCE)"),
+            "pg_shdescription".to_owned(),
+        ];
+        for part in expected {
+            assert!(ended.contains(&part), "{part} in {ended}");
+        }
+        assert!(!ended.contains("pg_terminate_backend(pid, "), "{ended}");
+        assert!(
+            dropped.ends_with(&format!(
+                "-c DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                pg.snapshot_database(&id)
+            )),
+            "{dropped}"
+        );
+        assert!(names(store.path()).is_empty(), "{:?}", names(store.path()));
+    }
+
+    /// Runs a backup of `pg` until the stand-in in `bin` stalls, then drops it: the id it
+    /// claimed, and the calls made (the cleanup's last).
+    async fn cancel_at_the_stall(
+        pg: &PostgresBackup,
+        bin: &Path,
+        store: &Path,
+    ) -> (String, Vec<(String, String)>) {
         let stalled = async {
-            tokio::fs::read(bin.path().join("stalled")).await.unwrap();
-            names(store.path())
+            tokio::fs::read(bin.join("stalled")).await.unwrap();
+            names(store)
         };
         let during = tokio::select! {
             taken = pg.backup("shop", "v1") => panic!("the backup ended: {taken:?}"),
             during = stalled => during,
         };
         let id = during[0].strip_suffix(".pending").unwrap().to_owned();
-        let calls = calls(bin.path());
-        let (copier, _) = calls
-            .iter()
-            .find(|(_, args)| args.contains("CREATE DATABASE"))
-            .unwrap();
-        assert!(copier.starts_with("serin-backup-"), "{copier}");
-        // Once the drop returns, the session that copied was ended, then the copy dropped.
+        (id, calls(bin))
+    }
+
+    /// Another directory of the database may hand out the same id at the same moment and make
+    /// its snapshot under the same name while this backup copies: cancelled then, this
+    /// backup drops its own copy but never a snapshot it did not mark.
+    #[tokio::test]
+    async fn a_template_backup_cancelled_during_its_copy_never_drops_another_directorys_snapshot() {
+        let bin = tempfile::tempdir().unwrap();
+        scripted_client(bin.path(), "CREATE DATABASE");
+        std::fs::write(bin.path().join("unmarked"), "").unwrap();
+        let store = tempfile::tempdir().unwrap();
+        let pg = template(bin.path(), store.path());
+        let (id, calls) = cancel_at_the_stall(&pg, bin.path(), store.path()).await;
         let (_, cleanup) = calls.last().unwrap();
-        let ended = format!(
-            "pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE application_name = \
-             E'{copier}' AND pid <> pg_backend_pid() -c DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-            pg.snapshot_database(&id)
+        assert!(
+            cleanup.contains("-c DROP DATABASE IF EXISTS \"serin_part_")
+                && cleanup.contains("pg_shdescription"),
+            "{cleanup}"
         );
-        assert!(cleanup.contains(&ended), "{cleanup}");
+        let snap = pg.snapshot_database(&id);
+        assert!(
+            !calls
+                .iter()
+                .any(|(_, args)| args.contains(&format!("DROP DATABASE IF EXISTS \"{snap}\""))),
+            "{calls:?}"
+        );
         assert!(names(store.path()).is_empty(), "{:?}", names(store.path()));
     }
 
@@ -1688,7 +1935,7 @@ mod tests {
         let calls = calls(bin.path());
         let (swapper, swap) = calls
             .iter()
-            .find(|(_, args)| args.contains("RENAME TO"))
+            .rfind(|(_, args)| args.contains("RENAME TO"))
             .unwrap();
         assert!(
             swap.contains(r#"ALTER DATABASE "shop" ALLOW_CONNECTIONS false"#),
@@ -1696,8 +1943,12 @@ mod tests {
         );
         // The swap's session is ended first, so none of its statements runs after the cleanup.
         let (_, cleanup) = calls.last().unwrap();
+        assert!(
+            cleanup.contains(&format!("application_name = E'{swapper}'")),
+            "{cleanup}"
+        );
         let expected = format!(
-            "application_name = E'{swapper}' AND pid <> pg_backend_pid() \
+            "pg_sleep(0.1); END LOOP; END $serin$ \
              -c DROP DATABASE IF EXISTS \"{}\" WITH (FORCE) \
              -c DROP DATABASE IF EXISTS \"{}\" WITH (FORCE) \
              -c ALTER DATABASE \"shop\" ALLOW_CONNECTIONS true",
@@ -1825,6 +2076,82 @@ mod tests {
         assert_eq!(rows.unwrap().trim(), "1");
         assert!(!pg.database_exists(&aside).await.unwrap());
         pg.delete(&id).await.unwrap();
+        admin(format!("DROP DATABASE {db} WITH (FORCE)")).await;
+    }
+
+    /// A process killed while it took template-mode backups leaves a snapshot marked as its
+    /// claim's, or only its copy under the claim's name; the sweep drops both, and never the
+    /// snapshot another directory of the database made since under the same name.
+    #[tokio::test(start_paused = true)]
+    async fn a_sweep_drops_what_killed_backups_made_and_nothing_of_another_directory() {
+        let Ok(conninfo) = std::env::var("SERIN_TEST_POSTGRES") else {
+            return;
+        };
+        let mut connection = PostgresConnection::from_conninfo(&conninfo).unwrap();
+        connection.dbname = format!("serin_t_sweep_{}", std::process::id());
+        let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let at = Timestamp::from_millis(1_800_000_000_000);
+        let provider = |store: &Path| {
+            PostgresBackup::new(
+                PostgresSettings::new(connection.clone(), store)
+                    .with_mode(PostgresMode::Template)
+                    .verify_table(TableName::new("t")),
+            )
+            .unwrap()
+            .with_clock(Clock::starting_at(at))
+        };
+        let (a, b) = (provider(ours.path()), provider(theirs.path()));
+        let db = sql::ident(a.db());
+        let admin = |statement: String| {
+            let pg = a.clone();
+            async move { pg.psql("postgres", &[statement]).await.unwrap() }
+        };
+        admin(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
+        admin(format!("CREATE DATABASE {db}")).await;
+        a.psql(
+            a.db(),
+            &["CREATE TABLE t (v int); INSERT INTO t VALUES (1)".into()],
+        )
+        .await
+        .unwrap();
+        // Killed once its copy took the snapshot's name.
+        let mut copied = a.claim("shop", at, true).await.unwrap();
+        let copied_id = copied.id().to_owned();
+        a.take_template(&mut copied).await.unwrap();
+        copied.die();
+        // Killed while it copied, before the rename.
+        let half = a.claim("shop", at, true).await.unwrap();
+        let half_id = half.id().to_owned();
+        let part = a.leftovers(&half_id, half.token()).part;
+        admin(format!(
+            "CREATE DATABASE {} TEMPLATE {db}",
+            sql::ident(&part)
+        ))
+        .await;
+        half.die();
+        // Another directory hands out the same id (time is paused: the same millisecond) and
+        // makes its snapshot.
+        let b_id = b.backup("shop", "theirs").await.unwrap();
+        assert_eq!(b_id, half_id);
+
+        assert_eq!(a.sweep().await.unwrap(), 2);
+        assert!(
+            !a.database_exists(&a.snapshot_database(&copied_id))
+                .await
+                .unwrap()
+        );
+        assert!(!a.database_exists(&part).await.unwrap());
+        assert!(names(ours.path()).is_empty(), "{:?}", names(ours.path()));
+        assert!(
+            b.database_exists(&b.snapshot_database(&b_id))
+                .await
+                .unwrap()
+        );
+        a.psql(a.db(), &["DELETE FROM t".into()]).await.unwrap();
+        b.restore(&b_id).await.unwrap();
+        let rows = a.psql(a.db(), &["SELECT count(*) FROM t".into()]).await;
+        assert_eq!(rows.unwrap().trim(), "1");
+        b.delete(&b_id).await.unwrap();
         admin(format!("DROP DATABASE {db} WITH (FORCE)")).await;
     }
 

@@ -16,6 +16,16 @@ use crate::lock;
 /// disk (`fsync`) before `append` returns. A last line cut short by a crash is skipped, and
 /// the next append cuts it off (it was never acknowledged).
 ///
+/// A line cut short in the *middle* of the file (left by versions that wrote on after a torn
+/// line, or by damage) is skipped only when it cannot change what a resume does: when it names
+/// its deployment and sequence number, and the next record of that deployment has the same
+/// number or a smaller one, the record was written again after the crash (a resume starts
+/// from the last record it could read), so the torn copy was never acknowledged; it is
+/// skipped with a warning, and the next [`compact`](FileJournal::compact) leaves it out.
+/// Any other line cut short may be a record that was acknowledged and acted on: the reads of
+/// its deployment fail, naming the line, rather than replay around a gap (every read fails
+/// if the line is cut before it names its deployment).
+///
 /// One file holds every deployment (a year of daily deployments is tens of megabytes), so a
 /// read takes only each line's `deployment` field until a line of the deployment asked for
 /// comes: the states of the others, the bulk of the file, are skipped over, not built, and
@@ -64,6 +74,33 @@ struct Head {
     deployment: String,
 }
 
+/// The sequence number of a line, read only to tell whether it replaces a line cut short.
+#[derive(Deserialize)]
+struct Seq {
+    seq: u64,
+}
+
+/// The deployment and sequence number at the start of a line cut short, as this journal
+/// writes them (`{"deployment":"…","seq":N,`); `None` if the cut came before both were whole.
+fn torn_head(line: &[u8]) -> Option<(String, u64)> {
+    let rest = line.strip_prefix(b"{\"deployment\":")?;
+    let mut strings = serde_json::Deserializer::from_slice(rest).into_iter::<String>();
+    let deployment = strings.next()?.ok()?;
+    let rest = rest
+        .get(strings.byte_offset()..)?
+        .strip_prefix(b",\"seq\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    // Whole only if the next field follows: `"seq":1` may be the start of `"seq":12`.
+    if digits == 0 || rest.get(digits) != Some(&b',') {
+        return None;
+    }
+    let seq = std::str::from_utf8(rest.get(..digits)?)
+        .ok()?
+        .parse()
+        .ok()?;
+    Some((deployment, seq))
+}
+
 impl FileJournal {
     /// A journal in the file at `path`, created on the first append (its directory must exist).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
@@ -106,13 +143,15 @@ impl FileJournal {
     /// point of [`rollback_to`](crate::Orchestrator::rollback_to) read, so those answer as
     /// before; the timelines of the trimmed deployments keep only their final events.
     /// Unfinished deployments keep every record (a resume starts from their last). Kept lines
-    /// are copied byte for byte; lines torn by a crash, never acknowledged, are left out.
+    /// are copied byte for byte; lines torn by a crash and never acknowledged (a torn last
+    /// line, or one whose record was written again after the crash) are left out.
     ///
     /// A crash at any point leaves either the old file or the new one: the kept lines are
     /// written to a temporary file beside the journal, synced, renamed over it, and the
     /// directory synced. Appends from this process and from others wait meanwhile (on a lock
     /// file `<journal>.lock` beside it), and readers holding the old file read it whole. A
-    /// corrupt line stops the compaction before anything changes, as it stops every read. The
+    /// corrupt line, or one cut short that no later record replaces, stops the compaction
+    /// before anything changes, as it stops the reads of its deployment. The
     /// temporary files of compactions a crash cut short are removed.
     pub async fn compact(&self, keep_finished: usize) -> Result<Compacted> {
         self.blocking(move |files| files.compact(keep_finished))
@@ -275,6 +314,11 @@ impl Files {
                 dropped += 1;
                 return Ok(());
             }
+            // A line cut short that no record replaces stops the compaction, as every read
+            // of its deployment stops at it.
+            if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&line) {
+                return Err(self.unreadable(number, &line, &e));
+            }
             out.write_all(&line)
                 .and_then(|()| out.write_all(b"\n"))
                 .map_err(cannot)?;
@@ -307,11 +351,17 @@ impl Files {
     }
 
     /// Calls `each` with every record line's number, deployment and bytes (without the
-    /// newline), in order. A torn line (a crash mid-write: it ends early and was never
-    /// acknowledged) is skipped, and so is a last line without its newline that does not
-    /// decode; lines are read as bytes, since a write cut inside a multi-byte character leaves
-    /// no valid UTF-8 to read as text. A line that is complete but does not name its
-    /// deployment is corruption, and replaying around it would be a lie.
+    /// newline), in order for each deployment. A last line without its newline that does not
+    /// decode is skipped (a crash mid-write: it was never acknowledged); lines are read as
+    /// bytes, since a write cut inside a multi-byte character leaves no valid UTF-8 to read as
+    /// text. A line that is complete but does not name its deployment is corruption, and
+    /// replaying around it would be a lie.
+    ///
+    /// A line cut short before the last waits for the next line of its deployment: if that one
+    /// has the same sequence number or a smaller one, the record was written again after the
+    /// crash and the torn copy is skipped with a warning; otherwise (or at the end of the file)
+    /// it is handed to `each` just before that line, and [`parse`](Self::parse) refuses it. A
+    /// line cut before it names its deployment fails the scan.
     fn scan(&self, mut each: impl FnMut(usize, String, Vec<u8>) -> Result<()>) -> Result<()> {
         let file = match std::fs::File::open(&self.path) {
             Ok(f) => f,
@@ -320,6 +370,9 @@ impl Files {
         };
         let mut reader = std::io::BufReader::new(file);
         let mut line = Vec::new();
+        // Lines cut short, waiting for the next line of their deployment:
+        // (line number, deployment, sequence number, bytes).
+        let mut waiting: Vec<(usize, String, u64, Vec<u8>)> = Vec::new();
         for n in 1usize.. {
             line.clear();
             let read = reader
@@ -337,12 +390,68 @@ impl Files {
                 continue;
             }
             match serde_json::from_slice::<Head>(&line) {
-                Ok(head) => each(n, head.deployment, std::mem::take(&mut line))?,
-                Err(e) if e.is_eof() || unterminated => {}
+                Ok(head) => {
+                    if waiting.iter().any(|w| w.1 == head.deployment) {
+                        let next = serde_json::from_slice::<Seq>(&line).ok().map(|s| s.seq);
+                        let (theirs, others) = std::mem::take(&mut waiting)
+                            .into_iter()
+                            .partition(|w| w.1 == head.deployment);
+                        waiting = others;
+                        for (number, whose, seq, torn) in theirs {
+                            if next.is_some_and(|next| next <= seq) {
+                                self.replaced(number, &whose, seq, n);
+                            } else {
+                                each(number, whose, torn)?;
+                            }
+                        }
+                    }
+                    each(n, head.deployment, std::mem::take(&mut line))?;
+                }
+                Err(_) if unterminated => {}
+                Err(e) if e.is_eof() => match torn_head(&line) {
+                    Some((whose, seq)) => waiting.push((n, whose, seq, std::mem::take(&mut line))),
+                    None => return Err(self.unreadable(n, &line, &e)),
+                },
                 Err(e) => return Err(self.corrupt(n, &e)),
             }
         }
+        // Cut short and never written again: possibly acknowledged, so never skipped.
+        for (number, whose, _, torn) in waiting {
+            each(number, whose, torn)?;
+        }
         Ok(())
+    }
+
+    /// Notes that line `number`, record `seq` of `whose` cut short by a crash, is skipped
+    /// because line `by` wrote that record again.
+    fn replaced(&self, number: usize, whose: &str, seq: u64, by: usize) {
+        tracing::warn!(
+            journal = %self.name, line = number, deployment = whose, seq,
+            "skipped line {number}: record {seq} of `{whose}` cut short by a crash, never \
+             acknowledged, and written again on line {by}"
+        );
+    }
+
+    /// The error of line `number`, which does not decode (`e`): cut short in the middle of
+    /// the journal, or corrupt.
+    fn unreadable(&self, number: usize, line: &[u8], e: &serde_json::Error) -> Error {
+        if !e.is_eof() {
+            return self.corrupt(number, e);
+        }
+        let what = match torn_head(line) {
+            Some((whose, seq)) => format!(
+                "it is record {seq} of deployment `{whose}`, and no later record of it writes \
+                 it again, so it may have been acknowledged and acted on"
+            ),
+            None => {
+                "it ends before it names its deployment, so whose record it was is unknown".into()
+            }
+        };
+        self.failed(format!(
+            "line {number} is cut short ({e}) in the middle of the journal: {what}; \
+             replaying around it could repeat or skip what it did, so check that deployment's \
+             state, then remove the line or restore the journal"
+        ))
     }
 
     /// The last record of every deployment with its line number, in the order of their first
@@ -368,7 +477,7 @@ impl Files {
 
     /// The record on line `number`, which [`scan`](Self::scan) found complete.
     fn parse(&self, number: usize, line: &[u8]) -> Result<Record> {
-        serde_json::from_slice::<Record>(line).map_err(|e| self.corrupt(number, &e))
+        serde_json::from_slice::<Record>(line).map_err(|e| self.unreadable(number, line, &e))
     }
 }
 
@@ -600,15 +709,7 @@ mod tests {
         assert_eq!(seqs(back.records(id).await.expect("records")), vec![0, 1]);
         assert_eq!(back.deployments().await.expect("ids"), vec![id.to_owned()]);
         assert_eq!(seqs(back.last_records().await.expect("last")), vec![1]);
-        // A line torn after its deployment's name is skipped too.
-        append_raw(
-            &path,
-            b"\n{\"deployment\":\"web-1.1.0-1000\",\"seq\":2,\"at\":",
-        );
-        assert_eq!(seqs(back.records(id).await.expect("records")), vec![0, 1]);
-        assert_eq!(seqs(back.last_records().await.expect("last")), vec![1]);
-        // Writing on after the crash: the torn last line is cut off, and the one before it
-        // (ended by a newline, as a journal once wrote on after a crash) stays skipped.
+        // Writing on after the crash: the torn last line is cut off.
         back.append(&sample_record(id, 2))
             .await
             .expect("append after a torn write");
@@ -617,6 +718,8 @@ mod tests {
             vec![0, 1, 2]
         );
         assert_eq!(seqs(back.last_records().await.expect("last")), vec![2]);
+        let text = std::fs::read_to_string(&path).expect("text");
+        assert_eq!(text.lines().count(), 3, "the torn line is gone: {text:?}");
     }
 
     #[tokio::test]
@@ -727,6 +830,138 @@ mod tests {
             assert!(err.to_string().contains("line 2 is corrupt"), "{err}");
         }
         assert_eq!(j.records("web-1").await.expect("records").len(), 1);
+    }
+
+    /// Records 0 and 1 of `web-1`, then record 2 of it cut short by a crash and ended by a
+    /// newline (as versions that wrote on after a crash did): line 3.
+    async fn torn_in_the_middle(path: &Path, j: &FileJournal) {
+        j.append(&sample_record("web-1", 0)).await.expect("append");
+        j.append(&sample_record("web-1", 1)).await.expect("append");
+        append_raw(path, b"{\"deployment\":\"web-1\",\"seq\":2,\"at\":17\n");
+    }
+
+    fn seqs(records: Vec<Record>) -> Vec<(String, u64)> {
+        records.into_iter().map(|r| (r.deployment, r.seq)).collect()
+    }
+
+    #[tokio::test]
+    async fn a_line_cut_short_in_the_middle_and_written_again_after_the_crash_is_skipped() {
+        let (_dir, path) = fresh();
+        let j = FileJournal::open(&path).expect("open");
+        torn_in_the_middle(&path, &j).await;
+        // Another deployment wrote on; then `web-1` resumed from record 1 and wrote 2 again.
+        j.append(&sample_record("web-2", 0)).await.expect("append");
+        j.append(&sample_record("web-1", 2)).await.expect("append");
+        j.append(&sample_record("web-1", 3)).await.expect("append");
+        let ours = |seqs: &[u64]| -> Vec<(String, u64)> {
+            seqs.iter().map(|s| ("web-1".to_owned(), *s)).collect()
+        };
+        assert_eq!(
+            seqs(j.records("web-1").await.expect("records")),
+            ours(&[0, 1, 2, 3])
+        );
+        assert_eq!(j.records("web-2").await.expect("records").len(), 1);
+        assert_eq!(
+            seqs(j.last_records().await.expect("last")),
+            [("web-1".to_owned(), 3), ("web-2".to_owned(), 0)]
+        );
+        assert_eq!(j.all_records().await.expect("all").len(), 5);
+        // A compaction leaves the torn copy out and keeps every record.
+        j.compact(10).await.expect("compact");
+        let text = std::fs::read_to_string(&path).expect("text");
+        assert_eq!(text.lines().count(), 5, "{text}");
+        assert_eq!(
+            seqs(j.records("web-1").await.expect("records")),
+            ours(&[0, 1, 2, 3])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_line_cut_short_in_the_middle_that_nothing_writes_again_fails_its_reads() {
+        let (_dir, path) = fresh();
+        let j = FileJournal::open(&path).expect("open");
+        torn_in_the_middle(&path, &j).await;
+        j.append(&sample_record("web-2", 0)).await.expect("append");
+        // Record 2 may have been acknowledged and acted on: replaying `web-1` from record 1
+        // would be a silent loss, so its reads name the line and why.
+        for err in [
+            j.records("web-1").await.expect_err("lost record"),
+            j.last_records().await.expect_err("lost record"),
+            j.all_records().await.expect_err("lost record"),
+        ] {
+            let err = err.to_string();
+            assert!(
+                err.contains("line 3 is cut short")
+                    && err.contains("record 2 of deployment `web-1`")
+                    && err.contains("acknowledged"),
+                "{err}"
+            );
+        }
+        // Another deployment's records are read around it, and the deployment is listed.
+        assert_eq!(j.records("web-2").await.expect("records").len(), 1);
+        assert_eq!(j.deployments().await.expect("ids"), ["web-1", "web-2"]);
+        // A compaction changes nothing.
+        let before = std::fs::read(&path).expect("read");
+        let err = j.compact(0).await.expect_err("lost record").to_string();
+        assert!(err.contains("line 3 is cut short"), "{err}");
+        assert_eq!(std::fs::read(&path).expect("read"), before);
+
+        // A later record numbered past it means record 2 was read back before it was lost:
+        // the last record is whole, but the deployment's history has a hole.
+        j.append(&sample_record("web-1", 3)).await.expect("append");
+        let err = j
+            .records("web-1")
+            .await
+            .expect_err("lost record")
+            .to_string();
+        assert!(err.contains("line 3 is cut short"), "{err}");
+        assert_eq!(
+            seqs(j.last_records().await.expect("last")),
+            [("web-1".to_owned(), 3), ("web-2".to_owned(), 0)]
+        );
+        assert!(j.compact(10).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_line_cut_short_in_the_middle_before_its_deployment_fails_every_read() {
+        let (_dir, path) = fresh();
+        let j = FileJournal::open(&path).expect("open");
+        j.append(&sample_record("web-1", 0)).await.expect("append");
+        append_raw(&path, b"{\"deployment\":\"web-\n");
+        j.append(&sample_record("web-2", 0)).await.expect("append");
+        for err in [
+            j.records("web-1").await.expect_err("unknown owner"),
+            j.records("web-2").await.expect_err("unknown owner"),
+            j.deployments().await.expect_err("unknown owner"),
+            j.last_records().await.expect_err("unknown owner"),
+            j.all_records().await.expect_err("unknown owner"),
+        ] {
+            let err = err.to_string();
+            assert!(
+                err.contains("line 2 is cut short") && err.contains("whose record it was"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_head_of_a_torn_line_is_read_only_when_whole() {
+        assert_eq!(
+            torn_head(br#"{"deployment":"web-1","seq":12,"at":"#),
+            Some(("web-1".to_owned(), 12))
+        );
+        assert_eq!(
+            torn_head(br#"{"deployment":"we\"b","seq":0,"#),
+            Some(("we\"b".to_owned(), 0))
+        );
+        for cut in [
+            &br#"{"deployment":"web-1","seq":1"#[..],
+            br#"{"deployment":"web-1","se"#,
+            br#"{"deployment":"web-1"#,
+            br#"{"seq":1,"deployment":"web-1","#,
+        ] {
+            assert_eq!(torn_head(cut), None, "{}", String::from_utf8_lossy(cut));
+        }
     }
 
     /// A record of `deployment` whose state is finished (or not).

@@ -75,7 +75,10 @@ impl Record {
 ///
 /// Contract: `append` returns only once the record is durable; `records` returns a
 /// deployment's records in the order appended; a record that was cut short by a crash is
-/// ignored, never half-read.
+/// ignored, never half-read, but only when it was never acknowledged (it was the write in
+/// flight, or was written again after the crash). A damaged record that may have been
+/// acknowledged fails the reads of its deployment instead of leaving a silent gap: a resume
+/// never replays around a lost record.
 #[async_trait]
 pub trait Journal: Send + Sync {
     /// A short name for errors.
