@@ -248,7 +248,9 @@ impl Endpoint {
                         Next::Close => std::future::pending().await,
                     }
                 };
+                // The connection first: most wakes are its own, and need no timer polled.
                 tokio::select! {
+                    biased;
                     ended = &mut conn => break ended,
                     () = check => {
                         next = endpoint

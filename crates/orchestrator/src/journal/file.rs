@@ -309,15 +309,15 @@ impl Files {
         }
         let mut out = std::io::BufWriter::new(file);
         let (mut bytes, mut dropped) = (0u64, 0usize);
-        self.scan(|number, whose, line| {
+        self.scan_lines(|number, whose, line, whole| {
             if trim.get(whose.as_str()).is_some_and(|keep| *keep != number) {
                 dropped += 1;
                 return Ok(());
             }
             // A line cut short that no record replaces stops the compaction, as every read
             // of its deployment stops at it.
-            if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&line) {
-                return Err(self.unreadable(number, &line, &e));
+            if !whole {
+                self.parse(number, &line)?;
             }
             out.write_all(&line)
                 .and_then(|()| out.write_all(b"\n"))
@@ -363,6 +363,15 @@ impl Files {
     /// it is handed to `each` just before that line, and [`parse`](Self::parse) refuses it. A
     /// line cut before it names its deployment fails the scan.
     fn scan(&self, mut each: impl FnMut(usize, String, Vec<u8>) -> Result<()>) -> Result<()> {
+        self.scan_lines(|number, whose, line, _| each(number, whose, line))
+    }
+
+    /// [`scan`](Self::scan), telling `each` also whether the line is whole (it decoded as the
+    /// JSON it must be) or one cut short.
+    fn scan_lines(
+        &self,
+        mut each: impl FnMut(usize, String, Vec<u8>, bool) -> Result<()>,
+    ) -> Result<()> {
         let file = match std::fs::File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -401,11 +410,11 @@ impl Files {
                             if next.is_some_and(|next| next <= seq) {
                                 self.replaced(number, &whose, seq, n);
                             } else {
-                                each(number, whose, torn)?;
+                                each(number, whose, torn, false)?;
                             }
                         }
                     }
-                    each(n, head.deployment, std::mem::take(&mut line))?;
+                    each(n, head.deployment, std::mem::take(&mut line), true)?;
                 }
                 Err(_) if unterminated => {}
                 Err(e) if e.is_eof() => match torn_head(&line) {
@@ -417,7 +426,7 @@ impl Files {
         }
         // Cut short and never written again: possibly acknowledged, so never skipped.
         for (number, whose, _, torn) in waiting {
-            each(number, whose, torn)?;
+            each(number, whose, torn, false)?;
         }
         Ok(())
     }
