@@ -107,14 +107,27 @@ impl<'de> Visitor<'de> for ProbeVisitor {
     }
 
     fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Probe, A::Error> {
-        let (name, variant) = data.variant::<String>()?;
-        if name == "dependency" {
-            return variant.newtype_variant().map(Probe::Dependency);
-        }
-        let probe = Self::plain(&name)?;
+        let (form, variant) = data.variant::<Form>()?;
+        let probe = match form {
+            Form::Dependency => return variant.newtype_variant().map(Probe::Dependency),
+            Form::Readiness => Probe::Readiness,
+            Form::Liveness => Probe::Liveness,
+            Form::Startup => Probe::Startup,
+        };
         variant.unit_variant()?;
         Ok(probe)
     }
+}
+
+/// A [`Probe`]'s form as a tagged value names it (`!dependency`), or as a compact binary
+/// format does: by its index, in the order the serializer numbers them.
+#[derive(Deserialize)]
+#[serde(variant_identifier, rename_all = "camelCase")]
+enum Form {
+    Readiness,
+    Liveness,
+    Startup,
+    Dependency,
 }
 
 /// The outcome of one probe.
@@ -192,5 +205,65 @@ mod tests {
         let json = serde_json::to_string(&s).unwrap();
         assert!(json.contains("\"dependency\":\"postgres\""), "{json}");
         assert_eq!(serde_json::from_str::<HealthSignal>(&json).unwrap(), s);
+    }
+
+    /// A variant as a compact binary format reads it back: its index, then its value.
+    struct Indexed(u32, &'static str);
+
+    impl<'de> EnumAccess<'de> for Indexed {
+        type Error = de::value::Error;
+        type Variant = Self;
+
+        fn variant_seed<V: de::DeserializeSeed<'de>>(
+            self,
+            seed: V,
+        ) -> Result<(V::Value, Self), Self::Error> {
+            let index = de::value::U32Deserializer::<Self::Error>::new(self.0);
+            Ok((seed.deserialize(index)?, self))
+        }
+    }
+
+    impl<'de> VariantAccess<'de> for Indexed {
+        type Error = de::value::Error;
+
+        fn unit_variant(self) -> Result<(), Self::Error> {
+            Ok(())
+        }
+
+        fn newtype_variant_seed<T: de::DeserializeSeed<'de>>(
+            self,
+            seed: T,
+        ) -> Result<T::Value, Self::Error> {
+            seed.deserialize(de::value::StrDeserializer::<Self::Error>::new(self.1))
+        }
+
+        fn tuple_variant<V: Visitor<'de>>(self, _: usize, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("no probe is a tuple"))
+        }
+
+        fn struct_variant<V: Visitor<'de>>(
+            self,
+            _: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("no probe is a struct"))
+        }
+    }
+
+    #[test]
+    fn a_probe_reads_back_by_the_index_a_compact_format_writes() {
+        for (index, probe) in [
+            (0, Probe::Readiness),
+            (1, Probe::Liveness),
+            (2, Probe::Startup),
+            (3, Probe::Dependency("postgres".into())),
+        ] {
+            let read = Probe::deserialize(de::value::EnumAccessDeserializer::new(Indexed(
+                index, "postgres",
+            )));
+            assert_eq!(read, Ok(probe), "index {index}");
+        }
+        let err = Probe::deserialize(de::value::EnumAccessDeserializer::new(Indexed(4, "x")));
+        assert!(err.unwrap_err().to_string().contains('4'));
     }
 }

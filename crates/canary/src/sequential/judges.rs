@@ -145,9 +145,10 @@ impl Seen {
 ///
 /// Verdicts: `Fail(severity)` once the e-value has reached `1/α` (the severity from the
 /// effect-size bands on the estimated ratio − 1; a two-sided failure because the canary has
-/// *fewer* errors is at most a warning, see [`SeverityBands::classify_failure`]); `Pass` once the confidence sequence of the
-/// ratio lies entirely below `1 + margin`; otherwise `Inconclusive`. A sample with no data is
-/// `Inconclusive` (a failure already established stays a failure).
+/// *fewer* errors is at most a warning, see [`SeverityBands::classify_failure`]); `Pass` once
+/// the confidence sequence of the ratio lies entirely below `1 + margin`; otherwise
+/// `Inconclusive`. A sample with no data is `Inconclusive` (a failure already established
+/// stays a failure).
 ///
 /// ```
 /// use serin_canary::judge::{Judge, Sample, Verdict};
@@ -453,8 +454,8 @@ impl Judge for SequentialCountJudge {
 ///
 /// Verdicts: `Fail(severity)` once the median test's e-value has reached `1/α` (severity from
 /// the bands on the median shift; a two-sided failure because the canary is *faster* is at most
-/// a warning, see [`SeverityBands::classify_failure`]); `Pass` once the median shift's confidence sequence lies
-/// below the margin; otherwise `Inconclusive`. No data is `Inconclusive`.
+/// a warning, see [`SeverityBands::classify_failure`]); `Pass` once the median shift's
+/// confidence sequence lies below the margin; otherwise `Inconclusive`. No data is `Inconclusive`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SequentialLatencyJudge {

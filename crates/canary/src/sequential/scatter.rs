@@ -38,12 +38,13 @@ pub(crate) struct Scatter {
 
 impl Scatter {
     /// Adds one batch difference `d` of variance `v` (ignored unless both are finite and
-    /// `v > 0`).
+    /// `v > 0`, and `1/v` is finite: a weight of infinity would make the mean, and the state
+    /// saved with it, not a number).
     pub(crate) fn push(&mut self, d: f64, v: f64) {
-        if !(d.is_finite() && v.is_finite() && v > 0.0) {
+        let w = 1.0 / v;
+        if !(d.is_finite() && v.is_finite() && v > 0.0 && w.is_finite()) {
             return;
         }
-        let w = 1.0 / v;
         self.n = self.n.saturating_add(1);
         self.weight += w;
         let delta = d - self.mean;
@@ -281,6 +282,16 @@ mod tests {
         let mut s = Scatter::default();
         s.push(3.968_183_918_281_253_5, 202_242.784_161_184_97);
         assert!(s.sum_sq >= 0.0, "{}", s.sum_sq);
+    }
+
+    #[test]
+    fn a_variance_whose_weight_is_infinite_is_ignored() {
+        let mut s = Scatter::default();
+        s.push(1.0, 1e-320);
+        s.push(2.0, 1.0);
+        s.push(4.0, 1.0);
+        assert_eq!((s.n, s.weight, s.mean, s.sum_sq), (2, 2.0, 3.0, 2.0));
+        assert!(s.restore("x").is_ok());
     }
 
     #[test]

@@ -132,9 +132,11 @@ impl Schema {
                 }
                 Statement::Commit { chain, .. } | Statement::Rollback { chain, .. } => {
                     let rolled_back = matches!(statement.as_ref(), Statement::Rollback { .. });
-                    if let Some((_, before)) = saved.drain(..).next()
-                        && rolled_back
-                    {
+                    let Some((_, before)) = saved.drain(..).next() else {
+                        // Outside a transaction, `AND CHAIN` is an error, which starts none.
+                        continue;
+                    };
+                    if rolled_back {
                         *self = before;
                     }
                     if *chain {
@@ -967,6 +969,24 @@ mod tests {
             ),
         ] {
             assert_eq!(proves(&history), want, "{history}");
+        }
+    }
+
+    #[test]
+    fn a_chain_outside_a_transaction_starts_none() {
+        // PostgreSQL refuses `COMMIT AND CHAIN` outside a transaction: what follows runs on its
+        // own and stays, though the file ends without a COMMIT.
+        for chain in ["COMMIT AND CHAIN;", "ROLLBACK AND CHAIN;"] {
+            let mut s = Schema::default();
+            s.learn(&format!(
+                "CREATE TABLE t (c text);\n{chain}\nALTER TABLE t ALTER COLUMN c TYPE int;\n"
+            ));
+            let name = ObjectName::from(vec![Ident::new("t")]);
+            assert_eq!(
+                s.column_type(&name, &Ident::new("c")),
+                Some(&ty("int")),
+                "{chain}"
+            );
         }
     }
 }
