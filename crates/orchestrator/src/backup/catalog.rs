@@ -81,6 +81,21 @@ fn new_token(pending: &Path) -> String {
     digest.get(..20).unwrap_or(&digest).to_owned()
 }
 
+/// The marker of a restore in progress (see [`Catalog::begin_restore`]).
+const RESTORING: &str = ".restoring";
+
+/// What a restore marker records, for a sweep of a restore whose process is gone.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RestoreNote {
+    /// The catalog's source, which the marker's name is derived from.
+    source: String,
+    /// The backup being restored: it names what the restore makes beside the original.
+    id: String,
+    /// Unique to the restore: it names the restore's server sessions.
+    token: String,
+}
+
 /// A provider's directory of backup metadata.
 #[derive(Debug, Clone)]
 pub(crate) struct Catalog {
@@ -409,7 +424,7 @@ impl Catalog {
                 continue;
             }
             let pending = entry.path();
-            let Some((lock, note)) = locked_claim(&pending)
+            let Some((lock, Some(note))) = locked_claim::<Note>(&pending)
                 .map_err(|e| self.io_error("sweep the claim", &pending, e))?
             else {
                 continue;
@@ -454,6 +469,209 @@ impl Catalog {
     }
 }
 
+impl Catalog {
+    /// The marker of a restore of this catalog's source: one name per source, so that two
+    /// restores of the same directory or database never run at once.
+    fn restore_marker(&self) -> PathBuf {
+        self.dir
+            .join(format!("{}{RESTORING}", self.restore_marker_stem()))
+    }
+
+    /// `restore-<20 hex digits of the SHA-256 of the source>`.
+    fn restore_marker_stem(&self) -> String {
+        let digest = tree::hex(&Sha256::digest(self.source.as_bytes()));
+        format!("restore-{}", digest.get(..20).unwrap_or(&digest))
+    }
+
+    /// Starts a restore of backup `id`: a marker, recorded (the id and a token) and locked
+    /// for as long as the returned [`RestoreMark`] lives, says a restore of this source runs.
+    /// A process killed during the restore leaves the marker unlocked, and
+    /// [`interrupted_restore`](Self::interrupted_restore) hands it to the provider, which
+    /// puts back in one piece what the restore left. Fails, changing nothing, while another
+    /// restore of the same source runs (its marker locked), or while one that was killed has
+    /// not been swept: the provider sweeps first.
+    ///
+    /// The marker is written and locked under a name of its own, then linked to its place,
+    /// so that nobody ever finds it empty or unlocked while its restore lives.
+    pub(crate) async fn begin_restore(&self, id: &str) -> Result<RestoreMark> {
+        check_id(id)?;
+        let catalog = self.clone();
+        let id = id.to_owned();
+        tokio::task::spawn_blocking(move || catalog.begin_restore_blocking(id))
+            .await
+            .unwrap_or_else(|e| {
+                Err(self.io_error("restore from", &self.dir, std::io::Error::other(e)))
+            })
+    }
+
+    fn begin_restore_blocking(&self, id: String) -> Result<RestoreMark> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| self.io_error("create the backup directory", &self.dir, e))?;
+        let path = self.restore_marker();
+        let token = new_token(&path);
+        let fresh = path.with_extension(format!("{token}.new"));
+        let note = RestoreNote {
+            source: self.source.clone(),
+            id: id.clone(),
+            token: token.clone(),
+        };
+        let lock = create_claim(&fresh, &note).map_err(|e| self.io_error("create", &fresh, e))?;
+        let linked = std::fs::hard_link(&fresh, &path);
+        let _ = std::fs::remove_file(&fresh);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                let running = std::fs::read(&path)
+                    .ok()
+                    .and_then(|body| serde_json::from_slice::<RestoreNote>(&body).ok())
+                    .map(|note| format!(" (of backup `{}`)", note.id))
+                    .unwrap_or_default();
+                return Err(Error::backend(
+                    "backup",
+                    self.provider.as_str(),
+                    format!(
+                        "cannot restore backup `{id}`: another restore of {}{running} is \
+                         running, or was interrupted and not yet swept (marker `{}`); try \
+                         again once it has finished",
+                        self.source,
+                        path.display()
+                    ),
+                ));
+            }
+            Err(e) => return Err(self.io_error("create", &path, e)),
+        }
+        durable::sync_dir_blocking(&self.dir).map_err(|e| self.io_error("sync", &self.dir, e))?;
+        Ok(RestoreMark {
+            id,
+            token,
+            path,
+            lock: Some(lock),
+            leave: false,
+        })
+    }
+
+    /// The marker of a restore of this source whose process is gone (killed during the
+    /// restore, or unable to clean up after it), locked by the caller; `None` if there is
+    /// none, or if its restore is still running (its marker locked by its process). The
+    /// provider puts back what the restore left, then drops the mark, which removes it, or
+    /// [leaves](RestoreMark::leave_to_sweep) it for the next sweep.
+    pub(crate) async fn interrupted_restore(&self) -> Result<Option<RestoreMark>> {
+        let catalog = self.clone();
+        tokio::task::spawn_blocking(move || catalog.interrupted_restore_blocking())
+            .await
+            .unwrap_or_else(|e| Err(self.io_error("sweep", &self.dir, std::io::Error::other(e))))
+    }
+
+    fn interrupted_restore_blocking(&self) -> Result<Option<RestoreMark>> {
+        self.remove_unlinked_markers()?;
+        let path = self.restore_marker();
+        let Some((lock, note)) = locked_claim::<RestoreNote>(&path)
+            .map_err(|e| self.io_error("sweep the restore marker", &path, e))?
+        else {
+            return Ok(None);
+        };
+        // A marker is only ever linked into place whole, so an unreadable one was damaged:
+        // what its restore left is unknown, and only a person can tell.
+        let note = note.filter(|n| n.source == self.source && check_id(&n.id).is_ok());
+        let Some(note) = note else {
+            return Err(Error::backend(
+                "backup",
+                self.provider.as_str(),
+                format!(
+                    "the restore marker `{}` is unreadable or not {}'s: check that the restored \
+                     directory or database is whole, then remove the marker",
+                    path.display(),
+                    self.source
+                ),
+            ));
+        };
+        Ok(Some(RestoreMark {
+            id: note.id,
+            token: note.token,
+            path,
+            lock: Some(lock),
+            leave: false,
+        }))
+    }
+}
+
+impl Catalog {
+    /// Removes the markers that a process killed between writing them and linking them into
+    /// place left under their own names (`<stem>.<token>.new`), unless another process still
+    /// holds one (it is starting a restore).
+    fn remove_unlinked_markers(&self) -> Result<()> {
+        let prefix = format!("{}.", self.restore_marker_stem());
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.io_error("list", &self.dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| self.io_error("list", &self.dir, e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !(name.starts_with(&prefix) && name.ends_with(".new")) {
+                continue;
+            }
+            let path = entry.path();
+            let held = locked_claim::<RestoreNote>(&path)
+                .map_err(|e| self.io_error("sweep the restore marker", &path, e))?;
+            if held.is_some() {
+                remove_file(&path).map_err(|e| self.io_error("remove", &path, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The locked marker of a restore (see [`Catalog::begin_restore`]). Dropped, it is removed,
+/// unless it was [left](Self::leave_to_sweep) for the next sweep; a process killed before
+/// that leaves it unlocked, for the next sweep or restore.
+#[derive(Debug)]
+pub(crate) struct RestoreMark {
+    id: String,
+    token: String,
+    path: PathBuf,
+    lock: Option<std::fs::File>,
+    leave: bool,
+}
+
+impl RestoreMark {
+    /// The backup being restored.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Unique to the restore: what it starts outside the store (server sessions) is named
+    /// with it, so that a sweep ends only this restore's.
+    pub(crate) fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Dropped, the marker stays (unlocked) for the next sweep: what the restore left could
+    /// not be put back now.
+    pub(crate) fn leave_to_sweep(&mut self) {
+        self.leave = true;
+    }
+
+    /// What a process killed during the restore leaves: the marker, unlocked.
+    #[cfg(test)]
+    pub(crate) fn die(mut self) {
+        self.leave = true;
+        self.lock = None;
+    }
+}
+
+impl Drop for RestoreMark {
+    fn drop(&mut self) {
+        if !self.leave {
+            let _ = std::fs::remove_file(&self.path);
+        }
+        // Only now, with the marker gone or left whole, may a sweep take it.
+        drop(self.lock.take());
+    }
+}
+
 /// Removes the file at `path`, if it is there.
 fn remove_file(path: &Path) -> std::io::Result<()> {
     match std::fs::remove_file(path) {
@@ -465,7 +683,7 @@ fn remove_file(path: &Path) -> std::io::Result<()> {
 /// Creates the claim file at `path` (failing if it exists), locks it for this process and
 /// records `note` in it, synced: a sweep that finds it locked leaves it, and one that finds it
 /// unlocked reads whose it was.
-fn create_claim(path: &Path, note: &Note) -> std::io::Result<std::fs::File> {
+fn create_claim(path: &Path, note: &impl Serialize) -> std::io::Result<std::fs::File> {
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -483,10 +701,12 @@ fn create_claim(path: &Path, note: &Note) -> std::io::Result<std::fs::File> {
     Ok(file)
 }
 
-/// The claim file at `path`, locked for this process, and its note; `None` if another
-/// process holds it (a backup being taken), if it is gone or was replaced since, or if it
-/// records no note (written before claims recorded one, or being written right now).
-fn locked_claim(path: &Path) -> std::io::Result<Option<(std::fs::File, Note)>> {
+/// The claim file at `path`, locked for this process, and its note (`None` if it records
+/// none: written before claims recorded one, or being written right now); `None` if another
+/// process holds it (a backup being taken), or if it is gone or was replaced since.
+fn locked_claim<N: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> std::io::Result<Option<(std::fs::File, Option<N>)>> {
     use std::os::unix::fs::MetadataExt;
     let mut file = match std::fs::OpenOptions::new()
         .read(true)
@@ -512,7 +732,7 @@ fn locked_claim(path: &Path) -> std::io::Result<Option<(std::fs::File, Note)>> {
     }
     let mut body = Vec::new();
     file.read_to_end(&mut body)?;
-    Ok(serde_json::from_slice(&body).ok().map(|note| (file, note)))
+    Ok(Some((file, serde_json::from_slice(&body).ok())))
 }
 
 /// A claim whose owner is gone, locked by the sweep that found it (see [`Catalog::abandoned`]).
@@ -1093,5 +1313,67 @@ mod tests {
         ] {
             assert!(!is_id_of(id, service), "{id}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_restore_marker_is_held_while_its_restore_lives_and_handed_to_a_sweep_once_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::new(dir.path(), "test", "test a");
+        let other = Catalog::new(dir.path(), "test", "test b");
+        let running = catalog.begin_restore("web-1-000").await.unwrap();
+        // One restore of a source at a time; another source's restores are apart.
+        let second = catalog
+            .begin_restore("web-2-000")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            second.contains("another restore of test a (of backup `web-1-000`)"),
+            "{second}"
+        );
+        let theirs = other.begin_restore("web-2-000").await.unwrap();
+        // A live restore is never handed to a sweep.
+        assert!(catalog.interrupted_restore().await.unwrap().is_none());
+        drop(running);
+        assert!(catalog.interrupted_restore().await.unwrap().is_none());
+
+        let killed = catalog.begin_restore("web-3-000").await.unwrap();
+        let token = killed.token().to_owned();
+        killed.die();
+        assert!(catalog.begin_restore("web-4-000").await.is_err());
+        let found = catalog.interrupted_restore().await.unwrap().unwrap();
+        assert_eq!((found.id(), found.token()), ("web-3-000", token.as_str()));
+        // Locked by the sweep that holds it.
+        assert!(catalog.interrupted_restore().await.unwrap().is_none());
+        let mut left = found;
+        left.leave_to_sweep();
+        drop(left);
+        let found = catalog.interrupted_restore().await.unwrap().unwrap();
+        drop(found);
+        assert!(catalog.interrupted_restore().await.unwrap().is_none());
+        drop(catalog.begin_restore("web-4-000").await.unwrap());
+        drop(theirs);
+        // Killed before its marker was linked into place: the marker under its own name goes,
+        // unless its process still holds it.
+        let stem = catalog.restore_marker_stem();
+        let unlinked = dir.path().join(format!("{stem}.0123.new"));
+        let starting = dir.path().join(format!("{stem}.4567.new"));
+        let note = RestoreNote {
+            source: "test a".into(),
+            id: "web-5-000".into(),
+            token: "4567".into(),
+        };
+        drop(create_claim(&unlinked, &note).unwrap());
+        let held = create_claim(&starting, &note).unwrap();
+        assert!(catalog.interrupted_restore().await.unwrap().is_none());
+        assert!(!unlinked.exists() && starting.exists());
+        drop(held);
+        std::fs::remove_file(&starting).unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert!(names.is_empty(), "{names:?}");
     }
 }

@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 
-use super::catalog::{Catalog, Work, check_id, finish_interrupted_deletes, sweep_quietly};
+use super::catalog::{
+    Catalog, RestoreMark, Work, check_id, finish_interrupted_deletes, sweep_quietly,
+};
 use super::durable;
 use super::retention::Retention;
 use super::tree::{self, Manifest, TreeError};
@@ -35,6 +37,15 @@ const TREE_CHECK: &str = "files";
 ///   system) the path does not exist; a process that opens files by path at that instant sees
 ///   them missing. A restore cancelled before the swap changes nothing (its copy is removed);
 ///   once the swap has begun it runs to its end, so the directory is never left missing.
+/// - **Killed restore**: a restore holds a locked marker in the store (one per source, so two
+///   restores of one directory never run at once: the second fails, changing nothing). A
+///   process killed during a restore leaves the marker unlocked, and perhaps the copy, the
+///   replaced tree, or, between the two renames, the directory moved aside. The next
+///   restore, or [`sweep`](Self::sweep), puts the directory back in one piece: a directory
+///   moved aside is moved back (the restore is undone: it was never reported done, and the
+///   caller retries it from a known state), the copy is removed, and a replaced tree that was
+///   not yet removed is (the swap was done). It never touches a restore another process is
+///   running (its marker locked).
 /// - **Delete** removes the metadata first, then the snapshot (see the catalog layout in
 ///   [`backup`](crate::backup)): a listed backup always has its data.
 ///
@@ -186,10 +197,12 @@ impl DirectorySnapshot {
     }
 
     /// Removes the partial snapshots of backups whose process is gone (killed while they
-    /// copied), and answers how many there were. Safe beside backups that other processes are
-    /// taking: only a claim whose owner is gone is swept (its lock released by the kernel
-    /// when its process ended; see the store layout in [`backup`](crate::backup)). Also run,
-    /// best effort, after every backup and delete.
+    /// copied), puts the directory back in one piece after a restore whose process is gone
+    /// (see the restore above), and answers how many of them there were. Safe beside backups
+    /// and restores that other processes are running: only a claim or marker whose owner is
+    /// gone is swept (its lock released by the kernel when its process ended; see the store
+    /// layout in [`backup`](crate::backup)). Also run, best effort, after every backup and
+    /// delete, and before every restore.
     pub async fn sweep(&self) -> Result<usize> {
         let mut swept = 0;
         for abandoned in self.catalog.abandoned().await? {
@@ -197,7 +210,40 @@ impl DirectorySnapshot {
             self.catalog.forget(abandoned).await?;
             swept += 1;
         }
+        if let Some(mark) = self.catalog.interrupted_restore().await? {
+            self.put_back(mark).await?;
+            swept += 1;
+        }
         Ok(swept)
+    }
+
+    /// The restore of backup `id` into the source.
+    fn restore_of(&self, id: &str) -> Restore {
+        Restore {
+            source: self.source.clone(),
+            stored: self.catalog.data_path(id, "").join("tree"),
+            staging: self.sibling("restore", id),
+            aside: self.sibling("old", id),
+            id: id.to_owned(),
+        }
+    }
+
+    /// Puts back what the restore of `mark`, whose process is gone, left (see
+    /// [`Restore::settle`]), then removes the marker; one that cannot be put back now keeps
+    /// its marker for the next sweep.
+    async fn put_back(&self, mut mark: RestoreMark) -> Result<()> {
+        let restore = self.restore_of(mark.id());
+        let doing = format!("cannot sweep the interrupted restore of `{}`", mark.id());
+        self.blocking(&doing, move || {
+            let settled = restore.settle();
+            match &settled {
+                Ok(()) => tracing::info!(backup = %restore.id, "put back what a restore whose process is gone left"),
+                Err(_) => mark.leave_to_sweep(),
+            }
+            drop(mark);
+            settled
+        })
+        .await
     }
 
     async fn remove_data(&self, id: &str) -> Result<()> {
@@ -286,28 +332,29 @@ impl BackupProvider for DirectorySnapshot {
     async fn restore(&self, id: &str) -> Result<()> {
         let info = self.catalog.read(id).await?;
         let expected = self.manifest(&info).await?;
-        let restore = Restore {
-            source: self.source.clone(),
-            stored: self.catalog.data_path(id, "").join("tree"),
-            staging: self.sibling("restore", id),
-            aside: self.sibling("old", id),
-            id: id.to_owned(),
-        };
+        // A restore of this directory that was killed is put back first.
+        if let Some(mark) = self.catalog.interrupted_restore().await? {
+            self.put_back(mark).await?;
+        }
+        let mut mark = self.catalog.begin_restore(id).await?;
+        let restore = self.restore_of(id);
         let work = Work::default();
         // Dropped (the restore cancelled), it stops the copy, or waits for a swap that began.
         let _stop = StopOnDrop(work.clone());
         self.blocking(&format!("cannot restore backup `{id}`"), move || {
-            let swapped = {
+            let ran = {
                 let _busy = work.busy();
-                restore.run(&expected, work.cancelled())?
+                restore.run(&expected, work.cancelled())
             };
-            if swapped {
-                // The replaced tree is no longer needed, however long it takes to remove.
-                if let Err(e) = tree::remove_tree(&restore.aside) {
-                    tracing::warn!(backup = %restore.id, "restored, but the replaced tree stays: {e}");
-                }
+            // Whatever happened, the directory is whole: the replaced tree (no longer needed,
+            // however long it takes to remove) and any copy go. What cannot be put back or
+            // removed now is the next sweep's, which finds the marker.
+            if let Err(e) = restore.settle() {
+                tracing::warn!(backup = %restore.id, "restore left work to the next sweep: {e}");
+                mark.leave_to_sweep();
             }
-            Ok(())
+            drop(mark);
+            ran
         })
         .await?;
         tracing::info!(backup = %id, "restored `{}`", self.source.display());
@@ -383,14 +430,13 @@ struct Restore {
 
 impl Restore {
     /// Copies the stored tree beside the source, verifies the copy against `expected` and
-    /// syncs it, then swaps it in, unless `cancelled` was set before the swap began. Answers
-    /// whether a replaced tree was moved aside to be removed.
-    fn run(&self, expected: &Manifest, cancelled: &AtomicBool) -> Result<bool> {
+    /// syncs it, then swaps it in, unless `cancelled` was set before the swap began. The
+    /// replaced tree is left aside, for [`settle`](Self::settle).
+    fn run(&self, expected: &Manifest, cancelled: &AtomicBool) -> Result<()> {
         let (id, source, staging) = (&self.id, &self.source, &self.staging);
-        for leftover in [staging, &self.aside] {
-            tree::remove_tree(leftover)
-                .map_err(|e| failed(&format!("cannot remove `{}`", leftover.display()), e))?;
-        }
+        // Leftovers of an earlier restore of this backup, put back, never removed, if the
+        // source is missing.
+        self.settle()?;
         let restored = tree::copy_tree(&self.stored, staging, cancelled);
         let differences = match &restored {
             Ok(restored) => expected.differences(restored, 5),
@@ -449,7 +495,46 @@ impl Restore {
             ));
         }
         sync_parent()?;
-        Ok(had_source)
+        Ok(())
+    }
+
+    /// Puts the source back in one piece after this restore, wherever it stopped (killed,
+    /// failed or done): if the source is missing and its replaced tree is aside (a kill
+    /// between the two renames), the tree is moved back, undoing the restore, which was never
+    /// reported done; then the copy and a replaced tree that is aside beside a whole source
+    /// (the swap was done) are removed. Never leaves the source missing where it was not.
+    fn settle(&self) -> Result<()> {
+        let (source, aside) = (&self.source, &self.aside);
+        let missing = |path: &Path| match std::fs::symlink_metadata(path) {
+            Ok(_) => Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(failed(&format!("cannot read `{}`", path.display()), e)),
+        };
+        if missing(source)? && !missing(aside)? {
+            std::fs::rename(aside, source).map_err(|e| {
+                failed(
+                    &format!(
+                        "cannot move `{}` back to `{}`",
+                        aside.display(),
+                        source.display()
+                    ),
+                    e,
+                )
+            })?;
+            let parent = source.parent().unwrap_or(Path::new("/"));
+            durable::sync_dir_blocking(parent)
+                .map_err(|e| failed(&format!("cannot sync `{}`", parent.display()), e))?;
+            tracing::warn!(
+                backup = %self.id,
+                "an interrupted restore left `{}` moved aside; it was moved back",
+                source.display()
+            );
+        }
+        for leftover in [&self.staging, aside] {
+            tree::remove_tree(leftover)
+                .map_err(|e| failed(&format!("cannot remove `{}`", leftover.display()), e))?;
+        }
+        Ok(())
     }
 }
 
@@ -671,6 +756,130 @@ mod tests {
         let mut kept = names(p.store());
         kept.sort();
         assert_eq!(kept, [id.clone(), format!("{id}.json")]);
+    }
+
+    /// What a process killed during a restore of `id` leaves: its marker, unlocked, the
+    /// verified copy beside the directory, and, if `renamed` of the two renames were done, the
+    /// directory moved aside (1) or the swap done with the old tree still aside (2).
+    async fn kill_restore(p: &DirectorySnapshot, id: &str, renamed: usize) {
+        let mark = p.catalog.begin_restore(id).await.unwrap();
+        let restore = p.restore_of(id);
+        tree::copy_tree(&restore.stored, &restore.staging, &AtomicBool::new(false)).unwrap();
+        if renamed >= 1 {
+            fs::rename(&restore.source, &restore.aside).unwrap();
+        }
+        if renamed >= 2 {
+            fs::rename(&restore.staging, &restore.source).unwrap();
+        }
+        mark.die();
+    }
+
+    /// The siblings of the directory and the store's files other than the backups.
+    fn leftovers(tmp: &Path, p: &DirectorySnapshot) -> Vec<String> {
+        let mut left = names(tmp);
+        left.retain(|n| n != "state" && n != "store");
+        left.extend(
+            names(p.store())
+                .into_iter()
+                .filter(|n| !n.starts_with("web-")),
+        );
+        left
+    }
+
+    #[tokio::test]
+    async fn a_sweep_moves_back_a_directory_a_restore_killed_between_its_renames_moved_aside() {
+        let (tmp, p) = setup();
+        let state = Dir(tmp.path().join("state"));
+        state.set("one").await;
+        let id = p.backup("web", "v1").await.unwrap();
+        state.set("two").await;
+        kill_restore(&p, &id, 1).await;
+        assert!(!state.0.exists());
+        assert_eq!(p.sweep().await.unwrap(), 1);
+        // The restore is undone: the directory is whole, as it was before it.
+        assert_eq!(state.get().await, "two");
+        assert!(
+            leftovers(tmp.path(), &p).is_empty(),
+            "{:?}",
+            leftovers(tmp.path(), &p)
+        );
+        assert_eq!(p.sweep().await.unwrap(), 0);
+        p.restore(&id).await.unwrap();
+        assert_eq!(state.get().await, "one");
+    }
+
+    #[tokio::test]
+    async fn a_sweep_keeps_a_whole_directory_after_a_restore_killed_before_or_after_the_swap() {
+        let (tmp, p) = setup();
+        let state = Dir(tmp.path().join("state"));
+        state.set("one").await;
+        let id = p.backup("web", "v1").await.unwrap();
+        state.set("two").await;
+        // Killed while it copied: the directory was never touched, the copy goes.
+        kill_restore(&p, &id, 0).await;
+        assert_eq!(p.sweep().await.unwrap(), 1);
+        assert_eq!(state.get().await, "two");
+        assert!(
+            leftovers(tmp.path(), &p).is_empty(),
+            "{:?}",
+            leftovers(tmp.path(), &p)
+        );
+        // Killed once the swap was done: the restored directory stays, the old tree goes.
+        kill_restore(&p, &id, 2).await;
+        assert_eq!(p.sweep().await.unwrap(), 1);
+        assert_eq!(state.get().await, "one");
+        assert!(
+            leftovers(tmp.path(), &p).is_empty(),
+            "{:?}",
+            leftovers(tmp.path(), &p)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_next_restore_first_puts_back_what_a_killed_restore_left() {
+        let (tmp, p) = setup();
+        let state = Dir(tmp.path().join("state"));
+        state.set("one").await;
+        let first = p.backup("web", "v1").await.unwrap();
+        state.set("two").await;
+        let second = p.backup("web", "v2").await.unwrap();
+        kill_restore(&p, &first, 1).await;
+        p.restore(&second).await.unwrap();
+        assert_eq!(state.get().await, "two");
+        // Nothing of the killed restore stays: not its marker, copy, or the tree moved aside.
+        assert!(
+            leftovers(tmp.path(), &p).is_empty(),
+            "{:?}",
+            leftovers(tmp.path(), &p)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_restore_another_process_is_running_is_left_alone() {
+        let (tmp, p) = setup();
+        let state = Dir(tmp.path().join("state"));
+        state.set("one").await;
+        let id = p.backup("web", "v1").await.unwrap();
+        state.set("two").await;
+        // Another process is between its two renames, its marker locked.
+        let running = p.catalog.begin_restore(&id).await.unwrap();
+        let restore = p.restore_of(&id);
+        tree::copy_tree(&restore.stored, &restore.staging, &AtomicBool::new(false)).unwrap();
+        fs::rename(&restore.source, &restore.aside).unwrap();
+        assert_eq!(p.sweep().await.unwrap(), 0);
+        let err = p.restore(&id).await.unwrap_err().to_string();
+        assert!(err.contains("another restore of directory"), "{err}");
+        assert!(!state.0.exists() && restore.staging.exists() && restore.aside.exists());
+        // It finishes its swap.
+        fs::rename(&restore.staging, &restore.source).unwrap();
+        tree::remove_tree(&restore.aside).unwrap();
+        drop(running);
+        assert_eq!(state.get().await, "one");
+        assert!(
+            leftovers(tmp.path(), &p).is_empty(),
+            "{:?}",
+            leftovers(tmp.path(), &p)
+        );
     }
 
     #[tokio::test]

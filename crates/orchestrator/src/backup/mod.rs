@@ -38,6 +38,15 @@
 //! - **Restore**: a directory snapshot or a template-mode database is copied and verified
 //!   before it replaces anything; a restore cancelled before the swap changes nothing, and
 //!   the swap itself is never left half-done (see each provider).
+//! - **Killed restore**: a directory or template-mode restore holds a locked, recorded marker
+//!   in the store (`restore-<hash of the source>.restoring`: one restore of a directory or
+//!   database at a time; a second fails, changing nothing). A restore whose process dies
+//!   leaves the marker unlocked; the next restore, or the provider's `sweep()`, puts what it
+//!   left back in one piece, never touching a restore another process is running: the
+//!   directory moved aside between the two renames is moved back, a database left refusing
+//!   connections takes them again, and the copies and the replaced tree or database are
+//!   removed. A swap that was done stays done; one that was not is undone (the restore was
+//!   never reported done, and whoever asked for it retries from a whole, known state).
 //!
 //! Every external program is started with `tokio::process::Command` and separate arguments,
 //! never through a shell; names that reach SQL are quoted as identifiers or literals, and the

@@ -5,7 +5,6 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,7 +13,9 @@ use serin_signals::Timestamp;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-use super::catalog::{Catalog, Claim, Undo, check_id, finish_interrupted_deletes, sweep_quietly};
+use super::catalog::{
+    Catalog, Claim, RestoreMark, Undo, check_id, finish_interrupted_deletes, sweep_quietly,
+};
 use super::command::{Client, failed, tail};
 use super::durable;
 use super::retention::Retention;
@@ -299,7 +300,7 @@ pub enum PostgresMode {
     /// snapshot.
     ///
     /// A backup or restore cancelled at an `.await` ends its own server sessions (found by
-    /// their `application_name`: `serin-backup-<token>` for a backup, `serin-backup-<pid>-<n>`
+    /// their `application_name`: `serin-backup-<token>` for a backup, `serin-restore-<token>`
     /// for a restore) and waits up to 5 s for them to end, so that no statement of it commits
     /// after the cleanup, then drops the copies it made and, if it was swapping, lets
     /// connections into the database again. The wait is a loop over `pg_stat_activity`, which
@@ -309,6 +310,16 @@ pub enum PostgresMode {
     /// A backup whose process was killed leaves its claim; [`PostgresBackup::sweep`] (also run
     /// after every backup and delete) ends its sessions and drops its copy and its marked
     /// snapshot.
+    ///
+    /// A restore holds a locked marker in the store (one per database, so two template
+    /// restores of one database never run at once: the second fails, changing nothing). A
+    /// restore whose process was killed (its `psql` with it, or left running) may leave the
+    /// database refusing connections, between `ALLOW_CONNECTIONS false` and the renames, for
+    /// ever. The next restore, or [`PostgresBackup::sweep`], ends its sessions (a swap still
+    /// running is rolled back), lets connections into whichever database holds the name
+    /// again (the renames are one transaction: the old one, or the restored one if the swap
+    /// committed), and drops its copy and the replaced database. It never touches a restore
+    /// another process is running (its marker locked).
     Template,
 }
 
@@ -626,18 +637,6 @@ impl PostgresBackup {
             .await
     }
 
-    /// This provider with sessions named for one operation of its own (see
-    /// [`Client::named`]), and that name.
-    fn named_sessions(&self) -> (PostgresBackup, String) {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let name = format!(
-            "serin-backup-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        (self.named(&name), name)
-    }
-
     /// This provider with its sessions named `name`.
     fn named(&self, name: &str) -> PostgresBackup {
         let mut named = self.clone();
@@ -716,7 +715,9 @@ impl PostgresBackup {
     /// when its process ended; see the store layout in [`backup`](crate::backup)). Of each:
     /// the partial dump, and in template mode its sessions (ended, waited for), its copy and
     /// its snapshot database if marked as its own (never another directory's of the same id),
-    /// then its claim. Also run, best effort, after every backup and delete.
+    /// then its claim. Of a template-mode restore whose process is gone, it puts the database
+    /// back in service (see [`PostgresMode::Template`]). Also run, best effort, after every
+    /// backup and delete, and before every template-mode restore.
     pub async fn sweep(&self) -> Result<usize> {
         let mut swept = 0;
         for abandoned in self.catalog.abandoned().await? {
@@ -728,7 +729,61 @@ impl PostgresBackup {
             self.catalog.forget(abandoned).await?;
             swept += 1;
         }
+        // Whatever the mode now: only template-mode restores leave a marker.
+        if let Some(mark) = self.catalog.interrupted_restore().await? {
+            self.put_back(mark).await?;
+            swept += 1;
+        }
         Ok(swept)
+    }
+
+    /// The statements that put the database back in service after the template-mode restore
+    /// of `id` whose sessions are named `sessions`, wherever it stopped: its sessions end
+    /// (waited for; a swap still running rolls back), its copy is dropped, the database
+    /// holding the name takes connections again, and the replaced one is dropped.
+    fn put_back_statements(&self, id: &str, sessions: &str) -> Vec<String> {
+        let drop_database =
+            |name: &str| format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", sql::ident(name));
+        let db = sql::literal(self.db());
+        vec![
+            end_sessions(sessions),
+            drop_database(&self.database_for("restore", id)),
+            format!(
+                "DO $serin$ BEGIN \
+                 IF EXISTS (SELECT 1 FROM pg_database WHERE datname = {db} AND NOT datallowconn) \
+                 THEN EXECUTE format('ALTER DATABASE %I ALLOW_CONNECTIONS true', {db}); \
+                 END IF; END $serin$"
+            ),
+            drop_database(&self.database_for("old", id)),
+        ]
+    }
+
+    /// The name of the sessions of the restore holding `mark`.
+    fn restore_sessions(mark: &RestoreMark) -> String {
+        format!("serin-restore-{}", mark.token())
+    }
+
+    /// Puts the database back in service after the restore of `mark`, whose process is
+    /// gone, then removes the marker; a server that cannot be reached keeps the marker for
+    /// the next sweep.
+    async fn put_back(&self, mut mark: RestoreMark) -> Result<()> {
+        let statements = self.put_back_statements(mark.id(), &Self::restore_sessions(&mark));
+        let maintenance = &self.settings.maintenance_database;
+        match self.psql(maintenance, &statements).await {
+            Ok(_) => {
+                tracing::info!(backup = %mark.id(), "put `{}` back in service after a restore whose process is gone", self.db());
+                Ok(())
+            }
+            Err(e) => {
+                mark.leave_to_sweep();
+                Err(self.failed(format!(
+                    "cannot put `{}` back in service after the interrupted restore of backup \
+                     `{}` (left to the next sweep): {e}",
+                    self.db(),
+                    mark.id()
+                )))
+            }
+        }
     }
 
     /// Row counts and checksums of `tables` in `database`, in the exported `snapshot` if
@@ -1121,34 +1176,33 @@ impl PostgresBackup {
     /// the database takes connections again (whichever copy holds its name: the renames are
     /// one transaction) and what is left of the other copy is dropped.
     async fn restore_template(&self, info: &BackupInfo) -> Result<()> {
-        let (named, sessions) = self.named_sessions();
-        let (staging, aside) = (
-            self.database_for("restore", &info.id),
-            self.database_for("old", &info.id),
-        );
-        let drop_database =
-            |name: &str| format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", sql::ident(name));
+        // A restore of this database that was killed is put back first.
+        if let Some(mark) = self.catalog.interrupted_restore().await? {
+            self.put_back(mark).await?;
+        }
+        let mark = self.catalog.begin_restore(&info.id).await?;
+        let sessions = Self::restore_sessions(&mark);
+        let named = self.named(&sessions);
+        let staging = self.database_for("restore", &info.id);
         let what = format!("the cancelled restore of backup `{}`", info.id);
-        let mut cancelled = OnDrop(Some(self.cleanup(
-            what.clone(),
-            &sessions,
-            vec![drop_database(&staging)],
-        )));
-        let swap = self.cleanup(
-            what,
-            &sessions,
-            vec![
-                drop_database(&staging),
-                drop_database(&aside),
-                format!(
-                    "ALTER DATABASE {} ALLOW_CONNECTIONS true",
-                    sql::ident(self.db())
-                ),
-            ],
-        );
+        let mut cancelled = OnDrop {
+            undo: Some(self.cleanup(
+                what.clone(),
+                &sessions,
+                vec![format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    sql::ident(&staging)
+                )],
+            )),
+            mark: Some(mark),
+        };
+        // `cleanup` ends the sessions itself: the statements' own first one is not needed.
+        let mut statements = self.put_back_statements(&info.id, &sessions);
+        statements.remove(0);
+        let swap = self.cleanup(what, &sessions, statements);
         let restored = named.copy_and_swap(info, &mut cancelled, swap).await;
         // Finished, or failed and cleaned up: nothing is left running.
-        cancelled.0 = None;
+        cancelled.undo = None;
         restored
     }
 
@@ -1220,7 +1274,7 @@ impl PostgresBackup {
                 .await
                 .map(|_| ());
         }
-        cancelled.0 = Some(swap);
+        cancelled.undo = Some(swap);
         let swapped = self
             .psql(
                 &maintenance,
@@ -1240,12 +1294,16 @@ impl PostgresBackup {
             .await;
         if let Err(e) = swapped {
             // The renames are one transaction: either both happened or neither did.
-            let _ = self
+            let allowed = self
                 .psql(
                     &maintenance,
                     &[format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true")],
                 )
                 .await;
+            if allowed.is_err() {
+                // Still refusing connections: the next sweep or restore lets them in.
+                cancelled.leave_to_sweep();
+            }
             let _ = self.drop_database(&staging).await;
             return Err(self.failed(format!(
                 "cannot swap the restored copy of backup `{}` in for `{}` (it was left as it \
@@ -1262,14 +1320,29 @@ impl PostgresBackup {
 }
 
 /// Runs its cleanup when dropped, unless it was taken out first (a restore cancelled at an
-/// `.await`).
-struct OnDrop(Option<Undo>);
+/// `.await`), then drops the restore's marker: removed, unless the cleanup failed or the
+/// restore [left work](Self::leave_to_sweep) to the next sweep.
+struct OnDrop {
+    undo: Option<Undo>,
+    mark: Option<RestoreMark>,
+}
+
+impl OnDrop {
+    /// The marker stays for the next sweep, which puts the database back in service.
+    fn leave_to_sweep(&mut self) {
+        if let Some(mark) = &mut self.mark {
+            mark.leave_to_sweep();
+        }
+    }
+}
 
 impl Drop for OnDrop {
     fn drop(&mut self) {
-        if let Some(undo) = self.0.take() {
-            // A failure was logged; a restore leaves no claim to sweep.
-            let _ = undo();
+        if let Some(undo) = self.undo.take()
+            && !undo()
+        {
+            // The failure was logged; the sweep finds the marker.
+            self.leave_to_sweep();
         }
     }
 }
@@ -1950,8 +2023,10 @@ mod tests {
         let expected = format!(
             "pg_sleep(0.1); END LOOP; END $serin$ \
              -c DROP DATABASE IF EXISTS \"{}\" WITH (FORCE) \
-             -c DROP DATABASE IF EXISTS \"{}\" WITH (FORCE) \
-             -c ALTER DATABASE \"shop\" ALLOW_CONNECTIONS true",
+             -c DO $serin$ BEGIN IF EXISTS (SELECT 1 FROM pg_database WHERE datname = E'shop' \
+             AND NOT datallowconn) THEN EXECUTE format('ALTER DATABASE %I ALLOW_CONNECTIONS \
+             true', E'shop'); END IF; END $serin$ \
+             -c DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
             pg.database_for("restore", &id),
             pg.database_for("old", &id)
         );
@@ -2153,6 +2228,97 @@ mod tests {
         assert_eq!(rows.unwrap().trim(), "1");
         b.delete(&b_id).await.unwrap();
         admin(format!("DROP DATABASE {db} WITH (FORCE)")).await;
+    }
+
+    /// A restore killed between `ALLOW_CONNECTIONS false` and its renames leaves the database
+    /// refusing connections for ever, and one killed once its renames committed leaves the
+    /// replaced database; the sweep puts both right, but never touches a running restore.
+    #[tokio::test(start_paused = true)]
+    async fn a_sweep_lets_connections_back_in_after_a_killed_restore_but_not_a_running_one() {
+        let Ok(conninfo) = std::env::var("SERIN_TEST_POSTGRES") else {
+            return;
+        };
+        let mut connection = PostgresConnection::from_conninfo(&conninfo).unwrap();
+        connection.dbname = format!("serin_t_rsweep_{}", std::process::id());
+        let store = tempfile::tempdir().unwrap();
+        let pg = PostgresBackup::new(
+            PostgresSettings::new(connection, store.path())
+                .with_mode(PostgresMode::Template)
+                .verify_table(TableName::new("t")),
+        )
+        .unwrap()
+        .with_clock(Clock::starting_at(Timestamp::from_millis(
+            1_800_000_000_000,
+        )));
+        async fn admin(pg: &PostgresBackup, statement: String) -> String {
+            pg.psql("postgres", &[statement])
+                .await
+                .unwrap()
+                .trim()
+                .to_owned()
+        }
+        let db = sql::ident(pg.db());
+        let allows = format!(
+            "SELECT datallowconn FROM pg_database WHERE datname = {}",
+            sql::literal(pg.db())
+        );
+        admin(&pg, format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
+        admin(&pg, format!("CREATE DATABASE {db}")).await;
+        let rows = || async { pg.psql(pg.db(), &["SELECT count(*) FROM t".into()]).await };
+        pg.psql(
+            pg.db(),
+            &["CREATE TABLE t (v int); INSERT INTO t VALUES (1)".into()],
+        )
+        .await
+        .unwrap();
+        let id = pg.backup("shop", "v1").await.unwrap();
+        pg.psql(pg.db(), &["INSERT INTO t VALUES (2)".into()])
+            .await
+            .unwrap();
+        let (snap, staging, aside) = (
+            sql::ident(&pg.snapshot_database(&id)),
+            pg.database_for("restore", &id),
+            pg.database_for("old", &id),
+        );
+        let copy = format!("CREATE DATABASE {} TEMPLATE {snap}", sql::ident(&staging));
+        let refuse = format!("ALTER DATABASE {db} ALLOW_CONNECTIONS false");
+
+        // Between `ALLOW_CONNECTIONS false` and the renames, its marker held: running.
+        let running = pg.catalog.begin_restore(&id).await.unwrap();
+        admin(&pg, copy.clone()).await;
+        admin(&pg, refuse.clone()).await;
+        assert_eq!(pg.sweep().await.unwrap(), 0);
+        assert_eq!(admin(&pg, allows.clone()).await, "f");
+        // Its process is killed, and its psql with it.
+        running.die();
+        assert_eq!(pg.sweep().await.unwrap(), 1);
+        assert_eq!(admin(&pg, allows.clone()).await, "t");
+        assert!(!pg.database_exists(&staging).await.unwrap());
+        assert_eq!(rows().await.unwrap().trim(), "2", "the restore is undone");
+
+        // Killed once its renames committed: the restored database keeps the name.
+        let killed = pg.catalog.begin_restore(&id).await.unwrap();
+        admin(&pg, copy).await;
+        admin(&pg, refuse).await;
+        admin(
+            &pg,
+            format!("ALTER DATABASE {db} RENAME TO {}", sql::ident(&aside)),
+        )
+        .await;
+        admin(
+            &pg,
+            format!("ALTER DATABASE {} RENAME TO {db}", sql::ident(&staging)),
+        )
+        .await;
+        killed.die();
+        assert_eq!(pg.sweep().await.unwrap(), 1);
+        assert_eq!(admin(&pg, allows).await, "t");
+        assert!(!pg.database_exists(&aside).await.unwrap());
+        assert_eq!(rows().await.unwrap().trim(), "1", "the swap was done");
+        assert_eq!(pg.sweep().await.unwrap(), 0);
+        pg.delete(&id).await.unwrap();
+        assert!(names(store.path()).is_empty(), "{:?}", names(store.path()));
+        admin(&pg, format!("DROP DATABASE {db} WITH (FORCE)")).await;
     }
 
     #[test]
