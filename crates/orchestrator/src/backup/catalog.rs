@@ -25,8 +25,10 @@
 //! when the owner dies, however it dies. A sweep ([`Catalog::abandoned`]) takes only claims it
 //! can lock, so it never touches a backup that another process is still taking: the provider
 //! removes what such a claim left, then the claim. Claims without a record (written before
-//! claims recorded one) are left alone: nothing proves their owner gone. The store must be on
-//! a file system whose locks work across its users (a local one; NFS with working locks).
+//! claims recorded one, or by a process killed before it wrote the record) are left alone:
+//! nothing proves their owner gone. The store must be on a local file system: `flock` locks
+//! are held per open file there, so even a sweep in the claim's own process sees them, while
+//! NFS emulates them with per-process POSIX locks, which that sweep would take and release.
 
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
@@ -167,10 +169,19 @@ impl Catalog {
                 source: self.source.clone(),
                 token: token.clone(),
             };
-            let path = pending.clone();
-            let created = tokio::task::spawn_blocking(move || create_claim(&path, &note))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            let (path, dir) = (pending.clone(), self.dir.clone());
+            let created = tokio::task::spawn_blocking(move || {
+                let file = create_claim(&path, &note)?;
+                // The claim's name must outlive a power loss too: in template mode it is all
+                // that leads a sweep to the copy on the server.
+                if let Err(e) = durable::sync_dir_blocking(&dir) {
+                    let _ = std::fs::remove_file(&path);
+                    return Err(e);
+                }
+                Ok(file)
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
             let lock = match created {
                 Ok(file) => file,
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
@@ -783,7 +794,7 @@ pub(crate) async fn finish_interrupted_deletes(
     }
 }
 
-/// Logs the outcome of a sweep run after a backup or a delete: best effort, as the next one
+/// Logs the outcome of a sweep run before a backup or after a delete: best effort, as the next one
 /// tries again.
 pub(crate) fn sweep_quietly(swept: Result<usize>) {
     match swept {
@@ -1235,7 +1246,20 @@ mod tests {
         let synced = durable::log::synced_under(dir.path());
         let tmp = catalog.data_path(&id, ".json.tmp");
         let dir = dir.path().to_owned();
-        assert_eq!(synced, [dir.clone(), tmp, dir]);
+        // The claim's name, then the data's, then the metadata.
+        assert_eq!(synced, [dir.clone(), dir.clone(), tmp, dir]);
+    }
+
+    #[tokio::test]
+    async fn a_claim_is_durable_before_it_is_handed_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::new(dir.path(), "test", "test a");
+        let claim = catalog
+            .claim("web", Timestamp::from_millis(1_000))
+            .await
+            .unwrap();
+        assert_eq!(durable::log::synced_under(dir.path()), [dir.path()]);
+        drop(claim);
     }
 
     #[tokio::test]

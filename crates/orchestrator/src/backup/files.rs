@@ -297,6 +297,10 @@ impl BackupProvider for DirectorySnapshot {
     }
 
     async fn backup(&self, service: &str, label: &str) -> Result<String> {
+        // What killed backups and restores left is swept first, not once this backup is
+        // listed: a cancellation during the sweep then loses no backup whose id the caller
+        // never received.
+        sweep_quietly(self.sweep().await);
         let created_at = self.clock.now();
         let mut claim = self.catalog.claim(service, created_at).await?;
         let id = claim.id().to_owned();
@@ -320,7 +324,6 @@ impl BackupProvider for DirectorySnapshot {
             "directory snapshot taken of {}", self.source.display()
         );
         finish_interrupted_deletes(&self.catalog, self, service).await;
-        sweep_quietly(self.sweep().await);
         if let Some(retention) = self.retention
             && let Err(e) = retention.enforce(self, service).await
         {

@@ -1448,6 +1448,10 @@ impl BackupProvider for PostgresBackup {
     }
 
     async fn backup(&self, service: &str, label: &str) -> Result<String> {
+        // What killed backups and restores left is swept first, not once this backup is
+        // listed: a cancellation during the sweep then loses no backup whose id the caller
+        // never received.
+        sweep_quietly(self.sweep().await);
         let created_at = self.clock.now();
         let template = self.settings.mode == PostgresMode::Template;
         let mut claim = self.claim(service, created_at, template).await?;
@@ -1488,7 +1492,6 @@ impl BackupProvider for PostgresBackup {
             "postgres backup of database `{}` taken", self.db()
         );
         finish_interrupted_deletes(&self.catalog, self, service).await;
-        sweep_quietly(self.sweep().await);
         if let Some(retention) = self.settings.retention
             && let Err(e) = retention.enforce(self, service).await
         {
