@@ -462,7 +462,10 @@ impl Stack {
         for (t, _) in tracks {
             let probes = match &self.kind {
                 Kind::Local(local) => {
-                    local.probes.watch_track(&t, "/ready", "/live");
+                    local
+                        .probes
+                        .watch_track(&t, "/ready", "/live")
+                        .map_err(|e| CliError::backend(format!("probing {}: {e}", t.track)))?;
                     local.probes.check(now).await;
                     local.probes.signals(&t.track).await
                 }

@@ -72,21 +72,7 @@ impl HttpHealth {
     /// around its name check ([`Track::validate`]) is refused, naming `httpProbe.track`, and
     /// nothing changes: its results could never be recorded nor asked for.
     pub fn watch(&self, probe: HttpProbe) -> Result<()> {
-        match probe.track.validate("httpProbe.track") {
-            Ok(()) => {}
-            Err(serin_signals::Error::InvalidField {
-                field,
-                value,
-                reason,
-            }) => return Err(Error::invalid(field, value, reason)),
-            Err(other) => {
-                return Err(Error::invalid(
-                    "httpProbe.track",
-                    &probe.track,
-                    other.to_string(),
-                ));
-            }
-        }
+        check_track(&probe.track)?;
         let mut probes = self.lock();
         probes.retain(|p| {
             !(p.track == probe.track && p.probe == probe.probe && p.instance == probe.instance)
@@ -103,7 +89,17 @@ impl HttpHealth {
     /// [`check`](Self::check); those of instances gone, or probed elsewhere now (a new process
     /// under a reused id listens on another port), are dropped, so they never count in the
     /// track's worst result.
-    pub fn watch_track(&self, status: &TrackStatus, readiness_path: &str, liveness_path: &str) {
+    ///
+    /// A track built around its name check is refused as in [`watch`](Self::watch), and
+    /// nothing changes: a platform's status is taken as it is, and such a track's results
+    /// could never be recorded nor asked for.
+    pub fn watch_track(
+        &self,
+        status: &TrackStatus,
+        readiness_path: &str,
+        liveness_path: &str,
+    ) -> Result<()> {
+        check_track(&status.track)?;
         let wanted: Vec<HttpProbe> = status
             .instances
             .iter()
@@ -141,6 +137,7 @@ impl HttpHealth {
         self.results.retain(track, |s| {
             s.instance.is_some() && unchanged.contains(&s.instance)
         });
+        Ok(())
     }
 
     /// Stops probing `track` and forgets its results (a retired track).
@@ -186,13 +183,26 @@ impl HttpHealth {
             if let Ok((probe, signal)) = r.await {
                 let probes = self.lock();
                 if probes.contains(&probe) {
-                    // Refused only for a track built around its name check, which
-                    // `watch_track` takes from a platform's status as it is: such a track's
-                    // results could never be asked for either.
+                    // Refused only for a track built around its name check, which `watch`
+                    // and `watch_track` never take.
                     let _ = self.results.record(signal);
                 }
             }
         }
+    }
+}
+
+/// Refuses a track built around its name check ([`Track::validate`]), naming
+/// `httpProbe.track`.
+fn check_track(track: &Track) -> Result<()> {
+    match track.validate("httpProbe.track") {
+        Ok(()) => Ok(()),
+        Err(serin_signals::Error::InvalidField {
+            field,
+            value,
+            reason,
+        }) => Err(Error::invalid(field, value, reason)),
+        Err(other) => Err(Error::invalid("httpProbe.track", track, other.to_string())),
     }
 }
 
@@ -306,28 +316,36 @@ mod tests {
         };
         let (a, b, c) = (refused(), refused(), refused());
         let health = HttpHealth::new(Duration::from_secs(1)).unwrap();
-        health.watch_track(
-            &track(vec![instance("green-0", a), instance("green-1", b)]),
-            "/ready",
-            "/live",
-        );
+        health
+            .watch_track(
+                &track(vec![instance("green-0", a), instance("green-1", b)]),
+                "/ready",
+                "/live",
+            )
+            .unwrap();
         health.check(Timestamp::from_millis(1_000)).await;
         assert_eq!(health.signals(&Track::Green).await.unwrap().len(), 4);
         // The same instances: nothing is lost until the next check.
-        health.watch_track(
-            &track(vec![instance("green-0", a), instance("green-1", b)]),
-            "/ready",
-            "/live",
-        );
+        health
+            .watch_track(
+                &track(vec![instance("green-0", a), instance("green-1", b)]),
+                "/ready",
+                "/live",
+            )
+            .unwrap();
         assert_eq!(health.signals(&Track::Green).await.unwrap().len(), 4);
         // green-1 is gone; green-0 was restarted elsewhere; green-2 is new.
-        health.watch_track(
-            &track(vec![instance("green-0", c), instance("green-2", b)]),
-            "/ready",
-            "/live",
-        );
+        health
+            .watch_track(
+                &track(vec![instance("green-0", c), instance("green-2", b)]),
+                "/ready",
+                "/live",
+            )
+            .unwrap();
         assert!(health.signals(&Track::Green).await.unwrap().is_empty());
-        health.watch_track(&track(vec![instance("green-2", b)]), "/ready", "/live");
+        health
+            .watch_track(&track(vec![instance("green-2", b)]), "/ready", "/live")
+            .unwrap();
         health.check(Timestamp::from_millis(2_000)).await;
         let instances: Vec<_> = health
             .signals(&Track::Green)
@@ -337,6 +355,45 @@ mod tests {
             .map(|s| s.instance.unwrap())
             .collect();
         assert_eq!(instances, ["green-2", "green-2"]);
+    }
+
+    /// A platform's track built around its name check is refused naming it, and what was
+    /// watched stays.
+    #[tokio::test]
+    async fn watching_a_track_built_around_its_check_is_refused() {
+        use serin_orchestrator::InstanceStatus;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let status = |track| TrackStatus {
+            service: "web".into(),
+            version: "1.0.0".parse().unwrap(),
+            track,
+            instances: vec![InstanceStatus {
+                id: "i-0".into(),
+                address: Some(addr),
+                readiness: ProbeStatus::Pass,
+                liveness: ProbeStatus::Pass,
+                detail: None,
+            }],
+        };
+        let health = HttpHealth::new(Duration::from_secs(1)).unwrap();
+        health
+            .watch_track(&status(Track::Blue), "/ready", "/live")
+            .unwrap();
+        let err = health
+            .watch_track(&status(Track::Named("stable".into())), "/ready", "/live")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("httpProbe.track") && err.contains("`stable`"),
+            "{err}"
+        );
+        let watched = health.lock().clone();
+        assert_eq!(watched.len(), 2, "{watched:?}");
+        assert!(
+            watched.iter().all(|p| p.track == Track::Blue),
+            "{watched:?}"
+        );
     }
 
     /// A track forgotten while a check of it is in flight (retired, or watched anew after a

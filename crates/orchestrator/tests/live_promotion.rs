@@ -5,46 +5,21 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serin_orchestrator::{
-    DeploymentConfig, DeploymentHandle, EventKind, InMemoryPlatform, Outcome, Platform, Report,
+    DeploymentConfig, DeploymentHandle, EventKind, Outcome, Platform, Report,
 };
 use serin_signals::{Timestamp, Track};
-use support::{SERVICE, World, canary_config, rollback_reason};
+use support::{
+    SERVICE, World, canary_share, holding_canary_config as config, rollback_reason,
+    slow_serving_world,
+};
 
 /// New instances take this many status checks (one a second while the orchestrator waits)
-/// to become ready: the promotion's scale-up takes about as many seconds.
+/// to become ready (see [`slow_serving_world`]): the promotion's scale-up takes about as many
+/// seconds.
 const READY_AFTER: u32 = 40;
-
-/// A world serving 1.0.0 whose new instances are slow to become ready.
-async fn slow_world() -> (Arc<World>, tokio::task::JoinHandle<()>) {
-    World::serving_on(
-        InMemoryPlatform::new().with_ready_after(READY_AFTER),
-        0.005,
-        0.005,
-    )
-    .await
-}
-
-/// A canary to 1.1.0 (10%, 40%, 70%, then a promotion that grows its track from 1 instance
-/// to 2) with a trigger that holds above 20% errors, and goes stale, holding too, after 10 s
-/// without data. The monitoring threshold, which would roll back, is off.
-fn config() -> DeploymentConfig {
-    let mut config = canary_config("1.1.0");
-    config.monitoring.error_rate_threshold = None;
-    config.blue_green_config.readiness_timeout = Duration::from_secs(300);
-    config.triggers = vec![
-        serde_json::from_str(
-            r#"{"kind":"metricThreshold","id":"errors-hold","metric":"error_rate",
-                "operator":"gt","value":0.2,"action":"hold","staleAfter":"10s"}"#,
-        )
-        .expect("trigger"),
-    ];
-    config.validate().expect("valid");
-    config
-}
 
 /// Starts `config` and waits until the promotion has scaled the canary track to 2 instances;
 /// answers the handle and when that was seen.
@@ -74,24 +49,12 @@ fn weights(report: &Report) -> Vec<(Timestamp, f64)> {
         .collect()
 }
 
-/// The canary track's share in the router's split now, in percent.
-async fn canary_share(world: &World) -> f64 {
-    use serin_traffic::TrafficRouter as _;
-    world
-        .router
-        .current()
-        .await
-        .expect("split")
-        .and_then(|s| s.weight_of("canary").map(|w| w.as_percent()))
-        .unwrap_or(0.0)
-}
-
 /// A metrics outage while the track grows: the trigger goes stale and holds, so the canary
 /// stays at 70% well past the moment its track is ready, and takes all traffic only once the
 /// data is back.
 #[tokio::test(start_paused = true)]
 async fn a_metrics_outage_while_a_promoted_canary_grows_holds_it_until_the_data_returns() {
-    let (world, _traffic) = slow_world().await;
+    let (world, _traffic) = slow_serving_world(READY_AFTER).await;
     let (h, scaled) = promoting(&world, &config()).await;
     world.source.set_unavailable(true);
     // The track is ready some 40 s after the scale; the hold keeps it at its share.
@@ -134,7 +97,7 @@ async fn a_metrics_outage_while_a_promoted_canary_grows_holds_it_until_the_data_
 /// `maxDeploymentDuration` rolls it back: it never takes all traffic.
 #[tokio::test(start_paused = true)]
 async fn a_hold_that_never_clears_while_the_track_grows_rolls_back_at_the_deadline() {
-    let (world, _traffic) = slow_world().await;
+    let (world, _traffic) = slow_serving_world(READY_AFTER).await;
     let mut config = config();
     config.max_deployment_duration = Duration::from_secs(600);
     let (h, _) = promoting(&world, &config).await;
@@ -154,7 +117,7 @@ async fn a_hold_that_never_clears_while_the_track_grows_rolls_back_at_the_deadli
 /// and the watch: promoting again during the held wait gives the ready track all traffic.
 #[tokio::test(start_paused = true)]
 async fn an_operators_promotion_goes_through_a_hold_while_the_track_grows() {
-    let (world, _traffic) = slow_world().await;
+    let (world, _traffic) = slow_serving_world(READY_AFTER).await;
     let (h, _) = promoting(&world, &config()).await;
     world.set_rate("1.1.0", 0.5);
     tokio::time::sleep(Duration::from_secs(90)).await;
@@ -172,7 +135,7 @@ async fn an_operators_promotion_goes_through_a_hold_while_the_track_grows() {
 /// its track grows, and takes all traffic once ready, though the data is still missing.
 #[tokio::test(start_paused = true)]
 async fn an_operators_promotion_of_a_held_canary_is_not_held_while_its_track_grows() {
-    let (world, _traffic) = slow_world().await;
+    let (world, _traffic) = slow_serving_world(READY_AFTER).await;
     let h = world.start(&config()).await;
     support::until_weight(&h, 40.0).await;
     world.source.set_unavailable(true);

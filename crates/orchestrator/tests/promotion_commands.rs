@@ -4,49 +4,19 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use serin_orchestrator::{
-    DeploymentConfig, DeploymentHandle, EventKind, InMemoryPlatform, Outcome, Platform,
-};
+use serin_orchestrator::{DeploymentConfig, DeploymentHandle, EventKind, Outcome, Platform};
 use serin_signals::Track;
-use support::{SERVICE, World, canary_config};
+use support::{
+    SERVICE, World, canary_config, canary_share, holding_canary_config as config,
+    slow_serving_world,
+};
 
 /// New instances take this many status checks (one a second while the orchestrator waits)
-/// to become ready: the promotion's scale-up takes about as many seconds.
+/// to become ready (see [`slow_serving_world`]): the promotion's scale-up takes about as many
+/// seconds.
 const READY_AFTER: u32 = 40;
-
-/// A world serving 1.0.0 whose new instances are slow to become ready.
-async fn slow_world() -> (Arc<World>, tokio::task::JoinHandle<()>) {
-    let world = Arc::new(World {
-        platform: Arc::new(InMemoryPlatform::new().with_ready_after(READY_AFTER)),
-        ..World::new()
-    });
-    world.set_rate("1.0.0", 0.005);
-    world.set_rate("1.1.0", 0.005);
-    let traffic = world.spawn_traffic();
-    world.install("1.0.0").await;
-    (world, traffic)
-}
-
-/// A canary to 1.1.0 (10%, 40%, 70%, then a promotion that grows its track from 1 instance
-/// to 2) with a trigger that holds above 20% errors, and goes stale, holding too, after 10 s
-/// without data. The monitoring threshold, which would roll back, is off.
-fn config() -> DeploymentConfig {
-    let mut config = canary_config("1.1.0");
-    config.monitoring.error_rate_threshold = None;
-    config.blue_green_config.readiness_timeout = Duration::from_secs(300);
-    config.triggers = vec![
-        serde_json::from_str(
-            r#"{"kind":"metricThreshold","id":"errors-hold","metric":"error_rate",
-                "operator":"gt","value":0.2,"action":"hold","staleAfter":"10s"}"#,
-        )
-        .expect("trigger"),
-    ];
-    config.validate().expect("valid");
-    config
-}
 
 /// The number of instances the canary track runs.
 async fn canary_instances(world: &World) -> usize {
@@ -73,11 +43,7 @@ async fn canary_ready(world: &World) -> bool {
 /// Starts `config` and waits until the controller's promotion has scaled the canary track
 /// to 2 instances.
 async fn promoting(world: &World, config: &DeploymentConfig) -> DeploymentHandle {
-    let h = world
-        .orchestrator()
-        .start(config, SERVICE)
-        .await
-        .expect("start");
+    let h = world.start(config).await;
     while canary_instances(world).await < 2 {
         assert!(h.status().outcome.is_none(), "over before the scale-up");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -85,24 +51,15 @@ async fn promoting(world: &World, config: &DeploymentConfig) -> DeploymentHandle
     h
 }
 
-/// Waits until the deployment gives the new version at least `percent` of traffic.
-async fn until_weight(h: &DeploymentHandle, percent: f64) {
+/// Starts `config` and waits until the deployment gives the new version at least `percent`
+/// of traffic.
+async fn at_weight(world: &World, config: &DeploymentConfig, percent: f64) -> DeploymentHandle {
+    let h = world.start(config).await;
     while h.status().weight < percent {
         assert!(h.status().outcome.is_none(), "over before {percent}%");
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-}
-
-/// The canary track's share in the router's split now, in percent.
-async fn canary_share(world: &World) -> f64 {
-    use serin_traffic::TrafficRouter as _;
-    world
-        .router
-        .current()
-        .await
-        .expect("split")
-        .and_then(|s| s.weight_of("canary").map(|w| w.as_percent()))
-        .unwrap_or(0.0)
+    h
 }
 
 /// An operator promotes while the track grows and a hold-level breach holds it; the process
@@ -110,7 +67,7 @@ async fn canary_share(world: &World) -> f64 {
 /// the ready track takes all traffic through the hold, without a second promote.
 #[tokio::test(start_paused = true)]
 async fn an_operators_promote_during_the_scale_up_is_honoured_after_a_restart() {
-    let (world, _traffic) = slow_world().await;
+    let (world, _traffic) = slow_serving_world(READY_AFTER).await;
     let h = promoting(&world, &config()).await;
     let id = h.id().to_owned();
     world.set_rate("1.1.0", 0.5);
@@ -135,14 +92,9 @@ async fn an_operators_promote_during_the_scale_up_is_honoured_after_a_restart() 
 /// with the scale: a restart during the scale-up goes through the hold too.
 #[tokio::test(start_paused = true)]
 async fn an_operators_promote_from_the_canary_stage_is_honoured_after_a_restart() {
-    let (world, _traffic) = slow_world().await;
-    let h = world
-        .orchestrator()
-        .start(&config(), SERVICE)
-        .await
-        .expect("start");
+    let (world, _traffic) = slow_serving_world(READY_AFTER).await;
+    let h = at_weight(&world, &config(), 40.0).await;
     let id = h.id().to_owned();
-    until_weight(&h, 40.0).await;
     world.source.set_unavailable(true);
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert_eq!(h.status().weight, 40.0, "held by the outage");
@@ -164,13 +116,8 @@ async fn an_operators_promote_from_the_canary_stage_is_honoured_after_a_restart(
 /// once ready.
 #[tokio::test(start_paused = true)]
 async fn an_operators_promote_in_the_canary_stage_is_answered_when_taken() {
-    let (world, _traffic) = slow_world().await;
-    let h = world
-        .orchestrator()
-        .start(&config(), SERVICE)
-        .await
-        .expect("start");
-    until_weight(&h, 10.0).await;
+    let (world, _traffic) = slow_serving_world(READY_AFTER).await;
+    let h = at_weight(&world, &config(), 10.0).await;
     tokio::time::timeout(Duration::from_secs(2), h.promote())
         .await
         .expect("answered at once")
@@ -189,7 +136,7 @@ async fn an_operators_promote_in_the_canary_stage_is_answered_when_taken() {
 /// resume lets it take all traffic.
 #[tokio::test(start_paused = true)]
 async fn a_pause_during_the_promotions_scale_up_holds_the_canary_share_until_resumed() {
-    let (world, _traffic) = slow_world().await;
+    let (world, _traffic) = slow_serving_world(READY_AFTER).await;
     let h = promoting(&world, &config()).await;
     h.pause().await.expect("pause");
     tokio::time::sleep(Duration::from_secs(u64::from(READY_AFTER) + 30)).await;
@@ -218,17 +165,9 @@ async fn a_pause_during_the_promotions_scale_up_holds_the_canary_share_until_res
 /// pause until the deadline.
 #[tokio::test(start_paused = true)]
 async fn an_operators_promote_in_the_watch_lifts_a_pause() {
-    let world = Arc::new(World::new());
-    world.set_rate("1.0.0", 0.005);
-    world.set_rate("1.1.0", 0.005);
-    let _traffic = world.spawn_traffic();
-    world.install("1.0.0").await;
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
     let config = canary_config("1.1.0");
-    let h = world
-        .orchestrator()
-        .start(&config, SERVICE)
-        .await
-        .expect("start");
+    let h = world.start(&config).await;
     while h.status().stage != serin_orchestrator::Stage::Monitoring {
         assert!(h.status().outcome.is_none(), "over before the watch");
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -761,18 +761,12 @@ impl Runner {
     /// once its grown track is ready, and a held watch does not end, until the triggers clear
     /// or the deadline comes. An operator's promotion goes through a hold.
     ///
-    /// While the new version serves no traffic, its triggers can have no data, and would go
-    /// stale for that alone and hold it at 0% for good: there only what the data asks for
-    /// holds (a trigger firing, or breached again inside its cooldown). A real outage goes on
+    /// An arm that serves no traffic (the new version at 0%, the old one at 100%) can have no
+    /// data: a trigger gone stale on it holds nothing, nor rolls back (see
+    /// [`triggers_ask`](Self::triggers_ask) and `feed_triggers`). A real outage goes on
     /// holding at the first weight.
     fn triggers_hold(&self) -> bool {
-        let engine = &self.state.triggers;
-        let asked = if self.state.weight > 0.0 {
-            engine.current_action()
-        } else {
-            engine.data_action()
-        };
-        asked == Some(serin_triggers::Action::Hold)
+        self.triggers_ask() == Some(serin_triggers::Action::Hold)
     }
 
     fn past_deadline(&self, now: Timestamp) -> bool {

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use serin_signals::{Arm, Measurement, Metric, MetricQuery, Observation, Timestamp, Track, Window};
-use serin_triggers::{Action as TriggerAction, TriggerConfig};
+use serin_triggers::{
+    Action as TriggerAction, Engine, EngineConfig, MissingData, TriggerConfig, TriggerState,
+};
 
 use crate::error::Result;
 use crate::event::EventKind;
@@ -120,12 +122,23 @@ impl Runner {
     /// An observation the engine cannot read (a source answering counts for a gauge's metric)
     /// leaves every trigger on that metric and track without it. That is announced as a warning
     /// anomaly the first time, because those triggers are blind until the source is fixed.
+    ///
+    /// An arm that serves no traffic (the new version at 0%: paused at the start, at a first
+    /// pause before any weight, or between steps at 0%; the old one once the new takes all
+    /// traffic) can have no data, and a trigger on it whose missing data asks to roll back
+    /// would go stale for that alone: its silence says nothing of either version, as it holds
+    /// nothing (see [`triggers_ask`](Self::triggers_ask)). There the stale trigger is announced
+    /// as a warning anomaly and does not roll back; it stays stale, so once its arm serves
+    /// traffic again, the first window that still brings it no usable data rolls back. A
+    /// trigger that fires on its data rolls back at any weight.
     pub(super) async fn feed_triggers(
         &mut self,
         observations: &[(Metric, Observation, Observation)],
         now: Timestamp,
     ) -> (Vec<EventKind>, Option<String>, bool) {
+        let silent = self.silent_arm();
         let engine = &mut self.state.triggers;
+        let config = engine.config();
         let mut kinds = Vec::new();
         for (_, b, c) in observations {
             for obs in [
@@ -167,6 +180,21 @@ impl Runner {
         let mut rollback = None;
         for e in engine.drain_events() {
             match e.action {
+                Some(TriggerAction::Rollback)
+                    if matches!(e.to, TriggerState::Stale { .. })
+                        && silent.is_some()
+                        && watches(&config, &e.trigger) == silent.as_ref() =>
+                {
+                    kinds.push(EventKind::Anomaly {
+                        source: format!("trigger `{}`", e.trigger),
+                        severity: "warning".into(),
+                        summary: format!(
+                            "{}; its track serves no traffic, so this rolls back only if the \
+                             data is still missing once it does",
+                            e.evidence
+                        ),
+                    });
+                }
                 Some(TriggerAction::Rollback) => {
                     if rollback.is_none() {
                         rollback = Some(format!(
@@ -184,8 +212,88 @@ impl Runner {
                 None => {}
             }
         }
-        let hold = engine.current_action() == Some(TriggerAction::Hold);
+        if rollback.is_none() {
+            rollback = stale(engine, silent.as_ref())
+                .find(|(t, _)| missing_data(t) == MissingData::Fire)
+                .map(|(t, since)| {
+                    format!(
+                        "trigger `{}` has had no usable data since {since}, and still has none \
+                         now its track serves traffic: missing data asks to rollback",
+                        t.id()
+                    )
+                });
+        }
+        let hold = self.triggers_ask() == Some(TriggerAction::Hold);
         (kinds, rollback, hold)
+    }
+
+    /// The engine's label of the arm that serves no traffic now, if one does not: the new
+    /// version's (`canary`) at 0%, the old one's (`stable`) at 100%.
+    pub(super) fn silent_arm(&self) -> Option<Track> {
+        if self.state.weight <= 0.0 {
+            Some(Track::Canary)
+        } else if self.state.weight >= 100.0 {
+            Some(Track::Stable)
+        } else {
+            None
+        }
+    }
+
+    /// What the rollback triggers ask for now: the engine's current action, without the
+    /// missing-data action of a trigger gone stale on the arm that serves no traffic (see
+    /// [`silent_arm`](Self::silent_arm)). Such a trigger can have no data, and would otherwise
+    /// hold a canary at 0% for good, or a finished switch until its deadline: there only what
+    /// the data asks for counts (a trigger firing, or breached again inside its cooldown). A
+    /// stale trigger on an arm that serves traffic (a real metrics outage) asks as it says.
+    pub(super) fn triggers_ask(&self) -> Option<TriggerAction> {
+        let engine = &self.state.triggers;
+        let stale = stale(engine, self.silent_arm().as_ref())
+            .map(|(t, _)| missing_data(&t).action())
+            .max();
+        engine.data_action().max(stale)
+    }
+}
+
+/// The triggers gone stale, with since when, but those watching `silent`, the arm that serves
+/// no traffic.
+fn stale<'a>(
+    engine: &'a Engine,
+    silent: Option<&'a Track>,
+) -> impl Iterator<Item = (TriggerConfig, Timestamp)> + 'a {
+    let config = engine.config();
+    engine.states().filter_map(move |(id, state)| {
+        let TriggerState::Stale { since } = state else {
+            return None;
+        };
+        let t = config.triggers.iter().find(|t| t.id() == id)?;
+        (Some(watched(t)) != silent).then(|| (t.clone(), since))
+    })
+}
+
+/// The track the trigger `id` watches, as the engine labels it.
+fn watches<'a>(config: &'a EngineConfig, id: &str) -> Option<&'a Track> {
+    config.triggers.iter().find(|t| t.id() == id).map(watched)
+}
+
+/// The track a trigger watches.
+fn watched(t: &TriggerConfig) -> &Track {
+    match t {
+        TriggerConfig::MetricThreshold(c) => &c.track,
+        TriggerConfig::HealthCheck(c) => &c.track,
+        TriggerConfig::ErrorSpike(c) => &c.track,
+        TriggerConfig::DependencyFailure(c) => &c.track,
+        TriggerConfig::ResourceUsage(c) => &c.track,
+    }
+}
+
+/// A trigger's `onMissingData`.
+fn missing_data(t: &TriggerConfig) -> MissingData {
+    match t {
+        TriggerConfig::MetricThreshold(c) => c.on_missing_data,
+        TriggerConfig::HealthCheck(c) => c.on_missing_data,
+        TriggerConfig::ErrorSpike(c) => c.on_missing_data,
+        TriggerConfig::DependencyFailure(c) => c.on_missing_data,
+        TriggerConfig::ResourceUsage(c) => c.on_missing_data,
     }
 }
 

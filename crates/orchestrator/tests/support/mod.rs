@@ -473,3 +473,43 @@ pub async fn crash_at(
     world.journal.stall_after(None);
     world.journal.all().last().expect("records").clone()
 }
+
+/// A world serving 1.0.0 (both versions failing 0.5% of requests) whose new instances take
+/// `ready_after` status checks to become ready.
+pub async fn slow_serving_world(ready_after: u32) -> (Arc<World>, tokio::task::JoinHandle<()>) {
+    World::serving_on(
+        InMemoryPlatform::new().with_ready_after(ready_after),
+        0.005,
+        0.005,
+    )
+    .await
+}
+
+/// A canary to 1.1.0 (10%, 40%, 70%, then a promotion that grows its track from 1 instance
+/// to 2) with a trigger that holds above 20% errors, and goes stale, holding too, after 10 s
+/// without data. The monitoring threshold, which would roll back, is off.
+pub fn holding_canary_config() -> DeploymentConfig {
+    let mut config = canary_config("1.1.0");
+    config.monitoring.error_rate_threshold = None;
+    config.blue_green_config.readiness_timeout = Duration::from_secs(300);
+    config.triggers = vec![
+        serde_json::from_str(
+            r#"{"kind":"metricThreshold","id":"errors-hold","metric":"error_rate",
+                "operator":"gt","value":0.2,"action":"hold","staleAfter":"10s"}"#,
+        )
+        .expect("trigger"),
+    ];
+    config.validate().expect("valid");
+    config
+}
+
+/// The canary track's share in the router's split now, in percent.
+pub async fn canary_share(world: &World) -> f64 {
+    world
+        .router
+        .current()
+        .await
+        .expect("split")
+        .and_then(|s| s.weight_of("canary").map(|w| w.as_percent()))
+        .unwrap_or(0.0)
+}
