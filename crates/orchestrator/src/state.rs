@@ -549,7 +549,7 @@ impl DeploymentState {
     /// compared with, a finished deployment its outcome). A record edited by hand or damaged
     /// is refused with the field and the reason, before anything moves.
     pub fn check_restored(&self) -> Result<()> {
-        self.config.validate()?;
+        self.config.check_fields()?;
         if !(self.weight.is_finite() && (0.0..=100.0).contains(&self.weight)) {
             return Err(Error::invalid(
                 "state.weight",
@@ -808,6 +808,21 @@ pub(crate) mod tests {
             .check_restored()
             .expect_err("a canary stage without a controller");
         assert!(e.to_string().contains("state.canary"), "{e}");
+    }
+
+    #[test]
+    fn a_deployment_whose_waits_an_earlier_version_let_outlast_its_deadline_resumes() {
+        let mut state = sample_state();
+        // Refused for a new deployment (the readiness timeout, 5m by default, never applies),
+        // but a deployment already under way with it is not stranded on resume.
+        state.config.max_deployment_duration = std::time::Duration::from_secs(240);
+        assert!(state.config.validate().is_err());
+        state
+            .check_restored()
+            .expect("resumes under the rules it started with");
+        // Its fields are still checked.
+        state.config.max_deployment_duration = std::time::Duration::ZERO;
+        assert!(state.check_restored().is_err());
     }
 
     #[test]

@@ -361,8 +361,18 @@ impl DeploymentConfig {
         Ok(c)
     }
 
-    /// Checks every field; the error names the path, the value and the reason.
+    /// Checks every field, and that the config's own waits fit within its deadline; the error
+    /// names the path, the value and the reason.
     pub fn validate(&self) -> Result<()> {
+        self.check_fields()?;
+        self.check_waits_fit()
+    }
+
+    /// Checks every field, not the fit of its waits: what a config read back from a journal
+    /// must pass before its deployment resumes. A deployment started under rules an earlier
+    /// version had is finished, or rolled back, under them; refusing it on resume would leave
+    /// its traffic split where the crash left it, with nothing to move it.
+    pub(crate) fn check_fields(&self) -> Result<()> {
         if self.target_services.is_empty() {
             return Err(Error::invalid(
                 "deploymentConfig.targetServices",
@@ -422,7 +432,6 @@ impl DeploymentConfig {
             "deploymentConfig.maxDeploymentDuration",
             self.max_deployment_duration,
         )?;
-        self.check_waits_fit()?;
         for (i, ch) in self.notification_channels.iter().enumerate() {
             if ch.destination.trim().is_empty() {
                 return Err(Error::invalid(
