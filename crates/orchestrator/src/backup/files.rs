@@ -789,23 +789,31 @@ mod tests {
         left
     }
 
-    #[tokio::test]
-    async fn a_sweep_moves_back_a_directory_a_restore_killed_between_its_renames_moved_aside() {
-        let (tmp, p) = setup();
-        let state = Dir(tmp.path().join("state"));
+    fn assert_no_leftovers(tmp: &Path, p: &DirectorySnapshot) {
+        let left = leftovers(tmp, p);
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    /// The directory `state` beside the store, backed up as "one" (the id returned), then
+    /// changed to "two".
+    async fn backed_up_then_changed(tmp: &Path, p: &DirectorySnapshot) -> (Dir, String) {
+        let state = Dir(tmp.join("state"));
         state.set("one").await;
         let id = p.backup("web", "v1").await.unwrap();
         state.set("two").await;
+        (state, id)
+    }
+
+    #[tokio::test]
+    async fn a_sweep_moves_back_a_directory_a_restore_killed_between_its_renames_moved_aside() {
+        let (tmp, p) = setup();
+        let (state, id) = backed_up_then_changed(tmp.path(), &p).await;
         kill_restore(&p, &id, 1).await;
         assert!(!state.0.exists());
         assert_eq!(p.sweep().await.unwrap(), 1);
         // The restore is undone: the directory is whole, as it was before it.
         assert_eq!(state.get().await, "two");
-        assert!(
-            leftovers(tmp.path(), &p).is_empty(),
-            "{:?}",
-            leftovers(tmp.path(), &p)
-        );
+        assert_no_leftovers(tmp.path(), &p);
         assert_eq!(p.sweep().await.unwrap(), 0);
         p.restore(&id).await.unwrap();
         assert_eq!(state.get().await, "one");
@@ -814,28 +822,17 @@ mod tests {
     #[tokio::test]
     async fn a_sweep_keeps_a_whole_directory_after_a_restore_killed_before_or_after_the_swap() {
         let (tmp, p) = setup();
-        let state = Dir(tmp.path().join("state"));
-        state.set("one").await;
-        let id = p.backup("web", "v1").await.unwrap();
-        state.set("two").await;
+        let (state, id) = backed_up_then_changed(tmp.path(), &p).await;
         // Killed while it copied: the directory was never touched, the copy goes.
         kill_restore(&p, &id, 0).await;
         assert_eq!(p.sweep().await.unwrap(), 1);
         assert_eq!(state.get().await, "two");
-        assert!(
-            leftovers(tmp.path(), &p).is_empty(),
-            "{:?}",
-            leftovers(tmp.path(), &p)
-        );
+        assert_no_leftovers(tmp.path(), &p);
         // Killed once the swap was done: the restored directory stays, the old tree goes.
         kill_restore(&p, &id, 2).await;
         assert_eq!(p.sweep().await.unwrap(), 1);
         assert_eq!(state.get().await, "one");
-        assert!(
-            leftovers(tmp.path(), &p).is_empty(),
-            "{:?}",
-            leftovers(tmp.path(), &p)
-        );
+        assert_no_leftovers(tmp.path(), &p);
     }
 
     #[tokio::test]
@@ -850,20 +847,13 @@ mod tests {
         p.restore(&second).await.unwrap();
         assert_eq!(state.get().await, "two");
         // Nothing of the killed restore stays: not its marker, copy, or the tree moved aside.
-        assert!(
-            leftovers(tmp.path(), &p).is_empty(),
-            "{:?}",
-            leftovers(tmp.path(), &p)
-        );
+        assert_no_leftovers(tmp.path(), &p);
     }
 
     #[tokio::test]
     async fn a_restore_another_process_is_running_is_left_alone() {
         let (tmp, p) = setup();
-        let state = Dir(tmp.path().join("state"));
-        state.set("one").await;
-        let id = p.backup("web", "v1").await.unwrap();
-        state.set("two").await;
+        let (state, id) = backed_up_then_changed(tmp.path(), &p).await;
         // Another process is between its two renames, its marker locked.
         let running = p.catalog.begin_restore(&id).await.unwrap();
         let restore = p.restore_of(&id);
@@ -878,11 +868,7 @@ mod tests {
         tree::remove_tree(&restore.aside).unwrap();
         drop(running);
         assert_eq!(state.get().await, "one");
-        assert!(
-            leftovers(tmp.path(), &p).is_empty(),
-            "{:?}",
-            leftovers(tmp.path(), &p)
-        );
+        assert_no_leftovers(tmp.path(), &p);
     }
 
     #[tokio::test]
