@@ -108,9 +108,18 @@ fn fleet_case(moving: usize) -> FleetCase {
     }
     let matrix = Matrix::new(rules, &registry).expect("valid matrix");
     let validator = Validator::new(registry, matrix).expect("validator");
+    moving_fleet(validator, SERVICES, is_moving)
+}
+
+/// `services` services all at 1.10.0, the `is_moving` ones proposed at 1.11.0.
+fn moving_fleet(
+    validator: Validator,
+    services: usize,
+    is_moving: impl Fn(usize) -> bool,
+) -> FleetCase {
     let mut fleet = Fleet::new();
     let mut proposal = Proposal::new();
-    for i in 0..SERVICES {
+    for i in 0..services {
         fleet.insert(name(i), Version::new(1, 10, 0));
         if is_moving(i) {
             proposal = proposal.with(name(i), Version::new(1, 11, 0));
@@ -172,19 +181,7 @@ fn api_case(with_apis: bool) -> FleetCase {
     }
     let matrix = Matrix::new(Vec::new(), &registry).expect("valid matrix");
     let validator = Validator::new(registry, matrix).expect("validator");
-    let mut fleet = Fleet::new();
-    let mut proposal = Proposal::new();
-    for i in 0..API_SERVICES {
-        fleet.insert(name(i), Version::new(1, 10, 0));
-        if is_moving(i) {
-            proposal = proposal.with(name(i), Version::new(1, 11, 0));
-        }
-    }
-    FleetCase {
-        validator,
-        fleet,
-        proposal,
-    }
+    moving_fleet(validator, API_SERVICES, is_moving)
 }
 
 fn graph_case() -> UpgradeGraph {

@@ -2116,6 +2116,24 @@ mod tests {
         );
     }
 
+    /// Creates the database of `pg` afresh (dropped first if a run left it), with a table `t`
+    /// of one row.
+    async fn recreate_with_one_row(pg: &PostgresBackup) {
+        let db = sql::ident(pg.db());
+        for statement in [
+            format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+            format!("CREATE DATABASE {db}"),
+        ] {
+            pg.psql("postgres", &[statement]).await.unwrap();
+        }
+        pg.psql(
+            pg.db(),
+            &["CREATE TABLE t (v int); INSERT INTO t VALUES (1)".into()],
+        )
+        .await
+        .unwrap();
+    }
+
     /// A template restore whose replaced database could not be dropped leaves it under its
     /// `old` name; restoring the same backup again must not stumble over it.
     #[tokio::test]
@@ -2137,14 +2155,7 @@ mod tests {
             let pg = pg.clone();
             async move { pg.psql("postgres", &[statement]).await.unwrap() }
         };
-        admin(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
-        admin(format!("CREATE DATABASE {db}")).await;
-        pg.psql(
-            pg.db(),
-            &["CREATE TABLE t (v int); INSERT INTO t VALUES (1)".into()],
-        )
-        .await
-        .unwrap();
+        recreate_with_one_row(&pg).await;
         let id = pg.backup("shop", "v1").await.unwrap();
         let aside = pg.database_for("old", &id);
         admin(format!("CREATE DATABASE {}", sql::ident(&aside))).await;
@@ -2184,14 +2195,7 @@ mod tests {
             let pg = a.clone();
             async move { pg.psql("postgres", &[statement]).await.unwrap() }
         };
-        admin(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
-        admin(format!("CREATE DATABASE {db}")).await;
-        a.psql(
-            a.db(),
-            &["CREATE TABLE t (v int); INSERT INTO t VALUES (1)".into()],
-        )
-        .await
-        .unwrap();
+        recreate_with_one_row(&a).await;
         // Killed once its copy took the snapshot's name.
         let mut copied = a.claim("shop", at, true).await.unwrap();
         let copied_id = copied.id().to_owned();
@@ -2265,15 +2269,8 @@ mod tests {
             "SELECT datallowconn FROM pg_database WHERE datname = {}",
             sql::literal(pg.db())
         );
-        admin(&pg, format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
-        admin(&pg, format!("CREATE DATABASE {db}")).await;
+        recreate_with_one_row(&pg).await;
         let rows = || async { pg.psql(pg.db(), &["SELECT count(*) FROM t".into()]).await };
-        pg.psql(
-            pg.db(),
-            &["CREATE TABLE t (v int); INSERT INTO t VALUES (1)".into()],
-        )
-        .await
-        .unwrap();
         let id = pg.backup("shop", "v1").await.unwrap();
         pg.psql(pg.db(), &["INSERT INTO t VALUES (2)".into()])
             .await
