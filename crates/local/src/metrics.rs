@@ -233,7 +233,7 @@ impl Store {
         let all = self.all();
         let guards: Vec<(String, MutexGuard<'_, Series>)> = all
             .iter()
-            .map(|(name, s)| (name.clone(), lock(s)))
+            .map(|(name, s)| (label_value(name), lock(s)))
             .collect();
         let mut out = String::new();
         let families: [Family; 8] = [
@@ -317,6 +317,22 @@ impl Store {
         }
         out
     }
+}
+
+/// `value` as a label value of the Prometheus text format, which escapes a backslash, a double
+/// quote and a line feed. Track names hold none of them today, but the exposition must stay
+/// parseable whatever a backend is called: one stray quote would fail the whole scrape.
+fn label_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The proxy's own measurements as a [`MetricsSource`] named `local-proxy`: tracks are the
@@ -420,6 +436,22 @@ mod tests {
 
     fn at(ms: u64) -> Timestamp {
         Timestamp::from_millis(ms)
+    }
+
+    #[test]
+    fn backend_names_are_escaped_as_label_values() {
+        let store = Store::new(Duration::from_secs(1), Duration::from_secs(10)).unwrap();
+        store.record("a\"b\\c\nd", at(1_000), 5.0, false);
+        let text = store.prometheus();
+        assert!(
+            text.contains("serin_proxy_requests_total{backend=\"a\\\"b\\\\c\\nd\"} 1\n"),
+            "{text}"
+        );
+        // Every sample line is one line, its label value closed where it should be.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.starts_with("serin_proxy_"), "{line}");
+            assert_eq!(line.matches("backend=\"a\\\"b").count(), 1, "{line}");
+        }
     }
 
     #[tokio::test]
