@@ -213,3 +213,52 @@ fn a_state_whose_pacing_evidence_no_rollout_gathers_is_refused_naming_the_field(
         );
     }
 }
+
+#[test]
+fn a_state_whose_errors_gate_holds_evidence_no_error_made_is_refused() {
+    let (policy, saved) = paced_state();
+    let restore = |state: serde_json::Value| {
+        let state: ControllerState = serde_json::from_value(state).map_err(|e| e.to_string())?;
+        Ctl::from_parts(policy.clone(), vec![judge()], state).map_err(|e| e.to_string())
+    };
+    assert!(
+        saved["stepErrors"].as_u64().is_some_and(|n| n > 0),
+        "{saved}"
+    );
+    // Errors made it: any ratio they could carry is taken.
+    let mut state = saved.clone();
+    state["stepLogLr"] = json!(-10.0);
+    assert!(restore(state.clone()).is_ok());
+    // No error at the weight, yet a ratio far below ln β: the gate would pass at once.
+    state["stepErrors"] = json!(0);
+    let e = restore(state.clone()).expect_err("a ratio without errors was taken");
+    assert!(
+        e.contains("state.stepLogLr") && e.contains("-10") && e.contains("stepErrors"),
+        "{e}"
+    );
+    state["stepLogLr"] = json!(0.0);
+    assert!(restore(state).is_ok());
+}
+
+#[test]
+fn a_state_whose_latency_gate_holds_a_shift_no_batch_made_is_refused() {
+    let (policy, saved) = paced_state();
+    let restore = |state: serde_json::Value| {
+        let state: ControllerState = serde_json::from_value(state).map_err(|e| e.to_string())?;
+        Ctl::from_parts(policy.clone(), vec![judge()], state).map_err(|e| e.to_string())
+    };
+    // The weight was just raised: no batch at it yet, though the gate is ready to read one.
+    let latency = &saved["stepLatency"];
+    assert_eq!(latency["precision"], json!(0.0), "{latency}");
+    assert_eq!(latency["shift"], json!(0.0), "{latency}");
+    let mut state = saved.clone();
+    state["stepLatency"]["shift"] = json!(-1e6);
+    let e = restore(state.clone()).expect_err("a shift without batches was taken");
+    assert!(
+        e.contains("state.stepLatency.shift") && e.contains("-1000000") && e.contains("precision"),
+        "{e}"
+    );
+    // With the precision a batch brings, any shift is one it could have measured.
+    state["stepLatency"]["precision"] = json!(4.0);
+    assert!(restore(state).is_ok());
+}

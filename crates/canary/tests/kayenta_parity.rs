@@ -200,3 +200,74 @@ fn config_round_trips_and_rejects_unknown_fields() {
     let msg = KayentaJudge::new(cfg).unwrap_err().to_string();
     assert!(msg.contains("kayentaConfig.minPoints"), "{msg}");
 }
+
+/// A judge of `quantity` with bands (warning +20%, critical +100%), fed one point per arm.
+fn banded(quantity: Quantity, base: &[Option<f64>], can: &[Option<f64>]) -> Verdict {
+    let mut cfg = KayentaConfig::new(Metric::Cpu, quantity);
+    cfg.severity = Some(serin_canary::severity::SeverityBands::new(0.2, 1.0).unwrap());
+    let mut j = KayentaJudge::new(cfg).unwrap();
+    for (b, c) in base.iter().zip(can) {
+        j.push_points(*b, *c);
+    }
+    j.judgement(Timestamp::EPOCH).verdict
+}
+
+#[test]
+fn a_two_sided_failure_in_the_canarys_favour_is_at_most_a_warning() {
+    let rate = |level: f64| -> Vec<Option<f64>> {
+        wave(30, 1.0)
+            .into_iter()
+            .map(|v| v.map(|v| v * level))
+            .collect()
+    };
+    let zero = vec![Some(0.0); 30];
+    // A canary without errors: a Low whose mean ratio is NaN, which the bands grade critical
+    // on the side that is against the canary.
+    assert_eq!(
+        banded(Quantity::ErrorRate, &rate(0.01), &zero),
+        Verdict::Fail(Severity::Warning)
+    );
+    assert_eq!(
+        banded(Quantity::ErrorRate, &zero, &rate(0.01)),
+        Verdict::Fail(Severity::Critical)
+    );
+    // Latency three times lower is in the canary's favour; three times higher is not.
+    assert_eq!(
+        banded(Quantity::LatencyMean, &rate(300.0), &rate(100.0)),
+        Verdict::Fail(Severity::Warning)
+    );
+    assert_eq!(
+        banded(Quantity::LatencyMean, &rate(100.0), &rate(300.0)),
+        Verdict::Fail(Severity::Critical)
+    );
+    // A success rate is better high: doubling is a warning, halving is graded by its size.
+    assert_eq!(
+        banded(Quantity::SuccessRatePercent, &rate(40.0), &rate(80.0)),
+        Verdict::Fail(Severity::Warning)
+    );
+    assert_eq!(
+        banded(Quantity::SuccessRatePercent, &rate(80.0), &rate(0.0)),
+        Verdict::Fail(Severity::Critical)
+    );
+    // A gauge has no known good side: both sides are graded by size.
+    assert_eq!(
+        banded(Quantity::Value, &rate(1.0), &zero),
+        Verdict::Fail(Severity::Critical)
+    );
+}
+
+#[test]
+fn a_one_sided_direction_grades_its_own_side_by_size() {
+    // `decrease` on an error rate says a drop is what counts against the canary.
+    let mut cfg = KayentaConfig::new(Metric::ErrorRate, Quantity::ErrorRate);
+    cfg.metric_config.direction = serin_canary::kayenta::Direction::Decrease;
+    cfg.severity = Some(serin_canary::severity::SeverityBands::new(0.2, 1.0).unwrap());
+    let mut j = KayentaJudge::new(cfg).unwrap();
+    for b in wave(30, 1.0) {
+        j.push_points(b.map(|v| v * 0.01), Some(0.0));
+    }
+    assert_eq!(
+        j.judgement(Timestamp::EPOCH).verdict,
+        Verdict::Fail(Severity::Critical)
+    );
+}

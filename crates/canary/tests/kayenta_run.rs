@@ -214,3 +214,93 @@ fn an_ended_run_keeps_the_window_it_judged() {
         judged
     );
 }
+
+#[test]
+fn the_warm_up_is_never_judged() {
+    // Ten points of warm-up in which the canary, still starting, errs three times as often;
+    // then twenty points as good as the baseline, judged every five.
+    let run = RunConfig {
+        begin_after_points: 10,
+        ..RunConfig::new(30).every(5)
+    };
+    let mut j = judge(run);
+    feed(&mut j, 0, 10, 3.0);
+    assert!(j.run_state().scores.is_empty());
+    assert_eq!(
+        j.judgement(Timestamp::from_millis(0)).verdict,
+        Verdict::Inconclusive,
+        "no point after the warm-up yet"
+    );
+    feed(&mut j, 10, 30, 1.0);
+    // The window opens after the warm-up: its 10 points are there at 20, not at 15.
+    assert_eq!(j.run_state().judged_at, [20, 25, 30]);
+    assert_eq!(j.run_state().status, RunStatus::Passed);
+    assert_eq!(
+        j.judgement(Timestamp::from_millis(0))
+            .evidence
+            .sample_size
+            .canary,
+        20
+    );
+}
+
+#[test]
+fn a_run_whose_window_after_the_warm_up_is_shorter_than_min_points_is_a_config_error() {
+    let run = RunConfig {
+        begin_after_points: 25,
+        ..RunConfig::new(30)
+    };
+    let c = KayentaConfig::new(Metric::ErrorRate, Quantity::ErrorRate).with_run(run.clone());
+    let e = KayentaJudge::new(c).unwrap_err().to_string();
+    assert!(
+        e.contains("kayentaConfig.run.lifetimePoints `30`") && e.contains("beginAfterPoints (25)"),
+        "{e}"
+    );
+    // A sliding window reaches back into the warm-up, as Spinnaker's lookback does.
+    let mut c = KayentaConfig::new(Metric::ErrorRate, Quantity::ErrorRate).with_run(run);
+    c.lookback_points = Some(10);
+    assert!(KayentaJudge::new(c).is_ok());
+}
+
+#[test]
+fn a_saved_run_that_ended_without_a_judgement_is_refused() {
+    let mut j = judge(RunConfig::new(30).every(5));
+    feed(&mut j, 0, 12, 1.0);
+    let state = serde_json::to_value(&j).unwrap();
+    let edit = |pointer: &str, v: serde_json::Value| {
+        let mut s = state.clone();
+        *s.pointer_mut(pointer).expect(pointer) = v;
+        serde_json::from_value::<KayentaJudge>(s)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    };
+    // Passed with no score would pass the canary on nothing judged.
+    let mut fresh = serde_json::to_value(judge(RunConfig::new(30).every(5))).unwrap();
+    fresh["runState"]["status"] = serde_json::json!("passed");
+    let msg = serde_json::from_value::<KayentaJudge>(fresh)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("kayentaJudge.runState.status") && msg.contains("Passed"),
+        "{msg}"
+    );
+    let msg = edit("/runState/scores/0", serde_json::json!(150.0));
+    assert!(
+        msg.contains("kayentaJudge.runState.scores") && msg.contains("150"),
+        "{msg}"
+    );
+    let msg = edit("/runState/judgedAt", serde_json::json!([10, 15]));
+    assert!(msg.contains("kayentaJudge.runState.judgedAt"), "{msg}");
+    let msg = edit("/runState/judgedAt/0", serde_json::json!(40));
+    assert!(msg.contains("past the 12 points"), "{msg}");
+    // A growing window never drops points.
+    let msg = edit("/dropped", serde_json::json!(5));
+    assert!(
+        msg.contains("kayentaJudge.dropped") && msg.contains("lookbackPoints"),
+        "{msg}"
+    );
+    let back: KayentaJudge = serde_json::from_value(state).unwrap();
+    assert_eq!(back, j);
+}

@@ -125,3 +125,29 @@ fn a_controllers_saved_scatters_are_checked() {
         assert!(msg.contains(path), "{msg}");
     }
 }
+
+#[test]
+fn a_saved_open_batch_expecting_more_canary_errors_than_it_holds_is_refused() {
+    let mut t = CountTest::new(CountTestConfig::new(0.05)).unwrap();
+    // Three errors at an even split: the open batch (closing at 8 expected per arm) holds them.
+    t.update(500, 1, 500, 2);
+    let state = serde_json::to_value(&t).unwrap();
+    let held = ["/scatter/canary", "/scatter/baseline"]
+        .iter()
+        .map(|p| state.pointer(p).and_then(Value::as_u64).expect(p))
+        .sum::<u64>();
+    assert!(held > 0, "{state}");
+    // As many as it holds is possible (every error at a share of 1); one more is not.
+    let at = with(state.clone(), "/scatter/expectedCanary", held as f64);
+    assert!(serde_json::from_value::<CountTest>(at).is_ok());
+    let over = with(state, "/scatter/expectedCanary", held as f64 + 1.0);
+    let msg = serde_json::from_value::<CountTest>(over)
+        .expect_err("an impossible open batch was taken")
+        .to_string();
+    assert!(
+        msg.contains("countTest.scatter.expectedCanary")
+            && msg.contains(&format!("{}", held + 1))
+            && msg.contains("at most"),
+        "{msg}"
+    );
+}

@@ -214,6 +214,16 @@ impl LatencyEvidence {
                 "must be a finite sum of weighted batch differences",
             ));
         }
+        // Each batch adds to both sums: a shift without precision is one no batch made, and
+        // the gate would pass (or hold) on it at once.
+        if self.precision == 0.0 && self.shift != 0.0 {
+            return Err(Error::invalid_input(
+                format!("{path}.shift"),
+                self.shift,
+                "must be 0 while no batch has counted at the weight (precision is 0): each of \
+                 its terms is a batch's",
+            ));
+        }
         self.baseline.check(&format!("{path}.baseline"))?;
         self.canary.check(&format!("{path}.canary"))?;
         if let Some(open) = &self.open {

@@ -252,6 +252,23 @@ impl ControllerState {
                 );
             }
         }
+        // The errors' gate passes once this is low enough: a ratio no error made would raise
+        // the weight on evidence never gathered. Every term of it is one error's.
+        if !self.step_log_lr.is_finite() {
+            return refuse(
+                "stepLogLr",
+                self.step_log_lr.to_string(),
+                "must be a finite log likelihood ratio",
+            );
+        }
+        if self.step_errors == 0 && self.step_log_lr != 0.0 {
+            return refuse(
+                "stepLogLr",
+                self.step_log_lr.to_string(),
+                "must be 0 while no error has been counted at the weight (stepErrors is 0): \
+                 each of its terms is an error's",
+            );
+        }
         self.step_latency.check("state.stepLatency")?;
         self.error_batches.restore("state.errorBatches")?;
         let action = format!("{:?}", self.last_action);

@@ -10,7 +10,9 @@ use crate::judge::{
     ArmValues, Effect, Evidence, Interval, Judge, Judgement, Sample, Severity, Statistic, Verdict,
     check_metric,
 };
-use crate::kayenta::classify::{CONFIDENCE, Classification, Label, MetricConfig, classify};
+use crate::kayenta::classify::{
+    CONFIDENCE, Classification, Direction, Label, MetricConfig, classify,
+};
 use crate::kayenta::point::Quantity;
 use crate::kayenta::run::{RunConfig, RunState, RunStatus};
 use crate::severity::SeverityBands;
@@ -38,6 +40,14 @@ pub struct KayentaConfig {
     /// Effect-size bands for the severity of a `High`/`Low` failure, applied to
     /// `|meanRatio − 1|`. `None` (the default) keeps Kayenta's two levels: critical for a
     /// critical metric, warning otherwise. A critical metric is always critical.
+    ///
+    /// With `direction: either`, the side that is in the canary's favour (a `Low` error rate
+    /// or latency, a `High` success rate) still fails as in Kayenta, but is graded at most a
+    /// warning ([`SeverityBands::classify_failure`]): Kayenta never makes a non-critical
+    /// metric's failure critical, and an improvement is no reason for an immediate rollback
+    /// (an error rate that drops to zero has a mean ratio of NaN, which the bands would
+    /// otherwise grade critical). A gauge (`value`) has no known good side, and a one-sided
+    /// direction names the bad side itself, so both are graded by size alone.
     #[serde(default)]
     pub severity: Option<SeverityBands>,
     /// The run logic of Spinnaker's canary stage; `None` (the default) judges the window at
@@ -107,12 +117,19 @@ impl KayentaConfig {
                 ));
             }
             run.validate("kayentaConfig.run")?;
-            if run.lifetime_points < self.min_points {
+            // A growing window opens after the warm-up; a sliding one may reach back into it.
+            let warm_up = if self.lookback_points.is_some() {
+                0
+            } else {
+                run.begin_after_points
+            };
+            if run.lifetime_points.saturating_sub(warm_up) < self.min_points {
                 return Err(Error::invalid_config(
                     "kayentaConfig.run.lifetimePoints",
                     run.lifetime_points,
                     format!(
-                        "must be at least minPoints ({}) so that the final judgement can be made",
+                        "must be at least minPoints ({}) plus the warm-up's beginAfterPoints \
+                         ({warm_up}) so that the final judgement can be made",
                         self.min_points
                     ),
                 ));
@@ -179,8 +196,11 @@ pub struct KayentaJudge {
 }
 
 /// A journalled [`KayentaJudge`] as read back, checked before it becomes a judge: the settings
-/// as the constructor checks them, and one point per arm for every interval, which the window
-/// and the sliding-window trimming rely on.
+/// as the constructor checks them, one point per arm for every interval, which the window and
+/// the sliding-window trimming rely on, points dropped only by a sliding window, and a run
+/// whose judgements are scores in `[0, 100]` made at points it has seen; a run that has ended
+/// did so at a judgement, so one that claims to have passed without a score is refused rather
+/// than passing the canary on nothing.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SavedKayentaJudge {
@@ -207,6 +227,44 @@ impl TryFrom<SavedKayentaJudge> for KayentaJudge {
                     "the baseline holds {} points; each arm holds one point per interval",
                     s.baseline.len()
                 ),
+            ));
+        }
+        if s.dropped > 0 && s.config.lookback_points.is_none() {
+            return Err(Error::invalid_input(
+                "kayentaJudge.dropped",
+                s.dropped,
+                "only a sliding window (lookbackPoints) drops points; a growing window keeps \
+                 them all",
+            ));
+        }
+        let r = &s.run_state;
+        if r.judged_at.len() != r.scores.len() {
+            return Err(Error::invalid_input(
+                "kayentaJudge.runState.judgedAt",
+                format!("{} judgements", r.judged_at.len()),
+                format!("the run holds {} scores, one per judgement", r.scores.len()),
+            ));
+        }
+        if let Some(bad) = r.scores.iter().find(|v| !(0.0..=100.0).contains(*v)) {
+            return Err(Error::invalid_input(
+                "kayentaJudge.runState.scores",
+                bad,
+                "a score lies in [0, 100]",
+            ));
+        }
+        let points = s.dropped.saturating_add(s.baseline.len());
+        if let Some(at) = r.judged_at.iter().find(|n| **n > points) {
+            return Err(Error::invalid_input(
+                "kayentaJudge.runState.judgedAt",
+                at,
+                format!("is past the {points} points seen"),
+            ));
+        }
+        if r.status != RunStatus::Running && r.scores.is_empty() {
+            return Err(Error::invalid_input(
+                "kayentaJudge.runState.status",
+                format!("{:?}", r.status),
+                "a run ends only at a judgement, and it holds none",
             ));
         }
         Ok(KayentaJudge {
@@ -269,7 +327,7 @@ impl KayentaJudge {
         let n = self.points();
         if let Some(run) = &self.config.run
             && run.due(n)
-            && n >= self.config.min_points
+            && self.windowed().0.len() >= self.config.min_points
         {
             let cls = self.classification();
             self.run_state
@@ -282,16 +340,39 @@ impl KayentaJudge {
         self.dropped.saturating_add(self.baseline.len())
     }
 
+    /// The points judged: the last `lookbackPoints` of a sliding window, or a growing window
+    /// from the end of a run's warm-up. As Spinnaker scopes each judgement from
+    /// `start + beginCanaryAnalysisAfterMins`, the warm-up's points (a canary still filling
+    /// its caches) are never judged; a sliding window ends where the run is, and reaches as far
+    /// back as its lookback, as in Spinnaker.
     fn windowed(&self) -> (&[Option<f64>], &[Option<f64>]) {
         let n = self.baseline.len();
-        let start = self
-            .config
-            .lookback_points
-            .map_or(0, |k| n.saturating_sub(k));
+        let start = match self.config.lookback_points {
+            Some(k) => n.saturating_sub(k),
+            // Nothing is dropped from a growing window, so indices are the points' own.
+            None => self
+                .config
+                .run
+                .as_ref()
+                .map_or(0, |r| r.begin_after_points.min(n)),
+        };
         (
             self.baseline.get(start..).unwrap_or(&[]),
             self.canary.get(start..).unwrap_or(&[]),
         )
+    }
+
+    /// Whether a `High` or `Low` of this metric is against the canary: always for a one-sided
+    /// direction (its side is the one the metric is judged on) and for a gauge; with
+    /// `either`, only the side on which the quantity is worse.
+    fn against_canary(&self, label: Label) -> bool {
+        match (
+            self.config.metric_config.direction,
+            self.config.quantity.lower_is_better(),
+        ) {
+            (Direction::Either, Some(lower_is_better)) => (label == Label::High) == lower_is_better,
+            _ => true,
+        }
     }
 
     /// Kayenta's classification of the current window.
@@ -378,7 +459,9 @@ impl Judge for KayentaJudge {
         });
         let severity = match (cls.label, self.config.severity) {
             _ if cls.critical => Severity::Critical,
-            (Label::High | Label::Low, Some(bands)) => bands.classify((cls.deviation - 1.0).abs()),
+            (Label::High | Label::Low, Some(bands)) => {
+                bands.classify_failure(cls.deviation - 1.0, self.against_canary(cls.label))
+            }
             _ => Severity::Warning,
         };
         let label_verdict = match cls.label {

@@ -56,6 +56,19 @@ impl Quantity {
         v.filter(|x| x.is_finite())
     }
 
+    /// Whether a lower point is the better one: `Some(true)` for error rates and latencies,
+    /// `Some(false)` for the success rate, `None` for a gauge, whose good side only its
+    /// owner knows.
+    pub(crate) fn lower_is_better(&self) -> Option<bool> {
+        match self {
+            Quantity::ErrorRate | Quantity::LatencyMean | Quantity::LatencyQuantile(_) => {
+                Some(true)
+            }
+            Quantity::SuccessRatePercent => Some(false),
+            Quantity::Value => None,
+        }
+    }
+
     /// A short name for evidence.
     pub fn describe(&self) -> String {
         match self {

@@ -23,8 +23,8 @@ pub struct RunConfig {
     /// Points in the whole run (the lifetime over the step). The last judgement is made when
     /// this many points have arrived; later points are ignored.
     pub lifetime_points: usize,
-    /// Points before the first judgement window opens (`beginCanaryAnalysisAfterMins`).
-    /// Default 0.
+    /// Points before the first judgement window opens (`beginCanaryAnalysisAfterMins`): a
+    /// growing window starts after them, so the warm-up is never judged. Default 0.
     #[serde(default)]
     pub begin_after_points: usize,
     /// Points between judgements (`canaryAnalysisIntervalMins`); `None`, Spinnaker's default,

@@ -190,13 +190,31 @@ impl ErrorScatter {
 
     /// Checks errors read back from a saved state (see [`Scatter::restore`]): the errors the
     /// open batch expects in the canary must be a finite number `>= 0`, or the batch would
-    /// never close, or close on a log-ratio of no errors. `path` names the errors in messages.
+    /// never close, or close on a log-ratio of no errors. Nor may they exceed the errors the
+    /// batch holds: each error adds at most 1 (its share of the traffic), so more is no batch
+    /// of this test, and its canary share above 1 would close the batch on a log-ratio that is
+    /// not a number, dropped without a word. `path` names the errors in messages.
     pub(crate) fn restore(&mut self, path: &str) -> Result<()> {
         if !(self.expected_canary.is_finite() && self.expected_canary >= 0.0) {
             return Err(Error::invalid_input(
                 format!("{path}.expectedCanary"),
                 self.expected_canary,
                 "must be a finite number of expected errors >= 0",
+            ));
+        }
+        // Exact below 2^53 errors: a sum of `n · share` with `share <= 1` never rounds above
+        // the sum of the `n`.
+        let held = self.canary.saturating_add(self.baseline) as f64;
+        if self.expected_canary > held {
+            return Err(Error::invalid_input(
+                format!("{path}.expectedCanary"),
+                self.expected_canary,
+                format!(
+                    "must be at most the errors the open batch holds ({} canary + {} \
+                     baseline): each error is expected in the canary with at most \
+                     probability 1",
+                    self.canary, self.baseline
+                ),
             ));
         }
         self.scatter.restore(&format!("{path}.scatter"))
@@ -271,6 +289,7 @@ mod tests {
         let msg = e.restore("countTest.scatter").unwrap_err().to_string();
         assert!(msg.contains("countTest.scatter.expectedCanary"), "{msg}");
         e.expected_canary = 1.0;
+        e.canary = 1;
         e.scatter.sum_sq = -1.0;
         let msg = e.restore("countTest.scatter").unwrap_err().to_string();
         assert!(msg.contains("countTest.scatter.scatter.sumSq"), "{msg}");

@@ -169,9 +169,12 @@ pub enum ArgoPhase {
 /// succeeded, and is inconclusive before any measurement or after an inconclusive or errored
 /// one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    try_from = "SavedArgoJudge"
+)]
 pub struct ArgoJudge {
-    #[serde(deserialize_with = "crate::checked::config")]
     config: ArgoConfig,
     /// Measurements that were not errors (Argo's `count`).
     count: u32,
@@ -181,6 +184,96 @@ pub struct ArgoJudge {
     consecutive_errors: u32,
     consecutive_successes: u32,
     last: Option<(ArgoPhase, Option<f64>)>,
+}
+
+/// A journalled [`ArgoJudge`] as read back, checked before it becomes a judge: the settings
+/// as the constructor checks them, and counters that measurements can have left. Failed and
+/// inconclusive measurements are among those counted, a streak is no longer than its kind's
+/// count, and a last measurement is there exactly when one was taken. A record that breaks
+/// these (a streak of successes no measurement made, say) would end the run on evidence it
+/// never had, so it is refused, naming the field.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SavedArgoJudge {
+    #[serde(deserialize_with = "crate::checked::config")]
+    config: ArgoConfig,
+    count: u32,
+    failed: u32,
+    inconclusive: u32,
+    errors: u32,
+    consecutive_errors: u32,
+    consecutive_successes: u32,
+    last: Option<(ArgoPhase, Option<f64>)>,
+}
+
+impl TryFrom<SavedArgoJudge> for ArgoJudge {
+    type Error = Error;
+
+    fn try_from(s: SavedArgoJudge) -> Result<Self> {
+        let refuse = |field: &str, value: u32, reason: String| {
+            Err(Error::invalid_input(
+                format!("argoJudge.{field}"),
+                value,
+                reason,
+            ))
+        };
+        let judged = u64::from(s.failed) + u64::from(s.inconclusive);
+        if judged > u64::from(s.count) {
+            return refuse(
+                "failed",
+                s.failed,
+                format!(
+                    "with {} inconclusive, exceeds the {} measurements counted",
+                    s.inconclusive, s.count
+                ),
+            );
+        }
+        if s.consecutive_errors > s.errors {
+            return refuse(
+                "consecutiveErrors",
+                s.consecutive_errors,
+                format!("exceeds the {} errored measurements", s.errors),
+            );
+        }
+        let successes = u64::from(s.count) - judged;
+        if u64::from(s.consecutive_successes) > successes {
+            return refuse(
+                "consecutiveSuccesses",
+                s.consecutive_successes,
+                format!(
+                    "exceeds the {successes} successful measurements ({} counted, {} failed, {} \
+                     inconclusive)",
+                    s.count, s.failed, s.inconclusive
+                ),
+            );
+        }
+        let measured = s.count > 0 || s.errors > 0;
+        if s.last.is_some() != measured {
+            return Err(Error::invalid_input(
+                "argoJudge.last",
+                if s.last.is_some() {
+                    "a measurement"
+                } else {
+                    "null"
+                },
+                format!(
+                    "must be the last measurement exactly when one was taken ({} counted, {} \
+                     errors)",
+                    s.count, s.errors
+                ),
+            ));
+        }
+        Ok(ArgoJudge {
+            config: s.config,
+            count: s.count,
+            failed: s.failed,
+            inconclusive: s.inconclusive,
+            errors: s.errors,
+            consecutive_errors: s.consecutive_errors,
+            consecutive_successes: s.consecutive_successes,
+            last: s.last,
+        })
+    }
 }
 
 impl ArgoJudge {

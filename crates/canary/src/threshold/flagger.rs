@@ -83,13 +83,60 @@ pub enum CheckOutcome {
 /// after a passed check and is inconclusive after a failed or missing one (Flagger halts
 /// advancement on a failed check).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    try_from = "SavedFlaggerJudge"
+)]
 pub struct FlaggerJudge {
+    config: FlaggerConfig,
+    checks: u32,
+    failed_checks: u32,
+    last: Option<(CheckOutcome, Option<f64>)>,
+}
+
+/// A journalled [`FlaggerJudge`] as read back, checked before it becomes a judge: the settings
+/// as the constructor checks them, failed checks among the checks made, and a last check
+/// exactly when one was made. A last check that passed with no check made would pass the
+/// canary on a check it never had, so such a record is refused, naming the field.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SavedFlaggerJudge {
     #[serde(deserialize_with = "crate::checked::config")]
     config: FlaggerConfig,
     checks: u32,
     failed_checks: u32,
     last: Option<(CheckOutcome, Option<f64>)>,
+}
+
+impl TryFrom<SavedFlaggerJudge> for FlaggerJudge {
+    type Error = Error;
+
+    fn try_from(s: SavedFlaggerJudge) -> Result<Self> {
+        if s.failed_checks > s.checks {
+            return Err(Error::invalid_input(
+                "flaggerJudge.failedChecks",
+                s.failed_checks,
+                format!("exceeds the {} checks made", s.checks),
+            ));
+        }
+        if s.last.is_some() != (s.checks > 0) {
+            return Err(Error::invalid_input(
+                "flaggerJudge.last",
+                if s.last.is_some() { "a check" } else { "null" },
+                format!(
+                    "must be the last check exactly when one was made ({} made)",
+                    s.checks
+                ),
+            ));
+        }
+        Ok(FlaggerJudge {
+            config: s.config,
+            checks: s.checks,
+            failed_checks: s.failed_checks,
+            last: s.last,
+        })
+    }
 }
 
 impl FlaggerJudge {
