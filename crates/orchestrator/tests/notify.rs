@@ -151,7 +151,7 @@ async fn waits_asked(script: &[u16], retry_after: &str, max_backoff: Duration) -
 }
 
 #[tokio::test]
-async fn a_throttled_receiver_is_left_alone_as_long_as_it_asks_up_to_the_longest_backoff() {
+async fn a_throttled_or_busy_receiver_is_left_alone_as_long_as_it_asks_within_bounds() {
     // The backoff alone would wait 20 ms, then 40 ms.
     let waits = waits_asked(&[429, 503], "1", Duration::from_secs(5)).await;
     assert_eq!(waits.len(), 2, "a 429 and a 503, then success");
@@ -159,10 +159,17 @@ async fn a_throttled_receiver_is_left_alone_as_long_as_it_asks_up_to_the_longest
         waits.iter().all(|w| *w >= Duration::from_secs(1)),
         "{waits:?}"
     );
-    // Asking for longer than maxBackoff gets maxBackoff.
-    let waits = waits_asked(&[429], "3600", Duration::from_millis(200)).await;
+    // A 503 asking for longer than maxBackoff gets maxBackoff.
+    let waits = waits_asked(&[503], "3600", Duration::from_millis(200)).await;
     assert!(
         waits[0] >= Duration::from_millis(200) && waits[0] < Duration::from_secs(2),
+        "{waits:?}"
+    );
+    // A 429 is throttling: it gets what it asks, past maxBackoff, up to what is left of
+    // retry.throttledBudget (2 s in these settings).
+    let waits = waits_asked(&[429], "3600", Duration::from_millis(200)).await;
+    assert!(
+        waits[0] >= Duration::from_secs(2) && waits[0] < Duration::from_secs(4),
         "{waits:?}"
     );
 }
@@ -466,10 +473,26 @@ async fn pagerduty_triggers_on_rollback_and_resolves_on_completion_per_deploymen
     }
     flush(&n).await;
     let got: Vec<Value> = rx.accepted().iter().map(Request_::json).collect();
+    let sent: Vec<(&str, &str)> = got
+        .iter()
+        .map(|v| {
+            (
+                v["event_action"].as_str().unwrap_or_default(),
+                v["dedup_key"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
     assert_eq!(
-        got.len(),
-        3,
-        "starts and phase changes page nobody: {got:?}"
+        sent,
+        vec![
+            ("trigger", "serin/web-5"),
+            ("trigger", "serin/web-6/critical"),
+            ("resolve", "serin/web-6/warning"),
+            ("resolve", "serin/web-5/critical"),
+            ("resolve", "serin/web-5"),
+            ("resolve", "serin/web-5/warning"),
+        ],
+        "starts and phase changes page nobody; each severity is an alert: {got:?}"
     );
     assert!(rx.accepted().iter().all(|r| r.path == "/v2/enqueue"));
     let t = &got[0];
@@ -483,12 +506,11 @@ async fn pagerduty_triggers_on_rollback_and_resolves_on_completion_per_deploymen
     assert_eq!(p["timestamp"], "2023-11-14T22:13:22.000Z");
     assert_eq!(p["class"], "rollbackStarted");
     assert_eq!(p["custom_details"]["event"]["seq"], 2);
-    assert_eq!(got[1]["dedup_key"], "serin/web-6", "a key per deployment");
     assert_eq!(got[1]["payload"]["severity"], "critical");
-    let r = &got[2];
-    assert_eq!(r["event_action"], "resolve");
-    assert_eq!(r["dedup_key"], "serin/web-5");
+    let r = &got[4];
     assert_eq!(r["routing_key"], ROUTING_KEY);
+    assert!(r.get("payload").is_none());
+    assert_eq!(n.stats().delivered, 6, "a message per body");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -707,24 +729,30 @@ impl Inbox for PagerDutyInbox {
         self.0
             .accepted()
             .iter()
-            .map(|r| {
+            .filter_map(|r| {
                 let m = r.json();
-                let deployment = m["dedup_key"]
+                let key = m["dedup_key"]
                     .as_str()
                     .and_then(|k| k.strip_prefix("serin/"))
-                    .unwrap_or_default()
-                    .to_owned();
+                    .unwrap_or_default();
+                let (deployment, severity) = match key.rsplit_once('/') {
+                    Some((d, s @ ("warning" | "critical"))) => (d, s),
+                    _ => (key, "error"),
+                };
                 let event_type = match m["event_action"].as_str() {
-                    Some("resolve") => "completed".to_owned(),
+                    // Completion resolves each severity's alert, and the end of a deployment
+                    // its warning: the resolve of the `error` alert stands for the event.
+                    Some("resolve") if severity == "error" => "completed".to_owned(),
+                    Some("resolve") => return None,
                     _ => m["payload"]["class"]
                         .as_str()
                         .unwrap_or_default()
                         .to_owned(),
                 };
-                Delivered {
-                    deployment,
+                Some(Delivered {
+                    deployment: deployment.to_owned(),
                     event_type,
-                }
+                })
             })
             .collect()
     }

@@ -126,3 +126,123 @@ async fn a_server_without_the_required_starttls_is_refused_once_not_retried() {
     assert_eq!(server.connections(), 1);
     assert!(server.messages().is_empty(), "nothing sent in clear text");
 }
+
+/// Settings that log in as `serin` with a password, STARTTLS as `starttls`.
+fn with_login(server: &FakeSmtp, starttls: StartTls) -> NotifySettings {
+    let mut s = settings(server);
+    s.retry.max_attempts = 3;
+    if let Some(smtp) = s.smtp.as_mut() {
+        smtp.starttls = starttls;
+        smtp.username = Some("serin".into());
+        smtp.password = Some(serin_orchestrator::notify::Secret::new("smtp-pa55w0rd"));
+    }
+    s
+}
+
+#[tokio::test]
+async fn opportunistic_starttls_never_sends_the_password_in_clear_text() {
+    // The server offers a login but no STARTTLS, as when an attacker strips the offer.
+    let server = FakeSmtp::start(SmtpMode::ServeWithLogin).await;
+    let n = ChannelNotifier::new(with_login(&server, StartTls::Opportunistic)).expect("notifier");
+    n.notify(&email(), &event("web-mail", 0, rolled_back()))
+        .await
+        .expect("queued");
+    flush(&n).await;
+    assert!(server.logins().is_empty(), "{:?}", server.logins());
+    assert!(server.messages().is_empty());
+    let stats = n.stats();
+    assert_eq!(
+        (stats.delivered, stats.retries, stats.failed),
+        (0, 0, 1),
+        "refused once, not retried: {stats:?}"
+    );
+    // Without a login, opportunistic still sends in clear text when it must.
+    let mut s = with_login(&server, StartTls::Opportunistic);
+    if let Some(smtp) = s.smtp.as_mut() {
+        smtp.username = None;
+        smtp.password = None;
+    }
+    let n = ChannelNotifier::new(s).expect("notifier");
+    n.notify(&email(), &event("web-mail", 1, rolled_back()))
+        .await
+        .expect("queued");
+    flush(&n).await;
+    assert_eq!(n.stats().delivered, 1, "{:?}", n.stats());
+}
+
+#[tokio::test]
+async fn starttls_none_logs_in_in_clear_text_as_chosen() {
+    let server = FakeSmtp::start(SmtpMode::ServeWithLogin).await;
+    let n = ChannelNotifier::new(with_login(&server, StartTls::None)).expect("notifier");
+    n.notify(&email(), &event("web-mail", 0, rolled_back()))
+        .await
+        .expect("queued");
+    flush(&n).await;
+    assert_eq!(server.logins().len(), 1, "{:?}", server.logins());
+    assert_eq!(n.stats().delivered, 1, "{:?}", n.stats());
+}
+
+#[tokio::test]
+async fn a_refused_recipient_does_not_silence_the_others() {
+    let server = FakeSmtp::start(SmtpMode::Serve).await;
+    let n = ChannelNotifier::new(settings(&server)).expect("notifier");
+    let ch = channel(
+        r#"{"type":"email","destination":"ops@example.org, gone@example.org, sre@example.org"}"#,
+    );
+    n.notify(&ch, &event("web-mail", 0, rolled_back()))
+        .await
+        .expect("queued");
+    flush(&n).await;
+    assert_eq!(
+        server.recipients(),
+        vec![vec![
+            "ops@example.org".to_owned(),
+            "sre@example.org".to_owned()
+        ]],
+        "one message, to everyone but the stale address"
+    );
+    let stats = n.stats();
+    assert_eq!(
+        (stats.delivered, stats.partial, stats.retries, stats.failed),
+        (1, 1, 0, 0),
+        "{stats:?}"
+    );
+    // Every recipient refused: the message fails, once.
+    let ch = channel(r#"{"type":"email","destination":"gone@example.org"}"#);
+    n.notify(&ch, &event("web-mail", 1, rolled_back()))
+        .await
+        .expect("queued");
+    flush(&n).await;
+    let stats = n.stats();
+    assert_eq!(
+        (stats.delivered, stats.failed, stats.retries),
+        (1, 1, 0),
+        "{stats:?}"
+    );
+    assert_eq!(server.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn a_deferred_recipient_is_tried_again_alone_and_no_one_gets_it_twice() {
+    let server = FakeSmtp::start(SmtpMode::Serve).await;
+    let n = ChannelNotifier::new(settings(&server)).expect("notifier");
+    let ch = channel(r#"{"type":"email","destination":"ops@example.org, busy@example.org"}"#);
+    n.notify(&ch, &event("web-mail", 0, rolled_back()))
+        .await
+        .expect("queued");
+    flush(&n).await;
+    // The server defers `busy` every time: `ops` has the message once, and the message fails
+    // after its last attempt, each retry for `busy` alone.
+    assert_eq!(
+        server.recipients(),
+        vec![vec!["ops@example.org".to_owned()]],
+        "{:?}",
+        server.recipients()
+    );
+    let stats = n.stats();
+    assert_eq!(
+        (stats.delivered, stats.retries, stats.failed),
+        (0, 3, 1),
+        "{stats:?}"
+    );
+}

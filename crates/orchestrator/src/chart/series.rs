@@ -126,7 +126,10 @@ impl Timeline {
         }
         let axis = TimeAxis::new(end);
 
-        // The new version's share, as steps: 0 until its first weight, back to 0 on rollback.
+        // The new version's share, as steps: 0 until its first weight, then what the weight
+        // events say the router applied. A rollback takes it to 0 when its switch back was
+        // applied (`weightChanged` 0, and `rolledBack`, which follows only a switch that took),
+        // not when it starts: the chart shows the split in force, never the one asked for.
         let mut steps: Vec<(f64, f64)> = vec![(0.0, 0.0)];
         let mut markers = Vec::new();
         let mut bands = Vec::new();
@@ -159,10 +162,12 @@ impl Timeline {
                         format!("trigger {}", event.trigger),
                     )),
                 ),
-                EventKind::RollbackStarted { .. } => (
-                    Some(0.0),
-                    Some((MarkerKind::RollbackStarted, "rollback".into())),
-                ),
+                // Only a marker: a rollback starts before its switch back, which may fail (the
+                // deployment then ends `failed` with the canary still taking its share). The
+                // split that took effect is announced by `weightChanged`, or by `rolledBack`.
+                EventKind::RollbackStarted { .. } => {
+                    (None, Some((MarkerKind::RollbackStarted, "rollback".into())))
+                }
                 EventKind::RolledBack { .. } => (
                     Some(0.0),
                     Some((MarkerKind::RolledBack, "rolled back".into())),
@@ -287,7 +292,7 @@ mod tests {
     }
 
     #[test]
-    fn weights_are_steps_that_fall_to_zero_on_rollback_and_the_baseline_takes_the_rest() {
+    fn weights_are_steps_that_fall_to_zero_once_rolled_back_and_the_baseline_takes_the_rest() {
         let events = [
             event(
                 0,
@@ -319,8 +324,8 @@ mod tests {
                 (10.0, 10.0),
                 (30.0, 10.0),
                 (30.0, 40.0),
-                (40.0, 40.0),
-                (40.0, 0.0),
+                (50.0, 40.0),
+                (50.0, 0.0),
                 (60.0, 0.0),
             ]
         );
@@ -352,6 +357,66 @@ mod tests {
                 MarkerKind::WeightStep,
                 MarkerKind::RollbackStarted,
                 MarkerKind::RolledBack
+            ]
+        );
+    }
+
+    #[test]
+    fn a_rollback_whose_switch_back_failed_leaves_the_canary_its_share() {
+        // The switch back failed twice: no `weightChanged 0`, no `rolledBack`, the end is
+        // `failed`, and the canary still takes 40% of the traffic.
+        let events = [
+            event(
+                0,
+                31_000,
+                r#"{"type":"weightChanged","track":"canary","percent":40.0}"#,
+            ),
+            event(1, 41_000, r#"{"type":"rollbackStarted","reason":"x"}"#),
+            event(2, 41_000, r#"{"type":"phaseChanged","phase":"rollback"}"#),
+            event(3, 51_000, r#"{"type":"failed","reason":"router down"}"#),
+        ]
+        .join(",");
+        let t = Timeline::of(&report(
+            r#"{"track":"stable","version":"1.0.0"}"#,
+            &events,
+            "",
+        ));
+        assert_eq!(
+            t.canary.weight,
+            vec![(0.0, 0.0), (30.0, 0.0), (30.0, 40.0), (60.0, 40.0)]
+        );
+        let baseline = t.baseline.as_ref().expect("baseline");
+        assert_eq!(baseline.weight.last(), Some(&(60.0, 60.0)));
+        // A switch back that took is announced, and the line falls there.
+        let switched = [
+            event(
+                0,
+                31_000,
+                r#"{"type":"weightChanged","track":"canary","percent":40.0}"#,
+            ),
+            event(1, 41_000, r#"{"type":"rollbackStarted","reason":"x"}"#),
+            event(
+                2,
+                45_000,
+                r#"{"type":"weightChanged","track":"canary","percent":0.0}"#,
+            ),
+            event(3, 51_000, r#"{"type":"rolledBack","reason":"x"}"#),
+        ]
+        .join(",");
+        let t = Timeline::of(&report(
+            r#"{"track":"stable","version":"1.0.0"}"#,
+            &switched,
+            "",
+        ));
+        assert_eq!(
+            t.canary.weight,
+            vec![
+                (0.0, 0.0),
+                (30.0, 0.0),
+                (30.0, 40.0),
+                (44.0, 40.0),
+                (44.0, 0.0),
+                (60.0, 0.0)
             ]
         );
     }

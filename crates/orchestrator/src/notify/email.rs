@@ -11,16 +11,26 @@
 //! hold. Before it is reused the connection is checked with `NOOP` (a server may have closed
 //! it meanwhile), and the lane closes it with `QUIT` once it has been idle for
 //! [`SmtpSettings::idle_timeout`] (lettre's pool does both likewise).
+//!
+//! One message goes to all of a channel's recipients in one transaction, but a recipient the
+//! server refuses does not silence the others (lettre's `send` gives the message up on the first
+//! refused `RCPT`, so one stale address would fail every message of the channel): a recipient
+//! refused for good (5xx) is left out, logged and counted
+//! ([`DeliveryStats::partial`](super::DeliveryStats::partial)); one deferred (4xx) is tried again
+//! on the next attempt, alone with the others deferred, so nobody gets the message twice; the
+//! rest get it now. The message fails only when every recipient refused it, or some were still
+//! deferred after the last attempt.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use lettre::Message;
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::{Address, Message};
 
 use super::queue::Failure;
 use super::settings::{Secret, SmtpSettings, StartTls};
@@ -46,6 +56,39 @@ pub(super) fn recipients(field: &str, dest: &str) -> Result<Vec<Mailbox>> {
         ));
     }
     Ok(out)
+}
+
+/// Where one message stands with its recipients, from one attempt to the next.
+pub(super) struct Recipients {
+    /// Those still to take it: all at first, then those a server deferred.
+    pending: Vec<Address>,
+    /// How many took it.
+    reached: usize,
+    /// Those refused for good, with the server's reason.
+    refused: Vec<String>,
+}
+
+impl Recipients {
+    /// Every recipient of `message`, none reached yet.
+    pub(super) fn of(message: &Message) -> Mutex<Self> {
+        Mutex::new(Recipients {
+            pending: message.envelope().to().to_vec(),
+            reached: 0,
+            refused: Vec::new(),
+        })
+    }
+
+    /// The recipients refused for good, each with the server's reason.
+    pub(super) fn refused(&self) -> &[String] {
+        &self.refused
+    }
+}
+
+/// What one transaction did with each of its recipients.
+struct Transaction {
+    accepted: usize,
+    refused: Vec<String>,
+    deferred: Vec<(Address, String)>,
 }
 
 /// The SMTP client of one e-mail channel and the connection it keeps open.
@@ -120,9 +163,14 @@ impl Mailer {
     }
 
     /// A new session: greeting, STARTTLS as configured, login.
-    async fn connect(
-        &self,
-    ) -> std::result::Result<AsyncSmtpConnection, lettre::transport::smtp::Error> {
+    ///
+    /// The login happens only on an encrypted session, unless STARTTLS is `none`: with
+    /// `opportunistic`, a server that does not offer STARTTLS (or an attacker in the path who
+    /// strips it from the server's answer) would otherwise get the password in clear text, and
+    /// lettre's `auth` does not check. Such a session is refused, not retried (a stripped offer
+    /// stays stripped): set STARTTLS `required` to insist on it, or `none` to log in in clear
+    /// text on a network you trust.
+    async fn connect(&self) -> std::result::Result<AsyncSmtpConnection, Failure> {
         let mut conn = AsyncSmtpConnection::connect_tokio1(
             (self.host.as_str(), self.port),
             Some(self.timeout),
@@ -130,18 +178,28 @@ impl Mailer {
             None,
             None,
         )
-        .await?;
+        .await
+        .map_err(|e| failure(&e))?;
         let upgraded = match (&self.tls, self.starttls) {
             (Some(tls), StartTls::Required) => conn.starttls(tls.clone(), &self.hello).await,
             (Some(tls), StartTls::Opportunistic) if conn.can_starttls() => {
                 conn.starttls(tls.clone(), &self.hello).await
             }
             _ => Ok(()),
-        };
+        }
+        .map_err(|e| failure(&e));
         let logged_in = match (upgraded, &self.credentials) {
-            (Ok(()), Some(credentials)) => {
-                conn.auth(DEFAULT_MECHANISMS, credentials).await.map(drop)
+            (Ok(()), Some(_)) if !conn.is_encrypted() && self.starttls != StartTls::None => {
+                Err(Failure::Permanent(format!(
+                    "SMTP login refused: {}:{} did not offer STARTTLS, and notifySettings.smtp.starttls `opportunistic` does not send the password in clear text (set it to `required`, or to `none` for a trusted network)",
+                    self.host, self.port
+                )))
             }
+            (Ok(()), Some(credentials)) => conn
+                .auth(DEFAULT_MECHANISMS, credentials)
+                .await
+                .map(drop)
+                .map_err(|e| failure(&e)),
             (outcome, _) => outcome,
         };
         match logged_in {
@@ -154,9 +212,7 @@ impl Mailer {
     }
 
     /// The open session if it still answers, else a new one.
-    async fn session(
-        &self,
-    ) -> std::result::Result<AsyncSmtpConnection, lettre::transport::smtp::Error> {
+    async fn session(&self) -> std::result::Result<AsyncSmtpConnection, Failure> {
         let kept = lock(&self.conn).take();
         if let Some(mut conn) = kept {
             if !conn.has_broken() && conn.test_connected().await {
@@ -167,26 +223,57 @@ impl Mailer {
         self.connect().await
     }
 
-    /// Sends `message` within the timeout, keeping the session open for the next one.
-    pub(super) async fn send(&self, message: &Message) -> Result<(), Failure> {
+    /// Sends `message` to its `recipients` still pending within the timeout, keeping the
+    /// session open for the next one: `Ok` once none is pending and some took it.
+    pub(super) async fn send(
+        &self,
+        message: &Message,
+        recipients: &Mutex<Recipients>,
+    ) -> Result<(), Failure> {
+        let pending = lock(recipients).pending.clone();
         let attempt = async {
             let mut conn = self.session().await?;
-            let sent = conn.send(message.envelope(), &message.formatted()).await;
-            // A refusal the client raised before the transaction began leaves the session
-            // usable; any other failure broke it off.
+            let from = message.envelope().from();
+            let done = transaction(&mut conn, from, &pending, &message.formatted()).await;
+            // A refusal the client raised before the transaction began, or refused
+            // recipients, leave the session usable; any other failure broke it off.
             if !conn.has_broken() {
                 *lock(&self.conn) = Some(conn);
             }
-            sent
+            done
         };
-        match tokio::time::timeout(self.timeout, attempt).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(failure(&e)),
+        let done = match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(done) => done?,
             // The session was taken out for this message: dropping it closes it.
-            Err(_) => Err(Failure::Transient(format!(
-                "SMTP delivery timed out after {:?}",
-                self.timeout
-            ))),
+            Err(_) => {
+                return Err(Failure::Transient(format!(
+                    "SMTP delivery timed out after {:?}",
+                    self.timeout
+                )));
+            }
+        };
+        let mut r = lock(recipients);
+        r.reached += done.accepted;
+        r.refused.extend(done.refused);
+        r.pending = done.deferred.iter().map(|(a, _)| a.clone()).collect();
+        if !done.deferred.is_empty() {
+            let why: Vec<String> = done
+                .deferred
+                .iter()
+                .map(|(a, why)| format!("{a}: {why}"))
+                .collect();
+            Err(Failure::Transient(format!(
+                "the SMTP server deferred {} recipient(s): {}",
+                why.len(),
+                why.join("; ")
+            )))
+        } else if r.reached == 0 {
+            Err(Failure::Permanent(format!(
+                "the SMTP server refused every recipient: {}",
+                r.refused.join("; ")
+            )))
+        } else {
+            Ok(())
         }
     }
 
@@ -195,6 +282,77 @@ impl Mailer {
         let kept = lock(&self.conn).take();
         if let Some(mut conn) = kept {
             let _ = tokio::time::timeout(self.timeout, conn.quit()).await;
+        }
+    }
+}
+
+/// One mail transaction from `from` to `to`: each recipient the server accepts gets `body`;
+/// those it refuses are left out rather than failing the message for all (see the module
+/// docs). The mail parameters are lettre's `send`'s: `SMTPUTF8` for addresses beyond ASCII,
+/// `BODY=8BITMIME` for such a body, refused when the server lacks them.
+async fn transaction(
+    conn: &mut AsyncSmtpConnection,
+    from: Option<&Address>,
+    to: &[Address],
+    body: &[u8],
+) -> Result<Transaction, Failure> {
+    let impossible =
+        |what: &str| Failure::Permanent(format!("SMTP delivery is impossible: {what}"));
+    let mut options = Vec::new();
+    if from
+        .into_iter()
+        .chain(to)
+        .any(|a| !a.to_string().is_ascii())
+    {
+        if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+            return Err(impossible(
+                "an address is not ASCII and the server does not support SMTPUTF8",
+            ));
+        }
+        options.push(MailParameter::SmtpUtfEight);
+    }
+    if !body.is_ascii() {
+        if !conn.server_info().supports_feature(Extension::EightBitMime) {
+            return Err(impossible(
+                "the message is not ASCII and the server does not support 8BITMIME",
+            ));
+        }
+        options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    let mut done = Transaction {
+        accepted: 0,
+        refused: Vec::new(),
+        deferred: Vec::new(),
+    };
+    let broken = |e: lettre::transport::smtp::Error| failure(&e);
+    if let Err(e) = conn.command(Mail::new(from.cloned(), options)).await {
+        conn.abort().await;
+        return Err(broken(e));
+    }
+    for rcpt in to {
+        match conn.command(Rcpt::new(rcpt.clone(), Vec::new())).await {
+            Ok(_) => done.accepted += 1,
+            Err(e) if e.is_permanent() => done.refused.push(format!("{rcpt}: {e}")),
+            Err(e) if e.is_transient() => done.deferred.push((rcpt.clone(), e.to_string())),
+            Err(e) => {
+                conn.abort().await;
+                return Err(broken(e));
+            }
+        }
+    }
+    let sent = if done.accepted == 0 {
+        conn.command(Rset).await.map(drop)
+    } else {
+        match conn.command(Data).await {
+            Ok(_) => conn.message(body).await.map(drop),
+            Err(e) => Err(e),
+        }
+    };
+    match sent {
+        Ok(()) => Ok(done),
+        Err(e) => {
+            conn.abort().await;
+            Err(broken(e))
         }
     }
 }

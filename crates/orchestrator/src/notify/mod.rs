@@ -18,7 +18,7 @@
 //! |---|---|---|
 //! | `webhook` | the receiver's `http(s)` URL | the HMAC-SHA256 signing secret (required) |
 //! | `slack` | a channel name (`#deploys`), or the incoming-webhook URL itself (then it is in the journalled config: prefer `secretEnv`) | the incoming-webhook URL |
-//! | `pagerduty` | the Events API v2 URL, or a label (then [`NotifySettings::pagerduty_events_url`]) | the integration's routing key |
+//! | `pagerduty` | the Events API v2 URL, or a label (then [`NotifySettings::pagerduty_events_url`]); a bare host name is refused, not taken for a label | the integration's routing key |
 //! | `email` | recipients, comma-separated | the SMTP password ([`SmtpSettings`]) |
 //!
 //! Each message names where the deployment runs, from the [`NotifyContext`] the orchestrator
@@ -30,12 +30,15 @@
 //! (`[serin] prod/web: ...`) and body. A deployment that names neither gets the messages it
 //! always got.
 //!
-//! PagerDuty gets only what opens or closes the deployment's incident: a failure
+//! PagerDuty gets only what opens or closes the deployment's alerts: a failure
 //! (`critical`), a blocked upgrade, a trigger firing for a rollback and the rollback (`error`),
 //! an anomaly at its own severity (`critical`, `error`, else `warning`: a trigger's `warn` or
-//! `hold` included); completion resolves it. An `info` anomaly pages nobody: every `trigger`
-//! notifies the on-call at the service's urgency, whatever its severity, and an observation
-//! the canary could not use is no incident. The other channels get it.
+//! `hold` included); completion resolves them. Each severity is an alert of its own (its own
+//! `dedup_key`), so that a rollback after a warning, or a failure after an acknowledged
+//! rollback, pages anew rather than add a line to the earlier alert (see the `pagerduty`
+//! module). An `info` anomaly pages nobody: every `trigger` notifies the on-call at the
+//! service's urgency, whatever its severity, and an observation the canary could not use is
+//! no incident. The other channels get it.
 //!
 //! A URL is written whole, `https://` included: a destination that looks like a URL without
 //! its scheme (`hooks.slack.com/services/...`) is refused, not taken for a channel name or a
@@ -508,12 +511,24 @@ impl Notifier for ChannelNotifier {
                 url,
                 body: slack::body(event, ctx, channel.as_deref())?,
             },
-            Target::PagerDuty { url, key } => match pagerduty::body(event, ctx, &key)? {
-                Some(body) => Payload::PagerDuty { url, body },
-                // PagerDuty is for incidents: starts, phase changes and `info` anomalies
-                // open none.
-                None => return Ok(()),
-            },
+            Target::PagerDuty {
+                url,
+                key: routing_key,
+            } => {
+                // PagerDuty is for incidents: starts, phase changes and `info` anomalies open
+                // none and send nothing; the end of a deployment sends a body per alert it
+                // resolves, each a message of its own.
+                let bodies = pagerduty::bodies(event, ctx, &routing_key)?;
+                if bodies.is_empty() {
+                    return Ok(());
+                }
+                let lane = self.lane(&key, &label)?;
+                for body in bodies {
+                    let url = url.clone();
+                    self.enqueue(&lane, event, Payload::PagerDuty { url, body });
+                }
+                return Ok(());
+            }
             Target::Email { password, to } => {
                 let from = settings
                     .smtp
@@ -525,7 +540,16 @@ impl Notifier for ChannelNotifier {
                 // channel's later messages too.
                 let lane = self.lane(&key, &label)?;
                 let mailer = lane.mailer(password.as_ref(), || self.mailer(password.clone()))?;
-                self.enqueue(&lane, event, Payload::Email { mailer, message });
+                let recipients = email::Recipients::of(&message);
+                self.enqueue(
+                    &lane,
+                    event,
+                    Payload::Email {
+                        mailer,
+                        message,
+                        recipients,
+                    },
+                );
                 return Ok(());
             }
         };
@@ -609,11 +633,22 @@ fn http_url(field: &str, value: &str) -> Result<reqwest::Url> {
 /// URL: one with another scheme than `http(s)`, or one whose scheme was left off
 /// (`hooks.slack.com/services/...`). Taken for a name, the first would post to the default
 /// webhook with its token as the channel name, the second page through the default endpoint.
+///
+/// A bare host name (`events.eu.pagerduty.com`, `localhost:8080`) is refused as well: it names
+/// a server, not a label, and taken for a label it would page through the default endpoint (in
+/// another region, perhaps) rather than the one it names. Guessing the URL's path instead would
+/// guess wrong for any server but PagerDuty's own.
 fn refuse_url_as_name(field: &str, value: &str) -> Result<()> {
     if value.contains("://") {
         http_url(field, value).map(drop)
     } else if is_schemeless_url(value) {
         Err(schemeless(field, value))
+    } else if is_host(value) && value.contains(['.', ':']) {
+        Err(Error::invalid(
+            field,
+            value,
+            "is a host name, not a name or label: write the whole URL, with https:// and its path (https://events.eu.pagerduty.com/v2/enqueue), or give a name without dots",
+        ))
     } else {
         Ok(())
     }
@@ -636,7 +671,11 @@ fn is_schemeless_url(s: &str) -> bool {
     let Some(end) = s.find(['/', '?']) else {
         return false;
     };
-    let authority = &s[..end];
+    is_host(&s[..end])
+}
+
+/// Whether `authority` is a host name (with a dot, or `localhost`) and an optional port.
+fn is_host(authority: &str) -> bool {
     let host = match authority.rsplit_once(':') {
         Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => host,
         _ => authority,
@@ -831,6 +870,41 @@ mod tests {
         ] {
             assert!(!is_schemeless_url(name), "{name}");
         }
+    }
+
+    #[test]
+    fn a_bare_host_is_refused_as_a_pagerduty_label_or_a_slack_channel() {
+        let settings = NotifySettings {
+            pagerduty_routing_key: Some(Secret::new("key")),
+            slack_webhook_url: Some(Secret::new("https://hooks.example/T/B/default")),
+            ..NotifySettings::default()
+        };
+        let n = ChannelNotifier::new(settings).expect("notifier");
+        for (kind, host) in [
+            ("pagerduty", "events.eu.pagerduty.com"),
+            ("pagerduty", "EVENTS.pagerduty.com:443"),
+            ("pagerduty", "localhost:8080"),
+            ("pagerduty", "10.0.0.7"),
+            ("slack", "hooks.slack.com"),
+        ] {
+            let json = format!(r#"{{"type":"{kind}","destination":"{host}"}}"#);
+            let e = n.check_channels(&[ch(&json)]).expect_err(&json).to_string();
+            assert!(
+                e.contains("deploymentConfig.notificationChannels[0].destination")
+                    && e.contains(host)
+                    && e.contains("is a host name"),
+                "{json}: {e}"
+            );
+        }
+        // Labels and names stay what they are.
+        n.check_channels(&[
+            ch(r#"{"type":"pagerduty","destination":"web on-call"}"#),
+            ch(r#"{"type":"pagerduty","destination":"api.web team"}"#),
+            ch(r#"{"type":"pagerduty","destination":"localhost"}"#),
+            ch(r#"{"type":"slack","destination":"@oncall.web"}"#),
+            ch(r##"{"type":"slack","destination":"#deploys"}"##),
+        ])
+        .expect("names");
     }
 
     #[test]

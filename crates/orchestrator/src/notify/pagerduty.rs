@@ -1,21 +1,36 @@
-//! PagerDuty Events API v2: an incident per deployment. Rollbacks, failures and anomalies
-//! `trigger` it (PagerDuty folds repeats into one alert by `dedup_key`, one per deployment);
-//! completion `resolves` it. Starts and phase changes page nobody and are not sent.
+//! PagerDuty Events API v2: a deployment's incidents. Rollbacks, failures and anomalies
+//! `trigger` an alert; the deployment's end `resolve`s what it no longer needs. Starts and
+//! phase changes page nobody and are not sent.
 //!
-//! | event | `event_action` | `payload.severity` |
-//! |---|---|---|
-//! | `failed`, `blocked` | `trigger` | `critical`, `error` |
-//! | `rollbackStarted`, `rolledBack` | `trigger` | `error` |
-//! | `triggerFired` (a trigger asking for a rollback) | `trigger` | `error` |
-//! | `anomaly` | `trigger` | its own severity: `critical`, `error`, else `warning` (`warning`, and a trigger's `warn` or `hold`) |
-//! | `anomaly` of severity `info` | not sent | — |
-//! | `completed` | `resolve` | — |
+//! | event | `event_action` | `payload.severity` | `dedup_key` |
+//! |---|---|---|---|
+//! | `failed` | `trigger` (and `resolve` the warning) | `critical` | `serin/{id}/critical` |
+//! | `blocked` | `trigger` (and `resolve` the warning) | `error` | `serin/{id}` |
+//! | `rollbackStarted`, `triggerFired` (a trigger asking for a rollback) | `trigger` | `error` | `serin/{id}` |
+//! | `rolledBack` | `trigger` (and `resolve` the warning) | `error` | `serin/{id}` |
+//! | `anomaly` | `trigger` | its own severity: `critical`, `error`, else `warning` (`warning`, and a trigger's `warn` or `hold`) | by its severity, as above; a warning's is `serin/{id}/warning` |
+//! | `anomaly` of severity `info` | not sent | — | — |
+//! | `completed` | `resolve` | — | all three |
+//!
+//! Each severity has its own alert (its own `dedup_key`), because PagerDuty folds a `trigger`
+//! on an open alert's key into that alert as a log entry: the alert keeps the severity,
+//! urgency and summary of its first event, and once acknowledged it notifies nobody again. With
+//! one key per deployment, an early warning would open a low-urgency alert and the rollback
+//! that follows, or a failure to roll back, would only add a line to it. So a warning opens
+//! `serin/{id}/warning`, a rollback `serin/{id}`, and a failure, which leaves traffic where it
+//! should not be (a rollback whose switch back failed, say), escalates to a new critical alert,
+//! `serin/{id}/critical`, that pages even when the rollback's was acknowledged. Repeats of one
+//! severity still fold into one alert. When the deployment ends, its warning is moot: a
+//! rollback or failure resolves it (the alert that says how it ended stays open for a person),
+//! and completion resolves all three (resolving a key that was never opened does nothing).
+//! Each body is one message on the channel's queue, counted in
+//! [`DeliveryStats`](super::DeliveryStats) on its own.
 //!
 //! An `info` anomaly (an observation the canary could not use, say) pages nobody: the Events
-//! API's `trigger` is for a problem someone must look at, and every trigger opens the
-//! deployment's incident (or joins it), which notifies the on-call at the service's urgency
-//! whatever its `severity` (urgency by severity is a setting a service opts into). Such
-//! anomalies still reach the deployment's other channels.
+//! API's `trigger` is for a problem someone must look at, and every trigger opens an alert (or
+//! joins it), which notifies the on-call at the service's urgency whatever its `severity`
+//! (urgency by severity is a setting a service opts into). Such anomalies still reach the
+//! deployment's other channels.
 //!
 //! The summary names the environment, when the deployment's config names one
 //! (`prod/web: rolled back: ...`); `payload.group` is the environment (the deployment's id
@@ -34,9 +49,19 @@ use crate::truncate;
 const SUMMARY_MAX: usize = 1_024;
 const DEDUP_MAX: usize = 255;
 
-/// The incident key of a deployment.
-pub(super) fn dedup_key(deployment: &str) -> String {
-    truncate(&format!("serin/{deployment}"), DEDUP_MAX)
+/// The severities PagerDuty pages at, each with its own alert per deployment.
+const SEVERITIES: [&str; 3] = ["critical", "error", "warning"];
+
+/// The alert key of a deployment's alerts of `severity`: `serin/{id}` for `error` (the key
+/// every alert had before severities were told apart), `serin/{id}/{severity}` for the others.
+/// The deployment's id is cut so that the key stays within the API's 255 characters.
+pub(super) fn dedup_key(deployment: &str, severity: &str) -> String {
+    let suffix = match severity {
+        "error" => String::new(),
+        other => format!("/{other}"),
+    };
+    let room = DEDUP_MAX - "serin/".len() - suffix.chars().count();
+    format!("serin/{}{suffix}", truncate(deployment, room))
 }
 
 /// The Events API severity of an anomaly raised with `severity`, or `None` for one that pages
@@ -55,25 +80,36 @@ fn anomaly_severity(severity: &str) -> Option<&'static str> {
     }
 }
 
-/// The Events API v2 body for `event` of a deployment running in `ctx`, or `None` when it
-/// opens or closes no incident.
-pub(super) fn event(event: &Event, ctx: &NotifyContext, routing_key: &Secret) -> Option<Value> {
-    let severity = match &event.kind {
-        EventKind::Failed { .. } => "critical",
-        EventKind::Blocked { .. }
-        | EventKind::TriggerFired { .. }
-        | EventKind::RollbackStarted { .. }
-        | EventKind::RolledBack { .. } => "error",
-        EventKind::Anomaly { severity, .. } => anomaly_severity(severity)?,
-        EventKind::Completed { .. } => {
-            return Some(json!({
-                "routing_key": routing_key.expose(),
-                "event_action": "resolve",
-                "dedup_key": dedup_key(&event.deployment),
-            }));
-        }
-        _ => return None,
+/// The Events API v2 bodies for `event` of a deployment running in `ctx`, in the order they
+/// are sent: none when it opens or closes no alert.
+pub(super) fn events(event: &Event, ctx: &NotifyContext, routing_key: &Secret) -> Vec<Value> {
+    let resolve = |severity: &str| {
+        json!({
+            "routing_key": routing_key.expose(),
+            "event_action": "resolve",
+            "dedup_key": dedup_key(&event.deployment, severity),
+        })
     };
+    let (severity, ends) = match &event.kind {
+        EventKind::Failed { .. } => ("critical", true),
+        EventKind::Blocked { .. } | EventKind::RolledBack { .. } => ("error", true),
+        EventKind::TriggerFired { .. } | EventKind::RollbackStarted { .. } => ("error", false),
+        EventKind::Anomaly { severity, .. } => match anomaly_severity(severity) {
+            Some(s) => (s, false),
+            None => return Vec::new(),
+        },
+        EventKind::Completed { .. } => return SEVERITIES.iter().map(|s| resolve(s)).collect(),
+        _ => return Vec::new(),
+    };
+    let mut bodies = vec![trigger(event, ctx, routing_key, severity)];
+    if ends {
+        bodies.push(resolve("warning"));
+    }
+    bodies
+}
+
+/// The `trigger` of `event` at `severity`, on that severity's alert.
+fn trigger(event: &Event, ctx: &NotifyContext, routing_key: &Secret, severity: &str) -> Value {
     let mut details = Map::new();
     details.insert(
         "id".into(),
@@ -88,10 +124,10 @@ pub(super) fn event(event: &Event, ctx: &NotifyContext, routing_key: &Secret) ->
     details.insert("evidence".into(), json!(super::evidence(&event.kind)));
     details.insert("event".into(), json!(event));
     let group = super::environment(ctx).unwrap_or(&event.deployment);
-    Some(json!({
+    json!({
         "routing_key": routing_key.expose(),
         "event_action": "trigger",
-        "dedup_key": dedup_key(&event.deployment),
+        "dedup_key": dedup_key(&event.deployment, severity),
         "client": "Serin",
         "payload": {
             "summary": truncate(&format!("{}: {}", scope(ctx, &event.service), event.kind), SUMMARY_MAX),
@@ -103,17 +139,15 @@ pub(super) fn event(event: &Event, ctx: &NotifyContext, routing_key: &Secret) ->
             "class": event_type(&event.kind),
             "custom_details": details,
         },
-    }))
+    })
 }
 
-pub(super) fn body(
-    e: &Event,
-    ctx: &NotifyContext,
-    routing_key: &Secret,
-) -> Result<Option<Vec<u8>>> {
-    event(e, ctx, routing_key)
+/// The encoded [`events`] of `e`.
+pub(super) fn bodies(e: &Event, ctx: &NotifyContext, routing_key: &Secret) -> Result<Vec<Vec<u8>>> {
+    events(e, ctx, routing_key)
+        .iter()
         .map(|v| {
-            serde_json::to_vec(&v).map_err(|err| {
+            serde_json::to_vec(v).map_err(|err| {
                 Error::backend(
                     "notifier",
                     "pagerduty",
@@ -121,13 +155,18 @@ pub(super) fn body(
                 )
             })
         })
-        .transpose()
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serin_signals::Timestamp;
+
+    /// The trigger `kind` sends (its first body).
+    fn event(e: &Event, ctx: &NotifyContext, key: &Secret) -> Option<Value> {
+        events(e, ctx, key).into_iter().next()
+    }
 
     fn ev(kind: EventKind) -> Event {
         Event {
@@ -168,11 +207,89 @@ mod tests {
         )
         .expect("resolve");
         assert_eq!(r["event_action"], "resolve");
-        assert_eq!(r["dedup_key"], "serin/web-9");
+        assert_eq!(r["dedup_key"], "serin/web-9/critical");
         assert!(r.get("payload").is_none());
         assert!(event(&ev(EventKind::Paused), &none, &key).is_none());
         let long = "x".repeat(300);
-        assert_eq!(dedup_key(&long).chars().count(), DEDUP_MAX);
+        for severity in SEVERITIES {
+            let k = dedup_key(&long, severity);
+            assert_eq!(k.chars().count(), DEDUP_MAX, "{k}");
+            assert!(k.starts_with("serin/xxx"), "{k}");
+        }
+        assert!(dedup_key(&long, "warning").ends_with("…/warning"));
+    }
+
+    #[test]
+    fn each_severity_has_its_own_alert_so_a_later_rollback_or_failure_pages_anew() {
+        let key = Secret::new("k");
+        let none = NotifyContext::default();
+        let sent = |kind: EventKind| -> Vec<(String, String, String)> {
+            events(&ev(kind), &none, &key)
+                .iter()
+                .map(|v| {
+                    let severity = v["payload"]["severity"].as_str().unwrap_or("-");
+                    (
+                        v["event_action"].as_str().unwrap_or_default().to_owned(),
+                        v["dedup_key"].as_str().unwrap_or_default().to_owned(),
+                        severity.to_owned(),
+                    )
+                })
+                .collect()
+        };
+        let t =
+            |key: &str, severity: &str| ("trigger".to_owned(), key.to_owned(), severity.to_owned());
+        let r = |key: &str| ("resolve".to_owned(), key.to_owned(), "-".to_owned());
+        // A warning opens an alert of its own: the rollback's does not fold into it.
+        assert_eq!(
+            sent(anomaly("warn")),
+            vec![t("serin/web-9/warning", "warning")]
+        );
+        assert_eq!(
+            sent(EventKind::RollbackStarted {
+                reason: "5xx".into()
+            }),
+            vec![t("serin/web-9", "error")]
+        );
+        assert_eq!(sent(anomaly("error")), vec![t("serin/web-9", "error")]);
+        assert_eq!(
+            sent(anomaly("critical")),
+            vec![t("serin/web-9/critical", "critical")]
+        );
+        // The end of the deployment says how it ended and resolves the warning.
+        assert_eq!(
+            sent(EventKind::RolledBack {
+                reason: "5xx".into()
+            }),
+            vec![t("serin/web-9", "error"), r("serin/web-9/warning")]
+        );
+        assert_eq!(
+            sent(EventKind::Blocked {
+                reason: "incompatible".into()
+            }),
+            vec![t("serin/web-9", "error"), r("serin/web-9/warning")]
+        );
+        // A failure (a rollback whose switch back failed) escalates to a critical alert, not a
+        // line in the rollback's, which may be acknowledged already.
+        assert_eq!(
+            sent(EventKind::Failed {
+                reason: "router down".into()
+            }),
+            vec![
+                t("serin/web-9/critical", "critical"),
+                r("serin/web-9/warning")
+            ]
+        );
+        assert_eq!(
+            sent(EventKind::Completed {
+                version: "1.1.0".into()
+            }),
+            vec![
+                r("serin/web-9/critical"),
+                r("serin/web-9"),
+                r("serin/web-9/warning")
+            ]
+        );
+        assert!(sent(anomaly("info")).is_empty());
     }
 
     fn anomaly(severity: &str) -> EventKind {

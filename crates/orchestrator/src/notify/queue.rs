@@ -33,6 +33,10 @@ pub struct DeliveryStats {
     pub failed: u64,
     /// Messages dropped because their queue was full.
     pub dropped: u64,
+    /// Messages delivered (and counted in `delivered`) to some of their recipients while
+    /// others refused them for good: an e-mail to a mailbox that no longer exists, say. The
+    /// refused recipients are logged.
+    pub partial: u64,
 }
 
 /// What one message carries to its receiver.
@@ -53,7 +57,12 @@ pub(super) enum Payload {
     Email {
         mailer: Arc<email::Mailer>,
         message: Box<lettre::Message>,
+        recipients: Mutex<email::Recipients>,
     },
+    /// A receiver's answers to successive attempts, scripted (then success): the retry
+    /// schedule's tests, in paused time.
+    #[cfg(test)]
+    Scripted(Mutex<VecDeque<Failure>>),
 }
 
 /// One message: the event's id (`deployment-seq`) and its payload.
@@ -66,9 +75,13 @@ pub(super) struct Job {
 pub(super) enum Failure {
     /// May pass on retry (timeout, connection, 5xx, 408, 429, transient SMTP reply).
     Transient(String),
-    /// May pass on retry, but the receiver asked (`Retry-After` on a 429 or 503) to wait this
-    /// long first.
-    Throttled(String, Duration),
+    /// May pass on retry, but the receiver asked (`Retry-After` on a 503) to wait this long
+    /// first.
+    Busy(String, Duration),
+    /// The receiver throttles us (429), asking (`Retry-After`) to wait so long, if it says:
+    /// retried within [`RetryPolicy::throttled_budget`](super::RetryPolicy::throttled_budget),
+    /// not counted against `maxAttempts`.
+    Throttled(String, Option<Duration>),
     /// Will not pass (other 4xx, permanent SMTP reply, a bad message).
     Permanent(String),
 }
@@ -144,6 +157,7 @@ pub(super) struct Shared {
     retries: AtomicU64,
     failed: AtomicU64,
     dropped: AtomicU64,
+    partial: AtomicU64,
     /// Messages queued or in flight, over all lanes.
     pending: watch::Sender<u64>,
 }
@@ -159,6 +173,7 @@ impl Shared {
             retries: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            partial: AtomicU64::new(0),
             pending: watch::Sender::new(0),
         }
     }
@@ -174,6 +189,7 @@ impl Shared {
             retries: self.retries.load(Ordering::SeqCst),
             failed: self.failed.load(Ordering::SeqCst),
             dropped: self.dropped.load(Ordering::SeqCst),
+            partial: self.partial.load(Ordering::SeqCst),
         }
     }
 
@@ -243,15 +259,27 @@ impl Shared {
         self.pending.send_modify(|n| *n = n.saturating_sub(1));
     }
 
-    /// Delivers one job, retrying what may pass, and counts the outcome.
+    /// Delivers one job, retrying what may pass, and counts the outcome. Failures count
+    /// against `retry.maxAttempts`; 429 answers against `retry.throttledBudget` instead.
     async fn deliver(&self, label: &str, job: &Job) {
         let policy = self.settings.retry;
         let mut attempt = 1;
+        let mut failures = 0;
+        let mut throttled = 0;
+        let mut waited_throttled = Duration::ZERO;
         loop {
+            let failures_before = failures;
             let (reason, wait) = match self.attempt(&job.payload).await {
                 Ok(()) => {
                     self.delivered.fetch_add(1, Ordering::SeqCst);
                     tracing::debug!(channel = %label, event = %job.id, attempt, "notification delivered");
+                    if let Payload::Email { recipients, .. } = &job.payload {
+                        let refused = lock(recipients).refused().join("; ");
+                        if !refused.is_empty() {
+                            self.partial.fetch_add(1, Ordering::SeqCst);
+                            tracing::warn!(channel = %label, event = %job.id, attempt, "notification delivered, but not to every recipient (refused, not retried): {refused}");
+                        }
+                    }
                     return;
                 }
                 Err(Failure::Permanent(reason)) => {
@@ -259,10 +287,31 @@ impl Shared {
                     tracing::warn!(channel = %label, event = %job.id, attempt, "notification not delivered (not retried): {reason}");
                     return;
                 }
-                Err(Failure::Transient(reason)) => (reason, policy.backoff(attempt)),
-                Err(Failure::Throttled(reason, asked)) => (reason, policy.wait(attempt, asked)),
+                Err(Failure::Throttled(reason, asked)) => {
+                    throttled += 1;
+                    match policy.throttled_wait(throttled, asked, waited_throttled) {
+                        Some(wait) => {
+                            waited_throttled += wait;
+                            (reason, wait)
+                        }
+                        None => {
+                            self.failed.fetch_add(1, Ordering::SeqCst);
+                            tracing::warn!(channel = %label, event = %job.id, attempt, "notification not delivered: still throttled after waiting {waited_throttled:?} (retry.throttledBudget): {reason}");
+                            return;
+                        }
+                    }
+                }
+                Err(Failure::Transient(reason)) => {
+                    failures += 1;
+                    (reason, policy.backoff(failures))
+                }
+                Err(Failure::Busy(reason, asked)) => {
+                    failures += 1;
+                    (reason, policy.wait(failures, asked))
+                }
             };
-            if attempt >= policy.max_attempts {
+            // A 429 leaves `failures` as it was: its budget was checked above.
+            if failures >= policy.max_attempts && failures_before < failures {
                 self.failed.fetch_add(1, Ordering::SeqCst);
                 tracing::warn!(channel = %label, event = %job.id, attempt, "notification not delivered after {attempt} attempt(s): {reason}");
                 return;
@@ -289,7 +338,13 @@ impl Shared {
             Payload::PagerDuty { url, body } => {
                 post_json(&self.http, url.clone(), body.clone(), &[], now).await
             }
-            Payload::Email { mailer, message } => mailer.send(message).await,
+            Payload::Email {
+                mailer,
+                message,
+                recipients,
+            } => mailer.send(message, recipients).await,
+            #[cfg(test)]
+            Payload::Scripted(answers) => lock(answers).pop_front().map_or(Ok(()), Err),
         }
     }
 }
@@ -345,8 +400,8 @@ async fn refusal_text(mut resp: reqwest::Response) -> String {
     String::from_utf8_lossy(&body).into_owned()
 }
 
-/// Sorts an HTTP outcome into delivered, worth retrying (after the `Retry-After` a 429 or 503
-/// asks for, read at `now`), or not.
+/// Sorts an HTTP outcome into delivered, throttled (429, with the `Retry-After` it asks for,
+/// read at `now`), worth retrying (after the `Retry-After` a 503 asks for), or not.
 pub(super) async fn classify(
     outcome: reqwest::Result<reqwest::Response>,
     now: Timestamp,
@@ -357,23 +412,18 @@ pub(super) async fn classify(
             if status.is_success() {
                 return Ok(());
             }
-            let asked = matches!(
-                status,
-                reqwest::StatusCode::TOO_MANY_REQUESTS | reqwest::StatusCode::SERVICE_UNAVAILABLE
-            )
-            .then(|| retry_after(resp.headers(), now))
-            .flatten();
+            let asked = retry_after(resp.headers(), now);
             let text = refusal_text(resp).await;
             let reason = format!(
                 "the receiver answered {status}: {}",
                 crate::truncate(text.trim(), 200)
             );
-            if let Some(asked) = asked {
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
                 Err(Failure::Throttled(reason, asked))
-            } else if status.is_server_error()
-                || status == reqwest::StatusCode::REQUEST_TIMEOUT
-                || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            } else if let (reqwest::StatusCode::SERVICE_UNAVAILABLE, Some(asked)) = (status, asked)
             {
+                Err(Failure::Busy(reason, asked))
+            } else if status.is_server_error() || status == reqwest::StatusCode::REQUEST_TIMEOUT {
                 Err(Failure::Transient(reason))
             } else {
                 Err(Failure::Permanent(reason))
@@ -534,6 +584,81 @@ mod tests {
         };
         assert!(reason.contains("503"), "{reason}");
         assert!(reason.contains("overloaded, try later"), "{reason}");
+    }
+
+    /// Delivers a job whose receiver answers `answers` (then success) with `policy`, in
+    /// paused time; returns the stats, the answers left and the time it took.
+    async fn scripted(
+        policy: crate::notify::RetryPolicy,
+        answers: Vec<Failure>,
+    ) -> (DeliveryStats, usize, Duration) {
+        let settings = NotifySettings {
+            retry: policy,
+            ..NotifySettings::default()
+        };
+        let clock: WallClock = Arc::new(|| Timestamp::EPOCH);
+        let shared = Shared::new(settings, reqwest::Client::new(), clock);
+        let job = Job {
+            id: "web-1-0".into(),
+            payload: Payload::Scripted(Mutex::new(answers.into())),
+        };
+        let started = tokio::time::Instant::now();
+        shared.deliver("pagerduty `on-call`", &job).await;
+        let Payload::Scripted(left) = &job.payload else {
+            unreachable!("a scripted job")
+        };
+        let left = lock(left).len();
+        (shared.stats(), left, started.elapsed())
+    }
+
+    fn too_many() -> Failure {
+        Failure::Throttled("the receiver answered 429 Too Many Requests".into(), None)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_page_waits_minutes_rather_than_being_dropped_in_seconds() {
+        // PagerDuty answers 429 four times, with no Retry-After, then takes the page: the
+        // ordinary backoff (0.5 + 1 + 2 + 4 s over five attempts) would have given it up.
+        let policy = crate::notify::RetryPolicy::default();
+        let (stats, left, took) = scripted(policy, (0..4).map(|_| too_many()).collect()).await;
+        assert_eq!(left, 0, "every answer was used");
+        assert_eq!(
+            (stats.delivered, stats.retries, stats.failed),
+            (1, 4, 0),
+            "{stats:?}"
+        );
+        assert_eq!(took, Duration::from_secs(60 + 120 + 240 + 180));
+        // Throttled for longer than the budget, it is given up, and no sooner.
+        let (stats, left, took) = scripted(policy, (0..20).map(|_| too_many()).collect()).await;
+        assert_eq!((stats.delivered, stats.failed), (0, 1), "{stats:?}");
+        assert_eq!(left, 15, "five attempts: four waits fill the budget");
+        assert_eq!(took, policy.throttled_budget);
+        // A Retry-After is honoured, beyond maxBackoff.
+        let asked = Failure::Throttled("429".into(), Some(Duration::from_secs(90)));
+        let (stats, _, took) = scripted(policy, vec![asked]).await;
+        assert_eq!(stats.delivered, 1);
+        assert_eq!(took, Duration::from_secs(90));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_does_not_use_up_the_attempts_of_real_failures() {
+        let policy = crate::notify::RetryPolicy {
+            max_attempts: 2,
+            ..crate::notify::RetryPolicy::default()
+        };
+        let transient = || Failure::Transient("the request could not connect".into());
+        // Two 429s and one failure: within both budgets.
+        let (stats, _, _) = scripted(policy, vec![too_many(), transient(), too_many()]).await;
+        assert_eq!((stats.delivered, stats.failed), (1, 0), "{stats:?}");
+        // Two failures use up maxAttempts, 429s or not; a 503's Retry-After stays capped.
+        let busy = Failure::Busy("503".into(), Duration::from_secs(3_600));
+        let (stats, left, took) = scripted(policy, vec![busy, transient(), transient()]).await;
+        assert_eq!(
+            (stats.delivered, stats.failed, left),
+            (0, 1, 1),
+            "{stats:?}"
+        );
+        assert_eq!(took, policy.max_backoff);
     }
 
     proptest! {

@@ -68,21 +68,39 @@ pub enum Overflow {
 
 /// Retries of a delivery that failed in a way that may pass (a timeout, a refused
 /// connection, a 5xx, 408 or 429 answer, a transient SMTP reply). Answers that will not change
-/// on retry (other 4xx, a permanent SMTP reply) are not retried. A 429 or 503 whose
-/// `Retry-After` (seconds or a date) asks for a longer wait than the backoff gets it, up to
-/// `maxBackoff` (see [`wait`](RetryPolicy::wait)): Slack and PagerDuty answer a burst so.
+/// on retry (other 4xx, a permanent SMTP reply) are not retried. A 503 whose `Retry-After`
+/// (seconds or a date) asks for a longer wait than the backoff gets it, up to `maxBackoff` (see
+/// [`wait`](RetryPolicy::wait)).
+///
+/// A 429 (too many requests) is throttling, not a failure of the message, and has a budget of
+/// its own: such answers do not count against `maxAttempts`; the message waits what
+/// `Retry-After` asks, or, when the receiver does not say (PagerDuty's Events API never does,
+/// and asks for "a backoff of a few minutes"), `throttledBackoff` doubling from one 429 to the
+/// next, and is given up once it has waited `throttledBudget` in all on throttling (see
+/// [`throttled_wait`](RetryPolicy::throttled_wait)). Throttling comes with wide incidents,
+/// which is when a rollback's page matters most: seconds of ordinary backoff would drop it.
+/// A channel delivers in order, so its later messages wait behind a throttled one, as the
+/// receiver asks of them too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryPolicy {
-    /// Attempts in all, the first included (1 = no retry). Default 5.
+    /// Attempts in all, the first included (1 = no retry), 429 answers aside. Default 5.
     #[serde(default = "five")]
     pub max_attempts: u32,
     /// The wait before the first retry; each later wait doubles. Default `500ms`.
     #[serde(default = "half_second", with = "serin_signals::duration")]
     pub initial_backoff: Duration,
-    /// The longest wait between attempts. Default `30s`.
+    /// The longest wait between attempts, 429 answers aside. Default `30s`.
     #[serde(default = "thirty_seconds", with = "serin_signals::duration")]
     pub max_backoff: Duration,
+    /// The wait after a message's first 429 that names no `Retry-After`; it doubles on each
+    /// further 429 of the message. Default `1m`.
+    #[serde(default = "sixty_seconds", with = "serin_signals::duration")]
+    pub throttled_backoff: Duration,
+    /// How long in all a message may wait on 429 answers before it is given up (at least
+    /// `throttledBackoff`, at most `1h`). Default `10m`.
+    #[serde(default = "ten_minutes", with = "serin_signals::duration")]
+    pub throttled_budget: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -91,6 +109,8 @@ impl Default for RetryPolicy {
             max_attempts: five(),
             initial_backoff: half_second(),
             max_backoff: thirty_seconds(),
+            throttled_backoff: sixty_seconds(),
+            throttled_budget: ten_minutes(),
         }
     }
 }
@@ -115,6 +135,35 @@ impl RetryPolicy {
     pub fn wait(&self, attempt: u32, asked: Duration) -> Duration {
         asked.max(self.backoff(attempt)).min(self.max_backoff)
     }
+
+    /// The wait after a message's `throttled`-th 429 (from 1), whose receiver asked
+    /// (`Retry-After`) for `asked`, when the message has waited `waited` on 429s already:
+    /// what it asked (at least `initialBackoff`), else `throttledBackoff * 2^(throttled-1)`;
+    /// never past what is left of `throttledBudget`. `None` once the budget is spent: the
+    /// message is given up.
+    pub fn throttled_wait(
+        &self,
+        throttled: u32,
+        asked: Option<Duration>,
+        waited: Duration,
+    ) -> Option<Duration> {
+        let left = self
+            .throttled_budget
+            .checked_sub(waited)
+            .filter(|d| !d.is_zero())?;
+        let wanted = match asked {
+            Some(asked) => asked.max(self.initial_backoff),
+            None => {
+                let factor = 1u32
+                    .checked_shl(throttled.saturating_sub(1))
+                    .unwrap_or(u32::MAX);
+                self.throttled_backoff
+                    .checked_mul(factor)
+                    .unwrap_or(self.throttled_budget)
+            }
+        };
+        Some(wanted.min(left))
+    }
 }
 
 /// Whether the SMTP connection upgrades to TLS with STARTTLS.
@@ -124,9 +173,13 @@ pub enum StartTls {
     /// Refuse to send unless the server offers STARTTLS. The default.
     #[default]
     Required,
-    /// Upgrade when offered, send in clear text otherwise.
+    /// Upgrade when offered, send in clear text otherwise; but never log in in clear text: a
+    /// channel with a `username` refuses a session without STARTTLS (an attacker in the path
+    /// can strip the offer to read the password), so its messages fail until the server offers
+    /// it, or STARTTLS is set to `none`.
     Opportunistic,
-    /// Never upgrade (a relay on loopback or a trusted network).
+    /// Never upgrade (a relay on loopback or a trusted network); a login, if any, goes in
+    /// clear text, as chosen.
     None,
 }
 
@@ -282,6 +335,23 @@ impl NotifySettings {
                 ),
             ));
         }
+        if r.throttled_backoff.is_zero() {
+            return Err(Error::invalid(
+                "notifySettings.retry.throttledBackoff",
+                "0s",
+                "must be above zero",
+            ));
+        }
+        if r.throttled_budget < r.throttled_backoff || r.throttled_budget > MAX_THROTTLED_BUDGET {
+            return Err(Error::invalid(
+                "notifySettings.retry.throttledBudget",
+                format!("{:?}", r.throttled_budget),
+                format!(
+                    "must be at least retry.throttledBackoff ({:?}) and at most 1h: a throttled message holds up its channel's later ones",
+                    r.throttled_backoff
+                ),
+            ));
+        }
         if self.source.trim().is_empty() {
             return Err(Error::invalid(
                 "notifySettings.source",
@@ -378,6 +448,13 @@ fn sixty_seconds() -> Duration {
     Duration::from_secs(60)
 }
 
+fn ten_minutes() -> Duration {
+    Duration::from_secs(600)
+}
+
+/// The longest `retry.throttledBudget`.
+const MAX_THROTTLED_BUDGET: Duration = Duration::from_secs(3_600);
+
 fn ten_seconds() -> Duration {
     Duration::from_secs(10)
 }
@@ -419,6 +496,7 @@ mod tests {
             max_attempts: 10,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(1_000),
+            ..RetryPolicy::default()
         };
         let waits: Vec<u128> = (1..=6).map(|a| r.backoff(a).as_millis()).collect();
         assert_eq!(waits, vec![100, 200, 400, 800, 1_000, 1_000]);
@@ -428,6 +506,39 @@ mod tests {
         assert_eq!(r.wait(1, ms(500)), ms(500));
         assert_eq!(r.wait(3, ms(50)), ms(400));
         assert_eq!(r.wait(1, Duration::from_secs(3_600)), ms(1_000));
+    }
+
+    #[test]
+    fn throttling_waits_minutes_within_its_own_budget() {
+        let r = RetryPolicy::default();
+        let s = Duration::from_secs;
+        // No Retry-After (PagerDuty): a minute, doubling, cut to what is left of the budget.
+        let mut waited = Duration::ZERO;
+        let mut waits = Vec::new();
+        for n in 1.. {
+            let Some(w) = r.throttled_wait(n, None, waited) else {
+                break;
+            };
+            waits.push(w.as_secs());
+            waited += w;
+        }
+        assert_eq!(waits, vec![60, 120, 240, 180]);
+        assert_eq!(waited, s(600));
+        // What the receiver asks for is honoured, past maxBackoff, within the budget.
+        assert_eq!(
+            r.throttled_wait(1, Some(s(90)), Duration::ZERO),
+            Some(s(90))
+        );
+        assert_eq!(r.throttled_wait(3, Some(s(3_600)), s(100)), Some(s(500)));
+        assert_eq!(
+            r.throttled_wait(1, Some(Duration::ZERO), Duration::ZERO),
+            Some(r.initial_backoff)
+        );
+        assert_eq!(r.throttled_wait(1, Some(s(1)), s(600)), None);
+        assert_eq!(
+            r.throttled_wait(u32::MAX, None, Duration::ZERO),
+            Some(s(600))
+        );
     }
 
     #[test]
@@ -499,6 +610,18 @@ mod tests {
             (
                 r#"{"retry":{"initialBackoff":"2s","maxBackoff":"1s"}}"#,
                 "notifySettings.retry.maxBackoff",
+            ),
+            (
+                r#"{"retry":{"throttledBackoff":0}}"#,
+                "notifySettings.retry.throttledBackoff",
+            ),
+            (
+                r#"{"retry":{"throttledBackoff":"2m","throttledBudget":"1m"}}"#,
+                "notifySettings.retry.throttledBudget",
+            ),
+            (
+                r#"{"retry":{"throttledBudget":"2h"}}"#,
+                "notifySettings.retry.throttledBudget",
             ),
             (r#"{"source":" "}"#, "notifySettings.source"),
             (

@@ -235,6 +235,8 @@ pub fn fast_settings() -> NotifySettings {
             max_attempts: 4,
             initial_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(200),
+            throttled_backoff: Duration::from_millis(50),
+            throttled_budget: Duration::from_secs(2),
         },
         webhook_secret: Some(Secret::new(SECRET)),
         ..NotifySettings::default()

@@ -1,6 +1,8 @@
 //! A scripted SMTP server on loopback that counts connections, messages and `QUIT`s, for the
 //! e-mail channel's tests that need more control than a real server gives (a server that never
-//! greets, one that hangs up after each message, one without STARTTLS).
+//! greets, one that hangs up after each message, one without STARTTLS, one that takes a login
+//! in clear text). Every mode refuses recipients whose local part starts with `gone` (550, as
+//! a mailbox that no longer exists) and defers those starting with `busy` (450).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -19,6 +21,9 @@ pub enum SmtpMode {
     /// Accepts one message, then hangs up without a word (as a server whose idle timeout ran
     /// out between messages).
     HangUpAfterEachMessage,
+    /// As `Serve`, and offers a login (`AUTH PLAIN LOGIN`) without STARTTLS: what a client
+    /// sees when an attacker strips the STARTTLS offer.
+    ServeWithLogin,
 }
 
 #[derive(Debug, Default)]
@@ -26,6 +31,10 @@ struct Seen {
     connections: usize,
     messages: Vec<String>,
     quits: usize,
+    /// The `AUTH` commands received.
+    logins: Vec<String>,
+    /// The recipients of each message, as the transaction's accepted `RCPT TO`s.
+    recipients: Vec<Vec<String>>,
 }
 
 /// The server and what it saw.
@@ -70,6 +79,15 @@ impl FakeSmtp {
         self.seen.lock().expect("seen").quits
     }
 
+    pub fn logins(&self) -> Vec<String> {
+        self.seen.lock().expect("seen").logins.clone()
+    }
+
+    /// The accepted recipients of each message, in the order the messages came.
+    pub fn recipients(&self) -> Vec<Vec<String>> {
+        self.seen.lock().expect("seen").recipients.clone()
+    }
+
     /// Waits (up to 5 s of real time) until `done` holds.
     pub async fn wait_until(&self, what: &str, done: impl Fn(&FakeSmtp) -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -90,6 +108,7 @@ async fn session(stream: TcpStream, mode: SmtpMode, seen: Arc<Mutex<Seen>>) {
     if write.write_all(b"220 fake ESMTP\r\n").await.is_err() {
         return;
     }
+    let mut rcpts = Vec::new();
     while let Ok(Some(line)) = lines.next_line().await {
         let verb = line
             .split(' ')
@@ -98,8 +117,34 @@ async fn session(stream: TcpStream, mode: SmtpMode, seen: Arc<Mutex<Seen>>) {
             .to_ascii_uppercase();
         let reply: &[u8] = match verb.as_str() {
             // No STARTTLS: a client that requires it must refuse this server.
+            "EHLO" if mode == SmtpMode::ServeWithLogin => {
+                b"250-fake\r\n250-8BITMIME\r\n250-AUTH PLAIN LOGIN\r\n250 SMTPUTF8\r\n"
+            }
             "EHLO" => b"250-fake\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n",
-            "HELO" | "MAIL" | "RCPT" | "RSET" | "NOOP" => b"250 OK\r\n",
+            "AUTH" => {
+                seen.lock().expect("seen").logins.push(line.clone());
+                b"235 2.7.0 accepted\r\n"
+            }
+            "RCPT" => {
+                let to = line
+                    .split_once('<')
+                    .and_then(|(_, rest)| rest.split_once('>'))
+                    .map(|(addr, _)| addr.to_owned())
+                    .unwrap_or_default();
+                if to.starts_with("gone") {
+                    b"550 5.1.1 no such mailbox\r\n"
+                } else if to.starts_with("busy") {
+                    b"450 4.2.1 mailbox busy, try later\r\n"
+                } else {
+                    rcpts.push(to);
+                    b"250 OK\r\n"
+                }
+            }
+            "MAIL" | "RSET" => {
+                rcpts.clear();
+                b"250 OK\r\n"
+            }
+            "HELO" | "NOOP" => b"250 OK\r\n",
             "QUIT" => {
                 seen.lock().expect("seen").quits += 1;
                 let _ = write.write_all(b"221 bye\r\n").await;
@@ -122,7 +167,11 @@ async fn session(stream: TcpStream, mode: SmtpMode, seen: Arc<Mutex<Seen>>) {
                         _ => return,
                     }
                 }
-                seen.lock().expect("seen").messages.push(text);
+                {
+                    let mut seen = seen.lock().expect("seen");
+                    seen.messages.push(text);
+                    seen.recipients.push(std::mem::take(&mut rcpts));
+                }
                 if write.write_all(b"250 queued\r\n").await.is_err() {
                     return;
                 }
