@@ -411,6 +411,18 @@ pub struct DeploymentState {
     pub weight: f64,
     /// The end of the last window observed.
     pub observed_until: Timestamp,
+    /// When the new version's arm last began taking traffic (its share rose from 0%). Its
+    /// metrics need a scrape or two to appear, so a rollback trigger on it that has no data
+    /// yet gets its `staleAfter` counted from here before its missing data holds or rolls
+    /// back. Journalled, so a restart neither extends nor cuts short that grace. `None` before
+    /// the first weight, and in records written before it was journalled (no grace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_traffic_since: Option<Timestamp>,
+    /// When the old version's arm last began taking traffic again (its share rose from 0%
+    /// after the new version had all of it), for the same grace; `None` while it has served
+    /// traffic since the deployment began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_traffic_since: Option<Timestamp>,
     /// When the new version took all traffic.
     pub promoted_at: Option<Timestamp>,
     /// The canary controller, in canary stages.
@@ -502,6 +514,8 @@ impl DeploymentState {
             paused: false,
             weight: 0.0,
             observed_until: now,
+            canary_traffic_since: None,
+            baseline_traffic_since: None,
             promoted_at: None,
             canary: None,
             plan: None,
@@ -865,6 +879,8 @@ pub(crate) mod tests {
             "promoting",
             "operatorPromoted",
             "oldRetired",
+            "canaryTrafficSince",
+            "baselineTrafficSince",
         ] {
             fields.remove(key);
         }
@@ -874,6 +890,8 @@ pub(crate) mod tests {
         assert_eq!(state.readiness_since, None);
         assert!(!state.restored && !state.promoting && !state.old_retired);
         assert!(!state.operator_promoted);
+        assert_eq!(state.canary_traffic_since, None);
+        assert_eq!(state.baseline_traffic_since, None);
         assert!(state.may_roll_back());
         state.check_restored().expect("consistent");
     }

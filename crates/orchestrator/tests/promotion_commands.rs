@@ -182,3 +182,45 @@ async fn an_operators_promote_in_the_watch_lifts_a_pause() {
         .expect("report");
     assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
 }
+
+/// After the watch, the old version is kept warm for `keepOldWarmFor` so that an abort can
+/// still switch back at once: a promote does not cut that short (it is refused, saying until
+/// when the old version is kept warm), but it lifts a pause that would keep the old version
+/// warm past the delay, as it lifts a pause in every other stage.
+#[tokio::test(start_paused = true)]
+async fn an_operators_promote_in_completion_lifts_a_pause_but_keeps_the_warm_delay() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let mut config = canary_config("1.1.0");
+    config.blue_green_config.keep_old_warm_for = Duration::from_secs(120);
+    config.validate().expect("valid");
+    let h = world.start(&config).await;
+    support::until_stage(&h, serin_orchestrator::Stage::Completion).await;
+    let e = h.promote().await.expect_err("nothing is left to promote");
+    assert!(
+        e.to_string().contains("keepOldWarmFor") && e.to_string().contains("kept warm until"),
+        "{e}"
+    );
+    assert!(world.has_track(&Track::Stable).await, "still warm");
+    h.pause().await.expect("pause");
+    h.promote().await.expect("a promote lifts the pause");
+    assert!(!h.status().paused, "{:?}", h.status());
+    assert!(world.has_track(&Track::Stable).await, "still warm");
+    let report = tokio::time::timeout(Duration::from_secs(90), h.wait())
+        .await
+        .expect("the old version retired after its warm delay, not at the deadline")
+        .expect("report");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    let promoted = report
+        .timeline
+        .iter()
+        .find_map(|e| match e.kind {
+            EventKind::WeightChanged { percent, .. } if percent >= 100.0 => Some(e.at),
+            _ => None,
+        })
+        .expect("promoted");
+    let took = report.last_at.saturating_duration_since(promoted);
+    assert!(
+        took >= Duration::from_secs(120),
+        "retired {took:?} after promotion"
+    );
+}

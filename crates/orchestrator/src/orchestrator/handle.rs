@@ -101,8 +101,9 @@ impl DeploymentHandle {
     /// Gives the new version all traffic now (refused while a judge fails), through a
     /// rollback trigger's hold, and lifts a pause. A canary track that must first grow to full
     /// size and is not ready at once takes all traffic once ready: the promote is answered
-    /// when it is under way, and the status and the events tell the rest (see
-    /// [`Operation::Promote`]).
+    /// when it is under way, and the status and the events tell the rest. During the watch
+    /// after promotion it ends the watch; after it, the old version's warm delay is not cut
+    /// short (only a pause is lifted; see [`Operation::Promote`]).
     pub async fn promote(&self) -> Result<()> {
         self.send(Operation::Promote).await
     }

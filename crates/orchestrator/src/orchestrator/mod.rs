@@ -474,7 +474,8 @@ impl Orchestrator {
     /// A record edited by hand or damaged is refused with the field and the reason, and
     /// nothing moves: one whose configuration no longer validates, or whose fields disagree
     /// (see [`Record::check_restored`](crate::Record::check_restored)). A record written by a
-    /// clock ahead of this one is observed from now, so the new version is watched at once.
+    /// clock ahead of this one is observed from now, so the new version is watched at once,
+    /// and an arm it says began taking traffic later than now began now.
     pub async fn resume(&self, deployment: &str) -> Result<DeploymentHandle> {
         let records = self.inner.journal.records(deployment).await?;
         let Some((last, earlier)) = records.split_last() else {
@@ -493,6 +494,16 @@ impl Orchestrator {
                 "the journal's last observation is ahead of this clock; observing from now"
             );
             state.observed_until = now;
+        }
+        // Likewise when an arm began taking traffic: the grace its triggers get from then
+        // would otherwise last until this clock caught up, with missing data excused.
+        for since in [
+            &mut state.canary_traffic_since,
+            &mut state.baseline_traffic_since,
+        ] {
+            if since.is_some_and(|t| t > now) {
+                *since = Some(now);
+            }
         }
         let guard = self.lock_service(&state.service)?;
         self.inner.platform.lock(&state.service, &state.id).await?;

@@ -43,7 +43,7 @@ impl Runner {
         if let Some(reason) = rollback {
             return self.roll_back(reason, kinds).await;
         }
-        let hold = self.triggers_hold();
+        let hold = self.triggers_hold(now);
         let Some(run) = self.state.canary.clone() else {
             return Err(Error::conflict(
                 "analyse",
@@ -103,7 +103,8 @@ impl Runner {
             }
             Action::SetWeight(w) => {
                 let previous_weight = self.state.weight;
-                self.state.weight = f64::from(w);
+                let now = self.now();
+                self.set_weight(f64::from(w), now);
                 kinds.push(EventKind::AnalysisResult { decision });
                 kinds.push(self.weight_changed(f64::from(w)));
                 let split = split_percent(&old, &new, w)?;

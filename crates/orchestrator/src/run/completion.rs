@@ -70,7 +70,7 @@ impl Runner {
             .unwrap_or(self.state.observed_until)
             .saturating_add(cfg.monitoring_duration);
         let next = self.state.observed_until.saturating_add(cfg.check_interval);
-        if next > until && !self.triggers_hold() {
+        if next > until && !self.triggers_hold(now) {
             let target = until.min(deadline);
             if !self.wait_until(target).await? || target < until {
                 // Moved by a command, or the deadline came first (the next tick handles it).
@@ -134,6 +134,47 @@ impl Runner {
             return Ok(());
         }
         self.complete(Vec::new()).await
+    }
+
+    /// An operator's promote in completion: the new version has all traffic, and the old one
+    /// is kept warm for `keepOldWarmFor` so that an abort can still switch back at once. A
+    /// promote does not cut that short (nor does Argo Rollouts' `promote --full` cut
+    /// `scaleDownDelaySeconds` short; an operator who wants the old version gone sooner sets a
+    /// shorter delay). It lifts a pause, as it does in every stage, so the old version is
+    /// retired when its delay is over instead of being kept warm until the resume; without a
+    /// pause it is refused, saying when the old version goes.
+    pub(super) async fn promote_in_completion(&mut self) -> Result<()> {
+        if self.state.paused && !self.state.old_retired {
+            self.state.paused = false;
+            return self.commit(Vec::new(), vec![EventKind::Resumed]).await;
+        }
+        let old = self
+            .state
+            .from
+            .as_ref()
+            .map_or_else(|| "the old version".to_owned(), ToString::to_string);
+        let reason = if self.state.old_retired || self.state.deadline_action {
+            format!(
+                "{} already serves all traffic and {old} is being retired: nothing is left to \
+                 promote",
+                self.state.to
+            )
+        } else {
+            let warm = self.state.config.blue_green_config.keep_old_warm_for;
+            let until = self
+                .state
+                .promoted_at
+                .unwrap_or(self.state.observed_until)
+                .saturating_add(warm)
+                .min(self.state.deadline);
+            format!(
+                "{} already serves all traffic: nothing is left to promote. {old} is kept warm \
+                 until {until} (blueGreenConfig.keepOldWarmFor {warm:?}) so that an abort can \
+                 still switch back at once, and a promote does not cut that short",
+                self.state.to
+            )
+        };
+        Err(Error::conflict("promote", &self.state.id, reason))
     }
 
     /// Gives the new version all traffic for good, retires the old one, then carries out the

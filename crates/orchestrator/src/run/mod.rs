@@ -36,7 +36,13 @@ use canary::{controller_of, store};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
     /// Skip the remaining analysis or switch steps and give the new version all traffic
-    /// (once its track has grown to full size). A rollback trigger's hold does not stop it: the
+    /// (once its track has grown to full size); during the watch after promotion, end the
+    /// watch. Once the new version has all traffic and the watch is over (completion), the
+    /// old version's warm delay (`keepOldWarmFor`) is not cut short, as Argo Rollouts'
+    /// `promote --full` does not cut `scaleDownDelaySeconds` short: that delay is what lets an
+    /// abort switch back at once. There a promote only lifts a pause (which would keep the old
+    /// version warm past the delay), and is refused, saying until when the old version is
+    /// kept warm, when no pause holds. A rollback trigger's hold does not stop it: the
     /// operator decides on the evidence there is. It lifts a pause, as Argo Rollouts'
     /// `promote` does. When the canary track must first grow to full size and is not ready at
     /// once, answered as soon as the promotion is journalled and the scale carried out, not
@@ -133,6 +139,9 @@ impl Resumption {
     }
 }
 
+/// Whether `e` is a journal append's failure (as [`Runner::append`] labels every one): the run
+/// stops there, with the journal's last record as the state to resume from, since nothing may
+/// be carried out or answered that is not journalled.
 fn is_journal_error(e: &Error) -> bool {
     matches!(e, Error::Backend { backend, .. } if backend == "journal")
 }
@@ -158,6 +167,24 @@ impl Runner {
             track: self.state.to.track.to_string(),
             percent,
         }
+    }
+
+    /// Sets the new version's share of traffic to `percent` from `now` on, noting when an arm
+    /// that had none begins taking some ([`canary_traffic_since`], [`baseline_traffic_since`]):
+    /// a rollback trigger on that arm gets its `staleAfter` from then before its missing data
+    /// counts (see `feed_triggers`).
+    ///
+    /// [`canary_traffic_since`]: DeploymentState::canary_traffic_since
+    /// [`baseline_traffic_since`]: DeploymentState::baseline_traffic_since
+    fn set_weight(&mut self, percent: f64, now: Timestamp) {
+        let before = self.state.weight;
+        if before <= 0.0 && percent > 0.0 {
+            self.state.canary_traffic_since = Some(now);
+        }
+        if before >= 100.0 && percent < 100.0 {
+            self.state.baseline_traffic_since = Some(now);
+        }
+        self.state.weight = percent;
     }
 
     /// Journals the current state with `effects` and `kinds`, carries the effects out, then
@@ -223,14 +250,16 @@ impl Runner {
             events,
             sample: self.sample.take(),
         };
-        self.inner
-            .journal
-            .append(&record)
-            .await
-            .map_err(|e| match e {
-                Error::Backend { .. } => e,
-                other => Error::backend("journal", self.inner.journal.name(), other),
-            })?;
+        // Whatever the journal answers, its failure is the journal's: a journal of the user's
+        // may report its own backend (`database`, say), and a failed append must still stop the
+        // run (see `is_journal_error`) rather than let it go on from a state never journalled.
+        self.inner.journal.append(&record).await.map_err(|e| {
+            if is_journal_error(&e) {
+                e
+            } else {
+                Error::backend("journal", self.inner.journal.name(), e)
+            }
+        })?;
         self.seq += 1;
         Ok(record)
     }
@@ -739,6 +768,7 @@ impl Runner {
                     }
                     self.enter(Stage::Completion, Vec::new(), kinds).await
                 }
+                Stage::Completion => self.promote_in_completion().await,
                 _ => Err(Error::conflict(
                     "promote",
                     &id,
@@ -762,11 +792,12 @@ impl Runner {
     /// or the deadline comes. An operator's promotion goes through a hold.
     ///
     /// An arm that serves no traffic (the new version at 0%, the old one at 100%) can have no
-    /// data: a trigger gone stale on it holds nothing, nor rolls back (see
+    /// data: a trigger gone stale on it holds nothing, nor rolls back, and neither does it
+    /// during its `staleAfter` after the arm began taking traffic, before its first scrape (see
     /// [`triggers_ask`](Self::triggers_ask) and `feed_triggers`). A real outage goes on
-    /// holding at the first weight.
-    fn triggers_hold(&self) -> bool {
-        self.triggers_ask() == Some(serin_triggers::Action::Hold)
+    /// holding at the first weight once that grace is over.
+    fn triggers_hold(&self, now: Timestamp) -> bool {
+        self.triggers_ask(now) == Some(serin_triggers::Action::Hold)
     }
 
     fn past_deadline(&self, now: Timestamp) -> bool {

@@ -4,9 +4,7 @@
 use std::time::Duration;
 
 use serin_signals::{Arm, Measurement, Metric, MetricQuery, Observation, Timestamp, Track, Window};
-use serin_triggers::{
-    Action as TriggerAction, Engine, EngineConfig, MissingData, TriggerConfig, TriggerState,
-};
+use serin_triggers::{Action as TriggerAction, Engine, MissingData, TriggerConfig, TriggerState};
 
 use crate::error::Result;
 use crate::event::EventKind;
@@ -128,15 +126,19 @@ impl Runner {
     /// traffic) can have no data, and a trigger on it whose missing data asks to roll back
     /// would go stale for that alone: its silence says nothing of either version, as it holds
     /// nothing (see [`triggers_ask`](Self::triggers_ask)). There the stale trigger is announced
-    /// as a warning anomaly and does not roll back; it stays stale, so once its arm serves
-    /// traffic again, the first window that still brings it no usable data rolls back. A
-    /// trigger that fires on its data rolls back at any weight.
+    /// as a warning anomaly and does not roll back. Nor right after its arm begins taking
+    /// traffic: metrics need a scrape interval or two to appear, so a trigger on that arm
+    /// gets its own `staleAfter`, counted from when the arm began taking traffic (journalled,
+    /// so a restart changes nothing), before missing data rolls back or holds — as a trigger
+    /// gets its `staleAfter` from the start of the deployment. The first window past that
+    /// grace that still brings it no usable data rolls back. A trigger that fires on its data
+    /// rolls back at any weight, in the grace too.
     pub(super) async fn feed_triggers(
         &mut self,
         observations: &[(Metric, Observation, Observation)],
         now: Timestamp,
     ) -> (Vec<EventKind>, Option<String>, bool) {
-        let silent = self.silent_arm();
+        let excuse = self.excuse(now);
         let engine = &mut self.state.triggers;
         let config = engine.config();
         let mut kinds = Vec::new();
@@ -179,22 +181,23 @@ impl Runner {
         engine.tick(now);
         let mut rollback = None;
         for e in engine.drain_events() {
+            let excused = match (e.action, e.to) {
+                (Some(TriggerAction::Rollback), TriggerState::Stale { .. }) => config
+                    .triggers
+                    .iter()
+                    .find(|t| t.id() == e.trigger)
+                    .and_then(|t| excuse.why(t)),
+                _ => None,
+            };
+            if let Some(why) = excused {
+                kinds.push(EventKind::Anomaly {
+                    source: format!("trigger `{}`", e.trigger),
+                    severity: "warning".into(),
+                    summary: format!("{}; {why}", e.evidence),
+                });
+                continue;
+            }
             match e.action {
-                Some(TriggerAction::Rollback)
-                    if matches!(e.to, TriggerState::Stale { .. })
-                        && silent.is_some()
-                        && watches(&config, &e.trigger) == silent.as_ref() =>
-                {
-                    kinds.push(EventKind::Anomaly {
-                        source: format!("trigger `{}`", e.trigger),
-                        severity: "warning".into(),
-                        summary: format!(
-                            "{}; its track serves no traffic, so this rolls back only if the \
-                             data is still missing once it does",
-                            e.evidence
-                        ),
-                    });
-                }
                 Some(TriggerAction::Rollback) => {
                     if rollback.is_none() {
                         rollback = Some(format!(
@@ -213,18 +216,31 @@ impl Runner {
             }
         }
         if rollback.is_none() {
-            rollback = stale(engine, silent.as_ref())
+            rollback = stale(engine, &excuse)
                 .find(|(t, _)| missing_data(t) == MissingData::Fire)
                 .map(|(t, since)| {
                     format!(
                         "trigger `{}` has had no usable data since {since}, and still has none \
-                         now its track serves traffic: missing data asks to rollback",
-                        t.id()
+                         now its track serves traffic (for longer than its staleAfter {:?}): \
+                         missing data asks to rollback",
+                        t.id(),
+                        stale_after(&t)
                     )
                 });
         }
-        let hold = self.triggers_ask() == Some(TriggerAction::Hold);
+        let hold = self.triggers_ask(now) == Some(TriggerAction::Hold);
         (kinds, rollback, hold)
+    }
+
+    /// What excuses a rollback trigger's missing data at `now` (see
+    /// [`feed_triggers`](Self::feed_triggers)).
+    fn excuse(&self, now: Timestamp) -> Excuse {
+        Excuse {
+            silent: self.silent_arm(),
+            canary_since: self.state.canary_traffic_since,
+            baseline_since: self.state.baseline_traffic_since,
+            now,
+        }
     }
 
     /// The engine's label of the arm that serves no traffic now, if one does not: the new
@@ -239,26 +255,66 @@ impl Runner {
         }
     }
 
-    /// What the rollback triggers ask for now: the engine's current action, without the
+    /// What the rollback triggers ask for at `now`: the engine's current action, without the
     /// missing-data action of a trigger gone stale on the arm that serves no traffic (see
-    /// [`silent_arm`](Self::silent_arm)). Such a trigger can have no data, and would otherwise
-    /// hold a canary at 0% for good, or a finished switch until its deadline: there only what
-    /// the data asks for counts (a trigger firing, or breached again inside its cooldown). A
-    /// stale trigger on an arm that serves traffic (a real metrics outage) asks as it says.
-    pub(super) fn triggers_ask(&self) -> Option<TriggerAction> {
+    /// [`silent_arm`](Self::silent_arm)), or on an arm that began taking traffic less than the
+    /// trigger's `staleAfter` ago. Such a trigger can have no data (yet), and would otherwise
+    /// hold a canary at 0% for good, a finished switch until its deadline, or a canary at its
+    /// first weight before its first scrape: there only what the data asks for counts (a
+    /// trigger firing, or breached again inside its cooldown). A stale trigger on an arm that
+    /// has served traffic for longer (a real metrics outage) asks as it says.
+    pub(super) fn triggers_ask(&self, now: Timestamp) -> Option<TriggerAction> {
         let engine = &self.state.triggers;
-        let stale = stale(engine, self.silent_arm().as_ref())
+        let stale = stale(engine, &self.excuse(now))
             .map(|(t, _)| missing_data(&t).action())
             .max();
         engine.data_action().max(stale)
     }
 }
 
-/// The triggers gone stale, with since when, but those watching `silent`, the arm that serves
-/// no traffic.
+/// What excuses a stale trigger's missing data: its arm serves no traffic, or began taking
+/// traffic less than the trigger's `staleAfter` before `now`.
+struct Excuse {
+    /// The engine's label of the arm that serves no traffic, if one does not.
+    silent: Option<Track>,
+    /// When the new version's arm (`canary`) last began taking traffic.
+    canary_since: Option<Timestamp>,
+    /// When the old version's arm (`stable`) last began taking traffic again.
+    baseline_since: Option<Timestamp>,
+    now: Timestamp,
+}
+
+impl Excuse {
+    /// Why `t`'s missing data says nothing of its version now, if it does not.
+    fn why(&self, t: &TriggerConfig) -> Option<String> {
+        let arm = watched(t);
+        if self.silent.as_ref() == Some(arm) {
+            return Some(
+                "its track serves no traffic, so this rolls back only if the data is still \
+                 missing once it does"
+                    .into(),
+            );
+        }
+        let since = match arm {
+            Track::Canary => self.canary_since,
+            Track::Stable => self.baseline_since,
+            _ => None,
+        }?;
+        let grace = stale_after(t);
+        (self.now.saturating_duration_since(since) <= grace).then(|| {
+            format!(
+                "its track began taking traffic at {since}, and its metrics may not have \
+                 appeared yet: this rolls back only if the data is still missing {grace:?} \
+                 (its staleAfter) after that"
+            )
+        })
+    }
+}
+
+/// The triggers gone stale, with since when, but those whose missing data `excuse` covers.
 fn stale<'a>(
     engine: &'a Engine,
-    silent: Option<&'a Track>,
+    excuse: &'a Excuse,
 ) -> impl Iterator<Item = (TriggerConfig, Timestamp)> + 'a {
     let config = engine.config();
     engine.states().filter_map(move |(id, state)| {
@@ -266,13 +322,19 @@ fn stale<'a>(
             return None;
         };
         let t = config.triggers.iter().find(|t| t.id() == id)?;
-        (Some(watched(t)) != silent).then(|| (t.clone(), since))
+        excuse.why(t).is_none().then(|| (t.clone(), since))
     })
 }
 
-/// The track the trigger `id` watches, as the engine labels it.
-fn watches<'a>(config: &'a EngineConfig, id: &str) -> Option<&'a Track> {
-    config.triggers.iter().find(|t| t.id() == id).map(watched)
+/// A trigger's `staleAfter`: how long it goes without usable data before it is stale.
+fn stale_after(t: &TriggerConfig) -> Duration {
+    match t {
+        TriggerConfig::MetricThreshold(c) => c.stale_after,
+        TriggerConfig::HealthCheck(c) => c.effective_stale_after(),
+        TriggerConfig::ErrorSpike(c) => c.stale_after,
+        TriggerConfig::DependencyFailure(c) => c.stale_after,
+        TriggerConfig::ResourceUsage(c) => c.stale_after,
+    }
 }
 
 /// The track a trigger watches.

@@ -499,7 +499,7 @@ impl Runner {
     /// grown track is ready: a pause holds it, and so does a rollback trigger asking to hold,
     /// unless an operator promoted.
     fn promotion_held(&self) -> bool {
-        self.state.paused || (!self.state.operator_promoted && self.triggers_hold())
+        self.state.paused || (!self.state.operator_promoted && self.triggers_hold(self.now()))
     }
 
     /// Serves an operator command during a readiness wait. During a promotion, a promote lets
@@ -536,7 +536,7 @@ impl Runner {
         }];
         let Some(old) = self.old_track() else {
             // A first install: nothing to compare with, nothing to switch from.
-            self.state.weight = 100.0;
+            self.set_weight(100.0, now);
             self.state.promoted_at = Some(now);
             let split = split_all(&new, None)?;
             return self
@@ -555,7 +555,7 @@ impl Runner {
                     // canary stage starts at 0% with its controller not yet asked, and its
                     // first window after the resume takes the first step.
                     self.state.canary = Some(store(controller, String::new()));
-                    self.state.weight = 0.0;
+                    self.set_weight(0.0, now);
                     let split = split_percent(&old, &new, 0)?;
                     return self
                         .enter(Stage::Canary, vec![Effect::Apply { split }], kinds)
@@ -566,7 +566,7 @@ impl Runner {
                     // The first step is not a weight (a scale step, say): the canary stage
                     // starts at 0%, and the decision is carried out like any later one.
                     self.state.canary = Some(store(controller, String::new()));
-                    self.state.weight = 0.0;
+                    self.set_weight(0.0, now);
                     kinds.push(self.weight_changed(0.0));
                     let split = split_percent(&old, &new, 0)?;
                     self.enter(Stage::Canary, vec![Effect::Apply { split }], kinds)
@@ -576,7 +576,7 @@ impl Runner {
                         .await;
                 };
                 self.state.canary = Some(store(controller, decision.reason.clone()));
-                self.state.weight = f64::from(weight);
+                self.set_weight(f64::from(weight), now);
                 kinds.push(EventKind::AnalysisResult { decision });
                 kinds.push(self.weight_changed(f64::from(weight)));
                 let split = split_percent(&old, &new, weight)?;

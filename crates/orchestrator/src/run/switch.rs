@@ -27,7 +27,7 @@ impl Runner {
         if self.past_deadline(now) {
             return self.roll_back(self.deadline_reason(), Vec::new()).await;
         }
-        let next = if self.state.paused || self.triggers_hold() {
+        let next = if self.state.paused || self.triggers_hold(now) {
             Next::AwaitApproval { step: 0 }
         } else {
             run.cursor.next(&run.plan, now.as_millis())
@@ -55,7 +55,7 @@ impl Runner {
                     .split()
                     .weight_of(new.as_str())
                     .map_or(0.0, |w| w.as_percent());
-                self.state.weight = percent;
+                self.set_weight(percent, now);
                 self.state.plan = Some(run);
                 let kinds = vec![self.weight_changed(percent)];
                 self.commit(
@@ -240,7 +240,7 @@ impl Runner {
         };
         let now = self.now();
         self.end_promotion();
-        self.state.weight = 100.0;
+        self.set_weight(100.0, now);
         // The watch goes on from the last observation: what the new version did since (while
         // the scaled track became ready, say) is in its first check.
         self.state.promoted_at = Some(now);
@@ -271,7 +271,8 @@ impl Runner {
         }
         self.end_promotion();
         self.state.rollback_reason = Some(reason.clone());
-        self.state.weight = 0.0;
+        let now = self.now();
+        self.set_weight(0.0, now);
         kinds.push(EventKind::RollbackStarted { reason });
         let effects = match self.old_track() {
             Some(old) => vec![Effect::Apply {
