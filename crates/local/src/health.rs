@@ -30,8 +30,10 @@ pub struct HttpProbe {
 /// A [`HealthSource`] named `local-http` that runs HTTP probes when told to
 /// ([`check`](HttpHealth::check)) and reports the latest result of each.
 ///
-/// A 2xx answer is `Pass`; a 5xx, a refused connection or no answer within the timeout is
-/// `Fail`; any other status (a 404 from a wrong path) is `Unknown` — never a pass — and so is a
+/// A status from 200 to 399 is `Pass`, as the kubelet counts an HTTP probe (a redirect is not
+/// followed: the instance answered, and a path that redirects to a login page or adds a slash
+/// belongs to a service that runs); a 5xx, a refused connection or no answer within the timeout
+/// is `Fail`; any other status (a 404 from a wrong path) is `Unknown` — never a pass — and so is a
 /// path no request can carry (`ready`, `/re ady`), which is the probe's fault, not the
 /// instance's, and is not sent. Results carry
 /// the `now` given to `check`, so a caller in virtual time gets consistent timestamps, and the
@@ -163,7 +165,7 @@ impl HttpHealth {
                     None => probe::get(p.addr, &p.path, timeout).await.map_err(Ok),
                 };
                 let (status, detail) = match answer {
-                    Ok(s) if s.is_success() => {
+                    Ok(s) if probe::passes(s) => {
                         (ProbeStatus::Pass, format!("{} answered {s}", p.path))
                     }
                     Ok(s) if s.is_server_error() => {

@@ -21,6 +21,14 @@ pub(crate) fn path_problem(path: &str) -> Option<String> {
         .map(|e| format!("is not a valid HTTP request path: {e}"))
 }
 
+/// Whether a probe's answer passes: any status from 200 to 399, as the kubelet counts an HTTP
+/// probe. A redirect passes without being followed: the instance answered, and a readiness path
+/// that redirects (`/ready` to `/ready/`, to a login page) is a service that runs; the kubelet
+/// follows a redirect only to the same host, and passes one to any other host as it is.
+pub(crate) fn passes(status: StatusCode) -> bool {
+    (200..400).contains(&status.as_u16())
+}
+
 /// `GET path` on `addr` on a fresh connection, with everything (connect included) bounded by
 /// `timeout`. `Err` says why there was no status: refused, timed out, closed.
 pub(crate) async fn get(
@@ -53,5 +61,20 @@ pub(crate) async fn get(
         Err(_) => Err(format!(
             "GET {path} on {addr}: no answer within {timeout:?}"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_passes_from_200_to_399_as_the_kubelet_counts() {
+        for code in [200, 204, 299, 300, 301, 302, 304, 307, 308, 399] {
+            assert!(passes(StatusCode::from_u16(code).unwrap()), "{code}");
+        }
+        for code in [100, 101, 199, 400, 404, 429, 500, 503, 599] {
+            assert!(!passes(StatusCode::from_u16(code).unwrap()), "{code}");
+        }
     }
 }

@@ -46,8 +46,9 @@ pub struct ProcessConfig {
     pub log_dir: PathBuf,
     /// When those logs are rotated (default at 16 MiB, keeping 3 rotated files).
     pub log_rotation: LogRotation,
-    /// The HTTP path (and query) that answers 2xx once an instance is ready (default `/ready`);
-    /// it must start with `/` and be a valid request target (no spaces).
+    /// The HTTP path (and query) that answers 200 to 399 once an instance is ready, as a
+    /// Kubernetes `httpGet` probe passes (default `/ready`); it must start with `/` and be a
+    /// valid request target (no spaces).
     pub readiness_path: String,
     /// How long one readiness check may take (default 500 ms).
     pub probe_timeout: Duration,
@@ -221,7 +222,8 @@ struct Running {
 /// and its output appended to a log file that is rotated at a size limit
 /// ([`LogRotation`]).
 ///
-/// - An instance is **ready** when `GET {readiness_path}` on its port answers 2xx, checked on each
+/// - An instance is **ready** when `GET {readiness_path}` on its port answers a status from 200
+///   to 399 (as the kubelet counts an HTTP probe; a redirect is not followed), checked on each
 ///   [`status`](Platform::status); **live** while its process runs.
 /// - A process that exits is reported dead (with its exit status and the last line of its log)
 ///   and is **never restarted silently**: the caller decides (roll back, scale, retire).
@@ -583,7 +585,7 @@ impl ProcessPlatform {
                 let (readiness, liveness, detail) = match exited {
                     Some(why) => (ProbeStatus::Fail, ProbeStatus::Fail, Some(why)),
                     None => match probe::get(addr, &path, timeout).await {
-                        Ok(s) if s.is_success() => (ProbeStatus::Pass, ProbeStatus::Pass, None),
+                        Ok(s) if probe::passes(s) => (ProbeStatus::Pass, ProbeStatus::Pass, None),
                         Ok(s) => (
                             ProbeStatus::Fail,
                             ProbeStatus::Pass,

@@ -245,12 +245,18 @@ async fn lifeline() {
 
 fn main() {
     let result = config().and_then(|(port, cfg)| {
-        tokio::runtime::Builder::new_multi_thread()
+        let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start the runtime: {e}"))?
-            .block_on(serve(port, cfg))
+            .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        let served = runtime.block_on(serve(port, cfg));
+        // The lifeline's read of stdin runs on a blocking thread that only end-of-file ends,
+        // and dropping a runtime waits for its blocking threads: after a SIGTERM, with the
+        // platform still holding stdin open, the service would drain and then hang until the
+        // grace period ran out and SIGKILL came. It is done; nothing is left to wait for.
+        runtime.shutdown_background();
+        served
     });
     if let Err(e) = result {
         complain(format_args!("serin-demo-service: {e}"));
