@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serin_signals::Timestamp;
 use serin_traffic::Capabilities;
 
@@ -315,13 +316,44 @@ struct RawConfig {
     #[serde(default)]
     default_profile: Option<VersionProfile>,
     #[serde(default)]
-    profiles: BTreeMap<String, VersionProfile>,
+    profiles: ProfileEntries,
     #[serde(default)]
     dependencies: Vec<String>,
     #[serde(default)]
     unready: Unready,
     #[serde(default)]
     faults: Vec<Fault>,
+}
+
+/// The `profiles` map as written: every entry, in order. Read into a map directly, a version
+/// written twice (a copied block not renamed) would keep whichever profile came last and drop
+/// the other without a word; kept as a list, it is refused with its path.
+#[derive(Default)]
+struct ProfileEntries(Vec<(String, VersionProfile)>);
+
+impl<'de> Deserialize<'de> for ProfileEntries {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = ProfileEntries;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map from versions (`2.0.0`) to version profiles")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<ProfileEntries, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<String, VersionProfile>()? {
+                    entries.push(entry);
+                }
+                Ok(ProfileEntries(entries))
+            }
+        }
+        d.deserialize_map(Entries)
+    }
 }
 
 impl TryFrom<RawConfig> for SimConfig {
@@ -340,7 +372,7 @@ impl TryFrom<RawConfig> for SimConfig {
         if let Some(profile) = raw.default_profile {
             config.default_profile = profile;
         }
-        for (version, profile) in raw.profiles {
+        for (version, profile) in raw.profiles.0 {
             let parsed = semver::Version::parse(&version).map_err(|e| {
                 Error::invalid(
                     format!("simConfig.profiles.{version}"),
@@ -348,6 +380,13 @@ impl TryFrom<RawConfig> for SimConfig {
                     format!("is not a semver version: {e}"),
                 )
             })?;
+            if config.profiles.contains_key(&parsed) {
+                return Err(Error::invalid(
+                    format!("simConfig.profiles.{version}"),
+                    &version,
+                    "is written twice; a version has one profile",
+                ));
+            }
             config.profiles.insert(parsed, profile);
         }
         config.dependencies = raw.dependencies;
@@ -434,6 +473,32 @@ mod tests {
         let json = r#"{"seed": 1, "dependencies": ["postgress"], "faults": [FAULT,
             {"kind": "crash", "track": "canary", "instance": "canary-12", "at": "1m"}]}"#;
         serde_json::from_str::<SimConfig>(&json.replace("FAULT", probe)).unwrap();
+    }
+
+    /// A version written twice would otherwise keep one of its two profiles, silently.
+    #[test]
+    fn a_version_written_twice_is_refused() {
+        let json = r#"{"seed": 1, "profiles": {"2.0.0": {"errorRate": 0.1},
+                       "1.0.0": {}, "2.0.0": {"errorRate": 0.2}}}"#;
+        let yaml = "seed: 1\nprofiles:\n  2.0.0: {errorRate: 0.1}\n  1.0.0: {}\n  \"2.0.0\": {errorRate: 0.2}\n";
+        for msg in [
+            serde_json::from_str::<SimConfig>(json)
+                .unwrap_err()
+                .to_string(),
+            serde_yaml_ng::from_str::<SimConfig>(yaml)
+                .unwrap_err()
+                .to_string(),
+        ] {
+            assert!(
+                msg.contains("invalid simConfig.profiles.2.0.0 `2.0.0`: is written twice"),
+                "{msg}"
+            );
+        }
+        let c: SimConfig =
+            serde_json::from_str(r#"{"seed": 1, "profiles": {"2.0.0": {}, "2.0.1": {}}}"#).unwrap();
+        assert_eq!(c.profiles.len(), 2);
+        let c: SimConfig = serde_yaml_ng::from_str("seed: 1\nprofiles: {}\n").unwrap();
+        assert!(c.profiles.is_empty());
     }
 
     #[test]

@@ -135,6 +135,33 @@ pub enum Fault {
         /// When.
         span: Span,
     },
+    /// Requests that `track` of the world's service (or every track of it) serves during
+    /// `span` take `factor` times as long (the latency median is multiplied): a slow shared
+    /// dependency, a noisy neighbour. A version's profile counts its times from the track's
+    /// bring-up, so it cannot say "from 10:00 to 10:05 for everyone"; this can. On every track
+    /// it is noise that a canary judge must not blame on the new version.
+    Latency {
+        /// The track affected, or every track.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        track: Option<Track>,
+        /// Which seconds' requests are slowed.
+        span: Span,
+        /// The multiplier on the latency (`0.0 < factor <= 1000.0`; below 1 speeds up).
+        factor: f64,
+    },
+    /// Requests that `track` of the world's service (or every track of it) serves during
+    /// `span` also fail, whatever their version, with probability `rate`: an outage of
+    /// something every version calls. A request fails if its version fails it or the fault
+    /// does, so the error rate is `1 − (1 − version's) × (1 − rate)`.
+    Errors {
+        /// The track affected, or every track.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        track: Option<Track>,
+        /// Which seconds' requests fail.
+        span: Span,
+        /// The share of requests failed by the fault (`0.0 ..= 1.0`).
+        rate: f64,
+    },
 }
 
 impl Fault {
@@ -149,7 +176,9 @@ impl Fault {
             | Fault::RouterErrors { span, .. }
             | Fault::PlatformErrors { span, .. }
             | Fault::ProbeFailure { span, .. }
-            | Fault::HealthOutage { span } => span.from,
+            | Fault::HealthOutage { span }
+            | Fault::Latency { span, .. }
+            | Fault::Errors { span, .. } => span.from,
         }
     }
 
@@ -159,7 +188,10 @@ impl Fault {
         // track.
         let track = match self {
             Fault::Crash { track, .. } => Some(track),
-            Fault::SlowStart { track, .. } | Fault::ProbeFailure { track, .. } => track.as_ref(),
+            Fault::SlowStart { track, .. }
+            | Fault::ProbeFailure { track, .. }
+            | Fault::Latency { track, .. }
+            | Fault::Errors { track, .. } => track.as_ref(),
             _ => None,
         };
         if let Some(track) = track {
@@ -201,6 +233,28 @@ impl Fault {
             | Fault::MetricsGap { span }
             | Fault::ProbeFailure { span, .. }
             | Fault::HealthOutage { span } => span.validate(&format!("{field}.span")),
+            Fault::Latency { span, factor, .. } => {
+                span.validate(&format!("{field}.span"))?;
+                if !factor.is_finite() || *factor <= 0.0 || *factor > 1_000.0 {
+                    return Err(Error::invalid(
+                        format!("{field}.factor"),
+                        factor,
+                        "must be a finite multiplier in 0 < factor <= 1000",
+                    ));
+                }
+                Ok(())
+            }
+            Fault::Errors { span, rate, .. } => {
+                span.validate(&format!("{field}.span"))?;
+                if !rate.is_finite() || !(0.0..=1.0).contains(rate) {
+                    return Err(Error::invalid(
+                        format!("{field}.rate"),
+                        rate,
+                        "must be a share of requests in 0 ..= 1",
+                    ));
+                }
+                Ok(())
+            }
             Fault::RouterErrors { span, message } | Fault::PlatformErrors { span, message } => {
                 span.validate(&format!("{field}.span"))?;
                 if message.is_empty() {

@@ -18,7 +18,8 @@
 //!   time, a startup time, a [`Readiness`] behaviour (ready, never, flapping), a crash time,
 //!   and CPU and memory use (a rising memory schedule is a leak).
 //! - **Scripted [`Fault`]s:** crashes, slow starts, metrics outages and gaps, router and
-//!   platform errors, probe failures, health outages — at given times from the start.
+//!   platform errors, probe failures, health outages, and latency and error incidents on one
+//!   track or all (a slow or failing shared dependency) — at given times from the start.
 //! - **A [`timeline`](SimWorld::timeline)** of every split applied or refused, every track
 //!   brought up, scaled or retired, every failed platform call and every injected fault, with
 //!   its virtual time, and [`unroutable`](SimWorld::unroutable) requests (sent to a track with no ready
@@ -29,8 +30,10 @@
 //!   the offending field), and writes back the same form, which loads as the same world.
 //!
 //! Every conformance suite of the traits it implements runs against it in this crate's tests.
-//! Traffic is routed by weight only: match routes and mirrors are accepted and read back, but no
-//! simulated request carries a header or cookie, and mirrored copies are not counted.
+//! Traffic is routed by weight, and a split's [mirror](serin_traffic::Mirror) copies its share
+//! of all requests to the mirror's track, which serves them and measures them (dropped, never
+//! lost, while it has no ready instance). Match routes and sticky sessions are accepted and read
+//! back, but no simulated request carries a header or cookie, so they change no share.
 //!
 //! ## A canary, simulated
 //!

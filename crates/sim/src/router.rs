@@ -15,10 +15,12 @@ const NAME: &str = "sim";
 ///
 /// Its capabilities are the config's ([`SimConfig::with_capabilities`](crate::SimConfig)); a
 /// split that needs more is refused with `Unsupported`. A router-errors fault, or
-/// [`SimWorld::fail_next_apply`], makes `apply` fail with `Backend`, changing nothing. Match
-/// routes, mirrors and sticky sessions are accepted when claimed and read back, but the
-/// simulated load follows the weights only (no simulated request carries the header or cookie a
-/// route matches, and mirrored copies are not counted as served).
+/// [`SimWorld::fail_next_apply`], makes `apply` fail with `Backend`, changing nothing. A mirror
+/// sends copies of its share of all requests to its track, which serves them and whose metrics
+/// count them, as a shadow's do (copies that find no ready instance are dropped: no user waits
+/// for them). Match routes and sticky sessions are accepted when claimed and read back, but no
+/// simulated request carries the header or cookie a route matches, so the load follows the
+/// weights.
 #[derive(Debug, Clone)]
 pub struct SimRouter {
     world: SimWorld,

@@ -342,7 +342,8 @@ impl SimWorld {
     /// The requests over `window` that found no ready instance of the track the split sent
     /// them to (all failed, whatever [`Unready`] policy), summed over tracks. Zero means no
     /// request was lost to routing. This is what happened, not what the metrics saw: seconds a
-    /// metrics gap hides from queries count here too.
+    /// metrics gap hides from queries count here too. A mirror's copies are no user's requests
+    /// and never count here.
     pub fn unroutable(&self, window: Window) -> Counts {
         let now = self.now();
         let state = self.lock();
@@ -712,18 +713,31 @@ impl State {
     /// What `track` of the loaded service served in second `s`, drawn from the state in force
     /// at its first instant, whether or not the metrics recorded it; `None` when it was sent
     /// nothing.
+    ///
+    /// A track the split's mirror names also serves copies of the mirror's share of all
+    /// requests, on top of what its weight sends it: they cost it CPU and show in its counts
+    /// and latencies, as a shadow's own metrics show mirrored traffic (what Flagger's
+    /// blue-green mirroring analyses). Nobody waits for a copy's answer, so copies that find
+    /// no ready instance are dropped by the router: never counted as served, nor as unroutable.
+    /// The copies are drawn after the second's own requests, so a second without a mirror
+    /// draws exactly as it would if mirroring did not exist.
     fn served(&self, track: &Track, s: u64) -> Option<Second> {
         #[cfg(test)]
         self.drawn.set(self.drawn.get() + 1);
         let t = Timestamp::from_millis(s.checked_mul(1_000)?);
         let since = self.since_start(t);
         let split = self.split_at(t)?;
-        let weight = split.weight_of(track.as_str())?;
-        if weight.is_zero() {
+        let weight = split.weight_of(track.as_str()).unwrap_or_default();
+        let mirrored = split
+            .mirror()
+            .filter(|m| m.backend().as_str() == track.as_str())
+            .map(|m| m.percent().as_percent() / 100.0);
+        if weight.is_zero() && mirrored.is_none() {
             return None;
         }
         let ready = self.ready_count(track, t) > 0;
         let share = match self.config.unready() {
+            _ if weight.is_zero() => 0.0,
             Unready::Fail => weight.as_percent() / 100.0,
             Unready::Redistribute => {
                 let ready_bps: u32 = split
@@ -738,18 +752,17 @@ impl State {
                 match (ready, ready_bps) {
                     (true, bps) if bps > 0 => f64::from(weight.bps()) / f64::from(bps),
                     (false, 0) => weight.as_percent() / 100.0,
-                    _ => return None,
+                    // Handed over to the ready tracks.
+                    _ => 0.0,
                 }
             }
         };
+        let rate = self.config.load().rate_at(since);
         let mut rng = sample::stream(self.config.seed(), track, s, sample::TRAFFIC);
-        let requests = sample::poisson(&mut rng, self.config.load().rate_at(since) * share);
-        if requests == 0 {
-            return None;
-        }
+        let requests = sample::poisson(&mut rng, rate * share);
         let inc = self.incarnation_at(track, t).filter(|_| ready);
         let Some(inc) = inc else {
-            return Some(Second {
+            return (requests > 0).then_some(Second {
                 requests,
                 errors: requests,
                 unroutable: true,
@@ -757,13 +770,26 @@ impl State {
                 rng,
             });
         };
+        let copies = mirrored.map_or(0, |m| sample::poisson(&mut rng, rate * m));
+        let requests = requests.saturating_add(copies);
+        if requests == 0 {
+            return None;
+        }
         let age = t.saturating_duration_since(inc.started);
         let wander = inc.profile.error_wander.map_or(1.0, |w| {
             sample::wander_multiplier(self.config.seed(), track, s, w)
         });
-        let error_rate = inc.profile.error_rate.at(age) * wander;
+        let (slower, failing) = self.incident(track, since);
+        let own = inc.profile.error_rate.at(age) * wander;
+        // Without an errors fault the version's own rate is used untouched (`1 − (1 − p)` is
+        // not always `p` in floating point), so a world without one draws what it always drew.
+        let error_rate = if failing > 0.0 {
+            1.0 - (1.0 - own.clamp(0.0, 1.0)) * (1.0 - failing)
+        } else {
+            own
+        };
         let errors = sample::binomial(&mut rng, requests, error_rate);
-        let median = inc.profile.latency.median_ms * inc.profile.latency_factor.at(age);
+        let median = inc.profile.latency.median_ms * inc.profile.latency_factor.at(age) * slower;
         Some(Second {
             requests,
             errors,
@@ -771,6 +797,31 @@ impl State {
             latency: Some((median.max(1e-3), inc.profile.latency.sigma)),
             rng,
         })
+    }
+
+    /// The latency multiplier and the extra failure rate that latency and errors faults put on
+    /// the requests `track` of the loaded service serves `since` the start: `(1.0, 0.0)` when
+    /// none is active. Overlapping faults compound: their factors multiply, and a request
+    /// fails if any of them fails it.
+    fn incident(&self, track: &Track, since: Duration) -> (f64, f64) {
+        let mut slower = 1.0;
+        let mut passing = 1.0;
+        for fault in self.config.faults() {
+            match fault {
+                Fault::Latency {
+                    track: t,
+                    span,
+                    factor,
+                } if covers(t.as_ref(), track) && span.contains(since) => slower *= factor,
+                Fault::Errors {
+                    track: t,
+                    span,
+                    rate,
+                } if covers(t.as_ref(), track) && span.contains(since) => passing *= 1.0 - rate,
+                _ => {}
+            }
+        }
+        (slower, 1.0 - passing)
     }
 
     /// The CPU (cores) or memory (bytes) of `track` of the loaded service at the last second

@@ -181,6 +181,15 @@ fn fault() -> impl Strategy<Value = Fault> {
         (proptest::option::of(track()), probe, span())
             .prop_map(|(track, probe, span)| Fault::ProbeFailure { track, probe, span }),
         span().prop_map(|span| Fault::HealthOutage { span }),
+        (proptest::option::of(track()), span(), 1e-9..=1_000.0).prop_map(
+            |(track, span, factor)| Fault::Latency {
+                track,
+                span,
+                factor
+            }
+        ),
+        (proptest::option::of(track()), span(), 0.0..=1.0)
+            .prop_map(|(track, span, rate)| Fault::Errors { track, span, rate }),
     ]
 }
 

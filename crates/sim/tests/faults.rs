@@ -684,3 +684,170 @@ fn a_crash_naming_an_invalid_service_is_refused() {
         "{msg}"
     );
 }
+
+/// The one-second window that starts `from` after the world's start.
+fn second_at(world: &serin_sim::SimWorld, from: Duration) -> Window {
+    let at = world.config().start().saturating_add(from);
+    Window::new(at, at.saturating_add(secs(1))).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_errors_fault_fails_the_requests_of_its_track_exactly_while_it_lasts() {
+    let world = fleet(
+        SimConfig::new(27)
+            .with_load(Load::constant(400.0))
+            .with_fault(Fault::Errors {
+                track: Some(Track::Canary),
+                span: span(mins(5), mins(6)),
+                rate: 1.0,
+            }),
+    )
+    .await;
+    up(&world, "2.0.0", Track::Canary, 1).await;
+    ready(&world, &Track::Canary).await.unwrap();
+    split(&world, &[("stable", 50), ("canary", 50)]).await;
+    wait(
+        mins(8).saturating_sub(
+            world
+                .now()
+                .saturating_duration_since(world.config().start()),
+        ),
+    )
+    .await;
+
+    // The last second before the span, its first and last seconds, the first after it.
+    let canary = |from| {
+        let world = world.clone();
+        async move {
+            counts(&world, Track::Canary, second_at(&world, from))
+                .await
+                .unwrap()
+        }
+    };
+    let edges = [
+        canary(mins(5) - secs(1)).await,
+        canary(mins(5)).await,
+        canary(mins(6) - secs(1)).await,
+        canary(mins(6)).await,
+    ];
+    let failing: Vec<bool> = edges.iter().map(|c| c.errors() == c.requests()).collect();
+    assert_eq!(failing, [false, true, true, false], "{edges:?}");
+
+    let start = world.config().start();
+    let during = Window::new(start.saturating_add(mins(5)), start.saturating_add(mins(6))).unwrap();
+    let failed = counts(&world, Track::Canary, during).await.unwrap();
+    assert_eq!(failed.errors(), failed.requests());
+    // Served and failed, not lost to routing; the other track is untouched.
+    assert_eq!(world.unroutable(during).requests(), 0);
+    let stable = counts(&world, Track::Stable, during).await.unwrap();
+    assert!(stable.error_rate().unwrap() < 0.01, "{stable:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_latency_fault_on_every_track_slows_both_exactly_while_it_lasts() {
+    let world = fleet(
+        SimConfig::new(28)
+            .with_load(Load::constant(400.0))
+            .with_fault(Fault::Latency {
+                track: None,
+                span: span(mins(5), mins(6)),
+                factor: 4.0,
+            })
+            .with_fault(Fault::Errors {
+                track: None,
+                span: span(mins(5), mins(6)),
+                rate: 0.1,
+            }),
+    )
+    .await;
+    up(&world, "2.0.0", Track::Canary, 1).await;
+    ready(&world, &Track::Canary).await.unwrap();
+    split(&world, &[("stable", 50), ("canary", 50)]).await;
+    wait(
+        mins(8).saturating_sub(
+            world
+                .now()
+                .saturating_duration_since(world.config().start()),
+        ),
+    )
+    .await;
+
+    // The default profile's median is 50 ms: 200 ms while the fault lasts, on both tracks.
+    for track in [Track::Stable, Track::Canary] {
+        let mut medians = Vec::new();
+        for from in [mins(5) - secs(1), mins(5), mins(6) - secs(1), mins(6)] {
+            let sketch = latency(&world, track.clone(), second_at(&world, from))
+                .await
+                .unwrap();
+            medians.push(sketch.quantile(0.5).unwrap());
+        }
+        let slow: Vec<bool> = medians.iter().map(|m| *m > 100.0).collect();
+        assert_eq!(slow, [false, true, true, false], "{track}: {medians:?}");
+        let start = world.config().start();
+        let during =
+            Window::new(start.saturating_add(mins(5)), start.saturating_add(mins(6))).unwrap();
+        let median = latency(&world, track.clone(), during)
+            .await
+            .unwrap()
+            .quantile(0.5)
+            .unwrap();
+        assert!((180.0..220.0).contains(&median), "{track}: {median}");
+        // 0.1% of its own and 10% from the fault: 1 − 0.999 × 0.9 ≈ 10.1%.
+        let rate = counts(&world, track.clone(), during)
+            .await
+            .unwrap()
+            .error_rate()
+            .unwrap();
+        assert!((0.085..0.115).contains(&rate), "{track}: {rate}");
+    }
+}
+
+#[test]
+fn latency_and_errors_faults_are_checked_and_read_back() {
+    for (fault, path) in [
+        (
+            r#"{"kind": "latency", "span": {"from": "1m", "until": "2m"}, "factor": 0}"#,
+            "simConfig.faults[0].factor",
+        ),
+        (
+            r#"{"kind": "latency", "span": {"from": "1m", "until": "2m"}, "factor": 1001}"#,
+            "simConfig.faults[0].factor",
+        ),
+        (
+            r#"{"kind": "errors", "track": "canary", "span": {"from": "1m", "until": "2m"}, "rate": 1.5}"#,
+            "simConfig.faults[0].rate",
+        ),
+        (
+            r#"{"kind": "errors", "span": {"from": "2m", "until": "1m"}, "rate": 0.5}"#,
+            "simConfig.faults[0].span.until",
+        ),
+    ] {
+        let json = format!(r#"{{"seed": 1, "faults": [{fault}]}}"#);
+        let msg = serde_json::from_str::<SimConfig>(&json)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains(path), "{json}: {msg}");
+    }
+    let yaml = "seed: 1\nfaults:\n  - {kind: latency, track: canary, span: {from: 10m, until: 15m}, factor: 3}\n  - {kind: errors, span: {from: 10m, until: 11m}, rate: 0.05}\n";
+    let config: SimConfig = serde_yaml_ng::from_str(yaml).unwrap();
+    assert_eq!(
+        config.faults(),
+        [
+            Fault::Latency {
+                track: Some(Track::Canary),
+                span: span(mins(10), mins(15)),
+                factor: 3.0,
+            },
+            Fault::Errors {
+                track: None,
+                span: span(mins(10), mins(11)),
+                rate: 0.05,
+            },
+        ]
+    );
+    let written = serde_yaml_ng::to_string(&config).unwrap();
+    assert_eq!(
+        serde_yaml_ng::from_str::<SimConfig>(&written).unwrap(),
+        config
+    );
+}

@@ -5,9 +5,14 @@
 //! to backends named `stable` and `canary`, and mirrors to `shadow`: a router under test must
 //! accept those names. Each check starts by applying a plain split, so it does not depend on
 //! what the router held before; it is tailored to the router's own
-//! [`capabilities`](TrafficRouter::capabilities): what the router claims must be accepted and
-//! read back exactly, what it does not claim must be refused with
-//! [`Error::Unsupported`] leaving the applied split unchanged.
+//! [`capabilities`](TrafficRouter::capabilities): what the router claims must be accepted —
+//! alone, all together and applied again — and read back exactly; what it does not claim must
+//! be refused with [`Error::Unsupported`] leaving the applied split unchanged.
+//!
+//! A split the suite expects refused always moves weight too and carries everything the
+//! router does claim beside the one thing it does not: a router that puts a split in force
+//! piece by piece (weights first, then routes, ...) and stops at the first piece it cannot
+//! do has changed traffic before refusing, and the suite sees it.
 //!
 //! ```
 //! # #[cfg(feature = "testkit")] {
@@ -49,6 +54,75 @@ fn base() -> TrafficSplit {
         TrafficSplit::all_to("stable", &["canary"]),
         "the base split",
     )
+}
+
+/// `x-canary: always` → `canary`.
+fn header_route() -> MatchRoute {
+    must(
+        MatchRoute::header("x-canary", ValueMatch::Exact("always".into()), "canary"),
+        "a header route",
+    )
+}
+
+/// `x-track: stable…` → `stable`: a second header route, so a router that keeps only one
+/// route is seen.
+fn second_header_route() -> MatchRoute {
+    must(
+        MatchRoute::header("x-track", ValueMatch::Prefix("stable".into()), "stable"),
+        "a second header route",
+    )
+}
+
+/// Cookie `canary=yes…` → `canary`.
+fn cookie_route() -> MatchRoute {
+    must(
+        MatchRoute::cookie("canary", ValueMatch::Prefix("yes".into()), "canary"),
+        "a cookie route",
+    )
+}
+
+/// `split` with what `capability` stands for added: a header route, a cookie route, a mirror
+/// of every request to `shadow` (a share any granularity allows) or sticky sessions.
+fn with_capability(split: TrafficSplit, capability: Capability) -> TrafficSplit {
+    match capability {
+        Capability::HeaderRouting => must(split.with_route(header_route()), "a header route"),
+        Capability::CookieRouting => must(split.with_route(cookie_route()), "a cookie route"),
+        Capability::Mirroring => {
+            split.with_mirror(must(Mirror::new("shadow", Weight::FULL), "a mirror"))
+        }
+        Capability::StickySessions => split.with_sticky(must(
+            StickySession::new("serin-backend", Duration::from_secs(3600)),
+            "sticky sessions",
+        )),
+        _ => split,
+    }
+}
+
+/// The capabilities beside weights that the suite exercises, in the order it adds them.
+const EXTRAS: [Capability; 4] = [
+    Capability::HeaderRouting,
+    Capability::CookieRouting,
+    Capability::Mirroring,
+    Capability::StickySessions,
+];
+
+/// `split` with everything the router claims beside weights: two header routes, a cookie
+/// route, a mirror and sticky sessions, as far as each is claimed.
+fn with_all_claimed(router: &dyn TrafficRouter, split: TrafficSplit) -> TrafficSplit {
+    let caps = router.capabilities();
+    let mut out = split;
+    for capability in EXTRAS {
+        if caps.supports(capability) {
+            out = with_capability(out, capability);
+            if capability == Capability::HeaderRouting {
+                out = must(
+                    out.with_route(second_header_route()),
+                    "a second header route",
+                );
+            }
+        }
+    }
+    out
 }
 
 /// One granularity step on `canary`, the rest on `stable`.
@@ -145,7 +219,9 @@ pub async fn check_round_trip(router: &dyn TrafficRouter) {
     assert_current(router, &a, "going back to the base split").await;
 }
 
-/// Applying the split in force again succeeds and changes nothing.
+/// Applying the split in force again succeeds and changes nothing — a plain split, and one with
+/// everything the router claims (routes, mirror, sticky sessions), which a router that creates
+/// its routes instead of updating them would fail to apply twice.
 pub async fn check_idempotent(router: &dyn TrafficRouter) {
     let a = base();
     let b = one_step(router);
@@ -153,6 +229,15 @@ pub async fn check_idempotent(router: &dyn TrafficRouter) {
     apply_ok(router, &b).await;
     apply_ok(router, &b).await;
     assert_current(router, &b, "applying the same split twice").await;
+    let rich = with_all_claimed(router, one_step(router));
+    apply_ok(router, &rich).await;
+    apply_ok(router, &rich).await;
+    assert_current(
+        router,
+        &rich,
+        "applying a split with everything the router claims twice",
+    )
+    .await;
     apply_ok(router, &a).await;
     apply_ok(router, &a).await;
     assert_current(router, &a, "applying the base split twice").await;
@@ -160,7 +245,8 @@ pub async fn check_idempotent(router: &dyn TrafficRouter) {
 
 /// Splits that are invalid never reach a router (their constructors and the deserializer refuse
 /// them), and a split whose weights or mirror share are finer than the router's granularity is
-/// refused with the split in force unchanged.
+/// refused with the split in force unchanged. The too-fine mirror share comes with a move of
+/// weight, so a router that moves the weights before it checks the mirror is seen.
 pub async fn check_invalid_splits_refused(router: &dyn TrafficRouter) {
     assert!(TrafficSplit::from_percents([("stable", 90), ("canary", 20)]).is_err());
     assert!(TrafficSplit::from_percents([("stable", 50), ("stable", 50)]).is_err());
@@ -180,7 +266,7 @@ pub async fn check_invalid_splits_refused(router: &dyn TrafficRouter) {
         assert_refused(router, &finer, Capability::WeightGranularity).await;
         if router.capabilities().mirroring() {
             let mirror = must(Mirror::new("shadow", Weight::ONE_BPS), "a mirror of 0.01%");
-            let finer_mirror = base().with_mirror(mirror);
+            let finer_mirror = one_step(router).with_mirror(mirror);
             assert_refused(router, &finer_mirror, Capability::WeightGranularity).await;
         }
     }
@@ -215,37 +301,16 @@ pub async fn check_finest_weights(router: &dyn TrafficRouter) {
     }
 }
 
-/// What the router claims is accepted, read back exactly and taken away again by a plain split;
-/// what it does not claim is refused with the split in force unchanged.
+/// What the router claims is accepted, read back exactly and taken away again by a plain split,
+/// alone and all together (two header routes among them, so none is dropped); what it does not
+/// claim is refused with the split in force unchanged, even when it comes with a move of
+/// weight and everything the router does claim.
 pub async fn check_capability_honesty(router: &dyn TrafficRouter) {
     let caps = router.capabilities();
-    let header = must(
-        base().with_route(must(
-            MatchRoute::header("x-canary", ValueMatch::Exact("always".into()), "canary"),
-            "a header route",
-        )),
-        "a split with a header route",
-    );
-    let cookie = must(
-        base().with_route(must(
-            MatchRoute::cookie("canary", ValueMatch::Prefix("yes".into()), "canary"),
-            "a cookie route",
-        )),
-        "a split with a cookie route",
-    );
-    let mirror = base().with_mirror(must(Mirror::new("shadow", Weight::FULL), "a mirror"));
-    let sticky = base().with_sticky(must(
-        StickySession::new("serin-backend", Duration::from_secs(3600)),
-        "sticky sessions",
-    ));
-    for (split, capability) in [
-        (header, Capability::HeaderRouting),
-        (cookie, Capability::CookieRouting),
-        (mirror, Capability::Mirroring),
-        (sticky, Capability::StickySessions),
-    ] {
+    for capability in EXTRAS {
         apply_ok(router, &base()).await;
         if caps.supports(capability) {
+            let split = with_capability(base(), capability);
             apply_ok(router, &split).await;
             assert_current(
                 router,
@@ -263,8 +328,23 @@ pub async fn check_capability_honesty(router: &dyn TrafficRouter) {
             )
             .await;
         } else {
+            let split = with_capability(with_all_claimed(router, one_step(router)), capability);
             assert_refused(router, &split, capability).await;
         }
     }
+    let all = with_all_claimed(router, one_step(router));
+    apply_ok(router, &all).await;
+    assert_current(
+        router,
+        &all,
+        "applying a split with everything the router claims",
+    )
+    .await;
     apply_ok(router, &base()).await;
+    assert_current(
+        router,
+        &base(),
+        "going back to a plain split from one with everything the router claims",
+    )
+    .await;
 }

@@ -24,6 +24,14 @@ enum Flaw {
     /// Claims mirroring and whole-percent weights, but checks only the weights: a mirror
     /// share finer than a whole percent goes through.
     IgnoresMirrorShare,
+    /// Moves the weights before it checks the routes, mirror and sticky sessions, so a split it
+    /// refuses for one of those has already shifted traffic.
+    MovesWeightsFirst,
+    /// Creates routes rather than updating them: applying a split with routes that are already
+    /// in force fails, as a create call would with "already exists".
+    CreatesRoutes,
+    /// Holds one match route at most, and silently keeps only the first of several.
+    KeepsFirstRouteOnly,
 }
 
 struct Proxy {
@@ -68,6 +76,29 @@ impl TrafficRouter for Proxy {
         if self.flaw == Flaw::StoresBeforeChecking {
             *stored = Some(split.clone());
         }
+        if self.flaw == Flaw::MovesWeightsFirst {
+            self.caps.check(&split.plain(), self.name())?;
+            let extras = stored
+                .as_ref()
+                .map(|old| (old.routes().to_vec(), old.mirror().cloned()));
+            let mut moved = split.plain();
+            if let Some((routes, mirror)) = extras {
+                moved = routes.into_iter().try_fold(moved, |s, r| s.with_route(r))?;
+                if let Some(m) = mirror {
+                    moved = moved.with_mirror(m);
+                }
+            }
+            *stored = Some(moved);
+        }
+        if self.flaw == Flaw::CreatesRoutes
+            && !split.routes().is_empty()
+            && stored.as_ref() == Some(split)
+        {
+            return Err(Error::Backend {
+                router: self.name().to_owned(),
+                message: "route already exists".to_owned(),
+            });
+        }
         match self.flaw {
             Flaw::IgnoresGranularity => {}
             Flaw::IgnoresMirrorShare => self.caps.check(&split.plain(), self.name())?,
@@ -81,10 +112,19 @@ impl TrafficRouter for Proxy {
             }
             _ => split.clone(),
         };
-        *stored = Some(if self.flaw == Flaw::DropsRoutes {
-            split.plain()
-        } else {
-            kept
+        *stored = Some(match self.flaw {
+            Flaw::DropsRoutes => split.plain(),
+            Flaw::KeepsFirstRouteOnly => match (split.routes().first(), split.mirror()) {
+                (Some(first), mirror) => {
+                    let one = split.plain().with_route(first.clone())?;
+                    match mirror {
+                        Some(m) => one.with_mirror(m.clone()),
+                        None => one,
+                    }
+                }
+                (None, _) => kept,
+            },
+            _ => kept,
         });
         Ok(())
     }
@@ -145,6 +185,44 @@ async fn a_router_that_cannot_take_a_route_away_is_caught() {
 #[should_panic(expected = "although it does not claim weights this fine")]
 async fn a_router_that_accepts_finer_weights_than_it_claims_is_caught() {
     testkit::check_invalid_splits_refused(&Proxy::new(Flaw::IgnoresGranularity)).await;
+}
+
+#[tokio::test]
+async fn the_flawed_routers_pass_what_they_do_not_break() {
+    // Each flaw below hides from splits that carry one thing at a time, applied once, over
+    // the weights already in force; the suite must still catch it.
+    for flaw in [
+        Flaw::MovesWeightsFirst,
+        Flaw::CreatesRoutes,
+        Flaw::KeepsFirstRouteOnly,
+    ] {
+        testkit::check_round_trip(&Proxy::mirroring(flaw)).await;
+        testkit::check_finest_weights(&Proxy::mirroring(flaw)).await;
+    }
+}
+
+#[tokio::test]
+#[should_panic(expected = "changed its split although it refused")]
+async fn a_router_that_moves_weights_before_refusing_a_route_is_caught() {
+    testkit::check_capability_honesty(&Proxy::new(Flaw::MovesWeightsFirst)).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "changed its split although it refused")]
+async fn a_router_that_moves_weights_before_refusing_a_mirror_share_is_caught() {
+    testkit::check_invalid_splits_refused(&Proxy::mirroring(Flaw::MovesWeightsFirst)).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "route already exists")]
+async fn a_router_that_cannot_reapply_its_routes_is_caught() {
+    testkit::check_idempotent(&Proxy::new(Flaw::CreatesRoutes)).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "reads back a different split")]
+async fn a_router_that_keeps_only_its_first_route_is_caught() {
+    testkit::check_capability_honesty(&Proxy::new(Flaw::KeepsFirstRouteOnly)).await;
 }
 
 #[tokio::test]
