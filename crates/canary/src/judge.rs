@@ -349,6 +349,22 @@ pub trait Judge: Send + fmt::Debug {
     /// Forgets every sample seen (for example when a new analysis step starts from scratch);
     /// the configuration is kept.
     fn reset(&mut self);
+
+    /// Whether the judge's analysis has ended: samples fed from now on change nothing, and its
+    /// judgement is final until [`reset`](Self::reset). Parity judges with a bounded run end
+    /// like their originals: an Argo Rollouts analysis run once it leaves `Running`, a Kayenta
+    /// run once its last judgement is made.
+    ///
+    /// A judge that has concluded while answering [`Verdict::Inconclusive`] will never pass:
+    /// the controller does not wait it out, nor move past it as it moves past an analysis step
+    /// whose time ran out, but applies the policy's `onInconclusive` at once (Argo Rollouts
+    /// pauses a rollout whose run ended `Inconclusive` for a person to decide).
+    ///
+    /// The default is `false`, right for every judge that keeps going: the sequential judges
+    /// are anytime-valid, so they may always be fed and read again, and never conclude.
+    fn concluded(&self) -> bool {
+        false
+    }
 }
 
 impl<J: Judge + ?Sized> Judge for Box<J> {
@@ -366,6 +382,9 @@ impl<J: Judge + ?Sized> Judge for Box<J> {
     }
     fn reset(&mut self) {
         (**self).reset()
+    }
+    fn concluded(&self) -> bool {
+        (**self).concluded()
     }
 }
 

@@ -37,7 +37,9 @@ pub enum Command {
     /// Argo Rollouts' `promote` skips one pause step). At any other step it only decides, as a
     /// tick does.
     Resume,
-    /// Promote now, skipping the remaining steps (refused while a judge fails).
+    /// Promote now, skipping the remaining steps (refused while a judge fails). This is how a
+    /// person lets a canary through that a judge's concluded inconclusive run holds, as Argo
+    /// Rollouts' `promote` does for a rollout paused on an inconclusive analysis.
     Promote,
     /// Abort: roll back now.
     Abort,
@@ -339,7 +341,15 @@ impl ControllerState {
 ///    pause's or an analysis step's duration), which is not a lack of progress, and afresh
 ///    after the caller held the rollout ([`tick_held`](Self::tick_held)); a pause waiting
 ///    for approval has no deadline.
-/// 4. Otherwise the current step runs: `setWeight` raises the weight only while no judge fails
+/// 4. A judge whose analysis has [concluded](Judge::concluded) inconclusive (an Argo Rollouts
+///    run that ended `Inconclusive` or `Error`) will never pass, so it is not waited out, and
+///    never moved past: with [`OnInconclusive::Rollback`] the rollout rolls back at once; with
+///    [`OnInconclusive::Hold`] it holds wherever it would move past the judge (an analysis
+///    step, whether or not its duration has passed; a `setWeight` that raises the weight; the
+///    promotion) until the progress deadline, as Argo Rollouts pauses for a person. The person
+///    decides with [`Command::Promote`] or [`Command::Abort`]; a pause still ends, and a lower
+///    weight or a scale step is still carried out.
+/// 5. Otherwise the current step runs: `setWeight` raises the weight only while no judge fails
 ///    and, with [`Pacing`](super::Pacing), once the errors at the current weight (and the
 ///    latencies, with its latency gate) rule out the stated regression (the first weight, with
 ///    an exposure budget, only as far as the budget allows); `pause` waits; `analysis` advances when every judge passes or when its duration
@@ -682,6 +692,28 @@ impl<J: Judge> CanaryController<J> {
         }
     }
 
+    /// The first judge whose analysis has [concluded](Judge::concluded) inconclusive (an Argo
+    /// run that ended `Inconclusive` or `Error`): it will never pass, so waiting for it is
+    /// pointless, and moving past it would be a pass on missing evidence.
+    fn concluded_inconclusive(&self, now: Timestamp) -> Option<usize> {
+        self.judges
+            .iter()
+            .position(|j| j.concluded() && j.judgement(now).verdict == Verdict::Inconclusive)
+    }
+
+    fn concluded_reason(&self, i: usize) -> String {
+        format!(
+            "judge `{}` of `{}` has concluded inconclusive: its analysis ended without a pass \
+             and takes no more data (onInconclusive: {})",
+            self.judges[i].name(),
+            self.judges[i].metric(),
+            match self.policy.on_inconclusive {
+                OnInconclusive::Hold => "hold",
+                OnInconclusive::Rollback => "rollback",
+            }
+        )
+    }
+
     fn worst_failure(&self) -> Option<(usize, Severity)> {
         self.state
             .judgements
@@ -893,6 +925,16 @@ impl<J: Judge> CanaryController<J> {
                 None,
             );
         }
+        // A judge whose run has ended inconclusive never passes: rolled back at once, or held
+        // wherever the rollout would move past it.
+        let concluded = self.concluded_inconclusive(now);
+        if let Some(i) = concluded
+            && self.policy.on_inconclusive == OnInconclusive::Rollback
+        {
+            let reason = self.concluded_reason(i);
+            return self.finish(Phase::RolledBack, now, None, reason, Some(i));
+        }
+        let concluded = concluded.map(|i| self.concluded_reason(i));
         let failing = failure.map(|(i, s)| {
             format!(
                 "judge `{}` of `{}` fails ({s})",
@@ -902,7 +944,7 @@ impl<J: Judge> CanaryController<J> {
         });
         loop {
             let Some(step) = self.policy.steps.get(self.state.step).cloned() else {
-                if let Some(f) = failing {
+                if let Some(f) = failing.or(concluded) {
                     return self.hold(now, format!("not promoting: {f}"));
                 }
                 if let Some(i) = self.state.total_samples.iter().position(|n| *n == 0) {
@@ -964,7 +1006,7 @@ impl<J: Judge> CanaryController<J> {
                         self.advance(now);
                         continue;
                     }
-                    if let Some(f) = &failing {
+                    if let Some(f) = failing.as_ref().or(concluded.as_ref()) {
                         return self.hold(now, format!("weight not raised: {f}"));
                     }
                     let (next, new_level) = match &self.policy.pacing {
@@ -1019,6 +1061,10 @@ impl<J: Judge> CanaryController<J> {
                     return self.hold(now, reason);
                 }
                 Step::Analysis(a) => {
+                    // Its time running out cannot complete the step either.
+                    if let Some(c) = &concluded {
+                        return self.hold(now, format!("analysis cannot pass: {c}"));
+                    }
                     let enough = self.state.step_samples.iter().all(|n| *n >= a.min_samples);
                     let all_pass = self
                         .state

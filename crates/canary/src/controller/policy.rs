@@ -20,7 +20,8 @@ pub enum Step {
     /// (which also ends a timed pause early).
     Pause(Pause),
     /// Keep judging at the current weight until the judges pass, or the step's duration ends with
-    /// enough samples and no failure.
+    /// enough samples and no failure; a judge whose run has concluded inconclusive never lets it
+    /// complete (see [`OnInconclusive`]).
     Analysis(AnalysisStep),
     /// Scale the canary's track (without changing the traffic weight).
     SetCanaryScale(CanaryScale),
@@ -72,7 +73,9 @@ pub struct CanaryScale {
     pub match_traffic_weight: bool,
 }
 
-/// What to do when the analysis is still inconclusive at a step's deadline (not enough data).
+/// What to do when the analysis is still inconclusive at a step's deadline (not enough data),
+/// or when a judge's run has [concluded](crate::judge::Judge::concluded) inconclusive (an Argo
+/// Rollouts run that ended `Inconclusive` or `Error`), which no wait can turn into a pass.
 /// Never a promotion: missing evidence is never a pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -132,7 +135,8 @@ pub struct CanaryPolicy {
     /// the deadline counts from its end. Nor is a hold of the caller's (an operator's pause):
     /// the deadline counts afresh once it ends. A pause waiting for approval has none.
     pub progress_deadline: Option<Duration>,
-    /// What to do when an analysis step ends without enough data.
+    /// What to do when an analysis step ends without enough data, or a judge's run concludes
+    /// inconclusive (see [`OnInconclusive`]).
     pub on_inconclusive: OnInconclusive,
     /// What to do on a warning-level failure.
     pub on_warning: OnWarning,

@@ -157,7 +157,15 @@ impl KayentaConfig {
 /// only when one is due (every `intervalPoints` points and at the end of the lifetime; due
 /// judgements with fewer than `minPoints` points are skipped), an interim score at or below the
 /// marginal threshold fails the run at once, the final score passes it only at or above the
-/// pass threshold, and the verdict is inconclusive while the run goes on.
+/// pass threshold, and the verdict is inconclusive while the run goes on. As in Spinnaker
+/// (orca's `AggregateCanaryResultsTask`), a final score between the marginal and the pass
+/// thresholds fails the run: Spinnaker has no inconclusive outcome that waits for a person. A
+/// run that has ended has [concluded](Judge::concluded) and takes no more points; it always
+/// ends at a judgement with a score (the final judgement is always due, as the configuration
+/// guarantees the window holds `minPoints` by then, and a window without data scores 0 with
+/// the default `nanStrategy`, as in Kayenta), so its verdict is a pass or a failure, never
+/// inconclusive; Spinnaker, too, fails a stage whose canary run ended without a score.
+/// Without a run the judge never concludes.
 ///
 /// This judge is for parity and comparison: re-judging a growing window is repeated testing
 /// without correction, so its false-rollback rate grows with the number of looks.
@@ -521,6 +529,11 @@ impl Judge for KayentaJudge {
             verdict,
             evidence: ev,
         }
+    }
+
+    /// Whether a [`RunConfig`] run has ended (passed, failed, or failed early).
+    fn concluded(&self) -> bool {
+        self.config.run.is_some() && self.run_state.status != RunStatus::Running
     }
 
     fn reset(&mut self) {

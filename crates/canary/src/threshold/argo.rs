@@ -164,6 +164,13 @@ pub enum ArgoPhase {
 /// as everywhere in Serin, missing evidence is **inconclusive**, never a failure or a pass, and
 /// the evidence says that Argo would have aborted. A `Successful` run passes (Argo goes on with
 /// the rollout, whatever failures or inconclusive measurements stayed within their limits).
+///
+/// A run that has ended (any phase but `Running`) has [concluded](Judge::concluded): it takes
+/// no more measurements, and its verdict is final. One that ended `Inconclusive` (Argo pauses
+/// the rollout for a person) or `Error` (Argo aborts it) is therefore inconclusive for good, and
+/// the controller applies its policy's `onInconclusive` (hold, or roll back) rather than wait
+/// for a pass that cannot come or move on past an analysis step whose time ran out as if the
+/// run had passed.
 /// While the run goes on, a metric with a `consecutiveSuccessLimit` is inconclusive until the
 /// streak is complete (Argo waits for it); one without passes while the last measurement
 /// succeeded, and is inconclusive before any measurement or after an inconclusive or errored
@@ -474,6 +481,11 @@ impl Judge for ArgoJudge {
             verdict,
             evidence: ev,
         }
+    }
+
+    /// Whether the run has ended: its phase is no longer `Running`.
+    fn concluded(&self) -> bool {
+        self.phase() != ArgoPhase::Running
     }
 
     fn reset(&mut self) {
