@@ -1,5 +1,6 @@
 //! Serde for [`Duration`] fields in config: human strings (`30s`, `5m`, `1h30m`, `250ms`) or
-//! integer milliseconds (`30000`) are accepted; the human string is written.
+//! integer milliseconds (`30000`, or `"30000"` quoted) are accepted; the human string is
+//! written.
 //!
 //! ```
 //! use std::time::Duration;
@@ -33,9 +34,18 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
     d.deserialize_any(DurationVisitor)
 }
 
-/// Parses a human duration string (`30s`, `5m`, `1h30m`, `250ms`), naming the value on error.
+/// Parses a human duration string (`30s`, `5m`, `1h30m`, `250ms`), or a string of digits as
+/// milliseconds (`"30000"`, as a quoted YAML value or an environment variable carries the
+/// brief's integer milliseconds), naming the value on error.
 pub fn parse(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| {
+    let t = s.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| format!("`{s}` milliseconds is too large a duration"));
+    }
+    humantime::parse_duration(t).map_err(|e| {
         format!("`{s}` is not a duration ({e}); write e.g. `30s`, `5m`, `1h30m` or milliseconds")
     })
 }
@@ -137,6 +147,29 @@ mod tests {
         assert_eq!(t.o, Some(Duration::from_secs(2)));
         let back: T = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
         assert_eq!(back, t);
+    }
+
+    /// Quoted, the brief's integer milliseconds are still milliseconds (a bare number without
+    /// a unit is otherwise no human duration at all).
+    #[test]
+    fn digits_in_a_string_are_milliseconds() {
+        for (json, want) in [
+            (r#"{"d":"30000"}"#, Duration::from_secs(30)),
+            (r#"{"d":" 250 "}"#, Duration::from_millis(250)),
+            (r#"{"d":"0"}"#, Duration::ZERO),
+        ] {
+            let t: T = serde_json::from_str(json).unwrap();
+            assert_eq!(t.d, want, "{json}");
+        }
+        let t: T = serde_json::from_str(r#"{"d":"5s","o":"1500"}"#).unwrap();
+        assert_eq!(t.o, Some(Duration::from_millis(1_500)));
+        let msg = serde_json::from_str::<T>(r#"{"d":"99999999999999999999"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("99999999999999999999") && msg.contains("too large"),
+            "{msg}"
+        );
     }
 
     #[test]

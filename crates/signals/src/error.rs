@@ -48,8 +48,13 @@ pub enum Error {
         reason: String,
     },
 
-    /// A source did not answer a query within its per-request timeout, on every attempt.
-    #[error("metrics source `{source_name}` timed out after {after:?} on query `{query}`")]
+    /// A source did not answer a query within its per-request timeout on its last attempt
+    /// (earlier attempts failed or timed out too). The message gives the number of attempts, so
+    /// that a caller who waited several timeouts long is not told of one.
+    #[error(
+        "metrics source `{source_name}` timed out on query `{query}`: no answer within {after:?}{}",
+        attempts_note(*.attempts)
+    )]
     Timeout {
         /// The source's name.
         source_name: String,
@@ -57,6 +62,8 @@ pub enum Error {
         query: String,
         /// The per-request timeout that elapsed.
         after: std::time::Duration,
+        /// The attempts made, the first included.
+        attempts: u32,
     },
 
     /// A source answered with something this crate cannot read (not JSON, an unexpected result
@@ -82,6 +89,15 @@ pub enum Error {
         /// What was asked, e.g. ``metric `queue_depth` (no query template configured)``.
         what: String,
     },
+}
+
+/// How many attempts a timeout ended, for its message (nothing for a single one).
+fn attempts_note(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(" on the last of {attempts} attempts")
+    } else {
+        String::new()
+    }
 }
 
 impl Error {

@@ -405,8 +405,21 @@ impl LatencySketch {
     }
 
     /// The `q`-quantile (`0.0..=1.0`), or `None` for an empty sketch or a `q` out of range.
+    ///
+    /// Within the sketch's 1% of the true quantile, and never outside the smallest and the
+    /// largest value added, which the sketch keeps exactly. DDSketch answers a bin's middle
+    /// (in relative terms), which for the highest or lowest bin can lie past every value added:
+    /// a thousand requests of exactly 250 ms would read as a p99 of 252 ms and breach a
+    /// `gt 250` threshold that no request breached. A Prometheus histogram read as a sketch puts
+    /// every request on its bucket's bound, so a threshold set on a bound (as thresholds usually
+    /// are) meets exactly that case. The true quantile always lies between the extremes, so
+    /// clamping to them only moves an answer closer to it.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        self.inner.quantile(q).ok().flatten()
+        let v = self.inner.quantile(q).ok().flatten()?;
+        match (self.inner.min(), self.inner.max()) {
+            (Some(lo), Some(hi)) if lo <= hi => Some(v.clamp(lo, hi)),
+            _ => Some(v),
+        }
     }
 
     /// The mean of the values added, or `None` if empty.
@@ -445,6 +458,28 @@ mod tests {
                 "q={q} exact={exact} got={got}"
             );
         }
+    }
+
+    /// DDSketch answers a bin's middle, which for a sketch of one repeated value lies above it
+    /// (252.2 ms for 250 ms) or below it (49.9 ms for 50 ms): a quantile past every value added.
+    #[test]
+    fn quantiles_never_leave_the_values_added() {
+        for v in [250.0, 50.0, 1_000.0, 7.0] {
+            let mut s = LatencySketch::new();
+            s.add_n(v, 1_000).unwrap();
+            for q in [0.01, 0.5, 0.99, 0.999] {
+                assert_eq!(s.quantile(q), Some(v), "q{q} of 1000 × {v} ms");
+            }
+        }
+        // Spread values: the top and bottom quantiles stay within the extremes, the middle
+        // within the stated bound.
+        let mut s = LatencySketch::new();
+        s.add_n(50.0, 500).unwrap();
+        s.add_n(250.0, 500).unwrap();
+        assert_eq!(s.quantile(0.001), Some(50.0));
+        assert_eq!(s.quantile(0.999), Some(250.0));
+        let mid = s.quantile(0.75).unwrap();
+        assert!((mid - 250.0).abs() <= 250.0 * LatencySketch::RELATIVE_ACCURACY);
     }
 
     #[test]

@@ -313,6 +313,52 @@ pub async fn check_range_steps(source: &dyn MetricsSource, fixture: &dyn Metrics
     );
 }
 
+/// A query [`MetricQuery::validate`] refuses (a [`Track::Named`] or [`Metric::Custom`] built
+/// around its name check) is an error naming `query.track` or `query.metric`, from
+/// [`query`](MetricsSource::query) and [`query_range`](MetricsSource::query_range) alike, never
+/// an answer: `Named("stable")` answered as a track with no data would read as no data while
+/// the stable track serves errors, and a name with quotes could be spliced into a query
+/// language. Run it beside [`check_metrics_source_all`] (which does not include it yet, so that
+/// backends written before it keep passing while they add the check to their `query`).
+pub async fn check_invalid_queries_refused(
+    source: &dyn MetricsSource,
+    fixture: &dyn MetricsFixture,
+) {
+    let (a, _) = fixture.tracks();
+    let window = fixture.quiet_window();
+    let bad_tracks = ["stable", "Shadow 1", "", "a\"} or vector(1) #"]
+        .map(|name| MetricQuery::new(Metric::ErrorRate, Track::Named(name.to_owned()), window));
+    let bad_metrics = ["latency", "queue depth"]
+        .map(|name| MetricQuery::new(Metric::Custom(name.to_owned()), a.clone(), window));
+    let cases = bad_tracks
+        .into_iter()
+        .map(|q| (q, "query.track"))
+        .chain(bad_metrics.into_iter().map(|q| (q, "query.metric")));
+    for (query, field) in cases {
+        let step = query.window.length();
+        let outcomes = [
+            ("query", source.query(&query).await.map(|_| ())),
+            (
+                "query_range",
+                source.query_range(&query, step).await.map(|_| ()),
+            ),
+        ];
+        for (call, outcome) in outcomes {
+            match outcome {
+                Err(Error::InvalidField { field: got, .. }) => assert!(
+                    got == field,
+                    "{}: {call} of {query:?} must be refused naming `{field}`, named `{got}`",
+                    source.name()
+                ),
+                other => panic!(
+                    "{}: {call} of {query:?} must be refused as invalid (`{field}`), got {other:?}",
+                    source.name()
+                ),
+            }
+        }
+    }
+}
+
 /// Runs every [`MetricsSource`] check in turn.
 pub async fn check_metrics_source_all(source: &dyn MetricsSource, fixture: &dyn MetricsFixture) {
     check_counts_per_track(source, fixture).await;
@@ -674,6 +720,36 @@ mod tests {
     #[should_panic(expected = "arranged")]
     async fn a_source_that_loses_counts_fails_the_suite() {
         check_counts_per_track(&Zeroes, &InMemoryFixture::new()).await;
+    }
+
+    /// Answers every query with no data, refusing nothing.
+    struct Accepting;
+
+    #[async_trait]
+    impl MetricsSource for Accepting {
+        fn name(&self) -> &str {
+            "accepting"
+        }
+        async fn query(&self, q: &MetricQuery) -> Result<Observation> {
+            Ok(Observation::new(
+                q.metric.clone(),
+                q.track.clone(),
+                q.window,
+                Measurement::NoData,
+            ))
+        }
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "must be refused as invalid")]
+    async fn a_source_that_answers_invalid_queries_fails_the_suite() {
+        check_invalid_queries_refused(&Accepting, &InMemoryFixture::new()).await;
+    }
+
+    #[tokio::test]
+    async fn the_in_memory_source_refuses_invalid_queries() {
+        let fixture = InMemoryFixture::new();
+        check_invalid_queries_refused(fixture.source().as_ref(), &fixture).await;
     }
 
     #[tokio::test]

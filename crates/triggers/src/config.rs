@@ -101,7 +101,8 @@ pub struct MetricThresholdConfig {
     pub metric: Metric,
     /// The comparison that counts as a breach.
     pub operator: Operator,
-    /// The threshold of `action`. Ratios are fractions (`0.10` = 10%), latency milliseconds.
+    /// The threshold of `action`. Ratios are fractions (`0.10` = 10%; an `error_rate` level
+    /// outside 0..=1 is refused, as it could never be reached), latency milliseconds.
     pub value: f64,
     /// The action asked for when `value` is breached for `duration` (default `rollback`).
     #[serde(default = "rollback")]
@@ -238,9 +239,11 @@ pub struct ErrorSpikeConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline_track: Option<Track>,
     /// Learn the baseline from the watched track's first `learnFor` of data (inputs meanwhile
-    /// are healthy by definition), and on past it, with no verdict (no data), until it holds
-    /// `minBaselineRequests` requests. Not on the `canary` track, which has no data from before
-    /// the deploy.
+    /// are healthy by definition). Nothing later is learned: it is the data under judgment, and
+    /// a spike taken into the baseline would hide itself. If the window holds fewer than
+    /// `minBaselineRequests` requests, the baseline stays unknown and the trigger answers no
+    /// data (it goes stale and asks for `onMissingData`): give low-traffic services a longer
+    /// `learnFor`. Not on the `canary` track, which has no data from before the deploy.
     #[serde(
         default,
         with = "serin_signals::duration::option",
@@ -258,8 +261,8 @@ pub struct ErrorSpikeConfig {
     #[serde(default = "ten")]
     pub min_error_count: u64,
     /// A learned baseline needs at least this many requests (default 100, at least 1); with
-    /// fewer the trigger has no data, and a `learnFor` baseline goes on learning until it has
-    /// them.
+    /// fewer the trigger has no data (a `learnFor` baseline for good, as it learns nothing past
+    /// its window).
     #[serde(default = "hundred")]
     pub min_baseline_requests: u64,
     /// The detector (default `cusum`).
@@ -487,6 +490,7 @@ impl TriggerConfig {
     /// Checks every field; `path` (`triggers[2]`) prefixes the field named in the error.
     pub fn validate(&self, path: &str) -> Result<()> {
         check_id(path, self.id())?;
+        self.check_names(path)?;
         match self {
             TriggerConfig::MetricThreshold(c) => c.validate(path),
             TriggerConfig::HealthCheck(c) => c.validate(path),
@@ -494,6 +498,54 @@ impl TriggerConfig {
             TriggerConfig::DependencyFailure(c) => c.validate(path),
             TriggerConfig::ResourceUsage(c) => c.validate(path),
         }
+    }
+
+    /// Checks the tracks and metrics a config built in code may hold unchecked
+    /// ([`Track::validate`], [`Metric::validate`]); read from a file they are checked already.
+    /// A `Named("stable")` track would never see the stable track's inputs, so the trigger
+    /// would watch nothing, and the engine, which refuses to write such a name, could not be
+    /// journalled.
+    fn check_names(&self, path: &str) -> Result<()> {
+        type Fields<'a, T> = Vec<(&'static str, &'a T)>;
+        let (tracks, metrics): (Fields<'_, Track>, Fields<'_, Metric>) = match self {
+            TriggerConfig::MetricThreshold(c) => {
+                (vec![("track", &c.track)], vec![("metric", &c.metric)])
+            }
+            TriggerConfig::HealthCheck(c) => (vec![("track", &c.track)], vec![]),
+            TriggerConfig::ErrorSpike(c) => {
+                let mut tracks = vec![("track", &c.track)];
+                tracks.extend(c.baseline_track.as_ref().map(|t| ("baselineTrack", t)));
+                (tracks, vec![])
+            }
+            TriggerConfig::DependencyFailure(c) => (
+                vec![("track", &c.track), ("baselineTrack", &c.baseline_track)],
+                c.call_metric.iter().map(|m| ("callMetric", m)).collect(),
+            ),
+            TriggerConfig::ResourceUsage(c) => (vec![("track", &c.track)], vec![]),
+        };
+        let named = |e: serin_signals::Error, field: String, value: String| match e {
+            serin_signals::Error::InvalidField {
+                field,
+                value,
+                reason,
+            } => Error::InvalidConfig {
+                field,
+                value,
+                reason,
+            },
+            other => Error::config(field, value, other.to_string()),
+        };
+        for (field, t) in tracks {
+            let field = format!("{path}.{field}");
+            t.validate(&field)
+                .map_err(|e| named(e, field.clone(), t.as_str().to_owned()))?;
+        }
+        for (field, m) in metrics {
+            let field = format!("{path}.{field}");
+            m.validate(&field)
+                .map_err(|e| named(e, field.clone(), m.as_str().to_owned()))?;
+        }
+        Ok(())
     }
 
     pub(crate) fn timing(&self) -> Timing {
@@ -541,6 +593,22 @@ impl MetricThresholdConfig {
     fn validate(&self, path: &str) -> Result<()> {
         check_finite(path, "value", self.value)?;
         check_positive(path, "staleAfter", self.stale_after)?;
+        // An error rate is a fraction: a level written as a percentage (`10` for 10%) could
+        // never be reached, and the trigger would watch without ever firing.
+        if self.metric == Metric::ErrorRate {
+            for (field, v) in [("value", Some(self.value)), ("warnValue", self.warn_value)] {
+                if let Some(v) = v
+                    && !(0.0..=1.0).contains(&v)
+                {
+                    return Err(Error::config(
+                        format!("{path}.{field}"),
+                        v,
+                        "an error_rate level is a fraction of requests between 0 and 1 \
+                         (0.10 = 10%); a level outside that range is never reached",
+                    ));
+                }
+            }
+        }
         if let Some(q) = self.quantile {
             if !(q > 0.0 && q <= 1.0) {
                 return Err(Error::config(
@@ -884,6 +952,14 @@ mod tests {
                 "triggers[0].quantile `0.99`: is read from latency sketches only",
             ),
             (
+                r#"{"kind":"metricThreshold","id":"e","metric":"error_rate","operator":"gt","value":10}"#,
+                "triggers[0].value `10`: an error_rate level is a fraction",
+            ),
+            (
+                r#"{"kind":"metricThreshold","id":"e","metric":"error_rate","operator":"gt","value":0.2,"warnValue":-0.1}"#,
+                "triggers[0].warnValue `-0.1`: an error_rate level is a fraction",
+            ),
+            (
                 r#"{"kind":"healthCheck","id":"h","checkType":"liveness","failureThreshold":0}"#,
                 "triggers[0].failureThreshold",
             ),
@@ -961,6 +1037,53 @@ mod tests {
         parse(r#"{"kind":"errorSpike","id":"s","track":"stable","learnFor":"1m"}"#)
             .validate("triggers[0]")
             .unwrap();
+    }
+
+    /// Tracks and metrics built in code around their name checks are refused by path: such a
+    /// trigger would watch nothing, and an engine holding it could not be written down.
+    #[test]
+    fn names_built_around_their_checks_are_refused_by_path() {
+        let TriggerConfig::MetricThreshold(base) = parse(
+            r#"{"kind":"metricThreshold","id":"e","metric":"error_rate","operator":"gt","value":0.1}"#,
+        ) else {
+            panic!("kind")
+        };
+        let with = |edit: fn(&mut MetricThresholdConfig)| {
+            let mut c = base.clone();
+            edit(&mut c);
+            TriggerConfig::MetricThreshold(c)
+                .validate("triggers[3]")
+                .unwrap_err()
+                .to_string()
+        };
+        let msg = with(|c| c.track = Track::Named("stable".into()));
+        assert!(
+            msg.contains("triggers[3].track `stable`") && msg.contains("well-known"),
+            "{msg}"
+        );
+        let msg = with(|c| c.track = Track::Named("Canary 2".into()));
+        assert!(msg.contains("triggers[3].track `Canary 2`"), "{msg}");
+        let msg = with(|c| c.metric = Metric::Custom("queue depth".into()));
+        assert!(msg.contains("triggers[3].metric `queue depth`"), "{msg}");
+        let TriggerConfig::DependencyFailure(mut d) = parse(
+            r#"{"kind":"dependencyFailure","id":"d","dependency":"db","callMetric":"db_calls",
+                "maxCallErrorRate":0.5}"#,
+        ) else {
+            panic!("kind")
+        };
+        d.baseline_track = Track::Named("blue".into());
+        let msg = TriggerConfig::DependencyFailure(d.clone())
+            .validate("triggers[0]")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("triggers[0].baselineTrack `blue`"), "{msg}");
+        d.baseline_track = Track::Stable;
+        d.call_metric = Some(Metric::Custom("cpu".into()));
+        let msg = TriggerConfig::DependencyFailure(d)
+            .validate("triggers[0]")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("triggers[0].callMetric `cpu`"), "{msg}");
     }
 
     #[test]

@@ -320,9 +320,13 @@ impl Engine {
                         || "none since the start".to_owned(),
                         |t| format!("last at {t}"),
                     );
+                    // The trigger's own reason follows: it says what it last read, or why it
+                    // has no verdict (a learned baseline that never got its requests).
                     ev.evidence.reason = format!(
-                        "no usable data for longer than {} ms ({last}): missing data asks to {action}",
-                        timing.stale_after.as_millis()
+                        "no usable data for longer than {} ms ({last}): missing data asks to \
+                         {action}; last evidence: {}",
+                        timing.stale_after.as_millis(),
+                        ev.evidence.reason
                     );
                 }
                 self.events.push_back(ev);

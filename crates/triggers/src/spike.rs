@@ -292,8 +292,15 @@ impl ErrorSpikeTrigger {
     }
 
     /// Whether a watched observation goes to the learned baseline: `Some(true)` within
-    /// `learnFor` (healthy by definition), `Some(false)` past it while the baseline still has
-    /// fewer than `minBaselineRequests` requests (no verdict yet), `None` once learned.
+    /// `learnFor` (healthy by definition), `Some(false)` past it when the baseline learned
+    /// there has fewer than `minBaselineRequests` requests (no verdict, and nothing learned),
+    /// `None` once learned.
+    ///
+    /// Nothing past `learnFor` is learned: that data is the one under judgment, and a spike
+    /// taken into the baseline would raise it until the spike no longer stood out (a baseline
+    /// of 5% that absorbs a window at 50% reads 40% as healthy). A baseline short of its
+    /// requests stays unknown, which is inconclusive: the trigger goes stale and asks for its
+    /// `onMissingData` action, as it does for any missing evidence.
     fn is_learning(&self, obs: &Observation) -> Option<bool> {
         let d = self.config.learn_for?;
         let Some(l) = &self.state.learning else {
@@ -349,12 +356,15 @@ impl Trigger for ErrorSpikeTrigger {
             return Ok(None);
         }
         if let Some(within) = self.is_learning(obs) {
+            if !within {
+                return Ok(Some(Verdict::NoData));
+            }
             let l = self.state.learning.get_or_insert(Learning {
                 started: obs.window.start(),
                 counts: Counts::default(),
             });
             l.counts = l.counts.saturating_add(c);
-            return Ok(Some(if within { Verdict::Ok } else { Verdict::NoData }));
+            return Ok(Some(Verdict::Ok));
         }
         self.state.window.add(at, c);
         let window = self.state.window.sum(at);
@@ -403,8 +413,28 @@ impl Trigger for ErrorSpikeTrigger {
         let p1 = s
             .last_p0
             .map(|p0| p0 * (1.0 + self.config.increase_percentage / 100.0));
+        let short = || {
+            s.learning
+                .as_ref()
+                .zip(self.config.learn_for)
+                .filter(|(l, d)| {
+                    at > l.started.saturating_add(*d)
+                        && l.counts.requests() < self.config.min_baseline_requests
+                })
+                .map(|(l, d)| {
+                    format!(
+                        "no baseline error rate: what {} served over learnFor ({d:?}) holds {} \
+                     requests, fewer than minBaselineRequests {}, and later data is never \
+                     learned (it is the data under judgment); lengthen learnFor or lower \
+                     minBaselineRequests",
+                        self.config.track,
+                        l.counts.requests(),
+                        self.config.min_baseline_requests
+                    )
+                })
+        };
         let reason = match (s.last_p0, self.config.detector) {
-            (None, _) => "no baseline error rate yet".to_owned(),
+            (None, _) => short().unwrap_or_else(|| "no baseline error rate yet".to_owned()),
             (Some(p0), Detector::Cusum) => format!(
                 "CUSUM statistic {:.3} against threshold {:.3} (average run length {}, dispersion {}); baseline {:.5}, window {} errors of {} requests",
                 s.cusum.statistic(),
@@ -657,35 +687,39 @@ mod tests {
         );
     }
 
+    /// A baseline short of its requests when `learnFor` ends is not completed from later data:
+    /// that data is the one judged, and a spike taken in would mask itself.
     #[test]
-    fn learning_goes_on_until_it_has_the_minimum_requests() {
+    fn nothing_past_learn_for_is_learned() {
         let mut t = spike(
             r#"{"kind":"errorSpike","id":"s","track":"stable","learnFor":"30s","detector":"ratio",
                 "windowSize":"10s","minErrorCount":1,"minBaselineRequests":100}"#,
         );
-        // 60 requests in the first 30 s: not enough for a baseline.
+        // 60 requests at 5% in the first 30 s: not enough for a baseline.
         for s in [10, 20, 30] {
             assert_eq!(
                 t.observe(&obs(Track::Stable, s, 20, 1)).unwrap(),
                 Some(Verdict::Ok)
             );
         }
-        // Learning goes on past learnFor, without a verdict, until it has 100.
-        for s in [40, 50] {
+        // A spike to 50%, then 40%: had they been learned, the baseline would read 33% and
+        // 40% would pass. No verdict instead, and the baseline stays as learned.
+        for (s, errors) in [(40, 50), (50, 40), (60, 40)] {
             assert_eq!(
-                t.observe(&obs(Track::Stable, s, 20, 1)).unwrap(),
+                t.observe(&obs(Track::Stable, s, 100, errors)).unwrap(),
                 Some(Verdict::NoData),
                 "at {s}s"
             );
         }
-        // Baseline 5.4%: 5% is fine, 30% is a spike.
-        assert_eq!(
-            t.observe(&obs(Track::Stable, 60, 1_000, 50)).unwrap(),
-            Some(Verdict::Ok)
-        );
-        assert_eq!(
-            t.observe(&obs(Track::Stable, 70, 1_000, 300)).unwrap(),
-            Some(Verdict::Breach(crate::Action::Rollback))
+        let learned = t.state.learning.as_ref().map(|l| l.counts);
+        assert_eq!(learned, Some(Counts::new(60, 3).unwrap()));
+        let e = t.evidence(Timestamp::from_millis(60_000), None);
+        assert!(
+            e.reason.contains("60 requests")
+                && e.reason.contains("minBaselineRequests 100")
+                && e.reason.contains("learnFor"),
+            "{}",
+            e.reason
         );
     }
 

@@ -47,14 +47,16 @@ pub struct PrometheusConfig {
     /// [`MAX_RETRIES`](super::MAX_RETRIES)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
-    /// The first backoff between retries (longer than zero unless `retries` is 0).
+    /// The first backoff between retries (longer than zero unless `retries` is 0). Without
+    /// `maxBackoff`, the default cap is raised to it if shorter.
     #[serde(
         default,
         with = "crate::duration::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub initial_backoff: Option<Duration>,
-    /// The cap on the backoff between retries.
+    /// The cap on the backoff between retries, not shorter than `initialBackoff`. Without
+    /// `initialBackoff`, the default first backoff is lowered to it if longer.
     #[serde(
         default,
         with = "crate::duration::option",
@@ -114,10 +116,24 @@ impl PrometheusConfig {
         if let Some(r) = self.retries {
             b = b.with_retries(r);
         }
-        if self.initial_backoff.is_some() || self.max_backoff.is_some() {
-            let initial = self.initial_backoff.unwrap_or(b.initial_backoff);
-            let max = self.max_backoff.unwrap_or(b.max_backoff.max(initial));
-            b = b.with_backoff(initial, max);
+        // A setting left out follows the one given: a cap below the default first backoff
+        // lowers it, as a first backoff above the default cap raises that, so that either
+        // setting alone is never refused for the other's default.
+        match (self.initial_backoff, self.max_backoff) {
+            (None, None) => {}
+            (Some(initial), Some(max)) if max < initial => {
+                return Err(Error::invalid(
+                    "maxBackoff",
+                    format!("{max:?}"),
+                    format!("must not be shorter than initialBackoff {initial:?}"),
+                ));
+            }
+            (initial, max) => {
+                let initial =
+                    initial.unwrap_or(b.initial_backoff.min(max.unwrap_or(Duration::MAX)));
+                let max = max.unwrap_or(b.max_backoff.max(initial));
+                b = b.with_backoff(initial, max);
+            }
         }
         if let Some(s) = self.latency_scale {
             b = b.with_latency_scale(s);
@@ -233,6 +249,28 @@ mod tests {
         );
     }
 
+    /// Either backoff setting alone fits the other's default: a cap below the default first
+    /// backoff (200 ms) lowers it, a first backoff above the default cap (5 s) raises that.
+    #[test]
+    fn one_backoff_setting_alone_is_never_refused_for_the_others_default() {
+        for (json, initial, max) in [
+            (r#""maxBackoff":"100ms""#, 100, 100),
+            (r#""maxBackoff":"1s""#, 200, 1_000),
+            (r#""initialBackoff":"10s""#, 10_000, 10_000),
+            (r#""initialBackoff":"50ms""#, 50, 5_000),
+        ] {
+            let config: PrometheusConfig =
+                serde_json::from_str(&format!(r#"{{"baseUrl":"http://x",{json}}}"#)).unwrap();
+            let b = config.into_builder().unwrap();
+            assert_eq!(
+                (b.initial_backoff, b.max_backoff),
+                (Duration::from_millis(initial), Duration::from_millis(max)),
+                "{json}"
+            );
+            b.build().unwrap();
+        }
+    }
+
     #[test]
     fn bad_config_names_the_path() {
         let cases = [
@@ -266,6 +304,10 @@ mod tests {
             (
                 r#"{"baseUrl":"http://x","queries":{"9bad":{"value":"x"}}}"#,
                 "9bad",
+            ),
+            (
+                r#"{"baseUrl":"http://x","initialBackoff":"1s","maxBackoff":"500ms"}"#,
+                "invalid maxBackoff `500ms`: must not be shorter than initialBackoff 1s",
             ),
         ];
         for (json, want) in cases {

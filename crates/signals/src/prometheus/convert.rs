@@ -39,8 +39,11 @@ fn non_negative_count(what: &str, v: f64) -> Result<u64, String> {
 ///
 /// No requests series, or NaN anywhere, is no data. A missing errors series with requests present
 /// means zero errors: Prometheus has no series for a status code that never occurred. Rounding of
-/// two separately extrapolated counters can put errors one above requests; errors are capped at
-/// requests.
+/// two separately extrapolated counters can put errors one above requests (a little more over
+/// many instances, each extrapolated alone); such errors are capped at requests. More errors than
+/// [`error_excess_allowed`] above requests is an error: the two templates count different
+/// things (an errors query that does not select the track, say), and capping would read a
+/// healthy track as failing every request.
 pub(crate) fn counts(requests: &[Point<'_>], errors: &[Point<'_>]) -> Result<Measurement, String> {
     let requests = match single(requests).map_err(|e| format!("requests query {e}"))? {
         None | Some(None) => return Ok(Measurement::NoData),
@@ -51,8 +54,21 @@ pub(crate) fn counts(requests: &[Point<'_>], errors: &[Point<'_>]) -> Result<Mea
         Some(None) => return Ok(Measurement::NoData),
         Some(Some(v)) => non_negative_count("errors", v)?,
     };
+    if errors > requests.saturating_add(error_excess_allowed(requests)) {
+        return Err(format!(
+            "the errors query counts {errors} where the requests query counts {requests}; errors \
+             must be a subset of requests: check that both templates select the same track and \
+             requests"
+        ));
+    }
     let counts = Counts::new(requests, errors.min(requests)).map_err(|e| e.to_string())?;
     Ok(Measurement::Counts(counts))
+}
+
+/// How many errors above requests rounding can explain: one, or 1% of requests (extrapolation
+/// rounds each instance's series alone).
+fn error_excess_allowed(requests: u64) -> u64 {
+    (requests / 100).max(1)
 }
 
 /// A gauge from one query; no series or NaN is no data.
@@ -180,6 +196,34 @@ mod tests {
         assert!(counts(&two, &[]).unwrap_err().contains("2 series"));
     }
 
+    /// Errors well above requests are two templates counting different things, not rounding:
+    /// capped, they would read as every request failing.
+    #[test]
+    fn errors_beyond_rounding_above_requests_are_refused() {
+        let none = labels(None);
+        for (r, e, capped) in [
+            (0.4, 0.6, true),
+            (1_000.0, 1_010.0, true),
+            (1_000.0, 1_011.0, false),
+        ] {
+            let got = counts(&[(&none, Some(r))], &[(&none, Some(e))]);
+            if capped {
+                let Ok(Measurement::Counts(c)) = got else {
+                    panic!("{r}/{e}: {got:?}")
+                };
+                assert_eq!(c.errors(), c.requests(), "{r}/{e}");
+            } else {
+                let msg = got.unwrap_err();
+                assert!(
+                    msg.contains("1011") && msg.contains("1000") && msg.contains("subset"),
+                    "{msg}"
+                );
+            }
+        }
+        let msg = counts(&[(&none, Some(100.0))], &[(&none, Some(4_000.0))]).unwrap_err();
+        assert!(msg.contains("same track"), "{msg}");
+    }
+
     #[test]
     fn gauges_are_single_finite_values() {
         let none = labels(None);
@@ -214,6 +258,30 @@ mod tests {
             let got = s.quantile(q).unwrap();
             assert!((got - want).abs() <= want * 0.011, "q{q}: {got} vs {want}");
         }
+    }
+
+    /// Thresholds sit on bucket bounds: a histogram whose every request fell at or under
+    /// 250 ms must not read as a p99 above 250 ms.
+    #[test]
+    fn latency_never_reads_above_the_highest_bucket_used() {
+        let (a, b, inf) = (
+            labels(Some("0.1")),
+            labels(Some("0.25")),
+            labels(Some("+Inf")),
+        );
+        let points = [
+            (&a, Some(400.0)),
+            (&b, Some(1_000.0)),
+            (&inf, Some(1_000.0)),
+        ];
+        let Measurement::Latency(s) = latency(&points, 1_000.0).unwrap() else {
+            panic!("expected a sketch")
+        };
+        for q in [0.9, 0.99, 0.999] {
+            assert_eq!(s.quantile(q), Some(250.0), "q{q}");
+        }
+        let low = s.quantile(0.1).unwrap();
+        assert!((low - 100.0).abs() <= 100.0 * 0.011, "{low}");
     }
 
     #[test]

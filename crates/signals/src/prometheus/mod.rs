@@ -16,7 +16,9 @@
 //!
 //! **Counts** use `increase()`, which handles counter resets (a restarted instance) but
 //! extrapolates to the window's edges, so counts are estimates rounded to whole requests. An
-//! errors query with no series while requests are present means zero errors.
+//! errors query with no series while requests are present means zero errors. Errors above requests
+//! by more than rounding explains (one, or 1%) are [`Error::BadResponse`]: the two templates count
+//! different things, and capping them would read every request as failed.
 //!
 //! **Latency** is read from a Prometheus histogram's bucket increases and turned into a
 //! [`LatencySketch`](crate::LatencySketch): every request is placed at its bucket's upper bound,
@@ -36,7 +38,9 @@
 //! never zero. **Errors**: a query Prometheus rejects (`bad_data`, `execution`, other 4xx) is
 //! [`Error::BadQuery`] at once; connection errors, 5xx, 429 and Prometheus' `timeout`/`unavailable`
 //! errors are retried with exponential backoff, then reported as [`Error::Unavailable`]; a request
-//! that outlives the per-request timeout on the last attempt is [`Error::Timeout`]. An answer
+//! that outlives the per-request timeout on the last attempt is [`Error::Timeout`]. The same
+//! timeout is sent as Prometheus' `timeout` parameter, so the server stops evaluating a query
+//! the source has given up on instead of piling retried copies of it up. An answer
 //! larger than 64 MiB is [`Error::BadResponse`] without another attempt: it is a query that
 //! forgot to aggregate, and reading it whole would hold it all in memory.
 //!
@@ -658,6 +662,7 @@ impl PrometheusSource {
                     source_name: self.name.clone(),
                     query: promql.to_owned(),
                     after: self.timeout,
+                    attempts,
                 },
                 Failure::Transient(reason) => Error::Unavailable {
                     source_name: self.name.clone(),
@@ -679,8 +684,19 @@ impl PrometheusSource {
         }
     }
 
+    /// Prometheus' own `timeout` parameter, set to the per-request timeout: a query this source
+    /// has given up on (to retry it, or to report a timeout) is stopped on the server too,
+    /// rather than evaluated on to no one while each retry starts another copy of it.
+    fn server_timeout(&self) -> String {
+        format!("{}ms", self.timeout.as_millis().max(1))
+    }
+
     async fn instant(&self, promql: &str, at: Timestamp) -> Result<Vec<Series>> {
-        let params = [("query", promql.to_owned()), ("time", prom_time(at))];
+        let params = [
+            ("query", promql.to_owned()),
+            ("time", prom_time(at)),
+            ("timeout", self.server_timeout()),
+        ];
         self.fetch(&self.query_url, promql, &params, Expected::Instant)
             .await
     }
@@ -696,6 +712,7 @@ impl PrometheusSource {
             // In milliseconds, which Prometheus parses exactly: seconds as a float (`4.100`)
             // are truncated to 4099 ms there, and the samples then miss the steps' ends.
             ("step", format!("{}ms", step.as_millis())),
+            ("timeout", self.server_timeout()),
         ];
         self.fetch(&self.range_url, promql, &params, Expected::Range)
             .await
@@ -738,6 +755,9 @@ impl MetricsSource for PrometheusSource {
     }
 
     async fn query(&self, query: &MetricQuery) -> Result<Observation> {
+        // First, so that a metric built around its name check is refused as such rather than
+        // as a metric without a template.
+        query.validate()?;
         if query.window.length().is_zero() {
             return Err(Error::invalid(
                 "query.window",
@@ -761,6 +781,7 @@ impl MetricsSource for PrometheusSource {
     }
 
     async fn query_range(&self, query: &MetricQuery, step: Duration) -> Result<Vec<Observation>> {
+        query.validate()?;
         let steps = query.steps(step)?;
         let queries = self.queries_for(query)?;
         let per_step = query.with_window(Window::ending_at(query.window.end(), step));

@@ -117,6 +117,7 @@ async fn error_rate_is_two_instant_queries_at_the_window_end() {
                 r#"sum(increase(http_requests_total{track="canary"}[60500ms]))"#.to_owned()
             ),
             ("time".to_owned(), "1764303600.500".to_owned()),
+            ("timeout".to_owned(), "2000ms".to_owned()),
         ]
     );
     assert!(seen[1].1[0].1.contains(r#"code=~"5..""#));
@@ -273,7 +274,12 @@ async fn a_hanging_server_is_a_timeout() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::Timeout { after, .. } if after == Duration::from_secs(2)),
+        matches!(err, Error::Timeout { after, attempts: 3, .. } if after == Duration::from_secs(2)),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("within 2s on the last of 3 attempts"),
         "{err}"
     );
     assert_eq!(
@@ -339,6 +345,8 @@ async fn range_queries_evaluate_each_step_end() {
     assert_eq!(params["start"], "1764303570.500");
     assert_eq!(params["end"], "1764303600.500");
     assert_eq!(params["step"], "30000ms");
+    // The server gives up when the source does, and does not evaluate on for no one.
+    assert_eq!(params["timeout"], "2000ms");
     assert!(params["query"].contains("[30000ms]"));
     assert_eq!(got.len(), 2);
     assert_eq!(
@@ -633,4 +641,15 @@ fn a_custom_metric_built_around_its_checks_is_refused_at_build() {
         let msg = err.to_string();
         assert!(msg.contains("queries") && msg.contains(name), "{msg}");
     }
+}
+
+/// A metric built around its name check is refused as invalid, by both calls, before anything
+/// is sent: not reported as a metric that lacks a template.
+#[tokio::test(start_paused = true)]
+async fn invalid_queries_are_refused_before_anything_is_sent() {
+    let t = Scripted::new([]);
+    let s = source(Arc::clone(&t));
+    let fixture = crate::testkit::InMemoryFixture::new();
+    crate::testkit::check_invalid_queries_refused(&s, &fixture).await;
+    assert!(t.seen().is_empty(), "nothing was sent");
 }
