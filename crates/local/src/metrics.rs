@@ -393,6 +393,9 @@ impl MetricsSource for ProxyMetrics {
     }
 
     async fn query(&self, query: &MetricQuery) -> serin_signals::Result<Observation> {
+        // A track built around its name check (`Named("stable")`) would otherwise read as a
+        // backend that saw no request: no data, while the stable track serves errors.
+        query.validate()?;
         let sum = || {
             self.store.window_sum(
                 query.track.as_str(),

@@ -318,8 +318,7 @@ pub async fn check_range_steps(source: &dyn MetricsSource, fixture: &dyn Metrics
 /// [`query`](MetricsSource::query) and [`query_range`](MetricsSource::query_range) alike, never
 /// an answer: `Named("stable")` answered as a track with no data would read as no data while
 /// the stable track serves errors, and a name with quotes could be spliced into a query
-/// language. Run it beside [`check_metrics_source_all`] (which does not include it yet, so that
-/// backends written before it keep passing while they add the check to their `query`).
+/// language. Part of [`check_metrics_source_all`].
 pub async fn check_invalid_queries_refused(
     source: &dyn MetricsSource,
     fixture: &dyn MetricsFixture,
@@ -366,6 +365,7 @@ pub async fn check_metrics_source_all(source: &dyn MetricsSource, fixture: &dyn 
     check_windows_respected(source, fixture).await;
     check_latency_quantiles(source, fixture).await;
     check_range_steps(source, fixture).await;
+    check_invalid_queries_refused(source, fixture).await;
 }
 
 fn counts(requests: u64, errors: u64) -> Counts {

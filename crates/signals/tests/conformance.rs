@@ -10,7 +10,6 @@ use serin_signals::{HealthSource, MetricsSource};
 async fn in_memory_source_conforms() {
     let fixture = InMemoryFixture::new();
     testkit::check_metrics_source_all(fixture.source().as_ref(), &fixture).await;
-    testkit::check_invalid_queries_refused(fixture.source().as_ref(), &fixture).await;
 }
 
 #[tokio::test]
