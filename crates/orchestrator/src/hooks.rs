@@ -20,7 +20,11 @@ use crate::lock;
 /// The orchestrator calls [`notify_in`](Notifier::notify_in) after an event is journalled and
 /// executed, only for the channels subscribed to the event's category, with the deployment's
 /// [`NotifyContext`] (its environment and namespace). A failure is logged and never stops or
-/// rolls back a deployment: a notification is a courtesy, not a safety mechanism.
+/// rolls back a deployment: a notification is a courtesy, not a safety mechanism. The call is
+/// awaited, so that each channel gets events in order, but for
+/// [`notify_timeout`](crate::OrchestratorBuilder::notify_timeout) at most (default 5 s): a call
+/// that takes longer is dropped, logged and counted, and the deployment goes on. An
+/// implementation that talks to a slow service should queue and answer at once.
 ///
 /// An implementation needs only [`notify`](Notifier::notify): `notify_in` calls it by default,
 /// dropping the context. One that tells its readers where the deployment runs (the
@@ -420,6 +424,16 @@ impl BackupProvider for InMemoryBackup {
 /// comes: steps before the deployment in preparation, steps after it in completion (once the
 /// old version is retired). Without a runner, or when the runner answers `None`, the step is
 /// recorded as due, for an operator.
+///
+/// A call is bounded, as Helm bounds its hooks: it may last until the deployment's deadline
+/// (`maxDeploymentDuration`) at most, and an operator's abort ends it at once. Either way the
+/// orchestrator drops the call's future, which cancels it at its next `.await`; a runner that
+/// spawns a process should tie the process to the future (`kill_on_drop`), so a cancelled
+/// migration tool does not run on. What the step did until then is not undone: it is marked
+/// failed, with evidence naming the deadline or the abort and warning that it may be partly
+/// carried out. A step whose turn comes after the deadline, or after an abort cancelled an
+/// earlier step of the completion, is not started. The deployment's commands (pause, resume,
+/// promote) are served while a step runs.
 #[async_trait]
 pub trait StepRunner: Send + Sync {
     /// A short name for messages.

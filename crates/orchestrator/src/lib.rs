@@ -28,7 +28,10 @@
 //!   provider's backup does the backup step, and anything else is recorded as due.
 //! - `maxDeploymentDuration` bounds the deployment from its start: it is checked during the
 //!   wait for readiness (which `blueGreenConfig.readinessTimeout` also bounds), the analysis,
-//!   the switch, the watch and the warm delay, not during preparation. Before promotion it
+//!   the switch, the watch and the warm delay, and it bounds every upgrade step a
+//!   [`StepRunner`] carries out (an operator's abort also ends the wait for one); a backup or
+//!   a restore in preparation runs to its end. A notifier call is bounded by
+//!   [`OrchestratorBuilder::notify_timeout`]. Before promotion it
 //!   rolls back (never promote on missing evidence); after promotion `monitoring.onDeadline`
 //!   ([`OnDeadline`]) either finishes at once (the default: the watch ends and the old version
 //!   is retired without the rest of its warm delay) or rolls back to the still-warm old version.

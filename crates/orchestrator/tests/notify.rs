@@ -658,8 +658,8 @@ fn the_config_names_a_secret_variable_and_subscribes_to_phase_changes() {
     .expect_err("bad name")
     .to_string();
     assert!(
-        err.contains("deploymentConfig.notificationChannels[0].secretEnv"),
-        "{err}"
+        err.starts_with("invalid notificationChannels[0].secretEnv"),
+        "the path as the file writes it: {err}"
     );
     let err = DeploymentConfig::from_yaml(&yaml(
         "{type: webhook, destination: 'https://example.org/h', secret: 'inline'}",

@@ -84,6 +84,11 @@ pub enum OnResume {
 
 /// One deployment's configuration, in the product brief's shape.
 ///
+/// Its fields are the file's top-level keys, so the errors of [`validate`](Self::validate)
+/// name each field by the path the file writes (`targetServices[1]`, `maxDeploymentDuration`,
+/// `canaryConfig.incrementPercentage`, `triggers[0].value`), with no prefix of their own; only
+/// an error parsing the whole text names the document (`deploymentConfig`).
+///
 /// ```
 /// use serin_orchestrator::{DeploymentConfig, StrategyKind};
 ///
@@ -136,10 +141,14 @@ pub struct DeploymentConfig {
     #[serde(default = "yes")]
     pub rollback_on_error: bool,
     /// How long the deployment may take from its start. Default `2h`. It is checked while the
-    /// new version starts, while traffic moves and after promotion, not during preparation (a
-    /// backup or an upgrade step runs to its end), so a deployment may run past it until its
-    /// next check. Before promotion it rolls back; after promotion `monitoring.onDeadline`
-    /// decides, by default completing the deployment at once. It must be longer than
+    /// new version starts, while traffic moves and after promotion. An upgrade step the step
+    /// runner carries out (a migration, before or after the deployment) does not outlive it:
+    /// the step is cancelled at the deadline and marked failed, and a step whose turn comes
+    /// past it is not started (see `StepRunner`). A backup or a restore in preparation runs to
+    /// its end, so a deployment may run past the deadline until its next check. Before
+    /// promotion it rolls back (in preparation, before anything is deployed, it fails);
+    /// after promotion `monitoring.onDeadline` decides, by default completing the deployment
+    /// at once. It must be longer than
     /// `blueGreenConfig.readinessTimeout` and than a canary's timed pauses together, which
     /// would otherwise never run their course.
     #[serde(default = "two_hours", with = "serin_signals::duration")]
@@ -375,7 +384,7 @@ impl DeploymentConfig {
     pub(crate) fn check_fields(&self) -> Result<()> {
         if self.target_services.is_empty() {
             return Err(Error::invalid(
-                "deploymentConfig.targetServices",
+                "targetServices",
                 "[]",
                 "name at least one service",
             ));
@@ -383,10 +392,10 @@ impl DeploymentConfig {
         for (i, s) in self.target_services.iter().enumerate() {
             // Platforms and backup providers name tracks after the service: a name they would
             // refuse is refused here, before any pre-upgrade step has run.
-            validate_service(&format!("deploymentConfig.targetServices[{i}]"), s)?;
+            validate_service(&format!("targetServices[{i}]"), s)?;
             if self.target_services[..i].contains(s) {
                 return Err(Error::invalid(
-                    format!("deploymentConfig.targetServices[{i}]"),
+                    format!("targetServices[{i}]"),
                     s,
                     "is listed twice",
                 ));
@@ -421,21 +430,29 @@ impl DeploymentConfig {
             triggers: self.triggers.clone(),
         }
         .validate()
-        .map_err(|e| {
-            Error::invalid(
-                "deploymentConfig.triggers",
-                self.triggers.len(),
-                e.to_string(),
-            )
+        .map_err(|e| match e {
+            // The trigger engine names its fields as the file does (`triggers[1].value`).
+            serin_triggers::Error::InvalidConfig {
+                field,
+                value,
+                reason,
+            } => Error::InvalidField {
+                field,
+                value,
+                reason,
+            },
+            serin_triggers::Error::DuplicateTrigger { id, index } => Error::invalid(
+                format!("triggers[{index}].id"),
+                id,
+                "is the id of an earlier trigger: ids must be unique",
+            ),
+            other => Error::invalid("triggers", self.triggers.len(), other.to_string()),
         })?;
-        positive(
-            "deploymentConfig.maxDeploymentDuration",
-            self.max_deployment_duration,
-        )?;
+        positive("maxDeploymentDuration", self.max_deployment_duration)?;
         for (i, ch) in self.notification_channels.iter().enumerate() {
             if ch.destination.trim().is_empty() {
                 return Err(Error::invalid(
-                    format!("deploymentConfig.notificationChannels[{i}].destination"),
+                    format!("notificationChannels[{i}].destination"),
                     "",
                     "must not be empty",
                 ));
@@ -446,7 +463,7 @@ impl DeploymentConfig {
                     || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
             {
                 return Err(Error::invalid(
-                    format!("deploymentConfig.notificationChannels[{i}].secretEnv"),
+                    format!("notificationChannels[{i}].secretEnv"),
                     name,
                     "must be an environment variable name: ASCII letters, digits and `_`, not starting with a digit",
                 ));
@@ -484,7 +501,7 @@ impl DeploymentConfig {
                 "blueGreenConfig.readinessTimeout",
                 human(readiness),
                 format!(
-                    "must be shorter than deploymentConfig.maxDeploymentDuration ({}), which \
+                    "must be shorter than maxDeploymentDuration ({}), which \
                      counts from the deployment's start: the timeout would never apply; lower \
                      readinessTimeout or raise maxDeploymentDuration",
                     human(max)
@@ -498,7 +515,7 @@ impl DeploymentConfig {
             let paused = self.canary_config.timed_pauses()?;
             if paused >= max {
                 return Err(Error::invalid(
-                    "deploymentConfig.maxDeploymentDuration",
+                    "maxDeploymentDuration",
                     human(max),
                     format!(
                         "must be longer than the canary's timed pauses together ({}, from {}): \
@@ -560,7 +577,7 @@ impl DeploymentConfig {
         for (i, t) in self.triggers.iter().enumerate() {
             if triggers.iter().any(|d| d.id() == t.id()) {
                 return Err(Error::invalid(
-                    format!("deploymentConfig.triggers[{i}].id"),
+                    format!("triggers[{i}].id"),
                     t.id(),
                     "is the id of a trigger derived from canaryThresholds or monitoring: \
                      choose another",
@@ -571,7 +588,7 @@ impl DeploymentConfig {
         let config = EngineConfig { triggers };
         config
             .validate()
-            .map_err(|e| Error::invalid("deploymentConfig.triggers", "…", e.to_string()))?;
+            .map_err(|e| Error::invalid("triggers", "…", e.to_string()))?;
         Ok(config)
     }
 }
@@ -646,7 +663,7 @@ pub(crate) fn parse_reason(e: serin_compat::Error) -> String {
 }
 
 /// A duration as config files write it (`1h 35m`).
-fn human(d: Duration) -> String {
+pub(crate) fn human(d: Duration) -> String {
     #[derive(Serialize)]
     #[serde(transparent)]
     struct Human(#[serde(with = "serin_signals::duration")] Duration);
@@ -803,11 +820,11 @@ maxDeploymentDuration: 2h
             ),
             (
                 r#"{"strategy":"canary","version":"1.0.0","targetServices":[]}"#,
-                "deploymentConfig.targetServices",
+                "targetServices",
             ),
             (
                 r#"{"strategy":"canary","version":"1.0.0","targetServices":["a b"]}"#,
-                "deploymentConfig.targetServices[0]",
+                "targetServices[0]",
             ),
             (
                 r#"{"strategy":"canary","version":"1.0.0","targetServices":["a"],"canaryConfig":{"incrementPercentage":0}}"#,
@@ -857,11 +874,11 @@ maxDeploymentDuration: 2h
             ),
             (
                 r#"{"strategy":"canary","version":"1.0.0","targetServices":["a"],"maxDeploymentDuration":0}"#,
-                "deploymentConfig.maxDeploymentDuration",
+                "maxDeploymentDuration",
             ),
             (
                 r#"{"strategy":"canary","version":"1.0.0","targetServices":["a"],"triggers":[{"kind":"metricThreshold","id":"x","metric":"error_rate","operator":"gt","value":0.1},{"kind":"metricThreshold","id":"x","metric":"error_rate","operator":"gt","value":0.2}]}"#,
-                "deploymentConfig.triggers",
+                "triggers",
             ),
         ];
         for (json, needle) in cases {
@@ -872,6 +889,83 @@ maxDeploymentDuration: 2h
                 err.contains(needle),
                 "{json}: `{err}` does not mention `{needle}`"
             );
+        }
+    }
+
+    #[test]
+    fn every_rejection_names_the_path_as_the_file_writes_it() {
+        let head = r#""strategy":"canary","version":"1.0.0""#;
+        let trigger = |id: &str, value: f64| {
+            format!(
+                r#"{{"kind":"metricThreshold","id":"{id}","metric":"error_rate","operator":"gt","value":{value}}}"#
+            )
+        };
+        let cases = [
+            (r#""targetServices":[]"#.to_owned(), "targetServices"),
+            (r#""targetServices":["a b"]"#.to_owned(), "targetServices[0]"),
+            (r#""targetServices":["a","a"]"#.to_owned(), "targetServices[1]"),
+            (
+                r#""targetServices":["a"],"maxDeploymentDuration":0"#.to_owned(),
+                "maxDeploymentDuration",
+            ),
+            (
+                r#""targetServices":["a"],"maxDeploymentDuration":"6m""#.to_owned(),
+                "maxDeploymentDuration",
+            ),
+            (
+                format!(
+                    r#""targetServices":["a"],"triggers":[{},{}]"#,
+                    trigger("x", 0.1),
+                    trigger("x", 0.2)
+                ),
+                "triggers[1].id",
+            ),
+            (
+                format!(
+                    r#""targetServices":["a"],"triggers":[{},{}]"#,
+                    trigger("x", 0.1),
+                    trigger("y", 10.0)
+                ),
+                "triggers[1].value",
+            ),
+            (
+                format!(r#""targetServices":["a"],"triggers":[{}]"#, trigger("error-rate-threshold", 0.1)),
+                "triggers[0].id",
+            ),
+            (
+                r#""targetServices":["a"],"notificationChannels":[{"type":"slack","destination":" "}]"#
+                    .to_owned(),
+                "notificationChannels[0].destination",
+            ),
+            (
+                r##""targetServices":["a"],"notificationChannels":[{"type":"slack","destination":"#d","secretEnv":"a b"}]"##
+                    .to_owned(),
+                "notificationChannels[0].secretEnv",
+            ),
+            (
+                r#""targetServices":["a"],"monitoring":{"checkInterval":0}"#.to_owned(),
+                "monitoring.checkInterval",
+            ),
+            (
+                r#""targetServices":["a"],"canaryThresholds":{"maxErrorRate":5}"#.to_owned(),
+                "canaryThresholds.maxErrorRate",
+            ),
+        ];
+        // The file's own keys: every path starts with one of them.
+        let keys: Vec<String> = match serde_json::to_value(base()).expect("json") {
+            serde_json::Value::Object(map) => map.keys().cloned().collect(),
+            other => panic!("{other}"),
+        };
+        for (body, path) in cases {
+            let json = format!("{{{head},{body}}}");
+            match DeploymentConfig::from_json(&json) {
+                Err(Error::InvalidField { field, .. }) => {
+                    assert_eq!(field, path, "{json}");
+                    let top = field.split(['.', '[']).next().unwrap_or_default();
+                    assert!(keys.iter().any(|k| k == top), "{field} in {keys:?}");
+                }
+                other => panic!("{json}: {other:?}"),
+            }
         }
     }
 
@@ -910,7 +1004,7 @@ maxDeploymentDuration: 2h
         .to_string();
         assert!(
             err.contains("blueGreenConfig.readinessTimeout `10m`")
-                && err.contains("deploymentConfig.maxDeploymentDuration (10m)"),
+                && err.contains("maxDeploymentDuration (10m)"),
             "{err}"
         );
         load(
@@ -924,7 +1018,7 @@ maxDeploymentDuration: 2h
                 .expect_err("50 minutes of pauses in 45")
                 .to_string();
             assert!(
-                err.contains("deploymentConfig.maxDeploymentDuration `45m`")
+                err.contains("maxDeploymentDuration `45m`")
                     && err.contains("(50m, from canaryConfig.incrementInterval)"),
                 "{strategy}: {err}"
             );
@@ -1035,10 +1129,7 @@ maxDeploymentDuration: 2h
             let err = load(&format!(r#"["ok", "{bad}"]"#), "")
                 .expect_err(bad)
                 .to_string();
-            assert!(
-                err.contains(&format!("deploymentConfig.targetServices[1] `{bad}`")),
-                "{err}"
-            );
+            assert!(err.contains(&format!("targetServices[1] `{bad}`")), "{err}");
         }
         for (field, extra) in [
             (
@@ -1097,10 +1188,7 @@ maxDeploymentDuration: 2h
             let err = DeploymentConfig::from_json(&json)
                 .expect_err(id)
                 .to_string();
-            assert!(
-                err.contains(&format!("deploymentConfig.triggers[1].id `{id}`")),
-                "{err}"
-            );
+            assert!(err.contains(&format!("triggers[1].id `{id}`")), "{err}");
         }
         // An id is free while the threshold it would stand for is not set.
         let json = format!(

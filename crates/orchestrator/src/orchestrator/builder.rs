@@ -2,7 +2,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serin_compat::{Fleet, Proposal, UpgradeValidation, Validator};
 use serin_signals::{HealthSource, MetricsSource, Timestamp};
@@ -19,6 +21,9 @@ use super::Orchestrator;
 
 /// The most events a subscriber may fall behind by ([`OrchestratorBuilder::event_capacity`]).
 const MAX_EVENT_CAPACITY: usize = 1 << 16;
+
+/// How long a notifier call may take by default ([`OrchestratorBuilder::notify_timeout`]).
+const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Virtual-time-friendly clock: a wall-clock reading taken once, advanced by `tokio::time`
 /// (so paused-time tests run hours in milliseconds). Share one clock between an orchestrator
@@ -141,6 +146,10 @@ pub(crate) struct Inner {
     pub(crate) steps: Option<Arc<dyn StepRunner>>,
     pub(crate) validator: Option<Validation>,
     pub(crate) clock: Clock,
+    /// How long one notifier call may take before it is given up.
+    pub(crate) notify_timeout: Duration,
+    /// How many notifier calls were given up so far.
+    pub(crate) notify_timeouts: AtomicU64,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) locks: Mutex<BTreeSet<String>>,
 }
@@ -156,6 +165,7 @@ pub struct OrchestratorBuilder {
     validator: Option<Validation>,
     clock: Option<Clock>,
     capacity: usize,
+    notify_timeout: Duration,
 }
 
 impl OrchestratorBuilder {
@@ -168,6 +178,20 @@ impl OrchestratorBuilder {
     /// Where notifications go.
     pub fn notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
         self.notifier = Some(notifier);
+        self
+    }
+
+    /// How long one call of the notifier may take (default 5 s). The deployment awaits each
+    /// call, so that a channel gets its events in order; one that has not answered by then is
+    /// dropped (cancelled), logged as a warning and counted
+    /// ([`Orchestrator::notifications_timed_out`]), and the deployment goes on, as after a
+    /// failed notification. A notifier is a courtesy, not a safety mechanism: a hung receiver
+    /// must not hold up a rollback. A notifier that queues its deliveries (as the `notify`
+    /// feature's `ChannelNotifier` does) answers at once and never meets this bound; one that
+    /// sends inline should answer well within it. Zero gives up every call that does not
+    /// answer at once.
+    pub fn notify_timeout(mut self, timeout: Duration) -> Self {
+        self.notify_timeout = timeout;
         self
     }
 
@@ -222,6 +246,8 @@ impl OrchestratorBuilder {
                 steps: self.steps,
                 validator: self.validator,
                 clock: self.clock.unwrap_or_else(Clock::system),
+                notify_timeout: self.notify_timeout,
+                notify_timeouts: AtomicU64::new(0),
                 events,
                 locks: Mutex::new(BTreeSet::new()),
             }),
@@ -242,6 +268,7 @@ impl Orchestrator {
             validator: None,
             clock: None,
             capacity: 4096,
+            notify_timeout: DEFAULT_NOTIFY_TIMEOUT,
         }
     }
 }

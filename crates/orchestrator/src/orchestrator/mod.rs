@@ -82,6 +82,16 @@ impl Orchestrator {
         self.inner.clock
     }
 
+    /// How many notifier calls, over every deployment this orchestrator ran, were given up
+    /// because they did not answer within
+    /// [`notify_timeout`](OrchestratorBuilder::notify_timeout). Each is logged as a warning
+    /// too; a rising count means a receiver that holds up deployments.
+    pub fn notifications_timed_out(&self) -> u64 {
+        self.inner
+            .notify_timeouts
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn backends(&self, service: &str) -> Result<ServiceBackends> {
         self.inner
             .services
@@ -158,7 +168,7 @@ impl Orchestrator {
             return Err(Error::invalid(
                 "service",
                 service,
-                "is not one of deploymentConfig.targetServices",
+                "is not one of targetServices",
             ));
         }
         let backends = self.backends(service)?;
@@ -292,7 +302,7 @@ impl Orchestrator {
             ));
         }
         let triggers = Engine::new(config.trigger_config()?, now)
-            .map_err(|e| Error::invalid("deploymentConfig.triggers", "…", e.to_string()))?;
+            .map_err(|e| Error::invalid("triggers", "…", e.to_string()))?;
         let mut runner_state = DeploymentState::new(
             id,
             service.to_owned(),

@@ -12,6 +12,7 @@ pub(crate) use canary::build_judges;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serin_canary::controller::{Command as CanaryCommand, Step};
@@ -50,7 +51,10 @@ pub enum Operation {
     /// while that track grows lets the promotion through a hold, and is journalled too, so a
     /// resumed deployment honours it.
     Promote,
-    /// Roll back now.
+    /// Roll back now. During an upgrade step the step runner carries out, the step is
+    /// cancelled first (see [`StepRunner`](crate::StepRunner)): before the deployment it then
+    /// ends as failed with nothing deployed; after it (the old version is retired) no rollback
+    /// is possible, and the steps left are recorded as due instead of being run.
     Abort,
     /// Hold: no weight changes until resumed (triggers keep watching). A promotion whose track
     /// grows to full size keeps the new version at its canary share until the resume (or the
@@ -472,17 +476,42 @@ impl Runner {
     /// Announces `events`: to `tracing`, to subscribers, and to the notification channels
     /// subscribed to each one's category, with the deployment's environment and namespace
     /// ([`NotifyContext`]).
+    ///
+    /// The notifier is the user's code, awaited inline so that channels get events in order;
+    /// each call is given [`notify_timeout`](crate::OrchestratorBuilder::notify_timeout) at
+    /// most. A call that has not answered by then is dropped (cancelled), logged as a warning
+    /// and counted ([`Orchestrator::notifications_timed_out`]), and the deployment goes on: a
+    /// notification never fails a deployment, and a hung receiver delays it by that much per
+    /// event and channel at most, never for ever. A rollback's switch back is carried out
+    /// before its events are announced, so it waits for none of them.
+    ///
+    /// [`Orchestrator::notifications_timed_out`]: crate::Orchestrator::notifications_timed_out
     pub(crate) async fn emit(&self, events: &[Event]) {
         let ctx = NotifyContext::of(&self.state.config);
+        let limit = self.inner.notify_timeout;
         for e in events {
             tracing::info!(deployment = %e.deployment, seq = e.seq, "{}", e.kind);
             let _ = self.inner.events.send(e.clone());
             if let (Some(notifier), Some(category)) = (&self.inner.notifier, e.kind.notify_on()) {
                 for ch in &self.state.config.notification_channels {
-                    if (ch.events.is_empty() || ch.events.contains(&category))
-                        && let Err(err) = notifier.notify_in(&ctx, ch, e).await
-                    {
-                        tracing::warn!(deployment = %e.deployment, "notification to {} failed: {err}", ch.redacted_destination());
+                    if !(ch.events.is_empty() || ch.events.contains(&category)) {
+                        continue;
+                    }
+                    match tokio::time::timeout(limit, notifier.notify_in(&ctx, ch, e)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(err)) => {
+                            tracing::warn!(deployment = %e.deployment, "notification to {} failed: {err}", ch.redacted_destination());
+                        }
+                        Err(_) => {
+                            let n = self.inner.notify_timeouts.fetch_add(1, Ordering::Relaxed) + 1;
+                            tracing::warn!(
+                                deployment = %e.deployment,
+                                seq = e.seq,
+                                "notification to {} got no answer within {limit:?} and was given up \
+                                 (notify timeout; {n} given up so far); the deployment goes on",
+                                ch.redacted_destination()
+                            );
+                        }
                     }
                 }
             }

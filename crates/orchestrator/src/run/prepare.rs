@@ -8,9 +8,10 @@ use serin_compat::Proposal;
 use serin_traffic::{Plan, PlanCursor};
 
 use crate::config::StrategyKind;
+use crate::config::human;
 use crate::error::{Error, Result};
 use crate::event::{EventKind, verdict_name};
-use crate::hooks::BackupProvider;
+use crate::hooks::{BackupProvider, StepRunner};
 use crate::platform::{died_while_starting, not_ready};
 use crate::state::{Effect, InFlight, Outcome, PlanRun, Stage, StepStatus, UpgradeStep};
 
@@ -296,13 +297,25 @@ impl Runner {
     /// Carries out (or records as due) the checklist steps of one side of the deployment:
     /// `pre` in preparation, the others in completion. Backups are done by the backup taken in
     /// preparation; the deployment's own step is done by this deployment; the rest go to the
-    /// step runner, if any. Answers the reason to fail when a pre-upgrade step failed.
+    /// step runner, if any. Answers the reason to fail when a pre-upgrade step failed, was
+    /// cancelled or could not start.
     ///
     /// A step the runner carries out is journalled as started before the runner is called and
     /// with its result right after, each in a record of its own. A step a resumed deployment
     /// finds started and not ended may or may not have been carried out, and a migration must
     /// not run twice: it is not run again but recorded as due, with that as evidence, for an
     /// operator to check (as steps no runner carries out are), and the deployment goes on.
+    ///
+    /// The runner's call is bounded as Helm bounds its hooks by `--timeout`: no step outlives
+    /// the deployment's deadline (`maxDeploymentDuration`), and an operator's abort ends the
+    /// wait at once (see [`await_step`](Self::await_step)). The call is then dropped, which
+    /// cancels it at its next await point; what it did until then is not undone, so the step
+    /// is marked failed with evidence saying why it was cancelled and that it may be partly
+    /// carried out. Before the deployment that fails it, with nothing deployed. After it (the
+    /// old version is retired, so nothing rolls back), the steps that follow are not started
+    /// but recorded as due, with the reason, for an operator; so are the steps whose turn comes
+    /// past the deadline (as when `monitoring.onDeadline: complete` finishes the deployment at
+    /// its deadline): an unbounded migration past the deadline is what the deadline forbids.
     pub(super) async fn run_steps(
         &mut self,
         pre: bool,
@@ -322,37 +335,53 @@ impl Runner {
                 kinds.push(step_event(item));
             }
         }
+        // Why the runner is called for no further step of this side (an operator's abort).
+        let mut stopped: Option<String> = None;
         for index in 0..self.state.checklist.len() {
             let item = &self.state.checklist[index];
             if item.status != StepStatus::Pending || item.is_pre(&service) != pre {
                 continue;
             }
             let step = item.step.clone();
-            let (done, journalled) = if item.is_this_deploy(&service) {
-                (Ok(Some(format!("deployed by {id}"))), false)
+            let (ran, journalled) = if item.is_this_deploy(&service) {
+                (Ran::Answered(Ok(Some(format!("deployed by {id}")))), false)
             } else if step.kind == serin_compat::steps::StepKind::Backup
                 && step.service == service
                 && let Some(b) = &self.state.backup
             {
-                (Ok(Some(format!("backup {b}"))), false)
+                (Ran::Answered(Ok(Some(format!("backup {b}")))), false)
             } else if let Some(runner) = self.inner.steps.clone() {
-                self.state.in_flight = Some(InFlight::Step { index });
-                self.commit(Vec::new(), std::mem::take(kinds)).await?;
-                let done = runner.run(&id, &step).await;
-                self.state.in_flight = None;
-                (done, true)
+                let late = self.past_deadline(self.now()).then(|| {
+                    format!(
+                        "maxDeploymentDuration ({}) ran out before its turn",
+                        human(self.state.config.max_deployment_duration)
+                    )
+                });
+                match late.or_else(|| stopped.clone()) {
+                    Some(why) => (Ran::NotStarted(why), false),
+                    None => {
+                        self.state.in_flight = Some(InFlight::Step { index });
+                        self.commit(Vec::new(), std::mem::take(kinds)).await?;
+                        let ran = self.await_step(runner.as_ref(), &id, &step).await;
+                        self.state.in_flight = None;
+                        (ran?, true)
+                    }
+                }
             } else {
-                (Ok(None), false)
+                (Ran::Answered(Ok(None)), false)
             };
-            let item = &mut self.state.checklist[index];
             let mut failure = None;
-            match done {
-                Ok(Some(evidence)) => {
+            let mut abort = None;
+            let mut refused = None;
+            match ran {
+                Ran::Answered(Ok(Some(evidence))) => {
+                    let item = &mut self.state.checklist[index];
                     item.status = StepStatus::Done;
                     item.evidence = Some(evidence);
                 }
-                Ok(None) => item.status = StepStatus::Due,
-                Err(e) => {
+                Ran::Answered(Ok(None)) => self.state.checklist[index].status = StepStatus::Due,
+                Ran::Answered(Err(e)) => {
+                    let item = &mut self.state.checklist[index];
                     item.status = StepStatus::Failed;
                     item.evidence = Some(e.to_string());
                     if pre {
@@ -362,16 +391,113 @@ impl Runner {
                         ));
                     }
                 }
+                Ran::NotStarted(why) if pre => {
+                    // The deployment fails before it: the step stays pending, as the steps
+                    // after a failed one do.
+                    return Ok(Some(format!(
+                        "pre-upgrade step ({step}) was not started: {why}; nothing was deployed"
+                    )));
+                }
+                Ran::NotStarted(why) => {
+                    let item = &mut self.state.checklist[index];
+                    item.status = StepStatus::Due;
+                    item.evidence = Some(format!("not started: {why}; carry it out by hand"));
+                }
+                Ran::Cancelled { why, after, reply } => {
+                    let item = &mut self.state.checklist[index];
+                    item.status = StepStatus::Failed;
+                    item.evidence = Some(format!(
+                        "cancelled after {} ({why}): the step runner's call was dropped before \
+                         it answered, so the step may be partly carried out; check it before \
+                         carrying it out again",
+                        human(after)
+                    ));
+                    if pre {
+                        failure = Some(format!(
+                            "pre-upgrade step ({}) was cancelled: {why}; nothing was deployed, \
+                             but the step may be partly carried out",
+                            item.step
+                        ));
+                    } else {
+                        stopped = Some(why.clone());
+                    }
+                    if let Some(reply) = reply {
+                        if !pre {
+                            // No rollback after the old version's retire: the abort stops the
+                            // steps, and the deployment finishes forward.
+                            refused = Some(self.rollback_refused(&why));
+                        }
+                        abort = Some(reply);
+                    }
+                }
             }
-            kinds.push(step_event(item));
-            if journalled {
-                self.commit(Vec::new(), std::mem::take(kinds)).await?;
+            kinds.push(step_event(&self.state.checklist[index]));
+            kinds.extend(refused);
+            let committed = if journalled {
+                self.commit(Vec::new(), std::mem::take(kinds)).await
+            } else {
+                Ok(())
+            };
+            if let Some(reply) = abort {
+                // Answered once the cancellation is journalled; in preparation the deployment
+                // then ends as failed, with nothing deployed.
+                let _ = reply.send(committed.clone());
             }
+            committed?;
             if failure.is_some() {
                 return Ok(failure);
             }
         }
         Ok(None)
+    }
+
+    /// Awaits the step runner's answer for `step`, serving operator commands meanwhile, until
+    /// the deployment's deadline at the latest. An abort or the deadline ends the wait: the
+    /// call is dropped (cancelled) and the step answered [`Ran::Cancelled`], with the abort's
+    /// reply, to be answered once the cancellation is journalled. The runner's answer wins a
+    /// tie with either. Other commands are served as in any wait (a pause is journalled and
+    /// holds what comes after; a promote has nothing to promote yet, or any more).
+    async fn await_step(
+        &mut self,
+        runner: &dyn StepRunner,
+        id: &str,
+        step: &serin_compat::Step,
+    ) -> Result<Ran> {
+        let started = self.now();
+        let call = runner.run(id, step);
+        tokio::pin!(call);
+        loop {
+            let left = self.state.deadline.saturating_duration_since(self.now());
+            tokio::select! {
+                biased;
+                done = &mut call => return Ok(Ran::Answered(done)),
+                cmd = self.commands.recv() => match cmd {
+                    Some((Operation::Abort, reply)) => {
+                        return Ok(Ran::Cancelled {
+                            why: "aborted by an operator".into(),
+                            after: self.now().saturating_duration_since(started),
+                            reply: Some(reply),
+                        });
+                    }
+                    Some((op, reply)) => {
+                        let seq = self.seq;
+                        let r = self.handle(op).await;
+                        self.answer(r, seq, reply)?;
+                    }
+                    None => {}
+                },
+                () = tokio::time::sleep(left) => {
+                    return Ok(Ran::Cancelled {
+                        why: format!(
+                            "maxDeploymentDuration ({}) ran out while it ran",
+                            human(self.state.config.max_deployment_duration)
+                        ),
+                        after: self.now().saturating_duration_since(started),
+                        reply: None,
+                    });
+                }
+            }
+        }
     }
 
     /// Starts the new version on its track.
@@ -607,6 +733,21 @@ fn step_event(item: &UpgradeStep) -> EventKind {
         status: item.status,
         evidence: item.evidence.clone(),
     }
+}
+
+/// How a checklist step given to the step runner ended.
+enum Ran {
+    /// The runner answered (or the step needed no runner).
+    Answered(Result<Option<String>>),
+    /// The runner was not called: why.
+    NotStarted(String),
+    /// The runner's call was dropped before it answered: why, after how long, and the reply
+    /// owed to the operator's abort that cancelled it, if one did.
+    Cancelled {
+        why: String,
+        after: Duration,
+        reply: Option<Reply>,
+    },
 }
 
 /// What looking for a backup started before a restart found.

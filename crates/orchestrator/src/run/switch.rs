@@ -329,7 +329,7 @@ impl Runner {
 
     /// The anomaly announcing that a rollback asked for `reason` does not start because the
     /// old version is retired.
-    fn rollback_refused(&self, reason: &str) -> EventKind {
+    pub(super) fn rollback_refused(&self, reason: &str) -> EventKind {
         let old = self
             .state
             .from
