@@ -276,7 +276,7 @@ pub fn load_config(
         .map_err(|e| CliError::usage(format!("environment: {e}")))?;
     if config.target_services.len() != 1 {
         return Err(CliError::usage(format!(
-            "invalid deploymentConfig.targetServices `{:?}`: the example CLI deploys exactly one service",
+            "invalid targetServices `{:?}`: the example CLI deploys exactly one service",
             config.target_services
         )));
     }

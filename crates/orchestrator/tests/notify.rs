@@ -524,19 +524,19 @@ async fn channels_are_checked_with_the_path_of_the_bad_field() {
     let cases = [
         (
             r#"{"type":"webhook","destination":"ftp://example.org"}"#,
-            "deploymentConfig.notificationChannels[0].destination",
+            "notificationChannels[0].destination",
         ),
         (
             r#"{"type":"webhook","destination":"https://example.org/h"}"#,
-            "deploymentConfig.notificationChannels[0].secretEnv",
+            "notificationChannels[0].secretEnv",
         ),
         (
             r##"{"type":"slack","destination":"#deploys"}"##,
-            "deploymentConfig.notificationChannels[0].secretEnv",
+            "notificationChannels[0].secretEnv",
         ),
         (
             r#"{"type":"pagerduty","destination":"on-call"}"#,
-            "deploymentConfig.notificationChannels[0].secretEnv",
+            "notificationChannels[0].secretEnv",
         ),
         (
             r#"{"type":"email","destination":"ops@example.org"}"#,
@@ -599,7 +599,7 @@ async fn a_url_without_its_scheme_is_refused_not_taken_for_a_name() {
             .expect_err(json)
             .to_string();
         assert!(
-            err.contains("deploymentConfig.notificationChannels[0].destination")
+            err.contains("notificationChannels[0].destination")
                 && err.contains(shown)
                 && err.contains("without its scheme"),
             "{json}: {err}"

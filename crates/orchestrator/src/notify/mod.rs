@@ -213,10 +213,10 @@ impl ChannelNotifier {
 
     /// Checks every channel as [`notify`](Notifier::notify) would (destination, secret,
     /// settings for its kind) without sending anything; errors name
-    /// `deploymentConfig.notificationChannels[i].field`.
+    /// `notificationChannels[i].field`.
     pub fn check_channels(&self, channels: &[NotificationChannel]) -> Result<()> {
         for (i, ch) in channels.iter().enumerate() {
-            let path = format!("deploymentConfig.notificationChannels[{i}]");
+            let path = format!("notificationChannels[{i}]");
             if let Target::Email { password, .. } = self.target(ch, &path)? {
                 // Sets up TLS for the server, as the first message to the channel will.
                 self.mailer(password)?;
@@ -890,7 +890,7 @@ mod tests {
             let json = format!(r#"{{"type":"{kind}","destination":"{host}"}}"#);
             let e = n.check_channels(&[ch(&json)]).expect_err(&json).to_string();
             assert!(
-                e.contains("deploymentConfig.notificationChannels[0].destination")
+                e.contains("notificationChannels[0].destination")
                     && e.contains(host)
                     && e.contains("is a host name"),
                 "{json}: {e}"
