@@ -77,9 +77,15 @@ pub fn from_str<T: serde::de::DeserializeOwned>(text: &str, format: Format) -> R
                     reason,
                 });
             }
-            serde_yaml_ng::from_str(text).map_err(|e| Error::Parse {
-                format: "YAML",
-                reason: e.to_string(),
+            // The reader's own path stops at the map around a value its type refused (a
+            // selector, a version); serde_path_to_error follows it down to the field.
+            let de = serde_yaml_ng::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let path = e.path().to_string();
+                Error::Parse {
+                    format: "YAML",
+                    reason: at_path(&path, e.into_inner().to_string()),
+                }
             })
         }
         Format::Json => {
@@ -105,6 +111,23 @@ pub fn from_str<T: serde::de::DeserializeOwned>(text: &str, format: Format) -> R
             format: "TOML",
             reason: e.to_string(),
         }),
+    }
+}
+
+/// The YAML reader's `message` with `path` (where the value stands, as serde_path_to_error
+/// followed it) in front, in place of the reader's own path when that is `path` or a map
+/// around it; a longer path of the reader's own is kept.
+fn at_path(path: &str, message: String) -> String {
+    let around = |outer: &str, inner: &str| {
+        inner
+            .strip_prefix(outer)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+    };
+    match message.split_once(": ") {
+        Some((own, rest)) if around(own, path) => format!("{path}: {rest}"),
+        Some((own, _)) if path == "." || around(path, own) => message,
+        _ if path == "." => message,
+        _ => format!("{path}: {message}"),
     }
 }
 

@@ -95,7 +95,19 @@ impl Serialize for Selector {
 impl<'de> Deserialize<'de> for Selector {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        Self::parse(&text, "selector").map_err(serde::de::Error::custom)
+        Self::parse(&text, "selector").map_err(|e| serde::de::Error::custom(unplaced(e)))
+    }
+}
+
+/// The message of an error raised while deserializing one value, without the placeholder path
+/// it was made with: the reader puts the value's own path (`rules[0].requires.versions`) in
+/// front, as it knows where the value stands and the value does not.
+fn unplaced(error: Error) -> String {
+    match error {
+        Error::InvalidVersion { value, reason, .. } => {
+            format!("invalid version {value:?}: {reason}")
+        }
+        other => other.to_string(),
     }
 }
 
@@ -125,7 +137,7 @@ pub(crate) mod version_serde {
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Version, D::Error> {
         let text = String::deserialize(d)?;
-        parse_version(&text, "version").map_err(serde::de::Error::custom)
+        parse_version(&text, "version").map_err(|e| serde::de::Error::custom(unplaced(e)))
     }
 }
 

@@ -4,7 +4,8 @@
 //! timestamps widens in the catalog only; a required column added keeps its default while the
 //! old version runs; placeholders are shown as written; statements end where psql ends them.
 
-use serin_compat::migration::{Phase, Schema, analyze, analyze_after};
+use serin_compat::Severity;
+use serin_compat::migration::{Phase, Safety, Schema, analyze, analyze_after};
 
 /// The rules each statement after the leading `SET lock_timeout` reports, by statement.
 fn rules_after(schema: &Schema, sql: &str) -> Vec<Vec<String>> {
@@ -165,7 +166,51 @@ fn create_table_if_not_exists_of_a_table_in_use_leaves_it_in_use() {
          ALTER TABLE audit DROP COLUMN note;\n\
          CREATE INDEX audit_id ON audit (id);",
     );
-    assert_eq!(found, [Vec::<String>::new(), vec![], vec![]]);
+    assert_eq!(
+        found,
+        [vec!["table-taken-as-new".to_owned()], vec![], vec![]]
+    );
+}
+
+#[test]
+fn create_table_if_not_exists_of_an_unknown_table_says_it_is_taken_as_new() {
+    for sql in [
+        "CREATE TABLE IF NOT EXISTS audit (id bigint);",
+        "CREATE TABLE IF NOT EXISTS audit (LIKE template INCLUDING ALL);",
+    ] {
+        let report = analyze("m", &format!("SET lock_timeout = '1s';\n{sql}")).unwrap();
+        let note = &report.statements[1].findings[0];
+        assert_eq!(
+            (note.rule.as_str(), note.severity),
+            ("table-taken-as-new", Severity::Info),
+            "{sql}"
+        );
+        assert!(
+            note.message
+                .starts_with("no earlier migration made audit, so it is taken as new")
+                && note.message.contains("if audit exists already"),
+            "{}",
+            note.message
+        );
+        assert!(note.recipe.contains("analyze_after"), "{}", note.recipe);
+        // A note: the statement is safe and runs in the expand phase.
+        assert_eq!(report.statements[1].safety, Safety::Safe);
+        assert_eq!(report.statements[1].phase, Some(Phase::Expand));
+    }
+    // Nothing is assumed of a table this migration dropped, renamed away or made before, nor
+    // of one written without IF NOT EXISTS (PostgreSQL fails it if the table exists).
+    for sql in [
+        "DROP TABLE IF EXISTS audit;\nCREATE TABLE IF NOT EXISTS audit (id bigint);",
+        "ALTER TABLE audit RENAME TO audit_old;\nCREATE TABLE IF NOT EXISTS audit (id bigint);",
+        "CREATE TABLE audit (id bigint);\nCREATE TABLE IF NOT EXISTS audit (id bigint);",
+        "CREATE TABLE audit (id bigint);",
+    ] {
+        let found = rules(sql);
+        assert!(
+            !found.concat().contains(&"table-taken-as-new".to_owned()),
+            "{sql}: {found:?}"
+        );
+    }
 }
 
 #[test]
@@ -296,4 +341,66 @@ fn a_semicolon_inside_parentheses_ends_no_statement_as_psql_reads_it() {
             .findings()
             .all(|(_, f)| f.rule != "unparsable-statement")
     );
+}
+
+#[test]
+fn a_trigger_renamed_locks_its_table_and_a_lock_of_a_new_table_holds_up_nobody() {
+    let timeout = |sql: &str| -> Vec<String> {
+        analyze("m", sql)
+            .unwrap()
+            .findings()
+            .filter(|(_, f)| f.severity != Severity::Info)
+            .map(|(_, f)| f.rule.clone())
+            .collect()
+    };
+    // PostgreSQL 15 renames a trigger under an ACCESS EXCLUSIVE lock of its table.
+    assert_eq!(
+        timeout("ALTER TRIGGER t_touch ON t RENAME TO t_touched"),
+        ["require-lock-timeout"]
+    );
+    assert_eq!(
+        timeout("ALTER TRIGGER t_touch ON t DEPENDS ON EXTENSION plpgsql"),
+        Vec::<String>::new()
+    );
+    let kept = analyze(
+        "m",
+        "SET lock_timeout = '1s'; BEGIN; ALTER TRIGGER t_touch ON t RENAME TO t_touched; \
+         UPDATE t SET c = 1; COMMIT;",
+    )
+    .unwrap();
+    assert_eq!(
+        kept.statements[3].findings[0].rule,
+        "lock-held-through-transaction"
+    );
+    // What this migration made nobody uses yet.
+    assert_eq!(
+        timeout("CREATE TABLE k (id bigint); LOCK TABLE k IN ACCESS EXCLUSIVE MODE"),
+        Vec::<String>::new()
+    );
+    assert_eq!(timeout("LOCK TABLE t"), ["require-lock-timeout"]);
+}
+
+#[test]
+fn a_cascading_drop_locks_the_tables_of_what_depends_on_it() {
+    let timeout = |sql: &str| {
+        analyze("m", sql)
+            .unwrap()
+            .findings()
+            .any(|(_, f)| f.rule == "require-lock-timeout")
+    };
+    // PostgreSQL 15 drops the trigger that calls the function, the column of the domain's or
+    // the extension's type, each under an ACCESS EXCLUSIVE lock of its table.
+    for sql in [
+        "DROP FUNCTION touch() CASCADE",
+        "DROP DOMAIN posint CASCADE",
+        "DROP EXTENSION citext CASCADE",
+    ] {
+        assert!(timeout(sql), "{sql}");
+        // Without CASCADE, PostgreSQL refuses the drop while anything depends on it.
+        assert!(!timeout(&sql.replace(" CASCADE", "")), "{sql}");
+    }
+    // A function this migration made has nothing in use depending on it.
+    assert!(!timeout(
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'; DROP FUNCTION f() CASCADE"
+    ));
 }

@@ -339,6 +339,21 @@ const STATEMENTS: &[&str] = &[
     "ALTER TABLE t ALTER COLUMN s TYPE text COLLATE \"C\"",
     "NOTIFY reload, 'schema'",
     "DROP EVENT TRIGGER IF EXISTS none_here",
+    // A trigger's new name is taken under an ACCESS EXCLUSIVE lock of its table.
+    "ALTER TRIGGER t_touch ON t RENAME TO t_touch2",
+    "ALTER TRIGGER t_touch ON t DEPENDS ON EXTENSION plpgsql",
+    "CREATE TABLE k (id bigint); CREATE TRIGGER k_touch BEFORE UPDATE ON k FOR EACH ROW \
+     EXECUTE FUNCTION touch(); ALTER TRIGGER k_touch ON k RENAME TO k_touch2",
+    // A lock of a table the migration made holds up nobody.
+    "CREATE TABLE k (id bigint); LOCK TABLE k",
+    "LOCK TABLE t",
+    "LOCK TABLE t IN SHARE UPDATE EXCLUSIVE MODE",
+    // CASCADE drops the trigger that calls the function, the column of the domain's type.
+    "DROP FUNCTION touch() CASCADE",
+    "DROP DOMAIN posint CASCADE",
+    "CREATE FUNCTION f9() RETURNS int LANGUAGE sql AS 'SELECT 1'; DROP FUNCTION f9() CASCADE",
+    "ALTER RULE t_r ON t RENAME TO t_r2",
+    "DROP STATISTICS st_c",
 ];
 
 /// A database of its own on the server `SERIN_TEST_POSTGRES` names, with `schema` in it,
@@ -581,7 +596,7 @@ fn the_rewrites_the_analysis_claims_are_the_ones_postgresql_makes() {
 /// Migrations whose last statement runs long (`UPDATE` or `VALIDATE CONSTRAINT` of `k`), after
 /// statements that may take a lock on `k` and keep it: each as psql runs the file, or as one
 /// query (golang-migrate, sqlx, dbmate send a file or section so).
-const KEPT: [(&str, bool); 14] = [
+const KEPT: [(&str, bool); 18] = [
     (
         "BEGIN; ALTER TABLE k ADD COLUMN d int; UPDATE k SET c = 1; COMMIT;",
         false,
@@ -592,6 +607,27 @@ const KEPT: [(&str, bool); 14] = [
     ),
     ("ALTER TABLE k ADD COLUMN d int; UPDATE k SET c = 1;", false),
     ("ALTER TABLE k ADD COLUMN d int; UPDATE k SET c = 1;", true),
+    // A COMMIT in the query ends its implicit transaction and releases the lock.
+    (
+        "ALTER TABLE k ADD COLUMN d int; COMMIT; UPDATE k SET c = 1;",
+        true,
+    ),
+    // A rollback to a savepoint releases what was locked after it, and only that.
+    (
+        "BEGIN; SAVEPOINT s; ALTER TABLE k ADD COLUMN d int; ROLLBACK TO s; \
+         UPDATE k SET c = 1; COMMIT;",
+        true,
+    ),
+    (
+        "BEGIN; CREATE INDEX k_c ON k (c); SAVEPOINT s; ALTER TABLE k ADD COLUMN d int; \
+         ROLLBACK TO s; UPDATE k SET c = 1; COMMIT;",
+        false,
+    ),
+    // BEGIN in the query makes its implicit transaction the file's own, with the lock in it.
+    (
+        "ALTER TABLE k ADD COLUMN d int; BEGIN; UPDATE k SET c = 1; COMMIT;",
+        true,
+    ),
     (
         "BEGIN; ALTER TABLE k ADD CONSTRAINT k_c CHECK (c > 0) NOT VALID; \
          ALTER TABLE k VALIDATE CONSTRAINT k_c; COMMIT;",

@@ -149,6 +149,69 @@ fn a_rollback_in_a_query_of_several_statements_undoes_its_set() {
 }
 
 #[test]
+fn a_begin_inside_a_query_keeps_what_the_query_locked_and_added_before_it() {
+    // golang-migrate sends the file as one query: BEGIN turns its implicit transaction into
+    // the file's own, so the ALTER's lock of t is kept through the UPDATE (PostgreSQL 15's
+    // pg_locks shows it after the BEGIN).
+    let file = "SET lock_timeout = '1s';\nALTER TABLE t ADD COLUMN c int;\nBEGIN;\n\
+                UPDATE t SET c = 0;\nCOMMIT;\n";
+    let report = analyze_as("m", file, &Schema::default(), Runner::GolangMigrate).unwrap();
+    let found = loud(&report.statements);
+    assert_eq!(
+        found[3],
+        ["lock-held-through-transaction", "backfill"],
+        "{found:?}"
+    );
+    assert!(
+        report.statements[3].findings[0]
+            .message
+            .starts_with("statement 2 (line 2) took a lock that blocks writes"),
+        "{:?}",
+        report.statements[3].findings
+    );
+    // An enum value added before the BEGIN is refused in the same way ("unsafe use of new
+    // value").
+    let file = "ALTER TYPE mood ADD VALUE 'calm';\nBEGIN;\n\
+                INSERT INTO moods (m) VALUES ('calm');\nCOMMIT;\n";
+    let report = analyze_as("m", file, &Schema::default(), Runner::GolangMigrate).unwrap();
+    assert!(
+        all(&loud(&report.statements)).contains(&"new-enum-value-used-in-transaction"),
+        "{:?}",
+        loud(&report.statements)
+    );
+    // psql sends them one by one: the value is committed before the BEGIN.
+    assert!(!all(&rules(file)).contains(&"new-enum-value-used-in-transaction"));
+}
+
+#[test]
+fn a_commit_inside_a_query_releases_what_the_query_locked_and_added_before_it() {
+    // PostgreSQL ends the query's implicit transaction at COMMIT and starts another for the
+    // statements after it: the ALTER's lock is gone, the enum value committed.
+    let file = "SET lock_timeout = '1s';\nALTER TABLE t ADD COLUMN c int;\nCOMMIT;\n\
+                UPDATE t SET c = 0;\n";
+    let report = analyze_as("m", file, &Schema::default(), Runner::GolangMigrate).unwrap();
+    let found = loud(&report.statements);
+    assert_eq!(found[3], ["backfill"], "{found:?}");
+    let file = "ALTER TYPE mood ADD VALUE 'calm';\nCOMMIT;\n\
+                INSERT INTO moods (m) VALUES ('calm');\n";
+    let report = analyze_as("m", file, &Schema::default(), Runner::GolangMigrate).unwrap();
+    let found = loud(&report.statements);
+    assert!(
+        !all(&found).contains(&"new-enum-value-used-in-transaction"),
+        "{found:?}"
+    );
+    // Without the COMMIT both are kept to the end of the query.
+    let kept = analyze_as(
+        "m",
+        &file.replace("COMMIT;\n", ""),
+        &Schema::default(),
+        Runner::GolangMigrate,
+    )
+    .unwrap();
+    assert!(all(&loud(&kept.statements)).contains(&"new-enum-value-used-in-transaction"));
+}
+
+#[test]
 fn a_sequence_made_here_and_renamed_stays_new() {
     let sql = "SET lock_timeout = '1s'; CREATE SEQUENCE s; ALTER SEQUENCE s RENAME TO s2; \
                ALTER SEQUENCE s2 RENAME TO s3; ALTER SEQUENCE s3 SET SCHEMA archive; \

@@ -3,8 +3,9 @@
 //! `lock_timeout` first, and what a transaction keeps blocked until it ends.
 
 use sqlparser::ast::{
-    AlterTableOperation, AlterTypeOperation, AlterViewOperation, ColumnDef, ColumnOption,
-    CreateTable, LockTableMode, ObjectName, ObjectType, SqlOption, Statement, TableConstraint,
+    AlterTableOperation, AlterTriggerOperation, AlterTypeOperation, AlterViewOperation, ColumnDef,
+    ColumnOption, CreateTable, DropBehavior, LockTableMode, ObjectName, ObjectType,
+    ReferentialAction, SqlOption, Statement, TableConstraint,
 };
 
 use super::read::Parsed;
@@ -110,6 +111,12 @@ pub(super) fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
             // Triggers (SHARE ROW EXCLUSIVE to create) and policies (ACCESS EXCLUSIVE) change
             // how the table's rows are written or read.
             Statement::CreateTrigger(t) => ctx.in_use(&t.table_name),
+            // Renaming a trigger takes ACCESS EXCLUSIVE; marking it as an extension's, ACCESS
+            // SHARE.
+            Statement::AlterTrigger(t) => {
+                matches!(t.operation, AlterTriggerOperation::Rename { .. })
+                    && ctx.in_use(&t.table_name)
+            }
             Statement::DropTrigger(t) => t.table_name.as_ref().is_none_or(|n| ctx.in_use(n)),
             Statement::CreatePolicy(p) => ctx.in_use(&p.table_name),
             // A rule rewrites the table's queries: ACCESS EXCLUSIVE to create or drop.
@@ -134,6 +141,19 @@ pub(super) fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
                     ObjectType::Table | ObjectType::Schema | ObjectType::Database
                 ) || names.iter().any(|n| ctx.in_use(n))
             }
+            // CASCADE drops what depends on the routine, domain or extension as well: a
+            // trigger, a column of its type, a default or check that calls it, each under an
+            // ACCESS EXCLUSIVE lock of its table (what depends on them is not known here).
+            Statement::DropFunction(f) => {
+                f.drop_behavior == Some(DropBehavior::Cascade)
+                    && f.func_desc.iter().any(|d| ctx.routine_in_use(d))
+            }
+            Statement::DropDomain(d) => {
+                d.drop_behavior == Some(DropBehavior::Cascade) && ctx.in_use(&d.name)
+            }
+            Statement::DropExtension(e) => {
+                e.cascade_or_restrict == Some(ReferentialAction::Cascade)
+            }
             Statement::Truncate(t) => t.table_names.iter().any(|t| ctx.in_use(&t.name)),
             // An enum's values and name: the type is locked, not the tables using it (checked
             // on PostgreSQL 15: their reads and writes go on meanwhile). A composite type's
@@ -145,15 +165,17 @@ pub(super) fn takes_lock(stmt: &Parsed, ctx: &Ctx) -> bool {
                     && ctx.in_use(&at.name)
             }
             Statement::Vacuum(v) => v.full,
-            Statement::Lock(l) => l.lock_mode.as_ref().is_none_or(|m| {
-                matches!(
-                    m,
-                    LockTableMode::Share
-                        | LockTableMode::ShareRowExclusive
-                        | LockTableMode::Exclusive
-                        | LockTableMode::AccessExclusive
-                )
-            }),
+            Statement::Lock(l) => {
+                l.lock_mode.as_ref().is_none_or(|m| {
+                    matches!(
+                        m,
+                        LockTableMode::Share
+                            | LockTableMode::ShareRowExclusive
+                            | LockTableMode::Exclusive
+                            | LockTableMode::AccessExclusive
+                    )
+                }) && l.tables.iter().any(|t| ctx.in_use(&t.name))
+            }
             Statement::RefreshMaterializedView(r) => !r.concurrently && ctx.in_use(&r.name),
             _ => false,
         },

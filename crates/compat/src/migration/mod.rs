@@ -89,6 +89,7 @@ pub const RULES: &[&str] = &[
     "require-lock-timeout",
     "revoking-privilege",
     "statement-timeout-cancels",
+    "table-taken-as-new",
     "transaction-nesting",
     "unparsable-statement",
     "unsupported-concurrent-drop",
@@ -257,7 +258,11 @@ impl MigrationReport {
 /// nothing and waits for nothing, and renamed it stays new. Made under a name that an object
 /// in use gave up (renamed away, or a view dropped), it is the running version's from the
 /// commit on. Routines are told apart by their arguments' types, as PostgreSQL tells overloads
-/// apart.
+/// apart. `CREATE TABLE IF NOT EXISTS` of a table an earlier migration made does nothing: the
+/// table stays in use. Of one no earlier migration made, it counts as new, since the initial
+/// migrations of knex, drizzle and most ORMs write their tables so and taking each as possibly
+/// in use would flag every index and constraint they add; a note (`table-taken-as-new`, info)
+/// says so, for a table made outside the migrations given (by hand, by another tool).
 ///
 /// A table that earlier statements declared `PARTITION BY` is indexed partition by partition
 /// (`CREATE INDEX ... ON ONLY`, then each partition concurrently, then `ALTER INDEX ... ATTACH
@@ -905,7 +910,7 @@ mod tests {
             "CREATE STATISTICS s (dependencies) ON a, b FROM t",
             "VACUUM ANALYZE t",
             "VACUUM (FULL false, PARALLEL 4) t, u",
-            "CREATE TABLE IF NOT EXISTS c (LIKE t INCLUDING ALL); CREATE INDEX i ON c (a)",
+            "CREATE TABLE c (LIKE t INCLUDING ALL); CREATE INDEX i ON c (a)",
             // Names as PostgreSQL resolves them: unquoted ones fold, `public` is the default.
             "CREATE TABLE public.n (id int); CREATE INDEX i ON \"n\" (id); \
              ALTER TABLE N ADD COLUMN c int CHECK (c > 0)",

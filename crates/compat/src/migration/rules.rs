@@ -334,9 +334,9 @@ pub(super) struct Ctx {
     added: Vec<AddedValue>,
     /// Its absence was reported since it was last in force: once is enough.
     lock_timeout_reported: bool,
-    /// Indexes this migration dropped (by `table_key` of their names): one it then creates
-    /// again is built afresh on every run.
-    dropped_indexes: BTreeSet<String>,
+    /// Indexes and tables this migration dropped (by `table_key` of their names, which share
+    /// one namespace): one it then creates again is made afresh on every run.
+    dropped_relations: BTreeSet<String>,
     /// Columns this migration added `NOT NULL` to tables in use (`table_key`, `ident_key`):
     /// the old version's inserts leave them out.
     required_added: BTreeSet<(String, String)>,
@@ -359,7 +359,7 @@ struct Saved {
     routines: BTreeSet<RoutineKey>,
     replaced_routines: BTreeSet<String>,
     schemas: BTreeSet<String>,
-    dropped_indexes: BTreeSet<String>,
+    dropped_relations: BTreeSet<String>,
     required_added: BTreeSet<(String, String)>,
     /// Whether a lock that blocks writes was held, and how many enum values were added.
     held: bool,
@@ -398,6 +398,12 @@ impl Ctx {
     /// no arguments, or the routine was made in a form whose arguments are not read).
     fn made_routine(&self, key: &RoutineKey) -> bool {
         self.routines.iter().any(|made| same_routine(made, key))
+    }
+
+    /// Whether the routine `desc` names may be one a running version uses: this migration did
+    /// not make it.
+    pub(super) fn routine_in_use(&self, desc: &FunctionDesc) -> bool {
+        !self.made_routine(&routine_key(&desc.name, desc.args.as_deref()))
     }
 
     /// Forgets the routines this migration made that `key` names (it drops or renames them),
@@ -615,7 +621,7 @@ impl Ctx {
             routines: self.routines.clone(),
             replaced_routines: self.replaced_routines.clone(),
             schemas: self.schemas.clone(),
-            dropped_indexes: self.dropped_indexes.clone(),
+            dropped_relations: self.dropped_relations.clone(),
             required_added: self.required_added.clone(),
             held: self.held.is_some(),
             added: self.added.len(),
@@ -630,7 +636,7 @@ impl Ctx {
         self.routines = saved.routines;
         self.replaced_routines = saved.replaced_routines;
         self.schemas = saved.schemas;
-        self.dropped_indexes = saved.dropped_indexes;
+        self.dropped_relations = saved.dropped_relations;
         self.required_added = saved.required_added;
         if !saved.held {
             self.held = None;
@@ -1300,7 +1306,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             if_exists,
             cascade,
         } => {
-            ctx.dropped_indexes.extend(names.iter().map(table_key));
+            ctx.dropped_relations.extend(names.iter().map(table_key));
             let list: Vec<String> = names.iter().map(ToString::to_string).collect();
             if let Some((message, recipe)) = ctx.transaction_block("DROP INDEX CONCURRENTLY") {
                 out.push(finding(
@@ -1556,8 +1562,12 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                     ctx.create(view);
                 }
                 // `IF NOT EXISTS` leaves a table earlier migrations made as it is, in use.
-                ByWords::CreateTable { table } if ctx.schema.has_table(table) => {}
-                ByWords::CreateTable { table } => {
+                ByWords::CreateTable { table, .. } if ctx.schema.has_table(table) => {}
+                ByWords::CreateTable {
+                    table,
+                    if_not_exists,
+                } => {
+                    out.extend(if_not_exists.then(|| taken_as_new(table, ctx)).flatten());
                     ctx.create(table);
                 }
                 ByWords::Vacuum { full, tables } => {
@@ -1706,10 +1716,13 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                 "remove the migration's own BEGIN and COMMIT",
             )),
             // In a query of several statements, BEGIN makes its implicit transaction one of
-            // the file's own: what ran before BEGIN in the query is part of it.
+            // the file's own: what ran before BEGIN in the query is part of it, the locks it
+            // took and the enum values it added too (checked on PostgreSQL 15 with `pg_locks`).
             None => {
                 ctx.transaction = Some(Opened::ByStatement);
-                if ctx.implicit.take().is_none() {
+                if ctx.implicit.take().is_some() {
+                    ctx.scope = ctx.keeper();
+                } else {
                     ctx.follow(Event::Begin);
                 }
             }
@@ -1747,7 +1760,8 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             ctx.added.clear();
         }
         // A rollback undoes every setting made in the transaction, `SET` as `SET LOCAL`; a
-        // commit ends what `SET LOCAL` set.
+        // commit ends what `SET LOCAL` set. Either releases the locks the transaction took,
+        // also in a query of several statements, whose next statement starts another.
         Statement::Commit { .. } | Statement::Rollback { .. } => {
             if ctx.transaction.take().is_some() || ctx.implicit.take().is_some() {
                 ctx.follow(if matches!(sql, Statement::Rollback { .. }) {
@@ -1756,6 +1770,8 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                     Event::Commit
                 });
                 ctx.transaction_ended();
+                ctx.held = None;
+                ctx.added.clear();
             }
         }
         // A new database, which nothing uses yet.
@@ -1773,6 +1789,11 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
         // the one running versions use.
         Statement::CreateTable(ct) if ct.if_not_exists && ctx.schema.has_table(&ct.name) => {}
         Statement::CreateTable(ct) => {
+            out.extend(
+                ct.if_not_exists
+                    .then(|| taken_as_new(&ct.name, ctx))
+                    .flatten(),
+            );
             ctx.create(&ct.name);
             if let (Some(parent), Some(bound)) = (&ct.partition_of, &ct.for_values) {
                 let what = format!("CREATE TABLE {} PARTITION OF {parent}", ct.name);
@@ -1809,7 +1830,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             } else if ci.concurrently
                 && ci.if_not_exists
                 && ctx.in_use(&ci.table_name)
-                && new_index_key(ci).is_some_and(|key| !ctx.dropped_indexes.contains(&key))
+                && new_index_key(ci).is_some_and(|key| !ctx.dropped_relations.contains(&key))
             {
                 let index = ci
                     .name
@@ -1926,8 +1947,8 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
         Statement::Drop {
             object_type, names, ..
         } => {
-            if *object_type == ObjectType::Index {
-                ctx.dropped_indexes.extend(names.iter().map(table_key));
+            if matches!(object_type, ObjectType::Index | ObjectType::Table) {
+                ctx.dropped_relations.extend(names.iter().map(table_key));
             }
             let names: Vec<&ObjectName> = names
                 .iter()
@@ -2575,7 +2596,8 @@ pub(super) fn names_moved(parsed: &Parsed) -> (Option<String>, Option<String>) {
             _ => (None, None),
         },
         Parsed::ByWords(
-            ByWords::CreateTable { table: name } | ByWords::CreateMaterializedView { view: name },
+            ByWords::CreateTable { table: name, .. }
+            | ByWords::CreateMaterializedView { view: name },
         ) => (None, Some(table_key(name))),
         Parsed::ByWords(ByWords::Routine { name, args, .. }) => {
             (None, routine_name(name, args.as_deref()))
@@ -2712,6 +2734,36 @@ fn only_created(objects: Option<&GrantObjects>, ctx: &Ctx) -> bool {
         ) => names.iter().all(|n| !ctx.in_use(n)),
         _ => false,
     }
+}
+
+/// The note on `CREATE TABLE IF NOT EXISTS name` of a table that no earlier migration made,
+/// and this one neither made, dropped nor renamed away: it is taken as new, as the initial
+/// migrations of knex, drizzle and most ORMs write their tables. Taking it as possibly in use
+/// would flag every index and constraint such a file adds to its own tables; the note says
+/// what is assumed instead, for the table made outside the migrations given.
+fn taken_as_new(name: &ObjectName, ctx: &Ctx) -> Option<SqlFinding> {
+    let key = table_key(name);
+    let known = ctx.schema.has_table(name)
+        || !ctx.in_use(name)
+        || ctx.vacated.contains(&key)
+        || ctx.dropped_relations.contains(&key);
+    (!known).then(|| {
+        finding(
+            "table-taken-as-new",
+            Severity::Info,
+            Safety::Safe,
+            format!(
+                "no earlier migration made {name}, so it is taken as new and what this \
+                 migration does to it next is judged as done to an empty table nobody uses; if \
+                 {name} exists already (made by hand or by another tool), IF NOT EXISTS leaves \
+                 it as it is, in use, and those statements lock or change a table in use \
+                 unchecked"
+            ),
+            "analyse this migration after the ones that ran before it (analyze_after), so a \
+             table they made counts as in use; for a table made outside them, review the \
+             statements on it after this one as on a table in use",
+        )
+    })
 }
 
 /// A note on a statement that changes what the table's reads or writes do (`what`: "a

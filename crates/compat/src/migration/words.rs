@@ -77,10 +77,14 @@ pub(super) enum ByWords {
     ReassignOwned,
     /// `DROP OWNED BY r`: drops every object `r` owns and revokes its privileges.
     DropOwned,
-    /// `CREATE STATISTICS ...`: planner statistics, SHARE UPDATE EXCLUSIVE on the table.
+    /// `CREATE | DROP STATISTICS ...`: planner statistics, SHARE UPDATE EXCLUSIVE on the table.
     Statistics,
-    /// `CREATE TABLE name (...)` with a clause the parser lacks (`LIKE t INCLUDING ALL`).
-    CreateTable { table: ObjectName },
+    /// `CREATE TABLE [IF NOT EXISTS] name (...)` with a clause the parser lacks (`LIKE t
+    /// INCLUDING ALL`).
+    CreateTable {
+        table: ObjectName,
+        if_not_exists: bool,
+    },
     /// `VACUUM` with options the parser lacks (`VACUUM ANALYZE t`, `VACUUM (FULL) t`).
     Vacuum { full: bool, tables: Vec<ObjectName> },
     /// `DO [LANGUAGE l] $$ ... $$`: an anonymous code block, whose body is not analysed.
@@ -91,8 +95,8 @@ pub(super) enum ByWords {
     /// `CREATE [UNIQUE] INDEX ... ON ONLY table ...`: on a partitioned table, an index of the
     /// parent alone (its partitions are indexed, each concurrently, and attached after).
     IndexOnOnly { table: ObjectName },
-    /// `ALTER TABLE t ALTER CONSTRAINT c [NOT] DEFERRABLE ...`, `OF type` or `NOT OF`: the
-    /// catalog only, under an ACCESS EXCLUSIVE lock.
+    /// `ALTER TABLE t ALTER CONSTRAINT c [NOT] DEFERRABLE ...`, `OF type` or `NOT OF`, and
+    /// `ALTER RULE r ON t RENAME TO s`: the catalog only, under an ACCESS EXCLUSIVE lock.
     LockedCatalog { table: ObjectName },
     /// `ALTER TABLE t CLUSTER ON index` or `SET WITHOUT CLUSTER`: which index a later `CLUSTER`
     /// follows; the catalog only, under SHARE UPDATE EXCLUSIVE.
@@ -173,6 +177,15 @@ impl ByWords {
                 return Some(Self::ServerWide {
                     what: "ALTER SYSTEM",
                 });
+            }
+            if w.keyword("RULE") {
+                w.name()?;
+                if !w.keyword("ON") {
+                    return None;
+                }
+                let table = w.name()?;
+                let renamed = w.keyword("RENAME") && w.keyword("TO") && w.name().is_some();
+                return (renamed && w.done()).then_some(Self::LockedCatalog { table });
             }
             if w.keyword("DATABASE") {
                 w.name()?;
@@ -330,6 +343,9 @@ impl ByWords {
             }
             if w.keyword("PUBLICATION") {
                 return Some(Self::Publication);
+            }
+            if w.keyword("STATISTICS") {
+                return Some(Self::Statistics);
             }
             if w.keyword("EVENT") && w.keyword("TRIGGER") {
                 return Some(Self::CatalogOnly);
@@ -563,10 +579,12 @@ impl ByWords {
         if !w.keyword("TABLE") {
             return None;
         }
-        let _ = w.keyword("IF") && w.keyword("NOT") && w.keyword("EXISTS");
+        let if_not_exists = w.keyword("IF") && w.keyword("NOT") && w.keyword("EXISTS");
         let table = w.name()?;
-        w.next_is(&Token::LParen)
-            .then_some(Self::CreateTable { table })
+        w.next_is(&Token::LParen).then_some(Self::CreateTable {
+            table,
+            if_not_exists,
+        })
     }
 
     /// After `VACUUM`: `FULL` among its words, or `FULL` (not `FULL false | off | 0`) among
@@ -1093,6 +1111,15 @@ mod tests {
                 Some(ByWords::AttachIndex),
             ),
             (
+                "ALTER RULE t_r ON app.t RENAME TO t_r2",
+                Some(ByWords::LockedCatalog { table: n("app.t") }),
+            ),
+            ("ALTER RULE t_r ON t DISABLE", None),
+            (
+                "DROP STATISTICS IF EXISTS st_c, st_d CASCADE",
+                Some(ByWords::Statistics),
+            ),
+            (
                 "ALTER TABLE t ALTER CONSTRAINT fk NOT DEFERRABLE INITIALLY IMMEDIATE",
                 Some(ByWords::LockedCatalog { table: n("t") }),
             ),
@@ -1313,7 +1340,10 @@ mod tests {
         );
         assert_eq!(
             words("CREATE UNLOGGED TABLE \"C\" (LIKE t INCLUDING ALL)"),
-            Some(ByWords::CreateTable { table: n("\"C\"") })
+            Some(ByWords::CreateTable {
+                table: n("\"C\""),
+                if_not_exists: false
+            })
         );
         assert_eq!(
             words("DO 'BEGIN NULL; END' LANGUAGE plpgsql"),
