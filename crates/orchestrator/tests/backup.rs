@@ -779,3 +779,73 @@ async fn an_interrupted_delete_unlists_first_and_is_finished_later() {
     pg.delete(&third).await.unwrap();
     db.drop().await;
 }
+
+/// A dump restore writes into the database in place: one whose process dies part-way cannot
+/// be undone, and may leave its `pg_restore` running on the server. The next sweep ends that
+/// restore's sessions and says the database may hold part of a backup, as every sweep does
+/// until a restore finishes; the next restore takes over, and finishes.
+#[tokio::test]
+async fn a_dump_restore_cut_short_is_ended_and_said_until_a_restore_finishes() {
+    let Some(server) = server("dump_cut_short") else {
+        return;
+    };
+    let (db, store) = orders_db(&server, "cut_short").await;
+    let settings = verifying_orders(&db, store.path(), PostgresMode::Dump { jobs: 1 });
+    let pg = PostgresBackup::new(settings.clone()).unwrap();
+    let before = fingerprint(&db).await;
+    let id = pg.backup("shop", "v1").await.unwrap();
+    change(&db).await;
+    // A pg_restore whose session locks a table and goes on, and outlives its parent.
+    let bin = tempfile::tempdir().unwrap();
+    for tool in ["psql", "pg_dump"] {
+        std::os::unix::fs::symlink(real_tool(tool), bin.path().join(tool)).unwrap();
+    }
+    executable(
+        bin.path(),
+        "pg_restore",
+        &format!(
+            "#!/bin/sh\nfor a in \"$@\"; do\n  [ \"$next\" = db ] && db=\"$a\"\n  next=\n  \
+             [ \"$a\" = --dbname ] && next=db\ndone\n'{}' -X -q -d \"$db\" -c \
+             'LOCK TABLE orders IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600)' &\nwait\n",
+            real_tool("psql")
+        ),
+    );
+    let cut_short = PostgresBackup::new(settings.with_bin_dir(bin.path())).unwrap();
+    let restoring = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = {} \
+         AND application_name LIKE 'serin-restore-%' AND query LIKE '%pg_sleep%'",
+        literal(&db.name)
+    );
+    let running = || async { db.admin(&restoring).await != "0" };
+    assert!(cancel_when(cut_short.restore(&id), running).await);
+    assert!(
+        running().await,
+        "the session outlives the restore's process"
+    );
+    // Its marker's lock outlives it while a child process started meanwhile (another test's)
+    // holds a copy of the descriptor, until that child execs.
+    let marker = file_names(store.path())
+        .into_iter()
+        .find(|n| n.ends_with(".restoring"))
+        .expect("the restore's marker stays");
+    let _ = std::fs::File::open(store.path().join(marker))
+        .unwrap()
+        .lock();
+    for _ in 0..2 {
+        let msg = pg.sweep().await.unwrap_err().to_string();
+        assert!(
+            msg.contains(&format!("database `{}` may hold part of a backup", db.name))
+                && msg.contains(&format!("backup `{id}`"))
+                && msg.contains("Restore a backup again"),
+            "{msg}"
+        );
+        assert!(!running().await, "the sweep ends the restore's sessions");
+    }
+    pg.restore(&id).await.unwrap();
+    assert_eq!(fingerprint(&db).await, before);
+    assert_eq!(pg.sweep().await.unwrap(), 0);
+    let mut left = file_names(store.path());
+    left.sort();
+    assert_eq!(left, [format!("{id}.dump"), format!("{id}.json")]);
+    db.drop().await;
+}

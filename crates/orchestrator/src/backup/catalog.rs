@@ -24,11 +24,14 @@
 //! exclusive lock (`flock`) on it for as long as the claim lives; the kernel releases the lock
 //! when the owner dies, however it dies. A sweep ([`Catalog::abandoned`]) takes only claims it
 //! can lock, so it never touches a backup that another process is still taking: the provider
-//! removes what such a claim left, then the claim. Claims without a record (written before
-//! claims recorded one, or by a process killed before it wrote the record) are left alone:
-//! nothing proves their owner gone. The store must be on a local file system: `flock` locks
-//! are held per open file there, so even a sweep in the claim's own process sees them, while
-//! NFS emulates them with per-process POSIX locks, which that sweep would take and release.
+//! removes what such a claim left, then the claim. A claim is written whole under a name of its
+//! own (`<id>.pending.<token>.new`) and only then linked into place, so a process killed while
+//! it writes one leaves no claim, or a whole one: a claim without a record can only have been
+//! written by a version that did not record one, and is left alone (nothing proves its owner
+//! gone). What a kill left under the claim's own name is removed by the next sweep. The store
+//! must be on a local file system: `flock` locks are held per open file there, so even a sweep
+//! in the claim's own process sees them, while NFS emulates them with per-process POSIX locks,
+//! which that sweep would take and release.
 
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
@@ -62,6 +65,11 @@ struct Note {
     source: String,
     /// Unique to the claim (see [`Claim::token`]).
     token: String,
+    /// Whether the backup makes something outside the directory (a database), which a sweep
+    /// removes whatever the provider's settings are by then. Absent in claims of versions
+    /// that did not record it: their provider's settings tell.
+    #[serde(default)]
+    outside: bool,
 }
 
 /// A token no other claim, in this directory or any other, is given: 20 hex digits of the
@@ -96,6 +104,15 @@ struct RestoreNote {
     id: String,
     /// Unique to the restore: it names the restore's server sessions.
     token: String,
+    /// Whether the restore writes into the source in place (`pg_restore --clean`), which
+    /// nothing can undo, rather than building a copy beside it and swapping it in.
+    #[serde(default)]
+    in_place: bool,
+    /// Whether the source may hold part of an in-place restore: set before such a restore
+    /// changes anything, kept by every restore that takes the marker over until one finishes,
+    /// and never cleared by a sweep, which cannot put the source back.
+    #[serde(default)]
+    partial: bool,
 }
 
 /// A provider's directory of backup metadata.
@@ -157,6 +174,17 @@ impl Catalog {
     /// Claims a new id for a backup of `service` taken at `now`. The claim is held until it
     /// is [`commit`](Self::commit)ted or dropped; dropped, it removes what the backup wrote.
     pub(crate) async fn claim(&self, service: &str, now: Timestamp) -> Result<Claim> {
+        self.claim_for(service, now, false).await
+    }
+
+    /// [`claim`](Self::claim) for a backup that makes something `outside` the directory (a
+    /// database), recorded for a sweep (see [`Abandoned::outside`]).
+    pub(crate) async fn claim_for(
+        &self,
+        service: &str,
+        now: Timestamp,
+        outside: bool,
+    ) -> Result<Claim> {
         check_service(service)?;
         tokio::fs::create_dir_all(&self.dir)
             .await
@@ -168,10 +196,11 @@ impl Catalog {
             let note = Note {
                 source: self.source.clone(),
                 token: token.clone(),
+                outside,
             };
             let (path, dir) = (pending.clone(), self.dir.clone());
             let created = tokio::task::spawn_blocking(move || {
-                let file = create_claim(&path, &note)?;
+                let file = create_claim(&path, &note.token, &note)?;
                 // The claim's name must outlive a power loss too: in template mode it is all
                 // that leads a sweep to the copy on the server.
                 if let Err(e) = durable::sync_dir_blocking(&dir) {
@@ -428,7 +457,21 @@ impl Catalog {
         for entry in entries {
             let entry = entry.map_err(|e| self.io_error("list", &self.dir, e))?;
             let name = entry.file_name();
-            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(PENDING)) else {
+            let Some(name) = name.to_str() else { continue };
+            if let Some((id, _)) = unlinked_claim(name)
+                && check_id(id).is_ok()
+            {
+                // Never linked into place (its process killed first): nothing was claimed.
+                let path = entry.path();
+                if locked_claim::<serde::de::IgnoredAny>(&path)
+                    .map_err(|e| self.io_error("sweep the claim", &path, e))?
+                    .is_some()
+                {
+                    remove_file(&path).map_err(|e| self.io_error("remove", &path, e))?;
+                }
+                continue;
+            }
+            let Some(id) = name.strip_suffix(PENDING) else {
                 continue;
             };
             if check_id(id).is_err() {
@@ -449,6 +492,7 @@ impl Catalog {
             let abandoned = Abandoned {
                 id: id.to_owned(),
                 token: note.token,
+                outside: note.outside,
                 pending,
                 tmp: self.data_path(id, ".json.tmp"),
                 _lock: lock,
@@ -504,33 +548,34 @@ impl Catalog {
     ///
     /// The marker is written and locked under a name of its own, then linked to its place,
     /// so that nobody ever finds it empty or unlocked while its restore lives.
-    pub(crate) async fn begin_restore(&self, id: &str) -> Result<RestoreMark> {
+    ///
+    /// An `in_place` restore (one that nothing can undo) marks the source
+    /// [partial](RestoreMark::partial) until it [finishes](RestoreMark::finish).
+    pub(crate) async fn begin_restore(&self, id: &str, in_place: bool) -> Result<RestoreMark> {
         check_id(id)?;
         let catalog = self.clone();
         let id = id.to_owned();
-        tokio::task::spawn_blocking(move || catalog.begin_restore_blocking(id))
+        tokio::task::spawn_blocking(move || catalog.begin_restore_blocking(id, in_place))
             .await
             .unwrap_or_else(|e| {
                 Err(self.io_error("restore from", &self.dir, std::io::Error::other(e)))
             })
     }
 
-    fn begin_restore_blocking(&self, id: String) -> Result<RestoreMark> {
+    fn begin_restore_blocking(&self, id: String, in_place: bool) -> Result<RestoreMark> {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| self.io_error("create the backup directory", &self.dir, e))?;
         let path = self.restore_marker();
         let token = new_token(&path);
-        let fresh = path.with_extension(format!("{token}.new"));
         let note = RestoreNote {
             source: self.source.clone(),
             id: id.clone(),
             token: token.clone(),
+            in_place,
+            partial: in_place,
         };
-        let lock = create_claim(&fresh, &note).map_err(|e| self.io_error("create", &fresh, e))?;
-        let linked = std::fs::hard_link(&fresh, &path);
-        let _ = std::fs::remove_file(&fresh);
-        match linked {
-            Ok(()) => {}
+        let lock = match create_claim(&path, &token, &note) {
+            Ok(lock) => lock,
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                 let running = std::fs::read(&path)
                     .ok()
@@ -550,15 +595,63 @@ impl Catalog {
                 ));
             }
             Err(e) => return Err(self.io_error("create", &path, e)),
+        };
+        durable::sync_dir_blocking(&self.dir).map_err(|e| self.io_error("sync", &self.dir, e))?;
+        Ok(RestoreMark::held(note, path, lock))
+    }
+
+    /// Starts a restore of backup `id` in the place of the restore of `interrupted` (whose
+    /// process is gone, and whose marker is [partial](RestoreMark::partial)): the marker is
+    /// replaced in one rename by one of this restore, still partial, so that the source stays
+    /// marked as holding part of an in-place restore until a restore finishes, whatever
+    /// happens to this one. `in_place` as for [`begin_restore`](Self::begin_restore).
+    pub(crate) async fn take_over_restore(
+        &self,
+        interrupted: RestoreMark,
+        id: &str,
+        in_place: bool,
+    ) -> Result<RestoreMark> {
+        check_id(id)?;
+        let catalog = self.clone();
+        let id = id.to_owned();
+        tokio::task::spawn_blocking(move || catalog.take_over_blocking(interrupted, id, in_place))
+            .await
+            .unwrap_or_else(|e| {
+                Err(self.io_error("restore from", &self.dir, std::io::Error::other(e)))
+            })
+    }
+
+    fn take_over_blocking(
+        &self,
+        mut interrupted: RestoreMark,
+        id: String,
+        in_place: bool,
+    ) -> Result<RestoreMark> {
+        // Whatever happens now, the marker stays: the interrupted restore's, or this one's.
+        interrupted.leave = true;
+        let path = interrupted.path.clone();
+        let token = new_token(&path);
+        let note = RestoreNote {
+            source: self.source.clone(),
+            id,
+            token: token.clone(),
+            in_place,
+            partial: true,
+        };
+        let mut fresh = path.as_os_str().to_owned();
+        fresh.push(format!(".{token}.new"));
+        let fresh = PathBuf::from(fresh);
+        let body = serde_json::to_vec(&note)
+            .map_err(|e| self.io_error("create", &fresh, std::io::Error::other(e)))?;
+        let lock = write_locked(&fresh, &body).map_err(|e| self.io_error("create", &fresh, e))?;
+        if let Err(e) = std::fs::rename(&fresh, &path) {
+            let _ = std::fs::remove_file(&fresh);
+            return Err(self.io_error("replace", &path, e));
         }
         durable::sync_dir_blocking(&self.dir).map_err(|e| self.io_error("sync", &self.dir, e))?;
-        Ok(RestoreMark {
-            id,
-            token,
-            path,
-            lock: Some(lock),
-            leave: false,
-        })
+        // Only now, with the marker this restore's, is the interrupted one's lock let go.
+        drop(interrupted);
+        Ok(RestoreMark::held(note, path, lock))
     }
 
     /// The marker of a restore of this source whose process is gone (killed during the
@@ -596,13 +689,7 @@ impl Catalog {
                 ),
             ));
         };
-        Ok(Some(RestoreMark {
-            id: note.id,
-            token: note.token,
-            path,
-            lock: Some(lock),
-            leave: false,
-        }))
+        Ok(Some(RestoreMark::held(note, path, lock)))
     }
 }
 
@@ -645,9 +732,47 @@ pub(crate) struct RestoreMark {
     path: PathBuf,
     lock: Option<std::fs::File>,
     leave: bool,
+    in_place: bool,
+    partial: bool,
+    finished: bool,
 }
 
 impl RestoreMark {
+    /// The mark of the marker at `path` recording `note`, locked by `lock`.
+    fn held(note: RestoreNote, path: PathBuf, lock: std::fs::File) -> Self {
+        RestoreMark {
+            id: note.id,
+            token: note.token,
+            path,
+            lock: Some(lock),
+            leave: false,
+            in_place: note.in_place,
+            partial: note.partial,
+            finished: false,
+        }
+    }
+
+    /// Whether the restore writes into the source in place, with nothing to put back.
+    pub(crate) fn in_place(&self) -> bool {
+        self.in_place
+    }
+
+    /// Whether the source may hold part of an in-place restore that did not finish: the
+    /// marker then stays, whatever is dropped, until a restore [finishes](Self::finish).
+    pub(crate) fn partial(&self) -> bool {
+        self.partial
+    }
+
+    /// The restore finished: dropped, the marker goes, partial or not.
+    pub(crate) fn finish(&mut self) {
+        self.finished = true;
+    }
+
+    /// The marker's file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The backup being restored.
     pub(crate) fn id(&self) -> &str {
         &self.id
@@ -670,12 +795,13 @@ impl RestoreMark {
     pub(crate) fn die(mut self) {
         self.leave = true;
         self.lock = None;
+        wait_unlocked(&self.path);
     }
 }
 
 impl Drop for RestoreMark {
     fn drop(&mut self) {
-        if !self.leave {
+        if !self.leave && (self.finished || !self.partial) {
             let _ = std::fs::remove_file(&self.path);
         }
         // Only now, with the marker gone or left whole, may a sweep take it.
@@ -691,30 +817,78 @@ fn remove_file(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Creates the claim file at `path` (failing if it exists), locks it for this process and
-/// records `note` in it, synced: a sweep that finds it locked leaves it, and one that finds it
-/// unlocked reads whose it was.
-fn create_claim(path: &Path, note: &impl Serialize) -> std::io::Result<std::fs::File> {
+/// Creates the claim file at `path` whole, failing if it exists: `note` is written, locked for
+/// this process and synced under a name of its own (`<path>.<token>.new`), which is then
+/// linked to `path`. A sweep that finds the claim locked leaves it, and one that finds it
+/// unlocked reads whose it was: a process killed at any point leaves either no file at `path`
+/// or a whole, recorded one, so an empty claim can only be an older version's. What a kill
+/// leaves under the file's own name is removed by the next sweep, once nobody holds it.
+fn create_claim(path: &Path, token: &str, note: &impl Serialize) -> std::io::Result<std::fs::File> {
+    let mut fresh = path.as_os_str().to_owned();
+    fresh.push(format!(".{token}.new"));
+    let fresh = PathBuf::from(fresh);
+    let body = serde_json::to_vec(note).map_err(std::io::Error::other)?;
+    let mut retries = 0;
+    loop {
+        let file = write_locked(&fresh, &body)?;
+        killed_after("written")?;
+        let linked = std::fs::hard_link(&fresh, path);
+        killed_after("linked")?;
+        let _ = std::fs::remove_file(&fresh);
+        match linked {
+            Ok(()) => return Ok(file),
+            // A sweep took the file for a dead process's between its creation and its lock,
+            // and removed it: it is made again.
+            Err(e) if e.kind() == ErrorKind::NotFound && retries < 3 => retries += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Creates the file `fresh` (failing if it exists), locks it for this process and writes
+/// `body` to it, synced; removes it on an error.
+fn write_locked(fresh: &Path, body: &[u8]) -> std::io::Result<std::fs::File> {
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
-        .open(path)?;
+        .open(fresh)?;
+    killed_after("created")?;
     let written = file
         .lock()
-        .and_then(|()| serde_json::to_writer(&mut file, note).map_err(std::io::Error::other))
-        .and_then(|()| file.flush())
+        .and_then(|()| file.write_all(body))
         .and_then(|()| file.sync_all());
     if let Err(e) = written {
-        let _ = std::fs::remove_file(path);
+        let _ = std::fs::remove_file(fresh);
         return Err(e);
     }
     Ok(file)
 }
 
+/// The name a claim file has before it is linked into place: `(<id>, <token>)` of
+/// `<id>.pending.<token>.new`.
+fn unlinked_claim(name: &str) -> Option<(&str, &str)> {
+    name.strip_suffix(".new")?.split_once(".pending.")
+}
+
+/// Stops [`create_claim`] after `step` as a kill would, leaving what it wrote (tests).
+#[cfg(test)]
+fn killed_after(step: &str) -> std::io::Result<()> {
+    if tests::KILLED_AFTER.with(|k| k.get()) == Some(step) {
+        return Err(std::io::Error::other(format!("killed after {step}")));
+    }
+    Ok(())
+}
+
+#[cfg(not(test))]
+fn killed_after(_step: &str) -> std::io::Result<()> {
+    Ok(())
+}
+
 /// The claim file at `path`, locked for this process, and its note (`None` if it records
-/// none: written before claims recorded one, or being written right now); `None` if another
-/// process holds it (a backup being taken), or if it is gone or was replaced since.
+/// none, or one this version cannot read: written by another version, as a claim is linked
+/// into place whole); `None` if another process holds it (a backup being taken), or if it is
+/// gone or was replaced since.
 fn locked_claim<N: serde::de::DeserializeOwned>(
     path: &Path,
 ) -> std::io::Result<Option<(std::fs::File, Option<N>)>> {
@@ -751,6 +925,7 @@ fn locked_claim<N: serde::de::DeserializeOwned>(
 pub(crate) struct Abandoned {
     id: String,
     token: String,
+    outside: bool,
     pending: PathBuf,
     tmp: PathBuf,
     _lock: std::fs::File,
@@ -765,6 +940,11 @@ impl Abandoned {
     /// Its claim's [token](Claim::token).
     pub(crate) fn token(&self) -> &str {
         &self.token
+    }
+
+    /// Whether its backup recorded making something outside the directory (a database).
+    pub(crate) fn outside(&self) -> bool {
+        self.outside
     }
 }
 
@@ -920,6 +1100,17 @@ impl Claim {
         self.armed = false;
         self.undo = None;
         self.lock = None;
+        wait_unlocked(&self.pending);
+    }
+}
+
+/// Waits until no process holds the lock on the file at `path` (tests). A lock outlives the
+/// descriptor closed by a kill for as long as a child process that was being started in the
+/// meantime (another test's, here) holds a copy of it, which it does until it execs.
+#[cfg(test)]
+pub(crate) fn wait_unlocked(path: &Path) {
+    if let Ok(file) = std::fs::File::open(path) {
+        let _ = file.lock();
     }
 }
 
@@ -991,6 +1182,56 @@ pub(crate) fn check_id(id: &str) -> Result<()> {
 mod tests {
     use super::*;
     use crate::hooks::BackupCheck;
+
+    thread_local! {
+        /// The step after which [`create_claim`] stops on this thread, as a kill would.
+        pub(super) static KILLED_AFTER: std::cell::Cell<Option<&'static str>> =
+            const { std::cell::Cell::new(None) };
+    }
+
+    #[tokio::test]
+    async fn a_claim_killed_while_it_is_written_leaves_nothing_a_sweep_cannot_remove() {
+        let at = Timestamp::from_millis(1_000);
+        for step in ["created", "written", "linked"] {
+            let dir = tempfile::tempdir().unwrap();
+            let catalog = Catalog::new(dir.path(), "test", "test a");
+            let pending = catalog.data_path("web-1000-000", PENDING);
+            let note = Note {
+                source: "test a".into(),
+                token: "0123".into(),
+                outside: false,
+            };
+            KILLED_AFTER.with(|k| k.set(Some(step)));
+            let killed = create_claim(&pending, "0123", &note);
+            KILLED_AFTER.with(|k| k.set(None));
+            assert!(killed.is_err(), "{step}");
+            // No claim, or a whole one: never an empty one that no sweep could tell from an
+            // older version's.
+            if let Ok(body) = std::fs::read(&pending) {
+                let note: Note = serde_json::from_slice(&body).unwrap();
+                assert_eq!(note.token, "0123", "{step}");
+            }
+            // A claim being written by a live process is left alone.
+            let live = catalog.data_path("web-1000-001", PENDING);
+            let mut writing = live.as_os_str().to_owned();
+            writing.push(".4567.new");
+            let held = std::fs::File::create(&writing).unwrap();
+            held.lock().unwrap();
+            for abandoned in catalog.abandoned().await.unwrap() {
+                catalog.forget(abandoned).await.unwrap();
+            }
+            assert!(std::path::Path::new(&writing).exists(), "{step}");
+            drop(held);
+            std::fs::remove_file(&writing).unwrap();
+            let left: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert!(left.is_empty(), "killed after {step}: {left:?}");
+            let again = catalog.claim("web", at).await.unwrap();
+            assert_eq!(again.id(), "web-1000-000", "{step}");
+        }
+    }
 
     /// Commits a backup of `service` at `at` labelled `label`; its id.
     async fn take(catalog: &Catalog, service: &str, label: &str, at: Timestamp) -> String {
@@ -1340,14 +1581,60 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_in_place_restore_marks_the_source_partial_until_a_restore_finishes() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::new(dir.path(), "test", "test a");
+        let mut done = catalog.begin_restore("web-1-000", true).await.unwrap();
+        assert!(done.in_place() && done.partial());
+        done.finish();
+        drop(done);
+        assert!(catalog.interrupted_restore().await.unwrap().is_none());
+        // Cut short: the marker stays, and no sweep clears it.
+        drop(catalog.begin_restore("web-1-000", true).await.unwrap());
+        for _ in 0..2 {
+            let found = catalog.interrupted_restore().await.unwrap().unwrap();
+            assert_eq!(
+                (found.id(), found.in_place(), found.partial()),
+                ("web-1-000", true, true)
+            );
+        }
+        // Taken over by a restore that swaps a copy in: held, still partial, and so while
+        // it has not finished.
+        let found = catalog.interrupted_restore().await.unwrap().unwrap();
+        let next = catalog
+            .take_over_restore(found, "web-2-000", false)
+            .await
+            .unwrap();
+        assert!(!next.in_place() && next.partial());
+        assert!(catalog.interrupted_restore().await.unwrap().is_none());
+        let err = catalog.begin_restore("web-3-000", true).await.unwrap_err();
+        assert!(err.to_string().contains("of backup `web-2-000`"), "{err}");
+        drop(next);
+        let found = catalog.interrupted_restore().await.unwrap().unwrap();
+        assert_eq!(
+            (found.id(), found.in_place(), found.partial()),
+            ("web-2-000", false, true)
+        );
+        let mut last = catalog
+            .take_over_restore(found, "web-3-000", true)
+            .await
+            .unwrap();
+        last.finish();
+        drop(last);
+        assert!(catalog.interrupted_restore().await.unwrap().is_none());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[tokio::test]
     async fn a_restore_marker_is_held_while_its_restore_lives_and_handed_to_a_sweep_once_gone() {
         let dir = tempfile::tempdir().unwrap();
         let catalog = Catalog::new(dir.path(), "test", "test a");
         let other = Catalog::new(dir.path(), "test", "test b");
-        let running = catalog.begin_restore("web-1-000").await.unwrap();
+        let running = catalog.begin_restore("web-1-000", false).await.unwrap();
         // One restore of a source at a time; another source's restores are apart.
         let second = catalog
-            .begin_restore("web-2-000")
+            .begin_restore("web-2-000", false)
             .await
             .unwrap_err()
             .to_string();
@@ -1355,16 +1642,16 @@ mod tests {
             second.contains("another restore of test a (of backup `web-1-000`)"),
             "{second}"
         );
-        let theirs = other.begin_restore("web-2-000").await.unwrap();
+        let theirs = other.begin_restore("web-2-000", false).await.unwrap();
         // A live restore is never handed to a sweep.
         assert!(catalog.interrupted_restore().await.unwrap().is_none());
         drop(running);
         assert!(catalog.interrupted_restore().await.unwrap().is_none());
 
-        let killed = catalog.begin_restore("web-3-000").await.unwrap();
+        let killed = catalog.begin_restore("web-3-000", false).await.unwrap();
         let token = killed.token().to_owned();
         killed.die();
-        assert!(catalog.begin_restore("web-4-000").await.is_err());
+        assert!(catalog.begin_restore("web-4-000", false).await.is_err());
         let found = catalog.interrupted_restore().await.unwrap().unwrap();
         assert_eq!((found.id(), found.token()), ("web-3-000", token.as_str()));
         // Locked by the sweep that holds it.
@@ -1375,7 +1662,7 @@ mod tests {
         let found = catalog.interrupted_restore().await.unwrap().unwrap();
         drop(found);
         assert!(catalog.interrupted_restore().await.unwrap().is_none());
-        drop(catalog.begin_restore("web-4-000").await.unwrap());
+        drop(catalog.begin_restore("web-4-000", false).await.unwrap());
         drop(theirs);
         // Killed before its marker was linked into place: the marker under its own name goes,
         // unless its process still holds it.
@@ -1386,9 +1673,11 @@ mod tests {
             source: "test a".into(),
             id: "web-5-000".into(),
             token: "4567".into(),
+            in_place: false,
+            partial: false,
         };
-        drop(create_claim(&unlinked, &note).unwrap());
-        let held = create_claim(&starting, &note).unwrap();
+        drop(create_claim(&unlinked, "0123", &note).unwrap());
+        let held = create_claim(&starting, "4567", &note).unwrap();
         assert!(catalog.interrupted_restore().await.unwrap().is_none());
         assert!(!unlinked.exists() && starting.exists());
         drop(held);

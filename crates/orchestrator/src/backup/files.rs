@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 
 use super::catalog::{
-    Catalog, RestoreMark, Work, check_id, finish_interrupted_deletes, sweep_quietly,
+    Catalog, RestoreMark, Work, check_id, check_service, finish_interrupted_deletes, sweep_quietly,
 };
 use super::durable;
 use super::retention::Retention;
@@ -201,8 +201,9 @@ impl DirectorySnapshot {
     /// (see the restore above), and answers how many of them there were. Safe beside backups
     /// and restores that other processes are running: only a claim or marker whose owner is
     /// gone is swept (its lock released by the kernel when its process ended; see the store
-    /// layout in [`backup`](crate::backup)). Also run, best effort, after every backup and
-    /// delete, and before every restore.
+    /// layout in [`backup`](crate::backup)). Also run, best effort, before every backup and
+    /// after every delete; every restore first puts back what a restore whose process is gone
+    /// left.
     pub async fn sweep(&self) -> Result<usize> {
         let mut swept = 0;
         for abandoned in self.catalog.abandoned().await? {
@@ -297,6 +298,8 @@ impl BackupProvider for DirectorySnapshot {
     }
 
     async fn backup(&self, service: &str, label: &str) -> Result<String> {
+        // A name that is refused changes nothing, not even what a sweep would.
+        check_service(service)?;
         // What killed backups and restores left is swept first, not once this backup is
         // listed: a cancellation during the sweep then loses no backup whose id the caller
         // never received.
@@ -339,7 +342,7 @@ impl BackupProvider for DirectorySnapshot {
         if let Some(mark) = self.catalog.interrupted_restore().await? {
             self.put_back(mark).await?;
         }
-        let mut mark = self.catalog.begin_restore(id).await?;
+        let mut mark = self.catalog.begin_restore(id, false).await?;
         let restore = self.restore_of(id);
         let work = Work::default();
         // Dropped (the restore cancelled), it stops the copy, or waits for a swap that began.
@@ -761,11 +764,32 @@ mod tests {
         assert_eq!(kept, [id.clone(), format!("{id}.json")]);
     }
 
+    #[tokio::test]
+    async fn a_refused_service_name_changes_nothing_not_even_a_sweep() {
+        let (tmp, p) = setup();
+        fs::create_dir_all(tmp.path().join("state")).unwrap();
+        let killed = p
+            .catalog
+            .claim("web", Timestamp::from_millis(1_700_000_000_000))
+            .await
+            .unwrap();
+        let claim = p.store().join(format!("{}.pending", killed.id()));
+        killed.die();
+        let err = p.backup("Web_1", "v1").await.unwrap_err().to_string();
+        assert!(
+            err.contains("backup.service") && err.contains("Web_1"),
+            "{err}"
+        );
+        assert!(claim.exists());
+        assert_eq!(names(p.store()).len(), 1, "{:?}", names(p.store()));
+        assert_eq!(p.sweep().await.unwrap(), 1);
+    }
+
     /// What a process killed during a restore of `id` leaves: its marker, unlocked, the
     /// verified copy beside the directory, and, if `renamed` of the two renames were done, the
     /// directory moved aside (1) or the swap done with the old tree still aside (2).
     async fn kill_restore(p: &DirectorySnapshot, id: &str, renamed: usize) {
-        let mark = p.catalog.begin_restore(id).await.unwrap();
+        let mark = p.catalog.begin_restore(id, false).await.unwrap();
         let restore = p.restore_of(id);
         tree::copy_tree(&restore.stored, &restore.staging, &AtomicBool::new(false)).unwrap();
         if renamed >= 1 {
@@ -855,7 +879,7 @@ mod tests {
         let (tmp, p) = setup();
         let (state, id) = backed_up_then_changed(tmp.path(), &p).await;
         // Another process is between its two renames, its marker locked.
-        let running = p.catalog.begin_restore(&id).await.unwrap();
+        let running = p.catalog.begin_restore(&id, false).await.unwrap();
         let restore = p.restore_of(&id);
         tree::copy_tree(&restore.stored, &restore.staging, &AtomicBool::new(false)).unwrap();
         fs::rename(&restore.source, &restore.aside).unwrap();

@@ -47,6 +47,11 @@
 //!   connections takes them again, and the copies and the replaced tree or database are
 //!   removed. A swap that was done stays done; one that was not is undone (the restore was
 //!   never reported done, and whoever asked for it retries from a whole, known state).
+//! - **Dump restore**: `pg_restore --clean` writes into the database in place, so one cut
+//!   short cannot be undone. It holds the same marker (one restore of a database at a time),
+//!   which records that the database may hold part of a backup and stays until a restore
+//!   finishes: every sweep ends the cut-short restore's sessions and answers an error saying
+//!   so, and the next restore takes the marker over.
 //!
 //! Every external program is started with `tokio::process::Command` and separate arguments,
 //! never through a shell; names that reach SQL are quoted as identifiers or literals, and the

@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::catalog::{
-    Catalog, Claim, RestoreMark, Undo, check_id, finish_interrupted_deletes, sweep_quietly,
+    Catalog, Claim, RestoreMark, Undo, check_id, check_service, finish_interrupted_deletes,
+    sweep_quietly,
 };
 use super::command::{Client, failed, tail};
 use super::durable;
@@ -279,6 +280,15 @@ pub enum PostgresMode {
     /// The database must exist (create it empty first if it was dropped).
     /// A verification that fails after the restore is an error: the database then holds
     /// what `pg_restore` wrote, which does not match the backup.
+    ///
+    /// A restore holds the database's restore marker, as in template mode, so two restores of
+    /// one database never run at once: the second fails, changing nothing. Written in place,
+    /// a restore cut short (its process killed, or `pg_restore` failing part-way) cannot be
+    /// undone, so the marker stays and records that the database may hold part of a backup:
+    /// every [`PostgresBackup::sweep`] (also run before each backup, which logs it) then
+    /// answers an error saying so, after ending that restore's sessions (named
+    /// `serin-restore-<token>`: a `pg_restore` whose process was killed goes on writing
+    /// otherwise). The next restore takes the marker over, and clears it once it finishes.
     Dump {
         /// Parallel jobs of `pg_restore` (at least 1).
         jobs: u32,
@@ -716,22 +726,32 @@ impl PostgresBackup {
     /// the partial dump, and in template mode its sessions (ended, waited for), its copy and
     /// its snapshot database if marked as its own (never another directory's of the same id),
     /// then its claim. Of a template-mode restore whose process is gone, it puts the database
-    /// back in service (see [`PostgresMode::Template`]). Also run, best effort, after every
-    /// backup and delete, and before every template-mode restore.
+    /// back in service (see [`PostgresMode::Template`]). Also run, best effort, before every
+    /// backup and after every delete; every restore first settles what a restore whose process
+    /// is gone left.
+    ///
+    /// A dump restore that did not finish cannot be undone (see [`PostgresMode::Dump`]): the
+    /// sweep ends its sessions, then answers an error saying that the database may hold part
+    /// of a backup, and does so on every sweep until a restore finishes.
     pub async fn sweep(&self) -> Result<usize> {
         let mut swept = 0;
         for abandoned in self.catalog.abandoned().await? {
             self.remove_data(abandoned.id(), false).await?;
-            if self.settings.mode == PostgresMode::Template {
+            // A claim taken in template mode is swept as such, even once the mode changed.
+            if self.settings.mode == PostgresMode::Template || abandoned.outside() {
                 self.remove_leftovers(&self.leftovers(abandoned.id(), abandoned.token()))
                     .await?;
             }
             self.catalog.forget(abandoned).await?;
             swept += 1;
         }
-        // Whatever the mode now: only template-mode restores leave a marker.
-        if let Some(mark) = self.catalog.interrupted_restore().await? {
-            self.put_back(mark).await?;
+        // Whatever the mode now: the marker records how its restore ran.
+        if let Some(mut mark) = self.catalog.interrupted_restore().await? {
+            self.put_back(&mut mark).await?;
+            if mark.partial() {
+                // Nothing puts it back: said on every sweep until a restore finishes.
+                return Err(self.partial(&mark));
+            }
             swept += 1;
         }
         Ok(swept)
@@ -763,15 +783,30 @@ impl PostgresBackup {
         format!("serin-restore-{}", mark.token())
     }
 
-    /// Puts the database back in service after the restore of `mark`, whose process is
-    /// gone, then removes the marker; a server that cannot be reached keeps the marker for
-    /// the next sweep.
-    async fn put_back(&self, mut mark: RestoreMark) -> Result<()> {
-        let statements = self.put_back_statements(mark.id(), &Self::restore_sessions(&mark));
-        let maintenance = &self.settings.maintenance_database;
-        match self.psql(maintenance, &statements).await {
+    /// Puts back what the restore of `mark`, whose process is gone, left: a template-mode
+    /// restore's database back in service; of an in-place (dump) restore, its sessions are
+    /// ended (a `pg_restore` its killed process left running would go on writing), as
+    /// nothing can put the database back. Dropped next, the mark removes the marker, unless
+    /// it is [partial](RestoreMark::partial); a server that cannot be reached keeps the
+    /// marker for the next sweep.
+    async fn put_back(&self, mark: &mut RestoreMark) -> Result<()> {
+        let sessions = Self::restore_sessions(mark);
+        let put = if mark.in_place() {
+            // On the database itself, which a dump restore needs anyway; or, if it cannot be
+            // reached (dropped since, say), on the maintenance database.
+            let end = [end_sessions(&sessions)];
+            match self.psql(self.db(), &end).await {
+                Ok(out) => Ok(out),
+                Err(_) => self.psql(&self.settings.maintenance_database, &end).await,
+            }
+        } else {
+            let statements = self.put_back_statements(mark.id(), &sessions);
+            self.psql(&self.settings.maintenance_database, &statements)
+                .await
+        };
+        match put {
             Ok(_) => {
-                tracing::info!(backup = %mark.id(), "put `{}` back in service after a restore whose process is gone", self.db());
+                tracing::info!(backup = %mark.id(), "settled what a restore of `{}` whose process is gone left", self.db());
                 Ok(())
             }
             Err(e) => {
@@ -784,6 +819,40 @@ impl PostgresBackup {
                 )))
             }
         }
+    }
+
+    /// The error that says the database may hold part of an in-place restore that did not
+    /// finish (see [`PostgresMode::Dump`]).
+    fn partial(&self, mark: &RestoreMark) -> Error {
+        self.failed(format!(
+            "database `{}` may hold part of a backup: an in-place restore (`pg_restore \
+             --clean`, which cannot be undone) did not finish (its process was killed, or it \
+             failed part-way), nor did any restore since; the last was of backup `{}`. Restore \
+             a backup again: one that finishes clears this (marker `{}`)",
+            self.db(),
+            mark.id(),
+            mark.path().display()
+        ))
+    }
+
+    /// Starts a restore of backup `id` (`in_place` for a dump restore), holding the
+    /// database's restore marker, so that no other restore of the database runs meanwhile.
+    /// What a restore whose process is gone left is settled first; if the database may hold
+    /// part of an in-place restore, this restore takes the marker over and the database stays
+    /// marked so until a restore finishes.
+    async fn start_restore(&self, id: &str, in_place: bool) -> Result<RestoreMark> {
+        let Some(mut interrupted) = self.catalog.interrupted_restore().await? else {
+            return self.catalog.begin_restore(id, in_place).await;
+        };
+        self.put_back(&mut interrupted).await?;
+        if !interrupted.partial() {
+            drop(interrupted);
+            return self.catalog.begin_restore(id, in_place).await;
+        }
+        tracing::warn!(backup = %id, "{}; restoring now", self.partial(&interrupted));
+        self.catalog
+            .take_over_restore(interrupted, id, in_place)
+            .await
     }
 
     /// Row counts and checksums of `tables` in `database`, in the exported `snapshot` if
@@ -1092,7 +1161,7 @@ impl PostgresBackup {
         // Dropped at the end, which gives their ids back (also if this is cancelled).
         let mut passed = Vec::new();
         loop {
-            let claim = self.catalog.claim(service, at).await?;
+            let claim = self.catalog.claim_for(service, at, template).await?;
             if !template || passed.len() == MAX_SNAPSHOT_IDS_SKIPPED {
                 return Ok(claim);
             }
@@ -1135,6 +1204,11 @@ impl PostgresBackup {
             PostgresMode::Dump { jobs } => jobs,
             PostgresMode::Template => 1,
         };
+        // One restore of the database at a time, marked partial until this one finishes: a
+        // kill part-way cannot be undone, and the next restore or sweep says so. Its sessions
+        // bear the marker's token, so that they can be ended if its process dies.
+        let mut mark = self.start_restore(&info.id, true).await?;
+        let named = self.named(&Self::restore_sessions(&mark));
         let mut args = os(&["--clean", "--if-exists", "--exit-on-error", "--no-password"]);
         args.push(format!("--jobs={jobs}").into());
         args.push("--dbname".into());
@@ -1142,7 +1216,7 @@ impl PostgresBackup {
         args.push(file.into());
         // `--exit-on-error` stops at the first failure, but without one transaction for the
         // whole restore (which `--jobs` rules out) what ran before it stays: say so.
-        self.client.0.run("pg_restore", &args).await.map_err(|e| {
+        named.client.0.run("pg_restore", &args).await.map_err(|e| {
             let cause = match e {
                 Error::Backend { reason, .. } => reason,
                 other => other.to_string(),
@@ -1154,7 +1228,7 @@ impl PostgresBackup {
                 self.db()
             ))
         })?;
-        let actual = self
+        let actual = named
             .checksums(self.db(), &self.recorded_tables(info), None)
             .await?;
         let expected = Self::recorded_checks(info);
@@ -1167,6 +1241,7 @@ impl PostgresBackup {
                 differences.join("; ")
             )));
         }
+        mark.finish();
         Ok(())
     }
 
@@ -1177,10 +1252,7 @@ impl PostgresBackup {
     /// one transaction) and what is left of the other copy is dropped.
     async fn restore_template(&self, info: &BackupInfo) -> Result<()> {
         // A restore of this database that was killed is put back first.
-        if let Some(mark) = self.catalog.interrupted_restore().await? {
-            self.put_back(mark).await?;
-        }
-        let mark = self.catalog.begin_restore(&info.id).await?;
+        let mark = self.start_restore(&info.id, false).await?;
         let sessions = Self::restore_sessions(&mark);
         let named = self.named(&sessions);
         let staging = self.database_for("restore", &info.id);
@@ -1203,6 +1275,12 @@ impl PostgresBackup {
         let restored = named.copy_and_swap(info, &mut cancelled, swap).await;
         // Finished, or failed and cleaned up: nothing is left running.
         cancelled.undo = None;
+        if restored.is_ok()
+            && let Some(mark) = &mut cancelled.mark
+        {
+            // The whole database was replaced: no part of an in-place restore is left.
+            mark.finish();
+        }
         restored
     }
 
@@ -1448,6 +1526,8 @@ impl BackupProvider for PostgresBackup {
     }
 
     async fn backup(&self, service: &str, label: &str) -> Result<String> {
+        // A name that is refused changes nothing, not even what a sweep would.
+        check_service(service)?;
         // What killed backups and restores left is swept first, not once this backup is
         // listed: a cancellation during the sweep then loses no backup whose id the caller
         // never received.
@@ -1556,6 +1636,7 @@ impl PostgresBackup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backup::catalog::wait_unlocked;
 
     fn conn() -> PostgresConnection {
         PostgresConnection::new("127.0.0.1", 5432, "app", "shop").with_password("s3cret-pw")
@@ -2038,6 +2119,197 @@ mod tests {
         assert_eq!(pg.list("shop").await.unwrap().len(), 1);
     }
 
+    /// The restore marker in `store`.
+    fn marker(store: &Path) -> PathBuf {
+        let name = names(store)
+            .into_iter()
+            .find(|n| n.ends_with(".restoring"))
+            .expect("a restore marker");
+        store.join(name)
+    }
+
+    /// Stand-ins for a dump-mode provider: a `psql` that holds a snapshot when asked for one
+    /// and otherwise notes each call (its session name, `|`, its arguments) in `dir/calls`;
+    /// a `pg_dump` that writes a dump; and a `pg_restore` that notes its session name in
+    /// `dir/restored`, and, the first time after `dir/stall` is made, says so through the
+    /// FIFO `dir/stalled` and stalls until it is killed.
+    fn dump_clients(dir: &Path) {
+        let d = dir.display();
+        script(
+            dir,
+            "psql",
+            &format!(
+                "case \"$*\" in *' -c '*) printf '%s|%s\\n' \"$PGAPPNAME\" \"$*\" >> '{d}/calls'; \
+                 exit 0;; esac\nread a\nread b\necho 00000003-00000002-1\nexec cat >/dev/null\n"
+            ),
+        );
+        script(
+            dir,
+            "pg_dump",
+            "for a in \"$@\"; do\n  if [ \"$next\" = file ]; then out=\"$a\"; fi\n  \
+             next=; [ \"$a\" = --file ] && next=file\ndone\nprintf dump > \"$out\"\n",
+        );
+        script(
+            dir,
+            "pg_restore",
+            &format!(
+                "echo \"$PGAPPNAME\" >> '{d}/restored'\n\
+                 if [ -e '{d}/stall' ]; then rm '{d}/stall'; echo stalled > '{d}/stalled'; \
+                 exec sleep 600; fi\n"
+            ),
+        );
+        let made = std::process::Command::new("mkfifo")
+            .arg(dir.join("stalled"))
+            .status()
+            .unwrap();
+        assert!(made.success());
+    }
+
+    /// A dump restore runs `pg_restore --clean` in place: one cut short cannot be undone. It
+    /// holds the database's restore marker, so no other restore runs beside it, and one that
+    /// did not finish is said by every sweep, and its sessions ended, until a restore finishes.
+    #[tokio::test]
+    async fn a_dump_restore_is_serialized_and_one_cut_short_is_said_until_a_restore_finishes() {
+        let bin = tempfile::tempdir().unwrap();
+        dump_clients(bin.path());
+        let store = tempfile::tempdir().unwrap();
+        let settings = PostgresSettings::new(conn(), store.path()).with_bin_dir(bin.path());
+        let pg = PostgresBackup::new(settings.clone()).unwrap();
+        let id = pg.backup("shop", "v1").await.unwrap();
+        // Another process restores while this restore's `pg_restore` runs: refused.
+        let other = PostgresBackup::new(settings).unwrap();
+        std::fs::write(bin.path().join("stall"), "").unwrap();
+        let beside = async {
+            tokio::fs::read(bin.path().join("stalled")).await.unwrap();
+            other.restore(&id).await
+        };
+        let beside = tokio::select! {
+            restored = pg.restore(&id) => panic!("the restore ended: {restored:?}"),
+            beside = beside => beside,
+        };
+        let err = beside.unwrap_err().to_string();
+        assert!(
+            err.contains("another restore of postgres database shop"),
+            "{err}"
+        );
+        wait_unlocked(&marker(store.path()));
+        let restored = std::fs::read_to_string(bin.path().join("restored")).unwrap();
+        let sessions: Vec<&str> = restored.lines().collect();
+        assert_eq!(sessions.len(), 1, "{sessions:?}");
+        assert!(sessions[0].starts_with("serin-restore-"), "{sessions:?}");
+        // The restore was cut short: every sweep says so, and ends its sessions.
+        for _ in 0..2 {
+            let err = pg.sweep().await.unwrap_err().to_string();
+            assert!(
+                err.contains("database `shop` may hold part of a backup")
+                    && err.contains(&format!("backup `{id}`")),
+                "{err}"
+            );
+        }
+        let ended = calls(bin.path());
+        assert!(
+            ended.iter().all(|(_, args)| args
+                .contains(&format!("application_name = E'{}'", sessions[0]))
+                && args.contains("dbname='shop'")),
+            "{ended:?}"
+        );
+        assert_eq!(ended.len(), 2, "{ended:?}");
+        // A restore that finishes clears it.
+        pg.restore(&id).await.unwrap();
+        assert_eq!(pg.sweep().await.unwrap(), 0);
+        let mut left = names(store.path());
+        left.sort();
+        assert_eq!(left, [format!("{id}.dump"), format!("{id}.json")]);
+    }
+
+    /// A template restore replaces the whole database, so one that finishes clears the mark
+    /// an in-place restore cut short left; one cut short itself keeps it.
+    #[tokio::test]
+    async fn a_template_restore_keeps_the_mark_of_a_cut_short_dump_restore_until_it_finishes() {
+        let bin = tempfile::tempdir().unwrap();
+        scripted_client(bin.path(), "no call holds this");
+        let store = tempfile::tempdir().unwrap();
+        let pg = template(bin.path(), store.path());
+        let id = pg.backup("shop", "v1").await.unwrap();
+        pg.catalog.begin_restore(&id, true).await.unwrap().die();
+        let partial = |e: Error| e.to_string().contains("may hold part of a backup");
+        assert!(pg.sweep().await.is_err_and(partial));
+        // Cut short during its swap: still marked.
+        scripted_client(bin.path(), "RENAME TO");
+        tokio::select! {
+            restored = pg.restore(&id) => panic!("the restore ended: {restored:?}"),
+            _ = tokio::fs::read(bin.path().join("stalled")) => {}
+        }
+        wait_unlocked(&marker(store.path()));
+        assert!(pg.sweep().await.is_err_and(partial));
+        scripted_client(bin.path(), "no call holds this");
+        pg.restore(&id).await.unwrap();
+        assert_eq!(pg.sweep().await.unwrap(), 0);
+        assert_eq!(names(store.path()), [format!("{id}.json")]);
+    }
+
+    /// A process killed during a template-mode backup leaves a copy on the server; a
+    /// provider of the same store and database set to dump mode since still drops it.
+    #[tokio::test]
+    async fn a_claim_taken_in_template_mode_is_swept_as_such_once_the_mode_changed() {
+        let bin = tempfile::tempdir().unwrap();
+        scripted_client(bin.path(), "no call holds this");
+        let store = tempfile::tempdir().unwrap();
+        let at = Timestamp::from_millis(1_800_000_000_000);
+        let killed = template(bin.path(), store.path())
+            .claim("shop", at, true)
+            .await
+            .unwrap();
+        let (id, token) = (killed.id().to_owned(), killed.token().to_owned());
+        killed.die();
+        let dump = PostgresBackup::new(
+            PostgresSettings::new(conn(), store.path()).with_bin_dir(bin.path()),
+        )
+        .unwrap();
+        assert_eq!(dump.sweep().await.unwrap(), 1);
+        let calls = calls(bin.path());
+        let dropped = |name: &str| {
+            calls.iter().any(|(_, args)| {
+                args.contains(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            })
+        };
+        assert!(dropped(&format!("serin_part_{token}")), "{calls:?}");
+        assert!(dropped(&dump.snapshot_database(&id)), "{calls:?}");
+        assert!(names(store.path()).is_empty(), "{:?}", names(store.path()));
+    }
+
+    /// The sessions of a dump restore cut short are ended from the maintenance database when
+    /// the restored one cannot be reached; the sweep then says what is left: part of a backup.
+    #[tokio::test]
+    async fn a_cut_short_dump_restore_is_settled_even_when_its_database_cannot_be_reached() {
+        let bin = tempfile::tempdir().unwrap();
+        let d = bin.path().display();
+        script(
+            bin.path(),
+            "psql",
+            &format!(
+                "case \"$*\" in *\"dbname='shop'\"*) echo 'FATAL:  database \"shop\" does not \
+                 exist' >&2; exit 1;; esac\nprintf '%s\\n' \"$*\" >> '{d}/calls'\n"
+            ),
+        );
+        let store = tempfile::tempdir().unwrap();
+        let pg = PostgresBackup::new(
+            PostgresSettings::new(conn(), store.path()).with_bin_dir(bin.path()),
+        )
+        .unwrap();
+        let cut_short = pg.catalog.begin_restore("shop-1-000", true).await.unwrap();
+        let sessions = PostgresBackup::restore_sessions(&cut_short);
+        cut_short.die();
+        let err = pg.sweep().await.unwrap_err().to_string();
+        assert!(err.contains("may hold part of a backup"), "{err}");
+        let calls = std::fs::read_to_string(bin.path().join("calls")).unwrap();
+        assert!(
+            calls.contains("dbname='postgres'")
+                && calls.contains(&format!("application_name = E'{sessions}'")),
+            "{calls}"
+        );
+    }
+
     #[tokio::test]
     async fn a_dump_is_on_disk_before_its_metadata() {
         let bin = tempfile::tempdir().unwrap();
@@ -2284,7 +2556,7 @@ mod tests {
         let refuse = format!("ALTER DATABASE {db} ALLOW_CONNECTIONS false");
 
         // Between `ALLOW_CONNECTIONS false` and the renames, its marker held: running.
-        let running = pg.catalog.begin_restore(&id).await.unwrap();
+        let running = pg.catalog.begin_restore(&id, false).await.unwrap();
         admin(&pg, copy.clone()).await;
         admin(&pg, refuse.clone()).await;
         assert_eq!(pg.sweep().await.unwrap(), 0);
@@ -2297,7 +2569,7 @@ mod tests {
         assert_eq!(rows().await.unwrap().trim(), "2", "the restore is undone");
 
         // Killed once its renames committed: the restored database keeps the name.
-        let killed = pg.catalog.begin_restore(&id).await.unwrap();
+        let killed = pg.catalog.begin_restore(&id, false).await.unwrap();
         admin(&pg, copy).await;
         admin(&pg, refuse).await;
         admin(
