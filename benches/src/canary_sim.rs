@@ -226,7 +226,8 @@ pub const LR: usize = 6;
 pub struct Outcome {
     /// Seconds from the start to the rollback, if the judge rolled back within the horizon.
     pub detected_at: Option<u32>,
-    /// Requests the canary served after the onset up to that moment (or to the end of the run).
+    /// Requests the canary served after the onset up to that moment, or over the whole horizon
+    /// if it never rolled back (past an early stop of the run, their expected number).
     pub canary_requests: u64,
     /// Whether the judge applies to this row (the robust mode runs on latency only where it
     /// wanders; the oracles need an effect).
@@ -572,10 +573,8 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
     let mut cusum =
         (scenario.onset_s > 0 && oracles && canary_filter.is_none()).then(CusumTrace::default);
 
-    let mut canary_requests_total = 0u64;
-    let (mut min_req_b, mut min_err_b, mut min_req_c, mut min_err_c) = (0u64, 0u64, 0u64, 0u64);
-    for t in 1..=HORIZON_S {
-        let load = if scenario.diurnal {
+    let load_at = |t: u32| {
+        if scenario.diurnal {
             scenario.load
                 * (1.0
                     + 0.5
@@ -583,7 +582,13 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
                             .sin())
         } else {
             scenario.load
-        };
+        }
+    };
+    let mut canary_requests_total = 0u64;
+    let mut last_s = HORIZON_S;
+    let (mut min_req_b, mut min_err_b, mut min_req_c, mut min_err_c) = (0u64, 0u64, 0u64, 0u64);
+    for t in 1..=HORIZON_S {
+        let load = load_at(t);
         let lam_b = load * (1.0 - scenario.share);
         let lam_c = load * scenario.share;
         let on = t > scenario.onset_s;
@@ -816,12 +821,21 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
                 !o.applicable || o.detected_at.is_some() || (i >= SPRT && j_done(&j, i))
             });
         if all_done {
+            last_s = t;
             break;
         }
     }
+    // A judge that never detects serves the bad canary for the whole horizon. The run stops
+    // early once every judge has decided (Wald's SPRT by accepting, say); the canary's requests
+    // after that are counted at their expected number, which draws nothing, so every other
+    // figure of the run stays as it was.
+    let unserved: f64 = (last_s + 1..=HORIZON_S)
+        .filter(|t| *t > scenario.onset_s)
+        .map(|t| load_at(t) * scenario.share)
+        .sum();
     for o in j.outcomes.iter_mut() {
         if o.detected_at.is_none() {
-            o.canary_requests = canary_requests_total;
+            o.canary_requests = canary_requests_total + unserved.round() as u64;
         }
     }
     Run {
