@@ -62,6 +62,69 @@ struct Series {
 /// A counter family: name, type, help, and how to read it from a series.
 type Family = (&'static str, &'static str, &'static str, fn(&Series) -> f64);
 
+/// One answered request as counted, to count it as an error after all.
+#[derive(Debug)]
+pub(crate) struct Recorded {
+    series: Arc<Mutex<Series>>,
+    /// The bucket it was counted in.
+    index: u64,
+    /// Whether it is counted as an error already.
+    error: bool,
+}
+
+impl Recorded {
+    /// Counts the request as an error, in the bucket it was counted in (if still kept), unless
+    /// it is one already: a request is one error at most, and a window's errors never exceed
+    /// its requests.
+    pub(crate) fn fail(&mut self) {
+        if std::mem::replace(&mut self.error, true) {
+            return;
+        }
+        let mut series = lock(&self.series);
+        series.total_errors += 1;
+        let index = self.index;
+        if let Some((_, b)) = series.buckets.iter_mut().rev().find(|(i, _)| *i == index) {
+            b.errors += 1;
+        }
+    }
+}
+
+/// Counts one answered request in `shared`, in bucket `index`, keeping at most `keep` buckets.
+fn add(shared: &Mutex<Series>, keep: usize, index: u64, latency_ms: f64, error: bool) {
+    let mut series = lock(shared);
+    series.total_requests += 1;
+    series.total_errors += u64::from(error);
+    let latency_ms = if latency_ms.is_finite() {
+        latency_ms.max(0.0)
+    } else {
+        0.0
+    };
+    series.latency_sum_ms += latency_ms;
+    let _ = series.latency.add(latency_ms);
+    let bucket = match series.buckets.iter_mut().rev().find(|(i, _)| *i == index) {
+        Some((_, b)) => b,
+        None => {
+            // Requests finish out of order by a little; keep buckets sorted by index.
+            let pos = series
+                .buckets
+                .iter()
+                .rposition(|(i, _)| *i < index)
+                .map_or(0, |p| p + 1);
+            series.buckets.insert(pos, (index, Bucket::default()));
+            while series.buckets.len() > keep {
+                series.buckets.pop_front();
+            }
+            match series.buckets.iter_mut().find(|(i, _)| *i == index) {
+                Some((_, b)) => b,
+                None => return,
+            }
+        }
+    };
+    bucket.requests += 1;
+    bucket.errors += u64::from(error);
+    let _ = bucket.latency.add(latency_ms);
+}
+
 #[derive(Debug)]
 pub(crate) struct Store {
     resolution_ms: u64,
@@ -135,40 +198,26 @@ impl Store {
 
     /// Counts one answered request.
     pub(crate) fn record(&self, backend: &str, at: Timestamp, latency_ms: f64, error: bool) {
+        self.record_answered(backend, at, latency_ms, error);
+    }
+
+    /// Counts one answered request, like [`record`](Self::record), and returns the handle by
+    /// which it is counted as an error after all (its body failed after its headers came).
+    pub(crate) fn record_answered(
+        &self,
+        backend: &str,
+        at: Timestamp,
+        latency_ms: f64,
+        error: bool,
+    ) -> Recorded {
         let index = at.as_millis() / self.resolution_ms;
         let shared = self.series(backend);
-        let mut series = lock(&shared);
-        series.total_requests += 1;
-        series.total_errors += u64::from(error);
-        let latency_ms = if latency_ms.is_finite() {
-            latency_ms.max(0.0)
-        } else {
-            0.0
-        };
-        series.latency_sum_ms += latency_ms;
-        let _ = series.latency.add(latency_ms);
-        let bucket = match series.buckets.iter_mut().rev().find(|(i, _)| *i == index) {
-            Some((_, b)) => b,
-            None => {
-                // Requests finish out of order by a little; keep buckets sorted by index.
-                let pos = series
-                    .buckets
-                    .iter()
-                    .rposition(|(i, _)| *i < index)
-                    .map_or(0, |p| p + 1);
-                series.buckets.insert(pos, (index, Bucket::default()));
-                while series.buckets.len() > self.keep {
-                    series.buckets.pop_front();
-                }
-                match series.buckets.iter_mut().find(|(i, _)| *i == index) {
-                    Some((_, b)) => b,
-                    None => return,
-                }
-            }
-        };
-        bucket.requests += 1;
-        bucket.errors += u64::from(error);
-        let _ = bucket.latency.add(latency_ms);
+        add(&shared, self.keep, index, latency_ms, error);
+        Recorded {
+            series: shared,
+            index,
+            error,
+        }
     }
 
     /// Counts a connection failure to an instance of `backend` (retried or not).

@@ -325,8 +325,19 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
             self.router.set_endpoints(track.as_str(), &[]);
             endpoints
         };
+        // Every instance the platform still runs, listed or not: one taken out of the proxy
+        // earlier (it went unready for a moment) may still be answering requests it had then,
+        // and retiring stops it. As `scale` drains every instance it removes.
+        let mut draining = endpoints;
+        if let Ok(status) = self.platform.status(service, track).await {
+            for addr in status.instances.iter().filter_map(|i| i.address) {
+                if !draining.contains(&addr) {
+                    draining.push(addr);
+                }
+            }
+        }
         self.router
-            .wait_drained(&endpoints, drain.max(Duration::from_secs(5)))
+            .wait_drained(&draining, drain.max(Duration::from_secs(5)))
             .await;
         self.platform.retire(service, track, Duration::ZERO).await?;
         self.bind(service)
@@ -349,6 +360,7 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
 mod tests {
     use serin_orchestrator::{InstanceStatus, Result, TrackKey};
     use serin_signals::ProbeStatus;
+    use serin_traffic::{TrafficRouter, TrafficSplit};
 
     use super::*;
     use crate::ProxyConfig;
@@ -494,6 +506,84 @@ mod tests {
         let status = bring_up.await.unwrap().unwrap();
         assert_eq!(status.ready_addresses(), [addr]);
         assert_eq!(router.endpoints("green"), [addr]);
+        router.shutdown();
+    }
+
+    /// An instance that answers each request it reads `after` it read it.
+    async fn answering_after(after: Duration) -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !seen.ends_with(b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    tokio::time::sleep(after).await;
+                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    let _ = stream.write_all(ok).await;
+                    let _ = stream.read(&mut buf).await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_retire_waits_for_an_instance_taken_out_of_the_proxy_before() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listed = SocketAddr::from(([127, 0, 0, 1], 10_004));
+        let slow = answering_after(Duration::from_millis(400)).await;
+        let platform = Running::default().with("web", Track::Green, listed);
+        platform.0.lock().unwrap()[0]
+            .instances
+            .push(InstanceStatus {
+                id: "green-1".into(),
+                address: Some(slow),
+                readiness: ProbeStatus::Pass,
+                liveness: ProbeStatus::Pass,
+                detail: None,
+            });
+        let router = ProxyRouter::bind(ProxyConfig::default().with_workers(0))
+            .await
+            .unwrap();
+        let proxied = ProxiedPlatform::new(platform, router.clone());
+        proxied.status("web", &Track::Green).await.unwrap();
+        router
+            .apply(&TrafficSplit::all_to("green", &[]).unwrap())
+            .await
+            .unwrap();
+        // A request on the slow instance, which then leaves the proxy (unready for a moment).
+        router.set_endpoints("green", &[slow]);
+        let mut client = tokio::net::TcpStream::connect(router.local_addr())
+            .await
+            .unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: web\r\n\r\n")
+            .await
+            .unwrap();
+        while router.in_flight(slow) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        router.set_endpoints("green", &[listed]);
+        proxied
+            .retire("web", &Track::Green, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(
+            router.in_flight(slow),
+            0,
+            "retired with a request in flight"
+        );
+        let mut answer = [0u8; 12];
+        client.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"HTTP/1.1 200");
         router.shutdown();
     }
 

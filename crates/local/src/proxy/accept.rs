@@ -103,6 +103,7 @@ pub(super) fn spawn_workers(
     workers: u16,
     shared: &Arc<Shared>,
     stopped: &watch::Receiver<bool>,
+    serving: &watch::Receiver<()>,
 ) -> Result<(), String> {
     // The listener is registered with the caller's runtime: move it to the first worker's.
     let listener = listener.into_std().map_err(|e| e.to_string())?;
@@ -121,7 +122,7 @@ pub(super) fn spawn_workers(
             .map_err(|e| format!("worker runtime: {e}"))?;
         let handed = if index == 0 { None } else { sources.pop() };
         let listen = if index == 0 { first.take() } else { None };
-        let (shared, stopped) = (shared.clone(), stopped.clone());
+        let (shared, stopped, serving) = (shared.clone(), stopped.clone(), serving.clone());
         std::thread::Builder::new()
             .name(format!("serin-proxy-{index}"))
             .spawn(move || {
@@ -142,7 +143,7 @@ pub(super) fn spawn_workers(
                         (None, Some(rx)) => rx,
                         (None, None) => return,
                     };
-                    serve(conns, shared, stopped).await;
+                    serve(conns, shared, stopped, serving).await;
                 });
             })
             .map_err(|e| format!("worker thread: {e}"))?;

@@ -81,8 +81,9 @@ pub struct ProxyConfig {
     /// hangs is seen by the analysis (a request that never ends is never measured); a bodyless
     /// GET, HEAD or OPTIONS is first tried once more elsewhere, as after a failure. An upload
     /// takes as long as its client takes, within [`request_body_timeout`](Self::request_body_timeout)
-    /// between chunks, and the body of a response that has begun is not timed: streams and
-    /// downloads run as long as they take. It also bounds a mirrored copy's wait for its answer
+    /// between chunks, and the body of a response that has begun is timed only between its
+    /// reads ([`response_body_timeout`](Self::response_body_timeout)): streams and downloads
+    /// run as long as they take. It also bounds a mirrored copy's wait for its answer
     /// and the reading of that answer.
     pub response_timeout: Duration,
     /// The longest pause allowed in sending a request body to an instance (1 ms ..= 24 h;
@@ -92,6 +93,16 @@ pub struct ProxyConfig {
     /// it had not answered in time; a client that stops sending its body gets a 408, charged to
     /// no one. Either way the request ends, so it is measured and a drain does not wait for it.
     pub request_body_timeout: Duration,
+    /// The longest pause allowed between two reads of a response body from an instance, once
+    /// its headers came (1 ms ..= 24 h; default 60 s, nginx's `proxy_read_timeout`, which runs
+    /// between two reads the same way). An instance that stalls in the middle of a body would
+    /// otherwise hold the client's connection and its own in-flight count for ever, make every
+    /// drain wait out its timeout, and never be counted: past this pause the answer is cut
+    /// off (the client sees the connection or HTTP/2 stream end before the body's end, never
+    /// a short body passed off as whole) and counted as an error of the instance's backend. A
+    /// stream that sends something at least this often runs as long as it takes; a client that
+    /// reads slowly is not timed by it.
+    pub response_body_timeout: Duration,
     /// How long a keep-alive connection to an instance may stay unused in the proxy's pool
     /// before the proxy closes it (1 ms ..= 24 h; default 60 s, nginx's upstream
     /// `keepalive_timeout`; Envoy's idle timeout does the same). Without a limit the proxy held
@@ -151,6 +162,7 @@ impl Default for ProxyConfig {
             header_read_timeout: Duration::from_secs(30),
             response_timeout: Duration::from_secs(60),
             request_body_timeout: Duration::from_secs(60),
+            response_body_timeout: Duration::from_secs(60),
             upstream_idle_timeout: super::upstream::DEFAULT_IDLE_TIMEOUT,
             trusted_proxies: Vec::new(),
         }
@@ -206,6 +218,12 @@ impl ProxyConfig {
     /// With another limit on the time an instance may take to answer a request's headers.
     pub fn with_response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
+        self
+    }
+
+    /// With another limit on the pauses in reading a response body.
+    pub fn with_response_body_timeout(mut self, timeout: Duration) -> Self {
+        self.response_body_timeout = timeout;
         self
     }
 
@@ -282,6 +300,12 @@ impl ProxyConfig {
             "24h",
         )?;
         within(
+            "responseBodyTimeout",
+            self.response_body_timeout,
+            Duration::from_secs(86_400),
+            "24h",
+        )?;
+        within(
             "upstreamIdleTimeout",
             self.upstream_idle_timeout,
             Duration::from_secs(86_400),
@@ -332,6 +356,8 @@ struct RawConfig {
     response_timeout: Duration,
     #[serde(default = "default_request_body", with = "serin_signals::duration")]
     request_body_timeout: Duration,
+    #[serde(default = "default_response_body", with = "serin_signals::duration")]
+    response_body_timeout: Duration,
     #[serde(default = "default_upstream_idle", with = "serin_signals::duration")]
     upstream_idle_timeout: Duration,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -362,6 +388,9 @@ fn default_response() -> Duration {
 fn default_request_body() -> Duration {
     ProxyConfig::default().request_body_timeout
 }
+fn default_response_body() -> Duration {
+    ProxyConfig::default().response_body_timeout
+}
 fn default_upstream_idle() -> Duration {
     ProxyConfig::default().upstream_idle_timeout
 }
@@ -380,6 +409,7 @@ impl TryFrom<RawConfig> for ProxyConfig {
             header_read_timeout: r.header_read_timeout,
             response_timeout: r.response_timeout,
             request_body_timeout: r.request_body_timeout,
+            response_body_timeout: r.response_body_timeout,
             upstream_idle_timeout: r.upstream_idle_timeout,
             trusted_proxies: r.trusted_proxies,
         };
@@ -401,6 +431,7 @@ impl From<ProxyConfig> for RawConfig {
             header_read_timeout: c.header_read_timeout,
             response_timeout: c.response_timeout,
             request_body_timeout: c.request_body_timeout,
+            response_body_timeout: c.response_body_timeout,
             upstream_idle_timeout: c.upstream_idle_timeout,
             trusted_proxies: c.trusted_proxies,
         }
@@ -450,6 +481,10 @@ mod tests {
             (
                 r#"{"requestBodyTimeout": 0}"#,
                 "proxyConfig.requestBodyTimeout",
+            ),
+            (
+                r#"{"responseBodyTimeout": "25h"}"#,
+                "proxyConfig.responseBodyTimeout",
             ),
             (
                 r#"{"upstreamIdleTimeout": 0}"#,

@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Uri, Version};
 
@@ -127,6 +127,36 @@ pub(super) fn connection_lists(headers: &HeaderMap, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// Whether every transfer coding named in `Transfer-Encoding` is `chunked` (true without
+/// the header). The proxy decodes chunked framing and frames the message again for the next
+/// hop; any other coding (`gzip, chunked`) would reach the next hop still applied but no
+/// longer named, as a body it cannot read, so such a message is refused instead: a request
+/// with `501 Not Implemented` (RFC 9112, 6.1), a response with a 502 (as nginx does).
+pub(super) fn only_chunked(headers: &HeaderMap) -> bool {
+    headers.get_all(header::TRANSFER_ENCODING).iter().all(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .map(str::trim)
+                .all(|c| c.is_empty() || c.eq_ignore_ascii_case("chunked"))
+        })
+    })
+}
+
+/// Why a request's `Host` makes it unanswerable (RFC 9112, 3.2: a server MUST answer 400 to
+/// an HTTP/1.1 request without `Host` and to any request with more than one), as nginx
+/// answers: passing on two would let the proxy route by one and the instance serve the other,
+/// and inventing one for HTTP/1.1 would hide a broken client. A request whose target carries
+/// an authority (absolute form, HTTP/2's `:authority`) needs no `Host`.
+pub(super) fn bad_host<B>(req: &Request<B>) -> Option<&'static str> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Some("more than one Host header");
+    }
+    (first.is_none() && req.version() == Version::HTTP_11 && req.uri().authority().is_none())
+        .then_some("an HTTP/1.1 request needs a Host header")
+}
+
 /// Whether `req` asks to switch protocols (a WebSocket handshake): HTTP/1.1 only (RFC 9110,
 /// 7.8), with `Upgrade` named in `Connection`, and not to HTTP/2 (`h2c`).
 ///
@@ -205,7 +235,8 @@ pub(super) fn upstream_request(
     // Before anything is added: a client could name the proxy's own headers in `Connection`.
     strip_hop_by_hop(&mut parts.headers, upgrade);
     // The target's authority (absolute form, HTTP/2's `:authority`) wins over the client's
-    // `Host` (RFC 9112, 3.2.2); an HTTP/1.0 request may have neither, and HTTP/1.1 needs one.
+    // `Host` (RFC 9112, 3.2.2); an HTTP/1.0 request may have neither (an HTTP/1.1 one without
+    // was answered 400, see `bad_host`).
     let host = match parts.uri.authority() {
         Some(a) => HeaderValue::from_str(match a.as_str().rsplit_once('@') {
             Some((_, host)) => host,
@@ -263,6 +294,14 @@ pub(super) fn upstream_request(
             .map_or("/", |p| p.as_str())
             .to_owned();
         parts.uri = Uri::try_from(path).unwrap_or_else(|_| Uri::from_static("/"));
+    }
+    // A body of unknown length (chunked, or HTTP/2 without `content-length`) goes on chunked:
+    // without the header hyper's client would send a GET, HEAD or OPTIONS one as empty.
+    if !body.is_end_stream() && body.size_hint().exact().is_none() {
+        parts.headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
     }
     parts.version = Version::HTTP_11;
     Request::from_parts(parts, body.boxed())

@@ -7,6 +7,7 @@ mod config;
 mod conn;
 mod headers;
 mod mirror;
+mod reading;
 mod sent;
 mod trust;
 mod upstream;
@@ -43,7 +44,9 @@ use crate::metrics::{ProxyMetrics, Store};
 use accept::{Conns, spawn_workers};
 use choose::{Reason, choose};
 use conn::{Activity, Tracked};
-use headers::{Peer, is_upgrade, join_field, strip_hop_by_hop, upstream_request, via};
+use headers::{
+    Peer, bad_host, is_upgrade, join_field, only_chunked, strip_hop_by_hop, upstream_request, via,
+};
 use sent::Waiting;
 use upstream::{Endpoint, InFlight, SendError};
 
@@ -106,7 +109,10 @@ struct Shared {
 ///   [`set_endpoints`](ProxyRouter::set_endpoints) (or [`sync_track`](ProxyRouter::sync_track)
 ///   from a platform's status): only ready instances are listed. A backend with no ready
 ///   instance gets no traffic; its weight goes to the split's other ready backends in proportion
-///   to their weights, and with none ready the proxy answers 503.
+///   to their weights, and with none ready the proxy answers 503. A client pinned by its sticky
+///   cookie to a backend without a ready instance is served by weight meanwhile and keeps its
+///   pin (no new `Set-Cookie`), so a restart does not move it off its version for the cookie's
+///   lifetime.
 /// - **Drain.** An instance removed from the endpoints gets no new request; its in-flight
 ///   requests finish and its idle keep-alive connections are closed.
 ///   [`wait_drained`](ProxyRouter::wait_drained) waits until nothing is in flight there, after
@@ -116,8 +122,10 @@ struct Shared {
 ///   another backend of the split by weight), chosen among the instances listed when the retry
 ///   is made. A bodyless `GET`, `HEAD` or `OPTIONS` is also retried once if the instance failed
 ///   after receiving it (it crashed mid-answer) or did not answer in time: it is idempotent. The
-///   instance is still charged with the error in the [metrics](ProxyRouter::metrics). Request
-///   and response bodies are streamed, never buffered.
+///   instance is still charged with the error in the [metrics](ProxyRouter::metrics), and the
+///   one that answers the retry is timed from its own attempt, so a hanging version's wait
+///   never shows as the other's latency. Request and response bodies are streamed, never
+///   buffered.
 /// - **Timeouts.** A client has [`ProxyConfig::header_read_timeout`] to send each request's
 ///   headers, the first one included (a connection that sends nothing, or only the HTTP/2
 ///   preface, is closed then). A connection of either protocol with no request in progress for
@@ -127,7 +135,10 @@ struct Shared {
 ///   meanwhile and closed if the ping goes unanswered. A request body may pause at most
 ///   [`ProxyConfig::request_body_timeout`]: an instance that stops reading it gets a 504
 ///   charged to its backend, a client that stops sending it a 408 charged to no one. Once the
-///   request is sent, the instance has [`ProxyConfig::response_timeout`] to answer (504). A
+///   request is sent, the instance has [`ProxyConfig::response_timeout`] to answer (504), and
+///   then may pause its answer's body at most [`ProxyConfig::response_body_timeout`] between
+///   two reads (nginx's `proxy_read_timeout`): past that the answer is cut off, never passed
+///   off as whole, and counted as an error of the instance's backend. A
 ///   client that goes away before its answer (closes its connection or resets its HTTP/2
 ///   stream, mid-upload or waiting) is not an error of the instance: it is counted apart, as
 ///   closed by the client ([`client_closed`](ProxyRouter::client_closed), nginx's 499), and
@@ -158,7 +169,13 @@ struct Shared {
 ///   appended to it (nginx's `set_real_ip_from`, Envoy's `xff_num_trusted_hops`). `Host` is
 ///   the request target's authority when it has one (an absolute-form target, or HTTP/2's
 ///   `:authority`), else the client's `Host`, else (an HTTP/1.0 request without one) the
-///   proxy's address as the client reached it. An HTTP/2 client's separate `cookie` fields
+///   proxy's address as the client reached it; a request with more than one `Host`, or an
+///   HTTP/1.1 one with none and no authority in its target, is answered 400 (RFC 9112, 3.2),
+///   as nginx does. A body of unknown length (chunked, HTTP/2 without `content-length`) goes
+///   on chunked, whatever the method. A transfer coding other than `chunked` is answered 501
+///   in a request and 502 in a response (it would pass on applied but unnamed), and a response
+///   framed by both chunks and `Content-Length` is passed on chunked, without the length (RFC
+///   9112, 6.3). An HTTP/2 client's separate `cookie` fields
 ///   are joined with `; ` into one `Cookie` header. Hop-by-hop headers are not forwarded.
 /// - **Upgrades.** An HTTP/1.1 request to switch protocols (`Connection: upgrade` with
 ///   `Upgrade`, as a WebSocket handshake) is forwarded with those headers; when the instance
@@ -166,6 +183,7 @@ struct Shared {
 ///   ways until either side closes or the proxy shuts down. The tunnel counts as in flight on
 ///   its instance for its whole life, so [`wait_drained`](ProxyRouter::wait_drained) waits for
 ///   it (up to its timeout, after which the platform stops the instance and the tunnel ends).
+///   A `101` to a request that did not ask to switch is a 502 charged to the instance.
 ///   HTTP/2 upgrades (extended `CONNECT`) are not offered, and `CONNECT` is answered
 ///   `501 Not Implemented`: this is a reverse proxy, not a forward one. An upgrade to `h2c`
 ///   is not passed on (the request is forwarded as plain HTTP/1.1): it would turn the
@@ -181,13 +199,17 @@ struct Shared {
 ///
 /// Clones share one proxy. It serves until [`shutdown`](ProxyRouter::shutdown) is called or
 /// its last clone is dropped, which stops it the same way: no new connections, in-flight
-/// requests finish, idle connections close. Keep a clone for as long as it should serve.
+/// requests finish, idle connections close; [`stopped`](ProxyRouter::stopped) waits for that
+/// to be done. Keep a clone for as long as it should serve.
 #[derive(Debug, Clone)]
 pub struct ProxyRouter {
     shared: Arc<Shared>,
     addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
+    /// Closed once every serving task (each worker's, the admin listener's) has ended, each
+    /// holding a receiver until then: what [`stopped`](ProxyRouter::stopped) waits for.
+    running: Arc<watch::Sender<()>>,
 }
 
 impl ProxyRouter {
@@ -225,6 +247,7 @@ impl ProxyRouter {
             config.metrics_retention,
         )?);
         let (stop, stopped) = watch::channel(false);
+        let (running, serving) = watch::channel(());
         let shared = Arc::new(Shared {
             config,
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
@@ -240,21 +263,23 @@ impl ProxyRouter {
                 Conns::listen(listener),
                 shared.clone(),
                 stopped.clone(),
+                serving.clone(),
             ));
-        } else if let Err(reason) = spawn_workers(listener, workers, &shared, &stopped) {
+        } else if let Err(reason) = spawn_workers(listener, workers, &shared, &stopped, &serving) {
             // Workers already started stop with the listener's other copies.
             let _ = stop.send(true);
             return Err(Error::Bind { addr, reason });
         }
         let admin_addr = admin.as_ref().map(|(_, a)| *a);
         if let Some((l, _)) = admin {
-            tokio::spawn(serve_admin(l, shared.clone(), stopped));
+            tokio::spawn(serve_admin(l, shared.clone(), stopped, serving));
         }
         Ok(ProxyRouter {
             shared,
             addr,
             admin_addr,
             stop,
+            running: Arc::new(running),
         })
     }
 
@@ -301,13 +326,14 @@ impl ProxyRouter {
         let mut backends = old.backends.clone();
         let mut eps = Vec::with_capacity(wanted.len());
         for a in &wanted {
-            let (pools, idle) = (
+            let (pools, idle, body) = (
                 usize::from(self.shared.config.workers),
                 self.shared.config.upstream_idle_timeout,
+                self.shared.config.response_body_timeout,
             );
             let ep = registry
                 .entry(*a)
-                .or_insert_with(|| Endpoint::new(*a, pools, idle))
+                .or_insert_with(|| Endpoint::new(*a, pools, idle, body))
                 .clone();
             ep.restore();
             eps.push(ep);
@@ -395,6 +421,15 @@ impl ProxyRouter {
     /// on the proxy's listener and its admin listener alike.
     pub fn shutdown(&self) {
         let _ = self.stop.send(true);
+    }
+
+    /// Waits until the proxy has stopped after [`shutdown`](ProxyRouter::shutdown): its
+    /// listeners are closed and every client connection has ended, its in-flight requests
+    /// answered (a protocol-switched tunnel ends with the shutdown). A program that exits
+    /// right after `shutdown` would cut those requests off; awaiting this first lets them
+    /// finish. Pending for as long as the proxy serves.
+    pub async fn stopped(&self) {
+        self.running.closed().await;
     }
 
     fn snapshot(&self) -> Arc<Snapshot> {
@@ -520,14 +555,23 @@ async fn while_sending<F: Future + Unpin>(
     mut watch: sent::Watch,
     idle: Duration,
 ) -> Sending<F::Output> {
+    // Before the body is asked for, the connection is timed by the connect timeout: the body
+    // timeout is not checked then, only looked at again every `idle` (from the last look, not
+    // from `since`, which may be long past when the connect is slower than `idle`).
+    let mut looked = Instant::now();
     loop {
         let (who, since) = watch.progress.waiting();
+        let due = if who == Waiting::Start {
+            looked + idle
+        } else {
+            since + idle
+        };
         tokio::select! {
             biased;
             outcome = &mut *send => return Sending::Done(outcome),
             _ = &mut watch.sent => return Sending::Sent,
-            () = tokio::time::sleep_until(since + idle) => {
-                // Before the body is asked for, the connection is timed by the connect timeout.
+            () = tokio::time::sleep_until(due) => {
+                looked = Instant::now();
                 if who != Waiting::Start && watch.progress.waiting() == (who, since) {
                     return Sending::Stalled(who);
                 }
@@ -589,9 +633,26 @@ async fn attempt(
         return Attempt::TimedOut;
     };
     match outcome {
-        Ok(mut res) => {
+        // A switch of protocols the request did not ask for leaves the client a connection
+        // it cannot use (RFC 9110, 15.2.2), and a transfer coding other than chunked would
+        // reach it still applied but no longer named: the instance's answer is unusable.
+        Ok((res, _))
+            if (!upgrade && res.status() == StatusCode::SWITCHING_PROTOCOLS)
+                || !only_chunked(res.headers()) =>
+        {
+            tracing::debug!(%backend, addr = %endpoint.addr(), status = %res.status(), "unusable answer");
+            Attempt::Failed
+        }
+        Ok((mut res, due)) => {
             let error = res.status().is_server_error();
-            shared.metrics.record(backend, now(), latency(), error);
+            let recorded = shared
+                .metrics
+                .record_answered(backend, now(), latency(), error);
+            // Framed by its chunks, whatever `Content-Length` says (RFC 9112, 6.3): the length
+            // goes with the coding, or the client would get the body cut to it as a whole one.
+            if res.headers().contains_key(header::TRANSFER_ENCODING) {
+                res.headers_mut().remove(header::CONTENT_LENGTH);
+            }
             let switched = (upgrade && res.status() == StatusCode::SWITCHING_PROTOCOLS)
                 .then(|| hyper::upgrade::on(&mut res));
             let (mut parts, body) = res.into_parts();
@@ -606,13 +667,9 @@ async fn attempt(
                 let res = Response::from_parts(parts, body.boxed());
                 return Attempt::Upgraded(res, switched, guard);
             }
-            // The in-flight count drops when the response body is done (or dropped).
-            let body = body
-                .map_frame(move |f| {
-                    let _held = &guard;
-                    f
-                })
-                .boxed();
+            // The in-flight count drops when the response body is done (or dropped); a body
+            // that pauses past its limit fails, and counts the request as an error.
+            let body = reading::Reading::new(body, due, recorded, guard).boxed();
             Attempt::Answered(Response::from_parts(parts, body))
         }
         Err(SendError::NotSent(req, reason)) => {
@@ -717,6 +774,15 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: &Peer) -> Res
             "CONNECT is not supported: this is a reverse proxy",
         );
     }
+    if let Some(why) = bad_host(&req) {
+        return answer(StatusCode::BAD_REQUEST, why);
+    }
+    if !only_chunked(req.headers()) {
+        return answer(
+            StatusCode::NOT_IMPLEMENTED,
+            "no transfer coding but chunked is supported",
+        );
+    }
     let snap = shared.snapshot();
     let Some(split) = snap.split.clone() else {
         return answer(StatusCode::SERVICE_UNAVAILABLE, "no traffic split applied");
@@ -814,8 +880,12 @@ async fn forward(
             },
         }
     }
+    // A client pinned to a backend of the split that is briefly without a ready instance
+    // (restarting, scaling) is served by weight meanwhile, but keeps its pin: re-pinning it for
+    // the cookie's whole lifetime would move it off its version for a moment's unreadiness.
+    // A pin to a backend no longer weighted in the split is replaced.
     let set_cookie = split.sticky().and_then(|s| {
-        (reason == Reason::Weight)
+        (reason == Reason::Weight && !pinned(split, req.headers(), s.cookie()))
             .then(|| {
                 HeaderValue::from_str(&format!(
                     "{}={backend}; Path=/; Max-Age={}; HttpOnly",
@@ -833,7 +903,7 @@ async fn forward(
         );
     };
     let first_addr = first.addr();
-    let reply = Reply {
+    let mut reply = Reply {
         chosen: backend,
         set_cookie,
         started,
@@ -885,8 +955,23 @@ async fn forward(
         let latency = started.elapsed().as_secs_f64() * 1_000.0;
         shared.metrics.record(backend, now(), latency, true);
     }
-    let outcome = attempt(shared, served_by, ep, req, started).await;
+    // The answering backend is timed from its own attempt: the first one's wait (up to the
+    // connect or response timeout) is the first instance's, charged to it above or as it timed
+    // out, and would otherwise make the backend that answered look as slow as the one that hung.
+    reply.started = Instant::now();
+    let outcome = attempt(shared, served_by, ep, req, reply.started).await;
     reply.finish(outcome, served_by, shared)
+}
+
+/// Whether the request's sticky cookie (named `name`) pins it to a backend the split still
+/// weights, ready or not.
+fn pinned(split: &TrafficSplit, headers: &header::HeaderMap, name: &str) -> bool {
+    choose::cookie(headers, name).is_some_and(|wanted| {
+        split
+            .backends()
+            .iter()
+            .any(|b| b.name().as_str() == wanted && !b.weight().is_zero())
+    })
 }
 
 /// What the client's answer needs besides the outcome.
@@ -895,6 +980,7 @@ struct Reply<'a> {
     chosen: &'a str,
     /// The sticky cookie, when the backend was chosen by weight.
     set_cookie: Option<HeaderValue>,
+    /// When the attempt being answered began: its latency is measured from then.
     started: Instant,
     /// The client's side of a protocol switch it asked for.
     upgrade: Option<OnUpgrade>,
@@ -989,7 +1075,14 @@ fn http_server(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-async fn serve(mut conns: Conns, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+/// Serves `conns` until `stopped`, then waits for their connections to end; `_serving` is
+/// held until then, for [`ProxyRouter::stopped`].
+async fn serve(
+    mut conns: Conns,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+    _serving: watch::Receiver<()>,
+) {
     let builder = http_server(&shared.config);
     // Every connection holds a receiver until it ends: the shutdown waits for them all.
     let (open, _) = watch::channel(());
@@ -1031,6 +1124,7 @@ async fn serve_admin(
     listener: TcpListener,
     shared: Arc<Shared>,
     mut stopped: watch::Receiver<bool>,
+    _serving: watch::Receiver<()>,
 ) {
     let builder = http_server(&shared.config);
     // A scraper's keep-alive connection is closed at shutdown like a client's.
@@ -1108,6 +1202,40 @@ mod tests {
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_timeout_shorter_than_the_connect_does_not_spin() {
+        // A send that is still connecting: pending, counting how often it is polled.
+        let polls = std::cell::Cell::new(0u32);
+        let mut send = std::future::poll_fn(|_| {
+            polls.set(polls.get() + 1);
+            std::task::Poll::<()>::Pending
+        });
+        let req = Request::post("/").body(full("hello")).unwrap();
+        // The body is never asked for: the request is held, unsent, as a connect holds it.
+        let (_req, watch) = sent::watch(req);
+        let idle = Duration::from_millis(50);
+        let sending = while_sending(&mut send, watch.unwrap(), idle);
+        tokio::pin!(sending);
+        std::future::poll_fn(|cx| {
+            assert!(sending.as_mut().poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        // Long past the body timeout, with the connect still going on.
+        tokio::time::advance(idle * 10).await;
+        let before = polls.get();
+        std::future::poll_fn(|cx| {
+            assert!(sending.as_mut().poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        assert!(
+            polls.get() - before <= 3,
+            "looped {} times in one wake",
+            polls.get() - before
+        );
     }
 
     #[tokio::test]

@@ -17,7 +17,10 @@
 //! open for ever, and the proxy, not the instance, ends a connection it no longer uses.
 
 use std::cell::Cell;
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
@@ -25,11 +28,13 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::{Request, Response};
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
+use super::reading::Stalled;
 use crate::proxy::Body;
 
 /// The most idle connections kept per endpoint.
@@ -57,6 +62,8 @@ pub(crate) struct Endpoint {
     idle: Box<[Mutex<Vec<Pooled>>]>,
     /// How long a pooled connection may stay idle before its task closes it.
     idle_timeout: Duration,
+    /// The longest pause in reading a response body from one of its connections.
+    body_timeout: Duration,
     /// The id of the next connection opened.
     next_id: AtomicU64,
     in_flight: AtomicUsize,
@@ -67,6 +74,7 @@ pub(crate) struct Endpoint {
 #[derive(Debug)]
 struct Pooled {
     sender: SendRequest<Body>,
+    due: Arc<BodyDue>,
     /// Which connection it is, for its task to find it.
     id: u64,
     /// Since when it is idle, as far as known: the arrival of its last answer's head, until its
@@ -104,12 +112,14 @@ impl Drop for InFlight {
 
 impl Endpoint {
     /// An endpoint with `pools` pools (the proxy's worker count, at least one), whose
-    /// connections are closed once idle for `idle`.
-    pub(crate) fn new(addr: SocketAddr, pools: usize, idle: Duration) -> Arc<Self> {
+    /// connections are closed once idle for `idle`, and fail a response body that pauses for
+    /// `body`.
+    pub(crate) fn new(addr: SocketAddr, pools: usize, idle: Duration, body: Duration) -> Arc<Self> {
         Arc::new(Endpoint {
             addr,
             idle: (0..pools.max(1)).map(|_| Mutex::new(Vec::new())).collect(),
             idle_timeout: idle,
+            body_timeout: body,
             next_id: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             removed: AtomicBool::new(false),
@@ -211,11 +221,11 @@ impl Endpoint {
         InFlight(self.clone())
     }
 
-    /// Opens a connection: its sender and id.
+    /// Opens a connection: its sender, id and body timing.
     async fn connect(
         self: &Arc<Self>,
         timeout: Duration,
-    ) -> Result<(SendRequest<Body>, u64), String> {
+    ) -> Result<(SendRequest<Body>, u64, Arc<BodyDue>), String> {
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(self.addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(format!("connect to {}: {e}", self.addr)),
@@ -227,7 +237,15 @@ impl Endpoint {
             }
         };
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        let due = Arc::new(BodyDue::default());
+        let io = TimedIo {
+            io: TokioIo::new(stream),
+            due: due.clone(),
+            idle: self.body_timeout,
+            waiting: None,
+            timer: Box::pin(tokio::time::sleep(self.body_timeout)),
+        };
+        let (sender, conn) = http1::handshake(io)
             .await
             .map_err(|e| format!("handshake with {}: {e}", self.addr))?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -263,15 +281,16 @@ impl Endpoint {
                 tracing::debug!(error = %e, "upstream connection ended");
             }
         });
-        Ok((sender, id))
+        Ok((sender, id, due))
     }
 
-    /// Sends `req`, on an idle connection if one is usable, else on a new one.
+    /// Sends `req`, on an idle connection if one is usable, else on a new one: the answer, and
+    /// the token by which its body's reads are timed until [`BodyDue::done`].
     pub(crate) async fn send(
         self: &Arc<Self>,
         mut req: Request<Body>,
         connect_timeout: Duration,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<(Response<Incoming>, DueToken), SendError> {
         loop {
             let pooled = {
                 // Connections are pooled as soon as their request is sent; one whose response
@@ -284,17 +303,29 @@ impl Endpoint {
                 })
             };
             let reused = pooled.is_some();
-            let (mut sender, id) = match pooled {
-                Some(p) => (p.sender, p.id),
+            let (mut sender, id, due) = match pooled {
+                Some(p) => (p.sender, p.id, p.due),
                 None => match self.connect(connect_timeout).await {
                     Ok(s) => s,
                     Err(reason) => return Err(SendError::NotSent(Box::new(req), reason)),
                 },
             };
+            // The wait for the head is the response timeout's, not the body timeout's.
+            due.due.store(0, Ordering::Release);
             match sender.try_send_request(req).await {
                 Ok(res) => {
-                    self.recycle(sender, id);
-                    return Ok(res);
+                    // A switched connection is a tunnel's: its pauses are its own business.
+                    let token = if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+                        0
+                    } else {
+                        due.begin()
+                    };
+                    let token = DueToken {
+                        due: due.clone(),
+                        token,
+                    };
+                    self.recycle(sender, id, due);
+                    return Ok((res, token));
                 }
                 Err(mut e) => match e.take_message() {
                     // A stale pooled connection: try the next one, or a fresh one.
@@ -313,7 +344,7 @@ impl Endpoint {
 
     /// Puts connection `id` back in the pool at once: it becomes ready (usable) by itself when
     /// its response has been read in full, with no task to watch it.
-    fn recycle(&self, sender: SendRequest<Body>, id: u64) {
+    fn recycle(&self, sender: SendRequest<Body>, id: u64, due: Arc<BodyDue>) {
         if self.removed.load(Ordering::Acquire) {
             return;
         }
@@ -322,10 +353,125 @@ impl Endpoint {
         {
             idle.push(Pooled {
                 sender,
+                due,
                 id,
                 since: Instant::now(),
             });
         }
+    }
+}
+
+/// Which answer of a connection has its body being read, if any: while one has, the
+/// connection's reads are timed by the response body timeout (nginx's `proxy_read_timeout`,
+/// between two reads). Not while the connection waits for an answer's head (the response
+/// timeout's), nor while it is idle in the pool, nor once it is a tunnel.
+#[derive(Debug, Default)]
+pub(crate) struct BodyDue {
+    /// The token of the answer whose body is being read; 0 for none.
+    due: AtomicU64,
+    /// The last token given.
+    issued: AtomicU64,
+}
+
+impl BodyDue {
+    fn begin(&self) -> u64 {
+        let token = self.issued.fetch_add(1, Ordering::Relaxed) + 1;
+        self.due.store(token, Ordering::Release);
+        token
+    }
+}
+
+/// An answer's claim on its connection's body timing, ended by [`done`](DueToken::done) or
+/// when dropped (its body read, failed or dropped); a later answer's claim is left alone.
+#[derive(Debug)]
+pub(crate) struct DueToken {
+    due: Arc<BodyDue>,
+    token: u64,
+}
+
+impl DueToken {
+    pub(crate) fn done(&self) {
+        let _ = self
+            .due
+            .due
+            .compare_exchange(self.token, 0, Ordering::AcqRel, Ordering::Relaxed);
+    }
+}
+
+impl Drop for DueToken {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
+/// A connection to an instance whose reads fail with [`Stalled`] once they have waited for
+/// the response body timeout while an answer's body is due ([`BodyDue`]): hyper then fails
+/// that body, and the client's answer is cut off rather than held for ever. Only reads hyper
+/// asks for are timed: a client that reads slowly stops them, and is not counted.
+struct TimedIo {
+    io: TokioIo<TcpStream>,
+    due: Arc<BodyDue>,
+    idle: Duration,
+    /// Since when a read has waited for the instance, while one does.
+    waiting: Option<Instant>,
+    /// One per connection, reset for each wait.
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Read for TimedIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        if polled.is_ready() || this.due.due.load(Ordering::Acquire) == 0 {
+            this.waiting = None;
+            return polled;
+        }
+        let since = *this.waiting.get_or_insert_with(Instant::now);
+        let deadline = since + this.idle;
+        if this.timer.deadline() != deadline {
+            this.timer.as_mut().reset(deadline);
+        }
+        match this.timer.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                Stalled(this.idle),
+            ))),
+        }
+    }
+}
+
+impl Write for TimedIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 }
 
@@ -401,7 +547,7 @@ mod tests {
             .header("host", "shop")
             .body(Empty::new().map_err(|never| match never {}).boxed())
             .unwrap();
-        let Ok(res) = endpoint.send(req, Duration::from_secs(1)).await else {
+        let Ok((res, _)) = endpoint.send(req, Duration::from_secs(1)).await else {
             panic!("{path} not answered");
         };
         let body = res.into_body().collect().await.unwrap().to_bytes();
@@ -416,7 +562,7 @@ mod tests {
     async fn a_connection_idle_for_the_limit_is_closed_and_one_in_use_never_is() {
         let (addr, mut events) = instance().await;
         let idle = Duration::from_secs(60);
-        let endpoint = Endpoint::new(addr, 1, idle);
+        let endpoint = Endpoint::new(addr, 1, idle, Duration::from_secs(600));
         get(&endpoint, "/").await;
         assert_eq!(events.recv().await, Some(true));
         // The socket is settled: from here the clock moves only when everything waits on it.

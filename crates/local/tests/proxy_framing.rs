@@ -1,0 +1,281 @@
+//! The proxy at the edges of HTTP/1.1 framing and of an instance's misbehaviour: bodies of
+//! unknown length, a response framed two ways, `Host` as RFC 9112 wants it, protocol switches
+//! nobody asked for, a response body that stalls, and the latency of a replayed request.
+//!
+//! These run on real sockets and so in real time, with limits far below the defaults.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serin_local::{ProxyConfig, ProxyRouter};
+use serin_traffic::{MatchRoute, TrafficRouter, TrafficSplit, ValueMatch};
+use support::{count, measured, proxy, read_to_close, send_raw};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+/// An instance that, on each connection, reads one request (its head and whatever follows
+/// within 100 ms), hands it over as text, writes `reply` and then holds the connection open.
+async fn scripted(reply: &'static [u8]) -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                while let Ok(Ok(n)) =
+                    timeout(Duration::from_millis(100), stream.read(&mut buf)).await
+                {
+                    if n == 0 {
+                        break;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                }
+                let _ = tx.send(String::from_utf8_lossy(&seen).into_owned());
+                let _ = stream.write_all(reply).await;
+                // Held open: the instance neither ends the body nor closes.
+                let _ = stream.read(&mut buf).await;
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// Reads what the proxy sends on `stream` until it closes it, within 5 s.
+async fn rest(stream: &mut TcpStream) -> String {
+    let all = timeout(Duration::from_secs(5), read_to_close(stream))
+        .await
+        .expect("the proxy ends the answer within 5 s");
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+#[tokio::test]
+async fn a_response_framed_by_both_chunks_and_length_is_passed_on_whole() {
+    let (instance, _seen) = scripted(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n\
+          6\r\nabcdef\r\n0\r\n\r\n",
+    )
+    .await;
+    let router = proxy(ProxyConfig::default().with_workers(0), instance, None).await;
+    let (mut stream, head) = send_raw(
+        router.local_addr(),
+        b"GET / HTTP/1.1\r\nhost: shop\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("content-length"),
+        "{head}"
+    );
+    let body = rest(&mut stream).await;
+    assert!(body.contains("abcdef"), "cut short: {body:?}");
+    router.shutdown();
+}
+
+#[tokio::test]
+async fn a_response_in_a_transfer_coding_the_proxy_cannot_name_is_a_502() {
+    let (instance, _seen) = scripted(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    )
+    .await;
+    let router = proxy(ProxyConfig::default().with_workers(0), instance, None).await;
+    let (_stream, head) = send_raw(
+        router.local_addr(),
+        b"POST / HTTP/1.1\r\nhost: shop\r\ncontent-length: 0\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    assert_eq!(measured(&router, "stable"), (1.0, 1.0));
+    router.shutdown();
+}
+
+#[tokio::test]
+async fn a_get_body_of_unknown_length_reaches_the_instance() {
+    let (instance, mut seen) = scripted(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+    let router = proxy(ProxyConfig::default().with_workers(0), instance, None).await;
+    let (_stream, head) = send_raw(
+        router.local_addr(),
+        b"GET /_search HTTP/1.1\r\nhost: shop\r\ntransfer-encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let request = seen.recv().await.unwrap();
+    assert!(
+        request
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{request}"
+    );
+    assert!(request.contains("5\r\nhello\r\n0\r\n\r\n"), "{request}");
+    router.shutdown();
+}
+
+#[tokio::test]
+async fn a_request_with_two_hosts_or_an_http_1_1_one_without_is_a_400() {
+    let (instance, mut seen) = scripted(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+    let router = proxy(ProxyConfig::default().with_workers(0), instance, None).await;
+    for request in [
+        &b"GET / HTTP/1.1\r\nhost: shop\r\nhost: evil\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\n\r\n",
+    ] {
+        let (_stream, head) = send_raw(router.local_addr(), request).await;
+        assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    }
+    assert!(seen.try_recv().is_err(), "forwarded anyway");
+    // HTTP/1.0 has no such rule: the proxy names itself as the host.
+    let (_stream, head) = send_raw(router.local_addr(), b"GET / HTTP/1.0\r\n\r\n").await;
+    assert!(head.contains(" 200 "), "{head}");
+    let request = seen.recv().await.unwrap();
+    let host = format!("host: {}", router.local_addr());
+    assert!(request.to_ascii_lowercase().contains(&host), "{request}");
+    router.shutdown();
+}
+
+#[tokio::test]
+async fn a_switch_of_protocols_nobody_asked_for_is_a_502_charged_to_the_instance() {
+    let (instance, _seen) =
+        scripted(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n").await;
+    let router = proxy(ProxyConfig::default().with_workers(0), instance, None).await;
+    let (_stream, head) = send_raw(
+        router.local_addr(),
+        b"POST / HTTP/1.1\r\nhost: shop\r\ncontent-length: 0\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    assert_eq!(measured(&router, "stable"), (1.0, 1.0));
+    router.shutdown();
+}
+
+#[tokio::test]
+async fn a_response_body_that_stalls_is_cut_off_and_counted_as_an_error() {
+    let (instance, _seen) = scripted(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc").await;
+    let router = proxy(
+        ProxyConfig::default()
+            .with_workers(0)
+            .with_response_body_timeout(Duration::from_millis(200)),
+        instance,
+        None,
+    )
+    .await;
+    let (mut stream, head) =
+        send_raw(router.local_addr(), b"GET / HTTP/1.1\r\nhost: shop\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let body = rest(&mut stream).await;
+    assert!(body.len() < 10, "{body:?}");
+    assert_eq!(measured(&router, "stable"), (1.0, 1.0));
+    assert!(
+        support::eventually(|| router.in_flight(instance) == 0).await,
+        "still in flight"
+    );
+    router.shutdown();
+}
+
+#[test]
+fn the_response_body_timeout_is_checked_on_load() {
+    let e = serde_json::from_str::<ProxyConfig>(r#"{"responseBodyTimeout": 0}"#).unwrap_err();
+    assert!(
+        e.to_string().contains("proxyConfig.responseBodyTimeout"),
+        "{e}"
+    );
+    let c: ProxyConfig = serde_json::from_str(r#"{"responseBodyTimeout": "5s"}"#).unwrap();
+    assert_eq!(c.response_body_timeout, Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_replayed_request_is_timed_from_its_own_attempt() {
+    // The canary accepts and never answers; stable answers at once.
+    let (canary, _held) = support::start_silent().await;
+    let (stable, _seen) = scripted(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+    let limit = Duration::from_millis(300);
+    let router = ProxyRouter::bind(
+        ProxyConfig::default()
+            .with_workers(0)
+            .with_response_timeout(limit),
+    )
+    .await
+    .unwrap();
+    router.set_endpoints("stable", &[stable]);
+    router.set_endpoints("canary", &[canary]);
+    let to_canary = MatchRoute::header("x-track", ValueMatch::Exact("canary".into()), "canary");
+    let split = TrafficSplit::from_percents([("stable", 100), ("canary", 0)])
+        .unwrap()
+        .with_route(to_canary.unwrap())
+        .unwrap();
+    router.apply(&split).await.unwrap();
+    let (_stream, head) = send_raw(
+        router.local_addr(),
+        b"GET / HTTP/1.1\r\nhost: shop\r\nx-track: canary\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(measured(&router, "canary"), (1.0, 1.0));
+    assert_eq!(measured(&router, "stable"), (1.0, 0.0));
+    let text = router.metrics().prometheus_text();
+    let sum = support::counter(&text, "serin_proxy_request_duration_seconds_sum", "stable");
+    assert!(
+        sum < limit.as_secs_f64() / 2.0,
+        "stable charged with the canary's wait: {sum} s"
+    );
+    assert_eq!(count(&router, "serin_proxy_retries_total", "canary"), 1.0);
+    router.shutdown();
+}
+
+#[tokio::test]
+async fn a_slow_head_and_a_body_that_keeps_coming_are_not_cut_off() {
+    // Head after 300 ms, then a body in three pieces 100 ms apart: every pause within the
+    // 200 ms body timeout but the whole longer, and the head's wait longer than it.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let instance = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !seen.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let head = b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\n";
+                let _ = stream.write_all(head).await;
+                for piece in [b"ab", b"cd", b"ef"] {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let _ = stream.write_all(piece).await;
+                }
+                let _ = stream.read(&mut buf).await;
+            });
+        }
+    });
+    let router = proxy(
+        ProxyConfig::default()
+            .with_workers(0)
+            .with_response_body_timeout(Duration::from_millis(200)),
+        instance,
+        None,
+    )
+    .await;
+    let (mut stream, head) = send_raw(
+        router.local_addr(),
+        b"GET / HTTP/1.1\r\nhost: shop\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(rest(&mut stream).await, "abcdef");
+    assert_eq!(measured(&router, "stable"), (1.0, 0.0));
+    router.shutdown();
+}
