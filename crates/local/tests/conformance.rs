@@ -302,6 +302,52 @@ async fn http_health_passes_the_health_suite() {
     testkit::check_health_source_all(fixture.health.as_ref(), &fixture).await;
 }
 
+/// The platform suite's fixture for processes: a demo instance is killed by asking it to crash
+/// (it exits with status 3), which the platform learns only by looking.
+struct Crashing<'a> {
+    platform: &'a ProcessPlatform,
+    template: serin_orchestrator::TrackSpec,
+}
+
+#[async_trait]
+impl serin_orchestrator::testkit::PlatformFixture for Crashing<'_> {
+    fn template(&self) -> serin_orchestrator::TrackSpec {
+        self.template.clone()
+    }
+    fn ready_timeout(&self) -> Duration {
+        Duration::from_secs(10)
+    }
+    async fn kill(
+        &self,
+        service: &str,
+        track: &Track,
+        instance: &str,
+    ) -> serin_orchestrator::Result<bool> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let status = self.platform.status(service, track).await?;
+        let Some(addr) = status
+            .instances
+            .iter()
+            .find(|i| i.id == instance)
+            .and_then(|i| i.address)
+        else {
+            let why = format!("{instance} has no address in {status:?}");
+            return Err(serin_orchestrator::Error::platform("test", why));
+        };
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| serin_orchestrator::Error::platform("test", e.to_string()))?;
+        let request = format!("GET /crash HTTP/1.1\r\nhost: {addr}\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| serin_orchestrator::Error::platform("test", e.to_string()))?;
+        // The process exits without answering: the connection closes.
+        let _ = stream.read_to_end(&mut Vec::new()).await;
+        Ok(true)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_platform_passes_the_platform_suite() {
     let dir = std::env::temp_dir().join(format!("serin-local-conformance-{}", std::process::id()));
@@ -312,6 +358,12 @@ async fn process_platform_passes_the_platform_suite() {
     let platform = ProcessPlatform::new(config.clone()).unwrap();
     let template = support::demo_spec("web", "1.0.0", Track::Stable, 1);
     serin_orchestrator::testkit::check_all(&platform, &template, Duration::from_secs(10)).await;
+    // Again with instances made to crash: each one dead is reported dead and stays so.
+    let crashing = Crashing {
+        platform: &platform,
+        template,
+    };
+    serin_orchestrator::testkit::check_all_with(&platform, &crashing).await;
     // A retired instance's log holds its output to the end: the demo service's last words.
     let log = std::fs::read_to_string(platform.log_path("web", "tk-up-0")).unwrap();
     assert!(log.trim_end().ends_with("drained; exiting"), "{log}");

@@ -57,6 +57,45 @@
 //! track stable)"); the new version is always the canary arm. A first install (nothing runs
 //! yet) brings the version up and routes all traffic to it, with nothing to compare.
 //!
+//! ## Writing a backend
+//!
+//! A service's backends ([`ServiceBackends`]) and the [`Platform`] are traits; each comes with a
+//! conformance suite behind a `testkit` feature that an implementation's tests run:
+//!
+//! - [`Platform`]: `serin_orchestrator::testkit::check_all(&platform, &template, ready_timeout)`,
+//!   with a [`TrackSpec`] the platform can run and how long an instance may take to become
+//!   ready; or `testkit::check_all_with(&platform, &fixture)`, whose `PlatformFixture` can kill
+//!   an instance (the suite then checks it is reported dead and stays so), or says the platform
+//!   keeps no deployment lock of its own (only for a platform one orchestrator alone uses) or
+//!   records drains instead of waiting them (only for a bookkeeping platform such as
+//!   [`InMemoryPlatform`]).
+//! - `TrafficRouter`: `serin_traffic::testkit::check_all(&router)`, or `check_all_with(&router,
+//!   &fixture)` for a router that must have its backends (`stable`, `canary`, `shadow`) set up
+//!   before it accepts traffic for them. The orchestrator names backends by
+//!   [`Track::as_str`](serin_signals::Track::as_str) of the platform's tracks.
+//! - `MetricsSource` and `HealthSource`: `serin_signals::testkit::check_metrics_source_all(&source,
+//!   &fixture)` and `check_health_source_all(&source, &fixture)`, whose fixtures arrange the known
+//!   data the source must report. What the orchestrator asks of them (which metrics at each
+//!   check, real track names rather than arm names, windows, errors read as no data, the
+//!   orchestrator's [`Clock`]; health results kept fresh by the source itself) is documented on
+//!   the traits in `serin-signals`.
+//!
+//! ```
+//! # #[cfg(feature = "testkit")] {
+//! use std::time::Duration;
+//! use serin_orchestrator::{InMemoryPlatform, TrackSpec, testkit};
+//! use serin_signals::Track;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+//! let template = TrackSpec::new("web", "1.0.0", Track::Stable, 1).unwrap();
+//! // A platform that runs something: `check_all(&platform, &template, Duration::from_secs(5))`.
+//! // The in-memory platform records its drains instead of waiting them, and says so.
+//! let fixture = testkit::Template::new(template, Duration::from_secs(5)).recording_drains();
+//! testkit::check_all_with(&InMemoryPlatform::new(), &fixture).await;
+//! # });
+//! # }
+//! ```
+//!
 //! ## Time
 //!
 //! The executor waits with `tokio::time` and reads time from a [`Clock`]; tests run whole

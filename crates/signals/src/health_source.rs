@@ -12,9 +12,30 @@ use crate::track::Track;
 
 /// A source of readiness, liveness, startup and dependency probe results.
 ///
-/// It reports the **latest** result it holds; it never invents one. A probe that was never run
-/// has no result (`None`), which callers treat as unknown, never healthy. Object-safe; `Arc<T>`
-/// and `Box<T>` forward to `T`.
+/// It reports the **latest** result it holds, by the time the probe completed (`at`), not by
+/// when the result reached it: a late older result never replaces a newer one. It never invents
+/// one. A probe that was never run has no result (`None`), which callers treat as unknown,
+/// never healthy.
+///
+/// # Freshness
+///
+/// A source keeps its results current **by itself**. The orchestrator reads
+/// [`signals`](HealthSource::signals) of both tracks at every analysis and monitoring check
+/// and does not ask its platform for status in between, so nothing else refreshes them: a
+/// source that probes only when asked, or only when the platform is asked, goes stale. Probe
+/// each instance on the source's own schedule, at least once per `checkInterval` of the
+/// `healthCheck` triggers that read it (5 s by default), and stamp each result with the time
+/// the probe completed, on the clock the orchestrator reads `now` from (its `Clock`: wall
+/// time in production, the virtual clock under paused time). A trigger that
+/// sees no result newer than its `staleAfter` (three `checkInterval`s by default) goes stale
+/// and acts on its `onMissingData` (by default it holds: no promotion until fresh results come
+/// back, or `maxDeploymentDuration` rolls the deployment back). Results are read under the platform's track names (`blue`, `green`,
+/// `stable`, `canary`), the same names the platform runs them under.
+///
+/// The conformance suite in `testkit` (feature `testkit`) checks these promises against a
+/// fixture that arranges results; it arranges them out of order too.
+///
+/// Object-safe; `Arc<T>` and `Box<T>` forward to `T`.
 #[async_trait]
 pub trait HealthSource: Send + Sync {
     /// A short name for errors and evidence.

@@ -139,7 +139,32 @@ impl MetricQuery {
 /// Implementations must be deterministic in what they report (no clock reads in the answer: the
 /// window is the caller's), keep tracks apart, answer [`Measurement::NoData`](crate::Measurement)
 /// rather than zero when nothing was measured, and return an error — never a made-up value — when
-/// the backend fails. The [`testkit`](crate) suite (feature `testkit`) checks all of this.
+/// the backend fails. The conformance suite in `testkit` (feature `testkit`) checks all of this.
+///
+/// # What the orchestrator asks
+///
+/// `serin-orchestrator` asks [`query`](MetricsSource::query) (never
+/// [`query_range`](MetricsSource::query_range)) at each canary analysis step and each
+/// monitoring check after promotion, once for the old version's track and once for the new
+/// one's, for each of these metrics:
+/// - [`Metric::ErrorRate`](crate::Metric::ErrorRate) and [`Metric::Latency`](crate::Metric::Latency)
+///   always, whatever the judges read (the report charts both for both versions);
+/// - every metric a judge, the pacing, the promotion gate or a trigger reads (`metricThreshold`,
+///   `resourceUsage`, `errorSpike`, a `dependencyFailure`'s `callMetric`).
+///
+/// The track is the platform's real track name (`blue`, `green`, `stable`, `canary` or a
+/// named track), never an arm name: after a promotion the old version may run on `canary` and
+/// the new one on `stable`, so a source keys its data by the track that served it. Each window
+/// runs from the end of the previous one to now, so windows touch without overlapping and last
+/// the canary's `metricsWindow` or the monitoring `checkInterval` (shorter at the deployment's
+/// deadline or after an operator's command). `now` is the orchestrator's `Clock`: wall time in
+/// production, virtual time under paused time, so a source stamps what it measures on that
+/// clock.
+///
+/// An error is logged as a warning for that track and window and read as no data (never as a
+/// pass); the next window asks again. A metric the source never measures (a source without
+/// latency) is therefore better answered with [`Measurement::NoData`](crate::Measurement) than
+/// with an error, which would be logged at every window.
 ///
 /// The trait is object-safe; `Arc<T>` and `Box<T>` forward to `T`.
 #[async_trait]

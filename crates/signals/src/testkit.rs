@@ -27,7 +27,7 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::health::{HealthSignal, Probe, ProbeStatus};
-use crate::health_source::{HealthSource, InMemoryHealth};
+use crate::health_source::{HealthSource, InMemoryHealth, probe_key};
 use crate::memory::{InMemorySource, lock};
 use crate::metric::Metric;
 use crate::observation::{Counts, Measurement, Observation};
@@ -90,7 +90,9 @@ pub trait MetricsFixture: Send + Sync {
 /// Arranges known probe results for the [`HealthSource`] under test.
 #[async_trait]
 pub trait HealthFixture: Send + Sync {
-    /// Makes `signal` the newest result of its track, probe and instance.
+    /// Records `signal` as the result of its probe on its track and instance, run at
+    /// `signal.at`. Results may be arranged out of order (as they arrive from probers that
+    /// answer late): the source must keep the one with the latest `at`.
     async fn arrange(&self, signal: HealthSignal) -> Result<()>;
 
     /// A track name the check may use, unique to `purpose`, on which nothing was arranged yet.
@@ -403,8 +405,9 @@ async fn put(fixture: &dyn HealthFixture, signal: HealthSignal) {
     }
 }
 
-/// The newest result of a probe is the one reported; a track never probed reports nothing
-/// (`None` and no signals), not a pass.
+/// The newest result of a probe is the one reported, by its time, not by when it arrived: an
+/// older result arranged after a newer one never rolls the state back (a late `Pass` must not
+/// hide a `Fail`). A track never probed reports nothing (`None` and no signals), not a pass.
 pub async fn check_health_latest(source: &dyn HealthSource, fixture: &dyn HealthFixture) {
     let track = fixture.fresh_track("latest");
     assert_eq!(
@@ -440,6 +443,35 @@ pub async fn check_health_latest(source: &dyn HealthSource, fixture: &dyn Health
         got.map(|s| (s.status, s.at)),
         Some((ProbeStatus::Fail, at(2_000))),
         "{}: the newest readiness result must win",
+        source.name()
+    );
+    // A result older than the one held arrives late.
+    put(
+        fixture,
+        HealthSignal::new(
+            track.clone(),
+            Probe::Readiness,
+            ProbeStatus::Pass,
+            at(1_500),
+        ),
+    )
+    .await;
+    let got = probe(source, &track, &Probe::Readiness).await;
+    assert_eq!(
+        got.map(|s| (s.status, s.at)),
+        Some((ProbeStatus::Fail, at(2_000))),
+        "{}: a readiness result of 1500 ms arranged after one of 2000 ms must not replace it",
+        source.name()
+    );
+    let listed: Vec<_> = signals(source, &track)
+        .await
+        .into_iter()
+        .map(|s| (s.status, s.at))
+        .collect();
+    assert_eq!(
+        listed,
+        [(ProbeStatus::Fail, at(2_000))],
+        "{}: signals must hold the newest readiness result only, by time",
         source.name()
     );
 }
@@ -531,6 +563,16 @@ pub async fn check_health_dependencies_and_instances(
         all.len(),
         4,
         "{}: one signal per probe and instance, got {all:?}",
+        source.name()
+    );
+    let order: Vec<_> = all
+        .iter()
+        .map(|s| (probe_key(&s.probe), s.instance.clone()))
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] <= w[1]),
+        "{}: signals must be ordered by probe (readiness, liveness, startup, then dependencies \
+         by name; see `probe_key`) then instance, got {order:?}",
         source.name()
     );
 }

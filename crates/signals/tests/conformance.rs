@@ -1,10 +1,13 @@
 //! The conformance suites run against the in-memory sources through the public API, directly and
 //! behind `Arc`/`Box` trait objects, as every other backend's tests will run them.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use serin_signals::testkit::{self, InMemoryFixture, InMemoryHealthFixture};
-use serin_signals::{HealthSource, MetricsSource};
+use async_trait::async_trait;
+use serin_signals::testkit::{self, HealthFixture, InMemoryFixture, InMemoryHealthFixture};
+use serin_signals::{
+    HealthSignal, HealthSource, MetricsSource, Probe, Result, Track, probe_key, worst_signal,
+};
 
 #[tokio::test]
 async fn in_memory_source_conforms() {
@@ -33,4 +36,89 @@ async fn in_memory_health_conforms_behind_box() {
     let fixture = InMemoryHealthFixture::new();
     let boxed: Box<dyn HealthSource> = Box::new(Arc::clone(fixture.source()));
     testkit::check_health_source_all(&boxed, &fixture).await;
+}
+
+/// How a health store breaks the contract.
+#[derive(Clone, Copy, PartialEq)]
+enum Flaw {
+    /// Keeps the last result recorded for each probe and instance, whatever its time.
+    LastRecordedWins,
+    /// Lists signals newest probe first.
+    Unordered,
+}
+
+/// A store of probe results with one flaw.
+struct Store {
+    flaw: Flaw,
+    held: Mutex<Vec<HealthSignal>>,
+    tracks: Mutex<u32>,
+}
+
+impl Store {
+    fn new(flaw: Flaw) -> Self {
+        Store {
+            flaw,
+            held: Mutex::new(Vec::new()),
+            tracks: Mutex::new(0),
+        }
+    }
+}
+
+#[async_trait]
+impl HealthSource for Store {
+    fn name(&self) -> &str {
+        "store"
+    }
+
+    async fn probe(&self, track: &Track, probe: &Probe) -> Result<Option<HealthSignal>> {
+        let all = self.signals(track).await?;
+        Ok(worst_signal(all.iter().filter(|s| &s.probe == probe)).cloned())
+    }
+
+    async fn signals(&self, track: &Track) -> Result<Vec<HealthSignal>> {
+        track.validate("track")?;
+        let mut out = self.held.lock().unwrap().clone();
+        out.retain(|s| &s.track == track);
+        out.sort_by_key(|s| (probe_key(&s.probe), s.instance.clone()));
+        if self.flaw == Flaw::Unordered {
+            out.reverse();
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl HealthFixture for Store {
+    async fn arrange(&self, signal: HealthSignal) -> Result<()> {
+        let mut held = self.held.lock().unwrap();
+        let same = |s: &HealthSignal| {
+            s.track == signal.track && s.probe == signal.probe && s.instance == signal.instance
+        };
+        let newer_held = held.iter().any(|s| same(s) && s.at > signal.at);
+        if self.flaw == Flaw::LastRecordedWins || !newer_held {
+            held.retain(|s| !same(s));
+            held.push(signal);
+        }
+        Ok(())
+    }
+
+    fn fresh_track(&self, purpose: &str) -> Track {
+        let mut n = self.tracks.lock().unwrap();
+        *n += 1;
+        Track::named(&format!("tk-{purpose}-{n}")).unwrap()
+    }
+}
+
+#[tokio::test]
+#[should_panic(expected = "arranged after one of 2000 ms must not replace it")]
+async fn a_store_where_a_late_older_result_wins_fails_the_suite() {
+    let store = Store::new(Flaw::LastRecordedWins);
+    testkit::check_health_source_all(&store, &store).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "signals must be ordered by probe")]
+async fn a_store_that_lists_signals_out_of_order_fails_the_suite() {
+    let store = Store::new(Flaw::Unordered);
+    testkit::check_health_source_all(&store, &store).await;
 }

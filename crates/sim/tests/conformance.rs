@@ -12,7 +12,7 @@ use serin_signals::{
     Counts, HealthSignal, HealthSource, Measurement, Metric, MetricQuery, MetricsSource,
     Observation, Timestamp, Track, Window,
 };
-use serin_sim::{SimConfig, SimWorld, VersionProfile};
+use serin_sim::{Fault, SimConfig, SimWorld, VersionProfile};
 use serin_traffic::{Capabilities, TrafficRouter, TrafficSplit, Weight};
 
 #[tokio::test(start_paused = true)]
@@ -36,23 +36,65 @@ async fn router_passes_the_traffic_suite_with_every_capability_set() {
     }
 }
 
+/// The platform suite's fixture for a world: a template, and a kill that scripts a crash of
+/// the instance now. The simulated platform keeps no deployment lock of its own (a world is
+/// one orchestrator's; each orchestrator locks in-process).
+struct Crashing {
+    world: SimWorld,
+    template: TrackSpec,
+}
+
+#[async_trait]
+impl serin_orchestrator::testkit::PlatformFixture for Crashing {
+    fn template(&self) -> TrackSpec {
+        self.template.clone()
+    }
+    fn ready_timeout(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+    fn keeps_own_lock(&self) -> bool {
+        false
+    }
+    async fn kill(
+        &self,
+        service: &str,
+        track: &Track,
+        instance: &str,
+    ) -> serin_orchestrator::Result<bool> {
+        let at = self
+            .world
+            .now()
+            .saturating_duration_since(self.world.config().start());
+        self.world
+            .inject(Fault::Crash {
+                service: Some(service.to_owned()),
+                track: track.clone(),
+                instance: Some(instance.to_owned()),
+                at,
+            })
+            .map_err(|e| serin_orchestrator::Error::platform("sim", e.to_string()))?;
+        Ok(true)
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn platform_passes_the_platform_suite() {
     let slow = VersionProfile::default().with_startup(Duration::from_secs(20));
     let world =
         SimWorld::new(SimConfig::new(2).with_profile(semver::Version::new(3, 1, 4), slow)).unwrap();
     for (service, version) in [("web", "1.0.0"), ("web", "3.1.4"), ("shop", "3.1.4")] {
-        let template = TrackSpec::new(service, version, Track::Stable, 1).unwrap();
-        serin_orchestrator::testkit::check_all(
-            &world.platform(),
-            &template,
-            Duration::from_secs(60),
-        )
-        .await;
+        let fixture = Crashing {
+            world: world.clone(),
+            template: TrackSpec::new(service, version, Track::Stable, 1).unwrap(),
+        };
+        serin_orchestrator::testkit::check_all_with(&world.platform(), &fixture).await;
     }
     let boxed: Box<dyn Platform> = Box::new(world.platform());
-    let template = TrackSpec::new("web", "1.0.0", Track::Stable, 1).unwrap();
-    serin_orchestrator::testkit::check_all(&boxed, &template, Duration::from_secs(60)).await;
+    let fixture = Crashing {
+        world: world.clone(),
+        template: TrackSpec::new("web", "1.0.0", Track::Stable, 1).unwrap(),
+    };
+    serin_orchestrator::testkit::check_all_with(&boxed, &fixture).await;
     assert!(world.platform().list().await.unwrap().is_empty());
 }
 

@@ -2,9 +2,13 @@
 //!
 //! Every router's tests call [`check_all`] (or the `check_*` functions one by one) on a router
 //! they built; each check panics with a message on failure, like an assertion. The suite routes
-//! to backends named `stable` and `canary`, and mirrors to `shadow`: a router under test must
-//! accept those names. Each check starts by applying a plain split, so it does not depend on
-//! what the router held before; it is tailored to the router's own
+//! to the [`BACKENDS`] `stable` and `canary`, and mirrors to `shadow`. A router that sends
+//! traffic to whatever it is told may take them as they come. A stricter router refuses weight
+//! on a backend it does not know or that has no ready instance (with [`Error::Backend`],
+//! changing nothing), as the zero-downtime promise asks of a real one: its tests call
+//! [`check_all_with`] and a [`RouterFixture`] that sets those backends up first (or call
+//! [`arrange`] before the single checks). Each check starts by applying a plain split, so it
+//! does not depend on what the router held before; it is tailored to the router's own
 //! [`capabilities`](TrafficRouter::capabilities): what the router claims must be accepted —
 //! alone, all together and applied again — and read back exactly; what it does not claim must
 //! be refused with [`Error::Unsupported`] leaving the applied split unchanged.
@@ -27,20 +31,69 @@
 //! block_on(serin_traffic::testkit::check_all(
 //!     &InMemoryRouter::with_capabilities(Capabilities::switch_only()),
 //! ));
+//!
+//! // A router that must be told its backends first: the fixture sets them up.
+//! struct Backends;
+//! #[async_trait::async_trait]
+//! impl serin_traffic::testkit::RouterFixture for Backends {
+//!     async fn arrange_backends(&self, backends: &[&str]) -> serin_traffic::Result<()> {
+//!         assert_eq!(backends, serin_traffic::testkit::BACKENDS);
+//!         Ok(()) // start an instance of each and wait until it is ready
+//!     }
+//! }
+//! block_on(serin_traffic::testkit::check_all_with(&InMemoryRouter::new(), &Backends));
 //! # }
 //! ```
 
 use std::time::Duration;
 
+use async_trait::async_trait;
+
 use crate::capabilities::Capability;
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::router::TrafficRouter;
 use crate::routes::{MatchRoute, Mirror, StickySession, ValueMatch};
 use crate::split::TrafficSplit;
 use crate::weight::Weight;
 
-/// Runs every check of the suite on `router`.
+/// Every backend the suite names: `stable` and `canary` receive weight and routes, `shadow`
+/// mirrored requests (when the router mirrors).
+pub const BACKENDS: [&str; 3] = ["stable", "canary", "shadow"];
+
+/// Sets up what the router under test routes to, before the suite names it.
+#[async_trait]
+pub trait RouterFixture: Send + Sync {
+    /// Makes each of `backends` ([`BACKENDS`]) something the router accepts traffic for: known
+    /// to it, with at least one ready instance. The default does nothing, for a router that
+    /// takes any backend name.
+    async fn arrange_backends(&self, backends: &[&str]) -> Result<()> {
+        let _ = backends;
+        Ok(())
+    }
+}
+
+/// The fixture of a router that takes any backend name: nothing to set up.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AnyBackend;
+
+impl RouterFixture for AnyBackend {}
+
+/// Has `fixture` set up [`BACKENDS`]; panics if it cannot.
+pub async fn arrange(fixture: &dyn RouterFixture) {
+    if let Err(e) = fixture.arrange_backends(&BACKENDS).await {
+        panic!("fixture: setting up the backends {BACKENDS:?} failed: {e}");
+    }
+}
+
+/// Runs every check of the suite on `router`, which must accept traffic for [`BACKENDS`] as
+/// they come (see [`check_all_with`] for a router that needs them set up).
 pub async fn check_all(router: &dyn TrafficRouter) {
+    check_all_with(router, &AnyBackend).await;
+}
+
+/// Runs every check of the suite on `router`, once `fixture` has set up [`BACKENDS`].
+pub async fn check_all_with(router: &dyn TrafficRouter, fixture: &dyn RouterFixture) {
+    arrange(fixture).await;
     check_round_trip(router).await;
     check_idempotent(router).await;
     check_invalid_splits_refused(router).await;
@@ -134,7 +187,7 @@ fn one_step(router: &dyn TrafficRouter) -> TrafficSplit {
     )
 }
 
-fn must<T>(r: Result<T, Error>, what: &str) -> T {
+fn must<T>(r: Result<T>, what: &str) -> T {
     match r {
         Ok(v) => v,
         Err(e) => panic!("testkit could not build {what}: {e}"),

@@ -238,3 +238,75 @@ async fn refusals_are_unsupported_errors() {
         Err(Error::Unsupported { .. })
     ));
 }
+
+/// Refuses traffic (weight, a route or a mirror) to a backend it was not told about, as a
+/// router must that sends only to backends with ready instances.
+struct Strict {
+    inner: InMemoryRouter,
+    known: Mutex<Vec<String>>,
+}
+
+impl Strict {
+    fn new() -> Self {
+        Strict {
+            inner: InMemoryRouter::with_capabilities(Capabilities::full()),
+            known: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl TrafficRouter for Strict {
+    fn name(&self) -> &str {
+        "strict"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn apply(&self, split: &TrafficSplit) -> Result<()> {
+        let named = split
+            .backends()
+            .iter()
+            .filter(|b| !b.weight().is_zero())
+            .map(|b| b.name().as_str())
+            .chain(split.routes().iter().map(|r| r.backend().as_str()))
+            .chain(split.mirror().map(|m| m.backend().as_str()));
+        let known = self.known.lock().unwrap().clone();
+        for backend in named {
+            if !known.iter().any(|k| k == backend) {
+                return Err(Error::Backend {
+                    router: self.name().to_owned(),
+                    message: format!("backend `{backend}` has no ready instance"),
+                });
+            }
+        }
+        self.inner.apply(split).await
+    }
+
+    async fn current(&self) -> Result<Option<TrafficSplit>> {
+        self.inner.current().await
+    }
+}
+
+#[async_trait]
+impl testkit::RouterFixture for Strict {
+    async fn arrange_backends(&self, backends: &[&str]) -> Result<()> {
+        let mut known = self.known.lock().unwrap();
+        known.extend(backends.iter().map(|b| (*b).to_owned()));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_router_that_needs_its_backends_set_up_passes_with_a_fixture() {
+    let strict = Strict::new();
+    testkit::check_all_with(&strict, &strict).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "has no ready instance")]
+async fn a_router_that_needs_its_backends_set_up_refuses_them_unannounced() {
+    testkit::check_all(&Strict::new()).await;
+}

@@ -17,7 +17,10 @@ use crate::platform::status::{InstanceStatus, TrackStatus};
 ///
 /// Always compiled and needing no runtime of its own, it is the platform of tests, examples and
 /// dry runs. It sleeps nowhere: [`retire`](Platform::retire) records the drain it was given
-/// (see [`retirements`](InMemoryPlatform::retirements)) instead of waiting.
+/// (see [`retirements`](InMemoryPlatform::retirements)) instead of waiting, so the timing of a
+/// deployment on it is the orchestrator's alone. That is the one promise of the [`Platform`]
+/// contract it does not keep, and its conformance tests say so (`PlatformFixture::waits_drain`
+/// of the `testkit` suite).
 ///
 /// ```
 /// use serin_orchestrator::{InMemoryPlatform, Platform, TrackSpec};
@@ -301,7 +304,36 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn conformance() {
         let platform = InMemoryPlatform::new().with_ready_after(3);
-        testkit::check_all(&platform, &spec(Track::Blue, 1), Duration::from_secs(5)).await;
+        let fixture =
+            testkit::Template::new(spec(Track::Blue, 1), Duration::from_secs(5)).recording_drains();
+        testkit::check_all_with(&platform, &fixture).await;
+    }
+
+    /// Kills instances with [`InMemoryPlatform::kill`].
+    struct Killer<'a>(&'a InMemoryPlatform);
+
+    #[async_trait]
+    impl testkit::PlatformFixture for Killer<'_> {
+        fn template(&self) -> TrackSpec {
+            spec(Track::Blue, 1)
+        }
+        fn ready_timeout(&self) -> Duration {
+            Duration::from_secs(5)
+        }
+        fn waits_drain(&self) -> bool {
+            false
+        }
+        async fn kill(&self, service: &str, track: &Track, instance: &str) -> Result<bool> {
+            self.0
+                .kill(service, track, instance, "killed by the suite")?;
+            Ok(true)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn conformance_with_dead_instances() {
+        let platform = InMemoryPlatform::new().with_ready_after(2);
+        testkit::check_all_with(&platform, &Killer(&platform)).await;
     }
 
     #[tokio::test]

@@ -38,7 +38,13 @@ pub use status::{InstanceStatus, TrackStatus};
 ///   again to the same holder (a resumed deployment takes back its own lock);
 ///   [`unlock`](Platform::unlock) by the holder frees it. A platform that several orchestrators
 ///   share (processes on one machine, a cluster) keeps the lock where they all see it; the
-///   default is no lock of the platform's own (each orchestrator still locks in-process).
+///   default is no lock of the platform's own (each orchestrator still locks in-process), which
+///   only a platform one orchestrator alone uses may keep, and its conformance test must say so
+///   (`testkit::PlatformFixture::keeps_own_lock`).
+///
+/// The suite measures the drain on `tokio::time`'s clock, orders the listing, holds the lock
+/// against a second holder and, with a fixture that can kill an instance, checks that the dead
+/// instance is reported dead and stays so.
 ///
 /// The trait is object-safe; `Arc<T>` and `Box<T>` forward to `T`.
 #[async_trait]
@@ -62,7 +68,9 @@ pub trait Platform: Send + Sync {
     async fn list(&self) -> Result<Vec<TrackStatus>>;
 
     /// Takes the deployment lock of `service` for `holder` (a deployment id). Held by another
-    /// holder: [`Error::Conflict`] naming it. The lock outlives a crash of its holder, so a
+    /// holder: [`Error::Conflict`] whose message names that holder, so that an operator knows
+    /// which deployment to resume or abort (by convention `deployment` is the service and
+    /// `reason` says who holds it: "deployment web-42 holds the lock of this service"). The lock outlives a crash of its holder, so a
     /// deployment found unfinished keeps its service locked until it is resumed (or aborted).
     async fn lock(&self, service: &str, holder: &str) -> Result<()> {
         let _ = (service, holder);

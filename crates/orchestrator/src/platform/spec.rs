@@ -13,8 +13,10 @@ pub const RESERVED_ENV: [&str; 3] = ["PORT", "VERSION", "INSTANCE"];
 
 /// A version of a service to run as a track of N instances.
 ///
-/// Valid by construction: the service is a DNS label, there are 1 ..= [`TrackSpec::MAX_INSTANCES`]
-/// instances, environment names are shell identifiers and none of [`RESERVED_ENV`]. The
+/// Valid by construction: the service is a DNS label, the track passes [`Track::validate`] (a
+/// [`Track::Named`] is a DNS label and none of the four well-known names, so the spec can be
+/// serialized, journalled and read back as the same track), there are
+/// 1 ..= [`TrackSpec::MAX_INSTANCES`] instances, environment names are shell identifiers and none of [`RESERVED_ENV`]. The
 /// `command` (program then arguments) and `env` are for platforms that start processes; others
 /// ignore them. A process platform adds `PORT`, `VERSION` and `INSTANCE` to each instance's
 /// environment.
@@ -51,10 +53,15 @@ impl TrackSpec {
 
     /// A spec for `instances` instances of `service` at `version` as `track`, with no command
     /// and no extra environment.
+    ///
+    /// A [`Track::Named`] that [`Track::validate`] refuses (`Named("stable")`, `Named("Bad Name")`)
+    /// is [`Error::InvalidField`] on `trackSpec.track`: such a spec could not be serialized, and a
+    /// platform would run under a second name a track the router and sources know by another.
     pub fn new(service: &str, version: &str, track: Track, instances: u32) -> Result<Self> {
         validate_service("trackSpec.service", service)?;
         let version = semver::Version::parse(version)
             .map_err(|e| Error::invalid("trackSpec.version", version, e.to_string()))?;
+        validate_track("trackSpec.track", &track)?;
         validate_instances("trackSpec.instances", instances)?;
         Ok(TrackSpec {
             service: service.to_owned(),
@@ -93,10 +100,12 @@ impl TrackSpec {
         Ok(self)
     }
 
-    /// The same spec as another track (`green` from a `blue` template).
-    pub fn as_track(mut self, track: Track) -> Self {
+    /// The same spec as another track (`green` from a `blue` template); a track
+    /// [`Track::validate`] refuses is an error, as in [`new`](TrackSpec::new).
+    pub fn as_track(mut self, track: Track) -> Result<Self> {
+        validate_track("trackSpec.track", &track)?;
         self.track = track;
-        self
+        Ok(self)
     }
 
     /// The same spec with another instance count.
@@ -184,6 +193,18 @@ pub(crate) fn validate_instances(field: &str, instances: u32) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Checks a track: [`Track::validate`], with its error as this crate's.
+fn validate_track(field: &str, track: &Track) -> Result<()> {
+    track.validate(field).map_err(|e| match e {
+        serin_signals::Error::InvalidField {
+            field,
+            value,
+            reason,
+        } => Error::invalid(field, value, reason),
+        other => Error::invalid(field, track.as_str(), other.to_string()),
+    })
 }
 
 /// Checks a service name: a DNS label, as every platform and backup provider names it.
@@ -285,6 +306,22 @@ mod tests {
             "trackSpec.env.PORT"
         );
         assert!(spec.clone().with_env("1X", "1").is_err());
+        for bad in ["stable", "Bad Name", ""] {
+            let track = Track::Named(bad.to_owned());
+            let e = TrackSpec::new("web", "1.0.0", track.clone(), 1).unwrap_err();
+            assert!(
+                matches!(&e, Error::InvalidField { field, value, .. }
+                    if field == "trackSpec.track" && value == bad),
+                "{bad:?}: {e:?}"
+            );
+            let e = spec.clone().as_track(track).unwrap_err();
+            assert_eq!(field_of(e), "trackSpec.track", "{bad:?}");
+        }
+        let shadow = Track::named("shadow-1").unwrap();
+        assert_eq!(
+            spec.clone().as_track(shadow.clone()).unwrap().track(),
+            &shadow
+        );
         assert!(spec.clone().with_command([""]).is_err());
         assert!(spec.with_command(Vec::<String>::new()).is_err());
     }

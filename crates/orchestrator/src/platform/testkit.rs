@@ -1,48 +1,170 @@
 //! The conformance suite for [`Platform`] implementations (feature `testkit`).
 //!
-//! Every platform's tests call [`check_all`] (or the `check_*` functions one by one) with a
-//! template [`TrackSpec`] the platform can run (for a process platform, one with a command that
-//! serves readiness); each check uses its own track name (`tk-up`, `tk-scale`, ...) derived from
-//! the template, retires what it started, and panics with a message on failure.
+//! A platform's tests call [`check_all`] with the platform, a template [`TrackSpec`] it can run
+//! (for a process platform, one with a command that serves readiness) and how long an instance
+//! may take to become ready; or [`check_all_with`] and a [`PlatformFixture`] that can also make
+//! an instance die (so that the suite sees it reported dead), or that says the platform keeps no
+//! deployment lock of its own or records drains instead of waiting them. The `check_*`
+//! functions run one check each. Every check uses its
+//! own track names (`tk-up`, `tk-scale`, ...) derived from the template, retires what it
+//! started, and panics with a message naming the platform and the broken promise.
+//!
+//! The suite waits with `tokio::time`: it runs under paused time (a simulated or in-memory
+//! platform then takes no real time) as well as in real time (a process platform).
 //!
 //! ```
 //! # #[cfg(feature = "testkit")] {
 //! use std::time::Duration;
+//! use serin_orchestrator::testkit::{self, Template};
 //! use serin_orchestrator::{InMemoryPlatform, TrackSpec};
 //! use serin_signals::Track;
 //!
-//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
 //! let template = TrackSpec::new("web", "1.0.0", Track::Stable, 1).unwrap();
+//! // `check_all(&platform, &template, Duration::from_secs(5))` runs every check; the in-memory
+//! // platform records its drains instead of waiting them, and says so with a fixture.
+//! let fixture = Template::new(template, Duration::from_secs(5)).recording_drains();
 //! let platform = InMemoryPlatform::new().with_ready_after(2);
-//! serin_orchestrator::testkit::check_all(&platform, &template, Duration::from_secs(5)).await;
+//! testkit::check_all_with(&platform, &fixture).await;
 //! # });
 //! # }
 //! ```
 
 use std::time::Duration;
 
-use serin_signals::Track;
+use async_trait::async_trait;
+use serin_signals::{ProbeStatus, Track};
 
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::platform::spec::TrackSpec;
 use crate::platform::status::TrackStatus;
 use crate::platform::{Platform, wait_ready};
 
 const POLL: Duration = Duration::from_millis(20);
 
+/// The drain [`check_retire`] asks for and measures.
+const DRAIN: Duration = Duration::from_millis(200);
+
+/// What the suite needs to know about a platform besides the platform itself.
+#[async_trait]
+pub trait PlatformFixture: Send + Sync {
+    /// A spec the platform can run; each check runs it as tracks of its own.
+    fn template(&self) -> TrackSpec;
+
+    /// How long an instance may take to become ready.
+    fn ready_timeout(&self) -> Duration;
+
+    /// Whether the platform keeps a deployment lock of its own. The default, `true`, is what a
+    /// platform several orchestrators share must do ([`Platform::lock`]); only a platform that
+    /// one orchestrator alone ever uses may answer `false`, and [`check_lock`] is then skipped
+    /// for a check that locking stays harmless.
+    fn keeps_own_lock(&self) -> bool {
+        true
+    }
+
+    /// Whether [`retire`](Platform::retire) waits its drain, as the contract asks. The default,
+    /// `true`, is what every platform that runs something must do; only a bookkeeping platform
+    /// that stops nothing real ([`InMemoryPlatform`](crate::InMemoryPlatform), which records
+    /// the drain so that a deployment's timing is the orchestrator's alone) answers `false`,
+    /// and [`check_retire`]'s measure of the drain is then skipped.
+    fn waits_drain(&self) -> bool {
+        true
+    }
+
+    /// Makes `instance` of the track die as a crash would (the process exits, the container
+    /// fails), without telling the platform. `Ok(false)`, the default, when the fixture cannot;
+    /// [`check_dead_reported`] is then skipped.
+    async fn kill(&self, service: &str, track: &Track, instance: &str) -> Result<bool> {
+        let _ = (service, track, instance);
+        Ok(false)
+    }
+}
+
+/// The plain [`PlatformFixture`]: a template and a readiness timeout, a lock of the platform's
+/// own expected, no way to make an instance die.
+#[derive(Debug, Clone)]
+pub struct Template {
+    spec: TrackSpec,
+    ready_timeout: Duration,
+    own_lock: bool,
+    waits_drain: bool,
+}
+
+impl Template {
+    /// The fixture of `spec`, with `ready_timeout` bounding each wait for readiness.
+    pub fn new(spec: TrackSpec, ready_timeout: Duration) -> Self {
+        Template {
+            spec,
+            ready_timeout,
+            own_lock: true,
+            waits_drain: true,
+        }
+    }
+
+    /// Says the platform keeps no deployment lock of its own (see
+    /// [`PlatformFixture::keeps_own_lock`]).
+    pub fn without_own_lock(mut self) -> Self {
+        self.own_lock = false;
+        self
+    }
+
+    /// Says the platform records drains instead of waiting them (see
+    /// [`PlatformFixture::waits_drain`]).
+    pub fn recording_drains(mut self) -> Self {
+        self.waits_drain = false;
+        self
+    }
+}
+
+#[async_trait]
+impl PlatformFixture for Template {
+    fn template(&self) -> TrackSpec {
+        self.spec.clone()
+    }
+
+    fn ready_timeout(&self) -> Duration {
+        self.ready_timeout
+    }
+
+    fn keeps_own_lock(&self) -> bool {
+        self.own_lock
+    }
+
+    fn waits_drain(&self) -> bool {
+        self.waits_drain
+    }
+}
+
 /// Runs every check of the suite on `platform`; `ready_timeout` bounds each wait for readiness.
+/// The platform must wait its drains and keep a deployment lock of its own; no instance is made
+/// to die (see [`check_all_with`] for all three).
 pub async fn check_all(platform: &dyn Platform, template: &TrackSpec, ready_timeout: Duration) {
-    check_bring_up_and_list(platform, template, ready_timeout).await;
-    check_duplicate_refused(platform, template).await;
-    check_unknown_track_not_found(platform, template).await;
-    check_scale(platform, template, ready_timeout).await;
-    check_retire(platform, template, ready_timeout).await;
-    check_lock(platform, template).await;
+    check_all_with(platform, &Template::new(template.clone(), ready_timeout)).await;
+}
+
+/// Runs every check of the suite on `platform`, with what `fixture` says and can do.
+pub async fn check_all_with(platform: &dyn Platform, fixture: &dyn PlatformFixture) {
+    let (template, ready_timeout) = (fixture.template(), fixture.ready_timeout());
+    check_bring_up_and_list(platform, &template, ready_timeout).await;
+    check_list_ordered(platform, &template).await;
+    check_duplicate_refused(platform, &template).await;
+    check_unknown_track_not_found(platform, &template).await;
+    check_scale(platform, &template, ready_timeout).await;
+    retire_check(platform, &template, ready_timeout, fixture.waits_drain()).await;
+    check_dead_reported(platform, fixture).await;
+    if fixture.keeps_own_lock() {
+        check_lock(platform, &template).await;
+    } else {
+        check_lock_harmless(platform, &template).await;
+    }
 }
 
 /// The deployment lock goes to one holder at a time, again to the same holder, and is free
-/// once its holder unlocks it; unlocking someone else's lock changes nothing. (A platform
-/// without a lock of its own grants every request: then only the first part is checked.)
+/// once its holder unlocks it; unlocking someone else's lock changes nothing. A lock held by
+/// another is [`Error::Conflict`] whose message names the holder (the trait leaves the field
+/// to the platform: the check reads the whole message). A platform that grants the lock to two
+/// holders at once fails: one with no lock of its own runs [`check_all_with`] and a fixture
+/// that says so.
 pub async fn check_lock(platform: &dyn Platform, template: &TrackSpec) {
     let name = platform.name();
     let service = format!("{}-tk-lock", template.service());
@@ -53,16 +175,16 @@ pub async fn check_lock(platform: &dyn Platform, template: &TrackSpec) {
         panic!("{name}: the holder was refused its own lock: {e}");
     }
     match platform.lock(&service, "tk-b").await {
-        Ok(()) => {
-            // No lock of its own: nothing more to check, but it must stay harmless.
-            if let Err(e) = platform.unlock(&service, "tk-b").await {
-                panic!("{name}: unlock failed: {e}");
-            }
-        }
-        Err(Error::Conflict { reason, .. }) => {
+        Ok(()) => panic!(
+            "{name}: the lock of {service} went to tk-b while tk-a held it; a platform keeps \
+             a service's deployment lock for one holder at a time (a platform that keeps no \
+             lock of its own says so with `PlatformFixture::keeps_own_lock`)"
+        ),
+        Err(e @ Error::Conflict { .. }) => {
+            let message = e.to_string();
             assert!(
-                reason.contains("tk-a"),
-                "{name}: the refusal should name the holder: {reason}"
+                message.contains("tk-a"),
+                "{name}: the refusal should name the holder tk-a: {message}"
             );
             if let Err(e) = platform.unlock(&service, "tk-b").await {
                 panic!("{name}: unlocking another's lock should do nothing, got {e}");
@@ -84,12 +206,28 @@ pub async fn check_lock(platform: &dyn Platform, template: &TrackSpec) {
     }
 }
 
+/// A platform without a lock of its own grants every lock and unlock, and stays harmless.
+async fn check_lock_harmless(platform: &dyn Platform, template: &TrackSpec) {
+    let name = platform.name();
+    let service = format!("{}-tk-lock", template.service());
+    if let Err(e) = platform.lock(&service, "tk-a").await {
+        panic!("{name}: lock by tk-a failed: {e}");
+    }
+    if let Err(e) = platform.unlock(&service, "tk-a").await {
+        panic!("{name}: unlock by tk-a failed: {e}");
+    }
+}
+
 fn spec(template: &TrackSpec, track: &str, instances: u32) -> TrackSpec {
     let track = match Track::named(track) {
         Ok(t) => t,
         Err(e) => panic!("testkit: track name {track}: {e}"),
     };
-    match template.clone().as_track(track).with_instances(instances) {
+    match template
+        .clone()
+        .as_track(track)
+        .and_then(|s| s.with_instances(instances))
+    {
         Ok(s) => s,
         Err(e) => panic!("testkit: template with {instances} instances: {e}"),
     }
@@ -271,18 +409,29 @@ pub async fn check_scale(platform: &dyn Platform, template: &TrackSpec, ready_ti
     retire(platform, &spec).await;
 }
 
-/// A retired track is gone from the listing and from status.
+/// Retiring waits its drain before it returns (in-flight requests finish: the router has
+/// already stopped sending new ones), the track still running meanwhile; then the track is gone
+/// from the listing and from status. The drain is measured on `tokio::time`'s clock.
 pub async fn check_retire(platform: &dyn Platform, template: &TrackSpec, ready_timeout: Duration) {
+    retire_check(platform, template, ready_timeout, true).await;
+}
+
+/// [`check_retire`], measuring the drain only if the platform `waits_drain`.
+async fn retire_check(
+    platform: &dyn Platform,
+    template: &TrackSpec,
+    ready_timeout: Duration,
+    waits_drain: bool,
+) {
     let spec = spec(template, "tk-retire", 1);
     up(platform, &spec).await;
     ready(platform, &spec, ready_timeout).await;
-    if let Err(e) = platform
-        .retire(spec.service(), spec.track(), Duration::from_millis(10))
-        .await
-    {
-        panic!("{}: retire failed: {e}", platform.name());
-    }
     let name = platform.name();
+    if waits_drain {
+        assert_drained(platform, &spec).await;
+    } else if let Err(e) = platform.retire(spec.service(), spec.track(), DRAIN).await {
+        panic!("{name}: retire failed: {e}");
+    }
     let status = platform.status(spec.service(), spec.track()).await;
     assert!(
         matches!(status, Err(Error::NotFound { .. })),
@@ -295,4 +444,128 @@ pub async fn check_retire(platform: &dyn Platform, template: &TrackSpec, ready_t
         ),
         Err(e) => panic!("{name}: list failed: {e}"),
     }
+}
+
+/// Retires `spec`'s track with [`DRAIN`] and checks that the call took the drain, the track
+/// still running meanwhile.
+async fn assert_drained(platform: &dyn Platform, spec: &TrackSpec) {
+    let name = platform.name();
+    let started = tokio::time::Instant::now();
+    let retiring = platform.retire(spec.service(), spec.track(), DRAIN);
+    let during = async {
+        tokio::time::sleep(DRAIN / 4).await;
+        platform.status(spec.service(), spec.track()).await
+    };
+    let (retired, during) = tokio::join!(retiring, during);
+    if let Err(e) = retired {
+        panic!("{name}: retire failed: {e}");
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= DRAIN,
+        "{name}: retire with a drain of {DRAIN:?} returned after {took:?}; it must wait the \
+         drain before it stops the instances"
+    );
+    match during {
+        Ok(s) => assert!(
+            s.instances.iter().all(|i| i.liveness != ProbeStatus::Fail),
+            "{name}: {} must keep running during its drain, got {s:?}",
+            spec.key()
+        ),
+        Err(e) => panic!(
+            "{name}: {} must still run during its drain, but status failed: {e}",
+            spec.key()
+        ),
+    }
+}
+
+/// [`list`](Platform::list) orders tracks by service, then track, whatever order they were
+/// brought up in.
+pub async fn check_list_ordered(platform: &dyn Platform, template: &TrackSpec) {
+    let name = platform.name();
+    let later = spec(template, "tk-list-b", 1);
+    let earlier = spec(template, "tk-list-a", 1);
+    up(platform, &later).await;
+    up(platform, &earlier).await;
+    let listed = match platform.list().await {
+        Ok(l) => l,
+        Err(e) => panic!("{name}: list failed: {e}"),
+    };
+    let keys: Vec<_> = listed.iter().map(TrackStatus::key).collect();
+    assert!(
+        keys.windows(2).all(|w| w[0] < w[1]),
+        "{name}: list must be ordered by service then track, each once, got {}",
+        keys.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for s in [&later, &earlier] {
+        assert!(
+            keys.contains(&s.key()),
+            "{name}: list must show {}",
+            s.key()
+        );
+        retire(platform, s).await;
+    }
+}
+
+/// An instance that dies is reported dead (liveness `Fail`) under its own id, and stays so: the
+/// platform never restarts it or replaces it silently (the orchestrator decides what to do
+/// about it). Needs a fixture that can kill an instance; skipped otherwise.
+pub async fn check_dead_reported(platform: &dyn Platform, fixture: &dyn PlatformFixture) {
+    let name = platform.name();
+    let timeout = fixture.ready_timeout();
+    let spec = spec(&fixture.template(), "tk-dead", 2);
+    up(platform, &spec).await;
+    let before = ready(platform, &spec, timeout).await;
+    let Some(victim) = before.instances.first().map(|i| i.id.clone()) else {
+        panic!("{name}: {} has no instance", spec.key());
+    };
+    match fixture.kill(spec.service(), spec.track(), &victim).await {
+        Ok(true) => {}
+        Ok(false) => {
+            retire(platform, &spec).await;
+            return;
+        }
+        Err(e) => panic!("fixture: killing {}/{victim} failed: {e}", spec.key()),
+    }
+    let ids: Vec<&str> = before.instances.iter().map(|i| i.id.as_str()).collect();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut seen_dead = 0;
+    // Once reported dead, it must stay dead over several more checks.
+    while seen_dead < 5 {
+        let status = match platform.status(spec.service(), spec.track()).await {
+            Ok(s) => s,
+            Err(e) => panic!("{name}: status of {} failed: {e}", spec.key()),
+        };
+        let now: Vec<&str> = status.instances.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(
+            now,
+            ids,
+            "{name}: after {victim} died, {} must keep the same instances (none restarted or \
+             replaced silently)",
+            spec.key()
+        );
+        let dead = status
+            .instances
+            .iter()
+            .any(|i| i.id == victim && i.liveness == ProbeStatus::Fail && !i.is_ready());
+        if dead {
+            seen_dead += 1;
+        } else {
+            assert!(
+                seen_dead == 0,
+                "{name}: {victim} was reported dead, then alive again: a platform never \
+                 restarts a dead instance silently; got {status:?}"
+            );
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: {victim} was killed but is still not reported dead after {timeout:?}: \
+                 got {status:?}"
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    retire(platform, &spec).await;
 }
