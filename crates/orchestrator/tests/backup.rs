@@ -238,6 +238,17 @@ fn executable(dir: &std::path::Path, name: &str, script: &str) {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// A directory of clients: the real `psql` and `pg_dump`, and a `pg_restore` that runs
+/// `script`.
+fn restoring_with(script: &str) -> tempfile::TempDir {
+    let bin = tempfile::tempdir().unwrap();
+    for tool in ["psql", "pg_dump"] {
+        std::os::unix::fs::symlink(real_tool(tool), bin.path().join(tool)).unwrap();
+    }
+    executable(bin.path(), "pg_restore", script);
+    bin
+}
+
 async fn backup_change_restore(mode: PostgresMode, test: &str) {
     let Some(server) = server(test) else { return };
     let (db, store) = orders_db(&server, test).await;
@@ -649,13 +660,7 @@ async fn a_restore_that_stops_part_way_says_the_database_may_hold_part_of_it() {
         .await
         .unwrap();
     // The same store, read by clients whose pg_restore fails after restoring something.
-    let bin = tempfile::tempdir().unwrap();
-    for tool in ["psql", "pg_dump"] {
-        std::os::unix::fs::symlink(real_tool(tool), bin.path().join(tool)).unwrap();
-    }
-    executable(
-        bin.path(),
-        "pg_restore",
+    let bin = restoring_with(
         "#!/bin/sh\necho 'pg_restore: error: could not execute query: out of disk' >&2\nexit 1\n",
     );
     let failing = PostgresBackup::new(settings.with_bin_dir(bin.path())).unwrap();
@@ -796,20 +801,12 @@ async fn a_dump_restore_cut_short_is_ended_and_said_until_a_restore_finishes() {
     let id = pg.backup("shop", "v1").await.unwrap();
     change(&db).await;
     // A pg_restore whose session locks a table and goes on, and outlives its parent.
-    let bin = tempfile::tempdir().unwrap();
-    for tool in ["psql", "pg_dump"] {
-        std::os::unix::fs::symlink(real_tool(tool), bin.path().join(tool)).unwrap();
-    }
-    executable(
-        bin.path(),
-        "pg_restore",
-        &format!(
-            "#!/bin/sh\nfor a in \"$@\"; do\n  [ \"$next\" = db ] && db=\"$a\"\n  next=\n  \
-             [ \"$a\" = --dbname ] && next=db\ndone\n'{}' -X -q -d \"$db\" -c \
-             'LOCK TABLE orders IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600)' &\nwait\n",
-            real_tool("psql")
-        ),
-    );
+    let bin = restoring_with(&format!(
+        "#!/bin/sh\nfor a in \"$@\"; do\n  [ \"$next\" = db ] && db=\"$a\"\n  next=\n  \
+         [ \"$a\" = --dbname ] && next=db\ndone\n'{}' -X -q -d \"$db\" -c \
+         'LOCK TABLE orders IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600)' &\nwait\n",
+        real_tool("psql")
+    ));
     let cut_short = PostgresBackup::new(settings.with_bin_dir(bin.path())).unwrap();
     let restoring = format!(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = {} \

@@ -13,11 +13,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serin_compat::steps::{StepKind, StepPhase};
 use serin_orchestrator::{
-    DeploymentConfig, Event, EventKind, NotificationChannel, Notifier, Orchestrator, Outcome,
-    Report, Result, StepRunner, StepStatus,
+    DeploymentConfig, DeploymentHandle, Event, EventKind, NotificationChannel, Notifier,
+    Orchestrator, Outcome, Report, Result, StepRunner, StepStatus, UpgradeStep,
 };
-use serin_signals::Track;
-use support::{SERVICE, World, assert_succeeded, canary_config, checklist_validator};
+use serin_signals::{Timestamp, Track};
+use support::{SERVICE, World, assert_succeeded, canary_config, checklist_validator, run_to_end};
 
 /// Longer than any deployment here may take: reaching it means a wait was never bounded.
 const HUNG: Duration = Duration::from_secs(48 * 3_600);
@@ -67,6 +67,11 @@ impl Hanging {
             .count()
     }
 
+    /// How many of its calls were dropped before they answered.
+    fn dropped_calls(&self) -> usize {
+        self.dropped.load(Ordering::SeqCst)
+    }
+
     /// Waits (in virtual time) until a step it hangs on was called.
     async fn until_hung(&self) {
         while self.hung_calls() == 0 {
@@ -94,8 +99,10 @@ impl StepRunner for Hanging {
     }
 }
 
-/// 1.0.0 serving, an orchestrator with the checklist's validator and `runner`.
-async fn world_with(runner: Arc<Hanging>) -> (Arc<World>, Orchestrator) {
+/// A [`Hanging`] runner (on the steps after the deployment if `after`), 1.0.0 serving, and an
+/// orchestrator with the checklist's validator and that runner.
+async fn world_with(after: bool) -> (Arc<Hanging>, Arc<World>, Orchestrator) {
+    let runner = Hanging::new(after);
     let world = Arc::new(World::new());
     world.set_rate("1.0.0", 0.005);
     world.set_rate("1.1.0", 0.005);
@@ -104,9 +111,9 @@ async fn world_with(runner: Arc<Hanging>) -> (Arc<World>, Orchestrator) {
     let o = world
         .builder(world.journal.clone())
         .validator(validator, fleet)
-        .step_runner(runner)
+        .step_runner(runner.clone())
         .build();
-    (world, o)
+    (runner, world, o)
 }
 
 fn config(max: Duration) -> DeploymentConfig {
@@ -128,7 +135,7 @@ fn took(report: &Report) -> Duration {
 }
 
 /// The runner's steps (neither the backup nor the deployment itself) of `phase`'s side.
-fn runner_steps(report: &Report, after: bool) -> Vec<&serin_orchestrator::UpgradeStep> {
+fn runner_steps(report: &Report, after: bool) -> Vec<&UpgradeStep> {
     report
         .checklist
         .iter()
@@ -137,21 +144,49 @@ fn runner_steps(report: &Report, after: bool) -> Vec<&serin_orchestrator::Upgrad
         .collect()
 }
 
+/// Starts a deployment with two hours to go on `o`, and waits until `runner` hangs on a step.
+async fn start_until_hung(o: &Orchestrator, runner: &Hanging) -> DeploymentHandle {
+    let handle = o
+        .start(&config(Duration::from_secs(2 * 3_600)), SERVICE)
+        .await
+        .expect("start");
+    runner.until_hung().await;
+    handle
+}
+
+/// Aborts the deployment of `handle` on `o` and waits for its report; when the abort was asked.
+async fn abort_to_end(o: &Orchestrator, handle: DeploymentHandle) -> (Timestamp, Report) {
+    let asked = o.clock().now();
+    bounded("the abort", handle.abort()).await.expect("abort");
+    let report = bounded("the deployment", handle.wait())
+        .await
+        .expect("report");
+    println!("{report}");
+    (asked, report)
+}
+
+/// Asserts that every step of `steps` is still due, its evidence saying `why`.
+fn assert_left_due(steps: &[&UpgradeStep], why: &str) {
+    for s in steps {
+        assert_eq!(s.status, StepStatus::Due, "{s}");
+        assert!(
+            s.evidence.as_deref().is_some_and(|e| e.contains(why)),
+            "{s}"
+        );
+    }
+}
+
+/// A Slack channel for the deployment's events.
+fn slack() -> Vec<NotificationChannel> {
+    vec![serde_json::from_str(r##"{"type":"slack","destination":"#deploys"}"##).expect("ch")]
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_hung_pre_upgrade_step_is_cancelled_at_the_deadline_and_nothing_is_deployed() {
-    let runner = Hanging::new(false);
-    let (world, o) = world_with(runner.clone()).await;
+    let (runner, world, o) = world_with(false).await;
     let applies = world.router.apply_count();
     let max = Duration::from_secs(20 * 60);
-    let report = bounded("the deployment", async {
-        o.start(&config(max), SERVICE)
-            .await
-            .expect("start")
-            .wait()
-            .await
-            .expect("report")
-    })
-    .await;
+    let report = bounded("the deployment", run_to_end(&o, &config(max))).await;
     println!("{report}");
     let reason = failed_reason(&report);
     assert!(
@@ -162,11 +197,7 @@ async fn a_hung_pre_upgrade_step_is_cancelled_at_the_deadline_and_nothing_is_dep
     );
     assert_eq!(took(&report), max, "cancelled at the deadline");
     assert_eq!(runner.hung_calls(), 1, "no later step started");
-    assert_eq!(
-        runner.dropped.load(Ordering::SeqCst),
-        1,
-        "the call was dropped"
-    );
+    assert_eq!(runner.dropped_calls(), 1, "the call was dropped");
     let failed: Vec<_> = report
         .checklist
         .iter()
@@ -187,22 +218,12 @@ async fn a_hung_pre_upgrade_step_is_cancelled_at_the_deadline_and_nothing_is_dep
 
 #[tokio::test(start_paused = true)]
 async fn an_abort_during_a_hung_pre_upgrade_step_cancels_it_at_once() {
-    let runner = Hanging::new(false);
-    let (world, o) = world_with(runner.clone()).await;
+    let (runner, world, o) = world_with(false).await;
     let applies = world.router.apply_count();
-    let handle = o
-        .start(&config(Duration::from_secs(2 * 3_600)), SERVICE)
-        .await
-        .expect("start");
-    runner.until_hung().await;
+    let handle = start_until_hung(&o, &runner).await;
     // Commands are served while the step runs: a pause is journalled at once.
     bounded("the pause", handle.pause()).await.expect("pause");
-    let asked = o.clock().now();
-    bounded("the abort", handle.abort()).await.expect("abort");
-    let report = bounded("the deployment", handle.wait())
-        .await
-        .expect("report");
-    println!("{report}");
+    let (asked, report) = abort_to_end(&o, handle).await;
     assert!(report.timeline.iter().any(|e| e.kind == EventKind::Paused));
     assert_eq!(
         report.last_at, asked,
@@ -214,11 +235,7 @@ async fn an_abort_during_a_hung_pre_upgrade_step_cancels_it_at_once() {
             && reason.contains("nothing was deployed"),
         "{reason}"
     );
-    assert_eq!(
-        runner.dropped.load(Ordering::SeqCst),
-        1,
-        "the call was dropped"
-    );
+    assert_eq!(runner.dropped_calls(), 1, "the call was dropped");
     let cancelled = report
         .checklist
         .iter()
@@ -232,29 +249,20 @@ async fn an_abort_during_a_hung_pre_upgrade_step_cancels_it_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn a_hung_post_upgrade_step_is_cancelled_at_the_deadline_and_the_rest_left_due() {
-    let runner = Hanging::new(true);
-    let (world, o) = world_with(runner.clone()).await;
+    let (runner, world, o) = world_with(true).await;
     let _traffic = world.spawn_traffic();
     let max = Duration::from_secs(30 * 60);
-    let report = bounded("the deployment", async {
-        o.start(&config(max), SERVICE)
-            .await
-            .expect("start")
-            .wait()
-            .await
-            .expect("report")
-    })
-    .await;
+    let report = bounded("the deployment", run_to_end(&o, &config(max))).await;
     println!("{report}");
     // The old version is retired before the steps after the deployment: it finishes forward.
     assert_succeeded(&report);
     world.assert_live(Track::Canary, "1.1.0").await;
     assert_eq!(took(&report), max, "cancelled at the deadline");
     assert_eq!(runner.hung_calls(), 1, "no later step started");
-    assert_eq!(runner.dropped.load(Ordering::SeqCst), 1);
+    assert_eq!(runner.dropped_calls(), 1);
     let after = runner_steps(&report, true);
     assert!(after.len() >= 2, "{report}");
-    let evidence = |s: &serin_orchestrator::UpgradeStep| s.evidence.clone().unwrap_or_default();
+    let evidence = |s: &UpgradeStep| s.evidence.clone().unwrap_or_default();
     assert_eq!(after[0].status, StepStatus::Failed, "{report}");
     assert!(
         evidence(after[0]).contains("cancelled after")
@@ -262,84 +270,48 @@ async fn a_hung_post_upgrade_step_is_cancelled_at_the_deadline_and_the_rest_left
         "{}",
         after[0]
     );
-    for s in &after[1..] {
-        assert_eq!(s.status, StepStatus::Due, "{s}");
-        assert!(
-            evidence(s).contains("not started: maxDeploymentDuration (30m) ran out"),
-            "{s}"
-        );
-    }
+    assert_left_due(
+        &after[1..],
+        "not started: maxDeploymentDuration (30m) ran out",
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn post_upgrade_steps_whose_turn_comes_past_the_deadline_are_not_started() {
-    let runner = Hanging::new(true);
-    let (world, o) = world_with(runner.clone()).await;
+    let (runner, world, o) = world_with(true).await;
     let _traffic = world.spawn_traffic();
     let max = Duration::from_secs(8 * 60);
     let mut c = config(max);
     // The watch outlasts the deadline, which completes the deployment (the default).
     c.monitoring.monitoring_duration = Duration::from_secs(10 * 60);
     c.validate().expect("valid");
-    let report = bounded("the deployment", async {
-        o.start(&c, SERVICE)
-            .await
-            .expect("start")
-            .wait()
-            .await
-            .expect("report")
-    })
-    .await;
+    let report = bounded("the deployment", run_to_end(&o, &c)).await;
     println!("{report}");
     assert_succeeded(&report);
     assert_eq!(took(&report), max);
     assert_eq!(runner.hung_calls(), 0, "no step started past the deadline");
     let after = runner_steps(&report, true);
     assert!(!after.is_empty(), "{report}");
-    for s in after {
-        assert_eq!(s.status, StepStatus::Due, "{s}");
-        assert!(
-            s.evidence
-                .as_deref()
-                .is_some_and(|e| e
-                    .contains("not started: maxDeploymentDuration (8m) ran out before its turn")),
-            "{s}"
-        );
-    }
+    assert_left_due(
+        &after,
+        "not started: maxDeploymentDuration (8m) ran out before its turn",
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_abort_during_a_hung_post_upgrade_step_cancels_it_and_finishes_forward() {
-    let runner = Hanging::new(true);
-    let (world, o) = world_with(runner.clone()).await;
+    let (runner, world, o) = world_with(true).await;
     let _traffic = world.spawn_traffic();
-    let handle = o
-        .start(&config(Duration::from_secs(2 * 3_600)), SERVICE)
-        .await
-        .expect("start");
-    runner.until_hung().await;
-    let asked = o.clock().now();
-    bounded("the abort", handle.abort()).await.expect("abort");
-    let report = bounded("the deployment", handle.wait())
-        .await
-        .expect("report");
-    println!("{report}");
+    let handle = start_until_hung(&o, &runner).await;
+    let (asked, report) = abort_to_end(&o, handle).await;
     assert_eq!(report.last_at, asked, "the abort is served at once");
     assert_succeeded(&report);
     world.assert_live(Track::Canary, "1.1.0").await;
     assert_eq!(runner.hung_calls(), 1, "no later step started");
-    assert_eq!(runner.dropped.load(Ordering::SeqCst), 1);
+    assert_eq!(runner.dropped_calls(), 1);
     let after = runner_steps(&report, true);
     assert_eq!(after[0].status, StepStatus::Failed, "{report}");
-    for s in &after[1..] {
-        assert_eq!(s.status, StepStatus::Due, "{s}");
-        assert!(
-            s.evidence
-                .as_deref()
-                .is_some_and(|e| e.contains("not started: aborted by an operator")),
-            "{s}"
-        );
-    }
+    assert_left_due(&after[1..], "not started: aborted by an operator");
     assert!(
         report.timeline.iter().any(|e| matches!(&e.kind,
             EventKind::Anomaly { source, summary, .. }
@@ -387,17 +359,8 @@ async fn a_notifier_that_never_answers_holds_a_rollback_up_for_its_timeout_at_mo
         .notify_timeout(timeout)
         .build();
     let mut c = canary_config("1.1.0");
-    c.notification_channels =
-        vec![serde_json::from_str(r##"{"type":"slack","destination":"#deploys"}"##).expect("ch")];
-    let report = bounded("the rollback", async {
-        o.start(&c, SERVICE)
-            .await
-            .expect("start")
-            .wait()
-            .await
-            .expect("report")
-    })
-    .await;
+    c.notification_channels = slack();
+    let report = bounded("the rollback", run_to_end(&o, &c)).await;
     println!("{report}");
     assert!(
         matches!(report.outcome, Some(Outcome::RolledBack { .. })),
@@ -443,17 +406,8 @@ async fn notifications_answered_in_time_are_not_counted() {
         .notifier(silent.clone())
         .build();
     let mut c = canary_config("1.1.0");
-    c.notification_channels =
-        vec![serde_json::from_str(r##"{"type":"slack","destination":"#deploys"}"##).expect("ch")];
-    let report = bounded("the deployment", async {
-        o.start(&c, SERVICE)
-            .await
-            .expect("start")
-            .wait()
-            .await
-            .expect("report")
-    })
-    .await;
+    c.notification_channels = slack();
+    let report = bounded("the deployment", run_to_end(&o, &c)).await;
     assert_succeeded(&report);
     assert_eq!(o.notifications_timed_out(), 0);
     assert!(!silent.answered.lock().expect("answered").is_empty());

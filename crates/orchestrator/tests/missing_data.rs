@@ -5,36 +5,14 @@
 mod support;
 
 use serin_orchestrator::{DeploymentConfig, EventKind, Outcome};
-use support::{World, canary_config, rollback_reason};
-
-/// A canary to 1.1.0 that waits a minute at 0% before its first weight, with a trigger that
-/// rolls back above 20% errors and when it has no data for 10 s.
-fn config() -> DeploymentConfig {
-    let mut config = canary_config("1.1.0");
-    config.canary_config.steps = Some(
-        serde_json::from_str(
-            r#"[{"pause":{"duration":"1m"}},{"setWeight":10},{"pause":{"duration":"30s"}},
-                {"setWeight":50},{"pause":{"duration":"30s"}}]"#,
-        )
-        .expect("steps"),
-    );
-    config.triggers = vec![
-        serde_json::from_str(
-            r#"{"kind":"metricThreshold","id":"errors","metric":"error_rate","operator":"gt",
-                "value":0.2,"onMissingData":"fire","staleAfter":"10s"}"#,
-        )
-        .expect("trigger"),
-    ];
-    config.validate().expect("valid");
-    config
-}
+use support::{World, canary_config, rollback_reason, run_to_end, stale_at_zero_config};
 
 /// The canary track has no data for the minute at 0%: the trigger goes stale, is announced,
 /// and the deployment goes on to succeed once the canary's data flows.
 #[tokio::test(start_paused = true)]
 async fn a_trigger_stale_at_zero_percent_does_not_roll_back() {
     let (world, _traffic) = World::serving(0.005, 0.005).await;
-    let report = world.start(&config()).await.wait().await.expect("report");
+    let report = run_to_end(&world.orchestrator(), &stale_at_zero_config()).await;
     support::assert_succeeded(&report);
     assert!(
         report.timeline.iter().any(|e| matches!(
@@ -54,7 +32,7 @@ async fn a_trigger_stale_at_zero_percent_does_not_roll_back() {
 async fn a_trigger_still_stale_once_traffic_flows_rolls_back() {
     let (world, _traffic) = World::serving(0.005, 0.005).await;
     world.source.set_unavailable(true);
-    let report = world.start(&config()).await.wait().await.expect("report");
+    let report = run_to_end(&world.orchestrator(), &stale_at_zero_config()).await;
     assert!(
         matches!(report.outcome, Some(Outcome::RolledBack { .. })),
         "{report}"

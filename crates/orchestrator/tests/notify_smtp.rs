@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use notify_support::smtp::{FakeSmtp, SmtpMode};
 use notify_support::{channel, event, fast_settings, flush, rolled_back};
-use serin_orchestrator::Notifier;
 use serin_orchestrator::notify::{ChannelNotifier, NotifySettings, SmtpSettings, StartTls};
+use serin_orchestrator::{NotificationChannel, Notifier};
 
 fn settings(server: &FakeSmtp) -> NotifySettings {
     let mut s = fast_settings();
@@ -22,8 +22,16 @@ fn settings(server: &FakeSmtp) -> NotifySettings {
     s
 }
 
-fn email() -> serin_orchestrator::NotificationChannel {
+fn email() -> NotificationChannel {
     channel(r#"{"type":"email","destination":"ops@example.org"}"#)
+}
+
+/// Queues a rolled-back event numbered `seq` for `ch` on `n`, and waits until it is handled.
+async fn send(n: &ChannelNotifier, ch: &NotificationChannel, seq: u64) {
+    n.notify(ch, &event("web-mail", seq, rolled_back()))
+        .await
+        .expect("queued");
+    flush(n).await;
 }
 
 #[tokio::test]
@@ -40,10 +48,7 @@ async fn one_smtp_session_carries_a_channels_messages_until_it_idles() {
             .expect("queued");
     }
     flush(&n).await;
-    n.notify(&email(), &event("web-mail", 3, rolled_back()))
-        .await
-        .expect("queued");
-    flush(&n).await;
+    send(&n, &email(), 3).await;
     assert_eq!(n.stats().delivered, 4, "{:?}", n.stats());
     assert_eq!(server.messages().len(), 4);
     assert_eq!(
@@ -55,10 +60,7 @@ async fn one_smtp_session_carries_a_channels_messages_until_it_idles() {
     server
         .wait_until("the idle session is closed", |s| s.quits() == 1)
         .await;
-    n.notify(&email(), &event("web-mail", 4, rolled_back()))
-        .await
-        .expect("queued");
-    flush(&n).await;
+    send(&n, &email(), 4).await;
     assert_eq!((server.connections(), server.messages().len()), (2, 5));
     // Dropping the notifier ends the open session too.
     drop(n);
@@ -72,10 +74,7 @@ async fn a_session_the_server_closed_is_replaced_without_a_failed_attempt() {
     let server = FakeSmtp::start(SmtpMode::HangUpAfterEachMessage).await;
     let n = ChannelNotifier::new(settings(&server)).expect("notifier");
     for seq in 0..2 {
-        n.notify(&email(), &event("web-mail", seq, rolled_back()))
-            .await
-            .expect("queued");
-        flush(&n).await;
+        send(&n, &email(), seq).await;
     }
     let stats = n.stats();
     assert_eq!(
@@ -94,10 +93,7 @@ async fn a_server_that_never_answers_is_given_up_on_within_the_request_timeout()
     s.retry.max_attempts = 2;
     let n = ChannelNotifier::new(s).expect("notifier");
     let started = tokio::time::Instant::now();
-    n.notify(&email(), &event("web-mail", 0, rolled_back()))
-        .await
-        .expect("queued");
-    flush(&n).await;
+    send(&n, &email(), 0).await;
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
@@ -117,10 +113,7 @@ async fn a_server_without_the_required_starttls_is_refused_once_not_retried() {
         smtp.starttls = StartTls::Required;
     }
     let n = ChannelNotifier::new(s).expect("notifier");
-    n.notify(&email(), &event("web-mail", 0, rolled_back()))
-        .await
-        .expect("queued");
-    flush(&n).await;
+    send(&n, &email(), 0).await;
     let stats = n.stats();
     assert_eq!((stats.retries, stats.failed), (0, 1), "{stats:?}");
     assert_eq!(server.connections(), 1);
@@ -144,10 +137,7 @@ async fn opportunistic_starttls_never_sends_the_password_in_clear_text() {
     // The server offers a login but no STARTTLS, as when an attacker strips the offer.
     let server = FakeSmtp::start(SmtpMode::ServeWithLogin).await;
     let n = ChannelNotifier::new(with_login(&server, StartTls::Opportunistic)).expect("notifier");
-    n.notify(&email(), &event("web-mail", 0, rolled_back()))
-        .await
-        .expect("queued");
-    flush(&n).await;
+    send(&n, &email(), 0).await;
     assert!(server.logins().is_empty(), "{:?}", server.logins());
     assert!(server.messages().is_empty());
     let stats = n.stats();
@@ -163,10 +153,7 @@ async fn opportunistic_starttls_never_sends_the_password_in_clear_text() {
         smtp.password = None;
     }
     let n = ChannelNotifier::new(s).expect("notifier");
-    n.notify(&email(), &event("web-mail", 1, rolled_back()))
-        .await
-        .expect("queued");
-    flush(&n).await;
+    send(&n, &email(), 1).await;
     assert_eq!(n.stats().delivered, 1, "{:?}", n.stats());
 }
 
@@ -174,10 +161,7 @@ async fn opportunistic_starttls_never_sends_the_password_in_clear_text() {
 async fn starttls_none_logs_in_in_clear_text_as_chosen() {
     let server = FakeSmtp::start(SmtpMode::ServeWithLogin).await;
     let n = ChannelNotifier::new(with_login(&server, StartTls::None)).expect("notifier");
-    n.notify(&email(), &event("web-mail", 0, rolled_back()))
-        .await
-        .expect("queued");
-    flush(&n).await;
+    send(&n, &email(), 0).await;
     assert_eq!(server.logins().len(), 1, "{:?}", server.logins());
     assert_eq!(n.stats().delivered, 1, "{:?}", n.stats());
 }
@@ -189,10 +173,7 @@ async fn a_refused_recipient_does_not_silence_the_others() {
     let ch = channel(
         r#"{"type":"email","destination":"ops@example.org, gone@example.org, sre@example.org"}"#,
     );
-    n.notify(&ch, &event("web-mail", 0, rolled_back()))
-        .await
-        .expect("queued");
-    flush(&n).await;
+    send(&n, &ch, 0).await;
     assert_eq!(
         server.recipients(),
         vec![vec![
@@ -209,10 +190,7 @@ async fn a_refused_recipient_does_not_silence_the_others() {
     );
     // Every recipient refused: the message fails, once.
     let ch = channel(r#"{"type":"email","destination":"gone@example.org"}"#);
-    n.notify(&ch, &event("web-mail", 1, rolled_back()))
-        .await
-        .expect("queued");
-    flush(&n).await;
+    send(&n, &ch, 1).await;
     let stats = n.stats();
     assert_eq!(
         (stats.delivered, stats.failed, stats.retries),
@@ -227,10 +205,7 @@ async fn a_deferred_recipient_is_tried_again_alone_and_no_one_gets_it_twice() {
     let server = FakeSmtp::start(SmtpMode::Serve).await;
     let n = ChannelNotifier::new(settings(&server)).expect("notifier");
     let ch = channel(r#"{"type":"email","destination":"ops@example.org, busy@example.org"}"#);
-    n.notify(&ch, &event("web-mail", 0, rolled_back()))
-        .await
-        .expect("queued");
-    flush(&n).await;
+    send(&n, &ch, 0).await;
     // The server defers `busy` every time: `ops` has the message once, and the message fails
     // after its last attempt, each retry for `busy` alone.
     assert_eq!(

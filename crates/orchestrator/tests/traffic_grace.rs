@@ -4,35 +4,30 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use serin_orchestrator::{DeploymentConfig, EventKind, Journal, Outcome, Report};
+use serin_orchestrator::{EventKind, Journal, Outcome, Report};
 use serin_signals::Timestamp;
-use support::{World, canary_config, rollback_reason, until_weight};
+use support::{World, rollback_reason, run_to_end, stale_at_zero_config, until_weight};
 
 /// The trigger's `staleAfter`.
 const STALE_AFTER: Duration = Duration::from_secs(10);
 
-/// A canary to 1.1.0 that waits a minute at 0% before its first weight (10%), with a trigger
-/// that rolls back above 20% errors and when it has no data for 10 s.
-fn config() -> DeploymentConfig {
-    let mut config = canary_config("1.1.0");
-    config.canary_config.steps = Some(
-        serde_json::from_str(
-            r#"[{"pause":{"duration":"1m"}},{"setWeight":10},{"pause":{"duration":"30s"}},
-                {"setWeight":50},{"pause":{"duration":"30s"}}]"#,
-        )
-        .expect("steps"),
-    );
-    config.triggers = vec![
-        serde_json::from_str(
-            r#"{"kind":"metricThreshold","id":"errors","metric":"error_rate","operator":"gt",
-                "value":0.2,"onMissingData":"fire","staleAfter":"10s"}"#,
-        )
-        .expect("trigger"),
-    ];
-    config.validate().expect("valid");
-    config
+/// A world serving 1.0.0 whose metrics source is out from the start.
+async fn outage() -> (Arc<World>, tokio::task::JoinHandle<()>) {
+    let (world, traffic) = World::serving(0.005, 0.005).await;
+    world.source.set_unavailable(true);
+    (world, traffic)
+}
+
+/// Starts the canary and kills it once it sends the new version its first weight; its id.
+async fn killed_at_first_weight(world: &World) -> String {
+    let h = world.start(&stale_at_zero_config()).await;
+    let id = h.id().to_owned();
+    until_weight(&h, 10.0).await;
+    h.kill();
+    id
 }
 
 /// When the new version first took traffic, as the report's timeline says.
@@ -62,9 +57,8 @@ fn rollback_started_at(report: &Report) -> Timestamp {
 /// window, and the deployment succeeds.
 #[tokio::test(start_paused = true)]
 async fn a_trigger_stale_at_zero_percent_gets_its_stale_after_once_traffic_flows() {
-    let (world, _traffic) = World::serving(0.005, 0.005).await;
-    world.source.set_unavailable(true);
-    let h = world.start(&config()).await;
+    let (world, _traffic) = outage().await;
+    let h = world.start(&stale_at_zero_config()).await;
     until_weight(&h, 10.0).await;
     tokio::time::sleep(STALE_AFTER + Duration::from_secs(1)).await;
     world.source.set_unavailable(false);
@@ -84,9 +78,8 @@ async fn a_trigger_stale_at_zero_percent_gets_its_stale_after_once_traffic_flows
 /// first weight rolls back, not the first window after it.
 #[tokio::test(start_paused = true)]
 async fn a_trigger_still_stale_past_its_grace_rolls_back_at_the_next_window() {
-    let (world, _traffic) = World::serving(0.005, 0.005).await;
-    world.source.set_unavailable(true);
-    let report = world.start(&config()).await.wait().await.expect("report");
+    let (world, _traffic) = outage().await;
+    let report = run_to_end(&world.orchestrator(), &stale_at_zero_config()).await;
     let reason = rollback_reason(&report);
     assert!(
         reason.contains("`errors`") && reason.contains("no usable data"),
@@ -94,7 +87,7 @@ async fn a_trigger_still_stale_past_its_grace_rolls_back_at_the_next_window() {
     );
     let first = first_weight_at(&report);
     let waited = rollback_started_at(&report).saturating_duration_since(first);
-    let window = config().canary_config.metrics_window;
+    let window = stale_at_zero_config().canary_config.metrics_window;
     assert!(
         waited > STALE_AFTER && waited <= STALE_AFTER + window,
         "rolled back {waited:?} after the first weight\n{report}"
@@ -106,12 +99,8 @@ async fn a_trigger_still_stale_past_its_grace_rolls_back_at_the_next_window() {
 /// data in time and the deployment succeeds.
 #[tokio::test(start_paused = true)]
 async fn the_grace_survives_a_restart() {
-    let (world, _traffic) = World::serving(0.005, 0.005).await;
-    world.source.set_unavailable(true);
-    let h = world.start(&config()).await;
-    let id = h.id().to_owned();
-    until_weight(&h, 10.0).await;
-    h.kill();
+    let (world, _traffic) = outage().await;
+    let id = killed_at_first_weight(&world).await;
     let since = world
         .journal
         .all()
@@ -141,12 +130,8 @@ async fn the_grace_survives_a_restart() {
 /// still on, the deployment rolls back at its first window, not `staleAfter` after the resume.
 #[tokio::test(start_paused = true)]
 async fn a_restart_does_not_extend_the_grace() {
-    let (world, _traffic) = World::serving(0.005, 0.005).await;
-    world.source.set_unavailable(true);
-    let h = world.start(&config()).await;
-    let id = h.id().to_owned();
-    until_weight(&h, 10.0).await;
-    h.kill();
+    let (world, _traffic) = outage().await;
+    let id = killed_at_first_weight(&world).await;
     tokio::time::sleep(STALE_AFTER + Duration::from_secs(5)).await;
     let report = world.resumed(&id).await;
     assert!(
@@ -165,12 +150,8 @@ async fn a_restart_does_not_extend_the_grace() {
 /// catches up, and the deployment rolls back within a window or two.
 #[tokio::test(start_paused = true)]
 async fn a_grace_journalled_by_a_clock_ahead_counts_from_the_resume() {
-    let (world, _traffic) = World::serving(0.005, 0.005).await;
-    world.source.set_unavailable(true);
-    let h = world.start(&config()).await;
-    let id = h.id().to_owned();
-    until_weight(&h, 10.0).await;
-    h.kill();
+    let (world, _traffic) = outage().await;
+    let id = killed_at_first_weight(&world).await;
     let mut edited = world.journal.all().last().expect("records").clone();
     edited.seq += 1;
     edited.state.canary_traffic_since = Some(

@@ -685,24 +685,21 @@ fn a_crash_naming_an_invalid_service_is_refused() {
     );
 }
 
-/// The one-second window that starts `from` after the world's start.
-fn second_at(world: &serin_sim::SimWorld, from: Duration) -> Window {
-    let at = world.config().start().saturating_add(from);
-    Window::new(at, at.saturating_add(secs(1))).unwrap()
+/// The window from `from` to `until` after the world's start.
+fn between(world: &serin_sim::SimWorld, from: Duration, until: Duration) -> Window {
+    let start = world.config().start();
+    Window::new(start.saturating_add(from), start.saturating_add(until)).unwrap()
 }
 
-#[tokio::test(start_paused = true)]
-async fn an_errors_fault_fails_the_requests_of_its_track_exactly_while_it_lasts() {
-    let world = fleet(
-        SimConfig::new(27)
-            .with_load(Load::constant(400.0))
-            .with_fault(Fault::Errors {
-                track: Some(Track::Canary),
-                span: span(mins(5), mins(6)),
-                rate: 1.0,
-            }),
-    )
-    .await;
+/// The one-second window that starts `from` after the world's start.
+fn second_at(world: &serin_sim::SimWorld, from: Duration) -> Window {
+    between(world, from, from.saturating_add(secs(1)))
+}
+
+/// A fleet on `config` whose canary (2.0.0, one instance) takes half the traffic once ready,
+/// run until 8 minutes after the world's start.
+async fn halved_until_8m(config: SimConfig) -> serin_sim::SimWorld {
+    let world = fleet(config).await;
     up(&world, "2.0.0", Track::Canary, 1).await;
     ready(&world, &Track::Canary).await.unwrap();
     split(&world, &[("stable", 50), ("canary", 50)]).await;
@@ -712,6 +709,21 @@ async fn an_errors_fault_fails_the_requests_of_its_track_exactly_while_it_lasts(
                 .now()
                 .saturating_duration_since(world.config().start()),
         ),
+    )
+    .await;
+    world
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_errors_fault_fails_the_requests_of_its_track_exactly_while_it_lasts() {
+    let world = halved_until_8m(
+        SimConfig::new(27)
+            .with_load(Load::constant(400.0))
+            .with_fault(Fault::Errors {
+                track: Some(Track::Canary),
+                span: span(mins(5), mins(6)),
+                rate: 1.0,
+            }),
     )
     .await;
 
@@ -733,8 +745,7 @@ async fn an_errors_fault_fails_the_requests_of_its_track_exactly_while_it_lasts(
     let failing: Vec<bool> = edges.iter().map(|c| c.errors() == c.requests()).collect();
     assert_eq!(failing, [false, true, true, false], "{edges:?}");
 
-    let start = world.config().start();
-    let during = Window::new(start.saturating_add(mins(5)), start.saturating_add(mins(6))).unwrap();
+    let during = between(&world, mins(5), mins(6));
     let failed = counts(&world, Track::Canary, during).await.unwrap();
     assert_eq!(failed.errors(), failed.requests());
     // Served and failed, not lost to routing; the other track is untouched.
@@ -745,7 +756,7 @@ async fn an_errors_fault_fails_the_requests_of_its_track_exactly_while_it_lasts(
 
 #[tokio::test(start_paused = true)]
 async fn a_latency_fault_on_every_track_slows_both_exactly_while_it_lasts() {
-    let world = fleet(
+    let world = halved_until_8m(
         SimConfig::new(28)
             .with_load(Load::constant(400.0))
             .with_fault(Fault::Latency {
@@ -760,17 +771,6 @@ async fn a_latency_fault_on_every_track_slows_both_exactly_while_it_lasts() {
             }),
     )
     .await;
-    up(&world, "2.0.0", Track::Canary, 1).await;
-    ready(&world, &Track::Canary).await.unwrap();
-    split(&world, &[("stable", 50), ("canary", 50)]).await;
-    wait(
-        mins(8).saturating_sub(
-            world
-                .now()
-                .saturating_duration_since(world.config().start()),
-        ),
-    )
-    .await;
 
     // The default profile's median is 50 ms: 200 ms while the fault lasts, on both tracks.
     for track in [Track::Stable, Track::Canary] {
@@ -783,9 +783,7 @@ async fn a_latency_fault_on_every_track_slows_both_exactly_while_it_lasts() {
         }
         let slow: Vec<bool> = medians.iter().map(|m| *m > 100.0).collect();
         assert_eq!(slow, [false, true, true, false], "{track}: {medians:?}");
-        let start = world.config().start();
-        let during =
-            Window::new(start.saturating_add(mins(5)), start.saturating_add(mins(6))).unwrap();
+        let during = between(&world, mins(5), mins(6));
         let median = latency(&world, track.clone(), during)
             .await
             .unwrap()

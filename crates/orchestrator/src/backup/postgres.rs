@@ -1837,19 +1837,31 @@ mod tests {
     /// A `psql` that holds a snapshot, and a `pg_dump` that writes part of a dump, says so
     /// through the FIFO `dir/stalled`, then stalls until it is killed.
     fn stalling_clients(dir: &Path) {
-        use std::os::unix::fs::PermissionsExt;
-        let psql = "#!/bin/sh\nread a\nread b\necho 00000003-00000002-1\nexec cat >/dev/null\n";
-        let pg_dump = format!(
-            "#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$next\" = file ]; then out=\"$a\"; fi\n  \
-             next=; [ \"$a\" = --file ] && next=file\ndone\nprintf partial > \"$out\"\n\
-             echo stalled > '{}/stalled'\nexec sleep 600\n",
-            dir.display()
+        script(dir, "psql", HOLD_SNAPSHOT);
+        script(
+            dir,
+            "pg_dump",
+            &format!(
+                "{FIND_FILE}printf partial > \"$out\"\necho stalled > '{}/stalled'\n\
+                 exec sleep 600\n",
+                dir.display()
+            ),
         );
-        for (name, body) in [("psql", psql.to_owned()), ("pg_dump", pg_dump)] {
-            let path = dir.join(name);
-            std::fs::write(&path, body).unwrap();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
+        make_stalled_fifo(dir);
+    }
+
+    /// The body of a `psql` that holds a snapshot: it reads the two statements that export
+    /// one, answers with its name and waits until its input is closed.
+    const HOLD_SNAPSHOT: &str = "read a\nread b\necho 00000003-00000002-1\n\
+                                 exec cat >/dev/null\n";
+
+    /// The start of a `pg_dump`'s body that finds the file its `--file` names, as `$out`.
+    const FIND_FILE: &str = "for a in \"$@\"; do\n  \
+                             if [ \"$next\" = file ]; then out=\"$a\"; fi\n  \
+                             next=; [ \"$a\" = --file ] && next=file\ndone\n";
+
+    /// Makes the FIFO `dir/stalled`, through which a stand-in says it stalled.
+    fn make_stalled_fifo(dir: &Path) {
         let made = std::process::Command::new("mkfifo")
             .arg(dir.join("stalled"))
             .status()
@@ -1917,13 +1929,8 @@ mod tests {
                  esac\n"
             ),
         );
-        let fifo = dir.join("stalled");
-        if !fifo.exists() {
-            let made = std::process::Command::new("mkfifo")
-                .arg(&fifo)
-                .status()
-                .unwrap();
-            assert!(made.success());
+        if !dir.join("stalled").exists() {
+            make_stalled_fifo(dir);
         }
     }
 
@@ -2140,14 +2147,13 @@ mod tests {
             "psql",
             &format!(
                 "case \"$*\" in *' -c '*) printf '%s|%s\\n' \"$PGAPPNAME\" \"$*\" >> '{d}/calls'; \
-                 exit 0;; esac\nread a\nread b\necho 00000003-00000002-1\nexec cat >/dev/null\n"
+                 exit 0;; esac\n{HOLD_SNAPSHOT}"
             ),
         );
         script(
             dir,
             "pg_dump",
-            "for a in \"$@\"; do\n  if [ \"$next\" = file ]; then out=\"$a\"; fi\n  \
-             next=; [ \"$a\" = --file ] && next=file\ndone\nprintf dump > \"$out\"\n",
+            &format!("{FIND_FILE}printf dump > \"$out\"\n"),
         );
         script(
             dir,
@@ -2158,11 +2164,7 @@ mod tests {
                  exec sleep 600; fi\n"
             ),
         );
-        let made = std::process::Command::new("mkfifo")
-            .arg(dir.join("stalled"))
-            .status()
-            .unwrap();
-        assert!(made.success());
+        make_stalled_fifo(dir);
     }
 
     /// A dump restore runs `pg_restore --clean` in place: one cut short cannot be undone. It

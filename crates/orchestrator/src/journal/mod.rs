@@ -5,8 +5,8 @@
 //! after every record, in which [`FileJournal::compact`] reduces old finished deployments to
 //! their last record);
 //! [`InMemoryJournal`] serves tests and can simulate a crash right after a
-//! given write. Behind the `testkit` feature, [`testkit`] is the conformance suite every
-//! journal runs.
+//! given write. Behind the `testkit` feature, the module `journal::testkit` is the conformance
+//! suite every journal runs.
 
 mod file;
 #[cfg(any(feature = "testkit", test))]

@@ -340,6 +340,28 @@ pub fn blue_green_config(version: &str, traffic: TrafficStrategyKind) -> Deploym
     c
 }
 
+/// A canary to 1.1.0 that waits a minute at 0% before its first weight (10%), with a trigger
+/// that rolls back above 20% errors and when it has no data for 10 s (`onMissingData: fire`).
+pub fn stale_at_zero_config() -> DeploymentConfig {
+    let mut config = canary_config("1.1.0");
+    config.canary_config.steps = Some(
+        serde_json::from_str(
+            r#"[{"pause":{"duration":"1m"}},{"setWeight":10},{"pause":{"duration":"30s"}},
+                {"setWeight":50},{"pause":{"duration":"30s"}}]"#,
+        )
+        .expect("steps"),
+    );
+    config.triggers = vec![
+        serde_json::from_str(
+            r#"{"kind":"metricThreshold","id":"errors","metric":"error_rate","operator":"gt",
+                "value":0.2,"onMissingData":"fire","staleAfter":"10s"}"#,
+        )
+        .expect("trigger"),
+    ];
+    config.validate().expect("valid");
+    config
+}
+
 /// The reason of a rolled-back deployment; panics with the report otherwise.
 pub fn rollback_reason(report: &Report) -> &str {
     match &report.outcome {
