@@ -471,10 +471,11 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     let router = ProxyRouter::bind(ProxyConfig::default().with_header_read_timeout(limit))
         .await
         .unwrap();
+    // Timed from before the connection: the proxy's limit runs from when it accepted it.
+    let started = std::time::Instant::now();
     let mut slow = tokio::net::TcpStream::connect(router.local_addr())
         .await
         .unwrap();
-    let started = std::time::Instant::now();
     slow.write_all(b"GET / HTTP/1.1\r\nHost: shop\r\nX-Slow: ")
         .await
         .unwrap();
