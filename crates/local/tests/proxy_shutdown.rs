@@ -6,35 +6,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serin_local::ProxyConfig;
-use support::proxy;
+use support::{answering_after, proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::timeout;
-
-/// An instance that answers each request `after` reading its head.
-async fn answering_after(after: Duration) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !seen.ends_with(b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                tokio::time::sleep(after).await;
-                let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                let _ = stream.write_all(ok).await;
-                let _ = stream.read(&mut buf).await;
-            });
-        }
-    });
-    addr
-}
 
 #[tokio::test]
 async fn stopped_resolves_once_the_requests_in_flight_at_shutdown_are_answered() {

@@ -417,3 +417,23 @@ pub async fn h2_connect(
         .unwrap();
     (sender, tokio::spawn(conn))
 }
+
+/// An instance that answers each request `after` reading its head.
+pub async fn answering_after(after: Duration) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if read_head(&mut stream).await.is_empty() {
+                    return;
+                }
+                tokio::time::sleep(after).await;
+                let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                let _ = stream.write_all(ok).await;
+                let _ = stream.read(&mut [0u8; 1024]).await;
+            });
+        }
+    });
+    addr
+}
