@@ -229,6 +229,12 @@ impl Judge for AnyJudge {
             AnyJudge::Latency(j) => j.reset(),
         }
     }
+    fn concluded(&self) -> bool {
+        match self {
+            AnyJudge::Counts(j) => j.concluded(),
+            AnyJudge::Latency(j) => j.concluded(),
+        }
+    }
 }
 
 /// The canary controller's journalled parts.
