@@ -1,5 +1,6 @@
 //! Serde for [`Duration`] fields: human strings (`30s`, `5m`, `1h30m`, `250ms`) or integer
-//! milliseconds (`30000`) are read; the human string is written.
+//! milliseconds (`30000`, or `"30000"` quoted, as YAML or an environment variable may carry
+//! it) are read; the human string is written.
 //!
 //! The same convention as the rest of Serin; kept private here because this crate depends on no
 //! other Serin crate.
@@ -55,7 +56,14 @@ impl Visitor<'_> for DurationVisitor {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
-        humantime::parse_duration(v.trim()).map_err(|e| {
+        let t = v.trim();
+        if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+            return t
+                .parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| E::custom(format!("`{v}` milliseconds is too large a duration")));
+        }
+        humantime::parse_duration(t).map_err(|e| {
             E::custom(format!(
                 "`{v}` is not a duration ({e}); write e.g. `30s`, `5m`, `1h30m` or milliseconds"
             ))
@@ -81,6 +89,8 @@ mod tests {
             (r#"{"d":"1h30m"}"#, Duration::from_secs(5400)),
             (r#"{"d":30000}"#, Duration::from_secs(30)),
             (r#"{"d":"250ms"}"#, Duration::from_millis(250)),
+            (r#"{"d":"30000"}"#, Duration::from_secs(30)),
+            (r#"{"d":" 1500 "}"#, Duration::from_millis(1500)),
         ] {
             let t: T = serde_json::from_str(json).unwrap();
             assert_eq!(t.d, want, "{json}");
@@ -97,6 +107,7 @@ mod tests {
             (r#"{"d":"soon"}"#, "soon"),
             (r#"{"d":-5}"#, "negative"),
             (r#"{"d":1.5}"#, "whole"),
+            (r#"{"d":"99999999999999999999"}"#, "too large"),
         ] {
             let msg = serde_json::from_str::<T>(bad).unwrap_err().to_string();
             assert!(msg.contains(needle), "{bad}: {msg}");
