@@ -3,7 +3,10 @@
 use proptest::prelude::*;
 use serin_canary::judge::{Judge, Sample, Verdict};
 use serin_canary::kayenta::Quantity;
-use serin_canary::threshold::{ArgoConfig, ArgoJudge, FlaggerConfig, FlaggerJudge, Range};
+use serin_canary::threshold::{
+    ArgoConfig, ArgoJudge, CheckOutcome, FlaggerAnalysis, FlaggerAnalysisConfig, FlaggerConfig,
+    FlaggerJudge, FlaggerMetric, Range,
+};
 use serin_signals::{Counts, Measurement, Metric, Observation, Timestamp, Track, Window};
 
 fn obs(m: Measurement, track: Track, i: u64) -> Observation {
@@ -58,5 +61,44 @@ proptest! {
         prop_assert_eq!(back, argo);
         let back: FlaggerJudge = serde_json::from_str(&serde_json::to_string(&flagger).unwrap()).unwrap();
         prop_assert_eq!(back, flagger);
+    }
+}
+
+proptest! {
+    #[test]
+    fn a_flagger_analysis_counts_each_failing_interval_once_until_it_rolls_back(
+        stream in prop::collection::vec(
+            prop::collection::vec(prop::option::of(0.0f64..2.0), 3), 0..40),
+        threshold in 1u32..6,
+        no_data_fails in any::<bool>(),
+    ) {
+        let metrics = [Metric::ErrorRate, Metric::Latency, Metric::Cpu]
+            .into_iter()
+            .map(|m| FlaggerMetric::new(m, Quantity::Value, Range::at_most(1.0)))
+            .collect();
+        let mut c = FlaggerAnalysisConfig::new(metrics);
+        c.threshold = threshold;
+        c.no_data_fails = no_data_fails;
+        let mut a = FlaggerAnalysis::new(c).unwrap();
+        let mut failing = 0u32;
+        for values in &stream {
+            let fails = values
+                .iter()
+                .any(|v| v.map_or(no_data_fails, |v| v > 1.0));
+            let outcome = a.check(values).unwrap();
+            prop_assert_eq!(outcome == CheckOutcome::Failed, fails);
+            if failing < threshold && fails {
+                failing += 1;
+            }
+            prop_assert_eq!(a.failed_checks(), failing);
+            prop_assert_eq!(a.rolls_back(), failing >= threshold);
+            let verdict = a.judgement(Timestamp::EPOCH).verdict;
+            if verdict == Verdict::Pass {
+                prop_assert!(values.iter().all(|v| v.is_some_and(|v| v <= 1.0)));
+            }
+        }
+        let back: FlaggerAnalysis =
+            serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+        prop_assert_eq!(back, a);
     }
 }

@@ -1,5 +1,6 @@
 //! [`FlaggerJudge`]: Flagger's per-interval metric checks (`thresholdRange`, `threshold` of failed
-//! checks) for one metric (`pkg/controller/scheduler.go` in fluxcd/flagger).
+//! checks) for an analysis of one metric (`pkg/controller/scheduler.go` in fluxcd/flagger). An
+//! analysis of several metrics shares one counter: see [`FlaggerAnalysis`](super::FlaggerAnalysis).
 
 use serde::{Deserialize, Serialize};
 use serin_signals::{Metric, Timestamp};
@@ -20,7 +21,9 @@ pub struct FlaggerConfig {
     pub quantity: Quantity,
     /// The accepted range of the value.
     pub threshold_range: Range,
-    /// Failed checks before rollback (Flagger's `threshold`, default 1).
+    /// Failed checks before rollback (Flagger's `threshold`, default 1). Flagger counts the
+    /// failed intervals of the whole analysis, whichever metric failed, so this judge's count is
+    /// Flagger's only when the metric is the analysis's only check.
     #[serde(default = "default_threshold")]
     pub threshold: u32,
     /// Flagger parity: an interval without data counts as a failed check, as Flagger does
@@ -30,8 +33,25 @@ pub struct FlaggerConfig {
     pub no_data_fails: bool,
 }
 
-fn default_threshold() -> u32 {
+pub(super) fn default_threshold() -> u32 {
     1
+}
+
+/// One check of `value` (`None` or not finite = no data) against `range`: what it found, and
+/// the value it judged.
+pub(super) fn check_value(
+    range: &Range,
+    no_data_fails: bool,
+    value: Option<f64>,
+) -> (CheckOutcome, Option<f64>) {
+    let value = value.filter(|v| v.is_finite());
+    let outcome = match value {
+        Some(v) if range.contains(v) => CheckOutcome::Passed,
+        Some(_) => CheckOutcome::Failed,
+        None if no_data_fails => CheckOutcome::Failed,
+        None => CheckOutcome::NoData,
+    };
+    (outcome, value)
 }
 
 impl FlaggerConfig {
@@ -77,6 +97,12 @@ pub enum CheckOutcome {
 /// Flagger's analysis of one metric as a [`Judge`]: each sample is one interval's check of the
 /// canary's value against `thresholdRange`; failed checks accumulate for the whole analysis and
 /// the judge fails once they reach `threshold`.
+///
+/// Judges are per metric, so this one counts its own metric's failed checks. Flagger keeps one
+/// `failedChecks` for the whole analysis: an interval in which any metric fails counts once,
+/// and failures spread over metrics add up. Several `FlaggerJudge`s with a `threshold` above 1
+/// therefore roll back later than Flagger does; for Flagger's count over several metrics, use
+/// [`FlaggerAnalysis`](super::FlaggerAnalysis), which checks them together.
 ///
 /// No data is inconclusive and not counted, unless `noDataFails` (Flagger parity) is set, in
 /// which case it is a failed check as in Flagger. Until the threshold is reached, the judge passes
@@ -156,13 +182,11 @@ impl FlaggerJudge {
 
     /// Records one interval's check of `value` (`None` = no data) and returns its outcome.
     pub fn check(&mut self, value: Option<f64>) -> CheckOutcome {
-        let value = value.filter(|v| v.is_finite());
-        let outcome = match value {
-            Some(v) if self.config.threshold_range.contains(v) => CheckOutcome::Passed,
-            Some(_) => CheckOutcome::Failed,
-            None if self.config.no_data_fails => CheckOutcome::Failed,
-            None => CheckOutcome::NoData,
-        };
+        let (outcome, value) = check_value(
+            &self.config.threshold_range,
+            self.config.no_data_fails,
+            value,
+        );
         self.checks = self.checks.saturating_add(1);
         if outcome == CheckOutcome::Failed {
             self.failed_checks = self.failed_checks.saturating_add(1);

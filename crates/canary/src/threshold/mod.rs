@@ -9,14 +9,21 @@
 //!   `inconclusiveLimit` (0), `consecutiveErrorLimit` (4), `consecutiveSuccessLimit`, `count`.
 //! - [`FlaggerJudge`]: `thresholdRange` min/max and `threshold` failed checks (1); no data is a
 //!   failed check only in its parity mode (`noDataFails`).
+//! - [`FlaggerAnalysis`]: Flagger's analysis of several metrics at once, with its one
+//!   `failedChecks` counter: an interval in which any metric fails is one failed check. Judges
+//!   are per metric, so a `FlaggerJudge` per metric counts each metric's failures apart and,
+//!   with `threshold` above 1, rolls back later than Flagger when failures are spread over
+//!   metrics; the analysis is where the metrics are combined, as Flagger combines them.
 
 mod argo;
 mod bounds;
 mod flagger;
+mod flagger_analysis;
 
 pub use argo::{ArgoConfig, ArgoJudge, ArgoPhase};
 pub use bounds::Range;
 pub use flagger::{CheckOutcome, FlaggerConfig, FlaggerJudge};
+pub use flagger_analysis::{FlaggerAnalysis, FlaggerAnalysisConfig, FlaggerMetric};
 
 use serin_signals::{Metric, Timestamp};
 
