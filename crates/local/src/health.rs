@@ -30,14 +30,26 @@ pub struct HttpProbe {
 /// A [`HealthSource`] named `local-http` that runs HTTP probes when told to
 /// ([`check`](HttpHealth::check)) and reports the latest result of each.
 ///
-/// A status from 200 to 399 is `Pass`, as the kubelet counts an HTTP probe (a redirect is not
-/// followed: the instance answered, and a path that redirects to a login page or adds a slash
-/// belongs to a service that runs); a 5xx, a refused connection or no answer within the timeout
-/// is `Fail`; any other status (a 404 from a wrong path) is `Unknown` — never a pass — and so is a
-/// path no request can carry (`ready`, `/re ady`), which is the probe's fault, not the
-/// instance's, and is not sent. Results carry
-/// the `now` given to `check`, so a caller in virtual time gets consistent timestamps, and the
-/// reason as detail.
+/// Results are counted as the kubelet counts an HTTP probe:
+///
+/// - a status from 200 to 399 is `Pass` (a redirect is not followed: the instance answered, and
+///   a path that redirects to a login page or adds a slash belongs to a service that runs);
+/// - every other status is `Fail` — a 5xx, and a 4xx too: a new version that answers its
+///   health path with 404 (the path was removed or renamed) or 401 is not healthy, the
+///   platform's own readiness probe already counts it so, and reading it as `Unknown` would let
+///   a broken version hold a deployment until its deadline instead of failing its probes;
+/// - a refused connection, a closed one or no answer within the timeout is `Fail`, as the
+///   kubelet turns every request error into a failure: the probe ran, on loopback, and the
+///   instance did not answer. An instance still starting reads as failing too, as a kubelet
+///   counts a container not yet listening; what gives it time is the platform's readiness
+///   wait before it gets traffic and the health triggers' `for` duration, as
+///   `initialDelaySeconds` and `failureThreshold` do for the kubelet;
+/// - `Unknown` is kept for what says nothing about the instance: a path no request can carry
+///   (`ready`, `/re ady`), which is the probe's fault and is not sent (the kubelet answers
+///   unknown when it cannot build the request), and a probe never run (no result at all).
+///
+/// Results carry the `now` given to `check`, so a caller in virtual time gets consistent
+/// timestamps, and the reason as detail.
 #[derive(Debug)]
 pub struct HttpHealth {
     timeout: Duration,
@@ -168,10 +180,7 @@ impl HttpHealth {
                     Ok(s) if probe::passes(s) => {
                         (ProbeStatus::Pass, format!("{} answered {s}", p.path))
                     }
-                    Ok(s) if s.is_server_error() => {
-                        (ProbeStatus::Fail, format!("{} answered {s}", p.path))
-                    }
-                    Ok(s) => (ProbeStatus::Unknown, format!("{} answered {s}", p.path)),
+                    Ok(s) => (ProbeStatus::Fail, format!("{} answered {s}", p.path)),
                     Err(Ok(no_answer)) => (ProbeStatus::Fail, no_answer),
                     Err(Err(bad_path)) => (ProbeStatus::Unknown, bad_path),
                 };

@@ -276,7 +276,9 @@ impl HealthFixture for HealthFix {
         let path = match signal.status {
             ProbeStatus::Pass => "/status/200",
             ProbeStatus::Fail => "/status/503",
-            ProbeStatus::Unknown => "/status/404",
+            // A path no request can carry: the probe cannot be sent, which says nothing about
+            // the instance (any status it answers is a pass or a failure, as for the kubelet).
+            ProbeStatus::Unknown => "status/unknown",
         };
         self.health
             .watch(HttpProbe {

@@ -59,7 +59,7 @@ async fn a_health_probe_answered_with_a_redirect_passes() {
         ("blue-0", "/status/301", ProbeStatus::Pass),
         ("blue-1", "/status/307", ProbeStatus::Pass),
         ("blue-2", "/status/399", ProbeStatus::Pass),
-        ("blue-3", "/status/400", ProbeStatus::Unknown),
+        ("blue-3", "/status/400", ProbeStatus::Fail),
         ("blue-4", "/status/503", ProbeStatus::Fail),
     ];
     for (instance, path, _) in cases {

@@ -138,7 +138,9 @@ pub enum ProbeStatus {
     Pass,
     /// The probe ran and failed.
     Fail,
-    /// The probe could not be run or timed out: unknown, never healthy.
+    /// The probe could not be run, so it says nothing about the instance (a probe with no path
+    /// a request can carry, a prober that is itself down): unknown, never healthy. A source
+    /// that reaches the instance and gets no answer in time reports `Fail`, as the kubelet does.
     Unknown,
 }
 

@@ -42,13 +42,17 @@ pub enum Next {
 /// let from = TrafficSplit::all_to("stable", &["canary"])?;
 /// let plan = Plan::shift(&from, "canary", &Strategy::gradual(Weight::from_percent(50)?, Duration::from_secs(30))?)?;
 /// let mut cursor = PlanCursor::new();
-/// assert_eq!(cursor.next(&plan, 0), Next::Apply { step: 0 });
+/// assert_eq!(cursor.try_next(&plan, 0)?, Next::Apply { step: 0 });
 /// cursor.applied(&plan, 0, 1_000)?;
-/// assert_eq!(cursor.next(&plan, 2_000), Next::Wait { until_millis: 31_000 });
-/// assert_eq!(cursor.next(&plan, 31_000), Next::Apply { step: 1 });
+/// assert_eq!(cursor.try_next(&plan, 2_000)?, Next::Wait { until_millis: 31_000 });
+/// assert_eq!(cursor.try_next(&plan, 31_000)?, Next::Apply { step: 1 });
 /// cursor.applied(&plan, 1, 31_000)?;
-/// assert_eq!(cursor.next(&plan, 31_000), Next::Done);
-/// # Ok::<(), serin_traffic::Error>(())
+/// assert_eq!(cursor.try_next(&plan, 31_000)?, Next::Done);
+///
+/// // A cursor journalled for a longer plan does not fit this one: an error, not `Done`.
+/// let other: PlanCursor = serde_json::from_str(r#"{"applied":{"step":5,"atMillis":0,"approved":false}}"#)?;
+/// assert!(other.try_next(&plan, 31_000).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -76,20 +80,31 @@ impl PlanCursor {
         self.applied.map(|a| a.step)
     }
 
-    /// What is due in `plan` at `now_millis`. A cursor whose last applied step is not a step of
-    /// `plan` (journalled for another plan) answers [`Next::Done`]; a caller restoring a cursor
-    /// checks [`last_applied`](Self::last_applied) against the plan first, as
-    /// [`applied`](Self::applied) does.
+    /// What is due in `plan` at `now_millis`, for a cursor that fits `plan` — one built by
+    /// [`applied`](Self::applied) on this plan. It answers [`Next::Done`] for a cursor whose last
+    /// applied step is not a step of `plan`, which a caller cannot tell from a finished plan;
+    /// an executor that restores a cursor (from a journal, from config) calls
+    /// [`try_next`](Self::try_next) instead, which refuses such a cursor.
     pub fn next(&self, plan: &Plan, now_millis: u64) -> Next {
+        self.try_next(plan, now_millis).unwrap_or(Next::Done)
+    }
+
+    /// What is due in `plan` at `now_millis`, or an error naming `applied.step` when the cursor
+    /// does not fit `plan`: its last applied step is past the plan's last step, so it was
+    /// journalled for another (longer) plan or edited. Answering [`Next::Done`] there would
+    /// let an executor promote a plan it never ran, so the cursor is refused instead, as
+    /// [`applied`](Self::applied) and [`approve`](Self::approve) refuse it.
+    pub fn try_next(&self, plan: &Plan, now_millis: u64) -> Result<Next> {
+        self.fits(plan)?;
         let Some(a) = self.applied else {
-            return Next::Apply { step: 0 };
+            return Ok(Next::Apply { step: 0 });
         };
         let Some(step) = plan.step(a.step) else {
-            return Next::Done;
+            return Err(not_a_step(a.step, plan));
         };
         let hold = u64::try_from(step.hold().as_millis()).unwrap_or(u64::MAX);
         let until = a.at_millis.saturating_add(hold);
-        if now_millis < until {
+        Ok(if now_millis < until {
             Next::Wait {
                 until_millis: until,
             }
@@ -99,6 +114,14 @@ impl PlanCursor {
             Next::Apply { step: a.step + 1 }
         } else {
             Next::Done
+        })
+    }
+
+    /// Refuses a cursor whose last applied step is not a step of `plan`.
+    fn fits(&self, plan: &Plan) -> Result<()> {
+        match self.applied {
+            Some(a) if a.step >= plan.len() => Err(not_a_step(a.step, plan)),
+            _ => Ok(()),
         }
     }
 
@@ -111,22 +134,9 @@ impl PlanCursor {
     /// gave). A cursor whose last applied step is not a step of `plan` (journalled for another
     /// plan, or edited) is refused too, rather than guessing what is due.
     pub fn applied(&mut self, plan: &Plan, step: usize, at_millis: u64) -> Result<()> {
-        let expected = match self.applied {
-            None => 0,
-            Some(a) => match a.step.checked_add(1).filter(|next| *next <= plan.len()) {
-                Some(next) => next,
-                None => {
-                    return Err(Error::invalid(
-                        "applied.step",
-                        a.step,
-                        format!(
-                            "is not a step of the plan, which has {} steps; the cursor belongs to another plan",
-                            plan.len()
-                        ),
-                    ));
-                }
-            },
-        };
+        self.fits(plan)?;
+        // `fits` leaves `a.step < plan.len()`, so the sum does not overflow.
+        let expected = self.applied.map_or(0, |a| a.step + 1);
         if step != expected || step >= plan.len() {
             return Err(Error::invalid(
                 "step",
@@ -173,7 +183,9 @@ impl PlanCursor {
 
     /// Records the approval of step `step`, which must be the step applied last and one that
     /// awaits approval. Approving before its hold ends is allowed: the hold still runs out.
+    /// A cursor that does not fit `plan` is refused as in [`try_next`](Self::try_next).
     pub fn approve(&mut self, plan: &Plan, step: usize) -> Result<()> {
+        self.fits(plan)?;
         match (&mut self.applied, plan.step(step)) {
             (Some(a), Some(s)) if a.step == step && s.await_approval() => {
                 a.approved = true;
@@ -192,6 +204,18 @@ impl PlanCursor {
             )),
         }
     }
+}
+
+/// The error for a cursor whose last applied step `step` is not a step of `plan`.
+fn not_a_step(step: usize, plan: &Plan) -> Error {
+    Error::invalid(
+        "applied.step",
+        step,
+        format!(
+            "is not a step of the plan, which has {} steps; the cursor belongs to another plan",
+            plan.len()
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -306,5 +330,43 @@ mod tests {
             }
             assert_eq!(c, before);
         }
+    }
+
+    /// A cursor journalled for a longer plan answers an error naming `applied.step` from
+    /// `try_next` and `approve` — never `Done`, which an executor would take for a finished plan
+    /// and promote — and changes nothing; a cursor that fits answers as `next` does.
+    #[test]
+    fn a_cursor_from_another_plan_is_an_error_not_done() {
+        let plan = plan();
+        for step in [plan.len(), plan.len() + 4, usize::MAX] {
+            let json = format!(r#"{{"applied":{{"step":{step},"atMillis":0,"approved":true}}}}"#);
+            let mut c: PlanCursor = serde_json::from_str(&json).unwrap();
+            let before = c;
+            for now in [0, 1_000_000] {
+                let err = c.try_next(&plan, now).unwrap_err();
+                assert_eq!(
+                    err.to_string(),
+                    format!(
+                        "invalid applied.step `{step}`: is not a step of the plan, which has 3 \
+                         steps; the cursor belongs to another plan"
+                    )
+                );
+            }
+            let err = c.approve(&plan, step).unwrap_err();
+            assert!(err.to_string().contains("3 steps"), "{err}");
+            assert_eq!(c, before);
+        }
+        let mut c = PlanCursor::new();
+        assert_eq!(c.try_next(&plan, 0), Ok(Next::Apply { step: 0 }));
+        for (step, at) in [(0, 0), (1, 10_000), (2, 15_000)] {
+            c.applied(&plan, step, at).unwrap();
+            if step == 0 {
+                c.approve(&plan, 0).unwrap();
+            }
+            for now in [at, at + 4_999, at + 10_000] {
+                assert_eq!(c.try_next(&plan, now), Ok(c.next(&plan, now)));
+            }
+        }
+        assert_eq!(c.try_next(&plan, 15_000), Ok(Next::Done));
     }
 }

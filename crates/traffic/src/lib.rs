@@ -28,7 +28,8 @@
 //! printed for a dry run, written to a journal before anything is applied, replayed after a crash,
 //! property-tested without a runtime, and executed step by step by the orchestrator, which alone
 //! waits (with `tokio::time`) and calls [`TrafficRouter::apply`]. Its rollback is a value too:
-//! one step back to the starting split, exactly.
+//! one step back to the starting split's weights (without the deployment's match routes and
+//! mirror, which a rolled-back version must no longer receive).
 //!
 //! ```
 //! use std::time::Duration;

@@ -53,7 +53,8 @@ impl PlanStep {
 /// starting split's backends in the same order (steps move weight, never add or drop a
 /// backend, so the dry-run table has one column per backend), its last step's split is the
 /// target exactly, and [`Plan::rollback`] / [`Plan::rollback_from`] give the one-step plan back
-/// to the starting (stable) split exactly. A plan read back from JSON is checked to have steps
+/// to the starting (stable) split's weights and sticky sessions, without its match routes and
+/// mirror (see [`Plan::rollback`] for why). A plan read back from JSON is checked to have steps
 /// and to name the same backends in each.
 ///
 /// ```
@@ -226,20 +227,26 @@ impl Plan {
         self.steps.iter().filter(|s| s.await_approval).count()
     }
 
-    /// The one-step plan from the target back to the starting split, exactly.
+    /// The one-step plan from the target back to the starting split: its weights and sticky
+    /// sessions exactly, without its match routes and mirror.
+    ///
+    /// The routes and the mirror are the deployment's own — a header route that lets testers
+    /// reach the new version at 0%, a mirror that shows it real traffic — which every step
+    /// carries and the target drops. A rollback drops them too, as Argo Rollouts removes its
+    /// managed routes (`setHeaderRoute`, `setMirrorRoute`) when a rollout is aborted as well as
+    /// when it is fully promoted: a version rolled back for being bad must get no more requests,
+    /// matched or copied, and a mirror to a track about to be retired would only load it and
+    /// fail. Sticky sessions stay: they keep users from flipping between the backends left.
     pub fn rollback(&self) -> Plan {
         Plan {
             from: self.target().clone(),
-            steps: vec![PlanStep {
-                split: self.from.clone(),
-                hold: Duration::ZERO,
-                await_approval: false,
-            }],
+            steps: vec![self.rollback_step()],
         }
     }
 
-    /// The one-step plan from step `index`'s split back to the starting split, exactly — for a
-    /// rollback in the middle of the plan. An index past the end is refused.
+    /// The one-step plan from step `index`'s split back to the starting split, as
+    /// [`rollback`](Self::rollback) — for a rollback in the middle of the plan. An index past
+    /// the end is refused.
     pub fn rollback_from(&self, index: usize) -> Result<Plan> {
         let Some(step) = self.steps.get(index) else {
             return Err(Error::invalid(
@@ -254,12 +261,21 @@ impl Plan {
         };
         Ok(Plan {
             from: step.split.clone(),
-            steps: vec![PlanStep {
-                split: self.from.clone(),
-                hold: Duration::ZERO,
-                await_approval: false,
-            }],
+            steps: vec![self.rollback_step()],
         })
+    }
+
+    /// The one step of a rollback: the starting weights and sticky sessions, applied at once.
+    fn rollback_step(&self) -> PlanStep {
+        let plain = self.from.plain();
+        PlanStep {
+            split: match self.from.sticky() {
+                Some(sticky) => plain.with_sticky(sticky.clone()),
+                None => plain,
+            },
+            hold: Duration::ZERO,
+            await_approval: false,
+        }
     }
 }
 
@@ -782,5 +798,42 @@ start    100%      0%     -
             );
             assert!(msg.contains("(stable, canary)"), "{msg}");
         }
+    }
+
+    /// A rollback, from the target or from any step, drops the starting split's match routes
+    /// and mirror (the deployment's managed routes) and keeps its weights and sticky sessions.
+    #[test]
+    fn rollback_drops_routes_and_mirror_and_keeps_weights_and_sticky() {
+        use crate::routes::{Mirror, StickySession};
+        let weights = TrafficSplit::from_percents([("stable", 90), ("canary", 10)]).unwrap();
+        let sticky = StickySession::new("serin-backend", Duration::from_secs(3600)).unwrap();
+        let from = weights
+            .clone()
+            .with_route(
+                MatchRoute::header("x-canary", ValueMatch::Exact("always".into()), "canary")
+                    .unwrap(),
+            )
+            .unwrap()
+            .with_mirror(Mirror::new("canary", pct(20)).unwrap())
+            .with_sticky(sticky.clone());
+        let s = Strategy::gradual(pct(30), Duration::from_secs(30)).unwrap();
+        let plan = Plan::shift(&from, "canary", &s).unwrap();
+        let expected = weights.with_sticky(sticky);
+        let mut backs = vec![plan.rollback()];
+        backs.extend((0..plan.len()).map(|i| plan.rollback_from(i).unwrap()));
+        for back in backs {
+            assert_eq!(back.len(), 1);
+            let step = back.step(0).unwrap();
+            assert_eq!(step.split(), &expected);
+            assert!(step.split().routes().is_empty() && step.split().mirror().is_none());
+            assert_eq!(
+                (step.hold(), step.await_approval()),
+                (Duration::ZERO, false)
+            );
+        }
+        // A plain starting split comes back exactly.
+        let plain = TrafficSplit::all_to("stable", &["canary"]).unwrap();
+        let plan = Plan::shift(&plain, "canary", &s).unwrap();
+        assert_eq!(plan.rollback().target(), &plain);
     }
 }

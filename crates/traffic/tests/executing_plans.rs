@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use serin_traffic::{
-    Capabilities, Capability, Error, InMemoryRouter, MatchRoute, Next, Plan, PlanCursor, Strategy,
-    TrafficRouter, TrafficSplit, ValueMatch, Weight, WeightedStep,
+    Capabilities, Capability, Error, InMemoryRouter, MatchRoute, Mirror, Next, Plan, PlanCursor,
+    Strategy, TrafficRouter, TrafficSplit, ValueMatch, Weight, WeightedStep,
 };
 use tokio::time::Instant;
 
@@ -21,7 +21,7 @@ async fn execute(
     let mut cursor = PlanCursor::new();
     let mut log = Vec::new();
     loop {
-        match cursor.next(plan, now_ms()) {
+        match cursor.try_next(plan, now_ms())? {
             Next::Apply { step } => {
                 let split = plan.step(step).unwrap().split();
                 if let Err(e) = router.apply(split).await {
@@ -124,6 +124,43 @@ async fn router_failure_mid_plan_rolls_back_to_stable_exactly() {
     let history = router.history();
     assert_eq!(history.len(), 4, "{history:?}");
     assert_eq!(history.last(), Some(&stable()));
+}
+
+/// A rollback mid-plan leaves no header route or mirror to the rolled-back backend: like Argo
+/// Rollouts' abort, it removes the deployment's managed routes, and the starting weights come
+/// back exactly.
+#[tokio::test(start_paused = true)]
+async fn router_failure_mid_plan_rolls_back_without_routes_or_mirror() {
+    let router = InMemoryRouter::new();
+    let from = stable()
+        .with_route(
+            MatchRoute::header("x-canary", ValueMatch::Exact("always".into()), "canary").unwrap(),
+        )
+        .unwrap()
+        .with_mirror(Mirror::new("canary", Weight::from_percent(10).unwrap()).unwrap());
+    router.apply(&from).await.unwrap();
+    let strategy =
+        Strategy::gradual(Weight::from_percent(25).unwrap(), Duration::from_secs(10)).unwrap();
+    let plan = Plan::shift(&from, "canary", &strategy).unwrap();
+
+    let partial = execute(&router, &plan, |_| true);
+    let failer = async {
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        router.fail_next_apply("upstream API unavailable");
+    };
+    let (result, ()) = tokio::join!(partial, failer);
+    assert!(matches!(result, Err(Error::Backend { .. })), "{result:?}");
+    let now = router.current().await.unwrap().unwrap();
+    assert_eq!(now, stable(), "{now}");
+    assert!(now.routes().is_empty() && now.mirror().is_none(), "{now}");
+    // The steps before the failure still carried the route and the mirror.
+    let history = router.history();
+    assert_eq!(history.len(), 4, "{history:?}");
+    assert!(
+        history[1..3]
+            .iter()
+            .all(|s| s.routes().len() == 1 && s.mirror().is_some())
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Properties of plans: for arbitrary strategies and starting splits, every step is a valid
 //! split, weights move monotonically toward the target, the plan ends exactly at the target, and
-//! rollback from any step restores the starting split exactly. Also: arbitrary serde input never
+//! rollback from any step restores the starting weights and sticky sessions exactly without the
+//! starting routes and mirror. Also: arbitrary serde input never
 //! panics the deserializers.
 
 use std::time::Duration;
@@ -167,15 +168,21 @@ proptest! {
         .unwrap();
         prop_assert_eq!(plan.target(), &expected);
 
-        // Rollback from any step restores the starting split exactly, in one step.
+        // Rollback from any step restores the starting weights and sticky sessions exactly, in
+        // one step, and drops the starting routes and mirror (the deployment's managed routes).
+        let restored = match from.sticky() {
+            Some(s) => from.plain().with_sticky(s.clone()),
+            None => from.plain(),
+        };
         for i in 0..plan.len() {
             let back = plan.rollback_from(i).unwrap();
             prop_assert_eq!(back.len(), 1);
-            prop_assert_eq!(back.target(), &from);
+            prop_assert_eq!(back.target(), &restored);
             prop_assert_eq!(back.from(), plan.step(i).unwrap().split());
         }
         let back = plan.rollback();
-        prop_assert_eq!(back.target(), &from);
+        prop_assert_eq!(back.target(), &restored);
+        prop_assert!(back.target().routes().is_empty() && back.target().mirror().is_none());
         prop_assert!(plan.rollback_from(plan.len()).is_err());
 
         // The plan is a value: it survives serialization unchanged.
@@ -187,7 +194,9 @@ proptest! {
         let mut now = 0u64;
         let mut applied = 0usize;
         loop {
-            match cursor.next(&plan, now) {
+            let next = cursor.try_next(&plan, now).unwrap();
+            prop_assert_eq!(next, cursor.next(&plan, now));
+            match next {
                 Next::Apply { step } => {
                     prop_assert_eq!(step, applied);
                     cursor.applied(&plan, step, now).unwrap();
