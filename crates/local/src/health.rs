@@ -1,11 +1,11 @@
 //! [`HttpHealth`]: probe results from HTTP GETs against instances, as a [`HealthSource`].
 
 use std::net::SocketAddr;
-use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use serin_orchestrator::{Error, Result, TrackStatus};
+use serin_orchestrator::{Error, Platform, Result, TrackStatus};
 use serin_signals::{
     HealthSignal, HealthSource, InMemoryHealth, Probe, ProbeStatus, Timestamp, Track,
 };
@@ -50,11 +50,41 @@ pub struct HttpProbe {
 ///
 /// Results carry the `now` given to `check`, so a caller in virtual time gets consistent
 /// timestamps, and the reason as detail.
+///
+/// What to probe is either set by hand ([`watch`](Self::watch), [`watch_track`](Self::watch_track))
+/// or followed from a [`Platform`]: [`refresh`](Self::refresh) watches the readiness and
+/// liveness of every instance the platform runs for a service and checks them, and
+/// [`spawn_refresh`](Self::spawn_refresh) does so periodically, as a kubelet probes the pods
+/// it runs. That is what gives the orchestrator's health-check triggers results on the
+/// embedded backend: a source nobody refreshes answers no result, and such a trigger would
+/// only ever see missing data.
 #[derive(Debug)]
 pub struct HttpHealth {
     timeout: Duration,
     probes: Mutex<Vec<HttpProbe>>,
     results: InMemoryHealth,
+    /// The tracks [`refresh`](Self::refresh) watches, to forget those the platform no longer
+    /// runs.
+    followed: Mutex<Vec<Track>>,
+}
+
+/// Where [`HttpHealth::refresh`] sends an instance's readiness and liveness probes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbePaths {
+    /// The readiness path (`/ready`).
+    pub readiness: String,
+    /// The liveness path (`/live`).
+    pub liveness: String,
+}
+
+impl ProbePaths {
+    /// Readiness at `readiness`, liveness at `liveness`.
+    pub fn new(readiness: &str, liveness: &str) -> Self {
+        ProbePaths {
+            readiness: readiness.to_owned(),
+            liveness: liveness.to_owned(),
+        }
+    }
 }
 
 impl HttpHealth {
@@ -73,6 +103,83 @@ impl HttpHealth {
             timeout,
             probes: Mutex::new(Vec::new()),
             results: InMemoryHealth::named("local-http"),
+            followed: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// One pass over what `platform` runs for `service`: each of its tracks is watched as
+    /// [`watch_track`](Self::watch_track) watches it (instances added, gone or moved since the
+    /// last pass are followed), a track watched by an earlier pass that the platform no longer
+    /// runs (retired) is forgotten, and every probe is checked at `now`.
+    ///
+    /// A platform that cannot list its tracks is an error and changes nothing: its tracks'
+    /// last results stay, stamped with when they were taken, so a reader sees them age rather
+    /// than vanish.
+    pub async fn refresh(
+        &self,
+        platform: &dyn Platform,
+        service: &str,
+        paths: &ProbePaths,
+        now: Timestamp,
+    ) -> Result<()> {
+        let tracks: Vec<TrackStatus> = platform
+            .list()
+            .await?
+            .into_iter()
+            .filter(|t| t.service == service)
+            .collect();
+        // Every track is checked first, so that a refused one changes nothing.
+        for t in &tracks {
+            check_track(&t.track)?;
+        }
+        for t in &tracks {
+            self.watch_track(t, &paths.readiness, &paths.liveness)?;
+        }
+        let gone: Vec<Track> = {
+            let mut followed = self
+                .followed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now_run: Vec<Track> = tracks.iter().map(|t| t.track.clone()).collect();
+            let gone = followed
+                .iter()
+                .filter(|t| !now_run.contains(t))
+                .cloned()
+                .collect();
+            *followed = now_run;
+            gone
+        };
+        for t in &gone {
+            self.forget(t);
+        }
+        self.check(now).await;
+        Ok(())
+    }
+
+    /// Runs [`refresh`](Self::refresh) every `every` on the tokio runtime, stamping results
+    /// with the system clock, until this source is dropped (the task holds only a weak
+    /// reference). A failed pass is logged and the next one tries again.
+    pub fn spawn_refresh(
+        self: &Arc<Self>,
+        platform: Arc<dyn Platform>,
+        service: &str,
+        paths: ProbePaths,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        let service = service.to_owned();
+        tokio::spawn(async move {
+            while let Some(health) = weak.upgrade() {
+                let now = Timestamp::from_system_time(SystemTime::now());
+                if let Err(e) = health
+                    .refresh(platform.as_ref(), &service, &paths, now)
+                    .await
+                {
+                    tracing::warn!(service = %service, "health probes not refreshed: {e}");
+                }
+                drop(health);
+                tokio::time::sleep(every).await;
+            }
         })
     }
 

@@ -28,8 +28,8 @@
 //!   orchestrator: ready instances join the proxy, and a retired track leaves it and drains
 //!   before its processes stop (the example below does the same by hand).
 //! - [`HttpHealth`]: HTTP readiness/liveness/dependency probes as a
-//!   [`HealthSource`](serin_signals::HealthSource).
-//!
+//!   [`HealthSource`](serin_signals::HealthSource), set by hand or following what a platform
+//!   runs ([`HttpHealth::spawn_refresh`]), so that health-check triggers have results.
 //! - [`load::Load`]: steady HTTP traffic through the proxy that counts which version answered
 //!   each request, and which requests no version answered.
 //!
@@ -77,7 +77,7 @@ mod proxied;
 mod proxy;
 
 pub use error::{Error, Result};
-pub use health::{HttpHealth, HttpProbe};
+pub use health::{HttpHealth, HttpProbe, ProbePaths};
 pub use lock::LockDir;
 pub use logs::LogRotation;
 pub use metrics::ProxyMetrics;
