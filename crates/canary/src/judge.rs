@@ -337,8 +337,18 @@ pub trait Judge: Send + fmt::Debug {
     /// A short stable name for evidence and logs (`sequential-counts`, `kayenta`, ...).
     fn name(&self) -> &str;
 
-    /// The metric this judge analyses; samples of other metrics are rejected.
+    /// The metric this judge analyses; samples of other metrics are rejected. A judge of
+    /// several metrics names the first, for evidence (see [`analyses`](Self::analyses)).
     fn metric(&self) -> &Metric;
+
+    /// Whether samples of `metric` are for this judge: the default, its own
+    /// [`metric`](Self::metric). A judge that analyses several metrics together answers for
+    /// each of them, and the controller feeds it every one (Flagger's analysis keeps one
+    /// failed-check counter for all its metrics:
+    /// [`FlaggerAnalysis`](crate::threshold::FlaggerAnalysis)).
+    fn analyses(&self, metric: &Metric) -> bool {
+        self.metric() == metric
+    }
 
     /// Updates the state with one paired sample and answers the judgement after it.
     fn observe(&mut self, sample: &Sample<'_>) -> Result<Judgement>;
@@ -373,6 +383,9 @@ impl<J: Judge + ?Sized> Judge for Box<J> {
     }
     fn metric(&self) -> &Metric {
         (**self).metric()
+    }
+    fn analyses(&self, metric: &Metric) -> bool {
+        (**self).analyses(metric)
     }
     fn observe(&mut self, sample: &Sample<'_>) -> Result<Judgement> {
         (**self).observe(sample)

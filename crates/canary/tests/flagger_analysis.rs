@@ -318,3 +318,120 @@ fn one_metric_analysis_counts_as_the_per_metric_judge() {
         assert_eq!(a.judgement(now).verdict, j.judgement(now).verdict);
     }
 }
+
+/// The minute's samples of both metrics, fed to `judge` one at a time as the controller feeds
+/// them: the error rate with `canary_errors` in 1,000, the p99 at `canary_ms`.
+fn feed_minute(
+    ctl: &mut serin_canary::controller::CanaryController<FlaggerAnalysis>,
+    minute: u64,
+    canary_errors: Option<u64>,
+    canary_ms: Option<f64>,
+) -> serin_canary::controller::Decision {
+    let end = window(minute).end();
+    if let Some(e) = canary_errors {
+        let (b, c) = (
+            errors(Track::Stable, minute, 9_000, 9),
+            errors(Track::Canary, minute, 1_000, e),
+        );
+        ctl.feed(&b, &c, end).unwrap();
+    }
+    if let Some(ms) = canary_ms {
+        let (b, c) = (
+            latency(Track::Stable, minute, 200.0),
+            latency(Track::Canary, minute, ms),
+        );
+        ctl.feed(&b, &c, end).unwrap();
+    }
+    ctl.tick(end)
+}
+
+/// In the canary controller, the analysis is one judge of both metrics: the controller feeds
+/// it each metric's sample, and failures spread over the metrics roll the canary back at the
+/// analysis's threshold, as Flagger's one `failedChecks` counter does.
+#[test]
+fn the_controller_feeds_every_metric_to_the_analysis_and_rolls_back_at_its_threshold() {
+    use serin_canary::controller::{Action, AnalysisStep, CanaryController, CanaryPolicy, Step};
+    use std::time::Duration;
+
+    let policy = CanaryPolicy::new(vec![
+        Step::SetWeight(10),
+        Step::Analysis(AnalysisStep {
+            duration: Duration::from_secs(3_600),
+            min_samples: 1,
+        }),
+        Step::SetWeight(50),
+    ]);
+    let a = analysis(2, false);
+    assert!(a.analyses(&Metric::ErrorRate) && a.analyses(&Metric::Latency));
+    assert!(!a.analyses(&Metric::named("saturation").unwrap()));
+    let mut ctl = CanaryController::new(policy, vec![a]).unwrap();
+    assert_eq!(
+        ctl.tick(Timestamp::from_millis(0)).action,
+        Action::SetWeight(10)
+    );
+    // Minute 1: 3% errors fail; minute 2: all pass; minute 3: the p99 fails.
+    assert_eq!(
+        feed_minute(&mut ctl, 1, Some(30), Some(250.0)).action,
+        Action::Hold
+    );
+    assert_eq!(ctl.judges()[0].failed_checks(), 1);
+    feed_minute(&mut ctl, 2, Some(1), Some(250.0));
+    assert_eq!(ctl.judges()[0].intervals(), 2);
+    let d = feed_minute(&mut ctl, 3, Some(1), Some(900.0));
+    assert_eq!(d.action, Action::Rollback, "{d:?}");
+    assert_eq!(ctl.judges()[0].failed_checks(), 2);
+}
+
+/// An interval is checked once every metric has had its sample of the window; a metric whose
+/// sample never comes counts as no data when a later window begins. A second sample of a
+/// metric for the same window, or one older than the interval gathered, is refused and
+/// changes nothing; the gathered interval is journalled with the analysis.
+#[test]
+fn samples_fed_one_metric_at_a_time_make_one_interval_per_window() {
+    let mut a = analysis(3, false);
+    let at = |m: u64| window(m).end();
+    let (eb, ec) = (
+        errors(Track::Stable, 0, 9_000, 9),
+        errors(Track::Canary, 0, 1_000, 30),
+    );
+    let e0 = Sample::new(&eb, &ec, Some(0.1), at(0)).unwrap();
+    let j = Judge::observe(&mut a, &e0).unwrap();
+    assert_eq!(a.intervals(), 0, "the latency of minute 0 is still due");
+    assert_eq!(j.verdict, Verdict::Inconclusive);
+    let before = a.clone();
+    let msg = Judge::observe(&mut a, &e0).unwrap_err().to_string();
+    assert!(msg.contains("second sample"), "{msg}");
+    assert_eq!(a, before);
+    let saved: FlaggerAnalysis = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+    assert_eq!(saved, a, "the gathered interval is journalled");
+
+    // Minute 1's latency arrives, minute 0's never came: minute 0 is checked with its
+    // latency missing (no data), and minute 1 waits for its error rate.
+    let (lb, lc) = (
+        latency(Track::Stable, 1, 200.0),
+        latency(Track::Canary, 1, 250.0),
+    );
+    let l1 = Sample::new(&lb, &lc, Some(0.1), at(1)).unwrap();
+    Judge::observe(&mut a, &l1).unwrap();
+    assert_eq!((a.intervals(), a.failed_checks()), (1, 1));
+    assert_eq!(a.last(), Some(CheckOutcome::Failed));
+    let before = a.clone();
+    let msg = Judge::observe(&mut a, &e0).unwrap_err().to_string();
+    assert!(msg.contains("older"), "{msg}");
+    assert_eq!(a, before);
+    let (eb1, ec1) = (
+        errors(Track::Stable, 1, 9_000, 9),
+        errors(Track::Canary, 1, 1_000, 1),
+    );
+    let e1 = Sample::new(&eb1, &ec1, Some(0.1), at(1)).unwrap();
+    let j = Judge::observe(&mut a, &e1).unwrap();
+    assert_eq!((a.intervals(), a.failed_checks()), (2, 1));
+    assert_eq!(j.verdict, Verdict::Pass);
+
+    let mut bad: serde_json::Value = serde_json::to_value(&before).unwrap();
+    bad["pending"]["values"] = json!([null, null, null]);
+    let msg = serde_json::from_value::<FlaggerAnalysis>(bad)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("flaggerAnalysis.pending"), "{msg}");
+}

@@ -481,7 +481,7 @@ impl<J: Judge> CanaryController<J> {
         let share = (w > 0 && w < 100).then(|| f64::from(w) / 100.0);
         let sample = Sample::new(baseline, canary, share, now)?;
         let users: Vec<usize> = (0..self.judges.len())
-            .filter(|i| self.judges[*i].metric() == sample.metric())
+            .filter(|i| self.judges[*i].analyses(sample.metric()))
             .collect();
         let for_pacing = self
             .policy

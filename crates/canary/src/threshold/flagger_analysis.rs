@@ -4,9 +4,9 @@
 //! `pkg/controller/scheduler*.go`).
 
 use serde::{Deserialize, Serialize};
-use serin_signals::{Metric, Timestamp};
+use serin_signals::{Metric, Timestamp, Window};
 
-use crate::judge::{Judgement, Sample, Severity, Verdict};
+use crate::judge::{Judge, Judgement, Sample, Severity, Verdict};
 use crate::kayenta::Quantity;
 use crate::threshold::bounds::Range;
 use crate::threshold::flagger::{CheckOutcome, check_value, default_threshold};
@@ -114,10 +114,13 @@ struct Standing {
 /// fails once later roll the canary back, where two per-metric
 /// [`FlaggerJudge`](super::FlaggerJudge)s would each still wait for a second failure.
 ///
-/// [`Judge`](crate::judge::Judge)s analyse one metric each, as the canary controller feeds
-/// them, so this analysis is not a judge: it is fed one interval of every metric at once, with
-/// [`check`](Self::check) (the values) or [`observe`](Self::observe) (the samples), and answers
-/// a [`Judgement`] whose evidence names the metric that decided.
+/// It is fed one interval of every metric at once, with [`check`](Self::check) (the values) or
+/// [`observe`](Self::observe) (the samples), and answers a [`Judgement`] whose evidence names
+/// the metric that decided. It is also a [`Judge`] that the canary controller feeds one
+/// metric's sample at a time ([`Judge::analyses`] answers for each of its metrics): the
+/// samples of one window are gathered, and the interval is checked once every metric has
+/// had its sample of that window, or, if one never comes, when the first sample of a later
+/// window arrives (the missing metric then counts as no data, as Flagger finds no values).
 ///
 /// Flagger stops an interval at its first failing metric; here every metric is still checked,
 /// so the evidence shows each one, and the interval still counts once. No data is inconclusive
@@ -156,6 +159,17 @@ pub struct FlaggerAnalysis {
     intervals: u32,
     failed_checks: u32,
     checks: Vec<Standing>,
+    /// The interval being gathered from samples fed one metric at a time (as a [`Judge`]).
+    pending: Pending,
+}
+
+/// An interval whose samples arrive one metric at a time: its window and, per metric check,
+/// the value fed (`Some(None)`: fed without data; `None`: not fed yet).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Pending {
+    window: Option<Window>,
+    values: Vec<Option<Option<f64>>>,
 }
 
 /// A journalled [`FlaggerAnalysis`] as read back, checked before it becomes an analysis: the
@@ -171,6 +185,9 @@ struct SavedFlaggerAnalysis {
     intervals: u32,
     failed_checks: u32,
     checks: Vec<Standing>,
+    /// Absent in a record written before samples were gathered one metric at a time.
+    #[serde(default)]
+    pending: Option<Pending>,
 }
 
 impl TryFrom<SavedFlaggerAnalysis> for FlaggerAnalysis {
@@ -228,11 +245,28 @@ impl TryFrom<SavedFlaggerAnalysis> for FlaggerAnalysis {
                 ));
             }
         }
+        let pending = s.pending.unwrap_or(Pending {
+            window: None,
+            values: vec![None; n],
+        });
+        let fed = pending.values.iter().any(Option::is_some);
+        let whole = pending.values.iter().all(Option::is_some);
+        if pending.values.len() != n || fed != pending.window.is_some() || whole {
+            return Err(Error::invalid_input(
+                "flaggerAnalysis.pending",
+                format!("{} values", pending.values.len()),
+                format!(
+                    "must hold one value per metric check ({n}), not all fed (a whole interval \
+                     is checked at once), and a window exactly when one was fed"
+                ),
+            ));
+        }
         Ok(FlaggerAnalysis {
             config: s.config,
             intervals: s.intervals,
             failed_checks: s.failed_checks,
             checks: s.checks,
+            pending,
         })
     }
 }
@@ -244,12 +278,16 @@ impl FlaggerAnalysis {
     /// An analysis with `config`, after validating it.
     pub fn new(config: FlaggerAnalysisConfig) -> Result<Self> {
         config.validate()?;
-        let checks = vec![Standing::default(); config.metrics.len()];
+        let n = config.metrics.len();
         Ok(FlaggerAnalysis {
             config,
             intervals: 0,
             failed_checks: 0,
-            checks,
+            checks: vec![Standing::default(); n],
+            pending: Pending {
+                window: None,
+                values: vec![None; n],
+            },
         })
     }
 
@@ -455,6 +493,96 @@ impl FlaggerAnalysis {
         self.intervals = 0;
         self.failed_checks = 0;
         self.checks.fill(Standing::default());
+        self.pending.window = None;
+        self.pending.values.fill(None);
+    }
+
+    /// Checks the interval gathered so far, a metric not fed counting as no data.
+    fn close_pending(&mut self) -> Result<()> {
+        let values: Vec<Option<f64>> = self.pending.values.iter().map(|v| v.flatten()).collect();
+        self.check(&values)?;
+        self.pending.window = None;
+        self.pending.values.fill(None);
+        Ok(())
+    }
+}
+
+impl Judge for FlaggerAnalysis {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    /// The first metric checked.
+    fn metric(&self) -> &Metric {
+        &self.config.metrics[0].metric
+    }
+
+    fn analyses(&self, metric: &Metric) -> bool {
+        self.config.metrics.iter().any(|m| &m.metric == metric)
+    }
+
+    /// Gathers one metric's sample into its window's interval (see the type's doc). A second
+    /// sample of a metric for the same window, a sample of a window older than the one being
+    /// gathered, or one of a metric not checked is an error, and nothing changes.
+    fn observe(&mut self, sample: &Sample<'_>) -> Result<Judgement> {
+        if !self.analyses(sample.metric()) {
+            return Err(Error::invalid_input(
+                "sample.metric",
+                sample.metric(),
+                format!("no check of the `{}` analysis uses it", Self::NAME),
+            ));
+        }
+        let window = sample.window();
+        let mine = |m: &FlaggerMetric| &m.metric == sample.metric();
+        if let Some(w) = self.pending.window {
+            if window.end() < w.end() {
+                return Err(Error::invalid_input(
+                    "sample.window",
+                    window,
+                    format!("is older than the interval being gathered ({w})"),
+                ));
+            }
+            let again = window == w
+                && self
+                    .config
+                    .metrics
+                    .iter()
+                    .zip(&self.pending.values)
+                    .any(|(m, v)| mine(m) && v.is_some());
+            if again {
+                return Err(Error::invalid_input(
+                    "sample.metric",
+                    sample.metric(),
+                    format!("a second sample of this metric for the window {w}"),
+                ));
+            }
+            if window != w {
+                self.close_pending()?;
+            }
+        }
+        self.pending.window = Some(window);
+        for (m, v) in self
+            .config
+            .metrics
+            .iter()
+            .zip(self.pending.values.iter_mut())
+        {
+            if mine(m) {
+                *v = Some(m.quantity.of(&sample.canary().measurement));
+            }
+        }
+        if self.pending.values.iter().all(Option::is_some) {
+            self.close_pending()?;
+        }
+        Ok(self.judgement(sample.now()))
+    }
+
+    fn judgement(&self, now: Timestamp) -> Judgement {
+        FlaggerAnalysis::judgement(self, now)
+    }
+
+    fn reset(&mut self) {
+        FlaggerAnalysis::reset(self)
     }
 }
 

@@ -13,7 +13,8 @@
 //!   `failedChecks` counter: an interval in which any metric fails is one failed check. Judges
 //!   are per metric, so a `FlaggerJudge` per metric counts each metric's failures apart and,
 //!   with `threshold` above 1, rolls back later than Flagger when failures are spread over
-//!   metrics; the analysis is where the metrics are combined, as Flagger combines them.
+//!   metrics; the analysis is where the metrics are combined, as Flagger combines them. It is
+//!   a judge of all its metrics, which the canary controller feeds one sample at a time.
 
 mod argo;
 mod bounds;
