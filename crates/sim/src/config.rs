@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::de::{MapAccess, Visitor};
+use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serin_signals::Timestamp;
 use serin_traffic::Capabilities;
 
 use crate::error::{Error, Result};
-use crate::fault::Fault;
+use crate::fault::{Fault, RawFault};
 use crate::load::Load;
 use crate::profile::VersionProfile;
 
@@ -322,7 +322,102 @@ struct RawConfig {
     #[serde(default)]
     unready: Unready,
     #[serde(default)]
-    faults: Vec<Fault>,
+    faults: FaultEntries,
+}
+
+/// Reads a value that stands at `prefix` in the config (`simConfig.faults[2]`) and, when it is
+/// refused, names where in it (`simConfig.faults[2].span.until`): the readers' own errors name
+/// at most the list or map it is in, or only a line and column.
+struct AtPath<T> {
+    prefix: String,
+    value: std::marker::PhantomData<T>,
+}
+
+impl<T> AtPath<T> {
+    fn new(prefix: String) -> Self {
+        AtPath {
+            prefix,
+            value: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for AtPath<T> {
+    type Value = T;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<T, D::Error> {
+        serde_path_to_error::deserialize(d).map_err(|e| {
+            let inner = e.path().to_string();
+            let path = match inner.as_str() {
+                "." => self.prefix.clone(),
+                i if i.starts_with('[') => format!("{}{i}", self.prefix),
+                i => format!("{}.{i}", self.prefix),
+            };
+            let message = e.into_inner().to_string();
+            let message = without_position(without_own_path(&message, &path));
+            serde::de::Error::custom(format!("{path}: {message}"))
+        })
+    }
+}
+
+/// `message` without the path a reader put in front of it (the YAML reader's `faults[1].at: `)
+/// when `path`, the full path found to the value, holds it: the full path replaces it.
+fn without_own_path<'a>(message: &'a str, path: &str) -> &'a str {
+    match message.split_once(": ") {
+        Some((own, rest)) if !own.is_empty() && !own.contains(' ') && path.contains(own) => rest,
+        _ => message,
+    }
+}
+
+/// `message` without the position a reader put at its end (` at line 3 column 7`): the reader
+/// adds its own again to the error built from it.
+fn without_position(message: &str) -> &str {
+    let Some((head, tail)) = message.rsplit_once(" at line ") else {
+        return message;
+    };
+    let position = tail.split_once(" column ").is_some_and(|(line, column)| {
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        digits(line) && digits(column)
+    });
+    if position { head } else { message }
+}
+
+/// The `faults` list as written, each entry read with its index in its errors.
+#[derive(Default)]
+struct FaultEntries(Vec<Fault>);
+
+impl<'de> Deserialize<'de> for FaultEntries {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = FaultEntries;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of faults")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<FaultEntries, A::Error> {
+                let mut faults = Vec::new();
+                loop {
+                    let prefix = format!("simConfig.faults[{}]", faults.len());
+                    let Some(raw) =
+                        seq.next_element_seed(AtPath::<RawFault>::new(prefix.clone()))?
+                    else {
+                        break;
+                    };
+                    let fault = raw.into_fault().map_err(|(field, reason)| {
+                        serde::de::Error::custom(format!("{prefix}.{field}: {reason}"))
+                    })?;
+                    faults.push(fault);
+                }
+                Ok(FaultEntries(faults))
+            }
+        }
+        d.deserialize_seq(Entries)
+    }
 }
 
 /// The `profiles` map as written: every entry, in order. Read into a map directly, a version
@@ -346,8 +441,10 @@ impl<'de> Deserialize<'de> for ProfileEntries {
                 mut map: A,
             ) -> std::result::Result<ProfileEntries, A::Error> {
                 let mut entries = Vec::new();
-                while let Some(entry) = map.next_entry::<String, VersionProfile>()? {
-                    entries.push(entry);
+                while let Some(version) = map.next_key::<String>()? {
+                    let at = AtPath::new(format!("simConfig.profiles.{version}"));
+                    let profile: VersionProfile = map.next_value_seed(at)?;
+                    entries.push((version, profile));
                 }
                 Ok(ProfileEntries(entries))
             }
@@ -391,7 +488,7 @@ impl TryFrom<RawConfig> for SimConfig {
         }
         config.dependencies = raw.dependencies;
         config.unready = raw.unready;
-        config.faults = raw.faults;
+        config.faults = raw.faults.0;
         config.validate()?;
         Ok(config)
     }
@@ -440,6 +537,58 @@ mod tests {
         }
         assert!(serde_json::from_str::<SimConfig>(r#"{"seed": 1, "sed": 2}"#).is_err());
         assert!(serde_json::from_str::<SimConfig>(r#"{"service": "web"}"#).is_err());
+    }
+
+    /// A value the reader refuses inside a fault or a profile is named with the entry it is
+    /// in and its field, in JSON and in YAML, so that a long script points at its typo.
+    #[test]
+    fn reader_errors_name_the_entry_and_the_field() {
+        let ok = r#"{"kind": "metricsOutage", "span": {"from": "1m", "until": "2m"}}"#;
+        for (fault, path) in [
+            (
+                r#"{"kind": "crash", "track": "canary", "at": "banana"}"#,
+                "simConfig.faults[2].at: `banana` is not a duration",
+            ),
+            (
+                r#"{"kind": "latency", "span": {"from": 0, "until": "1m"}, "factor": "x"}"#,
+                "simConfig.faults[2].factor: invalid type",
+            ),
+            (
+                r#"{"kind": "crsh", "track": "canary", "at": "1m"}"#,
+                "simConfig.faults[2].kind: unknown variant `crsh`",
+            ),
+            (
+                r#"{"kind": "metricsGap", "span": {"from": 0, "untl": "1m"}}"#,
+                "simConfig.faults[2].span.untl: unknown field `untl`",
+            ),
+            (
+                r#"{"kind": "crash", "track": "canary", "at": "1m", "extra": "5s"}"#,
+                "simConfig.faults[2].extra: is not a field of a `crash` fault",
+            ),
+            (
+                r#"{"kind": "crash", "at": "1m"}"#,
+                "simConfig.faults[2].track: is missing: a `crash` fault needs it",
+            ),
+        ] {
+            let json = format!(r#"{{"seed": 1, "faults": [{ok}, {ok}, {fault}]}}"#);
+            let yaml = format!("seed: 1\nfaults:\n  - {ok}\n  - {ok}\n  - {fault}\n");
+            for msg in [
+                serde_json::from_str::<SimConfig>(&json)
+                    .unwrap_err()
+                    .to_string(),
+                serde_yaml_ng::from_str::<SimConfig>(&yaml)
+                    .unwrap_err()
+                    .to_string(),
+            ] {
+                assert!(msg.contains(path), "{fault}: {msg}");
+                assert_eq!(msg.matches("at line").count(), 1, "{msg}");
+            }
+        }
+        let json = r#"{"seed": 1, "profiles": {"1.0.0": {}, "2.0.0": {"startup": "soon"}}}"#;
+        let msg = serde_json::from_str::<SimConfig>(json)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("simConfig.profiles.2.0.0.startup: "), "{msg}");
     }
 
     /// A fault that names a dependency nobody probes or an instance its track never has

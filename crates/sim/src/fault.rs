@@ -50,9 +50,12 @@ impl Span {
 /// the world simulates: other services the platform runs in the same world are bystanders with
 /// tracks of the same names. A crash can name another service explicitly.
 ///
-/// Serialized with a `kind` tag: `{"kind": "crash", "track": "canary", "at": "30m"}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "kind", deny_unknown_fields)]
+/// Serialized with a `kind` tag: `{"kind": "crash", "track": "canary", "at": "30m"}`. A field
+/// that the kind does not have, or a field it needs left out, is refused naming the field; read
+/// as an entry of [`SimConfig`](crate::SimConfig)'s `faults`, every error also names the entry
+/// (`simConfig.faults[2].at`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
 #[non_exhaustive]
 pub enum Fault {
     /// The instances of `track` of `service` (or only `instance`) running at `at` crash then,
@@ -267,6 +270,151 @@ impl Fault {
                 Ok(())
             }
         }
+    }
+}
+
+/// A fault as written: every field any kind has, checked against its kind by
+/// [`RawFault::into_fault`]. Read as a plain struct rather than a tagged enum (which serde
+/// buffers before it knows the kind), so that a reader that follows paths sees into it and
+/// an error names the field it is about (`faults[2].at`), not just the entry.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawFault {
+    kind: Kind,
+    #[serde(default)]
+    service: Option<String>,
+    #[serde(default)]
+    track: Option<Track>,
+    #[serde(default)]
+    instance: Option<String>,
+    #[serde(default, with = "serin_signals::duration::option")]
+    at: Option<Duration>,
+    #[serde(default)]
+    span: Option<Span>,
+    #[serde(default, with = "serin_signals::duration::option")]
+    extra: Option<Duration>,
+    #[serde(default)]
+    probe: Option<Probe>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    factor: Option<f64>,
+    #[serde(default)]
+    rate: Option<f64>,
+}
+
+/// The `kind` tag of a [`Fault`].
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "camelCase")]
+enum Kind {
+    Crash,
+    SlowStart,
+    MetricsOutage,
+    MetricsGap,
+    RouterErrors,
+    PlatformErrors,
+    ProbeFailure,
+    HealthOutage,
+    Latency,
+    Errors,
+}
+
+impl Kind {
+    /// The tag as written, and the fields a fault of this kind has.
+    fn describe(self) -> (&'static str, &'static [&'static str]) {
+        match self {
+            Kind::Crash => ("crash", &["service", "track", "instance", "at"]),
+            Kind::SlowStart => ("slowStart", &["track", "span", "extra"]),
+            Kind::MetricsOutage => ("metricsOutage", &["span"]),
+            Kind::MetricsGap => ("metricsGap", &["span"]),
+            Kind::RouterErrors => ("routerErrors", &["span", "message"]),
+            Kind::PlatformErrors => ("platformErrors", &["span", "message"]),
+            Kind::ProbeFailure => ("probeFailure", &["track", "probe", "span"]),
+            Kind::HealthOutage => ("healthOutage", &["span"]),
+            Kind::Latency => ("latency", &["track", "span", "factor"]),
+            Kind::Errors => ("errors", &["track", "span", "rate"]),
+        }
+    }
+}
+
+/// A field a fault must have, or the field and why it is refused.
+fn need<T>(value: Option<T>, field: &'static str, kind: &str) -> Result<T, (&'static str, String)> {
+    value.ok_or_else(|| (field, format!("is missing: a `{kind}` fault needs it")))
+}
+
+impl RawFault {
+    /// The fault written, or the field at fault (relative to the fault) and why.
+    pub(crate) fn into_fault(self) -> Result<Fault, (&'static str, String)> {
+        let (kind, fields) = self.kind.describe();
+        let given = [
+            ("service", self.service.is_some()),
+            ("track", self.track.is_some()),
+            ("instance", self.instance.is_some()),
+            ("at", self.at.is_some()),
+            ("span", self.span.is_some()),
+            ("extra", self.extra.is_some()),
+            ("probe", self.probe.is_some()),
+            ("message", self.message.is_some()),
+            ("factor", self.factor.is_some()),
+            ("rate", self.rate.is_some()),
+        ];
+        if let Some((field, _)) = given.iter().find(|(f, set)| *set && !fields.contains(f)) {
+            return Err((
+                field,
+                format!(
+                    "is not a field of a `{kind}` fault (its fields: {})",
+                    fields.join(", ")
+                ),
+            ));
+        }
+        let span = || need(self.span, "span", kind);
+        Ok(match self.kind {
+            Kind::Crash => Fault::Crash {
+                service: self.service,
+                track: need(self.track, "track", kind)?,
+                instance: self.instance,
+                at: need(self.at, "at", kind)?,
+            },
+            Kind::SlowStart => Fault::SlowStart {
+                track: self.track,
+                span: span()?,
+                extra: need(self.extra, "extra", kind)?,
+            },
+            Kind::MetricsOutage => Fault::MetricsOutage { span: span()? },
+            Kind::MetricsGap => Fault::MetricsGap { span: span()? },
+            Kind::RouterErrors => Fault::RouterErrors {
+                span: span()?,
+                message: need(self.message, "message", kind)?,
+            },
+            Kind::PlatformErrors => Fault::PlatformErrors {
+                span: span()?,
+                message: need(self.message, "message", kind)?,
+            },
+            Kind::ProbeFailure => Fault::ProbeFailure {
+                track: self.track,
+                probe: need(self.probe, "probe", kind)?,
+                span: span()?,
+            },
+            Kind::HealthOutage => Fault::HealthOutage { span: span()? },
+            Kind::Latency => Fault::Latency {
+                track: self.track,
+                span: span()?,
+                factor: need(self.factor, "factor", kind)?,
+            },
+            Kind::Errors => Fault::Errors {
+                track: self.track,
+                span: span()?,
+                rate: need(self.rate, "rate", kind)?,
+            },
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Fault {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        RawFault::deserialize(d)?
+            .into_fault()
+            .map_err(|(field, reason)| serde::de::Error::custom(format!("{field}: {reason}")))
     }
 }
 

@@ -16,10 +16,12 @@ const NAME: &str = "sim";
 /// It answers [`Metric::ErrorRate`] and [`Metric::Throughput`] with the requests and errors
 /// each track of the service served over the window, and [`Metric::Latency`] with the merged
 /// sketch of their latencies, generated second by second (see [`SimWorld`]). [`Metric::Cpu`]
-/// (cores) and [`Metric::Memory`] (bytes) are gauges read at the last second of the window in
-/// which the track had a live instance and that no metrics gap lost: idle CPU per live instance
-/// plus CPU time per request served, and the profile's memory per live instance. Seconds not
-/// over yet are not reported.
+/// (cores) and [`Metric::Memory`] (bytes) are gauges read at the last whole second of the window
+/// in which the track had a live instance and that no metrics gap lost: idle CPU per live
+/// instance plus CPU time per request served, and the profile's memory per live instance.
+/// Counts and latencies are those of the requests that arrived in the window up to now, to the
+/// millisecond, so [`Observation::throughput`] is the served rate for any window; gauges
+/// report seconds once they are over.
 /// Observations recorded with [`SimWorld::record`] are added on top; custom metrics come from
 /// those recordings only.
 /// A window in which a track served nothing is [`Measurement::NoData`]; a query whose track or
@@ -80,10 +82,10 @@ impl SimMetrics {
                 ),
             });
         }
-        let seconds = state.seconds_in(query.window, now);
+        let cover = state.cover(query.window, now);
         Ok(match query.metric {
             Metric::ErrorRate | Metric::Throughput => {
-                let total = state.counts_over(&query.track, seconds);
+                let total = state.counts_over(&query.track, &cover);
                 if total.requests() == 0 {
                     Measurement::NoData
                 } else {
@@ -91,7 +93,7 @@ impl SimMetrics {
                 }
             }
             Metric::Latency => {
-                let sketch = state.latency_over(&query.track, seconds);
+                let sketch = state.latency_over(&query.track, &cover);
                 if sketch.count() == 0 {
                     Measurement::NoData
                 } else {
@@ -101,7 +103,7 @@ impl SimMetrics {
             Metric::Cpu | Metric::Memory => {
                 let memory = query.metric == Metric::Memory;
                 state
-                    .gauge(&query.track, seconds, memory)
+                    .gauge(&query.track, state.seconds_in(query.window, now), memory)
                     .and_then(|v| Gauge::new(v).ok())
                     .map_or(Measurement::NoData, Measurement::Gauge)
             }

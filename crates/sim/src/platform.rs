@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serin_orchestrator::{Error, Platform, Result, TrackKey, TrackSpec, TrackStatus};
-use serin_signals::{Timestamp, Track};
+use serin_signals::{ProbeStatus, Timestamp, Track};
 
 use crate::fault::Fault;
 use crate::timeline::EventKind;
@@ -19,7 +19,9 @@ const NAME: &str = "sim";
 /// `bring_up` returns at once; instances become ready after their startup time as the virtual
 /// clock moves on. `retire` waits its drain with `tokio::time::sleep`, so the drain passes in
 /// virtual time. Every call is recorded in the world's timeline. Instances are named
-/// `<track>-<n>`, numbered from 0 in order of start.
+/// `<track>-<n>`, numbered from 0 in order of start. Scaling down stops dead instances first,
+/// then unready ones, then ready ones, newest first within each, as a Kubernetes ReplicaSet
+/// chooses the pods to delete: a crashed instance is never kept in place of a healthy one.
 ///
 /// ```
 /// use std::time::Duration;
@@ -128,6 +130,43 @@ fn present(inc: &Incarnation) -> impl Iterator<Item = &Instance> {
     inc.instances.iter().filter(|i| i.stopped.is_none())
 }
 
+/// Which present instances of `inc` (indices into its instances) scaling down to `instances`
+/// stops, as a Kubernetes ReplicaSet picks the pods to delete: first those that are dead
+/// (crashed or failing liveness), then those not ready (starting, flapping down, failing
+/// readiness), then ready ones; newest first within each. Stopping a ready instance while a
+/// dead one is kept would shrink the capacity that serves traffic below what was asked for.
+fn to_stop(
+    state: &State,
+    key: &TrackKey,
+    inc: &Incarnation,
+    now: Timestamp,
+    instances: u32,
+) -> Vec<usize> {
+    let mut present: Vec<(u8, Timestamp, usize)> = inc
+        .instances
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.stopped.is_none())
+        .map(|(index, inst)| {
+            let rank = match state.instance_state(key, inc, inst, now) {
+                Some(s) if s.liveness == ProbeStatus::Fail => 0,
+                Some(s) if s.readiness != ProbeStatus::Pass => 1,
+                Some(_) => 2,
+                None => 0,
+            };
+            (rank, inst.started, index)
+        })
+        .collect();
+    let excess = present.len().saturating_sub(instances as usize);
+    // The worst first, and the newest (latest started, then last numbered) among equals.
+    present.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2)));
+    present
+        .into_iter()
+        .take(excess)
+        .map(|(_, _, i)| i)
+        .collect()
+}
+
 #[async_trait]
 impl Platform for SimPlatform {
     fn name(&self) -> &str {
@@ -204,17 +243,19 @@ impl Platform for SimPlatform {
         let from = u32::try_from(present(inc).count()).unwrap_or(u32::MAX);
         check_faults(&mut state, now, "scale", service, track)?;
         let ready_delay = state.ready_delay(&key, &profile, now);
+        let doomed = state
+            .active(&key)
+            .map(|inc| to_stop(&state, &key, inc, now, instances))
+            .unwrap_or_default();
         let Some(inc) = state.active_mut(&key) else {
             return Err(Error::not_found("track", &key));
         };
-        // Keep the oldest: stop the newest beyond the wanted count.
-        let mut kept = 0;
-        for inst in inc.instances.iter_mut().filter(|i| i.stopped.is_none()) {
-            kept += 1;
-            if kept > instances {
+        for i in doomed {
+            if let Some(inst) = inc.instances.get_mut(i) {
                 inst.stopped = Some(now);
             }
         }
+        let mut kept = u32::try_from(present(inc).count()).unwrap_or(u32::MAX);
         while kept < instances {
             let index = inc.next_index;
             inc.next_index = inc.next_index.saturating_add(1);

@@ -3,11 +3,12 @@
 //! Every second of every track has its own random stream, keyed by the world's seed, the
 //! track's name and the second's index. Nothing depends on the order or the number of queries,
 //! so the same question always gets the same answer, and any partition of a window into
-//! sub-windows adds up to the whole exactly.
+//! sub-windows adds up to the whole exactly, down to windows that cut a second (see
+//! [`arrived_before`]).
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Binomial, Distribution, Poisson};
+use rand_distr::{Binomial, Distribution, Hypergeometric, Poisson};
 use serin_signals::{LatencySketch, Track};
 
 use crate::profile::ErrorWander;
@@ -107,13 +108,8 @@ pub(crate) fn binomial(rng: &mut ChaCha8Rng, n: u64, p: f64) -> u64 {
     }
 }
 
-/// Adds `n` log-normal latencies (median `median_ms`, log-sd `sigma`) to `sketch`.
-///
-/// Up to [`STRATA`] requests, each latency is drawn on its own. Above, the distribution is cut
-/// into [`STRATA`] slices of equal probability; how many requests fall in each slice is drawn
-/// exactly (multinomially), and each slice's requests share one latency drawn within the slice.
-/// The count below every slice boundary therefore has exactly the sampling distribution of `n`
-/// independent requests, while the cost per second stays constant however heavy the traffic.
+/// Adds `n` log-normal latencies (median `median_ms`, log-sd `sigma`) to `sketch`: the groups
+/// of [`latency_groups`].
 pub(crate) fn latencies(
     rng: &mut ChaCha8Rng,
     n: u64,
@@ -121,12 +117,32 @@ pub(crate) fn latencies(
     sigma: f64,
     sketch: &mut LatencySketch,
 ) {
+    latency_groups(rng, n, median_ms, sigma, |value, count| {
+        // A finite, non-negative value by construction; a rejected one is simply not added.
+        let _ = sketch.add_n(value, count);
+    });
+}
+
+/// Draws `n` log-normal latencies (median `median_ms`, log-sd `sigma`) and hands them to
+/// `each` as `(value, how many requests took it)`.
+///
+/// Up to [`STRATA`] requests, each latency is drawn on its own. Above, the distribution is cut
+/// into [`STRATA`] slices of equal probability; how many requests fall in each slice is drawn
+/// exactly (multinomially), and each slice's requests share one latency drawn within the slice.
+/// The count below every slice boundary therefore has exactly the sampling distribution of `n`
+/// independent requests, while the cost per second stays constant however heavy the traffic.
+pub(crate) fn latency_groups(
+    rng: &mut ChaCha8Rng,
+    n: u64,
+    median_ms: f64,
+    sigma: f64,
+    mut each: impl FnMut(f64, u64),
+) {
     let value = |u: f64| median_ms * (sigma * inverse_normal(u)).exp();
     if n <= STRATA {
         for _ in 0..n {
             let u: f64 = rng.random();
-            // A finite, non-negative value by construction; a rejected one is simply not added.
-            let _ = sketch.add(value(u));
+            each(value(u), 1);
         }
         return;
     }
@@ -140,10 +156,166 @@ pub(crate) fn latencies(
         };
         if c > 0 {
             let u = (i as f64 + rng.random::<f64>()) / STRATA as f64;
-            let _ = sketch.add_n(value(u), c);
+            each(value(u), c);
         }
         remaining -= c;
     }
+}
+
+/// Keys the draws that place a second's requests in time within it (one stream per node of
+/// the halving below, whose bounds fill the low 32 bits).
+const ARRIVALS: u64 = 0x4152_5249_0000_0000;
+
+/// Keys the draw of which latency groups a second's errors fell in.
+const ERRORS_BY_LATENCY: u64 = 0x4552_524c_0000_0001;
+
+/// A second's requests sorted into classes: `ok[j]` succeeded and `failed[j]` failed, in
+/// latency group `j` (one group when latencies are not asked for).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Classes {
+    pub(crate) ok: Vec<u64>,
+    pub(crate) failed: Vec<u64>,
+}
+
+impl Classes {
+    fn zero(groups: usize) -> Self {
+        Classes {
+            ok: vec![0; groups],
+            failed: vec![0; groups],
+        }
+    }
+
+    fn add(&mut self, other: &Classes) {
+        for (a, b) in self.ok.iter_mut().zip(&other.ok) {
+            *a += b;
+        }
+        for (a, b) in self.failed.iter_mut().zip(&other.failed) {
+            *a += b;
+        }
+    }
+
+    /// What is in `self` and not in `part` (a part of it).
+    pub(crate) fn minus(&self, part: &Classes) -> Classes {
+        let sub = |a: &[u64], b: &[u64]| a.iter().zip(b).map(|(x, y)| x - y).collect();
+        Classes {
+            ok: sub(&self.ok, &part.ok),
+            failed: sub(&self.failed, &part.failed),
+        }
+    }
+
+    /// All requests of group `j`.
+    pub(crate) fn requests_of(&self, j: usize) -> u64 {
+        self.ok[j] + self.failed[j]
+    }
+
+    /// All requests.
+    pub(crate) fn requests(&self) -> u64 {
+        self.ok.iter().chain(&self.failed).sum()
+    }
+
+    /// All failed requests.
+    pub(crate) fn errors(&self) -> u64 {
+        self.failed.iter().sum()
+    }
+}
+
+/// How the `errors` of a second fell among its latency groups of `sizes` requests each: the
+/// errors of the model strike independently of latency, so their spread over the groups is
+/// multivariate hypergeometric.
+pub(crate) fn errors_by_group(
+    seed: u64,
+    track: &Track,
+    second: u64,
+    errors: u64,
+    sizes: &[u64],
+) -> Vec<u64> {
+    let mut rng = stream(seed, track, second, ERRORS_BY_LATENCY);
+    spread(&mut rng, sizes, errors.min(sizes.iter().sum()))
+}
+
+/// Of `n` draws without replacement from `population` items of which `marked` are marked, how
+/// many are marked.
+fn hypergeometric(rng: &mut ChaCha8Rng, population: u64, marked: u64, n: u64) -> u64 {
+    if n == 0 || marked == 0 {
+        return 0;
+    }
+    if n >= population {
+        return marked;
+    }
+    if marked >= population {
+        return n;
+    }
+    match Hypergeometric::new(population, marked, n) {
+        Ok(h) => h.sample(rng),
+        // Out of the distribution's range only for impossible inputs; the mean stands in.
+        Err(_) => n * marked / population,
+    }
+}
+
+/// Which of a second's requests (`all`, by class) arrived in its first `ms` milliseconds.
+///
+/// Each request arrives at a uniform instant of its second, independently of its class. The
+/// second's millisecond range is halved again and again; how many requests of each class fall
+/// in the first half of a range is drawn from a stream keyed by that range, so every cut of the
+/// second sees the same arrivals: the requests before an earlier cut are among those before a
+/// later one, and the parts between cuts add up to the whole second exactly. The totals of
+/// failed and succeeded requests are drawn before their spread over latency groups, so the
+/// counts a window reads do not depend on whether its latencies were asked for.
+pub(crate) fn arrived_before(
+    seed: u64,
+    track: &Track,
+    second: u64,
+    all: &Classes,
+    ms: u64,
+) -> Classes {
+    let groups = all.ok.len();
+    let mut before = Classes::zero(groups);
+    let mut node = all.clone();
+    let (mut lo, mut hi) = (0u64, 1_000u64);
+    while ms > lo {
+        if ms >= hi {
+            before.add(&node);
+            break;
+        }
+        let mid = (lo + hi) / 2;
+        let p = (mid - lo) as f64 / (hi - lo) as f64;
+        let mut rng = stream(seed, track, second, ARRIVALS | (lo << 16) | hi);
+        let ok_total: u64 = node.ok.iter().sum();
+        let failed_total: u64 = node.failed.iter().sum();
+        let ok_first = binomial(&mut rng, ok_total, p);
+        let failed_first = binomial(&mut rng, failed_total, p);
+        let first = Classes {
+            ok: spread(&mut rng, &node.ok, ok_first),
+            failed: spread(&mut rng, &node.failed, failed_first),
+        };
+        if ms <= mid {
+            node = first;
+            hi = mid;
+        } else {
+            before.add(&first);
+            node = node.minus(&first);
+            lo = mid;
+        }
+    }
+    before
+}
+
+/// How `n` requests drawn at random from groups of `sizes` fall among the groups.
+fn spread(rng: &mut ChaCha8Rng, sizes: &[u64], n: u64) -> Vec<u64> {
+    if let [_] = sizes {
+        return vec![n];
+    }
+    let mut population: u64 = sizes.iter().sum();
+    let mut left = n;
+    sizes
+        .iter()
+        .map(|&size| {
+            let k = hypergeometric(rng, population, size, left);
+            population -= size;
+            left -= k;
+            k
+        })
+        .collect()
 }
 
 /// The standard normal quantile of `p` (Acklam's rational approximation, relative error below
@@ -275,6 +447,43 @@ mod tests {
         let mut few = LatencySketch::new();
         latencies(&mut rng, 7, 40.0, 0.5, &mut few);
         assert_eq!(few.count(), 7);
+    }
+
+    /// Arrivals before a later cut include those before an earlier one, class by class; the
+    /// whole second is all of them; the share before a cut is the cut's share of the second.
+    #[test]
+    fn arrivals_are_nested_and_uniform() {
+        let all = Classes {
+            ok: vec![4_000, 1, 3_000],
+            failed: vec![200, 0, 50],
+        };
+        let track = Track::Canary;
+        assert_eq!(arrived_before(1, &track, 9, &all, 0), Classes::zero(3));
+        assert_eq!(arrived_before(1, &track, 9, &all, 1_000), all);
+        let mut previous = Classes::zero(3);
+        for ms in (0..=1_000).step_by(37) {
+            let now = arrived_before(1, &track, 9, &all, ms);
+            let part = now.minus(&previous);
+            assert_eq!(part.requests() + previous.requests(), now.requests());
+            let share = now.requests() as f64 / all.requests() as f64;
+            assert!((share - ms as f64 / 1_000.0).abs() < 0.03, "{ms}: {share}");
+            previous = now;
+        }
+        let one = Classes {
+            ok: vec![7_001],
+            failed: vec![250],
+        };
+        for ms in [1, 333, 500, 999] {
+            let (grouped, single) = (
+                arrived_before(4, &track, 2, &all, ms),
+                arrived_before(4, &track, 2, &one, ms),
+            );
+            assert_eq!(
+                (grouped.requests(), grouped.errors()),
+                (single.requests(), single.errors()),
+                "{ms}"
+            );
+        }
     }
 
     #[test]

@@ -36,12 +36,16 @@ use crate::timeline::{EventKind, TimelineEvent};
 /// (`#[tokio::test(start_paused = true)]`), hours of simulated rollout pass in milliseconds; the
 /// world itself never sleeps except where the trait says to wait (a retirement's drain).
 ///
-/// Traffic is generated in one-second buckets on demand: the bucket of second `s` belongs to a
-/// query window when the instant `s × 1000 ms` lies in it, is drawn from the state in force at
-/// that instant (split, readiness, profile), and is reported once the second is over. Its counts
-/// and latencies come from a random stream keyed by the seed, the track and `s`, so the same
-/// query always gives the same answer, different seeds give different answers, and sub-windows
-/// add up to their union exactly.
+/// Traffic is generated in one-second buckets on demand: the bucket of second `s` is drawn from
+/// the state in force at its first instant `s × 1000 ms` (split, readiness, profile), and its
+/// requests arrive at uniform instants over the second. A query counts the requests that
+/// arrived in its window by `now`, so its rate (requests ÷ the window's length) is the load's
+/// whatever its bounds: a window ending in the second under way counts the part of it that has
+/// passed, as a proxy's live counters or Prometheus' `increase()` do, rather than reading a
+/// tenth low over ten seconds. Its counts, latencies and arrival instants come from random
+/// streams keyed by the seed, the track and `s`, so the same query always gives the same
+/// answer, different seeds give different answers, and sub-windows cut anywhere (to the
+/// millisecond) add up to their union exactly.
 ///
 /// Whatever drives the world (an orchestrator's executor, a test) should take its own `now`
 /// from [`SimWorld::now`], so that the windows it asks the metrics for are the world's.
@@ -136,6 +140,22 @@ impl Block {
             let _ = mine.merge(theirs);
         }
     }
+}
+
+/// What a query window covers of the seconds of traffic: whole seconds, and the parts of the
+/// seconds its ends cut (at most two).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Cover {
+    pub(crate) whole: std::ops::Range<u64>,
+    pub(crate) cuts: Vec<Cut>,
+}
+
+/// The milliseconds `from..until` (of `0..=1000`) of second `second`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Cut {
+    pub(crate) second: u64,
+    pub(crate) from: u64,
+    pub(crate) until: u64,
 }
 
 /// One life of a track: from bring-up to retirement.
@@ -347,8 +367,11 @@ impl SimWorld {
     pub fn unroutable(&self, window: Window) -> Counts {
         let now = self.now();
         let state = self.lock();
+        let cover = state.cover(window, now);
+        let whole = cover.whole.clone().map(|s| (s, None));
+        let cut = cover.cuts.iter().map(|c| (c.second, Some(*c)));
         let mut total = Counts::default();
-        for s in state.seconds_in(window, now) {
+        for (s, cut) in whole.chain(cut) {
             let Some(split) = state.split_at(Timestamp::from_millis(s * 1_000)) else {
                 continue;
             };
@@ -360,8 +383,11 @@ impl SimWorld {
                 if let Some(sec) = state.served(&track, s)
                     && sec.unroutable
                 {
-                    total = total
-                        .saturating_add(Counts::new(sec.requests, sec.errors).unwrap_or_default());
+                    let lost = match cut {
+                        Some(cut) => state.cut_of(&track, cut, sec, false).counts,
+                        None => Counts::new(sec.requests, sec.errors).unwrap_or_default(),
+                    };
+                    total = total.saturating_add(lost);
                 }
             }
         }
@@ -676,6 +702,50 @@ impl State {
 
     // ----- traffic -----
 
+    /// What `window` covers of the traffic that has arrived by `now` since the world
+    /// started: the whole seconds in it, and the parts of the seconds at its ends.
+    pub(crate) fn cover(&self, window: Window, now: Timestamp) -> Cover {
+        let a = window
+            .start()
+            .as_millis()
+            .max(self.config.start().as_millis());
+        let b = window.end().as_millis().min(now.as_millis());
+        if b <= a {
+            return Cover::default();
+        }
+        let (first, last) = (a / 1_000, (b - 1) / 1_000);
+        let cut = |second: u64, from: u64, until: u64| Cut {
+            second,
+            from,
+            until,
+        };
+        if first == last {
+            let (from, until) = (a - first * 1_000, b - first * 1_000);
+            return if from == 0 && until == 1_000 {
+                Cover {
+                    whole: first..first + 1,
+                    cuts: Vec::new(),
+                }
+            } else {
+                Cover {
+                    whole: 0..0,
+                    cuts: vec![cut(first, from, until)],
+                }
+            };
+        }
+        let mut cuts = Vec::new();
+        if !a.is_multiple_of(1_000) {
+            cuts.push(cut(first, a % 1_000, 1_000));
+        }
+        if !b.is_multiple_of(1_000) {
+            cuts.push(cut(last, 0, b % 1_000));
+        }
+        Cover {
+            whole: a.div_ceil(1_000)..b / 1_000,
+            cuts,
+        }
+    }
+
     /// The whole seconds whose first instant lies in `window`, that started after the world
     /// did and are over by `now`.
     pub(crate) fn seconds_in(&self, window: Window, now: Timestamp) -> std::ops::Range<u64> {
@@ -972,18 +1042,66 @@ impl State {
         acc
     }
 
-    /// The requests and errors `track` served over `seconds` (all of them over).
-    pub(crate) fn counts_over(&mut self, track: &Track, seconds: std::ops::Range<u64>) -> Counts {
-        self.served_over(track, seconds, false).counts
+    /// What `sec`, second `cut.second` of `track`, served in the milliseconds `cut` keeps:
+    /// the requests that arrived then (see [`sample::arrived_before`]), with their latencies
+    /// when asked for.
+    fn cut_of(&self, track: &Track, cut: Cut, mut sec: Second, latency: bool) -> Block {
+        let seed = self.config.seed();
+        let (values, all) = match sec.latency.filter(|_| latency) {
+            Some((median, sigma)) => {
+                let (mut values, mut sizes) = (Vec::new(), Vec::new());
+                sample::latency_groups(&mut sec.rng, sec.requests, median, sigma, |v, n| {
+                    values.push(v);
+                    sizes.push(n);
+                });
+                let failed = sample::errors_by_group(seed, track, cut.second, sec.errors, &sizes);
+                let ok = sizes.iter().zip(&failed).map(|(n, e)| n - e).collect();
+                (values, sample::Classes { ok, failed })
+            }
+            None => (
+                Vec::new(),
+                sample::Classes {
+                    ok: vec![sec.requests.saturating_sub(sec.errors)],
+                    failed: vec![sec.errors],
+                },
+            ),
+        };
+        let before = |ms| sample::arrived_before(seed, track, cut.second, &all, ms);
+        let part = before(cut.until).minus(&before(cut.from));
+        let mut block = Block::empty(latency);
+        block.counts = Counts::new(part.requests(), part.errors()).unwrap_or_default();
+        if let Some(sketch) = &mut block.latency {
+            for (j, value) in values.into_iter().enumerate() {
+                let n = part.requests_of(j);
+                if n > 0 {
+                    // See `combine`: a scenario never nears the sketch's limits.
+                    let _ = sketch.add_n(value, n);
+                }
+            }
+        }
+        block
     }
 
-    /// The latencies `track` served over `seconds` (all of them over).
-    pub(crate) fn latency_over(
-        &mut self,
-        track: &Track,
-        seconds: std::ops::Range<u64>,
-    ) -> LatencySketch {
-        self.served_over(track, seconds, true)
+    /// What `track` served over `cover`, with its latencies when asked: whole seconds from
+    /// the caches, cut ones drawn.
+    fn served_in(&mut self, track: &Track, cover: &Cover, latency: bool) -> Block {
+        let mut acc = self.served_over(track, cover.whole.clone(), latency);
+        for cut in &cover.cuts {
+            if let Some(sec) = self.second(track, cut.second) {
+                acc.add(&self.cut_of(track, *cut, sec, latency));
+            }
+        }
+        acc
+    }
+
+    /// The requests and errors `track` served over `cover`.
+    pub(crate) fn counts_over(&mut self, track: &Track, cover: &Cover) -> Counts {
+        self.served_in(track, cover, false).counts
+    }
+
+    /// The latencies `track` served over `cover`.
+    pub(crate) fn latency_over(&mut self, track: &Track, cover: &Cover) -> LatencySketch {
+        self.served_in(track, cover, true)
             .latency
             .unwrap_or_default()
     }

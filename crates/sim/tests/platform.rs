@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::*;
 use serin_orchestrator::{Error as PlatformError, Platform, TrackSpec};
 use serin_signals::Track;
-use serin_sim::{EventKind, SimConfig};
+use serin_sim::{EventKind, Fault, SimConfig};
 
 /// A retirement still draining when the track is retired by another call and brought up
 /// again must not stop the new, undrained incarnation.
@@ -84,4 +84,38 @@ async fn refused_calls_are_in_the_timeline_and_change_nothing() {
     let listed = platform.list().await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].instances.len(), 3);
+}
+
+/// Scaling down stops a crashed instance before any healthy one, however old it is, and then
+/// the newest of the ready ones, as a ReplicaSet chooses the pods to delete.
+#[tokio::test(start_paused = true)]
+async fn scaling_down_stops_dead_instances_first_then_the_newest() {
+    let world = fleet(SimConfig::new(42).with_fault(Fault::Crash {
+        service: None,
+        track: Track::Canary,
+        instance: Some("canary-0".into()),
+        at: Duration::from_secs(600),
+    }))
+    .await;
+    up(&world, "2.0.0", Track::Canary, 3).await;
+    ready(&world, &Track::Canary).await.unwrap();
+    wait(Duration::from_secs(660)).await;
+    let platform = world.platform();
+    let ids = |s: &serin_orchestrator::TrackStatus| -> Vec<String> {
+        s.instances.iter().map(|i| i.id.clone()).collect()
+    };
+
+    let two = platform.scale(SERVICE, &Track::Canary, 2).await.unwrap();
+    assert_eq!(ids(&two), ["canary-1", "canary-2"], "{two:?}");
+    assert_eq!(two.ready_count(), 2);
+
+    // Among ready instances the newest goes first.
+    let one = platform.scale(SERVICE, &Track::Canary, 1).await.unwrap();
+    assert_eq!(ids(&one), ["canary-1"], "{one:?}");
+    assert_eq!(one.ready_count(), 1);
+
+    // A starting instance goes before a ready one.
+    platform.scale(SERVICE, &Track::Canary, 2).await.unwrap();
+    let back = platform.scale(SERVICE, &Track::Canary, 1).await.unwrap();
+    assert_eq!(ids(&back), ["canary-1"], "{back:?}");
 }
