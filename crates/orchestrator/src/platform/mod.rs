@@ -30,7 +30,10 @@ pub use status::{InstanceStatus, TrackStatus};
 ///   input or a start failure is an error and leaves nothing running.
 /// - [`status`](Platform::status) reports each instance with readiness and liveness as last
 ///   checked; an instance that died is reported dead, never restarted silently.
-/// - [`scale`](Platform::scale) adds instances with new ids or removes the newest ones.
+/// - [`scale`](Platform::scale) adds instances with new ids or removes the newest ones. A
+///   platform may remove dead and unready instances before ready ones, as a Kubernetes
+///   ReplicaSet does (the simulator does); the process and in-memory platforms remove the
+///   newest whatever their state.
 /// - [`retire`](Platform::retire) waits `drain` (the router has already stopped sending new
 ///   requests; in-flight ones finish), then stops every instance; the track is then gone.
 /// - Calls about a track that does not run are [`Error::NotFound`].
