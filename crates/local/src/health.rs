@@ -419,19 +419,11 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()
         };
-        let instance = |id: &str, addr| InstanceStatus {
-            id: id.to_owned(),
-            address: Some(addr),
-            readiness: ProbeStatus::Pass,
-            liveness: ProbeStatus::Pass,
-            detail: None,
+        let instance = |id: &str, addr| {
+            InstanceStatus::new(id, ProbeStatus::Pass, ProbeStatus::Pass).with_address(addr)
         };
-        let track = |instances| TrackStatus {
-            service: "web".into(),
-            version: "1.0.0".parse().unwrap(),
-            track: Track::Green,
-            instances,
-        };
+        let track =
+            |instances| TrackStatus::new("web", "1.0.0".parse().unwrap(), Track::Green, instances);
         let (a, b, c) = (refused(), refused(), refused());
         let health = HttpHealth::new(Duration::from_secs(1)).unwrap();
         health
@@ -482,17 +474,16 @@ mod tests {
         use serin_orchestrator::InstanceStatus;
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
-        let status = |track| TrackStatus {
-            service: "web".into(),
-            version: "1.0.0".parse().unwrap(),
-            track,
-            instances: vec![InstanceStatus {
-                id: "i-0".into(),
-                address: Some(addr),
-                readiness: ProbeStatus::Pass,
-                liveness: ProbeStatus::Pass,
-                detail: None,
-            }],
+        let status = |track| {
+            TrackStatus::new(
+                "web",
+                "1.0.0".parse().unwrap(),
+                track,
+                vec![
+                    InstanceStatus::new("i-0", ProbeStatus::Pass, ProbeStatus::Pass)
+                        .with_address(addr),
+                ],
+            )
         };
         let health = HttpHealth::new(Duration::from_secs(1)).unwrap();
         health

@@ -594,13 +594,9 @@ impl ProcessPlatform {
                         Err(e) => (ProbeStatus::Fail, ProbeStatus::Pass, Some(e)),
                     },
                 };
-                InstanceStatus {
-                    id,
-                    address: Some(addr),
-                    readiness,
-                    liveness,
-                    detail,
-                }
+                let mut i = InstanceStatus::new(id, readiness, liveness).with_address(addr);
+                i.detail = detail;
+                i
             }));
         }
         let mut instances = Vec::with_capacity(checks.len());
@@ -611,12 +607,12 @@ impl ProcessPlatform {
                 })?,
             );
         }
-        Ok(TrackStatus {
-            service: spec.service().to_owned(),
-            version: spec.version().clone(),
-            track: spec.track().clone(),
+        Ok(TrackStatus::new(
+            spec.service(),
+            spec.version().clone(),
+            spec.track().clone(),
             instances,
-        })
+        ))
     }
 }
 

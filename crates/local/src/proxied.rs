@@ -376,18 +376,15 @@ mod tests {
         }
 
         fn run(&self, service: &str, track: Track, addr: SocketAddr) {
-            self.0.lock().unwrap().push(TrackStatus {
-                service: service.to_owned(),
-                version: "1.0.0".parse().unwrap(),
-                instances: vec![InstanceStatus {
-                    id: format!("{track}-0"),
-                    address: Some(addr),
-                    readiness: ProbeStatus::Pass,
-                    liveness: ProbeStatus::Pass,
-                    detail: None,
-                }],
+            let instance =
+                InstanceStatus::new(format!("{track}-0"), ProbeStatus::Pass, ProbeStatus::Pass)
+                    .with_address(addr);
+            self.0.lock().unwrap().push(TrackStatus::new(
+                service,
+                "1.0.0".parse().unwrap(),
                 track,
-            });
+                vec![instance],
+            ));
         }
 
         fn find(&self, service: &str, track: &Track) -> Result<TrackStatus> {
@@ -541,15 +538,9 @@ mod tests {
         let listed = SocketAddr::from(([127, 0, 0, 1], 10_004));
         let slow = answering_after(Duration::from_millis(400)).await;
         let platform = Running::default().with("web", Track::Green, listed);
-        platform.0.lock().unwrap()[0]
-            .instances
-            .push(InstanceStatus {
-                id: "green-1".into(),
-                address: Some(slow),
-                readiness: ProbeStatus::Pass,
-                liveness: ProbeStatus::Pass,
-                detail: None,
-            });
+        platform.0.lock().unwrap()[0].instances.push(
+            InstanceStatus::new("green-1", ProbeStatus::Pass, ProbeStatus::Pass).with_address(slow),
+        );
         let router = ProxyRouter::bind(ProxyConfig::default().with_workers(0))
             .await
             .unwrap();

@@ -666,25 +666,20 @@ impl State {
 
     /// The platform's view of a running track at `now`.
     pub(crate) fn report(&self, key: &TrackKey, inc: &Incarnation, now: Timestamp) -> TrackStatus {
-        TrackStatus {
-            service: key.service.clone(),
-            version: inc.version.clone(),
-            track: key.track.clone(),
-            instances: inc
-                .instances
+        TrackStatus::new(
+            key.service.clone(),
+            inc.version.clone(),
+            key.track.clone(),
+            inc.instances
                 .iter()
                 .filter_map(|inst| {
                     let s = self.instance_state(key, inc, inst, now)?;
-                    Some(InstanceStatus {
-                        id: inst.id.clone(),
-                        address: None,
-                        readiness: s.readiness,
-                        liveness: s.liveness,
-                        detail: s.detail,
-                    })
+                    let mut i = InstanceStatus::new(inst.id.clone(), s.readiness, s.liveness);
+                    i.detail = s.detail;
+                    Some(i)
                 })
                 .collect(),
-        }
+        )
     }
 
     fn ready_count(&self, track: &Track, t: Timestamp) -> usize {

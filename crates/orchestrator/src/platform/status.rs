@@ -7,7 +7,23 @@ use serin_signals::{ProbeStatus, Track};
 use crate::platform::spec::TrackKey;
 
 /// One instance of a track, as last seen by its platform.
+///
+/// `#[non_exhaustive]`, so that a field added later (a restart count, a zone) breaks no
+/// backend: a platform outside this crate builds one with [`new`](Self::new) and the `with_`
+/// methods, and reads and changes its fields freely.
+///
+/// ```
+/// use serin_orchestrator::InstanceStatus;
+/// use serin_signals::ProbeStatus;
+///
+/// let i = InstanceStatus::new("green-0", ProbeStatus::Pass, ProbeStatus::Pass)
+///     .with_address("127.0.0.1:8080".parse()?)
+///     .with_detail("ready");
+/// assert!(i.is_ready());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct InstanceStatus {
     /// Unique within the track and stable over the instance's life (`green-0`).
     pub id: String,
@@ -22,6 +38,29 @@ pub struct InstanceStatus {
 }
 
 impl InstanceStatus {
+    /// Instance `id` with its probes' results, without an address or a detail.
+    pub fn new(id: impl Into<String>, readiness: ProbeStatus, liveness: ProbeStatus) -> Self {
+        InstanceStatus {
+            id: id.into(),
+            address: None,
+            readiness,
+            liveness,
+            detail: None,
+        }
+    }
+
+    /// With the address it serves at.
+    pub fn with_address(mut self, address: SocketAddr) -> Self {
+        self.address = Some(address);
+        self
+    }
+
+    /// With what the platform knows of why it is in its state.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
     /// Whether the instance is both alive and ready.
     pub fn is_ready(&self) -> bool {
         self.readiness == ProbeStatus::Pass && self.liveness != ProbeStatus::Fail
@@ -29,7 +68,10 @@ impl InstanceStatus {
 }
 
 /// One track as a platform runs it: its version and its instances, ordered by id.
+///
+/// `#[non_exhaustive]` as [`InstanceStatus`] is: built with [`new`](Self::new).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TrackStatus {
     /// The service.
     pub service: String,
@@ -42,6 +84,21 @@ pub struct TrackStatus {
 }
 
 impl TrackStatus {
+    /// `track` of `service`, running `version` as `instances`.
+    pub fn new(
+        service: impl Into<String>,
+        version: semver::Version,
+        track: Track,
+        instances: Vec<InstanceStatus>,
+    ) -> Self {
+        TrackStatus {
+            service: service.into(),
+            version,
+            track,
+            instances,
+        }
+    }
+
     /// `service/track`.
     pub fn key(&self) -> TrackKey {
         TrackKey::new(&self.service, &self.track)
