@@ -263,6 +263,41 @@ fn pauses_wait_for_their_duration_or_for_resume() {
     assert_eq!(ctl.tick(at(560)).action, Action::SetWeight(60));
 }
 
+/// `end_pause` ends an indefinite pause as a resume does, but decides nothing: a held rollout
+/// stays at its weight, and the next tick moves past the pause. The mark survives a
+/// save and restore, and at a step that is not a pause it changes nothing.
+#[test]
+fn end_pause_ends_the_pause_without_deciding() {
+    let policy = CanaryPolicy::new(vec![
+        Step::SetWeight(20),
+        Step::Pause(Pause::default()),
+        Step::SetWeight(60),
+        Step::Pause(Pause::default()),
+        Step::SetWeight(80),
+    ]);
+    let mut ctl = controller(policy.clone());
+    ctl.end_pause();
+    assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(20));
+    assert_eq!(
+        ctl.tick(at(60)).action,
+        Action::Hold,
+        "the mark set before it is gone"
+    );
+    ctl.end_pause();
+    assert_eq!(ctl.state().step(), 1, "nothing decided");
+    assert_eq!(ctl.tick_held(at(90)).action, Action::Hold, "held stays put");
+    let (policy, judges, state) = ctl.into_parts();
+    let restored: ControllerState =
+        serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+    let mut ctl = Ctl::from_parts(policy, judges, restored).unwrap();
+    assert_eq!(ctl.tick(at(120)).action, Action::SetWeight(60));
+    assert_eq!(
+        ctl.tick(at(180)).action,
+        Action::Hold,
+        "the next pause waits for its own resume"
+    );
+}
+
 #[test]
 fn deadlines_roll_back_and_missing_data_never_promotes() {
     let mut policy = CanaryPolicy::new(vec![Step::SetWeight(10), analysis(60, 10)]);

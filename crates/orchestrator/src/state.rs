@@ -466,8 +466,9 @@ pub struct DeploymentState {
     /// The backup [`restore`](Self::restore) was restored (journalled once it was).
     #[serde(default)]
     pub restored: bool,
-    /// When the current wait for the new track's readiness began (bringing it up, or scaling
-    /// it for promotion): `readinessTimeout` counts from here, across restarts. `None` in
+    /// When the current wait for the new track's readiness began (bringing it up, scaling it
+    /// for promotion, or growing the canary for a raised weight when its size follows the
+    /// weight): `readinessTimeout` counts from here, across restarts. `None` in
     /// records written before it was journalled, whose wait counts from the resume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness_since: Option<Timestamp>,

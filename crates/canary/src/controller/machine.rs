@@ -630,6 +630,17 @@ impl<J: Judge> CanaryController<J> {
         }
     }
 
+    /// Ends the current pause step as [`Command::Resume`] does, without deciding: the next
+    /// [`tick`](Self::tick) moves past it. For a caller that holds the rollout where it is when
+    /// an operator resumes (a rollback trigger's hold): the pause is over, and nothing moves
+    /// until the hold ends and the caller asks again. At a step that is not a pause it changes
+    /// nothing a decision reads: the mark is cleared when the next step begins.
+    pub fn end_pause(&mut self) {
+        if self.state.phase == Phase::Progressing {
+            self.state.resumed = true;
+        }
+    }
+
     /// Decides with no new input (pauses and deadlines move with time).
     pub fn tick(&mut self, now: Timestamp) -> Decision {
         self.decide(now)

@@ -374,7 +374,36 @@ impl DeploymentConfig {
     /// names the path, the value and the reason.
     pub fn validate(&self) -> Result<()> {
         self.check_fields()?;
+        self.check_no_dead_fields()?;
         self.check_waits_fit()
+    }
+
+    /// Refuses a field that is set but that nothing reads: a user who wrote it expects it to
+    /// act, and a switch that silently ignores it moves traffic in a way the file does not say.
+    /// `blueGreenConfig.weights` is read by a `weighted` switch only; with `immediate` or
+    /// `gradual` (in the file, or from `TRAFFIC_STRATEGY`), its weights would never be used.
+    ///
+    /// Checked when a config is loaded, not when one is read back from a journal (see
+    /// [`check_fields`](Self::check_fields)): a deployment started before this rule resumes.
+    fn check_no_dead_fields(&self) -> Result<()> {
+        let bg = &self.blue_green_config;
+        if !bg.weights.is_empty() && bg.traffic_strategy != TrafficStrategyKind::Weighted {
+            let strategy = match bg.traffic_strategy {
+                TrafficStrategyKind::Immediate => "immediate",
+                TrafficStrategyKind::Gradual => "gradual",
+                TrafficStrategyKind::Weighted => "weighted",
+            };
+            return Err(Error::invalid(
+                "blueGreenConfig.weights",
+                format!("{:?}", bg.weights),
+                format!(
+                    "has no effect: only a `weighted` switch reads weights, and \
+                     blueGreenConfig.trafficStrategy is `{strategy}`; set trafficStrategy to \
+                     `weighted`, or remove weights"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Checks every field, not the fit of its waits: what a config read back from a journal
@@ -1196,6 +1225,46 @@ maxDeploymentDuration: 2h
             trigger("latency-threshold")
         );
         assert!(DeploymentConfig::from_json(&json).is_ok());
+    }
+
+    #[test]
+    fn weights_without_a_weighted_switch_are_refused_naming_the_strategy() {
+        for (strategy, name) in [
+            (TrafficStrategyKind::Immediate, "immediate"),
+            (TrafficStrategyKind::Gradual, "gradual"),
+        ] {
+            let mut c = base();
+            c.blue_green_config.traffic_strategy = strategy;
+            c.blue_green_config.weights = vec![10.0, 50.0];
+            let before = c.clone();
+            let err = c.validate().expect_err("weights nothing reads").to_string();
+            assert!(
+                err.contains("blueGreenConfig.weights `[10.0, 50.0]`"),
+                "{err}"
+            );
+            assert!(
+                err.contains(&format!("trafficStrategy is `{name}`")),
+                "{err}"
+            );
+            assert_eq!(c, before, "validation changes nothing");
+        }
+        let json = r#"{"strategy":"blue-green","version":"1.0.0","targetServices":["a"],
+            "blueGreenConfig":{"trafficStrategy":"gradual","weights":[25,50]}}"#;
+        let err = DeploymentConfig::from_json(json)
+            .expect_err("refused on load")
+            .to_string();
+        assert!(err.contains("blueGreenConfig.weights"), "{err}");
+        // An environment override that turns a weighted file into another switch leaves
+        // its weights unread too.
+        let mut c = base();
+        c.blue_green_config.traffic_strategy = TrafficStrategyKind::Weighted;
+        c.blue_green_config.weights = vec![10.0, 50.0];
+        c.validate().expect("weighted reads its weights");
+        let err = c
+            .with_overrides(|v| (v == "TRAFFIC_STRATEGY").then(|| "immediate".to_owned()))
+            .expect_err("weights left unread")
+            .to_string();
+        assert!(err.contains("trafficStrategy is `immediate`"), "{err}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serin_canary::controller::{Action, CanaryController, Decision};
+use serin_canary::controller::{Action, CanaryController, Decision, Phase, Step};
 use serin_signals::{Metric, Track};
 
 use crate::config::ROBUST_BATCH_SPAN;
@@ -18,10 +18,18 @@ impl Runner {
     /// then the controller, fed both arms of every metric a judge reads.
     ///
     /// A promotion journalled as under way (the scale to full size is) is finished first:
-    /// the controller has promoted, and is not asked again.
+    /// the controller has promoted, and is not asked again. So is a weight the controller set
+    /// whose track was still growing for it (see [`move_weight`](Self::move_weight)), unless a
+    /// pause or a rollback trigger's hold keeps it where it is: then the window below watches,
+    /// and the first window that nothing holds puts the weight in force before the controller
+    /// is asked for the next step.
     pub(super) async fn canary_tick(&mut self) -> Result<()> {
         if self.state.promoting {
             return self.finish_promotion(Vec::new()).await;
+        }
+        if self.pending_weight().is_some() && !self.state.paused && !self.triggers_hold(self.now())
+        {
+            return self.move_weight(Vec::new(), true).await;
         }
         let window = self.state.config.canary_config.metrics_window;
         // Never past the deadline: a window longer than what is left of the deployment ends
@@ -71,29 +79,219 @@ impl Runner {
             let decision = controller.tick_held(now);
             if decision.action == Action::Rollback {
                 return self
-                    .carry_out(controller, decision, &run.last_reason, kinds)
+                    .act_on(controller, decision, &run.last_reason, kinds, true)
                     .await;
             }
             self.state.canary = Some(store(controller, run.last_reason));
             return self.commit(Vec::new(), kinds).await;
         }
+        if self.pending_weight().is_some() {
+            self.state.canary = Some(store(controller, run.last_reason));
+            return self.move_weight(kinds, true).await;
+        }
         let decision = controller.tick(now);
-        self.carry_out(controller, decision, &run.last_reason, kinds)
+        self.act_on(controller, decision, &run.last_reason, kinds, true)
             .await
     }
 
-    /// Journals and carries out a canary controller's decision.
+    /// Journals and carries out a canary controller's decision taken outside a metrics window:
+    /// an operator's resume that ends an indefinite pause step, or the stage's first step.
+    ///
+    /// A resume ends the operator's pause; it does not override what else keeps the rollout
+    /// where it is. While a rollback trigger holds (a safety signal: a breach at the hold
+    /// level, or no usable data), or while the weight the controller set last is not in force
+    /// yet (its track is still growing for it), the decision is not carried out: the pause step
+    /// is journalled as ended, the weight stays where it is, and an analysis result says why.
+    /// The first window that nothing holds takes the next step, as Argo Rollouts' resume
+    /// clears a pause condition without letting a step through an abort or an inconclusive
+    /// analysis. Only what moves traffic waits (a weight, the promotion): a rollback, a hold
+    /// and a `setCanaryScale` step are carried out whatever holds.
     pub(super) async fn carry_out(
         &mut self,
         controller: CanaryController<AnyJudge>,
         decision: Decision,
         previous_reason: &str,
+        kinds: Vec<EventKind>,
+    ) -> Result<()> {
+        if matches!(decision.action, Action::SetWeight(_) | Action::Promote)
+            && let Some(why) = self.kept_in_place(self.now())
+        {
+            return self.hold_after_resume(why, kinds).await;
+        }
+        self.act_on(controller, decision, previous_reason, kinds, false)
+            .await
+    }
+
+    /// What keeps the canary from taking its next step at `now`, if anything: a pause, a
+    /// weight set but not yet in force, a rollback trigger's hold.
+    fn kept_in_place(&self, now: serin_signals::Timestamp) -> Option<String> {
+        if self.state.paused {
+            return Some("the deployment is paused".into());
+        }
+        if let Some(w) = self.pending_weight() {
+            return Some(format!(
+                "the weight the controller set last, {w}%, is not in force yet (the canary \
+                 track grows for it first)"
+            ));
+        }
+        if self.triggers_hold(now) {
+            let ids = self.holding_triggers(now);
+            return Some(if ids.is_empty() {
+                "a rollback trigger holds".into()
+            } else {
+                let ids: Vec<String> = ids.iter().map(|id| format!("`{id}`")).collect();
+                format!("rollback trigger {} holds", ids.join(", "))
+            });
+        }
+        None
+    }
+
+    /// Keeps the canary where it is after a resume (see [`carry_out`](Self::carry_out)): the
+    /// controller as journalled before the resume, its indefinite pause step marked as ended if
+    /// it is at one, held at `now`. A judge's failure that rolls back still does.
+    ///
+    /// A pause step whose weight before it is not in force yet has not begun, so a resume
+    /// then (one that lifts an operator's pause while the track grew) does not end it: it
+    /// waits for its own resume once the weight is in force, as Argo Rollouts adds a pause
+    /// step's condition only once the rollout reaches it.
+    async fn hold_after_resume(&mut self, why: String, mut kinds: Vec<EventKind>) -> Result<()> {
+        let now = self.now();
+        let Some(run) = self.state.canary.clone() else {
+            return Err(Error::conflict(
+                "resume",
+                &self.state.id,
+                "no canary analysis state",
+            ));
+        };
+        let last_reason = run.last_reason.clone();
+        let at_pause = self.pending_weight().is_none()
+            && matches!(
+                run.policy.steps.get(run.controller.step()),
+                Some(Step::Pause(p)) if p.duration.is_none()
+            );
+        let mut c = controller_of(run)?;
+        if at_pause {
+            c.end_pause();
+        }
+        let mut decision = c.tick_held(now);
+        if decision.action == Action::Rollback {
+            return self.act_on(c, decision, &last_reason, kinds, false).await;
+        }
+        let what = if at_pause {
+            "the pause step is over"
+        } else {
+            "nothing moves yet"
+        };
+        decision.reason = format!(
+            "{what}, but {why}: the next step waits, and the new version keeps {}% of traffic, \
+             until that ends",
+            self.state.weight
+        );
+        let reason = decision.reason.clone();
+        kinds.push(EventKind::AnalysisResult { decision });
+        self.state.canary = Some(store(c, reason));
+        self.commit(Vec::new(), kinds).await
+    }
+
+    /// The weight the canary controller set that is not in force yet: its track is growing
+    /// for it (see [`move_weight`](Self::move_weight)), or a pause came while it grew.
+    fn pending_weight(&self) -> Option<u8> {
+        let c = &self.state.canary.as_ref()?.controller;
+        (c.phase() == Phase::Progressing && f64::from(c.weight()) != self.state.weight)
+            .then_some(c.weight())
+    }
+
+    /// Puts in force the weight the canary controller set ([`pending_weight`]).
+    ///
+    /// When the canary's size follows its weight (`setCanaryScale: matchTrafficWeight`) and the
+    /// weight rises, the track grows first and takes the new share only once every instance
+    /// is ready, as Argo Rollouts sets a step's weight only once the canary ReplicaSet is
+    /// available at its size for that weight: traffic never reaches instances still starting.
+    /// The scale is journalled with the split in force and the start of the wait
+    /// ([`readiness_since`](crate::DeploymentState::readiness_since)), so a restart during
+    /// the wait finishes it within what is left of `readinessTimeout`. The wait serves
+    /// commands (an abort rolls back, a promote promotes); an instance that dies or a track
+    /// not ready by `readinessTimeout` fails the stage (a rollback), and the deadline rolls
+    /// back. A pause or a rollback trigger's hold that comes during the wait keeps the weight
+    /// where it is until it ends. A falling weight is applied first, and the track shrinks
+    /// after, so the instances that stay never carry the old share.
+    ///
+    /// Without `wait` (an operator's resume, answered once the scale is journalled and carried
+    /// out, not up to `readinessTimeout` later), the wait and the weight are left to the
+    /// stage's next window, as if a restart came after the scale.
+    ///
+    /// [`pending_weight`]: Self::pending_weight
+    async fn move_weight(&mut self, mut kinds: Vec<EventKind>, wait: bool) -> Result<()> {
+        let Some(w) = self.pending_weight() else {
+            return self.commit(Vec::new(), kinds).await;
+        };
+        let new = self.new_track();
+        let old = self.old_track().unwrap_or(Track::Stable);
+        let scale = self
+            .state
+            .canary_scale_follows_weight
+            .then(|| Effect::Scale {
+                track: new.clone(),
+                instances: self.share_of_full(w),
+            });
+        let rising = f64::from(w) > self.state.weight;
+        if let Some(scale) = &scale
+            && rising
+        {
+            if self.state.readiness_since.is_none() {
+                // With the split in force restated (idempotent): a resume from this record
+                // waits under a known split.
+                let current = self.state.weight.round().clamp(0.0, 100.0) as u8;
+                let split = split_percent(&old, &new, current)?;
+                self.state.readiness_since = Some(self.now());
+                self.commit(
+                    vec![scale.clone(), Effect::Apply { split }],
+                    std::mem::take(&mut kinds),
+                )
+                .await?;
+            } else if !kinds.is_empty() {
+                self.commit(Vec::new(), std::mem::take(&mut kinds)).await?;
+            }
+            if !wait {
+                return Ok(());
+            }
+            let stage = self.state.stage;
+            if !self.await_ready().await? || self.state.stage != stage || self.state.promoting {
+                // An abort, a promotion or the deadline moved the deployment on.
+                return Ok(());
+            }
+            self.state.readiness_since = None;
+            if self.state.paused || self.triggers_hold(self.now()) {
+                // The next window watches; the first that nothing holds applies the weight.
+                return Ok(());
+            }
+        }
+        let now = self.now();
+        self.set_weight(f64::from(w), now);
+        kinds.push(self.weight_changed(f64::from(w)));
+        let split = split_percent(&old, &new, w)?;
+        let mut effects = vec![Effect::Apply { split }];
+        if let Some(scale) = scale
+            && !rising
+        {
+            effects.push(scale);
+        }
+        self.commit(effects, kinds).await
+    }
+
+    /// Journals and carries out a canary controller's decision; `wait`: a weight whose track
+    /// must grow first is waited for here (see [`move_weight`](Self::move_weight)).
+    async fn act_on(
+        &mut self,
+        controller: CanaryController<AnyJudge>,
+        decision: Decision,
+        previous_reason: &str,
         mut kinds: Vec<EventKind>,
+        wait: bool,
     ) -> Result<()> {
         let changed = decision.reason != previous_reason || decision.action != Action::Hold;
         self.state.canary = Some(store(controller, decision.reason.clone()));
         let new = self.new_track();
-        let old = self.old_track().unwrap_or(Track::Stable);
         match decision.action {
             Action::Hold => {
                 if changed {
@@ -101,29 +299,9 @@ impl Runner {
                 }
                 self.commit(Vec::new(), kinds).await
             }
-            Action::SetWeight(w) => {
-                let previous_weight = self.state.weight;
-                let now = self.now();
-                self.set_weight(f64::from(w), now);
+            Action::SetWeight(_) => {
                 kinds.push(EventKind::AnalysisResult { decision });
-                kinds.push(self.weight_changed(f64::from(w)));
-                let split = split_percent(&old, &new, w)?;
-                let mut effects = vec![Effect::Apply { split }];
-                if self.state.canary_scale_follows_weight {
-                    // Scale up before the weight rises, so the new share lands on enough
-                    // instances (ready ones only: the platform gates readiness); scale down
-                    // after it falls, so the instances that stay never carry the old share.
-                    let scale = Effect::Scale {
-                        track: new,
-                        instances: self.share_of_full(w),
-                    };
-                    if f64::from(w) >= previous_weight {
-                        effects.insert(0, scale);
-                    } else {
-                        effects.push(scale);
-                    }
-                }
-                self.commit(effects, kinds).await
+                self.move_weight(kinds, wait).await
             }
             Action::SetCanaryScale(scale) => {
                 kinds.push(EventKind::AnalysisResult { decision });

@@ -61,7 +61,9 @@ pub enum Operation {
     /// deadline, which rolls back): giving it all traffic is the rollout progressing. After
     /// promotion, a pause keeps the old version warm past `keepOldWarmFor`.
     Pause,
-    /// Carry on after a pause (also ends an indefinite canary pause step).
+    /// Carry on after a pause (also ends an indefinite canary pause step). It lifts the
+    /// operator's pause only: while a rollback trigger holds, or a raised weight waits for the
+    /// canary track to grow, the weight stays where it is until that ends.
     Resume,
 }
 

@@ -270,6 +270,33 @@ impl Runner {
             .max();
         engine.data_action().max(stale)
     }
+
+    /// The ids of the rollback triggers that hold at `now`, for the evidence of what they
+    /// hold: those firing at the hold level, and those gone stale whose missing data asks to
+    /// hold and is not excused (see [`triggers_ask`](Self::triggers_ask)). Empty when none
+    /// does so by its state alone (a breach inside its cooldown, say).
+    pub(super) fn holding_triggers(&self, now: Timestamp) -> Vec<String> {
+        let engine = &self.state.triggers;
+        let mut ids: Vec<String> = engine
+            .states()
+            .filter(|(_, s)| {
+                matches!(
+                    s,
+                    TriggerState::Firing {
+                        action: TriggerAction::Hold,
+                        ..
+                    }
+                )
+            })
+            .map(|(id, _)| id.to_owned())
+            .collect();
+        for (t, _) in stale(engine, &self.excuse(now)) {
+            if missing_data(&t) == MissingData::Hold && !ids.iter().any(|id| id == t.id()) {
+                ids.push(t.id().to_owned());
+            }
+        }
+        ids
+    }
 }
 
 /// What excuses a stale trigger's missing data: its arm serves no traffic, or began taking
