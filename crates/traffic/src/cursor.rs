@@ -42,16 +42,16 @@ pub enum Next {
 /// let from = TrafficSplit::all_to("stable", &["canary"])?;
 /// let plan = Plan::shift(&from, "canary", &Strategy::gradual(Weight::from_percent(50)?, Duration::from_secs(30))?)?;
 /// let mut cursor = PlanCursor::new();
-/// assert_eq!(cursor.try_next(&plan, 0)?, Next::Apply { step: 0 });
+/// assert_eq!(cursor.next(&plan, 0)?, Next::Apply { step: 0 });
 /// cursor.applied(&plan, 0, 1_000)?;
-/// assert_eq!(cursor.try_next(&plan, 2_000)?, Next::Wait { until_millis: 31_000 });
-/// assert_eq!(cursor.try_next(&plan, 31_000)?, Next::Apply { step: 1 });
+/// assert_eq!(cursor.next(&plan, 2_000)?, Next::Wait { until_millis: 31_000 });
+/// assert_eq!(cursor.next(&plan, 31_000)?, Next::Apply { step: 1 });
 /// cursor.applied(&plan, 1, 31_000)?;
-/// assert_eq!(cursor.try_next(&plan, 31_000)?, Next::Done);
+/// assert_eq!(cursor.next(&plan, 31_000)?, Next::Done);
 ///
 /// // A cursor journalled for a longer plan does not fit this one: an error, not `Done`.
 /// let other: PlanCursor = serde_json::from_str(r#"{"applied":{"step":5,"atMillis":0,"approved":false}}"#)?;
-/// assert!(other.try_next(&plan, 31_000).is_err());
+/// assert!(other.next(&plan, 31_000).is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -80,21 +80,12 @@ impl PlanCursor {
         self.applied.map(|a| a.step)
     }
 
-    /// What is due in `plan` at `now_millis`, for a cursor that fits `plan` — one built by
-    /// [`applied`](Self::applied) on this plan. It answers [`Next::Done`] for a cursor whose last
-    /// applied step is not a step of `plan`, which a caller cannot tell from a finished plan;
-    /// an executor that restores a cursor (from a journal, from config) calls
-    /// [`try_next`](Self::try_next) instead, which refuses such a cursor.
-    pub fn next(&self, plan: &Plan, now_millis: u64) -> Next {
-        self.try_next(plan, now_millis).unwrap_or(Next::Done)
-    }
-
     /// What is due in `plan` at `now_millis`, or an error naming `applied.step` when the cursor
     /// does not fit `plan`: its last applied step is past the plan's last step, so it was
     /// journalled for another (longer) plan or edited. Answering [`Next::Done`] there would
     /// let an executor promote a plan it never ran, so the cursor is refused instead, as
     /// [`applied`](Self::applied) and [`approve`](Self::approve) refuse it.
-    pub fn try_next(&self, plan: &Plan, now_millis: u64) -> Result<Next> {
+    pub fn next(&self, plan: &Plan, now_millis: u64) -> Result<Next> {
         self.fits(plan)?;
         let Some(a) = self.applied else {
             return Ok(Next::Apply { step: 0 });
@@ -149,7 +140,7 @@ impl PlanCursor {
             ));
         }
         if let Some(a) = self.applied {
-            match self.next(plan, at_millis) {
+            match self.next(plan, at_millis)? {
                 Next::Wait { until_millis } => {
                     return Err(Error::invalid(
                         "step",
@@ -183,7 +174,7 @@ impl PlanCursor {
 
     /// Records the approval of step `step`, which must be the step applied last and one that
     /// awaits approval. Approving before its hold ends is allowed: the hold still runs out.
-    /// A cursor that does not fit `plan` is refused as in [`try_next`](Self::try_next).
+    /// A cursor that does not fit `plan` is refused as in [`next`](Self::next).
     pub fn approve(&mut self, plan: &Plan, step: usize) -> Result<()> {
         self.fits(plan)?;
         match (&mut self.applied, plan.step(step)) {
@@ -246,25 +237,28 @@ mod tests {
         assert!(c.applied(&plan, 1, 0).is_err());
         c.applied(&plan, 0, 1_000).unwrap();
         assert_eq!(
-            c.next(&plan, 5_000),
+            c.next(&plan, 5_000).unwrap(),
             Next::Wait {
                 until_millis: 11_000
             }
         );
-        assert_eq!(c.next(&plan, 11_000), Next::AwaitApproval { step: 0 });
+        assert_eq!(
+            c.next(&plan, 11_000).unwrap(),
+            Next::AwaitApproval { step: 0 }
+        );
         c.approve(&plan, 0).unwrap();
-        assert_eq!(c.next(&plan, 11_000), Next::Apply { step: 1 });
+        assert_eq!(c.next(&plan, 11_000).unwrap(), Next::Apply { step: 1 });
         c.applied(&plan, 1, 12_000).unwrap();
         assert!(c.approve(&plan, 1).is_err());
         assert_eq!(
-            c.next(&plan, 16_999),
+            c.next(&plan, 16_999).unwrap(),
             Next::Wait {
                 until_millis: 17_000
             }
         );
-        assert_eq!(c.next(&plan, 17_000), Next::Apply { step: 2 });
+        assert_eq!(c.next(&plan, 17_000).unwrap(), Next::Apply { step: 2 });
         c.applied(&plan, 2, 17_000).unwrap();
-        assert_eq!(c.next(&plan, 17_000), Next::Done);
+        assert_eq!(c.next(&plan, 17_000).unwrap(), Next::Done);
         let err = c.applied(&plan, 3, 18_000).unwrap_err();
         assert!(err.to_string().contains("all applied"), "{err}");
         assert_eq!(c.last_applied(), Some(2));
@@ -277,12 +271,12 @@ mod tests {
         c.applied(&plan, 0, 0).unwrap();
         c.approve(&plan, 0).unwrap();
         assert_eq!(
-            c.next(&plan, 9_999),
+            c.next(&plan, 9_999).unwrap(),
             Next::Wait {
                 until_millis: 10_000
             }
         );
-        assert_eq!(c.next(&plan, 10_000), Next::Apply { step: 1 });
+        assert_eq!(c.next(&plan, 10_000).unwrap(), Next::Apply { step: 1 });
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<PlanCursor>(&json).unwrap(), c);
     }
@@ -333,8 +327,8 @@ mod tests {
     }
 
     /// A cursor journalled for a longer plan answers an error naming `applied.step` from
-    /// `try_next` and `approve` — never `Done`, which an executor would take for a finished plan
-    /// and promote — and changes nothing; a cursor that fits answers as `next` does.
+    /// `next` and `approve` — never `Done`, which an executor would take for a finished plan
+    /// and promote — and changes nothing.
     #[test]
     fn a_cursor_from_another_plan_is_an_error_not_done() {
         let plan = plan();
@@ -343,7 +337,7 @@ mod tests {
             let mut c: PlanCursor = serde_json::from_str(&json).unwrap();
             let before = c;
             for now in [0, 1_000_000] {
-                let err = c.try_next(&plan, now).unwrap_err();
+                let err = c.next(&plan, now).unwrap_err();
                 assert_eq!(
                     err.to_string(),
                     format!(
@@ -356,17 +350,5 @@ mod tests {
             assert!(err.to_string().contains("3 steps"), "{err}");
             assert_eq!(c, before);
         }
-        let mut c = PlanCursor::new();
-        assert_eq!(c.try_next(&plan, 0), Ok(Next::Apply { step: 0 }));
-        for (step, at) in [(0, 0), (1, 10_000), (2, 15_000)] {
-            c.applied(&plan, step, at).unwrap();
-            if step == 0 {
-                c.approve(&plan, 0).unwrap();
-            }
-            for now in [at, at + 4_999, at + 10_000] {
-                assert_eq!(c.try_next(&plan, now), Ok(c.next(&plan, now)));
-            }
-        }
-        assert_eq!(c.try_next(&plan, 15_000), Ok(Next::Done));
     }
 }

@@ -21,7 +21,7 @@ async fn execute(
     let mut cursor = PlanCursor::new();
     let mut log = Vec::new();
     loop {
-        match cursor.try_next(plan, now_ms())? {
+        match cursor.next(plan, now_ms())? {
             Next::Apply { step } => {
                 let split = plan.step(step).unwrap().split();
                 if let Err(e) = router.apply(split).await {

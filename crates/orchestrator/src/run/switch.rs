@@ -30,7 +30,9 @@ impl Runner {
         let next = if self.state.paused || self.triggers_hold(now) {
             Next::AwaitApproval { step: 0 }
         } else {
-            run.cursor.next(&run.plan, now.as_millis())
+            run.cursor
+                .next(&run.plan, now.as_millis())
+                .map_err(|e| Error::conflict("switch", &self.state.id, e.to_string()))?
         };
         let next = match next {
             Next::Apply { .. } | Next::Done if !self.new_track_ready().await? => {
