@@ -24,7 +24,8 @@
 //! ```
 //!
 //! The demo service binary (`serin-demo-service`, in `serin-local`) is built on the first run
-//! if it is not next to this example's binary yet.
+//! if it is not next to this example's binary yet, and built again when it is older than the
+//! sources it is made of (see `serin_examples::demo_binary`).
 
 use std::error::Error;
 use std::sync::{Arc, Mutex};

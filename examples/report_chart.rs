@@ -12,7 +12,8 @@
 //! ```
 //!
 //! `--json PATH` also writes the report's JSON (schema `serin.report/v1`, see
-//! `docs/report-schema.md`). A prefix that names several deployments (one version deployed
+//! `docs/report-schema.md`). With a report's JSON, a `--deployment` that does not name
+//! the deployment it reports is a usage error, not ignored. A prefix that names several deployments (one version deployed
 //! twice) is refused with their ids: the full id picks one.
 //!
 //! Exit status: 0 when written, 2 on a usage error, 1 when the input cannot be read or drawn.
@@ -160,7 +161,18 @@ async fn run() -> Result<(), Failure> {
         let shown = args.input.display();
         let text = std::fs::read_to_string(&args.input)
             .map_err(|e| format!("cannot read {shown}: {e}"))?;
-        Report::from_json(&text).map_err(|e| format!("{shown}: {e}"))?
+        let report = Report::from_json(&text).map_err(|e| format!("{shown}: {e}"))?;
+        // A report is one deployment's: drawing it when another was named would mislead.
+        if let Some(w) = &args.deployment
+            && !report.deployment.starts_with(w.as_str())
+        {
+            return Err(Failure::Usage(format!(
+                "invalid --deployment `{w}`: {shown} is the report of {}, which that does not \
+                 name",
+                report.deployment
+            )));
+        }
+        report
     };
     report.write_chart(&args.output, &ChartOptions::default())?;
     println!(

@@ -127,7 +127,11 @@
 //! or cleans up, quits at once with exit 5 and says what may be left: the deployment unfinished
 //! in the journal, perhaps half-switched, and `state.json` still naming the version that ran
 //! before, which the next command brings back up with all traffic; `status` shows the
-//! deployment as interrupted. A command killed outright (SIGKILL) leaves its deployment
+//! deployment as interrupted. Once the deployment has ended and is recorded, the command only
+//! cleans up (delivers queued notifications, at most 10 s, and stops the processes): a first
+//! signal then says the deployment has already ended and lets the cleanup finish, and a second
+//! quits at once with the outcome's exit status (0 or 1, not 5) and its report; only the
+//! undelivered notifications are lost. A command killed outright (SIGKILL) leaves its deployment
 //! unfinished in the journal, and `status` says it was interrupted; on the local backend its
 //! demo processes stop by themselves once it is gone (their standard input, a pipe the command
 //! held, closes), and the next command brings the recorded version back up.

@@ -53,7 +53,15 @@ pub struct Global {
     pub output: OutputKind,
     /// Requests per second of the built-in load (local: HTTP clients through the proxy; sim:
     /// the simulated load).
-    #[arg(long, global = true, value_name = "RPS", default_value_t = 100.0)]
+    // A negative number is this flag's (bad) value, refused naming the flag, not an unknown
+    // flag `-5`.
+    #[arg(
+        long,
+        global = true,
+        value_name = "RPS",
+        default_value_t = 100.0,
+        allow_negative_numbers = true
+    )]
     pub load_rps: f64,
     /// Address of the embedded proxy (local backend); port 0 picks a free one.
     #[arg(
@@ -64,7 +72,9 @@ pub struct Global {
     )]
     pub listen: SocketAddr,
     /// The demo service binary (local backend). Default: `serin-demo-service` in the target
-    /// directory this program was built in (built there if missing).
+    /// directory this program was built in (built there with cargo if missing or older than
+    /// its sources; refused, naming the command that builds it, while cargo holds that
+    /// directory).
     #[arg(long, global = true, value_name = "FILE")]
     pub demo_binary: Option<PathBuf>,
     /// Seed of the simulated fleet (sim backend).

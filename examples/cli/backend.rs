@@ -147,7 +147,8 @@ pub struct Stack {
 }
 
 /// The demo service binary: the given one, or `serin-demo-service` in this program's target
-/// directory (built there with cargo when missing). The given one is made absolute: a bare
+/// directory (built there with cargo when missing or older than its sources; see
+/// `serin_examples::demo_binary`). The given one is made absolute: a bare
 /// name (`--demo-binary demo`) would otherwise be looked up on `PATH` when started, not in the
 /// working directory where it was found.
 fn demo_binary(given: Option<&Path>) -> Result<PathBuf, CliError> {

@@ -128,6 +128,21 @@ impl Ctx {
         config: &DeploymentConfig,
         hooks: Hooks,
     ) -> Result<Stack, CliError> {
+        self.check_load_rps()?;
+        let stack =
+            Stack::build(&self.options(states, state), Self::journal(states)?, hooks).await?;
+        if let Some(current) = &state.current
+            && let Err(e) = stack.restore(current, config).await
+        {
+            stack.shutdown().await;
+            return Err(e);
+        }
+        Ok(stack)
+    }
+
+    /// Refuses a `--load-rps` the backend cannot run (a usage error, exit 2). Commands that
+    /// change what runs check it before they touch the state directory.
+    pub fn check_load_rps(&self) -> Result<(), CliError> {
         // The simulator checks its own bound; the local load cannot pace past `MAX_RPS`.
         let most = match self.global.backend {
             BackendKind::Local => serin_local::load::MAX_RPS,
@@ -144,15 +159,7 @@ impl Ctx {
                 }
             )));
         }
-        let stack =
-            Stack::build(&self.options(states, state), Self::journal(states)?, hooks).await?;
-        if let Some(current) = &state.current
-            && let Err(e) = stack.restore(current, config).await
-        {
-            stack.shutdown().await;
-            return Err(e);
-        }
-        Ok(stack)
+        Ok(())
     }
 }
 

@@ -192,7 +192,7 @@ async fn until_the_end(
     ui: Ui,
     bar: &ProgressBar,
     handle: DeploymentHandle,
-    interrupts: Option<Interrupts>,
+    interrupts: Option<&mut Interrupts>,
 ) -> serin_orchestrator::Result<Report> {
     let mut status = handle.watch();
     let mut interrupts = interrupts;
@@ -237,7 +237,9 @@ fn rollback_config(config: &DeploymentConfig, version: semver::Version) -> Deplo
     c
 }
 
-/// Runs one deployment to its end on `stack` with progress, then records what runs.
+/// Runs one deployment to its end on `stack` with progress, then records what runs. From the
+/// start of the deployment on, `interrupts` listens for Ctrl-C and SIGTERM, to the end of the
+/// command (see [`finish`]).
 async fn run_to_end(
     ctx: &Ctx,
     stack: &mut Stack,
@@ -245,6 +247,7 @@ async fn run_to_end(
     state: &mut RunState,
     config: &DeploymentConfig,
     is_rollback: bool,
+    interrupts: &mut Option<Interrupts>,
 ) -> Result<Report, CliError> {
     let service = state.service.clone();
     if state.current.is_some() {
@@ -255,7 +258,7 @@ async fn run_to_end(
             .note(&ProgressBar::hidden(), &format!("proxy on http://{addr}"));
     }
     // From here to the end of the command a first signal aborts, a second quits at once.
-    let interrupts = Interrupts::listen(
+    *interrupts = Interrupts::listen(
         ctx.ui,
         forced_message(
             &ctx.global.state_dir,
@@ -288,7 +291,7 @@ async fn run_to_end(
         stack.orchestrator.start(config, &service).await
     };
     let report = match started {
-        Ok(handle) => until_the_end(ctx.ui, &bar, handle, interrupts).await,
+        Ok(handle) => until_the_end(ctx.ui, &bar, handle, interrupts.as_mut()).await,
         Err(e) => Err(e),
     };
     // Let the printer catch the last events before it stops.
@@ -334,32 +337,50 @@ pub async fn deploy(ctx: &Ctx, args: &CanaryArgs, flavour: Flavour) -> Result<Ex
         return plan_of(ctx, config).await;
     }
     let service = service_of(&config).to_owned();
+    // Bad flags are refused before the state directory is created or locked.
+    behaviour(&args.deploy, Behaviour::default())?;
+    ctx.check_load_rps()?;
     let states = ctx.states()?;
     let _held = states.lock(&format!("deploy of {}", config.version))?;
     let mut state = ctx.state(&states, &service)?;
     let b = behaviour(&args.deploy, state.behaviour(&config.version))?;
     state.behaviours.insert(config.version.to_string(), b);
     let mut stack = ctx.deployment_stack(&states, &state, &config).await?;
-    let result = run_to_end(ctx, &mut stack, &states, &mut state, &config, false).await;
-    let tally = stack.shutdown().await;
-    let report = result?;
-    let exit = Exit::of_outcome(report.outcome.as_ref());
-    ctx.ui.result(&report_text(&report, tally), &report)?;
-    Ok(exit)
+    let mut interrupts = None;
+    let result = run_to_end(
+        ctx,
+        &mut stack,
+        &states,
+        &mut state,
+        &config,
+        false,
+        &mut interrupts,
+    )
+    .await;
+    finish(ctx, stack, &state, result, interrupts, "deployment").await
 }
 
 /// `rollback`: the previous version (or `--to-version`) back by an immediate blue-green switch.
 pub async fn rollback(ctx: &Ctx, args: &RollbackArgs) -> Result<Exit, CliError> {
     let (config, _) = ctx.config()?;
     let service = service_of(&config).to_owned();
+    let nothing = || {
+        CliError::usage(format!(
+            "nothing is deployed (state directory {}): nothing to roll back",
+            ctx.global.state_dir.display()
+        ))
+    };
+    // Without a state directory nothing was ever deployed from it: refused without creating
+    // one. (With one, what it records is read under its lock, which another command may hold.)
+    if !ctx.global.state_dir.is_dir() {
+        return Err(nothing());
+    }
+    ctx.check_load_rps()?;
     let states = ctx.states()?;
     let _held = states.lock(&format!("rollback of {service}"))?;
     let mut state = ctx.state(&states, &service)?;
     let Some(current) = state.current.clone() else {
-        return Err(CliError::usage(format!(
-            "nothing is deployed (state directory {}): nothing to roll back",
-            ctx.global.state_dir.display()
-        )));
+        return Err(nothing());
     };
     let target = match (&args.to_version, state.previous.last()) {
         (Some(v), _) => v.clone(),
@@ -378,12 +399,65 @@ pub async fn rollback(ctx: &Ctx, args: &RollbackArgs) -> Result<Exit, CliError> 
     }
     let config = rollback_config(&config, target);
     let mut stack = ctx.deployment_stack(&states, &state, &config).await?;
-    let result = run_to_end(ctx, &mut stack, &states, &mut state, &config, true).await;
+    let mut interrupts = None;
+    let result = run_to_end(
+        ctx,
+        &mut stack,
+        &states,
+        &mut state,
+        &config,
+        true,
+        &mut interrupts,
+    )
+    .await;
+    finish(ctx, stack, &state, result, interrupts, "rollback").await
+}
+
+/// The end of `deploy` and `rollback`: cleans up (delivers queued notifications, stops the
+/// load and the processes) and prints the result.
+///
+/// A deployment that ended is recorded before the cleanup begins, so a signal then has
+/// nothing to abort and nothing half-switched to warn of: the first one says so and lets the
+/// cleanup finish (it is short: notifications wait at most 10 s), the next quits at once with
+/// the outcome's exit status and the result (see [`Interrupts::ended`]). A signal is never
+/// swallowed: a handler, once installed, keeps the default action (ending the process) from
+/// ever running again.
+async fn finish(
+    ctx: &Ctx,
+    stack: Stack,
+    state: &RunState,
+    result: Result<Report, CliError>,
+    interrupts: Option<Interrupts>,
+    what: &str,
+) -> Result<Exit, CliError> {
+    if let (Ok(report), Some(i)) = (&result, &interrupts)
+        && let Ok(output) = ctx.ui.rendered(&report_text(report, None), report)
+    {
+        let exit = Exit::of_outcome(report.outcome.as_ref());
+        let running = state
+            .current
+            .as_ref()
+            .map_or("nothing".to_owned(), |r| r.version.to_string());
+        let outcome = report
+            .outcome
+            .as_ref()
+            .map_or("unfinished".to_owned(), ToString::to_string);
+        i.ended(
+            exit,
+            &format!("{what} of {}", report.to.version),
+            &outcome,
+            &running,
+            output,
+        );
+    }
     let tally = stack.shutdown().await;
     let report = result?;
-    let exit = Exit::of_outcome(report.outcome.as_ref());
+    // Taken from the signal handler, so that it does not print the result a second time.
+    if let Some(i) = &interrupts {
+        i.take_output();
+    }
     ctx.ui.result(&report_text(&report, tally), &report)?;
-    Ok(exit)
+    Ok(Exit::of_outcome(report.outcome.as_ref()))
 }
 
 /// `plan`: the dry run.

@@ -1,5 +1,7 @@
 //! Ctrl-C (SIGINT) and SIGTERM while `deploy` or `rollback` runs: the first aborts the
-//! deployment, which rolls back; the next quits at once.
+//! deployment, which rolls back; the next quits at once. Once the deployment has ended and is
+//! recorded, nothing is left to abort: the first signal says so while the command cleans up,
+//! and the next quits at once with the outcome's exit status.
 //!
 //! A rollback can take a while (the new version's requests drain, its processes get their
 //! grace period, notifications are delivered), and whoever presses Ctrl-C again, or a service
@@ -8,12 +10,16 @@
 //! never ignored, since a signal handler, once installed, keeps the default action (ending the
 //! process) from ever running again.
 
+use std::io::Write as _;
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use indicatif::ProgressBar;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::cli::exit::Exit;
+use crate::cli::hooks::FLUSH_BOUND;
 use crate::cli::ui::Ui;
 
 /// What a signal during a deployment does.
@@ -75,21 +81,49 @@ pub fn forced_message(
     text
 }
 
+/// Where the command stands when a signal comes.
+enum Phase {
+    /// The deployment runs or rolls back: the first signal aborts it; the next quits at once
+    /// with [`Exit::Forced`] and this message.
+    Running { forced: String },
+    /// The deployment has ended and is recorded; the command is cleaning up.
+    Ended(Ended),
+}
+
+/// What a signal during the cleanup after a recorded end says and does.
+struct Ended {
+    /// The exit status of the outcome.
+    exit: Exit,
+    /// What the first signal says: nothing is left to abort, the cleanup goes on.
+    first: String,
+    /// What the next one says as it quits.
+    quit: String,
+    /// The command's result, not printed yet (taken by whoever prints it).
+    output: Option<String>,
+}
+
 /// Listens for SIGINT and SIGTERM from its creation to the end of the command.
 pub struct Interrupts {
     first: watch::Receiver<Option<&'static str>>,
+    phase: Arc<Mutex<Phase>>,
+}
+
+fn locked(phase: &Mutex<Phase>) -> MutexGuard<'_, Phase> {
+    phase.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Interrupts {
     /// Starts listening now (so no signal is missed between here and the first wait). The
     /// first signal is announced to [`first`](Self::first); the next one prints `forced` (and,
-    /// with `--output json`, the error document) and ends the process with exit status 5.
-    /// `None` where the signals cannot be listened to (the default action stays: the process
-    /// ends).
+    /// with `--output json`, the error document) and ends the process with exit status 5 —
+    /// until [`ended`](Self::ended) says the deployment is over. `None` where the signals
+    /// cannot be listened to (the default action stays: the process ends).
     pub fn listen(ui: Ui, forced: String) -> Option<Interrupts> {
         let mut sigint = signal(SignalKind::interrupt()).ok()?;
         let mut sigterm = signal(SignalKind::terminate()).ok()?;
         let (tx, first) = watch::channel(None);
+        let phase = Arc::new(Mutex::new(Phase::Running { forced }));
+        let shared = Arc::clone(&phase);
         tokio::spawn(async move {
             let mut n = 0;
             loop {
@@ -99,11 +133,12 @@ impl Interrupts {
                     else => return,
                 };
                 n += 1;
-                match on_signal(n) {
-                    OnSignal::Abort => {
+                let mut phase = locked(&shared);
+                match (&mut *phase, on_signal(n)) {
+                    (Phase::Running { .. }, OnSignal::Abort) => {
                         let _ = tx.send(Some(what));
                     }
-                    OnSignal::Quit => {
+                    (Phase::Running { forced }, OnSignal::Quit) => {
                         eprintln!("error: {forced}");
                         if ui.json() {
                             let doc = serde_json::json!({
@@ -114,10 +149,23 @@ impl Interrupts {
                         }
                         std::process::exit(i32::from(Exit::Forced as u8));
                     }
+                    (Phase::Ended(ended), OnSignal::Abort) => {
+                        ui.note(&ProgressBar::hidden(), &format!("{what}: {}", ended.first));
+                    }
+                    (Phase::Ended(ended), OnSignal::Quit) => {
+                        // Whatever the command is printing, it ends its line first.
+                        let mut out = std::io::stdout().lock();
+                        eprintln!("{}", ended.quit);
+                        if let Some(text) = ended.output.take() {
+                            let _ = out.write_all(text.as_bytes());
+                            let _ = out.flush();
+                        }
+                        std::process::exit(i32::from(ended.exit as u8));
+                    }
                 }
             }
         });
-        Some(Interrupts { first })
+        Some(Interrupts { first, phase })
     }
 
     /// Waits for the first signal and says which (`interrupted`, `terminated`).
@@ -129,6 +177,42 @@ impl Interrupts {
             if self.first.changed().await.is_err() {
                 return std::future::pending().await;
             }
+        }
+    }
+
+    /// Says the deployment is over and recorded, with `exit` the status of its outcome and
+    /// `output` the command's result as it will print it. From now on nothing is left to
+    /// abort: the first signal says so and lets the cleanup (notifications still queued, the
+    /// processes) finish; the next quits at once, printing `output` unless the command has
+    /// [taken](Self::take_output) it already, with `exit` — not [`Exit::Forced`], which says
+    /// the deployment may be half-switched, when it is not. `what` names it (`deployment of
+    /// 1.2.0`), `outcome` says how it ended and `running` what runs now.
+    pub fn ended(&self, exit: Exit, what: &str, outcome: &str, running: &str, output: String) {
+        let first = format!(
+            "the {what} has already ended ({outcome}) and is recorded; finishing the cleanup \
+             (queued notifications, at most {}s, and the processes); interrupt again to quit at \
+             once",
+            FLUSH_BOUND.as_secs()
+        );
+        let quit = format!(
+            "interrupted again: quitting at once. The {what} had already ended ({outcome}) and \
+             is recorded ({running} runs); only the cleanup was cut short: notifications still \
+             queued are not delivered"
+        );
+        *locked(&self.phase) = Phase::Ended(Ended {
+            exit,
+            first,
+            quit,
+            output: Some(output),
+        });
+    }
+
+    /// The result [`ended`](Self::ended) was given, for the command to print itself (so that
+    /// a signal does not print it too); `None` once taken.
+    pub fn take_output(&self) -> Option<String> {
+        match &mut *locked(&self.phase) {
+            Phase::Ended(ended) => ended.output.take(),
+            Phase::Running { .. } => None,
         }
     }
 }

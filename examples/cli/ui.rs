@@ -59,16 +59,21 @@ impl Ui {
 
     /// Prints the command's result: `text` for people, or `value` as one JSON document.
     pub fn result<T: Serialize>(&self, text: &str, value: &T) -> Result<(), CliError> {
-        if self.json() {
-            let doc = serde_json::to_string_pretty(value)
-                .map_err(|e| CliError::backend(format!("cannot encode the result: {e}")))?;
-            println!("{doc}");
-        } else {
-            print!("{text}");
-            if !text.ends_with('\n') {
-                println!();
-            }
-        }
+        print!("{}", self.rendered(text, value)?);
         Ok(())
+    }
+
+    /// The command's result as [`result`](Self::result) prints it, ending with a newline.
+    pub fn rendered<T: Serialize>(&self, text: &str, value: &T) -> Result<String, CliError> {
+        let mut out = if self.json() {
+            serde_json::to_string_pretty(value)
+                .map_err(|e| CliError::backend(format!("cannot encode the result: {e}")))?
+        } else {
+            text.to_owned()
+        };
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        Ok(out)
     }
 }

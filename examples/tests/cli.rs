@@ -25,12 +25,23 @@ fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// Whether `binary` reflects every source change this test itself was built with (changes
+/// made since, while it runs, do not count: the test matches the sources as they were then).
+fn current(binary: &Path) -> bool {
+    let this = std::env::current_exe()
+        .and_then(std::fs::metadata)
+        .and_then(|m| m.modified())
+        .ok();
+    serin_examples::freshness_as_of(binary, this) == serin_examples::Freshness::Fresh
+}
+
 /// Builds `args` with cargo into `target/<dir>` (the main target directory is locked while
 /// `cargo test` runs) and returns the product at `product` under it.
 fn build_elsewhere(dir: &str, args: &[&str], product: &str) -> PathBuf {
     let own = profile_dir().join(dir);
     let built = own.join("debug").join(product);
-    if !built.exists() {
+    // Cargo knows best what is current; asking it is skipped only while nothing has changed.
+    if !current(&built) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = std::process::Command::new(cargo)
             .args(["build", "-q"])
@@ -48,12 +59,13 @@ fn build_elsewhere(dir: &str, args: &[&str], product: &str) -> PathBuf {
     built
 }
 
-/// The example `name`, built once per run: the one cargo built beside this test, else one
-/// built in a directory of its own.
+/// The example `name`, built once per run: the one cargo built beside this test while it is
+/// newer than its sources (`--test cli` alone does not rebuild examples), else one built in a
+/// directory of its own.
 fn example_binary(cell: &'static OnceLock<PathBuf>, name: &str, build_dir: &str) -> &'static Path {
     cell.get_or_init(|| {
         let bin = profile_dir().join("examples").join(name);
-        if bin.exists() {
+        if current(&bin) {
             return bin;
         }
         build_elsewhere(
@@ -80,8 +92,10 @@ fn report_chart_binary() -> &'static Path {
 fn demo_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        // The one beside this test unless it is older than its sources (built before they
+        // changed: the tests would run the old demo service).
         let bin = profile_dir().join("serin-demo-service");
-        if bin.exists() {
+        if current(&bin) {
             return bin;
         }
         build_elsewhere(
@@ -543,11 +557,31 @@ fn report_chart_draws_the_deployment_a_prefix_names_and_refuses_an_ambiguous_one
     .stderr(predicate::str::contains(ids[0].as_str()))
     .stderr(predicate::str::contains(ids[1].as_str()));
     assert!(!d.join("chart.svg").exists());
-    chart(&[".serin/journal.jsonl", "chart.svg", "--deployment", &ids[1]])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(ids[1].as_str()));
+    chart(&[
+        ".serin/journal.jsonl",
+        "chart.svg",
+        "--deployment",
+        &ids[1],
+        "--json",
+        "report.json",
+    ])
+    .assert()
+    .success()
+    .stdout(predicate::str::contains(ids[1].as_str()));
     assert!(d.join("chart.svg").is_file());
+    // A report holds one deployment: a `--deployment` that names another is refused, not
+    // ignored (the chart would silently show another deployment than the one named).
+    chart(&["report.json", "other.svg", "--deployment", "demo-1.0.0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!(
+            "invalid --deployment `demo-1.0.0`: report.json is the report of {}",
+            ids[1]
+        )));
+    assert!(!d.join("other.svg").exists());
+    chart(&["report.json", "other.svg", "--deployment", &ids[1]])
+        .assert()
+        .success();
     chart(&["--help"])
         .assert()
         .success()
@@ -756,8 +790,15 @@ fn bad_config_and_bad_flags_exit_2_naming_the_field() {
             "--load-rps `1000000000000`: must be a number of requests per second above 0 and at \
              most 10000 on the local backend",
         ));
-    // Nothing was recorded by any of them.
+    // A negative rate is this flag's bad value, not an unknown flag.
+    sim(d)
+        .args(["--load-rps", "-5", "deploy", "--version", "1.0.0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("invalid --load-rps `-5`"));
+    // Nothing was recorded by any of them, and no state directory was even created.
     assert!(!state_file(d, "state.json").exists());
+    assert!(!d.join(".serin").exists(), "bad input created .serin/");
 }
 
 #[test]
@@ -962,6 +1003,73 @@ fn a_backend_that_cannot_start_exits_4_and_records_nothing() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--demo-binary `no-such-demo`"));
+}
+
+/// The CLI copied into a target directory of its own under `root` (`root/debug/examples`), so
+/// that it looks for the demo service in `root/debug`; returns that profile directory.
+fn cli_in_own_target(root: &Path) -> (PathBuf, PathBuf) {
+    let profile = root.join("debug");
+    std::fs::create_dir_all(profile.join("examples")).expect("examples dir");
+    let cli = profile.join("examples").join("serin-cli");
+    std::fs::copy(cli_binary(), &cli).expect("copy the CLI");
+    (profile, cli)
+}
+
+#[test]
+fn a_demo_service_older_than_its_sources_is_not_run_while_cargo_holds_its_directory() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (profile, copied) = cli_in_own_target(&d.join("target"));
+    let work = d.join("work");
+    std::fs::create_dir_all(&work).expect("work dir");
+    // The cargo that runs a program holds its target directory while it runs.
+    let lock = std::fs::File::create(profile.join(".cargo-lock")).expect("lock file");
+    lock.lock().expect("lock");
+    let run = || {
+        let mut cmd = Command::new(&copied);
+        cmd.current_dir(&work)
+            .env_remove("SERIN_DEMO_SERVICE")
+            .env_remove("VERSION")
+            .timeout(std::time::Duration::from_secs(60))
+            .args(["deploy", "--version", "1.0.0"]);
+        cmd
+    };
+    // Missing: building it would wait on the lock forever.
+    run()
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains("serin-demo-service is not in"))
+        .stderr(predicate::str::contains(
+            "cargo build -p serin-local --bin serin-demo-service",
+        ));
+    // Built before a source it is made of changed: the old code would run.
+    let demo = profile.join("serin-demo-service");
+    std::fs::write(&demo, "#!/bin/sh\nexit 1\n").expect("demo");
+    std::fs::set_permissions(&demo, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let source = d.join("main.rs");
+    std::fs::write(&source, "fn main() {}").expect("source");
+    std::fs::write(
+        profile.join("serin-demo-service.d"),
+        format!("{}: {}\n", demo.display(), source.display()),
+    )
+    .expect("dep-info");
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&demo)
+        .and_then(|f| f.set_modified(hour_ago))
+        .expect("age the demo");
+    run()
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains(format!(
+            "is older than {}",
+            source.display()
+        )))
+        .stderr(predicate::str::contains("--demo-binary"));
+    // Neither changed anything.
+    assert!(!work.join(".serin").join("state.json").exists());
 }
 
 /// The example config with `extra` appended (more top-level fields).
@@ -1411,6 +1519,89 @@ fn a_second_signal_while_the_deployment_rolls_back_quits_at_once_with_exit_5() {
         .assert()
         .success()
         .stdout(predicate::str::contains("1.0.0"));
+}
+
+/// Once a deployment has ended and is recorded, a signal during the cleanup (here: waiting on
+/// a notification receiver that never answers) has nothing to abort: the first one says so, the
+/// second quits at once with the outcome's exit status and the report, not with exit 5 and a
+/// warning that the deployment may be half-switched.
+#[test]
+fn a_signal_after_the_deployment_ended_quits_with_its_outcome_not_as_half_switched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    // Accepts connections (the system's backlog) and never answers them.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("addr");
+    let config = config_with(
+        d,
+        &format!(
+            "notificationChannels:\n  - type: webhook\n    destination: http://{addr}/hooks\n    \
+             secretEnv: SERIN_CLI_TEST_HOOK_SECRET\n"
+        ),
+    );
+    let mut child = std::process::Command::new(cli_binary())
+        .current_dir(d)
+        .env("SERIN_CLI_TEST_HOOK_SECRET", "secret")
+        .env_remove("VERSION")
+        .args(["--backend", "sim", "--config"])
+        .arg(&config)
+        .args(["deploy", "--version", "1.0.0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // The end is recorded (state.json names the outcome, nothing in progress) before the
+    // cleanup begins.
+    let started = std::time::Instant::now();
+    loop {
+        let s = std::fs::read_to_string(state_file(d, "state.json")).unwrap_or_default();
+        if s.contains("\"lastOutcome\": {") && s.contains("\"inProgress\": null") {
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "the deployment never ended: {s}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    send("-INT", &child);
+    let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut stderr = String::new();
+    while !stderr.contains("has already ended") {
+        if err.read_line(&mut stderr).expect("stderr") == 0 {
+            break;
+        }
+    }
+    assert!(
+        stderr.contains("interrupted: the deployment of 1.0.0 has already ended (succeeded)"),
+        "the first signal is answered: {stderr}"
+    );
+    let second = std::time::Instant::now();
+    send("-TERM", &child);
+    err.read_to_string(&mut stderr).expect("stderr");
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut stdout)
+        .expect("stdout");
+    let code = child.wait().expect("wait").code();
+    assert!(
+        second.elapsed() < std::time::Duration::from_secs(2),
+        "quit {:?} after the second signal",
+        second.elapsed()
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("had already ended (succeeded) and is recorded")
+            && !stderr.contains("half-switched"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("outcome: succeeded"), "{stdout}");
+    assert_eq!(sim_status(d)["current"]["version"], "1.0.0");
+    drop(silent);
 }
 
 /// `monitor`, `metrics` and `health-check` are refused while a deployment holds the state
