@@ -785,9 +785,10 @@ async fn an_interrupted_delete_unlists_first_and_is_finished_later() {
     db.drop().await;
 }
 
-/// A dump restore writes into the database in place: one whose process dies part-way cannot
-/// be undone, and may leave its `pg_restore` running on the server. The next sweep ends that
-/// restore's sessions and says the database may hold part of a backup, as every sweep does
+/// A dump restore writes into the database in place: one cut short cannot be undone. One
+/// cancelled (its future dropped, say at a deadline) ends its sessions before the drop
+/// returns, even those of a child of `pg_restore` that outlives it (as parallel workers do).
+/// Every sweep says the database may hold part of a backup, and every backup is refused,
 /// until a restore finishes; the next restore takes over, and finishes.
 #[tokio::test]
 async fn a_dump_restore_cut_short_is_ended_and_said_until_a_restore_finishes() {
@@ -816,8 +817,8 @@ async fn a_dump_restore_cut_short_is_ended_and_said_until_a_restore_finishes() {
     let running = || async { db.admin(&restoring).await != "0" };
     assert!(cancel_when(cut_short.restore(&id), running).await);
     assert!(
-        running().await,
-        "the session outlives the restore's process"
+        !running().await,
+        "the cancelled restore ends the session its program's child left"
     );
     // Its marker's lock outlives it while a child process started meanwhile (another test's)
     // holds a copy of the descriptor, until that child execs.
@@ -836,13 +837,76 @@ async fn a_dump_restore_cut_short_is_ended_and_said_until_a_restore_finishes() {
                 && msg.contains("Restore a backup again"),
             "{msg}"
         );
-        assert!(!running().await, "the sweep ends the restore's sessions");
+        let msg = pg.backup("shop", "v2").await.unwrap_err().to_string();
+        assert!(
+            msg.contains(&format!(
+                "database `{}` may hold part of backup `{id}`",
+                db.name
+            )) && msg.contains(".restoring")
+                && msg.contains("restore a backup again"),
+            "{msg}"
+        );
     }
+    assert_eq!(pg.list("shop").await.unwrap().len(), 1);
     pg.restore(&id).await.unwrap();
     assert_eq!(fingerprint(&db).await, before);
     assert_eq!(pg.sweep().await.unwrap(), 0);
     let mut left = file_names(store.path());
     left.sort();
     assert_eq!(left, [format!("{id}.dump"), format!("{id}.json")]);
+    db.drop().await;
+}
+
+/// Two backup stores of one database (two deployments with stores of their own, or two
+/// machines) never restore it at once: the server's restore lock keeps the second out while
+/// the first runs, changing nothing, and lets it in once the first is gone (here cancelled,
+/// its session ended by the server as it sees its `psql` killed).
+#[tokio::test]
+async fn restores_through_two_stores_of_one_database_exclude_each_other() {
+    let Some(server) = server("two_stores") else {
+        return;
+    };
+    let (db, store) = orders_db(&server, "two_stores").await;
+    let other_store = tempfile::tempdir().unwrap();
+    let mode = PostgresMode::Dump { jobs: 1 };
+    let settings = verifying_orders(&db, store.path(), mode);
+    let pg = PostgresBackup::new(settings.clone()).unwrap();
+    let elsewhere = PostgresBackup::new(verifying_orders(&db, other_store.path(), mode)).unwrap();
+    let before = fingerprint(&db).await;
+    let id = pg.backup("shop", "v1").await.unwrap();
+    let theirs = elsewhere.backup("shop", "v1").await.unwrap();
+    change(&db).await;
+    let changed = fingerprint(&db).await;
+    // The first store's restore stalls in its `pg_restore`, saying so through a FIFO.
+    let signal = tempfile::tempdir().unwrap();
+    let fifo = signal.path().join("stalled");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let bin = restoring_with(&format!(
+        "#!/bin/sh\necho stalled > '{}'\nexec sleep 600\n",
+        fifo.display()
+    ));
+    let stalling = PostgresBackup::new(settings.with_bin_dir(bin.path())).unwrap();
+    let beside = async {
+        tokio::fs::read(&fifo).await.unwrap();
+        elsewhere.restore(&theirs).await
+    };
+    let beside = tokio::select! {
+        restored = stalling.restore(&id) => panic!("the restore ended: {restored:?}"),
+        beside = beside => beside,
+    };
+    let msg = beside.unwrap_err().to_string();
+    assert!(
+        msg.contains(&format!("cannot restore database `{}`", db.name))
+            && msg.contains("another restore of it is running")
+            && msg.contains("restore lock"),
+        "{msg}"
+    );
+    assert_eq!(fingerprint(&db).await, changed);
+    elsewhere.restore(&theirs).await.unwrap();
+    assert_eq!(fingerprint(&db).await, before);
     db.drop().await;
 }

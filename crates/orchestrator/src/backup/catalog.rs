@@ -527,7 +527,7 @@ impl Catalog {
 impl Catalog {
     /// The marker of a restore of this catalog's source: one name per source, so that two
     /// restores of the same directory or database never run at once.
-    fn restore_marker(&self) -> PathBuf {
+    pub(crate) fn restore_marker(&self) -> PathBuf {
         self.dir
             .join(format!("{}{RESTORING}", self.restore_marker_stem()))
     }
@@ -690,6 +690,34 @@ impl Catalog {
             ));
         };
         Ok(Some(RestoreMark::held(note, path, lock)))
+    }
+}
+
+impl Catalog {
+    /// The restore the marker of this source records, read without taking the marker (its
+    /// restore may be running): the backup it restores, and whether the source may hold part
+    /// of an in-place restore ([`RestoreMark::partial`]); `None` without a marker. A marker
+    /// that cannot be read is an error: what its restore did is unknown.
+    pub(crate) async fn marked_restore(&self) -> Result<Option<(String, bool)>> {
+        let path = self.restore_marker();
+        let body = match tokio::fs::read(&path).await {
+            Ok(body) => body,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io_error("read the restore marker", &path, e)),
+        };
+        match serde_json::from_slice::<RestoreNote>(&body) {
+            Ok(note) if note.source == self.source => Ok(Some((note.id, note.partial))),
+            _ => Err(Error::backend(
+                "backup",
+                self.provider.as_str(),
+                format!(
+                    "the restore marker `{}` is unreadable or not {}'s: check that the restored \
+                     directory or database is whole, then remove the marker",
+                    path.display(),
+                    self.source
+                ),
+            )),
+        }
     }
 }
 

@@ -37,9 +37,13 @@ const TREE_CHECK: &str = "files";
 ///   system) the path does not exist; a process that opens files by path at that instant sees
 ///   them missing. A restore cancelled before the swap changes nothing (its copy is removed);
 ///   once the swap has begun it runs to its end, so the directory is never left missing.
-/// - **Killed restore**: a restore holds a locked marker in the store (one per source, so two
-///   restores of one directory never run at once: the second fails, changing nothing). A
-///   process killed during a restore leaves the marker unlocked, and perhaps the copy, the
+/// - **One at a time**: a restore holds a locked marker in the store, and an exclusive lock on
+///   the file `.<name>.serin-restore.lock` beside the directory (left there, empty), so two
+///   restores of one directory never run at once, through one store or through two (whose
+///   ids, and so the names of their copies beside the directory, may be the same): the
+///   second fails, changing nothing.
+/// - **Killed restore**: a process killed during a restore leaves the marker unlocked, and
+///   perhaps the copy, the
 ///   replaced tree, or, between the two renames, the directory moved aside. The next
 ///   restore, or [`sweep`](Self::sweep), puts the directory back in one piece: a directory
 ///   moved aside is moved back (the restore is undone: it was never reported done, and the
@@ -165,6 +169,51 @@ impl DirectorySnapshot {
             .with_file_name(format!(".{name}.serin-{what}-{id}"))
     }
 
+    /// Takes the restore lock of the source: an exclusive `flock` on the file
+    /// `.<name>.serin-restore.lock` beside it, held until the returned file is dropped. The
+    /// store's marker keeps apart the restores of one store; this keeps apart those of every
+    /// store of the directory (two deployments with stores of their own), which would
+    /// otherwise swap trees in at once, or settle, move back and remove what another's
+    /// restore is swapping in (its sibling names are made of its backup's id, and ids are
+    /// unique per store only). The lock is beside the source, not in a store, so that every
+    /// store sees it; the kernel lets go of it when its holder dies, however it dies, so the
+    /// file is left in place (removing it would let two holders lock two files). Fails at
+    /// once, changing nothing, while another restore holds it (blocking).
+    fn lock_restores(&self) -> Result<std::fs::File> {
+        let name = self
+            .source
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let path = self
+            .source
+            .with_file_name(format!(".{name}.serin-restore.lock"));
+        let doing = format!("cannot restore `{}`", self.source.display());
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| failed(&format!("{doing}: cannot open `{}`", path.display()), e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(failed(
+                &doing,
+                format!(
+                    "another restore of it is running (through another backup store, or \
+                     another process) and holds its restore lock `{}`; try again once it has \
+                     finished",
+                    path.display()
+                ),
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(failed(
+                &format!("{doing}: cannot lock `{}`", path.display()),
+                e,
+            )),
+        }
+    }
+
     /// Runs `f` on the blocking pool.
     async fn blocking<T: Send + 'static>(
         &self,
@@ -211,8 +260,19 @@ impl DirectorySnapshot {
             self.catalog.forget(abandoned).await?;
             swept += 1;
         }
-        if let Some(mark) = self.catalog.interrupted_restore().await? {
-            self.put_back(mark).await?;
+        if let Some(mut mark) = self.catalog.interrupted_restore().await? {
+            // Never while a restore of the directory runs through another store.
+            let this = self.clone();
+            let lock = self
+                .blocking("cannot sweep", move || this.lock_restores())
+                .await;
+            match lock {
+                Ok(lock) => self.put_back(mark, lock).await?,
+                Err(e) => {
+                    mark.leave_to_sweep();
+                    return Err(e);
+                }
+            }
             swept += 1;
         }
         Ok(swept)
@@ -231,8 +291,9 @@ impl DirectorySnapshot {
 
     /// Puts back what the restore of `mark`, whose process is gone, left (see
     /// [`Restore::settle`]), then removes the marker; one that cannot be put back now keeps
-    /// its marker for the next sweep.
-    async fn put_back(&self, mut mark: RestoreMark) -> Result<()> {
+    /// its marker for the next sweep. `lock` is the source's [restore
+    /// lock](Self::lock_restores), held until then.
+    async fn put_back(&self, mut mark: RestoreMark, lock: std::fs::File) -> Result<()> {
         let restore = self.restore_of(mark.id());
         let doing = format!("cannot sweep the interrupted restore of `{}`", mark.id());
         self.blocking(&doing, move || {
@@ -242,6 +303,7 @@ impl DirectorySnapshot {
                 Err(_) => mark.leave_to_sweep(),
             }
             drop(mark);
+            drop(lock);
             settled
         })
         .await
@@ -338,9 +400,18 @@ impl BackupProvider for DirectorySnapshot {
     async fn restore(&self, id: &str) -> Result<()> {
         let info = self.catalog.read(id).await?;
         let expected = self.manifest(&info).await?;
+        // Held on the blocking thread until the restore's work there is over, even if this
+        // future is dropped first (the settling after a cancelled copy goes on there).
+        let this = self.clone();
+        let lock = self
+            .blocking("cannot restore", move || this.lock_restores())
+            .await?;
         // A restore of this directory that was killed is put back first.
         if let Some(mark) = self.catalog.interrupted_restore().await? {
-            self.put_back(mark).await?;
+            let again = lock
+                .try_clone()
+                .map_err(|e| self.failed("cannot restore", e))?;
+            self.put_back(mark, again).await?;
         }
         let mut mark = self.catalog.begin_restore(id, false).await?;
         let restore = self.restore_of(id);
@@ -360,6 +431,7 @@ impl BackupProvider for DirectorySnapshot {
                 mark.leave_to_sweep();
             }
             drop(mark);
+            drop(lock);
             ran
         })
         .await?;
@@ -695,7 +767,7 @@ mod tests {
         // Once the drop returns, the copy has stopped and is gone.
         let hidden: Vec<String> = names(tmp.path())
             .into_iter()
-            .filter(|n| n.starts_with('.'))
+            .filter(|n| n.starts_with('.') && !is_restore_lock(n))
             .collect();
         assert!(hidden.is_empty(), "{hidden:?}");
         assert_eq!(fs::read_to_string(state.join("marker")).unwrap(), "two");
@@ -801,10 +873,15 @@ mod tests {
         mark.die();
     }
 
+    /// Whether `name` is the restore lock of directory `state`, which stays beside it.
+    fn is_restore_lock(name: &str) -> bool {
+        name == ".state.serin-restore.lock"
+    }
+
     /// The siblings of the directory and the store's files other than the backups.
     fn leftovers(tmp: &Path, p: &DirectorySnapshot) -> Vec<String> {
         let mut left = names(tmp);
-        left.retain(|n| n != "state" && n != "store");
+        left.retain(|n| n != "state" && n != "store" && !is_restore_lock(n));
         left.extend(
             names(p.store())
                 .into_iter()
@@ -895,6 +972,55 @@ mod tests {
         assert_no_leftovers(tmp.path(), &p);
     }
 
+    /// Two stores of one directory (two deployments with stores of their own) hand out the
+    /// same ids, and a restore's sibling names are made of its backup's id. A restore through
+    /// one store is refused while a restore through the other runs (here between its two
+    /// renames), changing nothing: it would otherwise move the other's replaced tree back and
+    /// remove its copy. A sweep likewise leaves a killed restore alone meanwhile.
+    #[tokio::test(start_paused = true)]
+    async fn restores_through_two_stores_of_one_directory_exclude_each_other() {
+        let (tmp, p) = setup();
+        let other = DirectorySnapshot::new(tmp.path().join("state"), tmp.path().join("other"))
+            .unwrap()
+            .with_clock(Clock::starting_at(Timestamp::from_millis(
+                1_700_000_000_000,
+            )));
+        let (state, id) = backed_up_then_changed(tmp.path(), &p).await;
+        let theirs = other.backup("web", "v2").await.unwrap();
+        assert_eq!(theirs, id);
+        // A restore through the first store, between its two renames.
+        let lock = p.lock_restores().unwrap();
+        let running = p.catalog.begin_restore(&id, false).await.unwrap();
+        let restore = p.restore_of(&id);
+        tree::copy_tree(&restore.stored, &restore.staging, &AtomicBool::new(false)).unwrap();
+        fs::rename(&restore.source, &restore.aside).unwrap();
+        let err = other.restore(&theirs).await.unwrap_err().to_string();
+        assert!(
+            err.contains("another restore of it is running") && err.contains("restore lock"),
+            "{err}"
+        );
+        assert!(!state.0.exists() && restore.staging.exists() && restore.aside.exists());
+        // It finishes its swap; then the other store restores.
+        fs::rename(&restore.staging, &restore.source).unwrap();
+        tree::remove_tree(&restore.aside).unwrap();
+        drop((running, lock));
+        assert_eq!(state.get().await, "one");
+        other.restore(&theirs).await.unwrap();
+        assert_eq!(state.get().await, "two");
+        // A killed restore of the first store is not swept while the other restores.
+        kill_restore(&p, &id, 1).await;
+        let restoring = other.lock_restores().unwrap();
+        let err = p.sweep().await.unwrap_err().to_string();
+        assert!(err.contains("another restore of it is running"), "{err}");
+        assert!(!state.0.exists() && restore.aside.exists());
+        drop(restoring);
+        assert_eq!(p.sweep().await.unwrap(), 1);
+        assert_eq!(state.get().await, "two");
+        let mut left = leftovers(tmp.path(), &p);
+        left.retain(|n| n != "other");
+        assert!(left.is_empty(), "{left:?}");
+    }
+
     #[tokio::test]
     async fn passes_the_conformance_suite() {
         let (tmp, p) = setup();
@@ -940,7 +1066,7 @@ mod tests {
         let leftovers: Vec<_> = fs::read_dir(tmp.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.starts_with('.'))
+            .filter(|n| n.starts_with('.') && !is_restore_lock(n))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }

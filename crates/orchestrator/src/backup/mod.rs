@@ -40,7 +40,11 @@
 //!   the swap itself is never left half-done (see each provider).
 //! - **Killed restore**: a directory or template-mode restore holds a locked, recorded marker
 //!   in the store (`restore-<hash of the source>.restoring`: one restore of a directory or
-//!   database at a time; a second fails, changing nothing). A restore whose process dies
+//!   database at a time; a second fails, changing nothing). It also holds a lock that every
+//!   store of the same directory or database sees (a `flock`ed file beside the directory;
+//!   the server's advisory lock keyed by the database's name), so restores through two
+//!   stores exclude each other too, and a sweep puts back a killed restore only under it.
+//!   A restore whose process dies
 //!   leaves the marker unlocked; the next restore, or the provider's `sweep()`, puts what it
 //!   left back in one piece, never touching a restore another process is running: the
 //!   directory moved aside between the two renames is moved back, a database left refusing
@@ -51,7 +55,8 @@
 //!   short cannot be undone. It holds the same marker (one restore of a database at a time),
 //!   which records that the database may hold part of a backup and stays until a restore
 //!   finishes: every sweep ends the cut-short restore's sessions and answers an error saying
-//!   so, and the next restore takes the marker over.
+//!   so, every backup of the database is refused (it would later "restore" the half-restored
+//!   state), and the next restore takes the marker over.
 //!
 //! Every external program is started with `tokio::process::Command` and separate arguments,
 //! never through a shell; names that reach SQL are quoted as identifiers or literals, and the

@@ -281,14 +281,19 @@ pub enum PostgresMode {
     /// A verification that fails after the restore is an error: the database then holds
     /// what `pg_restore` wrote, which does not match the backup.
     ///
-    /// A restore holds the database's restore marker, as in template mode, so two restores of
-    /// one database never run at once: the second fails, changing nothing. Written in place,
+    /// A restore holds the database's restore marker, as in template mode, and the server's
+    /// restore lock of the database, so two restores of one database never run at once, from
+    /// one store or from two: the second fails, changing nothing. A restore cancelled while
+    /// `pg_restore` runs (its future dropped, say at a deadline) kills it and ends its
+    /// sessions, those of its parallel workers too, before the drop returns. Written in place,
     /// a restore cut short (its process killed, or `pg_restore` failing part-way) cannot be
     /// undone, so the marker stays and records that the database may hold part of a backup:
-    /// every [`PostgresBackup::sweep`] (also run before each backup, which logs it) then
-    /// answers an error saying so, after ending that restore's sessions (named
-    /// `serin-restore-<token>`: a `pg_restore` whose process was killed goes on writing
-    /// otherwise). The next restore takes the marker over, and clears it once it finishes.
+    /// every [`PostgresBackup::sweep`] then answers an error saying so, after ending that
+    /// restore's sessions (named `serin-restore-<token>`: a `pg_restore` whose process was
+    /// killed goes on writing otherwise), and every backup is refused with an error naming
+    /// the database, the backup and the marker: a backup of a half-restored database would
+    /// later "restore" it half-restored. The next restore takes the marker over, and clears
+    /// it once it finishes. A backup is refused while an in-place restore runs, too.
     Dump {
         /// Parallel jobs of `pg_restore` (at least 1).
         jobs: u32,
@@ -321,8 +326,9 @@ pub enum PostgresMode {
     /// after every backup and delete) ends its sessions and drops its copy and its marked
     /// snapshot.
     ///
-    /// A restore holds a locked marker in the store (one per database, so two template
-    /// restores of one database never run at once: the second fails, changing nothing). A
+    /// A restore holds a locked marker in the store and the server's restore lock of the
+    /// database (see [`PostgresBackup`]), so two restores of one database never run at
+    /// once, from one store or from two: the second fails, changing nothing. A
     /// restore whose process was killed (its `psql` with it, or left running) may leave the
     /// database refusing connections, between `ALLOW_CONNECTIONS false` and the renames, for
     /// ever. The next restore, or [`PostgresBackup::sweep`], ends its sessions (a swap still
@@ -414,7 +420,9 @@ pub struct PostgresSettings {
     /// Where `psql`, `pg_dump` and `pg_restore` are (found on `PATH` when unset).
     #[serde(default)]
     pub bin_dir: Option<PathBuf>,
-    /// The database to connect to for creating, renaming and dropping others (template mode).
+    /// The database to connect to for creating, renaming and dropping others (template
+    /// mode), and, in both modes, for the server's restore lock of the database: stores of
+    /// one database keep their restores apart only if they name the same one.
     #[serde(default = "postgres_db")]
     pub maintenance_database: String,
 }
@@ -528,6 +536,18 @@ impl PostgresSettings {
 /// row) of each table in [`verify_tables`](PostgresSettings::verify_tables), and comparing
 /// them after a restore. The size (dump file or snapshot database) and duration of each
 /// backup are in its [`BackupInfo`].
+///
+/// One restore of a database runs at a time, whichever store it comes from: each store keeps
+/// a marker (one restore per store, and a record of one cut short), and every restore also
+/// holds the server's restore lock of the database, a session-level advisory lock keyed by
+/// the database's name and held by a session on the
+/// [maintenance database](PostgresSettings::maintenance_database). A second restore, through
+/// another store or from another machine, waits 3 s for it (a cancelled restore's session
+/// ends shortly after), then fails, changing nothing. The lock lives in the server because the
+/// stores need not share a file system, and a store's marker cannot see another store's
+/// restore. The lock ends with its session, so a restore whose process is killed holds it no
+/// more. Backups do not take it; a backup is refused while this store's marker says the
+/// database may hold part of an in-place restore.
 ///
 /// Client programs are started without a shell, with every name as its own argument; the
 /// database name reaches libpq as a quoted connection-string value and SQL as a quoted
@@ -674,6 +694,32 @@ impl PostgresBackup {
         )
     }
 
+    /// A cleanup for a drop (which cannot wait) that ends the sessions named `sessions` and
+    /// waits up to 5 s for them to end, on the database itself or, if it cannot be reached,
+    /// on the maintenance database (as [`put_back`](Self::put_back) does), on the dropping
+    /// thread.
+    fn end_sessions_on_drop(&self, what: String, sessions: &str) -> Undo {
+        let client = self.client.0.clone();
+        let databases = [
+            self.db().to_owned(),
+            self.settings.maintenance_database.clone(),
+        ];
+        let end = [end_sessions(sessions)];
+        Box::new(move || {
+            let mut failure = None;
+            for database in &databases {
+                match client.run_blocking("psql", &psql_args(database, &end)) {
+                    Ok(_) => return true,
+                    Err(e) => failure = Some(e),
+                }
+            }
+            if let Some(e) = failure {
+                tracing::warn!("cannot end the sessions of {what}, left to the next sweep: {e}");
+            }
+            false
+        })
+    }
+
     /// What the template-mode backup `id` of the claim with `token` makes on the server.
     fn leftovers(&self, id: &str, token: &str) -> Leftovers {
         Leftovers {
@@ -747,7 +793,25 @@ impl PostgresBackup {
         }
         // Whatever the mode now: the marker records how its restore ran.
         if let Some(mut mark) = self.catalog.interrupted_restore().await? {
-            self.put_back(&mut mark).await?;
+            // Putting back a template restore drops copies named by its backup's id and lets
+            // connections in: never while a restore of the database runs through another
+            // store, which may use the same names (ids are unique per store only).
+            let lock = if mark.in_place() {
+                None
+            } else {
+                match self.lock_restores().await {
+                    Ok(lock) => Some(lock),
+                    Err(e) => {
+                        mark.leave_to_sweep();
+                        return Err(e);
+                    }
+                }
+            };
+            let put = self.put_back(&mut mark).await;
+            if let Some(lock) = lock {
+                lock.release().await;
+            }
+            put?;
             if mark.partial() {
                 // Nothing puts it back: said on every sweep until a restore finishes.
                 return Err(self.partial(&mark));
@@ -833,6 +897,97 @@ impl PostgresBackup {
             mark.id(),
             mark.path().display()
         ))
+    }
+
+    /// Takes the server's restore lock of the database: a session-level advisory lock,
+    /// keyed by the database's name ([`restore_lock_key`]), held by a session on the
+    /// maintenance database for as long as the returned lock lives. The store's marker keeps
+    /// apart the restores of one store; this keeps apart those of every store of the database
+    /// (two deployments with stores of their own, a second machine), which would otherwise
+    /// run `pg_restore --clean` into the same database at once, or put back or drop what
+    /// another's template restore is swapping in. Waits [`RESTORE_LOCK_WAIT`] for it, then
+    /// fails, changing nothing. Stores of one database share the lock when they name the same
+    /// maintenance database (`postgres` by default), as advisory locks are kept per database.
+    async fn lock_restores(&self) -> Result<RestoreLock> {
+        let maintenance = &self.settings.maintenance_database;
+        let key = restore_lock_key(self.db());
+        let args = psql_args(maintenance, &[]);
+        let mut child = self
+            .client
+            .0
+            .named("serin-restore-lock")
+            .command("psql", &args)
+            .stdin(Stdio::piped())
+            .spawn()
+            .map_err(|e| failed("psql", &args, &format!("cannot start it: {e}")))?;
+        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(self.failed("psql holding the restore lock has no stdin or stdout"));
+        };
+        let mut stdout = BufReader::new(stdout);
+        let mut line = String::new();
+        let ask = format!(
+            "SET lock_timeout = '{RESTORE_LOCK_WAIT}';\nSELECT 'locked' FROM pg_advisory_lock({key});\n"
+        );
+        let asked = async {
+            stdin.write_all(ask.as_bytes()).await?;
+            stdin.flush().await?;
+            stdout.read_line(&mut line).await
+        }
+        .await;
+        if asked.is_ok() && line.trim() == "locked" {
+            return Ok(RestoreLock {
+                child,
+                stdin: Some(stdin),
+                stdout,
+                key,
+            });
+        }
+        // Its input closed, `psql` ends (it stops at an error anyway).
+        drop(stdin);
+        let mut stderr = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut stderr).await;
+        }
+        let _ = child.wait().await;
+        let c = &self.settings.connection;
+        let lock = format!("advisory lock {key} in database `{maintenance}`");
+        let reason = if stderr.contains("lock timeout") {
+            format!(
+                "cannot restore database `{}` on {}:{}: another restore of it is running \
+                 (through another backup store, or another process) and holds the server's \
+                 restore lock ({lock}); try again once it has finished",
+                self.db(),
+                c.host,
+                c.port
+            )
+        } else {
+            let why = asked.err().map(|e| e.to_string()).unwrap_or_default();
+            format!(
+                "cannot take the server's restore lock of database `{}` ({lock}): {why} {}",
+                self.db(),
+                tail(&stderr)
+            )
+        };
+        Err(self.failed(reason))
+    }
+
+    /// Refuses a backup of `service` while the database may hold part of an in-place
+    /// restore, one running or one cut short ([`RestoreMark::partial`]): such a backup would
+    /// be listed, verified against what it read, and later "restored" to that half-restored
+    /// state, and its retention could expire the backups taken before. A restore that
+    /// finishes lifts this.
+    async fn refuse_partial(&self, service: &str) -> Result<()> {
+        match self.catalog.marked_restore().await? {
+            Some((id, true)) => Err(self.failed(format!(
+                "cannot back up `{service}`: database `{}` may hold part of backup `{id}`, as \
+                 an in-place restore of it (`pg_restore --clean`) is running or did not finish \
+                 (marker `{}`), and a backup of it would later restore that half-restored \
+                 state; finish that restore, or restore a backup again, then back up",
+                self.db(),
+                self.catalog.restore_marker().display()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Starts a restore of backup `id` (`in_place` for a dump restore), holding the
@@ -1207,16 +1362,31 @@ impl PostgresBackup {
         // One restore of the database at a time, marked partial until this one finishes: a
         // kill part-way cannot be undone, and the next restore or sweep says so. Its sessions
         // bear the marker's token, so that they can be ended if its process dies.
-        let mut mark = self.start_restore(&info.id, true).await?;
-        let named = self.named(&Self::restore_sessions(&mark));
+        let mark = self.start_restore(&info.id, true).await?;
+        let sessions = Self::restore_sessions(&mark);
+        let named = self.named(&sessions);
+        // Cancelled while `pg_restore` runs (its future dropped, say at a deadline), the
+        // restore is ended before the drop returns, not left writing: `pg_restore` itself is
+        // killed, but its parallel workers and their server sessions would outlive it (until
+        // the next sweep). Its sessions are ended and waited for; the marker stays partial.
+        let mut cancelled = OnDrop {
+            undo: Some(self.end_sessions_on_drop(
+                format!("the cancelled restore of backup `{}`", info.id),
+                &sessions,
+            )),
+            mark: Some(mark),
+        };
         let mut args = os(&["--clean", "--if-exists", "--exit-on-error", "--no-password"]);
         args.push(format!("--jobs={jobs}").into());
         args.push("--dbname".into());
         args.push(sql::dbname_conninfo(self.db()).into());
         args.push(file.into());
+        let restored = named.client.0.run("pg_restore", &args).await;
+        // Ended, well or not: `pg_restore` waits for its workers before it exits.
+        cancelled.undo = None;
         // `--exit-on-error` stops at the first failure, but without one transaction for the
         // whole restore (which `--jobs` rules out) what ran before it stays: say so.
-        named.client.0.run("pg_restore", &args).await.map_err(|e| {
+        restored.map_err(|e| {
             let cause = match e {
                 Error::Backend { reason, .. } => reason,
                 other => other.to_string(),
@@ -1241,7 +1411,9 @@ impl PostgresBackup {
                 differences.join("; ")
             )));
         }
-        mark.finish();
+        if let Some(mark) = &mut cancelled.mark {
+            mark.finish();
+        }
         Ok(())
     }
 
@@ -1397,6 +1569,56 @@ impl PostgresBackup {
     }
 }
 
+/// How long a restore waits for the server's restore lock of its database: long enough for
+/// the server to see the session of a restore just cancelled end (it lets go of the lock
+/// then), short enough that a restore running elsewhere is reported rather than waited for.
+const RESTORE_LOCK_WAIT: &str = "3s";
+
+/// The key of the advisory lock held by the one restore of `database` that runs at a time:
+/// the first 8 bytes of the SHA-256 of `serin restore`, a NUL and the database's name.
+fn restore_lock_key(database: &str) -> i64 {
+    let mut hasher = Sha256::new();
+    hasher.update(b"serin restore\0");
+    hasher.update(database.as_bytes());
+    let digest = hasher.finalize();
+    let mut key = [0u8; 8];
+    key.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+    i64::from_be_bytes(key)
+}
+
+/// A session on the maintenance database holding the server's restore lock of one database
+/// (see [`PostgresBackup::lock_restores`]). [Released](Self::release), the session lets go
+/// of the lock and ends. Dropped (a restore cancelled), its `psql` is killed, and the server
+/// lets go of the lock as soon as it sees the session end; a process killed outright closes
+/// the `psql`'s input, which ends the session the same way.
+struct RestoreLock {
+    child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    stdout: BufReader<tokio::process::ChildStdout>,
+    key: i64,
+}
+
+impl RestoreLock {
+    /// Lets go of the lock, and waits for the session to end.
+    async fn release(mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let mut line = String::new();
+            let unlock = format!("SELECT pg_advisory_unlock({});\n", self.key);
+            let unlocked = async {
+                stdin.write_all(unlock.as_bytes()).await?;
+                stdin.flush().await?;
+                self.stdout.read_line(&mut line).await
+            }
+            .await;
+            if let Err(e) = unlocked {
+                // The session ends next anyway, and the server lets go of the lock then.
+                tracing::warn!("cannot let go of the restore lock, ending its session: {e}");
+            }
+        }
+        let _ = self.child.wait().await;
+    }
+}
+
 /// Runs its cleanup when dropped, unless it was taken out first (a restore cancelled at an
 /// `.await`), then drops the restore's marker: removed, unless the cleanup failed or the
 /// restore [left work](Self::leave_to_sweep) to the next sweep.
@@ -1531,7 +1753,9 @@ impl BackupProvider for PostgresBackup {
         // What killed backups and restores left is swept first, not once this backup is
         // listed: a cancellation during the sweep then loses no backup whose id the caller
         // never received.
-        sweep_quietly(self.sweep().await);
+        let swept = self.sweep().await;
+        self.refuse_partial(service).await?;
+        sweep_quietly(swept);
         let created_at = self.clock.now();
         let template = self.settings.mode == PostgresMode::Template;
         let mut claim = self.claim(service, created_at, template).await?;
@@ -1582,10 +1806,14 @@ impl BackupProvider for PostgresBackup {
 
     async fn restore(&self, id: &str) -> Result<()> {
         let info = self.catalog.read(id).await?;
-        match info.checks.iter().find(|c| c.subject == DUMP_CHECK) {
-            Some(dump) => self.restore_dump(&info, dump).await?,
-            None => self.restore_template(&info).await?,
-        }
+        // Held until the restore, or the cleanup of one cancelled, is over: dropped last.
+        let lock = self.lock_restores().await?;
+        let restored = match info.checks.iter().find(|c| c.subject == DUMP_CHECK) {
+            Some(dump) => self.restore_dump(&info, dump).await,
+            None => self.restore_template(&info).await,
+        };
+        lock.release().await;
+        restored?;
         tracing::info!(backup = %id, "restored database `{}`", self.db());
         Ok(())
     }
@@ -1842,8 +2070,8 @@ mod tests {
             dir,
             "pg_dump",
             &format!(
-                "{FIND_FILE}printf partial > \"$out\"\necho stalled > '{}/stalled'\n\
-                 exec sleep 600\n",
+                "{FIND_FILE}printf partial > \"$out\"\necho $$ > '{0}/pid'\n\
+                 echo stalled > '{0}/stalled'\nexec sleep 600\n",
                 dir.display()
             ),
         );
@@ -1851,9 +2079,18 @@ mod tests {
     }
 
     /// The body of a `psql` that holds a snapshot: it reads the two statements that export
-    /// one, answers with its name and waits until its input is closed.
-    const HOLD_SNAPSHOT: &str = "read a\nread b\necho 00000003-00000002-1\n\
-                                 exec cat >/dev/null\n";
+    /// one, answers with its name and waits until its input is closed; or, asked for the
+    /// restore lock, holds it ([`HOLD_LOCK`]).
+    const HOLD_SNAPSHOT: &str = "read a\nread b\n\
+                                 case \"$b\" in *pg_advisory_lock*) echo locked; \
+                                 while read c; do echo t; done; exit 0;; esac\n\
+                                 echo 00000003-00000002-1\nexec cat >/dev/null\n";
+
+    /// The start of a `psql`'s body that, started without statements (`-c`), holds the
+    /// restore lock: it answers that it took it, then `t` to each statement (letting go of
+    /// it) until its input is closed.
+    const HOLD_LOCK: &str = "case \"$*\" in *' -c '*) ;; *) read a; read b; echo locked; \
+                             while read c; do echo t; done; exit 0;; esac\n";
 
     /// The start of a `pg_dump`'s body that finds the file its `--file` names, as `$out`.
     const FIND_FILE: &str = "for a in \"$@\"; do\n  \
@@ -1892,9 +2129,33 @@ mod tests {
             during = stalled => during,
         };
         assert_eq!(during.len(), 2, "a claim and a partial dump: {during:?}");
+        // `pg_dump` was killed, not left writing.
+        let pid = std::fs::read_to_string(bin.path().join("pid")).unwrap();
+        assert_killed(pid.trim()).await;
         let left: Vec<_> = std::fs::read_dir(store.path()).unwrap().collect();
         assert!(left.is_empty(), "{left:?}");
         assert!(pg.list("shop").await.unwrap().is_empty());
+    }
+
+    /// Asserts that the process `pid` was killed: it is gone, or a zombie until the runtime
+    /// reaps it (the kernel ends a killed process shortly after the signal).
+    async fn assert_killed(pid: &str) {
+        let state = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.rsplit_once(") ")
+                .and_then(|(_, rest)| rest.get(..1))
+                .map(str::to_owned)
+        };
+        let mut turns = 0;
+        while !matches!(state().as_deref(), None | Some("Z" | "X")) && turns < 100_000 {
+            tokio::task::yield_now().await;
+            turns += 1;
+        }
+        assert!(
+            matches!(state().as_deref(), None | Some("Z" | "X")),
+            "{pid}: {:?}",
+            state()
+        );
     }
 
     /// Writes the executable `dir/name` with `body`.
@@ -1917,7 +2178,7 @@ mod tests {
             dir,
             "psql",
             &format!(
-                "printf '%s|%s\\n' \"$PGAPPNAME\" \"$*\" >> '{d}/calls'\n\
+                "{HOLD_LOCK}printf '%s|%s\\n' \"$PGAPPNAME\" \"$*\" >> '{d}/calls'\n\
                  case \"$*\" in\n\
                  *'{stall_at}'*) echo stalled > '{d}/stalled'; exec sleep 600;;\n\
                  *'pg_terminate_backend(pid, '*) echo 'ERROR:  function \
@@ -2160,8 +2421,8 @@ mod tests {
             "pg_restore",
             &format!(
                 "echo \"$PGAPPNAME\" >> '{d}/restored'\n\
-                 if [ -e '{d}/stall' ]; then rm '{d}/stall'; echo stalled > '{d}/stalled'; \
-                 exec sleep 600; fi\n"
+                 if [ -e '{d}/stall' ]; then rm '{d}/stall'; echo $$ > '{d}/pid'; \
+                 echo stalled > '{d}/stalled'; exec sleep 600; fi\n"
             ),
         );
         make_stalled_fifo(dir);
@@ -2215,13 +2476,105 @@ mod tests {
                 && args.contains("dbname='shop'")),
             "{ended:?}"
         );
-        assert_eq!(ended.len(), 2, "{ended:?}");
+        // One as the cancelled restore was dropped, one for each sweep.
+        assert_eq!(ended.len(), 3, "{ended:?}");
         // A restore that finishes clears it.
         pg.restore(&id).await.unwrap();
         assert_eq!(pg.sweep().await.unwrap(), 0);
         let mut left = names(store.path());
         left.sort();
         assert_eq!(left, [format!("{id}.dump"), format!("{id}.json")]);
+    }
+
+    /// A database that may hold part of an in-place restore, one cut short or one running,
+    /// is not backed up: the backup would later "restore" the half-restored state. The error
+    /// names the database, the backup, the marker and what to do; nothing is written.
+    #[tokio::test]
+    async fn a_backup_is_refused_while_the_database_may_hold_part_of_a_restore() {
+        let bin = tempfile::tempdir().unwrap();
+        dump_clients(bin.path());
+        let store = tempfile::tempdir().unwrap();
+        let pg = PostgresBackup::new(
+            PostgresSettings::new(conn(), store.path()).with_bin_dir(bin.path()),
+        )
+        .unwrap();
+        let id = pg.backup("shop", "v1").await.unwrap();
+        let refused = |e: Error, marker: &Path| {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("cannot back up `shop`")
+                    && msg.contains("database `shop` may hold part of backup")
+                    && msg.contains(&format!("backup `{id}`"))
+                    && msg.contains(&marker.display().to_string())
+                    && msg.contains("restore a backup again"),
+                "{msg}"
+            );
+        };
+        let mut before = names(store.path());
+        before.sort();
+        // Cut short.
+        pg.catalog.begin_restore(&id, true).await.unwrap().die();
+        let marker = marker(store.path());
+        for _ in 0..2 {
+            refused(pg.backup("shop", "v2").await.unwrap_err(), &marker);
+        }
+        let mut after: Vec<_> = names(store.path());
+        after.retain(|n| !n.ends_with(".restoring"));
+        after.sort();
+        assert_eq!(after, before);
+        assert_eq!(pg.list("shop").await.unwrap().len(), 1);
+        // Running: taken over by a restore that has not finished yet.
+        let interrupted = pg.catalog.interrupted_restore().await.unwrap().unwrap();
+        let running = pg
+            .catalog
+            .take_over_restore(interrupted, &id, true)
+            .await
+            .unwrap();
+        refused(pg.backup("shop", "v2").await.unwrap_err(), &marker);
+        drop(running);
+        // A restore that finishes lifts it.
+        pg.restore(&id).await.unwrap();
+        pg.backup("shop", "v2").await.unwrap();
+        assert_eq!(pg.list("shop").await.unwrap().len(), 2);
+    }
+
+    /// A dump restore cancelled while `pg_restore` runs (say at a deadline) is ended before
+    /// the drop returns: `pg_restore` is killed, and its sessions on the server (those of the
+    /// parallel workers it started, which would outlive it) are ended and waited for. The
+    /// database stays marked partial, and the next restore takes the marker over.
+    #[tokio::test]
+    async fn a_dump_restore_cancelled_ends_its_program_and_its_sessions_before_the_drop_returns() {
+        let bin = tempfile::tempdir().unwrap();
+        dump_clients(bin.path());
+        let store = tempfile::tempdir().unwrap();
+        let pg = PostgresBackup::new(
+            PostgresSettings::new(conn(), store.path()).with_bin_dir(bin.path()),
+        )
+        .unwrap();
+        let id = pg.backup("shop", "v1").await.unwrap();
+        std::fs::write(bin.path().join("stall"), "").unwrap();
+        let stalled = async {
+            tokio::fs::read(bin.path().join("stalled")).await.unwrap();
+            std::fs::read_to_string(bin.path().join("pid")).unwrap()
+        };
+        let pid = tokio::select! {
+            restored = pg.restore(&id) => panic!("the restore ended: {restored:?}"),
+            pid = stalled => pid.trim().to_owned(),
+        };
+        assert_killed(&pid).await;
+        let session = std::fs::read_to_string(bin.path().join("restored")).unwrap();
+        let session = session.trim();
+        let ended = calls(bin.path());
+        assert!(
+            ended.iter().any(|(_, args)| args
+                .contains(&format!("application_name = E'{session}'"))
+                && args.contains("dbname='shop'")),
+            "{ended:?}"
+        );
+        let err = pg.sweep().await.unwrap_err().to_string();
+        assert!(err.contains("may hold part of a backup"), "{err}");
+        pg.restore(&id).await.unwrap();
+        assert_eq!(pg.sweep().await.unwrap(), 0);
     }
 
     /// A template restore replaces the whole database, so one that finishes clears the mark
@@ -2593,6 +2946,48 @@ mod tests {
         pg.delete(&id).await.unwrap();
         assert!(names(store.path()).is_empty(), "{:?}", names(store.path()));
         admin(&pg, format!("DROP DATABASE {db} WITH (FORCE)")).await;
+    }
+
+    /// Putting back a killed template restore drops copies named by its backup's id and lets
+    /// connections in: a sweep does it only under the server's restore lock, never while a
+    /// restore of the database runs through another store (whose ids may be the same).
+    #[tokio::test]
+    async fn a_sweep_puts_back_a_killed_template_restore_only_under_the_servers_restore_lock() {
+        let Ok(conninfo) = std::env::var("SERIN_TEST_POSTGRES") else {
+            return;
+        };
+        let mut connection = PostgresConnection::from_conninfo(&conninfo).unwrap();
+        connection.dbname = format!("serin_t_sweeplock_{}", std::process::id());
+        let (store, other_store) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let settings = |store: &Path| {
+            PostgresSettings::new(connection.clone(), store).with_mode(PostgresMode::Template)
+        };
+        let pg = PostgresBackup::new(settings(store.path())).unwrap();
+        let elsewhere = PostgresBackup::new(settings(other_store.path())).unwrap();
+        recreate_with_one_row(&pg).await;
+        pg.catalog
+            .begin_restore("shop-1-000", false)
+            .await
+            .unwrap()
+            .die();
+        let restoring = elsewhere.lock_restores().await.unwrap();
+        let err = pg.sweep().await.unwrap_err().to_string();
+        assert!(
+            err.contains("another restore of it is running") && err.contains("restore lock"),
+            "{err}"
+        );
+        assert!(
+            names(store.path())
+                .iter()
+                .any(|n| n.ends_with(".restoring"))
+        );
+        restoring.release().await;
+        assert_eq!(pg.sweep().await.unwrap(), 1);
+        assert!(names(store.path()).is_empty(), "{:?}", names(store.path()));
+        let db = sql::ident(pg.db());
+        pg.psql("postgres", &[format!("DROP DATABASE {db} WITH (FORCE)")])
+            .await
+            .unwrap();
     }
 
     #[test]
