@@ -3,7 +3,8 @@
 //! 1. Starts the embedded reverse proxy ([`ProxyRouter`]) and installs the demo service 1.0.0
 //!    (0.5% errors) behind it as processes ([`ProcessPlatform`]), wrapped in a [`ProxiedPlatform`]
 //!    so the proxy stays in step with them: ready instances join the proxy, and a retired track leaves it and drains
-//!    before its processes are stopped.
+//!    before its processes are stopped. An [`HttpHealth`] probes every instance's `/ready` and
+//!    `/live` each second, as the orchestrator's health source.
 //! 2. Starts a load generator: keep-alive HTTP clients sending a few hundred requests a second
 //!    through the proxy, counting every answer by the version that gave it.
 //! 3. Deploys 1.1.0 (healthy, 0.5% errors) by canary — 10%, 40%, 70%, judged by the sequential
@@ -33,12 +34,14 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serin_local::load::{Load, Tally};
-use serin_local::{ProcessConfig, ProcessPlatform, ProxiedPlatform, ProxyConfig, ProxyRouter};
+use serin_local::{
+    HttpHealth, ProbePaths, ProcessConfig, ProcessPlatform, ProxiedPlatform, ProxyConfig,
+    ProxyRouter,
+};
 use serin_orchestrator::{
     DeploymentConfig, Event, EventKind, FileJournal, Orchestrator, Outcome, Platform,
     ServiceBackends, Status, TrackSpec,
 };
-use serin_signals::InMemoryHealth;
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -202,17 +205,23 @@ async fn main() -> Result<(), BoxError> {
         )?,
         router.clone(),
     ));
+    // Every instance's `/ready` and `/live`, probed each second: what health-check triggers
+    // read (this run configures none; a config that adds one gets live results).
+    let probes = Arc::new(HttpHealth::new(Duration::from_secs(2))?);
+    let refresh = probes.spawn_refresh(
+        platform.clone(),
+        SERVICE,
+        ProbePaths::new("/ready", "/live"),
+        Duration::from_secs(1),
+    );
     let demo_path = demo.display().to_string();
-    let backends = ServiceBackends::new(
-        Arc::new(router.clone()),
-        Arc::new(router.metrics()),
-        Arc::new(InMemoryHealth::new()),
-    )
-    .with_command(Arc::new(move |spec: TrackSpec| {
-        let rate = error_rate(spec.version());
-        spec.with_command([demo_path.as_str()])?
-            .with_env("DEMO_ERROR_RATE", rate)
-    }));
+    let backends =
+        ServiceBackends::new(Arc::new(router.clone()), Arc::new(router.metrics()), probes)
+            .with_command(Arc::new(move |spec: TrackSpec| {
+                let rate = error_rate(spec.version());
+                spec.with_command([demo_path.as_str()])?
+                    .with_env("DEMO_ERROR_RATE", rate)
+            }));
     let journal = Arc::new(FileJournal::open(work.join("journal.jsonl"))?);
     let orchestrator = Orchestrator::builder(platform.clone(), journal)
         .service(SERVICE, backends)
@@ -257,6 +266,7 @@ async fn main() -> Result<(), BoxError> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let tally = load.stop().await;
     sync.abort();
+    refresh.abort();
     for t in platform.list().await? {
         let _ = platform.retire(SERVICE, &t.track, Duration::ZERO).await;
     }

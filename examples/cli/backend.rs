@@ -11,15 +11,15 @@ use std::time::Duration;
 use serde::Serialize;
 use serin_compat::{Catalog, Fleet};
 use serin_local::{
-    HttpHealth, ProcessConfig, ProcessPlatform, ProxiedPlatform, ProxyConfig, ProxyRouter,
+    HttpHealth, ProbePaths, ProcessConfig, ProcessPlatform, ProxiedPlatform, ProxyConfig,
+    ProxyRouter,
 };
 use serin_orchestrator::{
     Clock, DeploymentConfig, Journal, Orchestrator, Platform, ServiceBackends, SpecFn, TrackSpec,
     TrackStatus, wait_ready,
 };
 use serin_signals::{
-    HealthSignal, HealthSource, InMemoryHealth, Measurement, Metric, MetricQuery, MetricsSource,
-    Timestamp, Window,
+    HealthSignal, HealthSource, Measurement, Metric, MetricQuery, MetricsSource, Timestamp, Window,
 };
 use serin_sim::{LatencyProfile, Load as SimLoad, Schedule, SimConfig, SimWorld, VersionProfile};
 use serin_traffic::{TrafficRouter, TrafficSplit};
@@ -55,13 +55,20 @@ pub struct Options {
 }
 
 /// The local backend's parts: the proxy, the platform it follows, the task keeping it in step,
-/// the HTTP probes and the load.
+/// the HTTP probes (the orchestrator's health source) with the task refreshing them, and the
+/// load.
 struct Local {
     proxy: ProxyRouter,
     proxied: Arc<ProxiedPlatform>,
     sync: JoinHandle<()>,
-    probes: HttpHealth,
+    probes: Arc<HttpHealth>,
+    refresh: JoinHandle<()>,
     load: Option<Load>,
+}
+
+/// Where the demo service answers its readiness and liveness probes.
+fn demo_probes() -> ProbePaths {
+    ProbePaths::new("/ready", "/live")
 }
 
 enum Kind {
@@ -229,17 +236,27 @@ impl Stack {
                         .with_env("DEMO_ERROR_RATE", &b.error_rate.to_string())?
                         .with_env("DEMO_LATENCY_MS", &b.latency_ms.to_string())
                 });
+                // Every instance's `/ready` and `/live`, probed each second: what health-check
+                // triggers read.
+                let probes = Arc::new(HttpHealth::new(Duration::from_secs(2))?);
+                let refresh = probes.spawn_refresh(
+                    proxied.clone(),
+                    &service,
+                    demo_probes(),
+                    Duration::from_secs(1),
+                );
                 Parts {
                     platform: proxied.clone(),
                     router: Arc::new(proxy.clone()),
                     metrics: Arc::new(proxy.metrics()),
-                    health: Arc::new(InMemoryHealth::new()),
+                    health: probes.clone(),
                     spec,
                     kind: Kind::Local(Box::new(Local {
                         proxy,
                         proxied,
                         sync,
-                        probes: HttpHealth::new(Duration::from_secs(2))?,
+                        probes,
+                        refresh,
                         load: None,
                     })),
                     clock: Clock::system(),
@@ -459,17 +476,17 @@ impl Stack {
     pub async fn probe(&self) -> Result<Vec<TrackHealth>, CliError> {
         let tracks = self.tracks().await?;
         let now = self.now();
+        if let Kind::Local(local) = &self.kind {
+            local
+                .probes
+                .refresh(self.platform.as_ref(), &self.service, &demo_probes(), now)
+                .await
+                .map_err(|e| CliError::backend(format!("probing: {e}")))?;
+        }
         let mut out = Vec::new();
         for (t, _) in tracks {
             let probes = match &self.kind {
-                Kind::Local(local) => {
-                    local
-                        .probes
-                        .watch_track(&t, "/ready", "/live")
-                        .map_err(|e| CliError::backend(format!("probing {}: {e}", t.track)))?;
-                    local.probes.check(now).await;
-                    local.probes.signals(&t.track).await
-                }
+                Kind::Local(local) => local.probes.signals(&t.track).await,
                 Kind::Sim { world } => world.health().signals(&t.track).await,
             }
             .map_err(|e| CliError::backend(format!("probing {}: {e}", t.track)))?;
@@ -497,9 +514,11 @@ impl Stack {
                     proxy,
                     proxied,
                     sync,
+                    refresh,
                     load,
                     ..
                 } = *local;
+                refresh.abort();
                 let tally = match load {
                     Some(l) => Some(l.stop().await),
                     None => None,
