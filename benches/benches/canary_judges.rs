@@ -172,16 +172,25 @@ fn memory_report() {
 /// `--count-only MODE`: feeds [`N`] per-second samples (500 req/s, 5% canary, 0.5% errors) to
 /// one count test once and exits, so that `valgrind --tool=callgrind` counts its instructions;
 /// `MODE` is `one_sided`, `two_sided` or `none` (the data alone, to subtract). Prints the
-/// rejection so the work is not optimized away.
+/// rejection so the work is not optimized away. Any other mode is refused before any work: a
+/// misspelt one run as `none` would count the data alone, and the subtraction would say the
+/// test costs nothing.
 fn count_only(mode: &str) {
-    let data = per_second_counts(500.0, 0.05, 0.005, N, 1);
     let cfg = match mode {
-        "one_sided" => CountTestConfig::new(0.05),
-        "two_sided" => CountTestConfig::new(0.05).with_sides(Sides::TwoSided),
-        _ => {
-            println!("data only: {} samples", black_box(&data).len());
-            return;
+        "one_sided" => Some(CountTestConfig::new(0.05)),
+        "two_sided" => Some(CountTestConfig::new(0.05).with_sides(Sides::TwoSided)),
+        "none" => None,
+        other => {
+            eprintln!(
+                "canary_judges: --count-only takes one_sided, two_sided or none, not {other:?}"
+            );
+            std::process::exit(2);
         }
+    };
+    let data = per_second_counts(500.0, 0.05, 0.005, N, 1);
+    let Some(cfg) = cfg else {
+        println!("data only: {} samples", black_box(&data).len());
+        return;
     };
     let mut t = CountTest::new(cfg).expect("valid config");
     for [br, be, cr, ce] in &data {

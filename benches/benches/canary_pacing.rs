@@ -9,7 +9,8 @@
 //!
 //! Options: `--quick`, `--runs N`, `--seed S`, `--threads N` (default 2; results do not depend
 //! on it), `--budget B` (the budget row's exposure budget, in canary requests), `--set errors`,
-//! `--set latency` or `--set overdispersed` (one set of rows; all three by default).
+//! `--set latency` or `--set overdispersed` (one set of rows; all three by default). Values are
+//! checked before any row runs (see `serin_benches::rollout_sim::HarnessOptions`).
 //!
 //! The model and the policies are documented in `serin_benches::rollout_sim`. Two shapes of
 //! policy: steps of 5%, 20% and 50%, each held for a 5-minute pause, then promotion; and one
@@ -40,62 +41,10 @@ use serin_benches::canary_sim::{
     ALPHA, BASE_ERROR_RATE, Effect, LATENCY_LOG_SD, row_seed, upper_bound,
 };
 use serin_benches::rollout_sim::{
-    Ending, HALF, Pacer, ROLLOUT_HORIZON_S, RolloutRun, RolloutScenario, SHORT_PAUSE, STEP_PAUSE,
-    STEP_WEIGHTS, run_rollouts,
+    Ending, HALF, HarnessOptions, Pacer, ROLLOUT_HORIZON_S, RolloutRun, RolloutScenario,
+    SHORT_PAUSE, STEP_PAUSE, STEP_WEIGHTS, budget_verdict, run_rollouts,
 };
 use serin_canary::controller::{LatencyPacing, MIN_SCATTER_PAIRS, Pacing};
-
-struct Options {
-    runs: u64,
-    seed: u64,
-    threads: usize,
-    budget: f64,
-    errors: bool,
-    latency: bool,
-    overdispersed: bool,
-}
-
-fn parse() -> Result<Options, String> {
-    let mut o = Options {
-        runs: 2_000,
-        seed: 20_261_129,
-        threads: 2,
-        budget: 3_000.0,
-        errors: true,
-        latency: true,
-        overdispersed: true,
-    };
-    let mut args = std::env::args().skip(1);
-    let number = |v: Option<String>, what: &str| -> Result<f64, String> {
-        v.ok_or(format!("{what} needs a value"))?
-            .parse::<f64>()
-            .map_err(|e| format!("{what}: {e}"))
-    };
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--quick" => o.runs = 300,
-            "--runs" => o.runs = number(args.next(), "--runs")? as u64,
-            "--seed" => o.seed = number(args.next(), "--seed")? as u64,
-            "--threads" => o.threads = number(args.next(), "--threads")? as usize,
-            "--budget" => o.budget = number(args.next(), "--budget")?,
-            "--set" => {
-                let set = args.next();
-                o.errors = set.as_deref() == Some("errors");
-                o.latency = set.as_deref() == Some("latency");
-                o.overdispersed = set.as_deref() == Some("overdispersed");
-                if !(o.errors || o.latency || o.overdispersed) {
-                    return Err(format!(
-                        "--set takes errors, latency or overdispersed, not {set:?}"
-                    ));
-                }
-            }
-            // Flags cargo bench passes to every harness.
-            "--bench" | "--nocapture" => {}
-            other => return Err(format!("unknown option `{other}`")),
-        }
-    }
-    Ok(o)
-}
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     let idx = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1)) - 1;
@@ -163,13 +112,7 @@ fn print_row(scenario: &RolloutScenario, runs: &[RolloutRun], budget: Option<f64
                 if matches!(scenario.effect, Effect::ErrorRatio(r)
                     if Pacing::default().detectable_ratio.is_some_and(|d| r >= d)) =>
             {
-                let within = if mean + half <= b {
-                    "within"
-                } else if mean <= b {
-                    "within, but not its 95% interval,"
-                } else {
-                    "OVER"
-                };
+                let within = budget_verdict(mean, half, b);
                 format!("mean exposure {within} the budget {b:.0}; {promoted}")
             }
             _ => promoted,
@@ -189,7 +132,7 @@ fn print_row(scenario: &RolloutScenario, runs: &[RolloutRun], budget: Option<f64
 }
 
 fn main() {
-    let opts = match parse() {
+    let opts = match HarnessOptions::parse(std::env::args().skip(1)) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("canary_pacing: {e}");
@@ -243,7 +186,9 @@ fn main() {
     println!(
         "\nend = seconds to promotion or rollback (median / p90; >{ROLLOUT_HORIZON_S} if \
          unfinished). exposure = canary requests served before the end (mean ± 95%, p90; a \
-         promoted bad version goes on to serve everyone), errors = of those, failed (mean).\n"
+         promoted bad version goes on to serve everyone), errors = of those, failed (mean). \
+         The budget rows of a regression the gate is sized for compare the mean exposure with \
+         the budget: within it or OVER it where the 95% interval lies wholly on one side.\n"
     );
     println!(
         "| row | promoted | rolled back | unfinished | top weight | end s median / p90 | \
@@ -329,6 +274,17 @@ fn main() {
         };
         let seed = row_seed(opts.seed, &scenario.label());
         let runs = run_rollouts(&scenario, seed, opts.runs, opts.threads);
+        // A worker that panicked loses its runs; a row over fewer runs than the header states
+        // must not be printed as if it had them all.
+        if runs.len() as u64 != opts.runs {
+            eprintln!(
+                "canary_pacing: row `{}` finished {} of its {} runs",
+                scenario.label(),
+                runs.len(),
+                opts.runs
+            );
+            std::process::exit(1);
+        }
         print_row(&scenario, &runs, budget);
     }
     println!("\ntotal {:.1} s", started.elapsed().as_secs_f64());

@@ -5,8 +5,9 @@
 //! cargo bench -p serin-benches --bench journal
 //! ```
 //!
-//! The journal holds 1,000 finished deployments of 40 records each (about 77 MB, a few years of
-//! daily deployments) and one unfinished one. Each figure is the median of 5 passes, in one
+//! The journal holds 1,000 finished deployments of 40 records each (about 77 MiB, a few years of
+//! daily deployments) and one unfinished one. Sizes are printed in MiB (2^20 bytes), the unit of
+//! that figure. Each figure is the median of 5 passes, in one
 //! thread. The baseline, measured in the same run, is reading the file's bytes and nothing
 //! more. The compaction keeps the last 50 finished deployments whole and trims the others to
 //! their last record; the questions are asked again of what it leaves.
@@ -53,6 +54,10 @@ fn median(mut f: impl FnMut()) -> Duration {
         .collect();
     times.sort();
     times[PASSES / 2]
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1u32 << 20)
 }
 
 fn ms(d: Duration) -> String {
@@ -102,10 +107,10 @@ fn main() {
          running; median of {PASSES} passes; {cores} cores\n"
     );
     println!(
-        "| question | {:.1} MB, {} deployments | compacted: {:.1} MB, {} whole, {} trimmed |",
-        done.bytes_before as f64 / 1e6,
+        "| question | {:.1} MiB, {} deployments | compacted: {:.1} MiB, {} whole, {} trimmed |",
+        mib(done.bytes_before),
         DEPLOYMENTS + 1,
-        done.bytes_after as f64 / 1e6,
+        mib(done.bytes_after),
         done.kept,
         done.trimmed
     );

@@ -19,23 +19,32 @@
 //!
 //! Scenarios (change at point 5,000 unless said otherwise): `null` (20,000 points, no change),
 //! `step` (p doubles to 4%), `ramp` (2% → 6% over 1,000 points), `spike` (15% for 6 points, then
-//! back; detected only if the alarm comes within 12 points), `drift` (2% → 3% over 5,000 points),
+//! back; detected only if the alarm comes within the first 12 points from the change, the
+//! spike's six and six more), `drift` (2% → 3% over 5,000 points),
 //! `seasonal` (traffic swings between 200 and 1,800 requests per point with a 4-hour period;
 //! p steps to 4%), `overdispersed` (20,000 points, no change, but the rate wanders between points:
 //! log-normal with σ 0.25 around 2% — outside the CUSUM's model, so its promise does not hold
 //! there). Other scenarios use 1,000 ± 100 requests per point. After any alarm before
 //! the change the detector is started afresh and the alarm counts as false.
 //!
-//! Columns: detection rate over runs, mean and median delay in points (10 s each) from the
-//! change to the first alarm, false alarms per 10,000 pre-change points.
+//! Columns: detections over runs (with the 95% Clopper-Pearson interval of the rate), mean and
+//! median delay in points (10 s each) from the change to the first alarm, false alarms per
+//! 10,000 pre-change points (with the exact Poisson 95% interval). A point's window starts 10 s
+//! before its observation is made, so the delay counts the points from the change up to and
+//! including the one that alarms: an alarm on the first changed point comes 1 point (10 s) after
+//! the change, not 0.
+//!
+//! Options: `--runs N` (20 by default), `--seed S` (decimal or `0x` hex, as printed).
 
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Binomial, Distribution, StandardNormal};
+use serin_benches::canary_sim::{lower_bound, upper_bound};
 use serin_signals::{Counts, Measurement, Metric, Observation, Timestamp, Track, Window};
 use serin_triggers::{ErrorSpikeTrigger, MetricThresholdTrigger, Trigger, TriggerConfig, Verdict};
+use statrs::distribution::{ContinuousCDF, Gamma};
 
 const P0: f64 = 0.02;
 const CHANGE: usize = 5_000;
@@ -63,10 +72,11 @@ impl Scenario {
         (!matches!(self.kind, Kind::Null | Kind::Overdispersed)).then_some(CHANGE)
     }
 
-    /// The last point at which an alarm still counts as a detection.
+    /// The last point at which an alarm still counts as a detection: for the spike, the 12th
+    /// point from the change (the change's own point being the first).
     fn deadline(&self) -> usize {
         match self.kind {
-            Kind::Spike => CHANGE + 12,
+            Kind::Spike => CHANGE + 11,
             _ => self.len,
         }
     }
@@ -222,7 +232,8 @@ fn run(s: &Scenario, seed: u64, tallies: &mut [Tally]) {
                 Some(c) if i >= c => {
                     if i <= s.deadline() {
                         tallies[d].detected += 1;
-                        tallies[d].delays.push((i - c) as u64);
+                        // Points from the change through the one that alarmed.
+                        tallies[d].delays.push((i - c + 1) as u64);
                     }
                     done[d] = true;
                 }
@@ -241,22 +252,61 @@ fn run(s: &Scenario, seed: u64, tallies: &mut [Tally]) {
     }
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str, default: u64| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
+/// `(runs, seed)` from the command line; a value that does not parse is an error, not the
+/// default, so that a printed seed given back reproduces the table or is refused.
+fn parse() -> Result<(u64, u64), String> {
+    let (mut runs, mut seed) = (20, 0x5e71_2026);
+    let number = |v: Option<String>, what: &str| -> Result<u64, String> {
+        let v = v.ok_or(format!("{what} needs a value"))?;
+        match v.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16),
+            None => v.parse(),
+        }
+        .map_err(|e| format!("{what} {v:?}: {e}"))
     };
-    let runs = arg("--runs", 20);
-    let seed = arg("--seed", 0x5e71_2026);
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--runs" => runs = number(args.next(), "--runs")?,
+            "--seed" => seed = number(args.next(), "--seed")?,
+            // Flags cargo bench passes to every harness.
+            "--bench" | "--nocapture" => {}
+            other => return Err(format!("unknown option `{other}`")),
+        }
+    }
+    if runs == 0 {
+        return Err("--runs 0: a scenario of no runs has no figures".into());
+    }
+    Ok((runs, seed))
+}
+
+/// Alarms per 10,000 points and the exact (Garwood) 95% interval of that rate, taking the
+/// alarms as Poisson.
+fn alarm_rate(alarms: u64, points: u64) -> (f64, f64, f64) {
+    let per = 10_000.0 / points.max(1) as f64;
+    let k = alarms as f64;
+    let quantile =
+        |shape: f64, p: f64| Gamma::new(shape, 1.0).map_or(f64::NAN, |g| g.inverse_cdf(p));
+    let low = if alarms == 0 { 0.0 } else { quantile(k, 0.025) };
+    (k * per, low * per, quantile(k + 1.0, 0.975) * per)
+}
+
+fn main() {
+    let (runs, seed) = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("spike_quality: {e}");
+            std::process::exit(2);
+        }
+    };
     println!(
-        "error-spike detector quality — seed {seed:#x}, {runs} runs per scenario, p0 = 2%, spike level +50%, 10 s points"
+        "error-spike detector quality — seed {seed} ({seed:#x}), {runs} runs per scenario, p0 = 2%, spike level +50%, 10 s points"
     );
     println!(
-        "{:<18} {:<14} {:>9} {:>11} {:>11} {:>12}",
+        "detected: runs, and the rate's 95% interval; delay (over the detected runs): points from the change through the alarm; FA: per 10,000 pre-change points, and its 95% interval"
+    );
+    println!(
+        "{:<18} {:<14} {:>20} {:>11} {:>11} {:>22}",
         "scenario", "detector", "detected", "mean delay", "med delay", "FA per 10k"
     );
     let mut total = vec![Tally::default(); DETECTORS.len()];
@@ -277,13 +327,20 @@ fn main() {
                 )
             };
             let detected = if s.change().is_some() {
-                format!("{}/{}", t.detected, t.runs)
+                format!(
+                    "{}/{} ({:.0}–{:.0}%)",
+                    t.detected,
+                    t.runs,
+                    100.0 * lower_bound(t.detected, t.runs, 0.975),
+                    100.0 * upper_bound(t.detected, t.runs, 0.975)
+                )
             } else {
                 "-".to_owned()
             };
-            let fa = t.false_alarms as f64 * 10_000.0 / t.pre_points.max(1) as f64;
+            let (fa, low, high) = alarm_rate(t.false_alarms, t.pre_points);
+            let fa = format!("{fa:.2} ({low:.2}–{high:.2})");
             println!(
-                "{:<18} {:<14} {:>9} {:>11} {:>11} {:>12.2}",
+                "{:<18} {:<14} {:>20} {:>11} {:>11} {:>22}",
                 if d == 0 { s.name } else { "" },
                 DETECTORS[d],
                 detected,
@@ -302,12 +359,10 @@ fn main() {
         "false alarms per 10,000 healthy points over all scenarios but overdispersed (CUSUM promise: <= 1.00)"
     );
     for (d, t) in total.iter().enumerate() {
+        let (fa, low, high) = alarm_rate(t.false_alarms, t.pre_points);
         println!(
-            "  {:<14} {:>8.2}  ({} alarms in {} points)",
-            DETECTORS[d],
-            t.false_alarms as f64 * 10_000.0 / t.pre_points.max(1) as f64,
-            t.false_alarms,
-            t.pre_points
+            "  {:<14} {fa:>8.2}  (95% {low:.2}–{high:.2}; {} alarms in {} points)",
+            DETECTORS[d], t.false_alarms, t.pre_points
         );
     }
 }

@@ -980,9 +980,11 @@ pub fn run_seeded<T: Send>(
                 })
             })
             .collect();
+        // A worker that panicked takes the harness down with it: its runs are not quietly
+        // left out of a table that says how many runs it holds.
         handles
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
     all.sort_by_key(|(i, _)| *i);
@@ -1031,6 +1033,17 @@ mod tests {
         let s = row(500.0, 0.05, Effect::ErrorRatio(5.0), 0);
         assert_eq!(run(&s, 7), run(&s, 7));
         assert_eq!(run_many(&s, 1, 6, 1), run_many(&s, 1, 6, 2));
+    }
+
+    /// A run that panics is not dropped from the results: the harness stops.
+    #[test]
+    #[should_panic(expected = "run 3 failed")]
+    fn a_run_that_panics_stops_the_harness() {
+        let first = run_seed(9, 3);
+        let _ = run_seeded(9, 6, 2, |seed| {
+            assert!(seed != first, "run 3 failed");
+            seed
+        });
     }
 
     #[test]

@@ -342,6 +342,115 @@ pub fn run_rollout(scenario: &RolloutScenario, seed: u64) -> RolloutRun {
     out
 }
 
+/// How a row's mean exposure, `mean ± half` (its 95% interval), stands against an exposure
+/// budget, which bounds the expected exposure. The mean is an estimate: the promise is broken
+/// only where the whole interval lies above the budget, and kept where the whole interval lies
+/// within it; an interval that spans the budget neither confirms nor refutes it (more runs
+/// narrow it).
+pub fn budget_verdict(mean: f64, half: f64, budget: f64) -> &'static str {
+    if mean + half <= budget {
+        "within"
+    } else if mean - half > budget {
+        "OVER"
+    } else {
+        "not distinguishable (its 95% interval spans it) from"
+    }
+}
+
+/// The `canary_pacing` harness's command line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HarnessOptions {
+    /// Runs per row (`--runs N`, at least 1; `--quick` sets 300).
+    pub runs: u64,
+    /// The harness's seed (`--seed S`), from which each row's is drawn.
+    pub seed: u64,
+    /// Worker threads (`--threads N`, at least 1); the results do not depend on it.
+    pub threads: usize,
+    /// The budget row's exposure budget, in canary requests (`--budget B`).
+    pub budget: f64,
+    /// Whether the error rows run (`--set errors` runs them alone).
+    pub errors: bool,
+    /// Whether the latency rows run (`--set latency`).
+    pub latency: bool,
+    /// Whether the overdispersed rows run (`--set overdispersed`).
+    pub overdispersed: bool,
+}
+
+impl Default for HarnessOptions {
+    fn default() -> Self {
+        HarnessOptions {
+            runs: 2_000,
+            seed: 20_261_129,
+            threads: 2,
+            budget: 3_000.0,
+            errors: true,
+            latency: true,
+            overdispersed: true,
+        }
+    }
+}
+
+impl HarnessOptions {
+    /// Parses the arguments after the program's name. Counts and seeds are integers (a seed
+    /// read as a float would lose its low bits, and a run count of `1.5` or `-3` is a typo, not
+    /// a request), at least one run and one thread, and the budget one the controller takes
+    /// (finite and above zero): a value the rows could not run with is refused here, where the message can
+    /// name it, rather than found in every run of the budget rows.
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
+        let mut o = HarnessOptions::default();
+        let mut args = args.into_iter();
+        fn value<T: std::str::FromStr>(v: Option<String>, what: &str) -> Result<T, String>
+        where
+            T::Err: std::fmt::Display,
+        {
+            let v = v.ok_or(format!("{what} needs a value"))?;
+            v.parse::<T>().map_err(|e| format!("{what} {v:?}: {e}"))
+        }
+        while let Some(a) = args.next() {
+            match a.as_str() {
+                "--quick" => o.runs = 300,
+                "--runs" => {
+                    o.runs = value(args.next(), "--runs")?;
+                    if o.runs == 0 {
+                        return Err("--runs 0: a row of no runs has no figures".into());
+                    }
+                }
+                "--seed" => o.seed = value(args.next(), "--seed")?,
+                "--threads" => {
+                    o.threads = value(args.next(), "--threads")?;
+                    if o.threads == 0 {
+                        return Err("--threads 0: at least one thread must run the rows".into());
+                    }
+                }
+                "--budget" => {
+                    o.budget = value(args.next(), "--budget")?;
+                    if !(o.budget.is_finite() && o.budget > 0.0) {
+                        return Err(format!(
+                            "--budget {}: must be a finite number of canary requests > 0",
+                            o.budget
+                        ));
+                    }
+                }
+                "--set" => {
+                    let set = args.next();
+                    o.errors = set.as_deref() == Some("errors");
+                    o.latency = set.as_deref() == Some("latency");
+                    o.overdispersed = set.as_deref() == Some("overdispersed");
+                    if !(o.errors || o.latency || o.overdispersed) {
+                        return Err(format!(
+                            "--set takes errors, latency or overdispersed, not {set:?}"
+                        ));
+                    }
+                }
+                // Flags cargo bench passes to every harness.
+                "--bench" | "--nocapture" => {}
+                other => return Err(format!("unknown option `{other}`")),
+            }
+        }
+        Ok(o)
+    }
+}
+
 /// `runs` seeded rollouts of `scenario` on `threads` threads; run `i` uses
 /// `run_seed(seed, i)`, so the result does not depend on the thread count.
 pub fn run_rollouts(
@@ -356,6 +465,45 @@ pub fn run_rollouts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(args: &[&str]) -> Result<HarnessOptions, String> {
+        HarnessOptions::parse(args.iter().map(|a| (*a).to_owned()))
+    }
+
+    #[test]
+    fn a_budget_is_broken_only_where_the_whole_interval_lies_above_it() {
+        assert_eq!(budget_verdict(2_700.0, 250.0, 3_000.0), "within");
+        // The estimate above the budget, but the budget inside its interval: no verdict.
+        assert!(budget_verdict(3_100.0, 250.0, 3_000.0).starts_with("not distinguishable"));
+        assert!(budget_verdict(2_900.0, 250.0, 3_000.0).starts_with("not distinguishable"));
+        assert_eq!(budget_verdict(3_300.0, 250.0, 3_000.0), "OVER");
+    }
+
+    #[test]
+    fn options_refuse_values_the_rows_cannot_run_with() {
+        for bad in [
+            &["--budget", "0"][..],
+            &["--budget", "-5"],
+            &["--budget", "inf"],
+            &["--budget", "NaN"],
+            &["--threads", "0"],
+            &["--runs", "0"],
+            &["--runs", "1.5"],
+            &["--runs", "-3"],
+            &["--seed", "1e3"],
+            &["--set", "latencies"],
+            &["--runs"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        // A seed above 2^53 is kept to its last bit.
+        let o = parse(&["--bench", "--quick", "--seed", "18446744073709551615"]).unwrap();
+        assert_eq!((o.runs, o.seed), (300, u64::MAX));
+        let o = parse(&["--budget", "1500", "--set", "errors", "--threads", "1"]).unwrap();
+        assert_eq!((o.budget, o.threads), (1_500.0, 1));
+        assert!(o.errors && !o.latency && !o.overdispersed);
+        assert_eq!(parse(&[]).unwrap(), HarnessOptions::default());
+    }
 
     #[test]
     fn a_rollout_is_reproducible_from_its_seed() {
