@@ -275,7 +275,8 @@ impl HealthFixture for HealthFix {
     async fn arrange(&self, signal: HealthSignal) -> serin_signals::Result<()> {
         let path = match signal.status {
             ProbeStatus::Pass => "/status/200",
-            ProbeStatus::Fail => "/status/503",
+            // A client error fails the probe, as the kubelet counts it.
+            ProbeStatus::Fail => "/status/404",
             // A path no request can carry: the probe cannot be sent, which says nothing about
             // the instance (any status it answers is a pass or a failure, as for the kubelet).
             ProbeStatus::Unknown => "status/unknown",

@@ -3,13 +3,10 @@
 //! does not answer in time. Only what says nothing about the instance is unknown.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serin_local::{HttpHealth, HttpProbe};
-use serin_signals::testkit::{self, HealthFixture};
-use serin_signals::{HealthSignal, HealthSource, Probe, ProbeStatus, Timestamp, Track};
+use serin_signals::{HealthSource, Probe, ProbeStatus, Timestamp, Track};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -142,43 +139,4 @@ async fn no_answer_within_the_timeout_fails() {
     health.watch(probe("silent", addr, "/ready")).unwrap();
     assert_results(&health, &[("silent", ProbeStatus::Fail)]).await;
     drop(listener);
-}
-
-/// Arranges probe results as the kubelet would produce them: `Fail` from a 404 (a client
-/// error fails the probe now), `Unknown` from a path no request can carry (the only answer
-/// that says nothing about the instance).
-struct KubeletLike {
-    health: Arc<HttpHealth>,
-    addr: SocketAddr,
-}
-
-#[async_trait]
-impl HealthFixture for KubeletLike {
-    async fn arrange(&self, signal: HealthSignal) -> serin_signals::Result<()> {
-        let path = match signal.status {
-            ProbeStatus::Pass => "/status/200",
-            ProbeStatus::Fail => "/status/404",
-            ProbeStatus::Unknown => "status/unsendable",
-        };
-        self.health
-            .watch(HttpProbe {
-                track: signal.track,
-                probe: signal.probe,
-                instance: signal.instance,
-                addr: self.addr,
-                path: path.into(),
-            })
-            .map_err(|e| serin_signals::Error::invalid("signal", &e, "cannot be watched"))?;
-        self.health.check(signal.at).await;
-        Ok(())
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_health_passes_the_health_suite_with_client_errors_failing() {
-    let fixture = KubeletLike {
-        health: Arc::new(HttpHealth::new(Duration::from_secs(10)).unwrap()),
-        addr: status_server().await,
-    };
-    testkit::check_health_source_all(fixture.health.as_ref(), &fixture).await;
 }
