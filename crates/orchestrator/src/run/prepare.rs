@@ -71,8 +71,9 @@ impl Runner {
         self.enter(Stage::Preparation, Vec::new(), kinds).await
     }
 
-    /// Pre-checks dependencies, takes the backup, restores one if this is a rollback across a
-    /// destructive migration, and runs the pre-upgrade steps.
+    /// Pre-checks the running version and its dependencies (a health source that cannot be
+    /// read fails the pre-check: missing evidence is no pass), takes the backup, restores one
+    /// if this is a rollback across a destructive migration, and runs the pre-upgrade steps.
     ///
     /// The backup, the restore and each step a step runner carries out are not idempotent, so
     /// none is left to "carry out the last record again": each is journalled as started
@@ -106,12 +107,23 @@ impl Runner {
                     )
                     .await;
             }
-            let signals = self
-                .backends
-                .health
-                .signals(&from.track)
-                .await
-                .unwrap_or_default();
+            // A health source that cannot answer is no evidence that the dependencies are
+            // healthy: the pre-check fails, as it does when the platform cannot say whether
+            // the running version is, rather than pass on what it could not read.
+            let health = &self.backends.health;
+            let signals = match health.signals(&from.track).await {
+                Ok(signals) => signals,
+                Err(e) => {
+                    let reason = format!(
+                        "pre-check: the dependency checks of the running version {from} could \
+                         not be read from the health source {} ({e}); nothing was changed",
+                        health.name()
+                    );
+                    return self
+                        .finish(Outcome::Failed { reason }, Vec::new(), Vec::new())
+                        .await;
+                }
+            };
             if let Some(bad) = signals.iter().find(|s| {
                 matches!(s.probe, serin_signals::Probe::Dependency(_))
                     && s.status == serin_signals::ProbeStatus::Fail
@@ -131,11 +143,11 @@ impl Runner {
             }
         }
         let mut kinds = Vec::new();
-        self.take_backup(&mut kinds).await?;
-        if let Some(reason) = self.restore_backup(&mut kinds).await? {
-            return self
-                .finish(Outcome::Failed { reason }, Vec::new(), kinds)
-                .await;
+        if let Some(stop) = self.take_backup(&mut kinds).await? {
+            return self.stop_preparation(stop, kinds).await;
+        }
+        if let Some(stop) = self.restore_backup(&mut kinds).await? {
+            return self.stop_preparation(stop, kinds).await;
         }
         if let Some(reason) = self.run_steps(true, &mut kinds).await? {
             return self
@@ -143,6 +155,19 @@ impl Runner {
                 .await;
         }
         self.enter(Stage::BringUp, Vec::new(), kinds).await
+    }
+
+    /// Ends the deployment as failed in preparation, with nothing deployed, then answers the
+    /// operator's abort that stopped it, if one did: once the failure is journalled.
+    async fn stop_preparation(&mut self, stop: Stop, kinds: Vec<EventKind>) -> Result<()> {
+        let Stop { reason, reply } = stop;
+        let ended = self
+            .finish(Outcome::Failed { reason }, Vec::new(), kinds)
+            .await;
+        if let Some(reply) = reply {
+            let _ = reply.send(ended.clone());
+        }
+        ended
     }
 
     /// Whether a record shows preparation past its pre-checks: a backup, a restore or a
@@ -170,9 +195,18 @@ impl Runner {
     /// would let the provider's retention expire an older one, such as the restore point of a
     /// rollback — and the deployment goes on without naming a backup, saying so in an
     /// anomaly event and in [`backup_unconfirmed`](crate::DeploymentState::backup_unconfirmed).
-    async fn take_backup(&mut self, kinds: &mut Vec<EventKind>) -> Result<()> {
+    ///
+    /// The provider's call is bounded as a step runner's is (see
+    /// [`await_bounded`](Self::await_bounded)): a dump that hangs on a lock must not hold the
+    /// deployment past `maxDeploymentDuration`, nor keep an operator's abort waiting. At the
+    /// deadline or on an abort the call is dropped, which a provider guarantees leaves no
+    /// backup behind (as a failed backup leaves none), so nothing is in flight any more, and
+    /// the deployment fails with nothing deployed: going on without the backup it asked for
+    /// would leave a destructive migration with no restore point. A backup whose turn comes
+    /// past the deadline is not started. Answers why preparation stops, if it does.
+    async fn take_backup(&mut self, kinds: &mut Vec<EventKind>) -> Result<Option<Stop>> {
         if self.state.backup.is_some() || self.state.backup_unconfirmed.is_some() {
-            return Ok(());
+            return Ok(None);
         }
         let service = self.state.service.clone();
         let started = match self.state.in_flight.clone() {
@@ -184,7 +218,7 @@ impl Runner {
                 let why = "no backup provider is configured to look it up".to_owned();
                 self.backup_unconfirmed(&label, why, kinds);
             }
-            return Ok(());
+            return Ok(None);
         };
         if let Some((label, existing)) = started {
             match find_backup(provider.as_ref(), &service, &label, existing).await {
@@ -192,11 +226,11 @@ impl Runner {
                     self.state.in_flight = None;
                     kinds.push(EventKind::BackupTaken { id: id.clone() });
                     self.state.backup = Some(id);
-                    return Ok(());
+                    return Ok(None);
                 }
                 Lookup::Unknown(why) => {
                     self.backup_unconfirmed(&label, why, kinds);
-                    return Ok(());
+                    return Ok(None);
                 }
                 Lookup::Absent => {}
             }
@@ -205,6 +239,15 @@ impl Runner {
             Some(from) => format!("before {} -> {}", from.version, self.state.to.version),
             None => format!("before installing {}", self.state.to.version),
         };
+        if self.past_deadline(self.now()) {
+            // A resumed backup found absent, say: nothing is in flight any more.
+            self.state.in_flight = None;
+            return Ok(Some(Stop::failed(format!(
+                "the backup `{label}` was not started: maxDeploymentDuration ({}) ran out \
+                 before its turn; nothing was deployed",
+                human(self.state.config.max_deployment_duration)
+            ))));
+        }
         let existing = provider.list(&service).await.ok().map(|list| {
             list.into_iter()
                 .filter(|b| b.label == label)
@@ -216,13 +259,36 @@ impl Runner {
             existing,
         });
         self.commit(Vec::new(), std::mem::take(kinds)).await?;
-        let taken = provider.backup(&service, &label).await;
-        // A failed backup leaves none behind: nothing is in flight any more either way.
+        let taken = self.await_bounded(provider.backup(&service, &label)).await;
+        // A failed or cancelled backup leaves none behind: nothing is in flight any more,
+        // whatever the answer.
         self.state.in_flight = None;
+        let taken = match taken? {
+            Bounded::Answered(taken) => taken,
+            Bounded::Cancelled { after, reply, .. } => {
+                let why = if reply.is_some() {
+                    "it was aborted by an operator".to_owned()
+                } else {
+                    format!(
+                        "it did not finish within maxDeploymentDuration ({})",
+                        human(self.state.config.max_deployment_duration)
+                    )
+                };
+                return Ok(Some(Stop {
+                    reason: format!(
+                        "the backup `{label}` was cancelled after {}: {why}; a cancelled \
+                         backup leaves none behind; nothing was deployed",
+                        human(after)
+                    ),
+                    reply,
+                }));
+            }
+        };
         let id = taken?;
         kinds.push(EventKind::BackupTaken { id: id.clone() });
         self.state.backup = Some(id);
-        self.commit(Vec::new(), std::mem::take(kinds)).await
+        self.commit(Vec::new(), std::mem::take(kinds)).await?;
+        Ok(None)
     }
 
     /// Records that the backup started before a restart cannot be confirmed, and why.
@@ -241,52 +307,84 @@ impl Runner {
         self.state.backup_unconfirmed = Some(why);
     }
 
-    /// Restores the backup a rollback across destructive migrations needs, once; answers the
-    /// reason to fail when it is not restored.
+    /// Restores the backup a rollback across destructive migrations needs, once; answers why
+    /// preparation stops when it is not restored.
     ///
     /// Journalled as started before the provider is asked, and as restored right after. A
     /// deployment resumed with the restore started and not ended cannot tell whether it
     /// happened, and does not restore a second time (that would throw away what was written
     /// since the first): it fails, with traffic not switched, and leaves the database to an
     /// operator.
-    async fn restore_backup(&mut self, kinds: &mut Vec<EventKind>) -> Result<Option<String>> {
+    ///
+    /// The provider's call is bounded as a step runner's is (see
+    /// [`await_bounded`](Self::await_bounded)): at `maxDeploymentDuration` or on an operator's
+    /// abort it is dropped, which ends what the provider runs (a dump restore ends its
+    /// database sessions) but does not undo what it restored until then. The deployment then
+    /// fails with traffic not switched, saying that the database may hold part of the backup
+    /// and must be restored again: switching traffic to the old version over a database half
+    /// restored is what the restore is there to prevent. A restore whose turn comes past the
+    /// deadline is not started, rather than started only to be cancelled at once.
+    async fn restore_backup(&mut self, kinds: &mut Vec<EventKind>) -> Result<Option<Stop>> {
         let Some(id) = self.state.restore.clone() else {
             return Ok(None);
         };
         if self.state.restored {
             return Ok(None);
         }
+        let serving = self
+            .state
+            .from
+            .as_ref()
+            .map_or_else(|| "nothing".to_owned(), ToString::to_string);
         if matches!(self.state.in_flight, Some(InFlight::Restore { .. })) {
             self.state.in_flight = None;
-            let serving = self
-                .state
-                .from
-                .as_ref()
-                .map_or_else(|| "nothing".to_owned(), ToString::to_string);
-            return Ok(Some(format!(
+            return Ok(Some(Stop::failed(format!(
                 "restoring backup {id} was started before the process stopped and its end was \
                  not journalled: the database may or may not be restored, and it is not restored \
                  a second time; traffic was not switched ({serving} still serves). Check the \
                  database, restore backup {id} by hand if it was not, then deploy {} again",
                 self.state.to.version
-            )));
+            ))));
         }
         // Only a rollback across destructive migrations asks for this, and `rollback_to`
         // refuses one without a backup provider; the check stays for journals from elsewhere.
         let Some(provider) = self.inner.backup.clone() else {
-            return Ok(Some(format!(
+            return Ok(Some(Stop::failed(format!(
                 "restoring backup {id} before rolling back failed: no backup provider is \
                  configured; traffic was not switched"
-            )));
+            ))));
         };
+        if self.past_deadline(self.now()) {
+            return Ok(Some(Stop::failed(format!(
+                "restoring backup {id} was not started: maxDeploymentDuration ({}) ran out \
+                 before its turn; the database was not touched and traffic was not switched \
+                 ({serving} still serves)",
+                human(self.state.config.max_deployment_duration)
+            ))));
+        }
         self.state.in_flight = Some(InFlight::Restore { id: id.clone() });
         self.commit(Vec::new(), std::mem::take(kinds)).await?;
-        let restored = provider.restore(&id).await;
+        let restored = self.await_bounded(provider.restore(&id)).await;
         self.state.in_flight = None;
+        let restored = match restored? {
+            Bounded::Answered(restored) => restored,
+            Bounded::Cancelled { why, after, reply } => {
+                return Ok(Some(Stop {
+                    reason: format!(
+                        "restoring backup {id} was cancelled after {} ({why}): the database may \
+                         hold part of it, so restore backup {id} again before deploying {} \
+                         again; traffic was not switched ({serving} still serves)",
+                        human(after),
+                        self.state.to.version
+                    ),
+                    reply,
+                }));
+            }
+        };
         if let Err(e) = restored {
-            return Ok(Some(format!(
+            return Ok(Some(Stop::failed(format!(
                 "restoring backup {id} before rolling back failed: {e}; traffic was not switched"
-            )));
+            ))));
         }
         self.state.restored = true;
         kinds.push(EventKind::BackupRestored { id });
@@ -451,29 +549,40 @@ impl Runner {
         Ok(None)
     }
 
-    /// Awaits the step runner's answer for `step`, serving operator commands meanwhile, until
-    /// the deployment's deadline at the latest. An abort or the deadline ends the wait: the
-    /// call is dropped (cancelled) and the step answered [`Ran::Cancelled`], with the abort's
-    /// reply, to be answered once the cancellation is journalled. The runner's answer wins a
-    /// tie with either. Other commands are served as in any wait (a pause is journalled and
-    /// holds what comes after; a promote has nothing to promote yet, or any more).
+    /// Awaits the step runner's answer for `step` (see [`await_bounded`](Self::await_bounded)):
+    /// a step cancelled by an abort or the deadline is answered [`Ran::Cancelled`], with the
+    /// abort's reply, to be answered once the cancellation is journalled.
     async fn await_step(
         &mut self,
         runner: &dyn StepRunner,
         id: &str,
         step: &serin_compat::Step,
     ) -> Result<Ran> {
+        Ok(match self.await_bounded(runner.run(id, step)).await? {
+            Bounded::Answered(done) => Ran::Answered(done),
+            Bounded::Cancelled { why, after, reply } => Ran::Cancelled { why, after, reply },
+        })
+    }
+
+    /// Awaits `call`, a call into the user's code that a deployment carries out on its data
+    /// (a backup, a restore, an upgrade step), serving operator commands meanwhile, until the
+    /// deployment's deadline at the latest, as Helm bounds its hooks by `--timeout`. An abort
+    /// or the deadline ends the wait: the call is dropped (cancelled at its next await point)
+    /// and answered [`Bounded::Cancelled`], with the abort's reply, for the caller to answer
+    /// once it has journalled what the cancellation leaves. The call's answer wins a tie with
+    /// either. Other commands are served as in any wait (a pause is journalled and holds what
+    /// comes after; a promote has nothing to promote yet, or any more).
+    async fn await_bounded<T>(&mut self, call: impl Future<Output = T>) -> Result<Bounded<T>> {
         let started = self.now();
-        let call = runner.run(id, step);
         tokio::pin!(call);
         loop {
             let left = self.state.deadline.saturating_duration_since(self.now());
             tokio::select! {
                 biased;
-                done = &mut call => return Ok(Ran::Answered(done)),
+                done = &mut call => return Ok(Bounded::Answered(done)),
                 cmd = self.commands.recv() => match cmd {
                     Some((Operation::Abort, reply)) => {
-                        return Ok(Ran::Cancelled {
+                        return Ok(Bounded::Cancelled {
                             why: "aborted by an operator".into(),
                             after: self.now().saturating_duration_since(started),
                             reply: Some(reply),
@@ -487,7 +596,7 @@ impl Runner {
                     None => {}
                 },
                 () = tokio::time::sleep(left) => {
-                    return Ok(Ran::Cancelled {
+                    return Ok(Bounded::Cancelled {
                         why: format!(
                             "maxDeploymentDuration ({}) ran out while it ran",
                             human(self.state.config.max_deployment_duration)
@@ -530,10 +639,16 @@ impl Runner {
     /// first. `false` when a command, the deadline or a trigger moved the deployment to another
     /// stage.
     ///
-    /// During a promotion, whose new track already serves its canary share, the rollback
-    /// triggers are checked every `monitoring.checkInterval` until it is ready, and roll back
-    /// as in the watch. A trigger asking to hold (a metrics outage, a hold-level breach) keeps
-    /// the canary at its share past the moment its track is ready: the promotion completes
+    /// While the new version already serves a share — during a promotion, and while a raised
+    /// canary weight waits for its grown track (see `move_weight`) — the rollback triggers are
+    /// checked every `monitoring.checkInterval` until the track is ready, and roll back as in
+    /// the watch: a breach does not wait out the growth (up to `readinessTimeout`) to roll
+    /// back, nor does the raised weight go in force over it. Each check observes the window
+    /// since the last, as the watch does, so the canary's next metrics window begins after
+    /// the wait's last check. A trigger asking to hold during a raised weight's wait keeps
+    /// the weight where it is once the track is ready (`move_weight`). During a promotion, a
+    /// trigger asking to hold (a metrics outage, a hold-level breach) keeps the canary at its
+    /// share past the moment its track is ready: the promotion completes
     /// once the hold clears, or `maxDeploymentDuration` rolls back, as a hold stops the canary,
     /// the switch and the watch; no version takes all traffic on missing evidence. An
     /// operator's promotion goes through the hold (the promotion was the operator's, or a
@@ -554,6 +669,9 @@ impl Runner {
         let stage = self.state.stage;
         let service = self.state.service.clone();
         let track = self.new_track();
+        // The canary stage's waits (a raised weight, a promotion) and a switch's promotion
+        // come with the new version serving a share; the first wait, with none, is not watched.
+        let watched = self.state.promoting || stage == Stage::Canary;
         loop {
             let platform = &self.inner.platform;
             let status = platform.status(&service, &track).await?;
@@ -592,8 +710,8 @@ impl Runner {
                 ready_by.min(self.state.deadline)
             };
             let mut d = poll.min(until.saturating_duration_since(now));
-            if self.state.promoting {
-                // The new version serves its canary share until the scaled track is ready:
+            if watched {
+                // The new version serves its canary share until the grown track is ready:
                 // the rollback triggers watch it meanwhile, every check interval.
                 let due = self.state.observed_until.saturating_add(check);
                 if now >= due {
@@ -748,6 +866,36 @@ enum Ran {
         after: Duration,
         reply: Option<Reply>,
     },
+}
+
+/// How a call [`Runner::await_bounded`] awaited ended.
+enum Bounded<T> {
+    /// It answered.
+    Answered(T),
+    /// It was dropped before it answered: why, after how long, and the reply owed to the
+    /// operator's abort that cancelled it (`None` when the deadline did).
+    Cancelled {
+        why: String,
+        after: Duration,
+        reply: Option<Reply>,
+    },
+}
+
+/// Why preparation stops short, and the reply owed to the operator's abort that stopped it,
+/// if one did.
+struct Stop {
+    reason: String,
+    reply: Option<Reply>,
+}
+
+impl Stop {
+    /// A stop no command asked for.
+    fn failed(reason: String) -> Self {
+        Stop {
+            reason,
+            reply: None,
+        }
+    }
 }
 
 /// What looking for a backup started before a restart found.

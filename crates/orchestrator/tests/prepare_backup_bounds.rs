@@ -1,0 +1,331 @@
+//! The backup and the restore a deployment's preparation carries out are bounded, under paused
+//! time, as its upgrade steps are: a provider's call that never answers is dropped at the
+//! deployment's deadline or at an operator's abort, nothing is left in flight, and the
+//! deployment fails with nothing deployed (a backup) or with traffic not switched (a restore).
+
+mod support;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serin_orchestrator::{
+    BackupInfo, BackupProvider, DeploymentConfig, DeploymentHandle, EventKind, InMemoryBackup,
+    InMemoryStepRunner, Journal, Orchestrator, Outcome, Report, Result,
+};
+use serin_signals::{Timestamp, Track};
+use support::{SERVICE, World, assert_succeeded, canary_config, checklist_validator, v};
+
+/// Longer than any deployment here may take: reaching it means a wait was never bounded.
+const HUNG: Duration = Duration::from_secs(48 * 3_600);
+
+/// `fut`, or a panic naming `what` if it never ends.
+async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(HUNG, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what} never ended"))
+}
+
+/// Counts the provider's calls dropped before they answered.
+struct Dropped<'a>(&'a AtomicUsize);
+
+impl Drop for Dropped<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// An in-memory provider whose backups or restores, on cue, never answer (a dump stuck on a
+/// lock), or whose backups take a while.
+#[derive(Default)]
+struct Stuck {
+    inner: InMemoryBackup,
+    hang_backup: AtomicBool,
+    hang_restore: AtomicBool,
+    /// How long each backup takes before it is taken.
+    backup_takes: std::sync::Mutex<Duration>,
+    hung: AtomicUsize,
+    dropped: AtomicUsize,
+}
+
+impl Stuck {
+    async fn hang(&self) -> Result<()> {
+        self.hung.fetch_add(1, Ordering::SeqCst);
+        let _dropped = Dropped(&self.dropped);
+        std::future::pending().await
+    }
+
+    /// Waits (in virtual time) until a call hangs.
+    async fn until_hung(&self) {
+        while self.hung.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    fn dropped_calls(&self) -> usize {
+        self.dropped.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl BackupProvider for Stuck {
+    fn name(&self) -> &str {
+        "stuck"
+    }
+
+    async fn backup(&self, service: &str, label: &str) -> Result<String> {
+        if self.hang_backup.load(Ordering::SeqCst) {
+            self.hang().await?;
+        }
+        let takes = *self.backup_takes.lock().expect("lock");
+        tokio::time::sleep(takes).await;
+        self.inner.backup(service, label).await
+    }
+
+    async fn restore(&self, id: &str) -> Result<()> {
+        if self.hang_restore.load(Ordering::SeqCst) {
+            self.hang().await?;
+        }
+        self.inner.restore(id).await
+    }
+
+    async fn info(&self, id: &str) -> Result<BackupInfo> {
+        self.inner.info(id).await
+    }
+
+    async fn list(&self, service: &str) -> Result<Vec<BackupInfo>> {
+        self.inner.list(service).await
+    }
+}
+
+fn config(max: Duration) -> DeploymentConfig {
+    let mut c = canary_config("1.1.0");
+    c.max_deployment_duration = max;
+    c.validate().expect("valid");
+    c
+}
+
+fn failed_reason(report: &Report) -> &str {
+    match &report.outcome {
+        Some(Outcome::Failed { reason }) => reason,
+        other => panic!("expected failed, got {other:?}\n{report}"),
+    }
+}
+
+fn took(report: &Report) -> Duration {
+    report.last_at.saturating_duration_since(report.started_at)
+}
+
+/// Asserts that the last record journalled for `id` leaves nothing in flight.
+async fn assert_nothing_in_flight(world: &World, id: &str) {
+    let records = world.journal.records(id).await.expect("records");
+    let last = records.last().expect("a record");
+    assert_eq!(last.state.in_flight, None, "{:?}", last.state.in_flight);
+}
+
+/// 1.0.0 serving, and an orchestrator backing up through `provider`.
+async fn backing_up(provider: Arc<Stuck>) -> (Arc<World>, Orchestrator) {
+    let world = Arc::new(World::new());
+    world.set_rate("1.0.0", 0.005);
+    world.set_rate("1.1.0", 0.005);
+    world.install("1.0.0").await;
+    let o = world
+        .builder(world.journal.clone())
+        .backup(provider)
+        .build();
+    (world, o)
+}
+
+/// Asserts that the deployment of `report` changed nothing: 1.0.0 takes all traffic through
+/// the same split, and no canary runs.
+async fn assert_nothing_deployed(world: &World, applies: usize) {
+    assert_eq!(world.router.apply_count(), applies, "no split changed");
+    assert!(!world.has_track(&Track::Canary).await);
+    world.assert_live(Track::Stable, "1.0.0").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_backup_is_cancelled_at_the_deadline_and_nothing_is_deployed() {
+    let provider = Arc::new(Stuck::default());
+    provider.hang_backup.store(true, Ordering::SeqCst);
+    let (world, o) = backing_up(provider.clone()).await;
+    let applies = world.router.apply_count();
+    let max = Duration::from_secs(20 * 60);
+    let h = o.start(&config(max), SERVICE).await.expect("start");
+    let id = h.id().to_owned();
+    let report = bounded("the deployment", h.wait()).await.expect("report");
+    println!("{report}");
+    let reason = failed_reason(&report);
+    assert!(
+        reason.contains("did not finish within maxDeploymentDuration (20m)")
+            && reason.contains("nothing was deployed"),
+        "{reason}"
+    );
+    assert_eq!(took(&report), max, "cancelled at the deadline");
+    assert_eq!(provider.dropped_calls(), 1, "the call was dropped");
+    assert!(provider.inner.taken().is_empty());
+    assert_nothing_in_flight(&world, &id).await;
+    assert_nothing_deployed(&world, applies).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_abort_during_a_hung_backup_cancels_it_at_once() {
+    let provider = Arc::new(Stuck::default());
+    provider.hang_backup.store(true, Ordering::SeqCst);
+    let (world, o) = backing_up(provider.clone()).await;
+    let applies = world.router.apply_count();
+    let h = o
+        .start(&config(Duration::from_secs(2 * 3_600)), SERVICE)
+        .await
+        .expect("start");
+    let id = h.id().to_owned();
+    provider.until_hung().await;
+    // Commands are served while the backup runs: a pause is journalled at once.
+    bounded("the pause", h.pause()).await.expect("pause");
+    let (asked, report) = abort_to_end(&o, h).await;
+    assert!(report.timeline.iter().any(|e| e.kind == EventKind::Paused));
+    assert_eq!(report.last_at, asked, "the abort is served at once");
+    let reason = failed_reason(&report);
+    assert!(
+        reason.contains("was aborted by an operator") && reason.contains("nothing was deployed"),
+        "{reason}"
+    );
+    assert_eq!(provider.dropped_calls(), 1, "the call was dropped");
+    assert_nothing_in_flight(&world, &id).await;
+    assert_nothing_deployed(&world, applies).await;
+}
+
+/// Aborts the deployment of `handle` on `o` and waits for its report; when the abort was asked.
+async fn abort_to_end(o: &Orchestrator, handle: DeploymentHandle) -> (Timestamp, Report) {
+    let asked = o.clock().now();
+    bounded("the abort", handle.abort()).await.expect("abort");
+    let report = bounded("the deployment", handle.wait())
+        .await
+        .expect("report");
+    println!("{report}");
+    (asked, report)
+}
+
+/// 1.0.0 ran, then 1.1.0 (whose contract migration is destructive) was deployed over it with
+/// a backup through `provider`, and serves. A rollback to 1.0.0 must restore that backup: its
+/// id.
+async fn upgraded(provider: Arc<Stuck>, max: Duration) -> (Arc<World>, Orchestrator, String) {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let (validator, fleet) = checklist_validator();
+    let o = world
+        .builder(world.journal.clone())
+        .validator(validator, fleet)
+        .backup(provider.clone())
+        .step_runner(Arc::new(InMemoryStepRunner::new()))
+        .build();
+    let up = bounded("the upgrade", support::run_to_end(&o, &config(max))).await;
+    assert_succeeded(&up);
+    let before = provider.inner.taken()[0].0.clone();
+    (world, o, before)
+}
+
+/// Asserts that the rollback of `report`, to restore `before`, failed with traffic not
+/// switched (1.1.0 still serves), saying the database may hold part of the backup.
+async fn assert_restore_cancelled(world: &World, report: &Report, before: &str, why: &str) {
+    let reason = failed_reason(report);
+    assert!(
+        reason.contains(&format!("restoring backup {before} was cancelled"))
+            && reason.contains(why)
+            && reason.contains("may hold part of it")
+            && reason.contains(&format!("restore backup {before} again"))
+            && reason.contains("traffic was not switched"),
+        "{reason}"
+    );
+    assert!(
+        !support::kinds(report)
+            .iter()
+            .any(|k| matches!(k, EventKind::BackupRestored { .. })),
+        "{report}"
+    );
+    assert_eq!(
+        world.live_version().await.map(|l| l.1),
+        Some("1.1.0".into())
+    );
+    assert_nothing_in_flight(world, &report.deployment).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_restore_is_cancelled_at_the_deadline_and_traffic_is_not_switched() {
+    let provider = Arc::new(Stuck::default());
+    let max = Duration::from_secs(30 * 60);
+    let (world, o, before) = upgraded(provider.clone(), max).await;
+    provider.hang_restore.store(true, Ordering::SeqCst);
+    let report = bounded(
+        "the rollback",
+        o.rollback_to(&config(max), SERVICE, v("1.0.0")),
+    )
+    .await
+    .expect("report");
+    println!("{report}");
+    assert_restore_cancelled(&world, &report, &before, "maxDeploymentDuration (30m)").await;
+    assert_eq!(took(&report), max, "cancelled at the deadline");
+    assert_eq!(provider.dropped_calls(), 1, "the call was dropped");
+    assert!(provider.inner.restored().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_abort_during_a_hung_restore_cancels_it_at_once() {
+    let provider = Arc::new(Stuck::default());
+    let max = Duration::from_secs(30 * 60);
+    let (world, o, before) = upgraded(provider.clone(), max).await;
+    provider.hang_restore.store(true, Ordering::SeqCst);
+    let h = o
+        .start_rollback_to(&config(max), SERVICE, v("1.0.0"))
+        .await
+        .expect("start");
+    provider.until_hung().await;
+    let (asked, report) = abort_to_end(&o, h).await;
+    assert_eq!(report.last_at, asked, "the abort is served at once");
+    assert_restore_cancelled(&world, &report, &before, "aborted by an operator").await;
+    assert_eq!(provider.dropped_calls(), 1, "the call was dropped");
+}
+
+/// A restore whose turn comes at the deadline (the fresh backup before it took all the time
+/// there was) is not started, rather than started and cancelled at once.
+#[tokio::test(start_paused = true)]
+async fn a_restore_whose_turn_comes_past_the_deadline_is_not_started() {
+    let provider = Arc::new(Stuck::default());
+    let max = Duration::from_secs(30 * 60);
+    let (world, o, before) = upgraded(provider.clone(), max).await;
+    *provider.backup_takes.lock().expect("lock") = max;
+    let report = bounded(
+        "the rollback",
+        o.rollback_to(&config(max), SERVICE, v("1.0.0")),
+    )
+    .await
+    .expect("report");
+    println!("{report}");
+    let taken_at = report
+        .timeline
+        .iter()
+        .find_map(|e| matches!(e.kind, EventKind::BackupTaken { .. }).then_some(e.at))
+        .expect("the fresh backup is taken");
+    assert_eq!(
+        taken_at.saturating_duration_since(report.started_at),
+        max,
+        "the fresh backup answers at the deadline"
+    );
+    let reason = failed_reason(&report);
+    assert!(
+        reason.contains(&format!("restoring backup {before} was not started"))
+            && reason.contains("maxDeploymentDuration (30m)")
+            && reason.contains("traffic was not switched"),
+        "{reason}"
+    );
+    assert!(
+        provider.inner.restored().is_empty(),
+        "the database is untouched"
+    );
+    assert_eq!(
+        world.live_version().await.map(|l| l.1),
+        Some("1.1.0".into())
+    );
+    assert_nothing_in_flight(&world, &report.deployment).await;
+}
