@@ -329,6 +329,33 @@ impl Stack {
         self.orchestrator.clock().now()
     }
 
+    /// Ends as failed each deployment the journal has unfinished: a command stopped before its
+    /// end (a second signal, a kill) left it so, and it cannot resume, as its tracks ended with
+    /// that command and what ran before it, `current`, has been brought back. Its report, the
+    /// journal's compaction and its notification channels then see it ended. Only a command
+    /// that holds the state directory gets here, so none of them is running.
+    pub async fn abandon_unfinished(&self, current: Option<&Running>) -> Result<(), CliError> {
+        let unfinished = self
+            .orchestrator
+            .unfinished()
+            .await
+            .map_err(|e| CliError::backend(format!("journal: {e}")))?;
+        let reason = match current {
+            Some(r) => format!(
+                "the command running it was stopped before its end; {} serves again",
+                r.version
+            ),
+            None => "the command running it was stopped before its end".to_owned(),
+        };
+        for id in unfinished {
+            self.orchestrator
+                .abandon(&id, &reason)
+                .await
+                .map_err(|e| CliError::backend(format!("closing the interrupted {id}: {e}")))?;
+        }
+        Ok(())
+    }
+
     /// Brings `current` up again as it ran when the last command ended and gives it all
     /// traffic.
     pub async fn restore(

@@ -137,6 +137,10 @@ impl Ctx {
             stack.shutdown().await;
             return Err(e);
         }
+        if let Err(e) = stack.abandon_unfinished(state.current.as_ref()).await {
+            stack.shutdown().await;
+            return Err(e);
+        }
         Ok(stack)
     }
 

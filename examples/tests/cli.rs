@@ -1514,11 +1514,24 @@ fn a_second_signal_while_the_deployment_rolls_back_quits_at_once_with_exit_5() {
         "{s}"
     );
     assert_eq!(s["current"]["version"], "1.0.0", "{s}");
+    // The journal still has the canary unfinished until the next command brings 1.0.0 back
+    // and closes it as failed, abandoned: its tracks ended with the command that ran it.
+    let abandoned = |d: &Path| {
+        std::fs::read_to_string(state_file(d, "journal.jsonl"))
+            .expect("journal")
+            .lines()
+            .filter(|l| l.contains("abandoned in the") && l.contains("1.0.0 serves again"))
+            .count()
+    };
+    assert_eq!(abandoned(d), 0);
     on_local(d, &demo)
         .args(["health-check"])
         .assert()
         .success()
         .stdout(predicate::str::contains("1.0.0"));
+    assert_eq!(abandoned(d), 1, "closed once");
+    on_local(d, &demo).args(["health-check"]).assert().success();
+    assert_eq!(abandoned(d), 1, "and only once");
 }
 
 /// Once a deployment has ended and is recorded, a signal during the cleanup (here: waiting on

@@ -207,22 +207,9 @@ impl Orchestrator {
         backends: ServiceBackends,
         guard: LockGuard,
     ) -> DeploymentHandle {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (status_tx, status_rx) = watch::channel(Status::of(&state));
         let id = state.id.clone();
         let announced = resumption.as_ref().map_or(0.0, |r| r.announced);
-        let runner = Runner {
-            inner: Arc::clone(&self.inner),
-            backends,
-            state,
-            seq,
-            commands: rx,
-            _keep: tx.clone(),
-            status: status_tx,
-            sample: None,
-            unreadable: Default::default(),
-            announced,
-        };
+        let (runner, tx, status_rx) = self.runner(state, seq, announced, backends);
         let task = tokio::spawn(async move {
             let _guard = guard;
             let mut runner = runner;
@@ -249,6 +236,35 @@ impl Orchestrator {
             status: status_rx,
             task,
         }
+    }
+
+    /// A runner of `state`, whose next record is `seq`, with the channels its handle holds.
+    fn runner(
+        &self,
+        state: DeploymentState,
+        seq: u64,
+        announced: f64,
+        backends: ServiceBackends,
+    ) -> (
+        Runner,
+        mpsc::UnboundedSender<(crate::run::Operation, crate::run::Reply)>,
+        watch::Receiver<Status>,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (status_tx, status_rx) = watch::channel(Status::of(&state));
+        let runner = Runner {
+            inner: Arc::clone(&self.inner),
+            backends,
+            state,
+            seq,
+            commands: rx,
+            _keep: tx.clone(),
+            status: status_tx,
+            sample: None,
+            unreadable: Default::default(),
+            announced,
+        };
+        (runner, tx, status_rx)
     }
 
     /// Starts deploying `service` by `config` and returns at once with a handle. One
@@ -520,6 +536,45 @@ impl Orchestrator {
         let backends = self.backends(&state.service)?;
         let seq = last.seq + 1;
         Ok(self.spawn(state, seq, Some(resumption), backends, guard))
+    }
+
+    /// Ends a deployment that was cut short (its process crashed or was killed) and that will
+    /// not be resumed, as failed with `reason`: journalled and announced (events and
+    /// notifications) like any other end, so that its report, its status and the journal's
+    /// compaction see it finished, and the platform's deployment lock it kept is freed.
+    ///
+    /// Nothing else moves: no split, no track. It is for a caller that has already put the
+    /// service back as it wants it, where [`resume`](Self::resume) cannot finish the run — on
+    /// the embedded backend the tracks' processes end with the process that ran them, so
+    /// there is nothing left to switch back. A deployment that has ended is refused, and so is
+    /// one this orchestrator is running (abort it instead), or one whose platform lock another
+    /// deployment holds; nothing is written then. A run of the same deployment in another
+    /// process holds the same lock (the holder is the deployment's id), so the caller makes
+    /// sure none is left (`serin-cli` abandons only while it holds its state directory).
+    pub async fn abandon(&self, deployment: &str, reason: &str) -> Result<Report> {
+        let records = self.inner.journal.records(deployment).await?;
+        let Some(last) = records.last() else {
+            return Err(Error::not_found("deployment", deployment));
+        };
+        if last.state.is_done() {
+            return Err(Error::conflict(
+                "abandon",
+                deployment,
+                "the deployment has already ended; only one cut short can be abandoned",
+            ));
+        }
+        last.check_restored()?;
+        let state = last.state.clone();
+        let (service, id) = (state.service.clone(), state.id.clone());
+        let _guard = self.lock_service(&service)?;
+        self.inner.platform.lock(&service, &id).await?;
+        let backends = self.backends(&service)?;
+        let (runner, _, _) = self.runner(state, last.seq + 1, 0.0, backends);
+        runner.abandon(reason).await?;
+        if let Err(e) = self.inner.platform.unlock(&service, &id).await {
+            tracing::warn!(deployment = %id, "freeing the platform's deployment lock failed: {e}");
+        }
+        self.report(deployment).await
     }
 
     /// The status of a deployment as its last journal record has it (running or not).

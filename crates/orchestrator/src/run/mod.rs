@@ -611,6 +611,16 @@ impl Runner {
         }
     }
 
+    /// Ends the deployment as failed with `reason`, abandoned where it stood (see
+    /// [`Orchestrator::abandon`](crate::Orchestrator::abandon)): no effect, only the final
+    /// record and its events.
+    pub(crate) async fn abandon(mut self, reason: &str) -> Result<()> {
+        let stage = self.state.stage;
+        let reason = format!("abandoned in the {stage} stage: {reason}");
+        self.finish(Outcome::Failed { reason }, Vec::new(), Vec::new())
+            .await
+    }
+
     async fn finish(
         &mut self,
         outcome: Outcome,
