@@ -134,7 +134,10 @@
 //! undelivered notifications are lost. A command killed outright (SIGKILL) leaves its deployment
 //! unfinished in the journal, and `status` says it was interrupted; on the local backend its
 //! demo processes stop by themselves once it is gone (their standard input, a pipe the command
-//! held, closes), and the next command brings the recorded version back up.
+//! held, closes), and the next command brings the recorded version back up. Either way, that
+//! next command (one that starts the backend) then closes the deployment left unfinished as
+//! failed, "abandoned" (`Orchestrator::abandon`): it cannot resume, its tracks having ended
+//! with the command that ran it, and its report and notification channels say so.
 
 mod cli;
 
