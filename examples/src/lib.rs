@@ -26,20 +26,19 @@ pub fn demo_binary() -> Result<PathBuf, String> {
 /// `serin-demo-service` in the cargo profile directory `dir` (`target/debug`), current with
 /// the sources it is built from.
 ///
-/// A binary that is there and newer than every source file cargo recorded for it (its
-/// dep-info file, `serin-demo-service.d`) is used as it is, without asking cargo. A missing
-/// one, or one older than a source (edited since: it would run the old code), is built with
-/// cargo, in the program's own profile, into this target directory. When cargo holds `dir`
-/// itself (its lock, `.cargo-lock`) — typically the `cargo test` or `cargo build` that runs
-/// this program — a nested build would wait on that cargo forever, so a missing or stale
-/// binary is then an error naming it, the changed source and the command that builds it; a
-/// binary whose sources cargo did not record is used as it is, as nothing says it is stale.
+/// A binary that is there and newer than its sources ([`freshness`]) is used as it is,
+/// without asking cargo: asking would build it again whenever the features it was built with
+/// differ from `cargo build`'s, as they do after `cargo test --all-features`.
+/// A missing one, or one older than a source (edited since: it would run the old code), is
+/// built with cargo, in the program's own profile, into this target directory. When cargo
+/// holds `dir` itself (its lock, `.cargo-lock`) — typically the `cargo test` or `cargo build`
+/// that runs this program — a nested build would wait on that cargo forever, so a missing or
+/// stale binary is then an error naming it, the changed source and the command that builds
+/// it.
 pub fn demo_binary_in(dir: &Path) -> Result<PathBuf, String> {
     let demo = dir.join(DEMO);
     let why = match freshness(&demo) {
         Freshness::Fresh => return Ok(demo),
-        Freshness::Unknown if cargo_holds(dir) => return Ok(demo),
-        Freshness::Unknown => None,
         Freshness::Missing => Some(format!("{DEMO} is not in {}", dir.display())),
         Freshness::Stale(source) => Some(format!(
             "{} is older than {}, one of the sources it is built from: it would run the code \
@@ -95,16 +94,16 @@ pub enum Freshness {
     Missing,
     /// Newer than every recorded source.
     Fresh,
-    /// This recorded source is newer than the binary, or is gone.
+    /// This source is newer than the binary, or is gone.
     Stale(PathBuf),
-    /// No dep-info file beside it (or one that cannot be read): nothing to compare with.
-    Unknown,
 }
 
 /// How `binary` stands against the sources listed in its dep-info file (`<binary>.d`, which
-/// cargo writes beside each binary it builds: `binary: source source ...`, spaces in paths
-/// escaped as `\ `). Modification times are compared as cargo does: a source changed after
-/// the binary was written means the binary no longer reflects it.
+/// `cargo build` writes beside each binary it builds: `binary: source source ...`, spaces in
+/// paths escaped as `\ `), or, for a binary without one (`cargo test` writes none), against
+/// the workspace's sources (every crate's `src` and manifest, and `Cargo.lock`: a superset of
+/// its own). Modification times are compared as cargo does: a source changed after the binary
+/// was written means the binary no longer reflects it.
 pub fn freshness(binary: &Path) -> Freshness {
     freshness_as_of(binary, None)
 }
@@ -118,18 +117,55 @@ pub fn freshness_as_of(binary: &Path, cutoff: Option<SystemTime>) -> Freshness {
     };
     let mut info = binary.as_os_str().to_owned();
     info.push(".d");
-    let Ok(text) = std::fs::read_to_string(PathBuf::from(info)) else {
-        return Freshness::Unknown;
+    let sources = match std::fs::read_to_string(PathBuf::from(info)) {
+        Ok(text) => dep_info_sources(&text),
+        Err(_) => workspace_sources(),
     };
-    for source in dep_info_sources(&text) {
-        let unchanged = std::fs::metadata(&source)
+    stale_source(built, &sources, cutoff)
+}
+
+/// `Stale` with the first of `sources` changed after `built` (or gone), else `Fresh`.
+fn stale_source(built: SystemTime, sources: &[PathBuf], cutoff: Option<SystemTime>) -> Freshness {
+    for source in sources {
+        let unchanged = std::fs::metadata(source)
             .and_then(|m| m.modified())
             .is_ok_and(|t| t <= built || cutoff.is_some_and(|c| t > c));
         if !unchanged {
-            return Freshness::Stale(source);
+            return Freshness::Stale(source.clone());
         }
     }
     Freshness::Fresh
+}
+
+/// The workspace's sources: `Cargo.lock`, and every file under each crate's `src` with its
+/// manifest — what any of its binaries can be built from, apart from the registry's crates,
+/// which `Cargo.lock` pins.
+fn workspace_sources() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut out = vec![root.join("Cargo.lock")];
+    if let Ok(crates) = std::fs::read_dir(root.join("crates")) {
+        for c in crates.flatten() {
+            let manifest = c.path().join("Cargo.toml");
+            if manifest.is_file() {
+                out.push(manifest);
+                walk(&c.path().join("src"), &mut out);
+            }
+        }
+    }
+    out
 }
 
 /// The prerequisites of every rule of a Makefile-style dep-info text.
@@ -200,7 +236,8 @@ mod tests {
         let bin = dir.path().join(DEMO);
         assert_eq!(freshness(&bin), Freshness::Missing);
         std::fs::write(&bin, "binary").expect("write");
-        assert_eq!(freshness(&bin), Freshness::Unknown);
+        // No dep-info: judged against the workspace's sources, all older than it.
+        assert_eq!(freshness(&bin), Freshness::Fresh);
         let source = dir.path().join("main.rs");
         std::fs::write(&source, "fn main() {}").expect("write");
         let gone = dir.path().join("gone.rs");
@@ -230,6 +267,29 @@ mod tests {
         )
         .expect("d");
         assert_eq!(freshness(&bin), Freshness::Stale(gone));
+    }
+
+    /// A binary without dep-info (one `cargo test` built) is judged against the workspace's
+    /// sources, the demo service's own among them.
+    #[test]
+    fn a_binary_without_dep_info_is_compared_with_the_workspace_sources() {
+        let sources = workspace_sources();
+        assert!(
+            sources
+                .iter()
+                .any(|p| p.ends_with("crates/local/src/bin/serin-demo-service.rs")),
+            "{sources:?}"
+        );
+        assert!(sources.iter().any(|p| p.ends_with("Cargo.lock")));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = dir.path().join(DEMO);
+        std::fs::write(&bin, "binary").expect("write");
+        assert_eq!(freshness(&bin), Freshness::Fresh);
+        age(&bin, Duration::from_secs(100 * 365 * 24 * 3600));
+        assert!(matches!(freshness(&bin), Freshness::Stale(_)));
+        // Changes after a cutoff before the binary are not counted.
+        let long_ago = SystemTime::now() - Duration::from_secs(101 * 365 * 24 * 3600);
+        assert_eq!(freshness_as_of(&bin, Some(long_ago)), Freshness::Fresh);
     }
 
     #[test]
