@@ -13,11 +13,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serin_compat::steps::{StepKind, StepPhase};
 use serin_orchestrator::{
-    DeploymentConfig, DeploymentHandle, Event, EventKind, NotificationChannel, Notifier,
-    Orchestrator, Outcome, Report, Result, StepRunner, StepStatus, UpgradeStep,
+    DeploymentHandle, Event, EventKind, NotificationChannel, Notifier, Orchestrator, Outcome,
+    Report, Result, StepRunner, StepStatus, UpgradeStep,
 };
 use serin_signals::{Timestamp, Track};
-use support::{SERVICE, World, assert_succeeded, canary_config, checklist_validator, run_to_end};
+use support::{
+    SERVICE, World, assert_succeeded, canary_config, canary_within, checklist_validator,
+    failed_reason, run_to_end, took,
+};
 
 /// Longer than any deployment here may take: reaching it means a wait was never bounded.
 const HUNG: Duration = Duration::from_secs(48 * 3_600);
@@ -116,24 +119,6 @@ async fn world_with(after: bool) -> (Arc<Hanging>, Arc<World>, Orchestrator) {
     (runner, world, o)
 }
 
-fn config(max: Duration) -> DeploymentConfig {
-    let mut c = canary_config("1.1.0");
-    c.max_deployment_duration = max;
-    c.validate().expect("valid");
-    c
-}
-
-fn failed_reason(report: &Report) -> &str {
-    match &report.outcome {
-        Some(Outcome::Failed { reason }) => reason,
-        other => panic!("expected failed, got {other:?}\n{report}"),
-    }
-}
-
-fn took(report: &Report) -> Duration {
-    report.last_at.saturating_duration_since(report.started_at)
-}
-
 /// The runner's steps (neither the backup nor the deployment itself) of `phase`'s side.
 fn runner_steps(report: &Report, after: bool) -> Vec<&UpgradeStep> {
     report
@@ -147,7 +132,7 @@ fn runner_steps(report: &Report, after: bool) -> Vec<&UpgradeStep> {
 /// Starts a deployment with two hours to go on `o`, and waits until `runner` hangs on a step.
 async fn start_until_hung(o: &Orchestrator, runner: &Hanging) -> DeploymentHandle {
     let handle = o
-        .start(&config(Duration::from_secs(2 * 3_600)), SERVICE)
+        .start(&canary_within(Duration::from_secs(2 * 3_600)), SERVICE)
         .await
         .expect("start");
     runner.until_hung().await;
@@ -186,7 +171,7 @@ async fn a_hung_pre_upgrade_step_is_cancelled_at_the_deadline_and_nothing_is_dep
     let (runner, world, o) = world_with(false).await;
     let applies = world.router.apply_count();
     let max = Duration::from_secs(20 * 60);
-    let report = bounded("the deployment", run_to_end(&o, &config(max))).await;
+    let report = bounded("the deployment", run_to_end(&o, &canary_within(max))).await;
     println!("{report}");
     let reason = failed_reason(&report);
     assert!(
@@ -252,7 +237,7 @@ async fn a_hung_post_upgrade_step_is_cancelled_at_the_deadline_and_the_rest_left
     let (runner, world, o) = world_with(true).await;
     let _traffic = world.spawn_traffic();
     let max = Duration::from_secs(30 * 60);
-    let report = bounded("the deployment", run_to_end(&o, &config(max))).await;
+    let report = bounded("the deployment", run_to_end(&o, &canary_within(max))).await;
     println!("{report}");
     // The old version is retired before the steps after the deployment: it finishes forward.
     assert_succeeded(&report);
@@ -281,7 +266,7 @@ async fn post_upgrade_steps_whose_turn_comes_past_the_deadline_are_not_started()
     let (runner, world, o) = world_with(true).await;
     let _traffic = world.spawn_traffic();
     let max = Duration::from_secs(8 * 60);
-    let mut c = config(max);
+    let mut c = canary_within(max);
     // The watch outlasts the deadline, which completes the deployment (the default).
     c.monitoring.monitoring_duration = Duration::from_secs(10 * 60);
     c.validate().expect("valid");

@@ -12,11 +12,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serin_orchestrator::{
-    BackupInfo, BackupProvider, DeploymentConfig, DeploymentHandle, EventKind, InMemoryBackup,
-    InMemoryStepRunner, Journal, Orchestrator, Outcome, Report, Result,
+    BackupInfo, BackupProvider, DeploymentHandle, EventKind, InMemoryBackup, InMemoryStepRunner,
+    Journal, Orchestrator, Report, Result,
 };
 use serin_signals::{Timestamp, Track};
-use support::{SERVICE, World, assert_succeeded, canary_config, checklist_validator, v};
+use support::{
+    SERVICE, World, assert_succeeded, canary_within, checklist_validator, failed_reason, took, v,
+};
 
 /// Longer than any deployment here may take: reaching it means a wait was never bounded.
 const HUNG: Duration = Duration::from_secs(48 * 3_600);
@@ -100,24 +102,6 @@ impl BackupProvider for Stuck {
     }
 }
 
-fn config(max: Duration) -> DeploymentConfig {
-    let mut c = canary_config("1.1.0");
-    c.max_deployment_duration = max;
-    c.validate().expect("valid");
-    c
-}
-
-fn failed_reason(report: &Report) -> &str {
-    match &report.outcome {
-        Some(Outcome::Failed { reason }) => reason,
-        other => panic!("expected failed, got {other:?}\n{report}"),
-    }
-}
-
-fn took(report: &Report) -> Duration {
-    report.last_at.saturating_duration_since(report.started_at)
-}
-
 /// Asserts that the last record journalled for `id` leaves nothing in flight.
 async fn assert_nothing_in_flight(world: &World, id: &str) {
     let records = world.journal.records(id).await.expect("records");
@@ -153,7 +137,7 @@ async fn a_hung_backup_is_cancelled_at_the_deadline_and_nothing_is_deployed() {
     let (world, o) = backing_up(provider.clone()).await;
     let applies = world.router.apply_count();
     let max = Duration::from_secs(20 * 60);
-    let h = o.start(&config(max), SERVICE).await.expect("start");
+    let h = o.start(&canary_within(max), SERVICE).await.expect("start");
     let id = h.id().to_owned();
     let report = bounded("the deployment", h.wait()).await.expect("report");
     println!("{report}");
@@ -177,7 +161,7 @@ async fn an_abort_during_a_hung_backup_cancels_it_at_once() {
     let (world, o) = backing_up(provider.clone()).await;
     let applies = world.router.apply_count();
     let h = o
-        .start(&config(Duration::from_secs(2 * 3_600)), SERVICE)
+        .start(&canary_within(Duration::from_secs(2 * 3_600)), SERVICE)
         .await
         .expect("start");
     let id = h.id().to_owned();
@@ -220,7 +204,7 @@ async fn upgraded(provider: Arc<Stuck>, max: Duration) -> (Arc<World>, Orchestra
         .backup(provider.clone())
         .step_runner(Arc::new(InMemoryStepRunner::new()))
         .build();
-    let up = bounded("the upgrade", support::run_to_end(&o, &config(max))).await;
+    let up = bounded("the upgrade", support::run_to_end(&o, &canary_within(max))).await;
     assert_succeeded(&up);
     let before = provider.inner.taken()[0].0.clone();
     (world, o, before)
@@ -259,7 +243,7 @@ async fn a_hung_restore_is_cancelled_at_the_deadline_and_traffic_is_not_switched
     provider.hang_restore.store(true, Ordering::SeqCst);
     let report = bounded(
         "the rollback",
-        o.rollback_to(&config(max), SERVICE, v("1.0.0")),
+        o.rollback_to(&canary_within(max), SERVICE, v("1.0.0")),
     )
     .await
     .expect("report");
@@ -277,7 +261,7 @@ async fn an_abort_during_a_hung_restore_cancels_it_at_once() {
     let (world, o, before) = upgraded(provider.clone(), max).await;
     provider.hang_restore.store(true, Ordering::SeqCst);
     let h = o
-        .start_rollback_to(&config(max), SERVICE, v("1.0.0"))
+        .start_rollback_to(&canary_within(max), SERVICE, v("1.0.0"))
         .await
         .expect("start");
     provider.until_hung().await;
@@ -297,7 +281,7 @@ async fn a_restore_whose_turn_comes_past_the_deadline_is_not_started() {
     *provider.backup_takes.lock().expect("lock") = max;
     let report = bounded(
         "the rollback",
-        o.rollback_to(&config(max), SERVICE, v("1.0.0")),
+        o.rollback_to(&canary_within(max), SERVICE, v("1.0.0")),
     )
     .await
     .expect("report");

@@ -535,3 +535,24 @@ pub async fn canary_share(world: &World) -> f64 {
         .and_then(|s| s.weight_of("canary").map(|w| w.as_percent()))
         .unwrap_or(0.0)
 }
+
+/// The canary of 1.1.0 ([`canary_config`]) bounded by `max` (`maxDeploymentDuration`).
+pub fn canary_within(max: Duration) -> DeploymentConfig {
+    let mut c = canary_config("1.1.0");
+    c.max_deployment_duration = max;
+    c.validate().expect("valid");
+    c
+}
+
+/// The reason of a failed deployment's report; panics on any other outcome.
+pub fn failed_reason(report: &Report) -> &str {
+    match &report.outcome {
+        Some(Outcome::Failed { reason }) => reason,
+        other => panic!("expected failed, got {other:?}\n{report}"),
+    }
+}
+
+/// How long a deployment took, from its start to its last record.
+pub fn took(report: &Report) -> Duration {
+    report.last_at.saturating_duration_since(report.started_at)
+}
