@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,28 +17,9 @@ use serin_orchestrator::{
 };
 use serin_signals::{Timestamp, Track};
 use support::{
-    SERVICE, World, assert_succeeded, canary_config, canary_within, checklist_validator,
-    failed_reason, run_to_end, took,
+    Dropped, SERVICE, World, assert_succeeded, bounded, canary_config, canary_within,
+    checklist_validator, failed_reason, run_to_end, took,
 };
-
-/// Longer than any deployment here may take: reaching it means a wait was never bounded.
-const HUNG: Duration = Duration::from_secs(48 * 3_600);
-
-/// `fut`, or a panic naming `what` if it never ends.
-async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(HUNG, fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what} never ended"))
-}
-
-/// Counts the step calls dropped before they answered.
-struct Dropped<'a>(&'a AtomicUsize);
-
-impl Drop for Dropped<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
 
 /// A step runner that does the steps of one side at once and never answers for the others,
 /// as a migration tool stuck on a lock would.

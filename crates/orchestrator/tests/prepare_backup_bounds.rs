@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -17,27 +16,9 @@ use serin_orchestrator::{
 };
 use serin_signals::{Timestamp, Track};
 use support::{
-    SERVICE, World, assert_succeeded, canary_within, checklist_validator, failed_reason, took, v,
+    Dropped, SERVICE, World, assert_succeeded, bounded, canary_within, checklist_validator,
+    failed_reason, took, v,
 };
-
-/// Longer than any deployment here may take: reaching it means a wait was never bounded.
-const HUNG: Duration = Duration::from_secs(48 * 3_600);
-
-/// `fut`, or a panic naming `what` if it never ends.
-async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(HUNG, fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what} never ended"))
-}
-
-/// Counts the provider's calls dropped before they answered.
-struct Dropped<'a>(&'a AtomicUsize);
-
-impl Drop for Dropped<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
 
 /// An in-memory provider whose backups or restores, on cue, never answer (a dump stuck on a
 /// lock), or whose backups take a while.

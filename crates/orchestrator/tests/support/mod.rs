@@ -556,3 +556,22 @@ pub fn failed_reason(report: &Report) -> &str {
 pub fn took(report: &Report) -> Duration {
     report.last_at.saturating_duration_since(report.started_at)
 }
+
+/// Longer than any deployment here may take: reaching it means a wait was never bounded.
+pub const HUNG: Duration = Duration::from_secs(48 * 3_600);
+
+/// `fut`, or a panic naming `what` if it never ends within [`HUNG`].
+pub async fn bounded<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(HUNG, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what} never ended"))
+}
+
+/// Counts, when dropped, a call of the user's code dropped before it answered.
+pub struct Dropped<'a>(pub &'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Dropped<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
