@@ -15,9 +15,9 @@ use serin_orchestrator::{
     DeploymentHandle, Event, EventKind, NotificationChannel, Notifier, Orchestrator, Outcome,
     Report, Result, StepRunner, StepStatus, UpgradeStep,
 };
-use serin_signals::{Timestamp, Track};
+use serin_signals::Track;
 use support::{
-    Dropped, SERVICE, World, assert_succeeded, bounded, canary_config, canary_within,
+    Dropped, SERVICE, World, abort_to_end, assert_succeeded, bounded, canary_config, canary_within,
     checklist_validator, failed_reason, run_to_end, took,
 };
 
@@ -117,17 +117,6 @@ async fn start_until_hung(o: &Orchestrator, runner: &Hanging) -> DeploymentHandl
         .expect("start");
     runner.until_hung().await;
     handle
-}
-
-/// Aborts the deployment of `handle` on `o` and waits for its report; when the abort was asked.
-async fn abort_to_end(o: &Orchestrator, handle: DeploymentHandle) -> (Timestamp, Report) {
-    let asked = o.clock().now();
-    bounded("the abort", handle.abort()).await.expect("abort");
-    let report = bounded("the deployment", handle.wait())
-        .await
-        .expect("report");
-    println!("{report}");
-    (asked, report)
 }
 
 /// Asserts that every step of `steps` is still due, its evidence saying `why`.

@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serin_orchestrator::{
-    BackupInfo, BackupProvider, DeploymentHandle, EventKind, InMemoryBackup, InMemoryStepRunner,
-    Journal, Orchestrator, Report, Result,
+    BackupInfo, BackupProvider, EventKind, InMemoryBackup, InMemoryStepRunner, Journal,
+    Orchestrator, Report, Result,
 };
-use serin_signals::{Timestamp, Track};
+use serin_signals::Track;
 use support::{
-    Dropped, SERVICE, World, assert_succeeded, bounded, canary_within, checklist_validator,
-    failed_reason, took, v,
+    Dropped, SERVICE, World, abort_to_end, assert_succeeded, bounded, canary_within,
+    checklist_validator, failed_reason, took, v,
 };
 
 /// An in-memory provider whose backups or restores, on cue, never answer (a dump stuck on a
@@ -160,17 +160,6 @@ async fn an_abort_during_a_hung_backup_cancels_it_at_once() {
     assert_eq!(provider.dropped_calls(), 1, "the call was dropped");
     assert_nothing_in_flight(&world, &id).await;
     assert_nothing_deployed(&world, applies).await;
-}
-
-/// Aborts the deployment of `handle` on `o` and waits for its report; when the abort was asked.
-async fn abort_to_end(o: &Orchestrator, handle: DeploymentHandle) -> (Timestamp, Report) {
-    let asked = o.clock().now();
-    bounded("the abort", handle.abort()).await.expect("abort");
-    let report = bounded("the deployment", handle.wait())
-        .await
-        .expect("report");
-    println!("{report}");
-    (asked, report)
 }
 
 /// 1.0.0 ran, then 1.1.0 (whose contract migration is destructive) was deployed over it with

@@ -575,3 +575,15 @@ impl Drop for Dropped<'_> {
         self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// Aborts the deployment of `handle` on `o` and waits for its report, each within [`HUNG`];
+/// answers when the abort was asked, and the report.
+pub async fn abort_to_end(o: &Orchestrator, handle: DeploymentHandle) -> (Timestamp, Report) {
+    let asked = o.clock().now();
+    bounded("the abort", handle.abort()).await.expect("abort");
+    let report = bounded("the deployment", handle.wait())
+        .await
+        .expect("report");
+    println!("{report}");
+    (asked, report)
+}
