@@ -59,8 +59,7 @@ pub enum Unready {
 /// assert_eq!(serde_yaml_ng::from_str::<serin_sim::SimConfig>(&written)?, config);
 /// # Ok::<(), serde_yaml_ng::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(try_from = "RawConfig")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SimConfig {
     seed: u64,
     start: Timestamp,
@@ -228,15 +227,26 @@ impl SimConfig {
             }
         }
         for (i, fault) in self.faults.iter().enumerate() {
-            self.check_fault(fault, &format!("simConfig.faults[{i}]"))?;
+            let earlier = self.faults.get(..i).unwrap_or_default();
+            self.check_fault(fault, &format!("simConfig.faults[{i}]"), earlier)?;
         }
         Ok(())
     }
 
     /// Checks `fault` on its own and against this world: a dependency probe can only fail
-    /// for a dependency the tracks probe, or the fault would never show.
-    pub(crate) fn check_fault(&self, fault: &Fault, field: &str) -> Result<()> {
+    /// for a dependency the tracks probe, or the fault would never show; and it must not
+    /// clash with any of the `earlier` faults, which are the first of `simConfig.faults`.
+    pub(crate) fn check_fault(&self, fault: &Fault, field: &str, earlier: &[Fault]) -> Result<()> {
         fault.validate(field)?;
+        for (j, other) in earlier.iter().enumerate() {
+            if let Some(reason) = fault.clash(other) {
+                return Err(Error::invalid(
+                    field,
+                    format!("{fault:?}"),
+                    format!("overlaps simConfig.faults[{j}], which {reason}"),
+                ));
+            }
+        }
         if let Fault::ProbeFailure {
             probe: serin_signals::Probe::Dependency(name),
             ..
@@ -330,6 +340,9 @@ struct RawConfig {
 /// at most the list or map it is in, or only a line and column.
 struct AtPath<T> {
     prefix: String,
+    /// Whether the value is the whole config: its error leaves the reader as it is, so it
+    /// keeps the line and column the reader put at its end.
+    root: bool,
     value: std::marker::PhantomData<T>,
 }
 
@@ -337,7 +350,16 @@ impl<T> AtPath<T> {
     fn new(prefix: String) -> Self {
         AtPath {
             prefix,
+            root: false,
             value: std::marker::PhantomData,
+        }
+    }
+
+    /// The whole config, at `simConfig`.
+    fn root() -> Self {
+        AtPath {
+            root: true,
+            ..AtPath::new("simConfig".to_owned())
         }
     }
 }
@@ -354,32 +376,51 @@ impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for AtPath<T> {
                 i => format!("{}.{i}", self.prefix),
             };
             let message = e.into_inner().to_string();
-            let message = without_position(without_own_path(&message, &path));
-            serde::de::Error::custom(format!("{path}: {message}"))
+            let (message, position) = split_position(&message);
+            let position = if self.root { position } else { "" };
+            serde::de::Error::custom(format!("{}{position}", located(&path, message)))
         })
     }
 }
 
-/// `message` without the path a reader put in front of it (the YAML reader's `faults[1].at: `)
-/// when `path`, the full path found to the value, holds it: the full path replaces it.
-fn without_own_path<'a>(message: &'a str, path: &str) -> &'a str {
-    match message.split_once(": ") {
-        Some((own, rest)) if !own.is_empty() && !own.contains(' ') && path.contains(own) => rest,
-        _ => message,
+/// `message`, a reader's error about the value at `path`, as `path: reason`. The paths put in
+/// front of the reason are dropped: a reader's own (the YAML reader's `faults[1].at: `) that
+/// `path` holds, and an inner [`AtPath`]'s that names a field deeper in the value
+/// (`simConfig.faults[2].at` inside `simConfig.faults`), which then replaces `path`.
+fn located<'a>(mut path: &'a str, message: &'a str) -> String {
+    let mut reason = message;
+    while let Some((own, rest)) = reason.split_once(": ")
+        && !own.is_empty()
+        && !own.contains(' ')
+    {
+        let deeper = own
+            .strip_prefix(path)
+            .is_some_and(|tail| tail.is_empty() || tail.starts_with(['.', '[']));
+        if deeper {
+            path = own;
+        } else if !path.contains(own) {
+            break;
+        }
+        reason = rest;
     }
+    format!("{path}: {reason}")
 }
 
-/// `message` without the position a reader put at its end (` at line 3 column 7`): the reader
-/// adds its own again to the error built from it.
-fn without_position(message: &str) -> &str {
+/// `message` and the position a reader put at its end (` at line 3 column 7`), apart: inside
+/// the config, the reader adds its own again to the error built from it.
+fn split_position(message: &str) -> (&str, &str) {
     let Some((head, tail)) = message.rsplit_once(" at line ") else {
-        return message;
+        return (message, "");
     };
     let position = tail.split_once(" column ").is_some_and(|(line, column)| {
         let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
         digits(line) && digits(column)
     });
-    if position { head } else { message }
+    if position {
+        message.split_at(head.len())
+    } else {
+        (message, "")
+    }
 }
 
 /// The `faults` list as written, each entry read with its index in its errors.
@@ -450,6 +491,13 @@ impl<'de> Deserialize<'de> for ProfileEntries {
             }
         }
         d.deserialize_map(Entries)
+    }
+}
+
+impl<'de> Deserialize<'de> for SimConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let raw = AtPath::<RawConfig>::root().deserialize(d)?;
+        SimConfig::try_from(raw).map_err(serde::de::Error::custom)
     }
 }
 
@@ -539,6 +587,49 @@ mod tests {
         assert!(serde_json::from_str::<SimConfig>(r#"{"service": "web"}"#).is_err());
     }
 
+    /// A value the reader refuses outside the faults and profiles, or a field it does not
+    /// know, is named with its path too, in JSON and in YAML.
+    #[test]
+    fn reader_errors_name_the_top_level_field() {
+        for (json, path) in [
+            (r#"{"seed": 1, "sed": 2}"#, "simConfig.sed: unknown field"),
+            (r#"{"seed": "x"}"#, "simConfig.seed: invalid type"),
+            (r#"{"service": "web"}"#, "simConfig: missing field `seed`"),
+            (r#"{"seed": 1, "start": "yesterday"}"#, "simConfig.start: "),
+            (r#"{"seed": 1, "unready": "maybe"}"#, "simConfig.unready: "),
+            (
+                r#"{"seed": 1, "dependencies": {}}"#,
+                "simConfig.dependencies: ",
+            ),
+            (
+                r#"{"seed": 1, "load": {"kind": "constant", "rps": "x"}}"#,
+                "simConfig.load",
+            ),
+            (
+                r#"{"seed": 1, "defaultProfile": {"startup": "soon"}}"#,
+                "simConfig.defaultProfile.startup: `soon` is not a duration",
+            ),
+            (
+                r#"{"seed": 1, "defaultProfile": {"errorRat": 0.1}}"#,
+                "simConfig.defaultProfile.errorRat: unknown field",
+            ),
+        ] {
+            let value: serde_json::Value = serde_json::from_str(json).unwrap();
+            let yaml = serde_yaml_ng::to_string(&value).unwrap();
+            for msg in [
+                serde_json::from_str::<SimConfig>(json)
+                    .unwrap_err()
+                    .to_string(),
+                serde_yaml_ng::from_str::<SimConfig>(&yaml)
+                    .unwrap_err()
+                    .to_string(),
+            ] {
+                assert!(msg.contains(path), "{json}: {msg}");
+                assert_eq!(msg.matches("simConfig").count(), 1, "{msg}");
+            }
+        }
+    }
+
     /// A value the reader refuses inside a fault or a profile is named with the entry it is
     /// in and its field, in JSON and in YAML, so that a long script points at its typo.
     #[test]
@@ -582,6 +673,7 @@ mod tests {
             ] {
                 assert!(msg.contains(path), "{fault}: {msg}");
                 assert_eq!(msg.matches("at line").count(), 1, "{msg}");
+                assert_eq!(msg.matches("simConfig").count(), 1, "{msg}");
             }
         }
         let json = r#"{"seed": 1, "profiles": {"1.0.0": {}, "2.0.0": {"startup": "soon"}}}"#;

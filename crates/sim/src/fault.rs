@@ -30,6 +30,11 @@ impl Span {
         self.from <= since && since < self.until
     }
 
+    /// Whether the two spans share an instant.
+    pub(crate) fn overlaps(&self, other: &Span) -> bool {
+        self.from < other.until && other.from < self.until
+    }
+
     fn validate(&self, field: &str) -> Result<()> {
         if self.until <= self.from {
             return Err(Error::invalid(
@@ -80,7 +85,8 @@ pub enum Fault {
         at: Duration,
     },
     /// Instances of the world's service started during `span` (on `track`, or on every track
-    /// when absent) take `extra` longer than their profile's startup to become ready.
+    /// when absent) take `extra` longer than their profile's startup to become ready. Slow
+    /// starts that overlap add up: an instance started while two are active takes both extras.
     SlowStart {
         /// The track affected, or every track.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,7 +110,9 @@ pub enum Fault {
         /// Which seconds are lost.
         span: Span,
     },
-    /// The router fails every `apply` during `span`, changing nothing.
+    /// The router fails every `apply` during `span`, changing nothing. A failed call says one
+    /// thing, so router errors whose spans overlap must give the same `message`: a script in
+    /// which they do not is refused.
     RouterErrors {
         /// When.
         span: Span,
@@ -112,7 +120,8 @@ pub enum Fault {
         message: String,
     },
     /// The platform fails every `bring_up`, `scale` and `retire` during `span`, changing
-    /// nothing.
+    /// nothing. As with router errors, platform errors whose spans overlap must give the same
+    /// `message`.
     PlatformErrors {
         /// When.
         span: Span,
@@ -142,7 +151,8 @@ pub enum Fault {
     /// `span` take `factor` times as long (the latency median is multiplied): a slow shared
     /// dependency, a noisy neighbour. A version's profile counts its times from the track's
     /// bring-up, so it cannot say "from 10:00 to 10:05 for everyone"; this can. On every track
-    /// it is noise that a canary judge must not blame on the new version.
+    /// it is noise that a canary judge must not blame on the new version. Latency faults that
+    /// overlap multiply their factors.
     Latency {
         /// The track affected, or every track.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,7 +165,8 @@ pub enum Fault {
     /// Requests that `track` of the world's service (or every track of it) serves during
     /// `span` also fail, whatever their version, with probability `rate`: an outage of
     /// something every version calls. A request fails if its version fails it or the fault
-    /// does, so the error rate is `1 − (1 − version's) × (1 − rate)`.
+    /// does, so the error rate is `1 − (1 − version's) × (1 − rate)`; errors faults that
+    /// overlap fail it independently too (`1 − (1 − version's) × Π(1 − rateᵢ)`).
     Errors {
         /// The track affected, or every track.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -182,6 +193,38 @@ impl Fault {
             | Fault::HealthOutage { span }
             | Fault::Latency { span, .. }
             | Fault::Errors { span, .. } => span.from,
+        }
+    }
+
+    /// Why this fault and `earlier` cannot both apply, if they cannot: router or platform
+    /// errors whose spans overlap and whose messages differ. A failed call gives one message,
+    /// and the script would not say which; the fault kinds that can both apply (slow starts
+    /// add up, latency factors multiply, error rates combine as independent failures, the
+    /// earliest crash kills, an outage, gap or failing probe is one while any is on) never
+    /// clash.
+    pub(crate) fn clash(&self, earlier: &Fault) -> Option<String> {
+        match (self, earlier) {
+            (
+                Fault::RouterErrors { span, message },
+                Fault::RouterErrors {
+                    span: other,
+                    message: theirs,
+                },
+            )
+            | (
+                Fault::PlatformErrors { span, message },
+                Fault::PlatformErrors {
+                    span: other,
+                    message: theirs,
+                },
+            ) if span.overlaps(other) && message != theirs => Some(format!(
+                "fails the same calls from {:?} to {:?} with the message `{theirs}`; a failed \
+                 call gives one message, so overlapping errors must give the same one (or \
+                 their spans must not overlap)",
+                span.from.max(other.from),
+                span.until.min(other.until),
+            )),
+            _ => None,
         }
     }
 

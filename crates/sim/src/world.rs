@@ -298,7 +298,9 @@ impl SimWorld {
     pub fn inject(&self, fault: Fault) -> Result<()> {
         let now = self.now();
         let mut state = self.lock();
-        state.config.check_fault(&fault, "fault")?;
+        state
+            .config
+            .check_fault(&fault, "fault", state.config.faults())?;
         let since = state.since_start(now);
         if fault.starts() < since {
             return Err(Error::invalid(
@@ -502,15 +504,18 @@ impl State {
     }
 
     /// The startup delay of an instance of `key` started at `now` with `profile`: its
-    /// startup plus any slow-start fault (on the world's service).
+    /// startup plus the extras of every slow-start fault (on the world's service) active then.
     pub(crate) fn ready_delay(
         &self,
         key: &TrackKey,
         profile: &VersionProfile,
         now: Timestamp,
     ) -> Duration {
-        let extra = self
-            .active_fault(now, |f, since| match f {
+        let since = self.since_start(now);
+        self.config
+            .faults()
+            .iter()
+            .filter_map(|f| match f {
                 Fault::SlowStart {
                     track: t,
                     span,
@@ -523,8 +528,7 @@ impl State {
                 }
                 _ => None,
             })
-            .unwrap_or_default();
-        profile.startup.saturating_add(extra)
+            .fold(profile.startup, Duration::saturating_add)
     }
 
     /// When `inst` of `key` crashes, if ever: its profile's crash time or a crash fault of its

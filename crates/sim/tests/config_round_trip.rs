@@ -248,7 +248,19 @@ fn config() -> impl Strategy<Value = SimConfig> {
                     }
                     c = c.with_profile(v, profile);
                 }
-                for f in faults {
+                // Router or platform errors that overlap must give one message: each kind
+                // keeps the message of its first.
+                let (mut router, mut platform) = (None, None);
+                for mut f in faults {
+                    match &mut f {
+                        Fault::RouterErrors { message, .. } => {
+                            message.clone_from(router.get_or_insert_with(|| message.clone()));
+                        }
+                        Fault::PlatformErrors { message, .. } => {
+                            message.clone_from(platform.get_or_insert_with(|| message.clone()));
+                        }
+                        _ => {}
+                    }
                     c = c.with_fault(f);
                 }
                 c
