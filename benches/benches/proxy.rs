@@ -8,6 +8,9 @@
 //! keep-alive to the backends). Saturation throughput is measured with wrk (closed loop, 64
 //! connections; the median of three rounds in which the paths take turns) when present, else with the bench's own keep-alive client; latency p50/p99 with
 //! the bench's own client at a fixed rate of 50% of the proxy's saturation, for all paths.
+//! During that fixed-rate run the CPU time (user + system) of the proxy's worker threads and of
+//! nginx's processes is read from `/proc`, per request answered: unlike saturation throughput,
+//! that cost holds on a machine busy with other work.
 //! The proxy serves on as many worker threads as nginx has worker processes (one per core).
 //! Without nginx the nginx row is skipped with a message (`scripts/bench/nginx.sh` installs it).
 //!
@@ -285,6 +288,72 @@ struct Row {
     p50: f64,
     p99: f64,
     failed: u64,
+    /// CPU microseconds per request at the fixed rate, user and system, where the path's
+    /// server can be told apart from the bench's own threads.
+    cpu_us: Option<[f64; 2]>,
+}
+
+/// Whose CPU time a path's requests cost.
+#[derive(Clone, Copy)]
+enum Server {
+    /// Not measured: the backend itself, or a proxy sharing the bench's threads.
+    Unmeasured,
+    /// The proxy's worker threads in this process (named `serin-proxy-N`).
+    Workers,
+    /// nginx: its master process and the worker processes it started.
+    Nginx(u32),
+}
+
+impl Server {
+    /// Whether the thread or process `id`, named `name`, child of `ppid`, is one of its own.
+    fn runs(self, id: u32, name: &str, ppid: u32) -> bool {
+        match self {
+            Server::Unmeasured => false,
+            Server::Workers => name.starts_with("serin-proxy-"),
+            Server::Nginx(master) => id == master || ppid == master,
+        }
+    }
+}
+
+/// Linux reports CPU times in `/proc` in ticks of 1/100 s (`USER_HZ`), whatever the kernel's
+/// own tick.
+const MICROS_PER_TICK: f64 = 10_000.0;
+
+/// The name, the parent's pid, and the user and system CPU ticks of a `/proc/.../stat` line.
+fn stat_ticks(stat: &str) -> Option<(String, u32, [u64; 2])> {
+    // The name is in parentheses and may hold spaces; the fields after it are plain.
+    let (head, rest) = stat.rsplit_once(") ")?;
+    let name = head.split_once('(')?.1.to_owned();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ppid = fields.get(1)?.parse().ok()?;
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((name, ppid, [utime, stime]))
+}
+
+/// The user and system CPU ticks `server` has used so far; `None` if it is not measured, or
+/// `/proc` shows none of its threads or processes.
+fn cpu_ticks(server: Server) -> Option<[u64; 2]> {
+    let dir = match server {
+        Server::Unmeasured => return None,
+        Server::Workers => "/proc/self/task",
+        Server::Nginx(_) => "/proc",
+    };
+    let ticks: Vec<[u64; 2]> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let id = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let (name, ppid, ticks) = stat_ticks(&stat)?;
+            server.runs(id, &name, ppid).then_some(ticks)
+        })
+        .collect();
+    (!ticks.is_empty()).then(|| {
+        ticks
+            .iter()
+            .fold([0, 0], |[u, s], [tu, ts]| [u + tu, s + ts])
+    })
 }
 
 /// Saturation throughput of one path, with the tool that measured it.
@@ -295,9 +364,18 @@ async fn saturation(addr: SocketAddr, secs: u64) -> (f64, &'static str) {
     }
 }
 
-/// Latency of one path at a fixed `rate`, into `row`.
-async fn latency(row: &mut Row, addr: SocketAddr, secs: u64, rate: f64) {
+/// Latency of one path at a fixed `rate`, and the CPU time its server spent per request, into
+/// `row`.
+async fn latency(row: &mut Row, addr: SocketAddr, server: Server, secs: u64, rate: f64) {
+    let before = cpu_ticks(server);
     let (_, tally) = load(addr, 16, Some(rate), secs).await;
+    let ok = tally.ok.load(Ordering::Relaxed);
+    row.cpu_us = before
+        .zip(cpu_ticks(server))
+        .filter(|_| ok > 0)
+        .map(|(b, a)| {
+            [0, 1].map(|i| a[i].saturating_sub(b[i]) as f64 * MICROS_PER_TICK / ok as f64)
+        });
     let mut lat = tally
         .latencies_us
         .lock()
@@ -349,18 +427,24 @@ async fn throughput_and_latency(bin: &Path, secs: u64) -> Result<(), BoxError> {
             None
         }
     };
-    let mut paths: Vec<(&'static str, SocketAddr)> = vec![
-        ("direct", a),
-        ("serin proxy", router.local_addr()),
-        ("serin, caller's runtime", on_caller.local_addr()),
+    let mut paths: Vec<(&'static str, SocketAddr, Server)> = vec![
+        ("direct", a, Server::Unmeasured),
+        ("serin proxy", router.local_addr(), Server::Workers),
+        (
+            "serin, caller's runtime",
+            on_caller.local_addr(),
+            Server::Unmeasured,
+        ),
     ];
-    if let Some((addr, _)) = &nginx {
-        paths.push(("nginx", *addr));
+    if let Some((addr, child)) = &nginx {
+        let server = child.id().map_or(Server::Unmeasured, Server::Nginx);
+        paths.push(("nginx", *addr, server));
     }
     let mut figures: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
     let mut tools = vec!["own"; paths.len()];
     for _ in 0..ROUNDS {
-        for ((_, addr), (f, tool)) in paths.iter().zip(figures.iter_mut().zip(tools.iter_mut())) {
+        for ((_, addr, _), (f, tool)) in paths.iter().zip(figures.iter_mut().zip(tools.iter_mut()))
+        {
             let (rps, used) = saturation(*addr, secs).await;
             f.push(rps);
             *tool = used;
@@ -369,19 +453,20 @@ async fn throughput_and_latency(bin: &Path, secs: u64) -> Result<(), BoxError> {
     let mut rows: Vec<Row> = paths
         .iter()
         .zip(figures.into_iter().zip(tools))
-        .map(|((name, _), (f, tool))| Row {
+        .map(|((name, _, _), (f, tool))| Row {
             name,
             rps: median(f),
             tool,
             p50: f64::NAN,
             p99: f64::NAN,
             failed: 0,
+            cpu_us: None,
         })
         .collect();
     // The proxy's saturation fixes the common latency rate (50% of it).
     let rate = rows.get(1).map_or(1_000.0, |r| r.rps * 0.5);
-    for (row, (_, addr)) in rows.iter_mut().zip(&paths) {
-        latency(row, *addr, secs, rate).await;
+    for (row, (_, addr, server)) in rows.iter_mut().zip(&paths) {
+        latency(row, *addr, *server, secs, rate).await;
     }
     if let Some((_, child)) = nginx {
         stop_nginx(child).await;
@@ -436,6 +521,23 @@ async fn throughput_and_latency(bin: &Path, secs: u64) -> Result<(), BoxError> {
         "worker threads / caller's runtime throughput: {:.2}",
         serin.rps / caller.rps
     );
+    let cpu = |r: Option<&Row>| {
+        r.and_then(|r| r.cpu_us).map_or_else(
+            || "not measured".to_owned(),
+            |[u, s]| format!("{:.1} µs (user {u:.1}, system {s:.1})", u + s),
+        )
+    };
+    println!(
+        "CPU per request at {rate:.0} req/s: serin proxy {} (its worker threads), nginx {} (its processes)",
+        cpu(Some(serin)),
+        cpu(nginx)
+    );
+    if let Some((s, n)) = serin.cpu_us.zip(nginx.and_then(|n| n.cpu_us)) {
+        println!(
+            "serin / nginx CPU per request: {:.2}",
+            (s[0] + s[1]) / (n[0] + n[1])
+        );
+    }
     Ok(())
 }
 
