@@ -141,6 +141,8 @@
 
 mod cli;
 
+use std::io::Write as _;
+
 use clap::Parser;
 
 use cli::args::{Cli, Command};
@@ -226,7 +228,8 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e}");
             if output == cli::args::OutputKind::Json {
                 let doc = serde_json::json!({ "error": e.message, "exitCode": e.exit as u8 });
-                println!("{doc}");
+                // A reader that stopped reading gets nothing; the exit status still says it.
+                let _ = writeln!(std::io::stdout(), "{doc}");
             }
             e.exit
         }

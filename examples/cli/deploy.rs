@@ -21,7 +21,7 @@ use crate::cli::context::Ctx;
 use crate::cli::exit::{CliError, Exit};
 use crate::cli::interrupt::{Interrupts, forced_message};
 use crate::cli::settings::service_of;
-use crate::cli::state::{Behaviour, RunState, StateDir};
+use crate::cli::state::{Behaviour, RunState, StateDir, StateLock};
 use crate::cli::ui::Ui;
 use serin_local::load::Tally;
 
@@ -340,24 +340,12 @@ pub async fn deploy(ctx: &Ctx, args: &CanaryArgs, flavour: Flavour) -> Result<Ex
     // Bad flags are refused before the state directory is created or locked.
     behaviour(&args.deploy, Behaviour::default())?;
     ctx.check_load_rps()?;
-    let states = ctx.states()?;
-    let _held = states.lock(&format!("deploy of {}", config.version))?;
+    let states = StateDir::existing(&ctx.global.state_dir);
+    let held = states.lock(&format!("deploy of {}", config.version))?;
     let mut state = ctx.state(&states, &service)?;
     let b = behaviour(&args.deploy, state.behaviour(&config.version))?;
     state.behaviours.insert(config.version.to_string(), b);
-    let mut stack = ctx.deployment_stack(&states, &state, &config).await?;
-    let mut interrupts = None;
-    let result = run_to_end(
-        ctx,
-        &mut stack,
-        &states,
-        &mut state,
-        &config,
-        false,
-        &mut interrupts,
-    )
-    .await;
-    finish(ctx, stack, &state, result, interrupts, "deployment").await
+    deploy_held(ctx, &states, held, state, &config, false).await
 }
 
 /// `rollback`: the previous version (or `--to-version`) back by an immediate blue-green switch.
@@ -376,9 +364,9 @@ pub async fn rollback(ctx: &Ctx, args: &RollbackArgs) -> Result<Exit, CliError> 
         return Err(nothing());
     }
     ctx.check_load_rps()?;
-    let states = ctx.states()?;
-    let _held = states.lock(&format!("rollback of {service}"))?;
-    let mut state = ctx.state(&states, &service)?;
+    let states = StateDir::existing(&ctx.global.state_dir);
+    let held = states.lock(&format!("rollback of {service}"))?;
+    let state = ctx.state(&states, &service)?;
     let Some(current) = state.current.clone() else {
         return Err(nothing());
     };
@@ -398,19 +386,40 @@ pub async fn rollback(ctx: &Ctx, args: &RollbackArgs) -> Result<Exit, CliError> 
         )));
     }
     let config = rollback_config(&config, target);
-    let mut stack = ctx.deployment_stack(&states, &state, &config).await?;
+    deploy_held(ctx, &states, held, state, &config, true).await
+}
+
+/// What `deploy` and `rollback` share once they hold the state directory: the backend with
+/// what ran brought back up, `config` (a rollback's when `is_rollback`) run to its end and
+/// recorded, the cleanup and the result. Until the deployment starts, an error leaves the
+/// directory as it was (see [`StateLock`]).
+async fn deploy_held(
+    ctx: &Ctx,
+    states: &StateDir,
+    mut held: StateLock,
+    mut state: RunState,
+    config: &DeploymentConfig,
+    is_rollback: bool,
+) -> Result<Exit, CliError> {
+    let mut stack = ctx.deployment_stack(states, &state, config).await?;
+    held.keep();
     let mut interrupts = None;
     let result = run_to_end(
         ctx,
         &mut stack,
-        &states,
+        states,
         &mut state,
-        &config,
-        true,
+        config,
+        is_rollback,
         &mut interrupts,
     )
     .await;
-    finish(ctx, stack, &state, result, interrupts, "rollback").await
+    let what = if is_rollback {
+        "rollback"
+    } else {
+        "deployment"
+    };
+    finish(ctx, stack, &state, result, interrupts, what).await
 }
 
 /// The end of `deploy` and `rollback`: cleans up (delivers queued notifications, stops the

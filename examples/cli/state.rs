@@ -112,9 +112,37 @@ const LOCK_TRIES: u32 = 3;
 const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A command's hold on the state directory, released when dropped (or when the process ends).
+///
+/// Until the command starts changing what runs ([`StateLock::keep`]), what taking the lock
+/// created is removed on release: the lock file, and the directory if it was missing and is
+/// empty again. So a command refused after it took the lock (a bad flag, a missing secret, a
+/// backend that cannot start) leaves no file behind.
 #[derive(Debug)]
 pub struct StateLock {
     _file: std::fs::File,
+    /// What to remove on release: the lock file and, when taking the lock created it, the
+    /// directory.
+    created: Option<(PathBuf, Option<PathBuf>)>,
+}
+
+impl StateLock {
+    /// The command changes what runs from here on: the lock file stays after it.
+    pub fn keep(&mut self) {
+        self.created = None;
+    }
+}
+
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        // Removed while still held: a command that opened the file meanwhile finds, once it
+        // holds it, that the path no longer names it, and starts over (see `StateDir::lock`).
+        if let Some((file, dir)) = self.created.take() {
+            let _ = std::fs::remove_file(file);
+            if let Some(dir) = dir {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
 }
 
 /// The state directory's files.
@@ -168,52 +196,91 @@ impl StateDir {
     }
 
     /// Holds the state directory for one command that changes what runs (`deploy`,
-    /// `rollback`): an exclusive lock on `lock` in the directory, so that two commands never
-    /// deploy from one record at once (each would write back its own view of what runs, and the
-    /// last to finish would win). The system releases it when the command ends, however it
-    /// ends. The file names the holder (its process and `what` it does, `deploy of 1.2.0`), and
-    /// a directory held by another command is an error naming it.
+    /// `rollback`): an exclusive lock on `lock` in the directory (both created if missing), so
+    /// that two commands never deploy from one record at once (each would write back its own
+    /// view of what runs, and the last to finish would win). The system releases it when the
+    /// command ends, however it ends. The file names the holder (its process and `what` it
+    /// does, `deploy of 1.2.0`), and a directory held by another command is an error naming it.
     pub fn lock(&self, what: &str) -> Result<StateLock, CliError> {
-        let path = self.lock_file();
-        let failed =
-            |e: std::io::Error| CliError::backend(format!("cannot lock {}: {e}", path.display()));
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(failed)?;
+        let failed = |e| self.lock_failed(e);
+        let new_dir = !self.dir.is_dir();
+        loop {
+            StateDir::open(&self.dir)?;
+            // Missing again: a command that held it gave it up unused and removed it.
+            let (mut file, new_file) = match self.open_lock_file() {
+                Ok(opened) => opened,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(failed(e)),
+            };
+            self.take(&file)?;
+            // Held, but perhaps removed meanwhile by such a command: then start over.
+            if !self.names(&file).map_err(failed)? {
+                continue;
+            }
+            // Who holds it, for the error of the next command that tries.
+            let holder = format!("{}: {what}", std::process::id());
+            file.set_len(0)
+                .and_then(|()| file.write_all(holder.as_bytes()))
+                .map_err(failed)?;
+            let created = new_file.then(|| (self.lock_file(), new_dir.then(|| self.dir.clone())));
+            return Ok(StateLock {
+                _file: file,
+                created,
+            });
+        }
+    }
+
+    /// The lock file, and whether this opening created it.
+    fn open_lock_file(&self) -> std::io::Result<(std::fs::File, bool)> {
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true);
+        match options.clone().create_new(true).open(self.lock_file()) {
+            Ok(file) => Ok((file, true)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                options.open(self.lock_file()).map(|file| (file, false))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn lock_failed(&self, e: std::io::Error) -> CliError {
+        CliError::backend(format!("cannot lock {}: {e}", self.lock_file().display()))
+    }
+
+    /// Locks `file`, or fails naming the command that holds it.
+    fn take(&self, file: &std::fs::File) -> Result<(), CliError> {
         // `status` takes the lock for an instant to see whether it is held: a few tries
         // (in real time: the clock of the simulated fleet may be virtual) let that pass.
         let mut tries = 0;
-        let taken = loop {
+        loop {
             match file.try_lock() {
+                Ok(()) => return Ok(()),
                 Err(std::fs::TryLockError::WouldBlock) if tries < LOCK_TRIES => {
                     tries += 1;
                     std::thread::sleep(LOCK_RETRY);
                 }
-                other => break other,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(CliError::backend(format!(
+                        "state directory {} is in use by another command{}: wait for its end, \
+                         or use another --state-dir",
+                        self.dir.display(),
+                        self.holder_text()
+                    )));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(self.lock_failed(e)),
             }
-        };
-        match taken {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(CliError::backend(format!(
-                    "state directory {} is in use by another command{}: wait for its end, or use \
-                     another --state-dir",
-                    self.dir.display(),
-                    self.holder_text()
-                )));
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(failed(e)),
         }
-        // Who holds it, for the error of the next command that tries.
-        let holder = format!("{}: {what}", std::process::id());
-        file.set_len(0)
-            .and_then(|()| file.write_all(holder.as_bytes()))
-            .map_err(failed)?;
-        Ok(StateLock { _file: file })
+    }
+
+    /// Whether `file` is still the directory's lock file.
+    fn names(&self, file: &std::fs::File) -> std::io::Result<bool> {
+        use std::os::unix::fs::MetadataExt as _;
+        let held = file.metadata()?;
+        match std::fs::metadata(self.lock_file()) {
+            Ok(now) => Ok(now.dev() == held.dev() && now.ino() == held.ino()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// ` (process 4242: deploy of 1.2.0)`, as the lock file names its holder, or nothing.
@@ -276,16 +343,33 @@ impl StateDir {
         })
     }
 
-    /// Writes `state` whole (to a temporary file renamed over the old one, so a crash leaves
-    /// the old state or the new one, never half of one).
+    /// Writes `state` whole: to a temporary file, synced, then renamed over the old one, and
+    /// the rename synced with the directory. So a crash or a power loss leaves the old state or
+    /// the new one, never half of one nor an empty file; a save that fails leaves the old state
+    /// and no temporary file, and names the path that failed.
     pub fn save(&self, state: &RunState) -> Result<(), CliError> {
         let path = self.state_file();
         let tmp = self.dir.join("state.json.tmp");
         let text = serde_json::to_string_pretty(state)
             .map_err(|e| CliError::backend(format!("cannot encode the state: {e}")))?;
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| CliError::backend(format!("cannot write {}: {e}", path.display())))
+        let failed = |at: &Path, e: std::io::Error| {
+            CliError::backend(format!("cannot write {}: {e}", at.display()))
+        };
+        let mut file = std::fs::File::create(&tmp).map_err(|e| failed(&tmp, e))?;
+        if let Err(e) = file
+            .write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+        {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(failed(&tmp, e));
+        }
+        if let Err(e) = std::fs::rename(&tmp, &path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(failed(&path, e));
+        }
+        std::fs::File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|e| CliError::backend(format!("cannot sync {}: {e}", self.dir.display())))
     }
 }
 
@@ -371,5 +455,82 @@ mod tests {
         std::fs::write(dir.path().join("state.json"), "{\"service\":1}").expect("write");
         let err = states.load().unwrap_err();
         assert!(err.message.contains("state.json"), "{err}");
+    }
+
+    /// The names in `dir`, sorted.
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_save_leaves_no_temporary_file_and_a_failed_one_leaves_the_old_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let states = StateDir::open(dir.path()).expect("open");
+        let old = RunState::new("demo", BackendKind::Local);
+        states.save(&old).expect("save");
+        assert_eq!(names_in(dir.path()), ["state.json"]);
+        let mut new = old.clone();
+        new.record_running(running("1.0.0"), &v("1.0.0"));
+
+        // The temporary file cannot be written: the error names it, the old state stays.
+        let tmp = dir.path().join("state.json.tmp");
+        std::fs::create_dir(&tmp).expect("mkdir");
+        let e = states.save(&new).expect_err("temporary path taken");
+        assert_eq!(e.exit, crate::cli::exit::Exit::Backend);
+        assert!(e.message.contains(&tmp.display().to_string()), "{e}");
+        assert_eq!(states.load().expect("load"), Some(old.clone()));
+        std::fs::remove_dir(&tmp).expect("rmdir");
+
+        // The rename fails: the error names the state file, and no temporary file is left.
+        let occupied = tempfile::tempdir().expect("tempdir");
+        let states = StateDir::open(occupied.path()).expect("open");
+        let path = occupied.path().join("state.json");
+        std::fs::create_dir(&path).expect("mkdir");
+        std::fs::write(path.join("keep"), "").expect("write");
+        let e = states.save(&new).expect_err("state file taken");
+        assert!(e.message.contains(&path.display().to_string()), "{e}");
+        assert_eq!(names_in(occupied.path()), ["state.json"]);
+    }
+
+    #[test]
+    fn a_lock_given_up_unused_leaves_no_file_behind() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("state");
+        let states = StateDir::existing(&dir);
+        drop(states.lock("deploy of 1.0.0").expect("lock"));
+        assert!(!dir.exists(), "the state directory stayed");
+
+        // A directory that exists stays; so does a lock file that was there before.
+        std::fs::create_dir(&dir).expect("mkdir");
+        drop(states.lock("deploy of 1.0.0").expect("lock"));
+        assert!(names_in(&dir).is_empty(), "{:?}", names_in(&dir));
+        std::fs::write(dir.join("lock"), "").expect("write");
+        drop(states.lock("deploy of 1.0.0").expect("lock"));
+        assert_eq!(names_in(&dir), ["lock"]);
+    }
+
+    #[test]
+    fn a_lock_kept_stays_and_one_removed_while_waited_on_is_not_held() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let states = StateDir::existing(root.path());
+        let mut held = states.lock("deploy of 1.0.0").expect("lock");
+        held.keep();
+        drop(held);
+        assert_eq!(names_in(root.path()), ["lock"]);
+
+        // A file opened before its holder removed it is locked in vain: the path names
+        // another file by then.
+        let stale = std::fs::File::open(root.path().join("lock")).expect("open");
+        std::fs::remove_file(root.path().join("lock")).expect("remove");
+        stale.lock().expect("lock");
+        assert!(!states.names(&stale).expect("names"));
+        let held = states.lock("deploy of 1.1.0").expect("a new lock file");
+        assert!(states.is_locked());
+        drop(held);
     }
 }

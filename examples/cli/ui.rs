@@ -2,7 +2,7 @@
 //! event lines on stderr. Bars show only when both streams are terminals and the output is
 //! text, so pipes, files and `--output json` get no escape codes.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -57,10 +57,21 @@ impl Ui {
         }
     }
 
-    /// Prints the command's result: `text` for people, or `value` as one JSON document.
+    /// Prints the command's result: `text` for people, or `value` as one JSON document. A
+    /// reader that stopped reading (`| head -1`) wanted no more: the command still ends with
+    /// its own status.
     pub fn result<T: Serialize>(&self, text: &str, value: &T) -> Result<(), CliError> {
-        print!("{}", self.rendered(text, value)?);
-        Ok(())
+        let out = self.rendered(text, value)?;
+        let mut stdout = std::io::stdout().lock();
+        match stdout
+            .write_all(out.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                Err(CliError::backend(format!("cannot print the result: {e}")))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The command's result as [`result`](Self::result) prints it, ending with a newline.

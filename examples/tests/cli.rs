@@ -1003,6 +1003,92 @@ fn a_backend_that_cannot_start_exits_4_and_records_nothing() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--demo-binary `no-such-demo`"));
+    assert!(!d.join(".serin").exists(), "a refused deploy left .serin/");
+}
+
+/// A reader that stops early (`serin-cli status | head -1`) is no error: the command ends
+/// with its own exit status, not a panic.
+#[test]
+fn a_reader_that_stops_reading_is_not_a_panic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A result, and an error that `--output json` prints as a document.
+    for (args, status) in [
+        (&["--backend", "sim", "status"][..], 0),
+        (
+            &[
+                "--backend",
+                "sim",
+                "--output",
+                "json",
+                "logs",
+                "--deployment",
+                "nowhere",
+            ][..],
+            2,
+        ),
+    ] {
+        let mut child = std::process::Command::new(cli_binary())
+            .current_dir(dir.path())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(status), "{args:?}: {stderr}");
+    }
+}
+
+/// A command refused after it took the state directory (a channel's secret missing, a catalog
+/// that cannot be read, nothing to roll back) leaves no file behind: no lock file, and no
+/// state directory it created.
+#[test]
+fn a_command_refused_after_taking_the_state_directory_leaves_no_file_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let config = config_with(
+        d,
+        "notificationChannels:\n  - type: webhook\n    destination: http://127.0.0.1:9/hook\n    secretEnv: SERIN_CLI_TEST_UNSET_SECRET\n",
+    );
+    sim(d)
+        .env_remove("SERIN_CLI_TEST_UNSET_SECRET")
+        .args(["--config", config.to_str().expect("utf-8 path")])
+        .args(["deploy", "--version", "1.0.0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("secretEnv"));
+    assert!(!d.join(".serin").exists(), "a refused deploy left .serin/");
+
+    // A state directory that was there stays, as it was.
+    std::fs::create_dir(d.join(".serin")).expect("mkdir");
+    sim(d)
+        .args([
+            "--catalog",
+            "no-such-catalog.yaml",
+            "deploy",
+            "--version",
+            "1.0.0",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no-such-catalog.yaml"));
+    sim(d)
+        .arg("rollback")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("nothing is deployed"));
+    let left: Vec<_> = std::fs::read_dir(d.join(".serin"))
+        .expect("state dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "refused commands left {left:?}");
+
+    // A deployment keeps its lock file: the next command's error names the holder from it.
+    deploy_on_sim(d, "1.0.0");
+    assert!(state_file(d, "lock").exists());
 }
 
 /// The CLI copied into a target directory of its own under `root` (`root/debug/examples`), so
