@@ -252,9 +252,10 @@ impl Capabilities {
         Ok(())
     }
 
-    /// Checks every split `plan` may ask a router to apply — each step, and the starting split
-    /// a rollback returns to — so a plan the router cannot follow is refused before its first
-    /// step rather than halfway. The error's reason names the step.
+    /// Checks every split `plan` may ask a router to apply — each step, and the split a
+    /// rollback applies (the starting weights and sticky sessions, without match routes and
+    /// mirror: see [`Plan::rollback`]) — so a plan the router cannot follow is refused before its
+    /// first step rather than halfway. The error's reason names the step.
     pub fn check_plan(&self, plan: &Plan, router: &str) -> Result<()> {
         let at = |place: String, e: Error| match e {
             Error::Unsupported {
@@ -268,8 +269,8 @@ impl Capabilities {
             },
             other => other,
         };
-        self.check(plan.from(), router)
-            .map_err(|e| at("the starting split (the rollback target)".to_owned(), e))?;
+        self.check(plan.rollback().target(), router)
+            .map_err(|e| at("the rollback target".to_owned(), e))?;
         for (i, step) in plan.steps().iter().enumerate() {
             self.check(step.split(), router)
                 .map_err(|e| at(format!("step {i}"), e))?;
@@ -329,6 +330,32 @@ mod tests {
             .check_plan(&plan, "lb")
             .unwrap_err();
         assert!(e.to_string().contains("rollback target"), "{e}");
+    }
+
+    /// A rollback drops the starting split's match routes and mirror, so a router without
+    /// them can follow a plan whose steps never carry them (an immediate switch).
+    #[test]
+    fn the_rollback_target_is_checked_as_a_rollback_applies_it() {
+        use crate::strategy::Strategy;
+        let from = TrafficSplit::all_to("stable", &["canary"])
+            .unwrap()
+            .with_route(
+                MatchRoute::header("x-canary", ValueMatch::Exact("always".into()), "canary")
+                    .unwrap(),
+            )
+            .unwrap()
+            .with_mirror(Mirror::new("canary", Weight::from_percent(10).unwrap()).unwrap());
+        let plan = Plan::shift(&from, "canary", &Strategy::immediate()).unwrap();
+        Capabilities::weights_only()
+            .check_plan(&plan, "lb")
+            .unwrap();
+        let gradual =
+            Strategy::gradual(Weight::from_percent(50).unwrap(), Duration::from_secs(1)).unwrap();
+        let plan = Plan::shift(&from, "canary", &gradual).unwrap();
+        let e = Capabilities::weights_only()
+            .check_plan(&plan, "lb")
+            .unwrap_err();
+        assert!(e.to_string().contains("step 0: the split routes"), "{e}");
     }
 
     #[test]

@@ -338,9 +338,10 @@ pub struct StickySession {
 }
 
 impl StickySession {
-    /// Sticky sessions through cookie `cookie` (an HTTP token) lasting `ttl` (at least one
-    /// second: a cookie's `Max-Age` counts whole seconds, and a TTL below one would set
-    /// `Max-Age=0`, which deletes the cookie instead of keeping the user on their backend).
+    /// Sticky sessions through cookie `cookie` (an HTTP token) lasting `ttl`: a whole number of
+    /// seconds, at least one. A cookie's `Max-Age` counts whole seconds: a TTL below one would
+    /// set `Max-Age=0`, which deletes the cookie instead of keeping the user on their backend,
+    /// and a fraction of a second would be rounded by every router.
     pub fn new(cookie: &str, ttl: Duration) -> Result<Self> {
         validate_token("cookie", cookie)?;
         if ttl < Duration::from_secs(1) {
@@ -348,6 +349,14 @@ impl StickySession {
                 "ttl",
                 duration::human(ttl),
                 "must be at least 1s (cookies count their lifetime in whole seconds)",
+            ));
+        }
+        if ttl.subsec_nanos() != 0 {
+            return Err(Error::invalid(
+                "ttl",
+                duration::human(ttl),
+                "must be a whole number of seconds (cookies count their lifetime in whole \
+                 seconds)",
             ));
         }
         Ok(StickySession {
@@ -484,6 +493,15 @@ mod tests {
             "{msg}"
         );
         assert!(StickySession::new("serin", Duration::from_secs(1)).is_ok());
+        // A cookie's Max-Age cannot say 1.5s: a router would round it, so it is refused.
+        let msg = serde_json::from_str::<StickySession>(r#"{"cookie":"serin","ttl":"1500ms"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("ttl `1s 500ms`") && msg.contains("whole number of seconds"),
+            "{msg}"
+        );
+        assert!(StickySession::new("serin", Duration::from_millis(60_001)).is_err());
         assert!(serde_json::from_str::<StickySession>(r#"{"cookie":"a b","ttl":"1h"}"#).is_err());
     }
 }
