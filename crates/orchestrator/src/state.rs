@@ -586,19 +586,18 @@ impl DeploymentState {
             ));
         }
         if let Some(run) = &self.plan
-            && let Some(step) = run.cursor.last_applied()
-            && step >= run.plan.len()
+            && let Err(e) = run.cursor.next(&run.plan, 0)
         {
-            // The cursor would answer that the plan is done, and the switch would be taken as
-            // made without moving any traffic.
-            return Err(Error::invalid(
-                "state.plan.cursor.applied.step",
-                step,
-                format!(
-                    "is not a step of the plan, which has {} steps",
-                    run.plan.len()
-                ),
-            ));
+            // A cursor past its plan, or started on another: resumed, the switch would be
+            // taken as made without moving any traffic, or go on with steps it never took.
+            return Err(match e {
+                serin_traffic::Error::InvalidField {
+                    field,
+                    value,
+                    reason,
+                } => Error::invalid(format!("state.plan.cursor.{field}"), value, reason),
+                other => Error::invalid("state.plan.cursor", "", other.to_string()),
+            });
         }
         self.check_progress()?;
         let missing = |field: &str, reason: &str| {
@@ -872,6 +871,21 @@ pub(crate) mod tests {
             e.to_string().contains("state.plan.cursor.applied.step"),
             "{e}"
         );
+
+        // A cursor started on another plan of the same length (the journal's plan edited).
+        let other_from = TrafficSplit::all_to("blue", &["green", "grey"]).expect("split");
+        let other =
+            Plan::shift(&other_from, "green", &serin_traffic::Strategy::immediate()).expect("plan");
+        let mut elsewhere = PlanCursor::new();
+        elsewhere.applied(&other, 0, 0).expect("applied");
+        if let Some(run) = state.plan.as_mut() {
+            assert_eq!(run.plan.len(), other.len());
+            run.cursor = elsewhere;
+        }
+        let e = state
+            .check_restored()
+            .expect_err("a cursor of another plan");
+        assert!(e.to_string().contains("state.plan.cursor.plan"), "{e}");
     }
 
     #[test]

@@ -35,6 +35,14 @@ pub enum Next {
 /// How far the execution of a plan has got: which step was applied last, when, and whether it
 /// was approved. Times are milliseconds since the Unix epoch (as `serin-signals`' `Timestamp`).
 ///
+/// The first [`applied`](Self::applied) records the plan's [`fingerprint`](Plan::fingerprint),
+/// and [`next`](Self::next), [`applied`](Self::applied) and [`approve`](Self::approve) refuse
+/// any other plan with an error naming `plan`: a cursor journalled for one plan and read back
+/// with another (edited, or rebuilt from changed config) would otherwise walk it from a step
+/// it never reached. It is serialized as 16 hexadecimal digits (`"plan": "1f0e…"`), so that
+/// no JSON reader rounds it. A cursor journalled without one still loads and works as before,
+/// checked only against the plan's length until its next `applied` records the fingerprint.
+///
 /// ```
 /// use std::time::Duration;
 /// use serin_traffic::{Next, Plan, PlanCursor, Strategy, TrafficSplit, Weight};
@@ -52,11 +60,18 @@ pub enum Next {
 /// // A cursor journalled for a longer plan does not fit this one: an error, not `Done`.
 /// let other: PlanCursor = serde_json::from_str(r#"{"applied":{"step":5,"atMillis":0,"approved":false}}"#)?;
 /// assert!(other.next(&plan, 31_000).is_err());
+///
+/// // Nor does it fit another plan of the same length: the cursor knows the plan it ran.
+/// let slower = Plan::shift(&from, "canary", &Strategy::gradual(Weight::from_percent(50)?, Duration::from_secs(60))?)?;
+/// assert_eq!(slower.len(), plan.len());
+/// assert!(cursor.next(&slower, 31_000).unwrap_err().to_string().contains("belongs to another plan"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlanCursor {
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "hex")]
+    plan: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     applied: Option<Applied>,
 }
@@ -72,7 +87,10 @@ struct Applied {
 impl PlanCursor {
     /// A cursor before the first step.
     pub fn new() -> Self {
-        PlanCursor { applied: None }
+        PlanCursor {
+            plan: None,
+            applied: None,
+        }
     }
 
     /// The step applied last, if any.
@@ -80,13 +98,19 @@ impl PlanCursor {
         self.applied.map(|a| a.step)
     }
 
-    /// What is due in `plan` at `now_millis`, or an error naming `applied.step` when the cursor
-    /// does not fit `plan`: its last applied step is past the plan's last step, so it was
-    /// journalled for another (longer) plan or edited. Answering [`Next::Done`] there would
-    /// let an executor promote a plan it never ran, so the cursor is refused instead, as
-    /// [`applied`](Self::applied) and [`approve`](Self::approve) refuse it.
+    /// What is due in `plan` at `now_millis`, or an error when the cursor does not fit `plan`:
+    /// naming `plan` when it was started on another plan, `applied.step` when its last applied
+    /// step is past the plan's last step (journalled for a longer plan, or edited). Answering
+    /// [`Next::Done`] or a later step there would let an executor promote or go on with a plan
+    /// it never ran, so the cursor is refused instead, as [`applied`](Self::applied) and
+    /// [`approve`](Self::approve) refuse it.
     pub fn next(&self, plan: &Plan, now_millis: u64) -> Result<Next> {
         self.fits(plan)?;
+        self.due(plan, now_millis)
+    }
+
+    /// What is due in `plan`, which [`fits`](Self::fits) has accepted.
+    fn due(&self, plan: &Plan, now_millis: u64) -> Result<Next> {
         let Some(a) = self.applied else {
             return Ok(Next::Apply { step: 0 });
         };
@@ -108,11 +132,25 @@ impl PlanCursor {
         })
     }
 
-    /// Refuses a cursor whose last applied step is not a step of `plan`.
-    fn fits(&self, plan: &Plan) -> Result<()> {
+    /// Refuses a cursor started on another plan, or whose last applied step is not a step of
+    /// `plan`; answers `plan`'s fingerprint.
+    fn fits(&self, plan: &Plan) -> Result<u64> {
+        let fingerprint = plan.fingerprint();
+        if let Some(own) = self.plan
+            && own != fingerprint
+        {
+            return Err(Error::invalid(
+                "plan",
+                hex::render(own),
+                format!(
+                    "the cursor belongs to another plan (this plan's fingerprint is {})",
+                    hex::render(fingerprint)
+                ),
+            ));
+        }
         match self.applied {
             Some(a) if a.step >= plan.len() => Err(not_a_step(a.step, plan)),
-            _ => Ok(()),
+            _ => Ok(fingerprint),
         }
     }
 
@@ -122,10 +160,10 @@ impl PlanCursor {
     /// has been approved. Anything else is refused, naming the step and what it waits for, and
     /// changes nothing: the cursor is what an executor journals, so it never records an order
     /// of steps the plan does not allow (a replay would resume past an approval gate no one
-    /// gave). A cursor whose last applied step is not a step of `plan` (journalled for another
-    /// plan, or edited) is refused too, rather than guessing what is due.
+    /// gave). A cursor that does not fit `plan` (started on another plan, or edited) is refused
+    /// too, rather than guessing what is due. The cursor records `plan`'s fingerprint.
     pub fn applied(&mut self, plan: &Plan, step: usize, at_millis: u64) -> Result<()> {
-        self.fits(plan)?;
+        let fingerprint = self.fits(plan)?;
         // `fits` leaves `a.step < plan.len()`, so the sum does not overflow.
         let expected = self.applied.map_or(0, |a| a.step + 1);
         if step != expected || step >= plan.len() {
@@ -140,7 +178,7 @@ impl PlanCursor {
             ));
         }
         if let Some(a) = self.applied {
-            match self.next(plan, at_millis)? {
+            match self.due(plan, at_millis)? {
                 Next::Wait { until_millis } => {
                     return Err(Error::invalid(
                         "step",
@@ -164,6 +202,7 @@ impl PlanCursor {
                 Next::Apply { .. } | Next::Done => {}
             }
         }
+        self.plan = Some(fingerprint);
         self.applied = Some(Applied {
             step,
             at_millis,
@@ -193,6 +232,38 @@ impl PlanCursor {
                     None => "no step has been applied yet".to_owned(),
                 },
             )),
+        }
+    }
+}
+
+/// Serde for the plan's fingerprint: 16 lowercase hexadecimal digits, as a string, because
+/// JSON readers that hold numbers as doubles would round a 64-bit integer.
+mod hex {
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    use crate::error::Error;
+
+    /// `fingerprint` as 16 lowercase hexadecimal digits.
+    pub(super) fn render(fingerprint: u64) -> String {
+        format!("{fingerprint:016x}")
+    }
+
+    pub(super) fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(f) => s.serialize_str(&render(*f)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        let text = String::deserialize(d)?;
+        match u64::from_str_radix(&text, 16) {
+            Ok(f) if text.len() == 16 && text.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(Some(f)),
+            _ => Err(de::Error::custom(Error::invalid(
+                "plan",
+                &text,
+                "a plan fingerprint is 16 hexadecimal digits",
+            ))),
         }
     }
 }
@@ -350,5 +421,159 @@ mod tests {
             assert!(err.to_string().contains("3 steps"), "{err}");
             assert_eq!(c, before);
         }
+    }
+
+    /// `plan()` with the second step held 6s instead of 5s: as long, but another plan.
+    fn other_plan() -> Plan {
+        let from = TrafficSplit::all_to("stable", &["canary"]).unwrap();
+        let s = Strategy::weighted(vec![
+            WeightedStep::new(Weight::from_percent(10).unwrap(), Duration::from_secs(10))
+                .with_pause(Pause::UntilApproved),
+            WeightedStep::new(Weight::from_percent(50).unwrap(), Duration::from_secs(6)),
+        ])
+        .unwrap();
+        Plan::shift(&from, "canary", &s).unwrap()
+    }
+
+    #[test]
+    fn a_cursor_started_on_another_plan_of_equal_length_is_refused_and_unchanged() {
+        let (plan, other) = (plan(), other_plan());
+        assert_eq!(plan.len(), other.len());
+        let mut c = PlanCursor::new();
+        c.applied(&other, 0, 0).unwrap();
+        let before = c;
+        let refused = |e: Error| match e {
+            Error::InvalidField { field, reason, .. } => {
+                assert_eq!(field, "plan");
+                assert!(
+                    reason.contains("the cursor belongs to another plan"),
+                    "{reason}"
+                );
+            }
+            other => panic!("expected InvalidField, got {other:?}"),
+        };
+        refused(c.next(&plan, 20_000).unwrap_err());
+        refused(c.applied(&plan, 1, 20_000).unwrap_err());
+        refused(c.approve(&plan, 0).unwrap_err());
+        assert_eq!(c, before);
+        // The same plan built again is the same plan.
+        c.approve(&other_plan(), 0).unwrap();
+        assert_eq!(
+            c.next(&other_plan(), 20_000).unwrap(),
+            Next::Apply { step: 1 }
+        );
+    }
+
+    #[test]
+    fn a_cursor_journalled_without_a_fingerprint_loads_and_works_as_before() {
+        let plan = plan();
+        let json = r#"{"applied":{"step":0,"atMillis":1000,"approved":true}}"#;
+        let mut c: PlanCursor = serde_json::from_str(json).unwrap();
+        assert_eq!(c.next(&plan, 11_000).unwrap(), Next::Apply { step: 1 });
+        assert_eq!(
+            c.next(&other_plan(), 11_000).unwrap(),
+            Next::Apply { step: 1 }
+        );
+        c.applied(&plan, 1, 11_000).unwrap();
+        assert_eq!(c.last_applied(), Some(1));
+        // From then on it knows its plan.
+        assert!(c.next(&other_plan(), 20_000).is_err());
+        assert!(c.next(&plan, 20_000).is_ok());
+    }
+
+    /// The fingerprint is journalled: a change of its encoding would refuse every cursor in
+    /// flight, so its value for one plan is pinned, as is the cursor's serialized form.
+    #[test]
+    fn the_fingerprint_is_pinned_and_journalled_as_hex() {
+        let plan = plan();
+        assert_eq!(plan.fingerprint(), 0xf9a6_9fbb_2de6_a20c);
+        let mut c = PlanCursor::new();
+        c.applied(&plan, 0, 1_000).unwrap();
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(
+            json,
+            r#"{"plan":"f9a69fbb2de6a20c","applied":{"step":0,"atMillis":1000,"approved":false}}"#
+        );
+        assert_eq!(serde_json::from_str::<PlanCursor>(&json).unwrap(), c);
+        for bad in [
+            "12345",
+            "000000000000000g",
+            "+00000000000000f",
+            "00000000000000000",
+            "",
+        ] {
+            let json = format!(r#"{{"plan":"{bad}"}}"#);
+            let msg = serde_json::from_str::<PlanCursor>(&json)
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains(&format!("invalid plan `{bad}`")), "{msg}");
+        }
+    }
+
+    /// Every part of the plan counts: the starting split, and each step's weights, routes,
+    /// mirror, sticky sessions, hold and approval.
+    #[test]
+    fn every_part_of_the_plan_changes_the_fingerprint() {
+        use crate::routes::{MatchRoute, Mirror, StickySession, ValueMatch};
+        let from = TrafficSplit::all_to("stable", &["canary"]).unwrap();
+        let route = |v: ValueMatch| MatchRoute::header("x-canary", v, "canary").unwrap();
+        let gradual = |pct: u8, secs: u64| {
+            Strategy::gradual(
+                Weight::from_percent(pct).unwrap(),
+                Duration::from_secs(secs),
+            )
+            .unwrap()
+        };
+        let shift = |from: &TrafficSplit, s: &Strategy| Plan::shift(from, "canary", s).unwrap();
+        let plans = [
+            shift(&from, &gradual(50, 30)),
+            shift(&from, &gradual(40, 30)),
+            shift(&from, &gradual(50, 31)),
+            shift(
+                &TrafficSplit::all_to("stable", &["canary", "x"]).unwrap(),
+                &gradual(50, 30),
+            ),
+            shift(
+                &from
+                    .clone()
+                    .with_route(route(ValueMatch::Exact("a".into())))
+                    .unwrap(),
+                &gradual(50, 30),
+            ),
+            shift(
+                &from
+                    .clone()
+                    .with_route(route(ValueMatch::Prefix("a".into())))
+                    .unwrap(),
+                &gradual(50, 30),
+            ),
+            shift(
+                &from
+                    .clone()
+                    .with_mirror(Mirror::new("canary", Weight::FULL).unwrap()),
+                &gradual(50, 30),
+            ),
+            shift(
+                &from
+                    .clone()
+                    .with_sticky(StickySession::new("s", Duration::from_secs(60)).unwrap()),
+                &gradual(50, 30),
+            ),
+            plan(),
+            other_plan(),
+            Plan::rollback(&plan()),
+        ];
+        let mut seen: Vec<u64> = plans.iter().map(Plan::fingerprint).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), plans.len());
+        assert_eq!(
+            shift(&from, &gradual(50, 30)).fingerprint(),
+            shift(&from, &gradual(50, 30)).fingerprint()
+        );
+        let mut approved = serde_json::to_value(plan()).unwrap();
+        approved["steps"][1]["awaitApproval"] = true.into();
+        let approved: Plan = serde_json::from_value(approved).unwrap();
+        assert_ne!(approved.fingerprint(), plan().fingerprint());
     }
 }

@@ -66,6 +66,7 @@ mod capabilities;
 mod cursor;
 mod duration;
 mod error;
+mod fingerprint;
 mod memory;
 mod name;
 mod plan;

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::duration;
 use crate::error::{Error, Result};
 use crate::split::{RawSplit, TrafficSplit};
 use crate::strategy::{Pause, Strategy};
 use crate::weight::Weight;
+use crate::{duration, fingerprint};
 
 /// One step of a [`Plan`]: apply `split`, hold it for `hold`, then (if `await_approval`) wait
 /// for approval before the next step.
@@ -75,9 +75,21 @@ impl PlanStep {
 pub struct Plan {
     from: TrafficSplit,
     steps: Vec<PlanStep>,
+    // Computed once by `Plan::new` (a plan never changes), as a cursor asks for it at each call.
+    fingerprint: u64,
 }
 
 impl Plan {
+    /// The plan from `from` through `steps`, with its fingerprint.
+    fn new(from: TrafficSplit, steps: Vec<PlanStep>) -> Plan {
+        let fingerprint = fingerprint::of(&from, &steps);
+        Plan {
+            from,
+            steps,
+            fingerprint,
+        }
+    }
+
     /// The plan that moves all traffic from `from` to backend `to` following `strategy`.
     ///
     /// - `to` must be a backend of `from` (it may already carry some weight: the plan starts
@@ -177,10 +189,7 @@ impl Plan {
             hold: final_hold,
             await_approval: final_approval,
         });
-        Ok(Plan {
-            from: from.clone(),
-            steps,
-        })
+        Ok(Plan::new(from.clone(), steps))
     }
 
     /// The split the plan starts from (the stable split a rollback returns to).
@@ -227,6 +236,14 @@ impl Plan {
         self.steps.iter().filter(|s| s.await_approval).count()
     }
 
+    /// A 64-bit fingerprint of the whole plan — the starting split and every step's split,
+    /// hold and approval — that a [`PlanCursor`](crate::PlanCursor) records to refuse another
+    /// plan. It is the same in every process, on every platform and with every compiler:
+    /// FNV-1a over the plan written out field by field, not `std::hash`.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
     /// The one-step plan from the target back to the starting split: its weights and sticky
     /// sessions exactly, without its match routes and mirror.
     ///
@@ -238,10 +255,7 @@ impl Plan {
     /// matched or copied, and a mirror to a track about to be retired would only load it and
     /// fail. Sticky sessions stay: they keep users from flipping between the backends left.
     pub fn rollback(&self) -> Plan {
-        Plan {
-            from: self.target().clone(),
-            steps: vec![self.rollback_step()],
-        }
+        Plan::new(self.target().clone(), vec![self.rollback_step()])
     }
 
     /// The one-step plan from step `index`'s split back to the starting split, as
@@ -259,10 +273,7 @@ impl Plan {
                 ),
             ));
         };
-        Ok(Plan {
-            from: step.split.clone(),
-            steps: vec![self.rollback_step()],
-        })
+        Ok(Plan::new(step.split.clone(), vec![self.rollback_step()]))
     }
 
     /// The one step of a rollback: the starting weights and sticky sessions, applied at once.
@@ -487,7 +498,7 @@ impl TryFrom<RawPlan> for Plan {
                 "a plan has at least one step",
             ));
         }
-        let plan = Plan { from, steps };
+        let plan = Plan::new(from, steps);
         let from = backend_names(&plan.from);
         for (i, step) in plan.steps.iter().enumerate() {
             let here = backend_names(&step.split);

@@ -267,6 +267,7 @@ fn json() -> impl Strategy<Value = Value> {
         Just("step"),
         Just("atMillis"),
         Just("approved"),
+        Just("plan"),
         Just("bogus"),
     ]
     .prop_map(str::to_owned);
