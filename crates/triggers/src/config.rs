@@ -238,12 +238,13 @@ pub struct ErrorSpikeConfig {
     /// Learn the baseline from this track's error rate over `windowSize`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline_track: Option<Track>,
-    /// Learn the baseline from the watched track's first `learnFor` of data (inputs meanwhile
-    /// are healthy by definition). Nothing later is learned: it is the data under judgment, and
-    /// a spike taken into the baseline would hide itself. If the window holds fewer than
-    /// `minBaselineRequests` requests, the baseline stays unknown and the trigger answers no
-    /// data (it goes stale and asks for `onMissingData`): give low-traffic services a longer
-    /// `learnFor`. Not on the `canary` track, which has no data from before the deploy.
+    /// Learn the baseline from the watched track's first `learnFor` of data (the requests served
+    /// meanwhile are healthy by definition; a window without any is no data). Nothing later is
+    /// learned: it is the data under judgment, and a spike taken into the baseline would hide
+    /// itself. If the window holds fewer than `minBaselineRequests` requests, the baseline stays
+    /// unknown and the trigger answers no data (it goes stale and asks for `onMissingData`):
+    /// give low-traffic services a longer `learnFor`. Not on the `canary` track, which has no
+    /// data from before the deploy.
     #[serde(
         default,
         with = "serin_signals::duration::option",
@@ -420,7 +421,7 @@ pub struct ResourceUsageConfig {
 }
 
 fn check_id(path: &str, id: &str) -> Result<()> {
-    if id.trim().is_empty() || id.len() > 128 {
+    if id.trim().is_empty() || id.chars().count() > 128 {
         return Err(Error::config(
             format!("{path}.id"),
             id,
@@ -1016,6 +1017,22 @@ mod tests {
             let msg = err(json);
             assert!(msg.contains(path), "{json}: {msg}");
         }
+    }
+
+    #[test]
+    fn an_id_is_limited_in_characters_not_bytes() {
+        let with_id = |id: &str| {
+            parse(&format!(
+                r#"{{"kind":"healthCheck","id":"{id}","checkType":"liveness"}}"#
+            ))
+            .validate("triggers[0]")
+        };
+        with_id(&"é".repeat(128)).unwrap();
+        let msg = with_id(&"é".repeat(129)).unwrap_err().to_string();
+        assert!(
+            msg.contains("triggers[0].id") && msg.contains("128 characters"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serin_signals::{HealthSignal, Measurement, Observation, Probe, ProbeStatus, 
 use crate::config::{DependencyFailureConfig, TriggerConfig};
 use crate::error::{Error, Result};
 use crate::evidence::{Evidence, TriggerKind};
-use crate::lifecycle::Verdict;
+use crate::lifecycle::{Verdict, not_after};
 use crate::operator::Operator;
 use crate::trigger::{Trigger, found, track_heap};
 
@@ -95,6 +95,24 @@ impl DependencyFailureTrigger {
             .flatten()
             .map(|(_, t)| t)
             .max()
+    }
+
+    /// Checks a deserialized state: no check time past `clock` (a check dated ahead would make
+    /// every real check of its track and stream look already seen).
+    pub(crate) fn check_state(&self, clock: Timestamp) -> std::result::Result<(), String> {
+        not_after("clock", Some(self.clock), clock)?;
+        for (name, side) in [("watched", &self.watched), ("baseline", &self.baseline)] {
+            for (field, at) in [
+                ("last", side.last.map(|(_, t)| t)),
+                ("lastFailure", side.last_failure),
+                ("streakStart", side.streak_start),
+                ("lastProbe", side.last_probe),
+                ("lastCall", side.last_call),
+            ] {
+                not_after(&format!("{name}.{field}"), at, clock)?;
+            }
+        }
+        Ok(())
     }
 
     /// Which side a track is: `Some(true)` watched, `Some(false)` baseline.

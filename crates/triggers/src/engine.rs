@@ -136,7 +136,7 @@ impl TryFrom<Snapshot> for Engine {
         config.validate()?;
         for (i, slot) in s.triggers.iter().enumerate() {
             slot.trigger
-                .check_state()
+                .check_state(slot.lifecycle.clock())
                 .map_err(|reason| Error::InvalidSnapshot {
                     field: format!("triggers[{i}]"),
                     reason,

@@ -67,12 +67,47 @@ pub struct Evidence {
 impl fmt::Display for Evidence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} `{}`: {}", self.kind, self.trigger, self.reason)?;
+        // The comparison is stated only where it holds: evidence also reports triggers that
+        // clear or go stale, whose last value is on the healthy side.
         if let (Some(v), Some(op), Some(t)) = (self.observed, self.operator, self.threshold) {
-            write!(f, " ({} = {v} {op} {t})", self.subject)?;
+            let not = if op.breached(v, t) { "" } else { ", not" };
+            write!(f, " ({} = {v}{not} {op} {t})", self.subject)?;
         }
         if let Some(since) = self.since {
             write!(f, " since {since}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn evidence(observed: f64) -> Evidence {
+        Evidence {
+            trigger: "errors".into(),
+            kind: TriggerKind::MetricThreshold,
+            subject: "error_rate on canary".into(),
+            observed: Some(observed),
+            threshold: Some(0.2),
+            operator: Some(Operator::Gt),
+            since: None,
+            at: Timestamp::EPOCH,
+            reason: "why".into(),
+        }
+    }
+
+    #[test]
+    fn the_comparison_rendered_is_the_one_that_holds() {
+        assert_eq!(
+            evidence(0.25).to_string(),
+            "metricThreshold `errors`: why (error_rate on canary = 0.25 > 0.2)"
+        );
+        // A healthy last value (a trigger clearing, or gone stale after it) is not a breach.
+        assert_eq!(
+            evidence(0.01).to_string(),
+            "metricThreshold `errors`: why (error_rate on canary = 0.01, not > 0.2)"
+        );
     }
 }

@@ -6,7 +6,7 @@ use serin_signals::{HealthSignal, Observation, ProbeStatus, Timestamp};
 use crate::config::{HealthCheckConfig, TriggerConfig};
 use crate::error::Result;
 use crate::evidence::{Evidence, TriggerKind};
-use crate::lifecycle::Verdict;
+use crate::lifecycle::{Verdict, not_after};
 use crate::operator::Operator;
 use crate::trigger::{Trigger, track_heap};
 
@@ -64,13 +64,24 @@ impl HealthCheckTrigger {
         self.instances.iter().filter_map(|i| i.last_known).max()
     }
 
-    pub(crate) fn check_state(&self) -> std::result::Result<(), String> {
+    /// Checks a deserialized state: at most `maxInstances`, and no probe time past `clock`
+    /// (a result dated ahead would make every real result of its instance look already seen).
+    pub(crate) fn check_state(&self, clock: Timestamp) -> std::result::Result<(), String> {
         if self.instances.len() > self.config.max_instances {
             return Err(format!(
                 "{} instances exceed maxInstances {}",
                 self.instances.len(),
                 self.config.max_instances
             ));
+        }
+        not_after("clock", Some(self.clock), clock)?;
+        for (n, i) in self.instances.iter().enumerate() {
+            not_after(
+                &format!("instances[{n}].lastSeen"),
+                Some(i.last_seen),
+                clock,
+            )?;
+            not_after(&format!("instances[{n}].lastKnown"), i.last_known, clock)?;
         }
         Ok(())
     }
@@ -397,7 +408,7 @@ mod tests {
         t.observe_health(&sig("b", ProbeStatus::Pass, 4));
         t.observe_health(&sig("c", ProbeStatus::Pass, 5));
         assert_eq!(t.instances.len(), 2);
-        assert!(t.check_state().is_ok());
+        assert!(t.check_state(Timestamp::from_millis(5_000)).is_ok());
         // `a` was evicted; b and c pass.
         assert_eq!(
             t.observe_health(&sig("c", ProbeStatus::Pass, 6)),

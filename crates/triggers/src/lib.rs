@@ -32,11 +32,11 @@
 //!   input to the latest one. An input on the healthy side ends it. Inputs without data (a
 //!   window without requests, an `unknown` probe) neither end it nor count as breaching: a fire
 //!   still needs a breaching input at the end of the duration. A gap in the data longer than
-//!   `staleAfter` ends it (the next tick finds the trigger stale, below). Prometheus' `for:`
-//!   drops a pending alert as soon as its expression returns nothing; Serin does not, because at
-//!   low traffic windows without requests are common, and resetting on each of them would keep a
-//!   real breach pending for ever, while the staleness rule still bounds how long data may be
-//!   missing;
+//!   `staleAfter` ends it, whether a tick finds the trigger stale inside it (below) or the next
+//!   input comes first. Prometheus' `for:` drops a pending alert as soon as its expression
+//!   returns nothing; Serin does not, because at low traffic windows without requests are
+//!   common, and resetting on each of them would keep a real breach pending for ever, while the
+//!   staleness rule still bounds how long data may be missing;
 //! - *firing* asks for the action once and stays firing while the condition holds, at the most
 //!   severe level that still holds for its `duration` (one Prometheus alert rule per severity):
 //!   a hold eased to a warning steps down to the warning and no longer holds the rollout,

@@ -7,8 +7,9 @@
 //! The `for` duration and staleness are measured in data time: an input older than the last
 //! data taken is late and ignored (it changes nothing), as is one already older than `staleAfter`
 //! at the machine's clock; an input older than the last tick but newer than the last data counts
-//! at its own time. The machine's clock (the latest input or tick) never moves backwards: fires,
-//! cooldowns and state changes are reported at it.
+//! at its own time. A gap in the data longer than `staleAfter` ends a breach, whether a tick or
+//! the next input finds it first. The machine's clock (the latest input or tick) never moves
+//! backwards: fires, cooldowns and state changes are reported at it.
 
 use std::time::Duration;
 
@@ -121,6 +122,15 @@ impl TriggerState {
     }
 }
 
+/// Refuses a time `name` of a deserialized state that lies past the machine's `clock`: the
+/// machine never writes one, and one from a damaged snapshot would silence the trigger.
+pub(crate) fn not_after(name: &str, at: Option<Timestamp>, clock: Timestamp) -> Result<(), String> {
+    match at {
+        Some(at) if at > clock => Err(format!("{name} {at} is later than the clock {clock}")),
+        _ => Ok(()),
+    }
+}
+
 /// The timing parameters of one trigger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Timing {
@@ -182,6 +192,11 @@ impl Lifecycle {
         self.state
     }
 
+    /// The latest input or tick: no time the trigger holds may lie past it.
+    pub fn clock(&self) -> Timestamp {
+        self.clock
+    }
+
     /// Checks a deserialized machine: no time it holds lies past its clock (the latest input
     /// or tick), and a breach begins no later than the last data. The machine itself never
     /// writes such times; one from a damaged snapshot would silence the trigger without a
@@ -189,10 +204,7 @@ impl Lifecycle {
     /// every real input look late.
     pub fn check_state(&self, t: &Timing) -> Result<(), String> {
         let clock = self.clock;
-        let late = |name: &str, at: Option<Timestamp>| match at {
-            Some(at) if at > clock => Err(format!("{name} {at} is later than the clock {clock}")),
-            _ => Ok(()),
-        };
+        let late = |name: &str, at: Option<Timestamp>| not_after(name, at, clock);
         late("origin", Some(self.origin))?;
         late("lastData", self.last_data)?;
         late("fired.at", self.fired.map(|f| f.at))?;
@@ -258,6 +270,15 @@ impl Lifecycle {
         let now = at.max(self.clock);
         self.clock = now;
         let from = self.state;
+        // A gap in the data longer than `staleAfter` ends the breach, as a tick inside it would
+        // have: the first input after the gap may come before any tick (a process restarted
+        // after it feeds before it ticks).
+        if self
+            .last_data
+            .is_some_and(|last| at.saturating_duration_since(last) > t.stale_after)
+        {
+            self.since = [None; 3];
+        }
         match verdict {
             Verdict::NoData => return self.end_cooldown(from, now, t),
             Verdict::Ok => {
@@ -485,6 +506,59 @@ mod tests {
         assert_eq!(tr.since, Some(ts(10)));
         assert!(matches!(m.state(), TriggerState::Firing { .. }));
         assert!(m.observe(RB, ts(50), &t).is_none(), "firing is latched");
+    }
+
+    #[test]
+    fn a_gap_longer_than_stale_after_ends_the_breach_before_any_tick() {
+        // A process restarted after the gap feeds its first window before it ticks: the gap
+        // ends the pending breach all the same, as Prometheus drops a pending alert whose
+        // series went missing.
+        let t = timing(60, 0);
+        let mut m = Lifecycle::new(ts(0));
+        m.observe(RB, ts(10), &t);
+        let tr = m.observe(RB, ts(71), &t).unwrap();
+        assert_eq!(
+            (tr.to, tr.action),
+            (
+                TriggerState::Pending {
+                    since: ts(71),
+                    action: Action::Rollback
+                },
+                None
+            )
+        );
+        assert!(m.observe(RB, ts(130), &t).is_none());
+        assert_eq!(
+            m.observe(RB, ts(131), &t).unwrap().action,
+            Some(Action::Rollback)
+        );
+        // A gap of exactly staleAfter is not stale: the breach goes on.
+        let mut m = Lifecycle::new(ts(0));
+        m.observe(RB, ts(10), &t);
+        assert_eq!(
+            m.observe(RB, ts(70), &t).unwrap().action,
+            Some(Action::Rollback)
+        );
+    }
+
+    #[test]
+    fn an_input_without_data_after_a_gap_fires_nothing_from_before_it() {
+        let t = timing(0, 60);
+        let mut m = Lifecycle::new(ts(0));
+        assert_eq!(
+            m.observe(RB, ts(10), &t).unwrap().action,
+            Some(Action::Rollback)
+        );
+        m.observe(Verdict::Ok, ts(20), &t);
+        // Breached again inside the cooldown, then nothing for longer than staleAfter: the
+        // cooldown ends at an empty window, which must not fire on the breach before the gap.
+        m.observe(RB, ts(30), &t);
+        let tr = m.observe(Verdict::NoData, ts(100), &t).unwrap();
+        assert_eq!((tr.to, tr.action), (TriggerState::Ok, None));
+        assert_eq!(
+            m.tick(ts(100), &t).unwrap().to,
+            TriggerState::Stale { since: ts(100) }
+        );
     }
 
     #[test]

@@ -291,6 +291,12 @@ impl ErrorSpikeTrigger {
             .or_else(|| self.baseline(at))
     }
 
+    /// The error rate that is a spike over the baseline `p0`: `p0 × (1 + increasePercentage /
+    /// 100)`, kept below 1 so that the CUSUM's likelihood ratio stays finite.
+    fn spike_level(&self, p0: f64) -> f64 {
+        (p0 * (1.0 + self.config.increase_percentage / 100.0)).min(1.0 - 1e-9)
+    }
+
     /// Whether a watched observation goes to the learned baseline: `Some(true)` within
     /// `learnFor` (healthy by definition), `Some(false)` past it when the baseline learned
     /// there has fewer than `minBaselineRequests` requests (no verdict, and nothing learned),
@@ -364,7 +370,12 @@ impl Trigger for ErrorSpikeTrigger {
                 counts: Counts::default(),
             });
             l.counts = l.counts.saturating_add(c);
-            return Ok(Some(Verdict::Ok));
+            // Healthy by definition are the requests served, not a window without any.
+            return Ok(Some(if c.requests() == 0 {
+                Verdict::NoData
+            } else {
+                Verdict::Ok
+            }));
         }
         self.state.window.add(at, c);
         let window = self.state.window.sum(at);
@@ -374,12 +385,10 @@ impl Trigger for ErrorSpikeTrigger {
             self.state.last_p0 = None;
             return Ok(Some(Verdict::NoData));
         };
-        let spike =
-            |p0: f64| (p0 * (1.0 + self.config.increase_percentage / 100.0)).min(1.0 - 1e-9);
         let cusum_alarm =
             self.state
                 .cusum
-                .update(c.errors(), c.requests(), p0_span, spike(p0_span));
+                .update(c.errors(), c.requests(), p0_span, self.spike_level(p0_span));
         let alarm = match self.config.detector {
             Detector::Cusum => {
                 self.state.last_p0 = Some(p0_span);
@@ -387,7 +396,9 @@ impl Trigger for ErrorSpikeTrigger {
             }
             Detector::Ratio => {
                 self.state.last_p0 = Some(p0_window);
-                window.error_rate().is_some_and(|r| r > spike(p0_window))
+                window
+                    .error_rate()
+                    .is_some_and(|r| r > self.spike_level(p0_window))
             }
         };
         let enough = window.errors() >= self.config.min_error_count;
@@ -410,9 +421,6 @@ impl Trigger for ErrorSpikeTrigger {
 
     fn evidence(&self, at: Timestamp, since: Option<Timestamp>) -> Evidence {
         let s = &self.state;
-        let p1 = s
-            .last_p0
-            .map(|p0| p0 * (1.0 + self.config.increase_percentage / 100.0));
         let short = || {
             s.learning
                 .as_ref()
@@ -453,13 +461,30 @@ impl Trigger for ErrorSpikeTrigger {
                 s.last_window.requests()
             ),
         };
+        // Each detector names the comparison it makes: the CUSUM alarms on its statistic, which
+        // can cross its threshold while the window's rate is still below the spike level.
+        let track = &self.config.track;
+        let (subject, observed, threshold, operator) = match self.config.detector {
+            Detector::Cusum => (
+                format!("CUSUM statistic of error_rate on {track}"),
+                Some(s.cusum.statistic()),
+                Some(s.cusum.threshold()),
+                Operator::Ge,
+            ),
+            Detector::Ratio => (
+                format!("error_rate on {track}"),
+                s.last_rate,
+                s.last_p0.map(|p0| self.spike_level(p0)),
+                Operator::Gt,
+            ),
+        };
         Evidence {
             trigger: self.config.id.clone(),
             kind: TriggerKind::ErrorSpike,
-            subject: format!("error_rate on {}", self.config.track),
-            observed: s.last_rate,
-            threshold: p1,
-            operator: Some(Operator::Gt),
+            subject,
+            observed,
+            threshold,
+            operator: Some(operator),
             since,
             at,
             reason,
@@ -567,6 +592,24 @@ mod tests {
         let e = t.evidence(Timestamp::from_millis(20_000), None);
         assert_eq!(e.observed, Some(0.075));
         assert!((e.threshold.unwrap() - 0.03).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_cusum_fire_names_the_statistic_and_threshold_it_crossed() {
+        let mut t = spike(r#"{"kind":"errorSpike","id":"s","baselineErrorRate":0.02}"#);
+        // 2.8% over 10,000 requests: below the 3% spike level, yet strong evidence against 2%.
+        assert_eq!(
+            t.observe(&obs(Track::Canary, 10, 10_000, 280)).unwrap(),
+            Some(Verdict::Breach(crate::Action::Rollback))
+        );
+        let e = t.evidence(Timestamp::from_millis(10_000), None);
+        let (observed, threshold) = (t.cusum().statistic(), t.cusum().threshold());
+        assert_eq!(
+            (e.observed, e.threshold, e.operator),
+            (Some(observed), Some(threshold), Some(Operator::Ge))
+        );
+        assert!(e.subject.contains("CUSUM"), "{}", e.subject);
+        assert!(Operator::Ge.breached(observed, threshold));
     }
 
     #[test]
@@ -684,6 +727,24 @@ mod tests {
         assert_eq!(
             t.observe(&obs(Track::Canary, 20, 100, 4)).unwrap(),
             Some(Verdict::Breach(crate::Action::Rollback))
+        );
+    }
+
+    #[test]
+    fn a_window_without_requests_is_no_data_while_learning() {
+        let mut t = spike(r#"{"kind":"errorSpike","id":"s","track":"stable","learnFor":"1m"}"#);
+        // Healthy by definition means the requests served meanwhile, not their absence.
+        assert_eq!(
+            t.observe(&obs(Track::Stable, 10, 0, 0)).unwrap(),
+            Some(Verdict::NoData)
+        );
+        assert_eq!(
+            t.observe(&obs(Track::Stable, 20, 1_000, 10)).unwrap(),
+            Some(Verdict::Ok)
+        );
+        assert_eq!(
+            t.observe(&obs(Track::Stable, 30, 0, 0)).unwrap(),
+            Some(Verdict::NoData)
         );
     }
 

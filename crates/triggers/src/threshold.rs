@@ -229,7 +229,8 @@ impl Trigger for ResourceUsageTrigger {
         let Measurement::Gauge(g) = obs.measurement else {
             return Ok(Some(Verdict::NoData));
         };
-        let percent = g.value() / self.config.capacity * 100.0;
+        // Kept finite: JSON has no infinity, and a saved state must read back as it was.
+        let percent = (g.value() / self.config.capacity * 100.0).clamp(-f64::MAX, f64::MAX);
         self.last_percent = Some(percent);
         let c = &self.config;
         Ok(Some(if c.rollback_percent.is_some_and(|r| percent > r) {
@@ -388,6 +389,30 @@ mod tests {
         for m in [counts, rate, Measurement::Latency(sketch)] {
             assert!(custom.observe(&o(queue_wait.clone(), m)).is_ok());
         }
+    }
+
+    #[test]
+    fn a_reading_past_every_percentage_resumes_exactly() {
+        let TriggerConfig::ResourceUsage(c) = serde_json::from_str(
+            r#"{"kind":"resourceUsage","id":"cpu","resource":"cpu","capacity":0.5,
+                "rollbackPercent":95}"#,
+        )
+        .unwrap() else {
+            panic!("kind")
+        };
+        let mut t = ResourceUsageTrigger::new(c).unwrap();
+        let huge = Measurement::Gauge(Gauge::new(f64::MAX).unwrap());
+        let o = Observation::new(Metric::Cpu, Track::Canary, window(), huge);
+        assert_eq!(
+            t.observe(&o).unwrap(),
+            Some(Verdict::Breach(Action::Rollback))
+        );
+        // JSON has no infinity: a percentage that overflowed would be read back as no reading.
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(
+            serde_json::from_str::<ResourceUsageTrigger>(&json).unwrap(),
+            t
+        );
     }
 
     #[test]

@@ -747,3 +747,43 @@ fn a_breach_held_through_the_cooldown_fires_at_the_tick_that_ends_it() {
         })
     ));
 }
+
+#[test]
+fn a_snapshot_with_probe_times_past_its_clock_is_refused() {
+    let mut e = engine(
+        r#"{"triggers": [
+        {"kind":"healthCheck","id":"ready","checkType":"readiness","failureThreshold":3},
+        {"kind":"dependencyFailure","id":"db","dependency":"postgres","failureThreshold":3}
+    ]}"#,
+    );
+    for s in [5, 10] {
+        e.observe_health(&readiness("canary-0", ProbeStatus::Pass, s));
+        e.observe_health(&readiness("canary-1", ProbeStatus::Pass, s));
+        e.observe_health(&postgres(Track::Stable, ProbeStatus::Pass, s));
+        e.observe_health(&postgres(Track::Canary, ProbeStatus::Pass, s));
+        e.tick(ts(s));
+    }
+    let v: serde_json::Value = serde_json::to_value(&e).unwrap();
+    assert!(serde_json::from_value::<Engine>(v.clone()).is_ok());
+    // A probe dated a year ahead would make every real result of its instance (or track) look
+    // already seen: a crashlooping instance would never count as failing, and a baseline never
+    // seen passing again would make every failure of the canary a shared outage.
+    let year_ahead = serde_json::to_value(ts(10 + 365 * 24 * 3600)).unwrap();
+    for (trigger, pointer) in [
+        (0, "/triggers/0/trigger/healthCheck/instances/0/lastSeen"),
+        (
+            1,
+            "/triggers/1/trigger/dependencyFailure/baseline/lastProbe",
+        ),
+    ] {
+        let mut bad = v.clone();
+        *bad.pointer_mut(pointer).expect(pointer) = year_ahead.clone();
+        let msg = serde_json::from_value::<Engine>(bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains(&format!("triggers[{trigger}]")) && msg.contains("later than the clock"),
+            "{pointer}: {msg}"
+        );
+    }
+}
