@@ -1021,6 +1021,28 @@ mod tests {
         assert!(left.is_empty(), "{left:?}");
     }
 
+    /// A directory restore is never left half done, so no store needs a mark of one: a
+    /// restore killed through one store between its renames leaves the directory missing
+    /// (its tree aside), and a backup through another store of it fails, listing nothing,
+    /// rather than take the missing directory for an empty one; once the first store's sweep
+    /// has moved it back, the backup takes it whole.
+    #[tokio::test(start_paused = true)]
+    async fn a_backup_through_another_store_never_takes_a_directory_a_killed_restore_left() {
+        let (tmp, p) = setup();
+        let other =
+            DirectorySnapshot::new(tmp.path().join("state"), tmp.path().join("other")).unwrap();
+        let (state, id) = backed_up_then_changed(tmp.path(), &p).await;
+        kill_restore(&p, &id, 1).await;
+        let err = other.backup("web", "v2").await.unwrap_err().to_string();
+        assert!(err.contains("cannot snapshot"), "{err}");
+        assert!(other.list("web").await.unwrap().is_empty());
+        assert_eq!(p.sweep().await.unwrap(), 1);
+        let theirs = other.backup("web", "v2").await.unwrap();
+        state.set("three").await;
+        other.restore(&theirs).await.unwrap();
+        assert_eq!(state.get().await, "two");
+    }
+
     #[tokio::test]
     async fn passes_the_conformance_suite() {
         let (tmp, p) = setup();

@@ -56,7 +56,10 @@
 //!   which records that the database may hold part of a backup and stays until a restore
 //!   finishes: every sweep ends the cut-short restore's sessions and answers an error saying
 //!   so, every backup of the database is refused (it would later "restore" the half-restored
-//!   state), and the next restore takes the marker over.
+//!   state), and the next restore takes the marker over. The database is marked on the server
+//!   too (a setting of the database), so that backups through every other store of it are
+//!   refused until a restore, through any store, finishes. A directory restore is never left
+//!   half done (see above), so it needs no such mark.
 //!
 //! Every external program is started with `tokio::process::Command` and separate arguments,
 //! never through a shell; names that reach SQL are quoted as identifiers or literals, and the

@@ -293,7 +293,9 @@ pub enum PostgresMode {
     /// killed goes on writing otherwise), and every backup is refused with an error naming
     /// the database, the backup and the marker: a backup of a half-restored database would
     /// later "restore" it half-restored. The next restore takes the marker over, and clears
-    /// it once it finishes. A backup is refused while an in-place restore runs, too.
+    /// it once it finishes. A backup is refused while an in-place restore runs, too. The
+    /// database is also marked on the server (its setting `serin.partial_restore`) until a
+    /// restore finishes, so a backup through any other store of it is refused as well.
     Dump {
         /// Parallel jobs of `pg_restore` (at least 1).
         jobs: u32,
@@ -546,8 +548,9 @@ impl PostgresSettings {
 /// ends shortly after), then fails, changing nothing. The lock lives in the server because the
 /// stores need not share a file system, and a store's marker cannot see another store's
 /// restore. The lock ends with its session, so a restore whose process is killed holds it no
-/// more. Backups do not take it; a backup is refused while this store's marker says the
-/// database may hold part of an in-place restore.
+/// more. Backups do not take it; a backup is refused while this store's marker, or the
+/// server's mark that every store sees (a setting of the database), says the database may
+/// hold part of an in-place restore.
 ///
 /// Client programs are started without a shell, with every name as its own argument; the
 /// database name reaches libpq as a quoted connection-string value and SQL as a quoted
@@ -975,19 +978,86 @@ impl PostgresBackup {
     /// restore, one running or one cut short ([`RestoreMark::partial`]): such a backup would
     /// be listed, verified against what it read, and later "restored" to that half-restored
     /// state, and its retention could expire the backups taken before. A restore that
-    /// finishes lifts this.
+    /// finishes lifts this. This store's marker says so for its own restores, the server's
+    /// mark ([`mark_partial`](Self::mark_partial)) for those of every store of the database;
+    /// a mark that cannot be read refuses the backup too.
     async fn refuse_partial(&self, service: &str) -> Result<()> {
-        match self.catalog.marked_restore().await? {
-            Some((id, true)) => Err(self.failed(format!(
+        if let Some((id, true)) = self.catalog.marked_restore().await? {
+            return Err(self.failed(format!(
                 "cannot back up `{service}`: database `{}` may hold part of backup `{id}`, as \
                  an in-place restore of it (`pg_restore --clean`) is running or did not finish \
                  (marker `{}`), and a backup of it would later restore that half-restored \
                  state; finish that restore, or restore a backup again, then back up",
                 self.db(),
                 self.catalog.restore_marker().display()
-            ))),
-            _ => Ok(()),
+            )));
         }
+        match self.partial_on_server().await {
+            Ok(None) => Ok(()),
+            Ok(Some(id)) => Err(self.failed(format!(
+                "cannot back up `{service}`: database `{}` may hold part of backup `{id}`, as \
+                 an in-place restore of it (`pg_restore --clean`) through another backup store \
+                 is running or did not finish (the database's setting `{PARTIAL_SETTING}` on \
+                 the server says so), and a backup of it would later restore that \
+                 half-restored state; finish that restore, or restore a backup again, then \
+                 back up",
+                self.db()
+            ))),
+            Err(e) => Err(self.failed(format!(
+                "cannot back up `{service}`: whether database `{}` may hold part of a restore \
+                 (its setting `{PARTIAL_SETTING}`) cannot be read: {e}",
+                self.db()
+            ))),
+        }
+    }
+
+    /// Marks the database, on the server, as possibly holding part of the in-place restore of
+    /// backup `id`, before that restore changes anything: a store's marker is seen by that
+    /// store alone, this mark by every store of the database (other directories, other
+    /// machines). It is a setting of the database itself (`ALTER DATABASE … SET
+    /// serin.partial_restore`), rather than a comment (which would replace the user's) or a
+    /// row in a table of the maintenance database (which would need the right to create one
+    /// there): it lives and dies with the database, is not copied to a database made from it
+    /// (so a template restore's swap, which replaces the database, leaves none), survives
+    /// restarts, is written in one committed statement, is read by any role from the catalog
+    /// `pg_db_role_setting`, and no dump carries it. Lifted by the restore that finishes
+    /// ([`clear_partial`](Self::clear_partial)).
+    async fn mark_partial(&self, id: &str) -> Result<()> {
+        let db = sql::ident(self.db());
+        let set = format!(
+            "ALTER DATABASE {db} SET {PARTIAL_SETTING} = {}",
+            sql::literal(id)
+        );
+        self.psql(&self.settings.maintenance_database, &[set])
+            .await
+            .map(drop)
+    }
+
+    /// Lifts the server's [mark](Self::mark_partial): a restore finished.
+    async fn clear_partial(&self) -> Result<()> {
+        let db = sql::ident(self.db());
+        let reset = format!("ALTER DATABASE {db} RESET {PARTIAL_SETTING}");
+        self.psql(&self.settings.maintenance_database, &[reset])
+            .await
+            .map(drop)
+    }
+
+    /// The backup whose in-place restore the server's [mark](Self::mark_partial) says the
+    /// database may hold part of, if any.
+    async fn partial_on_server(&self) -> Result<Option<String>> {
+        let query = format!(
+            "SELECT s FROM pg_db_role_setting r JOIN pg_database d ON d.oid = r.setdatabase, \
+             unnest(r.setconfig) s WHERE r.setrole = 0 AND d.datname = {}",
+            sql::literal(self.db())
+        );
+        let prefix = format!("{PARTIAL_SETTING}=");
+        let out = self
+            .psql(&self.settings.maintenance_database, &[query])
+            .await?;
+        Ok(out
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(str::to_owned))
     }
 
     /// Starts a restore of backup `id` (`in_place` for a dump restore), holding the
@@ -1363,6 +1433,9 @@ impl PostgresBackup {
         // kill part-way cannot be undone, and the next restore or sweep says so. Its sessions
         // bear the marker's token, so that they can be ended if its process dies.
         let mark = self.start_restore(&info.id, true).await?;
+        // Marked on the server too, before anything changes: every store of the database
+        // refuses a backup of it until a restore finishes.
+        self.mark_partial(&info.id).await?;
         let sessions = Self::restore_sessions(&mark);
         let named = self.named(&sessions);
         // Cancelled while `pg_restore` runs (its future dropped, say at a deadline), the
@@ -1411,6 +1484,9 @@ impl PostgresBackup {
                 differences.join("; ")
             )));
         }
+        // The server's mark goes first: lifting it may fail, and the store's marker then
+        // still says to restore again.
+        self.clear_partial().await?;
         if let Some(mark) = &mut cancelled.mark {
             mark.finish();
         }
@@ -1573,6 +1649,10 @@ impl PostgresBackup {
 /// the server to see the session of a restore just cancelled end (it lets go of the lock
 /// then), short enough that a restore running elsewhere is reported rather than waited for.
 const RESTORE_LOCK_WAIT: &str = "3s";
+
+/// The setting of a database that marks it, on the server, as possibly holding part of an
+/// in-place restore (see [`PostgresBackup::mark_partial`]).
+const PARTIAL_SETTING: &str = "serin.partial_restore";
 
 /// The key of the advisory lock held by the one restore of `database` that runs at a time:
 /// the first 8 bytes of the SHA-256 of `serin restore`, a NUL and the database's name.
@@ -1984,11 +2064,13 @@ mod tests {
     }
 
     /// [`fake_client`] failing with server message `error`, except the cleanup's look for a
-    /// snapshot marked as the claim's, which finds none (and is not recorded).
+    /// snapshot marked as the claim's, which finds none, and the look for the server's mark
+    /// of a partial restore, which finds none either (neither is recorded).
     fn failing_client(dir: &Path, error: &str) {
         use std::os::unix::fs::PermissionsExt;
         let script = format!(
-            "#!/bin/sh\ncase \"$*\" in *pg_shdescription*) echo 0; exit 0;; esac\n\
+            "#!/bin/sh\ncase \"$*\" in *pg_shdescription*) echo 0; exit 0;; \
+             *pg_db_role_setting*) exit 0;; esac\n\
              for a in \"$@\"; do printf '%s\\n' \"$a\"; done > '{0}/args'\nenv > '{0}/env'\n\
              echo 'ERROR:  {error}' >&2\nexit 1\n",
             dir.display()
@@ -2316,12 +2398,14 @@ mod tests {
     async fn a_template_backup_cancelled_while_it_picks_an_id_gives_back_every_id() {
         let bin = tempfile::tempdir().unwrap();
         let d = bin.path().display();
-        // The first snapshot name is taken; the check of the second stalls.
+        // No mark of a partial restore; the first snapshot name is taken; the check of the
+        // second stalls.
         script(
             bin.path(),
             "psql",
             &format!(
-                "[ -e '{d}/seen' ] && {{ echo stalled > '{d}/stalled'; exec sleep 600; }}\n\
+                "case \"$*\" in *pg_db_role_setting*) exit 0;; esac\n\
+                 [ -e '{d}/seen' ] && {{ echo stalled > '{d}/stalled'; exec sleep 600; }}\n\
                  touch '{d}/seen'; echo 1\n"
             ),
         );
@@ -2396,7 +2480,8 @@ mod tests {
         store.join(name)
     }
 
-    /// Stand-ins for a dump-mode provider: a `psql` that holds a snapshot when asked for one
+    /// Stand-ins for a dump-mode provider: a `psql` that holds a snapshot when asked for one,
+    /// keeps no server's mark of a partial restore (a real server's is tested against one),
     /// and otherwise notes each call (its session name, `|`, its arguments) in `dir/calls`;
     /// a `pg_dump` that writes a dump; and a `pg_restore` that notes its session name in
     /// `dir/restored`, and, the first time after `dir/stall` is made, says so through the
@@ -2407,7 +2492,8 @@ mod tests {
             dir,
             "psql",
             &format!(
-                "case \"$*\" in *' -c '*) printf '%s|%s\\n' \"$PGAPPNAME\" \"$*\" >> '{d}/calls'; \
+                "case \"$*\" in *pg_db_role_setting*|*serin.partial_restore*) exit 0;; \
+                 *' -c '*) printf '%s|%s\\n' \"$PGAPPNAME\" \"$*\" >> '{d}/calls'; \
                  exit 0;; esac\n{HOLD_SNAPSHOT}"
             ),
         );
@@ -2986,6 +3072,55 @@ mod tests {
         assert!(names(store.path()).is_empty(), "{:?}", names(store.path()));
         let db = sql::ident(pg.db());
         pg.psql("postgres", &[format!("DROP DATABASE {db} WITH (FORCE)")])
+            .await
+            .unwrap();
+    }
+
+    /// A dump restore cut short through one store leaves the database marked on the server,
+    /// so a backup of it through another store (another directory over the same database) is
+    /// refused too, until a restore finishes, whichever store it comes through.
+    #[tokio::test]
+    async fn a_dump_restore_cut_short_through_one_store_refuses_backups_through_another() {
+        let Ok(conninfo) = std::env::var("SERIN_TEST_POSTGRES") else {
+            return;
+        };
+        let mut connection = PostgresConnection::from_conninfo(&conninfo).unwrap();
+        connection.dbname = format!("serin_t_partial_{}", std::process::id());
+        let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let provider = |store: &Path| {
+            PostgresBackup::new(
+                PostgresSettings::new(connection.clone(), store).verify_table(TableName::new("t")),
+            )
+            .unwrap()
+        };
+        let (a, b) = (provider(ours.path()), provider(theirs.path()));
+        recreate_with_one_row(&a).await;
+        let of_a = a.backup("shop", "v1").await.unwrap();
+        let of_b = b.backup("shop", "v1").await.unwrap();
+        // Killed while `pg_restore --clean` wrote into the database through store `a`.
+        let cut_short = a.start_restore(&of_a, true).await.unwrap();
+        a.mark_partial(&of_a).await.unwrap();
+        cut_short.die();
+        let refused = b.backup("shop", "v2").await.unwrap_err().to_string();
+        assert!(
+            refused.contains(&format!("may hold part of backup `{of_a}`"))
+                && refused.contains("through another backup store")
+                && refused.contains(PARTIAL_SETTING),
+            "{refused}"
+        );
+        assert_eq!(b.list("shop").await.unwrap().len(), 1, "nothing was taken");
+        // A restore that finishes, through the other store, lifts the server's mark.
+        b.restore(&of_b).await.unwrap();
+        assert_eq!(b.partial_on_server().await.unwrap(), None);
+        b.backup("shop", "v3").await.unwrap();
+        // The store the restore was cut short through still says so, until a restore
+        // through it finishes.
+        let own = a.backup("shop", "v2").await.unwrap_err().to_string();
+        assert!(own.contains("marker"), "{own}");
+        a.restore(&of_a).await.unwrap();
+        a.backup("shop", "v4").await.unwrap();
+        let db = sql::ident(a.db());
+        a.psql("postgres", &[format!("DROP DATABASE {db} WITH (FORCE)")])
             .await
             .unwrap();
     }

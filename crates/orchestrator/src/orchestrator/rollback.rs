@@ -1,8 +1,10 @@
 //! Deploying a previous version back, restoring the backup a destructive migration needs.
 
+use std::time::Duration;
+
 use serin_signals::Timestamp;
 
-use crate::config::{DeploymentConfig, StrategyKind, TrafficStrategyKind};
+use crate::config::{DeploymentConfig, StrategyKind, TrafficStrategyKind, human};
 use crate::error::{Error, Result};
 use crate::hooks::{BackupInfo, BackupProvider};
 use crate::journal::Journal;
@@ -55,7 +57,8 @@ impl Orchestrator {
                      and no backup provider is configured",
                 ));
             };
-            survives_fresh_backup(backup.as_ref(), service, id).await?;
+            let limit = config.max_deployment_duration;
+            survives_fresh_backup(backup.as_ref(), service, id, limit).await?;
         }
         let mut c = config.clone();
         c.version = version;
@@ -136,7 +139,16 @@ impl Orchestrator {
 
 /// Refuses a rollback whose restore point is gone, or would be: the rollback takes a fresh
 /// backup before it restores, and the provider's retention must not expire the backup to restore.
-async fn survives_fresh_backup(backup: &dyn BackupProvider, service: &str, id: &str) -> Result<()> {
+///
+/// Each call into the provider is given `limit` (the config's `maxDeploymentDuration`, which
+/// bounds its calls in the deployment too) at most: a provider that does not answer refuses
+/// the rollback then, rather than hold it up for ever.
+async fn survives_fresh_backup(
+    backup: &dyn BackupProvider,
+    service: &str,
+    id: &str,
+    limit: Duration,
+) -> Result<()> {
     let refuse = |why: String| {
         Err(Error::conflict(
             "rollback",
@@ -144,15 +156,35 @@ async fn survives_fresh_backup(backup: &dyn BackupProvider, service: &str, id: &
             format!("backup {id} must be restored, but {why}; restore the database by hand"),
         ))
     };
-    if let Err(Error::NotFound { .. }) = backup.info(id).await {
-        return refuse("it no longer exists".to_owned());
+    match within(
+        backup,
+        limit,
+        &format!("reading backup {id}"),
+        backup.info(id),
+    )
+    .await
+    {
+        Err(Error::NotFound { .. }) => return refuse("it no longer exists".to_owned()),
+        Err(e @ Error::Timeout { .. }) => {
+            return Err(Error::conflict(
+                "rollback",
+                service,
+                format!(
+                    "backup {id} must be restored, but whether it exists cannot be checked: \
+                     {e}; try again"
+                ),
+            ));
+        }
+        _ => {}
     }
     let Some(retention) = backup.retention() else {
         return Ok(());
     };
     // A provider that enforces a retention must list what it keeps: were the rollback to go
     // on unchecked, the backup it takes first could expire the one it must restore.
-    let mut kept = backup.list(service).await.map_err(|e| {
+    let listing = format!("listing the backups of {service}");
+    let listed = within(backup, limit, &listing, backup.list(service)).await;
+    let mut kept = listed.map_err(|e| {
         Error::conflict(
             "rollback",
             service,
@@ -189,4 +221,24 @@ async fn survives_fresh_backup(backup: &dyn BackupProvider, service: &str, id: &
         ));
     }
     Ok(())
+}
+
+/// `call` into `backup` (`doing`), given `limit` (`maxDeploymentDuration`) to answer:
+/// [`Error::Timeout`] when it does not, the call dropped.
+async fn within<T>(
+    backup: &dyn BackupProvider,
+    limit: Duration,
+    doing: &str,
+    call: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(Error::Timeout {
+            what: format!(
+                "an answer of backup provider `{}` to {doing}",
+                backup.name()
+            ),
+            after: limit,
+            reason: format!("maxDeploymentDuration ({}) ran out", human(limit)),
+        })
+    })
 }

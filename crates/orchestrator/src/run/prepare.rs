@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serin_canary::controller::{Action, CanaryController};
 use serin_compat::Proposal;
+use serin_signals::Track;
 use serin_traffic::{Plan, PlanCursor};
 
 use crate::config::StrategyKind;
@@ -12,7 +13,7 @@ use crate::config::human;
 use crate::error::{Error, Result};
 use crate::event::{EventKind, verdict_name};
 use crate::hooks::{BackupProvider, StepRunner};
-use crate::platform::{died_while_starting, not_ready};
+use crate::platform::{TrackKey, TrackStatus, died_while_starting, not_ready};
 use crate::state::{Effect, InFlight, Outcome, PlanRun, Stage, StepStatus, UpgradeStep};
 
 use super::canary::{build_judges, controller_of_state, store};
@@ -196,14 +197,17 @@ impl Runner {
     /// rollback — and the deployment goes on without naming a backup, saying so in an
     /// anomaly event and in [`backup_unconfirmed`](crate::DeploymentState::backup_unconfirmed).
     ///
-    /// The provider's call is bounded as a step runner's is (see
+    /// The provider's backup is bounded as a step runner's call is (see
     /// [`await_bounded`](Self::await_bounded)): a dump that hangs on a lock must not hold the
     /// deployment past `maxDeploymentDuration`, nor keep an operator's abort waiting. At the
     /// deadline or on an abort the call is dropped, which a provider guarantees leaves no
     /// backup behind (as a failed backup leaves none), so nothing is in flight any more, and
     /// the deployment fails with nothing deployed: going on without the backup it asked for
     /// would leave a destructive migration with no restore point. A backup whose turn comes
-    /// past the deadline is not started. Answers why preparation stops, if it does.
+    /// past the deadline is not started. Its listings are bounded in the same way: cut short,
+    /// the backup is not started, or, looked for after a restart, not confirmed (and not
+    /// taken again), and the deployment fails with nothing deployed. Answers why preparation
+    /// stops, if it does.
     async fn take_backup(&mut self, kinds: &mut Vec<EventKind>) -> Result<Option<Stop>> {
         if self.state.backup.is_some() || self.state.backup_unconfirmed.is_some() {
             return Ok(None);
@@ -221,7 +225,10 @@ impl Runner {
             return Ok(None);
         };
         if let Some((label, existing)) = started {
-            match find_backup(provider.as_ref(), &service, &label, existing).await {
+            match self
+                .find_backup(provider.as_ref(), &label, existing)
+                .await?
+            {
                 Lookup::Found(id) => {
                     self.state.in_flight = None;
                     kinds.push(EventKind::BackupTaken { id: id.clone() });
@@ -232,7 +239,17 @@ impl Runner {
                     self.backup_unconfirmed(&label, why, kinds);
                     return Ok(None);
                 }
-                Lookup::Absent => {}
+                Lookup::Cancelled { why, reply } => {
+                    self.backup_unconfirmed(&label, why.clone(), kinds);
+                    return Ok(Some(Stop {
+                        reason: format!(
+                            "the backup `{label}` started before the process stopped cannot be \
+                             confirmed: {why}; nothing was deployed"
+                        ),
+                        reply,
+                    }));
+                }
+                Lookup::Absent => self.state.in_flight = None,
             }
         }
         let label = match &self.state.from {
@@ -240,20 +257,31 @@ impl Runner {
             None => format!("before installing {}", self.state.to.version),
         };
         if self.past_deadline(self.now()) {
-            // A resumed backup found absent, say: nothing is in flight any more.
-            self.state.in_flight = None;
             return Ok(Some(Stop::failed(format!(
                 "the backup `{label}` was not started: maxDeploymentDuration ({}) ran out \
                  before its turn; nothing was deployed",
                 human(self.state.config.max_deployment_duration)
             ))));
         }
-        let existing = provider.list(&service).await.ok().map(|list| {
-            list.into_iter()
-                .filter(|b| b.label == label)
-                .map(|b| b.id)
-                .collect()
-        });
+        let existing = match self.await_bounded(provider.list(&service)).await? {
+            Bounded::Answered(listed) => listed.ok().map(|list| {
+                list.into_iter()
+                    .filter(|b| b.label == label)
+                    .map(|b| b.id)
+                    .collect()
+            }),
+            Bounded::Cancelled { after, reply, .. } => {
+                return Ok(Some(Stop {
+                    reason: format!(
+                        "the backup `{label}` was not started: listing the backups of {service} \
+                         before it was cancelled after {}: {}; nothing was deployed",
+                        human(after),
+                        self.cancelled_why(reply.is_some())
+                    ),
+                    reply,
+                }));
+            }
+        };
         self.state.in_flight = Some(InFlight::Backup {
             label: label.clone(),
             existing,
@@ -266,19 +294,12 @@ impl Runner {
         let taken = match taken? {
             Bounded::Answered(taken) => taken,
             Bounded::Cancelled { after, reply, .. } => {
-                let why = if reply.is_some() {
-                    "it was aborted by an operator".to_owned()
-                } else {
-                    format!(
-                        "it did not finish within maxDeploymentDuration ({})",
-                        human(self.state.config.max_deployment_duration)
-                    )
-                };
                 return Ok(Some(Stop {
                     reason: format!(
-                        "the backup `{label}` was cancelled after {}: {why}; a cancelled \
-                         backup leaves none behind; nothing was deployed",
-                        human(after)
+                        "the backup `{label}` was cancelled after {}: {}; a cancelled backup \
+                         leaves none behind; nothing was deployed",
+                        human(after),
+                        self.cancelled_why(reply.is_some())
                     ),
                     reply,
                 }));
@@ -289,6 +310,55 @@ impl Runner {
         self.state.backup = Some(id);
         self.commit(Vec::new(), std::mem::take(kinds)).await?;
         Ok(None)
+    }
+
+    /// Why a backup provider's call was cancelled in preparation: by an operator's abort
+    /// (`aborted`), or else by the deadline.
+    fn cancelled_why(&self, aborted: bool) -> String {
+        if aborted {
+            "it was aborted by an operator".to_owned()
+        } else {
+            format!(
+                "it did not finish within maxDeploymentDuration ({})",
+                human(self.state.config.max_deployment_duration)
+            )
+        }
+    }
+
+    /// Looks for the backup of the service labelled `label` started before a restart: one
+    /// with the label that is not among `existing`, the ids that bore the label before it was
+    /// started (the newest, should there be several). The listing is bounded as the backup
+    /// is (see [`await_bounded`](Self::await_bounded)).
+    async fn find_backup(
+        &mut self,
+        provider: &dyn BackupProvider,
+        label: &str,
+        existing: Option<Vec<String>>,
+    ) -> Result<Lookup> {
+        let Some(existing) = existing else {
+            return Ok(Lookup::Unknown(
+                "the provider's backups could not be listed when it was started".to_owned(),
+            ));
+        };
+        let service = self.state.service.clone();
+        Ok(match self.await_bounded(provider.list(&service)).await? {
+            Bounded::Answered(Ok(list)) => list
+                .into_iter()
+                .filter(|b| b.label == label && !existing.contains(&b.id))
+                .max_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)))
+                .map_or(Lookup::Absent, |b| Lookup::Found(b.id)),
+            Bounded::Answered(Err(e)) => {
+                Lookup::Unknown(format!("listing the backups of {service} failed: {e}"))
+            }
+            Bounded::Cancelled { after, reply, .. } => Lookup::Cancelled {
+                why: format!(
+                    "listing the backups of {service} was cancelled after {}: {}",
+                    human(after),
+                    self.cancelled_why(reply.is_some())
+                ),
+                reply,
+            },
+        })
     }
 
     /// Records that the backup started before a restart cannot be confirmed, and why.
@@ -636,8 +706,9 @@ impl Runner {
     /// Fails when an instance dies, or when the track is not ready `readinessTimeout` after the
     /// wait began as journalled ([`readiness_since`](crate::DeploymentState::readiness_since)),
     /// so a restart does not extend the wait. Rolls back when `maxDeploymentDuration` runs out
-    /// first. `false` when a command, the deadline or a trigger moved the deployment to another
-    /// stage.
+    /// first; a platform that has not answered for the track's status by then fails the
+    /// deployment (see [`ready_status`](Self::ready_status)). `false` when a command, the
+    /// deadline or a trigger moved the deployment to another stage.
     ///
     /// While the new version already serves a share — during a promotion, and while a raised
     /// canary weight waits for its grown track (see `move_weight`) — the rollback triggers are
@@ -673,9 +744,10 @@ impl Runner {
         // come with the new version serving a share; the first wait, with none, is not watched.
         let watched = self.state.promoting || stage == Stage::Canary;
         loop {
-            let platform = &self.inner.platform;
-            let status = platform.status(&service, &track).await?;
-            if let Some(e) = died_while_starting(platform.name(), &status) {
+            let Some(status) = self.ready_status(&service, &track, stage).await? else {
+                return Ok(false);
+            };
+            if let Some(e) = died_while_starting(self.inner.platform.name(), &status) {
                 return Err(e);
             }
             let ready = status.all_ready();
@@ -735,6 +807,52 @@ impl Runner {
                     }
                 }
                 () = tokio::time::sleep(d) => {}
+            }
+        }
+    }
+
+    /// The platform's status of the new track during a readiness wait, bounded as the wait
+    /// is: a platform that has not answered at the deadline (`maxDeploymentDuration`) fails
+    /// the deployment with an error naming the track and the wait, and a command that comes
+    /// meanwhile is served at once (an abort rolls back). The call only reads, so it is
+    /// dropped for the command and asked again after it. `None` when a command moved the
+    /// deployment to another stage than `stage`.
+    async fn ready_status(
+        &mut self,
+        service: &str,
+        track: &Track,
+        stage: Stage,
+    ) -> Result<Option<TrackStatus>> {
+        let started = self.now();
+        loop {
+            let left = self.state.deadline.saturating_duration_since(self.now());
+            let platform = self.inner.platform.clone();
+            tokio::select! {
+                biased;
+                status = platform.status(service, track) => return status.map(Some),
+                cmd = self.commands.recv() => {
+                    if let Some((op, reply)) = cmd {
+                        self.serve_while_waiting_ready(op, reply).await?;
+                        if self.state.stage != stage {
+                            return Ok(None);
+                        }
+                    }
+                }
+                () = tokio::time::sleep(left) => {
+                    return Err(Error::Timeout {
+                        what: format!(
+                            "an answer of platform `{}` to the status of {} while waiting for \
+                             its readiness",
+                            platform.name(),
+                            TrackKey::new(service, track)
+                        ),
+                        after: self.now().saturating_duration_since(started),
+                        reason: format!(
+                            "maxDeploymentDuration ({}) ran out",
+                            human(self.state.config.max_deployment_duration)
+                        ),
+                    });
+                }
             }
         }
     }
@@ -906,28 +1024,7 @@ enum Lookup {
     Absent,
     /// Whether it exists cannot be told: why.
     Unknown(String),
-}
-
-/// Looks for the backup of `service` labelled `label` started before a restart: one with the
-/// label that is not among `existing`, the ids that bore the label before it was started
-/// (the newest, should there be several).
-async fn find_backup(
-    provider: &dyn BackupProvider,
-    service: &str,
-    label: &str,
-    existing: Option<Vec<String>>,
-) -> Lookup {
-    let Some(existing) = existing else {
-        return Lookup::Unknown(
-            "the provider's backups could not be listed when it was started".to_owned(),
-        );
-    };
-    match provider.list(service).await {
-        Ok(list) => list
-            .into_iter()
-            .filter(|b| b.label == label && !existing.contains(&b.id))
-            .max_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)))
-            .map_or(Lookup::Absent, |b| Lookup::Found(b.id)),
-        Err(e) => Lookup::Unknown(format!("listing the backups of {service} failed: {e}")),
-    }
+    /// The listing was cancelled before it answered: why, and the reply owed to the
+    /// operator's abort that cancelled it (`None` when the deadline did).
+    Cancelled { why: String, reply: Option<Reply> },
 }

@@ -1,0 +1,143 @@
+//! The readiness wait asks the platform for the new track's status, and a platform that never
+//! answers holds up neither the deployment's deadline nor an operator's abort, under paused
+//! time: the call is dropped and the deployment rolls back, the new track getting no traffic.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serin_orchestrator::{
+    InMemoryPlatform, Orchestrator, Outcome, Platform, Result, ServiceBackends, TrackSpec,
+    TrackStatus,
+};
+use serin_signals::Track;
+use support::{Dropped, SERVICE, World, abort_to_end, bounded, canary_within, took};
+
+/// The world's platform, but its status of the canary track never answers once `hang` is
+/// set (an API server that accepts the connection and says nothing). Set once the deployment
+/// has started: starting one asks whether the track already runs.
+struct Silent {
+    inner: Arc<InMemoryPlatform>,
+    hang: AtomicBool,
+    hung: AtomicUsize,
+    dropped: AtomicUsize,
+}
+
+impl Silent {
+    /// Waits (in virtual time) until a status call hangs.
+    async fn until_hung(&self) {
+        while self.hung.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Platform for Silent {
+    fn name(&self) -> &str {
+        "silent"
+    }
+    async fn bring_up(&self, spec: &TrackSpec) -> Result<TrackStatus> {
+        self.inner.bring_up(spec).await
+    }
+    async fn status(&self, service: &str, track: &Track) -> Result<TrackStatus> {
+        if *track == Track::Canary && self.hang.load(Ordering::SeqCst) {
+            self.hung.fetch_add(1, Ordering::SeqCst);
+            let _dropped = Dropped(&self.dropped);
+            std::future::pending::<()>().await;
+        }
+        self.inner.status(service, track).await
+    }
+    async fn scale(&self, service: &str, track: &Track, instances: u32) -> Result<TrackStatus> {
+        self.inner.scale(service, track, instances).await
+    }
+    async fn retire(&self, service: &str, track: &Track, drain: Duration) -> Result<()> {
+        self.inner.retire(service, track, drain).await
+    }
+    async fn list(&self) -> Result<Vec<TrackStatus>> {
+        self.inner.list().await
+    }
+}
+
+/// 1.0.0 serving, and an orchestrator on the world's backends whose platform's status of the
+/// canary track never answers.
+async fn silent_world() -> (Arc<Silent>, Arc<World>, Orchestrator) {
+    let world = Arc::new(World::new());
+    world.set_rate("1.0.0", 0.005);
+    world.set_rate("1.1.0", 0.005);
+    world.install("1.0.0").await;
+    let platform = Arc::new(Silent {
+        inner: world.platform.clone(),
+        hang: AtomicBool::new(false),
+        hung: AtomicUsize::new(0),
+        dropped: AtomicUsize::new(0),
+    });
+    let backends = ServiceBackends::new(
+        world.router.clone(),
+        world.source.clone(),
+        world.health.clone(),
+    );
+    let o = Orchestrator::builder(platform.clone(), world.journal.clone())
+        .service(SERVICE, backends)
+        .clock(world.clock)
+        .build();
+    (platform, world, o)
+}
+
+/// The reason of a rolled-back deployment; panics with the report otherwise.
+fn rolled_back(report: &serin_orchestrator::Report) -> &str {
+    match &report.outcome {
+        Some(Outcome::RolledBack { reason }) => reason,
+        other => panic!("expected a rollback, got {other:?}\n{report}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_status_that_never_answers_ends_the_readiness_wait_at_the_deadline() {
+    let (platform, world, o) = silent_world().await;
+    let max = Duration::from_secs(20 * 60);
+    let h = o.start(&canary_within(max), SERVICE).await.expect("start");
+    platform.hang.store(true, Ordering::SeqCst);
+    let report = bounded("the deployment", h.wait()).await.expect("report");
+    println!("{report}");
+    let reason = rolled_back(&report);
+    assert!(
+        reason.contains("web/canary")
+            && reason.contains("waiting for its readiness")
+            && reason.contains("silent")
+            && reason.contains("maxDeploymentDuration (20m)"),
+        "{reason}"
+    );
+    assert_eq!(took(&report), max, "given up at the deadline");
+    assert_eq!(
+        platform.dropped.load(Ordering::SeqCst),
+        1,
+        "the call was dropped"
+    );
+    assert!(!world.has_track(&Track::Canary).await);
+    world.assert_live(Track::Stable, "1.0.0").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_abort_while_the_status_never_answers_rolls_back_at_once() {
+    let (platform, world, o) = silent_world().await;
+    let h = o
+        .start(&canary_within(Duration::from_secs(2 * 3_600)), SERVICE)
+        .await
+        .expect("start");
+    platform.hang.store(true, Ordering::SeqCst);
+    platform.until_hung().await;
+    let (asked, report) = abort_to_end(&o, h).await;
+    assert_eq!(report.last_at, asked, "the abort is served at once");
+    assert!(rolled_back(&report).contains("aborted by an operator"));
+    assert_eq!(
+        platform.dropped.load(Ordering::SeqCst),
+        1,
+        "the call was dropped"
+    );
+    assert!(!world.has_track(&Track::Canary).await);
+    world.assert_live(Track::Stable, "1.0.0").await;
+}
