@@ -244,7 +244,9 @@ struct Running {
 ///   process reads end-of-file on stdin; a service that should not outlive the platform (the
 ///   demo service does) stops then. Its output goes through the platform too (see
 ///   [`LogRotation`]): once the platform is gone, writing it fails with a broken pipe.
-/// - Scaling down stops the newest instances at once. Behind the proxy, wrap the platform in a
+/// - Scaling down stops exited instances first, then unready ones, then ready ones, newest
+///   first within each (readiness checked then), as a Kubernetes ReplicaSet chooses; they are
+///   stopped at once. Behind the proxy, wrap the platform in a
 ///   [`ProxiedPlatform`](crate::ProxiedPlatform): it takes them out of the proxy and waits for
 ///   their in-flight requests before they are stopped.
 pub struct ProcessPlatform {
@@ -741,10 +743,19 @@ impl Platform for ProcessPlatform {
                 return Err(Error::not_found("track", &key));
             }
         } else if want < have {
+            let now = self.report(&key).await?;
+            let doomed: Vec<&str> = now
+                .scale_down_choice(instances)
+                .into_iter()
+                .map(|i| i.id.as_str())
+                .collect();
             let removed: Vec<Proc> = {
                 let mut tracks = self.running();
                 match tracks.get_mut(&key) {
-                    Some(r) => r.procs.split_off(want.min(r.procs.len())),
+                    Some(r) => r
+                        .procs
+                        .extract_if(.., |p| doomed.contains(&p.id.as_str()))
+                        .collect(),
                     None => return Err(Error::not_found("track", &key)),
                 }
             };

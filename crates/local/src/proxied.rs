@@ -37,9 +37,12 @@ use crate::proxy::ProxyRouter;
 /// polls of the track taking its traffic.
 ///
 /// Scaling a track down drains the same way: the instances the platform is about to remove
-/// (the newest ones, the last in its status, as the [`Platform`] contract says) leave the
-/// proxy first and are withheld from it while their in-flight requests finish (at most the
+/// (dead ones first, then unready ones, then the newest ready ones, as the [`Platform`]
+/// contract says, judged by its status) leave the proxy first and are withheld from it while
+/// their in-flight requests finish (at most the
 /// [drain timeout](ProxiedPlatform::with_drain_timeout)); only then does the platform stop them.
+/// One that dies or goes unready during that drain is then the platform's choice, and is
+/// drained as well before the platform is asked to scale; one it no longer chooses goes back.
 ///
 /// **One service.** The proxy names its backends by track alone (`green`), so it fronts one
 /// service: two services' `green` tracks would overwrite each other's instances. The wrapper
@@ -187,6 +190,56 @@ impl<P: Platform> ProxiedPlatform<P> {
         t.generation
     }
 
+    /// Takes `leaving`, the instances a scale-down of `track` to `instances` stops as the
+    /// platform's status showed them, out of the proxy and waits until nothing is in flight on
+    /// them (at most the drain timeout). One that died or went unready meanwhile is the
+    /// platform's choice by now: it is drained too, and one no longer chosen goes back to the
+    /// proxy. Answers what is still withheld, for [`left`](Self::left).
+    async fn drain_leaving(
+        &self,
+        service: &str,
+        track: &Track,
+        instances: u32,
+        mut leaving: Vec<SocketAddr>,
+    ) -> Vec<SocketAddr> {
+        let name = track.as_str();
+        let mut draining = leaving.clone();
+        // Each pass drains instances no earlier pass drained, so this ends.
+        while !draining.is_empty() {
+            self.leave(name, &draining);
+            if !self.router.wait_drained(&draining, self.drain).await {
+                tracing::warn!(
+                    track = %name,
+                    drain = ?self.drain,
+                    "requests still in flight on instances being removed; stopping them anyway"
+                );
+            }
+            let Ok(now) = self.platform.status(service, track).await else {
+                break;
+            };
+            let chosen = leaving_at(&now, instances);
+            draining = chosen
+                .iter()
+                .filter(|a| !leaving.contains(a))
+                .copied()
+                .collect();
+            leaving.extend(&draining);
+            if draining.is_empty() {
+                let back: Vec<SocketAddr> = leaving
+                    .iter()
+                    .filter(|a| !chosen.contains(a))
+                    .copied()
+                    .collect();
+                if !back.is_empty() {
+                    let g = self.left(name, &back);
+                    self.offer(&now, g);
+                    leaving.retain(|a| chosen.contains(a));
+                }
+            }
+        }
+        leaving
+    }
+
     /// One pass over every track of the service the proxy fronts: instances that became ready or
     /// died since the last read reach the proxy. A platform error leaves the proxy as it was
     /// (the next pass tries again). Before a call has named the service, it does nothing.
@@ -221,6 +274,15 @@ impl<P: Platform + 'static> ProxiedPlatform<P> {
             }
         })
     }
+}
+
+/// The addresses of the instances of `status` that scaling it down to `instances` stops.
+fn leaving_at(status: &TrackStatus, instances: u32) -> Vec<SocketAddr> {
+    status
+        .scale_down_choice(instances)
+        .into_iter()
+        .filter_map(|i| i.address)
+        .collect()
 }
 
 #[async_trait]
@@ -259,9 +321,10 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
     }
 
     /// Scaling up gives the proxy the new instances once they are ready (at this or a later
-    /// status read). Scaling down first takes the instances to be removed — the newest, the
-    /// last in the platform's status — out of the proxy, waits until nothing is in flight on
-    /// them (at most the drain timeout), and only then has the platform stop them.
+    /// status read). Scaling down first takes the instances to be removed — dead, then unready,
+    /// then the newest ready ones in the platform's status — out of the proxy, waits until
+    /// nothing is in flight on them (at most the drain timeout), and only then has the platform
+    /// stop them.
     async fn scale(
         &self,
         service: &str,
@@ -276,12 +339,7 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
         let leaving: Vec<SocketAddr> = if (1..=TrackSpec::MAX_INSTANCES).contains(&instances) {
             let before = self.platform.status(service, track).await?;
             self.bind(service)?;
-            before
-                .instances
-                .iter()
-                .skip(instances as usize)
-                .filter_map(|i| i.address)
-                .collect()
+            leaving_at(&before, instances)
         } else {
             Vec::new()
         };
@@ -291,14 +349,7 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
             self.offer(&status, g);
             return Ok(status);
         }
-        self.leave(name, &leaving);
-        if !self.router.wait_drained(&leaving, self.drain).await {
-            tracing::warn!(
-                track = %name,
-                drain = ?self.drain,
-                "requests still in flight on instances being removed; stopping them anyway"
-            );
-        }
+        let leaving = self.drain_leaving(service, track, instances, leaving).await;
         let scaled = self.platform.scale(service, track, instances).await;
         let g = self.left(name, &leaving);
         let status = scaled?;
@@ -461,6 +512,104 @@ mod tests {
         async fn list(&self) -> Result<Vec<TrackStatus>> {
             self.running.list().await
         }
+    }
+
+    /// A platform running what `running` holds that notes, at each scale, which instances the
+    /// proxy routes to then; its first instance dies at the `dies_at_read`th status read.
+    struct Watched {
+        running: Running,
+        router: ProxyRouter,
+        routed_at_scale: Mutex<Vec<SocketAddr>>,
+        reads: std::sync::atomic::AtomicUsize,
+        dies_at_read: usize,
+    }
+
+    impl Watched {
+        fn new(running: Running, router: &ProxyRouter, dies_at_read: usize) -> Self {
+            Watched {
+                running,
+                router: router.clone(),
+                routed_at_scale: Mutex::default(),
+                reads: Default::default(),
+                dies_at_read,
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Platform for Watched {
+        fn name(&self) -> &str {
+            "watched"
+        }
+        async fn bring_up(&self, spec: &TrackSpec) -> Result<TrackStatus> {
+            self.running.bring_up(spec).await
+        }
+        async fn status(&self, service: &str, track: &Track) -> Result<TrackStatus> {
+            let read = 1 + self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if read == self.dies_at_read {
+                let first = &mut self.running.0.lock().unwrap()[0].instances[0];
+                (first.readiness, first.liveness) = (ProbeStatus::Fail, ProbeStatus::Fail);
+            }
+            self.running.status(service, track).await
+        }
+        async fn scale(&self, service: &str, track: &Track, n: u32) -> Result<TrackStatus> {
+            *self.routed_at_scale.lock().unwrap() = self.router.endpoints(track.as_str());
+            self.running.scale(service, track, n).await
+        }
+        async fn retire(&self, service: &str, track: &Track, drain: Duration) -> Result<()> {
+            self.running.retire(service, track, drain).await
+        }
+        async fn list(&self) -> Result<Vec<TrackStatus>> {
+            self.running.list().await
+        }
+    }
+
+    /// A scale-down drains the instance the platform stops (an unready one before the newest
+    /// ready one), so the ready instances keep their traffic while it runs.
+    #[tokio::test(start_paused = true)]
+    async fn a_scale_down_drains_the_instance_the_platform_stops_not_the_newest() {
+        let addr = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let (a, b, c) = (addr(10_011), addr(10_012), addr(10_013));
+        let running = Running::default().with("web", Track::Green, a);
+        running.0.lock().unwrap()[0].instances.extend([
+            InstanceStatus::new("green-1", ProbeStatus::Fail, ProbeStatus::Pass).with_address(b),
+            InstanceStatus::new("green-2", ProbeStatus::Pass, ProbeStatus::Pass).with_address(c),
+        ]);
+        let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
+        let proxied = ProxiedPlatform::new(Watched::new(running, &router, 0), router.clone());
+        proxied.status("web", &Track::Green).await.unwrap();
+        assert_eq!(router.endpoints("green"), [a, c]);
+        proxied.scale("web", &Track::Green, 2).await.unwrap();
+        assert_eq!(
+            *proxied.inner().routed_at_scale.lock().unwrap(),
+            [a, c],
+            "a ready instance left the proxy while an unready one was stopped"
+        );
+        router.shutdown();
+    }
+
+    /// An instance that dies while a scale-down drains the newest one is the platform's choice
+    /// by the time it scales: it is out of the proxy then, and the newest one is back in.
+    #[tokio::test(start_paused = true)]
+    async fn an_instance_dying_during_a_scale_down_s_drain_is_drained_too() {
+        let addr = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let (a, b) = (addr(10_021), addr(10_022));
+        let running = Running::default().with("web", Track::Green, a);
+        running.0.lock().unwrap()[0].instances.push(
+            InstanceStatus::new("green-1", ProbeStatus::Pass, ProbeStatus::Pass).with_address(b),
+        );
+        let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
+        // Read 1 gives the proxy both; read 2 picks green-1; green-0 dies before read 3.
+        let proxied = ProxiedPlatform::new(Watched::new(running, &router, 3), router.clone());
+        proxied.status("web", &Track::Green).await.unwrap();
+        assert_eq!(router.endpoints("green"), [a, b]);
+        proxied.scale("web", &Track::Green, 1).await.unwrap();
+        assert_eq!(
+            *proxied.inner().routed_at_scale.lock().unwrap(),
+            [b],
+            "the dead instance the platform stops must be out of the proxy, the one it keeps in"
+        );
+        router.shutdown();
     }
 
     /// A bring-up that comes while a retire of the same track still runs waits for it: it is

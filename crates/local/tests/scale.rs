@@ -168,3 +168,59 @@ async fn concurrent_scale_ups_to_one_count_end_at_it_with_ids_of_their_own() {
         .await
         .unwrap();
 }
+
+/// Scaling down stops a dead instance before any live one, as a Kubernetes ReplicaSet picks
+/// the pods to delete: a crashed instance is never kept in place of a healthy one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_down_stops_a_dead_instance_before_the_newest_live_one() {
+    let dir = std::env::temp_dir().join(format!("serin-local-scale-dead-{}", std::process::id()));
+    let platform = ProcessPlatform::new(
+        ProcessConfig::new(dir)
+            .with_grace(Duration::from_secs(2))
+            .with_probe_timeout(Duration::from_millis(300)),
+    )
+    .unwrap();
+    platform
+        .bring_up(&demo_spec("web", "1.0.0", Track::Stable, 3))
+        .await
+        .unwrap();
+    let status = wait_ready(
+        &platform,
+        "web",
+        &Track::Stable,
+        POLL,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let oldest = status.instances[0].address.unwrap();
+    // The crash ends the connection without an answer: the helper panics in its own task.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::spawn(get(oldest, "/crash", &[])),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while platform
+        .status("web", &Track::Stable)
+        .await
+        .unwrap()
+        .dead_instance()
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "stable-0 reported dead within 5s"
+        );
+        sleep(POLL).await;
+    }
+
+    let status = platform.scale("web", &Track::Stable, 2).await.unwrap();
+    let ids: Vec<&str> = status.instances.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, ["stable-1", "stable-2"], "{status:?}");
+    assert!(status.all_ready(), "{status:?}");
+    platform
+        .retire("web", &Track::Stable, Duration::ZERO)
+        .await
+        .unwrap();
+}

@@ -13,7 +13,9 @@ use crate::platform::spec::{TrackKey, TrackSpec, validate_instances};
 use crate::platform::status::{InstanceStatus, TrackStatus};
 
 /// A platform that only keeps books: instances exist as records that become ready after a set
-/// number of status checks, and can be made to die or never become ready.
+/// number of status checks, and can be made to die or never become ready. Scaling down stops
+/// dead instances first, then unready ones, then ready ones, newest first within each, as the
+/// [`Platform`] contract asks.
 ///
 /// Always compiled and needing no runtime of its own, it is the platform of tests, examples and
 /// dry runs. It sleeps nowhere: [`retire`](Platform::retire) records the drain it was given
@@ -147,6 +149,20 @@ impl InMemoryPlatform {
     }
 }
 
+/// Stops instances until `want` are left, in the order the [`Platform`] contract asks for
+/// (see [`TrackStatus::scale_down_choice`]).
+fn scale_down(key: &TrackKey, running: &mut Running, want: u32) {
+    let status = report(key, running);
+    let doomed: Vec<&str> = status
+        .scale_down_choice(want)
+        .into_iter()
+        .map(|i| i.id.as_str())
+        .collect();
+    running
+        .instances
+        .retain(|i| !doomed.contains(&i.id.as_str()));
+}
+
 fn report(key: &TrackKey, running: &Running) -> TrackStatus {
     TrackStatus {
         service: key.service.clone(),
@@ -233,7 +249,7 @@ impl Platform for InMemoryPlatform {
             return Err(Error::not_found("track", &key));
         };
         let want = instances as usize;
-        running.instances.truncate(want);
+        scale_down(&key, running, instances);
         while running.instances.len() < want {
             let index = running.next_index;
             running.next_index = running.next_index.saturating_add(1);
@@ -371,11 +387,39 @@ mod tests {
             ("green-0", Some("exited with status 3"))
         );
         assert!(p.kill("web", &Track::Green, "green-9", "x").is_err());
+        // The dead instance goes first.
         p.scale("web", &Track::Green, 1).await.unwrap();
         let s = p.scale("web", &Track::Green, 3).await.unwrap();
         let ids: Vec<&str> = s.instances.iter().map(|i| i.id.as_str()).collect();
-        assert_eq!(ids, ["green-0", "green-2", "green-3"]);
-        assert_eq!(s.dead_instance().map(|i| i.id.as_str()), Some("green-0"));
+        assert_eq!(ids, ["green-1", "green-2", "green-3"]);
+        assert!(s.dead_instance().is_none(), "{s:?}");
+    }
+
+    /// A scale-down stops dead instances first, then unready ones, then ready ones, newest first
+    /// within each: a crashed instance is never kept in place of a healthy one.
+    #[tokio::test]
+    async fn scaling_down_stops_dead_then_unready_then_newest_ready_instances() {
+        let ids = |s: &TrackStatus| -> Vec<String> {
+            s.instances.iter().map(|i| i.id.clone()).collect::<Vec<_>>()
+        };
+        let p = InMemoryPlatform::new().with_ready_after(1);
+        p.bring_up(&spec(Track::Green, 3)).await.unwrap();
+        p.status("web", &Track::Green).await.unwrap();
+        // green-3 and green-4 start unready; green-0 dies.
+        p.scale("web", &Track::Green, 5).await.unwrap();
+        p.kill("web", &Track::Green, "green-0", "exited with status 1")
+            .unwrap();
+        let s = p.scale("web", &Track::Green, 4).await.unwrap();
+        assert_eq!(ids(&s), ["green-1", "green-2", "green-3", "green-4"]);
+        let s = p.scale("web", &Track::Green, 3).await.unwrap();
+        assert_eq!(ids(&s), ["green-1", "green-2", "green-3"]);
+        let s = p.scale("web", &Track::Green, 2).await.unwrap();
+        assert_eq!(ids(&s), ["green-1", "green-2"]);
+        p.kill("web", &Track::Green, "green-1", "exited with status 1")
+            .unwrap();
+        let s = p.scale("web", &Track::Green, 1).await.unwrap();
+        assert_eq!(ids(&s), ["green-2"]);
+        assert!(s.all_ready(), "{s:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -30,10 +30,10 @@ pub use status::{InstanceStatus, TrackStatus};
 ///   input or a start failure is an error and leaves nothing running.
 /// - [`status`](Platform::status) reports each instance with readiness and liveness as last
 ///   checked; an instance that died is reported dead, never restarted silently.
-/// - [`scale`](Platform::scale) adds instances with new ids or removes the newest ones. A
-///   platform may remove dead and unready instances before ready ones, as a Kubernetes
-///   ReplicaSet does (the simulator does); the process and in-memory platforms remove the
-///   newest whatever their state.
+/// - [`scale`](Platform::scale) adds instances with new ids, or removes dead instances first,
+///   then unready ones, then ready ones, newest first within each, as a Kubernetes ReplicaSet
+///   picks the pods to delete: a crashed instance is never kept in place of a healthy one.
+///   Every built-in platform (in-memory, process, simulated) does so.
 /// - [`retire`](Platform::retire) waits `drain` (the router has already stopped sending new
 ///   requests; in-flight ones finish), then stops every instance; the track is then gone.
 /// - Calls about a track that does not run are [`Error::NotFound`].
@@ -47,7 +47,7 @@ pub use status::{InstanceStatus, TrackStatus};
 ///
 /// The suite measures the drain on `tokio::time`'s clock, orders the listing, holds the lock
 /// against a second holder and, with a fixture that can kill an instance, checks that the dead
-/// instance is reported dead and stays so.
+/// instance is reported dead, stays so and is the one a scale-down stops.
 ///
 /// The trait is object-safe; `Arc<T>` and `Box<T>` forward to `T`.
 #[async_trait]

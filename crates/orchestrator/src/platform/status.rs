@@ -1,5 +1,6 @@
 //! What a [`Platform`](crate::Platform) reports about the tracks it runs.
 
+use std::cmp::Reverse;
 use std::net::SocketAddr;
 
 use serin_signals::{ProbeStatus, Track};
@@ -128,5 +129,29 @@ impl TrackStatus {
         self.instances
             .iter()
             .find(|i| i.liveness == ProbeStatus::Fail)
+    }
+
+    /// The instances a scale-down to `instances` stops, in the order the
+    /// [`Platform`](crate::Platform) contract asks for, as a Kubernetes ReplicaSet picks the
+    /// pods to delete: dead ones (liveness failed) first, then unready ones, then ready ones,
+    /// the newest (listed last: platforms list instances in the order they started them) first
+    /// within each. Keeping a dead instance in place of a ready one would leave fewer serving
+    /// than asked for. A platform stops these; a wrapper that drains instances before a
+    /// scale-down takes these out of its router.
+    pub fn scale_down_choice(&self, instances: u32) -> Vec<&InstanceStatus> {
+        let rank = |i: &InstanceStatus| match (i.liveness, i.readiness) {
+            (ProbeStatus::Fail, _) => 0,
+            (_, ProbeStatus::Pass) => 2,
+            _ => 1,
+        };
+        let mut order: Vec<(u8, Reverse<usize>, &InstanceStatus)> = self
+            .instances
+            .iter()
+            .enumerate()
+            .map(|(at, i)| (rank(i), Reverse(at), i))
+            .collect();
+        order.sort_by_key(|&(rank, at, _)| (rank, at));
+        let excess = order.len().saturating_sub(instances as usize);
+        order.into_iter().take(excess).map(|(_, _, i)| i).collect()
     }
 }

@@ -512,7 +512,8 @@ pub async fn check_list_ordered(platform: &dyn Platform, template: &TrackSpec) {
 
 /// An instance that dies is reported dead (liveness `Fail`) under its own id, and stays so: the
 /// platform never restarts it or replaces it silently (the orchestrator decides what to do
-/// about it). Needs a fixture that can kill an instance; skipped otherwise.
+/// about it). A scale-down then stops it rather than a live instance, though it is the oldest.
+/// Needs a fixture that can kill an instance; skipped otherwise.
 pub async fn check_dead_reported(platform: &dyn Platform, fixture: &dyn PlatformFixture) {
     let name = platform.name();
     let timeout = fixture.ready_timeout();
@@ -566,6 +567,18 @@ pub async fn check_dead_reported(platform: &dyn Platform, fixture: &dyn Platform
             );
         }
         tokio::time::sleep(POLL).await;
+    }
+    match platform.scale(spec.service(), spec.track(), 1).await {
+        Ok(s) => {
+            let kept: Vec<&str> = s.instances.iter().map(|i| i.id.as_str()).collect();
+            assert!(
+                kept.len() == 1 && !kept.contains(&victim.as_str()),
+                "{name}: scaling {} down to 1 must stop the dead {victim} before a live \
+                 instance; kept {kept:?}",
+                spec.key()
+            );
+        }
+        Err(e) => panic!("{name}: scale down of {} failed: {e}", spec.key()),
     }
     retire(platform, &spec).await;
 }
