@@ -189,12 +189,19 @@ impl HttpHealth {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Adds `probe`, replacing one for the same track, probe and instance. A track built
-    /// around its name check ([`Track::validate`]) is refused, naming `httpProbe.track`, and
-    /// nothing changes: its results could never be recorded nor asked for.
+    /// Adds `probe`, replacing one for the same track, probe and instance. The result of a
+    /// probe replaced by one at another address or path is dropped (it says nothing of what the
+    /// new one reaches), so the probe has none until the next [`check`](Self::check); watched
+    /// again unchanged, it keeps its result. A track built around its name check
+    /// ([`Track::validate`]) is refused, naming `httpProbe.track`, and nothing changes: its
+    /// results could never be recorded nor asked for.
     pub fn watch(&self, probe: HttpProbe) -> Result<()> {
         check_track(&probe.track)?;
+        // Under the probes' lock, as in `forget`: a check in flight records nothing dropped.
         let mut probes = self.lock();
+        if !probes.contains(&probe) {
+            self.results.retain(&probe.track, |s| !reports(&probe, s));
+        }
         probes.retain(|p| {
             !(p.track == probe.track && p.probe == probe.probe && p.instance == probe.instance)
         });
@@ -205,11 +212,11 @@ impl HttpHealth {
     /// Watches readiness (`readiness_path`) and liveness (`liveness_path`) of every instance of
     /// a platform's track that has an address, replacing what was watched on that track.
     ///
-    /// Results of an instance watched exactly as before (same id, address and paths) stay, so
-    /// watching a track again at every status read does not leave it unknown until the next
-    /// [`check`](Self::check); those of instances gone, or probed elsewhere now (a new process
-    /// under a reused id listens on another port), are dropped, so they never count in the
-    /// track's worst result.
+    /// Results of a probe watched exactly as before (same instance id, address and path) stay,
+    /// so watching a track again at every status read does not leave it unknown until the next
+    /// [`check`](Self::check); those of instances gone, or of probes sent elsewhere now (a new
+    /// process under a reused id listens on another port, the path changed), are dropped, so
+    /// they never count in the track's worst result.
     ///
     /// A track built around its name check is refused as in [`watch`](Self::watch), and
     /// nothing changes: a platform's status is taken as it is, and such a track's results
@@ -242,22 +249,15 @@ impl HttpHealth {
         let track = &status.track;
         // Under the probes' lock, as in `forget`: a check in flight records nothing dropped.
         let mut probes = self.lock();
-        let of = |list: &[HttpProbe], instance: &Option<String>| -> Vec<HttpProbe> {
-            list.iter()
-                .filter(|p| &p.track == track && &p.instance == instance)
-                .cloned()
-                .collect()
-        };
-        let unchanged: Vec<Option<String>> = wanted
+        let unchanged: Vec<HttpProbe> = wanted
             .iter()
-            .map(|p| p.instance.clone())
-            .filter(|i| of(&probes, i) == of(&wanted, i))
+            .filter(|p| probes.contains(p))
+            .cloned()
             .collect();
         probes.retain(|p| &p.track != track);
         probes.extend(wanted);
-        self.results.retain(track, |s| {
-            s.instance.is_some() && unchanged.contains(&s.instance)
-        });
+        self.results
+            .retain(track, |s| unchanged.iter().any(|p| reports(p, s)));
         Ok(())
     }
 
@@ -308,6 +308,11 @@ impl HttpHealth {
             }
         }
     }
+}
+
+/// Whether `signal` is a result of `probe` (of its track: the caller's to match).
+fn reports(probe: &HttpProbe, signal: &HealthSignal) -> bool {
+    probe.probe == signal.probe && probe.instance == signal.instance
 }
 
 /// Refuses a track built around its name check ([`Track::validate`]), naming
@@ -465,6 +470,75 @@ mod tests {
             .map(|s| s.instance.unwrap())
             .collect();
         assert_eq!(instances, ["green-2", "green-2"]);
+    }
+
+    /// A probe watched again at another address or path has no result until it is checked
+    /// there: the one it had describes what the old probe reached. Watched again unchanged, it
+    /// keeps its result.
+    #[tokio::test]
+    async fn a_probe_watched_elsewhere_has_no_result_until_checked_there() {
+        let refused = || {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let (a, b) = (refused(), refused());
+        let probe = |addr, path: &str| HttpProbe {
+            track: Track::Blue,
+            probe: Probe::Readiness,
+            instance: Some("blue-0".into()),
+            addr,
+            path: path.into(),
+        };
+        let health = HttpHealth::new(Duration::from_secs(1)).unwrap();
+        let result = async || {
+            health
+                .probe(&Track::Blue, &Probe::Readiness)
+                .await
+                .unwrap()
+                .map(|s| s.status)
+        };
+        health.watch(probe(a, "/ready")).unwrap();
+        health.check(Timestamp::from_millis(1_000)).await;
+        assert_eq!(result().await, Some(ProbeStatus::Fail));
+        health.watch(probe(a, "/ready")).unwrap();
+        assert_eq!(result().await, Some(ProbeStatus::Fail), "unchanged: kept");
+        health.watch(probe(b, "/ready")).unwrap();
+        assert_eq!(result().await, None, "another address");
+        health.check(Timestamp::from_millis(2_000)).await;
+        assert_eq!(result().await, Some(ProbeStatus::Fail));
+        health.watch(probe(b, "/health")).unwrap();
+        assert_eq!(result().await, None, "another path");
+    }
+
+    /// Watching a track again at another readiness path drops the readiness results only: the
+    /// liveness probes are watched as before and keep theirs.
+    #[tokio::test]
+    async fn watching_a_track_at_another_path_keeps_the_results_of_unchanged_probes() {
+        use serin_orchestrator::InstanceStatus;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let status = TrackStatus::new(
+            "web",
+            "1.0.0".parse().unwrap(),
+            Track::Green,
+            vec![
+                InstanceStatus::new("green-0", ProbeStatus::Pass, ProbeStatus::Pass)
+                    .with_address(addr),
+            ],
+        );
+        let health = HttpHealth::new(Duration::from_secs(1)).unwrap();
+        health.watch_track(&status, "/ready", "/live").unwrap();
+        health.check(Timestamp::from_millis(1_000)).await;
+        health.watch_track(&status, "/ready2", "/live").unwrap();
+        let probes: Vec<Probe> = health
+            .signals(&Track::Green)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.probe)
+            .collect();
+        assert_eq!(probes, [Probe::Liveness]);
     }
 
     /// A platform's track built around its name check is refused naming it, and what was

@@ -3,8 +3,9 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -13,9 +14,9 @@ use serin_local::{
 };
 use serin_orchestrator::Platform;
 use serin_signals::testkit::{self, HealthFixture, MetricsFixture};
-use serin_signals::{Counts, HealthSignal, ProbeStatus, Timestamp, Track, Window};
+use serin_signals::{Counts, HealthSignal, ProbeStatus, Timestamp, Track, Window, probe_key};
 use serin_traffic::{MatchRoute, TrafficRouter, TrafficSplit, ValueMatch};
-use support::{Demo, get, start_demo};
+use support::{Demo, get, read_head, start_demo};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_router_passes_the_traffic_suite() {
@@ -264,22 +265,62 @@ async fn proxy_latency_lies_between_the_delay_asked_and_the_client_round_trip() 
     fixture.router.shutdown();
 }
 
-/// Arranges probe results by pointing an HTTP probe at a demo path answering the wanted status.
+/// Arranges probe results by setting the status a small server answers on each probe's own
+/// path. A probe keeps its address and path from one result to the next, as a probe of one
+/// instance does: moved elsewhere, it would start over with no result, and an older result
+/// arranged late would meet nothing newer to lose to.
 struct HealthFix {
     health: Arc<HttpHealth>,
     addr: SocketAddr,
+    answers: Arc<Mutex<BTreeMap<String, u16>>>,
+}
+
+impl HealthFix {
+    async fn new() -> Self {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let answers: Arc<Mutex<BTreeMap<String, u16>>> = Arc::default();
+        let served = Arc::clone(&answers);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let served = Arc::clone(&served);
+                tokio::spawn(async move {
+                    let head = read_head(&mut stream).await;
+                    let path = head.split_whitespace().nth(1).unwrap_or_default();
+                    let code = served.lock().unwrap().get(path).copied().unwrap_or(404);
+                    let answer = format!("HTTP/1.1 {code} Set\r\ncontent-length: 0\r\n\r\n");
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        HealthFix {
+            health: Arc::new(HttpHealth::new(Duration::from_secs(2)).expect("timeout")),
+            addr,
+            answers,
+        }
+    }
+
+    /// Has `path` answer `code` from now on.
+    fn answering(&self, path: String, code: u16) -> String {
+        self.answers.lock().unwrap().insert(path.clone(), code);
+        path
+    }
 }
 
 #[async_trait]
 impl HealthFixture for HealthFix {
     async fn arrange(&self, signal: HealthSignal) -> serin_signals::Result<()> {
+        let (kind, name) = probe_key(&signal.probe);
+        let instance = signal.instance.as_deref().unwrap_or("all");
+        let path = format!("/{}/{kind}{name}/{instance}", signal.track);
         let path = match signal.status {
-            ProbeStatus::Pass => "/status/200",
+            ProbeStatus::Pass => self.answering(path, 200),
             // A client error fails the probe, as the kubelet counts it.
-            ProbeStatus::Fail => "/status/404",
+            ProbeStatus::Fail => self.answering(path, 404),
             // A path no request can carry: the probe cannot be sent, which says nothing about
             // the instance (any status it answers is a pass or a failure, as for the kubelet).
-            ProbeStatus::Unknown => "status/unknown",
+            ProbeStatus::Unknown => path.trim_start_matches('/').to_owned(),
         };
         self.health
             .watch(HttpProbe {
@@ -287,7 +328,7 @@ impl HealthFixture for HealthFix {
                 probe: signal.probe,
                 instance: signal.instance,
                 addr: self.addr,
-                path: path.into(),
+                path,
             })
             .map_err(|e| serin_signals::Error::invalid("signal", &e, "cannot be watched"))?;
         self.health.check(signal.at).await;
@@ -297,11 +338,7 @@ impl HealthFixture for HealthFix {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_health_passes_the_health_suite() {
-    let demo = start_demo("1.0.0", &[]).await;
-    let fixture = HealthFix {
-        health: Arc::new(HttpHealth::new(Duration::from_secs(2)).expect("timeout")),
-        addr: demo.addr,
-    };
+    let fixture = HealthFix::new().await;
     testkit::check_health_source_all(fixture.health.as_ref(), &fixture).await;
 }
 
