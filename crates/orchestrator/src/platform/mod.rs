@@ -33,7 +33,8 @@ pub use status::{InstanceStatus, TrackStatus};
 /// - [`scale`](Platform::scale) adds instances with new ids, or removes dead instances first,
 ///   then unready ones, then ready ones, newest first within each, as a Kubernetes ReplicaSet
 ///   picks the pods to delete: a crashed instance is never kept in place of a healthy one.
-///   Every built-in platform (in-memory, process, simulated) does so.
+///   [`TrackStatus::scale_down_choice`] gives that choice from a status. Every built-in
+///   platform (in-memory, process, simulated) does so, and the conformance suite checks it.
 /// - [`retire`](Platform::retire) waits `drain` (the router has already stopped sending new
 ///   requests; in-flight ones finish), then stops every instance; the track is then gone.
 /// - Calls about a track that does not run are [`Error::NotFound`].
