@@ -68,8 +68,9 @@
 //!   wins); over both, the flags.
 //! - **Validation:** with `--catalog` (a `serin-compat` catalog), each upgrade is validated
 //!   against the catalog and the version that runs; a blocked upgrade changes nothing.
-//! - **`rollback`** deploys the version that ran before the current one (or `--to-version`)
-//!   back by an immediate blue-green switch with the config's health gate and monitoring, as
+//! - **`rollback`** deploys the version that ran before the current one (or `--to-version`,
+//!   one deployed from the state directory before; any other is refused, naming those that
+//!   were) back by an immediate blue-green switch with the config's health gate and monitoring, as
 //!   the orchestrator's `rollback_to` does; the version gone back to leaves the list of
 //!   previous versions.
 //! - **`plan`** and **`deploy --dry-run`** compute the plan on an in-memory copy of what runs:
@@ -137,7 +138,9 @@
 //! held, closes), and the next command brings the recorded version back up. Either way, that
 //! next command (one that starts the backend) then closes the deployment left unfinished as
 //! failed, "abandoned" (`Orchestrator::abandon`): it cannot resume, its tracks having ended
-//! with the command that ran it, and its report and notification channels say so.
+//! with the command that ran it, and its report and notification channels say so. It does so
+//! only while it holds the state directory, so never to a deployment another command runs: a
+//! `monitor`, `metrics` or `health-check` that finds the directory taken meanwhile is refused.
 
 mod cli;
 
@@ -150,11 +153,13 @@ use cli::context::Ctx;
 use cli::deploy::{self, Flavour};
 use cli::exit::{CliError, Exit};
 use cli::settings::EnvLookup;
+use cli::state::StateDir;
 use cli::ui::Ui;
 use cli::{history, observe};
 
 async fn run(cli: Cli, io: Option<tokio::runtime::Handle>) -> Result<Exit, CliError> {
     let env = EnvLookup::load(cli.global.env_file.as_deref())?;
+    StateDir::check(&cli.global.state_dir)?;
     let ui = Ui::new(cli.global.output);
     let ctx = Ctx {
         global: cli.global,
@@ -164,11 +169,11 @@ async fn run(cli: Cli, io: Option<tokio::runtime::Handle>) -> Result<Exit, CliEr
     };
     match &cli.command {
         Command::Deploy(args) => {
-            let args = cli::args::CanaryArgs {
-                deploy: args.clone(),
+            let canary = cli::args::CanaryArgs {
+                deploy: args.deploy.clone(),
                 ..Default::default()
             };
-            deploy::deploy(&ctx, &args, Flavour::Any).await
+            deploy::deploy(&ctx, &canary, Flavour::Any(args.strategy)).await
         }
         Command::DeployBlueGreen(args) => {
             let args = cli::args::CanaryArgs {

@@ -144,7 +144,7 @@ pub enum StrategyArg {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Deploys a version by the configured strategy (`DEPLOYMENT_STRATEGY`, or `--strategy`).
-    Deploy(DeployArgs),
+    Deploy(StrategyDeployArgs),
     /// Deploys a version by blue-green.
     DeployBlueGreen(DeployArgs),
     /// Deploys a version by canary.
@@ -166,7 +166,7 @@ pub enum Command {
     /// holder) while a deploy or rollback holds the state directory.
     HealthCheck,
     /// The dry run: what would be deployed where, step by step; nothing changes.
-    Plan(DeployArgs),
+    Plan(StrategyDeployArgs),
     /// The backups taken before deployments (`--backup-dir` or `--backup-postgres`), oldest
     /// first.
     Backups,
@@ -175,15 +175,24 @@ pub enum Command {
     Compact(CompactArgs),
 }
 
-/// Flags of `deploy`, `deploy-blue-green` and `plan`.
+/// Flags of `deploy` and `plan`, which choose the strategy.
+#[derive(Debug, Args, Clone, Default)]
+pub struct StrategyDeployArgs {
+    /// What every deployment takes.
+    #[command(flatten)]
+    pub deploy: DeployArgs,
+    /// The strategy (`DEPLOYMENT_STRATEGY`; or `strategy` in the config file).
+    #[arg(long, value_enum)]
+    pub strategy: Option<StrategyArg>,
+}
+
+/// Flags of every deployment (alone, those of `deploy-blue-green`, which names its strategy,
+/// as `deploy-canary` does).
 #[derive(Debug, Args, Clone, Default)]
 pub struct DeployArgs {
     /// The version to deploy (`VERSION`; or `version` in the config file).
     #[arg(long, value_name = "SEMVER")]
     pub version: Option<semver::Version>,
-    /// The strategy (`DEPLOYMENT_STRATEGY`; or `strategy` in the config file).
-    #[arg(long, value_enum)]
-    pub strategy: Option<StrategyArg>,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -217,7 +226,8 @@ pub struct CanaryArgs {
 /// Flags of `rollback`.
 #[derive(Debug, Args, Clone, Default)]
 pub struct RollbackArgs {
-    /// The version to go back to (default: the one that ran before the current one).
+    /// The version to go back to, one deployed from the state directory before (default: the
+    /// one that ran before the current one).
     #[arg(long, value_name = "SEMVER")]
     pub to_version: Option<semver::Version>,
 }

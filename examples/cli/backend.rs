@@ -567,18 +567,16 @@ impl Stack {
 /// Reads a compatibility catalog (and the migration files it names, relative to it) and builds
 /// its validator.
 pub fn load_catalog(path: &Path) -> Result<serin_compat::Validator, CliError> {
-    let format = serin_compat::Format::from_path(path).ok_or_else(|| {
-        CliError::usage(format!(
-            "catalog file {}: cannot tell its format; name it .yaml, .yml, .toml or .json",
-            path.display()
-        ))
-    })?;
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        CliError::usage(format!("cannot read catalog file {}: {e}", path.display()))
-    })?;
+    let invalid = |why: &dyn std::fmt::Display| {
+        CliError::usage(format!("invalid --catalog `{}`: {why}", path.display()))
+    };
+    let format = serin_compat::Format::from_path(path)
+        .ok_or_else(|| invalid(&"cannot tell its format; name it .yaml, .yml, .toml or .json"))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| invalid(&format!("cannot read it: {e}")))?;
     Catalog::parse_in(&text, format, path.parent().unwrap_or(Path::new("")))
         .and_then(|c| c.validator())
-        .map_err(|e| CliError::usage(format!("catalog file {}: {e}", path.display())))
+        .map_err(|e| invalid(&e))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::cli::backend::{Options, Stack};
 use crate::cli::exit::CliError;
 use crate::cli::hooks::{self, Hooks};
 use crate::cli::settings::{EnvLookup, load_config};
-use crate::cli::state::{RunState, StateDir};
+use crate::cli::state::{RunState, StateDir, StateLock};
 use crate::cli::ui::Ui;
 
 /// The journal size past which a finished deployment compacts it.
@@ -95,21 +95,35 @@ impl Ctx {
             .map_err(|e| CliError::backend(format!("journal: {e}")))
     }
 
-    /// Assembles the backend and brings back what ran, for a command that only looks at it.
+    /// Assembles the backend and brings back what ran, for `verb`, a command that only looks
+    /// at it. It checked that no deploy or rollback held the state directory, but one may have
+    /// taken it while the backend started: so it closes deployments left unfinished only while
+    /// it holds the directory itself, and is refused (naming the holder) if it cannot.
     pub async fn stack(
         &self,
         states: &StateDir,
         state: &RunState,
         config: &DeploymentConfig,
+        verb: &str,
     ) -> Result<Stack, CliError> {
-        self.assemble(states, state, config, Hooks::default()).await
+        let stack = self
+            .assemble(states, state, config, Hooks::default())
+            .await?;
+        let closed = async {
+            let _held = states.lock(verb)?;
+            stack.abandon_unfinished(state.current.as_ref()).await
+        }
+        .await;
+        or_shutdown(stack, closed).await
     }
 
-    /// Assembles the backend and brings back what ran, for a deployment: with the notifier of
-    /// the config's channels and the backup provider of the flags.
+    /// Assembles the backend and brings back what ran, for a deployment, which `_held` shows
+    /// holds the state directory: with the notifier of the config's channels and the backup
+    /// provider of the flags.
     pub async fn deployment_stack(
         &self,
         states: &StateDir,
+        _held: &StateLock,
         state: &RunState,
         config: &DeploymentConfig,
     ) -> Result<Stack, CliError> {
@@ -118,7 +132,9 @@ impl Ctx {
             backup: hooks::backup(&self.global, &self.env, states, hooks::Use::Deploy)?
                 .map(|b| hooks::in_real_time(b, self.io.clone())),
         };
-        self.assemble(states, state, config, hooks).await
+        let stack = self.assemble(states, state, config, hooks).await?;
+        let closed = stack.abandon_unfinished(state.current.as_ref()).await;
+        or_shutdown(stack, closed).await
     }
 
     async fn assemble(
@@ -131,17 +147,11 @@ impl Ctx {
         self.check_load_rps()?;
         let stack =
             Stack::build(&self.options(states, state), Self::journal(states)?, hooks).await?;
-        if let Some(current) = &state.current
-            && let Err(e) = stack.restore(current, config).await
-        {
-            stack.shutdown().await;
-            return Err(e);
-        }
-        if let Err(e) = stack.abandon_unfinished(state.current.as_ref()).await {
-            stack.shutdown().await;
-            return Err(e);
-        }
-        Ok(stack)
+        let restored = match &state.current {
+            Some(current) => stack.restore(current, config).await,
+            None => Ok(()),
+        };
+        or_shutdown(stack, restored).await
     }
 
     /// Refuses a `--load-rps` the backend cannot run (a usage error, exit 2). Commands that
@@ -167,6 +177,17 @@ impl Ctx {
     }
 }
 
+/// `stack` if `done` succeeded; else `stack` shut down and the error.
+async fn or_shutdown(stack: Stack, done: Result<(), CliError>) -> Result<Stack, CliError> {
+    match done {
+        Ok(()) => Ok(stack),
+        Err(e) => {
+            stack.shutdown().await;
+            Err(e)
+        }
+    }
+}
+
 /// The state of a command that needs something deployed.
 pub fn deployed(ctx: &Ctx, states: &StateDir, service: &str) -> Result<RunState, CliError> {
     let state = ctx.state(states, service)?;
@@ -177,4 +198,87 @@ pub fn deployed(ctx: &Ctx, states: &StateDir, service: &str) -> Result<RunState,
         )));
     }
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::cli::args::{Cli, OutputKind};
+
+    fn sim_ctx(state_dir: &std::path::Path) -> Ctx {
+        let dir = state_dir.to_str().expect("utf-8 path");
+        let cli = Cli::try_parse_from([
+            "serin-cli",
+            "--backend",
+            "sim",
+            "--state-dir",
+            dir,
+            "health-check",
+        ])
+        .expect("flags");
+        Ctx {
+            global: cli.global,
+            env: EnvLookup::default(),
+            ui: Ui::new(OutputKind::Json),
+            io: None,
+        }
+    }
+
+    fn journal_lines(states: &StateDir) -> usize {
+        std::fs::read_to_string(states.journal())
+            .expect("journal")
+            .lines()
+            .count()
+    }
+
+    /// A deployment unfinished in the journal is closed as abandoned only by a command that
+    /// holds the state directory: one a deploy that took the directory after a watching verb
+    /// checked it is running, not abandoned, and the watching verb is refused.
+    #[tokio::test(start_paused = true)]
+    async fn a_watching_verb_abandons_nothing_while_a_deploy_holds_the_state_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctx = sim_ctx(dir.path());
+        let states = ctx.states().expect("state dir");
+        let (mut config, _) = ctx.config().expect("config");
+        config.version = semver::Version::new(1, 0, 0);
+        let state = RunState::new("demo", BackendKind::Sim);
+        // A finished deployment cut back to its first record: as a running one leaves it.
+        let held = states.lock("deploy of 1.0.0").expect("lock");
+        let stack = ctx
+            .deployment_stack(&states, &held, &state, &config)
+            .await
+            .expect("stack");
+        let report = stack.orchestrator.start(&config, "demo").await;
+        report.expect("started").wait().await.expect("report");
+        stack.shutdown().await;
+        let journal = std::fs::read_to_string(states.journal()).expect("journal");
+        let first = journal.lines().next().expect("a record");
+        std::fs::write(states.journal(), format!("{first}\n")).expect("cut");
+
+        let watched = ctx.stack(&states, &state, &config, "health-check").await;
+        let Err(e) = watched else {
+            panic!("a watching verb ran beside the deploy that holds the state directory");
+        };
+        assert!(e.message.contains("deploy of 1.0.0"), "{e}");
+        assert_eq!(
+            journal_lines(&states),
+            1,
+            "the running deployment was abandoned"
+        );
+
+        // Once no command holds the directory, it was cut short: closed, and the lock given up.
+        drop(held);
+        let stack = ctx
+            .stack(&states, &state, &config, "health-check")
+            .await
+            .expect("stack");
+        stack.shutdown().await;
+        assert!(
+            journal_lines(&states) > 1,
+            "the cut-short deployment stayed open"
+        );
+        assert!(!states.is_locked());
+    }
 }

@@ -15,7 +15,7 @@ use serin_signals::{InMemoryHealth, InMemorySource};
 use serin_traffic::{InMemoryRouter, TrafficRouter, TrafficSplit};
 use tokio::sync::broadcast;
 
-use crate::cli::args::{CanaryArgs, DeployArgs, RollbackArgs, StrategyArg};
+use crate::cli::args::{CanaryArgs, DeployArgs, RollbackArgs, StrategyArg, StrategyDeployArgs};
 use crate::cli::backend::Stack;
 use crate::cli::context::Ctx;
 use crate::cli::exit::{CliError, Exit};
@@ -28,8 +28,9 @@ use serin_local::load::Tally;
 /// Which verb asked for a deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavour {
-    /// `deploy`: the strategy of the flag, the environment or the config.
-    Any,
+    /// `deploy`: the strategy of its `--strategy` flag, else the environment's or the
+    /// config's.
+    Any(Option<StrategyArg>),
     /// `deploy-blue-green`.
     BlueGreen,
     /// `deploy-canary`.
@@ -61,17 +62,11 @@ fn deploy_config(
             ));
         }
     }
-    match (flavour, d.strategy) {
-        (Flavour::BlueGreen | Flavour::Canary, Some(s)) => {
-            return Err(CliError::usage(format!(
-                "invalid --strategy `{}`: `deploy-blue-green` and `deploy-canary` name their strategy; use `deploy --strategy`",
-                strategy_of(s)
-            )));
-        }
-        (Flavour::BlueGreen, None) => config.strategy = StrategyKind::BlueGreen,
-        (Flavour::Canary, None) => config.strategy = StrategyKind::Canary,
-        (Flavour::Any, Some(s)) => config.strategy = strategy_of(s),
-        (Flavour::Any, None) => {}
+    match flavour {
+        Flavour::BlueGreen => config.strategy = StrategyKind::BlueGreen,
+        Flavour::Canary => config.strategy = StrategyKind::Canary,
+        Flavour::Any(Some(s)) => config.strategy = strategy_of(s),
+        Flavour::Any(None) => {}
     }
     if let Some(p) = args.initial_percentage {
         config.canary_config.initial_percentage = p;
@@ -385,6 +380,18 @@ pub async fn rollback(ctx: &Ctx, args: &RollbackArgs) -> Result<Exit, CliError> 
             "invalid --to-version `{target}`: it is what runs already"
         )));
     }
+    // Going back is to a version that ran here: one that never did would be switched in at
+    // once, with none of a deployment's gradual checks.
+    let known = state.known_versions();
+    if !known.contains(&target) {
+        let known: Vec<String> = known.iter().map(ToString::to_string).collect();
+        return Err(CliError::usage(format!(
+            "invalid --to-version `{target}`: never deployed from state directory {}, which \
+             knows {}; deploy it with `deploy --version {target}`",
+            ctx.global.state_dir.display(),
+            known.join(", ")
+        )));
+    }
     let config = rollback_config(&config, target);
     deploy_held(ctx, &states, held, state, &config, true).await
 }
@@ -401,7 +408,7 @@ async fn deploy_held(
     config: &DeploymentConfig,
     is_rollback: bool,
 ) -> Result<Exit, CliError> {
-    let mut stack = ctx.deployment_stack(states, &state, config).await?;
+    let mut stack = ctx.deployment_stack(states, &held, &state, config).await?;
     held.keep();
     let mut interrupts = None;
     let result = run_to_end(
@@ -470,13 +477,13 @@ async fn finish(
 }
 
 /// `plan`: the dry run.
-pub async fn plan(ctx: &Ctx, args: &DeployArgs) -> Result<Exit, CliError> {
+pub async fn plan(ctx: &Ctx, args: &StrategyDeployArgs) -> Result<Exit, CliError> {
     let canary = CanaryArgs {
-        deploy: args.clone(),
+        deploy: args.deploy.clone(),
         ..CanaryArgs::default()
     };
-    let config = deploy_config(ctx, &canary, Flavour::Any)?;
-    behaviour(args, Behaviour::default())?;
+    let config = deploy_config(ctx, &canary, Flavour::Any(args.strategy))?;
+    behaviour(&args.deploy, Behaviour::default())?;
     plan_of(ctx, config).await
 }
 

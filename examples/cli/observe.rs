@@ -56,7 +56,7 @@ pub async fn metrics(ctx: &Ctx, args: &MetricsArgs) -> Result<Exit, CliError> {
     let states = StateDir::existing(&ctx.global.state_dir);
     states.refuse_while_held("metrics")?;
     let state = deployed(ctx, &states, &service)?;
-    let mut stack = ctx.stack(&states, &state, &config).await?;
+    let mut stack = ctx.stack(&states, &state, &config, "metrics").await?;
     let result = async {
         stack.start_load().await?;
         let start = stack.now();
@@ -118,7 +118,7 @@ pub async fn health_check(ctx: &Ctx) -> Result<Exit, CliError> {
     let states = ctx.states()?;
     states.refuse_while_held("health-check")?;
     let state = ctx.state(&states, &service)?;
-    let stack = ctx.stack(&states, &state, &config).await?;
+    let stack = ctx.stack(&states, &state, &config, "health-check").await?;
     let result = stack.probe().await;
     stack.shutdown().await;
     let tracks = result?;
@@ -169,7 +169,7 @@ pub async fn monitor(ctx: &Ctx, args: &MonitorArgs) -> Result<Exit, CliError> {
     let states = StateDir::existing(&ctx.global.state_dir);
     states.refuse_while_held("monitor")?;
     let state = deployed(ctx, &states, &service)?;
-    let mut stack = ctx.stack(&states, &state, &config).await?;
+    let mut stack = ctx.stack(&states, &state, &config, "monitor").await?;
     let interval = interval.min(duration);
     let result = async {
         stack.start_load().await?;

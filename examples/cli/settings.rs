@@ -26,11 +26,12 @@ impl EnvLookup {
         if !required && !path.exists() {
             return Ok(EnvLookup::default());
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            CliError::usage(format!("cannot read env file {}: {e}", path.display()))
-        })?;
-        let file = parse_env_file(&text)
-            .map_err(|e| CliError::usage(format!("env file {}: {e}", path.display())))?;
+        let invalid = |why: String| {
+            CliError::usage(format!("invalid --env-file `{}`: {why}", path.display()))
+        };
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| invalid(format!("cannot read it: {e}")))?;
+        let file = parse_env_file(&text).map_err(invalid)?;
         Ok(EnvLookup { file })
     }
 

@@ -2,7 +2,7 @@
 //! what runs (`state.json`), the lock a command that changes it holds (`lock`) and the demo
 //! processes' logs (`logs/`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -86,6 +86,20 @@ impl RunState {
             .unwrap_or_default()
     }
 
+    /// Every version deployed from this state directory, lowest first: what runs, what ran
+    /// before, and each version a deployment started (its behaviour is recorded then).
+    pub fn known_versions(&self) -> BTreeSet<semver::Version> {
+        let recorded = self
+            .behaviours
+            .keys()
+            .filter_map(|v| semver::Version::parse(v).ok());
+        let current = self.current.as_ref().map(|r| r.version.clone());
+        recorded
+            .chain(self.previous.iter().cloned())
+            .chain(current)
+            .collect()
+    }
+
     /// Records what runs after a deployment or rollback to `target`: a new current version
     /// pushes the old one on `previous` — unless the change went back to a version found
     /// there (a rollback), which is then taken off it.
@@ -163,6 +177,22 @@ impl StateDir {
         Ok(StateDir {
             dir: dir.to_path_buf(),
         })
+    }
+
+    /// Refuses a `--state-dir` that cannot be a directory (a file, or a path under one) as the
+    /// bad flag it is, before any command looks in it.
+    pub fn check(dir: &Path) -> Result<(), CliError> {
+        let why = match std::fs::metadata(dir) {
+            Ok(m) if !m.is_dir() => "it is a file, not a directory".to_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                format!("a file is in its way: {e}")
+            }
+            _ => return Ok(()),
+        };
+        Err(CliError::usage(format!(
+            "invalid --state-dir `{}`: {why}",
+            dir.display()
+        )))
     }
 
     /// The directory, which must exist already (for commands that only read).

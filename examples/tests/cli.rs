@@ -277,6 +277,31 @@ fn help_lists_the_verbs_and_documents_the_exit_codes() {
         .stderr(predicate::str::contains("sideways"));
 }
 
+/// `deploy-blue-green` and `deploy-canary` name their strategy: they offer no `--strategy`,
+/// which `deploy` and `plan` take.
+#[test]
+fn the_verbs_that_name_their_strategy_offer_no_strategy_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let help = |verb: &str| {
+        let out = cli(dir.path()).args([verb, "--help"]).assert().success();
+        String::from_utf8_lossy(&out.get_output().stdout).into_owned()
+    };
+    for verb in ["deploy-blue-green", "deploy-canary"] {
+        let text = help(verb);
+        assert!(text.contains("--version"), "{verb}: {text}");
+        assert!(!text.contains("--strategy"), "{verb}: {text}");
+        sim(dir.path())
+            .args([verb, "--version", "1.0.0", "--strategy", "canary"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("--strategy"));
+    }
+    for verb in ["deploy", "plan"] {
+        let text = help(verb);
+        assert!(text.contains("--strategy"), "{verb}: {text}");
+    }
+}
+
 #[test]
 fn a_dry_run_plans_and_changes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -439,6 +464,14 @@ fn deploy_status_logs_and_rollbacks_work_across_invocations_on_the_simulated_fle
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--to-version"));
+    // A version never deployed from this state directory is refused, naming those that were.
+    sim(d)
+        .args(["rollback", "--to-version", "0.9.0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("invalid --to-version `0.9.0`"))
+        .stderr(predicate::str::contains("1.0.0, 1.1.0, 1.2.0"));
+    assert_eq!(sim_status(d)["current"]["version"], "1.0.0");
     sim(d)
         .args(["rollback", "--to-version", "1.1.0"])
         .assert()
@@ -708,7 +741,7 @@ fn bad_config_and_bad_flags_exit_2_naming_the_field() {
 
     /// An environment variable to set, the arguments, and what the error must name.
     type Case<'a> = (Option<(&'a str, &'a str)>, Vec<&'a str>, &'a str);
-    let cases: [Case; 11] = [
+    let cases: [Case; 10] = [
         (
             None,
             vec!["--config", &bad, "deploy", "--version", "1.0.0"],
@@ -723,17 +756,6 @@ fn bad_config_and_bad_flags_exit_2_naming_the_field() {
             None,
             vec!["deploy-canary", "--version", "1.0.0", "--increment", "0"],
             "canaryConfig.incrementPercentage",
-        ),
-        (
-            None,
-            vec![
-                "deploy-canary",
-                "--version",
-                "1.0.0",
-                "--strategy",
-                "blue-green",
-            ],
-            "--strategy `blue-green`",
         ),
         (
             None,
@@ -799,6 +821,70 @@ fn bad_config_and_bad_flags_exit_2_naming_the_field() {
     // Nothing was recorded by any of them, and no state directory was even created.
     assert!(!state_file(d, "state.json").exists());
     assert!(!d.join(".serin").exists(), "bad input created .serin/");
+}
+
+/// A `--catalog`, `--env-file` or `--state-dir` that cannot be used is a usage error naming
+/// the flag and its value, and changes nothing.
+#[test]
+fn bad_file_flags_exit_2_naming_the_flag_and_its_value() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(d.join("bad.env"), "not a variable\n").expect("write");
+    std::fs::write(d.join("catalog.txt"), "").expect("write");
+    std::fs::write(d.join("bad.yaml"), "services: [").expect("write");
+    std::fs::write(d.join("a-file"), "").expect("write");
+    let plan = ["plan", "--version", "1.0.0"];
+    let deploy = ["deploy", "--version", "1.0.0"];
+    let cases: [(&[&str], &[&str], &str); 10] = [
+        (
+            &["--catalog", "missing.yaml"],
+            &plan,
+            "--catalog `missing.yaml`",
+        ),
+        (
+            &["--catalog", "catalog.txt"],
+            &plan,
+            "--catalog `catalog.txt`",
+        ),
+        (&["--catalog", "bad.yaml"], &plan, "--catalog `bad.yaml`"),
+        (
+            &["--env-file", "missing.env"],
+            &plan,
+            "--env-file `missing.env`",
+        ),
+        (&["--env-file", "bad.env"], &plan, "--env-file `bad.env`"),
+        (&["--state-dir", "a-file"], &deploy, "--state-dir `a-file`"),
+        (
+            &["--state-dir", "a-file/sub"],
+            &deploy,
+            "--state-dir `a-file/sub`",
+        ),
+        (
+            &["--state-dir", "a-file"],
+            &["health-check"],
+            "--state-dir `a-file`",
+        ),
+        (
+            &["--state-dir", "a-file"],
+            &["rollback"],
+            "--state-dir `a-file`",
+        ),
+        (
+            &["--state-dir", "a-file"],
+            &["status"],
+            "--state-dir `a-file`",
+        ),
+    ];
+    for (flags, verb, needle) in cases {
+        sim(d)
+            .args(flags)
+            .args(verb)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(needle));
+    }
+    assert!(!d.join(".serin").exists(), "bad flags created .serin/");
+    assert_eq!(std::fs::read(d.join("a-file")).expect("a-file"), b"");
 }
 
 #[test]
