@@ -15,9 +15,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::fmt;
+use std::marker::PhantomData;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use serin_signals::{Metric, Probe, Track};
 
 use crate::action::{Action, MissingData};
@@ -67,7 +71,11 @@ fn thirty_two() -> usize {
 }
 
 /// One trigger, tagged by `kind`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Read by hand rather than as serde's internally tagged enum, which buffers the whole entry
+/// and so hides from a reader's error the field it is about: a bad value is named by its path
+/// (`triggers[2].value`), not only by its entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum TriggerConfig {
     /// A metric compared with a threshold for a duration.
@@ -80,6 +88,183 @@ pub enum TriggerConfig {
     DependencyFailure(DependencyFailureConfig),
     /// CPU or memory above a share of capacity for a duration.
     ResourceUsage(ResourceUsageConfig),
+}
+
+impl<'de> Deserialize<'de> for TriggerConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_map(TriggerVisitor)
+    }
+}
+
+/// Reads the fields after `kind` straight from the reader, so that its errors keep their path;
+/// the fields written before `kind` are held until it is known.
+struct TriggerVisitor;
+
+impl<'de> Visitor<'de> for TriggerVisitor {
+    type Value = TriggerConfig;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a trigger: a map with a `kind`")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<TriggerConfig, A::Error> {
+        let mut before = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key != "kind" {
+                before.push((key, map.next_value::<Scalar>()?));
+                continue;
+            }
+            let kind: TriggerKind = map.next_value()?;
+            let fields = MapAccessDeserializer::new(Fields {
+                before: before.into_iter(),
+                held: None,
+                map,
+            });
+            return Ok(match kind {
+                TriggerKind::MetricThreshold => {
+                    TriggerConfig::MetricThreshold(Deserialize::deserialize(fields)?)
+                }
+                TriggerKind::HealthCheck => {
+                    TriggerConfig::HealthCheck(Deserialize::deserialize(fields)?)
+                }
+                TriggerKind::ErrorSpike => {
+                    TriggerConfig::ErrorSpike(Deserialize::deserialize(fields)?)
+                }
+                TriggerKind::DependencyFailure => {
+                    TriggerConfig::DependencyFailure(Deserialize::deserialize(fields)?)
+                }
+                TriggerKind::ResourceUsage => {
+                    TriggerConfig::ResourceUsage(Deserialize::deserialize(fields)?)
+                }
+            });
+        }
+        Err(de::Error::missing_field("kind"))
+    }
+}
+
+/// A trigger's fields: those held from before `kind`, then the rest of the reader's map.
+struct Fields<A> {
+    before: std::vec::IntoIter<(String, Scalar)>,
+    held: Option<(String, Scalar)>,
+    map: A,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Fields<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> std::result::Result<Option<K::Value>, A::Error> {
+        let Some((key, value)) = self.before.next() else {
+            return self.map.next_key_seed(seed);
+        };
+        let read = seed.deserialize(key.as_str().into_deserializer())?;
+        self.held = Some((key, value));
+        Ok(Some(read))
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> std::result::Result<V::Value, A::Error> {
+        match self.held.take() {
+            // Read from the hold, out of the reader's sight: the error names its field itself.
+            Some((key, value)) => seed
+                .deserialize(Held(value, PhantomData::<A::Error>))
+                .map_err(|e| de::Error::custom(format_args!("{key}: {e}"))),
+            None => self.map.next_value_seed(seed),
+        }
+    }
+}
+
+/// A field's value written before `kind`: every field of a trigger is a scalar.
+enum Scalar {
+    Bool(bool),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Str(String),
+    Null,
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct ScalarVisitor;
+        impl Visitor<'_> for ScalarVisitor {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number, a string, a boolean or null")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> std::result::Result<Scalar, E> {
+                Ok(Scalar::Bool(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<Scalar, E> {
+                Ok(Scalar::U64(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<Scalar, E> {
+                Ok(Scalar::I64(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<Scalar, E> {
+                Ok(Scalar::F64(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Scalar, E> {
+                Ok(Scalar::Str(v.to_owned()))
+            }
+            fn visit_unit<E: de::Error>(self) -> std::result::Result<Scalar, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_none<E: de::Error>(self) -> std::result::Result<Scalar, E> {
+                Ok(Scalar::Null)
+            }
+        }
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+/// A held [`Scalar`], read with the reader's error type.
+struct Held<E>(Scalar, PhantomData<E>);
+
+impl<'de, E: de::Error> Deserializer<'de> for Held<E> {
+    type Error = E;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> std::result::Result<V::Value, E> {
+        match self.0 {
+            Scalar::Bool(v) => visitor.visit_bool(v),
+            Scalar::U64(v) => visitor.visit_u64(v),
+            Scalar::I64(v) => visitor.visit_i64(v),
+            Scalar::F64(v) => visitor.visit_f64(v),
+            Scalar::Str(v) => visitor.visit_string(v),
+            Scalar::Null => visitor.visit_unit(),
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> std::result::Result<V::Value, E> {
+        match self.0 {
+            Scalar::Null => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> std::result::Result<V::Value, E> {
+        match self.0 {
+            Scalar::Str(v) => visitor.visit_enum(v.into_deserializer()),
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        unit unit_struct newtype_struct seq tuple tuple_struct map struct identifier ignored_any
+    }
 }
 
 /// A metric compared with a threshold (`error_rate gt 0.10 for 30s`), like a Prometheus alert

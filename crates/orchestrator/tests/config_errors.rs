@@ -1,0 +1,458 @@
+//! A deployment config's errors name where the bad value stands, as the file writes it
+//! (`triggers[2].value`), in JSON and in YAML, inside tagged parts (a trigger) too; and an
+//! unknown field is refused wherever it is written.
+
+use serin_orchestrator::DeploymentConfig;
+
+/// A map's fields, each value a literal that JSON and YAML read alike (`"abc"`, `true`, `-1`).
+type Fields<'a> = &'a [(&'a str, &'a str)];
+
+const METRIC: Fields = &[
+    ("kind", r#""metricThreshold""#),
+    ("id", r#""p99""#),
+    ("metric", r#""latency""#),
+    ("operator", r#""gt""#),
+    ("value", "900"),
+];
+const HEALTH: Fields = &[
+    ("kind", r#""healthCheck""#),
+    ("id", r#""ready""#),
+    ("checkType", r#""readiness""#),
+];
+const CHANNEL: Fields = &[("type", r#""slack""#), ("destination", r##""#deploys""##)];
+
+fn json_map(fields: Fields) -> String {
+    let fields: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!(r#""{k}":{v}"#))
+        .collect();
+    format!("{{{}}}", fields.join(","))
+}
+
+/// `fields` as a block mapping, each line indented by `indent`.
+fn yaml_map(fields: Fields, indent: &str) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{indent}{k}: {v}\n"))
+        .collect()
+}
+
+fn head(json: bool) -> &'static str {
+    if json {
+        r#"{"strategy":"canary","version":"1.0.0","targetServices":["web"],"#
+    } else {
+        "strategy: canary\nversion: 1.0.0\ntargetServices: [web]\n"
+    }
+}
+
+/// A config whose `section` lists `entries`, as JSON and as YAML (block style).
+fn with_list(section: &str, entries: &[Fields]) -> [String; 2] {
+    let json: Vec<String> = entries.iter().map(|e| json_map(e)).collect();
+    let json = format!(r#"{}"{section}":[{}]}}"#, head(true), json.join(","));
+    let mut yaml = format!("{}{section}:\n", head(false));
+    for e in entries {
+        yaml.push_str("  - ");
+        yaml.push_str(yaml_map(e, "    ").trim_start());
+    }
+    [json, yaml]
+}
+
+/// A config whose `section` is the map of `fields`, as JSON and as YAML (block style).
+fn with_map(section: &str, fields: Fields) -> [String; 2] {
+    let json = format!(r#"{}"{section}":{}}}"#, head(true), json_map(fields));
+    let yaml = format!("{}{section}:\n{}", head(false), yaml_map(fields, "  "));
+    [json, yaml]
+}
+
+/// Each file's error must name `path`, hold `value` and say `reason`.
+fn assert_refused(files: &[String; 2], path: &str, value: &str, reason: &str) {
+    for (text, result) in [
+        (&files[0], DeploymentConfig::from_json(&files[0])),
+        (&files[1], DeploymentConfig::from_yaml(&files[1])),
+    ] {
+        let err = result.expect_err(&format!("refused: {text}")).to_string();
+        assert!(
+            err.contains(&format!("{path}: ")) && err.contains(value) && err.contains(reason),
+            "want `{path}`, `{value}`, `{reason}` in `{err}`\nfor {text}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_value_in_a_trigger_is_named_by_its_path() {
+    let cases: [(Fields, &str, &str, &str); 9] = [
+        (
+            &[
+                ("kind", r#""metricThreshold""#),
+                ("id", r#""errors""#),
+                ("metric", r#""error_rate""#),
+                ("operator", r#""gt""#),
+                ("value", r#""abc""#),
+            ],
+            "value",
+            "\"abc\"",
+            "expected f64",
+        ),
+        (
+            &[
+                ("kind", r#""metricThreshold""#),
+                ("id", r#""errors""#),
+                ("metric", r#""error_rate""#),
+                ("operator", r#""gt""#),
+                ("value", "0.1"),
+                ("duration", "true"),
+            ],
+            "duration",
+            "true",
+            "expected a duration",
+        ),
+        (
+            &[
+                ("kind", r#""metricThreshold""#),
+                ("id", r#""errors""#),
+                ("metric", r#""Bad Name""#),
+                ("operator", r#""gt""#),
+                ("value", "0.1"),
+            ],
+            "metric",
+            "Bad Name",
+            "must match",
+        ),
+        (
+            &[
+                ("kind", r#""metricThreshold""#),
+                ("id", r#""errors""#),
+                ("metric", r#""error_rate""#),
+                ("operator", r#""gt""#),
+                ("value", "0.1"),
+                ("action", r#""explode""#),
+            ],
+            "action",
+            "explode",
+            "unknown variant",
+        ),
+        (
+            &[
+                ("kind", r#""healthCheck""#),
+                ("id", r#""live""#),
+                ("checkType", r#""liveness""#),
+                ("failureThreshold", r#""three""#),
+            ],
+            "failureThreshold",
+            "\"three\"",
+            "expected u32",
+        ),
+        (
+            &[
+                ("kind", r#""healthCheck""#),
+                ("id", r#""live""#),
+                ("checkType", r#""liveness""#),
+                ("checkInterval", "false"),
+            ],
+            "checkInterval",
+            "false",
+            "expected a duration",
+        ),
+        (
+            &[
+                ("kind", r#""errorSpike""#),
+                ("id", r#""spike""#),
+                ("baselineErrorRate", "0.01"),
+                ("increasePercentage", r#""lots""#),
+            ],
+            "increasePercentage",
+            "\"lots\"",
+            "expected f64",
+        ),
+        (
+            &[
+                ("kind", r#""dependencyFailure""#),
+                ("id", r#""db""#),
+                ("dependency", r#""postgres""#),
+                ("failureThreshold", "-1"),
+            ],
+            "failureThreshold",
+            "-1",
+            "expected u32",
+        ),
+        (
+            &[
+                ("kind", r#""resourceUsage""#),
+                ("id", r#""cpu""#),
+                ("resource", r#""cpu""#),
+                ("capacity", r#""two""#),
+            ],
+            "capacity",
+            "\"two\"",
+            "expected f64",
+        ),
+    ];
+    for (third, field, value, reason) in cases {
+        let files = with_list("triggers", &[METRIC, HEALTH, third]);
+        assert_refused(&files, &format!("triggers[2].{field}"), value, reason);
+    }
+}
+
+#[test]
+fn an_unknown_field_in_a_trigger_of_each_kind_is_refused_with_its_path() {
+    let cases: [(Fields, &str); 5] = [
+        (
+            &[
+                ("kind", r#""metricThreshold""#),
+                ("id", r#""errors""#),
+                ("metric", r#""error_rate""#),
+                ("operator", r#""gt""#),
+                ("value", "0.1"),
+                ("vlaue", "0.2"),
+            ],
+            "vlaue",
+        ),
+        (
+            &[
+                ("kind", r#""healthCheck""#),
+                ("id", r#""live""#),
+                ("checkType", r#""liveness""#),
+                ("failureTreshold", "3"),
+            ],
+            "failureTreshold",
+        ),
+        (
+            &[
+                ("kind", r#""errorSpike""#),
+                ("id", r#""spike""#),
+                ("baselineErrorRat", "0.01"),
+            ],
+            "baselineErrorRat",
+        ),
+        (
+            &[
+                ("kind", r#""dependencyFailure""#),
+                ("id", r#""db""#),
+                ("dependency", r#""postgres""#),
+                ("onSharedOutages", r#""hold""#),
+            ],
+            "onSharedOutages",
+        ),
+        (
+            &[
+                ("kind", r#""resourceUsage""#),
+                ("id", r#""cpu""#),
+                ("resource", r#""cpu""#),
+                ("capacity", "2"),
+                ("capactiy", "4"),
+            ],
+            "capactiy",
+        ),
+    ];
+    for (third, field) in cases {
+        let files = with_list("triggers", &[METRIC, HEALTH, third]);
+        assert_refused(
+            &files,
+            &format!("triggers[2].{field}"),
+            &format!("`{field}`"),
+            "unknown field",
+        );
+    }
+    let files = with_list("triggers", &[METRIC, HEALTH, &[("kind", r#""nope""#)]]);
+    assert_refused(&files, "triggers[2].kind", "`nope`", "unknown variant");
+    let files = with_list("triggers", &[METRIC, HEALTH, &[("id", r#""x""#)]]);
+    assert_refused(&files, "triggers[2]", "`kind`", "missing field");
+}
+
+#[test]
+fn a_trigger_whose_kind_comes_last_reads_alike_and_names_its_fields() {
+    let kind_last: Fields = &[
+        ("id", r#""p99""#),
+        ("metric", r#""latency""#),
+        ("operator", r#""gt""#),
+        ("value", "900"),
+        ("warnValue", "null"),
+        ("duration", "30000"),
+        ("kind", r#""metricThreshold""#),
+        ("cooldown", r#""2m""#),
+    ];
+    let kind_first: Fields = &[
+        ("kind", r#""metricThreshold""#),
+        ("id", r#""p99""#),
+        ("metric", r#""latency""#),
+        ("operator", r#""gt""#),
+        ("value", "900"),
+        ("duration", r#""30s""#),
+        ("cooldown", r#""2m""#),
+    ];
+    let [json, yaml] = with_list("triggers", &[HEALTH, kind_last]);
+    let [first, _] = with_list("triggers", &[HEALTH, kind_first]);
+    let first = DeploymentConfig::from_json(&first).expect("kind first");
+    assert_eq!(
+        DeploymentConfig::from_json(&json).expect("kind last"),
+        first
+    );
+    assert_eq!(
+        DeploymentConfig::from_yaml(&yaml).expect("kind last"),
+        first
+    );
+
+    let bad: Fields = &[
+        ("id", r#""p99""#),
+        ("value", r#""abc""#),
+        ("kind", r#""metricThreshold""#),
+        ("metric", r#""latency""#),
+        ("operator", r#""gt""#),
+    ];
+    let files = with_list("triggers", &[METRIC, HEALTH, bad]);
+    assert_refused(&files, "triggers[2]", "value: ", "expected f64");
+    let misspelt: Fields = &[("vlaue", "1"), ("kind", r#""metricThreshold""#)];
+    let files = with_list("triggers", &[METRIC, HEALTH, misspelt]);
+    assert_refused(&files, "triggers[2]", "`vlaue`", "unknown field");
+}
+
+#[test]
+fn a_bad_value_in_a_notification_channel_is_named_by_its_path() {
+    let cases: [(Fields, &str, &str, &str); 3] = [
+        (
+            &[("type", r#""slak""#), ("destination", r#""d""#)],
+            "notificationChannels[1].type",
+            "`slak`",
+            "unknown variant",
+        ),
+        (
+            &[
+                ("type", r#""slack""#),
+                ("destination", r#""d""#),
+                ("events", r#"["strated"]"#),
+            ],
+            "notificationChannels[1].events[0]",
+            "`strated`",
+            "unknown variant",
+        ),
+        (
+            &[
+                ("type", r#""slack""#),
+                ("destination", r#""d""#),
+                ("evnets", "[]"),
+            ],
+            "notificationChannels[1].evnets",
+            "`evnets`",
+            "unknown field",
+        ),
+    ];
+    for (second, path, value, reason) in cases {
+        let files = with_list("notificationChannels", &[CHANNEL, second]);
+        assert_refused(&files, path, value, reason);
+    }
+}
+
+#[test]
+fn a_bad_value_in_a_settings_section_is_named_by_its_path() {
+    let cases: [(&str, Fields, &str, &str, &str); 10] = [
+        (
+            "canaryConfig",
+            &[("initialPercentage", r#""five""#)],
+            "canaryConfig.initialPercentage",
+            "\"five\"",
+            "expected u8",
+        ),
+        (
+            "canaryConfig",
+            &[("pacing", r#"{"beta": "x"}"#)],
+            "canaryConfig.pacing.beta",
+            "\"x\"",
+            "expected f64",
+        ),
+        (
+            "canaryConfig",
+            &[("incrementPercent", "10")],
+            "canaryConfig.incrementPercent",
+            "`incrementPercent`",
+            "unknown field",
+        ),
+        (
+            "blueGreenConfig",
+            &[("replicasPerEnv", r#""x""#)],
+            "blueGreenConfig.replicasPerEnv",
+            "\"x\"",
+            "expected u32",
+        ),
+        (
+            "blueGreenConfig",
+            &[("replicas", "3")],
+            "blueGreenConfig.replicas",
+            "`replicas`",
+            "unknown field",
+        ),
+        (
+            "monitoring",
+            &[("checkInterval", "true")],
+            "monitoring.checkInterval",
+            "true",
+            "expected a duration",
+        ),
+        (
+            "monitoring",
+            &[("checkIntervall", r#""5s""#)],
+            "monitoring.checkIntervall",
+            "`checkIntervall`",
+            "unknown field",
+        ),
+        (
+            "canaryThresholds",
+            &[("maxErrorRate", r#""x""#)],
+            "canaryThresholds.maxErrorRate",
+            "\"x\"",
+            "expected f64",
+        ),
+        (
+            "canaryThresholds",
+            &[("customMetricThresholds", r#"{"queue_depth": {"max": "x"}}"#)],
+            "canaryThresholds.customMetricThresholds.queue_depth.max",
+            "\"x\"",
+            "expected f64",
+        ),
+        (
+            "canaryThresholds",
+            &[("customMetricThresholds", r#"{"queue_depth": {"maks": 1}}"#)],
+            "canaryThresholds.customMetricThresholds.queue_depth.maks",
+            "`maks`",
+            "unknown field",
+        ),
+    ];
+    for (section, fields, path, value, reason) in cases {
+        assert_refused(&with_map(section, fields), path, value, reason);
+    }
+}
+
+#[test]
+fn a_trigger_reads_alike_from_toml() {
+    let json = DeploymentConfig::from_json(
+        r#"{"strategy":"canary","version":"1.0.0","targetServices":["web"],"triggers":[
+            {"kind":"metricThreshold","id":"p99","metric":"latency","operator":"gt","value":900,
+             "warnValue":700,"duration":"30s","onMissingData":"fire"},
+            {"kind":"dependencyFailure","id":"db","dependency":"postgres","callMetric":"db_calls","maxCallErrorRate":0.5}]}"#,
+    )
+    .expect("json");
+    let toml = DeploymentConfig::from_toml(
+        r#"strategy = "canary"
+version = "1.0.0"
+targetServices = ["web"]
+
+[[triggers]]
+id = "p99"
+metric = "latency"
+kind = "metricThreshold"
+operator = "gt"
+value = 900
+warnValue = 700
+duration = 30000
+onMissingData = "fire"
+
+[[triggers]]
+kind = "dependencyFailure"
+id = "db"
+dependency = "postgres"
+callMetric = "db_calls"
+maxCallErrorRate = 0.5
+"#,
+    )
+    .expect("toml");
+    assert_eq!(toml, json);
+}
