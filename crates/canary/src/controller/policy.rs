@@ -8,11 +8,21 @@ use super::pacing::Pacing;
 use super::promotion::PromotionGate;
 use crate::{Error, Result};
 
-/// One step of a canary rollout, written like Argo Rollouts' steps:
+/// One step of a canary rollout, written like Argo Rollouts' steps, a map with one key:
 /// `{"setWeight": 20}`, `{"pause": {}}`, `{"pause": {"duration": "5m"}}`,
-/// `{"analysis": {"duration": "10m", "minSamples": 60}}`, `{"setCanaryScale": {"replicas": 3}}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// `{"analysis": {"duration": "10m", "minSamples": 60}}`, `{"setCanaryScale": {"replicas": 3}}`,
+/// or in YAML `- setWeight: 20`. (Serde's own form of an enum in YAML, a tag such as
+/// `!setWeight 20`, is read too.)
+///
+/// ```
+/// use serin_canary::controller::Step;
+///
+/// let steps: Vec<Step> = serde_yaml_ng::from_str("- setWeight: 20\n- pause: {}\n")?;
+/// assert_eq!(steps[0], Step::SetWeight(20));
+/// assert_eq!(serde_yaml_ng::to_string(&steps[0])?, "setWeight: 20\n");
+/// # Ok::<(), serde_yaml_ng::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     /// Route this percentage (0..=100) of traffic to the canary.
     SetWeight(u8),
@@ -25,6 +35,100 @@ pub enum Step {
     Analysis(AnalysisStep),
     /// Scale the canary's track (without changing the traffic weight).
     SetCanaryScale(CanaryScale),
+}
+
+/// The names of [`Step`]'s kinds, as written.
+const STEPS: &[&str] = &["setWeight", "pause", "analysis", "setCanaryScale"];
+
+impl Serialize for Step {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        /// One step's kind and value: written as a map with one key where people read it (a
+        /// YAML writer would otherwise write a tag, `!setWeight 20`), as serde's own variant
+        /// in compact binary forms, whose readers expect it.
+        fn write<S: serde::Serializer, T: Serialize>(
+            s: S,
+            index: u32,
+            value: &T,
+        ) -> std::result::Result<S::Ok, S::Error> {
+            let name = STEPS[index as usize];
+            if !s.is_human_readable() {
+                return s.serialize_newtype_variant("Step", index, name, value);
+            }
+            let mut map = s.serialize_map(Some(1))?;
+            map.serialize_entry(name, value)?;
+            map.end()
+        }
+        match self {
+            Step::SetWeight(w) => write(s, 0, w),
+            Step::Pause(p) => write(s, 1, p),
+            Step::Analysis(a) => write(s, 2, a),
+            Step::SetCanaryScale(c) => write(s, 3, c),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Step {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        if d.is_human_readable() {
+            d.deserialize_any(StepVisitor)
+        } else {
+            d.deserialize_enum("Step", STEPS, StepVisitor)
+        }
+    }
+}
+
+struct StepVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StepVisitor {
+    type Value = Step;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "a step: a map with one key, `setWeight`, `pause`, `analysis` or `setCanaryScale`",
+        )
+    }
+
+    /// `{setWeight: 20}`: the key names the kind. Reading the value straight from the map
+    /// keeps its place in a reader's errors (`steps[3].analysis.duration`).
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Step, A::Error> {
+        use serde::de::Error as _;
+        let Some(kind) = map.next_key::<String>()? else {
+            return Err(A::Error::invalid_length(0, &self));
+        };
+        let step = match kind.as_str() {
+            "setWeight" => Step::SetWeight(map.next_value()?),
+            "pause" => Step::Pause(map.next_value()?),
+            "analysis" => Step::Analysis(map.next_value()?),
+            "setCanaryScale" => Step::SetCanaryScale(map.next_value()?),
+            other => return Err(A::Error::unknown_variant(other, STEPS)),
+        };
+        if let Some(more) = map.next_key::<String>()? {
+            return Err(A::Error::custom(format_args!(
+                "a step has one key, `{kind}`; `{more}` must be a step of its own"
+            )));
+        }
+        Ok(step)
+    }
+
+    /// Serde's own form of an enum: a YAML tag (`!setWeight 20`), or a binary variant.
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(
+        self,
+        data: A,
+    ) -> std::result::Result<Step, A::Error> {
+        use serde::de::{Error as _, VariantAccess as _};
+        let (kind, value) = data.variant::<String>()?;
+        match kind.as_str() {
+            "setWeight" => value.newtype_variant().map(Step::SetWeight),
+            "pause" => value.newtype_variant().map(Step::Pause),
+            "analysis" => value.newtype_variant().map(Step::Analysis),
+            "setCanaryScale" => value.newtype_variant().map(Step::SetCanaryScale),
+            other => Err(A::Error::unknown_variant(other, STEPS)),
+        }
+    }
 }
 
 /// A pause, timed or waiting for approval.
@@ -370,6 +474,37 @@ pub(crate) mod opt_duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A step is a map with one known key, in YAML's plain form and serde's tagged one alike;
+    /// anything else is refused, naming what is wrong.
+    #[test]
+    fn a_step_is_a_map_with_one_known_key() {
+        let yaml = "- setWeight: 20\n- !pause {duration: 1m}\n- analysis: {duration: 5m}\n";
+        let steps: Vec<Step> = serde_yaml_ng::from_str(yaml).unwrap();
+        assert_eq!(
+            steps[1],
+            Step::Pause(Pause {
+                duration: Some(Duration::from_secs(60))
+            })
+        );
+        let written = serde_yaml_ng::to_string(&steps).unwrap();
+        assert!(!written.contains('!'), "{written}");
+        assert_eq!(
+            serde_yaml_ng::from_str::<Vec<Step>>(&written).unwrap(),
+            steps
+        );
+        for (json, why) in [
+            (r#"{"setWeight": 20, "pause": {}}"#, "one key"),
+            (r#"{"setWeigth": 20}"#, "unknown variant `setWeigth`"),
+            (r#"{}"#, "invalid length 0"),
+            (r#"{"setWeight": 200000}"#, "200000"),
+            (r#"{"pause": {"duraton": "1m"}}"#, "unknown field `duraton`"),
+            (r#""setWeight""#, "a map with one key"),
+        ] {
+            let e = serde_json::from_str::<Step>(json).unwrap_err().to_string();
+            assert!(e.contains(why), "{json}: {e}");
+        }
+    }
 
     #[test]
     fn bad_policies_name_the_path() {

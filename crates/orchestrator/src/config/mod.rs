@@ -771,6 +771,47 @@ mod tests {
         .expect("defaults are valid")
     }
 
+    /// Explicit canary steps written as Argo Rollouts users write them, one single-key map
+    /// per step, read alike from YAML, JSON and TOML; a misspelt step names its place.
+    #[test]
+    fn explicit_canary_steps_load_as_argo_writes_them() {
+        let yaml = r#"
+strategy: canary
+version: 1.1.0
+targetServices: [web]
+canaryConfig:
+  steps:
+    - setWeight: 10
+    - pause: {}
+    - setCanaryScale:
+        matchTrafficWeight: true
+    - setWeight: 50
+    - analysis:
+        duration: 5m
+        minSamples: 30
+    - pause:
+        duration: 1m
+"#;
+        let c = DeploymentConfig::from_yaml(yaml).expect("valid");
+        let steps = c.canary_config.steps.clone().expect("steps");
+        assert_eq!(steps.len(), 6);
+        assert_eq!(steps[0], Step::SetWeight(10));
+        assert_eq!(
+            steps[5],
+            Step::Pause(serin_canary::controller::Pause {
+                duration: Some(Duration::from_secs(60))
+            })
+        );
+        let json = serde_json::to_string(&c).expect("json");
+        assert_eq!(DeploymentConfig::from_json(&json).expect("json"), c);
+        let toml_text = toml::to_string(&c).expect("toml");
+        assert_eq!(DeploymentConfig::from_toml(&toml_text).expect("toml"), c);
+        let e = DeploymentConfig::from_yaml(&yaml.replace("setWeight: 50", "setWeigth: 50"))
+            .expect_err("misspelt");
+        assert!(e.to_string().contains("canaryConfig.steps[3]"), "{e}");
+        assert!(e.to_string().contains("setWeigth"), "{e}");
+    }
+
     #[test]
     fn the_brief_shape_loads_from_yaml_json_and_toml() {
         let yaml = r##"
