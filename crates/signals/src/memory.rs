@@ -72,7 +72,8 @@ struct State {
 /// A query over a window aggregates every recorded observation of that metric and track whose
 /// window lies **inside** the query window: counts add, latency sketches merge, and for gauges the
 /// reading with the latest window end wins (the later recording on a tie). Observations that only
-/// overlap the query window are left out, so windows never leak into each other. Nothing inside,
+/// overlap the query window are left out, and one over an empty window `[t, t)` lies inside the
+/// window that contains `t`, so windows never leak into each other. Nothing inside,
 /// or only latency sketches of no values, is [`Measurement::NoData`]. One metric of one track
 /// holds one kind of measurement; recording another kind is an error and changes nothing.
 ///
@@ -245,11 +246,12 @@ impl InMemorySource {
         let mut state = lock(&self.state);
         state.faults.check(&self.name)?;
         let key = (query.metric.clone(), query.track.clone());
-        let inside = state.series.get(&key).into_iter().flatten().filter(|o| {
-            !o.measurement.is_no_data()
-                && o.window.start() >= query.window.start()
-                && o.window.end() <= query.window.end()
-        });
+        let inside = state
+            .series
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .filter(|o| !o.measurement.is_no_data() && lies_inside(&o.window, &query.window));
         let mut acc: Option<Measurement> = None;
         let mut latest_gauge_end = None;
         for o in inside {
@@ -287,6 +289,16 @@ impl InMemorySource {
             acc.unwrap_or(Measurement::NoData),
         ))
     }
+}
+
+/// Whether an observation over `observed` belongs to a query over `queried`: it lies wholly
+/// inside. An empty window `[t, t)`, a reading at one instant, belongs where `t` does, so of two
+/// touching windows only the later one holds a reading at their common edge.
+fn lies_inside(observed: &Window, queried: &Window) -> bool {
+    if observed.length().is_zero() {
+        return queried.contains(observed.start());
+    }
+    observed.start() >= queried.start() && observed.end() <= queried.end()
 }
 
 fn kind(m: &Measurement) -> &'static str {
@@ -356,6 +368,28 @@ mod tests {
             .await
             .unwrap();
         assert!(other.measurement.is_no_data(), "metrics are kept apart");
+    }
+
+    /// An observation over an empty window `[t, t)` (a reading at one instant) lies inside the
+    /// one window of a series of touching windows that holds `t`, so it is never counted twice.
+    #[tokio::test]
+    async fn an_instant_observation_counts_in_one_of_two_touching_windows() {
+        let s = InMemorySource::new();
+        s.record_counts(Track::Canary, Metric::ErrorRate, w(10, 10), 100, 1)
+            .unwrap();
+        let before = s
+            .query(&q(Metric::ErrorRate, Track::Canary, w(0, 10)))
+            .await
+            .unwrap();
+        let after = s
+            .query(&q(Metric::ErrorRate, Track::Canary, w(10, 20)))
+            .await
+            .unwrap();
+        assert_eq!(before.measurement, Measurement::NoData);
+        assert_eq!(
+            after.measurement,
+            Measurement::Counts(Counts::new(100, 1).unwrap())
+        );
     }
 
     #[tokio::test]

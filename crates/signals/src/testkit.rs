@@ -71,7 +71,8 @@ pub trait MetricsFixture: Send + Sync {
     }
 
     /// The relative tolerance within which the steps of a range query must add up to everything
-    /// arranged in the window; `None` to leave totals unchecked. The default is
+    /// arranged in the window, and the steps within the last arrangement's window to that
+    /// arrangement; `None` to leave totals unchecked. The default is
     /// [`count_tolerance`](MetricsFixture::count_tolerance). Prometheus needs `None`: each step's
     /// `increase()` extrapolates on its own (up to a scrape interval at each edge), and increments
     /// between the last sample of one step and the first of the next belong to neither, so steps
@@ -216,10 +217,12 @@ pub async fn check_windows_respected(source: &dyn MetricsSource, fixture: &dyn M
     assert_counts(source, fixture, &o, first.saturating_add(second));
 }
 
-/// Latency quantiles come back within the sketch's bound (plus the fixture's tolerance); skipped
-/// when the fixture says the source reports no latency.
+/// Latency quantiles come back within the sketch's bound (plus the fixture's tolerance), the
+/// slowest request included, and on the track they were arranged on only: the other track
+/// reports no data over the same window. Skipped when the fixture says the source reports no
+/// latency.
 pub async fn check_latency_quantiles(source: &dyn MetricsSource, fixture: &dyn MetricsFixture) {
-    let (_, b) = fixture.tracks();
+    let (a, b) = fixture.tracks();
     // Blocks of equal values, with the checked quantiles well inside a block, so the true
     // quantile is unambiguous: 50 × 10 ms, 40 × 50 ms, 9 × 250 ms, 1 × 1000 ms.
     let mut values = Vec::with_capacity(100);
@@ -240,7 +243,8 @@ pub async fn check_latency_quantiles(source: &dyn MetricsSource, fixture: &dyn M
         )
     };
     let bound = LatencySketch::RELATIVE_ACCURACY + fixture.latency_tolerance();
-    for (q, exact) in [(0.25, 10.0), (0.75, 50.0), (0.95, 250.0)] {
+    // q1 is the slowest request, which a source that loses a histogram's top bucket drops.
+    for (q, exact) in [(0.25, 10.0), (0.75, 50.0), (0.95, 250.0), (1.0, 1_000.0)] {
         let got = sketch.quantile(q);
         assert!(
             got.is_some_and(|g| (g - exact).abs() <= exact * bound * 1.001),
@@ -248,10 +252,19 @@ pub async fn check_latency_quantiles(source: &dyn MetricsSource, fixture: &dyn M
             source.name()
         );
     }
+    let other = ask(source, &MetricQuery::new(Metric::Latency, a, window)).await;
+    assert!(
+        other.measurement.is_no_data(),
+        "{}: latency of {} over {window}, where only {} served requests, must be no data, got {:?}",
+        source.name(),
+        other.track,
+        o.track,
+        other.measurement
+    );
 }
 
 /// Range queries return one observation per step, oldest first, contiguous, ending at the query
-/// window's end, adding up to what was arranged (see
+/// window's end, adding up to what was arranged, each arrangement in its own steps (see
 /// [`MetricsFixture::range_total_tolerance`]); a zero step is an error.
 pub async fn check_range_steps(source: &dyn MetricsSource, fixture: &dyn MetricsFixture) {
     let (a, _) = fixture.tracks();
@@ -281,7 +294,9 @@ pub async fn check_range_steps(source: &dyn MetricsSource, fixture: &dyn Metrics
         "{}: range steps must be ordered, contiguous and end at the window's end",
         source.name()
     );
-    let mut total = Counts::default();
+    // The steps within the later arrangement's window, which is whole steps long and ends the
+    // query window, hold it alone: steps that add up yet each report another's counts fail.
+    let (mut total, mut later) = (Counts::default(), Counts::default());
     for o in &got {
         assert_eq!(
             o.track,
@@ -290,7 +305,12 @@ pub async fn check_range_steps(source: &dyn MetricsSource, fixture: &dyn Metrics
             source.name()
         );
         match o.measurement {
-            Measurement::Counts(c) => total = total.saturating_add(c),
+            Measurement::Counts(c) => {
+                total = total.saturating_add(c);
+                if o.window.start() >= w2.start() {
+                    later = later.saturating_add(c);
+                }
+            }
             Measurement::NoData => {}
             ref other => panic!(
                 "{}: range step {} holds {other:?}, expected counts or no data",
@@ -305,6 +325,13 @@ pub async fn check_range_steps(source: &dyn MetricsSource, fixture: &dyn Metrics
             close(total.requests(), want.requests(), tol)
                 && close(total.errors(), want.errors(), tol),
             "{}: range steps add up to {total:?}, arranged {want:?} (tolerance {tol})",
+            source.name()
+        );
+        assert!(
+            close(later.requests(), second.requests(), tol)
+                && close(later.errors(), second.errors(), tol),
+            "{}: the steps within {w2} add up to {later:?}, arranged {second:?} there \
+             (tolerance {tol})",
             source.name()
         );
     }
@@ -504,7 +531,8 @@ pub async fn check_health_tracks_apart(source: &dyn HealthSource, fixture: &dyn 
     }
 }
 
-/// Dependency probes are reported by name, and a track's probe summary is its worst instance.
+/// Dependency probes are reported by name, and a track's probe summary is its worst instance,
+/// even when a better one was probed more recently.
 pub async fn check_health_dependencies_and_instances(
     source: &dyn HealthSource,
     fixture: &dyn HealthFixture,
@@ -524,10 +552,17 @@ pub async fn check_health_dependencies_and_instances(
         HealthSignal::new(track.clone(), cache.clone(), ProbeStatus::Pass, at),
     )
     .await;
-    for (instance, status) in [("i-0", ProbeStatus::Pass), ("i-1", ProbeStatus::Unknown)] {
+    // The passing instance was probed last, so a source that reports the newest instance
+    // result instead of the worst hides the unknown one.
+    let later = at.saturating_add(Duration::from_millis(1));
+    for (instance, status, when) in [
+        ("i-0", ProbeStatus::Pass, later),
+        ("i-1", ProbeStatus::Unknown, at),
+    ] {
         put(
             fixture,
-            HealthSignal::new(track.clone(), Probe::Readiness, status, at).with_instance(instance),
+            HealthSignal::new(track.clone(), Probe::Readiness, status, when)
+                .with_instance(instance),
         )
         .await;
     }
@@ -762,6 +797,103 @@ mod tests {
     #[should_panic(expected = "arranged")]
     async fn a_source_that_loses_counts_fails_the_suite() {
         check_counts_per_track(&Zeroes, &InMemoryFixture::new()).await;
+    }
+
+    /// Answers every query from the canary track's data, whatever track was asked.
+    struct OneTrack(Arc<InMemorySource>);
+
+    #[async_trait]
+    impl MetricsSource for OneTrack {
+        fn name(&self) -> &str {
+            "one-track"
+        }
+        async fn query(&self, q: &MetricQuery) -> Result<Observation> {
+            let asked = q.track.clone();
+            let mut o = self
+                .0
+                .query(&MetricQuery {
+                    track: Track::Canary,
+                    ..q.clone()
+                })
+                .await?;
+            o.track = asked;
+            Ok(o)
+        }
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "must be no data")]
+    async fn a_source_that_mixes_up_tracks_latency_fails_the_suite() {
+        let fixture = InMemoryFixture::new();
+        let source = OneTrack(Arc::clone(fixture.source()));
+        check_latency_quantiles(&source, &fixture).await;
+    }
+
+    /// Answers a range with the right step windows but each step's measurement in reverse
+    /// order, as a source that reads its samples newest first would.
+    struct StepsReversed(Arc<InMemorySource>);
+
+    #[async_trait]
+    impl MetricsSource for StepsReversed {
+        fn name(&self) -> &str {
+            "steps-reversed"
+        }
+        async fn query(&self, q: &MetricQuery) -> Result<Observation> {
+            self.0.query(q).await
+        }
+        async fn query_range(&self, q: &MetricQuery, step: Duration) -> Result<Vec<Observation>> {
+            let mut steps = self.0.query_range(q, step).await?;
+            let mut measurements: Vec<Measurement> =
+                steps.iter().map(|o| o.measurement.clone()).collect();
+            for o in &mut steps {
+                o.measurement = measurements.pop().unwrap_or(Measurement::NoData);
+            }
+            Ok(steps)
+        }
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "steps within")]
+    async fn a_source_that_misplaces_range_steps_fails_the_suite() {
+        let fixture = InMemoryFixture::new();
+        let source = StepsReversed(Arc::clone(fixture.source()));
+        check_range_steps(&source, &fixture).await;
+    }
+
+    /// Arranges latency without the slowest requests, as a source that loses a histogram's top
+    /// bucket reports it.
+    struct DropsSlowest(InMemoryFixture);
+
+    #[async_trait]
+    impl MetricsFixture for DropsSlowest {
+        fn tracks(&self) -> (Track, Track) {
+            self.0.tracks()
+        }
+        fn quiet_window(&self) -> Window {
+            self.0.quiet_window()
+        }
+        async fn arrange_counts(&self, counts: &[(Track, Counts)]) -> Result<Window> {
+            self.0.arrange_counts(counts).await
+        }
+        async fn arrange_latency(&self, track: &Track, millis: &[f64]) -> Result<Option<Window>> {
+            let fastest = millis.iter().fold(f64::INFINITY, |a, b| a.min(*b));
+            let kept: Vec<f64> = millis
+                .iter()
+                .copied()
+                .filter(|m| *m <= fastest * 50.0)
+                .collect();
+            self.0.arrange_latency(track, &kept).await
+        }
+        fn range_step(&self) -> Duration {
+            self.0.range_step()
+        }
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "latency q1")]
+    async fn a_source_that_loses_the_slowest_requests_fails_the_suite() {
+        let fixture = DropsSlowest(InMemoryFixture::new());
+        check_latency_quantiles(fixture.0.source().as_ref(), &fixture).await;
     }
 
     /// Answers every query with no data, refusing nothing.

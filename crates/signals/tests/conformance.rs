@@ -45,6 +45,8 @@ enum Flaw {
     LastRecordedWins,
     /// Lists signals newest probe first.
     Unordered,
+    /// Summarises a probe by its newest instance result rather than its worst.
+    NewestInstanceWins,
 }
 
 /// A store of probe results with one flaw.
@@ -72,7 +74,11 @@ impl HealthSource for Store {
 
     async fn probe(&self, track: &Track, probe: &Probe) -> Result<Option<HealthSignal>> {
         let all = self.signals(track).await?;
-        Ok(worst_signal(all.iter().filter(|s| &s.probe == probe)).cloned())
+        let results = all.iter().filter(|s| &s.probe == probe);
+        if self.flaw == Flaw::NewestInstanceWins {
+            return Ok(results.max_by_key(|s| s.at).cloned());
+        }
+        Ok(worst_signal(results).cloned())
     }
 
     async fn signals(&self, track: &Track) -> Result<Vec<HealthSignal>> {
@@ -113,6 +119,13 @@ impl HealthFixture for Store {
 #[should_panic(expected = "arranged after one of 2000 ms must not replace it")]
 async fn a_store_where_a_late_older_result_wins_fails_the_suite() {
     let store = Store::new(Flaw::LastRecordedWins);
+    testkit::check_health_source_all(&store, &store).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "readiness must report the worst instance")]
+async fn a_store_where_the_newest_instance_hides_a_worse_one_fails_the_suite() {
+    let store = Store::new(Flaw::NewestInstanceWins);
     testkit::check_health_source_all(&store, &store).await;
 }
 

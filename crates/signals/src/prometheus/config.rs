@@ -128,6 +128,15 @@ impl PrometheusConfig {
                     format!("must not be shorter than initialBackoff {initial:?}"),
                 ));
             }
+            // The first backoff would follow the cap down to zero and be refused by a name
+            // the config never wrote.
+            (None, Some(max)) if max.is_zero() && b.retries > 0 => {
+                return Err(Error::invalid(
+                    "maxBackoff",
+                    "0s",
+                    "must be longer than zero when there are retries, or they hammer a struggling server",
+                ));
+            }
             (initial, max) => {
                 let initial =
                     initial.unwrap_or(b.initial_backoff.min(max.unwrap_or(Duration::MAX)));
@@ -308,6 +317,12 @@ mod tests {
             (
                 r#"{"baseUrl":"http://x","initialBackoff":"1s","maxBackoff":"500ms"}"#,
                 "invalid maxBackoff `500ms`: must not be shorter than initialBackoff 1s",
+            ),
+            // The first backoff follows a zero cap down to zero; the error names the setting
+            // that was written.
+            (
+                r#"{"baseUrl":"http://x","maxBackoff":0}"#,
+                "invalid maxBackoff `0s`: must be longer than zero when there are retries",
             ),
         ];
         for (json, want) in cases {

@@ -90,7 +90,8 @@ pub(crate) fn gauge(points: &[Point<'_>]) -> Result<Measurement, String> {
 /// optimistic, and exact (within the sketch's 1%) when values sit on bucket bounds. Requests in the
 /// `+Inf` bucket are placed at the largest finite bound, as `histogram_quantile` does, so quantiles
 /// that fall there are lower bounds: give the histogram a top bucket above any latency you judge.
-/// No series, NaN in any bucket, or no requests at all is no data.
+/// No series, NaN in any bucket, or no requests at all is no data. Buckets without the `+Inf`
+/// one are an error: only it counts every request, so without it the slowest would go unseen.
 pub(crate) fn latency(points: &[Point<'_>], scale: f64) -> Result<Measurement, String> {
     if points.is_empty() {
         return Ok(Measurement::NoData);
@@ -127,6 +128,13 @@ pub(crate) fn latency(points: &[Point<'_>], scale: f64) -> Result<Measurement, S
         .any(|w| matches!(w, [a, b] if a.0 == b.0))
     {
         return Err("two buckets share one `le` bound; aggregate with `sum by (le) (...)`".into());
+    }
+    if let Some((top, _)) = buckets.last().filter(|(b, _)| b.is_finite()) {
+        return Err(format!(
+            "the histogram has no `+Inf` bucket (the largest is le=`{top}`), so the requests \
+             above it are not counted and every quantile would read low; keep the `+Inf` bucket \
+             in the query"
+        ));
     }
     let largest_finite = buckets
         .iter()
@@ -282,6 +290,18 @@ mod tests {
         }
         let low = s.quantile(0.1).unwrap();
         assert!((low - 100.0).abs() <= 100.0 * 0.011, "{low}");
+    }
+
+    /// Without its `+Inf` bucket (a template that filters `le`, or a bucket series missing at
+    /// one step of a range) a histogram does not say how many requests there were: the
+    /// requests above the largest finite bound would be dropped and every quantile read low.
+    /// `histogram_quantile` answers NaN for it.
+    #[test]
+    fn latency_without_the_inf_bucket_is_refused() {
+        let (a, b) = (labels(Some("0.1")), labels(Some("0.25")));
+        // 900 of 1000 requests were slower than 250 ms; only the +Inf bucket would say so.
+        let msg = latency(&[(&a, Some(50.0)), (&b, Some(100.0))], 1_000.0).unwrap_err();
+        assert!(msg.contains("+Inf") && msg.contains("0.25"), "{msg}");
     }
 
     #[test]

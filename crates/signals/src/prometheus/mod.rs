@@ -24,7 +24,8 @@
 //! [`LatencySketch`](crate::LatencySketch): every request is placed at its bucket's upper bound,
 //! so quantiles are upper bounds at the histogram's resolution (within the sketch's 1% when
 //! latencies sit on bucket bounds), and requests in the `+Inf` bucket count at the largest finite
-//! bound, as in `histogram_quantile`. A histogram cannot give more: choose buckets around the
+//! bound, as in `histogram_quantile`; buckets without the `+Inf` one, which alone counts every
+//! request, are [`Error::BadResponse`]. A histogram cannot give more: choose buckets around the
 //! latencies you judge. Bucket bounds are multiplied by
 //! [`with_latency_scale`](PrometheusBuilder::with_latency_scale) (default 1000: seconds to
 //! milliseconds).

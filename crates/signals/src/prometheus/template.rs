@@ -26,9 +26,10 @@ enum Part {
 ///
 /// Placeholders are written `{{track}}` and `{{window}}` (spaces inside the braces are allowed).
 /// A template is rejected when it is empty, holds an unknown placeholder, has a `{{` without its
-/// `}}` (or the reverse), has unbalanced `(`, `[` or `{` outside quoted strings, or lacks a
-/// placeholder it needs: every template needs `{{track}}` (or arms could not be told apart), and
-/// templates over counters need `{{window}}` (or windows would not be respected).
+/// `}}` (or the reverse), has unbalanced `(`, `[` or `{` outside quoted strings and `#`
+/// comments, or lacks a placeholder it needs outside comments: every template needs
+/// `{{track}}` (or arms could not be told apart), and templates over counters need `{{window}}`
+/// (or windows would not be respected).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Template {
     source: String,
@@ -92,18 +93,18 @@ impl Template {
         if !text.is_empty() {
             parts.push(Part::Text(text));
         }
-        let has = |p: Placeholder| parts.contains(&Part::Slot(p));
-        if !has(Placeholder::Track) {
+        let used = scan(&parts).map_err(fail)?;
+        if !used.contains(&Placeholder::Track) {
             return Err(fail(
-                "lacks `{{track}}`, so it could not tell one track from another".into(),
+                "lacks `{{track}}` outside comments, so it could not tell one track from another"
+                    .into(),
             ));
         }
-        if needs_window && !has(Placeholder::Window) {
+        if needs_window && !used.contains(&Placeholder::Window) {
             return Err(fail(
-                "lacks `{{window}}`, so it would not respect the query window (use it as the range, e.g. `increase(x[{{window}}])`)".into(),
+                "lacks `{{window}}` outside comments, so it would not respect the query window (use it as the range, e.g. `increase(x[{{window}}])`)".into(),
             ));
         }
-        check_brackets(&parts).map_err(fail)?;
         Ok(Template {
             source: template.to_owned(),
             parts,
@@ -126,17 +127,28 @@ impl Template {
     }
 }
 
-/// Checks that `(`, `[` and `{` are balanced outside quoted strings (placeholders count as plain
-/// text), so a typo is caught when the source is built rather than on the first query.
-fn check_brackets(parts: &[Part]) -> Result<(), String> {
+/// Reads the template as PromQL: checks that `(`, `[` and `{` are balanced outside quoted
+/// strings and `#` comments (placeholders count as plain text), so a typo is caught when the
+/// source is built rather than on the first query, and answers the placeholders outside
+/// comments, the only ones that select anything.
+fn scan(parts: &[Part]) -> Result<Vec<Placeholder>, String> {
     let mut stack: Vec<char> = Vec::new();
     let mut quote: Option<char> = None;
     let mut escaped = false;
+    let mut comment = false;
+    let mut used = Vec::new();
     let chars = parts.iter().flat_map(|p| match p {
-        Part::Text(t) => t.chars().collect::<Vec<_>>(),
-        Part::Slot(_) => vec!['x'],
+        Part::Text(t) => t.chars().map(|c| (c, None)).collect::<Vec<_>>(),
+        Part::Slot(slot) => vec![('x', Some(*slot))],
     });
-    for c in chars {
+    for (c, slot) in chars {
+        if let Some(slot) = slot.filter(|_| !comment) {
+            used.push(slot);
+        }
+        if comment {
+            comment = c != '\n';
+            continue;
+        }
         if let Some(q) = quote {
             if escaped {
                 escaped = false;
@@ -148,6 +160,7 @@ fn check_brackets(parts: &[Part]) -> Result<(), String> {
             continue;
         }
         match c {
+            '#' => comment = true,
             '"' | '\'' | '`' => quote = Some(c),
             '(' | '[' | '{' => stack.push(c),
             ')' | ']' | '}' => {
@@ -168,7 +181,7 @@ fn check_brackets(parts: &[Part]) -> Result<(), String> {
     }
     match stack.pop() {
         Some(open) => Err(format!("has an unclosed `{open}`")),
-        None => Ok(()),
+        None => Ok(used),
     }
 }
 
@@ -232,6 +245,28 @@ mod tests {
                 "{template:?}: {msg}"
             );
         }
+    }
+
+    /// PromQL comments run from `#` to the end of the line and may hold any text; a template
+    /// written as a block in YAML often starts with one.
+    #[test]
+    fn comments_may_hold_quotes_and_brackets() {
+        let template = "# the shop's requests (all codes\n\
+                        sum(increase(r{track=\"{{track}}\"}[{{window}}])) # 5xx) too";
+        let t = Template::parse("error_rate.requests", template, true).unwrap();
+        assert!(
+            t.render(&Track::Canary, Duration::from_secs(1))
+                .contains("track=\"canary\"}[1000ms]")
+        );
+        // A placeholder in a comment selects nothing: both arms would read the same series.
+        let msg = Template::parse("cpu", "sum(rate(x[{{window}}])) # of {{track}}", false)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("lacks `{{track}}`"), "{msg}");
+        let msg = Template::parse("latency", "x{t=\"{{track}}\"}[{{window}}] # (\n)", true)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("unbalanced `)`"), "{msg}");
     }
 
     #[test]
