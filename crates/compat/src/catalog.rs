@@ -67,7 +67,11 @@ fn unique_graphs<'de, D: serde::Deserializer<'de>>(
     crate::unique::unique_map(d, "graphs")
 }
 
-/// Parses `text` in `format` into any deserializable type, with the parser's position.
+/// Parses `text` in `format` into any deserializable type, with the parser's position and the
+/// path of the field at fault.
+///
+/// In YAML an enum with data is written as JSON writes it, a map with one key
+/// (`timed: 5m`, `perRequest: {}`); serde's own YAML form, a tag (`!timed 5m`), is read too.
 pub fn from_str<T: serde::de::DeserializeOwned>(text: &str, format: Format) -> Result<T> {
     match format {
         Format::Yaml => {
@@ -77,50 +81,95 @@ pub fn from_str<T: serde::de::DeserializeOwned>(text: &str, format: Format) -> R
                     reason,
                 });
             }
-            // The reader's own path stops at the map around a value its type refused (a
-            // selector, a version); serde_path_to_error follows it down to the field.
-            let de = serde_yaml_ng::Deserializer::from_str(text);
-            serde_path_to_error::deserialize(de).map_err(|e| {
-                let path = e.path().to_string();
-                Error::Parse {
-                    format: "YAML",
-                    reason: at_path(&path, e.into_inner().to_string()),
-                }
-            })
+            // The two forms cannot be read in one pass: the one-key-map reader refuses tags.
+            // A document in neither is reported as the one-key-map reader saw it.
+            from_yaml(text, true).or_else(|e| from_yaml(text, false).map_err(|_| e))
         }
         Format::Json => {
             // serde_json's errors give a line and column only; the path names the field, as
             // the YAML reader's errors do.
             let mut de = serde_json::Deserializer::from_str(text);
             let parsed = serde_path_to_error::deserialize(&mut de)
-                .map_err(|e| {
-                    let path = e.path().to_string();
-                    if path == "." {
-                        e.into_inner().to_string()
-                    } else {
-                        format!("{path}: {}", e.into_inner())
-                    }
-                })
+                .map_err(|e| with_path(&e.path().to_string(), e.into_inner().to_string()))
                 .and_then(|value| de.end().map(|()| value).map_err(|e| e.to_string()));
             parsed.map_err(|reason| Error::Parse {
                 format: "JSON",
                 reason,
             })
         }
-        Format::Toml => toml::from_str(text).map_err(|e| Error::Parse {
-            format: "TOML",
-            reason: e.to_string(),
-        }),
+        Format::Toml => {
+            // toml's own errors name the line but not the field; a syntax error has no field.
+            let parsed = toml::Deserializer::parse(text)
+                .map_err(|e| e.to_string())
+                .and_then(|de| {
+                    serde_path_to_error::deserialize(de).map_err(|e| {
+                        let reason = match e.inner().span() {
+                            Some(span) => {
+                                format!("{} at {}", e.inner().message(), position(text, span.start))
+                            }
+                            None => e.inner().message().to_string(),
+                        };
+                        with_path(&e.path().to_string(), reason)
+                    })
+                });
+            parsed.map_err(|reason| Error::Parse {
+                format: "TOML",
+                reason,
+            })
+        }
     }
+}
+
+/// Reads YAML with enums as one-key maps (`one_key_maps`) or as tags.
+fn from_yaml<T: serde::de::DeserializeOwned>(text: &str, one_key_maps: bool) -> Result<T> {
+    // The reader's own path stops at the map around a value its type refused (a selector, a
+    // version); serde_path_to_error follows it down to the field.
+    let mut track = serde_path_to_error::Track::new();
+    let de = serde_path_to_error::Deserializer::new(
+        serde_yaml_ng::Deserializer::from_str(text),
+        &mut track,
+    );
+    let read = if one_key_maps {
+        serde_yaml_ng::with::singleton_map_recursive::deserialize(de)
+    } else {
+        T::deserialize(de)
+    };
+    read.map_err(|e| Error::Parse {
+        format: "YAML",
+        reason: at_path(&track.path().to_string(), e.to_string()),
+    })
+}
+
+/// `reason` with `path` in front, unless the path is the document itself.
+fn with_path(path: &str, reason: String) -> String {
+    if path == "." {
+        reason
+    } else {
+        format!("{path}: {reason}")
+    }
+}
+
+/// `line L, column C` (both from 1) of byte `offset` in `text`.
+fn position(text: &str, offset: usize) -> String {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}")
 }
 
 /// The YAML reader's `message` with `path` (where the value stands, as serde_path_to_error
 /// followed it) in front, in place of the reader's own path when that is `path` or a map
-/// around it; a longer path of the reader's own is kept.
+/// around it; a longer path of the reader's own is kept. The reader writes a path into a
+/// document that is a list with a leading dot (`.[1].skew`), serde_path_to_error without.
 fn at_path(path: &str, message: String) -> String {
+    fn undotted(path: &str) -> &str {
+        path.strip_prefix('.')
+            .filter(|p| p.starts_with('['))
+            .unwrap_or(path)
+    }
     let around = |outer: &str, inner: &str| {
-        inner
-            .strip_prefix(outer)
+        undotted(inner)
+            .strip_prefix(undotted(outer))
             .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
     };
     match message.split_once(": ") {
