@@ -19,9 +19,11 @@ const NAME: &str = "sim";
 /// (cores) and [`Metric::Memory`] (bytes) are gauges read at the last whole second of the window
 /// in which the track had a live instance and that no metrics gap lost: idle CPU per live
 /// instance plus CPU time per request served, and the profile's memory per live instance.
-/// Counts and latencies are those of the requests that arrived in the window up to now, to the
-/// millisecond, so [`Observation::throughput`] is the served rate for any window; gauges
-/// report seconds once they are over.
+/// Counts and latencies are those of the requests that arrived in the window, to the
+/// millisecond, so [`Observation::throughput`] is the served rate for any window that ends by
+/// now; gauges report seconds once they are over. A window that ends after now asks about
+/// requests that have not arrived: the world does not measure it until it is over (no data,
+/// which judges hold on), rather than report a rate diluted by the seconds to come.
 /// Observations recorded with [`SimWorld::record`] are added on top; custom metrics come from
 /// those recordings only.
 /// A window in which a track served nothing is [`Measurement::NoData`]; a query whose track or
@@ -81,6 +83,9 @@ impl SimMetrics {
                     span.from, span.until
                 ),
             });
+        }
+        if query.window.end() > now {
+            return Ok(Measurement::NoData);
         }
         let cover = state.cover(query.window, now);
         Ok(match query.metric {

@@ -1,6 +1,7 @@
 //! A query counts the requests that arrived in its window, whatever its bounds: a window that
 //! cuts a second, or ends in the second under way, reads the rate the load says, and windows
-//! cut anywhere add up to their union exactly.
+//! cut anywhere add up to their union exactly. A window that ends after now is not measured
+//! until it is over.
 
 mod common;
 
@@ -125,4 +126,22 @@ async fn the_second_under_way_reads_the_same_later() {
         latency(&world, Track::Stable, window).await.unwrap(),
         sketch
     );
+}
+
+/// A window that ends after now asks about requests that have not arrived: the world does not
+/// measure it until it is over (no data, never a rate diluted by the seconds to come), and then
+/// reads the load's rate.
+#[tokio::test(start_paused = true)]
+async fn a_window_ending_after_now_is_no_data_until_it_is_over() {
+    let world = busy(9).await;
+    wait(Duration::from_secs(60)).await;
+    let window = Window::ending_at(at(world.now(), 30_000), Duration::from_secs(60));
+    for metric in [Metric::Throughput, Metric::Latency, Metric::Cpu] {
+        let q = MetricQuery::new(metric, Track::Stable, window);
+        let o = world.metrics().query(&q).await.expect("query");
+        assert!(o.measurement.is_no_data(), "{o:?}");
+    }
+    wait(Duration::from_secs(30)).await;
+    let rate = throughput(&world, window).await;
+    assert!((rate / 1_000.0 - 1.0).abs() < 0.05, "{rate}");
 }

@@ -28,7 +28,8 @@ use crate::metric::Metric;
 /// ```
 ///
 /// Omitted settings keep the builder's defaults, and metrics not listed under `queries` keep
-/// their default templates. Each entry of `queries` holds exactly one of `requests` with
+/// their default templates, but for `error_rate` and `throughput`: they read one pair of counts,
+/// so the queries listed for one of them serve the other unless both are listed. Each entry of `queries` holds exactly one of `requests` with
 /// `errors` (counts), `buckets` (latency histogram) or `value` (gauge).
 /// [`PrometheusSource::from_config`] checks everything and names the offending path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,7 +37,7 @@ use crate::metric::Metric;
 pub struct PrometheusConfig {
     /// Prometheus' base URL.
     pub base_url: String,
-    /// The time one HTTP request may take.
+    /// The time one HTTP request may take (at most [`MAX_TIMEOUT`](super::MAX_TIMEOUT)).
     #[serde(
         default,
         with = "crate::duration::option",
@@ -278,6 +279,98 @@ mod tests {
             );
             b.build().unwrap();
         }
+    }
+
+    /// Error rate and throughput read one pair of counts: overriding one of them alone moves
+    /// the other to the same templates, so the two never count different requests.
+    #[test]
+    fn counts_given_for_one_of_error_rate_and_throughput_serve_both() {
+        let window = crate::Window::new(
+            crate::Timestamp::from_millis(0),
+            crate::Timestamp::from_millis(60_000),
+        )
+        .unwrap();
+        let promql = |source: &PrometheusSource, m: Metric| {
+            source.promql(&crate::MetricQuery::new(m, crate::Track::Canary, window))
+        };
+        let counts = |prefix: &str| QueryConfig {
+            requests: Some(format!(
+                "sum(increase({prefix}_r{{track=\"{{{{track}}}}\"}}[{{{{window}}}}]))"
+            )),
+            errors: Some(format!(
+                "sum(increase({prefix}_e{{track=\"{{{{track}}}}\"}}[{{{{window}}}}]))"
+            )),
+            ..QueryConfig::default()
+        };
+        for given in [Metric::ErrorRate, Metric::Throughput] {
+            let mut config = PrometheusConfig::new("http://x");
+            config.queries.insert(given.clone(), counts("shop"));
+            let source = PrometheusSource::from_config(config).unwrap();
+            let rate = promql(&source, Metric::ErrorRate).unwrap();
+            assert!(
+                rate[0].starts_with("sum(increase(shop_r{"),
+                "{given}: {rate:?}"
+            );
+            assert_eq!(
+                promql(&source, Metric::Throughput).unwrap(),
+                rate,
+                "{given}"
+            );
+        }
+        // Both given: each keeps its own.
+        let mut config = PrometheusConfig::new("http://x");
+        config.queries.insert(Metric::ErrorRate, counts("a"));
+        config.queries.insert(Metric::Throughput, counts("b"));
+        let source = PrometheusSource::from_config(config).unwrap();
+        assert!(promql(&source, Metric::ErrorRate).unwrap()[0].contains("a_r"));
+        assert!(promql(&source, Metric::Throughput).unwrap()[0].contains("b_r"));
+        // In code, whatever the order, and a metric forgotten or read as a gauge stays so.
+        let b = PrometheusSource::builder("http://x")
+            .with_counts_queries(
+                Metric::Throughput,
+                "t{{track}}{{window}}",
+                "u{{track}}{{window}}",
+            )
+            .with_counts_queries(
+                Metric::ErrorRate,
+                "e{{track}}{{window}}",
+                "f{{track}}{{window}}",
+            )
+            .build()
+            .unwrap();
+        assert_eq!(promql(&b, Metric::Throughput).unwrap()[0], "tcanary60000ms");
+        let b = PrometheusSource::builder("http://x")
+            .without_metric(&Metric::Throughput)
+            .with_counts_queries(
+                Metric::ErrorRate,
+                "e{{track}}{{window}}",
+                "f{{track}}{{window}}",
+            )
+            .build()
+            .unwrap();
+        assert!(matches!(
+            promql(&b, Metric::Throughput),
+            Err(Error::Unsupported { .. })
+        ));
+    }
+
+    /// Prometheus reads its `timeout` parameter as a duration of at most about 292 years; a
+    /// longer one made every query a bad query, so it is refused where it is written.
+    #[test]
+    fn an_absurd_timeout_is_refused_at_load() {
+        let msg = PrometheusSource::from_config(
+            serde_json::from_str(r#"{"baseUrl":"http://x","timeout":"3000000h"}"#).unwrap(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.contains("invalid timeout `10800000000s`") && msg.contains("at most 1h"),
+            "{msg}"
+        );
+        PrometheusSource::builder("http://x")
+            .with_timeout(Duration::from_secs(3_600))
+            .build()
+            .unwrap();
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!
 //! | metric | measurement | default template(s) |
 //! |---|---|---|
-//! | `error_rate`, `throughput` | counts | requests: `sum(increase(http_requests_total{track="{{track}}"}[{{window}}]))`; errors: the same with `code=~"5.."` |
+//! | `error_rate`, `throughput` | counts | requests: `sum(increase(http_requests_total{track="{{track}}"}[{{window}}]))`; errors: the same with `code=~"5.."`; queries given for one of the two serve both |
 //! | `latency` | sketch | `sum by (le) (increase(http_request_duration_seconds_bucket{track="{{track}}"}[{{window}}]))` |
 //! | `cpu` | gauge (cores) | `sum(rate(container_cpu_usage_seconds_total{track="{{track}}"}[{{window}}]))` |
 //! | `memory` | gauge (bytes) | `sum(max_over_time(container_memory_working_set_bytes{track="{{track}}"}[{{window}}]))` |
@@ -26,7 +26,8 @@
 //! latencies sit on bucket bounds), and requests in the `+Inf` bucket count at the largest finite
 //! bound, as in `histogram_quantile`; buckets without the `+Inf` one, which alone counts every
 //! request, are [`Error::BadResponse`]. A histogram cannot give more: choose buckets around the
-//! latencies you judge. Bucket bounds are multiplied by
+//! latencies you judge. Native histograms are not read: an answer holding their samples is
+//! [`Error::BadResponse`] saying what to query instead. Bucket bounds are multiplied by
 //! [`with_latency_scale`](PrometheusBuilder::with_latency_scale) (default 1000: seconds to
 //! milliseconds).
 //!
@@ -61,7 +62,7 @@ mod response;
 mod retry;
 mod template;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -143,6 +144,8 @@ pub struct PrometheusBuilder {
     base_url: String,
     name: String,
     queries: BTreeMap<Metric, RawQueries>,
+    /// The metrics whose counts queries were given rather than defaulted or shared.
+    given_counts: BTreeSet<Metric>,
     timeout: Duration,
     retries: u32,
     initial_backoff: Duration,
@@ -184,6 +187,7 @@ impl PrometheusBuilder {
             base_url,
             name: "prometheus".into(),
             queries,
+            given_counts: BTreeSet::new(),
             timeout: Duration::from_secs(10),
             retries: 3,
             initial_backoff: Duration::from_millis(200),
@@ -202,19 +206,33 @@ impl PrometheusBuilder {
 
     /// Reads `metric` as request and error counts from two counter queries (both need
     /// `{{track}}` and `{{window}}`; use `increase(...[{{window}}])`).
+    ///
+    /// [`Metric::ErrorRate`] and [`Metric::Throughput`] read one pair of counts: queries given
+    /// for one of them serve the other too while that one still has the default counts
+    /// queries, so the two never count different requests (or one of them nothing, for ever).
     pub fn with_counts_queries(
         mut self,
         metric: Metric,
         requests: impl Into<String>,
         errors: impl Into<String>,
     ) -> Self {
-        self.queries.insert(
-            metric,
-            RawQueries::Counts {
-                requests: requests.into(),
-                errors: errors.into(),
-            },
-        );
+        let queries = RawQueries::Counts {
+            requests: requests.into(),
+            errors: errors.into(),
+        };
+        let partner = match metric {
+            Metric::ErrorRate => Some(Metric::Throughput),
+            Metric::Throughput => Some(Metric::ErrorRate),
+            _ => None,
+        };
+        if let Some(partner) = partner
+            && !self.given_counts.contains(&partner)
+            && let Some(shared @ RawQueries::Counts { .. }) = self.queries.get_mut(&partner)
+        {
+            *shared = queries.clone();
+        }
+        self.given_counts.insert(metric.clone());
+        self.queries.insert(metric, queries);
         self
     }
 
@@ -247,7 +265,7 @@ impl PrometheusBuilder {
         self
     }
 
-    /// The time one HTTP request may take (default 10 s).
+    /// The time one HTTP request may take (default 10 s, at most [`MAX_TIMEOUT`]).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -323,6 +341,16 @@ impl PrometheusBuilder {
         let (query_url, range_url) = (endpoint("api/v1/query")?, endpoint("api/v1/query_range")?);
         if self.timeout.is_zero() {
             return Err(Error::invalid("timeout", "0s", "must be longer than zero"));
+        }
+        if self.timeout > MAX_TIMEOUT {
+            return Err(Error::invalid(
+                "timeout",
+                format!("{:?}", self.timeout),
+                format!(
+                    "must be at most {}, the longest one query may run",
+                    humantime::format_duration(MAX_TIMEOUT)
+                ),
+            ));
         }
         if self.retries > MAX_RETRIES {
             return Err(Error::invalid(
@@ -405,6 +433,12 @@ impl PrometheusBuilder {
 /// more would keep a caller waiting minutes for a Prometheus that is down, when holding and
 /// asking again at the next tick gives the same answer sooner.
 pub const MAX_RETRIES: u32 = 10;
+
+/// The longest per-request timeout. It is also sent as Prometheus' own `timeout` parameter,
+/// which Prometheus cannot read past about 292 years, so every query would fail; and well before
+/// that, a query running for longer than an hour (Prometheus' own limit is 2 minutes by default)
+/// is one that holds an analysis far past any interval it judges.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3_600);
 
 /// The largest answer read, in bytes. Prometheus returns at most 11,000 points per series, so
 /// a histogram of 40 buckets over that many steps is about 10 MB; an answer beyond this limit is

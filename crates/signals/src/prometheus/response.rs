@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
 /// What went wrong with an answer, before it is turned into the crate's error.
@@ -94,18 +95,48 @@ struct Data<'a> {
     result: &'a RawValue,
 }
 
+/// A series' float sample, or a native histogram's (`histogram`), which is not read.
 #[derive(Deserialize)]
 struct VectorSample {
     #[serde(default)]
     metric: BTreeMap<String, String>,
-    value: (f64, String),
+    #[serde(default)]
+    value: Option<(f64, String)>,
+    #[serde(default)]
+    histogram: Option<IgnoredAny>,
 }
 
+/// A series' float samples, and its native histogram ones (`histograms`), which are not read.
 #[derive(Deserialize)]
 struct MatrixSeries {
     #[serde(default)]
     metric: BTreeMap<String, String>,
-    values: Vec<(f64, String)>,
+    #[serde(default)]
+    values: Option<Vec<(f64, String)>>,
+    #[serde(default)]
+    histograms: Option<IgnoredAny>,
+}
+
+/// Why a native histogram sample cannot be a measurement, and what to ask for instead.
+const NATIVE_HISTOGRAM: &str = "a series holds native histogram samples, which are not read: \
+    for latency, query a classic histogram's `_bucket` series by `le` \
+    (`sum by (le) (increase(x_bucket[{{window}}]))`); otherwise turn the histogram into floats \
+    with `histogram_count()`, `histogram_sum()` or `histogram_quantile()`";
+
+/// The float samples of a series, refused when it holds native histogram samples (dropping
+/// those would pass part of the series off as all of it) or neither.
+fn floats<T>(
+    samples: Option<T>,
+    histograms: Option<IgnoredAny>,
+    field: &str,
+) -> Result<T, ResponseError> {
+    match (samples, histograms) {
+        (_, Some(_)) => Err(ResponseError::Malformed(NATIVE_HISTOGRAM.to_owned())),
+        (Some(samples), None) => Ok(samples),
+        (None, None) => Err(ResponseError::Malformed(format!(
+            "a series has no `{field}`"
+        ))),
+    }
 }
 
 /// Parses a Prometheus sample value: finite numbers are `Some`, NaN and infinities `None`.
@@ -159,9 +190,10 @@ fn series(data: Option<&RawValue>) -> Result<(ResultType, Vec<Series>), Response
             let series = samples
                 .into_iter()
                 .map(|s| {
+                    let (t, v) = floats(s.value, s.histogram, "value")?;
                     Ok(Series {
                         labels: s.metric,
-                        samples: vec![(s.value.0, value(&s.value.1)?)],
+                        samples: vec![(t, value(&v)?)],
                     })
                 })
                 .collect::<Result<_, ResponseError>>()?;
@@ -172,8 +204,7 @@ fn series(data: Option<&RawValue>) -> Result<(ResultType, Vec<Series>), Response
             let series = series
                 .into_iter()
                 .map(|s| {
-                    let samples = s
-                        .values
+                    let samples = floats(s.values, s.histograms, "values")?
                         .iter()
                         .map(|(t, v)| Ok((*t, value(v)?)))
                         .collect::<Result<Vec<_>, ResponseError>>()?;
@@ -309,6 +340,34 @@ mod tests {
                 matches!(parse(body), Err(ResponseError::Malformed(_))),
                 "{body}"
             );
+        }
+    }
+
+    /// A native histogram's samples (`histogram`, `histograms`) are not floats; the answer says
+    /// so and what to ask instead, rather than that a `value` is missing.
+    #[test]
+    fn native_histograms_are_named_with_what_to_query_instead() {
+        let h = r#"{"count":"10","sum":"1.5","buckets":[[0,"0.1","0.2","10"]]}"#;
+        for body in [
+            format!(
+                r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{}},"histogram":[1795840314.25,{h}]}}]}}}}"#
+            ),
+            format!(
+                r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{}},"histograms":[[1795840314.25,{h}]]}}]}}}}"#
+            ),
+            format!(
+                r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{}},"values":[[1795840304.25,"1"]],"histograms":[[1795840314.25,{h}]]}}]}}}}"#
+            ),
+        ] {
+            match parse(&body) {
+                Err(ResponseError::Malformed(reason)) => assert!(
+                    reason.contains("native histogram")
+                        && reason.contains("_bucket")
+                        && reason.contains("histogram_count"),
+                    "{body}: {reason}"
+                ),
+                other => panic!("{body}: {other:?}"),
+            }
         }
     }
 
