@@ -758,7 +758,7 @@ pub(crate) struct RestoreMark {
     id: String,
     token: String,
     path: PathBuf,
-    lock: Option<std::fs::File>,
+    lock: Option<HeldLock>,
     leave: bool,
     in_place: bool,
     partial: bool,
@@ -767,7 +767,7 @@ pub(crate) struct RestoreMark {
 
 impl RestoreMark {
     /// The mark of the marker at `path` recording `note`, locked by `lock`.
-    fn held(note: RestoreNote, path: PathBuf, lock: std::fs::File) -> Self {
+    fn held(note: RestoreNote, path: PathBuf, lock: HeldLock) -> Self {
         RestoreMark {
             id: note.id,
             token: note.token,
@@ -845,13 +845,35 @@ fn remove_file(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// A file this process holds locked: unlocked explicitly when dropped, before it is closed.
+///
+/// A `flock` belongs to the open file, and a child process being started at that moment (any
+/// command this process runs: `psql`, `pg_dump`) shares it until it execs. Closing only our
+/// descriptor would leave the lock held through that copy for as long, and a sweep or a
+/// restore right after would find it taken; unlocking releases it for every copy.
+#[derive(Debug)]
+pub(crate) struct HeldLock(std::fs::File);
+
+impl HeldLock {
+    /// `file`, which this process has locked.
+    pub(crate) fn new(file: std::fs::File) -> Self {
+        HeldLock(file)
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
 /// Creates the claim file at `path` whole, failing if it exists: `note` is written, locked for
 /// this process and synced under a name of its own (`<path>.<token>.new`), which is then
 /// linked to `path`. A sweep that finds the claim locked leaves it, and one that finds it
 /// unlocked reads whose it was: a process killed at any point leaves either no file at `path`
 /// or a whole, recorded one, so an empty claim can only be an older version's. What a kill
 /// leaves under the file's own name is removed by the next sweep, once nobody holds it.
-fn create_claim(path: &Path, token: &str, note: &impl Serialize) -> std::io::Result<std::fs::File> {
+fn create_claim(path: &Path, token: &str, note: &impl Serialize) -> std::io::Result<HeldLock> {
     let mut fresh = path.as_os_str().to_owned();
     fresh.push(format!(".{token}.new"));
     let fresh = PathBuf::from(fresh);
@@ -875,7 +897,7 @@ fn create_claim(path: &Path, token: &str, note: &impl Serialize) -> std::io::Res
 
 /// Creates the file `fresh` (failing if it exists), locks it for this process and writes
 /// `body` to it, synced; removes it on an error.
-fn write_locked(fresh: &Path, body: &[u8]) -> std::io::Result<std::fs::File> {
+fn write_locked(fresh: &Path, body: &[u8]) -> std::io::Result<HeldLock> {
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -886,6 +908,7 @@ fn write_locked(fresh: &Path, body: &[u8]) -> std::io::Result<std::fs::File> {
         .lock()
         .and_then(|()| file.write_all(body))
         .and_then(|()| file.sync_all());
+    let file = HeldLock::new(file);
     if let Err(e) = written {
         let _ = std::fs::remove_file(fresh);
         return Err(e);
@@ -919,9 +942,9 @@ fn killed_after(_step: &str) -> std::io::Result<()> {
 /// gone or was replaced since.
 fn locked_claim<N: serde::de::DeserializeOwned>(
     path: &Path,
-) -> std::io::Result<Option<(std::fs::File, Option<N>)>> {
+) -> std::io::Result<Option<(HeldLock, Option<N>)>> {
     use std::os::unix::fs::MetadataExt;
-    let mut file = match std::fs::OpenOptions::new()
+    let file = match std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
@@ -935,8 +958,9 @@ fn locked_claim<N: serde::de::DeserializeOwned>(
         Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
         Err(std::fs::TryLockError::Error(e)) => return Err(e),
     }
+    let mut file = HeldLock::new(file);
     // Locked, but perhaps a file its owner removed before another claim took the name.
-    let held = file.metadata()?;
+    let held = file.0.metadata()?;
     match std::fs::metadata(path) {
         Ok(now) if (now.dev(), now.ino()) == (held.dev(), held.ino()) => {}
         Ok(_) => return Ok(None),
@@ -944,7 +968,7 @@ fn locked_claim<N: serde::de::DeserializeOwned>(
         Err(e) => return Err(e),
     }
     let mut body = Vec::new();
-    file.read_to_end(&mut body)?;
+    file.0.read_to_end(&mut body)?;
     Ok(Some((file, serde_json::from_slice(&body).ok())))
 }
 
@@ -956,7 +980,7 @@ pub(crate) struct Abandoned {
     outside: bool,
     pending: PathBuf,
     tmp: PathBuf,
-    _lock: std::fs::File,
+    _lock: HeldLock,
 }
 
 impl Abandoned {
@@ -1057,7 +1081,7 @@ pub(crate) struct Claim {
     metadata: PathBuf,
     pending: PathBuf,
     /// The claim file, locked while the claim lives: its owner is alive.
-    lock: Option<std::fs::File>,
+    lock: Option<HeldLock>,
     data: Vec<PathBuf>,
     undo: Option<Undo>,
     work: Work,
@@ -1139,6 +1163,8 @@ impl Claim {
 pub(crate) fn wait_unlocked(path: &Path) {
     if let Ok(file) = std::fs::File::open(path) {
         let _ = file.lock();
+        // Released for every copy: a child another test starts meanwhile shares this one.
+        let _ = file.unlock();
     }
 }
 

@@ -1,12 +1,14 @@
 //! [`DirectorySnapshot`]: backups of a directory tree, for services with local state.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 
 use super::catalog::{
-    Catalog, RestoreMark, Work, check_id, check_service, finish_interrupted_deletes, sweep_quietly,
+    Catalog, HeldLock, RestoreMark, Work, check_id, check_service, finish_interrupted_deletes,
+    sweep_quietly,
 };
 use super::durable;
 use super::retention::Retention;
@@ -179,7 +181,7 @@ impl DirectorySnapshot {
     /// store sees it; the kernel lets go of it when its holder dies, however it dies, so the
     /// file is left in place (removing it would let two holders lock two files). Fails at
     /// once, changing nothing, while another restore holds it (blocking).
-    fn lock_restores(&self) -> Result<std::fs::File> {
+    fn lock_restores(&self) -> Result<HeldLock> {
         let name = self
             .source
             .file_name()
@@ -197,7 +199,7 @@ impl DirectorySnapshot {
             .open(&path)
             .map_err(|e| failed(&format!("{doing}: cannot open `{}`", path.display()), e))?;
         match file.try_lock() {
-            Ok(()) => Ok(file),
+            Ok(()) => Ok(HeldLock::new(file)),
             Err(std::fs::TryLockError::WouldBlock) => Err(failed(
                 &doing,
                 format!(
@@ -267,7 +269,7 @@ impl DirectorySnapshot {
                 .blocking("cannot sweep", move || this.lock_restores())
                 .await;
             match lock {
-                Ok(lock) => self.put_back(mark, lock).await?,
+                Ok(lock) => self.put_back(mark, Arc::new(lock)).await?,
                 Err(e) => {
                     mark.leave_to_sweep();
                     return Err(e);
@@ -293,7 +295,7 @@ impl DirectorySnapshot {
     /// [`Restore::settle`]), then removes the marker; one that cannot be put back now keeps
     /// its marker for the next sweep. `lock` is the source's [restore
     /// lock](Self::lock_restores), held until then.
-    async fn put_back(&self, mut mark: RestoreMark, lock: std::fs::File) -> Result<()> {
+    async fn put_back(&self, mut mark: RestoreMark, lock: Arc<HeldLock>) -> Result<()> {
         let restore = self.restore_of(mark.id());
         let doing = format!("cannot sweep the interrupted restore of `{}`", mark.id());
         self.blocking(&doing, move || {
@@ -403,15 +405,13 @@ impl BackupProvider for DirectorySnapshot {
         // Held on the blocking thread until the restore's work there is over, even if this
         // future is dropped first (the settling after a cancelled copy goes on there).
         let this = self.clone();
-        let lock = self
-            .blocking("cannot restore", move || this.lock_restores())
-            .await?;
+        let lock = Arc::new(
+            self.blocking("cannot restore", move || this.lock_restores())
+                .await?,
+        );
         // A restore of this directory that was killed is put back first.
         if let Some(mark) = self.catalog.interrupted_restore().await? {
-            let again = lock
-                .try_clone()
-                .map_err(|e| self.failed("cannot restore", e))?;
-            self.put_back(mark, again).await?;
+            self.put_back(mark, Arc::clone(&lock)).await?;
         }
         let mut mark = self.catalog.begin_restore(id, false).await?;
         let restore = self.restore_of(id);
