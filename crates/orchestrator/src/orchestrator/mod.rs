@@ -14,18 +14,19 @@ pub use plan::DeploymentPlan;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serin_signals::Track;
 use serin_traffic::TrafficRouter;
 use serin_triggers::Engine;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::config::{DeploymentConfig, StrategyKind};
+use crate::config::{DeploymentConfig, StrategyKind, human};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, Phase};
 use crate::journal::Journal;
 use crate::lock;
-use crate::platform::Platform;
+use crate::platform::{Platform, TrackKey, TrackStatus};
 use crate::report::Report;
 use crate::run::{Resumption, Runner};
 use crate::state::{DeploymentState, Outcome, Placement};
@@ -100,17 +101,27 @@ impl Orchestrator {
             .ok_or_else(|| Error::not_found("service backends", service))
     }
 
-    /// What runs now: the track taking most traffic, or the only track of the service.
+    /// What runs now: the track taking most traffic, or the only track of the service. Each
+    /// call into the router and the platform is given `limit` to answer (see [`within`]).
     async fn current(
         &self,
         service: &str,
         backends: &ServiceBackends,
+        limit: Duration,
     ) -> Result<Option<Placement>> {
-        let split = backends
-            .router
-            .current()
-            .await
-            .map_err(|e| Error::backend("router", backends.router.name(), e))?;
+        let router = &backends.router;
+        let split = within(
+            &format!("router `{}`", router.name()),
+            limit,
+            &format!("reading the traffic split of {service}"),
+            async {
+                router
+                    .current()
+                    .await
+                    .map_err(|e| Error::backend("router", router.name(), e))
+            },
+        )
+        .await?;
         let live = split.and_then(|s| {
             s.backends()
                 .iter()
@@ -124,10 +135,9 @@ impl Orchestrator {
                     .map_err(|e| Error::invalid("router.current", &name, e.to_string()))?,
             ),
             None => {
-                let tracks: Vec<_> = self
-                    .inner
-                    .platform
-                    .list()
+                let platform = self.inner.platform.as_ref();
+                let listing = on_platform(platform, limit, "listing the tracks", platform.list());
+                let tracks: Vec<_> = listing
                     .await?
                     .into_iter()
                     .filter(|t| t.service == service)
@@ -141,7 +151,7 @@ impl Orchestrator {
         let Some(track) = track else {
             return Ok(None);
         };
-        let status = self.inner.platform.status(service, &track).await?;
+        let status = status_within(self.inner.platform.as_ref(), service, &track, limit).await?;
         Ok(Some(Placement {
             track,
             version: status.version,
@@ -172,7 +182,8 @@ impl Orchestrator {
             ));
         }
         let backends = self.backends(service)?;
-        let from = self.current(service, &backends).await?;
+        let limit = config.max_deployment_duration;
+        let from = self.current(service, &backends, limit).await?;
         let track = Self::new_track(config.strategy, from.as_ref());
         Ok((
             backends,
@@ -222,11 +233,10 @@ impl Orchestrator {
             // failure, or `kill`, which never gets here) keeps it until it is resumed.
             let platform = Arc::clone(&runner.inner.platform);
             let (service, holder) = (runner.state.service.clone(), runner.state.id.clone());
+            let limit = runner.state.config.max_deployment_duration;
             let out = runner.drive().await;
-            if out.is_ok()
-                && let Err(e) = platform.unlock(&service, &holder).await
-            {
-                tracing::warn!(deployment = %holder, "freeing the platform's deployment lock failed: {e}");
+            if out.is_ok() {
+                unlock(platform.as_ref(), &service, &holder, limit).await;
             }
             out
         });
@@ -269,6 +279,11 @@ impl Orchestrator {
 
     /// Starts deploying `service` by `config` and returns at once with a handle. One
     /// deployment per service at a time.
+    ///
+    /// Each call it makes into the router and the platform is given the config's
+    /// `maxDeploymentDuration` to answer: one that does not refuses the start with
+    /// [`Error::Timeout`] naming it, with nothing journalled and any deployment lock it took
+    /// freed.
     pub async fn start(
         &self,
         config: &DeploymentConfig,
@@ -294,9 +309,9 @@ impl Orchestrator {
             n += 1;
             id = format!("{service}-{}-{}-{n}", to.version, now.as_millis());
         }
-        self.inner
-            .platform
-            .lock(service, &id)
+        let platform = self.inner.platform.as_ref();
+        let limit = config.max_deployment_duration;
+        lock_new(platform, service, &id, limit)
             .await
             .map_err(|e| match e {
                 Error::Conflict { reason, .. } => Error::conflict(
@@ -306,16 +321,24 @@ impl Orchestrator {
                 ),
                 other => other,
             })?;
-        if let Ok(st) = self.inner.platform.status(service, &to.track).await {
-            let _ = self.inner.platform.unlock(service, &id).await;
-            return Err(Error::conflict(
-                "run",
-                service,
-                format!(
-                    "track {} already runs {}: resume or finish the deployment that started it, or retire it",
-                    to.track, st.version
-                ),
-            ));
+        // Any other error is a track that does not run; one that did not answer may run.
+        match status_within(platform, service, &to.track, limit).await {
+            Ok(st) => {
+                unlock(platform, service, &id, limit).await;
+                return Err(Error::conflict(
+                    "run",
+                    service,
+                    format!(
+                        "track {} already runs {}: resume or finish the deployment that started it, or retire it",
+                        to.track, st.version
+                    ),
+                ));
+            }
+            Err(e @ Error::Timeout { .. }) => {
+                unlock(platform, service, &id, limit).await;
+                return Err(e);
+            }
+            Err(_) => {}
         }
         let triggers = Engine::new(config.trigger_config()?, now)
             .map_err(|e| Error::invalid("triggers", "…", e.to_string()))?;
@@ -356,7 +379,7 @@ impl Orchestrator {
             announced: 0.0,
         };
         if let Err(e) = first.commit(Vec::new(), kinds).await {
-            let _ = self.inner.platform.unlock(service, &first.state.id).await;
+            unlock(platform, service, &first.state.id, limit).await;
             return Err(e);
         }
         runner_state = first.state.clone();
@@ -502,6 +525,10 @@ impl Orchestrator {
     /// (see [`Record::check_restored`](crate::Record::check_restored)). A record written by a
     /// clock ahead of this one is observed from now, so the new version is watched at once,
     /// and an arm it says began taking traffic later than now began now.
+    ///
+    /// The platform's deployment lock is taken back within `maxDeploymentDuration`: a platform
+    /// that does not answer refuses the resume with [`Error::Timeout`], and the lock stays the
+    /// deployment's, as it was since it was cut short.
     pub async fn resume(&self, deployment: &str) -> Result<DeploymentHandle> {
         let records = self.inner.journal.records(deployment).await?;
         let Some((last, earlier)) = records.split_last() else {
@@ -532,7 +559,16 @@ impl Orchestrator {
             }
         }
         let guard = self.lock_service(&state.service)?;
-        self.inner.platform.lock(&state.service, &state.id).await?;
+        let limit = state.config.max_deployment_duration;
+        // Not freed if it does not answer in time: the deployment, cut short, keeps its
+        // service locked until it is resumed or abandoned, so the lock is its own either way.
+        lock_within(
+            self.inner.platform.as_ref(),
+            &state.service,
+            &state.id,
+            limit,
+        )
+        .await?;
         let backends = self.backends(&state.service)?;
         let seq = last.seq + 1;
         Ok(self.spawn(state, seq, Some(resumption), backends, guard))
@@ -567,13 +603,16 @@ impl Orchestrator {
         let state = last.state.clone();
         let (service, id) = (state.service.clone(), state.id.clone());
         let _guard = self.lock_service(&service)?;
-        self.inner.platform.lock(&service, &id).await?;
+        let (platform, limit) = (
+            self.inner.platform.as_ref(),
+            state.config.max_deployment_duration,
+        );
+        // Kept if it does not answer in time, as in `resume`.
+        lock_within(platform, &service, &id, limit).await?;
         let backends = self.backends(&service)?;
         let (runner, _, _) = self.runner(state, last.seq + 1, 0.0, backends);
         runner.abandon(reason).await?;
-        if let Err(e) = self.inner.platform.unlock(&service, &id).await {
-            tracing::warn!(deployment = %id, "freeing the platform's deployment lock failed: {e}");
-        }
+        unlock(platform, &service, &id, limit).await;
         self.report(deployment).await
     }
 
@@ -593,5 +632,90 @@ impl Orchestrator {
             return Err(Error::not_found("deployment", deployment));
         }
         Report::from_records(&records)
+    }
+}
+
+/// `call`, into `who` ("platform `process`"), `doing` something, given `limit` to answer:
+/// [`Error::Timeout`] naming them and the bound when it does not, the call dropped. The calls
+/// made before a deployment runs (or after it ended) have no deadline and no abort of their
+/// own; `limit` is the config's `maxDeploymentDuration`, which bounds them in the deployment.
+async fn within<T>(
+    who: &str,
+    limit: Duration,
+    doing: &str,
+    call: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(Error::Timeout {
+            what: format!("an answer of {who} to {doing}"),
+            after: limit,
+            reason: format!("maxDeploymentDuration ({}) ran out", human(limit)),
+        })
+    })
+}
+
+/// [`within`], for a call into `platform`.
+async fn on_platform<T>(
+    platform: &dyn Platform,
+    limit: Duration,
+    doing: &str,
+    call: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    within(
+        &format!("platform `{}`", platform.name()),
+        limit,
+        doing,
+        call,
+    )
+    .await
+}
+
+/// The status of a track, given `limit` to answer.
+async fn status_within(
+    platform: &dyn Platform,
+    service: &str,
+    track: &Track,
+    limit: Duration,
+) -> Result<TrackStatus> {
+    let doing = format!("the status of {}", TrackKey::new(service, track));
+    on_platform(platform, limit, &doing, platform.status(service, track)).await
+}
+
+/// Takes the platform's deployment lock of `service` for `holder`, given `limit` to answer.
+async fn lock_within(
+    platform: &dyn Platform,
+    service: &str,
+    holder: &str,
+    limit: Duration,
+) -> Result<()> {
+    let doing = format!("taking the deployment lock of {service}");
+    on_platform(platform, limit, &doing, platform.lock(service, holder)).await
+}
+
+/// Takes the deployment lock of `service` for `holder`, a deployment that does not exist yet.
+/// The [`Platform`] contract does not say that a lock call dropped before it answered took no
+/// lock, so one that did not answer in time is freed: `holder` is new, so the lock, if taken,
+/// is no one else's, and freeing it frees nothing another holder holds.
+async fn lock_new(
+    platform: &dyn Platform,
+    service: &str,
+    holder: &str,
+    limit: Duration,
+) -> Result<()> {
+    let locked = lock_within(platform, service, holder, limit).await;
+    if matches!(locked, Err(Error::Timeout { .. })) {
+        unlock(platform, service, holder, limit).await;
+    }
+    locked
+}
+
+/// Frees the platform's deployment lock of `service` held by `holder`, given `limit` to
+/// answer. A failure is logged, not returned: the deployment has already ended, or was
+/// refused.
+async fn unlock(platform: &dyn Platform, service: &str, holder: &str, limit: Duration) {
+    let doing = format!("freeing the deployment lock of {service}");
+    let freed = on_platform(platform, limit, &doing, platform.unlock(service, holder)).await;
+    if let Err(e) = freed {
+        tracing::warn!(deployment = %holder, "freeing the platform's deployment lock failed: {e}");
     }
 }

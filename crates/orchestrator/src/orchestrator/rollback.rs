@@ -4,14 +4,14 @@ use std::time::Duration;
 
 use serin_signals::Timestamp;
 
-use crate::config::{DeploymentConfig, StrategyKind, TrafficStrategyKind, human};
+use crate::config::{DeploymentConfig, StrategyKind, TrafficStrategyKind};
 use crate::error::{Error, Result};
 use crate::hooks::{BackupInfo, BackupProvider};
 use crate::journal::Journal;
 use crate::report::Report;
 use crate::state::{DeploymentState, Outcome, StepStatus};
 
-use super::{DeploymentHandle, Orchestrator};
+use super::{DeploymentHandle, Orchestrator, within};
 
 impl Orchestrator {
     /// Deploys `version` of `service` back, by an immediate blue-green switch with the
@@ -156,8 +156,9 @@ async fn survives_fresh_backup(
             format!("backup {id} must be restored, but {why}; restore the database by hand"),
         ))
     };
+    let provider = format!("backup provider `{}`", backup.name());
     match within(
-        backup,
+        &provider,
         limit,
         &format!("reading backup {id}"),
         backup.info(id),
@@ -183,7 +184,7 @@ async fn survives_fresh_backup(
     // A provider that enforces a retention must list what it keeps: were the rollback to go
     // on unchecked, the backup it takes first could expire the one it must restore.
     let listing = format!("listing the backups of {service}");
-    let listed = within(backup, limit, &listing, backup.list(service)).await;
+    let listed = within(&provider, limit, &listing, backup.list(service)).await;
     let mut kept = listed.map_err(|e| {
         Error::conflict(
             "rollback",
@@ -221,24 +222,4 @@ async fn survives_fresh_backup(
         ));
     }
     Ok(())
-}
-
-/// `call` into `backup` (`doing`), given `limit` (`maxDeploymentDuration`) to answer:
-/// [`Error::Timeout`] when it does not, the call dropped.
-async fn within<T>(
-    backup: &dyn BackupProvider,
-    limit: Duration,
-    doing: &str,
-    call: impl Future<Output = Result<T>>,
-) -> Result<T> {
-    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
-        Err(Error::Timeout {
-            what: format!(
-                "an answer of backup provider `{}` to {doing}",
-                backup.name()
-            ),
-            after: limit,
-            reason: format!("maxDeploymentDuration ({}) ran out", human(limit)),
-        })
-    })
 }

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::event::{EventKind, verdict_name};
 use crate::hooks::{BackupProvider, StepRunner};
 use crate::platform::{TrackKey, TrackStatus, died_while_starting, not_ready};
-use crate::state::{Effect, InFlight, Outcome, PlanRun, Stage, StepStatus, UpgradeStep};
+use crate::state::{Effect, InFlight, Outcome, Placement, PlanRun, Stage, StepStatus, UpgradeStep};
 
 use super::canary::{build_judges, controller_of_state, store};
 use super::{Operation, Reply, Runner, split_all, split_percent};
@@ -87,61 +87,9 @@ impl Runner {
     pub(super) async fn preparation(&mut self) -> Result<()> {
         if !self.preparation_begun()
             && let Some(from) = self.state.from.clone()
+            && let Some(stop) = self.pre_check(&from).await?
         {
-            let st = self
-                .inner
-                .platform
-                .status(&self.state.service, &from.track)
-                .await?;
-            if !st.all_ready() {
-                return self
-                    .finish(
-                        Outcome::Failed {
-                            reason: format!(
-                                "pre-check: the running version {from} is not healthy ({} of {} instances ready); nothing was changed",
-                                st.ready_count(),
-                                st.instances.len()
-                            ),
-                        },
-                        Vec::new(),
-                        Vec::new(),
-                    )
-                    .await;
-            }
-            // A health source that cannot answer is no evidence that the dependencies are
-            // healthy: the pre-check fails, as it does when the platform cannot say whether
-            // the running version is, rather than pass on what it could not read.
-            let health = &self.backends.health;
-            let signals = match health.signals(&from.track).await {
-                Ok(signals) => signals,
-                Err(e) => {
-                    let reason = format!(
-                        "pre-check: the dependency checks of the running version {from} could \
-                         not be read from the health source {} ({e}); nothing was changed",
-                        health.name()
-                    );
-                    return self
-                        .finish(Outcome::Failed { reason }, Vec::new(), Vec::new())
-                        .await;
-                }
-            };
-            if let Some(bad) = signals.iter().find(|s| {
-                matches!(s.probe, serin_signals::Probe::Dependency(_))
-                    && s.status == serin_signals::ProbeStatus::Fail
-            }) {
-                return self
-                    .finish(
-                        Outcome::Failed {
-                            reason: format!(
-                                "pre-check: dependency {:?} fails its check; nothing was changed",
-                                bad.probe
-                            ),
-                        },
-                        Vec::new(),
-                        Vec::new(),
-                    )
-                    .await;
-            }
+            return self.stop_preparation(stop, Vec::new()).await;
         }
         let mut kinds = Vec::new();
         if let Some(stop) = self.take_backup(&mut kinds).await? {
@@ -169,6 +117,87 @@ impl Runner {
             let _ = reply.send(ended.clone());
         }
         ended
+    }
+
+    /// Pre-checks the running version `from` and its dependencies; answers why preparation
+    /// stops, if it does, with nothing changed.
+    ///
+    /// Neither the platform's status nor the health source's signals outlive the deployment's
+    /// deadline or keep an operator's abort waiting (see
+    /// [`await_bounded`](Self::await_bounded)): both only read, so a call cut short is
+    /// dropped, and the pre-check fails, as it does on a call that fails: missing evidence is
+    /// no pass.
+    async fn pre_check(&mut self, from: &Placement) -> Result<Option<Stop>> {
+        let platform = self.inner.platform.clone();
+        let service = self.state.service.clone();
+        let st = match self
+            .await_bounded(platform.status(&service, &from.track))
+            .await?
+        {
+            Bounded::Answered(st) => st?,
+            Bounded::Cancelled { after, reply, .. } => {
+                let what = format!(
+                    "the status of the running version {from} from platform `{}`",
+                    platform.name()
+                );
+                return Ok(Some(self.pre_check_cancelled(&what, after, reply)));
+            }
+        };
+        if !st.all_ready() {
+            return Ok(Some(Stop::failed(format!(
+                "pre-check: the running version {from} is not healthy ({} of {} instances \
+                 ready); nothing was changed",
+                st.ready_count(),
+                st.instances.len()
+            ))));
+        }
+        // A health source that cannot answer is no evidence that the dependencies are
+        // healthy: the pre-check fails, as it does when the platform cannot say whether
+        // the running version is, rather than pass on what it could not read.
+        let health = self.backends.health.clone();
+        let signals = match self.await_bounded(health.signals(&from.track)).await? {
+            Bounded::Answered(Ok(signals)) => signals,
+            Bounded::Answered(Err(e)) => {
+                return Ok(Some(Stop::failed(format!(
+                    "pre-check: the dependency checks of the running version {from} could \
+                     not be read from the health source {} ({e}); nothing was changed",
+                    health.name()
+                ))));
+            }
+            Bounded::Cancelled { after, reply, .. } => {
+                let what = format!(
+                    "the dependency checks of the running version {from} from the health \
+                     source {}",
+                    health.name()
+                );
+                return Ok(Some(self.pre_check_cancelled(&what, after, reply)));
+            }
+        };
+        Ok(signals
+            .iter()
+            .find(|s| {
+                matches!(s.probe, serin_signals::Probe::Dependency(_))
+                    && s.status == serin_signals::ProbeStatus::Fail
+            })
+            .map(|bad| {
+                Stop::failed(format!(
+                    "pre-check: dependency {:?} fails its check; nothing was changed",
+                    bad.probe
+                ))
+            }))
+    }
+
+    /// Why preparation stops when reading `what` for a pre-check was cancelled `after` so
+    /// long, with the reply owed to the operator's abort that cancelled it, if one did.
+    fn pre_check_cancelled(&self, what: &str, after: Duration, reply: Option<Reply>) -> Stop {
+        Stop {
+            reason: format!(
+                "pre-check: reading {what} was cancelled after {}: {}; nothing was changed",
+                human(after),
+                self.cancelled_why(reply.is_some())
+            ),
+            reply,
+        }
     }
 
     /// Whether a record shows preparation past its pre-checks: a backup, a restore or a
