@@ -62,8 +62,8 @@ pub struct Decision {
     pub severity: Option<Severity>,
     /// One human sentence.
     pub reason: String,
-    /// The judges' latest evidence, the decisive judge first when a judge decided (see
-    /// [`Decision::decisive_evidence`]).
+    /// Every judge's latest evidence (empty for a judge not fed yet), the decisive judge first
+    /// when a judge decided (see [`Decision::decisive_evidence`]).
     pub evidence: Vec<Evidence>,
 }
 
@@ -224,6 +224,14 @@ impl ControllerState {
             }
             (Some(_), Some(_)) => {}
         }
+        // A hold's mark would push the progress deadline past it from the start.
+        if let (None, Some(held)) = (self.started_at, self.held_at) {
+            return refuse(
+                "heldAt",
+                held.to_string(),
+                "the caller holds only a started rollout, and startedAt is null",
+            );
+        }
         for (i, (step, total)) in self
             .step_samples
             .iter()
@@ -235,6 +243,18 @@ impl ControllerState {
                     &format!("stepSamples[{i}]"),
                     step.to_string(),
                     &format!("exceeds the rollout's samples, totalSamples[{i}] = {total}"),
+                );
+            }
+            // Samples with data would pass an analysis step's `minSamples` for a judge that
+            // never judged them.
+            if *total > 0 && self.judgements.get(i).is_some_and(Option::is_none) {
+                return refuse(
+                    &format!("judgements[{i}]"),
+                    "null".into(),
+                    &format!(
+                        "totalSamples[{i}] is {total}, and a judge's samples are counted only \
+                         with its judgement"
+                    ),
                 );
             }
         }
@@ -684,16 +704,7 @@ impl<J: Judge> CanaryController<J> {
         if self.state.started_at.is_some() {
             self.state.held_at = Some(self.state.held_at.map_or(now, |h| h.max(now)));
         }
-        let action = Action::Hold;
-        Decision {
-            action,
-            at: now,
-            step: self.state.step,
-            weight: self.state.weight,
-            severity: None,
-            reason: "held by the caller".into(),
-            evidence: self.evidence(None),
-        }
+        self.decision(Action::Hold, now, None, "held by the caller".into(), None)
     }
 
     fn start(&mut self, now: Timestamp) {
@@ -738,19 +749,22 @@ impl<J: Judge> CanaryController<J> {
             .max_by_key(|(_, s)| *s)
     }
 
-    fn evidence(&self, first: Option<usize>) -> Vec<Evidence> {
-        let mut out = Vec::with_capacity(self.judges.len());
-        if let Some(Some(j)) = first.and_then(|i| self.state.judgements.get(i)) {
-            out.push(j.evidence.clone());
-        }
-        for (i, j) in self.state.judgements.iter().enumerate() {
-            if Some(i) != first
-                && let Some(j) = j
-            {
-                out.push(j.evidence.clone());
+    /// Every judge's latest evidence, `first`'s leading. A judge not fed yet has empty evidence
+    /// as of `now`: a decision accounts for every judge, and one that a judge without data
+    /// decided names that judge first.
+    fn evidence(&self, first: Option<usize>, now: Timestamp) -> Vec<Evidence> {
+        let of = |i: usize| match &self.state.judgements[i] {
+            Some(j) => j.evidence.clone(),
+            None => {
+                let (name, metric) = (self.judges[i].name(), self.judges[i].metric());
+                Evidence {
+                    summary: format!("`{name}` of `{metric}` has been fed no data yet."),
+                    ..Evidence::empty(name, metric.clone(), now)
+                }
             }
-        }
-        out
+        };
+        let rest = (0..self.judges.len()).filter(|i| Some(*i) != first);
+        first.into_iter().chain(rest).map(of).collect()
     }
 
     fn decision(
@@ -769,7 +783,7 @@ impl<J: Judge> CanaryController<J> {
             weight: self.state.weight,
             severity,
             reason,
-            evidence: self.evidence(decisive),
+            evidence: self.evidence(decisive, now),
         }
     }
 
@@ -1100,13 +1114,23 @@ impl<J: Judge> CanaryController<J> {
                     if let Some(f) = &failing {
                         return self.hold(now, format!("analysis ended while {f}"));
                     }
+                    // Not `enough`: some judge is short of samples.
+                    let short = self
+                        .state
+                        .step_samples
+                        .iter()
+                        .position(|n| *n < a.min_samples);
+                    let i = short.unwrap_or_default();
                     let reason = format!(
-                        "analysis ended with fewer than {} samples with data for some judge",
-                        a.min_samples
+                        "analysis ended with {} of {} samples with data for judge `{}` of `{}`",
+                        self.state.step_samples[i],
+                        a.min_samples,
+                        self.judges[i].name(),
+                        self.judges[i].metric()
                     );
                     return match self.policy.on_inconclusive {
                         OnInconclusive::Rollback => {
-                            self.finish(Phase::RolledBack, now, None, reason, None)
+                            self.finish(Phase::RolledBack, now, None, reason, Some(i))
                         }
                         OnInconclusive::Hold => self.hold(now, reason),
                     };
