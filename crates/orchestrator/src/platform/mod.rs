@@ -44,7 +44,9 @@ pub use status::{InstanceStatus, TrackStatus};
 ///   share (processes on one machine, a cluster) keeps the lock where they all see it; the
 ///   default is no lock of the platform's own (each orchestrator still locks in-process), which
 ///   only a platform one orchestrator alone uses may keep, and its conformance test must say so
-///   (`testkit::PlatformFixture::keeps_own_lock`).
+///   (`testkit::PlatformFixture::keeps_own_lock`). A `lock` call dropped before it answers (the
+///   orchestrator bounds each call) may have taken the lock; `unlock` by the same holder frees
+///   it, and the orchestrator does so for a start that gave up.
 ///
 /// The suite measures the drain on `tokio::time`'s clock, orders the listing, holds the lock
 /// against a second holder and, with a fixture that can kill an instance, checks that the dead
