@@ -7,7 +7,7 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,7 +18,7 @@ use serin_orchestrator::{
 };
 use serin_signals::Track;
 use support::{
-    Dropped, SERVICE, World, abort_to_end, bounded, canary_within, checklist_validator,
+    SERVICE, Stall, World, abort_to_end, bounded, canary_within, checklist_validator,
     failed_reason, took, v,
 };
 
@@ -29,8 +29,7 @@ struct Silent {
     hang_list: AtomicBool,
     hang_info: AtomicBool,
     hang_backup: AtomicBool,
-    hung: AtomicUsize,
-    dropped: AtomicUsize,
+    stall: Stall,
 }
 
 impl Silent {
@@ -40,26 +39,8 @@ impl Silent {
             hang_list: AtomicBool::new(false),
             hang_info: AtomicBool::new(false),
             hang_backup: AtomicBool::new(false),
-            hung: AtomicUsize::new(0),
-            dropped: AtomicUsize::new(0),
+            stall: Stall::default(),
         })
-    }
-
-    async fn hang(&self) {
-        self.hung.fetch_add(1, Ordering::SeqCst);
-        let _dropped = Dropped(&self.dropped);
-        std::future::pending::<()>().await;
-    }
-
-    /// Waits (in virtual time) until a call hangs.
-    async fn until_hung(&self) {
-        while self.hung.load(Ordering::SeqCst) == 0 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }
-
-    fn dropped_calls(&self) -> usize {
-        self.dropped.load(Ordering::SeqCst)
     }
 }
 
@@ -71,7 +52,7 @@ impl BackupProvider for Silent {
 
     async fn backup(&self, service: &str, label: &str) -> Result<String> {
         if self.hang_backup.load(Ordering::SeqCst) {
-            self.hang().await;
+            self.stall.now::<()>().await;
         }
         self.inner.backup(service, label).await
     }
@@ -82,7 +63,7 @@ impl BackupProvider for Silent {
 
     async fn info(&self, id: &str) -> Result<BackupInfo> {
         if self.hang_info.load(Ordering::SeqCst) {
-            self.hang().await;
+            self.stall.now::<()>().await;
         }
         self.inner.info(id).await
     }
@@ -93,7 +74,7 @@ impl BackupProvider for Silent {
 
     async fn list(&self, service: &str) -> Result<Vec<BackupInfo>> {
         if self.hang_list.load(Ordering::SeqCst) {
-            self.hang().await;
+            self.stall.now::<()>().await;
         }
         self.inner.list(service).await
     }
@@ -140,7 +121,7 @@ async fn a_listing_before_the_backup_that_never_answers_ends_at_the_deadline() {
         "{reason}"
     );
     assert_eq!(took(&report), max, "cancelled at the deadline");
-    assert_eq!(provider.dropped_calls(), 1, "the call was dropped");
+    assert_eq!(provider.stall.dropped(), 1, "the call was dropped");
     assert!(provider.inner.taken().is_empty(), "no backup was taken");
     assert_nothing_deployed(&world, &id).await;
 }
@@ -155,7 +136,7 @@ async fn an_abort_during_a_listing_that_never_answers_ends_it_at_once() {
         .await
         .expect("start");
     let id = h.id().to_owned();
-    provider.until_hung().await;
+    provider.stall.until_hung().await;
     let (asked, report) = abort_to_end(&o, h).await;
     assert_eq!(report.last_at, asked, "the abort is served at once");
     let reason = failed_reason(&report);
@@ -163,7 +144,7 @@ async fn an_abort_during_a_listing_that_never_answers_ends_it_at_once() {
         reason.contains("listing the backups of web") && reason.contains("aborted by an operator"),
         "{reason}"
     );
-    assert_eq!(provider.dropped_calls(), 1, "the call was dropped");
+    assert_eq!(provider.stall.dropped(), 1, "the call was dropped");
     assert!(provider.inner.taken().is_empty(), "no backup was taken");
     assert_nothing_deployed(&world, &id).await;
 }
@@ -179,7 +160,7 @@ async fn a_resumed_deployment_whose_listing_never_answers_ends_at_the_deadline()
     let max = Duration::from_secs(20 * 60);
     let h = o.start(&canary_within(max), SERVICE).await.expect("start");
     let id = h.id().to_owned();
-    provider.until_hung().await;
+    provider.stall.until_hung().await;
     h.kill();
     provider.hang_backup.store(false, Ordering::SeqCst);
     provider.hang_list.store(true, Ordering::SeqCst);
@@ -252,7 +233,7 @@ async fn a_rollback_whose_retention_check_never_answers_is_refused_at_the_deadli
         "{msg}"
     );
     assert_eq!(o.clock().now().saturating_duration_since(asked), max);
-    assert_eq!(provider.dropped_calls(), 1, "the call was dropped");
+    assert_eq!(provider.stall.dropped(), 1, "the call was dropped");
     assert_eq!(provider.inner.taken().len(), 1, "no backup was taken");
     assert_eq!(
         world.live_version().await.map(|l| l.1),
@@ -282,5 +263,5 @@ async fn a_rollback_whose_restore_point_lookup_never_answers_is_refused_at_the_d
         "{msg}"
     );
     assert_eq!(o.clock().now().saturating_duration_since(asked), max);
-    assert_eq!(provider.dropped_calls(), 1, "the call was dropped");
+    assert_eq!(provider.stall.dropped(), 1, "the call was dropped");
 }

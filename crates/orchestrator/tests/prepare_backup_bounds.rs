@@ -6,7 +6,7 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,7 +16,7 @@ use serin_orchestrator::{
 };
 use serin_signals::Track;
 use support::{
-    Dropped, SERVICE, World, abort_to_end, assert_succeeded, bounded, canary_within,
+    SERVICE, Stall, World, abort_to_end, assert_succeeded, bounded, canary_within,
     checklist_validator, failed_reason, took, v,
 };
 
@@ -29,27 +29,7 @@ struct Stuck {
     hang_restore: AtomicBool,
     /// How long each backup takes before it is taken.
     backup_takes: std::sync::Mutex<Duration>,
-    hung: AtomicUsize,
-    dropped: AtomicUsize,
-}
-
-impl Stuck {
-    async fn hang(&self) -> Result<()> {
-        self.hung.fetch_add(1, Ordering::SeqCst);
-        let _dropped = Dropped(&self.dropped);
-        std::future::pending().await
-    }
-
-    /// Waits (in virtual time) until a call hangs.
-    async fn until_hung(&self) {
-        while self.hung.load(Ordering::SeqCst) == 0 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }
-
-    fn dropped_calls(&self) -> usize {
-        self.dropped.load(Ordering::SeqCst)
-    }
+    stall: Stall,
 }
 
 #[async_trait]
@@ -60,7 +40,7 @@ impl BackupProvider for Stuck {
 
     async fn backup(&self, service: &str, label: &str) -> Result<String> {
         if self.hang_backup.load(Ordering::SeqCst) {
-            self.hang().await?;
+            self.stall.now::<()>().await;
         }
         let takes = *self.backup_takes.lock().expect("lock");
         tokio::time::sleep(takes).await;
@@ -69,7 +49,7 @@ impl BackupProvider for Stuck {
 
     async fn restore(&self, id: &str) -> Result<()> {
         if self.hang_restore.load(Ordering::SeqCst) {
-            self.hang().await?;
+            self.stall.now::<()>().await;
         }
         self.inner.restore(id).await
     }
@@ -129,7 +109,7 @@ async fn a_hung_backup_is_cancelled_at_the_deadline_and_nothing_is_deployed() {
         "{reason}"
     );
     assert_eq!(took(&report), max, "cancelled at the deadline");
-    assert_eq!(provider.dropped_calls(), 1, "the call was dropped");
+    assert_eq!(provider.stall.dropped(), 1, "the call was dropped");
     assert!(provider.inner.taken().is_empty());
     assert_nothing_in_flight(&world, &id).await;
     assert_nothing_deployed(&world, applies).await;
@@ -146,7 +126,7 @@ async fn an_abort_during_a_hung_backup_cancels_it_at_once() {
         .await
         .expect("start");
     let id = h.id().to_owned();
-    provider.until_hung().await;
+    provider.stall.until_hung().await;
     // Commands are served while the backup runs: a pause is journalled at once.
     bounded("the pause", h.pause()).await.expect("pause");
     let (asked, report) = abort_to_end(&o, h).await;
@@ -157,7 +137,7 @@ async fn an_abort_during_a_hung_backup_cancels_it_at_once() {
         reason.contains("was aborted by an operator") && reason.contains("nothing was deployed"),
         "{reason}"
     );
-    assert_eq!(provider.dropped_calls(), 1, "the call was dropped");
+    assert_eq!(provider.stall.dropped(), 1, "the call was dropped");
     assert_nothing_in_flight(&world, &id).await;
     assert_nothing_deployed(&world, applies).await;
 }
@@ -220,7 +200,7 @@ async fn a_hung_restore_is_cancelled_at_the_deadline_and_traffic_is_not_switched
     println!("{report}");
     assert_restore_cancelled(&world, &report, &before, "maxDeploymentDuration (30m)").await;
     assert_eq!(took(&report), max, "cancelled at the deadline");
-    assert_eq!(provider.dropped_calls(), 1, "the call was dropped");
+    assert_eq!(provider.stall.dropped(), 1, "the call was dropped");
     assert!(provider.inner.restored().is_empty());
 }
 
@@ -234,11 +214,11 @@ async fn an_abort_during_a_hung_restore_cancels_it_at_once() {
         .start_rollback_to(&canary_within(max), SERVICE, v("1.0.0"))
         .await
         .expect("start");
-    provider.until_hung().await;
+    provider.stall.until_hung().await;
     let (asked, report) = abort_to_end(&o, h).await;
     assert_eq!(report.last_at, asked, "the abort is served at once");
     assert_restore_cancelled(&world, &report, &before, "aborted by an operator").await;
-    assert_eq!(provider.dropped_calls(), 1, "the call was dropped");
+    assert_eq!(provider.stall.dropped(), 1, "the call was dropped");
 }
 
 /// A restore whose turn comes at the deadline (the fresh backup before it took all the time

@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,32 +19,10 @@ use serin_orchestrator::{
 use serin_signals::{HealthSignal, HealthSource, InMemoryHealth, Probe, Track};
 use serin_traffic::{Capabilities, InMemoryRouter, TrafficRouter, TrafficSplit};
 use support::{
-    Dropped, SERVICE, World, abort_to_end, bounded, canary_within, crash_at, failed_reason, took,
+    SERVICE, Stall, World, abort_to_end, bounded, canary_within, crash_at, failed_reason, took,
 };
 
 const MAX: Duration = Duration::from_secs(20 * 60);
-
-/// Never answers while `hang` is set, counting the calls that hung and those dropped.
-#[derive(Default)]
-struct Stall {
-    hung: AtomicUsize,
-    dropped: AtomicUsize,
-}
-
-impl Stall {
-    async fn now(&self) {
-        self.hung.fetch_add(1, Ordering::SeqCst);
-        let _dropped = Dropped(&self.dropped);
-        std::future::pending::<()>().await;
-    }
-
-    /// Waits (in virtual time) until a call hangs.
-    async fn until_hung(&self) {
-        while self.hung.load(Ordering::SeqCst) == 0 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }
-}
 
 /// The world's platform, but the calls named in `hang` never answer (`list`, `lock`,
 /// `unlock`, or `status` and a track): an API server that accepts the connection and says
@@ -62,7 +40,7 @@ impl Hanging {
 
     async fn maybe_hang(&self, call: &str) {
         if self.hang.lock().unwrap().iter().any(|c| c == call) {
-            self.stall.now().await;
+            self.stall.now::<()>().await;
         }
     }
 }
@@ -121,7 +99,7 @@ impl HealthSource for SilentHealth {
     }
     async fn signals(&self, track: &Track) -> serin_signals::Result<Vec<HealthSignal>> {
         if self.hang.load(Ordering::SeqCst) {
-            self.stall.now().await;
+            self.stall.now::<()>().await;
         }
         self.inner.signals(track).await
     }
@@ -145,7 +123,7 @@ impl TrafficRouter for SilentRouter {
         self.inner.apply(split).await
     }
     async fn current(&self) -> serin_traffic::Result<Option<TrafficSplit>> {
-        self.stall.now().await;
+        self.stall.now::<()>().await;
         self.inner.current().await
     }
 }
@@ -222,7 +200,7 @@ async fn a_pre_check_status_that_never_answers_fails_the_deployment_at_its_deadl
         "{reason}"
     );
     assert_eq!(took(&report), MAX, "given up at the deadline");
-    assert_eq!(s.platform.stall.dropped.load(Ordering::SeqCst), 1);
+    assert_eq!(s.platform.stall.dropped(), 1);
     unchanged(&s.world).await;
 }
 
@@ -239,7 +217,7 @@ async fn an_abort_while_the_pre_check_status_never_answers_ends_it_at_once() {
     assert_eq!(report.last_at, asked, "the abort is served at once");
     let reason = failed_reason(&report);
     assert!(reason.contains("aborted by an operator"), "{reason}");
-    assert_eq!(s.platform.stall.dropped.load(Ordering::SeqCst), 1);
+    assert_eq!(s.platform.stall.dropped(), 1);
     unchanged(&s.world).await;
 }
 
@@ -262,7 +240,7 @@ async fn pre_check_health_signals_that_never_answer_fail_the_deployment_at_its_d
         "{reason}"
     );
     assert_eq!(took(&report), MAX, "given up at the deadline");
-    assert_eq!(s.health.stall.dropped.load(Ordering::SeqCst), 1);
+    assert_eq!(s.health.stall.dropped(), 1);
     unchanged(&s.world).await;
 }
 
@@ -279,7 +257,7 @@ async fn an_abort_while_pre_check_health_signals_never_answer_ends_it_at_once() 
     assert_eq!(report.last_at, asked, "the abort is served at once");
     let reason = failed_reason(&report);
     assert!(reason.contains("aborted by an operator"), "{reason}");
-    assert_eq!(s.health.stall.dropped.load(Ordering::SeqCst), 1);
+    assert_eq!(s.health.stall.dropped(), 1);
     unchanged(&s.world).await;
 }
 
@@ -326,7 +304,7 @@ async fn a_router_that_never_answers_refuses_the_start_at_the_bound() {
     let (e, after) = refused_start(&world, &o).await;
     timed_out(&e, "router `silent-router`", "split");
     assert_eq!(after, MAX);
-    assert_eq!(router.stall.dropped.load(Ordering::SeqCst), 1);
+    assert_eq!(router.stall.dropped(), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -389,5 +367,5 @@ async fn an_unlock_that_never_answers_does_not_hold_up_the_end_of_a_deployment()
     s.platform.hang("unlock");
     let report = bounded("the deployment", h.wait()).await.expect("report");
     assert!(report.outcome.is_some(), "{report}");
-    assert_eq!(s.platform.stall.dropped.load(Ordering::SeqCst), 1);
+    assert_eq!(s.platform.stall.dropped(), 1);
 }

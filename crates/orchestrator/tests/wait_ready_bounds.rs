@@ -5,7 +5,7 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,7 +14,7 @@ use serin_orchestrator::{
     TrackStatus,
 };
 use serin_signals::Track;
-use support::{Dropped, SERVICE, World, abort_to_end, bounded, canary_within, took};
+use support::{SERVICE, Stall, World, abort_to_end, bounded, canary_within, took};
 
 /// The world's platform, but its status of the canary track never answers once `hang` is
 /// set (an API server that accepts the connection and says nothing). Set once the deployment
@@ -22,17 +22,7 @@ use support::{Dropped, SERVICE, World, abort_to_end, bounded, canary_within, too
 struct Silent {
     inner: Arc<InMemoryPlatform>,
     hang: AtomicBool,
-    hung: AtomicUsize,
-    dropped: AtomicUsize,
-}
-
-impl Silent {
-    /// Waits (in virtual time) until a status call hangs.
-    async fn until_hung(&self) {
-        while self.hung.load(Ordering::SeqCst) == 0 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }
+    stall: Stall,
 }
 
 #[async_trait]
@@ -45,9 +35,7 @@ impl Platform for Silent {
     }
     async fn status(&self, service: &str, track: &Track) -> Result<TrackStatus> {
         if *track == Track::Canary && self.hang.load(Ordering::SeqCst) {
-            self.hung.fetch_add(1, Ordering::SeqCst);
-            let _dropped = Dropped(&self.dropped);
-            std::future::pending::<()>().await;
+            self.stall.now::<()>().await;
         }
         self.inner.status(service, track).await
     }
@@ -72,8 +60,7 @@ async fn silent_world() -> (Arc<Silent>, Arc<World>, Orchestrator) {
     let platform = Arc::new(Silent {
         inner: world.platform.clone(),
         hang: AtomicBool::new(false),
-        hung: AtomicUsize::new(0),
-        dropped: AtomicUsize::new(0),
+        stall: Stall::default(),
     });
     let backends = ServiceBackends::new(
         world.router.clone(),
@@ -112,11 +99,7 @@ async fn a_status_that_never_answers_ends_the_readiness_wait_at_the_deadline() {
         "{reason}"
     );
     assert_eq!(took(&report), max, "given up at the deadline");
-    assert_eq!(
-        platform.dropped.load(Ordering::SeqCst),
-        1,
-        "the call was dropped"
-    );
+    assert_eq!(platform.stall.dropped(), 1, "the call was dropped");
     assert!(!world.has_track(&Track::Canary).await);
     world.assert_live(Track::Stable, "1.0.0").await;
 }
@@ -129,15 +112,11 @@ async fn an_abort_while_the_status_never_answers_rolls_back_at_once() {
         .await
         .expect("start");
     platform.hang.store(true, Ordering::SeqCst);
-    platform.until_hung().await;
+    platform.stall.until_hung().await;
     let (asked, report) = abort_to_end(&o, h).await;
     assert_eq!(report.last_at, asked, "the abort is served at once");
     assert!(rolled_back(&report).contains("aborted by an operator"));
-    assert_eq!(
-        platform.dropped.load(Ordering::SeqCst),
-        1,
-        "the call was dropped"
-    );
+    assert_eq!(platform.stall.dropped(), 1, "the call was dropped");
     assert!(!world.has_track(&Track::Canary).await);
     world.assert_live(Track::Stable, "1.0.0").await;
 }

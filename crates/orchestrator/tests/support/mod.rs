@@ -576,6 +576,40 @@ impl Drop for Dropped<'_> {
     }
 }
 
+/// The calls of a test double that never answer (a platform, provider or source on a hung
+/// network): how many hung, and how many of those the caller dropped before they answered.
+#[derive(Default)]
+pub struct Stall {
+    hung: std::sync::atomic::AtomicUsize,
+    dropped: std::sync::atomic::AtomicUsize,
+}
+
+impl Stall {
+    /// Never answers: counted as hung, and as dropped once the caller gives up on it.
+    pub async fn now<T>(&self) -> T {
+        self.hung.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _dropped = Dropped(&self.dropped);
+        std::future::pending().await
+    }
+
+    /// Waits (in virtual time) until a call hangs.
+    pub async fn until_hung(&self) {
+        while self.hung() == 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// How many calls hung.
+    pub fn hung(&self) -> usize {
+        self.hung.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How many calls that hung were dropped.
+    pub fn dropped(&self) -> usize {
+        self.dropped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// Aborts the deployment of `handle` on `o` and waits for its report, each within [`HUNG`];
 /// answers when the abort was asked, and the report.
 pub async fn abort_to_end(o: &Orchestrator, handle: DeploymentHandle) -> (Timestamp, Report) {
