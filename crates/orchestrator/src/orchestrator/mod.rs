@@ -693,9 +693,9 @@ async fn lock_within(
 }
 
 /// Takes the deployment lock of `service` for `holder`, a deployment that does not exist yet.
-/// The [`Platform`] contract does not say that a lock call dropped before it answered took no
-/// lock, so one that did not answer in time is freed: `holder` is new, so the lock, if taken,
-/// is no one else's, and freeing it frees nothing another holder holds.
+/// A lock call dropped before it answered may have taken the lock (see [`Platform`]), so one
+/// that did not answer in time is freed: `holder` is new, so the lock, if taken, is no one
+/// else's, and freeing it frees nothing another holder holds.
 async fn lock_new(
     platform: &dyn Platform,
     service: &str,
