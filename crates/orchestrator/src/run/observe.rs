@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use serin_signals::{Arm, Measurement, Metric, MetricQuery, Observation, Timestamp, Track, Window};
+use serin_signals::{
+    Arm, HealthSignal, Measurement, Metric, MetricQuery, Observation, Timestamp, Track, Window,
+};
 use serin_triggers::{Action as TriggerAction, Engine, MissingData, TriggerConfig, TriggerState};
 
 use crate::error::Result;
@@ -73,16 +75,42 @@ impl Runner {
         Ok(out)
     }
 
-    /// One metric of one track over `window`; a source error is no data (and a warning).
+    /// One metric of one track over `window`; a source error is no data (and a warning), and
+    /// so is a source that has not answered at the deadline (see
+    /// [`by_deadline`](Self::by_deadline)): the stage's next turn ends the deployment as the
+    /// deadline does.
     async fn query(&self, metric: &Metric, track: &Track, window: Window) -> Observation {
         let query = MetricQuery::new(metric.clone(), track.clone(), window);
-        match self.backends.metrics.query(&query).await {
-            Ok(o) => o,
-            Err(e) => {
+        match self.by_deadline(self.backends.metrics.query(&query)).await {
+            Some(Ok(o)) => o,
+            Some(Err(e)) => {
                 tracing::warn!(deployment = %self.state.id, "metrics of {track} unavailable: {e}");
                 no_data(metric, track, window)
             }
+            None => {
+                tracing::warn!(
+                    deployment = %self.state.id,
+                    "metrics of {track} unavailable: no answer before maxDeploymentDuration ran out"
+                );
+                no_data(metric, track, window)
+            }
         }
+    }
+
+    /// The health source's signals of `track`; none when it fails or has not answered by the
+    /// deadline (see [`by_deadline`](Self::by_deadline)).
+    async fn health_signals(&self, track: &Track) -> Vec<HealthSignal> {
+        let signals = self.by_deadline(self.backends.health.signals(track)).await;
+        signals.and_then(Result::ok).unwrap_or_default()
+    }
+
+    /// `call`, dropped if it has not answered by the deployment's deadline
+    /// (`maxDeploymentDuration`): a source or platform that never answers must not hold the
+    /// deployment past it. For reads whose caller cannot serve commands meanwhile; `None` when
+    /// the call was dropped.
+    pub(super) async fn by_deadline<T>(&self, call: impl Future<Output = T>) -> Option<T> {
+        let left = self.state.deadline.saturating_duration_since(self.now());
+        tokio::time::timeout(left, call).await.ok()
     }
 
     /// The compact summary of one observation, journalled with the next record for the report.
@@ -139,6 +167,11 @@ impl Runner {
         now: Timestamp,
     ) -> (Vec<EventKind>, Option<String>, bool) {
         let excuse = self.excuse(now);
+        let canary_signals = self.health_signals(&self.state.to.track).await;
+        let stable_signals = match &self.state.from {
+            Some(old) => self.health_signals(&old.track).await,
+            None => Vec::new(),
+        };
         let engine = &mut self.state.triggers;
         let config = engine.config();
         let mut kinds = Vec::new();
@@ -163,18 +196,12 @@ impl Runner {
                 }
             }
         }
-        let new = self.state.to.track.clone();
-        if let Ok(signals) = self.backends.health.signals(&new).await {
+        for (signals, label) in [
+            (canary_signals, Track::Canary),
+            (stable_signals, Track::Stable),
+        ] {
             for mut s in signals {
-                s.track = Track::Canary;
-                engine.observe_health(&s);
-            }
-        }
-        if let Some(old) = self.state.from.as_ref().map(|p| p.track.clone())
-            && let Ok(signals) = self.backends.health.signals(&old).await
-        {
-            for mut s in signals {
-                s.track = Track::Stable;
+                s.track = label.clone();
                 engine.observe_health(&s);
             }
         }

@@ -670,8 +670,12 @@ impl Runner {
     /// and answered [`Bounded::Cancelled`], with the abort's reply, for the caller to answer
     /// once it has journalled what the cancellation leaves. The call's answer wins a tie with
     /// either. Other commands are served as in any wait (a pause is journalled and holds what
-    /// comes after; a promote has nothing to promote yet, or any more).
-    async fn await_bounded<T>(&mut self, call: impl Future<Output = T>) -> Result<Bounded<T>> {
+    /// comes after; a promote is served as the stage serves one: in preparation there is
+    /// nothing to promote yet, or any more).
+    pub(super) async fn await_bounded<T>(
+        &mut self,
+        call: impl Future<Output = T>,
+    ) -> Result<Bounded<T>> {
         let started = self.now();
         tokio::pin!(call);
         loop {
@@ -1016,7 +1020,7 @@ enum Ran {
 }
 
 /// How a call [`Runner::await_bounded`] awaited ended.
-enum Bounded<T> {
+pub(super) enum Bounded<T> {
     /// It answered.
     Answered(T),
     /// It was dropped before it answered: why, after how long, and the reply owed to the

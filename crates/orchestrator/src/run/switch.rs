@@ -7,7 +7,8 @@ use crate::error::{Error, Result};
 use crate::event::EventKind;
 use crate::state::{Effect, Outcome, Stage};
 
-use super::{Runner, is_journal_error, split_all};
+use super::prepare::Bounded;
+use super::{Operation, Runner, is_journal_error, split_all};
 
 impl Runner {
     /// One step of the blue-green switch: apply the plan's next split when it is due, or
@@ -35,9 +36,12 @@ impl Runner {
                 .map_err(|e| Error::conflict("switch", &self.state.id, e.to_string()))?
         };
         let next = match next {
-            Next::Apply { .. } | Next::Done if !self.new_track_ready().await? => {
-                Next::AwaitApproval { step: 0 }
-            }
+            Next::Apply { .. } | Next::Done => match self.new_track_ready().await? {
+                Some(true) => next,
+                Some(false) => Next::AwaitApproval { step: 0 },
+                // The deployment moved on, or a command changed it: the next turn decides.
+                None => return Ok(()),
+            },
             other => other,
         };
         match next {
@@ -97,10 +101,35 @@ impl Runner {
     /// Whether every instance of the new track is alive and ready, so that it may take more
     /// traffic. An instance that died is an error: a platform never restarts it, and the
     /// track cannot serve its share.
-    async fn new_track_ready(&self) -> Result<bool> {
-        let platform = &self.inner.platform;
-        let track = self.new_track();
-        let status = platform.status(&self.state.service, &track).await?;
+    ///
+    /// The platform's answer is awaited serving commands, until the deadline at the latest
+    /// (see [`await_bounded`](Self::await_bounded)): the call only reads, so one cut short is
+    /// dropped. An abort rolls back at once, the deadline rolls back as it does at any turn of
+    /// the switch, and a command that journalled a change (a pause, a promotion) leaves the
+    /// answer to the stage's next turn, which decides on the changed state. `None` then.
+    async fn new_track_ready(&mut self) -> Result<Option<bool>> {
+        let platform = self.inner.platform.clone();
+        let (service, track) = (self.state.service.clone(), self.new_track());
+        let seq = self.seq;
+        let status = match self
+            .await_bounded(platform.status(&service, &track))
+            .await?
+        {
+            Bounded::Answered(_) if self.seq != seq => return Ok(None),
+            Bounded::Answered(status) => status?,
+            Bounded::Cancelled {
+                reply: Some(reply), ..
+            } => {
+                let seq = self.seq;
+                let r = self.handle(Operation::Abort).await;
+                self.answer(r, seq, reply)?;
+                return Ok(None);
+            }
+            Bounded::Cancelled { reply: None, .. } => {
+                self.roll_back(self.deadline_reason(), Vec::new()).await?;
+                return Ok(None);
+            }
+        };
         if let Some(dead) = status.dead_instance() {
             return Err(Error::platform(
                 platform.name(),
@@ -112,7 +141,7 @@ impl Runner {
                 ),
             ));
         }
-        Ok(status.all_ready())
+        Ok(Some(status.all_ready()))
     }
 
     /// Gives the new version all traffic (scaling a canary track to full size first);
@@ -170,13 +199,14 @@ impl Runner {
     }
 
     /// Whether every instance of the new track, just scaled for promotion, is ready (a
-    /// platform that cannot tell is taken as not ready: the readiness wait finds out).
+    /// platform that cannot tell, or does not answer before the deadline, is taken as not
+    /// ready: the readiness wait finds out, and rolls back at the deadline).
     async fn grown_track_ready(&self) -> bool {
-        self.inner
-            .platform
-            .status(&self.state.service, &self.new_track())
+        let track = self.new_track();
+        let status = self.inner.platform.status(&self.state.service, &track);
+        self.by_deadline(status)
             .await
-            .is_ok_and(|s| s.all_ready())
+            .is_some_and(|s| s.is_ok_and(|s| s.all_ready()))
     }
 
     /// The size the new track grows to before it takes all traffic, if it must grow (see
