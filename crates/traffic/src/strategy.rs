@@ -170,17 +170,119 @@ impl WeightedStep {
 
 /// What a [`WeightedStep`] does after holding: go on, wait longer, or wait for approval.
 ///
-/// Serialized as `"none"`, `"untilApproved"` or `{"timed": "5m"}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// Serialized as `"none"`, `"untilApproved"` or a map with one key, `{"timed": "5m"}` (in YAML
+/// `timed: 5m`; serde's own form of an enum in YAML, a tag such as `!timed 5m`, is read too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Pause {
     /// Go on to the next step.
     #[default]
     None,
     /// Wait this much longer, then go on.
-    Timed(#[serde(with = "duration")] Duration),
+    Timed(Duration),
     /// Wait until someone approves (a person, or the canary analysis), then go on.
     UntilApproved,
+}
+
+/// The names of [`Pause`]'s kinds, as written.
+const PAUSES: &[&str] = &["none", "timed", "untilApproved"];
+
+/// A timed pause's wait, written as a duration string.
+#[derive(Serialize, Deserialize)]
+#[serde(transparent)]
+struct Timed(#[serde(with = "duration")] Duration);
+
+impl Serialize for Pause {
+    /// Written as `"none"`, `"untilApproved"` or a map with one key, `{timed: 5m}`, where people
+    /// read it (a YAML writer would otherwise write a tag, `!timed 5m`); as serde's own variant
+    /// in compact binary forms, whose readers expect it.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Pause::None => s.serialize_unit_variant("Pause", 0, PAUSES[0]),
+            Pause::UntilApproved => s.serialize_unit_variant("Pause", 2, PAUSES[2]),
+            Pause::Timed(d) if !s.is_human_readable() => {
+                s.serialize_newtype_variant("Pause", 1, PAUSES[1], &Timed(*d))
+            }
+            Pause::Timed(d) => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry(PAUSES[1], &Timed(*d))?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Pause {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        if d.is_human_readable() {
+            d.deserialize_any(PauseVisitor)
+        } else {
+            d.deserialize_enum("Pause", PAUSES, PauseVisitor)
+        }
+    }
+}
+
+struct PauseVisitor;
+
+impl PauseVisitor {
+    /// The pause a unit kind names.
+    fn unit<E: serde::de::Error>(kind: &str) -> std::result::Result<Pause, E> {
+        match kind {
+            "none" => Ok(Pause::None),
+            "untilApproved" => Ok(Pause::UntilApproved),
+            "timed" => Err(E::custom("a `timed` pause needs a duration: `{timed: 5m}`")),
+            other => Err(E::unknown_variant(other, PAUSES)),
+        }
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for PauseVisitor {
+    type Value = Pause;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a pause: `none`, `untilApproved` or a map with one key, `timed`")
+    }
+
+    /// `none` or `untilApproved`.
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Pause, E> {
+        Self::unit(v)
+    }
+
+    /// `{timed: 5m}`: the key names the kind.
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Pause, A::Error> {
+        use serde::de::Error as _;
+        let Some(kind) = map.next_key::<String>()? else {
+            return Err(A::Error::invalid_length(0, &self));
+        };
+        let pause = match kind.as_str() {
+            "timed" => Pause::Timed(map.next_value::<Timed>()?.0),
+            other => return Err(A::Error::unknown_variant(other, &PAUSES[1..2])),
+        };
+        if let Some(more) = map.next_key::<String>()? {
+            return Err(A::Error::custom(format_args!(
+                "a pause has one key, `{kind}`; `{more}` is one too many"
+            )));
+        }
+        Ok(pause)
+    }
+
+    /// Serde's own form of an enum: a YAML tag (`!timed 5m`), or a binary variant.
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(
+        self,
+        data: A,
+    ) -> std::result::Result<Pause, A::Error> {
+        use serde::de::VariantAccess as _;
+        let (kind, value) = data.variant::<String>()?;
+        if kind == "timed" {
+            return value.newtype_variant::<Timed>().map(|t| Pause::Timed(t.0));
+        }
+        let pause = Self::unit(&kind)?;
+        value.unit_variant()?;
+        Ok(pause)
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -302,6 +404,58 @@ mod tests {
             serde_json::to_string(&Strategy::immediate()).unwrap(),
             r#"{"type":"immediate"}"#
         );
+    }
+
+    #[test]
+    fn a_pause_reads_a_map_with_one_key_and_writes_json_as_before() {
+        use serde::de::IntoDeserializer as _;
+        use serde::de::value::{Error as ValueError, MapDeserializer};
+
+        // A human-readable reader that hands over a map, as YAML's does for `timed: 5m`.
+        let map = MapDeserializer::<_, ValueError>::new([("timed", "5m")].into_iter());
+        assert_eq!(
+            Pause::deserialize(map).unwrap(),
+            Pause::Timed(Duration::from_secs(300))
+        );
+        let plain = "untilApproved".into_deserializer();
+        assert_eq!(
+            Pause::deserialize::<serde::de::value::StrDeserializer<'_, ValueError>>(plain).unwrap(),
+            Pause::UntilApproved
+        );
+        let two =
+            MapDeserializer::<_, ValueError>::new([("timed", "5m"), ("none", "")].into_iter());
+        let msg = Pause::deserialize(two).unwrap_err().to_string();
+        assert!(msg.contains("none"), "{msg}");
+
+        let weighted = Strategy::weighted(vec![
+            WeightedStep::new(pct(5), Duration::from_secs(60)),
+            WeightedStep::new(pct(50), Duration::ZERO).with_pause(Pause::UntilApproved),
+            WeightedStep::new(pct(80), Duration::ZERO)
+                .with_pause(Pause::Timed(Duration::from_secs(300))),
+        ])
+        .unwrap();
+        let json = serde_json::to_string(&weighted).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"weighted","steps":[{"weight":5,"duration":"1m","pause":"none"},{"weight":50,"duration":"0s","pause":"untilApproved"},{"weight":80,"duration":"0s","pause":{"timed":"5m"}}]}"#
+        );
+        assert_eq!(serde_json::from_str::<Strategy>(&json).unwrap(), weighted);
+
+        // YAML: the map is written and read back, inside a weighted strategy too; the tag is
+        // still read.
+        let yaml = serde_yaml_ng::to_string(&weighted).unwrap();
+        assert!(yaml.contains("    timed: 5m"), "{yaml}");
+        assert_eq!(
+            serde_yaml_ng::from_str::<Strategy>(&yaml).unwrap(),
+            weighted
+        );
+        for text in ["timed: 5m\n", "!timed 5m\n"] {
+            assert_eq!(
+                serde_yaml_ng::from_str::<Pause>(text).unwrap(),
+                Pause::Timed(Duration::from_secs(300)),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -8,10 +8,10 @@ use crate::{Error, Result};
 
 /// Which number of an observation a point-based judge looks at.
 ///
-/// Serialized in camelCase: `"errorRate"`, `"successRatePercent"`, `{"latencyQuantile": 0.99}`,
-/// `"latencyMean"`, `"value"`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// Serialized in camelCase: `"errorRate"`, `"successRatePercent"`, `{"latencyQuantile": 0.99}`
+/// (a map with one key, in YAML `latencyQuantile: 0.99`; serde's own form of an enum in YAML, a
+/// tag such as `!latencyQuantile 0.99`, is read too), `"latencyMean"`, `"value"`.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Quantity {
     /// `errors / requests` of a counts observation, as a fraction (`0.005` = 0.5%).
     ErrorRate,
@@ -23,6 +23,121 @@ pub enum Quantity {
     LatencyQuantile(f64),
     /// A gauge's value (CPU, memory, a custom metric).
     Value,
+}
+
+/// The names of [`Quantity`]'s kinds, as written.
+const QUANTITIES: &[&str] = &[
+    "errorRate",
+    "successRatePercent",
+    "latencyMean",
+    "latencyQuantile",
+    "value",
+];
+
+impl Serialize for Quantity {
+    /// Unit kinds as their names; a quantile as a map with one key where people read it (a YAML
+    /// writer would otherwise write a tag, `!latencyQuantile 0.99`), as serde's own variant in
+    /// compact binary forms, whose readers expect it.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let unit = |s: S, index: u32| {
+            s.serialize_unit_variant("Quantity", index, QUANTITIES[index as usize])
+        };
+        match self {
+            Quantity::ErrorRate => unit(s, 0),
+            Quantity::SuccessRatePercent => unit(s, 1),
+            Quantity::LatencyMean => unit(s, 2),
+            Quantity::Value => unit(s, 4),
+            Quantity::LatencyQuantile(q) if !s.is_human_readable() => {
+                s.serialize_newtype_variant("Quantity", 3, QUANTITIES[3], q)
+            }
+            Quantity::LatencyQuantile(q) => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry(QUANTITIES[3], q)?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Quantity {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        if d.is_human_readable() {
+            d.deserialize_any(QuantityVisitor)
+        } else {
+            d.deserialize_enum("Quantity", QUANTITIES, QuantityVisitor)
+        }
+    }
+}
+
+struct QuantityVisitor;
+
+impl QuantityVisitor {
+    /// The quantity a unit kind names.
+    fn unit<E: serde::de::Error>(kind: &str) -> std::result::Result<Quantity, E> {
+        match kind {
+            "errorRate" => Ok(Quantity::ErrorRate),
+            "successRatePercent" => Ok(Quantity::SuccessRatePercent),
+            "latencyMean" => Ok(Quantity::LatencyMean),
+            "value" => Ok(Quantity::Value),
+            "latencyQuantile" => Err(E::custom(
+                "a `latencyQuantile` needs its quantile: `{latencyQuantile: 0.99}`",
+            )),
+            other => Err(E::unknown_variant(other, QUANTITIES)),
+        }
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for QuantityVisitor {
+    type Value = Quantity;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "a quantity: `errorRate`, `successRatePercent`, `latencyMean`, `value`, or a map \
+             with one key, `latencyQuantile`",
+        )
+    }
+
+    /// `errorRate`, `successRatePercent`, `latencyMean` or `value`.
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Quantity, E> {
+        Self::unit(v)
+    }
+
+    /// `{latencyQuantile: 0.99}`: the key names the kind.
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Quantity, A::Error> {
+        use serde::de::Error as _;
+        let Some(kind) = map.next_key::<String>()? else {
+            return Err(A::Error::invalid_length(0, &self));
+        };
+        let quantity = match kind.as_str() {
+            "latencyQuantile" => Quantity::LatencyQuantile(map.next_value()?),
+            other => return Err(A::Error::unknown_variant(other, &QUANTITIES[3..4])),
+        };
+        if let Some(more) = map.next_key::<String>()? {
+            return Err(A::Error::custom(format_args!(
+                "a quantity has one key, `{kind}`; `{more}` is one too many"
+            )));
+        }
+        Ok(quantity)
+    }
+
+    /// Serde's own form of an enum: a YAML tag (`!latencyQuantile 0.99`), or a binary variant.
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(
+        self,
+        data: A,
+    ) -> std::result::Result<Quantity, A::Error> {
+        use serde::de::VariantAccess as _;
+        let (kind, value) = data.variant::<String>()?;
+        if kind == "latencyQuantile" {
+            return value.newtype_variant().map(Quantity::LatencyQuantile);
+        }
+        let quantity = Self::unit(&kind)?;
+        value.unit_variant()?;
+        Ok(quantity)
+    }
 }
 
 impl Quantity {

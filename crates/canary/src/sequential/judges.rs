@@ -15,14 +15,100 @@ use crate::judge::{
 use crate::severity::SeverityBands;
 use crate::{Error, Result};
 
-/// Which count test a [`SequentialCountJudge`] runs.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// Which count test a [`SequentialCountJudge`] runs: a map with one key, `{"perRequest": {...}}`
+/// or `{"batched": {...}}`, in YAML `batched: {alpha: 0.01}`. (Serde's own form of an enum in
+/// YAML, a tag such as `!batched {alpha: 0.01}`, is read too.)
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum CountMode {
     /// The per-request e-process ([`CountTest`]): fastest, exact for independent requests.
     PerRequest(CountTestConfig),
     /// The batch t-test ([`BatchCountTest`]): robust to error rates that wander over time.
     Batched(BatchCountConfig),
+}
+
+/// The names of [`CountMode`]'s kinds, as written.
+const COUNT_MODES: &[&str] = &["perRequest", "batched"];
+
+impl Serialize for CountMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        /// One mode's kind and settings: written as a map with one key where people read it (a
+        /// YAML writer would otherwise write a tag, `!batched`), as serde's own variant in
+        /// compact binary forms, whose readers expect it.
+        fn write<S: serde::Serializer, T: Serialize>(
+            s: S,
+            index: u32,
+            value: &T,
+        ) -> std::result::Result<S::Ok, S::Error> {
+            let name = COUNT_MODES[index as usize];
+            if !s.is_human_readable() {
+                return s.serialize_newtype_variant("CountMode", index, name, value);
+            }
+            let mut map = s.serialize_map(Some(1))?;
+            map.serialize_entry(name, value)?;
+            map.end()
+        }
+        match self {
+            CountMode::PerRequest(c) => write(s, 0, c),
+            CountMode::Batched(c) => write(s, 1, c),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CountMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        if d.is_human_readable() {
+            d.deserialize_any(CountModeVisitor)
+        } else {
+            d.deserialize_enum("CountMode", COUNT_MODES, CountModeVisitor)
+        }
+    }
+}
+
+struct CountModeVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CountModeVisitor {
+    type Value = CountMode;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a count mode: a map with one key, `perRequest` or `batched`")
+    }
+
+    /// `{batched: {alpha: 0.01}}`: the key names the kind.
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<CountMode, A::Error> {
+        use serde::de::Error as _;
+        let Some(kind) = map.next_key::<String>()? else {
+            return Err(A::Error::invalid_length(0, &self));
+        };
+        let mode = match kind.as_str() {
+            "perRequest" => CountMode::PerRequest(map.next_value()?),
+            "batched" => CountMode::Batched(map.next_value()?),
+            other => return Err(A::Error::unknown_variant(other, COUNT_MODES)),
+        };
+        if let Some(more) = map.next_key::<String>()? {
+            return Err(A::Error::custom(format_args!(
+                "a count mode has one key, `{kind}`; `{more}` is one too many"
+            )));
+        }
+        Ok(mode)
+    }
+
+    /// Serde's own form of an enum: a YAML tag (`!batched`), or a binary variant.
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(
+        self,
+        data: A,
+    ) -> std::result::Result<CountMode, A::Error> {
+        use serde::de::{Error as _, VariantAccess as _};
+        let (kind, value) = data.variant::<String>()?;
+        match kind.as_str() {
+            "perRequest" => value.newtype_variant().map(CountMode::PerRequest),
+            "batched" => value.newtype_variant().map(CountMode::Batched),
+            other => Err(A::Error::unknown_variant(other, COUNT_MODES)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
