@@ -64,7 +64,8 @@ impl HealthCheckTrigger {
         self.instances.iter().filter_map(|i| i.last_known).max()
     }
 
-    /// Checks a deserialized state: at most `maxInstances`, and no probe time past `clock`
+    /// Checks a deserialized state: at most `maxInstances`, each instance once (a second copy
+    /// would never update, yet keep counting until it aged out), and no probe time past `clock`
     /// (a result dated ahead would make every real result of its instance look already seen).
     pub(crate) fn check_state(&self, clock: Timestamp) -> std::result::Result<(), String> {
         if self.instances.len() > self.config.max_instances {
@@ -75,7 +76,19 @@ impl HealthCheckTrigger {
             ));
         }
         not_after("clock", Some(self.clock), clock)?;
+        let mut seen = std::collections::HashMap::with_capacity(self.instances.len());
         for (n, i) in self.instances.iter().enumerate() {
+            if let Some(first) = seen.insert(i.name.as_deref(), n) {
+                let name = i
+                    .name
+                    .as_deref()
+                    .map_or("none (the track as a whole)".into(), |name| {
+                        format!("`{name}`")
+                    });
+                return Err(format!(
+                    "instances[{n}].name {name} is held twice, also by instances[{first}]"
+                ));
+            }
             not_after(
                 &format!("instances[{n}].lastSeen"),
                 Some(i.last_seen),
@@ -423,5 +436,24 @@ mod tests {
             t.observe_health(&sig("b", ProbeStatus::Pass, 30)),
             Some(Verdict::Ok)
         );
+    }
+
+    #[test]
+    fn a_saved_state_naming_one_instance_twice_is_refused() {
+        let mut t = trigger("");
+        t.observe_health(&sig("a", ProbeStatus::Fail, 1));
+        t.observe_health(&sig("b", ProbeStatus::Pass, 1));
+        // A second, named `a` too, would never update, yet count until it aged out.
+        t.instances[1].name = Some("a".into());
+        let reason = t.check_state(Timestamp::from_millis(5_000)).unwrap_err();
+        assert!(
+            reason.contains("instances[1].name") && reason.contains("`a`"),
+            "{reason}"
+        );
+        // The track-as-a-whole slot, unnamed, may appear only once as well.
+        t.instances[0].name = None;
+        t.instances[1].name = None;
+        let reason = t.check_state(Timestamp::from_millis(5_000)).unwrap_err();
+        assert!(reason.contains("instances[1].name"), "{reason}");
     }
 }
