@@ -81,6 +81,7 @@ mod checked;
 pub mod controller;
 pub mod judge;
 pub mod kayenta;
+mod one_key;
 pub mod sequential;
 pub mod severity;
 pub mod threshold;

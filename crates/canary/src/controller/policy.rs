@@ -41,29 +41,14 @@ pub enum Step {
 const STEPS: &[&str] = &["setWeight", "pause", "analysis", "setCanaryScale"];
 
 impl Serialize for Step {
+    /// A map with one key where people read it (see [`one_key`](crate::one_key)).
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        /// One step's kind and value: written as a map with one key where people read it (a
-        /// YAML writer would otherwise write a tag, `!setWeight 20`), as serde's own variant
-        /// in compact binary forms, whose readers expect it.
-        fn write<S: serde::Serializer, T: Serialize>(
-            s: S,
-            index: u32,
-            value: &T,
-        ) -> std::result::Result<S::Ok, S::Error> {
-            let name = STEPS[index as usize];
-            if !s.is_human_readable() {
-                return s.serialize_newtype_variant("Step", index, name, value);
-            }
-            let mut map = s.serialize_map(Some(1))?;
-            map.serialize_entry(name, value)?;
-            map.end()
-        }
+        use crate::one_key::write;
         match self {
-            Step::SetWeight(w) => write(s, 0, w),
-            Step::Pause(p) => write(s, 1, p),
-            Step::Analysis(a) => write(s, 2, a),
-            Step::SetCanaryScale(c) => write(s, 3, c),
+            Step::SetWeight(w) => write(s, "Step", STEPS, 0, w),
+            Step::Pause(p) => write(s, "Step", STEPS, 1, p),
+            Step::Analysis(a) => write(s, "Step", STEPS, 2, a),
+            Step::SetCanaryScale(c) => write(s, "Step", STEPS, 3, c),
         }
     }
 }
@@ -106,11 +91,7 @@ impl<'de> serde::de::Visitor<'de> for StepVisitor {
             "setCanaryScale" => Step::SetCanaryScale(map.next_value()?),
             other => return Err(A::Error::unknown_variant(other, STEPS)),
         };
-        if let Some(more) = map.next_key::<String>()? {
-            return Err(A::Error::custom(format_args!(
-                "a step has one key, `{kind}`; `{more}` must be a step of its own"
-            )));
-        }
+        crate::one_key::no_more(&mut map, "a step", &kind)?;
         Ok(step)
     }
 

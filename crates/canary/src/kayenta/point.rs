@@ -39,7 +39,6 @@ impl Serialize for Quantity {
     /// writer would otherwise write a tag, `!latencyQuantile 0.99`), as serde's own variant in
     /// compact binary forms, whose readers expect it.
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
         let unit = |s: S, index: u32| {
             s.serialize_unit_variant("Quantity", index, QUANTITIES[index as usize])
         };
@@ -48,14 +47,7 @@ impl Serialize for Quantity {
             Quantity::SuccessRatePercent => unit(s, 1),
             Quantity::LatencyMean => unit(s, 2),
             Quantity::Value => unit(s, 4),
-            Quantity::LatencyQuantile(q) if !s.is_human_readable() => {
-                s.serialize_newtype_variant("Quantity", 3, QUANTITIES[3], q)
-            }
-            Quantity::LatencyQuantile(q) => {
-                let mut map = s.serialize_map(Some(1))?;
-                map.serialize_entry(QUANTITIES[3], q)?;
-                map.end()
-            }
+            Quantity::LatencyQuantile(q) => crate::one_key::write(s, "Quantity", QUANTITIES, 3, q),
         }
     }
 }
@@ -116,11 +108,7 @@ impl<'de> serde::de::Visitor<'de> for QuantityVisitor {
             "latencyQuantile" => Quantity::LatencyQuantile(map.next_value()?),
             other => return Err(A::Error::unknown_variant(other, &QUANTITIES[3..4])),
         };
-        if let Some(more) = map.next_key::<String>()? {
-            return Err(A::Error::custom(format_args!(
-                "a quantity has one key, `{kind}`; `{more}` is one too many"
-            )));
-        }
+        crate::one_key::no_more(&mut map, "a quantity", &kind)?;
         Ok(quantity)
     }
 

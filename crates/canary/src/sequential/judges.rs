@@ -30,27 +30,12 @@ pub enum CountMode {
 const COUNT_MODES: &[&str] = &["perRequest", "batched"];
 
 impl Serialize for CountMode {
+    /// A map with one key where people read it (see [`one_key`](crate::one_key)).
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        /// One mode's kind and settings: written as a map with one key where people read it (a
-        /// YAML writer would otherwise write a tag, `!batched`), as serde's own variant in
-        /// compact binary forms, whose readers expect it.
-        fn write<S: serde::Serializer, T: Serialize>(
-            s: S,
-            index: u32,
-            value: &T,
-        ) -> std::result::Result<S::Ok, S::Error> {
-            let name = COUNT_MODES[index as usize];
-            if !s.is_human_readable() {
-                return s.serialize_newtype_variant("CountMode", index, name, value);
-            }
-            let mut map = s.serialize_map(Some(1))?;
-            map.serialize_entry(name, value)?;
-            map.end()
-        }
+        use crate::one_key::write;
         match self {
-            CountMode::PerRequest(c) => write(s, 0, c),
-            CountMode::Batched(c) => write(s, 1, c),
+            CountMode::PerRequest(c) => write(s, "CountMode", COUNT_MODES, 0, c),
+            CountMode::Batched(c) => write(s, "CountMode", COUNT_MODES, 1, c),
         }
     }
 }
@@ -88,11 +73,7 @@ impl<'de> serde::de::Visitor<'de> for CountModeVisitor {
             "batched" => CountMode::Batched(map.next_value()?),
             other => return Err(A::Error::unknown_variant(other, COUNT_MODES)),
         };
-        if let Some(more) = map.next_key::<String>()? {
-            return Err(A::Error::custom(format_args!(
-                "a count mode has one key, `{kind}`; `{more}` is one too many"
-            )));
-        }
+        crate::one_key::no_more(&mut map, "a count mode", &kind)?;
         Ok(mode)
     }
 
