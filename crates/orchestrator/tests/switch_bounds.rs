@@ -14,11 +14,11 @@ use serin_orchestrator::{
     DeploymentConfig, InMemoryPlatform, Orchestrator, Outcome, Platform, Report, Result,
     ServiceBackends, Stage, TrackSpec, TrackStatus, TrafficStrategyKind,
 };
-use serin_signals::{
-    HealthSignal, HealthSource, InMemoryHealth, InMemorySource, MetricQuery, MetricsSource,
-    Observation, Probe, Track,
+use serin_signals::{InMemorySource, MetricQuery, MetricsSource, Observation, Track};
+use support::{
+    SERVICE, SilentHealth, Stall, World, abort_to_end, blue_green_config, bounded, took,
+    until_stage,
 };
-use support::{SERVICE, Stall, World, abort_to_end, blue_green_config, bounded, took, until_stage};
 
 const MAX: Duration = Duration::from_secs(20 * 60);
 
@@ -76,33 +76,6 @@ impl MetricsSource for SilentMetrics {
     }
 }
 
-/// The world's health source, but its signals never answer once `hang` is set.
-struct SilentHealth {
-    inner: Arc<InMemoryHealth>,
-    hang: AtomicBool,
-    stall: Stall,
-}
-
-#[async_trait]
-impl HealthSource for SilentHealth {
-    fn name(&self) -> &str {
-        "silent-health"
-    }
-    async fn probe(
-        &self,
-        track: &Track,
-        probe: &Probe,
-    ) -> serin_signals::Result<Option<HealthSignal>> {
-        self.inner.probe(track, probe).await
-    }
-    async fn signals(&self, track: &Track) -> serin_signals::Result<Vec<HealthSignal>> {
-        if self.hang.load(Ordering::SeqCst) {
-            self.stall.now::<()>().await;
-        }
-        self.inner.signals(track).await
-    }
-}
-
 /// 1.0.0 serving, and an orchestrator whose platform, metrics and health source can be told
 /// to stop answering.
 struct Setup {
@@ -128,11 +101,7 @@ async fn setup() -> Setup {
         hang: AtomicBool::new(false),
         stall: Stall::default(),
     });
-    let health = Arc::new(SilentHealth {
-        inner: world.health.clone(),
-        hang: AtomicBool::new(false),
-        stall: Stall::default(),
-    });
+    let health = Arc::new(SilentHealth::new(world.health.clone()));
     let backends = ServiceBackends::new(world.router.clone(), metrics.clone(), health.clone());
     let o = Orchestrator::builder(platform.clone(), world.journal.clone())
         .service(SERVICE, backends)

@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,10 +16,11 @@ use serin_orchestrator::{
     Error, InMemoryPlatform, Orchestrator, Platform, Result, ServiceBackends, TrackSpec,
     TrackStatus,
 };
-use serin_signals::{HealthSignal, HealthSource, InMemoryHealth, Probe, Track};
+use serin_signals::Track;
 use serin_traffic::{Capabilities, InMemoryRouter, TrafficRouter, TrafficSplit};
 use support::{
-    SERVICE, Stall, World, abort_to_end, bounded, canary_within, crash_at, failed_reason, took,
+    SERVICE, SilentHealth, Stall, World, abort_to_end, bounded, canary_within, crash_at,
+    failed_reason, took,
 };
 
 const MAX: Duration = Duration::from_secs(20 * 60);
@@ -78,33 +79,6 @@ impl Platform for Hanging {
     }
 }
 
-/// The world's health source, but its signals never answer once `hang` is set.
-struct SilentHealth {
-    inner: Arc<InMemoryHealth>,
-    hang: AtomicBool,
-    stall: Stall,
-}
-
-#[async_trait]
-impl HealthSource for SilentHealth {
-    fn name(&self) -> &str {
-        "silent-health"
-    }
-    async fn probe(
-        &self,
-        track: &Track,
-        probe: &Probe,
-    ) -> serin_signals::Result<Option<HealthSignal>> {
-        self.inner.probe(track, probe).await
-    }
-    async fn signals(&self, track: &Track) -> serin_signals::Result<Vec<HealthSignal>> {
-        if self.hang.load(Ordering::SeqCst) {
-            self.stall.now::<()>().await;
-        }
-        self.inner.signals(track).await
-    }
-}
-
 /// The world's router, but reading its split never answers.
 struct SilentRouter {
     inner: Arc<InMemoryRouter>,
@@ -147,11 +121,7 @@ async fn setup(installed: bool) -> Setup {
         hang: Mutex::new(Vec::new()),
         stall: Stall::default(),
     });
-    let health = Arc::new(SilentHealth {
-        inner: world.health.clone(),
-        hang: AtomicBool::new(false),
-        stall: Stall::default(),
-    });
+    let health = Arc::new(SilentHealth::new(world.health.clone()));
     let mut s = Setup {
         o: world.orchestrator(),
         world,

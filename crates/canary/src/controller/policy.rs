@@ -41,7 +41,7 @@ pub enum Step {
 const STEPS: &[&str] = &["setWeight", "pause", "analysis", "setCanaryScale"];
 
 impl Serialize for Step {
-    /// A map with one key where people read it (see [`one_key`](crate::one_key)).
+    /// A map with one key where people read it, serde's own variant in compact binary forms.
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use crate::one_key::write;
         match self {

@@ -30,7 +30,7 @@ pub enum CountMode {
 const COUNT_MODES: &[&str] = &["perRequest", "batched"];
 
 impl Serialize for CountMode {
-    /// A map with one key where people read it (see [`one_key`](crate::one_key)).
+    /// A map with one key where people read it, serde's own variant in compact binary forms.
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use crate::one_key::write;
         match self {

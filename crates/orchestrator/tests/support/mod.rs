@@ -621,3 +621,44 @@ pub async fn abort_to_end(o: &Orchestrator, handle: DeploymentHandle) -> (Timest
     println!("{report}");
     (asked, report)
 }
+
+/// The world's health source, but its signals never answer once `hang` is set.
+pub struct SilentHealth {
+    pub inner: Arc<InMemoryHealth>,
+    pub hang: std::sync::atomic::AtomicBool,
+    pub stall: Stall,
+}
+
+impl SilentHealth {
+    /// `inner`, answering until told to hang.
+    pub fn new(inner: Arc<InMemoryHealth>) -> Self {
+        SilentHealth {
+            inner,
+            hang: std::sync::atomic::AtomicBool::new(false),
+            stall: Stall::default(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl serin_signals::HealthSource for SilentHealth {
+    fn name(&self) -> &str {
+        "silent-health"
+    }
+    async fn probe(
+        &self,
+        track: &Track,
+        probe: &serin_signals::Probe,
+    ) -> serin_signals::Result<Option<serin_signals::HealthSignal>> {
+        self.inner.probe(track, probe).await
+    }
+    async fn signals(
+        &self,
+        track: &Track,
+    ) -> serin_signals::Result<Vec<serin_signals::HealthSignal>> {
+        if self.hang.load(std::sync::atomic::Ordering::SeqCst) {
+            self.stall.now::<()>().await;
+        }
+        self.inner.signals(track).await
+    }
+}
