@@ -353,6 +353,18 @@ pub trait Judge: Send + fmt::Debug {
     /// Updates the state with one paired sample and answers the judgement after it.
     fn observe(&mut self, sample: &Sample<'_>) -> Result<Judgement>;
 
+    /// Whether [`observe`](Self::observe) takes `sample`: `Ok` if it does, else the error it
+    /// would answer. Changes nothing, so a caller that feeds one sample to several judges (the
+    /// controller, to every judge of its metric) checks them all before feeding any, and bad
+    /// input changes none of them.
+    ///
+    /// The default checks the metric ([`check_metric`]), which is all a judge of one metric
+    /// that takes a measurement of any kind rejects; a judge whose `observe` rejects more, or
+    /// that takes several metrics ([`analyses`](Self::analyses)), checks that here.
+    fn accepts(&self, sample: &Sample<'_>) -> Result<()> {
+        check_metric(self.name(), self.metric(), sample)
+    }
+
     /// The judgement after the samples seen so far, stamped `now`, without new data.
     fn judgement(&self, now: Timestamp) -> Judgement;
 
@@ -389,6 +401,9 @@ impl<J: Judge + ?Sized> Judge for Box<J> {
     }
     fn observe(&mut self, sample: &Sample<'_>) -> Result<Judgement> {
         (**self).observe(sample)
+    }
+    fn accepts(&self, sample: &Sample<'_>) -> Result<()> {
+        (**self).accepts(sample)
     }
     fn judgement(&self, now: Timestamp) -> Judgement {
         (**self).judgement(now)

@@ -9,7 +9,7 @@ use serin_canary::controller::{
     Action, AnalysisStep, CanaryController, CanaryPolicy, CanaryScale, Command, ControllerState,
     LatencyPacing, OnInconclusive, OnWarning, Pacing, Pause, Phase, PromotionGate, Step,
 };
-use serin_canary::judge::{Judge, Severity};
+use serin_canary::judge::{Judge, Severity, Verdict};
 use serin_canary::sequential::SequentialCountJudge;
 use serin_signals::{Metric, Timestamp, Track};
 
@@ -1082,4 +1082,157 @@ fn a_rollback_no_judge_decided_quotes_no_decisive_evidence() {
     // The judges' standing is there, but none of them decided it.
     assert_eq!(d.evidence.len(), 1);
     assert_eq!(d.decisive_evidence(), None);
+}
+
+#[test]
+fn a_raise_from_zero_is_paced_as_a_first_weight() {
+    // Back to 0% and up again: the second exposure is as fresh as the first.
+    let mut policy = CanaryPolicy::new(vec![
+        Step::SetWeight(5),
+        Step::SetWeight(0),
+        Step::SetWeight(50),
+    ]);
+    let pacing = Pacing {
+        exposure_budget: Some(3_000.0),
+        ..Pacing::default()
+    };
+    policy.pacing = Some(pacing.clone());
+    let mut ctl = controller(policy);
+    // The baseline alone until its error rate sizes the first weight: the budget allows more
+    // than 5%, so the first step takes its target.
+    let s0 = (0..600)
+        .find(|s| feed(&mut ctl, *s, 1_000, 5, 0, 0).action == Action::SetWeight(5))
+        .expect("a first weight within the budget");
+    let d = feed(&mut ctl, s0 + 1, 950, 5, 50, 0);
+    assert_eq!(d.action, Action::SetWeight(0), "{}", d.reason);
+    // From 0% again: the budget's weight, not the step's 50%, and the gate before the rest.
+    let d = feed(&mut ctl, s0 + 2, 1_000, 5, 0, 0);
+    let Action::SetWeight(w) = d.action else {
+        panic!("{d:?}");
+    };
+    assert!(w > 5 && w < 50, "{w}: {}", d.reason);
+    assert!(pacing.expected_exposure(f64::from(w) / 100.0, 0.005) <= 3_000.0);
+    let (c, b) = (10 * u64::from(w), 10 * (100 - u64::from(w)));
+    let d = feed(&mut ctl, s0 + 3, b, 5, c, 0);
+    assert_eq!(d.action, Action::Hold, "{}", d.reason);
+    assert!(d.reason.contains("pacing"), "{}", d.reason);
+    assert_eq!(ctl.state().weight(), w);
+}
+
+/// A judge whose failures are all informational: no regression it can find reaches the
+/// warning band.
+fn info_judge() -> SequentialCountJudge {
+    SequentialCountJudge::with_mode(
+        Metric::ErrorRate,
+        serin_canary::sequential::CountMode::PerRequest(
+            serin_canary::sequential::CountTestConfig::new(0.05),
+        ),
+        serin_canary::severity::SeverityBands::new(1_000.0, 1_000.0).unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn an_informational_failure_is_reported_but_neither_rolls_back_nor_holds() {
+    let policy = CanaryPolicy::new(vec![
+        Step::SetWeight(10),
+        analysis(600, 1),
+        Step::SetWeight(50),
+    ]);
+    let mut ctl = Ctl::new(policy, vec![info_judge()]).unwrap();
+    assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(10));
+    let mut rng = Rng::new(4);
+    let failed_at = (0..600).find(|s| {
+        let d = feed(&mut ctl, *s, 900, rng.poisson(4.5), 100, rng.poisson(2.0));
+        assert_ne!(d.action, Action::Rollback, "{}", d.reason);
+        d.evidence[0].summary.contains("severity info")
+    });
+    let s = failed_at.expect("a 4x regression fails");
+    assert_eq!(
+        ctl.judges()[0].judgement(at(s)).verdict,
+        Verdict::Fail(Severity::Info)
+    );
+    // The analysis runs its course, and the rollout goes on to the end.
+    let d = ctl.tick(at(601));
+    assert_eq!(d.action, Action::SetWeight(50), "{}", d.reason);
+    let d = ctl.tick(at(602));
+    assert_eq!(d.action, Action::Promote, "{}", d.reason);
+    assert!(d.evidence[0].summary.contains("severity info"), "{d:?}");
+    // Nor does it refuse a promotion by command.
+    let mut ctl = Ctl::new(
+        CanaryPolicy::new(vec![Step::SetWeight(10), Step::Pause(Pause::default())]),
+        vec![info_judge()],
+    )
+    .unwrap();
+    ctl.tick(at(0));
+    let mut rng = Rng::new(4);
+    for s in 0..=s {
+        feed(&mut ctl, s, 900, rng.poisson(4.5), 100, rng.poisson(2.0));
+    }
+    assert!(ctl.judges()[0].judgement(at(s)).verdict.is_fail());
+    let d = ctl.command(Command::Promote, at(s + 1)).unwrap();
+    assert_eq!(d.action, Action::Promote);
+}
+
+#[test]
+fn a_measurement_one_judge_of_its_metric_rejects_feeds_none_of_them() {
+    use serin_canary::sequential::{SequentialJudge, SequentialLatencyJudge};
+    let policy = CanaryPolicy::new(vec![Step::SetWeight(20)]);
+    // Two judges of one metric, the second of latency sketches: counts are not for it.
+    let judges: Vec<SequentialJudge> = vec![
+        judge().into(),
+        SequentialLatencyJudge::new(Metric::ErrorRate, 0.05, 0.0)
+            .unwrap()
+            .into(),
+    ];
+    let mut ctl = CanaryController::new(policy, judges).unwrap();
+    ctl.tick(at(0));
+    let (judges, state) = (ctl.judges().to_vec(), ctl.state().clone());
+    let w = second(0);
+    let b = counts(Metric::ErrorRate, Track::Stable, w, 800, 4);
+    let c = counts(Metric::ErrorRate, Track::Canary, w, 200, 1);
+    let msg = ctl.feed(&b, &c, w.end()).unwrap_err().to_string();
+    assert!(
+        msg.contains("sequential-latency") && msg.contains("counts"),
+        "{msg}"
+    );
+    assert_eq!(
+        ctl.judges(),
+        judges.as_slice(),
+        "the first judge was not fed"
+    );
+    assert_eq!(ctl.state(), &state);
+}
+
+#[test]
+fn a_second_sample_a_flagger_analysis_refuses_feeds_none_of_the_judges() {
+    use serin_canary::kayenta::Quantity;
+    use serin_canary::threshold::{FlaggerAnalysis, FlaggerAnalysisConfig, FlaggerMetric, Range};
+    let flagger = FlaggerAnalysis::new(FlaggerAnalysisConfig::new(vec![
+        FlaggerMetric::new(
+            Metric::ErrorRate,
+            Quantity::SuccessRatePercent,
+            Range::at_least(99.0),
+        ),
+        FlaggerMetric::new(
+            Metric::Latency,
+            Quantity::LatencyQuantile(0.99),
+            Range::at_most(500.0),
+        ),
+    ]))
+    .unwrap();
+    let judges: Vec<Box<dyn Judge>> = vec![Box::new(judge()), Box::new(flagger)];
+    let policy = CanaryPolicy::new(vec![Step::SetWeight(20)]);
+    let mut ctl = CanaryController::new(policy, judges).unwrap();
+    ctl.tick(at(0));
+    let w = second(0);
+    let b = counts(Metric::ErrorRate, Track::Stable, w, 800, 4);
+    let c = counts(Metric::ErrorRate, Track::Canary, w, 200, 1);
+    ctl.feed(&b, &c, w.end()).unwrap();
+    let (state, evidence) = (ctl.state().clone(), ctl.judges()[0].judgement(w.end()));
+    // The window's error rate again: the analysis has it, so the count judge is not fed either.
+    let msg = ctl.feed(&b, &c, w.end()).unwrap_err().to_string();
+    assert!(msg.contains("a second sample"), "{msg}");
+    assert_eq!(ctl.state(), &state);
+    assert_eq!(ctl.judges()[0].judgement(w.end()), evidence);
 }

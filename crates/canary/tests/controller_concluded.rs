@@ -117,6 +117,33 @@ fn an_argo_run_ended_inconclusive_rolls_back_under_on_inconclusive_rollback() {
 }
 
 #[test]
+fn a_run_ended_inconclusive_rolls_back_at_once_while_the_caller_holds() {
+    let mut ctl = CanaryController::new(policy(OnInconclusive::Rollback), vec![argo(1)]).unwrap();
+    ctl.tick(Timestamp::from_millis(0));
+    // Held by the caller (an operator's pause) while the run goes on and ends inconclusive.
+    let (b, c) = pair(0, Some(20));
+    ctl.feed(&b, &c, second(0).end()).unwrap();
+    assert_eq!(ctl.tick_held(second(0).end()).action, Action::Hold);
+    let (b, c) = pair(1, Some(20));
+    ctl.feed(&b, &c, second(1).end()).unwrap();
+    assert!(ctl.judges()[0].concluded());
+    // The hold does not keep a run that will never pass: it rolls back as `tick` would.
+    let d = ctl.tick_held(second(1).end());
+    assert_eq!(d.action, Action::Rollback, "{}", d.reason);
+    assert!(d.reason.contains("concluded inconclusive"), "{}", d.reason);
+    assert_eq!(d.evidence[0].judge, "argo");
+    assert_eq!(d.severity, None, "not a regression: missing evidence");
+    assert_eq!(ctl.state().phase(), Phase::RolledBack);
+    // Under `hold`, the caller's hold holds.
+    let mut ctl = CanaryController::new(policy(OnInconclusive::Hold), vec![argo(0)]).unwrap();
+    ctl.tick(Timestamp::from_millis(0));
+    let (b, c) = pair(0, Some(20));
+    ctl.feed(&b, &c, second(0).end()).unwrap();
+    assert!(ctl.judges()[0].concluded());
+    assert_eq!(ctl.tick_held(second(0).end()).action, Action::Hold);
+}
+
+#[test]
 fn an_argo_run_ended_in_error_is_not_moved_past_when_data_returns() {
     // Argo with a success condition alone: a measurement fails or succeeds, or errors on no data.
     let mut c = ArgoConfig::new(Metric::ErrorRate, Quantity::ErrorRate);

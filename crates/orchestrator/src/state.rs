@@ -217,6 +217,12 @@ impl Judge for AnyJudge {
             AnyJudge::Latency(j) => j.observe(sample),
         }
     }
+    fn accepts(&self, sample: &Sample<'_>) -> serin_canary::Result<()> {
+        match self {
+            AnyJudge::Counts(j) => j.accepts(sample),
+            AnyJudge::Latency(j) => j.accepts(sample),
+        }
+    }
     fn judgement(&self, now: Timestamp) -> Judgement {
         match self {
             AnyJudge::Counts(j) => j.judgement(now),
@@ -789,6 +795,30 @@ pub(crate) mod tests {
     /// A state at the start of a canary of `web` 1.0.0 -> 1.1.0.
     pub(crate) fn sample_state() -> DeploymentState {
         crate::journal::testkit::sample_record("web-1.1.0-1000", 0).state
+    }
+
+    #[test]
+    fn any_judge_passes_its_judges_check_of_a_sample_on() {
+        use serin_signals::{Counts, Measurement, Observation, Window};
+        let w = Window::new(Timestamp::from_millis(0), Timestamp::from_millis(1_000)).unwrap();
+        let counts = |track| {
+            let c = Counts::new(100, 1).unwrap();
+            Observation::new(Metric::ErrorRate, track, w, Measurement::Counts(c))
+        };
+        let (b, c) = (counts(Track::Stable), counts(Track::Canary));
+        let sample = Sample::new(&b, &c, Some(0.5), w.end()).unwrap();
+        let counting = AnyJudge::Counts(Box::new(
+            SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.0).unwrap(),
+        ));
+        counting
+            .accepts(&sample)
+            .expect("counts are a count judge's");
+        // A latency judge set on the error-rate metric: the metric matches, the kind does not.
+        let timing = SequentialLatencyJudge::new(Metric::ErrorRate, 0.05, 0.0).unwrap();
+        let e = AnyJudge::Latency(Box::new(timing))
+            .accepts(&sample)
+            .expect_err("counts are no latency sketches");
+        assert!(e.to_string().contains("sequential-latency"), "{e}");
     }
 
     #[test]

@@ -37,7 +37,8 @@ pub enum Command {
     /// Argo Rollouts' `promote` skips one pause step). At any other step it only decides, as a
     /// tick does.
     Resume,
-    /// Promote now, skipping the remaining steps (refused while a judge fails). This is how a
+    /// Promote now, skipping the remaining steps (refused while a judge fails with a warning
+    /// or critical severity; an informational failure does not stop it). This is how a
     /// person lets a canary through that a judge's concluded inconclusive run holds, as Argo
     /// Rollouts' `promote` does for a rollout paused on an inconclusive analysis.
     Promote,
@@ -355,7 +356,10 @@ impl ControllerState {
 /// Rules, in order of precedence:
 /// 1. A final phase repeats its action.
 /// 2. A judge failing with `Critical` severity rolls back at once; with `Warning`, per
-///    [`OnWarning`]; with `Info`, the weight is held (never raised).
+///    [`OnWarning`]; with `Info`, the failure is reported (in every decision's evidence) and
+///    nothing else: it is a regression below the warning band, which the bands say is not
+///    worth acting on, so it neither rolls back nor holds, and the rollout may promote. Below,
+///    a judge "fails" with a warning or critical severity.
 /// 3. Past `maxDuration`, or holding longer than `progressDeadline` in one step, the rollout
 ///    rolls back. The progress deadline counts from the end of the step's planned wait (a timed
 ///    pause's or an analysis step's duration), which is not a lack of progress, and afresh
@@ -363,21 +367,24 @@ impl ControllerState {
 ///    for approval has no deadline.
 /// 4. A judge whose analysis has [concluded](Judge::concluded) inconclusive (an Argo Rollouts
 ///    run that ended `Inconclusive` or `Error`) will never pass, so it is not waited out, and
-///    never moved past: with [`OnInconclusive::Rollback`] the rollout rolls back at once; with
-///    [`OnInconclusive::Hold`] it holds wherever it would move past the judge (an analysis
-///    step, whether or not its duration has passed; a `setWeight` that raises the weight; the
-///    promotion) until the progress deadline, as Argo Rollouts pauses for a person. The person
-///    decides with [`Command::Promote`] or [`Command::Abort`]; a pause still ends, and a lower
-///    weight or a scale step is still carried out.
+///    never moved past: with [`OnInconclusive::Rollback`] the rollout rolls back at once, while
+///    the caller holds it too ([`tick_held`](Self::tick_held)); with [`OnInconclusive::Hold`]
+///    it holds wherever it would move past the judge (an analysis step, whether or not its
+///    duration has passed; a `setWeight` that raises the weight; the promotion) until the
+///    progress deadline, as Argo Rollouts pauses for a person. The person decides with
+///    [`Command::Promote`] or [`Command::Abort`]; a pause still ends, and a lower weight or a
+///    scale step is still carried out.
 /// 5. Otherwise the current step runs: `setWeight` raises the weight only while no judge fails
 ///    and, with [`Pacing`](super::Pacing), once the errors at the current weight (and the
-///    latencies, with its latency gate) rule out the stated regression (the first weight, with
-///    an exposure budget, only as far as the budget allows); `pause` waits; `analysis` advances when every judge passes or when its duration
-///    has passed with enough samples and no failure (else [`OnInconclusive`]); after the last
-///    step, the canary is promoted, but only if every judge has seen data and none fails, with
-///    [`Pacing`](super::Pacing) once the last weight's evidence rules out the regression too, and
-///    with a [`PromotionGate`](super::PromotionGate) once the canary's own error rate is shown
-///    below the gate's bound (until then it holds).
+///    latencies, with its latency gate) rule out the stated regression (a raise from 0%, the
+///    first weight or one after a step back to 0%, with an exposure budget only as far as the
+///    budget allows); `pause` waits; `analysis` advances when every judge passes (a judge
+///    failing with `Info` runs it to its duration) or when its duration has passed with enough
+///    samples and no failure (else [`OnInconclusive`]); after the last step, the canary is
+///    promoted, but only if every judge has seen data and none fails, with
+///    [`Pacing`](super::Pacing) once the last weight's evidence rules out the regression too,
+///    and with a [`PromotionGate`](super::PromotionGate) once the canary's own error rate is
+///    shown below the gate's bound (until then it holds).
 ///
 /// ```
 /// use serin_canary::controller::{Action, CanaryController, CanaryPolicy, Step};
@@ -487,10 +494,11 @@ impl<J: Judge> CanaryController<J> {
     /// Feeds one metric's pair of observations, as [`observe`](Self::observe) does, without
     /// deciding.
     ///
-    /// Errors: the observations do not pair up (other metric or window), or no judge and no
-    /// pacing uses the metric (nothing changes); or a judge rejects the measurement's kind (that
-    /// judge is unchanged, but with several judges of one metric, the judges before it in the
-    /// list have already been fed, and their samples counted).
+    /// Errors, and nothing changes: the observations do not pair up (other metric or window),
+    /// no judge and no pacing uses the metric, or a judge of the metric does not
+    /// [accept](Judge::accepts) the sample (a measurement of another kind than it judges; the
+    /// error names the judge). Every judge of the metric is asked before any is fed, so one
+    /// judge's refusal leaves the others unfed too.
     pub fn feed(
         &mut self,
         baseline: &Observation,
@@ -523,6 +531,9 @@ impl<J: Judge> CanaryController<J> {
         // An empty window (no requests) is no data, whatever the source called it.
         let has_data = !baseline.measurement.is_empty() && !canary.measurement.is_empty();
         if self.state.phase == Phase::Progressing {
+            for i in &users {
+                self.judges[*i].accepts(&sample)?;
+            }
             for i in users {
                 let j = self.judges[i].observe(&sample)?;
                 if has_data {
@@ -582,7 +593,7 @@ impl<J: Judge> CanaryController<J> {
     }
 
     /// Applies a command, then decides. A promotion is refused (an error, nothing changes) while
-    /// any judge fails.
+    /// any judge fails with a warning or critical severity.
     ///
     /// Once the rollout is over, a command that asks for its outcome again (or a resume)
     /// repeats its final decision, but one that asks for the other outcome is an error and
@@ -668,9 +679,11 @@ impl<J: Judge> CanaryController<J> {
 
     /// Decides while the caller holds the rollout where it is (an operator's pause, a rollback
     /// trigger's hold): the judges keep judging what they are fed, and a failure that rolls
-    /// back does so at once, as [`tick`](Self::tick) would decide it (rule 2); anything else
-    /// holds, and nothing moves on: no step advances, no weight changes, no deadline is
-    /// counted. As in Argo Rollouts, analysis goes on while a rollout is paused.
+    /// back does so at once, as [`tick`](Self::tick) would decide it (rule 2), and so does a
+    /// judge's run that has concluded inconclusive under [`OnInconclusive::Rollback`] (rule 4):
+    /// no hold makes it pass. Anything else holds, and nothing moves on: no step advances, no
+    /// weight changes, no deadline is counted. As in Argo Rollouts, analysis goes on while a
+    /// rollout is paused.
     ///
     /// Once the hold ends, the step's progress deadline counts afresh from its last held tick
     /// (as Kubernetes and Argo Rollouts restart theirs on a resume), while the rollout's
@@ -699,6 +712,9 @@ impl<J: Judge> CanaryController<J> {
         if self.state.phase != Phase::Progressing {
             return self.decide(now);
         }
+        if let Some(d) = self.roll_back_concluded(now) {
+            return d;
+        }
         // The hold ends the step's wait for progress so far: its deadline counts afresh from
         // the last held tick (see `progress_since`). Before the rollout starts there is none.
         if self.state.started_at.is_some() {
@@ -723,6 +739,17 @@ impl<J: Judge> CanaryController<J> {
             .position(|j| j.concluded() && j.judgement(now).verdict == Verdict::Inconclusive)
     }
 
+    /// Rolls back for the first judge whose run has concluded inconclusive when the policy says
+    /// [`OnInconclusive::Rollback`] (rule 4); `None` otherwise.
+    fn roll_back_concluded(&mut self, now: Timestamp) -> Option<Decision> {
+        let i = self
+            .concluded_inconclusive(now)
+            .filter(|_| self.policy.on_inconclusive == OnInconclusive::Rollback)?;
+        self.start(now);
+        let reason = self.concluded_reason(i);
+        Some(self.finish(Phase::RolledBack, now, None, reason, Some(i)))
+    }
+
     fn concluded_reason(&self, i: usize) -> String {
         format!(
             "judge `{}` of `{}` has concluded inconclusive: its analysis ended without a pass \
@@ -736,6 +763,8 @@ impl<J: Judge> CanaryController<J> {
         )
     }
 
+    /// The worst failure the controller acts on: a warning or a critical one. An
+    /// informational failure is only reported, in the decisions' evidence.
     fn worst_failure(&self) -> Option<(usize, Severity)> {
         self.state
             .judgements
@@ -744,6 +773,7 @@ impl<J: Judge> CanaryController<J> {
             .filter_map(|(i, j)| {
                 j.as_ref()
                     .and_then(|j| j.verdict.severity())
+                    .filter(|s| *s > Severity::Info)
                     .map(|s| (i, s))
             })
             .max_by_key(|(_, s)| *s)
@@ -952,14 +982,12 @@ impl<J: Judge> CanaryController<J> {
         }
         // A judge whose run has ended inconclusive never passes: rolled back at once, or held
         // wherever the rollout would move past it.
-        let concluded = self.concluded_inconclusive(now);
-        if let Some(i) = concluded
-            && self.policy.on_inconclusive == OnInconclusive::Rollback
-        {
-            let reason = self.concluded_reason(i);
-            return self.finish(Phase::RolledBack, now, None, reason, Some(i));
+        if let Some(d) = self.roll_back_concluded(now) {
+            return d;
         }
-        let concluded = concluded.map(|i| self.concluded_reason(i));
+        let concluded = self
+            .concluded_inconclusive(now)
+            .map(|i| self.concluded_reason(i));
         let failing = failure.map(|(i, s)| {
             format!(
                 "judge `{}` of `{}` fails ({s})",
@@ -1008,7 +1036,8 @@ impl<J: Judge> CanaryController<J> {
                     Phase::Promoted,
                     now,
                     None,
-                    "every step completed without a failing judge".into(),
+                    "every step completed without a judge failing at warning or critical severity"
+                        .into(),
                     None,
                 );
             };
@@ -1038,11 +1067,13 @@ impl<J: Judge> CanaryController<J> {
                         None => (target, true),
                         Some(p) => {
                             let level = self.level();
-                            let first = !self.policy.sets_weight_before(self.state.step);
+                            // A raise from 0% exposes users afresh, whether or not an
+                            // earlier step set a weight: paced as the first weight is.
+                            let fresh = self.policy.weight_before(self.state.step) == 0;
                             let top = self.policy.highest_weight();
                             let s = &self.state;
                             let baseline = (s.baseline_requests, s.baseline_errors);
-                            match p.next_weight(&level, target, top, baseline, first) {
+                            match p.next_weight(&level, target, top, baseline, fresh) {
                                 // A weight the budget allows before the gate passed keeps the
                                 // evidence gathered so far.
                                 Ok(w) => (w, current == 0 || p.passed(&level)),
@@ -1109,8 +1140,8 @@ impl<J: Judge> CanaryController<J> {
                         self.advance(now);
                         continue;
                     }
-                    // A failure that does not roll back (informational, or a warning that
-                    // holds) holds here as at any step; `onInconclusive` is for missing data.
+                    // A warning that holds holds here as at any step; `onInconclusive` is for
+                    // missing data.
                     if let Some(f) = &failing {
                         return self.hold(now, format!("analysis ended while {f}"));
                     }

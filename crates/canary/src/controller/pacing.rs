@@ -62,7 +62,11 @@
 //! estimate improves, the first weight may rise within the budget, up to the first step's
 //! target, before its gate passes: the requests already served carry their evidence, and the
 //! judges' cost per nat, `X(ρ)/ln(1/α)`, grows with the share, so the total stays within the new
-//! weight's `X`. The `canary_pacing` harness measures all of this over whole rollouts.
+//! weight's `X`. A step that raises the weight from 0% again, after one that lowered it there,
+//! sets a first weight too: the evidence at 0% rules nothing out for the canary, and its users
+//! are exposed afresh, so the budget sizes that weight and the gate stands before the rest of the
+//! step, as in the rollout's first step. The `canary_pacing` harness measures all of this over
+//! whole rollouts.
 
 use std::time::Duration;
 
@@ -394,11 +398,12 @@ impl Pacing {
 
     /// The weight a `setWeight` step may take now on its way from `level.weight` to `target`
     /// percent; or, when it must hold, why. `top` is the policy's highest weight, `baseline`
-    /// the baseline's `(requests, errors)` so far, and `first` says whether the step sets the
-    /// rollout's first weight.
+    /// the baseline's `(requests, errors)` so far, and `fresh` says whether the step raises the
+    /// weight from 0%: the rollout's first weight, or a first weight again after a step back
+    /// to 0%, which exposes users afresh and is paced as the first one is.
     ///
-    /// From 0%, the target, or with a budget in the first step, the largest weight the budget
-    /// allows. Then the target once the gate passes; before that, in the first step with a
+    /// From 0%, the target, or with a budget in a fresh step, the largest weight the budget
+    /// allows. Then the target once the gate passes; before that, in a fresh step with a
     /// budget, a higher weight as soon as the budget allows the target or half again the
     /// current weight.
     pub(crate) fn next_weight(
@@ -407,9 +412,9 @@ impl Pacing {
         target: u8,
         top: u8,
         baseline: (u64, u64),
-        first: bool,
+        fresh: bool,
     ) -> std::result::Result<u8, String> {
-        let budget = self.budget_weight(target, top, baseline).filter(|_| first);
+        let budget = self.budget_weight(target, top, baseline).filter(|_| fresh);
         if level.weight > 0 && self.passed(level) {
             return Ok(target);
         }

@@ -173,7 +173,9 @@ pub enum OnInconclusive {
 }
 
 /// What to do when a judge fails with [`Severity::Warning`](crate::judge::Severity::Warning).
-/// A critical failure always rolls back at once; an informational one holds the weight.
+/// A critical failure always rolls back at once. An informational one (below a warning band
+/// set above 0, a regression the bands say is not worth acting on) is reported in the
+/// decisions' evidence and neither rolls back nor holds: the rollout goes on and may promote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum OnWarning {
@@ -288,6 +290,14 @@ impl From<CanaryPolicy> for PolicyRepr {
     }
 }
 
+/// The weights `steps` set, in order.
+fn weights(steps: &[Step]) -> impl Iterator<Item = u8> + '_ {
+    steps.iter().filter_map(|s| match s {
+        Step::SetWeight(w) => Some(*w),
+        _ => None,
+    })
+}
+
 impl CanaryPolicy {
     /// A policy with these steps and the defaults otherwise (no deadlines, hold when
     /// inconclusive, roll back on warnings, no pacing).
@@ -305,22 +315,15 @@ impl CanaryPolicy {
 
     /// The highest weight below 100% a `setWeight` step asks for (0 without one).
     pub fn highest_weight(&self) -> u8 {
-        self.weights().filter(|w| *w < 100).max().unwrap_or(0)
+        weights(&self.steps).filter(|w| *w < 100).max().unwrap_or(0)
     }
 
-    /// Whether a step before `step` sets a weight above 0%.
-    pub fn sets_weight_before(&self, step: usize) -> bool {
-        self.steps
-            .iter()
-            .take(step)
-            .any(|s| matches!(s, Step::SetWeight(w) if *w > 0))
-    }
-
-    fn weights(&self) -> impl Iterator<Item = u8> + '_ {
-        self.steps.iter().filter_map(|s| match s {
-            Step::SetWeight(w) => Some(*w),
-            _ => None,
-        })
+    /// The canary weight when `step` begins: the last `setWeight` before it, 0% without one (a
+    /// `setWeight` step ends only once its weight is set).
+    pub fn weight_before(&self, step: usize) -> u8 {
+        weights(self.steps.get(..step).unwrap_or(&self.steps))
+            .last()
+            .unwrap_or(0)
     }
 
     /// Checks the policy; errors name the path (`canaryPolicy.steps[2].setWeight`).

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
-use serin_signals::{Measurement, Metric, Timestamp, Window};
+use serin_signals::{Counts, LatencySketch, Measurement, Metric, Timestamp, Window};
 
 use super::batch::{BatchCountConfig, BatchCountTest};
 use super::counts::{CountTest, CountTestConfig, Sides};
@@ -342,7 +342,7 @@ fn arm_no_data(sample: &Sample<'_>) -> Option<&'static str> {
     }
 }
 
-fn wrong_kind(arm: &str, m: &Measurement, expected: &str) -> Error {
+fn wrong_kind(judge: &str, arm: &str, m: &Measurement, expected: &str) -> Error {
     let kind = match m {
         Measurement::Counts(_) => "counts",
         Measurement::Latency(_) => "latency",
@@ -352,7 +352,7 @@ fn wrong_kind(arm: &str, m: &Measurement, expected: &str) -> Error {
     Error::invalid_input(
         format!("sample.{arm}.measurement"),
         kind,
-        format!("this judge needs {expected}"),
+        format!("judge `{judge}` needs {expected}"),
     )
 }
 
@@ -365,9 +365,10 @@ fn answer_without_data(judge: &impl Judge, sample: &Sample<'_>) -> Result<Option
         .map(|which| no_data_judgement(sample, judge.judgement(sample.now()), which)))
 }
 
-/// Each arm's measurement as `read` takes it, or an error naming the first arm that holds
-/// another kind than the `expected` one.
+/// Each arm's measurement as `read` takes it, or an error naming the `judge` and the first arm
+/// that holds another kind than the `expected` one.
 fn arms<'s, T>(
+    judge: &str,
     sample: &'s Sample<'_>,
     expected: &str,
     read: impl Fn(&'s Measurement) -> Option<T>,
@@ -375,8 +376,38 @@ fn arms<'s, T>(
     let (b, c) = (&sample.baseline().measurement, &sample.canary().measurement);
     match (read(b), read(c)) {
         (Some(b), Some(c)) => Ok((b, c)),
-        (Some(_), None) => Err(wrong_kind("canary", c, expected)),
-        (None, _) => Err(wrong_kind("baseline", b, expected)),
+        (Some(_), None) => Err(wrong_kind(judge, "canary", c, expected)),
+        (None, _) => Err(wrong_kind(judge, "baseline", b, expected)),
+    }
+}
+
+/// What a sequential judge's `observe` rejects, checked without changing anything: a sample of
+/// another metric, or one whose arms both have data and one of them another kind than the
+/// `expected` one (an arm without data is judged as no data, whatever the other holds).
+fn accepts_arms<'s, T>(
+    judge: &impl Judge,
+    sample: &'s Sample<'_>,
+    expected: &str,
+    read: impl Fn(&'s Measurement) -> Option<T>,
+) -> Result<()> {
+    check_metric(judge.name(), judge.metric(), sample)?;
+    if arm_no_data(sample).is_none() {
+        arms(judge.name(), sample, expected, read)?;
+    }
+    Ok(())
+}
+
+fn counts_of(m: &Measurement) -> Option<Counts> {
+    match m {
+        Measurement::Counts(c) => Some(*c),
+        _ => None,
+    }
+}
+
+fn sketch_of(m: &Measurement) -> Option<&LatencySketch> {
+    match m {
+        Measurement::Latency(s) => Some(s),
+        _ => None,
     }
 }
 
@@ -393,10 +424,7 @@ impl Judge for SequentialCountJudge {
         if let Some(answer) = answer_without_data(self, sample)? {
             return Ok(answer);
         }
-        let (b, c) = arms(sample, "counts", |m| match m {
-            Measurement::Counts(c) => Some(*c),
-            _ => None,
-        })?;
+        let (b, c) = arms(Self::NAME, sample, "counts", counts_of)?;
         // A new split starts a new segment of the ratio's confidence sequence.
         if let (Some(share), CountEngine::PerRequest(t)) = (sample.canary_share(), &mut self.engine)
         {
@@ -421,6 +449,10 @@ impl Judge for SequentialCountJudge {
             );
         }
         Ok(self.judgement(sample.now()))
+    }
+
+    fn accepts(&self, sample: &Sample<'_>) -> Result<()> {
+        accepts_arms(self, sample, "counts", counts_of)
     }
 
     fn judgement(&self, now: Timestamp) -> Judgement {
@@ -604,10 +636,7 @@ impl Judge for SequentialLatencyJudge {
         if let Some(answer) = answer_without_data(self, sample)? {
             return Ok(answer);
         }
-        let (b, c) = arms(sample, "latency sketches", |m| match m {
-            Measurement::Latency(s) => Some(s),
-            _ => None,
-        })?;
+        let (b, c) = arms(Self::NAME, sample, "latency sketches", sketch_of)?;
         self.test.update(b, c);
         self.seen.add_window(sample.window());
         let (nb, nc) = self.test.values();
@@ -621,6 +650,10 @@ impl Judge for SequentialLatencyJudge {
             );
         }
         Ok(self.judgement(sample.now()))
+    }
+
+    fn accepts(&self, sample: &Sample<'_>) -> Result<()> {
+        accepts_arms(self, sample, "latency sketches", sketch_of)
     }
 
     fn judgement(&self, now: Timestamp) -> Judgement {
@@ -766,6 +799,13 @@ impl Judge for SequentialJudge {
         match self {
             SequentialJudge::Counts(j) => j.observe(sample),
             SequentialJudge::Latency(j) => j.observe(sample),
+        }
+    }
+
+    fn accepts(&self, sample: &Sample<'_>) -> Result<()> {
+        match self {
+            SequentialJudge::Counts(j) => j.accepts(sample),
+            SequentialJudge::Latency(j) => j.accepts(sample),
         }
     }
 

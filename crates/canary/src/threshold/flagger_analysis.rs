@@ -521,44 +521,14 @@ impl Judge for FlaggerAnalysis {
         self.config.metrics.iter().any(|m| &m.metric == metric)
     }
 
-    /// Gathers one metric's sample into its window's interval (see the type's doc). A second
-    /// sample of a metric for the same window, a sample of a window older than the one being
-    /// gathered, or one of a metric not checked is an error, and nothing changes.
+    /// Gathers one metric's sample into its window's interval (see the type's doc). A sample
+    /// [`accepts`](Judge::accepts) refuses is an error, and nothing changes.
     fn observe(&mut self, sample: &Sample<'_>) -> Result<Judgement> {
-        if !self.analyses(sample.metric()) {
-            return Err(Error::invalid_input(
-                "sample.metric",
-                sample.metric(),
-                format!("no check of the `{}` analysis uses it", Self::NAME),
-            ));
-        }
+        self.accepts(sample)?;
         let window = sample.window();
         let mine = |m: &FlaggerMetric| &m.metric == sample.metric();
-        if let Some(w) = self.pending.window {
-            if window.end() < w.end() {
-                return Err(Error::invalid_input(
-                    "sample.window",
-                    window,
-                    format!("is older than the interval being gathered ({w})"),
-                ));
-            }
-            let again = window == w
-                && self
-                    .config
-                    .metrics
-                    .iter()
-                    .zip(&self.pending.values)
-                    .any(|(m, v)| mine(m) && v.is_some());
-            if again {
-                return Err(Error::invalid_input(
-                    "sample.metric",
-                    sample.metric(),
-                    format!("a second sample of this metric for the window {w}"),
-                ));
-            }
-            if window != w {
-                self.close_pending()?;
-            }
+        if self.pending.window.is_some_and(|w| w != window) {
+            self.close_pending()?;
         }
         self.pending.window = Some(window);
         for (m, v) in self
@@ -575,6 +545,44 @@ impl Judge for FlaggerAnalysis {
             self.close_pending()?;
         }
         Ok(self.judgement(sample.now()))
+    }
+
+    /// Refuses a sample of a metric not checked, one of a window older than the one being
+    /// gathered, and a second sample of a metric for the same window.
+    fn accepts(&self, sample: &Sample<'_>) -> Result<()> {
+        if !self.analyses(sample.metric()) {
+            return Err(Error::invalid_input(
+                "sample.metric",
+                sample.metric(),
+                format!("no check of the `{}` analysis uses it", Self::NAME),
+            ));
+        }
+        let window = sample.window();
+        let Some(w) = self.pending.window else {
+            return Ok(());
+        };
+        if window.end() < w.end() {
+            return Err(Error::invalid_input(
+                "sample.window",
+                window,
+                format!("is older than the interval being gathered ({w})"),
+            ));
+        }
+        let again = window == w
+            && self
+                .config
+                .metrics
+                .iter()
+                .zip(&self.pending.values)
+                .any(|(m, v)| &m.metric == sample.metric() && v.is_some());
+        if again {
+            return Err(Error::invalid_input(
+                "sample.metric",
+                sample.metric(),
+                format!("a second sample of this metric for the window {w}"),
+            ));
+        }
+        Ok(())
     }
 
     fn judgement(&self, now: Timestamp) -> Judgement {
