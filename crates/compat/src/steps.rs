@@ -233,8 +233,19 @@ pub fn plan(inputs: &StepInputs<'_>) -> Vec<Step> {
                 .and_then(|p| p.get(&mv.service))
                 .map(|p| p.stops.clone())
                 .unwrap_or_default();
-            for hop in &mv.hops {
-                if stops.contains(hop) {
+            for (h, hop) in mv.hops.iter().enumerate() {
+                if h == 0 && mv.from.is_empty() {
+                    steps.push(step(
+                        P::Deploy,
+                        K::Deploy,
+                        &mv.service,
+                        format!(
+                            "group {}: deploy {hop}, the first version to run, and move the \
+                             traffic to it once it is ready",
+                            g + 1
+                        ),
+                    ));
+                } else if stops.contains(hop) {
                     steps.push(step(
                         P::Deploy,
                         K::RequiredStop,
@@ -368,6 +379,26 @@ mod tests {
         );
         assert!(steps[2].text.contains("#1, #2"));
         assert!(steps[4].text.contains("#3"));
+    }
+
+    #[test]
+    fn a_new_service_has_no_old_version_to_run_beside_or_retire() {
+        let order = vec![vec![Move {
+            service: "ledger".into(),
+            from: vec![],
+            hops: vec![Version::new(1, 0, 0)],
+        }]];
+        let steps = plan(&StepInputs {
+            order: &order,
+            ..StepInputs::default()
+        });
+        assert_eq!(steps.len(), 1);
+        assert_eq!(steps[0].kind, StepKind::Deploy);
+        assert_eq!(
+            steps[0].text,
+            "group 1: deploy 1.0.0, the first version to run, and move the traffic to it once \
+             it is ready"
+        );
     }
 
     #[test]

@@ -404,3 +404,60 @@ fn a_cascading_drop_locks_the_tables_of_what_depends_on_it() {
         "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'; DROP FUNCTION f() CASCADE"
     ));
 }
+
+#[test]
+fn a_default_computed_from_a_volatile_value_rewrites_the_table() {
+    // PostgreSQL evaluates the whole default once per row when any part of it is volatile.
+    for default in [
+        "encode(gen_random_bytes(16), 'hex')",
+        "md5(random()::text)",
+        "lpad(nextval('order_no')::text, 8, '0')",
+    ] {
+        let report = analyze(
+            "m",
+            &format!("SET lock_timeout = '1s'; ALTER TABLE t ADD COLUMN d text DEFAULT {default};"),
+        )
+        .unwrap();
+        let (s, f) = report.findings().next().unwrap();
+        assert_eq!(f.rule, "adding-field-with-default", "{default}");
+        assert_eq!(f.severity, Severity::Error, "{default}");
+        assert_eq!(s.phase, None, "{default}");
+    }
+    // Built of constants and stable values, a default is stored once, in the catalog.
+    for default in [
+        "ARRAY[]::text[]",
+        "ARRAY['a', 'b']",
+        "timezone('utc'::text, now())",
+        "(now() AT TIME ZONE 'utc')",
+    ] {
+        let found = rules(&format!(
+            "ALTER TABLE t ADD COLUMN d text DEFAULT {default};"
+        ));
+        assert!(found.concat().is_empty(), "{default}: {found:?}");
+    }
+}
+
+#[test]
+fn a_validation_in_the_alter_table_that_takes_a_lock_scans_under_that_lock() {
+    // PostgreSQL validates in the same command, while the lock the other actions took is held.
+    for sql in [
+        "ALTER TABLE users ADD CONSTRAINT c CHECK (age > 0) NOT VALID, VALIDATE CONSTRAINT c;",
+        "ALTER TABLE users ADD CONSTRAINT fk FOREIGN KEY (org_id) REFERENCES orgs (id) NOT VALID, \
+         VALIDATE CONSTRAINT fk;",
+        "ALTER TABLE users ADD COLUMN note text, VALIDATE CONSTRAINT c;",
+    ] {
+        assert_eq!(rules(sql), [["constraint-missing-not-valid"]], "{sql}");
+        let report = analyze("m", &format!("SET lock_timeout = '1s'; {sql}")).unwrap();
+        assert_eq!(report.safety(), Safety::Unsafe, "{sql}");
+    }
+    // Alone, or with what takes the same weak lock, the validation lets reads and writes go on.
+    for sql in [
+        "ALTER TABLE users VALIDATE CONSTRAINT c;",
+        "ALTER TABLE users VALIDATE CONSTRAINT c, VALIDATE CONSTRAINT d;",
+        "ALTER TABLE users VALIDATE CONSTRAINT c, SET (autovacuum_enabled = false);",
+        "CREATE TABLE n (a int); ALTER TABLE n ADD CONSTRAINT c CHECK (a > 0) NOT VALID, \
+         VALIDATE CONSTRAINT c;",
+    ] {
+        assert!(rules(sql).concat().is_empty(), "{sql}: {:?}", rules(sql));
+    }
+}

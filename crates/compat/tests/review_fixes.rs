@@ -510,6 +510,22 @@ fn a_running_version_with_build_metadata_is_its_registered_release() {
     assert_eq!(hops(&result, "k"), ["1.29.0", "1.30.0"]);
 }
 
+/// A target that differs from the running version in build metadata only is the release that
+/// runs: nothing moves, and no step deploys it again.
+#[test]
+fn a_target_with_build_metadata_of_the_running_release_is_no_move() {
+    let validator = load(SELF_SKEW);
+    for (fleet, target) in [
+        ("k: 1.29.0", "1.29.0+build.7"),
+        ("k: 1.29.0+build.7", "1.29.0"),
+    ] {
+        let result = check(&validator, fleet, &[("k", target)]);
+        assert_eq!(codes(&result), ["proposal.no-op"], "{result}");
+        assert!(result.order.is_empty(), "{result}");
+        assert!(result.steps.is_empty(), "{result}");
+    }
+}
+
 /// The breaking-change diff finds APIs, endpoints and fields by name: a name given twice would
 /// hide the changes of one of them, so it is refused where it is written.
 #[test]

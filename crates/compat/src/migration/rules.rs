@@ -105,6 +105,7 @@ const STABLE: &[&str] = &[
     "statement_timestamp",
     "current_user",
     "session_user",
+    "timezone",
 ];
 
 /// `Some(true)` if the default is volatile, `Some(false)` if it is constant or stable,
@@ -117,15 +118,29 @@ fn volatility(expr: &Expr) -> Option<bool> {
         }
         // The built-in operators are immutable or stable (`now() + interval '1 day'`): the
         // result is as volatile as the operands.
-        Expr::BinaryOp { left, right, .. } => match (volatility(left), volatility(right)) {
-            (Some(true), _) | (_, Some(true)) => Some(true),
-            (Some(false), Some(false)) => Some(false),
-            _ => None,
-        },
+        Expr::BinaryOp { left, right, .. } => volatility_of([&**left, &**right]),
+        Expr::AtTimeZone {
+            timestamp,
+            time_zone,
+        } => volatility_of([&**timestamp, &**time_zone]),
+        Expr::Array(array) => volatility_of(&array.elem),
         Expr::Function(f) => {
             let name = f.name.to_string().to_lowercase();
             let base = name.rsplit('.').next().unwrap_or(&name);
-            if VOLATILE.contains(&base) {
+            // A function of a volatile value is evaluated anew for each row, whatever it is
+            // (`encode(gen_random_bytes(16), 'hex')`).
+            let volatile_argument = match &f.args {
+                FunctionArguments::List(list) => list.args.iter().any(|a| match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e))
+                    | FunctionArg::Named {
+                        arg: FunctionArgExpr::Expr(e),
+                        ..
+                    } => volatility(e) == Some(true),
+                    _ => false,
+                }),
+                _ => false,
+            };
+            if volatile_argument || VOLATILE.contains(&base) {
                 Some(true)
             } else if STABLE.contains(&base) {
                 Some(false)
@@ -140,6 +155,20 @@ fn volatility(expr: &Expr) -> Option<bool> {
         }
         _ => None,
     }
+}
+
+/// The volatility of what combines `parts` with built-in operators: volatile if one part is,
+/// constant or stable if every part is, unknown otherwise.
+fn volatility_of<'a>(parts: impl IntoIterator<Item = &'a Expr>) -> Option<bool> {
+    let mut known = Some(false);
+    for part in parts {
+        match volatility(part) {
+            Some(true) => return Some(true),
+            Some(false) => {}
+            None => known = None,
+        }
+    }
+    known
 }
 
 /// Whether `expr` is `NULL`, cast or in brackets (`DEFAULT NULL::integer`, as `pg_dump`
@@ -1942,6 +1971,26 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                     }
                     _ => {}
                 }
+            }
+            // PostgreSQL validates in the same command, under the lock its other actions took.
+            if locks
+                && !created
+                && at
+                    .operations
+                    .iter()
+                    .any(|op| matches!(op, AlterTableOperation::ValidateConstraint { .. }))
+            {
+                out.push(finding(
+                    "constraint-missing-not-valid",
+                    E,
+                    Unsafe,
+                    format!(
+                        "VALIDATE CONSTRAINT scans every row of {} while the lock that the \
+                         other actions of its ALTER TABLE take blocks its writes",
+                        at.name
+                    ),
+                    RECIPE_NOT_VALID,
+                ));
             }
         }
         Statement::Drop {

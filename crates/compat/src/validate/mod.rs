@@ -782,7 +782,9 @@ impl Validator {
             let i = self.idx(service, path.clone())?;
             let release = self.registry.require(service, target, &path)?;
             let now = current.get(i).cloned().unwrap_or_default();
-            if now.as_slice() == std::slice::from_ref(target) {
+            // The target is compared as the registry holds it, as the fleet is: `1.0.0+b` is
+            // the release `1.0.0` (SemVer §10).
+            if now.as_slice() == std::slice::from_ref(&release.version) {
                 findings.push(Finding::new(
                     Severity::Info,
                     "proposal.no-op",
