@@ -35,6 +35,25 @@ impl Span {
         self.from < other.until && other.from < self.until
     }
 
+    /// The span in force at `since` among `spans` that all apply at once: the union of those
+    /// that reach `since` without a break (overlapping, or one starting where another ends);
+    /// `None` when none contains `since`.
+    pub(crate) fn in_force(spans: impl IntoIterator<Item = Span>, since: Duration) -> Option<Span> {
+        let mut sorted: Vec<Span> = spans.into_iter().collect();
+        sorted.sort_by_key(|s| s.from);
+        let mut joined: Option<Span> = None;
+        for s in sorted {
+            match joined {
+                Some(j) if s.from <= j.until => {
+                    joined = Some(Span::new(j.from, j.until.max(s.until)))
+                }
+                Some(j) if j.contains(since) => return Some(j),
+                _ => joined = Some(s),
+            }
+        }
+        joined.filter(|j| j.contains(since))
+    }
+
     fn validate(&self, field: &str) -> Result<()> {
         if self.until <= self.from {
             return Err(Error::invalid(
@@ -98,6 +117,8 @@ pub enum Fault {
         extra: Duration,
     },
     /// The metrics source is unreachable during `span`: every query fails as unavailable.
+    /// Outages of it that overlap or touch are one, reported from the first start to the last
+    /// end.
     MetricsOutage {
         /// When.
         span: Span,
@@ -143,6 +164,8 @@ pub enum Fault {
         span: Span,
     },
     /// The health source is unreachable during `span`: every call fails as unavailable.
+    /// Outages of it that overlap or touch are one, reported from the first start to the last
+    /// end.
     HealthOutage {
         /// When.
         span: Span,
@@ -469,6 +492,22 @@ pub(crate) fn covers(fault_track: Option<&Track>, track: &Track) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Spans that overlap or touch hold as one; one past a gap does not reach back.
+    #[test]
+    fn the_span_in_force_joins_spans_without_a_break() {
+        let s = |from: u64, until: u64| {
+            Span::new(Duration::from_secs(from), Duration::from_secs(until))
+        };
+        let spans = [s(50, 60), s(10, 30), s(20, 40), s(40, 45)];
+        let at = |since: u64| Span::in_force(spans, Duration::from_secs(since));
+        assert_eq!(at(12), Some(s(10, 45)));
+        assert_eq!(at(44), Some(s(10, 45)));
+        assert_eq!(at(45), None);
+        assert_eq!(at(55), Some(s(50, 60)));
+        assert_eq!(at(5), None);
+        assert_eq!(Span::in_force([], Duration::ZERO), None);
+    }
 
     #[test]
     fn faults_read_with_a_kind_tag() {

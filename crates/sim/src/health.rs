@@ -42,8 +42,8 @@ impl SimHealth {
         let recorded = self.world.recorded_health().signals(track).await?;
         let now = self.world.now();
         let state = self.world.lock();
-        let outage = state.active_fault(now, |f, since| match f {
-            Fault::HealthOutage { span } if span.contains(since) => Some(*span),
+        let outage = state.fault_span_in_force(now, |f| match f {
+            Fault::HealthOutage { span } => Some(*span),
             _ => None,
         });
         if let Some(span) = outage {

@@ -71,8 +71,8 @@ impl SimMetrics {
     fn generate(&self, query: &MetricQuery) -> Result<Measurement> {
         let now = self.world.now();
         let mut state = self.world.lock();
-        let outage = state.active_fault(now, |f, since| match f {
-            Fault::MetricsOutage { span } if span.contains(since) => Some(*span),
+        let outage = state.fault_span_in_force(now, |f| match f {
+            Fault::MetricsOutage { span } => Some(*span),
             _ => None,
         });
         if let Some(span) = outage {

@@ -13,7 +13,7 @@ use serin_traffic::TrafficSplit;
 
 use crate::config::{SimConfig, Unready};
 use crate::error::{Error, Result};
-use crate::fault::{Fault, covers};
+use crate::fault::{Fault, Span, covers};
 use crate::health::SimHealth;
 use crate::metrics::SimMetrics;
 use crate::platform::SimPlatform;
@@ -432,6 +432,19 @@ impl State {
     ) -> Option<T> {
         let since = self.since_start(now);
         self.config.faults().iter().find_map(|f| pick(f, since))
+    }
+
+    /// The span of world time over which the faults whose spans `pick` answers hold without a
+    /// break at `now`, from the first start to the last end (see [`Span::in_force`]).
+    pub(crate) fn fault_span_in_force(
+        &self,
+        now: Timestamp,
+        pick: impl Fn(&Fault) -> Option<Span>,
+    ) -> Option<Span> {
+        Span::in_force(
+            self.config.faults().iter().filter_map(pick),
+            self.since_start(now),
+        )
     }
 
     // ----- router -----

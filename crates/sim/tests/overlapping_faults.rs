@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use serin_signals::Track;
+use serin_signals::{HealthSource, Metric, MetricQuery, MetricsSource, Track};
 use serin_sim::{Fault, Load, SimConfig, Span};
 
 const fn secs(s: u64) -> Duration {
@@ -94,6 +94,48 @@ async fn overlapping_latency_and_errors_faults_compound() {
         .error_rate()
         .unwrap();
     assert!((0.73..0.77).contains(&rate), "{rate}");
+}
+
+/// Two outages of one source that overlap are one outage, from the first start to the last
+/// end: the error names that span, not the first outage listed, which ends before it.
+#[tokio::test(start_paused = true)]
+async fn overlapping_outages_are_reported_until_the_last_ends() {
+    let world = fleet(
+        SimConfig::new(34)
+            .with_fault(Fault::MetricsOutage {
+                span: span(mins(1), mins(3)),
+            })
+            .with_fault(Fault::HealthOutage {
+                span: span(mins(1), mins(3)),
+            })
+            .with_fault(Fault::MetricsOutage {
+                span: span(mins(2), mins(5)),
+            })
+            .with_fault(Fault::HealthOutage {
+                span: span(mins(3), mins(5)),
+            }),
+    )
+    .await;
+    let start = world.config().start();
+    for at in [mins(2) + secs(30), mins(4)] {
+        wait(
+            start
+                .saturating_add(at)
+                .saturating_duration_since(world.now()),
+        )
+        .await;
+        let q = MetricQuery::new(Metric::ErrorRate, Track::Stable, last(&world, mins(1)));
+        let metrics = world.metrics().query(&q).await.unwrap_err().to_string();
+        let health = world
+            .health()
+            .signals(&Track::Stable)
+            .await
+            .unwrap_err()
+            .to_string();
+        for msg in [metrics, health] {
+            assert!(msg.contains("from 60s to 300s"), "at {at:?}: {msg}");
+        }
+    }
 }
 
 fn config(faults: &str) -> Result<SimConfig, String> {

@@ -92,43 +92,25 @@ pub(crate) fn gauge(points: &[Point<'_>]) -> Result<Measurement, String> {
 /// that fall there are lower bounds: give the histogram a top bucket above any latency you judge.
 /// No series, NaN in any bucket, or no requests at all is no data. Buckets without the `+Inf`
 /// one are an error: only it counts every request, so without it the slowest would go unseen.
+///
+/// Buckets are told apart by the number in `le`, not its spelling: Prometheus 3 writes bounds as
+/// floats (`le="1"` became `le="1.0"`), so a window spanning an upgrade, or a `sum by (le)` over
+/// servers of both versions, gives two series for one bound. They count one bucket's requests
+/// between them and are added. Series that share a bound and also differ in another label (one
+/// per instance) were not aggregated, and are an error.
 pub(crate) fn latency(points: &[Point<'_>], scale: f64) -> Result<Measurement, String> {
     if points.is_empty() {
         return Ok(Measurement::NoData);
     }
-    let mut buckets: Vec<(f64, f64)> = Vec::with_capacity(points.len());
+    let mut parsed = Vec::with_capacity(points.len());
     for (labels, value) in points {
-        let Some(le) = labels.get("le") else {
-            return Err(
-                "latency query gave a series without an `le` label; aggregate buckets with `sum by (le) (...)`".into(),
-            );
-        };
-        let bound: f64 = match le.as_str() {
-            "+Inf" | "Inf" | "inf" => f64::INFINITY,
-            other => other
-                .parse()
-                .map_err(|_| format!("bucket bound le=`{other}` is not a number"))?,
-        };
-        if bound.is_nan() || bound < 0.0 {
-            return Err(format!(
-                "bucket bound le=`{le}` must be a non-negative number"
-            ));
-        }
-        let Some(v) = value else {
+        let Some(bucket) = Bucket::read(labels, *value)? else {
             return Ok(Measurement::NoData);
         };
-        if *v < 0.0 {
-            return Err(format!("bucket le=`{le}` count is negative ({v})"));
-        }
-        buckets.push((bound, *v));
+        parsed.push(bucket);
     }
-    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    if buckets
-        .windows(2)
-        .any(|w| matches!(w, [a, b] if a.0 == b.0))
-    {
-        return Err("two buckets share one `le` bound; aggregate with `sum by (le) (...)`".into());
-    }
+    parsed.sort_by(|a, b| a.bound.total_cmp(&b.bound));
+    let buckets = merge_spellings(&parsed)?;
     if let Some((top, _)) = buckets.last().filter(|(b, _)| b.is_finite()) {
         return Err(format!(
             "the histogram has no `+Inf` bucket (the largest is le=`{top}`), so the requests \
@@ -168,6 +150,89 @@ pub(crate) fn latency(points: &[Point<'_>], scale: f64) -> Result<Measurement, S
         return Ok(Measurement::NoData);
     }
     Ok(Measurement::Latency(sketch))
+}
+
+/// One bucket series at one instant.
+struct Bucket<'a> {
+    bound: f64,
+    le: &'a str,
+    labels: &'a BTreeMap<String, String>,
+    count: f64,
+}
+
+impl<'a> Bucket<'a> {
+    /// The bucket of one series; `None` for a NaN count (no data).
+    fn read(
+        labels: &'a BTreeMap<String, String>,
+        count: Option<f64>,
+    ) -> Result<Option<Self>, String> {
+        let Some(le) = labels.get("le") else {
+            return Err(
+                "latency query gave a series without an `le` label; aggregate buckets with `sum by (le) (...)`".into(),
+            );
+        };
+        let bound: f64 = match le.as_str() {
+            "+Inf" | "Inf" | "inf" => f64::INFINITY,
+            other => other
+                .parse()
+                .map_err(|_| format!("bucket bound le=`{other}` is not a number"))?,
+        };
+        if bound.is_nan() || bound < 0.0 {
+            return Err(format!(
+                "bucket bound le=`{le}` must be a non-negative number"
+            ));
+        }
+        let Some(count) = count else {
+            return Ok(None);
+        };
+        if count < 0.0 {
+            return Err(format!("bucket le=`{le}` count is negative ({count})"));
+        }
+        Ok(Some(Bucket {
+            bound,
+            le,
+            labels,
+            count,
+        }))
+    }
+
+    fn other_labels(&self) -> impl Iterator<Item = (&'a String, &'a String)> {
+        self.labels.iter().filter(|(k, _)| k.as_str() != "le")
+    }
+}
+
+/// Adds up the series of each bound (sorted by bound) into `(bound, cumulative count)`; series
+/// of one bound must be spellings of it within one series' labels.
+fn merge_spellings(sorted: &[Bucket<'_>]) -> Result<Vec<(f64, f64)>, String> {
+    sorted
+        .chunk_by(|a, b| a.bound == b.bound)
+        .map(|same_bound| {
+            if let Some((a, b)) = first_unmergeable(same_bound) {
+                return Err(format!(
+                    "two series share the bucket bound {} (le=`{}` and le=`{}`) and differ in \
+                     more than its spelling; aggregate with `sum by (le) (...)`",
+                    a.bound, a.le, b.le
+                ));
+            }
+            Ok((
+                same_bound[0].bound,
+                same_bound.iter().map(|b| b.count).sum(),
+            ))
+        })
+        .collect()
+}
+
+/// Two series of one bound that are not one series' `le` written two ways: the same spelling
+/// twice, or other labels that differ.
+fn first_unmergeable<'s, 'a>(
+    same_bound: &'s [Bucket<'a>],
+) -> Option<(&'s Bucket<'a>, &'s Bucket<'a>)> {
+    same_bound.iter().enumerate().find_map(|(i, a)| {
+        same_bound[i + 1..]
+            .iter()
+            .find(|b| a.le == b.le || !a.other_labels().eq(b.other_labels()))
+            .map(|b| (a, b))
+    })
 }
 
 #[cfg(test)]
@@ -290,6 +355,41 @@ mod tests {
         }
         let low = s.quantile(0.1).unwrap();
         assert!((low - 100.0).abs() <= 100.0 * 0.011, "{low}");
+    }
+
+    /// One bound written two ways is one bucket only within one series' labels: buckets that
+    /// also differ in another label (one per instance, say) were not aggregated, and one
+    /// spelling twice can only be that.
+    #[test]
+    fn latency_refuses_one_bound_across_series() {
+        let with = |le: &str, instance: &str| {
+            BTreeMap::from([
+                ("instance".to_owned(), instance.to_owned()),
+                ("le".to_owned(), le.to_owned()),
+            ])
+        };
+        let (one_a, one_b, inf_a, inf_b) = (
+            with("1", "a"),
+            with("1.0", "b"),
+            with("+Inf", "a"),
+            with("+Inf", "b"),
+        );
+        let msg = latency(
+            &[
+                (&one_a, Some(1.0)),
+                (&one_b, Some(1.0)),
+                (&inf_a, Some(2.0)),
+                (&inf_b, Some(2.0)),
+            ],
+            1.0,
+        )
+        .unwrap_err();
+        assert!(msg.contains("share") && msg.contains("le=`1.0`"), "{msg}");
+        let (one, one_again, inf) = (with("1", "a"), with("1.0", "a"), with("+Inf", "a"));
+        assert!(matches!(
+            latency(&[(&one, Some(1.0)), (&one_again, Some(1.0)), (&inf, Some(2.0))], 1.0),
+            Ok(Measurement::Latency(s)) if s.count() == 2
+        ));
     }
 
     /// Without its `+Inf` bucket (a template that filters `le`, or a bucket series missing at

@@ -25,9 +25,11 @@
 //! so quantiles are upper bounds at the histogram's resolution (within the sketch's 1% when
 //! latencies sit on bucket bounds), and requests in the `+Inf` bucket count at the largest finite
 //! bound, as in `histogram_quantile`; buckets without the `+Inf` one, which alone counts every
-//! request, are [`Error::BadResponse`]. A histogram cannot give more: choose buckets around the
-//! latencies you judge. Native histograms are not read: an answer holding their samples is
-//! [`Error::BadResponse`] saying what to query instead. Bucket bounds are multiplied by
+//! request, are [`Error::BadResponse`]. Bounds are told apart by number, not spelling: one
+//! series' `le="1"` and `le="1.0"` (Prometheus 3 writes bounds as floats, so a window spanning an
+//! upgrade has both) are one bucket, and added. A histogram cannot give more: choose buckets
+//! around the latencies you judge. Native histograms are not read: an answer holding their
+//! samples is [`Error::BadResponse`] saying what to query instead. Bucket bounds are multiplied by
 //! [`with_latency_scale`](PrometheusBuilder::with_latency_scale) (default 1000: seconds to
 //! milliseconds).
 //!
