@@ -1,6 +1,7 @@
 //! The proxy at the edges of HTTP/1.1 framing and of an instance's misbehaviour: bodies of
-//! unknown length, a response framed two ways, `Host` as RFC 9112 wants it, protocol switches
-//! nobody asked for, a response body that stalls, and the latency of a replayed request.
+//! unknown length, a response framed two ways, `Host` and absolute-form targets as RFC 9112
+//! wants them, protocol switches nobody asked for, a response body that stalls, the latency of
+//! a replayed request, trailers, and the fields that stop at the proxy.
 //!
 //! These run on real sockets and so in real time, with limits far below the defaults.
 
@@ -124,8 +125,10 @@ async fn a_get_body_of_unknown_length_reaches_the_instance() {
 }
 
 #[tokio::test]
-async fn a_request_with_two_hosts_or_an_http_1_1_one_without_is_a_400() {
-    let (instance, mut seen) = scripted(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+async fn a_request_with_two_hosts_an_invalid_one_or_an_http_1_1_one_without_is_a_400() {
+    // Each answer closes its connection: the instance reads one request per connection.
+    let (instance, mut seen) =
+        scripted(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok").await;
     let router = proxy(ProxyConfig::default().with_workers(0), instance, None).await;
     for request in [
         &b"GET / HTTP/1.1\r\nhost: shop\r\nhost: evil\r\n\r\n"[..],
@@ -134,7 +137,26 @@ async fn a_request_with_two_hosts_or_an_http_1_1_one_without_is_a_400() {
         let (_stream, head) = send_raw(router.local_addr(), request).await;
         assert!(head.starts_with("HTTP/1.1 400"), "{head}");
     }
+    // Nor one whose `Host` is no host (RFC 9112, 3.2): with a path, a user, a space, or empty.
+    for host in ["shop/admin?x", "evil@shop", "sh op", "", "shop:80:80"] {
+        let request = format!("GET / HTTP/1.1\r\nhost: {host}\r\n\r\n");
+        let (_stream, head) = send_raw(router.local_addr(), request.as_bytes()).await;
+        assert!(head.starts_with("HTTP/1.1 400"), "{host:?}: {head}");
+    }
     assert!(seen.try_recv().is_err(), "forwarded anyway");
+    // A name, an IPv4 or IPv6 address, with or without a port, is a host.
+    for host in [
+        "shop.example",
+        "10.0.0.1:8080",
+        "[::1]:8080",
+        "xn--bcher-kva.example:443",
+    ] {
+        let request = format!("GET / HTTP/1.1\r\nhost: {host}\r\n\r\n");
+        let (_stream, head) = send_raw(router.local_addr(), request.as_bytes()).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{host:?}: {head}");
+        let request = seen.recv().await.unwrap();
+        assert!(request.contains(&format!("host: {host}\r\n")), "{request}");
+    }
     // HTTP/1.0 has no such rule: the proxy names itself as the host.
     let (_stream, head) = send_raw(router.local_addr(), b"GET / HTTP/1.0\r\n\r\n").await;
     assert!(head.contains(" 200 "), "{head}");
@@ -272,5 +294,130 @@ async fn a_slow_head_and_a_body_that_keeps_coming_are_not_cut_off() {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(rest(&mut stream).await, "abcdef");
     assert_eq!(measured(&router, "stable"), (1.0, 0.0));
+    router.shutdown();
+}
+
+#[tokio::test]
+async fn an_absolute_form_target_with_a_query_and_no_path_keeps_its_query() {
+    let (instance, mut seen) = scripted(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+    let router = proxy(ProxyConfig::default().with_workers(0), instance, None).await;
+    let (_stream, head) = send_raw(
+        router.local_addr(),
+        b"GET http://shop?page=2 HTTP/1.1\r\nhost: shop\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let request = seen.recv().await.unwrap();
+    assert!(
+        request.starts_with("GET /?page=2 HTTP/1.1\r\n"),
+        "{request}"
+    );
+    router.shutdown();
+}
+
+#[tokio::test]
+async fn trailers_reach_a_client_that_asks_for_them() {
+    let (instance, mut seen) = scripted(
+        b"HTTP/1.1 200 OK\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\
+          trailer: x-checksum\r\n\r\n\
+          3\r\nabc\r\n0\r\nx-checksum: 42\r\n\r\n",
+    )
+    .await;
+    let router = proxy(ProxyConfig::default().with_workers(0), instance, None).await;
+    let (mut stream, head) = send_raw(
+        router.local_addr(),
+        b"GET / HTTP/1.1\r\nhost: shop\r\nte: trailers, deflate\r\nconnection: te\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // The instance learns that its trailers are wanted (an instance that honours `TE` sends
+    // none otherwise), and only that: the client's other codings are its own connection's.
+    let request = seen.recv().await.unwrap().to_ascii_lowercase();
+    assert!(request.contains("\r\nte: trailers\r\n"), "{request}");
+    assert!(request.contains("\r\nconnection: te\r\n"), "{request}");
+    let mut body = Vec::new();
+    while !body.ends_with(b"\r\n\r\n") {
+        let mut buf = [0u8; 256];
+        let n = timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("the answer ends within 5 s")
+            .unwrap();
+        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&body));
+        body.extend_from_slice(&buf[..n]);
+    }
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.ends_with("0\r\nx-checksum: 42\r\n\r\n"), "{body:?}");
+    // A client that does not ask is not said to.
+    let (_stream, _head) =
+        send_raw(router.local_addr(), b"GET / HTTP/1.1\r\nhost: shop\r\n\r\n").await;
+    let request = seen.recv().await.unwrap().to_ascii_lowercase();
+    assert!(!request.contains("\r\nte:"), "{request}");
+    router.shutdown();
+}
+
+#[tokio::test]
+async fn proxy_credentials_and_challenges_are_not_passed_on() {
+    let (instance, mut seen) = scripted(
+        b"HTTP/1.1 407 Proxy Authentication Required\r\nproxy-authenticate: Basic\r\n\
+          content-length: 0\r\n\r\n",
+    )
+    .await;
+    let router = proxy(ProxyConfig::default().with_workers(0), instance, None).await;
+    let (_stream, head) = send_raw(
+        router.local_addr(),
+        b"GET / HTTP/1.1\r\nhost: shop\r\nproxy-authorization: Basic dTpw\r\n\r\n",
+    )
+    .await;
+    // Meant for a proxy that asked, and this one asks nothing: the instance gets no
+    // credentials, and the client no challenge the proxy never made.
+    let request = seen.recv().await.unwrap().to_ascii_lowercase();
+    assert!(!request.contains("proxy-authorization"), "{request}");
+    assert!(head.starts_with("HTTP/1.1 407"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("proxy-authenticate"),
+        "{head}"
+    );
+    router.shutdown();
+}
+
+#[tokio::test]
+async fn forwarding_claims_spelled_with_underscores_are_dropped_too() {
+    let (instance, mut seen) = scripted(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+    let router = proxy(ProxyConfig::default().with_workers(0), instance, None).await;
+    // CGI-style servers (WSGI, Rack, PHP) read `X_Forwarded_For` as `X-Forwarded-For`.
+    let (_stream, head) = send_raw(
+        router.local_addr(),
+        b"GET / HTTP/1.1\r\nhost: shop\r\nx_forwarded_for: 203.0.113.9\r\n\
+          X-Forwarded_Proto: https\r\nx_real_ip: 10.0.0.1\r\nx_request_id: 7\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let request = seen.recv().await.unwrap().to_ascii_lowercase();
+    for claim in ["203.0.113.9", "https", "10.0.0.1"] {
+        assert!(!request.contains(claim), "{claim} passed on: {request}");
+    }
+    assert!(request.contains("x_request_id: 7\r\n"), "{request}");
+    router.shutdown();
+}
+
+#[tokio::test]
+async fn a_get_on_a_kept_alive_connection_the_instance_just_closed_is_sent_again() {
+    // The instance takes one request per connection and then closes it, without a word, on
+    // the next one: as an instance does that closes a connection idle for its own limit just
+    // as the proxy sends on it again.
+    let (instance, _seen) = scripted(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+    let router = proxy(ProxyConfig::default().with_workers(0), instance, None).await;
+    for _ in 0..3 {
+        let (_stream, head) =
+            send_raw(router.local_addr(), b"GET / HTTP/1.1\r\nhost: shop\r\n\r\n").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    }
+    // A POST's body may have been acted on: it is not sent again.
+    let (_stream, head) = send_raw(
+        router.local_addr(),
+        b"POST / HTTP/1.1\r\nhost: shop\r\ncontent-length: 2\r\n\r\nhi",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
     router.shutdown();
 }

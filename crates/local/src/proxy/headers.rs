@@ -1,8 +1,9 @@
 //! What a request and its answer carry through the proxy: hop-by-hop headers removed (RFC 9110,
-//! 7.6.1) except a protocol switch's own, `Via` added to both (7.6.3), `Forwarded` (RFC 7239),
-//! `X-Forwarded-For` and `X-Forwarded-Proto` added to requests (a client's own kept only when
-//! it is a trusted proxy), a `Host` always (RFC 9112, 3.2), and an HTTP/2 client's split
-//! cookies joined (RFC 9113, 8.2.3).
+//! 7.6.1) except a protocol switch's own, and a client's `TE: trailers` said again to the
+//! instance (10.1.4), `Via` added to both (7.6.3), `Forwarded` (RFC 7239), `X-Forwarded-For`
+//! and `X-Forwarded-Proto` added to requests (a client's own kept only when it is a trusted
+//! proxy), a valid `Host` always (RFC 9112, 3.2), and an HTTP/2 client's split cookies joined
+//! (RFC 9113, 8.2.3).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -29,11 +30,16 @@ const FORWARDING: [HeaderName; 6] = [
     HeaderName::from_static("x-real-ip"),
 ];
 
-/// Headers that belong to one connection and are not forwarded (RFC 9110, 7.6.1).
-const HOP_BY_HOP: [HeaderName; 6] = [
+/// Headers that belong to one connection and are not forwarded (RFC 9110, 7.6.1), and a
+/// proxy's own authentication (11.7): credentials for the next proxy that asked for them, and
+/// a challenge from the previous one. This proxy asks for none, so an instance gets no
+/// credentials meant for a proxy, and a client no challenge this proxy never made.
+const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
     header::TE,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
@@ -117,10 +123,10 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Whether the comma-separated `Connection` header lists `token`.
-pub(super) fn connection_lists(headers: &HeaderMap, token: &str) -> bool {
+/// Whether the comma-separated header `name` lists `token`.
+fn lists(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
     headers
-        .get_all(header::CONNECTION)
+        .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -143,18 +149,55 @@ pub(super) fn only_chunked(headers: &HeaderMap) -> bool {
 }
 
 /// Why a request's `Host` makes it unanswerable (RFC 9112, 3.2: a server MUST answer 400 to
-/// an HTTP/1.1 request without `Host` and to any request with more than one), as nginx
-/// answers: passing on two would let the proxy route by one and the instance serve the other,
-/// and inventing one for HTTP/1.1 would hide a broken client. A request whose target carries
-/// an authority (absolute form, HTTP/2's `:authority`) needs no `Host`.
+/// an HTTP/1.1 request without `Host`, to any request with more than one, and to one whose
+/// `Host` is not a host), as nginx answers: passing on two would let the proxy route by one
+/// and the instance serve the other, one that is no host (`shop/admin`, `evil@shop`) would
+/// reach the instance's links and redirects as if it were, and inventing one for HTTP/1.1
+/// would hide a broken client. A request whose target carries an authority (absolute form,
+/// HTTP/2's `:authority`) needs no `Host`.
 pub(super) fn bad_host<B>(req: &Request<B>) -> Option<&'static str> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let first = hosts.next();
     if hosts.next().is_some() {
         return Some("more than one Host header");
     }
+    if first.is_some_and(|h| !is_host(h.as_bytes())) {
+        return Some("the Host header is not a host");
+    }
     (first.is_none() && req.version() == Version::HTTP_11 && req.uri().authority().is_none())
         .then_some("an HTTP/1.1 request needs a Host header")
+}
+
+/// Whether `v` is a `Host` value, `uri-host [ ":" port ]` (RFC 9110, 7.2): a name or IPv4
+/// address (RFC 3986's `reg-name`: unreserved characters, percent-escapes and sub-delims) or a
+/// bracketed IP literal, and a port of digits.
+fn is_host(v: &[u8]) -> bool {
+    let (host, port) = match v.iter().rposition(|&b| b == b':') {
+        Some(i) if !v.ends_with(b"]") => (&v[..i], &v[i + 1..]),
+        _ => (v, &b""[..]),
+    };
+    let named = |b: &u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(b);
+    let fine = match host.strip_prefix(b"[").and_then(|h| h.strip_suffix(b"]")) {
+        Some(ip) => ip.iter().all(|b| named(b) || *b == b':'),
+        None => host.iter().all(named),
+    };
+    fine && !host.is_empty() && port.iter().all(u8::is_ascii_digit)
+}
+
+/// Whether `name` is one of the forwarding headers spelled with `_` for `-`
+/// (`x_forwarded_for`): CGI-style servers (WSGI, Rack, PHP) read both spellings as one
+/// variable, so a client could pass itself off as another address by it (nginx drops every
+/// name with `_` for this).
+fn disguised(name: &HeaderName) -> bool {
+    let name = name.as_str().as_bytes();
+    name.contains(&b'_')
+        && FORWARDING.iter().any(|f| {
+            let f = f.as_str().as_bytes();
+            f.len() == name.len()
+                && f.iter()
+                    .zip(name)
+                    .all(|(a, b)| a == b || (*a == b'-' && *b == b'_'))
+        })
 }
 
 /// Whether `req` asks to switch protocols (a WebSocket handshake): HTTP/1.1 only (RFC 9110,
@@ -167,7 +210,7 @@ pub(super) fn bad_host<B>(req: &Request<B>) -> Option<&'static str> {
 pub(super) fn is_upgrade<B>(req: &Request<B>) -> bool {
     req.version() == Version::HTTP_11
         && req.headers().contains_key(header::UPGRADE)
-        && connection_lists(req.headers(), "upgrade")
+        && lists(req.headers(), header::CONNECTION, "upgrade")
         && !req
             .headers()
             .get_all(header::UPGRADE)
@@ -232,8 +275,19 @@ pub(super) fn upstream_request(
     upgrade: bool,
 ) -> Request<Body> {
     let (mut parts, body) = req.into_parts();
+    // `TE` is the client's own connection's, but its `trailers` says that the client takes
+    // trailers, which an instance that honours `TE` sends only when told (RFC 9110, 10.1.4).
+    let trailers = lists(&parts.headers, header::TE, "trailers");
     // Before anything is added: a client could name the proxy's own headers in `Connection`.
     strip_hop_by_hop(&mut parts.headers, upgrade);
+    if trailers {
+        parts
+            .headers
+            .insert(header::TE, HeaderValue::from_static("trailers"));
+        parts
+            .headers
+            .append(header::CONNECTION, HeaderValue::from_static("te"));
+    }
     // The target's authority (absolute form, HTTP/2's `:authority`) wins over the client's
     // `Host` (RFC 9112, 3.2.2); an HTTP/1.0 request may have neither (an HTTP/1.1 one without
     // was answered 400, see `bad_host`).
@@ -273,6 +327,15 @@ pub(super) fn upstream_request(
         for h in &FORWARDING {
             parts.headers.remove(h);
         }
+        let disguised: Vec<HeaderName> = parts
+            .headers
+            .keys()
+            .filter(|n| disguised(n))
+            .cloned()
+            .collect();
+        for h in &disguised {
+            parts.headers.remove(h);
+        }
     }
     if let Some(v) = &peer.forwarded_for {
         append_entry(&mut parts.headers, X_FORWARDED_FOR, v);
@@ -286,13 +349,15 @@ pub(super) fn upstream_request(
             .headers
             .insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
-    // HTTP/1.1 clients send the origin form already: keep it as it is, without a copy.
+    // HTTP/1.1 clients send the origin form already: keep it as it is, without a copy. An
+    // empty path is `/` in origin form (RFC 9112, 3.2.1), before the query if there is one.
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
+        let target = parts.uri.path_and_query().map_or("", |p| p.as_str());
+        let path = if target.starts_with('/') {
+            target.to_owned()
+        } else {
+            format!("/{target}")
+        };
         parts.uri = Uri::try_from(path).unwrap_or_else(|_| Uri::from_static("/"));
     }
     // A body of unknown length (chunked, or HTTP/2 without `content-length`) goes on chunked:

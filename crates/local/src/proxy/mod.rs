@@ -121,7 +121,11 @@ struct Shared {
 ///   retried once on another ready instance (another instance of the same backend first, then
 ///   another backend of the split by weight), chosen among the instances listed when the retry
 ///   is made. A bodyless `GET`, `HEAD` or `OPTIONS` is also retried once if the instance failed
-///   after receiving it (it crashed mid-answer) or did not answer in time: it is idempotent. The
+///   after receiving it (it crashed mid-answer) or did not answer in time: it is idempotent.
+///   When that failure came on a kept-alive connection (the instance may have closed it as
+///   idle just as the request went out, as servers with keep-alive limits shorter than
+///   [`ProxyConfig::upstream_idle_timeout`] do), the retry may go to the same instance if its
+///   backend has no other, on another connection, so that race never reaches the client. The
 ///   instance is still charged with the error in the [metrics](ProxyRouter::metrics), and the
 ///   one that answers the retry is timed from its own attempt, so a hanging version's wait
 ///   never shows as the other's latency. Request and response bodies are streamed, never
@@ -163,20 +167,25 @@ struct Shared {
 ///   with `Via: 1.1 serin` appended. Requests tell the instance who the client was:
 ///   `X-Forwarded-For` (its address), `X-Forwarded-Proto: http` (the proxy serves cleartext
 ///   only) and `Forwarded: for=…;proto=http` (RFC 7239). What a client says of itself in
-///   those headers (and in `X-Forwarded-Host`, `X-Forwarded-Port`, `X-Real-IP`) is dropped,
-///   so none can pass itself off as another address, scheme or host, unless the client is one
-///   of [`ProxyConfig::trusted_proxies`]: then its chain is kept and the proxy's entries are
+///   those headers (and in `X-Forwarded-Host`, `X-Forwarded-Port`, `X-Real-IP`, or spelled
+///   with `_` for `-`, as CGI-style servers read them alike) is dropped, so none can pass
+///   itself off as another address, scheme or host, unless the client is one of
+///   [`ProxyConfig::trusted_proxies`]: then its chain is kept and the proxy's entries are
 ///   appended to it (nginx's `set_real_ip_from`, Envoy's `xff_num_trusted_hops`). `Host` is
 ///   the request target's authority when it has one (an absolute-form target, or HTTP/2's
 ///   `:authority`), else the client's `Host`, else (an HTTP/1.0 request without one) the
-///   proxy's address as the client reached it; a request with more than one `Host`, or an
-///   HTTP/1.1 one with none and no authority in its target, is answered 400 (RFC 9112, 3.2),
-///   as nginx does. A body of unknown length (chunked, HTTP/2 without `content-length`) goes
-///   on chunked, whatever the method. A transfer coding other than `chunked` is answered 501
-///   in a request and 502 in a response (it would pass on applied but unnamed), and a response
-///   framed by both chunks and `Content-Length` is passed on chunked, without the length (RFC
-///   9112, 6.3). An HTTP/2 client's separate `cookie` fields
-///   are joined with `; ` into one `Cookie` header. Hop-by-hop headers are not forwarded.
+///   proxy's address as the client reached it; a request with more than one `Host`, one
+///   whose `Host` is not a host (`shop/admin`, `evil@shop`), or an HTTP/1.1 one with none and
+///   no authority in its target, is answered 400 (RFC 9112, 3.2), as nginx does. A body of
+///   unknown length (chunked, HTTP/2 without `content-length`) goes on chunked, whatever the
+///   method. A transfer coding other than `chunked` is answered 501 in a request and 502 in
+///   a response (it would pass on applied but unnamed), and a response framed by both chunks
+///   and `Content-Length` is passed on chunked, without the length (RFC 9112, 6.3). An
+///   HTTP/2 client's separate `cookie` fields are joined with `; ` into one `Cookie` header.
+///   Hop-by-hop headers are not forwarded, nor are `Proxy-Authorization` and
+///   `Proxy-Authenticate` (this proxy asks for no credentials); a client's `TE: trailers` is
+///   said again to the instance, so that an instance's trailers reach a client that takes
+///   them.
 /// - **Upgrades.** An HTTP/1.1 request to switch protocols (`Connection: upgrade` with
 ///   `Upgrade`, as a WebSocket handshake) is forwarded with those headers; when the instance
 ///   answers `101 Switching Protocols`, the proxy answers the same and then relays bytes both
@@ -525,6 +534,9 @@ enum Attempt {
     NotSent(Request<Body>),
     /// Sent, then the exchange failed (the instance crashed or closed the connection).
     Failed,
+    /// As `Failed`, on a kept-alive connection: the instance may have closed it as idle just
+    /// as the request went out, so a request safe to repeat may go to it again.
+    Dropped,
     /// Sent, and not answered within the response timeout, or the instance stopped reading
     /// the body for longer than the body timeout (already counted as an error).
     TimedOut,
@@ -677,13 +689,21 @@ async fn attempt(
             shared.metrics.record_connect_error(backend);
             Attempt::NotSent(*req)
         }
-        Err(SendError::Failed(reason)) if progress.as_ref().is_some_and(|p| p.client_gone()) => {
+        Err(SendError::Failed(reason) | SendError::Reused(reason))
+            if progress.as_ref().is_some_and(|p| p.client_gone()) =>
+        {
             tracing::debug!(%backend, addr = %endpoint.addr(), %reason, "client gone mid-body");
             Attempt::ClientGone
         }
-        Err(SendError::Failed(reason)) if progress.is_some_and(|p| p.source_failed()) => {
+        Err(SendError::Failed(reason) | SendError::Reused(reason))
+            if progress.as_ref().is_some_and(|p| p.source_failed()) =>
+        {
             tracing::debug!(%backend, addr = %endpoint.addr(), %reason, "request body failed at its source");
             Attempt::BodyFailed
+        }
+        Err(SendError::Reused(reason)) => {
+            tracing::debug!(%backend, addr = %endpoint.addr(), %reason, "request failed on a kept-alive connection");
+            Attempt::Dropped
         }
         Err(SendError::Failed(reason)) => {
             tracing::debug!(%backend, addr = %endpoint.addr(), %reason, "request failed");
@@ -717,7 +737,7 @@ fn spawn_mirror(
                 }
             }
             // Charged as the 502 a client would have had: nothing else is tried for a copy.
-            Attempt::Failed => {
+            Attempt::Failed | Attempt::Dropped => {
                 let latency = started.elapsed().as_secs_f64() * 1_000.0;
                 shared.metrics.record(&mirror, now(), latency, true);
             }
@@ -916,7 +936,7 @@ async fn forward(
     .then(|| mirror_copy(&req));
     let (req, failure) = match attempt(shared, backend, first, req, started).await {
         Attempt::NotSent(req) => (req, None),
-        failed @ (Attempt::Failed | Attempt::TimedOut) => match replay {
+        failed @ (Attempt::Failed | Attempt::Dropped | Attempt::TimedOut) => match replay {
             Some(req) => (req, Some(failed)),
             None => return reply.finish(failed, backend, shared),
         },
@@ -928,10 +948,16 @@ async fn forward(
     let latest = shared.snapshot();
     let retry_split = latest.split.as_deref().unwrap_or(split);
     let listed = |b: &str| latest.backends.contains_key(b);
+    // A request dropped with its kept-alive connection may go to the same instance again when
+    // its backend has no other: on a connection it has not closed, it is likely answered.
+    let again = matches!(failure, Some(Attempt::Dropped));
     let other = latest
         .backends
         .get(backend)
-        .and_then(|b| b.pick(Some(first_addr)))
+        .and_then(|b| {
+            b.pick(Some(first_addr))
+                .or_else(|| again.then(|| b.pick(None)).flatten())
+        })
         .map(|e| (backend, e))
         .or_else(|| {
             let roll = rand::random_range(0..10_000u32);
@@ -951,7 +977,7 @@ async fn forward(
     shared.metrics.record_retry(backend);
     // An instance that received the request and failed it is charged with the error, like one
     // that timed out, even though another answers the replay: a crashing version must show.
-    if matches!(failure, Some(Attempt::Failed)) {
+    if matches!(failure, Some(Attempt::Failed | Attempt::Dropped)) {
         let latency = started.elapsed().as_secs_f64() * 1_000.0;
         shared.metrics.record(backend, now(), latency, true);
     }
@@ -1046,7 +1072,7 @@ impl Reply<'_> {
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 res
             }
-            Attempt::NotSent(_) | Attempt::Failed => {
+            Attempt::NotSent(_) | Attempt::Failed | Attempt::Dropped => {
                 let latency = self.started.elapsed().as_secs_f64() * 1_000.0;
                 shared.metrics.record(served_by, now(), latency, true);
                 answer(StatusCode::BAD_GATEWAY, "no instance could answer")

@@ -98,6 +98,10 @@ pub(crate) enum SendError {
     NotSent(Box<Request<Body>>, String),
     /// The request (or part of it) was sent, then the exchange failed.
     Failed(String),
+    /// As [`Failed`](Self::Failed), on a kept-alive connection that had served before: the
+    /// instance may have closed it as idle just as the request went out, a race that no
+    /// keep-alive avoids.
+    Reused(String),
 }
 
 /// Counts one request in flight on an endpoint until dropped.
@@ -336,6 +340,7 @@ impl Endpoint {
                             e.into_error().to_string(),
                         ));
                     }
+                    None if reused => return Err(SendError::Reused(e.into_error().to_string())),
                     None => return Err(SendError::Failed(e.into_error().to_string())),
                 },
             }
