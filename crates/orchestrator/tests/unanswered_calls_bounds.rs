@@ -4,46 +4,41 @@
 //! deployment's pre-check cut short fails it with nothing changed, at its deadline or at once
 //! on an operator's abort. A deployment lock taken by a call that did not answer in time is
 //! not left held.
+//!
+//! So are the calls that carry a deployment's decisions out (bringing a track up, scaling it,
+//! applying a split, retiring a track): by the deadline while it runs, by
+//! `maxDeploymentDuration` per call (with a retire's drain) in a rollback or past it, each
+//! timeout taking the error path a failed call takes. A resume whose router does not say
+//! which split it holds applies the journalled one again, and an abort ends a watch's read
+//! that never answers at once. A journal that does not answer within `maxDeploymentDuration`
+//! refuses a start, or stops a run as its failures do.
 
 mod support;
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serin_orchestrator::{
-    Error, InMemoryPlatform, Orchestrator, Platform, Result, ServiceBackends, TrackSpec,
-    TrackStatus,
+    Effect, Error, InMemoryJournal, InMemoryPlatform, Journal, Orchestrator, Platform, Record,
+    Report, Result, ServiceBackends, Stage, TrackSpec, TrackStatus,
 };
 use serin_signals::Track;
 use serin_traffic::{Capabilities, InMemoryRouter, TrafficRouter, TrafficSplit};
 use support::{
-    SERVICE, SilentHealth, Stall, World, abort_to_end, bounded, canary_within, crash_at,
-    failed_reason, took,
+    SERVICE, SilentHealth, SilentMetrics, Stall, World, abort_to_end, bounded, canary_within,
+    crash_at, failed_reason, resume_to_end, rollback_reason, run_to_end, took, until_stage,
 };
 
 const MAX: Duration = Duration::from_secs(20 * 60);
 
-/// The world's platform, but the calls named in `hang` never answer (`list`, `lock`,
-/// `unlock`, or `status` and a track): an API server that accepts the connection and says
-/// nothing. Its `lock` takes the lock before it hangs.
+/// The world's platform, but the calls cued on its stall never answer (`bring_up`, `scale`,
+/// `list`, `lock`, `unlock`, or `status` or `retire` and a track): an API server that accepts
+/// the connection and says nothing. Its `lock` takes the lock before it hangs.
 struct Hanging {
     inner: Arc<InMemoryPlatform>,
-    hang: Mutex<Vec<String>>,
     stall: Stall,
-}
-
-impl Hanging {
-    fn hang(&self, call: &str) {
-        self.hang.lock().unwrap().push(call.to_owned());
-    }
-
-    async fn maybe_hang(&self, call: &str) {
-        if self.hang.lock().unwrap().iter().any(|c| c == call) {
-            self.stall.now::<()>().await;
-        }
-    }
 }
 
 #[async_trait]
@@ -52,37 +47,50 @@ impl Platform for Hanging {
         "hanging"
     }
     async fn bring_up(&self, spec: &TrackSpec) -> Result<TrackStatus> {
+        self.stall.if_cued("bring_up").await;
         self.inner.bring_up(spec).await
     }
     async fn status(&self, service: &str, track: &Track) -> Result<TrackStatus> {
-        self.maybe_hang(&format!("status {track}")).await;
+        self.stall.if_cued(&format!("status {track}")).await;
         self.inner.status(service, track).await
     }
     async fn scale(&self, service: &str, track: &Track, instances: u32) -> Result<TrackStatus> {
+        self.stall.if_cued("scale").await;
         self.inner.scale(service, track, instances).await
     }
     async fn retire(&self, service: &str, track: &Track, drain: Duration) -> Result<()> {
+        self.stall.if_cued(&format!("retire {track}")).await;
         self.inner.retire(service, track, drain).await
     }
     async fn list(&self) -> Result<Vec<TrackStatus>> {
-        self.maybe_hang("list").await;
+        self.stall.if_cued("list").await;
         self.inner.list().await
     }
     async fn lock(&self, service: &str, holder: &str) -> Result<()> {
         self.inner.lock(service, holder).await?;
-        self.maybe_hang("lock").await;
+        self.stall.if_cued("lock").await;
         Ok(())
     }
     async fn unlock(&self, service: &str, holder: &str) -> Result<()> {
-        self.maybe_hang("unlock").await;
+        self.stall.if_cued("unlock").await;
         self.inner.unlock(service, holder).await
     }
 }
 
-/// The world's router, but reading its split never answers.
+/// The world's router, but reading its split (`current`) or applying one (`apply`) never
+/// answers once cued on its stall.
 struct SilentRouter {
     inner: Arc<InMemoryRouter>,
     stall: Stall,
+}
+
+impl SilentRouter {
+    fn new(inner: Arc<InMemoryRouter>) -> Self {
+        SilentRouter {
+            inner,
+            stall: Stall::default(),
+        }
+    }
 }
 
 #[async_trait]
@@ -94,23 +102,52 @@ impl TrafficRouter for SilentRouter {
         self.inner.capabilities()
     }
     async fn apply(&self, split: &TrafficSplit) -> serin_traffic::Result<()> {
+        self.stall.if_cued("apply").await;
         self.inner.apply(split).await
     }
     async fn current(&self) -> serin_traffic::Result<Option<TrafficSplit>> {
-        self.stall.now::<()>().await;
+        self.stall.if_cued("current").await;
         self.inner.current().await
+    }
+}
+
+/// The world's journal, but listing its deployments (`deployments`) or reading a deployment's
+/// records (`records`) never answers once cued on its stall.
+struct SilentJournal {
+    inner: Arc<InMemoryJournal>,
+    stall: Stall,
+}
+
+#[async_trait]
+impl Journal for SilentJournal {
+    fn name(&self) -> &str {
+        "silent-journal"
+    }
+    async fn append(&self, record: &Record) -> Result<()> {
+        self.inner.append(record).await
+    }
+    async fn records(&self, deployment: &str) -> Result<Vec<Record>> {
+        self.stall.if_cued("records").await;
+        self.inner.records(deployment).await
+    }
+    async fn deployments(&self) -> Result<Vec<String>> {
+        self.stall.if_cued("deployments").await;
+        self.inner.deployments().await
     }
 }
 
 struct Setup {
     world: Arc<World>,
     platform: Arc<Hanging>,
+    router: Arc<SilentRouter>,
+    metrics: Arc<SilentMetrics>,
     health: Arc<SilentHealth>,
     o: Orchestrator,
 }
 
-/// An orchestrator on the world's backends but the [`Hanging`] platform and the
-/// [`SilentHealth`] source, with 1.0.0 serving when `installed`.
+/// An orchestrator on the world's backends but the [`Hanging`] platform, the
+/// [`SilentRouter`] and the silent metrics and health sources, with 1.0.0 serving when
+/// `installed`.
 async fn setup(installed: bool) -> Setup {
     let world = Arc::new(World::new());
     if installed {
@@ -118,12 +155,13 @@ async fn setup(installed: bool) -> Setup {
     }
     let platform = Arc::new(Hanging {
         inner: world.platform.clone(),
-        hang: Mutex::new(Vec::new()),
         stall: Stall::default(),
     });
     let health = Arc::new(SilentHealth::new(world.health.clone()));
     let mut s = Setup {
         o: world.orchestrator(),
+        router: Arc::new(SilentRouter::new(world.router.clone())),
+        metrics: Arc::new(SilentMetrics::new(world.source.clone())),
         world,
         platform,
         health,
@@ -135,12 +173,19 @@ async fn setup(installed: bool) -> Setup {
 impl Setup {
     /// A fresh orchestrator (a process started afresh) on the setup's backends.
     fn orchestrator(&self) -> Orchestrator {
-        let w = &self.world;
-        let backends =
-            ServiceBackends::new(w.router.clone(), w.source.clone(), self.health.clone());
-        Orchestrator::builder(self.platform.clone(), w.journal.clone())
+        self.orchestrator_over(self.world.journal.clone())
+    }
+
+    /// [`Setup::orchestrator`] over `journal`.
+    fn orchestrator_over(&self, journal: Arc<dyn Journal>) -> Orchestrator {
+        let backends = ServiceBackends::new(
+            self.router.clone(),
+            self.metrics.clone(),
+            self.health.clone(),
+        );
+        Orchestrator::builder(self.platform.clone(), journal)
             .service(SERVICE, backends)
-            .clock(w.clock)
+            .clock(self.world.clock)
             .build()
     }
 }
@@ -158,7 +203,7 @@ async fn a_pre_check_status_that_never_answers_fails_the_deployment_at_its_deadl
         s.o.start(&canary_within(MAX), SERVICE)
             .await
             .expect("start");
-    s.platform.hang("status stable");
+    s.platform.stall.cue("status stable");
     let report = bounded("the deployment", h.wait()).await.expect("report");
     println!("{report}");
     let reason = failed_reason(&report);
@@ -181,7 +226,7 @@ async fn an_abort_while_the_pre_check_status_never_answers_ends_it_at_once() {
         s.o.start(&canary_within(MAX), SERVICE)
             .await
             .expect("start");
-    s.platform.hang("status stable");
+    s.platform.stall.cue("status stable");
     s.platform.stall.until_hung().await;
     let (asked, report) = abort_to_end(&s.o, h).await;
     assert_eq!(report.last_at, asked, "the abort is served at once");
@@ -256,7 +301,7 @@ fn timed_out(e: &Error, who: &str, call: &str) {
 #[tokio::test(start_paused = true)]
 async fn a_listing_that_never_answers_refuses_the_start_at_the_bound() {
     let s = setup(false).await;
-    s.platform.hang("list");
+    s.platform.stall.cue("list");
     let (e, after) = refused_start(&s.world, &s.o).await;
     timed_out(&e, "platform `hanging`", "listing");
     assert_eq!(after, MAX);
@@ -266,10 +311,8 @@ async fn a_listing_that_never_answers_refuses_the_start_at_the_bound() {
 async fn a_router_that_never_answers_refuses_the_start_at_the_bound() {
     let world = World::new();
     world.install("1.0.0").await;
-    let router = Arc::new(SilentRouter {
-        inner: world.router.clone(),
-        stall: Stall::default(),
-    });
+    let router = Arc::new(SilentRouter::new(world.router.clone()));
+    router.stall.cue("current");
     let o = world.orchestrator_routing(router.clone());
     let (e, after) = refused_start(&world, &o).await;
     timed_out(&e, "router `silent-router`", "split");
@@ -280,7 +323,7 @@ async fn a_router_that_never_answers_refuses_the_start_at_the_bound() {
 #[tokio::test(start_paused = true)]
 async fn a_lock_that_never_answers_refuses_the_start_and_is_not_left_held() {
     let s = setup(true).await;
-    s.platform.hang("lock");
+    s.platform.stall.cue("lock");
     let (e, after) = refused_start(&s.world, &s.o).await;
     timed_out(&e, "platform `hanging`", "lock");
     assert_eq!(after, MAX);
@@ -294,7 +337,7 @@ async fn a_lock_that_never_answers_refuses_the_start_and_is_not_left_held() {
 #[tokio::test(start_paused = true)]
 async fn a_status_of_the_new_track_that_never_answers_refuses_the_start_and_frees_the_lock() {
     let s = setup(true).await;
-    s.platform.hang("status canary");
+    s.platform.stall.cue("status canary");
     let (e, after) = refused_start(&s.world, &s.o).await;
     timed_out(&e, "platform `hanging`", "status of web/canary");
     assert_eq!(after, MAX);
@@ -310,7 +353,7 @@ async fn a_lock_that_never_answers_refuses_a_resume_and_an_abandon_and_keeps_the
     let s = setup(true).await;
     let last = crash_at(&s.world, s.o.clone(), canary_within(MAX), 4).await;
     let id = last.deployment.clone();
-    s.platform.hang("lock");
+    s.platform.stall.cue("lock");
     let o = s.orchestrator();
     let began = tokio::time::Instant::now();
     let e = bounded("the resume", o.resume(&id))
@@ -334,8 +377,283 @@ async fn an_unlock_that_never_answers_does_not_hold_up_the_end_of_a_deployment()
         s.o.start(&canary_within(MAX), SERVICE)
             .await
             .expect("start");
-    s.platform.hang("unlock");
+    s.platform.stall.cue("unlock");
     let report = bounded("the deployment", h.wait()).await.expect("report");
     assert!(report.outcome.is_some(), "{report}");
     assert_eq!(s.platform.stall.dropped(), 1);
+}
+
+/// The drain a canary's retire is given (`canaryConfig.drain`'s default).
+const DRAIN: Duration = Duration::from_secs(10);
+
+impl Setup {
+    /// Runs the canary of 1.1.0 bounded by [`MAX`] to its end, under traffic both versions
+    /// serve well.
+    async fn deploy_under_traffic(&self) -> Report {
+        self.world.set_rate("1.0.0", 0.005);
+        self.world.set_rate("1.1.0", 0.005);
+        let _traffic = self.world.spawn_traffic();
+        let report = bounded("the deployment", run_to_end(&self.o, &canary_within(MAX))).await;
+        println!("{report}");
+        report
+    }
+}
+
+/// Asserts that `reason` names the timeout of `call` into `who`, after `after`.
+fn names_timeout(reason: &str, who: &str, call: &str, after: Duration) {
+    assert!(
+        reason.contains(who)
+            && reason.contains(call)
+            && reason.contains(&format!("did not happen within {after:?}"))
+            && reason.contains("maxDeploymentDuration (20m)"),
+        "{reason}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bring_up_that_never_answers_rolls_back_at_the_deadline() {
+    let s = setup(true).await;
+    s.platform.stall.cue("bring_up");
+    let report = s.deploy_under_traffic().await;
+    let reason = rollback_reason(&report);
+    names_timeout(reason, "platform `hanging`", "bringing up web/canary", MAX);
+    assert_eq!(took(&report), MAX, "given up at the deadline");
+    assert_eq!(s.platform.stall.dropped(), 1);
+    unchanged(&s.world).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_promotion_scale_that_never_answers_rolls_back_at_the_deadline() {
+    let s = setup(true).await;
+    s.platform.stall.cue("scale");
+    let report = s.deploy_under_traffic().await;
+    let reason = rollback_reason(&report);
+    assert!(
+        reason.contains("scaling web/canary to 2 instances"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("maxDeploymentDuration (20m) ran out"),
+        "{reason}"
+    );
+    assert_eq!(took(&report), MAX, "given up at the deadline");
+    assert_eq!(s.platform.stall.dropped(), 1);
+    unchanged(&s.world).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn applies_that_never_answer_end_the_run_and_its_rollback_each_within_its_bound() {
+    let s = setup(true).await;
+    s.router.stall.cue("apply");
+    let report = s.deploy_under_traffic().await;
+    let reason = failed_reason(&report);
+    // The first weight is given up at the deadline; the rollback's switch back, tried when it
+    // starts and again by the rolling-back stage, is given maxDeploymentDuration each time.
+    assert!(reason.starts_with("rolling back (error: "), "{reason}");
+    names_timeout(reason, "router `silent-router`", "applying the split", MAX);
+    assert_eq!(took(&report), 3 * MAX);
+    assert_eq!(s.router.stall.dropped(), 3);
+    s.world.assert_live(Track::Stable, "1.0.0").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retire_at_completion_that_never_answers_fails_it_at_the_deadline_and_its_drain() {
+    let s = setup(true).await;
+    s.platform.stall.cue("retire stable");
+    let report = s.deploy_under_traffic().await;
+    let reason = failed_reason(&report);
+    assert!(reason.contains("at completion failed"), "{reason}");
+    assert!(reason.contains("retiring web/stable"), "{reason}");
+    assert!(
+        reason.contains("maxDeploymentDuration (20m) ran out"),
+        "{reason}"
+    );
+    assert!(reason.contains("drain (10s)"), "{reason}");
+    assert_eq!(took(&report), MAX + DRAIN);
+    assert_eq!(s.platform.stall.dropped(), 1);
+    s.world.assert_live(Track::Canary, "1.1.0").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retire_in_a_rollback_that_never_answers_fails_it_within_its_bound() {
+    let s = setup(true).await;
+    s.platform.stall.cue("retire canary");
+    let h =
+        s.o.start(&canary_within(MAX), SERVICE)
+            .await
+            .expect("start");
+    until_stage(&h, Stage::Canary).await;
+    let (asked, report) = abort_to_end(&s.o, h).await;
+    let reason = failed_reason(&report);
+    assert!(
+        reason.starts_with("rolling back (aborted by an operator) failed"),
+        "{reason}"
+    );
+    names_timeout(
+        reason,
+        "platform `hanging`",
+        "retiring web/canary",
+        MAX + DRAIN,
+    );
+    assert!(reason.contains("drain (10s)"), "{reason}");
+    assert_eq!(report.last_at.saturating_duration_since(asked), MAX + DRAIN);
+    assert_eq!(s.platform.stall.dropped(), 1);
+    s.world.assert_live(Track::Stable, "1.0.0").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resume_whose_router_never_says_its_split_applies_the_journalled_one_again() {
+    let s = setup(true).await;
+    // Cut short right after the new track's bring-up was journalled, under the split the
+    // deployment started with.
+    let records = s.world.journal.len() + 4;
+    let last = crash_at(&s.world, s.o.clone(), canary_within(MAX), records).await;
+    assert!(
+        matches!(last.effects[..], [Effect::BringUp { .. }]),
+        "{last:?}"
+    );
+    // The router's split drifted meanwhile, which the resume cannot read back.
+    let drifted = TrafficSplit::from_percents([("stable", 50), ("canary", 50)]).expect("split");
+    s.world.router.apply(&drifted).await.expect("apply");
+    let applied = s.world.router.history().len();
+    s.router.stall.cue("current");
+    let report = bounded(
+        "the resumed deployment",
+        resume_to_end(&s.orchestrator(), &last.deployment),
+    )
+    .await;
+    println!("{report}");
+    assert_eq!(s.router.stall.dropped(), 1);
+    // The read was given what was left until the deadline, which then rolled back.
+    assert_eq!(took(&report), MAX);
+    assert!(rollback_reason(&report).contains("did not finish within"));
+    let journalled = TrafficSplit::all_to("stable", &[]).expect("split");
+    assert_eq!(
+        s.world.router.history().get(applied),
+        Some(&journalled),
+        "the journalled split is applied again first"
+    );
+    s.world.assert_live(Track::Stable, "1.0.0").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_abort_while_the_canary_metrics_never_answer_rolls_back_at_once() {
+    let s = setup(true).await;
+    let h =
+        s.o.start(&canary_within(Duration::from_secs(10 * 60)), SERVICE)
+            .await
+            .expect("start");
+    until_stage(&h, Stage::Canary).await;
+    s.metrics.hang.store(true, Ordering::SeqCst);
+    s.metrics.stall.until_hung().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (asked, report) = abort_to_end(&s.o, h).await;
+    assert_eq!(report.last_at, asked, "the abort is served at once");
+    let reason = rollback_reason(&report);
+    assert!(reason.contains("aborted by an operator"), "{reason}");
+    assert!(s.metrics.stall.dropped() >= 1);
+    unchanged(&s.world).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_abort_while_the_watch_health_signals_never_answer_rolls_back_at_once() {
+    let s = setup(true).await;
+    s.world.set_rate("1.0.0", 0.005);
+    s.world.set_rate("1.1.0", 0.005);
+    let _traffic = s.world.spawn_traffic();
+    let h =
+        s.o.start(&canary_within(MAX), SERVICE)
+            .await
+            .expect("start");
+    until_stage(&h, Stage::Monitoring).await;
+    s.health.hang.store(true, Ordering::SeqCst);
+    s.health.stall.until_hung().await;
+    let (asked, report) = abort_to_end(&s.o, h).await;
+    assert_eq!(report.last_at, asked, "the abort is served at once");
+    let reason = rollback_reason(&report);
+    assert!(reason.contains("aborted by an operator"), "{reason}");
+    assert!(s.health.stall.dropped() >= 1);
+    s.world.assert_live(Track::Stable, "1.0.0").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_journal_append_that_never_answers_stops_the_run_within_its_bound() {
+    let s = setup(true).await;
+    s.world.journal.stall_after(Some(s.world.journal.len() + 3));
+    let h =
+        s.o.start(&canary_within(MAX), SERVICE)
+            .await
+            .expect("start");
+    let began = tokio::time::Instant::now();
+    let e = bounded("the deployment", h.wait())
+        .await
+        .expect_err("a run whose journal never answered");
+    s.world.journal.stall_after(None);
+    // Stopped as by any journal failure: from its last record, for a resume to pick up.
+    assert!(
+        matches!(&e, Error::Backend { backend, .. } if backend == "journal"),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("appending record 2")
+            && e.to_string().contains("maxDeploymentDuration (20m)"),
+        "{e}"
+    );
+    assert_eq!(began.elapsed(), MAX);
+    let held = s.world.platform.lock(SERVICE, "another-deployment").await;
+    assert!(matches!(held, Err(Error::Conflict { .. })), "{held:?}");
+}
+
+impl Setup {
+    /// An orchestrator over a journal that wraps the world's and hangs on `call`.
+    fn over_silent_journal(&self, call: &str) -> Orchestrator {
+        let journal = Arc::new(SilentJournal {
+            inner: self.world.journal.clone(),
+            stall: Stall::default(),
+        });
+        journal.stall.cue(call);
+        self.orchestrator_over(journal)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_listing_of_the_deployments_that_never_answers_refuses_the_start_at_the_bound() {
+    let s = setup(true).await;
+    let o = s.over_silent_journal("deployments");
+    let (e, after) = refused_start(&s.world, &o).await;
+    timed_out(&e, "journal `silent-journal`", "listing the deployments");
+    assert_eq!(after, MAX);
+    s.world
+        .platform
+        .lock(SERVICE, "another-deployment")
+        .await
+        .expect("no lock was taken");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_report_the_journal_never_reads_back_ends_the_run_within_its_bound() {
+    let s = setup(true).await;
+    let o = s.over_silent_journal("records");
+    let h = o.start(&canary_within(MAX), SERVICE).await.expect("start");
+    let id = h.id().to_owned();
+    let began = tokio::time::Instant::now();
+    let e = bounded("the deployment", h.wait())
+        .await
+        .expect_err("a report never read back");
+    assert!(
+        matches!(&e, Error::Backend { backend, .. } if backend == "journal"),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("reading the records")
+            && e.to_string().contains("maxDeploymentDuration (20m)"),
+        "{e}"
+    );
+    let report = s.orchestrator().report(&id).await.expect("report");
+    assert!(report.outcome.is_some(), "it ended before: {report}");
+    assert_eq!(
+        began.elapsed(),
+        took(&report) + MAX,
+        "given up after the bound"
+    );
 }

@@ -268,7 +268,7 @@ impl Orchestrator {
             state,
             seq,
             commands: rx,
-            _keep: tx.clone(),
+            requeue: tx.clone(),
             status: status_tx,
             sample: None,
             unreadable: Default::default(),
@@ -280,10 +280,10 @@ impl Orchestrator {
     /// Starts deploying `service` by `config` and returns at once with a handle. One
     /// deployment per service at a time.
     ///
-    /// Each call it makes into the router and the platform is given the config's
-    /// `maxDeploymentDuration` to answer: one that does not refuses the start with
-    /// [`Error::Timeout`] naming it, with nothing journalled and any deployment lock it took
-    /// freed.
+    /// Each call it makes into the router and the platform, and the journal's listing of the
+    /// deployments, is given the config's `maxDeploymentDuration` to answer: one that does not
+    /// refuses the start with [`Error::Timeout`] naming it, with nothing journalled and any
+    /// deployment lock it took freed.
     pub async fn start(
         &self,
         config: &DeploymentConfig,
@@ -303,14 +303,22 @@ impl Orchestrator {
         let (backends, from, to) = self.prepare(config, service).await?;
         let now = self.inner.clock.now();
         let mut id = format!("{service}-{}-{}", to.version, now.as_millis());
-        let known = self.inner.journal.deployments().await?;
+        let journal = self.inner.journal.as_ref();
+        let who = format!("journal `{}`", journal.name());
+        let limit = config.max_deployment_duration;
+        let known = within(
+            &who,
+            limit,
+            "listing the deployments",
+            journal.deployments(),
+        )
+        .await?;
         let mut n = 1;
         while known.contains(&id) {
             n += 1;
             id = format!("{service}-{}-{}-{n}", to.version, now.as_millis());
         }
         let platform = self.inner.platform.as_ref();
-        let limit = config.max_deployment_duration;
         lock_new(platform, service, &id, limit)
             .await
             .map_err(|e| match e {
@@ -372,7 +380,7 @@ impl Orchestrator {
             state: runner_state.clone(),
             seq: 0,
             commands: rx,
-            _keep: tx,
+            requeue: tx,
             status: status_tx,
             sample: None,
             unreadable: Default::default(),
@@ -645,11 +653,24 @@ async fn within<T>(
     doing: &str,
     call: impl Future<Output = Result<T>>,
 ) -> Result<T> {
+    let why = format!("maxDeploymentDuration ({}) ran out", human(limit));
+    bounded(who, doing, limit, why, call).await
+}
+
+/// `call`, into `who`, `doing` something, given `limit` to answer: [`Error::Timeout`]
+/// naming them, the bound and `why` it is the bound when it does not, the call dropped.
+pub(crate) async fn bounded<T>(
+    who: &str,
+    doing: &str,
+    limit: Duration,
+    why: String,
+    call: impl Future<Output = Result<T>>,
+) -> Result<T> {
     tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
         Err(Error::Timeout {
             what: format!("an answer of {who} to {doing}"),
             after: limit,
-            reason: format!("maxDeploymentDuration ({}) ran out", human(limit)),
+            reason: why,
         })
     })
 }

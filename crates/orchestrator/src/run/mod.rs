@@ -20,13 +20,13 @@ use serin_signals::{Timestamp, Track};
 use serin_traffic::TrafficSplit;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::config::{OnResume, StrategyKind};
+use crate::config::{OnResume, StrategyKind, human};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, Phase};
 use crate::hooks::NotifyContext;
 use crate::journal::Record;
-use crate::orchestrator::{Inner, ServiceBackends, Status};
-use crate::platform::TrackSpec;
+use crate::orchestrator::{Inner, ServiceBackends, Status, bounded};
+use crate::platform::{TrackKey, TrackSpec};
 use crate::report::Report;
 use crate::sample::Sample;
 use crate::state::{DeploymentState, Effect, Outcome, Stage};
@@ -75,8 +75,10 @@ pub(crate) struct Runner {
     pub(crate) state: DeploymentState,
     pub(crate) seq: u64,
     pub(crate) commands: mpsc::UnboundedReceiver<(Operation, Reply)>,
-    /// Keeps the channel open so `recv` never returns `None` when every handle is gone.
-    pub(crate) _keep: mpsc::UnboundedSender<(Operation, Reply)>,
+    /// Keeps the channel open so `recv` never returns `None` when every handle is gone, and
+    /// puts back the commands a watch's read held when an abort cut it short (see
+    /// `watch_read`).
+    pub(crate) requeue: mpsc::UnboundedSender<(Operation, Reply)>,
     pub(crate) status: watch::Sender<Status>,
     /// The last observation window's summary, journalled with the next record.
     pub(crate) sample: Option<Sample>,
@@ -256,18 +258,32 @@ impl Runner {
             events,
             sample: self.sample.take(),
         };
-        // Whatever the journal answers, its failure is the journal's: a journal of the user's
-        // may report its own backend (`database`, say), and a failed append must still stop the
-        // run (see `is_journal_error`) rather than let it go on from a state never journalled.
-        self.inner.journal.append(&record).await.map_err(|e| {
+        let doing = format!("appending record {} of {}", record.seq, record.deployment);
+        self.on_journal(&doing, self.inner.journal.append(&record))
+            .await?;
+        self.seq += 1;
+        Ok(record)
+    }
+
+    /// `call`, into the journal, `doing` something. Whatever the journal answers, its failure
+    /// is the journal's: a journal of the user's may report its own backend (`database`, say),
+    /// and a failed append must still stop the run (see `is_journal_error`) rather than let it
+    /// go on from a state never journalled. So does a call that does not answer within
+    /// `maxDeploymentDuration`: the run stops as at a crash, keeping its lock for a resume.
+    /// Not the time left until the deadline: the records written at the deadline (the rollback
+    /// it starts) must not fail for it.
+    async fn on_journal<T>(&self, doing: &str, call: impl Future<Output = Result<T>>) -> Result<T> {
+        let journal = self.inner.journal.as_ref();
+        let max = self.state.config.max_deployment_duration;
+        let why = format!("each call is given maxDeploymentDuration ({})", human(max));
+        let who = format!("journal `{}`", journal.name());
+        bounded(&who, doing, max, why, call).await.map_err(|e| {
             if is_journal_error(&e) {
                 e
             } else {
-                Error::backend("journal", self.inner.journal.name(), e)
+                Error::backend("journal", journal.name(), e)
             }
-        })?;
-        self.seq += 1;
-        Ok(record)
+        })
     }
 
     /// The event announcing the new version's share in the last split `effects` apply, if that
@@ -382,6 +398,8 @@ impl Runner {
     /// back say), nor when the record's first effect is an apply, which puts its split in
     /// force at once. A record whose apply comes after another effect (a scale-up before the
     /// weight rises) gets the earlier split first, so the order it was journalled in holds.
+    /// Reading the split back is bounded as an effect's calls are (see
+    /// [`within_bound`](Self::within_bound)): a read not answered in time counts as failed.
     async fn split_to_restore(&self, effects: &[Effect], before: Before) -> Option<TrafficSplit> {
         let (before, inherited) = match before {
             Before::Applied(split) => (split, false),
@@ -396,7 +414,18 @@ impl Runner {
             _ => None,
         });
         let router = &self.backends.router;
-        match router.current().await {
+        let who = format!("router `{}`", router.name());
+        let doing = format!("reading back the traffic split of {}", self.state.service);
+        let current = async {
+            router
+                .current()
+                .await
+                .map_err(|e| Error::backend("router", router.name(), e))
+        };
+        match self
+            .within_bound(&who, &doing, Duration::ZERO, current)
+            .await
+        {
             Ok(Some(current)) if current == before || after == Some(&current) || inherited => None,
             Ok(current) => {
                 tracing::warn!(
@@ -407,8 +436,8 @@ impl Runner {
                 Some(before)
             }
             Err(e) => {
-                // An unknown split is never left standing: apply it again (idempotent) and let
-                // that decide.
+                // An unknown split (the router failed, or did not answer in time) is never left
+                // standing: apply it again (idempotent) and let that decide.
                 tracing::warn!(
                     deployment = %self.state.id,
                     router = router.name(),
@@ -420,8 +449,13 @@ impl Runner {
     }
 
     /// Carries out effects; each is idempotent, so a resumed run repeats its last record's.
+    /// Each call into the platform or the router is bounded (see
+    /// [`within_bound`](Self::within_bound)): one that does not answer in time is dropped and
+    /// fails the effect with [`Error::Timeout`], which takes the error path any failed effect
+    /// takes (a rollback, or the end as failed when a rollback's call fails).
     pub(crate) async fn execute(&self, effects: &[Effect]) -> Result<()> {
-        let platform = &self.inner.platform;
+        let platform = self.inner.platform.as_ref();
+        let on_platform = format!("platform `{}`", platform.name());
         let service = &self.state.service;
         for effect in effects {
             match effect {
@@ -436,14 +470,24 @@ impl Runner {
                         Some(f) => f(spec)?,
                         None => spec,
                     };
-                    match platform.bring_up(&spec).await {
+                    let key = TrackKey::new(service, track);
+                    let doing = format!("bringing up {key}");
+                    let up = platform.bring_up(&spec);
+                    match self
+                        .within_bound(&on_platform, &doing, Duration::ZERO, up)
+                        .await
+                    {
                         Ok(_) => {}
                         Err(Error::AlreadyExists { .. }) => {
-                            let st = platform.status(service, track).await?;
+                            let doing = format!("the status of {key}");
+                            let status = platform.status(service, track);
+                            let st = self
+                                .within_bound(&on_platform, &doing, Duration::ZERO, status)
+                                .await?;
                             if &st.version != version {
                                 return Err(Error::conflict(
                                     "bring up",
-                                    format!("{service}/{track}"),
+                                    key.to_string(),
                                     format!("the track already runs {}", st.version),
                                 ));
                             }
@@ -452,20 +496,33 @@ impl Runner {
                     }
                 }
                 Effect::Scale { track, instances } => {
-                    platform.scale(service, track, *instances).await?;
+                    let doing = format!(
+                        "scaling {} to {instances} instances",
+                        TrackKey::new(service, track)
+                    );
+                    let scale = platform.scale(service, track, *instances);
+                    self.within_bound(&on_platform, &doing, Duration::ZERO, scale)
+                        .await?;
                 }
                 Effect::Apply { split } => {
-                    self.backends
-                        .router
-                        .apply(split)
-                        .await
-                        .map_err(|e| Error::backend("router", self.backends.router.name(), e))?;
+                    let router = &self.backends.router;
+                    let apply = async {
+                        router
+                            .apply(split)
+                            .await
+                            .map_err(|e| Error::backend("router", router.name(), e))
+                    };
+                    let who = format!("router `{}`", router.name());
+                    let doing = format!("applying the split {split}");
+                    self.within_bound(&who, &doing, Duration::ZERO, apply)
+                        .await?;
                 }
                 Effect::Retire { track, drain_ms } => {
-                    match platform
-                        .retire(service, track, Duration::from_millis(*drain_ms))
-                        .await
-                    {
+                    let drain = Duration::from_millis(*drain_ms);
+                    let doing =
+                        format!("retiring {} after its drain", TrackKey::new(service, track));
+                    let retire = platform.retire(service, track, drain);
+                    match self.within_bound(&on_platform, &doing, drain, retire).await {
                         Ok(()) | Err(Error::NotFound { .. }) => {}
                         Err(e) => return Err(e),
                     }
@@ -473,6 +530,42 @@ impl Runner {
             }
         }
         Ok(())
+    }
+
+    /// `call`, into `who`, `doing` something, given what is left until the deadline while the
+    /// deployment runs, as the watch's reads are. In a rollback, or once the deadline has
+    /// passed (a rollback it started, a completion it allows, a resume), no time is left to
+    /// give: each call is given `maxDeploymentDuration` then, so that a rollback still ends
+    /// when its calls never answer. `extra` is added to either (a retire's drain, which the
+    /// platform waits out before it answers).
+    async fn within_bound<T>(
+        &self,
+        who: &str,
+        doing: &str,
+        extra: Duration,
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let max = self.state.config.max_deployment_duration;
+        let left = self.state.deadline.saturating_duration_since(self.now());
+        let (limit, mut why) = if self.state.stage == Stage::RollingBack || left.is_zero() {
+            (
+                max,
+                format!(
+                    "a call made in a rollback or past the deadline is given \
+                     maxDeploymentDuration ({})",
+                    human(max)
+                ),
+            )
+        } else {
+            (
+                left,
+                format!("maxDeploymentDuration ({}) ran out", human(max)),
+            )
+        };
+        if !extra.is_zero() {
+            why.push_str(&format!(", with the drain ({}) on top", human(extra)));
+        }
+        bounded(who, doing, limit.saturating_add(extra), why, call).await
     }
 
     /// Announces `events`: to `tracing`, to subscribers, and to the notification channels
@@ -544,7 +637,11 @@ impl Runner {
                 self.on_error(e).await?;
             }
         }
-        let records = self.inner.journal.records(&self.state.id).await?;
+        let id = &self.state.id;
+        let doing = format!("reading the records of {id} for its report");
+        let records = self
+            .on_journal(&doing, self.inner.journal.records(id))
+            .await?;
         Report::from_records(&records)
     }
 

@@ -1,6 +1,7 @@
 //! Reading both arms' metrics for a window, summarising them for the report, and feeding the
 //! trigger engine.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serin_signals::{
@@ -12,7 +13,7 @@ use crate::error::Result;
 use crate::event::EventKind;
 use crate::sample::{ArmSample, Sample};
 
-use super::Runner;
+use super::{Operation, Runner};
 
 impl Runner {
     /// The metrics the judges and triggers read.
@@ -76,12 +77,13 @@ impl Runner {
     }
 
     /// One metric of one track over `window`; a source error is no data (and a warning), and
-    /// so is a source that has not answered at the deadline (see
-    /// [`by_deadline`](Self::by_deadline)): the stage's next turn ends the deployment as the
-    /// deadline does.
-    async fn query(&self, metric: &Metric, track: &Track, window: Window) -> Observation {
+    /// so is a source that has not answered at the deadline or an operator's abort (see
+    /// [`watch_read`](Self::watch_read)): the stage's next turn ends the deployment as the
+    /// deadline or the abort does.
+    async fn query(&mut self, metric: &Metric, track: &Track, window: Window) -> Observation {
         let query = MetricQuery::new(metric.clone(), track.clone(), window);
-        match self.by_deadline(self.backends.metrics.query(&query)).await {
+        let metrics = Arc::clone(&self.backends.metrics);
+        match self.watch_read(metrics.query(&query)).await {
             Some(Ok(o)) => o,
             Some(Err(e)) => {
                 tracing::warn!(deployment = %self.state.id, "metrics of {track} unavailable: {e}");
@@ -90,7 +92,8 @@ impl Runner {
             None => {
                 tracing::warn!(
                     deployment = %self.state.id,
-                    "metrics of {track} unavailable: no answer before maxDeploymentDuration ran out"
+                    "metrics of {track} unavailable: no answer before maxDeploymentDuration ran \
+                     out or an operator aborted"
                 );
                 no_data(metric, track, window)
             }
@@ -98,10 +101,52 @@ impl Runner {
     }
 
     /// The health source's signals of `track`; none when it fails or has not answered by the
-    /// deadline (see [`by_deadline`](Self::by_deadline)).
-    async fn health_signals(&self, track: &Track) -> Vec<HealthSignal> {
-        let signals = self.by_deadline(self.backends.health.signals(track)).await;
+    /// deadline or an operator's abort (see [`watch_read`](Self::watch_read)).
+    async fn health_signals(&mut self, track: &Track) -> Vec<HealthSignal> {
+        let health = Arc::clone(&self.backends.health);
+        let signals = self.watch_read(health.signals(track)).await;
         signals.and_then(Result::ok).unwrap_or_default()
+    }
+
+    /// A watch's read `call`, dropped if it has not answered by the deadline (as
+    /// [`by_deadline`](Self::by_deadline) drops it) or when an operator aborts: an abort must
+    /// not wait for a source that never answers. `None` when the call was dropped.
+    ///
+    /// Commands are not served here, halfway through a window whose observations the stage
+    /// then acts on: those that come while the call runs are held, and once it ends (or the
+    /// abort cuts it short) put back in the order they came, for the stage to serve at its
+    /// next wait, as it would had they come just after the window. Every read left in the
+    /// window is cut short by the abort put back, so the window ends at once, with no data
+    /// for those reads (never a pass).
+    async fn watch_read<T>(&mut self, call: impl Future<Output = T>) -> Option<T> {
+        let left = self.state.deadline.saturating_duration_since(self.now());
+        let deadline = tokio::time::sleep(left);
+        tokio::pin!(call, deadline);
+        let mut held = Vec::new();
+        let answer = loop {
+            tokio::select! {
+                biased;
+                done = &mut call => break Some(done),
+                Some(cmd) = self.commands.recv() => {
+                    let abort = cmd.0 == Operation::Abort;
+                    held.push(cmd);
+                    if abort {
+                        break None;
+                    }
+                }
+                () = &mut deadline => break None,
+            }
+        };
+        if !held.is_empty() {
+            while let Ok(cmd) = self.commands.try_recv() {
+                held.push(cmd);
+            }
+            for cmd in held {
+                // The receiver is this runner's own: the channel cannot be closed.
+                let _ = self.requeue.send(cmd);
+            }
+        }
+        answer
     }
 
     /// `call`, dropped if it has not answered by the deployment's deadline
@@ -167,9 +212,9 @@ impl Runner {
         now: Timestamp,
     ) -> (Vec<EventKind>, Option<String>, bool) {
         let excuse = self.excuse(now);
-        let canary_signals = self.health_signals(&self.state.to.track).await;
-        let stable_signals = match &self.state.from {
-            Some(old) => self.health_signals(&old.track).await,
+        let canary_signals = self.health_signals(&self.new_track()).await;
+        let stable_signals = match self.old_track() {
+            Some(old) => self.health_signals(&old).await,
             None => Vec::new(),
         };
         let engine = &mut self.state.triggers;

@@ -577,14 +577,29 @@ impl Drop for Dropped<'_> {
 }
 
 /// The calls of a test double that never answer (a platform, provider or source on a hung
-/// network): how many hung, and how many of those the caller dropped before they answered.
+/// network): how many hung, and how many of those the caller dropped before they answered;
+/// and the calls cued to hang, for a double that hangs on some calls only.
 #[derive(Default)]
 pub struct Stall {
     hung: std::sync::atomic::AtomicUsize,
     dropped: std::sync::atomic::AtomicUsize,
+    cued: Mutex<Vec<String>>,
 }
 
 impl Stall {
+    /// Makes the calls named `call` hang from now on (see [`Stall::if_cued`]).
+    pub fn cue(&self, call: &str) {
+        self.cued.lock().expect("cued").push(call.to_owned());
+    }
+
+    /// Never answers, as [`Stall::now`], if `call` was cued; answers at once otherwise.
+    pub async fn if_cued(&self, call: &str) {
+        let cued = self.cued.lock().expect("cued").iter().any(|c| c == call);
+        if cued {
+            self.now::<()>().await;
+        }
+    }
+
     /// Never answers: counted as hung, and as dropped once the caller gives up on it.
     pub async fn now<T>(&self) -> T {
         self.hung.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -660,5 +675,39 @@ impl serin_signals::HealthSource for SilentHealth {
             self.stall.now::<()>().await;
         }
         self.inner.signals(track).await
+    }
+}
+
+/// The world's metrics source, but its queries never answer once `hang` is set.
+pub struct SilentMetrics {
+    pub inner: Arc<InMemorySource>,
+    pub hang: std::sync::atomic::AtomicBool,
+    pub stall: Stall,
+}
+
+impl SilentMetrics {
+    /// `inner`, answering until told to hang.
+    pub fn new(inner: Arc<InMemorySource>) -> Self {
+        SilentMetrics {
+            inner,
+            hang: std::sync::atomic::AtomicBool::new(false),
+            stall: Stall::default(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl serin_signals::MetricsSource for SilentMetrics {
+    fn name(&self) -> &str {
+        "silent-metrics"
+    }
+    async fn query(
+        &self,
+        query: &serin_signals::MetricQuery,
+    ) -> serin_signals::Result<serin_signals::Observation> {
+        if self.hang.load(std::sync::atomic::Ordering::SeqCst) {
+            self.stall.now::<()>().await;
+        }
+        self.inner.query(query).await
     }
 }
