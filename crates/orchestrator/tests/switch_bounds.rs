@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,10 +14,10 @@ use serin_orchestrator::{
     DeploymentConfig, InMemoryPlatform, Orchestrator, Outcome, Platform, Report, Result,
     ServiceBackends, Stage, TrackSpec, TrackStatus, TrafficStrategyKind,
 };
-use serin_signals::{InMemorySource, MetricQuery, MetricsSource, Observation, Track};
+use serin_signals::Track;
 use support::{
-    SERVICE, SilentHealth, Stall, World, abort_to_end, blue_green_config, bounded, took,
-    until_stage,
+    SERVICE, SilentHealth, SilentMetrics, Stall, World, abort_to_end, blue_green_config, bounded,
+    took, until_stage,
 };
 
 const MAX: Duration = Duration::from_secs(20 * 60);
@@ -56,26 +56,6 @@ impl Platform for SilentPlatform {
     }
 }
 
-/// The world's metrics source, but its queries never answer once `hang` is set.
-struct SilentMetrics {
-    inner: Arc<InMemorySource>,
-    hang: AtomicBool,
-    stall: Stall,
-}
-
-#[async_trait]
-impl MetricsSource for SilentMetrics {
-    fn name(&self) -> &str {
-        "silent-metrics"
-    }
-    async fn query(&self, query: &MetricQuery) -> serin_signals::Result<Observation> {
-        if self.hang.load(Ordering::SeqCst) {
-            self.stall.now::<()>().await;
-        }
-        self.inner.query(query).await
-    }
-}
-
 /// 1.0.0 serving, and an orchestrator whose platform, metrics and health source can be told
 /// to stop answering.
 struct Setup {
@@ -96,11 +76,7 @@ async fn setup() -> Setup {
         spared: Mutex::new(None),
         stall: Stall::default(),
     });
-    let metrics = Arc::new(SilentMetrics {
-        inner: world.source.clone(),
-        hang: AtomicBool::new(false),
-        stall: Stall::default(),
-    });
+    let metrics = Arc::new(SilentMetrics::new(world.source.clone()));
     let health = Arc::new(SilentHealth::new(world.health.clone()));
     let backends = ServiceBackends::new(world.router.clone(), metrics.clone(), health.clone());
     let o = Orchestrator::builder(platform.clone(), world.journal.clone())
