@@ -1,7 +1,7 @@
 //! The e-mail channel against a scripted SMTP server on loopback (`notify_support::smtp`):
 //! one session carries a channel's messages, a session the server closed is replaced, a
-//! stalled server is given up on within the request timeout, and a refusal by the client
-//! itself is not retried.
+//! stalled server is given up on within the request timeout, a refusal by the client itself
+//! is not retried, and a message's text goes out as whole lines.
 
 #![cfg(feature = "notify")]
 
@@ -12,7 +12,7 @@ use std::time::Duration;
 use notify_support::smtp::{FakeSmtp, SmtpMode};
 use notify_support::{channel, event, fast_settings, flush, rolled_back};
 use serin_orchestrator::notify::{ChannelNotifier, NotifySettings, SmtpSettings, StartTls};
-use serin_orchestrator::{NotificationChannel, Notifier};
+use serin_orchestrator::{EventKind, NotificationChannel, Notifier};
 
 fn settings(server: &FakeSmtp) -> NotifySettings {
     let mut s = fast_settings();
@@ -219,5 +219,29 @@ async fn a_deferred_recipient_is_tried_again_alone_and_no_one_gets_it_twice() {
         (stats.delivered, stats.retries, stats.failed),
         (0, 3, 1),
         "{stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_reason_with_bare_carriage_returns_goes_out_as_whole_lines() {
+    // `<CR>.<CR><LF>` ends the message early on a server that takes a bare CR for a line
+    // break (SMTP smuggling); RFC 5322 allows CR only before LF.
+    let server = FakeSmtp::start(SmtpMode::Serve).await;
+    let n = ChannelNotifier::new(settings(&server)).expect("notifier");
+    let reason = "p99 2.1s \r.\r\nQUIT\rthen\0more".to_owned();
+    n.notify(
+        &email(),
+        &event("web-mail", 0, EventKind::RolledBack { reason }),
+    )
+    .await
+    .expect("queued");
+    flush(&n).await;
+    assert_eq!(n.stats().delivered, 1, "{:?}", n.stats());
+    let messages = server.messages();
+    let body = messages.first().expect("one message");
+    assert!(!body.contains(['\r', '\0']), "{body:?}");
+    assert!(
+        body.contains("rolled back: p99 2.1s \n.\nQUIT\nthen"),
+        "{body:?}"
     );
 }

@@ -447,7 +447,7 @@ pub(super) fn message(
     }
     builder
         .header(ContentType::TEXT_PLAIN)
-        .body(text)
+        .body(body_text(&text))
         .map_err(|e| {
             Error::backend(
                 "notifier",
@@ -455,6 +455,16 @@ pub(super) fn message(
                 format!("cannot build the message: {e}"),
             )
         })
+}
+
+/// `text` with line breaks as RFC 5322 allows them in a body: a CR only before an LF (lettre
+/// writes each LF as CRLF), and no NUL. A reason's bare CR left in would let `\r.\r\n` end
+/// the message early on a server that takes a bare CR for a line break, and the rest be read
+/// as commands.
+fn body_text(text: &str) -> String {
+    text.replace("\r\n", "\n")
+        .replace('\r', "\n")
+        .replace('\0', "")
 }
 
 #[cfg(test)]

@@ -438,9 +438,26 @@ pub(super) async fn classify(
                 "failed"
             };
             let e = e.without_url();
-            Err(Failure::Transient(format!("the request {what}: {e}")))
+            Err(Failure::Transient(format!(
+                "the request {what}: {}",
+                causes(&e)
+            )))
         }
     }
+}
+
+/// `e` and its causes: reqwest's own message (`error sending request`) leaves why to them (a
+/// refused connection, a failed name lookup, an expired certificate). None holds the URL, whose
+/// path may be a token: `e` is taken [`without_url`](reqwest::Error::without_url).
+fn causes(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// Marks a taken job finished when dropped, also when its task is cancelled mid-delivery
@@ -584,6 +601,26 @@ mod tests {
         };
         assert!(reason.contains("503"), "{reason}");
         assert!(reason.contains("overloaded, try later"), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_request_says_why_and_not_where() {
+        // A port nobody listens on: the reason must say the connection was refused, which
+        // reqwest's own message ("error sending request") leaves to its causes.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let url = format!("http://{addr}/services/T0/B0/tok3n");
+        let outcome = classify(
+            reqwest::Client::new().get(&url).send().await,
+            Timestamp::EPOCH,
+        )
+        .await;
+        let Err(Failure::Transient(reason)) = outcome else {
+            panic!("expected a transient failure");
+        };
+        assert!(reason.to_lowercase().contains("refused"), "{reason}");
+        assert!(!reason.contains("tok3n"), "{reason}");
     }
 
     /// Delivers a job whose receiver answers `answers` (then success) with `policy`, in

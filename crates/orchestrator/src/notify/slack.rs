@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 use crate::event::{Event, EventKind};
 use crate::truncate;
 
-/// Block Kit limits: header text 150 characters, section text 3000.
+/// Block Kit limits: header text 150 characters, other text objects (a section's, a context
+/// element's) 3000; a message past them is refused whole (`invalid_blocks`).
 const HEADER_MAX: usize = 150;
 const SECTION_MAX: usize = 3_000;
 
@@ -21,6 +22,21 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// `s` escaped and cut to `max` characters, never inside an entity: every `&` of the escaped
+/// text starts one, and one cut short (`&am…`) would show as it is.
+fn escape_within(s: &str, max: usize) -> String {
+    let escaped = escape(s);
+    let cut = truncate(&escaped, max);
+    if cut == escaped {
+        return cut;
+    }
+    let kept = cut.strip_suffix('…').unwrap_or(&cut);
+    match kept.rfind('&') {
+        Some(i) if !kept[i..].contains(';') => format!("{}…", &kept[..i]),
+        _ => cut,
+    }
 }
 
 fn headline(kind: &EventKind) -> &'static str {
@@ -45,47 +61,49 @@ fn headline(kind: &EventKind) -> &'static str {
 pub(super) fn message(event: &Event, ctx: &NotifyContext, channel: Option<&str>) -> Value {
     let about = scope(ctx, &event.service);
     let title = truncate(&format!("{about}: {}", headline(&event.kind)), HEADER_MAX);
-    let sentence = escape(&event.kind.to_string());
+    let sentence = escape_within(&event.kind.to_string(), SECTION_MAX);
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": title}}),
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&sentence, SECTION_MAX)}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": sentence}}),
     ];
     let lines = evidence(&event.kind);
     if !lines.is_empty() {
+        let heading = "*Evidence*\n";
         let text = lines
             .iter()
-            .map(|l| format!("• {}", escape(l)))
+            .map(|l| format!("• {l}"))
             .collect::<Vec<_>>()
             .join("\n");
+        let text = escape_within(&text, SECTION_MAX - heading.len());
         blocks.push(json!({
             "type": "section",
-            "text": {"type": "mrkdwn", "text": truncate(&format!("*Evidence*\n{text}"), SECTION_MAX)}
+            "text": {"type": "mrkdwn", "text": format!("{heading}{text}")}
         }));
     }
     // The deployment and the event first, as before the environment was added (the header
     // already leads with it), then where the deployment runs.
     let mut context = vec![format!(
         "deployment `{}` · event #{} `{}` · {}",
-        escape(&event.deployment),
+        event.deployment,
         event.seq,
         event_type(&event.kind),
         event.at
     )];
     if let Some(env) = environment(ctx) {
-        context.push(format!("environment `{}`", escape(env)));
+        context.push(format!("environment `{env}`"));
     }
     if let Some(ns) = namespace(ctx) {
-        context.push(format!("namespace `{}`", escape(ns)));
+        context.push(format!("namespace `{ns}`"));
     }
     blocks.push(json!({
         "type": "context",
         "elements": [{
             "type": "mrkdwn",
-            "text": context.join(" · "),
+            "text": escape_within(&context.join(" · "), SECTION_MAX),
         }],
     }));
     let mut msg = json!({
-        "text": truncate(&escape(&format!("{about}: {}", event.kind)), SECTION_MAX),
+        "text": escape_within(&format!("{about}: {}", event.kind), SECTION_MAX),
         "blocks": blocks,
     });
     if let (Some(ch), Some(obj)) = (channel, msg.as_object_mut()) {
@@ -168,6 +186,62 @@ mod tests {
         assert!(
             text.contains("&lt;!channel&gt;") && text.contains("&amp; rising"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_long_message_is_never_cut_inside_an_escaped_character() {
+        // Every `&` of a mrkdwn text starts an entity: one cut short (`&am…`) shows as it is.
+        let whole = |text: &str| {
+            text.match_indices('&').all(|(i, _)| {
+                ["&amp;", "&lt;", "&gt;"]
+                    .iter()
+                    .any(|entity| text[i..].starts_with(entity))
+            })
+        };
+        for at in 2_975..2_995 {
+            let reason = format!("{}&<>{}", "x".repeat(at), "y".repeat(100));
+            let e = Event {
+                deployment: "web-1".into(),
+                service: "web".into(),
+                seq: 1,
+                at: Timestamp::from_millis(1_700_000_000_000),
+                kind: EventKind::RolledBack { reason },
+            };
+            let m = message(&e, &NotifyContext::default(), None);
+            for text in [&m["text"], &m["blocks"][1]["text"]["text"]] {
+                let text = text.as_str().expect("text");
+                assert!(text.chars().count() <= SECTION_MAX, "{at}");
+                assert!(
+                    text.ends_with('…') && whole(text),
+                    "{at}: {}",
+                    &text[2_900..]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_context_line_stays_within_the_text_limit() {
+        // Slack refuses a whole message (`invalid_blocks`) whose context text is too long.
+        let e = Event {
+            deployment: "web-1".into(),
+            service: "web".into(),
+            seq: 1,
+            at: Timestamp::from_millis(1_700_000_000_000),
+            kind: EventKind::Paused,
+        };
+        let ctx = NotifyContext::new()
+            .with_environment("prod")
+            .with_namespace(format!("shop&{}", "n".repeat(SECTION_MAX)));
+        let m = message(&e, &ctx, None);
+        let line = m["blocks"][2]["elements"][0]["text"]
+            .as_str()
+            .expect("context");
+        assert!(line.chars().count() <= SECTION_MAX, "{}", line.len());
+        assert!(
+            line.contains("environment `prod` · namespace `shop&amp;nnn") && line.ends_with('…'),
+            "{line}"
         );
     }
 
