@@ -1,7 +1,8 @@
 //! The proxy at the edges of HTTP/1.1 framing and of an instance's misbehaviour: bodies of
 //! unknown length, a response framed two ways, `Host` and absolute-form targets as RFC 9112
 //! wants them, protocol switches nobody asked for, a response body that stalls, the latency of
-//! a replayed request, trailers, and the fields that stop at the proxy.
+//! a replayed request, trailers, the fields that stop at the proxy, and the requests the proxy
+//! answers itself (`TRACE`, `OPTIONS` that may go no further).
 //!
 //! These run on real sockets and so in real time, with limits far below the defaults.
 
@@ -419,5 +420,98 @@ async fn a_get_on_a_kept_alive_connection_the_instance_just_closed_is_sent_again
     )
     .await;
     assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    router.shutdown();
+}
+
+#[tokio::test]
+async fn an_upgrade_required_answer_keeps_its_upgrade_header() {
+    let (instance, _seen) = scripted(
+        b"HTTP/1.1 426 Upgrade Required\r\nupgrade: TLS/1.2, HTTP/1.1\r\n\
+          connection: upgrade\r\ncontent-length: 0\r\n\r\n",
+    )
+    .await;
+    let router = proxy(ProxyConfig::default().with_workers(0), instance, None).await;
+    let (_stream, head) =
+        send_raw(router.local_addr(), b"GET / HTTP/1.1\r\nhost: shop\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 426"), "{head}");
+    // It names the protocols the client must switch to (RFC 9110, 15.5.22), as a hop-by-hop
+    // field named in `Connection` (7.8).
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.contains("\r\nupgrade: tls/1.2, http/1.1\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("\r\nconnection: upgrade\r\n"), "{head}");
+    router.shutdown();
+}
+
+/// An instance that answers every request `200 ok` and closes the connection: one request a
+/// connection, handed over as text.
+async fn closing() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
+    scripted(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok").await
+}
+
+#[tokio::test]
+async fn trace_is_refused_by_the_proxy_and_charged_to_no_one() {
+    let (instance, mut seen) = closing().await;
+    let router = proxy(ProxyConfig::default().with_workers(0), instance, None).await;
+    // An instance would echo the request, cookies and credentials included, to any script
+    // that can read the answer (Cross-Site Tracing).
+    let (_stream, head) = send_raw(
+        router.local_addr(),
+        b"TRACE / HTTP/1.1\r\nhost: shop\r\ncookie: session=secret\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 405"), "{head}");
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("\r\nallow: get, head, "), "{head}");
+    assert!(!head.contains("trace"), "{head}");
+    assert!(seen.try_recv().is_err(), "forwarded anyway");
+    assert_eq!(measured(&router, "stable"), (0.0, 0.0));
+    router.shutdown();
+}
+
+#[tokio::test]
+async fn options_that_may_go_no_further_is_answered_by_the_proxy_else_counted_down() {
+    let (instance, mut seen) = closing().await;
+    let router = proxy(ProxyConfig::default().with_workers(0), instance, None).await;
+    let at = router.local_addr();
+    // The proxy is the last hop it may take (RFC 9110, 7.6.2): it answers for itself.
+    let (_stream, head) = send_raw(
+        at,
+        b"OPTIONS /cart HTTP/1.1\r\nhost: shop\r\nmax-forwards: 0\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("\r\nallow: get, head, "), "{head}");
+    assert!(head.contains("\r\ncontent-length: 0\r\n"), "{head}");
+    assert!(seen.try_recv().is_err(), "forwarded anyway");
+    assert_eq!(measured(&router, "stable"), (0.0, 0.0));
+    // It may go further: one hop fewer.
+    let (_stream, head) = send_raw(
+        at,
+        b"OPTIONS /cart HTTP/1.1\r\nhost: shop\r\nmax-forwards: 5\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let request = seen.recv().await.unwrap().to_ascii_lowercase();
+    assert!(request.contains("\r\nmax-forwards: 4\r\n"), "{request}");
+    // A value that is no count is passed on as it came, and so is another method's: the
+    // field governs `TRACE` and `OPTIONS` alone.
+    for request in [
+        &b"OPTIONS / HTTP/1.1\r\nhost: shop\r\nmax-forwards: two\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nhost: shop\r\nmax-forwards: 0\r\n\r\n",
+    ] {
+        let (_stream, head) = send_raw(at, request).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let sent = String::from_utf8_lossy(request).to_ascii_lowercase();
+        let field = sent
+            .lines()
+            .find(|l| l.starts_with("max-forwards"))
+            .unwrap();
+        let seen = seen.recv().await.unwrap().to_ascii_lowercase();
+        assert!(seen.contains(&format!("\r\n{field}\r\n")), "{seen}");
+    }
     router.shutdown();
 }

@@ -1,9 +1,9 @@
 //! What a request and its answer carry through the proxy: hop-by-hop headers removed (RFC 9110,
-//! 7.6.1) except a protocol switch's own, and a client's `TE: trailers` said again to the
-//! instance (10.1.4), `Via` added to both (7.6.3), `Forwarded` (RFC 7239), `X-Forwarded-For`
-//! and `X-Forwarded-Proto` added to requests (a client's own kept only when it is a trusted
-//! proxy), a valid `Host` always (RFC 9112, 3.2), and an HTTP/2 client's split cookies joined
-//! (RFC 9113, 8.2.3).
+//! 7.6.1) except a protocol switch's own (or a demand for one), a client's `TE: trailers` said
+//! again to the instance (10.1.4), `Max-Forwards` read (7.6.2), `Via` added to both (7.6.3),
+//! `Forwarded` (RFC 7239), `X-Forwarded-For` and `X-Forwarded-Proto` added to requests (a
+//! client's own kept only when it is a trusted proxy), a valid `Host` always (RFC 9112, 3.2),
+//! and an HTTP/2 client's split cookies joined (RFC 9113, 8.2.3).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -93,7 +93,8 @@ fn append_entry(headers: &mut HeaderMap, name: HeaderName, value: &HeaderValue) 
 }
 
 /// Removes the hop-by-hop headers (those of `HOP_BY_HOP` and those named in `Connection`);
-/// with `keep_upgrade`, for a protocol switch, `Upgrade` stays and `Connection` says `upgrade`.
+/// with `keep_upgrade`, for a protocol switch or a `426 Upgrade Required` (which MUST name the
+/// protocols to switch to, RFC 9110, 15.5.22), `Upgrade` stays and `Connection` says `upgrade`.
 pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // Headers named in `Connection` are hop-by-hop too, but for `Host`: it names the target,
     // not the connection (RFC 9112, 3.2), and dropping it on a client's word would send the
@@ -131,6 +132,22 @@ fn lists(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// How many more hops a `TRACE` or `OPTIONS` request may take past this one (RFC 9110,
+/// 7.6.2): the value of its one `Max-Forwards` field, a count of digits (one too large for a
+/// `u64` is as good as endless). `None` without the field, or with a value that is no count
+/// (or with two): such a request is passed on as it came, for the next hop to judge.
+pub(super) fn max_forwards(headers: &HeaderMap) -> Option<u64> {
+    let mut fields = headers.get_all(header::MAX_FORWARDS).iter();
+    let value = fields.next()?.as_bytes();
+    if fields.next().is_some() || value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0u64, |n, d| {
+        d.is_ascii_digit()
+            .then(|| n.saturating_mul(10).saturating_add(u64::from(d - b'0')))
+    })
 }
 
 /// Whether every transfer coding named in `Transfer-Encoding` is `chunked` (true without
@@ -406,6 +423,21 @@ mod tests {
                 ("connection", "upgrade"),
             ])
         );
+    }
+
+    #[test]
+    fn max_forwards_is_a_count_of_digits_in_one_field() {
+        let count = |pairs: &[(&'static str, &'static str)]| max_forwards(&headers(pairs));
+        assert_eq!(count(&[("max-forwards", "0")]), Some(0));
+        assert_eq!(count(&[("max-forwards", "12")]), Some(12));
+        // Past what a `u64` holds: as good as endless.
+        let huge = count(&[("max-forwards", "184467440737095516160")]);
+        assert_eq!(huge, Some(u64::MAX));
+        for no in ["", "two", "-1", "1, 2", "+3", "0x1"] {
+            assert_eq!(count(&[("max-forwards", no)]), None, "{no:?}");
+        }
+        assert_eq!(count(&[]), None);
+        assert_eq!(count(&[("max-forwards", "1"), ("max-forwards", "1")]), None);
     }
 
     #[test]

@@ -45,7 +45,8 @@ use accept::{Conns, spawn_workers};
 use choose::{Reason, choose};
 use conn::{Activity, Tracked};
 use headers::{
-    Peer, bad_host, is_upgrade, join_field, only_chunked, strip_hop_by_hop, upstream_request, via,
+    Peer, bad_host, is_upgrade, join_field, max_forwards, only_chunked, strip_hop_by_hop,
+    upstream_request, via,
 };
 use sent::Waiting;
 use upstream::{Endpoint, InFlight, SendError};
@@ -57,6 +58,10 @@ pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
 /// and read, or given up): past it a copy is dropped and counted, so a mirror that answers
 /// slowly or not at all holds at most this many connections, however many requests come.
 const MIRROR_CONCURRENCY: usize = 128;
+
+/// The methods the proxy passes on, as its `Allow` says when it answers for itself: the
+/// standard ones but `CONNECT` and `TRACE`, which it refuses.
+const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS");
 
 /// What requests read: the split in force and the ready endpoints of each backend, swapped
 /// whole, so a request sees either the old or the new of both, never a mix.
@@ -192,11 +197,21 @@ struct Shared {
 ///   ways until either side closes or the proxy shuts down. The tunnel counts as in flight on
 ///   its instance for its whole life, so [`wait_drained`](ProxyRouter::wait_drained) waits for
 ///   it (up to its timeout, after which the platform stops the instance and the tunnel ends).
-///   A `101` to a request that did not ask to switch is a 502 charged to the instance.
+///   A `101` to a request that did not ask to switch is a 502 charged to the instance. A
+///   `426 Upgrade Required` keeps its `Upgrade` header (with `Connection: upgrade`): it names
+///   the protocols the client must switch to (RFC 9110, 15.5.22).
 ///   HTTP/2 upgrades (extended `CONNECT`) are not offered, and `CONNECT` is answered
 ///   `501 Not Implemented`: this is a reverse proxy, not a forward one. An upgrade to `h2c`
 ///   is not passed on (the request is forwarded as plain HTTP/1.1): it would turn the
 ///   connection into an HTTP/2 tunnel to one instance that no split, metric or drain governs.
+/// - **Requests for the proxy itself.** `TRACE` is answered `405 Method Not Allowed` with an
+///   `Allow` header, as nginx does: forwarded, it would have the instance echo the request,
+///   cookies and credentials included, to any script that can read the answer (Cross-Site
+///   Tracing). An `OPTIONS` with `Max-Forwards: 0` is answered `200` with an `Allow` header by
+///   the proxy, its last allowed hop, and one with a larger count is forwarded with the count
+///   lowered by one (RFC 9110, 7.6.2); other methods' `Max-Forwards` is passed on untouched, as
+///   is one that is no count. Neither answer reaches an instance or counts in any backend's
+///   metrics.
 /// - **Threads.** By default the proxy serves on threads of its own, one per core (at most 8,
 ///   [`ProxyConfig::workers`]), each a single-threaded runtime with an even share of the client
 ///   connections and its own upstream pools, so a request is forwarded and answered without
@@ -668,7 +683,8 @@ async fn attempt(
             let switched = (upgrade && res.status() == StatusCode::SWITCHING_PROTOCOLS)
                 .then(|| hyper::upgrade::on(&mut res));
             let (mut parts, body) = res.into_parts();
-            strip_hop_by_hop(&mut parts.headers, switched.is_some());
+            let upgrade_required = parts.status == StatusCode::UPGRADE_REQUIRED;
+            strip_hop_by_hop(&mut parts.headers, switched.is_some() || upgrade_required);
             join_field(
                 &mut parts.headers,
                 header::VIA,
@@ -786,7 +802,7 @@ async fn tunnel(
     drop(in_flight);
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: &Peer) -> Response<Body> {
+async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>, peer: &Peer) -> Response<Body> {
     let started = Instant::now();
     if req.method() == Method::CONNECT {
         return answer(
@@ -802,6 +818,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: &Peer) -> Res
             StatusCode::NOT_IMPLEMENTED,
             "no transfer coding but chunked is supported",
         );
+    }
+    if let Some(res) = own_answer(&mut req) {
+        return res;
     }
     let snap = shared.snapshot();
     let Some(split) = snap.split.clone() else {
@@ -832,6 +851,29 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: &Peer) -> Res
     .await;
     answering.armed = false;
     res
+}
+
+/// The proxy's own answer, with its `Allow`, to a request no instance may see: a `TRACE`
+/// (405), or an `OPTIONS` whose `Max-Forwards` is 0 (200, and no content). An `OPTIONS` that
+/// may go further gets its `Max-Forwards` counted down instead (RFC 9110, 7.6.2).
+fn own_answer(req: &mut Request<Incoming>) -> Option<Response<Body>> {
+    let mut res = match *req.method() {
+        Method::TRACE => answer(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "TRACE is not allowed: it would echo the request, credentials included",
+        ),
+        Method::OPTIONS => match max_forwards(req.headers())? {
+            0 => Response::new(full(Bytes::new())),
+            n => {
+                req.headers_mut()
+                    .insert(header::MAX_FORWARDS, HeaderValue::from(n - 1));
+                return None;
+            }
+        },
+        _ => return None,
+    };
+    res.headers_mut().insert(header::ALLOW, ALLOW);
+    Some(res)
 }
 
 /// Counts its request as closed by the client if it is dropped armed: hyper drops a request's
