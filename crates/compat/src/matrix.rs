@@ -4,8 +4,9 @@
 //! - [`Requires`]: versions of a service need versions of another (a semver range).
 //! - [`PairRule`] as `deny` or `allow`: an explicit verdict on a pair of version sets. A deny
 //!   always wins; an allow exempts the pair from `requires`, `skew` and API requirements. An
-//!   allow and a deny written for the same two version sets contradict each other and are
-//!   rejected; where they only overlap, the deny wins for the pairs both catch.
+//!   allow and a deny for the same two version sets (written alike, or naming one version
+//!   however written: `1.4.0`, `=1.4.0`) contradict each other and are rejected; where they
+//!   only overlap, the deny wins for the pairs both catch.
 //! - [`Skew`]: how many minors a client may lag behind (or lead) a server, as in Kubernetes'
 //!   version-skew policy, with an override below a version.
 //! - [`OneMinorAtATime`]: a service moves at most one minor per step, up or down, and never skips
@@ -41,6 +42,11 @@ impl Target {
             service: service.into(),
             versions,
         }
+    }
+
+    /// Whether both name the same versions of the same service, however written.
+    fn same_as(&self, other: &Self) -> bool {
+        self.service == other.service && self.versions.same_releases(&other.versions)
     }
 }
 
@@ -427,8 +433,8 @@ impl Matrix {
             let Rule::Allow(allow) = a else { continue };
             for (j, d) in self.rules.iter().enumerate() {
                 let Rule::Deny(deny) = d else { continue };
-                let same = (allow.a == deny.a && allow.b == deny.b)
-                    || (allow.a == deny.b && allow.b == deny.a);
+                let same = (allow.a.same_as(&deny.a) && allow.b.same_as(&deny.b))
+                    || (allow.a.same_as(&deny.b) && allow.b.same_as(&deny.a));
                 if same {
                     return Err(Error::ContradictoryRules {
                         first: self.label(i),
@@ -567,6 +573,27 @@ mod tests {
         let err =
             Matrix::new(vec![Rule::Allow(pair), Rule::Deny(swapped)], &registry()).unwrap_err();
         assert!(matches!(err, Error::ContradictoryRules { .. }));
+    }
+
+    #[test]
+    fn an_allow_and_a_deny_of_one_version_written_differently_contradict() {
+        let pair = |db: &str, kubelet: &str| PairRule {
+            id: None,
+            a: Target::new("db", Selector::parse(db, "t").unwrap()),
+            b: Target::new("kubelet", Selector::parse(kubelet, "t").unwrap()),
+            reason: None,
+        };
+        let matrix =
+            |allow, deny| Matrix::new(vec![Rule::Allow(allow), Rule::Deny(deny)], &registry());
+        let err = matrix(pair("1.1.0", "*"), pair("=1.1.0+a", "*")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "rules[0] and rules[1] contradict each other: one allows and one denies db =1.1.0 with kubelet *"
+        );
+        assert!(matrix(pair("1.28.0", "=1.0.0-rc.1"), pair("=1.28.0", "1.0.0-rc.1")).is_err());
+        // Ranges that only overlap are left to the deny, as before.
+        assert!(matrix(pair("1.1.0", "*"), pair("=1.1", "*")).is_ok());
+        assert!(matrix(pair("1.1.0", "*"), pair(">=1.1.0, <=1.1.0", "*")).is_ok());
     }
 
     #[test]

@@ -496,16 +496,21 @@ impl GraphBuilder {
         for b in &self.spec.blocked {
             blocked.push(&matches(&b.from), matches(&b.to), b.reason.clone());
         }
-        let stops = self
-            .spec
-            .required_stops
-            .into_iter()
-            .map(|spec| StopRule {
-                stop: matches_release(&spec.stop),
-                into: matches_release(&spec.into),
-                spec,
-            })
-            .collect();
+        let mut stops = Vec::new();
+        for (i, spec) in self.spec.required_stops.into_iter().enumerate() {
+            let (stop, into) = (matches_release(&spec.stop), matches_release(&spec.into));
+            // Routes enter the guarded releases only from a stop outside them.
+            if !stop.is_clear() && stop.is_subset(&into) {
+                return Err(Error::InvalidValue {
+                    path: format!("{path}.requiredStops[{i}]"),
+                    value: format!("stop {}, into {}", spec.stop, spec.into),
+                    reason: "every release of the stop is one it guards, so no route can \
+                             enter them"
+                        .into(),
+                });
+            }
+            stops.push(StopRule { spec, stop, into });
+        }
         let graph = UpgradeGraph {
             releases,
             exact,
@@ -877,6 +882,47 @@ impl UpgradeGraph {
         None
     }
 
+    /// "The edge a -> b is unusable because ...", if a block or a required stop removes it.
+    fn removed_fact(&self, a: usize, b: usize) -> Option<String> {
+        let why = self.removal(a, b)?;
+        Some(format!(
+            "the edge {} -> {} is unusable because {why}",
+            self.releases[a], self.releases[b]
+        ))
+    }
+
+    /// "The edge a -> b is conditional (risks) ...", if it is.
+    fn conditional_fact(&self, a: usize, b: usize) -> Option<String> {
+        let EdgeState::Conditional(risks) = self.state(a, b) else {
+            return None;
+        };
+        let names: Vec<&str> = risks.iter().map(|r| r.name.as_str()).collect();
+        Some(format!(
+            "the edge {} -> {} is conditional ({}) and conditional edges were not accepted",
+            self.releases[a],
+            self.releases[b],
+            names.join(", ")
+        ))
+    }
+
+    /// Why the edge from a version the service runs (a release of the graph or not, as for
+    /// [`edge_from_running`](Self::edge_from_running)) to `to` is not taken, when a rule makes
+    /// it: a block or a required stop removes it, or it is conditional and such edges were not
+    /// accepted. `None` when no rule makes it, or it is allowed.
+    pub(crate) fn edge_not_taken(&self, from: &Version, to: &Version) -> Result<Option<String>> {
+        if !self.contains(from) {
+            self.node(to, "to")?;
+            return self.starting_at(from)?.edge_not_taken(from, to);
+        }
+        let (a, b) = (self.node(from, "from")?, self.node(to, "to")?);
+        if !self.exists(a, b) {
+            return Ok(None);
+        }
+        Ok(self
+            .removed_fact(a, b)
+            .or_else(|| self.conditional_fact(a, b)))
+    }
+
     fn explain(&self, start: usize, goal: usize, opts: PathOptions) -> Explanation {
         let (from, to) = (&self.releases[start], &self.releases[goal]);
         let seen = self.reachable(start, opts.accept_conditional);
@@ -896,11 +942,8 @@ impl UpgradeGraph {
             .filter(|&a| seen[a] && self.exists(a, goal))
             .collect();
         for &a in &reached_edges {
-            if let Some(why) = self.removal(a, goal) {
-                e = e.fact(format!(
-                    "the edge {} -> {to} is unusable because {why}",
-                    self.releases[a]
-                ));
+            if let Some(why) = self.removed_fact(a, goal) {
+                e = e.fact(why);
             }
         }
         for s in self.stops.iter().filter(|s| s.into[goal]) {
@@ -915,15 +958,9 @@ impl UpgradeGraph {
         if !opts.accept_conditional {
             for &a in &reached_edges {
                 if self.removal(a, goal).is_none()
-                    && let EdgeState::Conditional(risks) = self.state(a, goal)
+                    && let Some(why) = self.conditional_fact(a, goal)
                 {
-                    let names: Vec<&str> = risks.iter().map(|r| r.name.as_str()).collect();
-                    e = e.fact(format!(
-                        "the edge {} -> {to} is conditional ({}) and conditional edges \
-                         were not accepted",
-                        self.releases[a],
-                        names.join(", ")
-                    ));
+                    e = e.fact(why);
                 }
             }
         }
@@ -1124,6 +1161,30 @@ mod tests {
             panic!()
         };
         assert_eq!((p.from, p.hops), (v("1.5.0"), vec![v("2.0.0")]));
+    }
+
+    #[test]
+    fn a_stop_inside_the_releases_it_guards_is_refused() {
+        let build = |stop: &str, into: &str| {
+            UpgradeGraph::builder()
+                .releases(["1.0.0", "1.1.0", "1.2.0"].map(v))
+                .edges(sel("*"), sel("*"))
+                .required_stop(RequiredStop {
+                    name: "1.1 first".into(),
+                    stop: sel(stop),
+                    into: sel(into),
+                })
+                .build("graphs.api")
+        };
+        let err = build("1.1.0", ">=1.1.0").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "graphs.api.requiredStops[0]: invalid value \"stop =1.1.0, into >=1.1.0\": every \
+             release of the stop is one it guards, so no route can enter them"
+        );
+        // A stop with a release outside them still lets routes in.
+        assert!(build("1.*", ">=1.1.0").is_ok());
+        assert!(build("1.1.0", ">1.1.0").is_ok());
     }
 
     #[test]

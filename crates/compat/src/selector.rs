@@ -12,7 +12,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use semver::{Version, VersionReq};
+use semver::{BuildMetadata, Comparator, Op, Version, VersionReq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
@@ -62,6 +62,44 @@ impl Selector {
             Self::Any => true,
             Self::Exact(v) => v.cmp_precedence(version).is_eq(),
             Self::Range(req) => req.matches(version),
+        }
+    }
+
+    /// Whether both select the same releases, as far as their text tells: written alike, or
+    /// naming one release however written (`1.4.0`, `=1.4.0`, `1.4.0+linux`).
+    pub(crate) fn same_releases(&self, other: &Self) -> bool {
+        self == other
+            || self
+                .one_release()
+                .is_some_and(|v| other.one_release() == Some(v))
+    }
+
+    /// The one release this selects, without build metadata, if it selects exactly one.
+    fn one_release(&self) -> Option<Version> {
+        match self {
+            Self::Exact(v) => Some(Version {
+                build: BuildMetadata::EMPTY,
+                ..v.clone()
+            }),
+            Self::Range(req) => match req.comparators.as_slice() {
+                [
+                    Comparator {
+                        op: Op::Exact,
+                        major,
+                        minor: Some(minor),
+                        patch: Some(patch),
+                        pre,
+                    },
+                ] => Some(Version {
+                    major: *major,
+                    minor: *minor,
+                    patch: *patch,
+                    pre: pre.clone(),
+                    build: BuildMetadata::EMPTY,
+                }),
+                _ => None,
+            },
+            Self::Any => None,
         }
     }
 }

@@ -461,3 +461,104 @@ fn a_validation_in_the_alter_table_that_takes_a_lock_scans_under_that_lock() {
         assert!(rules(sql).concat().is_empty(), "{sql}: {:?}", rules(sql));
     }
 }
+
+#[test]
+fn a_lock_timeout_set_under_a_quoted_name_counts() {
+    for set in ["SET \"lock_timeout\" = '1s'", "SET LOCK_TIMEOUT TO '1s'"] {
+        let report = analyze("m", &format!("{set}; ALTER TABLE t ADD COLUMN c int;")).unwrap();
+        let found: Vec<_> = report.findings().map(|(_, f)| f.rule.clone()).collect();
+        assert!(found.is_empty(), "{set}: {found:?}");
+    }
+}
+
+#[test]
+fn a_lock_timeout_too_long_to_protect_traffic_is_reported_where_it_is_set() {
+    for value in ["'1h'", "'11s'", "'2min'", "600000"] {
+        let sql = format!("SET lock_timeout = {value}; ALTER TABLE t ADD COLUMN c int;");
+        let report = analyze("m", &sql).unwrap();
+        let found: Vec<_> = report
+            .statements
+            .iter()
+            .map(|s| {
+                s.findings
+                    .iter()
+                    .map(|f| f.rule.as_str())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(found, [vec!["require-lock-timeout"], vec![]], "{value}");
+        let message = &report.statements[0].findings[0].message;
+        assert!(message.contains(value), "{message}");
+    }
+    for value in ["'10s'", "'500ms'", "10000", "'0.1min'"] {
+        let sql = format!("SET lock_timeout = {value}; ALTER TABLE t ADD COLUMN c int;");
+        let report = analyze("m", &sql).unwrap();
+        assert_eq!(report.findings().count(), 0, "{value}");
+    }
+}
+
+#[test]
+fn a_column_added_by_the_same_migration_is_renamed_or_dropped_freely() {
+    for sql in [
+        "ALTER TABLE t ADD COLUMN c int;\nALTER TABLE t RENAME COLUMN c TO d;",
+        "ALTER TABLE t ADD COLUMN c int;\nALTER TABLE t DROP COLUMN c;",
+        "ALTER TABLE t ADD COLUMN c int;\nALTER TABLE t RENAME c TO d;\nALTER TABLE t DROP d;",
+    ] {
+        let found = rules(sql);
+        assert!(found[1..].iter().all(Vec::is_empty), "{sql}: {found:?}");
+    }
+    // A column in use among them, or one dropped and added again, is still reported.
+    let found =
+        rules("ALTER TABLE t ADD COLUMN c int;\nALTER TABLE t DROP COLUMN c, DROP COLUMN e;");
+    assert_eq!(found[1], ["ban-drop-column"]);
+    let found = rules("ALTER TABLE t ADD COLUMN c int;\nALTER TABLE u RENAME COLUMN c TO d;");
+    assert_eq!(found[1], ["renaming-column"]);
+    let found =
+        rules("BEGIN;\nALTER TABLE t ADD COLUMN c int;\nROLLBACK;\nALTER TABLE t DROP COLUMN c;");
+    assert_eq!(found[3], ["ban-drop-column"]);
+}
+
+#[test]
+fn a_negated_is_null_check_proves_not_null() {
+    let mut schema = Schema::default();
+    schema.learn(
+        "CREATE TABLE t (id int, c int);\n\
+         ALTER TABLE t ADD CONSTRAINT c_set CHECK (NOT (c IS NULL));",
+    );
+    let found = rules_after(&schema, "ALTER TABLE t ALTER COLUMN c SET NOT NULL;");
+    assert_eq!(found, [Vec::<String>::new()]);
+}
+
+#[test]
+fn adding_a_column_that_exists_if_not_exists_does_nothing() {
+    let mut schema = Schema::default();
+    schema.learn("CREATE TABLE t (id int, c int)");
+    let found = rules_after(
+        &schema,
+        "ALTER TABLE t ADD COLUMN IF NOT EXISTS c int NOT NULL DEFAULT random();",
+    );
+    assert_eq!(found, [Vec::<String>::new()]);
+    // A column not known is added, and judged.
+    let found = rules_after(
+        &schema,
+        "ALTER TABLE t ADD COLUMN IF NOT EXISTS d int NOT NULL DEFAULT random();",
+    );
+    assert_eq!(found, [["adding-field-with-default"]]);
+}
+
+#[test]
+fn a_case_default_is_as_volatile_as_its_branches() {
+    let report = analyze(
+        "m",
+        "SET lock_timeout = '1s';\n\
+         ALTER TABLE t ADD COLUMN c text DEFAULT CASE WHEN random() < 0.5 THEN 'a' ELSE 'b' END;",
+    )
+    .unwrap();
+    let (_, f) = report.findings().next().unwrap();
+    assert_eq!(
+        (f.rule.as_str(), f.severity),
+        ("adding-field-with-default", Severity::Error)
+    );
+    let found = rules("ALTER TABLE t ADD COLUMN c text DEFAULT CASE WHEN 1 < 2 THEN 'a' END;");
+    assert_eq!(found, [Vec::<String>::new()]);
+}

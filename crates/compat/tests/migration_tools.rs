@@ -139,7 +139,7 @@ fn django_migrations_get_the_findings_their_operations_deserve() {
             (22, "require-concurrent-index-creation"),
             (27, "adding-required-field"),
             (35, "constraint-missing-not-valid"),
-            (39, "ban-drop-column"),
+            // 39: `note` was added at line 31, so no running version uses it.
             (43, "lock-held-through-transaction"),
             (43, "require-concurrent-index-creation"),
             // The `RunSQL` update runs in the migration's transaction, which still holds the

@@ -468,8 +468,16 @@ proptest! {
             d
         };
         let cyclic = least(&all).iter().enumerate().any(|(x, row)| row[x] < u64::MAX);
+        // A stop whose every release it guards lets no route in.
+        let stop_inside = w.stops.iter().any(|(stop, into)| {
+            (0..NODES).any(|x| m(*stop, x)) && (0..NODES).all(|x| !m(*stop, x) || m(*into, x))
+        });
         let graph = match b.build("g") {
             Ok(graph) => graph,
+            Err(e) if stop_inside => {
+                prop_assert!(e.to_string().contains(".requiredStops["), "{}", e);
+                return Ok(());
+            }
             Err(e) => {
                 prop_assert!(cyclic, "refused without a cycle: {}", e);
                 prop_assert!(e.to_string().contains(" -> "), "{}", e);
@@ -477,6 +485,7 @@ proptest! {
             }
         };
         prop_assert!(!cyclic, "a cycle was not refused");
+        prop_assert!(!stop_inside, "a stop inside what it guards was not refused");
         let mut count = 0;
         for (x, row) in all.iter().enumerate() {
             for (y, defined) in row.iter().enumerate() {

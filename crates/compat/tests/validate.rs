@@ -818,6 +818,18 @@ fn one_minor_recipe(releases: &[&str], from: &str, to: &str) -> Option<String> {
 }
 
 #[test]
+fn a_minor_released_only_as_a_pre_release_is_no_latest_minor_to_pass() {
+    assert_eq!(
+        one_minor_recipe(&["1.29.0", "1.31.0-rc.1"], "1.30.0", "2.0.0"),
+        None
+    );
+    assert_eq!(
+        one_minor_recipe(&["1.30.0", "1.31.0-rc.1"], "1.29.0", "2.0.0").unwrap(),
+        "move web one minor at a time: 1.29.0 -> 1.30.0 -> 2.0.0, each as its own upgrade"
+    );
+}
+
+#[test]
 fn one_minor_at_a_time_lists_each_stop_or_sums_up_a_long_way() {
     // A few minors: the latest release of each, or the minor that must be released first.
     assert_eq!(

@@ -48,13 +48,11 @@ pub(super) fn check(
         valid,
     };
     for conjunct in conjuncts(&c.expr) {
-        match conjunct {
-            Expr::IsNotNull(inner) if matches!(inner.as_ref(), Expr::Identifier(_)) => {
-                check.not_null.extend(columns(inner));
-            }
-            other => {
-                check.bounds.extend(columns(other));
-                check.terms.extend(terms(other));
+        match not_null_column(conjunct) {
+            Some(column) => check.not_null.extend(columns(column)),
+            None => {
+                check.bounds.extend(columns(conjunct));
+                check.terms.extend(terms(conjunct));
             }
         }
     }
@@ -75,6 +73,29 @@ pub(super) fn check(
         ident_key,
     );
     (name, check)
+}
+
+/// The column that `conjunct` proves holds no NULL: `c IS NOT NULL`, or `NOT (c IS NULL)`,
+/// which PostgreSQL folds into it before it proves anything.
+fn not_null_column(conjunct: &Expr) -> Option<&Expr> {
+    let inner = match conjunct {
+        Expr::IsNotNull(inner) => inner,
+        Expr::UnaryOp {
+            op: UnaryOperator::Not,
+            expr,
+        } => {
+            let negated = match expr.as_ref() {
+                Expr::Nested(nested) => nested.as_ref(),
+                other => other,
+            };
+            let Expr::IsNull(inner) = negated else {
+                return None;
+            };
+            inner
+        }
+        _ => return None,
+    };
+    matches!(inner.as_ref(), Expr::Identifier(_)).then_some(inner)
 }
 
 /// The name PostgreSQL makes for a constraint from its table's name, its column's and a

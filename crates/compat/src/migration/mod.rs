@@ -280,7 +280,8 @@ impl MigrationReport {
 /// are analysed, and shown as written.
 ///
 /// A reviewer who has checked a finding by hand silences it with a comment naming its rule:
-/// `-- serin:ignore rule-a, rule-b` before (or inside) the statement, or
+/// `-- serin:ignore rule-a, rule-b` before (or inside) the statement, or at the end of the
+/// line it ends on, or
 /// `-- serin:ignore-file rule-a` anywhere for every statement. The finding stays in the report,
 /// marked `ignored`, at severity `info`, so it neither blocks the migration nor holds the
 /// statement back to the contract phase.
@@ -1986,6 +1987,16 @@ mod tests {
         );
         assert_eq!(r.statements[0].sql, "\\set ON_ERROR_STOP on");
         assert_eq!(r.statements[4].sql, "\\gexec");
+        // A comment at the end of a meta-command's line is the command's.
+        let r = analyze(
+            "m",
+            "\\ir reviewed.sql -- serin:ignore not-analysed\nSELECT 1;",
+        )
+        .unwrap();
+        assert_eq!(
+            rules_and_ignored(&r.statements[0]),
+            [("not-analysed", true)]
+        );
         // One inside a statement runs first: psql sends the statement at its `;`.
         let r = analyze("m", "SELECT 1\n\\echo hi\n+ 1;").unwrap();
         let texts: Vec<&str> = r.statements.iter().map(|s| s.sql.as_str()).collect();
@@ -2050,9 +2061,9 @@ mod tests {
             CREATE INDEX i ON t (c);
             CREATE INDEX j ON t (d);
             ALTER TABLE t /* serin:ignore ban-drop-column */ DROP COLUMN e; -- serin:ignore
-            ALTER TABLE t DROP COLUMN f;
+            ALTER TABLE t DROP COLUMN f; -- serin:ignore ban-drop-column
             -- serin:ignored ban-drop-column
-            ALTER TABLE t DROP COLUMN g;";
+            ALTER TABLE t DROP COLUMN g; /* serin:ignore require-concurrent-index-deletion */ DROP INDEX i;";
         let r = analyze("m", sql).unwrap();
         let index = &r.statements[1].findings[0];
         assert!(
@@ -2071,15 +2082,24 @@ mod tests {
             (drop.safety, drop.phase),
             (Safety::Safe, Some(Phase::Expand))
         );
-        // The comment after `;` belongs to the next statement, and names nothing.
+        // A `--` comment after `;` ends the statement's line, so it is that statement's.
+        assert_eq!(
+            rules_and_ignored(drop),
+            [("ban-drop-column", true), ("ignore-without-rules", false)]
+        );
+        assert!(drop.findings[1].message.contains("line 5"));
         assert_eq!(
             rules_and_ignored(&r.statements[4]),
-            [("ban-drop-column", false), ("ignore-without-rules", false)]
+            [("ban-drop-column", true)]
         );
-        assert!(r.statements[4].findings[1].message.contains("line 5"));
         assert!(
             !r.statements[5].findings[0].ignored,
             "not a serin:ignore comment"
+        );
+        // A block comment before the next statement on the line is the next statement's.
+        assert_eq!(
+            rules_and_ignored(&r.statements[6]),
+            [("require-concurrent-index-deletion", true)]
         );
         // A rule name that is no rule is reported, and silences nothing.
         let r = analyze(

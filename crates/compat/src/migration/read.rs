@@ -49,7 +49,8 @@ impl Parsed {
 }
 
 /// A `-- serin:ignore rule-a, rule-b` comment: the reviewer's word that the named rules do not
-/// apply to the statement it precedes or sits in (`serin:ignore-file`: to every statement).
+/// apply to the statement it precedes or sits in, or whose line it ends after the `;` (as
+/// linters read an end-of-line comment); `serin:ignore-file`: to every statement.
 #[derive(Debug, PartialEq)]
 pub(super) struct Ignore {
     pub(super) line: u64,
@@ -310,6 +311,7 @@ pub(super) fn parse(name: &str, sql: &str, run: Option<RunBy>) -> Result<Script>
         chunk: Vec::new(),
         ignores: Vec::new(),
         boundary: Boundary::default(),
+        ended_on: None,
         meta: Vec::new(),
     };
     for t in tokens.into_iter().chain(std::iter::once(end)) {
@@ -364,6 +366,9 @@ struct Splitter<'a> {
     chunk: Vec<TokenWithSpan>,
     ignores: Vec<Ignore>,
     boundary: Boundary,
+    /// The line the last statement ended on, with its `;` or as a meta-command: a `--`
+    /// comment after it on that line, before anything else, is that statement's.
+    ended_on: Option<u64>,
     /// The psql meta-command being read, if one is.
     meta: Vec<TokenWithSpan>,
 }
@@ -389,12 +394,19 @@ impl Splitter<'_> {
                 Whitespace::SingleLineComment { comment, .. }
                 | Whitespace::MultiLineComment(comment),
             ) => {
-                if let Some(ignore) = Ignore::read(comment, t.span.start.line) {
-                    if ignore.file_wide {
-                        self.file_wide.push(ignore);
-                    } else {
-                        self.ignores.push(ignore);
-                    }
+                let line = t.span.start.line;
+                let Some(ignore) = Ignore::read(comment, line) else {
+                    return;
+                };
+                let ends_line = matches!(
+                    t.token,
+                    Token::Whitespace(Whitespace::SingleLineComment { .. })
+                ) && self.chunk.is_empty()
+                    && self.ended_on == Some(line);
+                match self.statements.last_mut() {
+                    _ if ignore.file_wide => self.file_wide.push(ignore),
+                    Some(ended) if ends_line => ended.ignores.push(ignore),
+                    _ => self.ignores.push(ignore),
                 }
             }
             Token::Whitespace(_) => {}
@@ -438,6 +450,7 @@ impl Splitter<'_> {
             parsed,
             collations,
         });
+        self.ended_on = Some(end.start.line);
         self.boundary = Boundary::default();
     }
 
@@ -466,6 +479,7 @@ impl Splitter<'_> {
             parsed: Parsed::Meta(command),
             collations: Vec::new(),
         });
+        self.ended_on = Some(meta[0].span.start.line);
     }
 }
 

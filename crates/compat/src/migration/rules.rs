@@ -8,9 +8,10 @@ use sqlparser::ast::{
     AlterSchemaOperation, AlterTableOperation, AlterTypeOperation, AlterViewOperation, ArgMode,
     ColumnOption, ContextModifier, DataType, DetachPartitionMode, DiscardObject, DropBehavior,
     DropFunction, Expr, ForValues, FromTable, FunctionArg, FunctionArgExpr, FunctionArguments,
-    FunctionDesc, GrantObjects, ObjectName, ObjectNamePart, ObjectType, OperateFunctionArg, Query,
-    RenameTableNameKind, Reset, SchemaName, SelectItem, Set, SetExpr, Statement, TableConstraint,
-    TableFactor, TableObject, TableWithJoins, TimezoneInfo, Value, visit_relations,
+    FunctionDesc, GrantObjects, Ident, ObjectName, ObjectNamePart, ObjectType, OperateFunctionArg,
+    Query, RenameTableNameKind, Reset, SchemaName, SelectItem, Set, SetExpr, Statement,
+    TableConstraint, TableFactor, TableObject, TableWithJoins, TimezoneInfo, Value,
+    visit_relations,
 };
 
 use super::locks::takes_lock;
@@ -124,6 +125,19 @@ fn volatility(expr: &Expr) -> Option<bool> {
             time_zone,
         } => volatility_of([&**timestamp, &**time_zone]),
         Expr::Array(array) => volatility_of(&array.elem),
+        // Each row takes a branch of its own: volatile if a condition or a result is.
+        Expr::Case {
+            operand,
+            conditions,
+            else_result,
+            ..
+        } => volatility_of(
+            operand
+                .iter()
+                .chain(else_result)
+                .map(AsRef::as_ref)
+                .chain(conditions.iter().flat_map(|w| [&w.condition, &w.result])),
+        ),
         Expr::Function(f) => {
             let name = f.name.to_string().to_lowercase();
             let base = name.rsplit('.').next().unwrap_or(&name);
@@ -369,6 +383,9 @@ pub(super) struct Ctx {
     /// Columns this migration added `NOT NULL` to tables in use (`table_key`, `ident_key`):
     /// the old version's inserts leave them out.
     required_added: BTreeSet<(String, String)>,
+    /// Columns this migration added (`table_key`, `ident_key`), under their names now: no
+    /// running version uses them, so renaming or dropping them breaks nothing.
+    added_columns: BTreeSet<(String, String)>,
     /// What the transaction in force saw at its start, then at each of its savepoints (by
     /// name), for a rollback to bring back.
     saved: Vec<(Option<String>, Saved)>,
@@ -390,6 +407,7 @@ struct Saved {
     schemas: BTreeSet<String>,
     dropped_relations: BTreeSet<String>,
     required_added: BTreeSet<(String, String)>,
+    added_columns: BTreeSet<(String, String)>,
     /// Whether a lock that blocks writes was held, and how many enum values were added.
     held: bool,
     added: usize,
@@ -652,6 +670,7 @@ impl Ctx {
             schemas: self.schemas.clone(),
             dropped_relations: self.dropped_relations.clone(),
             required_added: self.required_added.clone(),
+            added_columns: self.added_columns.clone(),
             held: self.held.is_some(),
             added: self.added.len(),
         }
@@ -667,10 +686,49 @@ impl Ctx {
         self.schemas = saved.schemas;
         self.dropped_relations = saved.dropped_relations;
         self.required_added = saved.required_added;
+        self.added_columns = saved.added_columns;
         if !saved.held {
             self.held = None;
         }
         self.added.truncate(saved.added);
+    }
+
+    /// Whether `op` on `table` only renames or drops columns this migration added.
+    fn only_added_columns(&self, table: &str, op: &AlterTableOperation) -> bool {
+        let added = |c: &Ident| {
+            self.added_columns
+                .contains(&(table.to_owned(), ident_key(c)))
+        };
+        match op {
+            AlterTableOperation::DropColumn { column_names, .. } => column_names.iter().all(added),
+            AlterTableOperation::RenameColumn {
+                old_column_name, ..
+            } => added(old_column_name),
+            _ => false,
+        }
+    }
+
+    /// Follows the columns this migration added to `table` through `op`.
+    fn follow_columns(&mut self, table: &str, op: &AlterTableOperation) {
+        let key = |c: &Ident| (table.to_owned(), ident_key(c));
+        match op {
+            AlterTableOperation::AddColumn { column_def, .. } => {
+                self.added_columns.insert(key(&column_def.name));
+            }
+            AlterTableOperation::DropColumn { column_names, .. } => {
+                for c in column_names {
+                    self.added_columns.remove(&key(c));
+                }
+            }
+            // A column in use keeps being one under its new name.
+            AlterTableOperation::RenameColumn {
+                old_column_name,
+                new_column_name,
+            } if self.added_columns.remove(&key(old_column_name)) => {
+                self.added_columns.insert(key(new_column_name));
+            }
+            _ => {}
+        }
     }
 
     fn set_lock_timeout(&mut self, on: bool, local: bool) {
@@ -688,14 +746,29 @@ impl Ctx {
 }
 
 /// `SET [LOCAL] name = values` of `lock_timeout` or `statement_timeout` (any other `name` is
-/// left alone).
-fn set_timeout(ctx: &mut Ctx, name: &str, values: &[Expr], local: bool) {
+/// left alone); a `lock_timeout` too long to protect traffic is reported.
+fn set_timeout(ctx: &mut Ctx, name: &str, values: &[Expr], local: bool, out: &mut Vec<SqlFinding>) {
     // SET LOCAL outside a transaction does nothing (PostgreSQL only warns); a query of
     // several statements is one.
     if local && ctx.transaction.is_none() && ctx.implicit.is_none() {
         return;
     }
     if name.eq_ignore_ascii_case("lock_timeout") {
+        if let [value] = values
+            && timeout_ms(value).is_some_and(|ms| ms > MAX_LOCK_TIMEOUT_MS)
+        {
+            out.push(finding(
+                "require-lock-timeout",
+                Severity::Warn,
+                Safety::Safe,
+                format!(
+                    "lock_timeout = {value} lets a statement that waits for a strong lock \
+                     queue every later query on its table for up to that long: more than 10s \
+                     is an outage, not a timeout"
+                ),
+                RECIPE_LOCK_TIMEOUT,
+            ));
+        }
         ctx.set_lock_timeout(sets_a_timeout(values), local);
     } else if name.eq_ignore_ascii_case("statement_timeout") {
         let timeout = sets_a_timeout(values).then(|| {
@@ -756,30 +829,67 @@ fn set_configs(query: &Query) -> Vec<(String, &Expr, bool)> {
         .collect()
 }
 
+/// The name of a setting as PostgreSQL looks it up: quotes left out, letters in any case
+/// (`SET "lock_timeout"` is `SET lock_timeout`).
+fn setting_name(name: &ObjectName) -> String {
+    let parts: Vec<&str> = name
+        .0
+        .iter()
+        .filter_map(|p| p.as_ident().map(|i| i.value.as_str()))
+        .collect();
+    parts.join(".").to_ascii_lowercase()
+}
+
 fn is_lock_timeout(name: &ObjectName) -> bool {
-    name.to_string().eq_ignore_ascii_case("lock_timeout")
+    setting_name(name) == "lock_timeout"
 }
 
 fn is_statement_timeout(name: &ObjectName) -> bool {
-    name.to_string().eq_ignore_ascii_case("statement_timeout")
+    setting_name(name) == "statement_timeout"
 }
 
+/// The longest `lock_timeout` that still protects traffic: every query on the table queues
+/// behind a statement waiting for its lock, for as long as the timeout lets it wait. Ten
+/// seconds is strong_migrations' default; squawk suggests shorter still.
+const MAX_LOCK_TIMEOUT_MS: f64 = 10_000.0;
+
 /// Whether `SET lock_timeout` to `values` sets a timeout: `0` (in any unit) and `DEFAULT`
-/// (0 unless the server says otherwise) turn it off.
+/// (0 unless the server says otherwise) turn it off. A value not read (a placeholder) is
+/// taken to set one.
 fn sets_a_timeout(values: &[Expr]) -> bool {
     let [value] = values else {
         return true;
     };
-    let text = value.to_string();
-    let text = text.trim_matches(|c| c == '\'' || c == '"').trim();
-    if text.eq_ignore_ascii_case("default") {
+    if value
+        .to_string()
+        .trim_matches(['\'', '"'])
+        .trim()
+        .eq_ignore_ascii_case("default")
+    {
         return false;
     }
-    let number: String = text
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .collect();
-    !number.parse::<f64>().is_ok_and(|n| n == 0.0)
+    timeout_ms(value).is_none_or(|ms| ms != 0.0)
+}
+
+/// A timeout's value in milliseconds, read as PostgreSQL reads it: a number, with a unit
+/// (`us`, `ms`, `s`, `min`, `h`, `d`) or without (milliseconds). `None` if it is not one.
+fn timeout_ms(value: &Expr) -> Option<f64> {
+    let text = value.to_string();
+    let text = text.trim_matches(['\'', '"']).trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let per_unit = match unit.trim() {
+        "" | "ms" => 1.0,
+        "us" => 0.001,
+        "s" => 1_000.0,
+        "min" => 60_000.0,
+        "h" => 3_600_000.0,
+        "d" => 86_400_000.0,
+        _ => return None,
+    };
+    Some(number.parse::<f64>().ok()? * per_unit)
 }
 
 /// The findings of one operation of an `ALTER TABLE`; `collations` holds the columns whose
@@ -1706,7 +1816,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             ..
         }) if is_lock_timeout(variable) || is_statement_timeout(variable) => {
             let local = matches!(scope, Some(ContextModifier::Local));
-            set_timeout(ctx, &variable.to_string(), values, local);
+            set_timeout(ctx, &setting_name(variable), values, local, &mut out);
         }
         // Other settings of the session (`pg_dump` starts with a dozen) change no schema.
         Statement::Set(_) => {}
@@ -1915,11 +2025,23 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
         }
         Statement::AlterTable(at) => {
             let created = !ctx.in_use(&at.name);
+            let table = table_key(&at.name);
             for op in &at.operations {
+                // PostgreSQL leaves a column that is there already as it is.
+                if let AlterTableOperation::AddColumn {
+                    if_not_exists: true,
+                    column_def,
+                    ..
+                } = op
+                    && ctx.schema.column_type(&at.name, &column_def.name).is_some()
+                {
+                    continue;
+                }
                 alter_table(
                     &at.name,
                     op,
-                    created,
+                    // No running version uses a column this migration added either.
+                    created || ctx.only_added_columns(&table, op),
                     &ctx.schema,
                     &written.collations,
                     &mut out,
@@ -1936,7 +2058,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                     // The old version knows nothing of a column this migration adds, so its
                     // inserts leave it out: while it runs, a required one needs its default.
                     AlterTableOperation::AddColumn { column_def, .. } if !created => {
-                        let column = (table_key(&at.name), ident_key(&column_def.name));
+                        let column = (table.clone(), ident_key(&column_def.name));
                         if column_def.options.iter().any(|o| {
                             matches!(
                                 o.option,
@@ -1953,7 +2075,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                         op: AlterColumnOperation::DropDefault,
                     } if ctx
                         .required_added
-                        .contains(&(table_key(&at.name), ident_key(column_name))) =>
+                        .contains(&(table.clone(), ident_key(column_name))) =>
                     {
                         out.push(finding(
                             "adding-required-field",
@@ -1971,6 +2093,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                     }
                     _ => {}
                 }
+                ctx.follow_columns(&table, op);
             }
             // PostgreSQL validates in the same command, under the lock its other actions took.
             if locks
@@ -2182,7 +2305,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                 ctx.create(&table);
             }
             for (name, value, local) in set_configs(query) {
-                set_timeout(ctx, &name, std::slice::from_ref(value), local);
+                set_timeout(ctx, &name, std::slice::from_ref(value), local, &mut out);
             }
         }
         // Privileges given, statistics gathered, an index renamed: nothing a running version

@@ -654,8 +654,16 @@ fn index_key(table: &str, index: &Ident) -> String {
 /// new type carries `COLLATE`.
 fn alter(columns: &mut Columns, op: &AlterTableOperation, collations: &[(String, String)]) {
     match op {
-        AlterTableOperation::AddColumn { column_def, .. } => {
-            columns.insert(ident_key(&column_def.name), column(column_def));
+        // PostgreSQL leaves a column that is there already as it is.
+        AlterTableOperation::AddColumn {
+            column_def,
+            if_not_exists,
+            ..
+        } => {
+            let key = ident_key(&column_def.name);
+            if !(*if_not_exists && columns.contains_key(&key)) {
+                columns.insert(key, column(column_def));
+            }
         }
         AlterTableOperation::DropColumn { column_names, .. } => {
             for c in column_names {

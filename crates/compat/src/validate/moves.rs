@@ -177,11 +177,15 @@ impl Validator {
         let hop = path.hops.first().unwrap_or(target);
         let conclusion =
             format!("{service} runs {running}, and no route to {target} suits every instance");
+        let why = graph
+            .edge_not_taken(stray, hop)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| format!("{stray} -> {hop} is not an upgrade edge"));
         let e = Explanation::new(conclusion.clone())
             .fact(format!("the route from {} is {path}", path.from))
             .fact(format!(
-                "the instances at {stray} cannot go straight to {hop}: {stray} -> {hop} is not \
-                 an upgrade edge"
+                "the instances at {stray} cannot go straight to {hop}: {why}"
             ));
         let latest = now.iter().max().unwrap_or(&path.from);
         let joins = now
@@ -397,10 +401,16 @@ impl Validator {
         }
     }
 
-    /// The latest minor of each major among the releases of `service` that are not yanked.
+    /// The latest minor of each major among the releases of `service` that are not yanked. A
+    /// minor with only pre-releases is not counted: nobody must run a release candidate
+    /// before moving to the next major.
     fn last_minors(&self, service: &str) -> BTreeMap<u64, u64> {
         let mut last = BTreeMap::new();
-        for r in self.registry.releases(service).filter(|r| !r.yanked) {
+        for r in self
+            .registry
+            .releases(service)
+            .filter(|r| !r.yanked && r.version.pre.is_empty())
+        {
             let minor = last.entry(r.version.major).or_insert(r.version.minor);
             *minor = (*minor).max(r.version.minor);
         }
