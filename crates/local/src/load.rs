@@ -69,7 +69,8 @@ pub struct Tally {
     pub answered: u64,
     /// Of those, answered with a 5xx by the version itself.
     pub server_errors: u64,
-    /// Requests no version answered (refused or dropped connections, proxy 502/503).
+    /// Requests no version answered (refused or dropped connections, proxy 502/503, no answer
+    /// by the end of [`Load::stop`]'s wait).
     pub unanswered: u64,
     /// Requests that fell due while the bound of requests in flight was reached, and were not
     /// sent: the answers were too slow for the rate (see `latency`). Not counted as unanswered,
@@ -210,7 +211,7 @@ impl Load {
     }
 
     /// Stops sending, lets the requests in flight finish (all within two seconds; one still
-    /// waiting then is cancelled, uncounted) and returns the totals.
+    /// waiting then is cancelled and counted as unanswered) and returns the totals.
     pub async fn stop(&self) -> Tally {
         self.stop.notify_one();
         let scheduler = self
@@ -245,7 +246,8 @@ impl Drop for Load {
 }
 
 /// Starts a request every `1 / rps` seconds, each due at `start + n / rps` and measured from
-/// then, until told to stop; then waits for the requests in flight (at most [`STOP_WAIT`]).
+/// then, until told to stop; then waits for the requests in flight (at most [`STOP_WAIT`],
+/// then cancels those left and counts them as unanswered).
 async fn schedule(shared: Arc<Shared>, rps: f64, max_in_flight: usize, stop: Arc<Notify>) {
     let start = Instant::now();
     let mut in_flight = JoinSet::new();
@@ -265,8 +267,17 @@ async fn schedule(shared: Arc<Shared>, rps: f64, max_in_flight: usize, stop: Arc
         in_flight.spawn(request(Arc::clone(&shared), due));
     }
     let finished = async { while in_flight.join_next().await.is_some() {} };
-    // A request stuck on a hanging upstream is cancelled with the set when the wait is over.
-    let _ = tokio::time::timeout(STOP_WAIT, finished).await;
+    if tokio::time::timeout(STOP_WAIT, finished).await.is_ok() {
+        return;
+    }
+    // A request stuck on a hanging upstream is cancelled and counted as unanswered: it fell due
+    // and got no answer. One that finished meanwhile has counted itself.
+    in_flight.abort_all();
+    while let Some(ended) = in_flight.join_next().await {
+        if ended.is_err_and(|e| e.is_cancelled()) {
+            shared.tally().unanswered += 1;
+        }
+    }
 }
 
 /// One request, due at `due`: on an idle keep-alive connection, or a new one. A connection that
@@ -542,6 +553,19 @@ mod tests {
         assert_eq!(*accepted.lock().unwrap(), 3);
         drop(load);
         server.abort();
+    }
+
+    /// Requests still waiting for an answer when the load stops are counted as unanswered once
+    /// the wait for them is over: every request that fell due is counted once, and a stall at
+    /// the end of a run shows as failed requests rather than vanishing from the tally.
+    #[tokio::test(start_paused = true)]
+    async fn requests_cancelled_at_stop_are_counted_unanswered() {
+        let (addr, _, server) = silent().await;
+        let load = Load::start_bounded(addr, 20.0, 3).expect("start");
+        tokio::time::sleep(Duration::from_millis(975)).await;
+        let t = load.stop().await;
+        server.abort();
+        assert_eq!((t.answered, t.unanswered, t.not_sent), (0, 3, 17), "{t}");
     }
 
     /// Once stopped, the load holds no connection open to the proxy, though it is still there

@@ -61,24 +61,32 @@ impl LockDir {
         let path = self.path(service)?;
         let io =
             |e: std::io::Error| Error::platform("process", format!("lock {}: {e}", path.display()));
-        match self.create(&path, holder) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let current = std::fs::read_to_string(&path).map_err(io)?;
-                if current == holder {
-                    Ok(())
-                } else {
-                    Err(Error::conflict(
-                        "lock",
-                        service,
-                        format!(
-                            "deployment {current} holds the lock of this service ({})",
-                            path.display()
-                        ),
-                    ))
+        // A lock freed between the attempt and the look at its holder is tried again: its
+        // holder finished, so the lock is free to take, not an error.
+        let current = loop {
+            match self.create(&path, holder) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    match std::fs::read_to_string(&path) {
+                        Ok(current) => break current,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(io(e)),
+                    }
                 }
+                Err(e) => return Err(io(e)),
             }
-            Err(e) => Err(io(e)),
+        };
+        if current == holder {
+            Ok(())
+        } else {
+            Err(Error::conflict(
+                "lock",
+                service,
+                format!(
+                    "deployment {current} holds the lock of this service ({})",
+                    path.display()
+                ),
+            ))
         }
     }
 
@@ -172,6 +180,30 @@ mod tests {
             assert!(a.lock(bad, "x").is_err(), "{bad}");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A lock freed between a taker's attempt and its look at the holder is taken, or refused
+    /// naming a holder: never an error about a file that vanished.
+    #[test]
+    fn a_lock_freed_while_it_is_being_taken_is_no_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = LockDir::new(dir.path()).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..3_000 {
+                    if locks.lock("web", "d-1").is_ok() {
+                        locks.unlock("web", "d-1").unwrap();
+                    }
+                }
+            });
+            for _ in 0..3_000 {
+                match locks.lock("web", "d-2") {
+                    Ok(()) => locks.unlock("web", "d-2").unwrap(),
+                    Err(Error::Conflict { .. }) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        });
     }
 
     #[test]

@@ -7,9 +7,11 @@
 //! drops writes silently when its file cannot be opened, and brings `chrono` and `flate2` for
 //! time-based names and compression that instance logs do not need.
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, PipeReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -197,12 +199,15 @@ impl RotatingFile {
 /// How long [`Pump::drained`] waits for the last of a process's output once the process exited.
 const DRAIN_WAIT: Duration = Duration::from_millis(200);
 
-/// The thread that copies one process's output into its log.
-#[derive(Debug)]
+/// The thread that copies one process's output into its log; a clone is another handle to it.
+#[derive(Debug, Clone)]
 pub(crate) struct Pump {
     /// Closed when the thread has written everything the pipe held and ended (nothing is ever
     /// sent on it).
     done: watch::Receiver<()>,
+    /// The last lines of this process's output (not of the log file, which an earlier process
+    /// of the same instance id may have written).
+    tail: Arc<Mutex<Tail>>,
 }
 
 impl Pump {
@@ -215,6 +220,8 @@ impl Pump {
         mut log: RotatingFile,
     ) -> std::io::Result<Self> {
         let (tx, done) = watch::channel(());
+        let tail = Arc::new(Mutex::new(Tail::default()));
+        let kept = Arc::clone(&tail);
         let id = instance.to_owned();
         std::thread::Builder::new()
             .name(format!("serin-log-{instance}"))
@@ -232,6 +239,7 @@ impl Pump {
                             break;
                         }
                     };
+                    lock(&kept).push(&buf[..n]);
                     if let Err(e) = log.write(&buf[..n])
                         && !std::mem::replace(&mut warned, true)
                     {
@@ -242,11 +250,16 @@ impl Pump {
                     }
                 }
             })?;
-        Ok(Pump { done })
+        Ok(Pump { done, tail })
+    }
+
+    /// The last non-empty lines of the process's output so far, oldest first (see [`Tail`]).
+    pub(crate) fn tail(&self) -> Vec<String> {
+        lock(&self.tail).lines()
     }
 
     /// Waits, at most [`DRAIN_WAIT`], for the thread to write the last of the output (called once
-    /// the process has exited, before its last log line is read). A child the process left
+    /// the process has exited, before its [`tail`](Self::tail) is read). A child the process left
     /// behind may hold the pipe open for longer; its output then lands later.
     ///
     /// The wait owns what it needs, so a caller can take it while holding a lock and wait
@@ -259,30 +272,71 @@ impl Pump {
     }
 }
 
-/// How much of the end of a log [`last_line`] reads.
-const LOG_TAIL_BYTES: u64 = 64 * 1024;
+/// How many lines a [`Tail`] keeps: a process that fails often says why on one line and adds a
+/// hint or a stack after it (a Rust panic ends with its `RUST_BACKTRACE` note), so the last line
+/// alone rarely holds the cause.
+const TAIL_LINES: usize = 5;
 
-/// The last non-empty line of an instance's log, from the current file or, if that holds none
-/// (it was just rotated), from the newest rotated one. Only the last 64 KiB of a file are read:
-/// this runs on the task that reports the instance's status. Bytes that are not UTF-8 (a binary
-/// dump, a cut character) are replaced, not fatal.
-pub(crate) fn last_line(log: &Path) -> Option<String> {
-    last_line_of(log).or_else(|| last_line_of(&rotated(log, 1)))
+/// The most characters of a line a [`Tail`] keeps.
+const TAIL_LINE_CHARS: usize = 300;
+
+/// The last non-empty lines of one process's output, kept as the output goes by, to describe
+/// the process once it exits. Bounded: [`TAIL_LINES`] lines of at most [`TAIL_LINE_CHARS`]
+/// characters each. Bytes that are not UTF-8 (a binary dump, a cut character) are replaced.
+#[derive(Debug, Default)]
+struct Tail {
+    lines: VecDeque<String>,
+    /// The start of the line being written (up to four bytes a character, so the kept
+    /// characters are whole).
+    partial: Vec<u8>,
 }
 
-fn last_line_of(log: &Path) -> Option<String> {
-    use std::io::{Seek, SeekFrom};
-    let mut file = File::open(log).ok()?;
-    let len = file.metadata().ok()?.len();
-    file.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)))
-        .ok()?;
-    let mut tail = Vec::new();
-    file.take(LOG_TAIL_BYTES).read_to_end(&mut tail).ok()?;
-    String::from_utf8_lossy(&tail)
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .map(|l| l.chars().take(300).collect())
+impl Tail {
+    fn push(&mut self, mut chunk: &[u8]) {
+        while let Some(end) = chunk.iter().position(|&b| b == b'\n') {
+            self.extend_partial(&chunk[..end]);
+            let line = tail_line(&self.partial);
+            self.partial.clear();
+            if let Some(line) = line {
+                if self.lines.len() == TAIL_LINES {
+                    self.lines.pop_front();
+                }
+                self.lines.push_back(line);
+            }
+            chunk = &chunk[end + 1..];
+        }
+        self.extend_partial(chunk);
+    }
+
+    fn extend_partial(&mut self, bytes: &[u8]) {
+        let room = (TAIL_LINE_CHARS * 4).saturating_sub(self.partial.len());
+        self.partial
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    /// The kept lines, the unfinished last one included, oldest first.
+    fn lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self.lines.iter().cloned().collect();
+        if let Some(last) = tail_line(&self.partial) {
+            if lines.len() == TAIL_LINES {
+                lines.remove(0);
+            }
+            lines.push(last);
+        }
+        lines
+    }
+}
+
+/// `bytes` as a line of a [`Tail`], or `None` if blank.
+fn tail_line(bytes: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.strip_suffix('\r').unwrap_or(&text);
+    (!text.trim().is_empty()).then(|| text.chars().take(TAIL_LINE_CHARS).collect())
+}
+
+fn lock(tail: &Mutex<Tail>) -> MutexGuard<'_, Tail> {
+    tail.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -405,36 +459,29 @@ mod tests {
     }
 
     #[test]
-    fn the_last_line_falls_back_to_the_newest_rotated_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("web-1.log");
-        std::fs::write(rotated(&log, 1), "first\npanicked at the end\n\n").unwrap();
-        std::fs::write(&log, "").unwrap();
-        assert_eq!(last_line(&log).as_deref(), Some("panicked at the end"));
-        std::fs::write(&log, "now\n").unwrap();
-        assert_eq!(last_line(&log).as_deref(), Some("now"));
-    }
-
-    #[test]
-    fn the_last_log_line_comes_from_the_end_of_any_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("web-1.log");
-        let mut text = b"starting\n".repeat(200_000);
-        text.extend_from_slice(b"\xff\xfe binary noise\n");
+    fn the_tail_keeps_the_last_lines_however_the_output_is_cut() {
+        let mut tail = Tail::default();
+        let mut text = b"starting\n".repeat(20_000);
+        text.extend_from_slice(b"\xff\xfe binary noise\r\n");
         text.extend_from_slice(b"fatal: address already in use\n\n  \n");
-        std::fs::write(&log, &text).unwrap();
+        text.extend_from_slice(&b"x".repeat(100_000));
+        text.extend_from_slice(b"\nnote: a hint");
+        for piece in text.chunks(7) {
+            tail.push(piece);
+        }
         assert_eq!(
-            last_line(&log).as_deref(),
-            Some("fatal: address already in use")
+            tail.lines(),
+            [
+                "starting".to_owned(),
+                "\u{fffd}\u{fffd} binary noise".to_owned(),
+                "fatal: address already in use".to_owned(),
+                "x".repeat(TAIL_LINE_CHARS),
+                "note: a hint".to_owned(),
+            ]
         );
-        std::fs::write(&log, b"\xff\xfe only noise").unwrap();
-        assert_eq!(
-            last_line(&log).as_deref(),
-            Some("\u{fffd}\u{fffd} only noise")
-        );
-        std::fs::write(&log, b"").unwrap();
-        assert_eq!(last_line(&log), None);
-        assert_eq!(last_line(&dir.path().join("missing.log")), None);
+        tail.push(format!("\n{}", "é".repeat(1_000)).as_bytes());
+        assert_eq!(tail.lines().last(), Some(&"é".repeat(TAIL_LINE_CHARS)));
+        assert!(Tail::default().lines().is_empty());
     }
 
     #[tokio::test]
@@ -463,5 +510,9 @@ mod tests {
             .map(|i| format!("line {i:04} of the instance's output\n"))
             .collect();
         assert_eq!(all, expected, "read back in order, nothing is lost");
+        let last: Vec<String> = (4_995..5_000)
+            .map(|i| format!("line {i:04} of the instance's output"))
+            .collect();
+        assert_eq!(pump.tail(), last);
     }
 }

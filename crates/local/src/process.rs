@@ -18,7 +18,7 @@ use serin_signals::{ProbeStatus, Track};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::time::Instant;
 
-use crate::logs::{LogRotation, Pump, RotatingFile, last_line};
+use crate::logs::{LogRotation, Pump, RotatingFile};
 use crate::probe;
 
 /// How a [`ProcessPlatform`] runs and checks its processes. Serialized in camelCase (`logDir`,
@@ -187,7 +187,6 @@ struct Proc {
     child: Child,
     /// The write end of the process's stdin, held open for as long as the platform lives.
     _lifeline: Option<ChildStdin>,
-    log: PathBuf,
     /// The thread that writes the process's output to `log`.
     pump: Pump,
     exited: Option<String>,
@@ -225,7 +224,7 @@ struct Running {
 /// - An instance is **ready** when `GET {readiness_path}` on its port answers a status from 200
 ///   to 399 (as the kubelet counts an HTTP probe; a redirect is not followed), checked on each
 ///   [`status`](Platform::status); **live** while its process runs.
-/// - A process that exits is reported dead (with its exit status and the last line of its log)
+/// - A process that exits is reported dead (with its exit status and the last lines it wrote)
 ///   and is **never restarted silently**: the caller decides (roll back, scale, retire).
 /// - Each process leads a process group of its own, and stopping signals the whole group, so a
 ///   wrapper (`sh -c ./web`) stops together with the service it started. Stopping sends SIGTERM,
@@ -475,7 +474,6 @@ impl ProcessPlatform {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             _lifeline: child.stdin.take(),
             child,
-            log,
             pump,
             exited: None,
         })
@@ -537,7 +535,7 @@ impl ProcessPlatform {
     }
 
     /// Checks every process of `key`: which exited, and each one's address. A process found
-    /// exited is described with the last line of its log once its output is all written; that
+    /// exited is described with the last lines it wrote once its output is all written; that
     /// wait (up to 200 ms) happens with the platform's lock released, so no other call waits.
     async fn census(&self, key: &TrackKey) -> Result<(TrackSpec, Vec<Census>)> {
         let mut ended = Vec::new();
@@ -552,16 +550,20 @@ impl ProcessPlatform {
                     && let Some(status) = leader_exit(&mut p.child)
                 {
                     let drained = tokio::spawn(p.pump.drained());
-                    ended.push((out.len(), status, drained, p.log.clone()));
+                    ended.push((out.len(), status, drained, p.pump.clone()));
                 }
                 out.push((p.id.clone(), p.addr, p.exited.clone()));
             }
             (running.spec.clone(), out)
         };
-        for (i, status, drained, log) in ended {
+        for (i, status, drained, pump) in ended {
             let _ = drained.await;
-            let tail =
-                last_line(&log).map_or_else(String::new, |l| format!("; last log line: {l}"));
+            let tail = pump.tail();
+            let tail = if tail.is_empty() {
+                String::new()
+            } else {
+                format!("; last log lines: {}", tail.join(" | "))
+            };
             let why = format!("exited with {status}{tail}");
             let Some((id, _, exited)) = out.get_mut(i) else {
                 continue;

@@ -265,7 +265,9 @@ async fn a_chatty_instance_log_is_rotated_and_its_last_words_are_reported() {
         .unwrap();
     let (_, msg) = never_ready(&p, &spec, Duration::from_secs(10)).await;
     assert!(
-        msg.contains("exit status: 3") && msg.contains("last log line: fatal: the last words"),
+        msg.contains("exit status: 3")
+            && msg.contains("last log lines: ")
+            && msg.ends_with("fatal: the last words"),
         "{msg}"
     );
     let log = p.log_path("web", "blue-0");
@@ -284,6 +286,63 @@ async fn a_chatty_instance_log_is_rotated_and_its_last_words_are_reported() {
     assert!(!std::path::Path::new(&format!("{}.3", log.display())).exists());
     p.retire("web", &Track::Blue, Duration::ZERO).await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A service that fails at start reports why on several lines, the cause first and a hint
+/// after (a Rust panic ends with the `RUST_BACKTRACE` note, a Go one with a stack): its death is
+/// reported with the tail of its log, which holds the cause, not with the hint alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_exits_at_start_is_reported_with_its_log_tail() {
+    let p = platform("exits-at-start");
+    let spec = serin_orchestrator::TrackSpec::new("web", "1.0.0", Track::Blue, 1)
+        .unwrap()
+        .with_command([
+            "sh",
+            "-c",
+            "echo starting; echo 'panicked at src/main.rs:9:5:' >&2; \
+             echo 'config file /etc/web.toml not found' >&2; \
+             echo 'note: run with `RUST_BACKTRACE=1` to display a backtrace' >&2; exit 101",
+        ])
+        .unwrap();
+    let (_, msg) = never_ready(&p, &spec, Duration::from_secs(10)).await;
+    assert!(
+        msg.contains("died while starting")
+            && msg.contains("exit status: 101")
+            && msg.contains("config file /etc/web.toml not found")
+            && msg.contains("RUST_BACKTRACE"),
+        "{msg}"
+    );
+    p.retire("web", &Track::Blue, Duration::ZERO).await.unwrap();
+    let _ = std::fs::remove_dir_all(test_dir("exits-at-start"));
+}
+
+/// An instance's log file outlives its process and is continued by the next one of the same
+/// id: a process that dies without a word is reported with no log lines, not with the last
+/// words of the one before it, which would blame the new version for the old one's output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_death_is_not_reported_with_an_earlier_process_s_output() {
+    let p = platform("silent-death");
+    let spec = |script: &str| {
+        serin_orchestrator::TrackSpec::new("web", "1.0.0", Track::Blue, 1)
+            .unwrap()
+            .with_command(["sh", "-c", script])
+            .unwrap()
+    };
+    let (_, first) = never_ready(
+        &p,
+        &spec("echo 'the old version says goodbye'; exit 1"),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(first.contains("the old version says goodbye"), "{first}");
+    p.retire("web", &Track::Blue, Duration::ZERO).await.unwrap();
+    let (_, second) = never_ready(&p, &spec("kill -KILL $$"), Duration::from_secs(10)).await;
+    assert!(
+        second.contains("signal: 9") && !second.contains("goodbye"),
+        "{second}"
+    );
+    p.retire("web", &Track::Blue, Duration::ZERO).await.unwrap();
+    let _ = std::fs::remove_dir_all(test_dir("silent-death"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
