@@ -158,7 +158,8 @@ impl HttpHealth {
 
     /// Runs [`refresh`](Self::refresh) every `every` on the tokio runtime, stamping results
     /// with the system clock, until this source is dropped (the task holds only a weak
-    /// reference). A failed pass is logged and the next one tries again.
+    /// reference). A failed pass is logged and the next one tries again. A period under 1 ms
+    /// is taken as 1 ms, so that passes never run back to back.
     pub fn spawn_refresh(
         self: &Arc<Self>,
         platform: Arc<dyn Platform>,
@@ -168,6 +169,7 @@ impl HttpHealth {
     ) -> tokio::task::JoinHandle<()> {
         let weak: Weak<Self> = Arc::downgrade(self);
         let service = service.to_owned();
+        let every = every.max(crate::MIN_PERIOD);
         tokio::spawn(async move {
             while let Some(health) = weak.upgrade() {
                 let now = Timestamp::from_system_time(SystemTime::now());

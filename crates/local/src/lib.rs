@@ -84,3 +84,8 @@ pub use metrics::ProxyMetrics;
 pub use process::{ProcessConfig, ProcessPlatform, free_loopback_port};
 pub use proxied::ProxiedPlatform;
 pub use proxy::{ProxyConfig, ProxyRouter};
+
+/// The shortest pause between two passes of a background task
+/// ([`HttpHealth::spawn_refresh`], [`ProxiedPlatform::spawn_sync`]): a zero period would run
+/// them back to back, hammering the platform and starving the runtime.
+const MIN_PERIOD: std::time::Duration = std::time::Duration::from_millis(1);

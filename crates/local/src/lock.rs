@@ -4,16 +4,25 @@
 //! A lock is the file `{dir}/{service}.lock` holding its holder's name (a deployment id). It is
 //! taken by linking a file that already holds the name as the lock (`link` fails if the lock
 //! exists and is atomic on a local file system), taken again by the same holder, and freed by
-//! removing the file. It deliberately survives the
+//! removing the file. Taking and freeing hold an advisory lock on `{dir}/.guard` (`flock`,
+//! released by the kernel if the process dies) while they look at the lock and change it: an
+//! unlock reads the holder's name and then removes the file, and without the guard a lock
+//! freed and taken by another deployment between the two (a retried unlock racing the first)
+//! would be the one removed. It deliberately survives the
 //! death of the process that took it: the deployment it names is unfinished in the journal and
 //! must be resumed (or rolled back) before another one starts, as the `Platform` contract says.
 //! An operator who knows better removes the file; the refusal names it.
 
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serin_orchestrator::{Error, Result};
+
+/// The file whose advisory lock taking and freeing a lock hold (never a lock: those end in
+/// `.lock`).
+const GUARD: &str = ".guard";
 
 /// Deployment locks kept as files in one directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,13 +65,28 @@ impl LockDir {
         Ok(self.dir.join(format!("{service}.lock")))
     }
 
+    /// Waits for the guard (see the module docs): the returned file holds it until dropped.
+    fn guard(&self) -> Result<File> {
+        let path = self.dir.join(GUARD);
+        // Opened for reading where it exists, so that users who share the directory but not
+        // the file's ownership can all take it.
+        let opened = File::open(&path).or_else(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => File::create(&path),
+            _ => Err(e),
+        });
+        opened
+            .and_then(|f| f.lock().map(|()| f))
+            .map_err(|e| Error::platform("process", format!("lock {}: {e}", path.display())))
+    }
+
     /// Takes the lock of `service` for `holder`, or answers who holds it.
     pub fn lock(&self, service: &str, holder: &str) -> Result<()> {
         let path = self.path(service)?;
+        let _guard = self.guard()?;
         let io =
             |e: std::io::Error| Error::platform("process", format!("lock {}: {e}", path.display()));
-        // A lock freed between the attempt and the look at its holder is tried again: its
-        // holder finished, so the lock is free to take, not an error.
+        // A lock removed between the attempt and the look at its holder (by hand, as unlocks
+        // wait for the guard) is tried again: it is free to take, not an error.
         let current = loop {
             match self.create(&path, holder) {
                 Ok(()) => return Ok(()),
@@ -134,13 +158,20 @@ impl LockDir {
     /// Frees the lock of `service` if `holder` holds it.
     pub fn unlock(&self, service: &str, holder: &str) -> Result<()> {
         let path = self.path(service)?;
+        let _guard = self.guard()?;
         match std::fs::read_to_string(&path) {
-            Ok(current) if current == holder => std::fs::remove_file(&path)
-                .or_else(|e| match e.kind() {
-                    std::io::ErrorKind::NotFound => Ok(()),
-                    _ => Err(e),
-                })
-                .map_err(|e| Error::platform("process", format!("unlock {}: {e}", path.display()))),
+            Ok(current) if current == holder => {
+                #[cfg(test)]
+                tests::before_freeing();
+                std::fs::remove_file(&path)
+                    .or_else(|e| match e.kind() {
+                        std::io::ErrorKind::NotFound => Ok(()),
+                        _ => Err(e),
+                    })
+                    .map_err(|e| {
+                        Error::platform("process", format!("unlock {}: {e}", path.display()))
+                    })
+            }
             Ok(_) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::platform(
@@ -204,6 +235,50 @@ mod tests {
                 }
             }
         });
+    }
+
+    thread_local! {
+        /// Run by [`LockDir::unlock`] once it has found its holder's name, before it frees.
+        static BEFORE_FREEING: std::cell::RefCell<Option<Box<dyn FnOnce()>>> =
+            std::cell::RefCell::new(None);
+    }
+
+    pub(super) fn before_freeing() {
+        if let Some(run) = BEFORE_FREEING.take() {
+            run();
+        }
+    }
+
+    /// An unlock that found its holder's name is not joined, before it frees the lock, by
+    /// another unlock of that holder (a retried release) and a taker of the freed lock: the
+    /// taker's lock would be the one removed.
+    #[test]
+    fn an_unlock_never_frees_a_lock_another_holder_took() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = LockDir::new(dir.path()).unwrap();
+        locks.lock("web", "d-1").unwrap();
+        let others_went_first = std::rc::Rc::new(std::cell::Cell::new(false));
+        let (others, went_first) = (locks.clone(), others_went_first.clone());
+        let guard = dir.path().join(GUARD);
+        BEFORE_FREEING.set(Some(Box::new(move || {
+            let excluded = std::fs::File::create(&guard).unwrap().try_lock().is_err();
+            if !excluded {
+                others.unlock("web", "d-1").unwrap();
+                others.lock("web", "d-2").unwrap();
+                went_first.set(true);
+            }
+        })));
+        locks.unlock("web", "d-1").unwrap();
+        if !others_went_first.get() {
+            locks.unlock("web", "d-1").unwrap();
+            locks.lock("web", "d-2").unwrap();
+        }
+        let held = std::fs::read_to_string(dir.path().join("web.lock"));
+        assert_eq!(
+            held.ok().as_deref(),
+            Some("d-2"),
+            "the taker's lock was removed"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! appends them to the instance's log file and rotates that file at a size limit, so that an
 //! instance that runs for months, or one that writes a line per request, cannot fill the disk.
 //!
-//! The rotation is a chain of renames (`web-green-0.log` → `.log.1` → `.log.2` …), written here
+//! The rotation is a chain of renames (`web/green-0.log` → `.log.1` → `.log.2` …), written here
 //! rather than taken from `file-rotate`: that crate panics when its directory cannot be created,
 //! drops writes silently when its file cannot be opened, and brings `chrono` and `flate2` for
 //! time-based names and compression that instance logs do not need.
@@ -107,7 +107,7 @@ impl From<LogRotation> for RawRotation {
     }
 }
 
-/// The `n`-th rotated file of `log` (`web-green-0.log.1` is the newest); `n = 0` is `log`.
+/// The `n`-th rotated file of `log` (`web/green-0.log.1` is the newest); `n = 0` is `log`.
 pub(crate) fn rotated(log: &Path, n: u32) -> PathBuf {
     if n == 0 {
         return log.to_path_buf();

@@ -42,7 +42,9 @@ use crate::probe;
 #[serde(try_from = "RawProcessConfig", into = "RawProcessConfig")]
 #[non_exhaustive]
 pub struct ProcessConfig {
-    /// Where each process's standard output and error go: `{service}-{track}-{n}.log`.
+    /// Where each process's standard output and error go: `{service}/{track}-{n}.log`, a
+    /// directory per service (created when its first instance starts), since service and
+    /// track names may both hold `-` and one flat name could belong to two instances.
     pub log_dir: PathBuf,
     /// When those logs are rotated (default at 16 MiB, keeping 3 rotated files).
     pub log_rotation: LogRotation,
@@ -424,11 +426,12 @@ impl ProcessPlatform {
         })
     }
 
-    /// The log file of `instance` (`green-0`) of `service`.
+    /// The log file of `instance` (`green-0`) of `service`: `{logDir}/{service}/green-0.log`.
     pub fn log_path(&self, service: &str, instance: &str) -> PathBuf {
         self.config
             .log_dir
-            .join(format!("{service}-{instance}.log"))
+            .join(service)
+            .join(format!("{instance}.log"))
     }
 
     fn running(&self) -> MutexGuard<'_, BTreeMap<TrackKey, Running>> {
@@ -444,6 +447,7 @@ impl ProcessPlatform {
             .map_err(|e| fail(format!("no free loopback port for {id}: {e}")))?;
         let log = self.log_path(spec.service(), &id);
         let cannot_log = |e: std::io::Error| fail(format!("cannot log to {}: {e}", log.display()));
+        std::fs::create_dir_all(self.config.log_dir.join(spec.service())).map_err(cannot_log)?;
         let file = RotatingFile::open(&log, self.config.log_rotation).map_err(cannot_log)?;
         let (reader, out) = std::io::pipe().map_err(cannot_log)?;
         let err = out.try_clone().map_err(cannot_log)?;
@@ -811,6 +815,15 @@ impl Platform for ProcessPlatform {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Service and track names may both hold `-`: `a-b`'s `c-0` and `a`'s `b-c-0` must not
+    /// write one file, which would give one instance's death the other's last lines.
+    #[test]
+    fn instances_of_services_and_tracks_named_with_dashes_log_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = ProcessPlatform::new(ProcessConfig::new(dir.path())).unwrap();
+        assert_ne!(p.log_path("a-b", "c-0"), p.log_path("a", "b-c-0"));
+    }
 
     #[test]
     fn a_readiness_path_no_request_can_carry_is_refused_naming_it() {

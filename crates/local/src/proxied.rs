@@ -263,9 +263,11 @@ impl<P: Platform> ProxiedPlatform<P> {
 
 impl<P: Platform + 'static> ProxiedPlatform<P> {
     /// Runs [`sync`](ProxiedPlatform::sync) every `every` on the tokio runtime, until the
-    /// platform is dropped (the task holds only a weak reference).
+    /// platform is dropped (the task holds only a weak reference). A period under 1 ms is taken
+    /// as 1 ms, so that passes never run back to back.
     pub fn spawn_sync(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
         let weak: Weak<Self> = Arc::downgrade(self);
+        let every = every.max(crate::MIN_PERIOD);
         tokio::spawn(async move {
             while let Some(platform) = weak.upgrade() {
                 platform.sync().await;
