@@ -375,7 +375,7 @@ pub trait Judge: Send + fmt::Debug {
     /// Whether the judge's analysis has ended: samples fed from now on change nothing, and its
     /// judgement is final until [`reset`](Self::reset). Parity judges with a bounded run end
     /// like their originals: an Argo Rollouts analysis run once it leaves `Running`, a Kayenta
-    /// run once its last judgement is made.
+    /// run once its last judgement is made, a Flagger analysis once it rolls back.
     ///
     /// A judge that has concluded while answering [`Verdict::Inconclusive`] will never pass:
     /// the controller does not wait it out, nor move past it as it moves past an analysis step

@@ -108,8 +108,9 @@ fn an_interval_counts_once_however_many_metrics_fail_and_a_pass_resets_nothing()
 #[test]
 fn a_rolled_back_analysis_records_no_more_intervals() {
     let mut a = analysis(1, false);
+    assert!(!Judge::concluded(&a));
     a.check(&ERRORS).unwrap();
-    assert!(a.rolls_back());
+    assert!(a.rolls_back() && Judge::concluded(&a));
     let before = a.clone();
     // The outcome is answered, but the analysis is over: the decisive interval stays.
     assert_eq!(a.check(&SLOW).unwrap(), CheckOutcome::Failed);
@@ -121,6 +122,7 @@ fn a_rolled_back_analysis_records_no_more_intervals() {
     );
     a.reset();
     assert_eq!((a.intervals(), a.failed_checks(), a.last()), (0, 0, None));
+    assert!(!Judge::concluded(&a));
     assert_eq!(a.check(&OK).unwrap(), CheckOutcome::Passed);
 }
 
@@ -434,4 +436,31 @@ fn samples_fed_one_metric_at_a_time_make_one_interval_per_window() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("flaggerAnalysis.pending"), "{msg}");
+}
+
+/// Once the analysis has rolled back it has concluded: a sample fed one metric at a time
+/// afterwards is neither gathered nor checked, so nothing changes.
+#[test]
+fn a_rolled_back_analysis_gathers_no_more_samples() {
+    let mut a = analysis(1, false);
+    let at = |m: u64| window(m).end();
+    let (eb, ec) = (
+        errors(Track::Stable, 0, 9_000, 9),
+        errors(Track::Canary, 0, 1_000, 30),
+    );
+    let (lb, lc) = (
+        latency(Track::Stable, 0, 200.0),
+        latency(Track::Canary, 0, 250.0),
+    );
+    Judge::observe(&mut a, &Sample::new(&eb, &ec, Some(0.1), at(0)).unwrap()).unwrap();
+    Judge::observe(&mut a, &Sample::new(&lb, &lc, Some(0.1), at(0)).unwrap()).unwrap();
+    assert!(a.rolls_back() && Judge::concluded(&a));
+    let before = a.clone();
+    let (eb1, ec1) = (
+        errors(Track::Stable, 1, 9_000, 9),
+        errors(Track::Canary, 1, 1_000, 1),
+    );
+    let j = Judge::observe(&mut a, &Sample::new(&eb1, &ec1, Some(0.1), at(1)).unwrap()).unwrap();
+    assert_eq!(j.verdict, Verdict::Fail(Severity::Warning));
+    assert_eq!(a, before);
 }

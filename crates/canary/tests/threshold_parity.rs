@@ -401,3 +401,39 @@ fn argo_with_a_success_streak_to_reach_passes_only_once_it_is_reached() {
     assert_eq!(observe(&mut j, 600, Some(1), 4), Verdict::Pass);
     assert_eq!(j.phase(), ArgoPhase::Successful);
 }
+
+/// A NaN or infinite result is no data, whichever way it is judged: `evaluate` answers what
+/// `measure` records, so NaN never passes a failure condition it is not inside.
+#[test]
+fn argo_evaluate_takes_a_non_finite_result_as_no_data() {
+    let only_success = argo(Some(Range::at_most(0.01)), None);
+    let only_failure = argo(None, Some(Range::at_least(0.05)));
+    let both = argo(Some(Range::at_most(0.01)), Some(Range::at_least(0.05)));
+    for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        for j in [&only_success, &only_failure, &both] {
+            assert_eq!(j.evaluate(Some(v)), ArgoPhase::Error, "{v}");
+        }
+    }
+}
+
+/// Flagger rolls back once failed checks reach the threshold and the analysis stops there:
+/// later checks change nothing, and the judge has concluded.
+#[test]
+fn a_rolled_back_flagger_judge_records_no_more_checks() {
+    let mut j = flagger(false, 1);
+    assert!(!j.concluded());
+    assert_eq!(j.check(Some(50.0)), CheckOutcome::Failed);
+    assert!(j.rolls_back() && j.concluded());
+    let before = j.clone();
+    assert_eq!(j.check(Some(50.0)), CheckOutcome::Failed);
+    assert_eq!(j.check(Some(100.0)), CheckOutcome::Passed);
+    assert_eq!(j, before);
+    let ev = j.judgement(Timestamp::EPOCH).evidence;
+    assert!(
+        ev.summary.contains("1 failed checks of 1"),
+        "{}",
+        ev.summary
+    );
+    j.reset();
+    assert!(!j.concluded());
+}

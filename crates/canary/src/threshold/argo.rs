@@ -302,9 +302,10 @@ impl ArgoJudge {
         })
     }
 
-    /// The phase of one measurement of `result` (`None` = no data).
+    /// The phase of one measurement of `result` (`None`, NaN or infinite = no data: an
+    /// `Error`, never a value a condition could pass or fail).
     pub fn evaluate(&self, result: Option<f64>) -> ArgoPhase {
-        let Some(v) = result else {
+        let Some(v) = result.filter(|v| v.is_finite()) else {
             return ArgoPhase::Error;
         };
         let c = &self.config;

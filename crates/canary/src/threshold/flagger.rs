@@ -107,7 +107,9 @@ pub enum CheckOutcome {
 /// No data is inconclusive and not counted, unless `noDataFails` (Flagger parity) is set, in
 /// which case it is a failed check as in Flagger. Until the threshold is reached, the judge passes
 /// after a passed check and is inconclusive after a failed or missing one (Flagger halts
-/// advancement on a failed check).
+/// advancement on a failed check). Once it is reached, the judge fails for good: Flagger's
+/// analysis ends with the rollback, so the judge has [concluded](Judge::concluded) and records
+/// no more checks until a reset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(
     rename_all = "camelCase",
@@ -181,12 +183,17 @@ impl FlaggerJudge {
     }
 
     /// Records one interval's check of `value` (`None` = no data) and returns its outcome.
+    /// Once the judge has rolled back, the outcome is returned but not recorded: Flagger's
+    /// analysis ends with the rollback.
     pub fn check(&mut self, value: Option<f64>) -> CheckOutcome {
         let (outcome, value) = check_value(
             &self.config.threshold_range,
             self.config.no_data_fails,
             value,
         );
+        if self.rolls_back() {
+            return outcome;
+        }
         self.checks = self.checks.saturating_add(1);
         if outcome == CheckOutcome::Failed {
             self.failed_checks = self.failed_checks.saturating_add(1);
@@ -257,6 +264,11 @@ impl Judge for FlaggerJudge {
             verdict,
             evidence: ev,
         }
+    }
+
+    /// Whether the analysis has rolled back: its `Fail` is final until a reset.
+    fn concluded(&self) -> bool {
+        self.rolls_back()
     }
 
     fn reset(&mut self) {

@@ -127,8 +127,9 @@ struct Standing {
 /// and not counted, unless `noDataFails` (Flagger parity) is set. Until the threshold is
 /// reached, the analysis passes after an interval whose checks all passed and is inconclusive
 /// after one with a failed or missing check (Flagger halts advancement). Once it rolls back,
-/// the analysis is over, as Flagger's is: later intervals are not recorded, so the evidence
-/// stays that of the interval that decided.
+/// the analysis is over, as Flagger's is: it has [concluded](Judge::concluded), later
+/// intervals and samples are not recorded, so the evidence stays that of the interval that
+/// decided.
 ///
 /// ```
 /// use serin_canary::kayenta::Quantity;
@@ -522,9 +523,13 @@ impl Judge for FlaggerAnalysis {
     }
 
     /// Gathers one metric's sample into its window's interval (see the type's doc). A sample
-    /// [`accepts`](Judge::accepts) refuses is an error, and nothing changes.
+    /// [`accepts`](Judge::accepts) refuses is an error, and nothing changes; once the analysis
+    /// has rolled back, nothing is gathered.
     fn observe(&mut self, sample: &Sample<'_>) -> Result<Judgement> {
         self.accepts(sample)?;
+        if self.rolls_back() {
+            return Ok(self.judgement(sample.now()));
+        }
         let window = sample.window();
         let mine = |m: &FlaggerMetric| &m.metric == sample.metric();
         if self.pending.window.is_some_and(|w| w != window) {
@@ -587,6 +592,11 @@ impl Judge for FlaggerAnalysis {
 
     fn judgement(&self, now: Timestamp) -> Judgement {
         FlaggerAnalysis::judgement(self, now)
+    }
+
+    /// Whether the analysis has rolled back: its `Fail` is final until a reset.
+    fn concluded(&self) -> bool {
+        self.rolls_back()
     }
 
     fn reset(&mut self) {
