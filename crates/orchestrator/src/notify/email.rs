@@ -1,5 +1,6 @@
 //! E-mail through an SMTP server (lettre): one plain-text message per event, with STARTTLS
-//! required, opportunistic or off ([`StartTls`]), and a login when the server wants one.
+//! required, opportunistic or off, or TLS from the first byte ([`StartTls`]), and a login when
+//! the server wants one.
 //! SMTP replies sort into retried (4xx, connection trouble) and not (5xx, and what the client
 //! itself refuses, such as a server without the STARTTLS that is required).
 //!
@@ -25,7 +26,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use lettre::message::Mailbox;
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
@@ -42,7 +43,11 @@ use crate::{lock, truncate};
 /// The recipients in `dest`, comma-separated.
 pub(super) fn recipients(field: &str, dest: &str) -> Result<Vec<Mailbox>> {
     let mut out = Vec::new();
-    for part in dest.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+    for part in split_list(dest)
+        .into_iter()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
         let m = part
             .parse::<Mailbox>()
             .map_err(|e| Error::invalid(field, part, format!("is not an e-mail address: {e}")))?;
@@ -56,6 +61,28 @@ pub(super) fn recipients(field: &str, dest: &str) -> Result<Vec<Mailbox>> {
         ));
     }
     Ok(out)
+}
+
+/// `list` cut at each comma outside a quoted string, so that a display name may hold one
+/// (`"Ops, EU" <ops@example.org>`). lettre's `Mailboxes` parser would take such a list too,
+/// but it drops what it cannot read without a word, and its error does not say which part.
+fn split_list(list: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in list.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                parts.push(&list[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&list[start..]);
+    parts
 }
 
 /// Where one message stands with its recipients, from one attempt to the next.
@@ -118,7 +145,7 @@ impl Mailer {
         timeout: Duration,
     ) -> Result<Self> {
         let tls = match smtp.starttls {
-            StartTls::Required | StartTls::Opportunistic => {
+            StartTls::Required | StartTls::Opportunistic | StartTls::Implicit => {
                 Some(TlsParameters::new(smtp.host.clone()).map_err(|e| {
                     Error::invalid(
                         "notifySettings.smtp.host",
@@ -162,7 +189,7 @@ impl Mailer {
         lock(&self.conn).is_some()
     }
 
-    /// A new session: greeting, STARTTLS as configured, login.
+    /// A new session: TLS first if `implicit`, greeting, STARTTLS as configured, login.
     ///
     /// The login happens only on an encrypted session, unless STARTTLS is `none`: with
     /// `opportunistic`, a server that does not offer STARTTLS (or an attacker in the path who
@@ -171,11 +198,15 @@ impl Mailer {
     /// stays stripped): set STARTTLS `required` to insist on it, or `none` to log in in clear
     /// text on a network you trust.
     async fn connect(&self) -> std::result::Result<AsyncSmtpConnection, Failure> {
+        let implicit = self
+            .tls
+            .clone()
+            .filter(|_| self.starttls == StartTls::Implicit);
         let mut conn = AsyncSmtpConnection::connect_tokio1(
             (self.host.as_str(), self.port),
             Some(self.timeout),
             &self.hello,
-            None,
+            implicit,
             None,
         )
         .await
@@ -438,8 +469,14 @@ pub(super) fn message(
     text.push_str(&json);
     text.push('\n');
     let id = message_id(&from, event);
+    // RFC 3834: out-of-office replies and other auto-responders leave it unanswered.
+    let auto_submitted = HeaderValue::new(
+        HeaderName::new_from_ascii_str("Auto-Submitted"),
+        "auto-generated".to_owned(),
+    );
     let mut builder = Message::builder()
         .message_id(Some(id))
+        .raw_header(auto_submitted)
         .from(from)
         .subject(subject);
     for m in to {
@@ -489,6 +526,75 @@ mod tests {
             "{e}"
         );
         assert!(recipients("d", " , ").is_err());
+    }
+
+    #[test]
+    fn a_quoted_display_name_may_hold_a_comma() {
+        let to = recipients(
+            "d",
+            r#""Ops, EU" <ops-eu@example.org>, "Say \"hi\", ops" <hi@example.org>,b@example.org"#,
+        )
+        .expect("three");
+        let names: Vec<_> = to.iter().map(|m| m.name.as_deref()).collect();
+        assert_eq!(names, [Some("Ops, EU"), Some("Say \"hi\", ops"), None]);
+        assert_eq!(to[0].email.to_string(), "ops-eu@example.org");
+        // An unclosed quote leaves no comma to split at: the whole is refused, and named.
+        let e = recipients("d", r#""Ops, EU <a@example.org>, b@example.org"#)
+            .expect_err("unclosed quote")
+            .to_string();
+        assert!(e.contains("Ops, EU"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn implicit_tls_speaks_tls_before_the_greeting() {
+        use tokio::io::AsyncReadExt;
+        // An SMTPS server waits for the client's TLS hello; an SMTP client would wait for the
+        // server's greeting, and both would wait until the timeout.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut smtp = SmtpSettings::new(
+            "localhost",
+            listener.local_addr().unwrap().port(),
+            "serin@example.org",
+        );
+        smtp.starttls = StartTls::Implicit;
+        let mailer = Mailer::new(&smtp, None, Duration::from_secs(10)).expect("mailer");
+        let first_byte = async {
+            let (mut stream, _) = listener.accept().await?;
+            let mut first = [0u8; 1];
+            stream.read_exact(&mut first).await.map(|_| first[0])
+        };
+        let (first, refused) = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(first_byte, mailer.connect())
+        })
+        .await
+        .expect("one side waited for the other");
+        // 22: a TLS handshake record, the client's hello; no TLS server answered it.
+        assert_eq!(first.expect("a first byte"), 22);
+        assert!(refused.is_err());
+    }
+
+    #[test]
+    fn a_message_says_it_was_sent_automatically() {
+        // RFC 3834: out-of-office replies and auto-responders do not answer it.
+        let e = Event {
+            deployment: "web-1".into(),
+            service: "web".into(),
+            seq: 1,
+            at: Timestamp::from_millis(1_700_000_000_000),
+            kind: EventKind::RolledBack {
+                reason: "5xx".into(),
+            },
+        };
+        let to = recipients("d", "ops@example.org").expect("to");
+        let m = message("serin@example.org", &to, &NotifyContext::default(), &e).expect("message");
+        let raw = String::from_utf8(m.formatted()).expect("utf8");
+        let headers = raw.split("\r\n\r\n").next().unwrap_or_default();
+        assert!(
+            headers
+                .split("\r\n")
+                .any(|h| h == "Auto-Submitted: auto-generated"),
+            "{raw}"
+        );
     }
 
     #[test]

@@ -373,7 +373,7 @@ impl ChannelNotifier {
     ) -> Result<Option<Secret>> {
         match &channel.secret_env {
             Some(name) => match (self.env)(name) {
-                Some(v) if !v.trim().is_empty() => Ok(Some(Secret::new(v.trim()))),
+                Some(v) if !v.trim().is_empty() => Ok(Some(Secret::new(v))),
                 _ => Err(Error::invalid(
                     format!("{path}.secretEnv"),
                     name,

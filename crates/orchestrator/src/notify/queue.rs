@@ -82,7 +82,8 @@ pub(super) enum Failure {
     /// retried within [`RetryPolicy::throttled_budget`](super::RetryPolicy::throttled_budget),
     /// not counted against `maxAttempts`.
     Throttled(String, Option<Duration>),
-    /// Will not pass (other 4xx, permanent SMTP reply, a bad message).
+    /// Will not pass (other 4xx, permanent SMTP reply, a bad message, a server certificate
+    /// that does not verify).
     Permanent(String),
 }
 
@@ -401,7 +402,8 @@ async fn refusal_text(mut resp: reqwest::Response) -> String {
 }
 
 /// Sorts an HTTP outcome into delivered, throttled (429, with the `Retry-After` it asks for,
-/// read at `now`), worth retrying (after the `Retry-After` a 503 asks for), or not.
+/// read at `now`), worth retrying (after the `Retry-After` a 503 asks for), or not (a 4xx, a
+/// server certificate that does not verify).
 pub(super) async fn classify(
     outcome: reqwest::Result<reqwest::Response>,
     now: Timestamp,
@@ -437,14 +439,22 @@ pub(super) async fn classify(
             } else {
                 "failed"
             };
-            let e = e.without_url();
-            Err(Failure::Transient(format!(
-                "the request {what}: {}",
-                causes(&e)
-            )))
+            let why = causes(&e.without_url());
+            // A certificate that does not verify (self-signed, expired, for another name)
+            // will not verify on the next attempt either.
+            if why.contains(UNVERIFIED_CERTIFICATE) {
+                return Err(Failure::Permanent(format!(
+                    "the receiver's TLS certificate does not verify, which no retry changes: {why}"
+                )));
+            }
+            Err(Failure::Transient(format!("the request {what}: {why}")))
         }
     }
 }
+
+/// How rustls, reqwest's TLS, words a server certificate it refused, among the causes of the
+/// request's error (reqwest does not expose rustls' error type to match on).
+const UNVERIFIED_CERTIFICATE: &str = "invalid peer certificate";
 
 /// `e` and its causes: reqwest's own message (`error sending request`) leaves why to them (a
 /// refused connection, a failed name lookup, an expired certificate). None holds the URL, whose
@@ -621,6 +631,79 @@ mod tests {
         };
         assert!(reason.to_lowercase().contains("refused"), "{reason}");
         assert!(!reason.contains("tok3n"), "{reason}");
+    }
+
+    /// A self-signed certificate for `localhost` (DER), as a receiver might present by mistake.
+    const SELF_SIGNED: &str = concat!(
+        "3082019230820138a00302010202146783fc1164e7bc74a8468f3650dcfd75b5ce537b300a06082a8648ce3d04030230",
+        "143112301006035504030c096c6f63616c686f73743020170d3236313133303233323134335a180f3231323631313036",
+        "3233323134335a30143112301006035504030c096c6f63616c686f73743059301306072a8648ce3d020106082a8648ce",
+        "3d03010703420004443bddf47c229114c6a979fb8789c29c11057806b79a2951b5bafa3646a1ad8dc2378de8892a8857",
+        "044c66159c06779d44deb9f5baca15decbdf927cec95b139a3663064301d0603551d0e04160414d5421c71866daa3eaf",
+        "00b7e937a8bf2ecd6bb5a0301f0603551d23041830168014d5421c71866daa3eaf00b7e937a8bf2ecd6bb5a030140603",
+        "551d11040d300b82096c6f63616c686f7374300c0603551d130101ff04023000300a06082a8648ce3d04030203480030",
+        "45022100a4f5fdc23cc6c971dfdf9e8e02acfba508bfbe842b2718ce4ad0b25cccc1001802206b59ddc488976a5018c5",
+        "3f33ac6cf8b28a57df72aa2f884935ea6857c6cf4459",
+    );
+
+    /// A TLS 1.2 handshake message of type `kind` with `body`, in a record of its own.
+    fn handshake(kind: u8, body: &[u8]) -> Vec<u8> {
+        let len = |n: usize, bytes: usize| n.to_be_bytes()[8 - bytes..].to_vec();
+        let mut message = vec![kind];
+        message.extend(len(body.len(), 3));
+        message.extend_from_slice(body);
+        let mut record = vec![22, 3, 3];
+        record.extend(len(message.len(), 2));
+        record.extend(message);
+        record
+    }
+
+    #[tokio::test]
+    async fn a_certificate_that_does_not_verify_is_not_retried() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // A receiver whose TLS 1.2 handshake presents a self-signed certificate: the client
+        // checks it before anything the rest of the handshake would need a real key for.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "https://localhost:{}/hook",
+            listener.local_addr().unwrap().port()
+        );
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut head = [0u8; 5];
+            let _ = stream.read_exact(&mut head).await;
+            let mut hello = vec![0u8; usize::from(u16::from_be_bytes([head[3], head[4]]))];
+            let _ = stream.read_exact(&mut hello).await;
+            // TLS 1.2, a random, no session id, ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, no
+            // compression.
+            let mut server_hello = vec![3, 3];
+            server_hello.extend([7u8; 32]);
+            server_hello.extend([0, 0xc0, 0x2b, 0]);
+            let der = hex::decode(SELF_SIGNED).unwrap();
+            let mut chain = (der.len() + 3).to_be_bytes()[5..].to_vec();
+            chain.extend(&der.len().to_be_bytes()[5..]);
+            chain.extend(&der);
+            // X25519 with a key of zeros, signed (rsa_pss_rsae_sha256) by nothing.
+            let mut kx = vec![3, 0, 0x1d, 32];
+            kx.extend([0u8; 32]);
+            kx.extend([8, 4, 0, 1, 0]);
+            let mut flight = handshake(2, &server_hello);
+            flight.extend(handshake(11, &chain));
+            flight.extend(handshake(12, &kx));
+            flight.extend(handshake(14, &[]));
+            let _ = stream.write_all(&flight).await;
+            let mut rest = Vec::new();
+            let _ = stream.read_to_end(&mut rest).await;
+        });
+        let outcome = classify(
+            reqwest::Client::new().post(&url).send().await,
+            Timestamp::EPOCH,
+        )
+        .await;
+        let Err(Failure::Permanent(reason)) = outcome else {
+            panic!("expected a permanent failure");
+        };
+        assert!(reason.contains("invalid peer certificate"), "{reason}");
     }
 
     /// Delivers a job whose receiver answers `answers` (then success) with `policy`, in

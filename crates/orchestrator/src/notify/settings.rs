@@ -8,7 +8,9 @@ use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
 
-/// A secret value (a signing secret, a routing key, a password, a tokenised URL).
+/// A secret value (a signing secret, a routing key, a password, a tokenised URL), without
+/// the whitespace around it: a line break left by the tool that wrote it is no part of it,
+/// whether it was set in the settings or read from the environment.
 ///
 /// `Debug` and `Display` print `***`, and it cannot be serialized, so a secret does not leak
 /// through logs, events, errors or reports by accident; [`expose`](Self::expose) is the one
@@ -20,14 +22,16 @@ use crate::error::{Error, Result};
 /// let s = Secret::new("hunter2");
 /// assert_eq!(format!("{s} {s:?}"), "*** ***");
 /// assert_eq!(s.expose(), "hunter2");
+/// assert_eq!(Secret::new("hunter2\n"), s);
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {
-    /// Wraps `value`.
+    /// Wraps `value`, trimmed.
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        let value = value.into();
+        Secret(value.trim().to_owned())
     }
 
     /// The secret itself, for the protocol that needs it.
@@ -50,7 +54,7 @@ impl fmt::Display for Secret {
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
+        String::deserialize(d).map(Secret::new)
     }
 }
 
@@ -166,7 +170,7 @@ impl RetryPolicy {
     }
 }
 
-/// Whether the SMTP connection upgrades to TLS with STARTTLS.
+/// Whether the SMTP connection upgrades to TLS with STARTTLS, or begins with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum StartTls {
@@ -181,6 +185,8 @@ pub enum StartTls {
     /// Never upgrade (a relay on loopback or a trusted network); a login, if any, goes in
     /// clear text, as chosen.
     None,
+    /// TLS from the first byte, no STARTTLS: SMTPS, on port 465. A login goes only over it.
+    Implicit,
 }
 
 /// The SMTP server e-mail channels send through.
@@ -192,7 +198,7 @@ pub struct SmtpSettings {
     /// Port. Default 587 (submission).
     #[serde(default = "submission")]
     pub port: u16,
-    /// STARTTLS. Default `required`.
+    /// STARTTLS, or `implicit` TLS (port 465). Default `required`.
     #[serde(default)]
     pub starttls: StartTls,
     /// The sender, `Name <address>` or `address`.
@@ -406,6 +412,13 @@ impl NotifySettings {
                     "must be a TCP port (1-65535)",
                 ));
             }
+            if smtp.port == SMTPS && smtp.starttls != StartTls::Implicit {
+                return Err(Error::invalid(
+                    "notifySettings.smtp.port",
+                    SMTPS,
+                    "is SMTPS, which speaks TLS from the first byte and never answers a STARTTLS session: set notifySettings.smtp.starttls to `implicit`",
+                ));
+            }
             smtp.from.parse::<lettre::message::Mailbox>().map_err(|e| {
                 Error::invalid(
                     "notifySettings.smtp.from",
@@ -462,6 +475,9 @@ fn ten_seconds() -> Duration {
 fn capacity() -> usize {
     256
 }
+
+/// The port of SMTP over implicit TLS (RFC 8314).
+const SMTPS: u16 = 465;
 
 fn submission() -> u16 {
     587
@@ -595,6 +611,50 @@ mod tests {
             let e = NotifySettings::from_json(json).expect_err(json).to_string();
             assert!(e.contains(needle), "{json}: `{e}`");
             assert!(!e.contains("tok3n"), "{e}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_trimmed_as_those_read_from_the_environment() {
+        let s = NotifySettings::from_json(
+            r#"{"webhookSecret":" s3cr3t\n","pagerdutyRoutingKey":"\tk3y ",
+                "smtp":{"host":"h","from":"a@b.c","username":"u","password":"pw\r\n"}}"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            s.webhook_secret.as_ref().map(Secret::expose),
+            Some("s3cr3t")
+        );
+        assert_eq!(
+            s.pagerduty_routing_key.as_ref().map(Secret::expose),
+            Some("k3y")
+        );
+        let password = s.smtp.as_ref().and_then(|m| m.password.as_ref());
+        assert_eq!(password.map(Secret::expose), Some("pw"));
+        assert_eq!(Secret::new(" hunter2\n").expose(), "hunter2");
+    }
+
+    #[test]
+    fn smtps_on_port_465_takes_implicit_tls() {
+        let s = NotifySettings::from_json(
+            r#"{"smtp":{"host":"h","port":465,"starttls":"implicit","from":"a@b.c"}}"#,
+        )
+        .expect("valid");
+        assert_eq!(s.smtp.map(|m| m.starttls), Some(StartTls::Implicit));
+        // STARTTLS against a port that speaks TLS first would only ever time out.
+        for mode in ["required", "opportunistic", "none"] {
+            let json = format!(
+                r#"{{"smtp":{{"host":"h","port":465,"starttls":"{mode}","from":"a@b.c"}}}}"#
+            );
+            let e = NotifySettings::from_json(&json)
+                .expect_err(mode)
+                .to_string();
+            assert!(
+                e.contains("notifySettings.smtp.port")
+                    && e.contains("465")
+                    && e.contains("implicit"),
+                "{e}"
+            );
         }
     }
 
