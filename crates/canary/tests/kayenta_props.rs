@@ -3,8 +3,8 @@
 use proptest::prelude::*;
 use serin_canary::judge::{Judge, Sample, Verdict};
 use serin_canary::kayenta::{
-    KayentaConfig, KayentaJudge, MetricConfig, NanStrategy, OutlierStrategy, Quantity, classify,
-    shift_interval,
+    KayentaConfig, KayentaJudge, MetricConfig, NanStrategy, OutlierStrategy, Outliers, Quantity,
+    classify, shift_interval,
 };
 use serin_signals::{Gauge, Measurement, Metric, Observation, Timestamp, Track, Window};
 
@@ -47,7 +47,10 @@ proptest! {
         cfg.min_points = 1;
         cfg.metric_config = MetricConfig {
             nan_strategy: if replace { NanStrategy::Replace } else { NanStrategy::Remove },
-            outliers: if remove_outliers { OutlierStrategy::Remove } else { OutlierStrategy::Keep },
+            outliers: Outliers {
+                strategy: if remove_outliers { OutlierStrategy::Remove } else { OutlierStrategy::Keep },
+                ..Outliers::default()
+            },
             ..MetricConfig::default()
         };
         let mut judge = KayentaJudge::new(cfg).unwrap();

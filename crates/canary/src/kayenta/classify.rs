@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::kayenta::mann_whitney::{ShiftInterval, experiment_rank_sum, shift_interval};
 use crate::kayenta::preprocess::{
-    NanStrategy, OutlierStrategy, apply_nan_strategy, remove_outliers,
+    NanStrategy, OutlierStrategy, Outliers, apply_nan_strategy, remove_outliers,
 };
 use crate::{Error, Result};
 
@@ -102,10 +102,8 @@ pub struct MetricConfig {
     pub direction: Direction,
     /// What to do with missing points.
     pub nan_strategy: NanStrategy,
-    /// Whether to drop outliers.
-    pub outliers: OutlierStrategy,
-    /// The IQR factor of the outlier filter (Kayenta's `outlierFactor`, default 3.0).
-    pub outlier_factor: Option<f64>,
+    /// Whether and how to drop outliers (Kayenta's `outliers: {strategy, outlierFactor}`).
+    pub outliers: Outliers,
     /// A critical metric that is not `Pass` forces the canary score to 0.
     pub critical: bool,
     /// A non-critical metric without data is `NodataFailMetric` instead of `Nodata`.
@@ -122,11 +120,11 @@ pub struct MetricConfig {
 impl MetricConfig {
     /// Checks the numbers; `path` names the block in errors (`kayenta.metrics[0]`).
     pub fn validate(&self, path: &str) -> Result<()> {
-        if let Some(f) = self.outlier_factor
+        if let Some(f) = self.outliers.outlier_factor
             && !(f.is_finite() && f > 0.0)
         {
             return Err(Error::invalid_config(
-                format!("{path}.outlierFactor"),
+                format!("{path}.outliers.outlierFactor"),
                 f,
                 "must be a finite number greater than zero",
             ));
@@ -147,12 +145,23 @@ impl MetricConfig {
                     "must be a finite number",
                 ));
             }
+            // A limit no effect can reach would silently turn every `High` or `Low` into `Pass`.
+            if let Some(v) = v
+                && e.measure == EffectMeasure::Cles
+                && !(0.0..=1.0).contains(&v)
+            {
+                return Err(Error::invalid_config(
+                    format!("{path}.effectSize.{name}"),
+                    v,
+                    "a cles effect size is a probability, so its limits lie in [0, 1]",
+                ));
+            }
         }
         Ok(())
     }
 
     fn outlier_factor(&self) -> f64 {
-        self.outlier_factor.unwrap_or(3.0)
+        self.outliers.outlier_factor.unwrap_or(3.0)
     }
 }
 
@@ -255,7 +264,7 @@ pub fn classify(
 ) -> Classification {
     let mut control = apply_nan_strategy(baseline, config.nan_strategy);
     let mut experiment = apply_nan_strategy(canary, config.nan_strategy);
-    if config.outliers == OutlierStrategy::Remove {
+    if config.outliers.strategy == OutlierStrategy::Remove {
         control = remove_outliers(&control, config.outlier_factor());
         experiment = remove_outliers(&experiment, config.outlier_factor());
     }
@@ -450,10 +459,13 @@ mod tests {
     #[test]
     fn bad_numbers_in_config_are_named() {
         let cfg = MetricConfig {
-            outlier_factor: Some(-1.0),
+            outliers: Outliers {
+                outlier_factor: Some(-1.0),
+                ..Outliers::default()
+            },
             ..MetricConfig::default()
         };
         let msg = cfg.validate("kayenta.metric").unwrap_err().to_string();
-        assert!(msg.contains("kayenta.metric.outlierFactor") && msg.contains("-1"));
+        assert!(msg.contains("kayenta.metric.outliers.outlierFactor") && msg.contains("-1"));
     }
 }

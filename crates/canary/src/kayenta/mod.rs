@@ -34,6 +34,6 @@ pub use classify::{
 };
 pub use mann_whitney::{ROOT_TOLERANCE, ShiftInterval, shift_interval};
 pub use point::Quantity;
-pub use preprocess::{NanStrategy, OutlierStrategy, apply_nan_strategy, remove_outliers};
+pub use preprocess::{NanStrategy, OutlierStrategy, Outliers, apply_nan_strategy, remove_outliers};
 pub use run::{RunConfig, RunState, RunStatus};
 pub use scoring::{CanaryScore, MetricResult, NODATA_THRESHOLD, ScoreConfig, ScoreVerdict, score};

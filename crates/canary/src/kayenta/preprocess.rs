@@ -25,6 +25,16 @@ pub enum OutlierStrategy {
     Remove,
 }
 
+/// Kayenta's `outliers` block: the strategy and the IQR factor of its filter.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Outliers {
+    /// Whether to drop outliers.
+    pub strategy: OutlierStrategy,
+    /// The IQR factor of the filter (Kayenta's `outlierFactor`, default 3.0).
+    pub outlier_factor: Option<f64>,
+}
+
 /// Applies the NaN strategy: missing points are dropped or become 0.0.
 pub fn apply_nan_strategy(points: &[Option<f64>], strategy: NanStrategy) -> Vec<f64> {
     match strategy {

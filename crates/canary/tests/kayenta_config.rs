@@ -1,0 +1,78 @@
+//! A canary config written for Kayenta's `NetflixACAJudge` reads the same here: its
+//! `analysisConfigurations.canary` block, key for key, and settings that could never take
+//! effect are refused with the field, the value and the reason.
+
+use serin_canary::kayenta::{KayentaConfig, KayentaJudge, MetricConfig, classify};
+
+fn metric_config(json: &str) -> MetricConfig {
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}"))
+}
+
+fn judge_error(metric_config: &str) -> String {
+    let json = format!(
+        r#"{{"metric":"latency","quantity":"latencyMean","metricConfig":{metric_config}}}"#
+    );
+    let cfg: KayentaConfig = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+    KayentaJudge::new(cfg).unwrap_err().to_string()
+}
+
+#[test]
+fn kayentas_nested_outlier_block_is_read_and_applied() {
+    // Kayenta reads `canary.outliers.strategy` and `canary.outliers.outlierFactor`.
+    // (With fewer than 99 points the 99th percentile is the maximum, which Kayenta's
+    // reduced-sensitivity fence always keeps.)
+    let cfg = metric_config(r#"{"outliers":{"strategy":"remove","outlierFactor":3.0}}"#);
+    let mut baseline: Vec<Option<f64>> = (0..200).map(|i| Some(100.0 + f64::from(i % 7))).collect();
+    let canary = baseline.clone();
+    baseline.push(Some(1.0e6));
+    assert_eq!(classify(&cfg, &baseline, &canary).points, (200, 200));
+    // The factor alone keeps the default strategy, which keeps every point.
+    let cfg = metric_config(r#"{"outliers":{"outlierFactor":3.0}}"#);
+    assert_eq!(classify(&cfg, &baseline, &canary).points, (201, 200));
+    // Unknown keys inside the block are refused, as everywhere else.
+    assert!(serde_json::from_str::<MetricConfig>(r#"{"outliers":{"factor":3.0}}"#).is_err());
+}
+
+#[test]
+fn a_bad_outlier_factor_is_named_by_its_kayenta_path() {
+    let msg = judge_error(r#"{"outliers":{"strategy":"remove","outlierFactor":0}}"#);
+    assert!(
+        msg.contains("kayentaConfig.metricConfig.outliers.outlierFactor") && msg.contains('0'),
+        "{msg}"
+    );
+}
+
+#[test]
+fn cles_limits_outside_zero_to_one_are_refused() {
+    // A common-language effect size is a probability: a limit above 1 would silently turn
+    // every `High` into a `Pass` (a meanRatio-style 1.2 left in after switching to cles).
+    let msg = judge_error(r#"{"effectSize":{"measure":"cles","allowedIncrease":1.2}}"#);
+    assert!(
+        msg.contains("kayentaConfig.metricConfig.effectSize.allowedIncrease")
+            && msg.contains("1.2")
+            && msg.contains("[0, 1]"),
+        "{msg}"
+    );
+    let msg = judge_error(r#"{"effectSize":{"measure":"cles","criticalDecrease":-0.1}}"#);
+    assert!(
+        msg.contains("effectSize.criticalDecrease") && msg.contains("-0.1"),
+        "{msg}"
+    );
+    // The same numbers are fine as mean ratios, and limits inside [0, 1] for cles.
+    assert!(
+        serde_json::from_str::<KayentaConfig>(
+            r#"{"metric":"latency","quantity":"latencyMean",
+                "metricConfig":{"effectSize":{"allowedIncrease":1.2}}}"#
+        )
+        .map(|c| KayentaJudge::new(c).is_ok())
+        .unwrap()
+    );
+    assert!(
+        serde_json::from_str::<KayentaConfig>(
+            r#"{"metric":"latency","quantity":"latencyMean",
+                "metricConfig":{"effectSize":{"measure":"cles","allowedIncrease":0.8}}}"#
+        )
+        .map(|c| KayentaJudge::new(c).is_ok())
+        .unwrap()
+    );
+}
