@@ -239,13 +239,18 @@ fn executable(dir: &std::path::Path, name: &str, script: &str) {
 }
 
 /// A directory of clients: the real `psql` and `pg_dump`, and a `pg_restore` that runs
-/// `script`.
+/// `script` (a `/bin/sh` script), except to list a dump, which the real one does.
 fn restoring_with(script: &str) -> tempfile::TempDir {
     let bin = tempfile::tempdir().unwrap();
     for tool in ["psql", "pg_dump"] {
         std::os::unix::fs::symlink(real_tool(tool), bin.path().join(tool)).unwrap();
     }
-    executable(bin.path(), "pg_restore", script);
+    let body = script.strip_prefix("#!/bin/sh\n").unwrap_or(script);
+    let list = format!(
+        "#!/bin/sh\ncase \"$1\" in --list) exec '{}' \"$@\";; esac\n",
+        real_tool("pg_restore")
+    );
+    executable(bin.path(), "pg_restore", &format!("{list}{body}"));
     bin
 }
 

@@ -256,11 +256,13 @@ impl Catalog {
     /// Records `info`, the metadata of the backup `claim` was taken for, and drops the claim.
     /// The caller has synced the data; the directory holding its names is synced here, before
     /// the metadata is written beside and renamed into place. On an error, the claim is
-    /// dropped and the data with it.
-    pub(crate) async fn commit(&self, info: &BackupInfo, claim: Claim) -> Result<()> {
+    /// dropped and the data with it, and what was written of the metadata (a full disk, a
+    /// cancellation).
+    pub(crate) async fn commit(&self, info: &BackupInfo, mut claim: Claim) -> Result<()> {
         debug_assert_eq!(info.id, claim.id);
         let path = self.data_path(&info.id, LISTED);
         let tmp = self.data_path(&info.id, ".json.tmp");
+        claim.remove_on_drop(tmp.clone());
         let body = serde_json::to_vec_pretty(info).map_err(|e| {
             Error::backend(
                 "backup",
@@ -1530,6 +1532,27 @@ mod tests {
             };
             assert_eq!(second.unwrap().id(), "web-1000-001", "after {steps} steps");
         }
+    }
+
+    /// A disk that fills up as the metadata is written fails the backup, and what was
+    /// written of the metadata goes with the rest: nothing is left behind.
+    #[tokio::test]
+    async fn a_commit_that_cannot_write_its_metadata_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::new(dir.path(), "test", "test a");
+        let at = Timestamp::from_millis(1_000);
+        let claim = catalog.claim("web", at).await.unwrap();
+        let id = claim.id().to_owned();
+        std::os::unix::fs::symlink("/dev/full", catalog.data_path(&id, ".json.tmp")).unwrap();
+        let info = catalog.info(&id, "web", "v1", at);
+        let err = catalog.commit(&info, claim).await.unwrap_err().to_string();
+        assert!(err.contains(".json.tmp"), "{err}");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        assert!(catalog.list("web").await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -17,8 +17,11 @@ pub(crate) struct Client {
     pub(crate) env: Vec<(&'static str, String)>,
 }
 
-/// Variables a parent process may have set that would change where or how a child connects.
-const CLEARED: [&str; 8] = [
+/// Variables a parent process may have set that would change where or how a child connects,
+/// or how its session shows values: the time zone and date style are part of a row's text,
+/// which the checksums that verify a restore read, and the process that restores need not be
+/// the one that took the backup.
+const CLEARED: [&str; 10] = [
     "PGDATABASE",
     "PGSERVICE",
     "PGSERVICEFILE",
@@ -27,6 +30,8 @@ const CLEARED: [&str; 8] = [
     "PGPASSWORD",
     "PGHOSTADDR",
     "PGCONNECT_TIMEOUT",
+    "PGTZ",
+    "PGDATESTYLE",
 ];
 
 impl Client {
@@ -125,4 +130,29 @@ pub(crate) fn failed(program: &str, args: &[OsString], reason: &str) -> Error {
         "postgres",
         format!("{program} {} failed: {reason}", shown.join(" ")),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row's text, which the verification checksums, depends on the session's time zone
+    /// and date style: set by the parent process for the backup but not the restore (or the
+    /// other way round), they would fail the verification of a good restore.
+    #[test]
+    fn the_parents_session_defaults_never_reach_a_child() {
+        let client = Client {
+            bin_dir: None,
+            env: vec![("PGHOST", "h".to_owned())],
+        };
+        let cmd = client.std_command("psql", &[]);
+        let removed: Vec<_> = cmd
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(var, _)| var.to_string_lossy().into_owned())
+            .collect();
+        for var in ["PGTZ", "PGDATESTYLE", "PGOPTIONS"] {
+            assert!(removed.iter().any(|r| r == var), "{var}: {removed:?}");
+        }
+    }
 }

@@ -95,7 +95,9 @@ impl PostgresConnection {
 
     /// Reads the `host`, `port`, `user`, `dbname` and `password` keys of a libpq key/value
     /// connection string (`host=127.0.0.1 port=55432 user=postgres`; values may be
-    /// single-quoted with `\'` and `\\` escapes). `dbname` defaults to `user`, like libpq.
+    /// single-quoted, and a backslash takes the next character as it is, quoted or not).
+    /// `dbname` defaults to `user`, like libpq. An error never shows the password, nor any
+    /// part of the string that may hold it (a URI, which is not read).
     ///
     /// ```
     /// use serin_orchestrator::backup::PostgresConnection;
@@ -108,25 +110,27 @@ impl PostgresConnection {
     pub fn from_conninfo(conninfo: &str) -> Result<Self> {
         let pairs = parse_conninfo(conninfo)?;
         let mut c = PostgresConnection::new("", default_port(), "", "");
-        for (key, value) in pairs {
+        let mut previous = None;
+        for (key, value) in &pairs {
             match key.as_str() {
-                "host" => c.host = value,
+                "host" => c.host.clone_from(value),
                 "port" => {
                     c.port = value.parse().map_err(|_| {
-                        Error::invalid("conninfo.port", &value, "must be a TCP port number")
+                        Error::invalid("conninfo.port", value, "must be a TCP port number")
                     })?;
                 }
-                "user" => c.user = value,
-                "dbname" => c.dbname = value,
-                "password" => c.password = Some(value),
+                "user" => c.user.clone_from(value),
+                "dbname" => c.dbname.clone_from(value),
+                "password" => c.password = Some(value.clone()),
                 other => {
                     return Err(Error::invalid(
                         "conninfo",
-                        other,
+                        shown_key(other, previous),
                         "unknown key: expected host, port, user, dbname or password",
                     ));
                 }
             }
+            previous = Some(key.as_str());
         }
         if c.dbname.is_empty() {
             c.dbname = c.user.clone();
@@ -218,47 +222,55 @@ fn parse_conninfo(s: &str) -> Result<Vec<(String, String)>> {
                     "expected `key=value` after the password: a password holding spaces \
                      must be quoted ('…')",
                 ),
-                _ => Error::invalid("conninfo", &key, "expected `key=value`"),
+                _ if key.contains("://") => Error::invalid(
+                    "conninfo",
+                    "<redacted>",
+                    "a URI (postgresql://…) is not read: write `key=value` pairs",
+                ),
+                _ => Error::invalid("conninfo", shown_key(&key, None), "expected `key=value`"),
             });
         }
         while chars.peek().is_some_and(|c| c.is_whitespace()) {
             chars.next();
         }
+        // Quoted or not, a backslash takes the next character as it is, as libpq reads it.
+        let quoted = chars.next_if_eq(&'\'').is_some();
         let mut value = String::new();
-        if chars.peek() == Some(&'\'') {
-            chars.next();
-            let mut closed = false;
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => match chars.next() {
-                        Some(c) => value.push(c),
-                        None => break,
-                    },
-                    '\'' => {
-                        closed = true;
-                        break;
-                    }
-                    c => value.push(c),
-                }
-            }
-            if !closed {
-                return Err(Error::invalid(
-                    "conninfo",
-                    &key,
-                    "the quoted value is not closed",
-                ));
-            }
-            out.push((key, value));
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c.is_whitespace() {
+        let mut closed = !quoted;
+        while let Some(c) = chars.next_if(|c| quoted || !c.is_whitespace()) {
+            match c {
+                '\\' => value.extend(chars.next()),
+                '\'' if quoted => {
+                    closed = true;
                     break;
                 }
-                value.push(c);
-                chars.next();
+                c => value.push(c),
             }
-            out.push((key, value));
         }
+        if !closed {
+            return Err(Error::invalid(
+                "conninfo",
+                shown_key(&key, out.last().map(|(k, _)| k.as_str())),
+                "the quoted value is not closed",
+            ));
+        }
+        out.push((key, value));
+    }
+}
+
+/// A key of a connection string, following the key `previous`, as an error may show it: a
+/// libpq keyword is lowercase letters, digits and `_`, and anything else may be part of a
+/// password (a URI's `user:password@`), as may a key after a password (the rest of an
+/// unquoted password holding a space).
+fn shown_key<'a>(key: &'a str, previous: Option<&str>) -> &'a str {
+    if previous != Some("password")
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        key
+    } else {
+        "<redacted>"
     }
 }
 
@@ -277,7 +289,9 @@ pub enum PostgresMode {
     /// --exit-on-error`, then verified. The database stays online throughout; the restore
     /// replaces the objects in the dump (objects created after the backup, such as a new
     /// table, are left alone, and a restore fails if one of them depends on a dumped table).
-    /// The database must exist (create it empty first if it was dropped).
+    /// The database must exist (create it empty first if it was dropped). A dump that
+    /// `pg_restore` cannot read, or one dumped from a newer major version than the server's,
+    /// is refused before anything changes.
     /// A verification that fails after the restore is an error: the database then holds
     /// what `pg_restore` wrote, which does not match the backup.
     ///
@@ -1169,8 +1183,7 @@ impl PostgresBackup {
         let file = self.catalog.data_path(id, ".dump");
         // A session that holds a snapshot open, so the checksums and the dump see the same
         // data however busy the database is.
-        let mut holder_args = os(&["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"]);
-        holder_args.push(sql::dbname_conninfo(self.db()).into());
+        let holder_args = psql_args(self.db(), &[]);
         let mut holder = self
             .client
             .0
@@ -1425,6 +1438,7 @@ impl PostgresBackup {
                 info.id, dump.count, dump.checksum
             )));
         }
+        self.check_archive(&info.id, &file).await?;
         let jobs = match self.settings.mode {
             PostgresMode::Dump { jobs } => jobs,
             PostgresMode::Template => 1,
@@ -1489,6 +1503,49 @@ impl PostgresBackup {
         self.clear_partial().await?;
         if let Some(mark) = &mut cancelled.mark {
             mark.finish();
+        }
+        Ok(())
+    }
+
+    /// Refuses, before anything changes, the dump `file` of backup `id` if `pg_restore` cannot
+    /// read it (a newer `pg_dump` wrote it) or if it was dumped from a newer major version than
+    /// the server's, whose statements the server may not know: either restore would stop
+    /// part-way, and one that has not started need not leave the database marked partial.
+    async fn check_archive(&self, id: &str, file: &Path) -> Result<()> {
+        let unchanged = |why: String| {
+            self.failed(format!(
+                "backup `{id}` cannot be restored into `{}`: {why}; the database was left \
+                 unchanged",
+                self.db()
+            ))
+        };
+        let mut args = os(&["--list", "--no-password"]);
+        args.push(file.into());
+        let toc = self
+            .client
+            .0
+            .run("pg_restore", &args)
+            .await
+            .map_err(|e| unchanged(e.to_string()))?;
+        let Some(dumped) = toc.lines().find_map(|l| {
+            l.trim_start_matches([';', ' '])
+                .strip_prefix("Dumped from database version: ")
+        }) else {
+            return Ok(());
+        };
+        let server = self
+            .psql(
+                &self.settings.maintenance_database,
+                &["SHOW server_version".to_owned()],
+            )
+            .await?;
+        let server = server.trim();
+        if let (Some(from), Some(to)) = (major_version(dumped), major_version(server))
+            && from > to
+        {
+            return Err(unchanged(format!(
+                "it was dumped from PostgreSQL {dumped}, newer than the server's {server}"
+            )));
         }
         Ok(())
     }
@@ -1793,15 +1850,34 @@ fn end_sessions(sessions: &str) -> String {
 }
 
 /// The arguments of `psql` running SQL `statements` in order in one session on `database`,
-/// stopping at the first error, answering unaligned and tuples only.
+/// stopping at the first error, answering unaligned and tuples only. It never asks for a
+/// password: asked for one that it lacks, it would wait at the terminal, if any, for ever.
 fn psql_args(database: &str, statements: &[String]) -> Vec<OsString> {
-    let mut args = os(&["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"]);
+    let mut args = os(&[
+        "-X",
+        "--no-password",
+        "-q",
+        "-A",
+        "-t",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-d",
+    ]);
     args.push(sql::dbname_conninfo(database).into());
     for s in statements {
         args.push("-c".into());
         args.push(s.into());
     }
     args
+}
+
+/// The major version of a PostgreSQL version string (`15` of `15.18 (Debian 15.18-0+deb12u1)`).
+fn major_version(version: &str) -> Option<u32> {
+    version
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The size and SHA-256 of a file.
@@ -1991,6 +2067,33 @@ mod tests {
     }
 
     #[test]
+    fn unquoted_conninfo_values_take_backslash_escapes_as_libpq_does() {
+        let c =
+            PostgresConnection::from_conninfo(r"host=h user=u password=a\ b\\c dbname=d").unwrap();
+        assert_eq!(c.password.as_deref(), Some(r"a b\c"));
+        assert_eq!(c.dbname, "d");
+    }
+
+    #[test]
+    fn a_conninfo_that_is_not_key_value_never_shows_its_password() {
+        for conninfo in [
+            "postgresql://app:s3cret@db/shop",
+            "postgres://app:s3cret@db/shop?sslmode=require",
+            "host=h user=u password=s3cret pw2=x",
+        ] {
+            let err = PostgresConnection::from_conninfo(conninfo)
+                .unwrap_err()
+                .to_string();
+            assert!(!err.contains("s3cret") && !err.contains("pw2"), "{err}");
+            assert!(err.contains("conninfo"), "{err}");
+        }
+        let err = PostgresConnection::from_conninfo("postgresql://app:s3cret@db/shop")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("URI"), "{err}");
+    }
+
+    #[test]
     fn settings_are_validated_with_paths() {
         let ok = PostgresSettings::new(conn(), "/srv/backups");
         ok.validate().unwrap();
@@ -2103,9 +2206,10 @@ mod tests {
         let args = std::fs::read_to_string(bin.path().join("args")).unwrap();
         let args: Vec<&str> = args.lines().collect();
         assert_eq!(
-            args[..8],
+            args[..9],
             [
                 "-X",
+                "--no-password",
                 "-q",
                 "-A",
                 "-t",
@@ -2115,23 +2219,23 @@ mod tests {
                 "dbname='postgres'"
             ]
         );
-        assert_eq!(args[8], "-c");
+        assert_eq!(args[9], "-c");
         assert!(
-            args[9].starts_with("CREATE DATABASE \"serin_part_")
-                && args[9].ends_with(r#"TEMPLATE "we""ird'; DROP DATABASE x; -- host=evil""#),
+            args[10].starts_with("CREATE DATABASE \"serin_part_")
+                && args[10].ends_with(r#"TEMPLATE "we""ird'; DROP DATABASE x; -- host=evil""#),
             "{}",
-            args[9]
+            args[10]
         );
         // The copy takes the snapshot's name and the claim's mark in one transaction.
-        assert_eq!((args[11], args[17]), ("BEGIN", "COMMIT"));
+        assert_eq!((args[12], args[18]), ("BEGIN", "COMMIT"));
         assert!(
-            args[13].starts_with("ALTER DATABASE \"serin_part_")
-                && args[13].contains("RENAME TO \"serin_snap_")
-                && args[15].starts_with("COMMENT ON DATABASE \"serin_snap_")
-                && args[15].contains("IS E'serin-backup claim "),
+            args[14].starts_with("ALTER DATABASE \"serin_part_")
+                && args[14].contains("RENAME TO \"serin_snap_")
+                && args[16].starts_with("COMMENT ON DATABASE \"serin_snap_")
+                && args[16].contains("IS E'serin-backup claim "),
             "{args:?}"
         );
-        assert_eq!(args.len(), 18);
+        assert_eq!(args.len(), 19);
         let env = std::fs::read_to_string(bin.path().join("env")).unwrap();
         assert!(env.lines().any(|l| l == "PGPASSWORD=s3cret-pw"), "{env}");
         assert!(env.lines().any(|l| l == "PGHOST=127.0.0.1"), "{env}");
@@ -2506,7 +2610,8 @@ mod tests {
             dir,
             "pg_restore",
             &format!(
-                "echo \"$PGAPPNAME\" >> '{d}/restored'\n\
+                "case \"$*\" in *--list*) exit 0;; esac\n\
+                 echo \"$PGAPPNAME\" >> '{d}/restored'\n\
                  if [ -e '{d}/stall' ]; then rm '{d}/stall'; echo $$ > '{d}/pid'; \
                  echo stalled > '{d}/stalled'; exec sleep 600; fi\n"
             ),
@@ -2570,6 +2675,99 @@ mod tests {
         let mut left = names(store.path());
         left.sort();
         assert_eq!(left, [format!("{id}.dump"), format!("{id}.json")]);
+    }
+
+    /// A dump that `pg_restore` cannot read (written by a newer `pg_dump`), or dumped from a
+    /// newer server than the one restored into, is refused before anything changes: no
+    /// `pg_restore` into the database, and no mark of a partial restore that would then
+    /// refuse every backup.
+    #[tokio::test]
+    async fn a_dump_the_server_cannot_take_is_refused_before_the_database_is_touched() {
+        let bin = tempfile::tempdir().unwrap();
+        dump_clients(bin.path());
+        let store = tempfile::tempdir().unwrap();
+        let pg = PostgresBackup::new(
+            PostgresSettings::new(conn(), store.path()).with_bin_dir(bin.path()),
+        )
+        .unwrap();
+        let id = pg.backup("shop", "v1").await.unwrap();
+        let d = bin.path().display();
+        std::fs::rename(bin.path().join("psql"), bin.path().join("psql.real")).unwrap();
+        script(
+            bin.path(),
+            "psql",
+            &format!(
+                "case \"$*\" in *server_version*) echo '15.18 (Debian 15.18-0+deb12u1)'; \
+                 exit 0;; esac\nexec '{d}/psql.real' \"$@\"\n"
+            ),
+        );
+        for (listing, reason) in [
+            (
+                "echo ';     Dumped from database version: 17.2'",
+                "dumped from PostgreSQL 17.2, newer than the server's 15.18",
+            ),
+            (
+                "echo 'pg_restore: error: unsupported version (1.16) in file header' >&2; exit 1",
+                "unsupported version (1.16) in file header",
+            ),
+        ] {
+            script(
+                bin.path(),
+                "pg_restore",
+                &format!(
+                    "case \"$*\" in *--list*) {listing};; *) echo ran >> '{d}/restored';; \
+                     esac\n"
+                ),
+            );
+            let err = pg.restore(&id).await.unwrap_err().to_string();
+            assert!(
+                err.contains(reason)
+                    && err.contains(&format!("backup `{id}`"))
+                    && err.contains("left unchanged"),
+                "{err}"
+            );
+            assert!(!bin.path().join("restored").exists());
+            assert_eq!(pg.sweep().await.unwrap(), 0);
+            pg.backup("shop", "v2").await.unwrap();
+        }
+    }
+
+    /// No client program may ask for a password: `psql` would ask the terminal, if it has
+    /// one, and wait there for ever (in a drop's cleanup too, which blocks its thread).
+    #[tokio::test]
+    async fn no_client_program_ever_asks_for_a_password() {
+        let bin = tempfile::tempdir().unwrap();
+        dump_clients(bin.path());
+        let d = bin.path().display();
+        for program in ["psql", "pg_dump", "pg_restore"] {
+            std::fs::rename(
+                bin.path().join(program),
+                bin.path().join(format!("{program}.real")),
+            )
+            .unwrap();
+            script(
+                bin.path(),
+                program,
+                &format!(
+                    "printf '%s %s\\n' {program} \"$*\" >> '{d}/every'\n\
+                     exec '{d}/{program}.real' \"$@\"\n"
+                ),
+            );
+        }
+        let store = tempfile::tempdir().unwrap();
+        let pg = PostgresBackup::new(
+            PostgresSettings::new(conn(), store.path()).with_bin_dir(bin.path()),
+        )
+        .unwrap();
+        let id = pg.backup("shop", "v1").await.unwrap();
+        pg.restore(&id).await.unwrap();
+        let every = std::fs::read_to_string(bin.path().join("every")).unwrap();
+        for program in ["psql", "pg_dump", "pg_restore"] {
+            assert!(every.lines().any(|l| l.starts_with(program)), "{every}");
+        }
+        for call in every.lines() {
+            assert!(call.contains(" --no-password "), "{call}");
+        }
     }
 
     /// A database that may hold part of an in-place restore, one cut short or one running,
