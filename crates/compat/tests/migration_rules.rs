@@ -519,6 +519,39 @@ fn a_column_added_by_the_same_migration_is_renamed_or_dropped_freely() {
 }
 
 #[test]
+fn columns_added_by_the_same_migration_follow_their_table_s_rename() {
+    for sql in [
+        "ALTER TABLE t ADD COLUMN c int;\nALTER TABLE t RENAME TO u;\nALTER TABLE u RENAME c TO d;",
+        "ALTER TABLE t ADD COLUMN c int;\nALTER TABLE t RENAME TO u;\nALTER TABLE u DROP c;",
+        "CREATE TABLE n (c int);\nALTER TABLE n RENAME TO m;\nALTER TABLE m DROP c;",
+        "ALTER TABLE t ADD COLUMN c int;\nALTER TABLE t SET SCHEMA s;\nALTER TABLE s.t DROP c;",
+    ] {
+        let found = rules(sql);
+        assert_eq!(found[2], Vec::<String>::new(), "{sql}");
+    }
+    let found = rules(
+        "ALTER TABLE t ADD COLUMN x int NOT NULL DEFAULT 0;\nALTER TABLE t RENAME TO u;\n\
+         ALTER TABLE u ALTER COLUMN x DROP DEFAULT;",
+    );
+    assert_eq!(found[2], ["adding-required-field"]);
+    // The table in use that takes the name afterwards has no such columns.
+    for sql in [
+        "ALTER TABLE t ADD COLUMN c int;\nALTER TABLE t RENAME TO u;\nALTER TABLE v RENAME TO t;\n\
+         ALTER TABLE t DROP c;",
+        "ALTER TABLE t ADD COLUMN c int;\nDROP TABLE t;\nALTER TABLE v RENAME TO t;\n\
+         ALTER TABLE t DROP c;",
+    ] {
+        let found = rules(sql);
+        assert_eq!(found[3], ["ban-drop-column"], "{sql}");
+    }
+    let found = rules(
+        "ALTER TABLE t ADD COLUMN x int NOT NULL DEFAULT 0;\nALTER TABLE t RENAME TO u;\n\
+         ALTER TABLE v RENAME TO t;\nALTER TABLE t ALTER COLUMN x DROP DEFAULT;",
+    );
+    assert_eq!(found[3], Vec::<String>::new());
+}
+
+#[test]
 fn a_negated_is_null_check_proves_not_null() {
     let mut schema = Schema::default();
     schema.learn(

@@ -1997,6 +1997,21 @@ mod tests {
             rules_and_ignored(&r.statements[0]),
             [("not-analysed", true)]
         );
+        // Also when its arguments are not SQL; a `--` quoted in them starts no comment.
+        for line in [
+            "\\i 0002_more.sql -- serin:ignore not-analysed",
+            "\\ir '--' 0002_more.sql -- serin:ignore not-analysed",
+        ] {
+            let r = analyze("m", &format!("{line}\nSELECT 1;")).unwrap();
+            assert_eq!(r.statements[0].sql, line);
+            assert_eq!(
+                rules_and_ignored(&r.statements[0]),
+                [("not-analysed", true)],
+                "{line}"
+            );
+        }
+        let r = analyze("m", "\\echo '-- 0002_more' it's\nSELECT 1;").unwrap();
+        assert_eq!(r.statements[0].sql, "\\echo '-- 0002_more' it's");
         // One inside a statement runs first: psql sends the statement at its `;`.
         let r = analyze("m", "SELECT 1\n\\echo hi\n+ 1;").unwrap();
         let texts: Vec<&str> = r.statements.iter().map(|s| s.sql.as_str()).collect();

@@ -326,7 +326,8 @@ pub(super) fn parse(name: &str, sql: &str, run: Option<RunBy>) -> Result<Script>
 }
 
 /// `text` with the arguments of the meta-command on line `line` (1-based) replaced by spaces,
-/// or `None` if that line holds no meta-command with arguments left.
+/// up to a `--` comment that ends the line (it may say `serin:ignore`), or `None` if that line
+/// holds no meta-command with arguments left.
 fn blank_meta_arguments(text: &str, line: u64) -> Option<String> {
     let start = text
         .split_inclusive('\n')
@@ -346,6 +347,7 @@ fn blank_meta_arguments(text: &str, line: u64) -> Option<String> {
         + name
             .find(|c: char| !c.is_alphanumeric() && c != '_')
             .unwrap_or(name.len());
+    let end = args + comment_start(&text[args..end]);
     if text[args..end].trim().is_empty() {
         return None;
     }
@@ -354,6 +356,21 @@ fn blank_meta_arguments(text: &str, line: u64) -> Option<String> {
         .map(|c| if c == '\r' { c } else { ' ' })
         .collect();
     Some(format!("{}{blank}{}", &text[..args], &text[end..]))
+}
+
+/// Where a `--` comment starts in a meta-command's `args` (outside quotes), or their length.
+fn comment_start(args: &str) -> usize {
+    let mut quote = None;
+    for (i, c) in args.char_indices() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if args[i..].starts_with("--") => return i,
+            None => {}
+        }
+    }
+    args.len()
 }
 
 /// A migration being cut into statements, token by token.

@@ -506,6 +506,7 @@ impl Ctx {
     /// Follows a relation or type renamed (or moved to another schema), as `names_moved`
     /// reads it: one this migration made stays new under its new name, unless that name is
     /// one the running version uses; one in use stays in use, and leaves its old name vacated.
+    /// The columns known of a table go with it.
     fn follow_renames(&mut self, parsed: &Parsed) {
         let (Some(from), Some(to)) = names_moved(parsed) else {
             return;
@@ -513,6 +514,8 @@ impl Ctx {
         if from == to {
             return;
         }
+        move_columns(&mut self.added_columns, &from, &to);
+        move_columns(&mut self.required_added, &from, &to);
         if self.created.remove(&from) {
             self.taken_over.remove(&from);
             self.made(to);
@@ -743,6 +746,17 @@ impl Ctx {
             self.lock_timeout_reported = false;
         }
     }
+}
+
+/// Moves the `columns` (`table_key`, `ident_key`) of table `from` to `to`, its new name.
+/// PostgreSQL renames only to a name no relation has, so any known under `to` were of a table
+/// dropped or renamed away since.
+fn move_columns(columns: &mut BTreeSet<(String, String)>, from: &str, to: &str) {
+    *columns = std::mem::take(columns)
+        .into_iter()
+        .filter(|(table, _)| table != to)
+        .map(|(table, column)| (if table == from { to.to_owned() } else { table }, column))
+        .collect();
 }
 
 /// `SET [LOCAL] name = values` of `lock_timeout` or `statement_timeout` (any other `name` is
