@@ -10,7 +10,9 @@
 //! `maxDeploymentDuration` per call (with a retire's drain) in a rollback or past it, each
 //! timeout taking the error path a failed call takes. A resume whose router does not say
 //! which split it holds applies the journalled one again, and an abort ends a watch's read
-//! that never answers at once. A journal that does not answer within `maxDeploymentDuration`
+//! that never answers at once, before a trigger can act on the data the read left missing.
+//! A deployment that ends failed after a dropped apply says the router's split is unknown.
+//! A journal that does not answer within `maxDeploymentDuration`
 //! refuses a start, or stops a run as its failures do.
 
 mod support;
@@ -451,9 +453,37 @@ async fn applies_that_never_answer_end_the_run_and_its_rollback_each_within_its_
     // starts and again by the rolling-back stage, is given maxDeploymentDuration each time.
     assert!(reason.starts_with("rolling back (error: "), "{reason}");
     names_timeout(reason, "router `silent-router`", "applying the split", MAX);
+    // A dropped apply may still have reached the router: where traffic goes is not known.
+    assert!(
+        reason.contains("which split the router holds is unknown"),
+        "{reason}"
+    );
+    assert!(!reason.contains("gets no traffic"), "{reason}");
     assert_eq!(took(&report), 3 * MAX);
     assert_eq!(s.router.stall.dropped(), 3);
     s.world.assert_live(Track::Stable, "1.0.0").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_weight_that_never_answers_leaves_the_split_unknown_without_a_rollback() {
+    let s = setup(true).await;
+    s.world.set_rate("1.0.0", 0.005);
+    s.world.set_rate("1.1.0", 0.005);
+    let _traffic = s.world.spawn_traffic();
+    s.router.stall.cue("apply");
+    let mut config = canary_within(MAX);
+    config.rollback_on_error = false;
+    let report = bounded("the deployment", run_to_end(&s.o, &config)).await;
+    println!("{report}");
+    let reason = failed_reason(&report);
+    assert!(reason.contains("not rolled back"), "{reason}");
+    // The 10% the router never confirmed may be in force, or not.
+    assert!(
+        reason.contains("which split the router holds is unknown")
+            && reason.contains("may give 1.1.0 on canary any share of traffic"),
+        "{reason}"
+    );
+    assert_eq!(took(&report), MAX);
 }
 
 #[tokio::test(start_paused = true)]
@@ -553,6 +583,44 @@ async fn an_abort_while_the_canary_metrics_never_answer_rolls_back_at_once() {
     assert!(reason.contains("aborted by an operator"), "{reason}");
     assert!(s.metrics.stall.dropped() >= 1);
     unchanged(&s.world).await;
+}
+
+/// Aborts a deployment in `stage` while its metrics never answer, with a trigger that would
+/// roll back on the window the abort cuts short, for the data it has not read: the abort wins.
+async fn abort_during_a_hung_read_with_a_trigger_on_missing_data(stage: Stage) {
+    let s = setup(true).await;
+    s.world.set_rate("1.0.0", 0.005);
+    s.world.set_rate("1.1.0", 0.005);
+    let _traffic = s.world.spawn_traffic();
+    let mut config = canary_within(MAX);
+    config.triggers = vec![
+        serde_json::from_str(
+            r#"{"kind":"metricThreshold","id":"errors","metric":"error_rate","operator":"gt",
+                "value":0.2,"onMissingData":"fire","staleAfter":"10s"}"#,
+        )
+        .expect("trigger"),
+    ];
+    config.validate().expect("valid");
+    let h = s.o.start(&config, SERVICE).await.expect("start");
+    until_stage(&h, stage).await;
+    s.metrics.hang.store(true, Ordering::SeqCst);
+    s.metrics.stall.until_hung().await;
+    // Long past the trigger's staleAfter: the window's data is missing for good.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let (asked, report) = abort_to_end(&s.o, h).await;
+    assert_eq!(report.last_at, asked, "the abort is served at once");
+    assert_eq!(rollback_reason(&report), "aborted by an operator");
+    s.world.assert_live(Track::Stable, "1.0.0").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_abort_that_cuts_a_canary_read_short_wins_over_a_trigger_on_the_missing_data() {
+    abort_during_a_hung_read_with_a_trigger_on_missing_data(Stage::Canary).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_abort_that_cuts_a_watch_read_short_wins_over_a_trigger_on_the_missing_data() {
+    abort_during_a_hung_read_with_a_trigger_on_missing_data(Stage::Monitoring).await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,6 +1,8 @@
 //! The readiness wait asks the platform for the new track's status, and a platform that never
 //! answers holds up neither the deployment's deadline nor an operator's abort, under paused
 //! time: the call is dropped and the deployment rolls back, the new track getting no traffic.
+//! A track that gets ready only at the deadline takes no traffic either: the deadline rolls
+//! back before any weight moves.
 
 mod support;
 
@@ -14,7 +16,10 @@ use serin_orchestrator::{
     TrackStatus,
 };
 use serin_signals::Track;
-use support::{SERVICE, Stall, World, abort_to_end, bounded, canary_within, took};
+use support::{
+    SERVICE, Stall, World, abort_to_end, bounded, canary_config, canary_within, run_to_end,
+    slow_serving_world, took,
+};
 
 /// The world's platform, but its status of the canary track never answers once `hang` is
 /// set (an API server that accepts the connection and says nothing). Set once the deployment
@@ -118,5 +123,30 @@ async fn an_abort_while_the_status_never_answers_rolls_back_at_once() {
     assert!(rolled_back(&report).contains("aborted by an operator"));
     assert_eq!(platform.stall.dropped(), 1, "the call was dropped");
     assert!(!world.has_track(&Track::Canary).await);
+    world.assert_live(Track::Stable, "1.0.0").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_promotion_whose_track_gets_ready_at_the_deadline_rolls_back_without_moving_traffic() {
+    // New instances get ready at their fifth check: the promotion at 184 s grows the canary
+    // track, whose new instance is ready at 188 s, the deadline.
+    let (world, _traffic) = slow_serving_world(5).await;
+    let max = Duration::from_secs(188);
+    let mut config = canary_config("1.1.0");
+    config.max_deployment_duration = max;
+    config.blue_green_config.readiness_timeout = Duration::from_secs(60);
+    config.validate().expect("valid");
+    let report = bounded("the deployment", run_to_end(&world.orchestrator(), &config)).await;
+    println!("{report}");
+    assert!(
+        rolled_back(&report).contains("did not finish within maxDeploymentDuration"),
+        "{report}"
+    );
+    assert_eq!(took(&report), max, "rolled back at the deadline");
+    let all_to_canary = world.router.history().iter().any(|s| {
+        s.weight_of("canary")
+            .is_some_and(|w| w.as_percent() >= 100.0)
+    });
+    assert!(!all_to_canary, "{:?}", world.router.history());
     world.assert_live(Track::Stable, "1.0.0").await;
 }

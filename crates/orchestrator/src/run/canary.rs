@@ -46,8 +46,10 @@ impl Runner {
         if self.past_deadline(now) {
             return self.roll_back(self.deadline_reason(), Vec::new()).await;
         }
-        let observations = self.observe(now).await?;
-        let (mut kinds, rollback, _) = self.feed_triggers(&observations, now).await;
+        let Some(observed) = self.observe(now).await else {
+            return self.serve_waiting().await;
+        };
+        let (mut kinds, rollback, _) = self.feed_triggers(&observed, now);
         if let Some(reason) = rollback {
             return self.roll_back(reason, kinds).await;
         }
@@ -62,7 +64,7 @@ impl Runner {
         let mut controller = controller_of(run.clone())?;
         // Every metric first, then one decision for the window: each decision's action must be
         // carried out, so a weight set while feeding one metric must not hide behind the next.
-        for (metric, b, c) in &observations {
+        for (metric, b, c) in &observed.metrics {
             if reads(&controller, metric)
                 && let Err(e) = controller.feed(b, c, now)
             {

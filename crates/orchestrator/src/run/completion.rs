@@ -16,8 +16,10 @@ impl Runner {
         if now < self.state.observed_until.saturating_add(check) {
             return Ok(());
         }
-        let observations = self.observe(now).await?;
-        let (kinds, rollback, _hold) = self.feed_triggers(&observations, now).await;
+        let Some(observed) = self.observe(now).await else {
+            return self.serve_waiting().await;
+        };
+        let (kinds, rollback, _hold) = self.feed_triggers(&observed, now);
         if let Some(reason) = rollback {
             return self.roll_back(reason, kinds).await;
         }

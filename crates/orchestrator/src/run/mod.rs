@@ -154,6 +154,15 @@ fn is_journal_error(e: &Error) -> bool {
     matches!(e, Error::Backend { backend, .. } if backend == "journal")
 }
 
+/// What [`Runner::execute`] is doing while the router applies a split, as a timeout names it.
+const APPLYING: &str = "applying the split";
+
+/// Whether `e` is an apply the router did not answer in time. Dropped on its timeout, it may
+/// still have reached the router: which split the router holds is unknown.
+fn apply_timed_out(e: &Error) -> bool {
+    matches!(e, Error::Timeout { what, .. } if what.contains(APPLYING))
+}
+
 impl Runner {
     fn now(&self) -> Timestamp {
         self.inner.clock.now()
@@ -513,7 +522,7 @@ impl Runner {
                             .map_err(|e| Error::backend("router", router.name(), e))
                     };
                     let who = format!("router `{}`", router.name());
-                    let doing = format!("applying the split {split}");
+                    let doing = format!("{APPLYING} {split}");
                     self.within_bound(&who, &doing, Duration::ZERO, apply)
                         .await?;
                 }
@@ -658,11 +667,12 @@ impl Runner {
                 .rollback_reason
                 .as_deref()
                 .unwrap_or("rolled back");
-            reason = format!("rolling back ({why}) failed: {e}; {}", self.left_behind());
+            let left = self.left_behind(apply_timed_out(&e));
+            reason = format!("rolling back ({why}) failed: {e}; {left}");
         } else if !changed_nothing && !self.state.config.rollback_on_error {
             reason = format!(
                 "{e}; not rolled back (rollbackOnError is false): {}",
-                self.left_behind()
+                self.left_behind(apply_timed_out(&e))
             );
         } else if !changed_nothing {
             match self.start_rollback(format!("error: {e}"), Vec::new()).await {
@@ -677,10 +687,8 @@ impl Runner {
                     return Ok(());
                 }
                 Err(err) => {
-                    reason = format!(
-                        "{reason}; the rollback could not start: {err}; {}",
-                        self.left_behind()
-                    );
+                    let left = self.left_behind(apply_timed_out(&e) || apply_timed_out(&err));
+                    reason = format!("{reason}; the rollback could not start: {err}; {left}");
                 }
             }
         }
@@ -690,9 +698,23 @@ impl Runner {
 
     /// Where a deployment that ends failed without switching back leaves traffic and tracks,
     /// for the operator who must finish it by hand: nothing watches the new version any more.
-    /// The router's last split is the last one it took (an apply that fails changes nothing).
-    fn left_behind(&self) -> String {
+    /// The router's last split is the last one it took (an apply that fails changes nothing),
+    /// unless the failure was an apply dropped on its timeout (`apply_unknown`): that apply
+    /// may still have reached the router, so which split it holds is not known.
+    fn left_behind(&self, apply_unknown: bool) -> String {
         let new = &self.state.to;
+        if apply_unknown {
+            let unknown = "applying a split got no answer in time and may still have reached \
+                           the router, so which split the router holds is unknown";
+            return match &self.state.from {
+                Some(old) => format!(
+                    "{unknown}: it may give {new} any share of traffic beside {old}, and \
+                     nothing watches it: route all traffic to one of them and retire the other \
+                     by hand"
+                ),
+                None => format!("{unknown}: {new} may serve traffic and nothing watches it"),
+            };
+        }
         match &self.state.from {
             Some(old) if self.announced > 0.0 => format!(
                 "the router may still give {new} {}% of traffic (the last split it took) beside \

@@ -15,6 +15,18 @@ use crate::sample::{ArmSample, Sample};
 
 use super::{Operation, Runner};
 
+/// What a watch reads for one window: each metric of both arms, and both tracks' health
+/// signals.
+pub(super) struct Observed {
+    /// Each metric, the old track's observation and the new one's.
+    pub(super) metrics: Vec<(Metric, Observation, Observation)>,
+    canary_signals: Vec<HealthSignal>,
+    stable_signals: Vec<HealthSignal>,
+}
+
+/// An operator's abort cut a watch's read short (see [`Runner::watch_read`]).
+struct Aborted;
+
 impl Runner {
     /// The metrics the judges and triggers read.
     fn metrics(&self) -> Vec<Metric> {
@@ -52,38 +64,72 @@ impl Runner {
         out
     }
 
-    /// Each metric of both arms over `[observed_until, now)`. A source error is no data for
-    /// that arm: never a pass.
-    pub(super) async fn observe(
-        &mut self,
-        now: Timestamp,
-    ) -> Result<Vec<(Metric, Observation, Observation)>> {
+    /// Each metric of both arms over `[observed_until, now)`, and both tracks' health
+    /// signals. A source error is no data for that arm: never a pass.
+    ///
+    /// `None` when an operator's abort cut a read short: the window is not acted on, and the
+    /// abort is served first. Acting on a window without the reads the abort cut (a trigger
+    /// whose missing data rolls back, say) would start a rollback of its own, and answer the
+    /// operator that the deployment is already rolling back.
+    pub(super) async fn observe(&mut self, now: Timestamp) -> Option<Observed> {
         let start = self.state.observed_until.min(now);
         let window = match Window::new(start, now) {
             Ok(w) => w,
             Err(_) => Window::ending_at(now, Duration::from_millis(1)),
         };
         self.state.observed_until = now;
-        let new = self.new_track();
-        let old = self.old_track().unwrap_or(Track::Stable);
-        let mut out = Vec::new();
-        for metric in self.metrics() {
-            let b = self.query(&metric, &old, window).await;
-            let c = self.query(&metric, &new, window).await;
-            out.push((metric, b, c));
+        let observed = self.read_window(window).await.ok()?;
+        self.sample = Some(self.summarise(window, &observed.metrics));
+        Some(observed)
+    }
+
+    /// Serves the commands waiting, in the order they came: those a watch's read held when an
+    /// operator's abort cut it short (see [`observe`](Self::observe)), the abort among them.
+    /// Served as during a readiness wait, which a watch may be part of (a promotion's).
+    pub(super) async fn serve_waiting(&mut self) -> Result<()> {
+        while let Ok((op, reply)) = self.commands.try_recv() {
+            self.serve_while_waiting_ready(op, reply).await?;
         }
-        self.sample = Some(self.summarise(window, &out));
-        Ok(out)
+        Ok(())
+    }
+
+    /// The reads of [`observe`](Self::observe) over `window`, up to the first an abort cuts
+    /// short.
+    async fn read_window(&mut self, window: Window) -> Result<Observed, Aborted> {
+        let new = self.new_track();
+        let old = self.old_track();
+        let baseline = old.clone().unwrap_or(Track::Stable);
+        let mut metrics = Vec::new();
+        for metric in self.metrics() {
+            let b = self.query(&metric, &baseline, window).await?;
+            let c = self.query(&metric, &new, window).await?;
+            metrics.push((metric, b, c));
+        }
+        let canary_signals = self.health_signals(&new).await?;
+        let stable_signals = match old {
+            Some(old) => self.health_signals(&old).await?,
+            None => Vec::new(),
+        };
+        Ok(Observed {
+            metrics,
+            canary_signals,
+            stable_signals,
+        })
     }
 
     /// One metric of one track over `window`; a source error is no data (and a warning), and
-    /// so is a source that has not answered at the deadline or an operator's abort (see
+    /// so is a source that has not answered at the deadline (see
     /// [`watch_read`](Self::watch_read)): the stage's next turn ends the deployment as the
-    /// deadline or the abort does.
-    async fn query(&mut self, metric: &Metric, track: &Track, window: Window) -> Observation {
+    /// deadline does.
+    async fn query(
+        &mut self,
+        metric: &Metric,
+        track: &Track,
+        window: Window,
+    ) -> Result<Observation, Aborted> {
         let query = MetricQuery::new(metric.clone(), track.clone(), window);
         let metrics = Arc::clone(&self.backends.metrics);
-        match self.watch_read(metrics.query(&query)).await {
+        Ok(match self.watch_read(metrics.query(&query)).await? {
             Some(Ok(o)) => o,
             Some(Err(e)) => {
                 tracing::warn!(deployment = %self.state.id, "metrics of {track} unavailable: {e}");
@@ -92,33 +138,32 @@ impl Runner {
             None => {
                 tracing::warn!(
                     deployment = %self.state.id,
-                    "metrics of {track} unavailable: no answer before maxDeploymentDuration ran \
-                     out or an operator aborted"
+                    "metrics of {track} unavailable: no answer before maxDeploymentDuration \
+                     ran out"
                 );
                 no_data(metric, track, window)
             }
-        }
+        })
     }
 
     /// The health source's signals of `track`; none when it fails or has not answered by the
-    /// deadline or an operator's abort (see [`watch_read`](Self::watch_read)).
-    async fn health_signals(&mut self, track: &Track) -> Vec<HealthSignal> {
+    /// deadline (see [`watch_read`](Self::watch_read)).
+    async fn health_signals(&mut self, track: &Track) -> Result<Vec<HealthSignal>, Aborted> {
         let health = Arc::clone(&self.backends.health);
-        let signals = self.watch_read(health.signals(track)).await;
-        signals.and_then(Result::ok).unwrap_or_default()
+        let signals = self.watch_read(health.signals(track)).await?;
+        Ok(signals.and_then(Result::ok).unwrap_or_default())
     }
 
     /// A watch's read `call`, dropped if it has not answered by the deadline (as
-    /// [`by_deadline`](Self::by_deadline) drops it) or when an operator aborts: an abort must
-    /// not wait for a source that never answers. `None` when the call was dropped.
+    /// [`by_deadline`](Self::by_deadline) drops it; `None`) or when an operator aborts
+    /// ([`Aborted`]): an abort must not wait for a source that never answers.
     ///
     /// Commands are not served here, halfway through a window whose observations the stage
     /// then acts on: those that come while the call runs are held, and once it ends (or the
     /// abort cuts it short) put back in the order they came, for the stage to serve at its
-    /// next wait, as it would had they come just after the window. Every read left in the
-    /// window is cut short by the abort put back, so the window ends at once, with no data
-    /// for those reads (never a pass).
-    async fn watch_read<T>(&mut self, call: impl Future<Output = T>) -> Option<T> {
+    /// next wait, as it would had they come just after the window. A window an abort cut
+    /// short reads no more, and is not acted on (see [`observe`](Self::observe)).
+    async fn watch_read<T>(&mut self, call: impl Future<Output = T>) -> Result<Option<T>, Aborted> {
         let left = self.state.deadline.saturating_duration_since(self.now());
         let deadline = tokio::time::sleep(left);
         tokio::pin!(call, deadline);
@@ -126,15 +171,15 @@ impl Runner {
         let answer = loop {
             tokio::select! {
                 biased;
-                done = &mut call => break Some(done),
+                done = &mut call => break Ok(Some(done)),
                 Some(cmd) = self.commands.recv() => {
                     let abort = cmd.0 == Operation::Abort;
                     held.push(cmd);
                     if abort {
-                        break None;
+                        break Err(Aborted);
                     }
                 }
-                () = &mut deadline => break None,
+                () = &mut deadline => break Ok(None),
             }
         };
         if !held.is_empty() {
@@ -206,21 +251,16 @@ impl Runner {
     /// gets its `staleAfter` from the start of the deployment. The first window past that
     /// grace that still brings it no usable data rolls back. A trigger that fires on its data
     /// rolls back at any weight, in the grace too.
-    pub(super) async fn feed_triggers(
+    pub(super) fn feed_triggers(
         &mut self,
-        observations: &[(Metric, Observation, Observation)],
+        observed: &Observed,
         now: Timestamp,
     ) -> (Vec<EventKind>, Option<String>, bool) {
         let excuse = self.excuse(now);
-        let canary_signals = self.health_signals(&self.new_track()).await;
-        let stable_signals = match self.old_track() {
-            Some(old) => self.health_signals(&old).await,
-            None => Vec::new(),
-        };
         let engine = &mut self.state.triggers;
         let config = engine.config();
         let mut kinds = Vec::new();
-        for (_, b, c) in observations {
+        for (_, b, c) in &observed.metrics {
             for obs in [
                 relabel(b.clone(), Track::Stable),
                 relabel(c.clone(), Track::Canary),
@@ -242,10 +282,11 @@ impl Runner {
             }
         }
         for (signals, label) in [
-            (canary_signals, Track::Canary),
-            (stable_signals, Track::Stable),
+            (&observed.canary_signals, Track::Canary),
+            (&observed.stable_signals, Track::Stable),
         ] {
-            for mut s in signals {
+            for s in signals {
+                let mut s = s.clone();
                 s.track = label.clone();
                 engine.observe_health(&s);
             }

@@ -739,9 +739,10 @@ impl Runner {
     /// Fails when an instance dies, or when the track is not ready `readinessTimeout` after the
     /// wait began as journalled ([`readiness_since`](crate::DeploymentState::readiness_since)),
     /// so a restart does not extend the wait. Rolls back when `maxDeploymentDuration` runs out
-    /// first; a platform that has not answered for the track's status by then fails the
-    /// deployment (see [`ready_status`](Self::ready_status)). `false` when a command, the
-    /// deadline or a trigger moved the deployment to another stage.
+    /// first, a track ready only at or past it included: no weight moves past the deadline,
+    /// to be taken back at once. A platform that has not answered for the track's status by
+    /// then fails the deployment (see [`ready_status`](Self::ready_status)). `false` when a
+    /// command, the deadline or a trigger moved the deployment to another stage.
     ///
     /// While the new version already serves a share — during a promotion, and while a raised
     /// canary weight waits for its grown track (see `move_weight`) — the rollback triggers are
@@ -793,7 +794,8 @@ impl Runner {
                         return Ok(false);
                     }
                 }
-                if !self.state.promoting || !self.promotion_held() {
+                let held = self.state.promoting && self.promotion_held();
+                if !held && !self.past_deadline(self.now()) {
                     return Ok(true);
                 }
             }
@@ -803,7 +805,8 @@ impl Runner {
             }
             if self.past_deadline(now) {
                 // `maxDeploymentDuration` ran out first: no traffic moves to a track still
-                // starting (or held), and the wait is not the deadline's exception.
+                // starting (or held), nor to one ready only now, and the wait is not the
+                // deadline's exception.
                 self.roll_back(self.deadline_reason(), Vec::new()).await?;
                 return Ok(false);
             }
@@ -900,7 +903,11 @@ impl Runner {
     /// Serves an operator command during a readiness wait. During a promotion, a promote lets
     /// it through a hold (see [`await_ready`](Self::await_ready)) and a resume only lifts the
     /// pause (the canary controller, which has promoted, is not asked again).
-    async fn serve_while_waiting_ready(&mut self, op: Operation, reply: Reply) -> Result<()> {
+    pub(super) async fn serve_while_waiting_ready(
+        &mut self,
+        op: Operation,
+        reply: Reply,
+    ) -> Result<()> {
         let seq = self.seq;
         let r = match op {
             Operation::Resume if self.state.promoting && !self.state.paused => Ok(()),
