@@ -210,7 +210,7 @@ impl Load {
         self.shared.tally().clone()
     }
 
-    /// Stops sending, lets the requests in flight finish (all within two seconds; one still
+    /// Stops sending, lets the requests in flight finish (all within ten seconds; one still
     /// waiting then is cancelled and counted as unanswered) and returns the totals.
     pub async fn stop(&self) -> Tally {
         self.stop.notify_one();
@@ -228,8 +228,10 @@ impl Load {
     }
 }
 
-/// How long [`Load::stop`] lets the requests in flight finish.
-const STOP_WAIT: Duration = Duration::from_secs(2);
+/// How long [`Load::stop`] lets the requests in flight finish: long enough that only a request
+/// no one will answer is still waiting on a busy machine (it then counts as unanswered), and
+/// no wait at all when every request has its answer.
+const STOP_WAIT: Duration = Duration::from_secs(10);
 
 impl Drop for Load {
     fn drop(&mut self) {
