@@ -668,11 +668,30 @@ async fn a_restore_that_stops_part_way_says_the_database_may_hold_part_of_it() {
     let bin = restoring_with(
         "#!/bin/sh\necho 'pg_restore: error: could not execute query: out of disk' >&2\nexit 1\n",
     );
-    let failing = PostgresBackup::new(settings.with_bin_dir(bin.path())).unwrap();
+    let failing = PostgresBackup::new(settings.clone().with_bin_dir(bin.path())).unwrap();
     let msg = failing.restore(&id).await.unwrap_err().to_string();
     assert!(
         msg.contains("stopped part-way")
             && msg.contains("out of disk")
+            && msg.contains("may now hold part of the backup"),
+        "{msg}"
+    );
+    // One whose statement gave up on a lock held too long says which wait ran out.
+    let bin = restoring_with(
+        "#!/bin/sh
+echo 'pg_restore: error: could not execute query: ERROR:  canceling \
+         statement due to lock timeout' >&2
+echo 'Command was: DROP TABLE IF EXISTS \
+         public.orders;' >&2
+exit 1
+",
+    );
+    let failing = PostgresBackup::new(settings.with_bin_dir(bin.path())).unwrap();
+    let msg = failing.restore(&id).await.unwrap_err().to_string();
+    assert!(
+        msg.contains("DROP TABLE IF EXISTS public.orders")
+            && msg.contains("another session of the database held a lock")
+            && msg.contains("lock_timeout 10s")
             && msg.contains("may now hold part of the backup"),
         "{msg}"
     );
@@ -859,6 +878,122 @@ async fn a_dump_restore_cut_short_is_ended_and_said_until_a_restore_finishes() {
     let mut left = file_names(store.path());
     left.sort();
     assert_eq!(left, [format!("{id}.dump"), format!("{id}.json")]);
+    db.drop().await;
+}
+
+/// A dump backup cancelled while its sessions wait for a lock the application holds (its
+/// client programs killed) ends those server sessions too, rather than leaving them waiting
+/// until the lock is granted.
+#[tokio::test]
+async fn a_dump_backup_cancelled_while_waiting_for_a_lock_ends_its_sessions() {
+    let Some(server) = server("dump_cancel_lock") else {
+        return;
+    };
+    let (db, store) = orders_db(&server, "cancel_lock").await;
+    let pg = PostgresBackup::new(verifying_orders(
+        &db,
+        store.path(),
+        PostgresMode::Dump { jobs: 1 },
+    ))
+    .unwrap();
+    let mut app = tokio::process::Command::new("psql");
+    app.args(["-X", "-q", "-d", &format!("dbname='{}'", db.name)])
+        .args([
+            "-c",
+            "BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600)",
+        ])
+        .env("PGHOST", &server.host)
+        .env("PGPORT", server.port.to_string())
+        .env("PGUSER", &server.user)
+        .env("PGAPPNAME", "the-application")
+        .kill_on_drop(true);
+    if let Some(p) = &server.password {
+        app.env("PGPASSWORD", p);
+    }
+    let app = app.spawn().unwrap();
+    let waiting = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = {} \
+         AND application_name LIKE 'serin-backup%' AND wait_event_type = 'Lock'",
+        literal(&db.name)
+    );
+    let blocked = || async { db.admin(&waiting).await != "0" };
+    assert!(cancel_when(pg.backup("shop", "v1"), blocked).await);
+    assert!(
+        !blocked().await,
+        "the cancelled backup ends its sessions waiting for the lock"
+    );
+    drop(app);
+    db.admin(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {} \
+         AND application_name = 'the-application'",
+        literal(&db.name)
+    ))
+    .await;
+    assert!(pg.list("shop").await.unwrap().is_empty());
+    db.drop().await;
+}
+
+/// A dump restore blocked by a lock the application holds gives up after the restore's lock
+/// wait instead of waiting for ever, before anything changes, naming the locked table; once
+/// the lock is gone, the next restore finishes.
+#[tokio::test]
+async fn a_dump_restore_blocked_by_the_applications_lock_gives_up_and_says_so() {
+    let Some(server) = server("dump_lock_wait") else {
+        return;
+    };
+    let (db, store) = orders_db(&server, "lock_wait").await;
+    let pg = PostgresBackup::new(verifying_orders(
+        &db,
+        store.path(),
+        PostgresMode::Dump { jobs: 2 },
+    ))
+    .unwrap();
+    let before = fingerprint(&db).await;
+    let id = pg.backup("shop", "v1").await.unwrap();
+    change(&db).await;
+    // The application reads the table in a transaction that stays open.
+    let mut app = tokio::process::Command::new("psql");
+    app.args(["-X", "-q", "-d", &format!("dbname='{}'", db.name)])
+        .args([
+            "-c",
+            "BEGIN; LOCK TABLE orders IN ACCESS SHARE MODE; SELECT pg_sleep(600)",
+        ])
+        .env("PGHOST", &server.host)
+        .env("PGPORT", server.port.to_string())
+        .env("PGUSER", &server.user)
+        .env("PGAPPNAME", "the-application")
+        .kill_on_drop(true);
+    if let Some(p) = &server.password {
+        app.env("PGPASSWORD", p);
+    }
+    let app = app.spawn().unwrap();
+    let holding = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = {} \
+         AND application_name = 'the-application' AND query LIKE '%pg_sleep%'",
+        literal(&db.name)
+    );
+    while db.admin(&holding).await == "0" {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let restored = tokio::time::timeout(std::time::Duration::from_secs(40), pg.restore(&id))
+        .await
+        .expect("the restore gives up on the lock by itself");
+    let msg = restored.unwrap_err().to_string();
+    assert!(
+        msg.contains("lock on table orders")
+            && msg.contains("lock_timeout 10s")
+            && msg.contains("the database was left unchanged"),
+        "{msg}"
+    );
+    assert_ne!(fingerprint(&db).await, before);
+    // Nothing changed, so nothing is marked partial.
+    assert_eq!(pg.sweep().await.unwrap(), 0);
+    // Its server session outlives a killed `psql` while it sleeps: ended by the server.
+    drop(app);
+    db.admin(&holding.replace("count(*)", "pg_terminate_backend(pid)"))
+        .await;
+    pg.restore(&id).await.unwrap();
+    assert_eq!(fingerprint(&db).await, before);
     db.drop().await;
 }
 

@@ -15,6 +15,11 @@
 //!   handed out again while data of it may remain; deleting the id again, or the next backup of
 //!   the service, finishes it.
 //!
+//! A metadata file that cannot be read or decoded is left out of listings, with a warning
+//! naming it and why: the service's other backups stay listed for retention and for the
+//! choice of a backup to restore, and the damaged one is neither restored nor deleted by
+//! retention (nothing proves what it held) but kept for an operator to look at.
+//!
 //! Several providers may share a directory: each backup records its provider's source (see
 //! [`BackupInfo::source`]), and a catalog lists and reads only its own source's backups.
 //!
@@ -335,7 +340,8 @@ impl Catalog {
         })
     }
 
-    /// The backups of `service`, oldest first.
+    /// The backups of `service`, oldest first. A metadata file that cannot be read or
+    /// decoded is left out with a warning naming it and why (see [`scan`](Self::scan)).
     pub(crate) async fn list(&self, service: &str) -> Result<Vec<BackupInfo>> {
         self.scan(service, LISTED).await
     }
@@ -370,15 +376,20 @@ impl Catalog {
                 continue;
             }
             let path = entry.path();
-            let body = match tokio::fs::read(&path).await {
-                Ok(body) => body,
+            let read = match tokio::fs::read(&path).await {
+                Ok(body) => self.decode(&path, &body),
                 // Deleted by another process since the directory was read.
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(self.io_error("read", &path, e)),
+                Err(e) => Err(self.io_error("read", &path, e)),
             };
-            let info = self.decode(&path, &body)?;
-            if info.service == service && self.owns(&info) {
-                found.push(info);
+            // One damaged file must not hide the service's other backups, which retention
+            // and the choice of a backup to restore depend on. It is left out, so it is never
+            // restored nor deleted by retention (nothing proves what it held), and is kept
+            // for an operator to look at.
+            match read {
+                Ok(info) if info.service == service && self.owns(&info) => found.push(info),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(service, "left out of the backups listed: {e}"),
             }
         }
         found.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
@@ -412,10 +423,7 @@ impl Catalog {
 
     /// The error of a delete that unlisted backup `info` but could not remove its data (`e`).
     pub(crate) fn unlisted_but_kept(&self, info: &BackupInfo, e: Error) -> Error {
-        let cause = match e {
-            Error::Backend { reason, .. } => reason,
-            other => other.to_string(),
-        };
+        let cause = cause(e);
         Error::backend(
             "backup",
             self.provider.as_str(),
@@ -1028,6 +1036,14 @@ pub(crate) async fn finish_interrupted_deletes(
     }
 }
 
+/// The reason of error `e`, to be quoted in another error without repeating its backend.
+pub(crate) fn cause(e: Error) -> String {
+    match e {
+        Error::Backend { reason, .. } => reason,
+        other => other.to_string(),
+    }
+}
+
 /// Logs the outcome of a sweep run before a backup or after a delete: best effort, as the next one
 /// tries again.
 pub(crate) fn sweep_quietly(swept: Result<usize>) {
@@ -1625,12 +1641,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unreadable_metadata_is_an_error_naming_the_file() {
+    async fn unreadable_metadata_is_skipped_by_a_listing_and_kept() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("web-1-000.json"), b"{not json").unwrap();
         let catalog = Catalog::new(dir.path(), "test", "test a");
-        let err = catalog.list("web").await.unwrap_err();
-        assert!(err.to_string().contains("web-1-000.json"), "{err}");
+        let old = take(&catalog, "web", "old", Timestamp::from_millis(1_000)).await;
+        let corrupt = dir.path().join("web-2000-000.json");
+        std::fs::write(&corrupt, b"{not json").unwrap();
+        let new = take(&catalog, "web", "new", Timestamp::from_millis(3_000)).await;
+        let ids: Vec<_> = catalog.list("web").await.unwrap();
+        let ids: Vec<_> = ids.into_iter().map(|i| i.id).collect();
+        assert_eq!(ids, [old, new]);
+        assert!(corrupt.exists());
+        // Reading it by its id still says why it cannot be used.
+        let err = catalog.read("web-2000-000").await.unwrap_err();
+        assert!(err.to_string().contains("web-2000-000.json"), "{err}");
     }
 
     #[tokio::test]
@@ -1645,8 +1669,7 @@ mod tests {
         let listed = catalog.list("web").await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].id, id);
-        let err = catalog.list("web-api").await.unwrap_err();
-        assert!(err.to_string().contains("web-api-1-000.json"), "{err}");
+        assert!(catalog.list("web-api").await.unwrap().is_empty());
         assert!(is_id_of("web-1-000", "web"));
         for (id, service) in [
             ("web-api-1-000", "web"),

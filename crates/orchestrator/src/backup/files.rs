@@ -1153,6 +1153,10 @@ mod tests {
         let (tmp, p) = setup();
         let p = p.with_retention(Retention::keep_last(2).unwrap());
         fs::create_dir_all(tmp.path().join("state")).unwrap();
+        // Unreadable metadata is neither counted nor deleted: nothing proves what it was.
+        fs::create_dir_all(p.store()).unwrap();
+        let corrupt = p.store().join("web-1-000.json");
+        fs::write(&corrupt, b"{not json").unwrap();
         let mut ids = Vec::new();
         for i in 0..4 {
             ids.push(p.backup("web", &format!("v{i}")).await.unwrap());
@@ -1166,6 +1170,7 @@ mod tests {
             .collect();
         assert_eq!(left, ids[2..].to_vec());
         assert!(!p.store().join(&ids[0]).exists());
+        assert!(corrupt.exists());
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::catalog::{
-    Catalog, Claim, RestoreMark, Undo, check_id, check_service, finish_interrupted_deletes,
+    Catalog, Claim, RestoreMark, Undo, cause, check_id, check_service, finish_interrupted_deletes,
     sweep_quietly,
 };
 use super::command::{Client, failed, tail};
@@ -310,6 +310,21 @@ pub enum PostgresMode {
     /// it once it finishes. A backup is refused while an in-place restore runs, too. The
     /// database is also marked on the server (its setting `serin.partial_restore`) until a
     /// restore finishes, so a backup through any other store of it is refused as well.
+    ///
+    /// `pg_restore --clean` drops each object it replaces, which waits for every lock other
+    /// sessions hold on it (an application's open transaction, say). Before anything changes,
+    /// each table of the database is locked as such a `DROP` locks it, and let go at once; a
+    /// lock not granted within 10 s (`lock_timeout`) refuses the restore, naming the table,
+    /// and the database is left unchanged and not marked. A lock taken after that check meets
+    /// the same wait in `pg_restore`'s own sessions (their connection's `options`): the
+    /// restore then fails with PostgreSQL's `canceling statement due to lock timeout` and the
+    /// statement it ran, and as it may have dropped objects before, it is cut short as above.
+    ///
+    /// A backup cancelled (its future dropped) kills `pg_dump` and `psql`, then ends their
+    /// server sessions (named `serin-backup-<token>`) and waits up to 5 s for them to end,
+    /// before the drop returns: one waiting for a lock the application holds would otherwise
+    /// stay on the server until the lock is granted. If the server cannot be reached, that is
+    /// logged and the claim is left to the next sweep.
     Dump {
         /// Parallel jobs of `pg_restore` (at least 1).
         jobs: u32,
@@ -740,7 +755,7 @@ impl PostgresBackup {
     /// What the template-mode backup `id` of the claim with `token` makes on the server.
     fn leftovers(&self, id: &str, token: &str) -> Leftovers {
         Leftovers {
-            sessions: format!("serin-backup-{token}"),
+            sessions: backup_sessions(token),
             part: format!("serin_part_{token}"),
             snap: self.database_for("snap", id),
             mark: format!("serin-backup claim {token}"),
@@ -1179,8 +1194,27 @@ impl PostgresBackup {
             .collect()
     }
 
-    async fn take_dump(&self, id: &str) -> Result<Vec<BackupCheck>> {
-        let file = self.catalog.data_path(id, ".dump");
+    /// Dumps the database to the file of `claim`'s backup; answers the checksums of the
+    /// verified tables, taken in the dump's snapshot, and the dump's own.
+    ///
+    /// Its sessions bear the claim's name: cancelled (its client programs killed), it ends
+    /// them before the drop returns, as one waiting for a lock the application holds would
+    /// otherwise wait on the server until the lock is granted.
+    async fn take_dump(&self, claim: &mut Claim) -> Result<Vec<BackupCheck>> {
+        let sessions = backup_sessions(claim.token());
+        claim.undo_on_drop(Some(self.end_sessions_on_drop(
+            format!("cancelled backup `{}`", claim.id()),
+            &sessions,
+        )));
+        let file = self.catalog.data_path(claim.id(), ".dump");
+        let dumped = self.named(&sessions).dump(file).await;
+        // Over, well or not: its programs have ended, and their sessions with them.
+        claim.undo_on_drop(None);
+        dumped
+    }
+
+    /// [`take_dump`](Self::take_dump) to `file`, its sessions named as this provider's.
+    async fn dump(&self, file: PathBuf) -> Result<Vec<BackupCheck>> {
         // A session that holds a snapshot open, so the checksums and the dump see the same
         // data however busy the database is.
         let holder_args = psql_args(self.db(), &[]);
@@ -1439,6 +1473,7 @@ impl PostgresBackup {
             )));
         }
         self.check_archive(&info.id, &file).await?;
+        self.refuse_locked(&info.id).await?;
         let jobs = match self.settings.mode {
             PostgresMode::Dump { jobs } => jobs,
             PostgresMode::Template => 1,
@@ -1466,7 +1501,9 @@ impl PostgresBackup {
         let mut args = os(&["--clean", "--if-exists", "--exit-on-error", "--no-password"]);
         args.push(format!("--jobs={jobs}").into());
         args.push("--dbname".into());
-        args.push(sql::dbname_conninfo(self.db()).into());
+        // Its workers connect with the same string, so the wait bounds theirs too.
+        let options = sql::conninfo_value(&format!("-c lock_timeout={APPLICATION_LOCK_WAIT}"));
+        args.push(format!("{} options={options}", sql::dbname_conninfo(self.db())).into());
         args.push(file.into());
         let restored = named.client.0.run("pg_restore", &args).await;
         // Ended, well or not: `pg_restore` waits for its workers before it exits.
@@ -1474,10 +1511,13 @@ impl PostgresBackup {
         // `--exit-on-error` stops at the first failure, but without one transaction for the
         // whole restore (which `--jobs` rules out) what ran before it stays: say so.
         restored.map_err(|e| {
-            let cause = match e {
-                Error::Backend { reason, .. } => reason,
-                other => other.to_string(),
-            };
+            let mut cause = cause(e);
+            if cause.contains("lock timeout") {
+                cause.push_str(&format!(
+                    "; another session of the database held a lock the statement above waits \
+                     for longer than lock_timeout {APPLICATION_LOCK_WAIT}"
+                ));
+            }
             self.failed(format!(
                 "restore of backup `{}` into `{}` stopped part-way ({cause}); the database may \
                  now hold part of the backup: restore it again once the cause is fixed",
@@ -1504,6 +1544,43 @@ impl PostgresBackup {
         if let Some(mark) = &mut cancelled.mark {
             mark.finish();
         }
+        Ok(())
+    }
+
+    /// Refuses the dump restore of backup `id`, before anything changes, while another
+    /// session holds a lock on a table of the database that `pg_restore --clean`'s `DROP`
+    /// would wait for: each table is locked as that `DROP` locks it, waiting up to
+    /// [`APPLICATION_LOCK_WAIT`], in a subtransaction rolled back at once, so that the check
+    /// holds up the application's sessions for one table at a time, and only briefly. A table
+    /// the restore's role may not lock is passed over: `pg_restore` could not drop it either.
+    async fn refuse_locked(&self, id: &str) -> Result<()> {
+        let probe = format!(
+            "DO $serin$ DECLARE t regclass; BEGIN \
+             FOR t IN SELECT c.oid FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p') AND n.nspname NOT LIKE 'pg\\_%' \
+             AND n.nspname <> 'information_schema' ORDER BY 1 LOOP \
+             BEGIN \
+             EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', t); \
+             RAISE SQLSTATE 'SR001'; \
+             EXCEPTION \
+             WHEN lock_not_available THEN RAISE EXCEPTION 'another session holds a lock on \
+             table % and did not let go of it within lock_timeout {APPLICATION_LOCK_WAIT} \
+             (an open transaction of the application?)', t; \
+             WHEN SQLSTATE 'SR001' OR insufficient_privilege THEN NULL; \
+             END; \
+             END LOOP; END $serin$"
+        );
+        let wait = format!("SET lock_timeout = '{APPLICATION_LOCK_WAIT}'");
+        self.psql(self.db(), &[wait, probe]).await.map_err(|e| {
+            self.failed(format!(
+                "backup `{id}` cannot be restored into `{}` now: {}; the database was \
+                 left unchanged: end that transaction, or stop the application, and restore \
+                 again",
+                self.db(),
+                cause(e)
+            ))
+        })?;
         Ok(())
     }
 
@@ -1707,6 +1784,11 @@ impl PostgresBackup {
 /// then), short enough that a restore running elsewhere is reported rather than waited for.
 const RESTORE_LOCK_WAIT: &str = "3s";
 
+/// How long a dump restore waits for a lock other sessions hold on what it replaces (see
+/// [`PostgresMode::Dump`]): long enough for an application's short transactions to end,
+/// short enough that one left open is reported rather than waited for.
+const APPLICATION_LOCK_WAIT: &str = "10s";
+
 /// The setting of a database that marks it, on the server, as possibly holding part of an
 /// in-place restore (see [`PostgresBackup::mark_partial`]).
 const PARTIAL_SETTING: &str = "serin.partial_restore";
@@ -1830,6 +1912,11 @@ impl Leftovers {
     }
 }
 
+/// The name of the server sessions of the backup whose claim has `token`.
+fn backup_sessions(token: &str) -> String {
+    format!("serin-backup-{token}")
+}
+
 /// A statement that ends the server sessions named `sessions` other than its own and waits
 /// up to 5 s for them to be gone. A loop rather than `pg_terminate_backend(pid, timeout)`,
 /// which PostgreSQL 13 lacks; the activity view is re-read on each turn (a transaction
@@ -1923,7 +2010,7 @@ impl BackupProvider for PostgresBackup {
             self.take_template(&mut claim).await?
         } else {
             claim.remove_on_drop(self.catalog.data_path(&id, ".dump"));
-            self.take_dump(&id).await?
+            self.take_dump(&mut claim).await?
         };
         let duration: Duration = started.elapsed();
         let size = if template {
@@ -2596,7 +2683,8 @@ mod tests {
             dir,
             "psql",
             &format!(
-                "case \"$*\" in *pg_db_role_setting*|*serin.partial_restore*) exit 0;; \
+                "case \"$*\" in *pg_db_role_setting*|*serin.partial_restore*|*lock_not_available*) \
+                 exit 0;; \
                  *' -c '*) printf '%s|%s\\n' \"$PGAPPNAME\" \"$*\" >> '{d}/calls'; \
                  exit 0;; esac\n{HOLD_SNAPSHOT}"
             ),
@@ -2612,6 +2700,7 @@ mod tests {
             &format!(
                 "case \"$*\" in *--list*) exit 0;; esac\n\
                  echo \"$PGAPPNAME\" >> '{d}/restored'\n\
+                 printf '%s\\n' \"$*\" >> '{d}/restore_args'\n\
                  if [ -e '{d}/stall' ]; then rm '{d}/stall'; echo $$ > '{d}/pid'; \
                  echo stalled > '{d}/stalled'; exec sleep 600; fi\n"
             ),
@@ -2651,6 +2740,12 @@ mod tests {
         let sessions: Vec<&str> = restored.lines().collect();
         assert_eq!(sessions.len(), 1, "{sessions:?}");
         assert!(sessions[0].starts_with("serin-restore-"), "{sessions:?}");
+        // Its sessions, and its workers', give up on a lock held too long.
+        let args = std::fs::read_to_string(bin.path().join("restore_args")).unwrap();
+        assert!(
+            args.contains("dbname='shop' options='-c lock_timeout=10s'"),
+            "{args}"
+        );
         // The restore was cut short: every sweep says so, and ends its sessions.
         for _ in 0..2 {
             let err = pg.sweep().await.unwrap_err().to_string();
