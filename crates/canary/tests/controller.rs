@@ -1206,21 +1206,9 @@ fn a_measurement_one_judge_of_its_metric_rejects_feeds_none_of_them() {
 
 #[test]
 fn a_second_sample_a_flagger_analysis_refuses_feeds_none_of_the_judges() {
-    use serin_canary::kayenta::Quantity;
-    use serin_canary::threshold::{FlaggerAnalysis, FlaggerAnalysisConfig, FlaggerMetric, Range};
-    let flagger = FlaggerAnalysis::new(FlaggerAnalysisConfig::new(vec![
-        FlaggerMetric::new(
-            Metric::ErrorRate,
-            Quantity::SuccessRatePercent,
-            Range::at_least(99.0),
-        ),
-        FlaggerMetric::new(
-            Metric::Latency,
-            Quantity::LatencyQuantile(0.99),
-            Range::at_most(500.0),
-        ),
-    ]))
-    .unwrap();
+    use serin_canary::threshold::{FlaggerAnalysis, FlaggerAnalysisConfig};
+    let flagger =
+        FlaggerAnalysis::new(FlaggerAnalysisConfig::new(common::flagger_builtins())).unwrap();
     let judges: Vec<Box<dyn Judge>> = vec![Box::new(judge()), Box::new(flagger)];
     let policy = CanaryPolicy::new(vec![Step::SetWeight(20)]);
     let mut ctl = CanaryController::new(policy, judges).unwrap();

@@ -2,35 +2,20 @@
 //! which any metric fails counts once, a passing interval resets nothing, and the canary rolls
 //! back once the count reaches `threshold`, whichever metrics failed.
 
+mod common;
+
+use common::flagger_builtins;
 use serde_json::json;
 use serin_canary::judge::{Judge, Sample, Severity, Verdict};
-use serin_canary::kayenta::Quantity;
 use serin_canary::threshold::{
-    CheckOutcome, FlaggerAnalysis, FlaggerAnalysisConfig, FlaggerConfig, FlaggerJudge,
-    FlaggerMetric, Range,
+    CheckOutcome, FlaggerAnalysis, FlaggerAnalysisConfig, FlaggerConfig, FlaggerJudge, Range,
 };
 use serin_signals::{
     Counts, LatencySketch, Measurement, Metric, Observation, Timestamp, Track, Window,
 };
 
-/// Flagger's built-ins: `request-success-rate` ≥ 99% and `request-duration` p99 ≤ 500 ms.
-fn builtins() -> Vec<FlaggerMetric> {
-    vec![
-        FlaggerMetric::new(
-            Metric::ErrorRate,
-            Quantity::SuccessRatePercent,
-            Range::at_least(99.0),
-        ),
-        FlaggerMetric::new(
-            Metric::Latency,
-            Quantity::LatencyQuantile(0.99),
-            Range::at_most(500.0),
-        ),
-    ]
-}
-
 fn analysis(threshold: u32, no_data_fails: bool) -> FlaggerAnalysis {
-    let mut c = FlaggerAnalysisConfig::new(builtins());
+    let mut c = FlaggerAnalysisConfig::new(flagger_builtins());
     c.threshold = threshold;
     c.no_data_fails = no_data_fails;
     FlaggerAnalysis::new(c).unwrap()
@@ -38,7 +23,7 @@ fn analysis(threshold: u32, no_data_fails: bool) -> FlaggerAnalysis {
 
 /// The same checks as one `FlaggerJudge` per metric, each with the analysis's threshold.
 fn per_metric(threshold: u32) -> Vec<FlaggerJudge> {
-    builtins()
+    flagger_builtins()
         .into_iter()
         .map(|m| {
             let mut c = FlaggerConfig::new(m.metric, m.quantity, m.threshold_range);
@@ -200,7 +185,7 @@ fn observe_takes_one_sample_per_metric_and_bad_input_changes_nothing() {
     let msg = a.observe(&[e, l, e]).unwrap_err().to_string();
     assert!(msg.contains("samples[2].metric"), "{msg}");
     let mut one =
-        FlaggerAnalysis::new(FlaggerAnalysisConfig::new(builtins()[..1].to_vec())).unwrap();
+        FlaggerAnalysis::new(FlaggerAnalysisConfig::new(flagger_builtins()[..1].to_vec())).unwrap();
     let msg = one.observe(&[e, l]).unwrap_err().to_string();
     assert!(
         msg.contains("samples[1].metric") && msg.contains("latency"),
@@ -235,7 +220,7 @@ fn configs_validate_with_paths_and_deny_unknown_fields() {
         "quantity": "errorRate", "thresholdRange": {"max": 0.01}, "threshold": 2}]});
     assert!(serde_json::from_value::<FlaggerAnalysisConfig>(unknown).is_err());
 
-    let mut c = FlaggerAnalysisConfig::new(builtins());
+    let mut c = FlaggerAnalysisConfig::new(flagger_builtins());
     c.threshold = 0;
     let msg = FlaggerAnalysis::new(c).unwrap_err().to_string();
     assert!(msg.contains("flaggerAnalysis.threshold"), "{msg}");
@@ -243,7 +228,7 @@ fn configs_validate_with_paths_and_deny_unknown_fields() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("flaggerAnalysis.metrics"), "{msg}");
-    let mut m = builtins();
+    let mut m = flagger_builtins();
     m[1].threshold_range = Range::default();
     let msg = FlaggerAnalysis::new(FlaggerAnalysisConfig::new(m))
         .unwrap_err()
@@ -305,7 +290,7 @@ fn a_journalled_analysis_reads_back_only_with_counts_its_intervals_can_leave() {
 #[test]
 fn one_metric_analysis_counts_as_the_per_metric_judge() {
     let mut a = FlaggerAnalysis::new({
-        let mut c = FlaggerAnalysisConfig::new(builtins()[..1].to_vec());
+        let mut c = FlaggerAnalysisConfig::new(flagger_builtins()[..1].to_vec());
         c.threshold = 2;
         c
     })

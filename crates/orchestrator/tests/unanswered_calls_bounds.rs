@@ -593,13 +593,7 @@ async fn abort_during_a_hung_read_with_a_trigger_on_missing_data(stage: Stage) {
     s.world.set_rate("1.1.0", 0.005);
     let _traffic = s.world.spawn_traffic();
     let mut config = canary_within(MAX);
-    config.triggers = vec![
-        serde_json::from_str(
-            r#"{"kind":"metricThreshold","id":"errors","metric":"error_rate","operator":"gt",
-                "value":0.2,"onMissingData":"fire","staleAfter":"10s"}"#,
-        )
-        .expect("trigger"),
-    ];
+    config.triggers = vec![support::errors_or_missing_data_trigger()];
     config.validate().expect("valid");
     let h = s.o.start(&config, SERVICE).await.expect("start");
     until_stage(&h, stage).await;

@@ -76,3 +76,21 @@ pub fn latency(track: Track, w: Window, values: &[f64]) -> Observation {
 pub fn no_data(metric: Metric, track: Track, w: Window) -> Observation {
     Observation::new(metric, track, w, Measurement::NoData)
 }
+
+/// Flagger's built-ins: `request-success-rate` ≥ 99% and `request-duration` p99 ≤ 500 ms.
+pub fn flagger_builtins() -> Vec<serin_canary::threshold::FlaggerMetric> {
+    use serin_canary::kayenta::Quantity;
+    use serin_canary::threshold::{FlaggerMetric, Range};
+    vec![
+        FlaggerMetric::new(
+            Metric::ErrorRate,
+            Quantity::SuccessRatePercent,
+            Range::at_least(99.0),
+        ),
+        FlaggerMetric::new(
+            Metric::Latency,
+            Quantity::LatencyQuantile(0.99),
+            Range::at_most(500.0),
+        ),
+    ]
+}

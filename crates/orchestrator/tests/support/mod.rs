@@ -351,15 +351,19 @@ pub fn stale_at_zero_config() -> DeploymentConfig {
         )
         .expect("steps"),
     );
-    config.triggers = vec![
-        serde_json::from_str(
-            r#"{"kind":"metricThreshold","id":"errors","metric":"error_rate","operator":"gt",
-                "value":0.2,"onMissingData":"fire","staleAfter":"10s"}"#,
-        )
-        .expect("trigger"),
-    ];
+    config.triggers = vec![errors_or_missing_data_trigger()];
     config.validate().expect("valid");
     config
+}
+
+/// A trigger that rolls back above 20% errors, and when it has had no data for 10 s
+/// (`onMissingData: fire`).
+pub fn errors_or_missing_data_trigger() -> serin_triggers::TriggerConfig {
+    serde_json::from_str(
+        r#"{"kind":"metricThreshold","id":"errors","metric":"error_rate","operator":"gt",
+            "value":0.2,"onMissingData":"fire","staleAfter":"10s"}"#,
+    )
+    .expect("trigger")
 }
 
 /// The reason of a rolled-back deployment; panics with the report otherwise.
