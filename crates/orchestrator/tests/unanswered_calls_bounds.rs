@@ -11,9 +11,11 @@
 //! timeout taking the error path a failed call takes. A resume whose router does not say
 //! which split it holds applies the journalled one again, and an abort ends a watch's read
 //! that never answers at once, before a trigger can act on the data the read left missing.
-//! A deployment that ends failed after a dropped apply says the router's split is unknown.
-//! A journal that does not answer within `maxDeploymentDuration`
-//! refuses a start, or stops a run as its failures do.
+//! A deployment that ends failed after a dropped apply says the router's split is unknown,
+//! even when a later apply (its rollback's) is refused. A journal that does not answer within
+//! `maxDeploymentDuration` refuses a start, or stops a run as its failures do; outside a run
+//! (a resume, an abandon, a status, a report, a listing, a rollback's check), within the
+//! builder's journal timeout.
 
 mod support;
 
@@ -718,4 +720,167 @@ async fn a_report_the_journal_never_reads_back_ends_the_run_within_its_bound() {
         took(&report) + MAX,
         "given up after the bound"
     );
+}
+
+/// The world's router, but its first apply never answers and every later one fails: a router
+/// that hung, then refuses.
+struct HangsThenRefuses {
+    inner: Arc<InMemoryRouter>,
+    stall: Stall,
+}
+
+#[async_trait]
+impl TrafficRouter for HangsThenRefuses {
+    fn name(&self) -> &str {
+        "hangs-then-refuses"
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn apply(&self, _split: &TrafficSplit) -> serin_traffic::Result<()> {
+        if self.stall.hung() == 0 {
+            return self.stall.now().await;
+        }
+        Err(serin_traffic::Error::Backend {
+            router: self.name().to_owned(),
+            message: "connection refused".into(),
+        })
+    }
+    async fn current(&self) -> serin_traffic::Result<Option<TrafficSplit>> {
+        self.inner.current().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_refused_after_a_dropped_apply_leaves_the_split_unknown() {
+    let world = Arc::new(World::new());
+    world.install("1.0.0").await;
+    world.set_rate("1.0.0", 0.005);
+    world.set_rate("1.1.0", 0.005);
+    let _traffic = world.spawn_traffic();
+    let router = Arc::new(HangsThenRefuses {
+        inner: world.router.clone(),
+        stall: Stall::default(),
+    });
+    let o = world.orchestrator_routing(router.clone());
+    let report = bounded("the deployment", run_to_end(&o, &canary_within(MAX))).await;
+    println!("{report}");
+    let reason = failed_reason(&report);
+    assert!(reason.starts_with("rolling back (error: "), "{reason}");
+    assert!(reason.contains("connection refused"), "{reason}");
+    // The switch back failed, but the first weight, dropped unanswered, may be in force.
+    assert!(
+        reason.contains("which split the router holds is unknown"),
+        "{reason}"
+    );
+    assert!(!reason.contains("gets no traffic"), "{reason}");
+    assert_eq!(router.stall.dropped(), 1);
+}
+
+/// The bound a journal call outside a run is given by default.
+const JOURNAL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Asserts that `e` is the timeout of `call` into the silent journal, the bound named as
+/// `bound` and given `after`.
+fn journal_timed_out(e: &Error, call: &str, bound: &str, after: Duration) {
+    let Error::Timeout {
+        what,
+        after: waited,
+        reason,
+    } = e
+    else {
+        panic!("expected a timeout, got {e}");
+    };
+    assert!(
+        what.contains("journal `silent-journal`") && what.contains(call),
+        "{e}"
+    );
+    assert!(
+        reason.contains(&format!("journal timeout ({bound})")),
+        "{e}"
+    );
+    assert_eq!(*waited, after, "{e}");
+}
+
+/// `call`, which must fail; answers its error and how long it took.
+async fn refused<T>(what: &str, call: impl Future<Output = Result<T>>) -> (Error, Duration) {
+    let began = tokio::time::Instant::now();
+    let e = bounded(what, call).await.err().expect(what);
+    (e, began.elapsed())
+}
+
+#[tokio::test(start_paused = true)]
+async fn journal_reads_outside_a_run_that_never_answer_fail_at_the_journal_timeout() {
+    let s = setup(true).await;
+    let id = "web-1.1.0-0";
+    let o = s.over_silent_journal("records");
+    let reading = format!("reading the records of {id}");
+    let (e, after) = refused("the resume", o.resume(id)).await;
+    journal_timed_out(&e, &reading, "1m", JOURNAL_TIMEOUT);
+    assert_eq!(after, JOURNAL_TIMEOUT);
+    let (e, after) = refused("the abandon", o.abandon(id, "gone")).await;
+    journal_timed_out(&e, &reading, "1m", JOURNAL_TIMEOUT);
+    assert_eq!(after, JOURNAL_TIMEOUT);
+    let (e, after) = refused("the status", o.status(id)).await;
+    journal_timed_out(&e, &reading, "1m", JOURNAL_TIMEOUT);
+    assert_eq!(after, JOURNAL_TIMEOUT);
+    let (e, after) = refused("the report", o.report(id)).await;
+    journal_timed_out(&e, &reading, "1m", JOURNAL_TIMEOUT);
+    assert_eq!(after, JOURNAL_TIMEOUT);
+    unchanged(&s.world).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn journal_listings_outside_a_run_that_never_answer_fail_at_the_journal_timeout() {
+    let s = setup(true).await;
+    let o = s.over_silent_journal("deployments");
+    let records = s.world.journal.len();
+    let (e, after) = refused("the listing", o.unfinished()).await;
+    journal_timed_out(
+        &e,
+        "the last record of every deployment",
+        "1m",
+        JOURNAL_TIMEOUT,
+    );
+    assert_eq!(after, JOURNAL_TIMEOUT);
+    let config = canary_within(MAX);
+    let (e, after) = refused("the rollback", o.rollback(&config, SERVICE)).await;
+    journal_timed_out(
+        &e,
+        "the last record of every deployment",
+        "1m",
+        JOURNAL_TIMEOUT,
+    );
+    assert_eq!(after, JOURNAL_TIMEOUT);
+    let v = semver::Version::new(0, 9, 0);
+    let (e, after) = refused("the rollback", o.rollback_to(&config, SERVICE, v)).await;
+    journal_timed_out(
+        &e,
+        "the last record of every deployment",
+        "1m",
+        JOURNAL_TIMEOUT,
+    );
+    assert_eq!(after, JOURNAL_TIMEOUT);
+    assert_eq!(s.world.journal.len(), records, "nothing journalled");
+    unchanged(&s.world).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_journal_timeout_is_the_builders() {
+    let s = setup(true).await;
+    let journal = Arc::new(SilentJournal {
+        inner: s.world.journal.clone(),
+        stall: Stall::default(),
+    });
+    journal.stall.cue("records");
+    let backends = ServiceBackends::new(s.router.clone(), s.metrics.clone(), s.health.clone());
+    let bound = Duration::from_secs(5);
+    let o = Orchestrator::builder(s.platform.clone(), journal)
+        .service(SERVICE, backends)
+        .clock(s.world.clock)
+        .journal_timeout(bound)
+        .build();
+    let (e, after) = refused("the status", o.status("web-1.1.0-0")).await;
+    journal_timed_out(&e, "reading the records", "5s", bound);
+    assert_eq!(after, bound);
 }

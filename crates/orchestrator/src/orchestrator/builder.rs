@@ -25,6 +25,10 @@ const MAX_EVENT_CAPACITY: usize = 1 << 16;
 /// How long a notifier call may take by default ([`OrchestratorBuilder::notify_timeout`]).
 const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a journal call outside a run may take by default
+/// ([`OrchestratorBuilder::journal_timeout`]).
+const DEFAULT_JOURNAL_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Virtual-time-friendly clock: a wall-clock reading taken once, advanced by `tokio::time`
 /// (so paused-time tests run hours in milliseconds). Share one clock between an orchestrator
 /// and the one that resumes its deployments.
@@ -150,6 +154,8 @@ pub(crate) struct Inner {
     pub(crate) notify_timeout: Duration,
     /// How many notifier calls were given up so far.
     pub(crate) notify_timeouts: AtomicU64,
+    /// How long one journal call made outside a run may take before it is given up.
+    pub(crate) journal_timeout: Duration,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) locks: Mutex<BTreeSet<String>>,
 }
@@ -166,6 +172,7 @@ pub struct OrchestratorBuilder {
     clock: Option<Clock>,
     capacity: usize,
     notify_timeout: Duration,
+    journal_timeout: Duration,
 }
 
 impl OrchestratorBuilder {
@@ -192,6 +199,21 @@ impl OrchestratorBuilder {
     /// answer at once.
     pub fn notify_timeout(mut self, timeout: Duration) -> Self {
         self.notify_timeout = timeout;
+        self
+    }
+
+    /// How long one call into the journal made outside a run may take (default 1 minute):
+    /// the reads of [`Orchestrator::resume`], [`abandon`](Orchestrator::abandon),
+    /// [`status`](Orchestrator::status), [`report`](Orchestrator::report),
+    /// [`unfinished`](Orchestrator::unfinished) and of the rollback commands
+    /// ([`rollback`](Orchestrator::rollback), [`rollback_to`](Orchestrator::rollback_to)),
+    /// made before any deployment's config gives a bound. One that has not answered by then
+    /// is dropped and the command fails with [`Error::Timeout`](crate::Error::Timeout) naming
+    /// the journal, the call and the bound, with nothing changed: a journal that hangs (a
+    /// database behind a dead connection) must not hang the command for ever. A run's own
+    /// journal calls are given its `maxDeploymentDuration` instead.
+    pub fn journal_timeout(mut self, timeout: Duration) -> Self {
+        self.journal_timeout = timeout;
         self
     }
 
@@ -248,6 +270,7 @@ impl OrchestratorBuilder {
                 clock: self.clock.unwrap_or_else(Clock::system),
                 notify_timeout: self.notify_timeout,
                 notify_timeouts: AtomicU64::new(0),
+                journal_timeout: self.journal_timeout,
                 events,
                 locks: Mutex::new(BTreeSet::new()),
             }),
@@ -269,6 +292,7 @@ impl Orchestrator {
             clock: None,
             capacity: 4096,
             notify_timeout: DEFAULT_NOTIFY_TIMEOUT,
+            journal_timeout: DEFAULT_JOURNAL_TIMEOUT,
         }
     }
 }

@@ -24,7 +24,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::config::{DeploymentConfig, StrategyKind, human};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, Phase};
-use crate::journal::Journal;
+use crate::journal::{Journal, Record};
 use crate::lock;
 use crate::platform::{Platform, TrackKey, TrackStatus};
 use crate::report::Report;
@@ -91,6 +91,35 @@ impl Orchestrator {
         self.inner
             .notify_timeouts
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `call`, into the journal, `doing` something outside a run, given
+    /// [`journal_timeout`](OrchestratorBuilder::journal_timeout) to answer: no deployment's
+    /// config gives a bound yet.
+    async fn on_journal<T>(&self, doing: &str, call: impl Future<Output = Result<T>>) -> Result<T> {
+        let journal = self.inner.journal.as_ref();
+        let limit = self.inner.journal_timeout;
+        let who = format!("journal `{}`", journal.name());
+        let why = format!(
+            "a journal call outside a run is given the orchestrator's journal timeout ({})",
+            human(limit)
+        );
+        bounded(&who, doing, limit, why, call).await
+    }
+
+    /// The records of `deployment`, read outside a run (see [`on_journal`](Self::on_journal)).
+    async fn records(&self, deployment: &str) -> Result<Vec<Record>> {
+        let doing = format!("reading the records of {deployment}");
+        self.on_journal(&doing, self.inner.journal.records(deployment))
+            .await
+    }
+
+    /// The last record of every deployment, read outside a run (see
+    /// [`on_journal`](Self::on_journal)).
+    async fn last_records(&self) -> Result<Vec<Record>> {
+        let doing = "reading the last record of every deployment";
+        self.on_journal(doing, self.inner.journal.last_records())
+            .await
     }
 
     fn backends(&self, service: &str) -> Result<ServiceBackends> {
@@ -273,6 +302,7 @@ impl Orchestrator {
             sample: None,
             unreadable: Default::default(),
             announced,
+            split_unknown: Default::default(),
         };
         (runner, tx, status_rx)
     }
@@ -385,6 +415,7 @@ impl Orchestrator {
             sample: None,
             unreadable: Default::default(),
             announced: 0.0,
+            split_unknown: Default::default(),
         };
         if let Err(e) = first.commit(Vec::new(), kinds).await {
             unlock(platform, service, &first.state.id, limit).await;
@@ -493,8 +524,6 @@ impl Orchestrator {
     /// Deployments whose journal does not end with a finished state (after a crash).
     pub async fn unfinished(&self) -> Result<Vec<String>> {
         Ok(self
-            .inner
-            .journal
             .last_records()
             .await?
             .into_iter()
@@ -538,7 +567,7 @@ impl Orchestrator {
     /// that does not answer refuses the resume with [`Error::Timeout`], and the lock stays the
     /// deployment's, as it was since it was cut short.
     pub async fn resume(&self, deployment: &str) -> Result<DeploymentHandle> {
-        let records = self.inner.journal.records(deployment).await?;
+        let records = self.records(deployment).await?;
         let Some((last, earlier)) = records.split_last() else {
             return Err(Error::not_found("deployment", deployment));
         };
@@ -596,7 +625,7 @@ impl Orchestrator {
     /// process holds the same lock (the holder is the deployment's id), so the caller makes
     /// sure none is left (`serin-cli` abandons only while it holds its state directory).
     pub async fn abandon(&self, deployment: &str, reason: &str) -> Result<Report> {
-        let records = self.inner.journal.records(deployment).await?;
+        let records = self.records(deployment).await?;
         let Some(last) = records.last() else {
             return Err(Error::not_found("deployment", deployment));
         };
@@ -626,7 +655,7 @@ impl Orchestrator {
 
     /// The status of a deployment as its last journal record has it (running or not).
     pub async fn status(&self, deployment: &str) -> Result<Status> {
-        let records = self.inner.journal.records(deployment).await?;
+        let records = self.records(deployment).await?;
         records
             .last()
             .map(|r| Status::of(&r.state))
@@ -635,7 +664,7 @@ impl Orchestrator {
 
     /// The report of a deployment, from its journal.
     pub async fn report(&self, deployment: &str) -> Result<Report> {
-        let records = self.inner.journal.records(deployment).await?;
+        let records = self.records(deployment).await?;
         if records.is_empty() {
             return Err(Error::not_found("deployment", deployment));
         }

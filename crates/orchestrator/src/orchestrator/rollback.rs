@@ -7,7 +7,6 @@ use serin_signals::Timestamp;
 use crate::config::{DeploymentConfig, StrategyKind, TrafficStrategyKind};
 use crate::error::{Error, Result};
 use crate::hooks::{BackupInfo, BackupProvider};
-use crate::journal::Journal;
 use crate::report::Report;
 use crate::state::{DeploymentState, Outcome, StepStatus};
 
@@ -126,8 +125,6 @@ impl Orchestrator {
     /// started.
     async fn succeeded(&self, service: &str) -> Result<Vec<DeploymentState>> {
         Ok(self
-            .inner
-            .journal
             .last_records()
             .await?
             .into_iter()

@@ -12,7 +12,7 @@ pub(crate) use canary::build_judges;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serin_canary::controller::{Command as CanaryCommand, Step};
@@ -89,6 +89,10 @@ pub(crate) struct Runner {
     /// last, which [`DeploymentState::weight`] is not while the split that sets it is being
     /// applied, or after applying it failed.
     pub(crate) announced: f64,
+    /// Whether the router's split is unknown: set when an apply is dropped on its timeout
+    /// (it may still have reached the router), cleared when a later apply is answered. Atomic,
+    /// not a `Cell`, since the runner is held across awaits in a task that must be `Send`.
+    pub(crate) split_unknown: AtomicBool,
 }
 
 /// What a deployment resumed after a crash starts from.
@@ -152,15 +156,6 @@ impl Resumption {
 /// be carried out or answered that is not journalled.
 fn is_journal_error(e: &Error) -> bool {
     matches!(e, Error::Backend { backend, .. } if backend == "journal")
-}
-
-/// What [`Runner::execute`] is doing while the router applies a split, as a timeout names it.
-const APPLYING: &str = "applying the split";
-
-/// Whether `e` is an apply the router did not answer in time. Dropped on its timeout, it may
-/// still have reached the router: which split the router holds is unknown.
-fn apply_timed_out(e: &Error) -> bool {
-    matches!(e, Error::Timeout { what, .. } if what.contains(APPLYING))
 }
 
 impl Runner {
@@ -522,9 +517,17 @@ impl Runner {
                             .map_err(|e| Error::backend("router", router.name(), e))
                     };
                     let who = format!("router `{}`", router.name());
-                    let doing = format!("{APPLYING} {split}");
-                    self.within_bound(&who, &doing, Duration::ZERO, apply)
-                        .await?;
+                    let doing = format!("applying the split {split}");
+                    let applied = self.within_bound(&who, &doing, Duration::ZERO, apply).await;
+                    match &applied {
+                        Ok(()) => self.split_unknown.store(false, Ordering::Relaxed),
+                        Err(Error::Timeout { .. }) => {
+                            self.split_unknown.store(true, Ordering::Relaxed);
+                        }
+                        // Refused: the router kept the split it held, known or not.
+                        Err(_) => {}
+                    }
+                    applied?;
                 }
                 Effect::Retire { track, drain_ms } => {
                     let drain = Duration::from_millis(*drain_ms);
@@ -667,12 +670,12 @@ impl Runner {
                 .rollback_reason
                 .as_deref()
                 .unwrap_or("rolled back");
-            let left = self.left_behind(apply_timed_out(&e));
+            let left = self.left_behind();
             reason = format!("rolling back ({why}) failed: {e}; {left}");
         } else if !changed_nothing && !self.state.config.rollback_on_error {
             reason = format!(
                 "{e}; not rolled back (rollbackOnError is false): {}",
-                self.left_behind(apply_timed_out(&e))
+                self.left_behind()
             );
         } else if !changed_nothing {
             match self.start_rollback(format!("error: {e}"), Vec::new()).await {
@@ -687,7 +690,7 @@ impl Runner {
                     return Ok(());
                 }
                 Err(err) => {
-                    let left = self.left_behind(apply_timed_out(&e) || apply_timed_out(&err));
+                    let left = self.left_behind();
                     reason = format!("{reason}; the rollback could not start: {err}; {left}");
                 }
             }
@@ -699,11 +702,11 @@ impl Runner {
     /// Where a deployment that ends failed without switching back leaves traffic and tracks,
     /// for the operator who must finish it by hand: nothing watches the new version any more.
     /// The router's last split is the last one it took (an apply that fails changes nothing),
-    /// unless the failure was an apply dropped on its timeout (`apply_unknown`): that apply
-    /// may still have reached the router, so which split it holds is not known.
-    fn left_behind(&self, apply_unknown: bool) -> String {
+    /// unless an apply was dropped on its timeout since ([`split_unknown`](Self::split_unknown)):
+    /// that apply may still have reached the router, so which split it holds is not known.
+    fn left_behind(&self) -> String {
         let new = &self.state.to;
-        if apply_unknown {
+        if self.split_unknown.load(Ordering::Relaxed) {
             let unknown = "applying a split got no answer in time and may still have reached \
                            the router, so which split the router holds is unknown";
             return match &self.state.from {
