@@ -39,6 +39,23 @@ fn literal(value: &str) -> String {
     format!("E'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }
 
+/// A quiet `psql` without a startup file, connected to `database` of `server` as its user.
+fn psql(server: &PostgresConnection, database: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new("psql");
+    cmd.args(["-X", "-q", "-d"])
+        .arg(format!(
+            "dbname='{}'",
+            database.replace('\\', "\\\\").replace('\'', "\\'")
+        ))
+        .env("PGHOST", &server.host)
+        .env("PGPORT", server.port.to_string())
+        .env("PGUSER", &server.user);
+    if let Some(p) = &server.password {
+        cmd.env("PGPASSWORD", p);
+    }
+    cmd
+}
+
 /// A database of the test's own, dropped when the test ends.
 struct Db {
     server: PostgresConnection,
@@ -69,21 +86,11 @@ impl Db {
     }
 
     async fn run(&self, database: &str, sql: &str) -> String {
-        let mut cmd = tokio::process::Command::new("psql");
-        cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
-            .arg(format!(
-                "dbname='{}'",
-                database.replace('\\', "\\\\").replace('\'', "\\'")
-            ))
-            .arg("-c")
-            .arg(sql)
-            .env("PGHOST", &self.server.host)
-            .env("PGPORT", self.server.port.to_string())
-            .env("PGUSER", &self.server.user);
-        if let Some(p) = &self.server.password {
-            cmd.env("PGPASSWORD", p);
-        }
-        let out = cmd.output().await.expect("psql runs");
+        let out = psql(&self.server, database)
+            .args(["-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .await
+            .expect("psql runs");
         assert!(
             out.status.success(),
             "psql {sql}: {}",
@@ -486,12 +493,7 @@ async fn template_mode_refuses_a_busy_database_and_says_why() {
     let Some(server) = server("busy") else { return };
     let (db, store) = orders_db(&server, "busy").await;
     // A connection held open by "the service".
-    let mut holder = tokio::process::Command::new("psql")
-        .args(["-X", "-q", "-d"])
-        .arg(format!("dbname='{}'", db.name))
-        .env("PGHOST", &server.host)
-        .env("PGPORT", server.port.to_string())
-        .env("PGUSER", &server.user)
+    let mut holder = psql(&server, &db.name)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -881,6 +883,52 @@ async fn a_dump_restore_cut_short_is_ended_and_said_until_a_restore_finishes() {
     db.drop().await;
 }
 
+/// The application's session, holding a lock on table `orders` in a transaction that stays
+/// open.
+struct Application<'a> {
+    db: &'a Db,
+    psql: tokio::process::Child,
+}
+
+/// Starts the application's session (named `the-application`), locking table `orders` of
+/// `db` in `mode`, and waits until it runs.
+async fn application_locking_orders<'a>(db: &'a Db, mode: &str) -> Application<'a> {
+    let psql = psql(&db.server, &db.name)
+        .args([
+            "-c",
+            &format!("BEGIN; LOCK TABLE orders IN {mode} MODE; SELECT pg_sleep(600)"),
+        ])
+        .env("PGAPPNAME", "the-application")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let app = Application { db, psql };
+    while db.admin(&app.sessions("count(*)")).await == "0" {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    app
+}
+
+impl Application<'_> {
+    /// Selects `what` of the application's sessions.
+    fn sessions(&self, what: &str) -> String {
+        format!(
+            "SELECT {what} FROM pg_stat_activity WHERE datname = {} \
+             AND application_name = 'the-application' AND query LIKE '%pg_sleep%'",
+            literal(&self.db.name)
+        )
+    }
+
+    /// Ends the session: its `psql` killed, and its server session too, which outlives a
+    /// killed `psql` while it sleeps.
+    async fn end(mut self) {
+        let _ = self.psql.kill().await;
+        self.db
+            .admin(&self.sessions("pg_terminate_backend(pid)"))
+            .await;
+    }
+}
+
 /// A dump backup cancelled while its sessions wait for a lock the application holds (its
 /// client programs killed) ends those server sessions too, rather than leaving them waiting
 /// until the lock is granted.
@@ -896,21 +944,7 @@ async fn a_dump_backup_cancelled_while_waiting_for_a_lock_ends_its_sessions() {
         PostgresMode::Dump { jobs: 1 },
     ))
     .unwrap();
-    let mut app = tokio::process::Command::new("psql");
-    app.args(["-X", "-q", "-d", &format!("dbname='{}'", db.name)])
-        .args([
-            "-c",
-            "BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600)",
-        ])
-        .env("PGHOST", &server.host)
-        .env("PGPORT", server.port.to_string())
-        .env("PGUSER", &server.user)
-        .env("PGAPPNAME", "the-application")
-        .kill_on_drop(true);
-    if let Some(p) = &server.password {
-        app.env("PGPASSWORD", p);
-    }
-    let app = app.spawn().unwrap();
+    let app = application_locking_orders(&db, "ACCESS EXCLUSIVE").await;
     let waiting = format!(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = {} \
          AND application_name LIKE 'serin-backup%' AND wait_event_type = 'Lock'",
@@ -922,13 +956,7 @@ async fn a_dump_backup_cancelled_while_waiting_for_a_lock_ends_its_sessions() {
         !blocked().await,
         "the cancelled backup ends its sessions waiting for the lock"
     );
-    drop(app);
-    db.admin(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {} \
-         AND application_name = 'the-application'",
-        literal(&db.name)
-    ))
-    .await;
+    app.end().await;
     assert!(pg.list("shop").await.unwrap().is_empty());
     db.drop().await;
 }
@@ -952,29 +980,7 @@ async fn a_dump_restore_blocked_by_the_applications_lock_gives_up_and_says_so() 
     let id = pg.backup("shop", "v1").await.unwrap();
     change(&db).await;
     // The application reads the table in a transaction that stays open.
-    let mut app = tokio::process::Command::new("psql");
-    app.args(["-X", "-q", "-d", &format!("dbname='{}'", db.name)])
-        .args([
-            "-c",
-            "BEGIN; LOCK TABLE orders IN ACCESS SHARE MODE; SELECT pg_sleep(600)",
-        ])
-        .env("PGHOST", &server.host)
-        .env("PGPORT", server.port.to_string())
-        .env("PGUSER", &server.user)
-        .env("PGAPPNAME", "the-application")
-        .kill_on_drop(true);
-    if let Some(p) = &server.password {
-        app.env("PGPASSWORD", p);
-    }
-    let app = app.spawn().unwrap();
-    let holding = format!(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = {} \
-         AND application_name = 'the-application' AND query LIKE '%pg_sleep%'",
-        literal(&db.name)
-    );
-    while db.admin(&holding).await == "0" {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let app = application_locking_orders(&db, "ACCESS SHARE").await;
     let restored = tokio::time::timeout(std::time::Duration::from_secs(40), pg.restore(&id))
         .await
         .expect("the restore gives up on the lock by itself");
@@ -988,10 +994,7 @@ async fn a_dump_restore_blocked_by_the_applications_lock_gives_up_and_says_so() 
     assert_ne!(fingerprint(&db).await, before);
     // Nothing changed, so nothing is marked partial.
     assert_eq!(pg.sweep().await.unwrap(), 0);
-    // Its server session outlives a killed `psql` while it sleeps: ended by the server.
-    drop(app);
-    db.admin(&holding.replace("count(*)", "pg_terminate_backend(pid)"))
-        .await;
+    app.end().await;
     pg.restore(&id).await.unwrap();
     assert_eq!(fingerprint(&db).await, before);
     db.drop().await;

@@ -2384,10 +2384,7 @@ mod tests {
         let bin = tempfile::tempdir().unwrap();
         stalling_clients(bin.path());
         let store = tempfile::tempdir().unwrap();
-        let pg = PostgresBackup::new(
-            PostgresSettings::new(conn(), store.path()).with_bin_dir(bin.path()),
-        )
-        .unwrap();
+        let pg = dump(bin.path(), store.path());
         // What the store holds while the dump runs; the backup is dropped once it is known.
         let stalled = async {
             tokio::fs::read(bin.path().join("stalled")).await.unwrap();
@@ -2478,6 +2475,11 @@ mod tests {
                 (session.to_owned(), args.to_owned())
             })
             .collect()
+    }
+
+    /// A dump-mode provider of `store` through the client programs in `bin`.
+    fn dump(bin: &Path, store: &Path) -> PostgresBackup {
+        PostgresBackup::new(PostgresSettings::new(conn(), store).with_bin_dir(bin)).unwrap()
     }
 
     fn template(bin: &Path, store: &Path) -> PostgresBackup {
@@ -2716,11 +2718,10 @@ mod tests {
         let bin = tempfile::tempdir().unwrap();
         dump_clients(bin.path());
         let store = tempfile::tempdir().unwrap();
-        let settings = PostgresSettings::new(conn(), store.path()).with_bin_dir(bin.path());
-        let pg = PostgresBackup::new(settings.clone()).unwrap();
+        let pg = dump(bin.path(), store.path());
         let id = pg.backup("shop", "v1").await.unwrap();
         // Another process restores while this restore's `pg_restore` runs: refused.
-        let other = PostgresBackup::new(settings).unwrap();
+        let other = dump(bin.path(), store.path());
         std::fs::write(bin.path().join("stall"), "").unwrap();
         let beside = async {
             tokio::fs::read(bin.path().join("stalled")).await.unwrap();
@@ -2781,10 +2782,7 @@ mod tests {
         let bin = tempfile::tempdir().unwrap();
         dump_clients(bin.path());
         let store = tempfile::tempdir().unwrap();
-        let pg = PostgresBackup::new(
-            PostgresSettings::new(conn(), store.path()).with_bin_dir(bin.path()),
-        )
-        .unwrap();
+        let pg = dump(bin.path(), store.path());
         let id = pg.backup("shop", "v1").await.unwrap();
         let d = bin.path().display();
         std::fs::rename(bin.path().join("psql"), bin.path().join("psql.real")).unwrap();
@@ -2850,10 +2848,7 @@ mod tests {
             );
         }
         let store = tempfile::tempdir().unwrap();
-        let pg = PostgresBackup::new(
-            PostgresSettings::new(conn(), store.path()).with_bin_dir(bin.path()),
-        )
-        .unwrap();
+        let pg = dump(bin.path(), store.path());
         let id = pg.backup("shop", "v1").await.unwrap();
         pg.restore(&id).await.unwrap();
         let every = std::fs::read_to_string(bin.path().join("every")).unwrap();
@@ -2873,10 +2868,7 @@ mod tests {
         let bin = tempfile::tempdir().unwrap();
         dump_clients(bin.path());
         let store = tempfile::tempdir().unwrap();
-        let pg = PostgresBackup::new(
-            PostgresSettings::new(conn(), store.path()).with_bin_dir(bin.path()),
-        )
-        .unwrap();
+        let pg = dump(bin.path(), store.path());
         let id = pg.backup("shop", "v1").await.unwrap();
         let refused = |e: Error, marker: &Path| {
             let msg = e.to_string();
@@ -2926,10 +2918,7 @@ mod tests {
         let bin = tempfile::tempdir().unwrap();
         dump_clients(bin.path());
         let store = tempfile::tempdir().unwrap();
-        let pg = PostgresBackup::new(
-            PostgresSettings::new(conn(), store.path()).with_bin_dir(bin.path()),
-        )
-        .unwrap();
+        let pg = dump(bin.path(), store.path());
         let id = pg.backup("shop", "v1").await.unwrap();
         std::fs::write(bin.path().join("stall"), "").unwrap();
         let stalled = async {
@@ -2996,10 +2985,7 @@ mod tests {
             .unwrap();
         let (id, token) = (killed.id().to_owned(), killed.token().to_owned());
         killed.die();
-        let dump = PostgresBackup::new(
-            PostgresSettings::new(conn(), store.path()).with_bin_dir(bin.path()),
-        )
-        .unwrap();
+        let dump = dump(bin.path(), store.path());
         assert_eq!(dump.sweep().await.unwrap(), 1);
         let calls = calls(bin.path());
         let dropped = |name: &str| {
@@ -3027,10 +3013,7 @@ mod tests {
             ),
         );
         let store = tempfile::tempdir().unwrap();
-        let pg = PostgresBackup::new(
-            PostgresSettings::new(conn(), store.path()).with_bin_dir(bin.path()),
-        )
-        .unwrap();
+        let pg = dump(bin.path(), store.path());
         let cut_short = pg.catalog.begin_restore("shop-1-000", true).await.unwrap();
         let sessions = PostgresBackup::restore_sessions(&cut_short);
         cut_short.die();
@@ -3055,14 +3038,10 @@ mod tests {
         script(
             bin.path(),
             "pg_dump",
-            "for a in \"$@\"; do\n  if [ \"$next\" = file ]; then out=\"$a\"; fi\n  \
-             next=; [ \"$a\" = --file ] && next=file\ndone\nprintf dump > \"$out\"\n",
+            &format!("{FIND_FILE}printf dump > \"$out\"\n"),
         );
         let store = tempfile::tempdir().unwrap();
-        let pg = PostgresBackup::new(
-            PostgresSettings::new(conn(), store.path()).with_bin_dir(bin.path()),
-        )
-        .unwrap();
+        let pg = dump(bin.path(), store.path());
         let id = pg.backup("shop", "v1").await.unwrap();
         let synced = durable::log::synced_under(store.path());
         let at = |path: PathBuf| synced.iter().position(|s| *s == path);
