@@ -903,10 +903,14 @@ async fn application_locking_orders<'a>(db: &'a Db, mode: &str) -> Application<'
         .spawn()
         .unwrap();
     let app = Application { db, psql };
-    while db.admin(&app.sessions("count(*)")).await == "0" {
+    // Bounded, so that an application that cannot connect fails the test rather than hang it.
+    for _ in 0..600 {
+        if db.admin(&app.sessions("count(*)")).await != "0" {
+            return app;
+        }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    app
+    panic!("the application's session did not appear within 30 s");
 }
 
 impl Application<'_> {
