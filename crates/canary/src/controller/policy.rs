@@ -37,78 +37,40 @@ pub enum Step {
     SetCanaryScale(CanaryScale),
 }
 
-/// The names of [`Step`]'s kinds, as written.
-const STEPS: &[&str] = &["setWeight", "pause", "analysis", "setCanaryScale"];
-
 impl Serialize for Step {
     /// A map with one key where people read it, serde's own variant in compact binary forms.
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use crate::one_key::write;
+        use crate::one_key::{OneKey as _, write};
         match self {
-            Step::SetWeight(w) => write(s, "Step", STEPS, 0, w),
-            Step::Pause(p) => write(s, "Step", STEPS, 1, p),
-            Step::Analysis(a) => write(s, "Step", STEPS, 2, a),
-            Step::SetCanaryScale(c) => write(s, "Step", STEPS, 3, c),
+            Step::SetWeight(w) => write(s, Self::NAME, Self::KINDS, 0, w),
+            Step::Pause(p) => write(s, Self::NAME, Self::KINDS, 1, p),
+            Step::Analysis(a) => write(s, Self::NAME, Self::KINDS, 2, a),
+            Step::SetCanaryScale(c) => write(s, Self::NAME, Self::KINDS, 3, c),
         }
     }
 }
 
 impl<'de> Deserialize<'de> for Step {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        if d.is_human_readable() {
-            d.deserialize_any(StepVisitor)
-        } else {
-            d.deserialize_enum("Step", STEPS, StepVisitor)
-        }
+        crate::one_key::read(d)
     }
 }
 
-struct StepVisitor;
+impl crate::one_key::OneKey for Step {
+    const NAME: &'static str = "Step";
+    const KINDS: &'static [&'static str] = &["setWeight", "pause", "analysis", "setCanaryScale"];
+    const WHAT: &'static str = "a step";
 
-impl<'de> serde::de::Visitor<'de> for StepVisitor {
-    type Value = Step;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(
-            "a step: a map with one key, `setWeight`, `pause`, `analysis` or `setCanaryScale`",
-        )
-    }
-
-    /// `{setWeight: 20}`: the key names the kind. Reading the value straight from the map
-    /// keeps its place in a reader's errors (`steps[3].analysis.duration`).
-    fn visit_map<A: serde::de::MapAccess<'de>>(
-        self,
-        mut map: A,
-    ) -> std::result::Result<Step, A::Error> {
-        use serde::de::Error as _;
-        let Some(kind) = map.next_key::<String>()? else {
-            return Err(A::Error::invalid_length(0, &self));
-        };
-        let step = match kind.as_str() {
-            "setWeight" => Step::SetWeight(map.next_value()?),
-            "pause" => Step::Pause(map.next_value()?),
-            "analysis" => Step::Analysis(map.next_value()?),
-            "setCanaryScale" => Step::SetCanaryScale(map.next_value()?),
-            other => return Err(A::Error::unknown_variant(other, STEPS)),
-        };
-        crate::one_key::no_more(&mut map, "a step", &kind)?;
-        Ok(step)
-    }
-
-    /// Serde's own form of an enum: a YAML tag (`!setWeight 20`), or a binary variant.
-    fn visit_enum<A: serde::de::EnumAccess<'de>>(
-        self,
-        data: A,
-    ) -> std::result::Result<Step, A::Error> {
-        use serde::de::{Error as _, VariantAccess as _};
-        let (kind, value) = data.variant::<String>()?;
-        match kind.as_str() {
-            "setWeight" => value.newtype_variant().map(Step::SetWeight),
-            "pause" => value.newtype_variant().map(Step::Pause),
-            "analysis" => value.newtype_variant().map(Step::Analysis),
-            "setCanaryScale" => value.newtype_variant().map(Step::SetCanaryScale),
-            other => Err(A::Error::unknown_variant(other, STEPS)),
-        }
+    fn value<'de, V: crate::one_key::Value<'de>>(
+        index: usize,
+        value: V,
+    ) -> std::result::Result<Self, V::Error> {
+        Ok(match index {
+            0 => Step::SetWeight(value.read()?),
+            1 => Step::Pause(value.read()?),
+            2 => Step::Analysis(value.read()?),
+            _ => Step::SetCanaryScale(value.read()?),
+        })
     }
 }
 

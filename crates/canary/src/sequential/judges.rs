@@ -32,71 +32,73 @@ const COUNT_MODES: &[&str] = &["perRequest", "batched"];
 impl Serialize for CountMode {
     /// A map with one key where people read it, serde's own variant in compact binary forms.
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use crate::one_key::write;
+        use crate::one_key::{OneKey as _, write};
         match self {
-            CountMode::PerRequest(c) => write(s, "CountMode", COUNT_MODES, 0, c),
-            CountMode::Batched(c) => write(s, "CountMode", COUNT_MODES, 1, c),
+            CountMode::PerRequest(c) => write(s, Self::NAME, Self::KINDS, 0, c),
+            CountMode::Batched(c) => write(s, Self::NAME, Self::KINDS, 1, c),
         }
     }
 }
 
 impl<'de> Deserialize<'de> for CountMode {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        if d.is_human_readable() {
-            d.deserialize_any(CountModeVisitor)
-        } else {
-            d.deserialize_enum("CountMode", COUNT_MODES, CountModeVisitor)
-        }
+        crate::one_key::read(d)
     }
 }
 
-struct CountModeVisitor;
+impl crate::one_key::OneKey for CountMode {
+    const NAME: &'static str = "CountMode";
+    const KINDS: &'static [&'static str] = COUNT_MODES;
+    const WHAT: &'static str = "a count mode";
 
-impl<'de> serde::de::Visitor<'de> for CountModeVisitor {
-    type Value = CountMode;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a count mode: a map with one key, `perRequest` or `batched`")
-    }
-
-    /// `{batched: {alpha: 0.01}}`: the key names the kind.
-    fn visit_map<A: serde::de::MapAccess<'de>>(
-        self,
-        mut map: A,
-    ) -> std::result::Result<CountMode, A::Error> {
-        use serde::de::Error as _;
-        let Some(kind) = map.next_key::<String>()? else {
-            return Err(A::Error::invalid_length(0, &self));
-        };
-        let mode = match kind.as_str() {
-            "perRequest" => CountMode::PerRequest(map.next_value()?),
-            "batched" => CountMode::Batched(map.next_value()?),
-            other => return Err(A::Error::unknown_variant(other, COUNT_MODES)),
-        };
-        crate::one_key::no_more(&mut map, "a count mode", &kind)?;
-        Ok(mode)
-    }
-
-    /// Serde's own form of an enum: a YAML tag (`!batched`), or a binary variant.
-    fn visit_enum<A: serde::de::EnumAccess<'de>>(
-        self,
-        data: A,
-    ) -> std::result::Result<CountMode, A::Error> {
-        use serde::de::{Error as _, VariantAccess as _};
-        let (kind, value) = data.variant::<String>()?;
-        match kind.as_str() {
-            "perRequest" => value.newtype_variant().map(CountMode::PerRequest),
-            "batched" => value.newtype_variant().map(CountMode::Batched),
-            other => Err(A::Error::unknown_variant(other, COUNT_MODES)),
-        }
+    fn value<'de, V: crate::one_key::Value<'de>>(
+        index: usize,
+        value: V,
+    ) -> std::result::Result<Self, V::Error> {
+        Ok(match index {
+            0 => CountMode::PerRequest(value.read()?),
+            _ => CountMode::Batched(value.read()?),
+        })
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// The test a count judge runs, with its state: saved as a map with one key, as [`CountMode`].
+#[derive(Debug, Clone, PartialEq)]
 enum CountEngine {
     PerRequest(Box<CountTest>),
     Batched(BatchCountTest),
+}
+
+impl Serialize for CountEngine {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use crate::one_key::{OneKey as _, write};
+        match self {
+            CountEngine::PerRequest(t) => write(s, Self::NAME, Self::KINDS, 0, t),
+            CountEngine::Batched(t) => write(s, Self::NAME, Self::KINDS, 1, t),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CountEngine {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        crate::one_key::read(d)
+    }
+}
+
+impl crate::one_key::OneKey for CountEngine {
+    const NAME: &'static str = "CountEngine";
+    const KINDS: &'static [&'static str] = COUNT_MODES;
+    const WHAT: &'static str = "a count test";
+
+    fn value<'de, V: crate::one_key::Value<'de>>(
+        index: usize,
+        value: V,
+    ) -> std::result::Result<Self, V::Error> {
+        Ok(match index {
+            0 => CountEngine::PerRequest(value.read()?),
+            _ => CountEngine::Batched(value.read()?),
+        })
+    }
 }
 
 impl CountEngine {
@@ -759,13 +761,46 @@ impl Judge for SequentialLatencyJudge {
 /// Either sequential judge, as one serializable type: a controller of
 /// `CanaryController<SequentialJudge>` can judge counts and latency together and still be
 /// journalled whole (its judges serialize with serde).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+///
+/// Saved as a map with one key, `{"counts": {...}}` or `{"latency": {...}}`, in YAML too.
+#[derive(Debug, Clone, PartialEq)]
 pub enum SequentialJudge {
     /// A count judge.
     Counts(Box<SequentialCountJudge>),
     /// A latency judge (boxed: it holds the open sketches).
     Latency(Box<SequentialLatencyJudge>),
+}
+
+impl Serialize for SequentialJudge {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use crate::one_key::{OneKey as _, write};
+        match self {
+            SequentialJudge::Counts(j) => write(s, Self::NAME, Self::KINDS, 0, j),
+            SequentialJudge::Latency(j) => write(s, Self::NAME, Self::KINDS, 1, j),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SequentialJudge {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        crate::one_key::read(d)
+    }
+}
+
+impl crate::one_key::OneKey for SequentialJudge {
+    const NAME: &'static str = "SequentialJudge";
+    const KINDS: &'static [&'static str] = &["counts", "latency"];
+    const WHAT: &'static str = "a sequential judge";
+
+    fn value<'de, V: crate::one_key::Value<'de>>(
+        index: usize,
+        value: V,
+    ) -> std::result::Result<Self, V::Error> {
+        Ok(match index {
+            0 => SequentialJudge::Counts(value.read()?),
+            _ => SequentialJudge::Latency(value.read()?),
+        })
+    }
 }
 
 impl From<SequentialCountJudge> for SequentialJudge {
