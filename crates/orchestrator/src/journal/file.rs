@@ -14,7 +14,9 @@ use crate::lock;
 
 /// The embedded default: an append-only file of JSON lines, one record per line, synced to
 /// disk (`fsync`) before `append` returns. A last line cut short by a crash is skipped, and
-/// the next append cuts it off (it was never acknowledged).
+/// the next append cuts it off (it was never acknowledged). A journal saved by an editor reads
+/// as it was written: a byte order mark before the first line and CRLF line ends are no part
+/// of any record.
 ///
 /// A line cut short in the *middle* of the file (left by versions that wrote on after a torn
 /// line, or by damage) is skipped only when it cannot change what a resume does: when it names
@@ -50,6 +52,10 @@ struct Files {
     path: PathBuf,
     name: String,
     write: Mutex<()>,
+    /// Whether this journal has synced the directory entry of its file: the process that
+    /// created the file may have crashed before it did, and the records acknowledged here
+    /// would be lost with the entry.
+    dir_synced: std::sync::atomic::AtomicBool,
 }
 
 /// What [`FileJournal::compact`] did.
@@ -73,6 +79,10 @@ pub struct Compacted {
 struct Head {
     deployment: String,
 }
+
+/// The UTF-8 byte order mark that editors may put before the first line of a journal edited
+/// by hand (to remove a damaged line, say); it is no part of the first record.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// The sequence number of a line, read only to tell whether it replaces a line cut short.
 #[derive(Deserialize)]
@@ -105,6 +115,15 @@ impl FileJournal {
     /// A journal in the file at `path`, created on the first append (its directory must exist).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        // Refused now rather than at the first append, which would leave a lock file beside
+        // the directory and stop a deployment at its first step.
+        if path.file_name().is_none() || path.is_dir() {
+            return Err(Error::invalid(
+                "journal.path",
+                path.display(),
+                "names a directory, not a file",
+            ));
+        }
         match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
                 return Err(Error::invalid(
@@ -120,6 +139,7 @@ impl FileJournal {
                 name: path.display().to_string(),
                 path,
                 write: Mutex::new(()),
+                dir_synced: std::sync::atomic::AtomicBool::new(false),
             }),
             auto_compact: None,
         })
@@ -226,11 +246,15 @@ impl Files {
             .take(finished.len().saturating_sub(keep_finished))
             .copied()
             .collect();
-        self.remove_leftovers();
-        let temp = self.sibling_temp();
+        // A journal reached through a symbolic link is replaced where it lives: renamed over
+        // the link, it would live on beside the link, and the file the link points to (on a
+        // volume of its own, say) would be left behind.
+        let real = std::fs::canonicalize(&self.path).map_err(|e| self.failed(e))?;
+        self.remove_leftovers(&real);
+        let temp = sibling_temp(&real);
         let written = self.write_kept(&temp, &trim);
         let (bytes_after, records_dropped) =
-            match written.and_then(|out| self.replace_with(&temp).map(|()| out)) {
+            match written.and_then(|out| self.replace_with(&temp, &real).map(|()| out)) {
                 Ok(out) => out,
                 Err(e) => {
                     let _ = std::fs::remove_file(&temp);
@@ -250,28 +274,11 @@ impl Files {
         })
     }
 
-    fn sibling_temp(&self) -> PathBuf {
-        self.path
-            .with_file_name(format!("{}{}", self.temp_prefix(), std::process::id()))
-    }
-
-    fn dir(&self) -> &Path {
-        match self.path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        }
-    }
-
-    fn temp_prefix(&self) -> String {
-        let name = self.path.file_name().unwrap_or_default().to_string_lossy();
-        format!(".{name}.compact-")
-    }
-
-    /// Removes the temporary files of compactions that a crash cut short. Called under the
-    /// exclusive lock, so no compaction is writing one.
-    fn remove_leftovers(&self) {
-        let prefix = self.temp_prefix();
-        let Ok(entries) = std::fs::read_dir(self.dir()) else {
+    /// Removes the temporary files of compactions of the journal file `real` that a crash cut
+    /// short. Called under the exclusive lock, so no compaction is writing one.
+    fn remove_leftovers(&self, real: &Path) {
+        let prefix = temp_prefix(real);
+        let Ok(entries) = std::fs::read_dir(dir_of(real)) else {
             return;
         };
         for entry in entries.flatten() {
@@ -330,17 +337,16 @@ impl Files {
         Ok((bytes, dropped))
     }
 
-    /// Renames `temp` over the journal and syncs the directory, so that the rename outlives a
-    /// crash.
-    fn replace_with(&self, temp: &Path) -> Result<()> {
-        std::fs::rename(temp, &self.path)
+    /// Renames `temp` over the journal file `real` and syncs its directory, so that the rename
+    /// outlives a crash.
+    fn replace_with(&self, temp: &Path, real: &Path) -> Result<()> {
+        std::fs::rename(temp, real)
             .map_err(|e| self.failed(format!("cannot replace the journal: {e}")))?;
-        self.sync_dir()
+        self.sync_dir(dir_of(real))
     }
 
-    /// Syncs the journal's directory, so that a file created or renamed in it outlives a crash.
-    fn sync_dir(&self) -> Result<()> {
-        let dir = self.dir();
+    /// Syncs `dir`, so that a file created or renamed in it outlives a crash.
+    fn sync_dir(&self, dir: &Path) -> Result<()> {
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| self.failed(format!("cannot sync `{}`: {e}", dir.display())))
@@ -394,6 +400,9 @@ impl Files {
             let unterminated = line.last() != Some(&b'\n');
             if !unterminated {
                 line.pop();
+            }
+            if n == 1 && line.starts_with(BOM) {
+                line.drain(..BOM.len());
             }
             if line.trim_ascii().is_empty() {
                 continue;
@@ -490,6 +499,26 @@ impl Files {
     }
 }
 
+/// The directory of the file at `path`.
+fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// What the temporary files of compactions of the journal file at `path` are named, before
+/// the process id.
+fn temp_prefix(path: &Path) -> String {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    format!(".{name}.compact-")
+}
+
+/// The temporary file beside the journal file at `path` that this process compacts into.
+fn sibling_temp(path: &Path) -> PathBuf {
+    path.with_file_name(format!("{}{}", temp_prefix(path), std::process::id()))
+}
+
 /// Whether the file's last byte is not a newline: a write cut short by a crash, or one that
 /// another process is making right now.
 fn ends_torn(file: &mut std::fs::File) -> std::io::Result<bool> {
@@ -543,8 +572,8 @@ impl Files {
     fn append(&self, mut line: Vec<u8>) -> Result<u64> {
         let _guard = lock(&self.write);
         let mut held = self.lock_file(false)?;
-        // The first append creates the file, whose name must reach the disk too.
-        let created = !self.path.exists();
+        // The file's name must reach the disk too: synced once by each journal's first
+        // append, whoever created the file.
         let mut file = self.open_for_append()?;
         if ends_torn(&mut file).map_err(|e| self.failed(e))? {
             // A crash left a partial last line, or another process is still writing its own:
@@ -562,8 +591,10 @@ impl Files {
             .and_then(|()| file.metadata())
             .map(|m| m.len())
             .map_err(|e| self.failed(e))?;
-        if created {
-            self.sync_dir()?;
+        let synced = &self.dir_synced;
+        if !synced.load(std::sync::atomic::Ordering::Acquire) {
+            self.sync_dir(dir_of(&self.path))?;
+            synced.store(true, std::sync::atomic::Ordering::Release);
         }
         drop(held);
         Ok(size)
@@ -578,7 +609,10 @@ impl Files {
         if !ends_torn(file).map_err(|e| self.failed(e))? {
             return Ok(false);
         }
-        let (start, tail) = last_line(file).map_err(|e| self.failed(e))?;
+        let (start, mut tail) = last_line(file).map_err(|e| self.failed(e))?;
+        if start == 0 && tail.starts_with(BOM) {
+            tail.drain(..BOM.len());
+        }
         if tail.trim_ascii().is_empty() || serde_json::from_slice::<Head>(&tail).is_ok() {
             return Ok(true);
         }
@@ -841,6 +875,37 @@ mod tests {
         assert_eq!(j.records("web-1").await.expect("records").len(), 1);
     }
 
+    #[tokio::test]
+    async fn a_journal_saved_by_an_editor_reads_as_it_was_written() {
+        let (_dir, path) = fresh();
+        let j = FileJournal::open(&path).expect("open");
+        let seqs = |records: Vec<Record>| records.iter().map(|r| r.seq).collect::<Vec<_>>();
+        // Empty, or blank lines only: no records.
+        std::fs::write(&path, "").expect("write");
+        assert!(j.deployments().await.expect("ids").is_empty());
+        std::fs::write(&path, "\n \r\n\n").expect("write");
+        assert!(j.all_records().await.expect("all").is_empty());
+        // A line removed by hand in an editor that saves CRLF line ends and a byte order mark.
+        j.append(&sample_record("web-1", 0)).await.expect("append");
+        j.append(&sample_record("web-1", 1)).await.expect("append");
+        let text = std::fs::read_to_string(&path).expect("text");
+        let edited = format!("\u{feff}{}\r\n", text.trim_end().replace('\n', "\r\n"));
+        std::fs::write(&path, edited).expect("write");
+        assert_eq!(seqs(j.records("web-1").await.expect("records")), [0, 1]);
+        assert_eq!(j.deployments().await.expect("ids"), ["web-1"]);
+        j.append(&sample_record("web-1", 2)).await.expect("append");
+        assert_eq!(seqs(j.all_records().await.expect("all")), [0, 1, 2]);
+        // A compaction leaves the mark out and keeps every record.
+        j.compact(0).await.expect("compact");
+        let text = std::fs::read_to_string(&path).expect("text");
+        assert!(!text.starts_with('\u{feff}') && text.lines().count() == 3);
+        // Saved with a byte order mark and no newline at the end: the next append keeps it.
+        let first = text.lines().next().expect("a line").to_owned();
+        std::fs::write(&path, format!("\u{feff}{first}")).expect("write");
+        j.append(&sample_record("web-1", 1)).await.expect("append");
+        assert_eq!(seqs(j.records("web-1").await.expect("records")), [0, 1]);
+    }
+
     /// Records 0 and 1 of `web-1`, then record 2 of it cut short by a crash and ended by a
     /// newline (as versions that wrote on after a crash did): line 3.
     async fn torn_in_the_middle(path: &Path, j: &FileJournal) {
@@ -1080,6 +1145,37 @@ mod tests {
         assert_eq!(counts().await, [1, 1, 2]);
     }
 
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn compaction_of_a_journal_behind_a_symbolic_link_replaces_the_file_it_points_to() {
+        let (_dir, path) = fresh();
+        // The journal lives on a volume of its own; the configured path links to it.
+        let volume = tempfile::tempdir().expect("volume");
+        let real = volume.path().join("journal.jsonl");
+        std::fs::write(&real, "").expect("create");
+        std::os::unix::fs::symlink(&real, &path).expect("link");
+        let j = FileJournal::open(&path).expect("open");
+        j.append(&record("web-1", 0, false)).await.expect("append");
+        j.append(&record("web-1", 1, true)).await.expect("append");
+        j.append(&record("web-2", 0, false)).await.expect("append");
+        let done = j.compact(0).await.expect("compact");
+        assert_eq!(done.records_dropped, 1);
+        assert!(path.is_symlink(), "the link was replaced by a file");
+        j.append(&record("web-2", 1, false)).await.expect("append");
+        let back = FileJournal::open(&real).expect("open the file itself");
+        assert_eq!(back.records("web-1").await.expect("records").len(), 1);
+        assert_eq!(back.records("web-2").await.expect("records").len(), 2);
+        let names: Vec<_> = std::fs::read_dir(volume.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(
+            names,
+            ["journal.jsonl"],
+            "no compaction file is left behind"
+        );
+    }
+
     #[tokio::test]
     async fn compaction_of_a_corrupt_or_missing_journal_changes_nothing() {
         let (_dir, path) = fresh();
@@ -1177,5 +1273,20 @@ mod tests {
     fn a_journal_in_a_missing_directory_is_refused() {
         let err = FileJournal::open("/nonexistent-serin-dir/journal.jsonl").expect_err("refused");
         assert!(err.to_string().contains("journal.path"), "{err}");
+    }
+
+    #[test]
+    fn a_journal_path_that_names_a_directory_is_refused_and_creates_nothing() {
+        let dir = tempfile::tempdir().expect("dir");
+        let inside = dir.path().join("state");
+        std::fs::create_dir(&inside).expect("create");
+        for path in [inside.clone(), inside.join(".."), PathBuf::new()] {
+            let err = FileJournal::open(&path).expect_err("refused").to_string();
+            assert!(
+                err.contains("journal.path") && err.contains("not a file"),
+                "{path:?}: {err}"
+            );
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 1);
     }
 }
