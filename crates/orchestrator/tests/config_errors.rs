@@ -78,180 +78,92 @@ fn assert_refused(files: &[String; 2], path: &str, value: &str, reason: &str) {
     }
 }
 
+/// Valid triggers of each kind, for a case to set one field of.
+const ERRORS: Fields = &[
+    ("kind", r#""metricThreshold""#),
+    ("id", r#""errors""#),
+    ("metric", r#""error_rate""#),
+    ("operator", r#""gt""#),
+    ("value", "0.1"),
+];
+const LIVE: Fields = &[
+    ("kind", r#""healthCheck""#),
+    ("id", r#""live""#),
+    ("checkType", r#""liveness""#),
+];
+const SPIKE: Fields = &[
+    ("kind", r#""errorSpike""#),
+    ("id", r#""spike""#),
+    ("baselineErrorRate", "0.01"),
+];
+const DB: Fields = &[
+    ("kind", r#""dependencyFailure""#),
+    ("id", r#""db""#),
+    ("dependency", r#""postgres""#),
+];
+const CPU: Fields = &[
+    ("kind", r#""resourceUsage""#),
+    ("id", r#""cpu""#),
+    ("resource", r#""cpu""#),
+    ("capacity", "2"),
+];
+
+/// `base` with `field` set to `literal`: in its place where `base` has it, last otherwise.
+fn with_field<'a>(base: Fields<'a>, field: &'a str, literal: &'a str) -> Vec<(&'a str, &'a str)> {
+    let mut fields = base.to_vec();
+    match fields.iter_mut().find(|(k, _)| *k == field) {
+        Some(set) => set.1 = literal,
+        None => fields.push((field, literal)),
+    }
+    fields
+}
+
+/// Each file's error, for a third trigger that is `base` with `field` set to `literal`, must
+/// name the field's path, hold `value` and say `reason`.
+fn assert_third_trigger_refused(
+    base: Fields,
+    field: &str,
+    literal: &str,
+    value: &str,
+    reason: &str,
+) {
+    let third = with_field(base, field, literal);
+    let files = with_list("triggers", &[METRIC, HEALTH, third.as_slice()]);
+    assert_refused(&files, &format!("triggers[2].{field}"), value, reason);
+}
+
 #[test]
 fn a_bad_value_in_a_trigger_is_named_by_its_path() {
-    let cases: [(Fields, &str, &str, &str); 9] = [
-        (
-            &[
-                ("kind", r#""metricThreshold""#),
-                ("id", r#""errors""#),
-                ("metric", r#""error_rate""#),
-                ("operator", r#""gt""#),
-                ("value", r#""abc""#),
-            ],
-            "value",
-            "\"abc\"",
-            "expected f64",
-        ),
-        (
-            &[
-                ("kind", r#""metricThreshold""#),
-                ("id", r#""errors""#),
-                ("metric", r#""error_rate""#),
-                ("operator", r#""gt""#),
-                ("value", "0.1"),
-                ("duration", "true"),
-            ],
-            "duration",
-            "true",
-            "expected a duration",
-        ),
-        (
-            &[
-                ("kind", r#""metricThreshold""#),
-                ("id", r#""errors""#),
-                ("metric", r#""Bad Name""#),
-                ("operator", r#""gt""#),
-                ("value", "0.1"),
-            ],
-            "metric",
-            "Bad Name",
-            "must match",
-        ),
-        (
-            &[
-                ("kind", r#""metricThreshold""#),
-                ("id", r#""errors""#),
-                ("metric", r#""error_rate""#),
-                ("operator", r#""gt""#),
-                ("value", "0.1"),
-                ("action", r#""explode""#),
-            ],
-            "action",
-            "explode",
-            "unknown variant",
-        ),
-        (
-            &[
-                ("kind", r#""healthCheck""#),
-                ("id", r#""live""#),
-                ("checkType", r#""liveness""#),
-                ("failureThreshold", r#""three""#),
-            ],
-            "failureThreshold",
-            "\"three\"",
-            "expected u32",
-        ),
-        (
-            &[
-                ("kind", r#""healthCheck""#),
-                ("id", r#""live""#),
-                ("checkType", r#""liveness""#),
-                ("checkInterval", "false"),
-            ],
-            "checkInterval",
-            "false",
-            "expected a duration",
-        ),
-        (
-            &[
-                ("kind", r#""errorSpike""#),
-                ("id", r#""spike""#),
-                ("baselineErrorRate", "0.01"),
-                ("increasePercentage", r#""lots""#),
-            ],
-            "increasePercentage",
-            "\"lots\"",
-            "expected f64",
-        ),
-        (
-            &[
-                ("kind", r#""dependencyFailure""#),
-                ("id", r#""db""#),
-                ("dependency", r#""postgres""#),
-                ("failureThreshold", "-1"),
-            ],
-            "failureThreshold",
-            "-1",
-            "expected u32",
-        ),
-        (
-            &[
-                ("kind", r#""resourceUsage""#),
-                ("id", r#""cpu""#),
-                ("resource", r#""cpu""#),
-                ("capacity", r#""two""#),
-            ],
-            "capacity",
-            "\"two\"",
-            "expected f64",
-        ),
+    #[rustfmt::skip]
+    let cases: [(Fields, &str, &str, &str, &str); 9] = [
+        // base  field                 literal          value        reason
+        (ERRORS, "value",              r#""abc""#,      "\"abc\"",    "expected f64"),
+        (ERRORS, "duration",           "true",          "true",       "expected a duration"),
+        (ERRORS, "metric",             r#""Bad Name""#, "Bad Name",   "must match"),
+        (ERRORS, "action",             r#""explode""#,  "explode",    "unknown variant"),
+        (LIVE,   "failureThreshold",   r#""three""#,    "\"three\"",  "expected u32"),
+        (LIVE,   "checkInterval",      "false",         "false",      "expected a duration"),
+        (SPIKE,  "increasePercentage", r#""lots""#,     "\"lots\"",   "expected f64"),
+        (DB,     "failureThreshold",   "-1",            "-1",         "expected u32"),
+        (CPU,    "capacity",           r#""two""#,      "\"two\"",    "expected f64"),
     ];
-    for (third, field, value, reason) in cases {
-        let files = with_list("triggers", &[METRIC, HEALTH, third]);
-        assert_refused(&files, &format!("triggers[2].{field}"), value, reason);
+    for (base, field, literal, value, reason) in cases {
+        assert_third_trigger_refused(base, field, literal, value, reason);
     }
 }
 
 #[test]
 fn an_unknown_field_in_a_trigger_of_each_kind_is_refused_with_its_path() {
-    let cases: [(Fields, &str); 5] = [
-        (
-            &[
-                ("kind", r#""metricThreshold""#),
-                ("id", r#""errors""#),
-                ("metric", r#""error_rate""#),
-                ("operator", r#""gt""#),
-                ("value", "0.1"),
-                ("vlaue", "0.2"),
-            ],
-            "vlaue",
-        ),
-        (
-            &[
-                ("kind", r#""healthCheck""#),
-                ("id", r#""live""#),
-                ("checkType", r#""liveness""#),
-                ("failureTreshold", "3"),
-            ],
-            "failureTreshold",
-        ),
-        (
-            &[
-                ("kind", r#""errorSpike""#),
-                ("id", r#""spike""#),
-                ("baselineErrorRat", "0.01"),
-            ],
-            "baselineErrorRat",
-        ),
-        (
-            &[
-                ("kind", r#""dependencyFailure""#),
-                ("id", r#""db""#),
-                ("dependency", r#""postgres""#),
-                ("onSharedOutages", r#""hold""#),
-            ],
-            "onSharedOutages",
-        ),
-        (
-            &[
-                ("kind", r#""resourceUsage""#),
-                ("id", r#""cpu""#),
-                ("resource", r#""cpu""#),
-                ("capacity", "2"),
-                ("capactiy", "4"),
-            ],
-            "capactiy",
-        ),
+    let cases: [(Fields, &str, &str); 5] = [
+        (ERRORS, "vlaue", "0.2"),
+        (LIVE, "failureTreshold", "3"),
+        (SPIKE, "baselineErrorRat", "0.01"),
+        (DB, "onSharedOutages", r#""hold""#),
+        (CPU, "capactiy", "4"),
     ];
-    for (third, field) in cases {
-        let files = with_list("triggers", &[METRIC, HEALTH, third]);
-        assert_refused(
-            &files,
-            &format!("triggers[2].{field}"),
-            &format!("`{field}`"),
-            "unknown field",
-        );
+    for (base, field, literal) in cases {
+        let value = format!("`{field}`");
+        assert_third_trigger_refused(base, field, literal, &value, "unknown field");
     }
     let files = with_list("triggers", &[METRIC, HEALTH, &[("kind", r#""nope""#)]]);
     assert_refused(&files, "triggers[2].kind", "`nope`", "unknown variant");
@@ -308,116 +220,55 @@ fn a_trigger_whose_kind_comes_last_reads_alike_and_names_its_fields() {
 
 #[test]
 fn a_bad_value_in_a_notification_channel_is_named_by_its_path() {
-    let cases: [(Fields, &str, &str, &str); 3] = [
-        (
-            &[("type", r#""slak""#), ("destination", r#""d""#)],
-            "notificationChannels[1].type",
-            "`slak`",
-            "unknown variant",
-        ),
-        (
-            &[
-                ("type", r#""slack""#),
-                ("destination", r#""d""#),
-                ("events", r#"["strated"]"#),
-            ],
-            "notificationChannels[1].events[0]",
-            "`strated`",
-            "unknown variant",
-        ),
-        (
-            &[
-                ("type", r#""slack""#),
-                ("destination", r#""d""#),
-                ("evnets", "[]"),
-            ],
-            "notificationChannels[1].evnets",
-            "`evnets`",
-            "unknown field",
-        ),
+    let slack: Fields = &[("type", r#""slack""#), ("destination", r#""d""#)];
+    #[rustfmt::skip]
+    let cases: [(&str, &str, &str, &str, &str); 3] = [
+        // field   literal          path         value        reason
+        ("type",   r#""slak""#,      "type",      "`slak`",    "unknown variant"),
+        ("events", r#"["strated"]"#, "events[0]", "`strated`", "unknown variant"),
+        ("evnets", "[]",             "evnets",    "`evnets`",  "unknown field"),
     ];
-    for (second, path, value, reason) in cases {
-        let files = with_list("notificationChannels", &[CHANNEL, second]);
-        assert_refused(&files, path, value, reason);
+    for (field, literal, path, value, reason) in cases {
+        let second = with_field(slack, field, literal);
+        let files = with_list("notificationChannels", &[CHANNEL, second.as_slice()]);
+        assert_refused(
+            &files,
+            &format!("notificationChannels[1].{path}"),
+            value,
+            reason,
+        );
     }
 }
 
 #[test]
 fn a_bad_value_in_a_settings_section_is_named_by_its_path() {
-    let cases: [(&str, Fields, &str, &str, &str); 10] = [
+    // Each case sets, in the section its path starts with, the field next in the path.
+    #[rustfmt::skip]
+    let cases: [(&str, &str, &str, &str); 10] = [
+        // path, literal, value, reason
+        ("canaryConfig.initialPercentage", r#""five""#, "\"five\"", "expected u8"),
+        ("canaryConfig.pacing.beta", r#"{"beta": "x"}"#, "\"x\"", "expected f64"),
+        ("canaryConfig.incrementPercent", "10", "`incrementPercent`", "unknown field"),
+        ("blueGreenConfig.replicasPerEnv", r#""x""#, "\"x\"", "expected u32"),
+        ("blueGreenConfig.replicas", "3", "`replicas`", "unknown field"),
+        ("monitoring.checkInterval", "true", "true", "expected a duration"),
+        ("monitoring.checkIntervall", r#""5s""#, "`checkIntervall`", "unknown field"),
+        ("canaryThresholds.maxErrorRate", r#""x""#, "\"x\"", "expected f64"),
         (
-            "canaryConfig",
-            &[("initialPercentage", r#""five""#)],
-            "canaryConfig.initialPercentage",
-            "\"five\"",
-            "expected u8",
-        ),
-        (
-            "canaryConfig",
-            &[("pacing", r#"{"beta": "x"}"#)],
-            "canaryConfig.pacing.beta",
-            "\"x\"",
-            "expected f64",
-        ),
-        (
-            "canaryConfig",
-            &[("incrementPercent", "10")],
-            "canaryConfig.incrementPercent",
-            "`incrementPercent`",
-            "unknown field",
-        ),
-        (
-            "blueGreenConfig",
-            &[("replicasPerEnv", r#""x""#)],
-            "blueGreenConfig.replicasPerEnv",
-            "\"x\"",
-            "expected u32",
-        ),
-        (
-            "blueGreenConfig",
-            &[("replicas", "3")],
-            "blueGreenConfig.replicas",
-            "`replicas`",
-            "unknown field",
-        ),
-        (
-            "monitoring",
-            &[("checkInterval", "true")],
-            "monitoring.checkInterval",
-            "true",
-            "expected a duration",
-        ),
-        (
-            "monitoring",
-            &[("checkIntervall", r#""5s""#)],
-            "monitoring.checkIntervall",
-            "`checkIntervall`",
-            "unknown field",
-        ),
-        (
-            "canaryThresholds",
-            &[("maxErrorRate", r#""x""#)],
-            "canaryThresholds.maxErrorRate",
-            "\"x\"",
-            "expected f64",
-        ),
-        (
-            "canaryThresholds",
-            &[("customMetricThresholds", r#"{"queue_depth": {"max": "x"}}"#)],
             "canaryThresholds.customMetricThresholds.queue_depth.max",
-            "\"x\"",
-            "expected f64",
+            r#"{"queue_depth": {"max": "x"}}"#, "\"x\"", "expected f64",
         ),
         (
-            "canaryThresholds",
-            &[("customMetricThresholds", r#"{"queue_depth": {"maks": 1}}"#)],
             "canaryThresholds.customMetricThresholds.queue_depth.maks",
-            "`maks`",
-            "unknown field",
+            r#"{"queue_depth": {"maks": 1}}"#, "`maks`", "unknown field",
         ),
     ];
-    for (section, fields, path, value, reason) in cases {
-        assert_refused(&with_map(section, fields), path, value, reason);
+    for (path, literal, value, reason) in cases {
+        let mut parts = path.split('.');
+        let (Some(section), Some(field)) = (parts.next(), parts.next()) else {
+            panic!("a path of a section's field: {path}");
+        };
+        assert_refused(&with_map(section, &[(field, literal)]), path, value, reason);
     }
 }
 

@@ -6,82 +6,15 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use serin_orchestrator::{
-    BackupInfo, BackupProvider, EventKind, InMemoryBackup, InMemoryStepRunner, Journal,
-    Orchestrator, Report, Result,
-};
+use serin_orchestrator::{EventKind, Orchestrator, Report};
 use serin_signals::Track;
 use support::{
-    SERVICE, Stall, World, abort_to_end, assert_succeeded, bounded, canary_within,
-    checklist_validator, failed_reason, took, v,
+    HangingBackup, SERVICE, World, abort_to_end, assert_nothing_in_flight, backing_up, bounded,
+    canary_within, failed_reason, took, v,
 };
-
-/// An in-memory provider whose backups or restores, on cue, never answer (a dump stuck on a
-/// lock), or whose backups take a while.
-#[derive(Default)]
-struct Stuck {
-    inner: InMemoryBackup,
-    hang_backup: AtomicBool,
-    hang_restore: AtomicBool,
-    /// How long each backup takes before it is taken.
-    backup_takes: std::sync::Mutex<Duration>,
-    stall: Stall,
-}
-
-#[async_trait]
-impl BackupProvider for Stuck {
-    fn name(&self) -> &str {
-        "stuck"
-    }
-
-    async fn backup(&self, service: &str, label: &str) -> Result<String> {
-        if self.hang_backup.load(Ordering::SeqCst) {
-            self.stall.now::<()>().await;
-        }
-        let takes = *self.backup_takes.lock().expect("lock");
-        tokio::time::sleep(takes).await;
-        self.inner.backup(service, label).await
-    }
-
-    async fn restore(&self, id: &str) -> Result<()> {
-        if self.hang_restore.load(Ordering::SeqCst) {
-            self.stall.now::<()>().await;
-        }
-        self.inner.restore(id).await
-    }
-
-    async fn info(&self, id: &str) -> Result<BackupInfo> {
-        self.inner.info(id).await
-    }
-
-    async fn list(&self, service: &str) -> Result<Vec<BackupInfo>> {
-        self.inner.list(service).await
-    }
-}
-
-/// Asserts that the last record journalled for `id` leaves nothing in flight.
-async fn assert_nothing_in_flight(world: &World, id: &str) {
-    let records = world.journal.records(id).await.expect("records");
-    let last = records.last().expect("a record");
-    assert_eq!(last.state.in_flight, None, "{:?}", last.state.in_flight);
-}
-
-/// 1.0.0 serving, and an orchestrator backing up through `provider`.
-async fn backing_up(provider: Arc<Stuck>) -> (Arc<World>, Orchestrator) {
-    let world = Arc::new(World::new());
-    world.set_rate("1.0.0", 0.005);
-    world.set_rate("1.1.0", 0.005);
-    world.install("1.0.0").await;
-    let o = world
-        .builder(world.journal.clone())
-        .backup(provider)
-        .build();
-    (world, o)
-}
 
 /// Asserts that the deployment of `report` changed nothing: 1.0.0 takes all traffic through
 /// the same split, and no canary runs.
@@ -91,12 +24,19 @@ async fn assert_nothing_deployed(world: &World, applies: usize) {
     world.assert_live(Track::Stable, "1.0.0").await;
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_hung_backup_is_cancelled_at_the_deadline_and_nothing_is_deployed() {
-    let provider = Arc::new(Stuck::default());
+/// 1.0.0 serving, and an orchestrator backing up through the provider answered, whose backups
+/// never answer; with how many splits the router has applied so far.
+async fn backing_up_hung() -> (Arc<HangingBackup>, Arc<World>, Orchestrator, usize) {
+    let provider = Arc::new(HangingBackup::default());
     provider.hang_backup.store(true, Ordering::SeqCst);
     let (world, o) = backing_up(provider.clone()).await;
     let applies = world.router.apply_count();
+    (provider, world, o, applies)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_backup_is_cancelled_at_the_deadline_and_nothing_is_deployed() {
+    let (provider, world, o, applies) = backing_up_hung().await;
     let max = Duration::from_secs(20 * 60);
     let h = o.start(&canary_within(max), SERVICE).await.expect("start");
     let id = h.id().to_owned();
@@ -117,10 +57,7 @@ async fn a_hung_backup_is_cancelled_at_the_deadline_and_nothing_is_deployed() {
 
 #[tokio::test(start_paused = true)]
 async fn an_abort_during_a_hung_backup_cancels_it_at_once() {
-    let provider = Arc::new(Stuck::default());
-    provider.hang_backup.store(true, Ordering::SeqCst);
-    let (world, o) = backing_up(provider.clone()).await;
-    let applies = world.router.apply_count();
+    let (provider, world, o, applies) = backing_up_hung().await;
     let h = o
         .start(&canary_within(Duration::from_secs(2 * 3_600)), SERVICE)
         .await
@@ -142,22 +79,27 @@ async fn an_abort_during_a_hung_backup_cancels_it_at_once() {
     assert_nothing_deployed(&world, applies).await;
 }
 
-/// 1.0.0 ran, then 1.1.0 (whose contract migration is destructive) was deployed over it with
-/// a backup through `provider`, and serves. A rollback to 1.0.0 must restore that backup: its
-/// id.
-async fn upgraded(provider: Arc<Stuck>, max: Duration) -> (Arc<World>, Orchestrator, String) {
-    let (world, _traffic) = World::serving(0.005, 0.005).await;
-    let (validator, fleet) = checklist_validator();
-    let o = world
-        .builder(world.journal.clone())
-        .validator(validator, fleet)
-        .backup(provider.clone())
-        .step_runner(Arc::new(InMemoryStepRunner::new()))
-        .build();
-    let up = bounded("the upgrade", support::run_to_end(&o, &canary_within(max))).await;
-    assert_succeeded(&up);
+/// [`support::upgraded`] through `provider`, and the id of the backup a rollback to 1.0.0
+/// must restore.
+async fn upgraded(
+    provider: &Arc<HangingBackup>,
+    max: Duration,
+) -> (Arc<World>, Orchestrator, String) {
+    let (world, o) = support::upgraded(provider.clone(), max).await;
     let before = provider.inner.taken()[0].0.clone();
     (world, o, before)
+}
+
+/// Rolls `o` back to 1.0.0 within `max` and waits for its report.
+async fn rolled_back(o: &Orchestrator, max: Duration) -> Report {
+    let report = bounded(
+        "the rollback",
+        o.rollback_to(&canary_within(max), SERVICE, v("1.0.0")),
+    )
+    .await
+    .expect("report");
+    println!("{report}");
+    report
 }
 
 /// Asserts that the rollback of `report`, to restore `before`, failed with traffic not
@@ -187,17 +129,11 @@ async fn assert_restore_cancelled(world: &World, report: &Report, before: &str, 
 
 #[tokio::test(start_paused = true)]
 async fn a_hung_restore_is_cancelled_at_the_deadline_and_traffic_is_not_switched() {
-    let provider = Arc::new(Stuck::default());
+    let provider = Arc::new(HangingBackup::default());
     let max = Duration::from_secs(30 * 60);
-    let (world, o, before) = upgraded(provider.clone(), max).await;
+    let (world, o, before) = upgraded(&provider, max).await;
     provider.hang_restore.store(true, Ordering::SeqCst);
-    let report = bounded(
-        "the rollback",
-        o.rollback_to(&canary_within(max), SERVICE, v("1.0.0")),
-    )
-    .await
-    .expect("report");
-    println!("{report}");
+    let report = rolled_back(&o, max).await;
     assert_restore_cancelled(&world, &report, &before, "maxDeploymentDuration (30m)").await;
     assert_eq!(took(&report), max, "cancelled at the deadline");
     assert_eq!(provider.stall.dropped(), 1, "the call was dropped");
@@ -206,9 +142,9 @@ async fn a_hung_restore_is_cancelled_at_the_deadline_and_traffic_is_not_switched
 
 #[tokio::test(start_paused = true)]
 async fn an_abort_during_a_hung_restore_cancels_it_at_once() {
-    let provider = Arc::new(Stuck::default());
+    let provider = Arc::new(HangingBackup::default());
     let max = Duration::from_secs(30 * 60);
-    let (world, o, before) = upgraded(provider.clone(), max).await;
+    let (world, o, before) = upgraded(&provider, max).await;
     provider.hang_restore.store(true, Ordering::SeqCst);
     let h = o
         .start_rollback_to(&canary_within(max), SERVICE, v("1.0.0"))
@@ -225,17 +161,11 @@ async fn an_abort_during_a_hung_restore_cancels_it_at_once() {
 /// there was) is not started, rather than started and cancelled at once.
 #[tokio::test(start_paused = true)]
 async fn a_restore_whose_turn_comes_past_the_deadline_is_not_started() {
-    let provider = Arc::new(Stuck::default());
+    let provider = Arc::new(HangingBackup::default());
     let max = Duration::from_secs(30 * 60);
-    let (world, o, before) = upgraded(provider.clone(), max).await;
+    let (world, o, before) = upgraded(&provider, max).await;
     *provider.backup_takes.lock().expect("lock") = max;
-    let report = bounded(
-        "the rollback",
-        o.rollback_to(&canary_within(max), SERVICE, v("1.0.0")),
-    )
-    .await
-    .expect("report");
-    println!("{report}");
+    let report = rolled_back(&o, max).await;
     let taken_at = report
         .timeline
         .iter()

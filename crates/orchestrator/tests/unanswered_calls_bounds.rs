@@ -25,8 +25,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serin_orchestrator::{
-    Effect, Error, InMemoryJournal, InMemoryPlatform, Journal, Orchestrator, Platform, Record,
-    Report, Result, ServiceBackends, Stage, TrackSpec, TrackStatus,
+    DeploymentHandle, Effect, Error, InMemoryJournal, InMemoryPlatform, Journal, Orchestrator,
+    OrchestratorBuilder, Platform, Record, Report, Result, ServiceBackends, Stage, TrackSpec,
+    TrackStatus,
 };
 use serin_signals::Track;
 use serin_traffic::{Capabilities, InMemoryRouter, TrafficRouter, TrafficSplit};
@@ -175,6 +176,21 @@ async fn setup(installed: bool) -> Setup {
 }
 
 impl Setup {
+    /// Starts the canary of 1.1.0 bounded by [`MAX`].
+    async fn start(&self) -> DeploymentHandle {
+        self.o
+            .start(&canary_within(MAX), SERVICE)
+            .await
+            .expect("start")
+    }
+
+    /// Spawns traffic both versions serve well; it runs as long as the handle is kept.
+    fn serve_traffic(&self) -> tokio::task::JoinHandle<()> {
+        self.world.set_rate("1.0.0", 0.005);
+        self.world.set_rate("1.1.0", 0.005);
+        self.world.spawn_traffic()
+    }
+
     /// A fresh orchestrator (a process started afresh) on the setup's backends.
     fn orchestrator(&self) -> Orchestrator {
         self.orchestrator_over(self.world.journal.clone())
@@ -182,15 +198,18 @@ impl Setup {
 
     /// [`Setup::orchestrator`] over `journal`.
     fn orchestrator_over(&self, journal: Arc<dyn Journal>) -> Orchestrator {
+        self.builder_over(journal).build()
+    }
+
+    /// The builder of [`Setup::orchestrator_over`], for the settings a test adds.
+    fn builder_over(&self, journal: Arc<dyn Journal>) -> OrchestratorBuilder {
         let backends = ServiceBackends::new(
             self.router.clone(),
             self.metrics.clone(),
             self.health.clone(),
         );
-        Orchestrator::builder(self.platform.clone(), journal)
-            .service(SERVICE, backends)
-            .clock(self.world.clock)
-            .build()
+        self.world
+            .builder_on(self.platform.clone(), backends, journal)
     }
 }
 
@@ -200,95 +219,92 @@ async fn unchanged(world: &World) {
     assert!(!world.has_track(&Track::Canary).await);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_pre_check_status_that_never_answers_fails_the_deployment_at_its_deadline() {
-    let s = setup(true).await;
-    let h =
-        s.o.start(&canary_within(MAX), SERVICE)
-            .await
-            .expect("start");
+/// Makes one of a deployment's pre-check calls never answer; answers the stall it hangs on.
+type Hang = fn(&Setup) -> &Stall;
+
+/// The platform's status of the stable track never answers.
+fn stable_status(s: &Setup) -> &Stall {
     s.platform.stall.cue("status stable");
+    &s.platform.stall
+}
+
+/// The health source's signals never answer.
+fn health_signals(s: &Setup) -> &Stall {
+    s.health.hang.store(true, Ordering::SeqCst);
+    &s.health.stall
+}
+
+/// Starts a deployment whose pre-check `hang`s: it fails at its deadline, naming `who`, with
+/// nothing changed.
+async fn pre_check_given_up_at_the_deadline(hang: Hang, who: &str) {
+    let s = setup(true).await;
+    let h = s.start().await;
+    let stall = hang(&s);
     let report = bounded("the deployment", h.wait()).await.expect("report");
     println!("{report}");
     let reason = failed_reason(&report);
     assert!(
         reason.contains("pre-check")
-            && reason.contains("hanging")
+            && reason.contains(who)
             && reason.contains("maxDeploymentDuration (20m)")
             && reason.contains("nothing was changed"),
         "{reason}"
     );
     assert_eq!(took(&report), MAX, "given up at the deadline");
-    assert_eq!(s.platform.stall.dropped(), 1);
+    assert_eq!(stall.dropped(), 1);
     unchanged(&s.world).await;
+}
+
+/// Starts a deployment whose pre-check `hang`s and aborts it once hung: it ends at once, with
+/// nothing changed.
+async fn pre_check_cut_short_by_an_abort(hang: Hang) {
+    let s = setup(true).await;
+    let h = s.start().await;
+    let stall = hang(&s);
+    stall.until_hung().await;
+    let (asked, report) = abort_to_end(&s.o, h).await;
+    assert_eq!(report.last_at, asked, "the abort is served at once");
+    let reason = failed_reason(&report);
+    assert!(reason.contains("aborted by an operator"), "{reason}");
+    assert_eq!(stall.dropped(), 1);
+    unchanged(&s.world).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pre_check_status_that_never_answers_fails_the_deployment_at_its_deadline() {
+    pre_check_given_up_at_the_deadline(stable_status, "hanging").await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_abort_while_the_pre_check_status_never_answers_ends_it_at_once() {
-    let s = setup(true).await;
-    let h =
-        s.o.start(&canary_within(MAX), SERVICE)
-            .await
-            .expect("start");
-    s.platform.stall.cue("status stable");
-    s.platform.stall.until_hung().await;
-    let (asked, report) = abort_to_end(&s.o, h).await;
-    assert_eq!(report.last_at, asked, "the abort is served at once");
-    let reason = failed_reason(&report);
-    assert!(reason.contains("aborted by an operator"), "{reason}");
-    assert_eq!(s.platform.stall.dropped(), 1);
-    unchanged(&s.world).await;
+    pre_check_cut_short_by_an_abort(stable_status).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn pre_check_health_signals_that_never_answer_fail_the_deployment_at_its_deadline() {
-    let s = setup(true).await;
-    let h =
-        s.o.start(&canary_within(MAX), SERVICE)
-            .await
-            .expect("start");
-    s.health.hang.store(true, Ordering::SeqCst);
-    let report = bounded("the deployment", h.wait()).await.expect("report");
-    println!("{report}");
-    let reason = failed_reason(&report);
-    assert!(
-        reason.contains("pre-check")
-            && reason.contains("silent-health")
-            && reason.contains("maxDeploymentDuration (20m)")
-            && reason.contains("nothing was changed"),
-        "{reason}"
-    );
-    assert_eq!(took(&report), MAX, "given up at the deadline");
-    assert_eq!(s.health.stall.dropped(), 1);
-    unchanged(&s.world).await;
+    pre_check_given_up_at_the_deadline(health_signals, "silent-health").await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_abort_while_pre_check_health_signals_never_answer_ends_it_at_once() {
-    let s = setup(true).await;
-    let h =
-        s.o.start(&canary_within(MAX), SERVICE)
-            .await
-            .expect("start");
-    s.health.hang.store(true, Ordering::SeqCst);
-    s.health.stall.until_hung().await;
-    let (asked, report) = abort_to_end(&s.o, h).await;
-    assert_eq!(report.last_at, asked, "the abort is served at once");
-    let reason = failed_reason(&report);
-    assert!(reason.contains("aborted by an operator"), "{reason}");
-    assert_eq!(s.health.stall.dropped(), 1);
-    unchanged(&s.world).await;
+    pre_check_cut_short_by_an_abort(health_signals).await;
 }
 
-/// Starts the canary of 1.1.0 on `o`, over `world`'s journal, which it must refuse with
-/// nothing journalled; answers the error, and how long the refusal took.
-async fn refused_start(world: &World, o: &Orchestrator) -> (Error, Duration) {
+/// Starts the canary of 1.1.0 on `o`, over `world`'s journal, which it must refuse at [`MAX`]
+/// with nothing journalled, for the timeout of `call` into `who`.
+async fn refused_start_at_the_bound(world: &World, o: &Orchestrator, who: &str, call: &str) {
     let records = world.journal.len();
     let began = tokio::time::Instant::now();
     let started = bounded("the start", o.start(&canary_within(MAX), SERVICE)).await;
     let e = started.expect_err("a start whose call never answered");
     assert_eq!(world.journal.len(), records, "nothing journalled");
-    (e, began.elapsed())
+    timed_out(&e, who, call);
+    assert_eq!(began.elapsed(), MAX);
+}
+
+/// Takes the service's lock for another deployment on `world`'s platform.
+async fn lock_for_another(world: &World) -> Result<()> {
+    world.platform.lock(SERVICE, "another-deployment").await
 }
 
 /// Asserts that `e` is the timeout of `call`, the bound named.
@@ -306,9 +322,7 @@ fn timed_out(e: &Error, who: &str, call: &str) {
 async fn a_listing_that_never_answers_refuses_the_start_at_the_bound() {
     let s = setup(false).await;
     s.platform.stall.cue("list");
-    let (e, after) = refused_start(&s.world, &s.o).await;
-    timed_out(&e, "platform `hanging`", "listing");
-    assert_eq!(after, MAX);
+    refused_start_at_the_bound(&s.world, &s.o, "platform `hanging`", "listing").await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -318,9 +332,7 @@ async fn a_router_that_never_answers_refuses_the_start_at_the_bound() {
     let router = Arc::new(SilentRouter::new(world.router.clone()));
     router.stall.cue("current");
     let o = world.orchestrator_routing(router.clone());
-    let (e, after) = refused_start(&world, &o).await;
-    timed_out(&e, "router `silent-router`", "split");
-    assert_eq!(after, MAX);
+    refused_start_at_the_bound(&world, &o, "router `silent-router`", "split").await;
     assert_eq!(router.stall.dropped(), 1);
 }
 
@@ -328,12 +340,8 @@ async fn a_router_that_never_answers_refuses_the_start_at_the_bound() {
 async fn a_lock_that_never_answers_refuses_the_start_and_is_not_left_held() {
     let s = setup(true).await;
     s.platform.stall.cue("lock");
-    let (e, after) = refused_start(&s.world, &s.o).await;
-    timed_out(&e, "platform `hanging`", "lock");
-    assert_eq!(after, MAX);
-    s.world
-        .platform
-        .lock(SERVICE, "another-deployment")
+    refused_start_at_the_bound(&s.world, &s.o, "platform `hanging`", "lock").await;
+    lock_for_another(&s.world)
         .await
         .expect("the lock taken by the call that timed out is freed");
 }
@@ -342,14 +350,8 @@ async fn a_lock_that_never_answers_refuses_the_start_and_is_not_left_held() {
 async fn a_status_of_the_new_track_that_never_answers_refuses_the_start_and_frees_the_lock() {
     let s = setup(true).await;
     s.platform.stall.cue("status canary");
-    let (e, after) = refused_start(&s.world, &s.o).await;
-    timed_out(&e, "platform `hanging`", "status of web/canary");
-    assert_eq!(after, MAX);
-    s.world
-        .platform
-        .lock(SERVICE, "another-deployment")
-        .await
-        .expect("the lock is freed");
+    refused_start_at_the_bound(&s.world, &s.o, "platform `hanging`", "status of web/canary").await;
+    lock_for_another(&s.world).await.expect("the lock is freed");
 }
 
 #[tokio::test(start_paused = true)]
@@ -370,17 +372,14 @@ async fn a_lock_that_never_answers_refuses_a_resume_and_an_abandon_and_keeps_the
         .expect_err("an abandon whose lock never answered");
     timed_out(&e, "platform `hanging`", "lock");
     // The lock a deployment cut short keeps until it is resumed stays its own.
-    let held = s.world.platform.lock(SERVICE, "another-deployment").await;
+    let held = lock_for_another(&s.world).await;
     assert!(matches!(held, Err(Error::Conflict { .. })), "{held:?}");
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_unlock_that_never_answers_does_not_hold_up_the_end_of_a_deployment() {
     let s = setup(true).await;
-    let h =
-        s.o.start(&canary_within(MAX), SERVICE)
-            .await
-            .expect("start");
+    let h = s.start().await;
     s.platform.stall.cue("unlock");
     let report = bounded("the deployment", h.wait()).await.expect("report");
     assert!(report.outcome.is_some(), "{report}");
@@ -394,9 +393,7 @@ impl Setup {
     /// Runs the canary of 1.1.0 bounded by [`MAX`] to its end, under traffic both versions
     /// serve well.
     async fn deploy_under_traffic(&self) -> Report {
-        self.world.set_rate("1.0.0", 0.005);
-        self.world.set_rate("1.1.0", 0.005);
-        let _traffic = self.world.spawn_traffic();
+        let _traffic = self.serve_traffic();
         let report = bounded("the deployment", run_to_end(&self.o, &canary_within(MAX))).await;
         println!("{report}");
         report
@@ -469,9 +466,7 @@ async fn applies_that_never_answer_end_the_run_and_its_rollback_each_within_its_
 #[tokio::test(start_paused = true)]
 async fn a_first_weight_that_never_answers_leaves_the_split_unknown_without_a_rollback() {
     let s = setup(true).await;
-    s.world.set_rate("1.0.0", 0.005);
-    s.world.set_rate("1.1.0", 0.005);
-    let _traffic = s.world.spawn_traffic();
+    let _traffic = s.serve_traffic();
     s.router.stall.cue("apply");
     let mut config = canary_within(MAX);
     config.rollback_on_error = false;
@@ -510,10 +505,7 @@ async fn a_retire_at_completion_that_never_answers_fails_it_at_the_deadline_and_
 async fn a_retire_in_a_rollback_that_never_answers_fails_it_within_its_bound() {
     let s = setup(true).await;
     s.platform.stall.cue("retire canary");
-    let h =
-        s.o.start(&canary_within(MAX), SERVICE)
-            .await
-            .expect("start");
+    let h = s.start().await;
     until_stage(&h, Stage::Canary).await;
     let (asked, report) = abort_to_end(&s.o, h).await;
     let reason = failed_reason(&report);
@@ -591,9 +583,7 @@ async fn an_abort_while_the_canary_metrics_never_answer_rolls_back_at_once() {
 /// roll back on the window the abort cuts short, for the data it has not read: the abort wins.
 async fn abort_during_a_hung_read_with_a_trigger_on_missing_data(stage: Stage) {
     let s = setup(true).await;
-    s.world.set_rate("1.0.0", 0.005);
-    s.world.set_rate("1.1.0", 0.005);
-    let _traffic = s.world.spawn_traffic();
+    let _traffic = s.serve_traffic();
     let mut config = canary_within(MAX);
     config.triggers = vec![support::errors_or_missing_data_trigger()];
     config.validate().expect("valid");
@@ -622,13 +612,8 @@ async fn an_abort_that_cuts_a_watch_read_short_wins_over_a_trigger_on_the_missin
 #[tokio::test(start_paused = true)]
 async fn an_abort_while_the_watch_health_signals_never_answer_rolls_back_at_once() {
     let s = setup(true).await;
-    s.world.set_rate("1.0.0", 0.005);
-    s.world.set_rate("1.1.0", 0.005);
-    let _traffic = s.world.spawn_traffic();
-    let h =
-        s.o.start(&canary_within(MAX), SERVICE)
-            .await
-            .expect("start");
+    let _traffic = s.serve_traffic();
+    let h = s.start().await;
     until_stage(&h, Stage::Monitoring).await;
     s.health.hang.store(true, Ordering::SeqCst);
     s.health.stall.until_hung().await;
@@ -644,10 +629,7 @@ async fn an_abort_while_the_watch_health_signals_never_answer_rolls_back_at_once
 async fn a_journal_append_that_never_answers_stops_the_run_within_its_bound() {
     let s = setup(true).await;
     s.world.journal.stall_after(Some(s.world.journal.len() + 3));
-    let h =
-        s.o.start(&canary_within(MAX), SERVICE)
-            .await
-            .expect("start");
+    let h = s.start().await;
     let began = tokio::time::Instant::now();
     let e = bounded("the deployment", h.wait())
         .await
@@ -664,19 +646,24 @@ async fn a_journal_append_that_never_answers_stops_the_run_within_its_bound() {
         "{e}"
     );
     assert_eq!(began.elapsed(), MAX);
-    let held = s.world.platform.lock(SERVICE, "another-deployment").await;
+    let held = lock_for_another(&s.world).await;
     assert!(matches!(held, Err(Error::Conflict { .. })), "{held:?}");
 }
 
 impl Setup {
-    /// An orchestrator over a journal that wraps the world's and hangs on `call`.
-    fn over_silent_journal(&self, call: &str) -> Orchestrator {
+    /// A journal that wraps the world's and hangs on `call`.
+    fn silent_journal(&self, call: &str) -> Arc<SilentJournal> {
         let journal = Arc::new(SilentJournal {
             inner: self.world.journal.clone(),
             stall: Stall::default(),
         });
         journal.stall.cue(call);
-        self.orchestrator_over(journal)
+        journal
+    }
+
+    /// An orchestrator over [`Setup::silent_journal`].
+    fn over_silent_journal(&self, call: &str) -> Orchestrator {
+        self.orchestrator_over(self.silent_journal(call))
     }
 }
 
@@ -684,14 +671,14 @@ impl Setup {
 async fn a_listing_of_the_deployments_that_never_answers_refuses_the_start_at_the_bound() {
     let s = setup(true).await;
     let o = s.over_silent_journal("deployments");
-    let (e, after) = refused_start(&s.world, &o).await;
-    timed_out(&e, "journal `silent-journal`", "listing the deployments");
-    assert_eq!(after, MAX);
-    s.world
-        .platform
-        .lock(SERVICE, "another-deployment")
-        .await
-        .expect("no lock was taken");
+    refused_start_at_the_bound(
+        &s.world,
+        &o,
+        "journal `silent-journal`",
+        "listing the deployments",
+    )
+    .await;
+    lock_for_another(&s.world).await.expect("no lock was taken");
 }
 
 #[tokio::test(start_paused = true)]
@@ -780,14 +767,14 @@ async fn a_rollback_refused_after_a_dropped_apply_leaves_the_split_unknown() {
 /// The bound a journal call outside a run is given by default.
 const JOURNAL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Asserts that `e` is the timeout of `call` into the silent journal, the bound named as
-/// `bound` and given `after`.
-fn journal_timed_out(e: &Error, call: &str, bound: &str, after: Duration) {
+/// Asserts that `e`, which took `took`, is the timeout of `call` into the silent journal, the
+/// bound named as `bound` and given `after`, as long as it took.
+fn journal_timed_out((e, took): (Error, Duration), call: &str, bound: &str, after: Duration) {
     let Error::Timeout {
         what,
         after: waited,
         reason,
-    } = e
+    } = &e
     else {
         panic!("expected a timeout, got {e}");
     };
@@ -800,6 +787,7 @@ fn journal_timed_out(e: &Error, call: &str, bound: &str, after: Duration) {
         "{e}"
     );
     assert_eq!(*waited, after, "{e}");
+    assert_eq!(took, after);
 }
 
 /// `call`, which must fail; answers its error and how long it took.
@@ -815,18 +803,11 @@ async fn journal_reads_outside_a_run_that_never_answer_fail_at_the_journal_timeo
     let id = "web-1.1.0-0";
     let o = s.over_silent_journal("records");
     let reading = format!("reading the records of {id}");
-    let (e, after) = refused("the resume", o.resume(id)).await;
-    journal_timed_out(&e, &reading, "1m", JOURNAL_TIMEOUT);
-    assert_eq!(after, JOURNAL_TIMEOUT);
-    let (e, after) = refused("the abandon", o.abandon(id, "gone")).await;
-    journal_timed_out(&e, &reading, "1m", JOURNAL_TIMEOUT);
-    assert_eq!(after, JOURNAL_TIMEOUT);
-    let (e, after) = refused("the status", o.status(id)).await;
-    journal_timed_out(&e, &reading, "1m", JOURNAL_TIMEOUT);
-    assert_eq!(after, JOURNAL_TIMEOUT);
-    let (e, after) = refused("the report", o.report(id)).await;
-    journal_timed_out(&e, &reading, "1m", JOURNAL_TIMEOUT);
-    assert_eq!(after, JOURNAL_TIMEOUT);
+    let at_the_default = |refusal| journal_timed_out(refusal, &reading, "1m", JOURNAL_TIMEOUT);
+    at_the_default(refused("the resume", o.resume(id)).await);
+    at_the_default(refused("the abandon", o.abandon(id, "gone")).await);
+    at_the_default(refused("the status", o.status(id)).await);
+    at_the_default(refused("the report", o.report(id)).await);
     unchanged(&s.world).await;
 }
 
@@ -835,32 +816,13 @@ async fn journal_listings_outside_a_run_that_never_answer_fail_at_the_journal_ti
     let s = setup(true).await;
     let o = s.over_silent_journal("deployments");
     let records = s.world.journal.len();
-    let (e, after) = refused("the listing", o.unfinished()).await;
-    journal_timed_out(
-        &e,
-        "the last record of every deployment",
-        "1m",
-        JOURNAL_TIMEOUT,
-    );
-    assert_eq!(after, JOURNAL_TIMEOUT);
+    let listing = "the last record of every deployment";
+    let at_the_default = |refusal| journal_timed_out(refusal, listing, "1m", JOURNAL_TIMEOUT);
+    at_the_default(refused("the listing", o.unfinished()).await);
     let config = canary_within(MAX);
-    let (e, after) = refused("the rollback", o.rollback(&config, SERVICE)).await;
-    journal_timed_out(
-        &e,
-        "the last record of every deployment",
-        "1m",
-        JOURNAL_TIMEOUT,
-    );
-    assert_eq!(after, JOURNAL_TIMEOUT);
+    at_the_default(refused("the rollback", o.rollback(&config, SERVICE)).await);
     let v = semver::Version::new(0, 9, 0);
-    let (e, after) = refused("the rollback", o.rollback_to(&config, SERVICE, v)).await;
-    journal_timed_out(
-        &e,
-        "the last record of every deployment",
-        "1m",
-        JOURNAL_TIMEOUT,
-    );
-    assert_eq!(after, JOURNAL_TIMEOUT);
+    at_the_default(refused("the rollback", o.rollback_to(&config, SERVICE, v)).await);
     assert_eq!(s.world.journal.len(), records, "nothing journalled");
     unchanged(&s.world).await;
 }
@@ -868,19 +830,11 @@ async fn journal_listings_outside_a_run_that_never_answer_fail_at_the_journal_ti
 #[tokio::test(start_paused = true)]
 async fn the_journal_timeout_is_the_builders() {
     let s = setup(true).await;
-    let journal = Arc::new(SilentJournal {
-        inner: s.world.journal.clone(),
-        stall: Stall::default(),
-    });
-    journal.stall.cue("records");
-    let backends = ServiceBackends::new(s.router.clone(), s.metrics.clone(), s.health.clone());
     let bound = Duration::from_secs(5);
-    let o = Orchestrator::builder(s.platform.clone(), journal)
-        .service(SERVICE, backends)
-        .clock(s.world.clock)
+    let o = s
+        .builder_over(s.silent_journal("records"))
         .journal_timeout(bound)
         .build();
-    let (e, after) = refused("the status", o.status("web-1.1.0-0")).await;
-    journal_timed_out(&e, "reading the records", "5s", bound);
-    assert_eq!(after, bound);
+    let refusal = refused("the status", o.status("web-1.1.0-0")).await;
+    journal_timed_out(refusal, "reading the records", "5s", bound);
 }

@@ -7,84 +7,30 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use serin_orchestrator::{
-    InMemoryPlatform, Orchestrator, Outcome, Platform, Result, ServiceBackends, TrackSpec,
-    TrackStatus,
-};
+use serin_orchestrator::{Orchestrator, ServiceBackends};
 use serin_signals::Track;
 use support::{
-    SERVICE, Stall, World, abort_to_end, bounded, canary_config, canary_within, run_to_end,
-    slow_serving_world, took,
+    SERVICE, SilentStatus, World, abort_to_end, bounded, canary_config, canary_within,
+    rollback_reason, run_to_end, slow_serving_world, took,
 };
 
-/// The world's platform, but its status of the canary track never answers once `hang` is
-/// set (an API server that accepts the connection and says nothing). Set once the deployment
-/// has started: starting one asks whether the track already runs.
-struct Silent {
-    inner: Arc<InMemoryPlatform>,
-    hang: AtomicBool,
-    stall: Stall,
-}
-
-#[async_trait]
-impl Platform for Silent {
-    fn name(&self) -> &str {
-        "silent"
-    }
-    async fn bring_up(&self, spec: &TrackSpec) -> Result<TrackStatus> {
-        self.inner.bring_up(spec).await
-    }
-    async fn status(&self, service: &str, track: &Track) -> Result<TrackStatus> {
-        if *track == Track::Canary && self.hang.load(Ordering::SeqCst) {
-            self.stall.now::<()>().await;
-        }
-        self.inner.status(service, track).await
-    }
-    async fn scale(&self, service: &str, track: &Track, instances: u32) -> Result<TrackStatus> {
-        self.inner.scale(service, track, instances).await
-    }
-    async fn retire(&self, service: &str, track: &Track, drain: Duration) -> Result<()> {
-        self.inner.retire(service, track, drain).await
-    }
-    async fn list(&self) -> Result<Vec<TrackStatus>> {
-        self.inner.list().await
-    }
-}
-
 /// 1.0.0 serving, and an orchestrator on the world's backends whose platform's status of the
-/// canary track never answers.
-async fn silent_world() -> (Arc<Silent>, Arc<World>, Orchestrator) {
-    let world = Arc::new(World::new());
-    world.set_rate("1.0.0", 0.005);
-    world.set_rate("1.1.0", 0.005);
-    world.install("1.0.0").await;
-    let platform = Arc::new(Silent {
-        inner: world.platform.clone(),
-        hang: AtomicBool::new(false),
-        stall: Stall::default(),
-    });
+/// canary track never answers once it spares the stable track (set once the deployment has
+/// started: starting one asks whether the track already runs).
+async fn silent_world() -> (Arc<SilentStatus>, Arc<World>, Orchestrator) {
+    let world = World::installed().await;
+    let platform = Arc::new(SilentStatus::new(world.platform.clone()));
     let backends = ServiceBackends::new(
         world.router.clone(),
         world.source.clone(),
         world.health.clone(),
     );
-    let o = Orchestrator::builder(platform.clone(), world.journal.clone())
-        .service(SERVICE, backends)
-        .clock(world.clock)
+    let o = world
+        .builder_on(platform.clone(), backends, world.journal.clone())
         .build();
     (platform, world, o)
-}
-
-/// The reason of a rolled-back deployment; panics with the report otherwise.
-fn rolled_back(report: &serin_orchestrator::Report) -> &str {
-    match &report.outcome {
-        Some(Outcome::RolledBack { reason }) => reason,
-        other => panic!("expected a rollback, got {other:?}\n{report}"),
-    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -92,10 +38,10 @@ async fn a_status_that_never_answers_ends_the_readiness_wait_at_the_deadline() {
     let (platform, world, o) = silent_world().await;
     let max = Duration::from_secs(20 * 60);
     let h = o.start(&canary_within(max), SERVICE).await.expect("start");
-    platform.hang.store(true, Ordering::SeqCst);
+    platform.spare(Track::Stable);
     let report = bounded("the deployment", h.wait()).await.expect("report");
     println!("{report}");
-    let reason = rolled_back(&report);
+    let reason = rollback_reason(&report);
     assert!(
         reason.contains("web/canary")
             && reason.contains("waiting for its readiness")
@@ -116,11 +62,11 @@ async fn an_abort_while_the_status_never_answers_rolls_back_at_once() {
         .start(&canary_within(Duration::from_secs(2 * 3_600)), SERVICE)
         .await
         .expect("start");
-    platform.hang.store(true, Ordering::SeqCst);
+    platform.spare(Track::Stable);
     platform.stall.until_hung().await;
     let (asked, report) = abort_to_end(&o, h).await;
     assert_eq!(report.last_at, asked, "the abort is served at once");
-    assert!(rolled_back(&report).contains("aborted by an operator"));
+    assert!(rollback_reason(&report).contains("aborted by an operator"));
     assert_eq!(platform.stall.dropped(), 1, "the call was dropped");
     assert!(!world.has_track(&Track::Canary).await);
     world.assert_live(Track::Stable, "1.0.0").await;
@@ -139,7 +85,7 @@ async fn a_promotion_whose_track_gets_ready_at_the_deadline_rolls_back_without_m
     let report = bounded("the deployment", run_to_end(&world.orchestrator(), &config)).await;
     println!("{report}");
     assert!(
-        rolled_back(&report).contains("did not finish within maxDeploymentDuration"),
+        rollback_reason(&report).contains("did not finish within maxDeploymentDuration"),
         "{report}"
     );
     assert_eq!(took(&report), max, "rolled back at the deadline");

@@ -10,10 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serin_compat::{Fleet, Matrix, Registry, Release, Validator};
+use serin_orchestrator::backup::Retention;
 use serin_orchestrator::{
-    Clock, DeploymentConfig, DeploymentHandle, Event, EventKind, InMemoryBackup, InMemoryJournal,
-    InMemoryPlatform, InMemoryStepRunner, Journal, Orchestrator, OrchestratorBuilder, Outcome,
-    Platform, Record, Report, ServiceBackends, Stage, StrategyKind, TrafficStrategyKind,
+    BackupInfo, BackupProvider, Clock, DeploymentConfig, DeploymentHandle, Event, EventKind,
+    InMemoryBackup, InMemoryJournal, InMemoryPlatform, InMemoryStepRunner, Journal, Orchestrator,
+    OrchestratorBuilder, Outcome, Platform, Record, Report, ServiceBackends, Stage, StrategyKind,
+    TrackSpec, TrackStatus, TrafficStrategyKind,
 };
 use serin_signals::{InMemoryHealth, InMemorySource, Metric, Timestamp, Track, Window};
 use serin_traffic::{InMemoryRouter, TrafficRouter};
@@ -59,6 +61,16 @@ impl World {
         }
     }
 
+    /// A world serving 1.0.0, with 1.0.0 and 1.1.0 failing 0.5% of requests (no traffic is
+    /// generated).
+    pub async fn installed() -> Arc<Self> {
+        let world = Arc::new(World::new());
+        world.set_rate("1.0.0", 0.005);
+        world.set_rate("1.1.0", 0.005);
+        world.install("1.0.0").await;
+        world
+    }
+
     /// A world whose platform is `platform` (say, one whose instances get ready slowly).
     pub fn on(platform: InMemoryPlatform) -> Self {
         World {
@@ -94,7 +106,18 @@ impl World {
         journal: Arc<dyn Journal>,
     ) -> OrchestratorBuilder {
         let backends = ServiceBackends::new(router, self.source.clone(), self.health.clone());
-        Orchestrator::builder(self.platform.clone(), journal)
+        self.builder_on(self.platform.clone(), backends, journal)
+    }
+
+    /// An orchestrator's builder on the world's clock over `journal`, but on `platform` and
+    /// `backends` in place of the world's: doubles that hang or fail on cue.
+    pub fn builder_on(
+        &self,
+        platform: Arc<dyn Platform>,
+        backends: ServiceBackends,
+        journal: Arc<dyn Journal>,
+    ) -> OrchestratorBuilder {
+        Orchestrator::builder(platform, journal)
             .service(SERVICE, backends)
             .clock(self.clock)
     }
@@ -540,6 +563,102 @@ pub async fn canary_share(world: &World) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// An in-memory backup provider whose calls, each on its own cue, never answer (a catalog on
+/// a hung network share, a dump stuck on a lock), or whose backups take a while.
+#[derive(Default)]
+pub struct HangingBackup {
+    pub inner: InMemoryBackup,
+    pub hang_backup: std::sync::atomic::AtomicBool,
+    pub hang_restore: std::sync::atomic::AtomicBool,
+    pub hang_info: std::sync::atomic::AtomicBool,
+    pub hang_list: std::sync::atomic::AtomicBool,
+    /// How long each backup takes before it is taken.
+    pub backup_takes: Mutex<Duration>,
+    pub stall: Stall,
+}
+
+impl HangingBackup {
+    /// `inner` (say, one with a retention), answering until cued.
+    pub fn over(inner: InMemoryBackup) -> Arc<Self> {
+        Arc::new(HangingBackup {
+            inner,
+            ..HangingBackup::default()
+        })
+    }
+
+    /// Never answers, as [`Stall::now`], once `cue` is set.
+    async fn hang_on(&self, cue: &std::sync::atomic::AtomicBool) {
+        if cue.load(std::sync::atomic::Ordering::SeqCst) {
+            self.stall.now::<()>().await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl BackupProvider for HangingBackup {
+    fn name(&self) -> &str {
+        "hanging-backup"
+    }
+    async fn backup(&self, service: &str, label: &str) -> serin_orchestrator::Result<String> {
+        self.hang_on(&self.hang_backup).await;
+        let takes = *self.backup_takes.lock().expect("backup_takes");
+        tokio::time::sleep(takes).await;
+        self.inner.backup(service, label).await
+    }
+    async fn restore(&self, id: &str) -> serin_orchestrator::Result<()> {
+        self.hang_on(&self.hang_restore).await;
+        self.inner.restore(id).await
+    }
+    async fn info(&self, id: &str) -> serin_orchestrator::Result<BackupInfo> {
+        self.hang_on(&self.hang_info).await;
+        self.inner.info(id).await
+    }
+    fn retention(&self) -> Option<Retention> {
+        self.inner.retention()
+    }
+    async fn list(&self, service: &str) -> serin_orchestrator::Result<Vec<BackupInfo>> {
+        self.hang_on(&self.hang_list).await;
+        self.inner.list(service).await
+    }
+}
+
+/// 1.0.0 serving, and an orchestrator backing up through `provider`.
+pub async fn backing_up(provider: Arc<dyn BackupProvider>) -> (Arc<World>, Orchestrator) {
+    let world = World::installed().await;
+    let o = world
+        .builder(world.journal.clone())
+        .backup(provider)
+        .build();
+    (world, o)
+}
+
+/// 1.0.0 ran, then 1.1.0 (whose contract migration is destructive) was deployed over it
+/// within `max` with a backup through `provider`, and serves: a rollback to 1.0.0 must
+/// restore that backup.
+pub async fn upgraded(
+    provider: Arc<dyn BackupProvider>,
+    max: Duration,
+) -> (Arc<World>, Orchestrator) {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let (validator, fleet) = checklist_validator();
+    let o = world
+        .builder(world.journal.clone())
+        .validator(validator, fleet)
+        .backup(provider)
+        .step_runner(Arc::new(InMemoryStepRunner::new()))
+        .build();
+    let up = bounded("the upgrade", run_to_end(&o, &canary_within(max))).await;
+    assert_succeeded(&up);
+    (world, o)
+}
+
+/// Asserts that the last record journalled for `id` leaves nothing in flight.
+pub async fn assert_nothing_in_flight(world: &World, id: &str) {
+    let records = world.journal.records(id).await.expect("records");
+    let last = records.last().expect("a record");
+    assert_eq!(last.state.in_flight, None, "{:?}", last.state.in_flight);
+}
+
 /// The canary of 1.1.0 ([`canary_config`]) bounded by `max` (`maxDeploymentDuration`).
 pub fn canary_within(max: Duration) -> DeploymentConfig {
     let mut c = canary_config("1.1.0");
@@ -639,6 +758,71 @@ pub async fn abort_to_end(o: &Orchestrator, handle: DeploymentHandle) -> (Timest
         .expect("report");
     println!("{report}");
     (asked, report)
+}
+
+/// The world's platform, but its status of any track but the one spared never answers once
+/// one is (the new track hangs, while the old one keeps answering): an API server that
+/// accepts the connection and says nothing.
+pub struct SilentStatus {
+    pub inner: Arc<InMemoryPlatform>,
+    pub spared: Mutex<Option<Track>>,
+    pub stall: Stall,
+}
+
+impl SilentStatus {
+    /// `inner`, answering until told to spare a track.
+    pub fn new(inner: Arc<InMemoryPlatform>) -> Self {
+        SilentStatus {
+            inner,
+            spared: Mutex::new(None),
+            stall: Stall::default(),
+        }
+    }
+
+    /// Makes the status of every track but `track` hang from now on.
+    pub fn spare(&self, track: Track) {
+        *self.spared.lock().expect("spared") = Some(track);
+    }
+}
+
+#[async_trait::async_trait]
+impl Platform for SilentStatus {
+    fn name(&self) -> &str {
+        "silent"
+    }
+    async fn bring_up(&self, spec: &TrackSpec) -> serin_orchestrator::Result<TrackStatus> {
+        self.inner.bring_up(spec).await
+    }
+    async fn status(
+        &self,
+        service: &str,
+        track: &Track,
+    ) -> serin_orchestrator::Result<TrackStatus> {
+        let hang = matches!(&*self.spared.lock().expect("spared"), Some(t) if t != track);
+        if hang {
+            self.stall.now::<()>().await;
+        }
+        self.inner.status(service, track).await
+    }
+    async fn scale(
+        &self,
+        service: &str,
+        track: &Track,
+        instances: u32,
+    ) -> serin_orchestrator::Result<TrackStatus> {
+        self.inner.scale(service, track, instances).await
+    }
+    async fn retire(
+        &self,
+        service: &str,
+        track: &Track,
+        drain: Duration,
+    ) -> serin_orchestrator::Result<()> {
+        self.inner.retire(service, track, drain).await
+    }
+    async fn list(&self) -> serin_orchestrator::Result<Vec<TrackStatus>> {
+        self.inner.list().await
+    }
 }
 
 /// The world's health source, but its signals never answer once `hang` is set.
