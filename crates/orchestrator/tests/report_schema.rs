@@ -3,11 +3,13 @@
 //! schema was versioned still load, and reports of an unknown major version are refused.
 
 mod sim_fleet;
+mod support;
 
 use std::time::Duration;
 
 use serin_orchestrator::{
-    Event, EventKind, Orchestrator, Outcome, Phase, REPORT_SCHEMA_VERSION, Report, StrategyKind,
+    Event, EventKind, Orchestrator, Outcome, Phase, REPORT_SCHEMA_VERSION, Report, Stage,
+    StrategyKind,
 };
 use serin_sim::{Fault, SimWorld, Span};
 use sim_fleet::deploy;
@@ -314,4 +316,111 @@ async fn the_environment_and_namespace_of_the_config_are_reported_and_documented
     assert_eq!(value["namespace"], "payments");
     assert_valid(&closed(schema()), &value, "a report naming its environment");
     assert_eq!(Report::from_json(&json).expect("read back"), report);
+}
+
+/// Validates a report against the closed schema and reads it back.
+fn assert_documented(report: &Report, what: &str) {
+    let json = report.to_json().expect("json");
+    let value: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_valid(&closed(schema()), &value, what);
+    assert_eq!(
+        Report::from_json(&json).expect("read back"),
+        *report,
+        "{what}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_report_of_an_interrupted_and_resumed_deployment_is_documented() {
+    let (world, _traffic) = support::World::serving(0.005, 0.005).await;
+    let before = world.journal.len();
+    let config = support::short_canary_config("1.1.0");
+    let last = support::crash_at(&world, world.orchestrator(), config, before + 4).await;
+    assert!(!last.state.is_done(), "interrupted mid-way");
+    let report = world.resumed(&last.deployment).await;
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    assert_documented(&report, "an interrupted and resumed deployment");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_report_of_a_deployment_whose_rollback_failed_is_documented() {
+    let (world, _traffic) = support::World::serving(0.005, 0.3).await;
+    let h = world.start(&support::short_canary_config("1.1.0")).await;
+    // Past the bring-up, the next platform change is the rollback's.
+    support::until_stage(&h, Stage::Canary).await;
+    world.platform.fail_next("the router is unreachable");
+    let report = h.wait().await.expect("report");
+    assert!(
+        matches!(&report.outcome, Some(Outcome::Failed { reason }) if reason.contains("unreachable")),
+        "{report}"
+    );
+    assert_documented(&report, "a deployment whose rollback failed");
+}
+
+/// Judges write non-finite numbers of their evidence (an unbounded interval, a ratio over zero
+/// errors) as the strings `inf`, `-inf` and `NaN`; the schema admits those and nothing else.
+#[tokio::test(start_paused = true)]
+async fn non_finite_numbers_of_judge_evidence_are_documented() {
+    let (_world, o, _) = fleet(18, StrategyKind::Canary).await;
+    let mut report = deploy(&o, "1.1.0", StrategyKind::Canary).await;
+    let evidence = report
+        .timeline
+        .iter_mut()
+        .find_map(|e| match &mut e.kind {
+            EventKind::AnalysisResult { decision } => decision.evidence.first_mut(),
+            _ => None,
+        })
+        .expect("evidence");
+    evidence.threshold = Some(f64::INFINITY);
+    evidence.statistic = Some(serin_canary::judge::Statistic::EValue(f64::NAN));
+    evidence.effects = vec![serin_canary::judge::Effect {
+        name: "errorRateRatio".into(),
+        estimate: f64::INFINITY,
+        interval: Some(serin_canary::judge::Interval {
+            lower: 0.5,
+            upper: f64::INFINITY,
+            level: 0.95,
+        }),
+    }];
+    let json = report.to_json().expect("json");
+    assert!(json.contains(r#""threshold": "inf""#), "{json}");
+    let value: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_valid(&closed(schema()), &value, "non-finite evidence");
+
+    let validator = jsonschema::validator_for(&schema()).expect("schema");
+    let bad = json.replace(r#""estimate": "inf""#, r#""estimate": "lots""#);
+    assert_ne!(bad, json);
+    let bad: serde_json::Value = serde_json::from_str(&bad).expect("JSON");
+    assert!(
+        !validator.is_valid(&bad),
+        "an estimate is a number or inf, -inf, NaN"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_report_of_a_blocked_upgrade_is_documented() {
+    use serin_compat::{Fleet, Matrix, Registry, Release};
+    let world = support::World::installed().await;
+    let mut registry = Registry::new();
+    for release in [
+        Release::new(support::v("1.0.0")),
+        Release::new(support::v("1.1.0")).yanked(),
+    ] {
+        registry
+            .add_release(support::SERVICE, release)
+            .expect("release");
+    }
+    let matrix = Matrix::new(Vec::new(), &registry).expect("matrix");
+    let validator = serin_compat::Validator::new(registry, matrix).expect("validator");
+    let fleet = Fleet::new().with(support::SERVICE, support::v("1.0.0"));
+    let o = world
+        .builder(world.journal.clone())
+        .validator(validator, fleet)
+        .build();
+    let report = support::run_to_end(&o, &support::short_canary_config("1.1.0")).await;
+    assert!(
+        matches!(&report.outcome, Some(Outcome::Blocked { .. })),
+        "{report}"
+    );
+    assert_documented(&report, "a blocked upgrade");
 }
