@@ -210,13 +210,7 @@ pub fn backup(
         return Ok(Some(Arc::new(provider)));
     }
     if let Some(conninfo) = &global.backup_postgres {
-        let mut connection = PostgresConnection::from_conninfo(conninfo)
-            .map_err(|e| CliError::usage(format!("invalid --backup-postgres: {e}")))?;
-        if !conninfo.contains("password")
-            && let Some(password) = env.get("PGPASSWORD")
-        {
-            connection = connection.with_password(password);
-        }
+        let connection = postgres_connection(conninfo, env)?;
         let settings = PostgresSettings::new(connection, store(states, "postgres", purpose)?)
             .with_mode(PostgresMode::default())
             .with_retention(retention);
@@ -225,6 +219,17 @@ pub fn backup(
         return Ok(Some(Arc::new(provider)));
     }
     Ok(None)
+}
+
+/// The connection of `--backup-postgres`, with the password of `PGPASSWORD` when the string
+/// gives none (as libpq would take it).
+fn postgres_connection(conninfo: &str, env: &EnvLookup) -> Result<PostgresConnection, CliError> {
+    let connection = PostgresConnection::from_conninfo(conninfo)
+        .map_err(|e| CliError::usage(format!("invalid --backup-postgres: {e}")))?;
+    match env.get("PGPASSWORD") {
+        Some(password) if connection.password.is_none() => Ok(connection.with_password(password)),
+        _ => Ok(connection),
+    }
 }
 
 /// `provider`, with its calls run on the real-time runtime `io` when there is one (the
@@ -416,6 +421,21 @@ mod tests {
             .is_err(),
             "one provider at a time"
         );
+    }
+
+    #[test]
+    fn pgpassword_fills_in_only_a_password_the_conninfo_lacks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let env_file = dir.path().join("test.env");
+        std::fs::write(&env_file, "PGPASSWORD=from-env\n").expect("write");
+        let env = EnvLookup::load(Some(&env_file)).expect("env file");
+        let from_env = env.get("PGPASSWORD");
+        // A key's value that merely mentions the word is no password.
+        let c = postgres_connection("host=pgpassword-vault user=password_admin", &env)
+            .expect("connection");
+        assert_eq!(c.password, from_env);
+        let c = postgres_connection("host=h user=u password='x y'", &env).expect("connection");
+        assert_eq!(c.password.as_deref(), Some("x y"));
     }
 
     #[test]

@@ -135,6 +135,13 @@ impl Notifier for InMemoryNotifier {
 /// - [`delete`](BackupProvider::delete) removes a backup; afterwards it is not found.
 /// - An unknown id is [`Error::NotFound`] everywhere.
 ///
+/// A deployment bounds the calls it makes in preparation (the listing, the backup, a restore)
+/// as it bounds a [`StepRunner`]'s: at `maxDeploymentDuration` or on an operator's abort it
+/// drops the call's future, which cancels it at its next `.await`. A dropped backup must
+/// leave no backup behind, as a failed one does, and a provider that spawns a process ties
+/// it to the future (`kill_on_drop`), so a cancelled dump or restore does not run on. What a
+/// dropped restore put back until then is not undone: the deployment fails saying so.
+///
 /// `info`, `list` and `delete` were added after the first three methods; their default bodies
 /// answer that the provider does not support them, so older implementations still compile.
 #[async_trait]
