@@ -29,9 +29,9 @@
 //! - `maxDeploymentDuration` bounds the deployment from its start: it is checked during the
 //!   wait for readiness (which `blueGreenConfig.readinessTimeout` also bounds), the analysis,
 //!   the switch, the watch and the warm delay, and it bounds every upgrade step a
-//!   [`StepRunner`] carries out (an operator's abort also ends the wait for one); a backup or
-//!   a restore in preparation runs to its end. A notifier call is bounded by
-//!   [`OrchestratorBuilder::notify_timeout`]. Before promotion it
+//!   [`StepRunner`] carries out and every backup, restore or listing of the backup provider
+//!   in preparation (an operator's abort also ends the wait for one). A notifier call is
+//!   bounded by [`OrchestratorBuilder::notify_timeout`]. Before promotion it
 //!   rolls back (never promote on missing evidence); after promotion `monitoring.onDeadline`
 //!   ([`OnDeadline`]) either finishes at once (the default: the watch ends and the old version
 //!   is retired without the rest of its warm delay) or rolls back to the still-warm old version.

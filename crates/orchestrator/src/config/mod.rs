@@ -144,8 +144,8 @@ pub struct DeploymentConfig {
     /// new version starts, while traffic moves and after promotion. An upgrade step the step
     /// runner carries out (a migration, before or after the deployment) does not outlive it:
     /// the step is cancelled at the deadline and marked failed, and a step whose turn comes
-    /// past it is not started (see `StepRunner`). A backup or a restore in preparation runs to
-    /// its end, so a deployment may run past the deadline until its next check. Before
+    /// past it is not started (see `StepRunner`); so is a backup, a restore or a listing of the
+    /// backup provider in preparation (see `BackupProvider`). Before
     /// promotion it rolls back (in preparation, before anything is deployed, it fails);
     /// after promotion `monitoring.onDeadline` decides, by default completing the deployment
     /// at once. It must be longer than
