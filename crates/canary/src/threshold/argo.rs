@@ -1,7 +1,9 @@
 //! [`ArgoJudge`]: Argo Rollouts' analysis semantics for one metric (`EvaluateResult` and
 //! `assessMetricStatus` in argoproj/argo-rollouts).
 
-use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
 use serin_signals::{Metric, Timestamp};
 
 use crate::judge::{Judge, Judgement, Sample, Severity, Verdict, check_metric};
@@ -10,39 +12,115 @@ use crate::threshold::bounds::Range;
 use crate::{Error, Result};
 
 /// One metric of an Argo `AnalysisTemplate`, with Argo's defaults.
+///
+/// Read from a config, the metric runs as long as Argo runs it (`EffectiveCount`): `count`
+/// measurements when a count is given, until stopped with an `interval` and no count, and
+/// **exactly one** with neither (Argo's `count: 0` is no count). A config without a count used
+/// to run until stopped; it now takes Argo's one measurement, so that a metric copied from a
+/// template ends where Argo ends it (a step analysis written without an interval measures once
+/// and decides) instead of running on, unseen, past Argo's verdict. A run until stopped without
+/// an interval is written `count: null`, as such configs and saved judges always were, and an
+/// explicit `null` still reads as until stopped, so they read back as before.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", from = "WrittenArgoConfig")]
 pub struct ArgoConfig {
     /// The metric judged (Argo measures the canary alone, not against the baseline).
     pub metric: Metric,
     /// Which number of the canary's observation is the measurement's `result`.
     pub quantity: Quantity,
     /// `successCondition` as bounds on the result.
-    #[serde(default)]
     pub success_condition: Option<Range>,
     /// `failureCondition` as bounds on the result (inside the range = the condition holds).
-    #[serde(default)]
     pub failure_condition: Option<Range>,
     /// Failed when failed measurements exceed this; −1 disables (Argo default 0). Disabling it
     /// needs a `consecutiveSuccessLimit`, as in Argo ≥ 1.8: a metric must be able to end.
-    #[serde(default)]
     pub failure_limit: i64,
     /// Inconclusive when inconclusive measurements exceed this (Argo default 0).
-    #[serde(default)]
     pub inconclusive_limit: u32,
     /// Error when consecutive errored measurements exceed this (Argo default 4).
-    #[serde(default = "default_consecutive_error_limit")]
     pub consecutive_error_limit: u32,
     /// Successful once this many consecutive measurements succeed; 0 = off (Argo ≥ 1.8).
-    #[serde(default)]
     pub consecutive_success_limit: u32,
     /// The run ends after this many measurements that were not errors (Argo retries an errored
     /// measurement and does not count it); `None` = runs until stopped. How it ends, if no limit
     /// ended it first, depends on which limits apply (Argo ≥ 1.8): `Successful` with only
     /// `failureLimit`, `Failed` with only `consecutiveSuccessLimit` (the streak never came), and
-    /// `Inconclusive` with both.
-    #[serde(default)]
+    /// `Inconclusive` with both. Read from a config, Argo's rule above fills it in (a count of 1
+    /// when neither `count` nor `interval` is given); written, `None` is `null`.
     pub count: Option<u32>,
+    /// `interval`: how often the caller measures (a duration: `30s`, `5m`, or milliseconds). The
+    /// judge is fed one measurement at a time and keeps no clock, so the interval only decides,
+    /// when the config is read, whether a metric without a count runs until stopped (an interval)
+    /// or takes one measurement (none). Argo also requires it for a count above 1; here the
+    /// caller paces the measurements, so it is not required.
+    #[serde(
+        with = "serin_signals::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub interval: Option<Duration>,
+    /// Argo's dry-run mode for this metric (the run's `dryRun: [{metricName: …}]` naming it):
+    /// measured and assessed as usual, its phase only recorded. A dry-run metric never fails or
+    /// pauses the run, so once its run has ended the judge passes, and its evidence says what it
+    /// would have answered.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+}
+
+/// An [`ArgoConfig`] as written, before Argo's `EffectiveCount` settles how long it runs.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WrittenArgoConfig {
+    metric: Metric,
+    quantity: Quantity,
+    #[serde(default)]
+    success_condition: Option<Range>,
+    #[serde(default)]
+    failure_condition: Option<Range>,
+    #[serde(default)]
+    failure_limit: i64,
+    #[serde(default)]
+    inconclusive_limit: u32,
+    #[serde(default = "default_consecutive_error_limit")]
+    consecutive_error_limit: u32,
+    #[serde(default)]
+    consecutive_success_limit: u32,
+    /// `None` when absent, `Some(None)` when written `null` (a run until stopped).
+    #[serde(default, deserialize_with = "present")]
+    count: Option<Option<u32>>,
+    #[serde(default, with = "serin_signals::duration::option")]
+    interval: Option<Duration>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// A field that is present, `null` included: `Some(None)` for `null`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Option<u32>>, D::Error> {
+    Option::<u32>::deserialize(d).map(Some)
+}
+
+impl From<WrittenArgoConfig> for ArgoConfig {
+    fn from(w: WrittenArgoConfig) -> Self {
+        let count = match w.count {
+            Some(None) => None,
+            Some(Some(n)) if n > 0 => Some(n),
+            // Argo's `EffectiveCount`: without a count, one measurement unless an interval
+            // repeats it until stopped.
+            _ => w.interval.is_none().then_some(1),
+        };
+        ArgoConfig {
+            metric: w.metric,
+            quantity: w.quantity,
+            success_condition: w.success_condition,
+            failure_condition: w.failure_condition,
+            failure_limit: w.failure_limit,
+            inconclusive_limit: w.inconclusive_limit,
+            consecutive_error_limit: w.consecutive_error_limit,
+            consecutive_success_limit: w.consecutive_success_limit,
+            count,
+            interval: w.interval,
+            dry_run: w.dry_run,
+        }
+    }
 }
 
 fn default_consecutive_error_limit() -> u32 {
@@ -50,7 +128,10 @@ fn default_consecutive_error_limit() -> u32 {
 }
 
 impl ArgoConfig {
-    /// Argo's defaults for `metric` measured as `quantity`, with no conditions.
+    /// Argo's defaults for `metric` measured as `quantity`, with no conditions, running until
+    /// stopped (`count` `None`): the caller decides how often and how long it feeds the judge.
+    /// Set `count` to `Some(1)` for Argo's one measurement of a metric with neither count nor
+    /// interval, which is what such a config reads as.
     pub fn new(metric: Metric, quantity: Quantity) -> Self {
         ArgoConfig {
             metric,
@@ -62,6 +143,8 @@ impl ArgoConfig {
             consecutive_error_limit: default_consecutive_error_limit(),
             consecutive_success_limit: 0,
             count: None,
+            interval: None,
+            dry_run: false,
         }
     }
 
@@ -95,10 +178,12 @@ impl ArgoConfig {
                 return Err(Error::invalid_config(
                     "argoConfig.count",
                     0,
-                    "must be at least 1 (omit it to run until stopped)",
+                    "must be at least 1 (`None` runs until stopped)",
                 ));
             }
             // Argo's `ValidateMetric`: limits a run of `count` measurements could never reach.
+            // Argo checks only a count it was given and runs the default one measurement against
+            // any limit; here that count is checked too, as such a limit is a mistake.
             for (name, limit) in [
                 ("failureLimit", self.failure_limit),
                 ("inconclusiveLimit", i64::from(self.inconclusive_limit)),
@@ -108,10 +193,19 @@ impl ArgoConfig {
                 ),
             ] {
                 if i64::from(count) < limit {
+                    // Most likely Argo's one measurement of a metric without an interval.
+                    let hint = if count == 1 && self.interval.is_none() {
+                        "; a metric with neither count nor interval takes one measurement, and \
+                         one with an interval alone runs until stopped"
+                    } else {
+                        ""
+                    };
                     return Err(Error::invalid_config(
                         "argoConfig.count",
                         count,
-                        format!("must be ≥ {name} ({limit}), which the run could never reach"),
+                        format!(
+                            "must be ≥ {name} ({limit}), which the run could never reach{hint}"
+                        ),
                     ));
                 }
             }
@@ -158,12 +252,19 @@ pub enum ArgoPhase {
 /// `consecutiveSuccessLimit` successes in a row. After `count` measurements with none of these,
 /// it ends as Argo ≥ 1.8 ends it: `Successful` if only `failureLimit` applies, `Failed` if only
 /// `consecutiveSuccessLimit` does, `Inconclusive` if both do. As in Argo, errored measurements
-/// do not count toward `count`, so a run of errors alone never ends `Successful`.
+/// do not count toward `count`, so a run of errors alone never ends `Successful`. A config read
+/// without `count` or `interval` has a count of 1, as in Argo (see [`ArgoConfig`]).
 ///
 /// Verdicts: `Failed` fails (warning severity). Argo aborts a rollout on an `Error` run; here,
 /// as everywhere in Serin, missing evidence is **inconclusive**, never a failure or a pass, and
 /// the evidence says that Argo would have aborted. A `Successful` run passes (Argo goes on with
 /// the rollout, whatever failures or inconclusive measurements stayed within their limits).
+/// A [dry-run](ArgoConfig::dry_run) metric is measured and assessed the same, and [`phase`]
+/// is its own; but once its run has ended it passes, whatever the phase, as Argo's run counts
+/// it in its `dryRunSummary` and goes on as if it had succeeded. The evidence names the phase and
+/// what the judge would have answered.
+///
+/// [`phase`]: ArgoJudge::phase
 ///
 /// A run that has ended (any phase but `Running`) has [concluded](Judge::concluded): it takes
 /// no more measurements, and its verdict is final. One that ended `Inconclusive` (Argo pauses
@@ -389,6 +490,21 @@ impl ArgoJudge {
     }
 }
 
+/// A dry-run metric's ended run: Argo records its phase in the run's `dryRunSummary` and goes on
+/// as if the metric had succeeded, so the judge passes and says what it would have answered.
+fn dry_run_ended(phase: ArgoPhase, would: Verdict) -> (Verdict, String) {
+    let would = match would {
+        Verdict::Pass => "passes",
+        Verdict::Fail(_) => "would fail",
+        Verdict::Inconclusive => "would be inconclusive",
+    };
+    let why = format!(
+        "dry run, run {phase:?}, which {would} (recorded in the run's dryRunSummary: a dry-run \
+         metric never fails or pauses the run)"
+    );
+    (Verdict::Pass, why)
+}
+
 impl Judge for ArgoJudge {
     fn name(&self) -> &str {
         Self::NAME
@@ -476,6 +592,11 @@ impl Judge for ArgoJudge {
                 format!("run {phase:?}, last measurement {p:?}"),
             ),
             (_, None) => (Verdict::Inconclusive, "no measurement yet".to_owned()),
+        };
+        let (verdict, why) = if c.dry_run && phase != ArgoPhase::Running {
+            dry_run_ended(phase, verdict)
+        } else {
+            (verdict, why)
         };
         ev.summary = format!("Argo: {why}; {counts}");
         Judgement {

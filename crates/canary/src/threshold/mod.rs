@@ -6,7 +6,8 @@
 //! guarantee on false rollbacks when checked repeatedly.
 //!
 //! - [`ArgoJudge`]: `successCondition` / `failureCondition` as bounds, `failureLimit` (0),
-//!   `inconclusiveLimit` (0), `consecutiveErrorLimit` (4), `consecutiveSuccessLimit`, `count`.
+//!   `inconclusiveLimit` (0), `consecutiveErrorLimit` (4), `consecutiveSuccessLimit`, `count`
+//!   and `interval` (neither: one measurement), and per-metric `dryRun`.
 //! - [`FlaggerJudge`]: `thresholdRange` min/max and `threshold` failed checks (1); no data is a
 //!   failed check only in its parity mode (`noDataFails`).
 //! - [`FlaggerAnalysis`]: Flagger's analysis of several metrics at once, with its one
