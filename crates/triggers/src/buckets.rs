@@ -95,6 +95,19 @@ impl CountRing {
         Counts::new(requests, errors.min(requests)).unwrap_or_default()
     }
 
+    /// Checks a deserialized ring named `name` against the `clock` of its trigger: no bucket is
+    /// dated past it, as a bucket dated ahead would drop every count that falls into its slot.
+    pub fn check_state(&self, name: &str, clock: Timestamp) -> Result<(), String> {
+        let now = self.epoch(clock);
+        match self.slots.iter().enumerate().find(|(_, s)| s.epoch > now) {
+            Some((i, s)) => Err(format!(
+                "{name}.slots[{i}].epoch {} is later than the clock {clock} (bucket {now})",
+                s.epoch
+            )),
+            None => Ok(()),
+        }
+    }
+
     pub fn heap_bytes(&self) -> usize {
         self.slots.capacity() * std::mem::size_of::<Slot>()
     }

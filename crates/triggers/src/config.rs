@@ -356,7 +356,8 @@ pub struct HealthCheckConfig {
     pub service_name: Option<String>,
     /// Which probe is read.
     pub check_type: CheckType,
-    /// Consecutive failures of one instance that count as failing (default 3).
+    /// Consecutive failures of one instance that count as failing (default 3); a gap longer
+    /// than `staleAfter` between two of its results ends a streak.
     #[serde(default = "three")]
     pub failure_threshold: u32,
     /// How often probes run (default 5s); staleness defaults to three intervals.
@@ -379,7 +380,8 @@ pub struct HealthCheckConfig {
     /// What to do when probe results are missing (default `hold`).
     #[serde(default)]
     pub on_missing_data: MissingData,
-    /// No usable probe result for longer than this is *stale* (default 3 × `checkInterval`).
+    /// No usable probe result for longer than this is *stale* (default 3 × `checkInterval`, at
+    /// least `checkInterval`).
     #[serde(
         default,
         with = "serin_signals::duration::option",
@@ -501,7 +503,8 @@ pub enum SharedOutage {
 /// rate of calls to it (a check fails above `maxCallErrorRate`). The baseline track's view of the
 /// same dependency tells the cases apart: if the baseline still passes, the new version broke its
 /// use of the dependency and the trigger asks for `action`; if the baseline fails too or has no
-/// recent result, the dependency is down for everyone and the trigger asks for `onSharedOutage`.
+/// recent result, the dependency is down for everyone and the trigger asks for `onSharedOutage`
+/// (never more than `action`: an optional dependency, `action: warn`, only warns either way).
 /// "Still passes" means the baseline's latest result is a pass that came while the watched track
 /// was failing: at or after the first failure of the watched track's current streak (a pass from
 /// before the failures began only says the baseline has not been checked since, and proves
@@ -509,7 +512,8 @@ pub enum SharedOutage {
 /// pass arriving before the watched track's, is not mistaken for a fault of the new version).
 ///
 /// Each check counts once: a probe result or call window whose time is not later than the newest
-/// one of its track and kind is the same check read again (or an older one) and is ignored.
+/// one of its track and kind is the same check read again (or an older one) and is ignored. A gap
+/// longer than `staleAfter` between two checks of a track ends its streak of failures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DependencyFailureConfig {
@@ -535,7 +539,7 @@ pub struct DependencyFailureConfig {
     /// The action when only the watched track fails (default `rollback`).
     #[serde(default = "rollback")]
     pub action: Action,
-    /// The answer when both tracks fail (default `hold`).
+    /// The answer when both tracks fail (default `hold`), capped at `action`.
     #[serde(default)]
     pub on_shared_outage: SharedOutage,
     /// After firing, no fire of the same or a lower level for this long (default 1m).
@@ -859,8 +863,19 @@ impl HealthCheckConfig {
             ));
         }
         check_positive(path, "checkInterval", self.check_interval)?;
-        if let Some(s) = self.stale_after {
-            check_positive(path, "staleAfter", s)?;
+        // Results come once per interval: a shorter staleAfter would find each one missing
+        // before the next, and end every streak of failures before it could reach the threshold.
+        if let Some(s) = self.stale_after
+            && s < self.check_interval
+        {
+            return Err(Error::config(
+                format!("{path}.staleAfter"),
+                format!("{s:?}"),
+                format!(
+                    "must be at least checkInterval {:?}: probe results come once per interval",
+                    self.check_interval
+                ),
+            ));
         }
         if let Some(share) = self.failing_share
             && !(share > 0.0 && share <= 1.0)
@@ -981,12 +996,16 @@ impl ErrorSpikeConfig {
 }
 
 impl DependencyFailureConfig {
-    /// The action when both tracks fail.
+    /// The action when both tracks fail: `onSharedOutage`, but never more than `action`. An
+    /// outage everyone sees is not the new version's fault, so it asks for no more than that
+    /// fault would: a dependency the service can do without (`action: warn`) warns, and does
+    /// not hold every deployment while it is down.
     pub fn shared_outage_action(&self) -> Action {
-        match self.on_shared_outage {
+        let shared = match self.on_shared_outage {
             SharedOutage::Hold => Action::Hold,
             SharedOutage::Rollback => Action::Rollback,
-        }
+        };
+        shared.min(self.action)
     }
 
     fn validate(&self, path: &str) -> Result<()> {
@@ -1152,6 +1171,10 @@ mod tests {
             (
                 r#"{"kind":"healthCheck","id":"h","checkType":"liveness","failingShare":0}"#,
                 "triggers[0].failingShare",
+            ),
+            (
+                r#"{"kind":"healthCheck","id":"h","checkType":"liveness","checkInterval":"10s","staleAfter":"5s"}"#,
+                "triggers[0].staleAfter `5s`: must be at least checkInterval",
             ),
             (
                 r#"{"kind":"errorSpike","id":"s","baselineErrorRate":0.6,"increasePercentage":100}"#,

@@ -12,12 +12,14 @@
 //! - **metricThreshold** — any metric against a value with an operator (`gt`, `ge`, `lt`, `le`,
 //!   `eq`, `ne`), held for `duration` (Prometheus `for:`), with an optional warn level.
 //! - **healthCheck** — `failureThreshold` consecutive failing readiness / liveness / startup
-//!   probes per instance, or a share of instances failing.
+//!   probes per instance (a gap longer than `staleAfter` between two results ends a streak), or
+//!   a share of instances failing.
 //! - **errorSpike** — error rate above a fixed or learned baseline, by a Bernoulli
 //!   [`Cusum`] whose false-alarm rate is stated as an average run length, or by the simple ratio
 //!   rule.
 //! - **dependencyFailure** — a dependency failing its checks; a failure the baseline track sees
-//!   too is a shared outage and answers *hold* instead of rolling back every deployment.
+//!   too is a shared outage and answers *hold* instead of rolling back every deployment (or
+//!   only warns, for a dependency whose own `action` is `warn`).
 //! - **resourceUsage** — CPU or memory above a percentage of capacity for a duration.
 //!
 //! [`defaults::alert_table`] builds the product's alert table (error rate, latency p99,

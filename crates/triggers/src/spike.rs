@@ -20,7 +20,7 @@ use crate::buckets::CountRing;
 use crate::config::{Detector, ErrorSpikeConfig};
 use crate::error::{Error, Result};
 use crate::evidence::{Evidence, TriggerKind};
-use crate::lifecycle::Verdict;
+use crate::lifecycle::{Verdict, not_after};
 use crate::operator::Operator;
 use crate::trigger::{Trigger, found, track_heap};
 
@@ -158,6 +158,10 @@ pub(crate) struct SpikeState {
     last_watched: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_baseline: Option<Timestamp>,
+    /// The end of the last watched window with requests the CUSUM took: after a gap longer than
+    /// `staleAfter` since then, the statistic starts over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_judged: Option<Timestamp>,
 }
 
 /// Error rate of the watched track above a baseline.
@@ -198,6 +202,7 @@ impl ErrorSpikeTrigger {
             last_window: Counts::default(),
             last_watched: None,
             last_baseline: None,
+            last_judged: None,
         };
         Ok(ErrorSpikeTrigger { config, state })
     }
@@ -212,7 +217,12 @@ impl ErrorSpikeTrigger {
         &self.state.cusum
     }
 
-    pub(crate) fn check_state(&self) -> std::result::Result<(), String> {
+    /// Checks a deserialized state against its config and the `clock` of its lifecycle: no time
+    /// of the watched track lies past the clock (a learning window begun ahead would judge every
+    /// window healthy by definition, and a window end or bucket dated ahead would make real
+    /// windows look already counted), and the CUSUM statistic lies within `[0, 2h]`, where
+    /// `update` keeps it.
+    pub(crate) fn check_state(&self, clock: Timestamp) -> std::result::Result<(), String> {
         let s = &self.state;
         if !s.window.fits(self.config.window_size) {
             return Err("window does not match windowSize".into());
@@ -222,11 +232,29 @@ impl ErrorSpikeTrigger {
             (None, None) => {}
             _ => return Err("baseline window does not match baselineTrack".into()),
         }
+        // The baseline track's windows are left out: they do not move the clock, and the
+        // baseline's window of a span comes before the watched track's.
+        s.window.check_state("window", clock)?;
+        not_after(
+            "learning.started",
+            s.learning.as_ref().map(|l| l.started),
+            clock,
+        )?;
+        not_after("lastWatched", s.last_watched, clock)?;
+        not_after("lastJudged", s.last_judged, clock)?;
         if (s.cusum.threshold - self.config.cusum_threshold()).abs() > 1e-9 {
             return Err("cusum threshold does not match averageRunLength".into());
         }
         if s.cusum.dispersion != self.config.dispersion {
             return Err("cusum dispersion does not match dispersion".into());
+        }
+        // The tolerance allows for the last digit of a statistic capped at `2h` read back.
+        let cap = 2.0 * s.cusum.threshold + 1e-9;
+        if !(0.0..=cap).contains(&s.cusum.statistic) {
+            return Err(format!(
+                "cusum statistic {} is outside [0, {cap}], where updates keep it",
+                s.cusum.statistic
+            ));
         }
         Ok(())
     }
@@ -385,6 +413,19 @@ impl Trigger for ErrorSpikeTrigger {
             self.state.last_p0 = None;
             return Ok(Some(Verdict::NoData));
         };
+        // A gap in the data longer than `staleAfter` ends a breach, and so it ends the evidence
+        // the statistic holds: kept, a spike from before a silence (the canary rolled back)
+        // would make the first healthy window after it breach, and fire again.
+        if c.requests() > 0 {
+            if self
+                .state
+                .last_judged
+                .is_some_and(|l| at.saturating_duration_since(l) > self.config.stale_after)
+            {
+                self.state.cusum.reset();
+            }
+            self.state.last_judged = Some(at);
+        }
         let cusum_alarm =
             self.state
                 .cusum

@@ -131,10 +131,10 @@ impl AnyTrigger {
     }
 
     /// Checks a deserialized state against its config and the `clock` of its lifecycle (the
-    /// latest input or tick), which no probe time it holds may pass.
+    /// latest input or tick), which no time of its own inputs it holds may pass.
     pub fn check_state(&self, clock: Timestamp) -> std::result::Result<(), String> {
         match self {
-            AnyTrigger::ErrorSpike(t) => t.check_state(),
+            AnyTrigger::ErrorSpike(t) => t.check_state(clock),
             AnyTrigger::HealthCheck(t) => t.check_state(clock),
             AnyTrigger::DependencyFailure(t) => t.check_state(clock),
             _ => Ok(()),

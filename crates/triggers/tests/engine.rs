@@ -787,3 +787,105 @@ fn a_snapshot_with_probe_times_past_its_clock_is_refused() {
         );
     }
 }
+
+#[test]
+fn a_snapshot_with_spike_state_past_its_clock_is_refused() {
+    let mut e = engine(
+        r#"{"triggers": [
+        {"kind":"errorSpike","id":"pre","track":"stable","learnFor":"30s"},
+        {"kind":"errorSpike","id":"vs","baselineTrack":"stable"}
+    ]}"#,
+    );
+    for s in (10..=60).step_by(10) {
+        e.observe(&errors(Track::Stable, s, 1_000, 10)).unwrap();
+        e.observe(&errors(Track::Canary, s, 1_000, 10)).unwrap();
+        e.tick(ts(s));
+    }
+    // The baseline's next window comes first, as it should: it may lie past the clock.
+    e.observe(&errors(Track::Stable, 70, 1_000, 10)).unwrap();
+    let v: serde_json::Value = serde_json::to_value(&e).unwrap();
+    assert!(serde_json::from_value::<Engine>(v.clone()).is_ok());
+    // A learning window begun a year ahead would judge every window healthy by definition for a
+    // year; a window end dated there would make every real window look already counted, and a
+    // bucket dated there would drop every count that falls into it.
+    let year_ahead = serde_json::to_value(ts(60 + 365 * 24 * 3600)).unwrap();
+    let bucket_ahead = serde_json::json!(u64::MAX / 2);
+    for (trigger, pointer, value, reason) in [
+        (
+            0,
+            "/triggers/0/trigger/errorSpike/state/learning/started",
+            &year_ahead,
+            "later than the clock",
+        ),
+        (
+            0,
+            "/triggers/0/trigger/errorSpike/state/lastWatched",
+            &year_ahead,
+            "later than the clock",
+        ),
+        (
+            1,
+            "/triggers/1/trigger/errorSpike/state/lastJudged",
+            &year_ahead,
+            "later than the clock",
+        ),
+        (
+            1,
+            "/triggers/1/trigger/errorSpike/state/window/slots/0/epoch",
+            &bucket_ahead,
+            "later than the clock",
+        ),
+        (
+            1,
+            "/triggers/1/trigger/errorSpike/state/cusum/statistic",
+            &serde_json::json!(-1.0),
+            "statistic",
+        ),
+        (
+            1,
+            "/triggers/1/trigger/errorSpike/state/cusum/statistic",
+            &serde_json::json!(1e9),
+            "statistic",
+        ),
+    ] {
+        let mut bad = v.clone();
+        *bad.pointer_mut(pointer).expect(pointer) = value.clone();
+        let msg = serde_json::from_value::<Engine>(bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains(&format!("triggers[{trigger}]")) && msg.contains(reason),
+            "{pointer}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn cusum_evidence_from_before_a_gap_does_not_fire_on_healthy_data() {
+    let mut e = engine(
+        r#"{"triggers": [
+        {"kind":"errorSpike","id":"spike","baselineErrorRate":0.02,"minErrorCount":1,
+         "averageRunLength":10,"cooldown":"2m","staleAfter":"1m"}
+    ]}"#,
+    );
+    e.observe(&errors(Track::Canary, 10, 1_000, 300)).unwrap();
+    e.tick(ts(10));
+    assert_eq!(
+        actions(&mut e),
+        vec![("spike".to_owned(), Action::Rollback, ts(10))]
+    );
+    // The canary stops serving for five minutes (rolled back, say): windows without requests,
+    // then nothing at all.
+    for s in (20..=100).step_by(10) {
+        e.observe(&errors(Track::Canary, s, 0, 0)).unwrap();
+        e.tick(ts(s));
+    }
+    e.tick(ts(310));
+    e.drain_events();
+    // It serves again at the baseline rate: the spike's evidence ended with the gap, as the
+    // breach did, and a window at 2% is no spike.
+    e.observe(&errors(Track::Canary, 320, 1_000, 20)).unwrap();
+    e.tick(ts(320));
+    assert_eq!(actions(&mut e), vec![]);
+    assert_eq!(e.data_action(), None);
+}
