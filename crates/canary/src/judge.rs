@@ -387,6 +387,16 @@ pub trait Judge: Send + fmt::Debug {
     fn concluded(&self) -> bool {
         false
     }
+
+    /// Whether the judge only advises: its verdict is recorded but never decides, as for a
+    /// metric in Argo Rollouts' dry run. The controller feeds it and lists its evidence in
+    /// every decision, marked as a dry run, but never waits for its samples or its pass, nor
+    /// holds or rolls back for its failure.
+    ///
+    /// The default is `false`: a judge's verdict decides.
+    fn advisory(&self) -> bool {
+        false
+    }
 }
 
 impl<J: Judge + ?Sized> Judge for Box<J> {
@@ -413,6 +423,9 @@ impl<J: Judge + ?Sized> Judge for Box<J> {
     }
     fn concluded(&self) -> bool {
         (**self).concluded()
+    }
+    fn advisory(&self) -> bool {
+        (**self).advisory()
     }
 }
 

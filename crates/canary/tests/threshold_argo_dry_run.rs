@@ -1,13 +1,10 @@
-//! Argo's dry-run metrics (`dryRun: [{metricName: …}]`): measured and assessed as usual, their
-//! phase recorded (the run's `dryRunSummary`), but never failing or pausing the run.
-
-use std::time::Duration;
+//! Argo's dry-run metrics (`dryRun: [{metricName: …}]`): measured, assessed and answered as
+//! usual, and advisory, so that the controller never acts on them (`controller_dry_run.rs`).
 
 use serde_json::{Value, json};
-use serin_canary::controller::{Action, AnalysisStep, CanaryController, CanaryPolicy, Phase, Step};
 use serin_canary::judge::{Judge, Verdict};
 use serin_canary::threshold::{ArgoConfig, ArgoJudge, ArgoPhase};
-use serin_signals::{Counts, Measurement, Metric, Observation, Timestamp, Track, Window};
+use serin_signals::Timestamp;
 
 /// The canary's error rate, successful at most 1% and failed from 5%, plus `extra` fields.
 fn judge(extra: Value) -> ArgoJudge {
@@ -31,28 +28,19 @@ fn judged(j: &ArgoJudge) -> (Verdict, String) {
 }
 
 #[test]
-fn a_failed_dry_run_metric_passes_and_says_it_would_have_failed() {
+fn a_dry_run_metric_answers_what_its_run_says_and_is_advisory() {
     let mut j = judge(json!({}));
+    assert!(j.advisory());
     j.measure(Some(0.5));
     // Assessed as Argo assesses it: the metric's own phase is Failed, and it has ended.
     assert_eq!(j.phase(), ArgoPhase::Failed);
     assert!(j.concluded());
-    let (verdict, summary) = judged(&j);
-    assert_eq!(verdict, Verdict::Pass);
-    assert!(
-        summary.contains("dry run") && summary.contains("Failed"),
-        "{summary}"
-    );
-}
+    assert!(judged(&j).0.is_fail());
 
-#[test]
-fn inconclusive_and_errored_dry_run_metrics_pass_too() {
     let mut j = judge(json!({}));
     j.measure(Some(0.02));
     assert_eq!(j.phase(), ArgoPhase::Inconclusive);
-    let (verdict, summary) = judged(&j);
-    assert_eq!(verdict, Verdict::Pass);
-    assert!(summary.contains("Inconclusive"), "{summary}");
+    assert_eq!(judged(&j).0, Verdict::Inconclusive);
 
     let mut j = judge(json!({}));
     for _ in 0..5 {
@@ -60,7 +48,7 @@ fn inconclusive_and_errored_dry_run_metrics_pass_too() {
     }
     assert_eq!(j.phase(), ArgoPhase::Error);
     let (verdict, summary) = judged(&j);
-    assert_eq!(verdict, Verdict::Pass);
+    assert_eq!(verdict, Verdict::Inconclusive);
     assert!(summary.contains("Error"), "{summary}");
 }
 
@@ -77,9 +65,7 @@ fn a_running_dry_run_metric_is_judged_as_any_running_metric() {
 
 #[test]
 fn dry_run_is_off_by_default_and_kept_in_saved_state() {
-    let mut j = judge(json!({"dryRun": false}));
-    j.measure(Some(0.5));
-    assert!(matches!(judged(&j).0, Verdict::Fail(_)));
+    assert!(!judge(json!({"dryRun": false})).advisory());
     let c: ArgoConfig = serde_json::from_value(json!({
         "metric": "error_rate", "quantity": "errorRate"
     }))
@@ -99,41 +85,5 @@ fn dry_run_is_off_by_default_and_kept_in_saved_state() {
         .and_then(serde_json::from_value)
         .unwrap();
     assert_eq!(back, j);
-    assert_eq!(judged(&back).0, Verdict::Pass);
-}
-
-fn sample_at(minute: u64, errors: u64) -> (Observation, Observation) {
-    let w = Window::new(
-        Timestamp::from_millis(minute * 60_000),
-        Timestamp::from_millis((minute + 1) * 60_000),
-    )
-    .unwrap();
-    let obs = |track, e| {
-        Observation::new(
-            Metric::ErrorRate,
-            track,
-            w,
-            Measurement::Counts(Counts::new(1_000, e).unwrap()),
-        )
-    };
-    (obs(Track::Stable, 1), obs(Track::Canary, errors))
-}
-
-#[test]
-fn a_controller_neither_rolls_back_nor_holds_for_a_failed_dry_run_metric() {
-    let policy = CanaryPolicy::new(vec![
-        Step::SetWeight(10),
-        Step::Analysis(AnalysisStep {
-            duration: Duration::from_secs(600),
-            min_samples: 1,
-        }),
-        Step::SetWeight(50),
-    ]);
-    let mut ctl = CanaryController::new(policy, vec![judge(json!({}))]).unwrap();
-    ctl.tick(Timestamp::EPOCH);
-    // A 10% canary error rate: Argo's metric fails, and the run goes on as if it succeeded.
-    let (b, c) = sample_at(0, 100);
-    let d = ctl.observe(&b, &c, Timestamp::from_millis(60_000)).unwrap();
-    assert_ne!(ctl.state().phase(), Phase::RolledBack, "{d:?}");
-    assert_eq!(d.action, Action::SetWeight(50), "{d:?}");
+    assert!(back.advisory());
 }

@@ -63,8 +63,9 @@ pub struct Decision {
     pub severity: Option<Severity>,
     /// One human sentence.
     pub reason: String,
-    /// Every judge's latest evidence (empty for a judge not fed yet), the decisive judge first
-    /// when a judge decided (see [`Decision::decisive_evidence`]).
+    /// Every judge's latest evidence (empty for a judge not fed yet; an
+    /// [advisory](Judge::advisory) judge's summary begins by saying it is a dry run), the
+    /// decisive judge first when a judge decided (see [`Decision::decisive_evidence`]).
     pub evidence: Vec<Evidence>,
 }
 
@@ -353,7 +354,10 @@ impl ControllerState {
 /// ([`CanaryController::command`]) and the passage of time ([`CanaryController::tick`]); each
 /// answers the next [`Decision`].
 ///
-/// Rules, in order of precedence:
+/// Rules, in order of precedence, in which "a judge" is one whose verdict decides: an
+/// [advisory](Judge::advisory) judge (an Argo Rollouts dry-run metric) is fed, and its evidence,
+/// marked as a dry run, is in every decision, but its samples, its pass, its failure and its run's
+/// end decide nothing.
 /// 1. A final phase repeats its action.
 /// 2. A judge failing with `Critical` severity rolls back at once; with `Warning`, per
 ///    [`OnWarning`]; with `Info`, the failure is reported (in every decision's evidence) and
@@ -407,7 +411,10 @@ pub struct CanaryController<J = Box<dyn Judge>> {
 }
 
 impl<J: Judge> CanaryController<J> {
-    /// A controller at the start of `policy`, with its judges (at least one).
+    /// A controller at the start of `policy`, with its judges: at least one, and at least one
+    /// that is not [advisory](Judge::advisory). Argo Rollouts completes an analysis run whose
+    /// metrics are all dry run `Successful` and goes on; here nothing would then decide, and
+    /// an analysis step or the promotion would pass on no evidence, so such judges are refused.
     pub fn new(policy: CanaryPolicy, judges: Vec<J>) -> Result<Self> {
         let state = ControllerState::new(judges.len());
         Self::from_parts(policy, judges, state)
@@ -426,6 +433,19 @@ impl<J: Judge> CanaryController<J> {
                 "judges",
                 "[]",
                 "a canary needs at least one judge: missing evidence is never a pass",
+            ));
+        }
+        // See `new` for why Argo Rollouts' way is not followed here.
+        if judges.iter().all(Judge::advisory) {
+            let names: Vec<String> = judges
+                .iter()
+                .map(|j| format!("{} of `{}`", j.name(), j.metric()))
+                .collect();
+            return Err(Error::invalid_config(
+                "judges",
+                format!("[{}]", names.join(", ")),
+                "every judge is a dry run (advisory) and none decides: analysis steps and the \
+                 promotion would pass on no evidence, and missing evidence is never a pass",
             ));
         }
         let n = judges.len();
@@ -734,9 +754,16 @@ impl<J: Judge> CanaryController<J> {
     /// run that ended `Inconclusive` or `Error`): it will never pass, so waiting for it is
     /// pointless, and moving past it would be a pass on missing evidence.
     fn concluded_inconclusive(&self, now: Timestamp) -> Option<usize> {
-        self.judges
-            .iter()
-            .position(|j| j.concluded() && j.judgement(now).verdict == Verdict::Inconclusive)
+        self.deciding().find(|i| {
+            let j = &self.judges[*i];
+            j.concluded() && j.judgement(now).verdict == Verdict::Inconclusive
+        })
+    }
+
+    /// The judges whose verdicts decide: all but the [advisory](Judge::advisory) ones, which
+    /// are fed and listed in every decision's evidence, and nothing more.
+    fn deciding(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.judges.len()).filter(|i| !self.judges[*i].advisory())
     }
 
     /// Rolls back for the first judge whose run has concluded inconclusive when the policy says
@@ -766,12 +793,10 @@ impl<J: Judge> CanaryController<J> {
     /// The worst failure the controller acts on: a warning or a critical one. An
     /// informational failure is only reported, in the decisions' evidence.
     fn worst_failure(&self) -> Option<(usize, Severity)> {
-        self.state
-            .judgements
-            .iter()
-            .enumerate()
-            .filter_map(|(i, j)| {
-                j.as_ref()
+        self.deciding()
+            .filter_map(|i| {
+                self.state.judgements[i]
+                    .as_ref()
                     .and_then(|j| j.verdict.severity())
                     .filter(|s| *s > Severity::Info)
                     .map(|s| (i, s))
@@ -781,17 +806,24 @@ impl<J: Judge> CanaryController<J> {
 
     /// Every judge's latest evidence, `first`'s leading. A judge not fed yet has empty evidence
     /// as of `now`: a decision accounts for every judge, and one that a judge without data
-    /// decided names that judge first.
+    /// decided names that judge first. An [advisory](Judge::advisory) judge's summary says
+    /// that it is a dry run, so that no reader takes its verdict for one that decided.
     fn evidence(&self, first: Option<usize>, now: Timestamp) -> Vec<Evidence> {
-        let of = |i: usize| match &self.state.judgements[i] {
-            Some(j) => j.evidence.clone(),
-            None => {
-                let (name, metric) = (self.judges[i].name(), self.judges[i].metric());
-                Evidence {
-                    summary: format!("`{name}` of `{metric}` has been fed no data yet."),
-                    ..Evidence::empty(name, metric.clone(), now)
+        let of = |i: usize| {
+            let mut evidence = match &self.state.judgements[i] {
+                Some(j) => j.evidence.clone(),
+                None => {
+                    let (name, metric) = (self.judges[i].name(), self.judges[i].metric());
+                    Evidence {
+                        summary: format!("`{name}` of `{metric}` has been fed no data yet."),
+                        ..Evidence::empty(name, metric.clone(), now)
+                    }
                 }
+            };
+            if self.judges[i].advisory() {
+                evidence.summary = format!("Dry run, recorded only: {}", evidence.summary);
             }
+            evidence
         };
         let rest = (0..self.judges.len()).filter(|i| Some(*i) != first);
         first.into_iter().chain(rest).map(of).collect()
@@ -1000,7 +1032,8 @@ impl<J: Judge> CanaryController<J> {
                 if let Some(f) = failing.or(concluded) {
                     return self.hold(now, format!("not promoting: {f}"));
                 }
-                if let Some(i) = self.state.total_samples.iter().position(|n| *n == 0) {
+                let unseen = self.deciding().find(|i| self.state.total_samples[*i] == 0);
+                if let Some(i) = unseen {
                     let reason = format!(
                         "not promoting: judge `{}` of `{}` has seen no data",
                         self.judges[i].name(),
@@ -1121,12 +1154,13 @@ impl<J: Judge> CanaryController<J> {
                     if let Some(c) = &concluded {
                         return self.hold(now, format!("analysis cannot pass: {c}"));
                     }
-                    let enough = self.state.step_samples.iter().all(|n| *n >= a.min_samples);
-                    let all_pass = self
-                        .state
-                        .judgements
-                        .iter()
-                        .all(|j| j.as_ref().is_some_and(|j| j.verdict == Verdict::Pass));
+                    let s = &self.state;
+                    let enough = self.deciding().all(|i| s.step_samples[i] >= a.min_samples);
+                    let all_pass = self.deciding().all(|i| {
+                        s.judgements[i]
+                            .as_ref()
+                            .is_some_and(|j| j.verdict == Verdict::Pass)
+                    });
                     if failing.is_none() && enough && all_pass {
                         self.advance(now);
                         continue;
@@ -1145,12 +1179,10 @@ impl<J: Judge> CanaryController<J> {
                     if let Some(f) = &failing {
                         return self.hold(now, format!("analysis ended while {f}"));
                     }
-                    // Not `enough`: some judge is short of samples.
+                    // Not `enough`: some deciding judge is short of samples.
                     let short = self
-                        .state
-                        .step_samples
-                        .iter()
-                        .position(|n| *n < a.min_samples);
+                        .deciding()
+                        .find(|i| self.state.step_samples[*i] < a.min_samples);
                     let i = short.unwrap_or_default();
                     let reason = format!(
                         "analysis ended with {} of {} samples with data for judge `{}` of `{}`",

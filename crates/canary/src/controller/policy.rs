@@ -95,8 +95,9 @@ pub struct AnalysisStep {
     /// How long the step may judge before it decides on the evidence it has.
     #[serde(with = "serin_signals::duration")]
     pub duration: Duration,
-    /// Samples with data (for every judge) the step needs before it may complete without every
-    /// judge passing. Default `1`, and at least `1`: missing evidence is never a pass.
+    /// Samples with data (for every judge that is not
+    /// [advisory](crate::judge::Judge::advisory)) the step needs before it may complete without
+    /// every such judge passing. Default `1`, and at least `1`: missing evidence is never a pass.
     #[serde(default = "one")]
     pub min_samples: u64,
 }

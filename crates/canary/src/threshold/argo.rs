@@ -59,9 +59,10 @@ pub struct ArgoConfig {
     )]
     pub interval: Option<Duration>,
     /// Argo's dry-run mode for this metric (the run's `dryRun: [{metricName: …}]` naming it):
-    /// measured and assessed as usual, its phase only recorded. A dry-run metric never fails or
-    /// pauses the run, so once its run has ended the judge passes, and its evidence says what it
-    /// would have answered.
+    /// measured and assessed as usual, its verdict only recorded. The judge answers what the
+    /// metric's run says and is [advisory](Judge::advisory): the canary controller never holds,
+    /// rolls back or refuses a promotion on it, as a dry-run metric never fails or pauses
+    /// Argo's run.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
 }
@@ -259,12 +260,9 @@ pub enum ArgoPhase {
 /// as everywhere in Serin, missing evidence is **inconclusive**, never a failure or a pass, and
 /// the evidence says that Argo would have aborted. A `Successful` run passes (Argo goes on with
 /// the rollout, whatever failures or inconclusive measurements stayed within their limits).
-/// A [dry-run](ArgoConfig::dry_run) metric is measured and assessed the same, and [`phase`]
-/// is its own; but once its run has ended it passes, whatever the phase, as Argo's run counts
-/// it in its `dryRunSummary` and goes on as if it had succeeded. The evidence names the phase and
-/// what the judge would have answered.
-///
-/// [`phase`]: ArgoJudge::phase
+/// A [dry-run](ArgoConfig::dry_run) metric is measured, assessed and answered the same; it is
+/// [advisory](Judge::advisory), so the canary controller records its verdict in every decision
+/// and acts on it never, as Argo's run counts it in its `dryRunSummary` and goes on.
 ///
 /// A run that has ended (any phase but `Running`) has [concluded](Judge::concluded): it takes
 /// no more measurements, and its verdict is final. One that ended `Inconclusive` (Argo pauses
@@ -490,21 +488,6 @@ impl ArgoJudge {
     }
 }
 
-/// A dry-run metric's ended run: Argo records its phase in the run's `dryRunSummary` and goes on
-/// as if the metric had succeeded, so the judge passes and says what it would have answered.
-fn dry_run_ended(phase: ArgoPhase, would: Verdict) -> (Verdict, String) {
-    let would = match would {
-        Verdict::Pass => "passes",
-        Verdict::Fail(_) => "would fail",
-        Verdict::Inconclusive => "would be inconclusive",
-    };
-    let why = format!(
-        "dry run, run {phase:?}, which {would} (recorded in the run's dryRunSummary: a dry-run \
-         metric never fails or pauses the run)"
-    );
-    (Verdict::Pass, why)
-}
-
 impl Judge for ArgoJudge {
     fn name(&self) -> &str {
         Self::NAME
@@ -593,11 +576,6 @@ impl Judge for ArgoJudge {
             ),
             (_, None) => (Verdict::Inconclusive, "no measurement yet".to_owned()),
         };
-        let (verdict, why) = if c.dry_run && phase != ArgoPhase::Running {
-            dry_run_ended(phase, verdict)
-        } else {
-            (verdict, why)
-        };
         ev.summary = format!("Argo: {why}; {counts}");
         Judgement {
             verdict,
@@ -608,6 +586,11 @@ impl Judge for ArgoJudge {
     /// Whether the run has ended: its phase is no longer `Running`.
     fn concluded(&self) -> bool {
         self.phase() != ArgoPhase::Running
+    }
+
+    /// A [dry-run](ArgoConfig::dry_run) metric's verdict is recorded, never acted on.
+    fn advisory(&self) -> bool {
+        self.config.dry_run
     }
 
     fn reset(&mut self) {
