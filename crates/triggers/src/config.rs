@@ -356,8 +356,7 @@ pub struct HealthCheckConfig {
     pub service_name: Option<String>,
     /// Which probe is read.
     pub check_type: CheckType,
-    /// Consecutive failures of one instance that count as failing (default 3); a gap longer
-    /// than `staleAfter` between two of its results ends a streak.
+    /// Consecutive failures of one instance that count as failing (default 3).
     #[serde(default = "three")]
     pub failure_threshold: u32,
     /// How often probes run (default 5s); staleness defaults to three intervals.
@@ -512,8 +511,7 @@ pub enum SharedOutage {
 /// pass arriving before the watched track's, is not mistaken for a fault of the new version).
 ///
 /// Each check counts once: a probe result or call window whose time is not later than the newest
-/// one of its track and kind is the same check read again (or an older one) and is ignored. A gap
-/// longer than `staleAfter` between two checks of a track ends its streak of failures.
+/// one of its track and kind is the same check read again (or an older one) and is ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DependencyFailureConfig {
@@ -864,7 +862,7 @@ impl HealthCheckConfig {
         }
         check_positive(path, "checkInterval", self.check_interval)?;
         // Results come once per interval: a shorter staleAfter would find each one missing
-        // before the next, and end every streak of failures before it could reach the threshold.
+        // before the next, and the trigger would report missing data between any two probes.
         if let Some(s) = self.stale_after
             && s < self.check_interval
         {

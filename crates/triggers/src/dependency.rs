@@ -143,7 +143,6 @@ impl DependencyFailureTrigger {
         passed: Option<bool>,
         at: Timestamp,
     ) -> Option<Verdict> {
-        let stale_after = self.config.stale_after;
         let side = if watched {
             &mut self.watched
         } else {
@@ -157,15 +156,6 @@ impl DependencyFailureTrigger {
             return None;
         }
         *last = Some(at);
-        // A gap in the side's checks longer than `staleAfter` ends its streak, as it ends a
-        // breach: failures either side of it are not consecutive.
-        if side
-            .last
-            .is_some_and(|(_, t)| at.saturating_duration_since(t) > stale_after)
-        {
-            side.consecutive_failures = 0;
-            side.streak_start = None;
-        }
         // Counted in arrival order; times are kept as they are (the newest wins).
         let newest = side.last.is_none_or(|(_, t)| at >= t);
         match passed {
@@ -371,28 +361,6 @@ mod tests {
             status,
             Timestamp::from_millis(s * 1_000),
         )
-    }
-
-    #[test]
-    fn failures_further_apart_than_stale_after_are_not_consecutive() {
-        let mut t = trigger("");
-        t.observe_health(&probe(Track::Stable, ProbeStatus::Pass, 1));
-        t.observe_health(&probe(Track::Canary, ProbeStatus::Fail, 2));
-        // No check for five minutes (staleAfter is 1 m): the failure after the gap begins a
-        // new streak.
-        t.observe_health(&probe(Track::Stable, ProbeStatus::Pass, 300));
-        assert_eq!(
-            t.observe_health(&probe(Track::Canary, ProbeStatus::Fail, 302)),
-            Some(Verdict::Ok)
-        );
-        assert_eq!(
-            t.observe_health(&probe(Track::Stable, ProbeStatus::Pass, 303)),
-            Some(Verdict::Ok)
-        );
-        assert_eq!(
-            t.observe_health(&probe(Track::Canary, ProbeStatus::Fail, 304)),
-            Some(Verdict::Breach(Action::Rollback))
-        );
     }
 
     #[test]

@@ -31,8 +31,6 @@ struct InstanceHealth {
 /// newest result is the same result read again (sources answer the latest result they hold each
 /// time they are asked) or an older one, and changes nothing. Instances not heard from within
 /// `staleAfter` of the newest result no longer count, and at most `maxInstances` are remembered.
-/// A gap longer than `staleAfter` between two passes or fails of an instance ends its streak:
-/// the failures before it and after it are not consecutive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HealthCheckTrigger {
@@ -163,18 +161,8 @@ impl Trigger for HealthCheckTrigger {
         }
         // The newest probe time seen: the trigger's own data clock.
         self.clock = self.clock.max(at);
-        let stale_after = self.config.effective_stale_after();
         let slot = self.slot(name, at)?;
         slot.last_seen = at;
-        // A gap in the instance's results longer than `staleAfter` ends its streak, as it ends
-        // a breach: failures either side of it are not consecutive (an instance rescheduled
-        // under the same name fails its first probes while it starts).
-        if slot
-            .last_known
-            .is_some_and(|k| at.saturating_duration_since(k) > stale_after)
-        {
-            slot.consecutive_failures = 0;
-        }
         match signal.status {
             ProbeStatus::Pass => {
                 slot.consecutive_failures = 0;
@@ -451,27 +439,14 @@ mod tests {
     }
 
     #[test]
-    fn failures_further_apart_than_stale_after_are_not_consecutive() {
+    fn a_crash_looping_instance_fails_consecutively_across_its_restarts() {
+        // Each restart leaves a gap longer than staleAfter (15 s) in the instance's results; the
+        // failures either side of it are still one streak, as a restart loop is the failure.
         let mut t = trigger("");
         t.observe_health(&sig("a", ProbeStatus::Fail, 5));
-        t.observe_health(&sig("a", ProbeStatus::Fail, 10));
-        // Silent for five minutes (rescheduled under the same name, say), then failing once
-        // while it starts: one failure since the gap, not three in a row.
+        t.observe_health(&sig("a", ProbeStatus::Fail, 40));
         assert_eq!(
-            t.observe_health(&sig("a", ProbeStatus::Fail, 310)),
-            Some(Verdict::Ok)
-        );
-        assert_eq!(t.instances[0].consecutive_failures, 1);
-        // Results of unknown status leave the gap open: 15 s of them is a gap all the same.
-        t.observe_health(&sig("a", ProbeStatus::Fail, 315));
-        t.observe_health(&sig("a", ProbeStatus::Unknown, 325));
-        assert_eq!(
-            t.observe_health(&sig("a", ProbeStatus::Fail, 331)),
-            Some(Verdict::Ok)
-        );
-        t.observe_health(&sig("a", ProbeStatus::Fail, 336));
-        assert_eq!(
-            t.observe_health(&sig("a", ProbeStatus::Fail, 341)),
+            t.observe_health(&sig("a", ProbeStatus::Fail, 80)),
             Some(Verdict::Breach(Action::Rollback))
         );
     }

@@ -12,8 +12,7 @@
 //! - **metricThreshold** — any metric against a value with an operator (`gt`, `ge`, `lt`, `le`,
 //!   `eq`, `ne`), held for `duration` (Prometheus `for:`), with an optional warn level.
 //! - **healthCheck** — `failureThreshold` consecutive failing readiness / liveness / startup
-//!   probes per instance (a gap longer than `staleAfter` between two results ends a streak), or
-//!   a share of instances failing.
+//!   probes per instance, or a share of instances failing.
 //! - **errorSpike** — error rate above a fixed or learned baseline, by a Bernoulli
 //!   [`Cusum`] whose false-alarm rate is stated as an average run length, or by the simple ratio
 //!   rule.
