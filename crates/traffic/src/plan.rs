@@ -93,7 +93,9 @@ impl Plan {
     /// The plan that moves all traffic from `from` to backend `to` following `strategy`.
     ///
     /// - `to` must be a backend of `from` (it may already carry some weight: the plan starts
-    ///   from there, and weighted steps at or below that weight are skipped as already passed).
+    ///   from there, and weighted steps below that weight are skipped as already passed). A
+    ///   weighted step at exactly that weight is kept as a re-apply of `from`: being at its
+    ///   weight is not having held it or had it approved, so its hold and approval still run.
     /// - Every step's weights add up to 100%; the target's weight only rises and every other
     ///   backend's only falls. When `from` has several other backends they give up weight in
     ///   proportion to their starting weights (rounded to the basis point, never rising).
@@ -142,7 +144,7 @@ impl Plan {
                 }
             }
             Strategy::Weighted { steps } => {
-                for s in steps.iter().filter(|s| s.weight.bps() > w0) {
+                for s in steps.iter().filter(|s| s.weight.bps() >= w0) {
                     let (extra, approval) = match s.pause {
                         Pause::None => (Duration::ZERO, false),
                         Pause::Timed(d) => (d, false),
@@ -591,7 +593,7 @@ mod tests {
         let from = TrafficSplit::from_percents([("stable", 80), ("canary", 20)]).unwrap();
         let s = Strategy::weighted(vec![
             WeightedStep::new(pct(10), Duration::from_secs(60)),
-            WeightedStep::new(pct(20), Duration::from_secs(60)),
+            WeightedStep::new(pct(15), Duration::from_secs(60)),
             WeightedStep::new(pct(50), Duration::from_secs(60)).with_pause(Pause::UntilApproved),
             WeightedStep::new(pct(80), Duration::from_secs(60))
                 .with_pause(Pause::Timed(Duration::from_secs(240))),
@@ -612,6 +614,39 @@ mod tests {
         assert_eq!(canary_weights(&plan), [50, 100]);
         assert_eq!(plan.step(1).unwrap().hold(), Duration::from_secs(9));
         assert!(plan.step(1).unwrap().await_approval());
+    }
+
+    /// Being at a step's weight already is not having held it or had it approved: the step
+    /// stays, re-applying the starting weights, so its hold runs and its approval gate stops
+    /// the plan before traffic moves on.
+    #[test]
+    fn a_weighted_step_at_the_starting_weight_keeps_its_hold_and_gate() {
+        let from = TrafficSplit::from_percents([("stable", 80), ("canary", 20)]).unwrap();
+        let s = Strategy::weighted(vec![
+            WeightedStep::new(pct(10), Duration::from_secs(60)).with_pause(Pause::UntilApproved),
+            WeightedStep::new(pct(20), Duration::from_secs(60)).with_pause(Pause::UntilApproved),
+            WeightedStep::new(pct(50), Duration::ZERO),
+        ])
+        .unwrap();
+        let plan = Plan::shift(&from, "canary", &s).unwrap();
+        assert_eq!(canary_weights(&plan), [20, 50, 100]);
+        let first = plan.step(0).unwrap();
+        assert_eq!(first.split(), &from);
+        assert_eq!(first.hold(), Duration::from_secs(60));
+        assert!(first.await_approval());
+        assert_eq!(plan.approvals(), 1);
+
+        // At the target already, a gated 100% step still gates the re-applied target.
+        let at_target = TrafficSplit::from_percents([("stable", 0), ("canary", 100)]).unwrap();
+        let s = Strategy::weighted(vec![
+            WeightedStep::new(pct(50), Duration::ZERO),
+            WeightedStep::new(pct(100), Duration::from_secs(9)).with_pause(Pause::UntilApproved),
+        ])
+        .unwrap();
+        let plan = Plan::shift(&at_target, "canary", &s).unwrap();
+        assert_eq!(plan.len(), 1);
+        assert_eq!(plan.target(), &at_target);
+        assert!(plan.step(0).unwrap().await_approval());
     }
 
     #[test]

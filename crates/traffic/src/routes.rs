@@ -319,6 +319,11 @@ impl From<Mirror> for RawMirror {
 /// chosen by the weights, and keeps that user there for `ttl` — so a user does not flip between
 /// versions from one request to the next during a canary.
 ///
+/// A cookie pins only to a backend the split still gives weight: one naming a backend at 0% (or
+/// one the split no longer names) is ignored and the user is chosen again by the weights, so a
+/// rollback, which keeps sticky sessions, leaves no one on the version it took traffic from.
+/// Match routes still come first.
+///
 /// Serialized as `{"cookie": "serin-backend", "ttl": "1h"}` (the TTL also reads milliseconds).
 ///
 /// ```

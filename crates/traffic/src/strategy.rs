@@ -105,17 +105,18 @@ impl Strategy {
                         "a weighted strategy needs at least one step",
                     ));
                 }
-                // Steps only rise, so only the first can be at 0%. Such a step moves no traffic
-                // and a plan skips it as already passed — its hold and approval pause with it —
-                // so it is refused rather than silently dropped.
+                // Steps only rise, so only the first can be at 0%. Such a step moves no traffic,
+                // and a plan from a split already sending some to the target skips it as passed
+                // — its hold and approval pause with it — so it is refused rather than silently
+                // dropped.
                 if let Some(first) = steps.first()
                     && first.weight.is_zero()
                 {
                     return Err(Error::invalid(
                         "strategy.steps[0].weight",
                         first.weight,
-                        "must be more than 0% (a step at 0% moves no traffic, so a plan would \
-                         skip it together with its hold and pause)",
+                        "must be more than 0% (a step at 0% moves no traffic, so a plan from \
+                         a split already sending some would skip it with its hold and pause)",
                     ));
                 }
                 for (i, pair) in steps.windows(2).enumerate() {
@@ -275,13 +276,51 @@ impl<'de> serde::de::Visitor<'de> for PauseVisitor {
         data: A,
     ) -> std::result::Result<Pause, A::Error> {
         use serde::de::VariantAccess as _;
-        let (kind, value) = data.variant::<String>()?;
+        let (Kind(kind), value) = data.variant::<Kind>()?;
         if kind == "timed" {
             return value.newtype_variant::<Timed>().map(|t| Pause::Timed(t.0));
         }
-        let pause = Self::unit(&kind)?;
+        let pause = Self::unit(kind)?;
         value.unit_variant()?;
         Ok(pause)
+    }
+}
+
+/// The kind a [`Pause`] variant names: by its name (`timed`), or by its index in [`PAUSES`]
+/// as compact binary forms write it.
+struct Kind(&'static str);
+
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_identifier(KindVisitor)
+    }
+}
+
+struct KindVisitor;
+
+impl serde::de::Visitor<'_> for KindVisitor {
+    type Value = Kind;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a pause kind: `none`, `timed` or `untilApproved`")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<Kind, E> {
+        usize::try_from(v)
+            .ok()
+            .and_then(|i| PAUSES.get(i))
+            .copied()
+            .map(Kind)
+            .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Kind, E> {
+        PAUSES
+            .iter()
+            .find(|kind| **kind == v)
+            .copied()
+            .map(Kind)
+            .ok_or_else(|| E::unknown_variant(v, PAUSES))
     }
 }
 
@@ -458,9 +497,27 @@ mod tests {
         }
     }
 
+    /// Compact binary forms name a variant by its index, as `serialize_unit_variant` gives it:
+    /// a pause written by index is read back by index.
+    #[test]
+    fn a_pause_reads_its_variant_by_index() {
+        use serde::de::IntoDeserializer as _;
+        use serde::de::value::{EnumAccessDeserializer, Error as ValueError, U32Deserializer};
+
+        let by_index = |i: u32| {
+            let variant: U32Deserializer<ValueError> = i.into_deserializer();
+            Pause::deserialize(EnumAccessDeserializer::new(variant))
+        };
+        assert_eq!(by_index(0).unwrap(), Pause::None);
+        assert_eq!(by_index(2).unwrap(), Pause::UntilApproved);
+        let msg = by_index(3).unwrap_err().to_string();
+        assert!(msg.contains('3') && msg.contains("untilApproved"), "{msg}");
+    }
+
     #[test]
     fn a_weighted_step_at_zero_is_refused_rather_than_dropped() {
-        // A plan would skip this step as already passed, and its approval gate with it.
+        // From a split already sending some traffic to the target, a plan would skip this step
+        // as passed, and its approval gate with it.
         let gate_first = Strategy::weighted(vec![
             WeightedStep::new(Weight::ZERO, Duration::ZERO).with_pause(Pause::UntilApproved),
             WeightedStep::new(pct(20), Duration::from_secs(60)),

@@ -2,16 +2,17 @@
 //!
 //! Every router's tests call [`check_all`] (or the `check_*` functions one by one) on a router
 //! they built; each check panics with a message on failure, like an assertion. The suite routes
-//! to the [`BACKENDS`] `stable` and `canary`, and mirrors to `shadow`. A router that sends
-//! traffic to whatever it is told may take them as they come. A stricter router refuses weight
-//! on a backend it does not know or that has no ready instance (with [`Error::Backend`],
-//! changing nothing), as the zero-downtime promise asks of a real one: its tests call
-//! [`check_all_with`] and a [`RouterFixture`] that sets those backends up first (or call
-//! [`arrange`] before the single checks). Each check starts by applying a plain split, so it
-//! does not depend on what the router held before; it is tailored to the router's own
-//! [`capabilities`](TrafficRouter::capabilities): what the router claims must be accepted —
-//! alone, all together and applied again — and read back exactly; what it does not claim must
-//! be refused with [`Error::Unsupported`] leaving the applied split unchanged.
+//! to the [`BACKENDS`] `stable` and `canary`, and mirrors to `shadow` (once to `canary`, to see
+//! a mirror change its backend). A router that sends traffic to whatever it is told may take
+//! them as they come. A stricter router refuses weight on a backend it does not know or that
+//! has no ready instance (with [`Error::Backend`], changing nothing), as the zero-downtime
+//! promise asks of a real one: its tests call [`check_all_with`] and a [`RouterFixture`] that
+//! sets those backends up first (or call [`arrange`] before the single checks). Each check
+//! starts by applying a plain split, so it does not depend on what the router held before; it
+//! is tailored to the router's own [`capabilities`](TrafficRouter::capabilities): what the
+//! router claims must be accepted — alone, all together, changed in place and applied again —
+//! and read back exactly; what it does not claim must be refused with [`Error::Unsupported`]
+//! leaving the applied split unchanged.
 //!
 //! A split the suite expects refused always moves weight too and carries everything the
 //! router does claim beside the one thing it does not: a router that puts a split in force
@@ -57,7 +58,7 @@ use crate::split::TrafficSplit;
 use crate::weight::Weight;
 
 /// Every backend the suite names: `stable` and `canary` receive weight and routes, `shadow`
-/// mirrored requests (when the router mirrors).
+/// mirrored requests (when the router mirrors; `canary` too, once).
 pub const BACKENDS: [&str; 3] = ["stable", "canary", "shadow"];
 
 /// Sets up what the router under test routes to, before the suite names it.
@@ -149,6 +150,50 @@ fn with_capability(split: TrafficSplit, capability: Capability) -> TrafficSplit 
         )),
         _ => split,
     }
+}
+
+/// `split` with another instance of what `capability` stands for than [`with_capability`]
+/// adds, under the same name where there is one: `x-canary` matched by prefix and sent to
+/// `stable`, cookie `canary` matched exactly and sent to `stable`, a mirror of every request
+/// to `canary`, or sticky sessions with another lifetime — so a router that installs these
+/// but never updates them is seen.
+fn with_changed(split: TrafficSplit, capability: Capability) -> TrafficSplit {
+    let route =
+        |r: Result<MatchRoute>| must(split.clone().with_route(must(r, "a route")), "a route");
+    match capability {
+        Capability::HeaderRouting => route(MatchRoute::header(
+            "x-canary",
+            ValueMatch::Prefix("beta".into()),
+            "stable",
+        )),
+        Capability::CookieRouting => route(MatchRoute::cookie(
+            "canary",
+            ValueMatch::Exact("no".into()),
+            "stable",
+        )),
+        Capability::Mirroring => {
+            split.with_mirror(must(Mirror::new("canary", Weight::FULL), "a mirror"))
+        }
+        Capability::StickySessions => split.with_sticky(must(
+            StickySession::new("serin-backend", Duration::from_secs(60)),
+            "sticky sessions",
+        )),
+        _ => split,
+    }
+}
+
+/// `split` with its routes tried in the reverse order, its mirror and sticky sessions kept.
+fn with_routes_reversed(split: &TrafficSplit) -> TrafficSplit {
+    let mut out = split.routes().iter().rev().fold(split.plain(), |s, r| {
+        must(s.with_route(r.clone()), "the routes reversed")
+    });
+    if let Some(m) = split.mirror() {
+        out = out.with_mirror(m.clone());
+    }
+    if let Some(s) = split.sticky() {
+        out = out.with_sticky(s.clone());
+    }
+    out
 }
 
 /// The capabilities beside weights that the suite exercises, in the order it adds them.
@@ -354,10 +399,11 @@ pub async fn check_finest_weights(router: &dyn TrafficRouter) {
     }
 }
 
-/// What the router claims is accepted, read back exactly and taken away again by a plain split,
-/// alone and all together (two header routes among them, so none is dropped); what it does not
-/// claim is refused with the split in force unchanged, even when it comes with a move of
-/// weight and everything the router does claim.
+/// What the router claims is accepted, read back exactly, changed in place and taken away again
+/// by a plain split, alone and all together (two header routes among them, so none is dropped,
+/// and then the routes in the reverse order, so their order is kept as given: the first that
+/// matches wins); what it does not claim is refused with the split in force unchanged, even
+/// when it comes with a move of weight and everything the router does claim.
 pub async fn check_capability_honesty(router: &dyn TrafficRouter) {
     let caps = router.capabilities();
     for capability in EXTRAS {
@@ -371,6 +417,10 @@ pub async fn check_capability_honesty(router: &dyn TrafficRouter) {
                 &format!("applying a split with {capability}"),
             )
             .await;
+            // A route, mirror or sticky session in force is updated, not kept as installed.
+            let changed = with_changed(base(), capability);
+            apply_ok(router, &changed).await;
+            assert_current(router, &changed, &format!("changing its {capability}")).await;
             // A plan's last step is a plain split: the router must take a route, mirror or
             // sticky sessions away again, not only add them.
             apply_ok(router, &base()).await;
@@ -393,6 +443,11 @@ pub async fn check_capability_honesty(router: &dyn TrafficRouter) {
         "applying a split with everything the router claims",
     )
     .await;
+    if all.routes().len() > 1 {
+        let reordered = with_routes_reversed(&all);
+        apply_ok(router, &reordered).await;
+        assert_current(router, &reordered, "reordering its routes").await;
+    }
     apply_ok(router, &base()).await;
     assert_current(
         router,

@@ -6,7 +6,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use serin_traffic::{
-    Capabilities, Error, InMemoryRouter, Result, TrafficRouter, TrafficSplit, Weight, testkit,
+    Capabilities, Error, InMemoryRouter, MatchOn, MatchRoute, Result, TrafficRouter, TrafficSplit,
+    Weight, testkit,
 };
 
 /// How a test router misbehaves.
@@ -32,6 +33,13 @@ enum Flaw {
     CreatesRoutes,
     /// Holds one match route at most, and silently keeps only the first of several.
     KeepsFirstRouteOnly,
+    /// Installs routes, a mirror and sticky sessions when none are in force and removes them
+    /// for a split without any, but never updates those in force: a split that changes them
+    /// keeps the old ones.
+    NeverUpdatesExtras,
+    /// Keeps header routes before cookie routes whatever their order, as a router with one
+    /// table per kind would: a split that tries a cookie first is matched in another order.
+    HeaderRoutesFirst,
 }
 
 struct Proxy {
@@ -59,6 +67,31 @@ impl Proxy {
         proxy.caps = proxy.caps.with_mirroring(true);
         proxy
     }
+
+    /// The same proxy, claiming everything.
+    fn full(flaw: Flaw) -> Self {
+        let mut proxy = Self::new(flaw);
+        proxy.caps = Capabilities::full();
+        proxy
+    }
+}
+
+/// `weights`' weights with `routes`, in that order, and `extras`' mirror and sticky sessions.
+fn rebuilt(
+    weights: &TrafficSplit,
+    routes: impl IntoIterator<Item = MatchRoute>,
+    extras: &TrafficSplit,
+) -> Result<TrafficSplit> {
+    let mut out = routes
+        .into_iter()
+        .try_fold(weights.plain(), |s, r| s.with_route(r))?;
+    if let Some(m) = extras.mirror() {
+        out = out.with_mirror(m.clone());
+    }
+    if let Some(s) = extras.sticky() {
+        out = out.with_sticky(s.clone());
+    }
+    Ok(out)
 }
 
 #[async_trait]
@@ -109,6 +142,17 @@ impl TrafficRouter for Proxy {
                 old.routes()
                     .iter()
                     .try_fold(split.clone(), |s, r| s.with_route(r.clone()))?
+            }
+            (Flaw::NeverUpdatesExtras, Some(old)) if !old.is_plain() && !split.is_plain() => {
+                rebuilt(split, old.routes().to_vec(), old)?
+            }
+            (Flaw::HeaderRoutesFirst, _) => {
+                let (headers, cookies): (Vec<_>, Vec<_>) = split
+                    .routes()
+                    .iter()
+                    .cloned()
+                    .partition(|r| r.on() == MatchOn::Header);
+                rebuilt(split, headers.into_iter().chain(cookies), split)?
             }
             _ => split.clone(),
         };
@@ -195,9 +239,16 @@ async fn the_flawed_routers_pass_what_they_do_not_break() {
         Flaw::MovesWeightsFirst,
         Flaw::CreatesRoutes,
         Flaw::KeepsFirstRouteOnly,
+        Flaw::NeverUpdatesExtras,
+        Flaw::HeaderRoutesFirst,
     ] {
         testkit::check_round_trip(&Proxy::mirroring(flaw)).await;
         testkit::check_finest_weights(&Proxy::mirroring(flaw)).await;
+    }
+    // These two keep a split right while its extras are installed over none, header routes
+    // before cookie routes, as every check but the honesty one applies them.
+    for flaw in [Flaw::NeverUpdatesExtras, Flaw::HeaderRoutesFirst] {
+        testkit::check_idempotent(&Proxy::full(flaw)).await;
     }
 }
 
@@ -223,6 +274,18 @@ async fn a_router_that_cannot_reapply_its_routes_is_caught() {
 #[should_panic(expected = "reads back a different split")]
 async fn a_router_that_keeps_only_its_first_route_is_caught() {
     testkit::check_capability_honesty(&Proxy::new(Flaw::KeepsFirstRouteOnly)).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "reads back a different split after changing its header routing")]
+async fn a_router_that_never_updates_what_it_installed_is_caught() {
+    testkit::check_capability_honesty(&Proxy::full(Flaw::NeverUpdatesExtras)).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "reads back a different split after reordering its routes")]
+async fn a_router_that_reorders_routes_by_kind_is_caught() {
+    testkit::check_capability_honesty(&Proxy::full(Flaw::HeaderRoutesFirst)).await;
 }
 
 #[tokio::test]
