@@ -1,4 +1,4 @@
-//! Quickstart: two real deployments on one machine, under real load, in under two minutes.
+//! Quickstart: two real deployments on one machine, under real load, in under a minute.
 //!
 //! 1. Starts the embedded reverse proxy ([`ProxyRouter`]) and installs the demo service 1.0.0
 //!    (0.5% errors) behind it as processes ([`ProcessPlatform`]), wrapped in a [`ProxiedPlatform`]

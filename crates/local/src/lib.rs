@@ -18,7 +18,9 @@
 //!   endpoint, so canary analysis needs no external infrastructure. Counts are kept in buckets
 //!   of `metricsResolution` (one second by default) and a window sums the buckets that start
 //!   inside it, so metric windows and check intervals should be whole multiples of it: a
-//!   shorter window may hold no bucket start, and reads as no data.
+//!   shorter window may hold no bucket start, and reads as no data. A window that ends inside
+//!   a bucket, as one ending now does, reads that bucket only as far as it has filled, and the
+//!   next window, starting inside it, does not read the rest.
 //! - [`ProcessPlatform`]: a [`Platform`](serin_orchestrator::Platform) that runs each instance
 //!   as a local process from a command (`PORT`, `VERSION`, `INSTANCE` in its environment), waits
 //!   on an HTTP readiness path, reports deaths without restarting, stops with SIGTERM then
