@@ -132,8 +132,8 @@ impl Runner {
         }
         if let Some(w) = self.pending_weight() {
             return Some(format!(
-                "the weight the controller set last, {w}%, is not in force yet (the canary \
-                 track grows for it first)"
+                "the weight the controller set last, {w}%, is not in force yet (every \
+                 instance of the canary track must be ready for it first)"
             ));
         }
         if self.triggers_hold(now) {
@@ -196,7 +196,8 @@ impl Runner {
     }
 
     /// The weight the canary controller set that is not in force yet: its track is growing
-    /// for it (see [`move_weight`](Self::move_weight)), or a pause came while it grew.
+    /// (or getting ready) for it (see [`move_weight`](Self::move_weight)), or a pause came
+    /// while it did.
     fn pending_weight(&self) -> Option<u8> {
         let c = &self.state.canary.as_ref()?.controller;
         (c.phase() == Phase::Progressing && f64::from(c.weight()) != self.state.weight)
@@ -216,7 +217,10 @@ impl Runner {
     /// not ready by `readinessTimeout` fails the stage (a rollback), and the deadline rolls
     /// back. A pause or a rollback trigger's hold that comes during the wait keeps the weight
     /// where it is until it ends. A falling weight is applied first, and the track shrinks
-    /// after, so the instances that stay never carry the old share.
+    /// after, so the instances that stay never carry the old share. A raise whose track keeps
+    /// its size waits in the same way when an instance of it is not ready (or died) since it
+    /// came up, as Argo Rollouts keeps the previous weight while the canary ReplicaSet is not
+    /// fully available.
     ///
     /// Without `wait` (an operator's resume, answered once the scale is journalled and carried
     /// out, not up to `readinessTimeout` later), the wait and the weight are left to the
@@ -237,20 +241,16 @@ impl Runner {
                 instances: self.share_of_full(w),
             });
         let rising = f64::from(w) > self.state.weight;
-        if let Some(scale) = &scale
-            && rising
-        {
+        if rising && (scale.is_some() || !self.all_ready_now().await) {
             if self.state.readiness_since.is_none() {
                 // With the split in force restated (idempotent): a resume from this record
                 // waits under a known split.
                 let current = self.state.weight.round().clamp(0.0, 100.0) as u8;
                 let split = split_percent(&old, &new, current)?;
                 self.state.readiness_since = Some(self.now());
-                self.commit(
-                    vec![scale.clone(), Effect::Apply { split }],
-                    std::mem::take(&mut kinds),
-                )
-                .await?;
+                let effects = scale.iter().cloned().chain([Effect::Apply { split }]);
+                self.commit(effects.collect(), std::mem::take(&mut kinds))
+                    .await?;
             } else if !kinds.is_empty() {
                 self.commit(Vec::new(), std::mem::take(&mut kinds)).await?;
             }
@@ -268,6 +268,8 @@ impl Runner {
                 return Ok(());
             }
         }
+        // A wait left under way (by a restart, or a resume answered at once) is over.
+        self.state.readiness_since = None;
         let now = self.now();
         self.set_weight(f64::from(w), now);
         kinds.push(self.weight_changed(f64::from(w)));

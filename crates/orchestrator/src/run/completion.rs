@@ -16,6 +16,11 @@ impl Runner {
         if now < self.state.observed_until.saturating_add(check) {
             return Ok(());
         }
+        self.check_triggers(now).await
+    }
+
+    /// Checks the rollback triggers on what both tracks did since the last check.
+    async fn check_triggers(&mut self, now: serin_signals::Timestamp) -> Result<()> {
         let Some(observed) = self.observe(now).await else {
             return self.serve_waiting().await;
         };
@@ -55,9 +60,10 @@ impl Runner {
         }
     }
 
-    /// One check of the watch after promotion; at its end, completion. A watch whose
-    /// triggers hold (no usable data, say) does not end: it goes on checking until they clear,
-    /// or the deadline decides (`monitoring.onDeadline`), so the old version is not retired on
+    /// One check of the watch after promotion; at its end, once the triggers have seen all of
+    /// it (its last stretch included, however short), completion. A watch whose triggers hold
+    /// (no usable data, say) does not end: it goes on checking until they clear, or the
+    /// deadline decides (`monitoring.onDeadline`), so the old version is not retired on
     /// missing evidence.
     pub(super) async fn monitoring_tick(&mut self) -> Result<()> {
         let now = self.now();
@@ -77,6 +83,11 @@ impl Runner {
             if !self.wait_until(target).await? || target < until {
                 // Moved by a command, or the deadline came first (the next tick handles it).
                 return Ok(());
+            }
+            if self.state.observed_until < until {
+                // The watch's last stretch, shorter than a check interval, is checked too: the
+                // next tick ends the watch, unless this check rolls back or holds.
+                return self.check_triggers(self.now()).await;
             }
             return self.enter(Stage::Completion, Vec::new(), Vec::new()).await;
         }

@@ -45,11 +45,13 @@ pub enum Operation {
     /// version warm past the delay), and is refused, saying until when the old version is
     /// kept warm, when no pause holds. A rollback trigger's hold does not stop it: the
     /// operator decides on the evidence there is. It lifts a pause, as Argo Rollouts'
-    /// `promote` does. When the canary track must first grow to full size and is not ready at
-    /// once, answered as soon as the promotion is journalled and the scale carried out, not
-    /// when the grown track takes all traffic (up to `readinessTimeout` later); a promote
-    /// while that track grows lets the promotion through a hold, and is journalled too, so a
-    /// resumed deployment honours it.
+    /// `promote` does. All traffic goes only to a track whose every instance is ready: when
+    /// the canary track must first grow to full size, or an instance of the new track is not
+    /// ready, and the track is not ready at once, answered as soon as the promotion is
+    /// journalled (and the scale carried out), not when the track takes all traffic (up to
+    /// `readinessTimeout` later, or a rollback if an instance died); a promote while that
+    /// track grows lets the promotion through a hold, and is journalled too, so a resumed
+    /// deployment honours it.
     Promote,
     /// Roll back now. During an upgrade step the step runner carries out, the step is
     /// cancelled first (see [`StepRunner`](crate::StepRunner)): before the deployment it then

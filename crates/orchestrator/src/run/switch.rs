@@ -147,6 +147,11 @@ impl Runner {
     /// Gives the new version all traffic (scaling a canary track to full size first);
     /// `forced` when an operator asked for it.
     ///
+    /// All traffic goes only to a track whose every instance is alive and ready, as Argo
+    /// Rollouts switches only to a fully available ReplicaSet: a track that needs no growth but
+    /// has an instance not ready (or dead) since it came up goes through the readiness wait as
+    /// a grown one does, and an instance that died rolls back.
+    ///
     /// The scale is journalled with [`promoting`](crate::DeploymentState::promoting) and the
     /// start of the readiness wait: a deployment resumed from that record finishes the
     /// promotion ([`finish_promotion`](Self::finish_promotion)) without asking the canary
@@ -172,36 +177,37 @@ impl Runner {
         if forced && std::mem::replace(&mut self.state.paused, false) {
             kinds.push(EventKind::Resumed);
         }
-        let Some(full) = self.promotion_scale() else {
+        let scale = self.promotion_scale().map(|full| Effect::Scale {
+            track: self.new_track(),
+            instances: full,
+        });
+        if scale.is_none() && self.all_ready_now().await {
             return self.give_all_traffic(kinds).await;
-        };
+        }
+        // The track grows first, or one of its instances is not ready (or died) since it came
+        // up: all traffic waits for the readiness wait, which fails on a dead instance.
         self.state.promoting = true;
         self.state.operator_promoted = forced;
         self.state.readiness_since = Some(self.now());
         let scaled = self
-            .commit(
-                vec![Effect::Scale {
-                    track: self.new_track(),
-                    instances: full,
-                }],
-                std::mem::take(&mut kinds),
-            )
+            .commit(scale.into_iter().collect(), std::mem::take(&mut kinds))
             .await;
         if let Err(e) = scaled {
             self.end_promotion();
             return Err(e);
         }
-        if forced && !self.grown_track_ready().await {
+        if forced && !self.all_ready_now().await {
             // Acknowledged: the stage's next turn finishes the promotion.
             return Ok(());
         }
         self.finish_promotion(kinds).await
     }
 
-    /// Whether every instance of the new track, just scaled for promotion, is ready (a
-    /// platform that cannot tell, or does not answer before the deadline, is taken as not
-    /// ready: the readiness wait finds out, and rolls back at the deadline).
-    async fn grown_track_ready(&self) -> bool {
+    /// Whether every instance of the new track is alive and ready now, so that it may take a
+    /// larger share at once (a platform that cannot tell, or does not answer before the
+    /// deadline, is taken as not ready: the readiness wait finds out, fails on an instance
+    /// that died, and rolls back at the deadline).
+    pub(super) async fn all_ready_now(&self) -> bool {
         let track = self.new_track();
         let status = self.inner.platform.status(&self.state.service, &track);
         self.by_deadline(status)
