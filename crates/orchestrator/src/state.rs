@@ -473,13 +473,14 @@ pub struct DeploymentState {
     #[serde(default)]
     pub restored: bool,
     /// When the current wait for the new track's readiness began (bringing it up, scaling it
-    /// for promotion, or growing the canary for a raised weight when its size follows the
-    /// weight): `readinessTimeout` counts from here, across restarts. `None` in
+    /// for promotion, growing the canary for a raised weight when its size follows the weight,
+    /// or waiting before a raise or a promotion for an instance not ready): `readinessTimeout`
+    /// counts from here, across restarts. `None` in
     /// records written before it was journalled, whose wait counts from the resume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness_since: Option<Timestamp>,
-    /// The promotion is under way: the new track is scaled to full size and, once ready, gets
-    /// all traffic. Journalled with the scale, so a resumed deployment finishes the promotion
+    /// The promotion is under way: the new track is scaled to full size (if it must grow) and,
+    /// once every instance is ready, gets all traffic. Journalled with the scale, so a resumed deployment finishes the promotion
     /// instead of asking the canary controller again (a journalled pause holds it at its
     /// canary share until the resume, as in an uninterrupted run).
     #[serde(default)]
