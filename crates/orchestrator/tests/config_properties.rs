@@ -1,6 +1,7 @@
 //! Properties of the configuration: environment overrides never panic and either give a valid
-//! config or an error naming the variable; derived canary steps always rise toward the target,
-//! and are refused exactly when their pauses together would outlast `maxDuration`.
+//! config or an error naming the variable; a valid config reads back as written; derived canary
+//! steps always rise toward the target, and are refused exactly when their pauses together would
+//! outlast `maxDuration`.
 
 use std::time::Duration;
 
@@ -69,6 +70,35 @@ proptest! {
                     "{msg}"
                 );
             }
+        }
+    }
+
+    /// What validates is written and read back unchanged, as a journal does before a
+    /// deployment resumes: in JSON and YAML always, in TOML (which has no `null`) unless a
+    /// threshold whose default is on was turned off.
+    #[test]
+    fn a_valid_config_reads_back_as_written(
+        picks in proptest::collection::vec((0..VARS.len(), value()), 1..5),
+        error_rate_off in any::<bool>(),
+    ) {
+        let env: Vec<(&str, String)> = picks.iter().map(|(i, v)| (VARS[*i], v.clone())).collect();
+        let lookup = |name: &str| env.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| v.clone());
+        let mut c = base();
+        if error_rate_off {
+            c.monitoring.error_rate_threshold = None;
+        }
+        let Ok(c) = c.with_overrides(lookup) else {
+            return Ok(());
+        };
+        let json = serde_json::to_string(&c).expect("json");
+        prop_assert_eq!(&DeploymentConfig::from_json(&json).expect("json"), &c);
+        // JSON is YAML where it writes ASCII only (YAML reads a raw line separator otherwise).
+        if json.is_ascii() {
+            prop_assert_eq!(&DeploymentConfig::from_yaml(&json).expect("yaml"), &c);
+        }
+        if c.monitoring.error_rate_threshold.is_some() {
+            let toml = toml::to_string(&c).expect("toml");
+            prop_assert_eq!(&DeploymentConfig::from_toml(&toml).expect("toml"), &c);
         }
     }
 

@@ -22,6 +22,17 @@ pub enum TrafficStrategyKind {
     Weighted,
 }
 
+impl TrafficStrategyKind {
+    /// The name as written in config (`gradual`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrafficStrategyKind::Immediate => "immediate",
+            TrafficStrategyKind::Gradual => "gradual",
+            TrafficStrategyKind::Weighted => "weighted",
+        }
+    }
+}
+
 /// Blue-green settings (`blueGreenConfig`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]

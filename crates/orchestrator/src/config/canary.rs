@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serin_canary::controller::{CanaryPolicy, Pacing, Pause, PromotionGate, Step};
 use serin_signals::{Metric, Track};
-use serin_triggers::{Action as TriggerAction, Operator, TriggerConfig};
+use serin_triggers::{
+    Action as TriggerAction, Operator, Resource, ResourceUsageConfig, TriggerConfig,
+};
 
 use crate::error::{Error, Result};
 
@@ -271,6 +273,20 @@ impl CanaryConfig {
                 ));
             }
         }
+        // A derived phase is checked by the field it comes from, before the policy names it
+        // by a step the file does not write.
+        if self.steps.is_none() && self.increment_interval >= self.max_duration {
+            return Err(Error::invalid(
+                format!("{path}.incrementInterval"),
+                human(self.increment_interval),
+                format!(
+                    "must be shorter than {path}.maxDuration ({}): the canary would be rolled \
+                     back before its first phase ran its course; lower incrementInterval or \
+                     raise maxDuration",
+                    human(self.max_duration)
+                ),
+            ));
+        }
         // The whole policy, as the deployment will run it: a step that cannot run its course
         // within `maxDuration`, say, is refused when the config is loaded, not when the plan
         // is made. The policy checks each step's wait against `maxDuration`; the timed pauses,
@@ -335,12 +351,20 @@ pub struct CanaryThresholds {
     /// Lowest throughput in requests per second (warns only: low traffic is not a regression).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_throughput: Option<f64>,
-    /// Highest CPU usage, as the source reports it (percent).
+    /// Highest CPU usage, in percent of `cpuCapacity` (`95` = 95%), as the brief writes CPU
+    /// utilization. Needs `cpuCapacity`: the `cpu` gauge reports cores.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_cpu_usage: Option<f64>,
-    /// Highest memory usage, as the source reports it (percent).
+    /// The canary track's CPU that `maxCpuUsage` is a percentage of, in cores (its limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_capacity: Option<f64>,
+    /// Highest memory usage, in percent of `memoryCapacity` (`85` = 85%), as the brief writes
+    /// memory utilization. Needs `memoryCapacity`: the `memory` gauge reports bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_memory_usage: Option<f64>,
+    /// The canary track's memory that `maxMemoryUsage` is a percentage of, in bytes (its limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_capacity: Option<f64>,
     /// Bounds on custom metrics, by metric name.
     pub custom_metric_thresholds: BTreeMap<String, Bounds>,
 }
@@ -360,8 +384,6 @@ impl CanaryThresholds {
         for (name, v) in [
             ("maxLatency", self.max_latency),
             ("minThroughput", self.min_throughput),
-            ("maxCpuUsage", self.max_cpu_usage),
-            ("maxMemoryUsage", self.max_memory_usage),
         ] {
             if let Some(v) = v
                 && !(v.is_finite() && v > 0.0)
@@ -372,6 +394,17 @@ impl CanaryThresholds {
                     "must be a finite number above 0",
                 ));
             }
+        }
+        for (usage, max, capacity, unit) in [
+            ("Cpu", self.max_cpu_usage, self.cpu_capacity, "cores"),
+            (
+                "Memory",
+                self.max_memory_usage,
+                self.memory_capacity,
+                "bytes",
+            ),
+        ] {
+            resource_limit(usage, max, capacity, unit)?;
         }
         for (name, b) in &self.custom_metric_thresholds {
             let p = format!("{path}.customMetricThresholds.{name}");
@@ -439,24 +472,6 @@ impl CanaryThresholds {
                 TriggerAction::Warn,
             );
         }
-        if let Some(v) = self.max_cpu_usage {
-            push(
-                "canary-max-cpu".into(),
-                Metric::Cpu,
-                Operator::Gt,
-                v,
-                TriggerAction::Rollback,
-            );
-        }
-        if let Some(v) = self.max_memory_usage {
-            push(
-                "canary-max-memory".into(),
-                Metric::Memory,
-                Operator::Gt,
-                v,
-                TriggerAction::Rollback,
-            );
-        }
         for (name, b) in &self.custom_metric_thresholds {
             let Ok(metric) = Metric::named(name) else {
                 continue;
@@ -478,6 +493,35 @@ impl CanaryThresholds {
                     min,
                     TriggerAction::Rollback,
                 );
+            }
+        }
+        for (id, resource, max, capacity) in [
+            (
+                "canary-max-cpu",
+                Resource::Cpu,
+                self.max_cpu_usage,
+                self.cpu_capacity,
+            ),
+            (
+                "canary-max-memory",
+                Resource::Memory,
+                self.max_memory_usage,
+                self.memory_capacity,
+            ),
+        ] {
+            if let (Some(percent), Some(capacity)) = (max, capacity) {
+                out.push(TriggerConfig::ResourceUsage(ResourceUsageConfig {
+                    id: id.into(),
+                    track: track.clone(),
+                    resource,
+                    capacity,
+                    warn_percent: None,
+                    rollback_percent: Some(percent),
+                    duration: Duration::ZERO,
+                    cooldown: COOLDOWN,
+                    on_missing_data: serin_triggers::MissingData::Hold,
+                    stale_after: STALE_AFTER,
+                }));
             }
         }
         out
@@ -503,8 +547,50 @@ pub(super) fn threshold_trigger(
         warn_value: None,
         quantile: None,
         duration,
-        cooldown: Duration::from_secs(60),
+        cooldown: COOLDOWN,
         on_missing_data: serin_triggers::MissingData::Hold,
-        stale_after: Duration::from_secs(300),
+        stale_after: STALE_AFTER,
     })
+}
+
+/// How long a derived trigger stays quiet after firing.
+const COOLDOWN: Duration = Duration::from_secs(60);
+
+/// How long a derived trigger goes without data before its signal is stale.
+const STALE_AFTER: Duration = Duration::from_secs(300);
+
+/// Checks `max{usage}Usage`, a percentage of `{usage}Capacity` (in `unit`): each needs the
+/// other, since the gauge reports `unit` and the brief's limits are percentages.
+fn resource_limit(usage: &str, max: Option<f64>, capacity: Option<f64>, unit: &str) -> Result<()> {
+    let lower = usage.to_lowercase();
+    let max_field = format!("canaryThresholds.max{usage}Usage");
+    let capacity_field = format!("canaryThresholds.{lower}Capacity");
+    match (max, capacity) {
+        (Some(v), _) if !(v.is_finite() && v > 0.0 && v <= 100.0) => Err(Error::invalid(
+            max_field,
+            v,
+            format!("must be a percentage of {lower}Capacity in (0, 100] (`95` = 95%)"),
+        )),
+        (Some(v), None) => Err(Error::invalid(
+            max_field,
+            v,
+            format!(
+                "is a percentage of {lower}Capacity, which is not set: the `{lower}` gauge \
+                 reports {unit}; set {lower}Capacity to the canary track's limit in {unit}"
+            ),
+        )),
+        (_, Some(c)) if !(c.is_finite() && c > 0.0) => Err(Error::invalid(
+            capacity_field,
+            c,
+            format!("must be a positive number of {unit}"),
+        )),
+        (None, Some(c)) => Err(Error::invalid(
+            capacity_field,
+            c,
+            format!(
+                "has no effect without max{usage}Usage, the percentage of it to roll back above"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }

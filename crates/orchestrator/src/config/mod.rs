@@ -156,12 +156,13 @@ pub struct DeploymentConfig {
     /// What `resume` does after a crash. Default `continue`.
     #[serde(default)]
     pub on_resume: OnResume,
-    /// The namespace (`NAMESPACE`), recorded in the report. It is a label only: the
-    /// `Platform` trait takes no namespace, so a platform that has namespaces is given its own
-    /// when it is built.
+    /// The namespace (`NAMESPACE`), recorded in the report: a DNS label, as the brief's
+    /// Kubernetes namespaces are (blank names none). It is a label only: the `Platform` trait
+    /// takes no namespace, so a platform that has namespaces is given its own when it is built.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
-    /// The environment name (`ENVIRONMENT`), recorded in the report.
+    /// The environment name (`ENVIRONMENT`), recorded in the report and shown in
+    /// notifications: any text without control characters (blank names none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
 }
@@ -263,7 +264,12 @@ impl DeploymentConfig {
     /// | `NAMESPACE`, `ENVIRONMENT` | `namespace`, `environment` |
     ///
     /// Durations given as bare numbers are **seconds**, as in the brief's `.env`
-    /// (`PHASE_DURATION=300`); human strings (`5m`) work too.
+    /// (`PHASE_DURATION=300`); human strings (`5m`) work too. A variable whose field nothing
+    /// reads under the deployment's strategy is refused rather than ignored: in a blue-green
+    /// deployment, `TRAFFIC_INCREMENT` needs a gradual switch (`TRAFFIC_STRATEGY=gradual`) and
+    /// `TRAFFIC_INTERVAL` a gradual or weighted one; in a canary, `INITIAL_PERCENTAGE`,
+    /// `INCREMENT` and `PHASE_DURATION` need derived steps (no `canaryConfig.steps`). The
+    /// other strategy's variables are left alone, as one `.env` serves every make target.
     pub fn with_overrides(self, lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let mut c = self;
         let get = |name: &str| {
@@ -272,14 +278,19 @@ impl DeploymentConfig {
                 .filter(|v| !v.is_empty())
         };
         if let Some(v) = get("VERSION") {
-            c.version = semver::Version::parse(&v)
-                .map_err(|e| Error::invalid(label("VERSION"), &v, e.to_string()))?;
+            c.version = semver::Version::parse(&v).map_err(|e| {
+                Error::invalid(
+                    label("VERSION"),
+                    &v,
+                    format!("must be a semantic version such as `1.1.0` ({e})"),
+                )
+            })?;
         }
         if let Some(v) = get("DEPLOYMENT_STRATEGY") {
             c.strategy = StrategyKind::parse(&label("DEPLOYMENT_STRATEGY"), &v)?;
         }
         if let Some(v) = get("REPLICAS") {
-            c.blue_green_config.replicas_per_env = num(&label("REPLICAS"), &v)?;
+            c.blue_green_config.replicas_per_env = num(&label("REPLICAS"), &v, INSTANCES)?;
         }
         if let Some(v) = get("TRAFFIC_STRATEGY") {
             c.blue_green_config.traffic_strategy = match v.as_str() {
@@ -296,31 +307,35 @@ impl DeploymentConfig {
             };
         }
         if let Some(v) = get("TRAFFIC_INCREMENT") {
-            c.blue_green_config.traffic_increment = num(&label("TRAFFIC_INCREMENT"), &v)?;
+            c.blue_green_config.traffic_increment = num(&label("TRAFFIC_INCREMENT"), &v, PERCENT)?;
         }
         if let Some(v) = get("TRAFFIC_INTERVAL") {
             c.blue_green_config.traffic_interval = secs(&label("TRAFFIC_INTERVAL"), &v)?;
         }
         if let Some(v) = get("INITIAL_PERCENTAGE") {
-            c.canary_config.initial_percentage = num(&label("INITIAL_PERCENTAGE"), &v)?;
+            c.canary_config.initial_percentage =
+                num(&label("INITIAL_PERCENTAGE"), &v, WHOLE_PERCENT)?;
         }
         if let Some(v) = get("INCREMENT") {
-            c.canary_config.increment_percentage = num(&label("INCREMENT"), &v)?;
+            c.canary_config.increment_percentage = num(&label("INCREMENT"), &v, WHOLE_PERCENT)?;
         }
         if let Some(v) = get("PHASE_DURATION") {
             c.canary_config.increment_interval = secs(&label("PHASE_DURATION"), &v)?;
         }
         if let Some(v) = get("MAX_ERROR_RATE") {
-            c.canary_thresholds.max_error_rate = Some(num(&label("MAX_ERROR_RATE"), &v)?);
+            c.canary_thresholds.max_error_rate = Some(num(&label("MAX_ERROR_RATE"), &v, FRACTION)?);
         }
         if let Some(v) = get("CANARY_ERROR_RATE") {
-            c.canary_thresholds.max_error_rate = Some(num(&label("CANARY_ERROR_RATE"), &v)?);
+            c.canary_thresholds.max_error_rate =
+                Some(num(&label("CANARY_ERROR_RATE"), &v, FRACTION)?);
         }
         if let Some(v) = get("ERROR_RATE_THRESHOLD") {
-            c.monitoring.error_rate_threshold = Some(num(&label("ERROR_RATE_THRESHOLD"), &v)?);
+            c.monitoring.error_rate_threshold =
+                Some(num(&label("ERROR_RATE_THRESHOLD"), &v, FRACTION)?);
         }
         if let Some(v) = get("LATENCY_THRESHOLD") {
-            c.monitoring.latency_threshold = Some(num(&label("LATENCY_THRESHOLD"), &v)?);
+            c.monitoring.latency_threshold =
+                Some(num(&label("LATENCY_THRESHOLD"), &v, MILLISECONDS)?);
         }
         if let Some(v) = get("CHECK_INTERVAL") {
             c.monitoring.check_interval = secs(&label("CHECK_INTERVAL"), &v)?;
@@ -329,14 +344,17 @@ impl DeploymentConfig {
             c.monitoring.monitoring_duration = secs(&label("MONITORING_DURATION"), &v)?;
         }
         if let Some(v) = get("CONSECUTIVE_FAILURES") {
-            c.monitoring.consecutive_failures = num(&label("CONSECUTIVE_FAILURES"), &v)?;
+            c.monitoring.consecutive_failures = num(&label("CONSECUTIVE_FAILURES"), &v, CHECKS)?;
         }
         if let Some(v) = get("NAMESPACE") {
+            namespace("NAMESPACE (namespace)", &v)?;
             c.namespace = Some(v);
         }
         if let Some(v) = get("ENVIRONMENT") {
+            environment("ENVIRONMENT (environment)", &v)?;
             c.environment = Some(v);
         }
+        c.check_overrides_read(get)?;
         // A value that parses but is out of range is caught here: name its variable too. A
         // check across two fields names one of them; when a variable set the other, the
         // reason says so.
@@ -370,29 +388,93 @@ impl DeploymentConfig {
         Ok(c)
     }
 
+    /// Refuses a variable that sets a field nothing reads, as
+    /// [`check_no_dead_fields`](Self::check_no_dead_fields) refuses such a field: the brief's
+    /// `TRAFFIC_INCREMENT=20` over an immediate switch, or `PHASE_DURATION` over explicit
+    /// canary steps, would otherwise be ignored without a word.
+    fn check_overrides_read(&self, get: impl Fn(&str) -> Option<String>) -> Result<()> {
+        let traffic = self.blue_green_config.traffic_strategy;
+        let switch = format!(
+            "blueGreenConfig.trafficStrategy is `{}`; set TRAFFIC_STRATEGY=gradual",
+            traffic.as_str()
+        );
+        let mut unread = Vec::new();
+        // Only the deployment's own strategy counts: a `.env` shared by every make target may
+        // set the blue-green variables for a canary, and the canary ones for a blue-green.
+        let switches = self.strategy == StrategyKind::BlueGreen;
+        let canary = self.strategy != StrategyKind::BlueGreen;
+        if switches && traffic != TrafficStrategyKind::Gradual {
+            unread.push((
+                "TRAFFIC_INCREMENT",
+                format!("only a `gradual` switch reads it, and {switch}"),
+            ));
+        }
+        if switches && traffic == TrafficStrategyKind::Immediate {
+            unread.push((
+                "TRAFFIC_INTERVAL",
+                format!("only a `gradual` or `weighted` switch reads it, and {switch}"),
+            ));
+        }
+        if canary && self.canary_config.steps.is_some() {
+            for var in ["INITIAL_PERCENTAGE", "INCREMENT", "PHASE_DURATION"] {
+                unread.push((
+                    var,
+                    "canaryConfig.steps are explicit and replace the steps derived from it; \
+                     remove steps from the config to derive them"
+                        .to_owned(),
+                ));
+            }
+        }
+        match unread
+            .into_iter()
+            .find_map(|(var, why)| Some((var, get(var)?, why)))
+        {
+            Some((var, value, why)) => Err(Error::invalid(
+                label(var),
+                value,
+                format!("has no effect: {why}, or unset {var}"),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Checks every field, and that the config's own waits fit within its deadline; the error
     /// names the path, the value and the reason.
     pub fn validate(&self) -> Result<()> {
         self.check_fields()?;
         self.check_no_dead_fields()?;
+        self.check_labels()?;
         self.check_waits_fit()
+    }
+
+    /// Checks the report's labels, when a config is loaded (not when one is read back from a
+    /// journal, as [`check_no_dead_fields`](Self::check_no_dead_fields)).
+    fn check_labels(&self) -> Result<()> {
+        if let Some(v) = &self.namespace {
+            namespace("namespace", v)?;
+        }
+        if let Some(v) = &self.environment {
+            environment("environment", v)?;
+        }
+        Ok(())
     }
 
     /// Refuses a field that is set but that nothing reads: a user who wrote it expects it to
     /// act, and a switch that silently ignores it moves traffic in a way the file does not say.
     /// `blueGreenConfig.weights` is read by a `weighted` switch only; with `immediate` or
     /// `gradual` (in the file, or from `TRAFFIC_STRATEGY`), its weights would never be used.
+    /// An unread `blueGreenConfig.trafficIncrement` must still be a percentage.
     ///
     /// Checked when a config is loaded, not when one is read back from a journal (see
     /// [`check_fields`](Self::check_fields)): a deployment started before this rule resumes.
     fn check_no_dead_fields(&self) -> Result<()> {
         let bg = &self.blue_green_config;
+        // Unread by an immediate or weighted switch, the increment is still journalled with
+        // the config: a value that is no percentage (NaN, which JSON cannot write) would not
+        // read back when the deployment resumes.
+        percent("blueGreenConfig.trafficIncrement", bg.traffic_increment)?;
         if !bg.weights.is_empty() && bg.traffic_strategy != TrafficStrategyKind::Weighted {
-            let strategy = match bg.traffic_strategy {
-                TrafficStrategyKind::Immediate => "immediate",
-                TrafficStrategyKind::Gradual => "gradual",
-                TrafficStrategyKind::Weighted => "weighted",
-            };
+            let strategy = bg.traffic_strategy.as_str();
             return Err(Error::invalid(
                 "blueGreenConfig.weights",
                 format!("{:?}", bg.weights),
@@ -652,6 +734,28 @@ fn label(var: &str) -> String {
     format!("{var} ({path})")
 }
 
+/// A namespace is a Kubernetes namespace in the brief (`kubectl -n production`): a DNS label.
+/// A blank one names none, as reports and notifications read it.
+fn namespace(field: &str, v: &str) -> Result<()> {
+    if v.trim().is_empty() {
+        return Ok(());
+    }
+    validate_service(field, v)
+}
+
+/// An environment is a name shown in reports and notifications: a control character (a line
+/// break) would break the lines it is shown in. A blank one names none.
+fn environment(field: &str, v: &str) -> Result<()> {
+    if v.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            field,
+            format!("{v:?}"),
+            "must be a name without control characters (line breaks, tabs)",
+        ));
+    }
+    Ok(())
+}
+
 fn positive(path: &str, d: Duration) -> Result<()> {
     if d.is_zero() {
         return Err(Error::invalid(path, "0s", "must be longer than zero"));
@@ -706,30 +810,41 @@ fn humantime_like(d: Duration) -> String {
     format!("{}ms", d.as_millis())
 }
 
-fn num<T: std::str::FromStr>(field: &str, v: &str) -> Result<T>
+/// What an environment variable's number is, for the error when it does not parse.
+const INSTANCES: &str = "a whole number of instances";
+const PERCENT: &str = "a percentage (`10` = 10%)";
+const WHOLE_PERCENT: &str = "a whole percentage (`10` = 10%)";
+const FRACTION: &str = "a fraction (`0.10` = 10%)";
+const MILLISECONDS: &str = "a number of milliseconds (`5000` = 5s)";
+const CHECKS: &str = "a whole number of checks";
+
+/// Parses an environment variable's number; the error says what to write (`what`).
+fn num<T: std::str::FromStr>(field: &str, v: &str, what: &str) -> Result<T>
 where
     T::Err: fmt::Display,
 {
     v.parse::<T>()
-        .map_err(|e| Error::invalid(field, v, format!("not a number: {e}")))
+        .map_err(|e| Error::invalid(field, v, format!("must be {what} ({e})")))
 }
 
+/// A duration from an environment variable: a bare number is seconds, as in the brief's
+/// `.env` (`CHECK_INTERVAL=5`), and a number with its unit (`500ms`, `5m`) is read as written.
+/// The error says so, rather than the file's rule that a bare number is milliseconds.
 fn secs(field: &str, v: &str) -> Result<Duration> {
-    if let Ok(n) = v.parse::<u64>() {
-        return Ok(Duration::from_secs(n));
-    }
-    #[derive(Deserialize)]
-    #[serde(transparent)]
-    struct D(#[serde(with = "serin_signals::duration")] Duration);
-    serde_json::from_value::<D>(serde_json::Value::String(v.to_owned()))
-        .map(|D(d)| d)
-        .map_err(|e| {
-            Error::invalid(
-                field,
-                v,
-                format!("not a duration (seconds or `30s`, `5m`): {e}"),
-            )
-        })
+    let seconds = v.bytes().all(|b| b.is_ascii_digit());
+    let parsed = if seconds {
+        v.parse::<u64>().ok().map(Duration::from_secs)
+    } else {
+        serin_signals::duration::parse(v).ok()
+    };
+    parsed.ok_or_else(|| {
+        Error::invalid(
+            field,
+            v,
+            "not a duration: write whole seconds (`5`), or a number with its unit \
+             (`500ms`, `30s`, `5m`, `1h30m`)",
+        )
+    })
 }
 
 #[cfg(test)]
@@ -820,7 +935,7 @@ version: 1.1.0
 targetServices: [web, api]
 blueGreenConfig: { replicasPerEnv: 4, healthCheckInterval: 5000, trafficStrategy: gradual, trafficIncrement: 25, trafficInterval: 30s }
 canaryConfig: { initialPercentage: 5, targetPercentage: 50, incrementPercentage: 15, incrementInterval: 2m, maxDuration: 1h, metricsWindow: 30000 }
-canaryThresholds: { maxErrorRate: 0.05, maxLatency: 800, minThroughput: 10, maxCpuUsage: 90, maxMemoryUsage: 85, customMetricThresholds: { queue_depth: { max: 100 } } }
+canaryThresholds: { maxErrorRate: 0.05, maxLatency: 800, minThroughput: 10, maxCpuUsage: 90, cpuCapacity: 2, maxMemoryUsage: 85, memoryCapacity: 1073741824, customMetricThresholds: { queue_depth: { max: 100 } } }
 triggers:
   - { kind: metricThreshold, id: p99, metric: latency, operator: gt, value: 5000, duration: 30000, cooldown: 60000 }
 notificationChannels: [ { type: slack, destination: "#deploys", events: [started, rollback] } ]

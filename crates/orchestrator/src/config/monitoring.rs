@@ -72,7 +72,10 @@ pub struct MonitoringConfig {
     /// assert_eq!(default.monitoring.error_rate_threshold, Some(0.10));
     /// # Ok::<(), serin_orchestrator::Error>(())
     /// ```
-    #[serde(skip_serializing_if = "Option::is_none")]
+    ///
+    /// Written as `null` when off, so that it reads back off rather than as the default (a
+    /// journal writes the config a deployment resumes with). TOML has no `null`: there, `1`
+    /// leaves it on but never breached.
     pub error_rate_threshold: Option<f64>,
     /// p99 latency in milliseconds that rolls back when breached for `consecutiveFailures`
     /// checks (see there).
