@@ -16,11 +16,12 @@
 //!   and connection errors, latency sketch; mirrored copies against the mirror's backend) as a
 //!   [`MetricsSource`](serin_signals::MetricsSource) and as Prometheus text on the admin
 //!   endpoint, so canary analysis needs no external infrastructure. Counts are kept in buckets
-//!   of `metricsResolution` (one second by default) and a window sums the buckets that start
-//!   inside it, so metric windows and check intervals should be whole multiples of it: a
-//!   shorter window may hold no bucket start, and reads as no data. A window that ends inside
-//!   a bucket, as one ending now does, reads that bucket only as far as it has filled, and the
-//!   next window, starting inside it, does not read the rest.
+//!   of `metricsResolution` (one second by default) and a window sums the buckets that end
+//!   inside it, so metric windows and check intervals should be at least as long: a shorter
+//!   window may hold no bucket end, and reads as no data. A window that ends inside a bucket,
+//!   as one ending now does, leaves that bucket, still filling, to the next window, which
+//!   reads it whole: windows that follow one another, each read once it has ended, count
+//!   every request exactly once, up to one resolution late.
 //! - [`ProcessPlatform`]: a [`Platform`](serin_orchestrator::Platform) that runs each instance
 //!   as a local process from a command (`PORT`, `VERSION`, `INSTANCE` in its environment), waits
 //!   on an HTTP readiness path, reports deaths without restarting, stops with SIGTERM then

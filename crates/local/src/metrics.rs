@@ -12,10 +12,18 @@
 //! mirrored copy is measured against the mirror's backend the same way (a copy that could not
 //! even be sent counts as an error there, as the 502 a client would have had), except a copy
 //! cut short because the mirror fell behind. A request whose client broke or stalled its own
-//! body (disconnected mid-upload: nginx's 499) is charged to no one. Counts are kept in
-//! time buckets of a fixed resolution (one second by default) for a bounded retention, so a
-//! query over a window `[start, end)` sums the buckets that start inside it: exact for windows
-//! aligned to the resolution.
+//! body (disconnected mid-upload: nginx's 499) is charged to no one.
+//!
+//! Counts are kept in time buckets of a fixed resolution (one second by default) for a bounded
+//! retention, and a query over a window `[start, end)` sums the buckets that end inside it
+//! (their end in `(start, end]`): exact for windows aligned to the resolution. A window that
+//! ends inside a bucket, as one read at the moment it ends does, leaves that bucket, still
+//! filling, to the window after it, which reads it whole: windows that follow one another,
+//! each read once it has ended, count every request exactly once, at the cost of reading it up
+//! to one resolution late (a window's first bucket may hold requests from just before it). A
+//! window read before it has ended reads its last bucket only as far as it has filled, so that
+//! a query over all time (a window ending far ahead) sees every request so far; the window
+//! after such an early read does not read the rest of that bucket.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
@@ -261,13 +269,16 @@ impl Store {
         })
     }
 
+    /// The buckets of `backend` that end inside the window, its end included: the end of a
+    /// window read at its end (as a check's is) falls inside a bucket still filling, which is
+    /// read whole by the next window instead, so touching windows read each bucket once.
     fn window_sum(&self, backend: &str, start: Timestamp, end: Timestamp) -> Option<Bucket> {
         let shared = self.existing(backend)?;
         let series = lock(&shared);
         let mut sum = Bucket::default();
         for (index, b) in &series.buckets {
-            let at = index.saturating_mul(self.resolution_ms);
-            if at >= start.as_millis() && at < end.as_millis() {
+            let ends = index.saturating_add(1).saturating_mul(self.resolution_ms);
+            if ends > start.as_millis() && ends <= end.as_millis() {
                 sum.requests += b.requests;
                 sum.errors += b.errors;
                 // A proxy's own counts never approach the sketch's limit; past it the sum would
@@ -397,7 +408,8 @@ pub struct ProxyMetrics {
 }
 
 impl ProxyMetrics {
-    /// The bucket resolution: windows aligned to it are answered exactly.
+    /// The bucket resolution: windows aligned to it are answered exactly, and others read the
+    /// buckets that end inside them.
     pub fn resolution(&self) -> Duration {
         Duration::from_millis(self.store.resolution_ms)
     }
@@ -507,7 +519,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn windows_sum_the_buckets_that_start_inside_them() {
+    async fn windows_sum_the_buckets_that_end_inside_them() {
         let store =
             Arc::new(Store::new(Duration::from_millis(100), Duration::from_secs(10)).unwrap());
         let m = ProxyMetrics {
@@ -567,6 +579,61 @@ mod tests {
             text.contains("serin_proxy_errors_total{backend=\"canary\"} 1"),
             "{text}"
         );
+    }
+
+    /// The orchestrator's windows touch, and each ends at its check, inside a bucket: every
+    /// bucket is read, whole, by the one window in which it ends, so across the windows every
+    /// request is counted exactly once, however the checks fall within the second.
+    #[tokio::test]
+    async fn touching_windows_ending_inside_buckets_count_every_request_once() {
+        let store = Arc::new(Store::new(Duration::from_secs(1), Duration::from_secs(60)).unwrap());
+        let m = ProxyMetrics {
+            store: store.clone(),
+        };
+        let counts = |o: Observation| match o.measurement {
+            Measurement::Counts(c) => (c.requests(), c.errors()),
+            Measurement::NoData => (0, 0),
+            other => panic!("{other:?}"),
+        };
+        let window = |from, to| {
+            MetricQuery::new(
+                Metric::ErrorRate,
+                Track::Canary,
+                Window::new(at(from), at(to)).unwrap(),
+            )
+        };
+        // 100 requests a second from 10 s to 17 s, one in ten an error. Each window is read at
+        // its end, when the requests before that moment, and no others, are counted.
+        let mut sent = 10_000;
+        let mut start = 10_000;
+        let mut per_window = Vec::new();
+        for end in [11_370, 12_370, 13_020, 14_990, 15_001, 17_500] {
+            while sent < end.min(17_000) {
+                store.record("canary", at(sent), 5.0, sent % 100 == 0);
+                sent += 10;
+            }
+            per_window.push(counts(m.query(&window(start, end)).await.unwrap()));
+            start = end;
+        }
+        assert_eq!(
+            per_window,
+            [
+                (100, 10),
+                (100, 10),
+                (100, 10),
+                (100, 10),
+                (100, 10),
+                (200, 20)
+            ]
+        );
+        // Windows aligned to the resolution read exactly the requests inside them.
+        for ((from, to), want) in [
+            ((10_000, 17_000), (700, 70)),
+            ((12_000, 14_000), (200, 20)),
+            ((11_000, 11_500), (0, 0)),
+        ] {
+            assert_eq!(counts(m.query(&window(from, to)).await.unwrap()), want);
+        }
     }
 
     #[test]
