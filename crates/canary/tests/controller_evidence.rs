@@ -1,6 +1,7 @@
 //! Every decision carries every judge's evidence, the deciding judge's first, and names the judge
-//! behind a hold or rollback for missing data; the saved state records a held tick as the last
-//! action, and a saved state that no rollout writes is refused.
+//! behind a hold or rollback for missing data; a promotion through the promotion gate leads with
+//! the gate's evidence; the saved state records a held tick as the last action, and a saved state
+//! that no rollout writes is refused.
 
 mod common;
 
@@ -8,8 +9,10 @@ use std::time::Duration;
 
 use common::{counts, second};
 use serin_canary::controller::{
-    Action, AnalysisStep, CanaryController, CanaryPolicy, ControllerState, OnInconclusive, Step,
+    Action, AnalysisStep, CanaryController, CanaryPolicy, ControllerState, OnInconclusive,
+    PromotionGate, Step,
 };
+use serin_canary::judge::Statistic;
 use serin_canary::sequential::SequentialCountJudge;
 use serin_signals::{Metric, Timestamp, Track};
 
@@ -49,6 +52,39 @@ fn a_judge_that_never_saw_data_has_evidence_and_comes_first_when_it_decides() {
     assert_eq!(d.evidence.len(), 2, "{:?}", d.evidence);
     assert_eq!(d.evidence[0].metric.as_str(), "http_5xx");
     assert!(!d.evidence[0].summary.is_empty(), "{:?}", d.evidence[0]);
+}
+
+/// The judges are still inconclusive when the canary is promoted (a zero margin can never be
+/// shown), so what decided the promotion is the gate's showing that the canary's error rate is
+/// below its bound: the decision carries that evidence, first.
+#[test]
+fn a_promotion_through_the_gate_leads_with_the_gates_evidence() {
+    let mut policy = CanaryPolicy::new(vec![Step::SetWeight(10)]);
+    policy.promotion = Some(PromotionGate::new(0.05, 0.05).unwrap());
+    let judge = SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.0).unwrap();
+    let mut ctl = Ctl::new(policy, vec![judge]).unwrap();
+    ctl.tick(at(0));
+    feed_error_rate(&mut ctl, 0);
+    let d = ctl.tick(at(1));
+    assert_eq!(d.action, Action::Promote, "{}", d.reason);
+    assert_eq!(d.evidence.len(), 2, "{:?}", d.evidence);
+    assert_eq!(d.decisive_evidence(), None, "no judge failed");
+    let (gate, judge) = (&d.evidence[0], &d.evidence[1]);
+    assert_eq!(gate.judge, "promotion-gate", "{gate:?}");
+    assert_eq!(gate.metric, Metric::ErrorRate);
+    assert_eq!(gate.sample_size.canary, 100, "{gate:?}");
+    assert_eq!(gate.estimates.canary, Some(0.0), "{gate:?}");
+    let rate = gate.primary_effect().expect("the canary's error rate");
+    let shown = rate.interval.expect("the interval the gate showed");
+    assert_eq!((shown.upper, shown.level), (0.05, 0.95), "{rate:?}");
+    assert!(
+        matches!(gate.statistic, Some(Statistic::EValue(e)) if e >= 20.0),
+        "{gate:?}"
+    );
+    assert_eq!(gate.threshold, Some(20.0));
+    assert!(gate.summary.contains("0 of 100"), "{}", gate.summary);
+    assert!(gate.summary.contains("below 5%"), "{}", gate.summary);
+    assert_ne!(judge.judge, "promotion-gate", "{judge:?}");
 }
 
 #[test]

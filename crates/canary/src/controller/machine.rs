@@ -65,7 +65,9 @@ pub struct Decision {
     pub reason: String,
     /// Every judge's latest evidence (empty for a judge not fed yet; an
     /// [advisory](Judge::advisory) judge's summary begins by saying it is a dry run), the
-    /// decisive judge first when a judge decided (see [`Decision::decisive_evidence`]).
+    /// decisive judge first when a judge decided (see [`Decision::decisive_evidence`]). A
+    /// promotion past a [`PromotionGate`](super::PromotionGate) leads with the gate's
+    /// [evidence](super::PromotionGate::evidence), which decided it.
     pub evidence: Vec<Evidence>,
 }
 
@@ -1052,20 +1054,18 @@ impl<J: Judge> CanaryController<J> {
                 }) {
                     return self.hold(now, reason);
                 }
-                if let Some(g) = &self.policy.promotion {
-                    let (n, e) = (self.state.canary_requests, self.state.canary_errors);
-                    if !g.shown(n, e) {
-                        let reason = format!(
-                            "not promoting yet: {e} of {n} canary requests failed, which does \
-                             not yet show its error rate below {}% (e-value {:.1}, {} needed)",
-                            g.max_error_rate * 100.0,
-                            g.e_value(n, e),
-                            crate::sequential::threshold_text(1.0 / g.alpha)
-                        );
-                        return self.hold(now, reason);
-                    }
+                let (n, e) = (self.state.canary_requests, self.state.canary_errors);
+                if let Some(g) = &self.policy.promotion
+                    && !g.shown(n, e)
+                {
+                    return self.hold(now, format!("not promoting yet: {}", g.showing(n, e)));
                 }
-                return self.finish(
+                let gate = self
+                    .policy
+                    .promotion
+                    .as_ref()
+                    .map(|g| g.evidence(n, e, now));
+                let mut promoted = self.finish(
                     Phase::Promoted,
                     now,
                     None,
@@ -1073,6 +1073,10 @@ impl<J: Judge> CanaryController<J> {
                         .into(),
                     None,
                 );
+                // A healthy canary's judges are mostly still inconclusive here: what the gate
+                // showed is what let it through, so its evidence leads.
+                promoted.evidence.splice(0..0, gate);
+                return promoted;
             };
             match step {
                 Step::SetWeight(target) => {

@@ -27,10 +27,14 @@
 //! suffice; each error raises the count needed.
 
 use serde::{Deserialize, Serialize};
-use serin_signals::Metric;
+use serin_signals::{Metric, Timestamp};
 use statrs::function::beta::ln_beta;
 
+use crate::judge::{ArmValues, Effect, Evidence, Interval, Statistic};
 use crate::{Error, Result};
+
+/// The name the gate's [`Evidence`] goes by, in the place of a judge's.
+const NAME: &str = "promotion-gate";
 
 /// The absolute bound a canary's error rate must be shown below before promotion.
 ///
@@ -109,6 +113,50 @@ impl PromotionGate {
     pub fn shown(&self, requests: u64, errors: u64) -> bool {
         self.e_value(requests, errors) >= 1.0 / self.alpha
     }
+
+    /// What `requests` canary requests with `errors` errors show, in words: the counts, whether
+    /// they show the error rate below the bound, the e-value and the `1/α` it must reach.
+    pub(crate) fn showing(&self, requests: u64, errors: u64) -> String {
+        let verb = if self.shown(requests, errors) {
+            "shows"
+        } else {
+            "does not yet show"
+        };
+        format!(
+            "{errors} of {requests} canary requests failed, which {verb} its error rate below {}% \
+             (e-value {:.1}, {} needed)",
+            self.max_error_rate * 100.0,
+            self.e_value(requests, errors),
+            crate::sequential::threshold_text(1.0 / self.alpha)
+        )
+    }
+
+    /// The gate's evidence as of `at`, after `requests` canary requests with `errors` errors:
+    /// the canary's observed error rate, with the interval `[0, maxErrorRate]` at level `1 − α`
+    /// once the rate is shown below the bound (anytime-valid, as the judges' confidence
+    /// sequences are), and the e-value with the `1/α` it is compared with.
+    pub fn evidence(&self, requests: u64, errors: u64, at: Timestamp) -> Evidence {
+        let errors = errors.min(requests);
+        let rate = (requests > 0).then(|| errors as f64 / requests as f64);
+        let shown = self.shown(requests, errors).then_some(Interval {
+            lower: 0.0,
+            upper: self.max_error_rate,
+            level: 1.0 - self.alpha,
+        });
+        Evidence {
+            sample_size: ArmValues::new(0, requests),
+            estimates: ArmValues::new(None, rate),
+            effects: vec![Effect {
+                name: "errorRate".into(),
+                estimate: rate.unwrap_or(f64::NAN),
+                interval: shown,
+            }],
+            statistic: Some(Statistic::EValue(self.e_value(requests, errors))),
+            threshold: Some(1.0 / self.alpha),
+            summary: format!("{}.", self.showing(requests, errors)),
+            ..Evidence::empty(NAME, self.metric.clone(), at)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -125,6 +173,29 @@ mod tests {
                 .to_string();
             assert!(err.contains("promotion."), "{err}");
         }
+    }
+
+    #[test]
+    fn evidence_shows_the_bound_as_an_interval_only_once_the_rate_is_shown_below_it() {
+        let gate = PromotionGate::new(0.05, 0.05).expect("gate");
+        let at = Timestamp::from_millis(1_000);
+        let scarce = gate.evidence(3, 1, at);
+        assert_eq!(scarce.primary_effect().and_then(|e| e.interval), None);
+        assert!(
+            scarce.summary.contains("does not yet show"),
+            "{}",
+            scarce.summary
+        );
+        let none = gate.evidence(0, 0, at);
+        assert_eq!((none.estimates.canary, none.sample_size.canary), (None, 0));
+        let clean = gate.evidence(400, 4, at);
+        let shown = clean
+            .primary_effect()
+            .and_then(|e| e.interval)
+            .expect("shown");
+        assert_eq!((shown.lower, shown.upper), (0.0, 0.05));
+        assert_eq!(clean.estimates.canary, Some(0.01));
+        assert!(clean.summary.starts_with("4 of 400"), "{}", clean.summary);
     }
 
     #[test]
