@@ -527,7 +527,30 @@ impl<J: Judge> CanaryController<J> {
         canary: &Observation,
         now: Timestamp,
     ) -> Result<()> {
-        let w = self.state.weight;
+        self.feed_in_force(baseline, canary, self.state.weight, now)
+    }
+
+    /// Feeds as [`feed`](Self::feed) does, telling the judges the canary's weight in force,
+    /// `weight` percent, rather than the weight the controller set last. The two differ while
+    /// a raised weight waits for its track to be ready: the router still splits at the old
+    /// weight, and a judge that notices a change of split by the stated share (the sequential
+    /// count judge starts a new segment) must see the split the observations came from.
+    /// Errors, and nothing changes, for a weight above 100.
+    pub fn feed_in_force(
+        &mut self,
+        baseline: &Observation,
+        canary: &Observation,
+        weight: u8,
+        now: Timestamp,
+    ) -> Result<()> {
+        if weight > 100 {
+            return Err(Error::invalid_input(
+                "weight",
+                weight,
+                "must be a percentage of traffic, at most 100",
+            ));
+        }
+        let w = weight;
         let share = (w > 0 && w < 100).then(|| f64::from(w) / 100.0);
         let sample = Sample::new(baseline, canary, share, now)?;
         let users: Vec<usize> = (0..self.judges.len())

@@ -62,11 +62,14 @@ impl Runner {
             ));
         };
         let mut controller = controller_of(run.clone())?;
+        // The judges are told the split the window came from: a raised weight waiting for its
+        // track is not in force yet.
+        let in_force = self.state.weight.round().clamp(0.0, 100.0) as u8;
         // Every metric first, then one decision for the window: each decision's action must be
         // carried out, so a weight set while feeding one metric must not hide behind the next.
         for (metric, b, c) in &observed.metrics {
             if reads(&controller, metric)
-                && let Err(e) = controller.feed(b, c, now)
+                && let Err(e) = controller.feed_in_force(b, c, in_force, now)
             {
                 kinds.push(EventKind::Anomaly {
                     source: "canary".into(),
