@@ -5,7 +5,6 @@
 //! otherwise they print `skipped: ...` and pass. Each test works in a database of its own,
 //! created and dropped by the test.
 
-use std::io::Write as _;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
@@ -15,21 +14,6 @@ use serin_orchestrator::backup::{
     Retention, TableName,
 };
 use serin_orchestrator::{BackupProvider, Error};
-
-fn server(test: &str) -> Option<PostgresConnection> {
-    match std::env::var("SERIN_TEST_POSTGRES") {
-        Ok(conninfo) if !conninfo.trim().is_empty() => {
-            Some(PostgresConnection::from_conninfo(&conninfo).expect("SERIN_TEST_POSTGRES"))
-        }
-        _ => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped: {test} needs SERIN_TEST_POSTGRES (run scripts/services/postgres.sh)"
-            );
-            None
-        }
-    }
-}
 
 fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -152,7 +136,9 @@ impl BackedUpState for Marker<'_> {
 }
 
 async fn conformance(mode: PostgresMode, test: &str) {
-    let Some(server) = server(test) else { return };
+    let Some(server) = testkit::postgres_from_env(test) else {
+        return;
+    };
     let db = Db::plain(&server, test).await;
     let store = tempfile::tempdir().unwrap();
     let pg = PostgresBackup::new(
@@ -262,7 +248,9 @@ fn restoring_with(script: &str) -> tempfile::TempDir {
 }
 
 async fn backup_change_restore(mode: PostgresMode, test: &str) {
-    let Some(server) = server(test) else { return };
+    let Some(server) = testkit::postgres_from_env(test) else {
+        return;
+    };
     let (db, store) = orders_db(&server, test).await;
     let pg = PostgresBackup::new(
         verifying_orders(&db, store.path(), mode)
@@ -338,7 +326,7 @@ fn forge_checksum(store: &std::path::Path, id: &str, subject: &str) {
 
 #[tokio::test]
 async fn a_failed_verification_is_an_error() {
-    let Some(server) = server("failed_verification") else {
+    let Some(server) = testkit::postgres_from_env("failed_verification") else {
         return;
     };
     for (mode, name) in each_mode("verify_dump", "verify_template") {
@@ -366,7 +354,7 @@ async fn a_failed_verification_is_an_error() {
 
 #[tokio::test]
 async fn a_damaged_dump_is_refused_before_the_database_is_touched() {
-    let Some(server) = server("damaged_dump") else {
+    let Some(server) = testkit::postgres_from_env("damaged_dump") else {
         return;
     };
     let (db, store) = orders_db(&server, "damaged").await;
@@ -387,7 +375,7 @@ async fn a_damaged_dump_is_refused_before_the_database_is_touched() {
 
 #[tokio::test]
 async fn names_with_quotes_spaces_and_semicolons_cannot_inject() {
-    let Some(server) = server("injection") else {
+    let Some(server) = testkit::postgres_from_env("injection") else {
         return;
     };
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -443,7 +431,7 @@ async fn names_with_quotes_spaces_and_semicolons_cannot_inject() {
 
 #[tokio::test]
 async fn retention_keeps_the_last_backups_of_each_service() {
-    let Some(server) = server("retention") else {
+    let Some(server) = testkit::postgres_from_env("retention") else {
         return;
     };
     for (mode, test) in each_mode("keep_dump", "keep_template") {
@@ -490,7 +478,9 @@ async fn retention_keeps_the_last_backups_of_each_service() {
 
 #[tokio::test]
 async fn template_mode_refuses_a_busy_database_and_says_why() {
-    let Some(server) = server("busy") else { return };
+    let Some(server) = testkit::postgres_from_env("busy") else {
+        return;
+    };
     let (db, store) = orders_db(&server, "busy").await;
     // A connection held open by "the service".
     let mut holder = psql(&server, &db.name)
@@ -556,7 +546,7 @@ async fn directory_snapshots_pass_the_conformance_suite_on_disk() {
 
 #[tokio::test]
 async fn a_template_restore_recreates_a_dropped_database() {
-    let Some(server) = server("dropped") else {
+    let Some(server) = testkit::postgres_from_env("dropped") else {
         return;
     };
     let (db, store) = orders_db(&server, "dropped").await;
@@ -577,7 +567,7 @@ async fn a_template_restore_recreates_a_dropped_database() {
 /// mode both backups' snapshot databases must still differ, and each restores its own state.
 #[tokio::test(start_paused = true)]
 async fn two_directories_of_one_database_do_not_collide_on_snapshot_names() {
-    let Some(server) = server("two_directories") else {
+    let Some(server) = testkit::postgres_from_env("two_directories") else {
         return;
     };
     let db = Db::plain(&server, "two_dirs").await;
@@ -628,7 +618,7 @@ async fn two_directories_of_one_database_do_not_collide_on_snapshot_names() {
 /// dropped from `verifyTables` since the backup neither blocks the restore nor goes unchecked.
 #[tokio::test]
 async fn a_restore_verifies_the_tables_its_backup_recorded() {
-    let Some(server) = server("recorded_tables") else {
+    let Some(server) = testkit::postgres_from_env("recorded_tables") else {
         return;
     };
     for (mode, name) in each_mode("recorded_dump", "recorded_template") {
@@ -656,7 +646,7 @@ async fn a_restore_verifies_the_tables_its_backup_recorded() {
 /// the error says that the database may hold part of the backup.
 #[tokio::test]
 async fn a_restore_that_stops_part_way_says_the_database_may_hold_part_of_it() {
-    let Some(server) = server("restore_part_way") else {
+    let Some(server) = testkit::postgres_from_env("restore_part_way") else {
         return;
     };
     let (db, store) = orders_db(&server, "part_way").await;
@@ -724,7 +714,7 @@ where
 /// leaves neither the database nor anything in its directory.
 #[tokio::test]
 async fn a_template_backup_cancelled_after_the_copy_leaves_no_snapshot_database() {
-    let Some(server) = server("cancelled_template") else {
+    let Some(server) = testkit::postgres_from_env("cancelled_template") else {
         return;
     };
     let (db, store) = orders_db(&server, "cancel_tpl").await;
@@ -762,7 +752,7 @@ async fn a_template_backup_cancelled_after_the_copy_leaves_no_snapshot_database(
 /// backup.
 #[tokio::test]
 async fn an_interrupted_delete_unlists_first_and_is_finished_later() {
-    let Some(server) = server("interrupted_delete") else {
+    let Some(server) = testkit::postgres_from_env("interrupted_delete") else {
         return;
     };
     let (db, store) = orders_db(&server, "interrupted").await;
@@ -818,7 +808,7 @@ async fn an_interrupted_delete_unlists_first_and_is_finished_later() {
 /// until a restore finishes; the next restore takes over, and finishes.
 #[tokio::test]
 async fn a_dump_restore_cut_short_is_ended_and_said_until_a_restore_finishes() {
-    let Some(server) = server("dump_cut_short") else {
+    let Some(server) = testkit::postgres_from_env("dump_cut_short") else {
         return;
     };
     let (db, store) = orders_db(&server, "cut_short").await;
@@ -938,7 +928,7 @@ impl Application<'_> {
 /// until the lock is granted.
 #[tokio::test]
 async fn a_dump_backup_cancelled_while_waiting_for_a_lock_ends_its_sessions() {
-    let Some(server) = server("dump_cancel_lock") else {
+    let Some(server) = testkit::postgres_from_env("dump_cancel_lock") else {
         return;
     };
     let (db, store) = orders_db(&server, "cancel_lock").await;
@@ -970,7 +960,7 @@ async fn a_dump_backup_cancelled_while_waiting_for_a_lock_ends_its_sessions() {
 /// the lock is gone, the next restore finishes.
 #[tokio::test]
 async fn a_dump_restore_blocked_by_the_applications_lock_gives_up_and_says_so() {
-    let Some(server) = server("dump_lock_wait") else {
+    let Some(server) = testkit::postgres_from_env("dump_lock_wait") else {
         return;
     };
     let (db, store) = orders_db(&server, "lock_wait").await;
@@ -1010,7 +1000,7 @@ async fn a_dump_restore_blocked_by_the_applications_lock_gives_up_and_says_so() 
 /// its session ended by the server as it sees its `psql` killed).
 #[tokio::test]
 async fn restores_through_two_stores_of_one_database_exclude_each_other() {
-    let Some(server) = server("two_stores") else {
+    let Some(server) = testkit::postgres_from_env("two_stores") else {
         return;
     };
     let (db, store) = orders_db(&server, "two_stores").await;

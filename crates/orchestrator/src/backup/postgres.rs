@@ -2106,7 +2106,6 @@ impl PostgresBackup {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write as _;
 
     use super::*;
     use crate::backup::catalog::wait_unlocked;
@@ -2495,21 +2494,6 @@ mod tests {
 
     /// The server `SERIN_TEST_POSTGRES` names (`scripts/test.sh` sets it), or `None` after
     /// saying on stderr, past the test harness's capture, that `test` was skipped.
-    fn server(test: &str) -> Option<PostgresConnection> {
-        match std::env::var("SERIN_TEST_POSTGRES") {
-            Ok(conninfo) if !conninfo.trim().is_empty() => {
-                Some(PostgresConnection::from_conninfo(&conninfo).expect("SERIN_TEST_POSTGRES"))
-            }
-            _ => {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "skipped: {test} needs SERIN_TEST_POSTGRES (run scripts/services/postgres.sh)"
-                );
-                None
-            }
-        }
-    }
-
     fn names(dir: &Path) -> Vec<String> {
         std::fs::read_dir(dir)
             .unwrap()
@@ -3142,7 +3126,9 @@ mod tests {
     /// `old` name; restoring the same backup again must not stumble over it.
     #[tokio::test]
     async fn a_template_restore_clears_what_an_earlier_restore_left_aside() {
-        let Some(mut connection) = server("template_restore_left_aside") else {
+        let Some(mut connection) =
+            crate::backup::testkit::postgres_from_env("template_restore_left_aside")
+        else {
             return;
         };
         connection.dbname = format!("serin_t_aside_{}", std::process::id());
@@ -3176,7 +3162,9 @@ mod tests {
     /// snapshot another directory of the database made since under the same name.
     #[tokio::test(start_paused = true)]
     async fn a_sweep_drops_what_killed_backups_made_and_nothing_of_another_directory() {
-        let Some(mut connection) = server("sweep_of_killed_backups") else {
+        let Some(mut connection) =
+            crate::backup::testkit::postgres_from_env("sweep_of_killed_backups")
+        else {
             return;
         };
         connection.dbname = format!("serin_t_sweep_{}", std::process::id());
@@ -3244,7 +3232,9 @@ mod tests {
     /// replaced database; the sweep puts both right, but never touches a running restore.
     #[tokio::test(start_paused = true)]
     async fn a_sweep_lets_connections_back_in_after_a_killed_restore_but_not_a_running_one() {
-        let Some(mut connection) = server("sweep_of_killed_restores") else {
+        let Some(mut connection) =
+            crate::backup::testkit::postgres_from_env("sweep_of_killed_restores")
+        else {
             return;
         };
         connection.dbname = format!("serin_t_rsweep_{}", std::process::id());
@@ -3327,7 +3317,9 @@ mod tests {
     /// restore of the database runs through another store (whose ids may be the same).
     #[tokio::test]
     async fn a_sweep_puts_back_a_killed_template_restore_only_under_the_servers_restore_lock() {
-        let Some(mut connection) = server("sweep_under_restore_lock") else {
+        let Some(mut connection) =
+            crate::backup::testkit::postgres_from_env("sweep_under_restore_lock")
+        else {
             return;
         };
         connection.dbname = format!("serin_t_sweeplock_{}", std::process::id());
@@ -3368,7 +3360,9 @@ mod tests {
     /// refused too, until a restore finishes, whichever store it comes through.
     #[tokio::test]
     async fn a_dump_restore_cut_short_through_one_store_refuses_backups_through_another() {
-        let Some(mut connection) = server("dump_restore_cut_short") else {
+        let Some(mut connection) =
+            crate::backup::testkit::postgres_from_env("dump_restore_cut_short")
+        else {
             return;
         };
         connection.dbname = format!("serin_t_partial_{}", std::process::id());

@@ -22,6 +22,27 @@ use async_trait::async_trait;
 use crate::error::Error;
 use crate::hooks::BackupProvider;
 
+/// The PostgreSQL server that `SERIN_TEST_POSTGRES` names (a connection string, as
+/// `scripts/services/postgres.sh` prints it), or `None` once `test` has said on stderr that it
+/// is skipped: tests that need a real server skip, and say so, where none is given.
+#[cfg(feature = "backup")]
+pub fn postgres_from_env(test: &str) -> Option<crate::backup::PostgresConnection> {
+    use std::io::Write as _;
+    match std::env::var("SERIN_TEST_POSTGRES") {
+        Ok(conninfo) if !conninfo.trim().is_empty() => Some(
+            crate::backup::PostgresConnection::from_conninfo(&conninfo)
+                .expect("SERIN_TEST_POSTGRES is a connection string"),
+        ),
+        _ => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: {test} needs SERIN_TEST_POSTGRES (run scripts/services/postgres.sh)"
+            );
+            None
+        }
+    }
+}
+
 /// The state a provider backs up (a database, a directory), as seen by the suite: it can be
 /// set to a state named by a marker and read back.
 #[async_trait]
