@@ -61,8 +61,9 @@ pub struct BatchCountConfig {
     /// The prior variance `g` of the standardized effect (the batch mean shift over the batch
     /// sd) in the t-test mixture. Default `4`: a batch holds at least
     /// [`min_expected_errors`](Self::min_expected_errors) errors in the smaller arm, so its
-    /// log-ratio has an sd of at most about 0.35 and the ×1.5–×5 regressions a canary is there
-    /// to catch are standardized effects of about 1 to 4. A larger `g` also lowers the number of
+    /// log-ratio has an sd of at most about 0.5 (an even split), 0.35 where the other arm holds
+    /// many more (a small canary share), and the ×1.5–×5 regressions a canary is there to catch
+    /// are standardized effects of about 1 to 4. A larger `g` also lowers the number of
     /// batches the t-test needs before it can reject at all: its Bayes factor after `n` batches
     /// is at most `(1 + n·g)^((n − 1)/2)`, which first reaches 20 (`α = 0.05`) at four batches
     /// with `g = 4` and at five with `g = 1`.

@@ -74,7 +74,7 @@ pub fn combine(
             let e = |j: &Judgement| match j.evidence.statistic {
                 Some(Statistic::EValue(e)) if e.is_finite() && e >= 0.0 => e,
                 Some(Statistic::EValue(e)) if e == f64::INFINITY => e,
-                // A judge without an e-value contributes the null value 1... conservatively 0.
+                // A judge without an e-value counts as 0, which can only lower the mean.
                 _ => 0.0,
             };
             let mean = judgements.iter().map(e).sum::<f64>() / m as f64;

@@ -103,7 +103,7 @@
 use serde::{Deserialize, Serialize};
 use statrs::function::gamma::ln_gamma;
 
-use super::logspace::{log_add_exp, log_mean_exp, log_sum_exp};
+use super::logspace::{check_finite_log, log_add_exp, log_mean_exp, log_sum_exp};
 use super::scatter::ErrorScatter;
 use super::starts::{check_start_mixture, start_tail, start_weight, start_weights, unknown_start};
 use crate::judge::Interval;
@@ -322,6 +322,10 @@ const GRID: [f64; 3] = [1.5, 2.5, 5.0];
 /// the logarithms stays within `[1/PENDING_LIMIT, PENDING_LIMIT]`.
 const PENDING_LIMIT: f64 = 1e150;
 
+/// The size of a fixed bet's `ln W^j` beyond which it is moved into the sum over candidate
+/// starts (see `Direction::fold_pending`); a double resolves `10⁶` to `10⁻¹⁰`.
+const REBASE_LOG: f64 = 1e6;
+
 /// Samples with more errors than this are bet on in log space: their linear factors
 /// (`r^c`, up to `8^c`) could leave the range of `f64`.
 const LINEAR_MAX_ERRORS: u64 = 64;
@@ -373,12 +377,14 @@ struct Direction {
     weighted_tested: f64,
     /// Discounted errors of the other arm divided by its share.
     weighted_other: f64,
-    /// `ln W^j` since the start, per fixed bet, without the pending factors.
+    /// `ln W^j` since the start, per fixed bet, without the pending factors (less what
+    /// `fold_pending` has moved into `log_starts`).
     log_grid: [f64; 3],
     /// The fixed bets' factors not yet folded into `log_grid`.
     #[serde(default = "ones")]
     pending_grid: [f64; 3],
-    /// `ln Σ_k π_k / W^j_{s_k}` over the candidate starts so far, per fixed bet.
+    /// `ln Σ_k π_k / W^j_{s_k}` over the candidate starts so far, per fixed bet (plus what
+    /// `fold_pending` has moved there from `log_grid`).
     log_starts: [f64; 3],
     /// The pending factors at or above which a term could reach the threshold, as of the last
     /// fold (0 = unknown: check at the next sample). Serialized, so that a resumed test folds
@@ -413,9 +419,10 @@ impl PartialEq for Direction {
 }
 
 impl Direction {
-    /// Checks a direction read back: a pending factor at or below 0, or a negative discounted
-    /// count, would turn the e-value into NaN (a test that can never reject) or its bet into
-    /// one no past could have made. `path` names the direction in errors.
+    /// Checks a direction read back: a pending factor at or below 0, a logarithm of wealth
+    /// that is not finite, or a negative discounted count, would turn the e-value into NaN (a
+    /// test that can never reject) or its bet into one no past could have made. `path` names
+    /// the direction in errors.
     fn check(&self, path: &str) -> Result<()> {
         let positive = |name: &str, v: f64| {
             if v.is_finite() && v > 0.0 {
@@ -442,6 +449,11 @@ impl Direction {
         positive("pendingPlug", self.pending_plug)?;
         for (j, v) in self.pending_grid.iter().enumerate() {
             positive(&format!("pendingGrid[{j}]"), *v)?;
+        }
+        check_finite_log(&format!("{path}.logPlug"), self.log_plug)?;
+        for j in 0..GRID.len() {
+            check_finite_log(&format!("{path}.logGrid[{j}]"), self.log_grid[j])?;
+            check_finite_log(&format!("{path}.logStarts[{j}]"), self.log_starts[j])?;
         }
         non_negative("weightedTested", self.weighted_tested, "discounted count")?;
         non_negative("weightedOther", self.weighted_other, "discounted count")?;
@@ -487,21 +499,31 @@ impl Direction {
         self.refresh_skips(p);
     }
 
-    /// Folds every pending factor into the logarithms.
+    /// Folds every pending factor into the logarithms. A fixed bet's `ln W^j` that has grown
+    /// beyond [`REBASE_LOG`] is moved into its `ln Σ_k π_k / W^j_{s_k}`: only their sum counts,
+    /// and two terms of 10¹⁹ (counts near `u64::MAX`) would leave it thousands of nats off.
     fn fold_pending(&mut self) {
         self.log_plug = self.log_plug();
         self.pending_plug = 1.0;
         for j in 0..GRID.len() {
             self.log_grid[j] = self.log_grid(j);
             self.pending_grid[j] = 1.0;
+            if self.log_grid[j].abs() > REBASE_LOG {
+                self.log_starts[j] += self.log_grid[j];
+                self.log_grid[j] = 0.0;
+            }
         }
     }
 
-    /// Recomputes the linear thresholds from the logarithms.
+    /// Recomputes the linear thresholds from the logarithms. A wealth more than `e^709` below
+    /// the threshold gives an infinite one, kept as the largest double: the pending factors
+    /// stay far below either, and the state still saves in formats without infinities.
     fn refresh_skips(&mut self, p: &Params) {
-        self.skip_plug = (p.log_skip - self.log_plug).exp();
+        self.skip_plug = (p.log_skip - self.log_plug).exp().min(f64::MAX);
         for j in 0..GRID.len() {
-            self.skip_grid[j] = (p.log_skip - self.log_grid[j] - self.log_starts[j]).exp();
+            self.skip_grid[j] = (p.log_skip - self.log_grid[j] - self.log_starts[j])
+                .exp()
+                .min(f64::MAX);
         }
     }
 
@@ -776,6 +798,7 @@ impl TryFrom<CountTestState> for CountTest {
         state.scatter.restore("countTest.scatter")?;
         state.worse.check("countTest.worse")?;
         state.better.check("countTest.better")?;
+        check_finite_log("countTest.maxLogE", state.max_log_e)?;
         // Candidate 0 starts with the test; a later one numbered 0 would spend its weight twice.
         if state.next_start == 0 {
             return Err(Error::invalid_input(
@@ -1075,15 +1098,54 @@ fn ln_beta(a: f64, b: f64) -> f64 {
     ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b)
 }
 
+/// `ln Γ(z) − ((z − ½) ln z − z)`, the remainder of Stirling's form (about `½ ln 2π`): from
+/// `ln Γ` below 10, from its series above (within 10⁻⁸), where `ln Γ(z)` and the main term are
+/// both large and their difference would lose the digits.
+fn stirling_rest(z: f64) -> f64 {
+    if z < 10.0 {
+        ln_gamma(z) - ((z - 0.5) * z.ln() - z)
+    } else {
+        0.5 * std::f64::consts::TAU.ln() + 1.0 / (12.0 * z) - 1.0 / (360.0 * z * z * z)
+    }
+}
+
+/// `ln B(a0 + c, b0 + b) − [c ln θ̂ + b ln(1 − θ̂)]` with `θ̂ = c/(c + b)`: the log marginal
+/// likelihood of the Beta mixture below the maximum likelihood, a few nats. Both are about
+/// `(c + b) ln(c + b)` nats, which a double holds only to thousands of nats beyond 10¹⁵ errors,
+/// so the difference is taken term by term from Stirling's form, never from either.
+fn ln_marginal_below_max(c: f64, b: f64, a0: f64, b0: f64) -> f64 {
+    let (x, y) = (a0 + c, b0 + b);
+    let s = x + y;
+    // `k ln((x/s)/θ̂)` for the `k` errors of one arm and its prior weight: 0 without errors.
+    let arm = |k: f64, prior: f64| {
+        if k > 0.0 {
+            k * ((prior / k).ln_1p() - ((a0 + b0) / (c + b)).ln_1p())
+        } else {
+            0.0
+        }
+    };
+    arm(c, a0) + arm(b, b0) + (a0 - 0.5) * (x / s).ln() + (b0 - 0.5) * (y / s).ln() - 0.5 * s.ln()
+        + stirling_rest(x)
+        + stirling_rest(y)
+        - stirling_rest(s)
+}
+
 /// The confidence sequence `{θ : BF(θ) < 1/α}` for a binomial proportion after `c` successes and
 /// `b` failures, with a Beta(kρ, k(1−ρ)) mixture: the set where
-/// `c·lnθ + b·ln(1−θ) > ln B(kρ + c, k(1−ρ) + b) − ln B(kρ, k(1−ρ)) + ln α`.
+/// `c·lnθ + b·ln(1−θ) > ln B(kρ + c, k(1−ρ) + b) − ln B(kρ, k(1−ρ)) + ln α`, taken relative to
+/// the maximum likelihood so that astronomical counts keep the few nats that draw it.
 fn beta_mixture_cs(c: f64, b: f64, share: f64, k: f64, alpha: f64) -> (f64, f64) {
     let (a0, b0) = (k * share, k * (1.0 - share));
-    let bound = ln_beta(a0 + c, b0 + b) - ln_beta(a0, b0) + alpha.ln();
-    let f = |theta: f64| c * theta.ln() + b * (1.0 - theta).ln() - bound;
+    let theta_hat = c / (c + b);
+    let bound = ln_marginal_below_max(c, b, a0, b0) - ln_beta(a0, b0) + alpha.ln();
+    // The log-likelihood over its maximum; an arm without errors adds nothing.
+    let below_max = |theta: f64| {
+        let term = |k: f64, ratio: f64| if k > 0.0 { k * ratio.ln() } else { 0.0 };
+        term(c, theta / theta_hat) + term(b, (1.0 - theta) / (1.0 - theta_hat))
+    };
+    let f = |theta: f64| below_max(theta) - bound;
     // The log-likelihood is concave with its maximum at the MLE; bisect on each side.
-    let mle = (c / (c + b)).clamp(1e-12, 1.0 - 1e-12);
+    let mle = theta_hat.clamp(1e-12, 1.0 - 1e-12);
     let solve = |mut inside: f64, mut outside: f64| {
         if f(outside) > 0.0 {
             return outside;
@@ -1278,6 +1340,28 @@ mod tests {
                 let powi = std::hint::black_box(x).powi(std::hint::black_box(n as i32));
                 assert_eq!(pow_small(x, n).to_bits(), powi.to_bits(), "{x}^{n}");
             }
+        }
+    }
+
+    /// Taken relative to the maximum likelihood, the bound is the one formed directly from
+    /// `ln Γ`, wherever that still resolves it.
+    #[test]
+    fn the_bound_relative_to_the_maximum_is_the_direct_one() {
+        for (c, b, share) in [
+            (30.0f64, 70.0f64, 0.3f64),
+            (0.0, 5.0, 0.05),
+            (3.0, 0.0, 0.5),
+            (1e6, 7.0, 0.9),
+        ] {
+            let (a0, b0) = (10.0 * share, 10.0 * (1.0 - share));
+            let max = if c > 0.0 { c * (c / (c + b)).ln() } else { 0.0 }
+                + if b > 0.0 { b * (b / (c + b)).ln() } else { 0.0 };
+            let direct = ln_beta(a0 + c, b0 + b) - max;
+            let relative = ln_marginal_below_max(c, b, a0, b0);
+            assert!(
+                (direct - relative).abs() < 1e-7,
+                "{c} {b}: {direct} {relative}"
+            );
         }
     }
 

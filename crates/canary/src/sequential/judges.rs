@@ -215,7 +215,8 @@ impl Seen {
 /// Verdicts: `Fail(severity)` once the e-value has reached `1/α` (the severity from the
 /// effect-size bands on the estimated ratio − 1; a two-sided failure because the canary has
 /// *fewer* errors is at most a warning, see [`SeverityBands::classify_failure`]); `Pass` once
-/// the confidence sequence of the ratio lies entirely below `1 + margin`; otherwise
+/// the confidence sequence of the ratio lies entirely below `1 + margin` (two-sided, also above
+/// `1/(1 + margin)`, so a two-sided judge passes only with a margin above 0); otherwise
 /// `Inconclusive`. A sample with no data is `Inconclusive` (a failure already established
 /// stays a failure).
 ///
@@ -516,12 +517,24 @@ impl Judge for SequentialCountJudge {
             );
             Verdict::Pass
         } else {
+            let needs = if self.engine.sides() == Sides::TwoSided {
+                format!("within ({:.3}, {limit:.3})", 1.0 / limit)
+            } else {
+                format!("below {limit:.3}")
+            };
             let _ = write!(
                 summary,
-                "Error-rate ratio {} with e-value {e:.3} below 1/alpha = {}, \
-                 and the interval still reaches the limit {limit:.3}: inconclusive.",
+                "Error-rate ratio {} with e-value {e:.3} below 1/alpha = {}, and {}: \
+                 inconclusive.",
                 ratio_text(ratio),
-                threshold_text(threshold)
+                threshold_text(threshold),
+                match interval {
+                    Some(i) => format!(
+                        "the interval [{:.3}, {:.3}] is not yet {needs}",
+                        i.lower, i.upper
+                    ),
+                    None => format!("no interval yet to lie {needs}"),
+                }
             );
             Verdict::Inconclusive
         };
@@ -556,7 +569,9 @@ impl Judge for SequentialCountJudge {
 /// Verdicts: `Fail(severity)` once the median test's e-value has reached `1/α` (severity from
 /// the bands on the median shift; a two-sided failure because the canary is *faster* is at most
 /// a warning, see [`SeverityBands::classify_failure`]); `Pass` once the median shift's
-/// confidence sequence lies below the margin; otherwise `Inconclusive`. No data is `Inconclusive`.
+/// confidence sequence lies below the margin (two-sided, also above `1/(1 + margin) − 1`, so a
+/// two-sided judge passes only with a margin above 0); otherwise `Inconclusive`. No data is
+/// `Inconclusive`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SequentialLatencyJudge {

@@ -403,6 +403,7 @@ impl LatencyTest {
         self.spread_canary.check(&format!("{PATH}.spreadCanary"))?;
         self.between
             .check(&format!("{PATH}.between"), self.config.prior_variance)?;
+        self.starts.check(&format!("{PATH}.starts"))?;
         if !self.sum_d.is_finite() {
             return Err(Error::invalid_input(
                 format!("{PATH}.sumD"),
@@ -436,8 +437,9 @@ impl LatencyTest {
     /// test has rejected (now or before).
     pub fn update(&mut self, baseline: &LatencySketch, canary: &LatencySketch) -> bool {
         let (lo, hi) = self.fences();
-        // The sketches behind the reported quantile shifts stop growing at the sketch's limit of
-        // 2⁵³ values; the test itself reads each sample's own sketch.
+        // The sketches behind the reported quantile shifts stop growing at the sketch's limits
+        // (2⁵³ values, a sum of values within the largest double); the test itself reads each
+        // sample's own sketch.
         let _ = self.all_baseline.merge(baseline);
         let _ = self.all_canary.merge(canary);
         let (b, clipped_b) = LogMoments::from_sketch_within(baseline, lo, hi);

@@ -43,5 +43,5 @@ pub(crate) use judges::threshold_text;
 pub use judges::{CountMode, SequentialCountJudge, SequentialJudge, SequentialLatencyJudge};
 pub use latency::{CONCENTRATED_LOG_SD, LatencyTest, LatencyTestConfig, LatencyVariance};
 pub(crate) use moments::Spread;
-pub use moments::{LogMoments, SKETCH_LOG_ERROR};
+pub use moments::{LogMoments, MAX_ABS_LOG, SKETCH_LOG_ERROR};
 pub(crate) use scatter::{ErrorScatter, MIN_EXPECTED_ERRORS, Scatter};

@@ -15,6 +15,10 @@ pub(crate) const FLOOR_MS: f64 = 1e-3;
 /// `(1 ± a)`, that is within `½ ln((1 + a)/(1 − a)) ≈ 0.0100` in logs.
 pub const SKETCH_LOG_ERROR: f64 = 0.010_000_333_353_334_718;
 
+/// The largest size of the natural log of a latency a double can hold: `ln` of the smallest
+/// positive double is about `−744.4`, of the largest about `709.8`.
+pub const MAX_ABS_LOG: f64 = 745.0;
+
 /// Count, mean and sum of squared deviations of the natural logs of latencies in milliseconds.
 ///
 /// Built from a [`LatencySketch`] ([`LogMoments::from_sketch`]: every value is read back from its
@@ -51,24 +55,21 @@ impl LogMoments {
     }
 
     /// Moments of `count` values whose logs have the given mean and sample variance (divisor
-    /// `count − 1`; ignored below two values). Errors, naming the field, on a non-finite mean or
-    /// a negative or non-finite variance.
+    /// `count − 1`; ignored below two values). Errors, naming the field, on a mean or a variance
+    /// that no latencies a double can hold have: a mean beyond `±`[`MAX_ABS_LOG`], a negative
+    /// variance, or one above `2·MAX_ABS_LOG²` (the most that values within `±MAX_ABS_LOG` can
+    /// spread). Beyond those, merged moments overflow or turn NaN and the test's state could no
+    /// longer be saved.
     pub fn from_parts(count: u64, mean_log: f64, variance_log: f64) -> Result<Self> {
         if count == 0 {
             return Ok(Self::empty());
         }
-        if !mean_log.is_finite() {
-            return Err(Error::invalid_input(
-                "logMoments.meanLog",
-                mean_log,
-                "must be a finite mean of log latencies",
-            ));
-        }
-        if !(variance_log.is_finite() && variance_log >= 0.0) {
+        check_mean_log("logMoments.meanLog", mean_log)?;
+        if !(0.0..=MAX_LOG_VARIANCE).contains(&variance_log) {
             return Err(Error::invalid_input(
                 "logMoments.varianceLog",
                 variance_log,
-                "must be a finite variance >= 0",
+                format!("must be a variance of log latencies, in [0, {MAX_LOG_VARIANCE}]"),
             ));
         }
         Ok(LogMoments {
@@ -184,21 +185,30 @@ impl LogMoments {
     }
 
     /// Checks moments read back from a saved state, as [`from_parts`](Self::from_parts) checks
-    /// its arguments: a mean that is not finite, or a sum of squared deviations that is not a
-    /// finite number `>= 0`, are no values' moments. Merged into a batch they make its
+    /// its arguments: a mean beyond `±`[`MAX_ABS_LOG`], or a sum of squared deviations that is
+    /// not a finite number `>= 0`, are no latencies' moments. Merged into a batch they make its
     /// difference NaN or its variance wrong, and the test would skip or misweigh its batches
     /// without a word. `path` names the moments in errors (`latencyTest.openBaseline`).
     pub(crate) fn check(&self, path: &str) -> Result<()> {
-        if !self.mean.is_finite() {
-            return Err(Error::invalid_input(
-                format!("{path}.mean"),
-                self.mean,
-                "must be a finite mean of log latencies",
-            ));
-        }
+        check_mean_log(&format!("{path}.mean"), self.mean)?;
         check_sum_sq(&format!("{path}.m2"), self.m2)
     }
 }
+
+/// Refuses a mean log latency beyond `±MAX_ABS_LOG` (or NaN).
+fn check_mean_log(path: &str, v: f64) -> Result<()> {
+    if v.abs() <= MAX_ABS_LOG {
+        return Ok(());
+    }
+    Err(Error::invalid_input(
+        path,
+        v,
+        format!("must be a mean of log latencies, within ±{MAX_ABS_LOG}"),
+    ))
+}
+
+/// The largest sample variance of logs within `±MAX_ABS_LOG`.
+const MAX_LOG_VARIANCE: f64 = 2.0 * MAX_ABS_LOG * MAX_ABS_LOG;
 
 /// Checks a sum of squared deviations read back: finite and `>= 0`.
 fn check_sum_sq(path: &str, v: f64) -> Result<()> {

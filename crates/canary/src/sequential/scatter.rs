@@ -161,8 +161,9 @@ impl ErrorScatter {
     pub(crate) fn add_closing(&mut self, c: u64, b: u64, share: f64, may_close: bool) -> bool {
         self.canary = self.canary.saturating_add(c);
         self.baseline = self.baseline.saturating_add(b);
-        self.expected_canary += c.saturating_add(b) as f64 * share;
-        let total = self.canary.saturating_add(self.baseline) as f64;
+        let total = self.held();
+        // At most the errors held: near `u64::MAX` the counts saturate and the floats do not.
+        self.expected_canary = (self.expected_canary + (c as f64 + b as f64) * share).min(total);
         if !may_close
             || self.expected_canary < MIN_EXPECTED_ERRORS
             || total - self.expected_canary < MIN_EXPECTED_ERRORS
@@ -183,8 +184,7 @@ impl ErrorScatter {
     /// How far the open batch has come toward holding its errors, in `[0, 1]`: the errors its
     /// smaller arm expects over [`MIN_EXPECTED_ERRORS`].
     pub(crate) fn open_progress(&self) -> f64 {
-        let total = self.canary.saturating_add(self.baseline) as f64;
-        let smaller = self.expected_canary.min(total - self.expected_canary);
+        let smaller = self.expected_canary.min(self.held() - self.expected_canary);
         (smaller / MIN_EXPECTED_ERRORS).clamp(0.0, 1.0)
     }
 
@@ -202,10 +202,9 @@ impl ErrorScatter {
                 "must be a finite number of expected errors >= 0",
             ));
         }
-        // Exact below 2^53 errors: a sum of `n · share` with `share <= 1` never rounds above
-        // the sum of the `n`.
-        let held = self.canary.saturating_add(self.baseline) as f64;
-        if self.expected_canary > held {
+        // A sum of `n · share` with `share <= 1` never rounds above the sum of the `n`, and
+        // beyond 2⁵³ errors it is kept at most the errors held.
+        if self.expected_canary > self.held() {
             return Err(Error::invalid_input(
                 format!("{path}.expectedCanary"),
                 self.expected_canary,
@@ -218,6 +217,11 @@ impl ErrorScatter {
             ));
         }
         self.scatter.restore(&format!("{path}.scatter"))
+    }
+
+    /// The errors the open batch holds, summed in floats so that the sum does not saturate.
+    fn held(&self) -> f64 {
+        self.canary as f64 + self.baseline as f64
     }
 
     /// The closed batches' scatter.

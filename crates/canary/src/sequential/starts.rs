@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::logspace::log_add_exp;
+use super::logspace::{check_finite_log, log_add_exp};
 use crate::{Error, Result};
 
 /// The share of the time prior spent by sample `t`: the samples up to `t` within the horizon.
@@ -114,6 +114,33 @@ impl StartMixture {
             log_up: [ln_first; 3],
             log_down: [ln_first; 3],
         }
+    }
+
+    /// Checks a mixture read back, naming its fields under `path`: a logarithm that is not
+    /// finite would leave the e-value NaN or stuck, a spacing that is not a finite precision
+    /// above 0 would start candidates never or at every batch, and a bet with no candidate
+    /// started would spend the first candidate's weight twice.
+    pub(super) fn check(&self, path: &str) -> Result<()> {
+        for j in 0..START_BETS.len() {
+            check_finite_log(&format!("{path}.logUp[{j}]"), self.log_up[j])?;
+            check_finite_log(&format!("{path}.logDown[{j}]"), self.log_down[j])?;
+            let next = self.next_at[j];
+            if !(next.is_finite() && next > 0.0) {
+                return Err(Error::invalid_input(
+                    format!("{path}.nextAt[{j}]"),
+                    next,
+                    "must be a finite precision > 0",
+                ));
+            }
+            if self.started[j] == 0 {
+                return Err(Error::invalid_input(
+                    format!("{path}.started[{j}]"),
+                    0,
+                    "must be at least 1: the first candidate start is taken when the test begins",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Starts a candidate for every bet whose spacing has passed, at the current sums and
