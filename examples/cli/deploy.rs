@@ -68,19 +68,50 @@ fn deploy_config(
         Flavour::Any(Some(s)) => config.strategy = strategy_of(s),
         Flavour::Any(None) => {}
     }
-    if let Some(p) = args.initial_percentage {
-        config.canary_config.initial_percentage = p;
-    }
-    if let Some(p) = args.increment {
-        config.canary_config.increment_percentage = p;
-    }
-    if let Some(p) = args.phase_duration {
-        config.canary_config.increment_interval = p;
-    }
-    config
-        .validate()
-        .map_err(|e| CliError::usage(format!("flags: {e}")))?;
-    Ok(config)
+    canary_flags(ctx, args, config)
+}
+
+/// `config` with the canary flags applied as their variables are, so that they are checked
+/// alike: a flag (or variable) that nothing would read, as over explicit `canaryConfig.steps`,
+/// is refused rather than ignored. The variables are applied again, under the flags, because
+/// the verb may have made a canary of a blue-green config, whose loading left them alone. The
+/// result is validated; an error names the flag when a flag gave the value.
+fn canary_flags(
+    ctx: &Ctx,
+    args: &CanaryArgs,
+    config: DeploymentConfig,
+) -> Result<DeploymentConfig, CliError> {
+    let flags = [
+        (
+            "--initial-percentage",
+            "INITIAL_PERCENTAGE",
+            args.initial_percentage.map(|p| p.to_string()),
+        ),
+        (
+            "--increment",
+            "INCREMENT",
+            args.increment.map(|p| p.to_string()),
+        ),
+        (
+            "--phase-duration",
+            "PHASE_DURATION",
+            args.phase_duration
+                .map(|d| humantime::format_duration(d).to_string()),
+        ),
+    ];
+    let given = |name: &str| {
+        let (_, var, flag) = flags.iter().find(|(_, var, _)| *var == name)?;
+        flag.clone().or_else(|| ctx.env.get(var))
+    };
+    config.with_overrides(given).map_err(|e| {
+        let mut message = e.to_string();
+        for (flag, var, _) in flags.iter().filter(|(_, _, value)| value.is_some()) {
+            message = message
+                .replace(&format!("unset {var}"), &format!("drop {flag}"))
+                .replace(var, flag);
+        }
+        CliError::usage(message)
+    })
 }
 
 /// The behaviour of the version to deploy: the flags, else what was recorded, else healthy.

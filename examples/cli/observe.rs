@@ -148,8 +148,7 @@ const MONITOR_INTERVAL: Duration = Duration::from_secs(1);
 pub fn monitor_span(args: &MonitorArgs, env: &EnvLookup) -> Result<(Duration, Duration), CliError> {
     let pick = |flag: Option<Duration>, var: &str, default: Duration| match flag {
         Some(d) => Ok(d),
-        // Empty is unset, as for the config's variables.
-        None => match env.get(var).filter(|t| !t.trim().is_empty()) {
+        None => match env.get(var) {
             Some(text) => parse_duration(&text)
                 .map_err(|e| CliError::usage(format!("invalid {var} `{text}`: {e}"))),
             None => Ok(default),

@@ -9,8 +9,10 @@ use serin_orchestrator::{DeploymentConfig, Format};
 use crate::cli::args::BackendKind;
 use crate::cli::exit::CliError;
 
-/// Variables from the process environment, then from the `.env` file: a variable already set
-/// in the environment is never overridden by the file.
+/// Variables from the process environment, then from the `.env` file: a variable set in the
+/// environment is never overridden by the file. A blank value counts as unset, as the config's
+/// overrides read it, so a make target's `VERSION=$(VERSION)` without a value leaves the file's
+/// value in force.
 #[derive(Debug, Clone, Default)]
 pub struct EnvLookup {
     file: BTreeMap<String, String>,
@@ -35,11 +37,13 @@ impl EnvLookup {
         Ok(EnvLookup { file })
     }
 
-    /// The value of `name`: the environment's if set, else the file's.
+    /// The value of `name`: the environment's, else the file's; a blank one is none.
     pub fn get(&self, name: &str) -> Option<String> {
+        let set = |v: &String| !v.trim().is_empty();
         std::env::var(name)
             .ok()
-            .or_else(|| self.file.get(name).cloned())
+            .filter(set)
+            .or_else(|| self.file.get(name).filter(|v| set(v)).cloned())
     }
 }
 
@@ -269,7 +273,7 @@ pub fn load_config(
             }
         }
     };
-    if env.get("VERSION").is_some_and(|v| !v.trim().is_empty()) {
+    if env.get("VERSION").is_some() {
         version_given = true;
     }
     let config = config
@@ -308,6 +312,15 @@ mod tests {
         assert_eq!(vars["INCREMENT"], "10");
         assert_eq!(vars["NAME"], "a # b");
         assert_eq!(vars["MSG"], "line\nnext");
+    }
+
+    #[test]
+    fn a_blank_value_in_the_file_is_unset() {
+        let env = EnvLookup {
+            file: parse_env_file("SERIN_SETTINGS_BLANK= \nSERIN_SETTINGS_SET=1\n").expect("parse"),
+        };
+        assert_eq!(env.get("SERIN_SETTINGS_BLANK"), None);
+        assert_eq!(env.get("SERIN_SETTINGS_SET").as_deref(), Some("1"));
     }
 
     #[test]

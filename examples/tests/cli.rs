@@ -933,6 +933,11 @@ fn the_env_file_gives_the_brief_variables_and_the_environment_wins() {
     assert_eq!(p["plans"][0]["strategy"], "blue-green", "{p}");
     let p = plan(sim(d).env("VERSION", "3.0.0"));
     assert_eq!(p["plans"][0]["to"]["version"], "3.0.0", "{p}");
+    // A variable set but empty (a make target's `VERSION=$(VERSION)` without one) is unset, as
+    // the config reads it: the file's value stands.
+    let p = plan(sim(d).env("VERSION", "").env("DEPLOYMENT_STRATEGY", " "));
+    assert_eq!(p["plans"][0]["to"]["version"], "2.0.0", "{p}");
+    assert_eq!(p["plans"][0]["strategy"], "blue-green", "{p}");
     std::fs::write(d.join("other.env"), "VERSION=4.0.0\n").expect("write");
     let p = plan(sim(d).args(["--env-file", "other.env"]));
     assert_eq!(p["plans"][0]["to"]["version"], "4.0.0", "{p}");
@@ -941,6 +946,58 @@ fn the_env_file_gives_the_brief_variables_and_the_environment_wins() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("missing.env"));
+}
+
+/// Explicit canary steps replace the ones `--initial-percentage`, `--increment` and
+/// `--phase-duration` derive: those flags are refused, as their variables are, rather than
+/// ignored; and so are the variables when the verb, not the config, makes the deployment a
+/// canary.
+#[test]
+fn canary_flags_over_explicit_steps_exit_2_naming_the_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let config = d.join("steps.yaml");
+    std::fs::write(
+        &config,
+        "strategy: blue-green\ntargetServices: [demo]\n\
+         canaryConfig: { steps: [ { setWeight: 10 }, { pause: { duration: 1m } } ] }\n",
+    )
+    .expect("write");
+    let config = config.to_str().expect("path");
+    for (flag, value) in [
+        ("--initial-percentage", "20"),
+        ("--increment", "30"),
+        ("--phase-duration", "2m"),
+    ] {
+        sim(d)
+            .args(["--config", config, "deploy-canary", "--version", "1.0.0"])
+            .args([flag, value])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(format!("invalid {flag}")))
+            .stderr(predicate::str::contains("canaryConfig.steps are explicit"))
+            .stderr(predicate::str::contains(format!("or drop {flag}")));
+    }
+    for args in [
+        &["deploy-canary", "--version", "1.0.0"][..],
+        &["plan", "--version", "1.0.0", "--strategy", "canary"],
+    ] {
+        sim(d)
+            .args(["--config", config])
+            .args(args)
+            .env("PHASE_DURATION", "120")
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("invalid PHASE_DURATION"))
+            .stderr(predicate::str::contains("or unset PHASE_DURATION"));
+    }
+    // The blue-green the config asks for reads none of them.
+    sim(d)
+        .args(["--config", config, "plan", "--version", "1.0.0"])
+        .env("PHASE_DURATION", "120")
+        .assert()
+        .success();
+    assert!(!d.join(".serin").exists(), "bad input created .serin/");
 }
 
 #[test]

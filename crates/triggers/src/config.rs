@@ -119,6 +119,7 @@ impl<'de> Visitor<'de> for TriggerVisitor {
             }
             let kind: TriggerKind = map.next_value()?;
             let fields = MapAccessDeserializer::new(Fields {
+                has_id: before.iter().any(|(key, _)| key == "id"),
                 before: before.into_iter(),
                 held: None,
                 map,
@@ -141,8 +142,83 @@ impl<'de> Visitor<'de> for TriggerVisitor {
                 }
             });
         }
-        Err(de::Error::missing_field("kind"))
+        Err(de::Error::custom(missing_kind(
+            before.iter().map(|(key, _)| key.as_str()),
+        )))
     }
+}
+
+/// The fields that only one kind of trigger has, by which an entry without `kind` (the brief
+/// writes none) is told which kind it is.
+const OWN_FIELDS: [(TriggerKind, &[&str]); 5] = [
+    (
+        TriggerKind::MetricThreshold,
+        &["metric", "operator", "value", "warnValue", "quantile"],
+    ),
+    (
+        TriggerKind::HealthCheck,
+        &[
+            "serviceName",
+            "checkType",
+            "checkInterval",
+            "failingShare",
+            "maxInstances",
+        ],
+    ),
+    (
+        TriggerKind::ErrorSpike,
+        &[
+            "baselineErrorRate",
+            "learnFor",
+            "increasePercentage",
+            "windowSize",
+            "minErrorCount",
+            "minBaselineRequests",
+            "detector",
+            "averageRunLength",
+            "dispersion",
+        ],
+    ),
+    (
+        TriggerKind::DependencyFailure,
+        &[
+            "dependency",
+            "callMetric",
+            "maxCallErrorRate",
+            "onSharedOutage",
+        ],
+    ),
+    (
+        TriggerKind::ResourceUsage,
+        &["resource", "capacity", "warnPercent", "rollbackPercent"],
+    ),
+];
+
+/// The error for an entry without `kind`: the kinds, and the one its `fields` belong to when
+/// they belong to exactly one.
+fn missing_kind<'a>(fields: impl Iterator<Item = &'a str> + Clone) -> String {
+    let kinds: Vec<String> = OWN_FIELDS
+        .iter()
+        .map(|(kind, _)| format!("`{kind}`"))
+        .collect();
+    let mut message = format!(
+        "missing field `kind`: a trigger is one of {}",
+        kinds.join(", ")
+    );
+    let mut matches = OWN_FIELDS.iter().filter_map(|(kind, own)| {
+        let written: Vec<String> = fields
+            .clone()
+            .filter(|f| own.contains(f))
+            .map(|f| format!("`{f}`"))
+            .collect();
+        (!written.is_empty()).then(|| (kind, written.join(", ")))
+    });
+    if let (Some((kind, written)), None) = (matches.next(), matches.next()) {
+        message.push_str(&format!(
+            "; {written}: fields of a `{kind}`, so write `kind: {kind}`"
+        ));
+    }
+    message
 }
 
 /// A trigger's fields: those held from before `kind`, then the rest of the reader's map.
@@ -150,6 +226,8 @@ struct Fields<A> {
     before: std::vec::IntoIter<(String, Scalar)>,
     held: Option<(String, Scalar)>,
     map: A,
+    /// Whether an `id` was read, which the entries copied from the brief lack.
+    has_id: bool,
 }
 
 impl<'de, A: MapAccess<'de>> MapAccess<'de> for Fields<A> {
@@ -160,7 +238,17 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Fields<A> {
         seed: K,
     ) -> std::result::Result<Option<K::Value>, A::Error> {
         let Some((key, value)) = self.before.next() else {
-            return self.map.next_key_seed(seed);
+            let key = self.map.next_key_seed(NotingId {
+                seed,
+                has_id: &mut self.has_id,
+            })?;
+            if key.is_none() && !self.has_id {
+                return Err(de::Error::custom(
+                    "missing field `id`: every trigger needs a unique `id`, which its events \
+                     name (`id: error-rate`)",
+                ));
+            }
+            return Ok(key);
         };
         let read = seed.deserialize(key.as_str().into_deserializer())?;
         self.held = Some((key, value));
@@ -178,6 +266,34 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Fields<A> {
                 .map_err(|e| de::Error::custom(format_args!("{key}: {e}"))),
             None => self.map.next_value_seed(seed),
         }
+    }
+}
+
+/// A key seed that notes an `id`. The key is read within the reader's own call, so an
+/// unknown field's error keeps the key's position.
+struct NotingId<'a, K> {
+    seed: K,
+    has_id: &'a mut bool,
+}
+
+impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for NotingId<'_, K> {
+    type Value = K::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<K::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de, K: DeserializeSeed<'de>> Visitor<'de> for NotingId<'_, K> {
+    type Value = K::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> std::result::Result<K::Value, E> {
+        *self.has_id |= key == "id";
+        self.seed.deserialize(key.into_deserializer())
     }
 }
 

@@ -125,3 +125,73 @@ fn the_alert_table_is_overridable_config() {
     }
     Engine::new(EngineConfig { triggers: table }, Timestamp::EPOCH).unwrap();
 }
+
+/// The brief's rollback triggers, as written there: without `kind` or `id`.
+const BRIEF: &str = r#"
+triggers:
+  - metric: error_rate
+    operator: gt
+    value: 0.10
+    duration: 30000
+    cooldown: 60000
+  - serviceName: app
+    checkType: readiness
+    failureThreshold: 3
+    checkInterval: 5000
+    cooldown: 60000
+  - baselineErrorRate: 0.02
+    increasePercentage: 50
+    windowSize: 60000
+    minErrorCount: 10
+    cooldown: 120000
+"#;
+
+const KINDS: &str =
+    "`metricThreshold`, `healthCheck`, `errorSpike`, `dependencyFailure`, `resourceUsage`";
+
+fn refused(yaml: &str) -> String {
+    serde_yaml_ng::from_str::<EngineConfig>(yaml)
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn a_trigger_copied_from_the_brief_is_told_its_kind_and_id() {
+    for (i, kind) in ["metricThreshold", "healthCheck", "errorSpike"]
+        .into_iter()
+        .enumerate()
+    {
+        // Only entry `i` is kept, so the error is its own.
+        let entries: Vec<&str> = BRIEF.split("\n  - ").collect();
+        let yaml = format!("{}\n  - {}", entries[0], entries[i + 1]);
+        let msg = refused(&yaml);
+        assert!(
+            msg.contains("triggers[0]")
+                && msg.contains("missing field `kind`")
+                && msg.contains(KINDS)
+                && msg.contains(&format!("write `kind: {kind}`")),
+            "{msg}"
+        );
+        let with_kind = format!("{}\n  - kind: {kind}\n    {}", entries[0], entries[i + 1]);
+        let msg = refused(&with_kind);
+        assert!(
+            msg.contains("triggers[0]")
+                && msg.contains("missing field `id`")
+                && msg.contains("unique"),
+            "{msg}"
+        );
+    }
+    // Fields of no kind, or of two: the kinds are listed, none is guessed.
+    for entry in ["cooldown: 1m", "checkType: readiness\n    dependency: db"] {
+        let msg = refused(&format!("triggers:\n  - {entry}\n"));
+        assert!(
+            msg.contains("missing field `kind`") && msg.contains(KINDS) && !msg.contains("write"),
+            "{msg}"
+        );
+    }
+    // JSON too, where the reader gives no path.
+    let msg = serde_json::from_str::<TriggerConfig>(r#"{"resource": "cpu", "capacity": 2}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("write `kind: resourceUsage`"), "{msg}");
+}
