@@ -12,8 +12,8 @@
 //! contains TEXT), `--set errors|latency|overdispersed|diurnal|tails|late` (repeatable),
 //! `--rho R[,R…]` (the wander autocorrelations of the overdispersed rows; default `0.3,0.6`, the
 //! issue's; a larger one probes how slow a wander the robust modes' 30-second batches tolerate:
-//! `--set overdispersed --rho 0.85`). A row's streams depend only on the seed, its label and the
-//! run count, so a row run alone with `--only` or `--set` reproduces its line of the full table.
+//! `--set overdispersed --rho 0.85`). A run's streams depend only on the seed, its row's label and
+//! the run's index, so a row run alone with `--only` or `--set` reproduces its line of the full table.
 //!
 //! The model is documented in `serin_benches::canary_sim`. Judges: the sequential judge (for
 //! errors the per-request count test checked every second, and its robust batch mode; for latency
