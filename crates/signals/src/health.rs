@@ -6,6 +6,7 @@ use serde::de::{self, EnumAccess, MapAccess, VariantAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::error::{Error, Result};
 use crate::time::Timestamp;
 use crate::track::Track;
 
@@ -187,6 +188,33 @@ impl HealthSignal {
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self
+    }
+
+    /// Checks the names a source keys results by, naming `{field}.track`,
+    /// `{field}.instance` or `{field}.probe.dependency`: a track built around its name check
+    /// ([`Track::validate`]), or a blank instance or dependency name. A blank instance would be
+    /// held apart from the track-wide result (`None`) and from every named instance, and
+    /// neither it nor a nameless dependency could be told apart in evidence.
+    pub fn validate(&self, field: &str) -> Result<()> {
+        self.track.validate(&format!("{field}.track"))?;
+        let blank = |name: &str| name.trim().is_empty();
+        if let Some(instance) = self.instance.as_deref().filter(|i| blank(i)) {
+            return Err(Error::invalid(
+                format!("{field}.instance"),
+                instance,
+                "must not be empty or blank: a result for the whole track has no instance",
+            ));
+        }
+        if let Probe::Dependency(name) = &self.probe
+            && blank(name)
+        {
+            return Err(Error::invalid(
+                format!("{field}.probe.dependency"),
+                name,
+                "must not be empty or blank: a dependency is probed by its name",
+            ));
+        }
+        Ok(())
     }
 }
 

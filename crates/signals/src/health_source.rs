@@ -175,10 +175,11 @@ impl InMemoryHealth {
     }
 
     /// Records a probe result; an older result than the one held for the same track, probe and
-    /// instance is ignored. A track built around its name check ([`Track::validate`]) is an
-    /// error naming `signal.track`, and changes nothing.
+    /// instance is ignored. A signal [`HealthSignal::validate`] refuses (a track built around its
+    /// name check, a blank instance or dependency name) is an error naming `signal.track`,
+    /// `signal.instance` or `signal.probe.dependency`, and changes nothing.
     pub fn record(&self, signal: HealthSignal) -> Result<()> {
-        signal.track.validate("signal.track")?;
+        signal.validate("signal")?;
         let key = (
             signal.track.clone(),
             probe_key(&signal.probe),
@@ -431,6 +432,42 @@ mod tests {
         let held = h.signals(&Track::Stable).await.unwrap();
         assert_eq!(held.len(), 1);
         assert_eq!(held[0].status, ProbeStatus::Fail);
+    }
+
+    /// A blank instance name, or a dependency with no name, would be held apart from the
+    /// result it was meant for (a blank instance is not the whole track) and could not be
+    /// told apart in evidence: refused, naming the field, and nothing changes.
+    #[tokio::test]
+    async fn unnamed_instances_and_dependencies_are_refused() {
+        let h = InMemoryHealth::new();
+        let bad = [
+            (
+                sig(Track::Blue, Probe::Readiness, ProbeStatus::Pass, 5).with_instance(""),
+                "signal.instance",
+            ),
+            (
+                sig(Track::Blue, Probe::Liveness, ProbeStatus::Pass, 5).with_instance("  "),
+                "signal.instance",
+            ),
+            (
+                sig(
+                    Track::Blue,
+                    Probe::Dependency(String::new()),
+                    ProbeStatus::Fail,
+                    5,
+                ),
+                "signal.probe.dependency",
+            ),
+        ];
+        for (signal, field) in bad {
+            let err = h.record(signal).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidField { field: f, reason, .. }
+                    if f == field && reason.contains("empty")),
+                "{err}"
+            );
+        }
+        assert!(h.signals(&Track::Blue).await.unwrap().is_empty());
     }
 
     #[tokio::test]

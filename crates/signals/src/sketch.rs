@@ -10,9 +10,11 @@ use crate::error::{Error, Result};
 /// Every quantile it answers is within **1% relative error** of the true quantile of the values
 /// added (DDSketch's guarantee for `alpha = 0.01`), whatever the distribution, as long as the
 /// sketch has not collapsed its lowest bins: with 2,048 bins that covers more than eight orders of
-/// magnitude (for example 1 µs to 100 s), which latencies never exceed. Sketches merge exactly, so
-/// per-instance or per-interval sketches add up to the sketch of the whole. Memory stays bounded
-/// (at most 2,048 bins, about 16 KiB) however many values are added.
+/// magnitude (for example 1 µs to 100 s), which latencies never exceed. Values below 1 µs
+/// (0.001 ms), zero among them, share one bin: a quantile that falls among them reads as the
+/// smallest value added, within 1 µs of the true one rather than within 1%. Sketches merge
+/// exactly, so per-instance or per-interval sketches add up to the sketch of the whole. Memory
+/// stays bounded (at most 2,048 bins, about 16 KiB) however many values are added.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(try_from = "SketchIn", into = "SketchOut")]
 pub struct LatencySketch {
@@ -343,6 +345,8 @@ impl LatencySketch {
                 "must be a finite, non-negative number of milliseconds",
             ));
         }
+        // `-0.0` passes the sign check: keep it as `0.0`, so that no reading shows `-0`.
+        let millis = millis.abs();
         self.room_for("latency.count", count)?;
         self.sum_room("latency", millis, millis * count as f64)?;
         self.inner.add_with_count(millis, count);
@@ -460,6 +464,24 @@ mod tests {
         }
     }
 
+    /// Values below 1 µs share the zero bin, and read back within 1 µs.
+    #[test]
+    fn values_below_a_microsecond_read_within_a_microsecond() {
+        let values = [0.0, 0.0002, 0.0008, 0.0009, 5.0];
+        let mut s = LatencySketch::new();
+        for v in values {
+            s.add(v).unwrap();
+        }
+        for (q, exact) in [(0.25, 0.0002), (0.5, 0.0008), (0.75, 0.0009)] {
+            let got = s.quantile(q).unwrap();
+            assert!(
+                (got - exact).abs() < 0.001,
+                "q={q}: exact {exact}, got {got}"
+            );
+        }
+        assert_eq!(s.quantile(1.0), Some(5.0));
+    }
+
     /// DDSketch answers a bin's middle, which for a sketch of one repeated value lies above it
     /// (252.2 ms for 250 ms) or below it (49.9 ms for 50 ms): a quantile past every value added.
     #[test]
@@ -558,6 +580,21 @@ mod tests {
         assert_eq!((s.count(), s.max()), (LatencySketch::MAX_VALUES, Some(5.0)));
         one.merge(&LatencySketch::new()).unwrap();
         assert_eq!(one.count(), 1);
+    }
+
+    /// `-0.0` is zero, not a negative latency: it is taken, and reported as `0`, never `-0`.
+    #[test]
+    fn negative_zero_is_kept_as_zero() {
+        let mut s = LatencySketch::new();
+        s.add(-0.0).unwrap();
+        s.add_n(-0.0, 2).unwrap();
+        let min = s.min().unwrap();
+        assert!(min == 0.0 && min.is_sign_positive(), "{min}");
+        for reading in [s.max(), s.quantile(0.5), s.mean()] {
+            assert_eq!(format!("{reading:?}"), "Some(0.0)");
+        }
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(!json.contains("-0"), "{json}");
     }
 
     #[test]
