@@ -303,8 +303,8 @@ impl HttpHealth {
             if let Ok((probe, signal)) = r.await {
                 let probes = self.lock();
                 if probes.contains(&probe) {
-                    // Refused only for a track built around its name check, which `watch`
-                    // and `watch_track` never take.
+                    // Refused only for a track built around its name check or a blank
+                    // instance name, which `watch` and `watch_track` never take.
                     let _ = self.results.record(signal);
                 }
             }
