@@ -613,6 +613,14 @@ mod tests {
                 r#"{"seed": 1, "defaultProfile": {"errorRat": 0.1}}"#,
                 "simConfig.defaultProfile.errorRat: unknown field",
             ),
+            (
+                r#"{"seed": 1, "defaultProfile": {"errorRate": [{"at": "1m", "valu": 0.1}]}}"#,
+                "simConfig.defaultProfile.errorRate[0].valu: unknown field `valu`",
+            ),
+            (
+                r#"{"seed": 1, "defaultProfile": {"errorRate": "5%"}}"#,
+                r#"simConfig.defaultProfile.errorRate: invalid type: string "5%", expected a number"#,
+            ),
         ] {
             let value: serde_json::Value = serde_json::from_str(json).unwrap();
             let yaml = serde_yaml_ng::to_string(&value).unwrap();

@@ -43,11 +43,52 @@ pub struct Schedule {
     points: Vec<Point>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 #[serde(untagged)]
 enum ScheduleRepr {
     Constant(f64),
     Points(Vec<Point>),
+}
+
+/// Read by hand rather than as an untagged enum, whose one error ("did not match any
+/// variant") would hide the value written, the reason, and the point and field at fault.
+impl<'de> Deserialize<'de> for ScheduleRepr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Repr;
+
+        impl<'de> serde::de::Visitor<'de> for Repr {
+            type Value = ScheduleRepr;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number (a constant value) or a list of points `{at, value}`")
+            }
+
+            fn visit_f64<E>(self, v: f64) -> std::result::Result<ScheduleRepr, E> {
+                Ok(ScheduleRepr::Constant(v))
+            }
+
+            fn visit_i64<E>(self, v: i64) -> std::result::Result<ScheduleRepr, E> {
+                Ok(ScheduleRepr::Constant(v as f64))
+            }
+
+            fn visit_u64<E>(self, v: u64) -> std::result::Result<ScheduleRepr, E> {
+                Ok(ScheduleRepr::Constant(v as f64))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<ScheduleRepr, A::Error> {
+                let mut points = Vec::new();
+                while let Some(point) = seq.next_element()? {
+                    points.push(point);
+                }
+                Ok(ScheduleRepr::Points(points))
+            }
+        }
+
+        d.deserialize_any(Repr)
+    }
 }
 
 impl From<ScheduleRepr> for Schedule {

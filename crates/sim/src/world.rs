@@ -36,14 +36,15 @@ use crate::timeline::{EventKind, TimelineEvent};
 /// (`#[tokio::test(start_paused = true)]`), hours of simulated rollout pass in milliseconds; the
 /// world itself never sleeps except where the trait says to wait (a retirement's drain).
 ///
-/// Traffic is generated in one-second buckets on demand: the bucket of second `s` is drawn from
-/// the state in force at its first instant `s × 1000 ms` (split, readiness, profile), and its
-/// requests arrive at uniform instants over the second. A query counts the requests that
-/// arrived in its window by `now`, so its rate (requests ÷ the window's length) is the load's
-/// whatever its bounds: a window ending in the second under way counts the part of it that has
-/// passed, as a proxy's live counters or Prometheus' `increase()` do, rather than reading a
-/// tenth low over ten seconds. Its counts, latencies and arrival instants come from random
-/// streams keyed by the seed, the track and `s`, so the same query always gives the same
+/// Traffic is generated in one-second buckets on demand, whole seconds after the world's start
+/// (so a fault's span begins and ends on a bucket's edge): each bucket is drawn from the state
+/// in force at its first instant (split, readiness, profile), and its requests arrive at
+/// uniform instants over the second. A query counts the requests that arrived in its window
+/// by `now`, so its rate (requests ÷ the window's length) is the load's whatever its bounds: a
+/// window ending in the second under way counts the part of it that has passed, as a proxy's
+/// live counters or Prometheus' `increase()` do, rather than reading a tenth low over ten
+/// seconds. Its counts, latencies and arrival instants come from random streams keyed by the
+/// seed, the track and the second, so the same query always gives the same
 /// answer, different seeds give different answers, and sub-windows cut anywhere (to the
 /// millisecond) add up to their union exactly.
 ///
@@ -374,7 +375,7 @@ impl SimWorld {
         let cut = cover.cuts.iter().map(|c| (c.second, Some(*c)));
         let mut total = Counts::default();
         for (s, cut) in whole.chain(cut) {
-            let Some(split) = state.split_at(Timestamp::from_millis(s * 1_000)) else {
+            let Some(split) = state.split_at(state.second_start(s)) else {
                 continue;
             };
             for backend in split.backends() {
@@ -714,14 +715,34 @@ impl State {
 
     // ----- traffic -----
 
+    /// How far into a second of the epoch the world starts, in milliseconds. Seconds of
+    /// traffic are counted from that phase, so each starts a whole number of seconds after the
+    /// world does: fault spans, counted from the start, then begin and end on a second's edge
+    /// whatever the start.
+    fn phase(&self) -> u64 {
+        self.config.start().as_millis() % 1_000
+    }
+
+    /// The first instant of second `s` of traffic.
+    fn second_start(&self, s: u64) -> Timestamp {
+        Timestamp::from_millis(s.saturating_mul(1_000).saturating_add(self.phase()))
+    }
+
     /// What `window` covers of the traffic that has arrived by `now` since the world
     /// started: the whole seconds in it, and the parts of the seconds at its ends.
     pub(crate) fn cover(&self, window: Window, now: Timestamp) -> Cover {
+        // Milliseconds counted from the phase of the seconds (the start is at or after it).
+        let phase = self.phase();
         let a = window
             .start()
             .as_millis()
-            .max(self.config.start().as_millis());
-        let b = window.end().as_millis().min(now.as_millis());
+            .max(self.config.start().as_millis())
+            - phase;
+        let b = window
+            .end()
+            .as_millis()
+            .min(now.as_millis())
+            .saturating_sub(phase);
         if b <= a {
             return Cover::default();
         }
@@ -761,22 +782,25 @@ impl State {
     /// The whole seconds whose first instant lies in `window`, that started after the world
     /// did and are over by `now`.
     pub(crate) fn seconds_in(&self, window: Window, now: Timestamp) -> std::ops::Range<u64> {
-        let first = window
+        let phase = self.phase();
+        let first = (window
             .start()
             .as_millis()
             .max(self.config.start().as_millis())
+            - phase)
             .div_ceil(1_000);
         let end = window
             .end()
             .as_millis()
+            .saturating_sub(phase)
             .div_ceil(1_000)
-            .min(now.as_millis() / 1_000);
+            .min(now.as_millis().saturating_sub(phase) / 1_000);
         first..end.max(first)
     }
 
     /// Whether the metrics of second `s` were lost to a metrics-gap fault.
     fn lost_to_gap(&self, s: u64) -> bool {
-        let since = self.since_start(Timestamp::from_millis(s.saturating_mul(1_000)));
+        let since = self.since_start(self.second_start(s));
         self.config.faults().iter().any(|f| match f {
             Fault::MetricsGap { span } => span.contains(since),
             _ => false,
@@ -806,7 +830,7 @@ impl State {
     fn served(&self, track: &Track, s: u64) -> Option<Second> {
         #[cfg(test)]
         self.drawn.set(self.drawn.get() + 1);
-        let t = Timestamp::from_millis(s.checked_mul(1_000)?);
+        let t = self.second_start(s);
         let since = self.since_start(t);
         let split = self.split_at(t)?;
         let weight = split.weight_of(track.as_str()).unwrap_or_default();
@@ -919,7 +943,7 @@ impl State {
             if self.lost_to_gap(s) {
                 continue;
             }
-            let t = Timestamp::from_millis(s.saturating_mul(1_000));
+            let t = self.second_start(s);
             let Some(inc) = self.incarnation_at(track, t) else {
                 continue;
             };

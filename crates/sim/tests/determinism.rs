@@ -12,7 +12,12 @@ use serin_sim::{Load, SimConfig, SimWorld};
 
 /// The same scripted scenario: stable, then a canary stepping up every five minutes.
 async fn scenario(seed: u64) -> SimWorld {
-    let world = fleet(SimConfig::new(seed).with_load(Load::constant(250.0))).await;
+    scenario_from(SimConfig::new(seed)).await
+}
+
+/// The scenario of [`scenario`] in a world built on `config`.
+async fn scenario_from(config: SimConfig) -> SimWorld {
+    let world = fleet(config.with_load(Load::constant(250.0))).await;
     up(&world, "2.0.0", Track::Canary, 2).await;
     ready(&world, &Track::Canary).await.unwrap();
     for canary in [5u8, 10, 25, 50] {
@@ -105,17 +110,22 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
 
     /// Cutting a window anywhere (to the millisecond) into consecutive pieces never changes the
-    /// total: counts add up exactly and sketches merge to the whole.
+    /// total: counts add up exactly and sketches merge to the whole, whatever the fraction of a
+    /// second at which the world starts.
     #[test]
-    fn sub_windows_add_up(cuts in proptest::collection::vec(0u64..1_200_000, 0..6)) {
+    fn sub_windows_add_up(
+        cuts in proptest::collection::vec(0u64..1_200_000, 0..6),
+        phase in 0u64..1_000,
+    ) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .start_paused(true)
             .build()
             .unwrap();
         rt.block_on(async {
-            let world = scenario(17).await;
-            let start = world.config().start().as_millis();
+            let start = Timestamp::from_millis(1_700_000_000_000 + phase);
+            let world = scenario_from(SimConfig::new(17).with_start(start)).await;
+            let start = start.as_millis();
             let mut points: Vec<u64> = cuts.iter().map(|c| start + c).collect();
             points.push(start);
             points.push(start + 1_200_000);

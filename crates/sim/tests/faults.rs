@@ -800,6 +800,49 @@ async fn a_latency_fault_on_every_track_slows_both_exactly_while_it_lasts() {
     }
 }
 
+/// Spans count from the world's start to the millisecond, so a start that is not a whole
+/// second of the epoch moves no fault by the fraction.
+#[tokio::test(start_paused = true)]
+async fn faults_hold_exactly_their_spans_from_a_start_between_seconds() {
+    let world = halved_until_8m(
+        SimConfig::new(29)
+            .with_start(serin_signals::Timestamp::from_millis(1_700_000_000_500))
+            .with_load(Load::constant(400.0))
+            .with_fault(Fault::Errors {
+                track: Some(Track::Canary),
+                span: span(mins(5), mins(6)),
+                rate: 1.0,
+            })
+            .with_fault(Fault::MetricsGap {
+                span: span(mins(7), mins(7) + secs(1)),
+            }),
+    )
+    .await;
+
+    let mut failing = Vec::new();
+    for from in [mins(5) - secs(1), mins(5), mins(6) - secs(1), mins(6)] {
+        let c = counts(&world, Track::Canary, second_at(&world, from))
+            .await
+            .unwrap();
+        failing.push(c.errors() == c.requests());
+    }
+    assert_eq!(failing, [false, true, true, false]);
+    let failed = counts(&world, Track::Canary, between(&world, mins(5), mins(6)))
+        .await
+        .unwrap();
+    assert_eq!(failed.errors(), failed.requests());
+
+    let mut seen = Vec::new();
+    for from in [mins(7) - secs(1), mins(7), mins(7) + secs(1)] {
+        seen.push(
+            counts(&world, Track::Stable, second_at(&world, from))
+                .await
+                .is_some(),
+        );
+    }
+    assert_eq!(seen, [true, false, true]);
+}
+
 #[test]
 fn latency_and_errors_faults_are_checked_and_read_back() {
     for (fault, path) in [
