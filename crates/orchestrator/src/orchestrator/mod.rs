@@ -303,6 +303,7 @@ impl Orchestrator {
             unreadable: Default::default(),
             announced,
             split_unknown: Default::default(),
+            watch_saw_data: false,
         };
         (runner, tx, status_rx)
     }
@@ -416,6 +417,7 @@ impl Orchestrator {
             unreadable: Default::default(),
             announced: 0.0,
             split_unknown: Default::default(),
+            watch_saw_data: false,
         };
         if let Err(e) = first.commit(Vec::new(), kinds).await {
             unlock(platform, service, &first.state.id, limit).await;

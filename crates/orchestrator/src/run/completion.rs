@@ -24,6 +24,12 @@ impl Runner {
         let Some(observed) = self.observe(now).await else {
             return self.serve_waiting().await;
         };
+        // Without rollback triggers nothing in the watch weighs data, so none is needed.
+        self.watch_saw_data = self.state.triggers.is_empty()
+            || observed
+                .metrics
+                .iter()
+                .any(|(_, _, new)| !new.measurement.is_empty());
         let (kinds, rollback, _hold) = self.feed_triggers(&observed, now);
         if let Some(reason) = rollback {
             return self.roll_back(reason, kinds).await;
@@ -62,9 +68,9 @@ impl Runner {
 
     /// One check of the watch after promotion; at its end, once the triggers have seen all of
     /// it (its last stretch included, however short), completion. A watch whose triggers hold
-    /// (no usable data, say) does not end: it goes on checking until they clear, or the
-    /// deadline decides (`monitoring.onDeadline`), so the old version is not retired on
-    /// missing evidence.
+    /// (no usable data, say), or whose last check read no data of the new version, does not
+    /// end: it goes on checking until they clear and data comes, or the deadline decides
+    /// (`monitoring.onDeadline`), so the old version is not retired on missing evidence.
     pub(super) async fn monitoring_tick(&mut self) -> Result<()> {
         let now = self.now();
         if self.past_deadline(now) {
@@ -78,7 +84,7 @@ impl Runner {
             .unwrap_or(self.state.observed_until)
             .saturating_add(cfg.monitoring_duration);
         let next = self.state.observed_until.saturating_add(cfg.check_interval);
-        if next > until && !self.triggers_hold(now) {
+        if next > until && self.watch_saw_data && !self.triggers_hold(now) {
             let target = until.min(deadline);
             if !self.wait_until(target).await? || target < until {
                 // Moved by a command, or the deadline came first (the next tick handles it).

@@ -95,6 +95,12 @@ pub(crate) struct Runner {
     /// (it may still have reached the router), cleared when a later apply is answered. Atomic,
     /// not a `Cell`, since the runner is held across awaits in a task that must be `Send`.
     pub(crate) split_unknown: AtomicBool,
+    /// Whether the watch's last check read any data of the new version (or had no rollback
+    /// trigger to feed it to). A watch ends only after such a check: one whose every read came
+    /// back empty (a metrics outage) has no evidence that the version is fine, however short
+    /// the outage was next to the triggers' `staleAfter`. False on a fresh runner, so a
+    /// resumed watch checks once more first.
+    pub(crate) watch_saw_data: bool,
 }
 
 /// What a deployment resumed after a crash starts from.
@@ -295,10 +301,15 @@ impl Runner {
     /// The event announcing the new version's share in the last split `effects` apply, if that
     /// differs from the share last announced.
     fn weight_moved(&self, effects: &[Effect]) -> Option<EventKind> {
-        let percent = last_split(effects)?
-            .weight_of(self.state.to.track.as_str())
-            .map_or(0.0, |w| w.as_percent());
+        let percent = self.new_share(last_split(effects)?);
         (percent != self.announced).then(|| self.weight_changed(percent))
+    }
+
+    /// The new version's share of `split`, in percent.
+    fn new_share(&self, split: &TrafficSplit) -> f64 {
+        split
+            .weight_of(self.state.to.track.as_str())
+            .map_or(0.0, |w| w.as_percent())
     }
 
     /// Journals and announces `weights`, the shares the router took when `effects` were carried
@@ -420,18 +431,7 @@ impl Runner {
             _ => None,
         });
         let router = &self.backends.router;
-        let who = format!("router `{}`", router.name());
-        let doing = format!("reading back the traffic split of {}", self.state.service);
-        let current = async {
-            router
-                .current()
-                .await
-                .map_err(|e| Error::backend("router", router.name(), e))
-        };
-        match self
-            .within_bound(&who, &doing, Duration::ZERO, current)
-            .await
-        {
+        match self.read_back().await {
             Ok(Some(current)) if current == before || after == Some(&current) || inherited => None,
             Ok(current) => {
                 tracing::warn!(
@@ -454,11 +454,29 @@ impl Runner {
         }
     }
 
+    /// The split the router holds, read back within the bound an effect's calls get (see
+    /// [`within_bound`](Self::within_bound)).
+    async fn read_back(&self) -> Result<Option<TrafficSplit>> {
+        let router = &self.backends.router;
+        let who = format!("router `{}`", router.name());
+        let doing = format!("reading back the traffic split of {}", self.state.service);
+        let current = async {
+            router
+                .current()
+                .await
+                .map_err(|e| Error::backend("router", router.name(), e))
+        };
+        self.within_bound(&who, &doing, Duration::ZERO, current)
+            .await
+    }
+
     /// Carries out effects; each is idempotent, so a resumed run repeats its last record's.
     /// Each call into the platform or the router is bounded (see
     /// [`within_bound`](Self::within_bound)): one that does not answer in time is dropped and
     /// fails the effect with [`Error::Timeout`], which takes the error path any failed effect
-    /// takes (a rollback, or the end as failed when a rollback's call fails).
+    /// takes (a rollback, or the end as failed when a rollback's call fails). An apply that
+    /// answers another error, yet whose split (one that moves the new version's share) the
+    /// router holds when read back, was taken (its answer was lost): it counts as applied.
     pub(crate) async fn execute(&self, effects: &[Effect]) -> Result<()> {
         let platform = self.inner.platform.as_ref();
         let on_platform = format!("platform `{}`", platform.name());
@@ -520,7 +538,20 @@ impl Runner {
                     };
                     let who = format!("router `{}`", router.name());
                     let doing = format!("applying the split {split}");
-                    let applied = self.within_bound(&who, &doing, Duration::ZERO, apply).await;
+                    let mut applied = self.within_bound(&who, &doing, Duration::ZERO, apply).await;
+                    if let Err(e) = &applied
+                        && !matches!(e, Error::Timeout { .. })
+                        && self.new_share(split) != self.announced
+                        && matches!(self.read_back().await, Ok(Some(held)) if held == *split)
+                    {
+                        // The router moved to the split and its answer was lost on the way
+                        // back: the split is in force, as the deployment's record says.
+                        tracing::warn!(
+                            deployment = %self.state.id,
+                            "{doing} answered an error ({e}), yet the router holds that split"
+                        );
+                        applied = Ok(());
+                    }
                     match &applied {
                         Ok(()) => self.split_unknown.store(false, Ordering::Relaxed),
                         Err(Error::Timeout { .. }) => {
