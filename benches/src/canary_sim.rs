@@ -33,11 +33,13 @@
 //! the oracles, which know the onset, start with it.
 //!
 //! In the overdispersed rows the per-request likelihood ratios are not likelihood ratios of the
-//! model (a burst of errors from a high multiplier would count as evidence), so both oracles
-//! read the model's own: the canary's errors filtered as a hidden Markov model over its wandering
-//! multiplier ([`WanderFilter`]), knowing both rates and the wander's law; for latency, Kalman
-//! filters over the wandering medians ([`GaussWanderFilter`]), knowing the shift, the spread and
-//! the wander's law.
+//! model (a burst of errors from a high multiplier would count as evidence), so the oracles read
+//! the model's own: the canary's errors filtered as a hidden Markov model over its wandering
+//! multiplier ([`WanderFilter`]), knowing both rates and the wander's law (there is no which-arm
+//! filter, so there both SPRTs and the LR oracle read this one, which knows the baseline's
+//! level); for latency, Kalman filters over the wandering medians ([`GaussWanderFilter`]),
+//! knowing the shift, the spread and the wander's law (the which-arm SPRT reads the LR oracle's,
+//! over the difference of the arms' wanders).
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -193,19 +195,21 @@ impl Scenario {
 /// The judges and oracles compared, in table order: the sequential judge in its default mode
 /// (the per-request count test for errors, the normal-mixture test of mean log latency for
 /// latency), its robust mode (batches with a variance estimated between them: for errors in every
-/// row, for latency in the overdispersed rows), Kayenta, Argo, Flagger, Wald's SPRT and the
-/// known-effect likelihood-ratio test.
+/// row, for latency in the overdispersed rows), Kayenta, Argo, Flagger, Wald's SPRT knowing the
+/// baseline's level, Wald's SPRT on the known-effect test's which-arm likelihood ratio (the
+/// issue's reference) and the known-effect likelihood-ratio test.
 pub const JUDGES: [&str; N_JUDGES] = [
     "sequential",
     "sequential-robust",
     "kayenta",
     "argo",
     "flagger",
-    "wald-sprt",
+    "wald-sprt knowing the baseline's level",
+    "wald-sprt, which-arm (the issue's reference)",
     "lr-oracle",
 ];
 /// How many judges and oracles are compared.
-pub const N_JUDGES: usize = 7;
+pub const N_JUDGES: usize = 8;
 /// Index of the sequential judge (default mode) in [`JUDGES`].
 pub const SEQ: usize = 0;
 /// Index of the sequential judge's robust mode.
@@ -216,10 +220,15 @@ pub const KAYENTA: usize = 2;
 pub const ARGO: usize = 3;
 /// Index of the Flagger judge.
 pub const FLAGGER: usize = 4;
-/// Index of Wald's SPRT.
+/// Index of Wald's SPRT knowing both true rates (or medians): the canary's own observations
+/// against the baseline's known level.
 pub const SPRT: usize = 5;
+/// Index of Wald's SPRT on the known-effect test's log-likelihood ratio (which arm each error
+/// came from; for latency the difference of the arms' mean logs): the same information as that
+/// test and the sequential judge, between Wald's boundaries.
+pub const WHICH_ARM_SPRT: usize = 6;
 /// Index of the known-effect likelihood-ratio test.
-pub const LR: usize = 6;
+pub const LR: usize = 7;
 
 /// What happened to one judge in one run.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -451,6 +460,7 @@ struct Judges {
     argo: ArgoJudge,
     flagger: FlaggerJudge,
     sprt: Option<LrTest>,
+    which_arm_sprt: Option<LrTest>,
     oracle: Option<LrTest>,
     outcomes: [Outcome; N_JUDGES],
 }
@@ -544,6 +554,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
         argo,
         flagger,
         sprt: oracles.then(LrTest::sprt),
+        which_arm_sprt: oracles.then(LrTest::sprt),
         oracle: oracles.then(LrTest::oracle),
         outcomes: [Outcome::default(); N_JUDGES],
     };
@@ -551,7 +562,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
         o.applicable = match i {
             SEQ => j.sequential.is_some() || j.latency.is_some(),
             ROBUST => j.robust.is_some() || j.robust_latency.is_some(),
-            SPRT | LR => oracles,
+            SPRT | WHICH_ARM_SPRT | LR => oracles,
             _ => true,
         };
     }
@@ -754,6 +765,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
             if on {
                 for (idx, test, llr) in [
                     (SPRT, j.sprt.as_mut(), llr_sprt),
+                    (WHICH_ARM_SPRT, j.which_arm_sprt.as_mut(), llr_oracle),
                     (LR, j.oracle.as_mut(), llr_oracle),
                 ] {
                     if let Some(test) = test
@@ -857,6 +869,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
 fn j_done(j: &Judges, i: usize) -> bool {
     match i {
         SPRT => j.sprt.as_ref().is_some_and(|t| t.done),
+        WHICH_ARM_SPRT => j.which_arm_sprt.as_ref().is_some_and(|t| t.done),
         LR => j.oracle.as_ref().is_some_and(|t| t.done),
         _ => false,
     }
@@ -1176,9 +1189,10 @@ mod tests {
     }
 
     /// The reference puts Wald's SPRT at 41 s at 500 requests/s, a 5% share and errors
-    /// ×2. The SPRT here, on the canary's errors given the baseline's known rate, takes about
-    /// 38 s among the runs it rejects; between the same boundaries, the known-effect test's
-    /// which-arm ratio takes about 41 s there: the reference's reading (see `canary_eval`).
+    /// ×2. The SPRT knowing the baseline's level, on the canary's errors given the baseline's
+    /// known rate, takes about 38 s among the runs it rejects; between the same boundaries, the
+    /// known-effect test's which-arm ratio takes about 41 s there: the reference's reading, and
+    /// the figure of the harness's which-arm SPRT on that row (see `canary_eval`).
     #[test]
     fn the_reference_sprt_reads_which_arm_each_error_came_from() {
         let (p_b, ratio) = (BASE_ERROR_RATE, 2.0);
@@ -1211,5 +1225,41 @@ mod tests {
         });
         assert!((36..=39).contains(&canary), "{canary}");
         assert!((40..=43).contains(&which_arm), "{which_arm}");
+        // The harness's which-arm SPRT gives that row the reference's figure.
+        let s = row(500.0, 0.05, Effect::ErrorRatio(2.0), 0);
+        let col: Vec<Outcome> = run_many(&s, 41, 4_000, 2)
+            .iter()
+            .map(|r| r.judges[WHICH_ARM_SPRT])
+            .collect();
+        let m = summarize(&col).median_detected_s;
+        assert!(m.is_some_and(|m| (40.0..=43.0).contains(&m)), "{m:?}");
+    }
+
+    /// The which-arm SPRT adds each second the LR oracle's log-likelihood ratio: on the same
+    /// sums its upper boundary `ln((1 − β)/α)` lies below the oracle's `ln(1/α)`, so in every
+    /// run both reject it rejects no later than the oracle, for errors and for latency, wander
+    /// or not. The SPRT knowing the baseline's level, on other sums, does not.
+    #[test]
+    fn the_which_arm_sprt_reads_the_lr_oracles_likelihood_ratio() {
+        let mut other_sums_later = 0;
+        for s in [
+            row(500.0, 0.05, Effect::ErrorRatio(2.0), 0),
+            row(500.0, 0.5, Effect::LatencyShift(0.05), 0),
+            Scenario {
+                ar_rho: Some(0.3),
+                ..row(500.0, 0.5, Effect::LatencyShift(0.10), 0)
+            },
+        ] {
+            for seed in 0..60 {
+                let o = run(&s, seed).judges;
+                let lr = o[LR].detected_at;
+                let before_lr = |t: u32| lr.is_none_or(|l| t <= l);
+                if let Some(t) = o[WHICH_ARM_SPRT].detected_at {
+                    assert!(before_lr(t), "{s:?} seed {seed}: {o:?}");
+                }
+                other_sums_later += usize::from(o[SPRT].detected_at.is_some_and(|t| !before_lr(t)));
+            }
+        }
+        assert!(other_sums_later > 0);
     }
 }
