@@ -278,8 +278,9 @@ fn end_pause_ends_the_pause_without_deciding() {
     let mut ctl = controller(policy.clone());
     ctl.end_pause();
     assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(20));
+    // Data at 20% lets the weight rise once the pause ends.
     assert_eq!(
-        ctl.tick(at(60)).action,
+        feed(&mut ctl, 59, 900, 4, 200, 1).action,
         Action::Hold,
         "the mark set before it is gone"
     );
@@ -959,7 +960,8 @@ fn a_decision_names_the_step_that_made_it() {
     let mut ctl = controller(policy);
     let steps = |d: serin_canary::controller::Decision| (d.action, d.step);
     assert_eq!(steps(ctl.tick(at(0))), (Action::SetWeight(10), 0));
-    assert_eq!(steps(ctl.tick(at(30))), (Action::Hold, 1));
+    // Data at 10% lets the weight rise past the pause.
+    assert_eq!(steps(feed(&mut ctl, 29, 900, 4, 100, 0)), (Action::Hold, 1));
     let scale = Action::SetCanaryScale(CanaryScale {
         replicas: Some(2),
         ..CanaryScale::default()
@@ -980,7 +982,8 @@ fn resume_ends_a_timed_pause_too() {
     let policy = CanaryPolicy::new(vec![Step::SetWeight(10), pause(600), Step::SetWeight(50)]);
     let mut ctl = controller(policy);
     assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(10));
-    assert_eq!(ctl.tick(at(100)).action, Action::Hold);
+    // Data at 10% lets the weight rise once the pause ends.
+    assert_eq!(feed(&mut ctl, 99, 900, 4, 100, 0).action, Action::Hold);
     assert_eq!(
         ctl.command(Command::Resume, at(101)).unwrap().action,
         Action::SetWeight(50)

@@ -112,6 +112,11 @@ pub struct ControllerState {
     /// Per judge: samples with data in the current step, and in the whole rollout.
     step_samples: Vec<u64>,
     total_samples: Vec<u64>,
+    /// Per judge: samples with data at the weight in force since it was set, which a raise from
+    /// above 0% waits for. Empty in states saved before it was kept: read as none yet, so a
+    /// resumed rollout raises the weight only once each judge has seen data again.
+    #[serde(default)]
+    weight_samples: Vec<u64>,
     /// Per judge: the latest judgement.
     judgements: Vec<Option<Judgement>>,
     /// Errors of the pacing metric (both arms) since pacing's gate last set the weight.
@@ -150,6 +155,7 @@ impl ControllerState {
             resumed: false,
             step_samples: vec![0; judges],
             total_samples: vec![0; judges],
+            weight_samples: vec![0; judges],
             judgements: vec![None; judges],
             step_errors: 0,
             step_log_lr: 0.0,
@@ -242,12 +248,17 @@ impl ControllerState {
             .zip(&self.total_samples)
             .enumerate()
         {
-            if step > total {
-                return refuse(
-                    &format!("stepSamples[{i}]"),
-                    step.to_string(),
-                    &format!("exceeds the rollout's samples, totalSamples[{i}] = {total}"),
-                );
+            for (field, n) in [
+                ("stepSamples", step),
+                ("weightSamples", &self.weight_samples[i]),
+            ] {
+                if n > total {
+                    return refuse(
+                        &format!("{field}[{i}]"),
+                        n.to_string(),
+                        &format!("exceeds the rollout's samples, totalSamples[{i}] = {total}"),
+                    );
+                }
             }
             // Samples with data would pass an analysis step's `minSamples` for a judge that
             // never judged them.
@@ -380,8 +391,11 @@ impl ControllerState {
 ///    progress deadline, as Argo Rollouts pauses for a person. The person decides with
 ///    [`Command::Promote`] or [`Command::Abort`]; a pause still ends, and a lower weight or a
 ///    scale step is still carried out.
-/// 5. Otherwise the current step runs: `setWeight` raises the weight only while no judge fails
-///    and, with [`Pacing`](super::Pacing), once the errors at the current weight (and the
+/// 5. Otherwise the current step runs: `setWeight` raises the weight only while no judge fails,
+///    from a weight above 0% only once every deciding judge has been fed a sample with data at
+///    the weight in force since it was set (an outage of the metrics is no evidence, and holds
+///    as any hold does; from 0% there is no canary traffic to observe), and, with
+///    [`Pacing`](super::Pacing), once the errors at the current weight (and the
 ///    latencies, with its latency gate) rule out the stated regression (a raise from 0%, the
 ///    first weight or one after a step back to 0%, with an exposure budget only as far as the
 ///    budget allows); `pause` waits; `analysis` advances when every judge passes (a judge
@@ -451,8 +465,12 @@ impl<J: Judge> CanaryController<J> {
             ));
         }
         let n = judges.len();
+        if state.weight_samples.is_empty() {
+            state.weight_samples = vec![0; n];
+        }
         if state.step_samples.len() != n
             || state.total_samples.len() != n
+            || state.weight_samples.len() != n
             || state.judgements.len() != n
         {
             return Err(Error::invalid_input(
@@ -534,8 +552,9 @@ impl<J: Judge> CanaryController<J> {
     /// `weight` percent, rather than the weight the controller set last. The two differ while
     /// a raised weight waits for its track to be ready: the router still splits at the old
     /// weight, and a judge that notices a change of split by the stated share (the sequential
-    /// count judge starts a new segment) must see the split the observations came from.
-    /// Errors, and nothing changes, for a weight above 100.
+    /// count judge starts a new segment) must see the split the observations came from, and
+    /// observations of the old split are no evidence for raising the new weight further (rule 5
+    /// of [`CanaryController`]). Errors, and nothing changes, for a weight above 100.
     pub fn feed_in_force(
         &mut self,
         baseline: &Observation,
@@ -575,6 +594,8 @@ impl<J: Judge> CanaryController<J> {
         }
         // An empty window (no requests) is no data, whatever the source called it.
         let has_data = !baseline.measurement.is_empty() && !canary.measurement.is_empty();
+        // Observations of the split before a raise are no evidence at the raised weight.
+        let at_weight = has_data && w == self.state.weight;
         if self.state.phase == Phase::Progressing {
             for i in &users {
                 self.judges[*i].accepts(&sample)?;
@@ -584,6 +605,9 @@ impl<J: Judge> CanaryController<J> {
                 if has_data {
                     self.state.step_samples[i] = self.state.step_samples[i].saturating_add(1);
                     self.state.total_samples[i] = self.state.total_samples[i].saturating_add(1);
+                }
+                if at_weight {
+                    self.state.weight_samples[i] = self.state.weight_samples[i].saturating_add(1);
                 }
                 if let Some(slot) = self.state.judgements.get_mut(i) {
                     *slot = Some(j);
@@ -940,6 +964,7 @@ impl<J: Judge> CanaryController<J> {
     /// weight).
     fn set_weight(&mut self, weight: u8, new_level: bool) {
         self.state.weight = weight;
+        self.state.weight_samples.iter_mut().for_each(|s| *s = 0);
         if new_level {
             self.state.step_errors = 0;
             self.state.step_log_lr = 0.0;
@@ -1122,6 +1147,17 @@ impl<J: Judge> CanaryController<J> {
                     }
                     if let Some(f) = failing.as_ref().or(concluded.as_ref()) {
                         return self.hold(now, format!("weight not raised: {f}"));
+                    }
+                    // With no canary traffic there is nothing to observe at 0%.
+                    let unseen = self.deciding().find(|i| self.state.weight_samples[*i] == 0);
+                    if let Some(i) = unseen.filter(|_| current > 0) {
+                        let reason = format!(
+                            "weight not raised: judge `{}` of `{}` has seen no data at {current}% \
+                             since it was set: missing evidence is no pass",
+                            self.judges[i].name(),
+                            self.judges[i].metric()
+                        );
+                        return self.hold(now, reason);
                     }
                     let (next, new_level) = match &self.policy.pacing {
                         None => (target, true),

@@ -129,7 +129,7 @@ impl Runner {
 
     /// What keeps the canary from taking its next step at `now`, if anything: a pause, a
     /// weight set but not yet in force, a rollback trigger's hold.
-    fn kept_in_place(&self, now: serin_signals::Timestamp) -> Option<String> {
+    pub(super) fn kept_in_place(&self, now: serin_signals::Timestamp) -> Option<String> {
         if self.state.paused {
             return Some("the deployment is paused".into());
         }
@@ -159,7 +159,11 @@ impl Runner {
     /// then (one that lifts an operator's pause while the track grew) does not end it: it
     /// waits for its own resume once the weight is in force, as Argo Rollouts adds a pause
     /// step's condition only once the rollout reaches it.
-    async fn hold_after_resume(&mut self, why: String, mut kinds: Vec<EventKind>) -> Result<()> {
+    pub(super) async fn hold_after_resume(
+        &mut self,
+        why: String,
+        mut kinds: Vec<EventKind>,
+    ) -> Result<()> {
         let now = self.now();
         let Some(run) = self.state.canary.clone() else {
             return Err(Error::conflict(
@@ -201,7 +205,7 @@ impl Runner {
     /// The weight the canary controller set that is not in force yet: its track is growing
     /// (or getting ready) for it (see [`move_weight`](Self::move_weight)), or a pause came
     /// while it did.
-    fn pending_weight(&self) -> Option<u8> {
+    pub(super) fn pending_weight(&self) -> Option<u8> {
         let c = &self.state.canary.as_ref()?.controller;
         (c.phase() == Phase::Progressing && f64::from(c.weight()) != self.state.weight)
             .then_some(c.weight())

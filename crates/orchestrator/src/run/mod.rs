@@ -904,6 +904,14 @@ impl Runner {
                         Some(Step::Pause(p)) if p.duration.is_none()
                     )
                 {
+                    // A pause step whose weight before it is not in force yet has not begun:
+                    // the resume lifts the operator's pause only (see `hold_after_resume`),
+                    // whatever the controller would answer it.
+                    if self.pending_weight().is_some()
+                        && let Some(why) = self.kept_in_place(now)
+                    {
+                        return self.hold_after_resume(why, vec![EventKind::Resumed]).await;
+                    }
                     let mut c = controller_of(run.clone())?;
                     let decision = c
                         .command(CanaryCommand::Resume, now)
