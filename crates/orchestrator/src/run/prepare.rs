@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use serin_canary::controller::{Action, CanaryController};
-use serin_compat::Proposal;
-use serin_signals::Track;
+use serin_compat::{Fleet, Proposal};
+use serin_signals::{ProbeStatus, Track};
 use serin_traffic::{Plan, PlanCursor};
 
 use crate::config::StrategyKind;
@@ -32,7 +32,7 @@ impl Runner {
         let proposal =
             Proposal::new().with(self.state.service.clone(), self.state.to.version.clone());
         let validation = v
-            .validate(&proposal)
+            .validate_on(&self.running_fleet(v.fleet()), &proposal)
             .map_err(|e| Error::invalid("validation", &self.state.to.version, e.to_string()));
         let validation = match validation {
             Ok(v) => v,
@@ -72,8 +72,22 @@ impl Runner {
         self.enter(Stage::Preparation, Vec::new(), kinds).await
     }
 
+    /// `fleet` with the service at the version the platform runs it (none on a first
+    /// install), where the fleet says otherwise: a fleet given before the last restart, or
+    /// before a change made by hand, would have the validator route the upgrade from a version
+    /// that no longer runs, and run a migration a second time or skip one.
+    fn running_fleet(&self, mut fleet: Fleet) -> Fleet {
+        let service = &self.state.service;
+        let running: Vec<_> = self.state.from.iter().map(|p| p.version.clone()).collect();
+        if fleet.running(service) != running.as_slice() {
+            fleet.set(service.clone(), running);
+        }
+        fleet
+    }
+
     /// Pre-checks the running version and its dependencies (a health source that cannot be
-    /// read fails the pre-check: missing evidence is no pass), takes the backup, restores one
+    /// read fails the pre-check: missing evidence is no pass), unless this moves back to an
+    /// older version (see [`to_pre_check`](Self::to_pre_check)), takes the backup, restores one
     /// if this is a rollback across a destructive migration, and runs the pre-upgrade steps.
     ///
     /// The backup, the restore and each step a step runner carries out are not idempotent, so
@@ -86,7 +100,7 @@ impl Runner {
     /// pre-checks, which change nothing, run only before the first of these.
     pub(super) async fn preparation(&mut self) -> Result<()> {
         if !self.preparation_begun()
-            && let Some(from) = self.state.from.clone()
+            && let Some(from) = self.to_pre_check()
             && let Some(stop) = self.pre_check(&from).await?
         {
             return self.stop_preparation(stop, Vec::new()).await;
@@ -117,6 +131,17 @@ impl Runner {
             let _ = reply.send(ended.clone());
         }
         ended
+    }
+
+    /// The running version the pre-checks look at: none on a first install, and none when
+    /// moving back to an older version (a rollback): the version it replaces is what it
+    /// escapes, and requiring it and its dependencies to be healthy would refuse the rollback
+    /// when it is needed most. The new track's readiness still gates the switch back.
+    fn to_pre_check(&self) -> Option<Placement> {
+        self.state
+            .from
+            .clone()
+            .filter(|from| from.version <= self.state.to.version)
     }
 
     /// Pre-checks the running version `from` and its dependencies; answers why preparation
@@ -173,18 +198,21 @@ impl Runner {
                 return Ok(Some(self.pre_check_cancelled(&what, after, reply)));
             }
         };
-        Ok(signals
-            .iter()
-            .find(|s| {
-                matches!(s.probe, serin_signals::Probe::Dependency(_))
-                    && s.status == serin_signals::ProbeStatus::Fail
-            })
-            .map(|bad| {
-                Stop::failed(format!(
-                    "pre-check: dependency {:?} fails its check; nothing was changed",
-                    bad.probe
-                ))
-            }))
+        // A dependency check that could not run (`Unknown`) is no evidence either: only a
+        // pass lets the deployment change anything.
+        Ok(signals.iter().find_map(|s| match &s.probe {
+            serin_signals::Probe::Dependency(name) if s.status != ProbeStatus::Pass => {
+                let why = match s.status {
+                    ProbeStatus::Fail => "fails its check",
+                    _ => "could not be checked (its check reports unknown)",
+                };
+                Some(Stop::failed(format!(
+                    "pre-check: dependency `{name}` of the running version {from} {why}; \
+                     nothing was changed"
+                )))
+            }
+            _ => None,
+        }))
     }
 
     /// Why preparation stops when reading `what` for a pre-check was cancelled `after` so
