@@ -181,6 +181,13 @@ async fn the_validator_takes_the_version_the_platform_runs_over_a_stale_fleet() 
     // migrations ran, and must not run again on the way to 1.2.0.
     let runner = Arc::new(InMemoryStepRunner::new());
     let second = world.checklist_orchestrator(world.journal.clone(), None, Some(runner.clone()));
+    // The dry run routes as the run does.
+    let plan = second.plan(&canary_config("1.2.0")).await.expect("plan");
+    assert!(
+        plan[0].checklist.iter().all(|s| !is_migration(s.kind)),
+        "{:?}",
+        plan[0].checklist
+    );
     let report = run_to_end(&second, &canary_config("1.2.0")).await;
     assert_succeeded(&report);
     assert!(

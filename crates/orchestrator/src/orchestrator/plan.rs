@@ -94,6 +94,13 @@ impl Orchestrator {
         let mut out = Vec::new();
         for service in &order {
             let (_, from, to) = self.prepare(config, service).await?;
+            // As the run does: the route starts from the version the platform runs.
+            if let Some(fleet) = fleet.as_mut() {
+                let running: Vec<_> = from.iter().map(|p| p.version.clone()).collect();
+                if fleet.running(service) != running.as_slice() {
+                    fleet.set(service.clone(), running);
+                }
+            }
             let mut checklist = Vec::new();
             let mut steps = vec![match (&self.inner.validator, &fleet, &set_blocked) {
                 (Some(_), _, Some(reason)) => {
@@ -123,9 +130,15 @@ impl Orchestrator {
             if let Some(fleet) = fleet.as_mut() {
                 fleet.set(service.clone(), vec![to.version.clone()]);
             }
+            // A move back to an older version skips the running version's pre-checks.
+            let checks = if from.as_ref().is_some_and(|f| f.version > to.version) {
+                "no pre-checks (a move back to an older version)"
+            } else {
+                "pre-checks"
+            };
             steps.push(match &self.inner.backup {
-                Some(b) => format!("preparation: pre-checks, backup by {}", b.name()),
-                None => "preparation: pre-checks (no backup provider)".to_owned(),
+                Some(b) => format!("preparation: {checks}, backup by {}", b.name()),
+                None => format!("preparation: {checks} (no backup provider)"),
             });
             let runner = self
                 .inner
