@@ -124,9 +124,9 @@ impl PromotionGate {
         };
         format!(
             "{errors} of {requests} canary requests failed, which {verb} its error rate below {}% \
-             (e-value {:.1}, {} needed)",
+             (e-value {}, {} needed)",
             self.max_error_rate * 100.0,
-            self.e_value(requests, errors),
+            crate::sequential::threshold_text(self.e_value(requests, errors)),
             crate::sequential::threshold_text(1.0 / self.alpha)
         )
     }
@@ -164,6 +164,23 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn a_huge_e_value_is_written_with_an_exponent() {
+        let gate = PromotionGate::new(0.05, 0.01).unwrap();
+        let text = gate.showing(2_181, 8);
+        assert!(text.contains("(e-value 4.21e34, 100 needed)"), "{text}");
+        let small = gate.showing(20, 0);
+        assert!(small.contains("does not yet show"), "{small}");
+        let e = small
+            .split("(e-value ")
+            .nth(1)
+            .and_then(|r| r.split(',').next());
+        assert!(
+            e.is_some_and(|e| e.parse::<f64>().is_ok_and(|v| v < 100.0) && !e.contains('e')),
+            "{small}"
+        );
+    }
 
     #[test]
     fn bad_settings_are_rejected_with_their_path() {

@@ -178,8 +178,13 @@ fn ratio_text(ratio: f64) -> String {
 
 /// `1/α` (or any threshold of an e-value) as evidence writes it: to one decimal, two below 10,
 /// without trailing zeros. Rounded to a whole number, `α = 0.03` would read 33 where the test
-/// needs 33.3; a round `α` keeps its round threshold (`0.05` reads 20, not 20.0).
+/// needs 33.3; a round `α` keeps its round threshold (`0.05` reads 20, not 20.0). From a
+/// million on, three significant digits with an exponent (`4.21e34`): an e-value that has
+/// long passed its threshold would otherwise print dozens of digits.
 pub(crate) fn threshold_text(threshold: f64) -> String {
+    if threshold.abs() >= 1e6 {
+        return format!("{threshold:.2e}");
+    }
     let decimals = if threshold.abs() < 10.0 { 2 } else { 1 };
     let text = format!("{threshold:.decimals$}");
     if text.contains('.') {
