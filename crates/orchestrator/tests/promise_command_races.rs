@@ -4,92 +4,19 @@
 //! old version, a promote ends with all traffic on the new one; no request is lost either way,
 //! and the report's events run without a gap or a repeat.
 
-use std::sync::Arc;
+mod promise_support;
+#[allow(dead_code)]
+mod sim_fleet;
+
 use std::time::Duration;
 
-use serin_orchestrator::{
-    Clock, DeploymentConfig, InMemoryJournal, Orchestrator, Outcome, Platform, ServiceBackends,
-    StrategyKind, TrafficStrategyKind,
+use serin_orchestrator::{Outcome, StrategyKind};
+
+use promise_support::{
+    STRATEGIES, assert_all_traffic_on, assert_events_in_sequence, assert_no_request_lost, config,
+    serving,
 };
-use serin_signals::Window;
-use serin_sim::{Load, Schedule, SimConfig, SimWorld, VersionProfile};
-
-const SERVICE: &str = "web";
-
-fn v(s: &str) -> semver::Version {
-    semver::Version::parse(s).expect("version")
-}
-
-const STRATEGIES: [StrategyKind; 3] = [
-    StrategyKind::Canary,
-    StrategyKind::BlueGreen,
-    StrategyKind::BlueGreenWithCanary,
-];
-
-fn config(version: &str, strategy: StrategyKind) -> DeploymentConfig {
-    let mut c = DeploymentConfig::new(strategy, v(version), &[SERVICE]).expect("config");
-    c.canary_config.initial_percentage = 10;
-    c.canary_config.increment_percentage = 30;
-    c.canary_config.increment_interval = Duration::from_secs(120);
-    c.canary_config.metrics_window = Duration::from_secs(30);
-    c.canary_config.target_percentage = 50;
-    c.canary_config.replicas = 1;
-    c.blue_green_config.replicas_per_env = 2;
-    c.blue_green_config.health_check_interval = Duration::from_secs(1);
-    c.blue_green_config.keep_old_warm_for = Duration::ZERO;
-    c.blue_green_config.traffic_strategy = TrafficStrategyKind::Gradual;
-    c.blue_green_config.traffic_increment = 25.0;
-    c.blue_green_config.traffic_interval = Duration::from_secs(60);
-    c.monitoring.monitoring_duration = Duration::from_secs(120);
-    c.validate().expect("valid");
-    c
-}
-
-async fn serving(seed: u64, strategy: StrategyKind) -> (SimWorld, Orchestrator) {
-    let profile = || {
-        VersionProfile::default()
-            .with_error_rate(Schedule::constant(0.005))
-            .with_startup(Duration::from_secs(5))
-    };
-    let world = SimWorld::new(
-        SimConfig::new(seed)
-            .with_service(SERVICE)
-            .with_load(Load::constant(300.0))
-            .with_profile(v("1.0.0"), profile())
-            .with_profile(v("1.1.0"), profile()),
-    )
-    .expect("world");
-    let backends = ServiceBackends::new(
-        Arc::new(world.router()),
-        Arc::new(world.metrics()),
-        Arc::new(world.health()),
-    );
-    let o = Orchestrator::builder(Arc::new(world.platform()), Arc::new(InMemoryJournal::new()))
-        .service(SERVICE, backends)
-        .clock(Clock::starting_at(world.now()))
-        .build();
-    let r = o
-        .run(&config("1.0.0", strategy))
-        .await
-        .expect("install")
-        .remove(0);
-    assert_eq!(r.outcome, Some(Outcome::Succeeded), "install: {r}");
-    (world, o)
-}
-
-/// The version all traffic goes to, if one track takes it all.
-async fn live(world: &SimWorld) -> Option<String> {
-    let split = world.applied_splits().last()?.1.clone();
-    let all = split
-        .backends()
-        .iter()
-        .find(|b| b.weight().bps() == 10_000)?;
-    let tracks = world.platform().list().await.expect("list");
-    let t = tracks
-        .iter()
-        .find(|t| t.track.as_str() == all.name().as_str())?;
-    Some(t.version.to_string())
-}
+use sim_fleet::SERVICE;
 
 /// When the second weight is set, counting from the start: the new track is ready at 5 s and
 /// takes its first weight then; a gradual switch steps every 60 s, a canary every 120 s.
@@ -102,7 +29,7 @@ fn second_step(strategy: StrategyKind) -> Duration {
 
 /// Sends `command` at `offset` around the second step and checks the run ends as it asks.
 async fn race(seed: u64, strategy: StrategyKind, offset: i64, abort: bool) {
-    let (world, o) = serving(seed, strategy).await;
+    let (world, o) = serving(seed, &config("1.0.0", strategy)).await;
     let since = world.now();
     let h = o
         .start(&config("1.1.0", strategy), SERVICE)
@@ -127,12 +54,9 @@ async fn race(seed: u64, strategy: StrategyKind, offset: i64, abort: bool) {
         assert_eq!(r.outcome, Some(Outcome::Succeeded), "{what}");
         "1.1.0"
     };
-    assert_eq!(live(&world).await.as_deref(), Some(expected), "{what}");
-    let w = Window::new(since, world.now()).expect("window");
-    assert_eq!(world.unroutable(w).requests(), 0, "{what}");
-    for (i, e) in r.timeline.iter().enumerate() {
-        assert_eq!(e.seq, i as u64, "{what}");
-    }
+    assert_all_traffic_on(&world, expected, &what).await;
+    assert_no_request_lost(&world, since, &what);
+    assert_events_in_sequence(&r, &what);
 }
 
 #[tokio::test(start_paused = true)]

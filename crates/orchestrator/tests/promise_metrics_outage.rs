@@ -3,69 +3,26 @@
 //! raised, no promotion, no completion) and, past its deadline, rolls back to the old version;
 //! what it reports says the data was missing.
 
-use std::sync::Arc;
+mod promise_support;
+#[allow(dead_code)]
+mod sim_fleet;
+
 use std::time::Duration;
 
 use serin_orchestrator::{
-    Clock, DeploymentConfig, DeploymentHandle, EventKind, InMemoryJournal, OnDeadline,
-    Orchestrator, Outcome, Report, ServiceBackends, Stage, StrategyKind, TrafficStrategyKind,
+    DeploymentConfig, EventKind, OnDeadline, Outcome, Report, Stage, Status, StrategyKind,
 };
-use serin_sim::{Fault, Load, Schedule, SimConfig, SimWorld, Span, VersionProfile};
+use serin_sim::{Fault, SimWorld, Span};
 
-const SERVICE: &str = "web";
+use promise_support::{serving, since_start, until};
+use sim_fleet::SERVICE;
+
 const DEADLINE: Duration = Duration::from_secs(1_200);
 
-fn v(s: &str) -> semver::Version {
-    semver::Version::parse(s).expect("version")
-}
-
-/// A fleet whose 1.0.0 and 1.1.0 fail 0.5% of requests, serving 1.0.0 by `strategy`.
-async fn serving(seed: u64, strategy: StrategyKind) -> (SimWorld, Orchestrator) {
-    let profile = || {
-        VersionProfile::default()
-            .with_error_rate(Schedule::constant(0.005))
-            .with_startup(Duration::from_secs(5))
-    };
-    let world = SimWorld::new(
-        SimConfig::new(seed)
-            .with_service(SERVICE)
-            .with_load(Load::constant(300.0))
-            .with_profile(v("1.0.0"), profile())
-            .with_profile(v("1.1.0"), profile()),
-    )
-    .expect("world");
-    let backends = ServiceBackends::new(
-        Arc::new(world.router()),
-        Arc::new(world.metrics()),
-        Arc::new(world.health()),
-    );
-    let o = Orchestrator::builder(Arc::new(world.platform()), Arc::new(InMemoryJournal::new()))
-        .service(SERVICE, backends)
-        .clock(Clock::starting_at(world.now()))
-        .build();
-    let mut install = config("1.0.0", strategy);
-    install.blue_green_config.keep_old_warm_for = Duration::ZERO;
-    let r = o.run(&install).await.expect("install").remove(0);
-    assert_eq!(r.outcome, Some(Outcome::Succeeded), "install: {r}");
-    (world, o)
-}
-
+/// The shared config, held to `DEADLINE` and rolled back past it.
 fn config(version: &str, strategy: StrategyKind) -> DeploymentConfig {
-    let mut c = DeploymentConfig::new(strategy, v(version), &[SERVICE]).expect("config");
-    c.canary_config.initial_percentage = 10;
-    c.canary_config.increment_percentage = 30;
-    c.canary_config.increment_interval = Duration::from_secs(120);
-    c.canary_config.metrics_window = Duration::from_secs(30);
-    c.canary_config.target_percentage = 50;
+    let mut c = promise_support::config(version, strategy);
     c.canary_config.max_duration = DEADLINE;
-    c.canary_config.replicas = 1;
-    c.blue_green_config.replicas_per_env = 2;
-    c.blue_green_config.health_check_interval = Duration::from_secs(1);
-    c.blue_green_config.keep_old_warm_for = Duration::from_secs(60);
-    c.blue_green_config.traffic_strategy = TrafficStrategyKind::Gradual;
-    c.blue_green_config.traffic_increment = 25.0;
-    c.blue_green_config.traffic_interval = Duration::from_secs(60);
-    c.monitoring.monitoring_duration = Duration::from_secs(120);
     c.monitoring.on_deadline = OnDeadline::Rollback;
     c.max_deployment_duration = DEADLINE;
     c.validate().expect("valid");
@@ -74,28 +31,12 @@ fn config(version: &str, strategy: StrategyKind) -> DeploymentConfig {
 
 /// Cuts the world's metrics source off from now until long past the deadline.
 fn outage_from_now(world: &SimWorld) {
-    let since = Duration::from_millis(
-        world
-            .now()
-            .as_millis()
-            .saturating_sub(world.config().start().as_millis()),
-    );
+    let since = since_start(world);
     world
         .inject(Fault::MetricsOutage {
             span: Span::new(since, since + 4 * DEADLINE),
         })
         .expect("outage");
-}
-
-/// Waits (in virtual time) until `done` holds for the deployment's status.
-async fn until(h: &DeploymentHandle, done: impl Fn(&serin_orchestrator::Status) -> bool) {
-    for _ in 0..10_000 {
-        if done(&h.status()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    panic!("never reached: {:?}", h.status());
 }
 
 /// The promise under an outage: never a completion; a rollback only once the deadline has
@@ -126,19 +67,15 @@ fn held_then_rolled_back(report: &Report) {
     assert!(says_no_data, "the evidence says no data: {report}");
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_metrics_outage_mid_canary_never_promotes_and_rolls_back_past_the_deadline() {
-    for (seed, strategy) in [
-        (1, StrategyKind::Canary),
-        (2, StrategyKind::BlueGreenWithCanary),
-        (3, StrategyKind::BlueGreen),
-    ] {
-        let (world, o) = serving(seed, strategy).await;
-        let h = o
-            .start(&config("1.1.0", strategy), SERVICE)
-            .await
-            .expect("start");
-        until(&h, |s| s.weight > 0.0).await;
+/// Deploys 1.1.0 over a fleet serving 1.0.0, for each seed and strategy, cuts the metrics off
+/// once `reached` holds for its status, and checks the promise.
+async fn outage_once(runs: [(u64, StrategyKind); 3], reached: impl Fn(&Status) -> bool) {
+    for (seed, strategy) in runs {
+        let (world, o) = serving(seed, &config("1.0.0", strategy)).await;
+        let mut deploy = config("1.1.0", strategy);
+        deploy.blue_green_config.keep_old_warm_for = Duration::from_secs(60);
+        let h = o.start(&deploy, SERVICE).await.expect("start");
+        until(&h, &reached).await;
         outage_from_now(&world);
         let r = h.wait().await.expect("report");
         held_then_rolled_back(&r);
@@ -146,22 +83,29 @@ async fn a_metrics_outage_mid_canary_never_promotes_and_rolls_back_past_the_dead
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_metrics_outage_mid_canary_never_promotes_and_rolls_back_past_the_deadline() {
+    outage_once(
+        [
+            (1, StrategyKind::Canary),
+            (2, StrategyKind::BlueGreenWithCanary),
+            (3, StrategyKind::BlueGreen),
+        ],
+        |s| s.weight > 0.0,
+    )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_metrics_outage_mid_watch_never_completes_and_rolls_back_past_the_deadline() {
-    for (seed, strategy) in [
-        (4, StrategyKind::Canary),
-        (5, StrategyKind::BlueGreenWithCanary),
-        (6, StrategyKind::BlueGreen),
-    ] {
-        let (world, o) = serving(seed, strategy).await;
-        // The watch (2 minutes) is shorter than the triggers' `staleAfter` (5 minutes): they
-        // never go stale in it, yet it has seen no data. (It used to end and complete.)
-        let h = o
-            .start(&config("1.1.0", strategy), SERVICE)
-            .await
-            .expect("start");
-        until(&h, |s| s.stage == Stage::Monitoring).await;
-        outage_from_now(&world);
-        let r = h.wait().await.expect("report");
-        held_then_rolled_back(&r);
-    }
+    // The watch (2 minutes) is shorter than the triggers' `staleAfter` (5 minutes): they
+    // never go stale in it, yet it has seen no data. (It used to end and complete.)
+    outage_once(
+        [
+            (4, StrategyKind::Canary),
+            (5, StrategyKind::BlueGreenWithCanary),
+            (6, StrategyKind::BlueGreen),
+        ],
+        |s| s.stage == Stage::Monitoring,
+    )
+    .await;
 }

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serin_orchestrator::{
-    Clock, DeploymentConfig, InMemoryJournal, Orchestrator, Report, ServiceBackends, StrategyKind,
-    TrafficStrategyKind,
+    Clock, DeploymentConfig, InMemoryJournal, Journal, Orchestrator, Report, ServiceBackends,
+    StrategyKind, TrafficStrategyKind,
 };
 use serin_sim::{Load, Schedule, SimConfig, SimWorld, VersionProfile};
+use serin_traffic::TrafficRouter;
 
 pub const SERVICE: &str = "web";
 
@@ -19,12 +20,23 @@ pub fn v(s: &str) -> semver::Version {
 
 /// The world and an orchestrator over it, nothing installed yet.
 pub fn fleet(seed: u64, bad_rate: f64) -> (SimWorld, Orchestrator) {
+    let world = world(seed, bad_rate);
+    let orchestrator = orchestrator(
+        &world,
+        Arc::new(world.router()),
+        Arc::new(InMemoryJournal::new()),
+    );
+    (world, orchestrator)
+}
+
+/// The world alone, nothing installed yet.
+pub fn world(seed: u64, bad_rate: f64) -> SimWorld {
     let profile = |rate| {
         VersionProfile::default()
             .with_error_rate(Schedule::constant(rate))
             .with_startup(Duration::from_secs(5))
     };
-    let world = SimWorld::new(
+    SimWorld::new(
         SimConfig::new(seed)
             .with_service(SERVICE)
             .with_load(Load::constant(300.0))
@@ -32,18 +44,22 @@ pub fn fleet(seed: u64, bad_rate: f64) -> (SimWorld, Orchestrator) {
             .with_profile(v("1.1.0"), profile(0.005))
             .with_profile(v("1.2.0"), profile(bad_rate)),
     )
-    .expect("world");
-    let backends = ServiceBackends::new(
-        Arc::new(world.router()),
-        Arc::new(world.metrics()),
-        Arc::new(world.health()),
-    );
-    let orchestrator =
-        Orchestrator::builder(Arc::new(world.platform()), Arc::new(InMemoryJournal::new()))
-            .service(SERVICE, backends)
-            .clock(Clock::starting_at(world.now()))
-            .build();
-    (world, orchestrator)
+    .expect("world")
+}
+
+/// An orchestrator over `world`'s platform, metrics and health, as a process starting now
+/// builds it: traffic goes through `router`, deployments are journalled to `journal`.
+pub fn orchestrator(
+    world: &SimWorld,
+    router: Arc<dyn TrafficRouter>,
+    journal: Arc<dyn Journal>,
+) -> Orchestrator {
+    let backends =
+        ServiceBackends::new(router, Arc::new(world.metrics()), Arc::new(world.health()));
+    Orchestrator::builder(Arc::new(world.platform()), journal)
+        .service(SERVICE, backends)
+        .clock(Clock::starting_at(world.now()))
+        .build()
 }
 
 pub fn config(version: &str, strategy: StrategyKind) -> DeploymentConfig {
