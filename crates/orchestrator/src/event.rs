@@ -119,7 +119,9 @@ pub enum EventKind {
     },
     /// The canary controller decided something other than holding, or held for a reason other
     /// than the last one (a hold is announced when its reason changes, not at every window),
-    /// with its evidence.
+    /// with its evidence. A promotion no controller decided (the blue-green switch's plan
+    /// completing, an operator's promote of the switch or of the watch) is announced the same
+    /// way, without evidence, its reason saying what decided.
     #[serde(rename_all = "camelCase")]
     AnalysisResult {
         /// The decision and its evidence.

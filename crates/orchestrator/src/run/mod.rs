@@ -964,9 +964,16 @@ impl Runner {
                     self.promote(vec![EventKind::AnalysisResult { decision }], true)
                         .await
                 }
-                Stage::Switch => self.promote(Vec::new(), true).await,
+                Stage::Switch => {
+                    let why = "promoted by an operator: the switch skips its remaining steps, \
+                               and the new version takes all traffic";
+                    let kinds = vec![self.promotion_decided(why.into())];
+                    self.promote(kinds, true).await
+                }
                 Stage::Monitoring => {
-                    let mut kinds = Vec::new();
+                    let why = "promoted by an operator: the watch after promotion ends early, \
+                               and completion retires the old version after its warm delay";
+                    let mut kinds = vec![self.promotion_decided(why.into())];
                     if std::mem::replace(&mut self.state.paused, false) {
                         kinds.push(EventKind::Resumed);
                     }

@@ -1,5 +1,6 @@
 //! Moving traffic: the blue-green switch plan, promotion, and rollback.
 
+use serin_canary::controller::{Action, Decision};
 use serin_signals::Timestamp;
 use serin_traffic::Next;
 
@@ -72,7 +73,15 @@ impl Runner {
                 )
                 .await
             }
-            Next::Done => self.promote(Vec::new(), false).await,
+            Next::Done => {
+                let track = self.new_track();
+                let kinds = vec![self.promotion_decided(format!(
+                    "the switch plan applied its last step with every instance of track {track} \
+                     ready and no rollback trigger firing or holding: the new version takes all \
+                     traffic"
+                ))];
+                self.promote(kinds, false).await
+            }
             Next::Wait { until_millis } => {
                 let check = self.state.config.monitoring.check_interval;
                 let target = Timestamp::from_millis(until_millis)
@@ -201,6 +210,23 @@ impl Runner {
             return Ok(());
         }
         self.finish_promotion(kinds).await
+    }
+
+    /// The announcement of a promotion that no canary controller decided (the blue-green
+    /// switch's plan, an operator's promote of the switch or of the watch): no metric
+    /// decided it, so it carries no evidence, and `reason` says what did; its time is now.
+    pub(super) fn promotion_decided(&self, reason: String) -> EventKind {
+        EventKind::AnalysisResult {
+            decision: Decision {
+                action: Action::Promote,
+                at: self.now(),
+                step: 0,
+                weight: 100,
+                severity: None,
+                reason,
+                evidence: Vec::new(),
+            },
+        }
     }
 
     /// Whether every instance of the new track is alive and ready now, so that it may take a
