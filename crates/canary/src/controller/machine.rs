@@ -702,7 +702,7 @@ impl<J: Judge> CanaryController<J> {
                     Phase::RolledBack,
                     now,
                     None,
-                    "aborted by command".into(),
+                    "aborted by an operator (command)".into(),
                     None,
                 ))
             }
@@ -723,7 +723,7 @@ impl<J: Judge> CanaryController<J> {
                     Phase::Promoted,
                     now,
                     None,
-                    "promoted by command".into(),
+                    "promoted by an operator (command)".into(),
                     None,
                 ))
             }
