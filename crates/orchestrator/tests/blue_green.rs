@@ -8,16 +8,9 @@ use std::sync::Arc;
 use serin_compat::{Fleet, Matrix, Registry, Release, Validator};
 use serin_orchestrator::{EventKind, Outcome, Platform, Report, StrategyKind, TrafficStrategyKind};
 use serin_signals::Track;
-use support::{SERVICE, World, blue_green_config, rollback_reason, v};
-
-async fn world_on_blue() -> Arc<World> {
-    let (world, _traffic) = World::new().under_traffic(0.005, 0.005);
-    let config = blue_green_config("1.0.0", TrafficStrategyKind::Immediate);
-    let r = world.orchestrator().run(&config).await.expect("install");
-    assert_eq!(r[0].outcome, Some(Outcome::Succeeded));
-    world.assert_live(Track::Blue, "1.0.0").await;
-    world
-}
+use support::{
+    SERVICE, World, blue_green_config, kill_a_green_instance, rollback_reason, v, world_on_blue,
+};
 
 fn weights(report: &Report) -> Vec<f64> {
     support::weights(&report.timeline)
@@ -306,20 +299,7 @@ async fn a_green_instance_dying_mid_switch_stops_the_switch_and_rolls_back() {
         .start(&blue_green_config("1.1.0", TrafficStrategyKind::Gradual))
         .await;
     support::until_weight(&h, 25.0).await;
-    let green = world
-        .platform
-        .status(SERVICE, &Track::Green)
-        .await
-        .expect("green");
-    world
-        .platform
-        .kill(
-            SERVICE,
-            &Track::Green,
-            &green.instances[0].id,
-            "out of memory",
-        )
-        .expect("kill");
+    kill_a_green_instance(&world).await;
     let report = h.wait().await.expect("report");
     let reason = rollback_reason(&report);
     assert!(reason.contains("out of memory"), "{reason}");

@@ -4,38 +4,11 @@
 
 mod support;
 
-use std::sync::Arc;
-
-use serin_orchestrator::{Outcome, Platform, StrategyKind, TrafficStrategyKind};
+use serin_orchestrator::{StrategyKind, TrafficStrategyKind};
 use serin_signals::Track;
-use support::{SERVICE, World, blue_green_config, rollback_reason, until_weight, weights};
-
-/// A world serving 1.0.0 on blue under traffic (both versions failing 0.5% of requests).
-async fn world_on_blue() -> Arc<World> {
-    let (world, _traffic) = World::new().under_traffic(0.005, 0.005);
-    let config = blue_green_config("1.0.0", TrafficStrategyKind::Immediate);
-    let r = world.orchestrator().run(&config).await.expect("install");
-    assert_eq!(r[0].outcome, Some(Outcome::Succeeded));
-    world
-}
-
-/// Kills the first instance of green.
-async fn kill_a_green_instance(world: &World) {
-    let green = world
-        .platform
-        .status(SERVICE, &Track::Green)
-        .await
-        .expect("green");
-    world
-        .platform
-        .kill(
-            SERVICE,
-            &Track::Green,
-            &green.instances[0].id,
-            "out of memory",
-        )
-        .expect("kill");
-}
+use support::{
+    blue_green_config, kill_a_green_instance, rollback_reason, until_weight, weights, world_on_blue,
+};
 
 /// Blue-green-with-canary whose green loses an instance once the canary reaches `weight`.
 async fn green_dying_at(weight: f64) -> serin_orchestrator::Report {

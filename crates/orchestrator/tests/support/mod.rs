@@ -325,6 +325,35 @@ impl World {
 }
 
 /// A canary config that runs in a few virtual minutes.
+/// A world serving 1.0.0 on blue under traffic (both versions failing 0.5% of requests),
+/// installed by an immediate blue-green switch.
+pub async fn world_on_blue() -> Arc<World> {
+    let (world, _traffic) = World::new().under_traffic(0.005, 0.005);
+    let config = blue_green_config("1.0.0", TrafficStrategyKind::Immediate);
+    let r = world.orchestrator().run(&config).await.expect("install");
+    assert_eq!(r[0].outcome, Some(Outcome::Succeeded));
+    world.assert_live(Track::Blue, "1.0.0").await;
+    world
+}
+
+/// Kills the first instance of green ("out of memory").
+pub async fn kill_a_green_instance(world: &World) {
+    let green = world
+        .platform
+        .status(SERVICE, &Track::Green)
+        .await
+        .expect("green");
+    world
+        .platform
+        .kill(
+            SERVICE,
+            &Track::Green,
+            &green.instances[0].id,
+            "out of memory",
+        )
+        .expect("kill");
+}
+
 pub fn canary_config(version: &str) -> DeploymentConfig {
     let mut c =
         DeploymentConfig::new(StrategyKind::Canary, v(version), &[SERVICE]).expect("config");
