@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serin_compat::steps::StepKind;
 use serin_compat::{Fleet, Matrix, Registry, Release, Validator};
 use serin_orchestrator::{
-    EventKind, InMemoryBackup, InMemoryStepRunner, Outcome, Platform, StepStatus,
+    EventKind, InMemoryBackup, InMemoryStepRunner, Outcome, Platform, StepStatus, TrackSpec,
 };
 use serin_signals::{HealthSignal, Probe, ProbeStatus, Track};
 use support::{
@@ -299,4 +299,30 @@ async fn a_rollback_away_from_a_crashing_version_is_not_refused_by_its_pre_check
         reason.contains("pre-check") && reason.contains("not healthy"),
         "{reason}"
     );
+}
+
+/// The dry run marks refused what `start` refuses before anything changes: a new track that
+/// runs already (left by a deployment that was never finished, say).
+#[tokio::test(start_paused = true)]
+async fn the_dry_run_refuses_a_new_track_that_runs_already_as_start_does() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let o = world.orchestrator();
+    let config = canary_config("1.1.0");
+    let plan = o.plan(&config).await.expect("plan");
+    assert!(!plan[0].steps[0].contains("REFUSED"), "{}", plan[0]);
+    world
+        .platform
+        .bring_up(&TrackSpec::new(SERVICE, "1.1.0", Track::Canary, 1).expect("spec"))
+        .await
+        .expect("bring up");
+    let plan = o.plan(&config).await.expect("plan");
+    assert!(
+        plan[0].steps[0].starts_with("start: REFUSED — track canary already runs 1.1.0"),
+        "{}",
+        plan[0]
+    );
+    let Err(err) = o.start(&config, SERVICE).await else {
+        panic!("start refuses a new track that runs already");
+    };
+    assert!(err.to_string().contains("already runs 1.1.0"), "{err}");
 }

@@ -82,8 +82,9 @@ impl Orchestrator {
     /// The dry run: for every target service, in the order [`run`](Self::run) would start
     /// them, what runs, where the new version would go and the ordered steps. Each service is
     /// validated against the fleet as the ones before it would leave it if they succeed (a set
-    /// that no order lets through is marked blocked for every service). Reads the router and
-    /// the platform; changes nothing.
+    /// that no order lets through is marked blocked for every service), and a new track that
+    /// runs already is marked refused, as [`start`](Self::start) refuses it. Reads the router
+    /// and the platform; changes nothing.
     pub async fn plan(&self, config: &DeploymentConfig) -> Result<Vec<DeploymentPlan>> {
         let (order, set_blocked) = match self.rollout_groups(config) {
             Ok(groups) => (groups.concat(), None),
@@ -129,6 +130,19 @@ impl Orchestrator {
             }];
             if let Some(fleet) = fleet.as_mut() {
                 fleet.set(service.clone(), vec![to.version.clone()]);
+            }
+            // What `start` refuses before anything changes: a new track that runs already.
+            let platform = self.inner.platform.as_ref();
+            let limit = config.max_deployment_duration;
+            if let Ok(st) = super::status_within(platform, service, &to.track, limit).await {
+                steps.insert(
+                    0,
+                    format!(
+                        "start: REFUSED — track {} already runs {}: resume or finish the \
+                         deployment that started it, or retire it",
+                        to.track, st.version
+                    ),
+                );
             }
             // A move back to an older version skips the running version's pre-checks.
             let checks = if from.as_ref().is_some_and(|f| f.version > to.version) {
