@@ -5,11 +5,11 @@ mod support;
 
 use std::sync::Arc;
 
-use serin_compat::{Fleet, Matrix, Registry, Release, Validator};
 use serin_orchestrator::{EventKind, Outcome, Platform, Report, StrategyKind, TrafficStrategyKind};
 use serin_signals::Track;
 use support::{
     SERVICE, World, blue_green_config, kill_a_green_instance, rollback_reason, v, world_on_blue,
+    yanking_validator,
 };
 
 fn weights(report: &Report) -> Vec<f64> {
@@ -123,16 +123,7 @@ async fn blue_green_with_canary_brings_green_up_fully_then_judges_then_switches(
 #[tokio::test(start_paused = true)]
 async fn a_blocked_upgrade_stops_at_validation_with_the_explanation() {
     let world = world_on_blue().await;
-    let mut registry = Registry::new();
-    registry
-        .add_release(SERVICE, Release::new(v("1.0.0")))
-        .expect("release");
-    registry
-        .add_release(SERVICE, Release::new(v("1.1.0")).yanked())
-        .expect("release");
-    let matrix = Matrix::new(Vec::new(), &registry).expect("matrix");
-    let validator = Validator::new(registry, matrix).expect("validator");
-    let fleet = Fleet::new().with(SERVICE, v("1.0.0"));
+    let (validator, fleet) = yanking_validator();
     let o = world
         .builder(world.journal.clone())
         .validator(validator, fleet)

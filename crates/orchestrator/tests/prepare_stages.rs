@@ -7,30 +7,28 @@ mod support;
 
 use std::sync::Arc;
 
+use serin_compat::Fleet;
 use serin_compat::steps::StepKind;
-use serin_compat::{Fleet, Matrix, Registry, Release, Validator};
 use serin_orchestrator::{
     EventKind, InMemoryBackup, InMemoryStepRunner, Outcome, Platform, StepStatus, TrackSpec,
 };
 use serin_signals::{HealthSignal, Probe, ProbeStatus, Track};
 use support::{
     SERVICE, World, assert_succeeded, canary_config, checklist_validator, run_to_end, v,
+    yanking_validator,
 };
 
-/// 1.0.0 runs; 1.1.0 is yanked, so the validator blocks it.
-fn yanking_validator() -> (Validator, Fleet) {
-    let mut registry = Registry::new();
-    registry
-        .add_release(SERVICE, Release::new(v("1.0.0")))
-        .expect("release");
-    registry
-        .add_release(SERVICE, Release::new(v("1.1.0")).yanked())
-        .expect("release");
-    let matrix = Matrix::new(Vec::new(), &registry).expect("matrix");
-    (
-        Validator::new(registry, matrix).expect("validator"),
-        Fleet::new().with(SERVICE, v("1.0.0")),
-    )
+/// The running version's `postgres` dependency check reports `status` now.
+fn postgres_check(world: &World, status: ProbeStatus) {
+    world
+        .health
+        .record(HealthSignal::new(
+            Track::Stable,
+            Probe::Dependency("postgres".into()),
+            status,
+            world.clock.now(),
+        ))
+        .expect("record");
 }
 
 #[tokio::test(start_paused = true)]
@@ -64,15 +62,7 @@ async fn a_blocked_upgrade_takes_no_backup_runs_no_step_and_holds_no_lock() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_pre_check_takes_no_backup() {
     let world = World::installed().await;
-    world
-        .health
-        .record(HealthSignal::new(
-            Track::Stable,
-            Probe::Dependency("postgres".into()),
-            ProbeStatus::Fail,
-            world.clock.now(),
-        ))
-        .expect("record");
+    postgres_check(&world, ProbeStatus::Fail);
     let backup = Arc::new(InMemoryBackup::new());
     let runner = Arc::new(InMemoryStepRunner::new());
     let o = world.checklist_orchestrator(
@@ -227,15 +217,7 @@ async fn the_validator_takes_the_version_the_platform_runs_over_a_fleet_ahead_of
 #[tokio::test(start_paused = true)]
 async fn a_dependency_whose_check_could_not_run_fails_the_pre_check() {
     let world = World::installed().await;
-    world
-        .health
-        .record(HealthSignal::new(
-            Track::Stable,
-            Probe::Dependency("postgres".into()),
-            ProbeStatus::Unknown,
-            world.clock.now(),
-        ))
-        .expect("record");
+    postgres_check(&world, ProbeStatus::Unknown);
     let backup = Arc::new(InMemoryBackup::new());
     let o = world
         .builder(world.journal.clone())

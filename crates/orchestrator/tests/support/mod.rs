@@ -440,6 +440,22 @@ pub fn drain(rx: &mut broadcast::Receiver<Event>) -> Vec<Event> {
     out
 }
 
+/// 1.0.0 runs; 1.1.0 is yanked, so the validator blocks it.
+pub fn yanking_validator() -> (Validator, Fleet) {
+    let mut registry = Registry::new();
+    registry
+        .add_release(SERVICE, Release::new(v("1.0.0")))
+        .expect("release");
+    registry
+        .add_release(SERVICE, Release::new(v("1.1.0")).yanked())
+        .expect("release");
+    let matrix = Matrix::new(Vec::new(), &registry).expect("matrix");
+    (
+        Validator::new(registry, matrix).expect("validator"),
+        Fleet::new().with(SERVICE, v("1.0.0")),
+    )
+}
+
 /// 1.0.0 runs; 1.1.0 adds a column (expand), drops an old one (contract) and declares a
 /// breaking change (flag before, clean-up after): two steps before the deployment for the
 /// runner (the flag and the expand migration; the backup step is done by the backup) and two
