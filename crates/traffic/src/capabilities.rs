@@ -114,16 +114,10 @@ impl Capabilities {
 
     /// The smallest step of weight the router can express; every weight of a split, and the
     /// share a mirror copies, must be a multiple of it. Must be more than zero and divide 100%
-    /// evenly (1 bps, 1%, 5%, 100%, ...).
+    /// evenly (1 bps, 1%, 5%, 100%, ...). [`Plan::shift_with_granularity`] builds plans whose
+    /// every weight is a multiple of it.
     pub fn with_weight_granularity(mut self, granularity: Weight) -> Result<Self> {
-        if granularity.is_zero() || !Weight::TOTAL_BPS.is_multiple_of(granularity.bps()) {
-            return Err(Error::invalid(
-                "weightGranularity",
-                granularity,
-                "must be more than 0% and divide 100% evenly",
-            ));
-        }
-        self.weight_granularity = granularity;
+        self.weight_granularity = granularity.as_granularity("weightGranularity")?;
         Ok(self)
     }
 

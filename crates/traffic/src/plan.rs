@@ -52,10 +52,13 @@ impl PlanStep {
 /// blue → green), the common case. A plan always has at least one step, every step names the
 /// starting split's backends in the same order (steps move weight, never add or drop a
 /// backend, so the dry-run table has one column per backend), its last step's split is the
-/// target exactly, and [`Plan::rollback`] / [`Plan::rollback_from`] give the one-step plan back
-/// to the starting (stable) split's weights and sticky sessions, without its match routes and
-/// mirror (see [`Plan::rollback`] for why). A plan read back from JSON is checked to have steps
-/// and to name the same backends in each.
+/// target exactly — all weight on the new backend, with the starting split's sticky sessions
+/// and without its match routes and mirror — and [`Plan::rollback`] / [`Plan::rollback_from`]
+/// give the one-step plan back to the starting (stable) split's weights and sticky sessions,
+/// again without its match routes and mirror (see [`Plan::rollback`] for why). For a router
+/// with coarser weights than basis points, [`Plan::shift_with_granularity`] keeps every weight
+/// on its granularity. A plan read back from JSON is checked to have steps and to name the
+/// same backends in each.
 ///
 /// ```
 /// use std::time::Duration;
@@ -99,8 +102,12 @@ impl Plan {
     /// - Every step's weights add up to 100%; the target's weight only rises and every other
     ///   backend's only falls. When `from` has several other backends they give up weight in
     ///   proportion to their starting weights (rounded to the basis point, never rising).
-    /// - Intermediate steps keep `from`'s match routes, mirror and sticky sessions; the last
-    ///   step is the plain target: 100% on `to`, the other backends listed at 0%, nothing else.
+    /// - Intermediate steps keep `from`'s match routes, mirror and sticky sessions. The last
+    ///   step is the target: 100% on `to`, the other backends listed at 0%, `from`'s sticky
+    ///   sessions and nothing else. The routes and the mirror belong to the deployment and end
+    ///   with it, as a rollback drops them ([`Plan::rollback`]); sticky sessions are the
+    ///   service's own setting, kept by a rollback and by a completed plan alike, so the next
+    ///   deployment starts with them.
     /// - Gradual steps hold for the interval; weighted steps hold for their duration plus any
     ///   timed pause and may await approval; the last step of a gradual or immediate plan holds
     ///   for zero (there is nothing after it to wait for).
@@ -108,6 +115,34 @@ impl Plan {
     /// Errors name the field: `to` (no such backend) or the strategy's (`strategy.increment`,
     /// `strategy.steps[1].weight`).
     pub fn shift(from: &TrafficSplit, to: &str, strategy: &Strategy) -> Result<Plan> {
+        Plan::shift_with_granularity(from, to, strategy, Weight::ONE_BPS)
+    }
+
+    /// [`Plan::shift`] for a router that takes weights only in multiples of `granularity` (its
+    /// [`Capabilities::weight_granularity`](crate::Capabilities::weight_granularity): whole
+    /// percents for NGINX, 100% for a Service-selector switch), so that
+    /// [`Capabilities::check_plan`](crate::Capabilities::check_plan) finds no weight too fine.
+    ///
+    /// Everything [`Plan::shift`] promises holds, and every weight of every step is a multiple
+    /// of `granularity`: the other backends give up weight in whole multiples of it, each time
+    /// the one furthest above its proportional share, so three backends at 50/50/0 moving 33%
+    /// go to 33/34/33 rather than 33.5/33.5/33. At one basis point the plan is
+    /// [`Plan::shift`]'s.
+    ///
+    /// Nothing else is rounded: a weight the user asked for stays what was asked, or the plan
+    /// is refused, naming the field and the step, rather than holding a weight nobody asked for
+    /// or dropping a step. Refused are a `granularity` that is not more than 0% or does not
+    /// divide 100% evenly (`granularity`), a starting weight off it (`from.backends[0].weight`:
+    /// no router at that granularity holds such a split, nor could a rollback restore it), and
+    /// a step the strategy puts off it (`strategy.increment`, `strategy.steps[1].weight`). A
+    /// mirror's share is the starting split's, which `check_plan` checks with the rest.
+    pub fn shift_with_granularity(
+        from: &TrafficSplit,
+        to: &str,
+        strategy: &Strategy,
+        granularity: Weight,
+    ) -> Result<Plan> {
+        let granularity = granularity.as_granularity("granularity")?;
         strategy.validate()?;
         let Some(to_idx) = from.backends().iter().position(|b| b.name().as_str() == to) else {
             let names = from
@@ -122,59 +157,60 @@ impl Plan {
                 format!("is not a backend of the starting split ({names})"),
             ));
         };
+        let unit = granularity.bps();
+        if let Some((i, b)) = from
+            .backends()
+            .iter()
+            .enumerate()
+            .find(|(_, b)| !b.weight().bps().is_multiple_of(unit))
+        {
+            return Err(Error::invalid(
+                format!("from.backends[{i}].weight"),
+                b.weight(),
+                format!(
+                    "backend {}'s starting weight is not a multiple of the weight granularity \
+                     {granularity}: no router at that granularity holds this split, nor could a \
+                     rollback restore it",
+                    b.name()
+                ),
+            ));
+        }
         let start: Vec<u16> = from.backends().iter().map(|b| b.weight().bps()).collect();
         let w0 = start.get(to_idx).copied().unwrap_or(0);
-        let full = Weight::TOTAL_BPS;
-
-        // (target weight in bps, hold, await approval), strictly increasing, ending at 100%.
-        let mut marks: Vec<(u16, Duration, bool)> = Vec::new();
-        match strategy {
-            Strategy::Immediate => {}
-            Strategy::Gradual {
-                increment,
-                interval,
-            } => {
-                let mut w = w0;
-                loop {
-                    w = w.saturating_add(increment.bps()).min(full);
-                    if w >= full {
-                        break;
-                    }
-                    marks.push((w, *interval, false));
-                }
-            }
-            Strategy::Weighted { steps } => {
-                for s in steps.iter().filter(|s| s.weight.bps() >= w0) {
-                    let (extra, approval) = match s.pause {
-                        Pause::None => (Duration::ZERO, false),
-                        Pause::Timed(d) => (d, false),
-                        Pause::UntilApproved => (Duration::ZERO, true),
-                    };
-                    marks.push((s.weight.bps(), s.duration.saturating_add(extra), approval));
-                }
-            }
+        let mut marks = marks(strategy, w0);
+        if let Some((i, mark)) = marks
+            .iter()
+            .enumerate()
+            .find(|(_, m)| !m.weight.is_multiple_of(unit))
+        {
+            return Err(Error::invalid(
+                &mark.field,
+                mark.value,
+                format!(
+                    "step {i} of the plan would put {} on {to}, not a multiple of the weight \
+                     granularity {granularity}",
+                    Weight::from_bps(mark.weight)?
+                ),
+            ));
         }
-        // The final step is always the plain target; a weighted 100% step lends it its hold.
-        let (final_hold, final_approval) = match marks.last() {
-            Some(&(w, hold, approval)) if w >= full => {
-                marks.pop();
-                (hold, approval)
-            }
-            _ => (Duration::ZERO, false),
+        // The final step is always the target; a weighted 100% step lends it its hold.
+        let (final_hold, final_approval) = match marks.pop_if(|m| m.weight >= Weight::TOTAL_BPS) {
+            Some(m) => (m.hold, m.await_approval),
+            None => (Duration::ZERO, false),
         };
 
         let mut steps = Vec::with_capacity(marks.len() + 1);
         let mut current = start.clone();
-        for (w, hold, await_approval) in marks {
-            current = step_toward(&current, &start, to_idx, w);
+        for mark in marks {
+            current = step_toward(&current, &start, to_idx, mark.weight, unit);
             let weights: Vec<Weight> = current
                 .iter()
                 .map(|&b| Weight::from_bps(b))
                 .collect::<Result<_>>()?;
             steps.push(PlanStep {
                 split: from.reweighted(&weights)?,
-                hold,
-                await_approval,
+                hold: mark.hold,
+                await_approval: mark.await_approval,
             });
         }
         let target_weights: Vec<Weight> = (0..start.len())
@@ -187,7 +223,9 @@ impl Plan {
             })
             .collect();
         steps.push(PlanStep {
-            split: from.plain().reweighted(&target_weights)?,
+            split: from
+                .without_routes_or_mirror()
+                .reweighted(&target_weights)?,
             hold: final_hold,
             await_approval: final_approval,
         });
@@ -255,7 +293,8 @@ impl Plan {
     /// managed routes (`setHeaderRoute`, `setMirrorRoute`) when a rollout is aborted as well as
     /// when it is fully promoted: a version rolled back for being bad must get no more requests,
     /// matched or copied, and a mirror to a track about to be retired would only load it and
-    /// fail. Sticky sessions stay: they keep users from flipping between the backends left.
+    /// fail. Sticky sessions stay, as they stay at the target: they are the service's setting,
+    /// not the deployment's, and keep users from flipping between the backends left.
     pub fn rollback(&self) -> Plan {
         Plan::new(self.target().clone(), vec![self.rollback_step()])
     }
@@ -280,22 +319,80 @@ impl Plan {
 
     /// The one step of a rollback: the starting weights and sticky sessions, applied at once.
     fn rollback_step(&self) -> PlanStep {
-        let plain = self.from.plain();
         PlanStep {
-            split: match self.from.sticky() {
-                Some(sticky) => plain.with_sticky(sticky.clone()),
-                None => plain,
-            },
+            split: self.from.without_routes_or_mirror(),
             hold: Duration::ZERO,
             await_approval: false,
         }
     }
 }
 
+/// A weight the target reaches in a step of a plan, before the step is built.
+struct Mark {
+    /// The target's weight, in basis points; strictly increasing from mark to mark.
+    weight: u16,
+    hold: Duration,
+    await_approval: bool,
+    /// The strategy's field that asked for the weight, and its value, for an error.
+    field: String,
+    value: Weight,
+}
+
+/// The target's weights `strategy` asks for on the way from `w0` bps, strictly increasing: a
+/// gradual strategy's increments below 100%, a weighted strategy's steps from `w0` on (a 100%
+/// step included: it lends the final step its hold and approval).
+fn marks(strategy: &Strategy, w0: u16) -> Vec<Mark> {
+    let full = Weight::TOTAL_BPS;
+    let mut marks = Vec::new();
+    match strategy {
+        Strategy::Immediate => {}
+        Strategy::Gradual {
+            increment,
+            interval,
+        } => {
+            let mut w = w0;
+            loop {
+                w = w.saturating_add(increment.bps()).min(full);
+                if w >= full {
+                    break;
+                }
+                marks.push(Mark {
+                    weight: w,
+                    hold: *interval,
+                    await_approval: false,
+                    field: "strategy.increment".to_owned(),
+                    value: *increment,
+                });
+            }
+        }
+        Strategy::Weighted { steps } => {
+            for (i, s) in steps.iter().enumerate() {
+                if s.weight.bps() < w0 {
+                    continue;
+                }
+                let (extra, await_approval) = match s.pause {
+                    Pause::None => (Duration::ZERO, false),
+                    Pause::Timed(d) => (d, false),
+                    Pause::UntilApproved => (Duration::ZERO, true),
+                };
+                marks.push(Mark {
+                    weight: s.weight.bps(),
+                    hold: s.duration.saturating_add(extra),
+                    await_approval,
+                    field: format!("strategy.steps[{i}].weight"),
+                    value: s.weight,
+                });
+            }
+        }
+    }
+    marks
+}
+
 /// The weights after raising `to_idx` to `target` bps from `prev`: the other backends give up
-/// the difference one basis point at a time, each time the one furthest above its proportional
-/// share of what is left (proportions from `start`), so no weight ever rises.
-fn step_toward(prev: &[u16], start: &[u16], to_idx: usize, target: u16) -> Vec<u16> {
+/// the difference `unit` bps at a time, each time the one furthest above its proportional share
+/// of what is left (proportions from `start`), so no weight ever rises and, with `prev` and
+/// `target` multiples of `unit`, every weight stays one.
+fn step_toward(prev: &[u16], start: &[u16], to_idx: usize, target: u16, unit: u16) -> Vec<u16> {
     let mut next = prev.to_vec();
     let have = prev.get(to_idx).copied().unwrap_or(0);
     if target <= have {
@@ -315,13 +412,13 @@ fn step_toward(prev: &[u16], start: &[u16], to_idx: usize, target: u16) -> Vec<u
         }
         return next;
     }
-    for _ in 0..(target - have) {
+    for _ in 0..(target - have) / unit {
         // excess_i ∝ prev_i / left - start_i / start_rest, scaled by start_rest * left.
         let pick = next
             .iter()
             .zip(start)
             .enumerate()
-            .filter(|&(i, (&w, _))| i != to_idx && w > 0)
+            .filter(|&(i, (&w, _))| i != to_idx && w >= unit)
             .max_by(|&(i, (&a, &sa)), &(j, (&b, &sb))| {
                 let ea = i64::from(a) * start_rest - i64::from(sa) * left;
                 let eb = i64::from(b) * start_rest - i64::from(sb) * left;
@@ -330,7 +427,7 @@ fn step_toward(prev: &[u16], start: &[u16], to_idx: usize, target: u16) -> Vec<u
             })
             .map(|(i, _)| i);
         match pick.and_then(|i| next.get_mut(i)) {
-            Some(w) => *w -= 1,
+            Some(w) => *w -= unit,
             None => break,
         }
     }
@@ -881,5 +978,151 @@ start    100%      0%     -
         let plain = TrafficSplit::all_to("stable", &["canary"]).unwrap();
         let plan = Plan::shift(&plain, "canary", &s).unwrap();
         assert_eq!(plan.rollback().target(), &plain);
+    }
+
+    /// A completed plan leaves the service's own sticky sessions in force, as a rollback does,
+    /// and drops only the deployment's match routes and mirror; so the next deployment starts
+    /// from a split that still has them.
+    #[test]
+    fn the_target_keeps_sticky_sessions_and_drops_routes_and_mirror() {
+        use crate::routes::{Mirror, StickySession};
+        let sticky = StickySession::new("serin-backend", Duration::from_secs(3600)).unwrap();
+        let from = TrafficSplit::from_percents([("stable", 90), ("canary", 10)])
+            .unwrap()
+            .with_route(
+                MatchRoute::header("x-canary", ValueMatch::Exact("always".into()), "canary")
+                    .unwrap(),
+            )
+            .unwrap()
+            .with_mirror(Mirror::new("canary", pct(20)).unwrap())
+            .with_sticky(sticky.clone());
+        let expected = TrafficSplit::from_percents([("stable", 0), ("canary", 100)])
+            .unwrap()
+            .with_sticky(sticky);
+        for s in [
+            Strategy::immediate(),
+            Strategy::gradual(pct(30), Duration::from_secs(30)).unwrap(),
+        ] {
+            let plan = Plan::shift(&from, "canary", &s).unwrap();
+            assert_eq!(plan.target(), &expected);
+            assert_eq!(plan.rollback().target().sticky(), plan.target().sticky());
+        }
+    }
+
+    fn weights_at(plan: &Plan, step: usize) -> Vec<u16> {
+        plan.step(step)
+            .unwrap()
+            .split()
+            .backends()
+            .iter()
+            .map(|b| b.weight().bps())
+            .collect()
+    }
+
+    /// With three backends the other two shrink in proportion, which at basis points gives
+    /// weights such as 33.5% that a whole-percent router refuses; at its granularity every step
+    /// (and the rollback) is one it takes.
+    #[test]
+    fn several_backends_shrink_in_whole_steps_of_the_granularity() {
+        use crate::capabilities::Capabilities;
+        let from = TrafficSplit::from_percents([("a", 50), ("b", 50), ("canary", 0)]).unwrap();
+        let s = Strategy::gradual(pct(33), Duration::from_secs(30)).unwrap();
+        let whole_percent = Capabilities::full()
+            .with_weight_granularity(pct(1))
+            .unwrap();
+        let plan = Plan::shift_with_granularity(&from, "canary", &s, pct(1)).unwrap();
+        whole_percent.check_plan(&plan, "nginx").unwrap();
+        // 67% left, one percent more on the earlier backend's side given up first.
+        assert_eq!(weights_at(&plan, 0), [3300, 3400, 3300]);
+        assert_eq!(canary_weights(&plan), [33, 66, 99, 100]);
+        assert_eq!(plan.rollback().target(), &from);
+
+        let from = TrafficSplit::from_percents([("a", 60), ("b", 30), ("canary", 10)]).unwrap();
+        let s = Strategy::gradual(pct(10), Duration::ZERO).unwrap();
+        let fives = Capabilities::full()
+            .with_weight_granularity(pct(5))
+            .unwrap();
+        let plan = Plan::shift_with_granularity(&from, "canary", &s, pct(5)).unwrap();
+        fives.check_plan(&plan, "lb").unwrap();
+        // 80% left, 2:1 is 53.3% and 26.7%: each within one step of its share.
+        assert_eq!(weights_at(&plan, 0), [5500, 2500, 2000]);
+        // At one basis point the plan is the one `shift` builds.
+        assert_eq!(
+            Plan::shift_with_granularity(&from, "canary", &s, Weight::ONE_BPS).unwrap(),
+            Plan::shift(&from, "canary", &s).unwrap()
+        );
+    }
+
+    /// A weight the granularity cannot express is refused, naming the field, the step and the
+    /// granularity, instead of being rounded into a step nobody asked for or dropped.
+    #[test]
+    fn weights_off_the_granularity_are_refused_naming_the_step_and_granularity() {
+        let stable = TrafficSplit::all_to("stable", &["canary"]).unwrap();
+        let weighted = Strategy::weighted(vec![
+            WeightedStep::new(pct(10), Duration::ZERO),
+            WeightedStep::new(Weight::from_bps(1250).unwrap(), Duration::ZERO),
+        ])
+        .unwrap();
+        let gradual = Strategy::gradual(Weight::from_bps(250).unwrap(), Duration::ZERO).unwrap();
+        let fine = TrafficSplit::new([
+            ("stable", Weight::from_bps(8750).unwrap()),
+            ("canary", Weight::from_bps(1250).unwrap()),
+        ])
+        .unwrap();
+        for (from, s, granularity, field, message) in [
+            (
+                &stable,
+                &weighted,
+                pct(1),
+                "strategy.steps[1].weight",
+                "invalid strategy.steps[1].weight `12.5%`: step 1 of the plan would put 12.5% \
+                 on canary, not a multiple of the weight granularity 1%",
+            ),
+            (
+                &stable,
+                &gradual,
+                pct(1),
+                "strategy.increment",
+                "invalid strategy.increment `2.5%`: step 0 of the plan would put 2.5% on \
+                 canary, not a multiple of the weight granularity 1%",
+            ),
+            (
+                &stable,
+                &Strategy::gradual(pct(10), Duration::ZERO).unwrap(),
+                Weight::FULL,
+                "strategy.increment",
+                "weight granularity 100%",
+            ),
+            (
+                &fine,
+                &Strategy::immediate(),
+                pct(1),
+                "from.backends[0].weight",
+                "invalid from.backends[0].weight `87.5%`",
+            ),
+            (
+                &stable,
+                &Strategy::immediate(),
+                pct(3),
+                "granularity",
+                "invalid granularity `3%`: must be more than 0% and divide 100% evenly",
+            ),
+        ] {
+            let e = Plan::shift_with_granularity(from, "canary", s, granularity).unwrap_err();
+            assert!(e.to_string().contains(message), "{e}");
+            assert!(
+                matches!(e, Error::InvalidField { field: ref f, .. } if f == field),
+                "{e}"
+            );
+        }
+        // An immediate switch is all or nothing, which every granularity expresses; a weighted
+        // step already passed is skipped, not refused.
+        let plan =
+            Plan::shift_with_granularity(&stable, "canary", &Strategy::immediate(), Weight::FULL)
+                .unwrap();
+        assert_eq!(plan.len(), 1);
+        let at_20 = TrafficSplit::from_percents([("stable", 80), ("canary", 20)]).unwrap();
+        let plan = Plan::shift_with_granularity(&at_20, "canary", &weighted, pct(1)).unwrap();
+        assert_eq!(canary_weights(&plan), [100]);
     }
 }

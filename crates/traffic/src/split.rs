@@ -200,6 +200,15 @@ impl TrafficSplit {
         }
     }
 
+    /// The same weights and sticky sessions without routes or mirror: what a plan leaves in
+    /// force once it ends or is rolled back (see [`Plan::rollback`](crate::Plan::rollback)).
+    pub(crate) fn without_routes_or_mirror(&self) -> TrafficSplit {
+        TrafficSplit {
+            sticky: self.sticky.clone(),
+            ..self.plain()
+        }
+    }
+
     /// The backends with their weights, in order.
     pub fn backends(&self) -> &[BackendWeight] {
         &self.backends

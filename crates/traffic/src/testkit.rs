@@ -421,8 +421,9 @@ pub async fn check_capability_honesty(router: &dyn TrafficRouter) {
             let changed = with_changed(base(), capability);
             apply_ok(router, &changed).await;
             assert_current(router, &changed, &format!("changing its {capability}")).await;
-            // A plan's last step is a plain split: the router must take a route, mirror or
-            // sticky sessions away again, not only add them.
+            // A plan's last step and a rollback drop the deployment's routes and mirror, and a
+            // service may turn its sticky sessions off: the router must take each away again,
+            // not only add it.
             apply_ok(router, &base()).await;
             assert_current(
                 router,

@@ -78,6 +78,20 @@ impl Weight {
         Weight(self.0.saturating_add(other.0).min(Self::TOTAL_BPS))
     }
 
+    /// This weight as a granularity — the smallest step of weight a router can express — or an
+    /// error naming `field`: it must be more than zero and divide 100% evenly (1 bps, 1%, 5%,
+    /// 100%, ...), so that weights on its multiples can add up to exactly 100%.
+    pub(crate) fn as_granularity(self, field: &str) -> Result<Self> {
+        if self.is_zero() || !Self::TOTAL_BPS.is_multiple_of(self.0) {
+            return Err(Error::invalid(
+                field,
+                self,
+                "must be more than 0% and divide 100% evenly",
+            ));
+        }
+        Ok(self)
+    }
+
     pub(crate) fn from_bps_named(field: &str, bps: u64) -> Result<Self> {
         match u16::try_from(bps) {
             Ok(b) if b <= Self::TOTAL_BPS => Ok(Weight(b)),

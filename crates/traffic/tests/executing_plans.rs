@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serin_traffic::{
     Capabilities, Capability, Error, InMemoryRouter, MatchRoute, Mirror, Next, Plan, PlanCursor,
-    Strategy, TrafficRouter, TrafficSplit, ValueMatch, Weight, WeightedStep,
+    StickySession, Strategy, TrafficRouter, TrafficSplit, ValueMatch, Weight, WeightedStep,
 };
 use tokio::time::Instant;
 
@@ -161,6 +161,46 @@ async fn router_failure_mid_plan_rolls_back_without_routes_or_mirror() {
             .iter()
             .all(|s| s.routes().len() == 1 && s.mirror().is_some())
     );
+}
+
+/// A whole-percent router follows a plan over three backends built at its granularity to the
+/// end, where the service's sticky sessions are still in force and the deployment's header
+/// route is gone.
+#[tokio::test(start_paused = true)]
+async fn a_plan_at_the_routers_granularity_runs_to_the_end_keeping_sticky_sessions() {
+    let whole_percent = Capabilities::full()
+        .with_weight_granularity(Weight::from_percent(1).unwrap())
+        .unwrap();
+    let router = InMemoryRouter::with_capabilities(whole_percent).named("nginx");
+    let sticky = StickySession::new("serin-backend", Duration::from_secs(3600)).unwrap();
+    let from = TrafficSplit::from_percents([("blue", 50), ("green", 50), ("canary", 0)])
+        .unwrap()
+        .with_route(
+            MatchRoute::header("x-canary", ValueMatch::Exact("always".into()), "canary").unwrap(),
+        )
+        .unwrap()
+        .with_sticky(sticky.clone());
+    router.apply(&from).await.unwrap();
+    let strategy =
+        Strategy::gradual(Weight::from_percent(33).unwrap(), Duration::from_secs(30)).unwrap();
+    let granularity = router.capabilities().weight_granularity();
+    let plan = Plan::shift_with_granularity(&from, "canary", &strategy, granularity).unwrap();
+    router
+        .capabilities()
+        .check_plan(&plan, router.name())
+        .unwrap();
+
+    let log = execute(&router, &plan, |_| true).await.unwrap();
+
+    assert_eq!(log.len(), 4);
+    let end = router.current().await.unwrap().unwrap();
+    assert_eq!(
+        end,
+        TrafficSplit::from_percents([("blue", 0), ("green", 0), ("canary", 100)])
+            .unwrap()
+            .with_sticky(sticky)
+    );
+    assert!(end.routes().is_empty());
 }
 
 #[tokio::test]
