@@ -125,11 +125,6 @@ impl Validation {
         self.validator.validate(fleet, proposal)
     }
 
-    /// Validates `proposal` against what runs now.
-    pub(crate) fn validate(&self, proposal: &Proposal) -> serin_compat::Result<UpgradeValidation> {
-        self.validate_on(&self.fleet(), proposal)
-    }
-
     /// What runs now, as far as this orchestrator knows.
     pub(crate) fn fleet(&self) -> Fleet {
         crate::lock(&self.fleet).clone()

@@ -16,6 +16,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serin_compat::Fleet;
 use serin_signals::Track;
 use serin_traffic::TrafficRouter;
 use serin_triggers::Engine;
@@ -434,20 +435,35 @@ impl Orchestrator {
     /// succeed.
     ///
     /// With a validator and several target services, the set is validated as a whole before
-    /// anything moves, and a set that no order lets through is an [`Error::Blocked`] naming
-    /// the findings, with nothing started. Otherwise the services are deployed group by group
+    /// anything moves, from the version the platform runs of each target (a fleet given to the
+    /// builder may be out of date), and a set that no order lets through is an
+    /// [`Error::Blocked`] naming the findings, with nothing started. A target whose running
+    /// version cannot be read refuses the run with the error [`start`](Self::start) would
+    /// give, with nothing started. Otherwise the services are deployed group by group
     /// in the validator's rollout order (a service whose new version needs another's new
     /// version comes in a later group): the services of a group may move in either order, so
     /// they are deployed **at the same time**, and the next group starts once all of them
     /// have succeeded. When one of them does not succeed, the others of its group still run
     /// to their end and no later group starts. Each deployment is also validated alone, when
-    /// it starts, against the fleet as the groups before it left it.
+    /// it starts, against the fleet the set was validated against, as the groups before it
+    /// left it.
     ///
     /// An error (a deployment that cannot start, an executor that stops) is returned once every
     /// deployment of its group has ended; their reports stay in the journal.
     pub async fn run(&self, config: &DeploymentConfig) -> Result<Vec<Report>> {
         let mut out = Vec::new();
-        for group in self.rollout_groups(config)? {
+        let (groups, running) = self.rollout_groups(config).await?;
+        if let (Some(v), Some(running)) = (&self.inner.validator, running) {
+            // Each deployment is validated alone too, against the validator's fleet: it learns
+            // what runs, or a service of a group would be checked against a version of another
+            // that no longer runs. A target that runs nothing keeps what the fleet says.
+            for service in &config.target_services {
+                if let [version] = running.running(service) {
+                    v.record(service, version.clone());
+                }
+            }
+        }
+        for group in groups {
             let mut handles = Vec::new();
             let mut refused = None;
             for service in &group {
@@ -480,13 +496,20 @@ impl Orchestrator {
         Ok(out)
     }
 
-    /// The groups [`run`](Self::run) deploys the target services in; see there.
-    pub(crate) fn rollout_groups(&self, config: &DeploymentConfig) -> Result<Vec<Vec<String>>> {
+    /// The groups [`run`](Self::run) deploys the target services in (see there), and, when
+    /// the set was validated as a whole, the fleet it was validated against: the validator's,
+    /// with each target at the version the platform runs it (see
+    /// [`running_fleet`](Self::running_fleet)).
+    pub(crate) async fn rollout_groups(
+        &self,
+        config: &DeploymentConfig,
+    ) -> Result<(Vec<Vec<String>>, Option<Fleet>)> {
         let targets = &config.target_services;
         let one_by_one = || targets.iter().map(|s| vec![s.clone()]).collect();
         let Some(v) = self.inner.validator.as_ref().filter(|_| targets.len() > 1) else {
-            return Ok(one_by_one());
+            return Ok((one_by_one(), None));
         };
+        let fleet = self.running_fleet(v.fleet(), config).await?;
         let proposal = targets.iter().fold(serin_compat::Proposal::new(), |p, s| {
             p.with(s.clone(), config.version.clone())
         });
@@ -495,7 +518,9 @@ impl Orchestrator {
             version: config.version.to_string(),
             reason,
         };
-        let validation = v.validate(&proposal).map_err(|e| blocked(e.to_string()))?;
+        let validation = v
+            .validate_on(&fleet, &proposal)
+            .map_err(|e| blocked(e.to_string()))?;
         if !validation.is_allowed() {
             let findings: Vec<String> = validation
                 .findings_at_least(serin_compat::Severity::Error)
@@ -514,11 +539,30 @@ impl Orchestrator {
                 groups.push(vec![s.clone()]);
             }
         }
-        Ok(groups)
+        Ok((groups, Some(fleet)))
+    }
+
+    /// `fleet` with each target service of `config` at the version the platform runs it (none
+    /// before its first install), read as [`start`](Self::start) reads it: a fleet given
+    /// before the last restart, or before a change made by hand, would have the set validated
+    /// and ordered from versions that no longer run. Nothing falls back to the fleet: a target
+    /// without backends, or whose router or platform fails, is the error `start` would give,
+    /// and one whose router or platform does not answer within `maxDeploymentDuration` an
+    /// [`Error::Timeout`] naming the service and the call.
+    async fn running_fleet(&self, mut fleet: Fleet, config: &DeploymentConfig) -> Result<Fleet> {
+        for service in &config.target_services {
+            let backends = self.backends(service)?;
+            let limit = config.max_deployment_duration;
+            let from = self.current(service, &backends, limit).await?;
+            set_running(&mut fleet, service, from.as_ref());
+        }
+        Ok(fleet)
     }
 
     /// What the validator takes as running (`None` without a validator): the fleet given to
-    /// the builder, with each service this orchestrator has since deployed at its new version.
+    /// the builder, with each service this orchestrator has since deployed at its new version,
+    /// and each target of a [`run`](Self::run) of several services at the version the
+    /// platform ran it when that run began.
     pub fn fleet(&self) -> Option<serin_compat::Fleet> {
         self.inner.validator.as_ref().map(|v| v.fleet())
     }
@@ -671,6 +715,15 @@ impl Orchestrator {
             return Err(Error::not_found("deployment", deployment));
         }
         Report::from_records(&records)
+    }
+}
+
+/// Sets `service` in `fleet` to the version that runs (`from`; none before a first install)
+/// where the fleet says otherwise.
+fn set_running(fleet: &mut Fleet, service: &str, from: Option<&Placement>) {
+    let running: Vec<_> = from.iter().map(|p| p.version.clone()).collect();
+    if fleet.running(service) != running.as_slice() {
+        fleet.set(service, running);
     }
 }
 

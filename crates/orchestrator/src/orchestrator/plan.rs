@@ -81,26 +81,27 @@ fn findings_worth_listing(val: &serin_compat::UpgradeValidation) -> Option<Strin
 impl Orchestrator {
     /// The dry run: for every target service, in the order [`run`](Self::run) would start
     /// them, what runs, where the new version would go and the ordered steps. Each service is
-    /// validated against the fleet as the ones before it would leave it if they succeed (a set
-    /// that no order lets through is marked blocked for every service), and a new track that
-    /// runs already is marked refused, as [`start`](Self::start) refuses it. Reads the router
-    /// and the platform; changes nothing.
+    /// validated against the fleet as the ones before it would leave it if they succeed, each
+    /// target of a set at the version the platform runs it (a set that no order lets through
+    /// is marked blocked for every service), and a new track that runs already is marked
+    /// refused, as [`start`](Self::start) refuses it. Reads the router and the platform;
+    /// changes nothing.
     pub async fn plan(&self, config: &DeploymentConfig) -> Result<Vec<DeploymentPlan>> {
-        let (order, set_blocked) = match self.rollout_groups(config) {
-            Ok(groups) => (groups.concat(), None),
-            Err(Error::Blocked { reason, .. }) => (config.target_services.clone(), Some(reason)),
+        // As the run does: a set validated as a whole is validated alone, service by service,
+        // against the fleet it was validated against.
+        let (order, set_blocked, mut fleet) = match self.rollout_groups(config).await {
+            Ok((groups, running)) => (groups.concat(), None, running.or_else(|| self.fleet())),
+            Err(Error::Blocked { reason, .. }) => {
+                (config.target_services.clone(), Some(reason), self.fleet())
+            }
             Err(e) => return Err(e),
         };
-        let mut fleet = self.fleet();
         let mut out = Vec::new();
         for service in &order {
             let (_, from, to) = self.prepare(config, service).await?;
             // As the run does: the route starts from the version the platform runs.
             if let Some(fleet) = fleet.as_mut() {
-                let running: Vec<_> = from.iter().map(|p| p.version.clone()).collect();
-                if fleet.running(service) != running.as_slice() {
-                    fleet.set(service.clone(), running);
-                }
+                super::set_running(fleet, service, from.as_ref());
             }
             let mut checklist = Vec::new();
             let mut steps = vec![match (&self.inner.validator, &fleet, &set_blocked) {
