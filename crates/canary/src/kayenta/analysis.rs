@@ -206,9 +206,10 @@ pub struct KayentaJudge {
 /// A journalled [`KayentaJudge`] as read back, checked before it becomes a judge: the settings
 /// as the constructor checks them, one point per arm for every interval, which the window and
 /// the sliding-window trimming rely on, points dropped only by a sliding window, and a run
-/// whose judgements are scores in `[0, 100]` made at points it has seen; a run that has ended
-/// did so at a judgement, so one that claims to have passed without a score is refused rather
-/// than passing the canary on nothing.
+/// whose judgements are scores in `[0, 100]` made at points it has seen, each when one was
+/// due, with the status those scores lead to (none without a run configured): one that claims
+/// to have passed without a score, on a failing score or before its final judgement is refused
+/// rather than passing the canary on nothing.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SavedKayentaJudge {
@@ -268,12 +269,16 @@ impl TryFrom<SavedKayentaJudge> for KayentaJudge {
                 format!("is past the {points} points seen"),
             ));
         }
-        if r.status != RunStatus::Running && r.scores.is_empty() {
-            return Err(Error::invalid_input(
-                "kayentaJudge.runState.status",
-                format!("{:?}", r.status),
-                "a run ends only at a judgement, and it holds none",
-            ));
+        match &s.config.run {
+            Some(run) => r.check_replay(run, "kayentaJudge.runState")?,
+            None if r.status != RunStatus::Running || !r.scores.is_empty() => {
+                return Err(Error::invalid_input(
+                    "kayentaJudge.runState.status",
+                    format!("{:?}", r.status),
+                    "without a run configured, nothing is judged as a run",
+                ));
+            }
+            None => {}
         }
         Ok(KayentaJudge {
             config: s.config,

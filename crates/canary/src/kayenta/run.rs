@@ -83,6 +83,23 @@ impl RunConfig {
         self.thresholds.validate_at(&format!("{path}.thresholds"))
     }
 
+    /// The run's status after a judgement scoring `score` once `n` points have arrived: an
+    /// interim score at or below marginal ends it, and the final one passes it at or above
+    /// pass.
+    fn status_after(&self, n: usize, score: f64) -> RunStatus {
+        if n >= self.lifetime_points {
+            if score >= self.thresholds.pass {
+                RunStatus::Passed
+            } else {
+                RunStatus::Failed
+            }
+        } else if score <= self.thresholds.marginal {
+            RunStatus::FailedEarly
+        } else {
+            RunStatus::Running
+        }
+    }
+
     /// Whether a judgement is due once `n` points have arrived.
     pub(crate) fn due(&self, n: usize) -> bool {
         if n == 0 || n > self.lifetime_points || n <= self.begin_after_points {
@@ -156,17 +173,41 @@ impl RunState {
         let s = score(std::slice::from_ref(&result), &config.thresholds).map_or(0.0, |s| s.score);
         self.scores.push(s);
         self.judged_at.push(n);
-        self.status = if n >= config.lifetime_points {
-            if s >= config.thresholds.pass {
-                RunStatus::Passed
-            } else {
-                RunStatus::Failed
+        self.status = config.status_after(n, s);
+    }
+
+    /// Checks a journalled run against `config` by replaying it, naming the field under
+    /// `path`: every judgement was due, came after the one before it and before the run
+    /// ended, and the status is the one the scores lead to. A status the scores contradict (a
+    /// pass on a failing score, or before the final judgement) would end the run on a verdict
+    /// no judgement made.
+    pub(crate) fn check_replay(&self, config: &RunConfig, path: &str) -> Result<()> {
+        let mut status = RunStatus::Running;
+        let mut previous = 0;
+        for (&n, &s) in self.judged_at.iter().zip(&self.scores) {
+            if status != RunStatus::Running || n <= previous || !config.due(n) {
+                return Err(Error::invalid_input(
+                    format!("{path}.judgedAt"),
+                    n,
+                    format!(
+                        "no judgement was due after {n} points: judgements fall every \
+                         intervalPoints after beginAfterPoints and at lifetimePoints ({}), in \
+                         order, and none after the run ended",
+                        config.lifetime_points
+                    ),
+                ));
             }
-        } else if s <= config.thresholds.marginal {
-            RunStatus::FailedEarly
-        } else {
-            RunStatus::Running
-        };
+            status = config.status_after(n, s);
+            previous = n;
+        }
+        if status != self.status {
+            return Err(Error::invalid_input(
+                format!("{path}.status"),
+                format!("{:?}", self.status),
+                format!("the recorded scores lead to {status:?}"),
+            ));
+        }
+        Ok(())
     }
 
     /// The last score, if any judgement was made.

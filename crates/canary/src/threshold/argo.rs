@@ -214,6 +214,28 @@ impl ArgoConfig {
         Ok(())
     }
 
+    /// The phase of one measurement of `result` (upstream `EvaluateResult`).
+    fn evaluate(&self, result: Option<f64>) -> ArgoPhase {
+        let Some(v) = result.filter(|v| v.is_finite()) else {
+            return ArgoPhase::Error;
+        };
+        let mut success = self.success_condition.is_some_and(|r| r.contains(v));
+        let mut fail = self.failure_condition.is_some_and(|r| r.contains(v));
+        match (&self.success_condition, &self.failure_condition) {
+            (None, None) => return ArgoPhase::Successful,
+            (Some(_), None) => fail = !success,
+            (None, Some(_)) => success = !fail,
+            (Some(_), Some(_)) => {}
+        }
+        if fail {
+            ArgoPhase::Failed
+        } else if success {
+            ArgoPhase::Successful
+        } else {
+            ArgoPhase::Inconclusive
+        }
+    }
+
     /// Whether `failureLimit` applies (it is not −1).
     fn failure_applies(&self) -> bool {
         self.failure_limit >= 0
@@ -295,9 +317,10 @@ pub struct ArgoJudge {
 /// A journalled [`ArgoJudge`] as read back, checked before it becomes a judge: the settings
 /// as the constructor checks them, and counters that measurements can have left. Failed and
 /// inconclusive measurements are among those counted, a streak is no longer than its kind's
-/// count, and a last measurement is there exactly when one was taken. A record that breaks
-/// these (a streak of successes no measurement made, say) would end the run on evidence it
-/// never had, so it is refused, naming the field.
+/// count, and a last measurement is there exactly when one was taken, with the phase its
+/// value measures and the streak it leaves. A record that breaks these (a streak of successes
+/// no measurement made, or a failed value recorded as a success, say) would end or pass the
+/// run on evidence it never had, so it is refused, naming the field.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SavedArgoJudge {
@@ -369,6 +392,28 @@ impl TryFrom<SavedArgoJudge> for ArgoJudge {
                 ),
             ));
         }
+        if let Some((phase, value)) = s.last {
+            // The phase its value measures, and the streaks it leaves (successes, errors).
+            let measured = s.config.evaluate(value);
+            let left = match phase {
+                ArgoPhase::Successful => (true, false),
+                ArgoPhase::Error => (false, true),
+                _ => (false, false),
+            };
+            if phase != measured || left != (s.consecutive_successes > 0, s.consecutive_errors > 0)
+            {
+                return Err(Error::invalid_input(
+                    "argoJudge.last",
+                    format!("{phase:?} with {value:?}"),
+                    format!(
+                        "a measurement of {value:?} is {measured:?}, and a {phase:?} one leaves \
+                         a streak of its own kind only (the record holds {} consecutive \
+                         successes and {} consecutive errors)",
+                        s.consecutive_successes, s.consecutive_errors
+                    ),
+                ));
+            }
+        }
         Ok(ArgoJudge {
             config: s.config,
             count: s.count,
@@ -404,25 +449,7 @@ impl ArgoJudge {
     /// The phase of one measurement of `result` (`None`, NaN or infinite = no data: an
     /// `Error`, never a value a condition could pass or fail).
     pub fn evaluate(&self, result: Option<f64>) -> ArgoPhase {
-        let Some(v) = result.filter(|v| v.is_finite()) else {
-            return ArgoPhase::Error;
-        };
-        let c = &self.config;
-        let mut success = c.success_condition.is_some_and(|r| r.contains(v));
-        let mut fail = c.failure_condition.is_some_and(|r| r.contains(v));
-        match (&c.success_condition, &c.failure_condition) {
-            (None, None) => return ArgoPhase::Successful,
-            (Some(_), None) => fail = !success,
-            (None, Some(_)) => success = !fail,
-            (Some(_), Some(_)) => {}
-        }
-        if fail {
-            ArgoPhase::Failed
-        } else if success {
-            ArgoPhase::Successful
-        } else {
-            ArgoPhase::Inconclusive
-        }
+        self.config.evaluate(result)
     }
 
     /// Records one measurement of `result` (`None` = no data) and returns its phase. Once the

@@ -54,6 +54,28 @@ pub(super) fn check_value(
     (outcome, value)
 }
 
+/// Checks a journalled last check against what `range` makes of its value, naming `field`: a
+/// failing value recorded as passed would pass the canary on a check that failed.
+pub(super) fn check_last(
+    range: &Range,
+    no_data_fails: bool,
+    last: Option<(CheckOutcome, Option<f64>)>,
+    field: &str,
+) -> Result<()> {
+    let Some((outcome, value)) = last else {
+        return Ok(());
+    };
+    let checked = check_value(range, no_data_fails, value);
+    if checked == (outcome, value) {
+        return Ok(());
+    }
+    Err(Error::invalid_input(
+        field,
+        format!("{outcome:?} with {value:?}"),
+        format!("a check of {value:?} against {range} is {:?}", checked.0),
+    ))
+}
+
 impl FlaggerConfig {
     /// Flagger's defaults with `range` on `quantity` of `metric`.
     pub fn new(metric: Metric, quantity: Quantity, range: Range) -> Self {
@@ -125,8 +147,9 @@ pub struct FlaggerJudge {
 
 /// A journalled [`FlaggerJudge`] as read back, checked before it becomes a judge: the settings
 /// as the constructor checks them, failed checks among the checks made, and a last check
-/// exactly when one was made. A last check that passed with no check made would pass the
-/// canary on a check it never had, so such a record is refused, naming the field.
+/// exactly when one was made, with the outcome its value checks as. A last check that passed
+/// with no check made, or on a failing value, would pass the canary on a check it never had,
+/// so such a record is refused, naming the field.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SavedFlaggerJudge {
@@ -158,6 +181,13 @@ impl TryFrom<SavedFlaggerJudge> for FlaggerJudge {
                 ),
             ));
         }
+        let c = &s.config;
+        check_last(
+            &c.threshold_range,
+            c.no_data_fails,
+            s.last,
+            "flaggerJudge.last",
+        )?;
         Ok(FlaggerJudge {
             config: s.config,
             checks: s.checks,

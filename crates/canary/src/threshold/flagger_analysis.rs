@@ -9,7 +9,7 @@ use serin_signals::{Metric, Timestamp, Window};
 use crate::judge::{Judge, Judgement, Sample, Severity, Verdict};
 use crate::kayenta::Quantity;
 use crate::threshold::bounds::Range;
-use crate::threshold::flagger::{CheckOutcome, check_value, default_threshold};
+use crate::threshold::flagger::{CheckOutcome, check_last, check_value, default_threshold};
 use crate::{Error, Result};
 
 /// One metric check of a Flagger analysis (an entry of `analysis.metrics`).
@@ -174,10 +174,11 @@ struct Pending {
 }
 
 /// A journalled [`FlaggerAnalysis`] as read back, checked before it becomes an analysis: the
-/// settings as the constructor checks them, one standing per metric check, and counts that
-/// intervals can have left (a failed interval had a failing check, and none is recorded after
-/// the rollback). A record that breaks these would roll back or pass on checks never made, so
-/// it is refused, naming the field.
+/// settings as the constructor checks them, one standing per metric check, each last check
+/// with the outcome its value checks as, and counts that intervals can have left (a failed
+/// interval had a failing check, and none is recorded after the rollback). A record that
+/// breaks these would roll back or pass on checks never made, so it is refused, naming the
+/// field.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SavedFlaggerAnalysis {
@@ -222,7 +223,7 @@ impl TryFrom<SavedFlaggerAnalysis> for FlaggerAnalysis {
                 format!("exceeds the {failed} failures of the metric checks"),
             ));
         }
-        for (i, c) in s.checks.iter().enumerate() {
+        for (i, (c, m)) in s.checks.iter().zip(&s.config.metrics).enumerate() {
             if c.failed > s.failed_checks {
                 return Err(Error::invalid_input(
                     format!("flaggerAnalysis.checks[{i}].failed"),
@@ -234,6 +235,12 @@ impl TryFrom<SavedFlaggerAnalysis> for FlaggerAnalysis {
                     ),
                 ));
             }
+            check_last(
+                &m.threshold_range,
+                s.config.no_data_fails,
+                c.last,
+                &format!("flaggerAnalysis.checks[{i}].last"),
+            )?;
             if c.last.is_some() != (s.intervals > 0) {
                 return Err(Error::invalid_input(
                     format!("flaggerAnalysis.checks[{i}].last"),

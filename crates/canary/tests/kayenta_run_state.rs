@@ -1,0 +1,80 @@
+//! A Kayenta run read back from a journal must be one its judgements can have left: a status
+//! that its scores contradict would end the run on a verdict no judgement made.
+
+use serde_json::{Value, json};
+use serin_canary::judge::{Judge, Verdict};
+use serin_canary::kayenta::{KayentaConfig, KayentaJudge, Quantity, RunConfig, RunStatus};
+use serin_signals::{Metric, Timestamp};
+
+/// A run of 20 points judged every 10, after its first (passing) judgement.
+fn running() -> KayentaJudge {
+    let config = KayentaConfig::new(Metric::ErrorRate, Quantity::ErrorRate)
+        .with_run(RunConfig::new(20).every(10));
+    let mut j = KayentaJudge::new(config).unwrap();
+    for i in 0..10 {
+        let b = 0.01 + 0.001 * f64::from(i % 5);
+        j.push_points(Some(b), Some(b));
+    }
+    assert_eq!(j.run_state().status, RunStatus::Running);
+    assert_eq!(j.run_state().scores, [100.0]);
+    j
+}
+
+fn with_run_state(j: &KayentaJudge, status: &str, scores: Value, judged_at: Value) -> Value {
+    let mut state = serde_json::to_value(j).unwrap();
+    state["runState"] = json!({ "status": status, "scores": scores, "judgedAt": judged_at });
+    state
+}
+
+fn refused(state: Value) -> String {
+    serde_json::from_value::<KayentaJudge>(state)
+        .expect_err("a run state its scores contradict is refused")
+        .to_string()
+}
+
+#[test]
+fn an_intact_run_reads_back_and_goes_on() {
+    let j = running();
+    let back: KayentaJudge = serde_json::from_value(serde_json::to_value(&j).unwrap()).unwrap();
+    assert_eq!(back, j);
+    assert_eq!(
+        back.judgement(Timestamp::EPOCH).verdict,
+        Verdict::Inconclusive
+    );
+}
+
+#[test]
+fn a_pass_its_last_score_does_not_reach_is_refused() {
+    // The run passed, it says, on a final score of 10 (pass threshold 75).
+    let msg = refused(with_run_state(
+        &running(),
+        "passed",
+        json!([10.0]),
+        json!([10]),
+    ));
+    assert!(msg.contains("kayentaJudge.runState.status"), "{msg}");
+}
+
+#[test]
+fn a_pass_before_the_end_of_the_run_is_refused() {
+    // Only the final judgement (at point 20) passes a run; this one has seen 10 points.
+    let msg = refused(with_run_state(
+        &running(),
+        "passed",
+        json!([100.0]),
+        json!([10]),
+    ));
+    assert!(msg.contains("kayentaJudge.runState.status"), "{msg}");
+}
+
+#[test]
+fn a_run_still_going_after_a_failing_interim_score_is_refused() {
+    // An interim score at or below the marginal threshold ends the run at once.
+    let msg = refused(with_run_state(
+        &running(),
+        "running",
+        json!([0.0]),
+        json!([10]),
+    ));
+    assert!(msg.contains("kayentaJudge.runState.status"), "{msg}");
+}
