@@ -83,7 +83,7 @@ impl Span {
 #[non_exhaustive]
 pub enum Fault {
     /// The instances of `track` of `service` (or only `instance`) running at `at` crash then,
-    /// and stay dead.
+    /// and stay dead. An instance started at `at` itself started after the crash, and lives.
     Crash {
         /// The service whose track crashes: the world's own service
         /// ([`SimConfig::service`](crate::SimConfig::service)) when absent. Another service
@@ -141,8 +141,8 @@ pub enum Fault {
         message: String,
     },
     /// The platform fails every `bring_up`, `scale` and `retire` during `span`, changing
-    /// nothing. As with router errors, platform errors whose spans overlap must give the same
-    /// `message`.
+    /// nothing (its deployment lock is taken and freed as usual). As with router errors,
+    /// platform errors whose spans overlap must give the same `message`.
     PlatformErrors {
         /// When.
         span: Span,

@@ -21,9 +21,10 @@
 //!   platform errors, probe failures, health outages, and latency and error incidents on one
 //!   track or all (a slow or failing shared dependency) — at given times from the start.
 //! - **A [`timeline`](SimWorld::timeline)** of every split applied or refused, every track
-//!   brought up, scaled or retired, every failed platform call and every injected fault, with
-//!   its virtual time, and [`unroutable`](SimWorld::unroutable) requests (sent to a track with no ready
-//!   instance), so tests can check *when* things happened and that no request was lost.
+//!   brought up, scaled or retired, every failed platform call, every deployment lock taken,
+//!   refused or freed, and every injected fault, with its virtual time, and
+//!   [`unroutable`](SimWorld::unroutable) requests (sent to a track with no ready instance),
+//!   so tests can check *when* things happened and that no request was lost.
 //!
 //! - **Configurable in code or in files:** [`SimConfig`] has `with_*` setters, reads from
 //!   YAML, JSON or TOML (camelCase, unknown fields rejected, checked on load with the path of

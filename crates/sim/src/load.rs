@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// The most requests per second a simulated service may receive.
+/// The most requests per second a simulated service may receive, at any time: a diurnal
+/// load's peak too, not only its mean.
 pub const MAX_RPS: f64 = 1.0e6;
 
 /// The total request rate of the simulated service, before the split divides it among tracks.
@@ -33,7 +34,9 @@ pub enum Load {
         rps: f64,
     },
     /// A daily cycle: `meanRps × (1 + amplitude × cos(2π (t − peakAt) / period))`, with `t`
-    /// counted from the world's start.
+    /// counted from the world's start. Its peak, `meanRps × (1 + amplitude)`, must not exceed
+    /// [`MAX_RPS`]: a cycle that would is refused rather than flattened, so the load simulated
+    /// is always the one written.
     #[serde(rename_all = "camelCase")]
     Diurnal {
         /// The average requests per second.
@@ -92,7 +95,8 @@ impl Load {
         }
     }
 
-    /// Checks the rates, amplitude and period; `field` names the load in errors.
+    /// Checks the rates (a diurnal load's peak included), amplitude and period; `field` names
+    /// the load in errors.
     pub fn validate(&self, field: &str) -> Result<()> {
         let rate_ok = |r: f64| r.is_finite() && (0.0..=MAX_RPS).contains(&r);
         match *self {
@@ -119,6 +123,19 @@ impl Load {
                 format!("{field}.period"),
                 format!("{period:?}"),
                 "must be at least one second",
+            )),
+            Load::Diurnal {
+                mean_rps,
+                amplitude,
+                ..
+            } if mean_rps * (1.0 + amplitude) > MAX_RPS => Err(Error::invalid(
+                format!("{field}.meanRps"),
+                mean_rps,
+                format!(
+                    "with {field}.amplitude {amplitude} peaks at {} requests per second, above \
+                     {MAX_RPS}; lower the mean or the amplitude",
+                    mean_rps * (1.0 + amplitude)
+                ),
             )),
             _ => Ok(()),
         }
@@ -149,5 +166,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("load.amplitude"), "{msg}");
+    }
+
+    /// A diurnal load is refused when its peak, not only its mean, is above [`MAX_RPS`], and
+    /// the refusal names both fields with their values.
+    #[test]
+    fn a_diurnal_peak_above_the_limit_is_refused() {
+        let peak_at = Duration::from_secs(3_600);
+        let too_high = Load::diurnal(MAX_RPS * 0.8, 0.5, peak_at);
+        let msg = too_high.validate("load").unwrap_err().to_string();
+        for part in ["load.meanRps", "800000", "load.amplitude", "0.5", "1200000"] {
+            assert!(msg.contains(part), "{part}: {msg}");
+        }
+        assert!(
+            Load::diurnal(MAX_RPS / 2.0, 1.0, peak_at)
+                .validate("load")
+                .is_ok()
+        );
+        assert!(
+            Load::diurnal(MAX_RPS, 0.0, peak_at)
+                .validate("load")
+                .is_ok()
+        );
     }
 }

@@ -23,6 +23,13 @@ const NAME: &str = "sim";
 /// then unready ones, then ready ones, newest first within each, as a Kubernetes ReplicaSet
 /// chooses the pods to delete: a crashed instance is never kept in place of a healthy one.
 ///
+/// The deployment lock of a service is the world's, so every view of the world (every
+/// orchestrator over it) sees it: it goes to one holder at a time, again to the same holder,
+/// and only its holder frees it. An executor killed mid-deployment leaves it held, and one
+/// restarted over the same world finds it so until it resumes (or abandons) that deployment,
+/// as on a platform that several processes share. Taking, refusing and freeing it are in the
+/// timeline; platform-errors faults leave it alone.
+///
 /// ```
 /// use std::time::Duration;
 /// use serin_orchestrator::{Platform, TrackSpec, wait_ready};
@@ -326,5 +333,47 @@ impl Platform for SimPlatform {
             .running()
             .map(|(key, inc)| state.report(key, inc, now))
             .collect())
+    }
+
+    async fn lock(&self, service: &str, holder: &str) -> Result<()> {
+        let now = self.world.now();
+        let mut state = self.world.lock();
+        if let Some(other) = state.locks.get(service).filter(|h| *h != holder) {
+            let reason = format!("deployment {other} holds the lock of this service");
+            state.push(
+                now,
+                EventKind::LockRefused {
+                    service: service.to_owned(),
+                    holder: holder.to_owned(),
+                    reason: reason.clone(),
+                },
+            );
+            return Err(Error::conflict("lock", service, reason));
+        }
+        state.locks.insert(service.to_owned(), holder.to_owned());
+        state.push(
+            now,
+            EventKind::Locked {
+                service: service.to_owned(),
+                holder: holder.to_owned(),
+            },
+        );
+        Ok(())
+    }
+
+    async fn unlock(&self, service: &str, holder: &str) -> Result<()> {
+        let now = self.world.now();
+        let mut state = self.world.lock();
+        if state.locks.get(service).is_some_and(|h| h == holder) {
+            state.locks.remove(service);
+            state.push(
+                now,
+                EventKind::Unlocked {
+                    service: service.to_owned(),
+                    holder: holder.to_owned(),
+                },
+            );
+        }
+        Ok(())
     }
 }

@@ -83,6 +83,31 @@ pub enum EventKind {
         /// Why.
         reason: String,
     },
+    /// The platform's deployment lock of a service went to `holder`: taken, or taken back by
+    /// the deployment that held it.
+    Locked {
+        /// The service.
+        service: String,
+        /// The deployment that holds it.
+        holder: String,
+    },
+    /// `holder` asked for the deployment lock of a service that another deployment holds;
+    /// nothing changed.
+    LockRefused {
+        /// The service.
+        service: String,
+        /// The deployment that asked.
+        holder: String,
+        /// Why, naming the deployment that holds it.
+        reason: String,
+    },
+    /// The deployment that held the lock of a service freed it.
+    Unlocked {
+        /// The service.
+        service: String,
+        /// The deployment that held it.
+        holder: String,
+    },
     /// A fault was added to the script while the world ran.
     FaultInjected {
         /// The fault.

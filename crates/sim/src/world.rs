@@ -73,6 +73,9 @@ pub(crate) struct State {
     /// Every change of the split in force, oldest first.
     splits: Vec<(Timestamp, TrafficSplit)>,
     fleet: BTreeMap<TrackKey, Vec<Incarnation>>,
+    /// Deployment locks, service -> holder: the world's, not a platform view's, so a lock
+    /// outlives the executor that took it (see [`SimPlatform`]).
+    pub(crate) locks: BTreeMap<String, String>,
     timeline: Vec<TimelineEvent>,
     pub(crate) fail_next_apply: Option<String>,
     /// What each track served in whole blocks of [`Level::Block`] seconds, once they are over.
@@ -231,6 +234,7 @@ impl SimWorld {
                     config,
                     splits: Vec::new(),
                     fleet: BTreeMap::new(),
+                    locks: BTreeMap::new(),
                     timeline: Vec::new(),
                     fail_next_apply: None,
                     blocks: HashMap::new(),
@@ -287,6 +291,11 @@ impl SimWorld {
     /// Everything that happened, oldest first.
     pub fn timeline(&self) -> Vec<TimelineEvent> {
         self.lock().timeline.clone()
+    }
+
+    /// The deployment holding the platform's deployment lock of `service`, if one does.
+    pub fn lock_holder(&self, service: &str) -> Option<String> {
+        self.lock().locks.get(service).cloned()
     }
 
     /// Every change of the split in force with its time, oldest first.
@@ -546,7 +555,8 @@ impl State {
     }
 
     /// When `inst` of `key` crashes, if ever: its profile's crash time or a crash fault of its
-    /// service and track at or after its start.
+    /// service and track after its start. A crash at the very instant it started comes first
+    /// in the order of events: it kills what ran then, and this instance started after it.
     fn crash_time(
         &self,
         key: &TrackKey,
@@ -573,7 +583,7 @@ impl State {
                 }
                 _ => None,
             })
-            .filter(|at| *at >= inst.started)
+            .filter(|at| *at > inst.started)
             .min();
         match (by_profile, by_fault) {
             (Some(a), Some(b)) => Some(a.min(b)),

@@ -37,8 +37,8 @@ async fn router_passes_the_traffic_suite_with_every_capability_set() {
 }
 
 /// The platform suite's fixture for a world: a template, and a kill that scripts a crash of
-/// the instance now. The simulated platform keeps no deployment lock of its own (a world is
-/// one orchestrator's; each orchestrator locks in-process).
+/// the instance now. The simulated platform keeps a deployment lock of its own, which the
+/// suite checks.
 struct Crashing {
     world: SimWorld,
     template: TrackSpec,
@@ -51,9 +51,6 @@ impl serin_orchestrator::testkit::PlatformFixture for Crashing {
     }
     fn ready_timeout(&self) -> Duration {
         Duration::from_secs(60)
-    }
-    fn keeps_own_lock(&self) -> bool {
-        false
     }
     async fn kill(
         &self,

@@ -79,6 +79,49 @@ async fn a_crash_kills_the_instances_and_their_traffic_fails() {
     assert!(stable.error_rate().unwrap() < 0.01, "{stable:?}");
 }
 
+/// A crash at `t` kills the instances running at `t`, not one started at `t`: that one starts
+/// after the crash, and lives on.
+#[tokio::test(start_paused = true)]
+async fn a_crash_spares_an_instance_started_at_its_instant() {
+    let world = fleet(SimConfig::new(25).with_fault(Fault::Crash {
+        service: None,
+        track: Track::Canary,
+        instance: None,
+        at: mins(10),
+    }))
+    .await;
+    up(&world, "2.0.0", Track::Canary, 1).await;
+    let since = world
+        .now()
+        .saturating_duration_since(world.config().start());
+    wait(mins(10) - since).await;
+    world
+        .platform()
+        .scale(SERVICE, &Track::Canary, 2)
+        .await
+        .unwrap();
+    wait(secs(30)).await;
+    let s = world
+        .platform()
+        .status(SERVICE, &Track::Canary)
+        .await
+        .unwrap();
+    let live: Vec<(&str, ProbeStatus)> = s
+        .instances
+        .iter()
+        .map(|i| (i.id.as_str(), i.liveness))
+        .collect();
+    assert_eq!(
+        live,
+        [
+            ("canary-0", ProbeStatus::Fail),
+            ("canary-1", ProbeStatus::Pass)
+        ],
+        "{s:?}"
+    );
+    assert_eq!(s.ready_count(), 1, "{s:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_profile_crash_hits_each_instance_after_its_own_start() {
     let crashy = VersionProfile::default().with_crash_after(mins(3));
