@@ -158,13 +158,15 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         evidence: Option<String>,
     },
-    /// `maxDeploymentDuration` ran out after promotion; `action` says what follows
-    /// (`monitoring.onDeadline`).
+    /// A deadline ran out: `maxDeploymentDuration`, before promotion (a rollback follows) or
+    /// after it (`monitoring.onDeadline` says what follows), or the canary's
+    /// `canaryConfig.maxDuration` (a rollback follows). `action` names the deadline and says
+    /// what follows.
     #[serde(rename_all = "camelCase")]
     DeadlineReached {
         /// The phase it ran out in.
         phase: Phase,
-        /// What follows, in a sentence.
+        /// The deadline and what follows, in a sentence.
         action: String,
     },
     /// The deployment was paused by an operator.
@@ -279,7 +281,7 @@ impl fmt::Display for EventKind {
                 Ok(())
             }
             EventKind::DeadlineReached { phase, action } => {
-                write!(f, "maxDeploymentDuration reached in {phase}: {action}")
+                write!(f, "deadline reached in {phase}: {action}")
             }
             EventKind::AnalysisResult { decision } => {
                 write!(f, "analysis: {:?} — {}", decision.action, decision.reason)?;

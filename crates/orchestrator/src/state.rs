@@ -466,7 +466,9 @@ pub struct DeploymentState {
     pub in_flight: Option<InFlight>,
     /// The preparation backup was started before a restart and could not be found again
     /// afterwards (why): it is not taken again, so that the provider's retention does not
-    /// expire an older backup, and the deployment goes on without naming one.
+    /// expire an older backup, and the deployment goes on without naming one. The checklist's
+    /// backup step of the service is then left to an operator, with this reason, rather than
+    /// asked of the step runner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_unconfirmed: Option<String>,
     /// The backup [`restore`](Self::restore) was restored (journalled once it was).

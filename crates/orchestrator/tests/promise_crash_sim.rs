@@ -57,6 +57,11 @@ async fn crashed_and_resumed(
     let split_at_crash = world.applied_splits().last().expect("a split").1.clone();
     tokio::time::sleep(down).await;
     assert_eq!(
+        world.lock_holder(SERVICE).as_deref(),
+        Some(id.as_str()),
+        "the killed deployment keeps the service's lock while the executor is down"
+    );
+    assert_eq!(
         world.applied_splits().last().expect("a split").1,
         split_at_crash,
         "nothing moves traffic while the executor is down"
@@ -83,6 +88,7 @@ async fn crashed_and_resumed(
     assert_all_traffic_on(world, expected, &what).await;
     assert_no_request_lost(world, since, &what);
     assert_events_in_sequence(&report, &what);
+    assert_eq!(world.lock_holder(SERVICE), None, "the lock is freed: {what}");
     let count = |f: fn(&EventKind) -> bool| report.timeline.iter().filter(|e| f(&e.kind)).count();
     assert_eq!(
         count(|k| matches!(k, EventKind::Started { .. })),

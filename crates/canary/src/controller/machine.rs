@@ -184,6 +184,12 @@ impl ControllerState {
         self.weight
     }
 
+    /// When the rollout began (its first decision), from which
+    /// [`CanaryPolicy::max_duration`](super::CanaryPolicy::max_duration) counts; `None` before it.
+    pub fn started_at(&self) -> Option<Timestamp> {
+        self.started_at
+    }
+
     /// Refuses a state the controller never writes (an edited or damaged record), naming the
     /// field, its value and why, rather than acting on it; the rounding noise a saved scatter
     /// can hold is taken out of it.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serin_canary::controller::{CanaryPolicy, Pacing, Pause, PromotionGate, Step};
+use serin_canary::controller::{CanaryPolicy, OnInconclusive, Pacing, Pause, PromotionGate, Step};
 use serin_signals::{Metric, Track};
 use serin_triggers::{
     Action as TriggerAction, Operator, Resource, ResourceUsageConfig, TriggerConfig,
@@ -87,6 +87,11 @@ pub struct CanaryConfig {
     /// weight to an `exposureBudget`. Off by default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pacing: Option<Pacing>,
+    /// What the canary does when an analysis step of `steps` ends without enough samples for a
+    /// judge, or a judge has seen no data when the canary would be promoted: `hold` keeps it
+    /// at its weight until an operator decides or `maxDuration` rolls it back, `rollback` rolls
+    /// back at once. Never a promotion: missing evidence is no pass. Default `hold`.
+    pub on_inconclusive: OnInconclusive,
 }
 
 impl Default for CanaryConfig {
@@ -108,6 +113,7 @@ impl Default for CanaryConfig {
             drain: Duration::from_secs(10),
             promotion_max_error_rate: 0.05,
             pacing: None,
+            on_inconclusive: OnInconclusive::default(),
         }
     }
 }
@@ -141,6 +147,7 @@ impl CanaryConfig {
         };
         let mut policy = CanaryPolicy::new(steps);
         policy.max_duration = Some(self.max_duration);
+        policy.on_inconclusive = self.on_inconclusive;
         policy.pacing = self.pacing.clone().map(|mut p| {
             if self.robust_judges && p.detectable_ratio.is_some() {
                 p.robust_batch = p.robust_batch.or(Some(ROBUST_BATCH_SPAN));

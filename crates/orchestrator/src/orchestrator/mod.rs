@@ -720,7 +720,7 @@ impl Orchestrator {
 
 /// Sets `service` in `fleet` to the version that runs (`from`; none before a first install)
 /// where the fleet says otherwise.
-fn set_running(fleet: &mut Fleet, service: &str, from: Option<&Placement>) {
+pub(crate) fn set_running(fleet: &mut Fleet, service: &str, from: Option<&Placement>) {
     let running: Vec<_> = from.iter().map(|p| p.version.clone()).collect();
     if fleet.running(service) != running.as_slice() {
         fleet.set(service, running);

@@ -98,7 +98,7 @@ impl Orchestrator {
         };
         let mut out = Vec::new();
         for service in &order {
-            let (_, from, to) = self.prepare(config, service).await?;
+            let (backends, from, to) = self.prepare(config, service).await?;
             // As the run does: the route starts from the version the platform runs.
             if let Some(fleet) = fleet.as_mut() {
                 super::set_running(fleet, service, from.as_ref());
@@ -185,10 +185,16 @@ impl Orchestrator {
                 (None, _) => steps.push(format!("route 100% to {} (first install)", to.track)),
                 (Some(old), StrategyKind::BlueGreen) => {
                     let start = split_all(&old.track, Some(&to.track))?;
-                    let plan =
-                        Plan::shift(&start, to.track.as_str(), &bg.traffic()?).map_err(|e| {
-                            Error::invalid("blueGreenConfig.trafficStrategy", "…", e.to_string())
-                        })?;
+                    let granularity = backends.router.capabilities().weight_granularity();
+                    let plan = Plan::shift_with_granularity(
+                        &start,
+                        to.track.as_str(),
+                        &bg.traffic()?,
+                        granularity,
+                    )
+                    .map_err(|e| {
+                        Error::invalid("blueGreenConfig.trafficStrategy", "…", e.to_string())
+                    })?;
                     steps.push(format!(
                         "switch traffic {} -> {} ({:?}, {} step(s)), rollback triggers checked every {:?}",
                         old.track,

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use serin_canary::controller::{Action, CanaryController, Decision, Phase, Step};
-use serin_signals::{Metric, Track};
+use serin_signals::{Metric, Timestamp, Track};
 
-use crate::config::ROBUST_BATCH_SPAN;
+use crate::config::{ROBUST_BATCH_SPAN, human};
 use crate::error::{Error, Result};
 use crate::event::EventKind;
 use crate::state::{AnyJudge, CanaryRun, DeploymentState, Effect};
@@ -44,7 +44,7 @@ impl Runner {
         }
         let now = self.now();
         if self.past_deadline(now) {
-            return self.roll_back(self.deadline_reason(), Vec::new()).await;
+            return self.roll_back_at_deadline().await;
         }
         let Some(observed) = self.observe(now).await else {
             return self.serve_waiting().await;
@@ -349,10 +349,33 @@ impl Runner {
                 if let Some(e) = decision.decisive_evidence() {
                     reason = format!("{reason}: {}", e.summary);
                 }
+                let deadline = decision.severity.is_none() && self.past_max_duration(decision.at);
                 kinds.push(EventKind::AnalysisResult { decision });
+                if deadline {
+                    let field = format!(
+                        "canaryConfig.maxDuration ({})",
+                        human(self.state.config.canary_config.max_duration)
+                    );
+                    kinds.push(self.deadline_reached(&field));
+                }
                 self.roll_back(reason, kinds).await
             }
         }
+    }
+
+    /// Whether the canary's `maxDuration` has run out at `now`, counted from the controller's
+    /// first decision, as the controller counts it. A rollback no judge's failure decided is
+    /// then the deadline's: the controller checks it before anything but a failure.
+    fn past_max_duration(&self, now: Timestamp) -> bool {
+        let Some(run) = &self.state.canary else {
+            return false;
+        };
+        let Some(max) = run.policy.max_duration else {
+            return false;
+        };
+        run.controller
+            .started_at()
+            .is_some_and(|s| now.saturating_duration_since(s) > max)
     }
 
     /// `percent` of the stable size (`blueGreenConfig.replicasPerEnv`), rounded up, at least 1.

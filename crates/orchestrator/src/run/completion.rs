@@ -45,7 +45,9 @@ impl Runner {
             OnDeadline::Rollback => {
                 let kinds = vec![EventKind::DeadlineReached {
                     phase,
-                    action: "rolling back (onDeadline: rollback)".into(),
+                    action: "maxDeploymentDuration ran out after promotion: rolling back \
+                             (onDeadline: rollback)"
+                        .into(),
                 }];
                 let reason = self.deadline_reason();
                 self.roll_back(reason, kinds).await
@@ -53,7 +55,8 @@ impl Runner {
             OnDeadline::Complete => {
                 let kinds = vec![EventKind::DeadlineReached {
                     phase,
-                    action: "watch ended; retiring the old version now (onDeadline: complete)"
+                    action: "maxDeploymentDuration ran out after promotion: watch ended; \
+                             retiring the old version now (onDeadline: complete)"
                         .into(),
                 }];
                 self.state.deadline_action = true;

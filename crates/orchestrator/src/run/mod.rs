@@ -1021,6 +1021,26 @@ impl Runner {
             self.state.config.max_deployment_duration
         )
     }
+
+    /// Rolls back for `maxDeploymentDuration`, run out before promotion (the new track
+    /// starting, the canary, the switch), announced as a deadline as after promotion, so that
+    /// the timeline says why before the rollback starts.
+    async fn roll_back_at_deadline(&mut self) -> Result<()> {
+        let field = format!(
+            "maxDeploymentDuration ({})",
+            human(self.state.config.max_deployment_duration)
+        );
+        let kinds = vec![self.deadline_reached(&field)];
+        self.roll_back(self.deadline_reason(), kinds).await
+    }
+
+    /// The deadline `field` ran out in the current phase, before promotion: a rollback follows.
+    fn deadline_reached(&self, field: &str) -> EventKind {
+        EventKind::DeadlineReached {
+            phase: self.state.stage.phase(),
+            action: format!("{field} ran out before promotion: rolling back"),
+        }
+    }
 }
 
 /// The last split `effects` apply, if any.

@@ -77,11 +77,7 @@ impl Runner {
     /// before a change made by hand, would have the validator route the upgrade from a version
     /// that no longer runs, and run a migration a second time or skip one.
     fn running_fleet(&self, mut fleet: Fleet) -> Fleet {
-        let service = &self.state.service;
-        let running: Vec<_> = self.state.from.iter().map(|p| p.version.clone()).collect();
-        if fleet.running(service) != running.as_slice() {
-            fleet.set(service.clone(), running);
-        }
+        crate::orchestrator::set_running(&mut fleet, &self.state.service, self.state.from.as_ref());
         fleet
     }
 
@@ -521,9 +517,11 @@ impl Runner {
 
     /// Carries out (or records as due) the checklist steps of one side of the deployment:
     /// `pre` in preparation, the others in completion. Backups are done by the backup taken in
-    /// preparation; the deployment's own step is done by this deployment; the rest go to the
-    /// step runner, if any. Answers the reason to fail when a pre-upgrade step failed, was
-    /// cancelled or could not start.
+    /// preparation; one started before a restart and not confirmed since is left to an
+    /// operator, not asked of the runner (see [`take_backup`](Self::take_backup)); the
+    /// deployment's own step is done by this deployment; the rest go to the step runner, if
+    /// any. Answers the reason to fail when a pre-upgrade step failed, was cancelled or could
+    /// not start.
     ///
     /// A step the runner carries out is journalled as started before the runner is called and
     /// with its result right after, each in a record of its own. A step a resumed deployment
@@ -575,6 +573,13 @@ impl Runner {
                 && let Some(b) = &self.state.backup
             {
                 (Ran::Answered(Ok(Some(format!("backup {b}")))), false)
+            } else if step.kind == serin_compat::steps::StepKind::Backup
+                && step.service == service
+                && let Some(why) = &self.state.backup_unconfirmed
+            {
+                // The preparation backup may exist: the runner taking another could let the
+                // provider's retention expire an older one, as taking it again would.
+                (Ran::Left(unconfirmed_backup_step(why, &service)), false)
             } else if let Some(runner) = self.inner.steps.clone() {
                 let late = self.past_deadline(self.now()).then(|| {
                     format!(
@@ -605,6 +610,11 @@ impl Runner {
                     item.evidence = Some(evidence);
                 }
                 Ran::Answered(Ok(None)) => self.state.checklist[index].status = StepStatus::Due,
+                Ran::Left(why) => {
+                    let item = &mut self.state.checklist[index];
+                    item.status = StepStatus::Due;
+                    item.evidence = Some(why);
+                }
                 Ran::Answered(Err(e)) => {
                     let item = &mut self.state.checklist[index];
                     item.status = StepStatus::Failed;
@@ -835,7 +845,7 @@ impl Runner {
                 // `maxDeploymentDuration` ran out first: no traffic moves to a track still
                 // starting (or held), nor to one ready only now, and the wait is not the
                 // deadline's exception.
-                self.roll_back(self.deadline_reason(), Vec::new()).await?;
+                self.roll_back_at_deadline().await?;
                 return Ok(false);
             }
             // A ready track held by the triggers waits for them (or the deadline), no longer
@@ -1016,9 +1026,14 @@ impl Runner {
             StrategyKind::BlueGreen => {
                 let strategy = self.state.config.blue_green_config.traffic()?;
                 let from = split_all(&old, Some(&new))?;
-                let plan = Plan::shift(&from, new.as_str(), &strategy).map_err(|e| {
-                    Error::invalid("blueGreenConfig.trafficStrategy", "…", e.to_string())
-                })?;
+                // Every step on the router's weights, or the plan is refused before it starts
+                // rather than by the router halfway.
+                let granularity = self.backends.router.capabilities().weight_granularity();
+                let plan =
+                    Plan::shift_with_granularity(&from, new.as_str(), &strategy, granularity)
+                        .map_err(|e| {
+                            Error::invalid("blueGreenConfig.trafficStrategy", "…", e.to_string())
+                        })?;
                 self.state.plan = Some(PlanRun {
                     plan,
                     cursor: PlanCursor::new(),
@@ -1045,6 +1060,8 @@ enum Ran {
     Answered(Result<Option<String>>),
     /// The runner was not called: why.
     NotStarted(String),
+    /// The runner was not called, and the step is left to an operator: what to check.
+    Left(String),
     /// The runner's call was dropped before it answered: why, after how long, and the reply
     /// owed to the operator's abort that cancelled it, if one did.
     Cancelled {
@@ -1052,6 +1069,16 @@ enum Ran {
         after: Duration,
         reply: Option<Reply>,
     },
+}
+
+/// The evidence of `service`'s checklist backup step when the preparation backup, started
+/// before a restart, cannot be confirmed (`why`): left to an operator, not taken again.
+fn unconfirmed_backup_step(why: &str, service: &str) -> String {
+    format!(
+        "the preparation backup was started before the process stopped and cannot be \
+         confirmed ({why}); it was not taken again, so that retention expires no older \
+         backup: check the backups of {service}, and take one by hand if there is none"
+    )
 }
 
 /// How a call [`Runner::await_bounded`] awaited ended.

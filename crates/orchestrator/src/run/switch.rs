@@ -27,7 +27,7 @@ impl Runner {
         };
         let now = self.now();
         if self.past_deadline(now) {
-            return self.roll_back(self.deadline_reason(), Vec::new()).await;
+            return self.roll_back_at_deadline().await;
         }
         let next = if self.state.paused || self.triggers_hold(now) {
             Next::AwaitApproval { step: 0 }
@@ -135,7 +135,7 @@ impl Runner {
                 return Ok(None);
             }
             Bounded::Cancelled { reply: None, .. } => {
-                self.roll_back(self.deadline_reason(), Vec::new()).await?;
+                self.roll_back_at_deadline().await?;
                 return Ok(None);
             }
         };
