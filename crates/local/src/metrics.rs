@@ -14,6 +14,15 @@
 //! cut short because the mirror fell behind. A request whose client broke or stalled its own
 //! body (disconnected mid-upload: nginx's 499) is charged to no one.
 //!
+//! A request is counted once its outcome is known, in the bucket of that moment: one the proxy
+//! answered itself or charged to a failing instance at once, and one an instance answered
+//! when its answer's body has ended (read in full, failed, or dropped by a client gone), as
+//! an error if its body broke off or stalled whatever its status, with its latency to the
+//! headers all the same. A request is thus in flight on its instance, and in no count, for
+//! as long as its body streams (as nginx logs a request when it ends), and a bucket is never
+//! changed for a request after its end: an error that a body shows late lands in a bucket no
+//! window has read yet, so windows and totals agree on every request and every error.
+//!
 //! Counts are kept in time buckets of a fixed resolution (one second by default) for a bounded
 //! retention, and a query over a window `[start, end)` sums the buckets that end inside it
 //! (their end in `(start, end]`): exact for windows aligned to the resolution. A window that
@@ -28,7 +37,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use serin_signals::{
@@ -70,31 +79,49 @@ struct Series {
 /// A counter family: name, type, help, and how to read it from a series.
 type Family = (&'static str, &'static str, &'static str, fn(&Series) -> f64);
 
-/// One answered request as counted, to count it as an error after all.
+/// A request the instance answered, counted once its answer has ended: its body read in full,
+/// broken off or paused past the response body timeout (an error, whatever its status), or
+/// dropped unfinished (the client went away, which is no error of the instance). Counted then
+/// and not at its head, so that the one bucket it is counted in is never changed after a
+/// window has read it: windows and totals agree on every request, whenever its body fails.
 #[derive(Debug)]
-pub(crate) struct Recorded {
+pub(crate) struct Answered {
     series: Arc<Mutex<Series>>,
-    /// The bucket it was counted in.
-    index: u64,
-    /// Whether it is counted as an error already.
+    keep: usize,
+    resolution_ms: u64,
+    /// Its latency to the response head.
+    latency_ms: f64,
     error: bool,
+    /// Whether it is counted already: a request counts once.
+    counted: bool,
 }
 
-impl Recorded {
-    /// Counts the request as an error, in the bucket it was counted in (if still kept), unless
-    /// it is one already: a request is one error at most, and a window's errors never exceed
-    /// its requests.
+impl Answered {
+    /// Counts the request as an error, now: its body failed.
     pub(crate) fn fail(&mut self) {
-        if std::mem::replace(&mut self.error, true) {
+        self.error = true;
+        self.end();
+    }
+
+    /// Counts the request now, unless it is counted already.
+    pub(crate) fn end(&mut self) {
+        if std::mem::replace(&mut self.counted, true) {
             return;
         }
-        let mut series = lock(&self.series);
-        series.total_errors += 1;
-        let index = self.index;
-        if let Some((_, b)) = series.buckets.iter_mut().rev().find(|(i, _)| *i == index) {
-            b.errors += 1;
-        }
+        let index = now().as_millis() / self.resolution_ms;
+        add(&self.series, self.keep, index, self.latency_ms, self.error);
     }
+}
+
+impl Drop for Answered {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// The wall-clock time the proxy's measurements are stamped with.
+pub(crate) fn now() -> Timestamp {
+    Timestamp::from_system_time(SystemTime::now())
 }
 
 /// Counts one answered request in `shared`, in bucket `index`, keeping at most `keep` buckets.
@@ -204,27 +231,23 @@ impl Store {
             .collect()
     }
 
-    /// Counts one answered request.
+    /// Counts one request, at `at`: answered by the proxy (a 502, a 504), or charged to an
+    /// instance that failed it.
     pub(crate) fn record(&self, backend: &str, at: Timestamp, latency_ms: f64, error: bool) {
-        self.record_answered(backend, at, latency_ms, error);
+        let index = at.as_millis() / self.resolution_ms;
+        add(&self.series(backend), self.keep, index, latency_ms, error);
     }
 
-    /// Counts one answered request, like [`record`](Self::record), and returns the handle by
-    /// which it is counted as an error after all (its body failed after its headers came).
-    pub(crate) fn record_answered(
-        &self,
-        backend: &str,
-        at: Timestamp,
-        latency_ms: f64,
-        error: bool,
-    ) -> Recorded {
-        let index = at.as_millis() / self.resolution_ms;
-        let shared = self.series(backend);
-        add(&shared, self.keep, index, latency_ms, error);
-        Recorded {
-            series: shared,
-            index,
+    /// A request an instance of `backend` answered (with a 5xx: `error`) after `latency_ms`,
+    /// to be counted when its answer ends.
+    pub(crate) fn answered(&self, backend: &str, latency_ms: f64, error: bool) -> Answered {
+        Answered {
+            series: self.series(backend),
+            keep: self.keep,
+            resolution_ms: self.resolution_ms,
+            latency_ms,
             error,
+            counted: false,
         }
     }
 

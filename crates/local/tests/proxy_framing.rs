@@ -515,3 +515,123 @@ async fn options_that_may_go_no_further_is_answered_by_the_proxy_else_counted_do
     }
     router.shutdown();
 }
+
+/// A route on `host` sees the host the instance is sent: the target's authority when it has
+/// one (absolute form, HTTP/2's `:authority`, which comes with no `host` field at all), not a
+/// `Host` the request is not sent with.
+#[tokio::test]
+async fn a_route_on_host_matches_the_host_the_request_is_forwarded_with() {
+    let (stable, mut at_stable) = support::start_recorder().await;
+    let (canary, mut at_canary) = support::start_recorder().await;
+    let router = ProxyRouter::bind(ProxyConfig::default().with_workers(0))
+        .await
+        .unwrap();
+    router.set_endpoints("stable", &[stable]);
+    router.set_endpoints("canary", &[canary]);
+    let beta = MatchRoute::header("host", ValueMatch::Exact("beta.shop".into()), "canary");
+    let split = TrafficSplit::from_percents([("stable", 100), ("canary", 0)])
+        .unwrap()
+        .with_route(beta.unwrap())
+        .unwrap();
+    router.apply(&split).await.unwrap();
+    let proxy = router.local_addr();
+    let (_absolute, head) = send_raw(
+        proxy,
+        b"GET http://beta.shop/absolute HTTP/1.1\r\nhost: shop\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 204"), "{head}");
+    let (mut h2, _conn) = support::h2_connect(proxy).await;
+    let req = hyper::Request::get("http://beta.shop/h2")
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    assert_eq!(h2.send_request(req).await.unwrap().status(), 204);
+    let (_plain, head) = send_raw(proxy, b"GET /plain HTTP/1.1\r\nhost: beta.shop\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 204"), "{head}");
+    for path in ["/absolute", "/h2", "/plain"] {
+        let seen = timeout(Duration::from_secs(5), at_canary.recv()).await;
+        assert_eq!(seen.unwrap().unwrap().1, path);
+    }
+    assert!(at_stable.try_recv().is_err(), "routed by a host not sent");
+    router.shutdown();
+}
+
+/// The proxy meets a client's `Expect: 100-continue` itself, as Envoy does: its `100 Continue`
+/// goes out once the request is on its way to an instance, and the instance is not asked
+/// again (its `100` would stop at the proxy). An HTTP/1.0 client's expectation is ignored
+/// (RFC 9110, 10.1.1), and so not made an HTTP/1.1 one on the way.
+#[tokio::test]
+async fn an_expectation_of_100_continue_is_met_by_the_proxy_and_not_passed_on() {
+    let (instance, mut seen) =
+        scripted(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok").await;
+    let router = proxy(ProxyConfig::default().with_workers(0), instance, None).await;
+    let (mut stream, head) = send_raw(
+        router.local_addr(),
+        b"POST /up HTTP/1.1\r\nhost: shop\r\nconnection: close\r\ncontent-length: 5\r\n\
+          expect: 100-continue\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 100 Continue"), "{head}");
+    stream.write_all(b"hello").await.unwrap();
+    assert!(rest(&mut stream).await.contains("HTTP/1.1 200"));
+    let (_old, head) = send_raw(
+        router.local_addr(),
+        b"POST /old HTTP/1.0\r\nhost: shop\r\ncontent-length: 5\r\n\
+          expect: 100-continue\r\n\r\nhello",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    for _ in 0..2 {
+        let request = timeout(Duration::from_secs(5), seen.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(request.ends_with("\r\n\r\nhello"), "{request}");
+        assert!(
+            !request.to_ascii_lowercase().contains("expect"),
+            "{request}"
+        );
+    }
+    router.shutdown();
+}
+
+/// `OPTIONS *` asks about the server, not a resource: from an HTTP/2 client (`:path: *`) it
+/// reaches the instance as `*` (RFC 9112, 3.2.4), never as a request for `/*`; absolute-form
+/// targets go on in origin form as before.
+#[tokio::test]
+async fn options_for_the_whole_server_reaches_the_instance_as_an_asterisk() {
+    let (instance, mut seen) =
+        scripted(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok").await;
+    let router = proxy(ProxyConfig::default().with_workers(0), instance, None).await;
+    let (mut h2, _conn) = support::h2_connect(router.local_addr()).await;
+    let whole = hyper::Uri::builder()
+        .scheme("http")
+        .authority("shop")
+        .path_and_query("*")
+        .build()
+        .unwrap();
+    let req = hyper::Request::options(whole)
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    assert_eq!(h2.send_request(req).await.unwrap().status(), 200);
+    let sent = timeout(Duration::from_secs(5), seen.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(sent.starts_with("OPTIONS * HTTP/1.1\r\n"), "{sent}");
+    for (request, target) in [
+        (
+            &b"OPTIONS http://shop?x HTTP/1.1\r\nhost: shop\r\n\r\n"[..],
+            "/?x",
+        ),
+        (b"GET http://shop HTTP/1.1\r\nhost: shop\r\n\r\n", "/"),
+    ] {
+        let (_stream, head) = send_raw(router.local_addr(), request).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let sent = timeout(Duration::from_secs(5), seen.recv()).await.unwrap();
+        let line = format!(" {target} HTTP/1.1\r\n");
+        let sent = sent.unwrap();
+        assert!(sent.contains(&line), "{target}: {sent}");
+    }
+    router.shutdown();
+}

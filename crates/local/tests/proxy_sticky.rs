@@ -49,3 +49,32 @@ async fn a_pin_to_a_backend_briefly_without_ready_instances_is_kept() {
     }
     router.shutdown();
 }
+
+/// A cookie whose name has the `__Secure-` or `__Host-` prefix is dropped by browsers unless
+/// it is `Secure` (and, for `__Host-`, has `Path=/` and no `Domain`): the proxy's pin says so,
+/// whatever the prefix's case; any other name's pin is left as it was.
+#[tokio::test]
+async fn a_prefixed_sticky_cookie_gets_the_attributes_its_prefix_requires() {
+    let (stable, _seen) = start_recorder().await;
+    let router = ProxyRouter::bind(ProxyConfig::default().with_workers(0))
+        .await
+        .unwrap();
+    router.set_endpoints("stable", &[stable]);
+    let addr = router.local_addr();
+    for (name, attributes) in [
+        ("track", "Path=/; Max-Age=60; HttpOnly"),
+        ("__Secure-track", "Path=/; Max-Age=60; HttpOnly; Secure"),
+        ("__Host-track", "Path=/; Max-Age=60; HttpOnly; Secure"),
+        ("__host-track", "Path=/; Max-Age=60; HttpOnly; Secure"),
+        ("__Hosted", "Path=/; Max-Age=60; HttpOnly"),
+    ] {
+        let split = TrafficSplit::all_to("stable", &[])
+            .unwrap()
+            .with_sticky(StickySession::new(name, Duration::from_secs(60)).unwrap());
+        router.apply(&split).await.unwrap();
+        let res = get_response(addr, "shop", "/", &[]).await;
+        let pins: Vec<_> = res.headers().get_all("set-cookie").iter().collect();
+        assert_eq!(pins, [&format!("{name}=stable; {attributes}")], "{name}");
+    }
+    router.shutdown();
+}

@@ -3,14 +3,15 @@
 //! again to the instance (10.1.4), `Max-Forwards` read (7.6.2), `Via` added to both (7.6.3),
 //! `Forwarded` (RFC 7239), `X-Forwarded-For` and `X-Forwarded-Proto` added to requests (a
 //! client's own kept only when it is a trusted proxy), a valid `Host` always (RFC 9112, 3.2),
-//! and an HTTP/2 client's split cookies joined (RFC 9113, 8.2.3).
+//! an HTTP/2 client's split cookies joined (RFC 9113, 8.2.3), and a `100-continue`
+//! expectation met by the proxy rather than passed on (RFC 9110, 10.1.1).
 
 use std::net::{IpAddr, SocketAddr};
 
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Request, Uri, Version};
+use hyper::{Method, Request, Uri, Version};
 
 use super::Body;
 use super::trust::Net;
@@ -282,10 +283,32 @@ pub(super) fn join_field(
     }
 }
 
-/// The request as sent to an instance: HTTP/1.1, origin-form URI, `Host` set (RFC 9112, 3.2),
-/// split `cookie` fields joined (RFC 9113, 8.2.3), hop-by-hop headers removed (all but the
-/// protocol switch of an `upgrade`), `Via` added, forwarding headers added to a trusted
-/// proxy's or put in place of anyone else's, body streamed.
+/// Gives `req` the `Host` it is forwarded with (RFC 9112, 3.2), before it is routed, so that a
+/// route on `host` sees what the instance will: the target's authority (absolute form, HTTP/2's
+/// `:authority`, which comes without a `host` field) wins over the client's `Host` (3.2.2),
+/// and an HTTP/1.0 request with neither gets the proxy's address as the client reached it (an
+/// HTTP/1.1 one without was answered 400, see [`bad_host`]).
+pub(super) fn set_host<B>(req: &mut Request<B>, peer: &Peer) {
+    let host = match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(match a.as_str().rsplit_once('@') {
+            Some((_, host)) => host,
+            None => a.as_str(),
+        })
+        .ok(),
+        None if req.headers().contains_key(header::HOST) => None,
+        None => peer
+            .local
+            .and_then(|l| HeaderValue::from_str(&l.to_string()).ok()),
+    };
+    if let Some(host) = host {
+        req.headers_mut().insert(header::HOST, host);
+    }
+}
+
+/// The request as sent to an instance: HTTP/1.1, origin-form URI, `Host` kept as
+/// [`set_host`] set it, split `cookie` fields joined (RFC 9113, 8.2.3), hop-by-hop headers
+/// removed (all but the protocol switch of an `upgrade`), `Via` added, forwarding headers
+/// added to a trusted proxy's or put in place of anyone else's, body streamed.
 pub(super) fn upstream_request(
     req: Request<Incoming>,
     peer: &Peer,
@@ -297,6 +320,12 @@ pub(super) fn upstream_request(
     let trailers = lists(&parts.headers, header::TE, "trailers");
     // Before anything is added: a client could name the proxy's own headers in `Connection`.
     strip_hop_by_hop(&mut parts.headers, upgrade);
+    // A `100-continue` is met here: hyper says `100 Continue` when the body is first read, as
+    // it is sent to the instance. Asked again, the instance's `100` would stop at the proxy;
+    // and an HTTP/1.0 client's, to be ignored (RFC 9110, 10.1.1), would become an HTTP/1.1 one.
+    if lists(&parts.headers, header::EXPECT, "100-continue") {
+        parts.headers.remove(header::EXPECT);
+    }
     if trailers {
         parts
             .headers
@@ -304,23 +333,6 @@ pub(super) fn upstream_request(
         parts
             .headers
             .append(header::CONNECTION, HeaderValue::from_static("te"));
-    }
-    // The target's authority (absolute form, HTTP/2's `:authority`) wins over the client's
-    // `Host` (RFC 9112, 3.2.2); an HTTP/1.0 request may have neither (an HTTP/1.1 one without
-    // was answered 400, see `bad_host`).
-    let host = match parts.uri.authority() {
-        Some(a) => HeaderValue::from_str(match a.as_str().rsplit_once('@') {
-            Some((_, host)) => host,
-            None => a.as_str(),
-        })
-        .ok(),
-        None if parts.headers.contains_key(header::HOST) => None,
-        None => peer
-            .local
-            .and_then(|l| HeaderValue::from_str(&l.to_string()).ok()),
-    };
-    if let Some(host) = host {
-        parts.headers.insert(header::HOST, host);
     }
     // HTTP/2 lets a client split its cookies over several fields; HTTP/1.1 wants one.
     if parts
@@ -368,10 +380,15 @@ pub(super) fn upstream_request(
     }
     // HTTP/1.1 clients send the origin form already: keep it as it is, without a copy. An
     // empty path is `/` in origin form (RFC 9112, 3.2.1), before the query if there is one.
+    // An HTTP/2 `OPTIONS` for the whole server (`:path: *`) goes on in asterisk form (3.2.4),
+    // not as a request for a resource `/*`. (An absolute form without a path reads as `/`
+    // once parsed, so it goes on as `/`.)
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
         let target = parts.uri.path_and_query().map_or("", |p| p.as_str());
         let path = if target.starts_with('/') {
             target.to_owned()
+        } else if parts.method == Method::OPTIONS && target == "*" {
+            "*".to_owned()
         } else {
             format!("/{target}")
         };

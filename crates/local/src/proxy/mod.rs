@@ -17,7 +17,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -31,7 +31,6 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use serin_orchestrator::TrackStatus;
-use serin_signals::Timestamp;
 use serin_traffic::{Capabilities, TrafficRouter, TrafficSplit};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -40,12 +39,12 @@ use tokio::time::Instant;
 pub use config::ProxyConfig;
 
 use crate::error::{Error, Result};
-use crate::metrics::{ProxyMetrics, Store};
+use crate::metrics::{ProxyMetrics, Store, now};
 use accept::{Conns, spawn_workers};
 use choose::{Reason, choose};
 use conn::{Activity, Tracked};
 use headers::{
-    Peer, bad_host, is_upgrade, join_field, max_forwards, only_chunked, strip_hop_by_hop,
+    Peer, bad_host, is_upgrade, join_field, max_forwards, only_chunked, set_host, strip_hop_by_hop,
     upstream_request, via,
 };
 use sent::Waiting;
@@ -105,7 +104,10 @@ struct Shared {
 }
 
 /// The embedded reverse proxy, a [`TrafficRouter`] with [`Capabilities::full`]: weights to the
-/// basis point, header and cookie match routes, sticky sessions by cookie, mirroring.
+/// basis point, header and cookie match routes, sticky sessions by cookie, mirroring. The
+/// sticky cookie is set `Path=/`, `HttpOnly`, with the session's TTL as its `Max-Age`, and
+/// `Secure` too when its name has the `__Secure-` or `__Host-` prefix, as browsers require of
+/// such names (for a proxy behind one that terminates TLS).
 ///
 /// - **Atomic splits.** [`apply`](TrafficRouter::apply) swaps one immutable snapshot; every
 ///   request reads one snapshot once, so none sees a half-applied split, and new requests follow
@@ -179,7 +181,8 @@ struct Shared {
 ///   appended to it (nginx's `set_real_ip_from`, Envoy's `xff_num_trusted_hops`). `Host` is
 ///   the request target's authority when it has one (an absolute-form target, or HTTP/2's
 ///   `:authority`), else the client's `Host`, else (an HTTP/1.0 request without one) the
-///   proxy's address as the client reached it; a request with more than one `Host`, one
+///   proxy's address as the client reached it, and a match route on `host` is matched
+///   against that `Host`, the one the instance gets; a request with more than one `Host`, one
 ///   whose `Host` is not a host (`shop/admin`, `evil@shop`), or an HTTP/1.1 one with none and
 ///   no authority in its target, is answered 400 (RFC 9112, 3.2), as nginx does. A body of
 ///   unknown length (chunked, HTTP/2 without `content-length`) goes on chunked, whatever the
@@ -190,7 +193,8 @@ struct Shared {
 ///   Hop-by-hop headers are not forwarded, nor are `Proxy-Authorization` and
 ///   `Proxy-Authenticate` (this proxy asks for no credentials); a client's `TE: trailers` is
 ///   said again to the instance, so that an instance's trailers reach a client that takes
-///   them.
+///   them. A client's `Expect: 100-continue` is met by the proxy, which says `100 Continue`
+///   once the request is on its way to an instance, and is not passed on (as Envoy does).
 /// - **Upgrades.** An HTTP/1.1 request to switch protocols (`Connection: upgrade` with
 ///   `Upgrade`, as a WebSocket handshake) is forwarded with those headers; when the instance
 ///   answers `101 Switching Protocols`, the proxy answers the same and then relays bytes both
@@ -217,7 +221,8 @@ struct Shared {
 ///   connections and its own upstream pools, so a request is forwarded and answered without
 ///   waking another thread; every guarantee above holds the same way (one snapshot, shared
 ///   endpoints and in-flight counts). With `workers` 0 it serves on the runtime that binds it.
-/// - **Metrics.** Every answer is measured per backend ([`metrics`](ProxyRouter::metrics)) and
+/// - **Metrics.** Every answer is measured per backend ([`metrics`](ProxyRouter::metrics)),
+///   an instance's once its body has ended (an error if the body broke off), and
 ///   served as Prometheus text at `/metrics` on the admin address, if configured, with the
 ///   requests closed by their clients ([`client_closed`](ProxyRouter::client_closed)).
 ///
@@ -504,13 +509,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn now() -> Timestamp {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    Timestamp::from_millis(ms)
-}
-
 fn full(body: impl Into<Bytes>) -> Body {
     Full::new(body.into()).map_err(|e| match e {}).boxed()
 }
@@ -672,9 +670,7 @@ async fn attempt(
         }
         Ok((mut res, due)) => {
             let error = res.status().is_server_error();
-            let recorded = shared
-                .metrics
-                .record_answered(backend, now(), latency(), error);
+            let answered = shared.metrics.answered(backend, latency(), error);
             // Framed by its chunks, whatever `Content-Length` says (RFC 9112, 6.3): the length
             // goes with the coding, or the client would get the body cut to it as a whole one.
             if res.headers().contains_key(header::TRANSFER_ENCODING) {
@@ -695,9 +691,10 @@ async fn attempt(
                 let res = Response::from_parts(parts, body.boxed());
                 return Attempt::Upgraded(res, switched, guard);
             }
-            // The in-flight count drops when the response body is done (or dropped); a body
-            // that pauses past its limit fails, and counts the request as an error.
-            let body = reading::Reading::new(body, due, recorded, guard).boxed();
+            // The request is counted, and its in-flight count drops, when the response body is
+            // done (or dropped); a body that breaks off or pauses past its limit fails, and
+            // counts the request as an error.
+            let body = reading::Reading::new(body, due, answered, guard).boxed();
             Attempt::Answered(Response::from_parts(parts, body))
         }
         Err(SendError::NotSent(req, reason)) => {
@@ -813,6 +810,7 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>, peer: &Peer) ->
     if let Some(why) = bad_host(&req) {
         return answer(StatusCode::BAD_REQUEST, why);
     }
+    set_host(&mut req, peer);
     if !only_chunked(req.headers()) {
         return answer(
             StatusCode::NOT_IMPLEMENTED,
@@ -948,14 +946,7 @@ async fn forward(
     // A pin to a backend no longer weighted in the split is replaced.
     let set_cookie = split.sticky().and_then(|s| {
         (reason == Reason::Weight && !pinned(split, req.headers(), s.cookie()))
-            .then(|| {
-                HeaderValue::from_str(&format!(
-                    "{}={backend}; Path=/; Max-Age={}; HttpOnly",
-                    s.cookie(),
-                    s.ttl().as_secs()
-                ))
-                .ok()
-            })
+            .then(|| pin(s.cookie(), backend, s.ttl()))
             .flatten()
     });
     let Some(first) = snap.backends.get(backend).and_then(|b| b.pick(None)) else {
@@ -1040,6 +1031,26 @@ fn pinned(split: &TrafficSplit, headers: &header::HeaderMap, name: &str) -> bool
             .iter()
             .any(|b| b.name().as_str() == wanted && !b.weight().is_zero())
     })
+}
+
+/// The `Set-Cookie` value that pins a client to `backend` through cookie `name` for `ttl`.
+///
+/// A name with the `__Secure-` or `__Host-` prefix (matched regardless of case, as browsers
+/// do) promises the browser a cookie set `Secure`, and `__Host-` also one with `Path=/` and no
+/// `Domain` (RFC 6265bis, 4.1.3): without `Secure` the browser drops the cookie and the client
+/// is never pinned. Such a name only makes sense behind a proxy that terminates TLS, which is
+/// where the browser sees the cookie come from.
+fn pin(name: &str, backend: &str, ttl: Duration) -> Option<HeaderValue> {
+    let prefixed = ["__secure-", "__host-"].iter().any(|p| {
+        name.get(..p.len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(p))
+    });
+    let secure = if prefixed { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={backend}; Path=/; Max-Age={}; HttpOnly{secure}",
+        ttl.as_secs()
+    ))
+    .ok()
 }
 
 /// What the client's answer needs besides the outcome.

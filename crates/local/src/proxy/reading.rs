@@ -2,6 +2,8 @@
 //! while it is read (see [`BodyDue`](super::upstream::BodyDue)): an instance that pauses it
 //! for longer than the response body timeout fails it, so the client's answer is cut off
 //! rather than held for ever, and the request counts as an error of the instance's backend.
+//! The request is counted when its body ends (see [`Answered`]), so a late failure is counted
+//! in the same bucket as the request itself.
 
 use std::fmt;
 use std::pin::Pin;
@@ -12,7 +14,7 @@ use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 
 use super::upstream::{DueToken, InFlight};
-use crate::metrics::Recorded;
+use crate::metrics::Answered;
 
 /// The instance paused its response body for longer than the limit.
 #[derive(Debug)]
@@ -35,7 +37,7 @@ impl std::error::Error for Stalled {}
 pub(super) struct Reading {
     inner: Incoming,
     due: DueToken,
-    recorded: Recorded,
+    answered: Answered,
     _in_flight: InFlight,
 }
 
@@ -43,13 +45,13 @@ impl Reading {
     pub(super) fn new(
         inner: Incoming,
         due: DueToken,
-        recorded: Recorded,
+        answered: Answered,
         in_flight: InFlight,
     ) -> Self {
         Reading {
             inner,
             due,
-            recorded,
+            answered,
             _in_flight: in_flight,
         }
     }
@@ -69,11 +71,12 @@ impl HttpBody for Reading {
             Poll::Ready(Some(Err(e))) => {
                 // The instance broke its answer off, or paused it past the limit: the request
                 // failed after all.
-                this.recorded.fail();
+                this.answered.fail();
                 this.due.done();
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
+                this.answered.end();
                 this.due.done();
                 Poll::Ready(None)
             }
