@@ -12,7 +12,7 @@ use serin_signals::{Metric, Track};
 /// still short of `1/α` says which bounds a pass needs, not that the interval reaches them.
 #[test]
 fn an_inconclusive_count_judgement_states_its_interval_and_what_a_pass_needs() {
-    for (b_errors, c_errors) in [(3, 4), (4, 3)] {
+    for (b_errors, c_errors) in [(10, 11), (11, 10)] {
         let mut judge = SequentialCountJudge::with_mode(
             Metric::ErrorRate,
             CountMode::PerRequest(CountTestConfig::new(0.05).with_sides(Sides::TwoSided)),
@@ -20,7 +20,7 @@ fn an_inconclusive_count_judgement_states_its_interval_and_what_a_pass_needs() {
         )
         .unwrap();
         let mut last = None;
-        for s in 0..71 {
+        for s in 0..420 {
             let w = second(s);
             let b = counts(Metric::ErrorRate, Track::Stable, w, 500, b_errors);
             let c = counts(Metric::ErrorRate, Track::Canary, w, 500, c_errors);

@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 use serin_canary::controller::{Action, CanaryController, CanaryPolicy, PromotionGate, Step};
 use serin_canary::judge::{Judge, Judgement, Sample};
 use serin_canary::sequential::{
-    AlphaSharing, BatchCountConfig, BatchCountTest, CountMode, CountTestConfig, LatencyTest,
-    LatencyTestConfig, LatencyVariance, SequentialCountJudge, SequentialLatencyJudge, combine,
+    AlphaSharing, BatchCountConfig, BatchCountTest, CountMode, CountTest, CountTestConfig,
+    LatencyTest, LatencyTestConfig, LatencyVariance, SequentialCountJudge, SequentialLatencyJudge,
+    combine,
 };
 use serin_canary::severity::SeverityBands;
 use serin_signals::{LatencySketch, Metric, Timestamp, Track};
@@ -216,4 +217,62 @@ fn a_promotion_hold_prints_the_gate_s_threshold_as_it_is() {
     let d = ctl.observe(&b, &c, w.end()).unwrap();
     assert_eq!(d.action, Action::Hold);
     assert!(d.reason.contains("33.3 needed"), "{}", d.reason);
+}
+
+/// The last split a count judge was told of, and the split a count test's segment was fed at,
+/// are shares no sample can state outside `(0, 1)`; a saved one there (or NaN, which YAML can
+/// write) is refused, naming the field.
+#[test]
+fn a_count_judge_read_back_with_an_impossible_stated_share_is_refused_naming_the_field() {
+    let mut judge = SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.0).unwrap();
+    let mut test = CountTest::new(CountTestConfig::new(0.05)).unwrap();
+    for s in 0..10 {
+        let w = second(s);
+        let b = counts(Metric::ErrorRate, Track::Stable, w, 900, 9);
+        let c = counts(Metric::ErrorRate, Track::Canary, w, 100, 1);
+        judge
+            .observe(&Sample::new(&b, &c, Some(0.1), w.end()).unwrap())
+            .unwrap();
+        test.update_with_share(9, 1, 0.1).unwrap();
+    }
+    for (saved, pointer, field) in [
+        (
+            serde_json::to_value(&judge).unwrap(),
+            "/lastStatedShare",
+            "sequentialCountJudge.lastStatedShare",
+        ),
+        (
+            serde_json::to_value(&test).unwrap(),
+            "/segment/statedShare",
+            "countTest.segment.statedShare",
+        ),
+    ] {
+        assert_eq!(saved.pointer(pointer), Some(&json!(0.1)), "{saved}");
+        let yaml = serde_yaml_ng::to_string(&saved).unwrap();
+        let key = pointer.rsplit('/').next().unwrap();
+        let nan = yaml.replace(&format!("{key}: 0.1"), &format!("{key}: .nan"));
+        assert_ne!(nan, yaml);
+        for value in [1.5, -0.1, 1.0] {
+            let edited = edited(&saved, pointer, json!(value));
+            let e = if field.starts_with("countTest") {
+                serde_json::from_value::<CountTest>(edited).map(|_| ())
+            } else {
+                serde_json::from_value::<SequentialCountJudge>(edited).map(|_| ())
+            }
+            .expect_err(&format!("{pointer} = {value} was taken"))
+            .to_string();
+            assert!(
+                e.contains(&format!("{field} `{value}`")) && e.contains("between 0 and 1"),
+                "{e}"
+            );
+        }
+        let e = if field.starts_with("countTest") {
+            serde_yaml_ng::from_str::<CountTest>(&nan).map(|_| ())
+        } else {
+            serde_yaml_ng::from_str::<SequentialCountJudge>(&nan).map(|_| ())
+        }
+        .expect_err("NaN was taken")
+        .to_string();
+        assert!(e.contains(&format!("{field} `NaN`")), "{e}");
+    }
 }

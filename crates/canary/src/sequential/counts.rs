@@ -92,6 +92,21 @@
 //! rollbacks in independent traffic; and at none of the 33,485 rollbacks of real regressions
 //! there.
 //!
+//! # The ratio's confidence sequence, split by split
+//!
+//! Beside the e-process, the test keeps a confidence sequence for the rate ratio
+//! ([`CountTest::ratio_interval`]), from which a judge *passes* a canary once it lies below the
+//! limit. Its share `ρ` must be the same for all its errors, so it restarts in a new **segment**
+//! each time the traffic split changes ([`CountTest::start_segment`]). Each segment's sequence
+//! misses the ratio with probability at most its level's complement, however often it is read;
+//! at `α` in every segment, a canary truly worse than the limit would pass at one of `k` splits
+//! with probability up to `k·α`. So the `k`-th segment spends `α·6/(π²k²)`, a share of `α` that
+//! sums to `α` over all segments: by the union bound, the chance that a canary worse than the
+//! limit ever passes stays at most `α` over the whole run, whatever the number of splits. Only
+//! segments that held an error are numbered (one without an error never gave an interval, so
+//! never spent its share). The e-process, and so every rollback decision, does not depend on
+//! segments at all.
+//!
 //! Two-sided mode runs a second test with the arms' roles swapped (is the *baseline* worse by more
 //! than the margin?) and averages the two e-values (an average of e-values is an e-value).
 //!
@@ -768,6 +783,11 @@ struct CountTestState {
     /// diagnostic).
     #[serde(default)]
     scatter: ErrorScatter,
+    /// The current segment's number `k` among the segments that held an error (see
+    /// [`segment_alpha`]), from 1. A state saved before segments were numbered reads 0 and is
+    /// numbered on load ([`CountTestState::resume_segments`]).
+    #[serde(default)]
+    segments: u64,
 }
 
 impl CountTestState {
@@ -787,6 +807,23 @@ impl CountTestState {
             rejected_at: None,
             rejected_worse: false,
             scatter: ErrorScatter::default(),
+            segments: 1,
+        }
+    }
+
+    /// Numbers the current segment of a state saved before segments were numbered: one past
+    /// the errors the earlier segments held (the run's errors not in this segment). Each earlier
+    /// segment that spent any `α` held at least one of them, so the number is never below the
+    /// one a numbering run would have reached and the interval never spends more of `α` than
+    /// the numbering allows (it may spend less); a run whose errors all lie in this segment, as
+    /// one that never changed its split, keeps the first segment's share.
+    fn resume_segments(&mut self) {
+        if self.segments == 0 {
+            let here = self
+                .segment
+                .canary_errors
+                .saturating_add(self.segment.baseline_errors);
+            self.segments = self.errors_bet.saturating_sub(here).saturating_add(1);
         }
     }
 }
@@ -799,6 +836,16 @@ impl TryFrom<CountTestState> for CountTest {
         state.worse.check("countTest.worse")?;
         state.better.check("countTest.better")?;
         check_finite_log("countTest.maxLogE", state.max_log_e)?;
+        let stated = state.segment.stated_share;
+        if stated != 0.0 && !usable_share(stated) {
+            return Err(Error::invalid_input(
+                "countTest.segment.statedShare",
+                stated,
+                "must be 0 (no share stated) or a share that update_with_share takes, strictly \
+                 between 0 and 1",
+            ));
+        }
+        state.resume_segments();
         // Candidate 0 starts with the test; a later one numbered 0 would spend its weight twice.
         if state.next_start == 0 {
             return Err(Error::invalid_input(
@@ -876,7 +923,8 @@ impl CountTest {
 
     /// Feeds one sample's errors with the canary's share of traffic stated by the caller (the
     /// Lindon & Malek form, for error counts without request counts, such as crashes). A share
-    /// different from the previous one starts a new segment of the ratio's confidence sequence.
+    /// different from the previous one starts a new segment of the ratio's confidence sequence
+    /// ([`start_segment`](Self::start_segment)).
     /// Returns whether the test has rejected; a share outside `(0, 1)`, or within
     /// `f64::EPSILON` of 0 or 1, is an error and changes nothing.
     pub fn update_with_share(
@@ -929,8 +977,20 @@ impl CountTest {
 
     /// Starts a new segment for the ratio's confidence sequence (call it when the traffic split
     /// changes); the test itself is unaffected, it handles changing shares by construction.
+    /// A segment that held no error never gave an interval, so it spent none of `α` and the
+    /// new segment takes its number; otherwise the new one is numbered next.
     pub fn start_segment(&mut self) {
-        self.state.segment = Segment::default();
+        let s = &mut self.state;
+        if s.segment.canary_errors > 0 || s.segment.baseline_errors > 0 {
+            s.segments = s.segments.saturating_add(1);
+        }
+        s.segment = Segment::default();
+    }
+
+    /// The current segment's number among the segments that held an error, from 1; its
+    /// interval is at level `1 − α·6/(π²k²)` ([`ratio_interval`](Self::ratio_interval)).
+    pub fn segments(&self) -> u64 {
+        self.state.segments
     }
 
     #[inline]
@@ -1047,12 +1107,21 @@ impl CountTest {
         (s.canary_errors as f64 / share) / (s.baseline_errors as f64 / (1.0 - share))
     }
 
-    /// An anytime-valid confidence sequence for the ratio of error rates at level `1 − α`, over
-    /// the errors of the current segment (since the traffic split last changed), from
-    /// Lindon & Malek's Beta-mixture form with a prior of 10 pseudo-errors centred on the share.
-    /// `None` before any error. With shares from request counts the segment's pooled share is
-    /// used, which is exact when the split is constant within the segment.
+    /// An anytime-valid confidence sequence for the ratio of error rates over the errors of the
+    /// current segment (since the traffic split last changed), from Lindon & Malek's
+    /// Beta-mixture form with a prior of 10 pseudo-errors centred on the share, at level
+    /// `1 − α·6/(π²k²)` in the `k`-th segment ([`segments`](Self::segments)), stated in the
+    /// interval's `level`: so the chance that any segment's interval ever misses the ratio, and
+    /// a judge passes a canary worse than its limit, stays at most `α` over the whole run
+    /// (see the module docs). `None` before any error. With shares from request counts the
+    /// segment's pooled share is used, which is exact when the split is constant within the
+    /// segment.
     pub fn ratio_interval(&self) -> Option<Interval> {
+        self.segment_interval(segment_alpha(self.state.config.alpha, self.state.segments))
+    }
+
+    /// The current segment's confidence sequence at level `1 − alpha`.
+    fn segment_interval(&self, alpha: f64) -> Option<Interval> {
         let s = &self.state.segment;
         let share = s.share();
         if (s.canary_errors == 0 && s.baseline_errors == 0) || !(share > 0.0 && share < 1.0) {
@@ -1063,7 +1132,7 @@ impl CountTest {
             s.baseline_errors as f64,
             share,
             10.0,
-            self.state.config.alpha,
+            alpha,
         );
         let to_ratio = |theta: f64| {
             if theta <= 0.0 {
@@ -1077,7 +1146,7 @@ impl CountTest {
         Some(Interval {
             lower: to_ratio(lo),
             upper: to_ratio(hi),
-            level: 1.0 - self.state.config.alpha,
+            level: 1.0 - alpha,
         })
     }
 
@@ -1090,6 +1159,17 @@ impl CountTest {
     pub const fn state_bytes() -> usize {
         std::mem::size_of::<CountTest>()
     }
+}
+
+/// The share of `α` the confidence sequence of the `k`-th segment (from 1) spends: `α·6/(π²k²)`,
+/// which sums to `α` over all segments since `Σ 1/k² = π²/6`. Its price grows as `2 ln k` nats
+/// of evidence, where halving per segment (`α/2^k`) would grow as `k ln 2`. Halving gives the
+/// second to fifth segments more, but the first `α/2` rather than `0.61·α` and every segment
+/// from the sixth on less and ever less (the twentieth `α·10⁻⁶` rather than `α·1.5·10⁻³`), so
+/// a rollout of many steps could hardly pass at its late ones.
+fn segment_alpha(alpha: f64, k: u64) -> f64 {
+    let k = k as f64;
+    alpha * 6.0 / (std::f64::consts::PI * std::f64::consts::PI * k * k)
 }
 
 /// `ln B(a, b)`, total: statrs' `ln_beta` panics at a share of 0 or 1 (`a` or `b` zero), where
@@ -1363,6 +1443,66 @@ mod tests {
                 "{c} {b}: {direct} {relative}"
             );
         }
+    }
+
+    #[test]
+    fn each_split_s_interval_spends_its_share_of_alpha() {
+        let alpha = 0.05;
+        let level = |k: f64| 1.0 - alpha * 6.0 / (std::f64::consts::PI.powi(2) * k * k);
+        let mut t = CountTest::new(CountTestConfig::new(alpha)).unwrap();
+        for (k, share) in [0.1, 0.2, 0.5, 0.2].into_iter().enumerate() {
+            t.update_with_share(9, 1, share).unwrap();
+            assert_eq!(t.segments(), k as u64 + 1);
+            let i = t.ratio_interval().unwrap();
+            assert!(
+                (i.level - level(k as f64 + 1.0)).abs() < 1e-15,
+                "split {k}: {i:?}"
+            );
+        }
+        // A split that saw no error gave no interval, so it spent nothing: the next takes its
+        // number.
+        t.update_with_share(0, 0, 0.3).unwrap();
+        assert!(t.ratio_interval().is_none());
+        t.update_with_share(9, 1, 0.4).unwrap();
+        assert_eq!(t.segments(), 5);
+        let i = t.ratio_interval().unwrap();
+        assert!((i.level - level(5.0)).abs() < 1e-15, "{i:?}");
+    }
+
+    /// A canary worse by exactly the margin must never pass. Over a rollout of twenty splits,
+    /// an interval at the full `α` in each split, checked after every sample, passes it at one
+    /// of them in more than `α` of the runs; the split's share of `α` keeps that within `α`.
+    #[test]
+    fn over_many_splits_a_canary_at_the_limit_passes_in_at_most_alpha_of_the_runs() {
+        use rand::{Rng, SeedableRng};
+        let (alpha, ratio) = (0.05, 1.25);
+        let cfg = CountTestConfig::new(alpha).with_margin(ratio - 1.0);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let (runs, splits, samples) = (200, 20, 20);
+        let below = |i: Option<Interval>| i.is_some_and(|i| i.upper < ratio);
+        let (mut full, mut spent) = (0, 0);
+        for _ in 0..runs {
+            let mut t = CountTest::new(cfg).unwrap();
+            let (mut full_pass, mut spent_pass) = (false, false);
+            for k in 0..splits {
+                let share = [0.1, 0.25, 0.5][k % 3];
+                let theta = share * ratio / (share * ratio + 1.0 - share);
+                for _ in 0..samples {
+                    let c = (0..5).filter(|_| rng.random_bool(theta)).count() as u64;
+                    t.update_with_share(5 - c, c, share).unwrap();
+                    full_pass = full_pass || below(t.segment_interval(alpha));
+                    spent_pass = spent_pass || below(t.ratio_interval());
+                }
+            }
+            full += usize::from(full_pass);
+            spent += usize::from(spent_pass);
+        }
+        let allowed = alpha * runs as f64;
+        assert!(full as f64 > allowed, "{full} of {runs} at the full alpha");
+        assert!(
+            spent as f64 <= allowed,
+            "{spent} of {runs} with alpha spent"
+        );
     }
 
     #[test]

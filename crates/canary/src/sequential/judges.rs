@@ -155,6 +155,21 @@ impl CountEngine {
         }
     }
 
+    /// The confidence of the ratio's interval at `level`, as evidence writes it: the per-request
+    /// test's interval restarts at each new split and spends that split's share of `α`; the
+    /// batched test's runs over the whole analysis at `1 − α`.
+    fn confidence_text(&self, level: f64) -> String {
+        match self {
+            CountEngine::PerRequest(t) => format!(
+                "{} (traffic split {}'s share of alpha = {})",
+                level_text(level),
+                t.segments(),
+                t.config().alpha
+            ),
+            CountEngine::Batched(_) => level_text(level),
+        }
+    }
+
     /// The per-request test's note of excess scatter; the batched test estimates that scatter.
     fn excess_scatter(&self) -> Option<f64> {
         match self {
@@ -186,12 +201,42 @@ pub(crate) fn threshold_text(threshold: f64) -> String {
         return format!("{threshold:.2e}");
     }
     let decimals = if threshold.abs() < 10.0 { 2 } else { 1 };
-    let text = format!("{threshold:.decimals$}");
+    without_trailing_zeros(format!("{threshold:.decimals$}"))
+}
+
+/// A confidence level as evidence writes it: to three significant digits of the chance it
+/// leaves (`0.9696`, `0.99662`), so that a split's small share of `α` does not read as a
+/// level of 1.000; at most 17 decimals, which a double holds.
+fn level_text(level: f64) -> String {
+    let decimals = (2.0 - (1.0 - level).log10().floor()).clamp(3.0, 17.0) as usize;
+    without_trailing_zeros(format!("{level:.decimals$}"))
+}
+
+fn without_trailing_zeros(text: String) -> String {
     if text.contains('.') {
         text.trim_end_matches('0').trim_end_matches('.').to_owned()
     } else {
         text
     }
+}
+
+/// Reads a count judge's last stated split as a sample states it, strictly between 0 and 1: an
+/// edited or damaged journal with a share no sample can state (or NaN, which YAML writes) is
+/// refused on load.
+fn stated_share<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<f64>, D::Error> {
+    let share = Option::<f64>::deserialize(d)?;
+    if let Some(v) = share
+        && !(v > 0.0 && v < 1.0)
+    {
+        return Err(serde::de::Error::custom(Error::invalid_input(
+            "sequentialCountJudge.lastStatedShare",
+            v,
+            "must be a fraction strictly between 0 and 1, as a sample's stated share is",
+        )));
+    }
+    Ok(share)
 }
 
 /// Totals and time span shared by both sequential judges.
@@ -222,8 +267,12 @@ impl Seen {
 /// *fewer* errors is at most a warning, see [`SeverityBands::classify_failure`]); `Pass` once
 /// the confidence sequence of the ratio lies entirely below `1 + margin` (two-sided, also above
 /// `1/(1 + margin)`, so a two-sided judge passes only with a margin above 0); otherwise
-/// `Inconclusive`. A sample with no data is `Inconclusive` (a failure already established
-/// stays a failure).
+/// `Inconclusive`. The per-request test's sequence restarts when the stated split changes, and
+/// the `k`-th split's runs at level `1 − α·6/(π²k²)` ([`CountTest::ratio_interval`]), so that
+/// a canary worse than the limit passes at any split of the rollout with probability at most
+/// `α`; the batched test's runs over the whole analysis at `1 − α`. The evidence states the
+/// level in the interval and in its summary. A sample with no data is `Inconclusive` (a
+/// failure already established stays a failure).
 ///
 /// ```
 /// use serin_canary::judge::{Judge, Sample, Verdict};
@@ -252,6 +301,7 @@ pub struct SequentialCountJudge {
     severity: SeverityBands,
     engine: CountEngine,
     seen: Seen,
+    #[serde(default, deserialize_with = "stated_share")]
     last_stated_share: Option<f64>,
     /// The failure's severity, from the ratio when the test rejected: later segments of the
     /// ratio (a new split) must not reclassify a failure already reported.
@@ -507,9 +557,9 @@ impl Judge for SequentialCountJudge {
             let _ = write!(
                 summary,
                 "The canary's error rate is at most {:.3} times the baseline's with confidence \
-                 {:.3}, below the limit {limit:.3}{}: pass.",
+                 {}, below the limit {limit:.3}{}: pass.",
                 i.upper,
-                1.0 - 1.0 / threshold,
+                self.engine.confidence_text(i.level),
                 if self.engine.sides() == Sides::TwoSided {
                     format!(
                         ", and at least {:.3} times, above {:.3}",
@@ -535,8 +585,10 @@ impl Judge for SequentialCountJudge {
                 threshold_text(threshold),
                 match interval {
                     Some(i) => format!(
-                        "the interval [{:.3}, {:.3}] is not yet {needs}",
-                        i.lower, i.upper
+                        "the interval [{:.3}, {:.3}] is not yet {needs} at confidence {}",
+                        i.lower,
+                        i.upper,
+                        self.engine.confidence_text(i.level)
                     ),
                     None => format!("no interval yet to lie {needs}"),
                 }

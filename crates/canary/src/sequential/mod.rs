@@ -6,6 +6,9 @@
 //!   predictable plug-in likelihood ratio mixed with a mixture over start times, so a regression
 //!   that starts late is not diluted by the good minutes before it. O(1) state; handles a split
 //!   that changes between samples; one- or two-sided; with a practical-significance margin.
+//!   Its confidence sequence for the rate ratio, from which a judge passes, restarts at each
+//!   new split, the `k`-th at level `1 − α·6/(π²k²)`, so that a pass of a canary worse than the
+//!   limit stays at most `α` over the whole run.
 //! - [`BatchCountTest`]: the robust mode for overdispersed traffic (error rates that wander
 //!   independently per arm): per-batch log-ratios and a sequential t-test with an estimated
 //!   variance.
