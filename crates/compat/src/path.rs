@@ -608,10 +608,10 @@ impl UpgradeGraph {
     fn node(&self, v: &Version, what: &str) -> Result<usize> {
         self.releases
             .binary_search(v)
-            .map_err(|_| Error::UnknownVersion {
+            .map_err(|_| Error::InvalidValue {
                 path: format!("route.{what}"),
-                service: "(graph)".into(),
-                version: v.to_string(),
+                value: v.to_string(),
+                reason: format!("not a release of {}", self.name),
             })
     }
 
@@ -1106,9 +1106,13 @@ mod tests {
             "{err}"
         );
         let g = es();
-        assert!(
-            g.route(&v("6.0.0"), &v("8.0.0"), PathOptions::default())
-                .is_err()
+        let err = g
+            .route(&v("6.0.0"), &v("8.0.0"), PathOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "route.from: invalid value \"6.0.0\": not a release of graphs.elasticsearch"
         );
         let err = UpgradeGraph::builder()
             .release(v("1.0.0"))

@@ -2,7 +2,10 @@
 //! objects a migration makes and then drops, refreshes or empties are nobody's yet; a `NOT
 //! NULL` column whose default is `NULL` has no default; the seconds' precision of times and
 //! timestamps widens in the catalog only; a required column added keeps its default while the
-//! old version runs; placeholders are shown as written; statements end where psql ends them.
+//! old version runs; placeholders are shown as written; statements end where psql ends them;
+//! names are read as PostgreSQL reads them (quoted, cut at 63 bytes, types under any of their
+//! spellings); what PostgreSQL refuses or does beyond the statement's own tables (a column
+//! assigned twice, `TRUNCATE ... CASCADE`) is reported; a data change is one however written.
 
 use serin_compat::Severity;
 use serin_compat::migration::{Phase, Safety, Schema, analyze, analyze_after};
@@ -594,4 +597,186 @@ fn a_case_default_is_as_volatile_as_its_branches() {
     );
     let found = rules("ALTER TABLE t ADD COLUMN c text DEFAULT CASE WHEN 1 < 2 THEN 'a' END;");
     assert_eq!(found, [Vec::<String>::new()]);
+}
+
+#[test]
+fn a_quoted_function_name_in_a_default_is_the_function_it_names() {
+    // `"gen_random_uuid"()` calls gen_random_uuid(), as PostgreSQL folds only unquoted names.
+    let report = analyze(
+        "m",
+        "SET lock_timeout = '1s';\n\
+         ALTER TABLE t ADD COLUMN id uuid DEFAULT \"gen_random_uuid\"();",
+    )
+    .unwrap();
+    let (s, f) = report.findings().next().unwrap();
+    assert_eq!(
+        (f.rule.as_str(), f.severity),
+        ("adding-field-with-default", Severity::Error)
+    );
+    assert_eq!(s.phase, None);
+    let found = rules("ALTER TABLE t ADD COLUMN at timestamptz DEFAULT pg_catalog.\"now\"();");
+    assert_eq!(found, [Vec::<String>::new()]);
+}
+
+#[test]
+fn truncate_cascade_empties_the_tables_that_reference_it() {
+    // A table this migration made may still be referenced by one in use, through a foreign
+    // key the migration added: CASCADE empties that one too.
+    let found = rules(
+        "CREATE TABLE n (id int PRIMARY KEY);\n\
+         ALTER TABLE users ADD CONSTRAINT users_n FOREIGN KEY (n_id) REFERENCES n (id) NOT VALID;\n\
+         TRUNCATE n CASCADE;",
+    );
+    assert_eq!(found.last().unwrap(), &["ban-truncate-cascade"]);
+    let found = rules("TRUNCATE users CASCADE;");
+    assert_eq!(found, [["ban-truncate", "ban-truncate-cascade"]]);
+    // Without CASCADE, PostgreSQL refuses to empty a table that another references.
+    let found = rules("CREATE TABLE n (id int); TRUNCATE n RESTRICT;");
+    assert_eq!(found.last().unwrap(), &Vec::<String>::new());
+}
+
+#[test]
+fn a_column_assigned_twice_fails_the_migration() {
+    // PostgreSQL refuses the statement: "multiple assignments to same column".
+    let report = analyze(
+        "m",
+        "SET lock_timeout = '1s';\n\
+         CREATE TABLE n (a int, b int);\n\
+         UPDATE n SET a = 1, \"b\" = 2, A = 3;",
+    )
+    .unwrap();
+    let (s, f) = report.findings().next().unwrap();
+    assert_eq!(
+        (f.rule.as_str(), f.severity, s.number),
+        ("ban-duplicate-column-assignments", Severity::Error, 3)
+    );
+    // Named as written where it comes again.
+    assert!(
+        f.message.starts_with("n.A is assigned twice"),
+        "{}",
+        f.message
+    );
+    let found = rules("CREATE TABLE n (a int); INSERT INTO n (a, \"a\") VALUES (1, 2);");
+    assert_eq!(found.last().unwrap(), &["ban-duplicate-column-assignments"]);
+    for sql in [
+        "INSERT INTO n (a) VALUES (1) ON CONFLICT (a) DO UPDATE SET b = 1, b = 2",
+        "UPDATE n SET (a, b) = (1, 2), b = 3",
+    ] {
+        let found = rules(&format!("CREATE TABLE n (a int UNIQUE, b int); {sql};"));
+        assert_eq!(
+            found.last().unwrap(),
+            &["ban-duplicate-column-assignments"],
+            "{sql}"
+        );
+    }
+    // Quoted names that differ in case are different columns.
+    let found = rules("CREATE TABLE n (a int, \"A\" int); UPDATE n SET a = 1, \"A\" = 2;");
+    assert_eq!(found.last().unwrap(), &Vec::<String>::new());
+}
+
+#[test]
+fn a_name_longer_than_postgresql_keeps_is_reported() {
+    // PostgreSQL cuts names to 63 bytes without an error: these two become one index, and
+    // IF NOT EXISTS skips the second.
+    let long = "index_on_users_email_lower_where_deleted_at_is_null_for_login_v1";
+    assert_eq!(long.len(), 64);
+    let report = analyze(
+        "m",
+        &format!(
+            "SET lock_timeout = '1s';\n\
+             CREATE INDEX CONCURRENTLY IF NOT EXISTS {long} ON users (lower(email));\n\
+             CREATE INDEX CONCURRENTLY IF NOT EXISTS \"{long}\" ON users (email);"
+        ),
+    )
+    .unwrap();
+    for s in &report.statements[1..] {
+        let f = s
+            .findings
+            .iter()
+            .find(|f| f.rule == "identifier-too-long")
+            .unwrap_or_else(|| panic!("{s:?}"));
+        assert_eq!(f.severity, Severity::Warn);
+        assert!(f.message.contains(&long[..63]), "{}", f.message);
+    }
+    // 63 bytes is what PostgreSQL keeps whole.
+    let found = rules(&format!(
+        "CREATE INDEX CONCURRENTLY {} ON users (email);",
+        &long[..63]
+    ));
+    assert_eq!(found, [Vec::<String>::new()]);
+}
+
+#[test]
+fn a_type_spelled_another_way_is_no_change_of_type() {
+    // pg_dump writes `integer`, `boolean` and `double precision`; a migration may write the
+    // same types as `int4`, `bool` and `float8`, and ORMs restate a column's type with USING.
+    let mut schema = Schema::default();
+    schema.learn(
+        "CREATE TABLE t (a integer, b bigint, c smallint, d boolean, e double precision, \
+         f real, g character(2), h numeric(10, 2));",
+    );
+    for sql in [
+        "ALTER TABLE t ALTER COLUMN a TYPE int4",
+        "ALTER TABLE t ALTER COLUMN a TYPE int",
+        "ALTER TABLE t ALTER COLUMN a TYPE int4 USING a::int",
+        "ALTER TABLE t ALTER COLUMN b TYPE int8",
+        "ALTER TABLE t ALTER COLUMN c TYPE int2",
+        "ALTER TABLE t ALTER COLUMN d TYPE bool",
+        "ALTER TABLE t ALTER COLUMN e TYPE float8",
+        "ALTER TABLE t ALTER COLUMN e TYPE float",
+        "ALTER TABLE t ALTER COLUMN f TYPE float4",
+        "ALTER TABLE t ALTER COLUMN g TYPE char(2)",
+        "ALTER TABLE t ALTER COLUMN h TYPE decimal(10, 2)",
+    ] {
+        let found = rules_after(&schema, &format!("{sql};"));
+        assert_eq!(found, [Vec::<String>::new()], "{sql}");
+    }
+    // Another type still rewrites the table.
+    for sql in [
+        "ALTER TABLE t ALTER COLUMN a TYPE int8",
+        "ALTER TABLE t ALTER COLUMN f TYPE float8",
+        "ALTER TABLE t ALTER COLUMN g TYPE char(3)",
+    ] {
+        let found = rules_after(&schema, &format!("{sql};"));
+        assert_eq!(found, [["changing-column-type"]], "{sql}");
+    }
+}
+
+#[test]
+fn a_data_change_written_with_a_with_clause_is_a_data_change() {
+    // The parser reads a statement that begins WITH as a query, whatever its body does.
+    for change in [
+        "WITH b AS (SELECT id FROM users WHERE c IS NULL LIMIT 1000) \
+         UPDATE users SET c = 1 FROM b WHERE users.id = b.id",
+        "WITH d AS (DELETE FROM users WHERE id < 10 RETURNING 1) SELECT count(*) FROM d",
+        "WITH u AS (UPDATE users SET c = 1 RETURNING id) SELECT count(*) FROM u",
+    ] {
+        let found = rules(&format!("{change};"));
+        assert_eq!(found, [["backfill"]], "{change}");
+        // After a lock in the same transaction, it keeps the table blocked while it runs.
+        let found = rules(&format!(
+            "BEGIN; ALTER TABLE users ADD COLUMN c int; {change}; COMMIT;"
+        ));
+        assert_eq!(
+            found[2],
+            ["lock-held-through-transaction", "backfill"],
+            "{change}"
+        );
+    }
+    let found = rules("WITH u AS (UPDATE users SET c = 1, c = 2 RETURNING id) SELECT 1 FROM u;");
+    assert_eq!(found, [["ban-duplicate-column-assignments", "backfill"]]);
+    // A plain query changes nothing.
+    let found = rules("WITH n AS (SELECT count(*) FROM users) SELECT * FROM n;");
+    assert_eq!(found, [Vec::<String>::new()]);
+}
+
+#[test]
+fn a_value_of_an_enum_the_migration_made_is_renamed_freely() {
+    let found = rules(
+        "CREATE TYPE mood AS ENUM ('ok', 'sad');\n\
+         ALTER TYPE mood RENAME VALUE 'ok' TO 'fine';",
+    );
+    assert_eq!(found.last().unwrap(), &Vec::<String>::new());
+    let found = rules("ALTER TYPE mood RENAME VALUE 'ok' TO 'fine';");
+    assert_eq!(found, [["renaming-enum-value"]]);
 }

@@ -6,20 +6,22 @@ use std::ops::{ControlFlow, Range};
 use sqlparser::ast::{
     AlterColumnOperation, AlterFunction, AlterFunctionOperation, AlterIndexOperation,
     AlterSchemaOperation, AlterTableOperation, AlterTypeOperation, AlterViewOperation, ArgMode,
-    ColumnOption, ContextModifier, DataType, DetachPartitionMode, DiscardObject, DropBehavior,
-    DropFunction, Expr, ForValues, FromTable, FunctionArg, FunctionArgExpr, FunctionArguments,
-    FunctionDesc, GrantObjects, Ident, ObjectName, ObjectNamePart, ObjectType, OperateFunctionArg,
-    Query, RenameTableNameKind, Reset, SchemaName, SelectItem, Set, SetExpr, Statement,
-    TableConstraint, TableFactor, TableObject, TableWithJoins, TimezoneInfo, Value,
-    visit_relations,
+    Assignment, AssignmentTarget, CascadeOption, ColumnOption, ContextModifier, DataType,
+    DetachPartitionMode, DiscardObject, DropBehavior, DropFunction, Expr, ForValues, FromTable,
+    FunctionArg, FunctionArgExpr, FunctionArguments, FunctionDesc, GrantObjects, Ident, ObjectName,
+    ObjectNamePart, ObjectType, OnConflict, OnConflictAction, OnInsert, OperateFunctionArg, Query,
+    RenameTableNameKind, Reset, SchemaName, SelectItem, Set, SetExpr, Statement, TableConstraint,
+    TableFactor, TableObject, TableWithJoins, TimezoneInfo, Value, visit_relations,
 };
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::locks::takes_lock;
 use super::read::{Parsed, Written};
 use super::runner::Runner;
 use super::schema::{
-    Schema, ident_key, is_citext, keeps_values, new_collation, new_index_key, restates_column,
-    select_into, table_key,
+    MAX_NAME_BYTES, Schema, clip, ident_key, is_citext, keeps_values, new_collation, new_index_key,
+    part_key, restates_column, select_into, table_key,
 };
 use super::settings::{Event, Setting};
 use super::words::{ByWords, Relation};
@@ -139,7 +141,8 @@ fn volatility(expr: &Expr) -> Option<bool> {
                 .chain(conditions.iter().flat_map(|w| [&w.condition, &w.result])),
         ),
         Expr::Function(f) => {
-            let name = f.name.to_string().to_lowercase();
+            // Named as PostgreSQL reads it: `"gen_random_uuid"()` is gen_random_uuid().
+            let name = table_key(&f.name);
             let base = name.rsplit('.').next().unwrap_or(&name);
             // A function of a volatile value is evaluated anew for each row, whatever it is
             // (`encode(gen_random_bytes(16), 'hex')`).
@@ -1453,6 +1456,22 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
              bounds its wait for a lock)",
         ));
     }
+    if !matches!(stmt, Parsed::Meta(_)) {
+        out.extend(too_long_names(&written.text).into_iter().map(|name| {
+            finding(
+                "identifier-too-long",
+                W,
+                Safe,
+                format!(
+                    "{name} is longer than the {MAX_NAME_BYTES} bytes PostgreSQL keeps of a \
+                     name: it is cut to {}, without an error, so names that start alike become \
+                     one (and IF NOT EXISTS skips the second)",
+                    clip(&name, MAX_NAME_BYTES)
+                ),
+                "choose a name of at most 63 bytes",
+            )
+        }));
+    }
     let sql = match stmt {
         Parsed::DropIndexConcurrently {
             names,
@@ -2243,7 +2262,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
         // Its lock is the statement's whole effect; `takes_lock` asks for a lock_timeout first.
         Statement::Lock(_) => {}
         Statement::AlterType(at) => match &at.operation {
-            AlterTypeOperation::RenameValue(v) => out.push(finding(
+            AlterTypeOperation::RenameValue(v) if ctx.in_use(&at.name) => out.push(finding(
                 "renaming-enum-value",
                 E,
                 ExpandContract,
@@ -2255,8 +2274,9 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                 "expand/contract: ADD VALUE the new label, write it and move the rows in \
                  batches, then stop using the old one (PostgreSQL cannot drop an enum value)",
             )),
-            // Adding a value is quick (PostgreSQL 12+) and breaks nobody.
-            AlterTypeOperation::AddValue(_) => {}
+            // No running version knows the labels of a type this migration made; adding a
+            // value is quick (PostgreSQL 12+) and breaks nobody.
+            AlterTypeOperation::RenameValue(_) | AlterTypeOperation::AddValue(_) => {}
             AlterTypeOperation::Rename(r) if ctx.in_use(&at.name) => out.push(renamed_object(
                 "renaming-type",
                 &format!("renaming type {} to {}", at.name, r.new_name),
@@ -2286,24 +2306,37 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             ));
         }
         Statement::RefreshMaterializedView(_) => {}
-        Statement::Update(_) | Statement::Delete(_) | Statement::Insert(_)
-            if !changes_rows_in_use(sql, ctx) => {}
-        Statement::Update(_) | Statement::Delete(_) | Statement::Insert(_) => out.push(finding(
-            "backfill",
-            W,
-            Safe,
-            "data change inside a migration: one large transaction holds row locks".into(),
-            RECIPE_BACKFILL,
-        )),
-        // Tables this migration made hold only what it wrote.
-        Statement::Truncate(t) if t.table_names.iter().all(|t| !ctx.in_use(&t.name)) => {}
-        Statement::Truncate(_) => out.push(finding(
-            "ban-truncate",
-            E,
-            ExpandContract,
-            "TRUNCATE takes an ACCESS EXCLUSIVE lock and removes data the old version reads".into(),
-            "delete in batches, after the old version no longer needs the rows",
-        )),
+        Statement::Update(_) | Statement::Delete(_) | Statement::Insert(_) => {
+            out.extend(data_change_findings(sql, ctx));
+        }
+        Statement::Truncate(t) => {
+            // Tables this migration made hold only what it wrote.
+            if t.table_names.iter().any(|t| ctx.in_use(&t.name)) {
+                out.push(finding(
+                    "ban-truncate",
+                    E,
+                    ExpandContract,
+                    "TRUNCATE takes an ACCESS EXCLUSIVE lock and removes data the old version \
+                     reads"
+                        .into(),
+                    "delete in batches, after the old version no longer needs the rows",
+                ));
+            }
+            // Even of a table this migration made: a table in use may refer to it, through a
+            // foreign key this migration added.
+            if t.cascade == Some(CascadeOption::Cascade) {
+                out.push(finding(
+                    "ban-truncate-cascade",
+                    E,
+                    ExpandContract,
+                    "TRUNCATE ... CASCADE also empties every table with a foreign key to what it \
+                     names, whichever version uses them"
+                        .into(),
+                    "name every table to empty and leave CASCADE out: PostgreSQL then refuses to \
+                     empty a table that a table it does not name refers to",
+                ));
+            }
+        }
         Statement::CreateSequence { name, .. } => {
             ctx.create(name);
         }
@@ -2321,6 +2354,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             for (name, value, local) in set_configs(query) {
                 set_timeout(ctx, &name, std::slice::from_ref(value), local, &mut out);
             }
+            out.extend(data_change_findings(sql, ctx));
         }
         // Privileges given, statistics gathered, an index renamed: nothing a running version
         // relies on changes (their locks are counted above).
@@ -2427,6 +2461,118 @@ const BOOKKEEPING: [&str; 9] = [
     "knex_migrations",
     "goose_db_version",
 ];
+
+/// The names in a statement longer than PostgreSQL keeps, each once, as written.
+fn too_long_names(text: &str) -> Vec<String> {
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, text)
+        .tokenize()
+        .unwrap_or_default();
+    let mut names: Vec<String> = Vec::new();
+    for token in tokens {
+        if let Token::Word(w) = token
+            && w.value.len() > MAX_NAME_BYTES
+            && !names.contains(&w.value)
+        {
+            names.push(w.value);
+        }
+    }
+    names
+}
+
+/// What the data changes of `statement` (see [`data_changes`]) are reported for: a column
+/// assigned twice, and a change of rows in use (a backfill).
+fn data_change_findings(statement: &Statement, ctx: &Ctx) -> Vec<SqlFinding> {
+    let changes = data_changes(statement);
+    let twice = changes.iter().find_map(|c| assigned_twice(c)).map(|column| {
+        finding(
+            "ban-duplicate-column-assignments",
+            Severity::Error,
+            Safety::Unsafe,
+            format!(
+                "{column} is assigned twice: PostgreSQL refuses the statement, and the migration \
+                 fails there"
+            ),
+            "assign each column once",
+        )
+    });
+    let backfill = changes
+        .iter()
+        .any(|c| changes_rows_in_use(c, ctx))
+        .then(|| {
+            finding(
+                "backfill",
+                Severity::Warn,
+                Safety::Safe,
+                "data change inside a migration: one large transaction holds row locks".into(),
+                RECIPE_BACKFILL,
+            )
+        });
+    twice.into_iter().chain(backfill).collect()
+}
+
+/// The `INSERT`, `UPDATE` and `DELETE` that `statement` runs: itself, or, for a statement that
+/// begins `WITH` (which the parser reads as a query), its body and those of its `WITH` queries
+/// (`WITH b AS (SELECT ...) UPDATE ...`, `WITH d AS (DELETE ... RETURNING ...) SELECT ...`).
+fn data_changes(statement: &Statement) -> Vec<&Statement> {
+    fn of_query<'a>(query: &'a Query, out: &mut Vec<&'a Statement>) {
+        for cte in query.with.iter().flat_map(|w| &w.cte_tables) {
+            of_query(&cte.query, out);
+        }
+        match query.body.as_ref() {
+            SetExpr::Insert(s) | SetExpr::Update(s) | SetExpr::Delete(s) => out.push(s),
+            SetExpr::Query(q) => of_query(q, out),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    match statement {
+        Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => out.push(statement),
+        Statement::Query(query) => of_query(query, &mut out),
+        _ => {}
+    }
+    out
+}
+
+/// The first column that a data change assigns twice (`UPDATE t SET a = 1, a = 2`, `INSERT
+/// INTO t (a, a)`, or twice in `ON CONFLICT DO UPDATE SET`), as `table.column`: PostgreSQL
+/// refuses such a statement. Columns compare as PostgreSQL names them, so `a` and `"A"` differ.
+fn assigned_twice(statement: &Statement) -> Option<String> {
+    let targets = |assignments: &[Assignment]| -> Vec<ObjectName> {
+        assignments
+            .iter()
+            .flat_map(|a| match &a.target {
+                AssignmentTarget::ColumnName(c) => vec![c.clone()],
+                AssignmentTarget::Tuple(cs) => cs.clone(),
+            })
+            .collect()
+    };
+    let (table, lists) = match statement {
+        Statement::Update(u) => (
+            match &u.table.relation {
+                TableFactor::Table { name, .. } => name.to_string(),
+                other => other.to_string(),
+            },
+            vec![targets(&u.assignments)],
+        ),
+        Statement::Insert(i) => {
+            let on_conflict = match &i.on {
+                Some(OnInsert::OnConflict(OnConflict {
+                    action: OnConflictAction::DoUpdate(d),
+                    ..
+                })) => targets(&d.assignments),
+                _ => Vec::new(),
+            };
+            (i.table.to_string(), vec![i.columns.clone(), on_conflict])
+        }
+        _ => return None,
+    };
+    lists.iter().find_map(|list| {
+        let mut seen = BTreeSet::new();
+        list.iter()
+            .find(|c| !seen.insert(c.0.iter().map(part_key).collect::<Vec<_>>()))
+            .map(|c| format!("{table}.{c}"))
+    })
+}
 
 /// Whether a data change touches rows that running versions use: not a migration tool's
 /// bookkeeping row, not rows of a table this migration created, and not new rows written as
@@ -2665,12 +2811,10 @@ fn runs_long(stmt: &Parsed, ctx: &Ctx) -> Option<&'static str> {
         } => return Some("reindex"),
         _ => return None,
     };
+    if data_changes(s).iter().any(|c| changes_rows_in_use(c, ctx)) {
+        return Some("data change");
+    }
     match s.as_ref() {
-        Statement::Update(_) | Statement::Delete(_) | Statement::Insert(_)
-            if changes_rows_in_use(s, ctx) =>
-        {
-            Some("data change")
-        }
         // Rows of a table in use copied into a new one take as long as the table is big.
         _ if copies_rows_in_use(s, ctx) => Some("copy of rows"),
         Statement::AlterTable(at)

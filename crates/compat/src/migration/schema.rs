@@ -704,17 +704,18 @@ fn alter(columns: &mut Columns, op: &AlterTableOperation, collations: &[(String,
 /// A name as PostgreSQL resolves it: unquoted parts fold to lower case, and `public` (the
 /// default schema) is left out.
 pub(super) fn table_key(name: &ObjectName) -> String {
-    let parts: Vec<String> = name
-        .0
-        .iter()
-        .map(|p| match p {
-            ObjectNamePart::Identifier(i) => ident_key(i),
-            other => other.to_string(),
-        })
-        .collect();
+    let parts: Vec<String> = name.0.iter().map(part_key).collect();
     match parts.as_slice() {
         [schema, table] if schema == "public" => table.clone(),
         _ => parts.join("."),
+    }
+}
+
+/// A part of a dotted name as PostgreSQL keeps it (see [`ident_key`]).
+pub(super) fn part_key(part: &ObjectNamePart) -> String {
+    match part {
+        ObjectNamePart::Identifier(i) => ident_key(i),
+        other => other.to_string(),
     }
 }
 
@@ -751,8 +752,28 @@ pub(super) fn restates_column(using: &Expr, column: &Ident, new: &DataType) -> b
         Expr::Identifier(id) => ident_key(id) == ident_key(column),
         Expr::Cast {
             expr, data_type, ..
-        } => data_type == new && restates_column(expr, column, new),
+        } => canonical(data_type) == canonical(new) && restates_column(expr, column, new),
         _ => false,
+    }
+}
+
+/// `ty` under one of its names, so that the spellings of one type compare equal: `int` and
+/// `int4` are `integer`, `int8` is `bigint`, `int2` `smallint`, `bool` `boolean`, `float4` and
+/// `float(1)` to `float(24)` are `real`, `float8` and any other `float` `double precision`,
+/// `char(n)` is `character(n)` and `decimal` `numeric`.
+fn canonical(ty: &DataType) -> DataType {
+    use DataType as T;
+    match ty {
+        T::Int(None) | T::Int4(None) => T::Integer(None),
+        T::Int8(None) => T::BigInt(None),
+        T::Int2(None) => T::SmallInt(None),
+        T::Bool => T::Boolean,
+        T::Float4 => T::Real,
+        T::Float(ExactNumberInfo::Precision(p)) if *p <= 24 => T::Real,
+        T::Float8 | T::Float(_) => T::DoublePrecision,
+        T::Char(n) => T::Character(*n),
+        T::Decimal(info) | T::Dec(info) => T::Numeric(*info),
+        other => other.clone(),
     }
 }
 
@@ -787,11 +808,12 @@ pub(super) fn is_citext(ty: &DataType) -> bool {
 /// as it is, so PostgreSQL changes only the catalog: a varchar, varbit or numeric precision
 /// widened or unbounded, the fractional seconds of a `timestamp`, `timestamptz`, `time`,
 /// `timetz` or `interval` widened or unbounded, varchar to text (or `citext`) and back to an
-/// unbounded varchar, `cidr` to `inet`, or no change at all. (`timestamp` to `timestamptz`
-/// also qualifies, but only when the session's time zone is UTC, which a migration cannot
-/// show.)
+/// unbounded varchar, `cidr` to `inet`, or no change at all, however the types are spelled
+/// (`int4` is `integer`). (`timestamp` to `timestamptz` also qualifies, but only when the
+/// session's time zone is UTC, which a migration cannot show.)
 pub(super) fn keeps_values(old: &DataType, new: &DataType) -> bool {
-    use DataType::{CharVarying, CharacterVarying, Custom, Decimal, Numeric, Text, Varchar};
+    use DataType::{CharVarying, CharacterVarying, Custom, Numeric, Text, Varchar};
+    let (old, new) = (&canonical(old), &canonical(new));
     // A varchar's length limit (`None`: no limit).
     let varchar = |t: &DataType| match t {
         Varchar(n) | CharacterVarying(n) | CharVarying(n) => Some(match n {
@@ -804,7 +826,7 @@ pub(super) fn keeps_values(old: &DataType, new: &DataType) -> bool {
         _ => None,
     };
     let numeric = |t: &DataType| match t {
-        Numeric(info) | Decimal(info) => Some(*info),
+        Numeric(info) => Some(*info),
         _ => None,
     };
     let custom = |t: &DataType| match t {
