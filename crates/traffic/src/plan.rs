@@ -943,14 +943,12 @@ start    100%      0%     -
         }
     }
 
-    /// A rollback, from the target or from any step, drops the starting split's match routes
-    /// and mirror (the deployment's managed routes) and keeps its weights and sticky sessions.
-    #[test]
-    fn rollback_drops_routes_and_mirror_and_keeps_weights_and_sticky() {
+    /// `weights` with the deployment's managed routes (a header route and a mirror to the
+    /// canary) and the service's sticky sessions, which it also answers.
+    fn managed(weights: &TrafficSplit) -> (TrafficSplit, crate::routes::StickySession) {
         use crate::routes::{Mirror, StickySession};
-        let weights = TrafficSplit::from_percents([("stable", 90), ("canary", 10)]).unwrap();
         let sticky = StickySession::new("serin-backend", Duration::from_secs(3600)).unwrap();
-        let from = weights
+        let split = weights
             .clone()
             .with_route(
                 MatchRoute::header("x-canary", ValueMatch::Exact("always".into()), "canary")
@@ -959,6 +957,15 @@ start    100%      0%     -
             .unwrap()
             .with_mirror(Mirror::new("canary", pct(20)).unwrap())
             .with_sticky(sticky.clone());
+        (split, sticky)
+    }
+
+    /// A rollback, from the target or from any step, drops the starting split's match routes
+    /// and mirror (the deployment's managed routes) and keeps its weights and sticky sessions.
+    #[test]
+    fn rollback_drops_routes_and_mirror_and_keeps_weights_and_sticky() {
+        let weights = TrafficSplit::from_percents([("stable", 90), ("canary", 10)]).unwrap();
+        let (from, sticky) = managed(&weights);
         let s = Strategy::gradual(pct(30), Duration::from_secs(30)).unwrap();
         let plan = Plan::shift(&from, "canary", &s).unwrap();
         let expected = weights.with_sticky(sticky);
@@ -985,17 +992,8 @@ start    100%      0%     -
     /// from a split that still has them.
     #[test]
     fn the_target_keeps_sticky_sessions_and_drops_routes_and_mirror() {
-        use crate::routes::{Mirror, StickySession};
-        let sticky = StickySession::new("serin-backend", Duration::from_secs(3600)).unwrap();
-        let from = TrafficSplit::from_percents([("stable", 90), ("canary", 10)])
-            .unwrap()
-            .with_route(
-                MatchRoute::header("x-canary", ValueMatch::Exact("always".into()), "canary")
-                    .unwrap(),
-            )
-            .unwrap()
-            .with_mirror(Mirror::new("canary", pct(20)).unwrap())
-            .with_sticky(sticky.clone());
+        let weights = TrafficSplit::from_percents([("stable", 90), ("canary", 10)]).unwrap();
+        let (from, sticky) = managed(&weights);
         let expected = TrafficSplit::from_percents([("stable", 0), ("canary", 100)])
             .unwrap()
             .with_sticky(sticky);
