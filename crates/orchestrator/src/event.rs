@@ -158,10 +158,10 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         evidence: Option<String>,
     },
-    /// A deadline ran out: `maxDeploymentDuration`, before promotion (a rollback follows) or
-    /// after it (`monitoring.onDeadline` says what follows), or the canary's
-    /// `canaryConfig.maxDuration` (a rollback follows). `action` names the deadline and says
-    /// what follows.
+    /// A deadline ran out: `maxDeploymentDuration` in preparation (the deployment fails, with
+    /// nothing to roll back), before promotion (a rollback follows) or after it
+    /// (`monitoring.onDeadline` says what follows), or the canary's `canaryConfig.maxDuration`
+    /// (a rollback follows). `action` names the deadline and says what follows.
     #[serde(rename_all = "camelCase")]
     DeadlineReached {
         /// The phase it ran out in.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serin_canary::controller::{CanaryPolicy, OnInconclusive, Pacing, Pause, PromotionGate, Step};
 use serin_signals::{Metric, Track};
+use serin_traffic::Weight;
 use serin_triggers::{
     Action as TriggerAction, Operator, Resource, ResourceUsageConfig, TriggerConfig,
 };
@@ -192,6 +193,51 @@ impl CanaryConfig {
             "canaryConfig.steps"
         } else {
             "canaryConfig.incrementInterval"
+        }
+    }
+
+    /// Checks that `router`, which takes weights only in multiples of `granularity`, can take
+    /// every weight the canary sets: the router would refuse one off it only once the new
+    /// track is up. The error names the field the weight comes from, the step and the weight.
+    /// An exposure budget, which sizes the first weight in whole percents as the canary runs,
+    /// needs a router of whole percents.
+    pub(crate) fn check_granularity(&self, granularity: Weight, router: &str) -> Result<()> {
+        let fits =
+            |percent: u8| (u32::from(percent) * 100).is_multiple_of(u32::from(granularity.bps()));
+        let cannot = format!(
+            "router `{router}` takes weights only in multiples of its granularity {granularity} \
+             and would refuse it once the new track is up; choose weights on that granularity"
+        );
+        let policy = self.policy()?;
+        let off = policy.steps.iter().enumerate().find_map(|(i, s)| match s {
+            Step::SetWeight(w) if !fits(*w) => Some((i, *w)),
+            _ => None,
+        });
+        if let Some((i, w)) = off {
+            let (field, value) = match &self.steps {
+                Some(_) => (format!("canaryConfig.steps[{i}].setWeight"), w),
+                None if fits(self.initial_percentage) => (
+                    "canaryConfig.incrementPercentage".to_owned(),
+                    self.increment_percentage,
+                ),
+                None => (
+                    "canaryConfig.initialPercentage".to_owned(),
+                    self.initial_percentage,
+                ),
+            };
+            return Err(Error::invalid(
+                field,
+                value,
+                format!("step {i} sets the canary's weight to {w}%, but {cannot}"),
+            ));
+        }
+        match self.pacing.as_ref().and_then(|p| p.exposure_budget) {
+            Some(budget) if !fits(1) => Err(Error::invalid(
+                "canaryConfig.pacing.exposureBudget",
+                budget,
+                format!("sizes the canary's first weight in whole percents, but {cannot}"),
+            )),
+            _ => Ok(()),
         }
     }
 

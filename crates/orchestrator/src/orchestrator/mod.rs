@@ -215,6 +215,9 @@ impl Orchestrator {
         let limit = config.max_deployment_duration;
         let from = self.current(service, &backends, limit).await?;
         let track = Self::new_track(config.strategy, from.as_ref());
+        if let Some(old) = &from {
+            check_weights(config, &backends.router, &old.track, &track)?;
+        }
         Ok((
             backends,
             from,
@@ -316,6 +319,12 @@ impl Orchestrator {
     /// deployments, is given the config's `maxDeploymentDuration` to answer: one that does not
     /// refuses the start with [`Error::Timeout`] naming it, with nothing journalled and any
     /// deployment lock it took freed.
+    ///
+    /// A deployment whose weights the service's router cannot take (a blue-green switch's
+    /// steps, a canary's weights, off the router's
+    /// [`weight_granularity`](serin_traffic::Capabilities::weight_granularity)) is refused
+    /// before anything moves, naming the config field, the step, the weight and the
+    /// granularity: the router would refuse it only once the new track is up.
     pub async fn start(
         &self,
         config: &DeploymentConfig,
@@ -716,6 +725,30 @@ impl Orchestrator {
         }
         Report::from_records(&records)
     }
+}
+
+/// Checks that `router` can take every weight a deployment by `config` from `old` to `new`
+/// would give it (its [`weight_granularity`](serin_traffic::Capabilities::weight_granularity)):
+/// each step of a blue-green switch's plan, each canary weight. The router would refuse one
+/// off it only once the new track is up; this refuses it before anything moves. (A first
+/// install moves all traffic at once, which every router takes.)
+fn check_weights(
+    config: &DeploymentConfig,
+    router: &Arc<dyn TrafficRouter>,
+    old: &Track,
+    new: &Track,
+) -> Result<()> {
+    let granularity = router.capabilities().weight_granularity();
+    if config.strategy != StrategyKind::BlueGreen {
+        return config
+            .canary_config
+            .check_granularity(granularity, router.name());
+    }
+    let start = crate::run::split_all(old, Some(new))?;
+    let strategy = config.blue_green_config.traffic()?;
+    serin_traffic::Plan::shift_with_granularity(&start, new.as_str(), &strategy, granularity)
+        .map_err(|e| Error::invalid("blueGreenConfig.trafficStrategy", "…", e.to_string()))?;
+    Ok(())
 }
 
 /// Sets `service` in `fleet` to the version that runs (`from`; none before a first install)

@@ -1026,12 +1026,29 @@ impl Runner {
     /// starting, the canary, the switch), announced as a deadline as after promotion, so that
     /// the timeline says why before the rollback starts.
     async fn roll_back_at_deadline(&mut self) -> Result<()> {
-        let field = format!(
+        let kinds = vec![self.deadline_reached(&self.max_duration_field())];
+        self.roll_back(self.deadline_reason(), kinds).await
+    }
+
+    /// `maxDeploymentDuration` and its value, as deadline events name it.
+    fn max_duration_field(&self) -> String {
+        format!(
             "maxDeploymentDuration ({})",
             human(self.state.config.max_deployment_duration)
-        );
-        let kinds = vec![self.deadline_reached(&field)];
-        self.roll_back(self.deadline_reason(), kinds).await
+        )
+    }
+
+    /// `maxDeploymentDuration` ran out in preparation: no track came up and no traffic moved,
+    /// so the deployment fails with nothing to roll back.
+    fn deadline_in_preparation(&self) -> EventKind {
+        EventKind::DeadlineReached {
+            phase: self.state.stage.phase(),
+            action: format!(
+                "{} ran out before anything was deployed: the deployment fails, with \
+                 nothing to roll back",
+                self.max_duration_field()
+            ),
+        }
     }
 
     /// The deadline `field` ran out in the current phase, before promotion: a rollback follows.

@@ -108,18 +108,23 @@ impl Runner {
         if let Some(stop) = self.restore_backup(&mut kinds).await? {
             return self.stop_preparation(stop, kinds).await;
         }
-        if let Some(reason) = self.run_steps(true, &mut kinds).await? {
-            return self
-                .finish(Outcome::Failed { reason }, Vec::new(), kinds)
-                .await;
+        if let Some(stop) = self.run_steps(true, &mut kinds).await? {
+            return self.stop_preparation(stop, kinds).await;
         }
         self.enter(Stage::BringUp, Vec::new(), kinds).await
     }
 
     /// Ends the deployment as failed in preparation, with nothing deployed, then answers the
     /// operator's abort that stopped it, if one did: once the failure is journalled.
-    async fn stop_preparation(&mut self, stop: Stop, kinds: Vec<EventKind>) -> Result<()> {
-        let Stop { reason, reply } = stop;
+    async fn stop_preparation(&mut self, stop: Stop, mut kinds: Vec<EventKind>) -> Result<()> {
+        let Stop {
+            reason,
+            reply,
+            deadline,
+        } = stop;
+        if deadline {
+            kinds.push(self.deadline_in_preparation());
+        }
         let ended = self
             .finish(Outcome::Failed { reason }, Vec::new(), kinds)
             .await;
@@ -214,14 +219,14 @@ impl Runner {
     /// Why preparation stops when reading `what` for a pre-check was cancelled `after` so
     /// long, with the reply owed to the operator's abort that cancelled it, if one did.
     fn pre_check_cancelled(&self, what: &str, after: Duration, reply: Option<Reply>) -> Stop {
-        Stop {
-            reason: format!(
+        Stop::cancelled(
+            format!(
                 "pre-check: reading {what} was cancelled after {}: {}; nothing was changed",
                 human(after),
                 self.cancelled_why(reply.is_some())
             ),
             reply,
-        }
+        )
     }
 
     /// Whether a record shows preparation past its pre-checks: a backup, a restore or a
@@ -294,13 +299,13 @@ impl Runner {
                 }
                 Lookup::Cancelled { why, reply } => {
                     self.backup_unconfirmed(&label, why.clone(), kinds);
-                    return Ok(Some(Stop {
-                        reason: format!(
+                    return Ok(Some(Stop::cancelled(
+                        format!(
                             "the backup `{label}` started before the process stopped cannot be \
                              confirmed: {why}; nothing was deployed"
                         ),
                         reply,
-                    }));
+                    )));
                 }
                 Lookup::Absent => self.state.in_flight = None,
             }
@@ -310,7 +315,7 @@ impl Runner {
             None => format!("before installing {}", self.state.to.version),
         };
         if self.past_deadline(self.now()) {
-            return Ok(Some(Stop::failed(format!(
+            return Ok(Some(Stop::late(format!(
                 "the backup `{label}` was not started: maxDeploymentDuration ({}) ran out \
                  before its turn; nothing was deployed",
                 human(self.state.config.max_deployment_duration)
@@ -324,15 +329,15 @@ impl Runner {
                     .collect()
             }),
             Bounded::Cancelled { after, reply, .. } => {
-                return Ok(Some(Stop {
-                    reason: format!(
+                return Ok(Some(Stop::cancelled(
+                    format!(
                         "the backup `{label}` was not started: listing the backups of {service} \
                          before it was cancelled after {}: {}; nothing was deployed",
                         human(after),
                         self.cancelled_why(reply.is_some())
                     ),
                     reply,
-                }));
+                )));
             }
         };
         self.state.in_flight = Some(InFlight::Backup {
@@ -347,15 +352,15 @@ impl Runner {
         let taken = match taken? {
             Bounded::Answered(taken) => taken,
             Bounded::Cancelled { after, reply, .. } => {
-                return Ok(Some(Stop {
-                    reason: format!(
+                return Ok(Some(Stop::cancelled(
+                    format!(
                         "the backup `{label}` was cancelled after {}: {}; a cancelled backup \
                          leaves none behind; nothing was deployed",
                         human(after),
                         self.cancelled_why(reply.is_some())
                     ),
                     reply,
-                }));
+                )));
             }
         };
         let id = taken?;
@@ -478,7 +483,7 @@ impl Runner {
             ))));
         };
         if self.past_deadline(self.now()) {
-            return Ok(Some(Stop::failed(format!(
+            return Ok(Some(Stop::late(format!(
                 "restoring backup {id} was not started: maxDeploymentDuration ({}) ran out \
                  before its turn; the database was not touched and traffic was not switched \
                  ({serving} still serves)",
@@ -492,8 +497,8 @@ impl Runner {
         let restored = match restored? {
             Bounded::Answered(restored) => restored,
             Bounded::Cancelled { why, after, reply } => {
-                return Ok(Some(Stop {
-                    reason: format!(
+                return Ok(Some(Stop::cancelled(
+                    format!(
                         "restoring backup {id} was cancelled after {} ({why}): the database may \
                          hold part of it, so restore backup {id} again before deploying {} \
                          again; traffic was not switched ({serving} still serves)",
@@ -501,7 +506,7 @@ impl Runner {
                         self.state.to.version
                     ),
                     reply,
-                }));
+                )));
             }
         };
         if let Err(e) = restored {
@@ -520,8 +525,9 @@ impl Runner {
     /// preparation; one started before a restart and not confirmed since is left to an
     /// operator, not asked of the runner (see [`take_backup`](Self::take_backup)); the
     /// deployment's own step is done by this deployment; the rest go to the step runner, if
-    /// any. Answers the reason to fail when a pre-upgrade step failed, was cancelled or could
-    /// not start.
+    /// any. Answers why preparation stops when a pre-upgrade step failed, was cancelled or
+    /// could not start (an abort's reply is answered here, once the cancellation is
+    /// journalled).
     ///
     /// A step the runner carries out is journalled as started before the runner is called and
     /// with its result right after, each in a record of its own. A step a resumed deployment
@@ -543,7 +549,7 @@ impl Runner {
         &mut self,
         pre: bool,
         kinds: &mut Vec<EventKind>,
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<Stop>> {
         let service = self.state.service.clone();
         let id = self.state.id.clone();
         if let Some(InFlight::Step { index }) = self.state.in_flight {
@@ -620,18 +626,19 @@ impl Runner {
                     item.status = StepStatus::Failed;
                     item.evidence = Some(e.to_string());
                     if pre {
-                        failure = Some(format!(
+                        failure = Some(Stop::failed(format!(
                             "pre-upgrade step failed ({}): {e}; nothing was deployed",
                             item.step
-                        ));
+                        )));
                     }
                 }
                 Ran::NotStarted(why) if pre => {
                     // The deployment fails before it: the step stays pending, as the steps
-                    // after a failed one do.
-                    return Ok(Some(format!(
+                    // after a failed one do. Before the deployment only the deadline keeps a
+                    // step from starting.
+                    return Ok(Some(Stop::late(format!(
                         "pre-upgrade step ({step}) was not started: {why}; nothing was deployed"
-                    )));
+                    ))));
                 }
                 Ran::NotStarted(why) => {
                     let item = &mut self.state.checklist[index];
@@ -648,11 +655,16 @@ impl Runner {
                         human(after)
                     ));
                     if pre {
-                        failure = Some(format!(
+                        // The abort's reply is answered here, not by the stop.
+                        let reason = format!(
                             "pre-upgrade step ({}) was cancelled: {why}; nothing was deployed, \
                              but the step may be partly carried out",
                             item.step
-                        ));
+                        );
+                        failure = Some(Stop {
+                            deadline: reply.is_none(),
+                            ..Stop::failed(reason)
+                        });
                     } else {
                         stopped = Some(why.clone());
                     }
@@ -1094,19 +1106,39 @@ pub(super) enum Bounded<T> {
     },
 }
 
-/// Why preparation stops short, and the reply owed to the operator's abort that stopped it,
-/// if one did.
-struct Stop {
+/// Why preparation stops short, the reply owed to the operator's abort that stopped it, if
+/// one did, and whether `maxDeploymentDuration` stopped it.
+pub(super) struct Stop {
     reason: String,
     reply: Option<Reply>,
+    deadline: bool,
 }
 
 impl Stop {
-    /// A stop no command asked for.
+    /// A stop no command asked for, and not the deadline's.
     fn failed(reason: String) -> Self {
         Stop {
             reason,
             reply: None,
+            deadline: false,
+        }
+    }
+
+    /// A stop for `maxDeploymentDuration`, which ran out before the turn of what comes next.
+    fn late(reason: String) -> Self {
+        Stop {
+            deadline: true,
+            ..Stop::failed(reason)
+        }
+    }
+
+    /// A call cancelled by the operator's abort whose `reply` is owed, or else by the
+    /// deadline.
+    fn cancelled(reason: String, reply: Option<Reply>) -> Self {
+        Stop {
+            reason,
+            deadline: reply.is_none(),
+            reply,
         }
     }
 }
