@@ -114,6 +114,22 @@ impl LockDir {
         }
     }
 
+    /// The holder of the lock of `service`, if it is taken, read without taking it. The read
+    /// holds the guard, so a lock being created where the file system has no hard links (it is
+    /// then created empty and written) is not read before its holder's name is in it.
+    pub fn holder(&self, service: &str) -> Result<Option<String>> {
+        let path = self.path(service)?;
+        let _guard = self.guard()?;
+        match std::fs::read_to_string(&path) {
+            Ok(holder) => Ok(Some(holder)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::platform(
+                "process",
+                format!("read lock {}: {e}", path.display()),
+            )),
+        }
+    }
+
     /// Creates the lock file `path` holding `holder`, or fails with `AlreadyExists`.
     ///
     /// The name is written to a file of its own first and then linked as the lock: a link is
@@ -211,6 +227,26 @@ mod tests {
             assert!(a.lock(bad, "x").is_err(), "{bad}");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The holder is read by any handle without taking or changing the lock; a bad name is
+    /// refused as `lock` refuses it.
+    #[test]
+    fn the_holder_is_read_without_taking_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (
+            LockDir::new(dir.path()).unwrap(),
+            LockDir::new(dir.path()).unwrap(),
+        );
+        assert_eq!(b.holder("web").unwrap(), None);
+        a.lock("web", "d-1").unwrap();
+        assert_eq!(b.holder("web").unwrap().as_deref(), Some("d-1"));
+        assert!(b.lock("web", "d-2").is_err());
+        assert_eq!(b.holder("web").unwrap().as_deref(), Some("d-1"));
+        a.unlock("web", "d-1").unwrap();
+        assert_eq!(b.holder("web").unwrap(), None);
+        let err = b.holder("../etc").unwrap_err().to_string();
+        assert!(err.contains("../etc"), "{err}");
     }
 
     /// A lock freed between a taker's attempt and its look at the holder is taken, or refused

@@ -810,6 +810,13 @@ impl Platform for ProcessPlatform {
             None => Ok(()),
         }
     }
+
+    async fn lock_holder(&self, service: &str) -> Result<Option<String>> {
+        match &self.locks {
+            Some(l) => l.holder(service),
+            None => Ok(None),
+        }
+    }
 }
 
 #[cfg(test)]

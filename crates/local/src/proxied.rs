@@ -51,8 +51,9 @@ use crate::proxy::ProxyRouter;
 /// or [`retire`](Platform::retire) names: [`sync`](ProxiedPlatform::sync) gives the proxy that
 /// service's tracks only (none before that first call), and a call about another service is
 /// refused with [`Error::InvalidField`] naming both, changing nothing. Give each service a proxy
-/// and a wrapper of its own. [`list`](Platform::list), [`lock`](Platform::lock) and
-/// [`unlock`](Platform::unlock) are the platform's, for every service.
+/// and a wrapper of its own. [`list`](Platform::list), [`lock`](Platform::lock),
+/// [`unlock`](Platform::unlock) and [`lock_holder`](Platform::lock_holder) are the platform's,
+/// for every service.
 pub struct ProxiedPlatform<P = ProcessPlatform> {
     platform: P,
     router: ProxyRouter,
@@ -406,6 +407,10 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
 
     async fn unlock(&self, service: &str, holder: &str) -> serin_orchestrator::Result<()> {
         self.platform.unlock(service, holder).await
+    }
+
+    async fn lock_holder(&self, service: &str) -> serin_orchestrator::Result<Option<String>> {
+        self.platform.lock_holder(service).await
     }
 }
 
@@ -771,5 +776,24 @@ mod tests {
         proxied.sync().await;
         assert_eq!(router.endpoints("green"), [web]);
         router.shutdown();
+    }
+
+    /// The deployment lock is the platform's, for every service: taken, read and freed through
+    /// the wrapper as on the platform itself.
+    #[tokio::test]
+    async fn the_lock_and_its_holder_are_the_platform_s() {
+        let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
+        let proxied = ProxiedPlatform::new(serin_orchestrator::InMemoryPlatform::new(), router);
+        for service in ["web", "api"] {
+            proxied.lock(service, "d-1").await.unwrap();
+            assert!(proxied.lock(service, "d-2").await.is_err());
+            assert_eq!(
+                proxied.lock_holder(service).await.unwrap().as_deref(),
+                Some("d-1")
+            );
+            proxied.unlock(service, "d-1").await.unwrap();
+            assert_eq!(proxied.lock_holder(service).await.unwrap(), None);
+        }
+        proxied.router.shutdown();
     }
 }

@@ -138,6 +138,8 @@ enum Flaw {
     UnorderedList,
     /// Grants every lock.
     NoLock,
+    /// Keeps a lock but never says who holds it (the default `lock_holder`).
+    HolderUnread,
     /// Names the holder of a lock in the conflict's `deployment` field, not its reason.
     HolderInDeploymentField,
     /// Reports a dead instance alive and ready again once it has been reported dead (a silent
@@ -223,6 +225,12 @@ impl Platform for Flawed {
     async fn unlock(&self, service: &str, holder: &str) -> Result<()> {
         self.inner.unlock(service, holder).await
     }
+    async fn lock_holder(&self, service: &str) -> Result<Option<String>> {
+        match self.flaw {
+            Flaw::NoLock | Flaw::HolderUnread => Ok(None),
+            _ => self.inner.lock_holder(service).await,
+        }
+    }
 }
 
 /// Kills instances of the platform it wraps as a crash would.
@@ -282,6 +290,17 @@ async fn a_platform_without_a_lock_fails_the_suite_unless_it_says_so() {
     let said = testkit::Template::new(template(), Duration::from_secs(1)).without_own_lock();
     testkit::check_all_with(&unlocked, &said).await;
     testkit::check_all(&unlocked, &template(), Duration::from_secs(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+#[should_panic(expected = "the holder of the lock of shop-tk-lock read after tk-b was refused")]
+async fn a_platform_that_keeps_a_lock_but_reads_no_holder_fails_the_suite() {
+    testkit::check_all(
+        &Flawed::new(Flaw::HolderUnread),
+        &template(),
+        Duration::from_secs(1),
+    )
+    .await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -80,6 +80,10 @@ impl Platform for Hanging {
         self.stall.if_cued("unlock").await;
         self.inner.unlock(service, holder).await
     }
+    async fn lock_holder(&self, service: &str) -> Result<Option<String>> {
+        self.stall.if_cued("lock_holder").await;
+        self.inner.lock_holder(service).await
+    }
 }
 
 /// The world's router, but reading its split (`current`) or applying one (`apply`) never

@@ -28,7 +28,8 @@ const NAME: &str = "sim";
 /// and only its holder frees it. An executor killed mid-deployment leaves it held, and one
 /// restarted over the same world finds it so until it resumes (or abandons) that deployment,
 /// as on a platform that several processes share. Taking, refusing and freeing it are in the
-/// timeline; platform-errors faults leave it alone.
+/// timeline (reading its holder, which changes nothing, is not); platform-errors faults leave
+/// it alone.
 ///
 /// ```
 /// use std::time::Duration;
@@ -375,5 +376,9 @@ impl Platform for SimPlatform {
             );
         }
         Ok(())
+    }
+
+    async fn lock_holder(&self, service: &str) -> Result<Option<String>> {
+        Ok(self.world.lock_holder(service))
     }
 }

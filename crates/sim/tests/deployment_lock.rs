@@ -56,6 +56,13 @@ async fn a_lock_holds_across_views_until_its_holder_frees_it() {
         "{err}"
     );
     assert_eq!(world.lock_holder(SERVICE).as_deref(), Some("web-1-a"));
+    // Every view reads the world's holder, without taking the lock or leaving a trace.
+    let events = lock_events(&world).len();
+    assert_eq!(
+        restarted.lock_holder(SERVICE).await.unwrap().as_deref(),
+        Some("web-1-a")
+    );
+    assert_eq!(lock_events(&world).len(), events);
     restarted.lock(SERVICE, "web-1-a").await.unwrap();
     restarted.unlock(SERVICE, "web-2-b").await.unwrap();
     assert_eq!(world.lock_holder(SERVICE).as_deref(), Some("web-1-a"));
@@ -64,6 +71,7 @@ async fn a_lock_holds_across_views_until_its_holder_frees_it() {
 
     restarted.unlock(SERVICE, "web-1-a").await.unwrap();
     assert_eq!(world.lock_holder(SERVICE), None);
+    assert_eq!(restarted.lock_holder(SERVICE).await.unwrap(), None);
     restarted.lock(SERVICE, "web-2-b").await.unwrap();
     assert_eq!(
         lock_events(&world),
@@ -110,8 +118,8 @@ fn canary(version: &str) -> DeploymentConfig {
 }
 
 /// A deployment whose executor was killed keeps its service locked on the platform: an
-/// orchestrator restarted over the same journal cannot start another deployment of it, only
-/// resume the one cut short, which frees the lock when it ends.
+/// orchestrator restarted over the same journal cannot start another deployment of it, and its
+/// dry run says so, only resume the one cut short, which frees the lock when it ends.
 #[tokio::test(start_paused = true)]
 async fn a_deployment_cut_short_keeps_its_lock_until_resumed() {
     let world = fleet(SimConfig::new(44)).await;
@@ -125,6 +133,11 @@ async fn a_deployment_cut_short_keeps_its_lock_until_resumed() {
     wait(Duration::from_secs(60)).await;
 
     let second = orchestrator(&world, journal);
+    let plan = second.plan(&canary("1.2.0")).await.unwrap().remove(0);
+    assert!(
+        plan.steps[0].starts_with(&format!("start: REFUSED — deployment {id} holds the lock")),
+        "{plan}"
+    );
     let err = second.start(&canary("1.2.0"), SERVICE).await.unwrap_err();
     assert!(
         matches!(&err, PlatformError::Conflict { .. }) && err.to_string().contains(&id),

@@ -1,8 +1,10 @@
 //! The dry run: what would be deployed where, in which order, changing nothing.
 
 use std::fmt;
+use std::time::Duration;
 
 use serin_canary::controller::CanaryPolicy;
+use serin_signals::Track;
 use serin_traffic::Plan;
 
 use crate::config::{DeploymentConfig, StrategyKind};
@@ -83,9 +85,10 @@ impl Orchestrator {
     /// them, what runs, where the new version would go and the ordered steps. Each service is
     /// validated against the fleet as the ones before it would leave it if they succeed, each
     /// target of a set at the version the platform runs it (a set that no order lets through
-    /// is marked blocked for every service), and a new track that runs already is marked
-    /// refused, as [`start`](Self::start) refuses it. Reads the router and the platform;
-    /// changes nothing.
+    /// is marked blocked for every service), and a service whose deployment lock another
+    /// deployment holds, or whose new track runs already, is marked refused, as
+    /// [`start`](Self::start) refuses it. Reads the router and the platform (the lock without
+    /// taking it); changes nothing.
     pub async fn plan(&self, config: &DeploymentConfig) -> Result<Vec<DeploymentPlan>> {
         // As the run does: a set validated as a whole is validated alone, service by service,
         // against the fleet it was validated against.
@@ -132,18 +135,9 @@ impl Orchestrator {
             if let Some(fleet) = fleet.as_mut() {
                 fleet.set(service.clone(), vec![to.version.clone()]);
             }
-            // What `start` refuses before anything changes: a new track that runs already.
-            let platform = self.inner.platform.as_ref();
             let limit = config.max_deployment_duration;
-            if let Ok(st) = super::status_within(platform, service, &to.track, limit).await {
-                steps.insert(
-                    0,
-                    format!(
-                        "start: REFUSED — track {} already runs {}: resume or finish the \
-                         deployment that started it, or retire it",
-                        to.track, st.version
-                    ),
-                );
+            if let Some(why) = self.start_refusal(service, &to.track, limit).await? {
+                steps.insert(0, format!("start: REFUSED — {why}"));
             }
             // A move back to an older version skips the running version's pre-checks.
             let checks = if from.as_ref().is_some_and(|f| f.version > to.version) {
@@ -276,5 +270,43 @@ impl Orchestrator {
             });
         }
         Ok(out)
+    }
+
+    /// Why [`start`](Self::start) would refuse to deploy `service` as `track` before it
+    /// changes anything, in the order it checks: a deployment of the service this orchestrator
+    /// runs, the platform's deployment lock held by another deployment (one cut short that
+    /// awaits its resume, say), read without taking it, then a new track that runs already.
+    /// Each call into the platform is given `limit` to answer; a lock that cannot be read is an
+    /// error, as it fails `start` too.
+    async fn start_refusal(
+        &self,
+        service: &str,
+        track: &Track,
+        limit: Duration,
+    ) -> Result<Option<String>> {
+        if crate::lock(&self.inner.locks).contains(service) {
+            return Ok(Some(format!(
+                "a deployment of {service} is running in this orchestrator: wait for it or \
+                 abort it"
+            )));
+        }
+        let platform = self.inner.platform.as_ref();
+        let doing = format!("reading the deployment lock of {service}");
+        let holder =
+            super::on_platform(platform, limit, &doing, platform.lock_holder(service)).await?;
+        if let Some(holder) = holder {
+            return Ok(Some(format!(
+                "deployment {holder} holds the lock of {service}: resume it to finish it (or \
+                 roll it back), or abandon it"
+            )));
+        }
+        let running = super::status_within(platform, service, track, limit).await;
+        Ok(running.ok().map(|st| {
+            format!(
+                "track {track} already runs {}: resume or finish the deployment that started \
+                 it, or retire it",
+                st.version
+            )
+        }))
     }
 }

@@ -297,6 +297,10 @@ impl Platform for InMemoryPlatform {
         }
         Ok(())
     }
+
+    async fn lock_holder(&self, service: &str) -> Result<Option<String>> {
+        Ok(self.state().locks.get(service).cloned())
+    }
 }
 
 #[cfg(test)]

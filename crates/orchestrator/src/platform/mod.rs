@@ -40,17 +40,20 @@ pub use status::{InstanceStatus, TrackStatus};
 /// - Calls about a track that does not run are [`Error::NotFound`].
 /// - [`lock`](Platform::lock) gives a service's deployment lock to one holder at a time, and
 ///   again to the same holder (a resumed deployment takes back its own lock);
-///   [`unlock`](Platform::unlock) by the holder frees it. A platform that several orchestrators
-///   share (processes on one machine, a cluster) keeps the lock where they all see it; the
-///   default is no lock of the platform's own (each orchestrator still locks in-process), which
-///   only a platform one orchestrator alone uses may keep, and its conformance test must say so
+///   [`unlock`](Platform::unlock) by the holder frees it, and
+///   [`lock_holder`](Platform::lock_holder) reads who holds it without taking it. A platform
+///   that several orchestrators share (processes on one machine, a cluster) keeps the lock
+///   where they all see it; the default is no lock of the platform's own (each orchestrator
+///   still locks in-process), which only a platform one orchestrator alone uses may keep, and
+///   its conformance test must say so
 ///   (`testkit::PlatformFixture::keeps_own_lock`). A `lock` call dropped before it answers (the
 ///   orchestrator bounds each call) may have taken the lock; `unlock` by the same holder frees
 ///   it, and the orchestrator does so for a start that gave up.
 ///
 /// The suite measures the drain on `tokio::time`'s clock, orders the listing, holds the lock
-/// against a second holder and, with a fixture that can kill an instance, checks that the dead
-/// instance is reported dead, stays so and is the one a scale-down stops.
+/// against a second holder, reads its holder back and, with a fixture that can kill an
+/// instance, checks that the dead instance is reported dead, stays so and is the one a
+/// scale-down stops.
 ///
 /// The trait is object-safe; `Arc<T>` and `Box<T>` forward to `T`.
 #[async_trait]
@@ -88,6 +91,21 @@ pub trait Platform: Send + Sync {
         let _ = (service, holder);
         Ok(())
     }
+
+    /// Who holds the deployment lock of `service`, read without taking it: the holder that a
+    /// [`lock`](Platform::lock) by anyone else would be refused for, or `None` when `lock`
+    /// would grant it to any holder. The dry run reads it to say that a start would be refused
+    /// and which deployment to resume or abandon first.
+    ///
+    /// The default answers `None`, which is true of the default `lock`: it grants every
+    /// request, so no holder of the platform's own is ever in the way (the orchestrator's
+    /// in-process lock is not the platform's, and is not reported here). A platform that keeps
+    /// a lock of its own overrides both; the conformance suite reads the holder back after a
+    /// `lock`, so one that overrides `lock` alone fails it.
+    async fn lock_holder(&self, service: &str) -> Result<Option<String>> {
+        let _ = service;
+        Ok(None)
+    }
 }
 
 /// A platform behind a smart pointer (`Arc<dyn Platform>`, `Box<dyn Platform>`) is the
@@ -124,6 +142,9 @@ macro_rules! forward_platform {
             }
             async fn unlock(&self, service: &str, holder: &str) -> Result<()> {
                 (**self).unlock(service, holder).await
+            }
+            async fn lock_holder(&self, service: &str) -> Result<Option<String>> {
+                (**self).lock_holder(service).await
             }
         }
     )+};

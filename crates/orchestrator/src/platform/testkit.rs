@@ -164,10 +164,13 @@ pub async fn check_all_with(platform: &dyn Platform, fixture: &dyn PlatformFixtu
 /// another is [`Error::Conflict`] whose message names the holder (the trait leaves the field
 /// to the platform: the check reads the whole message). A platform that grants the lock to two
 /// holders at once fails: one with no lock of its own runs [`check_all_with`] and a fixture
-/// that says so.
+/// that says so. [`lock_holder`](Platform::lock_holder) reads the holder back after each step:
+/// none while free, the holder once taken, unchanged by a refused `lock` or a non-holder's
+/// `unlock`.
 pub async fn check_lock(platform: &dyn Platform, template: &TrackSpec) {
     let name = platform.name();
     let service = format!("{}-tk-lock", template.service());
+    expect_holder(platform, &service, None, "before any lock").await;
     if let Err(e) = platform.lock(&service, "tk-a").await {
         panic!("{name}: a free lock was refused: {e}");
     }
@@ -186,35 +189,56 @@ pub async fn check_lock(platform: &dyn Platform, template: &TrackSpec) {
                 message.contains("tk-a"),
                 "{name}: the refusal should name the holder tk-a: {message}"
             );
+            expect_holder(platform, &service, Some("tk-a"), "after tk-b was refused").await;
             if let Err(e) = platform.unlock(&service, "tk-b").await {
                 panic!("{name}: unlocking another's lock should do nothing, got {e}");
             }
+            expect_holder(platform, &service, Some("tk-a"), "after tk-b's unlock").await;
             if platform.lock(&service, "tk-b").await.is_ok() {
                 panic!("{name}: unlocking by a non-holder freed the lock");
             }
             if let Err(e) = platform.unlock(&service, "tk-a").await {
                 panic!("{name}: unlock by the holder failed: {e}");
             }
+            expect_holder(platform, &service, None, "after tk-a freed it").await;
             if let Err(e) = platform.lock(&service, "tk-b").await {
                 panic!("{name}: a freed lock was refused: {e}");
             }
+            expect_holder(platform, &service, Some("tk-b"), "after tk-b took it").await;
         }
         Err(e) => panic!("{name}: lock held by another should be a conflict, got {e}"),
     }
     if let Err(e) = platform.unlock(&service, "tk-b").await {
         panic!("{name}: unlock failed: {e}");
     }
+    expect_holder(platform, &service, None, "after tk-b freed it").await;
 }
 
-/// A platform without a lock of its own grants every lock and unlock, and stays harmless.
+/// A platform without a lock of its own grants every lock and unlock, stays harmless, and
+/// reports no holder: its `lock` would grant anyone.
 async fn check_lock_harmless(platform: &dyn Platform, template: &TrackSpec) {
     let name = platform.name();
     let service = format!("{}-tk-lock", template.service());
     if let Err(e) = platform.lock(&service, "tk-a").await {
         panic!("{name}: lock by tk-a failed: {e}");
     }
+    expect_holder(platform, &service, None, "with no lock of its own").await;
     if let Err(e) = platform.unlock(&service, "tk-a").await {
         panic!("{name}: unlock by tk-a failed: {e}");
+    }
+}
+
+/// Asserts that [`lock_holder`](Platform::lock_holder) of `service` answers `want`, `when`
+/// (a step of the check, for the message).
+async fn expect_holder(platform: &dyn Platform, service: &str, want: Option<&str>, when: &str) {
+    let name = platform.name();
+    match platform.lock_holder(service).await {
+        Ok(holder) => assert_eq!(
+            holder.as_deref(),
+            want,
+            "{name}: the holder of the lock of {service} read {when}"
+        ),
+        Err(e) => panic!("{name}: reading the holder of the lock of {service} {when} failed: {e}"),
     }
 }
 
