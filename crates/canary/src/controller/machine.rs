@@ -383,11 +383,11 @@ impl ControllerState {
 ///    nothing else: it is a regression below the warning band, which the bands say is not
 ///    worth acting on, so it neither rolls back nor holds, and the rollout may promote. Below,
 ///    a judge "fails" with a warning or critical severity.
-/// 3. Past `maxDuration`, or holding longer than `progressDeadline` in one step, the rollout
-///    rolls back. The progress deadline counts from the end of the step's planned wait (a timed
-///    pause's or an analysis step's duration), which is not a lack of progress, and afresh
-///    after the caller held the rollout ([`tick_held`](Self::tick_held)); a pause waiting
-///    for approval has no deadline.
+/// 3. Past `maxDuration` (held by the caller or not), or holding longer than
+///    `progressDeadline` in one step, the rollout rolls back. The progress deadline counts
+///    from the end of the step's planned wait (a timed pause's or an analysis step's
+///    duration), which is not a lack of progress, and afresh after the caller held the
+///    rollout ([`tick_held`](Self::tick_held)); a pause waiting for approval has no deadline.
 /// 4. A judge whose analysis has [concluded](Judge::concluded) inconclusive (an Argo Rollouts
 ///    run that ended `Inconclusive` or `Error`) will never pass, so it is not waited out, and
 ///    never moved past: with [`OnInconclusive::Rollback`] the rollout rolls back at once, while
@@ -437,6 +437,7 @@ impl<J: Judge> CanaryController<J> {
     /// that is not [advisory](Judge::advisory). Argo Rollouts completes an analysis run whose
     /// metrics are all dry run `Successful` and goes on; here nothing would then decide, and
     /// an analysis step or the promotion would pass on no evidence, so such judges are refused.
+    /// With an exposure budget, a judge that is not advisory must analyse pacing's metric.
     pub fn new(policy: CanaryPolicy, judges: Vec<J>) -> Result<Self> {
         let state = ControllerState::new(judges.len());
         Self::from_parts(policy, judges, state)
@@ -468,6 +469,23 @@ impl<J: Judge> CanaryController<J> {
                 format!("[{}]", names.join(", ")),
                 "every judge is a dry run (advisory) and none decides: analysis steps and the \
                  promotion would pass on no evidence, and missing evidence is never a pass",
+            ));
+        }
+        // The budget bounds how soon the judges catch a regression of pacing's metric.
+        if let Some(p) = policy.pacing.as_ref()
+            && let Some(budget) = p.exposure_budget
+            && !judges
+                .iter()
+                .any(|j| !j.advisory() && j.analyses(&p.metric))
+        {
+            return Err(Error::invalid_config(
+                "canaryPolicy.pacing.exposureBudget",
+                budget,
+                format!(
+                    "needs a judge of `{}` that decides: the budget bounds how long the judges \
+                     take to catch a regression of it, and none would catch one",
+                    p.metric
+                ),
             ));
         }
         let n = judges.len();
@@ -755,15 +773,16 @@ impl<J: Judge> CanaryController<J> {
     /// Decides while the caller holds the rollout where it is (an operator's pause, a rollback
     /// trigger's hold): the judges keep judging what they are fed, and a failure that rolls
     /// back does so at once, as [`tick`](Self::tick) would decide it (rule 2), and so does a
-    /// judge's run that has concluded inconclusive under [`OnInconclusive::Rollback`] (rule 4):
-    /// no hold makes it pass. Anything else holds, and nothing moves on: no step advances, no
-    /// weight changes, no deadline is counted. As in Argo Rollouts, analysis goes on while a
-    /// rollout is paused.
+    /// rollout past its `maxDuration` (rule 3) and a judge's run that has concluded
+    /// inconclusive under [`OnInconclusive::Rollback`] (rule 4): no hold makes it pass.
+    /// Anything else holds, and nothing moves on: no step advances, no weight changes, no
+    /// progress deadline is counted. As in Argo Rollouts, analysis goes on while a rollout is
+    /// paused.
     ///
     /// Once the hold ends, the step's progress deadline counts afresh from its last held tick
     /// (as Kubernetes and Argo Rollouts restart theirs on a resume), while the rollout's
     /// `maxDuration` counts the time held: it bounds the whole rollout, an operator's wait
-    /// included, and the first tick after a hold past it rolls back.
+    /// included, and no hold extends it.
     pub fn tick_held(&mut self, now: Timestamp) -> Decision {
         if self.state.phase == Phase::Progressing
             && let Some((i, severity)) = self.worst_failure()
@@ -787,7 +806,10 @@ impl<J: Judge> CanaryController<J> {
         if self.state.phase != Phase::Progressing {
             return self.decide(now);
         }
-        if let Some(d) = self.roll_back_concluded(now) {
+        if let Some(d) = self
+            .roll_back_past_max_duration(now)
+            .or_else(|| self.roll_back_concluded(now))
+        {
             return d;
         }
         // The hold ends the step's wait for progress so far: its deadline counts afresh from
@@ -796,6 +818,17 @@ impl<J: Judge> CanaryController<J> {
             self.state.held_at = Some(self.state.held_at.map_or(now, |h| h.max(now)));
         }
         self.decision(Action::Hold, now, None, "held by the caller".into(), None)
+    }
+
+    /// Rolls back once the rollout has run longer than its `maxDuration` (rule 3), whether or
+    /// not the caller holds it; `None` otherwise.
+    fn roll_back_past_max_duration(&mut self, now: Timestamp) -> Option<Decision> {
+        let max = self.policy.max_duration?;
+        let start = self.state.started_at?;
+        (now.saturating_duration_since(start) > max).then(|| {
+            let reason = format!("the rollout exceeded its maximum duration {max:?}");
+            self.finish(Phase::RolledBack, now, None, reason, None)
+        })
     }
 
     fn start(&mut self, now: Timestamp) {
@@ -1057,16 +1090,8 @@ impl<J: Judge> CanaryController<J> {
             }
             _ => {}
         }
-        if let (Some(max), Some(start)) = (self.policy.max_duration, self.state.started_at)
-            && now.saturating_duration_since(start) > max
-        {
-            return self.finish(
-                Phase::RolledBack,
-                now,
-                None,
-                format!("the rollout exceeded its maximum duration {max:?}"),
-                None,
-            );
+        if let Some(d) = self.roll_back_past_max_duration(now) {
+            return d;
         }
         // A judge whose run has ended inconclusive never passes: rolled back at once, or held
         // wherever the rollout would move past it.

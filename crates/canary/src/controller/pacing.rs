@@ -34,10 +34,14 @@
 //!
 //! # Exposure
 //!
-//! Until then the judges must catch a bad version. The likelihood ratio that knows `r` gains
-//! `KL(θ₁‖θ₀)` nats per error on average and rejects at `ln(1/α)`, so about
-//! `N(ρ) = ln(1/α) / KL(θ₁‖θ₀)` errors are needed at share `ρ` (the best any anytime-valid test
-//! can do; the sequential judge needs a little more, [`Pacing::evidence_factor`] times). Errors
+//! Until then the judges must catch a bad version. Judges with a margin `m` (that fail only a
+//! canary worse than `1 + m` times the baseline) weigh it against `θₘ`, the chance that an error
+//! came from the canary at a ratio of `1 + m` (`θ₀` without a margin). The likelihood ratio
+//! that knows `r` gains `KL(θ₁‖θₘ)` nats per error on average and rejects at `ln(1/α)`, so
+//! about `N(ρ) = ln(1/α) / KL(θ₁‖θₘ)` errors are needed at share `ρ` (the best any
+//! anytime-valid test can do; the sequential judge needs a little more,
+//! [`Pacing::evidence_factor`] times). A margin of 10% needs about a third more errors to catch
+//! a 2× regression than none, so [`Pacing::judge_margin`] must be the judges'. Errors
 //! arrive at `λ·p_b·((1 − ρ) + ρr)` and canary requests at `λρ`, so the expected number of canary
 //! requests a bad version serves at share `ρ` before it is caught is
 //!
@@ -55,10 +59,15 @@
 //! weights `ρₖ` it could reach: most is spent at the first weight, the only one taken without
 //! evidence, and the gate discounts the rest. An [`Pacing::exposure_budget`] sizes that first
 //! weight: the largest in the first step's range with `X(ρ₁) + β/(1 − β)·X(ρ_top) ≤ budget`,
-//! `ρ_top` being the policy's highest weight. The canary stays at 0% until the baseline has
-//! shown [`Pacing::BASELINE_ERRORS`] errors, with `p_b` estimated as `(e − 1)/(n − 1)` (unbiased
-//! when sampling stops at the `e`-th error; `X` is inversely proportional to `p_b`, so the
-//! exposure chosen, averaged over the estimate's error, stays within the budget). As the
+//! `ρ_top` being the policy's highest weight below 100% (a `setWeight` of 100% leaves the judges
+//! no baseline to catch a regression by, so the model cannot count it: leave the last step to
+//! the promotion). The canary stays at 0% until the baseline has shown
+//! [`Pacing::BASELINE_ERRORS`] errors, with `p_b` estimated as `(e − 1)/(n − 1)` (unbiased when
+//! sampling stops at the `e`-th error; `X` is inversely proportional to `p_b`, so the exposure
+//! chosen, averaged over the estimate's error, stays within the budget). A budget that no
+//! weight keeps at the baseline's true rate holds the canary at 0% until an estimate errs high
+//! enough, and a rollout that then starts exposes more than the budget: a hold at 0% that
+//! outlasts the baseline's first errors is the sign to raise the budget. As the
 //! estimate improves, the first weight may rise within the budget, up to the first step's
 //! target, before its gate passes: the requests already served carry their evidence, and the
 //! judges' cost per nat, `X(ρ)/ln(1/α)`, grows with the share, so the total stays within the new
@@ -118,7 +127,9 @@ pub struct Pacing {
     /// weight's gate, in (0, 1). Default `0.05`.
     #[serde(default = "default_beta")]
     pub beta: f64,
-    /// The judges' `α`, to predict how soon they catch a bad version. Default `0.05`.
+    /// The judges' `α`, to predict how soon they catch a bad version: half theirs for two-sided
+    /// judges, which average the e-values of their two sides and so reject a worse canary only
+    /// at `2/α`. Default `0.05`.
     #[serde(default = "default_alpha")]
     pub alpha: f64,
     /// How many times the likelihood ratio that knows the effect's errors the judges need to
@@ -126,11 +137,19 @@ pub struct Pacing {
     /// count judge's median in the `canary_eval` harness.
     #[serde(default = "default_factor")]
     pub evidence_factor: f64,
+    /// The count judges' margin, as a fraction: they fail the canary only once its error rate is
+    /// shown above `1 + judgeMargin` times the baseline's, and so need more errors to catch a
+    /// regression, which the exposure model counts. At least 0 and, with an exposure budget,
+    /// below `detectableRatio − 1` (judges with a wider margin never catch the detectable
+    /// regression). Default `0`.
+    #[serde(default)]
+    pub judge_margin: f64,
     /// The largest expected number of canary requests a regression of the detectable size may
     /// serve before it is caught; it sizes the first weight (see the module docs). `None` for no
     /// budget. Its model is the per-request count judge's evidence
     /// ([`evidence_factor`](Self::evidence_factor)); the robust batched judge needs several
-    /// batches first, which the model does not count.
+    /// batches first, which the model does not count. The controller refuses a budget without
+    /// a judge of [`metric`](Self::metric) that decides.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exposure_budget: Option<f64>,
     /// A slowdown the latencies must rule out as well before each increase, if any.
@@ -177,6 +196,7 @@ impl Default for Pacing {
             beta: default_beta(),
             alpha: default_alpha(),
             evidence_factor: default_factor(),
+            judge_margin: 0.0,
             exposure_budget: None,
             latency: None,
             robust_batch: None,
@@ -266,6 +286,13 @@ impl Pacing {
                 "must be a finite multiple >= 1",
             ));
         }
+        if !(self.judge_margin.is_finite() && self.judge_margin >= 0.0) {
+            return Err(Error::invalid_config(
+                format!("{path}.judgeMargin"),
+                self.judge_margin,
+                "must be a finite fraction >= 0 (0.1 = 10%)",
+            ));
+        }
         if let Some(b) = self.exposure_budget
             && !(b.is_finite() && b > 0.0)
         {
@@ -273,6 +300,20 @@ impl Pacing {
                 format!("{path}.exposureBudget"),
                 b,
                 "must be a finite number of requests > 0",
+            ));
+        }
+        if let (Some(r), Some(_)) = (self.detectable_ratio, self.exposure_budget)
+            && 1.0 + self.judge_margin >= r
+        {
+            return Err(Error::invalid_config(
+                format!("{path}.judgeMargin"),
+                self.judge_margin,
+                format!(
+                    "must be below detectableRatio - 1 ({}) with an exposure budget: judges \
+                     with this margin never catch the detectable regression, so no weight keeps \
+                     its exposure within the budget",
+                    r - 1.0
+                ),
             ));
         }
         if let Some(l) = &self.latency {
@@ -351,14 +392,19 @@ impl Pacing {
     }
 
     /// `N(ρ)`: the errors the known-effect likelihood ratio needs on average to catch the
-    /// regression at canary share `share` (infinite outside `(0, 1)` or without the errors'
-    /// gate).
+    /// regression at canary share `share`, against the judges' margin (infinite outside
+    /// `(0, 1)`, without the errors' gate, or with a margin as wide as the regression).
     pub fn oracle_errors(&self, share: f64) -> f64 {
         let Some(r) = self.detectable_ratio.filter(|_| share > 0.0 && share < 1.0) else {
             return f64::INFINITY;
         };
-        let (t0, t1) = arm_odds(share, r);
-        (1.0 / self.alpha).ln() / bernoulli_kl(t1, t0)
+        let edge = 1.0 + self.judge_margin;
+        if edge >= r {
+            return f64::INFINITY;
+        }
+        let (_, t1) = arm_odds(share, r);
+        let (_, tm) = arm_odds(share, edge);
+        (1.0 / self.alpha).ln() / bernoulli_kl(t1, tm)
     }
 
     /// `X(ρ)`: the expected canary requests a version with the detectable regression serves at
@@ -377,23 +423,35 @@ impl Pacing {
     /// [`Pacing::BASELINE_ERRORS`] errors, and while no weight fits. `None` without a budget.
     pub fn budget_weight(&self, target: u8, top: u8, baseline: (u64, u64)) -> Option<u8> {
         let budget = self.exposure_budget?;
-        let (requests, errors) = baseline;
-        if errors < Self::BASELINE_ERRORS || requests <= errors {
+        let Some(p) = Self::baseline_rate(baseline) else {
             return Some(0);
-        }
-        let p = (errors - 1) as f64 / (requests - 1) as f64;
+        };
+        Some(
+            (1..=target)
+                .rev()
+                .find(|w| self.first_weight_cost(*w, top, p) <= budget)
+                .unwrap_or(0),
+        )
+    }
+
+    /// The baseline's error rate as the budget reads it from its `(requests, errors)`,
+    /// `(e − 1)/(n − 1)`; `None` before [`Pacing::BASELINE_ERRORS`] errors.
+    fn baseline_rate(baseline: (u64, u64)) -> Option<f64> {
+        let (requests, errors) = baseline;
+        (errors >= Self::BASELINE_ERRORS && requests > errors)
+            .then(|| (errors - 1) as f64 / (requests - 1) as f64)
+    }
+
+    /// What the budget charges a first weight of `weight` percent at the baseline's error rate
+    /// `p`: its expected exposure, and the gate-discounted one at the highest weight `top`.
+    fn first_weight_cost(&self, weight: u8, top: u8, p: f64) -> f64 {
         let tail = match top {
             1..=99 => {
                 self.beta / (1.0 - self.beta) * self.expected_exposure(f64::from(top) / 100.0, p)
             }
             _ => 0.0,
         };
-        Some(
-            (1..=target)
-                .rev()
-                .find(|w| self.expected_exposure(f64::from(*w) / 100.0, p) + tail <= budget)
-                .unwrap_or(0),
-        )
+        self.expected_exposure(f64::from(weight) / 100.0, p) + tail
     }
 
     /// The weight a `setWeight` step may take now on its way from `level.weight` to `target`
@@ -429,16 +487,25 @@ impl Pacing {
             {
                 Ok(w)
             }
-            Some(_) if level.weight == 0 => Err(format!(
-                "pacing: no first weight yet keeps the expected exposure to a {}x error-rate \
-                 regression within the budget of {:.0} requests (the baseline's error rate is \
-                 read from at least {} errors; {} in {} requests so far)",
-                self.detectable_ratio.unwrap_or(f64::NAN),
-                self.exposure_budget.unwrap_or(f64::INFINITY),
-                Self::BASELINE_ERRORS,
-                baseline.1,
-                baseline.0
-            )),
+            Some(_) if level.weight == 0 => {
+                let cost = Self::baseline_rate(baseline).map_or(String::new(), |p| {
+                    format!(
+                        "; at its estimated error rate of {:.3}%, even 1% would expose about {:.0}",
+                        p * 100.0,
+                        self.first_weight_cost(1, top, p)
+                    )
+                });
+                Err(format!(
+                    "pacing: no first weight yet keeps the expected exposure to a {}x error-rate \
+                     regression within the budget of {:.0} requests (the baseline's error rate \
+                     is read from at least {} errors; {} in {} requests so far{cost})",
+                    self.detectable_ratio.unwrap_or(f64::NAN),
+                    self.exposure_budget.unwrap_or(f64::INFINITY),
+                    Self::BASELINE_ERRORS,
+                    baseline.1,
+                    baseline.0
+                ))
+            }
             None if level.weight == 0 => Ok(target),
             _ => Err(self.gate_reason(level, "raising the weight")),
         }
@@ -456,7 +523,7 @@ impl Pacing {
             .latency
             .as_ref()
             .filter(|_| !self.latency_passed(level))?;
-        let slowdown = gate.detectable_shift * 100.0;
+        let slowdown = percent(gate.detectable_shift);
         match gate.log_likelihood_ratio(&level.latency) {
             Some(llr) => {
                 let se = |precision: f64| 100.0 / precision.sqrt();
@@ -548,6 +615,12 @@ impl Pacing {
     }
 }
 
+/// `fraction` as a percentage for a reason's reader, without the binary rounding noise of
+/// `fraction · 100` (`7`, not `7.000000000000001`, for 0.07).
+pub(crate) fn percent(fraction: f64) -> String {
+    ((fraction * 100.0 * 1e9).round() / 1e9).to_string()
+}
+
 /// `d` for a reason's reader: to the second under ten minutes, to the minute above.
 pub(crate) fn rounded(d: Duration) -> String {
     let secs = d.as_secs_f64().round() as u64;
@@ -594,6 +667,25 @@ mod tests {
             "{}",
             p.errors_to_pass(0.5)
         );
+        // Judges with a 10% margin weigh a 2x regression against 1.1x: θ = 11/21, KL(2/3 ‖
+        // 11/21) = 0.0419, ln 20 / KL ≈ 71.5; the exposure grows with it. None catch a
+        // regression within their margin.
+        let margin = Pacing {
+            judge_margin: 0.1,
+            ..Pacing::default()
+        };
+        assert!(
+            (margin.oracle_errors(0.5) - 71.5).abs() < 0.2,
+            "{}",
+            margin.oracle_errors(0.5)
+        );
+        let ratio = margin.expected_exposure(0.2, 0.005) / p.expected_exposure(0.2, 0.005);
+        assert!((ratio - margin.oracle_errors(0.2) / p.oracle_errors(0.2)).abs() < 1e-12);
+        let wide = Pacing {
+            judge_margin: 1.0,
+            ..Pacing::default()
+        };
+        assert!(wide.oracle_errors(0.5).is_infinite());
     }
 
     #[test]
@@ -694,6 +786,18 @@ mod tests {
             ..Pacing::default()
         };
         assert_eq!(tiny.budget_weight(50, 50, (4_001, 21)), Some(0));
+        // Once the baseline's rate is estimated, the hold says what the smallest weight costs,
+        // so that a budget too small for any is seen as such.
+        let cost = tiny.expected_exposure(0.01, 0.005) + tail;
+        let hold = tiny
+            .next_weight(&level(0, 0, 0.0), 50, 50, (4_001, 21), true)
+            .unwrap_err();
+        assert!(
+            hold.contains(&format!(
+                "at its estimated error rate of 0.500%, even 1% would expose about {cost:.0}"
+            )),
+            "{hold}"
+        );
         assert_eq!(Pacing::default().budget_weight(50, 50, (0, 0)), None);
 
         // The first step takes the budget's weight, or holds at 0% with the reason.
@@ -779,6 +883,20 @@ mod tests {
     }
 
     #[test]
+    fn a_hold_writes_the_slowdown_as_the_percentage_it_was_given() {
+        let p = Pacing {
+            detectable_ratio: None,
+            latency: Some(LatencyPacing {
+                detectable_shift: 0.07,
+                ..LatencyPacing::default()
+            }),
+            ..Pacing::default()
+        };
+        let hold = p.promotion_hold(&level(20, 0, 0.0)).unwrap();
+        assert!(hold.contains("a canary 7% slower"), "{hold}");
+    }
+
+    #[test]
     fn bad_settings_name_the_field() {
         let p = Pacing {
             detectable_ratio: Some(1.0),
@@ -792,6 +910,31 @@ mod tests {
         };
         let msg = p.validate("canaryPolicy.pacing").unwrap_err().to_string();
         assert!(msg.contains("canaryPolicy.pacing.beta"), "{msg}");
+        for judge_margin in [-0.1, f64::NAN] {
+            let p = Pacing {
+                judge_margin,
+                ..Pacing::default()
+            };
+            let msg = p.validate("canaryPolicy.pacing").unwrap_err().to_string();
+            assert!(msg.contains("canaryPolicy.pacing.judgeMargin"), "{msg}");
+        }
+        // A margin as wide as the regression: no weight fits a budget, which is refused; without
+        // a budget the margin is not read.
+        let p = Pacing {
+            judge_margin: 1.0,
+            exposure_budget: Some(3_000.0),
+            ..Pacing::default()
+        };
+        let msg = p.validate("canaryPolicy.pacing").unwrap_err().to_string();
+        assert!(
+            msg.contains("canaryPolicy.pacing.judgeMargin `1`") && msg.contains("never catch"),
+            "{msg}"
+        );
+        let p = Pacing {
+            exposure_budget: None,
+            ..p
+        };
+        assert!(p.validate("canaryPolicy.pacing").is_ok());
         let p = Pacing {
             robust_batch: Some(Duration::ZERO),
             ..Pacing::default()

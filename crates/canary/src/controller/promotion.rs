@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serin_signals::{Metric, Timestamp};
 use statrs::function::beta::ln_beta;
 
+use super::pacing::percent;
 use crate::judge::{ArmValues, Effect, Evidence, Interval, Statistic};
 use crate::{Error, Result};
 
@@ -125,7 +126,7 @@ impl PromotionGate {
         format!(
             "{errors} of {requests} canary requests failed, which {verb} its error rate below {}% \
              (e-value {}, {} needed)",
-            self.max_error_rate * 100.0,
+            percent(self.max_error_rate),
             crate::sequential::threshold_text(self.e_value(requests, errors)),
             crate::sequential::threshold_text(1.0 / self.alpha)
         )
@@ -180,6 +181,16 @@ mod tests {
             e.is_some_and(|e| e.parse::<f64>().is_ok_and(|v| v < 100.0) && !e.contains('e')),
             "{small}"
         );
+    }
+
+    #[test]
+    fn the_bound_is_written_as_the_percentage_it_was_given() {
+        // 0.07 · 100 is 7.000000000000001 in binary floating point.
+        let gate = PromotionGate::new(0.07, 0.05).unwrap();
+        let text = gate.showing(10, 0);
+        assert!(text.contains("below 7% (e-value"), "{text}");
+        let fine = PromotionGate::new(0.000_05, 0.05).unwrap().showing(10, 0);
+        assert!(fine.contains("below 0.005% (e-value"), "{fine}");
     }
 
     #[test]
