@@ -85,7 +85,9 @@ pub struct CanaryConfig {
     /// weight rule out a regression of `detectableRatio` times the baseline's error rate (a
     /// version with it passes each raise with probability at most `beta`) and, with `latency`,
     /// once the latencies rule out a slowdown of `detectableShift`; optionally size the first
-    /// weight to an `exposureBudget`. Off by default.
+    /// weight to an `exposureBudget`. Off by default. Its `alpha` and `judgeMargin` are the
+    /// error-rate judge's (`alpha`, halved with `judgeLatency`, and `errorRateMargin`): left
+    /// out, they are set from them, and written otherwise they are refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pacing: Option<Pacing>,
     /// What the canary does when an analysis step of `steps` ends without enough samples for a
@@ -149,12 +151,10 @@ impl CanaryConfig {
         let mut policy = CanaryPolicy::new(steps);
         policy.max_duration = Some(self.max_duration);
         policy.on_inconclusive = self.on_inconclusive;
-        policy.pacing = self.pacing.clone().map(|mut p| {
-            if self.robust_judges && p.detectable_ratio.is_some() {
-                p.robust_batch = p.robust_batch.or(Some(ROBUST_BATCH_SPAN));
-            }
-            p
-        });
+        policy.pacing = match &self.pacing {
+            Some(p) => Some(self.paced_by_the_judges(p.clone())?),
+            None => None,
+        };
         if self.promotion_max_error_rate < 1.0 {
             policy.promotion = Some(
                 PromotionGate::new(self.promotion_max_error_rate, self.alpha).map_err(|e| {
@@ -194,6 +194,61 @@ impl CanaryConfig {
         } else {
             "canaryConfig.incrementInterval"
         }
+    }
+
+    /// The `α` of each judge: `alpha`, shared equally by the error-rate judge and, with
+    /// `judgeLatency`, the latency judge.
+    pub(crate) fn judge_alpha(&self) -> f64 {
+        if self.judge_latency {
+            self.alpha / 2.0
+        } else {
+            self.alpha
+        }
+    }
+
+    /// `pacing` told what it must know of the error-rate judge to model how soon it catches a
+    /// regression: its `α` and margin, which this config sets (`alpha`, `errorRateMargin`),
+    /// so pacing's own `alpha` and `judgeMargin` are left out or equal them; robust judges
+    /// batch half a minute of errors.
+    fn paced_by_the_judges(&self, mut p: Pacing) -> Result<Pacing> {
+        let default = Pacing::default();
+        for (field, written, unset, judges, from) in [
+            (
+                "alpha",
+                p.alpha,
+                default.alpha,
+                self.judge_alpha(),
+                "canaryConfig.alpha",
+            ),
+            (
+                "judgeMargin",
+                p.judge_margin,
+                default.judge_margin,
+                self.error_rate_margin,
+                "canaryConfig.errorRateMargin",
+            ),
+        ] {
+            if written != unset && written != judges {
+                return Err(Error::invalid(
+                    format!("canaryConfig.pacing.{field}"),
+                    written,
+                    format!(
+                        "is the error-rate judge's, {judges} from {from}{}: leave it out",
+                        if field == "alpha" && self.judge_latency {
+                            ", halved as the latency judge shares it"
+                        } else {
+                            ""
+                        }
+                    ),
+                ));
+            }
+        }
+        p.alpha = self.judge_alpha();
+        p.judge_margin = self.error_rate_margin;
+        if self.robust_judges && p.detectable_ratio.is_some() {
+            p.robust_batch = p.robust_batch.or(Some(ROBUST_BATCH_SPAN));
+        }
+        Ok(p)
     }
 
     /// Checks that `router`, which takes weights only in multiples of `granularity`, can take

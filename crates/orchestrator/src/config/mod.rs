@@ -1638,6 +1638,51 @@ maxDeploymentDuration: 2h
         assert_eq!(p.max_duration, Some(Duration::from_secs(3_600)));
     }
 
+    /// Pacing models how soon the error-rate judge catches a regression, so it is told that
+    /// judge's alpha (shared with the latency judge) and margin; a pacing alpha or margin that
+    /// contradicts them is refused, naming the field and where the judge's comes from.
+    #[test]
+    fn pacing_models_the_error_rate_judge_s_alpha_and_margin() {
+        use serin_canary::controller::Pacing;
+        let mut c = base().canary_config;
+        c.judge_latency = true;
+        c.error_rate_margin = 0.1;
+        c.pacing = Some(Pacing::default());
+        let p = c.policy().expect("valid").pacing.expect("pacing");
+        assert_eq!((p.alpha, p.judge_margin), (c.alpha / 2.0, 0.1));
+        c.judge_latency = false;
+        let p = c.policy().expect("valid").pacing.expect("pacing");
+        assert_eq!(p.alpha, c.alpha);
+        c.pacing = Some(Pacing {
+            judge_margin: 0.3,
+            ..Pacing::default()
+        });
+        let err = c
+            .policy()
+            .expect_err("a margin the judge has not")
+            .to_string();
+        assert!(
+            err.contains("canaryConfig.pacing.judgeMargin")
+                && err.contains("canaryConfig.errorRateMargin"),
+            "{err}"
+        );
+        // Shared with the latency judge, an alpha of 0.1 gives each judge 0.05.
+        c.judge_latency = true;
+        c.alpha = 0.1;
+        c.pacing = Some(Pacing {
+            alpha: 0.1,
+            ..Pacing::default()
+        });
+        let err = c
+            .policy()
+            .expect_err("the alpha the judge does not have")
+            .to_string();
+        assert!(
+            err.contains("canaryConfig.pacing.alpha") && err.contains("halved"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn robust_judges_make_pacing_s_errors_gate_robust_too() {
         use serin_canary::controller::{LatencyPacing, Pacing};

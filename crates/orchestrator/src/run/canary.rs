@@ -440,8 +440,7 @@ pub(crate) fn build_judges(config: &crate::config::DeploymentConfig) -> Result<V
     };
     use serin_canary::severity::SeverityBands;
     let c = &config.canary_config;
-    let n = if c.judge_latency { 2.0 } else { 1.0 };
-    let alpha = c.alpha / n;
+    let alpha = c.judge_alpha();
     // Observations span `metricsWindow` (validated to at least 100 ms), so a span of time is
     // this many of them.
     let window = c.metrics_window.as_secs_f64();
