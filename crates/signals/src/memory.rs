@@ -69,11 +69,14 @@ struct State {
 
 /// A [`MetricsSource`] backed by observations pushed into it.
 ///
-/// A query over a window aggregates every recorded observation of that metric and track whose
-/// window lies **inside** the query window: counts add, latency sketches merge, and for gauges the
-/// reading with the latest window end wins (the later recording on a tie). Observations that only
-/// overlap the query window are left out, and one over an empty window `[t, t)` lies inside the
-/// window that contains `t`, so windows never leak into each other. Nothing inside,
+/// A query over a window `[start, end)` aggregates every recorded observation of that metric and
+/// track whose window **ends** in it, in `(start, end]` (as a Prometheus range reads the samples
+/// in it, and as a proxy counts a request when it ends): counts add, latency sketches merge, and
+/// for gauges the reading with the latest window end wins (the later recording on a tie). So a
+/// series of touching query windows counts every observation exactly once, one that straddles
+/// their edge included, whatever the phase of the recording against the queries; an observation
+/// over an empty window `[t, t)`, a reading at one instant, belongs to the window that contains
+/// `t`. Nothing in the window,
 /// or only latency sketches of no values, is [`Measurement::NoData`]. One metric of one track
 /// holds one kind of measurement; recording another kind is an error and changes nothing.
 ///
@@ -246,15 +249,15 @@ impl InMemorySource {
         let mut state = lock(&self.state);
         state.faults.check(&self.name)?;
         let key = (query.metric.clone(), query.track.clone());
-        let inside = state
+        let held = state
             .series
             .get(&key)
             .into_iter()
             .flatten()
-            .filter(|o| !o.measurement.is_no_data() && lies_inside(&o.window, &query.window));
+            .filter(|o| !o.measurement.is_no_data() && belongs(&o.window, &query.window));
         let mut acc: Option<Measurement> = None;
         let mut latest_gauge_end = None;
-        for o in inside {
+        for o in held {
             acc = Some(match (acc, &o.measurement) {
                 (None, m) => {
                     latest_gauge_end = Some(o.window.end());
@@ -291,14 +294,15 @@ impl InMemorySource {
     }
 }
 
-/// Whether an observation over `observed` belongs to a query over `queried`: it lies wholly
-/// inside. An empty window `[t, t)`, a reading at one instant, belongs where `t` does, so of two
-/// touching windows only the later one holds a reading at their common edge.
-fn lies_inside(observed: &Window, queried: &Window) -> bool {
+/// Whether an observation over `observed` belongs to a query over `queried`: its end lies in
+/// `(start, end]`. An empty window `[t, t)`, a reading at one instant, belongs where `t` does, so
+/// of two touching windows only the later one holds a reading at their common edge. Either
+/// way, of a series of touching windows exactly one holds each observation.
+fn belongs(observed: &Window, queried: &Window) -> bool {
     if observed.length().is_zero() {
         return queried.contains(observed.start());
     }
-    observed.start() >= queried.start() && observed.end() <= queried.end()
+    observed.end() > queried.start() && observed.end() <= queried.end()
 }
 
 fn kind(m: &Measurement) -> &'static str {
@@ -370,7 +374,32 @@ mod tests {
         assert!(other.measurement.is_no_data(), "metrics are kept apart");
     }
 
-    /// An observation over an empty window `[t, t)` (a reading at one instant) lies inside the
+    /// An observation that straddles the edge of two touching windows counts once, in the one
+    /// its end lies in: recordings out of phase with the queries lose nothing (a second of
+    /// traffic that ends mid-window used to be counted in neither window).
+    #[tokio::test]
+    async fn an_observation_straddling_two_windows_counts_in_the_one_it_ends_in() {
+        let s = InMemorySource::new();
+        s.record_counts(Track::Canary, Metric::ErrorRate, w(5, 15), 100, 1)
+            .unwrap();
+        s.record_counts(Track::Canary, Metric::ErrorRate, w(15, 20), 50, 2)
+            .unwrap();
+        let first = s
+            .query(&q(Metric::ErrorRate, Track::Canary, w(0, 10)))
+            .await
+            .unwrap();
+        let second = s
+            .query(&q(Metric::ErrorRate, Track::Canary, w(10, 20)))
+            .await
+            .unwrap();
+        assert_eq!(first.measurement, Measurement::NoData);
+        assert_eq!(
+            second.measurement,
+            Measurement::Counts(Counts::new(150, 3).unwrap())
+        );
+    }
+
+    /// An observation over an empty window `[t, t)` (a reading at one instant) belongs to the
     /// one window of a series of touching windows that holds `t`, so it is never counted twice.
     #[tokio::test]
     async fn an_instant_observation_counts_in_one_of_two_touching_windows() {
