@@ -46,7 +46,7 @@ fn fired_at(report: &Report) -> Timestamp {
 }
 
 /// A blue-green switch to 1.1.0 watched every 5 s for three breaching checks over 20% errors;
-/// 1.1.0 fails half its requests from 12.5 s into the watch, and when `gap` the metrics are
+/// 1.1.0 fails half its requests from 12 s into the watch, and when `gap` the metrics are
 /// out for the check after the first breaching one.
 async fn watched(gap: bool) -> Report {
     let (world, _traffic) = World::serving(0.0, 0.0).await;
@@ -56,7 +56,7 @@ async fn watched(gap: bool) -> Report {
     config.monitoring.check_interval = Duration::from_secs(5);
     let h = world.start(&config).await;
     until_stage(&h, Stage::Monitoring).await;
-    tokio::time::sleep(Duration::from_millis(12_500)).await;
+    tokio::time::sleep(Duration::from_millis(12_000)).await;
     world.set_rate("1.1.0", 0.5);
     if gap {
         tokio::time::sleep(Duration::from_secs(3)).await;

@@ -261,8 +261,13 @@ impl World {
     /// Spawns the traffic generator (one record per virtual second).
     pub fn spawn_traffic(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let world = Arc::clone(self);
+        // Each second of traffic ends half a second off the whole seconds the deployment's
+        // windows end on: a second ending at a window's end, recorded at the very instant the
+        // window is read, may come after the read and go unseen, and with a deterministic
+        // error schedule always the same arm's error would.
         tokio::spawn(async move {
             let mut carry = BTreeMap::new();
+            tokio::time::sleep(Duration::from_millis(500)).await;
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 world.tick_traffic(&mut carry).await;
