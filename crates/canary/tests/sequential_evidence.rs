@@ -4,7 +4,10 @@ mod common;
 
 use common::{counts, second};
 use serin_canary::judge::{Judge, Sample, Verdict};
-use serin_canary::sequential::{CountMode, CountTestConfig, SequentialCountJudge, Sides};
+use serin_canary::sequential::{
+    AlphaSharing, CountMode, CountTestConfig, SequentialCountJudge, SequentialLatencyJudge, Sides,
+    combine,
+};
 use serin_canary::severity::SeverityBands;
 use serin_signals::{Metric, Track};
 
@@ -41,4 +44,37 @@ fn an_inconclusive_count_judgement_states_its_interval_and_what_a_pass_needs() {
         );
         assert!(summary.contains(&stated), "{summary}");
     }
+}
+
+/// Split, each judge spends the `α` it was built with, and the evidence says so. A judge added
+/// on resume at `α/3` beside two built at `α/2` would spend more than `α` in all, which is
+/// refused; two left of three built at `α/3` spend less, and the evidence states what each
+/// fails at rather than `α/2`.
+#[test]
+fn split_alpha_states_what_each_judge_spends_and_refuses_more_than_alpha() {
+    let now = second(0).end();
+    let judgement = |alpha: f64| {
+        SequentialLatencyJudge::new(Metric::Latency, alpha, 0.0)
+            .unwrap()
+            .judgement(now)
+    };
+    let per = |m| AlphaSharing::Split.per_judge_alpha(0.05, m);
+    let added = [judgement(per(2)), judgement(per(2)), judgement(per(3))];
+    let e = combine(&added, 0.05, AlphaSharing::Split, now).unwrap_err();
+    assert!(e.to_string().contains("judgements"), "{e}");
+    let removed = [judgement(per(3)), judgement(per(3))];
+    let j = combine(&removed, 0.05, AlphaSharing::Split, now).unwrap();
+    let text = &j.evidence.summary;
+    assert!(
+        text.contains(
+            "alpha 0.05 split over 2 metric(s) (Bonferroni): each fails at its own 1/alpha = 60"
+        ),
+        "{text}"
+    );
+    let uneven = [judgement(0.04), judgement(0.01)];
+    let text = combine(&uneven, 0.05, AlphaSharing::Split, now)
+        .unwrap()
+        .evidence
+        .summary;
+    assert!(text.contains("1/alpha = 25, 100"), "{text}");
 }

@@ -8,7 +8,10 @@ use std::f64::consts::PI;
 
 use common::{counts, second};
 use serin_canary::judge::{Judge, Judgement, Sample, Statistic, Verdict};
-use serin_canary::sequential::{CountTest, CountTestConfig, SequentialCountJudge};
+use serin_canary::sequential::{
+    BatchCountConfig, BatchCountTest, CountTest, CountTestConfig, LatencyTest, LatencyTestConfig,
+    LatencyVariance, LogMoments, SequentialCountJudge, SequentialLatencyJudge,
+};
 use serin_signals::{Metric, Track};
 
 /// Requests per second over both arms; both err at 1%.
@@ -122,4 +125,137 @@ fn a_judge_saved_before_segments_were_numbered_spends_no_more_of_alpha() {
         level(&old),
         level(&judge)
     );
+}
+
+/// A batch of the robust count test that spans a change of the split weighs each part's errors
+/// by that part's share: with an error rate common to both arms that is higher while the canary
+/// holds half the traffic than while it holds 5%, pooling the batch's requests would expect the
+/// canary to hold far fewer of the batch's errors than it does, and roll back a good canary.
+#[test]
+fn a_robust_count_batch_spanning_split_changes_stays_fair_to_a_good_canary() {
+    let mut rng = common::Rng::new(11);
+    let mut t = BatchCountTest::new(BatchCountConfig::default()).unwrap();
+    // (canary share, error rate of both arms), alternating every 15 seconds.
+    let parts = [(0.5, 0.04), (0.05, 0.005)];
+    for s in 0..6_000u64 {
+        if s % 15 == 0 && s > 0 {
+            t.start_segment();
+        }
+        let (share, rate) = parts[(s / 15 % 2) as usize];
+        let (base, can) = (
+            (TRAFFIC as f64 * (1.0 - share)) as u64,
+            (TRAFFIC as f64 * share) as u64,
+        );
+        let (be, ce) = (
+            rng.poisson(base as f64 * rate),
+            rng.poisson(can as f64 * rate),
+        );
+        assert!(
+            !t.update(base, be, can, ce),
+            "second {s}: {:?}",
+            t.ratio_interval()
+        );
+    }
+    assert!(t.batches() >= 150, "{}", t.batches());
+    assert!(t.ratio_interval().unwrap().contains(1.0));
+}
+
+/// The same for the robust latency test: with a latency common to both arms that is higher
+/// while the canary holds half the traffic, a batch spanning both splits would weigh the
+/// canary's values towards the slow part and the baseline's towards the fast one.
+#[test]
+fn a_robust_latency_batch_spanning_split_changes_stays_fair_to_a_good_canary() {
+    let mut rng = common::Rng::new(7);
+    let config = LatencyTestConfig {
+        variance: LatencyVariance::BetweenBatches,
+        ..LatencyTestConfig::default()
+    };
+    let mut t = LatencyTest::new(config).unwrap();
+    // (canary share, median latency of both arms in ms), alternating every 15 seconds.
+    let parts = [(0.5, 20f64), (0.05, 10f64)];
+    // Each arm's mean log latency of `n` values of log-sd 0.5 around `median`.
+    let mut arm = |n: u64, median: f64| {
+        let mean = median.ln() + 0.5 * rng.normal() / (n as f64).sqrt();
+        LogMoments::from_parts(n, mean, 0.25).unwrap()
+    };
+    for s in 0..6_000u64 {
+        if s % 15 == 0 && s > 0 {
+            t.start_segment();
+        }
+        let (share, median) = parts[(s / 15 % 2) as usize];
+        let can = (TRAFFIC as f64 * share) as u64;
+        let (b, c) = (arm(TRAFFIC - can, median), arm(can, median));
+        assert!(
+            !t.update_log_moments(b, c),
+            "second {s}: {:?}",
+            t.median_shift_interval()
+        );
+    }
+    assert!(t.batches() >= 150, "{}", t.batches());
+    assert!(t.median_shift_interval().unwrap().contains(0.0));
+}
+
+/// The robust count judge tells its batch test of each new split it is stated, so a good
+/// canary whose errors, common to both arms, differ between the splits is never rolled back
+/// for it: the judge passes the splits on, as the batch test's own test does by hand.
+#[test]
+fn a_robust_count_judge_marks_each_new_split_for_its_batches() {
+    let mut rng = common::Rng::new(11);
+    let mut judge = SequentialCountJudge::robust(Metric::ErrorRate, 0.05, 0.0).unwrap();
+    let parts = [(0.5, 0.04), (0.05, 0.005)];
+    for s in 0..3_000u64 {
+        let (share, rate) = parts[(s / 15 % 2) as usize];
+        let (base, can) = split(share);
+        let w = second(s);
+        let b = counts(
+            Metric::ErrorRate,
+            Track::Stable,
+            w,
+            base,
+            rng.poisson(base as f64 * rate),
+        );
+        let c = counts(
+            Metric::ErrorRate,
+            Track::Canary,
+            w,
+            can,
+            rng.poisson(can as f64 * rate),
+        );
+        let sample = Sample::new(&b, &c, Some(share), w.end()).unwrap();
+        let j = judge.observe(&sample).unwrap();
+        assert!(
+            !matches!(j.verdict, Verdict::Fail(_)),
+            "second {s}: {}",
+            j.evidence.summary
+        );
+    }
+}
+
+/// The latency judge does the same for its test: with a latency common to both arms that is
+/// higher while the canary holds half the traffic, a robust judge is not misled into a
+/// rollback by batches that mix the splits.
+#[test]
+fn a_robust_latency_judge_marks_each_new_split_for_its_batches() {
+    let mut rng = common::Rng::new(7);
+    let mut judge = SequentialLatencyJudge::robust(Metric::Latency, 0.05, 0.0).unwrap();
+    let parts = [(0.5, 20f64), (0.05, 10f64)];
+    for s in 0..1_500u64 {
+        let (share, median) = parts[(s / 15 % 2) as usize];
+        let (base, can) = split(share);
+        let mut values = |n: u64| -> Vec<f64> {
+            (0..n)
+                .map(|_| median * (0.5 * rng.normal()).exp())
+                .collect()
+        };
+        let w = second(s);
+        let b = common::latency(Track::Stable, w, &values(base / 10));
+        let c = common::latency(Track::Canary, w, &values(can / 10));
+        let sample = Sample::new(&b, &c, Some(share), w.end()).unwrap();
+        let j = judge.observe(&sample).unwrap();
+        assert!(
+            !matches!(j.verdict, Verdict::Fail(_)),
+            "second {s}: {}",
+            j.evidence.summary
+        );
+    }
 }

@@ -15,7 +15,9 @@
 //! x_k = ln((c_k + ½)/(b_k + ½)) − ln(θ₀/(1 − θ₀)),   θ₀ = ρ_k r₀ / (ρ_k r₀ + 1 − ρ_k)
 //! ```
 //!
-//! (≈ the batch's log rate ratio over `r₀`), and runs the scale-invariant sequential t-test on
+//! (≈ the batch's log rate ratio over `r₀`; `ρ_k` is the batch's share of requests, and for a
+//! batch that spans changes of the split `θ₀` is the mean over its errors of each split's, see
+//! [`BatchCountTest::start_segment`]), and runs the scale-invariant sequential t-test on
 //! them: the batch-to-batch variance, overdispersion included, is **estimated** from the batches.
 //! The test rejects when the Bayes factor reaches `1/α` with the mean on the "canary worse" side.
 //! Its guarantee is Ville's inequality for the t-test martingale, exact when the batch statistics
@@ -31,8 +33,8 @@ use super::counts::{
     share_of,
 };
 use super::ttest::SequentialT;
-use crate::Result;
 use crate::judge::Interval;
+use crate::{Error, Result};
 
 /// Settings of a [`BatchCountTest`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -121,14 +123,80 @@ impl BatchCountConfig {
 }
 
 /// The open batch.
+///
+/// Under the null each error comes from the canary with the chance `θ₀` of the split it
+/// arrived at. Within one split, pooling the requests gives that chance whatever the error
+/// rate does over time. Across splits it does not: with a rate common to both arms that is
+/// higher at a 50% share than at 5%, the batch's pooled share would expect the canary to hold
+/// far fewer of its errors than it does. So the errors of the splits the batch spanned before
+/// ([`BatchCountTest::start_segment`]) are expected in the canary at their own split's `θ₀`,
+/// and the batch's `θ₀` is the mean over all its errors.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct OpenBatch {
     samples: u64,
+    /// Requests since the split last changed.
     baseline_requests: u64,
     canary_requests: u64,
     baseline_errors: u64,
     canary_errors: u64,
+    /// Errors of the batch before the split last changed.
+    #[serde(default)]
+    earlier_errors: u64,
+    /// How many of those the canary holds in expectation under the null.
+    #[serde(default)]
+    earlier_canary_expected: f64,
+}
+
+impl OpenBatch {
+    fn errors(&self) -> u64 {
+        self.baseline_errors.saturating_add(self.canary_errors)
+    }
+
+    /// `θ₀` at the current split: the canary's chance of holding an error under the null.
+    fn theta0(&self, r0: f64) -> f64 {
+        let share = share_of(self.canary_requests, self.baseline_requests);
+        share * r0 / (share * r0 + 1.0 - share)
+    }
+
+    /// The canary's errors expected under the null over the whole batch.
+    fn canary_expected(&self, r0: f64) -> f64 {
+        let now = self.errors().saturating_sub(self.earlier_errors);
+        if now == 0 {
+            return self.earlier_canary_expected;
+        }
+        self.earlier_canary_expected + now as f64 * self.theta0(r0)
+    }
+
+    /// `θ₀` of the batch: [`theta0`](Self::theta0) if it spans one split, else the mean over
+    /// its errors of each one's split's.
+    fn batch_theta0(&self, r0: f64) -> f64 {
+        if self.earlier_errors == 0 {
+            return self.theta0(r0);
+        }
+        self.canary_expected(r0) / self.errors() as f64
+    }
+
+    /// Checks a batch read back: the earlier splits' errors are some of the batch's, and the
+    /// canary's expected share of them a number between none and all of them.
+    fn check(&self, path: &str) -> Result<()> {
+        if self.earlier_errors > self.errors() {
+            return Err(Error::invalid_input(
+                format!("{path}.earlierErrors"),
+                self.earlier_errors,
+                "must be at most the batch's errors (baselineErrors + canaryErrors)",
+            ));
+        }
+        let e = self.earlier_canary_expected;
+        if !(0.0..=self.earlier_errors as f64).contains(&e) {
+            return Err(Error::invalid_input(
+                format!("{path}.earlierCanaryExpected"),
+                e,
+                "must be a number of errors between 0 and earlierErrors",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The robust, batch-based sequential count test (see the module docs of
@@ -165,12 +233,13 @@ impl Serialize for BatchCountTest {
     }
 }
 
-/// A state read back must test with the prior its settings name, and hold a t-test's state
-/// (`SequentialT::check`).
+/// A state read back must test with the prior its settings name, hold a t-test's state
+/// (`SequentialT::check`) and an open batch's (`OpenBatch::check`).
 impl<'de> Deserialize<'de> for BatchCountTest {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let t = BatchCountTest::deserialize(d)?;
         t.t.check("batchCountTest.t", t.config.prior_variance)
+            .and_then(|()| t.open.check("batchCountTest.open"))
             .map_err(serde::de::Error::custom)?;
         Ok(t)
     }
@@ -223,8 +292,7 @@ impl BatchCountTest {
         if o.baseline_requests == 0 || o.canary_requests == 0 {
             return self.rejected_at.is_some();
         }
-        let share = share_of(o.canary_requests, o.baseline_requests);
-        let theta0 = share * r0 / (share * r0 + 1.0 - share);
+        let theta0 = o.batch_theta0(r0);
         let errors = o.baseline_errors as f64 + o.canary_errors as f64;
         if o.samples >= self.config.min_samples
             && errors * theta0.min(1.0 - theta0) >= self.config.min_expected_errors
@@ -313,6 +381,20 @@ impl BatchCountTest {
         })
     }
 
+    /// Call when the traffic split changes. The open batch keeps its errors, and those of the
+    /// split that ends are expected in the canary at that split's `θ₀`: pooling requests
+    /// across splits would not give the canary's chance of holding an error, since an error
+    /// rate common to both arms that is higher at one split than at the other weighs that
+    /// split's share more. On a stream whose split never changes nothing differs.
+    pub fn start_segment(&mut self) {
+        let r0 = self.null_ratio();
+        let o = &mut self.open;
+        o.earlier_canary_expected = o.canary_expected(r0);
+        o.earlier_errors = o.errors();
+        o.baseline_requests = 0;
+        o.canary_requests = 0;
+    }
+
     /// Forgets every sample; the settings are kept.
     pub fn reset(&mut self) {
         *self = BatchCountTest {
@@ -382,6 +464,38 @@ mod tests {
         // One with twice the errors is worse by more than it.
         let worse = run(|e| 2 * e);
         assert_eq!(worse.rejected_worse(), Some(true));
+    }
+
+    /// A batch open across a split change reads back as it was; one saved before batches
+    /// kept their earlier splits reads back as spanning one split; an edited one whose
+    /// earlier splits hold more errors than the batch, or expect more of them in the canary,
+    /// is refused naming the field.
+    #[test]
+    fn an_open_batch_across_splits_reads_back_and_is_checked() {
+        let mut t = BatchCountTest::new(BatchCountConfig::default()).unwrap();
+        t.update(500, 3, 500, 2);
+        t.start_segment();
+        t.update(950, 4, 50, 1);
+        let json = serde_json::to_value(&t).unwrap();
+        assert_eq!(json["open"]["earlierErrors"], 5);
+        let back: BatchCountTest = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, t);
+        let mut old = json.clone();
+        let open = old["open"].as_object_mut().unwrap();
+        open.remove("earlierErrors");
+        open.remove("earlierCanaryExpected");
+        let old: BatchCountTest = serde_json::from_value(old).unwrap();
+        assert_eq!(old.open.earlier_errors, 0);
+        for (field, v) in [
+            ("earlierErrors", serde_json::json!(11)),
+            ("earlierCanaryExpected", serde_json::json!(5.5)),
+            ("earlierCanaryExpected", serde_json::json!(-0.1)),
+        ] {
+            let mut bad = json.clone();
+            bad["open"][field] = v;
+            let e = serde_json::from_value::<BatchCountTest>(bad).unwrap_err();
+            assert!(e.to_string().contains(&format!("open.{field}")), "{e}");
+        }
     }
 
     #[test]

@@ -41,7 +41,9 @@ impl AlphaSharing {
 ///
 /// The combined verdict is `Fail` as described on [`AlphaSharing`] (the severity is the highest
 /// among the failing judges, or `Warning` when only the average fails), `Pass` when every judge
-/// passes, and `Inconclusive` otherwise. An empty slice or a bad `alpha` is an error.
+/// passes, and `Inconclusive` otherwise. An empty slice or a bad `alpha` is an error, and so,
+/// split, are judges whose own `α`s (`1/threshold` of each e-value) sum to more than `alpha`:
+/// a judge added on resume at `α/3` beside judges built at `α/2` would spend more than `α`.
 pub fn combine(
     judgements: &[Judgement],
     alpha: f64,
@@ -61,8 +63,9 @@ pub fn combine(
     let (verdict, decisive, how) = match sharing {
         AlphaSharing::Split => {
             let how = format!(
-                "alpha {alpha} split over {m} metric(s), {} each (Bonferroni)",
-                alpha / m as f64
+                "alpha {alpha} split over {m} metric(s) (Bonferroni): each fails at its own \
+                 1/alpha = {}",
+                split_thresholds(judgements, alpha)?
             );
             match worst_fail {
                 Some((s, j)) => (Verdict::Fail(s), j, how),
@@ -100,4 +103,40 @@ pub fn combine(
     evidence.at = now;
     evidence.summary = format!("{} [{how}; verdict {verdict}]", decisive.evidence.summary);
     Ok(Judgement { verdict, evidence })
+}
+
+/// The thresholds `1/α_j` the judges with an e-value fail at, as evidence writes them (one
+/// when they agree), once their `α_j` are checked to sum to at most `alpha` (up to rounding):
+/// the Bonferroni bound holds for what each judge was built with, not for `alpha/m`. Without
+/// any e-value, `m/alpha`.
+fn split_thresholds(judgements: &[Judgement], alpha: f64) -> Result<String> {
+    let m = judgements.len();
+    let thresholds: Vec<f64> = judgements
+        .iter()
+        .filter(|j| matches!(j.evidence.statistic, Some(Statistic::EValue(_))))
+        .filter_map(|j| j.evidence.threshold)
+        .collect();
+    let spent: f64 = thresholds
+        .iter()
+        // A threshold that is not a number or not above 0 is no judge's `1/α`: it spends all.
+        .map(|&t| if t > 0.0 { 1.0 / t } else { f64::INFINITY })
+        .sum();
+    if spent > alpha * (1.0 + 1e-9) {
+        return Err(Error::invalid_input(
+            "judgements",
+            format!("alphas (1/threshold) summing to {spent}"),
+            format!(
+                "the judges' alphas must sum to at most alpha = {alpha}: build each with \
+                 AlphaSharing::Split.per_judge_alpha(alpha, {m})"
+            ),
+        ));
+    }
+    let mut texts: Vec<String> = thresholds.iter().map(|&t| threshold_text(t)).collect();
+    if texts.is_empty() {
+        texts.push(threshold_text(m as f64 / alpha));
+    }
+    if texts.iter().all(|t| *t == texts[0]) {
+        texts.truncate(1);
+    }
+    Ok(texts.join(", "))
 }

@@ -102,6 +102,14 @@ impl crate::one_key::OneKey for CountEngine {
 }
 
 impl CountEngine {
+    /// Marks a change of the stated split (see each test's `start_segment`).
+    fn start_segment(&mut self) {
+        match self {
+            CountEngine::PerRequest(t) => t.start_segment(),
+            CountEngine::Batched(t) => t.start_segment(),
+        }
+    }
+
     fn update(&mut self, br: u64, be: u64, cr: u64, ce: u64) {
         match self {
             CountEngine::PerRequest(t) => {
@@ -220,18 +228,33 @@ fn without_trailing_zeros(text: String) -> String {
     }
 }
 
-/// Reads a count judge's last stated split as a sample states it, strictly between 0 and 1: an
-/// edited or damaged journal with a share no sample can state (or NaN, which YAML writes) is
-/// refused on load.
+/// Reads a count judge's last stated split (see [`stated_share`]).
+fn count_stated_share<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<f64>, D::Error> {
+    stated_share(d, "sequentialCountJudge.lastStatedShare")
+}
+
+/// Reads a latency judge's last stated split (see [`stated_share`]).
+fn latency_stated_share<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<f64>, D::Error> {
+    stated_share(d, "sequentialLatencyJudge.lastStatedShare")
+}
+
+/// Reads a judge's last stated split, the field at `path`, as a sample states it: strictly
+/// between 0 and 1. An edited or damaged journal with a share no sample can state (or NaN,
+/// which YAML writes) is refused on load.
 fn stated_share<'de, D: serde::Deserializer<'de>>(
     d: D,
+    path: &str,
 ) -> std::result::Result<Option<f64>, D::Error> {
     let share = Option::<f64>::deserialize(d)?;
     if let Some(v) = share
         && !(v > 0.0 && v < 1.0)
     {
         return Err(serde::de::Error::custom(Error::invalid_input(
-            "sequentialCountJudge.lastStatedShare",
+            path,
             v,
             "must be a fraction strictly between 0 and 1, as a sample's stated share is",
         )));
@@ -301,7 +324,7 @@ pub struct SequentialCountJudge {
     severity: SeverityBands,
     engine: CountEngine,
     seen: Seen,
-    #[serde(default, deserialize_with = "stated_share")]
+    #[serde(default, deserialize_with = "count_stated_share")]
     last_stated_share: Option<f64>,
     /// The failure's severity, from the ratio when the test rejected: later segments of the
     /// ratio (a new split) must not reclassify a failure already reported.
@@ -483,11 +506,11 @@ impl Judge for SequentialCountJudge {
             return Ok(answer);
         }
         let (b, c) = arms(Self::NAME, sample, "counts", counts_of)?;
-        // A new split starts a new segment of the ratio's confidence sequence.
-        if let (Some(share), CountEngine::PerRequest(t)) = (sample.canary_share(), &mut self.engine)
-        {
+        // A new split starts a new segment of the ratio's confidence sequence, and a robust
+        // batch open across it expects each split's errors at that split's share.
+        if let Some(share) = sample.canary_share() {
             if self.last_stated_share.is_some_and(|s| s != share) {
-                t.start_segment();
+                self.engine.start_segment();
             }
             self.last_stated_share = Some(share);
         }
@@ -636,6 +659,14 @@ pub struct SequentialLatencyJudge {
     severity: SeverityBands,
     test: LatencyTest,
     seen: Seen,
+    /// The canary's share stated with the last sample: a new one starts a segment of the
+    /// test (see [`LatencyTest::start_segment`]). `None` in states saved before it was kept.
+    #[serde(
+        default,
+        deserialize_with = "latency_stated_share",
+        skip_serializing_if = "Option::is_none"
+    )]
+    last_stated_share: Option<f64>,
     /// The failure's severity, from the median shift when the test rejected: the batches that
     /// keep arriving after it move the estimate, and must not reclassify a failure already
     /// reported.
@@ -687,6 +718,7 @@ impl SequentialLatencyJudge {
             severity,
             test: LatencyTest::new(config)?,
             seen: Seen::default(),
+            last_stated_share: None,
             rejected_severity: None,
         })
     }
@@ -711,6 +743,13 @@ impl Judge for SequentialLatencyJudge {
             return Ok(answer);
         }
         let (b, c) = arms(Self::NAME, sample, "latency sketches", sketch_of)?;
+        // A batch's arms must not mix splits whose common latency differs.
+        if let Some(share) = sample.canary_share() {
+            if self.last_stated_share.is_some_and(|s| s != share) {
+                self.test.start_segment();
+            }
+            self.last_stated_share = Some(share);
+        }
         self.test.update(b, c);
         self.seen.add_window(sample.window());
         let (nb, nc) = self.test.values();
@@ -826,6 +865,7 @@ impl Judge for SequentialLatencyJudge {
     fn reset(&mut self) {
         self.test.reset();
         self.seen = Seen::default();
+        self.last_stated_share = None;
         self.rejected_severity = None;
     }
 }

@@ -685,6 +685,24 @@ impl LatencyTest {
         }
     }
 
+    /// Call when the traffic split changes: the open batch closes if both arms hold
+    /// [`min_batch`](LatencyTestConfig::min_batch) values (however few samples it spans), and
+    /// its values are dropped otherwise. A batch must not span two splits: each arm's mean
+    /// weighs the parts of the batch by that arm's values in them, so with a latency common to
+    /// both arms that differs between the parts (the load, the hour), the arm whose share grew
+    /// would be weighed towards the later part, and its mean would differ from the other's with
+    /// no difference between versions. On a stream whose split never changes nothing differs.
+    pub fn start_segment(&mut self) {
+        let min = self.config.min_batch;
+        if self.open_baseline.count() >= min && self.open_canary.count() >= min {
+            self.close_batch();
+        } else {
+            self.open_baseline = LogMoments::empty();
+            self.open_canary = LogMoments::empty();
+            self.open_samples = 0;
+        }
+    }
+
     /// Whether the test has rejected.
     pub fn rejected(&self) -> bool {
         self.rejected_at.is_some()
