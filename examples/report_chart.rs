@@ -56,11 +56,10 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, Failure> {
     let mut positional = Vec::new();
     let mut deployment = None;
     let mut json = None;
-    let missing = |flag: &str| Failure::Usage(format!("{flag} needs a value"));
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--deployment" => deployment = Some(args.next().ok_or_else(|| missing(&a))?),
-            "--json" => json = Some(PathBuf::from(args.next().ok_or_else(|| missing(&a))?)),
+            "--deployment" => set_once(&mut deployment, &a, args.next())?,
+            "--json" => set_once(&mut json, &a, args.next().map(PathBuf::from))?,
             "-h" | "--help" => return Err(Failure::Help),
             flag if flag.starts_with("--") => {
                 return Err(Failure::Usage(format!("unknown option `{flag}`")));
@@ -80,6 +79,16 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, Failure> {
         deployment,
         json,
     })
+}
+
+/// Sets `flag`'s `slot` to `value`; a flag without a value, or given twice, is a usage error
+/// (the last one would silently win over the first).
+fn set_once<T>(slot: &mut Option<T>, flag: &str, value: Option<T>) -> Result<(), Failure> {
+    let value = value.ok_or_else(|| Failure::Usage(format!("{flag} needs a value")))?;
+    if slot.replace(value).is_some() {
+        return Err(Failure::Usage(format!("{flag} given twice")));
+    }
+    Ok(())
 }
 
 /// The report of one deployment in the journal at `path`.

@@ -74,7 +74,9 @@
 //!   the orchestrator's `rollback_to` does; the version gone back to leaves the list of
 //!   previous versions.
 //! - **`plan`** and **`deploy --dry-run`** compute the plan on an in-memory copy of what runs:
-//!   no process starts and nothing changes.
+//!   no process starts and nothing changes. While a `deploy` or `rollback` holds the state
+//!   directory, the plan's first step is `start: REFUSED`, naming that command, and the dry
+//!   run exits 4, as the deployment would.
 //! - **`monitor --duration`** samples health (HTTP `/ready` and `/live` of every instance) and
 //!   the proxy's measurements every `--interval` (without the flags, for the brief's
 //!   `MONITORING_DURATION` every `CHECK_INTERVAL`, else for 5 minutes every second);
@@ -146,8 +148,6 @@ mod cli;
 
 use std::io::Write as _;
 
-use clap::Parser;
-
 use cli::args::{Cli, Command};
 use cli::context::Ctx;
 use cli::deploy::{self, Flavour};
@@ -196,7 +196,7 @@ async fn run(cli: Cli, io: Option<tokio::runtime::Handle>) -> Result<Exit, CliEr
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     let output = cli.global.output;
     // The simulated fleet runs in virtual time: a paused clock that jumps to the next timer.
     let runtime = match cli.global.backend {

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 
 /// What the exit status means; shown at the end of `--help`.
 const EXIT_CODES: &str = "\
@@ -270,6 +270,47 @@ pub struct MetricsArgs {
     pub duration: Duration,
 }
 
+impl Cli {
+    /// The command line of this process, parsed; exits with the usage (status 2) when it is
+    /// not one. An option of every verb given both before and after the verb is refused as
+    /// one given twice on either side is: the parser would keep the later one silently.
+    pub fn parse_args() -> Cli {
+        let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        if let Some(flag) = repeated_global(&argv) {
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("the argument '--{flag}' cannot be used multiple times"),
+                )
+                .exit();
+        }
+        Cli::parse_from(argv)
+    }
+}
+
+/// The first global option `argv` gives more than once (`--output json plan --output text`),
+/// as `--name value` or `--name=value`, before a `--` that ends the options.
+fn repeated_global(argv: &[std::ffi::OsString]) -> Option<String> {
+    let command = Cli::command();
+    let globals: Vec<&str> = command
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .filter_map(|a| a.get_long())
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let args = argv.iter().skip(1).map(|a| a.to_string_lossy());
+    for arg in args.take_while(|a| a != "--") {
+        let Some(name) = arg.strip_prefix("--") else {
+            continue;
+        };
+        let name = name.split_once('=').map_or(name, |(n, _)| n);
+        if globals.contains(&name) && !seen.insert(name.to_owned()) {
+            return Some(name.to_owned());
+        }
+    }
+    None
+}
+
 /// A duration as the brief writes them: a bare number is seconds (`PHASE_DURATION=300`),
 /// otherwise a human string (`30s`, `5m`, `1h30m`). Zero is refused however it is written:
 /// no phase, watch, sampling interval or measurement can last no time.
@@ -305,7 +346,6 @@ mod tests {
 
     #[test]
     fn the_command_line_is_consistent() {
-        use clap::CommandFactory;
         Cli::command().debug_assert();
     }
 }

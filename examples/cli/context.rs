@@ -51,11 +51,7 @@ impl Ctx {
     pub fn state(&self, states: &StateDir, service: &str) -> Result<RunState, CliError> {
         match states.load()? {
             None => Ok(RunState::new(service, self.global.backend)),
-            Some(s) if s.service != service => Err(CliError::usage(format!(
-                "state directory {} records service `{}`, but the config deploys `{service}`; use another --state-dir",
-                self.global.state_dir.display(),
-                s.service
-            ))),
+            Some(s) if s.service != service => Err(self.other_service(&s.service, service)),
             Some(s) if s.backend != self.global.backend => Err(CliError::usage(format!(
                 "state directory {} records the {:?} backend, not {:?}; pass --backend {} or use another --state-dir",
                 self.global.state_dir.display(),
@@ -65,6 +61,14 @@ impl Ctx {
             ))),
             Some(s) => Ok(s),
         }
+    }
+
+    /// The refusal of a config for `service` over a state directory that records `recorded`.
+    pub fn other_service(&self, recorded: &str, service: &str) -> CliError {
+        CliError::usage(format!(
+            "state directory {} records service `{recorded}`, but the config deploys `{service}`; use another --state-dir",
+            self.global.state_dir.display(),
+        ))
     }
 
     pub fn options(&self, states: &StateDir, state: &RunState) -> Options {

@@ -19,6 +19,7 @@ use crate::cli::args::{CanaryArgs, DeployArgs, RollbackArgs, StrategyArg, Strate
 use crate::cli::backend::Stack;
 use crate::cli::context::Ctx;
 use crate::cli::exit::{CliError, Exit};
+use crate::cli::hooks;
 use crate::cli::interrupt::{Interrupts, forced_message};
 use crate::cli::settings::service_of;
 use crate::cli::state::{Behaviour, RunState, StateDir, StateLock};
@@ -518,12 +519,18 @@ pub async fn plan(ctx: &Ctx, args: &StrategyDeployArgs) -> Result<Exit, CliError
     plan_of(ctx, config).await
 }
 
-/// The plan on an in-memory copy of what runs: no process starts, nothing changes.
+/// The plan on an in-memory copy of what runs: no process starts, nothing changes. While
+/// another command holds the state directory, the copy's deployment lock is held in its name,
+/// so the plan marks the start refused (exit 4, as the deployment would be).
 async fn plan_of(ctx: &Ctx, config: DeploymentConfig) -> Result<Exit, CliError> {
     let service = service_of(&config).to_owned();
     let states = StateDir::existing(&ctx.global.state_dir);
     let state = ctx.state(&states, &service)?;
     let platform = Arc::new(InMemoryPlatform::new());
+    let holder = states.holder();
+    if let Some(holder) = &holder {
+        platform.lock(&service, holder).await?;
+    }
     let router = Arc::new(InMemoryRouter::new());
     if let Some(r) = &state.current {
         let spec = TrackSpec::new(
@@ -551,6 +558,11 @@ async fn plan_of(ctx: &Ctx, config: DeploymentConfig) -> Result<Exit, CliError> 
     if let Some((path, fleet)) = options.catalog {
         builder = builder.validator(crate::cli::backend::load_catalog(&path)?, fleet);
     }
+    // The provider the deployment would take its backup with; for listing, which creates
+    // nothing.
+    if let Some(backup) = hooks::backup(&ctx.global, &ctx.env, &states, hooks::Use::List)? {
+        builder = builder.backup(backup);
+    }
     let plans = builder.build().plan(&config).await?;
     let blocked = plans
         .iter()
@@ -573,6 +585,8 @@ async fn plan_of(ctx: &Ctx, config: DeploymentConfig) -> Result<Exit, CliError> 
     ctx.ui.result(&text, &doc)?;
     Ok(if blocked {
         Exit::Blocked
+    } else if holder.is_some() {
+        Exit::Backend
     } else {
         Exit::Success
     })

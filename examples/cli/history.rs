@@ -26,6 +26,14 @@ pub async fn status(ctx: &Ctx) -> Result<Exit, CliError> {
         ctx.ui.result(&text, &json!({ "deployed": false }))?;
         return Ok(Exit::Success);
     };
+    // A config given names the service asked about: the record of another is not its status.
+    if ctx.global.config.is_some() {
+        let (config, _) = ctx.config()?;
+        let service = service_of(&config);
+        if state.service != service {
+            return Err(ctx.other_service(&state.service, service));
+        }
+    }
     let mut text = String::new();
     let _ = writeln!(
         text,

@@ -322,6 +322,19 @@ impl StateDir {
         }
     }
 
+    /// The command that holds the directory now, as `` `deploy of 1.2.0` (process 4242) ``, or
+    /// `None` when none does.
+    pub fn holder(&self) -> Option<String> {
+        if !self.is_locked() {
+            return None;
+        }
+        let holder = std::fs::read_to_string(self.lock_file()).unwrap_or_default();
+        Some(match holder.trim().split_once(": ") {
+            Some((pid, what)) => format!("`{what}` (process {pid})"),
+            None => "of another command".to_owned(),
+        })
+    }
+
     /// Whether a command holds the directory now (see [`lock`](Self::lock)).
     pub fn is_locked(&self) -> bool {
         match std::fs::File::open(self.lock_file()) {

@@ -619,6 +619,14 @@ fn report_chart_draws_the_deployment_a_prefix_names_and_refuses_an_ambiguous_one
         .assert()
         .success()
         .stdout(predicate::str::contains("usage: report_chart"));
+    // A flag given twice is refused, not settled silently by the last one.
+    for flag in ["--deployment", "--json"] {
+        chart(&[".serin/journal.jsonl", "twice.svg", flag, "a", flag, "b"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(format!("{flag} given twice")));
+    }
+    assert!(!d.join("twice.svg").exists());
     chart(&["missing.jsonl", "chart.svg"])
         .assert()
         .code(1)
@@ -640,6 +648,61 @@ fn hold_state_dir(dir: &Path) -> std::fs::File {
         .expect("lock file");
     lock.lock().expect("lock");
     lock
+}
+
+/// While a deployment holds the state directory, the dry run says that a start would be
+/// refused, naming the holder, and exits as the deployment itself would (4).
+#[test]
+fn a_dry_run_marks_the_start_refused_while_another_command_holds_the_state_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    deploy_on_sim(d, "1.0.0");
+    let mut held = hold_state_dir(d);
+    held.set_len(0).expect("truncate");
+    std::io::Write::write_all(&mut held, b"4242: deploy of 1.1.0").expect("holder");
+    for args in [
+        vec!["plan", "--version", "1.2.0"],
+        vec!["deploy", "--version", "1.2.0", "--dry-run"],
+    ] {
+        sim(d)
+            .args(&args)
+            .assert()
+            .code(4)
+            .stdout(predicate::str::contains("start: REFUSED"))
+            .stdout(predicate::str::contains("deploy of 1.1.0` (process 4242)"));
+    }
+    drop(held);
+    sim(d)
+        .args(["plan", "--version", "1.2.0"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("REFUSED").not());
+}
+
+/// The dry run plans the backup `--backup-dir` takes, and refuses what the deployment would
+/// (a `--backup-keep` below 2), creating nothing either way.
+#[test]
+fn a_dry_run_plans_the_backup_of_the_flags_and_refuses_their_bad_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::create_dir(d.join("data dir")).expect("data dir");
+    for verb in [vec!["plan"], vec!["deploy", "--dry-run"]] {
+        sim(d)
+            .args(["--backup-dir", "data dir"])
+            .args(&verb)
+            .args(["--version", "1.0.0"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("backup by directory"));
+        sim(d)
+            .args(["--backup-dir", "data dir", "--backup-keep", "1"])
+            .args(&verb)
+            .args(["--version", "1.0.0"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("invalid --backup-keep `1`"));
+    }
+    assert!(!d.join(".serin").exists());
 }
 
 #[test]
@@ -825,6 +888,78 @@ fn bad_config_and_bad_flags_exit_2_naming_the_field() {
 
 /// A `--catalog`, `--env-file` or `--state-dir` that cannot be used is a usage error naming
 /// the flag and its value, and changes nothing.
+/// An option of every verb given both before and after the verb is refused (exit 2, naming
+/// it), as one given twice on either side is, rather than settled silently by the later one.
+#[test]
+fn a_global_option_given_before_and_after_the_verb_exits_2_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    for args in [
+        &[
+            "--state-dir",
+            "a",
+            "deploy",
+            "--version",
+            "1.0.0",
+            "--state-dir",
+            "b",
+        ][..],
+        &[
+            "--output",
+            "json",
+            "plan",
+            "--version",
+            "1.0.0",
+            "--output=text",
+        ],
+    ] {
+        sim(d)
+            .args(args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(format!(
+                "'{}' cannot be used multiple times",
+                args[0]
+            )));
+    }
+    assert!(!d.join("a").exists() && !d.join("b").exists());
+    // Once, on either side, is fine.
+    sim(d)
+        .args(["plan", "--version", "1.0.0", "--output", "json"])
+        .assert()
+        .success();
+}
+
+/// `status` with a `--config` of another service than the state directory records is refused
+/// as the verbs that deploy refuse it, rather than passing the recorded service's status off
+/// as that one's.
+#[test]
+fn status_refuses_a_config_of_another_service() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    deploy_on_sim(d, "1.0.0");
+    let web = d.join("web config.yaml");
+    std::fs::write(&web, "strategy: canary\ntargetServices: [web]\n").expect("config");
+    sim(d)
+        .arg("--config")
+        .arg(&web)
+        .arg("status")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "records service `demo`, but the config deploys `web`",
+        ));
+    // Without a config, or with one of the recorded service, it reads the record.
+    sim(d).arg("status").assert().success();
+    sim(d)
+        .arg("--config")
+        .arg(example_config())
+        .arg("status")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("running: 1.0.0"));
+}
+
 #[test]
 fn bad_file_flags_exit_2_naming_the_flag_and_its_value() {
     let dir = tempfile::tempdir().expect("tempdir");

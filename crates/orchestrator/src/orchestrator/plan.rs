@@ -296,8 +296,8 @@ impl Orchestrator {
             super::on_platform(platform, limit, &doing, platform.lock_holder(service)).await?;
         if let Some(holder) = holder {
             return Ok(Some(format!(
-                "deployment {holder} holds the lock of {service}: resume it to finish it (or \
-                 roll it back), or abandon it"
+                "deployment {holder} holds the lock of {service}: wait for it to end, or, if it \
+                 was cut short, resume it to finish it (or roll it back) or abandon it"
             )));
         }
         let running = super::status_within(platform, service, track, limit).await;
