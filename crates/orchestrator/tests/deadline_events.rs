@@ -8,21 +8,7 @@ use std::time::Duration;
 
 use serin_canary::controller::{LatencyPacing, Pacing};
 use serin_orchestrator::{DeploymentConfig, EventKind, Phase, Report, Stage, TrafficStrategyKind};
-use support::{World, blue_green_config, canary_within, rollback_reason, until_stage};
-
-/// The deadline events of `report`: phase and action, each with its position in the
-/// timeline.
-fn deadlines(report: &Report) -> Vec<(usize, Phase, String)> {
-    report
-        .timeline
-        .iter()
-        .enumerate()
-        .filter_map(|(i, e)| match &e.kind {
-            EventKind::DeadlineReached { phase, action } => Some((i, *phase, action.clone())),
-            _ => None,
-        })
-        .collect()
-}
+use support::{World, blue_green_config, canary_within, deadlines, rollback_reason, until_stage};
 
 /// The position of the first rollback start in `report`'s timeline.
 fn rollback_started(report: &Report) -> usize {

@@ -13,24 +13,11 @@ use async_trait::async_trait;
 use serin_orchestrator::{EventKind, Orchestrator, Phase, Report, Result, StepRunner};
 use support::{
     HangingBackup, SERVICE, SilentHealth, World, abort_to_end, backing_up, bounded, canary_within,
-    checklist_validator, failed_reason, v,
+    checklist_validator, deadlines, failed_reason, v,
 };
 
 /// `maxDeploymentDuration` of every deployment here.
 const MAX: Duration = Duration::from_secs(20 * 60);
-
-/// The deadline events of `report`, each with its position in the timeline.
-fn deadlines(report: &Report) -> Vec<(usize, Phase, String)> {
-    report
-        .timeline
-        .iter()
-        .enumerate()
-        .filter_map(|(i, e)| match &e.kind {
-            EventKind::DeadlineReached { phase, action } => Some((i, *phase, action.clone())),
-            _ => None,
-        })
-        .collect()
-}
 
 /// Asserts that `report` failed in preparation for `maxDeploymentDuration` (20m), announced
 /// once, before the end, saying that nothing rolls back, in a sentence its `Display` shows.

@@ -423,6 +423,20 @@ pub fn errors_or_missing_data_trigger() -> serin_triggers::TriggerConfig {
     .expect("trigger")
 }
 
+/// The deadline events of `report`: phase and action, each with its position in the
+/// timeline.
+pub fn deadlines(report: &Report) -> Vec<(usize, serin_orchestrator::Phase, String)> {
+    report
+        .timeline
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match &e.kind {
+            EventKind::DeadlineReached { phase, action } => Some((i, *phase, action.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The reason of a rolled-back deployment; panics with the report otherwise.
 pub fn rollback_reason(report: &Report) -> &str {
     match &report.outcome {
