@@ -88,7 +88,11 @@ async fn crashed_and_resumed(
     assert_all_traffic_on(world, expected, &what).await;
     assert_no_request_lost(world, since, &what);
     assert_events_in_sequence(&report, &what);
-    assert_eq!(world.lock_holder(SERVICE), None, "the lock is freed: {what}");
+    assert_eq!(
+        world.lock_holder(SERVICE),
+        None,
+        "the lock is freed: {what}"
+    );
     let count = |f: fn(&EventKind) -> bool| report.timeline.iter().filter(|e| f(&e.kind)).count();
     assert_eq!(
         count(|k| matches!(k, EventKind::Started { .. })),
