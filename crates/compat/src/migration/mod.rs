@@ -74,6 +74,7 @@ pub const RULES: &[&str] = &[
     "constraint-missing-not-valid",
     "disallowed-unique-constraint",
     "domain-constraint-scan",
+    "function-not-analysed",
     "identifier-too-long",
     "ignore-names-unknown-rule",
     "ignore-without-rules",
@@ -271,6 +272,12 @@ impl MigrationReport {
 /// migrations of knex, drizzle and most ORMs write their tables so and taking each as possibly
 /// in use would flag every index and constraint they add; a note (`table-taken-as-new`, info)
 /// says so, for a table made outside the migrations given (by hand, by another tool).
+///
+/// A data change is `INSERT`, `UPDATE`, `DELETE` or `MERGE`, alone or under `WITH`. A function
+/// that a query calls may change data or the schema, which the analysis does not follow: a note
+/// (`function-not-analysed`, info) names it, unless it is in `pg_catalog` (as `pg_dump` writes
+/// `set_config` and `setval`), a well-known built-in that changes neither, called by its bare
+/// name, or one the migration made, whose body it shows.
 ///
 /// A table that earlier statements declared `PARTITION BY` is indexed partition by partition
 /// (`CREATE INDEX ... ON ONLY`, then each partition concurrently, then `ALTER INDEX ... ATTACH

@@ -8,10 +8,11 @@ use sqlparser::ast::{
     AlterSchemaOperation, AlterTableOperation, AlterTypeOperation, AlterViewOperation, ArgMode,
     Assignment, AssignmentTarget, CascadeOption, ColumnOption, ContextModifier, DataType,
     DetachPartitionMode, DiscardObject, DropBehavior, DropFunction, Expr, ForValues, FromTable,
-    FunctionArg, FunctionArgExpr, FunctionArguments, FunctionDesc, GrantObjects, Ident, ObjectName,
-    ObjectNamePart, ObjectType, OnConflict, OnConflictAction, OnInsert, OperateFunctionArg, Query,
-    RenameTableNameKind, Reset, SchemaName, SelectItem, Set, SetExpr, Statement, TableConstraint,
-    TableFactor, TableObject, TableWithJoins, TimezoneInfo, Value, visit_relations,
+    FunctionArg, FunctionArgExpr, FunctionArguments, FunctionDesc, GrantObjects, Ident,
+    MergeAction, MergeUpdateExpr, MergeUpdateKind, ObjectName, ObjectNamePart, ObjectType,
+    OnConflict, OnConflictAction, OnInsert, OperateFunctionArg, Query, RenameTableNameKind, Reset,
+    SchemaName, SelectItem, Set, SetExpr, Statement, TableConstraint, TableFactor, TableObject,
+    TimezoneInfo, Value, Visit, Visitor, visit_relations,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
@@ -109,6 +110,97 @@ const STABLE: &[&str] = &[
     "current_user",
     "session_user",
     "timezone",
+];
+
+/// Built-ins, called by their bare name, that change no table's rows and no schema object
+/// (besides [`STABLE`] and [`VOLATILE`]): aggregates and windows, text, numbers, times, arrays
+/// and JSON, what a session reads about itself, and the settings and sequence positions that
+/// `pg_dump` writes (`set_config`, `setval`).
+const BUILT_IN: &[&str] = &[
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "array_agg",
+    "string_agg",
+    "bool_and",
+    "bool_or",
+    "every",
+    "json_agg",
+    "jsonb_agg",
+    "json_object_agg",
+    "jsonb_object_agg",
+    "row_number",
+    "rank",
+    "dense_rank",
+    "lag",
+    "lead",
+    "first_value",
+    "last_value",
+    "coalesce",
+    "nullif",
+    "greatest",
+    "least",
+    "lower",
+    "upper",
+    "length",
+    "char_length",
+    "octet_length",
+    "substr",
+    "btrim",
+    "ltrim",
+    "rtrim",
+    "replace",
+    "concat",
+    "concat_ws",
+    "format",
+    "left",
+    "right",
+    "strpos",
+    "split_part",
+    "regexp_replace",
+    "regexp_match",
+    "regexp_matches",
+    "md5",
+    "encode",
+    "decode",
+    "to_char",
+    "to_date",
+    "to_timestamp",
+    "to_number",
+    "date_trunc",
+    "date_part",
+    "age",
+    "abs",
+    "round",
+    "ceil",
+    "floor",
+    "trunc",
+    "mod",
+    "power",
+    "sqrt",
+    "generate_series",
+    "unnest",
+    "array_length",
+    "cardinality",
+    "to_json",
+    "to_jsonb",
+    "json_build_object",
+    "jsonb_build_object",
+    "json_build_array",
+    "jsonb_build_array",
+    "jsonb_set",
+    "jsonb_array_elements",
+    "json_array_elements",
+    "version",
+    "current_setting",
+    "current_schema",
+    "current_database",
+    "pg_typeof",
+    "set_config",
+    "setval",
+    "currval",
 ];
 
 /// `Some(true)` if the default is volatile, `Some(false)` if it is constant or stable,
@@ -2306,7 +2398,10 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             ));
         }
         Statement::RefreshMaterializedView(_) => {}
-        Statement::Update(_) | Statement::Delete(_) | Statement::Insert(_) => {
+        Statement::Update(_)
+        | Statement::Delete(_)
+        | Statement::Insert(_)
+        | Statement::Merge(_) => {
             out.extend(data_change_findings(sql, ctx));
         }
         Statement::Truncate(t) => {
@@ -2347,6 +2442,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
         }
         // `SELECT ... INTO` makes a table, as `CREATE TABLE ... AS` does: nothing uses it yet.
         // `SELECT set_config('lock_timeout', '1s', false)` is `SET` written as a function.
+        // Any other function it calls may change data or the schema unseen: a note names it.
         Statement::Query(query) => {
             if let Some(table) = select_into(query) {
                 ctx.create(&table);
@@ -2355,6 +2451,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                 set_timeout(ctx, &name, std::slice::from_ref(value), local, &mut out);
             }
             out.extend(data_change_findings(sql, ctx));
+            out.extend(calls_not_analysed(query, ctx));
         }
         // Privileges given, statistics gathered, an index renamed: nothing a running version
         // relies on changes (their locks are counted above).
@@ -2510,32 +2607,108 @@ fn data_change_findings(statement: &Statement, ctx: &Ctx) -> Vec<SqlFinding> {
     twice.into_iter().chain(backfill).collect()
 }
 
-/// The `INSERT`, `UPDATE` and `DELETE` that `statement` runs: itself, or, for a statement that
-/// begins `WITH` (which the parser reads as a query), its body and those of its `WITH` queries
-/// (`WITH b AS (SELECT ...) UPDATE ...`, `WITH d AS (DELETE ... RETURNING ...) SELECT ...`).
+/// The `INSERT`, `UPDATE`, `DELETE` and `MERGE` that `statement` runs: itself, or, for a
+/// statement that begins `WITH` (which the parser reads as a query), its body and those of its
+/// `WITH` queries (`WITH b AS (SELECT ...) UPDATE ...`, `WITH d AS (DELETE ... RETURNING ...)
+/// SELECT ...`).
 fn data_changes(statement: &Statement) -> Vec<&Statement> {
     fn of_query<'a>(query: &'a Query, out: &mut Vec<&'a Statement>) {
         for cte in query.with.iter().flat_map(|w| &w.cte_tables) {
             of_query(&cte.query, out);
         }
         match query.body.as_ref() {
-            SetExpr::Insert(s) | SetExpr::Update(s) | SetExpr::Delete(s) => out.push(s),
+            SetExpr::Insert(s) | SetExpr::Update(s) | SetExpr::Delete(s) | SetExpr::Merge(s) => {
+                out.push(s);
+            }
             SetExpr::Query(q) => of_query(q, out),
             _ => {}
         }
     }
     let mut out = Vec::new();
     match statement {
-        Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => out.push(statement),
+        Statement::Insert(_)
+        | Statement::Update(_)
+        | Statement::Delete(_)
+        | Statement::Merge(_) => out.push(statement),
         Statement::Query(query) => of_query(query, &mut out),
         _ => {}
     }
     out
 }
 
+/// A note naming the functions `query` calls that may change data or the schema, which the
+/// analysis does not follow: any but those of `pg_catalog` (as `pg_dump` writes its calls),
+/// the [`BUILT_IN`] ones called by their bare name, and those this migration made, whose body
+/// it shows.
+fn calls_not_analysed(query: &Query, ctx: &Ctx) -> Option<SqlFinding> {
+    let mut calls = Calls(Vec::new());
+    let _ = query.visit(&mut calls);
+    let mut names: Vec<String> = Vec::new();
+    for name in calls.0.iter().filter(|name| !known_call(name, ctx)) {
+        let written = name.to_string();
+        if !names.contains(&written) {
+            names.push(written);
+        }
+    }
+    (!names.is_empty()).then(|| {
+        finding(
+            "function-not-analysed",
+            Severity::Info,
+            Safety::Safe,
+            format!(
+                "calls {}, which is not analysed: a function may change data or the schema",
+                names.join(", ")
+            ),
+            "review what it runs by hand; if it changes rows in use or the schema, write those \
+             statements in the migration instead",
+        )
+    })
+}
+
+/// The names of the functions a query calls, in expressions and in `FROM`.
+struct Calls(Vec<ObjectName>);
+
+impl Visitor for Calls {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        if let Expr::Function(f) = expr {
+            self.0.push(f.name.clone());
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, table: &TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table {
+            name,
+            args: Some(_),
+            ..
+        } = table
+        {
+            self.0.push(name.clone());
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Whether a call of `name` is known to change no data and no schema (see
+/// [`calls_not_analysed`]).
+fn known_call(name: &ObjectName, ctx: &Ctx) -> bool {
+    let parts: Vec<String> = name.0.iter().map(part_key).collect();
+    let built_in = match parts.as_slice() {
+        [schema, _] => schema == "pg_catalog",
+        [f] => [BUILT_IN, STABLE, VOLATILE]
+            .iter()
+            .any(|list| list.contains(&f.as_str())),
+        _ => false,
+    };
+    built_in || ctx.made_routine(&routine_key(name, None))
+}
+
 /// The first column that a data change assigns twice (`UPDATE t SET a = 1, a = 2`, `INSERT
-/// INTO t (a, a)`, or twice in `ON CONFLICT DO UPDATE SET`), as `table.column`: PostgreSQL
-/// refuses such a statement. Columns compare as PostgreSQL names them, so `a` and `"A"` differ.
+/// INTO t (a, a)`, or twice in `ON CONFLICT DO UPDATE SET` or in one `WHEN` clause of `MERGE`),
+/// as `table.column`: PostgreSQL refuses such a statement. Columns compare as PostgreSQL names
+/// them, so `a` and `"A"` differ.
 fn assigned_twice(statement: &Statement) -> Option<String> {
     let targets = |assignments: &[Assignment]| -> Vec<ObjectName> {
         assignments
@@ -2546,13 +2719,25 @@ fn assigned_twice(statement: &Statement) -> Option<String> {
             })
             .collect()
     };
+    let named = |table: &TableFactor| match table {
+        TableFactor::Table { name, .. } => name.to_string(),
+        other => other.to_string(),
+    };
     let (table, lists) = match statement {
-        Statement::Update(u) => (
-            match &u.table.relation {
-                TableFactor::Table { name, .. } => name.to_string(),
-                other => other.to_string(),
-            },
-            vec![targets(&u.assignments)],
+        Statement::Update(u) => (named(&u.table.relation), vec![targets(&u.assignments)]),
+        Statement::Merge(m) => (
+            named(&m.table),
+            m.clauses
+                .iter()
+                .filter_map(|c| match &c.action {
+                    MergeAction::Update(MergeUpdateExpr {
+                        kind: MergeUpdateKind::Set(assignments),
+                        ..
+                    }) => Some(targets(assignments)),
+                    MergeAction::Insert(i) => Some(i.columns.clone()),
+                    _ => None,
+                })
+                .collect(),
         ),
         Statement::Insert(i) => {
             let on_conflict = match &i.on {
@@ -2586,7 +2771,7 @@ fn changes_rows_in_use(statement: &Statement, ctx: &Ctx) -> bool {
                 .and_then(|part| part.as_ident())
                 .is_some_and(|t| BOOKKEEPING.contains(&t.value.to_lowercase().as_str()))
     };
-    let relation = |t: &TableWithJoins| match &t.relation {
+    let relation = |t: &TableFactor| match t {
         TableFactor::Table { name, .. } => untouched(name),
         _ => false,
     };
@@ -2599,10 +2784,11 @@ fn changes_rows_in_use(statement: &Statement, ctx: &Ctx) -> bool {
             let kept_apart = matches!(&insert.table, TableObject::TableName(n) if untouched(n));
             !(literal || kept_apart)
         }
-        Statement::Update(update) => !relation(&update.table),
+        Statement::Update(update) => !relation(&update.table.relation),
+        Statement::Merge(merge) => !relation(&merge.table),
         Statement::Delete(delete) => match &delete.from {
             FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from) => {
-                !from.iter().all(relation)
+                !from.iter().all(|t| relation(&t.relation))
             }
         },
         _ => true,
