@@ -121,6 +121,7 @@ mod tests {
     use crate::controller::Pacing;
     use crate::controller::latency_gate::LatencyEvidence;
     use crate::controller::pacing::Level;
+    use crate::sequential::share_of;
 
     fn second(k: u64) -> Window {
         Window::ending_at(
@@ -196,6 +197,38 @@ mod tests {
         assert!(good >= 0.99 && at < 60, "{good} at {at}");
         let (good, at) = pass_rate(&robust, 1.0, 0.6, 200, 1_800);
         assert!(good >= 0.99 && (299..900).contains(&at), "{good} at {at}");
+    }
+
+    /// A batch that spans a change of the split expects each window's errors in the canary at
+    /// that window's share (`ErrorScatter` sums `n_t ρ_t`), so an error rate common to both arms
+    /// that is six times higher at a 50% share than at 5% does not make an identical canary's
+    /// batches scatter: pooling the batch's requests instead would put its share near the
+    /// middle (27.5% for half of each) while most of its errors come at 50%, and the batches
+    /// that straddle a change would stand out as the canary worse by about 8 standard errors,
+    /// inflating the dispersion that divides the gate's evidence.
+    #[test]
+    fn batches_across_a_change_of_the_split_expect_each_window_at_its_share() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(23);
+        let errors = |rng: &mut rand_chacha::ChaCha8Rng, n: u64, rate: f64| {
+            Poisson::new(n as f64 * rate).map_or(0, |p| p.sample(rng) as u64)
+        };
+        let mut batches = ErrorBatches::default();
+        let span = Duration::from_secs(30);
+        // 1,000 requests a second, the split alternating every 45 s, so that batches of 30 s
+        // lie within one split or straddle a change.
+        for k in 0..36_000 {
+            let (nc, rate) = if (k / 45) % 2 == 0 {
+                (50, 0.005)
+            } else {
+                (500, 0.03)
+            };
+            let nb = 1_000 - nc;
+            let (c, b) = (errors(&mut rng, nc, rate), errors(&mut rng, nb, rate));
+            batches.add(c, b, share_of(nc, nb), second(k), span);
+        }
+        assert!(batches.count() > 500, "{}", batches.count());
+        let ratio = batches.batches.scatter().ratio().unwrap();
+        assert!((0.8..1.2).contains(&ratio), "{ratio}");
     }
 
     #[test]

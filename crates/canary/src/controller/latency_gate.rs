@@ -287,12 +287,22 @@ impl LatencyEvidence {
         self.canary.add(canary);
     }
 
+    /// Call when the traffic split changes: the open batch is dropped, the sums are kept. A
+    /// batch must not span two splits: each arm's mean weighs the parts of the batch by that
+    /// arm's values in them, so with a latency common to both arms that differs between the
+    /// splits (the load, the hour), the arm whose share grew would be weighed towards the later
+    /// part, and its mean would differ from the other's with no difference between versions.
+    /// Dropping rather than closing it keeps every batch spanning the gate's time.
+    pub(crate) fn new_split(&mut self) {
+        self.open = None;
+    }
+
     /// Starts the current weight's sums afresh, dropping the batch gathered at the weight
     /// before; the spreads and the scatter are kept.
     pub(crate) fn new_level(&mut self) {
         self.precision = 0.0;
         self.shift = 0.0;
-        self.open = None;
+        self.new_split();
     }
 
     /// The batches counted over the rollout.

@@ -664,7 +664,10 @@ impl<J: Judge> CanaryController<J> {
                         .saturating_add(c.errors());
                 }
             }
+            // Latencies of the split before a raise would share a batch with the raised
+            // split's (see `LatencyEvidence::new_split`), and are no evidence at its weight.
             if let Some(l) = self.policy.pacing.as_ref().and_then(|p| p.latency.as_ref())
+                && at_weight
                 && &l.metric == sample.metric()
                 && let (Measurement::Latency(b), Measurement::Latency(c)) =
                     (&baseline.measurement, &canary.measurement)
@@ -1000,7 +1003,7 @@ impl<J: Judge> CanaryController<J> {
     }
 
     /// Sets the weight; `new_level` starts pacing's evidence afresh (a passed gate, or a lower
-    /// weight).
+    /// weight). The latency gate's open batch ends with the split either way.
     fn set_weight(&mut self, weight: u8, new_level: bool) {
         self.state.weight = weight;
         self.state.weight_samples.iter_mut().for_each(|s| *s = 0);
@@ -1008,6 +1011,8 @@ impl<J: Judge> CanaryController<J> {
             self.state.step_errors = 0;
             self.state.step_log_lr = 0.0;
             self.state.step_latency.new_level();
+        } else {
+            self.state.step_latency.new_split();
         }
     }
 
