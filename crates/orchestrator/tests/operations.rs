@@ -231,7 +231,10 @@ async fn the_dry_run_lists_every_step_and_changes_nothing() {
         text.contains("1.0.0 on stable -> 1.1.0 on canary"),
         "{text}"
     );
-    assert!(text.contains("10% → 40% → 70%"), "{text}");
+    assert!(
+        text.contains("10% held 1m → 40% held 1m → 70% held 1m"),
+        "{text}"
+    );
     assert!(text.contains("retire stable"), "{text}");
     let mut bg = canary_config("1.1.0");
     bg.strategy = StrategyKind::BlueGreen;

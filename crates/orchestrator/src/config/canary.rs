@@ -252,11 +252,17 @@ impl CanaryConfig {
     }
 
     /// Checks that `router`, which takes weights only in multiples of `granularity`, can take
-    /// every weight the canary sets: the router would refuse one off it only once the new
-    /// track is up. The error names the field the weight comes from, the step and the weight.
-    /// An exposure budget, which sizes the first weight in whole percents as the canary runs,
-    /// needs a router of whole percents.
-    pub(crate) fn check_granularity(&self, granularity: Weight, router: &str) -> Result<()> {
+    /// every weight the canary sets from step `from` on (0 at the start, the current step on a
+    /// resume): the router would refuse one off it only once the new track is up. The error
+    /// names the field the weight comes from, the step and the weight. An exposure budget,
+    /// which sizes the first weight in whole percents as the canary runs, needs a router of
+    /// whole percents until that weight is set.
+    pub(crate) fn check_granularity(
+        &self,
+        granularity: Weight,
+        router: &str,
+        from: usize,
+    ) -> Result<()> {
         let fits =
             |percent: u8| (u32::from(percent) * 100).is_multiple_of(u32::from(granularity.bps()));
         let cannot = format!(
@@ -264,20 +270,28 @@ impl CanaryConfig {
              and would refuse it once the new track is up; choose weights on that granularity"
         );
         let policy = self.policy()?;
-        let off = policy.steps.iter().enumerate().find_map(|(i, s)| match s {
-            Step::SetWeight(w) if !fits(*w) => Some((i, *w)),
-            _ => None,
-        });
+        let weights = || {
+            (policy.steps.iter().enumerate()).filter_map(|(i, s)| match s {
+                Step::SetWeight(w) => Some((i, *w)),
+                _ => None,
+            })
+        };
+        let off = weights()
+            .skip_while(|(i, _)| *i < from)
+            .find(|(_, w)| !fits(*w));
         if let Some((i, w)) = off {
+            // Without explicit steps, the first weight is `initialPercentage` and each later
+            // one adds `incrementPercentage`.
+            let first = weights().next().map(|(first, _)| first);
             let (field, value) = match &self.steps {
                 Some(_) => (format!("canaryConfig.steps[{i}].setWeight"), w),
-                None if fits(self.initial_percentage) => (
-                    "canaryConfig.incrementPercentage".to_owned(),
-                    self.increment_percentage,
-                ),
-                None => (
+                None if first == Some(i) => (
                     "canaryConfig.initialPercentage".to_owned(),
                     self.initial_percentage,
+                ),
+                None => (
+                    "canaryConfig.incrementPercentage".to_owned(),
+                    self.increment_percentage,
                 ),
             };
             return Err(Error::invalid(
@@ -286,8 +300,9 @@ impl CanaryConfig {
                 format!("step {i} sets the canary's weight to {w}%, but {cannot}"),
             ));
         }
+        let first_weight_to_come = weights().next().is_some_and(|(i, _)| i >= from);
         match self.pacing.as_ref().and_then(|p| p.exposure_budget) {
-            Some(budget) if !fits(1) => Err(Error::invalid(
+            Some(budget) if !fits(1) && first_weight_to_come => Err(Error::invalid(
                 "canaryConfig.pacing.exposureBudget",
                 budget,
                 format!("sizes the canary's first weight in whole percents, but {cannot}"),

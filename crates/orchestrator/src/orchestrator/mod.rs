@@ -30,7 +30,7 @@ use crate::lock;
 use crate::platform::{Platform, TrackKey, TrackStatus};
 use crate::report::Report;
 use crate::run::{Resumption, Runner};
-use crate::state::{DeploymentState, Outcome, Placement};
+use crate::state::{DeploymentState, Outcome, Placement, Stage};
 
 /// Plans, runs, operates, resumes and reports deployments.
 ///
@@ -618,6 +618,13 @@ impl Orchestrator {
     /// clock ahead of this one is observed from now, so the new version is watched at once,
     /// and an arm it says began taking traffic later than now began now.
     ///
+    /// The weights the deployment has still to set (the rest of a blue-green switch's plan, the
+    /// canary's remaining steps, all of them before either began) are checked against the
+    /// router it resumes with, as [`start`](Self::start) checks them: a router swapped since
+    /// for a coarser one (a Service selector's all-or-nothing switch) refuses the resume with
+    /// the field, the step, the weight and the granularity, before anything moves, and the
+    /// deployment stays unfinished, to be resumed once its router takes them.
+    ///
     /// The platform's deployment lock is taken back within `maxDeploymentDuration`: a platform
     /// that does not answer refuses the resume with [`Error::Timeout`], and the lock stays the
     /// deployment's, as it was since it was cut short.
@@ -650,6 +657,8 @@ impl Orchestrator {
                 *since = Some(now);
             }
         }
+        let backends = self.backends(&state.service)?;
+        check_remaining_weights(&state, &backends.router)?;
         let guard = self.lock_service(&state.service)?;
         let limit = state.config.max_deployment_duration;
         // Not freed if it does not answer in time: the deployment, cut short, keeps its
@@ -661,7 +670,6 @@ impl Orchestrator {
             limit,
         )
         .await?;
-        let backends = self.backends(&state.service)?;
         let seq = last.seq + 1;
         Ok(self.spawn(state, seq, Some(resumption), backends, guard))
     }
@@ -742,13 +750,54 @@ fn check_weights(
     if config.strategy != StrategyKind::BlueGreen {
         return config
             .canary_config
-            .check_granularity(granularity, router.name());
+            .check_granularity(granularity, router.name(), 0);
     }
     let start = crate::run::split_all(old, Some(new))?;
     let strategy = config.blue_green_config.traffic()?;
     serin_traffic::Plan::shift_with_granularity(&start, new.as_str(), &strategy, granularity)
         .map_err(|e| Error::invalid("blueGreenConfig.trafficStrategy", "…", e.to_string()))?;
     Ok(())
+}
+
+/// Checks that `router` can take every weight the deployment in `state`, being resumed, has
+/// still to set, as [`check_weights`] does at the start: before its switch or canary began,
+/// all of them; in a blue-green switch, the plan's steps after the last applied; in a canary,
+/// the weights of its steps from the current one. A rollback moves all traffic back, which
+/// every router takes, and the promotion all of it to the new version.
+fn check_remaining_weights(state: &DeploymentState, router: &Arc<dyn TrafficRouter>) -> Result<()> {
+    let granularity = router.capabilities().weight_granularity();
+    match (state.stage, &state.from, &state.plan, &state.canary) {
+        (
+            Stage::Validation | Stage::Preparation | Stage::BringUp | Stage::WaitReady,
+            Some(old),
+            ..,
+        ) => check_weights(&state.config, router, &old.track, &state.to.track),
+        (Stage::Switch, _, Some(run), _) => {
+            let next = run.cursor.last_applied().map_or(0, |i| i + 1);
+            let off = (run.plan.steps().iter().enumerate().skip(next)).find_map(|(i, s)| {
+                let w = s.split().weight_of(state.to.track.as_str())?;
+                (!w.bps().is_multiple_of(granularity.bps().max(1))).then_some((i, w))
+            });
+            off.map_or(Ok(()), |(i, w)| {
+                Err(Error::invalid(
+                    "blueGreenConfig.trafficStrategy",
+                    w,
+                    format!(
+                        "step {i} of the switch's plan would set the new version's weight to \
+                         {w}, but router `{}` takes weights only in multiples of its \
+                         granularity {granularity}; resume once the service's router takes them",
+                        router.name()
+                    ),
+                ))
+            })
+        }
+        (Stage::Canary, _, _, Some(run)) => state.config.canary_config.check_granularity(
+            granularity,
+            router.name(),
+            run.controller.step(),
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Sets `service` in `fleet` to the version that runs (`from`; none before a first install)

@@ -3,11 +3,11 @@
 use std::fmt;
 use std::time::Duration;
 
-use serin_canary::controller::CanaryPolicy;
+use serin_canary::controller::{CanaryPolicy, OnInconclusive, Step};
 use serin_signals::Track;
 use serin_traffic::Plan;
 
-use crate::config::{DeploymentConfig, StrategyKind};
+use crate::config::{DeploymentConfig, StrategyKind, human};
 use crate::error::{Error, Result};
 use crate::event::verdict_name;
 use crate::run::split_all;
@@ -78,6 +78,70 @@ fn findings_worth_listing(val: &serin_compat::UpgradeValidation) -> Option<Strin
         .map(serin_compat::Finding::one_line)
         .collect();
     (!listed.is_empty()).then(|| listed.join("; "))
+}
+
+/// What a canary by `config` (its `policy`) does, for the dry run: each weight with how long it
+/// holds, how often it is judged, when it promotes and rolls back, and its pacing if set.
+fn canary_summary(config: &DeploymentConfig, policy: &CanaryPolicy) -> String {
+    let canary = &config.canary_config;
+    let mut out = format!(
+        "weights {}, judged every {}; promote when no judge fails, roll back past maxDuration {}; \
+         onInconclusive: {}",
+        weights_held(&policy.steps),
+        human(canary.metrics_window),
+        human(canary.max_duration),
+        match canary.on_inconclusive {
+            OnInconclusive::Hold =>
+                "hold (at its weight until an operator decides or maxDuration runs out)",
+            OnInconclusive::Rollback => "rollback",
+        }
+    );
+    if let Some(p) = &policy.pacing {
+        out.push_str("; pacing: ");
+        out.push_str(&match p.detectable_ratio {
+            Some(r) => {
+                format!("a raise waits until errors rule out {r}× the baseline's error rate")
+            }
+            None => "a raise waits on latency alone".to_owned(),
+        });
+        if let Some(budget) = p.exposure_budget {
+            out.push_str(&format!(
+                ", the first weight sized to an exposure budget of {budget} requests"
+            ));
+        }
+    }
+    out
+}
+
+/// Each weight `steps` set, with how long it holds: the pauses and analyses until the next
+/// weight (`10% held 1m → 40% held 1m`).
+fn weights_held(steps: &[Step]) -> String {
+    let mut weights: Vec<(u8, Vec<String>)> = Vec::new();
+    for step in steps {
+        let hold = match step {
+            Step::SetWeight(w) => {
+                weights.push((*w, Vec::new()));
+                continue;
+            }
+            Step::Pause(p) => p.duration.map_or("until resumed".to_owned(), human),
+            Step::Analysis(a) => format!("by an analysis of up to {}", human(a.duration)),
+            Step::SetCanaryScale(_) => continue,
+        };
+        if let Some((_, holds)) = weights.last_mut() {
+            holds.push(hold);
+        }
+    }
+    let listed: Vec<String> = weights
+        .into_iter()
+        .map(|(w, holds)| {
+            if holds.is_empty() {
+                format!("{w}%")
+            } else {
+                format!("{w}% held {}", holds.join(" then "))
+            }
+        })
+        .collect();
+    listed.join(" → ")
 }
 
 impl Orchestrator {
@@ -201,18 +265,9 @@ impl Orchestrator {
                 }
                 (Some(old), _) => {
                     let policy = config.canary_config.policy()?;
-                    let weights: Vec<String> = policy
-                        .steps
-                        .iter()
-                        .filter_map(|s| match s {
-                            serin_canary::controller::Step::SetWeight(w) => Some(format!("{w}%")),
-                            _ => None,
-                        })
-                        .collect();
                     steps.push(format!(
-                        "canary {to} (canary arm) vs {old} (baseline arm): weights {} judged every {:?}, promote when no judge fails",
-                        weights.join(" → "),
-                        config.canary_config.metrics_window
+                        "canary {to} (canary arm) vs {old} (baseline arm): {}",
+                        canary_summary(config, &policy)
                     ));
                     if let Some(full) = config.promotion_scale(&policy.steps) {
                         steps.push(format!(

@@ -1,0 +1,72 @@
+//! The dry run of a canary says what a user deciding whether to run it needs: how long each
+//! weight holds, the canary's `maxDuration`, what an inconclusive judge does, and pacing when
+//! it is set.
+
+mod support;
+
+use std::time::Duration;
+
+use serin_orchestrator::DeploymentConfig;
+use support::{World, canary_config};
+
+/// The canary step of the dry run of `config` over 1.0.0.
+async fn canary_step(config: &DeploymentConfig) -> String {
+    let world = World::new();
+    world.install("1.0.0").await;
+    let plan = world
+        .orchestrator()
+        .plan(config)
+        .await
+        .expect("plan")
+        .remove(0);
+    plan.steps
+        .iter()
+        .find(|s| s.starts_with("canary "))
+        .unwrap_or_else(|| panic!("no canary step: {plan}"))
+        .clone()
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_weight_s_hold_the_max_duration_and_on_inconclusive_are_listed() {
+    let mut config = canary_config("1.1.0");
+    config.canary_config.max_duration = Duration::from_secs(1_800);
+    config.validate().expect("valid");
+    let step = canary_step(&config).await;
+    for said in [
+        "weights 10% held 1m → 40% held 1m → 70% held 1m",
+        "judged every 10s",
+        "maxDuration 30m",
+        "onInconclusive: hold",
+    ] {
+        assert!(step.contains(said), "`{said}` not in: {step}");
+    }
+    assert!(!step.contains("pacing"), "{step}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn explicit_steps_pauses_analyses_and_pacing_are_listed() {
+    let mut config = canary_config("1.1.0");
+    config.canary_config.steps = Some(
+        serde_json::from_str(
+            r#"[{"setWeight": 10}, {"pause": {"duration": "2m"}},
+                {"setWeight": 50}, {"pause": {}},
+                {"setWeight": 80}, {"analysis": {"duration": "5m"}}]"#,
+        )
+        .expect("steps"),
+    );
+    config.canary_config.on_inconclusive = serin_canary::controller::OnInconclusive::Rollback;
+    config.canary_config.pacing = Some(
+        serde_json::from_str(r#"{"detectableRatio": 2.0, "exposureBudget": 3000}"#)
+            .expect("pacing"),
+    );
+    config.validate().expect("valid");
+    let step = canary_step(&config).await;
+    for said in [
+        "weights 10% held 2m → 50% held until resumed → 80% held by an analysis of up to 5m",
+        "onInconclusive: rollback",
+        "pacing: a raise waits until errors rule out 2× the baseline's error rate",
+        "exposure budget of 3000 requests",
+    ] {
+        assert!(step.contains(said), "`{said}` not in: {step}");
+    }
+}
