@@ -12,7 +12,7 @@ use serin_canary::sequential::{
     BatchCountConfig, BatchCountTest, CountTest, CountTestConfig, LatencyTest, LatencyTestConfig,
     LatencyVariance, LogMoments, SequentialCountJudge, SequentialLatencyJudge,
 };
-use serin_signals::{Metric, Track};
+use serin_signals::{Metric, Observation, Track};
 
 /// Requests per second over both arms; both err at 1%.
 const TRAFFIC: u64 = 1_000;
@@ -221,13 +221,7 @@ fn a_robust_count_judge_marks_each_new_split_for_its_batches() {
             can,
             rng.poisson(can as f64 * rate),
         );
-        let sample = Sample::new(&b, &c, Some(share), w.end()).unwrap();
-        let j = judge.observe(&sample).unwrap();
-        assert!(
-            !matches!(j.verdict, Verdict::Fail(_)),
-            "second {s}: {}",
-            j.evidence.summary
-        );
+        never_fails(&mut judge, &b, &c, share);
     }
 }
 
@@ -250,12 +244,18 @@ fn a_robust_latency_judge_marks_each_new_split_for_its_batches() {
         let w = second(s);
         let b = common::latency(Track::Stable, w, &values(base / 10));
         let c = common::latency(Track::Canary, w, &values(can / 10));
-        let sample = Sample::new(&b, &c, Some(share), w.end()).unwrap();
-        let j = judge.observe(&sample).unwrap();
-        assert!(
-            !matches!(j.verdict, Verdict::Fail(_)),
-            "second {s}: {}",
-            j.evidence.summary
-        );
+        never_fails(&mut judge, &b, &c, share);
     }
+}
+
+/// Feeds `judge` one sample of `b` and `c` at the stated `share`, which must not fail it.
+fn never_fails(judge: &mut impl Judge, b: &Observation, c: &Observation, share: f64) {
+    let sample = Sample::new(b, c, Some(share), b.window.end()).unwrap();
+    let j = judge.observe(&sample).unwrap();
+    assert!(
+        !matches!(j.verdict, Verdict::Fail(_)),
+        "{:?}: {}",
+        b.window,
+        j.evidence.summary
+    );
 }

@@ -110,8 +110,8 @@ impl StepRunner for Stuck {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_pre_upgrade_step_cancelled_at_the_deadline_is_announced() {
+/// An installed world whose orchestrator's pre-upgrade step never answers.
+async fn with_a_stuck_step() -> (Arc<World>, Orchestrator) {
     let world = World::installed().await;
     let (validator, fleet) = checklist_validator();
     let o = world
@@ -119,6 +119,12 @@ async fn a_pre_upgrade_step_cancelled_at_the_deadline_is_announced() {
         .validator(validator, fleet)
         .step_runner(Arc::new(Stuck))
         .build();
+    (world, o)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pre_upgrade_step_cancelled_at_the_deadline_is_announced() {
+    let (_world, o) = with_a_stuck_step().await;
     assert_preparation_deadline(&deployed(&o).await);
 }
 
@@ -152,13 +158,7 @@ async fn an_abort_in_preparation_announces_no_deadline() {
 /// Nor is one that cancels a pre-upgrade step.
 #[tokio::test(start_paused = true)]
 async fn an_abort_of_a_pre_upgrade_step_announces_no_deadline() {
-    let world = World::installed().await;
-    let (validator, fleet) = checklist_validator();
-    let o = world
-        .builder(world.journal.clone())
-        .validator(validator, fleet)
-        .step_runner(Arc::new(Stuck))
-        .build();
+    let (_world, o) = with_a_stuck_step().await;
     let h = o.start(&canary_within(MAX), SERVICE).await.expect("start");
     tokio::time::sleep(Duration::from_secs(60)).await;
     let (_, report) = abort_to_end(&o, h).await;
