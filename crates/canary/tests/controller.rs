@@ -1,6 +1,6 @@
 //! Behaviour of the canary controller: steps, pauses, failures, deadlines, pacing, resumption.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

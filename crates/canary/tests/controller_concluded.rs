@@ -2,7 +2,7 @@
 //! `Inconclusive` or `Error` is never moved past (Argo pauses for a person), and a Kayenta run
 //! that ended says so.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! dry run, but never holding, rolling back or keeping the canary from a promotion; and a
 //! controller whose judges are all advisory is refused, since nothing would then decide.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! the gate's evidence; the saved state records a held tick as the last action, and a saved state
 //! that no rollout writes is refused.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

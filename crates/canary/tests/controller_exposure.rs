@@ -2,7 +2,7 @@
 //! serves, on average, no more canary requests than the budget before it is rolled back, at the
 //! weights the controller itself sets, when pacing is told how the judges weigh errors.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

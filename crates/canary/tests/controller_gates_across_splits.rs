@@ -2,7 +2,7 @@
 //! differs between the splits (the load, the hour) must not make an identical canary look
 //! slower, and observations of the split before a raise are no evidence at the raised weight.
 
-mod common;
+use crate::common;
 
 use common::{Rng, counts, second};
 use serin_canary::controller::{

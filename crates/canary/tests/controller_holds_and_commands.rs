@@ -2,7 +2,7 @@
 //! step's progress deadline, a command that contradicts a finished rollout is refused, and a
 //! journalled state whose pacing evidence no rollout could gather is refused on load.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

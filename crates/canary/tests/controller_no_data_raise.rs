@@ -3,7 +3,7 @@
 //! weight. A raise from 0%, a lowering, a pause and a scale step are not held by it, and a saved
 //! state from before the counter existed holds until data comes.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

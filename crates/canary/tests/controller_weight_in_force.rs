@@ -1,7 +1,7 @@
 //! The share the judges are told: the weight in force, which the caller states while a raised
 //! weight waits for its track, or else the weight the controller set last.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

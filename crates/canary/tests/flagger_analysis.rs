@@ -2,7 +2,7 @@
 //! which any metric fails counts once, a passing interval resets nothing, and the canary rolls
 //! back once the count reaches `threshold`, whichever metrics failed.
 
-mod common;
+use crate::common;
 
 use common::flagger_builtins;
 use serde_json::json;

@@ -2,7 +2,7 @@
 //! the latency test's outlier fences always bracket the baseline's middle, and the controller
 //! never raises the weight while a judge fails.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

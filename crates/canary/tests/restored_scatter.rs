@@ -2,7 +2,7 @@
 //! is checked on load wherever a state holds one: rounding noise below 0 is taken as 0, and
 //! impossible values are refused with the field's path.
 
-mod common;
+use crate::common;
 
 use common::{Rng, counts, latency, second};
 use serde_json::{Value, json};

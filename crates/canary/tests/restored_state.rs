@@ -2,7 +2,7 @@
 //! refused with an error or keeps working: whatever one field holds, it neither panics nor hangs.
 //! Extreme counts, times and durations fed through the public API are taken the same way.
 
-mod common;
+use crate::common;
 
 use std::sync::OnceLock;
 use std::sync::mpsc;

@@ -1,6 +1,6 @@
 //! Behaviour of the sequential judges on simulated, seeded traffic.
 
-mod common;
+use crate::common;
 
 use common::{Rng, counts, latency, no_data, second};
 use serin_canary::judge::{Judge, Judgement, Sample, Severity, Verdict};

@@ -2,7 +2,7 @@
 //! at once, in at least `1 − α` of seeded runs: the latency test's median shift (from exact
 //! log moments and from sketches) and the count test's error-rate ratio.
 
-mod common;
+use crate::common;
 
 use common::Rng;
 use serin_canary::judge::Interval;

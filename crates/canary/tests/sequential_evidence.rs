@@ -1,6 +1,6 @@
 //! What the sequential judges' evidence says matches the numbers beside it.
 
-mod common;
+use crate::common;
 
 use common::{counts, second};
 use serin_canary::judge::{Judge, Sample, Verdict};

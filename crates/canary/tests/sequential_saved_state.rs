@@ -2,7 +2,7 @@
 //! writes is refused with an error that names the field as the saved state spells it, the value
 //! and the reason, and the evidence prints the threshold the test really uses.
 
-mod common;
+use crate::common;
 
 use common::{Rng, counts, latency, second};
 use serde_json::{Value, json};

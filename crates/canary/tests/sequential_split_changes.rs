@@ -2,7 +2,7 @@
 //! share of `α`, so that the chance of passing a canary worse than the limit stays at most `α`
 //! over a whole rollout; the rollback decision does not depend on the splits.
 
-mod common;
+use crate::common;
 
 use std::f64::consts::PI;
 

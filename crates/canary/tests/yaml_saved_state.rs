@@ -1,7 +1,7 @@
 //! A saved judge reads back from YAML as people write it, maps with one key and no tags, as it
 //! does from JSON; the JSON form stays as journals already hold it.
 
-mod common;
+use crate::common;
 
 use common::{counts, latency, second};
 use serin_canary::judge::{Judge, Sample};

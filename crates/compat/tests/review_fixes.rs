@@ -1,6 +1,6 @@
 //! Defects found in review, each with the behaviour that fixes it.
 
-mod catalog_support;
+use crate::catalog_support;
 
 use catalog_support::{check, codes, load, v};
 use serin_compat::{Catalog, Fleet, Format, Proposal, UpgradeValidation, Validator, Verdict};

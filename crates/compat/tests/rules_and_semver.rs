@@ -1,7 +1,7 @@
 //! Rules and graphs select the releases they name, and the semver check of an API's version
 //! asks only what semver promises.
 
-mod catalog_support;
+use crate::catalog_support;
 
 use catalog_support::{check, codes, load};
 use serin_compat::{UpgradeValidation, Verdict};

@@ -2,7 +2,7 @@
 //! that moves in the same group may still run any state of its route, so one that offers the
 //! API only at the end of its route does not count for the consumer moving beside it.
 
-mod catalog_support;
+use crate::catalog_support;
 
 use catalog_support::{check, load};
 use serin_compat::Verdict;

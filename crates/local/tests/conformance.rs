@@ -1,7 +1,7 @@
 //! The traffic, signals and platform conformance suites against the embedded backend's real
 //! parts: the proxy on loopback, its measurements, HTTP probes and real processes.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

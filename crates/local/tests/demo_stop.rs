@@ -1,7 +1,7 @@
 //! The demo service stops at SIGTERM as its documentation says (drains, exits 0), also while
 //! the platform that started it still holds its lifeline (its stdin) open, as it always does.
 
-mod support;
+use crate::support;
 
 use std::process::Stdio;
 use std::time::Duration;

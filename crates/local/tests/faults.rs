@@ -5,7 +5,7 @@
 //! Each gets a clear error or event, and no request that another ready instance could serve is
 //! lost.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

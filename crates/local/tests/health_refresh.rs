@@ -1,7 +1,7 @@
 //! `HttpHealth` following a platform: every instance the platform runs for the service is
 //! probed, instances that fail their probes read as failing, and a retired track is forgotten.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! at the moment of its check (inside a bucket, on the proxy's own clock), count every request
 //! the proxy answered exactly once.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, SystemTime};
 

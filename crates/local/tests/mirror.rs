@@ -2,7 +2,7 @@
 //! intact, a mirror that never reads does not delay the request, and bodies over the limit or
 //! of unknown length go to their instance only and are counted.
 
-mod support;
+use crate::support;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! Readiness and health probes count an answer as Kubernetes' HTTP probes do: any status from
 //! 200 to 399 passes.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //!
 //! These run on real sockets and so in real time, with limits far below the defaults.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@
 //! These run on real sockets and so in real time, with limits far below the defaults; the one
 //! that needs the default 60 s response timeout pauses the clock once its sockets are settled.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! Waiting for the proxy to stop.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

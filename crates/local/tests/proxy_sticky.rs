@@ -1,6 +1,6 @@
 //! Sticky sessions across a backend's moment of unreadiness.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Scaling down behind the proxy: the instances being removed leave the proxy first, their
 //! in-flight requests finish, and only then are their processes stopped.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

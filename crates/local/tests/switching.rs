@@ -3,7 +3,7 @@
 //! processes started and stopped underneath. Every response is counted; none may fail. (The
 //! bench `proxy` runs the same at full scale: ≥ 2,000 req/s for 30 s.)
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! and announced, its platform lock freed, and nothing else moves; a finished or running one,
 //! or one whose lock another deployment holds, is refused and nothing is written.
 
-mod support;
+use crate::support;
 
 use serin_orchestrator::{EventKind, Journal, Outcome, Platform};
 use serin_signals::Track;

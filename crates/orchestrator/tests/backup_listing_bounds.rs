@@ -4,7 +4,7 @@
 //! with nothing deployed; before a rollback (its retention check) at the config's
 //! `maxDeploymentDuration`, with nothing started.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

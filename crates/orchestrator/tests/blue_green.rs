@@ -1,7 +1,7 @@
 //! Blue-green and blue-green-with-canary end to end, and compatibility validation — in-memory
 //! world, paused time.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 

@@ -3,7 +3,7 @@
 //! dropped and the step marked failed), and a notifier that never answers holds up neither the
 //! deployment nor its rollback for longer than the notify timeout.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,6 @@
 //! The canary strategy end to end on the in-memory world, under paused time.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

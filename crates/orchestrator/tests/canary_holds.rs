@@ -1,7 +1,7 @@
 //! What keeps a canary's weight where it is: a rollback trigger's hold through an operator's
 //! resume, and a canary track that grows for its next weight.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

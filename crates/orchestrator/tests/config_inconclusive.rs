@@ -2,7 +2,7 @@
 //! inconclusive at an analysis step's end. Read and written back, refused when unknown, passed
 //! to the canary controller (and the dry run's policy), and acted on in a run.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! timeline, with the phase it ran out in and what follows, as one after promotion is: a
 //! report reader sees why the deployment rolled back.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

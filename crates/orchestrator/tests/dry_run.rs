@@ -1,7 +1,7 @@
 //! The dry run against what a run then does, on a simulated fleet: the plan's timings are the
 //! ones the deployment keeps.
 
-mod sim_fleet;
+use crate::sim_fleet;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! weight holds, the canary's `maxDuration`, what an inconclusive judge does, and pacing when
 //! it is set.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! short (its executor killed) holds it, the plan says that `start` would be refused, naming
 //! that deployment and what to do about it, as `start` then refuses.
 
-mod support;
+use crate::support;
 
 use serin_orchestrator::Platform;
 use support::{SERVICE, World, canary_config};

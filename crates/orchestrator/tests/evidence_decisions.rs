@@ -2,7 +2,7 @@
 //! rebuilt from the journal, say what decided it (a metric with its estimate, interval or
 //! e-value, threshold and time; or the operator, the deadline, the error) and when.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

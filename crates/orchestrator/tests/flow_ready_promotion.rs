@@ -2,7 +2,7 @@
 //! alive and ready: an instance that died since the track came up stops it, whether the
 //! promotion is the canary controller's or an operator's, and the deployment rolls back.
 
-mod support;
+use crate::support;
 
 use serin_orchestrator::{StrategyKind, TrafficStrategyKind};
 use serin_signals::Track;

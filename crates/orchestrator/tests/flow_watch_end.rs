@@ -2,7 +2,7 @@
 //! last stretch, shorter than a check interval, is checked before the watch ends, not left
 //! unseen while the old version is retired.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

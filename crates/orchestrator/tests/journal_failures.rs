@@ -2,7 +2,7 @@
 //! error the journal reports: nothing is carried out, answered or announced as done that is
 //! not journalled, and a resume goes on from the last record.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

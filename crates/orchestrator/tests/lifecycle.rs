@@ -2,7 +2,7 @@
 //! upgrade's checklist in preparation and completion, events that name the new version after
 //! a promotion has moved it to the `stable` track, and the deadline after promotion.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! grows to full size, during the watch (`monitoring.consecutiveFailures` as a span of time),
 //! and not in the part of `keepOldWarmFor` that outlasts the watch.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! holds the canary, the switch and the watch, until the hold clears or the deadline rolls
 //! back; an operator's promotion goes through the hold.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

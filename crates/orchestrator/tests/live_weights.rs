@@ -2,7 +2,7 @@
 //! took, back to 0% when it rolls back, and no move the router refused — to subscribers and in
 //! the report alike, across a crash between applying a split and announcing it.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,7 +2,7 @@
 //! new version serves no traffic: its silence there says nothing of the version, so it does
 //! not roll back; once the version serves traffic, missing data rolls back again.
 
-mod support;
+use crate::support;
 
 use serin_orchestrator::{DeploymentConfig, EventKind, Outcome};
 use support::{World, canary_config, rollback_reason, run_to_end, stale_at_zero_config};

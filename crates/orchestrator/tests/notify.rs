@@ -2,8 +2,8 @@
 //! that verifies webhook signatures and records deliveries, and (when `SERIN_TEST_SMTP` is set,
 //! see `scripts/services/smtp.sh`) a real SMTP server.
 
-mod notify_support;
-mod support;
+use crate::notify_support;
+use crate::support;
 
 use std::io::Write as _;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! every event it is subscribed to, and one implementing `notify_in` also gets where the
 //! deployment runs (the config's `environment` and `namespace`).
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 

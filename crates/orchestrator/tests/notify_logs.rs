@@ -6,7 +6,7 @@
 //! another thread hitting a site at the moment this one installs its subscriber can cache
 //! "never", hiding the events this test must read.
 
-mod notify_support;
+use crate::notify_support;
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};

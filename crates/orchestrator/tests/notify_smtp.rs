@@ -5,7 +5,7 @@
 
 #![cfg(feature = "notify")]
 
-mod notify_support;
+use crate::notify_support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Operations on running deployments (promote, abort, pause/resume), the dry run, the lock,
 //! validation, preparation and the manual rollbacks — in-memory world, paused time.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! deployment's deadline or at an operator's abort, nothing is left in flight, and the
 //! deployment fails with nothing deployed (a backup) or with traffic not switched (a restore).
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

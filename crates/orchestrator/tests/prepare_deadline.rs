@@ -3,7 +3,7 @@
 //! announced in the timeline, with the phase and what follows, as one in a later phase is:
 //! a report reader sees why the deployment failed. An operator's abort is no deadline.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

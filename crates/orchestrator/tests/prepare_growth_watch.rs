@@ -2,7 +2,7 @@
 //! grow: a raised weight whose track grows first (its size follows its weight) does not keep a
 //! breach from rolling back until the track is ready, under paused time.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

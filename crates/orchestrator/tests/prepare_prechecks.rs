@@ -1,7 +1,7 @@
 //! The pre-checks before a deployment changes anything take no missing evidence for a pass: a
 //! health source that cannot answer fails them, with nothing changed.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 

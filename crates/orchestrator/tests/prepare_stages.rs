@@ -3,7 +3,7 @@
 //! changes nothing and holds nothing, a failed preparation moves no traffic and runs no
 //! post-upgrade step, and the report says what was done.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 

@@ -4,9 +4,8 @@
 //! old version, a promote ends with all traffic on the new one; no request is lost either way,
 //! and the report's events run without a gap or a repeat.
 
-mod promise_support;
-#[allow(dead_code)]
-mod sim_fleet;
+use crate::promise_support;
+use crate::sim_fleet;
 
 use std::time::Duration;
 

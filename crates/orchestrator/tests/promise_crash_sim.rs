@@ -4,9 +4,8 @@
 //! ends with all traffic on one version that agrees with its outcome, no request ever reaches
 //! an unready track, and the report's events run without a gap or a repeat.
 
-mod promise_support;
-#[allow(dead_code)]
-mod sim_fleet;
+use crate::promise_support;
+use crate::sim_fleet;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,9 +3,8 @@
 //! raised, no promotion, no completion) and, past its deadline, rolls back to the old version;
 //! what it reports says the data was missing.
 
-mod promise_support;
-#[allow(dead_code)]
-mod sim_fleet;
+use crate::promise_support;
+use crate::sim_fleet;
 
 use std::time::Duration;
 

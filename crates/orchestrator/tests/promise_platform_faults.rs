@@ -3,9 +3,7 @@
 //! traffic and loses no request; instances of the new version that die mid-rollout are rolled
 //! back from fast, with traffic back on the old version.
 
-mod promise_support;
-#[allow(dead_code)]
-mod sim_fleet;
+use crate::promise_support;
 
 use std::ops::RangeFrom;
 use std::time::Duration;

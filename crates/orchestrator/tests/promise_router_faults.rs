@@ -4,9 +4,8 @@
 //! rolling back from a split it does not know it is in, or ending failed while saying the new
 //! version gets no traffic.
 
-mod promise_support;
-#[allow(dead_code)]
-mod sim_fleet;
+use crate::promise_support;
+use crate::sim_fleet;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -2,7 +2,7 @@
 //! when taken and journalled (so a restart honours it), and a pause holds the canary at its
 //! share until the resume, as it holds the canary and the switch.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

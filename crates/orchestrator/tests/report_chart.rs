@@ -3,7 +3,7 @@
 //! panels, a legend naming both arms and the markers of their decisions; windows without data
 //! break the lines.
 
-mod sim_fleet;
+use crate::sim_fleet;
 
 use serin_orchestrator::{ChartOptions, Orchestrator, Outcome, Report, StrategyKind};
 use serin_signals::Arm;

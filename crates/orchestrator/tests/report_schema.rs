@@ -2,8 +2,8 @@
 //! reports from simulated deployments validate and round-trip, reports written before the
 //! schema was versioned still load, and reports of an unknown major version are refused.
 
-mod sim_fleet;
-mod support;
+use crate::sim_fleet;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! and the deployment ends exactly as an uninterrupted run does, with no event lost. A record
 //! edited so that its configuration no longer validates is refused on resume.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! backup step: the step runner is not asked for it, and the step is left to an operator,
 //! saying what to check.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

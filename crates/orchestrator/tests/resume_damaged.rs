@@ -3,7 +3,7 @@
 //! field, and nothing moves; any other record runs to an end that agrees with the traffic
 //! (a success leaves the new version live, a rollback the old one). No edit panics or hangs.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::mpsc;

@@ -6,7 +6,7 @@
 //! deployment as failed; every journalled event reaches subscribers even when its record's
 //! effects fail.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

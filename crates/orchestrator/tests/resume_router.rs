@@ -3,7 +3,7 @@
 //! field, the step, the weight and the router's granularity; it stays unfinished, and resumes
 //! once the router is right.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 

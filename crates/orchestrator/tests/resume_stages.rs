@@ -5,7 +5,7 @@
 //! readiness (which serves an operator's abort, and whose timeout counts from its journalled
 //! start) and the promotion of a canary (finished on resume, paused or not).
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,7 +2,7 @@
 //! dry run and when it starts, naming the field, the step, the weight and the router's
 //! granularity — not by the router once the new track is up.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! orchestrator built with a fleet given before the last restart validates the set, orders it
 //! and plans it from the versions that run now, and one that cannot learn them starts nothing.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 

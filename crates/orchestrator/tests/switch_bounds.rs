@@ -3,7 +3,7 @@
 //! answers holds up neither the deployment's deadline nor, where the switch serves commands,
 //! an operator's abort.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

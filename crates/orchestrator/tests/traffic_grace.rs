@@ -2,7 +2,7 @@
 //! counted from that moment, before its missing data rolls back: metrics need a scrape or two
 //! to appear. The moment is journalled, so a restart neither extends nor cuts short the grace.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

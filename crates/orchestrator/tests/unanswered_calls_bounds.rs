@@ -17,7 +17,7 @@
 //! (a resume, an abandon, a status, a report, a listing, a rollback's check), within the
 //! builder's journal timeout.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -4,7 +4,7 @@
 //! A track that gets ready only at the deadline takes no traffic either: the deadline rolls
 //! back before any weight moves.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

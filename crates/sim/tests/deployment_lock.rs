@@ -1,7 +1,7 @@
 //! The platform's deployment lock: one holder at a time, kept by the world, so that an executor
 //! restarted after a crash finds the lock its unfinished deployment took.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

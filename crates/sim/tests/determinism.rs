@@ -1,7 +1,7 @@
 //! Determinism and additivity: the same seed gives the same answers, another seed other
 //! answers, asking again never changes an answer, and any partition of a window adds up to it.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

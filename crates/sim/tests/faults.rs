@@ -1,7 +1,7 @@
 //! One behaviour test per fault kind and readiness behaviour: what the platform, the router,
 //! the metrics and the probes show while it lasts, and after.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

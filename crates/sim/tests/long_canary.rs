@@ -2,7 +2,7 @@
 //! every twenty minutes while both arms are queried every ten seconds. Under the paused clock it
 //! takes a moment of real time, and what it measures matches the scenario.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

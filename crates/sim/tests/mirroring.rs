@@ -2,7 +2,7 @@
 //! mirror's track serves copies of a share of the requests, and its metrics show them, while
 //! users only ever get answers from the weighted tracks.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

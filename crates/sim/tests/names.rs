@@ -2,7 +2,7 @@
 //! directly) are refused where they enter the world, never answered as no data or scripted as
 //! faults that could never fire.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

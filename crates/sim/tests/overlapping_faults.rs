@@ -1,7 +1,7 @@
 //! Faults of one kind whose spans overlap: each applies, or, where two cannot both apply, the
 //! script is refused naming both entries.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Platform calls that overlap in virtual time: each acts on the track as it found it.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! CPU and memory gauges: CPU follows the traffic a track serves, memory follows the profile
 //! (a rising schedule is a leak), and a track with no live instance has no reading.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! A world described in YAML, as a test suite would keep it in a file, runs as written; a
 //! mistake in it is refused with the path of the field.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

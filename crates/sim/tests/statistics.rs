@@ -2,7 +2,7 @@
 //! request counts are Poisson (variance ≈ mean) and error counts binomial, so judges see neither
 //! more nor less noise than the model promises.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! cut anywhere add up to their union exactly. A window that ends after now is not measured
 //! until it is over.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

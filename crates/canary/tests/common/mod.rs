@@ -1,7 +1,5 @@
 //! Shared helpers for the behaviour tests: a seeded generator and observation builders.
 
-#![allow(dead_code)]
-
 use serin_signals::{
     Counts, LatencySketch, Measurement, Metric, Observation, Timestamp, Track, Window,
 };

@@ -1,8 +1,6 @@
 //! Loading a catalog and validating a fleet against it, shared by the behaviour tests that
 //! write their catalogs as YAML.
 
-#![allow(dead_code)]
-
 use serin_compat::{Catalog, Fleet, Format, Proposal, UpgradeValidation, Validator};
 
 pub fn v(s: &str) -> semver::Version {

@@ -1,6 +1,5 @@
 //! Shared test support: the demo service, a keep-alive load generator, a proxy set up for one
 //! backend, and small HTTP helpers.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

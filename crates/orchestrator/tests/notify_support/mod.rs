@@ -2,8 +2,6 @@
 //! scripted sequence of statuses, hang, or wait for a permit) and the settings, channels and
 //! events the notification tests share.
 
-#![allow(dead_code)]
-
 pub mod smtp;
 
 use std::collections::{BTreeMap, VecDeque};

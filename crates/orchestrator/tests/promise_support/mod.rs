@@ -3,8 +3,6 @@
 //! share: which version takes all traffic, that no request was lost, that a report's events
 //! run without a gap or a repeat.
 
-#![allow(dead_code)]
-
 use std::time::Duration;
 
 use serin_orchestrator::{

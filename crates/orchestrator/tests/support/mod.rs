@@ -3,8 +3,6 @@
 //! each track served under the split in force (errors at each version's configured rate) and,
 //! for versions given a median latency, their latencies.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

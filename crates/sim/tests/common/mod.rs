@@ -1,8 +1,6 @@
 //! Shared set-up for the behaviour tests: a world with a ready stable track, helpers to add a
 //! canary and to ask the metrics.
 
-#![allow(dead_code)]
-
 use std::time::Duration;
 
 use serin_orchestrator::{Error, Platform, TrackSpec, TrackStatus, wait_ready};

@@ -1,0 +1,21 @@
+//! The crate's behaviour tests, one module per subject, built as a single test binary:
+//! one link instead of one per file keeps a clean build small and quick.
+
+mod catalog_support;
+
+mod catalog_files;
+mod config_forms;
+mod error_paths;
+mod fixtures;
+mod handover;
+mod migration_merge;
+mod migration_rules;
+mod migration_state;
+mod migration_tools;
+mod postgres;
+mod properties;
+mod review_fixes;
+mod rollback_and_queries;
+mod rules_and_semver;
+mod sure_providers;
+mod validate;

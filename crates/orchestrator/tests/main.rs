@@ -1,0 +1,71 @@
+//! The crate's behaviour tests, one module per subject, built as a single test binary:
+//! one link instead of one per file keeps a clean build small and quick.
+
+mod notify_support;
+mod promise_support;
+mod sim_fleet;
+mod support;
+
+mod abandon;
+#[cfg(all(feature = "backup", feature = "testkit"))]
+mod backup;
+mod backup_listing_bounds;
+mod blue_green;
+mod bounded_waits;
+mod canary;
+mod canary_holds;
+mod config_brief;
+mod config_errors;
+mod config_inconclusive;
+mod config_properties;
+mod config_yaml_forms;
+mod deadline_events;
+mod dry_run;
+mod dry_run_canary;
+mod dry_run_lock;
+mod evidence_decisions;
+mod flow_ready_promotion;
+mod flow_watch_end;
+mod journal_failures;
+mod lifecycle;
+mod live_monitoring;
+mod live_promotion;
+mod live_weights;
+mod missing_data;
+#[cfg(all(feature = "notify", feature = "testkit"))]
+mod notify;
+mod notify_context;
+#[cfg(feature = "notify")]
+mod notify_logs;
+mod notify_smtp;
+mod operations;
+#[cfg(feature = "testkit")]
+mod platform_conformance;
+mod prepare_backup_bounds;
+mod prepare_deadline;
+mod prepare_growth_watch;
+mod prepare_prechecks;
+mod prepare_stages;
+mod promise_command_races;
+mod promise_crash_sim;
+mod promise_metrics_outage;
+mod promise_platform_faults;
+mod promise_router_faults;
+mod promotion_commands;
+#[cfg(feature = "charts")]
+mod report_chart;
+mod report_schema;
+mod resume;
+mod resume_backup;
+mod resume_damaged;
+mod resume_paths;
+mod resume_router;
+mod resume_stages;
+mod router_granularity;
+mod services;
+mod services_running;
+mod sim;
+mod switch_bounds;
+mod traffic_grace;
+mod unanswered_calls_bounds;
+mod wait_ready_bounds;
