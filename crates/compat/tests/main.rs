@@ -12,6 +12,7 @@ mod migration_merge;
 mod migration_rules;
 mod migration_state;
 mod migration_tools;
+mod migration_types;
 mod postgres;
 mod properties;
 mod review_fixes;

@@ -1,6 +1,7 @@
 //! Statements whose effect the statement's kind does not show: `MERGE` changes rows as
-//! `UPDATE`, `INSERT` and `DELETE` do, and a function called by `SELECT` may change data or
-//! the schema, unless it is a built-in that only reads or one that `pg_dump` writes.
+//! `UPDATE`, `INSERT` and `DELETE` do, and a function called by `SELECT` or by a data change
+//! may change data or the schema, unless it is a built-in that only reads or one that
+//! `pg_dump` writes.
 
 use serin_compat::Severity;
 use serin_compat::migration::{Schema, analyze_after};
@@ -112,6 +113,47 @@ fn built_ins_and_what_pg_dump_writes_are_no_finding() {
         let found = rules(&format!("{sql};"));
         assert!(
             !found.is_empty() && found.iter().all(Vec::is_empty),
+            "{sql}: {found:?}"
+        );
+    }
+}
+
+#[test]
+fn a_function_called_by_a_data_change_is_not_analysed_either() {
+    for sql in [
+        "INSERT INTO audit (n) SELECT app.count_rows('users');",
+        "UPDATE users SET c = app.normalise(c);",
+        "DELETE FROM users WHERE app.is_stale(id);",
+        "MERGE INTO users u USING staged s ON u.id = s.id \
+         WHEN MATCHED THEN UPDATE SET c = app.normalise(s.c);",
+    ] {
+        let report = analyze_after(
+            "m",
+            &format!("SET lock_timeout = '1s';\n{sql}"),
+            &Schema::default(),
+        )
+        .unwrap();
+        let notes: Vec<(&str, Severity, &str)> = report.statements[1]
+            .findings
+            .iter()
+            .filter(|f| f.rule == "function-not-analysed")
+            .map(|f| (f.rule.as_str(), f.severity, f.message.as_str()))
+            .collect();
+        assert_eq!(notes.len(), 1, "{sql}: {:?}", report.statements[1].findings);
+        assert_eq!(notes[0].1, Severity::Info, "{sql}");
+        assert!(notes[0].2.contains("app."), "{sql}: {}", notes[0].2);
+    }
+    // The same calls are exempt as in a query: built-ins, pg_catalog's, the migration's own.
+    for sql in [
+        "UPDATE users SET c = lower(c), at = now() WHERE id = abs(id);",
+        "INSERT INTO users (id) VALUES (nextval('users_id_seq'));",
+        "DELETE FROM users WHERE pg_catalog.length(c) > 10;",
+        "CREATE FUNCTION app.norm(t text) RETURNS text LANGUAGE sql AS $$ SELECT t $$; \
+         UPDATE users SET c = app.norm(c);",
+    ] {
+        let found = rules(sql);
+        assert!(
+            found.iter().flatten().all(|r| r != "function-not-analysed"),
             "{sql}: {found:?}"
         );
     }

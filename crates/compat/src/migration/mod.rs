@@ -35,6 +35,7 @@ mod rules;
 mod runner;
 mod schema;
 mod settings;
+mod types;
 mod words;
 
 use placeholder::restore;
@@ -52,6 +53,7 @@ pub const RULES: &[&str] = &[
     "adding-not-nullable-field",
     "adding-required-field",
     "backfill",
+    "ban-char-field",
     "ban-concurrent-index-creation-in-transaction",
     "ban-concurrent-index-on-partitioned-table",
     "ban-drop-column",
@@ -82,7 +84,12 @@ pub const RULES: &[&str] = &[
     "new-enum-value-used-in-transaction",
     "not-analysed",
     "partition-bound-scan",
+    "prefer-bigint-over-int",
+    "prefer-bigint-over-smallint",
+    "prefer-identity",
     "prefer-repack",
+    "prefer-text-field",
+    "prefer-timestamptz",
     "renaming-column",
     "renaming-enum-value",
     "renaming-function",
@@ -95,6 +102,7 @@ pub const RULES: &[&str] = &[
     "require-concurrent-partition-detach",
     "require-concurrent-refresh",
     "require-concurrent-reindex",
+    "require-enum-value-ordering",
     "require-lock-timeout",
     "revoking-privilege",
     "statement-timeout-cancels",
@@ -274,10 +282,10 @@ impl MigrationReport {
 /// says so, for a table made outside the migrations given (by hand, by another tool).
 ///
 /// A data change is `INSERT`, `UPDATE`, `DELETE` or `MERGE`, alone or under `WITH`. A function
-/// that a query calls may change data or the schema, which the analysis does not follow: a note
-/// (`function-not-analysed`, info) names it, unless it is in `pg_catalog` (as `pg_dump` writes
-/// `set_config` and `setval`), a well-known built-in that changes neither, called by its bare
-/// name, or one the migration made, whose body it shows.
+/// that a query or a data change calls may change data or the schema, which the analysis does
+/// not follow: a note (`function-not-analysed`, info) names it, unless it is in `pg_catalog`
+/// (as `pg_dump` writes `set_config` and `setval`), a well-known built-in that changes neither,
+/// called by its bare name, or one the migration made, whose body it shows.
 ///
 /// A table that earlier statements declared `PARTITION BY` is indexed partition by partition
 /// (`CREATE INDEX ... ON ONLY`, then each partition concurrently, then `ALTER INDEX ... ATTACH
@@ -289,6 +297,17 @@ impl MigrationReport {
 /// the parent's default partition, unless a validated check proves the bound
 /// (`partition-bound-scan`); a domain's check scans every column of the domain under a lock
 /// that blocks writes (`domain-constraint-scan`).
+///
+/// A column type that makes the schema harder to keep, as squawk's type rules name them, gets a
+/// note (info) where `CREATE TABLE`, `ADD COLUMN` or `ALTER ... TYPE` gives it, naming the type
+/// to prefer: `int` and `smallint`, which run out (`prefer-bigint-over-int`,
+/// `prefer-bigint-over-smallint`: bigint), `serial`, whose sequence is an object apart
+/// (`prefer-identity`), `varchar(n)`, whose limit only an `ALTER ... TYPE` changes
+/// (`prefer-text-field`: text with a check), `timestamp` without a time zone
+/// (`prefer-timestamptz`) and the blank-padded `char(n)` (`ban-char-field`: text); so does an
+/// enum value added without `BEFORE` or `AFTER`, which sorts last
+/// (`require-enum-value-ordering`). They say nothing of a deployment's safety, so they block
+/// nothing.
 ///
 /// Flyway's placeholders (`${schema}`) are read as names, and psql's variables (`:'v'`,
 /// `:"v"`, `:v`) in a file psql runs as what they stand for, so the statements that hold them
@@ -323,8 +342,9 @@ pub fn analyze(name: &str, sql: &str) -> Result<MigrationReport> {
 
 /// [`analyze`] a migration that runs after the ones `schema` learned: where it changes the
 /// type of a column whose type they gave, a widening that keeps every value (a longer
-/// varchar, more numeric precision or fractional seconds) is no finding, and any other change
-/// is an error that names both types. A `USING` that only restates the cast (`USING (c::varchar(255))`)
+/// varchar, more numeric precision or fractional seconds) is no finding (but for the note
+/// on a varchar's limit, `prefer-text-field`), and any other change is an error that names
+/// both types. A `USING` that only restates the cast (`USING (c::varchar(255))`)
 /// converts nothing; any other `USING` rewrites.
 pub fn analyze_after(name: &str, sql: &str, schema: &Schema) -> Result<MigrationReport> {
     analyse(name, sql, schema, None)
@@ -588,7 +608,7 @@ mod tests {
     #[test]
     fn safe_additions() {
         assert!(rules("ALTER TABLE t ADD COLUMN c text").is_empty());
-        assert!(rules("ALTER TABLE t ADD COLUMN c int NOT NULL DEFAULT 0").is_empty());
+        assert!(rules("ALTER TABLE t ADD COLUMN c bigint NOT NULL DEFAULT 0").is_empty());
         assert!(rules("ALTER TABLE t ADD COLUMN c timestamptz DEFAULT now()").is_empty());
         assert!(rules("CREATE INDEX CONCURRENTLY i ON t (c)").is_empty());
         assert!(rules("DROP INDEX CONCURRENTLY IF EXISTS i").is_empty());
@@ -865,20 +885,20 @@ mod tests {
             "ALTER TABLE n ALTER c SET NOT NULL",
             "ALTER TABLE n ALTER COLUMN c DROP NOT NULL",
             "ALTER TABLE n ALTER c TYPE bigint",
-            "ALTER TABLE n ALTER COLUMN c TYPE varchar(10)",
+            "ALTER TABLE n ALTER COLUMN c TYPE text",
             "ALTER TABLE n RENAME COLUMN c TO d",
             "ALTER TABLE n DROP COLUMN c",
             "ALTER TABLE n SET SCHEMA archive",
             "DROP TABLE n",
         ] {
-            let sql = format!("CREATE TABLE n (c int); {change}");
+            let sql = format!("CREATE TABLE n (c bigint); {change}");
             assert_eq!(rules(&sql), Vec::<String>::new(), "{sql}");
             // The same change to a table the running version knows is still reported.
             assert!(!rules(&change.replace(" n ", " t ")).is_empty(), "{change}");
         }
         let r = analyze(
             "t",
-            "SET lock_timeout = '1s'; CREATE TABLE n (c int); DROP TABLE n, t",
+            "SET lock_timeout = '1s'; CREATE TABLE n (c bigint); DROP TABLE n, t",
         )
         .unwrap();
         let messages: Vec<&str> = r.findings().map(|(_, f)| f.message.as_str()).collect();
@@ -893,9 +913,9 @@ mod tests {
         for sql in [
             "VACUUM t",
             "REFRESH MATERIALIZED VIEW CONCURRENTLY v",
-            "ALTER TYPE mood ADD VALUE 'meh'",
-            "CREATE TABLE t (id int, r int); ALTER TABLE t SET LOGGED",
-            "CREATE TABLE n (id int); ALTER TABLE n ADD COLUMN c int CHECK (c > 0)",
+            "ALTER TYPE mood ADD VALUE 'meh' AFTER 'ok'",
+            "CREATE TABLE t (id bigint, r bigint); ALTER TABLE t SET LOGGED",
+            "CREATE TABLE n (id bigint); ALTER TABLE n ADD COLUMN c bigint CHECK (c > 0)",
             "LOCK TABLE t IN ACCESS EXCLUSIVE MODE",
             "ALTER TABLE t ALTER COLUMN c SET STATISTICS 500",
             "ALTER TABLE \"T\" ALTER c SET STATISTICS -1",
@@ -909,7 +929,7 @@ mod tests {
             "ALTER MATERIALIZED VIEW v CLUSTER ON v_i",
             "ALTER INDEX i SET (fillfactor = 70)",
             "ALTER INDEX IF EXISTS i RESET (deduplicate_items)",
-            "CREATE TABLE n (c int); CREATE INDEX n_c ON n USING brin (c); \
+            "CREATE TABLE n (c bigint); CREATE INDEX n_c ON n USING brin (c); \
              ALTER INDEX n_c SET (pages_per_range = 64); ALTER INDEX n_c SET TABLESPACE fast",
             // Forms `pg_dump` writes, read from their words.
             "CREATE SEQUENCE public.t_id_seq; ALTER SEQUENCE public.t_id_seq OWNED BY public.t.id",
@@ -928,8 +948,8 @@ mod tests {
             "VACUUM (FULL false, PARALLEL 4) t, u",
             "CREATE TABLE c (LIKE t INCLUDING ALL); CREATE INDEX i ON c (a)",
             // Names as PostgreSQL resolves them: unquoted ones fold, `public` is the default.
-            "CREATE TABLE public.n (id int); CREATE INDEX i ON \"n\" (id); \
-             ALTER TABLE N ADD COLUMN c int CHECK (c > 0)",
+            "CREATE TABLE public.n (id bigint); CREATE INDEX i ON \"n\" (id); \
+             ALTER TABLE N ADD COLUMN c bigint CHECK (c > 0)",
             "SET statement_timeout = 0; SET client_encoding = 'UTF8'; SET search_path TO public",
             // Seed rows, and the rows migration tools keep about themselves (Alembic's --sql).
             "INSERT INTO roles (name) VALUES ('admin'), ('reader')",
@@ -1179,7 +1199,7 @@ mod tests {
         );
         // The runner's transaction needs no COMMIT; a BEGIN of the file's own inside it does
         // nothing.
-        let begun = "-- +goose Up\nBEGIN;\nCREATE TABLE n (id int);\n";
+        let begun = "-- +goose Up\nBEGIN;\nCREATE TABLE n (id bigint);\n";
         let report = analyze("m", begun).unwrap();
         let rules: Vec<_> = report.findings().map(|(_, f)| f.rule.as_str()).collect();
         assert_eq!(rules, ["transaction-nesting"]);
@@ -1303,8 +1323,16 @@ mod tests {
                    CREATE TABLE ${schema}.users (id bigint, email varchar(100));\n\
                    CREATE INDEX users_email ON ${schema}.users (email);\n\
                    ALTER TABLE ${flyway:defaultSchema}.orders ADD COLUMN note text;\n";
+        // Nothing but the notes on varchar's limit, which name the table as written.
+        let notes = |report: &MigrationReport| -> Vec<String> {
+            report.findings().map(|(_, f)| f.message.clone()).collect()
+        };
         let report = analyze("V2__users", sql).unwrap();
-        assert_eq!(report.findings().count(), 0, "{report:#?}");
+        let found = notes(&report);
+        assert!(
+            found.len() == 1 && found[0].starts_with("${schema}.users.email is VARCHAR(100)"),
+            "{report:#?}"
+        );
         assert_eq!(
             report.statements[2].sql,
             "CREATE INDEX users_email ON ${schema}.users(email)"
@@ -1315,7 +1343,11 @@ mod tests {
         let widen = "SET lock_timeout = '1s';\n\
                      ALTER TABLE ${schema}.users ALTER COLUMN email TYPE varchar(200);";
         let report = analyze_after("V3__wider", widen, &schema).unwrap();
-        assert_eq!(report.findings().count(), 0, "{report:#?}");
+        let found = notes(&report);
+        assert!(
+            found.len() == 1 && found[0].starts_with("${schema}.users.email is VARCHAR(200)"),
+            "{report:#?}"
+        );
     }
 
     #[test]
@@ -1548,7 +1580,9 @@ mod tests {
             assert!(rules.contains(&"require-lock-timeout"), "{sql}: {rules:?}");
         }
         assert_eq!(
-            rules("CREATE TABLE u (id int PRIMARY KEY); CREATE TABLE k (u_id int REFERENCES u)"),
+            rules(
+                "CREATE TABLE u (id bigint PRIMARY KEY); CREATE TABLE k (u_id bigint REFERENCES u)"
+            ),
             Vec::<String>::new()
         );
     }
@@ -1563,7 +1597,8 @@ mod tests {
                 .collect()
         };
         let used = found(
-            "BEGIN;\nALTER TYPE mood ADD VALUE 'meh';\nUPDATE t SET m = 'meh' WHERE m = 'ok';\n\
+            "BEGIN;\nALTER TYPE mood ADD VALUE 'meh' AFTER 'ok';\n\
+             UPDATE t SET m = 'meh' WHERE m = 'ok';\n\
              COMMIT;\nUPDATE t SET m = 'meh';",
         );
         let rules: Vec<_> = used.iter().map(|(n, r, _)| (*n, r.as_str())).collect();
@@ -1581,9 +1616,10 @@ mod tests {
         );
         // Used where it was not added, or not used: nothing.
         assert!(
-            found("ALTER TYPE mood ADD VALUE 'meh';\nINSERT INTO t (m) VALUES ('meh');").is_empty()
+            found("ALTER TYPE mood ADD VALUE 'meh' AFTER 'ok';\nINSERT INTO t (m) VALUES ('meh');")
+                .is_empty()
         );
-        assert!(found("BEGIN;\nALTER TYPE mood ADD VALUE 'meh';\nCOMMIT;").is_empty());
+        assert!(found("BEGIN;\nALTER TYPE mood ADD VALUE 'meh' AFTER 'ok';\nCOMMIT;").is_empty());
         for sql in [
             "BEGIN;\nVACUUM t;\nCOMMIT;",
             "BEGIN;\nVACUUM ANALYZE t;\nCOMMIT;",
@@ -1650,7 +1686,7 @@ mod tests {
         let report = analyze(
             "m",
             "GRANT SELECT ON t TO reader;\nANALYZE t;\nALTER INDEX t_a RENAME TO t_a_old;\n\
-             REVOKE UPDATE ON t FROM app;\nCREATE TABLE n (a int);\nREVOKE ALL ON n FROM PUBLIC;",
+             REVOKE UPDATE ON t FROM app;\nCREATE TABLE n (a bigint);\nREVOKE ALL ON n FROM PUBLIC;",
         )
         .unwrap();
         let found: Vec<_> = report
@@ -1679,10 +1715,11 @@ mod tests {
         schema.learn(
             "-- migrate:up\nCREATE TABLE t (a varchar(10));\n-- migrate:down\nDROP TABLE t;\n",
         );
-        // The table is known, so its widening is no finding.
+        // The table is known, so its widening is no finding, but for the note on the limit.
         let widen = "SET lock_timeout = '1s'; ALTER TABLE t ALTER COLUMN a TYPE varchar(20)";
         let report = analyze_after("m", widen, &schema).unwrap();
-        assert_eq!(report.findings().count(), 0);
+        let rules: Vec<_> = report.findings().map(|(_, f)| f.rule.as_str()).collect();
+        assert_eq!(rules, ["prefer-text-field"]);
     }
     #[test]
     fn a_collation_or_citext_changes_how_values_compare() {
@@ -1695,6 +1732,7 @@ mod tests {
             analyze_after("m", &format!("SET lock_timeout = '1s'; {sql}"), &schema)
                 .unwrap()
                 .findings()
+                .filter(|(_, f)| f.severity != Severity::Info)
                 .map(|(_, f)| f.message.clone())
                 .collect()
         };
@@ -1877,10 +1915,12 @@ mod tests {
             "CREATE TABLE \"shop_customer\" (\"id\" bigint, \"name\" varchar(100) NOT NULL, \
              born timestamp, total numeric(10, 2))",
         );
+        // What counts: the note on a varchar's limit (`prefer-text-field`) blocks nothing.
         let retype = |sql: &str| -> Vec<(String, Severity, String)> {
             analyze_after("0002", &format!("SET lock_timeout = '1s'; {sql}"), &schema)
                 .unwrap()
                 .findings()
+                .filter(|(_, f)| f.severity != Severity::Info)
                 .map(|(_, f)| (f.rule.clone(), f.severity, f.message.clone()))
                 .collect()
         };
@@ -2038,8 +2078,8 @@ mod tests {
         // A new session knows nothing of the one before: its tables, its lock_timeout.
         let r = analyze(
             "m",
-            "SET lock_timeout = '1s';\nBEGIN;\nCREATE TABLE n (c int);\n\\connect other\n\
-             ALTER TABLE n ADD COLUMN d int;\nCREATE INDEX CONCURRENTLY i ON n (c);",
+            "SET lock_timeout = '1s';\nBEGIN;\nCREATE TABLE n (c bigint);\n\\connect other\n\
+             ALTER TABLE n ADD COLUMN d bigint;\nCREATE INDEX CONCURRENTLY i ON n (c);",
         )
         .unwrap();
         let got: Vec<Vec<(&str, bool)>> = r.statements.iter().map(rules_and_ignored).collect();

@@ -25,6 +25,7 @@ use super::schema::{
     part_key, restates_column, select_into, table_key,
 };
 use super::settings::{Event, Setting};
+use super::types::{alter_table_note, create_table_notes, enum_value_note};
 use super::words::{ByWords, Relation};
 use super::{Safety, SqlFinding};
 use crate::validation::Severity;
@@ -2059,6 +2060,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                     .flatten(),
             );
             ctx.create(&ct.name);
+            out.extend(create_table_notes(&ct.name, &ct.columns));
             if let (Some(parent), Some(bound)) = (&ct.partition_of, &ct.for_values) {
                 let what = format!("CREATE TABLE {} PARTITION OF {parent}", ct.name);
                 out.extend(default_partition_scan(parent, bound, &what, ctx));
@@ -2171,6 +2173,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                     &written.collations,
                     &mut out,
                 );
+                out.extend(alter_table_note(&at.name, op));
                 match op {
                     AlterTableOperation::AttachPartitionOf {
                         partition,
@@ -2368,7 +2371,8 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             )),
             // No running version knows the labels of a type this migration made; adding a
             // value is quick (PostgreSQL 12+) and breaks nobody.
-            AlterTypeOperation::RenameValue(_) | AlterTypeOperation::AddValue(_) => {}
+            AlterTypeOperation::RenameValue(_) => {}
+            AlterTypeOperation::AddValue(add) => out.extend(enum_value_note(&at.name, add)),
             AlterTypeOperation::Rename(r) if ctx.in_use(&at.name) => out.push(renamed_object(
                 "renaming-type",
                 &format!("renaming type {} to {}", at.name, r.new_name),
@@ -2403,6 +2407,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
         | Statement::Insert(_)
         | Statement::Merge(_) => {
             out.extend(data_change_findings(sql, ctx));
+            out.extend(calls_not_analysed(sql, ctx));
         }
         Statement::Truncate(t) => {
             // Tables this migration made hold only what it wrote.
@@ -2559,6 +2564,15 @@ const BOOKKEEPING: [&str; 9] = [
     "goose_db_version",
 ];
 
+/// Whether `table` is a migration tool's own (see [`BOOKKEEPING`]).
+pub(super) fn bookkeeping(table: &ObjectName) -> bool {
+    table
+        .0
+        .last()
+        .and_then(|part| part.as_ident())
+        .is_some_and(|t| BOOKKEEPING.contains(&t.value.to_lowercase().as_str()))
+}
+
 /// The names in a statement longer than PostgreSQL keeps, each once, as written.
 fn too_long_names(text: &str) -> Vec<String> {
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, text)
@@ -2636,13 +2650,13 @@ fn data_changes(statement: &Statement) -> Vec<&Statement> {
     out
 }
 
-/// A note naming the functions `query` calls that may change data or the schema, which the
-/// analysis does not follow: any but those of `pg_catalog` (as `pg_dump` writes its calls),
-/// the [`BUILT_IN`] ones called by their bare name, and those this migration made, whose body
-/// it shows.
-fn calls_not_analysed(query: &Query, ctx: &Ctx) -> Option<SqlFinding> {
+/// A note naming the functions that `statement` (a query, or a data change) calls that may
+/// change data or the schema, which the analysis does not follow: any but those of
+/// `pg_catalog` (as `pg_dump` writes its calls), the [`BUILT_IN`] ones called by their bare
+/// name, and those this migration made, whose body it shows.
+fn calls_not_analysed(statement: &impl Visit, ctx: &Ctx) -> Option<SqlFinding> {
     let mut calls = Calls(Vec::new());
-    let _ = query.visit(&mut calls);
+    let _ = statement.visit(&mut calls);
     let mut names: Vec<String> = Vec::new();
     for name in calls.0.iter().filter(|name| !known_call(name, ctx)) {
         let written = name.to_string();
@@ -2665,7 +2679,7 @@ fn calls_not_analysed(query: &Query, ctx: &Ctx) -> Option<SqlFinding> {
     })
 }
 
-/// The names of the functions a query calls, in expressions and in `FROM`.
+/// The names of the functions a statement calls, in expressions and in `FROM`.
 struct Calls(Vec<ObjectName>);
 
 impl Visitor for Calls {
@@ -2763,14 +2777,7 @@ fn assigned_twice(statement: &Statement) -> Option<String> {
 /// bookkeeping row, not rows of a table this migration created, and not new rows written as
 /// literal `VALUES` (seed data locks only the rows it adds).
 fn changes_rows_in_use(statement: &Statement, ctx: &Ctx) -> bool {
-    let untouched = |name: &ObjectName| {
-        !ctx.in_use(name)
-            || name
-                .0
-                .last()
-                .and_then(|part| part.as_ident())
-                .is_some_and(|t| BOOKKEEPING.contains(&t.value.to_lowercase().as_str()))
-    };
+    let untouched = |name: &ObjectName| !ctx.in_use(name) || bookkeeping(name);
     let relation = |t: &TableFactor| match t {
         TableFactor::Table { name, .. } => untouched(name),
         _ => false,

@@ -58,14 +58,16 @@ struct Partitioning {
 /// use serin_compat::migration::{Schema, analyze_after};
 /// let mut schema = Schema::default();
 /// schema.learn("CREATE TABLE shop_customer (id bigint, name varchar(100))");
-/// // Widening a varchar is a change of the catalog only.
+/// // Widening a varchar is a change of the catalog only: what is left is a note that text
+/// // would keep the limit in a constraint instead.
 /// let report = analyze_after(
 ///     "0002",
 ///     "SET lock_timeout = '1s'; ALTER TABLE shop_customer ALTER COLUMN name TYPE varchar(200)",
 ///     &schema,
 /// )
 /// .unwrap();
-/// assert_eq!(report.findings().count(), 0);
+/// let rules: Vec<_> = report.findings().map(|(_, f)| f.rule.as_str()).collect();
+/// assert_eq!(rules, ["prefer-text-field"]);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Schema {
@@ -761,7 +763,7 @@ pub(super) fn restates_column(using: &Expr, column: &Ident, new: &DataType) -> b
 /// `int4` are `integer`, `int8` is `bigint`, `int2` `smallint`, `bool` `boolean`, `float4` and
 /// `float(1)` to `float(24)` are `real`, `float8` and any other `float` `double precision`,
 /// `char(n)` is `character(n)` and `decimal` `numeric`.
-fn canonical(ty: &DataType) -> DataType {
+pub(super) fn canonical(ty: &DataType) -> DataType {
     use DataType as T;
     match ty {
         T::Int(None) | T::Int4(None) => T::Integer(None),
