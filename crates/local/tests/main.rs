@@ -15,6 +15,7 @@ mod probes;
 mod proxy_clients;
 mod proxy_framing;
 mod proxy_http;
+mod proxy_limits;
 mod proxy_shutdown;
 mod proxy_sticky;
 mod reaping;

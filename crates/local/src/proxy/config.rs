@@ -131,6 +131,27 @@ pub struct ProxyConfig {
     /// address, scheme or host. Checked on load: each entry must be an address or a range
     /// without address bits past its prefix (`10.0.0.1/8` is refused; write `10.0.0.0/8`).
     pub trusted_proxies: Vec<String>,
+    /// The most header fields an HTTP/1.1 message head may have, a client's request or an
+    /// instance's answer (32 ..= 1000; default 100, hyper's, as Envoy's `max_headers_count`,
+    /// and about what nginx's 4 or 8 KiB buffer for an answer's head holds: a service behind
+    /// either never sends more). A request with more is answered
+    /// `431 Request Header Fields Too Large` by the proxy and reaches no instance; an answer
+    /// with more is a 502, charged to the instance's backend as an error, since the version
+    /// sent it, and logged with this limit. Each message head is parsed into room for this
+    /// many fields: the default's is reserved on the stack, any other's is allocated for
+    /// each message. HTTP/2 heads are bounded by size alone
+    /// ([`max_request_head_size`](Self::max_request_head_size)).
+    pub max_headers: usize,
+    /// The largest request head a client may send, in bytes, its request line and header
+    /// fields (8 KiB ..= 1 MiB; default 64 KiB, as Envoy's `max_request_headers_kb` of 60 KiB,
+    /// where nginx takes 4 buffers of 8 KiB). A larger one is answered
+    /// `431 Request Header Fields Too Large` by the proxy (HTTP/1.1, which then closes the
+    /// connection; HTTP/2 on its stream alone, as its `SETTINGS_MAX_HEADER_LIST_SIZE`) and
+    /// reaches no instance, so no backend is charged with it. It takes the place of hyper's
+    /// own limits, about 400 KiB for an HTTP/1.1 head (every connection could hold that much)
+    /// and 16 KiB for an HTTP/2 one. It bounds the read buffer of an HTTP/1.1 connection,
+    /// bodies included, so it is never below hyper's smallest buffer, 8 KiB.
+    pub max_request_head_size: usize,
 }
 
 /// The most worker threads a proxy may have.
@@ -149,6 +170,17 @@ fn default_workers() -> u16 {
 /// The largest [`ProxyConfig::mirror_body_limit`]: the memory one mirrored request may hold.
 const MAX_MIRROR_BODY_LIMIT: u64 = 16 * 1024 * 1024;
 
+/// hyper's limit on a message head's fields, for which it reserves room on the stack.
+const HYPER_MAX_HEADERS: usize = 100;
+
+/// The range of [`ProxyConfig::max_headers`]: fewer would refuse a browser's ordinary
+/// requests, more would have every message head parsed into room for thousands of fields.
+const MAX_HEADERS: std::ops::RangeInclusive<usize> = 32..=1_000;
+
+/// The range of [`ProxyConfig::max_request_head_size`]: hyper's smallest read buffer, and a
+/// bound on the memory one connection's head may hold.
+const MAX_REQUEST_HEAD_SIZE: std::ops::RangeInclusive<usize> = 8 * 1024..=1024 * 1024;
+
 impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
@@ -165,6 +197,8 @@ impl Default for ProxyConfig {
             response_body_timeout: Duration::from_secs(60),
             upstream_idle_timeout: super::upstream::DEFAULT_IDLE_TIMEOUT,
             trusted_proxies: Vec::new(),
+            max_headers: HYPER_MAX_HEADERS,
+            max_request_head_size: 64 * 1024,
         }
     }
 }
@@ -249,6 +283,24 @@ impl ProxyConfig {
         self
     }
 
+    /// Taking message heads of at most `fields` header fields.
+    pub fn with_max_headers(mut self, fields: usize) -> Self {
+        self.max_headers = fields;
+        self
+    }
+
+    /// Taking request heads of at most `bytes` bytes.
+    pub fn with_max_request_head_size(mut self, bytes: usize) -> Self {
+        self.max_request_head_size = bytes;
+        self
+    }
+
+    /// [`max_headers`](Self::max_headers) for hyper's builders: `None` for hyper's own, which
+    /// it parses without an allocation.
+    pub(super) fn hyper_max_headers(&self) -> Option<usize> {
+        (self.max_headers != HYPER_MAX_HEADERS).then_some(self.max_headers)
+    }
+
     /// The trusted ranges, read; the first bad one is an error naming it.
     pub(super) fn trusted_nets(&self) -> Result<Vec<Net>> {
         self.trusted_proxies
@@ -328,6 +380,24 @@ impl ProxyConfig {
                 ),
             ));
         }
+        if !MAX_HEADERS.contains(&self.max_headers) {
+            return Err(Error::invalid(
+                "proxyConfig.maxHeaders",
+                self.max_headers,
+                format!(
+                    "must be between {} and {} header fields",
+                    MAX_HEADERS.start(),
+                    MAX_HEADERS.end()
+                ),
+            ));
+        }
+        if !MAX_REQUEST_HEAD_SIZE.contains(&self.max_request_head_size) {
+            return Err(Error::invalid(
+                "proxyConfig.maxRequestHeadSize",
+                self.max_request_head_size,
+                "must be between 8192 bytes (8 KiB) and 1048576 bytes (1 MiB)",
+            ));
+        }
         self.trusted_nets()?;
         crate::metrics::Store::new(self.metrics_resolution, self.metrics_retention).map(|_| ())
     }
@@ -362,6 +432,10 @@ struct RawConfig {
     upstream_idle_timeout: Duration,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     trusted_proxies: Vec<String>,
+    #[serde(default = "default_max_headers")]
+    max_headers: usize,
+    #[serde(default = "default_max_request_head_size")]
+    max_request_head_size: usize,
 }
 
 fn default_listen() -> SocketAddr {
@@ -394,6 +468,12 @@ fn default_response_body() -> Duration {
 fn default_upstream_idle() -> Duration {
     ProxyConfig::default().upstream_idle_timeout
 }
+fn default_max_headers() -> usize {
+    ProxyConfig::default().max_headers
+}
+fn default_max_request_head_size() -> usize {
+    ProxyConfig::default().max_request_head_size
+}
 
 impl TryFrom<RawConfig> for ProxyConfig {
     type Error = Error;
@@ -412,6 +492,8 @@ impl TryFrom<RawConfig> for ProxyConfig {
             response_body_timeout: r.response_body_timeout,
             upstream_idle_timeout: r.upstream_idle_timeout,
             trusted_proxies: r.trusted_proxies,
+            max_headers: r.max_headers,
+            max_request_head_size: r.max_request_head_size,
         };
         c.validate()?;
         Ok(c)
@@ -434,6 +516,8 @@ impl From<ProxyConfig> for RawConfig {
             response_body_timeout: c.response_body_timeout,
             upstream_idle_timeout: c.upstream_idle_timeout,
             trusted_proxies: c.trusted_proxies,
+            max_headers: c.max_headers,
+            max_request_head_size: c.max_request_head_size,
         }
     }
 }
@@ -494,6 +578,16 @@ mod tests {
                 r#"{"upstreamIdleTimeout": "25h"}"#,
                 "proxyConfig.upstreamIdleTimeout",
             ),
+            (r#"{"maxHeaders": 31}"#, "proxyConfig.maxHeaders"),
+            (r#"{"maxHeaders": 1001}"#, "proxyConfig.maxHeaders"),
+            (
+                r#"{"maxRequestHeadSize": 8191}"#,
+                "proxyConfig.maxRequestHeadSize",
+            ),
+            (
+                r#"{"maxRequestHeadSize": 1048577}"#,
+                "proxyConfig.maxRequestHeadSize",
+            ),
         ] {
             let e = serde_json::from_str::<ProxyConfig>(json)
                 .unwrap_err()
@@ -538,6 +632,27 @@ mod tests {
         );
         let none: ProxyConfig = serde_json::from_str(r#"{"mirrorBodyLimit": 0}"#).unwrap();
         assert_eq!(none, ProxyConfig::default().with_mirror_body_limit(0));
+        assert_eq!((c.max_headers, c.hyper_max_headers()), (100, None));
+        assert_eq!(c.max_request_head_size, 65_536);
+        let heads: ProxyConfig =
+            serde_json::from_str(r#"{"maxHeaders": 200, "maxRequestHeadSize": 8192}"#).unwrap();
+        assert_eq!(
+            heads,
+            ProxyConfig::default()
+                .with_max_headers(200)
+                .with_max_request_head_size(8_192)
+        );
+        assert_eq!(heads.hyper_max_headers(), Some(200));
+        // A buffer below hyper's minimum would panic in hyper, not be refused here.
+        let e = ProxyConfig::default()
+            .with_max_request_head_size(4_096)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("proxyConfig.maxRequestHeadSize") && e.contains("4096"),
+            "{e}"
+        );
     }
 
     #[test]

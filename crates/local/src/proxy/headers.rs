@@ -135,6 +135,65 @@ fn lists(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// Makes a response that carries the proxy's sticky cookie one no shared cache may store
+/// (RFC 9111, 5.2.2.7), as HAProxy's `cookie … insert nocache` does: a CDN or shared proxy in
+/// front of this one would otherwise replay the answer, cookie and all, to other clients, and
+/// pin them all to one backend. `private` is added to `Cache-Control` (made when missing: an
+/// answer without it may be stored for its `Expires` or heuristic freshness), `public` goes
+/// (`public, private` contradicts itself), and a `private` for named fields only becomes one
+/// for the whole answer. One that is private or `no-store` already keeps its header as it is.
+pub(super) fn keep_from_shared_caches(headers: &mut HeaderMap) {
+    let mut kept: Vec<&[u8]> = Vec::new();
+    let (mut private, mut dropped) = (false, false);
+    for v in headers.get_all(header::CACHE_CONTROL) {
+        for d in directives(v.as_bytes()) {
+            let name = d.split(|&b| b == b'=').next().unwrap_or(d).trim_ascii();
+            if name.eq_ignore_ascii_case(b"public")
+                || (name.eq_ignore_ascii_case(b"private") && name.len() < d.len())
+            {
+                dropped = true;
+                continue;
+            }
+            private |= d.eq_ignore_ascii_case(b"private") || d.eq_ignore_ascii_case(b"no-store");
+            kept.push(d);
+        }
+    }
+    if private && !dropped {
+        return;
+    }
+    if !private {
+        kept.push(b"private");
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&kept.join(&b", "[..])) {
+        headers.insert(header::CACHE_CONTROL, v);
+    }
+}
+
+/// The directives of a `Cache-Control` value, split at the commas outside quoted strings
+/// (`no-cache="Set-Cookie, Vary"` is one directive).
+fn directives(v: &[u8]) -> Vec<&[u8]> {
+    let mut found = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, &b) in v.iter().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b',' if !quoted => {
+                found.push(&v[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    found.push(&v[start..]);
+    found
+        .into_iter()
+        .map(<[u8]>::trim_ascii)
+        .filter(|d| !d.is_empty())
+        .collect()
+}
+
 /// How many more hops a `TRACE` or `OPTIONS` request may take past this one (RFC 9110,
 /// 7.6.2): the value of its one `Max-Forwards` field, a count of digits (one too large for a
 /// `u64` is as good as endless). `None` without the field, or with a value that is no count

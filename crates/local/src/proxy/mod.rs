@@ -44,8 +44,8 @@ use accept::{Conns, spawn_workers};
 use choose::{Reason, choose};
 use conn::{Activity, Tracked};
 use headers::{
-    Peer, bad_host, is_upgrade, join_field, max_forwards, only_chunked, set_host, strip_hop_by_hop,
-    upstream_request, via,
+    Peer, bad_host, is_upgrade, join_field, keep_from_shared_caches, max_forwards, only_chunked,
+    set_host, strip_hop_by_hop, upstream_request, via,
 };
 use sent::Waiting;
 use upstream::{Endpoint, InFlight, SendError};
@@ -107,7 +107,12 @@ struct Shared {
 /// basis point, header and cookie match routes, sticky sessions by cookie, mirroring. The
 /// sticky cookie is set `Path=/`, `HttpOnly`, with the session's TTL as its `Max-Age`, and
 /// `Secure` too when its name has the `__Secure-` or `__Host-` prefix, as browsers require of
-/// such names (for a proxy behind one that terminates TLS).
+/// such names (for a proxy behind one that terminates TLS). An answer that carries it is made
+/// `Cache-Control: private` (`public` removed, the other directives kept; one already private
+/// or `no-store` is left as it is), as HAProxy's `cookie … insert nocache` does: a CDN or
+/// shared cache in front of the proxy that stored it would hand the same cookie to every
+/// client it serves the answer to, and pin them all to one backend. Answers without the cookie
+/// keep their caching headers as the instance sent them.
 ///
 /// - **Atomic splits.** [`apply`](TrafficRouter::apply) swaps one immutable snapshot; every
 ///   request reads one snapshot once, so none sees a half-applied split, and new requests follow
@@ -154,6 +159,13 @@ struct Shared {
 ///   stream, mid-upload or waiting) is not an error of the instance: it is counted apart, as
 ///   closed by the client ([`client_closed`](ProxyRouter::client_closed), nginx's 499), and
 ///   the instance is charged nothing.
+/// - **Head limits.** A client's request head larger than
+///   [`ProxyConfig::max_request_head_size`] (64 KiB by default), or an HTTP/1.1 one with more
+///   header fields than [`ProxyConfig::max_headers`] (100), is answered
+///   `431 Request Header Fields Too Large` by the proxy, reaches no instance and is charged to
+///   no backend. An instance's answer with more fields than that is a 502 charged to its
+///   backend as an error (the version sent it), logged with the limit, and not sent to that
+///   instance again on another connection as a kept-alive connection's failure would be.
 /// - **Mirroring** sends a copy of the given share of requests to the mirror backend and
 ///   discards its answers. A copy is measured against the mirror backend like any request
 ///   (answered, failed, refused or not answered within [`ProxyConfig::response_timeout`]), so
@@ -354,15 +366,19 @@ impl ProxyRouter {
         let next = current.map_or(0, |b| b.next.load(Ordering::Relaxed));
         let mut backends = old.backends.clone();
         let mut eps = Vec::with_capacity(wanted.len());
+        let config = &self.shared.config;
         for a in &wanted {
-            let (pools, idle, body) = (
-                usize::from(self.shared.config.workers),
-                self.shared.config.upstream_idle_timeout,
-                self.shared.config.response_body_timeout,
-            );
             let ep = registry
                 .entry(*a)
-                .or_insert_with(|| Endpoint::new(*a, pools, idle, body))
+                .or_insert_with(|| {
+                    Endpoint::new(
+                        *a,
+                        usize::from(config.workers),
+                        config.upstream_idle_timeout,
+                        config.response_body_timeout,
+                        config.hyper_max_headers(),
+                    )
+                })
                 .clone();
             ep.restore();
             eps.push(ep);
@@ -696,6 +712,17 @@ async fn attempt(
             // counts the request as an error.
             let body = reading::Reading::new(body, due, answered, guard).boxed();
             Attempt::Answered(Response::from_parts(parts, body))
+        }
+        // Not a keep-alive race: the instance sent it, and would again.
+        Err(SendError::HeadTooLarge) => {
+            tracing::warn!(
+                %backend,
+                addr = %endpoint.addr(),
+                max_headers = shared.config.max_headers,
+                "502: the instance's answer had more header fields than proxyConfig.maxHeaders \
+                 allows, or a head larger than the proxy buffers"
+            );
+            Attempt::Failed
         }
         Err(SendError::NotSent(req, reason)) => {
             tracing::debug!(%backend, addr = %endpoint.addr(), %reason, "request not sent");
@@ -1078,6 +1105,7 @@ impl Reply<'_> {
                 && served_by == self.chosen
             {
                 res.headers_mut().append(header::SET_COOKIE, v);
+                keep_from_shared_caches(res.headers_mut());
             }
             res
         };
@@ -1139,18 +1167,26 @@ impl Reply<'_> {
 /// the first request of either version, by [`conn::run`]), so are connections idle for as
 /// long (by hyper for HTTP/1.1, by [`conn::run`] for both), and HTTP/2 connections are pinged
 /// every header read timeout and closed if a ping is not acknowledged within as long (a
-/// client gone without a word, in the middle of a long request).
+/// client gone without a word, in the middle of a long request). A request head larger than
+/// [`ProxyConfig::max_request_head_size`], or an HTTP/1.1 one with more fields than
+/// [`ProxyConfig::max_headers`], is answered 431 by hyper, before any service sees it.
 fn http_server(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+    let mut http1 = builder.http1();
+    http1
         .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout);
+        .header_read_timeout(config.header_read_timeout)
+        // Validated at least hyper's minimum, below which this panics.
+        .max_buf_size(config.max_request_head_size);
+    if let Some(fields) = config.hyper_max_headers() {
+        http1.max_headers(fields);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(config.header_read_timeout)
-        .keep_alive_timeout(config.header_read_timeout);
+        .keep_alive_timeout(config.header_read_timeout)
+        .max_header_list_size(u32::try_from(config.max_request_head_size).unwrap_or(u32::MAX));
     builder
 }
 

@@ -64,6 +64,8 @@ pub(crate) struct Endpoint {
     idle_timeout: Duration,
     /// The longest pause in reading a response body from one of its connections.
     body_timeout: Duration,
+    /// The most header fields an answer may have; `None` for hyper's own.
+    max_headers: Option<usize>,
     /// The id of the next connection opened.
     next_id: AtomicU64,
     in_flight: AtomicUsize,
@@ -102,6 +104,9 @@ pub(crate) enum SendError {
     /// instance may have closed it as idle just as the request went out, a race that no
     /// keep-alive avoids.
     Reused(String),
+    /// The answer's head had more header fields than the proxy takes, or more bytes than it
+    /// buffers: the instance's doing, on any connection.
+    HeadTooLarge,
 }
 
 /// Counts one request in flight on an endpoint until dropped.
@@ -116,14 +121,22 @@ impl Drop for InFlight {
 
 impl Endpoint {
     /// An endpoint with `pools` pools (the proxy's worker count, at least one), whose
-    /// connections are closed once idle for `idle`, and fail a response body that pauses for
-    /// `body`.
-    pub(crate) fn new(addr: SocketAddr, pools: usize, idle: Duration, body: Duration) -> Arc<Self> {
+    /// connections are closed once idle for `idle`, fail a response body that pauses for
+    /// `body`, and fail an answer with more than `max_headers` header fields (`None`: hyper's
+    /// limit).
+    pub(crate) fn new(
+        addr: SocketAddr,
+        pools: usize,
+        idle: Duration,
+        body: Duration,
+        max_headers: Option<usize>,
+    ) -> Arc<Self> {
         Arc::new(Endpoint {
             addr,
             idle: (0..pools.max(1)).map(|_| Mutex::new(Vec::new())).collect(),
             idle_timeout: idle,
             body_timeout: body,
+            max_headers,
             next_id: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             removed: AtomicBool::new(false),
@@ -249,7 +262,12 @@ impl Endpoint {
             waiting: None,
             timer: Box::pin(tokio::time::sleep(self.body_timeout)),
         };
-        let (sender, conn) = http1::handshake(io)
+        let mut builder = http1::Builder::new();
+        if let Some(fields) = self.max_headers {
+            builder.max_headers(fields);
+        }
+        let (sender, conn) = builder
+            .handshake(io)
             .await
             .map_err(|e| format!("handshake with {}: {e}", self.addr))?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -340,6 +358,7 @@ impl Endpoint {
                             e.into_error().to_string(),
                         ));
                     }
+                    None if e.error().is_parse_too_large() => return Err(SendError::HeadTooLarge),
                     None if reused => return Err(SendError::Reused(e.into_error().to_string())),
                     None => return Err(SendError::Failed(e.into_error().to_string())),
                 },
@@ -567,7 +586,7 @@ mod tests {
     async fn a_connection_idle_for_the_limit_is_closed_and_one_in_use_never_is() {
         let (addr, mut events) = instance().await;
         let idle = Duration::from_secs(60);
-        let endpoint = Endpoint::new(addr, 1, idle, Duration::from_secs(600));
+        let endpoint = Endpoint::new(addr, 1, idle, Duration::from_secs(600), None);
         get(&endpoint, "/").await;
         assert_eq!(events.recv().await, Some(true));
         // The socket is settled: from here the clock moves only when everything waits on it.
