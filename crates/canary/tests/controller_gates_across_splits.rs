@@ -147,3 +147,55 @@ fn a_raise_within_the_budget_ends_the_latency_gate_s_batch_and_keeps_its_sums() 
         assert_eq!(before["shift"], after["shift"]);
     }
 }
+
+/// Feeds second `s` of 1,000 requests split at `weight` percent, each arm erring at 1%, as
+/// the caller does with `weight` in force, and ticks.
+fn feed_errors(ctl: &mut Ctl, rng: &mut Rng, s: u64, weight: u8) -> Decision {
+    let w = second(s);
+    let nc = 1_000 * u64::from(weight) / 100;
+    let nb = 1_000 - nc;
+    let (eb, ec) = (rng.poisson(nb as f64 * 0.01), rng.poisson(nc as f64 * 0.01));
+    let b = counts(Metric::ErrorRate, Track::Stable, w, nb, eb);
+    let c = counts(Metric::ErrorRate, Track::Canary, w, nc, ec);
+    ctl.feed_in_force(&b, &c, weight, w.end()).unwrap();
+    ctl.tick(w.end())
+}
+
+#[test]
+fn the_errors_gate_counts_no_error_of_the_split_before_a_raise() {
+    let mut policy = CanaryPolicy::new(vec![
+        Step::SetWeight(5),
+        Step::SetWeight(20),
+        Step::SetWeight(50),
+    ]);
+    policy.pacing = Some(Pacing::default());
+    let lenient = SequentialCountJudge::new(Metric::ErrorRate, 1e-9, 0.0).unwrap();
+    let mut ctl = Ctl::new(policy, vec![lenient]).unwrap();
+    let mut rng = Rng::new(3);
+    assert_eq!(ctl.tick(second(0).start()).action, Action::SetWeight(5));
+    let raised = (0..600)
+        .find(|s| feed_errors(&mut ctl, &mut rng, *s, 5).action == Action::SetWeight(20))
+        .expect("an identical canary passes the errors' gate at 5%");
+    // The canary's track takes ten minutes to be ready for 20%: its 6,000 or so errors of the 5%
+    // split, far more than the 69 or so that pass the gate at 20%, are no evidence at 20%.
+    for s in raised + 1..raised + 601 {
+        feed_errors(&mut ctl, &mut rng, s, 5);
+    }
+    let state = serde_json::to_value(ctl.state()).unwrap();
+    assert_eq!(state["stepErrors"], 0, "{state}");
+    assert_eq!(state["stepLogLr"], 0.0, "{state}");
+    // The first second at 20% gives the judge data at the weight, and the gate its first errors.
+    let d = feed_errors(&mut ctl, &mut rng, raised + 601, 20);
+    assert_eq!(d.action, Action::Hold, "{}", d.reason);
+    let errors = serde_json::to_value(ctl.state()).unwrap()["stepErrors"].clone();
+    assert!(
+        d.reason
+            .contains(&format!("the {errors} errors at 20% do not yet rule out")),
+        "{}",
+        d.reason
+    );
+    // Its errors at 20% alone pass it, within a minute.
+    let at = (raised + 602..raised + 662)
+        .find(|s| feed_errors(&mut ctl, &mut rng, *s, 20).action == Action::SetWeight(50));
+    assert!(at.is_some(), "still held at 20%");
+}

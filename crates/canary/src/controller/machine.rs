@@ -119,7 +119,9 @@ pub struct ControllerState {
     weight_samples: Vec<u64>,
     /// Per judge: the latest judgement.
     judgements: Vec<Option<Judgement>>,
-    /// Errors of the pacing metric (both arms) since pacing's gate last set the weight.
+    /// Errors of the pacing metric (both arms) since pacing's gate last set the weight, of the
+    /// windows fed while that weight was in force (a state saved before the gate took only
+    /// those may hold some of the split before it, and keeps them).
     step_errors: u64,
     /// Pacing's log likelihood ratio over those errors (0 in states saved before it existed,
     /// which only makes the gate wait longer).
@@ -401,12 +403,12 @@ impl ControllerState {
 ///    from a weight above 0% only once every deciding judge has been fed a sample with data at
 ///    the weight in force since it was set (an outage of the metrics is no evidence, and holds
 ///    as any hold does; from 0% there is no canary traffic to observe), and, with
-///    [`Pacing`](super::Pacing), once the errors at the current weight (and the
-///    latencies, with its latency gate) rule out the stated regression (a raise from 0%, the
-///    first weight or one after a step back to 0%, with an exposure budget only as far as the
-///    budget allows); `pause` waits; `analysis` advances when every judge passes (a judge
-///    failing with `Info` runs it to its duration) or when its duration has passed with enough
-///    samples and no failure (else [`OnInconclusive`]); after the last step, the canary is
+///    [`Pacing`](super::Pacing), once the errors at the current weight (and the latencies, with
+///    its latency gate), fed while it was in force, rule out the stated regression (a raise
+///    from 0%, the first weight or one after a step back to 0%, with an exposure budget only as
+///    far as the budget allows); `pause` waits; `analysis` advances when every judge passes (a
+///    judge failing with `Info` runs it to its duration) or when its duration has passed with
+///    enough samples and no failure (else [`OnInconclusive`]); after the last step, the canary is
 ///    promoted, but only if every judge has seen data and none fails, with
 ///    [`Pacing`](super::Pacing) once the last weight's evidence rules out the regression too,
 ///    and with a [`PromotionGate`](super::PromotionGate) once the canary's own error rate is
@@ -578,7 +580,8 @@ impl<J: Judge> CanaryController<J> {
     /// weight, and a judge that notices a change of split by the stated share (the sequential
     /// count judge starts a new segment) must see the split the observations came from, and
     /// observations of the old split are no evidence for raising the new weight further (rule 5
-    /// of [`CanaryController`]). Errors, and nothing changes, for a weight above 100.
+    /// of [`CanaryController`]): pacing's gates and the judges' samples at the weight count
+    /// none of them. Errors, and nothing changes, for a weight above 100.
     pub fn feed_in_force(
         &mut self,
         baseline: &Observation,
@@ -637,8 +640,9 @@ impl<J: Judge> CanaryController<J> {
                     *slot = Some(j);
                 }
             }
-            // The baseline's rate is learned even while the canary serves nothing (a budget
-            // holds it at 0% until then); the gate weighs the errors of both arms.
+            // The baseline's rate is learned from every window, even while the canary serves
+            // nothing (a budget holds it at 0% until then) or the split before a raise is still
+            // in force.
             if let Some(p) = &self.policy.pacing
                 && &p.metric == sample.metric()
                 && let Measurement::Counts(b) = &baseline.measurement
@@ -647,7 +651,8 @@ impl<J: Judge> CanaryController<J> {
                 s.baseline_requests = s.baseline_requests.saturating_add(b.requests());
                 s.baseline_errors = s.baseline_errors.saturating_add(b.errors());
                 if let Measurement::Counts(c) = &canary.measurement {
-                    s.step_log_lr += p.log_likelihood_ratio(b, c);
+                    // The robust gate's batches measure how the errors clump over the rollout,
+                    // each window expected at its own share, whatever the split.
                     let (nb, nc) = (b.requests(), c.requests());
                     if let Some(span) = p.robust_batch
                         && nb > 0
@@ -658,10 +663,14 @@ impl<J: Judge> CanaryController<J> {
                         s.error_batches
                             .add(c.errors(), b.errors(), share, window, span);
                     }
-                    s.step_errors = s
-                        .step_errors
-                        .saturating_add(b.errors())
-                        .saturating_add(c.errors());
+                    // The gate weighs the errors of both arms, at the weight in force only.
+                    if at_weight {
+                        s.step_log_lr += p.log_likelihood_ratio(b, c);
+                        s.step_errors = s
+                            .step_errors
+                            .saturating_add(b.errors())
+                            .saturating_add(c.errors());
+                    }
                 }
             }
             // Latencies of the split before a raise would share a batch with the raised

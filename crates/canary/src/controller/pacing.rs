@@ -14,7 +14,11 @@
 //! ```
 //!
 //! (`c` canary and `b` baseline errors per observation), does not depend on the baseline's own
-//! error rate. The weight rises (or the canary is promoted) only once `Λ ≤ β`. By Wald's
+//! error rate. It counts only the observations fed while the current weight was in force: while
+//! a raised weight waits for its track, the router still splits at the old one, and those
+//! errors are no evidence at the new weight (the robust mode's batches below, which measure how
+//! the errors clump, and the baseline's error rate, which the budget reads, take every window).
+//! The weight rises (or the canary is promoted) only once `Λ ≤ β`. By Wald's
 //! likelihood-ratio identity, a version with exactly the detectable regression passes that gate
 //! with probability at most `β`, however often it is checked: it is the acceptance boundary of
 //! Wald's SPRT. A good version reaches it after about `ln(1/β) / KL(θ₀‖θ₁)` errors; one near
@@ -220,7 +224,7 @@ fn bernoulli_kl(p: f64, q: f64) -> f64 {
 pub(crate) struct Level {
     /// The current weight.
     pub(crate) weight: u8,
-    /// Errors (both arms) gathered at it.
+    /// Errors (both arms) of the windows fed while it was in force.
     pub(crate) errors: u64,
     /// The gate's log likelihood ratio over them.
     pub(crate) log_lr: f64,
