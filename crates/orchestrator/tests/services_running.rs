@@ -6,7 +6,7 @@ use crate::support;
 
 use std::sync::Arc;
 
-use serin_compat::matrix::{OneMinorAtATime, Requires};
+use serin_compat::matrix::{OneMinorAtATime, PairRule, Requires, Target};
 use serin_compat::{Fleet, Matrix, Registry, Release, Rule, Selector, Validator};
 use serin_orchestrator::{
     DeploymentConfig, Error, Journal, Orchestrator, OrchestratorBuilder, Platform, Report,
@@ -36,6 +36,20 @@ impl Services {
         for (version, targets) in [("1.0.0", &SERVICES[..]), ("1.1.0", &["api"][..])] {
             let reports = o.run(&config(version, targets)).await.expect("run");
             assert_succeeded(&reports, targets);
+        }
+        services
+    }
+
+    /// Only `api` installed, at 1.1.0: nothing of `web` runs.
+    async fn only_api() -> Self {
+        let services = Services {
+            world: World::new(),
+            routers: SERVICES.map(|_| Arc::new(InMemoryRouter::new())),
+        };
+        let o = services.builder(services.world.platform.clone()).build();
+        for version in ["1.0.0", "1.1.0"] {
+            let reports = o.run(&config(version, &["api"])).await.expect("run");
+            assert_succeeded(&reports, &["api"]);
         }
         services
     }
@@ -96,6 +110,22 @@ fn web_needs_api_1_1() -> Rule {
         versions: Selector::parse(">=1.2.0", "test").expect("selector"),
         dependency: "api".into(),
         req: Selector::parse(">=1.1.0", "test").expect("selector"),
+        reason: None,
+    })
+}
+
+/// `api` 1.2.0 never works with `web` 1.0.0.
+fn api_1_2_denies_web_1_0() -> Rule {
+    let target = |service: &str, versions: &str| {
+        Target::new(
+            service,
+            Selector::parse(versions, "test").expect("selector"),
+        )
+    };
+    Rule::Deny(PairRule {
+        id: Some("api-1.2-not-with-web-1.0".into()),
+        a: target("api", ">=1.2.0"),
+        b: target("web", "1.0.0"),
         reason: None,
     })
 }
@@ -177,4 +207,21 @@ async fn a_target_whose_running_version_cannot_be_read_starts_nothing() {
         "nothing started"
     );
     assert_eq!(silent.stall.dropped(), silent.stall.hung());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_target_that_runs_nothing_leaves_the_fleet_it_was_given_in() {
+    // The fleet given says `web` runs 1.0.0, but nothing of it runs: it was removed since, and
+    // this run is its first install. `api` 1.2.0 works with every `web` but 1.0.0.
+    let services = Services::only_api().await;
+    let o = services.restarted(services.world.platform.clone(), api_1_2_denies_web_1_0());
+    let to_1_2 = config("1.2.0", &SERVICES);
+    let reports = o.run(&to_1_2).await.expect("run");
+    for r in &reports {
+        assert!(r.outcome.as_ref().is_some_and(|o| o.is_success()), "{r}");
+    }
+    assert_succeeded(&reports, &SERVICES);
+    let fleet = o.fleet().expect("a validator is configured");
+    assert_eq!(fleet.running("api"), [v("1.2.0")]);
+    assert_eq!(fleet.running("web"), [v("1.2.0")]);
 }

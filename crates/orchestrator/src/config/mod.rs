@@ -523,6 +523,16 @@ impl DeploymentConfig {
         }
         self.canary_thresholds.validate()?;
         self.monitoring.validate()?;
+        if matches!(
+            self.strategy,
+            StrategyKind::Canary | StrategyKind::BlueGreenWithCanary
+        ) {
+            // A canary reads a window each `metricsWindow`, not each `checkInterval`.
+            self.monitoring.check_read_delay(
+                "canaryConfig.metricsWindow",
+                self.canary_config.metrics_window,
+            )?;
+        }
         // A canary track is grown to `replicasPerEnv` before it takes all traffic, never
         // shrunk: a larger canary would be promoted at its own size.
         if self.canary_config.replicas > self.blue_green_config.replicas_per_env {

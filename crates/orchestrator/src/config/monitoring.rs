@@ -21,6 +21,24 @@ pub struct MonitoringConfig {
     /// How long the new version is watched after promotion. Default `5m`.
     #[serde(with = "serin_signals::duration")]
     pub monitoring_duration: Duration,
+    /// How long after its end each metrics window is read. The windows stay the same
+    /// (`[start, end)`, one after the other); only the read moves, to `end + readDelay`.
+    /// Default `0s`: read the instant the window ends.
+    ///
+    /// A source that records a sample a little after the instant it belongs to (Prometheus
+    /// scrapes every 15–60 s; a proxy counts a request when its response ends) answers a read
+    /// made at the window's end without the samples not yet recorded, and no later window
+    /// reads them: they are lost to the judges and triggers. A read delay of the source's lag
+    /// gives them time to arrive; a Prometheus source wants about one scrape interval.
+    ///
+    /// Every decision comes that much later: a bad version serves `readDelay` longer before
+    /// it is switched back, and the first `readDelay` of a window after a weight change still
+    /// saw the previous weight. It must be shorter than `checkInterval`; for a canary, keep it
+    /// shorter than `canaryConfig.metricsWindow` too, or every decision trails its window by
+    /// more than a window. Deadlines keep their meaning: a read due after
+    /// `maxDeploymentDuration` is not made, the deadline decides.
+    #[serde(with = "serin_signals::duration")]
+    pub read_delay: Duration,
     /// How long a monitoring threshold (`errorRateThreshold`, `latencyThreshold`) must be
     /// breached before it rolls back, in checks: the breach must last `consecutiveFailures - 1`
     /// check intervals of data time, from the end of its first breaching check to the end of the
@@ -110,6 +128,7 @@ impl Default for MonitoringConfig {
         MonitoringConfig {
             check_interval: Duration::from_secs(5),
             monitoring_duration: Duration::from_secs(300),
+            read_delay: Duration::ZERO,
             consecutive_failures: 3,
             error_rate_threshold: Some(0.10),
             latency_threshold: None,
@@ -142,6 +161,7 @@ impl MonitoringConfig {
                 ),
             ));
         }
+        self.check_read_delay(&format!("{path}.checkInterval"), self.check_interval)?;
         if self.consecutive_failures == 0 {
             return Err(Error::invalid(
                 format!("{path}.consecutiveFailures"),
@@ -165,6 +185,26 @@ impl MonitoringConfig {
                 format!("{path}.latencyThreshold"),
                 v,
                 "must be a number of milliseconds above 0",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a `readDelay` not shorter than `interval` (at `interval_path`), the time
+    /// between two reads: each read would come a whole interval or more after its window
+    /// ended, after the next window had ended too, so every decision would trail the data by
+    /// more than the interval it is meant to be made in.
+    pub(super) fn check_read_delay(&self, interval_path: &str, interval: Duration) -> Result<()> {
+        if self.read_delay >= interval {
+            return Err(Error::invalid(
+                "monitoring.readDelay",
+                human(self.read_delay),
+                format!(
+                    "must be shorter than {interval_path} ({}): each window would be read only \
+                     after the next one had ended, so reads would pile up behind the data and \
+                     every decision trail it by more than one interval",
+                    human(interval)
+                ),
             ));
         }
         Ok(())

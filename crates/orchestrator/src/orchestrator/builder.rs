@@ -130,9 +130,10 @@ impl Validation {
         crate::lock(&self.fleet).clone()
     }
 
-    /// Records that `service` now runs `version` alone.
-    pub(crate) fn record(&self, service: &str, version: semver::Version) {
-        crate::lock(&self.fleet).set(service, vec![version]);
+    /// Records that `service` now runs `running` (none: nothing of it runs, and its next
+    /// deployment is a first install).
+    pub(crate) fn record(&self, service: &str, running: Vec<semver::Version>) {
+        crate::lock(&self.fleet).set(service, running);
     }
 }
 
@@ -227,7 +228,9 @@ impl OrchestratorBuilder {
 
     /// Validates every upgrade against `fleet` (what runs now) before anything changes. The
     /// orchestrator keeps the fleet up to date with its own deployments: once one succeeds, its
-    /// service counts as running the new version alone.
+    /// service counts as running the new version alone. A [`run`](Orchestrator::run) of
+    /// several services takes each target as the platform runs it when the run begins: one
+    /// of which nothing runs counts as running nothing, whatever `fleet` said.
     pub fn validator(mut self, validator: Validator, fleet: Fleet) -> Self {
         self.validator = Some(Validation {
             validator,

@@ -465,11 +465,10 @@ impl Orchestrator {
         if let (Some(v), Some(running)) = (&self.inner.validator, running) {
             // Each deployment is validated alone too, against the validator's fleet: it learns
             // what runs, or a service of a group would be checked against a version of another
-            // that no longer runs. A target that runs nothing keeps what the fleet says.
+            // that no longer runs. A target that runs nothing runs no version, whatever the
+            // fleet said: its deployment is a first install.
             for service in &config.target_services {
-                if let [version] = running.running(service) {
-                    v.record(service, version.clone());
-                }
+                v.record(service, running.running(service).to_vec());
             }
         }
         for group in groups {

@@ -288,6 +288,12 @@ impl Orchestrator {
                     m.check_interval,
                     config.trigger_config()?.triggers.len()
                 );
+                if !m.read_delay.is_zero() {
+                    watch.push_str(&format!(
+                        "; each window read {:?} after its end (monitoring.readDelay)",
+                        m.read_delay
+                    ));
+                }
                 if m.error_rate_threshold.is_some() || m.latency_threshold.is_some() {
                     watch.push_str(&format!(
                         "; a monitoring threshold rolls back once breached for {:?} ({} checks)",
@@ -296,11 +302,12 @@ impl Orchestrator {
                     ));
                 }
                 steps.push(watch);
-                // Completion starts when the watch ends, and keeps the old version warm until
-                // `keepOldWarmFor` after promotion: it goes at whichever comes later.
-                let retire_after = config
-                    .monitoring
+                // Completion starts when the watch ends (its last window read `readDelay`
+                // after its end), and keeps the old version warm until `keepOldWarmFor` after
+                // promotion: it goes at whichever comes later.
+                let retire_after = m
                     .monitoring_duration
+                    .saturating_add(m.read_delay)
                     .max(bg.keep_old_warm_for);
                 steps.push(format!(
                     "retire {} ({}) {retire_after:?} after promotion",

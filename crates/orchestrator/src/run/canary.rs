@@ -32,12 +32,10 @@ impl Runner {
             return self.move_weight(Vec::new(), true).await;
         }
         let window = self.state.config.canary_config.metrics_window;
-        // Never past the deadline: a window longer than what is left of the deployment ends
-        // early, and the rollback below is not late.
+        // Never past the deadline: a window (or its read delay) longer than what is left of the
+        // deployment ends early, and the rollback below is not late.
         let target = self
-            .state
-            .observed_until
-            .saturating_add(window)
+            .read_at(self.state.observed_until.saturating_add(window))
             .min(self.state.deadline);
         if !self.wait_until(target).await? {
             return Ok(());

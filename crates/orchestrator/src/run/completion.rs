@@ -13,7 +13,7 @@ impl Runner {
     pub(super) async fn watch_tick(&mut self) -> Result<()> {
         let now = self.now();
         let check = self.state.config.monitoring.check_interval;
-        if now < self.state.observed_until.saturating_add(check) {
+        if now < self.read_at(self.state.observed_until.saturating_add(check)) {
             return Ok(());
         }
         self.check_triggers(now).await
@@ -88,8 +88,9 @@ impl Runner {
             .saturating_add(cfg.monitoring_duration);
         let next = self.state.observed_until.saturating_add(cfg.check_interval);
         if next > until && self.watch_saw_data && !self.triggers_hold(now) {
-            let target = until.min(deadline);
-            if !self.wait_until(target).await? || target < until {
+            let last_read = self.read_at(until);
+            let target = last_read.min(deadline);
+            if !self.wait_until(target).await? || target < last_read {
                 // Moved by a command, or the deadline came first (the next tick handles it).
                 return Ok(());
             }
@@ -100,8 +101,9 @@ impl Runner {
             }
             return self.enter(Stage::Completion, Vec::new(), Vec::new()).await;
         }
-        let target = next.min(deadline);
-        if !self.wait_until(target).await? || target < next {
+        let next_read = self.read_at(next);
+        let target = next_read.min(deadline);
+        if !self.wait_until(target).await? || target < next_read {
             return Ok(());
         }
         self.watch_tick().await

@@ -810,7 +810,7 @@ impl Runner {
         self.state.outcome = Some(outcome);
         self.commit(Vec::new(), kinds).await?;
         if succeeded && let Some(v) = &self.inner.validator {
-            v.record(&self.state.service, self.state.to.version.clone());
+            v.record(&self.state.service, vec![self.state.to.version.clone()]);
         }
         Ok(())
     }

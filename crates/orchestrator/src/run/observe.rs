@@ -64,23 +64,31 @@ impl Runner {
         out
     }
 
-    /// Each metric of both arms over `[observed_until, now)`, and both tracks' health
-    /// signals. A source error is no data for that arm: never a pass.
+    /// Each metric of both arms over the window from `observed_until` to `monitoring.readDelay`
+    /// before `now` (the window read now, see [`read_at`](Self::read_at)), and both tracks'
+    /// health signals. A source error is no data for that arm: never a pass.
     ///
     /// `None` when an operator's abort cut a read short: the window is not acted on, and the
     /// abort is served first. Acting on a window without the reads the abort cut (a trigger
     /// whose missing data rolls back, say) would start a rollback of its own, and answer the
     /// operator that the deployment is already rolling back.
     pub(super) async fn observe(&mut self, now: Timestamp) -> Option<Observed> {
-        let start = self.state.observed_until.min(now);
-        let window = match Window::new(start, now) {
+        let end = now.saturating_sub(self.state.config.monitoring.read_delay);
+        let start = self.state.observed_until.min(end);
+        let window = match Window::new(start, end) {
             Ok(w) => w,
-            Err(_) => Window::ending_at(now, Duration::from_millis(1)),
+            Err(_) => Window::ending_at(end, Duration::from_millis(1)),
         };
-        self.state.observed_until = now;
+        self.state.observed_until = end;
         let observed = self.read_window(window).await.ok()?;
         self.sample = Some(self.summarise(window, &observed.metrics));
         Some(observed)
+    }
+
+    /// When the window ending at `end` is read: `monitoring.readDelay` after it, so that the
+    /// samples a source records a little after the instant they belong to are in it.
+    pub(super) fn read_at(&self, end: Timestamp) -> Timestamp {
+        end.saturating_add(self.state.config.monitoring.read_delay)
     }
 
     /// Serves the commands waiting, in the order they came: those a watch's read held when an

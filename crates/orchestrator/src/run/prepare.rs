@@ -871,7 +871,7 @@ impl Runner {
             if watched {
                 // The new version serves its canary share until the grown track is ready:
                 // the rollback triggers watch it meanwhile, every check interval.
-                let due = self.state.observed_until.saturating_add(check);
+                let due = self.read_at(self.state.observed_until.saturating_add(check));
                 if now >= due {
                     self.watch_tick().await?;
                     if self.state.stage != stage {

@@ -85,7 +85,7 @@ impl Runner {
             Next::Wait { until_millis } => {
                 let check = self.state.config.monitoring.check_interval;
                 let target = Timestamp::from_millis(until_millis)
-                    .min(self.state.observed_until.saturating_add(check))
+                    .min(self.read_at(self.state.observed_until.saturating_add(check)))
                     .min(self.state.deadline);
                 if !self.wait_until(target).await? {
                     return Ok(());
@@ -95,9 +95,7 @@ impl Runner {
             Next::AwaitApproval { .. } => {
                 let check = self.state.config.monitoring.check_interval;
                 let target = self
-                    .state
-                    .observed_until
-                    .saturating_add(check)
+                    .read_at(self.state.observed_until.saturating_add(check))
                     .min(self.state.deadline);
                 if !self.wait_until(target).await? {
                     return Ok(());
