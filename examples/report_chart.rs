@@ -12,11 +12,14 @@
 //! ```
 //!
 //! `--json PATH` also writes the report's JSON (schema `serin.report/v1`, see
-//! `docs/report-schema.md`). With a report's JSON, a `--deployment` that does not name
-//! the deployment it reports is a usage error, not ignored. A prefix that names several deployments (one version deployed
-//! twice) is refused with their ids: the full id picks one.
+//! `docs/report-schema.md`). A `--deployment` that names no deployment of the input is a usage
+//! error, not ignored: with a report's JSON, one other than the deployment it reports; with a
+//! journal, a prefix of none of its ids, or of several (one version deployed twice), which is
+//! refused with their ids: the full id picks one.
 //!
-//! Exit status: 0 when written, 2 on a usage error, 1 when the input cannot be read or drawn.
+//! Exit status: 0 when written, 2 on a usage error (bad arguments, or a `--deployment` the
+//! input does not hold or names ambiguously), 1 when the input cannot be read or drawn (a
+//! journal that holds no deployment at all among them).
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
@@ -92,51 +95,48 @@ fn set_once<T>(slot: &mut Option<T>, flag: &str, value: Option<T>) -> Result<(),
 }
 
 /// The report of one deployment in the journal at `path`.
-async fn from_journal(path: &Path, wanted: Option<&str>) -> Result<Report, BoxError> {
+async fn from_journal(path: &Path, wanted: Option<&str>) -> Result<Report, Failure> {
     // A missing journal reads as an empty one: a mistyped path would say "no deployment".
     std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let journal = FileJournal::open(path)?;
     let ids = journal.deployments().await?;
+    let Some(last) = ids.last() else {
+        return Err(format!("{} holds no deployment", path.display()).into());
+    };
     let id = match wanted {
-        // The exact id, else the one id that starts with it.
-        Some(w) => match ids.iter().find(|id| *id == w) {
-            Some(id) => id,
-            None => match ids
-                .iter()
-                .filter(|id| id.starts_with(w))
-                .collect::<Vec<_>>()[..]
-            {
-                [id] => id,
-                [] => {
-                    return Err(format!(
-                        "invalid --deployment `{w}`: no deployment in {} starts with it; it \
-                         holds {}",
-                        path.display(),
-                        ids.join(", ")
-                    )
-                    .into());
-                }
-                ref several => {
-                    return Err(format!(
-                        "invalid --deployment `{w}`: it starts the ids of {} deployments in {} \
-                         ({}); give one of them",
-                        several.len(),
-                        path.display(),
-                        several
-                            .iter()
-                            .map(|s| s.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                    .into());
-                }
-            },
-        },
-        None => ids
-            .last()
-            .ok_or_else(|| format!("{} holds no deployment", path.display()))?,
+        Some(w) => named(&ids, w, path)?,
+        None => last,
     };
     Ok(Report::from_records(&journal.records(id).await?)?)
+}
+
+/// The id among `ids` (those of the journal at `path`) that `wanted` names: the exact id, else
+/// the one id that starts with it. Naming none or several is a usage error, as naming another
+/// deployment than a report's is: the journal is fine, the argument is not.
+fn named<'a>(ids: &'a [String], wanted: &str, path: &Path) -> Result<&'a String, Failure> {
+    if let Some(id) = ids.iter().find(|id| *id == wanted) {
+        return Ok(id);
+    }
+    let starting: Vec<&String> = ids.iter().filter(|id| id.starts_with(wanted)).collect();
+    match starting[..] {
+        [id] => Ok(id),
+        [] => Err(Failure::Usage(format!(
+            "invalid --deployment `{wanted}`: no deployment in {} starts with it; it holds {}",
+            path.display(),
+            ids.join(", ")
+        ))),
+        ref several => Err(Failure::Usage(format!(
+            "invalid --deployment `{wanted}`: it starts the ids of {} deployments in {} ({}); \
+             give one of them",
+            several.len(),
+            path.display(),
+            several
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]

@@ -579,6 +579,8 @@ fn report_chart_draws_the_deployment_a_prefix_names_and_refuses_an_ambiguous_one
         cmd.current_dir(d).args(args);
         cmd
     };
+    // A `--deployment` that names several deployments of the journal, or none, is a usage
+    // error as a report's other deployment is: the input is fine, the argument is not.
     chart(&[
         ".serin/journal.jsonl",
         "chart.svg",
@@ -586,8 +588,21 @@ fn report_chart_draws_the_deployment_a_prefix_names_and_refuses_an_ambiguous_one
         "demo-1.1.0",
     ])
     .assert()
-    .code(1)
+    .code(2)
     .stderr(predicate::str::contains(ids[0].as_str()))
+    .stderr(predicate::str::contains(ids[1].as_str()))
+    .stderr(predicate::str::contains("usage: report_chart"));
+    chart(&[
+        ".serin/journal.jsonl",
+        "chart.svg",
+        "--deployment",
+        "demo-9",
+    ])
+    .assert()
+    .code(2)
+    .stderr(predicate::str::contains(
+        "invalid --deployment `demo-9`: no deployment in .serin/journal.jsonl starts with it",
+    ))
     .stderr(predicate::str::contains(ids[1].as_str()));
     assert!(!d.join("chart.svg").exists());
     chart(&[

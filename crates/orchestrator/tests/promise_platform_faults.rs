@@ -1,14 +1,15 @@
 //! Zero downtime and a small blast radius under platform faults, on the simulated fleet, for
-//! every strategy: a bring-up the platform fails or that never gets ready in time moves no
-//! traffic and loses no request; instances of the new version that die mid-rollout are rolled
-//! back from fast, with traffic back on the old version.
+//! every strategy: a start the platform fails (its deployment lock or the bring-up) or a
+//! bring-up that never gets ready in time moves no traffic and loses no request; instances of
+//! the new version that die mid-rollout are rolled back from fast, with traffic back on the old
+//! version.
 
 use crate::promise_support;
 
 use std::ops::RangeFrom;
 use std::time::Duration;
 
-use serin_orchestrator::{DeploymentConfig, EventKind, Outcome, Report, StrategyKind};
+use serin_orchestrator::{DeploymentConfig, Error, EventKind, Outcome, Report, StrategyKind};
 use serin_signals::Timestamp;
 use serin_sim::{Fault, SimWorld, Span};
 
@@ -53,13 +54,21 @@ async fn moves_nothing_under(
             .inject(fault(strategy, since_start(&world)))
             .expect("fault");
         let since = world.now();
-        let r = run(&o, &config("1.1.0", strategy)).await;
-        nothing_moved(&world, &r, since).await;
+        match o.run(&config("1.1.0", strategy)).await {
+            Ok(mut reports) => nothing_moved(&world, &reports.remove(0), since).await,
+            // The platform failed the deployment lock too: refused before anything started.
+            Err(e) => {
+                assert!(matches!(e, Error::Platform { .. }), "{strategy:?}: {e}");
+                let what = format!("{strategy:?} refused: {e}");
+                assert_all_traffic_on(&world, "1.0.0", &what).await;
+                assert_no_request_lost(&world, since, &what);
+            }
+        }
     }
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_bring_up_the_platform_fails_moves_no_traffic() {
+async fn a_start_the_platform_fails_moves_no_traffic() {
     moves_nothing_under(1.., |_, at| Fault::PlatformErrors {
         span: Span::new(at, at + Duration::from_secs(2)),
         message: "quota exceeded".into(),

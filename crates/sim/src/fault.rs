@@ -140,9 +140,10 @@ pub enum Fault {
         /// What the router says.
         message: String,
     },
-    /// The platform fails every `bring_up`, `scale` and `retire` during `span`, changing
-    /// nothing (its deployment lock is taken and freed as usual). As with router errors,
-    /// platform errors whose spans overlap must give the same `message`.
+    /// The platform fails every `bring_up`, `scale` and `retire` during `span`, and every call
+    /// about its deployment lock (`lock`, `unlock`, `lock_holder`: the lock is the platform's,
+    /// a Kubernetes Lease or a file), changing nothing; `status` and `list` still answer. As
+    /// with router errors, platform errors whose spans overlap must give the same `message`.
     PlatformErrors {
         /// When.
         span: Span,

@@ -28,8 +28,9 @@ const NAME: &str = "sim";
 /// and only its holder frees it. An executor killed mid-deployment leaves it held, and one
 /// restarted over the same world finds it so until it resumes (or abandons) that deployment,
 /// as on a platform that several processes share. Taking, refusing and freeing it are in the
-/// timeline (reading its holder, which changes nothing, is not); platform-errors faults leave
-/// it alone.
+/// timeline (reading its holder, which changes nothing, is not). The lock is the platform's (a
+/// Kubernetes Lease, a file), so a platform-errors fault fails its calls too: `lock`, `unlock`
+/// and `lock_holder` fail with the fault's message and no holder changes.
 ///
 /// ```
 /// use std::time::Duration;
@@ -64,6 +65,14 @@ impl SimPlatform {
     }
 }
 
+/// What the platform says while a platform-errors fault is active at `now`.
+fn platform_error(state: &State, now: Timestamp) -> Option<String> {
+    state.active_fault(now, |f, since| match f {
+        Fault::PlatformErrors { span, message } if span.contains(since) => Some(message.clone()),
+        _ => None,
+    })
+}
+
 /// Fails the call when a platform-errors fault is active, recording the failure.
 fn check_faults(
     state: &mut State,
@@ -72,17 +81,37 @@ fn check_faults(
     service: &str,
     track: &Track,
 ) -> Result<()> {
-    let failing = state.active_fault(now, |f, since| match f {
-        Fault::PlatformErrors { span, message } if span.contains(since) => Some(message.clone()),
-        _ => None,
-    });
-    match failing {
+    match platform_error(state, now) {
         Some(reason) => {
             let error = Error::platform(NAME, reason.clone());
             Err(failed(state, now, call, service, track, reason, error))
         }
         None => Ok(()),
     }
+}
+
+/// Fails `holder`'s `call` about the deployment lock of `service` when a platform-errors fault
+/// is active, recording the failure; nothing else is touched.
+fn check_lock_faults(
+    state: &mut State,
+    now: Timestamp,
+    call: &str,
+    service: &str,
+    holder: &str,
+) -> Result<()> {
+    let Some(reason) = platform_error(state, now) else {
+        return Ok(());
+    };
+    state.push(
+        now,
+        EventKind::LockCallFailed {
+            call: call.to_owned(),
+            service: service.to_owned(),
+            holder: holder.to_owned(),
+            reason: reason.clone(),
+        },
+    );
+    Err(Error::platform(NAME, reason))
 }
 
 /// Records a failed call in the timeline, with `reason`, and hands back its `error`.
@@ -339,6 +368,7 @@ impl Platform for SimPlatform {
     async fn lock(&self, service: &str, holder: &str) -> Result<()> {
         let now = self.world.now();
         let mut state = self.world.lock();
+        check_lock_faults(&mut state, now, "lock", service, holder)?;
         if let Some(other) = state.locks.get(service).filter(|h| *h != holder) {
             let reason = format!("deployment {other} holds the lock of this service");
             state.push(
@@ -365,6 +395,7 @@ impl Platform for SimPlatform {
     async fn unlock(&self, service: &str, holder: &str) -> Result<()> {
         let now = self.world.now();
         let mut state = self.world.lock();
+        check_lock_faults(&mut state, now, "unlock", service, holder)?;
         if state.locks.get(service).is_some_and(|h| h == holder) {
             state.locks.remove(service);
             state.push(
@@ -379,6 +410,12 @@ impl Platform for SimPlatform {
     }
 
     async fn lock_holder(&self, service: &str) -> Result<Option<String>> {
-        Ok(self.world.lock_holder(service))
+        let now = self.world.now();
+        let state = self.world.lock();
+        // A read changes nothing, so its failure is not in the timeline.
+        match platform_error(&state, now) {
+            Some(reason) => Err(Error::platform(NAME, reason)),
+            None => Ok(state.locks.get(service).cloned()),
+        }
     }
 }

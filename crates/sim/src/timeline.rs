@@ -101,6 +101,17 @@ pub enum EventKind {
         /// Why, naming the deployment that holds it.
         reason: String,
     },
+    /// A `lock` or `unlock` call failed by a scripted platform error; no holder changed.
+    LockCallFailed {
+        /// `lock` or `unlock`.
+        call: String,
+        /// The service whose lock it was about.
+        service: String,
+        /// The deployment that called.
+        holder: String,
+        /// Why.
+        reason: String,
+    },
     /// The deployment that held the lock of a service freed it.
     Unlocked {
         /// The service.

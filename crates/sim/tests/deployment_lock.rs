@@ -11,7 +11,7 @@ use serin_orchestrator::{
     Clock, DeploymentConfig, Error as PlatformError, InMemoryJournal, Journal, Orchestrator,
     Outcome, Platform, ServiceBackends, StrategyKind,
 };
-use serin_sim::{EventKind, SimConfig, SimWorld};
+use serin_sim::{EventKind, Fault, SimConfig, SimWorld, Span};
 
 /// The lock events of the world's timeline, oldest first.
 fn lock_events(world: &SimWorld) -> Vec<EventKind> {
@@ -25,6 +25,7 @@ fn lock_events(world: &SimWorld) -> Vec<EventKind> {
                 EventKind::Locked { .. }
                     | EventKind::Unlocked { .. }
                     | EventKind::LockRefused { .. }
+                    | EventKind::LockCallFailed { .. }
             )
         })
         .collect()
@@ -91,6 +92,66 @@ async fn a_lock_holds_across_views_until_its_holder_frees_it() {
             locked(SERVICE, "web-2-b"),
         ]
     );
+}
+
+/// The lock lives on the platform (a Lease, a file), so a platform-errors fault fails its
+/// calls as it fails the others: taking, taking back, freeing and reading it fail with the
+/// fault's message while it lasts, and no holder changes; after it, the lock is where it was.
+/// The failed changes are in the timeline (the failed read, like any read, is not).
+#[tokio::test(start_paused = true)]
+async fn platform_errors_fail_the_lock_calls_and_move_no_lock() {
+    let world = fleet(SimConfig::new(45).with_fault(Fault::PlatformErrors {
+        span: Span::new(Duration::from_secs(60), Duration::from_secs(120)),
+        message: "lease store unreachable".into(),
+    }))
+    .await;
+    let platform = world.platform();
+    platform.lock(SERVICE, "web-1-a").await.unwrap();
+    wait(Duration::from_secs(60)).await;
+
+    let failed = |result: Result<(), PlatformError>, call: &str| {
+        let err = result.expect_err(call);
+        assert!(
+            matches!(&err, PlatformError::Platform { .. })
+                && err.to_string().contains("lease store unreachable"),
+            "{call}: {err:?}"
+        );
+    };
+    failed(platform.lock(SERVICE, "web-1-a").await, "taking it back");
+    failed(platform.lock(SERVICE, "web-2-b").await, "taking it held");
+    failed(platform.lock("shop", "shop-1-c").await, "taking it free");
+    failed(platform.unlock(SERVICE, "web-1-a").await, "freeing it");
+    failed(
+        platform.lock_holder(SERVICE).await.map(drop),
+        "reading its holder",
+    );
+    assert_eq!(world.lock_holder(SERVICE).as_deref(), Some("web-1-a"));
+    assert_eq!(world.lock_holder("shop"), None);
+    let refused = |call: &str, service: &str, holder: &str| EventKind::LockCallFailed {
+        call: call.into(),
+        service: service.into(),
+        holder: holder.into(),
+        reason: "lease store unreachable".into(),
+    };
+    assert_eq!(
+        lock_events(&world),
+        [
+            locked(SERVICE, "web-1-a"),
+            refused("lock", SERVICE, "web-1-a"),
+            refused("lock", SERVICE, "web-2-b"),
+            refused("lock", "shop", "shop-1-c"),
+            refused("unlock", SERVICE, "web-1-a"),
+        ]
+    );
+
+    wait(Duration::from_secs(60)).await;
+    assert_eq!(
+        platform.lock_holder(SERVICE).await.unwrap().as_deref(),
+        Some("web-1-a")
+    );
+    platform.unlock(SERVICE, "web-1-a").await.unwrap();
+    platform.lock(SERVICE, "web-2-b").await.unwrap();
+    assert_eq!(world.lock_holder(SERVICE).as_deref(), Some("web-2-b"));
 }
 
 /// An orchestrator over `world`, journalling to `journal`, as a process starting now builds it.
