@@ -2,14 +2,14 @@
 
 use crate::common;
 
-use common::{counts, second};
-use serin_canary::judge::{Judge, Sample, Verdict};
+use common::{Rng, counts, latency, second};
+use serin_canary::judge::{Effect, Judge, Judgement, Sample, Verdict};
 use serin_canary::sequential::{
     AlphaSharing, CountMode, CountTestConfig, SequentialCountJudge, SequentialLatencyJudge, Sides,
     combine,
 };
 use serin_canary::severity::SeverityBands;
-use serin_signals::{Metric, Track};
+use serin_signals::{Metric, Observation, Track};
 
 /// A two-sided judge whose interval already lies above 1 (or below it) while the e-value is
 /// still short of `1/α` says which bounds a pass needs, not that the interval reaches them.
@@ -77,4 +77,128 @@ fn split_alpha_states_what_each_judge_spends_and_refuses_more_than_alpha() {
         .evidence
         .summary;
     assert!(text.contains("1/alpha = 25, 100"), "{text}");
+}
+
+/// The effect named `name` in a judgement's evidence.
+fn effect<'j>(j: &'j Judgement, name: &str) -> Option<&'j Effect> {
+    j.evidence.effects.iter().find(|e| e.name == name)
+}
+
+/// Feeds `judge` per-second samples from `sample(s)` until it fails, and returns the failure
+/// with the second it came at.
+fn first_failure(
+    judge: &mut impl Judge,
+    mut sample: impl FnMut(u64) -> (Observation, Observation),
+) -> (Judgement, u64) {
+    for s in 0..20_000 {
+        let (b, c) = sample(s);
+        let j = judge
+            .observe(&Sample::new(&b, &c, Some(0.05), second(s).end()).unwrap())
+            .unwrap();
+        if j.verdict.is_fail() {
+            return (j, s);
+        }
+    }
+    panic!("no failure");
+}
+
+/// A 15% slowdown that begins after half an hour fails by the start-time mixture while the
+/// whole run's shift is still near 0: the evidence says that the recent part decided, from
+/// which sample, and what the shift is since then, beside the whole run's.
+#[test]
+fn a_late_slowdown_s_failure_names_its_start_and_the_shift_since() {
+    let onset = 1_800;
+    let mut rng = Rng::new(7);
+    let mut judge = SequentialLatencyJudge::new(Metric::Latency, 0.05, 0.0).unwrap();
+    let (j, failed_at) = first_failure(&mut judge, |s| {
+        let shift = if s >= onset { 1.15f64.ln() } else { 0.0 };
+        let mut values = |n: usize, shift: f64| -> Vec<f64> {
+            (0..n)
+                .map(|_| 40.0 * (0.4 * rng.normal() + shift).exp())
+                .collect()
+        };
+        let (bv, cv) = (values(95, 0.0), values(5, shift));
+        (
+            latency(Track::Stable, second(s), &bv),
+            latency(Track::Canary, second(s), &cv),
+        )
+    });
+    assert!(failed_at > onset, "failed at {failed_at}");
+    let whole = effect(&j, "medianShift").unwrap();
+    assert!(whole.estimate < 0.05, "{whole:?}");
+    let since = effect(&j, "medianShiftSinceOnset").expect("the shift since the onset");
+    let i = since.interval.unwrap();
+    assert!(i.contains(0.15) && i.lower > whole.estimate, "{since:?}");
+    let summary = &j.evidence.summary;
+    let (start, of) = stated_start(summary);
+    assert!(start > onset - 120 && start <= failed_at, "{summary}");
+    assert_eq!(of, failed_at + 1, "{summary}");
+    let stated = format!(
+        "the median shift is {:+.1}% [{:+.1}%, {:+.1}%] at confidence 0.95, against {:+.1}%",
+        since.estimate * 100.0,
+        i.lower * 100.0,
+        i.upper * 100.0,
+        whole.estimate * 100.0
+    );
+    assert!(summary.contains(&stated), "{summary}");
+    assert!(summary.contains("over the whole run"), "{summary}");
+}
+
+/// Errors that treble after an hour fail by the start-time mixture: the evidence names the
+/// start it weighs most and the error-rate ratio since then, beside the whole split's.
+#[test]
+fn a_late_error_rise_s_failure_names_its_start_and_the_ratio_since() {
+    let onset = 3_600;
+    let mut rng = Rng::new(11);
+    let mut judge = SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.0).unwrap();
+    let (j, failed_at) = first_failure(&mut judge, |s| {
+        let ratio = if s >= onset { 3.0 } else { 1.0 };
+        let w = second(s);
+        (
+            counts(
+                Metric::ErrorRate,
+                Track::Stable,
+                w,
+                475,
+                rng.poisson(475.0 * 0.005),
+            ),
+            counts(
+                Metric::ErrorRate,
+                Track::Canary,
+                w,
+                25,
+                rng.poisson(25.0 * 0.005 * ratio),
+            ),
+        )
+    });
+    assert!(failed_at > onset, "failed at {failed_at}");
+    let whole = effect(&j, "errorRateRatio").unwrap();
+    assert!(whole.estimate < 1.5, "{whole:?}");
+    let since = effect(&j, "errorRateRatioSinceOnset").expect("the ratio since the onset");
+    let i = since.interval.unwrap();
+    assert!(i.lower > 1.0 && i.contains(3.0), "{since:?}");
+    let summary = &j.evidence.summary;
+    let (start, of) = stated_start(summary);
+    assert!(start > onset - 600 && start <= failed_at, "{summary}");
+    assert_eq!(of, failed_at + 1, "{summary}");
+    let stated = format!(
+        "the error-rate ratio is {:.3} [{:.3}, {:.3}] at confidence 0.95, against {:.3}",
+        since.estimate, i.lower, i.upper, whole.estimate
+    );
+    assert!(summary.contains(&stated), "{summary}");
+    assert!(
+        summary.contains("over the current traffic split"),
+        "{summary}"
+    );
+}
+
+/// The start a summary names, "since sample N (of M)", as `(N, M)`.
+fn stated_start(summary: &str) -> (u64, u64) {
+    let tail = summary
+        .split_once("since sample ")
+        .unwrap_or_else(|| panic!("no start named: {summary}"))
+        .1;
+    let (n, rest) = tail.split_once(" (of ").unwrap();
+    let m = rest.split_once(')').unwrap().0;
+    (n.parse().unwrap(), m.parse().unwrap())
 }

@@ -120,7 +120,10 @@ use statrs::function::gamma::ln_gamma;
 
 use super::logspace::{check_finite_log, log_add_exp, log_mean_exp, log_sum_exp};
 use super::scatter::ErrorScatter;
-use super::starts::{check_start_mixture, start_tail, start_weight, start_weights, unknown_start};
+use super::starts::{
+    LateStart, Onset, check_start_mixture, heaviest_start, start_tail, start_weight, start_weights,
+    unknown_onsets, unknown_start,
+};
 use crate::judge::Interval;
 use crate::{Error, Result};
 
@@ -597,14 +600,18 @@ impl Direction {
         self.weighted_other = self.weighted_other * decay + b as f64 / (1.0 - share);
     }
 
-    /// Adds a candidate start with prior weight `π` (given as `ln π`).
+    /// Adds a candidate start with prior weight `π` (given as `ln π`); returns, per fixed bet,
+    /// its term and the log-sums over starts without and with it (see [`Onset::follow`]).
     #[cold]
-    fn add_start(&mut self, p: &Params, ln_pi: f64) {
+    fn add_start(&mut self, p: &Params, ln_pi: f64) -> [(f64, f64, f64); 3] {
         self.fold_pending();
-        for j in 0..GRID.len() {
-            self.log_starts[j] = log_add_exp(self.log_starts[j], ln_pi - self.log_grid[j]);
-        }
+        let added = std::array::from_fn(|j| {
+            let (term, before) = (ln_pi - self.log_grid[j], self.log_starts[j]);
+            self.log_starts[j] = log_add_exp(before, term);
+            (term, before, self.log_starts[j])
+        });
         self.refresh_skips(p);
+        added
     }
 
     /// Whether some term could have reached `log_skip` (and the e-value the threshold).
@@ -621,6 +628,12 @@ impl Direction {
         if !p.restarts {
             return self.log_plug();
         }
+        log_sum_exp(&self.log_e_terms(p, ln_tail))
+    }
+
+    /// The terms of [`log_e`](Self::log_e) with the start-time mixture on: the plug-in
+    /// bettor's, each fixed bet's and the tail's, weighted.
+    fn log_e_terms(&self, p: &Params, ln_tail: f64) -> [f64; 5] {
         let mut terms = [0.0; 5];
         terms[0] = p.ln_plug_weight + self.log_plug();
         for j in 0..GRID.len() {
@@ -628,7 +641,26 @@ impl Direction {
                 p.ln_restart_weight + p.ln_grid_weight + self.log_grid(j) + self.log_starts[j];
         }
         terms[4] = p.ln_restart_weight + ln_tail;
-        log_sum_exp(&terms)
+        terms
+    }
+
+    /// The fixed bet whose start in `heaviest` the start-time mixture weighs most, with that
+    /// start, when that mixture holds more of this direction's e-value than the plug-in bettor
+    /// (see [`LateStart`] for why that start).
+    fn deciding_start(
+        &self,
+        p: &Params,
+        ln_tail: f64,
+        heaviest: &[Onset<CountTotals>; 3],
+    ) -> Option<(usize, Onset<CountTotals>)> {
+        if !p.restarts {
+            return None;
+        }
+        let terms = self.log_e_terms(p, ln_tail);
+        if log_sum_exp(&terms[1..]) <= terms[0] {
+            return None;
+        }
+        heaviest_start(heaviest, &self.log_starts, |j| self.log_grid(j))
     }
 }
 
@@ -788,6 +820,15 @@ struct CountTestState {
     /// numbered on load ([`CountTestState::resume_segments`]).
     #[serde(default)]
     segments: u64,
+    /// The heaviest candidate start of each fixed bet of the "worse" direction, with the totals
+    /// when it started, until a rejection (the "better" direction of the two-sided mode keeps
+    /// none: the state stays within 1 KiB).
+    #[serde(default = "unknown_onsets")]
+    heaviest: [Onset<CountTotals>; 3],
+    /// The fixed bet whose heaviest start decided the rejection, when the start-time mixture
+    /// did (see [`CountTest::late_start`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    late_bet: Option<u8>,
 }
 
 impl CountTestState {
@@ -808,7 +849,33 @@ impl CountTestState {
             rejected_worse: false,
             scatter: ErrorScatter::default(),
             segments: 1,
+            heaviest: [Onset::first(); 3],
+            late_bet: None,
         }
+    }
+
+    /// `ln` of the tail of the start-time prior not yet spent.
+    fn ln_tail(&self) -> f64 {
+        start_tail(
+            self.next_start,
+            self.last_start_at,
+            self.config.restart_horizon,
+        )
+        .ln()
+    }
+
+    /// The fixed bet whose heaviest start decided a rejection for "worse", if the start-time
+    /// mixture did and the start is a later one than the test's own (which reads the whole
+    /// run). The heaviest starts stop following candidates from then on, so the one named here
+    /// stays the one that decided.
+    fn deciding_bet(&self, p: &Params) -> Option<u8> {
+        if !self.rejected_worse {
+            return None;
+        }
+        let (j, onset) = self
+            .worse
+            .deciding_start(p, self.ln_tail(), &self.heaviest)?;
+        (onset.at > 0).then_some(j as u8)
     }
 
     /// Numbers the current segment of a state saved before segments were numbered: one past
@@ -833,6 +900,9 @@ impl TryFrom<CountTestState> for CountTest {
     fn try_from(mut state: CountTestState) -> Result<Self> {
         state.config.validate("countTest.config")?;
         state.scatter.restore("countTest.scatter")?;
+        for (j, onset) in state.heaviest.iter().enumerate() {
+            onset.check(&format!("countTest.heaviest[{j}]"))?;
+        }
         state.worse.check("countTest.worse")?;
         state.better.check("countTest.better")?;
         check_finite_log("countTest.maxLogE", state.max_log_e)?;
@@ -1012,7 +1082,12 @@ impl CountTest {
             let (k, last, t) = (s.next_start, s.last_start_at, s.updates);
             let through = (s.errors_bet / every).max(k);
             let ln_pi = start_weights(k, through, last, t, s.config.restart_horizon).ln();
-            s.worse.add_start(p, ln_pi);
+            let added = s.worse.add_start(p, ln_pi);
+            if s.rejected_at.is_none() {
+                for (onset, added) in s.heaviest.iter_mut().zip(added) {
+                    onset.follow(added, t, s.totals);
+                }
+            }
             if two_sided {
                 s.better.add_start(p, ln_pi);
             }
@@ -1030,6 +1105,7 @@ impl CountTest {
             if log_e >= p.log_threshold {
                 s.rejected_worse = !two_sided || s.worse.log_e(p, 0.0) >= s.better.log_e(p, 0.0);
                 s.rejected_at = Some(s.updates);
+                s.late_bet = s.deciding_bet(p);
             } else {
                 // Fold so that the next sample asks against fresh thresholds.
                 s.worse.fold(p);
@@ -1043,8 +1119,7 @@ impl CountTest {
 
     fn log_e_value(&self) -> f64 {
         let s = &self.state;
-        // The tail of the start-time prior not yet spent.
-        let ln_tail = start_tail(s.next_start, s.last_start_at, s.config.restart_horizon).ln();
+        let ln_tail = s.ln_tail();
         match s.config.sides {
             Sides::CanaryWorse => s.worse.log_e(&self.params, ln_tail),
             Sides::TwoSided => log_mean_exp(
@@ -1100,11 +1175,30 @@ impl CountTest {
     /// when only the canary has erred, NaN before any error (or before both arms had traffic).
     pub fn ratio_estimate(&self) -> f64 {
         let s = &self.state.segment;
-        let share = s.share();
-        if !(share > 0.0 && share < 1.0) || (s.baseline_errors == 0 && s.canary_errors == 0) {
-            return f64::NAN;
-        }
-        (s.canary_errors as f64 / share) / (s.baseline_errors as f64 / (1.0 - share))
+        ratio_of(s.canary_errors, s.baseline_errors, s.share())
+    }
+
+    /// Where the error-rate rise that the start-time mixture rejected for began, and the ratio
+    /// of error rates since then with its interval at `1 − α`; `None` unless the test rejected
+    /// for "canary worse" because of that mixture. The ratio reads the requests and errors
+    /// since the start, so it is NaN, without an interval, for samples fed with stated shares
+    /// ([`update_with_share`](Self::update_with_share)), which carry no request counts. The
+    /// current segment's ratio can sit near 1 while the rise since a late start is clear: this
+    /// says which the rejection rests on.
+    pub fn late_start(&self) -> Option<LateStart> {
+        let o = self.state.heaviest.get(usize::from(self.state.late_bet?))?;
+        let (now, then) = (self.state.totals, o.sums);
+        let c = now.canary_errors.saturating_sub(then.canary_errors);
+        let b = now.baseline_errors.saturating_sub(then.baseline_errors);
+        let share = share_of(
+            now.canary_requests.saturating_sub(then.canary_requests),
+            now.baseline_requests.saturating_sub(then.baseline_requests),
+        );
+        Some(LateStart {
+            after: o.at,
+            estimate: ratio_of(c, b, share),
+            interval: ratio_cs(c, b, share, self.state.config.alpha),
+        })
     }
 
     /// An anytime-valid confidence sequence for the ratio of error rates over the errors of the
@@ -1123,31 +1217,7 @@ impl CountTest {
     /// The current segment's confidence sequence at level `1 − alpha`.
     fn segment_interval(&self, alpha: f64) -> Option<Interval> {
         let s = &self.state.segment;
-        let share = s.share();
-        if (s.canary_errors == 0 && s.baseline_errors == 0) || !(share > 0.0 && share < 1.0) {
-            return None;
-        }
-        let (lo, hi) = beta_mixture_cs(
-            s.canary_errors as f64,
-            s.baseline_errors as f64,
-            share,
-            10.0,
-            alpha,
-        );
-        let to_ratio = |theta: f64| {
-            if theta <= 0.0 {
-                0.0
-            } else if theta >= 1.0 {
-                f64::INFINITY
-            } else {
-                theta * (1.0 - share) / (share * (1.0 - theta))
-            }
-        };
-        Some(Interval {
-            lower: to_ratio(lo),
-            upper: to_ratio(hi),
-            level: 1.0 - alpha,
-        })
+        ratio_cs(s.canary_errors, s.baseline_errors, s.share(), alpha)
     }
 
     /// Forgets every sample; the settings are kept.
@@ -1159,6 +1229,40 @@ impl CountTest {
     pub const fn state_bytes() -> usize {
         std::mem::size_of::<CountTest>()
     }
+}
+
+/// The ratio of the canary's error rate to the baseline's from `c` canary and `b` baseline errors
+/// at the canary's `share` of traffic: infinite when only the canary has erred, NaN without
+/// errors or without a share strictly between 0 and 1.
+fn ratio_of(c: u64, b: u64, share: f64) -> f64 {
+    if !(share > 0.0 && share < 1.0) || (b == 0 && c == 0) {
+        return f64::NAN;
+    }
+    (c as f64 / share) / (b as f64 / (1.0 - share))
+}
+
+/// The confidence sequence at level `1 − alpha` of that ratio, from Lindon & Malek's
+/// Beta-mixture form with a prior of 10 pseudo-errors centred on the share; `None` without
+/// errors or without a share strictly between 0 and 1.
+fn ratio_cs(c: u64, b: u64, share: f64, alpha: f64) -> Option<Interval> {
+    if (c == 0 && b == 0) || !(share > 0.0 && share < 1.0) {
+        return None;
+    }
+    let (lo, hi) = beta_mixture_cs(c as f64, b as f64, share, 10.0, alpha);
+    let to_ratio = |theta: f64| {
+        if theta <= 0.0 {
+            0.0
+        } else if theta >= 1.0 {
+            f64::INFINITY
+        } else {
+            theta * (1.0 - share) / (share * (1.0 - theta))
+        }
+    };
+    Some(Interval {
+        lower: to_ratio(lo),
+        upper: to_ratio(hi),
+        level: 1.0 - alpha,
+    })
 }
 
 /// The share of `α` the confidence sequence of the `k`-th segment (from 1) spends: `α·6/(π²k²)`,
@@ -1411,6 +1515,29 @@ mod tests {
             "{}",
             CountTest::state_bytes()
         );
+    }
+
+    /// A state saved before the heaviest candidate starts were kept loads and bets alike, and
+    /// names the start a rejection rests on only where it knows it: the same as the test that
+    /// kept them all.
+    #[test]
+    fn a_state_saved_before_heaviest_starts_were_kept_bets_alike() {
+        let mut kept = CountTest::new(CountTestConfig::default()).unwrap();
+        for i in 0..3_000u64 {
+            kept.update(475, u64::from(i % 3 == 0), 25, u64::from(i % 57 == 0));
+        }
+        let mut old = serde_json::to_value(&kept).unwrap();
+        old.as_object_mut().unwrap().remove("heaviest").unwrap();
+        let mut old: CountTest = serde_json::from_value(old).unwrap();
+        assert_eq!(old.state.heaviest, [Onset::unknown(); 3]);
+        for i in 0..3_000u64 {
+            let (b, c) = (u64::from(i % 3 == 0), u64::from(i % 10 == 0));
+            assert_eq!(kept.update(475, b, 25, c), old.update(475, b, 25, c));
+            assert_eq!(kept.e_value().to_bits(), old.e_value().to_bits());
+        }
+        let late = kept.late_start().expect("a late rise");
+        assert!(late.after > 2_800 && late.estimate > 2.0, "{late:?}");
+        assert!(old.late_start().is_none_or(|l| l == late), "{late:?}");
     }
 
     #[test]

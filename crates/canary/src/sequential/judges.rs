@@ -8,6 +8,7 @@ use serin_signals::{Counts, LatencySketch, Measurement, Metric, Timestamp, Windo
 use super::batch::{BatchCountConfig, BatchCountTest};
 use super::counts::{CountTest, CountTestConfig, Sides};
 use super::latency::{LatencyTest, LatencyTestConfig, LatencyVariance};
+use super::starts::LateStart;
 use crate::judge::{
     ArmValues, Effect, Evidence, Interval, Judge, Judgement, Sample, Severity, Statistic, Verdict,
     check_metric,
@@ -178,6 +179,15 @@ impl CountEngine {
         }
     }
 
+    /// The start the per-request test's start-time mixture rejected for; the batched test has
+    /// no such mixture.
+    fn late_start(&self) -> Option<LateStart> {
+        match self {
+            CountEngine::PerRequest(t) => t.late_start(),
+            CountEngine::Batched(_) => None,
+        }
+    }
+
     /// The per-request test's note of excess scatter; the batched test estimates that scatter.
     fn excess_scatter(&self) -> Option<f64> {
         match self {
@@ -225,6 +235,37 @@ fn without_trailing_zeros(text: String) -> String {
         text.trim_end_matches('0').trim_end_matches('.').to_owned()
     } else {
         text
+    }
+}
+
+/// What a failure's summary adds when the start-time mixture decided it: the start it weighs
+/// most among the `samples` so far, the effect since then (`since`, which `what` introduces) and
+/// the figure the judge states for the longer period (`longer`), so that a failure beside a
+/// whole-run estimate near 0 reads as the late regression it is.
+fn late_start_text(
+    late: &LateStart,
+    samples: u64,
+    what: &str,
+    since: String,
+    longer: String,
+) -> String {
+    let confidence = late
+        .interval
+        .map(|i| format!(" at confidence {}", level_text(i.level)))
+        .unwrap_or_default();
+    format!(
+        " Decided by the start-time mixture, a change that began late: since sample {} \
+         (of {samples}), the start it weighs most, {what} {since}{confidence}, against {longer}.",
+        late.after + 1,
+    )
+}
+
+/// The effect `name` since a late start, for the evidence's effects.
+fn since_effect(name: &str, late: &LateStart) -> Effect {
+    Effect {
+        name: name.into(),
+        estimate: late.estimate,
+        interval: late.interval,
     }
 }
 
@@ -295,7 +336,10 @@ impl Seen {
 /// a canary worse than the limit passes at any split of the rollout with probability at most
 /// `α`; the batched test's runs over the whole analysis at `1 − α`. The evidence states the
 /// level in the interval and in its summary. A sample with no data is `Inconclusive` (a
-/// failure already established stays a failure).
+/// failure already established stays a failure). A failure that the per-request test's
+/// start-time mixture decided ([`CountTest::late_start`]) also names the start it weighs most
+/// and the ratio since then (the effect `errorRateRatioSinceOnset`), beside the current split's:
+/// a regression that began late fails while the split's ratio may still sit near 1.
 ///
 /// ```
 /// use serin_canary::judge::{Judge, Sample, Verdict};
@@ -572,6 +616,21 @@ impl Judge for SequentialCountJudge {
                 ratio_text(ratio),
                 threshold_text(threshold)
             );
+            if let Some(late) = self.engine.late_start() {
+                let text = |v: f64, i: Option<Interval>| match i {
+                    Some(i) => format!("{} [{:.3}, {:.3}]", ratio_text(v), i.lower, i.upper),
+                    None => ratio_text(v),
+                };
+                summary.push_str(&late_start_text(
+                    &late,
+                    self.seen.samples,
+                    "the error-rate ratio is",
+                    text(late.estimate, late.interval),
+                    format!("{} over the current traffic split", text(ratio, interval)),
+                ));
+                ev.effects
+                    .push(since_effect("errorRateRatioSinceOnset", &late));
+            }
             Verdict::Fail(sev)
         } else if let Some(i) = interval.filter(|i| {
             // Two-sided, a pass also rules out a canary better beyond the margin.
@@ -651,7 +710,10 @@ impl Judge for SequentialCountJudge {
 /// a warning, see [`SeverityBands::classify_failure`]); `Pass` once the median shift's
 /// confidence sequence lies below the margin (two-sided, also above `1/(1 + margin) − 1`, so a
 /// two-sided judge passes only with a margin above 0); otherwise `Inconclusive`. No data is
-/// `Inconclusive`.
+/// `Inconclusive`. A failure that the start-time mixture decided ([`LatencyTest::late_start`])
+/// also names the start it weighs most and the median shift since then (the effect
+/// `medianShiftSinceOnset`), beside the whole run's: a slowdown that began late fails while the
+/// whole run's shift may still sit near 0.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SequentialLatencyJudge {
@@ -808,6 +870,26 @@ impl Judge for SequentialLatencyJudge {
                 median * 100.0,
                 threshold_text(threshold)
             );
+            if let Some(late) = self.test.late_start() {
+                let text = |v: f64, i: Option<Interval>| match i {
+                    Some(i) => format!(
+                        "{:+.1}% [{:+.1}%, {:+.1}%]",
+                        v * 100.0,
+                        i.lower * 100.0,
+                        i.upper * 100.0
+                    ),
+                    None => format!("{:+.1}%", v * 100.0),
+                };
+                summary.push_str(&late_start_text(
+                    &late,
+                    self.seen.samples,
+                    "the median shift is",
+                    text(late.estimate, late.interval),
+                    format!("{} over the whole run", text(median, median_ci)),
+                ));
+                ev.effects
+                    .push(since_effect("medianShiftSinceOnset", &late));
+            }
             Verdict::Fail(sev)
         } else if let Some(i) = median_ci.filter(|i| {
             // Two-sided, a pass also rules out a canary faster beyond the margin.

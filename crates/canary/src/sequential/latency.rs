@@ -12,7 +12,7 @@ use super::logspace::{log_add_exp, log_mean_exp};
 use super::moments::{FLOOR_MS, LogMoments, SKETCH_LOG_ERROR, Spread};
 use super::quantile_band::quantile_bounds;
 use super::scatter::Scatter;
-use super::starts::StartMixture;
+use super::starts::{LateStart, Onset, StartMixture};
 use super::ttest::SequentialT;
 use crate::judge::Interval;
 use crate::{Error, Result};
@@ -166,6 +166,16 @@ const MIN_FENCE_DISTANCE: f64 = std::f64::consts::LN_2;
 /// Below this log-sd an arm's values sit in a few of the sketch's 2%-wide bins, and the batch is
 /// charged the sketch's worst-case rounding bias (see [`LatencyTest`]).
 pub const CONCENTRATED_LOG_SD: f64 = 0.1;
+
+/// The within-batch sums `Σ d_k/v_k`, `Σ a_k/v_k` and `Σ 1/v_k` at a candidate start, from which
+/// the shift since it is estimated.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct WithinSums {
+    sum_d: f64,
+    sum_allowance: f64,
+    pub(super) precision: f64,
+}
 
 /// The anytime-valid sequential latency test.
 ///
@@ -338,6 +348,10 @@ pub struct LatencyTest {
     updates: u64,
     rejected_at: Option<u64>,
     rejected_worse: bool,
+    /// The candidate start that decided the rejection, when the start-time mixture did (see
+    /// [`LatencyTest::late_start`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    late_start: Option<Onset<WithinSums>>,
 }
 
 impl Serialize for LatencyTest {
@@ -385,6 +399,7 @@ impl LatencyTest {
             updates: 0,
             rejected_at: None,
             rejected_worse: false,
+            late_start: None,
         })
     }
 
@@ -404,6 +419,9 @@ impl LatencyTest {
         self.between
             .check(&format!("{PATH}.between"), self.config.prior_variance)?;
         self.starts.check(&format!("{PATH}.starts"))?;
+        if let Some(o) = &self.late_start {
+            o.check(&format!("{PATH}.lateStart"))?;
+        }
         if !self.sum_d.is_finite() {
             return Err(Error::invalid_input(
                 format!("{PATH}.sumD"),
@@ -530,12 +548,10 @@ impl LatencyTest {
             self.sum_d += d / v;
             self.sum_allowance += allowance / v;
             self.precision += 1.0 / v;
-            let (up, down) = self.sides_sums();
             let c = &self.config;
             self.starts.add_due(
-                up,
-                down,
-                self.precision,
+                self.sides_sums(),
+                self.sums(),
                 self.updates,
                 c.prior_scale,
                 c.restart_horizon,
@@ -546,7 +562,59 @@ impl LatencyTest {
         {
             self.rejected_at = Some(self.updates);
             self.rejected_worse = worse;
+            self.late_start = self.deciding_start(worse);
         }
+    }
+
+    /// The within-batch sums so far.
+    fn sums(&self) -> WithinSums {
+        WithinSums {
+            sum_d: self.sum_d,
+            sum_allowance: self.sum_allowance,
+            precision: self.precision,
+        }
+    }
+
+    /// The candidate start the start-time mixture weighs most on the side of a rejection, when
+    /// that mixture holds more of the e-value than the mixture from the start and the start is
+    /// a later one than the test's own (which reads the whole run); see [`LateStart`] for why
+    /// that start.
+    fn deciding_start(&self, worse: bool) -> Option<Onset<WithinSums>> {
+        let w = self.config.restart_weight;
+        if self.config.variance != LatencyVariance::WithinBatch || w == 0.0 {
+            return None;
+        }
+        let (from_start, starts, _) = self.log_e_parts();
+        if w.ln() + starts <= (1.0 - w).ln() + from_start {
+            return None;
+        }
+        let (up, down) = self.sides_sums();
+        let s = if worse { up } else { down };
+        self.starts
+            .heaviest(s, self.precision, self.config.prior_scale, worse)
+            .filter(|o| o.at > 0)
+    }
+
+    /// Where the slowdown (or speed-up) that the start-time mixture rejected for began, and
+    /// the median shift since then with its interval; `None` unless the within-batch test
+    /// rejected because of that mixture. The whole run's estimate can sit near 0 while the
+    /// regression since a late start is clear: this says which the rejection rests on.
+    pub fn late_start(&self) -> Option<LateStart> {
+        let o = self.late_start?;
+        let precision = self.precision - o.sums.precision;
+        if precision <= 0.0 {
+            return None;
+        }
+        let since = WithinSums {
+            sum_d: self.sum_d - o.sums.sum_d,
+            sum_allowance: self.sum_allowance - o.sums.sum_allowance,
+            precision,
+        };
+        Some(LateStart {
+            after: o.at,
+            estimate: (since.sum_d / precision).exp() - 1.0,
+            interval: Some(shift_of(self.within_interval(since))),
+        })
     }
 
     fn log_margin(&self) -> f64 {
@@ -570,6 +638,19 @@ impl LatencyTest {
     /// `S⁻` (whichever is beyond the margin) and the second averages both sides' start-time
     /// mixtures.
     fn log_e_within(&self) -> (f64, bool) {
+        let (from_start, starts, worse) = self.log_e_parts();
+        let w = self.config.restart_weight;
+        if w == 0.0 {
+            return (from_start, worse);
+        }
+        let ln_e = log_add_exp((1.0 - w).ln() + from_start, w.ln() + starts);
+        (ln_e, worse)
+    }
+
+    /// The two components of [`log_e_within`](Self::log_e_within), unweighted: `ln` of the
+    /// mixture from the start and of the start-time mixture, and whether the evidence is of a
+    /// slower canary.
+    fn log_e_parts(&self) -> (f64, f64, bool) {
         let c = &self.config;
         let (up, down) = self.sides_sums();
         let (tau, v, k) = (c.prior_scale, self.precision, c.restart_horizon);
@@ -591,12 +672,7 @@ impl LatencyTest {
             let starts = self.starts.log_e(up, v, tau, k, true);
             (log_mix_one_sided(up, v, tau), starts, true)
         };
-        let w = c.restart_weight;
-        if w == 0.0 {
-            return (from_start, worse);
-        }
-        let ln_e = log_add_exp((1.0 - w).ln() + from_start, w.ln() + starts);
-        (ln_e, worse)
+        (from_start, starts, worse)
     }
 
     /// `Some(true)` to reject for "canary slower", `Some(false)` for "faster" (two-sided only).
@@ -662,18 +738,7 @@ impl LatencyTest {
                 if self.between.n() == 0 || self.precision <= 0.0 {
                     return None;
                 }
-                let t2 = self.config.prior_scale * self.config.prior_scale;
-                let a = 1.0 + t2 * self.precision;
-                // {δ : two-sided mixture at S − δV < 1/α}: |S − δV| < √(2a(ln(1/α) + ½ ln a)/τ²).
-                let bound = 2.0 * a * ((1.0 / self.config.alpha).ln() + 0.5 * a.ln()) / t2;
-                let half = bound.sqrt() / self.precision;
-                let slack = self.sum_allowance / self.precision;
-                let mid = self.sum_d / self.precision;
-                Some(Interval {
-                    lower: mid - slack - half,
-                    upper: mid + slack + half,
-                    level,
-                })
+                Some(self.within_interval(self.sums()))
             }
             LatencyVariance::BetweenBatches => {
                 self.between.interval(self.config.alpha).map(|i| Interval {
@@ -682,6 +747,23 @@ impl LatencyTest {
                     level,
                 })
             }
+        }
+    }
+
+    /// The within-batch confidence sequence of the log shift from `sums` (with a precision
+    /// above 0), widened by the rounding allowance.
+    fn within_interval(&self, sums: WithinSums) -> Interval {
+        let t2 = self.config.prior_scale * self.config.prior_scale;
+        let a = 1.0 + t2 * sums.precision;
+        // {δ : two-sided mixture at S − δV < 1/α}: |S − δV| < √(2a(ln(1/α) + ½ ln a)/τ²).
+        let bound = 2.0 * a * ((1.0 / self.config.alpha).ln() + 0.5 * a.ln()) / t2;
+        let half = bound.sqrt() / sums.precision;
+        let slack = sums.sum_allowance / sums.precision;
+        let mid = sums.sum_d / sums.precision;
+        Interval {
+            lower: mid - slack - half,
+            upper: mid + slack + half,
+            level: 1.0 - self.config.alpha,
         }
     }
 
@@ -756,11 +838,7 @@ impl LatencyTest {
     /// The anytime-valid confidence sequence of the median shift; `None` before the first batch
     /// (the between-batches mode needs two).
     pub fn median_shift_interval(&self) -> Option<Interval> {
-        self.log_shift_interval().map(|i| Interval {
-            lower: i.lower.exp() - 1.0,
-            upper: i.upper.exp() - 1.0,
-            level: i.level,
-        })
+        self.log_shift_interval().map(shift_of)
     }
 
     /// The estimated relative shift of the canary's p99 from every value fed as sketches; NaN
@@ -798,6 +876,15 @@ impl LatencyTest {
         if let Ok(fresh) = LatencyTest::new(self.config) {
             *self = fresh;
         }
+    }
+}
+
+/// An interval of the log shift as one of the relative shift.
+fn shift_of(i: Interval) -> Interval {
+    Interval {
+        lower: i.lower.exp() - 1.0,
+        upper: i.upper.exp() - 1.0,
+        level: i.level,
     }
 }
 
@@ -1167,6 +1254,44 @@ mod tests {
             late_without >= 4 * late,
             "without the start-time mixture {late_without} s, with it {late} s"
         );
+    }
+
+    /// A late shift rejected by the start-time mixture names a start near its onset and the
+    /// shift since then; a state saved before the heaviest starts were kept loads and rejects
+    /// alike.
+    #[test]
+    fn a_late_shift_names_its_start_and_old_states_reject_alike() {
+        let mut kept = LatencyTest::new(LatencyTestConfig::default()).unwrap();
+        let moments = |shift: f64| {
+            (
+                LogMoments::from_parts(475, 0.0, 0.25).unwrap(),
+                LogMoments::from_parts(25, shift, 0.25).unwrap(),
+            )
+        };
+        for _ in 0..1_800 {
+            let (b, c) = moments(0.0);
+            kept.update_log_moments(b, c);
+        }
+        let mut old = serde_json::to_value(&kept).unwrap();
+        for side in ["heaviestUp", "heaviestDown"] {
+            old["starts"].as_object_mut().unwrap().remove(side).unwrap();
+        }
+        let mut old: LatencyTest = serde_json::from_value(old).unwrap();
+        assert!(old.late_start().is_none());
+        for _ in 0..600 {
+            let (b, c) = moments(1.1f64.ln());
+            let rejected = kept.update_log_moments(b, c);
+            assert_eq!(rejected, old.update_log_moments(b, c));
+            assert_eq!(kept.e_value().to_bits(), old.e_value().to_bits());
+            if rejected {
+                break;
+            }
+        }
+        let late = kept.late_start().expect("a late shift");
+        assert!(late.after >= 1_790 && late.after < 1_800 + 60, "{late:?}");
+        assert!(late.interval.unwrap().contains(0.1), "{late:?}");
+        assert!(kept.median_shift() < 0.01, "{}", kept.median_shift());
+        assert!(old.late_start().is_none_or(|l| l == late), "{late:?}");
     }
 
     #[test]

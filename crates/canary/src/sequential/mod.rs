@@ -18,6 +18,8 @@
 //!   between-batches t-test mode; reports the median and p99 shifts with confidence sequences.
 //! - [`AlphaSharing`] and [`combine`]: one `α` for several metrics, by splitting or by e-value
 //!   averaging.
+//! - [`LateStart`]: when a test rejected because of its start-time mixture, the start it weighed
+//!   most and the effect since then, which the judges' evidence states beside the whole run's.
 //!
 //! Every test here is an e-process: a nonnegative (super)martingale under the null, starting at
 //! 1, so by Ville's inequality `P(sup_t E_t ≥ 1/α) ≤ α`. Nuisance parameters (the baseline's
@@ -48,3 +50,4 @@ pub use latency::{CONCENTRATED_LOG_SD, LatencyTest, LatencyTestConfig, LatencyVa
 pub(crate) use moments::Spread;
 pub use moments::{LogMoments, MAX_ABS_LOG, SKETCH_LOG_ERROR};
 pub(crate) use scatter::{ErrorScatter, MIN_EXPECTED_ERRORS, Scatter};
+pub use starts::LateStart;

@@ -4,7 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::latency::WithinSums;
 use super::logspace::{check_finite_log, log_add_exp};
+use crate::judge::Interval;
 use crate::{Error, Result};
 
 /// The share of the time prior spent by sample `t`: the samples up to `t` within the horizon.
@@ -42,6 +44,116 @@ pub(crate) fn start_weights(k: u64, through: u64, last: u64, t: u64, horizon: u6
 /// sample `last`.
 pub(crate) fn start_tail(k: u64, last: u64, horizon: u64) -> f64 {
     0.5 * (1.0 - time_spent(last, horizon)) + 0.5 / (k as f64 + 1.0)
+}
+
+/// Where a regression that the start-time mixture caught began, and its effect since then: what
+/// a test reports when it rejected because of that mixture rather than the component from the
+/// start ([`LatencyTest::late_start`](super::LatencyTest::late_start),
+/// [`CountTest::late_start`](super::CountTest::late_start)).
+///
+/// The start is the candidate the mixture weighed most at the rejection. Its term in the mixture
+/// is its prior weight times its likelihood ratio since it began, so, within its bet, it is the
+/// most probable onset a posteriori under the mixture's prior: one onset that the data and the
+/// prior both favour, not the first candidate whose own term would have crossed `1/α` (terms of
+/// neighbouring candidates overlap, and which one crosses first is a matter of chance and of
+/// the spacing of candidates), and one the state can follow in O(1), since a candidate's rank
+/// among its bet's candidates never changes once it has started.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LateStart {
+    /// The samples (updates) fed before the start: the estimate reads the samples after them.
+    pub after: u64,
+    /// The effect since the start: the median shift (latency) or the ratio of error rates
+    /// (counts), as the test's whole-run estimate states it.
+    pub estimate: f64,
+    /// Its confidence interval at `1 − α`, as if the start had been fixed in advance. It was
+    /// chosen after the fact, by the data it reads, so the interval describes the period rather
+    /// than guaranteeing coverage; the rejection's guarantee is the e-value's.
+    pub interval: Option<Interval>,
+}
+
+/// The heaviest candidate start of one bet of a start-time mixture, with the test's sums when
+/// it began, from which the estimate since it is taken.
+///
+/// It is kept as its **share** of the bet's sum over starts, in logs: every candidate of a bet
+/// is multiplied by the same likelihood ratio from sample to sample, so shares change only
+/// when a candidate is added, and a state that moves part of that common factor into the sum
+/// (the count test's rebasing) leaves them as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct Onset<T> {
+    /// `ln` of its share of the bet's sum over starts (at most 0).
+    pub(super) log_share: f64,
+    /// The sample (update) at which it started; [`UNKNOWN_ONSET`] in a state saved before the
+    /// heaviest starts were kept, whose share 0 then stands for all the earlier candidates.
+    pub(super) at: u64,
+    /// The test's sums at that sample.
+    pub(super) sums: T,
+}
+
+/// The sample of an [`Onset`] that stands for the candidates of a state saved before the
+/// heaviest starts were kept.
+const UNKNOWN_ONSET: u64 = u64::MAX;
+
+impl<T: Copy + Default> Onset<T> {
+    /// The test's own first candidate, the whole sum over starts when the test begins.
+    pub(super) fn first() -> Self {
+        Onset {
+            log_share: 0.0,
+            at: 0,
+            sums: T::default(),
+        }
+    }
+
+    /// All the candidates of a state saved before the heaviest starts were kept: a later
+    /// candidate takes their place only once it outweighs them together.
+    pub(super) fn unknown() -> Self {
+        Onset {
+            at: UNKNOWN_ONSET,
+            ..Self::first()
+        }
+    }
+
+    /// Follows a candidate added to the bet's sum over starts at sample `at`, where the test's
+    /// sums were `sums`: `term` is its term, `before` and `after` the log-sums without and with
+    /// it. It becomes the heaviest if it outweighs the one kept.
+    pub(super) fn follow(&mut self, (term, before, after): (f64, f64, f64), at: u64, sums: T) {
+        let kept = self.log_share + before;
+        if term > kept {
+            *self = Onset {
+                log_share: term - after,
+                at,
+                sums,
+            };
+        } else {
+            self.log_share = kept - after;
+        }
+    }
+
+    /// Checks a share read back, naming it under `path`.
+    pub(super) fn check(&self, path: &str) -> Result<()> {
+        check_finite_log(&format!("{path}.logShare"), self.log_share)
+    }
+}
+
+/// The bet whose heaviest start the mixture weighs most now, with that start: each bet's is
+/// weighed by its share of the bet's sum over starts (`log_sums`) times the factor the bet's
+/// candidates share now (`common(j)`). `None` when it stands for the candidates of a state
+/// saved before the heaviest starts were kept.
+pub(super) fn heaviest_start<T: Copy>(
+    heaviest: &[Onset<T>; 3],
+    log_sums: &[f64; 3],
+    common: impl Fn(usize) -> f64,
+) -> Option<(usize, Onset<T>)> {
+    (0..3)
+        .map(|j| (heaviest[j].log_share + log_sums[j] + common(j), j))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, j)| (j, heaviest[j]))
+        .filter(|(_, o)| o.at != UNKNOWN_ONSET)
+}
+
+/// Every bet's heaviest start in a state saved before they were kept.
+pub(super) fn unknown_onsets<T: Copy + Default>() -> [Onset<T>; 3] {
+    [Onset::unknown(); 3]
 }
 
 /// The sample of the last candidate start in states saved before candidates kept their times.
@@ -101,6 +213,12 @@ pub(super) struct StartMixture {
     log_up: [f64; 3],
     /// `ln Σ_k π_k exp(λ_j S⁻_k + λ_j² V_k/2)` per bet.
     log_down: [f64; 3],
+    /// The heaviest candidate start of each bet on the "slower" side.
+    #[serde(default = "unknown_onsets")]
+    heaviest_up: [Onset<WithinSums>; 3],
+    /// The same on the "faster" side.
+    #[serde(default = "unknown_onsets")]
+    heaviest_down: [Onset<WithinSums>; 3],
 }
 
 impl StartMixture {
@@ -113,6 +231,8 @@ impl StartMixture {
             next_at: START_BETS.map(|k| START_SPACING / (k * tau * k * tau)),
             log_up: [ln_first; 3],
             log_down: [ln_first; 3],
+            heaviest_up: [Onset::first(); 3],
+            heaviest_down: [Onset::first(); 3],
         }
     }
 
@@ -132,6 +252,8 @@ impl StartMixture {
                     "must be a finite precision > 0",
                 ));
             }
+            self.heaviest_up[j].check(&format!("{path}.heaviestUp[{j}]"))?;
+            self.heaviest_down[j].check(&format!("{path}.heaviestDown[{j}]"))?;
             if self.started[j] == 0 {
                 return Err(Error::invalid_input(
                     format!("{path}.started[{j}]"),
@@ -144,8 +266,17 @@ impl StartMixture {
     }
 
     /// Starts a candidate for every bet whose spacing has passed, at the current sums and
-    /// sample `t`.
-    pub(super) fn add_due(&mut self, up: f64, down: f64, v: f64, t: u64, tau: f64, horizon: u64) {
+    /// sample `t`: the sides' sums `up` and `down`, and the test's `sums` (whose precision is
+    /// `V`).
+    pub(super) fn add_due(
+        &mut self,
+        (up, down): (f64, f64),
+        sums: WithinSums,
+        t: u64,
+        tau: f64,
+        horizon: u64,
+    ) {
+        let v = sums.precision;
         for (j, k) in START_BETS.iter().enumerate() {
             let lambda = k * tau;
             if v < self.next_at[j] {
@@ -153,8 +284,14 @@ impl StartMixture {
             }
             let ln_pi = start_weight(self.started[j], self.last_at[j], t, horizon).ln();
             let quad = lambda * lambda * v / 2.0;
-            self.log_up[j] = log_add_exp(self.log_up[j], ln_pi - lambda * up + quad);
-            self.log_down[j] = log_add_exp(self.log_down[j], ln_pi + lambda * down + quad);
+            let (term_up, term_down) = (ln_pi - lambda * up + quad, ln_pi + lambda * down + quad);
+            let (up_before, down_before) = (self.log_up[j], self.log_down[j]);
+            self.log_up[j] = log_add_exp(up_before, term_up);
+            self.log_down[j] = log_add_exp(down_before, term_down);
+            let added_up = (term_up, up_before, self.log_up[j]);
+            self.heaviest_up[j].follow(added_up, t, sums);
+            let added_down = (term_down, down_before, self.log_down[j]);
+            self.heaviest_down[j].follow(added_down, t, sums);
             self.started[j] = self.started[j].saturating_add(1);
             // A state saved before candidates kept their times keeps its time half spent.
             self.last_at[j] = self.last_at[j].max(t);
@@ -178,6 +315,27 @@ impl StartMixture {
         });
         let n = START_BETS.len() as f64;
         terms.fold(f64::NEG_INFINITY, log_add_exp) - n.ln()
+    }
+
+    /// The candidate start the mixture weighs most now on one side, at that side's sum `s` and
+    /// precision `v` (see [`heaviest_start`]).
+    pub(super) fn heaviest(
+        &self,
+        s: f64,
+        v: f64,
+        tau: f64,
+        worse: bool,
+    ) -> Option<Onset<WithinSums>> {
+        let (heaviest, log_sums, sign) = if worse {
+            (&self.heaviest_up, &self.log_up, 1.0)
+        } else {
+            (&self.heaviest_down, &self.log_down, -1.0)
+        };
+        heaviest_start(heaviest, log_sums, |j| {
+            let lambda = START_BETS[j] * tau;
+            sign * lambda * s - lambda * lambda * v / 2.0
+        })
+        .map(|(_, o)| o)
     }
 }
 
@@ -230,6 +388,30 @@ mod tests {
         // The largest indices stay finite and positive.
         let w = start_weights(u64::MAX - 1, u64::MAX, 0, 0, 3_600);
         assert!(w.is_finite() && w > 0.0 && start_tail(u64::MAX, 0, 3_600).is_finite());
+    }
+
+    /// A candidate takes the place of the heaviest start only if it outweighs it, and one of a
+    /// state saved before they were kept only if it outweighs all the earlier ones together;
+    /// the shares follow the sum.
+    #[test]
+    fn a_candidate_replaces_the_heaviest_only_if_heavier() {
+        let add = |o: &mut Onset<u64>, term: f64, before: f64, at: u64| {
+            o.follow((term, before, log_add_exp(before, term)), at, at);
+        };
+        let mut unknown = Onset::<u64>::unknown();
+        add(&mut unknown, 1.5, 2.0, 10);
+        assert_eq!(unknown.at, UNKNOWN_ONSET);
+        let sum = log_add_exp(2.0, 1.5);
+        add(&mut unknown, 2.5, sum, 20);
+        assert_eq!((unknown.at, unknown.sums), (20, 20));
+        let sum = log_add_exp(sum, 2.5);
+        assert!((unknown.log_share - (2.5 - sum)).abs() < 1e-15);
+        add(&mut unknown, 2.4, sum, 30);
+        assert_eq!(unknown.at, 20);
+        let mut first = Onset::<u64>::first();
+        add(&mut first, -1.0, 0.0, 5);
+        assert_eq!(first.at, 0);
+        assert!((first.log_share + (-1f64).exp().ln_1p()).abs() < 1e-15);
     }
 
     #[test]
