@@ -150,7 +150,8 @@ pub struct ProxyConfig {
     /// reaches no instance, so no backend is charged with it. It takes the place of hyper's
     /// own limits, about 400 KiB for an HTTP/1.1 head (every connection could hold that much)
     /// and 16 KiB for an HTTP/2 one. It bounds the read buffer of an HTTP/1.1 connection,
-    /// bodies included, so it is never below hyper's smallest buffer, 8 KiB.
+    /// so it is never below hyper's smallest buffer, 8 KiB; bodies and pipelined requests
+    /// stream through that buffer and are not limited by it, only each head.
     pub max_request_head_size: usize,
 }
 

@@ -141,10 +141,15 @@ fn lists(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
 /// pin them all to one backend. `private` is added to `Cache-Control` (made when missing: an
 /// answer without it may be stored for its `Expires` or heuristic freshness), `public` goes
 /// (`public, private` contradicts itself), and a `private` for named fields only becomes one
-/// for the whole answer. One that is private or `no-store` already keeps its header as it is.
+/// for the whole answer. One that is private or `no-store` already keeps its header as it is,
+/// but for `no-store` beside `must-understand`, which a cache that knows the status code
+/// ignores (5.2.2.3). `no-cache` is no such answer: it is stored, and served again once
+/// revalidated, cookie and all. A shared cache's own directives (`s-maxage`,
+/// `proxy-revalidate`) are kept, moot beside `private`.
 pub(super) fn keep_from_shared_caches(headers: &mut HeaderMap) {
     let mut kept: Vec<&[u8]> = Vec::new();
-    let (mut private, mut dropped) = (false, false);
+    let (mut private, mut no_store, mut must_understand, mut dropped) =
+        (false, false, false, false);
     for v in headers.get_all(header::CACHE_CONTROL) {
         for d in directives(v.as_bytes()) {
             let name = d.split(|&b| b == b'=').next().unwrap_or(d).trim_ascii();
@@ -154,14 +159,17 @@ pub(super) fn keep_from_shared_caches(headers: &mut HeaderMap) {
                 dropped = true;
                 continue;
             }
-            private |= d.eq_ignore_ascii_case(b"private") || d.eq_ignore_ascii_case(b"no-store");
+            private |= d.eq_ignore_ascii_case(b"private");
+            no_store |= d.eq_ignore_ascii_case(b"no-store");
+            must_understand |= d.eq_ignore_ascii_case(b"must-understand");
             kept.push(d);
         }
     }
-    if private && !dropped {
+    let unstorable = private || (no_store && !must_understand);
+    if unstorable && !dropped {
         return;
     }
-    if !private {
+    if !unstorable {
         kept.push(b"private");
     }
     if let Ok(v) = HeaderValue::from_bytes(&kept.join(&b", "[..])) {
@@ -570,5 +578,51 @@ mod tests {
         join_field(&mut h, header::COOKIE, None, b"; ");
         assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
         assert_eq!(h["cookie"], "a=1; b=2");
+    }
+
+    #[test]
+    fn a_pinned_answer_is_made_private_unless_no_cache_may_store_it() {
+        let pin = "track=stable; Path=/; Max-Age=60; HttpOnly";
+        for (sent, kept) in [
+            (&[][..], &["private"][..]),
+            // Stored, and served again once revalidated, stored cookies and all.
+            (&["no-cache"], &["no-cache, private"]),
+            // Several fields become one; directives are matched whatever their case, and a
+            // shared cache's own (`s-maxage`, `proxy-revalidate`) are kept: `private` makes
+            // them moot, and a private cache ignores them.
+            (
+                &["Public", "S-MAXAGE=60, proxy-revalidate", "no-cache"],
+                &["S-MAXAGE=60, proxy-revalidate, no-cache, private"],
+            ),
+            (&["max-age=5", "PRIVATE"], &["max-age=5", "PRIVATE"]),
+            (&["No-Store"], &["No-Store"]),
+            // A cache that understands the status code ignores `no-store` (RFC 9111,
+            // 5.2.2.3): it stores the answer, for as long as `max-age` says.
+            (
+                &["must-understand, no-store, max-age=60"],
+                &["must-understand, no-store, max-age=60, private"],
+            ),
+            (
+                &["MUST-UNDERSTAND", "no-store"],
+                &["MUST-UNDERSTAND, no-store, private"],
+            ),
+            (
+                &["private, must-understand, no-store"],
+                &["private, must-understand, no-store"],
+            ),
+        ] {
+            let mut h = HeaderMap::new();
+            h.append(header::SET_COOKIE, HeaderValue::from_static("session=1"));
+            h.append(header::SET_COOKIE, HeaderValue::from_static(pin));
+            for v in sent {
+                h.append(header::CACHE_CONTROL, HeaderValue::from_static(v));
+            }
+            keep_from_shared_caches(&mut h);
+            let got: Vec<_> = h.get_all(header::CACHE_CONTROL).iter().collect();
+            assert_eq!(got, kept, "{sent:?}");
+            // The instance's own cookie, on the same answer, stays as it set it.
+            let cookies: Vec<_> = h.get_all(header::SET_COOKIE).iter().collect();
+            assert_eq!(cookies, ["session=1", pin], "{sent:?}");
+        }
     }
 }

@@ -109,10 +109,11 @@ struct Shared {
 /// `Secure` too when its name has the `__Secure-` or `__Host-` prefix, as browsers require of
 /// such names (for a proxy behind one that terminates TLS). An answer that carries it is made
 /// `Cache-Control: private` (`public` removed, the other directives kept; one already private
-/// or `no-store` is left as it is), as HAProxy's `cookie … insert nocache` does: a CDN or
-/// shared cache in front of the proxy that stored it would hand the same cookie to every
-/// client it serves the answer to, and pin them all to one backend. Answers without the cookie
-/// keep their caching headers as the instance sent them.
+/// or `no-store` is left as it is, unless `must-understand` lets a cache store it all the
+/// same), as HAProxy's `cookie … insert nocache` does: a CDN or shared cache in front of the
+/// proxy that stored it would hand the same cookie to every client it serves the answer to, and
+/// pin them all to one backend. Answers without the cookie keep their caching headers as the
+/// instance sent them.
 ///
 /// - **Atomic splits.** [`apply`](TrafficRouter::apply) swaps one immutable snapshot; every
 ///   request reads one snapshot once, so none sees a half-applied split, and new requests follow
