@@ -129,10 +129,12 @@ pub enum EventKind {
     },
     /// Something wrong that does not (yet) roll back: a trigger that fired to warn or hold, an
     /// observation the canary or the triggers could not use, a backup that cannot be confirmed
-    /// after a restart, a rollback refused once the old version is retired.
+    /// after a restart, a rollback refused once the old version is retired, a deployment lock
+    /// the platform would not free.
     #[serde(rename_all = "camelCase")]
     Anomaly {
-        /// Who saw it: ``trigger `id` ``, `canary`, `rollback triggers`, `backup` or `rollback`.
+        /// Who saw it: ``trigger `id` ``, `canary`, `rollback triggers`, `backup`, `rollback` or
+        /// `platform`.
         source: String,
         /// How bad: a trigger's action (`warn`, `hold`), else `info` or `warning`.
         severity: String,

@@ -31,6 +31,7 @@ mod lifecycle;
 mod live_monitoring;
 mod live_promotion;
 mod live_weights;
+mod lock_release;
 mod metrics_read_delay;
 mod missing_data;
 #[cfg(all(feature = "notify", feature = "testkit"))]

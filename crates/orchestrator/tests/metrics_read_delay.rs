@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serin_orchestrator::{
-    DeploymentConfig, EventKind, Outcome, Report, Sample, StrategyKind, TrafficStrategyKind,
+    DeploymentConfig, EventKind, InMemoryPlatform, Outcome, Phase, Report, Sample, StrategyKind,
+    TrafficStrategyKind,
 };
 use serin_signals::{Metric, Timestamp, Track, Window};
 use support::{World, blue_green_config, canary_config, rollback_reason};
@@ -235,4 +236,203 @@ fn a_canary_read_delay_not_shorter_than_its_metrics_window_is_refused() {
     );
     config.monitoring.read_delay = Duration::from_secs(9);
     config.validate().expect("shorter than the window");
+}
+
+/// [`support::short_canary_config`] (two timed pauses of 30 s, windows of 10 s) with its
+/// windows read 4 s after their end.
+fn paused_canary_read_late() -> DeploymentConfig {
+    let mut c = support::short_canary_config("1.1.0");
+    c.blue_green_config.readiness_timeout = Duration::from_secs(10);
+    c.monitoring.read_delay = Duration::from_secs(4);
+    c
+}
+
+/// A canary's timed pauses end with the windows that cover them, and those are read
+/// `readDelay` later: its two pauses of 30 s are over 64 s after its first step at the
+/// earliest, so a deadline of 62 s (or a rollout `maxDuration` of 62 s) rolls every such
+/// canary back, however good; the config is refused when loaded, naming the read delay.
+#[test]
+fn timed_pauses_that_fit_a_deadline_only_without_the_read_delay_are_refused() {
+    let mut deadline = paused_canary_read_late();
+    deadline.max_deployment_duration = Duration::from_secs(62);
+    let err = deadline.validate().expect_err("refused").to_string();
+    assert!(
+        err.contains("maxDeploymentDuration `1m 2s`")
+            && err.contains("1m, from canaryConfig.incrementInterval")
+            && err.contains("monitoring.readDelay 4s"),
+        "{err}"
+    );
+    deadline.max_deployment_duration = Duration::from_secs(65);
+    deadline
+        .validate()
+        .expect("the pauses and their last read fit");
+
+    let mut rollout = paused_canary_read_late();
+    rollout.canary_config.max_duration = Duration::from_secs(62);
+    let err = rollout.validate().expect_err("refused").to_string();
+    assert!(
+        err.contains("canaryConfig.maxDuration `1m 2s`") && err.contains("monitoring.readDelay 4s"),
+        "{err}"
+    );
+    rollout.canary_config.max_duration = Duration::from_secs(65);
+    rollout
+        .validate()
+        .expect("the pauses and their last read fit");
+}
+
+/// The canary of [`timed_pauses_that_fit_a_deadline_only_without_the_read_delay_are_refused`]
+/// with room for its last read: its second pause is over, and its weight raised, 64 s after
+/// its first step, as the refusal counts.
+#[tokio::test(start_paused = true)]
+async fn the_last_timed_pause_is_over_when_its_window_is_read() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let mut config = paused_canary_read_late();
+    config.max_deployment_duration = Duration::from_secs(300);
+    config.validate().expect("valid");
+    let report = world.deploy(&config).await;
+    let raised: Vec<u64> = report
+        .timeline
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::WeightChanged { .. }))
+        .map(|e| e.at.as_millis() - report.started_at.as_millis())
+        .collect();
+    assert_eq!(raised.get(..3), Some(&[0, 34_000, 64_000][..]), "{report}");
+    // The window read when the weight was raised to 55% (at 34 s) ended at 30 s; the next one
+    // starts there, so its first 4 s saw the previous weight, as `readDelay` documents.
+    let read = reads(&world, &config);
+    let after = read
+        .iter()
+        .find(|(at, _)| *at > 34_000)
+        .expect("a window read after the raise");
+    assert_eq!(*after, (44_000, (30_000, 40_000)), "{read:?}");
+}
+
+/// Each window the journal holds as `(read, (start, end))`, in milliseconds since the
+/// deployment started, checked to be read `config`'s read delay after its end, and back to
+/// back with the one before it: none read twice, none skipped.
+fn reads(world: &World, config: &DeploymentConfig) -> Vec<(u64, (u64, u64))> {
+    let records = world.journal.all();
+    let deployment = &records.last().expect("records").deployment;
+    let records: Vec<_> = records
+        .iter()
+        .filter(|r| &r.deployment == deployment)
+        .collect();
+    let started = records[0].state.started_at.as_millis();
+    let read: Vec<(u64, (u64, u64))> = records
+        .iter()
+        .filter_map(|r| {
+            let w = r.sample.as_ref()?.window;
+            let since = |t: Timestamp| t.as_millis() - started;
+            Some((since(r.at), (since(w.start()), since(w.end()))))
+        })
+        .collect();
+    let delay = config.monitoring.read_delay.as_millis() as u64;
+    for pair in read.windows(2) {
+        assert_eq!(pair[0].1.1, pair[1].1.0, "back to back: {read:?}");
+    }
+    for (at, (_, end)) in &read {
+        assert_eq!(*at, end + delay, "read `readDelay` after its end: {read:?}");
+    }
+    read
+}
+
+/// A canary whose windows are read 4 s late, cut short mid-analysis and resumed 25 s later
+/// with the same config: the windows stay back to back across the crash, none read twice
+/// and none skipped, each read 4 s after its end (the first after the resume covers the
+/// time the deployment was down).
+#[tokio::test(start_paused = true)]
+async fn a_resumed_canary_reads_each_window_once_and_late() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let config = paused_canary_read_late();
+    let installed = world.journal.len();
+    let last = support::crash_at(&world, world.orchestrator(), config.clone(), installed + 9).await;
+    assert_eq!(
+        last.state.stage,
+        serin_orchestrator::Stage::Canary,
+        "{last:?}"
+    );
+    let before = reads(&world, &config).len();
+    assert!(before >= 2, "windows read before the crash: {before}");
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let report = world.resumed(&last.deployment).await;
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    let read = reads(&world, &config);
+    assert!(read.len() > before + 2, "{read:?}");
+}
+
+/// A gradual blue-green switch (25% every 30 s) read 2 s late: each check of its steps and of
+/// the watch after promotion is read 2 s after its window's end, the windows back to back.
+#[tokio::test(start_paused = true)]
+async fn a_gradual_switch_and_its_watch_read_each_window_once_and_late() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let mut config = blue_green_config("1.1.0", TrafficStrategyKind::Gradual);
+    config.monitoring.read_delay = Duration::from_secs(2);
+    config.validate().expect("valid");
+    let report = world.deploy(&config).await;
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    // Three steps of 30 s and a minute's watch, a window each 5 s.
+    let read = reads(&world, &config);
+    assert!(read.len() >= 30, "{read:?}");
+}
+
+/// A canary promoted on a platform whose instances take about 20 s to get ready, its windows
+/// read 3 s late: the checks while its track grows for the promotion are read late too, and
+/// the windows stay back to back from its first step to the end of the watch.
+#[tokio::test(start_paused = true)]
+async fn a_growing_canary_reads_each_window_once_and_late() {
+    let (world, _traffic) =
+        World::serving_on(InMemoryPlatform::new().with_ready_after(20), 0.005, 0.005).await;
+    let mut config = support::short_canary_config("1.1.0");
+    config.blue_green_config.readiness_timeout = Duration::from_secs(300);
+    config.monitoring.read_delay = Duration::from_secs(3);
+    config.validate().expect("valid");
+    let report = world.deploy(&config).await;
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    let watched = report
+        .timeline
+        .iter()
+        .find(|e| {
+            matches!(
+                e.kind,
+                EventKind::PhaseChanged {
+                    phase: Phase::Monitoring
+                }
+            )
+        })
+        .map(|e| e.at.as_millis() - report.started_at.as_millis())
+        .expect("promoted");
+    let read = reads(&world, &config);
+    // While the track grew, before the watch, the checks came each 5 s (`checkInterval`),
+    // not each canary window (10 s).
+    let growing: Vec<_> = read.iter().filter(|(at, _)| *at < watched).collect();
+    assert!(
+        growing
+            .windows(2)
+            .any(|p| p[1].0 - p[0].0 == 5_000 && p[1].1.1 - p[1].1.0 == 5_000),
+        "{read:?}"
+    );
+}
+
+/// The watch after an immediate switch, its windows (5 s) read 2 s late, with
+/// `maxDeploymentDuration` 33 s: the deadline falls between the read of the window ending at
+/// 30 s (at 32 s) and that of the next one (at 37 s). That read is not waited for; the
+/// deadline decides at 33 s.
+#[tokio::test(start_paused = true)]
+async fn the_watch_makes_no_read_past_the_deadline() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let mut config = blue_green_config("1.1.0", TrafficStrategyKind::Immediate);
+    config.blue_green_config.readiness_timeout = Duration::from_secs(10);
+    config.monitoring.read_delay = Duration::from_secs(2);
+    config.max_deployment_duration = Duration::from_secs(33);
+    config.validate().expect("valid");
+    let report = world.deploy(&config).await;
+    let reached = report
+        .timeline
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::DeadlineReached { .. }))
+        .expect("deadline reached");
+    let deadline = report.started_at.saturating_add(Duration::from_secs(33));
+    assert_eq!(reached.at, deadline, "{report}");
+    let read = reads(&world, &config);
+    assert_eq!(read.last().map(|r| r.0), Some(32_000), "{read:?}");
 }

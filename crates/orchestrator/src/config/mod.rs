@@ -611,9 +611,11 @@ impl DeploymentConfig {
     ///   deadline always comes first, counting preparation too), and a slow track is rolled
     ///   back for the deadline instead of being reported as not ready. Kubernetes refuses a
     ///   Deployment whose `progressDeadlineSeconds` is not above `minReadySeconds` alike.
-    /// - A canary's timed pauses together must be shorter (as they must be shorter than
-    ///   `canaryConfig.maxDuration`): every canary sits through them, so every canary, however
-    ///   good, would be rolled back before its last step, after taking most of the traffic.
+    /// - A canary's timed pauses together, and the read of the window that ends the last one
+    ///   (`monitoring.readDelay` later), must be shorter, and shorter than
+    ///   `canaryConfig.maxDuration` too: every canary sits through them, so every canary,
+    ///   however good, would be rolled back before its last step, after taking most of the
+    ///   traffic.
     fn check_waits_fit(&self) -> Result<()> {
         let max = self.max_deployment_duration;
         let readiness = self.blue_green_config.readiness_timeout;
@@ -633,22 +635,42 @@ impl DeploymentConfig {
             self.strategy,
             StrategyKind::Canary | StrategyKind::BlueGreenWithCanary
         ) {
-            let paused = self.canary_config.timed_pauses()?;
-            if paused >= max {
-                return Err(Error::invalid(
-                    "maxDeploymentDuration",
-                    human(max),
-                    format!(
-                        "must be longer than the canary's timed pauses together ({}, from {}): \
-                         every canary would be rolled back before its last step ran its course; \
-                         raise maxDeploymentDuration, or plan fewer or shorter pauses",
-                        human(paused),
-                        self.canary_config.pauses_field()
-                    ),
-                ));
-            }
+            self.check_pauses_fit("maxDeploymentDuration", max)?;
+            self.check_pauses_fit("canaryConfig.maxDuration", self.canary_config.max_duration)?;
         }
         Ok(())
+    }
+
+    /// Refuses a `bound` (at `field`) not longer than the canary's timed pauses together plus
+    /// `monitoring.readDelay`. A pause is over at the first read at or after its end, and each
+    /// window is read `readDelay` after its end: the canary's windows start with its first
+    /// step, so pauses of whole windows are over `readDelay` after they add up, not before.
+    fn check_pauses_fit(&self, field: &str, bound: Duration) -> Result<()> {
+        let paused = self.canary_config.timed_pauses()?;
+        let read_delay = self.monitoring.read_delay;
+        if paused.saturating_add(read_delay) < bound {
+            return Ok(());
+        }
+        let mut together = format!(
+            "{}, from {}",
+            human(paused),
+            self.canary_config.pauses_field()
+        );
+        if !read_delay.is_zero() {
+            together.push_str(&format!(
+                ", plus monitoring.readDelay {}: the last pause is over once its window is read",
+                human(read_delay)
+            ));
+        }
+        Err(Error::invalid(
+            field,
+            human(bound),
+            format!(
+                "must be longer than the canary's timed pauses together ({together}): every \
+                 canary would be rolled back before its last step ran its course; raise {field}, \
+                 or plan fewer or shorter pauses"
+            ),
+        ))
     }
 
     /// The size the new track grows to before it takes all traffic, if it must grow, under a

@@ -36,7 +36,9 @@ pub struct MonitoringConfig {
     /// saw the previous weight. It must be shorter than `checkInterval`; for a canary, keep it
     /// shorter than `canaryConfig.metricsWindow` too, or every decision trails its window by
     /// more than a window. Deadlines keep their meaning: a read due after
-    /// `maxDeploymentDuration` is not made, the deadline decides.
+    /// `maxDeploymentDuration` is not made, the deadline decides. So a canary's timed pauses
+    /// plus `readDelay` must be shorter than `maxDeploymentDuration` and
+    /// `canaryConfig.maxDuration`: the last pause is over only once its window is read.
     #[serde(with = "serin_signals::duration")]
     pub read_delay: Duration,
     /// How long a monitoring threshold (`errorRateThreshold`, `latencyThreshold`) must be

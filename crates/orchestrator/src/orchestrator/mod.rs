@@ -262,16 +262,9 @@ impl Orchestrator {
                 // events, and `onResume`, each journalled as an uninterrupted run would.
                 runner.resume_from(resumption).await?;
             }
-            // A deployment that ended frees the platform's lock; one cut short (a journal
-            // failure, or `kill`, which never gets here) keeps it until it is resumed.
-            let platform = Arc::clone(&runner.inner.platform);
-            let (service, holder) = (runner.state.service.clone(), runner.state.id.clone());
-            let limit = runner.state.config.max_deployment_duration;
-            let out = runner.drive().await;
-            if out.is_ok() {
-                unlock(platform.as_ref(), &service, &holder, limit).await;
-            }
-            out
+            // A deployment that ends frees the platform's lock (see `Runner::drive`); one cut
+            // short (a journal failure, or `kill`) keeps it until it is resumed.
+            runner.drive().await
         });
         DeploymentHandle {
             id,
@@ -373,7 +366,7 @@ impl Orchestrator {
         // Any other error is a track that does not run; one that did not answer may run.
         match status_within(platform, service, &to.track, limit).await {
             Ok(st) => {
-                unlock(platform, service, &id, limit).await;
+                unlock_or_log(platform, service, &id, limit).await;
                 return Err(Error::conflict(
                     "run",
                     service,
@@ -384,7 +377,7 @@ impl Orchestrator {
                 ));
             }
             Err(e @ Error::Timeout { .. }) => {
-                unlock(platform, service, &id, limit).await;
+                unlock_or_log(platform, service, &id, limit).await;
                 return Err(e);
             }
             Err(_) => {}
@@ -430,7 +423,7 @@ impl Orchestrator {
             watch_saw_data: false,
         };
         if let Err(e) = first.commit(Vec::new(), kinds).await {
-            unlock(platform, service, &first.state.id, limit).await;
+            unlock_or_log(platform, service, &first.state.id, limit).await;
             return Err(e);
         }
         runner_state = first.state.clone();
@@ -600,7 +593,8 @@ impl Orchestrator {
     /// either way. Then it continues, or, when the config says `onResume: rollback`, starts a
     /// rollback, journalled and announced like an operator's abort. Resuming a finished
     /// deployment only announces its final events again (a crash may have come between
-    /// writing and announcing them) and returns its report; it touches no split.
+    /// writing and announcing them), frees the platform's deployment lock if its end could
+    /// not (an anomaly in its report says so), and returns its report; it touches no split.
     ///
     /// Events: a record's events are announced once its effects were carried out, and the
     /// next record is written only after that, so a crash can keep only the last record's
@@ -711,7 +705,6 @@ impl Orchestrator {
         let backends = self.backends(&service)?;
         let (runner, _, _) = self.runner(state, last.seq + 1, 0.0, backends);
         runner.abandon(reason).await?;
-        unlock(platform, &service, &id, limit).await;
         self.report(deployment).await
     }
 
@@ -890,18 +883,52 @@ async fn lock_new(
 ) -> Result<()> {
     let locked = lock_within(platform, service, holder, limit).await;
     if matches!(locked, Err(Error::Timeout { .. })) {
-        unlock(platform, service, holder, limit).await;
+        unlock_or_log(platform, service, holder, limit).await;
     }
     locked
 }
 
-/// Frees the platform's deployment lock of `service` held by `holder`, given `limit` to
-/// answer. A failure is logged, not returned: the deployment has already ended, or was
-/// refused.
-async fn unlock(platform: &dyn Platform, service: &str, holder: &str, limit: Duration) {
+/// How many times in all the platform is asked to free a deployment lock.
+const UNLOCK_ATTEMPTS: u32 = 4;
+/// The wait before asking again to free a deployment lock, doubled after each failure.
+const UNLOCK_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Frees the platform's deployment lock of `service` held by `holder`, all within `limit`.
+///
+/// A failed call is made again, [`UNLOCK_ATTEMPTS`] times in all, [`UNLOCK_BACKOFF`] after
+/// the first failure and twice as long after each next: a lock left held refuses every later
+/// deployment of the service, and a platform's failure is often brief (a Lease another writer
+/// changed at the same moment, an API server restarting). A call that does not answer had the
+/// whole `limit`, and is not made again.
+pub(crate) async fn unlock(
+    platform: &dyn Platform,
+    service: &str,
+    holder: &str,
+    limit: Duration,
+) -> Result<()> {
     let doing = format!("freeing the deployment lock of {service}");
-    let freed = on_platform(platform, limit, &doing, platform.unlock(service, holder)).await;
-    if let Err(e) = freed {
+    let retried = async {
+        let mut backoff = UNLOCK_BACKOFF;
+        for _ in 1..UNLOCK_ATTEMPTS {
+            match platform.unlock(service, holder).await {
+                Ok(()) => return Ok(()),
+                Err(e) => tracing::debug!(
+                    deployment = %holder,
+                    "freeing the platform's deployment lock failed, asking again in {backoff:?}: {e}"
+                ),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+        }
+        platform.unlock(service, holder).await
+    };
+    on_platform(platform, limit, &doing, retried).await
+}
+
+/// [`unlock`] for a start that gives up before its deployment began: nothing of it is
+/// journalled to record a failure in, so it is logged.
+async fn unlock_or_log(platform: &dyn Platform, service: &str, holder: &str, limit: Duration) {
+    if let Err(e) = unlock(platform, service, holder, limit).await {
         tracing::warn!(deployment = %holder, "freeing the platform's deployment lock failed: {e}");
     }
 }

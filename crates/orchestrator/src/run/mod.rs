@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, Phase};
 use crate::hooks::NotifyContext;
 use crate::journal::Record;
-use crate::orchestrator::{Inner, ServiceBackends, Status, bounded};
+use crate::orchestrator::{Inner, ServiceBackends, Status, bounded, unlock};
 use crate::platform::{TrackKey, TrackSpec};
 use crate::report::Report;
 use crate::sample::Sample;
@@ -682,6 +682,7 @@ impl Runner {
                 self.on_error(e).await?;
             }
         }
+        self.free_lock().await?;
         let id = &self.state.id;
         let doing = format!("reading the records of {id} for its report");
         let records = self
@@ -773,7 +774,32 @@ impl Runner {
         let stage = self.state.stage;
         let reason = format!("abandoned in the {stage} stage: {reason}");
         self.finish(Outcome::Failed { reason }, Vec::new(), Vec::new())
-            .await
+            .await?;
+        self.free_lock().await
+    }
+
+    /// Frees the platform's deployment lock of the service, the deployment having ended (see
+    /// [`unlock`]). One the platform would not free is journalled as an anomaly, which the
+    /// report shows and notifiers announce, naming the deployment whose resume frees it:
+    /// until then every later deployment of the service is refused.
+    async fn free_lock(&mut self) -> Result<()> {
+        let (service, id) = (&self.state.service, &self.state.id);
+        let limit = self.state.config.max_deployment_duration;
+        let Err(e) = unlock(self.inner.platform.as_ref(), service, id, limit).await else {
+            return Ok(());
+        };
+        tracing::warn!(deployment = %id, "freeing the platform's deployment lock failed: {e}");
+        let summary = format!(
+            "the deployment lock of {service} is still held by this deployment, which has \
+             ended, so every later deployment of {service} is refused: freeing it failed ({e}); \
+             resume deployment {id} to free it"
+        );
+        let kind = EventKind::Anomaly {
+            source: "platform".into(),
+            severity: "warning".into(),
+            summary,
+        };
+        self.commit(Vec::new(), vec![kind]).await
     }
 
     async fn finish(
