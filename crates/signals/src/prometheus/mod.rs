@@ -6,6 +6,12 @@
 //! (`/api/v1/query`) evaluated at the window's end; a range query (`/api/v1/query_range`)
 //! evaluates the same templates with `{{window}}` set to the step, once per step.
 //!
+//! **Freshness.** Prometheus holds a sample only once it has scraped it, up to one scrape
+//! interval after the requests it counts, so a window queried the instant it ends misses its
+//! last requests, and no later window holds them. A caller reading windows back to back should
+//! query each about one scrape interval after its end (the orchestrator's
+//! `monitoring.readDelay`).
+//!
 //! | metric | measurement | default template(s) |
 //! |---|---|---|
 //! | `error_rate`, `throughput` | counts | requests: `sum(increase(http_requests_total{track="{{track}}"}[{{window}}]))`; errors: the same with `code=~"5.."`; queries given for one of the two serve both |
