@@ -115,12 +115,7 @@ async fn on_inconclusive_decides_what_an_analysis_short_of_samples_does_at_its_e
 async fn the_dry_run_shows_the_policy_with_on_inconclusive() {
     let world = World::installed().await;
     let config = short_of_samples(OnInconclusive::Rollback);
-    let plan = world
-        .orchestrator()
-        .plan(&config)
-        .await
-        .expect("plan")
-        .remove(0);
+    let plan = world.plan(&config).await;
     assert_eq!(plan.service, SERVICE);
     let policy = plan.canary.expect("a canary policy");
     assert_eq!(policy.on_inconclusive, OnInconclusive::Rollback);

@@ -182,24 +182,14 @@ async fn the_dry_run_shows_the_read_delay() {
     let world = World::new();
     world.install("1.0.0").await;
     let mut config = canary_config("1.1.0");
-    let plan = world
-        .orchestrator()
-        .plan(&config)
-        .await
-        .expect("plan")
-        .remove(0);
+    let plan = world.plan(&config).await;
     assert!(
         !plan.steps.iter().any(|s| s.contains("readDelay")),
         "{:?}",
         plan.steps
     );
     config.monitoring.read_delay = Duration::from_secs(2);
-    let plan = world
-        .orchestrator()
-        .plan(&config)
-        .await
-        .expect("plan")
-        .remove(0);
+    let plan = world.plan(&config).await;
     assert!(
         plan.steps
             .iter()

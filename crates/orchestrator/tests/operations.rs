@@ -515,12 +515,7 @@ async fn a_canary_shrunk_by_a_scale_step_takes_all_traffic_only_at_full_size() {
     config.canary_config.replicas = 3;
     config.validate().expect("valid");
     // The dry run says so too.
-    let plan = world
-        .orchestrator()
-        .plan(&config)
-        .await
-        .expect("plan")
-        .remove(0);
+    let plan = world.plan(&config).await;
     assert!(
         plan.steps
             .iter()

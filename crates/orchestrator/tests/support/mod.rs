@@ -10,10 +10,10 @@ use std::time::Duration;
 use serin_compat::{Fleet, Matrix, Registry, Release, Validator};
 use serin_orchestrator::backup::Retention;
 use serin_orchestrator::{
-    BackupInfo, BackupProvider, Clock, DeploymentConfig, DeploymentHandle, Event, EventKind,
-    InMemoryBackup, InMemoryJournal, InMemoryPlatform, InMemoryStepRunner, Journal, Orchestrator,
-    OrchestratorBuilder, Outcome, Platform, Record, Report, ServiceBackends, Stage, StrategyKind,
-    TrackSpec, TrackStatus, TrafficStrategyKind,
+    BackupInfo, BackupProvider, Clock, DeploymentConfig, DeploymentHandle, DeploymentPlan, Event,
+    EventKind, InMemoryBackup, InMemoryJournal, InMemoryPlatform, InMemoryStepRunner, Journal,
+    Orchestrator, OrchestratorBuilder, Outcome, Platform, Record, Report, ServiceBackends, Stage,
+    StrategyKind, TrackSpec, TrackStatus, TrafficStrategyKind,
 };
 use serin_signals::{InMemoryHealth, InMemorySource, Metric, Timestamp, Track, Window};
 use serin_traffic::{InMemoryRouter, TrafficRouter};
@@ -179,6 +179,15 @@ impl World {
             .run(config)
             .await
             .expect("run")
+            .remove(0)
+    }
+
+    /// The dry run of `config` for its one target service.
+    pub async fn plan(&self, config: &DeploymentConfig) -> DeploymentPlan {
+        self.orchestrator()
+            .plan(config)
+            .await
+            .expect("plan")
             .remove(0)
     }
 
