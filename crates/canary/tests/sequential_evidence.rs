@@ -192,13 +192,69 @@ fn a_late_error_rise_s_failure_names_its_start_and_the_ratio_since() {
     );
 }
 
-/// The start a summary names, "since sample N (of M)", as `(N, M)`.
+/// The start a summary names, "since T (sample N of M)", as `(N, M)`, checking that `T` is the
+/// end of the sample before it (the samples here are seconds from the epoch).
 fn stated_start(summary: &str) -> (u64, u64) {
     let tail = summary
-        .split_once("since sample ")
+        .split_once("a change that began late: since ")
         .unwrap_or_else(|| panic!("no start named: {summary}"))
         .1;
-    let (n, rest) = tail.split_once(" (of ").unwrap();
+    let (time, rest) = tail.split_once(" (sample ").unwrap();
+    let (n, rest) = rest.split_once(" of ").unwrap();
     let m = rest.split_once(')').unwrap().0;
-    (n.parse().unwrap(), m.parse().unwrap())
+    let (n, m) = (n.parse().unwrap(), m.parse().unwrap());
+    assert_eq!(time, second(n - 1).start().to_string(), "{summary}");
+    (n, m)
+}
+
+/// A judge read back from a state saved before it kept the onsets' times (the `onsets` field
+/// removed) still names the start that decides, by its sample; one read back whole names it by
+/// time, as if it had never been saved.
+#[test]
+fn a_late_start_saved_without_its_time_is_named_by_its_sample() {
+    let onset = 3_600;
+    let sample = |s: u64, rng: &mut Rng| {
+        let ratio = if s >= onset { 3.0 } else { 1.0 };
+        let w = second(s);
+        (
+            counts(Metric::ErrorRate, Track::Stable, w, 475, rng.poisson(2.375)),
+            counts(
+                Metric::ErrorRate,
+                Track::Canary,
+                w,
+                25,
+                rng.poisson(0.125 * ratio),
+            ),
+        )
+    };
+    let mut rng = Rng::new(11);
+    let mut judge = SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.0).unwrap();
+    let (whole, failed_at) = first_failure(&mut judge, |s| sample(s, &mut rng));
+    let (start, _) = stated_start(&whole.evidence.summary);
+
+    let mut rng = Rng::new(11);
+    let mut judge = SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.0).unwrap();
+    for s in 0..failed_at {
+        let (b, c) = sample(s, &mut rng);
+        judge
+            .observe(&Sample::new(&b, &c, Some(0.05), second(s).end()).unwrap())
+            .unwrap();
+    }
+    let saved = serde_json::to_value(&judge).unwrap();
+    assert!(saved.get("onsets").is_some(), "{saved}");
+    let mut old = saved.clone();
+    old.as_object_mut().unwrap().remove("onsets");
+    let (b, c) = sample(failed_at, &mut rng);
+    let last = Sample::new(&b, &c, Some(0.05), second(failed_at).end()).unwrap();
+    let mut read_back: SequentialCountJudge = serde_json::from_value(saved).unwrap();
+    assert_eq!(read_back.observe(&last).unwrap(), whole);
+    let mut from_old: SequentialCountJudge = serde_json::from_value(old).unwrap();
+    let j = from_old.observe(&last).unwrap();
+    assert_eq!(j.verdict, whole.verdict);
+    let named = format!("since sample {start} (of {}), the start", failed_at + 1);
+    assert!(
+        j.evidence.summary.contains(&named),
+        "{}",
+        j.evidence.summary
+    );
 }

@@ -1178,6 +1178,13 @@ impl CountTest {
         ratio_of(s.canary_errors, s.baseline_errors, s.share())
     }
 
+    /// The candidate starts the start-time mixture follows (the heaviest of each bet), each as
+    /// the samples before it: one of them is the [`late_start`](Self::late_start) a rejection
+    /// may name.
+    pub(super) fn followed_starts(&self) -> [u64; 3] {
+        self.state.heaviest.map(|o| o.at)
+    }
+
     /// Where the error-rate rise that the start-time mixture rejected for began, and the ratio
     /// of error rates since then with its interval at `1 − α`; `None` unless the test rejected
     /// for "canary worse" because of that mixture. The ratio reads the requests and errors

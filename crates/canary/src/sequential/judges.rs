@@ -8,6 +8,7 @@ use serin_signals::{Counts, LatencySketch, Measurement, Metric, Timestamp, Windo
 use super::batch::{BatchCountConfig, BatchCountTest};
 use super::counts::{CountTest, CountTestConfig, Sides};
 use super::latency::{LatencyTest, LatencyTestConfig, LatencyVariance};
+use super::onset_clock::OnsetClock;
 use super::starts::LateStart;
 use crate::judge::{
     ArmValues, Effect, Evidence, Interval, Judge, Judgement, Sample, Severity, Statistic, Verdict,
@@ -188,6 +189,15 @@ impl CountEngine {
         }
     }
 
+    /// The per-request test's followed candidate starts and its samples so far; the batched
+    /// test has no start-time mixture.
+    fn followed_starts(&self) -> Option<([u64; 3], u64)> {
+        match self {
+            CountEngine::PerRequest(t) => Some((t.followed_starts(), t.updates())),
+            CountEngine::Batched(_) => None,
+        }
+    }
+
     /// The per-request test's note of excess scatter; the batched test estimates that scatter.
     fn excess_scatter(&self) -> Option<f64> {
         match self {
@@ -239,11 +249,13 @@ fn without_trailing_zeros(text: String) -> String {
 }
 
 /// What a failure's summary adds when the start-time mixture decided it: the start it weighs
-/// most among the `samples` so far, the effect since then (`since`, which `what` introduces) and
-/// the figure the judge states for the longer period (`longer`), so that a failure beside a
-/// whole-run estimate near 0 reads as the late regression it is.
+/// most among the `samples` so far (and when it began, `onset`, where the judge saw it taken),
+/// the effect since then (`since`, which `what` introduces) and the figure the judge states for
+/// the longer period (`longer`), so that a failure beside a whole-run estimate near 0 reads as
+/// the late regression it is.
 fn late_start_text(
     late: &LateStart,
+    onset: Option<Timestamp>,
     samples: u64,
     what: &str,
     since: String,
@@ -253,10 +265,13 @@ fn late_start_text(
         .interval
         .map(|i| format!(" at confidence {}", level_text(i.level)))
         .unwrap_or_default();
+    let start = match onset {
+        Some(at) => format!("{at} (sample {} of {samples})", late.after + 1),
+        None => format!("sample {} (of {samples})", late.after + 1),
+    };
     format!(
-        " Decided by the start-time mixture, a change that began late: since sample {} \
-         (of {samples}), the start it weighs most, {what} {since}{confidence}, against {longer}.",
-        late.after + 1,
+        " Decided by the start-time mixture, a change that began late: since {start}, the start \
+         it weighs most, {what} {since}{confidence}, against {longer}."
     )
 }
 
@@ -338,7 +353,7 @@ impl Seen {
 /// level in the interval and in its summary. A sample with no data is `Inconclusive` (a
 /// failure already established stays a failure). A failure that the per-request test's
 /// start-time mixture decided ([`CountTest::late_start`]) also names the start it weighs most
-/// and the ratio since then (the effect `errorRateRatioSinceOnset`), beside the current split's:
+/// (the end of the sample after which it began, and its number) and the ratio since then (the effect `errorRateRatioSinceOnset`), beside the current split's:
 /// a regression that began late fails while the split's ratio may still sit near 1.
 ///
 /// ```
@@ -374,6 +389,9 @@ pub struct SequentialCountJudge {
     /// ratio (a new split) must not reclassify a failure already reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rejected_severity: Option<Severity>,
+    /// When the candidate starts the test follows began.
+    #[serde(default, skip_serializing_if = "OnsetClock::is_empty")]
+    onsets: OnsetClock,
 }
 
 impl SequentialCountJudge {
@@ -406,6 +424,7 @@ impl SequentialCountJudge {
             seen: Seen::default(),
             last_stated_share: None,
             rejected_severity: None,
+            onsets: OnsetClock::default(),
         })
     }
 
@@ -560,6 +579,9 @@ impl Judge for SequentialCountJudge {
         }
         self.engine
             .update(b.requests(), b.errors(), c.requests(), c.errors());
+        if let Some((followed, updates)) = self.engine.followed_starts() {
+            self.onsets.note(&followed, updates, sample.window().end());
+        }
         self.seen.add_window(sample.window());
         self.seen.units.baseline = self.seen.units.baseline.saturating_add(b.requests());
         self.seen.units.canary = self.seen.units.canary.saturating_add(c.requests());
@@ -623,6 +645,7 @@ impl Judge for SequentialCountJudge {
                 };
                 summary.push_str(&late_start_text(
                     &late,
+                    self.onsets.time_of(late.after),
                     self.seen.samples,
                     "the error-rate ratio is",
                     text(late.estimate, late.interval),
@@ -698,6 +721,7 @@ impl Judge for SequentialCountJudge {
         self.seen = Seen::default();
         self.last_stated_share = None;
         self.rejected_severity = None;
+        self.onsets.clear();
     }
 }
 
@@ -711,7 +735,8 @@ impl Judge for SequentialCountJudge {
 /// confidence sequence lies below the margin (two-sided, also above `1/(1 + margin) − 1`, so a
 /// two-sided judge passes only with a margin above 0); otherwise `Inconclusive`. No data is
 /// `Inconclusive`. A failure that the start-time mixture decided ([`LatencyTest::late_start`])
-/// also names the start it weighs most and the median shift since then (the effect
+/// also names the start it weighs most (the end of the sample after which it began, and its
+/// number) and the median shift since then (the effect
 /// `medianShiftSinceOnset`), beside the whole run's: a slowdown that began late fails while the
 /// whole run's shift may still sit near 0.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -734,6 +759,9 @@ pub struct SequentialLatencyJudge {
     /// reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rejected_severity: Option<Severity>,
+    /// When the candidate starts the test follows began.
+    #[serde(default, skip_serializing_if = "OnsetClock::is_empty")]
+    onsets: OnsetClock,
 }
 
 impl SequentialLatencyJudge {
@@ -782,6 +810,7 @@ impl SequentialLatencyJudge {
             seen: Seen::default(),
             last_stated_share: None,
             rejected_severity: None,
+            onsets: OnsetClock::default(),
         })
     }
 
@@ -813,6 +842,8 @@ impl Judge for SequentialLatencyJudge {
             self.last_stated_share = Some(share);
         }
         self.test.update(b, c);
+        let (followed, updates) = self.test.followed_starts();
+        self.onsets.note(&followed, updates, sample.window().end());
         self.seen.add_window(sample.window());
         let (nb, nc) = self.test.values();
         self.seen.units = ArmValues::new(nb, nc);
@@ -882,6 +913,7 @@ impl Judge for SequentialLatencyJudge {
                 };
                 summary.push_str(&late_start_text(
                     &late,
+                    self.onsets.time_of(late.after),
                     self.seen.samples,
                     "the median shift is",
                     text(late.estimate, late.interval),
@@ -949,6 +981,7 @@ impl Judge for SequentialLatencyJudge {
         self.seen = Seen::default();
         self.last_stated_share = None;
         self.rejected_severity = None;
+        self.onsets.clear();
     }
 }
 

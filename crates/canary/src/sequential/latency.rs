@@ -617,6 +617,13 @@ impl LatencyTest {
         })
     }
 
+    /// The candidate starts the start-time mixture follows, each as the samples before it, and
+    /// the samples fed so far: one of them is the [`late_start`](Self::late_start) a rejection
+    /// may name.
+    pub(super) fn followed_starts(&self) -> ([u64; 6], u64) {
+        (self.starts.followed(), self.updates)
+    }
+
     fn log_margin(&self) -> f64 {
         self.config.margin.ln_1p()
     }

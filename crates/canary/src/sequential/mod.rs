@@ -34,6 +34,7 @@ mod judges;
 mod latency;
 mod logspace;
 mod moments;
+mod onset_clock;
 mod quantile_band;
 mod scatter;
 mod starts;

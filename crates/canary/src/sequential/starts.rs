@@ -265,6 +265,15 @@ impl StartMixture {
         Ok(())
     }
 
+    /// The candidate starts followed on both sides (the heaviest of each bet), each as the
+    /// samples before it.
+    pub(super) fn followed(&self) -> [u64; 6] {
+        let (up, down) = (self.heaviest_up, self.heaviest_down);
+        [
+            up[0].at, up[1].at, up[2].at, down[0].at, down[1].at, down[2].at,
+        ]
+    }
+
     /// Starts a candidate for every bet whose spacing has passed, at the current sums and
     /// sample `t`: the sides' sums `up` and `down`, and the test's `sums` (whose precision is
     /// `V`).
