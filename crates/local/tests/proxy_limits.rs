@@ -1,7 +1,8 @@
 //! The limits on message heads: an instance's answer with more header fields than the proxy
-//! takes is the instance's error, a client's request with too many fields or too large a head
-//! is refused before it reaches any instance. The head limit bounds hyper's HTTP/1.1 read
-//! buffer, which bodies and pipelined requests go through too: neither is bounded by it.
+//! takes, or too large a head, is the instance's error, charged once and sent nowhere else; a
+//! client's request with too many fields or too large a head is refused before it reaches any
+//! instance. The head limit bounds hyper's HTTP/1.1 read buffer, which bodies and pipelined
+//! requests go through too: neither is bounded by it.
 
 use crate::support;
 
@@ -30,7 +31,8 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 /// An instance that answers `GET /fields/{n}` with `n` header fields of its own (`x-field-0`
-/// …), anything else with none, and tells how many header fields each request it got had.
+/// …), `GET /bytes/{n}` with one field `x-big` of `n` bytes, anything else with none, and
+/// tells how many header fields each request it got had.
 async fn start_instance() -> (SocketAddr, mpsc::UnboundedReceiver<usize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -51,6 +53,15 @@ async fn start_instance() -> (SocketAddr, mpsc::UnboundedReceiver<usize>) {
                     let name = HeaderName::try_from(format!("x-field-{i}")).unwrap();
                     res.headers_mut()
                         .insert(name, HeaderValue::from_static("1"));
+                }
+                if let Some(bytes) = req
+                    .uri()
+                    .path()
+                    .strip_prefix("/bytes/")
+                    .and_then(|n| n.parse().ok())
+                {
+                    let big = HeaderValue::try_from("a".repeat(bytes)).unwrap();
+                    res.headers_mut().insert("x-big", big);
                 }
                 async { Ok::<_, Infallible>(res) }
             });
@@ -117,6 +128,64 @@ async fn an_answer_with_more_fields_than_the_limit_is_a_502_charged_to_its_insta
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(head.matches("\r\nx-field-").count(), 150, "{head}");
     assert_eq!(measured(&router, "stable"), (1.0, 0.0));
+    router.shutdown();
+}
+
+#[tokio::test]
+async fn an_answer_head_over_the_limit_is_a_502_charged_to_its_instance() {
+    let (instance, _seen) = start_instance().await;
+    let router = proxy(ProxyConfig::default().with_workers(0), instance, None).await;
+    let addr = router.local_addr();
+    // Under the default 64 KiB: passed on whole.
+    let (_, head) = send_raw(addr, b"GET /bytes/32768 HTTP/1.1\r\nhost: shop\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains(&"a".repeat(32 * 1024)), "cut");
+    // Over it, though well within hyper's own buffer of about 400 KiB: every connection to an
+    // instance would otherwise hold that much for one answer's head.
+    let (_, head) = send_raw(addr, b"GET /bytes/204800 HTTP/1.1\r\nhost: shop\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    // Charged once, on the connection kept alive from the first answer as on a fresh one.
+    assert_eq!(measured(&router, "stable"), (2.0, 1.0));
+    let (_, head) = send_raw(addr, b"GET /bytes/204800 HTTP/1.1\r\nhost: shop\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    assert_eq!(measured(&router, "stable"), (3.0, 2.0));
+    router.shutdown();
+
+    // Raised, it lets the larger head through.
+    let config = ProxyConfig::default()
+        .with_workers(0)
+        .with_max_response_head_size(256 * 1024);
+    let router = proxy(config, instance, None).await;
+    let (_, head) = send_raw(
+        router.local_addr(),
+        b"GET /bytes/204800 HTTP/1.1\r\nhost: shop\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(measured(&router, "stable"), (1.0, 0.0));
+    router.shutdown();
+}
+
+#[tokio::test]
+async fn an_answer_over_the_limits_is_not_sent_again_to_another_instance() {
+    let (one, mut seen_one) = start_instance().await;
+    let (two, mut seen_two) = start_instance().await;
+    let router = proxy(ProxyConfig::default().with_workers(0), one, None).await;
+    router.set_endpoints("stable", &[one, two]);
+    // A bodyless GET is sent again elsewhere after a crash, but an answer the proxy cannot
+    // take is the version's doing, as it would be on the other instance: nginx, whose
+    // `proxy_next_upstream` leaves out `invalid_header` by default, answers 502 at once too.
+    for path in ["/bytes/204800", "/fields/99"] {
+        let request = format!("GET {path} HTTP/1.1\r\nhost: shop\r\n\r\n");
+        let (_, head) = send_raw(router.local_addr(), request.as_bytes()).await;
+        assert!(head.starts_with("HTTP/1.1 502"), "{path}: {head}");
+    }
+    let mut asked = 0;
+    while seen_one.try_recv().is_ok() || seen_two.try_recv().is_ok() {
+        asked += 1;
+    }
+    assert_eq!(asked, 2, "sent again");
+    assert_eq!(measured(&router, "stable"), (2.0, 2.0));
     router.shutdown();
 }
 

@@ -153,6 +153,15 @@ pub struct ProxyConfig {
     /// so it is never below hyper's smallest buffer, 8 KiB; bodies and pipelined requests
     /// stream through that buffer and are not limited by it, only each head.
     pub max_request_head_size: usize,
+    /// The largest answer head an instance may send, in bytes, its status line and header
+    /// fields (8 KiB ..= 1 MiB; default 64 KiB, as Envoy's `max_response_headers_kb` of 60 KiB,
+    /// where nginx's `proxy_buffer_size` is 4 or 8 KiB). A larger one is a 502, charged to the
+    /// instance's backend as an error, since the version sent it, and logged with this limit.
+    /// It takes the place of hyper's own limit, about 400 KiB, which every connection to an
+    /// instance could hold for one answer's head. It bounds the read buffer of a connection to
+    /// an instance, so it is never below hyper's smallest buffer, 8 KiB; answer bodies stream
+    /// through that buffer and are not limited by it.
+    pub max_response_head_size: usize,
 }
 
 /// The most worker threads a proxy may have.
@@ -178,9 +187,10 @@ const HYPER_MAX_HEADERS: usize = 100;
 /// requests, more would have every message head parsed into room for thousands of fields.
 const MAX_HEADERS: std::ops::RangeInclusive<usize> = 32..=1_000;
 
-/// The range of [`ProxyConfig::max_request_head_size`]: hyper's smallest read buffer, and a
-/// bound on the memory one connection's head may hold.
-const MAX_REQUEST_HEAD_SIZE: std::ops::RangeInclusive<usize> = 8 * 1024..=1024 * 1024;
+/// The range of [`ProxyConfig::max_request_head_size`] and
+/// [`ProxyConfig::max_response_head_size`]: hyper's smallest read buffer, and a bound on the
+/// memory one connection's head may hold.
+const MAX_HEAD_SIZE: std::ops::RangeInclusive<usize> = 8 * 1024..=1024 * 1024;
 
 impl Default for ProxyConfig {
     fn default() -> Self {
@@ -200,6 +210,7 @@ impl Default for ProxyConfig {
             trusted_proxies: Vec::new(),
             max_headers: HYPER_MAX_HEADERS,
             max_request_head_size: 64 * 1024,
+            max_response_head_size: 64 * 1024,
         }
     }
 }
@@ -293,6 +304,12 @@ impl ProxyConfig {
     /// Taking request heads of at most `bytes` bytes.
     pub fn with_max_request_head_size(mut self, bytes: usize) -> Self {
         self.max_request_head_size = bytes;
+        self
+    }
+
+    /// Taking answer heads of at most `bytes` bytes from the instances.
+    pub fn with_max_response_head_size(mut self, bytes: usize) -> Self {
+        self.max_response_head_size = bytes;
         self
     }
 
@@ -392,12 +409,17 @@ impl ProxyConfig {
                 ),
             ));
         }
-        if !MAX_REQUEST_HEAD_SIZE.contains(&self.max_request_head_size) {
-            return Err(Error::invalid(
-                "proxyConfig.maxRequestHeadSize",
-                self.max_request_head_size,
-                "must be between 8192 bytes (8 KiB) and 1048576 bytes (1 MiB)",
-            ));
+        for (field, value) in [
+            ("maxRequestHeadSize", self.max_request_head_size),
+            ("maxResponseHeadSize", self.max_response_head_size),
+        ] {
+            if !MAX_HEAD_SIZE.contains(&value) {
+                return Err(Error::invalid(
+                    format!("proxyConfig.{field}"),
+                    value,
+                    "must be between 8192 bytes (8 KiB) and 1048576 bytes (1 MiB)",
+                ));
+            }
         }
         self.trusted_nets()?;
         crate::metrics::Store::new(self.metrics_resolution, self.metrics_retention).map(|_| ())
@@ -437,6 +459,8 @@ struct RawConfig {
     max_headers: usize,
     #[serde(default = "default_max_request_head_size")]
     max_request_head_size: usize,
+    #[serde(default = "default_max_response_head_size")]
+    max_response_head_size: usize,
 }
 
 fn default_listen() -> SocketAddr {
@@ -475,6 +499,9 @@ fn default_max_headers() -> usize {
 fn default_max_request_head_size() -> usize {
     ProxyConfig::default().max_request_head_size
 }
+fn default_max_response_head_size() -> usize {
+    ProxyConfig::default().max_response_head_size
+}
 
 impl TryFrom<RawConfig> for ProxyConfig {
     type Error = Error;
@@ -495,6 +522,7 @@ impl TryFrom<RawConfig> for ProxyConfig {
             trusted_proxies: r.trusted_proxies,
             max_headers: r.max_headers,
             max_request_head_size: r.max_request_head_size,
+            max_response_head_size: r.max_response_head_size,
         };
         c.validate()?;
         Ok(c)
@@ -519,6 +547,7 @@ impl From<ProxyConfig> for RawConfig {
             trusted_proxies: c.trusted_proxies,
             max_headers: c.max_headers,
             max_request_head_size: c.max_request_head_size,
+            max_response_head_size: c.max_response_head_size,
         }
     }
 }
@@ -589,6 +618,14 @@ mod tests {
                 r#"{"maxRequestHeadSize": 1048577}"#,
                 "proxyConfig.maxRequestHeadSize",
             ),
+            (
+                r#"{"maxResponseHeadSize": 8191}"#,
+                "proxyConfig.maxResponseHeadSize",
+            ),
+            (
+                r#"{"maxResponseHeadSize": 1048577}"#,
+                "proxyConfig.maxResponseHeadSize",
+            ),
         ] {
             let e = serde_json::from_str::<ProxyConfig>(json)
                 .unwrap_err()
@@ -635,13 +672,17 @@ mod tests {
         assert_eq!(none, ProxyConfig::default().with_mirror_body_limit(0));
         assert_eq!((c.max_headers, c.hyper_max_headers()), (100, None));
         assert_eq!(c.max_request_head_size, 65_536);
-        let heads: ProxyConfig =
-            serde_json::from_str(r#"{"maxHeaders": 200, "maxRequestHeadSize": 8192}"#).unwrap();
+        assert_eq!(c.max_response_head_size, 65_536);
+        let heads: ProxyConfig = serde_json::from_str(
+            r#"{"maxHeaders": 200, "maxRequestHeadSize": 8192, "maxResponseHeadSize": 131072}"#,
+        )
+        .unwrap();
         assert_eq!(
             heads,
             ProxyConfig::default()
                 .with_max_headers(200)
                 .with_max_request_head_size(8_192)
+                .with_max_response_head_size(131_072)
         );
         assert_eq!(heads.hyper_max_headers(), Some(200));
         // A buffer below hyper's minimum would panic in hyper, not be refused here.
@@ -652,6 +693,15 @@ mod tests {
             .to_string();
         assert!(
             e.contains("proxyConfig.maxRequestHeadSize") && e.contains("4096"),
+            "{e}"
+        );
+        let e = ProxyConfig::default()
+            .with_max_response_head_size(4_096)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("proxyConfig.maxResponseHeadSize") && e.contains("4096"),
             "{e}"
         );
     }

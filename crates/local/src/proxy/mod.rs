@@ -141,8 +141,11 @@ struct Shared {
 ///   backend has no other, on another connection, so that race never reaches the client. The
 ///   instance is still charged with the error in the [metrics](ProxyRouter::metrics), and the
 ///   one that answers the retry is timed from its own attempt, so a hanging version's wait
-///   never shows as the other's latency. Request and response bodies are streamed, never
-///   buffered.
+///   never shows as the other's latency. An answer the proxy cannot pass on (a head over the
+///   limits below, a switch of protocols not asked for, a transfer coding other than chunked)
+///   is a 502 at once, never sent again, as nginx's default `proxy_next_upstream` does: the
+///   version sent it, and its other instances would too. Request and response bodies are
+///   streamed, never buffered.
 /// - **Timeouts.** A client has [`ProxyConfig::header_read_timeout`] to send each request's
 ///   headers, the first one included (a connection that sends nothing, or only the HTTP/2
 ///   preface, is closed then). A connection of either protocol with no request in progress for
@@ -164,9 +167,11 @@ struct Shared {
 ///   [`ProxyConfig::max_request_head_size`] (64 KiB by default), or an HTTP/1.1 one with more
 ///   header fields than [`ProxyConfig::max_headers`] (100), is answered
 ///   `431 Request Header Fields Too Large` by the proxy, reaches no instance and is charged to
-///   no backend. An instance's answer with more fields than that is a 502 charged to its
-///   backend as an error (the version sent it), logged with the limit, and not sent to that
-///   instance again on another connection as a kept-alive connection's failure would be.
+///   no backend. An instance's answer with more fields than that, or a head larger than
+///   [`ProxyConfig::max_response_head_size`] (64 KiB by default), is a 502 charged to its
+///   backend as an error (the version sent it), logged with the limit, and sent neither to
+///   that instance again on another connection, as a kept-alive connection's failure would
+///   be, nor to another instance.
 /// - **Mirroring** sends a copy of the given share of requests to the mirror backend and
 ///   discards its answers. A copy is measured against the mirror backend like any request
 ///   (answered, failed, refused or not answered within [`ProxyConfig::response_timeout`]), so
@@ -377,7 +382,7 @@ impl ProxyRouter {
                         usize::from(config.workers),
                         config.upstream_idle_timeout,
                         config.response_body_timeout,
-                        config.hyper_max_headers(),
+                        (config.hyper_max_headers(), config.max_response_head_size),
                     )
                 })
                 .clone();
@@ -567,6 +572,10 @@ enum Attempt {
     /// As `Failed`, on a kept-alive connection: the instance may have closed it as idle just
     /// as the request went out, so a request safe to repeat may go to it again.
     Dropped,
+    /// Answered in a way the proxy cannot pass on: a head over its limits, a switch of
+    /// protocols not asked for, a transfer coding other than chunked. The version's doing, which
+    /// its other instances would repeat: never sent again.
+    Unusable,
     /// Sent, and not answered within the response timeout, or the instance stopped reading
     /// the body for longer than the body timeout (already counted as an error).
     TimedOut,
@@ -683,7 +692,7 @@ async fn attempt(
                 || !only_chunked(res.headers()) =>
         {
             tracing::debug!(%backend, addr = %endpoint.addr(), status = %res.status(), "unusable answer");
-            Attempt::Failed
+            Attempt::Unusable
         }
         Ok((mut res, due)) => {
             let error = res.status().is_server_error();
@@ -720,10 +729,11 @@ async fn attempt(
                 %backend,
                 addr = %endpoint.addr(),
                 max_headers = shared.config.max_headers,
+                max_response_head_size = shared.config.max_response_head_size,
                 "502: the instance's answer had more header fields than proxyConfig.maxHeaders \
-                 allows, or a head larger than the proxy buffers"
+                 allows, or more bytes than proxyConfig.maxResponseHeadSize"
             );
-            Attempt::Failed
+            Attempt::Unusable
         }
         Err(SendError::NotSent(req, reason)) => {
             tracing::debug!(%backend, addr = %endpoint.addr(), %reason, "request not sent");
@@ -778,7 +788,7 @@ fn spawn_mirror(
                 }
             }
             // Charged as the 502 a client would have had: nothing else is tried for a copy.
-            Attempt::Failed | Attempt::Dropped => {
+            Attempt::Failed | Attempt::Dropped | Attempt::Unusable => {
                 let latency = started.elapsed().as_secs_f64() * 1_000.0;
                 shared.metrics.record(&mirror, now(), latency, true);
             }
@@ -1154,7 +1164,7 @@ impl Reply<'_> {
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 res
             }
-            Attempt::NotSent(_) | Attempt::Failed | Attempt::Dropped => {
+            Attempt::NotSent(_) | Attempt::Failed | Attempt::Dropped | Attempt::Unusable => {
                 let latency = self.started.elapsed().as_secs_f64() * 1_000.0;
                 shared.metrics.record(served_by, now(), latency, true);
                 answer(StatusCode::BAD_GATEWAY, "no instance could answer")

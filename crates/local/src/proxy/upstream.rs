@@ -66,6 +66,8 @@ pub(crate) struct Endpoint {
     body_timeout: Duration,
     /// The most header fields an answer may have; `None` for hyper's own.
     max_headers: Option<usize>,
+    /// The most bytes an answer's head may have: the bound of a connection's read buffer.
+    max_head_size: usize,
     /// The id of the next connection opened.
     next_id: AtomicU64,
     in_flight: AtomicUsize,
@@ -123,13 +125,14 @@ impl Endpoint {
     /// An endpoint with `pools` pools (the proxy's worker count, at least one), whose
     /// connections are closed once idle for `idle`, fail a response body that pauses for
     /// `body`, and fail an answer with more than `max_headers` header fields (`None`: hyper's
-    /// limit).
+    /// limit) or a head of more than `max_head_size` bytes (at least hyper's smallest buffer,
+    /// 8 KiB, below which hyper panics).
     pub(crate) fn new(
         addr: SocketAddr,
         pools: usize,
         idle: Duration,
         body: Duration,
-        max_headers: Option<usize>,
+        (max_headers, max_head_size): (Option<usize>, usize),
     ) -> Arc<Self> {
         Arc::new(Endpoint {
             addr,
@@ -137,6 +140,7 @@ impl Endpoint {
             idle_timeout: idle,
             body_timeout: body,
             max_headers,
+            max_head_size,
             next_id: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             removed: AtomicBool::new(false),
@@ -263,6 +267,7 @@ impl Endpoint {
             timer: Box::pin(tokio::time::sleep(self.body_timeout)),
         };
         let mut builder = http1::Builder::new();
+        builder.max_buf_size(self.max_head_size);
         if let Some(fields) = self.max_headers {
             builder.max_headers(fields);
         }
@@ -586,7 +591,7 @@ mod tests {
     async fn a_connection_idle_for_the_limit_is_closed_and_one_in_use_never_is() {
         let (addr, mut events) = instance().await;
         let idle = Duration::from_secs(60);
-        let endpoint = Endpoint::new(addr, 1, idle, Duration::from_secs(600), None);
+        let endpoint = Endpoint::new(addr, 1, idle, Duration::from_secs(600), (None, 64 * 1024));
         get(&endpoint, "/").await;
         assert_eq!(events.recv().await, Some(true));
         // The socket is settled: from here the clock moves only when everything waits on it.
