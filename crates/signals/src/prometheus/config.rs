@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{PrometheusBuilder, PrometheusSource};
+use super::{PrometheusBuilder, PrometheusSource, redacted};
 use crate::error::{Error, Result};
 use crate::metric::Metric;
 
@@ -32,7 +32,7 @@ use crate::metric::Metric;
 /// so the queries listed for one of them serve the other unless both are listed. Each entry of `queries` holds exactly one of `requests` with
 /// `errors` (counts), `buckets` (latency histogram) or `value` (gauge).
 /// [`PrometheusSource::from_config`] checks everything and names the offending path.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PrometheusConfig {
     /// Prometheus' base URL.
@@ -73,6 +73,33 @@ pub struct PrometheusConfig {
     /// Query templates per metric, replacing the defaults of the metrics listed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub queries: BTreeMap<Metric, QueryConfig>,
+}
+
+/// Written out so that the password of a `baseUrl` carrying basic auth is never printed: a
+/// config is often logged whole.
+impl std::fmt::Debug for PrometheusConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let PrometheusConfig {
+            base_url,
+            timeout,
+            retries,
+            initial_backoff,
+            max_backoff,
+            latency_scale,
+            accept_warnings,
+            queries,
+        } = self;
+        f.debug_struct("PrometheusConfig")
+            .field("base_url", &redacted(base_url))
+            .field("timeout", timeout)
+            .field("retries", retries)
+            .field("initial_backoff", initial_backoff)
+            .field("max_backoff", max_backoff)
+            .field("latency_scale", latency_scale)
+            .field("accept_warnings", accept_warnings)
+            .field("queries", queries)
+            .finish()
+    }
 }
 
 /// The templates of one metric; exactly one form must be given.

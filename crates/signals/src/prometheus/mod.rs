@@ -42,7 +42,9 @@
 //! **Result types**: an instant query must give a `vector` or a `scalar`, one value per series at
 //! the window's end; a `matrix` (a template whose range has no function over it, `x[5m]`) holds
 //! raw samples of which none is that value, and is [`Error::BadResponse`]. A range query must
-//! give a `matrix`, as Prometheus always does.
+//! give a `matrix`, as Prometheus always does, with samples at the steps' ends only: a query
+//! frontend that aligns ranges to the step (Thanos' default) answers for other windows, and
+//! is [`Error::BadResponse`] too.
 //!
 //! **No data**: an empty result, NaN or an infinity is [`Measurement::NoData`](crate::Measurement),
 //! never zero. **Errors**: a query Prometheus rejects (`bad_data`, `execution`, other 4xx) is
@@ -60,6 +62,10 @@
 //! rather than as a count that misses a store's errors. Prometheus' `PromQL info:` notes do not count.
 //! [`PrometheusBuilder::accept_warnings`] takes warned answers as whole, for a server whose
 //! warnings are known to be harmless.
+//!
+//! **Authentication**: basic auth in the base URL (`https://user:password@host`, the way a config
+//! file gives it) or any header through [`PrometheusBuilder::with_client`]. The password is sent
+//! in the `Authorization` header only: errors and debug output show it as `***`.
 //!
 //! Build a source in code with [`PrometheusSource::builder`], or from a config file with
 //! [`PrometheusConfig`] and [`PrometheusSource::from_config`].
@@ -149,7 +155,7 @@ enum Queries {
 /// ```
 #[derive(Debug, Clone)]
 pub struct PrometheusBuilder {
-    base_url: String,
+    base_url: Redacted<String>,
     name: String,
     queries: BTreeMap<Metric, RawQueries>,
     /// The metrics whose counts queries were given rather than defaulted or shared.
@@ -160,7 +166,7 @@ pub struct PrometheusBuilder {
     max_backoff: Duration,
     latency_scale: f64,
     accept_warnings: bool,
-    client: Option<reqwest::Client>,
+    client: Option<HttpClient>,
 }
 
 impl PrometheusBuilder {
@@ -192,7 +198,7 @@ impl PrometheusBuilder {
             ),
         ]);
         PrometheusBuilder {
-            base_url,
+            base_url: Redacted(base_url),
             name: "prometheus".into(),
             queries,
             given_counts: BTreeSet::new(),
@@ -311,9 +317,10 @@ impl PrometheusBuilder {
     }
 
     /// The HTTP client to use (for proxies, TLS roots or default headers such as
-    /// authorization). The per-request timeout still applies.
+    /// authorization, which the debug output of the builder and the source never shows). The
+    /// per-request timeout still applies.
     pub fn with_client(mut self, client: reqwest::Client) -> Self {
-        self.client = Some(client);
+        self.client = Some(HttpClient(client));
         self
     }
 
@@ -321,20 +328,21 @@ impl PrometheusBuilder {
     /// `retries`, `initialBackoff`, `backoff`, `latencyScale`) or the metric and template; an
     /// HTTP client that cannot be set up (no TLS backend) is [`Error::Unavailable`].
     pub fn build(self) -> Result<PrometheusSource> {
-        let mut base = url::Url::parse(&self.base_url).map_err(|e| {
-            Error::invalid("baseUrl", &self.base_url, format!("is not a URL ({e})"))
-        })?;
+        // Shown with its password, if any, hidden.
+        let shown = redacted(&self.base_url.0);
+        let mut base = url::Url::parse(&self.base_url.0)
+            .map_err(|e| Error::invalid("baseUrl", &shown, format!("is not a URL ({e})")))?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
             return Err(Error::invalid(
                 "baseUrl",
-                &self.base_url,
+                &shown,
                 "must be an http:// or https:// URL",
             ));
         }
         if base.query().is_some() || base.fragment().is_some() {
             return Err(Error::invalid(
                 "baseUrl",
-                &self.base_url,
+                &shown,
                 "must not hold a query string or fragment",
             ));
         }
@@ -344,7 +352,7 @@ impl PrometheusBuilder {
         }
         let endpoint = |path: &str| {
             base.join(path)
-                .map_err(|e| Error::invalid("baseUrl", &self.base_url, e.to_string()))
+                .map_err(|e| Error::invalid("baseUrl", &shown, e.to_string()))
         };
         let (query_url, range_url) = (endpoint("api/v1/query")?, endpoint("api/v1/query_range")?);
         if self.timeout.is_zero() {
@@ -408,7 +416,7 @@ impl PrometheusBuilder {
             queries.insert(metric.clone(), parsed);
         }
         let client = match self.client {
-            Some(client) => client,
+            Some(HttpClient(client)) => client,
             // `Client::default()` panics where `build` reports, e.g. without TLS roots.
             None => reqwest::Client::builder()
                 .build()
@@ -418,13 +426,13 @@ impl PrometheusBuilder {
                 })?,
         };
         let transport: Arc<dyn Transport> = Arc::new(ReqwestTransport {
-            client,
+            client: HttpClient(client),
             max_answer_bytes: MAX_ANSWER_BYTES,
         });
         Ok(PrometheusSource {
             name: self.name,
-            query_url,
-            range_url,
+            query_url: Redacted(query_url),
+            range_url: Redacted(range_url),
             queries,
             timeout: self.timeout,
             retries: self.retries,
@@ -468,7 +476,7 @@ pub(crate) trait Transport: Send + Sync + std::fmt::Debug {
 
 #[derive(Debug)]
 struct ReqwestTransport {
-    client: reqwest::Client,
+    client: HttpClient,
     /// [`MAX_ANSWER_BYTES`] but in tests.
     max_answer_bytes: usize,
 }
@@ -492,6 +500,7 @@ impl Transport for ReqwestTransport {
         let transient = |e: reqwest::Error| Failure::Transient(describe(&e));
         let mut response = self
             .client
+            .0
             .get(url.clone())
             .query(params)
             .send()
@@ -517,6 +526,52 @@ impl Transport for ReqwestTransport {
     }
 }
 
+/// A URL shown with the password of its userinfo (`https://user:password@host`) replaced by
+/// `***`: a base URL is how a config file gives basic auth, and errors, configs and sources end
+/// up in logs. Read as text rather than parsed, so that a URL that does not parse is hidden too;
+/// the userinfo ends at the last `@` before any query or fragment, as a password may hold `/`.
+pub(crate) fn redacted(url: &str) -> String {
+    let Some(scheme) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme + 3..];
+    let before_query = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+    let Some(at) = before_query.rfind('@') else {
+        return url.to_owned();
+    };
+    match before_query[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme + 3],
+            &rest[..colon],
+            &rest[at..]
+        ),
+        None => url.to_owned(),
+    }
+}
+
+/// A URL, or the text of one, whose debug output hides its password ([`redacted`]).
+#[derive(Clone)]
+struct Redacted<T>(T);
+
+impl<T: AsRef<str>> std::fmt::Debug for Redacted<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&redacted(self.0.as_ref()), f)
+    }
+}
+
+/// The HTTP client, shown without its settings: its default headers may hold credentials (an
+/// `Authorization` header given through [`PrometheusBuilder::with_client`]), which reqwest
+/// prints unless they are marked sensitive.
+#[derive(Clone)]
+struct HttpClient(reqwest::Client);
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("reqwest::Client { .. }")
+    }
+}
+
 /// A reqwest error with its causes, which hold the useful part (`Connection refused`).
 fn describe(e: &reqwest::Error) -> String {
     let mut msg = e.to_string();
@@ -533,8 +588,8 @@ fn describe(e: &reqwest::Error) -> String {
 #[derive(Debug, Clone)]
 pub struct PrometheusSource {
     name: String,
-    query_url: url::Url,
-    range_url: url::Url,
+    query_url: Redacted<url::Url>,
+    range_url: Redacted<url::Url>,
     queries: BTreeMap<Metric, Queries>,
     timeout: Duration,
     retries: u32,
@@ -587,6 +642,40 @@ fn prom_time(t: Timestamp) -> String {
 fn sample_millis(t: f64) -> Option<u64> {
     let ms = (t * 1_000.0).round();
     (ms.is_finite() && ms >= 0.0 && ms < u64::MAX as f64).then_some(ms as u64)
+}
+
+/// Why a range answer is not the one asked for, if it holds a sample at an instant that is no
+/// step's end. Prometheus evaluates a range query at `start + k × step` exactly, but a query
+/// frontend may move the range to multiples of the step for its cache (Thanos'
+/// `--query-range.align-range-with-step`, on by default; VictoriaMetrics from 50 points): its
+/// samples then measure other windows than the steps, and read at the steps' ends every step
+/// would be no data.
+fn off_step(
+    series: &[Series],
+    first: Timestamp,
+    last: Timestamp,
+    step: Duration,
+) -> Option<String> {
+    let step_ms = u64::try_from(step.as_millis()).unwrap_or(u64::MAX);
+    let (first_ms, last_ms) = (first.as_millis(), last.as_millis());
+    let on_step =
+        |ms: u64| (first_ms..=last_ms).contains(&ms) && (ms - first_ms).is_multiple_of(step_ms);
+    let (t, _) = series
+        .iter()
+        .flat_map(|s| &s.samples)
+        .find(|(t, _)| !sample_millis(*t).is_some_and(on_step))?;
+    let at = sample_millis(*t).map_or_else(
+        || t.to_string(),
+        |ms| Timestamp::from_millis(ms).to_string(),
+    );
+    Some(format!(
+        "the answer holds a sample at {at}, which is no step's end (every {}ms from {first} to \
+         {last}); a query frontend that aligns ranges to the step for its cache (Thanos' \
+         `--query-range.align-range-with-step`, on by default) answered for other windows than \
+         those asked: turn that alignment off, or ask for windows that end on a multiple of the \
+         step",
+        step.as_millis()
+    ))
 }
 
 /// Puts each series' samples in time order (stably, so of two samples at one instant the first
@@ -740,7 +829,7 @@ impl PrometheusSource {
             ("time", prom_time(at)),
             ("timeout", self.server_timeout()),
         ];
-        self.fetch(&self.query_url, promql, &params, Expected::Instant)
+        self.fetch(&self.query_url.0, promql, &params, Expected::Instant)
             .await
     }
 
@@ -757,8 +846,13 @@ impl PrometheusSource {
             ("step", format!("{}ms", step.as_millis())),
             ("timeout", self.server_timeout()),
         ];
-        self.fetch(&self.range_url, promql, &params, Expected::Range)
-            .await
+        let series = self
+            .fetch(&self.range_url.0, promql, &params, Expected::Range)
+            .await?;
+        match off_step(&series, first.end(), last.end(), step) {
+            None => Ok(series),
+            Some(reason) => Err(self.bad_response(promql, reason)),
+        }
     }
 
     fn bad_response(&self, promql: &str, reason: String) -> Error {

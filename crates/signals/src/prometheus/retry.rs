@@ -93,7 +93,13 @@ pub(crate) fn classify(status: u16, body: &str, accept_warnings: bool) -> Result
                 Err(Failure::BadQuery(format!("{error_type}: {error}")))
             }
             _ => Err(Failure::Malformed(format!(
-                "HTTP {status} without a Prometheus error (is the base URL right?): {}",
+                "HTTP {status} without a Prometheus error ({}): {}",
+                // Refused by Prometheus' basic auth (`--web.config.file`) or a proxy before it.
+                if matches!(status, 401 | 403) {
+                    "are the credentials right?"
+                } else {
+                    "is the base URL right?"
+                },
                 excerpt(body)
             ))),
         },
@@ -140,6 +146,15 @@ mod tests {
             matches!(&f, Failure::Malformed(r) if r.contains("404") && r.contains("base URL")),
             "{f:?}"
         );
+        // A proxy in front of Prometheus that refuses the credentials: the URL is right.
+        for status in [401, 403] {
+            let f = classify(status, "Unauthorized", false).unwrap_err();
+            assert!(
+                matches!(&f, Failure::Malformed(r) if r.contains(&status.to_string())
+                    && r.contains("credentials") && !r.contains("base URL")),
+                "{f:?}"
+            );
+        }
         assert!(matches!(
             classify(200, "<html>", false),
             Err(Failure::Malformed(_))

@@ -390,18 +390,53 @@ async fn range_answers_are_read_at_each_step_end_in_any_order() {
     );
 }
 
-/// A loopback HTTP server that answers every connection with `response` and counts them.
-async fn serve(response: Vec<u8>) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+/// A query frontend that aligns a range to multiples of its step, for its cache (Thanos'
+/// `--query-range.align-range-with-step`, on by default; VictoriaMetrics from 50 points), answers
+/// at instants other than the steps' ends: read at the steps' ends, every step would be no data,
+/// and the answer holds counts over other windows than those asked.
+#[tokio::test(start_paused = true)]
+async fn range_answers_at_other_instants_than_the_step_ends_are_refused() {
+    const ALIGNED: &str = r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1764303570,"600"],[1764303600,"400"]]}]}}"#;
+    let t = Scripted::new([Reply::Http(200, ALIGNED), Reply::Http(200, ALIGNED)]);
+    let s = source(Arc::clone(&t));
+    let q = MetricQuery::new(Metric::ErrorRate, Track::Canary, minute());
+    let err = s
+        .query_range(&q, Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, Error::BadResponse { .. })
+            && msg.contains("2025-11-28T04:19:30.000Z")
+            && msg.contains("step")
+            && msg.contains("align"),
+        "{msg}"
+    );
+    assert_eq!(
+        t.seen().len(),
+        1,
+        "not retried, and the errors query not asked"
+    );
+}
+
+/// The request heads a loopback server received, as text.
+type Heads = Arc<Mutex<Vec<String>>>;
+
+/// A loopback HTTP server that answers every connection with `response`, counts them and keeps
+/// their request heads.
+async fn serve(response: Vec<u8>) -> (String, Arc<std::sync::atomic::AtomicUsize>, Heads) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let connections = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&connections);
+    let heads = Heads::default();
+    let kept = Arc::clone(&heads);
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             counted.fetch_add(1, Ordering::SeqCst);
-            let response = response.clone();
+            let (response, kept) = (response.clone(), Arc::clone(&kept));
             tokio::spawn(async move {
                 let mut request = Vec::new();
                 let mut buf = [0u8; 1024];
@@ -411,12 +446,13 @@ async fn serve(response: Vec<u8>) -> (String, Arc<std::sync::atomic::AtomicUsize
                         Ok(n) => request.extend_from_slice(&buf[..n]),
                     }
                 }
+                lock(&kept).push(String::from_utf8_lossy(&request).into_owned());
                 let _ = stream.write_all(&response).await;
                 let _ = stream.shutdown().await;
             });
         }
     });
-    (url, connections)
+    (url, connections, heads)
 }
 
 /// A source reading answers of at most `limit` bytes from `url`.
@@ -426,7 +462,7 @@ fn limited_source(url: &str, limit: usize) -> PrometheusSource {
         .build()
         .unwrap()
         .with_transport(Arc::new(ReqwestTransport {
-            client: reqwest::Client::new(),
+            client: HttpClient(reqwest::Client::new()),
             max_answer_bytes: limit,
         }))
 }
@@ -450,7 +486,7 @@ async fn answers_beyond_the_size_limit_are_refused_without_retrying() {
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
     for response in [declared.into_bytes(), chunked] {
-        let (url, connections) = serve(response).await;
+        let (url, connections, _) = serve(response).await;
         let q = MetricQuery::new(Metric::Cpu, Track::Canary, minute());
         let read = limited_source(&url, body.len()).query(&q).await.unwrap();
         assert_eq!(
@@ -473,6 +509,97 @@ async fn answers_beyond_the_size_limit_are_refused_without_retrying() {
             "one each, not retried"
         );
     }
+}
+
+/// A base URL may carry basic auth (`https://user:password@host`, the way a config file gives
+/// it): the password goes to the server in the `Authorization` header and nowhere else, neither
+/// into errors nor into the debug output of the config, the builder or the source; nor does a
+/// header given through the client.
+#[tokio::test]
+async fn credentials_are_sent_but_never_shown() {
+    for url in [
+        "https://admin:s3cret@prom.example/?org=1",
+        "ftp://admin:s3cret@prom.example",
+        "http://admin:s3cret@prom.example:99999",
+        // A `/` in the password, not percent-encoded, does not end the userinfo.
+        "http://admin:s3cret/x@prom.example:99999",
+    ] {
+        let err = PrometheusSource::builder(url)
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("baseUrl")
+                && err.contains("admin:***@prom.example")
+                && !err.contains("s3cret"),
+            "{err}"
+        );
+    }
+    let config = PrometheusConfig::new("http://admin:s3cret@127.0.0.1:1/prometheus");
+    let builder = config.clone().into_builder().unwrap();
+    let source = PrometheusSource::from_config(config.clone()).unwrap();
+    for shown in [
+        format!("{config:?}"),
+        format!("{builder:?}"),
+        format!("{source:?}"),
+    ] {
+        assert!(
+            shown.contains("admin:***@127.0.0.1:1/prometheus") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+    }
+    // A header given through the client, even one not marked sensitive, is not shown either.
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_static("Bearer t0ken"),
+    );
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
+    let builder = PrometheusSource::builder("http://127.0.0.1:1").with_client(client);
+    let source = builder.clone().build().unwrap();
+    for shown in [format!("{builder:?}"), format!("{source:?}")] {
+        assert!(!shown.contains("t0ken"), "{shown}");
+    }
+    // Nothing listens on port 1: the error names the request, without the password.
+    let q = MetricQuery::new(Metric::Cpu, Track::Canary, minute());
+    let unreachable = PrometheusSource::builder("http://admin:s3cret@127.0.0.1:1")
+        .with_retries(0)
+        .build()
+        .unwrap();
+    let err = unreachable.query(&q).await.unwrap_err().to_string();
+    assert!(
+        err.contains("127.0.0.1:1") && !err.contains("s3cret"),
+        "{err}"
+    );
+    // And a server that answers is sent the credentials.
+    let body = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+    let (url, _, heads) = serve(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+    .await;
+    let with_auth = url.replacen("http://", "http://admin:s3cret@", 1);
+    let read = PrometheusSource::builder(with_auth)
+        .build()
+        .unwrap()
+        .query(&q)
+        .await
+        .unwrap();
+    assert_eq!(read.measurement, Measurement::NoData);
+    let heads = lock(&heads).clone();
+    assert!(
+        heads.len() == 1
+            && heads[0]
+                .to_ascii_lowercase()
+                .contains("authorization: basic ywrtaw46cznjcmv0"),
+        "{heads:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
