@@ -11,7 +11,8 @@
 //! - [`explain`]: derivations ("because ..., so ...").
 //! - [`breaking`]: API surface diffs and semver checks, and the findings of oasdiff and buf.
 //! - [`migration`]: SQL migration safety (PostgreSQL), with `-- serin:ignore` for findings
-//!   reviewed by hand.
+//!   reviewed by hand and opt-in rules ([`migration::OPT_IN_RULES`]) a catalog's migration turns
+//!   on with `enableRules`.
 //! - [`path`]: upgrade graphs with blocked/conditional edges and required stops.
 //! - [`steps`]: the pre/post-upgrade checklist.
 //! - [`validation`]: the result, [`UpgradeValidation`].

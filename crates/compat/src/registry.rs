@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::breaking::{Change, Endpoint};
 use crate::error::{Error, Result};
-use crate::migration::{RunBy, Runner};
+use crate::migration::{Options, RunBy, Runner};
 use crate::selector::{req_serde, version_serde};
 
 /// An API a release offers to others, with its own semver version and, optionally, its surface.
@@ -97,6 +97,11 @@ pub struct Migration {
     /// (`run_in_transaction`) is read with its file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transaction: Option<bool>,
+    /// Opt-in rules to judge it by besides those always on
+    /// ([`OPT_IN_RULES`](crate::migration::OPT_IN_RULES), or `require-timeout-settings`), as
+    /// `enableRules: [prefer-robust-stmts]`; a name that is none is refused on load.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub enable_rules: Vec<String>,
 }
 
 impl Migration {
@@ -106,6 +111,11 @@ impl Migration {
             runner,
             transaction: self.transaction,
         })
+    }
+
+    /// The analysis options its [`enable_rules`](Self::enable_rules) ask for.
+    pub fn options(&self) -> Options {
+        Options::enabling(self.enable_rules.iter().cloned())
     }
 
     /// Checks that it has a name and either SQL or a file, not both; a file's stem names it
@@ -142,7 +152,7 @@ impl Migration {
                 "name it (`name`), e.g. `0012_add_email`",
             ));
         }
-        Ok(())
+        self.options().check(&format!("{path}.enableRules"))
     }
 }
 
@@ -298,6 +308,7 @@ impl Release {
             file: None,
             runner: None,
             transaction: None,
+            enable_rules: Vec::new(),
         });
         self
     }
@@ -688,6 +699,7 @@ mod tests {
             file: Some(PathBuf::from("migrations/0002_email.sql")),
             runner: None,
             transaction: None,
+            enable_rules: Vec::new(),
         });
         r.add_release("api", release).unwrap();
         let added = r.release("api", &v1).unwrap();

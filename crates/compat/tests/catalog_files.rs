@@ -212,3 +212,53 @@ fn a_diesel_migration_is_named_by_its_directory_and_runs_as_its_metadata_says() 
         "{err}"
     );
 }
+
+/// A migration's `enableRules` turns opt-in rules on for it in a catalog's validation; a name
+/// that is no opt-in rule is refused on load, naming where it stands.
+#[test]
+fn a_migration_enables_opt_in_rules_by_name() {
+    let catalog = |rules: &str| {
+        format!(
+            "registry:\n  services:\n    api:\n      releases:\n        - version: 1.0.0\n        \
+             - version: 1.1.0\n          migrations:\n            - name: 0004_orders\n              \
+             sql: CREATE TABLE orders (id bigint);\n{rules}"
+        )
+    };
+    let validate = |text: &str| {
+        Catalog::parse(text, serin_compat::Format::Yaml)
+            .unwrap()
+            .validator()
+            .unwrap()
+            .validate(
+                &Fleet::new().with("api", "1.0.0".parse().unwrap()),
+                &Proposal::new().with("api", "1.1.0".parse().unwrap()),
+            )
+            .unwrap()
+            .to_string()
+    };
+    assert!(!validate(&catalog("")).contains("require-table-schema"));
+    let text = validate(&catalog(
+        "              enableRules: [require-table-schema]\n",
+    ));
+    assert!(
+        text.contains("sql.require-table-schema") && text.contains("table orders is named"),
+        "{text}"
+    );
+    for (name, reason) in [
+        ("require-table-shema", "no opt-in rule has this name"),
+        ("require-lock-timeout", "the rule is always on"),
+    ] {
+        let err = Catalog::parse(
+            &catalog(&format!("              enableRules: [{name}]\n")),
+            serin_compat::Format::Yaml,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("services.api.releases[1.1.0].migrations[0].enableRules[0]")
+                || err.contains("services.api.releases[1].migrations[0].enableRules[0]"),
+            "{err}"
+        );
+        assert!(err.contains(name) && err.contains(reason), "{err}");
+    }
+}

@@ -9,6 +9,8 @@ mod error_paths;
 mod fixtures;
 mod handover;
 mod migration_merge;
+mod migration_opt_in;
+mod migration_primary_keys;
 mod migration_rules;
 mod migration_state;
 mod migration_tools;

@@ -20,15 +20,17 @@
 //! table even with a validated `CHECK (col IS NOT NULL)`, and `ALTER TYPE ... ADD VALUE` was
 //! refused inside a transaction. Older servers need a review by hand of those forms.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::validation::Severity;
 
 mod checks;
 mod locks;
+mod opt_in;
 mod placeholder;
 mod read;
 mod rules;
@@ -52,6 +54,7 @@ pub const RULES: &[&str] = &[
     "adding-foreign-key-constraint",
     "adding-not-nullable-field",
     "adding-required-field",
+    "adding-serial-primary-key-field",
     "backfill",
     "ban-char-field",
     "ban-concurrent-index-creation-in-transaction",
@@ -88,6 +91,7 @@ pub const RULES: &[&str] = &[
     "prefer-bigint-over-smallint",
     "prefer-identity",
     "prefer-repack",
+    "prefer-robust-stmts",
     "prefer-text-field",
     "prefer-timestamptz",
     "renaming-column",
@@ -104,6 +108,8 @@ pub const RULES: &[&str] = &[
     "require-concurrent-reindex",
     "require-enum-value-ordering",
     "require-lock-timeout",
+    "require-statement-timeout",
+    "require-table-schema",
     "revoking-privilege",
     "statement-timeout-cancels",
     "table-taken-as-new",
@@ -111,6 +117,82 @@ pub const RULES: &[&str] = &[
     "unparsable-statement",
     "unsupported-concurrent-drop",
 ];
+
+/// The rules that judge only when [`Options::enable`] names them: what they ask for depends on
+/// how a team runs its migrations, not on what a statement does to the version still running.
+/// `require-statement-timeout` wants a `statement_timeout` in force before a statement takes a
+/// strong lock, so a statement that runs long ends instead of holding its lock, and the queue
+/// behind it, with no bound (off by default, since such a timeout also cancels what must
+/// outlast it: `statement-timeout-cancels`). `prefer-robust-stmts` wants each statement of a
+/// migration that is not one transaction to succeed when run again (`IF NOT EXISTS`, `IF
+/// EXISTS`): one that fails partway leaves the statements before the failure applied, and a
+/// rerun stops at the first of them that fails when repeated (squawk has it on by default; it
+/// is off here, since whether a tool wraps a file in a transaction, as Flyway does, the
+/// analysis knows only from the runner's markers or [`analyze_as`]). `require-table-schema`
+/// wants every table that `CREATE TABLE`, `ALTER TABLE` and `DROP TABLE` name qualified by its
+/// schema, since a bare name means whichever table the `search_path` finds first.
+pub const OPT_IN_RULES: &[&str] = &[
+    "prefer-robust-stmts",
+    "require-statement-timeout",
+    "require-table-schema",
+];
+
+/// squawk's name for `require-lock-timeout` and `require-statement-timeout` together; the first
+/// is always on here, so it turns on the second.
+const TIMEOUT_SETTINGS: &str = "require-timeout-settings";
+
+/// What an analysis applies beyond the rules that are always on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Options {
+    /// Opt-in rules to apply, by name: any of [`OPT_IN_RULES`], or `require-timeout-settings`
+    /// (squawk's name for both timeout rules).
+    #[serde(default)]
+    pub enable: Vec<String>,
+}
+
+impl Options {
+    /// Options that apply the opt-in rules named in `enable`.
+    pub fn enabling<S: Into<String>>(enable: impl IntoIterator<Item = S>) -> Self {
+        Options {
+            enable: enable.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// Checks that every name in [`Self::enable`] is an opt-in rule, naming the first that is
+    /// not as `{path}[i]`.
+    pub fn check(&self, path: &str) -> Result<()> {
+        self.rules(path).map(drop)
+    }
+
+    /// The opt-in rules [`Self::enable`] names; a name that is none is an error naming it as
+    /// `{path}[i]`, so a misspelt rule is not silently left off.
+    fn rules(&self, path: &str) -> Result<BTreeSet<&'static str>> {
+        let mut rules = BTreeSet::new();
+        for (i, name) in self.enable.iter().enumerate() {
+            if name == TIMEOUT_SETTINGS {
+                rules.insert("require-statement-timeout");
+            } else if let Some(rule) = OPT_IN_RULES.iter().find(|r| **r == name) {
+                rules.insert(*rule);
+            } else {
+                let reason = if RULES.contains(&name.as_str()) {
+                    "the rule is always on (a `-- serin:ignore` comment silences it)"
+                } else {
+                    "no opt-in rule has this name"
+                };
+                return Err(Error::InvalidValue {
+                    path: format!("{path}[{i}]"),
+                    value: name.clone(),
+                    reason: format!(
+                        "{reason}; the opt-in rules are {} and {TIMEOUT_SETTINGS}",
+                        OPT_IN_RULES.join(", ")
+                    ),
+                });
+            }
+        }
+        Ok(rules)
+    }
+}
 
 /// How a statement behaves while the old version keeps running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -347,7 +429,7 @@ pub fn analyze(name: &str, sql: &str) -> Result<MigrationReport> {
 /// both types. A `USING` that only restates the cast (`USING (c::varchar(255))`)
 /// converts nothing; any other `USING` rewrites.
 pub fn analyze_after(name: &str, sql: &str, schema: &Schema) -> Result<MigrationReport> {
-    analyse(name, sql, schema, None)
+    analyse(name, sql, schema, None, BTreeSet::new())
 }
 
 /// [`analyze_after`] a migration that `run`'s runner runs, for files that do not carry its
@@ -374,7 +456,28 @@ pub fn analyze_as(
     schema: &Schema,
     run: impl Into<RunBy>,
 ) -> Result<MigrationReport> {
-    analyse(name, sql, schema, Some(run.into()))
+    analyse(name, sql, schema, Some(run.into()), BTreeSet::new())
+}
+
+/// [`analyze_after`] (or, given `run`, [`analyze_as`]) a migration, applying the opt-in rules
+/// that `options` names besides the rules that are always on. A name in `options` that is no
+/// opt-in rule is an error naming it, and nothing is analysed.
+///
+/// ```
+/// use serin_compat::migration::{analyze_with, Options, Schema};
+/// let options = Options { enable: vec!["require-table-schema".into()] };
+/// let sql = "CREATE TABLE posts (id bigint);";
+/// let report = analyze_with("0012", sql, &Schema::default(), None, &options).unwrap();
+/// assert_eq!(report.statements[0].findings[0].rule, "require-table-schema");
+/// ```
+pub fn analyze_with(
+    name: &str,
+    sql: &str,
+    schema: &Schema,
+    run: Option<RunBy>,
+    options: &Options,
+) -> Result<MigrationReport> {
+    analyse(name, sql, schema, run, options.rules("enable")?)
 }
 
 /// A transaction that `end` (the session, or what ends it) rolls back, never committed.
@@ -391,14 +494,21 @@ fn uncommitted(end: &str) -> SqlFinding {
     )
 }
 
-fn analyse(name: &str, sql: &str, schema: &Schema, run: Option<RunBy>) -> Result<MigrationReport> {
+fn analyse(
+    name: &str,
+    sql: &str,
+    schema: &Schema,
+    run: Option<RunBy>,
+    opted_in: BTreeSet<&'static str>,
+) -> Result<MigrationReport> {
     let Script {
         statements: written,
         file_wide,
         layout,
         stand_ins,
     } = parse(name, sql, run)?;
-    let mut ctx = Ctx::after(schema);
+    let mut ctx = Ctx::after(schema, opted_in);
+    ctx.alone = written.len() < 2;
     if let Some(l) = layout.as_ref().filter(|l| l.transaction) {
         ctx.begun_by(l.runner);
     }

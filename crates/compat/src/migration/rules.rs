@@ -1,6 +1,6 @@
 //! The rules: what each statement does to a table while the old version runs.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{ControlFlow, Range};
 
 use sqlparser::ast::{
@@ -71,6 +71,9 @@ const RECIPE_NOT_VALID: &str = "add the constraint with NOT VALID, then VALIDATE
 const RECIPE_UNIQUE: &str = "CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT ... UNIQUE \
     USING INDEX (or PRIMARY KEY USING INDEX, once its columns are NOT NULL or a validated CHECK \
     (col IS NOT NULL) proves them so)";
+const RECIPE_ADD_PRIMARY_KEY: &str = "CREATE UNIQUE INDEX CONCURRENTLY on the key's columns \
+    (outside a transaction), make them NOT NULL or prove them so with a validated CHECK (col IS \
+    NOT NULL), then ADD CONSTRAINT ... PRIMARY KEY USING INDEX, which holds the lock a moment";
 const RECIPE_PRIMARY_KEY: &str = "first prove each column holds no NULL: ADD CONSTRAINT ... \
     CHECK (col IS NOT NULL) NOT VALID, then VALIDATE CONSTRAINT (writes go on); the primary key \
     then scans nothing";
@@ -79,6 +82,9 @@ const RECIPE_TYPE: &str = "expand/contract: add a column of the new type, write 
     text, more numeric precision or fractional seconds)";
 const RECIPE_LOCK_TIMEOUT: &str = "start the migration with SET lock_timeout = '1s' and retry on \
     timeout, so a waiting DDL never queues all traffic";
+const RECIPE_STATEMENT_TIMEOUT: &str = "start the migration with SET statement_timeout = '5s' \
+    as well, so a statement that runs long ends instead of holding its lock; set it to 0 just \
+    around a concurrent index build or a validation, which must outlast it";
 const RECIPE_REPACK: &str = "pg_repack (or pg_squeeze) rebuilds the table online; a plain \
     VACUUM makes the space reusable without blocking reads or writes";
 const RECIPE_BACKFILL: &str = "backfill in small batches outside the DDL transaction, throttled";
@@ -473,9 +479,19 @@ pub(super) struct Ctx {
     added: Vec<AddedValue>,
     /// Its absence was reported since it was last in force: once is enough.
     lock_timeout_reported: bool,
+    /// The same, for `statement_timeout` (`require-statement-timeout`).
+    statement_timeout_reported: bool,
+    /// The opt-in rules the caller asked for ([`super::OPT_IN_RULES`]).
+    opted_in: BTreeSet<&'static str>,
+    /// The migration is one statement, which fails whole: it runs again as it is, but for a
+    /// concurrent index build (`prefer-robust-stmts`).
+    pub(super) alone: bool,
+    /// Constraints (`table_key`, `ident_key`) this migration dropped with `IF EXISTS`, and
+    /// whether it added one of the name back since: that first add runs again as it is.
+    pub(super) constraints_dropped: BTreeMap<(String, String), bool>,
     /// Indexes and tables this migration dropped (by `table_key` of their names, which share
     /// one namespace): one it then creates again is made afresh on every run.
-    dropped_relations: BTreeSet<String>,
+    pub(super) dropped_relations: BTreeSet<String>,
     /// Columns this migration added `NOT NULL` to tables in use (`table_key`, `ident_key`):
     /// the old version's inserts leave them out.
     required_added: BTreeSet<(String, String)>,
@@ -510,10 +526,12 @@ struct Saved {
 }
 
 impl Ctx {
-    /// The start of a migration that runs after the ones `schema` learned.
-    pub(super) fn after(schema: &Schema) -> Self {
+    /// The start of a migration that runs after the ones `schema` learned, judged by the
+    /// rules always on and the opt-in ones named in `opted_in`.
+    pub(super) fn after(schema: &Schema, opted_in: BTreeSet<&'static str>) -> Self {
         Self {
             schema: schema.clone(),
+            opted_in,
             ..Self::default()
         }
     }
@@ -710,6 +728,12 @@ impl Ctx {
         })
     }
 
+    /// Whether the statement being analysed runs in a transaction, the file's, the runner's or
+    /// that of one query of several statements: a failure then undoes what ran before it.
+    pub(super) fn undone_on_failure(&self) -> bool {
+        self.keeper().is_some()
+    }
+
     /// What keeps the locks of the statement being analysed after it ends, if anything does.
     fn keeper(&self) -> Option<Keeper> {
         self.transaction.map(Keeper::Transaction).or_else(|| {
@@ -724,9 +748,11 @@ impl Ctx {
     /// `BEGIN` (or since the savepoint), and every object made, renamed or dropped since.
     fn follow(&mut self, event: Event<'_>) {
         let was = *self.lock_timeout.get();
+        let statement_was = self.statement_timeout.get().is_some();
         self.lock_timeout.follow(event);
         self.statement_timeout.follow(event);
         self.lock_timeout_changed(was);
+        self.statement_timeout_changed(statement_was);
         let named = |saved: &[(Option<String>, Saved)], name: &str| {
             saved.iter().rposition(|(n, _)| n.as_deref() == Some(name))
         };
@@ -842,6 +868,19 @@ impl Ctx {
             self.lock_timeout_reported = false;
         }
     }
+
+    fn set_statement_timeout(&mut self, timeout: Option<String>, local: bool) {
+        let was = self.statement_timeout.get().is_some();
+        self.statement_timeout.set(timeout, local);
+        self.statement_timeout_changed(was);
+    }
+
+    /// A `statement_timeout` no longer in force is reported again at the next strong lock.
+    fn statement_timeout_changed(&mut self, was: bool) {
+        if was && self.statement_timeout.get().is_none() {
+            self.statement_timeout_reported = false;
+        }
+    }
 }
 
 /// Moves the `columns` (`table_key`, `ident_key`) of table `from` to `to`, its new name.
@@ -885,7 +924,7 @@ fn set_timeout(ctx: &mut Ctx, name: &str, values: &[Expr], local: bool, out: &mu
             let written: Vec<String> = values.iter().map(ToString::to_string).collect();
             written.join(", ")
         });
-        ctx.statement_timeout.set(timeout, local);
+        ctx.set_statement_timeout(timeout, local);
     }
 }
 
@@ -1058,6 +1097,7 @@ fn alter_table(
         AlterTableOperation::AddColumn { column_def, .. } => {
             let col = &column_def.name.value;
             let mut not_null = false;
+            let mut primary_key = false;
             let mut default = None;
             let mut fills_rows = column_def
                 .data_type
@@ -1070,14 +1110,36 @@ fn alter_table(
                     ColumnOption::Generated { .. } | ColumnOption::Identity(_) => fills_rows = true,
                     // `DEFAULT NULL` fills nothing: the column has no default to speak of.
                     ColumnOption::Default(e) if !is_null(e) => default = Some(e),
-                    ColumnOption::PrimaryKey(_) | ColumnOption::Unique(_) if !created => {
+                    // A primary key's columns are NOT NULL, whether declared so or not.
+                    ColumnOption::PrimaryKey(_) => {
+                        not_null = true;
+                        primary_key = true;
+                        if !created {
+                            out.push(finding(
+                                "adding-serial-primary-key-field",
+                                E,
+                                Unsafe,
+                                format!(
+                                    "adding {table}.{col} as the primary key builds its unique \
+                                     index under an ACCESS EXCLUSIVE lock: reads and writes of \
+                                     {table} wait until the build ends"
+                                ),
+                                "add the column without PRIMARY KEY, fill it, then \
+                                 CREATE UNIQUE INDEX CONCURRENTLY on it (outside a \
+                                 transaction), make it NOT NULL or prove it so with a validated \
+                                 CHECK (col IS NOT NULL), then ADD CONSTRAINT ... PRIMARY KEY \
+                                 USING INDEX, which holds the lock a moment",
+                            ));
+                        }
+                    }
+                    ColumnOption::Unique(_) if !created => {
                         out.push(finding(
                             "disallowed-unique-constraint",
                             E,
                             Unsafe,
                             format!(
-                                "adding {table}.{col} with a unique or primary key builds an \
-                                 index under an ACCESS EXCLUSIVE lock"
+                                "adding {table}.{col} with a unique key builds an index under an \
+                                 ACCESS EXCLUSIVE lock"
                             ),
                             RECIPE_UNIQUE,
                         ));
@@ -1128,8 +1190,13 @@ fn alter_table(
                     E,
                     ExpandContract,
                     format!(
-                        "{table}.{col} is NOT NULL without a default: it fails on existing rows \
-                         and the old version's inserts omit it"
+                        "{table}.{col} is NOT NULL{} without a default: it fails on existing \
+                         rows and the old version's inserts omit it",
+                        if primary_key {
+                            " (as a primary key)"
+                        } else {
+                            ""
+                        }
                     ),
                     RECIPE_REQUIRED,
                 )),
@@ -1369,13 +1436,32 @@ fn alter_table(
                         ));
                     }
                 }
-                TableConstraint::Unique(_) | TableConstraint::PrimaryKey(_) => out.push(finding(
+                TableConstraint::PrimaryKey(pk) => {
+                    let columns: Vec<String> = pk.columns.iter().map(ToString::to_string).collect();
+                    let name = pk
+                        .name
+                        .as_ref()
+                        .map_or_else(String::new, |n| format!("{n} on "));
+                    out.push(finding(
+                        "adding-serial-primary-key-field",
+                        E,
+                        Unsafe,
+                        format!(
+                            "primary key {name}{table} ({}) builds its unique index under an \
+                             ACCESS EXCLUSIVE lock: reads and writes of {table} wait until the \
+                             build ends",
+                            columns.join(", ")
+                        ),
+                        RECIPE_ADD_PRIMARY_KEY,
+                    ));
+                }
+                TableConstraint::Unique(_) => out.push(finding(
                     "disallowed-unique-constraint",
                     E,
                     Unsafe,
                     format!(
-                        "unique or primary key constraint on {table} builds an index under \
-                             an ACCESS EXCLUSIVE lock"
+                        "unique constraint on {table} builds an index under an ACCESS EXCLUSIVE \
+                         lock"
                     ),
                     RECIPE_UNIQUE,
                 )),
@@ -1530,6 +1616,45 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
             "this statement takes a strong lock but no lock_timeout was set first".into(),
             RECIPE_LOCK_TIMEOUT,
         ));
+    }
+    if locks
+        && ctx.opted_in.contains("require-statement-timeout")
+        && ctx.statement_timeout.get().is_none()
+        && !ctx.statement_timeout_reported
+    {
+        ctx.statement_timeout_reported = true;
+        out.push(finding(
+            "require-statement-timeout",
+            W,
+            Safe,
+            "this statement takes a strong lock but no statement_timeout was set first: if it \
+             runs long, nothing ends it, and every query on its table queues behind it"
+                .into(),
+            RECIPE_STATEMENT_TIMEOUT,
+        ));
+    }
+    if ctx.opted_in.contains("prefer-robust-stmts") {
+        out.extend(super::opt_in::fails_when_run_again(stmt, ctx));
+    }
+    if ctx.opted_in.contains("require-table-schema") {
+        out.extend(
+            super::opt_in::unqualified_tables(stmt)
+                .into_iter()
+                .map(|table| {
+                    finding(
+                        "require-table-schema",
+                        W,
+                        Safe,
+                        format!(
+                            "table {table} is named without its schema, so the statement acts on \
+                     whichever {table} the session's search_path finds first"
+                        ),
+                        &format!(
+                            "name it with its schema: public.{table} (or the schema it is in)"
+                        ),
+                    )
+                }),
+        );
     }
     if let (Some(timeout), Some(what)) = (ctx.statement_timeout.get(), takes_long(stmt, ctx)) {
         let invalid = if what == "concurrent index build" {

@@ -9,7 +9,7 @@ use semver::Version;
 use crate::breaking::{Bump, Change, bump_between, diff_provided_with};
 use crate::explain::Explanation;
 use crate::matrix::{ChangeKind, Effect, Rule};
-use crate::migration::{MigrationReport, Schema, analyze_after, analyze_as};
+use crate::migration::{MigrationReport, Schema, analyze_with};
 use crate::path::{EdgeState, HopRisk, PathOptions, Route, UpgradeGraph, UpgradePath};
 use crate::registry::{ProvidedApi, Release};
 use crate::validation::{Finding, Move, Severity};
@@ -653,10 +653,7 @@ impl Validator {
         }
         for release in passed {
             for m in &release.migrations {
-                let analysed = match m.run_by() {
-                    Some(run) => analyze_as(&m.name, &m.sql, &schema, run),
-                    None => analyze_after(&m.name, &m.sql, &schema),
-                };
+                let analysed = analyze_with(&m.name, &m.sql, &schema, m.run_by(), &m.options());
                 schema.learn(&m.sql);
                 match analysed {
                     Ok(report) => {
