@@ -82,19 +82,6 @@ impl CountRing {
         Counts::new(requests, errors.min(requests)).unwrap_or_default()
     }
 
-    /// The counts added at times in `(from, at]` (to bucket precision) still in the window.
-    pub fn sum_since(&self, from: Timestamp, at: Timestamp) -> Counts {
-        let (lo, now) = (self.epoch(from), self.epoch(at));
-        let (mut requests, mut errors) = (0u64, 0u64);
-        for s in &self.slots {
-            if s.epoch > lo && s.epoch <= now && now - s.epoch < BUCKETS as u64 {
-                requests = requests.saturating_add(s.requests);
-                errors = errors.saturating_add(s.errors);
-            }
-        }
-        Counts::new(requests, errors.min(requests)).unwrap_or_default()
-    }
-
     /// Checks a deserialized ring named `name` against the `clock` of its trigger: no bucket is
     /// dated past it, as a bucket dated ahead would drop every count that falls into its slot.
     pub fn check_state(&self, name: &str, clock: Timestamp) -> Result<(), String> {
@@ -144,7 +131,6 @@ mod tests {
         let end = Timestamp::from_millis(u64::MAX);
         ring.add(end, c(3, 1));
         assert_eq!(ring.sum(end), c(3, 1));
-        assert_eq!(ring.sum_since(Timestamp::EPOCH, end), c(3, 1));
     }
 
     #[test]
@@ -154,11 +140,8 @@ mod tests {
         ring.add(Timestamp::from_millis(10_000), c(100, 100));
         assert_eq!(ring.sum(Timestamp::from_millis(200_000)), c(5, 5));
         assert!(ring.fits(Duration::from_secs(60)) && !ring.fits(Duration::from_secs(30)));
+        // Late counts still inside the window are kept.
         ring.add(Timestamp::from_millis(190_000), c(7, 1));
-        let since = ring.sum_since(
-            Timestamp::from_millis(190_000),
-            Timestamp::from_millis(200_000),
-        );
-        assert_eq!(since, c(5, 5));
+        assert_eq!(ring.sum(Timestamp::from_millis(200_000)), c(12, 6));
     }
 }

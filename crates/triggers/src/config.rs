@@ -482,8 +482,10 @@ pub struct HealthCheckConfig {
     /// recently are failing; if unset, one failing instance is enough.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_share: Option<f64>,
-    /// Instances remembered at most (default 32, which keeps a trigger under 4 KiB); the least
-    /// recently seen is forgotten first.
+    /// Instances remembered at most (default 32, which keeps a trigger under 4 KiB). A new
+    /// instance takes the place of the least recently seen one only once that one has been
+    /// silent for `staleAfter`; until then it is not counted, so set this to at least the
+    /// number of instances the track runs.
     #[serde(default = "thirty_two")]
     pub max_instances: usize,
     /// The action asked for (default `rollback`).
@@ -615,11 +617,14 @@ pub enum SharedOutage {
 /// An external dependency failing `failureThreshold` consecutive checks from the watched track.
 ///
 /// Checks are `dependency(<name>)` probes and, if `callMetric` is set, observations of the error
-/// rate of calls to it (a check fails above `maxCallErrorRate`). The baseline track's view of the
-/// same dependency tells the cases apart: if the baseline still passes, the new version broke its
-/// use of the dependency and the trigger asks for `action`; if the baseline fails too or has no
-/// recent result, the dependency is down for everyone and the trigger asks for `onSharedOutage`
-/// (never more than `action`: an optional dependency, `action: warn`, only warns either way).
+/// rate of calls to it (a check fails above `maxCallErrorRate`). Probes and calls are two
+/// streams, each with its own streak: a probe that passes (the dependency answers) does not
+/// clear calls that fail (its queries do), nor the reverse. The baseline track's view of the
+/// same dependency, in the same stream, tells the cases apart: if the baseline still passes, the
+/// new version broke its use of the dependency and the trigger asks for `action`; if the baseline
+/// fails too or has no recent result, the dependency is down for everyone and the trigger asks
+/// for `onSharedOutage` (never more than `action`: an optional dependency, `action: warn`, only
+/// warns either way).
 /// "Still passes" means the baseline's latest result is a pass that came while the watched track
 /// was failing: at or after the first failure of the watched track's current streak (a pass from
 /// before the failures began only says the baseline has not been checked since, and proves
@@ -641,7 +646,8 @@ pub struct DependencyFailureConfig {
     /// The track whose view of the dependency is the reference (default `stable`).
     #[serde(default = "stable")]
     pub baseline_track: Track,
-    /// Consecutive failed checks that count as failing (default 3).
+    /// Consecutive failed checks of one stream (probes, or call windows) that count as failing
+    /// (default 3).
     #[serde(default = "three")]
     pub failure_threshold: u32,
     /// A metric carrying the counts of calls to the dependency.

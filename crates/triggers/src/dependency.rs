@@ -11,6 +11,7 @@ use crate::lifecycle::{Verdict, not_after};
 use crate::operator::Operator;
 use crate::trigger::{Trigger, found, track_heap};
 
+/// One track's checks of one stream: its probe results, or its call windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Side {
@@ -32,27 +33,30 @@ struct Side {
 }
 
 /// Where a check came from: probes and call windows are separate streams, each with its own
-/// times.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// times and its own failure streak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 enum Stream {
+    #[default]
     Probe,
     Call,
 }
 
-/// Why the trigger last breached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Why the trigger last breached, least severe first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 enum Cause {
     None,
-    /// Only the watched track fails: the new version broke its use of the dependency.
-    Ours,
     /// The baseline fails too, has no recent result, or has not been seen passing since the
     /// watched track began failing: the dependency itself may be down.
     Shared,
+    /// Only the watched track fails: the new version broke its use of the dependency.
+    Ours,
 }
 
-/// An external dependency failing `failureThreshold` consecutive checks from the watched track.
-/// See [`DependencyFailureConfig`] for how a shared outage is told apart.
+/// An external dependency failing `failureThreshold` consecutive checks of one stream (probes,
+/// or call windows) from the watched track. See [`DependencyFailureConfig`] for how a shared
+/// outage is told apart.
 ///
 /// A check counts once: a probe result (or call window) whose time is not later than the newest
 /// one of the same track and stream is the same check read again, or an older one, and changes
@@ -61,10 +65,21 @@ enum Cause {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DependencyFailureTrigger {
     config: DependencyFailureConfig,
+    /// The probe results of each track (in states journalled before call windows had sides of
+    /// their own, both streams).
     watched: Side,
     baseline: Side,
+    /// The call windows of each track: a stream of their own, so that probes that pass (the
+    /// dependency answers) do not clear calls that fail (its queries do), nor the reverse.
+    #[serde(default)]
+    watched_calls: Side,
+    #[serde(default)]
+    baseline_calls: Side,
     clock: Timestamp,
     cause: Cause,
+    /// The stream whose streak gave `cause`.
+    #[serde(default)]
+    decided_by: Stream,
     last_call_rate: Option<f64>,
 }
 
@@ -76,8 +91,11 @@ impl DependencyFailureTrigger {
             config,
             watched: Side::default(),
             baseline: Side::default(),
+            watched_calls: Side::default(),
+            baseline_calls: Side::default(),
             clock: Timestamp::EPOCH,
             cause: Cause::None,
+            decided_by: Stream::Probe,
             last_call_rate: None,
         })
     }
@@ -90,18 +108,36 @@ impl DependencyFailureTrigger {
     /// The data time of the newest pass or fail held on either track, the time the verdict
     /// stands for.
     pub(crate) fn data_time(&self) -> Option<Timestamp> {
-        [self.watched.last, self.baseline.last]
+        self.sides()
             .into_iter()
-            .flatten()
+            .filter_map(|(_, side)| side.last)
             .map(|(_, t)| t)
             .max()
+    }
+
+    /// Every side, named as serialized.
+    fn sides(&self) -> [(&'static str, &Side); 4] {
+        [
+            ("watched", &self.watched),
+            ("baseline", &self.baseline),
+            ("watchedCalls", &self.watched_calls),
+            ("baselineCalls", &self.baseline_calls),
+        ]
+    }
+
+    /// The watched and baseline sides of `stream`.
+    fn stream(&self, stream: Stream) -> (&Side, &Side) {
+        match stream {
+            Stream::Probe => (&self.watched, &self.baseline),
+            Stream::Call => (&self.watched_calls, &self.baseline_calls),
+        }
     }
 
     /// Checks a deserialized state: no check time past `clock` (a check dated ahead would make
     /// every real check of its track and stream look already seen).
     pub(crate) fn check_state(&self, clock: Timestamp) -> std::result::Result<(), String> {
         not_after("clock", Some(self.clock), clock)?;
-        for (name, side) in [("watched", &self.watched), ("baseline", &self.baseline)] {
+        for (name, side) in self.sides() {
             for (field, at) in [
                 ("last", side.last.map(|(_, t)| t)),
                 ("lastFailure", side.last_failure),
@@ -143,10 +179,11 @@ impl DependencyFailureTrigger {
         passed: Option<bool>,
         at: Timestamp,
     ) -> Option<Verdict> {
-        let side = if watched {
-            &mut self.watched
-        } else {
-            &mut self.baseline
+        let side = match (watched, stream) {
+            (true, Stream::Probe) => &mut self.watched,
+            (false, Stream::Probe) => &mut self.baseline,
+            (true, Stream::Call) => &mut self.watched_calls,
+            (false, Stream::Call) => &mut self.baseline_calls,
         };
         let last = match stream {
             Stream::Probe => &mut side.last_probe,
@@ -184,38 +221,48 @@ impl DependencyFailureTrigger {
     fn verdict(&mut self, unknown: bool) -> Verdict {
         let horizon = self.clock.saturating_sub(self.config.stale_after);
         let recent = |s: &Side| s.last.is_some_and(|(_, t)| t >= horizon);
-        if self.watched.consecutive_failures >= self.config.failure_threshold
-            && recent(&self.watched)
-        {
-            // Ours only if the baseline was seen passing while the watched track failed: at or
-            // after the first failure of the streak (a pass from before it says nothing about
-            // the dependency since), and no later than the latest one (when a shared outage
-            // ends, the baseline's pass may arrive before the watched track's own).
-            let ours = recent(&self.baseline)
-                && match (
-                    self.baseline.last,
-                    self.watched.streak_start,
-                    self.watched.last_failure,
-                ) {
-                    (Some((true, passed)), Some(began), Some(failed)) => {
-                        began <= passed && passed <= failed
-                    }
-                    _ => false,
-                };
-            return if ours {
-                self.cause = Cause::Ours;
-                Verdict::Breach(self.config.action)
-            } else {
-                self.cause = Cause::Shared;
-                Verdict::Breach(self.config.shared_outage_action())
+        // Each stream is judged against the baseline's checks of the same kind (a baseline
+        // whose probes pass while its queries fail is down all the same); a fault of the new
+        // version found by either stream outweighs a shared outage found by the other.
+        let (decided_by, cause) = [Stream::Probe, Stream::Call]
+            .map(|stream| {
+                let (watched, baseline) = self.stream(stream);
+                (stream, self.judge(watched, baseline, horizon))
+            })
+            .into_iter()
+            .max_by_key(|&(stream, cause)| (cause, stream == Stream::Probe))
+            .unwrap_or((Stream::Probe, Cause::None));
+        self.cause = cause;
+        self.decided_by = decided_by;
+        match cause {
+            Cause::Ours => Verdict::Breach(self.config.action),
+            Cause::Shared => Verdict::Breach(self.config.shared_outage_action()),
+            Cause::None if unknown || !(recent(&self.watched) || recent(&self.watched_calls)) => {
+                Verdict::NoData
+            }
+            Cause::None => Verdict::Ok,
+        }
+    }
+
+    /// The cause of one stream's failures, if its watched side has failed `failureThreshold`
+    /// consecutive checks with the last one within `horizon`.
+    fn judge(&self, watched: &Side, baseline: &Side, horizon: Timestamp) -> Cause {
+        let recent = |s: &Side| s.last.is_some_and(|(_, t)| t >= horizon);
+        if watched.consecutive_failures < self.config.failure_threshold || !recent(watched) {
+            return Cause::None;
+        }
+        // Ours only if the baseline was seen passing while the watched track failed: at or
+        // after the first failure of the streak (a pass from before it says nothing about the
+        // dependency since), and no later than the latest one (when a shared outage ends, the
+        // baseline's pass may arrive before the watched track's own).
+        let ours = recent(baseline)
+            && match (baseline.last, watched.streak_start, watched.last_failure) {
+                (Some((true, passed)), Some(began), Some(failed)) => {
+                    began <= passed && passed <= failed
+                }
+                _ => false,
             };
-        }
-        self.cause = Cause::None;
-        if unknown || !recent(&self.watched) {
-            Verdict::NoData
-        } else {
-            Verdict::Ok
-        }
+        if ours { Cause::Ours } else { Cause::Shared }
     }
 }
 
@@ -281,8 +328,23 @@ impl Trigger for DependencyFailureTrigger {
 
     fn evidence(&self, at: Timestamp, since: Option<Timestamp>) -> Evidence {
         let c = &self.config;
-        let began = self.watched.streak_start;
-        let base = match self.baseline.last {
+        // The stream that decided the cause, or without one the stream failing longer.
+        let stream = match self.cause {
+            Cause::None
+                if self.watched_calls.consecutive_failures > self.watched.consecutive_failures =>
+            {
+                Stream::Call
+            }
+            Cause::None => Stream::Probe,
+            Cause::Shared | Cause::Ours => self.decided_by,
+        };
+        let (watched, baseline) = self.stream(stream);
+        let checks = match stream {
+            Stream::Probe => "probe checks",
+            Stream::Call => "call checks",
+        };
+        let began = watched.streak_start;
+        let base = match baseline.last {
             Some((true, t)) if began.is_some_and(|b| t < b) => format!(
                 "{} last passed at {t}, before these failures began",
                 c.baseline_track
@@ -290,7 +352,7 @@ impl Trigger for DependencyFailureTrigger {
             Some((true, t)) => format!("{} passes (at {t})", c.baseline_track),
             Some((false, t)) => format!(
                 "{} fails too ({} consecutive, at {t})",
-                c.baseline_track, self.baseline.consecutive_failures
+                c.baseline_track, baseline.consecutive_failures
             ),
             None => format!("{} has no result", c.baseline_track),
         };
@@ -300,23 +362,23 @@ impl Trigger for DependencyFailureTrigger {
             .unwrap_or_default();
         let reason = match self.cause {
             Cause::Ours => format!(
-                "{} failed {} consecutive checks from {} while {base}: the new version broke its use of it{call}",
-                c.dependency, self.watched.consecutive_failures, c.track
+                "{} failed {} consecutive {checks} from {} while {base}: the new version broke its use of it{call}",
+                c.dependency, watched.consecutive_failures, c.track
             ),
             Cause::Shared => format!(
-                "{} failed {} consecutive checks from {} and {base}: a shared outage, not this deployment{call}",
-                c.dependency, self.watched.consecutive_failures, c.track
+                "{} failed {} consecutive {checks} from {} and {base}: a shared outage, not this deployment{call}",
+                c.dependency, watched.consecutive_failures, c.track
             ),
             Cause::None => format!(
-                "{} has {} consecutive failed checks from {}; {base}{call}",
-                c.dependency, self.watched.consecutive_failures, c.track
+                "{} has {} consecutive failed {checks} from {}; {base}{call}",
+                c.dependency, watched.consecutive_failures, c.track
             ),
         };
         Evidence {
             trigger: c.id.clone(),
             kind: TriggerKind::DependencyFailure,
             subject: format!("dependency {} from {}", c.dependency, c.track),
-            observed: Some(f64::from(self.watched.consecutive_failures)),
+            observed: Some(f64::from(watched.consecutive_failures)),
             threshold: Some(f64::from(c.failure_threshold)),
             operator: Some(Operator::Ge),
             since,
@@ -497,12 +559,51 @@ mod tests {
         );
         assert_eq!(t.observe(&calls).unwrap(), Some(Verdict::Ok));
         assert_eq!(t.observe(&calls).unwrap(), None);
-        assert_eq!(t.watched.consecutive_failures, 2);
+        assert_eq!(t.watched.consecutive_failures, 1);
+        assert_eq!(t.watched_calls.consecutive_failures, 1);
         // The baseline's results are deduplicated too.
         assert_eq!(
             t.observe_health(&probe(Track::Stable, ProbeStatus::Pass, 30)),
             None
         );
+    }
+
+    #[test]
+    fn failing_calls_are_not_cleared_by_passing_probes() {
+        let calls = |track, s: u64, errors| {
+            Observation::new(
+                Metric::named("postgres_calls").unwrap(),
+                track,
+                Window::ending_at(Timestamp::from_millis(s * 1_000), Duration::from_secs(5)),
+                Measurement::Counts(Counts::new(100, errors).unwrap()),
+            )
+        };
+        // The dependency answers every probe, but half of the queries from `errors` fail.
+        let run = |stable_errors| {
+            let mut t = trigger_with(
+                3,
+                r#","callMetric":"postgres_calls","maxCallErrorRate":0.05"#,
+            );
+            let mut last = None;
+            for s in [5, 10, 15] {
+                t.observe_health(&probe(Track::Stable, ProbeStatus::Pass, s));
+                t.observe(&calls(Track::Stable, s, stable_errors)).unwrap();
+                t.observe_health(&probe(Track::Canary, ProbeStatus::Pass, s));
+                last = t.observe(&calls(Track::Canary, s, 50)).unwrap();
+            }
+            (
+                last,
+                t.evidence(Timestamp::from_millis(15_000), None).reason,
+            )
+        };
+        // Only the canary's queries fail: the new version broke its use of the dependency.
+        let (verdict, reason) = run(0);
+        assert_eq!(verdict, Some(Verdict::Breach(Action::Rollback)), "{reason}");
+        assert!(reason.contains("broke its use"), "{reason}");
+        // The stable's fail too: a shared outage, whatever the probes say.
+        let (verdict, reason) = run(50);
+        assert_eq!(verdict, Some(Verdict::Breach(Action::Hold)), "{reason}");
+        assert!(reason.contains("shared outage"), "{reason}");
     }
 
     #[test]

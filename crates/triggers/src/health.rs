@@ -30,7 +30,12 @@ struct InstanceHealth {
 /// not healthy). A result counts once: one whose probe time is not later than the instance's
 /// newest result is the same result read again (sources answer the latest result they hold each
 /// time they are asked) or an older one, and changes nothing. Instances not heard from within
-/// `staleAfter` of the newest result no longer count, and at most `maxInstances` are remembered.
+/// `staleAfter` of the newest result no longer count. At most `maxInstances` are remembered: a
+/// new instance takes the place of the least recently seen one only if that one has not been
+/// heard from within `staleAfter`, and is not counted while every remembered instance still
+/// reports. Forgetting the least recently seen instance whatever its age would, with more
+/// instances than that probed in turn, forget each one just before its next result, so that no
+/// failure streak could ever build.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HealthCheckTrigger {
@@ -99,7 +104,14 @@ impl HealthCheckTrigger {
         Ok(())
     }
 
-    fn slot(&mut self, name: Option<&str>, at: Timestamp) -> Option<&mut InstanceHealth> {
+    /// The remembered instance `name`, or a new one for it; `None` when every remembered
+    /// instance has been heard from at or after `horizon` and there is no room for another.
+    fn slot(
+        &mut self,
+        name: Option<&str>,
+        at: Timestamp,
+        horizon: Timestamp,
+    ) -> Option<&mut InstanceHealth> {
         let pos = self
             .instances
             .iter()
@@ -108,13 +120,14 @@ impl HealthCheckTrigger {
             Some(i) => i,
             None => {
                 if self.instances.len() >= self.config.max_instances {
-                    let oldest = self
+                    let silent = self
                         .instances
                         .iter()
                         .enumerate()
+                        .filter(|(_, i)| i.last_seen < horizon)
                         .min_by_key(|(_, i)| i.last_seen)
                         .map(|(n, _)| n)?;
-                    self.instances.swap_remove(oldest);
+                    self.instances.swap_remove(silent);
                 }
                 self.instances.push(InstanceHealth {
                     name: name.map(Box::from),
@@ -159,9 +172,11 @@ impl Trigger for HealthCheckTrigger {
         {
             return None;
         }
-        // The newest probe time seen: the trigger's own data clock.
-        self.clock = self.clock.max(at);
-        let slot = self.slot(name, at)?;
+        // The newest probe time seen: the trigger's own data clock, moved only by a result
+        // taken.
+        let clock = self.clock.max(at);
+        let horizon = clock.saturating_sub(self.config.effective_stale_after());
+        let slot = self.slot(name, at, horizon)?;
         slot.last_seen = at;
         match signal.status {
             ProbeStatus::Pass => {
@@ -174,9 +189,7 @@ impl Trigger for HealthCheckTrigger {
             }
             ProbeStatus::Unknown => {}
         }
-        let horizon = self
-            .clock
-            .saturating_sub(self.config.effective_stale_after());
+        self.clock = clock;
         let threshold = self.config.failure_threshold;
         let active = self
             .instances
@@ -419,13 +432,13 @@ mod tests {
             t.observe_health(&sig("a", ProbeStatus::Fail, s));
         }
         t.observe_health(&sig("b", ProbeStatus::Pass, 4));
-        t.observe_health(&sig("c", ProbeStatus::Pass, 5));
+        // No room for `c` while `a` and `b` report: the failing `a` is not forgotten for it.
+        assert_eq!(t.observe_health(&sig("c", ProbeStatus::Pass, 5)), None);
         assert_eq!(t.instances.len(), 2);
         assert!(t.check_state(Timestamp::from_millis(5_000)).is_ok());
-        // `a` was evicted; b and c pass.
         assert_eq!(
-            t.observe_health(&sig("c", ProbeStatus::Pass, 6)),
-            Some(Verdict::Ok)
+            t.observe_health(&sig("b", ProbeStatus::Pass, 6)),
+            Some(Verdict::Breach(Action::Rollback))
         );
         // A failing instance silent for longer than staleAfter (15 s) no longer counts.
         let mut t = trigger("");
@@ -436,6 +449,34 @@ mod tests {
             t.observe_health(&sig("b", ProbeStatus::Pass, 30)),
             Some(Verdict::Ok)
         );
+    }
+
+    #[test]
+    fn more_instances_than_remembered_probed_in_turn_still_fire() {
+        // Three crash-looping instances probed in turn every 5 s, two remembered: forgetting
+        // the least recently seen would forget each one just before its next result.
+        let mut t = trigger(r#","maxInstances":2"#);
+        let mut verdicts = Vec::new();
+        for round in 1..=3 {
+            for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+                verdicts.push(t.observe_health(&sig(
+                    name,
+                    ProbeStatus::Fail,
+                    round * 5 + i as u64,
+                )));
+            }
+        }
+        assert!(
+            verdicts.contains(&Some(Verdict::Breach(Action::Rollback))),
+            "{verdicts:?}"
+        );
+        assert!(t.instances.len() <= 2);
+        // An instance silent for longer than staleAfter (15 s) makes room for a new one.
+        assert_eq!(
+            t.observe_health(&sig("d", ProbeStatus::Pass, 100)),
+            Some(Verdict::Ok)
+        );
+        assert!(t.instances.iter().any(|i| i.name.as_deref() == Some("d")));
     }
 
     #[test]

@@ -13,10 +13,12 @@
 //!   learned baseline it holds only as far as the estimate is right, and overdispersed traffic
 //!   (rates that wander between windows) shortens it.
 
+use std::collections::VecDeque;
+
 use serde::{Deserialize, Serialize};
 use serin_signals::{Counts, HealthSignal, Measurement, Metric, Observation, Timestamp};
 
-use crate::buckets::CountRing;
+use crate::buckets::{BUCKETS, CountRing};
 use crate::config::{Detector, ErrorSpikeConfig};
 use crate::error::{Error, Result};
 use crate::evidence::{Evidence, TriggerKind};
@@ -133,6 +135,14 @@ impl Cusum {
     }
 }
 
+/// One window of the baseline track, kept exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BaselineWindow {
+    end: Timestamp,
+    counts: Counts,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Learning {
@@ -146,6 +156,13 @@ struct Learning {
 pub(crate) struct SpikeState {
     window: CountRing,
     baseline: Option<CountRing>,
+    /// The baseline track's latest windows (at most [`BUCKETS`]), for the span of each watched
+    /// window. The ring's buckets are a twelfth of `windowSize`, often longer than a window
+    /// (25 s for 5m, against 5 s windows), so a span read from them would mostly find no bucket
+    /// of its own and fall back to the whole window: a shared outage would then be compared
+    /// with the minutes before it and taken for a spike.
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    recent_baseline: VecDeque<BaselineWindow>,
     learning: Option<Learning>,
     cusum: Cusum,
     last_rate: Option<f64>,
@@ -195,6 +212,7 @@ impl ErrorSpikeTrigger {
                 .baseline_track
                 .as_ref()
                 .map(|_| CountRing::new(config.window_size)),
+            recent_baseline: VecDeque::new(),
             learning: None,
             cusum,
             last_rate: None,
@@ -231,6 +249,14 @@ impl ErrorSpikeTrigger {
             (Some(b), Some(_)) if b.fits(self.config.window_size) => {}
             (None, None) => {}
             _ => return Err("baseline window does not match baselineTrack".into()),
+        }
+        if s.recent_baseline.len() > BUCKETS
+            || (s.baseline.is_none() && !s.recent_baseline.is_empty())
+        {
+            return Err(format!(
+                "recentBaseline holds {} windows: at most {BUCKETS}, and none without baselineTrack",
+                s.recent_baseline.len()
+            ));
         }
         // The baseline track's windows are left out: they do not move the clock, and the
         // baseline's window of a span comes before the watched track's.
@@ -308,15 +334,18 @@ impl ErrorSpikeTrigger {
     }
 
     /// The baseline rate for one observation: with a baseline track, its rate over the same span
-    /// as the observation when it has enough requests there (so a change both tracks see at once,
-    /// such as a shared outage, is not a spike), else over the whole window.
+    /// as the observation (the baseline windows ending within it) when it has enough requests
+    /// there (so a change both tracks see at once, such as a shared outage, is not a spike),
+    /// else over the whole window.
     fn baseline_for(&self, obs: &Observation) -> Option<f64> {
-        let at = obs.window.end();
-        self.state
-            .baseline
-            .as_ref()
-            .and_then(|ring| self.learned(ring.sum_since(obs.window.start(), at)))
-            .or_else(|| self.baseline(at))
+        let (start, at) = (obs.window.start(), obs.window.end());
+        let span = self
+            .state
+            .recent_baseline
+            .iter()
+            .filter(|w| w.end > start && w.end <= at)
+            .fold(Counts::default(), |sum, w| sum.saturating_add(w.counts));
+        self.learned(span).or_else(|| self.baseline(at))
     }
 
     /// The error rate that is a spike over the baseline `p0`: `p0 × (1 + increasePercentage /
@@ -386,6 +415,11 @@ impl Trigger for ErrorSpikeTrigger {
         if !watched {
             if let Some(ring) = &mut self.state.baseline {
                 ring.add(at, c);
+                let recent = &mut self.state.recent_baseline;
+                if recent.len() >= BUCKETS {
+                    recent.pop_front();
+                }
+                recent.push_back(BaselineWindow { end: at, counts: c });
             }
             return Ok(None);
         }
@@ -540,6 +574,7 @@ impl Trigger for ErrorSpikeTrigger {
                 .baseline
                 .as_ref()
                 .map_or(0, CountRing::heap_bytes)
+            + self.state.recent_baseline.capacity() * std::mem::size_of::<BaselineWindow>()
             + track_heap(&self.config.track)
             + self.config.baseline_track.as_ref().map_or(0, track_heap)
     }
@@ -725,6 +760,62 @@ mod tests {
             Some(Verdict::Breach(crate::Action::Rollback))
         );
         assert!(t.cusum().alarmed());
+    }
+
+    #[test]
+    fn a_shared_outage_is_not_a_spike_with_windows_shorter_than_a_bucket() {
+        // A 5m window has 25 s buckets; the monitoring loop reads 5 s windows, so most of them
+        // begin and end within one bucket.
+        let mut t =
+            spike(r#"{"kind":"errorSpike","id":"s","baselineTrack":"stable","windowSize":"5m"}"#);
+        let five = |track, end_s: u64, errors| {
+            let w = Window::ending_at(
+                Timestamp::from_millis(end_s * 1_000),
+                Duration::from_secs(5),
+            );
+            let counts = Counts::new(500, errors).unwrap();
+            Observation::new(Metric::ErrorRate, track, w, Measurement::Counts(counts))
+        };
+        for s in (5..=300).step_by(5) {
+            t.observe(&five(Track::Stable, s, 5)).unwrap();
+            t.observe(&five(Track::Canary, s, 5)).unwrap();
+        }
+        // The dependency both use fails: both go from 1% to 30% in the same windows.
+        for s in (305..=400).step_by(5) {
+            t.observe(&five(Track::Stable, s, 150)).unwrap();
+            assert_eq!(
+                t.observe(&five(Track::Canary, s, 150)).unwrap(),
+                Some(Verdict::Ok),
+                "at {s}s: baseline {:?}",
+                t.state.last_p0
+            );
+        }
+        // Only the canary rises: a spike.
+        t.observe(&five(Track::Stable, 405, 150)).unwrap();
+        assert_eq!(
+            t.observe(&five(Track::Canary, 405, 400)).unwrap(),
+            Some(Verdict::Breach(crate::Action::Rollback))
+        );
+    }
+
+    #[test]
+    fn saved_baseline_windows_read_back_and_stay_bounded() {
+        let mut t = spike(r#"{"kind":"errorSpike","id":"s","baselineTrack":"stable"}"#);
+        for s in (10..=200).step_by(10) {
+            t.observe(&obs(Track::Stable, s, 1_000, 10)).unwrap();
+        }
+        let clock = Timestamp::from_millis(200_000);
+        let json = serde_json::to_value(&t).unwrap();
+        let back: ErrorSpikeTrigger = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(back.check_state(clock), Ok(()));
+        let mut bad = json;
+        let windows = bad["state"]["recentBaseline"].as_array_mut().unwrap();
+        assert_eq!(windows.len(), BUCKETS);
+        windows.push(windows[0].clone());
+        let bad: ErrorSpikeTrigger = serde_json::from_value(bad).unwrap();
+        let msg = bad.check_state(clock).unwrap_err();
+        assert!(msg.contains("recentBaseline holds 13 windows"), "{msg}");
     }
 
     #[test]

@@ -33,9 +33,10 @@ pub trait Trigger {
     /// cannot read) leaves the trigger unchanged.
     fn observe(&mut self, obs: &Observation) -> Result<Option<Verdict>>;
 
-    /// Reads a probe result; `None` when it is not about this trigger's subject, or when it is
+    /// Reads a probe result; `None` when it is not about this trigger's subject, when it is
     /// not newer than the last result taken for its instance (health checks) or track
-    /// (dependency checks): the same result read again, or an older one, changes nothing.
+    /// (dependency checks): the same result read again, or an older one, changes nothing; or
+    /// when it comes from an instance a health check has no room to remember.
     fn observe_health(&mut self, signal: &HealthSignal) -> Option<Verdict>;
 
     /// What the trigger last saw, stamped `at`, with the breach start `since` if any.
