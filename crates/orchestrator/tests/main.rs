@@ -10,6 +10,7 @@ mod abandon;
 #[cfg(all(feature = "backup", feature = "testkit"))]
 mod backup;
 mod backup_listing_bounds;
+mod backup_retention_clock;
 mod blue_green;
 mod bounded_waits;
 mod canary;
@@ -41,6 +42,7 @@ mod notify_context;
 mod notify_logs;
 mod notify_smtp;
 mod operations;
+mod pagerduty_channel_events;
 #[cfg(feature = "testkit")]
 mod platform_conformance;
 mod prepare_backup_bounds;
@@ -68,6 +70,7 @@ mod services;
 mod services_running;
 mod sim;
 mod switch_bounds;
+mod switch_holds_fit;
 mod traffic_grace;
 mod unanswered_calls_bounds;
 mod wait_ready_bounds;

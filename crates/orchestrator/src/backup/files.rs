@@ -392,7 +392,7 @@ impl BackupProvider for DirectorySnapshot {
         );
         finish_interrupted_deletes(&self.catalog, self, service).await;
         if let Some(retention) = self.retention
-            && let Err(e) = retention.enforce(self, service).await
+            && let Err(e) = retention.enforce_after(self, service, &id).await
         {
             tracing::warn!(service, "retention of directory snapshots failed: {e}");
         }

@@ -2040,7 +2040,7 @@ impl BackupProvider for PostgresBackup {
         );
         finish_interrupted_deletes(&self.catalog, self, service).await;
         if let Some(retention) = self.settings.retention
-            && let Err(e) = retention.enforce(self, service).await
+            && let Err(e) = retention.enforce_after(self, service, &id).await
         {
             tracing::warn!(service, "retention of postgres backups failed: {e}");
         }

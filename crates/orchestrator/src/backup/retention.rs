@@ -6,7 +6,8 @@ use crate::error::{Error, Result};
 use crate::hooks::{BackupInfo, BackupProvider};
 
 /// How many backups of each service to keep: after a successful backup, the provider deletes
-/// the oldest ones beyond the last `keepLast`.
+/// the oldest ones beyond the last `keepLast`, never the backup it has just taken, which counts
+/// as the newest whatever time the clock gave it (see [`expired_after`](Self::expired_after)).
 ///
 /// Choose N with rollbacks in mind: a rollback across a destructive migration restores the
 /// backup taken before the first deployment it undoes, and takes a fresh backup first (so the
@@ -80,23 +81,56 @@ impl Retention {
     /// The backups to delete from `backups` (one service's, in any order): all but the newest
     /// `keep`, oldest first.
     pub fn expired<'a>(&self, backups: &'a [BackupInfo]) -> Vec<&'a BackupInfo> {
-        let mut sorted: Vec<&BackupInfo> = backups.iter().collect();
-        sorted.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        let excess = sorted.len().saturating_sub(self.keep_last);
-        sorted.truncate(excess);
-        sorted
+        oldest_beyond(backups.iter().collect(), self.keep_last)
+    }
+
+    /// [`expired`](Self::expired), once the backup `taken` (one of `backups`) was just taken:
+    /// it counts as the newest, whatever time it bears, and is never expired. Times come from
+    /// the wall clock, which may have been stepped back since the others were taken (an NTP
+    /// correction, a VM restored from a snapshot), and ordered by time alone the backup just
+    /// taken would be the oldest, deleted before whoever took it could restore it. When
+    /// `taken` is not among `backups` (deleted meanwhile), this is `expired`.
+    pub fn expired_after<'a>(&self, backups: &'a [BackupInfo], taken: &str) -> Vec<&'a BackupInfo> {
+        let others: Vec<&BackupInfo> = backups.iter().filter(|b| b.id != taken).collect();
+        if others.len() == backups.len() {
+            return self.expired(backups);
+        }
+        oldest_beyond(others, self.keep_last - 1)
     }
 
     /// Deletes the backups of `service` beyond the last `keep` through `provider`; returns the
-    /// ids deleted. A backup already deleted by someone else is skipped.
+    /// ids deleted. A backup already deleted by someone else is skipped. A provider enforcing
+    /// its retention after a backup uses [`enforce_after`](Self::enforce_after).
     pub async fn enforce(
         &self,
         provider: &dyn BackupProvider,
         service: &str,
     ) -> Result<Vec<String>> {
         let backups = provider.list(service).await?;
+        self.delete(provider, self.expired(&backups)).await
+    }
+
+    /// [`enforce`](Self::enforce) after the backup `taken` of `service`: it is kept whatever
+    /// time it bears (see [`expired_after`](Self::expired_after)).
+    pub async fn enforce_after(
+        &self,
+        provider: &dyn BackupProvider,
+        service: &str,
+        taken: &str,
+    ) -> Result<Vec<String>> {
+        let backups = provider.list(service).await?;
+        self.delete(provider, self.expired_after(&backups, taken))
+            .await
+    }
+
+    /// Deletes `expired` through `provider`, skipping what someone else deleted first.
+    async fn delete(
+        &self,
+        provider: &dyn BackupProvider,
+        expired: Vec<&BackupInfo>,
+    ) -> Result<Vec<String>> {
         let mut deleted = Vec::new();
-        for old in self.expired(&backups) {
+        for old in expired {
             match provider.delete(&old.id).await {
                 Ok(()) | Err(Error::NotFound { .. }) => deleted.push(old.id.clone()),
                 Err(e) => return Err(e),
@@ -104,6 +138,14 @@ impl Retention {
         }
         Ok(deleted)
     }
+}
+
+/// All of `backups` but the newest `keep`, oldest first.
+fn oldest_beyond(mut backups: Vec<&BackupInfo>, keep: usize) -> Vec<&BackupInfo> {
+    backups.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    let excess = backups.len().saturating_sub(keep);
+    backups.truncate(excess);
+    backups
 }
 
 #[cfg(test)]

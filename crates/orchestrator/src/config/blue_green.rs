@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serin_traffic::{Strategy, Weight, WeightedStep};
+use serin_traffic::{Plan, Strategy, TrafficSplit, Weight, WeightedStep};
 
 use crate::error::{Error, Result};
 
-use super::{percent, positive, replicas};
+use super::{human, percent, positive, replicas};
 
 /// How blue-green moves traffic from the old colour to the new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -129,6 +129,39 @@ impl BlueGreenConfig {
                 })
             }
         }
+    }
+
+    /// How long a switch from the old colour to the new one holds its steps together before
+    /// the new version takes all traffic and is promoted (zero for an immediate switch), and
+    /// the fields that set it, for errors. Every deployment that switches sits through these
+    /// holds, however healthy the new version is.
+    pub(super) fn switch_holds(&self) -> Result<(Duration, String)> {
+        let path = "blueGreenConfig";
+        let strategy = self.traffic()?;
+        let plan = TrafficSplit::all_to("blue", &["green"])
+            .and_then(|from| Plan::shift(&from, "green", &strategy))
+            .map_err(|e| {
+                Error::invalid(
+                    format!("{path}.trafficStrategy"),
+                    self.traffic_strategy.as_str(),
+                    e.to_string(),
+                )
+            })?;
+        let held = plan.steps().iter().filter(|s| !s.hold().is_zero()).count();
+        let interval = human(self.traffic_interval);
+        let from = match self.traffic_strategy {
+            TrafficStrategyKind::Immediate => format!("{path}.trafficStrategy `immediate`"),
+            TrafficStrategyKind::Gradual => format!(
+                "{path}.trafficInterval ({interval}) for each of {held} steps of \
+                 {path}.trafficIncrement ({}%)",
+                self.traffic_increment
+            ),
+            TrafficStrategyKind::Weighted => format!(
+                "{path}.trafficInterval ({interval}) for each of {path}.weights {:?}",
+                self.weights
+            ),
+        };
+        Ok((plan.total_hold(), from))
     }
 
     pub(super) fn validate(&self) -> Result<()> {

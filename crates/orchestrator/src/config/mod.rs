@@ -149,8 +149,9 @@ pub struct DeploymentConfig {
     /// promotion it rolls back (in preparation, before anything is deployed, it fails);
     /// after promotion `monitoring.onDeadline` decides, by default completing the deployment
     /// at once. It must be longer than
-    /// `blueGreenConfig.readinessTimeout` and than a canary's timed pauses together, which
-    /// would otherwise never run their course.
+    /// `blueGreenConfig.readinessTimeout`, than a canary's timed pauses together and than a
+    /// blue-green switch's holds together (`trafficInterval` per step), which would otherwise
+    /// never run their course.
     #[serde(default = "two_hours", with = "serin_signals::duration")]
     pub max_deployment_duration: Duration,
     /// What `resume` does after a crash. Default `continue`.
@@ -444,7 +445,19 @@ impl DeploymentConfig {
         self.check_fields()?;
         self.check_no_dead_fields()?;
         self.check_labels()?;
+        self.check_channel_events()?;
         self.check_waits_fit()
+    }
+
+    /// Checks that each notification channel resolves the alerts it opens, when a config is
+    /// loaded (not when one is read back from a journal, as
+    /// [`check_no_dead_fields`](Self::check_no_dead_fields)): see
+    /// `NotificationChannel::check_resolves_what_it_opens`.
+    fn check_channel_events(&self) -> Result<()> {
+        for (i, ch) in self.notification_channels.iter().enumerate() {
+            ch.check_resolves_what_it_opens(&format!("notificationChannels[{i}]"))?;
+        }
+        Ok(())
     }
 
     /// Checks the report's labels, when a config is loaded (not when one is read back from a
@@ -616,6 +629,10 @@ impl DeploymentConfig {
     ///   `canaryConfig.maxDuration` too: every canary sits through them, so every canary,
     ///   however good, would be rolled back before its last step, after taking most of the
     ///   traffic.
+    /// - A blue-green switch's holds together (`trafficInterval` for each step of a gradual or
+    ///   weighted switch before the new version takes all traffic) must be shorter: the switch
+    ///   starts after the new colour is ready and every deployment sits through its holds, so
+    ///   every one would be rolled back after moving most of the traffic.
     fn check_waits_fit(&self) -> Result<()> {
         let max = self.max_deployment_duration;
         let readiness = self.blue_green_config.readiness_timeout;
@@ -630,6 +647,22 @@ impl DeploymentConfig {
                     human(max)
                 ),
             ));
+        }
+        if self.strategy == StrategyKind::BlueGreen {
+            let (held, from) = self.blue_green_config.switch_holds()?;
+            if held >= max {
+                return Err(Error::invalid(
+                    "maxDeploymentDuration",
+                    human(max),
+                    format!(
+                        "must be longer than the blue-green switch's holds together ({}, from \
+                         {from}): every deployment would be rolled back before its switch \
+                         ended, after moving most of the traffic; raise maxDeploymentDuration, \
+                         or switch in fewer or shorter steps",
+                        human(held)
+                    ),
+                ));
+            }
         }
         if matches!(
             self.strategy,

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
+
 /// Where notifications go (`notificationChannels[]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -28,6 +30,41 @@ impl NotificationChannel {
     /// cut to its host likewise, anything else (a channel name, e-mail addresses) as written.
     pub fn redacted_destination(&self) -> String {
         redact_url(self.destination.trim())
+    }
+
+    /// Refuses a PagerDuty channel that would open alerts it is never sent the resolve of.
+    /// An anomaly opens an alert (`warning`, `error` or `critical`) that only the deployment's
+    /// end resolves: its completion resolves every alert, its rollback or failure the warning
+    /// (see the `notify` module). Events a channel does not take are not sent to it, resolves
+    /// included, so a channel taking `anomaly` without each of those ends would leave the
+    /// alert open, and the on-call it paged waiting, after a deployment that ended well.
+    /// PagerDuty is sent nothing else for them: a completion sends only resolves, and a
+    /// rollback or failure pages as an anomaly does.
+    pub(super) fn check_resolves_what_it_opens(&self, path: &str) -> Result<()> {
+        let takes = |on: NotifyOn| self.events.is_empty() || self.events.contains(&on);
+        if self.kind != ChannelKind::Pagerduty || !takes(NotifyOn::Anomaly) {
+            return Ok(());
+        }
+        let missing: Vec<String> = [NotifyOn::Completed, NotifyOn::Failed, NotifyOn::Rollback]
+            .into_iter()
+            .filter(|on| !takes(*on))
+            .map(|on| format!("`{}`", on.as_str()))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let written: Vec<&str> = self.events.iter().map(|on| on.as_str()).collect();
+        Err(Error::invalid(
+            format!("{path}.events"),
+            format!("[{}]", written.join(", ")),
+            format!(
+                "must take {} too: a PagerDuty channel taking `anomaly` opens alerts that only \
+                 the deployment's end resolves (its completion, rollback or failure), and the \
+                 resolve of an end it does not take is never sent, leaving the alert open; add \
+                 them, or leave events empty",
+                missing.join(", ")
+            ),
+        ))
     }
 }
 
@@ -78,6 +115,20 @@ pub enum NotifyOn {
     Rollback,
     /// The deployment entered a phase (validation, preparation, deployment, ...).
     Phase,
+}
+
+impl NotifyOn {
+    /// The name as written in config (`rollback`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyOn::Started => "started",
+            NotifyOn::Completed => "completed",
+            NotifyOn::Failed => "failed",
+            NotifyOn::Anomaly => "anomaly",
+            NotifyOn::Rollback => "rollback",
+            NotifyOn::Phase => "phase",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,9 @@
 //! severity still fold into one alert. When the deployment ends, its warning is moot: a
 //! rollback or failure resolves it (the alert that says how it ended stays open for a person),
 //! and completion resolves all three (resolving a key that was never opened does nothing).
+//! A channel is sent only the events it takes, resolves included, so one that takes
+//! `anomaly` must take `completed`, `rollback` and `failed` too (or every event): a config
+//! that leaves one out is refused when it loads, since it would leave alerts open.
 //! Each body is one message on the channel's queue, counted in
 //! [`DeliveryStats`](super::DeliveryStats) on its own.
 //!
