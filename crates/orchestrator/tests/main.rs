@@ -7,6 +7,7 @@ mod sim_fleet;
 mod support;
 
 mod abandon;
+mod abandon_under_way;
 #[cfg(all(feature = "backup", feature = "testkit"))]
 mod backup;
 mod backup_listing_bounds;
@@ -15,6 +16,8 @@ mod blue_green;
 mod bounded_waits;
 mod canary;
 mod canary_holds;
+mod canary_raise_deadline;
+mod canary_unbegun_pauses;
 mod config_brief;
 mod config_errors;
 mod config_inconclusive;

@@ -114,7 +114,8 @@ fn canary_summary(config: &DeploymentConfig, policy: &CanaryPolicy) -> String {
 }
 
 /// Each weight `steps` set, with how long it holds: the pauses and analyses until the next
-/// weight (`10% held 1m → 40% held 1m`).
+/// weight (`10% held 1m → 40% held 1m`). Those before the first weight hold the canary at 0%
+/// (`0% held until resumed → 20% held 1m`): an approval before any traffic is a hold too.
 fn weights_held(steps: &[Step]) -> String {
     let mut weights: Vec<(u8, Vec<String>)> = Vec::new();
     for step in steps {
@@ -127,8 +128,9 @@ fn weights_held(steps: &[Step]) -> String {
             Step::Analysis(a) => format!("by an analysis of up to {}", human(a.duration)),
             Step::SetCanaryScale(_) => continue,
         };
-        if let Some((_, holds)) = weights.last_mut() {
-            holds.push(hold);
+        match weights.last_mut() {
+            Some((_, holds)) => holds.push(hold),
+            None => weights.push((0, vec![hold])),
         }
     }
     let listed: Vec<String> = weights

@@ -221,11 +221,12 @@ impl Runner {
     /// commands (an abort rolls back, a promote promotes); an instance that dies or a track
     /// not ready by `readinessTimeout` fails the stage (a rollback), and the deadline rolls
     /// back. A pause or a rollback trigger's hold that comes during the wait keeps the weight
-    /// where it is until it ends. A falling weight is applied first, and the track shrinks
-    /// after, so the instances that stay never carry the old share. A raise whose track keeps
-    /// its size waits in the same way when an instance of it is not ready (or died) since it
-    /// came up, as Argo Rollouts keeps the previous weight while the canary ReplicaSet is not
-    /// fully available.
+    /// where it is until it ends. A raise still waiting when the canary's `maxDuration` runs
+    /// out is not put in force: the controller rolls back for it instead. A falling weight is
+    /// applied first, and the track shrinks after, so the instances that stay never carry the
+    /// old share. A raise whose track keeps its size waits in the same way when an instance of
+    /// it is not ready (or died) since it came up, as Argo Rollouts keeps the previous weight
+    /// while the canary ReplicaSet is not fully available.
     ///
     /// Without `wait` (an operator's resume, answered once the scale is journalled and carried
     /// out, not up to `readinessTimeout` later), the wait and the weight are left to the
@@ -276,6 +277,22 @@ impl Runner {
         // A wait left under way (by a restart, or a resume answered at once) is over.
         self.state.readiness_since = None;
         let now = self.now();
+        if rising && self.past_max_duration(now) {
+            // The canary's `maxDuration` ran out while the raise waited (for its track, a
+            // pause, a hold): no weight moves to be taken back at once. The controller, asked
+            // now, rolls back for it, as it would have at this window.
+            let Some(run) = self.state.canary.clone() else {
+                return Err(Error::conflict(
+                    "analyse",
+                    &self.state.id,
+                    "no canary analysis state",
+                ));
+            };
+            let last_reason = run.last_reason.clone();
+            let mut c = controller_of(run)?;
+            let decision = c.tick_held(now);
+            return Box::pin(self.act_on(c, decision, &last_reason, kinds, false)).await;
+        }
         self.set_weight(f64::from(w), now);
         kinds.push(self.weight_changed(f64::from(w)));
         let split = split_percent(&old, &new, w)?;

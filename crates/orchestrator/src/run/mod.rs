@@ -29,7 +29,7 @@ use crate::orchestrator::{Inner, ServiceBackends, Status, bounded, unlock};
 use crate::platform::{TrackKey, TrackSpec};
 use crate::report::Report;
 use crate::sample::Sample;
-use crate::state::{DeploymentState, Effect, Outcome, Stage};
+use crate::state::{DeploymentState, Effect, InFlight, Outcome, Stage};
 
 use canary::{controller_of, store};
 
@@ -63,9 +63,11 @@ pub enum Operation {
     /// deadline, which rolls back): giving it all traffic is the rollout progressing. After
     /// promotion, a pause keeps the old version warm past `keepOldWarmFor`.
     Pause,
-    /// Carry on after a pause (also ends an indefinite canary pause step). It lifts the
-    /// operator's pause only: while a rollback trigger holds, or a raised weight waits for the
-    /// canary track to grow, the weight stays where it is until that ends.
+    /// Carry on after a pause (also ends an indefinite canary pause step the canary has
+    /// reached; one it has not reached yet, a first step or the step after a weight not yet in
+    /// force, waits for its own resume). It lifts the operator's pause only: while a rollback
+    /// trigger holds, or a raised weight waits for the canary track to grow, the weight stays
+    /// where it is until that ends.
     Resume,
 }
 
@@ -770,10 +772,33 @@ impl Runner {
     /// Ends the deployment as failed with `reason`, abandoned where it stood (see
     /// [`Orchestrator::abandon`](crate::Orchestrator::abandon)): no effect, only the final
     /// record and its events.
+    ///
+    /// Nothing is under way in a deployment that has ended, so the final record says what was
+    /// cut short instead: a promotion is over, an upgrade step or a backup started and not
+    /// confirmed is left to an operator as a resume leaves it, and a restore started and not
+    /// confirmed is named in the reason. The record then reads back as a finished one, for the
+    /// resume that frees a platform lock the end could not free.
     pub(crate) async fn abandon(mut self, reason: &str) -> Result<()> {
         let stage = self.state.stage;
-        let reason = format!("abandoned in the {stage} stage: {reason}");
-        self.finish(Outcome::Failed { reason }, Vec::new(), Vec::new())
+        let mut reason = format!("abandoned in the {stage} stage: {reason}");
+        let mut kinds = Vec::new();
+        self.end_promotion();
+        match self.state.in_flight.clone() {
+            Some(InFlight::Step { .. }) => self.hand_over_step_in_flight(&mut kinds),
+            Some(InFlight::Backup { label, .. }) => {
+                let why = "the deployment was abandoned before it was confirmed".to_owned();
+                self.backup_unconfirmed(&label, why, &mut kinds);
+            }
+            Some(InFlight::Restore { id }) => {
+                self.state.in_flight = None;
+                reason.push_str(&format!(
+                    "; restoring backup {id} was started and its end was not journalled: check \
+                     the database, and restore backup {id} by hand if it was not"
+                ));
+            }
+            None => {}
+        }
+        self.finish(Outcome::Failed { reason }, Vec::new(), kinds)
             .await?;
         self.free_lock().await
     }
@@ -922,9 +947,13 @@ impl Runner {
                 let now = self.now();
                 let was_paused = std::mem::replace(&mut self.state.paused, false);
                 // An indefinite pause step of the policy waits for this resume too; a timed
-                // one keeps its own clock.
+                // one keeps its own clock. Not a step the canary has not reached: paused
+                // before its first decision (while its track started), the canary has begun
+                // no step, and the resume lifts the operator's pause only, as Argo Rollouts
+                // adds a pause step's condition only once the rollout reaches it.
                 if self.state.stage == Stage::Canary
                     && let Some(run) = self.state.canary.clone()
+                    && run.controller.started_at().is_some()
                     && matches!(
                         run.policy.steps.get(run.controller.step()),
                         Some(Step::Pause(p)) if p.duration.is_none()
@@ -932,11 +961,15 @@ impl Runner {
                 {
                     // A pause step whose weight before it is not in force yet has not begun:
                     // the resume lifts the operator's pause only (see `hold_after_resume`),
-                    // whatever the controller would answer it.
+                    // whatever the controller would answer it, and is announced only if there
+                    // was one to lift.
                     if self.pending_weight().is_some()
                         && let Some(why) = self.kept_in_place(now)
                     {
-                        return self.hold_after_resume(why, vec![EventKind::Resumed]).await;
+                        let kinds = was_paused.then_some(EventKind::Resumed);
+                        return self
+                            .hold_after_resume(why, kinds.into_iter().collect())
+                            .await;
                     }
                     let mut c = controller_of(run.clone())?;
                     let decision = c

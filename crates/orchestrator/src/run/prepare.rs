@@ -420,7 +420,12 @@ impl Runner {
     }
 
     /// Records that the backup started before a restart cannot be confirmed, and why.
-    fn backup_unconfirmed(&mut self, label: &str, why: String, kinds: &mut Vec<EventKind>) {
+    pub(super) fn backup_unconfirmed(
+        &mut self,
+        label: &str,
+        why: String,
+        kinds: &mut Vec<EventKind>,
+    ) {
         kinds.push(EventKind::Anomaly {
             source: "backup".into(),
             severity: "warning".into(),
@@ -520,6 +525,26 @@ impl Runner {
         Ok(None)
     }
 
+    /// Hands an upgrade step journalled as started and not as ended (the process stopped while
+    /// it ran) to an operator: it may or may not have been carried out, so it is never run
+    /// again, but marked due with evidence saying so.
+    pub(super) fn hand_over_step_in_flight(&mut self, kinds: &mut Vec<EventKind>) {
+        let Some(InFlight::Step { index }) = self.state.in_flight else {
+            return;
+        };
+        self.state.in_flight = None;
+        let id = &self.state.id;
+        if let Some(item) = self.state.checklist.get_mut(index) {
+            item.status = StepStatus::Due;
+            item.evidence = Some(format!(
+                "started by {id} before the process stopped and not confirmed: it may or may \
+                 not have been carried out, so it was not run again; check it and carry it \
+                 out if it was not"
+            ));
+            kinds.push(step_event(item));
+        }
+    }
+
     /// Carries out (or records as due) the checklist steps of one side of the deployment:
     /// `pre` in preparation, the others in completion. Backups are done by the backup taken in
     /// preparation; one started before a restart and not confirmed since is left to an
@@ -552,18 +577,7 @@ impl Runner {
     ) -> Result<Option<Stop>> {
         let service = self.state.service.clone();
         let id = self.state.id.clone();
-        if let Some(InFlight::Step { index }) = self.state.in_flight {
-            self.state.in_flight = None;
-            if let Some(item) = self.state.checklist.get_mut(index) {
-                item.status = StepStatus::Due;
-                item.evidence = Some(format!(
-                    "started by {id} before the process stopped and not confirmed: it may or may \
-                     not have been carried out, so it was not run again; check it and carry it \
-                     out if it was not"
-                ));
-                kinds.push(step_event(item));
-            }
-        }
+        self.hand_over_step_in_flight(kinds);
         // Why the runner is called for no further step of this side (an operator's abort).
         let mut stopped: Option<String> = None;
         for index in 0..self.state.checklist.len() {

@@ -284,7 +284,7 @@ impl Runner {
 
     /// The promotion is over (done, or failed and about to roll back or end): the record
     /// that follows says so.
-    fn end_promotion(&mut self) {
+    pub(super) fn end_promotion(&mut self) {
         self.state.promoting = false;
         self.state.operator_promoted = false;
         self.state.readiness_since = None;
