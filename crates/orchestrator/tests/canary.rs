@@ -194,21 +194,21 @@ async fn an_absolute_threshold_rolls_back_through_its_trigger() {
 #[tokio::test(start_paused = true)]
 async fn a_canary_that_cannot_finish_in_time_is_rolled_back_at_the_deadline() {
     // Waiting for an approval that never comes, or for a metrics window longer than the
-    // whole deployment may take: the wait ends at the deadline. (Timed pauses that outlast it
-    // are refused when the config is loaded.)
+    // whole deployment may take: the wait ends at the deadline. (Timed pauses that outlast it,
+    // each lasting whole windows, are refused when the config is loaded.)
     for window in [Duration::from_secs(10), Duration::from_secs(3_600)] {
         let (world, _traffic) = World::serving(0.005, 0.005).await;
         let mut config = canary_config("1.1.0");
         config.max_deployment_duration = Duration::from_secs(90);
         config.blue_green_config.readiness_timeout = Duration::from_secs(60);
-        config.canary_config.steps = Some(vec![
-            Step::SetWeight(10),
-            Step::Pause(Pause {
-                duration: Some(Duration::from_secs(30)),
-            }),
-            Step::SetWeight(40),
-            Step::Pause(Pause::default()),
-        ]);
+        let timed = (window < config.max_deployment_duration).then_some(Step::Pause(Pause {
+            duration: Some(Duration::from_secs(30)),
+        }));
+        let steps = [Step::SetWeight(10)]
+            .into_iter()
+            .chain(timed)
+            .chain([Step::SetWeight(40), Step::Pause(Pause::default())]);
+        config.canary_config.steps = Some(steps.collect());
         config.canary_config.metrics_window = window;
         let report = world.deploy(&config).await;
         let reason = rollback_reason(&report);

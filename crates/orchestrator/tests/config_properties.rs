@@ -139,7 +139,9 @@ proptest! {
         c.canary_config.increment_percentage = increment;
         c.canary_config.increment_interval = Duration::from_secs(interval_s);
         let weights = (100 - u64::from(initial)).div_ceil(u64::from(increment));
-        let planned = interval_s * weights;
+        // Each pause lasts whole metrics windows.
+        let window = c.canary_config.metrics_window.as_secs();
+        let planned = interval_s.div_ceil(window) * window * weights;
         let max = planned.saturating_add_signed(slack).max(interval_s + 1);
         c.canary_config.max_duration = Duration::from_secs(max);
         // The deployment's own deadline has room to spare (past the pauses and the readiness

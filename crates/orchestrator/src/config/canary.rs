@@ -26,12 +26,15 @@ pub struct CanaryConfig {
     pub target_percentage: u8,
     /// Percent added per step (`INCREMENT`). Default 10.
     pub increment_percentage: u8,
-    /// How long each weight holds while it is judged (`PHASE_DURATION`). Default `5m`.
+    /// How long each weight holds while it is judged (`PHASE_DURATION`). Default `5m`. Like
+    /// every timed pause, it lasts whole `metricsWindow`s: the pause is over at the first
+    /// window read at or after its end (`2m` read every `90s` holds `3m`).
     #[serde(with = "serin_signals::duration")]
     pub increment_interval: Duration,
     /// The longest the canary may run before it is rolled back. Default `1h`. It must be longer
     /// than the timed pauses together (`incrementInterval` once per weight below
-    /// `targetPercentage`, or the explicit steps' pauses). The default
+    /// `targetPercentage`, or the explicit steps' pauses), each lasting whole
+    /// `metricsWindow`s. The default
     /// sequential judges also spread half of their prior on when a late regression began over
     /// this span, so that a regression beginning at any moment of the run finds the same weight.
     #[serde(with = "serin_signals::duration")]
@@ -172,9 +175,21 @@ impl CanaryConfig {
         Ok(policy)
     }
 
-    /// The timed pauses of the policy together: what every canary sits through, however
-    /// good (an analysis step may end early, an indefinite pause waits for an operator).
+    /// The timed pauses of the policy together, as they run: what every canary sits through,
+    /// however good (an analysis step may end early, an indefinite pause waits for an
+    /// operator). A pause is over at the first metrics window read at or after its end, and
+    /// the windows run back to back from the canary's first step, so each pause lasts a whole
+    /// number of `metricsWindow`s (a 2m pause read every 90s lasts 3m).
     pub(super) fn timed_pauses(&self) -> Result<Duration> {
+        Ok(self
+            .pauses()?
+            .into_iter()
+            .map(|d| whole_windows(d, self.metrics_window))
+            .fold(Duration::ZERO, Duration::saturating_add))
+    }
+
+    /// The timed pauses of the policy, as written.
+    fn pauses(&self) -> Result<Vec<Duration>> {
         Ok(self
             .policy()?
             .steps
@@ -183,17 +198,29 @@ impl CanaryConfig {
                 Step::Pause(Pause { duration: Some(d) }) => Some(*d),
                 _ => None,
             })
-            .fold(Duration::ZERO, Duration::saturating_add))
+            .collect())
     }
 
     /// Where the timed pauses come from, for errors: the explicit steps, or
-    /// `incrementInterval` once per derived weight.
-    pub(super) fn pauses_field(&self) -> &'static str {
-        if self.steps.is_some() {
-            "canaryConfig.steps"
+    /// `incrementInterval` once per derived weight, and the window they last whole numbers of
+    /// when one of them is not one.
+    pub(super) fn pauses_field(&self) -> Result<String> {
+        let mut from = if self.steps.is_some() {
+            "canaryConfig.steps".to_owned()
         } else {
-            "canaryConfig.incrementInterval"
+            "canaryConfig.incrementInterval".to_owned()
+        };
+        if self
+            .pauses()?
+            .into_iter()
+            .any(|d| whole_windows(d, self.metrics_window) != d)
+        {
+            from.push_str(&format!(
+                ", each pause lasting whole canaryConfig.metricsWindows of {}",
+                human(self.metrics_window)
+            ));
         }
+        Ok(from)
     }
 
     /// The `α` of each judge: `alpha`, shared equally by the error-rate judge and, with
@@ -422,10 +449,11 @@ impl CanaryConfig {
                 format!("{path}.maxDuration"),
                 human(self.max_duration),
                 format!(
-                    "must be longer than the canary's timed pauses together ({}): the canary \
-                     would be rolled back before its last step ran its course; raise \
+                    "must be longer than the canary's timed pauses together ({}, from {}): the \
+                     canary would be rolled back before its last step ran its course; raise \
                      maxDuration, or plan fewer or shorter pauses",
-                    human(paused)
+                    human(paused),
+                    self.pauses_field()?
                 ),
             ));
         }
@@ -649,6 +677,19 @@ impl CanaryThresholds {
         }
         out
     }
+}
+
+/// `pause` rounded up to a whole number of `window`s: how long a pause read at window ends
+/// lasts.
+fn whole_windows(pause: Duration, window: Duration) -> Duration {
+    if window.is_zero() {
+        return pause;
+    }
+    let windows = pause.as_nanos().div_ceil(window.as_nanos());
+    u32::try_from(windows)
+        .ok()
+        .and_then(|n| window.checked_mul(n))
+        .unwrap_or(Duration::MAX)
 }
 
 pub(super) fn threshold_trigger(

@@ -687,7 +687,7 @@ impl DeploymentConfig {
         let mut together = format!(
             "{}, from {}",
             human(paused),
-            self.canary_config.pauses_field()
+            self.canary_config.pauses_field()?
         );
         if !read_delay.is_zero() {
             together.push_str(&format!(
@@ -1338,7 +1338,8 @@ maxDeploymentDuration: 2h
             .expect_err("95 minutes of pauses in an hour")
             .to_string();
         assert!(
-            err.contains("canaryConfig.maxDuration `1h`") && err.contains("(1h 35m)"),
+            err.contains("canaryConfig.maxDuration `1h`")
+                && err.contains("(1h 35m, from canaryConfig.incrementInterval)"),
             "{err}"
         );
         load(r#"{"initialPercentage":5,"incrementPercentage":5,"maxDuration":"2h"}"#)
