@@ -16,6 +16,7 @@ mod flagger_analysis;
 mod kayenta_config;
 mod kayenta_muted;
 mod kayenta_parity;
+mod kayenta_peer_edges;
 mod kayenta_props;
 mod kayenta_run;
 mod kayenta_run_state;

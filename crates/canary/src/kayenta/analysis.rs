@@ -134,6 +134,23 @@ impl KayentaConfig {
                     ),
                 ));
             }
+            // The final judgement falls at the end of the last whole interval, which may come
+            // before the end of the lifetime.
+            let last = run.final_point();
+            if let Some(k) = run.interval_points
+                && last.saturating_sub(warm_up) < self.min_points
+            {
+                return Err(Error::invalid_config(
+                    "kayentaConfig.run.intervalPoints",
+                    k,
+                    format!(
+                        "the last whole interval ends after {last} points, when the window \
+                         holds fewer than minPoints ({}), so the final judgement could never be \
+                         made (Spinnaker judges whole intervals only)",
+                        self.min_points
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -154,17 +171,18 @@ impl KayentaConfig {
 /// metric cannot have a [`RunConfig`], since a run of it alone would have nothing to score.
 ///
 /// With a [`RunConfig`], verdicts follow Spinnaker's canary stage instead: a judgement is made
-/// only when one is due (every `intervalPoints` points and at the end of the lifetime; due
-/// judgements with fewer than `minPoints` points are skipped), an interim score at or below the
-/// marginal threshold fails the run at once, the final score passes it only at or above the
-/// pass threshold, and the verdict is inconclusive while the run goes on. As in Spinnaker
-/// (orca's `AggregateCanaryResultsTask`), a final score between the marginal and the pass
-/// thresholds fails the run: Spinnaker has no inconclusive outcome that waits for a person. A
-/// run that has ended has [concluded](Judge::concluded) and takes no more points; it always
-/// ends at a judgement with a score (the final judgement is always due, as the configuration
-/// guarantees the window holds `minPoints` by then, and a window without data scores 0 with
-/// the default `nanStrategy`, as in Kayenta), so its verdict is a pass or a failure, never
-/// inconclusive; Spinnaker, too, fails a stage whose canary run ended without a score.
+/// only when one is due (every `intervalPoints` points after the warm-up, the last at the end of
+/// the last whole interval; due judgements with fewer than `minPoints` points are skipped), an
+/// interim score at or below the marginal threshold fails the run at once, the final score
+/// passes it only at or above the pass threshold, and the verdict is inconclusive while the run
+/// goes on. As in Spinnaker (orca's `AggregateCanaryResultsTask`), a final score between the
+/// marginal and the pass thresholds fails the run: Spinnaker has no inconclusive outcome that
+/// waits for a person. A run that has ended has [concluded](Judge::concluded) and takes no
+/// more points; it always ends at a judgement with a score (the final judgement is always due,
+/// as the configuration guarantees the window holds `minPoints` by then, and a window without
+/// data scores 0 with the default `nanStrategy`, as in Kayenta), so its verdict is a pass or a
+/// failure, never inconclusive; Spinnaker, too, fails a stage whose canary run ended without a
+/// score.
 /// Without a run the judge never concludes.
 ///
 /// This judge is for parity and comparison: re-judging a growing window is repeated testing
@@ -523,7 +541,7 @@ impl Judge for KayentaJudge {
                      {}): {what}.",
                     ev.summary,
                     r.scores.len(),
-                    run.lifetime_points,
+                    run.final_point(),
                     run.thresholds.marginal,
                     run.thresholds.pass
                 );

@@ -246,8 +246,8 @@ fn jitter(values: &mut [f64], seed: u64) {
     }
 }
 
-/// Classifies one metric from its baseline and canary points (missing points as `None`), with
-/// Kayenta's exact rules in Kayenta's order.
+/// Classifies one metric from its baseline and canary points (missing points as `None` or, as in
+/// Kayenta's series, NaN), with Kayenta's exact rules in Kayenta's order.
 ///
 /// ```
 /// use serin_canary::kayenta::{classify, Label, MetricConfig};

@@ -35,11 +35,14 @@ pub struct Outliers {
     pub outlier_factor: Option<f64>,
 }
 
-/// Applies the NaN strategy: missing points are dropped or become 0.0.
+/// Applies the NaN strategy: missing points are dropped or become 0.0. A NaN point is missing
+/// too, as Kayenta's own series mark a missing point (`Transforms.removeNaNs` and
+/// `replaceNaNs`), so points copied from Kayenta are judged as Kayenta judges them.
 pub fn apply_nan_strategy(points: &[Option<f64>], strategy: NanStrategy) -> Vec<f64> {
+    let present = |p: &Option<f64>| p.filter(|v| !v.is_nan());
     match strategy {
-        NanStrategy::Remove => points.iter().flatten().copied().collect(),
-        NanStrategy::Replace => points.iter().map(|p| p.unwrap_or(0.0)).collect(),
+        NanStrategy::Remove => points.iter().filter_map(present).collect(),
+        NanStrategy::Replace => points.iter().map(|p| present(p).unwrap_or(0.0)).collect(),
     }
 }
 

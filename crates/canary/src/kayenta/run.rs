@@ -1,7 +1,9 @@
 //! Kayenta's multi-judgement run logic (Spinnaker's canary stage and
 //! `kayenta-standalone-canary-analysis`): a run of `lifetime` points judged every `interval`
 //! points over a growing (or sliding) window, failing early when an interim score is at or below
-//! the marginal threshold, and passing only if the final score reaches the pass threshold.
+//! the marginal threshold, and passing only if the final score reaches the pass threshold. As in
+//! Spinnaker's `RunCanaryIntervalsStage`, the run is the warm-up followed by as many whole
+//! intervals as the rest of the lifetime holds, and the last of them makes the final judgement.
 //!
 //! Each judgement scores the window's classification with [`score`] (one metric: 100 for `Pass`,
 //! 0 for `High`, `Low` and `NodataFailMetric`, and forced to 0 by the ≥ 50% `Nodata` rule or a
@@ -20,15 +22,20 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RunConfig {
-    /// Points in the whole run (the lifetime over the step). The last judgement is made when
-    /// this many points have arrived; later points are ignored.
+    /// Points in the whole run, warm-up included: Spinnaker's `beginCanaryAnalysisAfterMins`
+    /// plus `lifetimeDuration`, over the step (Spinnaker waits out the warm-up, then runs the
+    /// lifetime). The final judgement is made at the end of the last whole interval, the end
+    /// of the lifetime when `intervalPoints` divides the points after the warm-up; later points
+    /// are ignored.
     pub lifetime_points: usize,
     /// Points before the first judgement window opens (`beginCanaryAnalysisAfterMins`): a
     /// growing window starts after them, so the warm-up is never judged. Default 0.
     #[serde(default)]
     pub begin_after_points: usize,
     /// Points between judgements (`canaryAnalysisIntervalMins`); `None`, Spinnaker's default,
-    /// is the lifetime: a single judgement at the end.
+    /// is the lifetime: a single judgement at the end, as is an interval longer than the
+    /// lifetime. Spinnaker judges whole intervals only: 60 points judged every 25 are judged
+    /// after 25 and 50, and the one after 50 is final.
     #[serde(default)]
     pub interval_points: Option<usize>,
     /// The marginal and pass thresholds of the score (defaults 50 and 75).
@@ -87,7 +94,7 @@ impl RunConfig {
     /// interim score at or below marginal ends it, and the final one passes it at or above
     /// pass.
     fn status_after(&self, n: usize, score: f64) -> RunStatus {
-        if n >= self.lifetime_points {
+        if n >= self.final_point() {
             if score >= self.thresholds.pass {
                 RunStatus::Passed
             } else {
@@ -100,12 +107,26 @@ impl RunConfig {
         }
     }
 
+    /// Points after which the final judgement is made: the warm-up, then as many whole
+    /// intervals as the rest of the lifetime holds (Spinnaker makes `lifetime / interval`
+    /// judgements, rounded down, and takes an interval longer than the lifetime as the
+    /// lifetime). Points after it are never judged.
+    pub(crate) fn final_point(&self) -> usize {
+        let span = self.lifetime_points.saturating_sub(self.begin_after_points);
+        let whole = match self.interval_points {
+            Some(k) if k > 0 && k <= span => span - span % k,
+            _ => span,
+        };
+        self.begin_after_points.saturating_add(whole)
+    }
+
     /// Whether a judgement is due once `n` points have arrived.
     pub(crate) fn due(&self, n: usize) -> bool {
-        if n == 0 || n > self.lifetime_points || n <= self.begin_after_points {
+        let last = self.final_point();
+        if n == 0 || n > last || n <= self.begin_after_points {
             return false;
         }
-        if n == self.lifetime_points {
+        if n == last {
             return true;
         }
         self.interval_points
@@ -191,8 +212,10 @@ impl RunState {
                     n,
                     format!(
                         "no judgement was due after {n} points: judgements fall every \
-                         intervalPoints after beginAfterPoints and at lifetimePoints ({}), in \
-                         order, and none after the run ended",
+                         intervalPoints after beginAfterPoints, the last after {} points (the \
+                         last whole interval of lifetimePoints {}), in order, and none after \
+                         the run ended",
+                        config.final_point(),
                         config.lifetime_points
                     ),
                 ));
@@ -226,8 +249,10 @@ mod tests {
             begin_after_points: 2,
             ..RunConfig::new(10).every(3)
         };
+        // Eight points after the warm-up hold two whole intervals of 3 (Spinnaker: 8 / 3 = 2).
         let due: Vec<usize> = (0..=12).filter(|n| c.due(*n)).collect();
-        assert_eq!(due, vec![5, 8, 10]);
+        assert_eq!(due, vec![5, 8]);
+        assert_eq!(c.final_point(), 8);
         let one = RunConfig::new(10);
         assert_eq!((0..=12).filter(|n| one.due(*n)).collect::<Vec<_>>(), [10]);
     }

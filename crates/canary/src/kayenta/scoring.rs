@@ -184,11 +184,13 @@ pub fn score(results: &[MetricResult], config: &ScoreConfig) -> Result<CanarySco
         }
     }
     // The score of each group in the summary: a group with nothing counted counts as 100.
+    // Computed in Kayenta's order, `(pass / counted) * 100`: `100 * pass / counted` can differ
+    // in the last bit, which the rounding to two decimals can turn into 0.01.
     let effective = |(pass, counted): (u32, u32)| {
         if counted == 0 {
             100.0
         } else {
-            100.0 * f64::from(pass) / f64::from(counted)
+            f64::from(pass) / f64::from(counted) * 100.0
         }
     };
     // As reported: a group with nothing counted reports 0.
