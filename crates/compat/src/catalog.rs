@@ -15,12 +15,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use semver::Version;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::matrix::Matrix;
 use crate::path::{GraphBuilder, GraphSpec, UpgradeGraph};
-use crate::registry::Registry;
+use crate::registry::{Registry, Release};
 use crate::validate::Validator;
 
 /// A serialization format.
@@ -247,8 +248,9 @@ impl Catalog {
     }
 
     /// Builds every graph, adding the registry's releases to each. A release a graph lists
-    /// must be in the registry; a yanked one is left out, as the registry's yanked releases are,
-    /// so that no route passes through it (a service that runs it still starts a route there).
+    /// must be in the registry; a yanked one, listed or not, is only a start, so that no route
+    /// passes through it or ends there, while a service that runs it still starts a route
+    /// there (along the edges written out of it) and the rules that name it still load.
     pub fn graphs(&self) -> Result<BTreeMap<String, UpgradeGraph>> {
         let mut out = BTreeMap::new();
         for (service, spec) in &self.graphs {
@@ -269,18 +271,41 @@ impl Catalog {
                     });
                 }
             }
+            // An edge rule leads only to higher releases: one written downwards (a rollback
+            // edge, say) would otherwise load and make no edge. A `* -> *` over a single release
+            // is no such rule: it leads to the releases still to come.
+            let all: Vec<&Version> = self
+                .registry
+                .releases(service)
+                .map(|r| &r.version)
+                .collect();
+            for (i, edge) in spec.edges.iter().enumerate() {
+                let lowest = all.iter().find(|v| edge.from.matches(v));
+                let highest = all.iter().rev().find(|v| edge.to.matches(v));
+                if let (Some(lowest), Some(highest)) = (lowest, highest)
+                    && lowest > highest
+                {
+                    return Err(Error::InvalidValue {
+                        path: format!("{path}.edges[{i}]"),
+                        value: format!("{} -> {}", edge.from, edge.to),
+                        reason: "every release it leads from is higher than every release it \
+                                 leads to, and edges lead only to higher releases (the graph \
+                                 holds upgrades)"
+                            .into(),
+                    });
+                }
+            }
             spec.releases.retain(|r| {
                 self.registry
                     .release(service, &r.0)
                     .is_some_and(|r| !r.yanked)
             });
-            let releases = self
-                .registry
-                .releases(service)
-                .filter(|r| !r.yanked)
-                .map(|r| r.version.clone());
+            let (yanked, releases): (Vec<&Release>, Vec<&Release>) =
+                self.registry.releases(service).partition(|r| r.yanked);
+            let version = |r: &Release| r.version.clone();
             let graph = GraphBuilder::from_spec(spec)
-                .releases(releases)
+                .releases(releases.into_iter().map(version))
+                .withdrawn(yanked.into_iter().map(version))
                 .build(&path)?;
             out.insert(service.clone(), graph);
         }

@@ -358,6 +358,18 @@ impl GraphBuilder {
         self
     }
 
+    /// Adds withdrawn releases (yanked ones): routes may start there (a service may run one),
+    /// no edge leads to them, so no route passes through them or ends there. The rules that
+    /// name them still load: an edge out of one is the way off it.
+    #[must_use]
+    pub(crate) fn withdrawn(mut self, versions: impl IntoIterator<Item = Version>) -> Self {
+        for version in versions {
+            self.releases.insert(version.clone());
+            self.start_only.insert(version);
+        }
+        self
+    }
+
     /// Adds one allowed edge between two releases.
     #[must_use]
     pub fn edge(mut self, from: Version, to: Version) -> Self {
@@ -490,14 +502,46 @@ impl GraphBuilder {
                     reason: "a conditional edge names at least one risk".into(),
                 });
             }
+            // The risks are what an operator reads before taking the edge.
+            for (j, risk) in spec.risks.iter().enumerate() {
+                for (field, text) in [("name", &risk.name), ("message", &risk.message)] {
+                    if text.trim().is_empty() {
+                        return Err(Error::InvalidValue {
+                            path: format!("{path}.conditional[{i}].risks[{j}].{field}"),
+                            value: text.clone(),
+                            reason: "a risk needs a name and says what can go wrong, as the \
+                                     operator reads it before taking the edge"
+                                .into(),
+                        });
+                    }
+                }
+            }
             conditional.push(&matches(&spec.from), matches(&spec.to), spec.risks.clone());
         }
         let mut blocked = Rules::new(n);
-        for b in &self.spec.blocked {
+        for (i, b) in self.spec.blocked.iter().enumerate() {
+            if b.reason.trim().is_empty() {
+                return Err(Error::InvalidValue {
+                    path: format!("{path}.blocked[{i}].reason"),
+                    value: b.reason.clone(),
+                    reason: "say why the edge is blocked; the explanation of a missing route \
+                             quotes it"
+                        .into(),
+                });
+            }
             blocked.push(&matches(&b.from), matches(&b.to), b.reason.clone());
         }
         let mut stops = Vec::new();
         for (i, spec) in self.spec.required_stops.into_iter().enumerate() {
+            if spec.name.trim().is_empty() {
+                return Err(Error::InvalidValue {
+                    path: format!("{path}.requiredStops[{i}].name"),
+                    value: spec.name,
+                    reason: "name the stop (`7.17 before 8`); a route refused for skipping it \
+                             names it"
+                        .into(),
+                });
+            }
             let (stop, into) = (matches_release(&spec.stop), matches_release(&spec.into));
             // Routes enter the guarded releases only from a stop outside them.
             if !stop.is_clear() && stop.is_subset(&into) {
@@ -923,6 +967,21 @@ impl UpgradeGraph {
             .or_else(|| self.conditional_fact(a, b)))
     }
 
+    /// Why each edge into `b` from a release in `seen` that a rule makes is not taken: a block
+    /// or a required stop removes it, or it is conditional and such edges were not accepted.
+    fn edges_not_taken(&self, seen: &FixedBitSet, b: usize, opts: PathOptions) -> Vec<String> {
+        self.sources(b)
+            .filter(|&a| seen[a] && self.exists(a, b))
+            .filter_map(|a| {
+                self.removed_fact(a, b).or_else(|| {
+                    (!opts.accept_conditional)
+                        .then(|| self.conditional_fact(a, b))
+                        .flatten()
+                })
+            })
+            .collect()
+    }
+
     fn explain(&self, start: usize, goal: usize, opts: PathOptions) -> Explanation {
         let (from, to) = (&self.releases[start], &self.releases[goal]);
         let seen = self.reachable(start, opts.accept_conditional);
@@ -949,10 +1008,24 @@ impl UpgradeGraph {
         for s in self.stops.iter().filter(|s| s.into[goal]) {
             let stop_reached = s.stop.ones().any(|i| seen[i]);
             if !stop_reached && !s.into[start] {
-                e = e.fact(format!(
+                let unreached = Explanation::new(format!(
                     "no release of the required stop {:?} ({}) is reachable from {from}",
                     s.spec.name, s.spec.stop
                 ));
+                // What keeps routes from the stop's latest release (a block, say), as a route
+                // would take it.
+                let latest = s
+                    .stop
+                    .ones()
+                    .rfind(|&i| !self.source.start_only.contains(&self.releases[i]));
+                let why: Vec<String> = latest
+                    .map(|b| self.edges_not_taken(&seen, b, opts))
+                    .unwrap_or_default();
+                e = if why.is_empty() {
+                    e.fact(unreached.conclusion)
+                } else {
+                    e.derived(why.into_iter().fold(unreached, Explanation::fact))
+                };
             }
         }
         if !opts.accept_conditional {

@@ -2,8 +2,9 @@
 //!
 //! Order: backups, feature flags for breaking changes, risks to accept, APIs that change hands
 //! (the new provider first), expand migrations, the deployments group by group (through
-//! required stops), then, once the old versions are gone, contract migrations, flag clean-up and
-//! the callers of APIs that changed hands.
+//! required stops, each later hop preceded by the expand migrations it brings), then, once the
+//! old versions are gone, contract migrations, flag clean-up and the callers of APIs that
+//! changed hands.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -192,39 +193,18 @@ pub fn plan(inputs: &StepInputs<'_>) -> Vec<Step> {
         };
         steps.push(step(P::Before, K::Handover, to, text));
     }
+    // The migrations of a release that a later hop brings (past a required stop, say) are
+    // applied once the hop before it is deployed: the stop's own migrations and background
+    // work come first, as GitLab's upgrade stops require.
+    let mut later: BTreeMap<(&str, usize), Vec<String>> = BTreeMap::new();
     for (service, version, report) in &inputs.migrations {
-        let expand = numbers(report, Phase::Expand);
-        if expand.is_empty() {
+        let Some(text) = expand_text(version, report) else {
             continue;
-        }
-        let name = &report.name;
-        let text = match report.runner {
-            // A runner applies a file whole: what must wait for the old version to go has to
-            // move to a migration of its own, and a file that holds only that waits whole.
-            Some(runner) => {
-                let expand = changes(report, Phase::Expand);
-                let contract = changes(report, Phase::Contract);
-                match (expand.as_str(), contract.as_str()) {
-                    (_, "") => format!(
-                        "apply migration {name} for {version} before deploying, with \
-                         lock_timeout set"
-                    ),
-                    ("", _) => continue,
-                    (expand, contract) => format!(
-                        "split migration {name}: {runner} applies a file whole, and statements \
-                         {contract} must wait until the old version is gone: move them to a \
-                         {} of its own, and apply the rest (statements {expand}) for \
-                         {version} before deploying, with lock_timeout set",
-                        runner.file_kind()
-                    ),
-                }
-            }
-            None => format!(
-                "apply migration {name} (statements {expand}) for {version} before deploying, \
-                 with lock_timeout set"
-            ),
         };
-        steps.push(step(P::Before, K::ExpandMigration, service, text));
+        match later_hop(inputs.order, service, version) {
+            Some(h) => later.entry((service, h)).or_default().push(text),
+            None => steps.push(step(P::Before, K::ExpandMigration, service, text)),
+        }
     }
     for (g, group) in inputs.order.iter().enumerate() {
         for mv in group {
@@ -234,6 +214,19 @@ pub fn plan(inputs: &StepInputs<'_>) -> Vec<Step> {
                 .map(|p| p.stops.clone())
                 .unwrap_or_default();
             for (h, hop) in mv.hops.iter().enumerate() {
+                if let (Some(texts), Some(previous)) = (
+                    later.remove(&(mv.service.as_str(), h)),
+                    h.checked_sub(1).and_then(|p| mv.hops.get(p)),
+                ) {
+                    for text in texts {
+                        steps.push(step(
+                            P::Deploy,
+                            K::ExpandMigration,
+                            &mv.service,
+                            format!("group {}: once {previous} is deployed, {text}", g + 1),
+                        ));
+                    }
+                }
                 if h == 0 && mv.from.is_empty() {
                     steps.push(step(
                         P::Deploy,
@@ -311,6 +304,55 @@ pub fn plan(inputs: &StepInputs<'_>) -> Vec<Step> {
         ));
     }
     steps
+}
+
+/// What to do before deploying `version` for its migration's statements that run while the
+/// old version still runs, if it has any.
+fn expand_text(version: &Version, report: &MigrationReport) -> Option<String> {
+    let expand = numbers(report, Phase::Expand);
+    if expand.is_empty() {
+        return None;
+    }
+    let name = &report.name;
+    Some(match report.runner {
+        // A runner applies a file whole: what must wait for the old version to go has to
+        // move to a migration of its own, and a file that holds only that waits whole.
+        Some(runner) => {
+            let expand = changes(report, Phase::Expand);
+            let contract = changes(report, Phase::Contract);
+            match (expand.as_str(), contract.as_str()) {
+                (_, "") => format!(
+                    "apply migration {name} for {version} before deploying, with \
+                     lock_timeout set"
+                ),
+                ("", _) => return None,
+                (expand, contract) => format!(
+                    "split migration {name}: {runner} applies a file whole, and statements \
+                     {contract} must wait until the old version is gone: move them to a \
+                     {} of its own, and apply the rest (statements {expand}) for \
+                     {version} before deploying, with lock_timeout set",
+                    runner.file_kind()
+                ),
+            }
+        }
+        None => format!(
+            "apply migration {name} (statements {expand}) for {version} before deploying, \
+             with lock_timeout set"
+        ),
+    })
+}
+
+/// The hop of `service`'s move that first runs `version`, when it is not the move's first:
+/// the migrations `version` ships wait until the hops before it are deployed.
+fn later_hop(order: &[Vec<Move>], service: &str, version: &Version) -> Option<usize> {
+    order
+        .iter()
+        .flatten()
+        .find(|mv| mv.service == service)?
+        .hops
+        .iter()
+        .position(|hop| version <= hop)
+        .filter(|&h| h > 0)
 }
 
 /// The numbers of a migration's statements that run in `phase` (`#1, #2`).

@@ -27,7 +27,8 @@ impl Validator {
     /// whose first hop every other running version reaches by an edge (or runs already), so
     /// that a fleet half-way through a rollout finishes it before it moves on. A running version
     /// the graph leaves out is still a start: a yanked one is the version most in need of a way
-    /// off. Yanked and deprecated targets, risky edges and missing routes are reported.
+    /// off. Yanked and deprecated targets, deprecated hops, risky edges and missing routes are
+    /// reported.
     pub(super) fn hops(
         &self,
         service: &str,
@@ -87,6 +88,26 @@ impl Validator {
                     // The edges other running versions take into the first hop count as hops.
                     p.risks.splice(0..0, joining);
                     hops = p.hops.clone();
+                    // Every hop is deployed, so a deprecated one warns as a deprecated target
+                    // does.
+                    let deprecated = hops.iter().filter(|hop| {
+                        *hop != target
+                            && self
+                                .registry
+                                .release(service, hop)
+                                .is_some_and(|r| r.deprecated)
+                    });
+                    for hop in deprecated {
+                        findings.push(Finding::new(
+                            Severity::Warn,
+                            "registry.deprecated",
+                            format!("{service} {hop}"),
+                            format!(
+                                "{service} {hop} is deprecated, and the route to {target} \
+                                 deploys it"
+                            ),
+                        ));
+                    }
                     for r in &p.risks {
                         for risk in &r.risks {
                             findings.push(Finding::new(
@@ -596,24 +617,42 @@ impl Validator {
             && new.schema_version.is_some()
         {
             schema_changes.push(service.to_owned());
-            let shipped = self.registry.releases(service).any(|r| {
-                &r.version > old_version.unwrap_or(&r.version)
-                    && &r.version <= target
-                    && !r.migrations.is_empty()
-            });
-            if !shipped {
-                findings.push(Finding::new(
+            let needed = new.schema_version.unwrap_or_default();
+            let shipped = || {
+                self.registry.releases(service).any(|r| {
+                    &r.version > old_version.unwrap_or(&r.version)
+                        && &r.version <= target
+                        && !r.migrations.is_empty()
+                })
+            };
+            // Going back, the database keeps the schema the newer release migrated it to.
+            match (
+                old_version.is_some_and(|running| target < running),
+                old.schema_version,
+            ) {
+                (true, Some(at)) => findings.push(Finding::new(
+                    Severity::Warn,
+                    "registry.schema-rollback",
+                    format!("{service} {target}"),
+                    format!(
+                        "{service} {target} needs schema version {needed}, but the database is \
+                         at {at}: a rollback does not undo migrations, so {target} must work on \
+                         schema {at}, or the database be restored from a backup taken before it \
+                         moved to {at}"
+                    ),
+                )),
+                (true, None) => {}
+                (false, at) if !shipped() => findings.push(Finding::new(
                     Severity::Warn,
                     "registry.schema-without-migration",
                     format!("{service} {target}"),
                     format!(
-                        "{service} needs schema version {} instead of {} but no release up to \
-                         {target} ships a migration",
-                        new.schema_version.unwrap_or_default(),
-                        old.schema_version
-                            .map_or_else(|| "none".to_owned(), |v| v.to_string())
+                        "{service} needs schema version {needed} instead of {} but no release up \
+                         to {target} ships a migration",
+                        at.map_or_else(|| "none".to_owned(), |v| v.to_string())
                     ),
-                ));
+                )),
+                (false, _) => {}
             }
         }
         // What the running version's schema holds, from the migrations of the releases up to
