@@ -7,24 +7,12 @@ use std::collections::BTreeMap;
 
 use serin_canary::judge::Judge;
 use serin_canary::kayenta::{
-    Classification, Direction, KayentaConfig, KayentaJudge, Label, MetricConfig, MetricResult,
-    NanStrategy, Quantity, RunConfig, RunStatus, ScoreConfig, apply_nan_strategy, classify, score,
+    Classification, KayentaConfig, KayentaJudge, Label, MetricConfig, MetricResult, NanStrategy,
+    Quantity, RunConfig, RunStatus, ScoreConfig, apply_nan_strategy, classify, score,
 };
 use serin_signals::Metric;
 
-fn judge(run: RunConfig) -> KayentaJudge {
-    let mut c = KayentaConfig::new(Metric::ErrorRate, Quantity::ErrorRate).with_run(run);
-    c.metric_config.direction = Direction::Increase;
-    KayentaJudge::new(c).unwrap()
-}
-
-/// Per-interval baseline points that vary, and the canary's at `ratio` times them.
-fn feed(j: &mut KayentaJudge, from: u32, to: u32, ratio: f64) {
-    for i in from..to {
-        let b = 0.010 + 0.001 * f64::from(i % 7);
-        j.push_points(Some(b), Some(ratio * b));
-    }
-}
+use crate::kayenta_run::{feed, judge};
 
 #[test]
 fn a_run_ends_at_its_last_whole_interval() {

@@ -6,14 +6,14 @@ use serin_canary::kayenta::{
 };
 use serin_signals::{Metric, Timestamp};
 
-fn judge(run: RunConfig) -> KayentaJudge {
+pub(crate) fn judge(run: RunConfig) -> KayentaJudge {
     let mut c = KayentaConfig::new(Metric::ErrorRate, Quantity::ErrorRate).with_run(run);
     c.metric_config.direction = Direction::Increase;
     KayentaJudge::new(c).unwrap()
 }
 
 /// Per-interval baseline points that vary, and the canary's at `ratio` times them.
-fn feed(j: &mut KayentaJudge, from: u32, to: u32, ratio: f64) {
+pub(crate) fn feed(j: &mut KayentaJudge, from: u32, to: u32, ratio: f64) {
     for i in from..to {
         let b = 0.010 + 0.001 * f64::from(i % 7);
         j.push_points(Some(b), Some(ratio * b));

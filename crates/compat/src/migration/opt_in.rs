@@ -77,9 +77,10 @@ pub(super) fn fails_when_run_again(stmt: &Parsed, ctx: &mut Ctx) -> Vec<SqlFindi
                 ));
             }
             // A failed concurrent build leaves an invalid index under the name, which `IF NOT
-            // EXISTS` would keep: dropping it first builds it afresh.
+            // EXISTS` would keep: dropping it first builds it afresh. So a named concurrent build
+            // is reported wherever it stands, even alone.
             Statement::CreateIndex(ci)
-                if ci.concurrently
+                if (ci.concurrently || outside)
                     && !ci.if_not_exists
                     && new_index_key(ci).is_some_and(|k| !ctx.dropped_relations.contains(&k)) =>
             {
@@ -88,34 +89,26 @@ pub(super) fn fails_when_run_again(stmt: &Parsed, ctx: &mut Ctx) -> Vec<SqlFindi
                     .as_ref()
                     .map(ToString::to_string)
                     .unwrap_or_default();
-                out.push(finding(
-                    "prefer-robust-stmts",
-                    Severity::Warn,
-                    Safety::Safe,
-                    format!(
-                        "a CREATE INDEX CONCURRENTLY that fails leaves {index} behind, invalid, \
-                         so when the migration runs again it fails: the index exists"
-                    ),
-                    &format!(
-                        "DROP INDEX CONCURRENTLY IF EXISTS {index} just before it, so that a \
-                         rerun builds it afresh"
-                    ),
-                ));
-            }
-            Statement::CreateIndex(ci)
-                if outside
-                    && !ci.if_not_exists
-                    && new_index_key(ci).is_some_and(|k| !ctx.dropped_relations.contains(&k)) =>
-            {
-                let index = ci
-                    .name
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
-                out.push(robust(
-                    format!("{RERUN}, CREATE INDEX {index} fails: the index exists"),
-                    format!("CREATE INDEX IF NOT EXISTS {index}"),
-                ));
+                out.push(if ci.concurrently {
+                    finding(
+                        "prefer-robust-stmts",
+                        Severity::Warn,
+                        Safety::Safe,
+                        format!(
+                            "a CREATE INDEX CONCURRENTLY that fails leaves {index} behind, \
+                             invalid, so when the migration runs again it fails: the index exists"
+                        ),
+                        &format!(
+                            "DROP INDEX CONCURRENTLY IF EXISTS {index} just before it, so that a \
+                             rerun builds it afresh"
+                        ),
+                    )
+                } else {
+                    robust(
+                        format!("{RERUN}, CREATE INDEX {index} fails: the index exists"),
+                        format!("CREATE INDEX IF NOT EXISTS {index}"),
+                    )
+                });
             }
             Statement::Drop {
                 object_type: kind @ (ObjectType::Table | ObjectType::Index | ObjectType::Type),
