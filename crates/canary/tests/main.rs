@@ -4,13 +4,16 @@
 mod common;
 
 mod controller;
+mod controller_analysis_in_force;
 mod controller_concluded;
 mod controller_dry_run;
 mod controller_evidence;
 mod controller_exposure;
 mod controller_gates_across_splits;
 mod controller_holds_and_commands;
+mod controller_journal;
 mod controller_no_data_raise;
+mod controller_paced_promotion;
 mod controller_weight_in_force;
 mod flagger_analysis;
 mod kayenta_config;

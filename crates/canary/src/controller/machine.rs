@@ -109,7 +109,9 @@ pub struct ControllerState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     held_at: Option<Timestamp>,
     resumed: bool,
-    /// Per judge: samples with data in the current step, and in the whole rollout.
+    /// Per judge: samples with data in the current step (only those of the weight in force, as
+    /// an analysis step's `minSamples` reads them; states saved before counted the split before
+    /// a raise too), and in the whole rollout.
     step_samples: Vec<u64>,
     total_samples: Vec<u64>,
     /// Per judge: samples with data at the weight in force since it was set, which a raise from
@@ -408,11 +410,12 @@ impl ControllerState {
 ///    from 0%, the first weight or one after a step back to 0%, with an exposure budget only as
 ///    far as the budget allows); `pause` waits; `analysis` advances when every judge passes (a
 ///    judge failing with `Info` runs it to its duration) or when its duration has passed with
-///    enough samples and no failure (else [`OnInconclusive`]); after the last step, the canary is
-///    promoted, but only if every judge has seen data and none fails, with
-///    [`Pacing`](super::Pacing) once the last weight's evidence rules out the regression too,
-///    and with a [`PromotionGate`](super::PromotionGate) once the canary's own error rate is
-///    shown below the gate's bound (until then it holds).
+///    enough samples and no failure (else [`OnInconclusive`]), counting only the samples fed
+///    while the weight set last was in force, and its duration from the last window fed of the
+///    split before it; after the last step, the canary is promoted, but only if every judge
+///    has seen data and none fails, with [`Pacing`](super::Pacing) once the last weight's
+///    evidence rules out the regression too, and with a [`PromotionGate`](super::PromotionGate)
+///    once the canary's own error rate is shown below the gate's bound (until then it holds).
 ///
 /// ```
 /// use serin_canary::controller::{Action, CanaryController, CanaryPolicy, Step};
@@ -580,8 +583,10 @@ impl<J: Judge> CanaryController<J> {
     /// weight, and a judge that notices a change of split by the stated share (the sequential
     /// count judge starts a new segment) must see the split the observations came from, and
     /// observations of the old split are no evidence for raising the new weight further (rule 5
-    /// of [`CanaryController`]): pacing's gates and the judges' samples at the weight count
-    /// none of them. Errors, and nothing changes, for a weight above 100.
+    /// of [`CanaryController`]): pacing's gates, the judges' samples at the weight and an
+    /// analysis step's samples count none of them, and an analysis step's duration counts from
+    /// the last of them (its progress deadline after it too). Errors, and nothing changes, for
+    /// a weight above 100.
     pub fn feed_in_force(
         &mut self,
         baseline: &Observation,
@@ -630,10 +635,12 @@ impl<J: Judge> CanaryController<J> {
             for i in users {
                 let j = self.judges[i].observe(&sample)?;
                 if has_data {
-                    self.state.step_samples[i] = self.state.step_samples[i].saturating_add(1);
                     self.state.total_samples[i] = self.state.total_samples[i].saturating_add(1);
                 }
+                // An analysis step analyses the split its weight set: samples of the split
+                // before a raise count toward its `minSamples` no more than toward a raise.
                 if at_weight {
+                    self.state.step_samples[i] = self.state.step_samples[i].saturating_add(1);
                     self.state.weight_samples[i] = self.state.weight_samples[i].saturating_add(1);
                 }
                 if let Some(slot) = self.state.judgements.get_mut(i) {
@@ -692,6 +699,18 @@ impl<J: Judge> CanaryController<J> {
                 let s = &mut self.state;
                 s.canary_requests = s.canary_requests.saturating_add(c.requests());
                 s.canary_errors = s.canary_errors.saturating_add(c.errors());
+            }
+            // An analysis step analyses its weight for its duration, as Argo Rollouts starts a
+            // step's analysis once its weight is set: while the split before it is still in
+            // force, the step's clock has not started.
+            if w != self.state.weight
+                && let Some(since) = self.state.step_started_at
+                && matches!(
+                    self.policy.steps.get(self.state.step),
+                    Some(Step::Analysis(_))
+                )
+            {
+                self.state.step_started_at = Some(since.max(now));
             }
         }
         Ok(())
@@ -1293,9 +1312,11 @@ impl<J: Judge> CanaryController<J> {
                         .find(|i| self.state.step_samples[*i] < a.min_samples);
                     let i = short.unwrap_or_default();
                     let reason = format!(
-                        "analysis ended with {} of {} samples with data for judge `{}` of `{}`",
+                        "analysis ended with {} of {} samples with data at {}% for judge `{}` of \
+                         `{}`",
                         self.state.step_samples[i],
                         a.min_samples,
+                        self.state.weight,
                         self.judges[i].name(),
                         self.judges[i].metric()
                     );

@@ -92,12 +92,17 @@ pub struct Pause {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AnalysisStep {
-    /// How long the step may judge before it decides on the evidence it has.
+    /// How long the step may judge before it decides on the evidence it has, from when its
+    /// weight is in force: a window of the split before it, fed while a raised weight waits for
+    /// its track, starts the step's clock afresh at its end.
     #[serde(with = "serin_signals::duration")]
     pub duration: Duration,
     /// Samples with data (for every judge that is not
     /// [advisory](crate::judge::Judge::advisory)) the step needs before it may complete without
     /// every such judge passing. Default `1`, and at least `1`: missing evidence is never a pass.
+    /// Only samples of the split the step analyses count: those fed while the weight set last
+    /// was in force, not those of the split before a raise whose track is still growing (see
+    /// [`feed_in_force`](super::CanaryController::feed_in_force)).
     #[serde(default = "one")]
     pub min_samples: u64,
 }
@@ -190,7 +195,9 @@ pub struct CanaryPolicy {
     pub on_inconclusive: OnInconclusive,
     /// What to do on a warning-level failure.
     pub on_warning: OnWarning,
-    /// Power-aware pacing of weight increases, if wanted.
+    /// Power-aware pacing of weight increases, if wanted. With pacing, the last `setWeight`
+    /// step may not lower the weight to 0%: the promotion waits for pacing's gate at the last
+    /// weight, which 0% gives nothing to pass with.
     pub pacing: Option<Pacing>,
     /// The bound the canary's error rate must be shown below before promotion, if any.
     pub promotion: Option<PromotionGate>,
@@ -379,6 +386,25 @@ impl CanaryPolicy {
         }
         if let Some(p) = &self.pacing {
             p.validate("canaryPolicy.pacing")?;
+            // The promotion waits for pacing's gate at the last weight, which at 0% gathers
+            // nothing and so would not be asked: the weights before would go unchecked.
+            let last = self
+                .steps
+                .iter()
+                .rposition(|s| matches!(s, Step::SetWeight(_)));
+            if let Some(i) = last
+                && self.steps[i] == Step::SetWeight(0)
+                && self.highest_weight() > 0
+            {
+                return Err(Error::invalid_config(
+                    format!("canaryPolicy.steps[{i}].setWeight"),
+                    0,
+                    "must not be the last weight with pacing: the promotion waits for pacing's \
+                     gate at the last weight, and at 0% the canary serves nothing to pass it \
+                     with, so the canary would be promoted without the gate of the weights \
+                     before passing; end on the weight to promote from",
+                ));
+            }
         }
         if let Some(g) = &self.promotion {
             g.validate("canaryPolicy.promotion")?;
