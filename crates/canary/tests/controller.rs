@@ -1158,7 +1158,9 @@ fn an_informational_failure_is_reported_but_neither_rolls_back_nor_holds() {
     // The analysis runs its course, and the rollout goes on to the end.
     let d = ctl.tick(at(601));
     assert_eq!(d.action, Action::SetWeight(50), "{}", d.reason);
-    let d = ctl.tick(at(602));
+    // The promotion waits for a window at 50%, as a raise does.
+    assert_eq!(ctl.tick(at(602)).action, Action::Hold);
+    let d = feed(&mut ctl, 602, 500, rng.poisson(2.5), 500, rng.poisson(10.0));
     assert_eq!(d.action, Action::Promote, "{}", d.reason);
     assert!(d.evidence[0].summary.contains("severity info"), "{d:?}");
     // Nor does it refuse a promotion by command.

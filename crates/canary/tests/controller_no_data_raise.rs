@@ -194,3 +194,26 @@ fn a_saved_state_with_more_samples_at_the_weight_than_in_the_rollout_is_refused(
     assert!(err.contains("weightSamples[0]"), "{err}");
     assert!(err.contains("totalSamples[0]"), "{err}");
 }
+
+/// The promotion after the last `setWeight` is the last raise, to 100%: during a metrics outage
+/// that began as the last weight was set, it waits for data at that weight as a raise does,
+/// rather than promote a weight no judge has seen.
+#[test]
+fn a_metrics_outage_right_after_the_last_raise_holds_the_promotion() {
+    let policy = CanaryPolicy::new(vec![Step::SetWeight(10), pause(60), Step::SetWeight(50)]);
+    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(10));
+    for s in 0..60 {
+        feed_data(&mut ctl, s);
+    }
+    assert_eq!(ctl.tick(at(60)).action, Action::SetWeight(50));
+    for s in 60..120 {
+        feed_no_data(&mut ctl, s);
+    }
+    let d = ctl.tick(at(120));
+    assert_eq!(d.action, Action::Hold, "{}", d.reason);
+    assert!(d.reason.contains("not promoting"), "{}", d.reason);
+    assert!(d.reason.contains("no data at 50%"), "{}", d.reason);
+    feed_data(&mut ctl, 120);
+    assert_eq!(ctl.tick(at(121)).action, Action::Promote);
+}

@@ -413,9 +413,10 @@ impl ControllerState {
 ///    enough samples and no failure (else [`OnInconclusive`]), counting only the samples fed
 ///    while the weight set last was in force, and its duration from the last window fed of the
 ///    split before it; after the last step, the canary is promoted, but only if every judge
-///    has seen data and none fails, with [`Pacing`](super::Pacing) once the last weight's
-///    evidence rules out the regression too, and with a [`PromotionGate`](super::PromotionGate)
-///    once the canary's own error rate is shown below the gate's bound (until then it holds).
+///    has seen data, at the last weight too (the promotion is the last raise), and none fails,
+///    with [`Pacing`](super::Pacing) once the last weight's evidence rules out the regression
+///    too, and with a [`PromotionGate`](super::PromotionGate) once the canary's own error rate
+///    is shown below the gate's bound (until then it holds).
 ///
 /// ```
 /// use serin_canary::controller::{Action, CanaryController, CanaryPolicy, Step};
@@ -1159,6 +1160,19 @@ impl<J: Judge> CanaryController<J> {
                         }
                         OnInconclusive::Hold => self.hold(now, reason),
                     };
+                }
+                // The promotion is the last raise, to 100%: as a raise, it waits for data at
+                // the weight in force (a metrics outage that began as it was set is no pass).
+                let current = self.state.weight;
+                let unseen = self.deciding().find(|i| self.state.weight_samples[*i] == 0);
+                if let Some(i) = unseen.filter(|_| current > 0) {
+                    let reason = format!(
+                        "not promoting: judge `{}` of `{}` has seen no data at {current}% since \
+                         it was set: missing evidence is no pass",
+                        self.judges[i].name(),
+                        self.judges[i].metric()
+                    );
+                    return self.hold(now, reason);
                 }
                 if let Some(reason) = self.policy.pacing.as_ref().and_then(|p| {
                     let reason = p.promotion_hold(&self.level())?;
