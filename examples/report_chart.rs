@@ -64,7 +64,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, Failure> {
             "--deployment" => set_once(&mut deployment, &a, args.next())?,
             "--json" => set_once(&mut json, &a, args.next().map(PathBuf::from))?,
             "-h" | "--help" => return Err(Failure::Help),
-            flag if flag.starts_with("--") => {
+            // `-d` is no short `--deployment` (there are none): named, not taken for a file.
+            flag if flag.starts_with('-') && flag != "-" => {
                 return Err(Failure::Usage(format!("unknown option `{flag}`")));
             }
             _ => positional.push(PathBuf::from(a)),

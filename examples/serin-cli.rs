@@ -50,7 +50,8 @@
 //!   processes' output is in `<state-dir>/logs/`.
 //! - **Sim backend:** the same commands on `serin-sim`'s simulated fleet, whose virtual time
 //!   runs a deployment of hours in moments; the simulated load is `--load-rps`; `--seed`
-//!   chooses its random streams. Without `--config` it uses the brief's scale (5-minute phases).
+//!   chooses its random streams (the same seed, the same traffic, errors and latencies, though
+//!   each command's virtual clock starts at the wall-clock time). Without `--config` it uses the brief's scale (5-minute phases).
 //! - **Versions and their behaviour.** `--version` names the version to deploy; the demo
 //!   service behaves as `--error-rate` (the share of requests it answers with a 500, default 0)
 //!   and `--latency-ms` (a delay per answer) say — on the sim backend, the simulated version's

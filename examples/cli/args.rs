@@ -77,8 +77,14 @@ pub struct Global {
     /// directory).
     #[arg(long, global = true, value_name = "FILE")]
     pub demo_binary: Option<PathBuf>,
-    /// Seed of the simulated fleet (sim backend).
-    #[arg(long, global = true, default_value_t = 1)]
+    /// Seed of the simulated fleet (sim backend): a command run again with the same seed sees
+    /// the same traffic, errors and latencies.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 1,
+        allow_negative_numbers = true
+    )]
     pub seed: u64,
     /// A compatibility catalog (YAML, TOML or JSON, `serin-compat`'s shape; migration
     /// `file`s relative to it); each upgrade is validated against it and the versions that run
@@ -106,7 +112,13 @@ pub struct Global {
     pub backup_postgres: Option<String>,
     /// How many backups of the service to keep, at least 2 (older ones are deleted after each
     /// backup; a rollback that restores one takes a fresh backup first).
-    #[arg(long, global = true, value_name = "N", default_value_t = 5)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "N",
+        default_value_t = 5,
+        allow_negative_numbers = true
+    )]
     pub backup_keep: usize,
 }
 
@@ -198,11 +210,11 @@ pub struct DeployArgs {
     pub dry_run: bool,
     /// Share of the new version's requests the demo service answers with a 500 (0 ..= 1);
     /// remembered for that version. Default: what was given before for it, else 0.
-    #[arg(long, value_name = "FRACTION")]
+    #[arg(long, value_name = "FRACTION", allow_negative_numbers = true)]
     pub error_rate: Option<f64>,
     /// Delay the new version's demo service adds to each answer, in milliseconds; remembered
     /// for that version.
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", allow_negative_numbers = true)]
     pub latency_ms: Option<u64>,
 }
 
@@ -213,13 +225,13 @@ pub struct CanaryArgs {
     #[command(flatten)]
     pub deploy: DeployArgs,
     /// The first canary weight in percent (`INITIAL_PERCENTAGE`).
-    #[arg(long, value_name = "PERCENT")]
+    #[arg(long, value_name = "PERCENT", allow_negative_numbers = true)]
     pub initial_percentage: Option<u8>,
     /// Percent added per phase (`INCREMENT`).
-    #[arg(long, value_name = "PERCENT")]
+    #[arg(long, value_name = "PERCENT", allow_negative_numbers = true)]
     pub increment: Option<u8>,
     /// How long each phase is judged (`PHASE_DURATION`): `30s`, `5m`, or seconds.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_negative_numbers = true)]
     pub phase_duration: Option<Duration>,
 }
 
@@ -236,10 +248,10 @@ pub struct RollbackArgs {
 #[derive(Debug, Args, Clone, Default)]
 pub struct MonitorArgs {
     /// How long to watch: `30s`, `5m`, or seconds (`MONITORING_DURATION`; default 5m).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_negative_numbers = true)]
     pub duration: Option<Duration>,
     /// How often to sample health and metrics (`CHECK_INTERVAL`; default 1s).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_negative_numbers = true)]
     pub interval: Option<Duration>,
 }
 
@@ -250,7 +262,7 @@ pub struct LogsArgs {
     #[arg(long, value_name = "ID")]
     pub deployment: Option<String>,
     /// Only the last N events.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub tail: Option<usize>,
 }
 
@@ -258,7 +270,12 @@ pub struct LogsArgs {
 #[derive(Debug, Args, Clone)]
 pub struct CompactArgs {
     /// How many of the most recent finished deployments keep all their records.
-    #[arg(long, value_name = "N", default_value_t = 50)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 50,
+        allow_negative_numbers = true
+    )]
     pub keep: usize,
 }
 
@@ -266,7 +283,13 @@ pub struct CompactArgs {
 #[derive(Debug, Args, Clone)]
 pub struct MetricsArgs {
     /// How long to measure: `5s`, `1m`, or seconds.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        value_parser = parse_duration,
+        default_value = "5s",
+        allow_negative_numbers = true
+    )]
     pub duration: Duration,
 }
 

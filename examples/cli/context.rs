@@ -161,20 +161,17 @@ impl Ctx {
     /// Refuses a `--load-rps` the backend cannot run (a usage error, exit 2). Commands that
     /// change what runs check it before they touch the state directory.
     pub fn check_load_rps(&self) -> Result<(), CliError> {
-        // The simulator checks its own bound; the local load cannot pace past `MAX_RPS`.
-        let most = match self.global.backend {
-            BackendKind::Local => serin_local::load::MAX_RPS,
-            BackendKind::Sim => f64::INFINITY,
+        // The local load cannot pace past its `MAX_RPS`, nor the simulated load past its own:
+        // refused here, the error names the flag rather than the simulator's config field.
+        let (most, backend) = match self.global.backend {
+            BackendKind::Local => (serin_local::load::MAX_RPS, "local"),
+            BackendKind::Sim => (serin_sim::MAX_RPS, "sim"),
         };
         let rps = self.global.load_rps;
         if !(rps > 0.0 && rps <= most) {
             return Err(CliError::usage(format!(
-                "invalid --load-rps `{rps}`: must be a number of requests per second above 0{}",
-                if most.is_finite() {
-                    format!(" and at most {most} on the local backend")
-                } else {
-                    String::new()
-                }
+                "invalid --load-rps `{rps}`: must be a number of requests per second above 0 \
+                 and at most {most} on the {backend} backend"
             )));
         }
         Ok(())

@@ -28,6 +28,18 @@ fn whole_seconds(start: Timestamp, end: Timestamp) -> Result<Window, CliError> {
     Window::new(a, b).map_err(|e| CliError::backend(e.to_string()))
 }
 
+/// The window a `monitor` sample taken at `end` measures: the last `span` (whole seconds, at
+/// least one) before it, never reaching back before `began`, when the load started. A window
+/// opened earlier divides the requests of its part with load by the whole of it: the first
+/// sample read a fraction of the rate (a few requests a second out of a hundred on the
+/// simulated fleet).
+fn sample_window(began: Timestamp, end: Timestamp, span: Duration) -> Result<Window, CliError> {
+    let start = end
+        .saturating_sub(span.saturating_add(Duration::from_secs(1)))
+        .max(began);
+    whole_seconds(start, end)
+}
+
 fn metrics_text(tracks: &[TrackMetrics]) -> String {
     let mut text = String::new();
     for t in tracks {
@@ -172,6 +184,7 @@ pub async fn monitor(ctx: &Ctx, args: &MonitorArgs) -> Result<Exit, CliError> {
     let interval = interval.min(duration);
     let result = async {
         stack.start_load().await?;
+        let began = stack.now();
         let steps = (duration.as_millis() / interval.as_millis().max(1)).max(1);
         // Each sample measures the last whole seconds (at least one) before it.
         let steps = u64::try_from(steps).unwrap_or(u64::MAX);
@@ -185,10 +198,7 @@ pub async fn monitor(ctx: &Ctx, args: &MonitorArgs) -> Result<Exit, CliError> {
         for _ in 0..steps {
             tokio::time::sleep(interval).await;
             let end = stack.now();
-            let window = whole_seconds(
-                end.saturating_sub(span.saturating_add(Duration::from_secs(1))),
-                end,
-            )?;
+            let window = sample_window(began, end, span)?;
             let tracks = stack.measure(window).await?;
             let health = stack.probe().await?;
             let ok = health.iter().all(TrackHealth::healthy);
@@ -277,6 +287,20 @@ mod tests {
         let env = EnvLookup::load(Some(&file)).expect("env file");
         let e = monitor_span(&none, &env).expect_err("not a duration");
         assert!(e.message.contains("CHECK_INTERVAL `often`"), "{e}");
+    }
+
+    #[test]
+    fn a_sample_never_measures_from_before_the_load_started() {
+        let t = Timestamp::from_millis;
+        let second = Duration::from_secs(1);
+        // The first sample, a second after the load started a quarter into a second.
+        let w = sample_window(t(10_250), t(11_250), second).expect("window");
+        assert_eq!((w.start(), w.end()), (t(10_250), t(11_250)));
+        // Later ones measure the last whole second.
+        let w = sample_window(t(10_250), t(15_250), second).expect("window");
+        assert_eq!((w.start(), w.end()), (t(14_000), t(15_000)));
+        let w = sample_window(t(10_250), t(15_250), Duration::from_secs(2)).expect("window");
+        assert_eq!((w.start(), w.end()), (t(13_000), t(15_000)));
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub struct SimConfig {
 }
 
 /// 2023-11-14T22:13:20Z: a fixed, readable default start for virtual time.
-const DEFAULT_START: Timestamp = Timestamp::from_millis(1_700_000_000_000);
+pub(crate) const DEFAULT_START: Timestamp = Timestamp::from_millis(1_700_000_000_000);
 
 impl SimConfig {
     /// A world with this seed, starting at 2023-11-14T22:13:20Z, serving `web` at a constant

@@ -10,7 +10,8 @@
 //!   runs as fast as the code that drives it. Nothing reads the wall clock or sleeps for real.
 //! - **Seeded and reproducible.** Each second of each track draws its requests (Poisson around
 //!   the [`Load`] times the track's share), errors (binomial at the version's error rate) and
-//!   latencies (log-normal) from a random stream keyed by the seed, the track and the second.
+//!   latencies (log-normal) from a random stream keyed by the seed, the track and the second
+//!   (counted from the world's start, so the start timestamp changes no draw).
 //!   The same query always gets the same answer; sub-windows add up to the whole exactly.
 //! - **Versions behave as their [`VersionProfile`] says:** an error rate over time
 //!   ([`Schedule`]: constant, step, ramp), optionally wandering on its own from second to

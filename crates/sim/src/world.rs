@@ -11,7 +11,7 @@ use serin_signals::{
 };
 use serin_traffic::TrafficSplit;
 
-use crate::config::{SimConfig, Unready};
+use crate::config::{DEFAULT_START, SimConfig, Unready};
 use crate::error::{Error, Result};
 use crate::fault::{Fault, Span, covers};
 use crate::health::SimHealth;
@@ -44,9 +44,10 @@ use crate::timeline::{EventKind, TimelineEvent};
 /// window ending in the second under way counts the part of it that has passed, as a proxy's
 /// live counters or Prometheus' `increase()` do, rather than reading a tenth low over ten
 /// seconds. Its counts, latencies and arrival instants come from random streams keyed by the
-/// seed, the track and the second, so the same query always gives the same
-/// answer, different seeds give different answers, and sub-windows cut anywhere (to the
-/// millisecond) add up to their union exactly.
+/// seed, the track and the second (counted from the world's start), so the same query always
+/// gives the same answer, different seeds give different answers, the same seed gives the same
+/// answers whatever the start timestamp, and sub-windows cut anywhere (to the millisecond) add
+/// up to their union exactly.
 ///
 /// Whatever drives the world (an orchestrator's executor, a test) should take its own `now`
 /// from [`SimWorld::now`], so that the windows it asks the metrics for are the world's.
@@ -733,6 +734,17 @@ impl State {
         self.config.start().as_millis() % 1_000
     }
 
+    /// The number that keys the random draws of second `s` of traffic: its place after the
+    /// world's first second, so that the start timestamp only labels the time axis and a seed
+    /// draws the same traffic whenever the world starts (a command line tool starting its
+    /// world at the wall-clock time reproduces a run from its seed). The count begins at the
+    /// default start's second, where a world at that start draws what it always drew.
+    fn key(&self, s: u64) -> u64 {
+        let first = self.config.start().as_millis() / 1_000;
+        s.saturating_sub(first)
+            .saturating_add(DEFAULT_START.as_millis() / 1_000)
+    }
+
     /// The first instant of second `s` of traffic.
     fn second_start(&self, s: u64) -> Timestamp {
         Timestamp::from_millis(s.saturating_mul(1_000).saturating_add(self.phase()))
@@ -874,7 +886,8 @@ impl State {
             }
         };
         let rate = self.config.load().rate_at(since);
-        let mut rng = sample::stream(self.config.seed(), track, s, sample::TRAFFIC);
+        let key = self.key(s);
+        let mut rng = sample::stream(self.config.seed(), track, key, sample::TRAFFIC);
         let requests = sample::poisson(&mut rng, rate * share);
         let inc = self.incarnation_at(track, t).filter(|_| ready);
         let Some(inc) = inc else {
@@ -893,7 +906,7 @@ impl State {
         }
         let age = t.saturating_duration_since(inc.started);
         let wander = inc.profile.error_wander.map_or(1.0, |w| {
-            sample::wander_multiplier(self.config.seed(), track, s, w)
+            sample::wander_multiplier(self.config.seed(), track, key, w)
         });
         let (slower, failing) = self.incident(track, since);
         let own = inc.profile.error_rate.at(age) * wander;
@@ -1092,7 +1105,7 @@ impl State {
     /// the requests that arrived then (see [`sample::arrived_before`]), with their latencies
     /// when asked for.
     fn cut_of(&self, track: &Track, cut: Cut, mut sec: Second, latency: bool) -> Block {
-        let seed = self.config.seed();
+        let (seed, key) = (self.config.seed(), self.key(cut.second));
         let (values, all) = match sec.latency.filter(|_| latency) {
             Some((median, sigma)) => {
                 let (mut values, mut sizes) = (Vec::new(), Vec::new());
@@ -1100,7 +1113,7 @@ impl State {
                     values.push(v);
                     sizes.push(n);
                 });
-                let failed = sample::errors_by_group(seed, track, cut.second, sec.errors, &sizes);
+                let failed = sample::errors_by_group(seed, track, key, sec.errors, &sizes);
                 let ok = sizes.iter().zip(&failed).map(|(n, e)| n - e).collect();
                 (values, sample::Classes { ok, failed })
             }
@@ -1112,7 +1125,7 @@ impl State {
                 },
             ),
         };
-        let before = |ms| sample::arrived_before(seed, track, cut.second, &all, ms);
+        let before = |ms| sample::arrived_before(seed, track, key, &all, ms);
         let part = before(cut.until).minus(&before(cut.from));
         let mut block = Block::empty(latency);
         block.counts = Counts::new(part.requests(), part.errors()).unwrap_or_default();
