@@ -6,6 +6,7 @@ mod catalog_support;
 mod catalog_files;
 mod config_forms;
 mod error_paths;
+mod first_install;
 mod fixtures;
 mod graph_specs;
 mod handover;

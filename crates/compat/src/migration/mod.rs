@@ -137,6 +137,26 @@ pub const OPT_IN_RULES: &[&str] = &[
     "require-table-schema",
 ];
 
+/// The rules whose finding says that a statement fails, or does other than it says, whatever
+/// else runs: they stand on a first install too, when no old version reads the tables and no
+/// traffic waits on their locks, and the findings of every other rule are moot.
+pub const FAILS_WHATEVER_RUNS: &[&str] = &[
+    "ban-concurrent-index-creation-in-transaction",
+    "ban-concurrent-index-on-partitioned-table",
+    "ban-duplicate-column-assignments",
+    "ban-uncommitted-transaction",
+    "cannot-run-in-transaction",
+    "concurrent-index-if-not-exists",
+    "identifier-too-long",
+    "ignore-names-unknown-rule",
+    "ignore-without-rules",
+    "new-enum-value-used-in-transaction",
+    "statement-timeout-cancels",
+    "transaction-nesting",
+    "unparsable-statement",
+    "unsupported-concurrent-drop",
+];
+
 /// squawk's name for `require-lock-timeout` and `require-statement-timeout` together; the first
 /// is always on here, so it turns on the second.
 const TIMEOUT_SETTINGS: &str = "require-timeout-settings";
@@ -1932,6 +1952,10 @@ mod tests {
         // test that reaches a rule checks the list.
         let got = rules("ALTER TABLE t DROP COLUMN c; UPDATE t SET c = 1");
         assert!(got.iter().all(|r| RULES.contains(&r.as_str())), "{got:?}");
+        assert!(
+            FAILS_WHATEVER_RUNS.iter().all(|r| RULES.contains(r)),
+            "{FAILS_WHATEVER_RUNS:?}"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use semver::Version;
 use crate::breaking::{Bump, Change, bump_between, diff_provided_with};
 use crate::explain::Explanation;
 use crate::matrix::{ChangeKind, Effect, Rule};
-use crate::migration::{MigrationReport, Schema, analyze_with};
+use crate::migration::{FAILS_WHATEVER_RUNS, MigrationReport, Schema, analyze_with};
 use crate::path::{EdgeState, HopRisk, PathOptions, Route, UpgradeGraph, UpgradePath};
 use crate::registry::{ProvidedApi, Release};
 use crate::validation::{Finding, Move, Severity};
@@ -697,22 +697,34 @@ impl Validator {
                 match analysed {
                     Ok(report) => {
                         for (s, sf) in report.findings() {
+                            // A first install: no old version reads the tables and no traffic
+                            // waits on their locks, so only what fails whatever runs stands.
+                            let moot = mv.from.is_empty()
+                                && sf.severity > Severity::Info
+                                && !FAILS_WHATEVER_RUNS.contains(&sf.rule.as_str());
+                            let mut message = if sf.ignored {
+                                format!(
+                                    "{} [{}; ignored by a serin:ignore comment]",
+                                    sf.message, sf.safety
+                                )
+                            } else {
+                                format!("{} [{}]", sf.message, sf.safety)
+                            };
+                            if moot {
+                                message.push_str(&format!(
+                                    " (nothing of {service} runs yet: no running version or \
+                                     traffic is affected)"
+                                ));
+                            }
                             findings.push(
                                 Finding::new(
-                                    sf.severity,
+                                    if moot { Severity::Info } else { sf.severity },
                                     format!("sql.{}", sf.rule),
                                     format!(
                                         "{service} {} migration {} statement {} (line {}, column {})",
                                         release.version, m.name, s.number, s.line, s.column
                                     ),
-                                    if sf.ignored {
-                                        format!(
-                                            "{} [{}; ignored by a serin:ignore comment]",
-                                            sf.message, sf.safety
-                                        )
-                                    } else {
-                                        format!("{} [{}]", sf.message, sf.safety)
-                                    },
+                                    message,
                                 )
                                 .with_evidence(s.sql.clone())
                                 .with_recipe(sf.recipe.clone()),
