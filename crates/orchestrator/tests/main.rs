@@ -49,6 +49,10 @@ mod operations;
 mod pagerduty_channel_events;
 #[cfg(feature = "testkit")]
 mod platform_conformance;
+#[cfg(feature = "testkit")]
+mod platform_lock_scope;
+#[cfg(feature = "testkit")]
+mod platform_track_reuse;
 mod prepare_backup_bounds;
 mod prepare_deadline;
 mod prepare_growth_watch;

@@ -142,7 +142,10 @@ impl Report {
             line.push_str(reason);
         }
         // About one character per 6.5 pixels at the subtitle's size.
-        crate::truncate(&line, (width.saturating_sub(40) as usize * 2) / 13)
+        crate::truncate(
+            &printable(&line),
+            (width.saturating_sub(40) as usize * 2) / 13,
+        )
     }
 
     /// Renders the report's timeline chart as an SVG document (`charts` feature).
@@ -171,7 +174,7 @@ impl Report {
     /// ```
     pub fn render_svg(&self, options: &ChartOptions) -> Result<String> {
         options.validate()?;
-        let title = options.title.clone().unwrap_or_else(|| self.chart_title());
+        let title = printable(&options.title.clone().unwrap_or_else(|| self.chart_title()));
         let subtitle = self.chart_subtitle(options.width);
         draw::render(
             &Timeline::of(self),
@@ -204,6 +207,33 @@ impl Report {
     }
 }
 
+/// `text` as a line of the chart. A reason can carry what a process last logged, terminal
+/// colours (`ESC[31m`) and line breaks included; XML forbids most control characters even
+/// escaped, and browsers and `rsvg-convert` refuse to show an SVG holding one. Terminal
+/// control sequences are dropped, every other control character becomes a space, and the two
+/// noncharacters XML also forbids become U+FFFD, as an undecodable byte does.
+pub(crate) fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            // `ESC [`, parameters, then one final character in `@` ..= `~`.
+            '\u{1b}' if chars.peek() == Some(&'[') => {
+                chars.next();
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            c if c.is_control() => out.push(' '),
+            '\u{FFFE}' | '\u{FFFF}' => out.push(char::REPLACEMENT_CHARACTER),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,5 +251,43 @@ mod tests {
             .validate()
             .expect_err("too tall");
         assert!(e.to_string().contains("chartOptions.height `9000`"), "{e}");
+    }
+
+    /// Whether `c` may appear in an XML 1.0 document at all: C0 controls other than tab and
+    /// line breaks may not, even escaped, and a viewer refuses the whole SVG for one.
+    fn xml_char(c: char) -> bool {
+        matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && !matches!(c, '\u{FFFE}' | '\u{FFFF}'))
+    }
+
+    #[test]
+    fn a_reason_with_terminal_colours_still_renders_a_valid_document() {
+        // A process that died after logging in colour: its last lines reach the reason.
+        let reason = "instance canary-0 died: exited with status 1; last log lines: \
+                      \u{1b}[31mERROR\u{1b}[0m bind failed\u{7}";
+        let report: Report = serde_json::from_value(serde_json::json!({
+            "deployment": "web-1", "service": "web", "strategy": "canary",
+            "from": {"track": "stable", "version": "1.0.0"},
+            "to": {"track": "canary", "version": "1.1.0"},
+            "outcome": {"result": "failed", "reason": reason},
+            "startedAt": 0, "lastAt": 60000, "backup": null, "samples": [],
+            "timeline": [{
+                "deployment": "web-1", "service": "web", "seq": 0, "at": 30000,
+                "kind": {"type": "anomaly", "source": "trigger `errors\u{1b}`",
+                         "severity": "warn", "summary": "errors rose"}
+            }]
+        }))
+        .expect("report");
+        let options = ChartOptions::default().with_title("web\u{0}: \u{1b}[1mcanary\u{1b}[0m");
+        let svg = report.render_svg(&options).expect("render");
+        let bad: Vec<char> = svg.chars().filter(|c| !xml_char(*c)).collect();
+        assert!(bad.is_empty(), "characters XML forbids: {bad:?}");
+        assert!(
+            svg.contains("last log lines: ERROR bind failed "),
+            "the reason is still shown, without its colours"
+        );
+        assert!(
+            svg.contains("anomaly trigger `errors `"),
+            "and the anomaly's marker"
+        );
     }
 }

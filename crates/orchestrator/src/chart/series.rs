@@ -187,6 +187,7 @@ impl Timeline {
                 }
             }
             if let Some((kind, label)) = marker {
+                let label = super::printable(&label);
                 markers.push(Marker { at, kind, label });
             }
         }

@@ -169,7 +169,8 @@ impl FileJournal {
     /// A crash at any point leaves either the old file or the new one: the kept lines are
     /// written to a temporary file beside the journal, synced, renamed over it, and the
     /// directory synced. Appends from this process and from others wait meanwhile (on a lock
-    /// file `<journal>.lock` beside it), and readers holding the old file read it whole. A
+    /// file `<journal>.lock` beside it, beside the file a symbolic link leads to, whichever
+    /// path each opened), and readers holding the old file read it whole. A
     /// corrupt line, or one cut short that no later record replaces, stops the compaction
     /// before anything changes, as it stops the reads of its deployment. The
     /// temporary files of compactions a crash cut short are removed.
@@ -200,8 +201,7 @@ impl Files {
     /// The lock file beside the journal: appends hold it shared, a compaction exclusively, so
     /// that no append from another process lands in a file that a compaction is replacing.
     fn lock_file(&self, exclusive: bool) -> Result<std::fs::File> {
-        let mut path = self.path.clone().into_os_string();
-        path.push(".lock");
+        let path = self.lock_path();
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -215,6 +215,19 @@ impl Files {
         };
         locked.map_err(|e| self.failed(format!("cannot lock `{}`: {e}", path.display())))?;
         Ok(file)
+    }
+
+    /// `<journal>.lock`, beside the file the journal's path leads to: a journal opened through
+    /// a symbolic link and one opened through the file itself (two processes configured with
+    /// either path) must lock one file, or a compaction by one would replace the file under an
+    /// append by the other and lose its record. Before the file exists there is nothing to
+    /// compact, and the lock sits beside the path.
+    fn lock_path(&self) -> PathBuf {
+        let mut path = std::fs::canonicalize(&self.path)
+            .unwrap_or_else(|_| self.path.clone())
+            .into_os_string();
+        path.push(".lock");
+        PathBuf::from(path)
     }
 
     fn compact(&self, keep_finished: usize) -> Result<Compacted> {
@@ -1165,13 +1178,15 @@ mod tests {
         let back = FileJournal::open(&real).expect("open the file itself");
         assert_eq!(back.records("web-1").await.expect("records").len(), 1);
         assert_eq!(back.records("web-2").await.expect("records").len(), 2);
-        let names: Vec<_> = std::fs::read_dir(volume.path())
+        let mut names: Vec<_> = std::fs::read_dir(volume.path())
             .expect("list")
             .map(|e| e.expect("entry").file_name())
             .collect();
+        names.sort();
+        // The lock file sits beside the file, where a journal opened on the file itself looks.
         assert_eq!(
             names,
-            ["journal.jsonl"],
+            ["journal.jsonl", "journal.jsonl.lock"],
             "no compaction file is left behind"
         );
     }
@@ -1267,6 +1282,37 @@ mod tests {
             "the runtime's thread was stuck in the journal's wait for its lock"
         );
         assert_eq!(runtime.join().expect("runtime thread"), 1);
+    }
+
+    #[test]
+    fn journals_through_a_symbolic_link_and_through_its_file_share_one_lock() {
+        let (_dir, path) = fresh();
+        let volume = tempfile::tempdir().expect("volume");
+        let real = volume.path().join("journal.jsonl");
+        std::os::unix::fs::symlink(&real, &path).expect("link");
+        // One process is configured with the link, another (a compaction run by hand, say)
+        // with the file itself.
+        let via_link = FileJournal::open(&path).expect("open");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(via_link.append(&record("web-1", 0, false)))
+            .expect("append");
+        let direct = FileJournal::open(&real).expect("open the file itself");
+        // An append through the link holds the lock shared: a compaction of the file must wait.
+        let appending = via_link.files.lock_file(false).expect("lock");
+        let compaction = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(direct.files.lock_path())
+            .expect("lock file");
+        assert!(
+            compaction.try_lock().is_err(),
+            "a compaction through the file took its lock while an append through the link held it"
+        );
+        drop(appending);
+        compaction.try_lock().expect("free once the append is done");
     }
 
     #[test]

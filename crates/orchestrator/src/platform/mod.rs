@@ -36,7 +36,8 @@ pub use status::{InstanceStatus, TrackStatus};
 ///   [`TrackStatus::scale_down_choice`] gives that choice from a status. Every built-in
 ///   platform (in-memory, process, simulated) does so, and the conformance suite checks it.
 /// - [`retire`](Platform::retire) waits `drain` (the router has already stopped sending new
-///   requests; in-flight ones finish), then stops every instance; the track is then gone.
+///   requests; in-flight ones finish), then stops every instance; the track is then gone, and
+///   a `bring_up` of it succeeds at once (blue-green alternates two tracks).
 /// - Calls about a track that does not run are [`Error::NotFound`].
 /// - [`lock`](Platform::lock) gives a service's deployment lock to one holder at a time, and
 ///   again to the same holder (a resumed deployment takes back its own lock);
@@ -50,8 +51,9 @@ pub use status::{InstanceStatus, TrackStatus};
 ///   orchestrator bounds each call) may have taken the lock; `unlock` by the same holder frees
 ///   it, and the orchestrator does so for a start that gave up.
 ///
-/// The suite measures the drain on `tokio::time`'s clock, orders the listing, holds the lock
-/// against a second holder, reads its holder back and, with a fixture that can kill an
+/// The suite measures the drain on `tokio::time`'s clock, brings a retired track up again at
+/// once, orders the listing, holds the lock against a second holder while another service's
+/// lock stays free, reads its holder back and, with a fixture that can kill an
 /// instance, checks that the dead instance is reported dead, stays so and is the one a
 /// scale-down stops.
 ///

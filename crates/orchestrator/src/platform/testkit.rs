@@ -160,13 +160,14 @@ pub async fn check_all_with(platform: &dyn Platform, fixture: &dyn PlatformFixtu
 }
 
 /// The deployment lock goes to one holder at a time, again to the same holder, and is free
-/// once its holder unlocks it; unlocking someone else's lock changes nothing. A lock held by
-/// another is [`Error::Conflict`] whose message names the holder (the trait leaves the field
-/// to the platform: the check reads the whole message). A platform that grants the lock to two
-/// holders at once fails: one with no lock of its own runs [`check_all_with`] and a fixture
-/// that says so. [`lock_holder`](Platform::lock_holder) reads the holder back after each step:
-/// none while free, the holder once taken, unchanged by a refused `lock` or a non-holder's
-/// `unlock`.
+/// once its holder unlocks it; unlocking someone else's lock changes nothing. Each service has
+/// a lock of its own: another service's is taken and freed meanwhile, leaving this one held.
+/// A lock held by another is [`Error::Conflict`] whose message names the holder (the trait
+/// leaves the field to the platform: the check reads the whole message). A platform that
+/// grants the lock to two holders at once fails: one with no lock of its own runs
+/// [`check_all_with`] and a fixture that says so. [`lock_holder`](Platform::lock_holder) reads
+/// the holder back after each step: none while free, the holder once taken, unchanged by a
+/// refused `lock` or a non-holder's `unlock`.
 pub async fn check_lock(platform: &dyn Platform, template: &TrackSpec) {
     let name = platform.name();
     let service = format!("{}-tk-lock", template.service());
@@ -212,6 +213,32 @@ pub async fn check_lock(platform: &dyn Platform, template: &TrackSpec) {
         panic!("{name}: unlock failed: {e}");
     }
     expect_holder(platform, &service, None, "after tk-b freed it").await;
+    // The lock is the service's own: a deployment of another service goes ahead meanwhile.
+    if let Err(e) = platform.lock(&service, "tk-a").await {
+        panic!("{name}: a free lock was refused: {e}");
+    }
+    let other = format!("{}-tk-lock-other", template.service());
+    if let Err(e) = platform.lock(&other, "tk-b").await {
+        panic!(
+            "{name}: tk-b was refused the lock of {other} while tk-a held that of {service}; \
+             a deployment of one service must not hold back another's: {e}"
+        );
+    }
+    expect_holder(platform, &other, Some("tk-b"), "after tk-b took it").await;
+    if let Err(e) = platform.unlock(&other, "tk-b").await {
+        panic!("{name}: unlock of {other} by its holder failed: {e}");
+    }
+    expect_holder(platform, &other, None, "after tk-b freed it").await;
+    expect_holder(
+        platform,
+        &service,
+        Some("tk-a"),
+        "after another service's lock came and went",
+    )
+    .await;
+    if let Err(e) = platform.unlock(&service, "tk-a").await {
+        panic!("{name}: unlock failed: {e}");
+    }
 }
 
 /// A platform without a lock of its own grants every lock and unlock, stays harmless, and
@@ -435,7 +462,8 @@ pub async fn check_scale(platform: &dyn Platform, template: &TrackSpec, ready_ti
 
 /// Retiring waits its drain before it returns (in-flight requests finish: the router has
 /// already stopped sending new ones), the track still running meanwhile; then the track is gone
-/// from the listing and from status. The drain is measured on `tokio::time`'s clock.
+/// from the listing and from status, and can be brought up again at once. The drain is
+/// measured on `tokio::time`'s clock.
 pub async fn check_retire(platform: &dyn Platform, template: &TrackSpec, ready_timeout: Duration) {
     retire_check(platform, template, ready_timeout, true).await;
 }
@@ -468,6 +496,16 @@ async fn retire_check(
         ),
         Err(e) => panic!("{name}: list failed: {e}"),
     }
+    // Gone means gone for the next deployment too: blue-green alternates two tracks, so every
+    // other deployment brings up the track retired before it. A platform still tearing the
+    // track down waits for that in `retire` rather than refuse the next `bring_up`.
+    if let Err(e) = platform.bring_up(&spec).await {
+        panic!(
+            "{name}: {} could not be brought up again right after it was retired: {e}",
+            spec.key()
+        );
+    }
+    retire(platform, &spec).await;
 }
 
 /// Retires `spec`'s track with [`DRAIN`] and checks that the call took the drain, the track
