@@ -254,7 +254,15 @@ async fn schedule(shared: Arc<Shared>, rps: f64, max_in_flight: usize, stop: Arc
     let start = Instant::now();
     let mut in_flight = JoinSet::new();
     for n in 0u64.. {
-        let due = start + Duration::from_secs_f64(n as f64 / rps);
+        // A request due past what the clock can hold (at a rate of one in many years) never
+        // falls due: the load waits for its stop.
+        let Some(due) = Duration::try_from_secs_f64(n as f64 / rps)
+            .ok()
+            .and_then(|after| start.checked_add(after))
+        else {
+            stop.notified().await;
+            break;
+        };
         tokio::select! {
             biased;
             () = stop.notified() => break,
@@ -629,6 +637,26 @@ mod tests {
         let t = load.stop().await;
         assert_eq!(t.answered, 0);
         assert!((3..=5).contains(&t.unanswered), "{t:?}");
+    }
+
+    /// A rate so low that its second request falls due past what the clock can hold sends its
+    /// first request and then waits for the stop: no request is due later, and nothing panics
+    /// (a panicking scheduler would cancel that first request and count it nowhere).
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_whose_next_request_is_due_past_the_clock_sends_the_first_and_waits() {
+        let (addr, arrivals, server) = slow(Duration::ZERO).await;
+        for rps in [1e-19, 1e-30, f64::MIN_POSITIVE] {
+            let load = Load::start(addr, rps).expect("start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let t = load.stop().await;
+            assert_eq!(
+                (t.answered, t.unanswered, t.not_sent),
+                (1, 0, 0),
+                "{rps}: {t}"
+            );
+        }
+        assert_eq!(arrivals.lock().unwrap().len(), 3);
+        server.abort();
     }
 
     /// Nothing listens: every attempt is unanswered, and stopping returns.
