@@ -64,6 +64,26 @@ async fn refresh_probes_what_the_platform_runs_and_forgets_what_it_retired() {
         .await
         .unwrap();
 
+    // The canary answers its liveness probe once its process listens, which on a busy machine
+    // may come after its bring-up returns: wait for that with a health source of its own, so
+    // that the one under test starts from nothing.
+    let warm = HttpHealth::new(Duration::from_secs(2)).unwrap();
+    for ms in 0..400 {
+        warm.refresh(
+            platform.as_ref(),
+            "web",
+            &paths(),
+            Timestamp::from_millis(ms),
+        )
+        .await
+        .unwrap();
+        let live = warm.probe(&Track::Canary, &Probe::Liveness).await.unwrap();
+        if live.is_some_and(|s| s.status == ProbeStatus::Pass) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
     let health = HttpHealth::new(Duration::from_secs(2)).unwrap();
     let t1 = Timestamp::from_millis(1_000);
     assert!(
