@@ -114,20 +114,34 @@ impl LockDir {
         }
     }
 
-    /// The holder of the lock of `service`, if it is taken, read without taking it. The read
-    /// holds the guard, so a lock being created where the file system has no hard links (it is
-    /// then created empty and written) is not read before its holder's name is in it.
+    /// The guard if it exists, waited for (see [`guard`](Self::guard)); none where no lock was
+    /// ever taken in the directory, as every taker makes it first.
+    fn existing_guard(&self) -> Result<Option<File>> {
+        let path = self.dir.join(GUARD);
+        match File::open(&path) {
+            Ok(f) => f.lock().map(|()| Some(f)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| Error::platform("process", format!("lock {}: {e}", path.display())))
+    }
+
+    /// The holder of the lock of `service`, if it is taken, read without taking it and with
+    /// read access to the directory only: an observer who may not take locks can still ask
+    /// who holds one. The read holds the guard where there is one, so a lock being created
+    /// where the file system has no hard links (it is then created empty and written) is not
+    /// read before its holder's name is in it.
     pub fn holder(&self, service: &str) -> Result<Option<String>> {
         let path = self.path(service)?;
-        let _guard = self.guard()?;
-        match std::fs::read_to_string(&path) {
-            Ok(holder) => Ok(Some(holder)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::platform(
-                "process",
-                format!("read lock {}: {e}", path.display()),
-            )),
+        let guard = self.existing_guard()?;
+        let holder = read_holder(&path)?;
+        if guard.is_none() && holder.as_deref() == Some("") {
+            // An empty lock may be one being written by a taker that made the guard after the
+            // look for it: read it again under that guard.
+            let _guard = self.existing_guard()?;
+            return read_holder(&path);
         }
+        Ok(holder)
     }
 
     /// Creates the lock file `path` holding `holder`, or fails with `AlreadyExists`.
@@ -198,6 +212,18 @@ impl LockDir {
     }
 }
 
+/// The name in the lock file `path`, if there is one.
+fn read_holder(path: &Path) -> Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(holder) => Ok(Some(holder)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::platform(
+            "process",
+            format!("read lock {}: {e}", path.display()),
+        )),
+    }
+}
+
 /// Opens `path` with `options` and writes `text` to disk.
 fn write_synced(options: &std::fs::OpenOptions, path: &Path, text: &str) -> std::io::Result<()> {
     let mut f = options.open(path)?;
@@ -247,6 +273,29 @@ mod tests {
         assert_eq!(b.holder("web").unwrap(), None);
         let err = b.holder("../etc").unwrap_err().to_string();
         assert!(err.contains("../etc"), "{err}");
+    }
+
+    /// Reading the holder changes nothing in the directory, so that an observer with read
+    /// access only (an operator's status command) can read it: where no lock was ever taken
+    /// there is no guard, and the read creates none.
+    #[test]
+    fn reading_the_holder_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = LockDir::new(dir.path()).unwrap();
+        let listing = || {
+            let mut names: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(locks.holder("web").unwrap(), None);
+        assert_eq!(listing(), Vec::<std::ffi::OsString>::new());
+        // A lock file made by hand, with no guard beside it, is read all the same.
+        std::fs::write(dir.path().join("web.lock"), "d-1").unwrap();
+        assert_eq!(locks.holder("web").unwrap().as_deref(), Some("d-1"));
+        assert_eq!(listing(), ["web.lock"]);
     }
 
     /// A lock freed between a taker's attempt and its look at the holder is taken, or refused

@@ -33,6 +33,12 @@
 //! window read before it has ended reads its last bucket only as far as it has filled, so that
 //! a query over all time (a window ending far ahead) sees every request so far; the window
 //! after such an early read does not read the rest of that bucket.
+//!
+//! Retention is time, not a number of buckets: a bucket older than `metricsRetention` is never
+//! answered, however sparse the traffic since it. A window starting before the oldest time
+//! still held is refused (an error naming the window and the retention), never answered with
+//! the part that is left as if it were whole; one starting before the proxy started is whole
+//! as long as nothing has been let go of since.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
@@ -87,7 +93,7 @@ type Family = (&'static str, &'static str, &'static str, fn(&Series) -> f64);
 #[derive(Debug)]
 pub(crate) struct Answered {
     series: Arc<Mutex<Series>>,
-    keep: usize,
+    keep: u64,
     resolution_ms: u64,
     /// Its latency to the response head.
     latency_ms: f64,
@@ -124,8 +130,9 @@ pub(crate) fn now() -> Timestamp {
     Timestamp::from_system_time(SystemTime::now())
 }
 
-/// Counts one answered request in `shared`, in bucket `index`, keeping at most `keep` buckets.
-fn add(shared: &Mutex<Series>, keep: usize, index: u64, latency_ms: f64, error: bool) {
+/// Counts one answered request in `shared`, in bucket `index`, keeping the buckets of the last
+/// `keep` resolutions up to the newest.
+fn add(shared: &Mutex<Series>, keep: u64, index: u64, latency_ms: f64, error: bool) {
     let mut series = lock(shared);
     series.total_requests += 1;
     series.total_errors += u64::from(error);
@@ -136,6 +143,17 @@ fn add(shared: &Mutex<Series>, keep: usize, index: u64, latency_ms: f64, error: 
     };
     series.latency_sum_ms += latency_ms;
     let _ = series.latency.add(latency_ms);
+    // Buckets are let go of by their time, not their number: with sparse traffic a count of
+    // buckets would reach back further than the retention.
+    let newest = series.buckets.back().map_or(index, |(i, _)| index.max(*i));
+    let first_kept = newest.saturating_add(1).saturating_sub(keep);
+    while series.buckets.front().is_some_and(|(i, _)| *i < first_kept) {
+        series.buckets.pop_front();
+    }
+    if index < first_kept {
+        // Already past the retention: in the totals only.
+        return;
+    }
     let bucket = match series.buckets.iter_mut().rev().find(|(i, _)| *i == index) {
         Some((_, b)) => b,
         None => {
@@ -146,9 +164,6 @@ fn add(shared: &Mutex<Series>, keep: usize, index: u64, latency_ms: f64, error: 
                 .rposition(|(i, _)| *i < index)
                 .map_or(0, |p| p + 1);
             series.buckets.insert(pos, (index, Bucket::default()));
-            while series.buckets.len() > keep {
-                series.buckets.pop_front();
-            }
             match series.buckets.iter_mut().find(|(i, _)| *i == index) {
                 Some((_, b)) => b,
                 None => return,
@@ -163,7 +178,13 @@ fn add(shared: &Mutex<Series>, keep: usize, index: u64, latency_ms: f64, error: 
 #[derive(Debug)]
 pub(crate) struct Store {
     resolution_ms: u64,
-    keep: usize,
+    /// The retention in buckets.
+    keep: u64,
+    /// The clock the proxy stamps its measurements with ([`now`]), read by queries to tell
+    /// what retention has let go of since.
+    clock: fn() -> Timestamp,
+    /// When the store was made: a window reaching before it lost nothing to retention.
+    created: Timestamp,
     /// One lock per backend, so the proxy's workers counting requests for different backends
     /// never wait for each other; the map itself is only written when a backend first appears.
     series: RwLock<BTreeMap<String, Arc<Mutex<Series>>>>,
@@ -171,6 +192,15 @@ pub(crate) struct Store {
 
 impl Store {
     pub(crate) fn new(resolution: Duration, retention: Duration) -> Result<Self> {
+        Self::with_clock(resolution, retention, now)
+    }
+
+    /// A store whose retention runs on `clock` rather than on the wall clock.
+    fn with_clock(
+        resolution: Duration,
+        retention: Duration,
+        clock: fn() -> Timestamp,
+    ) -> Result<Self> {
         let resolution_ms = u64::try_from(resolution.as_millis()).unwrap_or(u64::MAX);
         if resolution_ms == 0 {
             return Err(Error::invalid(
@@ -190,7 +220,9 @@ impl Store {
         }
         Ok(Store {
             resolution_ms,
-            keep: usize::try_from(keep).unwrap_or(usize::MAX),
+            keep,
+            clock,
+            created: clock(),
             series: RwLock::new(BTreeMap::new()),
         })
     }
@@ -295,13 +327,38 @@ impl Store {
     /// The buckets of `backend` that end inside the window, its end included: the end of a
     /// window read at its end (as a check's is) falls inside a bucket still filling, which is
     /// read whole by the next window instead, so touching windows read each bucket once.
-    fn window_sum(&self, backend: &str, start: Timestamp, end: Timestamp) -> Option<Bucket> {
-        let shared = self.existing(backend)?;
+    ///
+    /// A window whose first bucket retention has let go of is refused with the start of what
+    /// is still held: its sum would be partial. One that starts before the store was made is
+    /// whole as long as nothing since then has been let go of.
+    fn window_sum(
+        &self,
+        backend: &str,
+        start: Timestamp,
+        end: Timestamp,
+    ) -> std::result::Result<Option<Bucket>, Timestamp> {
+        let Some(shared) = self.existing(backend) else {
+            return Ok(None);
+        };
         let series = lock(&shared);
+        // The buckets wholly inside the retention, as of now or of the newest bucket should
+        // the clock have stepped back; `add` lets go of none of them.
+        let now = (self.clock)().as_millis().div_ceil(self.resolution_ms);
+        let newest = series
+            .buckets
+            .back()
+            .map_or(0, |(i, _)| i.saturating_add(1));
+        let first_kept = now.max(newest).saturating_sub(self.keep);
+        let held_since = first_kept.saturating_mul(self.resolution_ms);
+        if start.as_millis() / self.resolution_ms < first_kept
+            && self.created.as_millis() < held_since
+        {
+            return Err(Timestamp::from_millis(held_since));
+        }
         let mut sum = Bucket::default();
         for (index, b) in &series.buckets {
             let ends = index.saturating_add(1).saturating_mul(self.resolution_ms);
-            if ends > start.as_millis() && ends <= end.as_millis() {
+            if *index >= first_kept && ends > start.as_millis() && ends <= end.as_millis() {
                 sum.requests += b.requests;
                 sum.errors += b.errors;
                 // A proxy's own counts never approach the sketch's limit; past it the sum would
@@ -309,7 +366,7 @@ impl Store {
                 let _ = sum.latency.merge(&b.latency);
             }
         }
-        (sum.requests > 0).then_some(sum)
+        Ok((sum.requests > 0).then_some(sum))
     }
 
     pub(crate) fn prometheus(&self) -> String {
@@ -421,7 +478,9 @@ fn label_value(value: &str) -> String {
 /// The proxy's own measurements as a [`MetricsSource`] named `local-proxy`: tracks are the
 /// split's backend names; [`Metric::ErrorRate`] and [`Metric::Throughput`] answer counts,
 /// [`Metric::Latency`] a sketch in milliseconds; a window with no request is
-/// [`Measurement::NoData`]. Other metrics are not measured by a proxy and are refused with
+/// [`Measurement::NoData`]. A window starting before what retention still holds is refused
+/// with [`serin_signals::Error::Unsupported`] naming it and the retention: its counts would be
+/// partial. Other metrics are not measured by a proxy and are refused with
 /// [`serin_signals::Error::Unsupported`]: the question is fine, this source cannot answer it.
 ///
 /// Get one from [`ProxyRouter::metrics`](crate::ProxyRouter::metrics); clones share the data.
@@ -481,18 +540,31 @@ impl MetricsSource for ProxyMetrics {
         // backend that saw no request: no data, while the stable track serves errors.
         query.validate()?;
         let sum = || {
-            self.store.window_sum(
-                query.track.as_str(),
-                query.window.start(),
-                query.window.end(),
-            )
+            self.store
+                .window_sum(
+                    query.track.as_str(),
+                    query.window.start(),
+                    query.window.end(),
+                )
+                .map_err(|held_since| serin_signals::Error::Unsupported {
+                    source_name: self.name().to_owned(),
+                    what: format!(
+                        "window {} of track `{}`: it starts before {held_since}, the oldest \
+                         time still held (proxyConfig.metricsRetention {:?}), and a sum of \
+                         what is left would be partial; ask a shorter window or raise \
+                         metricsRetention",
+                        query.window,
+                        query.track,
+                        Duration::from_millis(self.store.keep * self.store.resolution_ms),
+                    ),
+                })
         };
         let measurement = match &query.metric {
-            Metric::ErrorRate | Metric::Throughput => match sum() {
+            Metric::ErrorRate | Metric::Throughput => match sum()? {
                 Some(b) => Measurement::Counts(Counts::new(b.requests, b.errors)?),
                 None => Measurement::NoData,
             },
-            Metric::Latency => match sum() {
+            Metric::Latency => match sum()? {
                 Some(b) => Measurement::Latency(b.latency),
                 None => Measurement::NoData,
             },
@@ -525,9 +597,106 @@ mod tests {
         Timestamp::from_millis(ms)
     }
 
+    thread_local! {
+        /// The time [`clock`] reads, in milliseconds: each test sets its own.
+        static NOW: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    fn clock() -> Timestamp {
+        at(NOW.get())
+    }
+
+    /// A store on the test's own clock, [`NOW`].
+    fn test_store(resolution: Duration, retention: Duration) -> Result<Store> {
+        Store::with_clock(resolution, retention, clock)
+    }
+
+    fn window(from: u64, to: u64) -> MetricQuery {
+        MetricQuery::new(
+            Metric::ErrorRate,
+            Track::Canary,
+            Window::new(at(from), at(to)).unwrap(),
+        )
+    }
+
+    /// A request at 1 s and none after it: a minute later, with ten seconds of retention, its
+    /// second is no longer answered, though no newer request has pushed its bucket out.
+    #[tokio::test]
+    async fn data_older_than_the_retention_is_not_answered_however_sparse_the_traffic() {
+        NOW.set(1_000);
+        let m = ProxyMetrics {
+            store: Arc::new(test_store(Duration::from_secs(1), Duration::from_secs(10)).unwrap()),
+        };
+        m.store.record("canary", at(1_000), 5.0, true);
+        let counts = m.query(&window(1_000, 2_000)).await.unwrap().measurement;
+        assert!(matches!(counts, Measurement::Counts(_)), "{counts:?}");
+        NOW.set(61_000);
+        let err = m
+            .query(&window(1_000, 2_000))
+            .await
+            .unwrap_err()
+            .to_string();
+        for part in [
+            "local-proxy",
+            "1970-01-01T00:00:01.000Z",
+            "10s",
+            "00:00:51.000Z",
+        ] {
+            assert!(err.contains(part), "{part}: {err}");
+        }
+        assert!(
+            m.query(&window(51_000, 61_000))
+                .await
+                .unwrap()
+                .measurement
+                .is_no_data()
+        );
+    }
+
+    /// A window that starts before the retained span is refused rather than answered with
+    /// the part of it that is left; one that starts before the proxy measured anything, within
+    /// the retention of its start, is whole and answered.
+    #[tokio::test]
+    async fn a_window_reaching_before_the_retained_span_is_refused_not_summed_in_part() {
+        NOW.set(100_000);
+        let m = ProxyMetrics {
+            store: Arc::new(test_store(Duration::from_secs(1), Duration::from_secs(10)).unwrap()),
+        };
+        let counts = |o: Observation| match o.measurement {
+            Measurement::Counts(c) => c.requests(),
+            other => panic!("{other:?}"),
+        };
+        for second in 100..105 {
+            NOW.set(second * 1_000);
+            m.store.record("canary", at(second * 1_000), 5.0, false);
+        }
+        NOW.set(105_000);
+        assert_eq!(counts(m.query(&window(0, 105_000)).await.unwrap()), 5);
+        for second in 105..130 {
+            NOW.set(second * 1_000);
+            m.store.record("canary", at(second * 1_000), 5.0, false);
+        }
+        NOW.set(130_000);
+        assert_eq!(
+            counts(m.query(&window(120_000, 130_000)).await.unwrap()),
+            10
+        );
+        for from in [0, 100_000, 119_999] {
+            let err = m.query(&window(from, 130_000)).await.unwrap_err();
+            assert!(
+                matches!(err, serin_signals::Error::Unsupported { .. }),
+                "{from}: {err:?}"
+            );
+        }
+        assert_eq!(
+            m.store.existing("canary").map(|s| lock(&s).buckets.len()),
+            Some(10)
+        );
+    }
+
     #[test]
     fn backend_names_are_escaped_as_label_values() {
-        let store = Store::new(Duration::from_secs(1), Duration::from_secs(10)).unwrap();
+        let store = test_store(Duration::from_secs(1), Duration::from_secs(10)).unwrap();
         store.record("a\"b\\c\nd", at(1_000), 5.0, false);
         let text = store.prometheus();
         assert!(
@@ -544,7 +713,7 @@ mod tests {
     #[tokio::test]
     async fn windows_sum_the_buckets_that_end_inside_them() {
         let store =
-            Arc::new(Store::new(Duration::from_millis(100), Duration::from_secs(10)).unwrap());
+            Arc::new(test_store(Duration::from_millis(100), Duration::from_secs(10)).unwrap());
         let m = ProxyMetrics {
             store: store.clone(),
         };
@@ -609,7 +778,7 @@ mod tests {
     /// request is counted exactly once, however the checks fall within the second.
     #[tokio::test]
     async fn touching_windows_ending_inside_buckets_count_every_request_once() {
-        let store = Arc::new(Store::new(Duration::from_secs(1), Duration::from_secs(60)).unwrap());
+        let store = Arc::new(test_store(Duration::from_secs(1), Duration::from_secs(60)).unwrap());
         let m = ProxyMetrics {
             store: store.clone(),
         };
@@ -661,7 +830,7 @@ mod tests {
 
     #[test]
     fn requests_closed_by_their_client_are_in_the_text_and_in_no_other_count() {
-        let store = Arc::new(Store::new(Duration::from_secs(1), Duration::from_secs(10)).unwrap());
+        let store = Arc::new(test_store(Duration::from_secs(1), Duration::from_secs(10)).unwrap());
         let m = ProxyMetrics {
             store: store.clone(),
         };
@@ -692,7 +861,7 @@ mod tests {
 
     #[test]
     fn retention_is_bounded_and_config_is_checked() {
-        let store = Store::new(Duration::from_millis(10), Duration::from_millis(50)).unwrap();
+        let store = test_store(Duration::from_millis(10), Duration::from_millis(50)).unwrap();
         for i in 0..100 {
             store.record("stable", at(i * 10), 1.0, false);
         }
@@ -700,18 +869,21 @@ mod tests {
             store.existing("stable").map(|s| lock(&s).buckets.len()),
             Some(5)
         );
-        assert!(store.window_sum("stable", at(0), at(900)).is_none());
+        assert_eq!(
+            store.window_sum("stable", at(0), at(900)).err(),
+            Some(at(950))
+        );
         assert_eq!(
             store
                 .window_sum("stable", at(950), at(1_000))
-                .map(|b| b.requests),
-            Some(5)
+                .map(|b| b.map(|b| b.requests)),
+            Ok(Some(5))
         );
-        let e = Store::new(Duration::ZERO, Duration::from_secs(1)).unwrap_err();
+        let e = test_store(Duration::ZERO, Duration::from_secs(1)).unwrap_err();
         assert!(
             e.to_string().contains("proxyConfig.metricsResolution"),
             "{e}"
         );
-        assert!(Store::new(Duration::from_secs(1), Duration::from_millis(10)).is_err());
+        assert!(test_store(Duration::from_secs(1), Duration::from_millis(10)).is_err());
     }
 }

@@ -36,7 +36,8 @@ pub struct ProxyConfig {
     pub connect_timeout: Duration,
     /// The time resolution of the measurements (default 1 s).
     pub metrics_resolution: Duration,
-    /// How long measurements are kept (default 1 h).
+    /// How long measurements are kept (default 1 h): a query of a window reaching further
+    /// back is refused rather than answered with the part still kept.
     pub metrics_retention: Duration,
     /// Threads of its own the proxy serves clients on, each running a single-threaded runtime
     /// with its own share of the client connections and its own pool of connections to the
