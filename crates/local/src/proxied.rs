@@ -19,7 +19,7 @@ use crate::proxy::ProxyRouter;
 /// the instances the platform reports ready — at every bring-up, status read and scale, and on
 /// each pass of [`sync`](ProxiedPlatform::sync) — and retires a track in the only order that
 /// drops nothing: take the track's instances out of the proxy, wait until no request is in
-/// flight on them, and only then stop the processes.
+/// flight on them (at most the drain the retire is given), and only then stop the processes.
 ///
 /// A status read that started before a bring-up or retire of the same track is never given to
 /// the proxy after it (each track carries a generation number), so a retired track cannot come
@@ -360,8 +360,12 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
         Ok(status)
     }
 
-    /// Takes the track out of the proxy, waits until nothing is in flight on it (at most
-    /// `drain`, and at least 5 s so a slow answer is not cut off), then retires it.
+    /// Takes the track out of the proxy, waits until nothing is in flight on it or `drain` has
+    /// passed, whichever comes first, then has the platform stop it at once. An idle track is
+    /// retired without waiting out the drain; a request that outlasts the drain is left to the
+    /// platform's stop (a process platform's SIGTERM lets a service finish it within its grace
+    /// period), as the [`Platform`] contract says: the drain the deployment was configured with
+    /// bounds the wait, whatever it is.
     async fn retire(
         &self,
         service: &str,
@@ -390,9 +394,13 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
                 }
             }
         }
-        self.router
-            .wait_drained(&draining, drain.max(Duration::from_secs(5)))
-            .await;
+        if !self.router.wait_drained(&draining, drain).await {
+            tracing::warn!(
+                track = %track,
+                drain = ?drain,
+                "requests still in flight on a track being retired; stopping it anyway"
+            );
+        }
         self.platform.retire(service, track, Duration::ZERO).await?;
         self.bind(service)
     }
@@ -720,7 +728,7 @@ mod tests {
         }
         router.set_endpoints("green", &[listed]);
         proxied
-            .retire("web", &Track::Green, Duration::ZERO)
+            .retire("web", &Track::Green, Duration::from_secs(30))
             .await
             .unwrap();
         assert_eq!(
@@ -731,6 +739,45 @@ mod tests {
         let mut answer = [0u8; 12];
         client.read_exact(&mut answer).await.unwrap();
         assert_eq!(&answer, b"HTTP/1.1 200");
+        router.shutdown();
+    }
+
+    /// The drain bounds the wait for in-flight requests, as the [`Platform`] contract says: a
+    /// request that outlasts it is left to the platform's stop, and the retire does not wait
+    /// for it.
+    #[tokio::test]
+    async fn a_retire_waits_for_in_flight_requests_at_most_its_drain() {
+        use tokio::io::AsyncWriteExt;
+        let slow = answering_after(Duration::from_secs(3)).await;
+        let platform = Running::default().with("web", Track::Green, slow);
+        let router = ProxyRouter::bind(ProxyConfig::default().with_workers(0))
+            .await
+            .unwrap();
+        let proxied = ProxiedPlatform::new(platform, router.clone());
+        proxied.status("web", &Track::Green).await.unwrap();
+        router
+            .apply(&TrafficSplit::all_to("green", &[]).unwrap())
+            .await
+            .unwrap();
+        let mut client = tokio::net::TcpStream::connect(router.local_addr())
+            .await
+            .unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: web\r\n\r\n")
+            .await
+            .unwrap();
+        while router.in_flight(slow) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        proxied
+            .retire("web", &Track::Green, Duration::from_millis(100))
+            .await
+            .unwrap();
+        assert_eq!(
+            router.in_flight(slow),
+            1,
+            "a retire with a drain of 100ms waited for a request of 3s"
+        );
         router.shutdown();
     }
 

@@ -12,6 +12,7 @@ mod http_health_status;
 mod metrics_windows;
 mod mirror;
 mod probes;
+mod proxied_conformance;
 mod proxy_clients;
 mod proxy_framing;
 mod proxy_http;

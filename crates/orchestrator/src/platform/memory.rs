@@ -20,9 +20,9 @@ use crate::platform::status::{InstanceStatus, TrackStatus};
 /// Always compiled and needing no runtime of its own, it is the platform of tests, examples and
 /// dry runs. It sleeps nowhere: [`retire`](Platform::retire) records the drain it was given
 /// (see [`retirements`](InMemoryPlatform::retirements)) instead of waiting, so the timing of a
-/// deployment on it is the orchestrator's alone. That is the one promise of the [`Platform`]
-/// contract it does not keep, and its conformance tests say so (`PlatformFixture::waits_drain`
-/// of the `testkit` suite).
+/// deployment on it is the orchestrator's alone. Its instances serve nothing, so no request is
+/// ever in flight on them, and the [`Platform`] contract lets a retire that knows it end at
+/// once; its conformance tests say so (`PlatformFixture::waits_drain` of the `testkit` suite).
 ///
 /// ```
 /// use serin_orchestrator::{InMemoryPlatform, Platform, TrackSpec};

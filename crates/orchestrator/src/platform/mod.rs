@@ -35,9 +35,14 @@ pub use status::{InstanceStatus, TrackStatus};
 ///   picks the pods to delete: a crashed instance is never kept in place of a healthy one.
 ///   [`TrackStatus::scale_down_choice`] gives that choice from a status. Every built-in
 ///   platform (in-memory, process, simulated) does so, and the conformance suite checks it.
-/// - [`retire`](Platform::retire) waits `drain` (the router has already stopped sending new
-///   requests; in-flight ones finish), then stops every instance; the track is then gone, and
-///   a `bring_up` of it succeeds at once (blue-green alternates two tracks).
+/// - [`retire`](Platform::retire) drains, then stops every instance; the track is then gone,
+///   and a `bring_up` of it succeeds at once (blue-green alternates two tracks). The router has
+///   already stopped sending the track new requests, so the drain lets those in flight finish:
+///   a platform that sees them (one that keeps a proxy in step with it) waits until none is
+///   left or `drain` has passed, whichever comes first, as Envoy and nginx drain until idle or
+///   a timeout; one that cannot tell waits the whole of `drain`. Either way `drain` bounds the
+///   wait (the orchestrator gives a retire that much time on top of its own bound), and the
+///   instances run until it ends.
 /// - Calls about a track that does not run are [`Error::NotFound`].
 /// - [`lock`](Platform::lock) gives a service's deployment lock to one holder at a time, and
 ///   again to the same holder (a resumed deployment takes back its own lock);
@@ -51,10 +56,12 @@ pub use status::{InstanceStatus, TrackStatus};
 ///   orchestrator bounds each call) may have taken the lock; `unlock` by the same holder frees
 ///   it, and the orchestrator does so for a start that gave up.
 ///
-/// The suite measures the drain on `tokio::time`'s clock, brings a retired track up again at
-/// once, orders the listing, holds the lock against a second holder while another service's
-/// lock stays free, reads its holder back and, with a fixture that can kill an
-/// instance, checks that the dead instance is reported dead, stays so and is the one a
+/// The suite measures the drain on `tokio::time`'s clock (the whole of it, unless the fixture
+/// says the platform ends it once nothing is in flight) and, with a fixture that can hold a
+/// request in flight, checks that the request is answered before the retire returns; it brings
+/// a retired track up again at once, orders the listing, holds the lock against a second holder
+/// while another service's lock stays free, reads its holder back and, with a fixture that can
+/// kill an instance, checks that the dead instance is reported dead, stays so and is the one a
 /// scale-down stops.
 ///
 /// The trait is object-safe; `Arc<T>` and `Box<T>` forward to `T`.
@@ -72,7 +79,9 @@ pub trait Platform: Send + Sync {
     /// Runs `instances` instances of the track (1 ..= [`TrackSpec::MAX_INSTANCES`]).
     async fn scale(&self, service: &str, track: &Track, instances: u32) -> Result<TrackStatus>;
 
-    /// Waits `drain`, then stops every instance of the track and forgets it.
+    /// Waits until the track's in-flight requests have finished or `drain` has passed
+    /// (the whole of `drain`, for a platform that cannot tell), then stops every instance of
+    /// the track and forgets it.
     async fn retire(&self, service: &str, track: &Track, drain: Duration) -> Result<()>;
 
     /// Every track that runs, ordered by service then track.

@@ -3,8 +3,9 @@
 //! A platform's tests call [`check_all`] with the platform, a template [`TrackSpec`] it can run
 //! (for a process platform, one with a command that serves readiness) and how long an instance
 //! may take to become ready; or [`check_all_with`] and a [`PlatformFixture`] that can also make
-//! an instance die (so that the suite sees it reported dead), or that says the platform keeps no
-//! deployment lock of its own or records drains instead of waiting them. The `check_*`
+//! an instance die (so that the suite sees it reported dead), keep a request in flight on a
+//! track (so that the suite sees a retire let it finish), or that says the platform keeps no
+//! deployment lock of its own or ends a drain once nothing is in flight. The `check_*`
 //! functions run one check each. Every check uses its
 //! own track names (`tk-up`, `tk-scale`, ...) derived from the template, retires what it
 //! started, and panics with a message naming the platform and the broken promise.
@@ -30,6 +31,8 @@
 //! # }
 //! ```
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -44,6 +47,10 @@ const POLL: Duration = Duration::from_millis(20);
 
 /// The drain [`check_retire`] asks for and measures.
 const DRAIN: Duration = Duration::from_millis(200);
+
+/// A request a fixture keeps in flight on a track ([`PlatformFixture::hold_request`]): it
+/// resolves once the request has ended, to `true` if it was answered, `false` if it was cut off.
+pub type HeldRequest = Pin<Box<dyn Future<Output = bool> + Send>>;
 
 /// What the suite needs to know about a platform besides the platform itself.
 #[async_trait]
@@ -62,13 +69,32 @@ pub trait PlatformFixture: Send + Sync {
         true
     }
 
-    /// Whether [`retire`](Platform::retire) waits its drain, as the contract asks. The default,
-    /// `true`, is what every platform that runs something must do; only a bookkeeping platform
-    /// that stops nothing real ([`InMemoryPlatform`](crate::InMemoryPlatform), which records
-    /// the drain so that a deployment's timing is the orchestrator's alone) answers `false`,
-    /// and [`check_retire`]'s measure of the drain is then skipped.
+    /// Whether [`retire`](Platform::retire) waits the whole of its drain on a track with nothing
+    /// in flight. The default, `true`, is what a platform that cannot see its in-flight
+    /// requests must do. A platform that sees them ends the drain once none is left, as the
+    /// contract allows, and answers `false`: one that keeps a proxy in step with it, or a
+    /// bookkeeping platform that runs nothing, so has nothing in flight
+    /// ([`InMemoryPlatform`](crate::InMemoryPlatform), which records the drain so that a
+    /// deployment's timing is the orchestrator's alone). [`check_retire`]'s measure of the
+    /// drain is then skipped; [`check_drain_lets_requests_finish`] checks, with a fixture that
+    /// can [`hold_request`](PlatformFixture::hold_request), that it still waits for what is in
+    /// flight.
     fn waits_drain(&self) -> bool {
         true
+    }
+
+    /// Sends the track a request that its instance answers only after `lasting`, the way the
+    /// track's traffic reaches it (through the router a proxied platform keeps in step), and
+    /// answers once the request is in flight, with what resolves when it ends. `Ok(None)`, the
+    /// default, when the fixture cannot; [`check_drain_lets_requests_finish`] is then skipped.
+    async fn hold_request(
+        &self,
+        service: &str,
+        track: &Track,
+        lasting: Duration,
+    ) -> Result<Option<HeldRequest>> {
+        let _ = (service, track, lasting);
+        Ok(None)
     }
 
     /// Makes `instance` of the track die as a crash would (the process exits, the container
@@ -108,7 +134,8 @@ impl Template {
         self
     }
 
-    /// Says the platform records drains instead of waiting them (see
+    /// Says the platform does not wait the whole drain on a track with nothing in flight: it
+    /// records drains instead of waiting them, or ends them once nothing is in flight (see
     /// [`PlatformFixture::waits_drain`]).
     pub fn recording_drains(mut self) -> Self {
         self.waits_drain = false;
@@ -151,6 +178,7 @@ pub async fn check_all_with(platform: &dyn Platform, fixture: &dyn PlatformFixtu
     check_unknown_track_not_found(platform, &template).await;
     check_scale(platform, &template, ready_timeout).await;
     retire_check(platform, &template, ready_timeout, fixture.waits_drain()).await;
+    check_drain_lets_requests_finish(platform, fixture).await;
     check_dead_reported(platform, fixture).await;
     if fixture.keeps_own_lock() {
         check_lock(platform, &template).await;
@@ -463,7 +491,9 @@ pub async fn check_scale(platform: &dyn Platform, template: &TrackSpec, ready_ti
 /// Retiring waits its drain before it returns (in-flight requests finish: the router has
 /// already stopped sending new ones), the track still running meanwhile; then the track is gone
 /// from the listing and from status, and can be brought up again at once. The drain is
-/// measured on `tokio::time`'s clock.
+/// measured on `tokio::time`'s clock, for a platform that cannot see its in-flight requests
+/// (one that ends the drain once none is left runs [`check_all_with`] and a fixture that
+/// says so, and [`check_drain_lets_requests_finish`]).
 pub async fn check_retire(platform: &dyn Platform, template: &TrackSpec, ready_timeout: Duration) {
     retire_check(platform, template, ready_timeout, true).await;
 }
@@ -526,7 +556,8 @@ async fn assert_drained(platform: &dyn Platform, spec: &TrackSpec) {
     assert!(
         took >= DRAIN,
         "{name}: retire with a drain of {DRAIN:?} returned after {took:?}; it must wait the \
-         drain before it stops the instances"
+         drain before it stops the instances (a platform that ends the drain once nothing is \
+         in flight says so with `PlatformFixture::waits_drain`)"
     );
     match during {
         Ok(s) => assert!(
@@ -536,6 +567,62 @@ async fn assert_drained(platform: &dyn Platform, spec: &TrackSpec) {
         ),
         Err(e) => panic!(
             "{name}: {} must still run during its drain, but status failed: {e}",
+            spec.key()
+        ),
+    }
+}
+
+/// A request in flight when its track is retired, answered well within the drain, is answered,
+/// and the retire returns only after it: the drain lets in-flight requests finish, whether the
+/// platform waits the whole drain or until nothing is in flight, before any instance stops.
+/// Needs a fixture that can [`hold_request`](PlatformFixture::hold_request); skipped otherwise.
+pub async fn check_drain_lets_requests_finish(
+    platform: &dyn Platform,
+    fixture: &dyn PlatformFixture,
+) {
+    let name = platform.name();
+    let spec = spec(&fixture.template(), "tk-drain", 1);
+    up(platform, &spec).await;
+    ready(platform, &spec, fixture.ready_timeout()).await;
+    let lasting = DRAIN / 2;
+    let mut held = match fixture
+        .hold_request(spec.service(), spec.track(), lasting)
+        .await
+    {
+        Ok(Some(held)) => held,
+        Ok(None) => {
+            retire(platform, &spec).await;
+            return;
+        }
+        Err(e) => panic!("fixture: holding a request on {} failed: {e}", spec.key()),
+    };
+    let retiring = platform.retire(spec.service(), spec.track(), DRAIN);
+    tokio::pin!(retiring);
+    let mut answered = None;
+    let retired = loop {
+        tokio::select! {
+            biased;
+            a = &mut held, if answered.is_none() => answered = Some(a),
+            r = &mut retiring => break r,
+        }
+    };
+    if let Err(e) = retired {
+        panic!("{name}: retire of {} failed: {e}", spec.key());
+    }
+    // Its answer may have come in as the retire ended: one more look, without waiting.
+    if answered.is_none() {
+        answered = tokio::time::timeout(Duration::ZERO, &mut held).await.ok();
+    }
+    match answered {
+        Some(true) => {}
+        Some(false) => panic!(
+            "{name}: a request of {lasting:?} in flight on {} was cut off by its retire with \
+             a drain of {DRAIN:?}; the drain must let it finish before the instances stop",
+            spec.key()
+        ),
+        None => panic!(
+            "{name}: the retire of {} with a drain of {DRAIN:?} returned before a request of \
+             {lasting:?} in flight on it was answered",
             spec.key()
         ),
     }
@@ -643,4 +730,123 @@ pub async fn check_dead_reported(platform: &dyn Platform, fixture: &dyn Platform
         Err(e) => panic!("{name}: scale down of {} failed: {e}", spec.key()),
     }
     retire(platform, &spec).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::InMemoryPlatform;
+
+    /// How a [`Served`] platform retires a track.
+    #[derive(Clone, Copy)]
+    enum Retires {
+        /// Stops the instances at once, whatever is in flight.
+        AtOnce,
+        /// Waits until nothing is in flight or the drain has passed.
+        UntilIdle,
+        /// Waits the whole drain.
+        WholeDrain,
+    }
+
+    /// An in-memory platform whose instances serve the requests its fixture holds: one in
+    /// flight when the instances stop is cut off.
+    struct Served {
+        inner: InMemoryPlatform,
+        retires: Retires,
+        in_flight: Arc<AtomicUsize>,
+        stopped: tokio::sync::watch::Sender<bool>,
+    }
+
+    impl Served {
+        fn new(retires: Retires) -> Self {
+            Served {
+                inner: InMemoryPlatform::new(),
+                retires,
+                in_flight: Arc::default(),
+                stopped: tokio::sync::watch::Sender::new(false),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Platform for Served {
+        fn name(&self) -> &str {
+            "served"
+        }
+        async fn bring_up(&self, spec: &TrackSpec) -> Result<TrackStatus> {
+            self.stopped.send_replace(false);
+            self.inner.bring_up(spec).await
+        }
+        async fn status(&self, service: &str, track: &Track) -> Result<TrackStatus> {
+            self.inner.status(service, track).await
+        }
+        async fn scale(&self, service: &str, track: &Track, n: u32) -> Result<TrackStatus> {
+            self.inner.scale(service, track, n).await
+        }
+        async fn retire(&self, service: &str, track: &Track, drain: Duration) -> Result<()> {
+            match self.retires {
+                Retires::AtOnce => {}
+                Retires::UntilIdle => {
+                    let until = tokio::time::Instant::now() + drain;
+                    while self.in_flight.load(Ordering::SeqCst) > 0
+                        && tokio::time::Instant::now() < until
+                    {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+                Retires::WholeDrain => tokio::time::sleep(drain).await,
+            }
+            self.stopped.send_replace(true);
+            self.inner.retire(service, track, drain).await
+        }
+        async fn list(&self) -> Result<Vec<TrackStatus>> {
+            self.inner.list().await
+        }
+    }
+
+    #[async_trait]
+    impl PlatformFixture for Served {
+        fn template(&self) -> TrackSpec {
+            TrackSpec::new("web", "1.0.0", Track::Stable, 1).unwrap()
+        }
+        fn ready_timeout(&self) -> Duration {
+            Duration::from_secs(5)
+        }
+        async fn hold_request(
+            &self,
+            _service: &str,
+            _track: &Track,
+            lasting: Duration,
+        ) -> Result<Option<HeldRequest>> {
+            let in_flight = Arc::clone(&self.in_flight);
+            let mut stopped = self.stopped.subscribe();
+            in_flight.fetch_add(1, Ordering::SeqCst);
+            Ok(Some(Box::pin(async move {
+                let answered = tokio::select! {
+                    () = tokio::time::sleep(lasting) => true,
+                    _ = stopped.wait_for(|s| *s) => false,
+                };
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                answered
+            })))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retire_that_waits_until_idle_or_the_whole_drain_lets_requests_finish() {
+        for retires in [Retires::UntilIdle, Retires::WholeDrain] {
+            let platform = Served::new(retires);
+            check_drain_lets_requests_finish(&platform, &platform).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    #[should_panic(expected = "was cut off by its retire")]
+    async fn a_retire_that_stops_instances_with_requests_in_flight_fails() {
+        let platform = Served::new(Retires::AtOnce);
+        check_drain_lets_requests_finish(&platform, &platform).await;
+    }
 }
