@@ -19,6 +19,7 @@ use crate::metric::Metric;
 /// maxBackoff: 5s
 /// latencyScale: 1000     # histogram bounds in seconds
 /// acceptWarnings: false  # a warned answer may be partial (Thanos, Cortex): retried, then no data
+/// bearerTokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token  # read before each request
 /// queries:
 ///   error_rate:
 ///     requests: sum(increase(http_requests_total{app="shop",track="{{track}}"}[{{window}}]))
@@ -70,6 +71,10 @@ pub struct PrometheusConfig {
     /// Whether an answer that carries warnings is taken as whole (default `false`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accept_warnings: Option<bool>,
+    /// A file holding a bearer token, read before every request (see
+    /// [`PrometheusBuilder::with_bearer_token_file`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_file: Option<std::path::PathBuf>,
     /// Query templates per metric, replacing the defaults of the metrics listed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub queries: BTreeMap<Metric, QueryConfig>,
@@ -87,6 +92,7 @@ impl std::fmt::Debug for PrometheusConfig {
             max_backoff,
             latency_scale,
             accept_warnings,
+            bearer_token_file,
             queries,
         } = self;
         f.debug_struct("PrometheusConfig")
@@ -97,6 +103,7 @@ impl std::fmt::Debug for PrometheusConfig {
             .field("max_backoff", max_backoff)
             .field("latency_scale", latency_scale)
             .field("accept_warnings", accept_warnings)
+            .field("bearer_token_file", bearer_token_file)
             .field("queries", queries)
             .finish()
     }
@@ -131,6 +138,7 @@ impl PrometheusConfig {
             max_backoff: None,
             latency_scale: None,
             accept_warnings: None,
+            bearer_token_file: None,
             queries: BTreeMap::new(),
         }
     }
@@ -177,6 +185,9 @@ impl PrometheusConfig {
         }
         if let Some(accept) = self.accept_warnings {
             b = b.accept_warnings(accept);
+        }
+        if let Some(path) = self.bearer_token_file {
+            b = b.with_bearer_token_file(path);
         }
         for (metric, q) in self.queries {
             let path = format!("queries.{metric}");

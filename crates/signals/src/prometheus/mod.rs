@@ -64,8 +64,11 @@
 //! warnings are known to be harmless.
 //!
 //! **Authentication**: basic auth in the base URL (`https://user:password@host`, the way a config
-//! file gives it) or any header through [`PrometheusBuilder::with_client`]. The password is sent
-//! in the `Authorization` header only: errors and debug output show it as `***`.
+//! file gives it), a bearer token read from a file before every request
+//! ([`PrometheusBuilder::with_bearer_token_file`], as Prometheus' own `bearer_token_file`: a
+//! Kubernetes service account's token is rotated in place), or any header through
+//! [`PrometheusBuilder::with_client`]. Credentials are sent in the `Authorization` header only:
+//! errors and debug output show a password as `***` and never a token.
 //!
 //! Build a source in code with [`PrometheusSource::builder`], or from a config file with
 //! [`PrometheusConfig`] and [`PrometheusSource::from_config`].
@@ -77,6 +80,7 @@ mod retry;
 mod template;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -166,6 +170,7 @@ pub struct PrometheusBuilder {
     max_backoff: Duration,
     latency_scale: f64,
     accept_warnings: bool,
+    bearer_token_file: Option<PathBuf>,
     client: Option<HttpClient>,
 }
 
@@ -208,6 +213,7 @@ impl PrometheusBuilder {
             max_backoff: Duration::from_secs(5),
             latency_scale: 1_000.0,
             accept_warnings: false,
+            bearer_token_file: None,
             client: None,
         }
     }
@@ -316,6 +322,16 @@ impl PrometheusBuilder {
         self
     }
 
+    /// Sends `Authorization: Bearer <token>`, the token being the contents of `path` (surrounding
+    /// whitespace trimmed). The file is read before every request, not once, because the tokens
+    /// mounted into a Kubernetes pod are rotated in place; [`build`](Self::build) reads it once to
+    /// refuse a file that is missing, empty or not a header value. Not with credentials in the
+    /// base URL: a request carries one `Authorization` header.
+    pub fn with_bearer_token_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.bearer_token_file = Some(path.into());
+        self
+    }
+
     /// The HTTP client to use (for proxies, TLS roots or default headers such as
     /// authorization, which the debug output of the builder and the source never shows). The
     /// per-request timeout still applies.
@@ -325,7 +341,8 @@ impl PrometheusBuilder {
     }
 
     /// Checks everything and builds the source. Errors name the setting (`baseUrl`, `timeout`,
-    /// `retries`, `initialBackoff`, `backoff`, `latencyScale`) or the metric and template; an
+    /// `retries`, `initialBackoff`, `backoff`, `latencyScale`, `bearerTokenFile`) or the metric
+    /// and template; an
     /// HTTP client that cannot be set up (no TLS backend) is [`Error::Unavailable`].
     pub fn build(self) -> Result<PrometheusSource> {
         // Shown with its password, if any, hidden.
@@ -415,6 +432,20 @@ impl PrometheusBuilder {
             };
             queries.insert(metric.clone(), parsed);
         }
+        if let Some(path) = &self.bearer_token_file {
+            if !base.username().is_empty() || base.password().is_some() {
+                return Err(Error::invalid(
+                    "bearerTokenFile",
+                    path.display(),
+                    format!(
+                        "cannot be used with the credentials in baseUrl `{shown}`: a request \
+                         carries one Authorization header; give one or the other"
+                    ),
+                ));
+            }
+            bearer_token(path)
+                .map_err(|reason| Error::invalid("bearerTokenFile", path.display(), reason))?;
+        }
         let client = match self.client {
             Some(HttpClient(client)) => client,
             // `Client::default()` panics where `build` reports, e.g. without TLS roots.
@@ -427,6 +458,7 @@ impl PrometheusBuilder {
         };
         let transport: Arc<dyn Transport> = Arc::new(ReqwestTransport {
             client: HttpClient(client),
+            bearer_token_file: self.bearer_token_file,
             max_answer_bytes: MAX_ANSWER_BYTES,
         });
         Ok(PrometheusSource {
@@ -477,8 +509,59 @@ pub(crate) trait Transport: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 struct ReqwestTransport {
     client: HttpClient,
+    /// Read before each request; see [`PrometheusBuilder::with_bearer_token_file`].
+    bearer_token_file: Option<PathBuf>,
     /// [`MAX_ANSWER_BYTES`] but in tests.
     max_answer_bytes: usize,
+}
+
+/// The largest bearer token file read: a Kubernetes service account token is about 1 KiB, and a
+/// file far larger is the wrong file.
+const MAX_TOKEN_BYTES: u64 = 64 << 10;
+
+/// The token in the file at `path`, checked at build time (read synchronously, like the config
+/// file that names it).
+fn bearer_token(path: &Path) -> std::result::Result<reqwest::header::HeaderValue, String> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_TOKEN_BYTES + 1).read_to_end(&mut text))
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    token_header(&text)
+}
+
+/// The token in the file at `path`, read before a request.
+async fn read_bearer_token(
+    path: &Path,
+) -> std::result::Result<reqwest::header::HeaderValue, String> {
+    use tokio::io::AsyncReadExt;
+    let mut text = Vec::new();
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    file.take(MAX_TOKEN_BYTES + 1)
+        .read_to_end(&mut text)
+        .await
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    token_header(&text)
+}
+
+/// `Bearer <token>` for a token file's contents (surrounding whitespace trimmed), marked
+/// sensitive so that no debug output shows it; the reason it cannot be one otherwise.
+fn token_header(text: &[u8]) -> std::result::Result<reqwest::header::HeaderValue, String> {
+    if text.len() as u64 > MAX_TOKEN_BYTES {
+        return Err(format!(
+            "is larger than {MAX_TOKEN_BYTES} bytes, which no bearer token is"
+        ));
+    }
+    let token = text.trim_ascii();
+    if token.is_empty() {
+        return Err("is empty: it must hold the token".into());
+    }
+    let mut value = reqwest::header::HeaderValue::from_bytes(&[b"Bearer ", token].concat())
+        .map_err(|_| "holds bytes a header cannot carry (a line break inside the token?)")?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 impl ReqwestTransport {
@@ -498,14 +581,16 @@ impl Transport for ReqwestTransport {
         params: &[(&str, String)],
     ) -> std::result::Result<(u16, String), Failure> {
         let transient = |e: reqwest::Error| Failure::Transient(describe(&e));
-        let mut response = self
-            .client
-            .0
-            .get(url.clone())
-            .query(params)
-            .send()
-            .await
-            .map_err(transient)?;
+        let mut request = self.client.0.get(url.clone()).query(params);
+        if let Some(path) = &self.bearer_token_file {
+            // Unreadable mid-rotation, or removed: retried like a refused connection, and the
+            // reason names the file (never its contents).
+            let token = read_bearer_token(path).await.map_err(|reason| {
+                Failure::Transient(format!("bearerTokenFile {} {reason}", path.display()))
+            })?;
+            request = request.header(reqwest::header::AUTHORIZATION, token);
+        }
+        let mut response = request.send().await.map_err(transient)?;
         let status = response.status().as_u16();
         let declared = response.content_length().unwrap_or(0);
         if declared > self.max_answer_bytes as u64 {

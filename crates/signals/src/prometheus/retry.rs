@@ -96,7 +96,7 @@ pub(crate) fn classify(status: u16, body: &str, accept_warnings: bool) -> Result
                 "HTTP {status} without a Prometheus error ({}): {}",
                 // Refused by Prometheus' basic auth (`--web.config.file`) or a proxy before it.
                 if matches!(status, 401 | 403) {
-                    "are the credentials right?"
+                    "are the credentials right (the user and password, or bearerTokenFile)?"
                 } else {
                     "is the base URL right?"
                 },

@@ -463,6 +463,7 @@ fn limited_source(url: &str, limit: usize) -> PrometheusSource {
         .unwrap()
         .with_transport(Arc::new(ReqwestTransport {
             client: HttpClient(reqwest::Client::new()),
+            bearer_token_file: None,
             max_answer_bytes: limit,
         }))
 }
@@ -801,4 +802,96 @@ async fn invalid_queries_are_refused_before_anything_is_sent() {
     let fixture = crate::testkit::InMemoryFixture::new();
     crate::testkit::check_invalid_queries_refused(&s, &fixture).await;
     assert!(t.seen().is_empty(), "nothing was sent");
+}
+
+#[tokio::test]
+async fn a_bearer_token_is_read_from_its_file_before_every_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    std::fs::write(&path, "t0ken-one\n").unwrap();
+    let body = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+    let (url, _, heads) = serve(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+    .await;
+    let mut config = PrometheusConfig::new(url.clone());
+    config.bearer_token_file = Some(path.clone());
+    config.retries = Some(0);
+    let builder = config.clone().into_builder().unwrap();
+    let source = PrometheusSource::from_config(config.clone()).unwrap();
+    for shown in [
+        format!("{config:?}"),
+        format!("{builder:?}"),
+        format!("{source:?}"),
+    ] {
+        assert!(!shown.contains("t0ken"), "{shown}");
+    }
+    let q = MetricQuery::new(Metric::Cpu, Track::Canary, minute());
+    source.query(&q).await.unwrap();
+    // Rotated in place, as the kubelet does: the next request sends the new token.
+    std::fs::write(&path, "t0ken-two").unwrap();
+    source.query(&q).await.unwrap();
+    let sent: Vec<String> = lock(&heads)
+        .iter()
+        .map(|h| {
+            h.lines()
+                .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            "authorization: Bearer t0ken-one",
+            "authorization: Bearer t0ken-two"
+        ]
+    );
+    // Gone mid-run: the source is unavailable, named by the file, and the token is not shown.
+    std::fs::remove_file(&path).unwrap();
+    let err = source.query(&q).await.unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    let shown = err.to_string();
+    assert!(
+        shown.contains("bearerTokenFile") && shown.contains(&path.display().to_string()),
+        "{shown}"
+    );
+    assert_eq!(lock(&heads).len(), 2, "no request without its token");
+
+    // What the build refuses, naming the setting: a file that is missing, empty or not a
+    // header value, and a token beside the base URL's own credentials.
+    let refused = |base: &str, contents: Option<&str>| {
+        let file = dir.path().join("refused");
+        let _ = std::fs::remove_file(&file);
+        if let Some(c) = contents {
+            std::fs::write(&file, c).unwrap();
+        }
+        PrometheusSource::builder(base)
+            .with_bearer_token_file(&file)
+            .build()
+            .unwrap_err()
+            .to_string()
+    };
+    for (base, contents, why) in [
+        (url.as_str(), None, "cannot be read"),
+        (url.as_str(), Some(" \n"), "is empty"),
+        (url.as_str(), Some("t0k\nen"), "a header cannot carry"),
+        (
+            "http://admin:s3cret@127.0.0.1:1",
+            Some("t0ken"),
+            "one Authorization header",
+        ),
+    ] {
+        let err = refused(base, contents);
+        assert!(
+            err.contains("bearerTokenFile") && err.contains(why) && !err.contains("s3cret"),
+            "{err}"
+        );
+    }
+    let huge = "x".repeat(MAX_TOKEN_BYTES as usize + 1);
+    assert!(refused(&url, Some(&huge)).contains("larger than"));
 }
