@@ -28,8 +28,22 @@ struct OasdiffChange {
     source: String,
 }
 
+/// What oasdiff prints with `--format json`: the bare array of its CLI, or the object its
+/// service wraps the array in (`{"changes": [...], "diff_empty": false}`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OasdiffOutput {
+    Bare(Vec<OasdiffChange>),
+    Wrapped { changes: Vec<OasdiffChange> },
+}
+
 /// Reads the changes oasdiff reported for `api` from the JSON array that `oasdiff breaking
-/// --format json` (or `oasdiff changelog --format json`) prints.
+/// --format json` (or `oasdiff changelog --format json`) prints, or from the object that wraps
+/// it (`{"changes": [...]}`, oasdiff's wrapped output).
+///
+/// Output with no changes is `[]`, as oasdiff prints it. Empty output is an error rather than
+/// no changes: it is what a run that failed before printing leaves, and reading it as a clean
+/// diff would let the breaking changes it did not report through.
 ///
 /// Levels map as oasdiff means them: `3` (error) is a breaking change, `2` (warning) a change
 /// that may break clients, both needing a major bump; `1` (info) is a compatible change, which
@@ -46,10 +60,24 @@ struct OasdiffChange {
 /// assert_eq!(changes[0].required_bump, Bump::Major);
 /// ```
 pub fn from_oasdiff(api: &str, json: &str) -> Result<Vec<Change>> {
-    let entries: Vec<OasdiffChange> = serde_json::from_str(json).map_err(|e| Error::Parse {
-        format: "JSON",
-        reason: format!("oasdiff output for api {api}: {e}"),
-    })?;
+    if json.trim().is_empty() {
+        return Err(Error::Parse {
+            format: "JSON",
+            reason: format!(
+                "oasdiff output for api {api} is empty: oasdiff prints `[]` when it finds no \
+                 changes, so an empty output is a run that failed (see its stderr)"
+            ),
+        });
+    }
+    let entries = match serde_json::from_str(json) {
+        Ok(OasdiffOutput::Bare(entries) | OasdiffOutput::Wrapped { changes: entries }) => entries,
+        // Untagged, serde says only that no form matched: the array's own error names the
+        // entry and field that is wrong.
+        Err(_) => serde_json::from_str::<Vec<OasdiffChange>>(json).map_err(|e| Error::Parse {
+            format: "JSON",
+            reason: format!("oasdiff output for api {api}: {e}"),
+        })?,
+    };
     entries
         .into_iter()
         .enumerate()
@@ -208,6 +236,12 @@ mod tests {
         // Without a text, the id says what happened.
         assert_eq!(changes[1].message, "response-optional-property-removed");
         assert!(from_oasdiff("orders", "[]").expect("empty").is_empty());
+        // The service's wrapped form reads the same.
+        let wrapped = r#"{"changes": [{"id": "endpoint-added", "level": 1, "operation": "POST",
+            "path": "/refunds"}], "diff_empty": false}"#;
+        let changes = from_oasdiff("orders", wrapped).expect("wrapped");
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].location, "orders POST /refunds");
     }
 
     #[test]
@@ -217,6 +251,8 @@ mod tests {
             err.to_string().contains("[0].level") && err.to_string().contains('4'),
             "{err}"
         );
+        let err = from_oasdiff("orders", " \n").unwrap_err().to_string();
+        assert!(err.contains("is empty") && err.contains("`[]`"), "{err}");
         for bad in ["", "{}", "[{\"level\": 3}]", "error: no such file"] {
             let err = from_oasdiff("orders", bad).unwrap_err().to_string();
             assert!(
