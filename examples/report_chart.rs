@@ -12,7 +12,8 @@
 //! ```
 //!
 //! `--json PATH` also writes the report's JSON (schema `serin.report/v1`, see
-//! `docs/report-schema.md`). A `--deployment` that names no deployment of the input is a usage
+//! `docs/report-schema.md`); `--json -` writes it to stdout, and the lines that say what was
+//! written then go to stderr, so that stdout holds the JSON alone. A `--deployment` that names no deployment of the input is a usage
 //! error, not ignored: with a report's JSON, one other than the deployment it reports; with a
 //! journal, a prefix of none of its ids, or of several (one version deployed twice), which is
 //! refused with their ids: the full id picks one.
@@ -29,8 +30,7 @@ use serin_orchestrator::{ChartOptions, FileJournal, Journal, Report};
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
-const USAGE: &str =
-    "usage: report_chart INPUT(.json | .jsonl) OUTPUT.svg [--deployment ID] [--json REPORT.json]";
+const USAGE: &str = "usage: report_chart INPUT(.json | .jsonl) OUTPUT.svg [--deployment ID] [--json REPORT.json | -]";
 
 /// Why the command ends without a chart.
 enum Failure {
@@ -185,16 +185,23 @@ async fn run() -> Result<(), Failure> {
         report
     };
     report.write_chart(&args.output, &ChartOptions::default())?;
-    println!(
+    let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
+    let said = format!(
         "{} ({} samples, {} events) -> {}",
         report.deployment,
         report.samples.len(),
         report.timeline.len(),
         args.output.display()
     );
-    if let Some(json) = &args.json {
-        std::fs::write(json, report.to_json()? + "\n")?;
-        println!("report JSON -> {}", json.display());
+    if json_to_stdout {
+        eprintln!("{said}");
+        println!("{}", report.to_json()?);
+    } else {
+        println!("{said}");
+        if let Some(json) = &args.json {
+            std::fs::write(json, report.to_json()? + "\n")?;
+            println!("report JSON -> {}", json.display());
+        }
     }
     Ok(())
 }

@@ -696,6 +696,16 @@ fn report_chart_draws_the_deployment_a_prefix_names_and_refuses_an_ambiguous_one
     chart(&["report.json", "other.svg", "--deployment", &ids[1]])
         .assert()
         .success();
+    // `--json -` is stdout, holding the JSON alone; no file named `-` is written.
+    let piped = chart(&["report.json", "piped.svg", "--json", "-"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("piped.svg"))
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(json(&piped)["deployment"], ids[1].as_str());
+    assert!(!d.join("-").exists());
     chart(&["--help"])
         .assert()
         .success()

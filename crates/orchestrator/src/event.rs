@@ -219,6 +219,8 @@ impl EventKind {
                 Some(NotifyOn::Rollback)
             }
             EventKind::PhaseChanged { .. } => Some(NotifyOn::Phase),
+            EventKind::Paused | EventKind::Resumed => Some(NotifyOn::Paused),
+            EventKind::DeadlineReached { .. } => Some(NotifyOn::Deadline),
             _ => None,
         }
     }

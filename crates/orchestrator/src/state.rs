@@ -415,7 +415,7 @@ pub struct DeploymentState {
     pub started_at: Timestamp,
     /// When it is rolled back if not finished.
     pub deadline: Timestamp,
-    /// Paused by an operator.
+    /// Paused by an operator; never in a finished deployment.
     pub paused: bool,
     /// The new version's share of traffic, in percent, once this record's effects are carried
     /// out. It is announced ([`EventKind::WeightChanged`](crate::EventKind::WeightChanged)) in

@@ -652,6 +652,24 @@ fn the_config_names_a_secret_variable_and_subscribes_to_phase_changes() {
         .notify_on(),
         Some(NotifyOn::Phase)
     );
+    // An operator's pause and resume, and a deadline running out, have categories of their
+    // own: an on-call may want to know that a deployment stands still, or why it rolls back.
+    let c = DeploymentConfig::from_yaml(&yaml(
+        "{type: slack, destination: '#deploys', events: [paused, deadline]}",
+    ))
+    .expect("valid");
+    assert_eq!(
+        c.notification_channels[0].events,
+        vec![NotifyOn::Paused, NotifyOn::Deadline]
+    );
+    for kind in [EventKind::Paused, EventKind::Resumed] {
+        assert_eq!(kind.notify_on(), Some(NotifyOn::Paused), "{kind:?}");
+    }
+    let deadline = EventKind::DeadlineReached {
+        phase: Phase::Deployment,
+        action: "maxDeploymentDuration ran out: rolling back".into(),
+    };
+    assert_eq!(deadline.notify_on(), Some(NotifyOn::Deadline));
     let err = DeploymentConfig::from_yaml(&yaml(
         "{type: webhook, destination: 'https://example.org/h', secretEnv: 'my secret'}",
     ))

@@ -142,6 +142,10 @@ async fn a_paused_canary_is_still_judged_and_a_critical_regression_rolls_it_back
         matches!(&status.outcome, Some(Outcome::RolledBack { reason }) if reason.contains("critical")),
         "{status:?}"
     );
+    assert!(
+        !status.paused,
+        "a finished deployment is not paused: {status:?}"
+    );
     world.assert_live(Track::Stable, "1.0.0").await;
 }
 

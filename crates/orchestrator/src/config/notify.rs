@@ -115,6 +115,11 @@ pub enum NotifyOn {
     Rollback,
     /// The deployment entered a phase (validation, preparation, deployment, ...).
     Phase,
+    /// An operator paused or resumed the deployment.
+    Paused,
+    /// A deadline ran out (`maxDeploymentDuration`, `canaryConfig.maxDuration`); what follows
+    /// it (a rollback, a failure) is announced in its own category.
+    Deadline,
 }
 
 impl NotifyOn {
@@ -127,6 +132,8 @@ impl NotifyOn {
             NotifyOn::Anomaly => "anomaly",
             NotifyOn::Rollback => "rollback",
             NotifyOn::Phase => "phase",
+            NotifyOn::Paused => "paused",
+            NotifyOn::Deadline => "deadline",
         }
     }
 }

@@ -51,6 +51,9 @@ fn headline(kind: &EventKind) -> &'static str {
         EventKind::RollbackStarted { .. } => "rollback started",
         EventKind::RolledBack { .. } => "rolled back",
         EventKind::AnalysisResult { .. } => "canary analysis",
+        EventKind::Paused => "deployment paused",
+        EventKind::Resumed => "deployment resumed",
+        EventKind::DeadlineReached { .. } => "deadline reached",
         _ => "deployment event",
     }
 }

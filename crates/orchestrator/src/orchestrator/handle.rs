@@ -28,7 +28,7 @@ pub struct Status {
     pub phase: Phase,
     /// The new version's share of traffic, in percent.
     pub weight: f64,
-    /// Paused by an operator.
+    /// Paused by an operator; never once the deployment is over.
     pub paused: bool,
     /// How it ended, once over.
     pub outcome: Option<Outcome>,

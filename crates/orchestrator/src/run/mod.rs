@@ -858,6 +858,9 @@ impl Runner {
         });
         let succeeded = outcome.is_success();
         self.state.stage = Stage::Done;
+        // An operator's pause has nothing left to hold once the deployment is over; a
+        // finished status that still said paused would ask for a resume that can do nothing.
+        self.state.paused = false;
         self.state.outcome = Some(outcome);
         self.commit(Vec::new(), kinds).await?;
         if succeeded && let Some(v) = &self.inner.validator {
