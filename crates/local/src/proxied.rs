@@ -696,15 +696,8 @@ mod tests {
         addr
     }
 
-    #[tokio::test]
-    async fn a_retire_waits_for_an_instance_taken_out_of_the_proxy_before() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listed = SocketAddr::from(([127, 0, 0, 1], 10_004));
-        let slow = answering_after(Duration::from_millis(400)).await;
-        let platform = Running::default().with("web", Track::Green, listed);
-        platform.0.lock().unwrap()[0].instances.push(
-            InstanceStatus::new("green-1", ProbeStatus::Pass, ProbeStatus::Pass).with_address(slow),
-        );
+    /// A proxy sending all of `web`'s traffic to `green` of `platform`, and the platform it fronts.
+    async fn fronting_green(platform: Running) -> (ProxyRouter, ProxiedPlatform<Running>) {
         let router = ProxyRouter::bind(ProxyConfig::default().with_workers(0))
             .await
             .unwrap();
@@ -714,8 +707,12 @@ mod tests {
             .apply(&TrafficSplit::all_to("green", &[]).unwrap())
             .await
             .unwrap();
-        // A request on the slow instance, which then leaves the proxy (unready for a moment).
-        router.set_endpoints("green", &[slow]);
+        (router, proxied)
+    }
+
+    /// A client whose request through `router` is in flight on the instance at `slow`.
+    async fn request_in_flight(router: &ProxyRouter, slow: SocketAddr) -> tokio::net::TcpStream {
+        use tokio::io::AsyncWriteExt;
         let mut client = tokio::net::TcpStream::connect(router.local_addr())
             .await
             .unwrap();
@@ -726,6 +723,22 @@ mod tests {
         while router.in_flight(slow) == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        client
+    }
+
+    #[tokio::test]
+    async fn a_retire_waits_for_an_instance_taken_out_of_the_proxy_before() {
+        use tokio::io::AsyncReadExt;
+        let listed = SocketAddr::from(([127, 0, 0, 1], 10_004));
+        let slow = answering_after(Duration::from_millis(400)).await;
+        let platform = Running::default().with("web", Track::Green, listed);
+        platform.0.lock().unwrap()[0].instances.push(
+            InstanceStatus::new("green-1", ProbeStatus::Pass, ProbeStatus::Pass).with_address(slow),
+        );
+        let (router, proxied) = fronting_green(platform).await;
+        // A request on the slow instance, which then leaves the proxy (unready for a moment).
+        router.set_endpoints("green", &[slow]);
+        let mut client = request_in_flight(&router, slow).await;
         router.set_endpoints("green", &[listed]);
         proxied
             .retire("web", &Track::Green, Duration::from_secs(30))
@@ -747,28 +760,11 @@ mod tests {
     /// for it.
     #[tokio::test]
     async fn a_retire_waits_for_in_flight_requests_at_most_its_drain() {
-        use tokio::io::AsyncWriteExt;
         let slow = answering_after(Duration::from_secs(3)).await;
         let platform = Running::default().with("web", Track::Green, slow);
-        let router = ProxyRouter::bind(ProxyConfig::default().with_workers(0))
-            .await
-            .unwrap();
-        let proxied = ProxiedPlatform::new(platform, router.clone());
-        proxied.status("web", &Track::Green).await.unwrap();
-        router
-            .apply(&TrafficSplit::all_to("green", &[]).unwrap())
-            .await
-            .unwrap();
-        let mut client = tokio::net::TcpStream::connect(router.local_addr())
-            .await
-            .unwrap();
-        client
-            .write_all(b"GET / HTTP/1.1\r\nhost: web\r\n\r\n")
-            .await
-            .unwrap();
-        while router.in_flight(slow) == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let (router, proxied) = fronting_green(platform).await;
+        // Held open, so that the request stays in flight.
+        let _client = request_in_flight(&router, slow).await;
         proxied
             .retire("web", &Track::Green, Duration::from_millis(100))
             .await

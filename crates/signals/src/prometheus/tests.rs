@@ -455,6 +455,19 @@ async fn serve(response: Vec<u8>) -> (String, Arc<std::sync::atomic::AtomicUsize
     (url, connections, heads)
 }
 
+/// [`serve`] answering every request with an empty vector (no data).
+async fn serve_empty_vector() -> (String, Arc<std::sync::atomic::AtomicUsize>, Heads) {
+    let body = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+    serve(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+    .await
+}
+
 /// A source reading answers of at most `limit` bytes from `url`.
 fn limited_source(url: &str, limit: usize) -> PrometheusSource {
     PrometheusSource::builder(url)
@@ -576,15 +589,7 @@ async fn credentials_are_sent_but_never_shown() {
         "{err}"
     );
     // And a server that answers is sent the credentials.
-    let body = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
-    let (url, _, heads) = serve(
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .into_bytes(),
-    )
-    .await;
+    let (url, _, heads) = serve_empty_vector().await;
     let with_auth = url.replacen("http://", "http://admin:s3cret@", 1);
     let read = PrometheusSource::builder(with_auth)
         .build()
@@ -809,15 +814,7 @@ async fn a_bearer_token_is_read_from_its_file_before_every_request() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("token");
     std::fs::write(&path, "t0ken-one\n").unwrap();
-    let body = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
-    let (url, _, heads) = serve(
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .into_bytes(),
-    )
-    .await;
+    let (url, _, heads) = serve_empty_vector().await;
     let mut config = PrometheusConfig::new(url.clone());
     config.bearer_token_file = Some(path.clone());
     config.retries = Some(0);
