@@ -613,18 +613,27 @@ impl Transport for ReqwestTransport {
 
 /// A URL shown with the password of its userinfo (`https://user:password@host`) replaced by
 /// `***`: a base URL is how a config file gives basic auth, and errors, configs and sources end
-/// up in logs. Read as text rather than parsed, so that a URL that does not parse is hidden too;
-/// the userinfo ends at the last `@` before any query or fragment, as a password may hold `/`.
+/// up in logs. A URL that parses is cut where the HTTP client cuts it, so what is hidden is
+/// what would be sent. One that does not parse is hidden up to its last `@` after the user
+/// name: a password may hold `/`, `?` or `#`, and showing too little of a broken URL is better
+/// than showing its password.
 pub(crate) fn redacted(url: &str) -> String {
+    if let Ok(mut parsed) = url::Url::parse(url) {
+        if parsed.password().is_none() {
+            return url.to_owned();
+        }
+        // Cannot fail: a URL with a password has a host.
+        let _ = parsed.set_password(Some("***"));
+        return parsed.to_string();
+    }
     let Some(scheme) = url.find("://") else {
         return url.to_owned();
     };
     let rest = &url[scheme + 3..];
-    let before_query = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
-    let Some(at) = before_query.rfind('@') else {
+    let Some(at) = rest.rfind('@') else {
         return url.to_owned();
     };
-    match before_query[..at].find(':') {
+    match rest[..at].find(':') {
         Some(colon) => format!(
             "{}{}:***{}",
             &url[..scheme + 3],

@@ -892,3 +892,33 @@ async fn a_bearer_token_is_read_from_its_file_before_every_request() {
     let huge = "x".repeat(MAX_TOKEN_BYTES as usize + 1);
     assert!(refused(&url, Some(&huge)).contains("larger than"));
 }
+
+#[test]
+fn a_password_is_hidden_wherever_its_url_puts_the_userinfo() {
+    for (url, shown) in [
+        // A `?` in the password of a URL that does not parse (the port is too large).
+        (
+            "https://admin:pa?ss@prom.example:99999",
+            "https://admin:***@prom.example:99999",
+        ),
+        // A `#` and a `/` likewise.
+        (
+            "http://admin:pa#s/s@prom.example:99999/x",
+            "http://admin:***@prom.example:99999/x",
+        ),
+        // A URL that parses is cut where the client cuts it.
+        (
+            "http://admin:pass@prom.example:9090/api",
+            "http://admin:***@prom.example:9090/api",
+        ),
+        // An `@` in the path of a URL without credentials is not a password.
+        (
+            "http://prom.example:9090/a@b",
+            "http://prom.example:9090/a@b",
+        ),
+        ("http://user@prom.example", "http://user@prom.example"),
+        ("not a url", "not a url"),
+    ] {
+        assert_eq!(redacted(url), shown, "{url}");
+    }
+}
