@@ -49,3 +49,24 @@ fn a_statement_that_fails_whatever_runs_still_blocks_a_first_install() {
         "{result}"
     );
 }
+
+/// The opt-in rules a catalog turns on for a migration say what goes wrong whatever runs (a
+/// statement that fails when the migration is run again, a table the `search_path` picks):
+/// they are not downgraded to notes on a first install.
+#[test]
+fn opt_in_rules_a_migration_turns_on_keep_their_severity_on_a_first_install() {
+    let validator = load(&catalog(
+        "{name: '0002', enableRules: [prefer-robust-stmts, require-table-schema], \
+         sql: 'CREATE TABLE u (id bigint); ALTER TABLE u ADD COLUMN name text;'}",
+    ));
+    let result = check(&validator, "{}", &[("api", "1.1.0")]);
+    for rule in ["sql.prefer-robust-stmts", "sql.require-table-schema"] {
+        let finding = result
+            .findings
+            .iter()
+            .find(|f| f.code == rule)
+            .unwrap_or_else(|| panic!("{rule}: {result}"));
+        assert!(finding.severity > Severity::Info, "{finding:?}");
+        assert!(!finding.message.contains("runs yet"), "{finding:?}");
+    }
+}

@@ -28,13 +28,10 @@ struct OasdiffChange {
     source: String,
 }
 
-/// What oasdiff prints with `--format json`: the bare array of its CLI, or the object its
-/// service wraps the array in (`{"changes": [...], "diff_empty": false}`).
+/// The object oasdiff's service wraps its changes in (`{"changes": [...], "diff_empty": false}`).
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum OasdiffOutput {
-    Bare(Vec<OasdiffChange>),
-    Wrapped { changes: Vec<OasdiffChange> },
+struct OasdiffWrapped {
+    changes: Vec<OasdiffChange>,
 }
 
 /// Reads the changes oasdiff reported for `api` from the JSON array that `oasdiff breaking
@@ -69,15 +66,17 @@ pub fn from_oasdiff(api: &str, json: &str) -> Result<Vec<Change>> {
             ),
         });
     }
-    let entries = match serde_json::from_str(json) {
-        Ok(OasdiffOutput::Bare(entries) | OasdiffOutput::Wrapped { changes: entries }) => entries,
-        // Untagged, serde says only that no form matched: the array's own error names the
-        // entry and field that is wrong.
-        Err(_) => serde_json::from_str::<Vec<OasdiffChange>>(json).map_err(|e| Error::Parse {
-            format: "JSON",
-            reason: format!("oasdiff output for api {api}: {e}"),
-        })?,
-    };
+    // Read by its shape rather than by trying both, so that an error names the entry and
+    // field that is wrong rather than the form that did not match.
+    let entries = if json.trim_start().starts_with('{') {
+        serde_json::from_str::<OasdiffWrapped>(json).map(|w| w.changes)
+    } else {
+        serde_json::from_str::<Vec<OasdiffChange>>(json)
+    }
+    .map_err(|e| Error::Parse {
+        format: "JSON",
+        reason: format!("oasdiff output for api {api}: {e}"),
+    })?;
     entries
         .into_iter()
         .enumerate()
@@ -242,6 +241,11 @@ mod tests {
         let changes = from_oasdiff("orders", wrapped).expect("wrapped");
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].location, "orders POST /refunds");
+        // A bad entry of the wrapped form is named as one of the bare array is.
+        let err = from_oasdiff("orders", r#"{"changes": [{"level": 3}]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field `id`"), "{err}");
     }
 
     #[test]

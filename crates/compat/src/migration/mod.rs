@@ -139,7 +139,10 @@ pub const OPT_IN_RULES: &[&str] = &[
 
 /// The rules whose finding says that a statement fails, or does other than it says, whatever
 /// else runs: they stand on a first install too, when no old version reads the tables and no
-/// traffic waits on their locks, and the findings of every other rule are moot.
+/// traffic waits on their locks, and the findings of every other rule are moot. Two opt-in
+/// rules are among them: a statement that fails when run again (`prefer-robust-stmts`) fails
+/// the retry of a first install too, and a bare table name (`require-table-schema`) means
+/// whichever table the `search_path` finds first whatever runs.
 pub const FAILS_WHATEVER_RUNS: &[&str] = &[
     "ban-concurrent-index-creation-in-transaction",
     "ban-concurrent-index-on-partitioned-table",
@@ -151,6 +154,8 @@ pub const FAILS_WHATEVER_RUNS: &[&str] = &[
     "ignore-names-unknown-rule",
     "ignore-without-rules",
     "new-enum-value-used-in-transaction",
+    "prefer-robust-stmts",
+    "require-table-schema",
     "statement-timeout-cancels",
     "transaction-nesting",
     "unparsable-statement",

@@ -1124,11 +1124,10 @@ fn alter_table(
                                      index under an ACCESS EXCLUSIVE lock: reads and writes of \
                                      {table} wait until the build ends"
                                 ),
-                                "add the column without PRIMARY KEY, fill it, then \
-                                 CREATE UNIQUE INDEX CONCURRENTLY on it (outside a \
-                                 transaction), make it NOT NULL or prove it so with a validated \
-                                 CHECK (col IS NOT NULL), then ADD CONSTRAINT ... PRIMARY KEY \
-                                 USING INDEX, which holds the lock a moment",
+                                &format!(
+                                    "add the column without PRIMARY KEY, fill it, then \
+                                     {RECIPE_ADD_PRIMARY_KEY}"
+                                ),
                             ));
                         }
                     }
