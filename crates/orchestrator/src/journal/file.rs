@@ -220,12 +220,10 @@ impl Files {
     /// `<journal>.lock`, beside the file the journal's path leads to: a journal opened through
     /// a symbolic link and one opened through the file itself (two processes configured with
     /// either path) must lock one file, or a compaction by one would replace the file under an
-    /// append by the other and lose its record. Before the file exists there is nothing to
-    /// compact, and the lock sits beside the path.
+    /// append by the other and lose its record. That holds before the file exists too (a
+    /// link to where it will be made), since the first append makes it under its lock.
     fn lock_path(&self) -> PathBuf {
-        let mut path = std::fs::canonicalize(&self.path)
-            .unwrap_or_else(|_| self.path.clone())
-            .into_os_string();
+        let mut path = resolved(&self.path).into_os_string();
         path.push(".lock");
         PathBuf::from(path)
     }
@@ -719,6 +717,33 @@ impl Journal for FileJournal {
 
     async fn all_records(&self) -> Result<Vec<Record>> {
         self.blocking(Files::all_records).await
+    }
+}
+
+/// Where `path` leads: its canonical form once the file exists; before, the directory it will
+/// be made in, resolved, joined with the name the symbolic links along `path` lead to (at most
+/// 40 of them, as the kernel follows).
+fn resolved(path: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return p;
+    }
+    let mut p = path.to_path_buf();
+    for _ in 0..40 {
+        let Ok(target) = std::fs::read_link(&p) else {
+            break;
+        };
+        // A relative target is read from the link's directory; an absolute one replaces it.
+        p = p
+            .parent()
+            .map_or_else(|| target.clone(), |dir| dir.join(&target));
+    }
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match (std::fs::canonicalize(dir), p.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => p,
     }
 }
 
@@ -1293,12 +1318,15 @@ mod tests {
         // One process is configured with the link, another (a compaction run by hand, say)
         // with the file itself.
         let via_link = FileJournal::open(&path).expect("open");
+        // Before the file exists, the link and the file it will lead to name one lock too: the
+        // first append makes the file under it.
+        let direct = FileJournal::open(&real).expect("open the file itself");
+        assert_eq!(via_link.files.lock_path(), direct.files.lock_path());
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
         rt.block_on(via_link.append(&record("web-1", 0, false)))
             .expect("append");
-        let direct = FileJournal::open(&real).expect("open the file itself");
         // An append through the link holds the lock shared: a compaction of the file must wait.
         let appending = via_link.files.lock_file(false).expect("lock");
         let compaction = std::fs::OpenOptions::new()
