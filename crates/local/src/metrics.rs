@@ -550,9 +550,9 @@ impl MetricsSource for ProxyMetrics {
                     source_name: self.name().to_owned(),
                     what: format!(
                         "window {} of track `{}`: it starts before {held_since}, the oldest \
-                         time still held (proxyConfig.metricsRetention {:?}), and a sum of \
-                         what is left would be partial; ask a shorter window or raise \
-                         metricsRetention",
+                         time still held ({:?}: proxyConfig.metricsRetention in whole \
+                         metricsResolution buckets), and a sum of what is left would be \
+                         partial; ask a shorter window or raise metricsRetention",
                         query.window,
                         query.track,
                         Duration::from_millis(self.store.keep * self.store.resolution_ms),

@@ -224,14 +224,17 @@ impl DependencyFailureTrigger {
         // Each stream is judged against the baseline's checks of the same kind (a baseline
         // whose probes pass while its queries fail is down all the same); a fault of the new
         // version found by either stream outweighs a shared outage found by the other.
-        let (decided_by, cause) = [Stream::Probe, Stream::Call]
-            .map(|stream| {
-                let (watched, baseline) = self.stream(stream);
-                (stream, self.judge(watched, baseline, horizon))
-            })
-            .into_iter()
-            .max_by_key(|&(stream, cause)| (cause, stream == Stream::Probe))
-            .unwrap_or((Stream::Probe, Cause::None));
+        let judged = |stream| {
+            let (watched, baseline) = self.stream(stream);
+            self.judge(watched, baseline, horizon)
+        };
+        // The graver cause decides; probes on a tie.
+        let (probe, call) = (judged(Stream::Probe), judged(Stream::Call));
+        let (decided_by, cause) = if call > probe {
+            (Stream::Call, call)
+        } else {
+            (Stream::Probe, probe)
+        };
         self.cause = cause;
         self.decided_by = decided_by;
         match cause {

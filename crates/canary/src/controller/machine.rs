@@ -886,6 +886,23 @@ impl<J: Judge> CanaryController<J> {
         (0..self.judges.len()).filter(|i| !self.judges[*i].advisory())
     }
 
+    /// Why a raise (`doing`: "weight not raised"), the promotion included, must wait: a deciding
+    /// judge that has seen no data at the weight in force since it was set (missing evidence is
+    /// no pass). At 0% there is no canary traffic to observe, so nothing to wait for.
+    fn unseen_at_weight(&self, doing: &str) -> Option<String> {
+        let current = self.state.weight;
+        let i = self
+            .deciding()
+            .find(|i| self.state.weight_samples[*i] == 0)
+            .filter(|_| current > 0)?;
+        Some(format!(
+            "{doing}: judge `{}` of `{}` has seen no data at {current}% since it was set: \
+             missing evidence is no pass",
+            self.judges[i].name(),
+            self.judges[i].metric()
+        ))
+    }
+
     /// Rolls back for the first judge whose run has concluded inconclusive when the policy says
     /// [`OnInconclusive::Rollback`] (rule 4); `None` otherwise.
     fn roll_back_concluded(&mut self, now: Timestamp) -> Option<Decision> {
@@ -1163,15 +1180,7 @@ impl<J: Judge> CanaryController<J> {
                 }
                 // The promotion is the last raise, to 100%: as a raise, it waits for data at
                 // the weight in force (a metrics outage that began as it was set is no pass).
-                let current = self.state.weight;
-                let unseen = self.deciding().find(|i| self.state.weight_samples[*i] == 0);
-                if let Some(i) = unseen.filter(|_| current > 0) {
-                    let reason = format!(
-                        "not promoting: judge `{}` of `{}` has seen no data at {current}% since \
-                         it was set: missing evidence is no pass",
-                        self.judges[i].name(),
-                        self.judges[i].metric()
-                    );
+                if let Some(reason) = self.unseen_at_weight("not promoting") {
                     return self.hold(now, reason);
                 }
                 if let Some(reason) = self.policy.pacing.as_ref().and_then(|p| {
@@ -1226,15 +1235,7 @@ impl<J: Judge> CanaryController<J> {
                     if let Some(f) = failing.as_ref().or(concluded.as_ref()) {
                         return self.hold(now, format!("weight not raised: {f}"));
                     }
-                    // With no canary traffic there is nothing to observe at 0%.
-                    let unseen = self.deciding().find(|i| self.state.weight_samples[*i] == 0);
-                    if let Some(i) = unseen.filter(|_| current > 0) {
-                        let reason = format!(
-                            "weight not raised: judge `{}` of `{}` has seen no data at {current}% \
-                             since it was set: missing evidence is no pass",
-                            self.judges[i].name(),
-                            self.judges[i].metric()
-                        );
+                    if let Some(reason) = self.unseen_at_weight("weight not raised") {
                         return self.hold(now, reason);
                     }
                     let (next, new_level) = match &self.policy.pacing {

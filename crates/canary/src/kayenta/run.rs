@@ -34,7 +34,7 @@ pub struct RunConfig {
     pub begin_after_points: usize,
     /// Points between judgements (`canaryAnalysisIntervalMins`); `None`, Spinnaker's default,
     /// is the lifetime: a single judgement at the end, as is an interval longer than the
-    /// lifetime. Spinnaker judges whole intervals only: 60 points judged every 25 are judged
+    /// points after `beginAfterPoints`. Spinnaker judges whole intervals only: 60 points judged every 25 are judged
     /// after 25 and 50, and the one after 50 is final.
     #[serde(default)]
     pub interval_points: Option<usize>,

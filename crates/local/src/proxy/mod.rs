@@ -731,7 +731,8 @@ async fn attempt(
                 max_headers = shared.config.max_headers,
                 max_response_head_size = shared.config.max_response_head_size,
                 "502: the instance's answer had more header fields than proxyConfig.maxHeaders \
-                 allows, or more bytes than proxyConfig.maxResponseHeadSize"
+                 allows, or its head did not fit the read buffer that \
+                 proxyConfig.maxResponseHeadSize bounds (body bytes read with it count too)"
             );
             Attempt::Unusable
         }

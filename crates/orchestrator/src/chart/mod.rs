@@ -174,7 +174,10 @@ impl Report {
     /// ```
     pub fn render_svg(&self, options: &ChartOptions) -> Result<String> {
         options.validate()?;
-        let title = printable(&options.title.clone().unwrap_or_else(|| self.chart_title()));
+        let title = options
+            .title
+            .as_deref()
+            .map_or_else(|| printable(&self.chart_title()), printable);
         let subtitle = self.chart_subtitle(options.width);
         draw::render(
             &Timeline::of(self),
@@ -209,8 +212,9 @@ impl Report {
 
 /// `text` as a line of the chart. A reason can carry what a process last logged, terminal
 /// colours (`ESC[31m`) and line breaks included; XML forbids most control characters even
-/// escaped, and browsers and `rsvg-convert` refuse to show an SVG holding one. Terminal
-/// control sequences are dropped, every other control character becomes a space, and the two
+/// escaped, and browsers and `rsvg-convert` refuse to show an SVG holding one. CSI sequences
+/// (colours, cursor moves: `ESC [` to the final byte) are dropped whole; every other control
+/// character, those of other escape sequences included, becomes a space, and the two
 /// noncharacters XML also forbids become U+FFFD, as an undecodable byte does.
 pub(crate) fn printable(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

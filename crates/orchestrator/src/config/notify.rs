@@ -25,6 +25,11 @@ pub struct NotificationChannel {
 }
 
 impl NotificationChannel {
+    /// Whether events of `category` go to this channel: all do when `events` is empty.
+    pub fn takes(&self, category: NotifyOn) -> bool {
+        self.events.is_empty() || self.events.contains(&category)
+    }
+
     /// The destination as logs and errors may show it: a URL cut to its scheme and host (the
     /// paths and queries of webhook URLs often carry tokens), a URL written without its scheme
     /// cut to its host likewise, anything else (a channel name, e-mail addresses) as written.
@@ -41,13 +46,12 @@ impl NotificationChannel {
     /// PagerDuty is sent nothing else for them: a completion sends only resolves, and a
     /// rollback or failure pages as an anomaly does.
     pub(super) fn check_resolves_what_it_opens(&self, path: &str) -> Result<()> {
-        let takes = |on: NotifyOn| self.events.is_empty() || self.events.contains(&on);
-        if self.kind != ChannelKind::Pagerduty || !takes(NotifyOn::Anomaly) {
+        if self.kind != ChannelKind::Pagerduty || !self.takes(NotifyOn::Anomaly) {
             return Ok(());
         }
         let missing: Vec<String> = [NotifyOn::Completed, NotifyOn::Failed, NotifyOn::Rollback]
             .into_iter()
-            .filter(|on| !takes(*on))
+            .filter(|on| !self.takes(*on))
             .map(|on| format!("`{}`", on.as_str()))
             .collect();
         if missing.is_empty() {

@@ -42,7 +42,8 @@ impl Status {
             stage: s.stage,
             phase: s.phase(),
             weight: s.weight,
-            paused: s.paused,
+            // Journals written before a finish cleared it may hold a finished, paused state.
+            paused: s.paused && s.stage != Stage::Done,
             outcome: s.outcome.clone(),
         }
     }

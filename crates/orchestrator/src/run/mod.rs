@@ -636,7 +636,7 @@ impl Runner {
             let _ = self.inner.events.send(e.clone());
             if let (Some(notifier), Some(category)) = (&self.inner.notifier, e.kind.notify_on()) {
                 for ch in &self.state.config.notification_channels {
-                    if !(ch.events.is_empty() || ch.events.contains(&category)) {
+                    if !ch.takes(category) {
                         continue;
                     }
                     match tokio::time::timeout(limit, notifier.notify_in(&ctx, ch, e)).await {
