@@ -281,15 +281,12 @@ impl Runner {
             // The canary's `maxDuration` ran out while the raise waited (for its track, a
             // pause, a hold): no weight moves to be taken back at once. The controller, asked
             // now, rolls back for it, as it would have at this window.
-            let Some(run) = self.state.canary.clone() else {
-                return Err(Error::conflict(
-                    "analyse",
-                    &self.state.id,
-                    "no canary analysis state",
-                ));
-            };
-            let last_reason = run.last_reason.clone();
-            let mut c = controller_of(run)?;
+            let mut c = controller_of_state(&self.state)?;
+            let last_reason = self
+                .state
+                .canary
+                .as_ref()
+                .map_or_else(String::new, |r| r.last_reason.clone());
             let decision = c.tick_held(now);
             return Box::pin(self.act_on(c, decision, &last_reason, kinds, false)).await;
         }
