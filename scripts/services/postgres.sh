@@ -3,15 +3,17 @@
 #
 # Installs Debian's `postgresql` package if no server binary is present, creates a cluster in
 # ${SERIN_SERVICES_DIR:-/tmp/serin-services}/postgres owned by the `postgres` OS user (trust
-# authentication, loopback only), starts it on 127.0.0.1:55432 unless it already runs, and waits
-# until `pg_isready` answers.
+# authentication, loopback only), starts it on 127.0.0.1:25432 unless it already runs, and waits
+# until `pg_isready` answers. The port is below Linux's ephemeral range (32768-60999): a port in
+# it can be held for a while by any outgoing connection, and a load test just before leaves
+# thousands of them.
 #
 # Only the final line goes to stdout, so a caller can run:
 #   eval "$(scripts/services/postgres.sh)"
 set -euo pipefail
 
 host="127.0.0.1"
-port="55432"
+port="25432"
 dir="${SERIN_SERVICES_DIR:-/tmp/serin-services}/postgres"
 data="$dir/data"
 

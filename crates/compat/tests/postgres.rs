@@ -50,7 +50,7 @@
 //!   `require-lock-timeout` for an index built on it next.
 //!
 //! The tests run when `SERIN_TEST_POSTGRES` holds a libpq connection string (`host=127.0.0.1
-//! port=55432 user=postgres`, as `scripts/services/postgres.sh` prints it) and `psql` is on
+//! port=25432 user=postgres`, as `scripts/services/postgres.sh` prints it) and `psql` is on
 //! the path; otherwise each prints `skipped: ...` and passes. Each works in a database of its
 //! own, created and dropped by the test.
 

@@ -1,7 +1,7 @@
 //! Backups against a real PostgreSQL (and directory snapshots on the real file system).
 //!
 //! The PostgreSQL tests run when `SERIN_TEST_POSTGRES` holds a libpq connection string
-//! (`host=127.0.0.1 port=55432 user=postgres`, as printed by `scripts/services/postgres.sh`);
+//! (`host=127.0.0.1 port=25432 user=postgres`, as printed by `scripts/services/postgres.sh`);
 //! otherwise they print `skipped: ...` and pass. Each test works in a database of its own,
 //! created and dropped by the test.
 
