@@ -67,14 +67,13 @@ impl LockDir {
 
     /// Waits for the guard (see the module docs): the returned file holds it until dropped.
     fn guard(&self) -> Result<File> {
-        let path = self.dir.join(GUARD);
         // Opened for reading where it exists, so that users who share the directory but not
         // the file's ownership can all take it.
-        let opened = File::open(&path).or_else(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => File::create(&path),
-            _ => Err(e),
-        });
-        opened
+        if let Some(guard) = self.existing_guard()? {
+            return Ok(guard);
+        }
+        let path = self.dir.join(GUARD);
+        File::create(&path)
             .and_then(|f| f.lock().map(|()| f))
             .map_err(|e| Error::platform("process", format!("lock {}: {e}", path.display())))
     }
@@ -189,26 +188,17 @@ impl LockDir {
     pub fn unlock(&self, service: &str, holder: &str) -> Result<()> {
         let path = self.path(service)?;
         let _guard = self.guard()?;
-        match std::fs::read_to_string(&path) {
-            Ok(current) if current == holder => {
-                #[cfg(test)]
-                tests::before_freeing();
-                std::fs::remove_file(&path)
-                    .or_else(|e| match e.kind() {
-                        std::io::ErrorKind::NotFound => Ok(()),
-                        _ => Err(e),
-                    })
-                    .map_err(|e| {
-                        Error::platform("process", format!("unlock {}: {e}", path.display()))
-                    })
-            }
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::platform(
-                "process",
-                format!("unlock {}: {e}", path.display()),
-            )),
+        if read_holder(&path)?.as_deref() != Some(holder) {
+            return Ok(());
         }
+        #[cfg(test)]
+        tests::before_freeing();
+        std::fs::remove_file(&path)
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            })
+            .map_err(|e| Error::platform("process", format!("unlock {}: {e}", path.display())))
     }
 }
 

@@ -382,7 +382,8 @@ impl ProxyRouter {
                         usize::from(config.workers),
                         config.upstream_idle_timeout,
                         config.response_body_timeout,
-                        (config.hyper_max_headers(), config.max_response_head_size),
+                        config.hyper_max_headers(),
+                        config.max_response_head_size,
                     )
                 })
                 .clone();

@@ -132,7 +132,8 @@ impl Endpoint {
         pools: usize,
         idle: Duration,
         body: Duration,
-        (max_headers, max_head_size): (Option<usize>, usize),
+        max_headers: Option<usize>,
+        max_head_size: usize,
     ) -> Arc<Self> {
         Arc::new(Endpoint {
             addr,
@@ -591,7 +592,7 @@ mod tests {
     async fn a_connection_idle_for_the_limit_is_closed_and_one_in_use_never_is() {
         let (addr, mut events) = instance().await;
         let idle = Duration::from_secs(60);
-        let endpoint = Endpoint::new(addr, 1, idle, Duration::from_secs(600), (None, 64 * 1024));
+        let endpoint = Endpoint::new(addr, 1, idle, Duration::from_secs(600), None, 64 * 1024);
         get(&endpoint, "/").await;
         assert_eq!(events.recv().await, Some(true));
         // The socket is settled: from here the clock moves only when everything waits on it.
