@@ -342,8 +342,8 @@ impl PrometheusBuilder {
 
     /// Checks everything and builds the source. Errors name the setting (`baseUrl`, `timeout`,
     /// `retries`, `initialBackoff`, `backoff`, `latencyScale`, `bearerTokenFile`) or the metric
-    /// and template; an
-    /// HTTP client that cannot be set up (no TLS backend) is [`Error::Unavailable`].
+    /// and template; an HTTP client that cannot be set up (no TLS backend) is
+    /// [`Error::Unavailable`].
     pub fn build(self) -> Result<PrometheusSource> {
         // Shown with its password, if any, hidden.
         let shown = redacted(&self.base_url.0);
@@ -519,29 +519,13 @@ struct ReqwestTransport {
 /// file far larger is the wrong file.
 const MAX_TOKEN_BYTES: u64 = 64 << 10;
 
-/// The token in the file at `path`, checked at build time (read synchronously, like the config
-/// file that names it).
+/// The token in the file at `path`. Read synchronously: at build, like the config file that
+/// names it, and before a request on tokio's blocking pool.
 fn bearer_token(path: &Path) -> std::result::Result<reqwest::header::HeaderValue, String> {
     use std::io::Read;
     let mut text = Vec::new();
     std::fs::File::open(path)
         .and_then(|f| f.take(MAX_TOKEN_BYTES + 1).read_to_end(&mut text))
-        .map_err(|e| format!("cannot be read: {e}"))?;
-    token_header(&text)
-}
-
-/// The token in the file at `path`, read before a request.
-async fn read_bearer_token(
-    path: &Path,
-) -> std::result::Result<reqwest::header::HeaderValue, String> {
-    use tokio::io::AsyncReadExt;
-    let mut text = Vec::new();
-    let file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| format!("cannot be read: {e}"))?;
-    file.take(MAX_TOKEN_BYTES + 1)
-        .read_to_end(&mut text)
-        .await
         .map_err(|e| format!("cannot be read: {e}"))?;
     token_header(&text)
 }
@@ -585,9 +569,13 @@ impl Transport for ReqwestTransport {
         if let Some(path) = &self.bearer_token_file {
             // Unreadable mid-rotation, or removed: retried like a refused connection, and the
             // reason names the file (never its contents).
-            let token = read_bearer_token(path).await.map_err(|reason| {
-                Failure::Transient(format!("bearerTokenFile {} {reason}", path.display()))
-            })?;
+            let read = path.clone();
+            let token = tokio::task::spawn_blocking(move || bearer_token(&read))
+                .await
+                .unwrap_or_else(|e| Err(format!("cannot be read: {e}")))
+                .map_err(|reason| {
+                    Failure::Transient(format!("bearerTokenFile {} {reason}", path.display()))
+                })?;
             request = request.header(reqwest::header::AUTHORIZATION, token);
         }
         let mut response = request.send().await.map_err(transient)?;

@@ -468,6 +468,19 @@ async fn serve_empty_vector() -> (String, Arc<std::sync::atomic::AtomicUsize>, H
     .await
 }
 
+/// The source `config` builds, and the debug output of the config, its builder and the source
+/// (which must hide its credentials).
+fn shown_forms(config: &PrometheusConfig) -> (PrometheusSource, [String; 3]) {
+    let builder = config.clone().into_builder().unwrap();
+    let source = PrometheusSource::from_config(config.clone()).unwrap();
+    let shown = [
+        format!("{config:?}"),
+        format!("{builder:?}"),
+        format!("{source:?}"),
+    ];
+    (source, shown)
+}
+
 /// A source reading answers of at most `limit` bytes from `url`.
 fn limited_source(url: &str, limit: usize) -> PrometheusSource {
     PrometheusSource::builder(url)
@@ -550,13 +563,7 @@ async fn credentials_are_sent_but_never_shown() {
         );
     }
     let config = PrometheusConfig::new("http://admin:s3cret@127.0.0.1:1/prometheus");
-    let builder = config.clone().into_builder().unwrap();
-    let source = PrometheusSource::from_config(config.clone()).unwrap();
-    for shown in [
-        format!("{config:?}"),
-        format!("{builder:?}"),
-        format!("{source:?}"),
-    ] {
+    for shown in shown_forms(&config).1 {
         assert!(
             shown.contains("admin:***@127.0.0.1:1/prometheus") && !shown.contains("s3cret"),
             "{shown}"
@@ -818,13 +825,8 @@ async fn a_bearer_token_is_read_from_its_file_before_every_request() {
     let mut config = PrometheusConfig::new(url.clone());
     config.bearer_token_file = Some(path.clone());
     config.retries = Some(0);
-    let builder = config.clone().into_builder().unwrap();
-    let source = PrometheusSource::from_config(config.clone()).unwrap();
-    for shown in [
-        format!("{config:?}"),
-        format!("{builder:?}"),
-        format!("{source:?}"),
-    ] {
+    let (source, shown) = shown_forms(&config);
+    for shown in shown {
         assert!(!shown.contains("t0ken"), "{shown}");
     }
     let q = MetricQuery::new(Metric::Cpu, Track::Canary, minute());
