@@ -1,6 +1,7 @@
 //! An analysis step after a raise counts only the samples of the split it analyses: while the
 //! raised weight waits for its track, the windows of the split before it are no evidence at the
-//! new weight, as Argo Rollouts starts a step's analysis only once its weight is set.
+//! new weight, as Argo Rollouts starts a step's analysis only once its weight is set. A timed
+//! pause after a raise likewise waits its duration at the raised weight.
 
 use crate::common;
 
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use common::{counts, second};
 use serin_canary::controller::{
-    Action, AnalysisStep, CanaryController, CanaryPolicy, Decision, OnInconclusive, Step,
+    Action, AnalysisStep, CanaryController, CanaryPolicy, Decision, OnInconclusive, Pause, Step,
 };
 use serin_canary::sequential::SequentialCountJudge;
 use serin_signals::{Metric, Timestamp, Track};
@@ -16,13 +17,21 @@ use serin_signals::{Metric, Timestamp, Track};
 type Ctl = CanaryController<SequentialCountJudge>;
 
 fn controller(on_inconclusive: OnInconclusive) -> Ctl {
-    let mut policy = CanaryPolicy::new(vec![
-        Step::SetWeight(10),
-        Step::SetWeight(50),
+    controller_with(
         Step::Analysis(AnalysisStep {
             duration: Duration::from_secs(60),
             min_samples: 10,
         }),
+        on_inconclusive,
+    )
+}
+
+/// 10%, then 50%, then `step`, then 80%.
+fn controller_with(step: Step, on_inconclusive: OnInconclusive) -> Ctl {
+    let mut policy = CanaryPolicy::new(vec![
+        Step::SetWeight(10),
+        Step::SetWeight(50),
+        step,
         Step::SetWeight(80),
     ]);
     policy.on_inconclusive = on_inconclusive;
@@ -44,7 +53,11 @@ fn feed(ctl: &mut Ctl, s: u64, weight: u8) -> Decision {
 /// (as while an operator's pause holds a raise whose track is still growing): the windows
 /// before are of the 10% split.
 fn analysing(on_inconclusive: OnInconclusive) -> Ctl {
-    let mut ctl = controller(on_inconclusive);
+    raised_late(controller(on_inconclusive))
+}
+
+/// `ctl` with its 50% set at second 1 and fed the 10% split up to second 60.
+fn raised_late(mut ctl: Ctl) -> Ctl {
     assert_eq!(
         ctl.tick(Timestamp::from_millis(0)).action,
         Action::SetWeight(10)
@@ -101,4 +114,22 @@ fn an_analysis_short_of_samples_at_its_weight_says_so_and_rolls_back_under_rollb
         "{}",
         d.reason
     );
+}
+
+#[test]
+fn a_timed_pause_after_a_raise_waits_its_duration_at_the_raised_weight() {
+    let pause = Step::Pause(Pause {
+        duration: Some(Duration::from_secs(60)),
+    });
+    let mut ctl = raised_late(controller_with(pause, OnInconclusive::Hold));
+    // A minute has passed since the pause began (second 1), but not since its weight came into
+    // force at second 60.
+    for s in 60..119 {
+        let d = feed(&mut ctl, s, 50);
+        assert_eq!(d.action, Action::Hold, "second {s}: {}", d.reason);
+        assert_eq!(d.reason, "paused for 60s");
+    }
+    let d = feed(&mut ctl, 119, 50);
+    assert_eq!(d.action, Action::SetWeight(80), "{}", d.reason);
+    assert_eq!(d.at, Timestamp::from_millis(120_000));
 }

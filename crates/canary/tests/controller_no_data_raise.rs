@@ -116,7 +116,11 @@ fn samples_from_the_previous_split_are_no_evidence_at_the_new_weight() {
     let b = counts(Metric::ErrorRate, Track::Stable, w, 900, 1);
     let c = counts(Metric::ErrorRate, Track::Canary, w, 100, 0);
     ctl.feed_in_force(&b, &c, 10, w.end()).unwrap();
+    // The pause after the raise waits its 300 s at 20%, from the end of that window.
     let d = ctl.tick(at(800));
+    assert_eq!(d.action, Action::Hold, "{}", d.reason);
+    assert_eq!(d.reason, "paused for 300s");
+    let d = ctl.tick(at(801));
     assert_eq!(d.action, Action::Hold, "{}", d.reason);
     assert!(d.reason.contains("no data at 20%"), "{}", d.reason);
 }

@@ -408,7 +408,8 @@ impl ControllerState {
 ///    [`Pacing`](super::Pacing), once the errors at the current weight (and the latencies, with
 ///    its latency gate), fed while it was in force, rule out the stated regression (a raise
 ///    from 0%, the first weight or one after a step back to 0%, with an exposure budget only as
-///    far as the budget allows); `pause` waits; `analysis` advances when every judge passes (a
+///    far as the budget allows); `pause` waits, a timed one for its duration from the last
+///    window fed of the split before it, as an analysis step counts its own; `analysis` advances when every judge passes (a
 ///    judge failing with `Info` runs it to its duration) or when its duration has passed with
 ///    enough samples and no failure (else [`OnInconclusive`]), counting only the samples fed
 ///    while the weight set last was in force, and its duration from the last window fed of the
@@ -701,14 +702,15 @@ impl<J: Judge> CanaryController<J> {
                 s.canary_requests = s.canary_requests.saturating_add(c.requests());
                 s.canary_errors = s.canary_errors.saturating_add(c.errors());
             }
-            // An analysis step analyses its weight for its duration, as Argo Rollouts starts a
-            // step's analysis once its weight is set: while the split before it is still in
-            // force, the step's clock has not started.
+            // An analysis step analyses its weight for its duration, and a timed pause waits
+            // at its weight for its duration, as Argo Rollouts starts either step only once the
+            // weight before it is set: while the split before it is still in force, the step's
+            // clock has not started.
             if w != self.state.weight
                 && let Some(since) = self.state.step_started_at
                 && matches!(
                     self.policy.steps.get(self.state.step),
-                    Some(Step::Analysis(_))
+                    Some(Step::Analysis(_) | Step::Pause(_))
                 )
             {
                 self.state.step_started_at = Some(since.max(now));

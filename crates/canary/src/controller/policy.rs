@@ -78,7 +78,8 @@ impl crate::one_key::OneKey for Step {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Pause {
-    /// How long to wait (unless a resume command ends the pause first); `None` waits for a
+    /// How long to wait (unless a resume command ends the pause first), from when the weight
+    /// set before it is in force, as an [`AnalysisStep`]'s duration counts; `None` waits for a
     /// resume command.
     #[serde(
         default,
