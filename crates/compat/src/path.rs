@@ -630,15 +630,15 @@ impl UpgradeGraph {
     /// leave them, no edge leads to them, so no route passes through them. Unchanged when none
     /// of them is a release of the graph, or all already are starts only.
     pub(crate) fn withdrawing(&self, withdrawn: &[Version]) -> Result<UpgradeGraph> {
-        let mut builder = self.source.clone();
-        let before = builder.start_only.len();
-        builder
-            .start_only
-            .extend(withdrawn.iter().filter(|v| self.contains(v)).cloned());
-        if builder.start_only.len() == before {
+        let new: Vec<Version> = withdrawn
+            .iter()
+            .filter(|v| self.contains(v) && !self.source.start_only.contains(*v))
+            .cloned()
+            .collect();
+        if new.is_empty() {
             return Ok(self.clone());
         }
-        builder.build(&self.name)
+        self.source.clone().withdrawn(new).build(&self.name)
     }
 
     /// The state of the edge `from -> to`, if it is usable.
@@ -967,19 +967,32 @@ impl UpgradeGraph {
             .or_else(|| self.conditional_fact(a, b)))
     }
 
-    /// Why each edge into `b` from a release in `seen` that a rule makes is not taken: a block
-    /// or a required stop removes it, or it is conditional and such edges were not accepted.
-    fn edges_not_taken(&self, seen: &FixedBitSet, b: usize, opts: PathOptions) -> Vec<String> {
-        self.sources(b)
+    /// Why each edge into `b` from a release in `seen` that a rule makes is not taken: those a
+    /// block or a required stop removes, and those left out as conditional when such edges
+    /// were not accepted.
+    fn edges_not_taken(
+        &self,
+        seen: &FixedBitSet,
+        b: usize,
+        opts: PathOptions,
+    ) -> (Vec<String>, Vec<String>) {
+        let made: Vec<usize> = self
+            .sources(b)
             .filter(|&a| seen[a] && self.exists(a, b))
-            .filter_map(|a| {
-                self.removed_fact(a, b).or_else(|| {
-                    (!opts.accept_conditional)
-                        .then(|| self.conditional_fact(a, b))
-                        .flatten()
-                })
-            })
-            .collect()
+            .collect();
+        let removed = made
+            .iter()
+            .filter_map(|&a| self.removed_fact(a, b))
+            .collect();
+        let conditional = if opts.accept_conditional {
+            Vec::new()
+        } else {
+            made.iter()
+                .filter(|&&a| self.removal(a, b).is_none())
+                .filter_map(|&a| self.conditional_fact(a, b))
+                .collect()
+        };
+        (removed, conditional)
     }
 
     fn explain(&self, start: usize, goal: usize, opts: PathOptions) -> Explanation {
@@ -996,14 +1009,10 @@ impl UpgradeGraph {
                 "{to} is older than {from} and the graph only holds upgrades"
             ));
         }
-        let reached_edges: Vec<usize> = self
-            .sources(goal)
-            .filter(|&a| seen[a] && self.exists(a, goal))
-            .collect();
-        for &a in &reached_edges {
-            if let Some(why) = self.removed_fact(a, goal) {
-                e = e.fact(why);
-            }
+        // Removed edges first; conditional ones after what the required stops say.
+        let (removed, conditional) = self.edges_not_taken(&seen, goal, opts);
+        for why in removed {
+            e = e.fact(why);
         }
         for s in self.stops.iter().filter(|s| s.into[goal]) {
             let stop_reached = s.stop.ones().any(|i| seen[i]);
@@ -1019,7 +1028,10 @@ impl UpgradeGraph {
                     .ones()
                     .rfind(|&i| !self.source.start_only.contains(&self.releases[i]));
                 let why: Vec<String> = latest
-                    .map(|b| self.edges_not_taken(&seen, b, opts))
+                    .map(|b| {
+                        let (removed, conditional) = self.edges_not_taken(&seen, b, opts);
+                        [removed, conditional].concat()
+                    })
                     .unwrap_or_default();
                 e = if why.is_empty() {
                     e.fact(unreached.conclusion)
@@ -1028,14 +1040,8 @@ impl UpgradeGraph {
                 };
             }
         }
-        if !opts.accept_conditional {
-            for &a in &reached_edges {
-                if self.removal(a, goal).is_none()
-                    && let Some(why) = self.conditional_fact(a, goal)
-                {
-                    e = e.fact(why);
-                }
-            }
+        for why in conditional {
+            e = e.fact(why);
         }
         if e.because.is_empty() {
             let count = seen.count_ones(..);
