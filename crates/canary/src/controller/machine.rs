@@ -409,11 +409,11 @@ impl ControllerState {
 ///    its latency gate), fed while it was in force, rule out the stated regression (a raise
 ///    from 0%, the first weight or one after a step back to 0%, with an exposure budget only as
 ///    far as the budget allows); `pause` waits, a timed one for its duration from the last
-///    window fed of the split before it, as an analysis step counts its own; `analysis` advances when every judge passes (a
-///    judge failing with `Info` runs it to its duration) or when its duration has passed with
-///    enough samples and no failure (else [`OnInconclusive`]), counting only the samples fed
-///    while the weight set last was in force, and its duration from the last window fed of the
-///    split before it; after the last step, the canary is promoted, but only if every judge
+///    window fed of the split before it; `analysis` advances when every judge passes (a judge
+///    failing with `Info` runs it to its duration) or when its duration has passed with enough
+///    samples and no failure (else [`OnInconclusive`]), counting only the samples fed while
+///    the weight set last was in force, and its duration from the last window fed of the split
+///    before it; after the last step, the canary is promoted, but only if every judge
 ///    has seen data, at the last weight too (the promotion is the last raise), and none fails,
 ///    with [`Pacing`](super::Pacing) once the last weight's evidence rules out the regression
 ///    too, and with a [`PromotionGate`](super::PromotionGate) once the canary's own error rate
