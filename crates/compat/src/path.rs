@@ -976,22 +976,16 @@ impl UpgradeGraph {
         b: usize,
         opts: PathOptions,
     ) -> (Vec<String>, Vec<String>) {
-        let made: Vec<usize> = self
-            .sources(b)
-            .filter(|&a| seen[a] && self.exists(a, b))
-            .collect();
-        let removed = made
-            .iter()
-            .filter_map(|&a| self.removed_fact(a, b))
-            .collect();
-        let conditional = if opts.accept_conditional {
-            Vec::new()
-        } else {
-            made.iter()
-                .filter(|&&a| self.removal(a, b).is_none())
-                .filter_map(|&a| self.conditional_fact(a, b))
-                .collect()
-        };
+        let (mut removed, mut conditional) = (Vec::new(), Vec::new());
+        for a in self.sources(b).filter(|&a| seen[a] && self.exists(a, b)) {
+            if let Some(why) = self.removed_fact(a, b) {
+                removed.push(why);
+            } else if !opts.accept_conditional
+                && let Some(why) = self.conditional_fact(a, b)
+            {
+                conditional.push(why);
+            }
+        }
         (removed, conditional)
     }
 
