@@ -38,6 +38,7 @@ mod live_promotion;
 mod live_weights;
 mod lock_release;
 mod metrics_read_delay;
+mod metrics_wrong_answer;
 mod missing_data;
 #[cfg(all(feature = "notify", feature = "testkit"))]
 mod notify;

@@ -129,6 +129,12 @@ impl Runner {
     /// so is a source that has not answered at the deadline (see
     /// [`watch_read`](Self::watch_read)): the stage's next turn ends the deployment as the
     /// deadline does.
+    ///
+    /// So is an answer to another question (another metric, track or window than asked, which
+    /// a [`MetricsSource`](serin_signals::MetricsSource) must not give): a baseline's answer
+    /// carrying the canary's data would have the judges compare the canary with itself, and a
+    /// window dated past `now` would move the triggers' clock ahead, so that every later window
+    /// looked late to them and was dropped.
     async fn query(
         &mut self,
         metric: &Metric,
@@ -138,7 +144,19 @@ impl Runner {
         let query = MetricQuery::new(metric.clone(), track.clone(), window);
         let metrics = Arc::clone(&self.backends.metrics);
         Ok(match self.watch_read(metrics.query(&query)).await? {
-            Some(Ok(o)) => o,
+            Some(Ok(o)) if (&o.metric, &o.track, o.window) == (metric, track, window) => o,
+            Some(Ok(o)) => {
+                tracing::warn!(
+                    deployment = %self.state.id,
+                    "metrics of {track} unavailable: `{}` answered {} of {} over {} when asked \
+                     for {metric} of {track} over {window}",
+                    metrics.name(),
+                    o.metric,
+                    o.track,
+                    o.window
+                );
+                no_data(metric, track, window)
+            }
             Some(Err(e)) => {
                 tracing::warn!(deployment = %self.state.id, "metrics of {track} unavailable: {e}");
                 no_data(metric, track, window)
