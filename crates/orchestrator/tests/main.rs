@@ -38,7 +38,6 @@ mod live_promotion;
 mod live_weights;
 mod lock_release;
 mod metrics_read_delay;
-mod metrics_wrong_answer;
 mod missing_data;
 #[cfg(all(feature = "notify", feature = "testkit"))]
 mod notify;
@@ -78,6 +77,7 @@ mod router_granularity;
 mod services;
 mod services_running;
 mod sim;
+mod sources_wrong_answer;
 mod switch_bounds;
 mod switch_holds_fit;
 mod traffic_grace;

@@ -173,11 +173,28 @@ impl Runner {
     }
 
     /// The health source's signals of `track`; none when it fails or has not answered by the
-    /// deadline (see [`watch_read`](Self::watch_read)).
+    /// deadline (see [`watch_read`](Self::watch_read)). Signals of another track, which a
+    /// [`HealthSource`](serin_signals::HealthSource) must not answer, are left out (and
+    /// warned of), as a metrics answer to another question is: they would stand for `track`'s.
     async fn health_signals(&mut self, track: &Track) -> Result<Vec<HealthSignal>, Aborted> {
         let health = Arc::clone(&self.backends.health);
         let signals = self.watch_read(health.signals(track)).await?;
-        Ok(signals.and_then(Result::ok).unwrap_or_default())
+        let (own, other): (Vec<_>, Vec<_>) = signals
+            .and_then(Result::ok)
+            .unwrap_or_default()
+            .into_iter()
+            .partition(|s| &s.track == track);
+        if let Some(s) = other.first() {
+            tracing::warn!(
+                deployment = %self.state.id,
+                "health of {track}: `{}` answered {} result(s) of other tracks ({} among them) \
+                 when asked for those of {track}; they are left out",
+                health.name(),
+                other.len(),
+                s.track
+            );
+        }
+        Ok(own)
     }
 
     /// A watch's read `call`, dropped if it has not answered by the deadline (as
