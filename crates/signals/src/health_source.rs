@@ -29,8 +29,10 @@ use crate::track::Track;
 /// time in production, the virtual clock under paused time). A trigger that
 /// sees no result newer than its `staleAfter` (three `checkInterval`s by default) goes stale
 /// and acts on its `onMissingData` (by default it holds: no promotion until fresh results come
-/// back, or `maxDeploymentDuration` rolls the deployment back). Results are read under the platform's track names (`blue`, `green`,
-/// `stable`, `canary`), the same names the platform runs them under.
+/// back, or `maxDeploymentDuration` rolls the deployment back). Results are read under the
+/// platform's track names (`blue`, `green`, `stable`, `canary`), the same names the platform
+/// runs them under; results of another track than the one asked for are left out, never taken
+/// for its own.
 ///
 /// The conformance suite in `testkit` (feature `testkit`) checks these promises against a
 /// fixture that arranges results; it arranges them out of order too.

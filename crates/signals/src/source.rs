@@ -162,7 +162,8 @@ impl MetricQuery {
 /// clock.
 ///
 /// An error is logged as a warning for that track and window and read as no data (never as a
-/// pass); the next window asks again. A metric the source never measures (a source without
+/// pass); the next window asks again. So is an answer with another metric, track or window
+/// than the query's: the orchestrator does not take it for the answer it asked for. A metric the source never measures (a source without
 /// latency) is therefore better answered with [`Measurement::NoData`](crate::Measurement) than
 /// with an error, which would be logged at every window.
 ///
