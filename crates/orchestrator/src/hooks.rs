@@ -15,6 +15,9 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::lock;
 
+#[cfg(any(feature = "testkit", test))]
+pub mod step_testkit;
+
 /// Delivers events to a notification channel (Slack, e-mail, PagerDuty, a webhook).
 ///
 /// The orchestrator calls [`notify_in`](Notifier::notify_in) after an event is journalled and
@@ -441,6 +444,9 @@ impl BackupProvider for InMemoryBackup {
 /// carried out. A step whose turn comes after the deadline, or after an abort cancelled an
 /// earlier step of the completion, is not started. The deployment's commands (pause, resume,
 /// promote) are served while a step runs.
+///
+/// The conformance suite in [`step_testkit`](crate::step_testkit) (feature `testkit`) checks
+/// the answers the orchestrator relies on.
 #[async_trait]
 pub trait StepRunner: Send + Sync {
     /// A short name for messages.

@@ -44,8 +44,8 @@
 //! - [`Platform`] (what runs the instances of each track) with [`InMemoryPlatform`] and
 //!   [`wait_ready`]; [`BackupProvider`] with [`InMemoryBackup`]; behind the `testkit`
 //!   feature, the conformance suites of platforms (`testkit`), journals (`journal::testkit`),
-//!   backup providers (`backup::testkit`) and, with `notify` too, notification channels
-//!   (`notify::testkit`).
+//!   backup providers (`backup::testkit`), step runners (`step_testkit`) and, with `notify`
+//!   too, notification channels (`notify::testkit`).
 //!
 //! ## Tracks
 //!
@@ -145,6 +145,8 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use event::{Event, EventKind, Phase};
+#[cfg(any(feature = "testkit", test))]
+pub use hooks::step_testkit;
 pub use hooks::{
     BackupCheck, BackupInfo, BackupProvider, InMemoryBackup, InMemoryNotifier, InMemoryStepRunner,
     Notifier, NotifyContext, StepRunner,
