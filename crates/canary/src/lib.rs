@@ -113,6 +113,17 @@ pub enum Error {
         /// Why it was rejected.
         reason: String,
     },
+    /// A document (a Kayenta canary config) could not be read; `path` is where, `.` for the
+    /// whole document.
+    #[error("cannot read {what} at {path}: {reason}")]
+    Parse {
+        /// What was being read.
+        what: String,
+        /// Where in it, as a camelCase path (`metrics[1].analysisConfigurations.canary`).
+        path: String,
+        /// The reader's complaint, with the offending value where it names one.
+        reason: String,
+    },
     /// A value from `serin-signals` was rejected.
     #[error(transparent)]
     Signals(#[from] serin_signals::Error),
@@ -129,6 +140,15 @@ impl Error {
             path: path.into(),
             value: value.to_string(),
             reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::Parse`].
+    pub fn parse(what: &str, path: impl ToString, reason: impl ToString) -> Self {
+        Error::Parse {
+            what: what.to_owned(),
+            path: path.to_string(),
+            reason: reason.to_string(),
         }
     }
 

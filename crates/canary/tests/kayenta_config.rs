@@ -2,7 +2,10 @@
 //! `analysisConfigurations.canary` block, key for key, and settings that could never take
 //! effect are refused with the field, the value and the reason.
 
-use serin_canary::kayenta::{KayentaConfig, KayentaJudge, MetricConfig, classify};
+use serin_canary::kayenta::{
+    CanaryConfig, KayentaConfig, KayentaJudge, Label, MetricConfig, MetricSetPair, ScoreVerdict,
+    classify,
+};
 
 fn metric_config(json: &str) -> MetricConfig {
     serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}"))
@@ -74,5 +77,44 @@ fn cles_limits_outside_zero_to_one_are_refused() {
         )
         .map(|c| KayentaJudge::new(c).is_ok())
         .unwrap()
+    );
+}
+
+#[test]
+fn a_whole_canary_config_applies_each_metrics_own_block() {
+    // The same points under two metrics whose blocks differ only in `nanStrategy`: missing
+    // canary points (three in four) dropped leave a sample of the same series (Pass); replaced
+    // by 0 they pull the canary down (Low), and the group holding both scores 50.
+    let config = CanaryConfig::from_json(
+        r#"{
+          "name": "nan-strategies",
+          "metrics": [
+            { "name": "dropped", "groups": ["g"],
+              "analysisConfigurations": { "canary": { "nanStrategy": "remove" } } },
+            { "name": "zeroed", "groups": ["g"],
+              "analysisConfigurations": { "canary": { "nanStrategy": "replace" } } }
+          ]
+        }"#,
+    )
+    .unwrap();
+    let baseline: Vec<Option<f64>> = (0..40).map(|i| Some(100.0 + f64::from(i % 7))).collect();
+    let canary: Vec<Option<f64>> = baseline
+        .iter()
+        .enumerate()
+        .map(|(i, v)| if i % 4 == 0 { *v } else { None })
+        .collect();
+    let pair = |name: &str| MetricSetPair::new(name, baseline.clone(), canary.clone());
+    let j = config
+        .judge(&[pair("dropped"), pair("zeroed")], None)
+        .unwrap();
+    let labels: Vec<Label> = j.results.iter().map(|r| r.classification.label).collect();
+    assert_eq!(labels, [Label::Pass, Label::Low]);
+    for (result, strategy) in j.results.iter().zip(["remove", "replace"]) {
+        let alone = metric_config(&format!(r#"{{"nanStrategy":"{strategy}"}}"#));
+        assert_eq!(result.classification, classify(&alone, &baseline, &canary));
+    }
+    assert_eq!(
+        (j.score.group_scores["g"], j.score.verdict),
+        (50.0, ScoreVerdict::Marginal)
     );
 }

@@ -107,7 +107,7 @@ fn results(group: &str, passed: usize, failed: usize) -> Vec<MetricResult> {
     (0..passed + failed)
         .map(|i| MetricResult {
             name: format!("m{i}"),
-            group: group.into(),
+            groups: vec![group.into()],
             muted: false,
             classification: Classification {
                 label: if i < passed { Label::Pass } else { Label::High },

@@ -10,7 +10,7 @@ use serin_canary::kayenta::{
 fn result(name: &str, group: &str, label: Label) -> MetricResult {
     MetricResult {
         name: name.into(),
-        group: group.into(),
+        groups: vec![group.into()],
         muted: false,
         classification: Classification {
             label,

@@ -8,6 +8,8 @@
 //!   0.98, `meanRatio` / `cles` effect sizes and critical metrics.
 //! - [`score`]: the run's score from weighted groups, with the critical and ≥ 50% `Nodata` rules
 //!   and the marginal / pass thresholds.
+//! - [`CanaryConfig`]: a whole Kayenta canary config read from its JSON, each metric in its
+//!   groups, judged at once into one score ([`CanaryConfig::judge`]).
 //! - [`KayentaJudge`]: the classifier as a [`Judge`](crate::judge::Judge) over a growing or
 //!   sliding window of per-interval points, optionally inside Spinnaker's multi-judgement run
 //!   logic ([`RunConfig`]: fail early at an interim score ≤ marginal, pass on a final score
@@ -18,6 +20,7 @@
 //! Serin's default judge.
 
 mod analysis;
+mod canary_config;
 mod classify;
 mod mann_whitney;
 mod normal;
@@ -28,6 +31,10 @@ mod scoring;
 mod zeroin;
 
 pub use analysis::{KayentaConfig, KayentaJudge};
+pub use canary_config::{
+    AnalysisConfigurations, CanaryConfig, CanaryJudgement, CanaryMetric, Classifier, JudgeRef,
+    MetricSetPair, NETFLIX_ACA_JUDGE, ScoreThresholds,
+};
 pub use classify::{
     CONFIDENCE, Classification, Direction, EffectMeasure, EffectSize, Label, MetricConfig,
     TOLERANCE, classify,

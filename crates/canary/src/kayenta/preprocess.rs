@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum NanStrategy {
-    /// Drop missing points (Kayenta's default, `none` ⇒ remove).
+    /// Drop missing points (Kayenta's default, which its configs also write `none`).
     #[default]
+    #[serde(alias = "none")]
     Remove,
     /// Replace missing points with 0.0.
     Replace,
@@ -18,8 +19,9 @@ pub enum NanStrategy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum OutlierStrategy {
-    /// Keep every point (Kayenta's default).
+    /// Keep every point (Kayenta's default, which its configs write `none`).
     #[default]
+    #[serde(alias = "none")]
     Keep,
     /// Drop points outside Kayenta's reduced-sensitivity IQR fences.
     Remove,

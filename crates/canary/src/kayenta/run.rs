@@ -185,7 +185,7 @@ impl RunState {
         }
         let result = MetricResult {
             name: name.to_owned(),
-            group: name.to_owned(),
+            groups: vec![name.to_owned()],
             // A muted metric has no run (`KayentaConfig::validate` refuses one): this one counts.
             muted: false,
             classification,

@@ -12,14 +12,16 @@ use crate::{Error, Result};
 /// Kayenta's `NODATA_THRESHOLD`: at least this percentage of `Nodata` metrics zeroes the score.
 pub const NODATA_THRESHOLD: f64 = 50.0;
 
-/// One metric's classification, with the group it is scored in.
+/// One metric's classification, with the groups it is scored in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricResult {
     /// The metric's name.
     pub name: String,
-    /// The group the metric belongs to.
-    pub group: String,
+    /// The groups the metric belongs to: its label counts in each of them, as in Kayenta,
+    /// where a metric may belong to several. A metric in none is in no group score but still
+    /// counts for the critical and `Nodata` rules.
+    pub groups: Vec<String>,
     /// Muted metrics are reported but not scored.
     pub muted: bool,
     /// The classification.
@@ -151,7 +153,7 @@ fn round_half_up_2(x: f64) -> f64 {
 /// let same: Vec<Option<f64>> = (0..20).map(|i| Some(f64::from(i))).collect();
 /// let result = MetricResult {
 ///     name: "latency".into(),
-///     group: "performance".into(),
+///     groups: vec!["performance".into()],
 ///     muted: false,
 ///     classification: classify(&MetricConfig::default(), &same, &same),
 /// };
@@ -170,17 +172,19 @@ pub fn score(results: &[MetricResult], config: &ScoreConfig) -> Result<CanarySco
     config.validate()?;
     let scored: Vec<&MetricResult> = results.iter().filter(|r| !r.muted).collect();
 
-    // Group tallies: Nodata and Error are not counted.
+    // Group tallies, a metric's label in each of its groups: Nodata and Error are not counted.
     let mut tallies: BTreeMap<&str, (u32, u32)> = BTreeMap::new();
     for r in &scored {
-        let t = tallies.entry(r.group.as_str()).or_default();
-        match r.classification.label {
-            Label::Pass => {
-                t.0 += 1;
-                t.1 += 1;
+        for group in &r.groups {
+            let t = tallies.entry(group.as_str()).or_default();
+            match r.classification.label {
+                Label::Pass => {
+                    t.0 += 1;
+                    t.1 += 1;
+                }
+                Label::High | Label::Low | Label::NodataFailMetric => t.1 += 1,
+                Label::Nodata | Label::Error => {}
             }
-            Label::High | Label::Low | Label::NodataFailMetric => t.1 += 1,
-            Label::Nodata | Label::Error => {}
         }
     }
     // The score of each group in the summary: a group with nothing counted counts as 100.
@@ -269,7 +273,7 @@ mod tests {
     fn result(name: &str, group: &str, label: Label, critical: bool) -> MetricResult {
         MetricResult {
             name: name.into(),
-            group: group.into(),
+            groups: vec![group.into()],
             muted: false,
             classification: Classification {
                 label,
@@ -309,6 +313,32 @@ mod tests {
         let s = score(&rs, &cfg).unwrap();
         assert_eq!((s.score, s.verdict), (40.0, ScoreVerdict::Fail));
         assert_eq!(s.group_scores.get("cpu"), Some(&100.0));
+    }
+
+    #[test]
+    fn a_label_counts_in_each_of_its_groups_and_in_none_without_one() {
+        let mut both = result("p99", "errors", Label::High, false);
+        both.groups.push("latency".into());
+        let mut loose = result("cpu", "", Label::Low, false);
+        loose.groups.clear();
+        let rs = vec![
+            both,
+            loose,
+            result("5xx", "errors", Label::Pass, false),
+            result("p50", "latency", Label::Pass, false),
+        ];
+        let s = score(&rs, &ScoreConfig::default()).unwrap();
+        // Each group holds one Pass and the shared High; the group-less Low is in neither.
+        assert_eq!(s.group_scores.len(), 2);
+        assert_eq!(
+            (s.group_scores["errors"], s.group_scores["latency"]),
+            (50.0, 50.0)
+        );
+        assert_eq!(s.score, 50.0);
+        // It still counts for the rules over all metrics: critical, it zeroes the score.
+        let mut rs = rs;
+        rs[1].classification.critical = true;
+        assert_eq!(score(&rs, &ScoreConfig::default()).unwrap().score, 0.0);
     }
 
     #[test]
