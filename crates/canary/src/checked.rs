@@ -42,6 +42,12 @@ impl Checked for crate::kayenta::KayentaConfig {
     }
 }
 
+impl Checked for crate::kayenta::KayentaAnalysisConfig {
+    fn check(&self) -> Result<()> {
+        self.validate()
+    }
+}
+
 impl Checked for crate::threshold::ArgoConfig {
     fn check(&self) -> Result<()> {
         self.validate()

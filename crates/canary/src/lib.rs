@@ -79,6 +79,7 @@
 
 mod checked;
 pub mod controller;
+mod gather;
 pub mod judge;
 pub mod kayenta;
 mod one_key;

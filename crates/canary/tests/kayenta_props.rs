@@ -1,9 +1,12 @@
-//! Invariants of the Kayenta parity judge under arbitrary input.
+//! Invariants of the Kayenta parity judges under arbitrary input.
+
+use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use serin_canary::judge::{Judge, Sample, Verdict};
 use serin_canary::kayenta::{
-    KayentaConfig, KayentaJudge, MetricConfig, NanStrategy, OutlierStrategy, Outliers, Quantity,
+    CanaryConfig, KayentaAnalysis, KayentaAnalysisConfig, KayentaBinding, KayentaConfig,
+    KayentaJudge, MetricConfig, NanStrategy, OutlierStrategy, Outliers, Quantity, RunConfig,
     classify, shift_interval,
 };
 use serin_signals::{Gauge, Measurement, Metric, Observation, Timestamp, Track, Window};
@@ -67,6 +70,48 @@ proptest! {
         let state = serde_json::to_string(&judge).unwrap();
         let back: KayentaJudge = serde_json::from_str(&state).unwrap();
         prop_assert_eq!(back, judge);
+    }
+
+    #[test]
+    fn a_whole_config_run_on_identical_arms_never_fails_and_always_carries_evidence(
+        points in prop::collection::vec((0u32..50, 0u32..50), 0..40),
+        interval in 1usize..15,
+        critical in any::<bool>(),
+    ) {
+        // Two metrics, on the CPU and the memory gauges, in one group each.
+        let canary_config = CanaryConfig::from_json(&format!(
+            r#"{{"name":"aa","metrics":[
+                {{"name":"cpu","groups":["a"],"analysisConfigurations":{{"canary":{{"critical":{critical}}}}}}},
+                {{"name":"memory","groups":["b"]}}]}}"#
+        ))
+        .unwrap();
+        let bindings = BTreeMap::from([
+            ("cpu".to_owned(), KayentaBinding::new(Metric::Cpu, Quantity::Value)),
+            ("memory".to_owned(), KayentaBinding::new(Metric::Memory, Quantity::Value)),
+        ]);
+        let mut config =
+            KayentaAnalysisConfig::new(canary_config, bindings, RunConfig::new(40).every(interval));
+        config.min_points = 1;
+        let mut analysis = KayentaAnalysis::new(config).unwrap();
+        for (i, (cpu, memory)) in points.iter().enumerate() {
+            let now = Timestamp::from_millis((i as u64 + 1) * 60_000);
+            for (metric, v) in [(Metric::Cpu, cpu), (Metric::Memory, memory)] {
+                let mut b = obs(Some(f64::from(*v)), Track::Stable, i as u64);
+                b.metric = metric.clone();
+                let mut c = b.clone();
+                c.track = Track::Canary;
+                let j = analysis.observe(&Sample::new(&b, &c, Some(0.5), now).unwrap()).unwrap();
+                prop_assert!(!j.verdict.is_fail(), "{j:?}");
+                prop_assert_eq!(j.evidence.judge.as_str(), "kayenta-analysis");
+                prop_assert!(!j.evidence.summary.is_empty());
+                prop_assert_eq!(j.evidence.at, now);
+            }
+        }
+        // Every interval is taken until the run ends (at its last whole interval).
+        prop_assert!(analysis.points() == points.len() || analysis.concluded());
+        let state = serde_json::to_string(&analysis).unwrap();
+        let back: KayentaAnalysis = serde_json::from_str(&state).unwrap();
+        prop_assert_eq!(back, analysis);
     }
 
     #[test]

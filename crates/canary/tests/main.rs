@@ -16,6 +16,7 @@ mod controller_no_data_raise;
 mod controller_paced_promotion;
 mod controller_weight_in_force;
 mod flagger_analysis;
+mod kayenta_analysis;
 mod kayenta_config;
 mod kayenta_muted;
 mod kayenta_parity;

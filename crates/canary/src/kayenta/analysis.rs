@@ -13,6 +13,7 @@ use crate::judge::{
 use crate::kayenta::classify::{
     CONFIDENCE, Classification, Direction, Label, MetricConfig, classify,
 };
+use crate::kayenta::mann_whitney::ShiftInterval;
 use crate::kayenta::point::Quantity;
 use crate::kayenta::run::{RunConfig, RunState, RunStatus};
 use crate::severity::SeverityBands;
@@ -117,40 +118,11 @@ impl KayentaConfig {
                 ));
             }
             run.validate("kayentaConfig.run")?;
-            // A growing window opens after the warm-up; a sliding one may reach back into it.
-            let warm_up = if self.lookback_points.is_some() {
-                0
-            } else {
-                run.begin_after_points
-            };
-            if run.lifetime_points.saturating_sub(warm_up) < self.min_points {
-                return Err(Error::invalid_config(
-                    "kayentaConfig.run.lifetimePoints",
-                    run.lifetime_points,
-                    format!(
-                        "must be at least minPoints ({}) plus the warm-up's beginAfterPoints \
-                         ({warm_up}) so that the final judgement can be made",
-                        self.min_points
-                    ),
-                ));
-            }
-            // The final judgement falls at the end of the last whole interval, which may come
-            // before the end of the lifetime.
-            let last = run.final_point();
-            if let Some(k) = run.interval_points
-                && last.saturating_sub(warm_up) < self.min_points
-            {
-                return Err(Error::invalid_config(
-                    "kayentaConfig.run.intervalPoints",
-                    k,
-                    format!(
-                        "the last whole interval ends after {last} points, when the window \
-                         holds fewer than minPoints ({}), so the final judgement could never be \
-                         made (Spinnaker judges whole intervals only)",
-                        self.min_points
-                    ),
-                ));
-            }
+            run.check_fits(
+                self.min_points,
+                self.lookback_points.is_some(),
+                "kayentaConfig.run",
+            )?;
         }
         Ok(())
     }
@@ -264,40 +236,9 @@ impl TryFrom<SavedKayentaJudge> for KayentaJudge {
                  them all",
             ));
         }
-        let r = &s.run_state;
-        if r.judged_at.len() != r.scores.len() {
-            return Err(Error::invalid_input(
-                "kayentaJudge.runState.judgedAt",
-                format!("{} judgements", r.judged_at.len()),
-                format!("the run holds {} scores, one per judgement", r.scores.len()),
-            ));
-        }
-        if let Some(bad) = r.scores.iter().find(|v| !(0.0..=100.0).contains(*v)) {
-            return Err(Error::invalid_input(
-                "kayentaJudge.runState.scores",
-                bad,
-                "a score lies in [0, 100]",
-            ));
-        }
         let points = s.dropped.saturating_add(s.baseline.len());
-        if let Some(at) = r.judged_at.iter().find(|n| **n > points) {
-            return Err(Error::invalid_input(
-                "kayentaJudge.runState.judgedAt",
-                at,
-                format!("is past the {points} points seen"),
-            ));
-        }
-        match &s.config.run {
-            Some(run) => r.check_replay(run, "kayentaJudge.runState")?,
-            None if r.status != RunStatus::Running || !r.scores.is_empty() => {
-                return Err(Error::invalid_input(
-                    "kayentaJudge.runState.status",
-                    format!("{:?}", r.status),
-                    "without a run configured, nothing is judged as a run",
-                ));
-            }
-            None => {}
-        }
+        s.run_state
+            .check_saved(s.config.run.as_ref(), points, "kayentaJudge.runState")?;
         Ok(KayentaJudge {
             config: s.config,
             baseline: s.baseline,
@@ -413,6 +354,19 @@ impl KayentaJudge {
     }
 }
 
+/// The Hodges-Lehmann shift and its interval at Kayenta's confidence, as evidence.
+pub(super) fn shift_effect(ci: &ShiftInterval) -> Effect {
+    Effect {
+        name: "hodgesLehmannShift".into(),
+        estimate: ci.estimate,
+        interval: Some(Interval {
+            lower: ci.lower,
+            upper: ci.upper,
+            level: CONFIDENCE,
+        }),
+    }
+}
+
 fn mean_of(points: &[Option<f64>]) -> Option<f64> {
     let v: Vec<f64> = points.iter().flatten().copied().collect();
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
@@ -468,15 +422,7 @@ impl Judge for KayentaJudge {
         }
         let cls = classify(&self.config.metric_config, b, c);
         if let Some(ci) = cls.interval {
-            ev.effects.push(Effect {
-                name: "hodgesLehmannShift".into(),
-                estimate: ci.estimate,
-                interval: Some(Interval {
-                    lower: ci.lower,
-                    upper: ci.upper,
-                    level: CONFIDENCE,
-                }),
-            });
+            ev.effects.push(shift_effect(&ci));
             ev.threshold = Some(crate::kayenta::TOLERANCE * ci.estimate.abs());
         }
         let effect_name = match self.config.metric_config.effect_size.measure {

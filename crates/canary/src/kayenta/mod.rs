@@ -9,7 +9,8 @@
 //! - [`score`]: the run's score from weighted groups, with the critical and ≥ 50% `Nodata` rules
 //!   and the marginal / pass thresholds.
 //! - [`CanaryConfig`]: a whole Kayenta canary config read from its JSON, each metric in its
-//!   groups, judged at once into one score ([`CanaryConfig::judge`]).
+//!   groups, judged at once into one score ([`CanaryConfig::judge`]); [`KayentaAnalysis`] runs
+//!   it as a [`Judge`](crate::judge::Judge) over Spinnaker's multi-judgement run.
 //! - [`KayentaJudge`]: the classifier as a [`Judge`](crate::judge::Judge) over a growing or
 //!   sliding window of per-interval points, optionally inside Spinnaker's multi-judgement run
 //!   logic ([`RunConfig`]: fail early at an interim score ≤ marginal, pass on a final score
@@ -22,6 +23,7 @@
 mod analysis;
 mod canary_config;
 mod classify;
+mod config_analysis;
 mod mann_whitney;
 mod normal;
 mod point;
@@ -39,6 +41,7 @@ pub use classify::{
     CONFIDENCE, Classification, Direction, EffectMeasure, EffectSize, Label, MetricConfig,
     TOLERANCE, classify,
 };
+pub use config_analysis::{KayentaAnalysis, KayentaAnalysisConfig, KayentaBinding};
 pub use mann_whitney::{ROOT_TOLERANCE, ShiftInterval, shift_interval};
 pub use point::Quantity;
 pub use preprocess::{NanStrategy, OutlierStrategy, Outliers, apply_nan_strategy, remove_outliers};

@@ -90,6 +90,41 @@ impl RunConfig {
         self.thresholds.validate_at(&format!("{path}.thresholds"))
     }
 
+    /// Checks that the final judgement can be made by a judge that waits for `min_points`
+    /// points per arm in its window, a growing one unless `sliding`, naming fields under
+    /// `path`: a run whose window never holds them would never end.
+    pub(crate) fn check_fits(&self, min_points: usize, sliding: bool, path: &str) -> Result<()> {
+        // A growing window opens after the warm-up; a sliding one may reach back into it.
+        let warm_up = if sliding { 0 } else { self.begin_after_points };
+        if self.lifetime_points.saturating_sub(warm_up) < min_points {
+            return Err(Error::invalid_config(
+                format!("{path}.lifetimePoints"),
+                self.lifetime_points,
+                format!(
+                    "must be at least minPoints ({min_points}) plus the warm-up's \
+                     beginAfterPoints ({warm_up}) so that the final judgement can be made"
+                ),
+            ));
+        }
+        // The final judgement falls at the end of the last whole interval, which may come
+        // before the end of the lifetime.
+        let last = self.final_point();
+        if let Some(k) = self.interval_points
+            && last.saturating_sub(warm_up) < min_points
+        {
+            return Err(Error::invalid_config(
+                format!("{path}.intervalPoints"),
+                k,
+                format!(
+                    "the last whole interval ends after {last} points, when the window holds \
+                     fewer than minPoints ({min_points}), so the final judgement could never be \
+                     made (Spinnaker judges whole intervals only)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The run's status after a judgement scoring `score` once `n` points have arrived: an
     /// interim score at or below marginal ends it, and the final one passes it at or above
     /// pass.
@@ -171,8 +206,8 @@ impl Default for RunState {
 }
 
 impl RunState {
-    /// Records the judgement of the window after `n` points (`n` due by `config`); a run that
-    /// has ended records nothing more.
+    /// Records the judgement of the window after `n` points (`n` due by `config`) of one
+    /// metric, `name`, scored alone; a run that has ended records nothing more.
     pub(crate) fn judge(
         &mut self,
         config: &RunConfig,
@@ -180,9 +215,6 @@ impl RunState {
         name: &str,
         classification: Classification,
     ) {
-        if self.status != RunStatus::Running {
-            return;
-        }
         let result = MetricResult {
             name: name.to_owned(),
             groups: vec![name.to_owned()],
@@ -192,9 +224,65 @@ impl RunState {
         };
         // The thresholds were validated with the judge's configuration.
         let s = score(std::slice::from_ref(&result), &config.thresholds).map_or(0.0, |s| s.score);
-        self.scores.push(s);
+        self.record(config, n, s);
+    }
+
+    /// Records a judgement after `n` points (`n` due by `config`) that scored `score`; a run
+    /// that has ended records nothing more.
+    pub(crate) fn record(&mut self, config: &RunConfig, n: usize, score: f64) {
+        if self.status != RunStatus::Running {
+            return;
+        }
+        self.scores.push(score);
         self.judged_at.push(n);
-        self.status = config.status_after(n, s);
+        self.status = config.status_after(n, score);
+    }
+
+    /// Checks a journalled run read back, naming fields under `path`: one score per
+    /// judgement, each in `[0, 100]`, none made past the `points` seen, and, replayed against
+    /// `config` ([`check_replay`](Self::check_replay)), the status they lead to; without a run
+    /// configured, no judgement at all.
+    pub(crate) fn check_saved(
+        &self,
+        config: Option<&RunConfig>,
+        points: usize,
+        path: &str,
+    ) -> Result<()> {
+        if self.judged_at.len() != self.scores.len() {
+            return Err(Error::invalid_input(
+                format!("{path}.judgedAt"),
+                format!("{} judgements", self.judged_at.len()),
+                format!(
+                    "the run holds {} scores, one per judgement",
+                    self.scores.len()
+                ),
+            ));
+        }
+        if let Some(bad) = self.scores.iter().find(|v| !(0.0..=100.0).contains(*v)) {
+            return Err(Error::invalid_input(
+                format!("{path}.scores"),
+                bad,
+                "a score lies in [0, 100]",
+            ));
+        }
+        if let Some(at) = self.judged_at.iter().find(|n| **n > points) {
+            return Err(Error::invalid_input(
+                format!("{path}.judgedAt"),
+                at,
+                format!("is past the {points} points seen"),
+            ));
+        }
+        match config {
+            Some(run) => self.check_replay(run, path),
+            None if self.status != RunStatus::Running || !self.scores.is_empty() => {
+                Err(Error::invalid_input(
+                    format!("{path}.status"),
+                    format!("{:?}", self.status),
+                    "without a run configured, nothing is judged as a run",
+                ))
+            }
+            None => Ok(()),
+        }
     }
 
     /// Checks a journalled run against `config` by replaying it, naming the field under
@@ -202,7 +290,7 @@ impl RunState {
     /// ended, and the status is the one the scores lead to. A status the scores contradict (a
     /// pass on a failing score, or before the final judgement) would end the run on a verdict
     /// no judgement made.
-    pub(crate) fn check_replay(&self, config: &RunConfig, path: &str) -> Result<()> {
+    fn check_replay(&self, config: &RunConfig, path: &str) -> Result<()> {
         let mut status = RunStatus::Running;
         let mut previous = 0;
         for (&n, &s) in self.judged_at.iter().zip(&self.scores) {

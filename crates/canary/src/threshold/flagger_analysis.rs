@@ -4,8 +4,9 @@
 //! `pkg/controller/scheduler*.go`).
 
 use serde::{Deserialize, Serialize};
-use serin_signals::{Metric, Timestamp, Window};
+use serin_signals::{Metric, Timestamp};
 
+use crate::gather::Gathering;
 use crate::judge::{Judge, Judgement, Sample, Severity, Verdict};
 use crate::kayenta::Quantity;
 use crate::threshold::bounds::Range;
@@ -160,17 +161,9 @@ pub struct FlaggerAnalysis {
     intervals: u32,
     failed_checks: u32,
     checks: Vec<Standing>,
-    /// The interval being gathered from samples fed one metric at a time (as a [`Judge`]).
-    pending: Pending,
-}
-
-/// An interval whose samples arrive one metric at a time: its window and, per metric check,
-/// the value fed (`Some(None)`: fed without data; `None`: not fed yet).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Pending {
-    window: Option<Window>,
-    values: Vec<Option<Option<f64>>>,
+    /// The interval being gathered from samples fed one metric at a time (as a [`Judge`]): per
+    /// metric check, the value fed (`None` inside: fed without data).
+    pending: Gathering<Option<f64>>,
 }
 
 /// A journalled [`FlaggerAnalysis`] as read back, checked before it becomes an analysis: the
@@ -189,7 +182,7 @@ struct SavedFlaggerAnalysis {
     checks: Vec<Standing>,
     /// Absent in a record written before samples were gathered one metric at a time.
     #[serde(default)]
-    pending: Option<Pending>,
+    pending: Option<Gathering<Option<f64>>>,
 }
 
 impl TryFrom<SavedFlaggerAnalysis> for FlaggerAnalysis {
@@ -253,22 +246,8 @@ impl TryFrom<SavedFlaggerAnalysis> for FlaggerAnalysis {
                 ));
             }
         }
-        let pending = s.pending.unwrap_or(Pending {
-            window: None,
-            values: vec![None; n],
-        });
-        let fed = pending.values.iter().any(Option::is_some);
-        let whole = pending.values.iter().all(Option::is_some);
-        if pending.values.len() != n || fed != pending.window.is_some() || whole {
-            return Err(Error::invalid_input(
-                "flaggerAnalysis.pending",
-                format!("{} values", pending.values.len()),
-                format!(
-                    "must hold one value per metric check ({n}), not all fed (a whole interval \
-                     is checked at once), and a window exactly when one was fed"
-                ),
-            ));
-        }
+        let pending = s.pending.unwrap_or_else(|| Gathering::new(n));
+        pending.check_saved(n, "flaggerAnalysis.pending")?;
         Ok(FlaggerAnalysis {
             config: s.config,
             intervals: s.intervals,
@@ -292,10 +271,7 @@ impl FlaggerAnalysis {
             intervals: 0,
             failed_checks: 0,
             checks: vec![Standing::default(); n],
-            pending: Pending {
-                window: None,
-                values: vec![None; n],
-            },
+            pending: Gathering::new(n),
         })
     }
 
@@ -501,17 +477,13 @@ impl FlaggerAnalysis {
         self.intervals = 0;
         self.failed_checks = 0;
         self.checks.fill(Standing::default());
-        self.pending.window = None;
-        self.pending.values.fill(None);
+        self.pending.clear();
     }
 
     /// Checks the interval gathered so far, a metric not fed counting as no data.
     fn close_pending(&mut self) -> Result<()> {
-        let values: Vec<Option<f64>> = self.pending.values.iter().map(|v| v.flatten()).collect();
-        self.check(&values)?;
-        self.pending.window = None;
-        self.pending.values.fill(None);
-        Ok(())
+        let values = self.pending.take(None);
+        self.check(&values).map(|_| ())
     }
 }
 
@@ -538,22 +510,16 @@ impl Judge for FlaggerAnalysis {
             return Ok(self.judgement(sample.now()));
         }
         let window = sample.window();
-        let mine = |m: &FlaggerMetric| &m.metric == sample.metric();
-        if self.pending.window.is_some_and(|w| w != window) {
+        if self.pending.ends_with(window) {
             self.close_pending()?;
         }
-        self.pending.window = Some(window);
-        for (m, v) in self
-            .config
-            .metrics
-            .iter()
-            .zip(self.pending.values.iter_mut())
-        {
-            if mine(m) {
-                *v = Some(m.quantity.of(&sample.canary().measurement));
+        for (i, m) in self.config.metrics.iter().enumerate() {
+            if &m.metric == sample.metric() {
+                self.pending
+                    .put(window, i, m.quantity.of(&sample.canary().measurement));
             }
         }
-        if self.pending.values.iter().all(Option::is_some) {
+        if self.pending.is_whole() {
             self.close_pending()?;
         }
         Ok(self.judgement(sample.now()))
@@ -569,32 +535,8 @@ impl Judge for FlaggerAnalysis {
                 format!("no check of the `{}` analysis uses it", Self::NAME),
             ));
         }
-        let window = sample.window();
-        let Some(w) = self.pending.window else {
-            return Ok(());
-        };
-        if window.end() < w.end() {
-            return Err(Error::invalid_input(
-                "sample.window",
-                window,
-                format!("is older than the interval being gathered ({w})"),
-            ));
-        }
-        let again = window == w
-            && self
-                .config
-                .metrics
-                .iter()
-                .zip(&self.pending.values)
-                .any(|(m, v)| &m.metric == sample.metric() && v.is_some());
-        if again {
-            return Err(Error::invalid_input(
-                "sample.metric",
-                sample.metric(),
-                format!("a second sample of this metric for the window {w}"),
-            ));
-        }
-        Ok(())
+        self.pending
+            .accepts(sample, |i| &self.config.metrics[i].metric)
     }
 
     fn judgement(&self, now: Timestamp) -> Judgement {

@@ -1,0 +1,154 @@
+//! An interval gathered one metric at a time, for the judges that analyse several metrics
+//! together ([`FlaggerAnalysis`](crate::threshold::FlaggerAnalysis),
+//! [`KayentaAnalysis`](crate::kayenta::KayentaAnalysis)): the controller feeds them one
+//! metric's sample at a time, and they judge a window once each of their entries has had its
+//! value, or once a later window begins.
+
+use serde::{Deserialize, Serialize};
+use serin_signals::{Metric, Window};
+
+use crate::judge::Sample;
+use crate::{Error, Result};
+
+/// The window being gathered and, per entry of the judge, the value fed (`None`: not yet).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct Gathering<T> {
+    window: Option<Window>,
+    values: Vec<Option<T>>,
+}
+
+impl<T: Clone> Gathering<T> {
+    /// Nothing gathered, for `entries` entries.
+    pub(crate) fn new(entries: usize) -> Self {
+        Gathering {
+            window: None,
+            values: vec![None; entries],
+        }
+    }
+
+    /// Checks one read back from a journal, naming it `path`: one value per entry, not all fed
+    /// (a whole interval is taken at once), and a window exactly when something was fed.
+    pub(crate) fn check_saved(&self, entries: usize, path: &str) -> Result<()> {
+        let fed = self.values.iter().any(Option::is_some);
+        let whole = self.values.iter().all(Option::is_some);
+        if self.values.len() != entries || fed != self.window.is_some() || whole {
+            return Err(Error::invalid_input(
+                path,
+                format!("{} values", self.values.len()),
+                format!(
+                    "must hold one value per entry ({entries}), not all fed (a whole interval \
+                     is taken at once), and a window exactly when one was fed"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a sample of a window older than the one being gathered, and a second sample of
+    /// a metric for the same window; `metric_of(i)` is the metric entry `i` reads.
+    pub(crate) fn accepts<'m>(
+        &self,
+        sample: &Sample<'_>,
+        metric_of: impl Fn(usize) -> &'m Metric,
+    ) -> Result<()> {
+        let window = sample.window();
+        let Some(w) = self.window else {
+            return Ok(());
+        };
+        if window.end() < w.end() {
+            return Err(Error::invalid_input(
+                "sample.window",
+                window,
+                format!("is older than the interval being gathered ({w})"),
+            ));
+        }
+        let again = window == w
+            && self
+                .values
+                .iter()
+                .enumerate()
+                .any(|(i, v)| v.is_some() && metric_of(i) == sample.metric());
+        if again {
+            return Err(Error::invalid_input(
+                "sample.metric",
+                sample.metric(),
+                format!("a second sample of this metric for the window {w}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether a sample of `window` ends the interval being gathered (it belongs to another).
+    pub(crate) fn ends_with(&self, window: Window) -> bool {
+        self.window.is_some_and(|w| w != window)
+    }
+
+    /// Records entry `i`'s value for `window`.
+    pub(crate) fn put(&mut self, window: Window, i: usize, value: T) {
+        self.window = Some(window);
+        self.values[i] = Some(value);
+    }
+
+    /// Whether every entry has its value.
+    pub(crate) fn is_whole(&self) -> bool {
+        self.values.iter().all(Option::is_some)
+    }
+
+    /// The values gathered, `missing` for entries never fed, and starts afresh.
+    pub(crate) fn take(&mut self, missing: T) -> Vec<T> {
+        let values = self
+            .values
+            .iter_mut()
+            .map(|v| v.take().unwrap_or_else(|| missing.clone()))
+            .collect();
+        self.window = None;
+        values
+    }
+
+    /// Forgets what was gathered.
+    pub(crate) fn clear(&mut self) {
+        self.window = None;
+        self.values.fill(None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serin_signals::Timestamp;
+
+    fn second(s: u64) -> Window {
+        Window::new(
+            Timestamp::from_millis(s * 1000),
+            Timestamp::from_millis((s + 1) * 1000),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn gathers_a_window_and_takes_it_with_the_missing_filled_in() {
+        let mut g: Gathering<u32> = Gathering::new(3);
+        assert!(!g.ends_with(second(0)), "nothing gathered yet");
+        g.put(second(0), 0, 7);
+        g.put(second(0), 2, 9);
+        assert!(!g.is_whole());
+        assert!(g.ends_with(second(1)) && !g.ends_with(second(0)));
+        assert!(g.check_saved(3, "pending").is_ok());
+        assert_eq!(g.take(0), [7, 0, 9]);
+        assert_eq!(g, Gathering::new(3));
+    }
+
+    #[test]
+    fn a_saved_gathering_that_could_not_have_been_left_is_refused() {
+        let mut whole: Gathering<u32> = Gathering::new(2);
+        whole.put(second(0), 0, 1);
+        whole.put(second(0), 1, 2);
+        let msg = whole.check_saved(2, "x.pending").unwrap_err().to_string();
+        assert!(msg.contains("x.pending"), "{msg}");
+        let mut empty_with_window: Gathering<u32> = Gathering::new(2);
+        empty_with_window.window = Some(second(0));
+        assert!(empty_with_window.check_saved(2, "p").is_err());
+        assert!(Gathering::<u32>::new(3).check_saved(2, "p").is_err());
+    }
+}
