@@ -1,7 +1,8 @@
 //! A metrics or health source that answers another question than it was asked (another
 //! window, another track) gives no data for that read, never evidence: taken as an answer, a
 //! window dated an hour ahead would move the triggers' clock past every later window, and
-//! another track's clean data would stand for the failing new version's.
+//! another track's clean data would stand for the failing new version's. A health result
+//! dated ahead is taken as of its answer, not as a fresh result for the time ahead.
 
 use crate::support;
 
@@ -97,6 +98,42 @@ impl HealthSource for OldTrackHealth {
     }
 }
 
+/// The world's health source, but the first answer for the new version's track, `blue`, is a
+/// passing readiness result dated an hour ahead (a prober whose clock jumped).
+struct AheadOnceHealth {
+    inner: Arc<dyn HealthSource>,
+    clock: Clock,
+    skewed: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl HealthSource for AheadOnceHealth {
+    fn name(&self) -> &str {
+        "ahead-once-health"
+    }
+
+    async fn probe(
+        &self,
+        track: &Track,
+        probe: &Probe,
+    ) -> serin_signals::Result<Option<HealthSignal>> {
+        self.inner.probe(track, probe).await
+    }
+
+    async fn signals(&self, track: &Track) -> serin_signals::Result<Vec<HealthSignal>> {
+        if *track == Track::Blue && !self.skewed.swap(true, Ordering::SeqCst) {
+            let ahead = self.clock.now().saturating_add(Duration::from_secs(3_600));
+            return Ok(vec![HealthSignal::new(
+                track.clone(),
+                Probe::Readiness,
+                ProbeStatus::Pass,
+                ahead,
+            )]);
+        }
+        self.inner.signals(track).await
+    }
+}
+
 /// An immediate blue-green switch from 1.0.0 (0.5% errors) to 1.1.0 (failing `new_rate` of
 /// its requests), watched by `trigger`, over the sources `backends` makes of the world's: it
 /// must roll back; the reason why.
@@ -174,5 +211,45 @@ async fn another_tracks_health_does_not_stand_for_the_new_versions() {
     assert!(
         reason.contains("`ready`") && reason.contains("no usable data"),
         "the new version's probe results are missing: {reason}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_health_result_dated_ahead_does_not_blind_the_triggers_to_later_windows() {
+    let reason = rollback_over(0.5, errors_or_missing_data_trigger(), |world| {
+        let health = Arc::new(AheadOnceHealth {
+            inner: world.health.clone(),
+            clock: world.clock,
+            skewed: AtomicBool::new(false),
+        });
+        ServiceBackends::new(world.router.clone(), world.source.clone(), health)
+    })
+    .await;
+    assert!(
+        reason.contains("`errors`") && !reason.contains("no usable data"),
+        "rolled back on the later windows' errors: {reason}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_health_result_dated_ahead_does_not_stand_for_the_hour_ahead() {
+    // 1.1.0 errs no more than 1.0.0 and its prober answers once, a pass dated an hour ahead,
+    // then nothing: taken as of its date, that pass would be fresh for the whole hour.
+    let trigger = serde_json::from_str(
+        r#"{"kind":"healthCheck","id":"ready","checkType":"readiness","onMissingData":"fire"}"#,
+    )
+    .expect("trigger");
+    let reason = rollback_over(0.005, trigger, |world| {
+        let health = Arc::new(AheadOnceHealth {
+            inner: Arc::new(serin_signals::InMemoryHealth::new()),
+            clock: world.clock,
+            skewed: AtomicBool::new(false),
+        });
+        ServiceBackends::new(world.router.clone(), world.source.clone(), health)
+    })
+    .await;
+    assert!(
+        reason.contains("`ready`") && reason.contains("no usable data"),
+        "the one pass went stale: {reason}"
     );
 }

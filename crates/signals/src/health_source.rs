@@ -32,7 +32,8 @@ use crate::track::Track;
 /// back, or `maxDeploymentDuration` rolls the deployment back). Results are read under the
 /// platform's track names (`blue`, `green`, `stable`, `canary`), the same names the platform
 /// runs them under; results of another track than the one asked for are left out, never taken
-/// for its own.
+/// for its own, and a result dated after it was answered is taken as of the answer (a clock
+/// ahead cannot make one pass stand for the time ahead).
 ///
 /// The conformance suite in `testkit` (feature `testkit`) checks these promises against a
 /// fixture that arranges results; it arranges them out of order too.

@@ -24,6 +24,11 @@ pub(super) struct Observed {
     stable_signals: Vec<HealthSignal>,
 }
 
+/// How far ahead of the answer a health result may be dated before it is warned of (it is
+/// taken as of the answer either way): clocks synchronised over a network differ by
+/// milliseconds.
+const SKEW_WARNING: Duration = Duration::from_secs(1);
+
 /// An operator's abort cut a watch's read short (see [`Runner::watch_read`]).
 struct Aborted;
 
@@ -176,10 +181,17 @@ impl Runner {
     /// deadline (see [`watch_read`](Self::watch_read)). Signals of another track, which a
     /// [`HealthSource`](serin_signals::HealthSource) must not answer, are left out (and
     /// warned of), as a metrics answer to another question is: they would stand for `track`'s.
+    ///
+    /// A result dated after the answer came is taken as of then: a probe cannot have completed
+    /// later, and its date would stand for that future, so that one passing result from a
+    /// prober whose clock ran an hour ahead would keep a trigger seeing a fresh pass for an
+    /// hour, however the track fares meanwhile. A steady skew of a few milliseconds is only
+    /// noted, more than [`SKEW_WARNING`] is warned of.
     async fn health_signals(&mut self, track: &Track) -> Result<Vec<HealthSignal>, Aborted> {
         let health = Arc::clone(&self.backends.health);
         let signals = self.watch_read(health.signals(track)).await?;
-        let (own, other): (Vec<_>, Vec<_>) = signals
+        let answered = self.now();
+        let (mut own, other): (Vec<_>, Vec<_>) = signals
             .and_then(Result::ok)
             .unwrap_or_default()
             .into_iter()
@@ -193,6 +205,22 @@ impl Runner {
                 other.len(),
                 s.track
             );
+        }
+        let ahead = own
+            .iter()
+            .map(|s| s.at.saturating_duration_since(answered))
+            .max()
+            .unwrap_or_default();
+        if ahead > SKEW_WARNING {
+            tracing::warn!(
+                deployment = %self.state.id,
+                "health of {track}: `{}` dated result(s) up to {ahead:?} after they were \
+                 answered; they are taken as of the answer",
+                health.name(),
+            );
+        }
+        for s in &mut own {
+            s.at = s.at.min(answered);
         }
         Ok(own)
     }
