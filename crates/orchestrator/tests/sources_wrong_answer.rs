@@ -196,12 +196,17 @@ async fn another_tracks_data_does_not_stand_for_the_new_versions() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn another_tracks_health_does_not_stand_for_the_new_versions() {
-    let trigger = serde_json::from_str(
+/// A readiness trigger that fires on missing data: only a fresh passing result keeps it quiet.
+fn readiness_trigger() -> serin_triggers::TriggerConfig {
+    serde_json::from_str(
         r#"{"kind":"healthCheck","id":"ready","checkType":"readiness","onMissingData":"fire"}"#,
     )
-    .expect("trigger");
+    .expect("trigger")
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_tracks_health_does_not_stand_for_the_new_versions() {
+    let trigger = readiness_trigger();
     // 1.1.0 errs no more than 1.0.0: only its health can roll it back.
     let reason = rollback_over(0.005, trigger, |world| {
         let health = Arc::new(OldTrackHealth { clock: world.clock });
@@ -235,10 +240,7 @@ async fn a_health_result_dated_ahead_does_not_blind_the_triggers_to_later_window
 async fn a_health_result_dated_ahead_does_not_stand_for_the_hour_ahead() {
     // 1.1.0 errs no more than 1.0.0 and its prober answers once, a pass dated an hour ahead,
     // then nothing: taken as of its date, that pass would be fresh for the whole hour.
-    let trigger = serde_json::from_str(
-        r#"{"kind":"healthCheck","id":"ready","checkType":"readiness","onMissingData":"fire"}"#,
-    )
-    .expect("trigger");
+    let trigger = readiness_trigger();
     let reason = rollback_over(0.005, trigger, |world| {
         let health = Arc::new(AheadOnceHealth {
             inner: Arc::new(serin_signals::InMemoryHealth::new()),
