@@ -252,14 +252,25 @@ impl CanaryConfig {
                 .canary
                 .validate(&format!("metrics[{i}].analysisConfigurations.canary"))?;
         }
-        let config = self.score_config(None);
-        config.validate_at("classifier")?;
+        let weights = ScoreConfig {
+            group_weights: self.classifier.group_weights.clone(),
+            ..ScoreConfig::default()
+        };
+        weights.validate_at("classifier")?;
+        if let Some(t) = self.classifier.score_thresholds {
+            let thresholds = ScoreConfig {
+                pass: t.pass,
+                marginal: t.marginal,
+                ..ScoreConfig::default()
+            };
+            thresholds.validate_at("classifier.scoreThresholds")?;
+        }
         let grouped: BTreeSet<&str> = self
             .metrics
             .iter()
             .flat_map(|m| m.groups.iter().map(String::as_str))
             .collect();
-        if let Some((group, weight)) = config
+        if let Some((group, weight)) = weights
             .group_weights
             .iter()
             .find(|(g, _)| !grouped.contains(g.as_str()))
@@ -503,6 +514,11 @@ mod tests {
                 "metrics[0].analysisConfigurations.canary.effectSize.allowedIncrease",
             ),
             ("/metrics", json!([]), "metrics"),
+            (
+                "/classifier/scoreThresholds",
+                json!({ "pass": 40, "marginal": 60 }),
+                "classifier.scoreThresholds.marginal",
+            ),
         ];
         for (at, value, path) in cases {
             let msg = error_of(at, value);
