@@ -11,11 +11,59 @@ use crate::judge::Sample;
 use crate::{Error, Result};
 
 /// The window being gathered and, per entry of the judge, the value fed (`None`: not yet).
+///
+/// Journalled, a fed value is written `{"value": …}` and one not fed `null`, so that a value
+/// that is itself empty (a metric fed without data) reads back as fed: written bare, both
+/// would be `null`, and a gathering with a window but nothing fed would be refused on load.
+/// Bare values, as written before, still read back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    bound(serialize = "T: Serialize", deserialize = "T: Deserialize<'de>")
+)]
 pub(crate) struct Gathering<T> {
     window: Option<Window>,
+    #[serde(with = "entries")]
     values: Vec<Option<T>>,
+}
+
+/// The journalled form of [`Gathering`]'s values.
+mod entries {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize)]
+    struct Fed<'a, T> {
+        value: &'a T,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged, deny_unknown_fields)]
+    enum Entry<T> {
+        Fed { value: T },
+        Bare(T),
+    }
+
+    pub(super) fn serialize<S: Serializer, T: Serialize>(
+        values: &[Option<T>],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(values.iter().map(|v| v.as_ref().map(|value| Fed { value })))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Vec<Option<T>>, D::Error> {
+        let entries: Vec<Option<Entry<T>>> = Vec::deserialize(d)?;
+        Ok(entries
+            .into_iter()
+            .map(|e| {
+                e.map(|e| match e {
+                    Entry::Fed { value } | Entry::Bare(value) => value,
+                })
+            })
+            .collect())
+    }
 }
 
 impl<T: Clone> Gathering<T> {
@@ -137,6 +185,23 @@ mod tests {
         assert!(g.check_saved(3, "pending").is_ok());
         assert_eq!(g.take(0), [7, 0, 9]);
         assert_eq!(g, Gathering::new(3));
+    }
+
+    #[test]
+    fn an_empty_value_fed_reads_back_as_fed_and_bare_values_still_read() {
+        let mut g: Gathering<Option<f64>> = Gathering::new(3);
+        g.put(second(0), 0, None);
+        g.put(second(0), 1, Some(0.5));
+        let text = serde_json::to_string(&g).unwrap();
+        assert!(
+            text.contains(r#"[{"value":null},{"value":0.5},null]"#),
+            "{text}"
+        );
+        let back: Gathering<Option<f64>> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, g);
+        let bare = r#"{"window":null,"values":[null,0.5,null]}"#;
+        let old: Gathering<Option<f64>> = serde_json::from_str(bare).unwrap();
+        assert_eq!(old.values, [None, Some(Some(0.5)), None]);
     }
 
     #[test]

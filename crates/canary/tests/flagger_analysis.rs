@@ -449,3 +449,25 @@ fn a_rolled_back_analysis_gathers_no_more_samples() {
     assert_eq!(j.verdict, Verdict::Fail(Severity::Warning));
     assert_eq!(a, before);
 }
+
+/// A metric fed without data is journalled as fed: read back, the gathered interval still
+/// holds it, and does not wait for it again.
+#[test]
+fn a_metric_fed_without_data_is_journalled_as_fed() {
+    let mut a = analysis(3, false);
+    let w = window(0);
+    let (b, c) = (
+        common::no_data(Metric::ErrorRate, Track::Stable, w),
+        common::no_data(Metric::ErrorRate, Track::Canary, w),
+    );
+    Judge::observe(&mut a, &Sample::new(&b, &c, Some(0.1), w.end()).unwrap()).unwrap();
+    let saved: FlaggerAnalysis = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+    assert_eq!(saved, a);
+    let msg = Judge::observe(
+        &mut a.clone(),
+        &Sample::new(&b, &c, Some(0.1), w.end()).unwrap(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(msg.contains("second sample"), "{msg}");
+}
