@@ -102,3 +102,38 @@ proptest! {
         prop_assert_eq!(back, a);
     }
 }
+
+proptest! {
+    /// Fed one metric's sample at a time, some windows missing a metric and some samples
+    /// without data, the analysis reads back from its journal as it was after every sample.
+    #[test]
+    fn a_flagger_analysis_fed_one_metric_at_a_time_always_reads_back(
+        stream in prop::collection::vec(
+            (0usize..2, prop::option::of(0u64..50), any::<bool>()), 0..40),
+    ) {
+        let metrics = vec![
+            FlaggerMetric::new(Metric::ErrorRate, Quantity::ErrorRate, Range::at_most(0.05)),
+            FlaggerMetric::new(Metric::Throughput, Quantity::ErrorRate, Range::at_most(0.05)),
+        ];
+        let mut a = FlaggerAnalysis::new(FlaggerAnalysisConfig::new(metrics)).unwrap();
+        let mut minute = 0;
+        for (which, errors, next_window) in stream {
+            minute += u64::from(next_window);
+            let metric = [Metric::ErrorRate, Metric::Throughput][which].clone();
+            let m = errors.map_or(Measurement::NoData, |e| {
+                Measurement::Counts(Counts::new(1_000, e).unwrap())
+            });
+            let (mut b, mut c) = (obs(m.clone(), Track::Stable, minute), obs(m, Track::Canary, minute));
+            b.metric = metric.clone();
+            c.metric = metric;
+            let s = Sample::new(&b, &c, Some(0.1), b.window.end()).unwrap();
+            // A second sample of a metric for the window is refused; the rest are taken.
+            if Judge::observe(&mut a, &s).is_err() {
+                continue;
+            }
+            let back: FlaggerAnalysis =
+                serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+            prop_assert_eq!(&back, &a);
+        }
+    }
+}
