@@ -364,3 +364,32 @@ fn the_controller_moves_on_when_the_run_passes_and_rolls_back_when_it_fails() {
     assert_eq!(moved, Some((9, Action::Rollback)));
     assert_eq!(bad.state().phase(), Phase::RolledBack);
 }
+
+#[test]
+fn an_interval_half_gathered_reads_back_from_json_and_yaml() {
+    let mut a = errors_and_latency(RunConfig::new(20).every(10));
+    for s in 0..3 {
+        let (eb, ec) = errors_at(s, 10);
+        let (lb, lc) = latency_at(s);
+        Judge::observe(&mut a, &sample(&eb, &ec, s)).unwrap();
+        Judge::observe(&mut a, &sample(&lb, &lc, s)).unwrap();
+    }
+    // Second 3's error rate came without data; its latency is still due.
+    let (nb, nc) = (
+        no_data(Metric::ErrorRate, Track::Stable, second(3)),
+        no_data(Metric::ErrorRate, Track::Canary, second(3)),
+    );
+    Judge::observe(&mut a, &sample(&nb, &nc, 3)).unwrap();
+    let json: KayentaAnalysis = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+    assert_eq!(json, a);
+    let yaml = serde_yaml_ng::to_string(&a).unwrap();
+    assert!(!yaml.contains('!'), "a tag in the saved form:\n{yaml}");
+    let back: KayentaAnalysis = serde_yaml_ng::from_str(&yaml).unwrap();
+    assert_eq!(back, a);
+    // Read back, it still waits for second 3's latency only.
+    let mut back = back;
+    let msg = Judge::observe(&mut back, &sample(&nb, &nc, 3))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("second sample"), "{msg}");
+}
