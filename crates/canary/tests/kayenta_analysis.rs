@@ -393,3 +393,38 @@ fn an_interval_half_gathered_reads_back_from_json_and_yaml() {
         .to_string();
     assert!(msg.contains("second sample"), "{msg}");
 }
+
+#[test]
+fn a_sliding_window_judges_only_its_last_points() {
+    // Metric 0 is good for 20 points, then doubled for the last 10; metric 1 is always good.
+    let run = RunConfig::new(30).every(10);
+    let final_score = |lookback: Option<usize>| {
+        let config = one_group(2, &[]);
+        let bindings = gauges(&config);
+        let mut c = KayentaAnalysisConfig::new(config, bindings, run.clone());
+        c.lookback_points = lookback;
+        let mut a = KayentaAnalysis::new(c).unwrap();
+        for i in 0..30 {
+            let worse: &[usize] = if i < 20 { &[] } else { &[0] };
+            a.push_interval(&interval(2, i, worse)).unwrap();
+        }
+        (a.run_state().scores.clone(), a.run_state().status)
+    };
+    // Growing: the 20 good points dilute the 10 slow ones inside Kayenta's tolerance band.
+    assert_eq!(
+        final_score(None),
+        (vec![100.0, 100.0, 100.0], RunStatus::Passed)
+    );
+    // Sliding over the last 10 points: only the slow ones.
+    assert_eq!(
+        final_score(Some(10)),
+        (vec![100.0, 100.0, 50.0], RunStatus::Failed)
+    );
+    // A lookback shorter than minPoints could never judge.
+    let config = one_group(2, &[]);
+    let bindings = gauges(&config);
+    let mut c = KayentaAnalysisConfig::new(config, bindings, run);
+    c.lookback_points = Some(5);
+    let msg = KayentaAnalysis::new(c).unwrap_err().to_string();
+    assert!(msg.contains("kayentaAnalysis.lookbackPoints"), "{msg}");
+}

@@ -48,6 +48,11 @@ pub struct KayentaAnalysisConfig {
     /// is skipped). Default 10, as for [`KayentaConfig`](super::KayentaConfig).
     #[serde(default = "default_min_points")]
     pub min_points: usize,
+    /// Judge only the last this-many points (Kayenta's `lookbackMins` in steps), which may
+    /// reach back into the warm-up; `None` (the default) is the growing window from the end of
+    /// the warm-up (`lookbackMins = 0`).
+    #[serde(default)]
+    pub lookback_points: Option<usize>,
     /// The run: lifetime, warm-up, interval, and the pass and marginal thresholds (its
     /// `thresholds.groupWeights` must stay empty: the weights are the canary config's).
     pub run: RunConfig,
@@ -68,6 +73,7 @@ impl KayentaAnalysisConfig {
             canary_config,
             bindings,
             min_points: default_min_points(),
+            lookback_points: None,
             run,
         }
     }
@@ -128,6 +134,19 @@ impl KayentaAnalysisConfig {
                 "at least one point per arm is needed",
             ));
         }
+        if let Some(k) = self.lookback_points
+            && k < self.min_points
+        {
+            return Err(Error::invalid_config(
+                "kayentaAnalysis.lookbackPoints",
+                k,
+                format!(
+                    "a sliding window must hold at least minPoints ({}) points, or no judgement \
+                     is ever made (omit it for a growing window)",
+                    self.min_points
+                ),
+            ));
+        }
         self.run.validate("kayentaAnalysis.run")?;
         if let Some(group) = self.run.thresholds.group_weights.keys().next() {
             return Err(Error::invalid_config(
@@ -136,8 +155,11 @@ impl KayentaAnalysisConfig {
                 "the weights are the canary config's (classifier.groupWeights)",
             ));
         }
-        self.run
-            .check_fits(self.min_points, false, "kayentaAnalysis.run")
+        self.run.check_fits(
+            self.min_points,
+            self.lookback_points.is_some(),
+            "kayentaAnalysis.run",
+        )
     }
 
     fn thresholds(&self) -> ScoreThresholds {
@@ -150,7 +172,8 @@ impl KayentaAnalysisConfig {
 
 /// Kayenta's judgement of a whole canary config, run as Spinnaker's canary stage runs it: every
 /// interval adds one point per arm to each metric's series; when a judgement is due (see
-/// [`RunConfig`]), every metric is classified over the growing window after the warm-up, each
+/// [`RunConfig`]), every metric is classified over the growing window after the warm-up (or
+/// the last `lookbackPoints`), each
 /// label counts in each of its groups, and the weighted groups make one score. An interim
 /// score at or below marginal fails the run early; the final score passes it only at or above
 /// pass.
@@ -332,17 +355,27 @@ impl KayentaAnalysis {
         }
         let n = self.points();
         let run = &self.config.run;
-        if run.due(n) && n - run.begin_after_points.min(n) >= self.config.min_points {
+        if run.due(n) && n - self.window_start(n) >= self.config.min_points {
             let score = self.judgement_after(n).map_or(0.0, |j| j.score.score);
             self.run_state.record(run, n, score);
         }
         Ok(())
     }
 
-    /// Kayenta's judgement of the window after the first `n` points: the growing window from
-    /// the end of the warm-up.
+    /// Where the window judged after `n` points starts: `lookbackPoints` before its end, or,
+    /// growing, at the end of the warm-up. As Spinnaker scopes each judgement, the warm-up's
+    /// points are never in a growing window, and a sliding one reaches as far back as its
+    /// lookback.
+    fn window_start(&self, n: usize) -> usize {
+        match self.config.lookback_points {
+            Some(k) => n.saturating_sub(k),
+            None => self.config.run.begin_after_points.min(n),
+        }
+    }
+
+    /// Kayenta's judgement of the window judged after the first `n` points.
     fn judgement_after(&self, n: usize) -> Result<CanaryJudgement> {
-        let start = self.config.run.begin_after_points.min(n);
+        let start = self.window_start(n);
         let pairs: Vec<MetricSetPair> = self
             .config
             .canary_config
