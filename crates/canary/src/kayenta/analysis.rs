@@ -15,7 +15,7 @@ use crate::kayenta::classify::{
 };
 use crate::kayenta::mann_whitney::ShiftInterval;
 use crate::kayenta::point::Quantity;
-use crate::kayenta::run::{RunConfig, RunState, RunStatus};
+use crate::kayenta::run::{RunConfig, RunState, RunStatus, check_window};
 use crate::severity::SeverityBands;
 use crate::{Error, Result};
 
@@ -85,26 +85,7 @@ impl KayentaConfig {
     pub fn validate(&self) -> Result<()> {
         self.quantity.validate("kayentaConfig.quantity")?;
         self.metric_config.validate("kayentaConfig.metricConfig")?;
-        if self.min_points == 0 {
-            return Err(Error::invalid_config(
-                "kayentaConfig.minPoints",
-                0,
-                "at least one point per arm is needed",
-            ));
-        }
-        if let Some(k) = self.lookback_points
-            && k < self.min_points
-        {
-            return Err(Error::invalid_config(
-                "kayentaConfig.lookbackPoints",
-                k,
-                format!(
-                    "a sliding window must hold at least minPoints ({}) points, or no judgement \
-                     is ever made (omit it for a growing window)",
-                    self.min_points
-                ),
-            ));
-        }
+        check_window(self.min_points, self.lookback_points, "kayentaConfig")?;
         if let Some(run) = &self.run {
             if self.metric_config.muted {
                 // Kayenta leaves muted metrics out of the score; a run of this one metric would

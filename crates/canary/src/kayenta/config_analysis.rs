@@ -14,7 +14,7 @@ use crate::kayenta::canary_config::{
 };
 use crate::kayenta::classify::Label;
 use crate::kayenta::point::Quantity;
-use crate::kayenta::run::{RunConfig, RunState, RunStatus};
+use crate::kayenta::run::{RunConfig, RunState, RunStatus, check_window};
 use crate::{Error, Result};
 
 /// Which of Serin's observations stands for a metric of the Kayenta config: Kayenta names a
@@ -127,26 +127,7 @@ impl KayentaAnalysisConfig {
                 "muted metrics are not scored, so a run of these alone would have no score",
             ));
         }
-        if self.min_points == 0 {
-            return Err(Error::invalid_config(
-                "kayentaAnalysis.minPoints",
-                0,
-                "at least one point per arm is needed",
-            ));
-        }
-        if let Some(k) = self.lookback_points
-            && k < self.min_points
-        {
-            return Err(Error::invalid_config(
-                "kayentaAnalysis.lookbackPoints",
-                k,
-                format!(
-                    "a sliding window must hold at least minPoints ({}) points, or no judgement \
-                     is ever made (omit it for a growing window)",
-                    self.min_points
-                ),
-            ));
-        }
+        check_window(self.min_points, self.lookback_points, "kayentaAnalysis")?;
         self.run.validate("kayentaAnalysis.run")?;
         if let Some(group) = self.run.thresholds.group_weights.keys().next() {
             return Err(Error::invalid_config(

@@ -43,6 +43,31 @@ pub struct RunConfig {
     pub thresholds: ScoreConfig,
 }
 
+/// Checks a judge's window settings, naming fields under `path`: at least one point per arm,
+/// and a sliding window (`lookback`) that holds `min_points`, or no judgement is ever made.
+pub(crate) fn check_window(min_points: usize, lookback: Option<usize>, path: &str) -> Result<()> {
+    if min_points == 0 {
+        return Err(Error::invalid_config(
+            format!("{path}.minPoints"),
+            0,
+            "at least one point per arm is needed",
+        ));
+    }
+    if let Some(k) = lookback
+        && k < min_points
+    {
+        return Err(Error::invalid_config(
+            format!("{path}.lookbackPoints"),
+            k,
+            format!(
+                "a sliding window must hold at least minPoints ({min_points}) points, or no \
+                 judgement is ever made (omit it for a growing window)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl RunConfig {
     /// A run of `lifetime_points` points with Spinnaker's defaults: no delay, one judgement at
     /// the end, thresholds 75 (pass) and 50 (marginal).
