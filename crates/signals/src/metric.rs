@@ -87,7 +87,10 @@ impl Metric {
 /// The names of the well-known variants.
 const WELL_KNOWN: [&str; 5] = ["error_rate", "latency", "throughput", "cpu", "memory"];
 
-/// Checks a custom metric name against Prometheus' metric name syntax.
+/// Checks a custom metric name against Prometheus' metric name syntax, and refuses one that
+/// is a well-known name in another case or without its underscore (`errorRate`, `Latency`):
+/// written in a camelCase config, it means the well-known metric, and read as a custom one it
+/// would be a metric no source measures, silently without data.
 fn check_custom(field: &str, name: &str) -> Result<()> {
     let mut bytes = name.bytes();
     let first_ok = bytes
@@ -98,6 +101,20 @@ fn check_custom(field: &str, name: &str) -> Result<()> {
             field,
             name,
             "a custom metric name must match [a-zA-Z_:][a-zA-Z0-9_:]*",
+        ));
+    }
+    let folded = |n: &str| n.replace('_', "").to_ascii_lowercase();
+    if let Some(known) = WELL_KNOWN
+        .iter()
+        .find(|k| **k != name && folded(k) == folded(name))
+    {
+        return Err(Error::invalid(
+            field,
+            name,
+            format!(
+                "metric names are snake_case: write `{known}` for the well-known metric (a \
+                 custom metric may not be named like one)"
+            ),
         ));
     }
     Ok(())
@@ -175,6 +192,31 @@ mod tests {
         for bad in ["", "9lives", "has space", "dash-ed"] {
             let msg = Metric::named(bad).unwrap_err().to_string();
             assert!(msg.contains("metric"), "{msg}");
+        }
+    }
+
+    /// A well-known name written as config keys are (`errorRate`) means the well-known
+    /// metric: read as a custom metric, no source would measure it.
+    #[test]
+    fn well_known_names_in_another_case_are_refused_with_the_right_spelling() {
+        for (written, meant) in [
+            ("errorRate", "error_rate"),
+            ("ErrorRate", "error_rate"),
+            ("ERROR_RATE", "error_rate"),
+            ("errorrate", "error_rate"),
+            ("Latency", "latency"),
+            ("CPU", "cpu"),
+        ] {
+            let msg = Metric::named(written).unwrap_err().to_string();
+            assert!(
+                msg.contains(written) && msg.contains(&format!("write `{meant}`")),
+                "{written}: {msg}"
+            );
+            let read = serde_json::from_str::<Metric>(&format!("\"{written}\""));
+            assert!(read.is_err(), "{written} read as {read:?}");
+        }
+        for fine in ["error_rate_5xx", "latency_ms", "cpu_seconds", "error_rates"] {
+            assert!(Metric::named(fine).is_ok(), "{fine}");
         }
     }
 
