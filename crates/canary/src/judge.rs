@@ -350,6 +350,13 @@ pub trait Judge: Send + fmt::Debug {
         self.metric() == metric
     }
 
+    /// Every metric the judge [analyses](Self::analyses), once each, [`metric`](Self::metric)
+    /// first: what a caller must read to feed it. The default is the one metric; a judge of
+    /// several metrics lists them all.
+    fn analysed_metrics(&self) -> Vec<Metric> {
+        vec![self.metric().clone()]
+    }
+
     /// Updates the state with one paired sample and answers the judgement after it.
     fn observe(&mut self, sample: &Sample<'_>) -> Result<Judgement>;
 
@@ -408,6 +415,9 @@ impl<J: Judge + ?Sized> Judge for Box<J> {
     }
     fn analyses(&self, metric: &Metric) -> bool {
         (**self).analyses(metric)
+    }
+    fn analysed_metrics(&self) -> Vec<Metric> {
+        (**self).analysed_metrics()
     }
     fn observe(&mut self, sample: &Sample<'_>) -> Result<Judgement> {
         (**self).observe(sample)

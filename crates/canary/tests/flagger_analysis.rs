@@ -7,8 +7,10 @@ use crate::common;
 use common::flagger_builtins;
 use serde_json::json;
 use serin_canary::judge::{Judge, Sample, Severity, Verdict};
+use serin_canary::kayenta::Quantity;
 use serin_canary::threshold::{
-    CheckOutcome, FlaggerAnalysis, FlaggerAnalysisConfig, FlaggerConfig, FlaggerJudge, Range,
+    CheckOutcome, FlaggerAnalysis, FlaggerAnalysisConfig, FlaggerConfig, FlaggerJudge,
+    FlaggerMetric, Range,
 };
 use serin_signals::{
     Counts, LatencySketch, Measurement, Metric, Observation, Timestamp, Track, Window,
@@ -351,6 +353,10 @@ fn the_controller_feeds_every_metric_to_the_analysis_and_rolls_back_at_its_thres
     let a = analysis(2, false);
     assert!(a.analyses(&Metric::ErrorRate) && a.analyses(&Metric::Latency));
     assert!(!a.analyses(&Metric::named("saturation").unwrap()));
+    assert_eq!(
+        a.analysed_metrics(),
+        vec![Metric::ErrorRate, Metric::Latency]
+    );
     let mut ctl = CanaryController::new(policy, vec![a]).unwrap();
     assert_eq!(
         ctl.tick(Timestamp::from_millis(0)).action,
@@ -470,4 +476,21 @@ fn a_metric_fed_without_data_is_journalled_as_fed() {
     .unwrap_err()
     .to_string();
     assert!(msg.contains("second sample"), "{msg}");
+}
+
+/// A metric checked twice (its p99 and its mean) is read once: the caller feeding the analysis
+/// asks its source for each metric `analysed_metrics` lists.
+#[test]
+fn a_metric_checked_twice_is_listed_once() {
+    let mut metrics = flagger_builtins();
+    metrics.push(FlaggerMetric::new(
+        Metric::Latency,
+        Quantity::LatencyMean,
+        Range::at_most(200.0),
+    ));
+    let a = FlaggerAnalysis::new(FlaggerAnalysisConfig::new(metrics)).unwrap();
+    assert_eq!(
+        a.analysed_metrics(),
+        vec![Metric::ErrorRate, Metric::Latency]
+    );
 }

@@ -185,6 +185,10 @@ fn latency_at(s: u64) -> (Observation, Observation) {
 fn samples_fed_one_metric_at_a_time_make_one_interval_per_window() {
     let mut a = errors_and_latency(RunConfig::new(20).every(10));
     assert!(a.analyses(&Metric::ErrorRate) && a.analyses(&Metric::Latency));
+    assert_eq!(
+        a.analysed_metrics(),
+        vec![Metric::ErrorRate, Metric::Latency]
+    );
     for s in 0..10 {
         let (eb, ec) = errors_at(s, 2 * (10 + s % 5));
         let (lb, lc) = latency_at(s);

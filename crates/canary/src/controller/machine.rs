@@ -2,7 +2,7 @@
 //! next action.
 
 use serde::{Deserialize, Serialize};
-use serin_signals::{Measurement, Observation, Timestamp};
+use serin_signals::{Measurement, Metric, Observation, Timestamp};
 
 use super::error_batches::ErrorBatches;
 use super::latency_gate::LatencyEvidence;
@@ -943,6 +943,14 @@ impl<J: Judge> CanaryController<J> {
             .max_by_key(|(_, s)| *s)
     }
 
+    /// The metric judge `i` failed on: its evidence's, which for a judge of several metrics
+    /// (Flagger's analysis) is the one that decided, else the judge's own.
+    fn failing_metric(&self, i: usize) -> &Metric {
+        self.state.judgements[i]
+            .as_ref()
+            .map_or(self.judges[i].metric(), |j| &j.evidence.metric)
+    }
+
     /// Every judge's latest evidence, `first`'s leading. A judge not fed yet has empty evidence
     /// as of `now`: a decision accounts for every judge, and one that a judge without data
     /// decided names that judge first. An [advisory](Judge::advisory) judge's summary says
@@ -1128,7 +1136,7 @@ impl<J: Judge> CanaryController<J> {
                     Phase::RolledBack,
                     now,
                     Some(Severity::Critical),
-                    format!("critical regression in `{}`", self.judges[i].metric()),
+                    format!("critical regression in `{}`", self.failing_metric(i)),
                     Some(i),
                 );
             }
@@ -1137,7 +1145,7 @@ impl<J: Judge> CanaryController<J> {
                     Phase::RolledBack,
                     now,
                     Some(Severity::Warning),
-                    format!("regression in `{}`", self.judges[i].metric()),
+                    format!("regression in `{}`", self.failing_metric(i)),
                     Some(i),
                 );
             }

@@ -508,6 +508,17 @@ impl Judge for KayentaAnalysis {
         self.config.bindings.values().any(|b| &b.metric == metric)
     }
 
+    fn analysed_metrics(&self) -> Vec<Metric> {
+        let mut out: Vec<Metric> = Vec::new();
+        for i in 0..self.config.canary_config.metrics.len() {
+            let m = &self.binding(i).metric;
+            if !out.contains(m) {
+                out.push(m.clone());
+            }
+        }
+        out
+    }
+
     /// Gathers one metric's sample into its window's interval (see the type's doc). A sample
     /// [`accepts`](Judge::accepts) refuses is an error, and nothing changes; once the run has
     /// ended, nothing is gathered.

@@ -501,6 +501,16 @@ impl Judge for FlaggerAnalysis {
         self.config.metrics.iter().any(|m| &m.metric == metric)
     }
 
+    fn analysed_metrics(&self) -> Vec<Metric> {
+        let mut out: Vec<Metric> = Vec::new();
+        for m in &self.config.metrics {
+            if !out.contains(&m.metric) {
+                out.push(m.metric.clone());
+            }
+        }
+        out
+    }
+
     /// Gathers one metric's sample into its window's interval (see the type's doc). A sample
     /// [`accepts`](Judge::accepts) refuses is an error, and nothing changes; once the analysis
     /// has rolled back, nothing is gathered.
