@@ -140,8 +140,8 @@ use std::sync::{Mutex, MutexGuard};
 pub use chart::ChartOptions;
 pub use config::{
     BlueGreenConfig, Bounds, CanaryConfig, CanaryThresholds, ChannelKind, DeploymentConfig, Format,
-    MonitoringConfig, NotificationChannel, NotifyOn, OnDeadline, OnResume, StrategyKind,
-    TrafficStrategyKind,
+    MonitoringConfig, NotificationChannel, NotifyOn, OnDeadline, OnResume, ParityJudges,
+    StrategyKind, TrafficStrategyKind,
 };
 pub use error::{Error, Result};
 pub use event::{Event, EventKind, Phase};

@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serin_canary::controller::{CanaryPolicy, ControllerState};
 use serin_canary::judge::{Judge, Judgement, Sample};
+use serin_canary::kayenta::KayentaAnalysis;
 use serin_canary::sequential::{SequentialCountJudge, SequentialLatencyJudge};
+use serin_canary::threshold::{ArgoJudge, FlaggerAnalysis};
 use serin_signals::{Metric, Timestamp, Track};
 use serin_traffic::{Plan, PlanCursor, TrafficSplit};
 use serin_triggers::Engine;
@@ -196,50 +198,66 @@ pub enum AnyJudge {
     Counts(Box<SequentialCountJudge>),
     /// The sequential latency judge.
     Latency(Box<SequentialLatencyJudge>),
+    /// An Argo Rollouts analysis metric (`canaryConfig.parityJudges.argo`).
+    Argo(Box<ArgoJudge>),
+    /// Flagger's analysis (`canaryConfig.parityJudges.flagger`).
+    Flagger(Box<FlaggerAnalysis>),
+    /// A Kayenta canary config's analysis (`canaryConfig.parityJudges.kayenta`).
+    Kayenta(Box<KayentaAnalysis>),
+}
+
+impl AnyJudge {
+    fn inner(&self) -> &dyn Judge {
+        match self {
+            AnyJudge::Counts(j) => j.as_ref(),
+            AnyJudge::Latency(j) => j.as_ref(),
+            AnyJudge::Argo(j) => j.as_ref(),
+            AnyJudge::Flagger(j) => j.as_ref(),
+            AnyJudge::Kayenta(j) => j.as_ref(),
+        }
+    }
+
+    fn inner_mut(&mut self) -> &mut dyn Judge {
+        match self {
+            AnyJudge::Counts(j) => j.as_mut(),
+            AnyJudge::Latency(j) => j.as_mut(),
+            AnyJudge::Argo(j) => j.as_mut(),
+            AnyJudge::Flagger(j) => j.as_mut(),
+            AnyJudge::Kayenta(j) => j.as_mut(),
+        }
+    }
 }
 
 impl Judge for AnyJudge {
     fn name(&self) -> &str {
-        match self {
-            AnyJudge::Counts(j) => j.name(),
-            AnyJudge::Latency(j) => j.name(),
-        }
+        self.inner().name()
     }
     fn metric(&self) -> &Metric {
-        match self {
-            AnyJudge::Counts(j) => j.metric(),
-            AnyJudge::Latency(j) => j.metric(),
-        }
+        self.inner().metric()
+    }
+    fn analyses(&self, metric: &Metric) -> bool {
+        self.inner().analyses(metric)
+    }
+    fn analysed_metrics(&self) -> Vec<Metric> {
+        self.inner().analysed_metrics()
     }
     fn observe(&mut self, sample: &Sample<'_>) -> serin_canary::Result<Judgement> {
-        match self {
-            AnyJudge::Counts(j) => j.observe(sample),
-            AnyJudge::Latency(j) => j.observe(sample),
-        }
+        self.inner_mut().observe(sample)
     }
     fn accepts(&self, sample: &Sample<'_>) -> serin_canary::Result<()> {
-        match self {
-            AnyJudge::Counts(j) => j.accepts(sample),
-            AnyJudge::Latency(j) => j.accepts(sample),
-        }
+        self.inner().accepts(sample)
     }
     fn judgement(&self, now: Timestamp) -> Judgement {
-        match self {
-            AnyJudge::Counts(j) => j.judgement(now),
-            AnyJudge::Latency(j) => j.judgement(now),
-        }
+        self.inner().judgement(now)
     }
     fn reset(&mut self) {
-        match self {
-            AnyJudge::Counts(j) => j.reset(),
-            AnyJudge::Latency(j) => j.reset(),
-        }
+        self.inner_mut().reset();
     }
     fn concluded(&self) -> bool {
-        match self {
-            AnyJudge::Counts(j) => j.concluded(),
-            AnyJudge::Latency(j) => j.concluded(),
-        }
+        self.inner().concluded()
+    }
+    fn advisory(&self) -> bool {
+        self.inner().advisory()
     }
 }
 

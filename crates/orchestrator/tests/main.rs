@@ -16,6 +16,7 @@ mod blue_green;
 mod bounded_waits;
 mod canary;
 mod canary_holds;
+mod canary_parity;
 mod canary_pause_windows;
 mod canary_raise_deadline;
 mod canary_unbegun_pauses;

@@ -319,7 +319,7 @@ async fn the_environment_and_namespace_of_the_config_are_reported_and_documented
 }
 
 /// Validates a report against the closed schema and reads it back.
-fn assert_documented(report: &Report, what: &str) {
+pub(crate) fn assert_documented(report: &Report, what: &str) {
     let json = report.to_json().expect("json");
     let value: serde_json::Value = serde_json::from_str(&json).expect("JSON");
     assert_valid(&closed(schema()), &value, what);

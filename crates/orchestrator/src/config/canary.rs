@@ -14,7 +14,7 @@ use serin_triggers::{
 
 use crate::error::{Error, Result};
 
-use super::{human, humantime_like, positive, replicas};
+use super::{ParityJudges, human, humantime_like, positive, replicas};
 
 /// Canary settings (`canaryConfig`). Percentages are written as percent (`5` = 5%).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +98,10 @@ pub struct CanaryConfig {
     /// at its weight until an operator decides or `maxDuration` rolls it back, `rollback` rolls
     /// back at once. Never a promotion: missing evidence is no pass. Default `hold`.
     pub on_inconclusive: OnInconclusive,
+    /// Argo Rollouts, Flagger and Kayenta analyses as written for them, judging beside the
+    /// sequential judges (see [`ParityJudges`]). None by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parity_judges: Option<ParityJudges>,
 }
 
 impl Default for CanaryConfig {
@@ -120,6 +124,7 @@ impl Default for CanaryConfig {
             promotion_max_error_rate: 0.05,
             pacing: None,
             on_inconclusive: OnInconclusive::default(),
+            parity_judges: None,
         }
     }
 }

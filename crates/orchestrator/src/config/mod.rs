@@ -8,6 +8,7 @@ mod blue_green;
 mod canary;
 mod monitoring;
 mod notify;
+mod parity;
 
 pub use blue_green::{BlueGreenConfig, TrafficStrategyKind};
 pub(crate) use canary::ROBUST_BATCH_SPAN;
@@ -17,6 +18,7 @@ pub use monitoring::{MonitoringConfig, OnDeadline};
 #[cfg(feature = "notify")]
 pub(crate) use notify::redact_url;
 pub use notify::{ChannelKind, NotificationChannel, NotifyOn};
+pub use parity::ParityJudges;
 
 use std::fmt;
 use std::time::Duration;

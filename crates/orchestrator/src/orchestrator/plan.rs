@@ -96,6 +96,10 @@ fn canary_summary(config: &DeploymentConfig, policy: &CanaryPolicy) -> String {
             OnInconclusive::Rollback => "rollback",
         }
     );
+    if let Some(judges) = canary.parity_judges.as_ref().and_then(|p| p.summary()) {
+        out.push_str("; also judged by ");
+        out.push_str(&judges);
+    }
     if let Some(p) = &policy.pacing {
         out.push_str("; pacing: ");
         out.push_str(&match p.detectable_ratio {

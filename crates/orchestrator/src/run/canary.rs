@@ -406,7 +406,7 @@ fn reads(controller: &CanaryController<AnyJudge>, metric: &Metric) -> bool {
     controller
         .judges()
         .iter()
-        .any(|j| serin_canary::judge::Judge::metric(j) == metric)
+        .any(|j| serin_canary::judge::Judge::analyses(j, metric))
         || policy
             .pacing
             .as_ref()
@@ -444,7 +444,8 @@ pub(super) fn store(c: CanaryController<AnyJudge>, last_reason: String) -> Canar
 /// The judges `canaryConfig` asks for: the error-rate count test, and the latency test if
 /// `judgeLatency`, sharing `alpha` equally; robust modes batch half a minute of observations,
 /// and the default modes spread half of their prior on when a late regression began over the
-/// observations of `maxDuration` (see `CountTestConfig::restart_horizon`).
+/// observations of `maxDuration` (see `CountTestConfig::restart_horizon`). Then the
+/// `parityJudges`, if any.
 pub(crate) fn build_judges(config: &crate::config::DeploymentConfig) -> Result<Vec<AnyJudge>> {
     use serin_canary::sequential::{
         BatchCountConfig, CountMode, CountTestConfig, LatencyTestConfig, LatencyVariance,
@@ -502,6 +503,9 @@ pub(crate) fn build_judges(config: &crate::config::DeploymentConfig) -> Result<V
                 e.to_string(),
             )
         })?)));
+    }
+    if let Some(parity) = &c.parity_judges {
+        judges.extend(parity.judges("canaryConfig.parityJudges", c)?);
     }
     Ok(judges)
 }

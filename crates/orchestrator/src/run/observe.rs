@@ -44,7 +44,9 @@ impl Runner {
         };
         if let Some(run) = &self.state.canary {
             for j in &run.judges {
-                add(serin_canary::judge::Judge::metric(j).clone());
+                serin_canary::judge::Judge::analysed_metrics(j)
+                    .into_iter()
+                    .for_each(&mut add);
             }
             if let Some(p) = &run.policy.pacing {
                 p.metrics().cloned().for_each(&mut add);

@@ -1,0 +1,192 @@
+//! `canaryConfig.parityJudges`: the analyses of Argo Rollouts, Flagger and Kayenta, as written
+//! for those controllers, judging a canary beside the sequential judges.
+
+use serde::{Deserialize, Serialize};
+use serin_canary::kayenta::{KayentaAnalysis, KayentaAnalysisConfig};
+use serin_canary::threshold::{ArgoConfig, ArgoJudge, FlaggerAnalysis, FlaggerAnalysisConfig};
+
+use crate::error::{Error, Result};
+use crate::state::AnyJudge;
+
+use super::{CanaryConfig, human};
+
+/// Analyses with the exact rules of Argo Rollouts, Flagger and Kayenta, for teams that move
+/// their analysis over as it is. They judge beside the sequential judges, never instead:
+/// whichever judge fails first rolls the canary back (a dry-run Argo metric only advises), and
+/// the canary is promoted at the end of its steps if none has. A run that ended inconclusive
+/// (an Argo metric's `inconclusiveLimit`) is handled by `canaryConfig.onInconclusive`.
+///
+/// Each is fed once per `canaryConfig.metricsWindow`, which stands for their interval: one
+/// measurement of an Argo metric, one Flagger check, one Kayenta point. Like Argo's
+/// background analysis, they run from the canary's first step to its end and are never
+/// restarted. An Argo run still going at the promotion ends with it, as Argo terminates a
+/// background run; a Kayenta run must fit within the canary's timed pauses, so that its final
+/// judgement comes before the promotion, as Spinnaker's pipeline waits out the canary stage.
+///
+/// They judge the canary alone against fixed bounds (Argo, Flagger) or score intervals
+/// (Kayenta), and give no guarantee on false rollbacks when checked repeatedly: the `alpha` of
+/// `canaryConfig` is the sequential judges' alone.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ParityJudges {
+    /// Argo Rollouts analysis metrics (`successCondition`, `failureCondition`, `failureLimit`,
+    /// `count`, `dryRun`, ...), one judge each. An `interval`, if written, must be
+    /// `canaryConfig.metricsWindow`: each window is one measurement.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub argo: Vec<ArgoConfig>,
+    /// A Flagger canary's `analysis`: its metric checks and its one `threshold` of failed
+    /// checks, one check per window (Flagger's `analysis.interval`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flagger: Option<FlaggerAnalysisConfig>,
+    /// A Kayenta canary config, each metric bound to a Serin metric, judged as Spinnaker's
+    /// canary stage judges it; its run counts one point per window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kayenta: Option<KayentaAnalysisConfig>,
+}
+
+impl ParityJudges {
+    /// The judges of `canary`'s parity judges, in the order written: Argo's metrics, then
+    /// Flagger's analysis, then Kayenta's, with what each judge refuses named under `path`.
+    /// Also refused: an Argo `interval` other than `metricsWindow`, and a Kayenta run that
+    /// would outlast the canary's timed pauses, whose end promotes the canary before the run's
+    /// final judgement.
+    pub(crate) fn judges(&self, path: &str, canary: &CanaryConfig) -> Result<Vec<AnyJudge>> {
+        let window = canary.metrics_window;
+        let mut judges = Vec::new();
+        for (i, c) in self.argo.iter().enumerate() {
+            let at = format!("{path}.argo[{i}]");
+            if let Some(interval) = c.interval.filter(|d| *d != window) {
+                return Err(Error::invalid(
+                    format!("{at}.interval"),
+                    human(interval),
+                    format!(
+                        "each canaryConfig.metricsWindow ({}) is one measurement: leave the \
+                         interval out or set metricsWindow to it",
+                        human(window)
+                    ),
+                ));
+            }
+            let judge = ArgoJudge::new(c.clone()).map_err(|e| relocate(e, &at))?;
+            judges.push(AnyJudge::Argo(Box::new(judge)));
+        }
+        if let Some(c) = &self.flagger {
+            let at = format!("{path}.flagger");
+            let judge = FlaggerAnalysis::new(c.clone()).map_err(|e| relocate(e, &at))?;
+            judges.push(AnyJudge::Flagger(Box::new(judge)));
+        }
+        if let Some(c) = &self.kayenta {
+            let at = format!("{path}.kayenta");
+            let judge = KayentaAnalysis::new(c.clone()).map_err(|e| relocate(e, &at))?;
+            let points = u32::try_from(c.run.lifetime_points).unwrap_or(u32::MAX);
+            let (takes, pauses) = (window.saturating_mul(points), canary.timed_pauses()?);
+            if takes > pauses {
+                return Err(Error::invalid(
+                    format!("{at}.run.lifetimePoints"),
+                    points,
+                    format!(
+                        "{points} points, one per canaryConfig.metricsWindow of {}, take {}, \
+                         longer than the canary's timed pauses together ({}), {}: the canary \
+                         would be promoted before the run's final judgement",
+                        human(window),
+                        human(takes),
+                        canary.pauses_field()?,
+                        human(pauses)
+                    ),
+                ));
+            }
+            judges.push(AnyJudge::Kayenta(Box::new(judge)));
+        }
+        Ok(judges)
+    }
+}
+
+impl ParityJudges {
+    /// What judges beside the sequential judges, for the dry run: `Argo Rollouts' error_rate,
+    /// Flagger's analysis of error_rate and latency (threshold 2)`; `None` when nothing does.
+    pub(crate) fn summary(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if !self.argo.is_empty() {
+            let each: Vec<String> = self
+                .argo
+                .iter()
+                .map(|c| {
+                    let dry = if c.dry_run { " (dry run)" } else { "" };
+                    format!("{}{dry}", c.metric)
+                })
+                .collect();
+            parts.push(format!("Argo Rollouts' {}", each.join(", ")));
+        }
+        if let Some(f) = &self.flagger {
+            let mut names: Vec<String> = Vec::new();
+            for name in f.metrics.iter().map(|m| m.metric.to_string()) {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            parts.push(format!(
+                "Flagger's analysis of {} (threshold {})",
+                names.join(" and "),
+                f.threshold
+            ));
+        }
+        if let Some(k) = &self.kayenta {
+            parts.push(format!(
+                "Kayenta's canary config `{}` ({} metrics, {} points)",
+                k.canary_config.name,
+                k.canary_config.metrics.len(),
+                k.run.lifetime_points
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+}
+
+/// A judge's refusal, its path moved under `at`: the judges name their settings from their
+/// own root (`flaggerAnalysis.metrics[1].thresholdRange`), which is `at` in this config.
+fn relocate(e: serin_canary::Error, at: &str) -> Error {
+    match e {
+        serin_canary::Error::InvalidConfig {
+            path,
+            value,
+            reason,
+        } => {
+            let rest = path.split_once('.').map_or("", |(_, rest)| rest);
+            let field = if rest.is_empty() {
+                at.to_owned()
+            } else {
+                format!("{at}.{rest}")
+            };
+            Error::invalid(field, value, reason)
+        }
+        other => Error::invalid(at, "…", other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_judge_refusal_names_the_path_in_this_config() {
+        let e = serin_canary::Error::invalid_config(
+            "flaggerAnalysis.metrics[1].thresholdRange",
+            "[5, 1]",
+            "min above max",
+        );
+        let moved = relocate(e, "canaryConfig.parityJudges.flagger").to_string();
+        assert!(
+            moved.contains("canaryConfig.parityJudges.flagger.metrics[1].thresholdRange"),
+            "{moved}"
+        );
+        assert!(
+            moved.contains("[5, 1]") && moved.contains("min above max"),
+            "{moved}"
+        );
+        let root = serin_canary::Error::invalid_config("argoConfig", "x", "why");
+        let moved = relocate(root, "canaryConfig.parityJudges.argo[0]").to_string();
+        assert!(
+            moved.contains("canaryConfig.parityJudges.argo[0] "),
+            "{moved}"
+        );
+    }
+}

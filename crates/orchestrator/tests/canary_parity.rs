@@ -1,0 +1,343 @@
+//! `canaryConfig.parityJudges`: Argo Rollouts, Flagger and Kayenta analyses, written as for
+//! those controllers, judge a canary beside the sequential judges, on the in-memory world
+//! under paused time.
+
+use crate::support;
+
+use serin_compat::Format;
+use serin_compat::catalog::from_str;
+use serin_orchestrator::{DeploymentConfig, EventKind, Outcome, ParityJudges};
+use serin_signals::Track;
+use support::{World, canary_config, rollback_reason, weights};
+
+/// `canary_config` with `parity` read from YAML, as a config file writes it.
+fn with_parity(yaml: &str) -> DeploymentConfig {
+    let mut config = canary_config("1.1.0");
+    let parity: ParityJudges = from_str(yaml, Format::Yaml).unwrap_or_else(|e| panic!("{e}"));
+    config.canary_config.parity_judges = Some(parity);
+    config.validate().expect("valid");
+    config
+}
+
+/// The judges named in the evidence of every analysis result.
+fn judges_in_evidence(report: &serin_orchestrator::Report) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for e in &report.timeline {
+        if let EventKind::AnalysisResult { decision } = &e.kind {
+            for ev in &decision.evidence {
+                if !names.contains(&ev.judge) {
+                    names.push(ev.judge.clone());
+                }
+            }
+        }
+    }
+    names
+}
+
+const FLAGGER_P99: &str = "
+flagger:
+  threshold: 2
+  metrics:
+    - metric: error_rate
+      quantity: successRatePercent
+      thresholdRange: {min: 99}
+    - metric: latency
+      quantity: {latencyQuantile: 0.99}
+      thresholdRange: {max: 500}
+";
+
+/// The sequential judges read errors alone here, and both tracks err alike: only Flagger's
+/// latency check can fail a slow canary, and it does at its threshold of two failed checks.
+#[tokio::test(start_paused = true)]
+async fn flagger_s_analysis_rolls_back_a_slow_canary_that_the_error_judge_passes() {
+    let (world, _traffic) = World::serving(0.001, 0.001).await;
+    world.set_latency("1.0.0", 100.0);
+    world.set_latency("1.1.0", 900.0);
+    let report = world.deploy(&with_parity(FLAGGER_P99)).await;
+    println!("{report}");
+    let reason = rollback_reason(&report);
+    // The analysis is a judge of both metrics; the reason names the one that failed.
+    assert!(reason.starts_with("regression in `latency`"), "{reason}");
+    assert!(reason.contains("Flagger: 2 failed checks"), "{reason}");
+    assert_eq!(weights(&report.timeline), vec![10.0, 0.0]);
+    world.assert_live(Track::Stable, "1.0.0").await;
+    // The latency metric is read for the analysis, and its evidence is in the decisions.
+    let names = judges_in_evidence(&report);
+    assert!(names.iter().any(|n| n.contains("flagger")), "{names:?}");
+    crate::report_schema::assert_documented(&report, "a rollback by Flagger's analysis");
+}
+
+#[tokio::test(start_paused = true)]
+async fn flagger_s_analysis_passes_a_canary_within_its_ranges() {
+    let (world, _traffic) = World::serving(0.001, 0.001).await;
+    world.set_latency("1.0.0", 100.0);
+    world.set_latency("1.1.0", 100.0);
+    let report = world.deploy(&with_parity(FLAGGER_P99)).await;
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    assert_eq!(weights(&report.timeline), vec![10.0, 40.0, 70.0, 100.0]);
+    let names = judges_in_evidence(&report);
+    assert!(names.iter().any(|n| n.contains("flagger")), "{names:?}");
+}
+
+/// An Argo metric whose failure condition the canary meets fails it at Argo's default
+/// `failureLimit` of 0; the same metric as a dry run only advises, and the canary goes on.
+#[tokio::test(start_paused = true)]
+async fn an_argo_metric_rolls_back_unless_it_is_a_dry_run() {
+    for dry_run in [false, true] {
+        let (world, _traffic) = World::serving(0.001, 0.001).await;
+        world.set_latency("1.0.0", 100.0);
+        world.set_latency("1.1.0", 400.0);
+        let config = with_parity(&format!(
+            "
+argo:
+  - metric: latency
+    quantity: latencyMean
+    failureCondition: {{min: 300}}
+    interval: 10s
+    dryRun: {dry_run}
+"
+        ));
+        let report = world.deploy(&config).await;
+        println!("{report}");
+        if dry_run {
+            assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+        } else {
+            let reason = rollback_reason(&report);
+            assert!(reason.contains("Argo: run Failed"), "{reason}");
+        }
+        let names = judges_in_evidence(&report);
+        assert!(names.iter().any(|n| n.contains("argo")), "{names:?}");
+        crate::report_schema::assert_documented(&report, "a canary judged by an Argo metric");
+    }
+}
+
+/// Kayenta's run of twelve one-window points, judged after six: a canary three times slower
+/// scores 0 at the first judgement and is rolled back; the same canary at the baseline's
+/// latency passes the run, and the canary is promoted once the run has ended.
+#[tokio::test(start_paused = true)]
+async fn a_kayenta_config_judges_points_of_each_window_and_decides_the_canary() {
+    const KAYENTA: &str = r#"
+kayenta:
+  canaryConfig:
+    name: checkout
+    metrics:
+      - name: p99
+        groups: [latency]
+        analysisConfigurations: {canary: {direction: increase}}
+    classifier: {groupWeights: {latency: 100}}
+  bindings:
+    p99: {metric: latency, quantity: {latencyQuantile: 0.99}}
+  minPoints: 6
+  run: {lifetimePoints: 12, intervalPoints: 6}
+"#;
+    for (canary_median, promoted) in [(300.0, false), (100.0, true)] {
+        let (world, _traffic) = World::serving(0.001, 0.001).await;
+        world.set_latency("1.0.0", 100.0);
+        world.set_latency("1.1.0", canary_median);
+        let report = world.deploy(&with_parity(KAYENTA)).await;
+        println!("{report}");
+        let names = judges_in_evidence(&report);
+        assert!(names.iter().any(|n| n.contains("kayenta")), "{names:?}");
+        if promoted {
+            assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+        } else {
+            let reason = rollback_reason(&report);
+            assert!(reason.contains("Kayenta run of `checkout`"), "{reason}");
+            assert_eq!(weights(&report.timeline), vec![10.0, 0.0]);
+        }
+        crate::report_schema::assert_documented(&report, "a canary judged by Kayenta's run");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_dry_run_lists_the_parity_judges() {
+    let world = World::new();
+    world.install("1.0.0").await;
+    let config = with_parity(&format!(
+        "{FLAGGER_P99}argo:\n  - {{metric: error_rate, quantity: errorRate, dryRun: true}}\n"
+    ));
+    let plan = world
+        .orchestrator()
+        .plan(&config)
+        .await
+        .expect("plan")
+        .remove(0);
+    let step = plan
+        .steps
+        .iter()
+        .find(|s| s.starts_with("canary "))
+        .unwrap_or_else(|| panic!("no canary step: {plan}"));
+    for said in [
+        "also judged by Argo Rollouts' error_rate (dry run)",
+        "Flagger's analysis of error_rate and latency (threshold 2)",
+    ] {
+        assert!(step.contains(said), "`{said}` not in: {step}");
+    }
+}
+
+/// What the judges refuse is refused on load, under the path of this config; so is a Kayenta
+/// run that would end after the canary's pauses, and an Argo interval that is not the window
+/// each measurement is read over.
+#[test]
+fn settings_the_parity_judges_cannot_run_are_refused_with_their_path() {
+    for (yaml, path, why) in [
+        (
+            "flagger: {threshold: 0, metrics: [{metric: error_rate, quantity: errorRate, \
+             thresholdRange: {max: 1}}]}",
+            "canaryConfig.parityJudges.flagger.threshold",
+            "at least one failed check",
+        ),
+        (
+            "argo: [{metric: error_rate, quantity: errorRate, interval: 1m}]",
+            "canaryConfig.parityJudges.argo[0].interval",
+            "metricsWindow (10s) is one measurement",
+        ),
+        (
+            "argo: [{metric: error_rate, quantity: errorRate, failureLimit: -1}]",
+            "canaryConfig.parityJudges.argo[0].failureLimit",
+            "consecutiveSuccessLimit",
+        ),
+        (
+            "kayenta: {canaryConfig: {name: c, metrics: [{name: e, \
+             analysisConfigurations: {canary: {}}}]}, bindings: {e: {metric: error_rate, \
+             quantity: errorRate}}, run: {lifetimePoints: 19}}",
+            "canaryConfig.parityJudges.kayenta.run.lifetimePoints",
+            "take 3m 10s, longer than the canary's timed pauses together \
+             (canaryConfig.incrementInterval), 3m: the canary would be promoted before the \
+             run's final judgement",
+        ),
+        (
+            "kayenta: {canaryConfig: {name: c, metrics: [{name: e, \
+             analysisConfigurations: {canary: {}}}]}, bindings: {}, run: {lifetimePoints: 20}}",
+            "canaryConfig.parityJudges.kayenta.bindings.e",
+            "needs the metric and quantity",
+        ),
+    ] {
+        let mut config = canary_config("1.1.0");
+        config.canary_config.parity_judges =
+            Some(from_str(yaml, Format::Yaml).unwrap_or_else(|e| panic!("{yaml}: {e}")));
+        let err = config.validate().expect_err(yaml).to_string();
+        assert!(err.contains(path) && err.contains(why), "{yaml}: {err}");
+    }
+    let unknown = from_str::<ParityJudges>("kayentaa: {}", Format::Yaml);
+    assert!(unknown.is_err(), "an unknown judge is refused");
+}
+
+/// Written back, a config with parity judges reads as the same config.
+#[test]
+fn parity_judges_round_trip_through_json() {
+    let config = with_parity(FLAGGER_P99);
+    let json = serde_json::to_string(&config).expect("json");
+    assert!(json.contains("parityJudges"), "{json}");
+    let back: DeploymentConfig = serde_json::from_str(&json).expect("reads back");
+    assert_eq!(back, config);
+    let plain = serde_json::to_string(&canary_config("1.1.0")).expect("json");
+    assert!(
+        !plain.contains("parityJudges"),
+        "left out when unset: {plain}"
+    );
+}
+
+/// Flagger's failed checks are journalled with the canary: a crash after any record of a slow
+/// canary's run, resumed, rolls back for the same reason, after the same three failed checks
+/// (a count lost to the crash would need more intervals, one counted twice fewer).
+#[tokio::test(start_paused = true)]
+async fn flagger_s_failed_checks_survive_a_crash_at_every_journal_write() {
+    async fn run(crash_at: Option<usize>) -> (serin_orchestrator::Report, usize) {
+        let (world, _traffic) = World::serving(0.001, 0.001).await;
+        world.set_latency("1.0.0", 100.0);
+        world.set_latency("1.1.0", 900.0);
+        let config = with_parity(&FLAGGER_P99.replace("threshold: 2", "threshold: 3"));
+        let before = world.journal.len();
+        let first = world.orchestrator();
+        let report = match crash_at {
+            None => support::run_to_end(&first, &config).await,
+            Some(k) => {
+                let last = support::crash_at(&world, first, config, before + k).await;
+                support::resume_to_end(&world.orchestrator(), &last.deployment).await
+            }
+        };
+        (report, world.journal.len() - before)
+    }
+    let (reference, records) = run(None).await;
+    let reason = rollback_reason(&reference).to_owned();
+    assert!(
+        reason.contains("3 failed checks in 3 intervals"),
+        "{reason}"
+    );
+    let windows = |r: &serin_orchestrator::Report| {
+        r.timeline
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::AnalysisResult { .. }))
+            .count()
+    };
+    for k in 1..=records {
+        let (resumed, _) = run(Some(k)).await;
+        assert_eq!(rollback_reason(&resumed), reason, "crash after record {k}");
+        assert_eq!(
+            windows(&resumed),
+            windows(&reference),
+            "crash after record {k}"
+        );
+    }
+}
+
+/// A Kayenta run judges once, at the end of its lifetime, as Spinnaker's canary stage does:
+/// a run longer than the canary's pauses is refused (the canary would be promoted before its
+/// verdict), and one within them decides before the promotion.
+#[tokio::test(start_paused = true)]
+async fn a_kayenta_run_s_final_judgement_comes_before_the_promotion() {
+    const KAYENTA: &str = r#"
+kayenta:
+  canaryConfig:
+    name: checkout
+    metrics:
+      - name: p99
+        groups: [latency]
+        analysisConfigurations: {canary: {direction: increase}}
+    classifier: {groupWeights: {latency: 100}}
+  bindings:
+    p99: {metric: latency, quantity: {latencyQuantile: 0.99}}
+  minPoints: 6
+  run: {lifetimePoints: 30}
+"#;
+    let parity: ParityJudges = from_str(KAYENTA, Format::Yaml).expect("parity judges");
+    let mut config = canary_config("1.1.0");
+    config.canary_config.parity_judges = Some(parity);
+    let err = config.validate().expect_err("5m of points in 3m of pauses");
+    assert!(err.to_string().contains("lifetimePoints"), "{err}");
+    config.canary_config.increment_interval = std::time::Duration::from_secs(120);
+    config.validate().expect("5m of points in 6m of pauses");
+    for (canary_median, promoted) in [(100.0, true), (300.0, false)] {
+        let (world, _traffic) = World::serving(0.001, 0.001).await;
+        world.set_latency("1.0.0", 100.0);
+        world.set_latency("1.1.0", canary_median);
+        let report = world.deploy(&config).await;
+        println!("{report}");
+        let judged = report.timeline.iter().find_map(|e| match &e.kind {
+            EventKind::AnalysisResult { decision } => decision
+                .evidence
+                .iter()
+                .any(|ev| ev.summary.contains("judgement 1 after 30 of 30 points"))
+                .then_some(e.at),
+            _ => None,
+        });
+        let judged = judged.unwrap_or_else(|| panic!("no final judgement: {report}"));
+        let ended = report.timeline.iter().find_map(|e| match &e.kind {
+            EventKind::WeightChanged { percent, .. } if *percent == 100.0 || *percent == 0.0 => {
+                Some(e.at)
+            }
+            _ => None,
+        });
+        assert!(
+            ended.expect("promoted or rolled back") >= judged,
+            "{report}"
+        );
+        if promoted {
+            assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+        } else {
+            let reason = rollback_reason(&report);
+            assert!(reason.contains("Kayenta run of `checkout`"), "{reason}");
+        }
+    }
+}
