@@ -12,6 +12,7 @@ use serin_canary::kayenta::{
     CanaryConfig, KayentaAnalysis, KayentaAnalysisConfig, KayentaBinding, KayentaConfig,
     KayentaJudge, Quantity, RunConfig, RunStatus,
 };
+use serin_canary::severity::SeverityBands;
 use serin_signals::{Metric, Observation, Timestamp, Track};
 
 /// `n` metrics `m0..` in one group, none critical unless listed.
@@ -117,6 +118,63 @@ fn a_final_score_between_marginal_and_pass_fails_with_a_warning() {
     assert_eq!(a.run_state().status, RunStatus::Failed);
     let j = a.judgement(Timestamp::EPOCH);
     assert_eq!(j.verdict, Verdict::Fail(Severity::Warning));
+}
+
+/// With severity bands, a failed run is graded by the worst metric's `|meanRatio − 1|`, as a
+/// judge of one metric grades its failure; without, it is a warning.
+#[test]
+fn severity_bands_grade_a_failed_run_by_its_worst_metric() {
+    // Two of five metrics twice as high: a mean ratio of 2, an effect of 1.
+    for (bands, graded) in [
+        (None, Severity::Warning),
+        (Some((0.2, 0.5)), Severity::Critical),
+        (Some((0.2, 1.5)), Severity::Warning),
+        (Some((2.0, 3.0)), Severity::Info),
+    ] {
+        let config = one_group(5, &[]);
+        let mut settings =
+            KayentaAnalysisConfig::new(config.clone(), gauges(&config), RunConfig::new(20));
+        settings.severity = bands.map(|(w, c)| SeverityBands::new(w, c).unwrap());
+        let mut a = KayentaAnalysis::new(settings).unwrap();
+        for i in 0..20 {
+            a.push_interval(&interval(5, i, &[0, 1])).unwrap();
+        }
+        assert_eq!(a.run_state().status, RunStatus::Failed);
+        let j = a.judgement(Timestamp::EPOCH);
+        assert_eq!(j.verdict, Verdict::Fail(graded), "bands {bands:?}");
+    }
+}
+
+/// A latency judged in both directions that fails because the canary is faster is graded at
+/// most a warning: an improvement is no reason for an immediate rollback.
+#[test]
+fn a_run_failed_by_an_improvement_is_at_most_a_warning() {
+    let config = CanaryConfig::from_json(
+        r#"{"name": "fast", "metrics": [{"name": "mean",
+            "analysisConfigurations": {"canary": {"direction": "either"}}}]}"#,
+    )
+    .unwrap();
+    let bindings = BTreeMap::from([(
+        "mean".to_owned(),
+        KayentaBinding::new(Metric::Latency, Quantity::LatencyMean),
+    )]);
+    let mut settings = KayentaAnalysisConfig::new(config, bindings, RunConfig::new(20));
+    settings.severity = Some(SeverityBands::new(0.1, 0.2).unwrap());
+    for (factor, graded) in [(0.25, Severity::Warning), (4.0, Severity::Critical)] {
+        let mut a = KayentaAnalysis::new(settings.clone()).unwrap();
+        for i in 0..20 {
+            let base = 100.0 + (i % 7) as f64;
+            a.push_interval(&[(Some(base), Some(factor * base))])
+                .unwrap();
+        }
+        let j = a.judgement(Timestamp::EPOCH);
+        assert_eq!(
+            j.verdict,
+            Verdict::Fail(graded),
+            "canary ×{factor}: {}",
+            j.evidence.summary
+        );
+    }
 }
 
 fn sample<'a>(b: &'a Observation, c: &'a Observation, s: u64) -> Sample<'a> {

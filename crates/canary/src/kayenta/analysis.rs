@@ -319,19 +319,28 @@ impl KayentaJudge {
     /// direction (its side is the one the metric is judged on) and for a gauge; with
     /// `either`, only the side on which the quantity is worse.
     fn against_canary(&self, label: Label) -> bool {
-        match (
+        against_canary(
             self.config.metric_config.direction,
-            self.config.quantity.lower_is_better(),
-        ) {
-            (Direction::Either, Some(lower_is_better)) => (label == Label::High) == lower_is_better,
-            _ => true,
-        }
+            &self.config.quantity,
+            label,
+        )
     }
 
     /// Kayenta's classification of the current window.
     pub fn classification(&self) -> Classification {
         let (b, c) = self.windowed();
         classify(&self.config.metric_config, b, c)
+    }
+}
+
+/// Whether a `High` or `Low` of a metric judged in `direction` on `quantity` is against the
+/// canary: always for a one-sided direction (its side is the one the metric is judged on) and
+/// for a gauge, which has no known good side; with `either`, only the side on which the
+/// quantity is worse.
+pub(super) fn against_canary(direction: Direction, quantity: &Quantity, label: Label) -> bool {
+    match (direction, quantity.lower_is_better()) {
+        (Direction::Either, Some(lower_is_better)) => (label == Label::High) == lower_is_better,
+        _ => true,
     }
 }
 

@@ -8,13 +8,14 @@ use serin_signals::{Metric, Timestamp, Window};
 
 use crate::gather::Gathering;
 use crate::judge::{ArmValues, Evidence, Judge, Judgement, Sample, Severity, Statistic, Verdict};
-use crate::kayenta::analysis::shift_effect;
+use crate::kayenta::analysis::{against_canary, shift_effect};
 use crate::kayenta::canary_config::{
     CanaryConfig, CanaryJudgement, MetricSetPair, ScoreThresholds,
 };
 use crate::kayenta::classify::Label;
 use crate::kayenta::point::Quantity;
 use crate::kayenta::run::{RunConfig, RunState, RunStatus, check_window};
+use crate::severity::SeverityBands;
 use crate::{Error, Result};
 
 /// Which of Serin's observations stands for a metric of the Kayenta config: Kayenta names a
@@ -56,6 +57,14 @@ pub struct KayentaAnalysisConfig {
     /// The run: lifetime, warm-up, interval, and the pass and marginal thresholds (its
     /// `thresholds.groupWeights` must stay empty: the weights are the canary config's).
     pub run: RunConfig,
+    /// Effect-size bands for the severity of a failed run, applied to `|meanRatio − 1|` of
+    /// each metric labelled `High` or `Low` in the judgement that failed it: the worst grades
+    /// the failure, each graded as [`KayentaConfig::severity`](super::KayentaConfig::severity)
+    /// grades one metric (an improvement on an `either` metric at most a warning). `None` (the
+    /// default) keeps Kayenta's two levels: critical when a critical metric failed, warning
+    /// otherwise. A failed critical metric is always critical.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<SeverityBands>,
 }
 
 fn default_min_points() -> usize {
@@ -75,6 +84,7 @@ impl KayentaAnalysisConfig {
             min_points: default_min_points(),
             lookback_points: None,
             run,
+            severity: None,
         }
     }
 
@@ -472,16 +482,33 @@ impl KayentaAnalysis {
         }
     }
 
-    /// Critical if a critical metric zeroed the score, else a warning.
+    /// Critical if a critical metric zeroed the score; else, with bands, the worst grade of
+    /// the metrics labelled `High` or `Low` (a warning if none is: a score failed by missing
+    /// data); else a warning.
     fn severity(&self, j: &CanaryJudgement) -> Severity {
         let critical = j.results.iter().any(|r| {
             !r.muted && r.classification.critical && r.classification.label != Label::Pass
         });
         if critical {
-            Severity::Critical
-        } else {
-            Severity::Warning
+            return Severity::Critical;
         }
+        let Some(bands) = self.config.severity else {
+            return Severity::Warning;
+        };
+        // The results are in the config's order of metrics, as are the bindings.
+        let metrics = &self.config.canary_config.metrics;
+        (j.results.iter().zip(metrics).enumerate())
+            .filter(|(_, (r, _))| {
+                !r.muted && matches!(r.classification.label, Label::High | Label::Low)
+            })
+            .map(|(i, (r, m))| {
+                let label = r.classification.label;
+                let direction = m.analysis_configurations.canary.direction;
+                let worse = against_canary(direction, &self.binding(i).quantity, label);
+                bands.classify_failure(r.classification.deviation - 1.0, worse)
+            })
+            .max()
+            .unwrap_or(Severity::Warning)
     }
 
     /// Forgets every point and judgement; the configuration is kept.
