@@ -341,3 +341,40 @@ kayenta:
         }
     }
 }
+
+/// A whole deployment file with parity judges loads, and a metric name written as config keys
+/// are (`errorRate`) is refused at its path with the spelling that was meant.
+#[test]
+fn a_deployment_file_with_parity_judges_loads_and_a_misspelt_metric_names_its_path() {
+    let file = |metric: &str| {
+        format!(
+            "strategy: canary
+version: 1.1.0
+targetServices: [web]
+canaryConfig:
+  metricsWindow: 30s
+  parityJudges:
+    flagger:
+      metrics:
+        - metric: {metric}
+          quantity: successRatePercent
+          thresholdRange: {{min: 99}}
+"
+        )
+    };
+    let config = DeploymentConfig::from_yaml(&file("error_rate")).expect("loads");
+    let parity = config.canary_config.parity_judges.expect("parity judges");
+    assert_eq!(
+        parity.flagger.expect("flagger").threshold,
+        1,
+        "Flagger's default"
+    );
+    let err = DeploymentConfig::from_yaml(&file("errorRate"))
+        .expect_err("a custom metric no source measures")
+        .to_string();
+    assert!(
+        err.contains("canaryConfig.parityJudges.flagger.metrics[0].metric")
+            && err.contains("write `error_rate`"),
+        "{err}"
+    );
+}
