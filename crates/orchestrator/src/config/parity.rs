@@ -98,9 +98,7 @@ impl ParityJudges {
         }
         Ok(judges)
     }
-}
 
-impl ParityJudges {
     /// What judges beside the sequential judges, for the dry run: `Argo Rollouts' error_rate,
     /// Flagger's analysis of error_rate and latency (threshold 2)`; `None` when nothing does.
     pub(crate) fn summary(&self) -> Option<String> {
