@@ -10,6 +10,18 @@ use serin_signals::{Metric, Window};
 use crate::judge::Sample;
 use crate::{Error, Result};
 
+/// Each of `metrics` once, in their order: what a judge gathering entries of them reads
+/// ([`Judge::analysed_metrics`](crate::judge::Judge::analysed_metrics)).
+pub(crate) fn distinct<'a>(metrics: impl IntoIterator<Item = &'a Metric>) -> Vec<Metric> {
+    let mut out: Vec<Metric> = Vec::new();
+    for m in metrics {
+        if !out.contains(m) {
+            out.push(m.clone());
+        }
+    }
+    out
+}
+
 /// The window being gathered and, per entry of the judge, the value fed (`None`: not yet).
 ///
 /// Journalled, a fed value is written `{"value": …}` and one not fed `null`, so that a value

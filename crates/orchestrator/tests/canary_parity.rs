@@ -46,6 +46,27 @@ flagger:
       thresholdRange: {max: 500}
 ";
 
+/// A Kayenta canary config of one metric, the p99 latency, over the run `run` (YAML flow
+/// mapping), judging after six points.
+fn kayenta_p99(run: &str) -> String {
+    format!(
+        "
+kayenta:
+  canaryConfig:
+    name: checkout
+    metrics:
+      - name: p99
+        groups: [latency]
+        analysisConfigurations: {{canary: {{direction: increase}}}}
+    classifier: {{groupWeights: {{latency: 100}}}}
+  bindings:
+    p99: {{metric: latency, quantity: {{latencyQuantile: 0.99}}}}
+  minPoints: 6
+  run: {run}
+"
+    )
+}
+
 /// The sequential judges read errors alone here, and both tracks err alike: only Flagger's
 /// latency check can fail a slow canary, and it does at its threshold of two failed checks.
 #[tokio::test(start_paused = true)]
@@ -116,25 +137,15 @@ argo:
 /// latency passes the run, and the canary is promoted once the run has ended.
 #[tokio::test(start_paused = true)]
 async fn a_kayenta_config_judges_points_of_each_window_and_decides_the_canary() {
-    const KAYENTA: &str = r#"
-kayenta:
-  canaryConfig:
-    name: checkout
-    metrics:
-      - name: p99
-        groups: [latency]
-        analysisConfigurations: {canary: {direction: increase}}
-    classifier: {groupWeights: {latency: 100}}
-  bindings:
-    p99: {metric: latency, quantity: {latencyQuantile: 0.99}}
-  minPoints: 6
-  run: {lifetimePoints: 12, intervalPoints: 6}
-"#;
     for (canary_median, promoted) in [(300.0, false), (100.0, true)] {
         let (world, _traffic) = World::serving(0.001, 0.001).await;
         world.set_latency("1.0.0", 100.0);
         world.set_latency("1.1.0", canary_median);
-        let report = world.deploy(&with_parity(KAYENTA)).await;
+        let report = world
+            .deploy(&with_parity(&kayenta_p99(
+                "{lifetimePoints: 12, intervalPoints: 6}",
+            )))
+            .await;
         println!("{report}");
         let names = judges_in_evidence(&report);
         assert!(names.iter().any(|n| n.contains("kayenta")), "{names:?}");
@@ -287,21 +298,8 @@ async fn flagger_s_failed_checks_survive_a_crash_at_every_journal_write() {
 /// verdict), and one within them decides before the promotion.
 #[tokio::test(start_paused = true)]
 async fn a_kayenta_run_s_final_judgement_comes_before_the_promotion() {
-    const KAYENTA: &str = r#"
-kayenta:
-  canaryConfig:
-    name: checkout
-    metrics:
-      - name: p99
-        groups: [latency]
-        analysisConfigurations: {canary: {direction: increase}}
-    classifier: {groupWeights: {latency: 100}}
-  bindings:
-    p99: {metric: latency, quantity: {latencyQuantile: 0.99}}
-  minPoints: 6
-  run: {lifetimePoints: 30}
-"#;
-    let parity: ParityJudges = from_str(KAYENTA, Format::Yaml).expect("parity judges");
+    let parity: ParityJudges =
+        from_str(&kayenta_p99("{lifetimePoints: 30}"), Format::Yaml).expect("parity judges");
     let mut config = canary_config("1.1.0");
     config.canary_config.parity_judges = Some(parity);
     let err = config.validate().expect_err("5m of points in 3m of pauses");

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serin_signals::{Metric, Timestamp, Window};
 
-use crate::gather::Gathering;
+use crate::gather::{Gathering, distinct};
 use crate::judge::{ArmValues, Evidence, Judge, Judgement, Sample, Severity, Statistic, Verdict};
 use crate::kayenta::analysis::{against_canary, shift_effect};
 use crate::kayenta::canary_config::{
@@ -536,14 +536,8 @@ impl Judge for KayentaAnalysis {
     }
 
     fn analysed_metrics(&self) -> Vec<Metric> {
-        let mut out: Vec<Metric> = Vec::new();
-        for i in 0..self.config.canary_config.metrics.len() {
-            let m = &self.binding(i).metric;
-            if !out.contains(m) {
-                out.push(m.clone());
-            }
-        }
-        out
+        let metrics = 0..self.config.canary_config.metrics.len();
+        distinct(metrics.map(|i| &self.binding(i).metric))
     }
 
     /// Gathers one metric's sample into its window's interval (see the type's doc). A sample

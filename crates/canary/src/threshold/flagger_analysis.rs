@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serin_signals::{Metric, Timestamp};
 
-use crate::gather::Gathering;
+use crate::gather::{Gathering, distinct};
 use crate::judge::{Judge, Judgement, Sample, Severity, Verdict};
 use crate::kayenta::Quantity;
 use crate::threshold::bounds::Range;
@@ -502,13 +502,7 @@ impl Judge for FlaggerAnalysis {
     }
 
     fn analysed_metrics(&self) -> Vec<Metric> {
-        let mut out: Vec<Metric> = Vec::new();
-        for m in &self.config.metrics {
-            if !out.contains(&m.metric) {
-                out.push(m.metric.clone());
-            }
-        }
-        out
+        distinct(self.config.metrics.iter().map(|m| &m.metric))
     }
 
     /// Gathers one metric's sample into its window's interval (see the type's doc). A sample
