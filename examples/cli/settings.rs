@@ -416,6 +416,34 @@ mod tests {
         assert_eq!(service_of(&loaded.config), "demo");
     }
 
+    /// The example's commented-out parity judges load once uncommented, so the example stays
+    /// one a user can switch on.
+    #[test]
+    fn the_example_config_s_commented_parity_judges_load_when_uncommented() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("cli/deploy.yaml");
+        let text = std::fs::read_to_string(&path).expect("the example config");
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        let start = lines
+            .iter()
+            .position(|l| l.trim() == "# parityJudges:")
+            .expect("a commented parityJudges block");
+        for line in &mut lines[start..] {
+            let Some(body) = line.strip_prefix("  # ") else {
+                break;
+            };
+            *line = format!("  {body}");
+        }
+        // The file leaves the version to the command line.
+        let text = format!("version: 1.0.0\n{}", lines.join("\n"));
+        let config = DeploymentConfig::from_yaml(&text).expect("loads uncommented");
+        let flagger = config
+            .canary_config
+            .parity_judges
+            .and_then(|p| p.flagger)
+            .expect("a Flagger analysis");
+        assert_eq!((flagger.threshold, flagger.metrics.len()), (2, 2));
+    }
+
     #[test]
     fn the_built_in_configs_are_valid() {
         for text in [LOCAL_DEFAULT, SIM_DEFAULT] {
