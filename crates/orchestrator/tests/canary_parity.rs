@@ -376,3 +376,21 @@ canaryConfig:
         "{err}"
     );
 }
+
+/// In a blue-green deployment with a canary, the canary's judges are the same: Flagger's
+/// analysis rolls a slow green back before the full switch, and blue keeps serving.
+#[tokio::test(start_paused = true)]
+async fn blue_green_with_canary_takes_the_parity_judges_too() {
+    let world = support::world_on_blue().await;
+    world.set_latency("1.0.0", 100.0);
+    world.set_latency("1.1.0", 900.0);
+    let mut config = with_parity(FLAGGER_P99);
+    config.strategy = serin_orchestrator::StrategyKind::BlueGreenWithCanary;
+    config.canary_config.target_percentage = 50;
+    config.validate().expect("valid");
+    let report = world.deploy(&config).await;
+    println!("{report}");
+    let reason = rollback_reason(&report);
+    assert!(reason.contains("Flagger: 2 failed checks"), "{reason}");
+    world.assert_live(Track::Blue, "1.0.0").await;
+}
