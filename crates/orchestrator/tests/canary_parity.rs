@@ -214,7 +214,7 @@ fn settings_the_parity_judges_cannot_run_are_refused_with_their_path() {
              quantity: errorRate}}, run: {lifetimePoints: 19}}",
             "canaryConfig.parityJudges.kayenta.run.lifetimePoints",
             "take 3m 10s, longer than the canary's timed pauses together \
-             (canaryConfig.incrementInterval), 3m: the canary would be promoted before the \
+             (3m, canaryConfig.incrementInterval): the canary would be promoted before the \
              run's final judgement",
         ),
         (
@@ -393,4 +393,49 @@ async fn blue_green_with_canary_takes_the_parity_judges_too() {
     let reason = rollback_reason(&report);
     assert!(reason.contains("Flagger: 2 failed checks"), "{reason}");
     world.assert_live(Track::Blue, "1.0.0").await;
+}
+
+/// With explicit steps, the analysis steps count toward the time a Kayenta run has: while the
+/// run goes on its judge has not passed, so no analysis step ends early. A run that fits in
+/// them is accepted, and decides before the promotion.
+#[tokio::test(start_paused = true)]
+async fn a_kayenta_run_may_span_the_analysis_steps() {
+    let steps = |analysis: &str| {
+        serde_json::from_str::<Vec<serin_canary::controller::Step>>(&format!(
+            r#"[{{"setWeight": 10}}, {{"pause": {{"duration": "30s"}}}},
+                {{"setWeight": 50}}, {{"analysis": {{"duration": "{analysis}"}}}}]"#
+        ))
+        .expect("steps")
+    };
+    let mut config = canary_config("1.1.0");
+    config.canary_config.parity_judges =
+        Some(from_str(&kayenta_p99("{lifetimePoints: 20}"), Format::Yaml).expect("parity judges"));
+    config.canary_config.steps = Some(steps("2m"));
+    let err = config
+        .validate()
+        .expect_err("200s of points in 150s")
+        .to_string();
+    assert!(
+        err.contains(
+            "longer than the canary's timed pauses together (30s, canaryConfig.steps) \
+             and its analysis steps (2m)"
+        ),
+        "{err}"
+    );
+    config.canary_config.steps = Some(steps("3m"));
+    config.validate().expect("200s of points in 210s");
+    let (world, _traffic) = World::serving(0.001, 0.001).await;
+    world.set_latency("1.0.0", 100.0);
+    world.set_latency("1.1.0", 100.0);
+    let report = world.deploy(&config).await;
+    println!("{report}");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    let passed = report.timeline.iter().any(|e| {
+        matches!(&e.kind, EventKind::AnalysisResult { decision } if decision.evidence.iter()
+            .any(|ev| ev.summary.contains("20 of 20 points") && ev.summary.contains("pass threshold")))
+    });
+    assert!(
+        passed,
+        "the run's final judgement passed before the promotion: {report}"
+    );
 }

@@ -193,6 +193,20 @@ impl CanaryConfig {
             .fold(Duration::ZERO, Duration::saturating_add))
     }
 
+    /// The analysis steps' durations together, as written: how long they run at least while
+    /// a judge has not passed (an analysis step ends early only once every judge passes).
+    pub(super) fn analysis_steps(&self) -> Result<Duration> {
+        Ok(self
+            .policy()?
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Analysis(a) => Some(a.duration),
+                _ => None,
+            })
+            .fold(Duration::ZERO, Duration::saturating_add))
+    }
+
     /// The timed pauses of the policy, as written.
     fn pauses(&self) -> Result<Vec<Duration>> {
         Ok(self

@@ -20,8 +20,9 @@ use super::{CanaryConfig, human};
 /// measurement of an Argo metric, one Flagger check, one Kayenta point. Like Argo's
 /// background analysis, they run from the canary's first step to its end and are never
 /// restarted. An Argo run still going at the promotion ends with it, as Argo terminates a
-/// background run; a Kayenta run must fit within the canary's timed pauses, so that its final
-/// judgement comes before the promotion, as Spinnaker's pipeline waits out the canary stage.
+/// background run; a Kayenta run must fit within the canary's timed pauses and analysis steps,
+/// so that its final judgement comes before the promotion, as Spinnaker's pipeline waits out
+/// the canary stage.
 ///
 /// They judge the canary alone against fixed bounds (Argo, Flagger) or score intervals
 /// (Kayenta), and give no guarantee on false rollbacks when checked repeatedly: the `alpha` of
@@ -48,8 +49,8 @@ impl ParityJudges {
     /// The judges of `canary`'s parity judges, in the order written: Argo's metrics, then
     /// Flagger's analysis, then Kayenta's, with what each judge refuses named under `path`.
     /// Also refused: an Argo `interval` other than `metricsWindow`, and a Kayenta run that
-    /// would outlast the canary's timed pauses, whose end promotes the canary before the run's
-    /// final judgement.
+    /// would outlast the canary's timed pauses and analysis steps, whose end promotes the
+    /// canary before the run's final judgement.
     pub(crate) fn judges(&self, path: &str, canary: &CanaryConfig) -> Result<Vec<AnyJudge>> {
         let window = canary.metrics_window;
         let mut judges = Vec::new();
@@ -77,20 +78,27 @@ impl ParityJudges {
         if let Some(c) = &self.kayenta {
             let at = format!("{path}.kayenta");
             let judge = KayentaAnalysis::new(c.clone()).map_err(|e| relocate(e, &at))?;
+            // While the run goes on, its judge has not passed: no analysis step ends early.
             let points = u32::try_from(c.run.lifetime_points).unwrap_or(u32::MAX);
-            let (takes, pauses) = (window.saturating_mul(points), canary.timed_pauses()?);
-            if takes > pauses {
+            let takes = window.saturating_mul(points);
+            let (pauses, analyses) = (canary.timed_pauses()?, canary.analysis_steps()?);
+            if takes > pauses.saturating_add(analyses) {
+                let analyses = if analyses.is_zero() {
+                    String::new()
+                } else {
+                    format!(" and its analysis steps ({})", human(analyses))
+                };
                 return Err(Error::invalid(
                     format!("{at}.run.lifetimePoints"),
                     points,
                     format!(
                         "{points} points, one per canaryConfig.metricsWindow of {}, take {}, \
-                         longer than the canary's timed pauses together ({}), {}: the canary \
-                         would be promoted before the run's final judgement",
+                         longer than the canary's timed pauses together ({}, {}){analyses}: \
+                         the canary would be promoted before the run's final judgement",
                         human(window),
                         human(takes),
+                        human(pauses),
                         canary.pauses_field()?,
-                        human(pauses)
                     ),
                 ));
             }
