@@ -19,10 +19,12 @@ use super::{CanaryConfig, human};
 /// Each is fed once per `canaryConfig.metricsWindow`, which stands for their interval: one
 /// measurement of an Argo metric, one Flagger check, one Kayenta point. Like Argo's
 /// background analysis, they run from the canary's first step to its end and are never
-/// restarted. An Argo run still going at the promotion ends with it, as Argo terminates a
-/// background run; a Kayenta run must fit within the canary's timed pauses and analysis steps,
-/// so that its final judgement comes before the promotion, as Spinnaker's pipeline waits out
-/// the canary stage.
+/// restarted: an Argo run that has passed stays passed through later analysis steps, where
+/// Argo would start a new run at each inline analysis step (write the metric with `interval`
+/// and without `count` to have it measure throughout). An Argo run still going at the
+/// promotion ends with it, as Argo terminates a background run; a Kayenta run must fit within
+/// the canary's timed pauses and analysis steps, so that its final judgement comes before the
+/// promotion, as Spinnaker's pipeline waits out the canary stage.
 ///
 /// They judge the canary alone against fixed bounds (Argo, Flagger) or score intervals
 /// (Kayenta), and give no guarantee on false rollbacks when checked repeatedly: the `alpha` of
