@@ -165,7 +165,8 @@ async fn the_dry_run_lists_the_parity_judges() {
     let world = World::new();
     world.install("1.0.0").await;
     let config = with_parity(&format!(
-        "{FLAGGER_P99}argo:\n  - {{metric: error_rate, quantity: errorRate, dryRun: true}}\n"
+        "{FLAGGER_P99}argo:\n  - {{metric: error_rate, quantity: errorRate, dryRun: true}}\n{}",
+        kayenta_p99("{lifetimePoints: 12}")
     ));
     let plan = world
         .orchestrator()
@@ -181,6 +182,7 @@ async fn the_dry_run_lists_the_parity_judges() {
     for said in [
         "also judged by Argo Rollouts' error_rate (dry run)",
         "Flagger's analysis of error_rate and latency (threshold 2)",
+        "Kayenta's canary config `checkout` (1 metric, a run of 12 points)",
     ] {
         assert!(step.contains(said), "`{said}` not in: {step}");
     }

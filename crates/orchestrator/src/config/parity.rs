@@ -138,10 +138,11 @@ impl ParityJudges {
             ));
         }
         if let Some(k) = &self.kayenta {
+            let n = k.canary_config.metrics.len();
             parts.push(format!(
-                "Kayenta's canary config `{}` ({} metrics, {} points)",
+                "Kayenta's canary config `{}` ({n} metric{}, a run of {} points)",
                 k.canary_config.name,
-                k.canary_config.metrics.len(),
+                if n == 1 { "" } else { "s" },
                 k.run.lifetime_points
             ));
         }
