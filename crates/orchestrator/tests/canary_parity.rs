@@ -215,9 +215,9 @@ fn settings_the_parity_judges_cannot_run_are_refused_with_their_path() {
              analysisConfigurations: {canary: {}}}]}, bindings: {e: {metric: error_rate, \
              quantity: errorRate}}, run: {lifetimePoints: 19}}",
             "canaryConfig.parityJudges.kayenta.run.lifetimePoints",
-            "take 3m 10s, longer than the canary's timed pauses together \
-             (3m, canaryConfig.incrementInterval): the canary would be promoted before the \
-             run's final judgement",
+            "comes after 19 points, one per canaryConfig.metricsWindow of 10s: 3m 10s, longer \
+             than the canary's timed pauses together (3m, canaryConfig.incrementInterval), so \
+             the canary would be promoted first",
         ),
         (
             "kayenta: {canaryConfig: {name: c, metrics: [{name: e, \
@@ -232,6 +232,18 @@ fn settings_the_parity_judges_cannot_run_are_refused_with_their_path() {
         let err = config.validate().expect_err(yaml).to_string();
         assert!(err.contains(path) && err.contains(why), "{yaml}: {err}");
     }
+    // Judged every 6 points, 19 points end in a final judgement after 18: 3m, which fits.
+    let mut config = canary_config("1.1.0");
+    config.canary_config.parity_judges = Some(
+        from_str(
+            &kayenta_p99("{lifetimePoints: 19, intervalPoints: 6}"),
+            Format::Yaml,
+        )
+        .expect("parity judges"),
+    );
+    config
+        .validate()
+        .expect("a final judgement after 18 points fits in 3m");
     let unknown = from_str::<ParityJudges>("kayentaa: {}", Format::Yaml);
     assert!(unknown.is_err(), "an unknown judge is refused");
 }

@@ -171,7 +171,7 @@ impl RunConfig {
     /// intervals as the rest of the lifetime holds (Spinnaker makes `lifetime / interval`
     /// judgements, rounded down, and takes an interval longer than the lifetime as the
     /// lifetime). Points after it are never judged.
-    pub(crate) fn final_point(&self) -> usize {
+    pub fn final_point(&self) -> usize {
         let span = self.lifetime_points.saturating_sub(self.begin_after_points);
         let whole = match self.interval_points {
             Some(k) if k > 0 && k <= span => span - span % k,

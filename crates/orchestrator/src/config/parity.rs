@@ -81,7 +81,9 @@ impl ParityJudges {
             let at = format!("{path}.kayenta");
             let judge = KayentaAnalysis::new(c.clone()).map_err(|e| relocate(e, &at))?;
             // While the run goes on, its judge has not passed: no analysis step ends early.
-            let points = u32::try_from(c.run.lifetime_points).unwrap_or(u32::MAX);
+            // The final judgement comes after the last whole interval, maybe short of the
+            // lifetime.
+            let points = u32::try_from(c.run.final_point()).unwrap_or(u32::MAX);
             let takes = window.saturating_mul(points);
             let (pauses, analyses) = (canary.timed_pauses()?, canary.analysis_steps()?);
             if takes > pauses.saturating_add(analyses) {
@@ -92,11 +94,12 @@ impl ParityJudges {
                 };
                 return Err(Error::invalid(
                     format!("{at}.run.lifetimePoints"),
-                    points,
+                    c.run.lifetime_points,
                     format!(
-                        "{points} points, one per canaryConfig.metricsWindow of {}, take {}, \
-                         longer than the canary's timed pauses together ({}, {}){analyses}: \
-                         the canary would be promoted before the run's final judgement",
+                        "the run's final judgement comes after {points} points, one per \
+                         canaryConfig.metricsWindow of {}: {}, longer than the canary's timed \
+                         pauses together ({}, {}){analyses}, so the canary would be promoted \
+                         first",
                         human(window),
                         human(takes),
                         human(pauses),
