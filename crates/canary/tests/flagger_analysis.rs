@@ -72,6 +72,39 @@ fn failures_spread_over_metrics_roll_back_at_the_analysis_threshold() {
     );
 }
 
+/// Flagger reads a `threshold` of 0 as its default of 1 (`GetAnalysisThreshold`): the first
+/// failed check rolls back, and nothing rolls back before it.
+#[test]
+fn a_threshold_of_zero_rolls_back_at_the_first_failed_check_as_flagger_reads_it() {
+    let c: FlaggerAnalysisConfig = serde_json::from_value(json!({
+        "threshold": 0,
+        "metrics": [{"metric": "error_rate", "quantity": "successRatePercent",
+                     "thresholdRange": {"min": 99}},
+                    {"metric": "latency", "quantity": {"latencyQuantile": 0.99},
+                     "thresholdRange": {"max": 500}}]
+    }))
+    .unwrap();
+    assert_eq!(c.failed_checks_to_roll_back(), 1);
+    let mut a = FlaggerAnalysis::new(c).unwrap();
+    a.check(&OK).unwrap();
+    assert!(!a.rolls_back());
+    assert_eq!(a.judgement(Timestamp::EPOCH).verdict, Verdict::Pass);
+    a.check(&SLOW).unwrap();
+    assert!(a.rolls_back());
+    let j = a.judgement(Timestamp::from_millis(120_000));
+    assert_eq!(j.verdict, Verdict::Fail(Severity::Warning));
+    assert!(
+        j.evidence.summary.contains("(threshold 1)"),
+        "{}",
+        j.evidence.summary
+    );
+
+    let mut one = per_metric(0).remove(1);
+    assert!(!one.rolls_back());
+    one.check(SLOW[1]);
+    assert!(one.rolls_back());
+}
+
 #[test]
 fn an_interval_counts_once_however_many_metrics_fail_and_a_pass_resets_nothing() {
     let mut a = analysis(3, false);
@@ -222,10 +255,6 @@ fn configs_validate_with_paths_and_deny_unknown_fields() {
         "quantity": "errorRate", "thresholdRange": {"max": 0.01}, "threshold": 2}]});
     assert!(serde_json::from_value::<FlaggerAnalysisConfig>(unknown).is_err());
 
-    let mut c = FlaggerAnalysisConfig::new(flagger_builtins());
-    c.threshold = 0;
-    let msg = FlaggerAnalysis::new(c).unwrap_err().to_string();
-    assert!(msg.contains("flaggerAnalysis.threshold"), "{msg}");
     let msg = FlaggerAnalysis::new(FlaggerAnalysisConfig::new(vec![]))
         .unwrap_err()
         .to_string();
@@ -283,9 +312,10 @@ fn a_journalled_analysis_reads_back_only_with_counts_its_intervals_can_leave() {
         },
         "flaggerAnalysis.checks",
     );
+    // Two failed checks cannot stand under a threshold of 1: the analysis rolled back at one.
     refused(
-        &|s| s["config"]["threshold"] = json!(0),
-        "flaggerAnalysis.threshold",
+        &|s| s["config"]["threshold"] = json!(1),
+        "flaggerAnalysis.failedChecks",
     );
 }
 

@@ -221,9 +221,9 @@ fn configs_validate_with_paths_and_deny_unknown_fields() {
         Quantity::LatencyQuantile(0.99),
         Range::at_most(500.0),
     );
-    c.threshold = 0;
+    c.threshold_range = Range::default();
     let msg = FlaggerJudge::new(c).unwrap_err().to_string();
-    assert!(msg.contains("flaggerConfig.threshold"), "{msg}");
+    assert!(msg.contains("flaggerConfig.thresholdRange"), "{msg}");
     let mut a = ArgoConfig::new(Metric::ErrorRate, Quantity::ErrorRate);
     a.failure_limit = -2;
     let msg = ArgoJudge::new(a).unwrap_err().to_string();

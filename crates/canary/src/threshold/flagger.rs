@@ -21,9 +21,10 @@ pub struct FlaggerConfig {
     pub quantity: Quantity,
     /// The accepted range of the value.
     pub threshold_range: Range,
-    /// Failed checks before rollback (Flagger's `threshold`, default 1). Flagger counts the
-    /// failed intervals of the whole analysis, whichever metric failed, so this judge's count is
-    /// Flagger's only when the metric is the analysis's only check.
+    /// Failed checks before rollback (Flagger's `threshold`, default 1; 0 reads as 1, as
+    /// Flagger reads it). Flagger counts the failed intervals of the whole analysis, whichever
+    /// metric failed, so this judge's count is Flagger's only when the metric is the analysis's
+    /// only check.
     #[serde(default = "default_threshold")]
     pub threshold: u32,
     /// Flagger parity: an interval without data counts as a failed check, as Flagger does
@@ -35,6 +36,13 @@ pub struct FlaggerConfig {
 
 pub(super) fn default_threshold() -> u32 {
     1
+}
+
+/// The failed checks that roll back, for a configured `threshold`: Flagger reads 0 as its
+/// default of 1 (`GetAnalysisThreshold`), so a threshold of 0 written for Flagger keeps its
+/// meaning here rather than rolling back before any check has failed.
+pub(super) fn effective_threshold(threshold: u32) -> u32 {
+    threshold.max(1)
 }
 
 /// One check of `value` (`None` or not finite = no data) against `range`: what it found, and
@@ -88,19 +96,16 @@ impl FlaggerConfig {
         }
     }
 
-    /// Checks the configuration, naming the path (`flaggerConfig.threshold`).
+    /// Checks the configuration, naming the path (`flaggerConfig.thresholdRange`).
     pub fn validate(&self) -> Result<()> {
         self.quantity.validate("flaggerConfig.quantity")?;
         self.threshold_range
-            .validate("flaggerConfig.thresholdRange")?;
-        if self.threshold == 0 {
-            return Err(Error::invalid_config(
-                "flaggerConfig.threshold",
-                0,
-                "at least one failed check must be allowed to trigger a rollback",
-            ));
-        }
-        Ok(())
+            .validate("flaggerConfig.thresholdRange")
+    }
+
+    /// The failed checks that roll back: `threshold`, with 0 read as 1 as Flagger reads it.
+    pub fn failed_checks_to_roll_back(&self) -> u32 {
+        effective_threshold(self.threshold)
     }
 }
 
@@ -239,7 +244,7 @@ impl FlaggerJudge {
 
     /// Whether Flagger would roll back now.
     pub fn rolls_back(&self) -> bool {
-        self.failed_checks >= self.config.threshold
+        self.failed_checks >= self.config.failed_checks_to_roll_back()
     }
 }
 
@@ -266,7 +271,7 @@ impl Judge for FlaggerJudge {
             self.checks,
             self.last.and_then(|(_, v)| v),
             self.failed_checks,
-            f64::from(self.config.threshold),
+            f64::from(self.config.failed_checks_to_roll_back()),
         );
         let range = self.config.threshold_range;
         let verdict = if self.rolls_back() {
@@ -286,7 +291,7 @@ impl Judge for FlaggerJudge {
             "Flagger: {} failed checks of {} (threshold {}) against {} of {}; {last}",
             self.failed_checks,
             self.checks,
-            self.config.threshold,
+            self.config.failed_checks_to_roll_back(),
             range,
             self.config.quantity.describe()
         );

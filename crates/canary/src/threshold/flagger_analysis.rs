@@ -10,7 +10,9 @@ use crate::gather::{Gathering, distinct};
 use crate::judge::{Judge, Judgement, Sample, Severity, Verdict};
 use crate::kayenta::Quantity;
 use crate::threshold::bounds::Range;
-use crate::threshold::flagger::{CheckOutcome, check_last, check_value, default_threshold};
+use crate::threshold::flagger::{
+    CheckOutcome, check_last, check_value, default_threshold, effective_threshold,
+};
 use crate::{Error, Result};
 
 /// One metric check of a Flagger analysis (an entry of `analysis.metrics`).
@@ -43,7 +45,8 @@ impl FlaggerMetric {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FlaggerAnalysisConfig {
     /// Failed checks of the analysis before rollback (Flagger's `analysis.threshold`, default
-    /// 1): an interval in which any metric fails is one failed check.
+    /// 1; 0 reads as 1, as Flagger reads it): an interval in which any metric fails is one
+    /// failed check.
     #[serde(default = "default_threshold")]
     pub threshold: u32,
     /// Flagger parity: a metric without data fails its check, as in Flagger ("no values
@@ -67,13 +70,6 @@ impl FlaggerAnalysisConfig {
 
     /// Checks the configuration, naming the path (`flaggerAnalysis.metrics[1].thresholdRange`).
     pub fn validate(&self) -> Result<()> {
-        if self.threshold == 0 {
-            return Err(Error::invalid_config(
-                "flaggerAnalysis.threshold",
-                0,
-                "at least one failed check must be allowed to trigger a rollback",
-            ));
-        }
         if self.metrics.is_empty() {
             return Err(Error::invalid_config(
                 "flaggerAnalysis.metrics",
@@ -88,6 +84,11 @@ impl FlaggerAnalysisConfig {
                 .validate(&format!("flaggerAnalysis.metrics[{i}].thresholdRange"))?;
         }
         Ok(())
+    }
+
+    /// The failed checks that roll back: `threshold`, with 0 read as 1 as Flagger reads it.
+    pub fn failed_checks_to_roll_back(&self) -> u32 {
+        effective_threshold(self.threshold)
     }
 }
 
@@ -197,14 +198,15 @@ impl TryFrom<SavedFlaggerAnalysis> for FlaggerAnalysis {
                 format!("must hold one standing per metric check ({n})"),
             ));
         }
-        if s.failed_checks > s.intervals.min(s.config.threshold) {
+        if s.failed_checks > s.intervals.min(s.config.failed_checks_to_roll_back()) {
             return Err(Error::invalid_input(
                 "flaggerAnalysis.failedChecks",
                 s.failed_checks,
                 format!(
                     "exceeds the {} intervals checked or the threshold {} (nothing is recorded \
                      after the rollback)",
-                    s.intervals, s.config.threshold
+                    s.intervals,
+                    s.config.failed_checks_to_roll_back()
                 ),
             ));
         }
@@ -392,7 +394,7 @@ impl FlaggerAnalysis {
 
     /// Whether Flagger would roll back now.
     pub fn rolls_back(&self) -> bool {
-        self.failed_checks >= self.config.threshold
+        self.failed_checks >= self.config.failed_checks_to_roll_back()
     }
 
     /// The outcome of the last interval recorded, if any.
@@ -424,7 +426,7 @@ impl FlaggerAnalysis {
             self.intervals,
             last_of(decisive).and_then(|(_, v)| v),
             self.failed_checks,
-            f64::from(self.config.threshold),
+            f64::from(self.config.failed_checks_to_roll_back()),
         );
         let verdict = if self.rolls_back() {
             Verdict::Fail(Severity::Warning)
@@ -458,7 +460,7 @@ impl FlaggerAnalysis {
             "Flagger: {} failed checks in {} intervals (threshold {}){}; last interval: {checks}",
             self.failed_checks,
             self.intervals,
-            self.config.threshold,
+            self.config.failed_checks_to_roll_back(),
             if self.rolls_back() {
                 ", rolled back"
             } else {

@@ -137,7 +137,7 @@ impl ParityJudges {
             parts.push(format!(
                 "Flagger's analysis of {} (threshold {})",
                 names.join(" and "),
-                f.threshold
+                f.failed_checks_to_roll_back()
             ));
         }
         if let Some(k) = &self.kayenta {
