@@ -436,11 +436,9 @@ mod tests {
         // The file leaves the version to the command line.
         let text = format!("version: 1.0.0\n{}", lines.join("\n"));
         let config = DeploymentConfig::from_yaml(&text).expect("loads uncommented");
-        let flagger = config
-            .canary_config
-            .parity_judges
-            .and_then(|p| p.flagger)
-            .expect("a Flagger analysis");
+        let parity = config.canary_config.parity_judges.expect("parity judges");
+        assert_eq!(parity.role, serin_orchestrator::ParityRole::Alongside);
+        let flagger = parity.flagger.expect("a Flagger analysis");
         assert_eq!((flagger.threshold, flagger.metrics.len()), (2, 2));
     }
 

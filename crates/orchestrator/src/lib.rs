@@ -141,7 +141,7 @@ pub use chart::ChartOptions;
 pub use config::{
     BlueGreenConfig, Bounds, CanaryConfig, CanaryThresholds, ChannelKind, DeploymentConfig, Format,
     MonitoringConfig, NotificationChannel, NotifyOn, OnDeadline, OnResume, ParityJudges,
-    StrategyKind, TrafficStrategyKind,
+    ParityRole, StrategyKind, TrafficStrategyKind,
 };
 pub use error::{Error, Result};
 pub use event::{Event, EventKind, Phase};

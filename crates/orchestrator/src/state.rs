@@ -204,11 +204,20 @@ pub enum AnyJudge {
     Flagger(Box<FlaggerAnalysis>),
     /// A Kayenta canary config's analysis (`canaryConfig.parityJudges.kayenta`).
     Kayenta(Box<KayentaAnalysis>),
+    /// A judge run as a dry run (`canaryConfig.parityJudges.role`): fed and judged as it is,
+    /// its verdict recorded and never acted on.
+    DryRun(Box<AnyJudge>),
 }
 
 impl AnyJudge {
+    /// `judge` as a dry run.
+    pub(crate) fn dry_run(judge: AnyJudge) -> Self {
+        AnyJudge::DryRun(Box::new(judge))
+    }
+
     fn inner(&self) -> &dyn Judge {
         match self {
+            AnyJudge::DryRun(j) => j.inner(),
             AnyJudge::Counts(j) => j.as_ref(),
             AnyJudge::Latency(j) => j.as_ref(),
             AnyJudge::Argo(j) => j.as_ref(),
@@ -219,6 +228,7 @@ impl AnyJudge {
 
     fn inner_mut(&mut self) -> &mut dyn Judge {
         match self {
+            AnyJudge::DryRun(j) => j.inner_mut(),
             AnyJudge::Counts(j) => j.as_mut(),
             AnyJudge::Latency(j) => j.as_mut(),
             AnyJudge::Argo(j) => j.as_mut(),
@@ -257,7 +267,7 @@ impl Judge for AnyJudge {
         self.inner().concluded()
     }
     fn advisory(&self) -> bool {
-        self.inner().advisory()
+        matches!(self, AnyJudge::DryRun(_)) || self.inner().advisory()
     }
 }
 

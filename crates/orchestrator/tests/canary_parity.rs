@@ -168,17 +168,7 @@ async fn the_dry_run_lists_the_parity_judges() {
         "{FLAGGER_P99}argo:\n  - {{metric: error_rate, quantity: errorRate, dryRun: true}}\n{}",
         kayenta_p99("{lifetimePoints: 12}")
     ));
-    let plan = world
-        .orchestrator()
-        .plan(&config)
-        .await
-        .expect("plan")
-        .remove(0);
-    let step = plan
-        .steps
-        .iter()
-        .find(|s| s.starts_with("canary "))
-        .unwrap_or_else(|| panic!("no canary step: {plan}"));
+    let step = world.canary_step(&config).await;
     for said in [
         "also judged by Argo Rollouts' error_rate (dry run)",
         "Flagger's analysis of error_rate and latency (threshold 2)",
@@ -264,14 +254,31 @@ fn parity_judges_round_trip_through_json() {
 
 /// Flagger's failed checks are journalled with the canary: a crash after any record of a slow
 /// canary's run, resumed, rolls back for the same reason, after the same three failed checks
-/// (a count lost to the crash would need more intervals, one counted twice fewer).
+/// (a count lost to the crash would need more intervals, one counted twice fewer). So are the
+/// sequential judges run as a dry run (`role: instead`): one resumed as deciding would roll
+/// back the erring canary for its errors.
 #[tokio::test(start_paused = true)]
 async fn flagger_s_failed_checks_survive_a_crash_at_every_journal_write() {
-    async fn run(crash_at: Option<usize>) -> (serin_orchestrator::Report, usize) {
-        let (world, _traffic) = World::serving(0.001, 0.001).await;
+    for role in ["alongside", "instead"] {
+        crash_at_every_journal_write(role).await;
+    }
+}
+
+async fn crash_at_every_journal_write(role: &str) {
+    // Beside the sequential judges the canary errs as the baseline does; instead of them, 20
+    // times as often, which only their dry run sees.
+    let canary_errors = if role == "instead" { 0.02 } else { 0.001 };
+    let run = |crash_at: Option<usize>| async move {
+        let (world, _traffic) = World::serving(0.001, canary_errors).await;
         world.set_latency("1.0.0", 100.0);
         world.set_latency("1.1.0", 900.0);
-        let config = with_parity(&FLAGGER_P99.replace("threshold: 2", "threshold: 3"));
+        let errors_pass = "thresholdRange: {min: 90}";
+        let config = with_parity(&format!(
+            "role: {role}\n{}",
+            FLAGGER_P99
+                .replace("threshold: 2", "threshold: 3")
+                .replace("thresholdRange: {min: 99}", errors_pass)
+        ));
         let before = world.journal.len();
         let first = world.orchestrator();
         let report = match crash_at {
@@ -282,12 +289,12 @@ async fn flagger_s_failed_checks_survive_a_crash_at_every_journal_write() {
             }
         };
         (report, world.journal.len() - before)
-    }
+    };
     let (reference, records) = run(None).await;
     let reason = rollback_reason(&reference).to_owned();
     assert!(
         reason.contains("3 failed checks in 3 intervals"),
-        "{reason}"
+        "{role}: {reason}"
     );
     let windows = |r: &serin_orchestrator::Report| {
         r.timeline
@@ -297,11 +304,15 @@ async fn flagger_s_failed_checks_survive_a_crash_at_every_journal_write() {
     };
     for k in 1..=records {
         let (resumed, _) = run(Some(k)).await;
-        assert_eq!(rollback_reason(&resumed), reason, "crash after record {k}");
+        assert_eq!(
+            rollback_reason(&resumed),
+            reason,
+            "{role}: crash after record {k}"
+        );
         assert_eq!(
             windows(&resumed),
             windows(&reference),
-            "crash after record {k}"
+            "{role}: crash after record {k}"
         );
     }
 }
@@ -451,4 +462,155 @@ async fn a_kayenta_run_may_span_the_analysis_steps() {
         passed,
         "the run's final judgement passed before the promotion: {report}"
     );
+}
+
+/// The evidence of `judge` (a name part) in the last analysis result.
+fn last_evidence_of<'r>(report: &'r serin_orchestrator::Report, judge: &str) -> &'r str {
+    report
+        .timeline
+        .iter()
+        .rev()
+        .find_map(|e| match &e.kind {
+            EventKind::AnalysisResult { decision } => decision
+                .evidence
+                .iter()
+                .find(|ev| ev.judge.contains(judge))
+                .map(|ev| ev.summary.as_str()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no evidence of {judge} in {report}"))
+}
+
+/// `role: dryRun` watches Flagger's analysis while the sequential judges decide: the slow
+/// canary Flagger rolls back beside them is promoted, and every decision records that the
+/// analysis failed, marked as a dry run.
+#[tokio::test(start_paused = true)]
+async fn a_dry_run_role_records_what_flagger_would_do_and_acts_on_the_sequential_judges() {
+    let (world, _traffic) = World::serving(0.001, 0.001).await;
+    world.set_latency("1.0.0", 100.0);
+    world.set_latency("1.1.0", 900.0);
+    let report = world
+        .deploy(&with_parity(&format!("role: dryRun\n{FLAGGER_P99}")))
+        .await;
+    println!("{report}");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    assert_eq!(weights(&report.timeline), vec![10.0, 40.0, 70.0, 100.0]);
+    let flagger = last_evidence_of(&report, "flagger");
+    assert!(
+        flagger.starts_with("Dry run, recorded only: Flagger: 2 failed checks"),
+        "{flagger}"
+    );
+    crate::report_schema::assert_documented(&report, "a canary with a dry-run Flagger analysis");
+}
+
+/// `role: instead` lets Flagger's analysis decide and watches the sequential judges: a canary
+/// erring 20 times as often as the baseline, which the count judge rolls back beside Flagger's
+/// latency check, is promoted on that check alone, its count judge's failure recorded as a dry
+/// run; a slow canary is still rolled back by the check.
+#[tokio::test(start_paused = true)]
+async fn an_instead_role_lets_the_parity_judges_alone_decide() {
+    const LATENCY_ONLY: &str = "
+flagger:
+  metrics:
+    - metric: latency
+      quantity: {latencyQuantile: 0.99}
+      thresholdRange: {max: 500}
+";
+    for (role, median, promoted) in [
+        ("alongside", 100.0, false),
+        ("instead", 100.0, true),
+        ("instead", 900.0, false),
+    ] {
+        let (world, _traffic) = World::serving(0.001, 0.02).await;
+        world.set_latency("1.0.0", 100.0);
+        world.set_latency("1.1.0", median);
+        let config = with_parity(&format!("role: {role}\n{LATENCY_ONLY}"));
+        let report = world.deploy(&config).await;
+        println!("{report}");
+        let errors = last_evidence_of(&report, "count");
+        if promoted {
+            assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+            assert!(errors.starts_with("Dry run, recorded only: "), "{errors}");
+        } else {
+            let reason = rollback_reason(&report);
+            let by = if median > 500.0 {
+                "`latency`"
+            } else {
+                "`error_rate`"
+            };
+            assert!(
+                reason.contains(&format!("regression in {by}")),
+                "{role}: {reason}"
+            );
+        }
+        crate::report_schema::assert_documented(&report, "a canary with parity judges instead");
+    }
+}
+
+/// A role that leaves no judge deciding is refused, and so is an exposure budget that models
+/// judges that only watch.
+#[test]
+fn roles_that_leave_nothing_deciding_are_refused() {
+    for (yaml, path, why) in [
+        (
+            "role: instead\nargo: [{metric: error_rate, quantity: errorRate, dryRun: true}]",
+            "canaryConfig.parityJudges.role",
+            "needs a parity judge that decides",
+        ),
+        (
+            "role: instead",
+            "canaryConfig.parityJudges.role",
+            "needs a parity judge that decides",
+        ),
+        ("role: sideways", "", "unknown variant `sideways`"),
+    ] {
+        let parsed = from_str::<ParityJudges>(yaml, Format::Yaml);
+        let err = match parsed {
+            Err(e) => e.to_string(),
+            Ok(parity) => {
+                let mut config = canary_config("1.1.0");
+                config.canary_config.parity_judges = Some(parity);
+                config.validate().expect_err(yaml).to_string()
+            }
+        };
+        assert!(err.contains(path) && err.contains(why), "{yaml}: {err}");
+    }
+    let mut config = with_parity(&format!("role: instead\n{FLAGGER_P99}"));
+    config.canary_config.pacing = Some(serin_canary::controller::Pacing {
+        exposure_budget: Some(3_000.0),
+        ..serin_canary::controller::Pacing::default()
+    });
+    let err = config
+        .validate()
+        .expect_err("a budget of a dry run")
+        .to_string();
+    assert!(
+        err.contains("canaryConfig.pacing.exposureBudget") && err.contains("`instead`"),
+        "{err}"
+    );
+}
+
+/// The dry run says which judges decide.
+#[tokio::test(start_paused = true)]
+async fn the_dry_run_says_which_judges_decide() {
+    let world = World::new();
+    world.install("1.0.0").await;
+    for (role, said) in [
+        (
+            "dryRun",
+            "also judged, as a dry run recorded and never acted on, by Flagger's",
+        ),
+        (
+            "instead",
+            "instead of the sequential judges, which are a dry run",
+        ),
+    ] {
+        let config = with_parity(&format!("role: {role}\n{FLAGGER_P99}"));
+        let step = world.canary_step(&config).await;
+        assert!(step.contains(said), "`{said}` not in: {step}");
+        let json = serde_json::to_string(&config).expect("json");
+        assert!(json.contains(&format!("\"role\":\"{role}\"")), "{json}");
+        let back: DeploymentConfig = serde_json::from_str(&json).expect("reads back");
+        assert_eq!(back, config);
+    }
 }

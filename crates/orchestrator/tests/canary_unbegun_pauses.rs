@@ -35,12 +35,7 @@ async fn the_dry_run_lists_a_pause_before_the_first_weight() {
             "weights 0% held 1m → 10% held 30s",
         ),
     ] {
-        let plan = world.plan(&with_steps(steps)).await;
-        let step = plan
-            .steps
-            .iter()
-            .find(|s| s.starts_with("canary "))
-            .unwrap_or_else(|| panic!("no canary step: {plan}"));
+        let step = world.canary_step(&with_steps(steps)).await;
         assert!(step.contains(said), "`{said}` not in: {step}");
     }
 }

@@ -13,17 +13,7 @@ use support::{World, canary_config};
 async fn canary_step(config: &DeploymentConfig) -> String {
     let world = World::new();
     world.install("1.0.0").await;
-    let plan = world
-        .orchestrator()
-        .plan(config)
-        .await
-        .expect("plan")
-        .remove(0);
-    plan.steps
-        .iter()
-        .find(|s| s.starts_with("canary "))
-        .unwrap_or_else(|| panic!("no canary step: {plan}"))
-        .clone()
+    world.canary_step(config).await
 }
 
 #[tokio::test(start_paused = true)]

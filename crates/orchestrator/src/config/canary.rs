@@ -14,7 +14,7 @@ use serin_triggers::{
 
 use crate::error::{Error, Result};
 
-use super::{ParityJudges, human, humantime_like, positive, replicas};
+use super::{ParityJudges, ParityRole, human, humantime_like, positive, replicas};
 
 /// Canary settings (`canaryConfig`). Percentages are written as percent (`5` = 5%).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -427,6 +427,18 @@ impl CanaryConfig {
                      judges catch a regression, and the robust judges first need four or more \
                      batches with 8 errors expected of each track, which at a 0.5% error rate \
                      take thousands of canary requests whatever the load",
+                ));
+            }
+            let instead = self
+                .parity_judges
+                .as_ref()
+                .is_some_and(|j| j.role == ParityRole::Instead);
+            if let Some(budget) = p.exposure_budget.filter(|_| instead) {
+                return Err(Error::invalid(
+                    format!("{path}.pacing.exposureBudget"),
+                    budget,
+                    "cannot be kept with parityJudges.role `instead`: the budget models how \
+                     soon the sequential judges catch a regression, and they are then a dry run",
                 ));
             }
         }

@@ -18,7 +18,7 @@ pub use monitoring::{MonitoringConfig, OnDeadline};
 #[cfg(feature = "notify")]
 pub(crate) use notify::redact_url;
 pub use notify::{ChannelKind, NotificationChannel, NotifyOn};
-pub use parity::ParityJudges;
+pub use parity::{ParityJudges, ParityRole};
 
 use std::fmt;
 use std::time::Duration;

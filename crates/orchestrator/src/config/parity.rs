@@ -2,6 +2,7 @@
 //! for those controllers, judging a canary beside the sequential judges.
 
 use serde::{Deserialize, Serialize};
+use serin_canary::judge::Judge;
 use serin_canary::kayenta::{KayentaAnalysis, KayentaAnalysisConfig};
 use serin_canary::threshold::{ArgoConfig, ArgoJudge, FlaggerAnalysis, FlaggerAnalysisConfig};
 
@@ -11,10 +12,12 @@ use crate::state::AnyJudge;
 use super::{CanaryConfig, human};
 
 /// Analyses with the exact rules of Argo Rollouts, Flagger and Kayenta, for teams that move
-/// their analysis over as it is. They judge beside the sequential judges, never instead:
-/// whichever judge fails first rolls the canary back (a dry-run Argo metric only advises), and
-/// the canary is promoted at the end of its steps if none has. A run that ended inconclusive
-/// (an Argo metric's `inconclusiveLimit`) is handled by `canaryConfig.onInconclusive`.
+/// their analysis over as it is. By default they judge beside the sequential judges: whichever
+/// judge fails first rolls the canary back (a dry-run Argo metric only advises), and the canary
+/// is promoted at the end of its steps if none has. Their [`role`](Self::role) can instead make
+/// them a dry run, or make the sequential judges one, so that a team can watch one analysis
+/// while the other decides before it switches. A run that ended inconclusive (an Argo metric's
+/// `inconclusiveLimit`) is handled by `canaryConfig.onInconclusive`.
 ///
 /// Each is fed once per `canaryConfig.metricsWindow`, which stands for their interval: one
 /// measurement of an Argo metric, one Flagger check, one Kayenta point. Like Argo's
@@ -32,6 +35,11 @@ use super::{CanaryConfig, human};
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ParityJudges {
+    /// Which judges decide: these beside the sequential judges (the default), the sequential
+    /// judges alone with these as a dry run, or these alone with the sequential judges as a
+    /// dry run.
+    #[serde(skip_serializing_if = "is_alongside")]
+    pub role: ParityRole,
     /// Argo Rollouts analysis metrics (`successCondition`, `failureCondition`, `failureLimit`,
     /// `count`, `dryRun`, ...), one judge each. An `interval`, if written, must be
     /// `canaryConfig.metricsWindow`: each window is one measurement.
@@ -45,6 +53,30 @@ pub struct ParityJudges {
     /// canary stage judges it; its run counts one point per window.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kayenta: Option<KayentaAnalysisConfig>,
+}
+
+/// Which judges of a canary decide, when [`ParityJudges`] are written. A dry-run judge is
+/// fed, judged and listed in every decision's evidence ("Dry run, recorded only: …"), as an
+/// Argo Rollouts metric with `dryRun`; it never holds, rolls back or delays a raise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ParityRole {
+    /// The parity judges and the sequential judges all decide: the first to fail rolls back.
+    #[default]
+    Alongside,
+    /// The sequential judges decide; the parity judges are a dry run, to watch what a team's
+    /// former analysis would have said.
+    DryRun,
+    /// The parity judges decide; the sequential judges are a dry run, to watch them before
+    /// they decide. `canaryConfig.alpha` then bounds nothing that acts: the parity judges give
+    /// no guarantee on false rollbacks. The promotion gate (`promotionMaxErrorRate`) and the
+    /// rollback triggers still hold, and `pacing.exposureBudget`, which models the sequential
+    /// judges, is refused.
+    Instead,
+}
+
+fn is_alongside(role: &ParityRole) -> bool {
+    *role == ParityRole::Alongside
 }
 
 impl ParityJudges {
@@ -109,12 +141,39 @@ impl ParityJudges {
             }
             judges.push(AnyJudge::Kayenta(Box::new(judge)));
         }
-        Ok(judges)
+        match self.role {
+            ParityRole::DryRun => Ok(judges.into_iter().map(AnyJudge::dry_run).collect()),
+            ParityRole::Instead if !judges.iter().any(|j| !j.advisory()) => Err(Error::invalid(
+                format!("{path}.role"),
+                "instead",
+                "needs a parity judge that decides (an Argo metric without dryRun, Flagger's \
+                 or Kayenta's analysis): the sequential judges are a dry run, and a canary \
+                 that no judge decides would pass on no evidence",
+            )),
+            _ => Ok(judges),
+        }
     }
 
-    /// What judges beside the sequential judges, for the dry run: `Argo Rollouts' error_rate,
-    /// Flagger's analysis of error_rate and latency (threshold 2)`; `None` when nothing does.
+    /// What these judges do, for the dry run: `also judged by Argo Rollouts' error_rate,
+    /// Flagger's analysis of error_rate and latency (threshold 2)`, as their role has it;
+    /// `None` when there are none.
     pub(crate) fn summary(&self) -> Option<String> {
+        let judges = self.judges_named()?;
+        Some(match self.role {
+            ParityRole::Alongside => format!("also judged by {judges}"),
+            ParityRole::DryRun => {
+                format!("also judged, as a dry run recorded and never acted on, by {judges}")
+            }
+            ParityRole::Instead => format!(
+                "judged by {judges} instead of the sequential judges, which are a dry run \
+                 recorded and never acted on"
+            ),
+        })
+    }
+
+    /// The judges, named: `Argo Rollouts' error_rate, Flagger's analysis of error_rate and
+    /// latency (threshold 2)`; `None` when there are none.
+    fn judges_named(&self) -> Option<String> {
         let mut parts = Vec::new();
         if !self.argo.is_empty() {
             let each: Vec<String> = self

@@ -97,7 +97,7 @@ fn canary_summary(config: &DeploymentConfig, policy: &CanaryPolicy) -> String {
         }
     );
     if let Some(judges) = canary.parity_judges.as_ref().and_then(|p| p.summary()) {
-        out.push_str("; also judged by ");
+        out.push_str("; ");
         out.push_str(&judges);
     }
     if let Some(p) = &policy.pacing {

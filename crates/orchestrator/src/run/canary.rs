@@ -6,7 +6,7 @@ use std::time::Duration;
 use serin_canary::controller::{Action, CanaryController, Decision, Phase, Step};
 use serin_signals::{Metric, Timestamp, Track};
 
-use crate::config::{ROBUST_BATCH_SPAN, human};
+use crate::config::{ParityRole, ROBUST_BATCH_SPAN, human};
 use crate::error::{Error, Result};
 use crate::event::EventKind;
 use crate::state::{AnyJudge, CanaryRun, DeploymentState, Effect};
@@ -445,7 +445,7 @@ pub(super) fn store(c: CanaryController<AnyJudge>, last_reason: String) -> Canar
 /// `judgeLatency`, sharing `alpha` equally; robust modes batch half a minute of observations,
 /// and the default modes spread half of their prior on when a late regression began over the
 /// observations of `maxDuration` (see `CountTestConfig::restart_horizon`). Then the
-/// `parityJudges`, if any.
+/// `parityJudges`, if any; with their role `instead`, the sequential judges are a dry run.
 pub(crate) fn build_judges(config: &crate::config::DeploymentConfig) -> Result<Vec<AnyJudge>> {
     use serin_canary::sequential::{
         BatchCountConfig, CountMode, CountTestConfig, LatencyTestConfig, LatencyVariance,
@@ -505,6 +505,9 @@ pub(crate) fn build_judges(config: &crate::config::DeploymentConfig) -> Result<V
         })?)));
     }
     if let Some(parity) = &c.parity_judges {
+        if parity.role == ParityRole::Instead {
+            judges = judges.into_iter().map(AnyJudge::dry_run).collect();
+        }
         judges.extend(parity.judges("canaryConfig.parityJudges", c)?);
     }
     Ok(judges)

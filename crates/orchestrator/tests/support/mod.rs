@@ -191,6 +191,16 @@ impl World {
             .remove(0)
     }
 
+    /// The canary step of the dry run of `config`.
+    pub async fn canary_step(&self, config: &DeploymentConfig) -> String {
+        let plan = self.plan(config).await;
+        plan.steps
+            .iter()
+            .find(|s| s.starts_with("canary "))
+            .unwrap_or_else(|| panic!("no canary step: {plan}"))
+            .clone()
+    }
+
     pub fn set_rate(&self, version: &str, rate: f64) {
         self.rates
             .lock()
