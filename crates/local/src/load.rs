@@ -6,10 +6,12 @@
 //! than asked, and the time they would have waited is never measured (coordinated omission),
 //! so a slow switch looks fast and a stall looks like a quiet moment.
 //!
-//! - Each request goes out on an idle keep-alive connection, or on a new one. At most
-//!   `max_in_flight` requests are in flight at once ([`DEFAULT_MAX_IN_FLIGHT`] unless given);
-//!   a request that falls due while that many are is counted as **not sent** rather than
-//!   delayed, so the rate is never silently lower than asked.
+//! - Each request goes out on an idle keep-alive connection, or on a new one. A request whose
+//!   idle connection the proxy closed before the request was written goes out once more on a
+//!   new connection, as HTTP clients resend it (RFC 9112 §9.3.1): the proxy never saw it.
+//! - At most `max_in_flight` requests are in flight at once ([`DEFAULT_MAX_IN_FLIGHT`] unless
+//!   given); a request that falls due while that many are is counted as **not sent** rather
+//!   than delayed, so the rate is never silently lower than asked.
 //! - The latency of an answer is measured from the moment its request was **due**, not from when
 //!   it left: a scheduler that fell behind (a busy runtime) sends the requests it owes at once and
 //!   their wait shows as latency, not as a lower rate.
@@ -293,7 +295,7 @@ async fn schedule(shared: Arc<Shared>, rps: f64, max_in_flight: usize, stop: Arc
 /// One request, due at `due`: on an idle keep-alive connection, or a new one. A connection that
 /// cannot be made, or that drops the request, makes it unanswered.
 async fn request(shared: Arc<Shared>, due: Instant) {
-    let Some(mut sender) = sender(&shared).await else {
+    let Some(sender) = sender(&shared).await else {
         shared.tally().unanswered += 1;
         return;
     };
@@ -303,7 +305,7 @@ async fn request(shared: Arc<Shared>, due: Instant) {
     else {
         return;
     };
-    let Ok(resp) = sender.send_request(req).await else {
+    let Some((sender, resp)) = send(shared.proxy, sender, req).await else {
         shared.tally().unanswered += 1;
         return;
     };
@@ -324,6 +326,27 @@ async fn request(shared: Arc<Shared>, due: Instant) {
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+/// Sends `req` on `sender`, and returns the connection that answered with the answer. A request
+/// its connection closed before writing it (the proxy closed an idle keep-alive connection just
+/// as it was taken) is sent once more on a new connection to `proxy`, as HTTP clients do: the
+/// proxy never saw it, so it is no request a switch failed. One the connection took and then
+/// dropped is not sent again: that failure is the proxy's, and counts.
+async fn send(
+    proxy: SocketAddr,
+    mut sender: Sender,
+    req: hyper::Request<Empty<Bytes>>,
+) -> Option<(Sender, hyper::Response<hyper::body::Incoming>)> {
+    match sender.try_send_request(req).await {
+        Ok(resp) => Some((sender, resp)),
+        Err(mut failed) => {
+            let unsent = failed.take_message()?;
+            let mut fresh = connect(proxy).await?;
+            let resp = fresh.send_request(unsent).await.ok()?;
+            Some((fresh, resp))
+        }
+    }
+}
 
 /// An idle connection that can take a request (those the proxy closed meanwhile are dropped),
 /// else a new one; `None` if none could be made.
@@ -405,6 +428,63 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    /// A server that accepts each connection and reads `before_closing` bytes (none: at once)
+    /// of it before it closes it.
+    async fn closing(before_closing: usize) -> SocketAddr {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut read = vec![0; before_closing];
+                let _ = stream.read_exact(&mut read).await;
+            }
+        });
+        addr
+    }
+
+    /// A GET of `/` for the load's requests.
+    fn get() -> hyper::Request<Empty<Bytes>> {
+        hyper::Request::get("/")
+            .body(Empty::new())
+            .expect("request")
+    }
+
+    /// A connection the proxy closed before the request was written (it was idle, and the
+    /// proxy closed it as the request took it): the request is sent again on a new
+    /// connection, and answered. The proxy never saw it.
+    #[tokio::test]
+    async fn a_request_its_connection_closed_before_writing_it_is_sent_on_a_new_one() {
+        let (proxy, arrivals, _server) = slow(Duration::ZERO).await;
+        let stream = TcpStream::connect(closing(0).await).await.expect("connect");
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+                .await
+                .expect("handshake");
+        // The connection ends with the peer's close, before any request.
+        let _ = conn.await;
+        let (_, resp) = send(proxy, sender, get()).await.expect("answered");
+        assert_eq!(resp.headers()[VERSION_HEADER], "1.0.0");
+        assert_eq!(arrivals.lock().unwrap().len(), 1);
+    }
+
+    /// A connection that took the request and then closed without an answer: the request is
+    /// not sent again (the proxy saw it and dropped it, which is what the load counts).
+    #[tokio::test]
+    async fn a_request_its_connection_took_and_dropped_is_not_sent_again() {
+        let (proxy, arrivals, _server) = slow(Duration::ZERO).await;
+        let stream = TcpStream::connect(closing(4).await).await.expect("connect");
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+                .await
+                .expect("handshake");
+        tokio::spawn(conn);
+        assert!(send(proxy, sender, get()).await.is_none());
+        assert!(arrivals.lock().unwrap().is_empty());
     }
 
     /// A server that accepts connections and never answers: the requests hang. It counts the
