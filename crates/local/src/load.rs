@@ -447,6 +447,19 @@ mod tests {
         addr
     }
 
+    /// A client connection to `addr`, its connection task not yet running.
+    async fn handshake(
+        addr: SocketAddr,
+    ) -> (
+        Sender,
+        hyper::client::conn::http1::Connection<TokioIo<TcpStream>, Empty<Bytes>>,
+    ) {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake")
+    }
+
     /// A GET of `/` for the load's requests.
     fn get() -> hyper::Request<Empty<Bytes>> {
         hyper::Request::get("/")
@@ -460,11 +473,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_its_connection_closed_before_writing_it_is_sent_on_a_new_one() {
         let (proxy, arrivals, _server) = slow(Duration::ZERO).await;
-        let stream = TcpStream::connect(closing(0).await).await.expect("connect");
-        let (sender, conn) =
-            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
-                .await
-                .expect("handshake");
+        let (sender, conn) = handshake(closing(0).await).await;
         // The connection ends with the peer's close, before any request.
         let _ = conn.await;
         let (_, resp) = send(proxy, sender, get()).await.expect("answered");
@@ -477,11 +486,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_its_connection_took_and_dropped_is_not_sent_again() {
         let (proxy, arrivals, _server) = slow(Duration::ZERO).await;
-        let stream = TcpStream::connect(closing(4).await).await.expect("connect");
-        let (sender, conn) =
-            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
-                .await
-                .expect("handshake");
+        let (sender, conn) = handshake(closing(4).await).await;
         tokio::spawn(conn);
         assert!(send(proxy, sender, get()).await.is_none());
         assert!(arrivals.lock().unwrap().is_empty());
