@@ -1,6 +1,6 @@
 //! `canaryConfig.parityJudges`: Argo Rollouts, Flagger and Kayenta analyses, written as for
-//! those controllers, judge a canary beside the sequential judges, on the in-memory world
-//! under paused time.
+//! those controllers, judge a canary beside the sequential judges (or either side is a dry
+//! run), on the in-memory world under paused time.
 
 use crate::support;
 

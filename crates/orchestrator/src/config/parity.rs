@@ -1,5 +1,5 @@
 //! `canaryConfig.parityJudges`: the analyses of Argo Rollouts, Flagger and Kayenta, as written
-//! for those controllers, judging a canary beside the sequential judges.
+//! for those controllers, judging a canary beside the sequential judges, or either as a dry run.
 
 use serde::{Deserialize, Serialize};
 use serin_canary::judge::Judge;
