@@ -558,7 +558,7 @@ fn a_journalled_judge_with_a_setting_its_constructor_refuses_is_refused() {
         ("/minExpectedErrors", json!(0.0)),
         ("/minPoints", json!(0)),
         ("/failureLimit", json!(-5)),
-        ("/threshold", json!(0)),
+        ("/quantity", json!({"latencyQuantile": 1.5})),
     ];
     for (kind, state, pointers) in states() {
         if matches!(kind, Kind::Controller | Kind::PacedController) {
