@@ -500,7 +500,7 @@ fn thresholds_for(effect: Effect) -> (ArgoJudge, FlaggerJudge) {
         ),
     };
     let mut a = ArgoConfig::new(metric.clone(), argo_q);
-    a.success_condition = Some(argo_ok);
+    a.success_condition = Some(argo_ok.into());
     let mut f = FlaggerConfig::new(metric, flagger_q, flagger_ok);
     f.no_data_fails = true; // Flagger's own behaviour.
     (

@@ -440,6 +440,12 @@ mod tests {
         assert_eq!(parity.role, serin_orchestrator::ParityRole::Alongside);
         let flagger = parity.flagger.expect("a Flagger analysis");
         assert_eq!((flagger.threshold, flagger.metrics.len()), (2, 2));
+        let argo = parity.argo.first().expect("an Argo metric");
+        let condition = argo
+            .success_condition
+            .as_ref()
+            .expect("its success condition");
+        assert_eq!(condition.to_string(), "result[0] <= 0.05");
     }
 
     #[test]

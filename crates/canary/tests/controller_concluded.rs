@@ -23,8 +23,8 @@ use serin_signals::{Metric, Observation, Timestamp, Track};
 /// inconclusive in between.
 fn argo(inconclusive_limit: u32) -> ArgoJudge {
     let mut c = ArgoConfig::new(Metric::ErrorRate, Quantity::ErrorRate);
-    c.success_condition = Some(Range::at_most(0.01));
-    c.failure_condition = Some(Range::at_least(0.05));
+    c.success_condition = Some(Range::at_most(0.01).into());
+    c.failure_condition = Some(Range::at_least(0.05).into());
     c.inconclusive_limit = inconclusive_limit;
     ArgoJudge::new(c).unwrap()
 }
@@ -147,7 +147,7 @@ fn a_run_ended_inconclusive_rolls_back_at_once_while_the_caller_holds() {
 fn an_argo_run_ended_in_error_is_not_moved_past_when_data_returns() {
     // Argo with a success condition alone: a measurement fails or succeeds, or errors on no data.
     let mut c = ArgoConfig::new(Metric::ErrorRate, Quantity::ErrorRate);
-    c.success_condition = Some(Range::at_most(0.01));
+    c.success_condition = Some(Range::at_most(0.01).into());
     let mut ctl = CanaryController::new(
         policy(OnInconclusive::Hold),
         vec![ArgoJudge::new(c).unwrap()],

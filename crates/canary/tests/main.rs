@@ -37,6 +37,7 @@ mod sequential_evidence;
 mod sequential_robustness;
 mod sequential_saved_state;
 mod sequential_split_changes;
+mod threshold_argo_conditions;
 mod threshold_argo_dry_run;
 mod threshold_argo_run_length;
 mod threshold_forged_last;

@@ -87,7 +87,7 @@ fn kayenta() -> KayentaJudge {
 
 fn argo() -> ArgoJudge {
     let mut c = ArgoConfig::new(Metric::ErrorRate, Quantity::ErrorRate);
-    c.failure_condition = Some(Range::at_least(0.02));
+    c.failure_condition = Some(Range::at_least(0.02).into());
     ArgoJudge::new(c).unwrap()
 }
 

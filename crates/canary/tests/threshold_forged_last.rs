@@ -23,7 +23,7 @@ fn refused<T: serde::de::DeserializeOwned>(state: Value, field: &str) -> String 
 /// An Argo metric `result <= 0.01` that tolerates three failures, after one failed measurement.
 fn argo_after_a_failure() -> Value {
     let mut c = ArgoConfig::new(Metric::ErrorRate, Quantity::ErrorRate);
-    c.success_condition = Some(Range::at_most(0.01));
+    c.success_condition = Some(Range::at_most(0.01).into());
     c.failure_limit = 3;
     let mut j = ArgoJudge::new(c).unwrap();
     j.measure(Some(0.5));

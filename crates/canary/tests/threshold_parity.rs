@@ -9,8 +9,8 @@ use serin_signals::{Counts, Measurement, Metric, Observation, Timestamp, Track, 
 
 fn argo(success: Option<Range>, failure: Option<Range>) -> ArgoJudge {
     let mut c = ArgoConfig::new(Metric::ErrorRate, Quantity::ErrorRate);
-    c.success_condition = success;
-    c.failure_condition = failure;
+    c.success_condition = success.map(Into::into);
+    c.failure_condition = failure.map(Into::into);
     ArgoJudge::new(c).unwrap()
 }
 
@@ -42,7 +42,7 @@ fn argo_limits_decide_the_run() {
     // failureLimit 2: the third failure fails; −1 never fails (Argo ≥ 1.8 takes −1 only with a
     // consecutiveSuccessLimit, which then is the only way the run ends).
     let mut c = ArgoConfig::new(Metric::ErrorRate, Quantity::ErrorRate);
-    c.success_condition = Some(Range::at_most(0.01));
+    c.success_condition = Some(Range::at_most(0.01).into());
     c.failure_limit = 2;
     let mut j = ArgoJudge::new(c.clone()).unwrap();
     for _ in 0..2 {
@@ -148,7 +148,7 @@ fn argo_missing_data_is_inconclusive_never_a_failure() {
 #[test]
 fn an_argo_run_that_ended_keeps_its_phase() {
     let mut c = ArgoConfig::new(Metric::ErrorRate, Quantity::ErrorRate);
-    c.success_condition = Some(Range::at_most(0.01));
+    c.success_condition = Some(Range::at_most(0.01).into());
     c.count = Some(3);
     let mut j = ArgoJudge::new(c).unwrap();
     for m in 0..3 {
@@ -248,7 +248,7 @@ fn argo_errored_measurements_do_not_count_toward_count() {
     // `count` only for Successful, Failed and Inconclusive), so `count: 3` is never reached by
     // errors alone: a provider outage is not a Successful run.
     let mut c = ArgoConfig::new(Metric::ErrorRate, Quantity::ErrorRate);
-    c.success_condition = Some(Range::at_most(0.01));
+    c.success_condition = Some(Range::at_most(0.01).into());
     c.count = Some(3);
     let mut j = ArgoJudge::new(c).unwrap();
     for m in 0..3 {
@@ -279,7 +279,7 @@ fn a_successful_argo_run_passes_whatever_its_last_measurement() {
     // and a failure, and the rollout goes on. The run has ended, so the judge must pass rather
     // than hold on an inconclusive verdict that no later measurement can change.
     let mut c = ArgoConfig::new(Metric::ErrorRate, Quantity::ErrorRate);
-    c.success_condition = Some(Range::at_most(0.01));
+    c.success_condition = Some(Range::at_most(0.01).into());
     c.failure_limit = 1;
     c.count = Some(2);
     let mut j = ArgoJudge::new(c).unwrap();
@@ -295,7 +295,7 @@ fn argo_limits(
     count: Option<u32>,
 ) -> ArgoConfig {
     let mut c = ArgoConfig::new(Metric::ErrorRate, Quantity::ErrorRate);
-    c.success_condition = Some(Range::at_most(0.01));
+    c.success_condition = Some(Range::at_most(0.01).into());
     c.failure_limit = failure_limit;
     c.consecutive_success_limit = consecutive_success_limit;
     c.count = count;

@@ -34,7 +34,7 @@ proptest! {
         failure_limit in -1i64..3,
     ) {
         let mut a = ArgoConfig::new(Metric::ErrorRate, Quantity::ErrorRate);
-        a.success_condition = Some(Range::at_most(0.01));
+        a.success_condition = Some(Range::at_most(0.01).into());
         a.failure_limit = failure_limit;
         // Argo takes failureLimit −1 only with a consecutiveSuccessLimit.
         a.consecutive_success_limit = if failure_limit < 0 { 3 } else { 0 };

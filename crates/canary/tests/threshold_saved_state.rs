@@ -10,7 +10,7 @@ use serin_signals::{Metric, Timestamp};
 
 fn argo() -> ArgoJudge {
     let mut c = ArgoConfig::new(Metric::ErrorRate, Quantity::ErrorRate);
-    c.success_condition = Some(Range::at_most(0.01));
+    c.success_condition = Some(Range::at_most(0.01).into());
     c.failure_limit = 3;
     c.inconclusive_limit = 3;
     c.consecutive_success_limit = 5;

@@ -101,10 +101,15 @@ async fn flagger_s_analysis_passes_a_canary_within_its_ranges() {
 }
 
 /// An Argo metric whose failure condition the canary meets fails it at Argo's default
-/// `failureLimit` of 0; the same metric as a dry run only advises, and the canary goes on.
+/// `failureLimit` of 0, whether the condition is written as bounds or as in an Argo template;
+/// the same metric as a dry run only advises, and the canary goes on.
 #[tokio::test(start_paused = true)]
 async fn an_argo_metric_rolls_back_unless_it_is_a_dry_run() {
-    for dry_run in [false, true] {
+    for (dry_run, condition) in [
+        (false, "{min: 300}"),
+        (false, "result[0] >= 300"),
+        (true, "{min: 300}"),
+    ] {
         let (world, _traffic) = World::serving(0.001, 0.001).await;
         world.set_latency("1.0.0", 100.0);
         world.set_latency("1.1.0", 400.0);
@@ -113,7 +118,7 @@ async fn an_argo_metric_rolls_back_unless_it_is_a_dry_run() {
 argo:
   - metric: latency
     quantity: latencyMean
-    failureCondition: {{min: 300}}
+    failureCondition: {condition}
     interval: 10s
     dryRun: {dry_run}
 "
@@ -365,7 +370,8 @@ async fn a_kayenta_run_s_final_judgement_comes_before_the_promotion() {
 }
 
 /// A whole deployment file with parity judges loads, and a metric name written as config keys
-/// are (`errorRate`) is refused at its path with the spelling that was meant.
+/// are (`errorRate`) is refused at its path with the spelling that was meant; so is an Argo
+/// condition that asks for more than one measurement holds.
 #[test]
 fn a_deployment_file_with_parity_judges_loads_and_a_misspelt_metric_names_its_path() {
     let file = |metric: &str| {
@@ -397,6 +403,32 @@ canaryConfig:
     assert!(
         err.contains("canaryConfig.parityJudges.flagger.metrics[0].metric")
             && err.contains("write `error_rate`"),
+        "{err}"
+    );
+    let argo = |condition: &str| {
+        format!(
+            "strategy: canary
+version: 1.1.0
+targetServices: [web]
+canaryConfig:
+  parityJudges:
+    argo:
+      - metric: error_rate
+        quantity: errorRate
+        successCondition: {condition}
+"
+        )
+    };
+    let config = DeploymentConfig::from_yaml(&argo("result[0] <= 0.01")).expect("loads");
+    let parity = config.canary_config.parity_judges.expect("parity judges");
+    let written = parity.argo[0].success_condition.as_ref().expect("written");
+    assert_eq!(written.to_string(), "result[0] <= 0.01");
+    let err = DeploymentConfig::from_yaml(&argo("result[1] <= 0.01"))
+        .expect_err("a second value")
+        .to_string();
+    assert!(
+        err.contains("canaryConfig.parityJudges.argo[0].successCondition")
+            && err.contains("`1` at character 8 is not an index Serin reads"),
         "{err}"
     );
 }

@@ -8,7 +8,7 @@ use serin_signals::{Metric, Timestamp};
 
 use crate::judge::{Judge, Judgement, Sample, Severity, Verdict, check_metric};
 use crate::kayenta::Quantity;
-use crate::threshold::bounds::Range;
+use crate::threshold::condition::Condition;
 use crate::{Error, Result};
 
 /// One metric of an Argo `AnalysisTemplate`, with Argo's defaults.
@@ -28,10 +28,11 @@ pub struct ArgoConfig {
     pub metric: Metric,
     /// Which number of the canary's observation is the measurement's `result`.
     pub quantity: Quantity,
-    /// `successCondition` as bounds on the result.
-    pub success_condition: Option<Range>,
-    /// `failureCondition` as bounds on the result (inside the range = the condition holds).
-    pub failure_condition: Option<Range>,
+    /// `successCondition`: bounds on the result, or Argo's expression as written
+    /// (`result[0] <= 0.01`; see [`Condition`] for what it may hold).
+    pub success_condition: Option<Condition>,
+    /// `failureCondition`, written as `successCondition` is (bounds hold inside the range).
+    pub failure_condition: Option<Condition>,
     /// Failed when failed measurements exceed this; −1 disables (Argo default 0). Disabling it
     /// needs a `consecutiveSuccessLimit`, as in Argo ≥ 1.8: a metric must be able to end.
     pub failure_limit: i64,
@@ -74,9 +75,9 @@ struct WrittenArgoConfig {
     metric: Metric,
     quantity: Quantity,
     #[serde(default)]
-    success_condition: Option<Range>,
+    success_condition: Option<Condition>,
     #[serde(default)]
-    failure_condition: Option<Range>,
+    failure_condition: Option<Condition>,
     #[serde(default)]
     failure_limit: i64,
     #[serde(default)]
@@ -219,8 +220,8 @@ impl ArgoConfig {
         let Some(v) = result.filter(|v| v.is_finite()) else {
             return ArgoPhase::Error;
         };
-        let mut success = self.success_condition.is_some_and(|r| r.contains(v));
-        let mut fail = self.failure_condition.is_some_and(|r| r.contains(v));
+        let mut success = self.success_condition.as_ref().is_some_and(|c| c.holds(v));
+        let mut fail = self.failure_condition.as_ref().is_some_and(|c| c.holds(v));
         match (&self.success_condition, &self.failure_condition) {
             (None, None) => return ArgoPhase::Successful,
             (Some(_), None) => fail = !success,

@@ -1,13 +1,15 @@
 //! Threshold parity: Argo Rollouts' and Flagger's analysis rules as judges, for parity with those
 //! controllers and as baselines in the evaluation harness.
 //!
-//! Both judge the canary's value alone against fixed bounds ([`Range`]), once per interval,
+//! Both judge the canary's value alone against fixed bounds ([`Range`], or an Argo condition
+//! of one value), once per interval,
 //! without a baseline: they judge load and time of day as much as the version, and give no
 //! guarantee on false rollbacks when checked repeatedly.
 //!
-//! - [`ArgoJudge`]: `successCondition` / `failureCondition` as bounds, `failureLimit` (0),
-//!   `inconclusiveLimit` (0), `consecutiveErrorLimit` (4), `consecutiveSuccessLimit`, `count`
-//!   and `interval` (neither: one measurement), and per-metric `dryRun`.
+//! - [`ArgoJudge`]: `successCondition` / `failureCondition` as bounds or as Argo's expressions
+//!   ([`Condition`]: `result[0] <= 0.01`), `failureLimit` (0), `inconclusiveLimit` (0),
+//!   `consecutiveErrorLimit` (4), `consecutiveSuccessLimit`, `count` and `interval` (neither:
+//!   one measurement), and per-metric `dryRun`.
 //! - [`FlaggerJudge`]: `thresholdRange` min/max and `threshold` failed checks (1); no data is a
 //!   failed check only in its parity mode (`noDataFails`).
 //! - [`FlaggerAnalysis`]: Flagger's analysis of several metrics at once, with its one
@@ -19,11 +21,13 @@
 
 mod argo;
 mod bounds;
+mod condition;
 mod flagger;
 mod flagger_analysis;
 
 pub use argo::{ArgoConfig, ArgoJudge, ArgoPhase};
 pub use bounds::Range;
+pub use condition::{Condition, Expression};
 pub use flagger::{CheckOutcome, FlaggerConfig, FlaggerJudge};
 pub use flagger_analysis::{FlaggerAnalysis, FlaggerAnalysisConfig, FlaggerMetric};
 
