@@ -439,7 +439,7 @@ mod tests {
         let parity = config.canary_config.parity_judges.expect("parity judges");
         assert_eq!(parity.role, serin_orchestrator::ParityRole::Alongside);
         let flagger = parity.flagger.expect("a Flagger analysis");
-        assert_eq!((flagger.threshold, flagger.metrics.len()), (2, 2));
+        assert_eq!((flagger.threshold, flagger.metrics.len()), (2, 3));
         let argo = parity.argo.first().expect("an Argo metric");
         let condition = argo
             .success_condition

@@ -270,6 +270,84 @@ fn configs_validate_with_paths_and_deny_unknown_fields() {
     );
 }
 
+/// Flagger's docs' analysis, pasted as written: the built-in checks by name, with the
+/// analysis's and each metric's interval. The names stand for what Flagger's built-ins read,
+/// and the analysis reads back as written.
+#[test]
+fn flagger_s_built_in_checks_read_by_name_as_written_for_flagger() {
+    let yaml = "
+interval: 1m
+threshold: 5
+metrics:
+  - name: request-success-rate
+    thresholdRange: {min: 99}
+    interval: 1m
+  - name: request-duration
+    thresholdRange: {max: 500}
+    interval: 30s
+";
+    let c: FlaggerAnalysisConfig = serde_yaml_ng::from_str(yaml).expect("reads");
+    let reads: Vec<(Metric, Quantity)> = c
+        .metrics
+        .iter()
+        .map(|m| (m.metric.clone(), m.quantity))
+        .collect();
+    assert_eq!(
+        reads,
+        vec![
+            (Metric::ErrorRate, Quantity::SuccessRatePercent),
+            (Metric::Latency, Quantity::LatencyQuantile(0.99)),
+        ]
+    );
+    assert_eq!(c.interval, Some(std::time::Duration::from_secs(60)));
+    assert_eq!(
+        c.metrics[1].interval,
+        Some(std::time::Duration::from_secs(30))
+    );
+    let checks: Vec<_> = c.metrics.iter().map(|m| m.threshold_range).collect();
+    let builtins: Vec<_> = flagger_builtins()
+        .iter()
+        .map(|m| m.threshold_range)
+        .collect();
+    assert_eq!(
+        checks, builtins,
+        "the same checks as the built-ins written out"
+    );
+    let mut a = FlaggerAnalysis::new(c.clone()).expect("valid");
+    a.check(&[Some(97.0), Some(300.0)]).unwrap();
+    assert_eq!(a.failed_checks(), 1);
+    let back: FlaggerAnalysis =
+        serde_json::from_str(&serde_json::to_string(&a).unwrap()).expect("reads back");
+    assert_eq!(back, a);
+    assert_eq!(
+        back.config().metrics[0].name.as_deref(),
+        Some("request-success-rate")
+    );
+
+    // A custom check names what it reads, and may keep its Flagger name as a label.
+    let custom: FlaggerAnalysisConfig = serde_json::from_value(json!({"metrics": [
+        {"name": "cpu-usage", "metric": "cpu", "quantity": "value", "thresholdRange": {"max": 80}}
+    ]}))
+    .expect("reads");
+    assert_eq!(custom.metrics[0].metric, Metric::Cpu);
+    for (metric, says) in [
+        (
+            json!({"name": "cpu-usage", "thresholdRange": {"max": 80}}),
+            "names the metric and quantity it reads",
+        ),
+        (
+            json!({"name": "request-duration", "metric": "latency", "quantity": "latencyMean",
+                   "thresholdRange": {"max": 500}}),
+            "is Flagger's built-in check of",
+        ),
+    ] {
+        let err = serde_json::from_value::<FlaggerAnalysisConfig>(json!({"metrics": [metric]}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(says), "{err}");
+    }
+}
+
 #[test]
 fn a_journalled_analysis_reads_back_only_with_counts_its_intervals_can_leave() {
     let mut a = analysis(3, false);

@@ -38,12 +38,11 @@ const FLAGGER_P99: &str = "
 flagger:
   threshold: 2
   metrics:
-    - metric: error_rate
-      quantity: successRatePercent
+    - name: request-success-rate
       thresholdRange: {min: 99}
-    - metric: latency
-      quantity: {latencyQuantile: 0.99}
+    - name: request-duration
       thresholdRange: {max: 500}
+      interval: 10s
 ";
 
 /// A Kayenta canary config of one metric, the p99 latency, over the run `run` (YAML flow
@@ -198,6 +197,18 @@ fn settings_the_parity_judges_cannot_run_are_refused_with_their_path() {
             "argo: [{metric: error_rate, quantity: errorRate, interval: 1m}]",
             "canaryConfig.parityJudges.argo[0].interval",
             "metricsWindow (10s) is one measurement",
+        ),
+        (
+            "flagger: {interval: 1m, metrics: [{name: request-success-rate, \
+             thresholdRange: {min: 99}}]}",
+            "canaryConfig.parityJudges.flagger.interval",
+            "metricsWindow (10s) is one check",
+        ),
+        (
+            "flagger: {metrics: [{name: request-duration, thresholdRange: {max: 500}, \
+             interval: 30s}]}",
+            "canaryConfig.parityJudges.flagger.metrics[0].interval",
+            "metricsWindow (10s) is one check",
         ),
         (
             "argo: [{metric: error_rate, quantity: errorRate, failureLimit: -1}]",

@@ -3,6 +3,8 @@
 //! (`advanceCanary`, `runAnalysis` and `runMetricChecks` in fluxcd/flagger's
 //! `pkg/controller/scheduler*.go`).
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use serin_signals::{Metric, Timestamp};
 
@@ -16,9 +18,23 @@ use crate::threshold::flagger::{
 use crate::{Error, Result};
 
 /// One metric check of a Flagger analysis (an entry of `analysis.metrics`).
+///
+/// Written as for Flagger, a check of a built-in metric needs only its `name` and
+/// `thresholdRange`: `request-success-rate` checks the success rate in percent of
+/// `error_rate` and `request-duration` the p99 of `latency` in milliseconds, as Flagger's
+/// built-ins do. Any other check names the Serin `metric` and `quantity` it reads (Flagger's
+/// `templateRef` query is the metrics source's business here), and may keep its Flagger
+/// `name` as a label.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    try_from = "WrittenFlaggerMetric"
+)]
 pub struct FlaggerMetric {
+    /// Flagger's name for the check, if written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// The metric checked (Flagger checks the canary alone).
     pub metric: Metric,
     /// Which number of the canary's observation is checked (`successRatePercent` for the
@@ -26,15 +42,86 @@ pub struct FlaggerMetric {
     pub quantity: Quantity,
     /// The accepted range of the value.
     pub threshold_range: Range,
+    /// The window each value is read over (Flagger's metric `interval`, default `1m`), if
+    /// written; whoever feeds the analysis reads values over its own window, and may refuse
+    /// another.
+    #[serde(
+        with = "serin_signals::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub interval: Option<Duration>,
+}
+
+/// A [`FlaggerMetric`] as written: a built-in's `name` stands for its metric and quantity.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WrittenFlaggerMetric {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    metric: Option<Metric>,
+    #[serde(default)]
+    quantity: Option<Quantity>,
+    threshold_range: Range,
+    #[serde(default, with = "serin_signals::duration::option")]
+    interval: Option<Duration>,
+}
+
+/// Flagger's built-in checks and what each reads.
+fn built_in(name: &str) -> Option<(Metric, Quantity)> {
+    match name {
+        "request-success-rate" => Some((Metric::ErrorRate, Quantity::SuccessRatePercent)),
+        "request-duration" => Some((Metric::Latency, Quantity::LatencyQuantile(0.99))),
+        _ => None,
+    }
+}
+
+impl TryFrom<WrittenFlaggerMetric> for FlaggerMetric {
+    type Error = Error;
+
+    fn try_from(w: WrittenFlaggerMetric) -> Result<Self> {
+        let reads = w.name.as_deref().and_then(built_in);
+        let (metric, quantity) = match (w.metric, w.quantity, reads) {
+            (Some(m), Some(q), None) => (m, q),
+            (None, None, Some(reads)) => reads,
+            (Some(m), Some(q), Some(reads)) if (&m, q) == (&reads.0, reads.1) => reads,
+            (_, _, Some((m, q))) => {
+                return Err(Error::invalid_config(
+                    "flaggerMetric.name",
+                    w.name.unwrap_or_default(),
+                    format!(
+                        "is Flagger's built-in check of {} of `{m}`: leave out metric and                          quantity, or give another name to a check of something else",
+                        q.describe()
+                    ),
+                ));
+            }
+            (_, _, None) => {
+                return Err(Error::invalid_config(
+                    "flaggerMetric.metric",
+                    w.name.as_deref().unwrap_or("(no name)"),
+                    "a check names the metric and quantity it reads, unless it is one of                      Flagger's built-ins (`request-success-rate`, `request-duration`)",
+                ));
+            }
+        };
+        Ok(FlaggerMetric {
+            name: w.name,
+            metric,
+            quantity,
+            threshold_range: w.threshold_range,
+            interval: w.interval,
+        })
+    }
 }
 
 impl FlaggerMetric {
     /// A check of `quantity` of `metric` against `range`.
     pub fn new(metric: Metric, quantity: Quantity, range: Range) -> Self {
         FlaggerMetric {
+            name: None,
             metric,
             quantity,
             threshold_range: range,
+            interval: None,
         }
     }
 }
@@ -49,6 +136,14 @@ pub struct FlaggerAnalysisConfig {
     /// failed check.
     #[serde(default = "default_threshold")]
     pub threshold: u32,
+    /// How often the metrics are checked (Flagger's `analysis.interval`, default `1m`), if
+    /// written; whoever feeds the analysis checks at its own pace, and may refuse another.
+    #[serde(
+        default,
+        with = "serin_signals::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub interval: Option<Duration>,
     /// Flagger parity: a metric without data fails its check, as in Flagger ("no values
     /// found"). Off by default, because Serin treats missing data as inconclusive.
     #[serde(default)]
@@ -63,6 +158,7 @@ impl FlaggerAnalysisConfig {
     pub fn new(metrics: Vec<FlaggerMetric>) -> Self {
         FlaggerAnalysisConfig {
             threshold: default_threshold(),
+            interval: None,
             no_data_fails: false,
             metrics,
         }

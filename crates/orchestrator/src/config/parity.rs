@@ -1,6 +1,8 @@
 //! `canaryConfig.parityJudges`: the analyses of Argo Rollouts, Flagger and Kayenta, as written
 //! for those controllers, judging a canary beside the sequential judges, or either as a dry run.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use serin_canary::judge::Judge;
 use serin_canary::kayenta::{KayentaAnalysis, KayentaAnalysisConfig};
@@ -45,8 +47,10 @@ pub struct ParityJudges {
     /// `canaryConfig.metricsWindow`: each window is one measurement.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub argo: Vec<ArgoConfig>,
-    /// A Flagger canary's `analysis`: its metric checks and its one `threshold` of failed
-    /// checks, one check per window (Flagger's `analysis.interval`).
+    /// A Flagger canary's `analysis`: its metric checks (the built-ins by name,
+    /// `request-success-rate` and `request-duration`) and its one `threshold` of failed checks,
+    /// one check per window. Its `interval` and each metric's, if written, must be
+    /// `canaryConfig.metricsWindow`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flagger: Option<FlaggerAnalysisConfig>,
     /// A Kayenta canary config, each metric bound to a Serin metric, judged as Spinnaker's
@@ -87,25 +91,34 @@ impl ParityJudges {
     /// canary before the run's final judgement.
     pub(crate) fn judges(&self, path: &str, canary: &CanaryConfig) -> Result<Vec<AnyJudge>> {
         let window = canary.metrics_window;
+        // Each window is one measurement or check: an interval written otherwise would be
+        // read as this one.
+        let same_window = |at: String, interval: Option<Duration>, each: &str| match interval {
+            Some(d) if d != window => Err(Error::invalid(
+                at,
+                human(d),
+                format!(
+                    "each canaryConfig.metricsWindow ({}) is one {each}: leave the interval \
+                     out or set metricsWindow to it",
+                    human(window)
+                ),
+            )),
+            _ => Ok(()),
+        };
         let mut judges = Vec::new();
         for (i, c) in self.argo.iter().enumerate() {
             let at = format!("{path}.argo[{i}]");
-            if let Some(interval) = c.interval.filter(|d| *d != window) {
-                return Err(Error::invalid(
-                    format!("{at}.interval"),
-                    human(interval),
-                    format!(
-                        "each canaryConfig.metricsWindow ({}) is one measurement: leave the \
-                         interval out or set metricsWindow to it",
-                        human(window)
-                    ),
-                ));
-            }
+            same_window(format!("{at}.interval"), c.interval, "measurement")?;
             let judge = ArgoJudge::new(c.clone()).map_err(|e| relocate(e, &at))?;
             judges.push(AnyJudge::Argo(Box::new(judge)));
         }
         if let Some(c) = &self.flagger {
             let at = format!("{path}.flagger");
+            same_window(format!("{at}.interval"), c.interval, "check")?;
+            for (i, m) in c.metrics.iter().enumerate() {
+                let metric_at = format!("{at}.metrics[{i}].interval");
+                same_window(metric_at, m.interval, "check")?;
+            }
             let judge = FlaggerAnalysis::new(c.clone()).map_err(|e| relocate(e, &at))?;
             judges.push(AnyJudge::Flagger(Box::new(judge)));
         }
