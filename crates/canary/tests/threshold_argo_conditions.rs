@@ -18,6 +18,7 @@ fn judge(config: serde_json::Value) -> ArgoJudge {
 #[test]
 fn the_docs_success_rate_template_fails_at_its_fourth_failure() {
     let mut j = judge(json!({
+        "name": "success-rate",
         "metric": "error_rate",
         "quantity": "successRatePercent",
         "successCondition": "result[0] >= 95",
@@ -30,6 +31,7 @@ fn the_docs_success_rate_template_fails_at_its_fourth_failure() {
     }
     j.measure(Some(94.9));
     assert_eq!(j.phase(), ArgoPhase::Failed);
+    assert_eq!(j.config().name.as_deref(), Some("success-rate"));
     assert!(matches!(
         j.judgement(Timestamp::EPOCH).verdict,
         Verdict::Fail(_)

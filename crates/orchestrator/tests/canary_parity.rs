@@ -169,12 +169,13 @@ async fn the_dry_run_lists_the_parity_judges() {
     let world = World::new();
     world.install("1.0.0").await;
     let config = with_parity(&format!(
-        "{FLAGGER_P99}argo:\n  - {{metric: error_rate, quantity: errorRate, dryRun: true}}\n{}",
+        "{FLAGGER_P99}argo:\n  - {{metric: error_rate, quantity: errorRate, dryRun: true}}\n  \
+         - {{name: errors, metric: error_rate, quantity: errorRate, interval: 10s}}\n{}",
         kayenta_p99("{lifetimePoints: 12}")
     ));
     let step = world.canary_step(&config).await;
     for said in [
-        "also judged by Argo Rollouts' error_rate (dry run)",
+        "also judged by Argo Rollouts' error_rate (dry run), errors on error_rate",
         "Flagger's analysis of error_rate and latency (threshold 2)",
         "Kayenta's canary config `checkout` (1 metric, a run of 12 points)",
     ] {

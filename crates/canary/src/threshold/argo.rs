@@ -24,6 +24,10 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", from = "WrittenArgoConfig")]
 pub struct ArgoConfig {
+    /// The metric's `name` in the `AnalysisTemplate`, if written: a label (what it measures
+    /// is `metric` and `quantity`; Argo's `provider` query is the metrics source's business).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// The metric judged (Argo measures the canary alone, not against the baseline).
     pub metric: Metric,
     /// Which number of the canary's observation is the measurement's `result`.
@@ -72,6 +76,8 @@ pub struct ArgoConfig {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct WrittenArgoConfig {
+    #[serde(default)]
+    name: Option<String>,
     metric: Metric,
     quantity: Quantity,
     #[serde(default)]
@@ -110,6 +116,7 @@ impl From<WrittenArgoConfig> for ArgoConfig {
             _ => w.interval.is_none().then_some(1),
         };
         ArgoConfig {
+            name: w.name,
             metric: w.metric,
             quantity: w.quantity,
             success_condition: w.success_condition,
@@ -136,6 +143,7 @@ impl ArgoConfig {
     /// interval, which is what such a config reads as.
     pub fn new(metric: Metric, quantity: Quantity) -> Self {
         ArgoConfig {
+            name: None,
             metric,
             quantity,
             success_condition: None,
@@ -488,6 +496,11 @@ impl ArgoJudge {
         }
         self.last = Some((phase, result));
         phase
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ArgoConfig {
+        &self.config
     }
 
     /// The run's phase after the measurements so far (`assessMetricStatus`); `Running` before

@@ -194,7 +194,10 @@ impl ParityJudges {
                 .iter()
                 .map(|c| {
                     let dry = if c.dry_run { " (dry run)" } else { "" };
-                    format!("{}{dry}", c.metric)
+                    match &c.name {
+                        Some(name) => format!("{name} on {}{dry}", c.metric),
+                        None => format!("{}{dry}", c.metric),
+                    }
                 })
                 .collect();
             parts.push(format!("Argo Rollouts' {}", each.join(", ")));
