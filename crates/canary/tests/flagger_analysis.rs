@@ -344,7 +344,7 @@ metrics:
         let err = serde_json::from_value::<FlaggerAnalysisConfig>(json!({"metrics": [metric]}))
             .unwrap_err()
             .to_string();
-        assert!(err.contains(says), "{err}");
+        assert!(err.contains(says) && !err.contains("  "), "{err}");
     }
 }
 

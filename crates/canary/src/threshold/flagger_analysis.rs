@@ -90,7 +90,8 @@ impl TryFrom<WrittenFlaggerMetric> for FlaggerMetric {
                     "flaggerMetric.name",
                     w.name.unwrap_or_default(),
                     format!(
-                        "is Flagger's built-in check of {} of `{m}`: leave out metric and                          quantity, or give another name to a check of something else",
+                        "is Flagger's built-in check of {} of `{m}`: leave out metric and \
+                         quantity, or give another name to a check of something else",
                         q.describe()
                     ),
                 ));
@@ -99,7 +100,8 @@ impl TryFrom<WrittenFlaggerMetric> for FlaggerMetric {
                 return Err(Error::invalid_config(
                     "flaggerMetric.metric",
                     w.name.as_deref().unwrap_or("(no name)"),
-                    "a check names the metric and quantity it reads, unless it is one of                      Flagger's built-ins (`request-success-rate`, `request-duration`)",
+                    "a check names the metric and quantity it reads, unless it is one of \
+                     Flagger's built-ins (`request-success-rate`, `request-duration`)",
                 ));
             }
         };
