@@ -346,6 +346,17 @@ metrics:
             .to_string();
         assert!(err.contains(says) && !err.contains("  "), "{err}");
     }
+
+    // Flagger's traffic steps, pasted with the analysis, are pointed to the canary's steps.
+    let pasted = format!("{yaml}maxWeight: 50\nstepWeight: 10\n");
+    let err = serde_yaml_ng::from_str::<FlaggerAnalysisConfig>(&pasted)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("flaggerAnalysis.maxWeight `50`")
+            && err.contains("initialPercentage, incrementPercentage and targetPercentage"),
+        "{err}"
+    );
 }
 
 #[test]

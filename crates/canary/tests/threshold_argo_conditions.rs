@@ -127,3 +127,37 @@ fn unreadable_conditions_are_refused_with_their_path() {
         assert!(msg.contains(condition) && msg.contains(names), "{msg}");
     }
 }
+
+/// A metric pasted from a template with its provider's query or an initial delay is refused
+/// with what to do instead: the query is the metrics source's, and measuring starts with the
+/// first window.
+#[test]
+fn a_provider_or_an_initial_delay_is_refused_with_a_pointer() {
+    for (field, value, says) in [
+        (
+            "provider",
+            json!({"prometheus": {"query": "sum(rate(errors[5m]))"}}),
+            "the provider's query is left out",
+        ),
+        (
+            "initialDelay",
+            json!("5m"),
+            "measured from the first window",
+        ),
+    ] {
+        let mut config = json!({
+            "name": "errors",
+            "metric": "error_rate",
+            "quantity": "errorRate",
+            "successCondition": "result[0] <= 0.01",
+        });
+        config[field] = value;
+        let err = serde_json::from_value::<ArgoConfig>(config)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("argoConfig.{field}")) && err.contains(says),
+            "{err}"
+        );
+    }
+}

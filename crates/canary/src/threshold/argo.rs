@@ -22,7 +22,7 @@ use crate::{Error, Result};
 /// an interval is written `count: null`, as such configs and saved judges always were, and an
 /// explicit `null` still reads as until stopped, so they read back as before.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", from = "WrittenArgoConfig")]
+#[serde(rename_all = "camelCase", try_from = "WrittenArgoConfig")]
 pub struct ArgoConfig {
     /// The metric's `name` in the `AnalysisTemplate`, if written: a label (what it measures
     /// is `metric` and `quantity`; Argo's `provider` query is the metrics source's business).
@@ -99,6 +99,12 @@ struct WrittenArgoConfig {
     interval: Option<Duration>,
     #[serde(default)]
     dry_run: bool,
+    /// Refused with a pointer: the query is the metrics source's.
+    #[serde(default)]
+    provider: Option<serde_json::Value>,
+    /// Refused with a pointer: measurements start with the first window fed.
+    #[serde(default)]
+    initial_delay: Option<serde_json::Value>,
 }
 
 /// A field that is present, `null` included: `Some(None)` for `null`.
@@ -106,8 +112,26 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Option
     Option::<u32>::deserialize(d).map(Some)
 }
 
-impl From<WrittenArgoConfig> for ArgoConfig {
-    fn from(w: WrittenArgoConfig) -> Self {
+impl TryFrom<WrittenArgoConfig> for ArgoConfig {
+    type Error = Error;
+
+    fn try_from(w: WrittenArgoConfig) -> Result<Self> {
+        if let Some(provider) = &w.provider {
+            return Err(Error::invalid_config(
+                "argoConfig.provider",
+                provider,
+                "is not read: a measurement is the `quantity` of `metric` that the deployment's \
+                 metrics source reads for the canary, so the provider's query is left out",
+            ));
+        }
+        if let Some(delay) = &w.initial_delay {
+            return Err(Error::invalid_config(
+                "argoConfig.initialDelay",
+                delay,
+                "is not read: the metric is measured from the first window it is fed (for a \
+                 canary, its first step)",
+            ));
+        }
         let count = match w.count {
             Some(None) => None,
             Some(Some(n)) if n > 0 => Some(n),
@@ -115,7 +139,7 @@ impl From<WrittenArgoConfig> for ArgoConfig {
             // repeats it until stopped.
             _ => w.interval.is_none().then_some(1),
         };
-        ArgoConfig {
+        Ok(ArgoConfig {
             name: w.name,
             metric: w.metric,
             quantity: w.quantity,
@@ -128,7 +152,7 @@ impl From<WrittenArgoConfig> for ArgoConfig {
             count,
             interval: w.interval,
             dry_run: w.dry_run,
-        }
+        })
     }
 }
 

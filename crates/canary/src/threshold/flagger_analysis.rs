@@ -129,9 +129,15 @@ impl FlaggerMetric {
 }
 
 /// A Flagger `Canary`'s `analysis`: its metric checks and the one `threshold` of failed checks,
-/// with Flagger's defaults.
+/// with Flagger's defaults. Flagger's traffic steps (`maxWeight`, `stepWeight`, `stepWeights`,
+/// `stepWeightPromotion`, `iterations`) are refused with a pointer to where a canary's steps
+/// are written, so that a pasted analysis does not seem to pace a canary it does not.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    try_from = "WrittenFlaggerAnalysis"
+)]
 pub struct FlaggerAnalysisConfig {
     /// Failed checks of the analysis before rollback (Flagger's `analysis.threshold`, default
     /// 1; 0 reads as 1, as Flagger reads it): an interval in which any metric fails is one
@@ -153,6 +159,59 @@ pub struct FlaggerAnalysisConfig {
     /// The checks made every interval (Flagger's `analysis.metrics`), at least one. A metric
     /// may be checked more than once (its p99 and its mean latency, say).
     pub metrics: Vec<FlaggerMetric>,
+}
+
+/// A [`FlaggerAnalysisConfig`] as written, Flagger's traffic steps included.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WrittenFlaggerAnalysis {
+    #[serde(default = "default_threshold")]
+    threshold: u32,
+    #[serde(default, with = "serin_signals::duration::option")]
+    interval: Option<Duration>,
+    #[serde(default)]
+    no_data_fails: bool,
+    metrics: Vec<FlaggerMetric>,
+    #[serde(default)]
+    max_weight: Option<serde_json::Value>,
+    #[serde(default)]
+    step_weight: Option<serde_json::Value>,
+    #[serde(default)]
+    step_weights: Option<serde_json::Value>,
+    #[serde(default)]
+    step_weight_promotion: Option<serde_json::Value>,
+    #[serde(default)]
+    iterations: Option<serde_json::Value>,
+}
+
+impl TryFrom<WrittenFlaggerAnalysis> for FlaggerAnalysisConfig {
+    type Error = Error;
+
+    fn try_from(w: WrittenFlaggerAnalysis) -> Result<Self> {
+        for (field, value) in [
+            ("maxWeight", &w.max_weight),
+            ("stepWeight", &w.step_weight),
+            ("stepWeights", &w.step_weights),
+            ("stepWeightPromotion", &w.step_weight_promotion),
+            ("iterations", &w.iterations),
+        ] {
+            if let Some(value) = value {
+                return Err(Error::invalid_config(
+                    format!("flaggerAnalysis.{field}"),
+                    value,
+                    "is Flagger's traffic pacing, which this analysis does not drive: a \
+                     canary's weights are its own steps (Serin's canaryConfig: \
+                     initialPercentage, incrementPercentage and targetPercentage, or steps)",
+                ));
+            }
+        }
+        Ok(FlaggerAnalysisConfig {
+            threshold: w.threshold,
+            interval: w.interval,
+            no_data_fails: w.no_data_fails,
+            metrics: w.metrics,
+        })
+    }
 }
 
 impl FlaggerAnalysisConfig {
