@@ -176,7 +176,7 @@ async fn the_dry_run_lists_the_parity_judges() {
     let step = world.canary_step(&config).await;
     for said in [
         "also judged by Argo Rollouts' error_rate (dry run), errors on error_rate",
-        "Flagger's analysis of error_rate and latency (threshold 2)",
+        "Flagger's analysis of request-success-rate and request-duration (threshold 2)",
         "Kayenta's canary config `checkout` (1 metric, a run of 12 points)",
     ] {
         assert!(step.contains(said), "`{said}` not in: {step}");

@@ -6,7 +6,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serin_canary::judge::Judge;
 use serin_canary::kayenta::{KayentaAnalysis, KayentaAnalysisConfig};
-use serin_canary::threshold::{ArgoConfig, ArgoJudge, FlaggerAnalysis, FlaggerAnalysisConfig};
+use serin_canary::threshold::{
+    ArgoConfig, ArgoJudge, FlaggerAnalysis, FlaggerAnalysisConfig, FlaggerMetric,
+};
 
 use crate::error::{Error, Result};
 use crate::state::AnyJudge;
@@ -204,7 +206,9 @@ impl ParityJudges {
         }
         if let Some(f) = &self.flagger {
             let mut names: Vec<String> = Vec::new();
-            for name in f.metrics.iter().map(|m| m.metric.to_string()) {
+            // A check is named as written for Flagger, else by the metric it reads.
+            let named = |m: &FlaggerMetric| m.name.clone().unwrap_or_else(|| m.metric.to_string());
+            for name in f.metrics.iter().map(named) {
                 if !names.contains(&name) {
                     names.push(name);
                 }
