@@ -2,10 +2,12 @@
 //! evaluated as Argo evaluates them, kept as written in a saved judge, and refused with their
 //! path where they ask for what Serin cannot honour.
 
+use std::time::Duration;
+
 use serde_json::json;
-use serin_canary::judge::{Judge, Verdict};
+use serin_canary::judge::{Judge, Sample, Verdict};
 use serin_canary::threshold::{ArgoConfig, ArgoJudge, ArgoPhase};
-use serin_signals::Timestamp;
+use serin_signals::{Counts, Measurement, Metric, Observation, Timestamp, Track, Window};
 
 fn judge(config: serde_json::Value) -> ArgoJudge {
     let config: ArgoConfig = serde_json::from_value(config).expect("reads");
@@ -128,36 +130,98 @@ fn unreadable_conditions_are_refused_with_their_path() {
     }
 }
 
-/// A metric pasted from a template with its provider's query or an initial delay is refused
-/// with what to do instead: the query is the metrics source's, and measuring starts with the
-/// first window.
+/// A metric pasted from a template with its provider's query is refused with what to do
+/// instead: the query is the metrics source's.
 #[test]
-fn a_provider_or_an_initial_delay_is_refused_with_a_pointer() {
-    for (field, value, says) in [
-        (
-            "provider",
-            json!({"prometheus": {"query": "sum(rate(errors[5m]))"}}),
-            "the provider's query is left out",
-        ),
-        (
-            "initialDelay",
-            json!("5m"),
-            "measured from the first window",
-        ),
-    ] {
-        let mut config = json!({
-            "name": "errors",
-            "metric": "error_rate",
-            "quantity": "errorRate",
-            "successCondition": "result[0] <= 0.01",
-        });
-        config[field] = value;
-        let err = serde_json::from_value::<ArgoConfig>(config)
-            .unwrap_err()
-            .to_string();
+fn a_provider_is_refused_with_a_pointer() {
+    let config = json!({
+        "name": "errors",
+        "metric": "error_rate",
+        "quantity": "errorRate",
+        "successCondition": "result[0] <= 0.01",
+        "provider": {"prometheus": {"query": "sum(rate(errors[5m]))"}},
+    });
+    let err = serde_json::from_value::<ArgoConfig>(config)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("argoConfig.provider") && err.contains("the provider's query is left out"),
+        "{err}"
+    );
+}
+
+fn errors_at(second: u64, errors: u64) -> [Observation; 2] {
+    let window = Window::ending_at(
+        Timestamp::from_millis(second * 1_000),
+        Duration::from_secs(10),
+    );
+    let counts = |e| Measurement::Counts(Counts::new(1_000, e).unwrap());
+    [
+        Observation::new(Metric::ErrorRate, Track::Stable, window, counts(0)),
+        Observation::new(Metric::ErrorRate, Track::Canary, window, counts(errors)),
+    ]
+}
+
+/// `initialDelay` holds the first measurement until the delay from the run's start (its
+/// first window's start) is over: windows that end earlier are not measured, whatever they
+/// hold. A judge saved while it waits reads back waiting, and one reset waits again.
+#[test]
+fn an_initial_delay_skips_the_windows_that_end_before_it() {
+    let mut j = judge(json!({
+        "metric": "error_rate",
+        "quantity": "errorRate",
+        "successCondition": "result[0] <= 0.01",
+        "count": 1,
+        "initialDelay": "30s",
+    }));
+    // One measurement, taken once the delay is over. The run starts at 0 s (the first window
+    // is [0 s, 10 s)); the delay ends at 30 s.
+    for second in [10, 20] {
+        let [b, c] = errors_at(second, 500);
+        let judgement = j
+            .observe(&Sample::new(&b, &c, None, c.window.end()).unwrap())
+            .unwrap();
+        assert_eq!(judgement.verdict, Verdict::Inconclusive);
         assert!(
-            err.contains(&format!("argoConfig.{field}")) && err.contains(says),
-            "{err}"
+            judgement.evidence.summary.contains("initialDelay 30s"),
+            "{}",
+            judgement.evidence.summary
         );
     }
+    assert_eq!(j.phase(), ArgoPhase::Running);
+    let saved: ArgoJudge = serde_json::from_value(serde_json::to_value(&j).unwrap()).unwrap();
+    assert_eq!(saved, j);
+    let mut reset = j.clone();
+    // The window ending at 30 s is the first one measured: it fails the run.
+    let [b, c] = errors_at(30, 500);
+    let judgement = j
+        .observe(&Sample::new(&b, &c, None, c.window.end()).unwrap())
+        .unwrap();
+    assert!(matches!(judgement.verdict, Verdict::Fail(_)));
+    assert_eq!(j.phase(), ArgoPhase::Failed);
+
+    // Reset, the run starts again at the next window fed, and waits out the delay from there.
+    reset.reset();
+    let [b, c] = errors_at(40, 500);
+    reset
+        .observe(&Sample::new(&b, &c, None, c.window.end()).unwrap())
+        .unwrap();
+    assert_eq!(reset.phase(), ArgoPhase::Running);
+    let [b, c] = errors_at(60, 0);
+    reset
+        .observe(&Sample::new(&b, &c, None, c.window.end()).unwrap())
+        .unwrap();
+    assert_eq!(
+        reset.phase(),
+        ArgoPhase::Successful,
+        "the first measurement is the window ending at 60 s"
+    );
+
+    // A saved judge that measured under a delay must say when its run started.
+    let mut saved = serde_json::to_value(&j).unwrap();
+    saved.as_object_mut().unwrap().remove("started");
+    let err = serde_json::from_value::<ArgoJudge>(saved)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("argoJudge.started"), "{err}");
 }

@@ -136,6 +136,56 @@ argo:
     }
 }
 
+/// An Argo metric with an `initialDelay` measures nothing before the delay is over: a slow
+/// canary is rolled back by its first measurement after a minute, not at its first window.
+#[tokio::test(start_paused = true)]
+async fn an_argo_initial_delay_holds_the_first_measurement() {
+    let (world, _traffic) = World::serving(0.001, 0.001).await;
+    world.set_latency("1.0.0", 100.0);
+    world.set_latency("1.1.0", 400.0);
+    let config = with_parity(
+        "
+argo:
+  - name: slow
+    metric: latency
+    quantity: latencyMean
+    failureCondition: result[0] >= 300
+    interval: 10s
+    initialDelay: 1m
+",
+    );
+    let report = world.deploy(&config).await;
+    let reason = rollback_reason(&report);
+    assert!(reason.contains("Argo: run Failed"), "{reason}");
+    let evidence: Vec<&str> = report
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::AnalysisResult { decision } => Some(decision),
+            _ => None,
+        })
+        .flat_map(|d| d.evidence.iter())
+        .filter(|ev| ev.judge == "argo")
+        .map(|ev| ev.summary.as_str())
+        .collect();
+    let waiting = evidence
+        .iter()
+        .filter(|s| s.contains("no measurement yet (initialDelay"))
+        .count();
+    assert!(waiting >= 1, "{evidence:#?}");
+    let first = report
+        .timeline
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::AnalysisResult { .. }))
+        .map(|e| e.at)
+        .expect("an analysis");
+    let rolled_back = report.timeline.last().expect("events").at;
+    assert!(
+        rolled_back.saturating_duration_since(first) >= std::time::Duration::from_secs(50),
+        "rolled back at {rolled_back}, first analysis at {first}"
+    );
+}
+
 /// Kayenta's run of twelve one-window points, judged after six: a canary three times slower
 /// scores 0 at the first judgement and is rolled back; the same canary at the baseline's
 /// latency passes the run, and the canary is promoted once the run has ended.
@@ -210,6 +260,14 @@ fn settings_the_parity_judges_cannot_run_are_refused_with_their_path() {
              interval: 30s}]}",
             "canaryConfig.parityJudges.flagger.metrics[0].interval",
             "metricsWindow (10s) is one check",
+        ),
+        (
+            "argo: [{metric: error_rate, quantity: errorRate, interval: 10s, \
+             initialDelay: 4m}]",
+            "canaryConfig.parityJudges.argo[0].initialDelay",
+            "the metric's first measurement comes after its initialDelay: 4m, longer than the \
+             canary's timed pauses together (3m, canaryConfig.incrementInterval), so the canary \
+             would be promoted first",
         ),
         (
             "argo: [{metric: error_rate, quantity: errorRate, failureLimit: -1}]",

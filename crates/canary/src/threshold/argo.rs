@@ -70,6 +70,15 @@ pub struct ArgoConfig {
     /// Argo's run.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// `initialDelay`: how long after the run starts (the start of the first window the judge
+    /// is [fed](Judge::observe)) measuring begins. A window that ends before then is not
+    /// measured, as Argo takes its first measurement once the delay is over. Values given to
+    /// [`ArgoJudge::measure`] carry no time and are all measured.
+    #[serde(
+        with = "serin_signals::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub initial_delay: Option<Duration>,
 }
 
 /// An [`ArgoConfig`] as written, before Argo's `EffectiveCount` settles how long it runs.
@@ -99,12 +108,11 @@ struct WrittenArgoConfig {
     interval: Option<Duration>,
     #[serde(default)]
     dry_run: bool,
+    #[serde(default, with = "serin_signals::duration::option")]
+    initial_delay: Option<Duration>,
     /// Refused with a pointer: the query is the metrics source's.
     #[serde(default)]
     provider: Option<serde_json::Value>,
-    /// Refused with a pointer: measurements start with the first window fed.
-    #[serde(default)]
-    initial_delay: Option<serde_json::Value>,
 }
 
 /// A field that is present, `null` included: `Some(None)` for `null`.
@@ -122,14 +130,6 @@ impl TryFrom<WrittenArgoConfig> for ArgoConfig {
                 provider,
                 "is not read: a measurement is the `quantity` of `metric` that the deployment's \
                  metrics source reads for the canary, so the provider's query is left out",
-            ));
-        }
-        if let Some(delay) = &w.initial_delay {
-            return Err(Error::invalid_config(
-                "argoConfig.initialDelay",
-                delay,
-                "is not read: the metric is measured from the first window it is fed (for a \
-                 canary, its first step)",
             ));
         }
         let count = match w.count {
@@ -152,6 +152,7 @@ impl TryFrom<WrittenArgoConfig> for ArgoConfig {
             count,
             interval: w.interval,
             dry_run: w.dry_run,
+            initial_delay: w.initial_delay,
         })
     }
 }
@@ -179,6 +180,7 @@ impl ArgoConfig {
             count: None,
             interval: None,
             dry_run: false,
+            initial_delay: None,
         }
     }
 
@@ -345,6 +347,9 @@ pub struct ArgoJudge {
     consecutive_errors: u32,
     consecutive_successes: u32,
     last: Option<(ArgoPhase, Option<f64>)>,
+    /// When the run started: the start of the first window fed (for `initialDelay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    started: Option<Timestamp>,
 }
 
 /// A journalled [`ArgoJudge`] as read back, checked before it becomes a judge: the settings
@@ -366,6 +371,9 @@ struct SavedArgoJudge {
     consecutive_errors: u32,
     consecutive_successes: u32,
     last: Option<(ArgoPhase, Option<f64>)>,
+    /// Absent in a record written before `initialDelay` was read.
+    #[serde(default)]
+    started: Option<Timestamp>,
 }
 
 impl TryFrom<SavedArgoJudge> for ArgoJudge {
@@ -410,6 +418,14 @@ impl TryFrom<SavedArgoJudge> for ArgoJudge {
             );
         }
         let measured = s.count > 0 || s.errors > 0;
+        if measured && s.started.is_none() && s.config.initial_delay.is_some() {
+            return Err(Error::invalid_input(
+                "argoJudge.started",
+                "null",
+                "must say when the run started once it has measured: its initialDelay is \
+                 counted from then",
+            ));
+        }
         if s.last.is_some() != measured {
             return Err(Error::invalid_input(
                 "argoJudge.last",
@@ -456,6 +472,7 @@ impl TryFrom<SavedArgoJudge> for ArgoJudge {
             consecutive_errors: s.consecutive_errors,
             consecutive_successes: s.consecutive_successes,
             last: s.last,
+            started: s.started,
         })
     }
 }
@@ -476,6 +493,7 @@ impl ArgoJudge {
             consecutive_errors: 0,
             consecutive_successes: 0,
             last: None,
+            started: None,
         })
     }
 
@@ -564,7 +582,15 @@ impl Judge for ArgoJudge {
 
     fn observe(&mut self, sample: &Sample<'_>) -> Result<Judgement> {
         check_metric(Self::NAME, &self.config.metric, sample)?;
-        self.measure(self.config.quantity.of(&sample.canary().measurement));
+        let window = sample.window();
+        let started = *self.started.get_or_insert(window.start());
+        let delayed = self
+            .config
+            .initial_delay
+            .is_some_and(|d| window.end() < started.saturating_add(d));
+        if !delayed {
+            self.measure(self.config.quantity.of(&sample.canary().measurement));
+        }
         Ok(self.judgement(sample.now()))
     }
 
@@ -639,7 +665,17 @@ impl Judge for ArgoJudge {
                 Verdict::Inconclusive,
                 format!("run {phase:?}, last measurement {p:?}"),
             ),
-            (_, None) => (Verdict::Inconclusive, "no measurement yet".to_owned()),
+            (_, None) => (
+                Verdict::Inconclusive,
+                match (c.initial_delay, self.started) {
+                    (Some(d), Some(started)) => format!(
+                        "no measurement yet (initialDelay {d:?}: the first window measured ends \
+                         at or after {})",
+                        started.saturating_add(d)
+                    ),
+                    _ => "no measurement yet".to_owned(),
+                },
+            ),
         };
         ev.summary = format!("Argo: {why}; {counts}");
         Judgement {
@@ -668,6 +704,7 @@ impl Judge for ArgoJudge {
             consecutive_errors: 0,
             consecutive_successes: 0,
             last: None,
+            started: None,
         };
     }
 }

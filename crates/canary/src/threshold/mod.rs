@@ -9,7 +9,7 @@
 //! - [`ArgoJudge`]: `successCondition` / `failureCondition` as bounds or as Argo's expressions
 //!   ([`Condition`]: `result[0] <= 0.01`), `failureLimit` (0), `inconclusiveLimit` (0),
 //!   `consecutiveErrorLimit` (4), `consecutiveSuccessLimit`, `count` and `interval` (neither:
-//!   one measurement), and per-metric `dryRun`.
+//!   one measurement), `initialDelay`, and per-metric `dryRun`.
 //! - [`FlaggerJudge`]: `thresholdRange` min/max and `threshold` failed checks (1); no data is a
 //!   failed check only in its parity mode (`noDataFails`).
 //! - [`FlaggerAnalysis`]: Flagger's analysis of several metrics at once, with its one

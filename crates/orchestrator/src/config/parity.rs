@@ -45,8 +45,10 @@ pub struct ParityJudges {
     #[serde(skip_serializing_if = "is_alongside")]
     pub role: ParityRole,
     /// Argo Rollouts analysis metrics (`successCondition`, `failureCondition`, `failureLimit`,
-    /// `count`, `dryRun`, ...), one judge each. An `interval`, if written, must be
-    /// `canaryConfig.metricsWindow`: each window is one measurement.
+    /// `count`, `initialDelay`, `dryRun`, ...), one judge each. An `interval`, if written, must
+    /// be `canaryConfig.metricsWindow`: each window is one measurement. An `initialDelay`
+    /// counts from the canary's first step, and must end within its timed pauses and analysis
+    /// steps.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub argo: Vec<ArgoConfig>,
     /// A Flagger canary's `analysis`: its metric checks (the built-ins by name,
@@ -111,6 +113,16 @@ impl ParityJudges {
         for (i, c) in self.argo.iter().enumerate() {
             let at = format!("{path}.argo[{i}]");
             same_window(format!("{at}.interval"), c.interval, "measurement")?;
+            if let Some(delay) = c.initial_delay {
+                let what = "the metric's first measurement comes after its initialDelay";
+                within_steps(
+                    canary,
+                    format!("{at}.initialDelay"),
+                    human(delay),
+                    delay,
+                    what,
+                )?;
+            }
             let judge = ArgoJudge::new(c.clone()).map_err(|e| relocate(e, &at))?;
             judges.push(AnyJudge::Argo(Box::new(judge)));
         }
@@ -131,29 +143,17 @@ impl ParityJudges {
             // The final judgement comes after the last whole interval, maybe short of the
             // lifetime.
             let points = u32::try_from(c.run.final_point()).unwrap_or(u32::MAX);
-            let takes = window.saturating_mul(points);
-            let (pauses, analyses) = (canary.timed_pauses()?, canary.analysis_steps()?);
-            if takes > pauses.saturating_add(analyses) {
-                let analyses = if analyses.is_zero() {
-                    String::new()
-                } else {
-                    format!(" and its analysis steps ({})", human(analyses))
-                };
-                return Err(Error::invalid(
-                    format!("{at}.run.lifetimePoints"),
-                    c.run.lifetime_points,
-                    format!(
-                        "the run's final judgement comes after {points} points, one per \
-                         canaryConfig.metricsWindow of {}: {}, longer than the canary's timed \
-                         pauses together ({}, {}){analyses}, so the canary would be promoted \
-                         first",
-                        human(window),
-                        human(takes),
-                        human(pauses),
-                        canary.pauses_field()?,
-                    ),
-                ));
-            }
+            within_steps(
+                canary,
+                format!("{at}.run.lifetimePoints"),
+                c.run.lifetime_points,
+                window.saturating_mul(points),
+                &format!(
+                    "the run's final judgement comes after {points} points, one per \
+                     canaryConfig.metricsWindow of {}",
+                    human(window)
+                ),
+            )?;
             judges.push(AnyJudge::Kayenta(Box::new(judge)));
         }
         match self.role {
@@ -230,6 +230,38 @@ impl ParityJudges {
         }
         (!parts.is_empty()).then(|| parts.join(", "))
     }
+}
+
+/// Refuses a parity setting whose effect comes `takes` after the canary's first step, later
+/// than its timed pauses and analysis steps together: the canary would be promoted first.
+/// `what` says what comes that late.
+fn within_steps(
+    canary: &CanaryConfig,
+    at: String,
+    value: impl ToString,
+    takes: Duration,
+    what: &str,
+) -> Result<()> {
+    let (pauses, analyses) = (canary.timed_pauses()?, canary.analysis_steps()?);
+    if takes <= pauses.saturating_add(analyses) {
+        return Ok(());
+    }
+    let analyses = if analyses.is_zero() {
+        String::new()
+    } else {
+        format!(" and its analysis steps ({})", human(analyses))
+    };
+    Err(Error::invalid(
+        at,
+        value,
+        format!(
+            "{what}: {}, longer than the canary's timed pauses together ({}, {}){analyses}, so \
+             the canary would be promoted first",
+            human(takes),
+            human(pauses),
+            canary.pauses_field()?,
+        ),
+    ))
 }
 
 /// A judge's refusal, its path moved under `at`: the judges name their settings from their
