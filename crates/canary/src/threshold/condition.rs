@@ -27,8 +27,9 @@ use crate::{Error, Result};
 /// is only ever evaluated on a finite measurement: no data, NaN and infinities are an `Error`
 /// measurement before any condition is asked (missing evidence is inconclusive in every Serin
 /// judge), so `isNaN(result) || result[0] < 0.01` holds exactly when `result[0] < 0.01`, and
-/// `len(result)` is 1. Anything else (`default(…)`, `result[1]`, strings) is refused when the
-/// config is read.
+/// `len(result)` is 1. Anything else (`default(…)`, `result[1]`, strings), and a condition
+/// longer than 1,000 characters or nested deeper than 32 levels, is refused when the config is
+/// read.
 ///
 /// ```
 /// use serin_canary::threshold::Condition;
@@ -130,11 +131,21 @@ pub struct Expression {
 impl Expression {
     /// Parses `source`, or says where and why it cannot be read.
     pub fn parse(source: &str) -> Result<Self> {
+        let length = source.chars().count();
+        if length > MAX_LENGTH {
+            let start: String = source.chars().take(40).collect();
+            return Err(Error::invalid_config(
+                "condition",
+                format!("{start}…"),
+                format!("is {length} characters long, more than the {MAX_LENGTH} read"),
+            ));
+        }
         let tokens = lex(source)?;
         let mut p = Parser {
             source,
             tokens,
             at: 0,
+            depth: 0,
         };
         let tree = match p.expr()? {
             Node::Bool(b) => b,
@@ -342,7 +353,16 @@ struct Parser<'a> {
     source: &'a str,
     tokens: Vec<(usize, Token)>,
     at: usize,
+    /// Parentheses, `!` and unary minus open around the token at `at`.
+    depth: usize,
 }
+
+/// The longest condition read, in characters: a condition on one value is a line.
+const MAX_LENGTH: usize = 1_000;
+
+/// The deepest nesting read: the parser recurses once per level, and a condition on one value
+/// needs few.
+const MAX_DEPTH: usize = 32;
 
 impl Parser<'_> {
     fn peek(&self) -> Option<&Token> {
@@ -423,11 +443,25 @@ impl Parser<'_> {
         Ok(left)
     }
 
+    /// One level deeper, or a refusal past [`MAX_DEPTH`]; the caller steps back out.
+    fn deeper(&mut self) -> Result<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.refuse(
+                self.at,
+                &format!("nests deeper than {MAX_DEPTH} parentheses, `!` and `-` together"),
+            ));
+        }
+        Ok(())
+    }
+
     fn not(&mut self) -> Result<Node> {
         if self.is("!", "not") {
             self.at += 1;
             let start = self.at;
+            self.deeper()?;
             let inner = self.not()?;
+            self.depth -= 1;
             return Ok(Node::Bool(Bool::Not(Box::new(self.boolean(start, inner)?))));
         }
         self.comparison()
@@ -483,7 +517,9 @@ impl Parser<'_> {
         if self.is("-", "") {
             self.at += 1;
             let start = self.at;
+            self.deeper()?;
             let inner = self.unary()?;
+            self.depth -= 1;
             return Ok(Node::Num(Num::Neg(Box::new(self.number(start, inner)?))));
         }
         self.primary()
@@ -499,7 +535,9 @@ impl Parser<'_> {
             }
             Some(Token::Symbol("(")) => {
                 self.at += 1;
+                self.deeper()?;
                 let inner = self.expr()?;
+                self.depth -= 1;
                 self.expect(")", "a closing `)`")?;
                 Ok(inner)
             }
@@ -595,6 +633,8 @@ mod tests {
         assert!(holds("false || true && result > 1", 2.0));
         assert!(!holds("false || true && result > 1", 0.5));
         assert!(holds("result > 1.5e-3", 0.002) && holds("result < 2E2", 199.0));
+        let nested = format!("{}result > 1{}", "(".repeat(32), ")".repeat(32));
+        assert!(holds(&nested, 2.0), "32 levels are read");
     }
 
     #[test]
@@ -608,6 +648,9 @@ mod tests {
 
     #[test]
     fn what_cannot_be_honoured_is_refused_with_its_position() {
+        let deep = format!("{}result > 1{}", "(".repeat(33), ")".repeat(33));
+        let negated = format!("{}result > 1", "!".repeat(40));
+        let long = format!("{}result > 1", "(".repeat(10_000));
         for (source, names) in [
             ("default(result, 0) < 1", "`default` at character 1"),
             ("result[1] > 0", "`1` at character 8"),
@@ -622,10 +665,13 @@ mod tests {
             ("1.2.3 > result", "`1.2.3` at character 1 is not a number"),
             ("isNaN(x)", "`x` at character 7"),
             ("", "ends before"),
+            (&deep, "nests deeper than 32"),
+            (&negated, "nests deeper than 32"),
+            (&long, "is 10010 characters long, more than the 1000 read"),
         ] {
             let err = Expression::parse(source).unwrap_err().to_string();
-            assert!(err.contains(names), "{source:?}: {err}");
-            assert!(err.contains("condition"), "{source:?}: {err}");
+            assert!(err.contains(names) && err.len() < 2_000, "{err}");
+            assert!(err.contains("condition"), "{err}");
         }
     }
 
