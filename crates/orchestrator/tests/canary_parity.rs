@@ -503,6 +503,27 @@ canaryConfig:
     );
 }
 
+/// The README's example of parity judges loads as a deployment's `canaryConfig`, as written.
+#[test]
+fn the_readme_s_parity_judges_example_loads() {
+    let readme = include_str!("../../../README.md");
+    let section = readme
+        .split("## Moving an analysis from Argo Rollouts, Flagger or Kayenta")
+        .nth(1)
+        .expect("the README's section");
+    let yaml = section
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|block| block.split("```").next())
+        .expect("a YAML example");
+    let file = format!("strategy: canary\nversion: 1.1.0\ntargetServices: [web]\n{yaml}");
+    let config = DeploymentConfig::from_yaml(&file).unwrap_or_else(|e| panic!("{e}\n{file}"));
+    let parity = config.canary_config.parity_judges.expect("parity judges");
+    assert_eq!(parity.role, serin_orchestrator::ParityRole::DryRun);
+    assert_eq!(parity.flagger.expect("flagger").metrics.len(), 2);
+    assert_eq!(parity.argo[0].name.as_deref(), Some("error-rate"));
+}
+
 /// In a blue-green deployment with a canary, the canary's judges are the same: Flagger's
 /// analysis rolls a slow green back before the full switch, and blue keeps serving.
 #[tokio::test(start_paused = true)]
