@@ -340,6 +340,11 @@ metrics:
                    "thresholdRange": {"max": 500}}),
             "is Flagger's built-in check of",
         ),
+        (
+            json!({"name": "cpu-usage", "templateRef": {"name": "cpu", "namespace": "flagger"},
+                   "thresholdRange": {"max": 80}}),
+            "flaggerMetric.templateRef",
+        ),
     ] {
         let err = serde_json::from_value::<FlaggerAnalysisConfig>(json!({"metrics": [metric]}))
             .unwrap_err()

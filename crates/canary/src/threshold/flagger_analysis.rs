@@ -65,6 +65,12 @@ struct WrittenFlaggerMetric {
     threshold_range: Range,
     #[serde(default, with = "serin_signals::duration::option")]
     interval: Option<Duration>,
+    /// Refused with a pointer: the value comes from the metrics source.
+    #[serde(default)]
+    template_ref: Option<serde_json::Value>,
+    /// Refused with a pointer, as `templateRef` (Flagger's older inline query).
+    #[serde(default)]
+    query: Option<serde_json::Value>,
 }
 
 /// Flagger's built-in checks and what each reads.
@@ -80,6 +86,16 @@ impl TryFrom<WrittenFlaggerMetric> for FlaggerMetric {
     type Error = Error;
 
     fn try_from(w: WrittenFlaggerMetric) -> Result<Self> {
+        for (field, value) in [("templateRef", &w.template_ref), ("query", &w.query)] {
+            if let Some(value) = value {
+                return Err(Error::invalid_config(
+                    format!("flaggerMetric.{field}"),
+                    value,
+                    "is not read: a check's value is the `quantity` of `metric` that the \
+                     deployment's metrics source reads for the canary, so name those instead",
+                ));
+            }
+        }
         let reads = w.name.as_deref().and_then(built_in);
         let (metric, quantity) = match (w.metric, w.quantity, reads) {
             (Some(m), Some(q), None) => (m, q),
