@@ -24,12 +24,14 @@ mod bounds;
 mod condition;
 mod flagger;
 mod flagger_analysis;
+mod flagger_config;
 
 pub use argo::{ArgoConfig, ArgoJudge, ArgoPhase};
 pub use bounds::Range;
 pub use condition::{Condition, Expression};
 pub use flagger::{CheckOutcome, FlaggerConfig, FlaggerJudge};
-pub use flagger_analysis::{FlaggerAnalysis, FlaggerAnalysisConfig, FlaggerMetric};
+pub use flagger_analysis::FlaggerAnalysis;
+pub use flagger_config::{FlaggerAnalysisConfig, FlaggerMetric};
 
 use serin_signals::{Metric, Timestamp};
 
