@@ -524,6 +524,29 @@ fn the_readme_s_parity_judges_example_loads() {
     assert_eq!(parity.argo[0].name.as_deref(), Some("error-rate"));
 }
 
+/// Argo conditions and Flagger's built-in names read the same from TOML as from YAML.
+#[test]
+fn parity_judges_read_from_toml() {
+    let toml = r#"
+[[argo]]
+metric = "error_rate"
+quantity = "errorRate"
+successCondition = "result[0] <= 0.01"
+failureCondition = { min = 0.05 }
+
+[flagger]
+metrics = [{ name = "request-duration", thresholdRange = { max = 500 } }]
+"#;
+    let parity: ParityJudges = from_str(toml, Format::Toml).unwrap_or_else(|e| panic!("{e}"));
+    let argo = &parity.argo[0];
+    let success = argo.success_condition.as_ref().expect("success condition");
+    let failure = argo.failure_condition.as_ref().expect("failure condition");
+    assert!(success.holds(0.01) && !success.holds(0.02));
+    assert!(failure.holds(0.05) && !failure.holds(0.04));
+    let flagger = parity.flagger.expect("flagger");
+    assert_eq!(flagger.metrics[0].metric, serin_signals::Metric::Latency);
+}
+
 /// In a blue-green deployment with a canary, the canary's judges are the same: Flagger's
 /// analysis rolls a slow green back before the full switch, and blue keeps serving.
 #[tokio::test(start_paused = true)]
