@@ -112,7 +112,7 @@ fn a_saved_judge_keeps_its_expressions_as_written() {
 #[test]
 fn unreadable_conditions_are_refused_with_their_path() {
     for (condition, names) in [
-        ("default(result, 0) < 0.01", "`default` at character 1"),
+        ("asInt(result) < 0.01", "`asInt` at character 1"),
         ("result[1] < 0.01", "`1` at character 8"),
         ("result[0] <", "ends before it is complete"),
     ] {

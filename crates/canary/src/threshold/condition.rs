@@ -26,8 +26,9 @@ use crate::{Error, Result};
 /// parentheses. `isNaN(result)`, `isInf(result)` and `len(result)` are read too, but a condition
 /// is only ever evaluated on a finite measurement: no data, NaN and infinities are an `Error`
 /// measurement before any condition is asked (missing evidence is inconclusive in every Serin
-/// judge), so `isNaN(result) || result[0] < 0.01` holds exactly when `result[0] < 0.01`, and
-/// `len(result)` is 1. Anything else (`default(…)`, `result[1]`, strings), and a condition
+/// judge), so `isNaN(result) || result[0] < 0.01` holds exactly when `result[0] < 0.01`,
+/// `len(result)` is 1 and `default(result, 0)` is `result`. Anything else (`asInt(…)`,
+/// `result[1]`, strings), and a condition
 /// longer than 1,000 characters or nested deeper than 32 levels, is refused when the config is
 /// read.
 ///
@@ -558,10 +559,22 @@ impl Parser<'_> {
                         self.argument()?;
                         Ok(Node::Num(Num::Const(1.0)))
                     }
+                    "default" => {
+                        // `default(result, x)`: the fallback is for no data, which never
+                        // reaches a condition; it must still be a number.
+                        self.open_result()?;
+                        self.expect(",", "a comma before the fallback")?;
+                        let at = self.at;
+                        let fallback = self.sum()?;
+                        self.number(at, fallback)?;
+                        self.expect(")", "a closing `)`")?;
+                        Ok(Node::Num(Num::Result))
+                    }
                     _ => Err(self.refuse(
                         start,
                         "is not read here: a condition may use `result`, `result[0]`, \
-                         `isNaN(…)`, `isInf(…)`, `len(result)`, `true` and `false`",
+                         `isNaN(…)`, `isInf(…)`, `len(result)`, `default(result, …)`, `true` \
+                         and `false`",
                     )),
                 }
             }
@@ -589,13 +602,18 @@ impl Parser<'_> {
 
     /// `(result)` or `(result[0])`, the one argument of `isNaN`, `isInf` and `len`.
     fn argument(&mut self) -> Result<()> {
+        self.open_result()?;
+        self.expect(")", "a closing `)`")
+    }
+
+    /// `(result` or `(result[0]`, a call's first argument.
+    fn open_result(&mut self) -> Result<()> {
         self.expect("(", "an opening `(`")?;
         if !self.is("", "result") {
             return Err(self.refuse(self.at, "is not `result`, the only argument read here"));
         }
         self.at += 1;
-        self.index()?;
-        self.expect(")", "a closing `)`")
+        self.index()
     }
 }
 
@@ -643,6 +661,9 @@ mod tests {
         assert!(holds(guarded, 0.005) && !holds(guarded, 0.5));
         assert!(holds("len(result) == 0 || result[0] < 0.01", 0.005));
         assert!(!holds("len(result) > 0 && result[0] >= 1", 0.5));
+        let defaulted = "default(result, 0) < 0.01";
+        assert!(holds(defaulted, 0.005) && !holds(defaulted, 0.02));
+        assert!(holds("default(result[0], -1.5e-3) >= 1", 1.0));
         assert!(holds("!isInf(result[0]) && result[0] >= 1", 2.0));
     }
 
@@ -652,7 +673,9 @@ mod tests {
         let negated = format!("{}result > 1", "!".repeat(40));
         let long = format!("{}result > 1", "(".repeat(10_000));
         for (source, names) in [
-            ("default(result, 0) < 1", "`default` at character 1"),
+            ("asInt(result) < 1", "`asInt` at character 1"),
+            ("default(result, true) < 1", "`true` at character 17"),
+            ("default(result) < 1", "`)` at character 15 is not a comma"),
             ("result[1] > 0", "`1` at character 8"),
             ("result[0] <= ", "ends before"),
             ("result[0] <= 0.01 &&", "ends before"),
