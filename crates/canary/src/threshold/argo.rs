@@ -124,14 +124,12 @@ impl TryFrom<WrittenArgoConfig> for ArgoConfig {
     type Error = Error;
 
     fn try_from(w: WrittenArgoConfig) -> Result<Self> {
-        if let Some(provider) = &w.provider {
-            return Err(Error::invalid_config(
-                "argoConfig.provider",
-                provider,
-                "is not read: a measurement is the `quantity` of `metric` that the deployment's \
-                 metrics source reads for the canary, so the provider's query is left out",
-            ));
-        }
+        super::refuse_written(
+            "argoConfig",
+            &[("provider", &w.provider)],
+            "is not read: a measurement is the `quantity` of `metric` that the deployment's \
+             metrics source reads for the canary, so the provider's query is left out",
+        )?;
         let count = match w.count {
             Some(None) => None,
             Some(Some(n)) if n > 0 => Some(n),

@@ -81,16 +81,12 @@ impl TryFrom<WrittenFlaggerMetric> for FlaggerMetric {
     type Error = Error;
 
     fn try_from(w: WrittenFlaggerMetric) -> Result<Self> {
-        for (field, value) in [("templateRef", &w.template_ref), ("query", &w.query)] {
-            if let Some(value) = value {
-                return Err(Error::invalid_config(
-                    format!("flaggerMetric.{field}"),
-                    value,
-                    "is not read: a check's value is the `quantity` of `metric` that the \
-                     deployment's metrics source reads for the canary, so name those instead",
-                ));
-            }
-        }
+        super::refuse_written(
+            "flaggerMetric",
+            &[("templateRef", &w.template_ref), ("query", &w.query)],
+            "is not read: a check's value is the `quantity` of `metric` that the deployment's \
+             metrics source reads for the canary, so name those instead",
+        )?;
         let reads = w.name.as_deref().and_then(built_in);
         let (metric, quantity) = match (w.metric, w.quantity, reads) {
             (Some(m), Some(q), None) => (m, q),
@@ -199,23 +195,19 @@ impl TryFrom<WrittenFlaggerAnalysis> for FlaggerAnalysisConfig {
     type Error = Error;
 
     fn try_from(w: WrittenFlaggerAnalysis) -> Result<Self> {
-        for (field, value) in [
-            ("maxWeight", &w.max_weight),
-            ("stepWeight", &w.step_weight),
-            ("stepWeights", &w.step_weights),
-            ("stepWeightPromotion", &w.step_weight_promotion),
-            ("iterations", &w.iterations),
-        ] {
-            if let Some(value) = value {
-                return Err(Error::invalid_config(
-                    format!("flaggerAnalysis.{field}"),
-                    value,
-                    "is Flagger's traffic pacing, which this analysis does not drive: a \
-                     canary's weights are its own steps (Serin's canaryConfig: \
-                     initialPercentage, incrementPercentage and targetPercentage, or steps)",
-                ));
-            }
-        }
+        super::refuse_written(
+            "flaggerAnalysis",
+            &[
+                ("maxWeight", &w.max_weight),
+                ("stepWeight", &w.step_weight),
+                ("stepWeights", &w.step_weights),
+                ("stepWeightPromotion", &w.step_weight_promotion),
+                ("iterations", &w.iterations),
+            ],
+            "is Flagger's traffic pacing, which this analysis does not drive: a canary's \
+             weights are its own steps (Serin's canaryConfig: initialPercentage, \
+             incrementPercentage and targetPercentage, or steps)",
+        )?;
         Ok(FlaggerAnalysisConfig {
             threshold: w.threshold,
             interval: w.interval,

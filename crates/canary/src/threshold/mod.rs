@@ -36,6 +36,25 @@ pub use flagger_config::{FlaggerAnalysisConfig, FlaggerMetric};
 use serin_signals::{Metric, Timestamp};
 
 use crate::judge::{ArmValues, Evidence, Statistic};
+use crate::{Error, Result};
+
+/// Refuses the first of a peer's `fields` that was written (under `root`), with `reason`: a
+/// field whose job is done elsewhere in Serin, so that pasting it gets a pointer there rather
+/// than "unknown field", and is never silently ignored.
+fn refuse_written(
+    root: &str,
+    fields: &[(&str, &Option<serde_json::Value>)],
+    reason: &str,
+) -> Result<()> {
+    match fields.iter().find_map(|(f, v)| v.as_ref().map(|v| (f, v))) {
+        Some((field, value)) => Err(Error::invalid_config(
+            format!("{root}.{field}"),
+            value,
+            reason,
+        )),
+        None => Ok(()),
+    }
+}
 
 /// The evidence both threshold judges give: `checks` measurements of the canary alone (no
 /// baseline), the `last` value measured, and the `failed` ones as the score against `limit`.
