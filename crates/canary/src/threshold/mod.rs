@@ -20,13 +20,15 @@
 //!   a judge of all its metrics, which the canary controller feeds one sample at a time.
 
 mod argo;
+mod argo_config;
 mod bounds;
 mod condition;
 mod flagger;
 mod flagger_analysis;
 mod flagger_config;
 
-pub use argo::{ArgoConfig, ArgoJudge, ArgoPhase};
+pub use argo::{ArgoJudge, ArgoPhase};
+pub use argo_config::ArgoConfig;
 pub use bounds::Range;
 pub use condition::{Condition, Expression};
 pub use flagger::{CheckOutcome, FlaggerConfig, FlaggerJudge};
