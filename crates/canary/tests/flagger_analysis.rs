@@ -352,16 +352,30 @@ metrics:
         assert!(err.contains(says) && !err.contains("  "), "{err}");
     }
 
-    // Flagger's traffic steps, pasted with the analysis, are pointed to the canary's steps.
-    let pasted = format!("{yaml}maxWeight: 50\nstepWeight: 10\n");
-    let err = serde_yaml_ng::from_str::<FlaggerAnalysisConfig>(&pasted)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("flaggerAnalysis.maxWeight `50`")
-            && err.contains("initialPercentage, incrementPercentage and targetPercentage"),
-        "{err}"
-    );
+    // Flagger's traffic steps, routing, webhooks and alerts, pasted with the analysis, are
+    // pointed to where that job is done.
+    for (fields, says) in [
+        (
+            "maxWeight: 50\nstepWeight: 10\n",
+            "flaggerAnalysis.maxWeight `50`: is Flagger's traffic pacing",
+        ),
+        (
+            "match: [{headers: {x-canary: {exact: insider}}}]\n",
+            "flaggerAnalysis.match",
+        ),
+        ("mirror: true\n", "is Flagger's traffic routing"),
+        (
+            "webhooks: [{name: load-test, url: 'http://tester/'}]\n",
+            "notificationChannels",
+        ),
+        ("alerts: [{name: on-call}]\n", "flaggerAnalysis.alerts"),
+    ] {
+        let pasted = format!("{yaml}{fields}");
+        let err = serde_yaml_ng::from_str::<FlaggerAnalysisConfig>(&pasted)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(says) && !err.contains("  "), "{err}");
+    }
 }
 
 #[test]

@@ -137,8 +137,9 @@ impl FlaggerMetric {
 
 /// A Flagger `Canary`'s `analysis`: its metric checks and the one `threshold` of failed checks,
 /// with Flagger's defaults. Flagger's traffic steps (`maxWeight`, `stepWeight`, `stepWeights`,
-/// `stepWeightPromotion`, `iterations`) are refused with a pointer to where a canary's steps
-/// are written, so that a pasted analysis does not seem to pace a canary it does not.
+/// `stepWeightPromotion`, `iterations`), its routing (`match`, `mirror`, `mirrorWeight`,
+/// `sessionAffinity`) and its `webhooks` and `alerts` are refused with a pointer to where that
+/// job is done, so that a pasted analysis does not seem to do what it does not.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(
     rename_all = "camelCase",
@@ -189,6 +190,18 @@ struct WrittenFlaggerAnalysis {
     step_weight_promotion: Option<serde_json::Value>,
     #[serde(default)]
     iterations: Option<serde_json::Value>,
+    #[serde(default, rename = "match")]
+    route_match: Option<serde_json::Value>,
+    #[serde(default)]
+    mirror: Option<serde_json::Value>,
+    #[serde(default)]
+    mirror_weight: Option<serde_json::Value>,
+    #[serde(default)]
+    session_affinity: Option<serde_json::Value>,
+    #[serde(default)]
+    webhooks: Option<serde_json::Value>,
+    #[serde(default)]
+    alerts: Option<serde_json::Value>,
 }
 
 impl TryFrom<WrittenFlaggerAnalysis> for FlaggerAnalysisConfig {
@@ -207,6 +220,24 @@ impl TryFrom<WrittenFlaggerAnalysis> for FlaggerAnalysisConfig {
             "is Flagger's traffic pacing, which this analysis does not drive: a canary's \
              weights are its own steps (Serin's canaryConfig: initialPercentage, \
              incrementPercentage and targetPercentage, or steps)",
+        )?;
+        super::refuse_written(
+            "flaggerAnalysis",
+            &[
+                ("match", &w.route_match),
+                ("mirror", &w.mirror),
+                ("mirrorWeight", &w.mirror_weight),
+                ("sessionAffinity", &w.session_affinity),
+            ],
+            "is Flagger's traffic routing, which this analysis does not drive: Serin's router \
+             splits a canary's traffic by weight",
+        )?;
+        super::refuse_written(
+            "flaggerAnalysis",
+            &[("webhooks", &w.webhooks), ("alerts", &w.alerts)],
+            "is not called by this analysis: a deployment's events go to its \
+             notificationChannels, its pre- and post-upgrade steps to its step runner, and a \
+             confirmation is a pause step that an operator's resume ends",
         )?;
         Ok(FlaggerAnalysisConfig {
             threshold: w.threshold,
