@@ -28,9 +28,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::counts::{
+use super::counts::share_of;
+use super::settings::{
     MARGIN, PRIOR_VARIANCE, Sides, check_above, check_at_least, check_min_samples, check_open_unit,
-    share_of,
 };
 use super::ttest::SequentialT;
 use crate::judge::Interval;

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serin_signals::Timestamp;
 
-use super::counts::check_open_unit;
 use super::judges::threshold_text;
+use super::settings::check_open_unit;
 use crate::judge::{Judgement, Severity, Statistic, Verdict};
 use crate::{Error, Result};
 

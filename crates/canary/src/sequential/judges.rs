@@ -6,9 +6,10 @@ use serde::{Deserialize, Serialize};
 use serin_signals::{Counts, LatencySketch, Measurement, Metric, Timestamp, Window};
 
 use super::batch::{BatchCountConfig, BatchCountTest};
-use super::counts::{CountTest, CountTestConfig, Sides};
+use super::counts::{CountTest, CountTestConfig};
 use super::latency::{LatencyTest, LatencyTestConfig, LatencyVariance};
 use super::onset_clock::OnsetClock;
+use super::settings::Sides;
 use super::starts::LateStart;
 use crate::judge::{
     ArmValues, Effect, Evidence, Interval, Judge, Judgement, Sample, Severity, Statistic, Verdict,

@@ -5,13 +5,13 @@ use serde::{Deserialize, Serialize};
 use serin_signals::LatencySketch;
 use statrs::function::erf::erfc;
 
-use super::counts::{
-    MARGIN, PRIOR_VARIANCE, Sides, check_above, check_at_least, check_min_samples, check_open_unit,
-};
 use super::logspace::{log_add_exp, log_mean_exp};
 use super::moments::{FLOOR_MS, LogMoments, SKETCH_LOG_ERROR, Spread};
 use super::quantile_band::quantile_bounds;
 use super::scatter::Scatter;
+use super::settings::{
+    MARGIN, PRIOR_VARIANCE, Sides, check_above, check_at_least, check_min_samples, check_open_unit,
+};
 use super::starts::{LateStart, Onset, StartMixture};
 use super::ttest::SequentialT;
 use crate::judge::Interval;
