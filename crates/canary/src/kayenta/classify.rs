@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::kayenta::mann_whitney::{ShiftInterval, experiment_rank_sum, shift_interval};
+use crate::kayenta::mann_whitney::{Precision, ShiftInterval, experiment_rank_sum, search};
 use crate::kayenta::preprocess::{
     NanStrategy, OutlierStrategy, Outliers, apply_nan_strategy, remove_outliers,
 };
@@ -331,7 +331,7 @@ pub fn classify(
     }
 
     // 5. The interval and the Hodges-Lehmann estimate.
-    let ci = match shift_interval(&experiment, &control, CONFIDENCE) {
+    let ci = match search(&experiment, &control, CONFIDENCE, Precision::UnitFree) {
         Ok(ci) => ci,
         Err(e) => {
             return with_effect(done(Label::Error, false, format!("test failed: {e}")));
@@ -390,6 +390,37 @@ mod tests {
 
     fn pts(v: &[f64]) -> Vec<Option<f64>> {
         v.iter().map(|x| Some(*x)).collect()
+    }
+
+    /// Error rates as fractions span a few `1e-4`: searched to R's absolute tolerance, the
+    /// interval would stop anywhere inside its jumps and label `High` what the same rates in
+    /// per mille label `Pass`.
+    #[test]
+    fn the_label_does_not_depend_on_the_unit() {
+        let series = |level: f64, mult: usize, scale: f64| -> Vec<Option<f64>> {
+            (0..30)
+                .map(|i| Some(scale * (level + 0.00002 * ((i * mult) % 11) as f64)))
+                .collect()
+        };
+        let cfg = MetricConfig::default();
+        let fraction = classify(&cfg, &series(0.0010, 7, 1.0), &series(0.00103, 5, 1.0));
+        let per_mille = classify(&cfg, &series(0.0010, 7, 1e3), &series(0.00103, 5, 1e3));
+        assert_eq!(
+            fraction.label, per_mille.label,
+            "{fraction:?} {per_mille:?}"
+        );
+        assert_eq!(per_mille.label, Label::Pass);
+        let (f, m) = (fraction.interval.unwrap(), per_mille.interval.unwrap());
+        for (a, b) in [
+            (f.lower, m.lower),
+            (f.upper, m.upper),
+            (f.estimate, m.estimate),
+        ] {
+            assert!(
+                (a * 1e3 - b).abs() < 1e-4 * (m.upper - m.lower),
+                "{f:?} {m:?}"
+            );
+        }
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! `uniroot(tol = 1e-4)`. The statistic is a step function of the shift, so the bounds R reports
 //! are points inside a jump chosen by Brent's iteration; [`shift_interval`] replays that iteration
 //! (see `zeroin`) and agrees with R to better than 1e-6 on the committed test vectors
-//! (`fixtures/wilcox_cases.json`, made by `fixtures/gen_wilcox.R`).
+//! (`fixtures/wilcox_cases.json`, made by `fixtures/gen_wilcox.R`). R's tolerance is absolute,
+//! so where the shifts span less than 1 the classifier searches to that fraction of it instead
+//! (`Precision::UnitFree`): there R's bounds are only as close to the jump as `1e-4` allows.
 
 use std::cmp::Ordering;
 
@@ -146,6 +148,30 @@ pub fn shift_interval(
     control: &[f64],
     confidence: f64,
 ) -> Result<ShiftInterval> {
+    search(experiment, control, confidence, Precision::AsR)
+}
+
+/// How finely the bounds and the estimate are searched for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Precision {
+    /// R's absolute tolerance, [`ROOT_TOLERANCE`]: R's numbers, whatever the data's unit.
+    AsR,
+    /// R's tolerance where the range of shifts spans at least 1, and that fraction of the
+    /// range where it spans less, so that the interval scales with the data. With R's absolute
+    /// `1e-4`, error rates written as fractions (a range of a few `1e-4`) end their search
+    /// after a few steps, anywhere inside the range, while the same rates in percent are
+    /// searched to the jump: the label would depend on the unit. Kayenta's own solver (Commons
+    /// Math's, to an absolute `1e-6`) has the same flaw at smaller scales.
+    UnitFree,
+}
+
+/// [`shift_interval`] searched to `precision`.
+pub(crate) fn search(
+    experiment: &[f64],
+    control: &[f64],
+    confidence: f64,
+    precision: Precision,
+) -> Result<ShiftInterval> {
     if !(confidence > 0.0 && confidence < 1.0) {
         return Err(Error::invalid_input(
             "confidence",
@@ -187,6 +213,10 @@ pub fn shift_interval(
             "every value is tied, so the rank statistic has no variance",
         )
     };
+    let tolerance = match precision {
+        Precision::AsR => ROOT_TOLERANCE,
+        Precision::UnitFree => ROOT_TOLERANCE * (mu_max - mu_min).min(1.0),
+    };
     let w_min = stat.w(mu_min, true).ok_or_else(all_tied)?;
     let w_max = stat.w(mu_max, true).ok_or_else(all_tied)?;
     let mut converged = true;
@@ -214,7 +244,7 @@ pub fn shift_interval(
                     f64::NAN
                 }
             },
-            ROOT_TOLERANCE,
+            tolerance,
             MAX_ITERATIONS,
         );
         if tied {
@@ -251,7 +281,7 @@ pub fn shift_interval(
                 f64::NAN
             }
         },
-        ROOT_TOLERANCE,
+        tolerance,
         MAX_ITERATIONS,
     );
     if tied {

@@ -5,7 +5,9 @@
 //!   committed R output).
 //! - [`classify`]: one metric's label (`Pass`, `High`, `Low`, `Nodata`, `NodataFailMetric`,
 //!   `Error`) with Kayenta's NaN strategies, IQR outlier removal, tolerance 0.25, confidence
-//!   0.98, `meanRatio` / `cles` effect sizes and critical metrics.
+//!   0.98, `meanRatio` / `cles` effect sizes and critical metrics. Its interval is
+//!   [`shift_interval`]'s, searched more finely where the shifts span less than 1, so that a
+//!   label does not depend on the unit (error rates as fractions or in percent).
 //! - [`score`]: the run's score from weighted groups, with the critical and ≥ 50% `Nodata` rules
 //!   and the marginal / pass thresholds.
 //! - [`CanaryConfig`]: a whole Kayenta canary config read from its JSON, each metric in its
