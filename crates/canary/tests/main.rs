@@ -9,6 +9,7 @@ mod controller_concluded;
 mod controller_dry_run;
 mod controller_evidence;
 mod controller_exposure;
+mod controller_full_weight;
 mod controller_gates_across_splits;
 mod controller_holds_and_commands;
 mod controller_journal;

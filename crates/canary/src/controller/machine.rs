@@ -890,13 +890,15 @@ impl<J: Judge> CanaryController<J> {
 
     /// Why a raise (`doing`: "weight not raised"), the promotion included, must wait: a deciding
     /// judge that has seen no data at the weight in force since it was set (missing evidence is
-    /// no pass). At 0% there is no canary traffic to observe, so nothing to wait for.
+    /// no pass). At 0% there is no canary traffic to observe, and at 100% no baseline traffic
+    /// to compare it with, so nothing to wait for: what decides there is the evidence of the
+    /// weights before.
     fn unseen_at_weight(&self, doing: &str) -> Option<String> {
         let current = self.state.weight;
         let i = self
             .deciding()
             .find(|i| self.state.weight_samples[*i] == 0)
-            .filter(|_| current > 0)?;
+            .filter(|_| current > 0 && current < 100)?;
         Some(format!(
             "{doing}: judge `{}` of `{}` has seen no data at {current}% since it was set: \
              missing evidence is no pass",

@@ -24,7 +24,9 @@ use crate::{Error, Result};
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    /// Route this percentage (0..=100) of traffic to the canary.
+    /// Route this percentage (0..=100) of traffic to the canary. At 100% the baseline serves
+    /// nothing for the judges to compare with: pauses there run their course and the promotion
+    /// follows on the evidence of the weights before, and an analysis step there is refused.
     SetWeight(u8),
     /// Wait: for a duration, or without one until a [`Command::Resume`](super::Command::Resume)
     /// (which also ends a timed pause early).
@@ -321,6 +323,15 @@ impl CanaryPolicy {
                         format!("{path}.analysis.duration"),
                         "0s",
                         "must be longer than zero",
+                    ));
+                }
+                Step::Analysis(_) if self.weight_before(i) == 100 => {
+                    return Err(Error::invalid_config(
+                        format!("{path}.analysis"),
+                        "at 100%",
+                        "can never gather a sample: at 100% the baseline serves no traffic for \
+                         the judges to compare the canary with; analyse before the weight \
+                         reaches 100%, or leave the last raise to the promotion",
                     ));
                 }
                 Step::Analysis(a) if a.min_samples == 0 => {
