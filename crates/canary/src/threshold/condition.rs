@@ -23,14 +23,14 @@ use crate::{Error, Result};
 /// An expression may compare `result` or `result[0]` (both stand for the measurement: the
 /// judge is fed one value) with numbers, with `<`, `<=`, `>`, `>=`, `==` and `!=`, compute with
 /// `+`, `-`, `*` and `/`, and join comparisons with `&&`/`and`, `||`/`or`, `!`/`not` and
-/// parentheses. `isNaN(result)`, `isInf(result)` and `len(result)` are read too, but a condition
+/// parentheses (`!` applies to what follows it alone, as in expr-lang: `!(result[0] > 2)`). `isNaN(result)`, `isInf(result)` and `len(result)` are read too, but a condition
 /// is only ever evaluated on a finite measurement: no data, NaN and infinities are an `Error`
 /// measurement before any condition is asked (missing evidence is inconclusive in every Serin
 /// judge), so `isNaN(result) || result[0] < 0.01` holds exactly when `result[0] < 0.01`,
 /// `len(result)` is 1 and `default(result, 0)` is `result`. Anything else (`asInt(…)`,
-/// `result[1]`, strings), and a condition
-/// longer than 1,000 characters or nested deeper than 32 levels, is refused when the config is
-/// read.
+/// `result[1]`, strings, `!result[0] > 2`, a number expr-lang cannot hold such as `1e400`), and
+/// a condition longer than 1,000 characters or nested deeper than 32 levels, is refused when the
+/// config is read.
 ///
 /// ```
 /// use serin_canary::threshold::Condition;
@@ -282,10 +282,7 @@ fn lex(source: &str) -> Result<Vec<(usize, Token)>> {
         } else if c.is_ascii_digit() || c == '.' {
             let end = number_end(source, at);
             let text = &source[at..end];
-            let n = text
-                .parse()
-                .map_err(|_| refusal(source, at, text, "is not a number"))?;
-            tokens.push((at, Token::Number(n)));
+            tokens.push((at, Token::Number(number(source, at, text)?)));
             end
         } else if c.is_ascii_alphabetic() || c == '_' {
             let end = source[at..]
@@ -310,6 +307,34 @@ fn lex(source: &str) -> Result<Vec<(usize, Token)>> {
 }
 
 /// Where the number starting at `at` ends: digits, one point, and an exponent.
+/// The number `text` (at `at` in `source`) stands for, refused where expr-lang refuses it: a
+/// literal beyond the largest float (`1e400`) or, written without a point or exponent, beyond
+/// the largest 64-bit integer. Argo would error on every measurement; read as infinity, it
+/// would make `result < 1e400` hold for every value.
+fn number(source: &str, at: usize, text: &str) -> Result<f64> {
+    let n: f64 = text
+        .parse()
+        .map_err(|_| refusal(source, at, text, "is not a number"))?;
+    if !n.is_finite() {
+        return Err(refusal(
+            source,
+            at,
+            text,
+            "is beyond the largest number expr-lang reads",
+        ));
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) && text.parse::<i64>().is_err() {
+        return Err(refusal(
+            source,
+            at,
+            text,
+            "is beyond the largest integer expr-lang reads (2^63 − 1); write a decimal point \
+             to make it a float",
+        ));
+    }
+    Ok(n)
+}
+
 fn number_end(source: &str, at: usize) -> usize {
     let bytes = source.as_bytes();
     let mut i = at;
@@ -456,16 +481,31 @@ impl Parser<'_> {
         Ok(())
     }
 
+    /// A comparison, or `!`/`not` of what follows it. As in expr-lang, `!` binds tighter than
+    /// a comparison or `+` and `-` (only `*` and `/` bind tighter still), so `!result[0] > 2` is
+    /// `(!result[0]) > 2`, a negated number, which Argo errors on: refused here, not read as
+    /// `!(result[0] > 2)`.
     fn not(&mut self) -> Result<Node> {
-        if self.is("!", "not") {
-            self.at += 1;
-            let start = self.at;
-            self.deeper()?;
-            let inner = self.not()?;
-            self.depth -= 1;
-            return Ok(Node::Bool(Bool::Not(Box::new(self.boolean(start, inner)?))));
+        if !self.is("!", "not") {
+            return self.comparison();
         }
-        self.comparison()
+        self.at += 1;
+        let start = self.at;
+        self.deeper()?;
+        let inner = if self.is("!", "not") {
+            self.not()
+        } else {
+            self.product()
+        }?;
+        self.depth -= 1;
+        match inner {
+            Node::Bool(b) => Ok(Node::Bool(Bool::Not(Box::new(b)))),
+            Node::Num(_) => Err(self.refuse(
+                start,
+                "starts a number where `!` needs a condition: `!` applies to what follows it \
+                 alone, so write `!(…)` around a comparison",
+            )),
+        }
     }
 
     fn comparison(&mut self) -> Result<Node> {
@@ -668,6 +708,16 @@ mod tests {
     }
 
     #[test]
+    fn negation_takes_what_follows_it_alone() {
+        assert!(holds("!isNaN(result) && result[0] < 1", 0.5));
+        assert!(!holds("!isNaN(result) && result[0] < 1", 1.5));
+        assert!(holds("!!(result > 1)", 2.0) && holds("not not (result > 1)", 2.0));
+        assert!(holds("!false && result > 1", 2.0) && !holds("!true || result > 1", 0.5));
+        assert!(holds("result < 9223372036854775807", 1e18));
+        assert!(holds("result < 99999999999999999999.0", 1e19));
+    }
+
+    #[test]
     fn what_cannot_be_honoured_is_refused_with_its_position() {
         let deep = format!("{}result > 1{}", "(".repeat(33), ")".repeat(33));
         let negated = format!("{}result > 1", "!".repeat(40));
@@ -691,6 +741,25 @@ mod tests {
             (&deep, "nests deeper than 32"),
             (&negated, "nests deeper than 32"),
             (&long, "is 10010 characters long, more than the 1000 read"),
+            // `!` binds tighter than a comparison, as in expr-lang: these negate a number.
+            (
+                "!result[0] > 2",
+                "`result` at character 2 starts a number where `!` needs",
+            ),
+            (
+                "not result > 0.5",
+                "`result` at character 5 starts a number where `!` needs",
+            ),
+            ("!result * 2 < 1", "write `!(…)`"),
+            // Literals expr-lang cannot hold: Argo errors on them.
+            (
+                "result < 1e400",
+                "`1e400` at character 10 is beyond the largest number",
+            ),
+            (
+                "result < 99999999999999999999",
+                "is beyond the largest integer",
+            ),
         ] {
             let err = Expression::parse(source).unwrap_err().to_string();
             assert!(err.contains(names) && err.len() < 2_000, "{err}");
