@@ -144,14 +144,6 @@ impl TryFrom<SavedArgoJudge> for ArgoJudge {
             );
         }
         let measured = s.count > 0 || s.errors > 0;
-        if measured && s.started.is_none() && s.config.initial_delay.is_some() {
-            return Err(Error::invalid_input(
-                "argoJudge.started",
-                "null",
-                "must say when the run started once it has measured: its initialDelay is \
-                 counted from then",
-            ));
-        }
         if s.last.is_some() != measured {
             return Err(Error::invalid_input(
                 "argoJudge.last",
@@ -310,10 +302,14 @@ impl Judge for ArgoJudge {
         check_metric(Self::NAME, &self.config.metric, sample)?;
         let window = sample.window();
         let started = *self.started.get_or_insert(window.start());
-        let delayed = self
-            .config
-            .initial_delay
-            .is_some_and(|d| window.end() < started.saturating_add(d));
+        // A run that has measured is past its delay, whether `measure` (which knows no time)
+        // took its measurements or this did.
+        let delayed = self.count == 0
+            && self.errors == 0
+            && self
+                .config
+                .initial_delay
+                .is_some_and(|d| window.end() < started.saturating_add(d));
         if !delayed {
             self.measure(self.config.quantity.of(&sample.canary().measurement));
         }

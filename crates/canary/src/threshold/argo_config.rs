@@ -74,7 +74,7 @@ pub struct ArgoConfig {
     /// is [fed](crate::judge::Judge::observe)) measuring begins. A window that ends before then
     /// is not measured, as Argo takes its first measurement once the delay is over. Values
     /// given to [`ArgoJudge::measure`](super::ArgoJudge::measure) carry no time and are all
-    /// measured.
+    /// measured, and once a run has measured, by either way, its delay is over.
     #[serde(
         with = "serin_signals::duration::option",
         skip_serializing_if = "Option::is_none"
