@@ -632,3 +632,47 @@ fn a_metric_checked_twice_is_listed_once() {
         vec![Metric::ErrorRate, Metric::Latency]
     );
 }
+
+/// Flagger's built-in `request-duration` truncates the measured p99 and its bounds to whole
+/// milliseconds before comparing them; a custom check of the same quantity compares numbers.
+#[test]
+fn request_duration_is_compared_in_whole_milliseconds_as_flagger_compares_it() {
+    let built_in = |range: serde_json::Value| -> FlaggerAnalysis {
+        let c: FlaggerAnalysisConfig = serde_json::from_value(json!({"metrics": [
+            {"name": "request-duration", "thresholdRange": range}
+        ]}))
+        .unwrap();
+        FlaggerAnalysis::new(c).unwrap()
+    };
+    let mut a = built_in(json!({"max": 500}));
+    assert_eq!(a.check(&[Some(500.6)]).unwrap(), CheckOutcome::Passed);
+    assert_eq!(a.check(&[Some(501.0)]).unwrap(), CheckOutcome::Failed);
+    // The check recorded as passed at 500.6 ms reads back as passed.
+    let mut passed = built_in(json!({"max": 500}));
+    passed.check(&[Some(500.9)]).unwrap();
+    let back: FlaggerAnalysis = serde_json::from_value(serde_json::to_value(&passed).unwrap())
+        .expect("a pass of 500.9 ms against max 500 reads back");
+    assert_eq!(back, passed);
+    // A bound of 500.9 acts as 500, and a minimum of 10.5 as 10.
+    let mut fractional = built_in(json!({"min": 10.5, "max": 500.9}));
+    assert_eq!(
+        fractional.check(&[Some(500.95)]).unwrap(),
+        CheckOutcome::Passed
+    );
+    assert_eq!(
+        fractional.check(&[Some(10.2)]).unwrap(),
+        CheckOutcome::Passed
+    );
+    assert_eq!(
+        fractional.check(&[Some(9.99)]).unwrap(),
+        CheckOutcome::Failed
+    );
+
+    let custom: FlaggerAnalysisConfig = serde_json::from_value(json!({"metrics": [
+        {"name": "p99", "metric": "latency", "quantity": {"latencyQuantile": 0.99},
+         "thresholdRange": {"max": 500}}
+    ]}))
+    .unwrap();
+    let mut custom = FlaggerAnalysis::new(custom).unwrap();
+    assert_eq!(custom.check(&[Some(500.6)]).unwrap(), CheckOutcome::Failed);
+}

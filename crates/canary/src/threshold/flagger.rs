@@ -18,6 +18,9 @@ pub struct FlaggerConfig {
     pub metric: Metric,
     /// Which number of the canary's observation is checked (`successRatePercent` for the
     /// built-in `request-success-rate`, `{"latencyQuantile": 0.99}` for `request-duration`).
+    /// The value is compared as a number, as Flagger compares a custom check; the built-in
+    /// `request-duration`, named in a [`FlaggerMetric`](super::FlaggerMetric), compares whole
+    /// milliseconds.
     pub quantity: Quantity,
     /// The accepted range of the value.
     pub threshold_range: Range,
@@ -45,16 +48,37 @@ pub(super) fn effective_threshold(threshold: u32) -> u32 {
     threshold.max(1)
 }
 
+/// How a check compares its value with its range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Compare {
+    /// As numbers: a custom check (Flagger's `MetricTemplate`), and every check of a
+    /// [`FlaggerJudge`].
+    Exact,
+    /// In whole milliseconds, as Flagger's built-in `request-duration` compares them: it
+    /// truncates the measured p99 and both bounds to `time.Duration`s of whole milliseconds
+    /// (`pkg/controller/scheduler_metrics.go`), so a p99 of 500.6 ms passes `max: 500`.
+    WholeMilliseconds,
+}
+
 /// One check of `value` (`None` or not finite = no data) against `range`: what it found, and
-/// the value it judged.
+/// the value it judged (as measured).
 pub(super) fn check_value(
     range: &Range,
+    compare: Compare,
     no_data_fails: bool,
     value: Option<f64>,
 ) -> (CheckOutcome, Option<f64>) {
     let value = value.filter(|v| v.is_finite());
+    let inside = |v: f64| match compare {
+        Compare::Exact => range.contains(v),
+        Compare::WholeMilliseconds => Range {
+            min: range.min.map(f64::trunc),
+            max: range.max.map(f64::trunc),
+        }
+        .contains(v.trunc()),
+    };
     let outcome = match value {
-        Some(v) if range.contains(v) => CheckOutcome::Passed,
+        Some(v) if inside(v) => CheckOutcome::Passed,
         Some(_) => CheckOutcome::Failed,
         None if no_data_fails => CheckOutcome::Failed,
         None => CheckOutcome::NoData,
@@ -66,6 +90,7 @@ pub(super) fn check_value(
 /// failing value recorded as passed would pass the canary on a check that failed.
 pub(super) fn check_last(
     range: &Range,
+    compare: Compare,
     no_data_fails: bool,
     last: Option<(CheckOutcome, Option<f64>)>,
     field: &str,
@@ -73,7 +98,7 @@ pub(super) fn check_last(
     let Some((outcome, value)) = last else {
         return Ok(());
     };
-    let checked = check_value(range, no_data_fails, value);
+    let checked = check_value(range, compare, no_data_fails, value);
     if checked == (outcome, value) {
         return Ok(());
     }
@@ -189,6 +214,7 @@ impl TryFrom<SavedFlaggerJudge> for FlaggerJudge {
         let c = &s.config;
         check_last(
             &c.threshold_range,
+            Compare::Exact,
             c.no_data_fails,
             s.last,
             "flaggerJudge.last",
@@ -223,6 +249,7 @@ impl FlaggerJudge {
     pub fn check(&mut self, value: Option<f64>) -> CheckOutcome {
         let (outcome, value) = check_value(
             &self.config.threshold_range,
+            Compare::Exact,
             self.config.no_data_fails,
             value,
         );

@@ -146,6 +146,7 @@ impl TryFrom<SavedFlaggerAnalysis> for FlaggerAnalysis {
             }
             check_last(
                 &m.threshold_range,
+                m.compare(),
                 s.config.no_data_fails,
                 c.last,
                 &format!("flaggerAnalysis.checks[{i}].last"),
@@ -219,7 +220,14 @@ impl FlaggerAnalysis {
             .metrics
             .iter()
             .zip(values)
-            .map(|(m, v)| check_value(&m.threshold_range, self.config.no_data_fails, *v))
+            .map(|(m, v)| {
+                check_value(
+                    &m.threshold_range,
+                    m.compare(),
+                    self.config.no_data_fails,
+                    *v,
+                )
+            })
             .collect();
         let outcome = interval_outcome(results.iter().map(|(o, _)| *o));
         if self.rolls_back() {

@@ -9,7 +9,7 @@ use serin_signals::Metric;
 
 use crate::kayenta::Quantity;
 use crate::threshold::bounds::Range;
-use crate::threshold::flagger::{default_threshold, effective_threshold};
+use crate::threshold::flagger::{Compare, default_threshold, effective_threshold};
 use crate::{Error, Result};
 
 /// One metric check of a Flagger analysis (an entry of `analysis.metrics`).
@@ -17,7 +17,8 @@ use crate::{Error, Result};
 /// Written as for Flagger, a check of a built-in metric needs only its `name` and
 /// `thresholdRange`: `request-success-rate` checks the success rate in percent of
 /// `error_rate` and `request-duration` the p99 of `latency` in milliseconds, as Flagger's
-/// built-ins do. Any other check names the Serin `metric` and `quantity` it reads (Flagger's
+/// built-ins do (`request-duration` in whole milliseconds, as Flagger truncates the p99 and its
+/// bounds: 500.6 ms passes `max: 500`). Any other check names the Serin `metric` and `quantity` it reads (Flagger's
 /// `templateRef` query is the metrics source's business here), and may keep its Flagger
 /// `name` as a label.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,6 +124,15 @@ impl TryFrom<WrittenFlaggerMetric> for FlaggerMetric {
 }
 
 impl FlaggerMetric {
+    /// How the check compares: Flagger's built-in `request-duration` in whole milliseconds,
+    /// any other check as numbers.
+    pub(super) fn compare(&self) -> Compare {
+        match self.name.as_deref() {
+            Some("request-duration") => Compare::WholeMilliseconds,
+            _ => Compare::Exact,
+        }
+    }
+
     /// A check of `quantity` of `metric` against `range`.
     pub fn new(metric: Metric, quantity: Quantity, range: Range) -> Self {
         FlaggerMetric {
