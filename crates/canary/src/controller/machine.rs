@@ -37,10 +37,11 @@ pub enum Command {
     /// Argo Rollouts' `promote` skips one pause step). At any other step it only decides, as a
     /// tick does.
     Resume,
-    /// Promote now, skipping the remaining steps (refused while a judge fails with a warning
-    /// or critical severity; an informational failure does not stop it). This is how a
-    /// person lets a canary through that a judge's concluded inconclusive run holds, as Argo
-    /// Rollouts' `promote` does for a rollout paused on an inconclusive analysis.
+    /// Promote now, skipping the remaining steps, as Argo Rollouts' `promote --full` does
+    /// (refused while a judge fails with a warning or critical severity; an informational
+    /// failure does not stop it). This is how a person lets a canary through that a judge's
+    /// concluded inconclusive run holds: Argo's plain `promote` resumes such a rollout at its
+    /// next step, but here the concluded run would hold every step after it too.
     Promote,
     /// Abort: roll back now.
     Abort,
