@@ -208,7 +208,7 @@ async fn a_canary_that_cannot_finish_in_time_is_rolled_back_at_the_deadline() {
             .into_iter()
             .chain(timed)
             .chain([Step::SetWeight(40), Step::Pause(Pause::default())]);
-        config.canary_config.steps = Some(steps.collect());
+        support::written_steps(&mut config, steps.collect());
         config.canary_config.metrics_window = window;
         let report = world.deploy(&config).await;
         let reason = rollback_reason(&report);

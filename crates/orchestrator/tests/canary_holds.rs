@@ -16,7 +16,7 @@ use support::{SERVICE, World, canary_share, holding_canary_config, weights};
 /// [`holding_canary_config`] with `steps`.
 fn holding_with_steps(steps: &str) -> DeploymentConfig {
     let mut config = holding_canary_config();
-    config.canary_config.steps = Some(serde_json::from_str(steps).expect("steps"));
+    support::written_steps(&mut config, serde_json::from_str(steps).expect("steps"));
     config.validate().expect("valid");
     config
 }

@@ -580,7 +580,7 @@ async fn a_kayenta_run_may_span_the_analysis_steps() {
     let mut config = canary_config("1.1.0");
     config.canary_config.parity_judges =
         Some(from_str(&kayenta_p99("{lifetimePoints: 20}"), Format::Yaml).expect("parity judges"));
-    config.canary_config.steps = Some(steps("2m"));
+    support::written_steps(&mut config, steps("2m"));
     let err = config
         .validate()
         .expect_err("200s of points in 150s")
@@ -592,7 +592,7 @@ async fn a_kayenta_run_may_span_the_analysis_steps() {
         ),
         "{err}"
     );
-    config.canary_config.steps = Some(steps("3m"));
+    support::written_steps(&mut config, steps("3m"));
     config.validate().expect("200s of points in 210s");
     let (world, _traffic) = World::serving(0.001, 0.001).await;
     world.set_latency("1.0.0", 100.0);

@@ -17,7 +17,8 @@ async fn a_raise_whose_track_is_ready_past_max_duration_rolls_back_instead() {
     let (world, _traffic) =
         World::serving_on(InMemoryPlatform::new().with_ready_after(20), 0.005, 0.005).await;
     let mut config = canary_config("1.1.0");
-    config.canary_config.steps = Some(
+    support::written_steps(
+        &mut config,
         serde_json::from_str(
             r#"[{"setCanaryScale":{"matchTrafficWeight":true}},{"setWeight":25},
                 {"pause":{"duration":"2m"}},{"setWeight":75},{"pause":{"duration":"10s"}}]"#,

@@ -14,7 +14,7 @@ use support::{World, canary_config, until_stage};
 /// [`canary_config`] of 1.1.0 with `steps` (JSON).
 fn with_steps(steps: &str) -> DeploymentConfig {
     let mut config = canary_config("1.1.0");
-    config.canary_config.steps = Some(serde_json::from_str(steps).expect("steps"));
+    support::written_steps(&mut config, serde_json::from_str(steps).expect("steps"));
     config.validate().expect("valid");
     config
 }

@@ -63,7 +63,8 @@ fn an_unknown_on_inconclusive_is_refused_naming_the_field() {
 /// (one per 10-s window), with `onInconclusive` as given.
 fn short_of_samples(on_inconclusive: OnInconclusive) -> DeploymentConfig {
     let mut c = canary_within(Duration::from_secs(2 * 3_600));
-    c.canary_config.steps = Some(
+    support::written_steps(
+        &mut c,
         serde_json::from_str(
             r#"[{"setWeight":10},{"analysis":{"duration":"1m","minSamples":100}},
                 {"setWeight":50},{"pause":{"duration":"1m"}}]"#,

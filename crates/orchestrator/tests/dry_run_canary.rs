@@ -36,7 +36,8 @@ async fn each_weight_s_hold_the_max_duration_and_on_inconclusive_are_listed() {
 #[tokio::test(start_paused = true)]
 async fn explicit_steps_pauses_analyses_and_pacing_are_listed() {
     let mut config = canary_config("1.1.0");
-    config.canary_config.steps = Some(
+    support::written_steps(
+        &mut config,
         serde_json::from_str(
             r#"[{"setWeight": 10}, {"pause": {"duration": "2m"}},
                 {"setWeight": 50}, {"pause": {}},

@@ -147,8 +147,10 @@ async fn a_deadlines_rollback_says_the_deadline_decided_and_blames_no_judge() {
     let mut config = canary_config("1.1.0");
     config.max_deployment_duration = Duration::from_secs(90);
     config.blue_green_config.readiness_timeout = Duration::from_secs(60);
-    config.canary_config.steps =
-        Some(serde_json::from_str(r#"[{"setWeight":10},{"pause":{}}]"#).expect("steps"));
+    support::written_steps(
+        &mut config,
+        serde_json::from_str(r#"[{"setWeight":10},{"pause":{}}]"#).expect("steps"),
+    );
     config.validate().expect("valid");
     let report = world.deploy(&config).await;
     let (reason, started) = rollback_started(&report);

@@ -24,6 +24,7 @@ mod config_brief;
 mod config_errors;
 mod config_inconclusive;
 mod config_properties;
+mod config_written_steps;
 mod config_yaml_forms;
 mod deadline_events;
 mod dry_run;

@@ -106,8 +106,10 @@ async fn a_read_delay_reads_every_sample_of_each_window() {
 /// the third window's end (30 s) and its read (34 s).
 fn held_canary_within_32s() -> DeploymentConfig {
     let mut c = canary_config("1.1.0");
-    c.canary_config.steps =
-        Some(serde_json::from_str(r#"[{"setWeight":10},{"pause":{}}]"#).expect("steps"));
+    support::written_steps(
+        &mut c,
+        serde_json::from_str(r#"[{"setWeight":10},{"pause":{}}]"#).expect("steps"),
+    );
     c.blue_green_config.readiness_timeout = Duration::from_secs(10);
     c.monitoring.read_delay = Duration::from_secs(4);
     c.max_deployment_duration = Duration::from_secs(32);

@@ -65,7 +65,7 @@ fn with_trigger(trigger: &str) -> DeploymentConfig {
 /// `canary_config("1.1.0")` with `steps` (JSON) as its canary steps.
 fn with_steps(steps: &str) -> DeploymentConfig {
     let mut config = canary_config("1.1.0");
-    config.canary_config.steps = Some(serde_json::from_str(steps).expect("steps"));
+    support::written_steps(&mut config, serde_json::from_str(steps).expect("steps"));
     config
 }
 

@@ -27,7 +27,8 @@ async fn a_breach_while_the_canary_grows_for_a_raised_weight_rolls_back_before_i
     let (world, _traffic) =
         World::serving_on(InMemoryPlatform::new().with_ready_after(40), 0.005, 0.005).await;
     let mut config = canary_config("1.1.0");
-    config.canary_config.steps = Some(
+    support::written_steps(
+        &mut config,
         serde_json::from_str(
             r#"[{"setCanaryScale":{"matchTrafficWeight":true}},{"setWeight":25},
                 {"pause":{"duration":"1m"}},{"setWeight":75},{"pause":{"duration":"1m"}}]"#,

@@ -93,7 +93,8 @@ async fn an_increment_off_the_granularity_is_named_by_its_field_and_step() {
 async fn an_explicit_step_off_the_granularity_is_named_by_its_path() {
     let world = on_router_of(5).await;
     let mut config = canary_config("1.1.0");
-    config.canary_config.steps = Some(
+    support::written_steps(
+        &mut config,
         serde_json::from_str(
             r#"[{"setWeight": 10}, {"pause": {"duration": "1m"}},
                 {"setWeight": 12}, {"pause": {"duration": "1m"}}]"#,

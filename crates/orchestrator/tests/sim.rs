@@ -2,6 +2,8 @@
 //! with error-rate schedules, scripted faults, virtual time. Hours of canary run in
 //! milliseconds.
 
+use crate::support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -249,14 +251,17 @@ async fn a_canary_past_its_deadline_is_rolled_back() {
     c.max_deployment_duration = Duration::from_secs(600);
     // A step that waits for an approval that never comes (timed pauses that outlast the
     // deadline are refused when the config is loaded).
-    c.canary_config.steps = Some(vec![
-        Step::SetWeight(5),
-        Step::Pause(Pause {
-            duration: Some(Duration::from_secs(300)),
-        }),
-        Step::SetWeight(25),
-        Step::Pause(Pause::default()),
-    ]);
+    support::written_steps(
+        &mut c,
+        vec![
+            Step::SetWeight(5),
+            Step::Pause(Pause {
+                duration: Some(Duration::from_secs(300)),
+            }),
+            Step::SetWeight(25),
+            Step::Pause(Pause::default()),
+        ],
+    );
     c.validate().expect("valid");
     let r = deploy(&s, &c).await;
     assert!(rolled_back(&r).contains("maxDeploymentDuration"), "{r}");

@@ -174,10 +174,68 @@ impl CanaryConfig {
                 })?,
             );
         }
-        policy
-            .validate()
-            .map_err(|e| Error::invalid("canaryConfig.steps", "…", e.to_string()))?;
+        policy.validate().map_err(|e| match self.steps {
+            // Written steps are named as the file writes them (`canaryConfig.steps[2]`).
+            Some(_) => super::parity::relocate(e, "canaryConfig"),
+            None => Error::invalid("canaryConfig.steps", "…", e.to_string()),
+        })?;
         Ok(policy)
+    }
+
+    /// Checks written `steps` when a config is loaded (not when one is read back from a
+    /// journal: a deployment started before these rules resumes and ends as it would have).
+    /// They must take the canary to a weight strictly between 0% and 100%, where both arms
+    /// serve traffic for the judges to compare; and the fields from which steps are derived
+    /// must be left as they are, since written steps replace them.
+    pub(super) fn check_written_steps(&self) -> Result<()> {
+        let Some(steps) = &self.steps else {
+            return Ok(());
+        };
+        if !steps
+            .iter()
+            .any(|s| matches!(s, Step::SetWeight(w) if *w > 0 && *w < 100))
+        {
+            return Err(Error::invalid(
+                "canaryConfig.steps",
+                steps.len(),
+                "needs a setWeight strictly between 0 and 100: the judges compare the canary \
+                 with the baseline, and at 0% the canary serves nothing, at 100% the baseline \
+                 nothing, so no evidence could ever promote it",
+            ));
+        }
+        let default = CanaryConfig::default();
+        for (field, written, unset) in [
+            (
+                "initialPercentage",
+                self.initial_percentage.to_string(),
+                default.initial_percentage.to_string(),
+            ),
+            (
+                "incrementPercentage",
+                self.increment_percentage.to_string(),
+                default.increment_percentage.to_string(),
+            ),
+            (
+                "targetPercentage",
+                self.target_percentage.to_string(),
+                default.target_percentage.to_string(),
+            ),
+            (
+                "incrementInterval",
+                human(self.increment_interval),
+                human(default.increment_interval),
+            ),
+        ] {
+            if written != unset {
+                return Err(Error::invalid(
+                    format!("canaryConfig.{field}"),
+                    written,
+                    "has no effect: canaryConfig.steps are written, and replace the steps \
+                     derived from it; write the weights and pauses in steps, or remove steps",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The timed pauses of the policy together, as they run: what every canary sits through,

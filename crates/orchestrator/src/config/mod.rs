@@ -478,7 +478,9 @@ impl DeploymentConfig {
     /// act, and a switch that silently ignores it moves traffic in a way the file does not say.
     /// `blueGreenConfig.weights` is read by a `weighted` switch only; with `immediate` or
     /// `gradual` (in the file, or from `TRAFFIC_STRATEGY`), its weights would never be used.
-    /// An unread `blueGreenConfig.trafficIncrement` must still be a percentage.
+    /// An unread `blueGreenConfig.trafficIncrement` must still be a percentage. Written canary
+    /// steps replace the fields they are derived from, which are then refused, and must reach
+    /// a weight the judges can compare at (see `CanaryConfig::check_written_steps`).
     ///
     /// Checked when a config is loaded, not when one is read back from a journal (see
     /// [`check_fields`](Self::check_fields)): a deployment started before this rule resumes.
@@ -488,6 +490,9 @@ impl DeploymentConfig {
         // the config: a value that is no percentage (NaN, which JSON cannot write) would not
         // read back when the deployment resumes.
         percent("blueGreenConfig.trafficIncrement", bg.traffic_increment)?;
+        if self.strategy != StrategyKind::BlueGreen {
+            self.canary_config.check_written_steps()?;
+        }
         if !bg.weights.is_empty() && bg.traffic_strategy != TrafficStrategyKind::Weighted {
             let strategy = bg.traffic_strategy.as_str();
             return Err(Error::invalid(

@@ -264,9 +264,10 @@ fn within_steps(
     ))
 }
 
-/// A judge's refusal, its path moved under `at`: the judges name their settings from their
-/// own root (`flaggerAnalysis.metrics[1].thresholdRange`), which is `at` in this config.
-fn relocate(e: serin_canary::Error, at: &str) -> Error {
+/// A judge's or a policy's refusal, its path moved under `at`: they name their settings from
+/// their own root (`flaggerAnalysis.metrics[1].thresholdRange`, `canaryPolicy.steps[2]`), which
+/// is `at` in this config.
+pub(super) fn relocate(e: serin_canary::Error, at: &str) -> Error {
     match e {
         serin_canary::Error::InvalidConfig {
             path,

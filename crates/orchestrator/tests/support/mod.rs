@@ -393,6 +393,18 @@ pub fn canary_config(version: &str) -> DeploymentConfig {
     c
 }
 
+/// Writes `steps` into `config`'s canary, leaving the fields steps are otherwise derived from
+/// at their defaults, as a file that writes steps does (a file may not write both).
+pub fn written_steps(config: &mut DeploymentConfig, steps: Vec<serin_canary::controller::Step>) {
+    let default = serin_orchestrator::CanaryConfig::default();
+    let c = &mut config.canary_config;
+    c.initial_percentage = default.initial_percentage;
+    c.increment_percentage = default.increment_percentage;
+    c.target_percentage = default.target_percentage;
+    c.increment_interval = default.increment_interval;
+    c.steps = Some(steps);
+}
+
 /// [`canary_config`] shortened to few records (so few crash points): 45% steps every 30 s,
 /// 20 s of monitoring, the old version kept warm for 20 s.
 pub fn short_canary_config(version: &str) -> DeploymentConfig {
@@ -418,7 +430,8 @@ pub fn blue_green_config(version: &str, traffic: TrafficStrategyKind) -> Deploym
 /// that rolls back above 20% errors and when it has no data for 10 s (`onMissingData: fire`).
 pub fn stale_at_zero_config() -> DeploymentConfig {
     let mut config = canary_config("1.1.0");
-    config.canary_config.steps = Some(
+    written_steps(
+        &mut config,
         serde_json::from_str(
             r#"[{"pause":{"duration":"1m"}},{"setWeight":10},{"pause":{"duration":"30s"}},
                 {"setWeight":50},{"pause":{"duration":"30s"}}]"#,
