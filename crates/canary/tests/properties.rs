@@ -157,6 +157,8 @@ proptest! {
             CountMode::PerRequest(CountTestConfig::new(0.1)),
             SeverityBands::new(0.0, 50.0).unwrap(),
         ).unwrap();
+        // A policy refused on load (an analysis step at 100%, say) never runs.
+        prop_assume!(policy.validate().is_ok());
         let pacing = policy.pacing.clone();
         let mut ctl = CanaryController::new(policy, vec![judge]).unwrap();
         let mut now_s = 0u64;

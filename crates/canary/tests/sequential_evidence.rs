@@ -258,3 +258,57 @@ fn a_late_start_saved_without_its_time_is_named_by_its_sample() {
         j.evidence.summary
     );
 }
+
+/// A regression that begins after a good hour is graded by its size since it began, as the
+/// evidence beside states it: the whole run's ratio, diluted by the hour, is near 1.
+#[test]
+fn a_late_regression_is_graded_by_its_size_since_it_began() {
+    let mut rng = Rng::new(3);
+    let mut judge = SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.0).unwrap();
+    let failed = (0..7_200)
+        .find_map(|s| {
+            let w = second(s);
+            let canary_rate = if s < 3_600 { 0.005 } else { 0.025 };
+            let b = counts(
+                Metric::ErrorRate,
+                Track::Stable,
+                w,
+                475,
+                rng.poisson(475.0 * 0.005),
+            );
+            let c = counts(
+                Metric::ErrorRate,
+                Track::Canary,
+                w,
+                25,
+                rng.poisson(25.0 * canary_rate),
+            );
+            let j = judge
+                .observe(&Sample::new(&b, &c, Some(0.05), w.end()).unwrap())
+                .unwrap();
+            j.verdict.is_fail().then_some((s, j))
+        })
+        .expect("caught");
+    let (s, j) = failed;
+    let effect = |name: &str| {
+        j.evidence
+            .effects
+            .iter()
+            .find(|e| e.name == name)
+            .unwrap()
+            .estimate
+    };
+    assert!(s > 3_600, "rolled back at {s} s, before the regression");
+    assert!(effect("errorRateRatio") < 2.0, "{:?}", j.evidence.effects);
+    assert!(
+        effect("errorRateRatioSinceOnset") >= 2.0,
+        "{:?}",
+        j.evidence.effects
+    );
+    assert_eq!(
+        j.verdict,
+        Verdict::Fail(serin_canary::judge::Severity::Critical),
+        "{}",
+        j.evidence.summary
+    );
+}

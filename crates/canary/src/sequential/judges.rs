@@ -343,7 +343,8 @@ impl Seen {
 /// on a metric observed as [`serin_signals::Counts`].
 ///
 /// Verdicts: `Fail(severity)` once the e-value has reached `1/α` (the severity from the
-/// effect-size bands on the estimated ratio − 1; a two-sided failure because the canary has
+/// effect-size bands on the estimated ratio − 1, since the start the start-time mixture weighs
+/// most when it decided a late regression; a two-sided failure because the canary has
 /// *fewer* errors is at most a warning, see [`SeverityBands::classify_failure`]); `Pass` once
 /// the confidence sequence of the ratio lies entirely below `1 + margin` (two-sided, also above
 /// `1/(1 + margin)`, so a two-sided judge passes only with a margin above 0); otherwise
@@ -395,9 +396,31 @@ pub struct SequentialCountJudge {
     onsets: OnsetClock,
 }
 
+/// A rejection's effect as its direction reads it: the part on the side the test found
+/// (`worse`: above no change, else below it), 0 for an estimate on the other side (a diluted
+/// whole-run estimate, say), which would otherwise be graded by the size of a change the test
+/// did not find. NaN stays NaN (graded critical).
+fn directed(effect: f64, worse: bool) -> f64 {
+    match (effect.is_nan(), worse) {
+        (true, _) => effect,
+        (false, true) => effect.max(0.0),
+        (false, false) => effect.min(0.0),
+    }
+}
+
 impl SequentialCountJudge {
     /// The judge's name in evidence.
     pub const NAME: &'static str = "sequential-counts";
+
+    /// The ratio a rejection is graded by: since the start the start-time mixture weighed most
+    /// when a late regression decided it, else over the run. A regression that began after a
+    /// good hour is as severe as its ratio since then; the run's, diluted by that hour, would
+    /// grade a fivefold regression a warning.
+    fn graded_ratio(&self) -> f64 {
+        self.engine
+            .late_start()
+            .map_or_else(|| self.engine.ratio().0, |late| late.estimate)
+    }
 
     /// A per-request judge of `metric` at level `alpha`, failing only if the canary's rate is
     /// more than `(1 + margin)` times the baseline's, with the default severity bands, for
@@ -593,7 +616,7 @@ impl Judge for SequentialCountJudge {
         {
             self.rejected_severity = Some(
                 self.severity
-                    .classify_failure(self.engine.ratio().0 - 1.0, worse),
+                    .classify_failure(directed(self.graded_ratio() - 1.0, worse), worse),
             );
         }
         Ok(self.judgement(sample.now()))
@@ -628,9 +651,10 @@ impl Judge for SequentialCountJudge {
             summary.push_str("No samples yet: inconclusive.");
             Verdict::Inconclusive
         } else if let Some(worse) = self.engine.rejected_worse() {
-            let sev = self
-                .rejected_severity
-                .unwrap_or_else(|| self.severity.classify_failure(ratio - 1.0, worse));
+            let sev = self.rejected_severity.unwrap_or_else(|| {
+                self.severity
+                    .classify_failure(directed(self.graded_ratio() - 1.0, worse), worse)
+            });
             let _ = write!(
                 summary,
                 "The canary's error rate is {} than the baseline's by more than the margin \
@@ -731,7 +755,8 @@ impl Judge for SequentialCountJudge {
 /// with their confidence sequences.
 ///
 /// Verdicts: `Fail(severity)` once the median test's e-value has reached `1/α` (severity from
-/// the bands on the median shift; a two-sided failure because the canary is *faster* is at most
+/// the bands on the median shift, since the start that decided a late regression; a two-sided
+/// failure because the canary is *faster* is at most
 /// a warning, see [`SeverityBands::classify_failure`]); `Pass` once the median shift's
 /// confidence sequence lies below the margin (two-sided, also above `1/(1 + margin) − 1`, so a
 /// two-sided judge passes only with a margin above 0); otherwise `Inconclusive`. No data is
@@ -768,6 +793,14 @@ pub struct SequentialLatencyJudge {
 impl SequentialLatencyJudge {
     /// The judge's name in evidence.
     pub const NAME: &'static str = "sequential-latency";
+
+    /// The median shift a rejection is graded by: since the start that decided a late
+    /// regression, else over the run (see `SequentialCountJudge::graded_ratio`).
+    fn graded_shift(&self) -> f64 {
+        self.test
+            .late_start()
+            .map_or_else(|| self.test.median_shift(), |late| late.estimate)
+    }
 
     /// A judge of `metric` at level `alpha`, failing only if the canary's median is more than
     /// `(1 + margin)` times the baseline's, with the latency severity bands, for per-second
@@ -853,7 +886,7 @@ impl Judge for SequentialLatencyJudge {
         {
             self.rejected_severity = Some(
                 self.severity
-                    .classify_failure(self.test.median_shift(), worse),
+                    .classify_failure(directed(self.graded_shift(), worse), worse),
             );
         }
         Ok(self.judgement(sample.now()))
@@ -891,9 +924,10 @@ impl Judge for SequentialLatencyJudge {
             );
             Verdict::Inconclusive
         } else if let Some(worse) = self.test.rejected_worse() {
-            let sev = self
-                .rejected_severity
-                .unwrap_or_else(|| self.severity.classify_failure(median, worse));
+            let sev = self.rejected_severity.unwrap_or_else(|| {
+                self.severity
+                    .classify_failure(directed(self.graded_shift(), worse), worse)
+            });
             let _ = write!(
                 summary,
                 "The canary's median latency is {} than the baseline's by more than the margin \
