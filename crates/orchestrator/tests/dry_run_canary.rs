@@ -61,3 +61,18 @@ async fn explicit_steps_pauses_analyses_and_pacing_are_listed() {
         assert!(step.contains(said), "`{said}` not in: {step}");
     }
 }
+
+/// A pause ends at the first window read at or after its end: read every 90 s, a 2m pause
+/// holds 3m, and the dry run says so, as `maxDuration`'s check counts it.
+#[tokio::test(start_paused = true)]
+async fn a_pause_is_listed_as_long_as_it_runs_in_whole_windows() {
+    let mut config = canary_config("1.1.0");
+    config.canary_config.increment_interval = Duration::from_secs(120);
+    config.canary_config.metrics_window = Duration::from_secs(90);
+    config.canary_config.max_duration = Duration::from_secs(1_800);
+    config.validate().expect("valid");
+    let step = canary_step(&config).await;
+    let said =
+        "weights 10% held 3m (a 2m pause) → 40% held 3m (a 2m pause) → 70% held 3m (a 2m pause)";
+    assert!(step.contains(said), "`{said}` not in: {step}");
+}

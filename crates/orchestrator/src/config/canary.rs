@@ -770,7 +770,7 @@ impl CanaryThresholds {
 
 /// `pause` rounded up to a whole number of `window`s: how long a pause read at window ends
 /// lasts.
-fn whole_windows(pause: Duration, window: Duration) -> Duration {
+pub(crate) fn whole_windows(pause: Duration, window: Duration) -> Duration {
     if window.is_zero() {
         return pause;
     }

@@ -11,9 +11,9 @@ mod notify;
 mod parity;
 
 pub use blue_green::{BlueGreenConfig, TrafficStrategyKind};
-pub(crate) use canary::ROBUST_BATCH_SPAN;
 use canary::threshold_trigger;
 pub use canary::{Bounds, CanaryConfig, CanaryThresholds};
+pub(crate) use canary::{ROBUST_BATCH_SPAN, whole_windows};
 pub use monitoring::{MonitoringConfig, OnDeadline};
 #[cfg(feature = "notify")]
 pub(crate) use notify::redact_url;

@@ -7,7 +7,7 @@ use serin_canary::controller::{CanaryPolicy, OnInconclusive, Step};
 use serin_signals::Track;
 use serin_traffic::Plan;
 
-use crate::config::{DeploymentConfig, StrategyKind, human};
+use crate::config::{DeploymentConfig, StrategyKind, human, whole_windows};
 use crate::error::{Error, Result};
 use crate::event::verdict_name;
 use crate::run::split_all;
@@ -87,7 +87,7 @@ fn canary_summary(config: &DeploymentConfig, policy: &CanaryPolicy) -> String {
     let mut out = format!(
         "weights {}, judged every {}; promote when no judge fails, roll back past maxDuration {}; \
          onInconclusive: {}",
-        weights_held(&policy.steps),
+        weights_held(&policy.steps, canary.metrics_window),
         human(canary.metrics_window),
         human(canary.max_duration),
         match canary.on_inconclusive {
@@ -119,8 +119,10 @@ fn canary_summary(config: &DeploymentConfig, policy: &CanaryPolicy) -> String {
 
 /// Each weight `steps` set, with how long it holds: the pauses and analyses until the next
 /// weight (`10% held 1m → 40% held 1m`). Those before the first weight hold the canary at 0%
-/// (`0% held until resumed → 20% held 1m`): an approval before any traffic is a hold too.
-fn weights_held(steps: &[Step]) -> String {
+/// (`0% held until resumed → 20% held 1m`): an approval before any traffic is a hold too. A
+/// pause ends at the first metrics window read at or after its end, so it is stated as it runs,
+/// in whole `window`s, beside the pause as written where they differ (`held 3m (a 2m pause)`).
+fn weights_held(steps: &[Step], window: Duration) -> String {
     let mut weights: Vec<(u8, Vec<String>)> = Vec::new();
     for step in steps {
         let hold = match step {
@@ -128,7 +130,14 @@ fn weights_held(steps: &[Step]) -> String {
                 weights.push((*w, Vec::new()));
                 continue;
             }
-            Step::Pause(p) => p.duration.map_or("until resumed".to_owned(), human),
+            Step::Pause(p) => p.duration.map_or("until resumed".to_owned(), |d| {
+                let runs = whole_windows(d, window);
+                if runs == d {
+                    human(d)
+                } else {
+                    format!("{} (a {} pause)", human(runs), human(d))
+                }
+            }),
             Step::Analysis(a) => format!("by an analysis of up to {}", human(a.duration)),
             Step::SetCanaryScale(_) => continue,
         };
