@@ -14,7 +14,7 @@ use serin_canary::controller::{
 };
 use serin_canary::judge::{Judge, Verdict};
 use serin_canary::kayenta::{
-    Direction, KayentaConfig, KayentaJudge, Quantity, RunConfig, RunStatus, ScoreConfig,
+    Direction, KayentaConfig, KayentaJudge, Quantity, RunConfig, RunStatus,
 };
 use serin_canary::threshold::{ArgoConfig, ArgoJudge, Range};
 use serin_signals::{Metric, Observation, Timestamp, Track};
@@ -228,23 +228,16 @@ fn a_kayenta_run_concludes_at_its_last_judgement_with_a_pass_or_a_failure() {
 }
 
 #[test]
-fn a_final_kayenta_score_between_marginal_and_pass_fails_as_in_spinnaker() {
-    // One metric weighted 60 of 100 scores 60 when it passes: above marginal 50, below pass 75.
-    let run = RunConfig {
-        thresholds: ScoreConfig {
-            group_weights: [("error_rate".to_owned(), 60.0)].into(),
-            ..ScoreConfig::default()
-        },
-        ..RunConfig::new(20).every(5)
-    };
-    let mut j = kayenta(run);
+fn a_final_kayenta_score_below_pass_concludes_the_run_failed() {
+    // One judgement, at the end: a canary erring three times as often scores 0.
+    let mut j = kayenta(RunConfig::new(20));
     for i in 0..20 {
         let b = 0.010 + 0.001 * f64::from(i % 7);
-        j.push_points(Some(b), Some(b));
+        j.push_points(Some(b), Some(3.0 * b));
+        assert_eq!(j.concluded(), i == 19, "point {i}");
     }
-    assert_eq!(j.run_state().scores.last(), Some(&60.0));
+    assert_eq!(j.run_state().scores, [0.0]);
     assert_eq!(j.run_state().status, RunStatus::Failed);
-    assert!(j.concluded());
     assert!(j.judgement(Timestamp::from_millis(0)).verdict.is_fail());
 }
 

@@ -78,3 +78,60 @@ fn a_run_still_going_after_a_failing_interim_score_is_refused() {
     ));
     assert!(msg.contains("kayentaJudge.runState.status"), "{msg}");
 }
+
+/// A run that has seen its final point without a verdict would never end: refused.
+#[test]
+fn a_run_still_running_past_its_final_point_is_refused() {
+    let j = running();
+    let mut state = serde_json::to_value(&j).unwrap();
+    for arm in ["baseline", "canary"] {
+        let points = state[arm].as_array_mut().unwrap();
+        points.extend(std::iter::repeat_n(json!(0.01), 15));
+    }
+    let msg = refused(state);
+    assert!(
+        msg.contains("kayentaJudge.runState.status") && msg.contains("would never end"),
+        "{msg}"
+    );
+}
+
+/// A sliding window that has dropped points keeps at least its lookback, as a live one does.
+#[test]
+fn a_sliding_window_holding_less_than_its_lookback_is_refused() {
+    let config = KayentaConfig {
+        lookback_points: Some(10),
+        ..KayentaConfig::new(Metric::ErrorRate, Quantity::ErrorRate)
+    }
+    .with_run(RunConfig::new(30));
+    let mut j = KayentaJudge::new(config).unwrap();
+    for _ in 0..25 {
+        j.push_points(Some(0.01), Some(0.01));
+    }
+    let intact: KayentaJudge = serde_json::from_value(serde_json::to_value(&j).unwrap()).unwrap();
+    assert_eq!(intact, j);
+    let mut state = serde_json::to_value(&j).unwrap();
+    let kept = state["baseline"].as_array().unwrap().len();
+    let cut = kept - 3;
+    for arm in ["baseline", "canary"] {
+        state[arm].as_array_mut().unwrap().drain(..cut);
+    }
+    state["dropped"] = json!(state["dropped"].as_u64().unwrap() + cut as u64);
+    let msg = refused(state);
+    assert!(
+        msg.contains("kayentaJudge.baseline") && msg.contains("lookbackPoints"),
+        "{msg}"
+    );
+}
+
+/// A run's thresholds are pass and marginal: group weights belong to a canary config's
+/// classifier, and over one metric they would cap a perfect score below pass.
+#[test]
+fn group_weights_in_a_single_metric_run_are_refused() {
+    let mut run = RunConfig::new(20);
+    run.thresholds.group_weights.insert("latency".into(), 30.0);
+    let msg =
+        KayentaJudge::new(KayentaConfig::new(Metric::ErrorRate, Quantity::ErrorRate).with_run(run))
+            .unwrap_err()
+            .to_string();
+    assert!(msg.contains("thresholds.groupWeights.latency"), "{msg}");
+}

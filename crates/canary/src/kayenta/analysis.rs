@@ -217,6 +217,19 @@ impl TryFrom<SavedKayentaJudge> for KayentaJudge {
                  them all",
             ));
         }
+        if let Some(k) = s.config.lookback_points
+            && s.dropped > 0
+            && s.baseline.len() < k
+        {
+            return Err(Error::invalid_input(
+                "kayentaJudge.baseline",
+                format!("{} points", s.baseline.len()),
+                format!(
+                    "a sliding window that has dropped points keeps at least its lookbackPoints \
+                     ({k}), or its next judgements would read a window it never held"
+                ),
+            ));
+        }
         let points = s.dropped.saturating_add(s.baseline.len());
         s.run_state
             .check_saved(s.config.run.as_ref(), points, "kayentaJudge.runState")?;

@@ -139,13 +139,6 @@ impl KayentaAnalysisConfig {
         }
         check_window(self.min_points, self.lookback_points, "kayentaAnalysis")?;
         self.run.validate("kayentaAnalysis.run")?;
-        if let Some(group) = self.run.thresholds.group_weights.keys().next() {
-            return Err(Error::invalid_config(
-                format!("kayentaAnalysis.run.thresholds.groupWeights.{group}"),
-                self.run.thresholds.group_weights[group],
-                "the weights are the canary config's (classifier.groupWeights)",
-            ));
-        }
         self.run.check_fits(
             self.min_points,
             self.lookback_points.is_some(),

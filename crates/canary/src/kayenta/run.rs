@@ -9,7 +9,8 @@
 //! 0 for `High`, `Low` and `NodataFailMetric`, and forced to 0 by the ≥ 50% `Nodata` rule or a
 //! failing critical metric). Spinnaker's `MonitorCanaryTask` stops the run as soon as an interim
 //! score is `≤ marginal` (so an exactly marginal interim score fails early), and the verdict of a
-//! completed run uses only the last score: `≥ pass` passes, anything lower fails.
+//! completed run uses only the last score: above marginal and `≥ pass` passes, anything else
+//! fails.
 
 use serde::{Deserialize, Serialize};
 
@@ -112,6 +113,17 @@ impl RunConfig {
                 "must be at least one point (omit it for one judgement at the end)",
             ));
         }
+        if let Some((group, weight)) = self.thresholds.group_weights.iter().next() {
+            // Kayenta weighs groups from the canary config's classifier; a run's
+            // `scoreThresholds` are only pass and marginal. Over one metric, a weight would
+            // cap a perfect score below 100.
+            return Err(Error::invalid_config(
+                format!("{path}.thresholds.groupWeights.{group}"),
+                weight,
+                "a run's thresholds are pass and marginal only: group weights are a canary \
+                 config's (classifier.groupWeights)",
+            ));
+        }
         self.thresholds.validate_at(&format!("{path}.thresholds"))
     }
 
@@ -155,7 +167,9 @@ impl RunConfig {
     /// pass.
     fn status_after(&self, n: usize, score: f64) -> RunStatus {
         if n >= self.final_point() {
-            if score >= self.thresholds.pass {
+            // Spinnaker fails a final score at or below marginal before it looks at pass
+            // (`AggregateCanaryResultsTask`), which matters where the two are equal.
+            if score > self.thresholds.marginal && score >= self.thresholds.pass {
                 RunStatus::Passed
             } else {
                 RunStatus::Failed
@@ -202,7 +216,7 @@ pub enum RunStatus {
     Running,
     /// An interim score was at or below the marginal threshold: the run stopped early.
     FailedEarly,
-    /// The final score reached the pass threshold.
+    /// The final score reached the pass threshold (and was above marginal).
     Passed,
     /// The final score was below the pass threshold.
     Failed,
@@ -298,6 +312,17 @@ impl RunState {
             ));
         }
         match config {
+            Some(run) if self.status == RunStatus::Running && points >= run.final_point() => {
+                Err(Error::invalid_input(
+                    format!("{path}.status"),
+                    "Running",
+                    format!(
+                        "the final judgement was due after {} points and {points} were seen: \
+                         a run still running past it would never end",
+                        run.final_point()
+                    ),
+                ))
+            }
             Some(run) => self.check_replay(run, path),
             None if self.status != RunStatus::Running || !self.scores.is_empty() => {
                 Err(Error::invalid_input(
@@ -355,6 +380,34 @@ impl RunState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Spinnaker fails a final score at or below marginal before it looks at pass, and a
+    /// final score between the two fails too; an interim one between them goes on.
+    #[test]
+    fn the_final_score_passes_only_above_marginal_and_at_or_above_pass() {
+        // Judged once, at the end.
+        let with = |marginal: f64, pass: f64| RunConfig {
+            thresholds: ScoreConfig {
+                marginal,
+                pass,
+                ..ScoreConfig::default()
+            },
+            ..RunConfig::new(20)
+        };
+        let status = |config: &RunConfig, n: usize, score: f64| {
+            let mut run = RunState::default();
+            run.record(config, n, score);
+            run.status
+        };
+        let usual = with(50.0, 75.0);
+        assert_eq!(status(&usual, 20, 60.0), RunStatus::Failed);
+        assert_eq!(status(&usual, 20, 75.0), RunStatus::Passed);
+        assert_eq!(
+            status(&usual.clone().every(10), 10, 60.0),
+            RunStatus::Running
+        );
+        assert_eq!(status(&with(100.0, 100.0), 20, 100.0), RunStatus::Failed);
+    }
 
     #[test]
     fn judgements_fall_on_the_interval_and_at_the_end() {
