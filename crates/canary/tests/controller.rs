@@ -648,7 +648,8 @@ fn a_latency_gate_holds_a_slow_canary_the_errors_would_let_through() {
     let (rose, reason) = latency_paced(both_gates(), 4, 1.25, 900);
     assert_eq!(rose, None);
     assert!(
-        reason.contains("do not yet rule out a canary 10% slower") && !reason.contains("errors at"),
+        reason.contains("do not yet rule out a canary 10% slower")
+            && !reason.contains("errors toward"),
         "{reason}"
     );
     assert!(reason.contains("estimated shift +2"), "{reason}");
@@ -659,7 +660,7 @@ fn pacing_on_latency_alone_raises_the_weight_of_a_service_without_errors() {
     // Without a single error, the errors' gate has nothing to weigh and holds for ever.
     let (rose, reason) = latency_paced(both_gates(), 0, 1.0, 900);
     assert_eq!(rose, None);
-    assert!(reason.contains("the 0 errors at 20%"), "{reason}");
+    assert!(reason.contains("the 0 errors toward the gate at 20%"), "{reason}");
     // On latency alone, the weight rises once the latencies rule out a 10% slowdown.
     let latency_only = Pacing {
         detectable_ratio: None,

@@ -189,8 +189,9 @@ fn the_errors_gate_counts_no_error_of_the_split_before_a_raise() {
     assert_eq!(d.action, Action::Hold, "{}", d.reason);
     let errors = serde_json::to_value(ctl.state()).unwrap()["stepErrors"].clone();
     assert!(
-        d.reason
-            .contains(&format!("the {errors} errors at 20% do not yet rule out")),
+        d.reason.contains(&format!(
+            "the {errors} errors toward the gate at 20% do not yet rule out"
+        )),
         "{}",
         d.reason
     );

@@ -214,9 +214,12 @@ fn arm_odds(share: f64, r: f64) -> (f64, f64) {
     (share, share * r / (share * r + 1.0 - share))
 }
 
-/// `KL(p‖q)` of two Bernoulli laws.
+/// `KL(p‖q)` of two Bernoulli laws, with `0·ln 0 = 0`: for a ratio so large that `q` rounds
+/// to 1, the `1 − p` term would otherwise be `0·(−∞)`, NaN, and no weight would ever be
+/// affordable.
 fn bernoulli_kl(p: f64, q: f64) -> f64 {
-    p * (p / q).ln() + (1.0 - p) * ((1.0 - p) / (1.0 - q)).ln()
+    let term = |a: f64, b: f64| if a > 0.0 { a * (a / b).ln() } else { 0.0 };
+    term(p, q) + term(1.0 - p, 1.0 - q)
 }
 
 /// Where pacing stands at the current weight, since it was last set by a passed gate.
@@ -224,7 +227,9 @@ fn bernoulli_kl(p: f64, q: f64) -> f64 {
 pub(crate) struct Level {
     /// The current weight.
     pub(crate) weight: u8,
-    /// Errors (both arms) of the windows fed while it was in force.
+    /// Errors (both arms) of the windows fed while it was in force, and, after a raise the
+    /// exposure budget allowed before the gate passed, of those at the weights before it (the
+    /// evidence carries over).
     pub(crate) errors: u64,
     /// The gate's log likelihood ratio over them.
     pub(crate) log_lr: f64,
@@ -589,23 +594,28 @@ impl Pacing {
             .detectable_ratio
             .filter(|_| !self.errors_passed(level))
             .map(|r| match self.errors_log_lr(level) {
-                Some(llr) => format!(
-                    "the {} errors at {}% do not yet rule out a {r}x error-rate regression \
-                     (likelihood ratio {:.3}{}, at most {} needed; a canary as good as the \
-                     baseline needs about {:.0})",
-                    level.errors,
-                    level.weight,
-                    llr.exp(),
-                    level
+                Some(llr) => {
+                    // Robust, the ratio is divided by the errors' clumping, and a good canary
+                    // needs that many times the errors to pass.
+                    let clumping = level
                         .error_batches
                         .dispersion()
-                        .filter(|_| self.robust_batch.is_some())
-                        .map_or(String::new(), |d| format!(
+                        .filter(|_| self.robust_batch.is_some());
+                    format!(
+                        "the {} errors toward the gate at {}% do not yet rule out a {r}x \
+                         error-rate regression (likelihood ratio {:.3}{}, at most {} needed; a \
+                         canary as good as the baseline needs about {:.0})",
+                        level.errors,
+                        level.weight,
+                        llr.exp(),
+                        clumping.map_or(String::new(), |d| format!(
                             ", widened {d:.2}x for errors that clump"
                         )),
-                    self.beta,
-                    self.errors_to_pass(f64::from(level.weight) / 100.0)
-                ),
+                        self.beta,
+                        self.errors_to_pass(f64::from(level.weight) / 100.0)
+                            * clumping.unwrap_or(1.0)
+                    )
+                }
                 None => format!(
                     "the errors cannot rule out a {r}x error-rate regression before \
                      {MIN_SCATTER_PAIRS} batches spanning {:?}, with {MIN_EXPECTED_ERRORS} \
@@ -753,7 +763,7 @@ mod tests {
             .next_weight(&level(5, 40, -1.0), 20, 50, (0, 0), false)
             .unwrap_err();
         assert!(
-            hold.contains("40 errors at 5%") && hold.contains("before raising"),
+            hold.contains("40 errors toward the gate at 5%") && hold.contains("before raising"),
             "{hold}"
         );
         assert_eq!(
@@ -898,6 +908,61 @@ mod tests {
         };
         let hold = p.promotion_hold(&level(20, 0, 0.0)).unwrap();
         assert!(hold.contains("a canary 7% slower"), "{hold}");
+    }
+
+    /// Robust, the gate divides the ratio by the errors' clumping, so the errors a good
+    /// canary needs, as a hold states them, are that many times the plain count: at that many
+    /// errors of a good canary's mean drift the gate passes.
+    #[test]
+    fn a_robust_hold_states_the_errors_a_good_canary_needs_with_the_clumping() {
+        let p = Pacing {
+            robust_batch: Some(Duration::from_secs(1)),
+            ..Pacing::default()
+        };
+        let mut batches = ErrorBatches::default();
+        for k in 0..12u64 {
+            let (c, b) = if k % 2 == 0 { (30, 30) } else { (2, 58) };
+            let w = serin_signals::Window::new(
+                Timestamp::from_millis(k * 1_000),
+                Timestamp::from_millis((k + 1) * 1_000),
+            )
+            .unwrap();
+            batches.add(c, b, 0.2, w, Duration::from_secs(1));
+        }
+        let d = batches.dispersion().unwrap();
+        assert!(d > 2.0, "{d}");
+        // The mean drift per error of a canary as good as the baseline at a 20% share.
+        let from_canary = p.log_likelihood_ratio(&counts(800, 0), &counts(200, 1));
+        let from_baseline = p.log_likelihood_ratio(&counts(800, 1), &counts(200, 0));
+        let drift = 0.2 * from_canary + 0.8 * from_baseline;
+        let at = |errors: u64| Level {
+            error_batches: batches,
+            ..level(20, errors, errors as f64 * drift)
+        };
+        let hold = p.gate_reason(&at(40), "raising the weight");
+        let stated: f64 = hold
+            .split("needs about ")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{hold}"));
+        assert!((stated - d * p.errors_to_pass(0.2)).abs() <= 1.0, "{hold}");
+        // "About": the plain count is rounded up from the drift's expectation.
+        assert!(p.passed(&at((stated * 1.01) as u64)), "{hold}");
+        assert!(!p.passed(&at((stated * 0.9) as u64)), "{hold}");
+    }
+
+    /// A detectable ratio so large that an error is the canary's with a chance that rounds to
+    /// 1 still prices each weight (`0·ln 0 = 0`), so a budget can afford one.
+    #[test]
+    fn a_huge_detectable_ratio_still_prices_the_first_weight() {
+        let p = Pacing {
+            exposure_budget: Some(1e300),
+            detectable_ratio: Some(1e20),
+            ..Pacing::default()
+        };
+        p.validate("pacing").unwrap();
+        assert!(p.budget_weight(50, 50, (4_001, 21)).is_some_and(|w| w > 0));
     }
 
     #[test]
