@@ -660,7 +660,10 @@ fn pacing_on_latency_alone_raises_the_weight_of_a_service_without_errors() {
     // Without a single error, the errors' gate has nothing to weigh and holds for ever.
     let (rose, reason) = latency_paced(both_gates(), 0, 1.0, 900);
     assert_eq!(rose, None);
-    assert!(reason.contains("the 0 errors toward the gate at 20%"), "{reason}");
+    assert!(
+        reason.contains("the 0 errors toward the gate at 20%"),
+        "{reason}"
+    );
     // On latency alone, the weight rises once the latencies rule out a 10% slowdown.
     let latency_only = Pacing {
         detectable_ratio: None,

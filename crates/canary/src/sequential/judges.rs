@@ -422,6 +422,12 @@ impl SequentialCountJudge {
             .map_or_else(|| self.engine.ratio().0, |late| late.estimate)
     }
 
+    /// The severity of a rejection that found the canary `worse` (or better).
+    fn failure_severity(&self, worse: bool) -> Severity {
+        self.severity
+            .classify_failure(directed(self.graded_ratio() - 1.0, worse), worse)
+    }
+
     /// A per-request judge of `metric` at level `alpha`, failing only if the canary's rate is
     /// more than `(1 + margin)` times the baseline's, with the default severity bands, for
     /// per-second samples (its prior on when a late regression began spans
@@ -614,10 +620,7 @@ impl Judge for SequentialCountJudge {
         if self.rejected_severity.is_none()
             && let Some(worse) = self.engine.rejected_worse()
         {
-            self.rejected_severity = Some(
-                self.severity
-                    .classify_failure(directed(self.graded_ratio() - 1.0, worse), worse),
-            );
+            self.rejected_severity = Some(self.failure_severity(worse));
         }
         Ok(self.judgement(sample.now()))
     }
@@ -651,10 +654,9 @@ impl Judge for SequentialCountJudge {
             summary.push_str("No samples yet: inconclusive.");
             Verdict::Inconclusive
         } else if let Some(worse) = self.engine.rejected_worse() {
-            let sev = self.rejected_severity.unwrap_or_else(|| {
-                self.severity
-                    .classify_failure(directed(self.graded_ratio() - 1.0, worse), worse)
-            });
+            let sev = self
+                .rejected_severity
+                .unwrap_or_else(|| self.failure_severity(worse));
             let _ = write!(
                 summary,
                 "The canary's error rate is {} than the baseline's by more than the margin \
@@ -802,6 +804,12 @@ impl SequentialLatencyJudge {
             .map_or_else(|| self.test.median_shift(), |late| late.estimate)
     }
 
+    /// The severity of a rejection that found the canary `worse` (or better).
+    fn failure_severity(&self, worse: bool) -> Severity {
+        self.severity
+            .classify_failure(directed(self.graded_shift(), worse), worse)
+    }
+
     /// A judge of `metric` at level `alpha`, failing only if the canary's median is more than
     /// `(1 + margin)` times the baseline's, with the latency severity bands, for per-second
     /// samples (its prior on when a late regression began spans
@@ -884,10 +892,7 @@ impl Judge for SequentialLatencyJudge {
         if self.rejected_severity.is_none()
             && let Some(worse) = self.test.rejected_worse()
         {
-            self.rejected_severity = Some(
-                self.severity
-                    .classify_failure(directed(self.graded_shift(), worse), worse),
-            );
+            self.rejected_severity = Some(self.failure_severity(worse));
         }
         Ok(self.judgement(sample.now()))
     }
@@ -924,10 +929,9 @@ impl Judge for SequentialLatencyJudge {
             );
             Verdict::Inconclusive
         } else if let Some(worse) = self.test.rejected_worse() {
-            let sev = self.rejected_severity.unwrap_or_else(|| {
-                self.severity
-                    .classify_failure(directed(self.graded_shift(), worse), worse)
-            });
+            let sev = self
+                .rejected_severity
+                .unwrap_or_else(|| self.failure_severity(worse));
             let _ = write!(
                 summary,
                 "The canary's median latency is {} than the baseline's by more than the margin \

@@ -23,8 +23,9 @@ use crate::{Error, Result};
 /// An expression may compare `result` or `result[0]` (both stand for the measurement: the
 /// judge is fed one value) with numbers, with `<`, `<=`, `>`, `>=`, `==` and `!=`, compute with
 /// `+`, `-`, `*` and `/`, and join comparisons with `&&`/`and`, `||`/`or`, `!`/`not` and
-/// parentheses (`!` applies to what follows it alone, as in expr-lang: `!(result[0] > 2)`). `isNaN(result)`, `isInf(result)` and `len(result)` are read too, but a condition
-/// is only ever evaluated on a finite measurement: no data, NaN and infinities are an `Error`
+/// parentheses (`!` applies to what follows it alone, as in expr-lang: `!(result[0] > 2)`).
+/// `isNaN(result)`, `isInf(result)` and `len(result)` are read too, but a condition is only
+/// ever evaluated on a finite measurement: no data, NaN and infinities are an `Error`
 /// measurement before any condition is asked (missing evidence is inconclusive in every Serin
 /// judge), so `isNaN(result) || result[0] < 0.01` holds exactly when `result[0] < 0.01`,
 /// `len(result)` is 1 and `default(result, 0)` is `result`. Anything else (`asInt(…)`,
@@ -306,7 +307,6 @@ fn lex(source: &str) -> Result<Vec<(usize, Token)>> {
     Ok(tokens)
 }
 
-/// Where the number starting at `at` ends: digits, one point, and an exponent.
 /// The number `text` (at `at` in `source`) stands for, refused where expr-lang refuses it: a
 /// literal beyond the largest float (`1e400`) or, written without a point or exponent, beyond
 /// the largest 64-bit integer. Argo would error on every measurement; read as infinity, it
@@ -335,6 +335,7 @@ fn number(source: &str, at: usize, text: &str) -> Result<f64> {
     Ok(n)
 }
 
+/// Where the number starting at `at` ends: digits, one point, and an exponent.
 fn number_end(source: &str, at: usize) -> usize {
     let bytes = source.as_bytes();
     let mut i = at;
