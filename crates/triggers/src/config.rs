@@ -1150,6 +1150,17 @@ impl DependencyFailureConfig {
                 "must differ from the watched track",
             ));
         }
+        if self.call_metric == Some(Metric::Latency) {
+            // Its observations are sketches, which this trigger cannot read; and the engine
+            // refuses an observation some trigger cannot read, so every trigger on latency
+            // would go without data.
+            return Err(Error::config(
+                format!("{path}.callMetric"),
+                "latency",
+                "must carry the calls' counts or their error rate: latency is measured as \
+                 sketches, which a dependency check cannot read",
+            ));
+        }
         match (&self.call_metric, self.max_call_error_rate) {
             (Some(_), Some(r)) => check_fraction(path, "maxCallErrorRate", r)?,
             (None, None) => {}

@@ -105,12 +105,13 @@ impl DependencyFailureTrigger {
         &self.config
     }
 
-    /// The data time of the newest pass or fail held on either track, the time the verdict
-    /// stands for.
+    /// The data time of the newest pass or fail held of the watched track, probes or calls:
+    /// the time the verdict stands for. The baseline's results tell a shared outage apart;
+    /// they say nothing of whether the watched track still reports.
     pub(crate) fn data_time(&self) -> Option<Timestamp> {
-        self.sides()
+        [&self.watched, &self.watched_calls]
             .into_iter()
-            .filter_map(|(_, side)| side.last)
+            .filter_map(|side| side.last)
             .map(|(_, t)| t)
             .max()
     }
@@ -204,6 +205,16 @@ impl DependencyFailureTrigger {
                 }
             }
             Some(false) => {
+                // A gap longer than `staleAfter` ends a streak, as it ends a breach: a check
+                // that failed minutes ago and one that fails now are not consecutive. (A health
+                // check keeps its streaks across gaps, which are an instance's restarts.)
+                if side
+                    .last
+                    .is_some_and(|(_, t)| at.saturating_duration_since(t) > self.config.stale_after)
+                {
+                    side.consecutive_failures = 0;
+                    side.streak_start = None;
+                }
                 side.consecutive_failures = side.consecutive_failures.saturating_add(1);
                 side.streak_start = Some(side.streak_start.map_or(at, |s| s.min(at)));
                 side.last_failure = Some(side.last_failure.map_or(at, |f| f.max(at)));

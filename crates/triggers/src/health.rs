@@ -184,6 +184,8 @@ impl Trigger for HealthCheckTrigger {
                 slot.last_known = Some(at);
             }
             ProbeStatus::Fail => {
+                // A gap does not end the streak: an instance in a restart loop is silent while
+                // it restarts, and the loop is the failure.
                 slot.consecutive_failures = slot.consecutive_failures.saturating_add(1);
                 slot.last_known = Some(at);
             }

@@ -155,16 +155,19 @@ impl AnyTrigger {
     }
 
     /// The data time of the verdict answered for an input of data time `at`: `at` itself, or
-    /// for a trigger that merges streams the newest usable data it holds if that is later (one
-    /// instance's late but new result changes the verdict as of the other instances' newer
-    /// ones).
+    /// for a trigger that merges streams the newest pass or fail it holds of what it watches,
+    /// whatever the input was (one instance's late but new result changes the verdict as of the
+    /// other instances' newer ones). So an input that carries no pass or fail of its own (an
+    /// `unknown` probe result, or the baseline's view of a dependency, which only tells a
+    /// shared outage apart) changes the verdict without making the watched data look newer
+    /// than it is: a canary whose results stopped still goes stale.
     pub fn verdict_time(&self, at: Timestamp) -> Timestamp {
         let newest = match self {
             AnyTrigger::HealthCheck(t) => t.data_time(),
             AnyTrigger::DependencyFailure(t) => t.data_time(),
-            _ => None,
+            _ => return at,
         };
-        newest.map_or(at, |n| n.max(at))
+        newest.unwrap_or(at)
     }
 
     pub fn subscriptions(&self) -> Vec<Subscription> {

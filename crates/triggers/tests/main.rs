@@ -5,4 +5,5 @@ mod config;
 mod engine;
 mod invariants;
 mod learned_baseline;
+mod merged_streams;
 mod scenarios;

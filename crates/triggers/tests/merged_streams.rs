@@ -1,0 +1,101 @@
+//! Triggers that merge streams (a health check its instances, a dependency check its tracks)
+//! judge what they watch: the baseline's view of a dependency never keeps a silent canary
+//! fresh, an `unknown` result never hides a later pass, and a gap longer than `staleAfter` ends
+//! a dependency check's failure streak as it ends a breach (a health check's streak outlasts
+//! the gaps of an instance's restarts, the failure it is there to catch).
+
+use serin_signals::{HealthSignal, Probe, ProbeStatus, Timestamp, Track};
+use serin_triggers::{Action, Engine, EngineConfig, TriggerState};
+
+fn ts(s: u64) -> Timestamp {
+    Timestamp::from_millis(s * 1_000)
+}
+
+fn engine(json: &str) -> Engine {
+    let config: EngineConfig = serde_json::from_str(json).unwrap();
+    Engine::new(config, Timestamp::EPOCH).unwrap()
+}
+
+fn actions(engine: &mut Engine) -> Vec<(String, Action, Timestamp)> {
+    engine
+        .drain_events()
+        .filter_map(|e| e.action.map(|a| (e.trigger, a, e.at)))
+        .collect()
+}
+
+fn readiness(instance: &str, status: ProbeStatus, s: u64) -> HealthSignal {
+    HealthSignal::new(Track::Canary, Probe::Readiness, status, ts(s)).with_instance(instance)
+}
+
+fn postgres(track: Track, status: ProbeStatus, s: u64) -> HealthSignal {
+    HealthSignal::new(track, Probe::Dependency("postgres".into()), status, ts(s))
+}
+
+const DB: &str = r#"{"triggers": [{"kind":"dependencyFailure","id":"db","dependency":"postgres",
+    "failureThreshold":3,"staleAfter":"30s","cooldown":"1s"}]}"#;
+
+#[test]
+fn a_silent_canary_goes_stale_however_often_the_baseline_reports() {
+    let mut e = engine(DB);
+    e.observe_health(&postgres(Track::Canary, ProbeStatus::Pass, 5));
+    let stale_at = (10..=90).step_by(5).find(|s| {
+        e.observe_health(&postgres(Track::Stable, ProbeStatus::Pass, *s));
+        e.tick(ts(*s));
+        matches!(e.state("db"), Some(TriggerState::Stale { .. }))
+    });
+    assert_eq!(stale_at, Some(40), "the canary's last result came at 5 s");
+}
+
+#[test]
+fn an_unknown_result_does_not_hide_a_later_pass() {
+    let mut e = engine(
+        r#"{"triggers": [{"kind":"healthCheck","id":"ready","checkType":"readiness",
+        "failureThreshold":3,"action":"hold"}]}"#,
+    );
+    for s in [5, 10, 15] {
+        e.observe_health(&readiness("a", ProbeStatus::Fail, s));
+    }
+    e.tick(ts(16));
+    assert_eq!(e.current_action(), Some(Action::Hold));
+    // Instance b's `unknown` at 20 s is listed before instance a's pass at 19 s.
+    e.observe_health(&readiness("b", ProbeStatus::Unknown, 20));
+    e.observe_health(&readiness("a", ProbeStatus::Pass, 19));
+    e.tick(ts(21));
+    assert_eq!(e.current_action(), None, "{:?}", e.state("ready"));
+}
+
+#[test]
+fn a_gap_longer_than_stale_after_ends_a_dependency_check_s_streak() {
+    let mut e = engine(DB);
+    for s in [5, 10] {
+        e.observe_health(&postgres(Track::Stable, ProbeStatus::Pass, s));
+        e.observe_health(&postgres(Track::Canary, ProbeStatus::Fail, s));
+        e.tick(ts(s));
+    }
+    e.tick(ts(100));
+    let _ = actions(&mut e);
+    e.observe_health(&postgres(Track::Canary, ProbeStatus::Fail, 600));
+    e.observe_health(&postgres(Track::Stable, ProbeStatus::Pass, 600));
+    e.tick(ts(600));
+    assert_eq!(
+        actions(&mut e),
+        vec![],
+        "one failure after ten minutes of silence"
+    );
+}
+
+#[test]
+fn a_call_metric_of_latency_is_refused() {
+    let err = serde_json::from_str::<EngineConfig>(
+        r#"{"triggers": [{"kind":"dependencyFailure","id":"db","dependency":"postgres",
+        "callMetric":"latency","maxCallErrorRate":0.1}]}"#,
+    )
+    .map_err(|e| e.to_string())
+    .and_then(|c| {
+        Engine::new(c, Timestamp::EPOCH)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .unwrap_err();
+    assert!(err.contains("triggers[0].callMetric"), "{err}");
+}
