@@ -15,6 +15,7 @@ mod backup_retention_clock;
 mod blue_green;
 mod bounded_waits;
 mod canary;
+mod canary_growth_judged;
 mod canary_holds;
 mod canary_parity;
 mod canary_pause_windows;

@@ -44,14 +44,39 @@ impl Runner {
         if self.past_deadline(now) {
             return self.roll_back_at_deadline().await;
         }
+        let Some((mut controller, run, kinds)) = self.read_canary_window(now).await? else {
+            return Ok(());
+        };
+        if self.state.paused || self.triggers_hold(now) {
+            return self.judge_held(controller, run, kinds, now).await;
+        }
+        if self.pending_weight().is_some() {
+            self.state.canary = Some(store(controller, run.last_reason));
+            return self.move_weight(kinds, true).await;
+        }
+        let decision = controller.tick(now);
+        self.act_on(controller, decision, &run.last_reason, kinds, true)
+            .await
+    }
+
+    /// Reads the canary's window due at `now`, feeds it to the rollback triggers and then to
+    /// the judges (told the split the window came from: a raised weight waiting for its track
+    /// is not in force yet), and gives back the controller fed, its run as journalled and the
+    /// events so far; `None` once a trigger's rollback or a read that found nothing has been
+    /// answered.
+    async fn read_canary_window(
+        &mut self,
+        now: Timestamp,
+    ) -> Result<Option<(CanaryController<AnyJudge>, CanaryRun, Vec<EventKind>)>> {
         let Some(observed) = self.observe(now).await else {
-            return self.serve_waiting().await;
+            self.serve_waiting().await?;
+            return Ok(None);
         };
         let (mut kinds, rollback, _) = self.feed_triggers(&observed, now);
         if let Some(reason) = rollback {
-            return self.roll_back(reason, kinds).await;
+            self.roll_back(reason, kinds).await?;
+            return Ok(None);
         }
-        let hold = self.triggers_hold(now);
         let Some(run) = self.state.canary.clone() else {
             return Err(Error::conflict(
                 "analyse",
@@ -60,8 +85,6 @@ impl Runner {
             ));
         };
         let mut controller = controller_of(run.clone())?;
-        // The judges are told the split the window came from: a raised weight waiting for its
-        // track is not in force yet.
         let in_force = self.state.weight.round().clamp(0.0, 100.0) as u8;
         // Every metric first, then one decision for the window: each decision's action must be
         // carried out, so a weight set while feeding one metric must not hide behind the next.
@@ -76,25 +99,40 @@ impl Runner {
                 });
             }
         }
-        if self.state.paused || hold {
-            // Held where it is, the canary keeps its traffic and its analysis: the judges see
-            // the window, and a failure that rolls back does so now. Nothing else moves.
-            let decision = controller.tick_held(now);
-            if decision.action == Action::Rollback {
-                return self
-                    .act_on(controller, decision, &run.last_reason, kinds, true)
-                    .await;
-            }
-            self.state.canary = Some(store(controller, run.last_reason));
-            return self.commit(Vec::new(), kinds).await;
+        Ok(Some((controller, run, kinds)))
+    }
+
+    /// Decides on a window read while the canary is held where it is (an operator's pause, a
+    /// rollback trigger's hold, a raised weight waiting for its track): it keeps its traffic
+    /// and its analysis, the judges see the window, and a failure that rolls back does so now.
+    /// Nothing else moves.
+    async fn judge_held(
+        &mut self,
+        mut controller: CanaryController<AnyJudge>,
+        run: CanaryRun,
+        kinds: Vec<EventKind>,
+        now: Timestamp,
+    ) -> Result<()> {
+        let decision = controller.tick_held(now);
+        if decision.action == Action::Rollback {
+            // Boxed: a rollback waits for nothing, but `act_on` may wait for a track to grow,
+            // and that wait judges its windows here.
+            return Box::pin(self.act_on(controller, decision, &run.last_reason, kinds, true))
+                .await;
         }
-        if self.pending_weight().is_some() {
-            self.state.canary = Some(store(controller, run.last_reason));
-            return self.move_weight(kinds, true).await;
-        }
-        let decision = controller.tick(now);
-        self.act_on(controller, decision, &run.last_reason, kinds, true)
-            .await
+        self.state.canary = Some(store(controller, run.last_reason));
+        self.commit(Vec::new(), kinds).await
+    }
+
+    /// One canary window read while a raised weight waits for its track to grow (see
+    /// [`move_weight`](Self::move_weight)): judged as a held window, so a canary that fails
+    /// meanwhile is rolled back rather than raised once the track is ready.
+    pub(super) async fn canary_window_while_growing(&mut self) -> Result<()> {
+        let now = self.now();
+        let Some((controller, run, kinds)) = self.read_canary_window(now).await? else {
+            return Ok(());
+        };
+        self.judge_held(controller, run, kinds, now).await
     }
 
     /// Journals and carries out a canary controller's decision taken outside a metrics window:

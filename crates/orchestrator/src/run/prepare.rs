@@ -841,6 +841,14 @@ impl Runner {
         // The canary stage's waits (a raised weight, a promotion) and a switch's promotion
         // come with the new version serving a share; the first wait, with none, is not watched.
         let watched = self.state.promoting || stage == Stage::Canary;
+        // A raised canary weight waiting for its track: its windows go to the judges too, at
+        // their own cadence, as a held canary's do.
+        let judged = stage == Stage::Canary && !self.state.promoting;
+        let every = if judged {
+            self.state.config.canary_config.metrics_window
+        } else {
+            check
+        };
         loop {
             let Some(status) = self.ready_status(&service, &track, stage).await? else {
                 return Ok(false);
@@ -885,9 +893,13 @@ impl Runner {
             if watched {
                 // The new version serves its canary share until the grown track is ready:
                 // the rollback triggers watch it meanwhile, every check interval.
-                let due = self.read_at(self.state.observed_until.saturating_add(check));
+                let due = self.read_at(self.state.observed_until.saturating_add(every));
                 if now >= due {
-                    self.watch_tick().await?;
+                    if judged {
+                        self.canary_window_while_growing().await?;
+                    } else {
+                        self.watch_tick().await?;
+                    }
                     if self.state.stage != stage {
                         return Ok(false);
                     }
