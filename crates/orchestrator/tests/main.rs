@@ -15,7 +15,6 @@ mod backup_retention_clock;
 mod blue_green;
 mod bounded_waits;
 mod canary;
-mod canary_growth_judged;
 mod canary_holds;
 mod canary_parity;
 mod canary_pause_windows;
