@@ -117,7 +117,10 @@ impl PlanCursor {
         let Some(step) = plan.step(a.step) else {
             return Err(not_a_step(a.step, plan));
         };
-        let hold = u64::try_from(step.hold().as_millis()).unwrap_or(u64::MAX);
+        // Rounded up: a hold of 1.5 ms is not over at 1 ms.
+        let hold = step.hold();
+        let hold_millis = hold.as_millis() + u128::from(hold.subsec_nanos() % 1_000_000 != 0);
+        let hold = u64::try_from(hold_millis).unwrap_or(u64::MAX);
         let until = a.at_millis.saturating_add(hold);
         Ok(if now_millis < until {
             Next::Wait {
@@ -298,6 +301,26 @@ mod tests {
         ])
         .unwrap();
         Plan::shift(&from, "canary", &s).unwrap()
+    }
+
+    #[test]
+    fn a_hold_of_a_fraction_of_a_millisecond_is_not_over_early() {
+        let from = TrafficSplit::all_to("stable", &["canary"]).unwrap();
+        let s = Strategy::gradual(
+            Weight::from_percent(50).unwrap(),
+            Duration::from_micros(1_500),
+        )
+        .unwrap();
+        let plan = Plan::shift(&from, "canary", &s).unwrap();
+        let mut c = PlanCursor::new();
+        c.applied(&plan, 0, 1_000).unwrap();
+        assert_eq!(
+            c.next(&plan, 1_001).unwrap(),
+            Next::Wait {
+                until_millis: 1_002
+            }
+        );
+        assert_eq!(c.next(&plan, 1_002).unwrap(), Next::Apply { step: 1 });
     }
 
     #[test]
