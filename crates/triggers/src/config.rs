@@ -114,7 +114,13 @@ impl<'de> Visitor<'de> for TriggerVisitor {
         let mut before = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
             if key != "kind" {
-                before.push((key, map.next_value::<Scalar>()?));
+                let value = if TEXT_FIELDS.contains(&key.as_str()) {
+                    map.next_value::<Option<String>>()?
+                        .map_or(Scalar::Null, Scalar::Str)
+                } else {
+                    map.next_value::<Scalar>()?
+                };
+                before.push((key, value));
                 continue;
             }
             let kind: TriggerKind = map.next_value()?;
@@ -147,6 +153,19 @@ impl<'de> Visitor<'de> for TriggerVisitor {
         )))
     }
 }
+
+/// The fields whose values are text, held as text when written before `kind`: a YAML reader
+/// gives `id: 42` as the text `42` when asked for text, as it is after `kind`, but as a number
+/// when asked for anything.
+const TEXT_FIELDS: [&str; 7] = [
+    "id",
+    "track",
+    "baselineTrack",
+    "serviceName",
+    "dependency",
+    "metric",
+    "callMetric",
+];
 
 /// The fields that only one kind of trigger has, by which an entry without `kind` (the brief
 /// writes none) is told which kind it is.
@@ -1261,6 +1280,37 @@ mod tests {
         );
         s.validate("t").unwrap();
         assert_eq!(s.kind(), TriggerKind::ErrorSpike);
+    }
+
+    #[test]
+    fn a_text_field_reads_the_same_before_and_after_kind() {
+        let after = "kind: dependencyFailure\nid: 42\ndependency: 1.50\n";
+        let before = "id: 42\ndependency: 1.50\nkind: dependencyFailure\n";
+        let after: TriggerConfig = serde_yaml_ng::from_str(after).unwrap();
+        let before: TriggerConfig = serde_yaml_ng::from_str(before).unwrap();
+        assert_eq!(before, after);
+        let TriggerConfig::DependencyFailure(d) = before else {
+            panic!("kind")
+        };
+        assert_eq!((d.id.as_str(), d.dependency.as_str()), ("42", "1.50"));
+        let h: TriggerConfig = serde_yaml_ng::from_str(
+            "serviceName: ~\nid: h\nkind: healthCheck\ncheckType: readiness\n",
+        )
+        .unwrap();
+        let TriggerConfig::HealthCheck(h) = h else {
+            panic!("kind")
+        };
+        assert_eq!(h.service_name, None);
+        // JSON keeps numbers and text apart wherever the field is written.
+        for json in [
+            r#"{"kind":"healthCheck","id":42,"checkType":"readiness"}"#,
+            r#"{"id":42,"kind":"healthCheck","checkType":"readiness"}"#,
+        ] {
+            let msg = serde_json::from_str::<TriggerConfig>(json)
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains("expected a string"), "{msg}");
+        }
     }
 
     #[test]
