@@ -265,23 +265,9 @@ pub fn plan(inputs: &StepInputs<'_>) -> Vec<Step> {
         }
     }
     for (service, version, report) in &inputs.migrations {
-        let contract = numbers(report, Phase::Contract);
-        if contract.is_empty() {
-            continue;
+        if let Some(text) = contract_text(version, report) {
+            steps.push(step(P::After, K::ContractMigration, service, text));
         }
-        let name = &report.name;
-        let text = match report.runner {
-            Some(_) if !changes(report, Phase::Expand).is_empty() => format!(
-                "once no version older than {version} runs, apply the migration split from \
-                 {name} (its statements {contract})"
-            ),
-            Some(_) => format!("once no version older than {version} runs, apply migration {name}"),
-            None => format!(
-                "once no version older than {version} runs, apply migration {name} statements \
-                 {contract}"
-            ),
-        };
-        steps.push(step(P::After, K::ContractMigration, service, text));
     }
     for (service, change) in &inputs.breaking {
         steps.push(step(
@@ -306,38 +292,112 @@ pub fn plan(inputs: &StepInputs<'_>) -> Vec<Step> {
     steps
 }
 
-/// What to do before deploying `version` for its migration's statements that run while the
-/// old version still runs, if it has any.
-fn expand_text(version: &Version, report: &MigrationReport) -> Option<String> {
-    let expand = numbers(report, Phase::Expand);
-    if expand.is_empty() {
-        return None;
+/// A migration's statements as the checklist applies them, in the file's order: those before
+/// its first contract statement while the old version runs, the rest once it is gone.
+///
+/// Nothing moves ahead of a statement it follows: a view dropped and made again (`DROP VIEW v;
+/// CREATE VIEW v ...`) would otherwise be made while it still exists, and dropped after.
+struct Split<'a> {
+    /// Applied before deploying.
+    expand: Vec<&'a StatementReport>,
+    /// Applied once the old version is gone: the session settings the first contract
+    /// statement ran under, then every statement from it on.
+    contract: Vec<&'a StatementReport>,
+    /// The first contract statement.
+    first_contract: Option<&'a StatementReport>,
+}
+
+impl<'a> Split<'a> {
+    fn of(report: &'a MigrationReport) -> Self {
+        let statements = &report.statements;
+        let first = statements
+            .iter()
+            .position(|s| s.phase == Some(Phase::Contract))
+            .unwrap_or(statements.len());
+        let (before, from) = statements.split_at(first);
+        let runs = |s: &&StatementReport| s.phase.is_some();
+        Split {
+            expand: before.iter().filter(runs).collect(),
+            contract: before
+                .iter()
+                .filter(|s| runs(s) && !changes(s))
+                .chain(from.iter().filter(runs))
+                .collect(),
+            first_contract: from.first(),
+        }
     }
+
+    /// The statements that would be safe beside the old version but wait, as they follow the
+    /// first contract statement.
+    fn waiting(&self) -> Vec<&'a StatementReport> {
+        self.contract
+            .iter()
+            .copied()
+            .filter(|s| s.phase == Some(Phase::Expand) && changes(s))
+            .filter(|s| self.first_contract.is_some_and(|f| s.number > f.number))
+            .collect()
+    }
+}
+
+/// What to do before deploying `version` for its migration's statements that run while the
+/// old version still runs, if it has any, and for those that wait only because they follow one
+/// that must.
+fn expand_text(version: &Version, report: &MigrationReport) -> Option<String> {
+    let split = Split::of(report);
     let name = &report.name;
-    Some(match report.runner {
+    let expand = changed(&split.expand);
+    let contract = changed(&split.contract);
+    let apply = match report.runner {
+        _ if expand.is_empty() => None,
         // A runner applies a file whole: what must wait for the old version to go has to
         // move to a migration of its own, and a file that holds only that waits whole.
-        Some(runner) => {
-            let expand = changes(report, Phase::Expand);
-            let contract = changes(report, Phase::Contract);
-            match (expand.as_str(), contract.as_str()) {
-                (_, "") => format!(
-                    "apply migration {name} for {version} before deploying, with \
-                     lock_timeout set"
-                ),
-                ("", _) => return None,
-                (expand, contract) => format!(
-                    "split migration {name}: {runner} applies a file whole, and statements \
-                     {contract} must wait until the old version is gone: move them to a \
-                     {} of its own, and apply the rest (statements {expand}) for \
-                     {version} before deploying, with lock_timeout set",
-                    runner.file_kind()
-                ),
-            }
-        }
+        Some(runner) if !contract.is_empty() => Some(format!(
+            "split migration {name}: {runner} applies a file whole, and statements {contract} \
+             must wait until the old version is gone: move them to a {} of its own, and apply \
+             the rest (statements {expand}) for {version} before deploying, with lock_timeout set",
+            runner.file_kind()
+        )),
+        Some(_) => Some(format!(
+            "apply migration {name} for {version} before deploying, with lock_timeout set"
+        )),
+        None => Some(format!(
+            "apply migration {name} (statements {}) for {version} before deploying, with \
+             lock_timeout set",
+            list(&split.expand)
+        )),
+    };
+    let waiting = split.waiting();
+    let (Some(first), false) = (split.first_contract, waiting.is_empty()) else {
+        return apply;
+    };
+    let warning = format!(
+        "statements {} of migration {name} wait until the old version is gone, as they follow \
+         statement #{}, which must: if {version} needs them, move them before it",
+        list(&waiting),
+        first.number
+    );
+    Some(match apply {
+        Some(apply) => format!("{apply}; {warning}"),
+        None => warning,
+    })
+}
+
+/// What to do once no version older than `version` runs for its migration's statements that
+/// must wait for that, if it has any.
+fn contract_text(version: &Version, report: &MigrationReport) -> Option<String> {
+    let split = Split::of(report);
+    split.first_contract?;
+    let name = &report.name;
+    let contract = list(&split.contract);
+    Some(match report.runner {
+        Some(_) if !changed(&split.expand).is_empty() => format!(
+            "once no version older than {version} runs, apply the migration split from {name} \
+             (its statements {contract})"
+        ),
+        Some(_) => format!("once no version older than {version} runs, apply migration {name}"),
         None => format!(
-            "apply migration {name} (statements {expand}) for {version} before deploying, \
-             with lock_timeout set"
+            "once no version older than {version} runs, apply migration {name} statements \
+             {contract}"
         ),
     })
 }
@@ -355,26 +415,32 @@ fn later_hop(order: &[Vec<Move>], service: &str, version: &Version) -> Option<us
         .filter(|&h| h > 0)
 }
 
-/// The numbers of a migration's statements that run in `phase` (`#1, #2`).
-fn numbers(report: &MigrationReport, phase: Phase) -> String {
-    list(report.in_phase(phase))
+/// Whether a statement changes something: not a session's setting or its transaction's
+/// bounds, which go with whichever statements they precede.
+fn changes(statement: &StatementReport) -> bool {
+    let first = statement.sql.split_whitespace().next().unwrap_or("");
+    ![
+        "SET", "RESET", "BEGIN", "START", "COMMIT", "ROLLBACK", "END",
+    ]
+    .iter()
+    .any(|k| first.eq_ignore_ascii_case(k))
 }
 
-/// ... of those that change something: not a session's setting or its transaction's bounds,
-/// which go with whichever statements they precede.
-fn changes(report: &MigrationReport, phase: Phase) -> String {
-    list(report.in_phase(phase).filter(|s| {
-        let first = s.sql.split_whitespace().next().unwrap_or("");
-        ![
-            "SET", "RESET", "BEGIN", "START", "COMMIT", "ROLLBACK", "END",
-        ]
-        .iter()
-        .any(|k| first.eq_ignore_ascii_case(k))
-    }))
+/// The numbers of `statements` that change something (`#2, #3`).
+fn changed(statements: &[&StatementReport]) -> String {
+    list(
+        &statements
+            .iter()
+            .copied()
+            .filter(|s| changes(s))
+            .collect::<Vec<_>>(),
+    )
 }
 
-fn list<'a>(statements: impl Iterator<Item = &'a StatementReport>) -> String {
+/// The numbers of `statements` (`#1, #2`).
+fn list(statements: &[&StatementReport]) -> String {
     statements
+        .iter()
         .map(|s| format!("#{}", s.number))
         .collect::<Vec<_>>()
         .join(", ")
@@ -421,6 +487,76 @@ mod tests {
         );
         assert!(steps[2].text.contains("#1, #2"));
         assert!(steps[4].text.contains("#3"));
+    }
+
+    /// The texts of `sql`'s migration steps, shipped by 2.0.0 (no runner).
+    fn migration_texts(sql: &str) -> Vec<(StepPhase, String)> {
+        let report = analyze("0004", sql).unwrap();
+        let v = Version::new(2, 0, 0);
+        plan(&StepInputs {
+            migrations: vec![("api", &v, &report)],
+            ..StepInputs::default()
+        })
+        .into_iter()
+        .filter(|s| s.kind != StepKind::Backup)
+        .map(|s| (s.phase, s.text))
+        .collect()
+    }
+
+    #[test]
+    fn the_contract_step_runs_under_the_settings_before_it() {
+        assert_eq!(
+            migration_texts(
+                "SET lock_timeout = '1s'; ALTER TABLE t ADD COLUMN a text; \
+                 ALTER TABLE t DROP COLUMN b"
+            )[1],
+            (
+                StepPhase::After,
+                "once no version older than 2.0.0 runs, apply migration 0004 statements #1, #3"
+                    .to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn no_statement_is_applied_before_one_it_follows() {
+        // A view's columns change: dropped and made again.
+        let texts = migration_texts(
+            "SET lock_timeout = '1s'; ALTER TABLE t ADD COLUMN a text; DROP VIEW v; \
+             CREATE VIEW v AS SELECT id FROM t",
+        );
+        assert_eq!(
+            texts,
+            [
+                (
+                    StepPhase::Before,
+                    "apply migration 0004 (statements #1, #2) for 2.0.0 before deploying, with \
+                     lock_timeout set; statements #4 of migration 0004 wait until the old \
+                     version is gone, as they follow statement #3, which must: if 2.0.0 needs \
+                     them, move them before it"
+                        .to_owned()
+                ),
+                (
+                    StepPhase::After,
+                    "once no version older than 2.0.0 runs, apply migration 0004 statements #1, \
+                     #3, #4"
+                        .to_owned()
+                ),
+            ]
+        );
+        // With nothing to apply before, the warning stands alone.
+        let texts =
+            migration_texts("SET lock_timeout = '1s'; DROP VIEW v; CREATE VIEW v AS SELECT 1");
+        assert_eq!(texts[0].0, StepPhase::Before);
+        assert!(
+            texts[0]
+                .1
+                .starts_with("statements #3 of migration 0004 wait"),
+            "{texts:?}"
+        );
+        // A file of settings and contract statements has no step before.
+        let texts = migration_texts("SET lock_timeout = '1s'; ALTER TABLE t DROP COLUMN b");
+        assert_eq!(texts.len(), 1, "{texts:?}");
     }
 
     #[test]
@@ -520,8 +656,9 @@ mod tests {
                 "split migration 0003: goose applies a file whole, and statements #3 must wait \
                  until the old version is gone: move them to a migration of its own, and apply \
                  the rest (statements #2) for 2.0.0 before deploying, with lock_timeout set",
+                // The split-off file keeps the lock timeout it ran under.
                 "once no version older than 2.0.0 runs, apply the migration split from 0003 (its \
-                 statements #3)"
+                 statements #1, #3)"
             ]
         );
         // Liquibase's file is a changelog.
