@@ -98,7 +98,8 @@ pub struct GraphSpec {
     /// The releases; when the graph belongs to a registry service, its releases are added.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub releases: Vec<ReleaseName>,
-    /// Allowed edges.
+    /// Allowed edges. Each side of an edge, a block or a conditional edge must match a
+    /// release; a rule that could never apply is refused.
     #[serde(default)]
     pub edges: Vec<EdgeSpec>,
     /// Blocked edges.
@@ -200,6 +201,24 @@ impl Default for PathOptions {
 
 /// Which releases, by their place in the graph's ascending order, a selector matches.
 type Matches = FixedBitSet;
+
+/// Refuses a rule (an edge, a conditional edge, a block) one of whose sides matches no
+/// release: it could never apply, and is most likely a typo; `at` names its path and value.
+fn no_side_empty(
+    from: &Matches,
+    to: &Matches,
+    at: impl FnOnce() -> (String, String),
+) -> Result<()> {
+    if from.is_clear() || to.is_clear() {
+        let (path, value) = at();
+        return Err(Error::InvalidValue {
+            path,
+            value,
+            reason: "matches no release on one side".into(),
+        });
+    }
+    Ok(())
+}
 
 /// The rules of one kind, each with the releases its target side matches, found by source: a
 /// release's list holds the rules whose source side matches it, in the spec's order, so that
@@ -481,13 +500,12 @@ impl GraphBuilder {
         let mut edges = Rules::new(n);
         for (i, spec) in self.spec.edges.iter().enumerate() {
             let (from, mut to) = (matches(&spec.from), matches(&spec.to));
-            if from.is_clear() || to.is_clear() {
-                return Err(Error::InvalidValue {
-                    path: format!("{path}.edges[{i}]"),
-                    value: format!("{} -> {}", spec.from, spec.to),
-                    reason: "matches no release on one side".into(),
-                });
-            }
+            no_side_empty(&from, &to, || {
+                (
+                    format!("{path}.edges[{i}]"),
+                    format!("{} -> {}", spec.from, spec.to),
+                )
+            })?;
             for &start in &start_only {
                 to.remove(start);
             }
@@ -516,7 +534,14 @@ impl GraphBuilder {
                     }
                 }
             }
-            conditional.push(&matches(&spec.from), matches(&spec.to), spec.risks.clone());
+            let (from, to) = (matches(&spec.from), matches(&spec.to));
+            no_side_empty(&from, &to, || {
+                (
+                    format!("{path}.conditional[{i}]"),
+                    format!("{} -> {}", spec.from, spec.to),
+                )
+            })?;
+            conditional.push(&from, to, spec.risks.clone());
         }
         let mut blocked = Rules::new(n);
         for (i, b) in self.spec.blocked.iter().enumerate() {
@@ -529,7 +554,16 @@ impl GraphBuilder {
                         .into(),
                 });
             }
-            blocked.push(&matches(&b.from), matches(&b.to), b.reason.clone());
+            // A block that matches nothing (`7.71.0` for `7.17.0`) would leave the edge it
+            // meant open.
+            let (from, to) = (matches(&b.from), matches(&b.to));
+            no_side_empty(&from, &to, || {
+                (
+                    format!("{path}.blocked[{i}]"),
+                    format!("{} -> {}", b.from, b.to),
+                )
+            })?;
+            blocked.push(&from, to, b.reason.clone());
         }
         let mut stops = Vec::new();
         for (i, spec) in self.spec.required_stops.into_iter().enumerate() {

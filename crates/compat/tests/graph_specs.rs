@@ -96,6 +96,32 @@ fn a_block_or_a_risk_says_what_it_is() {
 }
 
 #[test]
+fn a_block_or_a_risk_that_matches_no_release_is_refused_as_an_edge_is() {
+    let releases = "{version: 7.10.0}, {version: 7.17.0}";
+    let edges = "    edges: [{from: '*', to: '*'}]\n";
+    // A typo (7.71.0 for 7.17.0) would leave open the edge the block was written to close.
+    let text = catalog(
+        releases,
+        &format!("{edges}    blocked: [{{from: 7.10.0, to: 7.71.0, reason: snapshots}}]\n"),
+    );
+    assert_eq!(
+        refused(&text),
+        "graphs.a.blocked[0]: invalid value \"=7.10.0 -> =7.71.0\": matches no release on one side"
+    );
+    let text = catalog(
+        releases,
+        &format!(
+            "{edges}    conditional: [{{from: 6.8.0, to: 7.17.0, risks: [{{name: r, message: m}}]}}]\n"
+        ),
+    );
+    assert_eq!(
+        refused(&text),
+        "graphs.a.conditional[0]: invalid value \"=6.8.0 -> =7.17.0\": matches no release on one \
+         side"
+    );
+}
+
+#[test]
 fn a_required_stop_has_a_name() {
     let text = catalog(
         "{version: 7.10.0}, {version: 7.17.0}, {version: 8.0.0}",
