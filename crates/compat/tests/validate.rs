@@ -830,6 +830,25 @@ fn a_minor_released_only_as_a_pre_release_is_no_latest_minor_to_pass() {
 }
 
 #[test]
+fn one_minor_at_a_time_takes_the_latest_patch_of_the_current_minor_first() {
+    let others = ["1.28.5", "1.28.6-rc.1", "1.29.3"];
+    assert_eq!(
+        one_minor_recipe(&others, "1.28.0", "1.30.0").unwrap(),
+        "move web one minor at a time: 1.28.0 -> 1.28.5 -> 1.29.3 -> 1.30.0, each as its own \
+         upgrade"
+    );
+    // Already at it, or on the way down, there is none to take.
+    assert_eq!(
+        one_minor_recipe(&["1.28.5", "1.29.3"], "1.28.6", "1.30.0").unwrap(),
+        "move web one minor at a time: 1.28.6 -> 1.29.3 -> 1.30.0, each as its own upgrade"
+    );
+    assert_eq!(
+        one_minor_recipe(&["1.30.2", "1.29.3"], "1.30.0", "1.28.0").unwrap(),
+        "move web one minor at a time: 1.30.0 -> 1.29.3 -> 1.28.0, each as its own upgrade"
+    );
+}
+
+#[test]
 fn one_minor_at_a_time_lists_each_stop_or_sums_up_a_long_way() {
     // A few minors: the latest release of each, or the minor that must be released first.
     assert_eq!(

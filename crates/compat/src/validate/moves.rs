@@ -458,13 +458,13 @@ impl Validator {
                 .is_none_or(|last| *last <= lo.minor)
     }
 
-    /// "Go through 1.29.14, then 1.30.10": the latest release of each minor in between, in the
-    /// order the move passes them (downwards for a rollback, through the latest minor of each
-    /// major and the `.0` of the next), a pre-release only when its minor has nothing else (a
-    /// stop is run in production). Each step of the recipe is one `one_minor_step` allows. A
-    /// way through more than [`MAX_LISTED_STOPS`] minors (date-numbered minors, say) is
-    /// summarised with its first stop, so the recipe stays readable and its cost does not grow
-    /// with the gap.
+    /// "Go through 1.29.14, then 1.30.10": upwards, the latest patch of the current minor, then
+    /// the latest release of each minor in between, in the order the move passes them
+    /// (downwards for a rollback, through the latest minor of each major and the `.0` of the
+    /// next), a pre-release only when its minor has nothing else (a stop is run in production).
+    /// Each step of the recipe is one `one_minor_step` allows. A way through more than
+    /// [`MAX_LISTED_STOPS`] minors (date-numbered minors, say) is summarised with its first
+    /// stop, so the recipe stays readable and its cost does not grow with the gap.
     fn stepwise_recipe(&self, service: &str, from: &Version, to: &Version) -> String {
         let latest_of = |(major, minor): (u64, u64)| {
             let of_minor: Vec<&Version> = self
@@ -483,6 +483,20 @@ impl Validator {
                     ToString::to_string,
                 )
         };
+        // Upwards, the latest patch of the current minor comes first (as Kubernetes asks):
+        // the way on is tested from there.
+        let patch_first = (from < to)
+            .then(|| {
+                self.registry
+                    .releases(service)
+                    .filter(|r| !r.yanked && r.version.pre.is_empty())
+                    .map(|r| &r.version)
+                    .filter(|v| (v.major, v.minor) == (from.major, from.minor) && *v > from)
+                    .max()
+            })
+            .flatten()
+            .map(|v| format!("{v} -> "))
+            .unwrap_or_default();
         let last = self.last_minors(service);
         let listed: Vec<(u64, u64)> = minors_between(from, to, &last)
             .take(
@@ -507,21 +521,23 @@ impl Validator {
                     .collect();
                 return format!(
                     "move {service} one minor at a time from {from} to {to}, each as its own \
-                     upgrade, starting with {}: {between} minors lie in between, {} of them \
-                     released",
+                     upgrade, starting with {patch_first}{}: {between} minors lie in between, {} \
+                     of them released",
                     latest_of(first),
                     released.len()
                 );
             }
             return format!(
                 "move {service} one minor at a time from {from} to {to}, each as its own \
-                 upgrade, starting with {}: more than {MAX_LISTED_STOPS} minors lie in between",
+                 upgrade, starting with {patch_first}{}: more than {MAX_LISTED_STOPS} minors lie \
+                 in between",
                 latest_of(first)
             );
         }
         let stops: Vec<String> = listed.into_iter().map(latest_of).collect();
         format!(
-            "move {service} one minor at a time: {from} -> {} -> {to}, each as its own upgrade",
+            "move {service} one minor at a time: {from} -> {patch_first}{} -> {to}, each as its \
+             own upgrade",
             stops.join(" -> ")
         )
     }
