@@ -23,8 +23,10 @@ pub enum Unready {
     #[default]
     Fail,
     /// The router spreads that share over the tracks of the split that have ready instances,
-    /// in proportion to their weights (as a load balancer that skips empty pools). Only when
-    /// no track of the split is ready do requests fail.
+    /// in proportion to their weights (as a load balancer that skips empty pools). A track at
+    /// weight 0 takes none, ready or not, as in a weighted load balancer: only when no track
+    /// with a weight above 0 is ready do requests fail (a switch to a track not yet ready
+    /// fails its traffic even though the track it left is ready).
     Redistribute,
 }
 

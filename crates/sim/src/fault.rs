@@ -64,6 +64,24 @@ impl Span {
         }
         Ok(())
     }
+
+    /// As [`validate`](Self::validate), for a fault that acts on traffic, which is drawn a
+    /// second at a time: a span between seconds would act on the whole seconds whose first
+    /// instant it holds, not on its own time, and one within a second on none.
+    fn validate_on_traffic(&self, field: &str) -> Result<()> {
+        self.validate(field)?;
+        for (end, at) in [("from", self.from), ("until", self.until)] {
+            if at.subsec_nanos() != 0 {
+                return Err(Error::invalid(
+                    format!("{field}.{end}"),
+                    format!("{at:?}"),
+                    "must be a whole number of seconds: this fault acts on traffic, which is \
+                     drawn a second at a time (write `30s`; a bare number is milliseconds)",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Something that goes wrong in the simulated world, scripted in advance. Times count from the
@@ -73,6 +91,10 @@ impl Span {
 /// ([`SimConfig::service`](crate::SimConfig::service)), the one whose traffic, metrics and probes
 /// the world simulates: other services the platform runs in the same world are bystanders with
 /// tracks of the same names. A crash can name another service explicitly.
+///
+/// Faults that act on traffic (`errors`, `latency`, `metricsGap`, and `probeFailure` of
+/// readiness or liveness) have spans of whole seconds, as traffic is drawn a second at a time;
+/// a span between seconds is refused rather than moved.
 ///
 /// Serialized with a `kind` tag: `{"kind": "crash", "track": "canary", "at": "30m"}`. A field
 /// that the kind does not have, or a field it needs left out, is refused naming the field; read
@@ -298,13 +320,18 @@ impl Fault {
                     _ => Ok(()),
                 }
             }
+            Fault::ProbeFailure {
+                span,
+                probe: Probe::Readiness | Probe::Liveness,
+                ..
+            }
+            | Fault::MetricsGap { span } => span.validate_on_traffic(&format!("{field}.span")),
             Fault::SlowStart { span, .. }
             | Fault::MetricsOutage { span }
-            | Fault::MetricsGap { span }
             | Fault::ProbeFailure { span, .. }
             | Fault::HealthOutage { span } => span.validate(&format!("{field}.span")),
             Fault::Latency { span, factor, .. } => {
-                span.validate(&format!("{field}.span"))?;
+                span.validate_on_traffic(&format!("{field}.span"))?;
                 if !factor.is_finite() || *factor <= 0.0 || *factor > 1_000.0 {
                     return Err(Error::invalid(
                         format!("{field}.factor"),
@@ -315,7 +342,7 @@ impl Fault {
                 Ok(())
             }
             Fault::Errors { span, rate, .. } => {
-                span.validate(&format!("{field}.span"))?;
+                span.validate_on_traffic(&format!("{field}.span"))?;
                 if !rate.is_finite() || !(0.0..=1.0).contains(rate) {
                     return Err(Error::invalid(
                         format!("{field}.rate"),

@@ -150,6 +150,16 @@ fn span() -> impl Strategy<Value = Span> {
         .prop_map(|(from, length)| Span::new(from, from + Duration::from_millis(length)))
 }
 
+/// A span of whole seconds, as a fault on traffic has.
+fn seconds_span() -> impl Strategy<Value = Span> {
+    (0u64..86_400, 1u64..86_400).prop_map(|(from, length)| {
+        Span::new(
+            Duration::from_secs(from),
+            Duration::from_secs(from + length),
+        )
+    })
+}
+
 /// A fault valid in a world whose only dependency is `postgres`.
 fn fault() -> impl Strategy<Value = Fault> {
     let crash = (
@@ -175,20 +185,31 @@ fn fault() -> impl Strategy<Value = Fault> {
         (proptest::option::of(track()), span(), millis(600_000))
             .prop_map(|(track, span, extra)| Fault::SlowStart { track, span, extra }),
         span().prop_map(|span| Fault::MetricsOutage { span }),
-        span().prop_map(|span| Fault::MetricsGap { span }),
+        seconds_span().prop_map(|span| Fault::MetricsGap { span }),
         (span(), "[ -~]{1,20}").prop_map(|(span, message)| Fault::RouterErrors { span, message }),
         (span(), "[ -~]{1,20}").prop_map(|(span, message)| Fault::PlatformErrors { span, message }),
-        (proptest::option::of(track()), probe, span())
-            .prop_map(|(track, probe, span)| Fault::ProbeFailure { track, probe, span }),
+        (proptest::option::of(track()), probe, span(), seconds_span()).prop_map(
+            |(track, probe, span, seconds)| Fault::ProbeFailure {
+                span: match probe {
+                    Probe::Readiness | Probe::Liveness => seconds,
+                    _ => span,
+                },
+                track,
+                probe,
+            }
+        ),
         span().prop_map(|span| Fault::HealthOutage { span }),
-        (proptest::option::of(track()), span(), 1e-9..=1_000.0).prop_map(
-            |(track, span, factor)| Fault::Latency {
+        (
+            proptest::option::of(track()),
+            seconds_span(),
+            1e-9..=1_000.0
+        )
+            .prop_map(|(track, span, factor)| Fault::Latency {
                 track,
                 span,
                 factor
-            }
-        ),
-        (proptest::option::of(track()), span(), 0.0..=1.0)
+            }),
+        (proptest::option::of(track()), seconds_span(), 0.0..=1.0)
             .prop_map(|(track, span, rate)| Fault::Errors { track, span, rate }),
     ]
 }

@@ -728,6 +728,53 @@ fn a_crash_naming_an_invalid_service_is_refused() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_fault_on_traffic_between_seconds_is_refused_rather_than_moved() {
+    let ms = Duration::from_millis;
+    // Written as a bare number, `60` is 60 ms: a gap inside one second would hide nothing.
+    let json =
+        r#"{"seed": 1, "faults": [{"kind": "metricsGap", "span": {"from": 60, "until": 120}}]}"#;
+    let msg = serde_json::from_str::<SimConfig>(json)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("simConfig.faults[0].span.from") && msg.contains("whole number of seconds"),
+        "{msg}"
+    );
+    for fault in [
+        Fault::Errors {
+            track: None,
+            span: span(ms(30_500), secs(40)),
+            rate: 1.0,
+        },
+        Fault::Latency {
+            track: Some(Track::Stable),
+            span: span(secs(30), ms(40_500)),
+            factor: 2.0,
+        },
+        Fault::ProbeFailure {
+            track: None,
+            probe: Probe::Readiness,
+            span: span(ms(30_200), ms(30_800)),
+        },
+    ] {
+        let err = SimConfig::new(1).with_fault(fault.clone()).validate();
+        assert!(err.is_err(), "{fault:?}");
+        let world = fleet(SimConfig::new(1)).await;
+        assert!(world.inject(fault).is_err());
+        assert!(world.config().faults().is_empty());
+    }
+    // Health alone is read at any instant: a startup probe may fail for half a second.
+    SimConfig::new(1)
+        .with_fault(Fault::ProbeFailure {
+            track: None,
+            probe: Probe::Startup,
+            span: span(ms(30_200), ms(30_800)),
+        })
+        .validate()
+        .unwrap();
+}
+
 /// The window from `from` to `until` after the world's start.
 fn between(world: &serin_sim::SimWorld, from: Duration, until: Duration) -> Window {
     let start = world.config().start();
