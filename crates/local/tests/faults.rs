@@ -611,6 +611,62 @@ async fn an_instance_that_never_answers_is_a_timed_out_error_of_its_backend() {
     held.abort();
 }
 
+/// A bodyless request's response timeout starts once it has a connection: a connect that
+/// takes longer than the response timeout, yet within the connect timeout, is no timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_connect_takes_nothing_from_the_wait_for_the_answer() {
+    // An instance whose accept queue is full: a new connection's SYN is dropped, and the
+    // connect completes only at its retransmission (about 1 s on Linux), once the instance
+    // starts accepting at 200 ms.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    while let Ok(Ok(stream)) = tokio::time::timeout(
+        Duration::from_millis(100),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    {
+        fillers.push(stream);
+        assert!(fillers.len() < 64, "the accept queue never filled");
+    }
+    let served = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        while let Ok((stream, _)) = listener.accept().await {
+            let svc = hyper::service::service_fn(|_req| async {
+                Ok::<_, hyper::Error>(hyper::Response::new(
+                    http_body_util::Empty::<bytes::Bytes>::new(),
+                ))
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc),
+            );
+        }
+    });
+    let router = ProxyRouter::bind(
+        ProxyConfig::default()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_response_timeout(Duration::from_millis(500)),
+    )
+    .await
+    .unwrap();
+    router.set_endpoints("stable", &[addr]);
+    router
+        .apply(&TrafficSplit::all_to("stable", &[]).unwrap())
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (status, _, body) = get(router.local_addr(), "/", &[]).await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::OK, "after {took:?}: {body}");
+    router.shutdown();
+    served.abort();
+    drop(fillers);
+}
+
 /// A request body whose chunks come from a channel, as slowly as they are sent.
 struct Trickle(tokio::sync::mpsc::Receiver<bytes::Bytes>);
 

@@ -77,7 +77,8 @@ pub struct ProxyConfig {
     /// acknowledged within as long again (a client gone without a word).
     pub header_read_timeout: Duration,
     /// How long an instance may take to answer a request's headers once the request, body
-    /// included, was sent (1 ms ..= 24 h; default 60 s, nginx's `proxy_read_timeout`). Past it
+    /// included, was sent (1 ms ..= 24 h; default 60 s, nginx's `proxy_read_timeout`); opening
+    /// the connection is timed by [`connect_timeout`](Self::connect_timeout) alone. Past it
     /// the client gets a 504, counted as an error of the instance's backend, so a version that
     /// hangs is seen by the analysis (a request that never ends is never measured); a bodyless
     /// GET, HEAD or OPTIONS is first tried once more elsewhere, as after a failure. An upload

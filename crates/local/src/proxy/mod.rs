@@ -650,9 +650,12 @@ async fn attempt(
     let upgrade = req.headers().contains_key(header::UPGRADE);
     let (req, watch) = sent::watch(req);
     let progress = watch.as_ref().map(|w| w.progress.clone());
-    let send = endpoint.send(req, shared.config.connect_timeout);
-    tokio::pin!(send);
     let limit = shared.config.response_timeout;
+    // A bodyless request's wait for its answer starts once it has a connection; one with a
+    // body waits from the end of the body (below).
+    let answer_within = watch.is_none().then_some(limit);
+    let send = endpoint.send(req, shared.config.connect_timeout, answer_within);
+    tokio::pin!(send);
     let latency = || started.elapsed().as_secs_f64() * 1_000.0;
     // The body's pauses are timed while it is sent; the wait for the instance's answer is
     // timed from the end of the body.
@@ -675,16 +678,17 @@ async fn attempt(
             }
         }
     };
-    let timed = match early {
-        Some(outcome) => Ok(outcome),
-        None => tokio::time::timeout(limit, send).await,
+    let timed = match (early, answer_within) {
+        (Some(outcome), _) => Ok(outcome),
+        (None, Some(_)) => Ok(send.await),
+        (None, None) => tokio::time::timeout(limit, send).await,
     };
-    let Ok(outcome) = timed else {
-        tracing::debug!(%backend, addr = %endpoint.addr(), ?limit, "no answer in time");
-        shared.metrics.record(backend, now(), latency(), true);
-        return Attempt::TimedOut;
-    };
-    match outcome {
+    match timed.unwrap_or(Err(SendError::TimedOut)) {
+        Err(SendError::TimedOut) => {
+            tracing::debug!(%backend, addr = %endpoint.addr(), ?limit, "no answer in time");
+            shared.metrics.record(backend, now(), latency(), true);
+            Attempt::TimedOut
+        }
         // A switch of protocols the request did not ask for leaves the client a connection
         // it cannot use (RFC 9110, 15.2.2), and a transfer coding other than chunked would
         // reach it still applied but no longer named: the instance's answer is unusable.

@@ -109,6 +109,8 @@ pub(crate) enum SendError {
     /// The answer's head had more header fields than the proxy takes, or more bytes than it
     /// buffers: the instance's doing, on any connection.
     HeadTooLarge,
+    /// No answer came within the time [`Endpoint::send`] was given for it.
+    TimedOut,
 }
 
 /// Counts one request in flight on an endpoint until dropped.
@@ -313,11 +315,15 @@ impl Endpoint {
     }
 
     /// Sends `req`, on an idle connection if one is usable, else on a new one: the answer, and
-    /// the token by which its body's reads are timed until [`BodyDue::done`].
+    /// the token by which its body's reads are timed until [`BodyDue::done`]. With
+    /// `answer_within`, the answer's head must come within it of the connection being had, so
+    /// a slow connect takes nothing from the wait for the answer (a request with a body has its
+    /// wait timed by the caller, from the end of the body).
     pub(crate) async fn send(
         self: &Arc<Self>,
         mut req: Request<Body>,
         connect_timeout: Duration,
+        answer_within: Option<Duration>,
     ) -> Result<(Response<Incoming>, DueToken), SendError> {
         loop {
             let pooled = {
@@ -340,7 +346,15 @@ impl Endpoint {
             };
             // The wait for the head is the response timeout's, not the body timeout's.
             due.due.store(0, Ordering::Release);
-            match sender.try_send_request(req).await {
+            let sent = sender.try_send_request(req);
+            let answer = match answer_within {
+                Some(limit) => match tokio::time::timeout(limit, sent).await {
+                    Ok(answer) => answer,
+                    Err(_) => return Err(SendError::TimedOut),
+                },
+                None => sent.await,
+            };
+            match answer {
                 Ok(res) => {
                     // A switched connection is a tunnel's: its pauses are its own business.
                     let token = if res.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -577,7 +591,7 @@ mod tests {
             .header("host", "shop")
             .body(Empty::new().map_err(|never| match never {}).boxed())
             .unwrap();
-        let Ok((res, _)) = endpoint.send(req, Duration::from_secs(1)).await else {
+        let Ok((res, _)) = endpoint.send(req, Duration::from_secs(1), None).await else {
             panic!("{path} not answered");
         };
         let body = res.into_body().collect().await.unwrap().to_bytes();
